@@ -1,1 +1,11 @@
-//! reelbox
+//! reelbox: a private AI film studio for a home GPU box.
+//!
+//! Data flows one way: `api` → `store`/`scheduler` → worker → `kinds` → `pipelines` →
+//! `engine`/`media` → `store`. Pipelines never touch HTTP; the API never touches ort.
+
+pub mod config;
+pub mod engine;
+pub mod gpu;
+pub mod kinds;
+pub mod pipelines;
+pub mod store;

@@ -1,0 +1,310 @@
+//! One `Config` for the whole daemon: a TOML file, `REELBOX_*` environment overrides and
+//! working defaults. `assets/config.example.toml` lists every key; keep them in step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors met while reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("environment variable {var}={value:?} is not valid: {reason}")]
+    Env { var: String, value: String, reason: String },
+}
+
+/// The effective configuration of a reelbox daemon or CLI invocation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub bind: SocketAddr,
+    /// Where the redb database, artifacts and the ONNX Runtime live.
+    pub data_dir: PathBuf,
+    /// Where models are installed; defaults to `<data_dir>/models`.
+    pub models_dir: Option<PathBuf>,
+    pub queue: QueueConfig,
+    pub store: StoreConfig,
+    pub workers: WorkersConfig,
+    pub limits: LimitsConfig,
+    pub runtime: RuntimeConfig,
+}
+
+/// Queue limits and retry policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Above this many queued jobs, submissions get 429 with `Retry-After`.
+    pub max_queued: u64,
+    /// Attempts per job before a retriable failure becomes final.
+    pub max_attempts: u32,
+    /// First retry delay in seconds; doubles with each attempt.
+    pub retry_backoff_s: u64,
+}
+
+/// redb tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Share one write transaction among concurrent submissions (group commit).
+    /// Off makes every write its own transaction (only useful as a benchmark baseline).
+    pub group_commit: bool,
+    /// Most operations folded into one write transaction.
+    pub max_batch: usize,
+}
+
+/// Worker pools per device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Jobs the CPU worker runs at once.
+    pub cpu_concurrency: usize,
+    /// Jobs each GPU worker runs at once.
+    pub gpu_concurrency: usize,
+    /// GPU indices reelbox may use (`CUDA_VISIBLE_DEVICES` style); empty means all.
+    pub gpus: Vec<u32>,
+}
+
+/// Request size limits enforced at the API edge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest JSON request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest uploaded file (portrait, voice sample, image), bytes.
+    pub max_upload_bytes: usize,
+    /// Longest prompt or script, characters.
+    pub max_prompt_chars: usize,
+    /// Largest image side, pixels.
+    pub max_image_side: u32,
+    /// Most diffusion steps per image.
+    pub max_steps: u32,
+    /// Longest audio input or narration, seconds.
+    pub max_audio_seconds: f64,
+}
+
+/// ONNX Runtime settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Explicit path to `libonnxruntime.so`; searched first.
+    pub onnxruntime: Option<PathBuf>,
+    /// Intra-op threads per session; 0 lets ONNX Runtime choose.
+    pub intra_threads: usize,
+    /// Graph optimisation: `disable`, `basic`, `extended` or `all`.
+    pub optimization: String,
+    /// Seconds an idle model session stays loaded.
+    pub keep_alive_s: u64,
+    /// Memory budget for loaded sessions per device, MiB (0 = unlimited).
+    pub device_budget_mib: u64,
+    /// Use the TensorRT execution provider on GPUs when available.
+    pub tensorrt: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8470)),
+            data_dir: default_data_dir(),
+            models_dir: None,
+            queue: QueueConfig::default(),
+            store: StoreConfig::default(),
+            workers: WorkersConfig::default(),
+            limits: LimitsConfig::default(),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { max_queued: 10_000, max_attempts: 3, retry_backoff_s: 5 }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { group_commit: true, max_batch: 512 }
+    }
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self { cpu_concurrency: 2, gpu_concurrency: 1, gpus: Vec::new() }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_upload_bytes: 32 << 20,
+            max_prompt_chars: 8_000,
+            max_image_side: 2048,
+            max_steps: 150,
+            max_audio_seconds: 600.0,
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            onnxruntime: None,
+            intra_threads: 0,
+            optimization: "all".into(),
+            keep_alive_s: 300,
+            device_budget_mib: 0,
+            tensorrt: false,
+        }
+    }
+}
+
+/// The system service's data dir, used when running as the `reelbox` system user.
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/reelbox";
+/// The system-wide config file, read when present and no `--config` is given.
+pub const SYSTEM_CONFIG_FILE: &str = "/etc/reelbox/config.toml";
+
+fn default_data_dir() -> PathBuf {
+    if let Some(state) = std::env::var_os("STATE_DIRECTORY") {
+        // systemd's StateDirectory= hands us the path; it may list several, take the first.
+        if let Some(first) = state.to_string_lossy().split(':').next() {
+            return PathBuf::from(first);
+        }
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("reelbox");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/reelbox");
+    }
+    PathBuf::from(SYSTEM_DATA_DIR)
+}
+
+fn user_config_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("reelbox/config.toml"))
+}
+
+impl Config {
+    /// Loads the config: `explicit` file, else the system file when present, else the
+    /// user's XDG file when present, else defaults; then applies `REELBOX_*` overrides.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => [Some(PathBuf::from(SYSTEM_CONFIG_FILE)), user_config_file()]
+                .into_iter()
+                .flatten()
+                .find(|p| p.is_file()),
+        };
+        let mut config = match file {
+            Some(path) => Self::from_file(&path)?,
+            None => Self::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    /// Parses one TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })
+    }
+
+    /// Applies `REELBOX_*` overrides read through `get` (injectable for tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(var: &str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                var: var.into(),
+                value: value.clone(),
+                reason: e.to_string(),
+            })
+        }
+        if let Some(v) = get("REELBOX_BIND") {
+            self.bind = parse("REELBOX_BIND", v)?;
+        }
+        if let Some(v) = get("REELBOX_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("REELBOX_MODELS_DIR") {
+            self.models_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("REELBOX_MAX_QUEUED") {
+            self.queue.max_queued = parse("REELBOX_MAX_QUEUED", v)?;
+        }
+        if let Some(v) = get("REELBOX_CPU_CONCURRENCY") {
+            self.workers.cpu_concurrency = parse("REELBOX_CPU_CONCURRENCY", v)?;
+        }
+        if let Some(v) = get("REELBOX_GROUP_COMMIT") {
+            self.store.group_commit = parse("REELBOX_GROUP_COMMIT", v)?;
+        }
+        if let Some(v) = get("REELBOX_ONNXRUNTIME") {
+            self.runtime.onnxruntime = Some(PathBuf::from(v));
+        }
+        Ok(())
+    }
+
+    /// Directory models are installed into.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    /// Directory finished artifacts are stored in.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.data_dir.join("artifacts")
+    }
+
+    /// Path of the redb database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("reelbox.redb")
+    }
+
+    /// The effective config as TOML, for `reelbox config show`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_win_over_file_values() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "REELBOX_BIND").then(|| "0.0.0.0:9000".to_string()))
+            .expect("valid env");
+        assert_eq!(c.bind.port(), 9000);
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let mut c = Config::default();
+        let err = c
+            .apply_env(|k| (k == "REELBOX_MAX_QUEUED").then(|| "lots".to_string()))
+            .expect_err("must fail");
+        assert!(err.to_string().contains("REELBOX_MAX_QUEUED"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/config.example.toml");
+        let parsed = Config::from_file(&path).expect("example parses");
+        let defaults = Config::default();
+        assert_eq!(parsed.bind, defaults.bind);
+        assert_eq!(parsed.queue.max_queued, defaults.queue.max_queued);
+        assert_eq!(parsed.limits.max_body_bytes, defaults.limits.max_body_bytes);
+    }
+}

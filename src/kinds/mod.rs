@@ -1,0 +1,175 @@
+//! Job kinds: the glue between a job's JSON parameters and a pipeline. Each kind
+//! validates its parameters at the edge, names its stages, and runs one stage at a time
+//! on a worker thread, reading earlier stages' artifacts and writing its own.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use ulid::Ulid;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::gpu::DeviceId;
+use crate::store::records::Artifact;
+
+pub mod testcard;
+
+/// A request parameter that failed validation; becomes a 400 naming `field`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ParamError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ParamError {
+    /// Error for `field` with a human message.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// Why a stage did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("canceled")]
+    Canceled,
+    /// A failure worth another attempt (I/O hiccup, device busy).
+    #[error("{0}")]
+    Retriable(String),
+    /// A failure that will happen again (bad model file, bad input).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl From<crate::pipelines::Canceled> for StageError {
+    fn from(_: crate::pipelines::Canceled) -> Self {
+        StageError::Canceled
+    }
+}
+
+/// What a stage can do besides computing: report, log, store and find artifacts.
+pub trait StageSink: Send + Sync {
+    /// Reports step progress of the current stage.
+    fn progress(&self, step: u64, total: u64, message: Option<&str>);
+    /// Adds a line to the job's events (`info`, `warn`, `error`).
+    fn log(&self, level: &str, message: &str);
+    /// Stores bytes as a durable artifact of the current stage.
+    fn put_artifact(&self, name: &str, media_type: &str, bytes: &[u8]) -> Result<Artifact, StageError>;
+    /// Moves a finished file (written under `scratch_dir`) in as an artifact.
+    fn put_artifact_file(&self, name: &str, media_type: &str, file: &std::path::Path) -> Result<Artifact, StageError>;
+    /// Artifacts of an earlier finished stage of this job, in creation order.
+    fn stage_artifacts(&self, stage: &str) -> Vec<Artifact>;
+    /// Looks up any artifact the job's owner may read (inputs given by id).
+    fn artifact(&self, id: Ulid) -> Option<Artifact>;
+    /// Absolute path of an artifact's bytes.
+    fn artifact_path(&self, artifact: &Artifact) -> PathBuf;
+    /// A private scratch directory for this stage, removed after the stage.
+    fn scratch_dir(&self) -> PathBuf;
+}
+
+/// Everything a stage gets to run.
+pub struct StageRun<'a> {
+    pub job_id: Ulid,
+    pub owner: &'a str,
+    pub params: &'a serde_json::Value,
+    pub device: DeviceId,
+    pub engine: &'a Engine,
+    pub config: &'a Config,
+    pub cancel: &'a CancellationToken,
+    pub sink: &'a dyn StageSink,
+}
+
+/// What validation may consult.
+pub struct ValidateCtx<'a> {
+    pub config: &'a Config,
+}
+
+/// One job kind.
+pub trait JobKind: Send + Sync {
+    /// The kind's name in the API (`testcard`, `speech`, `image`, ...).
+    fn name(&self) -> &'static str;
+    /// Checks and normalises parameters (filling defaults) before the job is accepted.
+    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError>;
+    /// The stage names for these (validated) parameters, in order.
+    fn stages(&self, params: &serde_json::Value) -> Vec<String>;
+    /// Runs one stage; blocking, called on a worker thread.
+    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError>;
+}
+
+/// All job kinds this build knows.
+pub fn registry() -> Vec<Arc<dyn JobKind>> {
+    vec![Arc::new(testcard::Testcard)]
+}
+
+/// Reads an optional integer parameter within `range`, with a default.
+pub fn int_param(
+    params: &serde_json::Value,
+    field: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ParamError> {
+    let v = match params.get(field) {
+        None | Some(serde_json::Value::Null) => default,
+        Some(v) => v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .ok_or_else(|| ParamError::new(field, "must be an integer"))?,
+    };
+    if !range.contains(&v) {
+        return Err(ParamError::new(
+            field,
+            format!("must be between {} and {}, got {v}", range.start(), range.end()),
+        ));
+    }
+    Ok(v)
+}
+
+/// Reads an optional number parameter within `range`, with a default.
+pub fn float_param(
+    params: &serde_json::Value,
+    field: &str,
+    default: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<f64, ParamError> {
+    let v = match params.get(field) {
+        None | Some(serde_json::Value::Null) => default,
+        Some(v) => v
+            .as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .ok_or_else(|| ParamError::new(field, "must be a number"))?,
+    };
+    if !v.is_finite() || !range.contains(&v) {
+        return Err(ParamError::new(
+            field,
+            format!("must be between {} and {}, got {v}", range.start(), range.end()),
+        ));
+    }
+    Ok(v)
+}
+
+/// Reads an optional string parameter.
+pub fn str_param<'p>(params: &'p serde_json::Value, field: &str) -> Result<Option<&'p str>, ParamError> {
+    match params.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(ParamError::new(field, "must be a string")),
+    }
+}
+
+/// Rejects fields this kind does not know, so typos are not silently ignored.
+pub fn reject_unknown(params: &serde_json::Value, known: &[&str]) -> Result<(), ParamError> {
+    match params {
+        serde_json::Value::Object(map) => {
+            for key in map.keys() {
+                if !known.contains(&key.as_str()) {
+                    return Err(ParamError::new(key.clone(), format!("unknown parameter; known: {}", known.join(", "))));
+                }
+            }
+            Ok(())
+        }
+        serde_json::Value::Null => Ok(()),
+        _ => Err(ParamError::new("params", "must be a JSON object")),
+    }
+}
