@@ -3,9 +3,13 @@
 //! Data flows one way: `api` → `store`/`scheduler` → worker → `kinds` → `pipelines` →
 //! `engine`/`media` → `store`. Pipelines never touch HTTP; the API never touches ort.
 
+pub mod api;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod gpu;
 pub mod kinds;
+pub mod media;
 pub mod pipelines;
+pub mod scheduler;
 pub mod store;

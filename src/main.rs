@@ -1,1 +1,7 @@
-fn main() {}
+//! The `reelbox` binary: parse arguments, dispatch, report errors. Nothing else.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -508,8 +508,8 @@ def mel_chunks(mel: np.ndarray, n_frames: int, fps: float = 25.0) -> np.ndarray:
 
 
 # openness target = clip((mean(chunk) - LOUD_LO) / (LOUD_HI - LOUD_LO), 0, 1)
-LOUD_LO = -3.6
-LOUD_HI = -0.6
+LOUD_LO = -4.0
+LOUD_HI = -0.4
 
 
 def chunk_loudness(chunks: np.ndarray) -> np.ndarray:
@@ -527,7 +527,7 @@ def chunk_width(chunks: np.ndarray) -> np.ndarray:
     lower bands (F1 region). Front vowels 'ee' -> wide, back rounded 'oo' -> narrow."""
     lo = chunks[:, 8:30, :].mean((1, 2))
     hi = chunks[:, 40:70, :].mean((1, 2))
-    tilt = np.clip((hi - lo + 1.2) / 1.6, 0, 1)
+    tilt = np.clip((hi - lo + 1.5) / 3.0, 0, 1)
     return (0.8 + 0.4 * tilt).astype(np.float32)
 
 

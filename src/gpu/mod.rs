@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 /// A device a worker runs jobs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "type", content = "index")]
 pub enum DeviceId {
     /// The CPU worker, always present.
     Cpu,
@@ -59,4 +58,11 @@ impl DeviceSource for NoGpus {
     fn gpus(&self) -> Vec<DeviceInfo> {
         Vec::new()
     }
+}
+
+/// GPU indices the daemon may use. Until telemetry lands this is the configured list,
+/// further limited by nothing; without NVML no GPU is visible.
+pub fn visible_gpus(config: &crate::config::Config) -> Vec<u32> {
+    let _ = config;
+    Vec::new()
 }

@@ -1,4 +1,498 @@
-//! The redb store: the only code that touches tables.
+//! The redb store: the only code that touches tables. Writes go through one writer
+//! thread that folds concurrent operations into one transaction (group commit); each
+//! caller is answered only after the transaction holding its write has committed.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::broadcast;
+use ulid::Ulid;
+
+pub mod artifacts;
 pub mod codec;
 pub mod records;
+mod writer;
+
+use codec::{Record, decode, encode};
+use records::{Artifact, Event, EventBody, Job, JobState, Millis, Profile, now_ms};
+pub use writer::WriteCtx;
+
+pub(crate) const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
+/// Queue index: (−priority, enqueued_at, job id) → (); first entry runs next.
+pub(crate) const QUEUE: TableDefinition<(i64, i64, u128), ()> = TableDefinition::new("queue");
+pub(crate) const ARTIFACTS: TableDefinition<u128, &[u8]> = TableDefinition::new("artifacts");
+pub(crate) const PROFILES: TableDefinition<u128, &[u8]> = TableDefinition::new("profiles");
+pub(crate) const API_KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("api_keys");
+/// All events by daemon-wide sequence number (the SSE id).
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Per-job event index: (job, seq) → ().
+pub(crate) const JOB_EVENTS: TableDefinition<(u128, u64), ()> = TableDefinition::new("job_events");
+/// "owner\nkey" → job id.
+pub(crate) const IDEMPOTENCY: TableDefinition<&str, u128> = TableDefinition::new("idempotency");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Schema version of the tables' layout, stored in META.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Store failures.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("cannot open database {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("stored record is unreadable: {0}")]
+    Codec(String),
+    #[error("artifact file error at {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("queue is full ({queued} queued, limit {limit})")]
+    QueueFull { queued: u64, limit: u64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => { $(impl From<$t> for StoreError {
+        fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+    })* };
+}
+db_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+impl From<codec::CodecError> for StoreError {
+    fn from(e: codec::CodecError) -> Self {
+        StoreError::Codec(e.to_string())
+    }
+}
+
+/// Outcome of a submission.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub job: Job,
+    /// True when an earlier job with the same idempotency key was returned instead.
+    pub existing: bool,
+}
+
+/// Filter for listing jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    /// Only this owner's jobs; `None` lists everyone's (admin).
+    pub owner: Option<String>,
+}
+
+/// Counts of jobs per state.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct StateCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub canceled: u64,
+}
+
+/// The open store.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: writer::Writer,
+    artifacts_dir: PathBuf,
+    events: broadcast::Sender<Arc<Event>>,
+    ids: Arc<Mutex<ulid::Generator>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data>/reelbox.redb` and the artifacts dir, removing
+    /// temp files a crash left behind.
+    pub fn open(data_dir: &Path, group_commit: bool, max_batch: usize) -> Result<Self, StoreError> {
+        let artifacts_dir = data_dir.join("artifacts");
+        std::fs::create_dir_all(&artifacts_dir)
+            .map_err(|e| StoreError::File { path: artifacts_dir.clone(), reason: e.to_string() })?;
+        artifacts::remove_orphans(&artifacts_dir);
+        let path = data_dir.join("reelbox.redb");
+        let db = Database::create(&path).map_err(|e| StoreError::Open { path: path.clone(), reason: e.to_string() })?;
+        let next_seq = init_tables(&db)?;
+        let db = Arc::new(db);
+        let (events, _) = broadcast::channel(4096);
+        let batch = if group_commit { max_batch.max(1) } else { 1 };
+        let writer = writer::Writer::start(db.clone(), next_seq, batch, events.clone());
+        Ok(Self { db, writer, artifacts_dir, events, ids: Arc::new(Mutex::new(ulid::Generator::new())) })
+    }
+
+    /// A new id, monotonic within this process so submission order is id order.
+    pub fn new_id(&self) -> Ulid {
+        let mut g = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        g.generate().unwrap_or_else(|_| Ulid::new())
+    }
+
+    /// Directory holding artifact bytes.
+    pub fn artifacts_dir(&self) -> &Path {
+        &self.artifacts_dir
+    }
+
+    /// Live events, published after their transaction committed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Runs `f` inside a shared write transaction and waits for the commit.
+    pub async fn write<R: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.writer.submit(durable, f).await
+    }
+
+    /// As [`Store::write`], for worker threads outside the async runtime.
+    pub fn write_blocking<R: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.writer.submit_blocking(durable, f)
+    }
+
+    /// Accepts a job durably: idempotency key, queue limit and queue index in one write.
+    pub async fn submit(&self, job: Job, max_queued: u64) -> Result<Submitted, StoreError> {
+        self.write(true, move |ctx| {
+            // Every check comes before the first write: a refused submission must leave
+            // nothing behind in the transaction it shares with others.
+            let idem_key = job.idempotency_key.as_ref().map(|k| format!("{}\n{}", job.owner, k));
+            if let Some(key) = &idem_key {
+                let existing = ctx.txn.open_table(IDEMPOTENCY)?.get(key.as_str())?.map(|g| g.value());
+                if let Some(id) = existing
+                    && let Some(found) = ctx.job(Ulid(id))?
+                {
+                    return Ok(Submitted { job: found, existing: true });
+                }
+            }
+            let queued = ctx.txn.open_table(QUEUE)?.len()?;
+            if queued >= max_queued {
+                return Err(StoreError::QueueFull { queued, limit: max_queued });
+            }
+            if let Some(key) = &idem_key {
+                ctx.txn.open_table(IDEMPOTENCY)?.insert(key.as_str(), job.id.0)?;
+            }
+            ctx.put_job(None, &job)?;
+            ctx.event(&job, EventBody::State { state: "queued".into(), error: None })?;
+            Ok(Submitted { job, existing: false })
+        })
+        .await
+    }
+
+    /// Reads one job.
+    pub fn job(&self, id: Ulid) -> Result<Option<Job>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(JOBS)?;
+        table.get(id.0)?.map(|g| decode(g.value())).transpose().map_err(Into::into)
+    }
+
+    /// Lists jobs newest first, starting below `before` (the cursor), at most `limit`.
+    pub fn list_jobs(&self, filter: &JobFilter, before: Option<Ulid>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(JOBS)?;
+        let upper = before.map(|u| u.0).unwrap_or(u128::MAX);
+        let mut out = Vec::new();
+        for entry in table.range(..upper)?.rev() {
+            let (_, v) = entry?;
+            let job: Job = decode(v.value())?;
+            if filter.owner.as_ref().is_some_and(|o| *o != job.owner)
+                || filter.state.as_ref().is_some_and(|s| s != job.state.name())
+                || filter.kind.as_ref().is_some_and(|k| *k != job.kind)
+            {
+                continue;
+            }
+            out.push(job);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Jobs per state (optionally one owner's).
+    pub fn counts(&self, owner: Option<&str>) -> Result<StateCounts, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(JOBS)?;
+        let mut c = StateCounts::default();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            let job: Job = decode(v.value())?;
+            if owner.is_some_and(|o| o != job.owner) {
+                continue;
+            }
+            *match job.state {
+                JobState::Queued { .. } => &mut c.queued,
+                JobState::Running { .. } => &mut c.running,
+                JobState::Succeeded { .. } => &mut c.succeeded,
+                JobState::Failed { .. } => &mut c.failed,
+                JobState::Canceled { .. } => &mut c.canceled,
+            } += 1;
+        }
+        Ok(c)
+    }
+
+    /// Number of queued jobs.
+    pub fn queued_len(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(QUEUE)?.len()?)
+    }
+
+    /// Read-modify-write of one job; `f` returns the events to record. The queue index
+    /// follows the job's state.
+    pub async fn update_job(
+        &self,
+        id: Ulid,
+        durable: bool,
+        f: impl FnOnce(&mut Job) -> Result<Vec<EventBody>, StoreError> + Send + 'static,
+    ) -> Result<Job, StoreError> {
+        self.write(durable, move |ctx| ctx.update_job(id, f)).await
+    }
+
+    /// Blocking form of [`Store::update_job`] for worker threads.
+    pub fn update_job_blocking(
+        &self,
+        id: Ulid,
+        durable: bool,
+        f: impl FnOnce(&mut Job) -> Result<Vec<EventBody>, StoreError> + Send + 'static,
+    ) -> Result<Job, StoreError> {
+        self.write_blocking(durable, move |ctx| ctx.update_job(id, f))
+    }
+
+    /// Takes the first due queued job that `accept` takes, marking it running on `device`.
+    pub fn claim_blocking(
+        &self,
+        device: crate::gpu::DeviceId,
+        accept: impl Fn(&Job) -> bool + Send + 'static,
+    ) -> Result<Option<Job>, StoreError> {
+        self.write_blocking(true, move |ctx| {
+            let now = now_ms();
+            let mut chosen = None;
+            {
+                let queue = ctx.txn.open_table(QUEUE)?;
+                for entry in queue.iter()? {
+                    let (k, _) = entry?;
+                    let id = Ulid(k.value().2);
+                    let Some(job) = ctx.job(id)? else { continue };
+                    let due = match job.state {
+                        JobState::Queued { not_before, .. } => not_before.is_none_or(|t| t <= now),
+                        _ => false,
+                    };
+                    if due && accept(&job) {
+                        chosen = Some(job);
+                        break;
+                    }
+                }
+            }
+            let Some(job) = chosen else { return Ok(None) };
+            let job = ctx.update_job(job.id, |j| {
+                let enqueued_at = match j.state {
+                    JobState::Queued { enqueued_at, .. } => enqueued_at,
+                    _ => now,
+                };
+                j.state = JobState::Running { enqueued_at, started_at: now, device };
+                j.attempts += 1;
+                Ok(vec![EventBody::State { state: "running".into(), error: None }])
+            })?;
+            Ok(Some(job))
+        })
+    }
+
+    /// At start: jobs a crash left `running` go back to the queue, to resume after their
+    /// last finished stage. Returns how many were recovered.
+    pub async fn recover_running(&self) -> Result<usize, StoreError> {
+        let running: Vec<Ulid> = {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(JOBS)?;
+            let mut ids = Vec::new();
+            for entry in table.iter()? {
+                let (_, v) = entry?;
+                let job: Job = decode(v.value())?;
+                if matches!(job.state, JobState::Running { .. }) {
+                    ids.push(job.id);
+                }
+            }
+            ids
+        };
+        let n = running.len();
+        self.write(true, move |ctx| {
+            for id in running {
+                ctx.update_job(id, |j| {
+                    requeue(j, None);
+                    Ok(vec![EventBody::Log { level: "warn".into(), message: "daemon restarted; job re-queued to resume after its last finished stage".into() }, EventBody::State { state: "queued".into(), error: None }])
+                })?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// Stores artifact metadata (the bytes are already in place).
+    pub fn put_artifact_blocking(&self, artifact: Artifact) -> Result<Artifact, StoreError> {
+        self.write_blocking(true, move |ctx| {
+            ctx.txn.open_table(ARTIFACTS)?.insert(artifact.id.0, encode(&artifact).as_slice())?;
+            Ok(artifact)
+        })
+    }
+
+    /// Async form of [`Store::put_artifact_blocking`].
+    pub async fn put_artifact(&self, artifact: Artifact) -> Result<Artifact, StoreError> {
+        self.write(true, move |ctx| {
+            ctx.txn.open_table(ARTIFACTS)?.insert(artifact.id.0, encode(&artifact).as_slice())?;
+            Ok(artifact)
+        })
+        .await
+    }
+
+    /// Reads artifact metadata.
+    pub fn artifact(&self, id: Ulid) -> Result<Option<Artifact>, StoreError> {
+        self.get(ARTIFACTS, id)
+    }
+
+    /// Reads a profile.
+    pub fn profile(&self, id: Ulid) -> Result<Option<Profile>, StoreError> {
+        self.get(PROFILES, id)
+    }
+
+    /// Lists profiles (one owner's, or all).
+    pub fn profiles(&self, owner: Option<&str>) -> Result<Vec<Profile>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PROFILES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            let p: Profile = decode(v.value())?;
+            if owner.is_none_or(|o| o == p.owner) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates or replaces a profile.
+    pub async fn put_profile(&self, profile: Profile) -> Result<Profile, StoreError> {
+        self.write(true, move |ctx| {
+            ctx.txn.open_table(PROFILES)?.insert(profile.id.0, encode(&profile).as_slice())?;
+            Ok(profile)
+        })
+        .await
+    }
+
+    /// Deletes a profile; false if it did not exist.
+    pub async fn delete_profile(&self, id: Ulid) -> Result<bool, StoreError> {
+        self.write(true, move |ctx| Ok(ctx.txn.open_table(PROFILES)?.remove(id.0)?.is_some())).await
+    }
+
+    /// Stored events after `after` (exclusive), of one job or all, oldest first.
+    pub fn events_after(&self, job: Option<Ulid>, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        match job {
+            Some(job) => {
+                let index = txn.open_table(JOB_EVENTS)?;
+                for entry in index.range((job.0, after.saturating_add(1))..=(job.0, u64::MAX))? {
+                    let (k, _) = entry?;
+                    if let Some(v) = events.get(k.value().1)? {
+                        out.push(decode(v.value())?);
+                    }
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for entry in events.range(after.saturating_add(1)..)? {
+                    let (_, v) = entry?;
+                    out.push(decode(v.value())?);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends events that need no durability of their own (progress, logs).
+    pub fn append_events_blocking(&self, job: &Job, bodies: Vec<EventBody>) -> Result<(), StoreError> {
+        let job = job.clone();
+        self.write_blocking(false, move |ctx| {
+            for b in bodies {
+                ctx.event(&job, b)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn get<T: Record>(&self, table: TableDefinition<u128, &[u8]>, id: Ulid) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table)?;
+        table.get(id.0)?.map(|g| decode(g.value())).transpose().map_err(Into::into)
+    }
+
+    /// Stops the writer after it has committed everything queued so far.
+    pub fn close(&self) {
+        self.writer.close();
+    }
+}
+
+/// Puts a job back in the queue (crash recovery, shutdown checkpoint, retry backoff).
+pub fn requeue(job: &mut Job, not_before: Option<Millis>) {
+    job.state = JobState::Queued { enqueued_at: now_ms(), not_before };
+    for stage in &mut job.stages {
+        if !matches!(stage.state, records::StageState::Done { .. }) {
+            stage.state = records::StageState::Pending;
+        }
+    }
+}
+
+fn init_tables(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_write()?;
+    let next_seq;
+    {
+        txn.open_table(JOBS)?;
+        txn.open_table(QUEUE)?;
+        txn.open_table(ARTIFACTS)?;
+        txn.open_table(PROFILES)?;
+        txn.open_table(API_KEYS)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(JOB_EVENTS)?;
+        txn.open_table(IDEMPOTENCY)?;
+        let mut meta = txn.open_table(META)?;
+        let schema = meta.get("schema")?.map(|g| g.value());
+        match schema {
+            None => {
+                meta.insert("schema", SCHEMA_VERSION)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::Db(format!(
+                    "database schema {v} is newer than this reelbox ({SCHEMA_VERSION}); upgrade reelbox"
+                )));
+            }
+            Some(_) => {}
+        }
+        // The last stored event decides the next sequence number; META may lag after a
+        // crash between non-durable commits.
+        let events = txn.open_table(EVENTS)?;
+        let last = events.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+        next_seq = last + 1;
+    }
+    txn.commit()?;
+    Ok(next_seq)
+}

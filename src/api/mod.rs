@@ -1,0 +1,73 @@
+//! The HTTP API: native `/api/v1`, operations endpoints and the OpenAPI document.
+//! Handlers validate at the edge and hand work to the scheduler; they never touch ort.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::config::Config;
+use crate::scheduler::Scheduler;
+use crate::store::Store;
+
+pub mod artifacts;
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod jobs;
+pub mod json;
+pub mod openapi;
+pub mod profiles;
+pub mod system;
+pub mod views;
+
+pub use error::ApiError;
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub scheduler: Arc<Scheduler>,
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub started: Instant,
+    /// Fires when the daemon shuts down; long-lived streams end on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl AppState {
+    /// State over a started scheduler.
+    pub fn new(scheduler: Arc<Scheduler>) -> Self {
+        Self { store: scheduler.store().clone(), config: scheduler.config().clone(), scheduler, started: Instant::now(), shutdown: Default::default() }
+    }
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    let uploads = Router::new()
+        .route("/api/v1/profiles", get(profiles::list).post(profiles::create))
+        .route("/api/v1/profiles/{id}", get(profiles::show).delete(profiles::remove).patch(profiles::update))
+        .layer(DefaultBodyLimit::max(limits.max_upload_bytes));
+    Router::new()
+        .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/api/v1/jobs/{id}", get(jobs::show).patch(jobs::patch))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/v1/jobs/{id}/artifacts", get(artifacts::of_job))
+        .route("/api/v1/jobs/{id}/events", get(events::job_events))
+        .route("/api/v1/events", get(events::all_events))
+        .route("/api/v1/queue/pause", post(jobs::pause))
+        .route("/api/v1/queue/resume", post(jobs::resume))
+        .route("/api/v1/artifacts/{id}", get(artifacts::download))
+        .route("/api/v1/artifacts/{id}/meta", get(artifacts::meta))
+        .route("/api/v1/system", get(system::system))
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/openapi.json", get(openapi::document))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .merge(uploads)
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json") })
+        .with_state(state)
+}

@@ -1,0 +1,304 @@
+//! Profiles: a presenter's portrait, voice and style, created with a multipart upload
+//! (or plain JSON when there are no files).
+
+use axum::Json;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
+use serde::Deserialize;
+use ulid::Ulid;
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::jobs::parse_id;
+use super::json::ApiJson;
+use super::views::ProfileView;
+use super::{ApiError, AppState};
+use crate::media::probe::{probe_audio, probe_image};
+use crate::store::artifacts;
+use crate::store::records::{Artifact, Profile, Style, Voice, now_ms};
+
+/// Default voice for new profiles.
+pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
+
+/// Profile fields (JSON body, or the text fields of the multipart form).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRequest {
+    pub name: Option<String>,
+    /// Face box in portrait pixels `[x, y, w, h]` (multipart: "x,y,w,h").
+    pub face_box: Option<[u32; 4]>,
+    pub voice: Option<String>,
+    pub speaker: Option<String>,
+    pub length_scale: Option<f32>,
+    pub noise_scale: Option<f32>,
+    pub noise_w: Option<f32>,
+    pub prompt_prefix: Option<String>,
+    pub negative_prompt: Option<String>,
+    pub preset: Option<String>,
+    /// Artifact id of an already uploaded portrait.
+    pub portrait: Option<String>,
+}
+
+struct Upload {
+    field: &'static str,
+    file_name: String,
+    bytes: Vec<u8>,
+}
+
+/// List profiles.
+#[utoipa::path(get, path = "/api/v1/profiles", responses((status = 200, body = Vec<ProfileView>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<ProfileView>>, ApiError> {
+    let profiles = state.store.profiles(caller.owner_filter().as_deref())?;
+    Ok(Json(profiles.iter().map(ProfileView::from).collect()))
+}
+
+/// One profile.
+#[utoipa::path(get, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), responses((status = 200, body = ProfileView), (status = 404, body = super::error::ErrorBody)))]
+pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ProfileView>, ApiError> {
+    Ok(Json(ProfileView::from(&visible_profile(&state, &caller, &id)?)))
+}
+
+/// Delete a profile.
+#[utoipa::path(delete, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
+pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let p = visible_profile(&state, &caller, &id)?;
+    state.store.delete_profile(p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a profile's fields.
+#[utoipa::path(patch, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), request_body = ProfileRequest, responses((status = 200, body = ProfileView)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ProfileRequest>,
+) -> Result<Json<ProfileView>, ApiError> {
+    let mut p = visible_profile(&state, &caller, &id)?;
+    apply(&state, &caller, &mut p, req)?;
+    let p = state.store.put_profile(p).await?;
+    Ok(Json(ProfileView::from(&p)))
+}
+
+/// Create a profile: multipart with text fields plus `portrait` (image) and
+/// `voice_sample` (audio) files, or JSON without files.
+#[utoipa::path(post, path = "/api/v1/profiles", request_body(content = ProfileRequest, description = "JSON, or multipart/form-data with the same fields plus portrait and voice_sample files"),
+    responses((status = 201, body = ProfileView), (status = 400, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
+pub async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> Result<(StatusCode, Json<ProfileView>), ApiError> {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (fields, uploads) = if multipart {
+        let form = Multipart::from_request(req, &state).await.map_err(|e| ApiError::new(e.status(), "bad_multipart", e.body_text()))?;
+        read_form(form).await?
+    } else {
+        let ApiJson(fields) = ApiJson::<ProfileRequest>::from_request(req, &state).await?;
+        (fields, Vec::new())
+    };
+    let name = fields.name.clone().filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::field("name", "is required"))?;
+    let mut profile = Profile {
+        id: state.store.new_id(),
+        owner: caller.owner.clone(),
+        name,
+        portrait: None,
+        face_box: None,
+        voice_sample: None,
+        voice: Voice { model: DEFAULT_VOICE.into(), speaker: None, length_scale: None, noise_scale: None, noise_w: None },
+        style: Style::default(),
+        created_at: now_ms(),
+    };
+    // Validate every upload before storing any, so a bad file leaves nothing behind.
+    let mut checked = Vec::new();
+    for up in uploads {
+        let media_type = match up.field {
+            "portrait" => {
+                let (w, h) = probe_image(&up.bytes).map_err(|m| ApiError::field("portrait", m))?;
+                if w > state.config.limits.max_image_side || h > state.config.limits.max_image_side {
+                    return Err(ApiError::field("portrait", format!("is {w}×{h}; limit is {} px a side", state.config.limits.max_image_side)));
+                }
+                image::guess_format(&up.bytes).map(|f| f.to_mime_type()).unwrap_or("image/png")
+            }
+            _ => {
+                let secs = probe_audio(&up.bytes).map_err(|m| ApiError::field("voice_sample", m))?;
+                if secs > state.config.limits.max_audio_seconds {
+                    return Err(ApiError::field("voice_sample", format!("is {secs:.1} s; limit is {} s", state.config.limits.max_audio_seconds)));
+                }
+                audio_media_type(&up.file_name)
+            }
+        };
+        checked.push((up, media_type));
+    }
+    apply(&state, &caller, &mut profile, fields)?;
+    for (up, media_type) in checked {
+        let art = store_upload(&state, &caller, &up, media_type).await?;
+        match up.field {
+            "portrait" => profile.portrait = Some(art.id),
+            _ => profile.voice_sample = Some(art.id),
+        }
+    }
+    if let (Some(b), Some(pid)) = (profile.face_box, profile.portrait) {
+        check_face_box(&state, pid, b)?;
+    }
+    let profile = state.store.put_profile(profile).await?;
+    Ok((StatusCode::CREATED, Json(ProfileView::from(&profile))))
+}
+
+fn visible_profile(state: &AppState, caller: &Caller, raw: &str) -> Result<Profile, ApiError> {
+    let id = parse_id("profile", raw)?;
+    match state.store.profile(id)? {
+        Some(p) if caller.may_see(&p.owner) => Ok(p),
+        _ => Err(ApiError::not_found("profile", raw)),
+    }
+}
+
+fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) -> Result<(), ApiError> {
+    if let Some(n) = r.name {
+        if n.trim().is_empty() || n.len() > 200 {
+            return Err(ApiError::field("name", "must be 1–200 characters"));
+        }
+        p.name = n;
+    }
+    if let Some(v) = r.voice {
+        p.voice.model = v;
+    }
+    if r.speaker.is_some() {
+        p.voice.speaker = r.speaker;
+    }
+    for (field, value, slot) in [
+        ("length_scale", r.length_scale, &mut p.voice.length_scale),
+        ("noise_scale", r.noise_scale, &mut p.voice.noise_scale),
+        ("noise_w", r.noise_w, &mut p.voice.noise_w),
+    ] {
+        if let Some(v) = value {
+            if !(0.0..=4.0).contains(&v) {
+                return Err(ApiError::field(field, "must be between 0 and 4"));
+            }
+            *slot = Some(v);
+        }
+    }
+    if let Some(s) = r.prompt_prefix {
+        p.style.prompt_prefix = s;
+    }
+    if let Some(s) = r.negative_prompt {
+        p.style.negative_prompt = s;
+    }
+    if r.preset.is_some() {
+        p.style.preset = r.preset;
+    }
+    if let Some(raw) = r.portrait {
+        let id = parse_id("portrait", &raw).map_err(|_| ApiError::field("portrait", "must be an artifact id"))?;
+        match state.store.artifact(id)? {
+            Some(a) if caller.may_see(&a.owner) && a.media_type.starts_with("image/") => p.portrait = Some(id),
+            _ => return Err(ApiError::field("portrait", format!("no image artifact {raw}"))),
+        }
+    }
+    if let Some(b) = r.face_box {
+        if b[2] == 0 || b[3] == 0 {
+            return Err(ApiError::field("face_box", "width and height must be positive"));
+        }
+        p.face_box = Some(b);
+        if let Some(pid) = p.portrait {
+            check_face_box(state, pid, b)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_face_box(state: &AppState, portrait: Ulid, b: [u32; 4]) -> Result<(), ApiError> {
+    let Some(art) = state.store.artifact(portrait)? else { return Ok(()) };
+    let dims = image::image_dimensions(state.store.artifacts_dir().join(&art.path)).ok();
+    if let Some((w, h)) = dims
+        && (b[0].saturating_add(b[2]) > w || b[1].saturating_add(b[3]) > h)
+    {
+        return Err(ApiError::field("face_box", format!("{b:?} does not fit in the {w}×{h} portrait")));
+    }
+    Ok(())
+}
+
+async fn read_form(mut form: Multipart) -> Result<(ProfileRequest, Vec<Upload>), ApiError> {
+    let mut text = serde_json::Map::new();
+    let mut uploads = Vec::new();
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(ApiError::new(e.status(), "bad_multipart", e.body_text())),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "portrait" | "voice_sample" => {
+                let file_name = field.file_name().unwrap_or_default().to_string();
+                let bytes = field.bytes().await.map_err(|e| upload_error(&name, e))?;
+                let field = if name == "portrait" { "portrait" } else { "voice_sample" };
+                uploads.push(Upload { field, file_name, bytes: bytes.to_vec() });
+            }
+            _ => {
+                let value = field.text().await.map_err(|e| upload_error(&name, e))?;
+                let json = match name.as_str() {
+                    "face_box" => {
+                        let nums: Result<Vec<u32>, _> = value.split(',').map(|s| s.trim().parse()).collect();
+                        match nums {
+                            Ok(v) if v.len() == 4 => serde_json::json!(v),
+                            _ => return Err(ApiError::field("face_box", "must be four integers x,y,w,h")),
+                        }
+                    }
+                    "length_scale" | "noise_scale" | "noise_w" => {
+                        serde_json::json!(value.trim().parse::<f32>().map_err(|_| ApiError::field(name.clone(), "must be a number"))?)
+                    }
+                    _ => serde_json::Value::String(value),
+                };
+                text.insert(name, json);
+            }
+        }
+    }
+    let fields: ProfileRequest = serde_json::from_value(serde_json::Value::Object(text)).map_err(|e| {
+        let field = e.to_string().split('`').nth(1).map(str::to_owned);
+        ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_param", e.to_string()) }
+    })?;
+    Ok((fields, uploads))
+}
+
+fn upload_error(field: &str, e: axum::extract::multipart::MultipartError) -> ApiError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError { field: Some(field.to_string()), ..ApiError::new(status, "upload_too_large", format!("{field}: larger than limits.max_upload_bytes")) }
+    } else {
+        ApiError { field: Some(field.to_string()), ..ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", format!("{field}: {}", e.body_text())) }
+    }
+}
+
+fn audio_media_type(file_name: &str) -> &'static str {
+    match file_name.rsplit('.').next().map(|e| e.to_ascii_lowercase()).as_deref() {
+        Some("mp3") => "audio/mpeg",
+        Some("flac") => "audio/flac",
+        Some("ogg" | "oga" | "opus") => "audio/ogg",
+        Some("aac" | "m4a") => "audio/aac",
+        _ => "audio/wav",
+    }
+}
+
+async fn store_upload(state: &AppState, caller: &Caller, up: &Upload, media_type: &str) -> Result<Artifact, ApiError> {
+    let id = state.store.new_id();
+    let dir = state.store.artifacts_dir().to_path_buf();
+    let bytes = up.bytes.clone();
+    let ext = artifacts::extension_for(media_type);
+    let stored = tokio::task::spawn_blocking(move || artifacts::write_bytes(&dir, &id.to_string(), ext, &bytes))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let name = if up.file_name.is_empty() { format!("{}.{ext}", up.field) } else { up.file_name.clone() };
+    let art = Artifact {
+        id,
+        owner: caller.owner.clone(),
+        job: None,
+        stage: Some("profile".into()),
+        name,
+        media_type: media_type.to_string(),
+        size: stored.size,
+        sha256: stored.sha256,
+        path: stored.rel_path,
+        created_at: now_ms(),
+    };
+    Ok(state.store.put_artifact(art).await?)
+}

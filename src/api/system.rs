@@ -1,0 +1,102 @@
+//! `/api/v1/system`, `/healthz` and `/readyz`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::{ApiError, AppState};
+use crate::store::StateCounts;
+
+/// What the daemon is and how busy it is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SystemView {
+    pub version: String,
+    pub uptime_s: u64,
+    pub paused: bool,
+    pub devices: Vec<DeviceView>,
+    pub queue: QueueView,
+    pub kinds: Vec<String>,
+}
+
+/// A device with its workers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    /// `cpu` or `cuda:N`.
+    pub id: String,
+    pub workers: usize,
+    pub running: u64,
+}
+
+/// Queue depth.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    #[schema(inline)]
+    pub by_state: StateCountsView,
+    pub max_queued: u64,
+}
+
+/// Jobs per state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StateCountsView {
+    pub queued: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub canceled: u64,
+}
+
+impl From<StateCounts> for StateCountsView {
+    fn from(c: StateCounts) -> Self {
+        Self { queued: c.queued, running: c.running, succeeded: c.succeeded, failed: c.failed, canceled: c.canceled }
+    }
+}
+
+/// Daemon status.
+#[utoipa::path(get, path = "/api/v1/system", responses((status = 200, body = SystemView)))]
+pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Json<SystemView>, ApiError> {
+    let counts = state.store.counts(caller.owner_filter().as_deref())?;
+    let running_jobs = state.store.list_jobs(
+        &crate::store::JobFilter { state: Some("running".into()), kind: None, owner: None },
+        None,
+        10_000,
+    )?;
+    let devices = state
+        .scheduler
+        .devices()
+        .iter()
+        .map(|(d, workers)| DeviceView {
+            id: d.name(),
+            workers: *workers,
+            running: running_jobs
+                .iter()
+                .filter(|j| matches!(j.state, crate::store::records::JobState::Running { device, .. } if device == *d))
+                .count() as u64,
+        })
+        .collect();
+    Ok(Json(SystemView {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_s: state.started.elapsed().as_secs(),
+        paused: state.scheduler.is_paused(),
+        devices,
+        queue: QueueView { by_state: counts.into(), max_queued: state.config.queue.max_queued },
+        kinds: state.scheduler.kind_names().iter().map(|s| s.to_string()).collect(),
+    }))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok")))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the store answers and workers run.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.store.queued_len() {
+        Ok(_) => (StatusCode::OK, "ready\n"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n"),
+    }
+}

@@ -1,0 +1,219 @@
+//! JSON shapes of records as the API shows them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::scheduler::LiveProgress;
+use crate::store::records::{Artifact, Job, JobState, Millis, Profile, StageState};
+
+/// RFC 3339 text for a millisecond timestamp.
+pub fn time(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+}
+
+/// A job as clients see it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub kind: String,
+    pub owner: String,
+    /// One of `queued`, `running`, `succeeded`, `failed`, `canceled`.
+    pub state: String,
+    pub priority: i32,
+    pub progress: ProgressView,
+    pub stages: Vec<StageView>,
+    pub attempts: u32,
+    pub error: Option<String>,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    pub device: Option<String>,
+    pub created_at: String,
+    pub enqueued_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub energy_wh: Option<f64>,
+}
+
+/// How far a job is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    /// 0.0–1.0 over all stages.
+    pub fraction: f64,
+    pub stage: Option<String>,
+    pub step: u64,
+    pub total: u64,
+    pub message: Option<String>,
+}
+
+/// One stage of a job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StageView {
+    pub name: String,
+    /// `pending`, `running`, `done` or `failed`.
+    pub state: String,
+    pub artifacts: Vec<String>,
+    pub device: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    pub energy_wh: Option<f64>,
+}
+
+impl JobView {
+    /// Builds the view, folding in live progress when the job runs.
+    pub fn new(job: &Job, live: Option<LiveProgress>) -> Self {
+        let (enqueued_at, started_at, finished_at, device, error) = match &job.state {
+            JobState::Queued { enqueued_at, .. } => (Some(*enqueued_at), None, None, None, None),
+            JobState::Running { enqueued_at, started_at, device } => (Some(*enqueued_at), Some(*started_at), None, Some(device.name()), None),
+            JobState::Succeeded { started_at, finished_at } => (None, Some(*started_at), Some(*finished_at), None, None),
+            JobState::Failed { started_at, finished_at, error } => (None, *started_at, Some(*finished_at), None, Some(error.clone())),
+            JobState::Canceled { canceled_at } => (None, None, Some(*canceled_at), None, None),
+        };
+        let stages: Vec<StageView> = job.stages.iter().map(stage_view).collect();
+        let n = job.stages.len().max(1) as f64;
+        let done = job.stages.iter().filter(|s| matches!(s.state, StageState::Done { .. })).count() as f64;
+        let progress = match (&job.state, live) {
+            (JobState::Succeeded { .. }, _) => ProgressView { fraction: 1.0, stage: None, step: 0, total: 0, message: None },
+            (JobState::Running { .. }, Some(p)) => {
+                let within = if p.total > 0 { p.step as f64 / p.total as f64 } else { 0.0 };
+                ProgressView {
+                    fraction: ((done + within) / n).min(1.0),
+                    stage: Some(p.stage).filter(|s| !s.is_empty()),
+                    step: p.step,
+                    total: p.total,
+                    message: p.message,
+                }
+            }
+            _ => ProgressView { fraction: done / n, stage: None, step: 0, total: 0, message: None },
+        };
+        let energy: Vec<f64> = job.stages.iter().filter_map(|s| s.energy_wh).collect();
+        Self {
+            id: job.id.to_string(),
+            kind: job.kind.clone(),
+            owner: job.owner.clone(),
+            state: job.state.name().to_string(),
+            priority: job.priority,
+            progress,
+            stages,
+            attempts: job.attempts,
+            error: error.or_else(|| job.stages.iter().find_map(|s| match &s.state {
+                StageState::Failed { error, .. } if !job.state.is_terminal() => Some(error.clone()),
+                _ => None,
+            })),
+            params: serde_json::from_str(&job.params).unwrap_or(serde_json::Value::Null),
+            device,
+            created_at: time(job.created_at),
+            enqueued_at: enqueued_at.map(time),
+            started_at: started_at.map(time),
+            finished_at: finished_at.map(time),
+            energy_wh: (!energy.is_empty()).then(|| energy.iter().sum()),
+        }
+    }
+}
+
+fn stage_view(s: &crate::store::records::Stage) -> StageView {
+    let (device, started, finished, error) = match &s.state {
+        StageState::Pending => (None, None, None, None),
+        StageState::Running { started_at, device } => (Some(device.name()), Some(*started_at), None, None),
+        StageState::Done { started_at, finished_at, device } => (Some(device.name()), Some(*started_at), Some(*finished_at), None),
+        StageState::Failed { started_at, finished_at, error } => (None, Some(*started_at), Some(*finished_at), Some(error.clone())),
+    };
+    StageView {
+        name: s.name.clone(),
+        state: s.state.name().to_string(),
+        artifacts: s.artifacts.iter().map(|a| a.to_string()).collect(),
+        device,
+        started_at: started.map(time),
+        finished_at: finished.map(time),
+        error,
+        energy_wh: s.energy_wh,
+    }
+}
+
+/// Artifact metadata as clients see it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactView {
+    pub id: String,
+    pub job: Option<String>,
+    pub stage: Option<String>,
+    pub name: String,
+    pub media_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub url: String,
+    pub created_at: String,
+}
+
+impl From<&Artifact> for ArtifactView {
+    fn from(a: &Artifact) -> Self {
+        Self {
+            id: a.id.to_string(),
+            job: a.job.map(|j| j.to_string()),
+            stage: a.stage.clone(),
+            name: a.name.clone(),
+            media_type: a.media_type.clone(),
+            size: a.size,
+            sha256: a.sha256.clone(),
+            url: format!("/api/v1/artifacts/{}", a.id),
+            created_at: time(a.created_at),
+        }
+    }
+}
+
+/// A profile as clients see it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProfileView {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub portrait: Option<String>,
+    pub face_box: Option<[u32; 4]>,
+    pub voice_sample: Option<String>,
+    pub voice: VoiceView,
+    pub style: StyleView,
+    pub created_at: String,
+}
+
+/// Voice settings of a profile.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VoiceView {
+    pub model: String,
+    pub speaker: Option<String>,
+    pub length_scale: Option<f32>,
+    pub noise_scale: Option<f32>,
+    pub noise_w: Option<f32>,
+}
+
+/// Style settings of a profile.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StyleView {
+    pub prompt_prefix: String,
+    pub negative_prompt: String,
+    pub preset: Option<String>,
+}
+
+impl From<&Profile> for ProfileView {
+    fn from(p: &Profile) -> Self {
+        Self {
+            id: p.id.to_string(),
+            owner: p.owner.clone(),
+            name: p.name.clone(),
+            portrait: p.portrait.map(|a| a.to_string()),
+            face_box: p.face_box,
+            voice_sample: p.voice_sample.map(|a| a.to_string()),
+            voice: VoiceView {
+                model: p.voice.model.clone(),
+                speaker: p.voice.speaker.clone(),
+                length_scale: p.voice.length_scale,
+                noise_scale: p.voice.noise_scale,
+                noise_w: p.voice.noise_w,
+            },
+            style: StyleView {
+                prompt_prefix: p.style.prompt_prefix.clone(),
+                negative_prompt: p.style.negative_prompt.clone(),
+                preset: p.style.preset.clone(),
+            },
+            created_at: time(p.created_at),
+        }
+    }
+}

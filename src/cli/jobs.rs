@@ -1,0 +1,269 @@
+//! `reelbox jobs ...`, `reelbox submit` and `reelbox queue ...`: mirrors of the daemon's
+//! job routes.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reelbox::api::jobs::JobPage;
+use reelbox::api::views::JobView;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::client::Client;
+use super::{Global, table};
+
+/// `reelbox jobs ...`
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// List jobs, newest first.
+    List {
+        /// Only this state (queued, running, succeeded, failed, canceled).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one job with its stages.
+    Show { id: String },
+    /// Cancel a queued or running job.
+    Cancel { id: String },
+    /// Re-queue a failed or canceled job.
+    Retry { id: String },
+    /// Follow a job's progress until it ends.
+    Watch { id: String },
+}
+
+/// `reelbox submit KIND --param k=v ...`
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Job kind (testcard, speech, image, render, ...).
+    pub kind: String,
+    /// A parameter as key=value; the value is read as JSON when it parses, else as text.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0)]
+    pub priority: i32,
+    /// Idempotency key: submitting again with the same key returns the same job.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Follow the job until it ends.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `reelbox queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Stop starting new jobs.
+    Pause,
+    /// Start jobs again.
+    Resume,
+}
+
+/// Runs a `jobs` action.
+pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
+    let c = Client::new(g)?;
+    match action {
+        JobsAction::List { state, kind, limit } => {
+            let mut path = format!("/api/v1/jobs?limit={limit}");
+            if let Some(s) = state {
+                path.push_str(&format!("&state={s}"));
+            }
+            if let Some(k) = kind {
+                path.push_str(&format!("&kind={k}"));
+            }
+            let page: JobPage = c.get(&path).await?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                let rows: Vec<Vec<String>> = page
+                    .jobs
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            j.id.clone(),
+                            j.kind.clone(),
+                            j.state.clone(),
+                            j.priority.to_string(),
+                            format!("{:.0}%", j.progress.fraction * 100.0),
+                            j.created_at.clone(),
+                            j.error.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                table::print(&["ID", "KIND", "STATE", "PRIO", "PROGRESS", "CREATED", "ERROR"], &rows);
+            }
+        }
+        JobsAction::Show { id } => {
+            let job: JobView = c.get(&format!("/api/v1/jobs/{id}")).await?;
+            print_job(g, &job)?;
+        }
+        JobsAction::Cancel { id } => {
+            let job: JobView = c.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({})).await?;
+            print_job(g, &job)?;
+        }
+        JobsAction::Retry { id } => {
+            let job: JobView = c.post(&format!("/api/v1/jobs/{id}/retry"), &json!({})).await?;
+            print_job(g, &job)?;
+        }
+        JobsAction::Watch { id } => return watch(&c, g, &id).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Submits a job from `--param` pairs.
+pub async fn submit(g: &Global, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let c = Client::new(g)?;
+    let mut params = serde_json::Map::new();
+    for p in &args.params {
+        let (k, v) = p.split_once('=').with_context(|| format!("--param {p:?} must be KEY=VALUE"))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        params.insert(k.to_string(), value);
+    }
+    let body = json!({"kind": args.kind, "params": params, "priority": args.priority});
+    let mut req = c.request(Method::POST, "/api/v1/jobs").json(&body);
+    if let Some(k) = &args.idempotency_key {
+        req = req.header("Idempotency-Key", k);
+    }
+    let job: JobView = c.send(req).await?;
+    if args.wait {
+        if !g.json {
+            eprintln!("submitted {}", job.id);
+        }
+        return watch(&c, g, &job.id).await;
+    }
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        println!("{}", job.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pauses or resumes the queue.
+pub async fn queue(g: &Global, action: QueueAction) -> anyhow::Result<ExitCode> {
+    let c = Client::new(g)?;
+    let path = match action {
+        QueueAction::Pause => "/api/v1/queue/pause",
+        QueueAction::Resume => "/api/v1/queue/resume",
+    };
+    let v: Value = c.post(path, &json!({})).await?;
+    println!("{}", if v["paused"].as_bool() == Some(true) { "queue paused" } else { "queue running" });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()> {
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(job)?);
+        return Ok(());
+    }
+    println!("job      {}", job.id);
+    println!("kind     {}", job.kind);
+    println!("state    {}", job.state);
+    println!("priority {}", job.priority);
+    println!("attempts {}", job.attempts);
+    println!("progress {:.0}%", job.progress.fraction * 100.0);
+    if let Some(e) = &job.error {
+        println!("error    {e}");
+    }
+    let rows: Vec<Vec<String>> = job
+        .stages
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.state.clone(),
+                s.device.clone().unwrap_or_default(),
+                s.started_at.clone().unwrap_or_default(),
+                s.finished_at.clone().unwrap_or_default(),
+                s.artifacts.join(","),
+            ]
+        })
+        .collect();
+    table::print(&["STAGE", "STATE", "DEVICE", "STARTED", "FINISHED", "ARTIFACTS"], &rows);
+    Ok(())
+}
+
+/// Follows a job's event stream with a progress bar; exit code 1 unless it succeeded.
+pub async fn watch(c: &Client, g: &Global, id: &str) -> anyhow::Result<ExitCode> {
+    let bar = if g.json { ProgressBar::hidden() } else { ProgressBar::new(1) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut last_id: Option<String> = None;
+    let mut final_state: Option<String> = None;
+    // Reconnect with Last-Event-ID if the stream drops before the job ends.
+    for _attempt in 0..20 {
+        let mut req = c.request(Method::GET, &format!("/api/v1/jobs/{id}/events"));
+        if let Some(l) = &last_id {
+            req = req.header("Last-Event-ID", l);
+        }
+        let resp = match c.send_raw(req).await {
+            Ok(r) => r,
+            Err(e) if last_id.is_some() => {
+                bar.set_message(format!("reconnecting: {e}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut stream = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else { break };
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        last_id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                let Ok(ev) = serde_json::from_str::<Value>(&data) else { continue };
+                if g.json {
+                    println!("{ev}");
+                }
+                match ev["type"].as_str() {
+                    Some("progress") => {
+                        bar.set_prefix(ev["stage"].as_str().unwrap_or("").to_string());
+                        bar.set_length(ev["total"].as_u64().unwrap_or(1).max(1));
+                        bar.set_position(ev["step"].as_u64().unwrap_or(0));
+                    }
+                    Some("stage") => bar.set_message(format!("{} {}", ev["stage"].as_str().unwrap_or(""), ev["state"].as_str().unwrap_or(""))),
+                    Some("log") => bar.println(format!("{}: {}", ev["level"].as_str().unwrap_or(""), ev["message"].as_str().unwrap_or(""))),
+                    Some("state") => {
+                        let s = ev["state"].as_str().unwrap_or("").to_string();
+                        if ["succeeded", "failed", "canceled"].contains(&s.as_str()) {
+                            final_state = Some(s);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if final_state.is_some() {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let job: JobView = c.get(&format!("/api/v1/jobs/{id}")).await?;
+    if !g.json {
+        print_job(g, &job)?;
+    }
+    Ok(if job.state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,137 @@
+//! Command-line interface. Commands that produce or inspect jobs talk to the daemon over
+//! its HTTP API (`--url`, `REELBOX_URL`); only `serve` opens the store itself.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod bench;
+mod client;
+mod jobs;
+mod profiles;
+mod serve;
+mod table;
+
+/// Default daemon URL for clients.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8470";
+
+/// reelbox: a private AI film studio for your GPU box.
+#[derive(Debug, Parser)]
+#[command(name = "reelbox", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every client command shares.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Daemon URL.
+    #[arg(long, global = true, env = "REELBOX_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+    /// API key (sent as `Authorization: Bearer`).
+    #[arg(long, global = true, env = "REELBOX_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Config file (default: /etc/reelbox/config.toml, then $XDG_CONFIG_HOME/reelbox/config.toml).
+    #[arg(long, global = true, env = "REELBOX_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve(serve::ServeArgs),
+    /// Show the effective configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// List, inspect, cancel, retry and follow jobs.
+    Jobs {
+        #[command(subcommand)]
+        action: jobs::JobsAction,
+    },
+    /// Submit a job of any kind.
+    Submit(jobs::SubmitArgs),
+    /// Pause or resume the queue.
+    Queue {
+        #[command(subcommand)]
+        action: jobs::QueueAction,
+    },
+    /// Manage presenter profiles.
+    Profiles {
+        #[command(subcommand)]
+        action: profiles::ProfilesAction,
+    },
+    /// Measure throughput (prints ratios against a baseline run side by side).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchWhat,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// `reelbox config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective config (file + environment + defaults) as TOML.
+    Show,
+}
+
+/// Entry point: runs the command and turns errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("reelbox: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("reelbox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = cli.global;
+    match cli.command {
+        Command::Serve(args) => serve::run(&g, args).await,
+        Command::Config { action: ConfigAction::Show } => {
+            let config = reelbox::config::Config::load(g.config.as_deref())?;
+            print!("{}", config.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { action } => jobs::run(&g, action).await,
+        Command::Submit(args) => jobs::submit(&g, args).await,
+        Command::Queue { action } => jobs::queue(&g, action).await,
+        Command::Profiles { action } => profiles::run(&g, action).await,
+        Command::Bench { what } => bench::run(&g, what).await,
+        Command::Version => {
+            println!("reelbox {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Initialises logging: human lines on a terminal, JSON when `REELBOX_LOG_FORMAT=json`.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("REELBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("REELBOX_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}

@@ -1,0 +1,104 @@
+//! `reelbox profiles ...`: mirrors of the profile routes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use reelbox::api::views::ProfileView;
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+
+use super::client::Client;
+use super::{Global, table};
+
+/// `reelbox profiles ...`
+#[derive(Debug, Subcommand)]
+pub enum ProfilesAction {
+    /// List profiles.
+    List,
+    /// Create a profile from a portrait, a voice and a style.
+    Create {
+        /// Profile name.
+        #[arg(long)]
+        name: String,
+        /// Portrait image file.
+        #[arg(long)]
+        portrait: Option<PathBuf>,
+        /// Face box in the portrait as x,y,w,h.
+        #[arg(long)]
+        face_box: Option<String>,
+        /// A voice sample (audio file) kept with the profile.
+        #[arg(long)]
+        voice_sample: Option<PathBuf>,
+        /// Installed TTS voice name.
+        #[arg(long)]
+        voice: Option<String>,
+        /// Prompt prefix applied to every scene.
+        #[arg(long)]
+        style: Option<String>,
+        /// Negative prompt for every scene.
+        #[arg(long)]
+        negative_prompt: Option<String>,
+    },
+    /// Show one profile.
+    Show { id: String },
+    /// Delete a profile.
+    Rm { id: String },
+}
+
+/// Runs a `profiles` action.
+pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode> {
+    let c = Client::new(g)?;
+    match action {
+        ProfilesAction::List => {
+            let list: Vec<ProfileView> = c.get("/api/v1/profiles").await?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|p| vec![p.id.clone(), p.name.clone(), p.voice.model.clone(), p.portrait.clone().unwrap_or_default()])
+                    .collect();
+                table::print(&["ID", "NAME", "VOICE", "PORTRAIT"], &rows);
+            }
+        }
+        ProfilesAction::Create { name, portrait, face_box, voice_sample, voice, style, negative_prompt } => {
+            let mut form = Form::new().text("name", name);
+            for (k, v) in [("face_box", face_box), ("voice", voice), ("prompt_prefix", style), ("negative_prompt", negative_prompt)] {
+                if let Some(v) = v {
+                    form = form.text(k, v);
+                }
+            }
+            for (k, path) in [("portrait", portrait), ("voice_sample", voice_sample)] {
+                if let Some(path) = path {
+                    let bytes = tokio::fs::read(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
+                    let fname = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+                    form = form.part(k, Part::bytes(bytes).file_name(fname));
+                }
+            }
+            let p: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
+            print_profile(g, &p)?;
+        }
+        ProfilesAction::Show { id } => {
+            let p: ProfileView = c.get(&format!("/api/v1/profiles/{id}")).await?;
+            print_profile(g, &p)?;
+        }
+        ProfilesAction::Rm { id } => {
+            c.send_raw(c.request(Method::DELETE, &format!("/api/v1/profiles/{id}"))).await?;
+            if !g.json {
+                println!("removed {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(p)?);
+    } else {
+        println!("profile  {}\nname     {}\nvoice    {}\nportrait {}\nface box {:?}", p.id, p.name, p.voice.model, p.portrait.clone().unwrap_or_default(), p.face_box);
+    }
+    Ok(())
+}

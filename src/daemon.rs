@@ -1,0 +1,82 @@
+//! Starting and stopping the daemon: store, engine, scheduler and HTTP server, in that
+//! order, and the reverse on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::kinds;
+use crate::scheduler::Scheduler;
+use crate::store::{Store, StoreError};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    pub scheduler: Arc<Scheduler>,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+/// Time allowed for running jobs to checkpoint and connections to close on shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+impl Daemon {
+    /// Opens the store, recovers interrupted jobs, starts workers and the HTTP server.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+        let store = Store::open(&config.data_dir, config.store.group_commit, config.store.max_batch)?;
+        let config = Arc::new(config);
+        let engine = Arc::new(Engine::new(&config));
+        let scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
+        scheduler.start().await?;
+        let listener =
+            TcpListener::bind(config.bind).await.map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        let shutdown = CancellationToken::new();
+        let mut state = AppState::new(scheduler.clone());
+        state.shutdown = shutdown.clone();
+        let app = api::router(state);
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!("HTTP server failed: {e}");
+            }
+        });
+        tracing::info!(%addr, "reelbox listening");
+        Ok(Self { addr, scheduler, shutdown, server })
+    }
+
+    /// Stops accepting requests, checkpoints running jobs and flushes the store.
+    pub async fn stop(self) {
+        let t0 = Instant::now();
+        self.shutdown.cancel();
+        if tokio::time::timeout(SHUTDOWN_GRACE / 2, self.server).await.is_err() {
+            tracing::warn!("HTTP connections still open after {:?}; closing them", SHUTDOWN_GRACE / 2);
+        }
+        self.scheduler.shutdown(SHUTDOWN_GRACE / 2).await;
+        self.scheduler.store().close();
+        tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "reelbox stopped");
+    }
+}

@@ -1,0 +1,179 @@
+//! Running one claimed job stage by stage on a worker thread.
+
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::sink::JobSink;
+use super::{LiveProgress, RunningJob, Scheduler};
+use crate::gpu::DeviceId;
+use crate::kinds::{StageError, StageRun};
+use crate::store::records::{EventBody, Job, JobState, StageState, now_ms};
+use crate::store::requeue;
+
+/// How a job's run ended.
+enum Outcome {
+    Succeeded,
+    Canceled,
+    Checkpointed,
+    Retry(String),
+    Failed(String),
+}
+
+impl Scheduler {
+    pub(super) async fn run_job(self: Arc<Self>, job: Job, device: DeviceId) {
+        let cancel = self.shutdown.child_token();
+        let progress = Arc::new(Mutex::new(LiveProgress::default()));
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.id, RunningJob { cancel: cancel.clone(), progress: progress.clone() });
+        let id = job.id;
+        let me = self.clone();
+        let result = tokio::task::spawn_blocking(move || me.execute(job, device, &cancel, &progress)).await;
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Err(e) = result {
+            tracing::error!(job = %id, "job thread failed: {e}");
+        }
+    }
+
+    fn execute(&self, job: Job, device: DeviceId, cancel: &CancellationToken, progress: &Arc<Mutex<LiveProgress>>) {
+        let outcome = self.run_stages(&job, device, cancel, progress);
+        let store = &self.store;
+        let max_attempts = self.config.queue.max_attempts;
+        let backoff_ms = self.config.queue.retry_backoff_s.saturating_mul(1000) as i64;
+        let result = store.update_job_blocking(job.id, true, move |j| {
+            let started_at = match j.state {
+                JobState::Running { started_at, .. } => Some(started_at),
+                _ => None,
+            };
+            let now = now_ms();
+            Ok(match outcome {
+                Outcome::Succeeded => {
+                    j.state = JobState::Succeeded { started_at: started_at.unwrap_or(now), finished_at: now };
+                    vec![EventBody::State { state: "succeeded".into(), error: None }]
+                }
+                Outcome::Canceled => {
+                    j.state = JobState::Canceled { canceled_at: now };
+                    vec![EventBody::State { state: "canceled".into(), error: None }]
+                }
+                Outcome::Checkpointed => {
+                    // Shutdown is not the job's fault: the attempt does not count.
+                    requeue(j, None);
+                    j.attempts = j.attempts.saturating_sub(1);
+                    vec![EventBody::State { state: "queued".into(), error: None }]
+                }
+                Outcome::Retry(msg) if j.attempts < max_attempts => {
+                    let delay = backoff_ms.saturating_mul(1 << j.attempts.saturating_sub(1).min(16));
+                    requeue(j, Some(now + delay));
+                    vec![
+                        EventBody::Log { level: "warn".into(), message: format!("attempt {} failed: {msg}; retrying in {} ms", j.attempts, delay) },
+                        EventBody::State { state: "queued".into(), error: Some(msg) },
+                    ]
+                }
+                Outcome::Retry(msg) | Outcome::Failed(msg) => {
+                    j.state = JobState::Failed { started_at, finished_at: now, error: msg.clone() };
+                    vec![EventBody::State { state: "failed".into(), error: Some(msg) }]
+                }
+            })
+        });
+        if let Err(e) = result {
+            tracing::error!(job = %job.id, "cannot record the job's end: {e}");
+        }
+        self.notify();
+    }
+
+    fn run_stages(&self, job: &Job, device: DeviceId, cancel: &CancellationToken, progress: &Arc<Mutex<LiveProgress>>) -> Outcome {
+        let Some(kind) = self.kind(&job.kind) else {
+            return Outcome::Failed(format!("unknown job kind {:?}", job.kind));
+        };
+        let params: serde_json::Value = match serde_json::from_str(&job.params) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(format!("stored parameters are unreadable: {e}")),
+        };
+        let scratch_root = self.config.data_dir.join("scratch").join(job.id.to_string());
+        for (index, stage) in job.stages.iter().enumerate() {
+            if matches!(stage.state, StageState::Done { .. }) {
+                continue;
+            }
+            if cancel.is_cancelled() {
+                return self.stopped();
+            }
+            let name = stage.name.clone();
+            let started_at = now_ms();
+            let mark = self.store.update_job_blocking(job.id, false, {
+                let name = name.clone();
+                move |j| {
+                    if let Some(s) = j.stages.get_mut(index) {
+                        s.state = StageState::Running { started_at, device };
+                    }
+                    Ok(vec![EventBody::Stage { stage: name, state: "running".into() }])
+                }
+            });
+            if let Err(e) = mark {
+                return Outcome::Retry(format!("cannot record stage start: {e}"));
+            }
+            *progress.lock().unwrap_or_else(|p| p.into_inner()) =
+                LiveProgress { stage: name.clone(), step: 0, total: 0, message: None };
+            let sink = JobSink::new(self.store.clone(), job.clone(), name.clone(), scratch_root.join(&name), progress.clone());
+            let run = StageRun {
+                job_id: job.id,
+                owner: &job.owner,
+                params: &params,
+                device,
+                engine: &self.engine,
+                config: &self.config,
+                cancel,
+                sink: &sink,
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run_stage(&name, &run)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Err(StageError::Fatal(format!("internal error in stage {name}: {what}")))
+                });
+            let artifacts = sink.finish();
+            match result {
+                Ok(()) => {
+                    let finished_at = now_ms();
+                    let done = self.store.update_job_blocking(job.id, true, {
+                        let name = name.clone();
+                        move |j| {
+                            if let Some(s) = j.stages.get_mut(index) {
+                                s.state = StageState::Done { started_at, finished_at, device };
+                                s.artifacts = artifacts;
+                            }
+                            Ok(vec![EventBody::Stage { stage: name, state: "done".into() }])
+                        }
+                    });
+                    if let Err(e) = done {
+                        return Outcome::Retry(format!("cannot record stage end: {e}"));
+                    }
+                }
+                Err(StageError::Canceled) => return self.stopped(),
+                Err(StageError::Retriable(msg)) => return Outcome::Retry(format!("stage {name}: {msg}")),
+                Err(StageError::Fatal(msg)) => {
+                    let finished_at = now_ms();
+                    let error = format!("stage {name}: {msg}");
+                    let stage_error = error.clone();
+                    let _ = self.store.update_job_blocking(job.id, true, move |j| {
+                        if let Some(s) = j.stages.get_mut(index) {
+                            s.state = StageState::Failed { started_at, finished_at, error: stage_error };
+                        }
+                        Ok(vec![EventBody::Stage { stage: name, state: "failed".into() }])
+                    });
+                    return Outcome::Failed(error);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&scratch_root);
+        Outcome::Succeeded
+    }
+
+    fn stopped(&self) -> Outcome {
+        if self.shutdown.is_cancelled() { Outcome::Checkpointed } else { Outcome::Canceled }
+    }
+}

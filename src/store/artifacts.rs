@@ -1,0 +1,141 @@
+//! Artifact bytes on disk. A file is written to a temp name, fsynced and renamed before
+//! its record is committed, so a record never points at a half-written file; temp files
+//! a crash left behind are removed at start.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+
+const TEMP_SUFFIX: &str = ".partial";
+
+/// Where an artifact's bytes landed.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    /// Path relative to the artifacts dir.
+    pub rel_path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+fn file_err(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::File { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+/// Relative path for an artifact id: sharded by the id's last two characters so no
+/// directory grows without bound.
+fn rel_path(id: &str, ext: &str) -> String {
+    let shard = &id[id.len().saturating_sub(2)..];
+    if ext.is_empty() { format!("{shard}/{id}") } else { format!("{shard}/{id}.{ext}") }
+}
+
+/// Writes `bytes` durably as artifact `id`.
+pub fn write_bytes(dir: &Path, id: &str, ext: &str, bytes: &[u8]) -> Result<StoredFile, StoreError> {
+    let rel = rel_path(id, ext);
+    let dest = dir.join(&rel);
+    let parent = dest.parent().unwrap_or(dir).to_path_buf();
+    std::fs::create_dir_all(&parent).map_err(|e| file_err(&parent, e))?;
+    let tmp = PathBuf::from(format!("{}{TEMP_SUFFIX}", dest.display()));
+    let mut f = File::create(&tmp).map_err(|e| file_err(&tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| file_err(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, &dest).map_err(|e| file_err(&dest, e))?;
+    sync_dir(&parent);
+    Ok(StoredFile { rel_path: rel, size: bytes.len() as u64, sha256: hex::encode(Sha256::digest(bytes)) })
+}
+
+/// Moves (or copies, across filesystems) a finished file in as artifact `id`.
+pub fn adopt_file(dir: &Path, id: &str, ext: &str, src: &Path) -> Result<StoredFile, StoreError> {
+    let (size, sha256) = hash_file(src)?;
+    let rel = rel_path(id, ext);
+    let dest = dir.join(&rel);
+    let parent = dest.parent().unwrap_or(dir).to_path_buf();
+    std::fs::create_dir_all(&parent).map_err(|e| file_err(&parent, e))?;
+    let tmp = PathBuf::from(format!("{}{TEMP_SUFFIX}", dest.display()));
+    if std::fs::rename(src, &tmp).is_err() {
+        std::fs::copy(src, &tmp).map_err(|e| file_err(&tmp, e))?;
+    }
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| file_err(&tmp, e))?;
+    std::fs::rename(&tmp, &dest).map_err(|e| file_err(&dest, e))?;
+    sync_dir(&parent);
+    Ok(StoredFile { rel_path: rel, size, sha256 })
+}
+
+/// Size and sha256 of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<(u64, String), StoreError> {
+    let mut f = File::open(path).map_err(|e| file_err(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| file_err(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+fn sync_dir(dir: &Path) {
+    // Makes the rename itself durable; failure only weakens crash safety, so log it.
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!("cannot fsync {}: {e}", dir.display());
+    }
+}
+
+/// Removes temp files a crash left in the artifacts dir.
+pub fn remove_orphans(dir: &Path) {
+    let Ok(shards) = std::fs::read_dir(dir) else { return };
+    for shard in shards.flatten() {
+        let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
+        for f in files.flatten() {
+            let p = f.path();
+            if p.to_string_lossy().ends_with(TEMP_SUFFIX) {
+                match std::fs::remove_file(&p) {
+                    Ok(()) => tracing::info!("removed orphaned temp file {}", p.display()),
+                    Err(e) => tracing::warn!("cannot remove orphaned temp file {}: {e}", p.display()),
+                }
+            }
+        }
+    }
+}
+
+/// File extension for a media type.
+pub fn extension_for(media_type: &str) -> &'static str {
+    match media_type {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        "audio/wav" | "audio/x-wav" => "wav",
+        "audio/mpeg" => "mp3",
+        "audio/flac" => "flac",
+        "audio/ogg" => "ogg",
+        "audio/aac" => "aac",
+        "video/mp4" => "mp4",
+        "application/json" => "json",
+        "text/vtt" => "vtt",
+        "application/x-subrip" => "srt",
+        _ => "bin",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphaned_temp_files_are_removed_and_finished_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept = write_bytes(dir.path(), "01ARTIFACTAA", "png", b"png").expect("write");
+        let orphan = dir.path().join("AA/01CRASHED.png.partial");
+        std::fs::write(&orphan, b"half").expect("write orphan");
+        remove_orphans(dir.path());
+        assert!(!orphan.exists());
+        assert!(dir.path().join(kept.rel_path).exists());
+    }
+}

@@ -1,0 +1,193 @@
+//! The single writer thread. redb allows one write transaction at a time, so instead of
+//! making callers queue for it, they hand their writes here; the thread folds everything
+//! waiting into one transaction and answers each caller after that commit.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use tokio::sync::{broadcast, oneshot};
+use ulid::Ulid;
+
+use super::codec::{decode, encode};
+use super::records::{Event, EventBody, Job, JobState, now_ms};
+use super::{EVENTS, JOB_EVENTS, JOBS, QUEUE, StoreError};
+
+type Finisher = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Task = Box<dyn FnOnce(&mut WriteCtx) -> Finisher + Send>;
+
+struct Op {
+    durable: bool,
+    task: Task,
+}
+
+/// What a write closure sees: the shared transaction plus event bookkeeping.
+pub struct WriteCtx<'t> {
+    pub txn: &'t WriteTransaction,
+    next_seq: &'t mut u64,
+    published: &'t mut Vec<Event>,
+}
+
+impl WriteCtx<'_> {
+    /// Records an event of `job`; it is broadcast after the commit.
+    pub fn event(&mut self, job: &Job, body: EventBody) -> Result<(), StoreError> {
+        let event = Event { seq: *self.next_seq, job: job.id, owner: job.owner.clone(), at: now_ms(), body };
+        self.txn.open_table(EVENTS)?.insert(event.seq, encode(&event).as_slice())?;
+        self.txn.open_table(JOB_EVENTS)?.insert((job.id.0, event.seq), ())?;
+        *self.next_seq += 1;
+        self.published.push(event);
+        Ok(())
+    }
+
+    /// Reads a job inside the transaction.
+    pub fn job(&self, id: Ulid) -> Result<Option<Job>, StoreError> {
+        let table = self.txn.open_table(JOBS)?;
+        let got = table.get(id.0)?;
+        got.map(|g| decode(g.value())).transpose().map_err(Into::into)
+    }
+
+    /// Writes a job, keeping the queue index in step with its state.
+    pub fn put_job(&mut self, old: Option<&Job>, job: &Job) -> Result<(), StoreError> {
+        let mut queue = self.txn.open_table(QUEUE)?;
+        if let Some(key) = old.and_then(queue_key) {
+            queue.remove(key)?;
+        }
+        if let Some(key) = queue_key(job) {
+            queue.insert(key, ())?;
+        }
+        self.txn.open_table(JOBS)?.insert(job.id.0, encode(job).as_slice())?;
+        Ok(())
+    }
+
+    /// Read-modify-write of one job with its events.
+    pub fn update_job(
+        &mut self,
+        id: Ulid,
+        f: impl FnOnce(&mut Job) -> Result<Vec<EventBody>, StoreError>,
+    ) -> Result<Job, StoreError> {
+        let old = self.job(id)?.ok_or_else(|| StoreError::NotFound { what: "job", id: id.to_string() })?;
+        let mut job = old.clone();
+        let events = f(&mut job)?;
+        self.put_job(Some(&old), &job)?;
+        for e in events {
+            self.event(&job, e)?;
+        }
+        Ok(job)
+    }
+}
+
+fn queue_key(job: &Job) -> Option<(i64, i64, u128)> {
+    match job.state {
+        JobState::Queued { enqueued_at, .. } => Some((-i64::from(job.priority), enqueued_at, job.id.0)),
+        _ => None,
+    }
+}
+
+/// Handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    tx: Arc<std::sync::Mutex<Option<mpsc::Sender<Op>>>>,
+}
+
+impl Writer {
+    /// Starts the thread; `max_batch` 1 turns group commit off.
+    pub fn start(db: Arc<Database>, next_seq: u64, max_batch: usize, events: broadcast::Sender<Arc<Event>>) -> Self {
+        let (tx, rx) = mpsc::channel::<Op>();
+        std::thread::Builder::new()
+            .name("reelbox-store-writer".into())
+            .spawn(move || run(db, rx, next_seq, max_batch, events))
+            .map_err(|e| tracing::error!("cannot start the store writer: {e}"))
+            .ok();
+        Self { tx: Arc::new(std::sync::Mutex::new(Some(tx))) }
+    }
+
+    fn send<R: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<R, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let task: Task = Box::new(move |ctx| {
+            let result = f(ctx);
+            Box::new(move |commit_err: Option<&StoreError>| {
+                let out = match commit_err {
+                    Some(e) => Err(e.clone()),
+                    None => result,
+                };
+                let _ = reply.send(out);
+            })
+        });
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().ok_or(StoreError::Closed)?.send(Op { durable, task }).map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Queues a write and waits for its commit.
+    pub async fn submit<R: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.send(durable, f)?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write and blocks the calling (non-async) thread until its commit.
+    pub fn submit_blocking<R: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut WriteCtx) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.send(durable, f)?.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Lets the thread drain what is queued and stop.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+fn run(
+    db: Arc<Database>,
+    rx: mpsc::Receiver<Op>,
+    mut next_seq: u64,
+    max_batch: usize,
+    events: broadcast::Sender<Arc<Event>>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let durable = batch.iter().any(|op| op.durable);
+        let seq_before = next_seq;
+        let mut published = Vec::new();
+        let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
+        let outcome = (|| -> Result<(), StoreError> {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+            {
+                let mut ctx = WriteCtx { txn: &txn, next_seq: &mut next_seq, published: &mut published };
+                for op in batch.drain(..) {
+                    finishers.push((op.task)(&mut ctx));
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        let err = outcome.err();
+        if let Some(e) = &err {
+            tracing::error!("store write failed: {e}");
+            next_seq = seq_before;
+            published.clear();
+        }
+        for f in finishers {
+            f(err.as_ref());
+        }
+        for e in published {
+            let _ = events.send(Arc::new(e));
+        }
+    }
+}
