@@ -161,10 +161,10 @@ class Presenter(nn.Module):
         h = F.leaky_relu(self.d1(torch.cat([h, x], 1)), 0.1)
         o = self.out(h)[:, :, 16:64, :]                 # rows 48..95
         gen = torch.sigmoid(o[:, :3])
-        alpha = torch.sigmoid(o[:, 3:4] - 4.0)
+        alpha = torch.sigmoid(o[:, 3:4] - 2.0)
         ref_lo = ref[:, :, 48:96, :]
         lower = ref_lo + alpha * (gen - ref_lo)
-        return torch.cat([ref[:, :, 0:48, :], lower], 2), alpha
+        return torch.cat([ref[:, :, 0:48, :], lower], 2), alpha, gen
 
 
 class Export(nn.Module):
@@ -232,7 +232,7 @@ def main():
     ap.add_argument("--eval-only", action="store_true")
     ap.add_argument("--audio-cache", default="/tmp/reelbox_presenter_chunks.npy",
                     help="cache of the synthesized training mel chunks (deterministic)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -277,10 +277,16 @@ def main():
             tgt = synth.render_faces(p, OP[idx], WD[idx])
         vf = to_bgr_input(ref)
         tgt_bgr = tgt.flip(1)
-        out, alpha = model(CH[idx], vf)
+        out, alpha, gen = model(CH[idx], vf)
         diff = (tgt_bgr - vf[:, 3:]).abs().amax(1, keepdim=True)
-        w = 1 + 20 * F.max_pool2d((diff > 0.02).float(), 5, 1, 2)
-        loss = ((out - tgt_bgr).abs() * w).mean() + 0.02 * alpha.mean()
+        m = F.max_pool2d((diff > 0.02).float(), 5, 1, 2)          # region that changes (dilated)
+        m_lo, t_lo = m[:, :, 48:], tgt_bgr[:, :, 48:]
+        w = 1 + 20 * m
+        # blended output, supervised blend mask (1 where the mouth changes, 0 elsewhere),
+        # and the generated colours (everywhere, emphasised in the changing region)
+        loss = ((out - tgt_bgr).abs() * w).mean() \
+            + F.binary_cross_entropy(alpha.clamp(1e-6, 1 - 1e-6), m_lo) \
+            + ((gen - t_lo).abs() * (1 + 5 * m_lo)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

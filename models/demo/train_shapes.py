@@ -268,8 +268,10 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "shapes"))
     ap.add_argument("--state", default="/tmp/reelbox_shapes_state.pt")
     ap.add_argument("--eval-only", action="store_true")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 is fastest on a busy 2-core machine)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     np.random.seed(0)
     random.seed(0)

@@ -81,8 +81,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=2500)
     ap.add_argument("--out", default=os.path.join(HERE, "upscaler"))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 is fastest on a busy 2-core machine)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     np.random.seed(0)
     t0 = time.time()

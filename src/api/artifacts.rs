@@ -25,7 +25,11 @@ pub fn visible_artifact(state: &AppState, caller: &Caller, raw: &str) -> Result<
 
 /// Artifacts of a job, in stage order.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/artifacts", params(("id" = String, Path)), responses((status = 200, body = Vec<ArtifactView>)))]
-pub async fn of_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<ArtifactView>>, ApiError> {
+pub async fn of_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ArtifactView>>, ApiError> {
     let job = visible_job(&state, &caller, &id)?;
     let mut out = Vec::new();
     for stage in &job.stages {
@@ -40,7 +44,11 @@ pub async fn of_job(State(state): State<AppState>, caller: Caller, Path(id): Pat
 
 /// Artifact metadata.
 #[utoipa::path(get, path = "/api/v1/artifacts/{id}/meta", params(("id" = String, Path)), responses((status = 200, body = ArtifactView)))]
-pub async fn meta(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ArtifactView>, ApiError> {
+pub async fn meta(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ArtifactView>, ApiError> {
     Ok(Json(ArtifactView::from(&visible_artifact(&state, &caller, &id)?)))
 }
 
@@ -60,7 +68,11 @@ pub async fn download(
 /// Serves an artifact file honouring conditional and range headers.
 pub async fn serve_artifact(state: &AppState, art: &Artifact, headers: &HeaderMap) -> Result<Response, ApiError> {
     let etag = format!("\"{}\"", art.sha256);
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
         return Ok(with_common(StatusCode::NOT_MODIFIED.into_response(), art, &etag));
     }
     let path = state.store.artifacts_dir().join(&art.path);

@@ -74,7 +74,10 @@ pub async fn submit_job(
 ) -> Result<(Job, bool), ApiError> {
     let kind = state.scheduler.kind(kind_name).ok_or_else(|| ApiError {
         code: "unknown_kind",
-        ..ApiError::field("kind", format!("unknown job kind {kind_name:?}; known: {}", state.scheduler.kind_names().join(", ")))
+        ..ApiError::field(
+            "kind",
+            format!("unknown job kind {kind_name:?}; known: {}", state.scheduler.kind_names().join(", ")),
+        )
     })?;
     if !(-1000..=1000).contains(&priority) {
         return Err(ApiError::field("priority", "must be between -1000 and 1000"));
@@ -161,7 +164,11 @@ pub fn accepted(state: &AppState, job: &Job, existing: bool) -> Response {
 
 /// List jobs, newest first.
 #[utoipa::path(get, path = "/api/v1/jobs", params(ListQuery), responses((status = 200, body = JobPage)))]
-pub async fn list(State(state): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Json<JobPage>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<JobPage>, ApiError> {
     if let Some(s) = &q.state
         && !["queued", "running", "succeeded", "failed", "canceled"].contains(&s.as_str())
     {
@@ -182,14 +189,22 @@ pub async fn list(State(state): State<AppState>, caller: Caller, Query(q): Query
 
 /// One job.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = String, Path)), responses((status = 200, body = JobView), (status = 404, body = super::error::ErrorBody)))]
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
     let job = visible_job(&state, &caller, &id)?;
     Ok(Json(view(&state, &job)))
 }
 
 /// Cancel a queued or running job.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", params(("id" = String, Path)), responses((status = 200, body = JobView), (status = 409, body = super::error::ErrorBody)))]
-pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
     let job = visible_job(&state, &caller, &id)?;
     let job = state.scheduler.cancel(job.id).await?;
     Ok(Json(view(&state, &job)))
@@ -197,7 +212,11 @@ pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Pat
 
 /// Re-queue a failed or canceled job.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", params(("id" = String, Path)), responses((status = 200, body = JobView), (status = 409, body = super::error::ErrorBody)))]
-pub async fn retry(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
     let job = visible_job(&state, &caller, &id)?;
     let job = state.scheduler.retry(job.id).await?;
     Ok(Json(view(&state, &job)))
@@ -250,5 +269,9 @@ pub async fn resume(State(state): State<AppState>, caller: Caller) -> Result<Jso
 
 /// 403 unless the caller is an admin.
 pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    if caller.admin { Ok(()) } else { Err(ApiError::new(StatusCode::FORBIDDEN, "admin_only", "this needs an admin key")) }
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "admin_only", "this needs an admin key"))
+    }
 }

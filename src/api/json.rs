@@ -25,7 +25,9 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     let status = r.status();
     let text = r.body_text();
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "body_too_large", "request body is larger than limits.max_body_bytes"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(status, "body_too_large", "request body is larger than limits.max_body_bytes")
+        }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ApiError::new(status, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
         }

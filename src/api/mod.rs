@@ -39,7 +39,13 @@ pub struct AppState {
 impl AppState {
     /// State over a started scheduler.
     pub fn new(scheduler: Arc<Scheduler>) -> Self {
-        Self { store: scheduler.store().clone(), config: scheduler.config().clone(), scheduler, started: Instant::now(), shutdown: Default::default() }
+        Self {
+            store: scheduler.store().clone(),
+            config: scheduler.config().clone(),
+            scheduler,
+            started: Instant::now(),
+            shutdown: Default::default(),
+        }
     }
 }
 
@@ -68,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .merge(uploads)
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json") })
+        .fallback(|| async {
+            ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json")
+        })
         .with_state(state)
 }

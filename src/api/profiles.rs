@@ -54,13 +54,21 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 
 /// One profile.
 #[utoipa::path(get, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), responses((status = 200, body = ProfileView), (status = 404, body = super::error::ErrorBody)))]
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ProfileView>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ProfileView>, ApiError> {
     Ok(Json(ProfileView::from(&visible_profile(&state, &caller, &id)?)))
 }
 
 /// Delete a profile.
 #[utoipa::path(delete, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
-pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let p = visible_profile(&state, &caller, &id)?;
     state.store.delete_profile(p.id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -84,20 +92,27 @@ pub async fn update(
 /// `voice_sample` (audio) files, or JSON without files.
 #[utoipa::path(post, path = "/api/v1/profiles", request_body(content = ProfileRequest, description = "JSON, or multipart/form-data with the same fields plus portrait and voice_sample files"),
     responses((status = 201, body = ProfileView), (status = 400, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
-pub async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> Result<(StatusCode, Json<ProfileView>), ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> Result<(StatusCode, Json<ProfileView>), ApiError> {
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let (fields, uploads) = if multipart {
-        let form = Multipart::from_request(req, &state).await.map_err(|e| ApiError::new(e.status(), "bad_multipart", e.body_text()))?;
+        let form = Multipart::from_request(req, &state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "bad_multipart", e.body_text()))?;
         read_form(form).await?
     } else {
         let ApiJson(fields) = ApiJson::<ProfileRequest>::from_request(req, &state).await?;
         (fields, Vec::new())
     };
-    let name = fields.name.clone().filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::field("name", "is required"))?;
+    let name =
+        fields.name.clone().filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::field("name", "is required"))?;
     let mut profile = Profile {
         id: state.store.new_id(),
         owner: caller.owner.clone(),
@@ -105,7 +120,13 @@ pub async fn create(State(state): State<AppState>, caller: Caller, req: Request)
         portrait: None,
         face_box: None,
         voice_sample: None,
-        voice: Voice { model: DEFAULT_VOICE.into(), speaker: None, length_scale: None, noise_scale: None, noise_w: None },
+        voice: Voice {
+            model: DEFAULT_VOICE.into(),
+            speaker: None,
+            length_scale: None,
+            noise_scale: None,
+            noise_w: None,
+        },
         style: Style::default(),
         created_at: now_ms(),
     };
@@ -116,14 +137,20 @@ pub async fn create(State(state): State<AppState>, caller: Caller, req: Request)
             "portrait" => {
                 let (w, h) = probe_image(&up.bytes).map_err(|m| ApiError::field("portrait", m))?;
                 if w > state.config.limits.max_image_side || h > state.config.limits.max_image_side {
-                    return Err(ApiError::field("portrait", format!("is {w}×{h}; limit is {} px a side", state.config.limits.max_image_side)));
+                    return Err(ApiError::field(
+                        "portrait",
+                        format!("is {w}×{h}; limit is {} px a side", state.config.limits.max_image_side),
+                    ));
                 }
                 image::guess_format(&up.bytes).map(|f| f.to_mime_type()).unwrap_or("image/png")
             }
             _ => {
                 let secs = probe_audio(&up.bytes).map_err(|m| ApiError::field("voice_sample", m))?;
                 if secs > state.config.limits.max_audio_seconds {
-                    return Err(ApiError::field("voice_sample", format!("is {secs:.1} s; limit is {} s", state.config.limits.max_audio_seconds)));
+                    return Err(ApiError::field(
+                        "voice_sample",
+                        format!("is {secs:.1} s; limit is {} s", state.config.limits.max_audio_seconds),
+                    ));
                 }
                 audio_media_type(&up.file_name)
             }
@@ -245,7 +272,12 @@ async fn read_form(mut form: Multipart) -> Result<(ProfileRequest, Vec<Upload>),
                         }
                     }
                     "length_scale" | "noise_scale" | "noise_w" => {
-                        serde_json::json!(value.trim().parse::<f32>().map_err(|_| ApiError::field(name.clone(), "must be a number"))?)
+                        serde_json::json!(
+                            value
+                                .trim()
+                                .parse::<f32>()
+                                .map_err(|_| ApiError::field(name.clone(), "must be a number"))?
+                        )
                     }
                     _ => serde_json::Value::String(value),
                 };
@@ -263,9 +295,15 @@ async fn read_form(mut form: Multipart) -> Result<(ProfileRequest, Vec<Upload>),
 fn upload_error(field: &str, e: axum::extract::multipart::MultipartError) -> ApiError {
     let status = e.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError { field: Some(field.to_string()), ..ApiError::new(status, "upload_too_large", format!("{field}: larger than limits.max_upload_bytes")) }
+        ApiError {
+            field: Some(field.to_string()),
+            ..ApiError::new(status, "upload_too_large", format!("{field}: larger than limits.max_upload_bytes"))
+        }
     } else {
-        ApiError { field: Some(field.to_string()), ..ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", format!("{field}: {}", e.body_text())) }
+        ApiError {
+            field: Some(field.to_string()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", format!("{field}: {}", e.body_text()))
+        }
     }
 }
 

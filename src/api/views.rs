@@ -8,7 +8,9 @@ use crate::store::records::{Artifact, Job, JobState, Millis, Profile, StageState
 
 /// RFC 3339 text for a millisecond timestamp.
 pub fn time(ms: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 /// A job as clients see it.
@@ -64,16 +66,24 @@ impl JobView {
     pub fn new(job: &Job, live: Option<LiveProgress>) -> Self {
         let (enqueued_at, started_at, finished_at, device, error) = match &job.state {
             JobState::Queued { enqueued_at, .. } => (Some(*enqueued_at), None, None, None, None),
-            JobState::Running { enqueued_at, started_at, device } => (Some(*enqueued_at), Some(*started_at), None, Some(device.name()), None),
-            JobState::Succeeded { started_at, finished_at } => (None, Some(*started_at), Some(*finished_at), None, None),
-            JobState::Failed { started_at, finished_at, error } => (None, *started_at, Some(*finished_at), None, Some(error.clone())),
+            JobState::Running { enqueued_at, started_at, device } => {
+                (Some(*enqueued_at), Some(*started_at), None, Some(device.name()), None)
+            }
+            JobState::Succeeded { started_at, finished_at } => {
+                (None, Some(*started_at), Some(*finished_at), None, None)
+            }
+            JobState::Failed { started_at, finished_at, error } => {
+                (None, *started_at, Some(*finished_at), None, Some(error.clone()))
+            }
             JobState::Canceled { canceled_at } => (None, None, Some(*canceled_at), None, None),
         };
         let stages: Vec<StageView> = job.stages.iter().map(stage_view).collect();
         let n = job.stages.len().max(1) as f64;
         let done = job.stages.iter().filter(|s| matches!(s.state, StageState::Done { .. })).count() as f64;
         let progress = match (&job.state, live) {
-            (JobState::Succeeded { .. }, _) => ProgressView { fraction: 1.0, stage: None, step: 0, total: 0, message: None },
+            (JobState::Succeeded { .. }, _) => {
+                ProgressView { fraction: 1.0, stage: None, step: 0, total: 0, message: None }
+            }
             (JobState::Running { .. }, Some(p)) => {
                 let within = if p.total > 0 { p.step as f64 / p.total as f64 } else { 0.0 };
                 ProgressView {
@@ -96,10 +106,12 @@ impl JobView {
             progress,
             stages,
             attempts: job.attempts,
-            error: error.or_else(|| job.stages.iter().find_map(|s| match &s.state {
-                StageState::Failed { error, .. } if !job.state.is_terminal() => Some(error.clone()),
-                _ => None,
-            })),
+            error: error.or_else(|| {
+                job.stages.iter().find_map(|s| match &s.state {
+                    StageState::Failed { error, .. } if !job.state.is_terminal() => Some(error.clone()),
+                    _ => None,
+                })
+            }),
             params: serde_json::from_str(&job.params).unwrap_or(serde_json::Value::Null),
             device,
             created_at: time(job.created_at),
@@ -115,8 +127,12 @@ fn stage_view(s: &crate::store::records::Stage) -> StageView {
     let (device, started, finished, error) = match &s.state {
         StageState::Pending => (None, None, None, None),
         StageState::Running { started_at, device } => (Some(device.name()), Some(*started_at), None, None),
-        StageState::Done { started_at, finished_at, device } => (Some(device.name()), Some(*started_at), Some(*finished_at), None),
-        StageState::Failed { started_at, finished_at, error } => (None, Some(*started_at), Some(*finished_at), Some(error.clone())),
+        StageState::Done { started_at, finished_at, device } => {
+            (Some(device.name()), Some(*started_at), Some(*finished_at), None)
+        }
+        StageState::Failed { started_at, finished_at, error } => {
+            (None, Some(*started_at), Some(*finished_at), Some(error.clone()))
+        }
     };
     StageView {
         name: s.name.clone(),

@@ -41,7 +41,10 @@ pub async fn run(_g: &Global, what: BenchWhat) -> anyhow::Result<ExitCode> {
 
 async fn queue(clients: &[usize], each: Duration) -> anyhow::Result<ExitCode> {
     println!("queue submission benchmark: POST /api/v1/jobs (testcard), durable before reply, workers paused");
-    println!("{:>8}  {:>22}  {:>22}  {:>7}", "clients", "group commit  jobs/s p50/p99 ms", "txn per job  jobs/s p50/p99 ms", "ratio");
+    println!(
+        "{:>8}  {:>22}  {:>22}  {:>7}",
+        "clients", "group commit  jobs/s p50/p99 ms", "txn per job  jobs/s p50/p99 ms", "ratio"
+    );
     for &n in clients {
         let grouped = measure(true, n, each).await?;
         let single = measure(false, n, each).await?;
@@ -60,7 +63,11 @@ async fn queue(clients: &[usize], each: Duration) -> anyhow::Result<ExitCode> {
 }
 
 async fn measure(group_commit: bool, clients: usize, each: Duration) -> anyhow::Result<Figures> {
-    let dir = std::env::temp_dir().join(format!("reelbox-bench-{}-{}", std::process::id(), reelbox::store::records::now_ms()));
+    let dir = std::env::temp_dir().join(format!(
+        "reelbox-bench-{}-{}",
+        std::process::id(),
+        reelbox::store::records::now_ms()
+    ));
     let mut config = Config { data_dir: dir.clone(), bind: "127.0.0.1:0".parse()?, ..Config::default() };
     config.store.group_commit = group_commit;
     config.queue.max_queued = u64::MAX;
@@ -95,6 +102,8 @@ async fn measure(group_commit: bool, clients: usize, each: Duration) -> anyhow::
     daemon.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+    };
     Ok(Figures { jobs_per_s: all.len() as f64 / wall, p50_ms: pct(0.50), p99_ms: pct(0.99) })
 }

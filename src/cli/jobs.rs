@@ -244,8 +244,16 @@ pub async fn watch(c: &Client, g: &Global, id: &str) -> anyhow::Result<ExitCode>
                         bar.set_length(ev["total"].as_u64().unwrap_or(1).max(1));
                         bar.set_position(ev["step"].as_u64().unwrap_or(0));
                     }
-                    Some("stage") => bar.set_message(format!("{} {}", ev["stage"].as_str().unwrap_or(""), ev["state"].as_str().unwrap_or(""))),
-                    Some("log") => bar.println(format!("{}: {}", ev["level"].as_str().unwrap_or(""), ev["message"].as_str().unwrap_or(""))),
+                    Some("stage") => bar.set_message(format!(
+                        "{} {}",
+                        ev["stage"].as_str().unwrap_or(""),
+                        ev["state"].as_str().unwrap_or("")
+                    )),
+                    Some("log") => bar.println(format!(
+                        "{}: {}",
+                        ev["level"].as_str().unwrap_or(""),
+                        ev["message"].as_str().unwrap_or("")
+                    )),
                     Some("state") => {
                         let s = ev["state"].as_str().unwrap_or("").to_string();
                         if ["succeeded", "failed", "canceled"].contains(&s.as_str()) {

@@ -58,21 +58,34 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
-                    .map(|p| vec![p.id.clone(), p.name.clone(), p.voice.model.clone(), p.portrait.clone().unwrap_or_default()])
+                    .map(|p| {
+                        vec![
+                            p.id.clone(),
+                            p.name.clone(),
+                            p.voice.model.clone(),
+                            p.portrait.clone().unwrap_or_default(),
+                        ]
+                    })
                     .collect();
                 table::print(&["ID", "NAME", "VOICE", "PORTRAIT"], &rows);
             }
         }
         ProfilesAction::Create { name, portrait, face_box, voice_sample, voice, style, negative_prompt } => {
             let mut form = Form::new().text("name", name);
-            for (k, v) in [("face_box", face_box), ("voice", voice), ("prompt_prefix", style), ("negative_prompt", negative_prompt)] {
+            for (k, v) in [
+                ("face_box", face_box),
+                ("voice", voice),
+                ("prompt_prefix", style),
+                ("negative_prompt", negative_prompt),
+            ] {
                 if let Some(v) = v {
                     form = form.text(k, v);
                 }
             }
             for (k, path) in [("portrait", portrait), ("voice_sample", voice_sample)] {
                 if let Some(path) = path {
-                    let bytes = tokio::fs::read(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
+                    let bytes =
+                        tokio::fs::read(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
                     let fname = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
                     form = form.part(k, Part::bytes(bytes).file_name(fname));
                 }
@@ -98,7 +111,14 @@ fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {
     if g.json {
         println!("{}", serde_json::to_string_pretty(p)?);
     } else {
-        println!("profile  {}\nname     {}\nvoice    {}\nportrait {}\nface box {:?}", p.id, p.name, p.voice.model, p.portrait.clone().unwrap_or_default(), p.face_box);
+        println!(
+            "profile  {}\nname     {}\nvoice    {}\nportrait {}\nface box {:?}",
+            p.id,
+            p.name,
+            p.voice.model,
+            p.portrait.clone().unwrap_or_default(),
+            p.face_box
+        );
     }
     Ok(())
 }

@@ -63,7 +63,9 @@ impl Scheduler {
     pub fn new(store: Store, config: Arc<Config>, engine: Arc<Engine>, kinds: Vec<Arc<dyn JobKind>>) -> Arc<Self> {
         let mut devices = vec![(DeviceId::Cpu, config.workers.cpu_concurrency.max(1))];
         devices.extend(
-            crate::gpu::visible_gpus(&config).into_iter().map(|i| (DeviceId::Cuda(i), config.workers.gpu_concurrency.max(1))),
+            crate::gpu::visible_gpus(&config)
+                .into_iter()
+                .map(|i| (DeviceId::Cuda(i), config.workers.gpu_concurrency.max(1))),
         );
         Arc::new(Self {
             store,
@@ -174,7 +176,8 @@ impl Scheduler {
             match job.state {
                 JobState::Canceled { .. } => return Ok(job),
                 JobState::Running { .. } => {
-                    let token = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|r| r.cancel.clone());
+                    let token =
+                        self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|r| r.cancel.clone());
                     if let Some(token) = token {
                         token.cancel();
                         return Ok(job);
@@ -235,10 +238,9 @@ impl Scheduler {
             }
             let store = self.store.clone();
             let known: Vec<String> = self.kinds.keys().map(|k| k.to_string()).collect();
-            let claimed = tokio::task::spawn_blocking(move || {
-                store.claim_blocking(device, move |job| known.iter().any(|k| *k == job.kind))
-            })
-            .await;
+            let claimed =
+                tokio::task::spawn_blocking(move || store.claim_blocking(device, move |job| known.contains(&job.kind)))
+                    .await;
             match claimed {
                 Ok(Ok(Some(job))) => {
                     // More may be waiting: let another idle slot look too.

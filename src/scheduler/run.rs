@@ -67,7 +67,10 @@ impl Scheduler {
                     let delay = backoff_ms.saturating_mul(1 << j.attempts.saturating_sub(1).min(16));
                     requeue(j, Some(now + delay));
                     vec![
-                        EventBody::Log { level: "warn".into(), message: format!("attempt {} failed: {msg}; retrying in {} ms", j.attempts, delay) },
+                        EventBody::Log {
+                            level: "warn".into(),
+                            message: format!("attempt {} failed: {msg}; retrying in {} ms", j.attempts, delay),
+                        },
                         EventBody::State { state: "queued".into(), error: Some(msg) },
                     ]
                 }
@@ -83,7 +86,13 @@ impl Scheduler {
         self.notify();
     }
 
-    fn run_stages(&self, job: &Job, device: DeviceId, cancel: &CancellationToken, progress: &Arc<Mutex<LiveProgress>>) -> Outcome {
+    fn run_stages(
+        &self,
+        job: &Job,
+        device: DeviceId,
+        cancel: &CancellationToken,
+        progress: &Arc<Mutex<LiveProgress>>,
+    ) -> Outcome {
         let Some(kind) = self.kind(&job.kind) else {
             return Outcome::Failed(format!("unknown job kind {:?}", job.kind));
         };
@@ -115,7 +124,8 @@ impl Scheduler {
             }
             *progress.lock().unwrap_or_else(|p| p.into_inner()) =
                 LiveProgress { stage: name.clone(), step: 0, total: 0, message: None };
-            let sink = JobSink::new(self.store.clone(), job.clone(), name.clone(), scratch_root.join(&name), progress.clone());
+            let sink =
+                JobSink::new(self.store.clone(), job.clone(), name.clone(), scratch_root.join(&name), progress.clone());
             let run = StageRun {
                 job_id: job.id,
                 owner: &job.owner,

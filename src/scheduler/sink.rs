@@ -26,7 +26,13 @@ pub(super) struct JobSink {
 }
 
 impl JobSink {
-    pub(super) fn new(store: Store, job: Job, stage: String, scratch: PathBuf, progress: Arc<Mutex<LiveProgress>>) -> Self {
+    pub(super) fn new(
+        store: Store,
+        job: Job,
+        stage: String,
+        scratch: PathBuf,
+        progress: Arc<Mutex<LiveProgress>>,
+    ) -> Self {
         Self { store, job, stage, scratch, progress, last_event: Mutex::new(None), made: Mutex::new(Vec::new()) }
     }
 
@@ -51,8 +57,11 @@ impl JobSink {
         };
         let artifact = self.store.put_artifact_blocking(artifact).map_err(|e| StageError::Retriable(e.to_string()))?;
         self.made.lock().unwrap_or_else(|p| p.into_inner()).push(artifact.id);
-        let body =
-            EventBody::Artifact { stage: self.stage.clone(), artifact: artifact.id, media_type: artifact.media_type.clone() };
+        let body = EventBody::Artifact {
+            stage: self.stage.clone(),
+            artifact: artifact.id,
+            media_type: artifact.media_type.clone(),
+        };
         let _ = self.store.append_events_blocking(&self.job, vec![body]);
         Ok(artifact)
     }
@@ -68,7 +77,8 @@ impl StageSink for JobSink {
         let due = last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) || step >= total;
         if due {
             *last = Some(Instant::now());
-            let body = EventBody::Progress { stage: self.stage.clone(), step, total, message: message.map(str::to_owned) };
+            let body =
+                EventBody::Progress { stage: self.stage.clone(), step, total, message: message.map(str::to_owned) };
             if let Err(e) = self.store.append_events_blocking(&self.job, vec![body]) {
                 tracing::warn!(job = %self.job.id, "cannot record progress: {e}");
             }
@@ -84,15 +94,25 @@ impl StageSink for JobSink {
 
     fn put_artifact(&self, name: &str, media_type: &str, bytes: &[u8]) -> Result<Artifact, StageError> {
         let id = self.store.new_id();
-        let stored = artifacts::write_bytes(self.store.artifacts_dir(), &id.to_string(), artifacts::extension_for(media_type), bytes)
-            .map_err(|e| StageError::Retriable(e.to_string()))?;
+        let stored = artifacts::write_bytes(
+            self.store.artifacts_dir(),
+            &id.to_string(),
+            artifacts::extension_for(media_type),
+            bytes,
+        )
+        .map_err(|e| StageError::Retriable(e.to_string()))?;
         self.record(name, media_type, id, stored)
     }
 
     fn put_artifact_file(&self, name: &str, media_type: &str, file: &Path) -> Result<Artifact, StageError> {
         let id = self.store.new_id();
-        let stored = artifacts::adopt_file(self.store.artifacts_dir(), &id.to_string(), artifacts::extension_for(media_type), file)
-            .map_err(|e| StageError::Retriable(e.to_string()))?;
+        let stored = artifacts::adopt_file(
+            self.store.artifacts_dir(),
+            &id.to_string(),
+            artifacts::extension_for(media_type),
+            file,
+        )
+        .map_err(|e| StageError::Retriable(e.to_string()))?;
         self.record(name, media_type, id, stored)
     }
 

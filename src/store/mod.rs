@@ -333,7 +333,13 @@ impl Store {
             for id in running {
                 ctx.update_job(id, |j| {
                     requeue(j, None);
-                    Ok(vec![EventBody::Log { level: "warn".into(), message: "daemon restarted; job re-queued to resume after its last finished stage".into() }, EventBody::State { state: "queued".into(), error: None }])
+                    Ok(vec![
+                        EventBody::Log {
+                            level: "warn".into(),
+                            message: "daemon restarted; job re-queued to resume after its last finished stage".into(),
+                        },
+                        EventBody::State { state: "queued".into(), error: None },
+                    ])
                 })?;
             }
             Ok(())

@@ -87,18 +87,19 @@ fn queue_key(job: &Job) -> Option<(i64, i64, u128)> {
 #[derive(Clone)]
 pub struct Writer {
     tx: Arc<std::sync::Mutex<Option<mpsc::Sender<Op>>>>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Writer {
     /// Starts the thread; `max_batch` 1 turns group commit off.
     pub fn start(db: Arc<Database>, next_seq: u64, max_batch: usize, events: broadcast::Sender<Arc<Event>>) -> Self {
         let (tx, rx) = mpsc::channel::<Op>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("reelbox-store-writer".into())
             .spawn(move || run(db, rx, next_seq, max_batch, events))
             .map_err(|e| tracing::error!("cannot start the store writer: {e}"))
             .ok();
-        Self { tx: Arc::new(std::sync::Mutex::new(Some(tx))) }
+        Self { tx: Arc::new(std::sync::Mutex::new(Some(tx))), thread: Arc::new(std::sync::Mutex::new(thread)) }
     }
 
     fn send<R: Send + 'static>(
@@ -140,9 +141,16 @@ impl Writer {
         self.send(durable, f)?.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// Lets the thread drain what is queued and stop.
+    /// Lets the thread drain what is queued, then waits for it to stop, so the database
+    /// file is released when this returns.
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread
+            && t.join().is_err()
+        {
+            tracing::error!("the store writer thread panicked");
+        }
     }
 }
 

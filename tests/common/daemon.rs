@@ -1,0 +1,97 @@
+//! Starts the real `reelbox serve` binary on a free loopback port.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A daemon process the test owns; killed on drop.
+pub struct DaemonProc {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl DaemonProc {
+    /// Starts `reelbox serve` on 127.0.0.1:0 with `data_dir` and extra environment.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
+        cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("REELBOX_CONFIG")
+            .env("XDG_CONFIG_HOME", data_dir.join("no-config"))
+            .env("REELBOX_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn reelbox serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let url = line
+            .trim()
+            .strip_prefix("reelbox listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Self { child, url, data_dir: data_dir.to_path_buf() }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits; returns the exit status and how long it took.
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let t0 = Instant::now();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().expect("wait");
+        (status, t0.elapsed())
+    }
+
+    /// Full URL for an API path.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+impl Drop for DaemonProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `GET /api/v1/jobs/{id}` until `done(job)` or the timeout.
+pub async fn wait_job(
+    http: &reqwest::Client,
+    d: &DaemonProc,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let t0 = Instant::now();
+    loop {
+        let job: serde_json::Value = http
+            .get(d.at(&format!("/api/v1/jobs/{id}")))
+            .send()
+            .await
+            .expect("get job")
+            .json()
+            .await
+            .expect("job json");
+        if done(&job) {
+            return job;
+        }
+        assert!(t0.elapsed() < timeout, "job {id} did not reach the expected state in {timeout:?}: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// True once a job is in a final state.
+pub fn is_final(job: &serde_json::Value) -> bool {
+    matches!(job["state"].as_str(), Some("succeeded" | "failed" | "canceled"))
+}
