@@ -7,5 +7,6 @@ pub mod config;
 pub mod engine;
 pub mod gpu;
 pub mod kinds;
+pub mod media;
 pub mod pipelines;
 pub mod store;

@@ -1,0 +1,526 @@
+//! Video through the system ffmpeg binary: raw RGB frames piped in for H.264 + AAC MP4s
+//! (with optional soft or burned-in subtitles), and videos decoded back to RGB frames.
+//! ffmpeg's stderr is always captured so a failure says what ffmpeg said.
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+
+use image::RgbImage;
+
+use crate::gpu::DeviceId;
+
+use super::probe::probe;
+
+/// Most stderr bytes kept from one ffmpeg run (the tail, where the reason is).
+const STDERR_KEEP: usize = 16 * 1024;
+
+/// Errors from running ffmpeg or ffprobe.
+#[derive(Debug, thiserror::Error)]
+pub enum FfmpegError {
+    #[error(
+        "cannot start {program}: {source}. Fix: install ffmpeg (e.g. `apt install ffmpeg`) or set REELBOX_FFMPEG / REELBOX_FFPROBE"
+    )]
+    Spawn { program: String, source: std::io::Error },
+    #[error("ffmpeg failed writing {output} ({status}): {stderr}")]
+    Encode { output: PathBuf, status: String, stderr: String },
+    #[error("ffmpeg failed reading {input} ({status}): {stderr}")]
+    Decode { input: String, status: String, stderr: String },
+    #[error("ffprobe cannot read {input}: {reason}")]
+    Probe { input: String, reason: String },
+    #[error("{input} has no video stream")]
+    NoVideo { input: String },
+    #[error("frame {index} is {got_w}x{got_h} but the video is {width}x{height}")]
+    FrameSize { index: u64, got_w: u32, got_h: u32, width: u32, height: u32 },
+    #[error("invalid video options: {0}")]
+    Options(String),
+}
+
+/// The ffmpeg binary: `REELBOX_FFMPEG` or `ffmpeg` on `PATH`.
+pub fn ffmpeg_program() -> PathBuf {
+    std::env::var_os("REELBOX_FFMPEG").map_or_else(|| PathBuf::from("ffmpeg"), PathBuf::from)
+}
+
+/// The ffprobe binary: `REELBOX_FFPROBE` or `ffprobe` on `PATH`.
+pub fn ffprobe_program() -> PathBuf {
+    std::env::var_os("REELBOX_FFPROBE").map_or_else(|| PathBuf::from("ffprobe"), PathBuf::from)
+}
+
+/// The H.264 encoder ffmpeg uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum H264Encoder {
+    /// libx264 on the CPU; always there in distro ffmpeg builds.
+    Libx264,
+    /// NVIDIA's hardware encoder.
+    Nvenc,
+}
+
+impl H264Encoder {
+    /// The encoder for frames made on `device`: NVENC on an NVIDIA GPU when this ffmpeg
+    /// lists `h264_nvenc` and can open it, libx264 otherwise.
+    pub fn for_device(device: DeviceId) -> Self {
+        match device {
+            DeviceId::Cuda(_) if nvenc_usable() => H264Encoder::Nvenc,
+            _ => H264Encoder::Libx264,
+        }
+    }
+
+    fn codec(self) -> &'static str {
+        match self {
+            H264Encoder::Libx264 => "libx264",
+            H264Encoder::Nvenc => "h264_nvenc",
+        }
+    }
+}
+
+/// Whether `h264_nvenc` is listed by `ffmpeg -encoders` and opens on this machine (a
+/// listed encoder still fails without a driver); checked once per process.
+pub fn nvenc_usable() -> bool {
+    static USABLE: OnceLock<bool> = OnceLock::new();
+    *USABLE.get_or_init(|| {
+        let listed = Command::new(ffmpeg_program())
+            .args(["-hide_banner", "-encoders"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("h264_nvenc"))
+            .unwrap_or(false);
+        listed
+            && Command::new(ffmpeg_program())
+                .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=s=256x256:d=0.1"])
+                .args(["-c:v", "h264_nvenc", "-f", "null", "-"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
+}
+
+/// What to encode: frame geometry, quality, and the streams to mux in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoOptions {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub encoder: H264Encoder,
+    /// Constant quality (x264 CRF / NVENC CQ): lower is better; 18–23 is typical.
+    pub quality: u8,
+    /// A file whose first audio stream (if it has one) is encoded as AAC.
+    pub audio: Option<PathBuf>,
+    /// An SRT or WebVTT file added as a selectable `mov_text` subtitle stream.
+    pub subtitles: Option<PathBuf>,
+    /// ISO 639-2 language of the subtitle stream.
+    pub subtitle_language: String,
+    /// An SRT or WebVTT file drawn onto the frames (libass).
+    pub burn_subtitles: Option<PathBuf>,
+    /// End the file with the shortest stream (else the longest decides).
+    pub shortest: bool,
+}
+
+impl VideoOptions {
+    /// libx264 at quality 20, no audio or subtitles.
+    pub fn new(width: u32, height: u32, fps: u32) -> Self {
+        Self {
+            width,
+            height,
+            fps,
+            encoder: H264Encoder::Libx264,
+            quality: 20,
+            audio: None,
+            subtitles: None,
+            subtitle_language: "eng".into(),
+            burn_subtitles: None,
+            shortest: false,
+        }
+    }
+}
+
+/// Escapes a path for use as a filter option value inside a filtergraph (two levels).
+fn filter_path(path: &Path) -> String {
+    let mut level1 = String::new();
+    for c in path.display().to_string().chars() {
+        if matches!(c, '\\' | '\'' | ':') {
+            level1.push('\\');
+        }
+        level1.push(c);
+    }
+    let mut level2 = String::new();
+    for c in level1.chars() {
+        if matches!(c, '\\' | '\'' | '[' | ']' | ',' | ';') {
+            level2.push('\\');
+        }
+        level2.push(c);
+    }
+    level2
+}
+
+/// The full ffmpeg argument list for `opts` writing `output`.
+pub fn encode_args(opts: &VideoOptions, output: &Path) -> Vec<String> {
+    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y"].map(String::from).to_vec();
+    let size = format!("{}x{}", opts.width, opts.height);
+    a.extend(["-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", &size].map(String::from));
+    a.extend(["-framerate".to_string(), opts.fps.to_string(), "-i".into(), "pipe:0".into()]);
+    let mut next_input = 1;
+    let audio_input = opts.audio.as_ref().map(|p| {
+        a.extend(["-i".to_string(), p.display().to_string()]);
+        next_input += 1;
+        next_input - 1
+    });
+    let sub_input = opts.subtitles.as_ref().map(|p| {
+        a.extend(["-i".to_string(), p.display().to_string()]);
+        next_input += 1;
+        next_input - 1
+    });
+    a.extend(["-map", "0:v:0"].map(String::from));
+    if let Some(i) = audio_input {
+        // `?`: an audio source without an audio stream (a silent video) is not an error.
+        a.extend(["-map".to_string(), format!("{i}:a:0?")]);
+    }
+    if let Some(i) = sub_input {
+        a.extend(["-map".to_string(), format!("{i}:s:0")]);
+    }
+    let mut filters = Vec::new();
+    if opts.width % 2 == 1 || opts.height % 2 == 1 {
+        // yuv420p needs even sizes; pad one black row/column rather than lose pixels.
+        filters.push("pad=ceil(iw/2)*2:ceil(ih/2)*2".to_string());
+    }
+    if let Some(p) = &opts.burn_subtitles {
+        filters.push(format!("subtitles=filename={}", filter_path(p)));
+    }
+    if !filters.is_empty() {
+        a.extend(["-vf".to_string(), filters.join(",")]);
+    }
+    let q = opts.quality.to_string();
+    match opts.encoder {
+        H264Encoder::Libx264 => a.extend(["-c:v", "libx264", "-preset", "medium", "-crf", &q].map(String::from)),
+        H264Encoder::Nvenc => a.extend(
+            ["-c:v", opts.encoder.codec(), "-preset", "p5", "-rc", "vbr", "-cq", &q, "-b:v", "0"].map(String::from),
+        ),
+    }
+    a.extend(["-pix_fmt", "yuv420p"].map(String::from));
+    if audio_input.is_some() {
+        a.extend(["-c:a", "aac", "-b:a", "192k"].map(String::from));
+    }
+    if sub_input.is_some() {
+        a.extend(["-c:s".to_string(), "mov_text".into()]);
+        a.extend(["-metadata:s:s:0".to_string(), format!("language={}", opts.subtitle_language)]);
+    }
+    if opts.shortest {
+        a.push("-shortest".into());
+    }
+    a.extend(["-movflags", "+faststart", "-f", "mp4"].map(String::from));
+    a.push(output.display().to_string());
+    a
+}
+
+/// Collects a child's stderr on a thread, keeping the tail.
+fn capture(mut stderr: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut kept: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 2 * STDERR_KEEP {
+                kept.drain(..kept.len() - STDERR_KEEP);
+            }
+        }
+        let start = kept.len().saturating_sub(STDERR_KEEP);
+        String::from_utf8_lossy(&kept[start..]).trim().to_string()
+    })
+}
+
+fn status_text(status: Option<ExitStatus>) -> String {
+    status.map_or_else(|| "did not exit".to_string(), |s| s.to_string())
+}
+
+/// An MP4 being written: push RGB frames, then `finish`. Dropping it unfinished stops
+/// ffmpeg and leaves no promise about the file.
+pub struct VideoWriter {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: Option<JoinHandle<String>>,
+    output: PathBuf,
+    width: u32,
+    height: u32,
+    frames: u64,
+    encoder: H264Encoder,
+}
+
+/// What a finished video holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenVideo {
+    pub path: PathBuf,
+    pub frames: u64,
+    pub encoder: H264Encoder,
+}
+
+impl VideoWriter {
+    /// Starts ffmpeg writing `output` (an `.mp4`).
+    pub fn create(output: &Path, opts: &VideoOptions) -> Result<Self, FfmpegError> {
+        if opts.width == 0 || opts.height == 0 || opts.fps == 0 {
+            return Err(FfmpegError::Options(format!(
+                "size {}x{} at {} fps must be positive",
+                opts.width, opts.height, opts.fps
+            )));
+        }
+        for (what, file) in
+            [("audio", &opts.audio), ("subtitles", &opts.subtitles), ("burn_subtitles", &opts.burn_subtitles)]
+        {
+            if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
+                return Err(FfmpegError::Options(format!("{what} file {} does not exist", f.display())));
+            }
+        }
+        let program = ffmpeg_program();
+        let args = encode_args(opts, output);
+        tracing::debug!(?program, args = args.join(" "), "starting ffmpeg encoder");
+        let mut child = Command::new(&program)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| FfmpegError::Spawn { program: program.display().to_string(), source })?;
+        let stdin = child.stdin.take();
+        let stderr = child.stderr.take().map(capture);
+        Ok(Self {
+            child,
+            stdin,
+            stderr,
+            output: output.to_path_buf(),
+            width: opts.width,
+            height: opts.height,
+            frames: 0,
+            encoder: opts.encoder,
+        })
+    }
+
+    /// Frames pushed so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Appends one frame; it must have the video's size.
+    pub fn push(&mut self, frame: &RgbImage) -> Result<(), FfmpegError> {
+        if frame.dimensions() != (self.width, self.height) {
+            return Err(FfmpegError::FrameSize {
+                index: self.frames,
+                got_w: frame.width(),
+                got_h: frame.height(),
+                width: self.width,
+                height: self.height,
+            });
+        }
+        let written = match self.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(frame.as_raw()),
+            None => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "encoder input closed")),
+        };
+        if let Err(e) = written {
+            // ffmpeg quit early; its stderr says why, our broken pipe does not.
+            self.stdin = None;
+            let status = self.child.wait().ok();
+            let mut stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+            if stderr.is_empty() {
+                stderr = e.to_string();
+            }
+            return Err(FfmpegError::Encode { output: self.output.clone(), status: status_text(status), stderr });
+        }
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Closes the input, waits for ffmpeg and checks it succeeded.
+    pub fn finish(mut self) -> Result<WrittenVideo, FfmpegError> {
+        drop(self.stdin.take());
+        let status = self.child.wait().ok();
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        if !status.is_some_and(|s| s.success()) {
+            return Err(FfmpegError::Encode { output: self.output.clone(), status: status_text(status), stderr });
+        }
+        if !stderr.is_empty() {
+            tracing::debug!(output = %self.output.display(), %stderr, "ffmpeg finished with messages");
+        }
+        Ok(WrittenVideo { path: self.output.clone(), frames: self.frames, encoder: self.encoder })
+    }
+}
+
+impl Drop for VideoWriter {
+    fn drop(&mut self) {
+        if self.stdin.take().is_some() {
+            // Unfinished (error or cancel): stop ffmpeg instead of letting it encode a stub.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Encodes `frames` (with `opts`' audio and subtitles) into `output` in one call.
+pub fn write_video<'a>(
+    output: &Path,
+    opts: &VideoOptions,
+    frames: impl IntoIterator<Item = &'a RgbImage>,
+) -> Result<WrittenVideo, FfmpegError> {
+    let mut writer = VideoWriter::create(output, opts)?;
+    for frame in frames {
+        writer.push(frame)?;
+    }
+    writer.finish()
+}
+
+/// Geometry and timing of a video being decoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoInfo {
+    pub width: u32,
+    pub height: u32,
+    /// Average frame rate (25 when the file does not say).
+    pub fps: f64,
+    /// Duration in seconds, when known.
+    pub duration_s: Option<f64>,
+    /// Whether the file also has an audio stream.
+    pub has_audio: bool,
+}
+
+/// A video decoded to RGB frames by ffmpeg, one frame at a time.
+pub struct VideoReader {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    stderr: Option<JoinHandle<String>>,
+    input: String,
+    info: VideoInfo,
+    done: bool,
+}
+
+impl VideoReader {
+    /// Opens `path` (anything ffmpeg decodes) for frame-by-frame reading.
+    pub fn open(path: &Path) -> Result<Self, FfmpegError> {
+        let input = path.display().to_string();
+        let media = probe(path)?;
+        let video = media.video().ok_or_else(|| FfmpegError::NoVideo { input: input.clone() })?;
+        let (width, height) = video.display_size().ok_or_else(|| FfmpegError::NoVideo { input: input.clone() })?;
+        let info = VideoInfo {
+            width,
+            height,
+            fps: video.fps.filter(|f| f.is_finite() && *f > 0.0).unwrap_or(25.0),
+            duration_s: video.duration_s.or(media.duration_s),
+            has_audio: media.audio().is_some(),
+        };
+        let program = ffmpeg_program();
+        let mut child = Command::new(&program)
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+            .arg(path)
+            .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| FfmpegError::Spawn { program: program.display().to_string(), source })?;
+        let stderr = child.stderr.take().map(capture);
+        let stdout = child.stdout.take().ok_or_else(|| FfmpegError::Decode {
+            input: input.clone(),
+            status: "no output pipe".into(),
+            stderr: String::new(),
+        })?;
+        Ok(Self { child, stdout: BufReader::with_capacity(1 << 20, stdout), stderr, input, info, done: false })
+    }
+
+    /// The video's size, rate and duration.
+    pub fn info(&self) -> VideoInfo {
+        self.info
+    }
+
+    /// The next frame, or `None` at the end of the video.
+    pub fn next_frame(&mut self) -> Result<Option<RgbImage>, FfmpegError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; self.info.width as usize * self.info.height as usize * 3];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.stdout.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.fail(Some(e.to_string()))),
+            }
+        }
+        if filled < buf.len() {
+            self.done = true;
+            let status = self.child.wait().ok();
+            let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+            if !status.is_some_and(|s| s.success()) || filled != 0 {
+                return Err(FfmpegError::Decode { input: self.input.clone(), status: status_text(status), stderr });
+            }
+            return Ok(None);
+        }
+        Ok(RgbImage::from_raw(self.info.width, self.info.height, buf))
+    }
+
+    fn fail(&mut self, reason: Option<String>) -> FfmpegError {
+        self.done = true;
+        let _ = self.child.kill();
+        let status = self.child.wait().ok();
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        FfmpegError::Decode {
+            input: self.input.clone(),
+            status: status_text(status),
+            stderr: reason.map_or(stderr.clone(), |r| format!("{r}; {stderr}")),
+        }
+    }
+}
+
+impl Iterator for VideoReader {
+    type Item = Result<RgbImage, FfmpegError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_frame().transpose()
+    }
+}
+
+impl Drop for VideoReader {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Decodes at most `max_frames` frames of a (short) video into memory.
+pub fn read_video_frames(path: &Path, max_frames: usize) -> Result<(VideoInfo, Vec<RgbImage>), FfmpegError> {
+    let mut reader = VideoReader::open(path)?;
+    let info = reader.info();
+    let mut frames = Vec::new();
+    while frames.len() < max_frames {
+        match reader.next_frame()? {
+            Some(f) => frames.push(f),
+            None => break,
+        }
+    }
+    Ok((info, frames))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_paths_are_escaped_for_both_levels() {
+        assert_eq!(filter_path(Path::new("/tmp/a b/subs.srt")), "/tmp/a b/subs.srt");
+        assert_eq!(filter_path(Path::new("/t/x:y.srt")), "/t/x\\\\:y.srt");
+        assert_eq!(filter_path(Path::new("/t/it's,[1].srt")), "/t/it\\\\\\'s\\,\\[1\\].srt");
+    }
+
+    #[test]
+    fn args_map_audio_and_subtitles_and_pad_odd_sizes() {
+        let mut o = VideoOptions::new(101, 50, 25);
+        o.audio = Some("a.wav".into());
+        o.subtitles = Some("s.srt".into());
+        let args = encode_args(&o, Path::new("out.mp4")).join(" ");
+        assert!(args.contains("-map 0:v:0 -map 1:a:0? -map 2:s:0"), "{args}");
+        assert!(args.contains("-vf pad=ceil(iw/2)*2:ceil(ih/2)*2"), "{args}");
+        assert!(args.contains("-c:s mov_text"), "{args}");
+        assert!(args.ends_with("-movflags +faststart -f mp4 out.mp4"), "{args}");
+    }
+}
