@@ -7,6 +7,7 @@ pub mod mel;
 pub mod mix;
 pub mod probe;
 pub mod subtitles;
+pub mod visual;
 
 pub use audio::{Audio, AudioError, decode_bytes, decode_file, write_wav};
 pub use ffmpeg::{FfmpegError, H264Encoder, VideoInfo, VideoOptions, VideoReader, VideoWriter, WrittenVideo};

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod sink;
+
 use image::{Rgb, RgbImage};
 
 /// A path under `tests/fixtures/`.
