@@ -16,6 +16,7 @@ use crate::store::records::Artifact;
 pub mod inputs;
 pub mod lipsync;
 pub mod testcard;
+pub mod upscale;
 
 /// A request parameter that failed validation; becomes a 400 naming `field`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -102,7 +103,7 @@ pub trait JobKind: Send + Sync {
 
 /// All job kinds this build knows.
 pub fn registry() -> Vec<Arc<dyn JobKind>> {
-    vec![Arc::new(testcard::Testcard), Arc::new(lipsync::Lipsync)]
+    vec![Arc::new(testcard::Testcard), Arc::new(lipsync::Lipsync), Arc::new(upscale::Upscale)]
 }
 
 /// Reads an optional integer parameter within `range`, with a default.

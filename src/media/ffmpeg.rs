@@ -96,12 +96,52 @@ pub fn nvenc_usable() -> bool {
     })
 }
 
+/// A frame rate as a fraction, so NTSC rates (30000/1001) stay exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRate {
+    pub num: u32,
+    pub den: u32,
+}
+
+impl FrameRate {
+    /// The nearest fraction to `fps`: whole numbers, the NTSC family (×1000/1001), else
+    /// millihertz.
+    pub fn from_f64(fps: f64) -> Self {
+        let fps = if fps.is_finite() && fps > 0.0 { fps.min(1000.0) } else { 25.0 };
+        let ntsc = fps * 1001.0 / 1000.0;
+        if (fps - fps.round()).abs() < 1e-3 {
+            Self { num: fps.round() as u32, den: 1 }
+        } else if (ntsc - ntsc.round()).abs() < 1e-3 {
+            Self { num: ntsc.round() as u32 * 1000, den: 1001 }
+        } else {
+            Self { num: (fps * 1000.0).round() as u32, den: 1000 }
+        }
+    }
+
+    /// Frames per second.
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.num) / f64::from(self.den.max(1))
+    }
+}
+
+impl From<u32> for FrameRate {
+    fn from(fps: u32) -> Self {
+        Self { num: fps, den: 1 }
+    }
+}
+
+impl std::fmt::Display for FrameRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.den == 1 { write!(f, "{}", self.num) } else { write!(f, "{}/{}", self.num, self.den) }
+    }
+}
+
 /// What to encode: frame geometry, quality, and the streams to mux in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoOptions {
     pub width: u32,
     pub height: u32,
-    pub fps: u32,
+    pub fps: FrameRate,
     pub encoder: H264Encoder,
     /// Constant quality (x264 CRF / NVENC CQ): lower is better; 18–23 is typical.
     pub quality: u8,
@@ -119,11 +159,11 @@ pub struct VideoOptions {
 
 impl VideoOptions {
     /// libx264 at quality 20, no audio or subtitles.
-    pub fn new(width: u32, height: u32, fps: u32) -> Self {
+    pub fn new(width: u32, height: u32, fps: impl Into<FrameRate>) -> Self {
         Self {
             width,
             height,
-            fps,
+            fps: fps.into(),
             encoder: H264Encoder::Libx264,
             quality: 20,
             audio: None,
@@ -260,7 +300,7 @@ pub struct WrittenVideo {
 impl VideoWriter {
     /// Starts ffmpeg writing `output` (an `.mp4`).
     pub fn create(output: &Path, opts: &VideoOptions) -> Result<Self, FfmpegError> {
-        if opts.width == 0 || opts.height == 0 || opts.fps == 0 {
+        if opts.width == 0 || opts.height == 0 || opts.fps.num == 0 || opts.fps.den == 0 {
             return Err(FfmpegError::Options(format!(
                 "size {}x{} at {} fps must be positive",
                 opts.width, opts.height, opts.fps
@@ -510,6 +550,13 @@ mod tests {
         assert_eq!(filter_path(Path::new("/tmp/a b/subs.srt")), "/tmp/a b/subs.srt");
         assert_eq!(filter_path(Path::new("/t/x:y.srt")), "/t/x\\\\:y.srt");
         assert_eq!(filter_path(Path::new("/t/it's,[1].srt")), "/t/it\\\\\\'s\\,\\[1\\].srt");
+    }
+
+    #[test]
+    fn frame_rates_stay_exact_fractions() {
+        assert_eq!(FrameRate::from_f64(25.0).to_string(), "25");
+        assert_eq!(FrameRate::from_f64(30000.0 / 1001.0).to_string(), "30000/1001");
+        assert_eq!(FrameRate::from_f64(12.5).to_string(), "12500/1000");
     }
 
     #[test]

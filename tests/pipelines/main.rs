@@ -5,6 +5,7 @@
 mod common;
 
 mod lipsync;
+mod upscale;
 
 use std::sync::OnceLock;
 
