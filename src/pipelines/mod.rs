@@ -5,6 +5,7 @@
 use tokio_util::sync::CancellationToken;
 
 pub mod lipsync;
+pub mod motion;
 pub mod upscale;
 
 /// Progress of a running pipeline, reported between steps.

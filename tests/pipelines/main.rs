@@ -5,6 +5,7 @@
 mod common;
 
 mod lipsync;
+mod motion;
 mod upscale;
 
 use std::sync::OnceLock;
