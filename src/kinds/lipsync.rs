@@ -27,6 +27,8 @@ pub struct Lipsync;
 pub const DEFAULT_MODEL: &str = "wav2lip";
 /// Most frames read from a video portrait (it is cycled when the narration is longer).
 const MAX_SOURCE_FRAMES: usize = 750;
+/// Memory allowed for a video portrait's decoded frames; large videos get fewer frames.
+const MAX_SOURCE_BYTES: usize = 1 << 30;
 const STAGE: &str = "lipsync";
 
 impl JobKind for Lipsync {
@@ -114,11 +116,14 @@ impl JobKind for Lipsync {
     }
 }
 
-/// The portrait's frames: one for an image, up to [`MAX_SOURCE_FRAMES`] for a video.
+/// The portrait's frames: one for an image; for a video up to [`MAX_SOURCE_FRAMES`] within
+/// [`MAX_SOURCE_BYTES`].
 fn portrait_frames(portrait: &InputFile) -> Result<Vec<RgbImage>, StageError> {
     let visual = open_visual(&portrait.path, &portrait.label, Some(&portrait.artifact.media_type))
         .map_err(|e| StageError::Fatal(e.to_string()))?;
-    visual.frames(&portrait.label, MAX_SOURCE_FRAMES).map_err(|e| StageError::Fatal(e.to_string()))
+    let (w, h) = visual.size();
+    let max_frames = (MAX_SOURCE_BYTES / (w as usize * h as usize * 3).max(1)).clamp(1, MAX_SOURCE_FRAMES);
+    visual.frames(&portrait.label, max_frames).map_err(|e| StageError::Fatal(e.to_string()))
 }
 
 /// The narration to lip-sync. Today that is the `audio` artifact; a `text` source

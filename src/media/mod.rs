@@ -10,7 +10,9 @@ pub mod subtitles;
 pub mod visual;
 
 pub use audio::{Audio, AudioError, decode_bytes, decode_file, write_wav};
-pub use ffmpeg::{FfmpegError, FrameRate, H264Encoder, VideoInfo, VideoOptions, VideoReader, VideoWriter, WrittenVideo};
+pub use ffmpeg::{
+    FfmpegError, FrameRate, H264Encoder, VideoInfo, VideoOptions, VideoReader, VideoWriter, WrittenVideo,
+};
 pub use mix::{Ducking, mix_with_ducking};
 pub use probe::{MediaInfo, StreamInfo, probe};
 pub use subtitles::{Cue, to_srt, to_webvtt};

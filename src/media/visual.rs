@@ -33,14 +33,19 @@ pub enum Visual {
 pub fn open_visual(path: &Path, input: &str, media_type: Option<&str>) -> Result<Visual, VisualError> {
     let is_video_type = media_type.is_some_and(|m| m.starts_with("video/"));
     let mut image_reason = String::new();
+    let read_err = |source| VisualError::Read { input: input.to_string(), source };
+    if std::fs::metadata(path).map_err(read_err)?.len() == 0 {
+        return Err(VisualError::Empty { input: input.to_string() });
+    }
     if !is_video_type {
-        let bytes = std::fs::read(path).map_err(|source| VisualError::Read { input: input.to_string(), source })?;
-        if bytes.is_empty() {
-            return Err(VisualError::Empty { input: input.to_string() });
-        }
-        match image::load_from_memory(&bytes) {
-            Ok(img) => return Ok(Visual::Image(img.to_rgb8())),
-            Err(e) => image_reason = e.to_string(),
+        // Sniff the header first, so a large video is not read into memory as an image.
+        let reader = image::ImageReader::open(path).map_err(read_err)?.with_guessed_format().map_err(read_err)?;
+        match reader.format() {
+            Some(_) => match reader.decode() {
+                Ok(img) => return Ok(Visual::Image(img.to_rgb8())),
+                Err(e) => image_reason = e.to_string(),
+            },
+            None => image_reason = "not a PNG, JPEG or WebP file".into(),
         }
     }
     let info = probe(path).map_err(|e| not_visual(input, &image_reason, &e.to_string()))?;

@@ -1,100 +1,13 @@
-//! Video through the system ffmpeg binary: raw RGB frames piped in for H.264 + AAC MP4s
-//! (with optional soft or burned-in subtitles), and videos decoded back to RGB frames.
-//! ffmpeg's stderr is always captured so a failure says what ffmpeg said.
+//! Encoding: RGB frames piped into ffmpeg, muxed with sound and subtitles into an MP4.
 
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread::JoinHandle;
 
 use image::RgbImage;
 
-use crate::gpu::DeviceId;
-
-use super::probe::probe;
-
-/// Most stderr bytes kept from one ffmpeg run (the tail, where the reason is).
-const STDERR_KEEP: usize = 16 * 1024;
-
-/// Errors from running ffmpeg or ffprobe.
-#[derive(Debug, thiserror::Error)]
-pub enum FfmpegError {
-    #[error(
-        "cannot start {program}: {source}. Fix: install ffmpeg (e.g. `apt install ffmpeg`) or set REELBOX_FFMPEG / REELBOX_FFPROBE"
-    )]
-    Spawn { program: String, source: std::io::Error },
-    #[error("ffmpeg failed writing {output} ({status}): {stderr}")]
-    Encode { output: PathBuf, status: String, stderr: String },
-    #[error("ffmpeg failed reading {input} ({status}): {stderr}")]
-    Decode { input: String, status: String, stderr: String },
-    #[error("ffprobe cannot read {input}: {reason}")]
-    Probe { input: String, reason: String },
-    #[error("{input} has no video stream")]
-    NoVideo { input: String },
-    #[error("frame {index} is {got_w}x{got_h} but the video is {width}x{height}")]
-    FrameSize { index: u64, got_w: u32, got_h: u32, width: u32, height: u32 },
-    #[error("invalid video options: {0}")]
-    Options(String),
-}
-
-/// The ffmpeg binary: `REELBOX_FFMPEG` or `ffmpeg` on `PATH`.
-pub fn ffmpeg_program() -> PathBuf {
-    std::env::var_os("REELBOX_FFMPEG").map_or_else(|| PathBuf::from("ffmpeg"), PathBuf::from)
-}
-
-/// The ffprobe binary: `REELBOX_FFPROBE` or `ffprobe` on `PATH`.
-pub fn ffprobe_program() -> PathBuf {
-    std::env::var_os("REELBOX_FFPROBE").map_or_else(|| PathBuf::from("ffprobe"), PathBuf::from)
-}
-
-/// The H.264 encoder ffmpeg uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum H264Encoder {
-    /// libx264 on the CPU; always there in distro ffmpeg builds.
-    Libx264,
-    /// NVIDIA's hardware encoder.
-    Nvenc,
-}
-
-impl H264Encoder {
-    /// The encoder for frames made on `device`: NVENC on an NVIDIA GPU when this ffmpeg
-    /// lists `h264_nvenc` and can open it, libx264 otherwise.
-    pub fn for_device(device: DeviceId) -> Self {
-        match device {
-            DeviceId::Cuda(_) if nvenc_usable() => H264Encoder::Nvenc,
-            _ => H264Encoder::Libx264,
-        }
-    }
-
-    fn codec(self) -> &'static str {
-        match self {
-            H264Encoder::Libx264 => "libx264",
-            H264Encoder::Nvenc => "h264_nvenc",
-        }
-    }
-}
-
-/// Whether `h264_nvenc` is listed by `ffmpeg -encoders` and opens on this machine (a
-/// listed encoder still fails without a driver); checked once per process.
-pub fn nvenc_usable() -> bool {
-    static USABLE: OnceLock<bool> = OnceLock::new();
-    *USABLE.get_or_init(|| {
-        let listed = Command::new(ffmpeg_program())
-            .args(["-hide_banner", "-encoders"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("h264_nvenc"))
-            .unwrap_or(false);
-        listed
-            && Command::new(ffmpeg_program())
-                .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=s=256x256:d=0.1"])
-                .args(["-c:v", "h264_nvenc", "-f", "null", "-"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-    })
-}
+use super::{FfmpegError, H264Encoder, capture, ffmpeg_program, status_text};
 
 /// A frame rate as a fraction, so NTSC rates (30000/1001) stay exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,29 +166,6 @@ pub fn encode_args(opts: &VideoOptions, output: &Path) -> Vec<String> {
     a
 }
 
-/// Collects a child's stderr on a thread, keeping the tail.
-fn capture(mut stderr: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut kept: Vec<u8> = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            kept.extend_from_slice(&buf[..n]);
-            if kept.len() > 2 * STDERR_KEEP {
-                kept.drain(..kept.len() - STDERR_KEEP);
-            }
-        }
-        let start = kept.len().saturating_sub(STDERR_KEEP);
-        String::from_utf8_lossy(&kept[start..]).trim().to_string()
-    })
-}
-
-fn status_text(status: Option<ExitStatus>) -> String {
-    status.map_or_else(|| "did not exit".to_string(), |s| s.to_string())
-}
-
 /// An MP4 being written: push RGB frames, then `finish`. Dropping it unfinished stops
 /// ffmpeg and leaves no promise about the file.
 pub struct VideoWriter {
@@ -407,138 +297,6 @@ pub fn write_video<'a>(
         writer.push(frame)?;
     }
     writer.finish()
-}
-
-/// Geometry and timing of a video being decoded.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct VideoInfo {
-    pub width: u32,
-    pub height: u32,
-    /// Average frame rate (25 when the file does not say).
-    pub fps: f64,
-    /// Duration in seconds, when known.
-    pub duration_s: Option<f64>,
-    /// Whether the file also has an audio stream.
-    pub has_audio: bool,
-}
-
-/// A video decoded to RGB frames by ffmpeg, one frame at a time.
-pub struct VideoReader {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    stderr: Option<JoinHandle<String>>,
-    input: String,
-    info: VideoInfo,
-    done: bool,
-}
-
-impl VideoReader {
-    /// Opens `path` (anything ffmpeg decodes) for frame-by-frame reading.
-    pub fn open(path: &Path) -> Result<Self, FfmpegError> {
-        let input = path.display().to_string();
-        let media = probe(path)?;
-        let video = media.video().ok_or_else(|| FfmpegError::NoVideo { input: input.clone() })?;
-        let (width, height) = video.display_size().ok_or_else(|| FfmpegError::NoVideo { input: input.clone() })?;
-        let info = VideoInfo {
-            width,
-            height,
-            fps: video.fps.filter(|f| f.is_finite() && *f > 0.0).unwrap_or(25.0),
-            duration_s: video.duration_s.or(media.duration_s),
-            has_audio: media.audio().is_some(),
-        };
-        let program = ffmpeg_program();
-        let mut child = Command::new(&program)
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
-            .arg(path)
-            .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| FfmpegError::Spawn { program: program.display().to_string(), source })?;
-        let stderr = child.stderr.take().map(capture);
-        let stdout = child.stdout.take().ok_or_else(|| FfmpegError::Decode {
-            input: input.clone(),
-            status: "no output pipe".into(),
-            stderr: String::new(),
-        })?;
-        Ok(Self { child, stdout: BufReader::with_capacity(1 << 20, stdout), stderr, input, info, done: false })
-    }
-
-    /// The video's size, rate and duration.
-    pub fn info(&self) -> VideoInfo {
-        self.info
-    }
-
-    /// The next frame, or `None` at the end of the video.
-    pub fn next_frame(&mut self) -> Result<Option<RgbImage>, FfmpegError> {
-        if self.done {
-            return Ok(None);
-        }
-        let mut buf = vec![0u8; self.info.width as usize * self.info.height as usize * 3];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.stdout.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.fail(Some(e.to_string()))),
-            }
-        }
-        if filled < buf.len() {
-            self.done = true;
-            let status = self.child.wait().ok();
-            let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
-            if !status.is_some_and(|s| s.success()) || filled != 0 {
-                return Err(FfmpegError::Decode { input: self.input.clone(), status: status_text(status), stderr });
-            }
-            return Ok(None);
-        }
-        Ok(RgbImage::from_raw(self.info.width, self.info.height, buf))
-    }
-
-    fn fail(&mut self, reason: Option<String>) -> FfmpegError {
-        self.done = true;
-        let _ = self.child.kill();
-        let status = self.child.wait().ok();
-        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
-        FfmpegError::Decode {
-            input: self.input.clone(),
-            status: status_text(status),
-            stderr: reason.map_or(stderr.clone(), |r| format!("{r}; {stderr}")),
-        }
-    }
-}
-
-impl Iterator for VideoReader {
-    type Item = Result<RgbImage, FfmpegError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_frame().transpose()
-    }
-}
-
-impl Drop for VideoReader {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Decodes at most `max_frames` frames of a (short) video into memory.
-pub fn read_video_frames(path: &Path, max_frames: usize) -> Result<(VideoInfo, Vec<RgbImage>), FfmpegError> {
-    let mut reader = VideoReader::open(path)?;
-    let info = reader.info();
-    let mut frames = Vec::new();
-    while frames.len() < max_frames {
-        match reader.next_frame()? {
-            Some(f) => frames.push(f),
-            None => break,
-        }
-    }
-    Ok((info, frames))
 }
 
 #[cfg(test)]
