@@ -24,6 +24,10 @@ pub fn axis_spans(len: u32, core: u32, pad: u32, fixed: Option<u32>) -> Vec<Span
     if len == 0 {
         return Vec::new();
     }
+    if let Some(f) = fixed.filter(|&f| len <= f) {
+        // One window holds the whole axis: a single tile, edge-padded up to the model size.
+        return vec![Span { core_start: 0, core_end: len, read_start: 0, read_len: len, model_len: f }];
+    }
     let (core, pad) = match fixed {
         Some(f) => {
             // Keep at least half the window as core, so tiles always advance.
@@ -37,11 +41,10 @@ pub fn axis_spans(len: u32, core: u32, pad: u32, fixed: Option<u32>) -> Vec<Span
     while start < len {
         let end = (start + core).min(len);
         let span = match fixed {
-            Some(f) if len >= f => {
+            Some(f) => {
                 let read_start = start.saturating_sub(pad).min(len - f);
                 Span { core_start: start, core_end: end, read_start, read_len: f, model_len: f }
             }
-            Some(f) => Span { core_start: start, core_end: end, read_start: 0, read_len: len, model_len: f },
             None => {
                 let read_start = start.saturating_sub(pad);
                 let read_len = (end + pad).min(len) - read_start;
