@@ -10,7 +10,7 @@ use image::RgbImage;
 use reelbox::media::audio::{Audio, AudioError, decode_file, write_wav};
 use reelbox::media::ffmpeg::{FfmpegError, VideoOptions, VideoReader, VideoWriter, write_video};
 use reelbox::media::mel::wav2lip_mel;
-use reelbox::media::probe::{probe, probe_with};
+use reelbox::media::ffprobe::{probe, probe_with};
 use reelbox::media::subtitles::{Cue, to_srt, to_webvtt};
 
 fn sine_wav(path: &Path, seconds: f32, rate: u32) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 
 use super::ffmpeg::{FfmpegError, VideoInfo, read_video_frames};
-use super::probe::probe;
+use super::ffprobe::probe;
 
 /// Errors from opening a picture input.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use image::RgbImage;
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::lipsync::Lipsync;
 use reelbox::media::audio::{Audio, write_wav};
-use reelbox::media::probe::probe_with;
+use reelbox::media::ffprobe::probe_with;
 use reelbox::pipelines::lipsync::{
     BatchAxis, FaceBox, FaceTrack, LipsyncError, Wav2Lip, face::WAV2LIP_PADS, lipsync, lipsync_frames,
 };

@@ -3,7 +3,7 @@
 
 use image::RgbImage;
 use reelbox::media::ffmpeg::{VideoOptions, VideoWriter};
-use reelbox::media::probe::probe_with;
+use reelbox::media::ffprobe::probe_with;
 use reelbox::pipelines::motion::{
     CameraMotion, CameraMove, ClipSpec, ImageToVideo, Sequence, camera_frame, crossfade, sequence_length,
 };

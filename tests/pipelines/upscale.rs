@@ -5,7 +5,7 @@ use image::RgbImage;
 use image::imageops::{FilterType, resize};
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::upscale::Upscale;
-use reelbox::media::probe::probe_with;
+use reelbox::media::ffprobe::probe_with;
 use reelbox::pipelines::upscale::{TileOptions, Upscaler};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;

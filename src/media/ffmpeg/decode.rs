@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use image::RgbImage;
 
 use super::{FfmpegError, capture, ffmpeg_program, status_text};
-use crate::media::probe::probe;
+use crate::media::ffprobe::probe;
 
 /// Geometry and timing of a video being decoded.
 #[derive(Debug, Clone, Copy, PartialEq)]
