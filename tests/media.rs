@@ -1,17 +1,17 @@
 //! Media against real files and the real ffmpeg: decoding every supported format, clear
 //! errors for bad inputs, the mel spectrogram against librosa, and MP4 round trips.
 
-mod common;
+mod support;
 
 use std::path::Path;
 
-use common::{ffmpeg, fixture, read_npy_f32, test_picture};
 use image::RgbImage;
 use reelbox::media::audio::{Audio, AudioError, decode_file, write_wav};
 use reelbox::media::ffmpeg::{FfmpegError, VideoOptions, VideoReader, VideoWriter, write_video};
-use reelbox::media::mel::wav2lip_mel;
 use reelbox::media::ffprobe::{probe, probe_with};
+use reelbox::media::mel::wav2lip_mel;
 use reelbox::media::subtitles::{Cue, to_srt, to_webvtt};
+use support::{ffmpeg, fixture, read_npy_f32, test_picture};
 
 fn sine_wav(path: &Path, seconds: f32, rate: u32) {
     let n = (seconds * rate as f32) as usize;

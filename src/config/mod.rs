@@ -214,8 +214,8 @@ impl Config {
 
     /// Parses one TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         toml::from_str(&text)
             .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })
     }
@@ -284,17 +284,14 @@ mod tests {
     #[test]
     fn env_overrides_win_over_file_values() {
         let mut c = Config::default();
-        c.apply_env(|k| (k == "REELBOX_BIND").then(|| "0.0.0.0:9000".to_string()))
-            .expect("valid env");
+        c.apply_env(|k| (k == "REELBOX_BIND").then(|| "0.0.0.0:9000".to_string())).expect("valid env");
         assert_eq!(c.bind.port(), 9000);
     }
 
     #[test]
     fn bad_env_value_names_the_variable() {
         let mut c = Config::default();
-        let err = c
-            .apply_env(|k| (k == "REELBOX_MAX_QUEUED").then(|| "lots".to_string()))
-            .expect_err("must fail");
+        let err = c.apply_env(|k| (k == "REELBOX_MAX_QUEUED").then(|| "lots".to_string())).expect_err("must fail");
         assert!(err.to_string().contains("REELBOX_MAX_QUEUED"), "{err}");
     }
 

@@ -17,7 +17,9 @@ pub type SharedSession = Arc<Mutex<Session>>;
 /// Errors from loading the runtime or a model.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("ONNX Runtime library not found; searched: {searched}. Fix: run `reelbox setup`, or set ORT_DYLIB_PATH / runtime.onnxruntime to libonnxruntime.so")]
+    #[error(
+        "ONNX Runtime library not found; searched: {searched}. Fix: run `reelbox setup`, or set ORT_DYLIB_PATH / runtime.onnxruntime to libonnxruntime.so"
+    )]
     RuntimeNotFound { searched: String },
     #[error("cannot load ONNX Runtime from {path}: {reason}")]
     RuntimeLoad { path: PathBuf, reason: String },
@@ -62,8 +64,7 @@ impl Engine {
         let env = self.env.get_or_init(|| {
             let candidates = self.runtime_candidates();
             let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-                let searched =
-                    candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+                let searched = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
                 return Err(format!("not-found:{searched}"));
             };
             ort::init_from(path)
@@ -86,8 +87,7 @@ impl Engine {
             return Err(EngineError::ModelMissing { path: model_file.to_path_buf() });
         }
         let env = self.environment()?;
-        let load_err =
-            |e: ort::Error| EngineError::ModelLoad { path: model_file.to_path_buf(), reason: e.to_string() };
+        let load_err = |e: ort::Error| EngineError::ModelLoad { path: model_file.to_path_buf(), reason: e.to_string() };
         let mut builder = Session::builder(env).map_err(load_err)?;
         if self.config.runtime.intra_threads > 0 {
             builder = builder.with_intra_threads(self.config.runtime.intra_threads).map_err(|e| load_err(e.into()))?;

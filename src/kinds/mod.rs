@@ -121,10 +121,7 @@ pub fn int_param(
             .ok_or_else(|| ParamError::new(field, "must be an integer"))?,
     };
     if !range.contains(&v) {
-        return Err(ParamError::new(
-            field,
-            format!("must be between {} and {}, got {v}", range.start(), range.end()),
-        ));
+        return Err(ParamError::new(field, format!("must be between {} and {}, got {v}", range.start(), range.end())));
     }
     Ok(v)
 }
@@ -144,10 +141,7 @@ pub fn float_param(
             .ok_or_else(|| ParamError::new(field, "must be a number"))?,
     };
     if !v.is_finite() || !range.contains(&v) {
-        return Err(ParamError::new(
-            field,
-            format!("must be between {} and {}, got {v}", range.start(), range.end()),
-        ));
+        return Err(ParamError::new(field, format!("must be between {} and {}, got {v}", range.start(), range.end())));
     }
     Ok(v)
 }
@@ -167,7 +161,10 @@ pub fn reject_unknown(params: &serde_json::Value, known: &[&str]) -> Result<(), 
         serde_json::Value::Object(map) => {
             for key in map.keys() {
                 if !known.contains(&key.as_str()) {
-                    return Err(ParamError::new(key.clone(), format!("unknown parameter; known: {}", known.join(", "))));
+                    return Err(ParamError::new(
+                        key.clone(),
+                        format!("unknown parameter; known: {}", known.join(", ")),
+                    ));
                 }
             }
             Ok(())

@@ -93,15 +93,8 @@ impl JobKind for Testcard {
 
 /// SMPTE-like colour bars with the job id and the time written across the middle.
 pub fn draw_card(width: u32, height: u32, label: &str) -> RgbImage {
-    const BARS: [[u8; 3]; 7] = [
-        [192, 192, 192],
-        [192, 192, 0],
-        [0, 192, 192],
-        [0, 192, 0],
-        [192, 0, 192],
-        [192, 0, 0],
-        [0, 0, 192],
-    ];
+    const BARS: [[u8; 3]; 7] =
+        [[192, 192, 192], [192, 192, 0], [0, 192, 192], [0, 192, 0], [192, 0, 192], [192, 0, 0], [0, 0, 192]];
     let mut img = RgbImage::from_fn(width, height, |x, _| {
         let bar = (x as usize * BARS.len() / width.max(1) as usize).min(BARS.len() - 1);
         Rgb(BARS[bar])

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: fixture paths, `.npy` reading, test media.
+//! Helpers shared by the media and pipeline tests: fixture paths, `.npy` reading, test media.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
