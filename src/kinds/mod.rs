@@ -13,7 +13,10 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::store::records::Artifact;
 
+pub mod inputs;
+pub mod lipsync;
 pub mod testcard;
+pub mod upscale;
 
 /// A request parameter that failed validation; becomes a 400 naming `field`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -100,7 +103,7 @@ pub trait JobKind: Send + Sync {
 
 /// All job kinds this build knows.
 pub fn registry() -> Vec<Arc<dyn JobKind>> {
-    vec![Arc::new(testcard::Testcard)]
+    vec![Arc::new(testcard::Testcard), Arc::new(lipsync::Lipsync), Arc::new(upscale::Upscale)]
 }
 
 /// Reads an optional integer parameter within `range`, with a default.

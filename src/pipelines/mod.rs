@@ -4,6 +4,10 @@
 
 use tokio_util::sync::CancellationToken;
 
+pub mod lipsync;
+pub mod motion;
+pub mod upscale;
+
 /// Progress of a running pipeline, reported between steps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
