@@ -7,5 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod gpu;
 pub mod kinds;
+pub mod models;
 pub mod pipelines;
+pub mod setup;
 pub mod store;

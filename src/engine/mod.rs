@@ -35,7 +35,7 @@ pub enum EngineError {
     #[error("model file {path} is missing; fix: `reelbox pull` the model again")]
     ModelMissing { path: PathBuf },
     #[error(
-        "cannot load model {path} (truncated or not an ONNX model?): {reason}; fix: `reelbox models verify` and pull it again"
+        "cannot load model {path} (truncated or not an ONNX model?): {reason}; fix: pull the model again (`reelbox pull --force NAME`)"
     )]
     ModelLoad { path: PathBuf, reason: String },
     #[error(
@@ -51,7 +51,6 @@ pub enum EngineError {
 /// The inference engine: one ONNX Runtime environment and a session cache.
 pub struct Engine {
     config: Config,
-    env: OnceLock<Result<(Environment, RuntimeInfo), String>>,
     runtime: OnceLock<Result<RuntimeInfo, NotFound>>,
     cache: Mutex<SessionCache<Mutex<Session>>>,
     /// One lock per key being loaded, so two jobs wanting the same model load it once.
@@ -68,7 +67,6 @@ impl Engine {
         let keep_alive = Duration::from_secs(config.runtime.keep_alive_s);
         Self {
             config: config.clone(),
-            env: OnceLock::new(),
             runtime: OnceLock::new(),
             cache: Mutex::new(SessionCache::new(budget, keep_alive)),
             loading: Mutex::new(HashMap::new()),
@@ -88,11 +86,12 @@ impl Engine {
             .map_err(|e| EngineError::RuntimeNotFound(e.clone()))
     }
 
-    fn environment(&self) -> Result<&Environment, EngineError> {
+    fn environment(&self) -> Result<&'static Environment, EngineError> {
         let info = self.runtime()?.clone();
-        let env = self.env.get_or_init(|| {
-            // ort keeps the first library it loads for the life of the process; a second
-            // engine in the same process (tests) shares it.
+        // ONNX Runtime allows one environment per process, and ort keeps the first library it
+        // loads; every engine in the process (tests make several) shares both.
+        static ENV: OnceLock<Result<(Environment, RuntimeInfo), String>> = OnceLock::new();
+        let env = ENV.get_or_init(|| {
             let built = ort::init_from(&info.path)
                 .map_err(|e| e.to_string())
                 .and_then(|b| b.with_name("reelbox").with_telemetry(false).build().map_err(|e| e.to_string()))?;
@@ -100,7 +99,12 @@ impl Engine {
             Ok((built, info.clone()))
         });
         match env {
-            Ok((env, _)) => Ok(env),
+            Ok((env, loaded)) => {
+                if loaded.path != info.path {
+                    tracing::warn!(wanted = %info.path.display(), loaded = %loaded.path.display(), "ONNX Runtime already loaded from another path in this process");
+                }
+                Ok(env)
+            }
             Err(reason) => Err(EngineError::RuntimeLoad { path: info.path, reason: reason.clone() }),
         }
     }

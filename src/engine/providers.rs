@@ -65,7 +65,9 @@ pub fn preload_cuda_libraries(runtime_dir: &Path) {
         if !dir.is_dir() {
             return;
         }
-        for name in ep::cuda::CUDA_DYLIBS.iter().chain(ep::cuda::CUDNN_DYLIBS) {
+        // nvJitLink first: cuFFT needs it and the wheels' libraries find siblings via $ORIGIN.
+        let first = ["libnvJitLink.so.13"];
+        for name in first.iter().chain(ep::cuda::CUDA_DYLIBS).chain(ep::cuda::CUDNN_DYLIBS) {
             let path = dir.join(name);
             if path.is_file()
                 && let Err(e) = ort::util::preload_dylib(&path)

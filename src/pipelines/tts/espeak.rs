@@ -3,7 +3,7 @@
 //! every call goes through one process-wide mutex.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use super::clause::{self, Terminator};
 
@@ -49,8 +49,6 @@ struct Espeak {
 
 // SAFETY: the raw function pointers are only called with the global mutex held.
 unsafe impl Send for Espeak {}
-
-static ESPEAK: OnceLock<Mutex<Result<Espeak, EspeakError>>> = OnceLock::new();
 
 fn load() -> Result<Espeak, EspeakError> {
     let mut last_err = String::new();
@@ -102,13 +100,19 @@ fn load() -> Result<Espeak, EspeakError> {
     Err(EspeakError::NotInstalled { tried: LIBRARY_NAMES.join(", "), reason: last_err })
 }
 
+/// The loaded library; `None` until a load succeeds. A failed load is not remembered, so
+/// installing espeak-ng (e.g. by `reelbox setup`) takes effect without a restart.
+static ESPEAK: Mutex<Option<Espeak>> = Mutex::new(None);
+
 fn with_espeak<T>(f: impl FnOnce(&mut Espeak) -> Result<T, EspeakError>) -> Result<T, EspeakError> {
-    let cell = ESPEAK.get_or_init(|| Mutex::new(load()));
     // A panic while phonemizing leaves espeak-ng's state as good as any other call would.
-    let mut guard = cell.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = ESPEAK.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.is_none() {
+        *guard = Some(load()?);
+    }
     match guard.as_mut() {
-        Ok(e) => f(e),
-        Err(e) => Err(e.clone()),
+        Some(e) => f(e),
+        None => Err(EspeakError::NotInstalled { tried: LIBRARY_NAMES.join(", "), reason: "not loaded".into() }),
     }
 }
 
