@@ -61,7 +61,7 @@ impl From<crate::pipelines::Canceled> for TtsError {
 }
 
 /// Per-request synthesis settings; `None` takes the voice's own defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpeechOptions {
     pub noise_scale: Option<f32>,
     pub length_scale: Option<f32>,
