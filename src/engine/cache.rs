@@ -111,7 +111,7 @@ impl<T> SessionCache<T> {
         let keep_alive = self.keep_alive;
         let mut evicted = Vec::new();
         self.entries.retain(|e| {
-            let keep = now.saturating_duration_since(e.last_used) < keep_alive;
+            let keep = e.in_use() || now.saturating_duration_since(e.last_used) < keep_alive;
             if !keep {
                 evicted.push(e.key.clone());
             }
@@ -213,6 +213,17 @@ mod tests {
         // Use ended just now (the expire pass above refreshed it), so it lives one more keep-alive.
         assert!(c.expire(t0 + Duration::from_secs(10)).is_empty());
         assert_eq!(c.expire(t0 + Duration::from_secs(12)), vec![key("a", DeviceId::Cpu)]);
+    }
+
+    #[test]
+    fn zero_keep_alive_unloads_only_after_use_ends() {
+        let t0 = Instant::now();
+        let mut c = SessionCache::new(None, Duration::ZERO);
+        c.insert(key("a", DeviceId::Cpu), Arc::new(()), 1, 0, t0);
+        let held = c.get(&key("a", DeviceId::Cpu), t0);
+        assert!(c.expire(t0).is_empty());
+        drop(held);
+        assert_eq!(c.expire(t0).len(), 1);
     }
 
     #[test]

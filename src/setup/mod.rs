@@ -88,6 +88,9 @@ pub struct GpuSummary {
 pub fn detect_gpus() -> (Vec<GpuSummary>, Option<String>) {
     let nvml = match nvml_wrapper::Nvml::init() {
         Ok(n) => n,
+        Err(nvml_wrapper::error::NvmlError::LibloadingError(_)) => {
+            return (Vec::new(), Some("no NVIDIA driver: libnvidia-ml.so.1 not found".into()));
+        }
         Err(e) => return (Vec::new(), Some(format!("NVML unavailable: {e}"))),
     };
     let driver = nvml.sys_driver_version().ok();

@@ -25,7 +25,7 @@ pub fn root() -> PathBuf {
 }
 
 /// Runs `f` holding the provisioning lock (shared by every test binary).
-fn locked<T>(f: impl FnOnce() -> T) -> T {
+pub fn locked<T>(f: impl FnOnce() -> T) -> T {
     let path = root().join(".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
