@@ -15,6 +15,7 @@ use crate::store::records::Artifact;
 
 pub mod inputs;
 pub mod lipsync;
+pub mod speech;
 pub mod testcard;
 pub mod upscale;
 
@@ -103,7 +104,12 @@ pub trait JobKind: Send + Sync {
 
 /// All job kinds this build knows.
 pub fn registry() -> Vec<Arc<dyn JobKind>> {
-    vec![Arc::new(testcard::Testcard), Arc::new(lipsync::Lipsync), Arc::new(upscale::Upscale)]
+    vec![
+        Arc::new(testcard::Testcard),
+        Arc::new(speech::SpeechKind),
+        Arc::new(lipsync::Lipsync),
+        Arc::new(upscale::Upscale),
+    ]
 }
 
 /// Reads an optional integer parameter within `range`, with a default.
