@@ -22,5 +22,11 @@ pub struct Canceled;
 
 /// Checks the token between steps; `?` it in loops.
 pub fn check_cancel(token: &CancellationToken) -> Result<(), Canceled> {
-    if token.is_cancelled() { Err(Canceled) } else { Ok(()) }
+    if token.is_cancelled() {
+        Err(Canceled)
+    } else {
+        Ok(())
+    }
 }
+
+pub mod diffusion;

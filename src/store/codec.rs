@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 pub enum CodecError {
     #[error("empty record")]
     Empty,
-    #[error("record version {found} is newer than this reelbox understands (max {max}); upgrade reelbox")]
+    #[error(
+        "record version {found} is newer than this reelbox understands (max {max}); upgrade reelbox"
+    )]
     TooNew { found: u8, max: u8 },
     #[error("record is corrupt: {0}")]
     Corrupt(String),
@@ -21,7 +23,9 @@ pub trait Record: Serialize + DeserializeOwned {
     const VERSION: u8;
     /// Reads a payload written by an older `version`.
     fn migrate(version: u8, _payload: &[u8]) -> Result<Self, CodecError> {
-        Err(CodecError::Corrupt(format!("no migration from record version {version}")))
+        Err(CodecError::Corrupt(format!(
+            "no migration from record version {version}"
+        )))
     }
 }
 
@@ -48,7 +52,10 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
             .map_err(|e| CodecError::Corrupt(e.to_string()))?;
         Ok(value)
     } else if version > T::VERSION {
-        Err(CodecError::TooNew { found: version, max: T::VERSION })
+        Err(CodecError::TooNew {
+            found: version,
+            max: T::VERSION,
+        })
     } else {
         T::migrate(version, payload)
     }
@@ -73,7 +80,10 @@ mod tests {
             kind: "testcard".into(),
             params: "{}".into(),
             priority: 3,
-            state: JobState::Queued { enqueued_at: 1, not_before: None },
+            state: JobState::Queued {
+                enqueued_at: 1,
+                not_before: None,
+            },
             attempts: 0,
             stages: vec![],
             idempotency_key: Some("k".into()),
@@ -83,7 +93,10 @@ mod tests {
         assert_eq!(decode::<Job>(&bytes).expect("decodes"), job);
         let mut newer = bytes.clone();
         newer[0] = 9;
-        assert!(matches!(decode::<Job>(&newer), Err(CodecError::TooNew { found: 9, .. })));
+        assert!(matches!(
+            decode::<Job>(&newer),
+            Err(CodecError::TooNew { found: 9, .. })
+        ));
         assert!(matches!(decode::<Job>(&[]), Err(CodecError::Empty)));
     }
 }
