@@ -10,21 +10,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
     #[error("environment variable {var}={value:?} is not valid: {reason}")]
-    Env {
-        var: String,
-        value: String,
-        reason: String,
-    },
+    Env { var: String, value: String, reason: String },
 }
 
 /// The effective configuration of a reelbox daemon or CLI invocation.
@@ -132,30 +122,19 @@ impl Default for Config {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self {
-            max_queued: 10_000,
-            max_attempts: 3,
-            retry_backoff_s: 5,
-        }
+        Self { max_queued: 10_000, max_attempts: 3, retry_backoff_s: 5 }
     }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self {
-            group_commit: true,
-            max_batch: 512,
-        }
+        Self { group_commit: true, max_batch: 512 }
     }
 }
 
 impl Default for WorkersConfig {
     fn default() -> Self {
-        Self {
-            cpu_concurrency: 2,
-            gpu_concurrency: 1,
-            gpus: Vec::new(),
-        }
+        Self { cpu_concurrency: 2, gpu_concurrency: 1, gpus: Vec::new() }
     }
 }
 
@@ -235,14 +214,10 @@ impl Config {
 
     /// Parses one TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })
     }
 
     /// Applies `REELBOX_*` overrides read through `get` (injectable for tests).
@@ -283,9 +258,7 @@ impl Config {
 
     /// Directory models are installed into.
     pub fn models_dir(&self) -> PathBuf {
-        self.models_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("models"))
+        self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
     }
 
     /// Directory finished artifacts are stored in.

@@ -26,10 +26,7 @@ pub struct ParamError {
 impl ParamError {
     /// Error for `field` with a human message.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -59,19 +56,9 @@ pub trait StageSink: Send + Sync {
     /// Adds a line to the job's events (`info`, `warn`, `error`).
     fn log(&self, level: &str, message: &str);
     /// Stores bytes as a durable artifact of the current stage.
-    fn put_artifact(
-        &self,
-        name: &str,
-        media_type: &str,
-        bytes: &[u8],
-    ) -> Result<Artifact, StageError>;
+    fn put_artifact(&self, name: &str, media_type: &str, bytes: &[u8]) -> Result<Artifact, StageError>;
     /// Moves a finished file (written under `scratch_dir`) in as an artifact.
-    fn put_artifact_file(
-        &self,
-        name: &str,
-        media_type: &str,
-        file: &std::path::Path,
-    ) -> Result<Artifact, StageError>;
+    fn put_artifact_file(&self, name: &str, media_type: &str, file: &std::path::Path) -> Result<Artifact, StageError>;
     /// Artifacts of an earlier finished stage of this job, in creation order.
     fn stage_artifacts(&self, stage: &str) -> Vec<Artifact>;
     /// Looks up any artifact the job's owner may read (inputs given by id).
@@ -104,11 +91,7 @@ pub trait JobKind: Send + Sync {
     /// The kind's name in the API (`testcard`, `speech`, `image`, ...).
     fn name(&self) -> &'static str;
     /// Checks and normalises parameters (filling defaults) before the job is accepted.
-    fn validate(
-        &self,
-        params: serde_json::Value,
-        ctx: &ValidateCtx,
-    ) -> Result<serde_json::Value, ParamError>;
+    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError>;
     /// The stage names for these (validated) parameters, in order.
     fn stages(&self, params: &serde_json::Value) -> Vec<String>;
     /// Runs one stage; blocking, called on a worker thread.
@@ -137,11 +120,7 @@ pub fn int_param(
     if !range.contains(&v) {
         return Err(ParamError::new(
             field,
-            format!(
-                "must be between {} and {}, got {v}",
-                range.start(),
-                range.end()
-            ),
+            format!("must be between {} and {}, got {v}", range.start(), range.end()),
         ));
     }
     Ok(v)
@@ -164,21 +143,14 @@ pub fn float_param(
     if !v.is_finite() || !range.contains(&v) {
         return Err(ParamError::new(
             field,
-            format!(
-                "must be between {} and {}, got {v}",
-                range.start(),
-                range.end()
-            ),
+            format!("must be between {} and {}, got {v}", range.start(), range.end()),
         ));
     }
     Ok(v)
 }
 
 /// Reads an optional string parameter.
-pub fn str_param<'p>(
-    params: &'p serde_json::Value,
-    field: &str,
-) -> Result<Option<&'p str>, ParamError> {
+pub fn str_param<'p>(params: &'p serde_json::Value, field: &str) -> Result<Option<&'p str>, ParamError> {
     match params.get(field) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
@@ -192,10 +164,7 @@ pub fn reject_unknown(params: &serde_json::Value, known: &[&str]) -> Result<(), 
         serde_json::Value::Object(map) => {
             for key in map.keys() {
                 if !known.contains(&key.as_str()) {
-                    return Err(ParamError::new(
-                        key.clone(),
-                        format!("unknown parameter; known: {}", known.join(", ")),
-                    ));
+                    return Err(ParamError::new(key.clone(), format!("unknown parameter; known: {}", known.join(", "))));
                 }
             }
             Ok(())

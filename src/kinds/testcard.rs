@@ -22,31 +22,19 @@ impl JobKind for Testcard {
         "testcard"
     }
 
-    fn validate(
-        &self,
-        params: serde_json::Value,
-        _ctx: &ValidateCtx,
-    ) -> Result<serde_json::Value, ParamError> {
+    fn validate(&self, params: serde_json::Value, _ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
         reject_unknown(&params, &["steps", "step_ms", "width", "height", "fail"])?;
         let steps = int_param(&params, "steps", 5, 1..=10_000)?;
         let step_ms = int_param(&params, "step_ms", 100, 0..=60_000)?;
         let width = int_param(&params, "width", 320, 16..=4096)?;
         let height = int_param(&params, "height", 180, 16..=4096)?;
-        let fail = params
-            .get("fail")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned);
+        let fail = params.get("fail").and_then(|v| v.as_str()).map(str::to_owned);
         if let Some(f) = &fail
             && !["fatal", "retriable"].contains(&f.as_str())
         {
-            return Err(ParamError::new(
-                "fail",
-                "must be \"fatal\" or \"retriable\"",
-            ));
+            return Err(ParamError::new("fail", "must be \"fatal\" or \"retriable\""));
         }
-        Ok(
-            json!({"steps": steps, "step_ms": step_ms, "width": width, "height": height, "fail": fail}),
-        )
+        Ok(json!({"steps": steps, "step_ms": step_ms, "width": width, "height": height, "fail": fail}))
     }
 
     fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
@@ -72,21 +60,11 @@ impl JobKind for Testcard {
                     run.sink.progress(step, steps, None);
                 }
                 match p.get("fail").and_then(|v| v.as_str()) {
-                    Some("fatal") => {
-                        return Err(StageError::Fatal("testcard asked to fail".into()));
-                    }
-                    Some("retriable") => {
-                        return Err(StageError::Retriable(
-                            "testcard asked to fail once more".into(),
-                        ));
-                    }
+                    Some("fatal") => return Err(StageError::Fatal("testcard asked to fail".into())),
+                    Some("retriable") => return Err(StageError::Retriable("testcard asked to fail once more".into())),
                     _ => {}
                 }
-                let card = draw_card(
-                    get("width") as u32,
-                    get("height") as u32,
-                    &run.job_id.to_string(),
-                );
+                let card = draw_card(get("width") as u32, get("height") as u32, &run.job_id.to_string());
                 let mut png = Vec::new();
                 card.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
                     .map_err(|e| StageError::Fatal(format!("cannot encode PNG: {e}")))?;
@@ -105,13 +83,10 @@ impl JobKind for Testcard {
                 });
                 let bytes = serde_json::to_vec_pretty(&summary)
                     .map_err(|e| StageError::Fatal(format!("cannot encode summary: {e}")))?;
-                run.sink
-                    .put_artifact("summary.json", "application/json", &bytes)?;
+                run.sink.put_artifact("summary.json", "application/json", &bytes)?;
                 Ok(())
             }
-            other => Err(StageError::Fatal(format!(
-                "testcard has no stage {other:?}"
-            ))),
+            other => Err(StageError::Fatal(format!("testcard has no stage {other:?}"))),
         }
     }
 }
@@ -140,20 +115,8 @@ pub fn draw_card(width: u32, height: u32, label: &str) -> RgbImage {
             img.put_pixel(x, y, Rgb([16, 16, 16]));
         }
     }
-    draw_text(
-        &mut img,
-        4 * scale,
-        band_y + 2 * scale,
-        scale,
-        &label.to_uppercase(),
-    );
-    draw_text(
-        &mut img,
-        4 * scale,
-        band_y + 11 * scale + 2 * scale,
-        scale,
-        &stamp,
-    );
+    draw_text(&mut img, 4 * scale, band_y + 2 * scale, scale, &label.to_uppercase());
+    draw_text(&mut img, 4 * scale, band_y + 11 * scale + 2 * scale, scale, &stamp);
     img
 }
 

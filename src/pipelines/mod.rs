@@ -4,6 +4,8 @@
 
 use tokio_util::sync::CancellationToken;
 
+pub mod diffusion;
+
 /// Progress of a running pipeline, reported between steps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
@@ -22,11 +24,5 @@ pub struct Canceled;
 
 /// Checks the token between steps; `?` it in loops.
 pub fn check_cancel(token: &CancellationToken) -> Result<(), Canceled> {
-    if token.is_cancelled() {
-        Err(Canceled)
-    } else {
-        Ok(())
-    }
+    if token.is_cancelled() { Err(Canceled) } else { Ok(()) }
 }
-
-pub mod diffusion;

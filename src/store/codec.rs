@@ -9,9 +9,7 @@ use serde::de::DeserializeOwned;
 pub enum CodecError {
     #[error("empty record")]
     Empty,
-    #[error(
-        "record version {found} is newer than this reelbox understands (max {max}); upgrade reelbox"
-    )]
+    #[error("record version {found} is newer than this reelbox understands (max {max}); upgrade reelbox")]
     TooNew { found: u8, max: u8 },
     #[error("record is corrupt: {0}")]
     Corrupt(String),
@@ -23,9 +21,7 @@ pub trait Record: Serialize + DeserializeOwned {
     const VERSION: u8;
     /// Reads a payload written by an older `version`.
     fn migrate(version: u8, _payload: &[u8]) -> Result<Self, CodecError> {
-        Err(CodecError::Corrupt(format!(
-            "no migration from record version {version}"
-        )))
+        Err(CodecError::Corrupt(format!("no migration from record version {version}")))
     }
 }
 
@@ -52,10 +48,7 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
             .map_err(|e| CodecError::Corrupt(e.to_string()))?;
         Ok(value)
     } else if version > T::VERSION {
-        Err(CodecError::TooNew {
-            found: version,
-            max: T::VERSION,
-        })
+        Err(CodecError::TooNew { found: version, max: T::VERSION })
     } else {
         T::migrate(version, payload)
     }
@@ -80,10 +73,7 @@ mod tests {
             kind: "testcard".into(),
             params: "{}".into(),
             priority: 3,
-            state: JobState::Queued {
-                enqueued_at: 1,
-                not_before: None,
-            },
+            state: JobState::Queued { enqueued_at: 1, not_before: None },
             attempts: 0,
             stages: vec![],
             idempotency_key: Some("k".into()),
@@ -93,10 +83,7 @@ mod tests {
         assert_eq!(decode::<Job>(&bytes).expect("decodes"), job);
         let mut newer = bytes.clone();
         newer[0] = 9;
-        assert!(matches!(
-            decode::<Job>(&newer),
-            Err(CodecError::TooNew { found: 9, .. })
-        ));
+        assert!(matches!(decode::<Job>(&newer), Err(CodecError::TooNew { found: 9, .. })));
         assert!(matches!(decode::<Job>(&[]), Err(CodecError::Empty)));
     }
 }

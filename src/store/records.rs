@@ -36,27 +36,11 @@ pub struct Job {
 /// Where a job is in its life; each variant carries the times that define it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobState {
-    Queued {
-        enqueued_at: Millis,
-        not_before: Option<Millis>,
-    },
-    Running {
-        enqueued_at: Millis,
-        started_at: Millis,
-        device: DeviceId,
-    },
-    Succeeded {
-        started_at: Millis,
-        finished_at: Millis,
-    },
-    Failed {
-        started_at: Option<Millis>,
-        finished_at: Millis,
-        error: String,
-    },
-    Canceled {
-        canceled_at: Millis,
-    },
+    Queued { enqueued_at: Millis, not_before: Option<Millis> },
+    Running { enqueued_at: Millis, started_at: Millis, device: DeviceId },
+    Succeeded { started_at: Millis, finished_at: Millis },
+    Failed { started_at: Option<Millis>, finished_at: Millis, error: String },
+    Canceled { canceled_at: Millis },
 }
 
 impl JobState {
@@ -73,10 +57,7 @@ impl JobState {
 
     /// True once the job will not run again unless retried.
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded { .. } | JobState::Failed { .. } | JobState::Canceled { .. }
-        )
+        matches!(self, JobState::Succeeded { .. } | JobState::Failed { .. } | JobState::Canceled { .. })
     }
 }
 
@@ -94,20 +75,9 @@ pub struct Stage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StageState {
     Pending,
-    Running {
-        started_at: Millis,
-        device: DeviceId,
-    },
-    Done {
-        started_at: Millis,
-        finished_at: Millis,
-        device: DeviceId,
-    },
-    Failed {
-        started_at: Millis,
-        finished_at: Millis,
-        error: String,
-    },
+    Running { started_at: Millis, device: DeviceId },
+    Done { started_at: Millis, finished_at: Millis, device: DeviceId },
+    Failed { started_at: Millis, finished_at: Millis, error: String },
 }
 
 impl StageState {
@@ -206,29 +176,11 @@ pub struct Event {
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
-    State {
-        state: String,
-        error: Option<String>,
-    },
-    Stage {
-        stage: String,
-        state: String,
-    },
-    Progress {
-        stage: String,
-        step: u64,
-        total: u64,
-        message: Option<String>,
-    },
-    Log {
-        level: String,
-        message: String,
-    },
-    Artifact {
-        stage: String,
-        artifact: Ulid,
-        media_type: String,
-    },
+    State { state: String, error: Option<String> },
+    Stage { stage: String, state: String },
+    Progress { stage: String, step: u64, total: u64, message: Option<String> },
+    Log { level: String, message: String },
+    Artifact { stage: String, artifact: Ulid, media_type: String },
 }
 
 impl EventBody {

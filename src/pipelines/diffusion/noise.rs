@@ -11,11 +11,7 @@ pub enum NoiseError {
     #[error("noise replay exhausted after {0} draws")]
     Exhausted(usize),
     #[error("noise replay draw {index} has {have} values, the run needs {want}")]
-    Size {
-        index: usize,
-        have: usize,
-        want: usize,
-    },
+    Size { index: usize, have: usize, want: usize },
 }
 
 /// A source of standard-normal noise for a batch of images.
@@ -32,12 +28,7 @@ pub struct SeededNoise {
 impl SeededNoise {
     /// One stream per seed; image `i` of the batch draws from `seeds[i]`.
     pub fn new(seeds: &[u64]) -> Self {
-        Self {
-            rngs: seeds
-                .iter()
-                .map(|&s| ChaCha8Rng::seed_from_u64(s))
-                .collect(),
-        }
+        Self { rngs: seeds.iter().map(|&s| ChaCha8Rng::seed_from_u64(s)).collect() }
     }
 }
 
@@ -74,10 +65,7 @@ pub struct ReplayNoise {
 impl ReplayNoise {
     /// Replays `draws` front to back.
     pub fn new(draws: Vec<Vec<f32>>) -> Self {
-        Self {
-            draws: draws.into(),
-            used: 0,
-        }
+        Self { draws: draws.into(), used: 0 }
     }
 
     /// Draws not yet consumed.
@@ -88,16 +76,9 @@ impl ReplayNoise {
 
 impl NoiseSource for ReplayNoise {
     fn fill(&mut self, out: &mut [f32]) -> Result<(), NoiseError> {
-        let draw = self
-            .draws
-            .pop_front()
-            .ok_or(NoiseError::Exhausted(self.used))?;
+        let draw = self.draws.pop_front().ok_or(NoiseError::Exhausted(self.used))?;
         if draw.len() != out.len() {
-            return Err(NoiseError::Size {
-                index: self.used,
-                have: draw.len(),
-                want: out.len(),
-            });
+            return Err(NoiseError::Size { index: self.used, have: draw.len(), want: out.len() });
         }
         out.copy_from_slice(&draw);
         self.used += 1;
@@ -115,11 +96,7 @@ mod tests {
         let mut v = vec![0f32; 200_000];
         n.fill(&mut v).expect("fill");
         let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
-        let var = v
-            .iter()
-            .map(|&x| (f64::from(x) - mean).powi(2))
-            .sum::<f64>()
-            / v.len() as f64;
+        let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / v.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.01, "var {var}");
     }
@@ -138,14 +115,7 @@ mod tests {
     fn replay_rejects_a_draw_of_the_wrong_size() {
         let mut r = ReplayNoise::new(vec![vec![0.0; 3]]);
         let err = r.fill(&mut [0.0; 4]).expect_err("size mismatch");
-        assert_eq!(
-            err,
-            NoiseError::Size {
-                index: 0,
-                have: 3,
-                want: 4
-            }
-        );
+        assert_eq!(err, NoiseError::Size { index: 0, have: 3, want: 4 });
         assert_eq!(r.fill(&mut [0.0; 3]), Err(NoiseError::Exhausted(0)));
     }
 }

@@ -20,17 +20,11 @@ impl Ddim {
         let ac = cfg.alphas_cumprod()?;
         let t = cfg.num_train_timesteps;
         let timesteps = match cfg.timestep_spacing.as_str() {
-            "linspace" => np_linspace(0.0, (t - 1) as f64, steps)
-                .into_iter()
-                .rev()
-                .map(f64::round_ties_even)
-                .collect(),
+            "linspace" => np_linspace(0.0, (t - 1) as f64, steps).into_iter().rev().map(f64::round_ties_even).collect(),
             "leading" => leading(steps, t, cfg.steps_offset),
             "trailing" => trailing(steps, t as f64, t),
             other => {
-                return Err(SchedulerError::Unsupported(format!(
-                    "timestep_spacing {other:?}"
-                )));
+                return Err(SchedulerError::Unsupported(format!("timestep_spacing {other:?}")));
             }
         };
         let final_alpha_cumprod = if cfg.set_alpha_to_one { 1.0 } else { ac[0] };

@@ -2,9 +2,7 @@
 //! with `algorithm_type = "dpmsolver++"`: first order at the start (and, by diffusers'
 //! rules, at the end), then second (or third) order from the stored x₀ predictions.
 
-use super::schedule::{
-    interp_unit, karras_sigmas, np_arange, np_linspace, sigma_to_t, train_sigmas,
-};
+use super::schedule::{interp_unit, karras_sigmas, np_arange, np_linspace, sigma_to_t, train_sigmas};
 use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError};
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
@@ -29,15 +27,9 @@ impl DpmSolverMultistep {
         let ac = cfg.alphas_cumprod()?;
         let t_train = cfg.num_train_timesteps;
         // λ(t) grows towards t = 0; clipping drops the noisiest end where λ < lambda_min_clipped.
-        let mut lambdas: Vec<f32> = ac
-            .iter()
-            .map(|&a| a.sqrt().ln() - (1.0 - a).sqrt().ln())
-            .collect();
+        let mut lambdas: Vec<f32> = ac.iter().map(|&a| a.sqrt().ln() - (1.0 - a).sqrt().ln()).collect();
         lambdas.reverse();
-        let clipped = lambdas
-            .iter()
-            .take_while(|&&l| f64::from(l) < cfg.lambda_min_clipped)
-            .count();
+        let clipped = lambdas.iter().take_while(|&&l| f64::from(l) < cfg.lambda_min_clipped).count();
         let last_timestep = t_train - clipped;
         let mut timesteps: Vec<f64> = match cfg.timestep_spacing.as_str() {
             "linspace" => {
@@ -57,39 +49,23 @@ impl DpmSolverMultistep {
             }
             "trailing" => {
                 let ratio = t_train as f64 / steps as f64;
-                np_arange(last_timestep as f64, 0.0, -ratio)
-                    .into_iter()
-                    .map(|t| t.round_ties_even() - 1.0)
-                    .collect()
+                np_arange(last_timestep as f64, 0.0, -ratio).into_iter().map(|t| t.round_ties_even() - 1.0).collect()
             }
             other => {
-                return Err(SchedulerError::Unsupported(format!(
-                    "timestep_spacing {other:?}"
-                )));
+                return Err(SchedulerError::Unsupported(format!("timestep_spacing {other:?}")));
             }
         };
         let train = train_sigmas(&ac);
         let mut sigmas: Vec<f64> = if cfg.use_karras_sigmas {
             let log_sigmas: Vec<f32> = train.iter().map(|s| s.ln()).collect();
-            let k = karras_sigmas(
-                f64::from(train[0]),
-                f64::from(train[train.len() - 1]),
-                steps,
-            );
-            timesteps = k
-                .iter()
-                .map(|&s| sigma_to_t(s, &log_sigmas).round_ties_even())
-                .collect();
+            let k = karras_sigmas(f64::from(train[0]), f64::from(train[train.len() - 1]), steps);
+            timesteps = k.iter().map(|&s| sigma_to_t(s, &log_sigmas).round_ties_even()).collect();
             k
         } else {
             timesteps.iter().map(|&t| interp_unit(t, &train)).collect()
         };
         let final_zero = cfg.final_sigmas_type == "zero";
-        sigmas.push(if final_zero {
-            0.0
-        } else {
-            f64::from(((1.0 - ac[0]) / ac[0]).sqrt())
-        });
+        sigmas.push(if final_zero { 0.0 } else { f64::from(((1.0 - ac[0]) / ac[0]).sqrt()) });
         Ok(Self {
             timesteps,
             sigmas: sigmas.into_iter().map(|s| s as f32).collect(),
@@ -130,8 +106,8 @@ impl Scheduler for DpmSolverMultistep {
         denoised: Option<&mut [f32]>,
     ) -> Result<(), NoiseError> {
         let n = self.timesteps.len();
-        let lower_order_final = index == n - 1
-            && (self.euler_at_final || (self.lower_order_final && n < 15) || self.final_zero);
+        let lower_order_final =
+            index == n - 1 && (self.euler_at_final || (self.lower_order_final && n < 15) || self.final_zero);
         let lower_order_second = index + 2 == n && self.lower_order_final && n < 15;
 
         // The model output becomes an x₀ prediction; the multistep method works on those.
@@ -171,18 +147,10 @@ impl Scheduler for DpmSolverMultistep {
                 let (_, _, lambda_s1) = alpha_sigma_lambda(self.sigmas[index - 1]);
                 let r0 = (lambda_s0 - lambda_s1) / h;
                 let inv_r0 = 1.0 / r0;
-                let c1 = if self.heun {
-                    alpha_t * (em1 / h + 1.0)
-                } else {
-                    0.5 * c0
-                };
+                let c1 = if self.heun { alpha_t * (em1 / h + 1.0) } else { 0.5 * c0 };
                 for ((s, &d0), &p1) in sample.iter_mut().zip(m0).zip(m1) {
                     let d1 = inv_r0 * (d0 - p1);
-                    *s = if self.heun {
-                        c_sample * *s - c0 * d0 + c1 * d1
-                    } else {
-                        c_sample * *s - c0 * d0 - c1 * d1
-                    };
+                    *s = if self.heun { c_sample * *s - c0 * d0 + c1 * d1 } else { c_sample * *s - c0 * d0 - c1 * d1 };
                 }
             }
             _ => {

@@ -2,10 +2,7 @@
 //! `EulerDiscreteScheduler`.
 
 use super::schedule::{euler_timesteps, interp_unit, karras_sigmas, sigma_to_t, train_sigmas};
-use super::{
-    Prediction, Scheduler, SchedulerConfig, SchedulerError, add_sigma_noise, scale_by_sigma,
-    sigma_x0,
-};
+use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_sigma_noise, scale_by_sigma, sigma_x0};
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
 /// Euler sampler state: the schedule and a scratch buffer for x₀.
@@ -22,13 +19,7 @@ impl Euler {
     pub fn new(cfg: &SchedulerConfig, steps: usize) -> Result<Self, SchedulerError> {
         let (timesteps, sigmas) = sigma_schedule(cfg, steps, true)?;
         let init_sigma = init_noise_sigma(&cfg.timestep_spacing, &sigmas);
-        Ok(Self {
-            timesteps,
-            sigmas,
-            init_sigma,
-            prediction: cfg.prediction,
-            x0: Vec::new(),
-        })
+        Ok(Self { timesteps, sigmas, init_sigma, prediction: cfg.prediction, x0: Vec::new() })
     }
 }
 
@@ -44,10 +35,7 @@ pub(super) fn sigma_schedule(
     let mut timesteps = euler_timesteps(cfg, steps)?;
     let mut sigmas: Vec<f64> = if cfg.interpolation_type == "log_linear" && allow_karras {
         let (lo, hi) = (train[train.len() - 1].ln(), train[0].ln());
-        super::schedule::torch_linspace_f32(lo, hi, steps + 1)
-            .into_iter()
-            .map(|l| f64::from(l.exp()))
-            .collect()
+        super::schedule::torch_linspace_f32(lo, hi, steps + 1).into_iter().map(|l| f64::from(l.exp())).collect()
     } else {
         timesteps.iter().map(|&t| interp_unit(t, &train)).collect()
     };
@@ -58,11 +46,7 @@ pub(super) fn sigma_schedule(
         sigmas = karras_sigmas(smin, smax, steps);
         timesteps = sigmas.iter().map(|&s| sigma_to_t(s, &log_sigmas)).collect();
     }
-    let last = if cfg.final_sigmas_type == "sigma_min" {
-        f64::from(((1.0 - ac[0]) / ac[0]).sqrt())
-    } else {
-        0.0
-    };
+    let last = if cfg.final_sigmas_type == "sigma_min" { f64::from(((1.0 - ac[0]) / ac[0]).sqrt()) } else { 0.0 };
     sigmas.push(last);
     let sigmas: Vec<f32> = sigmas.into_iter().map(|s| s as f32).collect();
     let timesteps = timesteps.into_iter().map(|t| f64::from(t as f32)).collect();
@@ -72,11 +56,7 @@ pub(super) fn sigma_schedule(
 /// σ_max for linspace/trailing spacing, √(σ_max²+1) for leading.
 pub(super) fn init_noise_sigma(spacing: &str, sigmas: &[f32]) -> f32 {
     let max = sigmas.iter().copied().fold(f32::MIN, f32::max);
-    if matches!(spacing, "linspace" | "trailing") {
-        max
-    } else {
-        (max * max + 1.0).sqrt()
-    }
+    if matches!(spacing, "linspace" | "trailing") { max } else { (max * max + 1.0).sqrt() }
 }
 
 impl Scheduler for Euler {

@@ -2,10 +2,7 @@
 //! σ_down, then fresh noise of σ_up (drawn every step, the last one included).
 
 use super::euler::{init_noise_sigma, sigma_schedule};
-use super::{
-    Prediction, Scheduler, SchedulerConfig, SchedulerError, add_sigma_noise, scale_by_sigma,
-    sigma_x0,
-};
+use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_sigma_noise, scale_by_sigma, sigma_x0};
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
 /// Euler ancestral sampler state.
@@ -28,14 +25,7 @@ impl EulerAncestral {
         cfg.interpolation_type = "linear".into();
         let (timesteps, sigmas) = sigma_schedule(&cfg, steps, false)?;
         let init_sigma = init_noise_sigma(&cfg.timestep_spacing, &sigmas);
-        Ok(Self {
-            timesteps,
-            sigmas,
-            init_sigma,
-            prediction: cfg.prediction,
-            x0: Vec::new(),
-            noise: Vec::new(),
-        })
+        Ok(Self { timesteps, sigmas, init_sigma, prediction: cfg.prediction, x0: Vec::new(), noise: Vec::new() })
     }
 }
 
@@ -70,13 +60,7 @@ impl Scheduler for EulerAncestral {
         let sigma_down = (to2 - sigma_up * sigma_up).sqrt();
         let dt = sigma_down - sigma_from;
         self.x0.resize(sample.len(), 0.0);
-        sigma_x0(
-            self.prediction,
-            sigma_from,
-            model_output,
-            sample,
-            &mut self.x0,
-        );
+        sigma_x0(self.prediction, sigma_from, model_output, sample, &mut self.x0);
         self.noise.resize(sample.len(), 0.0);
         noise.fill(&mut self.noise)?;
         for ((s, &x0), &n) in sample.iter_mut().zip(&self.x0).zip(&self.noise) {

@@ -23,9 +23,7 @@ impl Lcm {
         let ac = cfg.alphas_cumprod()?;
         let original = cfg.original_inference_steps;
         if original == 0 || original > cfg.num_train_timesteps {
-            return Err(SchedulerError::Unsupported(format!(
-                "original_inference_steps {original}"
-            )));
+            return Err(SchedulerError::Unsupported(format!("original_inference_steps {original}")));
         }
         let k = cfg.num_train_timesteps / original;
         let count = (original as f64 * strength).floor() as usize;
@@ -102,11 +100,7 @@ impl Scheduler for Lcm {
             if let Some(d) = denoised.as_deref_mut() {
                 d[i] = den;
             }
-            *s = if last {
-                den
-            } else {
-                sa_prev * den + sb_prev * self.noise[i]
-            };
+            *s = if last { den } else { sa_prev * den + sb_prev * self.noise[i] };
         }
         Ok(())
     }

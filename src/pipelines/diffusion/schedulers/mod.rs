@@ -28,15 +28,8 @@ pub enum SchedulerError {
 }
 
 /// Scheduler names a request may use.
-pub const SCHEDULER_NAMES: [&str; 7] = [
-    "euler",
-    "euler_karras",
-    "euler_a",
-    "ddim",
-    "dpmpp_2m",
-    "dpmpp_2m_karras",
-    "lcm",
-];
+pub const SCHEDULER_NAMES: [&str; 7] =
+    ["euler", "euler_karras", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm"];
 
 /// The scheduler families reelbox implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,18 +60,11 @@ impl SchedulerChoice {
             "euler" => SchedulerKind::Euler,
             "euler_a" | "euler_ancestral" => SchedulerKind::EulerAncestral,
             "ddim" => SchedulerKind::Ddim,
-            "dpmpp_2m" | "dpm++_2m" | "dpmsolver++" | "dpm_solver_multistep" => {
-                SchedulerKind::DpmSolverMultistep
-            }
+            "dpmpp_2m" | "dpm++_2m" | "dpmsolver++" | "dpm_solver_multistep" => SchedulerKind::DpmSolverMultistep,
             "lcm" => SchedulerKind::Lcm,
             _ => return Err(SchedulerError::UnknownName(name.to_string())),
         };
-        if karras
-            && !matches!(
-                kind,
-                SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep
-            )
-        {
+        if karras && !matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep) {
             return Err(SchedulerError::UnknownName(name.to_string()));
         }
         Ok(Self { kind, karras })
@@ -95,11 +81,7 @@ impl SchedulerChoice {
             "LCMScheduler" => SchedulerKind::Lcm,
             _ => return None,
         };
-        let karras = karras
-            && matches!(
-                kind,
-                SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep
-            );
+        let karras = karras && matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep);
         Some(Self { kind, karras })
     }
 
@@ -239,10 +221,7 @@ impl Default for SchedulerConfig {
 impl SchedulerConfig {
     /// Applies `file` over the defaults of `choice`'s family, rejecting settings reelbox
     /// does not implement rather than silently sampling differently.
-    pub fn resolve(
-        file: &SchedulerConfigFile,
-        choice: SchedulerChoice,
-    ) -> Result<Self, SchedulerError> {
+    pub fn resolve(file: &SchedulerConfigFile, choice: SchedulerChoice) -> Result<Self, SchedulerError> {
         let mut c = Self::default();
         match choice.kind {
             SchedulerKind::Ddim => c.timestep_spacing = "leading".into(),
@@ -265,9 +244,7 @@ impl SchedulerConfig {
             "epsilon" => Prediction::Epsilon,
             "v_prediction" => Prediction::VPrediction,
             other => {
-                return Err(SchedulerError::Unsupported(format!(
-                    "prediction_type {other:?}"
-                )));
+                return Err(SchedulerError::Unsupported(format!("prediction_type {other:?}")));
             }
         };
         c.timestep_spacing = f.timestep_spacing.clone().unwrap_or(c.timestep_spacing);
@@ -286,23 +263,14 @@ impl SchedulerConfig {
         c.lower_order_final = f.lower_order_final.unwrap_or(c.lower_order_final);
         c.euler_at_final = f.euler_at_final.unwrap_or(c.euler_at_final);
         c.lambda_min_clipped = f.lambda_min_clipped.unwrap_or(c.lambda_min_clipped);
-        c.original_inference_steps = f
-            .original_inference_steps
-            .unwrap_or(c.original_inference_steps);
+        c.original_inference_steps = f.original_inference_steps.unwrap_or(c.original_inference_steps);
         c.timestep_scaling = f.timestep_scaling.unwrap_or(c.timestep_scaling);
 
         let flag = |v: Option<bool>, what: &str| {
-            if v.unwrap_or(false) {
-                Err(SchedulerError::Unsupported(format!("{what} = true")))
-            } else {
-                Ok(())
-            }
+            if v.unwrap_or(false) { Err(SchedulerError::Unsupported(format!("{what} = true"))) } else { Ok(()) }
         };
         flag(f.thresholding, "thresholding")?;
-        if matches!(
-            choice.kind,
-            SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep
-        ) {
+        if matches!(choice.kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep) {
             flag(f.use_exponential_sigmas, "use_exponential_sigmas")?;
             flag(f.use_beta_sigmas, "use_beta_sigmas")?;
         }
@@ -315,40 +283,24 @@ impl SchedulerConfig {
                 return Err(SchedulerError::Unsupported(format!("algorithm_type {a:?}")));
             }
             if !(1..=3).contains(&c.solver_order) {
-                return Err(SchedulerError::Unsupported(format!(
-                    "solver_order {}",
-                    c.solver_order
-                )));
+                return Err(SchedulerError::Unsupported(format!("solver_order {}", c.solver_order)));
             }
             if !matches!(c.solver_type.as_str(), "midpoint" | "heun") {
                 // diffusers maps the UniPC/DEIS names onto midpoint.
                 c.solver_type = "midpoint".into();
             }
         }
-        if choice.kind == SchedulerKind::Euler
-            && f.timestep_type.as_deref().is_some_and(|t| t != "discrete")
-        {
-            return Err(SchedulerError::Unsupported(
-                "timestep_type continuous".into(),
-            ));
+        if choice.kind == SchedulerKind::Euler && f.timestep_type.as_deref().is_some_and(|t| t != "discrete") {
+            return Err(SchedulerError::Unsupported("timestep_type continuous".into()));
         }
         if !matches!(c.final_sigmas_type.as_str(), "zero" | "sigma_min") {
-            return Err(SchedulerError::Unsupported(format!(
-                "final_sigmas_type {:?}",
-                c.final_sigmas_type
-            )));
+            return Err(SchedulerError::Unsupported(format!("final_sigmas_type {:?}", c.final_sigmas_type)));
         }
         if !matches!(c.interpolation_type.as_str(), "linear" | "log_linear") {
-            return Err(SchedulerError::Unsupported(format!(
-                "interpolation_type {:?}",
-                c.interpolation_type
-            )));
+            return Err(SchedulerError::Unsupported(format!("interpolation_type {:?}", c.interpolation_type)));
         }
         if c.num_train_timesteps < 2 {
-            return Err(SchedulerError::Unsupported(format!(
-                "num_train_timesteps {}",
-                c.num_train_timesteps
-            )));
+            return Err(SchedulerError::Unsupported(format!("num_train_timesteps {}", c.num_train_timesteps)));
         }
         Ok(c)
     }
@@ -406,10 +358,7 @@ pub fn build(
 ) -> Result<Box<dyn Scheduler>, SchedulerError> {
     let cfg = SchedulerConfig::resolve(file, choice)?;
     if steps == 0 || steps > cfg.num_train_timesteps {
-        return Err(SchedulerError::Steps(format!(
-            "steps must be 1..={}, got {steps}",
-            cfg.num_train_timesteps
-        )));
+        return Err(SchedulerError::Steps(format!("steps must be 1..={}, got {steps}", cfg.num_train_timesteps)));
     }
     Ok(match choice.kind {
         SchedulerKind::Euler => Box::new(euler::Euler::new(&cfg, steps)?),
@@ -428,13 +377,7 @@ pub fn img2img_start(steps: usize, strength: f64) -> usize {
 }
 
 /// x₀ from an ε- or v-prediction at σ (Euler family), elementwise in f32 as torch does.
-fn sigma_x0(
-    prediction: Prediction,
-    sigma: f32,
-    model_output: &[f32],
-    sample: &[f32],
-    out: &mut [f32],
-) {
+fn sigma_x0(prediction: Prediction, sigma: f32, model_output: &[f32], sample: &[f32], out: &mut [f32]) {
     match prediction {
         Prediction::Epsilon => {
             for ((o, &s), &e) in out.iter_mut().zip(sample).zip(model_output) {

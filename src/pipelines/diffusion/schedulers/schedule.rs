@@ -18,13 +18,7 @@ pub fn torch_linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
     let step = (end - start) / (n - 1) as f32;
     let halfway = n / 2;
     (0..n)
-        .map(|i| {
-            if i < halfway {
-                step.mul_add(i as f32, start)
-            } else {
-                (-step).mul_add((n - i - 1) as f32, end)
-            }
-        })
+        .map(|i| if i < halfway { step.mul_add(i as f32, start) } else { (-step).mul_add((n - i - 1) as f32, end) })
         .collect()
 }
 
@@ -51,15 +45,7 @@ pub fn np_arange(start: f64, stop: f64, step: f64) -> Vec<f64> {
     }
     let len = len as usize;
     let delta = (start + step) - start;
-    (0..len)
-        .map(|i| {
-            if i == 0 {
-                start
-            } else {
-                start + i as f64 * delta
-            }
-        })
-        .collect()
+    (0..len).map(|i| if i == 0 { start } else { start + i as f64 * delta }).collect()
 }
 
 /// Betas of the training schedule, in f32 as torch keeps them.
@@ -70,17 +56,13 @@ pub fn betas(cfg: &SchedulerConfig) -> Result<Vec<f32>, SchedulerError> {
     } else {
         match cfg.beta_schedule.as_str() {
             "linear" => torch_linspace_f32(cfg.beta_start as f32, cfg.beta_end as f32, n),
-            "scaled_linear" => {
-                torch_linspace_f32(cfg.beta_start.sqrt() as f32, cfg.beta_end.sqrt() as f32, n)
-                    .into_iter()
-                    .map(|b| b * b)
-                    .collect()
-            }
+            "scaled_linear" => torch_linspace_f32(cfg.beta_start.sqrt() as f32, cfg.beta_end.sqrt() as f32, n)
+                .into_iter()
+                .map(|b| b * b)
+                .collect(),
             "squaredcos_cap_v2" => betas_for_alpha_bar_cosine(n),
             other => {
-                return Err(SchedulerError::Unsupported(format!(
-                    "beta_schedule {other:?}"
-                )));
+                return Err(SchedulerError::Unsupported(format!("beta_schedule {other:?}")));
             }
         }
     };
@@ -98,11 +80,7 @@ pub fn betas(cfg: &SchedulerConfig) -> Result<Vec<f32>, SchedulerError> {
 
 /// Glide's cosine schedule (`betas_for_alpha_bar` with the cosine transform), f64 then f32.
 fn betas_for_alpha_bar_cosine(n: usize) -> Vec<f32> {
-    let alpha_bar = |t: f64| {
-        ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0)
-            .cos()
-            .powi(2)
-    };
+    let alpha_bar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
     (0..n)
         .map(|i| {
             let (t1, t2) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
@@ -143,10 +121,7 @@ pub fn alphas_cumprod(betas: &[f32]) -> Vec<f32> {
 
 /// σ(t) = √((1 − ᾱ)/ᾱ) for every training timestep, in f32.
 pub fn train_sigmas(alphas_cumprod: &[f32]) -> Vec<f32> {
-    alphas_cumprod
-        .iter()
-        .map(|&a| ((1.0 - a) / a).sqrt())
-        .collect()
+    alphas_cumprod.iter().map(|&a| ((1.0 - a) / a).sqrt()).collect()
 }
 
 /// `np.interp(x, arange(len(fp)), fp)` on integer-spaced sample points.
@@ -168,11 +143,7 @@ pub fn interp_unit(x: f64, fp: &[f32]) -> f64 {
 pub fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
     let log_sigma = sigma.max(1e-10).ln();
     let n = log_sigmas.len();
-    let low_idx = log_sigmas
-        .iter()
-        .rposition(|&l| log_sigma - f64::from(l) >= 0.0)
-        .unwrap_or(0)
-        .min(n - 2);
+    let low_idx = log_sigmas.iter().rposition(|&l| log_sigma - f64::from(l) >= 0.0).unwrap_or(0).min(n - 2);
     let high_idx = low_idx + 1;
     let (low, high) = (log_sigmas[low_idx], log_sigmas[high_idx]);
     let w = ((f64::from(low) - log_sigma) / f64::from(low - high)).clamp(0.0, 1.0);
@@ -183,28 +154,19 @@ pub fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
 pub fn karras_sigmas(sigma_min: f64, sigma_max: f64, n: usize) -> Vec<f64> {
     const RHO: f64 = 7.0;
     let (min_inv, max_inv) = (sigma_min.powf(1.0 / RHO), sigma_max.powf(1.0 / RHO));
-    np_linspace(0.0, 1.0, n)
-        .into_iter()
-        .map(|r| (max_inv + r * (min_inv - max_inv)).powf(RHO))
-        .collect()
+    np_linspace(0.0, 1.0, n).into_iter().map(|r| (max_inv + r * (min_inv - max_inv)).powf(RHO)).collect()
 }
 
 /// Timestep spacing `leading`: `arange(n)·(T // n)` reversed, plus `steps_offset`.
 pub fn leading(n: usize, num_train: usize, steps_offset: usize) -> Vec<f64> {
     let ratio = num_train / n.max(1);
-    (0..n)
-        .rev()
-        .map(|i| (i * ratio + steps_offset) as f64)
-        .collect()
+    (0..n).rev().map(|i| (i * ratio + steps_offset) as f64).collect()
 }
 
 /// Timestep spacing `trailing`: `round(arange(T, 0, −T/n)) − 1` (round half to even).
 pub fn trailing(n: usize, start: f64, num_train: usize) -> Vec<f64> {
     let ratio = num_train as f64 / n.max(1) as f64;
-    np_arange(start, 0.0, -ratio)
-        .into_iter()
-        .map(|t| t.round_ties_even() - 1.0)
-        .collect()
+    np_arange(start, 0.0, -ratio).into_iter().map(|t| t.round_ties_even() - 1.0).collect()
 }
 
 /// Timesteps by the config's spacing for the sigma-based schedulers (Euler family), as
@@ -213,19 +175,14 @@ pub fn euler_timesteps(cfg: &SchedulerConfig, n: usize) -> Result<Vec<f64>, Sche
     let t = cfg.num_train_timesteps;
     let ts = match cfg.timestep_spacing.as_str() {
         "linspace" => {
-            let mut v: Vec<f64> = np_linspace(0.0, (t - 1) as f64, n)
-                .into_iter()
-                .map(|x| x as f32 as f64)
-                .collect();
+            let mut v: Vec<f64> = np_linspace(0.0, (t - 1) as f64, n).into_iter().map(|x| x as f32 as f64).collect();
             v.reverse();
             v
         }
         "leading" => leading(n, t, cfg.steps_offset),
         "trailing" => trailing(n, t as f64, t),
         other => {
-            return Err(SchedulerError::Unsupported(format!(
-                "timestep_spacing {other:?}"
-            )));
+            return Err(SchedulerError::Unsupported(format!("timestep_spacing {other:?}")));
         }
     };
     Ok(ts)

@@ -46,32 +46,22 @@ struct StepOut {
 }
 
 fn reference() -> Reference {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/reference/schedulers.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reference/schedulers.json");
     let text = std::fs::read_to_string(path).expect("scheduler reference present");
     serde_json::from_str(&text).expect("reference parses")
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
 fn alphas_cumprod_match_torch() {
     let r = reference();
-    let file: SchedulerConfigFile =
-        serde_json::from_value(r.cases[0].config.clone()).expect("config");
+    let file: SchedulerConfigFile = serde_json::from_value(r.cases[0].config.clone()).expect("config");
     let choice = SchedulerChoice::parse("euler").expect("euler");
-    let ac = SchedulerConfig::resolve(&file, choice)
-        .expect("resolve")
-        .alphas_cumprod()
-        .expect("ac");
+    let ac = SchedulerConfig::resolve(&file, choice).expect("resolve").alphas_cumprod().expect("ac");
     for (i, (&ours, &theirs)) in ac.iter().zip(&r.sd15_alphas_cumprod).enumerate() {
         assert_eq!(ours, theirs as f32, "alphas_cumprod[{i}]");
     }
@@ -86,28 +76,16 @@ fn schedules_and_sampling_loops_match_diffusers() {
             failures.push(format!("{}: {e}", case.name));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        r.cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), r.cases.len(), failures.join("\n"));
 }
 
 fn check_case(case: &Case) -> Result<(), String> {
-    let file: SchedulerConfigFile =
-        serde_json::from_value(case.config.clone()).map_err(|e| e.to_string())?;
+    let file: SchedulerConfigFile = serde_json::from_value(case.config.clone()).map_err(|e| e.to_string())?;
     let mut choice = SchedulerChoice::parse(&case.scheduler).map_err(|e| e.to_string())?;
     choice.karras = file.use_karras_sigmas.unwrap_or(false);
     let mut s = build(choice, &file, case.steps, case.strength).map_err(|e| e.to_string())?;
     let ts = s.timesteps().to_vec();
-    if ts.len() != case.timesteps.len()
-        || ts
-            .iter()
-            .zip(&case.timesteps)
-            .any(|(a, b)| (a - b).abs() > 1e-3)
-    {
+    if ts.len() != case.timesteps.len() || ts.iter().zip(&case.timesteps).any(|(a, b)| (a - b).abs() > 1e-3) {
         return Err(format!("timesteps {ts:?} != {:?}", case.timesteps));
     }
     if let Some(want) = &case.sigmas {
@@ -119,11 +97,7 @@ fn check_case(case: &Case) -> Result<(), String> {
         }
     }
     if (f64::from(s.init_noise_sigma()) - case.init_noise_sigma).abs() > 1e-5 {
-        return Err(format!(
-            "init_noise_sigma {} != {}",
-            s.init_noise_sigma(),
-            case.init_noise_sigma
-        ));
+        return Err(format!("init_noise_sigma {} != {}", s.init_noise_sigma(), case.init_noise_sigma));
     }
     let n = case.init.latents.len();
     let mut latents = vec![0f32; n];
@@ -138,17 +112,9 @@ fn check_case(case: &Case) -> Result<(), String> {
         (None, Some(x0)) => {
             let start = case.init.t_start.ok_or("t_start")?;
             if start != img2img_start(case.steps, case.strength) {
-                return Err(format!(
-                    "img2img start {} != {start}",
-                    img2img_start(case.steps, case.strength)
-                ));
+                return Err(format!("img2img start {} != {start}", img2img_start(case.steps, case.strength)));
             }
-            s.add_noise(
-                start,
-                x0,
-                case.init.noise.as_deref().ok_or("noise")?,
-                &mut latents,
-            );
+            s.add_noise(start, x0, case.init.noise.as_deref().ok_or("noise")?, &mut latents);
             start
         }
         _ => return Err("case has neither x nor x0".into()),
@@ -170,23 +136,14 @@ fn check_case(case: &Case) -> Result<(), String> {
         }
         let mut noise = ReplayNoise::new(step.noise.iter().cloned().collect());
         let mut denoised = vec![0f32; n];
-        s.step(
-            i,
-            &step.model_output,
-            &mut latents,
-            &mut noise,
-            Some(&mut denoised),
-        )
-        .map_err(|e| e.to_string())?;
+        s.step(i, &step.model_output, &mut latents, &mut noise, Some(&mut denoised)).map_err(|e| e.to_string())?;
         if noise.remaining() != 0 {
             return Err(format!("step {i}: noise draw not consumed"));
         }
         let scale = step.prev.iter().fold(1f32, |m, v| m.max(v.abs()));
         let d = max_diff(&latents, &step.prev);
         if d > 2e-5 * scale {
-            return Err(format!(
-                "step {i}: prev_sample differs by {d} (scale {scale})"
-            ));
+            return Err(format!("step {i}: prev_sample differs by {d} (scale {scale})"));
         }
         // Keep following diffusers' trajectory so one rounding does not snowball.
         latents.copy_from_slice(&step.prev);
@@ -199,9 +156,6 @@ fn scheduler_names_parse_and_unknown_ones_are_rejected() {
     for name in SCHEDULER_NAMES {
         assert_eq!(SchedulerChoice::parse(name).expect(name).name(), name);
     }
-    assert!(matches!(
-        SchedulerChoice::parse("plms"),
-        Err(SchedulerError::UnknownName(_))
-    ));
+    assert!(matches!(SchedulerChoice::parse("plms"), Err(SchedulerError::UnknownName(_))));
     assert!(SchedulerChoice::parse("euler_a_karras").is_err());
 }
