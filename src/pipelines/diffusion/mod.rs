@@ -3,3 +3,4 @@
 
 pub mod noise;
 pub mod schedulers;
+pub mod tokenizer;
