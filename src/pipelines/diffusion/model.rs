@@ -37,6 +37,8 @@ pub struct ModelInfo {
     /// SDXL: an absent negative prompt means zero embeddings rather than `""`.
     pub force_zeros_for_empty_prompt: bool,
     pub has_vae_encoder: bool,
+    /// LCM-distilled UNets take guidance as an embedding of this size.
+    pub time_cond_proj_dim: Option<u64>,
 }
 
 fn read_json(path: &Path) -> Result<Option<Value>, DiffusionError> {
@@ -153,6 +155,7 @@ impl ModelInfo {
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             has_vae_encoder: dir.join("vae_encoder/model.onnx").is_file(),
+            time_cond_proj_dim: unet_cfg.as_ref().and_then(|v| v.get("time_cond_proj_dim")).and_then(Value::as_u64),
         })
     }
 
