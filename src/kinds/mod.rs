@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::store::records::Artifact;
 
+pub mod image;
 pub mod inputs;
 pub mod lipsync;
 pub mod speech;
@@ -109,6 +110,7 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(speech::SpeechKind),
         Arc::new(lipsync::Lipsync),
         Arc::new(upscale::Upscale),
+        Arc::new(image::Image::default()),
     ]
 }
 

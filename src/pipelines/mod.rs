@@ -4,6 +4,7 @@
 
 use tokio_util::sync::CancellationToken;
 
+pub mod diffusion;
 pub mod lipsync;
 pub mod motion;
 pub mod upscale;
