@@ -193,3 +193,18 @@ fn single_speaker_voice_rejects_a_named_speaker() {
     let err = say(&engine, &joe(), "Hello.", &opts).expect_err("joe has one speaker");
     assert!(err.to_string().contains("one speaker"), "{err}");
 }
+
+#[test]
+fn fast_start_session_gives_the_same_audio_as_a_steady_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let v = joe();
+    let steady =
+        say(&Engine::new(&provision::test_config(tmp.path())), &v, "This is a test.", &noiseless()).expect("steady");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    let opts = SpeechOptions { fast_start_max_ids: tts::FAST_START_MAX_IDS, ..noiseless() };
+    let fast = say(&engine, &v, "This is a test.", &opts).expect("fast start");
+    let loaded = engine.loaded_sessions();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].profile, reelbox::engine::SessionProfile::FastStart);
+    assert_eq!(fast.samples, steady.samples);
+}

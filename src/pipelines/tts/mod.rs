@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, SessionProfile};
 use crate::gpu::DeviceId;
 use crate::pipelines::{Progress, ProgressFn, check_cancel};
 
 pub mod audio;
+pub mod bench;
 pub mod clause;
 pub mod espeak;
 pub mod phonemes;
@@ -73,7 +74,15 @@ pub struct SpeechOptions {
     /// Most sentences per model run; `None` picks by device (1 on CPU, where padding costs
     /// more than the saved calls; 8 on GPUs).
     pub max_batch: Option<usize>,
+    /// Build a `FastStart` session (when none is loaded yet) for texts of at most this many
+    /// phoneme ids; 0 never does. One-shot callers set it (see [`FAST_START_MAX_IDS`]).
+    pub fast_start_max_ids: usize,
 }
+
+/// Up to about this much text a one-shot synthesis finishes sooner on a `FastStart`
+/// session (quick to create, slower to run) than on a `Steady` one. 1 600 ids is ~40 s of
+/// speech for joe-medium; the crossover measured on a 2-core box (see the bench docs).
+pub const FAST_START_MAX_IDS: usize = 1600;
 
 /// Where one sentence sits in the audio.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -213,7 +222,9 @@ pub fn synthesize(
     }
     let ids = sentence_ids(voice, &sentences);
     check_cancel(cancel)?;
-    let session = engine.session(&voice.model, device)?;
+    let total_ids: usize = ids.iter().map(Vec::len).sum();
+    let profile = if total_ids <= opts.fast_start_max_ids { SessionProfile::FastStart } else { SessionProfile::Steady };
+    let session = engine.session_with(&voice.model, device, profile)?;
     let mut session = session.lock().map_err(|_| TtsError::Run {
         model: voice.model.clone(),
         reason: "session lock poisoned by an earlier panic".into(),
