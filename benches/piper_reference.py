@@ -6,6 +6,7 @@ Run with a Python that has piper-tts installed:
 
 Loads the voice the way `PiperVoice.load` does (CPU provider, default session options) but
 with `intra_op_num_threads = N`, so both sides use the same ONNX Runtime thread count.
+One untimed warm-up sentence precedes the timed runs (reelbox does the same).
 Prints one JSON object:
   load_s            import of piper + session creation
   runs: [{wall_s, first_sentence_s, samples}]   one per synthesis of the whole text
@@ -43,6 +44,9 @@ def main():
         text = f.read().strip()
     voice = load(a.model, a.threads)
     load_s = time.perf_counter() - T0
+    # Warm-up, as the reelbox side does: first-run allocations stay out of the figures.
+    for _ in voice.synthesize("This is a test."):
+        pass
     runs = []
     for _ in range(a.runs):
         start = time.perf_counter()

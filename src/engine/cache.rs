@@ -18,6 +18,8 @@ pub struct Key {
     pub model: PathBuf,
     pub device: DeviceId,
     pub profile: SessionProfile,
+    /// Name of an in-memory transform applied before loading ("" for the file as is).
+    pub variant: &'static str,
 }
 
 struct Entry<T> {
@@ -46,6 +48,8 @@ pub struct LoadedSession {
     pub device: String,
     /// How the session was built.
     pub profile: SessionProfile,
+    /// In-memory transform of the model ("" for none), e.g. `durations`.
+    pub variant: String,
     /// Estimated memory held, bytes (model file plus external weights).
     pub bytes: u64,
     /// When it was loaded, Unix milliseconds.
@@ -169,6 +173,7 @@ impl<T> SessionCache<T> {
                     model: e.key.model.clone(),
                     device: e.key.device.name(),
                     profile: e.key.profile,
+                    variant: e.key.variant.to_string(),
                     bytes: e.bytes,
                     loaded_at: e.loaded_at,
                     load_ms: e.load_ms,
@@ -190,7 +195,7 @@ mod tests {
     use super::*;
 
     fn key(name: &str, device: DeviceId) -> Key {
-        Key { model: PathBuf::from(name), device, profile: SessionProfile::Steady }
+        Key { model: PathBuf::from(name), device, profile: SessionProfile::Steady, variant: "" }
     }
 
     #[test]

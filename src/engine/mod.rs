@@ -25,6 +25,9 @@ use cache::{Key, SessionCache};
 /// A loaded model session shared between jobs; `run` needs `&mut`, hence the lock.
 pub type SharedSession = Arc<Mutex<Session>>;
 
+/// Rewrites a model's bytes before loading; `Ok(None)` loads the file unchanged.
+pub type ModelTransform = dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, String> + Sync;
+
 /// How a session is built: for many runs, or for starting fast.
 ///
 /// ONNX Runtime spends most of a large graph's session creation planning memory reuse
@@ -140,8 +143,22 @@ impl Engine {
         device: DeviceId,
         profile: SessionProfile,
     ) -> Result<SharedSession, EngineError> {
+        self.session_variant(model_file, device, profile, "", &|_| Ok(None))
+    }
+
+    /// Like [`Engine::session_with`] for a model rewritten in memory before loading:
+    /// `transform` gets the file's bytes and returns new ones (or `None` to load the file
+    /// as is); `variant` names the transform in the cache key.
+    pub fn session_variant(
+        &self,
+        model_file: &Path,
+        device: DeviceId,
+        profile: SessionProfile,
+        variant: &'static str,
+        transform: &ModelTransform,
+    ) -> Result<SharedSession, EngineError> {
         let profile = if device == DeviceId::Cpu { profile } else { SessionProfile::Steady };
-        let steady = Key { model: model_file.to_path_buf(), device, profile: SessionProfile::Steady };
+        let steady = Key { model: model_file.to_path_buf(), device, profile: SessionProfile::Steady, variant };
         let key = Key { profile, ..steady.clone() };
         if let Some(s) = self.cached(&steady)? {
             return Ok(s);
@@ -154,14 +171,14 @@ impl Engine {
         if let Some(s) = self.cached(&key)? {
             return Ok(s);
         }
-        let result = self.load(&key);
+        let result = self.load(&key, transform);
         self.loading.lock().map_err(poisoned)?.remove(&key);
         result
     }
 
     /// True when a `Steady` session for the model is loaded (callers choosing a profile).
     pub fn has_steady(&self, model_file: &Path, device: DeviceId) -> bool {
-        let key = Key { model: model_file.to_path_buf(), device, profile: SessionProfile::Steady };
+        let key = Key { model: model_file.to_path_buf(), device, profile: SessionProfile::Steady, variant: "" };
         self.cache.lock().map(|c| c.contains(&key)).unwrap_or(false)
     }
 
@@ -174,7 +191,7 @@ impl Engine {
         Ok(cache.get(key, now))
     }
 
-    fn load(&self, key: &Key) -> Result<SharedSession, EngineError> {
+    fn load(&self, key: &Key, transform: &ModelTransform) -> Result<SharedSession, EngineError> {
         let (model_file, device) = (key.model.as_path(), key.device);
         if !model_file.is_file() {
             return Err(EngineError::ModelMissing { path: model_file.to_path_buf() });
@@ -192,7 +209,17 @@ impl Engine {
             }
         }
         let started = Instant::now();
-        let session = self.create_session_with(model_file, device, key.profile)?;
+        let rewritten = if key.variant.is_empty() {
+            None
+        } else {
+            let bytes = std::fs::read(model_file)
+                .map_err(|e| EngineError::ModelLoad { path: model_file.to_path_buf(), reason: e.to_string() })?;
+            transform(&bytes).map_err(|reason| EngineError::ModelLoad {
+                path: model_file.to_path_buf(),
+                reason: format!("cannot prepare the {} variant: {reason}", key.variant),
+            })?
+        };
+        let session = self.build_session(model_file, rewritten.as_deref(), device, key.profile)?;
         let load_ms = started.elapsed().as_millis() as u64;
         tracing::info!(model = %model_file.display(), device = %device, profile = ?key.profile, load_ms, "session loaded");
         let shared = Arc::new(Mutex::new(session));
@@ -209,6 +236,17 @@ impl Engine {
     pub fn create_session_with(
         &self,
         model_file: &Path,
+        device: DeviceId,
+        profile: SessionProfile,
+    ) -> Result<Session, EngineError> {
+        self.build_session(model_file, None, device, profile)
+    }
+
+    /// Builds a session from the file, or from `bytes` (the file rewritten) when given.
+    fn build_session(
+        &self,
+        model_file: &Path,
+        bytes: Option<&[u8]>,
         device: DeviceId,
         profile: SessionProfile,
     ) -> Result<Session, EngineError> {
@@ -252,7 +290,10 @@ impl Engine {
                 reason: e.to_string(),
             })?;
         }
-        builder.commit_from_file(model_file).map_err(load_err)
+        match bytes {
+            Some(b) => builder.commit_from_memory(b).map_err(load_err),
+            None => builder.commit_from_file(model_file).map_err(load_err),
+        }
     }
 
     /// Whether the loaded runtime was built with CUDA support (false if none is loaded).

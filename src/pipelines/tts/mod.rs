@@ -14,6 +14,7 @@ use crate::engine::{Engine, EngineError, SessionProfile};
 use crate::gpu::DeviceId;
 use crate::pipelines::{Progress, ProgressFn, check_cancel};
 
+pub mod align;
 pub mod audio;
 pub mod bench;
 pub mod clause;
@@ -189,6 +190,11 @@ pub fn sentence_ids(voice: &Voice, sentences: &[SentencePhonemes]) -> Vec<Vec<i6
         .collect()
 }
 
+/// The model transform behind the `durations` session variant.
+fn with_durations(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    Ok(align::add_duration_output(bytes)?.map(|(patched, _)| patched))
+}
+
 /// What the synthesis loop reports after each sentence (for streaming and benchmarks).
 pub type SentenceFn<'a> = &'a mut dyn FnMut(usize, &[i16]);
 
@@ -224,13 +230,18 @@ pub fn synthesize(
     check_cancel(cancel)?;
     let total_ids: usize = ids.iter().map(Vec::len).sum();
     let profile = if total_ids <= opts.fast_start_max_ids { SessionProfile::FastStart } else { SessionProfile::Steady };
-    let session = engine.session_with(&voice.model, device, profile)?;
+    let wanted = opts.max_batch.unwrap_or(if device == DeviceId::Cpu { 1 } else { 8 }).max(1);
+    let session = if wanted > 1 && ids.len() > 1 {
+        // Batches need per-sentence lengths: load the voice with its durations exposed.
+        engine.session_variant(&voice.model, device, profile, "durations", &with_durations)?
+    } else {
+        engine.session_with(&voice.model, device, profile)?
+    };
     let mut session = session.lock().map_err(|_| TtsError::Run {
         model: voice.model.clone(),
         reason: "session lock poisoned by an earlier panic".into(),
     })?;
     let io = synth::ModelIo::inspect(&session, &voice.model)?;
-    let wanted = opts.max_batch.unwrap_or(if device == DeviceId::Cpu { 1 } else { 8 }).max(1);
     let batch = wanted.min(io.max_batch());
 
     let total = sentences.len() as u64;
