@@ -259,3 +259,39 @@ fn durations_variant_exposes_the_ceil_output_and_runs_real_batches() {
     }
     assert!(batched[0].len() < batched[1].len(), "the short sentence is not padded to the long one's length");
 }
+
+#[test]
+fn a_model_that_is_not_a_voice_fails_naming_the_model_and_tensor() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fake = tmp.path().join("not-a-voice.onnx");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-esrgan-x4/model.onnx"), &fake)
+        .expect("copy");
+    std::fs::copy(provision::joe_voice().with_extension("onnx.json"), tmp.path().join("not-a-voice.onnx.json"))
+        .expect("copy config");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    let v = Voice::load(&fake).expect("config parses");
+    let err = say(&engine, &v, "Hello.", &noiseless()).expect_err("an upscaler is not a voice").to_string();
+    assert!(err.contains("not-a-voice.onnx") && err.contains("tensor"), "{err}");
+}
+
+#[test]
+fn concurrent_syntheses_share_espeak_and_the_session_safely() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    let v = joe();
+    let texts = ["One fish, two fish.", "Red fish; blue fish!", "This is a test.", "Is it raining? Yes."];
+    let alone: Vec<Vec<i16>> =
+        texts.iter().map(|t| say(&engine, &v, t, &noiseless()).expect("alone").samples).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = texts
+            .iter()
+            .map(|t| {
+                let (engine, v) = (&engine, &v);
+                scope.spawn(move || say(engine, v, t, &noiseless()).expect("concurrent").samples)
+            })
+            .collect();
+        for (h, want) in handles.into_iter().zip(&alone) {
+            assert_eq!(&h.join().expect("thread"), want);
+        }
+    });
+}
