@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{artifacts, error, events, jobs, profiles, system, views};
+use super::{artifacts, error, events, jobs, metrics, profiles, system, telemetry, views};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -31,6 +31,8 @@ use super::{artifacts, error, events, jobs, profiles, system, views};
         system::system,
         system::healthz,
         system::readyz,
+        telemetry::stream,
+        metrics::metrics,
         document,
     ),
     components(schemas(
@@ -51,6 +53,13 @@ use super::{artifacts, error, events, jobs, profiles, system, views};
         system::SystemView,
         system::DeviceView,
         system::QueueView,
+        system::EnergyView,
+        telemetry::TelemetryView,
+        telemetry::TelemetryHistory,
+        crate::gpu::TelemetrySample,
+        crate::gpu::HostSample,
+        crate::gpu::GpuSample,
+        crate::gpu::GpuProcess,
     ))
 )]
 pub struct ApiDoc;

@@ -134,7 +134,10 @@ pub fn filter_gpus(all: &[DeviceInfo], allowed: &[u32]) -> Vec<DeviceInfo> {
             tracing::warn!("workers.gpus names GPU {i}, which this machine does not have");
         }
     }
-    all.iter().filter(|d| matches!(d.id, DeviceId::Cuda(i) if allowed.is_empty() || allowed.contains(&i))).cloned().collect()
+    all.iter()
+        .filter(|d| matches!(d.id, DeviceId::Cuda(i) if allowed.is_empty() || allowed.contains(&i)))
+        .cloned()
+        .collect()
 }
 
 /// GPU indices the daemon may use: the source's GPUs limited by `workers.gpus`.

@@ -73,12 +73,12 @@ impl GpuSample {
         Some(self.mem_total_mib?.saturating_sub(self.mem_used_mib?))
     }
 
-    /// GPU memory held by this daemon, when the driver lists processes.
+    /// GPU memory held by this daemon; `None` when the driver lists no process at all
+    /// (it may not support listing them, so "none" cannot be told from "unknown").
     pub fn ours_mib(&self) -> Option<u64> {
-        let ours: Vec<_> = self.processes.iter().filter(|p| p.ours).collect();
-        if ours.is_empty() {
+        if self.processes.is_empty() {
             return None;
         }
-        Some(ours.iter().filter_map(|p| p.used_mib).sum())
+        Some(self.processes.iter().filter(|p| p.ours).filter_map(|p| p.used_mib).sum())
     }
 }

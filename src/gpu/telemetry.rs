@@ -106,12 +106,8 @@ impl Telemetry {
         let interval = self.interval;
         let spawned = std::thread::Builder::new().name(THREAD_NAME.into()).spawn(move || {
             let mut next = Instant::now() + interval;
-            loop {
-                match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    // A message or a dropped sender both mean stop.
-                    _ => break,
-                }
+            // A message or a dropped sender both mean stop; only a timeout means sample.
+            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
                 let Some(me) = weak.upgrade() else { break };
                 me.sample_now();
                 next += interval;
