@@ -12,7 +12,7 @@ use super::{ApiError, AppState};
 use crate::store::StateCounts;
 
 /// What the daemon is and how busy it is.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SystemView {
     pub version: String,
     pub uptime_s: u64,
@@ -34,7 +34,7 @@ pub struct EnergyView {
 }
 
 /// A device with its workers.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceView {
     /// `cpu` or `cuda:N`.
     pub id: String,
@@ -49,7 +49,7 @@ pub struct DeviceView {
 }
 
 /// Queue depth.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueView {
     #[schema(inline)]
     pub by_state: StateCountsView,
@@ -57,7 +57,7 @@ pub struct QueueView {
 }
 
 /// Jobs per state.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StateCountsView {
     pub queued: u64,
     pub running: u64,

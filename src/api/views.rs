@@ -14,7 +14,7 @@ pub fn time(ms: Millis) -> String {
 }
 
 /// A job as clients see it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     pub id: String,
     pub kind: String,
@@ -44,7 +44,7 @@ pub struct JobView {
 }
 
 /// How far a job is.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProgressView {
     /// 0.0–1.0 over all stages.
     pub fraction: f64,
@@ -55,7 +55,7 @@ pub struct ProgressView {
 }
 
 /// One stage of a job.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StageView {
     pub name: String,
     /// `pending`, `running`, `done` or `failed`.
@@ -170,7 +170,7 @@ fn stage_view(s: &crate::store::records::Stage) -> StageView {
 }
 
 /// Artifact metadata as clients see it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ArtifactView {
     pub id: String,
     pub job: Option<String>,
@@ -200,7 +200,7 @@ impl From<&Artifact> for ArtifactView {
 }
 
 /// A profile as clients see it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProfileView {
     pub id: String,
     pub owner: String,
@@ -214,7 +214,7 @@ pub struct ProfileView {
 }
 
 /// Voice settings of a profile.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VoiceView {
     pub model: String,
     pub speaker: Option<String>,
@@ -224,7 +224,7 @@ pub struct VoiceView {
 }
 
 /// Style settings of a profile.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StyleView {
     pub prompt_prefix: String,
     pub negative_prompt: String,
