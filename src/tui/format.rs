@@ -133,7 +133,8 @@ mod tests {
     #[test]
     fn bars_and_sparks_have_the_asked_width() {
         assert_eq!(bar(0.5, 4), "██··");
-        assert_eq!(bar(0.0625, 2), "▌·");
+        assert_eq!(bar(0.25, 2), "▌·");
+        assert_eq!(bar(0.0625, 2), "▏·");
         assert_eq!(bar(f64::NAN, 3), "···");
         assert_eq!(spark(&[0.0, 50.0, 100.0], 5, 100.0), "  ▁▅█");
         assert_eq!(spark(&[100.0; 9], 3, 100.0), "███");
