@@ -42,7 +42,8 @@ pub fn energy(wh: f64) -> String {
 /// A cost with its currency: `0.0012 EUR`.
 pub fn cost(amount: f64, currency: &str) -> String {
     let digits = if amount >= 1.0 { 2 } else { 4 };
-    if currency.is_empty() { format!("{amount:.digits$}") } else { format!("{amount:.digits$} {currency}") }
+    let value = if amount > 0.0 && amount < 0.0001 { "<0.0001".to_string() } else { format!("{amount:.digits$}") };
+    if currency.is_empty() { value } else { format!("{value} {currency}") }
 }
 
 /// Milliseconds of an RFC 3339 time.
@@ -149,6 +150,7 @@ mod tests {
         assert_eq!(energy(12.345), "12.35Wh");
         assert_eq!(energy(1500.0), "1.50kWh");
         assert_eq!(cost(0.00123, "EUR"), "0.0012 EUR");
+        assert_eq!(cost(0.000003, ""), "<0.0001");
         assert_eq!(fit("abcdef", 4), "abc…");
         assert_eq!(short_id("01JD0000000000000000ABCDEF"), "00ABCDEF");
     }

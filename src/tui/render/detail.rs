@@ -22,7 +22,8 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     let preview_w = if area.width >= 120 { area.width * 2 / 5 } else { (area.width / 3).max(20) };
     let info = info_lines(job, app, t, area.width.saturating_sub(preview_w + 2) as usize);
     // The events panel keeps at least five lines.
-    let top_h = (info.len() as u16 + 2).min(area.height.saturating_sub(5)).max(area.height.min(8));
+    // Tall terminals give the preview more room.
+    let top_h = (info.len() as u16 + 2).max(area.height * 11 / 20).min(area.height.saturating_sub(5));
     let [top, bottom] = Layout::vertical([Constraint::Length(top_h), Constraint::Min(0)]).areas(area);
     let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(preview_w)]).areas(top);
     let title = format!(" job {} · {} · {} ", short_id(&job.id), job.kind, job.state);

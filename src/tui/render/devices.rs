@@ -145,7 +145,7 @@ fn gpu_line(g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
     };
     let temp = g.temperature_c.map(|c| format!("{c:>3}°C")).unwrap_or_else(|| " N/A".into());
     let temp_level = g.temperature_c.map(|c| f64::from(c) / 95.0).unwrap_or(0.0);
-    let name_w = if wide { 24 } else { 12 };
+    let name_w = if wide { 18 } else { 12 };
     let mut spans = vec![
         Span::styled(format!("{} ", g.index), t.title()),
         Span::raw(format!("{:<name_w$}", fit(&g.name, name_w))),
@@ -160,11 +160,7 @@ fn gpu_line(g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
     ];
     if wide {
         let ours: u64 = g.processes.iter().filter(|p| p.ours).filter_map(|p| p.used_mib).sum();
-        let clocks = match (g.sm_clock_mhz, g.mem_clock_mhz) {
-            (Some(s), Some(m)) => format!(" sm {s}/mem {m}MHz"),
-            (Some(s), None) => format!(" sm {s}MHz"),
-            _ => " clk N/A".into(),
-        };
+        let clocks = g.sm_clock_mhz.map(|s| format!(" sm {s}MHz")).unwrap_or_else(|| " sm N/A".into());
         let pcie = match (g.pcie_tx_kib_s, g.pcie_rx_kib_s) {
             (Some(tx), Some(rx)) => format!(" pcie ↑{} ↓{}/s", format::mib(tx / 1024), format::mib(rx / 1024)),
             _ => " pcie N/A".into(),
@@ -172,15 +168,7 @@ fn gpu_line(g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
         spans.push(Span::styled(format!(" fan{}", pct(g.fan_percent)), t.dim()));
         spans.push(Span::styled(clocks, t.dim()));
         spans.push(Span::styled(pcie, t.dim()));
-        spans.push(Span::styled(
-            format!(
-                " {} proc{} (ours {})",
-                g.processes.len(),
-                if g.processes.len() == 1 { "" } else { "s" },
-                format::mib(ours)
-            ),
-            t.dim(),
-        ));
+        spans.push(Span::styled(format!(" {} proc, ours {}", g.processes.len(), format::mib(ours)), t.dim()));
     }
     Line::from(spans)
 }

@@ -103,21 +103,25 @@ pub fn draw(f: &mut Frame, app: &App) {
 }
 
 fn draw_header(f: &mut Frame, area: Rect, app: &App) {
+    // What matters most comes first: a narrow terminal cuts the end.
     let t = Theme::of(app);
-    let mut spans = vec![Span::styled("reelbox top", t.title()), Span::styled(format!(" · {}", app.url), t.dim())];
+    let mut spans = vec![Span::styled("reelbox top", t.title())];
+    if app.system.as_ref().is_some_and(|s| s.paused) {
+        spans.push(Span::styled(" · PAUSED", t.warn().add_modifier(Modifier::BOLD)));
+    }
+    if app.readonly {
+        spans.push(Span::styled(" · read-only", t.warn()));
+    }
+    if let Some(s) = &app.system {
+        let q = &s.queue.by_state;
+        spans.push(Span::raw(format!(" · {} running {} queued {} failed", q.running, q.queued, q.failed)));
+    }
+    spans.push(Span::styled(format!(" · {}", app.url), t.dim()));
     if let Some(s) = &app.system {
         spans.push(Span::styled(
             format!(" · v{} up {}", s.version, format::duration(s.uptime_s as i64 * 1000)),
             t.dim(),
         ));
-        let q = &s.queue.by_state;
-        spans.push(Span::raw(format!(" · {} running {} queued", q.running, q.queued)));
-        if s.paused {
-            spans.push(Span::styled(" · PAUSED", t.warn().add_modifier(Modifier::BOLD)));
-        }
-    }
-    if app.readonly {
-        spans.push(Span::styled(" · read-only", t.warn()));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -126,13 +130,12 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
     let t = Theme::of(app);
     let line = if let Link::Down { since, error } = &app.link {
         Line::from(vec![
-            Span::styled("✖ daemon unreachable", t.bad()),
+            Span::styled("✖ daemon down", t.bad()),
             Span::raw(format!(
-                " at {} ({}) · down {} · reconnecting every {}",
-                app.url,
-                error,
+                " ({error}) for {} · retrying every {} · {}",
                 format::duration(app.now - since),
-                format::duration(app.refresh.as_millis() as i64)
+                format::duration(app.refresh.as_millis() as i64),
+                app.url,
             )),
         ])
     } else if app.link == Link::Connecting {
