@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod bench_top;
 mod client;
 mod jobs;
 mod profiles;
