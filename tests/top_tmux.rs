@@ -156,7 +156,7 @@ async fn top_shows_a_running_job_cancels_it_survives_a_restart_and_quits_cleanly
     });
 
     tmux.keys("q");
-    let after = tmux.wait("top to exit", Duration::from_secs(10), |s| s.contains("top-exit="));
+    let after = tmux.wait("top to exit", Duration::from_secs(10), |s| s.contains("top-exit=") && s.contains("icanon"));
     assert_restored(&tmux, &after, true);
 }
 
@@ -179,6 +179,6 @@ fn top_redraws_on_resize_and_restores_the_terminal_on_sigterm() {
     assert!(!top_pid.is_empty(), "no top process under the pane's shell {shell}");
     let killed = Command::new("kill").args(["-TERM", &top_pid]).status().expect("kill");
     assert!(killed.success());
-    let after = tmux.wait("top to exit", Duration::from_secs(10), |s| s.contains("top-exit="));
+    let after = tmux.wait("top to exit", Duration::from_secs(10), |s| s.contains("top-exit=") && s.contains("icanon"));
     assert_restored(&tmux, &after, false);
 }

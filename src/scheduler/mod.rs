@@ -220,6 +220,13 @@ impl Scheduler {
         if !self.kinds.contains_key(job.kind.as_str()) {
             return Placement::Skip;
         }
+        if self.gpus.is_empty() {
+            // Only CPU slots: every job fits, and only idle workers claim. Skipping the
+            // placement work keeps the claim scan as cheap as it was on GPU-less boxes.
+            let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            ledger.reserve(job.id, device, Need::default());
+            return Placement::Take;
+        }
         let need = self.need(job);
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         let candidates = snapshot.get_or_init(|| self.candidates(&ledger));
