@@ -179,7 +179,7 @@ async fn telemetry_stream_sends_history_then_a_sample_each_second() {
     assert_eq!(events[1].0, "sample");
     assert_eq!(events[2].0, "sample");
     let (a, b) = (events[1].1["at_ms"].as_i64().expect("at"), events[2].1["at_ms"].as_i64().expect("at"));
-    assert!((800..=1600).contains(&(b - a)), "samples {a} and {b} should be about a second apart");
+    assert!((800..=2100).contains(&(b - a)), "samples {a} and {b} should be about a second apart");
     assert!(t0.elapsed() < Duration::from_secs(4));
     assert_eq!(events[2].1["gpus"][0]["mem_total_mib"], 8192);
 }
