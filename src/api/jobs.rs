@@ -83,6 +83,7 @@ pub async fn submit_job(
         return Err(ApiError::field("priority", "must be between -1000 and 1000"));
     }
     let params = kind.validate(params, &ValidateCtx { config: &state.config })?;
+    state.scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ApiError::field("params", m))?;
     let stages = kind
         .stages(&params)
         .into_iter()
@@ -131,9 +132,12 @@ pub fn visible_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Jo
     }
 }
 
-/// The view of a job with its live progress.
+/// The view of a job with its live progress, energy and cost.
 pub fn view(state: &AppState, job: &Job) -> JobView {
-    JobView::new(job, state.scheduler.progress(job.id))
+    let mut v = JobView::new(job, state.scheduler.progress(job.id))
+        .with_energy(state.scheduler.live_stage_energy_wh(job.id), state.config.energy.price_per_kwh);
+    v.vram_mib = state.scheduler.need(job).vram_mib;
+    v
 }
 
 /// Submit a job.

@@ -18,10 +18,12 @@ pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod json;
+pub mod metrics;
 pub mod openapi;
 pub mod profiles;
 pub mod renders;
 pub mod system;
+pub mod telemetry;
 pub mod views;
 
 pub use error::ApiError;
@@ -35,12 +37,17 @@ pub struct AppState {
     pub started: Instant,
     /// Fires when the daemon shuts down; long-lived streams end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// What `/metrics` serves; add counters and collectors here.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     /// State over a started scheduler.
     pub fn new(scheduler: Arc<Scheduler>) -> Self {
+        let metrics = Arc::new(metrics::Metrics::new());
+        metrics.register(Arc::new(metrics::TelemetryCollector(scheduler.telemetry().clone())));
         Self {
+            metrics,
             store: scheduler.store().clone(),
             config: scheduler.config().clone(),
             scheduler,
@@ -72,6 +79,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/artifacts/{id}", get(artifacts::download))
         .route("/api/v1/artifacts/{id}/meta", get(artifacts::meta))
         .route("/api/v1/system", get(system::system))
+        .route("/api/v1/telemetry", get(telemetry::stream))
+        .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(openapi::document))

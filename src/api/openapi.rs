@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{artifacts, error, events, jobs, profiles, renders, system, views};
+use super::{artifacts, error, events, jobs, metrics, profiles, renders, system, telemetry, views};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -33,6 +33,8 @@ use super::{artifacts, error, events, jobs, profiles, renders, system, views};
         system::system,
         system::healthz,
         system::readyz,
+        telemetry::stream,
+        metrics::metrics,
         document,
     ),
     components(schemas(
@@ -53,6 +55,13 @@ use super::{artifacts, error, events, jobs, profiles, renders, system, views};
         system::SystemView,
         system::DeviceView,
         system::QueueView,
+        system::EnergyView,
+        telemetry::TelemetryView,
+        telemetry::TelemetryHistory,
+        crate::gpu::TelemetrySample,
+        crate::gpu::HostSample,
+        crate::gpu::GpuSample,
+        crate::gpu::GpuProcess,
     ))
 )]
 pub struct ApiDoc;

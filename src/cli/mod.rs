@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod bench_top;
 mod client;
 mod jobs;
 mod profiles;
 mod serve;
 mod table;
+mod top;
 
 /// Default daemon URL for clients.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8470";
@@ -70,6 +72,8 @@ pub enum Command {
         #[command(subcommand)]
         action: profiles::ProfilesAction,
     },
+    /// Dashboard of GPUs and the queue, with job actions (like nvtop plus pueue).
+    Top(top::TopArgs),
     /// Measure throughput (prints ratios against a baseline run side by side).
     Bench {
         #[command(subcommand)]
@@ -118,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => jobs::submit(&g, args).await,
         Command::Queue { action } => jobs::queue(&g, action).await,
         Command::Profiles { action } => profiles::run(&g, action).await,
+        Command::Top(args) => top::run(&g, args).await,
         Command::Bench { what } => bench::run(&g, what).await,
         Command::Version => {
             println!("reelbox {}", env!("CARGO_PKG_VERSION"));
