@@ -101,7 +101,7 @@ pub trait JobKind: Send + Sync {
 
 /// All job kinds this build knows.
 pub fn registry() -> Vec<Arc<dyn JobKind>> {
-    vec![Arc::new(testcard::Testcard), Arc::new(image::Image::default())]
+    vec![Arc::new(testcard::Testcard), Arc::new(image::Image)]
 }
 
 /// Reads an optional integer parameter within `range`, with a default.
