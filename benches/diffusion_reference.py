@@ -10,6 +10,7 @@ and splits the batch for exports whose UNet batch axis is fixed.
 Usage:
   python benches/diffusion_reference.py --model tests/fixtures/models/tiny-sd \
       --size 64 --steps 20 --threads 1 --scheduler euler --guidance 7.5 --repeat 5
+  ... --serve   (one timed image per stdin line; used by `reelbox bench diffusion`)
 """
 import argparse
 import json
@@ -77,6 +78,9 @@ def main():
     ap.add_argument("--guidance", type=float, default=7.5)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--serve", action="store_true",
+                    help="after warm-up print 'ready', then time one image per stdin line (the seed) and print "
+                         "its JSON; lets the caller interleave its own runs with these on a busy machine")
     args = ap.parse_args()
 
     import diffusers
@@ -118,6 +122,15 @@ def main():
 
     for i in range(args.warmup):
         once(i)
+    if args.serve:
+        print(json.dumps({"ready": True, "implementation": f"diffusers {diffusers.__version__} OnnxStableDiffusionPipeline",
+                          "onnxruntime": ort.__version__}), flush=True)
+        for line in sys.stdin:
+            if not line.strip():
+                break
+            wall, onnx = once(int(line))
+            print(json.dumps({"wall_s": wall, "onnx_s": onnx}), flush=True)
+        return 0
     runs = [once(100 + i) for i in range(args.repeat)]
     walls = [w for w, _ in runs]
     onnx = [o for _, o in runs]

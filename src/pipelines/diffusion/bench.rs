@@ -3,8 +3,9 @@
 //! ONNX Runtime, threads, steps, scheduler and guidance), plus reelbox's own overhead:
 //! wall time over the time spent inside ONNX Runtime.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use super::{DiffusionError, GenerateRequest, Hooks, SchedulerChoice, SdModel, SeededNoise, generate};
 use crate::config::Config;
@@ -59,13 +60,9 @@ pub struct BenchRow {
     pub overhead: f64,
     pub reference_wall_s: Option<f64>,
     pub reference_onnx_s: Option<f64>,
-}
-
-impl BenchRow {
-    /// reelbox wall time as a fraction of the reference's.
-    pub fn ratio(&self) -> Option<f64> {
-        self.reference_wall_s.map(|r| self.wall_s / r)
-    }
+    /// Median over alternating run pairs of reelbox wall / reference wall: steadier than
+    /// the ratio of medians when the machine's load drifts.
+    pub paired_ratio: Option<f64>,
 }
 
 /// All rows plus the settings they were taken with.
@@ -92,7 +89,7 @@ impl BenchReport {
         if let Some(r) = &self.reference_implementation {
             s.push_str(&format!("reference: {r}\n"));
         }
-        s.push_str("size      reelbox ms   onnx ms   overhead   reference ms   ref onnx ms   reelbox/ref\n");
+        s.push_str("size      reelbox ms   onnx ms   overhead   reference ms   ref onnx ms   reelbox/ref (paired)\n");
         for r in &self.rows {
             let opt = |v: Option<f64>, scale: f64, prec: usize| {
                 v.map_or("-".to_string(), |v| format!("{:.prec$}", v * scale))
@@ -105,7 +102,7 @@ impl BenchReport {
                 r.overhead,
                 opt(r.reference_wall_s, 1e3, 2),
                 opt(r.reference_onnx_s, 1e3, 2),
-                opt(r.ratio(), 1.0, 3),
+                opt(r.paired_ratio, 1.0, 3),
             ));
         }
         s
@@ -130,7 +127,66 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The reference pipeline running in a Python process, one timed image per request.
+struct Reference {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    implementation: Option<String>,
+}
+
+impl Reference {
+    fn start(python: &Path, script: &Path, opts: &BenchOptions, size: u32) -> Result<Self, BenchError> {
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["--model", &opts.model_dir.to_string_lossy()])
+            .args(["--size", &size.to_string(), "--steps", &opts.steps.to_string()])
+            .args(["--threads", &opts.threads.to_string(), "--scheduler", &opts.scheduler])
+            .args(["--guidance", &opts.guidance.to_string(), "--warmup", &opts.warmup.to_string(), "--serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| BenchError::Reference(format!("{}: {e}", python.display())))?;
+        let missing = || BenchError::Reference("reference process has no pipes".into());
+        let stdin = child.stdin.take().ok_or_else(missing)?;
+        let stdout = BufReader::new(child.stdout.take().ok_or_else(missing)?);
+        let mut r = Self { child, stdin, stdout, implementation: None };
+        let ready = r.read()?;
+        r.implementation = ready.get("implementation").and_then(|v| v.as_str()).map(str::to_owned);
+        Ok(r)
+    }
+
+    fn read(&mut self) -> Result<serde_json::Value, BenchError> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).map_err(|e| BenchError::Reference(e.to_string()))?;
+        serde_json::from_str(&line).map_err(|e| BenchError::Reference(format!("unreadable output {line:?}: {e}")))
+    }
+
+    /// Times one image: (wall, ONNX) seconds.
+    fn run(&mut self, seed: u64) -> Result<(f64, f64), BenchError> {
+        writeln!(self.stdin, "{seed}")
+            .and_then(|_| self.stdin.flush())
+            .map_err(|e| BenchError::Reference(e.to_string()))?;
+        let v = self.read()?;
+        let get = |k: &str| {
+            v.get(k).and_then(serde_json::Value::as_f64).ok_or_else(|| BenchError::Reference(format!("no {k} in {v}")))
+        };
+        Ok((get("wall_s")?, get("onnx_s")?))
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        // An empty line ends the serve loop; wait so no process outlives the bench.
+        let _ = writeln!(self.stdin);
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the bench on the CPU. Builds its own engine from `config` with `opts.threads`.
+/// With a reference, reelbox and reference images alternate, so both see the same load
+/// on a shared machine.
 pub fn bench_diffusion(config: &Config, opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let mut config = config.clone();
     config.runtime.intra_threads = opts.threads;
@@ -153,46 +209,40 @@ pub fn bench_diffusion(config: &Config, opts: &BenchOptions) -> Result<BenchRepo
             init: None,
             max_side: u32::MAX,
         };
-        let (mut walls, mut onnx, mut overheads) = (Vec::new(), Vec::new(), Vec::new());
+        let mut reference = match &opts.reference {
+            Some((python, script)) => Some(Reference::start(python, script, opts, size)?),
+            None => None,
+        };
+        let (mut walls, mut onnx, mut overheads, mut ref_walls, mut ref_onnx) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..opts.warmup + opts.repeat {
             let out = generate(&model, &req, &mut SeededNoise::new(&[i as u64]), None, &Hooks::default())?;
-            if i >= opts.warmup {
-                let (w, o) = (out.timings.total.as_secs_f64(), out.timings.onnx.as_secs_f64());
-                walls.push(w);
-                onnx.push(o);
-                overheads.push(w / o.max(f64::MIN_POSITIVE));
+            if i < opts.warmup {
+                continue;
+            }
+            let (w, o) = (out.timings.total.as_secs_f64(), out.timings.onnx.as_secs_f64());
+            walls.push(w);
+            onnx.push(o);
+            overheads.push(w / o.max(f64::MIN_POSITIVE));
+            if let Some(r) = reference.as_mut() {
+                let (rw, ro) = r.run(i as u64)?;
+                ref_walls.push(rw);
+                ref_onnx.push(ro);
             }
         }
-        let mut row = BenchRow {
+        if let Some(r) = &reference {
+            reference_implementation = r.implementation.clone();
+        }
+        rows.push(BenchRow {
             size,
-            wall_s: median(walls),
+            paired_ratio: (!ref_walls.is_empty())
+                .then(|| median(walls.iter().zip(&ref_walls).map(|(a, b)| a / b).collect())),
+            wall_s: median(walls.clone()),
             onnx_s: median(onnx),
             overhead: median(overheads),
-            reference_wall_s: None,
-            reference_onnx_s: None,
-        };
-        if let Some((python, script)) = &opts.reference {
-            let out = Command::new(python)
-                .arg(script)
-                .args(["--model", &opts.model_dir.to_string_lossy()])
-                .args(["--size", &size.to_string(), "--steps", &opts.steps.to_string()])
-                .args(["--threads", &opts.threads.to_string(), "--scheduler", &opts.scheduler])
-                .args(["--guidance", &opts.guidance.to_string(), "--repeat", &opts.repeat.to_string()])
-                .args(["--warmup", &opts.warmup.to_string()])
-                .output()
-                .map_err(|e| BenchError::Reference(format!("{}: {e}", python.display())))?;
-            if !out.status.success() {
-                return Err(BenchError::Reference(String::from_utf8_lossy(&out.stderr).into_owned()));
-            }
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_str(line)
-                .map_err(|e| BenchError::Reference(format!("unreadable output {line:?}: {e}")))?;
-            row.reference_wall_s = v.get("median_wall_s").and_then(serde_json::Value::as_f64);
-            row.reference_onnx_s = v.get("median_onnx_s").and_then(serde_json::Value::as_f64);
-            reference_implementation = v.get("implementation").and_then(|s| s.as_str()).map(str::to_owned);
-        }
-        rows.push(row);
+            reference_wall_s: (!ref_walls.is_empty()).then(|| median(ref_walls.clone())),
+            reference_onnx_s: (!ref_onnx.is_empty()).then(|| median(ref_onnx)),
+        });
     }
     Ok(BenchReport { options: opts.clone(), rows, reference_implementation })
 }
