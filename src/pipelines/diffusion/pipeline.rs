@@ -4,6 +4,7 @@
 //! The order of operations (and of random draws) follows diffusers' StableDiffusion /
 //! Img2Img / XL pipelines, so a replayed `NoiseSource` reproduces their images.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
@@ -210,6 +211,7 @@ pub fn generate(
 
     let total = (all_timesteps.len() - start) as u64;
     let batch = if cfg { 2 * n } else { n };
+    let fixed_batch = unet.sample.fixed(0);
     let chunk = unet.max_batch().min(batch).max(1);
     let mut model_in = vec![0f32; batch * per];
     let mut eps = vec![0f32; n * per];
@@ -231,29 +233,31 @@ pub fn generate(
         let mut out_all: Vec<f32> = Vec::with_capacity(batch * per);
         for a in (0..batch).step_by(chunk) {
             let b = (a + chunk).min(batch);
-            let m = b - a;
+            // Exports with a fixed batch larger than what is left get the last item repeated.
+            let m = fixed_batch.unwrap_or(b - a);
+            let sample = padded_rows(&model_in, a, b, m, per);
+            let hidden = padded_rows(&cond.hidden, a, b, m, cond.seq * cond.dim);
             let mut feeds = vec![
-                float_input(&unet.sample, vec![m, ch, lh, lw], &model_in[a * per..b * per])?,
+                float_input(&unet.sample, vec![m, ch, lh, lw], &sample)?,
                 timestep_input(&unet.timestep, t, m)?,
-                float_input(
-                    &unet.hidden,
-                    vec![m, cond.seq, cond.dim],
-                    &cond.hidden[a * cond.seq * cond.dim..b * cond.seq * cond.dim],
-                )?,
+                float_input(&unet.hidden, vec![m, cond.seq, cond.dim], &hidden)?,
             ];
-            if let (Some(info), Some((te, p))) = (&unet.text_embeds, &cond.text_embeds) {
-                feeds.push(float_input(info, vec![m, *p], &te[a * p..b * p])?);
+            let text_embeds = cond.text_embeds.as_ref().map(|(te, p)| (padded_rows(te, a, b, m, *p), *p));
+            if let (Some(info), Some((te, p))) = (&unet.text_embeds, &text_embeds) {
+                feeds.push(float_input(info, vec![m, *p], te)?);
             }
-            if let (Some(info), Some(ids)) = (&unet.time_ids, &cond.time_ids) {
-                feeds.push(float_input(info, vec![m, 6], &ids[a * 6..b * 6])?);
+            let time_ids = cond.time_ids.as_ref().map(|ids| padded_rows(ids, a, b, m, 6));
+            if let (Some(info), Some(ids)) = (&unet.time_ids, &time_ids) {
+                feeds.push(float_input(info, vec![m, 6], ids)?);
             }
-            if let (Some(info), Some((emb, d))) = (&unet.timestep_cond, &guidance_cond) {
-                feeds.push(float_input(info, vec![m, *d], &emb[a * d..b * d])?);
+            let emb = guidance_cond.as_ref().map(|(e, d)| (padded_rows(e, a, b, m, *d), *d));
+            if let (Some(info), Some((e, d))) = (&unet.timestep_cond, &emb) {
+                feeds.push(float_input(info, vec![m, *d], e)?);
             }
             let mut outs = unet.part.run(feeds, &mut onnx)?;
             unet_runs += 1;
             let out = take_output(&mut outs, unet.output, "unet", m * per)?;
-            out_all.extend_from_slice(&out.data);
+            out_all.extend_from_slice(&out.data[..(b - a) * per]);
         }
         if cfg {
             let g = req.guidance;
@@ -315,6 +319,21 @@ pub(super) fn take_output(
     Ok(out)
 }
 
+/// Rows `a..b` of `data` (rows of `width` values), padded to `m` rows by repeating the
+/// last; borrowed when no padding is needed.
+fn padded_rows(data: &[f32], a: usize, b: usize, m: usize, width: usize) -> Cow<'_, [f32]> {
+    let rows = &data[a * width..b * width];
+    if m <= b - a {
+        return Cow::Borrowed(rows);
+    }
+    let mut out = Vec::with_capacity(m * width);
+    out.extend_from_slice(rows);
+    while out.len() < m * width {
+        out.extend_from_slice(&data[(b - 1) * width..b * width]);
+    }
+    Cow::Owned(out)
+}
+
 /// LCM's guidance-scale embedding (`get_guidance_scale_embedding`): sinusoids of 1000·w,
 /// repeated for every item of the batch.
 pub fn guidance_embedding(w: f32, dim: usize, batch: usize) -> (Vec<f32>, usize) {
@@ -325,4 +344,28 @@ pub fn guidance_embedding(w: f32, dim: usize, batch: usize) -> (Vec<f32>, usize)
     one.extend((0..half).map(|i| (w * (i as f32 * -scale).exp()).cos()));
     one.resize(dim, 0.0);
     (one.repeat(batch), dim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guidance_embedding_matches_diffusers_lcm() {
+        // LatentConsistencyModelPipeline.get_guidance_scale_embedding(tensor([6.5]), 8)
+        let want = [-0.044_784_74, 0.110_189_15, 0.991_123_26, 0.605_186_34, -0.998_996_7, 0.993_910_6, 0.132_946_03, 0.796_083_9];
+        let (got, dim) = guidance_embedding(6.5, 8, 2);
+        assert_eq!(dim, 8);
+        for (i, (g, w)) in got[..8].iter().zip(want).enumerate() {
+            assert!((g - w).abs() < 2e-3, "[{i}] {g} != {w}");
+        }
+        assert_eq!(got[..8], got[8..], "repeated per batch item");
+    }
+
+    #[test]
+    fn fixed_batch_exports_get_the_last_row_repeated() {
+        let data = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(&*padded_rows(&data, 1, 2, 3, 2), &[3.0, 4.0, 3.0, 4.0, 3.0, 4.0]);
+        assert!(matches!(padded_rows(&data, 0, 2, 2, 2), Cow::Borrowed(rows) if rows == data));
+    }
 }
