@@ -14,6 +14,11 @@ fn env_num<T: std::str::FromStr>(key: &str) -> Option<T> {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`: do not bench then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("diffusion bench: skipped (run it with `cargo bench --bench diffusion`)");
+        return;
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut opts = BenchOptions { model_dir: root.join("tests/fixtures/models/tiny-sd"), ..BenchOptions::default() };
     opts.threads = env_num("REELBOX_BENCH_THREADS").unwrap_or(opts.threads);
