@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{artifacts, error, events, jobs, profiles, system, views};
+use super::{artifacts, error, events, images, jobs, media, models, profiles, speech, system, views};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -28,6 +28,12 @@ use super::{artifacts, error, events, jobs, profiles, system, views};
         profiles::show,
         profiles::update,
         profiles::remove,
+        speech::create,
+        images::create,
+        media::lipsync,
+        media::upscale,
+        models::list,
+        models::pull,
         system::system,
         system::healthz,
         system::readyz,
@@ -51,6 +57,14 @@ use super::{artifacts, error, events, jobs, profiles, system, views};
         system::SystemView,
         system::DeviceView,
         system::QueueView,
+        system::SessionView,
+        speech::SpeechRequest,
+        images::ImageRequest,
+        media::LipsyncRequest,
+        media::UpscaleRequest,
+        models::ModelView,
+        models::ModelList,
+        models::PullRequest,
     ))
 )]
 pub struct ApiDoc;

@@ -16,6 +16,7 @@ use crate::store::records::Artifact;
 pub mod image;
 pub mod inputs;
 pub mod lipsync;
+pub mod model_pull;
 pub mod speech;
 pub mod testcard;
 pub mod upscale;
@@ -111,6 +112,7 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(lipsync::Lipsync),
         Arc::new(upscale::Upscale),
         Arc::new(image::Image::default()),
+        Arc::new(model_pull::ModelPull),
     ]
 }
 
