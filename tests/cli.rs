@@ -302,3 +302,107 @@ fn doctor_names_the_missing_runtime_and_its_fix_and_fails() {
     }
     assert!(stdout.contains("found") && stdout.contains("ffmpeg"), "{stdout}");
 }
+
+#[test]
+fn setup_installs_the_runtime_that_doctor_then_finds() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("ORT_DYLIB_PATH")
+            .env_remove("REELBOX_ONNXRUNTIME")
+            .env_remove("REELBOX_CONFIG")
+            .env_remove("REELBOX_DATA_DIR")
+            .env_remove("REELBOX_MODELS_DIR")
+            .env("XDG_CONFIG_HOME", home.path().join("no-config"))
+            .stdin(std::process::Stdio::null());
+        cmd
+    };
+    let out = run_ok(&mut cli(&["setup", "--gpu", "no", "--no-models"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let library = data.join("runtime/libonnxruntime.so");
+    assert!(stdout.contains(&format!("(CPU) at {}", library.display())), "{stdout}");
+    assert!(library.exists(), "setup put the runtime in the data dir");
+
+    // Doctor finds that runtime; only the default voice (not pulled) is missing.
+    let out = cli(&["doctor", "--json"]).output().expect("doctor");
+    let checks: Value = serde_json::from_slice(&out.stdout).expect("JSON checks");
+    let checks = checks.as_array().expect("list");
+    let ort = checks.iter().find(|c| c["name"] == "onnxruntime").expect("runtime check");
+    assert_eq!(ort["status"], "ok", "{ort}");
+    assert!(ort["detail"].as_str().unwrap_or("").contains(&library.display().to_string()), "{ort}");
+    let missing: Vec<&str> =
+        checks.iter().filter(|c| c["status"] == "missing").filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(missing, vec![format!("model {}", provision::JOE)], "{checks:?}");
+    assert!(!out.status.success(), "a missing default voice still fails doctor");
+}
+
+#[test]
+fn models_pull_verify_rm_and_import_manage_the_models_dir() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    // A share dir shipping one manifest whose file is bundled beside it.
+    let share = home.path().join("share");
+    std::fs::create_dir_all(share.join("models")).expect("manifest dir");
+    std::fs::create_dir_all(share.join("payload")).expect("payload dir");
+    let bytes = std::fs::read(fixture("models/tiny-esrgan-x4/model.onnx")).expect("fixture");
+    std::fs::write(share.join("payload/model.onnx"), &bytes).expect("payload");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    std::fs::write(
+        share.join("models/tiny-upscaler.toml"),
+        format!(
+            "name = \"tiny-upscaler\"\nkind = \"upscale\"\nsources = [\"bundled:payload\"]\n\n\
+             [[files]]\npath = \"model.onnx\"\nsize = {}\nsha256 = \"{sha}\"\n",
+            bytes.len()
+        ),
+    )
+    .expect("manifest");
+    let cli = |args: &[&str]| {
+        let mut cmd = reelbox(home.path(), &models);
+        cmd.args(args).env("REELBOX_SHARE_DIR", &share);
+        cmd
+    };
+    let state = |name: &str| {
+        let out = run_ok(&mut cli(&["models", "list", "--json"]));
+        let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        list["models"].as_array().expect("models").iter().find(|m| m["name"] == name).map(|m| m["state"].clone())
+    };
+
+    assert_eq!(state("tiny-upscaler"), Some(Value::from("not_installed")));
+    let out = run_ok(&mut cli(&["models", "pull", "tiny-upscaler"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tiny-upscaler installed at"));
+    assert_eq!(std::fs::read(models.join("tiny-upscaler/model.onnx")).expect("installed"), bytes);
+    assert_eq!(state("tiny-upscaler"), Some(Value::from("installed")));
+    run_ok(&mut cli(&["models", "verify", "tiny-upscaler"]));
+
+    // A flipped byte keeps the size, so only verify's sha256 sees it.
+    let mut damaged = bytes.clone();
+    damaged[100] ^= 0xff;
+    std::fs::write(models.join("tiny-upscaler/model.onnx"), &damaged).expect("damage");
+    let out = cli(&["models", "verify"]).output().expect("verify");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("DAMAGED tiny-upscaler") && stdout.contains(&sha), "{stdout}");
+
+    run_ok(&mut cli(&["models", "rm", "tiny-upscaler"]));
+    assert!(!models.join("tiny-upscaler").exists());
+    assert_eq!(state("tiny-upscaler"), Some(Value::from("not_installed")));
+
+    let out = run_ok(
+        &mut cli(&["models", "import", "--json", "--name", "my-sd", "--kind", "diffusion"])
+            .arg(fixture("models/tiny-sd")),
+    );
+    let manifest: Value = serde_json::from_slice(&out.stdout).expect("manifest JSON");
+    assert_eq!((manifest["name"].as_str(), manifest["kind"].as_str()), (Some("my-sd"), Some("diffusion")));
+    assert_eq!(state("my-sd"), Some(Value::from("installed")));
+    let out = cli(&["models", "pull", "no-such-model"]).output().expect("pull");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tiny-upscaler"), "the error lists known models");
+}
