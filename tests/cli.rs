@@ -395,10 +395,8 @@ fn models_pull_verify_rm_and_import_manage_the_models_dir() {
     assert!(!models.join("tiny-upscaler").exists());
     assert_eq!(state("tiny-upscaler"), Some(Value::from("not_installed")));
 
-    let out = run_ok(
-        &mut cli(&["models", "import", "--json", "--name", "my-sd", "--kind", "diffusion"])
-            .arg(fixture("models/tiny-sd")),
-    );
+    let mut import = cli(&["models", "import", "--json", "--name", "my-sd", "--kind", "diffusion"]);
+    let out = run_ok(import.arg(fixture("models/tiny-sd")));
     let manifest: Value = serde_json::from_slice(&out.stdout).expect("manifest JSON");
     assert_eq!((manifest["name"].as_str(), manifest["kind"].as_str()), (Some("my-sd"), Some("diffusion")));
     assert_eq!(state("my-sd"), Some(Value::from("installed")));
