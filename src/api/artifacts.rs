@@ -11,11 +11,11 @@ use tokio_util::io::ReaderStream;
 use super::auth::Caller;
 use super::jobs::{parse_id, visible_job};
 use super::views::ArtifactView;
+use super::{ApiError, AppState};
 use crate::media::probe::{probe_audio, probe_image};
 use crate::store::artifacts;
-use crate::store::records::now_ms;
-use super::{ApiError, AppState};
 use crate::store::records::Artifact;
+use crate::store::records::now_ms;
 
 /// Loads artifact metadata the caller may see (404 otherwise).
 pub fn visible_artifact(state: &AppState, caller: &Caller, raw: &str) -> Result<Artifact, ApiError> {
@@ -173,7 +173,10 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<ArtifactView>), ApiError> {
     let bad = |e: axum::extract::multipart::MultipartError| {
         let status = e.status();
-        ApiError { field: Some("file".into()), ..ApiError::new(status, "bad_upload", format!("file: {}", e.body_text())) }
+        ApiError {
+            field: Some("file".into()),
+            ..ApiError::new(status, "bad_upload", format!("file: {}", e.body_text()))
+        }
     };
     while let Some(field) = form.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {
@@ -230,7 +233,12 @@ pub fn audio_media_type(file_name: &str) -> &'static str {
 }
 
 /// Stores validated upload bytes durably as an artifact of the caller.
-pub async fn store_upload(state: &AppState, caller: &Caller, up: &Upload, media_type: &str) -> Result<Artifact, ApiError> {
+pub async fn store_upload(
+    state: &AppState,
+    caller: &Caller,
+    up: &Upload,
+    media_type: &str,
+) -> Result<Artifact, ApiError> {
     let id = state.store.new_id();
     let dir = state.store.artifacts_dir().to_path_buf();
     let bytes = up.bytes.clone();

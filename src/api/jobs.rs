@@ -283,3 +283,23 @@ pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
         Err(ApiError::new(StatusCode::FORBIDDEN, "admin_only", "this needs an admin key"))
     }
 }
+
+/// Submits a job of `kind` from a kind route's typed body: its fields are the parameters,
+/// with nulls dropped so the kind fills its own defaults.
+pub async fn submit_params(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    kind: &str,
+    body: &impl Serialize,
+    priority: Option<i32>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers)?;
+    let mut params =
+        serde_json::to_value(body).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
+    if let Some(map) = params.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    let (job, existing) = submit_job(state, caller, kind, params, priority.unwrap_or(0), key).await?;
+    Ok(accepted(state, &job, existing))
+}

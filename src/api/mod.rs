@@ -16,12 +16,16 @@ pub mod artifacts;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod images;
 pub mod jobs;
 pub mod json;
+pub mod media;
 pub mod metrics;
+pub mod models;
 pub mod openapi;
 pub mod profiles;
 pub mod renders;
+pub mod speech;
 pub mod system;
 pub mod telemetry;
 pub mod views;
@@ -78,6 +82,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queue/resume", post(jobs::resume))
         .route("/api/v1/artifacts/{id}", get(artifacts::download))
         .route("/api/v1/artifacts/{id}/meta", get(artifacts::meta))
+        .route("/api/v1/speech", post(speech::create))
+        .route("/api/v1/images", post(images::create))
+        .route("/api/v1/lipsync", post(media::lipsync))
+        .route("/api/v1/upscale", post(media::upscale))
+        .route("/api/v1/models", get(models::list))
+        .route("/api/v1/models/pull", post(models::pull))
         .route("/api/v1/system", get(system::system))
         .route("/api/v1/telemetry", get(telemetry::stream))
         .route("/metrics", get(metrics::metrics))

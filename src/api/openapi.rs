@@ -3,7 +3,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{artifacts, error, events, jobs, metrics, profiles, renders, system, telemetry, views};
+use super::{
+    artifacts, error, events, images, jobs, media, metrics, models, profiles, renders, speech, system, telemetry, views,
+};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -30,6 +32,12 @@ use super::{artifacts, error, events, jobs, metrics, profiles, renders, system, 
         profiles::show,
         profiles::update,
         profiles::remove,
+        speech::create,
+        images::create,
+        media::lipsync,
+        media::upscale,
+        models::list,
+        models::pull,
         system::system,
         system::healthz,
         system::readyz,
@@ -62,6 +70,14 @@ use super::{artifacts, error, events, jobs, metrics, profiles, renders, system, 
         crate::gpu::HostSample,
         crate::gpu::GpuSample,
         crate::gpu::GpuProcess,
+        system::SessionView,
+        speech::SpeechRequest,
+        images::ImageRequest,
+        media::LipsyncRequest,
+        media::UpscaleRequest,
+        models::ModelView,
+        models::ModelList,
+        models::PullRequest,
     ))
 )]
 pub struct ApiDoc;

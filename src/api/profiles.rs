@@ -8,13 +8,13 @@ use serde::Deserialize;
 use ulid::Ulid;
 use utoipa::ToSchema;
 
+use super::artifacts::{Upload, audio_media_type, store_upload};
 use super::auth::Caller;
 use super::jobs::parse_id;
 use super::json::ApiJson;
 use super::views::ProfileView;
 use super::{ApiError, AppState};
 use crate::media::probe::{probe_audio, probe_image};
-use super::artifacts::{Upload, audio_media_type, store_upload};
 use crate::store::records::{Profile, Style, Voice, now_ms};
 
 /// Default voice for new profiles.
@@ -38,7 +38,6 @@ pub struct ProfileRequest {
     /// Artifact id of an already uploaded portrait.
     pub portrait: Option<String>,
 }
-
 
 /// List profiles.
 #[utoipa::path(get, path = "/api/v1/profiles", responses((status = 200, body = Vec<ProfileView>)))]
@@ -301,4 +300,3 @@ fn upload_error(field: &str, e: axum::extract::multipart::MultipartError) -> Api
         }
     }
 }
-

@@ -16,7 +16,8 @@ pub fn expand_profile(state: &AppState, caller: &Caller, params: &mut serde_json
     let Some(obj) = params.as_object_mut() else { return Err(ApiError::field("params", "must be a JSON object")) };
     let Some(raw) = obj.remove("profile") else { return Ok(()) };
     let raw = raw.as_str().ok_or_else(|| ApiError::field("profile", "must be a profile id"))?.to_string();
-    let id = parse_id("profile", &raw).map_err(|_| ApiError::field("profile", format!("{raw:?} is not a profile id")))?;
+    let id =
+        parse_id("profile", &raw).map_err(|_| ApiError::field("profile", format!("{raw:?} is not a profile id")))?;
     let profile = match state.store.profile(id)? {
         Some(p) if caller.may_see(&p.owner) => p,
         _ => return Err(ApiError::field("profile", format!("no profile {raw}"))),
@@ -53,7 +54,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let priority = match params.as_object_mut().and_then(|o| o.remove("priority")) {
         None => 0,
-        Some(v) => v.as_i64().and_then(|p| i32::try_from(p).ok()).ok_or_else(|| ApiError::field("priority", "must be an integer"))?,
+        Some(v) => v
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| ApiError::field("priority", "must be an integer"))?,
     };
     expand_profile(&state, &caller, &mut params)?;
     let key = idempotency_key(&headers)?;

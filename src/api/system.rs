@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::telemetry::TelemetryView;
 use super::{ApiError, AppState};
+use crate::engine::LoadedSession;
 use crate::store::StateCounts;
 
 /// What the daemon is and how busy it is.
@@ -24,6 +25,46 @@ pub struct SystemView {
     pub telemetry: TelemetryView,
     /// Electricity price used for job costs.
     pub energy: EnergyView,
+    /// Model sessions the engine holds loaded, most recently used first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// A loaded model session (unloaded after `runtime.keep_alive_s` idle).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    /// Model file the session was created from.
+    pub model: String,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// Estimated memory held, bytes.
+    pub bytes: u64,
+    pub loaded_at: String,
+    /// How long loading took, milliseconds.
+    pub load_ms: u64,
+    /// Seconds since a job last used it.
+    pub idle_s: u64,
+    /// Seconds until it is unloaded if left idle.
+    pub expires_in_s: u64,
+    /// True while a job holds it.
+    pub in_use: bool,
+    /// Times a job used it.
+    pub uses: u64,
+}
+
+impl From<LoadedSession> for SessionView {
+    fn from(s: LoadedSession) -> Self {
+        Self {
+            model: s.model.display().to_string(),
+            device: s.device,
+            bytes: s.bytes,
+            loaded_at: super::views::time(s.loaded_at),
+            load_ms: s.load_ms,
+            idle_s: s.idle_s,
+            expires_in_s: s.expires_in_s,
+            in_use: s.in_use,
+            uses: s.uses,
+        }
+    }
 }
 
 /// Electricity price for job costs.
@@ -113,6 +154,7 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
             price_per_kwh: state.config.energy.price_per_kwh,
             currency: state.config.energy.currency.clone(),
         },
+        sessions: state.scheduler.engine().loaded_sessions().into_iter().map(SessionView::from).collect(),
     }))
 }
 

@@ -16,6 +16,7 @@ use crate::store::records::Artifact;
 pub mod image;
 pub mod inputs;
 pub mod lipsync;
+pub mod model_pull;
 pub mod render;
 pub mod speech;
 pub mod testcard;
@@ -123,6 +124,7 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(upscale::Upscale),
         Arc::new(image::Image::default()),
         Arc::new(render::Render::default()),
+        Arc::new(model_pull::ModelPull),
     ]
 }
 
