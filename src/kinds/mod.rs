@@ -122,8 +122,8 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(speech::SpeechKind),
         Arc::new(lipsync::Lipsync),
         Arc::new(upscale::Upscale),
-        Arc::new(image::Image::default()),
-        Arc::new(render::Render::default()),
+        Arc::new(image::Image),
+        Arc::new(render::Render),
         Arc::new(model_pull::ModelPull),
     ]
 }
