@@ -22,10 +22,13 @@ pub struct SystemView {
     pub queue: QueueView,
     pub kinds: Vec<String>,
     /// Device telemetry: source and newest sample.
+    #[serde(default)]
     pub telemetry: TelemetryView,
     /// Electricity price used for job costs.
+    #[serde(default)]
     pub energy: EnergyView,
     /// Model sessions the engine holds loaded, most recently used first.
+    #[serde(default)]
     pub sessions: Vec<SessionView>,
 }
 

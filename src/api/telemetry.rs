@@ -22,7 +22,7 @@ pub struct TelemetryQuery {
 }
 
 /// Telemetry as `/api/v1/system` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct TelemetryView {
     /// `nvml`, `fake` or `none`.
     pub source: String,
