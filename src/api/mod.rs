@@ -14,11 +14,14 @@ use crate::store::Store;
 
 pub mod artifacts;
 pub mod auth;
+pub mod catalog;
 pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod json;
+pub mod openai;
 pub mod openapi;
+pub mod outputs;
 pub mod profiles;
 pub mod system;
 pub mod views;
@@ -74,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .merge(uploads)
+        .merge(openai::routes(&state))
         .fallback(|| async {
             ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json")
         })

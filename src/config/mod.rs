@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod openai;
+
+pub use openai::OpenAiConfig;
+
 /// Errors met while reading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -32,6 +36,8 @@ pub struct Config {
     pub workers: WorkersConfig,
     pub limits: LimitsConfig,
     pub runtime: RuntimeConfig,
+    /// Names the OpenAI-compatible API maps onto installed voices and models.
+    pub openai: OpenAiConfig,
 }
 
 /// Queue limits and retry policy.
@@ -116,6 +122,7 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             limits: LimitsConfig::default(),
             runtime: RuntimeConfig::default(),
+            openai: OpenAiConfig::default(),
         }
     }
 }
