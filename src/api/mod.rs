@@ -15,6 +15,7 @@ use crate::store::Store;
 pub mod artifacts;
 pub mod auth;
 pub mod catalog;
+pub mod comfy;
 pub mod error;
 pub mod events;
 pub mod jobs;
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .merge(uploads)
         .merge(openai::routes(&state))
+        .merge(comfy::routes(&state))
         .fallback(|| async {
             ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json")
         })

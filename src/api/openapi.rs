@@ -65,5 +65,6 @@ pub async fn document() -> Json<utoipa::openapi::OpenApi> {
 pub fn full() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::openai::OpenAiDoc::openapi());
+    doc.merge(super::comfy::ComfyDoc::openapi());
     doc
 }
