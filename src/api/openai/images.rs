@@ -154,6 +154,7 @@ pub fn image_params(config: &Config, req: &ImageRequest) -> Result<Value, OpenAi
     {
         return Err(OpenAiError::param("output_format", format!("output_format {f:?} is not supported; use png")));
     }
+    let size = req.size.as_deref().map(|s| parse_size(s, config.limits.max_image_side)).transpose()?.flatten();
     let (model, mut preset) = resolve_model(config, req.model.as_deref())?;
     if let Some(q) = req.quality.as_deref()
         && let Some(p) = quality_preset(q)?
@@ -164,9 +165,7 @@ pub fn image_params(config: &Config, req: &ImageRequest) -> Result<Value, OpenAi
     p.insert("prompt".into(), json!(req.prompt));
     p.insert("model".into(), json!(model));
     p.insert("n".into(), json!(req.n.unwrap_or(1)));
-    if let Some((w, h)) =
-        req.size.as_deref().map(|s| parse_size(s, config.limits.max_image_side)).transpose()?.flatten()
-    {
+    if let Some((w, h)) = size {
         p.insert("width".into(), json!(w));
         p.insert("height".into(), json!(h));
     }
