@@ -10,6 +10,8 @@ pub mod engine;
 pub mod gpu;
 pub mod kinds;
 pub mod media;
+pub mod models;
 pub mod pipelines;
 pub mod scheduler;
+pub mod setup;
 pub mod store;

@@ -109,6 +109,10 @@ pub struct RuntimeConfig {
     pub device_budget_mib: u64,
     /// Use the TensorRT execution provider on GPUs when available.
     pub tensorrt: bool,
+    /// Let idle intra-op threads spin-wait for work. Off by default: spinning saves
+    /// microseconds per operator on an idle machine but steals cores from everything else
+    /// on a shared box (measured: ~25% slower Piper synthesis under contention).
+    pub spin: bool,
 }
 
 impl Default for Config {
@@ -167,6 +171,7 @@ impl Default for RuntimeConfig {
             keep_alive_s: 300,
             device_budget_mib: 0,
             tensorrt: false,
+            spin: false,
         }
     }
 }

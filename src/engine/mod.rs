@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -11,22 +12,38 @@ use ort::session::Session;
 use crate::config::Config;
 use crate::gpu::DeviceId;
 
+mod cache;
+mod providers;
+pub mod runtime;
+
+pub use cache::LoadedSession;
+pub use providers::{parse_optimization, provider_names};
+pub use runtime::{NotFound, RuntimeInfo};
+
+use cache::{Key, SessionCache};
+
 /// A loaded model session shared between jobs; `run` needs `&mut`, hence the lock.
 pub type SharedSession = Arc<Mutex<Session>>;
 
 /// Errors from loading the runtime or a model.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error(
-        "ONNX Runtime library not found; searched: {searched}. Fix: run `reelbox setup`, or set ORT_DYLIB_PATH / runtime.onnxruntime to libonnxruntime.so"
-    )]
-    RuntimeNotFound { searched: String },
+    #[error(transparent)]
+    RuntimeNotFound(#[from] NotFound),
     #[error("cannot load ONNX Runtime from {path}: {reason}")]
     RuntimeLoad { path: PathBuf, reason: String },
-    #[error("model file {path} is missing")]
+    #[error("model file {path} is missing; fix: `reelbox pull` the model again")]
     ModelMissing { path: PathBuf },
-    #[error("cannot load model {path}: {reason}")]
+    #[error(
+        "cannot load model {path} (truncated or not an ONNX model?): {reason}; fix: pull the model again (`reelbox pull --force NAME`)"
+    )]
     ModelLoad { path: PathBuf, reason: String },
+    #[error(
+        "{provider} is not available for {device}: {reason}; fix: run `reelbox setup` on a machine with an NVIDIA driver (installs onnxruntime-gpu)"
+    )]
+    ProviderUnavailable { device: String, provider: &'static str, reason: String },
+    #[error("config runtime.optimization = {value:?} is not one of disable, basic, extended, all")]
+    BadOptimization { value: String },
     #[error("inference failed in {model}: {reason}")]
     Run { model: String, reason: String },
 }
@@ -34,69 +51,234 @@ pub enum EngineError {
 /// The inference engine: one ONNX Runtime environment and a session cache.
 pub struct Engine {
     config: Config,
-    env: OnceLock<Result<Environment, String>>,
-    sessions: Mutex<HashMap<(PathBuf, DeviceId), SharedSession>>,
+    runtime: OnceLock<Result<RuntimeInfo, NotFound>>,
+    cache: Mutex<SessionCache<Mutex<Session>>>,
+    /// One lock per key being loaded, so two jobs wanting the same model load it once.
+    loading: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
 }
 
 impl Engine {
     /// Creates the engine; the runtime library is loaded lazily on first use.
     pub fn new(config: &Config) -> Self {
-        Self { config: config.clone(), env: OnceLock::new(), sessions: Mutex::new(HashMap::new()) }
+        let budget = match config.runtime.device_budget_mib {
+            0 => None,
+            mib => Some(mib.saturating_mul(1 << 20)),
+        };
+        let keep_alive = Duration::from_secs(config.runtime.keep_alive_s);
+        Self {
+            config: config.clone(),
+            runtime: OnceLock::new(),
+            cache: Mutex::new(SessionCache::new(budget, keep_alive)),
+            loading: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Candidate library paths in search order.
     pub fn runtime_candidates(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        if let Some(p) = &self.config.runtime.onnxruntime {
-            out.push(p.clone());
-        }
-        if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-            out.push(PathBuf::from(p));
-        }
-        out.push(self.config.data_dir.join("runtime/libonnxruntime.so"));
-        for dir in ["/usr/lib", "/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64"] {
-            out.push(Path::new(dir).join("libonnxruntime.so"));
-        }
-        out
+        runtime::candidates(&self.config, std::env::var_os(runtime::DYLIB_ENV)).into_iter().map(|c| c.path).collect()
     }
 
-    fn environment(&self) -> Result<&Environment, EngineError> {
-        let env = self.env.get_or_init(|| {
-            let candidates = self.runtime_candidates();
-            let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-                let searched = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-                return Err(format!("not-found:{searched}"));
-            };
-            ort::init_from(path)
-                .map_err(|e| format!("{}: {e}", path.display()))
-                .and_then(|b| b.build().map_err(|e| format!("{}: {e}", path.display())))
+    /// The runtime library this engine uses (found on first call, then fixed).
+    pub fn runtime(&self) -> Result<&RuntimeInfo, EngineError> {
+        self.runtime
+            .get_or_init(|| runtime::find(&self.config, std::env::var_os(runtime::DYLIB_ENV)))
+            .as_ref()
+            .map_err(|e| EngineError::RuntimeNotFound(e.clone()))
+    }
+
+    fn environment(&self) -> Result<&'static Environment, EngineError> {
+        let info = self.runtime()?.clone();
+        // ONNX Runtime allows one environment per process, and ort keeps the first library it
+        // loads; every engine in the process (tests make several) shares both.
+        static ENV: OnceLock<Result<(Environment, RuntimeInfo), String>> = OnceLock::new();
+        let env = ENV.get_or_init(|| {
+            let built = ort::init_from(&info.path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| b.with_name("reelbox").with_telemetry(false).build().map_err(|e| e.to_string()))?;
+            tracing::info!(path = %info.path.display(), version = %info.version, origin = info.origin.label(), "ONNX Runtime loaded");
+            Ok((built, info.clone()))
         });
-        env.as_ref().map_err(|e| match e.strip_prefix("not-found:") {
-            Some(searched) => EngineError::RuntimeNotFound { searched: searched.to_string() },
-            None => EngineError::RuntimeLoad { path: PathBuf::new(), reason: e.clone() },
-        })
+        match env {
+            Ok((env, loaded)) => {
+                if loaded.path != info.path {
+                    tracing::warn!(wanted = %info.path.display(), loaded = %loaded.path.display(), "ONNX Runtime already loaded from another path in this process");
+                }
+                Ok(env)
+            }
+            Err(reason) => Err(EngineError::RuntimeLoad { path: info.path, reason: reason.clone() }),
+        }
     }
 
     /// Returns a cached session for `model_file` on `device`, loading it on first use.
     pub fn session(&self, model_file: &Path, device: DeviceId) -> Result<SharedSession, EngineError> {
-        let key = (model_file.to_path_buf(), device);
-        if let Some(s) = self.sessions.lock().map_err(poisoned)?.get(&key) {
-            return Ok(s.clone());
+        let key: Key = (model_file.to_path_buf(), device);
+        if let Some(s) = self.cached(&key)? {
+            return Ok(s);
         }
+        let key_lock = self.loading.lock().map_err(poisoned)?.entry(key.clone()).or_default().clone();
+        let _loading = key_lock.lock().map_err(poisoned)?;
+        if let Some(s) = self.cached(&key)? {
+            return Ok(s);
+        }
+        let result = self.load(model_file, device, &key);
+        self.loading.lock().map_err(poisoned)?.remove(&key);
+        result
+    }
+
+    fn cached(&self, key: &Key) -> Result<Option<SharedSession>, EngineError> {
+        let mut cache = self.cache.lock().map_err(poisoned)?;
+        let now = Instant::now();
+        for gone in cache.expire(now) {
+            tracing::info!(model = %gone.0.display(), device = %gone.1, "session unloaded after keep-alive");
+        }
+        Ok(cache.get(key, now))
+    }
+
+    fn load(&self, model_file: &Path, device: DeviceId, key: &Key) -> Result<SharedSession, EngineError> {
+        if !model_file.is_file() {
+            return Err(EngineError::ModelMissing { path: model_file.to_path_buf() });
+        }
+        let bytes = model_bytes(model_file);
+        {
+            let mut cache = self.cache.lock().map_err(poisoned)?;
+            for gone in cache.make_room(device, bytes) {
+                tracing::info!(model = %gone.0.display(), device = %gone.1, "session evicted to fit the device budget");
+            }
+            if let Some(budget) = cache.budget()
+                && cache.device_bytes(device) + bytes > budget
+            {
+                tracing::warn!(device = %device, budget, needed = bytes, "device budget exceeded by sessions in use");
+            }
+        }
+        let started = Instant::now();
+        let session = self.create_session(model_file, device)?;
+        let load_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(model = %model_file.display(), device = %device, load_ms, "session loaded");
+        let shared = Arc::new(Mutex::new(session));
+        self.cache.lock().map_err(poisoned)?.insert(key.clone(), shared.clone(), bytes, load_ms, Instant::now());
+        Ok(shared)
+    }
+
+    /// Builds a session without caching it (benchmarks, one-off tools).
+    pub fn create_session(&self, model_file: &Path, device: DeviceId) -> Result<Session, EngineError> {
         if !model_file.is_file() {
             return Err(EngineError::ModelMissing { path: model_file.to_path_buf() });
         }
         let env = self.environment()?;
         let load_err = |e: ort::Error| EngineError::ModelLoad { path: model_file.to_path_buf(), reason: e.to_string() };
+        let level = parse_optimization(&self.config.runtime.optimization)
+            .ok_or_else(|| EngineError::BadOptimization { value: self.config.runtime.optimization.clone() })?;
         let mut builder = Session::builder(env).map_err(load_err)?;
+        builder = builder.with_optimization_level(level).map_err(|e| load_err(e.into()))?;
         if self.config.runtime.intra_threads > 0 {
             builder = builder.with_intra_threads(self.config.runtime.intra_threads).map_err(|e| load_err(e.into()))?;
         }
-        let session = builder.commit_from_file(model_file).map_err(load_err)?;
-        let shared = Arc::new(Mutex::new(session));
-        self.sessions.lock().map_err(poisoned)?.insert(key, shared.clone());
-        Ok(shared)
+        builder = builder.with_intra_op_spinning(self.config.runtime.spin).map_err(|e| load_err(e.into()))?;
+        if let DeviceId::Cuda(index) = device {
+            providers::preload_cuda_libraries(&runtime::runtime_dir(&self.config));
+            let eps = providers::for_device(device, self.config.runtime.tensorrt);
+            builder = builder.with_execution_providers(eps).map_err(|e| EngineError::ProviderUnavailable {
+                device: format!("cuda:{index}"),
+                provider: "CUDAExecutionProvider",
+                reason: e.to_string(),
+            })?;
+        }
+        builder.commit_from_file(model_file).map_err(load_err)
     }
+
+    /// Whether the loaded runtime was built with CUDA support (false if none is loaded).
+    pub fn cuda_available(&self) -> bool {
+        self.environment().is_ok() && providers::cuda_compiled_in()
+    }
+
+    /// Snapshot of the loaded sessions, most recently used first, for `GET /api/v1/system`.
+    pub fn loaded_sessions(&self) -> Vec<LoadedSession> {
+        match self.cache.lock() {
+            Ok(mut cache) => cache.snapshot(Instant::now()),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Unloads sessions idle past the keep-alive; returns how many went.
+    pub fn unload_idle(&self) -> usize {
+        match self.cache.lock() {
+            Ok(mut cache) => {
+                let gone = cache.expire(Instant::now());
+                for g in &gone {
+                    tracing::info!(model = %g.0.display(), device = %g.1, "session unloaded after keep-alive");
+                }
+                gone.len()
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Drops any cached session of `model_file` (after `reelbox rm` or a re-pull).
+    pub fn forget_model(&self, model_file: &Path) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove_model(model_file);
+        }
+    }
+
+    /// Starts a thread that unloads idle sessions; it stops when the guard or the engine goes.
+    pub fn spawn_reaper(self: &Arc<Self>) -> ReaperGuard {
+        let engine: Weak<Engine> = Arc::downgrade(self);
+        // Tick often enough that a session outlives its keep-alive by at most a quarter.
+        let tick = Duration::from_secs((self.config.runtime.keep_alive_s / 4).clamp(1, 30));
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::Builder::new().name("reelbox-session-reaper".into()).spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
+                let Some(engine) = engine.upgrade() else { break };
+                engine.unload_idle();
+            }
+        });
+        ReaperGuard { stop: Some(stop_tx), handle: handle.ok() }
+    }
+
+    /// The configuration the engine was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// Stops the keep-alive reaper thread when dropped.
+pub struct ReaperGuard {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ReaperGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Estimated memory a session holds: the model file plus external weight files beside it
+/// (`model.onnx_data`, `model.onnx.data`, ...), which ONNX Runtime reads in full.
+pub fn model_bytes(model_file: &Path) -> u64 {
+    let own = std::fs::metadata(model_file).map(|m| m.len()).unwrap_or(0);
+    let (Some(dir), Some(name)) = (model_file.parent(), model_file.file_name().and_then(|n| n.to_str())) else {
+        return own;
+    };
+    let stem = name.trim_end_matches(".onnx");
+    let external: u64 = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n != name
+                        && n.starts_with(stem)
+                        && (n.ends_with("_data") || n.ends_with(".data") || n.ends_with(".pb"))
+                })
+                .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                .sum()
+        })
+        .unwrap_or(0);
+    own + external
 }
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> EngineError {

@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::store::records::Artifact;
 
+pub mod speech;
 pub mod testcard;
 
 /// A request parameter that failed validation; becomes a 400 naming `field`.
@@ -100,7 +101,7 @@ pub trait JobKind: Send + Sync {
 
 /// All job kinds this build knows.
 pub fn registry() -> Vec<Arc<dyn JobKind>> {
-    vec![Arc::new(testcard::Testcard)]
+    vec![Arc::new(testcard::Testcard), Arc::new(speech::SpeechKind)]
 }
 
 /// Reads an optional integer parameter within `range`, with a default.

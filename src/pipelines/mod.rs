@@ -24,3 +24,5 @@ pub struct Canceled;
 pub fn check_cancel(token: &CancellationToken) -> Result<(), Canceled> {
     if token.is_cancelled() { Err(Canceled) } else { Ok(()) }
 }
+
+pub mod tts;

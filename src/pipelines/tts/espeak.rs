@@ -1,0 +1,203 @@
+//! espeak-ng, loaded at run time (`libespeak-ng.so.1`; building needs no -dev package).
+//! espeak-ng keeps global state (current voice, a look-ahead character, the decoder), so
+//! every call goes through one process-wide mutex.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::sync::Mutex;
+
+use super::clause::{self, Terminator};
+
+/// Library names tried in order.
+pub const LIBRARY_NAMES: &[&str] = &["libespeak-ng.so.1", "libespeak-ng.so"];
+
+const AUDIO_OUTPUT_SYNCHRONOUS: c_int = 2;
+/// `espeakCHARS_AUTO`, as Piper passes: UTF-8 when valid, which Rust strings always are.
+const CHARS_AUTO: c_int = 0;
+const PHONEMES_IPA: c_int = 0x02;
+
+/// espeak-ng could not be loaded or refused a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EspeakError {
+    #[error(
+        "espeak-ng is not installed (tried {tried}): {reason}; fix: `reelbox setup`, or `sudo apt-get install libespeak-ng1 espeak-ng-data` (dnf: espeak-ng)"
+    )]
+    NotInstalled { tried: String, reason: String },
+    #[error("espeak-ng cannot start (is its data installed? ESPEAK_DATA_PATH={data:?}); fix: install espeak-ng-data")]
+    Initialize { data: Option<String> },
+    #[error("espeak-ng has no voice {voice:?}; fix: install espeak-ng-data, or check the voice's espeak.voice")]
+    Voice { voice: String },
+    #[error("text contains a NUL character")]
+    Nul,
+}
+
+type InitializeFn = unsafe extern "C" fn(c_int, c_int, *const c_char, c_int) -> c_int;
+type SetVoiceFn = unsafe extern "C" fn(*const c_char) -> c_int;
+type TextToPhonemesFn = unsafe extern "C" fn(*mut *const c_void, c_int, c_int) -> *const c_char;
+type TextToPhonemesTermFn = unsafe extern "C" fn(*mut *const c_void, c_int, c_int, *mut c_int) -> *const c_char;
+type InfoFn = unsafe extern "C" fn(*mut *const c_char) -> *const c_char;
+
+struct Espeak {
+    // Kept alive for the function pointers below.
+    _lib: libloading::Library,
+    set_voice: SetVoiceFn,
+    to_phonemes: TextToPhonemesFn,
+    to_phonemes_term: Option<TextToPhonemesTermFn>,
+    version: String,
+    data_dir: String,
+    voice: Option<String>,
+}
+
+// SAFETY: the raw function pointers are only called with the global mutex held.
+unsafe impl Send for Espeak {}
+
+fn load() -> Result<Espeak, EspeakError> {
+    let mut last_err = String::new();
+    for name in LIBRARY_NAMES {
+        // SAFETY: loading runs espeak-ng's initialisers, which only set up its globals.
+        let lib = match unsafe { libloading::Library::new(name) } {
+            Ok(lib) => lib,
+            Err(e) => {
+                last_err = e.to_string();
+                continue;
+            }
+        };
+        // SAFETY: the signatures match espeak-ng's speak_lib.h for every release since 1.49.
+        unsafe {
+            let sym_err = |e: libloading::Error| EspeakError::NotInstalled {
+                tried: (*name).to_string(),
+                reason: format!("missing symbol: {e}"),
+            };
+            let initialize: InitializeFn = *lib.get::<InitializeFn>(b"espeak_Initialize").map_err(sym_err)?;
+            let set_voice: SetVoiceFn = *lib.get::<SetVoiceFn>(b"espeak_SetVoiceByName").map_err(sym_err)?;
+            let to_phonemes: TextToPhonemesFn =
+                *lib.get::<TextToPhonemesFn>(b"espeak_TextToPhonemes").map_err(sym_err)?;
+            let to_phonemes_term =
+                lib.get::<TextToPhonemesTermFn>(b"espeak_TextToPhonemesWithTerminator").ok().map(|s| *s);
+            let info: Option<InfoFn> = lib.get::<InfoFn>(b"espeak_Info").ok().map(|s| *s);
+            let data_env = std::env::var("ESPEAK_DATA_PATH").ok();
+            // NULL data path: espeak-ng uses ESPEAK_DATA_PATH, then its compiled-in default.
+            if initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, std::ptr::null(), 0) < 0 {
+                return Err(EspeakError::Initialize { data: data_env });
+            }
+            let (version, data_dir) = match info {
+                Some(info) => {
+                    let mut data: *const c_char = std::ptr::null();
+                    let v = info(&mut data);
+                    let v = if v.is_null() { String::new() } else { CStr::from_ptr(v).to_string_lossy().into_owned() };
+                    let d = if data.is_null() {
+                        String::new()
+                    } else {
+                        CStr::from_ptr(data).to_string_lossy().into_owned()
+                    };
+                    (v, d)
+                }
+                None => (String::new(), String::new()),
+            };
+            tracing::debug!(version = %version, data = %data_dir, terminator_api = to_phonemes_term.is_some(), "espeak-ng loaded");
+            return Ok(Espeak { _lib: lib, set_voice, to_phonemes, to_phonemes_term, version, data_dir, voice: None });
+        }
+    }
+    Err(EspeakError::NotInstalled { tried: LIBRARY_NAMES.join(", "), reason: last_err })
+}
+
+/// The loaded library; `None` until a load succeeds. A failed load is not remembered, so
+/// installing espeak-ng (e.g. by `reelbox setup`) takes effect without a restart.
+static ESPEAK: Mutex<Option<Espeak>> = Mutex::new(None);
+
+fn with_espeak<T>(f: impl FnOnce(&mut Espeak) -> Result<T, EspeakError>) -> Result<T, EspeakError> {
+    // A panic while phonemizing leaves espeak-ng's state as good as any other call would.
+    let mut guard = ESPEAK.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.is_none() {
+        *guard = Some(load()?);
+    }
+    match guard.as_mut() {
+        Some(e) => f(e),
+        None => Err(EspeakError::NotInstalled { tried: LIBRARY_NAMES.join(", "), reason: "not loaded".into() }),
+    }
+}
+
+/// The loaded espeak-ng's version and data directory, for `reelbox doctor`.
+pub fn info() -> Result<(String, String), EspeakError> {
+    with_espeak(|e| Ok((e.version.clone(), e.data_dir.clone())))
+}
+
+/// One clause as espeak-ng phonemized it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clause {
+    /// IPA phonemes, language-switch markers removed.
+    pub phonemes: String,
+    pub terminator: Terminator,
+    /// The source text of the clause (with its punctuation).
+    pub text: String,
+}
+
+/// Phonemizes `text` clause by clause with `voice` (an espeak-ng voice name like `en-us`).
+pub fn phonemize(text: &str, voice: &str) -> Result<Vec<Clause>, EspeakError> {
+    let c_text = CString::new(text).map_err(|_| EspeakError::Nul)?;
+    with_espeak(|e| {
+        if e.voice.as_deref() != Some(voice) {
+            let c_voice = CString::new(voice).map_err(|_| EspeakError::Nul)?;
+            // SAFETY: c_voice is a valid C string for the duration of the call.
+            if unsafe { (e.set_voice)(c_voice.as_ptr()) } != 0 {
+                return Err(EspeakError::Voice { voice: voice.to_string() });
+            }
+            e.voice = Some(voice.to_string());
+        }
+        let base = c_text.as_ptr() as usize;
+        let mut ptr: *const c_void = c_text.as_ptr().cast();
+        let mut clauses = Vec::new();
+        let mut carry = String::new();
+        while !ptr.is_null() {
+            let start = (ptr as usize).saturating_sub(base).min(text.len());
+            let mut term_value: c_int = 0;
+            // SAFETY: `ptr` points into `c_text`, which outlives the loop; espeak-ng advances it
+            // within the string or sets it to NULL at the end. The returned phoneme string is
+            // espeak-ng's static buffer, copied before the next call.
+            let phonemes = unsafe {
+                let out = match e.to_phonemes_term {
+                    Some(f) => f(&mut ptr, CHARS_AUTO, PHONEMES_IPA, &mut term_value),
+                    None => (e.to_phonemes)(&mut ptr, CHARS_AUTO, PHONEMES_IPA),
+                };
+                if out.is_null() { String::new() } else { CStr::from_ptr(out).to_string_lossy().into_owned() }
+            };
+            let at_end = ptr.is_null();
+            let end = if at_end { text.len() } else { (ptr as usize).saturating_sub(base).min(text.len()) };
+            let consumed = text.get(start..end).unwrap_or_default();
+            let window = format!("{carry}{consumed}");
+            let (own_len, recovered) = clause::split_consumed(&window, at_end);
+            let terminator = match e.to_phonemes_term {
+                Some(_) => clause::from_clause_value(term_value as u32),
+                None => recovered,
+            };
+            let own = window.get(..own_len).unwrap_or_default().to_string();
+            carry = window.get(own_len..).unwrap_or_default().to_string();
+            clauses.push(Clause { phonemes: strip_language_flags(&phonemes), terminator, text: own });
+        }
+        Ok(clauses)
+    })
+}
+
+/// Removes espeak-ng's language-switch markers like `(en)` and `(fr)`.
+pub fn strip_language_flags(phonemes: &str) -> String {
+    let mut out = String::with_capacity(phonemes.len());
+    let mut depth = 0usize;
+    for c in phonemes.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_switch_markers_are_removed() {
+        assert_eq!(strip_language_flags("(en)hˈɛloʊ(fr) bɔ̃ʒuʁ"), "hˈɛloʊ bɔ̃ʒuʁ");
+    }
+}

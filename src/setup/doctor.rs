@@ -1,0 +1,163 @@
+//! `reelbox doctor`: each piece reelbox needs, found (with its path or version) or missing
+//! (with the command that fixes it).
+
+use serde::Serialize;
+
+use super::system::{self, Piece};
+use crate::config::Config;
+use crate::engine::runtime::{self as ort_runtime, DYLIB_ENV};
+use crate::models::{InstallState, ModelStore};
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Ok,
+    /// Works, but something is worth knowing (e.g. a GPU the runtime cannot use).
+    Warn,
+    Missing,
+}
+
+/// One line of `reelbox doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: CheckStatus,
+    /// Path, version or what is wrong.
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &str, detail: String) -> Self {
+        Self { name: name.into(), status: CheckStatus::Ok, detail, fix: None }
+    }
+    fn missing(name: &str, detail: String, fix: String) -> Self {
+        Self { name: name.into(), status: CheckStatus::Missing, detail, fix: Some(fix) }
+    }
+    fn warn(name: &str, detail: String, fix: Option<String>) -> Self {
+        Self { name: name.into(), status: CheckStatus::Warn, detail, fix }
+    }
+}
+
+/// Checks every piece; never fails, never installs anything.
+pub fn doctor(config: &Config) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let runtime = ort_runtime::find(config, std::env::var_os(DYLIB_ENV));
+    match &runtime {
+        Ok(info) => checks.push(Check::ok(
+            "onnxruntime",
+            format!("ONNX Runtime {} at {} ({})", info.version, info.path.display(), info.origin.label()),
+        )),
+        Err(nf) => {
+            let searched: Vec<String> =
+                nf.rejected.iter().map(|r| format!("{} ({})", r.path.display(), r.reason)).collect();
+            checks.push(Check::missing(
+                "onnxruntime",
+                format!(
+                    "libonnxruntime.so ≥ 1.{} not found; searched: {}",
+                    ort_runtime::MIN_MINOR_VERSION,
+                    searched.join(", ")
+                ),
+                format!("reelbox setup   (or set {DYLIB_ENV} / runtime.onnxruntime to a libonnxruntime.so)"),
+            ));
+        }
+    }
+
+    let (gpus, note) = super::detect_gpus();
+    if gpus.is_empty() {
+        checks.push(Check::ok(
+            "gpu",
+            format!("no NVIDIA GPU found{}; jobs run on the CPU", note.map(|n| format!(" ({n})")).unwrap_or_default()),
+        ));
+    } else {
+        let names: Vec<String> =
+            gpus.iter().map(|g| format!("cuda:{} {} ({} MiB)", g.index, g.name, g.memory_total >> 20)).collect();
+        let cuda_provider = runtime.as_ref().ok().and_then(|i| {
+            let real = std::fs::canonicalize(&i.path).ok()?;
+            Some(real.parent()?.join("libonnxruntime_providers_cuda.so").is_file())
+        });
+        if cuda_provider == Some(true) {
+            checks.push(Check::ok("gpu", names.join(", ")));
+        } else {
+            checks.push(Check::warn(
+                "gpu",
+                format!("{}; the ONNX Runtime found has no CUDA provider, so GPUs stay idle", names.join(", ")),
+                Some("reelbox setup --gpu".into()),
+            ));
+        }
+    }
+
+    for piece in Piece::ALL {
+        match piece.probe() {
+            Ok(detail) => checks.push(Check::ok(piece.name(), detail)),
+            Err(reason) => checks.push(Check::missing(piece.name(), reason, system::fix_for(piece))),
+        }
+    }
+
+    let py = crate::models::fetch::python();
+    match std::process::Command::new(&py).args(["-m", "pip", "--version"]).output() {
+        Ok(o) if o.status.success() => checks.push(Check::ok(
+            "python-pip",
+            String::from_utf8_lossy(&o.stdout).split(" from ").next().unwrap_or("pip").trim().to_string(),
+        )),
+        _ => checks.push(Check::warn(
+            "python-pip",
+            format!("`{py} -m pip` does not run; setup and pip: model sources need it"),
+            Some("sudo apt-get install python3-pip   (or set REELBOX_PYTHON)".into()),
+        )),
+    }
+
+    let data = &config.data_dir;
+    let writable = std::fs::create_dir_all(data).is_ok() && tempfile::tempfile_in(data).is_ok();
+    if writable {
+        checks.push(Check::ok("data-dir", data.display().to_string()));
+    } else {
+        checks.push(Check::missing(
+            "data-dir",
+            format!("{} is not writable", data.display()),
+            "set data_dir in the config, or REELBOX_DATA_DIR".into(),
+        ));
+    }
+
+    let store = ModelStore::new(config);
+    let entries = store.list();
+    for name in super::default_models(&store) {
+        let entry = entries.iter().find(|e| e.name == name);
+        match entry.map(|e| &e.state) {
+            Some(InstallState::Installed) => checks.push(Check::ok(
+                &format!("model {name}"),
+                entry.and_then(|e| e.path.as_ref()).map(|p| p.display().to_string()).unwrap_or_default(),
+            )),
+            Some(InstallState::Damaged { problems }) => checks.push(Check::missing(
+                &format!("model {name}"),
+                problems.join("; "),
+                format!("reelbox pull --force {name}"),
+            )),
+            _ => checks.push(Check::missing(
+                &format!("model {name}"),
+                "not installed".into(),
+                format!("reelbox pull {name}"),
+            )),
+        }
+    }
+    checks
+}
+
+/// The checks as aligned text lines for a terminal.
+pub fn render_checks(checks: &[Check]) -> String {
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for c in checks {
+        let mark = match c.status {
+            CheckStatus::Ok => "found  ",
+            CheckStatus::Warn => "warning",
+            CheckStatus::Missing => "MISSING",
+        };
+        out.push_str(&format!("{mark}  {:width$}  {}\n", c.name, c.detail));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("{:9}{:width$}  fix: {fix}\n", "", ""));
+        }
+    }
+    out
+}

@@ -1,0 +1,190 @@
+//! System pieces reelbox needs but does not ship: espeak-ng (library and data) and ffmpeg.
+//! Found pieces are left alone; missing ones are installed with the distro's package
+//! manager when running as root, otherwise the exact command is printed.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+/// A distro package manager reelbox knows how to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageManager {
+    Apt,
+    Dnf,
+    Pacman,
+    Zypper,
+    Apk,
+}
+
+/// A system piece and the packages that provide it per package manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Piece {
+    Espeak,
+    Ffmpeg,
+}
+
+impl Piece {
+    /// All pieces, in install order.
+    pub const ALL: [Piece; 2] = [Piece::Espeak, Piece::Ffmpeg];
+
+    /// Human name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Piece::Espeak => "espeak-ng",
+            Piece::Ffmpeg => "ffmpeg",
+        }
+    }
+
+    /// Packages that provide it.
+    pub fn packages(self, pm: PackageManager) -> &'static [&'static str] {
+        match (self, pm) {
+            (Piece::Espeak, PackageManager::Apt) => &["libespeak-ng1", "espeak-ng-data"],
+            (Piece::Espeak, PackageManager::Dnf | PackageManager::Zypper) => &["espeak-ng"],
+            (Piece::Espeak, PackageManager::Pacman) => &["espeak-ng"],
+            (Piece::Espeak, PackageManager::Apk) => &["espeak-ng"],
+            (Piece::Ffmpeg, PackageManager::Dnf) => &["ffmpeg-free"],
+            (Piece::Ffmpeg, _) => &["ffmpeg"],
+        }
+    }
+
+    /// Whether it is present, with a detail (version or path) either way.
+    pub fn probe(self) -> Result<String, String> {
+        match self {
+            Piece::Espeak => crate::pipelines::tts::espeak::info()
+                .map(|(version, data)| format!("espeak-ng {version} (data {data})"))
+                .map_err(|e| e.to_string()),
+            Piece::Ffmpeg => match Command::new("ffmpeg").arg("-version").output() {
+                Ok(out) if out.status.success() => {
+                    Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("ffmpeg").to_string())
+                }
+                Ok(out) => Err(format!("ffmpeg -version failed: {}", String::from_utf8_lossy(&out.stderr).trim())),
+                Err(e) => Err(format!("ffmpeg not found on PATH: {e}")),
+            },
+        }
+    }
+}
+
+/// The package manager on this machine, if any known one is on PATH.
+pub fn package_manager() -> Option<PackageManager> {
+    [
+        ("apt-get", PackageManager::Apt),
+        ("dnf", PackageManager::Dnf),
+        ("pacman", PackageManager::Pacman),
+        ("zypper", PackageManager::Zypper),
+        ("apk", PackageManager::Apk),
+    ]
+    .into_iter()
+    .find(|(bin, _)| on_path(bin))
+    .map(|(_, pm)| pm)
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| is_executable(&d.join(bin))))
+        .unwrap_or(false)
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The command that installs `packages` (as root).
+pub fn install_command(pm: PackageManager, packages: &[&str]) -> Vec<String> {
+    let base: &[&str] = match pm {
+        PackageManager::Apt => &["apt-get", "install", "-y", "--no-install-recommends"],
+        PackageManager::Dnf => &["dnf", "install", "-y"],
+        PackageManager::Pacman => &["pacman", "-S", "--needed", "--noconfirm"],
+        PackageManager::Zypper => &["zypper", "--non-interactive", "install"],
+        PackageManager::Apk => &["apk", "add"],
+    };
+    base.iter().chain(packages).map(|s| s.to_string()).collect()
+}
+
+/// The fix to print for a missing piece.
+pub fn fix_for(piece: Piece) -> String {
+    match package_manager() {
+        Some(pm) => format!("sudo {}", install_command(pm, piece.packages(pm)).join(" ")),
+        None => format!("install {} with your system's package manager", piece.name()),
+    }
+}
+
+/// True when this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// What happened to one system piece during setup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum PieceOutcome {
+    Present {
+        detail: String,
+    },
+    Installed {
+        detail: String,
+    },
+    /// Missing and not installed; `fix` is the command to run.
+    Missing {
+        reason: String,
+        fix: String,
+    },
+}
+
+/// Ensures a piece is present: probes, installs as root, re-probes.
+pub fn ensure(piece: Piece, allow_install: bool, say: &dyn Fn(&str)) -> PieceOutcome {
+    let reason = match piece.probe() {
+        Ok(detail) => return PieceOutcome::Present { detail },
+        Err(reason) => reason,
+    };
+    let fix = fix_for(piece);
+    let Some(pm) = package_manager().filter(|_| allow_install && is_root()) else {
+        return PieceOutcome::Missing { reason, fix };
+    };
+    let cmd = install_command(pm, piece.packages(pm));
+    say(&format!("installing {}: {}", piece.name(), cmd.join(" ")));
+    let mut ok = run(&cmd);
+    if !ok && pm == PackageManager::Apt {
+        // A fresh container has no package lists yet.
+        ok = run(&["apt-get".to_string(), "update".to_string()]) && run(&cmd);
+    }
+    match (ok, piece.probe()) {
+        (true, Ok(detail)) => PieceOutcome::Installed { detail },
+        (_, Ok(detail)) => PieceOutcome::Present { detail },
+        (_, Err(reason)) => PieceOutcome::Missing { reason, fix },
+    }
+}
+
+fn run(cmd: &[String]) -> bool {
+    let Some((bin, args)) = cmd.split_first() else { return false };
+    Command::new(bin)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_gets_the_library_and_data_packages() {
+        assert_eq!(
+            install_command(PackageManager::Apt, Piece::Espeak.packages(PackageManager::Apt)).join(" "),
+            "apt-get install -y --no-install-recommends libespeak-ng1 espeak-ng-data"
+        );
+        assert_eq!(Piece::Ffmpeg.packages(PackageManager::Dnf), &["ffmpeg-free"]);
+    }
+}
