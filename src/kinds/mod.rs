@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::store::records::Artifact;
 
+pub mod image;
 pub mod speech;
 pub mod testcard;
 
@@ -101,7 +102,7 @@ pub trait JobKind: Send + Sync {
 
 /// All job kinds this build knows.
 pub fn registry() -> Vec<Arc<dyn JobKind>> {
-    vec![Arc::new(testcard::Testcard), Arc::new(speech::SpeechKind)]
+    vec![Arc::new(testcard::Testcard), Arc::new(speech::SpeechKind), Arc::new(image::Image::default())]
 }
 
 /// Reads an optional integer parameter within `range`, with a default.

@@ -4,6 +4,8 @@
 
 use tokio_util::sync::CancellationToken;
 
+pub mod diffusion;
+
 /// Progress of a running pipeline, reported between steps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {

@@ -1,0 +1,60 @@
+//! Stable Diffusion through ONNX Runtime: the optimum/diffusers ONNX layout, CLIP
+//! tokenizer, pure-Rust schedulers and the text-to-image / image-to-image pipeline.
+//!
+//! `ModelInfo::inspect` reads a model directory cheaply (for validation); `SdModel::load`
+//! opens its sessions; `generate` runs one request with a `NoiseSource` (seeded in
+//! production, replayed in reference tests).
+
+use std::path::PathBuf;
+
+pub mod model;
+pub mod noise;
+pub mod onnx;
+pub mod output;
+pub mod pipeline;
+pub mod preset;
+pub mod preview;
+pub mod schedulers;
+mod text;
+pub mod tokenizer;
+mod vae;
+
+pub use model::{Family, ModelInfo, SdModel};
+pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
+pub use pipeline::{DecodedImage, GenerateRequest, Generated, Hooks, InitImage, Preview, Timings, generate};
+pub use schedulers::{SchedulerChoice, SchedulerConfigFile};
+pub use text::prompt_embeddings;
+
+/// Everything that can go wrong loading or running a diffusion model.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffusionError {
+    #[error("model {model} is missing its {part} ({path})")]
+    MissingPart { model: String, part: &'static str, path: PathBuf },
+    #[error("config file {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Tokenizer(#[from] tokenizer::TokenizerError),
+    #[error("model {model}, part {part}: {source}")]
+    Engine { model: String, part: &'static str, source: Box<crate::engine::EngineError> },
+    #[error("{part} has an interface reelbox cannot use: {reason}")]
+    Interface { part: &'static str, reason: String },
+    #[error("{part} failed: {reason}")]
+    Run { part: &'static str, reason: String },
+    #[error(transparent)]
+    Scheduler(#[from] schedulers::SchedulerError),
+    #[error(transparent)]
+    Noise(#[from] noise::NoiseError),
+    /// A request value the model cannot take; `field` names the request parameter.
+    #[error("{field}: {message}")]
+    Request { field: &'static str, message: String },
+    #[error("image: {0}")]
+    Image(String),
+    #[error("canceled")]
+    Canceled,
+}
+
+impl From<crate::pipelines::Canceled> for DiffusionError {
+    fn from(_: crate::pipelines::Canceled) -> Self {
+        DiffusionError::Canceled
+    }
+}

@@ -1,0 +1,373 @@
+//! A Stable Diffusion model directory in the optimum / diffusers ONNX layout: what it
+//! contains (read cheaply from its JSON files, for validation) and its loaded parts with
+//! their tensor interfaces (read from the sessions, for running).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::DiffusionError;
+use super::onnx::{Part, TensorInfo};
+use super::schedulers::{SchedulerChoice, SchedulerConfigFile};
+use super::tokenizer::ClipTokenizer;
+use crate::engine::Engine;
+use crate::gpu::DeviceId;
+
+/// SD 1.x/2.x (one text encoder) or SDXL (two, plus pooled embeds and time ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Sd,
+    Sdxl,
+}
+
+/// What a model directory holds, read from its JSON files without loading any weights.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub dir: PathBuf,
+    pub family: Family,
+    /// Side in pixels the model was trained at (UNet `sample_size` × VAE factor).
+    pub native_size: u32,
+    /// Pixels per latent cell (8 for every released SD VAE).
+    pub vae_scale: u32,
+    pub vae_scaling_factor: f32,
+    pub scheduler_config: SchedulerConfigFile,
+    /// The model's own scheduler when reelbox implements it.
+    pub default_scheduler: Option<SchedulerChoice>,
+    /// SDXL: an absent negative prompt means zero embeddings rather than `""`.
+    pub force_zeros_for_empty_prompt: bool,
+    pub has_vae_encoder: bool,
+    /// LCM-distilled UNets take guidance as an embedding of this size.
+    pub time_cond_proj_dim: Option<u64>,
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>, DiffusionError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let cfg = |reason: String| DiffusionError::Config { path: path.to_path_buf(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| cfg(e.to_string()))?;
+    parse_json_lenient(&text).map(Some).map_err(|e| cfg(e.to_string()))
+}
+
+/// Parses JSON as Python's `json` module writes it: diffusers saves configs with bare
+/// `Infinity`, `-Infinity` and `NaN` (e.g. `"lambda_min_clipped": -Infinity`), which
+/// strict JSON lacks. They become `null`, i.e. "use the default", which is what those
+/// values mean in every config reelbox reads.
+pub fn parse_json_lenient(text: &str) -> Result<Value, serde_json::Error> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let mut out = String::with_capacity(text.len());
+            let (mut in_string, mut escaped) = (false, false);
+            let mut rest = text;
+            while let Some(c) = rest.chars().next() {
+                if in_string {
+                    in_string = escaped || c != '"';
+                    escaped = !escaped && c == '\\';
+                } else if c == '"' {
+                    in_string = true;
+                } else if let Some(word) = ["-Infinity", "Infinity", "NaN"].iter().find(|w| rest.starts_with(**w)) {
+                    out.push_str("null");
+                    rest = &rest[word.len()..];
+                    continue;
+                }
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+            serde_json::from_str(&out).map_err(|_| first)
+        }
+    }
+}
+
+fn require(model: &str, dir: &Path, part: &'static str, file: &str) -> Result<PathBuf, DiffusionError> {
+    let path = dir.join(part).join(file);
+    if path.is_file() { Ok(path) } else { Err(DiffusionError::MissingPart { model: model.to_string(), part, path }) }
+}
+
+impl ModelInfo {
+    /// Reads `dir`'s `model_index.json`, configs and file list; errors name the missing part.
+    pub fn inspect(dir: &Path) -> Result<Self, DiffusionError> {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let index_path = dir.join("model_index.json");
+        let index = read_json(&index_path)?.ok_or_else(|| DiffusionError::MissingPart {
+            model: name.clone(),
+            part: "model_index.json",
+            path: index_path.clone(),
+        })?;
+        let class = index.get("_class_name").and_then(Value::as_str).unwrap_or("");
+        let family =
+            if class.contains("XL") || index.get("text_encoder_2").is_some() || dir.join("text_encoder_2").is_dir() {
+                Family::Sdxl
+            } else {
+                Family::Sd
+            };
+        require(&name, dir, "text_encoder", "model.onnx")?;
+        require(&name, dir, "unet", "model.onnx")?;
+        require(&name, dir, "vae_decoder", "model.onnx")?;
+        require(&name, dir, "tokenizer", "vocab.json")?;
+        require(&name, dir, "tokenizer", "merges.txt")?;
+        if family == Family::Sdxl {
+            require(&name, dir, "text_encoder_2", "model.onnx")?;
+            require(&name, dir, "tokenizer_2", "vocab.json")?;
+            require(&name, dir, "tokenizer_2", "merges.txt")?;
+        }
+        let sched_path = require(&name, dir, "scheduler", "scheduler_config.json")?;
+        let sched_value = read_json(&sched_path)?.unwrap_or(Value::Null);
+        let scheduler_config: SchedulerConfigFile = serde_json::from_value(sched_value)
+            .map_err(|e| DiffusionError::Config { path: sched_path.clone(), reason: e.to_string() })?;
+        let default_scheduler =
+            scheduler_config.class_name.as_deref().and_then(|c| SchedulerChoice::from_class_name(c, &scheduler_config));
+
+        let vae_cfg = match read_json(&dir.join("vae_decoder/config.json"))? {
+            Some(v) => Some(v),
+            None => read_json(&dir.join("vae/config.json"))?,
+        };
+        let default_scaling = if family == Family::Sdxl { 0.13025 } else { 0.18215 };
+        let vae_scaling_factor = vae_cfg
+            .as_ref()
+            .and_then(|v| v.get("scaling_factor"))
+            .and_then(Value::as_f64)
+            .map_or(default_scaling, |f| f as f32);
+        let vae_scale = vae_cfg
+            .as_ref()
+            .and_then(|v| v.get("block_out_channels"))
+            .and_then(Value::as_array)
+            .map_or(8, |b| 1u32 << b.len().saturating_sub(1).min(6));
+        let unet_cfg = read_json(&dir.join("unet/config.json"))?;
+        let default_native = if family == Family::Sdxl { 1024 } else { 512 };
+        let native_size = unet_cfg
+            .as_ref()
+            .and_then(|v| v.get("sample_size"))
+            .and_then(Value::as_u64)
+            .map_or(default_native, |s| s as u32 * vae_scale);
+        Ok(Self {
+            name,
+            dir: dir.to_path_buf(),
+            family,
+            native_size,
+            vae_scale,
+            vae_scaling_factor,
+            scheduler_config,
+            default_scheduler,
+            force_zeros_for_empty_prompt: index
+                .get("force_zeros_for_empty_prompt")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            has_vae_encoder: dir.join("vae_encoder/model.onnx").is_file(),
+            time_cond_proj_dim: unet_cfg.as_ref().and_then(|v| v.get("time_cond_proj_dim")).and_then(Value::as_u64),
+        })
+    }
+
+    /// Finds model `name`: a directory `<models_dir>/<name>/` with a `model_index.json`.
+    pub fn find(models_dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
+        if name.is_empty() || name.contains("..") || name.starts_with('/') {
+            return None;
+        }
+        models_dirs.iter().map(|d| d.join(name)).find(|d| d.join("model_index.json").is_file())
+    }
+}
+
+/// Where the text encoder's useful outputs are.
+pub struct TextEncoder {
+    pub part: Part,
+    pub ids: TensorInfo,
+    /// Index of the hidden states the UNet is conditioned on.
+    pub hidden: usize,
+    /// Index of the pooled projection (SDXL's second encoder).
+    pub pooled: Option<usize>,
+}
+
+impl TextEncoder {
+    fn new(part: Part, family: Family, second: bool) -> Result<Self, DiffusionError> {
+        let bad = |reason: String| DiffusionError::Interface { part: part.name, reason };
+        let ids = part
+            .input("input_ids")
+            .or_else(|| part.inputs.first())
+            .cloned()
+            .ok_or_else(|| bad("has no inputs".into()))?;
+        let position = |name: &str| part.outputs.iter().position(|o| o.name == name);
+        let hidden = if family == Family::Sdxl {
+            // SDXL conditions on the penultimate layer of both encoders.
+            let layers: Vec<usize> = part
+                .outputs
+                .iter()
+                .filter_map(|o| o.name.strip_prefix("hidden_states.").and_then(|n| n.parse().ok()))
+                .collect();
+            let last = layers
+                .iter()
+                .max()
+                .copied()
+                .ok_or_else(|| bad("SDXL text encoder exports no hidden_states.N outputs".into()))?;
+            position(&format!("hidden_states.{}", last.saturating_sub(1)))
+                .ok_or_else(|| bad("penultimate hidden state missing".into()))?
+        } else {
+            position("last_hidden_state")
+                .or_else(|| part.outputs.iter().position(|o| o.shape.len() == 3))
+                .ok_or_else(|| bad("no last_hidden_state output".into()))?
+        };
+        let pooled = if second {
+            Some(
+                position("text_embeds")
+                    .or_else(|| part.outputs.iter().position(|o| o.shape.len() == 2))
+                    .ok_or_else(|| bad("no pooled text_embeds output".into()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { part, ids, hidden, pooled })
+    }
+
+    /// Largest batch one run takes.
+    pub fn max_batch(&self) -> usize {
+        self.ids.fixed(0).unwrap_or(usize::MAX)
+    }
+}
+
+/// The UNet's interface.
+pub struct Unet {
+    pub part: Part,
+    pub sample: TensorInfo,
+    pub timestep: TensorInfo,
+    pub hidden: TensorInfo,
+    pub text_embeds: Option<TensorInfo>,
+    pub time_ids: Option<TensorInfo>,
+    /// LCM's guidance embedding input.
+    pub timestep_cond: Option<TensorInfo>,
+    pub output: usize,
+    pub latent_channels: usize,
+}
+
+impl Unet {
+    fn new(part: Part, family: Family) -> Result<Self, DiffusionError> {
+        let bad = |reason: String| DiffusionError::Interface { part: "unet", reason };
+        let find = |names: &[&str]| names.iter().find_map(|n| part.input(n)).cloned();
+        let sample = find(&["sample"])
+            .or_else(|| part.inputs.iter().find(|t| t.shape.len() == 4).cloned())
+            .ok_or_else(|| bad("no sample input".into()))?;
+        let timestep = find(&["timestep", "timesteps", "t"]).ok_or_else(|| bad("no timestep input".into()))?;
+        let hidden = find(&["encoder_hidden_states"])
+            .or_else(|| part.inputs.iter().find(|t| t.shape.len() == 3).cloned())
+            .ok_or_else(|| bad("no encoder_hidden_states input".into()))?;
+        let text_embeds = find(&["text_embeds"]);
+        let time_ids = find(&["time_ids"]);
+        if family == Family::Sdxl && (text_embeds.is_none() || time_ids.is_none()) {
+            return Err(bad("SDXL UNet must take text_embeds and time_ids".into()));
+        }
+        let output = part.outputs.iter().position(|o| o.name == "out_sample" || o.name == "latent").unwrap_or(0);
+        if part.outputs.is_empty() {
+            return Err(bad("has no outputs".into()));
+        }
+        let latent_channels = sample.fixed(1).unwrap_or(4);
+        Ok(Self {
+            timestep_cond: find(&["timestep_cond"]),
+            part,
+            sample,
+            timestep,
+            hidden,
+            text_embeds,
+            time_ids,
+            output,
+            latent_channels,
+        })
+    }
+
+    /// Largest batch one run takes (the export may fix it at 1).
+    pub fn max_batch(&self) -> usize {
+        self.sample.fixed(0).unwrap_or(usize::MAX)
+    }
+}
+
+/// A loaded model: tokenizers, sessions and interfaces, shared between runs.
+pub struct SdModel {
+    pub info: ModelInfo,
+    pub tokenizer: ClipTokenizer,
+    pub tokenizer_2: Option<ClipTokenizer>,
+    pub text_encoder: TextEncoder,
+    pub text_encoder_2: Option<TextEncoder>,
+    pub unet: Unet,
+    pub vae_decoder: Part,
+    pub vae_encoder: Option<Part>,
+}
+
+impl SdModel {
+    /// Loads every part of `dir` on `device` through the engine's session cache.
+    pub fn load(dir: &Path, engine: &Engine, device: DeviceId) -> Result<Self, DiffusionError> {
+        let info = ModelInfo::inspect(dir)?;
+        let session =
+            |part: &'static str| -> Result<Part, DiffusionError> {
+                let s = engine
+                    .session(&dir.join(part).join("model.onnx"), device)
+                    .map_err(|e| DiffusionError::Engine { model: info.name.clone(), part, source: Box::new(e) })?;
+                Part::new(part, s)
+            };
+        let tokenizer = ClipTokenizer::load(&dir.join("tokenizer"))?;
+        let text_encoder = TextEncoder::new(session("text_encoder")?, info.family, false)?;
+        let (tokenizer_2, text_encoder_2) = if info.family == Family::Sdxl {
+            (
+                Some(ClipTokenizer::load(&dir.join("tokenizer_2"))?),
+                Some(TextEncoder::new(session("text_encoder_2")?, info.family, true)?),
+            )
+        } else {
+            (None, None)
+        };
+        let unet = Unet::new(session("unet")?, info.family)?;
+        let vae_decoder = session("vae_decoder")?;
+        let vae_encoder = if info.has_vae_encoder { Some(session("vae_encoder")?) } else { None };
+        tracing::debug!(model = %info.name, family = ?info.family, native = info.native_size, "loaded diffusion model");
+        Ok(Self { info, tokenizer, tokenizer_2, text_encoder, text_encoder_2, unet, vae_decoder, vae_encoder })
+    }
+
+    /// Checks an output size against the model: a multiple of the VAE factor, at least one
+    /// latent cell of 8, at most `max_side`, and equal to the export's size where it is fixed.
+    pub fn check_size(&self, width: u32, height: u32, max_side: u32) -> Result<(), DiffusionError> {
+        check_size(&self.info, Some(&self.unet.sample), width, height, max_side)
+    }
+}
+
+/// Size rules shared by validation (no sessions yet) and the pipeline (with the UNet's
+/// fixed axes, when known).
+pub fn check_size(
+    info: &ModelInfo,
+    sample: Option<&TensorInfo>,
+    width: u32,
+    height: u32,
+    max_side: u32,
+) -> Result<(), DiffusionError> {
+    let f = info.vae_scale;
+    let min = 8 * f;
+    for (field, v, axis) in [("width", width, 3), ("height", height, 2)] {
+        if v % f != 0 {
+            return Err(DiffusionError::Request { field, message: format!("must be a multiple of {f}, got {v}") });
+        }
+        if v < min || v > max_side {
+            return Err(DiffusionError::Request {
+                field,
+                message: format!("must be between {min} and {max_side}, got {v}"),
+            });
+        }
+        if let Some(fixed) = sample.and_then(|s| s.fixed(axis))
+            && fixed as u32 * f != v
+        {
+            return Err(DiffusionError::Request {
+                field,
+                message: format!("model {} is exported for {} pixels only, got {v}", info.name, fixed as u32 * f),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_style_infinities_read_as_defaults() {
+        let v = parse_json_lenient(r#"{"a": -Infinity, "b": "NaN -Infinity \" x", "c": [NaN, 1.5]}"#).expect("lenient");
+        assert_eq!(v["a"], Value::Null);
+        assert_eq!(v["b"], "NaN -Infinity \" x");
+        assert_eq!(v["c"][0], Value::Null);
+        assert_eq!(v["c"][1], 1.5);
+    }
+}

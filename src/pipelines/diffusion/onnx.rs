@@ -1,0 +1,211 @@
+//! Talking to one ONNX part of a model: what its tensors are called and typed (read from
+//! the session, never assumed), building inputs in whatever element type the export wants,
+//! and reading outputs back as f32.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use half::f16;
+use ort::session::SessionInputValue;
+use ort::value::{DynValue, Tensor, TensorElementType, TensorRef, ValueType};
+
+use super::DiffusionError;
+use crate::engine::SharedSession;
+
+/// Name, element type and shape (−1 for dynamic axes) of one input or output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub ty: TensorElementType,
+    pub shape: Vec<i64>,
+}
+
+impl TensorInfo {
+    /// The size of axis `i` when the export fixes it.
+    pub fn fixed(&self, i: usize) -> Option<usize> {
+        self.shape.get(i).copied().filter(|&d| d > 0).map(|d| d as usize)
+    }
+}
+
+/// One ONNX part (text encoder, UNet, VAE) with its interface.
+pub struct Part {
+    pub name: &'static str,
+    pub session: SharedSession,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+}
+
+fn infos(outlets: &[ort::value::Outlet]) -> Vec<TensorInfo> {
+    outlets
+        .iter()
+        .filter_map(|o| match o.dtype() {
+            ValueType::Tensor { ty, shape, .. } => {
+                Some(TensorInfo { name: o.name().to_string(), ty: *ty, shape: shape.iter().copied().collect() })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+impl Part {
+    /// Wraps a loaded session, reading its inputs and outputs.
+    pub fn new(name: &'static str, session: SharedSession) -> Result<Self, DiffusionError> {
+        let (inputs, outputs) = {
+            let s = session
+                .lock()
+                .map_err(|_| DiffusionError::Run { part: name, reason: "session lock poisoned".into() })?;
+            (infos(s.inputs()), infos(s.outputs()))
+        };
+        Ok(Self { name, session, inputs, outputs })
+    }
+
+    /// The input called `name`.
+    pub fn input(&self, name: &str) -> Option<&TensorInfo> {
+        self.inputs.iter().find(|t| t.name == name)
+    }
+
+    /// The output called `name`.
+    pub fn output(&self, name: &str) -> Option<&TensorInfo> {
+        self.outputs.iter().find(|t| t.name == name)
+    }
+
+    /// Runs the part and returns every output as f32 with its shape, by output order.
+    pub fn run(
+        &self,
+        feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)>,
+        clock: &mut Duration,
+    ) -> Result<Vec<Output>, DiffusionError> {
+        let err = |reason: String| DiffusionError::Run { part: self.name, reason };
+        let mut session = self.session.lock().map_err(|_| err("session lock poisoned".into()))?;
+        let started = Instant::now();
+        let outputs = session.run(feeds).map_err(|e| err(e.to_string()))?;
+        *clock += started.elapsed();
+        let mut out = Vec::with_capacity(outputs.len());
+        for (name, value) in outputs.iter() {
+            out.push(to_f32(name, &value).map_err(err)?);
+        }
+        Ok(out)
+    }
+}
+
+/// An output tensor converted to f32.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+fn to_f32(name: &str, value: &ort::value::DynValueRef<'_>) -> Result<Output, String> {
+    let shape_of = |s: &ort::value::Shape| s.iter().map(|&d| d.max(0) as usize).collect::<Vec<_>>();
+    let ty = value.dtype().tensor_type();
+    let bad = |e: ort::Error| format!("output {name}: {e}");
+    let (shape, data) = match ty {
+        Some(TensorElementType::Float32) => {
+            let (s, d) = value.try_extract_tensor::<f32>().map_err(bad)?;
+            (shape_of(s), d.to_vec())
+        }
+        Some(TensorElementType::Float16) => {
+            let (s, d) = value.try_extract_tensor::<f16>().map_err(bad)?;
+            (shape_of(s), d.iter().map(|v| v.to_f32()).collect())
+        }
+        Some(TensorElementType::Float64) => {
+            let (s, d) = value.try_extract_tensor::<f64>().map_err(bad)?;
+            (shape_of(s), d.iter().map(|&v| v as f32).collect())
+        }
+        other => return Err(format!("output {name} has element type {other:?}, expected a float tensor")),
+    };
+    Ok(Output { name: name.to_string(), shape, data })
+}
+
+/// A float input in the export's element type; f32 data is passed without a copy.
+pub fn float_input<'a>(
+    info: &TensorInfo,
+    shape: Vec<usize>,
+    data: &'a [f32],
+) -> Result<(Cow<'static, str>, SessionInputValue<'a>), DiffusionError> {
+    let err = |e: ort::Error| DiffusionError::Run { part: "input", reason: format!("{}: {e}", info.name) };
+    let value: SessionInputValue<'a> = match info.ty {
+        TensorElementType::Float32 => TensorRef::from_array_view((shape, data)).map_err(err)?.into(),
+        TensorElementType::Float16 => owned(
+            Tensor::from_array((shape, data.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>()))
+                .map_err(err)?
+                .into_dyn(),
+        ),
+        TensorElementType::Float64 => owned(
+            Tensor::from_array((shape, data.iter().map(|&v| f64::from(v)).collect::<Vec<_>>()))
+                .map_err(err)?
+                .into_dyn(),
+        ),
+        other => {
+            return Err(DiffusionError::Interface {
+                part: "input",
+                reason: format!("{} has element type {other:?}, expected float", info.name),
+            });
+        }
+    };
+    Ok((Cow::Owned(info.name.clone()), value))
+}
+
+/// An integer input (token ids) in the export's element type.
+pub fn int_input(
+    info: &TensorInfo,
+    shape: Vec<usize>,
+    data: &[i64],
+) -> Result<(Cow<'static, str>, SessionInputValue<'static>), DiffusionError> {
+    let err = |e: ort::Error| DiffusionError::Run { part: "input", reason: format!("{}: {e}", info.name) };
+    let value = match info.ty {
+        TensorElementType::Int64 => Tensor::from_array((shape, data.to_vec())).map_err(err)?.into_dyn(),
+        TensorElementType::Int32 => {
+            Tensor::from_array((shape, data.iter().map(|&v| v as i32).collect::<Vec<_>>())).map_err(err)?.into_dyn()
+        }
+        other => {
+            return Err(DiffusionError::Interface {
+                part: "input",
+                reason: format!("{} has element type {other:?}, expected int32 or int64", info.name),
+            });
+        }
+    };
+    Ok((Cow::Owned(info.name.clone()), owned(value)))
+}
+
+/// A timestep in whatever form the UNet takes: scalar or `[n]`, float (f32/f16/f64) or
+/// integer (truncated, as numpy's `astype` does).
+pub fn timestep_input(
+    info: &TensorInfo,
+    t: f64,
+    n: usize,
+) -> Result<(Cow<'static, str>, SessionInputValue<'static>), DiffusionError> {
+    let shape: Vec<usize> = match info.shape.len() {
+        0 => Vec::new(),
+        1 => vec![info.fixed(0).unwrap_or(n)],
+        r => {
+            return Err(DiffusionError::Interface {
+                part: "unet",
+                reason: format!("timestep input {} has rank {r}, expected a scalar or [batch]", info.name),
+            });
+        }
+    };
+    let count = shape.first().copied().unwrap_or(1);
+    let err = |e: ort::Error| DiffusionError::Run { part: "unet", reason: format!("{}: {e}", info.name) };
+    let value = match info.ty {
+        TensorElementType::Float32 => Tensor::from_array((shape, vec![t as f32; count])).map_err(err)?.into_dyn(),
+        TensorElementType::Float16 => {
+            Tensor::from_array((shape, vec![f16::from_f64(t); count])).map_err(err)?.into_dyn()
+        }
+        TensorElementType::Float64 => Tensor::from_array((shape, vec![t; count])).map_err(err)?.into_dyn(),
+        TensorElementType::Int64 => Tensor::from_array((shape, vec![t as i64; count])).map_err(err)?.into_dyn(),
+        TensorElementType::Int32 => Tensor::from_array((shape, vec![t as i32; count])).map_err(err)?.into_dyn(),
+        other => {
+            return Err(DiffusionError::Interface {
+                part: "unet",
+                reason: format!("timestep input {} has unsupported element type {other:?}", info.name),
+            });
+        }
+    };
+    Ok((Cow::Owned(info.name.clone()), owned(value)))
+}
+
+fn owned(v: DynValue) -> SessionInputValue<'static> {
+    SessionInputValue::from(v)
+}

@@ -1,0 +1,99 @@
+//! Writing finished images: PNG with the generation parameters in a `tEXt` chunk named
+//! `parameters`, in the layout AUTOMATIC1111's web UI writes and reads back.
+
+use image::RgbImage;
+
+use super::DiffusionError;
+
+/// The settings that made an image, for its `parameters` text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageParameters<'a> {
+    pub prompt: &'a str,
+    pub negative_prompt: Option<&'a str>,
+    pub steps: u32,
+    pub sampler: &'a str,
+    pub guidance: f32,
+    pub seed: u64,
+    pub width: u32,
+    pub height: u32,
+    pub model: &'a str,
+    /// img2img strength.
+    pub strength: Option<f64>,
+}
+
+impl ImageParameters<'_> {
+    /// The A1111 text: prompt line, `Negative prompt:` line, then `Key: value` pairs.
+    pub fn to_text(&self) -> String {
+        let mut s = self.prompt.to_string();
+        if let Some(neg) = self.negative_prompt.filter(|n| !n.is_empty()) {
+            s.push_str("\nNegative prompt: ");
+            s.push_str(neg);
+        }
+        s.push_str(&format!(
+            "\nSteps: {}, Sampler: {}, CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
+            self.steps, self.sampler, self.guidance, self.seed, self.width, self.height, self.model
+        ));
+        if let Some(st) = self.strength {
+            s.push_str(&format!(", Denoising strength: {st}"));
+        }
+        s.push_str(&format!(", Version: reelbox {}", env!("CARGO_PKG_VERSION")));
+        s
+    }
+}
+
+/// Encodes `img` as PNG, adding a text chunk `parameters` when given. The output has no
+/// timestamps, so equal pixels and text give equal bytes.
+pub fn encode_png(img: &RgbImage, parameters: Option<&str>) -> Result<Vec<u8>, DiffusionError> {
+    let err = |e: png::EncodingError| DiffusionError::Image(format!("cannot encode PNG: {e}"));
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, img.width(), img.height());
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        match parameters {
+            // tEXt is Latin-1; other text goes in an iTXt chunk, as PIL (and so A1111) does.
+            Some(text) if text.chars().all(|c| (c as u32) < 256) => {
+                enc.add_text_chunk("parameters".into(), text.into()).map_err(err)?
+            }
+            Some(text) => enc.add_itxt_chunk("parameters".into(), text.into()).map_err(err)?,
+            None => {}
+        }
+        let mut writer = enc.write_header().map_err(err)?;
+        writer.write_image_data(img.as_raw()).map_err(err)?;
+        writer.finish().map_err(err)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_carries_the_parameters_text_chunk() {
+        let img = RgbImage::from_pixel(4, 3, image::Rgb([10, 20, 30]));
+        let params = ImageParameters {
+            prompt: "a cat",
+            negative_prompt: Some("blurry"),
+            steps: 20,
+            sampler: "Euler a",
+            guidance: 7.5,
+            seed: 42,
+            width: 4,
+            height: 3,
+            model: "tiny-sd",
+            strength: None,
+        };
+        let text = params.to_text();
+        assert!(text.starts_with("a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 42, Size: 4x3, Model: tiny-sd"));
+        let bytes = encode_png(&img, Some(&text)).expect("encode");
+        let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+        let reader = decoder.read_info().expect("png");
+        let chunks = &reader.info().uncompressed_latin1_text;
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].keyword, "parameters");
+        assert_eq!(chunks[0].text, text);
+        let back = image::load_from_memory(&bytes).expect("decode").to_rgb8();
+        assert_eq!(back, img);
+    }
+}

@@ -1,0 +1,127 @@
+//! Generation presets (`fast`, `quality`, `max`): size, steps, guidance, scheduler and the
+//! VRAM each needs. The defaults are `assets/presets.toml`, compiled in; a
+//! `<data_dir>/presets.toml` replaces them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::schedulers::SchedulerChoice;
+
+/// The compiled-in presets file.
+pub const DEFAULT_PRESETS: &str = include_str!("../../../assets/presets.toml");
+/// Native size the presets' width and height are written for.
+pub const PRESET_BASE_SIZE: u32 = 512;
+
+/// A presets file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("presets {source_name}: {reason}")]
+pub struct PresetError {
+    pub source_name: String,
+    pub reason: String,
+}
+
+/// One preset.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preset {
+    #[serde(default)]
+    pub description: String,
+    pub width: u32,
+    pub height: u32,
+    pub steps: u32,
+    pub guidance: f32,
+    pub scheduler: String,
+    /// GPU memory an SD 1.x model needs at this preset, MiB.
+    pub min_vram_mib: u64,
+}
+
+impl Preset {
+    /// Width and height for a model trained at `native` px, kept to multiples of 8.
+    pub fn size_for(&self, native: u32) -> (u32, u32) {
+        let scale = |v: u32| {
+            let s = (u64::from(v) * u64::from(native) / u64::from(PRESET_BASE_SIZE)) as u32;
+            (s / 8 * 8).max(64)
+        };
+        (scale(self.width), scale(self.height))
+    }
+}
+
+/// All presets by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Presets {
+    by_name: BTreeMap<String, Preset>,
+}
+
+impl Presets {
+    /// Parses a presets file, checking every scheduler name.
+    pub fn from_toml(text: &str, source_name: &str) -> Result<Self, PresetError> {
+        let err = |reason: String| PresetError { source_name: source_name.to_string(), reason };
+        let by_name: BTreeMap<String, Preset> = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        for (name, p) in &by_name {
+            SchedulerChoice::parse(&p.scheduler).map_err(|e| err(format!("[{name}] {e}")))?;
+            if p.steps == 0 || p.width == 0 || p.height == 0 || !p.guidance.is_finite() {
+                return Err(err(format!("[{name}] steps, width and height must be positive")));
+            }
+        }
+        Ok(Self { by_name })
+    }
+
+    /// The compiled-in presets.
+    pub fn builtin() -> Self {
+        // The file is part of the build and checked by a test.
+        Self::from_toml(DEFAULT_PRESETS, "assets/presets.toml").unwrap_or(Self { by_name: BTreeMap::new() })
+    }
+
+    /// `<data_dir>/presets.toml` when it exists, else the compiled-in presets.
+    pub fn load(data_dir: &Path) -> Result<Self, PresetError> {
+        let path = data_dir.join("presets.toml");
+        if !path.is_file() {
+            return Ok(Self::builtin());
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| PresetError { source_name: path.display().to_string(), reason: e.to_string() })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The preset called `name`.
+    pub fn get(&self, name: &str) -> Option<&Preset> {
+        self.by_name.get(name)
+    }
+
+    /// Preset names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.by_name.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_presets_parse_and_cover_fast_quality_max() {
+        let p = Presets::from_toml(DEFAULT_PRESETS, "builtin").expect("builtin presets parse");
+        assert_eq!(p.names(), vec!["fast", "max", "quality"]);
+        let max = p.get("max").expect("max");
+        assert!(max.min_vram_mib > p.get("fast").expect("fast").min_vram_mib);
+    }
+
+    #[test]
+    fn preset_sizes_scale_with_the_models_native_size() {
+        let p = Presets::builtin();
+        let q = p.get("quality").expect("quality");
+        assert_eq!(q.size_for(512), (512, 512));
+        assert_eq!(q.size_for(1024), (1024, 1024));
+        assert_eq!(q.size_for(64), (64, 64));
+        assert_eq!(p.get("max").expect("max").size_for(64), (96, 96));
+    }
+
+    #[test]
+    fn a_preset_with_an_unknown_scheduler_is_rejected() {
+        let bad = "[x]\nwidth = 512\nheight = 512\nsteps = 4\nguidance = 1.0\nscheduler = \"plms\"\nmin_vram_mib = 1\n";
+        let err = Presets::from_toml(bad, "test").expect_err("unknown scheduler");
+        assert!(err.to_string().contains("plms"), "{err}");
+    }
+}
