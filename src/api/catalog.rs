@@ -1,11 +1,14 @@
-//! Installed models as the compatibility APIs name them: diffusion models are directories
-//! `<models_dir>/NAME/` holding a `model_index.json` (the diffusers/optimum ONNX layout),
-//! Piper voices are `<models_dir>/NAME/NAME.onnx` beside `NAME.onnx.json`. Listing reads
-//! directory entries only, so it is cheap enough to do per request.
+//! Installed models as the compatibility APIs name them, found the way the job kinds find
+//! them: diffusion models are directories with a `model_index.json` in the `image` kind's
+//! search path ([`crate::kinds::image::model_search_dirs`]); Piper voices are directories
+//! of the models dir holding a voice `.onnx` beside its `.onnx.json` (what
+//! [`crate::pipelines::tts::Voice::find`] loads). Listing reads directory entries only, so
+//! it is cheap enough to do per request.
 
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::kinds::image::model_search_dirs;
 
 /// What an installed model is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +29,20 @@ pub struct InstalledModel {
     pub created: i64,
 }
 
-/// Installed models of the daemon's models directory, sorted by name.
+/// Installed diffusion models and voices, sorted by name (the first directory wins a name).
 pub fn installed(config: &Config) -> Vec<InstalledModel> {
-    installed_in(&config.models_dir())
+    let models_dir = config.models_dir();
+    let mut out: Vec<InstalledModel> = Vec::new();
+    for dir in model_search_dirs(config) {
+        for m in installed_in(&dir) {
+            let voice_elsewhere = m.role == ModelRole::Voice && dir != models_dir;
+            if !voice_elsewhere && !out.iter().any(|o| o.name == m.name) {
+                out.push(m);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 /// Installed models of one directory, sorted by name.
@@ -59,11 +73,22 @@ pub fn installed_in(models_dir: &Path) -> Vec<InstalledModel> {
 
 fn role_of(dir: &Path, name: &str) -> Option<ModelRole> {
     if dir.join("model_index.json").is_file() {
-        Some(ModelRole::Diffusion)
-    } else if dir.join(format!("{name}.onnx")).is_file() && dir.join(format!("{name}.onnx.json")).is_file() {
-        Some(ModelRole::Voice)
-    } else {
-        None
+        return Some(ModelRole::Diffusion);
+    }
+    let has_config = |onnx: &Path| onnx.with_extension("onnx.json").is_file();
+    if has_config(&dir.join(format!("{name}.onnx"))) {
+        return Some(ModelRole::Voice);
+    }
+    // Voice::find also takes a directory holding exactly one voice under another name.
+    let onnx: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .collect();
+    match onnx.as_slice() {
+        [one] if has_config(one) => Some(ModelRole::Voice),
+        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::nodes::reelbox_scheduler;
 use super::validate::{Node, PromptError, ValidGraph, error_obj, float_value, int_value};
 use crate::api::catalog::strip_model_extension;
+use crate::kinds::image::MAX_SEED;
 
 /// An output node and how its pictures are filed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +151,12 @@ fn follow<'g>(
     }
 }
 
+/// A ComfyUI seed (up to 2^64 − 1) as an `image` seed (up to 2^53 − 1, what JSON numbers
+/// carry exactly): the low 53 bits, so equal seeds still give equal pictures.
+pub fn fold_seed(seed: i128) -> u64 {
+    (u64::try_from(seed).unwrap_or(0)) & (MAX_SEED as u64)
+}
+
 /// Turns a checked graph into `image` job parameters.
 pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, PromptError> {
     let mut roles = Roles::default();
@@ -226,7 +233,7 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
         "steps": steps,
         "guidance": cfg,
         "scheduler": scheduler,
-        "seed": u64::try_from(seed).unwrap_or(0),
+        "seed": fold_seed(seed),
     });
     let (latent_id, latent) = follow(g, &sampler_id, "latent_image", &["EmptyLatentImage", "VAEEncode"], 0)?;
     if latent.class_type == "EmptyLatentImage" {
@@ -310,6 +317,13 @@ mod tests {
         assert!(c.params.get("width").is_none());
         let err = compile(&checked(g), &no_uploads).expect_err("no such upload");
         assert_eq!(err.node_errors["10"]["errors"][0]["type"], "custom_validation_failed");
+    }
+
+    #[test]
+    fn comfy_seeds_fold_into_the_image_kinds_range() {
+        assert_eq!(fold_seed(8566257), 8566257);
+        assert_eq!(fold_seed(i128::from(u64::MAX)), MAX_SEED as u64);
+        assert_eq!(fold_seed(1 << 53), 0);
     }
 
     #[test]

@@ -12,16 +12,14 @@ use crate::api::catalog::{self, ModelRole};
 use crate::api::{ApiError, AppState};
 use crate::gpu::DeviceId;
 
-/// Largest batch a graph may ask for (EmptyLatentImage `batch_size` → the job's `n`).
-pub const MAX_BATCH: u32 = 16;
-
 /// The spec context of this daemon: installed checkpoints and limits.
 pub fn spec_context(state: &AppState) -> SpecContext {
     SpecContext {
         checkpoints: catalog::installed_of(&state.config, ModelRole::Diffusion).into_iter().map(|m| m.name).collect(),
         max_side: state.config.limits.max_image_side,
         max_steps: state.config.limits.max_steps,
-        max_batch: MAX_BATCH,
+        // EmptyLatentImage `batch_size` becomes the job's `n`.
+        max_batch: crate::kinds::image::MAX_IMAGES as u32,
     }
 }
 

@@ -16,6 +16,7 @@ use crate::api::catalog::{self, ModelRole};
 use crate::api::outputs::final_images;
 use crate::api::{ApiError, AppState};
 use crate::config::Config;
+use crate::pipelines::diffusion::preset::Presets;
 use crate::store::records::JobState;
 
 /// Body of `POST /v1/images/generations` (OpenAI's fields plus reelbox extensions).
@@ -107,9 +108,10 @@ pub fn quality_preset(quality: &str) -> Result<Option<&'static str>, OpenAiError
     }
 }
 
-/// Names of the generation presets.
-pub fn preset_names(_config: &Config) -> Vec<String> {
-    ["fast", "quality", "max"].iter().map(|s| s.to_string()).collect()
+/// Names of the generation presets (`<data_dir>/presets.toml` or the built-in ones).
+pub fn preset_names(config: &Config) -> Vec<String> {
+    let presets = Presets::load(&config.data_dir).unwrap_or_else(|_| Presets::builtin());
+    presets.names().into_iter().map(str::to_owned).collect()
 }
 
 /// Which installed model (and preset) a request's `model` means.

@@ -112,19 +112,18 @@ pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<Value, Open
     {
         return Err(OpenAiError::param("stream_format", format!("stream_format {f:?} is not supported; use audio")));
     }
+    let speed = req.speed.unwrap_or(1.0);
+    if !speed.is_finite() || !(0.25..=4.0).contains(&speed) {
+        return Err(OpenAiError::param("speed", format!("speed must be between 0.25 and 4.0, got {speed}")));
+    }
     let voice = resolve_voice(config, req.voice.name(), req.model.as_deref())?;
     let mut p = Map::new();
     p.insert("text".into(), json!(req.input));
     p.insert("voice".into(), json!(voice));
     p.insert("format".into(), json!("wav"));
-    if let Some(speed) = req.speed {
-        if !speed.is_finite() || !(0.25..=4.0).contains(&speed) {
-            return Err(OpenAiError::param("speed", format!("speed must be between 0.25 and 4.0, got {speed}")));
-        }
-        // Piper's length_scale stretches phoneme durations: the inverse of a speed.
-        if speed != 1.0 {
-            p.insert("length_scale".into(), json!(1.0 / speed));
-        }
+    // Piper's length_scale stretches phoneme durations: the inverse of a speed.
+    if speed != 1.0 {
+        p.insert("length_scale".into(), json!(1.0 / speed));
     }
     Ok(Value::Object(p))
 }
