@@ -185,3 +185,45 @@ async fn a_client_that_hangs_up_cancels_its_job() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_responses_point_at_the_artifact_through_the_callers_host() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    let body = json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64", "n": 2, "seed": 7, "steps": 4,
+        "negative_prompt": "blurry", "response_format": "url"});
+    let resp = c
+        .post(d.at("/v1/images/generations"))
+        .header("host", "studio.lan:8470")
+        .json(&body)
+        .send()
+        .await
+        .expect("generate");
+    assert_eq!(resp.status(), 200);
+    let job_id = resp.headers()["x-reelbox-job"].to_str().expect("job header").to_string();
+    let v: Value = resp.json().await.expect("json");
+    assert!(v["created"].as_i64().is_some_and(|t| t > 1_600_000_000));
+    let data = v["data"].as_array().expect("data");
+    assert_eq!(data.len(), 2);
+    for item in data {
+        let url = item["url"].as_str().expect("url");
+        let path =
+            url.strip_prefix("http://studio.lan:8470").unwrap_or_else(|| panic!("{url} ignores the Host header"));
+        assert!(path.starts_with("/api/v1/artifacts/"), "{url}");
+        let bytes = c.get(d.at(path)).send().await.expect("download").bytes().await.expect("bytes");
+        let png = image::load_from_memory(&bytes).expect("a picture");
+        assert_eq!((png.width(), png.height()), (64, 64));
+    }
+    // The extensions reached the job.
+    let job: Value =
+        c.get(d.at(&format!("/api/v1/jobs/{job_id}"))).send().await.expect("job").json().await.expect("json");
+    assert_eq!((job["params"]["seed"].as_u64(), job["params"]["steps"].as_u64()), (Some(7), Some(4)));
+    assert_eq!(job["params"]["negative_prompt"], "blurry");
+    // Both compatibility layers are described in the OpenAPI document.
+    let doc: Value = c.get(d.at("/openapi.json")).send().await.expect("doc").json().await.expect("json");
+    for path in ["/v1/images/generations", "/v1/audio/speech", "/v1/models", "/prompt", "/history/{prompt_id}", "/ws"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from /openapi.json");
+    }
+}

@@ -3,14 +3,15 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::run::{job_failure, submit_and_wait};
-use super::{OpenAiError, parse_body};
+use super::{JOB_HEADER, OpenAiError, parse_body};
 use crate::api::auth::Caller;
 use crate::api::catalog::{self, ModelRole};
 use crate::api::outputs::final_images;
@@ -19,7 +20,8 @@ use crate::config::Config;
 use crate::pipelines::diffusion::preset::Presets;
 use crate::store::records::JobState;
 
-/// Body of `POST /v1/images/generations` (OpenAI's fields plus reelbox extensions).
+/// Body of `POST /v1/images/generations` (OpenAI's fields plus reelbox extensions; other
+/// OpenAI fields such as `style`, `user` or `background` are accepted and ignored).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ImageRequest {
     pub prompt: String,
@@ -41,15 +43,6 @@ pub struct ImageRequest {
     pub seed: Option<u64>,
     /// Extension: denoising steps.
     pub steps: Option<u32>,
-    /// Accepted and ignored (OpenAI-only knobs).
-    #[allow(dead_code)]
-    pub style: Option<String>,
-    #[allow(dead_code)]
-    pub user: Option<String>,
-    #[allow(dead_code)]
-    pub background: Option<String>,
-    #[allow(dead_code)]
-    pub moderation: Option<String>,
 }
 
 /// OpenAI's image response.
@@ -216,7 +209,7 @@ pub async fn generations(
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<ImagesResponse>, OpenAiError> {
+) -> Result<Response, OpenAiError> {
     let caller = caller?;
     let req: ImageRequest = parse_body(&body)?;
     let format = match req.response_format.as_deref() {
@@ -265,7 +258,11 @@ pub async fn generations(
         };
         data.push(item);
     }
-    Ok(Json(ImagesResponse { created: chrono::Utc::now().timestamp(), data }))
+    let mut resp = Json(ImagesResponse { created: chrono::Utc::now().timestamp(), data }).into_response();
+    if let Ok(v) = HeaderValue::from_str(&job.id.to_string()) {
+        resp.headers_mut().insert(JOB_HEADER, v);
+    }
+    Ok(resp)
 }
 
 enum ResponseFormat {

@@ -24,6 +24,9 @@ pub mod transcode;
 
 pub use error::OpenAiError;
 
+/// Response header naming the job that answered a request (to find it in the native API).
+pub const JOB_HEADER: &str = "x-reelbox-job";
+
 /// The `/v1` routes.
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()

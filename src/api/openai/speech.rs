@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::run::{job_failure, submit_and_wait};
 use super::transcode::{SpeechFormat, transcode};
-use super::{OpenAiError, parse_body};
+use super::{JOB_HEADER, OpenAiError, parse_body};
 use crate::api::auth::Caller;
 use crate::api::catalog::{self, ModelRole};
 use crate::api::outputs::first_of_type;
@@ -22,7 +22,8 @@ use crate::store::records::JobState;
 pub const OPENAI_VOICES: [&str; 13] =
     ["alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer", "verse"];
 
-/// Body of `POST /v1/audio/speech`.
+/// Body of `POST /v1/audio/speech` (`instructions` is accepted and ignored: Piper voices
+/// take no style instructions).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SpeechRequest {
     /// `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`, or an installed Piper voice.
@@ -35,9 +36,6 @@ pub struct SpeechRequest {
     pub response_format: Option<String>,
     /// 0.25–4.0 (default 1.0).
     pub speed: Option<f64>,
-    /// Accepted and ignored (Piper voices take no style instructions).
-    #[allow(dead_code)]
-    pub instructions: Option<String>,
     /// Only `audio` is supported.
     pub stream_format: Option<String>,
 }
@@ -172,7 +170,7 @@ pub async fn speech(
     let mut resp = Response::new(Body::from(bytes));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     if let Ok(v) = HeaderValue::from_str(&job.id.to_string()) {
-        resp.headers_mut().insert("x-reelbox-job", v);
+        resp.headers_mut().insert(JOB_HEADER, v);
     }
     Ok(resp)
 }
@@ -218,7 +216,6 @@ mod tests {
             voice: VoiceChoice::Name("alloy".into()),
             response_format: None,
             speed: Some(speed),
-            instructions: None,
             stream_format: None,
         };
         let p = speech_params(&config, &req(2.0)).expect("ok");
