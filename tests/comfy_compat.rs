@@ -302,6 +302,10 @@ async fn uploaded_image_feeds_image_to_image_and_pending_prompts_can_be_deleted(
     let job: Value =
         c.get(d.at(&format!("/api/v1/jobs/{doomed}"))).send().await.expect("job").json().await.expect("json");
     assert_eq!(job["state"], "canceled");
+    // It never ran, so ComfyUI clients find no history for it.
+    let h: Value =
+        c.get(d.at(&format!("/history/{doomed}"))).send().await.expect("history").json().await.expect("json");
+    assert_eq!(h, json!({}));
 
     assert_eq!(c.post(d.at("/api/v1/queue/resume")).send().await.expect("resume").status(), 200);
     let id = queue_prompt(&c, &d, json!({"prompt": g})).await;

@@ -257,9 +257,11 @@ pub struct HistoryQuery {
     pub max_items: Option<usize>,
 }
 
-/// A finished prompt's history entry, or `None` while it has not finished.
+/// A finished prompt's history entry, or `None` while it has not finished (or was deleted
+/// from the queue before it ran, which ComfyUI keeps no history of).
 pub fn history_entry(state: &AppState, comfy: &Comfy, meta: &PromptMeta, job: &Job) -> Result<Option<Value>, ApiError> {
     let (started, finished) = match &job.state {
+        JobState::Canceled { .. } if job.attempts == 0 => return Ok(None),
         JobState::Succeeded { started_at, finished_at } => (*started_at, *finished_at),
         JobState::Failed { started_at, finished_at, .. } => (started_at.unwrap_or(*finished_at), *finished_at),
         JobState::Canceled { canceled_at } => (*canceled_at, *canceled_at),
