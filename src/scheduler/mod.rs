@@ -238,9 +238,11 @@ impl Scheduler {
             }
             let store = self.store.clone();
             let known: Vec<String> = self.kinds.keys().map(|k| k.to_string()).collect();
-            let claimed =
-                tokio::task::spawn_blocking(move || store.claim_blocking(device, move |job| known.contains(&job.kind)))
-                    .await;
+            // The pause is checked again inside the claim's transaction: a claim already on
+            // its way when the queue was paused must not take a job submitted after.
+            let me = self.clone();
+            let accept = move |job: &Job| !me.is_paused() && known.contains(&job.kind);
+            let claimed = tokio::task::spawn_blocking(move || store.claim_blocking(device, accept)).await;
             match claimed {
                 Ok(Ok(Some(job))) => {
                     // More may be waiting: let another idle slot look too.
