@@ -38,6 +38,10 @@ pub struct SpeechRequest {
     pub speed: Option<f64>,
     /// Only `audio` is supported.
     pub stream_format: Option<String>,
+    /// Extension: Piper's phoneme noise (0 with `noise_w` 0 makes speech repeatable).
+    pub noise_scale: Option<f64>,
+    /// Extension: Piper's duration noise.
+    pub noise_w: Option<f64>,
 }
 
 /// A voice given as a name or as OpenAI's `{"id": ...}` object.
@@ -122,6 +126,12 @@ pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<Value, Open
     // Piper's length_scale stretches phoneme durations: the inverse of a speed.
     if speed != 1.0 {
         p.insert("length_scale".into(), json!(1.0 / speed));
+    }
+    if let Some(v) = req.noise_scale {
+        p.insert("noise_scale".into(), json!(v));
+    }
+    if let Some(v) = req.noise_w {
+        p.insert("noise_w".into(), json!(v));
     }
     Ok(Value::Object(p))
 }
@@ -217,6 +227,8 @@ mod tests {
             response_format: None,
             speed: Some(speed),
             stream_format: None,
+            noise_scale: None,
+            noise_w: None,
         };
         let p = speech_params(&config, &req(2.0)).expect("ok");
         assert_eq!(p["length_scale"], 0.5);
