@@ -128,3 +128,19 @@ fn missing_and_truncated_models_fail_naming_the_file_and_the_engine_keeps_workin
     assert!(engine.session(&fixture("tiny-esrgan-x4"), DeviceId::Cpu).is_ok());
     assert_eq!(engine.loaded_sessions().len(), 1, "failed loads are not cached");
 }
+
+#[test]
+fn a_loaded_steady_session_also_serves_fast_start_requests() {
+    use reelbox::engine::SessionProfile;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    let model = fixture("tiny-esrgan-x4");
+    let fast = engine.session_with(&model, DeviceId::Cpu, SessionProfile::FastStart).expect("fast start");
+    let steady = engine.session(&model, DeviceId::Cpu).expect("steady");
+    assert!(!Arc::ptr_eq(&fast, &steady), "a fast-start session is not handed out for steady requests");
+    let again = engine.session_with(&model, DeviceId::Cpu, SessionProfile::FastStart).expect("fast start again");
+    assert!(Arc::ptr_eq(&again, &steady), "the steady session serves fast-start requests once loaded");
+    let mut profiles: Vec<_> = engine.loaded_sessions().into_iter().map(|s| s.profile).collect();
+    profiles.sort_by_key(|p| format!("{p:?}"));
+    assert_eq!(profiles, vec![SessionProfile::FastStart, SessionProfile::Steady]);
+}

@@ -193,3 +193,105 @@ fn single_speaker_voice_rejects_a_named_speaker() {
     let err = say(&engine, &joe(), "Hello.", &opts).expect_err("joe has one speaker");
     assert!(err.to_string().contains("one speaker"), "{err}");
 }
+
+#[test]
+fn fast_start_session_gives_the_same_audio_as_a_steady_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let v = joe();
+    let steady =
+        say(&Engine::new(&provision::test_config(tmp.path())), &v, "This is a test.", &noiseless()).expect("steady");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    let opts = SpeechOptions { fast_start_max_ids: tts::FAST_START_MAX_IDS, ..noiseless() };
+    let fast = say(&engine, &v, "This is a test.", &opts).expect("fast start");
+    let loaded = engine.loaded_sessions();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].profile, reelbox::engine::SessionProfile::FastStart);
+    assert_eq!(fast.samples, steady.samples);
+}
+
+#[test]
+fn batched_sentences_split_back_to_the_lengths_of_single_runs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    let v = joe();
+    let text = "A short one. This second sentence is quite a bit longer than the first. Third!";
+    let single = say(&engine, &v, text, &noiseless()).expect("one sentence per run");
+    let batched =
+        say(&engine, &v, text, &SpeechOptions { max_batch: Some(3), ..noiseless() }).expect("one batched run");
+    let lengths =
+        |s: &Speech| s.sentences.iter().map(|t| ((t.end - t.start) * 22050.0).round() as i64).collect::<Vec<_>>();
+    assert_eq!(lengths(&batched), lengths(&single));
+    // Padding changes the convolutions' view near each sentence's end only slightly.
+    let diff: f64 =
+        single.samples.iter().zip(&batched.samples).map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs()).sum::<f64>()
+            / single.samples.len() as f64;
+    eprintln!("mean |single - batched| = {diff:.1} (int16 units)");
+    assert!(diff < 200.0, "batched audio differs too much: {diff}");
+    let variants: Vec<String> = engine.loaded_sessions().into_iter().map(|s| s.variant).collect();
+    assert!(variants.contains(&"durations".to_string()), "{variants:?}");
+}
+
+#[test]
+fn durations_variant_exposes_the_ceil_output_and_runs_real_batches() {
+    use reelbox::engine::SessionProfile;
+    use reelbox::pipelines::tts::{align, synth};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    let v = joe();
+    let transform =
+        |b: &[u8]| -> Result<Option<Vec<u8>>, String> { Ok(align::add_duration_output(b)?.map(|(p, _)| p)) };
+    let session = engine
+        .session_variant(&v.model, DeviceId::Cpu, SessionProfile::Steady, "durations", &transform)
+        .expect("patched voice loads");
+    let mut session = session.lock().expect("lock");
+    let io = synth::ModelIo::inspect(&session, &v.model).expect("interface");
+    assert_eq!(io.durations.as_deref(), Some("/Ceil_output_0"));
+    assert_eq!(io.max_batch(), usize::MAX);
+    let rows = ids_of(&v, "A short one. This second sentence is quite a bit longer than the first.");
+    let refs: Vec<&[i64]> = rows.iter().map(Vec::as_slice).collect();
+    let scales = synth::Scales { noise_scale: 0.0, length_scale: 1.0, noise_w: 0.0 };
+    let batched = synth::run_batch(&mut session, &io, &v.model, &refs, scales, None, 256).expect("batch of 2");
+    for (row, audio) in refs.iter().zip(&batched) {
+        let single = synth::run_batch(&mut session, &io, &v.model, &[row], scales, None, 256).expect("single");
+        assert_eq!(audio.len(), single[0].len());
+        let max = audio.iter().zip(&single[0]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        eprintln!("row of {} ids: {} samples, max |batched - single| = {max:e}", row.len(), audio.len());
+    }
+    assert!(batched[0].len() < batched[1].len(), "the short sentence is not padded to the long one's length");
+}
+
+#[test]
+fn a_model_that_is_not_a_voice_fails_naming_the_model_and_tensor() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fake = tmp.path().join("not-a-voice.onnx");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-esrgan-x4/model.onnx"), &fake)
+        .expect("copy");
+    std::fs::copy(provision::joe_voice().with_extension("onnx.json"), tmp.path().join("not-a-voice.onnx.json"))
+        .expect("copy config");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    let v = Voice::load(&fake).expect("config parses");
+    let err = say(&engine, &v, "Hello.", &noiseless()).expect_err("an upscaler is not a voice").to_string();
+    assert!(err.contains("not-a-voice.onnx") && err.contains("tensor"), "{err}");
+}
+
+#[test]
+fn concurrent_syntheses_share_espeak_and_the_session_safely() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    let v = joe();
+    let texts = ["One fish, two fish.", "Red fish; blue fish!", "This is a test.", "Is it raining? Yes."];
+    let alone: Vec<Vec<i16>> =
+        texts.iter().map(|t| say(&engine, &v, t, &noiseless()).expect("alone").samples).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = texts
+            .iter()
+            .map(|t| {
+                let (engine, v) = (&engine, &v);
+                scope.spawn(move || say(engine, v, t, &noiseless()).expect("concurrent").samples)
+            })
+            .collect();
+        for (h, want) in handles.into_iter().zip(&alone) {
+            assert_eq!(&h.join().expect("thread"), want);
+        }
+    });
+}

@@ -12,7 +12,10 @@ use super::auth::Caller;
 use super::jobs::{parse_id, visible_job};
 use super::views::ArtifactView;
 use super::{ApiError, AppState};
+use crate::media::probe::{probe_audio, probe_image};
+use crate::store::artifacts;
 use crate::store::records::Artifact;
+use crate::store::records::now_ms;
 
 /// Loads artifact metadata the caller may see (404 otherwise).
 pub fn visible_artifact(state: &AppState, caller: &Caller, raw: &str) -> Result<Artifact, ApiError> {
@@ -151,6 +154,112 @@ pub fn parse_range(header: &str, size: u64) -> RangeSpec {
         _ => return RangeSpec::Ignore,
     };
     if size == 0 || range.0 >= size { RangeSpec::Unsatisfiable } else { RangeSpec::Bytes(range.0, range.1) }
+}
+
+/// An uploaded file, before it is stored.
+pub struct Upload {
+    pub field: &'static str,
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Upload an input file (image, audio or MP4 video) as an artifact: multipart field `file`.
+#[utoipa::path(post, path = "/api/v1/artifacts", request_body(content_type = "multipart/form-data", content = Object, description = "field `file`"),
+    responses((status = 201, body = ArtifactView), (status = 400, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    mut form: axum::extract::Multipart,
+) -> Result<(StatusCode, Json<ArtifactView>), ApiError> {
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        let status = e.status();
+        ApiError {
+            field: Some("file".into()),
+            ..ApiError::new(status, "bad_upload", format!("file: {}", e.body_text()))
+        }
+    };
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let file_name = field.file_name().unwrap_or("upload").to_string();
+        let bytes = field.bytes().await.map_err(bad)?.to_vec();
+        let media_type = upload_media_type(&state, &file_name, &bytes).await?;
+        let up = Upload { field: "file", file_name, bytes };
+        let art = store_upload(&state, &caller, &up, media_type).await?;
+        return Ok((StatusCode::CREATED, Json(ArtifactView::from(&art))));
+    }
+    Err(ApiError::field("file", "is required (multipart field `file`)"))
+}
+
+/// Decides what an upload is by decoding it: image, audio, or (ffprobe) MP4 video.
+async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> Result<&'static str, ApiError> {
+    if let Ok((w, h)) = probe_image(bytes) {
+        let limit = state.config.limits.max_image_side;
+        if w > limit || h > limit {
+            return Err(ApiError::field("file", format!("image is {w}×{h}; limit is {limit} px a side")));
+        }
+        return Ok(image::guess_format(bytes).map(|f| f.to_mime_type()).unwrap_or("image/png"));
+    }
+    let is_video = file_name.to_ascii_lowercase().ends_with(".mp4") || bytes.get(4..8) == Some(b"ftyp".as_slice());
+    if is_video {
+        let tmp = state.store.artifacts_dir().join(format!("probe-{}.partial", state.store.new_id()));
+        let ok = tokio::fs::write(&tmp, bytes).await.is_ok()
+            && crate::media::ffprobe::probe(&tmp).ok().is_some_and(|m| m.video().is_some());
+        let _ = tokio::fs::remove_file(&tmp).await;
+        if ok {
+            return Ok("video/mp4");
+        }
+    }
+    match probe_audio(bytes) {
+        Ok(secs) if secs > state.config.limits.max_audio_seconds => Err(ApiError::field(
+            "file",
+            format!("audio is {secs:.1} s; limit is {} s", state.config.limits.max_audio_seconds),
+        )),
+        Ok(_) => Ok(audio_media_type(file_name)),
+        Err(why) => Err(ApiError::field("file", format!("not a readable image, audio or MP4 file ({why})"))),
+    }
+}
+
+/// Media type of an audio upload from its file name (content was checked by decoding).
+pub fn audio_media_type(file_name: &str) -> &'static str {
+    match file_name.rsplit('.').next().map(|e| e.to_ascii_lowercase()).as_deref() {
+        Some("mp3") => "audio/mpeg",
+        Some("flac") => "audio/flac",
+        Some("ogg" | "oga" | "opus") => "audio/ogg",
+        Some("aac" | "m4a") => "audio/aac",
+        _ => "audio/wav",
+    }
+}
+
+/// Stores validated upload bytes durably as an artifact of the caller.
+pub async fn store_upload(
+    state: &AppState,
+    caller: &Caller,
+    up: &Upload,
+    media_type: &str,
+) -> Result<Artifact, ApiError> {
+    let id = state.store.new_id();
+    let dir = state.store.artifacts_dir().to_path_buf();
+    let bytes = up.bytes.clone();
+    let ext = artifacts::extension_for(media_type);
+    let stored = tokio::task::spawn_blocking(move || artifacts::write_bytes(&dir, &id.to_string(), ext, &bytes))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let name = if up.file_name.is_empty() { format!("{}.{ext}", up.field) } else { up.file_name.clone() };
+    let art = Artifact {
+        id,
+        owner: caller.owner.clone(),
+        job: None,
+        stage: Some("profile".into()),
+        name,
+        media_type: media_type.to_string(),
+        size: stored.size,
+        sha256: stored.sha256,
+        path: stored.rel_path,
+        created_at: now_ms(),
+    };
+    Ok(state.store.put_artifact(art).await?)
 }
 
 #[cfg(test)]

@@ -165,7 +165,11 @@ pub async fn submit(
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let (job, existing) = submit_job(&state, &caller, &req.kind, req.params, req.priority, key).await?;
+    let mut params = req.params;
+    if req.kind == "render" {
+        super::renders::expand_profile(&state, &caller, &mut params)?;
+    }
+    let (job, existing) = submit_job(&state, &caller, &req.kind, params, req.priority, key).await?;
     Ok(accepted(&state, &job, existing))
 }
 

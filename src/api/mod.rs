@@ -24,6 +24,7 @@ pub mod openai;
 pub mod openapi;
 pub mod outputs;
 pub mod profiles;
+pub mod renders;
 pub mod system;
 pub mod views;
 
@@ -58,11 +59,13 @@ pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     let uploads = Router::new()
         .route("/api/v1/profiles", get(profiles::list).post(profiles::create))
+        .route("/api/v1/artifacts", post(artifacts::upload))
         .route("/api/v1/profiles/{id}", get(profiles::show).delete(profiles::remove).patch(profiles::update))
         .layer(DefaultBodyLimit::max(limits.max_upload_bytes));
     Router::new()
         .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/api/v1/jobs/{id}", get(jobs::show).patch(jobs::patch))
+        .route("/api/v1/renders", post(renders::create))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/api/v1/jobs/{id}/artifacts", get(artifacts::of_job))

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{artifacts, error, events, jobs, profiles, system, views};
+use super::{artifacts, error, events, jobs, profiles, renders, system, views};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -23,6 +23,8 @@ use super::{artifacts, error, events, jobs, profiles, system, views};
         artifacts::of_job,
         artifacts::meta,
         artifacts::download,
+        artifacts::upload,
+        renders::create,
         profiles::list,
         profiles::create,
         profiles::show,

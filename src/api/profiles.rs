@@ -8,14 +8,14 @@ use serde::Deserialize;
 use ulid::Ulid;
 use utoipa::ToSchema;
 
+use super::artifacts::{Upload, audio_media_type, store_upload};
 use super::auth::Caller;
 use super::jobs::parse_id;
 use super::json::ApiJson;
 use super::views::ProfileView;
 use super::{ApiError, AppState};
 use crate::media::probe::{probe_audio, probe_image};
-use crate::store::artifacts;
-use crate::store::records::{Artifact, Profile, Style, Voice, now_ms};
+use crate::store::records::{Profile, Style, Voice, now_ms};
 
 /// Default voice for new profiles.
 pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
@@ -37,12 +37,6 @@ pub struct ProfileRequest {
     pub preset: Option<String>,
     /// Artifact id of an already uploaded portrait.
     pub portrait: Option<String>,
-}
-
-struct Upload {
-    field: &'static str,
-    file_name: String,
-    bytes: Vec<u8>,
 }
 
 /// List profiles.
@@ -305,38 +299,4 @@ fn upload_error(field: &str, e: axum::extract::multipart::MultipartError) -> Api
             ..ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", format!("{field}: {}", e.body_text()))
         }
     }
-}
-
-fn audio_media_type(file_name: &str) -> &'static str {
-    match file_name.rsplit('.').next().map(|e| e.to_ascii_lowercase()).as_deref() {
-        Some("mp3") => "audio/mpeg",
-        Some("flac") => "audio/flac",
-        Some("ogg" | "oga" | "opus") => "audio/ogg",
-        Some("aac" | "m4a") => "audio/aac",
-        _ => "audio/wav",
-    }
-}
-
-async fn store_upload(state: &AppState, caller: &Caller, up: &Upload, media_type: &str) -> Result<Artifact, ApiError> {
-    let id = state.store.new_id();
-    let dir = state.store.artifacts_dir().to_path_buf();
-    let bytes = up.bytes.clone();
-    let ext = artifacts::extension_for(media_type);
-    let stored = tokio::task::spawn_blocking(move || artifacts::write_bytes(&dir, &id.to_string(), ext, &bytes))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-    let name = if up.file_name.is_empty() { format!("{}.{ext}", up.field) } else { up.file_name.clone() };
-    let art = Artifact {
-        id,
-        owner: caller.owner.clone(),
-        job: None,
-        stage: Some("profile".into()),
-        name,
-        media_type: media_type.to_string(),
-        size: stored.size,
-        sha256: stored.sha256,
-        path: stored.rel_path,
-        created_at: now_ms(),
-    };
-    Ok(state.store.put_artifact(art).await?)
 }

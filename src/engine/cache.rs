@@ -8,11 +8,19 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::SessionProfile;
 use crate::gpu::DeviceId;
 use crate::store::records::{Millis, now_ms};
 
-/// Cache key: one session per model file per device.
-pub type Key = (PathBuf, DeviceId);
+/// Cache key: one session per model file, device and build profile.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub model: PathBuf,
+    pub device: DeviceId,
+    pub profile: SessionProfile,
+    /// Name of an in-memory transform applied before loading ("" for the file as is).
+    pub variant: &'static str,
+}
 
 struct Entry<T> {
     key: Key,
@@ -38,6 +46,10 @@ pub struct LoadedSession {
     pub model: PathBuf,
     /// Device name: `cpu`, `cuda:0`.
     pub device: String,
+    /// How the session was built.
+    pub profile: SessionProfile,
+    /// In-memory transform of the model ("" for none), e.g. `durations`.
+    pub variant: String,
     /// Estimated memory held, bytes (model file plus external weights).
     pub bytes: u64,
     /// When it was loaded, Unix milliseconds.
@@ -76,6 +88,11 @@ impl<T> SessionCache<T> {
         Some(e.value.clone())
     }
 
+    /// True when `key` is cached (does not count as a use).
+    pub fn contains(&self, key: &Key) -> bool {
+        self.entries.iter().any(|e| &e.key == key)
+    }
+
     /// Evicts idle values on `device`, least recently used first, until `bytes` more fit
     /// the budget. Returns the evicted keys; values in use are never evicted, so the budget
     /// may still be exceeded (the caller logs it).
@@ -87,7 +104,7 @@ impl<T> SessionCache<T> {
                 .entries
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| e.key.1 == device && !e.in_use())
+                .filter(|(_, e)| e.key.device == device && !e.in_use())
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(i, _)| i);
             let Some(i) = victim else { break };
@@ -124,7 +141,7 @@ impl<T> SessionCache<T> {
     pub fn remove_model(&mut self, model: &Path) -> Vec<Key> {
         let mut removed = Vec::new();
         self.entries.retain(|e| {
-            let keep = e.key.0 != model;
+            let keep = e.key.model != model;
             if !keep {
                 removed.push(e.key.clone());
             }
@@ -135,7 +152,7 @@ impl<T> SessionCache<T> {
 
     /// Bytes held on `device`.
     pub fn device_bytes(&self, device: DeviceId) -> u64 {
-        self.entries.iter().filter(|e| e.key.1 == device).map(|e| e.bytes).sum()
+        self.entries.iter().filter(|e| e.key.device == device).map(|e| e.bytes).sum()
     }
 
     /// The budget in bytes per device, if any.
@@ -153,8 +170,10 @@ impl<T> SessionCache<T> {
                 let in_use = e.in_use();
                 let expires = if in_use { self.keep_alive } else { self.keep_alive.saturating_sub(idle) };
                 let session = LoadedSession {
-                    model: e.key.0.clone(),
-                    device: e.key.1.name(),
+                    model: e.key.model.clone(),
+                    device: e.key.device.name(),
+                    profile: e.key.profile,
+                    variant: e.key.variant.to_string(),
                     bytes: e.bytes,
                     loaded_at: e.loaded_at,
                     load_ms: e.load_ms,
@@ -176,7 +195,7 @@ mod tests {
     use super::*;
 
     fn key(name: &str, device: DeviceId) -> Key {
-        (PathBuf::from(name), device)
+        Key { model: PathBuf::from(name), device, profile: SessionProfile::Steady, variant: "" }
     }
 
     #[test]

@@ -25,6 +25,27 @@ use cache::{Key, SessionCache};
 /// A loaded model session shared between jobs; `run` needs `&mut`, hence the lock.
 pub type SharedSession = Arc<Mutex<Session>>;
 
+/// Rewrites a model's bytes before loading; `Ok(None)` loads the file unchanged.
+pub type ModelTransform = dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, String> + Sync;
+
+/// How a session is built: for many runs, or for starting fast.
+///
+/// ONNX Runtime spends most of a large graph's session creation planning memory reuse
+/// between intermediate tensors (measured on the 2 755-node Piper voice: ~75% of creation).
+/// Its parallel executor skips that planning, so a `FastStart` session is created several
+/// times faster but runs slower (nodes are scheduled on an inter-op pool instead of in
+/// order). One-shot work (`reelbox say --local`, a short first request) wins with it; a
+/// daemon serving many requests wants `Steady`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionProfile {
+    /// Sequential executor with memory reuse: the fastest runs.
+    Steady,
+    /// Parallel executor without memory-reuse planning: the fastest creation (CPU only;
+    /// GPU sessions are always built `Steady`).
+    FastStart,
+}
+
 /// Errors from loading the runtime or a model.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -111,7 +132,37 @@ impl Engine {
 
     /// Returns a cached session for `model_file` on `device`, loading it on first use.
     pub fn session(&self, model_file: &Path, device: DeviceId) -> Result<SharedSession, EngineError> {
-        let key: Key = (model_file.to_path_buf(), device);
+        self.session_with(model_file, device, SessionProfile::Steady)
+    }
+
+    /// Like [`Engine::session`] with a build profile. A cached `Steady` session also
+    /// serves `FastStart` requests: it is already built and runs faster.
+    pub fn session_with(
+        &self,
+        model_file: &Path,
+        device: DeviceId,
+        profile: SessionProfile,
+    ) -> Result<SharedSession, EngineError> {
+        self.session_variant(model_file, device, profile, "", &|_| Ok(None))
+    }
+
+    /// Like [`Engine::session_with`] for a model rewritten in memory before loading:
+    /// `transform` gets the file's bytes and returns new ones (or `None` to load the file
+    /// as is); `variant` names the transform in the cache key.
+    pub fn session_variant(
+        &self,
+        model_file: &Path,
+        device: DeviceId,
+        profile: SessionProfile,
+        variant: &'static str,
+        transform: &ModelTransform,
+    ) -> Result<SharedSession, EngineError> {
+        let profile = if device == DeviceId::Cpu { profile } else { SessionProfile::Steady };
+        let steady = Key { model: model_file.to_path_buf(), device, profile: SessionProfile::Steady, variant };
+        let key = Key { profile, ..steady.clone() };
+        if let Some(s) = self.cached(&steady)? {
+            return Ok(s);
+        }
         if let Some(s) = self.cached(&key)? {
             return Ok(s);
         }
@@ -120,21 +171,28 @@ impl Engine {
         if let Some(s) = self.cached(&key)? {
             return Ok(s);
         }
-        let result = self.load(model_file, device, &key);
+        let result = self.load(&key, transform);
         self.loading.lock().map_err(poisoned)?.remove(&key);
         result
+    }
+
+    /// True when a `Steady` session for the model is loaded (callers choosing a profile).
+    pub fn has_steady(&self, model_file: &Path, device: DeviceId) -> bool {
+        let key = Key { model: model_file.to_path_buf(), device, profile: SessionProfile::Steady, variant: "" };
+        self.cache.lock().map(|c| c.contains(&key)).unwrap_or(false)
     }
 
     fn cached(&self, key: &Key) -> Result<Option<SharedSession>, EngineError> {
         let mut cache = self.cache.lock().map_err(poisoned)?;
         let now = Instant::now();
         for gone in cache.expire(now) {
-            tracing::info!(model = %gone.0.display(), device = %gone.1, "session unloaded after keep-alive");
+            tracing::info!(model = %gone.model.display(), device = %gone.device, "session unloaded after keep-alive");
         }
         Ok(cache.get(key, now))
     }
 
-    fn load(&self, model_file: &Path, device: DeviceId, key: &Key) -> Result<SharedSession, EngineError> {
+    fn load(&self, key: &Key, transform: &ModelTransform) -> Result<SharedSession, EngineError> {
+        let (model_file, device) = (key.model.as_path(), key.device);
         if !model_file.is_file() {
             return Err(EngineError::ModelMissing { path: model_file.to_path_buf() });
         }
@@ -142,7 +200,7 @@ impl Engine {
         {
             let mut cache = self.cache.lock().map_err(poisoned)?;
             for gone in cache.make_room(device, bytes) {
-                tracing::info!(model = %gone.0.display(), device = %gone.1, "session evicted to fit the device budget");
+                tracing::info!(model = %gone.model.display(), device = %gone.device, "session evicted to fit the device budget");
             }
             if let Some(budget) = cache.budget()
                 && cache.device_bytes(device) + bytes > budget
@@ -151,16 +209,47 @@ impl Engine {
             }
         }
         let started = Instant::now();
-        let session = self.create_session(model_file, device)?;
+        let rewritten = if key.variant.is_empty() {
+            None
+        } else {
+            let bytes = std::fs::read(model_file)
+                .map_err(|e| EngineError::ModelLoad { path: model_file.to_path_buf(), reason: e.to_string() })?;
+            transform(&bytes).map_err(|reason| EngineError::ModelLoad {
+                path: model_file.to_path_buf(),
+                reason: format!("cannot prepare the {} variant: {reason}", key.variant),
+            })?
+        };
+        let session = self.build_session(model_file, rewritten.as_deref(), device, key.profile)?;
         let load_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(model = %model_file.display(), device = %device, load_ms, "session loaded");
+        tracing::info!(model = %model_file.display(), device = %device, profile = ?key.profile, load_ms, "session loaded");
         let shared = Arc::new(Mutex::new(session));
         self.cache.lock().map_err(poisoned)?.insert(key.clone(), shared.clone(), bytes, load_ms, Instant::now());
         Ok(shared)
     }
 
-    /// Builds a session without caching it (benchmarks, one-off tools).
+    /// Builds a `Steady` session without caching it (benchmarks, one-off tools).
     pub fn create_session(&self, model_file: &Path, device: DeviceId) -> Result<Session, EngineError> {
+        self.create_session_with(model_file, device, SessionProfile::Steady)
+    }
+
+    /// Builds a session of `profile` without caching it.
+    pub fn create_session_with(
+        &self,
+        model_file: &Path,
+        device: DeviceId,
+        profile: SessionProfile,
+    ) -> Result<Session, EngineError> {
+        self.build_session(model_file, None, device, profile)
+    }
+
+    /// Builds a session from the file, or from `bytes` (the file rewritten) when given.
+    fn build_session(
+        &self,
+        model_file: &Path,
+        bytes: Option<&[u8]>,
+        device: DeviceId,
+        profile: SessionProfile,
+    ) -> Result<Session, EngineError> {
         if !model_file.is_file() {
             return Err(EngineError::ModelMissing { path: model_file.to_path_buf() });
         }
@@ -170,8 +259,26 @@ impl Engine {
             .ok_or_else(|| EngineError::BadOptimization { value: self.config.runtime.optimization.clone() })?;
         let mut builder = Session::builder(env).map_err(load_err)?;
         builder = builder.with_optimization_level(level).map_err(|e| load_err(e.into()))?;
-        if self.config.runtime.intra_threads > 0 {
-            builder = builder.with_intra_threads(self.config.runtime.intra_threads).map_err(|e| load_err(e.into()))?;
+        let threads = self.config.runtime.intra_threads;
+        match profile {
+            SessionProfile::Steady => {
+                if threads > 0 {
+                    builder = builder.with_intra_threads(threads).map_err(|e| load_err(e.into()))?;
+                }
+            }
+            SessionProfile::FastStart => {
+                // ORT falls back to sequential (and its slow planning) with one inter-op
+                // thread, so the pool gets at least two; kernels keep the configured count.
+                let inter = if threads > 0 { threads.max(2) } else { 0 };
+                builder = builder.with_parallel_execution(true).map_err(|e| load_err(e.into()))?;
+                if inter > 0 {
+                    builder = builder.with_inter_threads(inter).map_err(|e| load_err(e.into()))?;
+                }
+                if threads > 0 {
+                    builder = builder.with_intra_threads(threads).map_err(|e| load_err(e.into()))?;
+                }
+                builder = builder.with_inter_op_spinning(self.config.runtime.spin).map_err(|e| load_err(e.into()))?;
+            }
         }
         builder = builder.with_intra_op_spinning(self.config.runtime.spin).map_err(|e| load_err(e.into()))?;
         if let DeviceId::Cuda(index) = device {
@@ -183,7 +290,10 @@ impl Engine {
                 reason: e.to_string(),
             })?;
         }
-        builder.commit_from_file(model_file).map_err(load_err)
+        match bytes {
+            Some(b) => builder.commit_from_memory(b).map_err(load_err),
+            None => builder.commit_from_file(model_file).map_err(load_err),
+        }
     }
 
     /// Whether the loaded runtime was built with CUDA support (false if none is loaded).
@@ -205,7 +315,7 @@ impl Engine {
             Ok(mut cache) => {
                 let gone = cache.expire(Instant::now());
                 for g in &gone {
-                    tracing::info!(model = %g.0.display(), device = %g.1, "session unloaded after keep-alive");
+                    tracing::info!(model = %g.model.display(), device = %g.device, "session unloaded after keep-alive");
                 }
                 gone.len()
             }

@@ -14,8 +14,12 @@ use crate::gpu::DeviceId;
 use crate::store::records::Artifact;
 
 pub mod image;
+pub mod inputs;
+pub mod lipsync;
+pub mod render;
 pub mod speech;
 pub mod testcard;
+pub mod upscale;
 
 /// A request parameter that failed validation; becomes a 400 naming `field`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -102,7 +106,14 @@ pub trait JobKind: Send + Sync {
 
 /// All job kinds this build knows.
 pub fn registry() -> Vec<Arc<dyn JobKind>> {
-    vec![Arc::new(testcard::Testcard), Arc::new(speech::SpeechKind), Arc::new(image::Image::default())]
+    vec![
+        Arc::new(testcard::Testcard),
+        Arc::new(speech::SpeechKind),
+        Arc::new(lipsync::Lipsync),
+        Arc::new(upscale::Upscale),
+        Arc::new(image::Image::default()),
+        Arc::new(render::Render::default()),
+    ]
 }
 
 /// Reads an optional integer parameter within `range`, with a default.

@@ -75,6 +75,8 @@ pub fn parse_params(params: &serde_json::Value, max_chars: usize) -> Result<Spee
         sentence_silence: float_param(params, "sentence_silence", f64::from(DEFAULT_SENTENCE_SILENCE), 0.0..=10.0)?
             as f32,
         max_batch: None,
+        // The daemon serves many requests: build the session for run speed.
+        fast_start_max_ids: 0,
     };
     Ok(SpeechParams { text: text.to_string(), voice: voice.to_string(), options })
 }
@@ -201,6 +203,8 @@ pub fn say_with(
         speaker: req.speaker.clone(),
         sentence_silence: req.sentence_silence.unwrap_or(DEFAULT_SENTENCE_SILENCE),
         max_batch: None,
+        // One process, one text: creating the session fast matters more than run speed.
+        fast_start_max_ids: tts::FAST_START_MAX_IDS,
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut first = None;

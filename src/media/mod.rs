@@ -1,3 +1,24 @@
 //! Media in and out: images, audio decoding and resampling, mel spectrograms, ffmpeg.
+//!
+//! `audio` decodes (symphonia), resamples (rubato) and writes WAV; `mix` lays narration
+//! over a ducked music bed; `mel` is Wav2Lip's spectrogram; `subtitles` writes SRT and
+//! WebVTT; `ffmpeg` encodes and decodes video through the system binary and `ffprobe`
+//! describes media files; `visual` opens an input that may be an image or a video;
+//! `probe` checks uploads at the API edge.
 
+pub mod audio;
+pub mod ffmpeg;
+pub mod ffprobe;
+pub mod mel;
+pub mod mix;
 pub mod probe;
+pub mod subtitles;
+pub mod visual;
+
+pub use audio::{Audio, AudioError, decode_bytes, decode_file, write_wav};
+pub use ffmpeg::{
+    FfmpegError, FrameRate, H264Encoder, VideoInfo, VideoOptions, VideoReader, VideoWriter, WrittenVideo,
+};
+pub use ffprobe::{MediaInfo, StreamInfo};
+pub use mix::{Ducking, mix_with_ducking};
+pub use subtitles::{Cue, to_srt, to_webvtt};

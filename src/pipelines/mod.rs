@@ -5,6 +5,10 @@
 use tokio_util::sync::CancellationToken;
 
 pub mod diffusion;
+pub mod lipsync;
+pub mod motion;
+pub mod render;
+pub mod upscale;
 
 /// Progress of a running pipeline, reported between steps.
 #[derive(Debug, Clone, PartialEq)]

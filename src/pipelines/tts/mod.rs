@@ -10,11 +10,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, SessionProfile};
 use crate::gpu::DeviceId;
 use crate::pipelines::{Progress, ProgressFn, check_cancel};
 
+pub mod align;
 pub mod audio;
+pub mod bench;
 pub mod clause;
 pub mod espeak;
 pub mod phonemes;
@@ -73,7 +75,15 @@ pub struct SpeechOptions {
     /// Most sentences per model run; `None` picks by device (1 on CPU, where padding costs
     /// more than the saved calls; 8 on GPUs).
     pub max_batch: Option<usize>,
+    /// Build a `FastStart` session (when none is loaded yet) for texts of at most this many
+    /// phoneme ids; 0 never does. One-shot callers set it (see [`FAST_START_MAX_IDS`]).
+    pub fast_start_max_ids: usize,
 }
+
+/// Up to about this much text a one-shot synthesis finishes sooner on a `FastStart`
+/// session (quick to create, slower to run) than on a `Steady` one. 1 600 ids is ~40 s of
+/// speech for joe-medium; the crossover measured on a 2-core box (see the bench docs).
+pub const FAST_START_MAX_IDS: usize = 1600;
 
 /// Where one sentence sits in the audio.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -180,6 +190,11 @@ pub fn sentence_ids(voice: &Voice, sentences: &[SentencePhonemes]) -> Vec<Vec<i6
         .collect()
 }
 
+/// The model transform behind the `durations` session variant.
+fn with_durations(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    Ok(align::add_duration_output(bytes)?.map(|(patched, _)| patched))
+}
+
 /// What the synthesis loop reports after each sentence (for streaming and benchmarks).
 pub type SentenceFn<'a> = &'a mut dyn FnMut(usize, &[i16]);
 
@@ -213,13 +228,20 @@ pub fn synthesize(
     }
     let ids = sentence_ids(voice, &sentences);
     check_cancel(cancel)?;
-    let session = engine.session(&voice.model, device)?;
+    let total_ids: usize = ids.iter().map(Vec::len).sum();
+    let profile = if total_ids <= opts.fast_start_max_ids { SessionProfile::FastStart } else { SessionProfile::Steady };
+    let wanted = opts.max_batch.unwrap_or(if device == DeviceId::Cpu { 1 } else { 8 }).max(1);
+    let session = if wanted > 1 && ids.len() > 1 {
+        // Batches need per-sentence lengths: load the voice with its durations exposed.
+        engine.session_variant(&voice.model, device, profile, "durations", &with_durations)?
+    } else {
+        engine.session_with(&voice.model, device, profile)?
+    };
     let mut session = session.lock().map_err(|_| TtsError::Run {
         model: voice.model.clone(),
         reason: "session lock poisoned by an earlier panic".into(),
     })?;
     let io = synth::ModelIo::inspect(&session, &voice.model)?;
-    let wanted = opts.max_batch.unwrap_or(if device == DeviceId::Cpu { 1 } else { 8 }).max(1);
     let batch = wanted.min(io.max_batch());
 
     let total = sentences.len() as u64;

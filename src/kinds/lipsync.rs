@@ -1,0 +1,150 @@
+//! `lipsync`: a portrait (image or short video) and a narration become a talking-head
+//! MP4 with the narration as its sound track.
+//!
+//! Params: `portrait` and `audio` (artifact ids), `face_box` `[x, y, w, h]` (from the
+//! request or the presenter's profile), `model` (installed Wav2Lip, default `wav2lip`),
+//! `fps` (25), `batch_size` (16). `text` is reserved for narration synthesised first; it
+//! is refused until a speech model is wired in here (see [`narration`]).
+
+use image::RgbImage;
+use serde_json::json;
+
+use super::inputs::{InputFile, artifact_param, box_param, input_file, model_file, model_param};
+use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, int_param, reject_unknown};
+use crate::media::audio::{Audio, decode_bytes, write_wav};
+use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoWriter};
+use crate::media::mel::MEL_SAMPLE_RATE;
+use crate::media::visual::open_visual;
+use crate::pipelines::Progress;
+use crate::pipelines::lipsync::{
+    DEFAULT_BATCH, DEFAULT_FPS, FaceBox, FaceTrack, LipsyncError, Wav2Lip, lipsync_frames,
+};
+
+/// The `lipsync` job kind.
+pub struct Lipsync;
+
+/// Default installed model name.
+pub const DEFAULT_MODEL: &str = "wav2lip";
+/// Most frames read from a video portrait (it is cycled when the narration is longer).
+const MAX_SOURCE_FRAMES: usize = 750;
+/// Memory allowed for a video portrait's decoded frames; large videos get fewer frames.
+const MAX_SOURCE_BYTES: usize = 1 << 30;
+const STAGE: &str = "lipsync";
+
+impl JobKind for Lipsync {
+    fn name(&self) -> &'static str {
+        "lipsync"
+    }
+
+    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
+        reject_unknown(&params, &["portrait", "audio", "text", "face_box", "model", "fps", "batch_size"])?;
+        let portrait = artifact_param(&params, "portrait")?.ok_or_else(|| ParamError::new("portrait", "required"))?;
+        if params.get("text").is_some_and(|t| !t.is_null()) {
+            return Err(ParamError::new(
+                "text",
+                "speech synthesis is not wired into lipsync yet; synthesise with a speech job and pass its artifact as audio",
+            ));
+        }
+        let audio = artifact_param(&params, "audio")?.ok_or_else(|| ParamError::new("audio", "required"))?;
+        let face_box = box_param(&params, "face_box")?.ok_or_else(|| {
+            ParamError::new("face_box", "required: [x, y, w, h] of the face (no face detector model is installed)")
+        })?;
+        let model = model_param(&params, "model", DEFAULT_MODEL, ctx.config)?;
+        let fps = int_param(&params, "fps", i64::from(DEFAULT_FPS), 1..=60)?;
+        let batch = int_param(&params, "batch_size", DEFAULT_BATCH as i64, 1..=256)?;
+        Ok(json!({
+            "portrait": portrait.to_string(),
+            "audio": audio.to_string(),
+            "face_box": face_box,
+            "model": model,
+            "fps": fps,
+            "batch_size": batch,
+        }))
+    }
+
+    fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
+        vec![STAGE.to_string()]
+    }
+
+    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+        if stage != STAGE {
+            return Err(StageError::Fatal(format!("lipsync has no stage {stage:?}")));
+        }
+        let p = run.params;
+        let fps = p.get("fps").and_then(|v| v.as_u64()).unwrap_or(u64::from(DEFAULT_FPS)) as u32;
+        let batch = p.get("batch_size").and_then(|v| v.as_u64()).unwrap_or(DEFAULT_BATCH as u64) as usize;
+        let face = box_param(p, "face_box")
+            .map_err(|e| StageError::Fatal(e.to_string()))?
+            .map(FaceBox::from_xywh)
+            .ok_or_else(|| StageError::Fatal("face_box: missing".into()))?;
+        let model_name = p.get("model").and_then(|v| v.as_str()).unwrap_or(DEFAULT_MODEL);
+
+        let portrait = input_file(run, "portrait")?;
+        let frames = portrait_frames(&portrait)?;
+        let audio = narration(run)?;
+        let limit = run.config.limits.max_audio_seconds;
+        if audio.duration_s() > limit {
+            return Err(StageError::Fatal(format!(
+                "audio is {:.1} s long; the limit is {limit} s (limits.max_audio_seconds)",
+                audio.duration_s()
+            )));
+        }
+        let audio_16k = audio.mono_at(MEL_SAMPLE_RATE).map_err(|e| StageError::Fatal(e.to_string()))?;
+
+        let model = Wav2Lip::load(run.engine, run.device, &model_file(run.config, model_name)).map_err(stage_error)?;
+        let track = FaceTrack::with_boxes(&frames, &[face], &portrait.label).map_err(stage_error)?;
+        let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
+        let clip = lipsync_frames(&model, track, &audio_16k, fps, batch, run.cancel, &progress).map_err(stage_error)?;
+        run.sink.log("info", &format!("lip-syncing {} frames at {fps} fps with {model_name}", clip.total()));
+
+        // The sound track is the decoded narration itself, so picture and sound agree.
+        let scratch = run.sink.scratch_dir();
+        let wav = scratch.join("narration.wav");
+        write_wav(&wav, &audio).map_err(|e| StageError::Retriable(e.to_string()))?;
+        let out = scratch.join("lipsync.mp4");
+        let (w, h) = frames[0].dimensions();
+        let mut opts = VideoOptions::new(w, h, fps);
+        opts.encoder = H264Encoder::for_device(run.device);
+        opts.audio = Some(wav);
+        let mut writer = VideoWriter::create(&out, &opts).map_err(|e| ffmpeg_error(run, e))?;
+        for frame in clip {
+            writer.push(&frame.map_err(stage_error)?).map_err(|e| ffmpeg_error(run, e))?;
+        }
+        writer.finish().map_err(|e| ffmpeg_error(run, e))?;
+        run.sink.put_artifact_file("lipsync.mp4", "video/mp4", &out)?;
+        Ok(())
+    }
+}
+
+/// The portrait's frames: one for an image; for a video up to [`MAX_SOURCE_FRAMES`] within
+/// [`MAX_SOURCE_BYTES`].
+fn portrait_frames(portrait: &InputFile) -> Result<Vec<RgbImage>, StageError> {
+    let visual = open_visual(&portrait.path, &portrait.label, Some(&portrait.artifact.media_type))
+        .map_err(|e| StageError::Fatal(e.to_string()))?;
+    let (w, h) = visual.size();
+    let max_frames = (MAX_SOURCE_BYTES / (w as usize * h as usize * 3).max(1)).clamp(1, MAX_SOURCE_FRAMES);
+    visual.frames(&portrait.label, max_frames).map_err(|e| StageError::Fatal(e.to_string()))
+}
+
+/// The narration to lip-sync. Today that is the `audio` artifact; a `text` source
+/// (synthesised by the speech pipeline) plugs in here.
+fn narration(run: &StageRun) -> Result<Audio, StageError> {
+    let audio = input_file(run, "audio")?;
+    let bytes =
+        std::fs::read(&audio.path).map_err(|e| StageError::Retriable(format!("cannot read {}: {e}", audio.label)))?;
+    decode_bytes(bytes, &audio.artifact.name).map_err(|e| StageError::Fatal(format!("{}: {e}", audio.label)))
+}
+
+/// Maps a pipeline error: cancellation stays cancellation, the rest will not heal by retrying.
+pub(crate) fn stage_error(e: LipsyncError) -> StageError {
+    match e {
+        LipsyncError::Canceled => StageError::Canceled,
+        other => StageError::Fatal(other.to_string()),
+    }
+}
+
+/// Puts ffmpeg's complaint into the job's events and fails the stage with it.
+pub(crate) fn ffmpeg_error(run: &StageRun, e: crate::media::ffmpeg::FfmpegError) -> StageError {
+    run.sink.log("error", &e.to_string());
+    StageError::Fatal(e.to_string())
+}

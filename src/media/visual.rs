@@ -1,0 +1,104 @@
+//! Opening a picture input that may be a still image or a video, with errors that name
+//! the input (a portrait upload can be anything a user picked).
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+
+use super::ffmpeg::{FfmpegError, VideoInfo, read_video_frames};
+use super::ffprobe::probe;
+
+/// Errors from opening a picture input.
+#[derive(Debug, thiserror::Error)]
+pub enum VisualError {
+    #[error("cannot read {input}: {source}")]
+    Read { input: String, source: std::io::Error },
+    #[error("{input} is empty (0 bytes)")]
+    Empty { input: String },
+    #[error("{input} is neither an image (PNG, JPEG, WebP) nor a video: {reason}")]
+    NotVisual { input: String, reason: String },
+    #[error("{input}: {source}")]
+    Video { input: String, source: FfmpegError },
+}
+
+/// A picture input: one still image, or a video to be read through ffmpeg.
+#[derive(Debug, Clone)]
+pub enum Visual {
+    Image(RgbImage),
+    Video { path: PathBuf, info: VideoInfo },
+}
+
+/// Opens `path` as an image, else as a video. `input` names it in errors; `media_type`,
+/// when known, skips the guess (`video/*` goes straight to ffmpeg).
+pub fn open_visual(path: &Path, input: &str, media_type: Option<&str>) -> Result<Visual, VisualError> {
+    let is_video_type = media_type.is_some_and(|m| m.starts_with("video/"));
+    let mut image_reason = String::new();
+    let read_err = |source| VisualError::Read { input: input.to_string(), source };
+    if std::fs::metadata(path).map_err(read_err)?.len() == 0 {
+        return Err(VisualError::Empty { input: input.to_string() });
+    }
+    if !is_video_type {
+        // Sniff the header first, so a large video is not read into memory as an image.
+        let reader = image::ImageReader::open(path).map_err(read_err)?.with_guessed_format().map_err(read_err)?;
+        match reader.format() {
+            Some(_) => match reader.decode() {
+                Ok(img) => return Ok(Visual::Image(img.to_rgb8())),
+                Err(e) => image_reason = e.to_string(),
+            },
+            None => image_reason = "not a PNG, JPEG or WebP file".into(),
+        }
+    }
+    let info = probe(path).map_err(|e| not_visual(input, &image_reason, &e.to_string()))?;
+    let video = info
+        .video()
+        .filter(|v| v.width.is_some() && (info.duration_s.is_some() || v.frames.is_some()))
+        .ok_or_else(|| not_visual(input, &image_reason, "no video stream"))?;
+    let (width, height) = video.display_size().ok_or_else(|| not_visual(input, &image_reason, "no frame size"))?;
+    Ok(Visual::Video {
+        path: path.to_path_buf(),
+        info: VideoInfo {
+            width,
+            height,
+            fps: video.fps.filter(|f| f.is_finite() && *f > 0.0).unwrap_or(25.0),
+            duration_s: video.duration_s.or(info.duration_s),
+            has_audio: info.audio().is_some(),
+        },
+    })
+}
+
+fn not_visual(input: &str, image_reason: &str, video_reason: &str) -> VisualError {
+    let reason = if image_reason.is_empty() {
+        format!("as a video: {video_reason}")
+    } else {
+        format!("as an image: {image_reason}; as a video: {video_reason}")
+    };
+    VisualError::NotVisual { input: input.to_string(), reason }
+}
+
+impl Visual {
+    /// Frame size.
+    pub fn size(&self) -> (u32, u32) {
+        match self {
+            Visual::Image(img) => img.dimensions(),
+            Visual::Video { info, .. } => (info.width, info.height),
+        }
+    }
+
+    /// All frames (one for an image), at most `max_frames`, decoded into memory.
+    pub fn frames(&self, input: &str, max_frames: usize) -> Result<Vec<RgbImage>, VisualError> {
+        match self {
+            Visual::Image(img) => Ok(vec![img.clone()]),
+            Visual::Video { path, .. } => {
+                let (_, frames) = read_video_frames(path, max_frames)
+                    .map_err(|source| VisualError::Video { input: input.to_string(), source })?;
+                if frames.is_empty() {
+                    return Err(VisualError::NotVisual {
+                        input: input.to_string(),
+                        reason: "the video has no frames".into(),
+                    });
+                }
+                Ok(frames)
+            }
+        }
+    }
+}

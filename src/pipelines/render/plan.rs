@@ -1,0 +1,107 @@
+//! The render's plan: a script becomes scenes (one per paragraph), each with its
+//! sentences (narration lines and subtitle cues) and a keyframe prompt.
+
+use serde::{Deserialize, Serialize};
+
+/// One scene of a film.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scene {
+    /// Position in the film, from 0.
+    pub index: usize,
+    /// The scene's narration, sentence by sentence.
+    pub sentences: Vec<String>,
+    /// Prompt for the scene's keyframe: the style prefix and the scene's text.
+    pub prompt: String,
+    /// Seed for this scene's keyframe and camera move.
+    pub seed: u64,
+}
+
+/// A film's plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub scenes: Vec<Scene>,
+}
+
+/// Splits `script` into scenes by blank-line paragraphs; a single line is a one-scene film.
+/// `style` is prepended to every scene prompt; seeds derive from `seed` and the index.
+pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
+    let paragraphs = script
+        .replace("\r\n", "\n")
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>();
+    let scenes = paragraphs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let prompt = match style.trim() {
+                "" => text.clone(),
+                s => format!("{s}, {text}"),
+            };
+            Scene { index, sentences: sentences(text), prompt, seed: seed.wrapping_add(index as u64 * 7919) }
+        })
+        .collect();
+    Plan { scenes }
+}
+
+/// Splits text into sentences at `.`, `!`, `?` (keeping the mark) followed by a space or the end,
+/// leaving abbreviation-like single capitals ("J. Smith") and decimals ("3.5") alone.
+pub fn sentences(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 0..chars.len() {
+        if !matches!(chars[i], '.' | '!' | '?') {
+            continue;
+        }
+        let at_end = i + 1 == chars.len();
+        let next_is_space = chars.get(i + 1).is_some_and(|c| c.is_whitespace());
+        if !(at_end || next_is_space) {
+            continue;
+        }
+        let word_start = chars[..i].iter().rposition(|c| c.is_whitespace()).map_or(0, |p| p + 1);
+        let word: String = chars[word_start..i].iter().collect();
+        let initial = chars[i] == '.' && word.chars().count() == 1 && word.chars().all(|c| c.is_uppercase());
+        if initial && !at_end {
+            continue;
+        }
+        let s: String = chars[start..=i].iter().collect::<String>().trim().to_string();
+        if !s.is_empty() {
+            out.push(s);
+        }
+        start = i + 1;
+    }
+    let rest: String = chars[start.min(chars.len())..].iter().collect::<String>().trim().to_string();
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paragraphs_become_scenes_and_sentences_split() {
+        let p = plan("A red circle. It rolls!\n\nA blue square?  Yes.\n\n\n", "flat colours", 42);
+        assert_eq!(p.scenes.len(), 2);
+        assert_eq!(p.scenes[0].sentences, vec!["A red circle.", "It rolls!"]);
+        assert_eq!(p.scenes[1].sentences, vec!["A blue square?", "Yes."]);
+        assert_eq!(p.scenes[0].prompt, "flat colours, A red circle. It rolls!");
+        assert_ne!(p.scenes[0].seed, p.scenes[1].seed);
+    }
+
+    #[test]
+    fn a_single_prompt_makes_a_one_scene_film() {
+        let p = plan("a yellow triangle on a green background", "", 1);
+        assert_eq!(p.scenes.len(), 1);
+        assert_eq!(p.scenes[0].sentences, vec!["a yellow triangle on a green background"]);
+    }
+
+    #[test]
+    fn initials_and_decimals_do_not_end_sentences() {
+        assert_eq!(sentences("J. Smith paid 3.5 dollars. Then left"), vec!["J. Smith paid 3.5 dollars.", "Then left"]);
+    }
+}

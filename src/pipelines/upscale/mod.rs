@@ -1,0 +1,256 @@
+//! Super-resolution with Real-ESRGAN-style ONNX models: NCHW float RGB in [0, 1] in, the
+//! same ×scale out. The scale is read from the model (static shapes, or one probe run);
+//! images are tiled with context padding, which also lets fixed-size exports (the
+//! official one is 1×3×64×64) upscale images of any size. Videos go frame by frame
+//! through ffmpeg and keep their sound.
+
+use std::path::{Path, PathBuf};
+
+use image::{Rgb, RgbImage};
+use ort::value::{Tensor, TensorElementType, ValueType};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, EngineError, SharedSession};
+use crate::gpu::DeviceId;
+use crate::media::ffmpeg::{FfmpegError, FrameRate, H264Encoder, VideoOptions, VideoReader, VideoWriter};
+use crate::pipelines::{Canceled, Progress, ProgressFn, check_cancel};
+
+pub mod tiling;
+
+use tiling::plan_tiles;
+
+/// Real-ESRGAN's default context around each tile.
+pub const DEFAULT_TILE_PAD: u32 = 10;
+/// Tile size used on dynamic models when the image is larger than this (pixels per side).
+pub const DEFAULT_TILE: u32 = 512;
+
+/// Why upscaling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpscaleError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("model {model} does not have the Real-ESRGAN interface: {reason}")]
+    Interface { model: PathBuf, reason: String },
+    #[error("inference failed in {model}: {reason}")]
+    Run { model: PathBuf, reason: String },
+    #[error("{0}")]
+    Video(#[from] FfmpegError),
+    #[error("canceled")]
+    Canceled,
+}
+
+impl From<Canceled> for UpscaleError {
+    fn from(_: Canceled) -> Self {
+        UpscaleError::Canceled
+    }
+}
+
+/// How images are cut into tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileOptions {
+    /// Tile side in input pixels for dynamic models; 0 picks [`DEFAULT_TILE`] for large
+    /// images and no tiling for small ones. Fixed-size models use their own size.
+    pub tile: u32,
+    /// Context pixels read around each tile and thrown away after.
+    pub pad: u32,
+}
+
+impl Default for TileOptions {
+    fn default() -> Self {
+        Self { tile: 0, pad: DEFAULT_TILE_PAD }
+    }
+}
+
+/// A loaded super-resolution model.
+pub struct Upscaler {
+    session: SharedSession,
+    path: PathBuf,
+    input: String,
+    output: String,
+    scale: u32,
+    /// (height, width) when the model only takes one size.
+    fixed: Option<(u32, u32)>,
+}
+
+fn tensor_dims(o: &ort::value::Outlet) -> (Vec<i64>, Option<TensorElementType>) {
+    match o.dtype() {
+        ValueType::Tensor { ty, shape, .. } => (shape.iter().copied().collect(), Some(*ty)),
+        _ => (Vec::new(), None),
+    }
+}
+
+impl Upscaler {
+    /// Loads `model` (a `.onnx` file, or a directory holding `model.onnx`) on `device` and
+    /// works out its scale and size constraints.
+    pub fn load(engine: &Engine, device: DeviceId, model: &Path) -> Result<Self, UpscaleError> {
+        let path = if model.is_dir() { model.join("model.onnx") } else { model.to_path_buf() };
+        let session = engine.session(&path, device)?;
+        let bad = |reason: String| UpscaleError::Interface { model: path.clone(), reason };
+        let (input, in_dims, output, out_dims) = {
+            let s = session.lock().map_err(|_| bad("session lock poisoned by an earlier panic".into()))?;
+            let [inp] = s.inputs() else {
+                return Err(bad(format!("expected one image input, found {}", s.inputs().len())));
+            };
+            let out = s.outputs().first().ok_or_else(|| bad("no outputs".into()))?;
+            let (in_dims, in_ty) = tensor_dims(inp);
+            let (out_dims, out_ty) = tensor_dims(out);
+            for (name, ty) in [(inp.name(), in_ty), (out.name(), out_ty)] {
+                if ty != Some(TensorElementType::Float32) {
+                    return Err(bad(format!("tensor {name} is {ty:?}; only float32 exports are supported")));
+                }
+            }
+            (inp.name().to_string(), in_dims, out.name().to_string(), out_dims)
+        };
+        if in_dims.len() != 4 || !(in_dims[1] == 3 || in_dims[1] < 0) || out_dims.len() != 4 {
+            return Err(bad(format!("expected NCHW RGB tensors, got input {in_dims:?} and output {out_dims:?}")));
+        }
+        let fixed = (in_dims[2] > 0 && in_dims[3] > 0).then(|| (in_dims[2] as u32, in_dims[3] as u32));
+        let mut this = Self { session, path: path.clone(), input, output, scale: 1, fixed };
+        this.scale = match (fixed, out_dims[2], out_dims[3]) {
+            (Some((h, w)), oh, ow) if oh > 0 && ow > 0 => {
+                if oh as u32 % h != 0 || ow as u32 / w != oh as u32 / h {
+                    return Err(bad(format!("output {oh}x{ow} is not a whole multiple of input {h}x{w}")));
+                }
+                oh as u32 / h
+            }
+            _ => this.probe_scale()?,
+        };
+        if this.scale == 0 {
+            return Err(bad("output is smaller than the input".into()));
+        }
+        tracing::info!(model = %path.display(), scale = this.scale, fixed = ?this.fixed, "loaded upscaler");
+        Ok(this)
+    }
+
+    /// One run on a small blank image to learn the scale of a dynamic model.
+    fn probe_scale(&self) -> Result<u32, UpscaleError> {
+        let (h, w) = self.fixed.unwrap_or((16, 16));
+        let (data, (oh, ow)) = self.run(vec![0.0; 3 * (h * w) as usize], h, w)?;
+        drop(data);
+        if oh % h != 0 || ow / w != oh / h {
+            return Err(UpscaleError::Interface {
+                model: self.path.clone(),
+                reason: format!("probe {h}x{w} gave {oh}x{ow}, not a whole-number scale"),
+            });
+        }
+        Ok(oh / h)
+    }
+
+    /// Output pixels per input pixel.
+    pub fn scale(&self) -> u32 {
+        self.scale
+    }
+
+    /// The only input size the model accepts, as (height, width), if it is fixed.
+    pub fn fixed_size(&self) -> Option<(u32, u32)> {
+        self.fixed
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs one CHW tile; returns the output CHW data and its (height, width).
+    fn run(&self, chw: Vec<f32>, h: u32, w: u32) -> Result<(Vec<f32>, (u32, u32)), UpscaleError> {
+        let err = |reason: String| UpscaleError::Run { model: self.path.clone(), reason };
+        let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw)).map_err(|e| err(e.to_string()))?;
+        let mut session = self.session.lock().map_err(|_| err("session lock poisoned".into()))?;
+        let outputs = session
+            .run(ort::inputs![self.input.as_str() => tensor])
+            .map_err(|e| err(format!("on a {w}x{h} tile: {e}")))?;
+        let value = outputs.get(self.output.as_str()).ok_or_else(|| err(format!("no output {}", self.output)))?;
+        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| err(e.to_string()))?;
+        let dims: Vec<i64> = shape.iter().copied().collect();
+        if dims.len() != 4 || dims[0] != 1 || dims[1] != 3 {
+            return Err(err(format!("output has shape {dims:?}, expected [1,3,H,W]")));
+        }
+        Ok((data.to_vec(), (dims[2] as u32, dims[3] as u32)))
+    }
+
+    /// Upscales one image, tile by tile; `progress` counts tiles.
+    pub fn upscale_image(
+        &self,
+        image: &RgbImage,
+        opts: TileOptions,
+        cancel: &CancellationToken,
+        progress: ProgressFn,
+    ) -> Result<RgbImage, UpscaleError> {
+        let (w, h) = image.dimensions();
+        let s = self.scale;
+        let core = match opts.tile {
+            0 if w.max(h) <= DEFAULT_TILE => w.max(h),
+            0 => DEFAULT_TILE,
+            t => t,
+        };
+        let tiles = plan_tiles(w, h, core, opts.pad, self.fixed);
+        let mut out = RgbImage::new(w * s, h * s);
+        for (i, t) in tiles.iter().enumerate() {
+            check_cancel(cancel)?;
+            let (mw, mh) = (t.x.model_len, t.y.model_len);
+            let mut chw = vec![0.0f32; 3 * (mw * mh) as usize];
+            let plane = (mw * mh) as usize;
+            for yy in 0..mh {
+                // Rows and columns past the real pixels repeat the last one (edge padding).
+                let sy = t.y.read_start + yy.min(t.y.read_len - 1);
+                for xx in 0..mw {
+                    let sx = t.x.read_start + xx.min(t.x.read_len - 1);
+                    let px = image.get_pixel(sx, sy).0;
+                    let k = (yy * mw + xx) as usize;
+                    for c in 0..3 {
+                        chw[c * plane + k] = f32::from(px[c]) / 255.0;
+                    }
+                }
+            }
+            let (data, (oh, ow)) = self.run(chw, mh, mw)?;
+            if oh != mh * s || ow != mw * s {
+                return Err(UpscaleError::Run {
+                    model: self.path.clone(),
+                    reason: format!("a {mw}x{mh} tile came out {ow}x{oh}, expected ×{s}"),
+                });
+            }
+            let oplane = (oh * ow) as usize;
+            let to_u8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            for y in t.y.core_start * s..t.y.core_end * s {
+                let ty = y - t.y.read_start * s;
+                for x in t.x.core_start * s..t.x.core_end * s {
+                    let k = (ty * ow + (x - t.x.read_start * s)) as usize;
+                    out.put_pixel(x, y, Rgb([to_u8(data[k]), to_u8(data[oplane + k]), to_u8(data[2 * oplane + k])]));
+                }
+            }
+            progress(Progress { step: i as u64 + 1, total: tiles.len() as u64, message: None });
+        }
+        Ok(out)
+    }
+
+    /// Upscales a video frame by frame into an MP4 at `output`, keeping the input's audio.
+    /// `progress` counts frames (the total is estimated from the duration).
+    pub fn upscale_video(
+        &self,
+        input: &Path,
+        output: &Path,
+        opts: TileOptions,
+        encoder: H264Encoder,
+        cancel: &CancellationToken,
+        progress: ProgressFn,
+    ) -> Result<u64, UpscaleError> {
+        let mut reader = VideoReader::open(input)?;
+        let info = reader.info();
+        let total = info.duration_s.map_or(0, |d| (d * info.fps).round() as u64);
+        let mut vopts =
+            VideoOptions::new(info.width * self.scale, info.height * self.scale, FrameRate::from_f64(info.fps));
+        vopts.encoder = encoder;
+        if info.has_audio {
+            vopts.audio = Some(input.to_path_buf());
+        }
+        let mut writer = VideoWriter::create(output, &vopts)?;
+        let quiet = |_: Progress| {};
+        while let Some(frame) = reader.next_frame()? {
+            check_cancel(cancel)?;
+            writer.push(&self.upscale_image(&frame, opts, cancel, &quiet)?)?;
+            let done = writer.frames();
+            progress(Progress { step: done, total: total.max(done), message: None });
+        }
+        Ok(writer.finish()?.frames)
+    }
+}
