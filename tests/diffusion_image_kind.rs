@@ -41,9 +41,8 @@ fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| Engine::new(&config()))
 }
 
-fn kind() -> &'static Image {
-    static KIND: OnceLock<Image> = OnceLock::new();
-    KIND.get_or_init(Image::default)
+fn kind() -> Image {
+    Image
 }
 
 /// A stage sink keeping artifacts in memory (and on disk for `artifact_path`).

@@ -173,3 +173,37 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn fp16_interface_exports_run_and_stay_close_to_f32() {
+    // The f16-interface UNet differs from the f32 one only by rounding at its inputs and
+    // outputs, so the image must stay close to diffusers' f32 reference.
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&root().join("tests/fixtures/models/tiny-sd"), dir.path());
+    std::fs::copy(root().join("tests/fixtures/models/tiny-sd-unet-f16io.onnx"), dir.path().join("unet/model.onnx"))
+        .expect("copy f16 unet");
+    let all = cases();
+    let case = all.iter().find(|c| c.name == "sd_dpmpp_2m").expect("sd_dpmpp_2m case");
+    let model = SdModel::load(dir.path(), engine(), DeviceId::Cpu).expect("f16 model loads");
+    assert_eq!(model.unet.sample.ty, ort::value::TensorElementType::Float16);
+    let file: SchedulerConfigFile = serde_json::from_value(case.scheduler_config.clone()).expect("config");
+    let req = GenerateRequest {
+        prompt: case.prompt.clone(),
+        negative_prompt: case.negative_prompt.clone(),
+        width: case.width,
+        height: case.height,
+        steps: case.steps,
+        guidance: case.guidance,
+        scheduler: SchedulerChoice::parse(&case.scheduler).expect("scheduler"),
+        scheduler_config: Some(file),
+        count: 1,
+        init: None,
+        max_side: 2048,
+    };
+    let latents = npy(case.latents.as_deref().expect("latents"));
+    let out =
+        generate(&model, &req, &mut ReplayNoise::new(Vec::new()), Some(&latents), &Hooks::default()).expect("runs");
+    let d = max_diff(&out.images[0].data, &npy(&case.expected));
+    println!("f16-interface UNet vs f32 reference: max abs diff {d:.2e}");
+    assert!(d < 1e-2, "f16 interface drifted by {d}");
+}

@@ -3,9 +3,7 @@
 //! same pixels after a restart; the one stage writes PNGs with A1111-style parameters and
 //! previews as they come.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -218,11 +216,10 @@ pub fn validate_params(params: &serde_json::Value, config: &Config) -> Result<Im
     })
 }
 
-/// The `image` job kind, with a cache of loaded models.
-#[derive(Default)]
-pub struct Image {
-    models: Mutex<HashMap<(PathBuf, DeviceId), Arc<SdModel>>>,
-}
+/// The `image` job kind. Models are opened per render: the engine's session cache keeps
+/// the sessions warm and decides when they unload, so nothing here pins them.
+#[derive(Debug, Default)]
+pub struct Image;
 
 /// A finished render: PNGs with their parameters text, and what to tell the user.
 #[derive(Debug, Clone)]
@@ -234,25 +231,17 @@ pub struct Rendered {
 }
 
 impl Image {
-    /// The model for `params` on `device`, loaded once and kept.
+    /// Opens model `name` on `device` (sessions come from the engine's cache).
     pub fn model(
         &self,
         config: &Config,
         engine: &Engine,
         device: DeviceId,
         name: &str,
-    ) -> Result<Arc<SdModel>, DiffusionError> {
+    ) -> Result<SdModel, DiffusionError> {
         let dir = ModelInfo::find(&model_search_dirs(config), name)
             .ok_or_else(|| DiffusionError::Request { field: "model", message: format!("unknown model {name:?}") })?;
-        let key = (dir.clone(), device);
-        if let Some(m) = self.models.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(m);
-        }
-        let model = Arc::new(SdModel::load(&dir, engine, device)?);
-        if let Ok(mut cache) = self.models.lock() {
-            cache.insert(key, model.clone());
-        }
-        Ok(model)
+        SdModel::load(&dir, engine, device)
     }
 
     /// Renders validated `params` (init picture already decoded) to PNG bytes.
@@ -487,7 +476,7 @@ pub fn render_local(
         ),
         None => None,
     };
-    let kind = Image::default();
+    let kind = Image;
     let rendered = kind.render(config, engine, device, &params, init.as_ref(), progress, None, None)?;
     let mut files = Vec::new();
     for (i, (_, png)) in rendered.images.iter().enumerate() {

@@ -111,7 +111,7 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(speech::SpeechKind),
         Arc::new(lipsync::Lipsync),
         Arc::new(upscale::Upscale),
-        Arc::new(image::Image::default()),
+        Arc::new(image::Image),
         Arc::new(render::Render::default()),
     ]
 }

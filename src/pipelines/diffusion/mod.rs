@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+pub mod bench;
 pub mod model;
 pub mod noise;
 pub mod onnx;

@@ -4,18 +4,19 @@
 //! The order of operations (and of random draws) follows diffusers' StableDiffusion /
 //! Img2Img / XL pipelines, so a replayed `NoiseSource` reproduces their images.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use tokio_util::sync::CancellationToken;
 
 use super::DiffusionError;
-use super::model::SdModel;
+use super::model::{SdModel, Unet};
 use super::noise::NoiseSource;
 use super::onnx::{Output, float_input, timestep_input};
 use super::preview::latent_preview_png;
 use super::schedulers::{self, SchedulerChoice, SchedulerConfigFile, img2img_start};
-use super::text::encode_prompts;
+use super::text::{Conditioning, encode_prompts};
 use super::vae::{decode, encode_init_image};
 use crate::pipelines::{Progress, ProgressFn, check_cancel};
 
@@ -228,33 +229,9 @@ pub fn generate(
         if cfg {
             model_in.copy_within(..n * per, n * per);
         }
-        let mut out_all: Vec<f32> = Vec::with_capacity(batch * per);
-        for a in (0..batch).step_by(chunk) {
-            let b = (a + chunk).min(batch);
-            let m = b - a;
-            let mut feeds = vec![
-                float_input(&unet.sample, vec![m, ch, lh, lw], &model_in[a * per..b * per])?,
-                timestep_input(&unet.timestep, t, m)?,
-                float_input(
-                    &unet.hidden,
-                    vec![m, cond.seq, cond.dim],
-                    &cond.hidden[a * cond.seq * cond.dim..b * cond.seq * cond.dim],
-                )?,
-            ];
-            if let (Some(info), Some((te, p))) = (&unet.text_embeds, &cond.text_embeds) {
-                feeds.push(float_input(info, vec![m, *p], &te[a * p..b * p])?);
-            }
-            if let (Some(info), Some(ids)) = (&unet.time_ids, &cond.time_ids) {
-                feeds.push(float_input(info, vec![m, 6], &ids[a * 6..b * 6])?);
-            }
-            if let (Some(info), Some((emb, d))) = (&unet.timestep_cond, &guidance_cond) {
-                feeds.push(float_input(info, vec![m, *d], &emb[a * d..b * d])?);
-            }
-            let mut outs = unet.part.run(feeds, &mut onnx)?;
-            unet_runs += 1;
-            let out = take_output(&mut outs, unet.output, "unet", m * per)?;
-            out_all.extend_from_slice(&out.data);
-        }
+        let shape = LatentShape { batch, per, ch, lh, lw };
+        let out_all = predict(unet, &cond, guidance_cond.as_ref(), &model_in, t, shape, &mut onnx)?;
+        unet_runs += batch.div_ceil(chunk) as u32;
         if cfg {
             let g = req.guidance;
             let (uncond, text) = out_all.split_at(n * per);
@@ -291,6 +268,60 @@ pub fn generate(
     })
 }
 
+/// Latent layout of one UNet step: `batch` items of `per = ch·lh·lw` values.
+#[derive(Clone, Copy)]
+struct LatentShape {
+    batch: usize,
+    per: usize,
+    ch: usize,
+    lh: usize,
+    lw: usize,
+}
+
+/// One UNet evaluation of the whole (CFG) batch, split into runs the export accepts.
+fn predict(
+    unet: &Unet,
+    cond: &Conditioning,
+    guidance_cond: Option<&(Vec<f32>, usize)>,
+    model_in: &[f32],
+    t: f64,
+    shape: LatentShape,
+    onnx: &mut Duration,
+) -> Result<Vec<f32>, DiffusionError> {
+    let LatentShape { batch, per, ch, lh, lw } = shape;
+    let fixed_batch = unet.sample.fixed(0);
+    let chunk = unet.max_batch().min(batch).max(1);
+    let mut out_all: Vec<f32> = Vec::with_capacity(batch * per);
+    for a in (0..batch).step_by(chunk) {
+        let b = (a + chunk).min(batch);
+        // Exports with a fixed batch larger than what is left get the last item repeated.
+        let m = fixed_batch.unwrap_or(b - a);
+        let sample = padded_rows(model_in, a, b, m, per);
+        let hidden = padded_rows(&cond.hidden, a, b, m, cond.seq * cond.dim);
+        let mut feeds = vec![
+            float_input(&unet.sample, vec![m, ch, lh, lw], &sample)?,
+            timestep_input(&unet.timestep, t, m)?,
+            float_input(&unet.hidden, vec![m, cond.seq, cond.dim], &hidden)?,
+        ];
+        let text_embeds = cond.text_embeds.as_ref().map(|(te, p)| (padded_rows(te, a, b, m, *p), *p));
+        if let (Some(info), Some((te, p))) = (&unet.text_embeds, &text_embeds) {
+            feeds.push(float_input(info, vec![m, *p], te)?);
+        }
+        let time_ids = cond.time_ids.as_ref().map(|ids| padded_rows(ids, a, b, m, 6));
+        if let (Some(info), Some(ids)) = (&unet.time_ids, &time_ids) {
+            feeds.push(float_input(info, vec![m, 6], ids)?);
+        }
+        let emb = guidance_cond.map(|(e, d)| (padded_rows(e, a, b, m, *d), *d));
+        if let (Some(info), Some((e, d))) = (&unet.timestep_cond, &emb) {
+            feeds.push(float_input(info, vec![m, *d], e)?);
+        }
+        let mut outs = unet.part.run(feeds, onnx)?;
+        let out = take_output(&mut outs, unet.output, "unet", m * per)?;
+        out_all.extend_from_slice(&out.data[..(b - a) * per]);
+    }
+    Ok(out_all)
+}
+
 pub(super) fn take_output(
     outs: &mut [Output],
     index: usize,
@@ -315,6 +346,21 @@ pub(super) fn take_output(
     Ok(out)
 }
 
+/// Rows `a..b` of `data` (rows of `width` values), padded to `m` rows by repeating the
+/// last; borrowed when no padding is needed.
+fn padded_rows(data: &[f32], a: usize, b: usize, m: usize, width: usize) -> Cow<'_, [f32]> {
+    let rows = &data[a * width..b * width];
+    if m <= b - a {
+        return Cow::Borrowed(rows);
+    }
+    let mut out = Vec::with_capacity(m * width);
+    out.extend_from_slice(rows);
+    while out.len() < m * width {
+        out.extend_from_slice(&data[(b - 1) * width..b * width]);
+    }
+    Cow::Owned(out)
+}
+
 /// LCM's guidance-scale embedding (`get_guidance_scale_embedding`): sinusoids of 1000·w,
 /// repeated for every item of the batch.
 pub fn guidance_embedding(w: f32, dim: usize, batch: usize) -> (Vec<f32>, usize) {
@@ -325,4 +371,37 @@ pub fn guidance_embedding(w: f32, dim: usize, batch: usize) -> (Vec<f32>, usize)
     one.extend((0..half).map(|i| (w * (i as f32 * -scale).exp()).cos()));
     one.resize(dim, 0.0);
     (one.repeat(batch), dim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guidance_embedding_matches_diffusers_lcm() {
+        // LatentConsistencyModelPipeline.get_guidance_scale_embedding(tensor([6.5]), 8)
+        let want = [
+            -0.044_784_74,
+            0.110_189_15,
+            0.991_123_26,
+            0.605_186_34,
+            -0.998_996_7,
+            0.993_910_6,
+            0.132_946_03,
+            0.796_083_9,
+        ];
+        let (got, dim) = guidance_embedding(6.5, 8, 2);
+        assert_eq!(dim, 8);
+        for (i, (g, w)) in got[..8].iter().zip(want).enumerate() {
+            assert!((g - w).abs() < 2e-3, "[{i}] {g} != {w}");
+        }
+        assert_eq!(got[..8], got[8..], "repeated per batch item");
+    }
+
+    #[test]
+    fn fixed_batch_exports_get_the_last_row_repeated() {
+        let data = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(&*padded_rows(&data, 1, 2, 3, 2), &[3.0, 4.0, 3.0, 4.0, 3.0, 4.0]);
+        assert!(matches!(padded_rows(&data, 0, 2, 2, 2), Cow::Borrowed(rows) if rows == data));
+    }
 }

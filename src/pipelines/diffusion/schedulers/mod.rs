@@ -5,7 +5,7 @@
 //! a begin index (0, or later for img2img) to the end, calling `scale_model_input` before
 //! the UNet and `step` after it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::noise::{NoiseError, NoiseSource};
 
@@ -119,7 +119,9 @@ pub struct SchedulerConfigFile {
     #[serde(rename = "_class_name")]
     pub class_name: Option<String>,
     pub num_train_timesteps: Option<usize>,
+    #[serde(deserialize_with = "lenient_f64")]
     pub beta_start: Option<f64>,
+    #[serde(deserialize_with = "lenient_f64")]
     pub beta_end: Option<f64>,
     pub beta_schedule: Option<String>,
     pub trained_betas: Option<Vec<f64>>,
@@ -128,6 +130,7 @@ pub struct SchedulerConfigFile {
     pub steps_offset: Option<usize>,
     pub rescale_betas_zero_snr: Option<bool>,
     pub clip_sample: Option<bool>,
+    #[serde(deserialize_with = "lenient_f64")]
     pub clip_sample_range: Option<f64>,
     pub set_alpha_to_one: Option<bool>,
     pub thresholding: Option<bool>,
@@ -136,7 +139,9 @@ pub struct SchedulerConfigFile {
     pub use_beta_sigmas: Option<bool>,
     pub use_lu_lambdas: Option<bool>,
     pub interpolation_type: Option<String>,
+    #[serde(deserialize_with = "lenient_f64")]
     pub sigma_min: Option<f64>,
+    #[serde(deserialize_with = "lenient_f64")]
     pub sigma_max: Option<f64>,
     pub final_sigmas_type: Option<String>,
     pub timestep_type: Option<String>,
@@ -145,9 +150,31 @@ pub struct SchedulerConfigFile {
     pub algorithm_type: Option<String>,
     pub lower_order_final: Option<bool>,
     pub euler_at_final: Option<bool>,
+    #[serde(deserialize_with = "lenient_f64")]
     pub lambda_min_clipped: Option<f64>,
     pub original_inference_steps: Option<usize>,
+    #[serde(deserialize_with = "lenient_f64")]
     pub timestep_scaling: Option<f64>,
+}
+
+/// A float that configs may also spell as a string (`"-inf"`, `"Infinity"`) or `null`.
+fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        Number(f64),
+        Text(String),
+    }
+    match Option::<Num>::deserialize(d)? {
+        None => Ok(None),
+        Some(Num::Number(v)) => Ok(Some(v)),
+        Some(Num::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+            "inf" | "+inf" | "infinity" | "+infinity" => Ok(Some(f64::INFINITY)),
+            "-inf" | "-infinity" => Ok(Some(f64::NEG_INFINITY)),
+            "nan" => Ok(None),
+            other => other.parse().map(Some).map_err(serde::de::Error::custom),
+        },
+    }
 }
 
 /// What the model predicts.

@@ -159,3 +159,13 @@ fn scheduler_names_parse_and_unknown_ones_are_rejected() {
     assert!(matches!(SchedulerChoice::parse("plms"), Err(SchedulerError::UnknownName(_))));
     assert!(SchedulerChoice::parse("euler_a_karras").is_err());
 }
+
+#[test]
+fn configs_may_spell_infinities_as_strings() {
+    let file: SchedulerConfigFile =
+        serde_json::from_str(r#"{"lambda_min_clipped": "-inf", "sigma_min": null, "beta_end": 0.012}"#)
+            .expect("parses");
+    assert_eq!(file.lambda_min_clipped, Some(f64::NEG_INFINITY));
+    assert_eq!(file.sigma_min, None);
+    assert_eq!(file.beta_end, Some(0.012));
+}
