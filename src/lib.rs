@@ -15,3 +15,4 @@ pub mod pipelines;
 pub mod scheduler;
 pub mod setup;
 pub mod store;
+pub mod tui;

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::compat::{models_dir, start_daemon};
+use common::compat::{models_dir, start_daemon, start_daemon_with};
 use common::daemon::DaemonProc;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -389,4 +389,21 @@ async fn interrupt_stops_the_running_prompt_and_the_socket_says_so() {
     let entry = history_of(&c, &d, &id, Duration::from_secs(5)).await;
     assert_eq!(entry["status"]["status_str"], "error");
     assert_eq!(entry["outputs"], json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_stats_lists_every_gpu_with_its_memory() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon_with(data.path(), models.path(), &[("REELBOX_FAKE_GPUS", "8192,24576")]);
+    let stats: Value = http().get(d.at("/api/system_stats")).send().await.expect("get").json().await.expect("json");
+    let devices = stats["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 2, "{stats}");
+    for (i, (dev, mib)) in devices.iter().zip([8192u64, 24576]).enumerate() {
+        assert_eq!(dev["type"], "cuda");
+        assert_eq!(dev["index"], i);
+        assert_eq!(dev["vram_total"].as_u64(), Some(mib << 20), "{dev}");
+        assert!(dev["vram_free"].as_u64().is_some_and(|f| f <= mib << 20), "{dev}");
+        assert!(dev["name"].as_str().is_some_and(|n| n.starts_with(&format!("cuda:{i}"))), "{dev}");
+    }
 }

@@ -262,8 +262,8 @@ def ddim_sample(unet_fn, cond, uncond, latents0, steps=20, guidance=5.0):
 # ============================================================ main
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vae-steps", type=int, default=2000)
-    ap.add_argument("--unet-steps", type=int, default=6000)
+    ap.add_argument("--vae-steps", type=int, default=1500)
+    ap.add_argument("--unet-steps", type=int, default=4000)
     ap.add_argument("--n-train", type=int, default=16000)
     ap.add_argument("--out", default=os.path.join(HERE, "shapes"))
     ap.add_argument("--state", default="/tmp/reelbox_shapes_state.pt")

@@ -79,7 +79,7 @@ def bicubic_up(lr_u8):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--out", default=os.path.join(HERE, "upscaler"))
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest on a busy 2-core machine)")

@@ -96,6 +96,7 @@ pub fn new_job(
         return Err(ApiError::field("priority", "must be between -1000 and 1000"));
     }
     let params = kind.validate(params, &ValidateCtx { config: &state.config })?;
+    state.scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ApiError::field("params", m))?;
     let stages = kind
         .stages(&params)
         .into_iter()
@@ -148,9 +149,12 @@ pub fn visible_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Jo
     }
 }
 
-/// The view of a job with its live progress.
+/// The view of a job with its live progress, energy and cost.
 pub fn view(state: &AppState, job: &Job) -> JobView {
-    JobView::new(job, state.scheduler.progress(job.id))
+    let mut v = JobView::new(job, state.scheduler.progress(job.id))
+        .with_energy(state.scheduler.live_stage_energy_wh(job.id), state.config.energy.price_per_kwh);
+    v.vram_mib = state.scheduler.need(job).vram_mib;
+    v
 }
 
 /// Submit a job.
@@ -295,4 +299,24 @@ pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(StatusCode::FORBIDDEN, "admin_only", "this needs an admin key"))
     }
+}
+
+/// Submits a job of `kind` from a kind route's typed body: its fields are the parameters,
+/// with nulls dropped so the kind fills its own defaults.
+pub async fn submit_params(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    kind: &str,
+    body: &impl Serialize,
+    priority: Option<i32>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers)?;
+    let mut params =
+        serde_json::to_value(body).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
+    if let Some(map) = params.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    let (job, existing) = submit_job(state, caller, kind, params, priority.unwrap_or(0), key).await?;
+    Ok(accepted(state, &job, existing))
 }

@@ -33,11 +33,40 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         }
         _ => match r {
             JsonRejection::JsonDataError(_) => {
-                // serde names the field in its message ("missing field `kind`", "at line 1 column 9").
-                let field = text.split('`').nth(1).map(str::to_owned);
+                let field = field_of(&text);
                 ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", text) }
             }
             _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", text),
         },
+    }
+}
+
+/// The field a JSON data error is about. A wrongly typed value is reported with its path
+/// first (`width: invalid value: integer `-5`, expected u32`); a missing or unknown field
+/// only in backticks (`missing field `kind``).
+fn field_of(text: &str) -> Option<String> {
+    let detail = text.split_once("target type: ").map_or(text, |(_, d)| d);
+    if let Some((path, _)) = detail.split_once(": ")
+        && !path.is_empty()
+        && !path.contains([' ', '`'])
+    {
+        return Some(path.to_string());
+    }
+    detail.split('`').nth(1).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn data_errors_name_the_field_not_the_value() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        let typed = format!("{prefix}width: invalid value: integer `-5`, expected u32 at line 1 column 24");
+        assert_eq!(field_of(&typed).as_deref(), Some("width"));
+        let missing = format!("{prefix}missing field `kind` at line 1 column 2");
+        assert_eq!(field_of(&missing).as_deref(), Some("kind"));
+        let unknown = format!("{prefix}unknown field `pitch`, expected one of `text`, `voice` at line 1 column 9");
+        assert_eq!(field_of(&unknown).as_deref(), Some("pitch"));
     }
 }

@@ -18,14 +18,20 @@ pub mod catalog;
 pub mod comfy;
 pub mod error;
 pub mod events;
+pub mod images;
 pub mod jobs;
 pub mod json;
+pub mod media;
+pub mod metrics;
+pub mod models;
 pub mod openai;
 pub mod openapi;
 pub mod outputs;
 pub mod profiles;
 pub mod renders;
+pub mod speech;
 pub mod system;
+pub mod telemetry;
 pub mod views;
 
 pub use error::ApiError;
@@ -39,12 +45,17 @@ pub struct AppState {
     pub started: Instant,
     /// Fires when the daemon shuts down; long-lived streams end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// What `/metrics` serves; add counters and collectors here.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     /// State over a started scheduler.
     pub fn new(scheduler: Arc<Scheduler>) -> Self {
+        let metrics = Arc::new(metrics::Metrics::new());
+        metrics.register(Arc::new(metrics::TelemetryCollector(scheduler.telemetry().clone())));
         Self {
+            metrics,
             store: scheduler.store().clone(),
             config: scheduler.config().clone(),
             scheduler,
@@ -75,7 +86,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queue/resume", post(jobs::resume))
         .route("/api/v1/artifacts/{id}", get(artifacts::download))
         .route("/api/v1/artifacts/{id}/meta", get(artifacts::meta))
+        .route("/api/v1/speech", post(speech::create))
+        .route("/api/v1/images", post(images::create))
+        .route("/api/v1/lipsync", post(media::lipsync))
+        .route("/api/v1/upscale", post(media::upscale))
+        .route("/api/v1/models", get(models::list))
+        .route("/api/v1/models/pull", post(models::pull))
         .route("/api/v1/system", get(system::system))
+        .route("/api/v1/telemetry", get(telemetry::stream))
+        .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(openapi::document))

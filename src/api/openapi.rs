@@ -3,7 +3,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{artifacts, error, events, jobs, profiles, renders, system, views};
+use super::{
+    artifacts, error, events, images, jobs, media, metrics, models, profiles, renders, speech, system, telemetry, views,
+};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -30,9 +32,17 @@ use super::{artifacts, error, events, jobs, profiles, renders, system, views};
         profiles::show,
         profiles::update,
         profiles::remove,
+        speech::create,
+        images::create,
+        media::lipsync,
+        media::upscale,
+        models::list,
+        models::pull,
         system::system,
         system::healthz,
         system::readyz,
+        telemetry::stream,
+        metrics::metrics,
         document,
     ),
     components(schemas(
@@ -53,6 +63,21 @@ use super::{artifacts, error, events, jobs, profiles, renders, system, views};
         system::SystemView,
         system::DeviceView,
         system::QueueView,
+        system::EnergyView,
+        telemetry::TelemetryView,
+        telemetry::TelemetryHistory,
+        crate::gpu::TelemetrySample,
+        crate::gpu::HostSample,
+        crate::gpu::GpuSample,
+        crate::gpu::GpuProcess,
+        system::SessionView,
+        speech::SpeechRequest,
+        images::ImageRequest,
+        media::LipsyncRequest,
+        media::UpscaleRequest,
+        models::ModelView,
+        models::ModelList,
+        models::PullRequest,
     ))
 )]
 pub struct ApiDoc;

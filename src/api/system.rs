@@ -7,11 +7,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
+use super::telemetry::TelemetryView;
 use super::{ApiError, AppState};
+use crate::engine::LoadedSession;
 use crate::store::StateCounts;
 
 /// What the daemon is and how busy it is.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SystemView {
     pub version: String,
     pub uptime_s: u64,
@@ -19,19 +21,76 @@ pub struct SystemView {
     pub devices: Vec<DeviceView>,
     pub queue: QueueView,
     pub kinds: Vec<String>,
+    /// Device telemetry: source and newest sample.
+    pub telemetry: TelemetryView,
+    /// Electricity price used for job costs.
+    pub energy: EnergyView,
+    /// Model sessions the engine holds loaded, most recently used first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// A loaded model session (unloaded after `runtime.keep_alive_s` idle).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    /// Model file the session was created from.
+    pub model: String,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// Estimated memory held, bytes.
+    pub bytes: u64,
+    pub loaded_at: String,
+    /// How long loading took, milliseconds.
+    pub load_ms: u64,
+    /// Seconds since a job last used it.
+    pub idle_s: u64,
+    /// Seconds until it is unloaded if left idle.
+    pub expires_in_s: u64,
+    /// True while a job holds it.
+    pub in_use: bool,
+    /// Times a job used it.
+    pub uses: u64,
+}
+
+impl From<LoadedSession> for SessionView {
+    fn from(s: LoadedSession) -> Self {
+        Self {
+            model: s.model.display().to_string(),
+            device: s.device,
+            bytes: s.bytes,
+            loaded_at: super::views::time(s.loaded_at),
+            load_ms: s.load_ms,
+            idle_s: s.idle_s,
+            expires_in_s: s.expires_in_s,
+            in_use: s.in_use,
+            uses: s.uses,
+        }
+    }
+}
+
+/// Electricity price for job costs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct EnergyView {
+    pub price_per_kwh: Option<f64>,
+    pub currency: String,
 }
 
 /// A device with its workers.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceView {
     /// `cpu` or `cuda:N`.
     pub id: String,
     pub workers: usize,
     pub running: u64,
+    /// GPU model name (`null` for the CPU).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// GPU memory, MiB (`null` for the CPU).
+    #[serde(default)]
+    pub memory_total_mib: Option<u64>,
 }
 
 /// Queue depth.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueView {
     #[schema(inline)]
     pub by_state: StateCountsView,
@@ -39,7 +98,7 @@ pub struct QueueView {
 }
 
 /// Jobs per state.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StateCountsView {
     pub queued: u64,
     pub running: u64,
@@ -58,6 +117,7 @@ impl From<StateCounts> for StateCountsView {
 #[utoipa::path(get, path = "/api/v1/system", responses((status = 200, body = SystemView)))]
 pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Json<SystemView>, ApiError> {
     let counts = state.store.counts(caller.owner_filter().as_deref())?;
+    let telemetry = state.scheduler.telemetry();
     let running_jobs = state.store.list_jobs(
         &crate::store::JobFilter { state: Some("running".into()), kind: None, owner: None },
         None,
@@ -69,6 +129,8 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
         .iter()
         .map(|(d, workers)| DeviceView {
             id: d.name(),
+            name: state.scheduler.gpus().iter().find(|g| g.id == *d).map(|g| g.name.clone()),
+            memory_total_mib: state.scheduler.gpus().iter().find(|g| g.id == *d).map(|g| g.memory_total >> 20),
             workers: *workers,
             running: running_jobs
                 .iter()
@@ -83,6 +145,16 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
         devices,
         queue: QueueView { by_state: counts.into(), max_queued: state.config.queue.max_queued },
         kinds: state.scheduler.kind_names().iter().map(|s| s.to_string()).collect(),
+        telemetry: TelemetryView {
+            source: telemetry.source_name().to_string(),
+            interval_ms: telemetry.interval().as_millis() as u64,
+            latest: telemetry.latest().map(|s| (*s).clone()),
+        },
+        energy: EnergyView {
+            price_per_kwh: state.config.energy.price_per_kwh,
+            currency: state.config.energy.currency.clone(),
+        },
+        sessions: state.scheduler.engine().loaded_sessions().into_iter().map(SessionView::from).collect(),
     }))
 }
 

@@ -14,7 +14,7 @@ pub fn time(ms: Millis) -> String {
 }
 
 /// A job as clients see it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     pub id: String,
     pub kind: String,
@@ -33,11 +33,18 @@ pub struct JobView {
     pub enqueued_at: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Energy of its stages so far, Wh (GPU stages; `null` when no device reported any).
     pub energy_wh: Option<f64>,
+    /// `energy_wh` priced at `energy.price_per_kwh`, when that is configured.
+    #[serde(default)]
+    pub cost: Option<f64>,
+    /// GPU memory the job needs, MiB (0: runs anywhere).
+    #[serde(default)]
+    pub vram_mib: u64,
 }
 
 /// How far a job is.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProgressView {
     /// 0.0–1.0 over all stages.
     pub fraction: f64,
@@ -48,7 +55,7 @@ pub struct ProgressView {
 }
 
 /// One stage of a job.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StageView {
     pub name: String,
     /// `pending`, `running`, `done` or `failed`.
@@ -119,8 +126,24 @@ impl JobView {
             started_at: started_at.map(time),
             finished_at: finished_at.map(time),
             energy_wh: (!energy.is_empty()).then(|| energy.iter().sum()),
+            cost: None,
+            vram_mib: 0,
         }
     }
+
+    /// Adds the running stage's energy so far and prices the total.
+    pub fn with_energy(mut self, live_stage_wh: Option<f64>, price_per_kwh: Option<f64>) -> Self {
+        if let Some(live) = live_stage_wh {
+            self.energy_wh = Some(self.energy_wh.unwrap_or(0.0) + live);
+        }
+        self.cost = energy_cost(self.energy_wh, price_per_kwh);
+        self
+    }
+}
+
+/// Cost of `energy_wh` at a price per kWh.
+pub fn energy_cost(energy_wh: Option<f64>, price_per_kwh: Option<f64>) -> Option<f64> {
+    Some(energy_wh? / 1000.0 * price_per_kwh?)
 }
 
 fn stage_view(s: &crate::store::records::Stage) -> StageView {
@@ -147,7 +170,7 @@ fn stage_view(s: &crate::store::records::Stage) -> StageView {
 }
 
 /// Artifact metadata as clients see it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ArtifactView {
     pub id: String,
     pub job: Option<String>,
@@ -177,7 +200,7 @@ impl From<&Artifact> for ArtifactView {
 }
 
 /// A profile as clients see it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProfileView {
     pub id: String,
     pub owner: String,
@@ -191,7 +214,7 @@ pub struct ProfileView {
 }
 
 /// Voice settings of a profile.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VoiceView {
     pub model: String,
     pub speaker: Option<String>,
@@ -201,7 +224,7 @@ pub struct VoiceView {
 }
 
 /// Style settings of a profile.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StyleView {
     pub prompt_prefix: String,
     pub negative_prompt: String,

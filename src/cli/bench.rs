@@ -23,6 +23,8 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// CPU used by `reelbox top` and by the daemon's telemetry sampler (goal: <= 1% each).
+    Top(super::bench_top::BenchTopArgs),
 }
 
 /// One configuration's figures.
@@ -36,6 +38,7 @@ struct Figures {
 pub async fn run(_g: &Global, what: BenchWhat) -> anyhow::Result<ExitCode> {
     match what {
         BenchWhat::Queue { clients, seconds } => queue(&clients, Duration::from_secs_f64(seconds)).await,
+        BenchWhat::Top(args) => super::bench_top::run(args).await,
     }
 }
 

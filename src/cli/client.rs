@@ -1,8 +1,13 @@
 //! A small HTTP client for the daemon's API that turns error bodies into messages.
 
+use std::path::Path;
+use std::time::Duration;
+
 use anyhow::{Context, anyhow};
+use futures::StreamExt;
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
 
 use super::Global;
 
@@ -62,5 +67,38 @@ impl Client {
     /// POST a JSON body.
     pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
         self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    /// The daemon URL this client talks to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// True when a reelbox daemon answers `/healthz` within `wait`.
+    pub async fn answers(&self, wait: Duration) -> bool {
+        let req = self.request(Method::GET, "/healthz").timeout(wait);
+        matches!(req.send().await, Ok(r) if r.status().is_success())
+    }
+
+    /// Streams `path` into `dest` through a temporary file beside it; returns the bytes written.
+    pub async fn download(&self, path: &str, dest: &Path) -> anyhow::Result<u64> {
+        let resp = self.send_raw(self.request(Method::GET, path)).await?;
+        let tmp = dest.with_file_name(format!(
+            ".{}.part",
+            dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
+        let mut file =
+            tokio::fs::File::create(&tmp).await.with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut stream = resp.bytes_stream();
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.with_context(|| format!("download of {path} from {} broke off", self.base))?;
+            file.write_all(&chunk).await.with_context(|| format!("cannot write {}", tmp.display()))?;
+            written += chunk.len() as u64;
+        }
+        file.flush().await.with_context(|| format!("cannot write {}", tmp.display()))?;
+        drop(file);
+        tokio::fs::rename(&tmp, dest).await.with_context(|| format!("cannot write {}", dest.display()))?;
+        Ok(written)
     }
 }

@@ -195,7 +195,26 @@ fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()> {
 
 /// Follows a job's event stream with a progress bar; exit code 1 unless it succeeded.
 pub async fn watch(c: &Client, g: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    let bar = if g.json { ProgressBar::hidden() } else { ProgressBar::new(1) };
+    let job = follow(c, id, Follow { events_to_stdout: g.json, bar: !g.json }).await?;
+    if !g.json {
+        print_job(g, &job)?;
+    }
+    Ok(if job.state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// How [`follow`] shows a job's progress.
+#[derive(Debug, Clone, Copy)]
+pub struct Follow {
+    /// Print every event as a JSON line on stdout.
+    pub events_to_stdout: bool,
+    /// Draw a progress bar on stderr.
+    pub bar: bool,
+}
+
+/// Follows a job's event stream until it ends and returns the final job. The stream is
+/// resumed with `Last-Event-ID` when it drops before the job ends.
+pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView> {
+    let bar = if how.bar { ProgressBar::new(1) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} {prefix:>10} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -204,7 +223,6 @@ pub async fn watch(c: &Client, g: &Global, id: &str) -> anyhow::Result<ExitCode>
     bar.enable_steady_tick(Duration::from_millis(200));
     let mut last_id: Option<String> = None;
     let mut final_state: Option<String> = None;
-    // Reconnect with Last-Event-ID if the stream drops before the job ends.
     for _attempt in 0..20 {
         let mut req = c.request(Method::GET, &format!("/api/v1/jobs/{id}/events"));
         if let Some(l) = &last_id {
@@ -235,33 +253,15 @@ pub async fn watch(c: &Client, g: &Global, id: &str) -> anyhow::Result<ExitCode>
                     }
                 }
                 let Ok(ev) = serde_json::from_str::<Value>(&data) else { continue };
-                if g.json {
+                if how.events_to_stdout {
                     println!("{ev}");
                 }
-                match ev["type"].as_str() {
-                    Some("progress") => {
-                        bar.set_prefix(ev["stage"].as_str().unwrap_or("").to_string());
-                        bar.set_length(ev["total"].as_u64().unwrap_or(1).max(1));
-                        bar.set_position(ev["step"].as_u64().unwrap_or(0));
-                    }
-                    Some("stage") => bar.set_message(format!(
-                        "{} {}",
-                        ev["stage"].as_str().unwrap_or(""),
-                        ev["state"].as_str().unwrap_or("")
-                    )),
-                    Some("log") => bar.println(format!(
-                        "{}: {}",
-                        ev["level"].as_str().unwrap_or(""),
-                        ev["message"].as_str().unwrap_or("")
-                    )),
-                    Some("state") => {
-                        let s = ev["state"].as_str().unwrap_or("").to_string();
-                        if ["succeeded", "failed", "canceled"].contains(&s.as_str()) {
-                            final_state = Some(s);
-                        }
-                    }
-                    _ => {}
+                if let Some(s) = show_event(&bar, &ev) {
+                    final_state = Some(s);
                 }
+            }
+            if final_state.is_some() {
+                break;
             }
         }
         if final_state.is_some() {
@@ -269,9 +269,30 @@ pub async fn watch(c: &Client, g: &Global, id: &str) -> anyhow::Result<ExitCode>
         }
     }
     bar.finish_and_clear();
-    let job: JobView = c.get(&format!("/api/v1/jobs/{id}")).await?;
-    if !g.json {
-        print_job(g, &job)?;
+    c.get(&format!("/api/v1/jobs/{id}")).await
+}
+
+/// Shows one event on the bar; returns the job's final state when the event ends it.
+fn show_event(bar: &ProgressBar, ev: &Value) -> Option<String> {
+    match ev["type"].as_str() {
+        Some("progress") => {
+            bar.set_prefix(ev["stage"].as_str().unwrap_or("").to_string());
+            bar.set_length(ev["total"].as_u64().unwrap_or(1).max(1));
+            bar.set_position(ev["step"].as_u64().unwrap_or(0));
+        }
+        Some("stage") => {
+            bar.set_message(format!("{} {}", ev["stage"].as_str().unwrap_or(""), ev["state"].as_str().unwrap_or("")))
+        }
+        Some("log") => {
+            bar.println(format!("{}: {}", ev["level"].as_str().unwrap_or(""), ev["message"].as_str().unwrap_or("")))
+        }
+        Some("state") => {
+            let s = ev["state"].as_str().unwrap_or("");
+            if ["succeeded", "failed", "canceled"].contains(&s) {
+                return Some(s.to_string());
+            }
+        }
+        _ => {}
     }
-    Ok(if job.state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    None
 }

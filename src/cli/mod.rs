@@ -6,12 +6,19 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod backend;
 mod bench;
+mod bench_top;
 mod client;
+mod image;
 mod jobs;
+mod models;
 mod profiles;
+mod say;
 mod serve;
+mod setup;
 mod table;
+mod top;
 
 /// Default daemon URL for clients.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8470";
@@ -70,11 +77,35 @@ pub enum Command {
         #[command(subcommand)]
         action: profiles::ProfilesAction,
     },
+    /// Dashboard of GPUs and the queue, with job actions (like nvtop plus pueue).
+    Top(top::TopArgs),
     /// Measure throughput (prints ratios against a baseline run side by side).
     Bench {
         #[command(subcommand)]
         what: bench::BenchWhat,
     },
+    /// Install ONNX Runtime, system pieces and the default models (safe to run again).
+    Setup(setup::SetupArgs),
+    /// Check every piece reelbox needs; exit code 1 when one is missing.
+    Doctor(setup::DoctorArgs),
+    /// Manage the installed models.
+    Models {
+        #[command(subcommand)]
+        action: models::ModelsAction,
+    },
+    /// Pull a model (same as `reelbox models pull`).
+    Pull {
+        name: String,
+        /// Fetch again even when installed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove an installed model (same as `reelbox models rm`).
+    Rm { name: String },
+    /// Say TEXT into a WAV file (on the daemon when one answers).
+    Say(say::SayArgs),
+    /// Draw PROMPT into a PNG file (on the daemon when one answers).
+    Image(image::ImageArgs),
     /// Print the version.
     Version,
 }
@@ -118,7 +149,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => jobs::submit(&g, args).await,
         Command::Queue { action } => jobs::queue(&g, action).await,
         Command::Profiles { action } => profiles::run(&g, action).await,
+        Command::Top(args) => top::run(&g, args).await,
         Command::Bench { what } => bench::run(&g, what).await,
+        Command::Setup(args) => setup::run_setup(&g, args).await,
+        Command::Doctor(args) => setup::run_doctor(&g, args),
+        Command::Models { action } => models::run(&g, action).await,
+        Command::Pull { name, force } => models::run(&g, models::ModelsAction::Pull { name, force }).await,
+        Command::Rm { name } => models::run(&g, models::ModelsAction::Rm { name }).await,
+        Command::Say(args) => say::run(&g, args).await,
+        Command::Image(args) => image::run(&g, args).await,
         Command::Version => {
             println!("reelbox {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -36,6 +36,7 @@ pub struct Config {
     pub workers: WorkersConfig,
     pub limits: LimitsConfig,
     pub runtime: RuntimeConfig,
+    pub energy: EnergyConfig,
     /// Names the OpenAI-compatible API maps onto installed voices and models.
     pub openai: OpenAiConfig,
 }
@@ -115,6 +116,16 @@ pub struct RuntimeConfig {
     pub spin: bool,
 }
 
+/// Energy accounting.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnergyConfig {
+    /// Electricity price per kWh; when set, jobs show a cost next to their energy.
+    pub price_per_kwh: Option<f64>,
+    /// Currency label shown with costs (`EUR`, `USD`, ...).
+    pub currency: String,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -126,6 +137,7 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             limits: LimitsConfig::default(),
             runtime: RuntimeConfig::default(),
+            energy: EnergyConfig::default(),
             openai: OpenAiConfig::default(),
         }
     }

@@ -1,7 +1,23 @@
 //! GPU devices: identities, and telemetry behind a trait so machines without NVML (and
 //! tests) use the same code path as real NVIDIA boxes.
+//!
+//! Sources: [`nvml::NvmlGpus`] (the NVIDIA driver, loaded at run time), [`NoGpus`] (no
+//! driver: CPU-only telemetry) and [`fake::FakeGpus`] (tests, chosen with
+//! `REELBOX_FAKE_GPUS`). GPU indices are NVML's, which follow PCI bus order; set
+//! `CUDA_DEVICE_ORDER=PCI_BUS_ID` so CUDA numbers the cards the same way.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+pub mod fake;
+pub mod host;
+pub mod nvml;
+pub mod sample;
+pub mod telemetry;
+
+pub use sample::{GpuProcess, GpuSample, HostSample, TelemetrySample};
+pub use telemetry::Telemetry;
 
 /// A device a worker runs jobs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,18 +67,100 @@ pub trait DeviceSource: Send + Sync {
     fn gpus(&self) -> Vec<DeviceInfo>;
 }
 
-/// The device source for machines without NVIDIA GPUs.
-pub struct NoGpus;
+/// Where GPU readings come from: NVML, nothing, or fakes for tests.
+pub trait TelemetrySource: Send + Sync {
+    /// Short name shown in the API: `nvml`, `none`, `fake`.
+    fn name(&self) -> &'static str;
+    /// The GPUs present (may be empty). The CPU is implied and not listed.
+    fn gpus(&self) -> Vec<DeviceInfo>;
+    /// One reading of every GPU; fields a card does not support are `None`.
+    fn sample_gpus(&self) -> Vec<GpuSample>;
+    /// GPU `index`'s energy counter, millijoules since the driver loaded.
+    fn energy_mj(&self, index: u32) -> Option<u64>;
+}
 
-impl DeviceSource for NoGpus {
+impl<T: TelemetrySource> DeviceSource for T {
     fn gpus(&self) -> Vec<DeviceInfo> {
-        Vec::new()
+        TelemetrySource::gpus(self)
     }
 }
 
-/// GPU indices the daemon may use. Until telemetry lands this is the configured list,
-/// further limited by nothing; without NVML no GPU is visible.
+/// The device source for machines without NVIDIA GPUs.
+pub struct NoGpus;
+
+impl TelemetrySource for NoGpus {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    fn gpus(&self) -> Vec<DeviceInfo> {
+        Vec::new()
+    }
+
+    fn sample_gpus(&self) -> Vec<GpuSample> {
+        Vec::new()
+    }
+
+    fn energy_mj(&self, _index: u32) -> Option<u64> {
+        None
+    }
+}
+
+/// The telemetry source for this process: fakes when `REELBOX_FAKE_GPUS` is set, else
+/// NVML when the driver loads, else none (the CPU still works).
+pub fn open_source() -> Arc<dyn TelemetrySource> {
+    if let Some(spec) = std::env::var(fake::FAKE_GPUS_ENV).ok().filter(|s| !s.trim().is_empty()) {
+        match fake::FakeGpus::parse(&spec) {
+            Ok(f) => {
+                tracing::warn!("using {} fake GPUs from {}", TelemetrySource::gpus(&f).len(), fake::FAKE_GPUS_ENV);
+                return Arc::new(f);
+            }
+            Err(e) => tracing::error!("{e}; ignoring it"),
+        }
+    }
+    match nvml::NvmlGpus::open() {
+        Ok(n) => Arc::new(n),
+        Err(e) => {
+            tracing::info!("NVML is not available ({e}); GPU telemetry off, CPU only");
+            Arc::new(NoGpus)
+        }
+    }
+}
+
+/// The GPUs of `all` that config `workers.gpus` allows (all when the list is empty).
+pub fn filter_gpus(all: &[DeviceInfo], allowed: &[u32]) -> Vec<DeviceInfo> {
+    for i in allowed {
+        if !all.iter().any(|d| d.id == DeviceId::Cuda(*i)) {
+            tracing::warn!("workers.gpus names GPU {i}, which this machine does not have");
+        }
+    }
+    all.iter()
+        .filter(|d| matches!(d.id, DeviceId::Cuda(i) if allowed.is_empty() || allowed.contains(&i)))
+        .cloned()
+        .collect()
+}
+
+/// GPU indices the daemon may use: the source's GPUs limited by `workers.gpus`.
 pub fn visible_gpus(config: &crate::config::Config) -> Vec<u32> {
-    let _ = config;
-    Vec::new()
+    let source = open_source();
+    filter_gpus(&TelemetrySource::gpus(source.as_ref()), &config.workers.gpus)
+        .iter()
+        .filter_map(|d| match d.id {
+            DeviceId::Cuda(i) => Some(i),
+            DeviceId::Cpu => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_gpu_list_limits_the_visible_set() {
+        let all = TelemetrySource::gpus(&fake::FakeGpus::new(vec![8192, 8192, 8192]));
+        let ids: Vec<_> = filter_gpus(&all, &[0, 2, 7]).into_iter().map(|d| d.id).collect();
+        assert_eq!(ids, vec![DeviceId::Cuda(0), DeviceId::Cuda(2)]);
+        assert_eq!(filter_gpus(&all, &[]).len(), 3, "empty list means all");
+    }
 }

@@ -16,6 +16,7 @@ use crate::store::records::Artifact;
 pub mod image;
 pub mod inputs;
 pub mod lipsync;
+pub mod model_pull;
 pub mod render;
 pub mod speech;
 pub mod testcard;
@@ -102,6 +103,16 @@ pub trait JobKind: Send + Sync {
     fn stages(&self, params: &serde_json::Value) -> Vec<String>;
     /// Runs one stage; blocking, called on a worker thread.
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError>;
+    /// GPU memory a job with these (validated) parameters needs, MiB. 0 means it runs
+    /// anywhere: on a GPU when one is free, else on the CPU. Kinds that are only practical
+    /// on a GPU must return their need so they never spill onto the CPU of a GPU box.
+    fn vram_mib(&self, _params: &serde_json::Value) -> u64 {
+        0
+    }
+    /// Names of the models a job loads; placement prefers a GPU that already holds them.
+    fn models(&self, _params: &serde_json::Value) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// All job kinds this build knows.
@@ -113,6 +124,7 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(upscale::Upscale),
         Arc::new(image::Image),
         Arc::new(render::Render::default()),
+        Arc::new(model_pull::ModelPull),
     ]
 }
 

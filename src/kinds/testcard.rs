@@ -23,7 +23,7 @@ impl JobKind for Testcard {
     }
 
     fn validate(&self, params: serde_json::Value, _ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
-        reject_unknown(&params, &["steps", "step_ms", "width", "height", "fail"])?;
+        reject_unknown(&params, &["steps", "step_ms", "width", "height", "fail", "vram_mib", "model"])?;
         let steps = int_param(&params, "steps", 5, 1..=10_000)?;
         let step_ms = int_param(&params, "step_ms", 100, 0..=60_000)?;
         let width = int_param(&params, "width", 320, 16..=4096)?;
@@ -34,7 +34,21 @@ impl JobKind for Testcard {
         {
             return Err(ParamError::new("fail", "must be \"fatal\" or \"retriable\""));
         }
-        Ok(json!({"steps": steps, "step_ms": step_ms, "width": width, "height": height, "fail": fail}))
+        // Placement test knobs: pretend to need GPU memory and to load a model.
+        let vram_mib = int_param(&params, "vram_mib", 0, 0..=1 << 20)?;
+        let model = super::str_param(&params, "model")?.map(str::to_owned);
+        Ok(json!({
+            "steps": steps, "step_ms": step_ms, "width": width, "height": height, "fail": fail,
+            "vram_mib": vram_mib, "model": model,
+        }))
+    }
+
+    fn vram_mib(&self, params: &serde_json::Value) -> u64 {
+        params.get("vram_mib").and_then(|v| v.as_u64()).unwrap_or(0)
+    }
+
+    fn models(&self, params: &serde_json::Value) -> Vec<String> {
+        params.get("model").and_then(|v| v.as_str()).map(|m| vec![m.to_string()]).unwrap_or_default()
     }
 
     fn stages(&self, _params: &serde_json::Value) -> Vec<String> {

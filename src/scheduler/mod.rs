@@ -13,13 +13,16 @@ use ulid::Ulid;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::gpu::DeviceId;
+use crate::gpu::{DeviceId, DeviceInfo, Telemetry};
 use crate::kinds::JobKind;
 use crate::store::records::{EventBody, Job, JobState, now_ms};
 use crate::store::{Store, StoreError, requeue};
 
+pub mod placement;
 mod run;
 mod sink;
+
+use placement::{Candidate, Ledger, Need};
 
 /// Live progress of a running job (kept in memory; events carry the history).
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
@@ -44,6 +47,14 @@ pub enum ControlError {
     WrongState(String, &'static str, &'static str),
 }
 
+/// A worker's answer for one queued job.
+enum Placement {
+    Take,
+    /// Placement wants another device for it.
+    Elsewhere,
+    Skip,
+}
+
 /// The scheduler and its workers.
 pub struct Scheduler {
     store: Store,
@@ -51,6 +62,11 @@ pub struct Scheduler {
     engine: Arc<Engine>,
     kinds: HashMap<&'static str, Arc<dyn JobKind>>,
     devices: Vec<(DeviceId, usize)>,
+    /// The GPUs workers run on (the telemetry source's, limited by `workers.gpus`).
+    gpus: Vec<DeviceInfo>,
+    telemetry: Arc<Telemetry>,
+    /// What runs where; locked briefly, never across a store call.
+    ledger: Mutex<Ledger>,
     wake: Notify,
     paused: AtomicBool,
     running: Mutex<HashMap<Ulid, RunningJob>>,
@@ -59,20 +75,33 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Builds the scheduler; `start` launches the workers.
+    /// Builds the scheduler over this process's telemetry source (NVML, or fakes from
+    /// `REELBOX_FAKE_GPUS`, or none); `start` launches the workers and the sampler.
     pub fn new(store: Store, config: Arc<Config>, engine: Arc<Engine>, kinds: Vec<Arc<dyn JobKind>>) -> Arc<Self> {
+        let telemetry = Telemetry::new(crate::gpu::open_source());
+        Self::with_telemetry(store, config, engine, kinds, telemetry)
+    }
+
+    /// As [`Scheduler::new`] with a given telemetry.
+    pub fn with_telemetry(
+        store: Store,
+        config: Arc<Config>,
+        engine: Arc<Engine>,
+        kinds: Vec<Arc<dyn JobKind>>,
+        telemetry: Arc<Telemetry>,
+    ) -> Arc<Self> {
+        let gpus = crate::gpu::filter_gpus(telemetry.gpus(), &config.workers.gpus);
         let mut devices = vec![(DeviceId::Cpu, config.workers.cpu_concurrency.max(1))];
-        devices.extend(
-            crate::gpu::visible_gpus(&config)
-                .into_iter()
-                .map(|i| (DeviceId::Cuda(i), config.workers.gpu_concurrency.max(1))),
-        );
+        devices.extend(gpus.iter().map(|g| (g.id, config.workers.gpu_concurrency.max(1))));
         Arc::new(Self {
             store,
             config,
             engine,
             kinds: kinds.into_iter().map(|k| (k.name(), k)).collect(),
             devices,
+            gpus,
+            telemetry,
+            ledger: Mutex::new(Ledger::default()),
             wake: Notify::new(),
             paused: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
@@ -87,6 +116,7 @@ impl Scheduler {
         if recovered > 0 {
             tracing::warn!(recovered, "re-queued jobs that were running when the daemon stopped");
         }
+        self.telemetry.start();
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         for &(device, slots) in &self.devices {
             for slot in 0..slots {
@@ -112,6 +142,104 @@ impl Scheduler {
     /// Devices with their worker slot counts.
     pub fn devices(&self) -> &[(DeviceId, usize)] {
         &self.devices
+    }
+
+    /// Device telemetry (history, live samples, energy counters).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// The GPUs workers run on.
+    pub fn gpus(&self) -> &[DeviceInfo] {
+        &self.gpus
+    }
+
+    /// What a job needs from a device, from its kind and parameters.
+    pub fn need(&self, job: &Job) -> Need {
+        let Some(kind) = self.kinds.get(job.kind.as_str()) else { return Need::default() };
+        let params: serde_json::Value = serde_json::from_str(&job.params).unwrap_or_default();
+        Need { vram_mib: kind.vram_mib(&params), models: kind.models(&params) }
+    }
+
+    /// Refuses up front a job that no GPU here could ever hold (it would wait forever).
+    /// Boxes without GPUs run everything on the CPU.
+    pub fn check_fits(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), String> {
+        let want = kind.vram_mib(params);
+        let largest = self.gpus.iter().map(|g| g.memory_total >> 20).max();
+        match largest {
+            Some(max) if want > max => {
+                Err(format!("this job needs {want} MiB of GPU memory; the largest GPU here has {max} MiB"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Energy a running job's current stage has used so far, Wh (device counter delta).
+    pub fn live_stage_energy_wh(&self, id: Ulid) -> Option<f64> {
+        let (device, start) = {
+            let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            let p = ledger.placed.get(&id)?;
+            (p.device, p.stage_energy_start?)
+        };
+        Some(crate::gpu::telemetry::energy_wh(start, self.telemetry.energy_mj(device)?))
+    }
+
+    /// Placement's view of every device now.
+    fn candidates(&self, ledger: &Ledger) -> Vec<Candidate> {
+        let latest = self.telemetry.latest();
+        let keep_alive = Duration::from_secs(self.config.runtime.keep_alive_s);
+        self.devices
+            .iter()
+            .map(|&(device, slots)| {
+                let (running, reserved) = ledger.load(device);
+                let (free_mib, util) = match device {
+                    DeviceId::Cpu => (None, None),
+                    DeviceId::Cuda(i) => {
+                        let sample = latest.as_ref().and_then(|s| s.gpus.iter().find(|g| g.index == i));
+                        let total =
+                            self.gpus.iter().find(|g| g.id == device).map(|g| g.memory_total >> 20).unwrap_or(0);
+                        (Some(placement::free_mib(sample, total, reserved)), sample.and_then(|s| s.util_gpu))
+                    }
+                };
+                Candidate {
+                    device,
+                    idle_slots: slots.saturating_sub(running),
+                    running,
+                    free_mib,
+                    util,
+                    warm: ledger.warm(device, keep_alive),
+                }
+            })
+            .collect()
+    }
+
+    /// Decides inside the claim transaction whether `device` takes `job`, reserving the
+    /// device when it does. Claims are serialised by the store's writer, so two workers
+    /// never reserve the same memory.
+    fn accept(&self, device: DeviceId, job: &Job, snapshot: &std::sync::OnceLock<Vec<Candidate>>) -> Placement {
+        // Checked inside the claim's transaction: a claim already on its way when the queue
+        // was paused must not take a job submitted after the pause.
+        if !self.kinds.contains_key(job.kind.as_str()) || self.is_paused() {
+            return Placement::Skip;
+        }
+        if self.gpus.is_empty() {
+            // Only CPU slots: every job fits, and only idle workers claim. Skipping the
+            // placement work keeps the claim scan as cheap as it was on GPU-less boxes.
+            let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            ledger.reserve(job.id, device, Need::default());
+            return Placement::Take;
+        }
+        let need = self.need(job);
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        let candidates = snapshot.get_or_init(|| self.candidates(&ledger));
+        match placement::choose(&need, candidates) {
+            Some(d) if d == device => {
+                ledger.reserve(job.id, device, need);
+                Placement::Take
+            }
+            Some(_) => Placement::Elsewhere,
+            None => Placement::Skip,
+        }
     }
 
     /// The store the scheduler works on.
@@ -227,6 +355,7 @@ impl Scheduler {
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("workers did not stop within {grace:?}; their jobs resume at next start");
         }
+        self.telemetry.stop();
     }
 
     async fn worker(self: Arc<Self>, device: DeviceId, slot: usize) {
@@ -236,18 +365,47 @@ impl Scheduler {
                 self.idle().await;
                 continue;
             }
-            let store = self.store.clone();
-            let known: Vec<String> = self.kinds.keys().map(|k| k.to_string()).collect();
-            // The pause is checked again inside the claim's transaction: a claim already on
-            // its way when the queue was paused must not take a job submitted after.
             let me = self.clone();
-            let accept = move |job: &Job| !me.is_paused() && known.contains(&job.kind);
-            let claimed = tokio::task::spawn_blocking(move || store.claim_blocking(device, accept)).await;
+            let taken: Arc<Mutex<Option<Ulid>>> = Arc::default();
+            let elsewhere = Arc::new(AtomicBool::new(false));
+            let (t, e) = (taken.clone(), elsewhere.clone());
+            let claimed = tokio::task::spawn_blocking(move || {
+                let snapshot = std::sync::OnceLock::new();
+                let store = me.store.clone();
+                store.claim_blocking(device, move |job| match me.accept(device, job, &snapshot) {
+                    Placement::Take => {
+                        *t.lock().unwrap_or_else(|p| p.into_inner()) = Some(job.id);
+                        true
+                    }
+                    Placement::Elsewhere => {
+                        e.store(true, Ordering::Relaxed);
+                        false
+                    }
+                    Placement::Skip => false,
+                })
+            })
+            .await;
+            if elsewhere.load(Ordering::Relaxed) {
+                // A job is meant for another device: wake its idle worker.
+                self.wake.notify_waiters();
+            }
+            let reserved = taken.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let claimed_id = match &claimed {
+                Ok(Ok(Some(job))) => Some(job.id),
+                _ => None,
+            };
+            if let Some(id) = reserved.filter(|id| Some(*id) != claimed_id) {
+                // The claim's transaction failed after placement reserved the device.
+                self.ledger.lock().unwrap_or_else(|p| p.into_inner()).release(id, false);
+            }
             match claimed {
                 Ok(Ok(Some(job))) => {
                     // More may be waiting: let another idle slot look too.
                     self.wake.notify_one();
+                    let id = job.id;
                     self.clone().run_job(job, device).await;
+                    self.ledger.lock().unwrap_or_else(|p| p.into_inner()).release(id, true);
+                    self.notify();
                 }
                 Ok(Ok(None)) => self.idle().await,
                 Ok(Err(e)) => {

@@ -124,6 +124,7 @@ impl Scheduler {
             }
             *progress.lock().unwrap_or_else(|p| p.into_inner()) =
                 LiveProgress { stage: name.clone(), step: 0, total: 0, message: None };
+            let energy_start = self.mark_stage_energy(job.id, device);
             let sink =
                 JobSink::new(self.store.clone(), job.clone(), name.clone(), scratch_root.join(&name), progress.clone());
             let run = StageRun {
@@ -146,6 +147,10 @@ impl Scheduler {
                     Err(StageError::Fatal(format!("internal error in stage {name}: {what}")))
                 });
             let artifacts = sink.finish();
+            // Whole-device energy: exact with one job per GPU (`gpu_concurrency = 1`);
+            // with more, concurrent jobs' stages each count the device's total.
+            let energy_wh =
+                energy_start.zip(self.telemetry.energy_mj(device)).map(|(a, b)| crate::gpu::telemetry::energy_wh(a, b));
             match result {
                 Ok(()) => {
                     let finished_at = now_ms();
@@ -155,6 +160,7 @@ impl Scheduler {
                             if let Some(s) = j.stages.get_mut(index) {
                                 s.state = StageState::Done { started_at, finished_at, device };
                                 s.artifacts = artifacts;
+                                s.energy_wh = energy_wh;
                             }
                             Ok(vec![EventBody::Stage { stage: name, state: "done".into() }])
                         }
@@ -172,6 +178,7 @@ impl Scheduler {
                     let _ = self.store.update_job_blocking(job.id, true, move |j| {
                         if let Some(s) = j.stages.get_mut(index) {
                             s.state = StageState::Failed { started_at, finished_at, error: stage_error };
+                            s.energy_wh = energy_wh;
                         }
                         Ok(vec![EventBody::Stage { stage: name, state: "failed".into() }])
                     });
@@ -181,6 +188,15 @@ impl Scheduler {
         }
         let _ = std::fs::remove_dir_all(&scratch_root);
         Outcome::Succeeded
+    }
+
+    /// Reads the device's energy counter at a stage start and remembers it for live views.
+    fn mark_stage_energy(&self, job: ulid::Ulid, device: DeviceId) -> Option<u64> {
+        let start = self.telemetry.energy_mj(device);
+        if let Some(p) = self.ledger.lock().unwrap_or_else(|p| p.into_inner()).placed.get_mut(&job) {
+            p.stage_energy_start = start;
+        }
+        start
     }
 
     fn stopped(&self) -> Outcome {

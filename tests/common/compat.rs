@@ -34,10 +34,17 @@ pub fn models_dir(voice: bool) -> tempfile::TempDir {
 
 /// Starts the daemon on `data_dir` with `models` and the provisioned ONNX Runtime.
 pub fn start_daemon(data_dir: &Path, models: &Path) -> DaemonProc {
+    start_daemon_with(data_dir, models, &[])
+}
+
+/// As [`start_daemon`], with more environment.
+pub fn start_daemon_with(data_dir: &Path, models: &Path, env: &[(&str, &str)]) -> DaemonProc {
     let runtime = provision::runtime();
     let runtime = runtime.to_string_lossy().into_owned();
     let models = models.to_string_lossy().into_owned();
-    DaemonProc::start(data_dir, &[("REELBOX_MODELS_DIR", models.as_str()), ("REELBOX_ONNXRUNTIME", runtime.as_str())])
+    let mut all = vec![("REELBOX_MODELS_DIR", models.as_str()), ("REELBOX_ONNXRUNTIME", runtime.as_str())];
+    all.extend_from_slice(env);
+    DaemonProc::start(data_dir, &all)
 }
 
 fn imports_openai(python: &Path, pythonpath: Option<&Path>) -> bool {

@@ -15,8 +15,13 @@ pub struct DaemonProc {
 impl DaemonProc {
     /// Starts `reelbox serve` on 127.0.0.1:0 with `data_dir` and extra environment.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_at(data_dir, "127.0.0.1:0", env)
+    }
+
+    /// As [`DaemonProc::start`] on a given address (to restart on the same port).
+    pub fn start_at(data_dir: &Path, bind: &str, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
-        cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--bind", bind, "--data-dir"])
             .arg(data_dir)
             .env_remove("REELBOX_CONFIG")
             .env("XDG_CONFIG_HOME", data_dir.join("no-config"))

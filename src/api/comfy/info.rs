@@ -77,24 +77,32 @@ fn memory() -> (u64, u64) {
     (field("MemTotal:"), field("MemAvailable:"))
 }
 
-/// Devices in ComfyUI's shape: every GPU the scheduler runs on, or the CPU when there is none.
+/// Devices in ComfyUI's shape: every GPU the workers run on, with its memory from the
+/// latest telemetry sample, or the CPU (with system RAM) when there is none.
 pub fn devices(state: &AppState) -> Vec<Value> {
-    let (ram_total, ram_free) = memory();
+    const MIB: u64 = 1 << 20;
+    let latest = state.scheduler.telemetry().latest();
     let gpus: Vec<Value> = state
         .scheduler
-        .devices()
+        .gpus()
         .iter()
-        .filter_map(|(d, _)| match d {
-            DeviceId::Cuda(i) => Some(json!({
-                "name": d.name(), "type": "cuda", "index": i,
-                "vram_total": 0, "vram_free": 0, "torch_vram_total": 0, "torch_vram_free": 0,
-            })),
+        .filter_map(|g| match g.id {
+            DeviceId::Cuda(i) => {
+                let sample = latest.as_ref().and_then(|s| s.gpus.iter().find(|x| x.index == i));
+                let total = sample.and_then(|x| x.mem_total_mib).map_or(g.memory_total, |m| m * MIB);
+                let free = sample.and_then(|x| x.mem_free_mib()).map_or(total, |m| m * MIB);
+                Some(json!({
+                    "name": format!("cuda:{i} {}", g.name), "type": "cuda", "index": i,
+                    "vram_total": total, "vram_free": free, "torch_vram_total": total, "torch_vram_free": free,
+                }))
+            }
             DeviceId::Cpu => None,
         })
         .collect();
     if !gpus.is_empty() {
         return gpus;
     }
+    let (ram_total, ram_free) = memory();
     vec![json!({
         "name": "cpu", "type": "cpu", "index": null,
         "vram_total": ram_total, "vram_free": ram_free, "torch_vram_total": ram_total, "torch_vram_free": ram_free,

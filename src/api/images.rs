@@ -1,0 +1,60 @@
+//! `POST /api/v1/images`: pictures from a prompt with a Stable Diffusion model, as an
+//! `image` job.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::jobs::submit_params;
+use super::json::ApiJson;
+use super::{ApiError, AppState};
+
+/// Body of `POST /api/v1/images`; unset fields come from the preset, then the model.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRequest {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    /// Installed diffusion model (default: the only one installed).
+    pub model: Option<String>,
+    /// Pixels; a multiple of the model's size step (usually 8).
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub steps: Option<u32>,
+    /// Classifier-free guidance scale, 0–30.
+    pub guidance: Option<f32>,
+    /// e.g. `euler`, `euler-a`, `ddim`, `dpm++2m-karras`, `lcm`.
+    pub scheduler: Option<String>,
+    /// Same seed and settings, same pixels (random when unset; the job records it).
+    pub seed: Option<u64>,
+    /// Images to make (seeds `seed`, `seed+1`, ...), 1–8.
+    pub n: Option<u32>,
+    /// Artifact id of a picture to start from (image-to-image).
+    pub init_image: Option<String>,
+    /// How much of `init_image` to repaint, 0–1 (default 0.75).
+    pub strength: Option<f64>,
+    /// Preset name from presets.toml.
+    pub preset: Option<String>,
+    /// Store a preview every this many steps (0: none; default 5).
+    pub preview_every: Option<u32>,
+    /// Higher runs first (default 0).
+    #[serde(skip_serializing)]
+    pub priority: Option<i32>,
+}
+
+/// Generate images; the job's artifacts are `image.png` (or `image-N.png`) and previews.
+#[utoipa::path(post, path = "/api/v1/images", request_body = ImageRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
+    responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),
+        (status = 400, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ImageRequest>,
+) -> Result<Response, ApiError> {
+    submit_params(&state, &caller, &headers, "image", &req, req.priority).await
+}

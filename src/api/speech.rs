@@ -1,0 +1,52 @@
+//! `POST /api/v1/speech`: text to a WAV file with a Piper voice, as a `speech` job.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::jobs::submit_params;
+use super::json::ApiJson;
+use super::{ApiError, AppState};
+
+/// Body of `POST /api/v1/speech`; unset fields take the voice's defaults.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechRequest {
+    /// What to say (sentences are synthesised one by one).
+    pub text: String,
+    /// Installed voice name (default `en_US-joe-medium`).
+    pub voice: Option<String>,
+    /// Voice variation, 0–2.
+    pub noise_scale: Option<f32>,
+    /// Speaking speed, 0.1–5; above 1 is slower.
+    pub length_scale: Option<f32>,
+    /// Phoneme length variation, 0–2.
+    pub noise_w: Option<f32>,
+    /// Speaker of a multi-speaker voice: a name or a number.
+    #[schema(value_type = Option<String>)]
+    pub speaker: Option<serde_json::Value>,
+    /// Seconds of silence between sentences, 0–10.
+    pub sentence_silence: Option<f32>,
+    /// Output format; only `wav`.
+    pub format: Option<String>,
+    /// Higher runs first (default 0).
+    #[serde(skip_serializing)]
+    pub priority: Option<i32>,
+}
+
+/// Synthesise speech; the job's artifacts are `speech.wav` and `speech.json` (sentence times).
+#[utoipa::path(post, path = "/api/v1/speech", request_body = SpeechRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
+    responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),
+        (status = 400, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<SpeechRequest>,
+) -> Result<Response, ApiError> {
+    submit_params(&state, &caller, &headers, "speech", &req, req.priority).await
+}

@@ -1,0 +1,118 @@
+//! Where a generation command (`say`, `image`, ...) runs: on the daemon at `--url` when
+//! one answers, so the work shows in its queue and uses its loaded models, else in this
+//! process. Every such command makes the choice here, the same way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use reelbox::api::views::{ArtifactView, JobView};
+use reqwest::Method;
+
+use super::Global;
+use super::client::Client;
+use super::jobs::{Follow, follow};
+
+/// How long a daemon has to answer `/healthz` before the command runs locally.
+const PROBE_WAIT: Duration = Duration::from_millis(1500);
+
+/// Where the work runs.
+pub enum Backend {
+    /// The daemon at `--url`.
+    Daemon(Client),
+    /// This process.
+    Local,
+}
+
+impl Backend {
+    /// The daemon when it answers (unless `force_local`), else this process. Says on
+    /// stderr when it falls back, so a user who expected the daemon knows.
+    pub async fn choose(g: &Global, force_local: bool) -> anyhow::Result<Self> {
+        if force_local {
+            return Ok(Backend::Local);
+        }
+        let client = Client::new(g)?;
+        if client.answers(PROBE_WAIT).await {
+            return Ok(Backend::Daemon(client));
+        }
+        eprintln!("reelbox: no daemon answers at {}; running in this process", client.base());
+        Ok(Backend::Local)
+    }
+}
+
+/// Submits a job to a kind's route, follows it to the end and returns it; an error when it
+/// did not succeed, with the job's own error.
+pub async fn run_job(
+    c: &Client,
+    g: &Global,
+    route: &str,
+    body: &serde_json::Value,
+    idempotency_key: Option<&str>,
+) -> anyhow::Result<JobView> {
+    let mut req = c.request(Method::POST, route).json(body);
+    if let Some(k) = idempotency_key {
+        req = req.header("Idempotency-Key", k);
+    }
+    let job: JobView = c.send(req).await?;
+    if !g.json {
+        eprintln!("job {} queued on {}", job.id, c.base());
+    }
+    let job = follow(c, &job.id, Follow { events_to_stdout: false, bar: !g.json }).await?;
+    if job.state != "succeeded" {
+        return Err(anyhow!(
+            "job {} {}: {}",
+            job.id,
+            job.state,
+            job.error.clone().unwrap_or_else(|| "no error recorded".into())
+        ));
+    }
+    Ok(job)
+}
+
+/// Downloads the job's artifacts that `wanted` picks: one goes to `output`, several to
+/// `stem-1.ext`, `stem-2.ext`, ... beside it. Returns the files written.
+pub async fn save_artifacts(
+    c: &Client,
+    job: &JobView,
+    output: &Path,
+    wanted: impl Fn(&ArtifactView) -> bool,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let all: Vec<ArtifactView> = c.get(&format!("/api/v1/jobs/{}/artifacts", job.id)).await?;
+    let picked: Vec<&ArtifactView> = all.iter().filter(|a| wanted(a)).collect();
+    if picked.is_empty() {
+        let names: Vec<&str> = all.iter().map(|a| a.name.as_str()).collect();
+        return Err(anyhow!("job {} finished without the expected output (it has: {})", job.id, names.join(", ")));
+    }
+    let mut files = Vec::new();
+    for (i, a) in picked.iter().enumerate() {
+        let dest = if picked.len() == 1 { output.to_path_buf() } else { numbered(output, i + 1) };
+        c.download(&a.url, &dest).await.with_context(|| format!("cannot save artifact {} ({})", a.id, a.name))?;
+        files.push(dest);
+    }
+    Ok(files)
+}
+
+/// `dir/stem-i.ext` for the i-th of several outputs named after `path`.
+pub fn numbered(path: &Path, i: usize) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    match path.extension() {
+        Some(ext) => path.with_file_name(format!("{stem}-{i}.{}", ext.to_string_lossy())),
+        None => path.with_file_name(format!("{stem}-{i}")),
+    }
+}
+
+/// Runs blocking in-process work (model inference) off the async runtime.
+pub async fn local<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work).await.context("the local run stopped unexpectedly")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_outputs_are_numbered_beside_the_named_one() {
+        assert_eq!(numbered(Path::new("out/cat.png"), 2), PathBuf::from("out/cat-2.png"));
+        assert_eq!(numbered(Path::new("cat"), 1), PathBuf::from("cat-1"));
+    }
+}

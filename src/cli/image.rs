@@ -1,0 +1,165 @@
+//! `reelbox image PROMPT -o FILE`: a picture from a prompt with a Stable Diffusion model,
+//! on the daemon (`POST /api/v1/images`) when one answers, else in this process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use reelbox::config::Config;
+use reelbox::engine::Engine;
+use reelbox::gpu::DeviceId;
+use reelbox::kinds::image::{LocalImageArgs, render_local};
+use reelbox::pipelines::Progress;
+use serde_json::json;
+
+use super::Global;
+use super::backend::{Backend, local, run_job, save_artifacts};
+
+/// Arguments of `reelbox image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// What to draw.
+    pub prompt: String,
+    /// PNG file to write (several images: FILE-1.png, FILE-2.png, ...).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// What to keep out of the picture.
+    #[arg(long)]
+    pub negative: Option<String>,
+    /// Installed diffusion model (default: the only one installed).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Width in pixels (a multiple of the model's size step, usually 8).
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Height in pixels.
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// Denoising steps.
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Seed; the same seed and settings give the same pixels.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Classifier-free guidance scale.
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    /// Scheduler, e.g. euler, euler-a, ddim, dpm++2m-karras, lcm.
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    /// Preset from presets.toml (size, steps, guidance, scheduler).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Start from this picture (image-to-image).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// How much of the init picture to repaint, 0–1.
+    #[arg(long, requires = "init")]
+    pub strength: Option<f64>,
+    /// How many images (seeds SEED, SEED+1, ...).
+    #[arg(long)]
+    pub n: Option<u32>,
+    /// Run in this process even when a daemon answers.
+    #[arg(long)]
+    pub local: bool,
+}
+
+/// Runs `reelbox image`.
+pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
+    // The daemon takes init pictures as artifact ids and has no upload route yet, so a
+    // local picture is rendered here.
+    let force_local = args.local || args.init.is_some();
+    if args.init.is_some() && !args.local {
+        eprintln!("reelbox: --init reads a local file; rendering in this process");
+    }
+    match Backend::choose(g, force_local).await? {
+        Backend::Daemon(c) => {
+            let mut body = json!({
+                "prompt": args.prompt,
+                "negative_prompt": args.negative,
+                "model": args.model,
+                "width": args.width,
+                "height": args.height,
+                "steps": args.steps,
+                "seed": args.seed,
+                "guidance": args.guidance,
+                "scheduler": args.scheduler,
+                "preset": args.preset,
+                "n": args.n,
+            });
+            if let Some(map) = body.as_object_mut() {
+                map.retain(|_, v| !v.is_null());
+            }
+            let job = run_job(&c, g, "/api/v1/images", &body, None).await?;
+            // Previews are artifacts too; the finished images are `image.png` / `image-N.png`.
+            let files =
+                save_artifacts(&c, &job, &args.output, |a| a.media_type == "image/png" && a.name.starts_with("image"))
+                    .await?;
+            report(g, &files, &job.params, c.base());
+        }
+        Backend::Local => {
+            let config = Config::load(g.config.as_deref())?;
+            let local_args = LocalImageArgs {
+                prompt: args.prompt,
+                output: args.output,
+                negative_prompt: args.negative,
+                model: args.model,
+                width: args.width,
+                height: args.height,
+                steps: args.steps,
+                seed: args.seed,
+                guidance: args.guidance,
+                scheduler: args.scheduler,
+                preset: args.preset,
+                n: args.n,
+                init: args.init,
+                strength: args.strength,
+            };
+            let bar = if g.json { ProgressBar::hidden() } else { ProgressBar::new(1) };
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} steps [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            let b = bar.clone();
+            let result = local(move || {
+                let engine = Engine::new(&config);
+                let progress = move |p: Progress| {
+                    b.set_length(p.total.max(1));
+                    b.set_position(p.step);
+                };
+                render_local(&config, &engine, DeviceId::Cpu, &local_args, Some(&progress))
+            })
+            .await?;
+            bar.finish_and_clear();
+            let done = result?;
+            for w in &done.warnings {
+                eprintln!("warning: {w}");
+            }
+            let params = serde_json::to_value(&done.params)?;
+            report(g, &done.files, &params, "local");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(g: &Global, files: &[PathBuf], params: &serde_json::Value, backend: &str) {
+    if g.json {
+        println!("{}", json!({"files": files, "params": params, "backend": backend}));
+        return;
+    }
+    eprintln!(
+        "{} · seed {} · {} steps · {}×{}",
+        params["model"].as_str().unwrap_or("?"),
+        params["seed"],
+        params["steps"],
+        params["width"],
+        params["height"]
+    );
+    for f in files {
+        println!("{}", f.display());
+    }
+}

@@ -1,0 +1,189 @@
+//! `reelbox models ...`: the configured models directory, managed from this machine
+//! (list, pull, verify, rm, import). `list --json` prints what `GET /api/v1/models` answers.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use reelbox::api::models::catalog;
+use reelbox::config::Config;
+use reelbox::models::{ModelKind, ModelStore, PullProgress};
+
+use super::{Global, table};
+
+/// `reelbox models ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Installed and available models.
+    List,
+    /// Download and install a model (checked by sha256).
+    Pull {
+        name: String,
+        /// Fetch again even when installed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check installed files against their sha256s (all installed models without NAME).
+    Verify { name: Option<String> },
+    /// Remove an installed model.
+    Rm { name: String },
+    /// Install a model from a local directory or a Piper voice `.onnx`.
+    Import {
+        path: PathBuf,
+        /// Name to install it under (default: from the file or directory name).
+        #[arg(long)]
+        name: Option<String>,
+        /// tts, diffusion, lipsync, upscale or face (default: guessed from the files).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+}
+
+/// Runs a `models` action.
+pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
+    let config = Config::load(g.config.as_deref())?;
+    let store = ModelStore::new(&config);
+    match action {
+        ModelsAction::List => list(g, &config),
+        ModelsAction::Pull { name, force } => pull(g, &store, &name, force).await,
+        ModelsAction::Verify { name } => verify(g, &store, name),
+        ModelsAction::Rm { name } => {
+            let removed = store.rm(&name)?;
+            if g.json {
+                println!("{}", serde_json::json!({"name": name, "removed": removed}));
+            } else if removed {
+                println!("removed {name}");
+            } else {
+                println!("{name} was not installed");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsAction::Import { path, name, kind } => {
+            let kind =
+                match kind.as_deref() {
+                    None => None,
+                    Some(k) => Some(ModelKind::parse(k).with_context(|| {
+                        format!("--kind {k:?} is not one of tts, diffusion, lipsync, upscale, face")
+                    })?),
+                };
+            let m = store.import(&path, name.as_deref(), kind)?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                let dir = store.model_dir(&m.name);
+                println!("imported {} ({}, {} files) into {}", m.name, m.kind.as_str(), m.files.len(), dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn list(g: &Global, config: &Config) -> anyhow::Result<ExitCode> {
+    let list = catalog(config);
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = list
+        .models
+        .iter()
+        .map(|m| {
+            let mut tags = Vec::new();
+            if m.demo {
+                tags.push("demo");
+            }
+            if m.test {
+                tags.push("test");
+            }
+            vec![
+                m.name.clone(),
+                m.kind.clone(),
+                m.state.replace('_', " "),
+                human_bytes(m.size),
+                tags.join(","),
+                m.path.clone().unwrap_or_else(|| m.sources.first().cloned().unwrap_or_default()),
+            ]
+        })
+        .collect();
+    table::print(&["NAME", "KIND", "STATE", "SIZE", "TAGS", "PATH / SOURCE"], &rows);
+    eprintln!("models dir: {}", list.models_dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn pull(g: &Global, store: &ModelStore, name: &str, force: bool) -> anyhow::Result<ExitCode> {
+    let bar = if g.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let progress = |p: PullProgress| {
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+        bar.set_message(format!("{} {}", p.model, p.file));
+    };
+    let result = store.pull(name, force, &progress).await;
+    bar.finish_and_clear();
+    let report = result?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.already_installed {
+        println!("{name} is already installed at {}", report.dir.display());
+    } else {
+        println!("{name} installed at {}", report.dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(g: &Global, store: &ModelStore, name: Option<String>) -> anyhow::Result<ExitCode> {
+    let names: Vec<String> = match name {
+        Some(n) => vec![n],
+        None => store.list().into_iter().filter(|e| e.path.is_some()).map(|e| e.name).collect(),
+    };
+    let mut reports = Vec::new();
+    for n in &names {
+        reports.push(store.verify(n)?);
+    }
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        if reports.is_empty() {
+            println!("no models installed");
+        }
+        for r in &reports {
+            println!("{} {}", if r.ok { "ok     " } else { "DAMAGED" }, r.name);
+            for f in r.files.iter().filter(|f| !f.ok) {
+                println!("        {}: {}", f.path, f.problem.as_deref().unwrap_or("mismatch"));
+            }
+        }
+    }
+    let all_ok = reports.iter().all(|r| r.ok);
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `1.5 MB`-style sizes for tables.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_read_in_decimal_units() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(63_200_000), "63.2 MB");
+    }
+}

@@ -1,0 +1,110 @@
+//! `reelbox say TEXT -o FILE`: text to a WAV file with a Piper voice, on the daemon
+//! (`POST /api/v1/speech`) when one answers, else in this process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use reelbox::config::Config;
+use reelbox::kinds::speech::{SayRequest, say_local};
+use serde_json::json;
+
+use super::Global;
+use super::backend::{Backend, local, run_job, save_artifacts};
+
+/// Arguments of `reelbox say`.
+#[derive(Debug, Args)]
+pub struct SayArgs {
+    /// What to say.
+    pub text: String,
+    /// WAV file to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Installed voice (default: en_US-joe-medium); with --local also a path to a voice .onnx.
+    #[arg(long)]
+    pub voice: Option<String>,
+    /// Speaker of a multi-speaker voice (name or number).
+    #[arg(long)]
+    pub speaker: Option<String>,
+    /// Voice variation (Piper's noise_scale; the voice's default when unset).
+    #[arg(long)]
+    pub noise_scale: Option<f32>,
+    /// Phoneme length variation (Piper's noise_w).
+    #[arg(long)]
+    pub noise_w: Option<f32>,
+    /// Speaking speed: above 1 is slower.
+    #[arg(long)]
+    pub length_scale: Option<f32>,
+    /// Seconds of silence between sentences.
+    #[arg(long)]
+    pub sentence_silence: Option<f32>,
+    /// Run in this process even when a daemon answers.
+    #[arg(long)]
+    pub local: bool,
+}
+
+/// Runs `reelbox say`.
+pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
+    // A voice given as a file exists only on this machine.
+    let voice_is_file = args.voice.as_deref().is_some_and(|v| v.contains('/') || v.ends_with(".onnx"));
+    match Backend::choose(g, args.local || voice_is_file).await? {
+        Backend::Daemon(c) => {
+            let mut body = json!({
+                "text": args.text,
+                "voice": args.voice,
+                "speaker": args.speaker,
+                "noise_scale": args.noise_scale,
+                "noise_w": args.noise_w,
+                "length_scale": args.length_scale,
+                "sentence_silence": args.sentence_silence,
+            });
+            if let Some(map) = body.as_object_mut() {
+                map.retain(|_, v| !v.is_null());
+            }
+            let job = run_job(&c, g, "/api/v1/speech", &body, None).await?;
+            let files = save_artifacts(&c, &job, &args.output, |a| a.media_type == "audio/wav").await?;
+            if g.json {
+                println!("{}", json!({"job": job.id, "files": files, "backend": c.base()}));
+            } else {
+                println!("{}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join("\n"));
+            }
+        }
+        Backend::Local => {
+            let config = Config::load(g.config.as_deref())?;
+            let req = SayRequest {
+                text: args.text,
+                voice: args.voice,
+                noise_scale: args.noise_scale,
+                noise_w: args.noise_w,
+                length_scale: args.length_scale,
+                speaker: args.speaker,
+                sentence_silence: args.sentence_silence,
+                device: None,
+            };
+            let out = args.output.clone();
+            let report = local(move || say_local(&config, &req, &out)).await?.context("speech synthesis failed")?;
+            let seconds = report.speech.duration();
+            if g.json {
+                println!(
+                    "{}",
+                    json!({
+                        "files": [args.output],
+                        "backend": "local",
+                        "seconds": seconds,
+                        "elapsed_ms": report.elapsed.as_millis() as u64,
+                        "first_sentence_ms": report.first_sentence.as_millis() as u64,
+                    })
+                );
+            } else {
+                eprintln!(
+                    "{seconds:.2} s of speech in {:.2} s (first sentence after {:.2} s)",
+                    report.elapsed.as_secs_f64(),
+                    report.first_sentence.as_secs_f64()
+                );
+                println!("{}", args.output.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,144 @@
+//! `reelbox setup` (the one-command installer) and `reelbox doctor` (what is there, what
+//! is missing and how to fix it). Both work on this machine, without a daemon.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use reelbox::config::Config;
+use reelbox::setup::{
+    CheckStatus, GpuChoice, ModelOutcome, Piece, PieceOutcome, SetupOptions, doctor, render_checks, setup,
+};
+
+use super::Global;
+
+/// Whether setup installs the GPU build of ONNX Runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GpuArg {
+    /// GPU build when an NVIDIA GPU is detected.
+    Auto,
+    /// GPU build (onnxruntime-gpu with CUDA libraries).
+    Yes,
+    /// CPU build.
+    No,
+}
+
+/// Arguments of `reelbox setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Install missing system packages (espeak-ng, ffmpeg) without asking; needs root.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// ONNX Runtime build to install.
+    #[arg(long, value_enum, default_value_t = GpuArg::Auto)]
+    pub gpu: GpuArg,
+    /// Skip pulling the default models.
+    #[arg(long)]
+    pub no_models: bool,
+    /// Reinstall the runtime and re-pull models even when present.
+    #[arg(long)]
+    pub force: bool,
+    /// Data directory to install into (runtime, models).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Arguments of `reelbox doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Data directory to check.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn load_config(g: &Global, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut config = Config::load(g.config.as_deref())?;
+    if let Some(d) = data_dir {
+        config.data_dir = d;
+    }
+    Ok(config)
+}
+
+/// Runs `reelbox setup`; exit code 1 when a piece is still missing or a pull failed.
+pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(g, args.data_dir)?;
+    let opts = SetupOptions {
+        gpu: match args.gpu {
+            GpuArg::Auto => GpuChoice::Auto,
+            GpuArg::Yes => GpuChoice::Gpu,
+            GpuArg::No => GpuChoice::Cpu,
+        },
+        install_system: args.yes || confirm_system_install(),
+        models: None,
+        skip_models: args.no_models,
+        force: args.force,
+        quiet: g.json || !std::io::stderr().is_terminal(),
+    };
+    let report = setup(&config, &opts).await?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        // The bars are gone when stderr is not a terminal; say what happened in plain lines.
+        println!("onnxruntime  {} {} at {}", report.runtime.version, flavor(&report), report.runtime.library.display());
+        for (piece, outcome) in &report.system {
+            match outcome {
+                PieceOutcome::Present { detail } => println!("{:11}  {detail}", piece.name()),
+                PieceOutcome::Installed { detail } => println!("{:11}  installed {detail}", piece.name()),
+                PieceOutcome::Missing { reason, fix } => {
+                    println!("{:11}  MISSING: {reason}\n{:11}  fix: {fix}", piece.name(), "")
+                }
+            }
+        }
+        for m in &report.models {
+            match m {
+                ModelOutcome::Pulled(r) => println!(
+                    "model        {} {} ({})",
+                    r.name,
+                    if r.already_installed { "already installed" } else { "pulled" },
+                    r.dir.display()
+                ),
+                ModelOutcome::Failed { name, error } => println!("model        {name} FAILED: {error}"),
+            }
+        }
+        if report.complete() {
+            println!("reelbox is ready; check any time with `reelbox doctor`");
+        }
+    }
+    Ok(if report.complete() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn flavor(report: &reelbox::setup::SetupReport) -> &'static str {
+    match report.runtime.flavor {
+        reelbox::setup::Flavor::Cpu => "(CPU)",
+        reelbox::setup::Flavor::Gpu => "(GPU)",
+    }
+}
+
+/// Asks on the terminal before installing missing system packages; no terminal, no install.
+fn confirm_system_install() -> bool {
+    let missing: Vec<&str> = Piece::ALL.iter().filter(|p| p.probe().is_err()).map(|p| p.name()).collect();
+    if missing.is_empty() || !std::io::stdin().is_terminal() || !reelbox::setup::system::is_root() {
+        return false;
+    }
+    eprint!("install {} with the system package manager? [y/N] ", missing.join(" and "));
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// Runs `reelbox doctor`; exit code 1 when a required piece is missing.
+pub fn run_doctor(g: &Global, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(g, args.data_dir)?;
+    let checks = doctor(&config);
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", render_checks(&checks));
+    }
+    let missing = checks.iter().any(|c| c.status == CheckStatus::Missing);
+    Ok(if missing { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

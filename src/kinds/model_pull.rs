@@ -1,0 +1,132 @@
+//! `model_pull`: installs a model through the model manager as a queued job, so a pull
+//! started from the API shows in the queue with byte progress and can be canceled.
+//!
+//! Params: `name` (a shipped or installed manifest), `force` (fetch again when installed).
+//! The one stage writes `pull.json`, the manager's report (which source each file came from).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, reject_unknown, str_param};
+use crate::models::{ModelError, ModelStore, PullProgress, PullReport};
+
+/// The `model_pull` job kind.
+pub struct ModelPull;
+
+const STAGE: &str = "pull";
+/// How often the stage thread forwards download progress to the job's events.
+const PROGRESS_POLL: Duration = Duration::from_millis(200);
+
+impl JobKind for ModelPull {
+    fn name(&self) -> &'static str {
+        "model_pull"
+    }
+
+    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
+        reject_unknown(&params, &["name", "force"])?;
+        let name = str_param(&params, "name")?.map(str::trim).unwrap_or_default();
+        if name.is_empty() {
+            return Err(ParamError::new("name", "required: the model to pull"));
+        }
+        let force = match params.get("force") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(_) => return Err(ParamError::new("force", "must be true or false")),
+        };
+        // Refuse unknown names now rather than fail on a worker later.
+        ModelStore::new(ctx.config).manifest(name).map_err(|e| ParamError::new("name", e.to_string()))?;
+        Ok(json!({"name": name, "force": force}))
+    }
+
+    fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
+        vec![STAGE.to_string()]
+    }
+
+    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+        if stage != STAGE {
+            return Err(StageError::Fatal(format!("model_pull has no stage {stage:?}")));
+        }
+        let name = run.params.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let force = run.params.get("force").and_then(|v| v.as_bool()).unwrap_or(false);
+        let store = ModelStore::new(run.config);
+        let manifest = store.manifest(&name).map_err(stage_error)?;
+        let total = manifest.total_size();
+        let latest: Mutex<Latest> = Mutex::new(Latest::default());
+        let progress = |p: PullProgress| {
+            let mut l = latest.lock().unwrap_or_else(|e| e.into_inner());
+            l.done.insert(p.file.clone(), p.done);
+            l.message = Some(format!("{} from {}", p.file, p.source));
+            l.changed = true;
+        };
+        // The manager is async and the store's event writes block, so the pull runs on its
+        // own runtime in a helper thread while this (blocking) thread reports progress.
+        let cancel = run.cancel;
+        let result = std::thread::scope(|scope| {
+            let worker = scope.spawn(|| -> Option<Result<PullReport, ModelError>> {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        return Some(Err(ModelError::Io { path: store.models_dir().into(), reason: e.to_string() }));
+                    }
+                };
+                rt.block_on(async {
+                    tokio::select! {
+                        r = store.pull_manifest(&manifest, force, &progress) => Some(r),
+                        _ = cancel.cancelled() => None,
+                    }
+                })
+            });
+            while !worker.is_finished() {
+                std::thread::sleep(PROGRESS_POLL);
+                let mut l = latest.lock().unwrap_or_else(|e| e.into_inner());
+                if std::mem::take(&mut l.changed) {
+                    let done: u64 = l.done.values().sum();
+                    run.sink.progress(done.min(total), total, l.message.as_deref());
+                }
+            }
+            worker.join().unwrap_or_else(|_| {
+                Some(Err(ModelError::Io { path: store.models_dir().into(), reason: "the pull thread panicked".into() }))
+            })
+        });
+        let report = match result {
+            None => return Err(StageError::Canceled),
+            Some(r) => r.map_err(stage_error)?,
+        };
+        // A re-pulled model has new files under the same paths; drop sessions of the old ones.
+        for f in manifest.files.iter().filter(|f| f.path.ends_with(".onnx")) {
+            run.engine.forget_model(&report.dir.join(&f.path));
+        }
+        run.sink.progress(total, total, Some("installed"));
+        run.sink.log(
+            "info",
+            &if report.already_installed {
+                format!("{name} was already installed at {}", report.dir.display())
+            } else {
+                format!("{name} installed at {}", report.dir.display())
+            },
+        );
+        let bytes = serde_json::to_vec_pretty(&report)
+            .map_err(|e| StageError::Fatal(format!("cannot encode the pull report: {e}")))?;
+        run.sink.put_artifact("pull.json", "application/json", &bytes)?;
+        Ok(())
+    }
+}
+
+/// The newest download progress, per file.
+#[derive(Default)]
+struct Latest {
+    done: BTreeMap<String, u64>,
+    message: Option<String>,
+    changed: bool,
+}
+
+fn stage_error(e: ModelError) -> StageError {
+    match e {
+        // Networks and disks recover; a bad manifest or unknown name does not.
+        ModelError::Fetch { .. } | ModelError::Io { .. } => StageError::Retriable(e.to_string()),
+        other => StageError::Fatal(other.to_string()),
+    }
+}

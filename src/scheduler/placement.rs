@@ -1,0 +1,265 @@
+//! GPU placement: which device runs a job. Pure functions of a snapshot, so the rules are
+//! tested with numbers, plus the ledger of what the scheduler has placed where.
+//!
+//! Rules, in order:
+//! 1. A device needs an idle worker slot.
+//! 2. A GPU needs free memory for the job's `vram_mib`. Free memory is the card's total
+//!    minus what other processes hold minus what reelbox has reserved for jobs it placed
+//!    there (a starting job has not allocated yet, so the driver's count alone would let
+//!    two big jobs in at once).
+//! 3. The CPU takes a job that needs GPU memory only on boxes with no GPU at all (CPU is
+//!    always the fallback there); a job that needs none (`vram_mib` 0) goes to the CPU when
+//!    no GPU slot is free. Kinds that are only practical on a GPU must declare `vram_mib`.
+//! 4. Among the devices left: the one already holding most of the job's models (affinity,
+//!    as InvokeAI keeps models where they were loaded), then a GPU before the CPU, then the
+//!    fewest running jobs, then the lowest utilisation, then the most free memory.
+//!
+//! A job no device can take now stays queued; it is never started to crash out of memory.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ulid::Ulid;
+
+use crate::gpu::{DeviceId, GpuSample};
+
+/// What a job needs from a device.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Need {
+    /// GPU memory, MiB; 0 runs anywhere.
+    pub vram_mib: u64,
+    /// Models the job loads, for affinity.
+    pub models: Vec<String>,
+}
+
+/// A device as placement sees it at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub device: DeviceId,
+    /// Worker slots not running a job.
+    pub idle_slots: usize,
+    /// Jobs running there.
+    pub running: usize,
+    /// Memory free for a new job, MiB (`None` for the CPU).
+    pub free_mib: Option<u64>,
+    /// GPU utilisation, percent, when known.
+    pub util: Option<u32>,
+    /// Models loaded there recently (or in use now).
+    pub warm: Vec<String>,
+}
+
+/// The device a job should run on now, or `None` when it must wait.
+pub fn choose(need: &Need, devices: &[Candidate]) -> Option<DeviceId> {
+    let has_gpu = devices.iter().any(|d| matches!(d.device, DeviceId::Cuda(_)));
+    let eligible = |d: &&Candidate| {
+        d.idle_slots > 0
+            && match d.device {
+                DeviceId::Cpu => !has_gpu || need.vram_mib == 0,
+                DeviceId::Cuda(_) => d.free_mib.is_none_or(|f| f >= need.vram_mib),
+            }
+    };
+    // Larger is better; ties keep the first device (lowest index).
+    let score = |d: &Candidate| {
+        let affinity = need.models.iter().filter(|m| d.warm.contains(m)).count();
+        let is_gpu = matches!(d.device, DeviceId::Cuda(_));
+        (
+            affinity,
+            is_gpu,
+            std::cmp::Reverse(d.running),
+            std::cmp::Reverse(d.util.unwrap_or(0)),
+            d.free_mib.unwrap_or(0),
+        )
+    };
+    let mut best: Option<&Candidate> = None;
+    for d in devices.iter().filter(eligible) {
+        if best.is_none_or(|b| score(d) > score(b)) {
+            best = Some(d);
+        }
+    }
+    best.map(|d| d.device)
+}
+
+/// Memory a GPU has for a new job, MiB: total minus other processes' memory minus
+/// reelbox's reservations. When the driver does not list processes, reelbox's own use
+/// is assumed to be at most what it reserved.
+pub fn free_mib(sample: Option<&GpuSample>, inventory_total_mib: u64, reserved_mib: u64) -> u64 {
+    let total = sample.and_then(|s| s.mem_total_mib).unwrap_or(inventory_total_mib);
+    let used = sample.and_then(|s| s.mem_used_mib);
+    let foreign = match (used, sample.and_then(GpuSample::ours_mib)) {
+        (Some(u), Some(ours)) => u.saturating_sub(ours),
+        (Some(u), None) => u.saturating_sub(reserved_mib),
+        (None, _) => 0,
+    };
+    total.saturating_sub(foreign).saturating_sub(reserved_mib)
+}
+
+/// A job the scheduler placed, until it ends.
+#[derive(Debug, Clone)]
+pub(super) struct Placed {
+    pub device: DeviceId,
+    pub need: Need,
+    /// The device's energy counter when the current stage started, mJ.
+    pub stage_energy_start: Option<u64>,
+}
+
+/// What is placed where, and which models each device used recently.
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    pub placed: HashMap<Ulid, Placed>,
+    warm: HashMap<DeviceId, Vec<(String, Instant)>>,
+}
+
+/// Most remembered models per device.
+const WARM_PER_DEVICE: usize = 16;
+
+impl Ledger {
+    /// Reserves a device for a job.
+    pub fn reserve(&mut self, job: Ulid, device: DeviceId, need: Need) {
+        self.placed.insert(job, Placed { device, need, stage_energy_start: None });
+    }
+
+    /// Ends a job's reservation; its models stay warm on the device.
+    pub fn release(&mut self, job: Ulid, ran: bool) {
+        let Some(p) = self.placed.remove(&job) else { return };
+        if !ran {
+            return;
+        }
+        let warm = self.warm.entry(p.device).or_default();
+        let now = Instant::now();
+        for m in p.need.models {
+            warm.retain(|(name, _)| *name != m);
+            warm.push((m, now));
+        }
+        let excess = warm.len().saturating_sub(WARM_PER_DEVICE);
+        warm.drain(..excess);
+    }
+
+    /// Jobs running on a device and the GPU memory reserved for them.
+    pub fn load(&self, device: DeviceId) -> (usize, u64) {
+        self.placed.values().filter(|p| p.device == device).fold((0, 0), |(n, mib), p| (n + 1, mib + p.need.vram_mib))
+    }
+
+    /// Models in use on a device or used there within `keep_alive`.
+    pub fn warm(&self, device: DeviceId, keep_alive: Duration) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.placed.values().filter(|p| p.device == device).flat_map(|p| p.need.models.iter().cloned()).collect();
+        if let Some(recent) = self.warm.get(&device) {
+            out.extend(recent.iter().filter(|(_, t)| t.elapsed() <= keep_alive).map(|(m, _)| m.clone()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(i: u32, free_mib: u64) -> Candidate {
+        Candidate {
+            device: DeviceId::Cuda(i),
+            idle_slots: 1,
+            running: 0,
+            free_mib: Some(free_mib),
+            util: None,
+            warm: vec![],
+        }
+    }
+
+    fn cpu() -> Candidate {
+        Candidate { device: DeviceId::Cpu, idle_slots: 2, running: 0, free_mib: None, util: None, warm: vec![] }
+    }
+
+    fn need(vram_mib: u64, models: &[&str]) -> Need {
+        Need { vram_mib, models: models.iter().map(|m| m.to_string()).collect() }
+    }
+
+    #[test]
+    fn a_12_gib_job_never_lands_on_the_8_gib_gpu() {
+        let small = gpu(0, 8192);
+        let mut big = gpu(1, 24576);
+        assert_eq!(choose(&need(12288, &[]), &[cpu(), small.clone(), big.clone()]), Some(DeviceId::Cuda(1)));
+        // The big card is busy: the job waits rather than trying the small one or the CPU.
+        big.idle_slots = 0;
+        big.running = 1;
+        assert_eq!(choose(&need(12288, &[]), &[cpu(), small.clone(), big]), None);
+        // Small jobs still flow to the small card meanwhile.
+        assert_eq!(choose(&need(4096, &[]), &[cpu(), small]), Some(DeviceId::Cuda(0)));
+    }
+
+    #[test]
+    fn affinity_keeps_a_models_jobs_on_the_gpu_that_holds_it() {
+        let mut a = gpu(0, 20000);
+        let mut b = gpu(1, 20000);
+        b.warm = vec!["sd-turbo".into()];
+        assert_eq!(choose(&need(4000, &["sd-turbo"]), &[a.clone(), b.clone()]), Some(DeviceId::Cuda(1)));
+        // Affinity beats load: b already runs a job but has a free slot.
+        b.idle_slots = 1;
+        b.running = 1;
+        a.util = Some(0);
+        assert_eq!(choose(&need(4000, &["sd-turbo"]), &[a.clone(), b.clone()]), Some(DeviceId::Cuda(1)));
+        // A job for another model goes to the less loaded card.
+        assert_eq!(choose(&need(4000, &["piper"]), &[a.clone(), b.clone()]), Some(DeviceId::Cuda(0)));
+        // Affinity never overrides memory.
+        b.free_mib = Some(1000);
+        assert_eq!(choose(&need(4000, &["sd-turbo"]), &[a, b]), Some(DeviceId::Cuda(0)));
+    }
+
+    #[test]
+    fn least_loaded_gpu_wins_without_affinity() {
+        let mut a = gpu(0, 20000);
+        a.util = Some(90);
+        let b = Candidate { util: Some(10), ..gpu(1, 10000) };
+        assert_eq!(choose(&need(0, &[]), &[a.clone(), b]), Some(DeviceId::Cuda(1)));
+        let c = Candidate { running: 1, idle_slots: 1, ..gpu(2, 30000) };
+        assert_eq!(choose(&need(0, &[]), &[a, c]), Some(DeviceId::Cuda(0)), "fewer running jobs first");
+    }
+
+    #[test]
+    fn cpu_is_the_fallback() {
+        // No GPU at all: the CPU takes everything, whatever memory the job asks for.
+        assert_eq!(choose(&need(12288, &[]), &[cpu()]), Some(DeviceId::Cpu));
+        // GPUs present: a job that needs GPU memory never goes to the CPU...
+        let busy = Candidate { idle_slots: 0, running: 1, ..gpu(0, 24576) };
+        assert_eq!(choose(&need(1, &[]), &[cpu(), busy.clone()]), None);
+        // ...one that needs none spills over when the GPUs are busy, and prefers a GPU otherwise.
+        assert_eq!(choose(&need(0, &[]), &[cpu(), busy]), Some(DeviceId::Cpu));
+        assert_eq!(choose(&need(0, &[]), &[cpu(), gpu(0, 100)]), Some(DeviceId::Cuda(0)));
+    }
+
+    #[test]
+    fn free_memory_counts_reservations_and_other_processes() {
+        let sample = GpuSample {
+            mem_total_mib: Some(24576),
+            mem_used_mib: Some(3072),
+            processes: vec![crate::gpu::GpuProcess { pid: 1, name: None, used_mib: Some(3072), ours: false }],
+            ..Default::default()
+        };
+        // 3 GiB foreign, 12 GiB reserved for a job that has not allocated yet.
+        assert_eq!(free_mib(Some(&sample), 0, 12288), 24576 - 3072 - 12288);
+        // Our own allocation is not counted twice once the driver shows it.
+        let mut ours = sample.clone();
+        ours.mem_used_mib = Some(3072 + 12000);
+        ours.processes.push(crate::gpu::GpuProcess { pid: 2, name: None, used_mib: Some(12000), ours: true });
+        assert_eq!(free_mib(Some(&ours), 0, 12288), 24576 - 3072 - 12288);
+        // No process list: reelbox's use is assumed to be what it reserved.
+        let mut blind = ours.clone();
+        blind.processes.clear();
+        assert_eq!(free_mib(Some(&blind), 0, 12288), 24576 - (3072 + 12000 - 12288) - 12288);
+        // No reading at all: the inventory total minus reservations.
+        assert_eq!(free_mib(None, 8192, 1024), 7168);
+    }
+
+    #[test]
+    fn ledger_remembers_models_after_the_job_ends() {
+        let mut l = Ledger::default();
+        let id = Ulid::new();
+        l.reserve(id, DeviceId::Cuda(1), need(100, &["m"]));
+        assert_eq!(l.load(DeviceId::Cuda(1)), (1, 100));
+        assert_eq!(l.warm(DeviceId::Cuda(1), Duration::from_secs(60)), vec!["m".to_string()]);
+        l.release(id, true);
+        assert_eq!(l.load(DeviceId::Cuda(1)), (0, 0));
+        assert_eq!(l.warm(DeviceId::Cuda(1), Duration::from_secs(60)), vec!["m".to_string()]);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(l.warm(DeviceId::Cuda(1), Duration::from_millis(1)).is_empty(), "expires after keep-alive");
+    }
+}

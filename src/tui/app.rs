@@ -1,0 +1,316 @@
+//! The dashboard's state and what keys do to it. No I/O here: keys become [`Command`]s
+//! the loop carries out through the API, and data arrives as [`Update`]s.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::event::{EventLine, Preview, Snapshot, Update};
+use crate::api::system::SystemView;
+use crate::api::views::{ArtifactView, JobView};
+use crate::gpu::TelemetrySample;
+use crate::store::records::Millis;
+
+/// Telemetry samples kept for sparklines (five minutes at one per second).
+pub const HISTORY_LEN: usize = 300;
+/// Event lines kept for the detail view.
+const EVENTS_KEPT: usize = 200;
+/// How long an action's result stays on the status line.
+const FLASH_MS: i64 = 5_000;
+
+/// Which screen is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Dashboard,
+    Detail,
+}
+
+/// Whether the daemon answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    Connecting,
+    Up,
+    /// Down since this time, with the last error.
+    Down {
+        since: Millis,
+        error: String,
+    },
+}
+
+/// What the user asked for that needs the API (or ends the program).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Quit,
+    Cancel(String),
+    Retry(String),
+    SetPaused(bool),
+    SetPriority(String, i32),
+    /// Start following this job in the detail view.
+    Follow(String),
+    /// Stop following the detailed job.
+    Unfollow,
+}
+
+/// The detailed job.
+#[derive(Debug, Clone, Default)]
+pub struct Detail {
+    pub id: String,
+    pub job: Option<JobView>,
+    pub artifacts: Vec<ArtifactView>,
+    pub events: VecDeque<EventLine>,
+    pub preview: Option<Preview>,
+}
+
+/// Everything the dashboard shows.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub url: String,
+    pub readonly: bool,
+    pub refresh: Duration,
+    /// Colours on (off with `NO_COLOR`).
+    pub color: bool,
+    /// The clock render functions use, so they stay pure.
+    pub now: Millis,
+    pub link: Link,
+    pub system: Option<SystemView>,
+    pub history: VecDeque<TelemetrySample>,
+    pub running: Vec<JobView>,
+    pub queued: Vec<JobView>,
+    pub recent: Vec<JobView>,
+    /// Row under the cursor, by job id so refreshes do not move it.
+    pub selected: Option<String>,
+    pub screen: Screen,
+    pub help: bool,
+    pub filter: String,
+    pub editing_filter: bool,
+    pub detail: Option<Detail>,
+    pub flash: Option<(String, Millis)>,
+}
+
+impl App {
+    /// A dashboard for the daemon at `url`, not yet connected.
+    pub fn new(url: &str, readonly: bool, refresh: Duration, color: bool, now: Millis) -> Self {
+        Self {
+            url: url.to_string(),
+            readonly,
+            refresh,
+            color,
+            now,
+            link: Link::Connecting,
+            system: None,
+            history: VecDeque::new(),
+            running: Vec::new(),
+            queued: Vec::new(),
+            recent: Vec::new(),
+            selected: None,
+            screen: Screen::Dashboard,
+            help: false,
+            filter: String::new(),
+            editing_filter: false,
+            detail: None,
+            flash: None,
+        }
+    }
+
+    /// Jobs in display order (running, queued by priority, recent), filtered.
+    pub fn rows(&self) -> Vec<&JobView> {
+        let needle = self.filter.to_lowercase();
+        self.running
+            .iter()
+            .chain(self.queued.iter())
+            .chain(self.recent.iter())
+            .filter(|j| needle.is_empty() || matches_filter(j, &needle))
+            .collect()
+    }
+
+    /// Index of the selected row (the first when the selected job is gone).
+    pub fn selected_index(&self) -> Option<usize> {
+        let rows = self.rows();
+        if rows.is_empty() {
+            return None;
+        }
+        Some(self.selected.as_ref().and_then(|id| rows.iter().position(|j| &j.id == id)).unwrap_or(0))
+    }
+
+    /// The job under the cursor.
+    pub fn selected_job(&self) -> Option<&JobView> {
+        let i = self.selected_index()?;
+        self.rows().get(i).copied()
+    }
+
+    /// The flash message, while fresh.
+    pub fn flash_text(&self) -> Option<&str> {
+        self.flash.as_ref().filter(|(_, at)| self.now - at < FLASH_MS).map(|(m, _)| m.as_str())
+    }
+
+    /// Folds data from the daemon into the state.
+    pub fn apply(&mut self, update: Update) {
+        match update {
+            Update::Snapshot(s) => self.apply_snapshot(*s),
+            Update::Down(error) => {
+                let since = match &self.link {
+                    Link::Down { since, .. } => *since,
+                    _ => self.now,
+                };
+                self.link = Link::Down { since, error };
+            }
+            Update::History(samples) => {
+                self.history = samples.into_iter().collect();
+                self.trim_history();
+            }
+            Update::Sample(s) => {
+                if self.history.back().is_none_or(|last| last.at_ms < s.at_ms) {
+                    self.history.push_back(*s);
+                    self.trim_history();
+                }
+            }
+            Update::Detail(job, artifacts) => {
+                if let Some(d) = self.detail.as_mut().filter(|d| d.id == job.id) {
+                    d.job = Some(*job);
+                    d.artifacts = artifacts;
+                }
+            }
+            Update::JobEvent(id, line) => {
+                if let Some(d) = self.detail.as_mut().filter(|d| d.id == id)
+                    && d.events.back().is_none_or(|l| l.seq < line.seq)
+                {
+                    if line.progress && d.events.back().is_some_and(|l| l.progress) {
+                        d.events.pop_back();
+                    }
+                    d.events.push_back(line);
+                    if d.events.len() > EVENTS_KEPT {
+                        d.events.pop_front();
+                    }
+                }
+            }
+            Update::Preview(id, p) => {
+                if let Some(d) = self.detail.as_mut().filter(|d| d.id == id) {
+                    d.preview = Some(p);
+                }
+            }
+            Update::Flash(msg) => self.flash = Some((msg, self.now)),
+        }
+    }
+
+    fn apply_snapshot(&mut self, s: Snapshot) {
+        self.link = Link::Up;
+        self.system = Some(s.system);
+        self.running = s.running;
+        self.queued = s.queued;
+        // The queue runs highest priority first, FIFO within one.
+        self.queued.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.enqueued_at.cmp(&b.enqueued_at)));
+        self.recent = s.recent;
+        if let Some(d) = self.detail.as_mut()
+            && let Some(j) = self.running.iter().chain(&self.queued).chain(&self.recent).find(|j| j.id == d.id)
+        {
+            d.job = Some(j.clone());
+        }
+    }
+
+    fn trim_history(&mut self) {
+        while self.history.len() > HISTORY_LEN {
+            self.history.pop_front();
+        }
+    }
+
+    /// What a key does; state changes happen here, API calls come back as commands.
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        if key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c' | 'd')) {
+            return Some(Command::Quit);
+        }
+        if self.editing_filter {
+            match key.code {
+                KeyCode::Enter => self.editing_filter = false,
+                KeyCode::Esc => {
+                    self.editing_filter = false;
+                    self.filter.clear();
+                }
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(c) => self.filter.push(c),
+                _ => {}
+            }
+            return None;
+        }
+        if self.help {
+            // Any key closes help; q still quits.
+            self.help = false;
+            return (key.code == KeyCode::Char('q')).then_some(Command::Quit);
+        }
+        match key.code {
+            KeyCode::Char('q') => return Some(Command::Quit),
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Esc => {
+                if self.screen == Screen::Detail {
+                    self.screen = Screen::Dashboard;
+                    self.detail = None;
+                    return Some(Command::Unfollow);
+                }
+                self.filter.clear();
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
+            KeyCode::PageUp => self.move_selection(-10),
+            KeyCode::PageDown => self.move_selection(10),
+            KeyCode::Home | KeyCode::Char('g') => self.move_selection(i64::MIN / 2),
+            KeyCode::End | KeyCode::Char('G') => self.move_selection(i64::MAX / 2),
+            KeyCode::Char('/') if self.screen == Screen::Dashboard => self.editing_filter = true,
+            KeyCode::Enter if self.screen == Screen::Dashboard => {
+                let id = self.selected_job()?.id.clone();
+                self.selected = Some(id.clone());
+                self.screen = Screen::Detail;
+                self.detail = Some(Detail { id: id.clone(), job: self.selected_job().cloned(), ..Detail::default() });
+                return Some(Command::Follow(id));
+            }
+            KeyCode::Char(c @ ('c' | 'r' | 'p' | '+' | '=' | '-')) => return self.action(c),
+            _ => {}
+        }
+        None
+    }
+
+    fn action(&mut self, c: char) -> Option<Command> {
+        if self.readonly {
+            self.apply(Update::Flash("read-only: actions are off (started with --readonly)".into()));
+            return None;
+        }
+        if c == 'p' {
+            let paused = self.system.as_ref().is_some_and(|s| s.paused);
+            return Some(Command::SetPaused(!paused));
+        }
+        let job = match self.screen {
+            Screen::Detail => self.detail.as_ref().and_then(|d| d.job.as_ref()),
+            Screen::Dashboard => self.selected_job(),
+        }?;
+        let id = job.id.clone();
+        match c {
+            'c' => Some(Command::Cancel(id)),
+            'r' => Some(Command::Retry(id)),
+            '+' | '=' => Some(Command::SetPriority(id, (job.priority + 1).min(1000))),
+            '-' => Some(Command::SetPriority(id, (job.priority - 1).max(-1000))),
+            _ => None,
+        }
+    }
+
+    fn move_selection(&mut self, by: i64) {
+        if self.screen != Screen::Dashboard {
+            return;
+        }
+        let rows = self.rows();
+        let Some(current) = self.selected_index() else { return };
+        let last = rows.len() as i64 - 1;
+        let next = (current as i64).saturating_add(by).clamp(0, last) as usize;
+        self.selected = rows.get(next).map(|j| j.id.clone());
+    }
+}
+
+fn matches_filter(j: &JobView, needle: &str) -> bool {
+    [j.id.as_str(), j.kind.as_str(), j.state.as_str(), j.owner.as_str(), j.device.as_deref().unwrap_or("")]
+        .iter()
+        .chain(j.error.as_deref().iter())
+        .any(|f| f.to_lowercase().contains(needle))
+}

@@ -1,0 +1,361 @@
+//! The dashboard's only link to the daemon: its HTTP API. Polls feed [`Update`]s into the
+//! event channel; the telemetry and job-event streams are read as Server-Sent Events and
+//! reconnect by themselves when the daemon restarts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+
+use super::app::Command;
+use super::event::{Event, EventLine, Snapshot, Update};
+use super::format::short_id;
+use crate::api::system::SystemView;
+use crate::api::telemetry::TelemetryHistory;
+use crate::api::views::{ArtifactView, JobView};
+use crate::gpu::TelemetrySample;
+
+/// Finished jobs shown under the queue.
+const RECENT: usize = 30;
+/// Longest a plain request may take before the daemon counts as unreachable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of one daemon.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    key: Option<String>,
+}
+
+impl ApiClient {
+    /// A client for `url` with an optional API key.
+    pub fn new(url: &str, key: Option<String>) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).build()?;
+        Ok(Self { http, base: url.trim_end_matches('/').to_string(), key })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response, String> {
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                "connection refused".to_string()
+            } else if e.is_timeout() {
+                "timed out".to_string()
+            } else {
+                e.to_string()
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or_default();
+        Err(format!("{status}: {}", body["error"]["message"].as_str().unwrap_or("no details")))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let resp = self.send(self.request(Method::GET, path).timeout(REQUEST_TIMEOUT)).await?;
+        resp.json().await.map_err(|e| format!("unreadable answer from {path}: {e}"))
+    }
+
+    /// One poll: system, running, queued and recent jobs.
+    pub async fn snapshot(&self) -> Result<Snapshot, String> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            jobs: Vec<JobView>,
+        }
+        let (system, running, queued, latest) = tokio::try_join!(
+            self.get::<SystemView>("/api/v1/system"),
+            self.get::<Page>("/api/v1/jobs?state=running&limit=100"),
+            self.get::<Page>("/api/v1/jobs?state=queued&limit=200"),
+            self.get::<Page>("/api/v1/jobs?limit=100"),
+        )?;
+        let recent = latest
+            .jobs
+            .into_iter()
+            .filter(|j| matches!(j.state.as_str(), "succeeded" | "failed" | "canceled"))
+            .take(RECENT)
+            .collect();
+        Ok(Snapshot { system, running: running.jobs, queued: queued.jobs, recent })
+    }
+
+    /// Carries out an action; the answer is a line for the status bar.
+    pub async fn act(&self, cmd: &Command) -> Result<String, String> {
+        let (req, done) = match cmd {
+            Command::Cancel(id) => (
+                self.request(Method::POST, &format!("/api/v1/jobs/{id}/cancel")),
+                format!("cancel sent to {}", short_id(id)),
+            ),
+            Command::Retry(id) => {
+                (self.request(Method::POST, &format!("/api/v1/jobs/{id}/retry")), format!("re-queued {}", short_id(id)))
+            }
+            Command::SetPaused(true) => (self.request(Method::POST, "/api/v1/queue/pause"), "queue paused".into()),
+            Command::SetPaused(false) => (self.request(Method::POST, "/api/v1/queue/resume"), "queue resumed".into()),
+            Command::SetPriority(id, p) => (
+                self.request(Method::PATCH, &format!("/api/v1/jobs/{id}")).json(&serde_json::json!({"priority": p})),
+                format!("priority of {} is now {p}", short_id(id)),
+            ),
+            Command::Quit | Command::Follow(_) | Command::Unfollow => return Ok(String::new()),
+        };
+        self.send(req.timeout(REQUEST_TIMEOUT)).await.map(|_| done)
+    }
+
+    /// A job and its artifacts.
+    pub async fn job(&self, id: &str) -> Result<(JobView, Vec<ArtifactView>), String> {
+        let (job, artifacts) = (format!("/api/v1/jobs/{id}"), format!("/api/v1/jobs/{id}/artifacts"));
+        tokio::try_join!(self.get(&job), self.get(&artifacts))
+    }
+
+    /// Raw bytes of an artifact.
+    pub async fn bytes(&self, path: &str) -> Result<Vec<u8>, String> {
+        let resp = self.send(self.request(Method::GET, path).timeout(REQUEST_TIMEOUT)).await?;
+        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| e.to_string())
+    }
+
+    /// Opens an SSE stream and hands each message to `on`; returns when the stream ends.
+    async fn stream(
+        &self,
+        path: &str,
+        last_id: Option<&str>,
+        mut on: impl FnMut(SseMessage) -> bool,
+    ) -> Result<(), String> {
+        let mut req = self.request(Method::GET, path).header("accept", "text/event-stream");
+        if let Some(id) = last_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = self.send(req).await?;
+        let mut body = resp.bytes_stream();
+        let mut parser = SseParser::default();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            for msg in parser.push(&chunk) {
+                if !on(msg) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One Server-Sent Events message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SseMessage {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+/// Splits an SSE byte stream into messages (chunks may cut anywhere).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    pending: Vec<u8>,
+    current: SseMessage,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the messages they completed.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+            let raw: Vec<u8> = self.pending.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                let msg = std::mem::take(&mut self.current);
+                if !msg.data.is_empty() || !msg.event.is_empty() {
+                    out.push(msg);
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue; // keep-alive comment
+            }
+            let (field, value) =
+                line.split_once(':').map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
+            match field {
+                "event" => self.current.event = value.to_string(),
+                "id" => self.current.id = Some(value.to_string()),
+                "data" => {
+                    if !self.current.data.is_empty() {
+                        self.current.data.push('\n');
+                    }
+                    self.current.data.push_str(value);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Polls the daemon every `refresh` (or when `wake` fires) until the channel closes.
+pub async fn poll(client: ApiClient, tx: mpsc::Sender<Event>, refresh: Duration, wake: Arc<Notify>) {
+    loop {
+        let update = match client.snapshot().await {
+            Ok(s) => Update::Snapshot(Box::new(s)),
+            Err(e) => Update::Down(e),
+        };
+        if tx.send(Event::Data(update)).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(refresh) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
+
+/// Follows `/api/v1/telemetry`, reconnecting after `retry` when it drops.
+pub async fn telemetry(client: ApiClient, tx: mpsc::Sender<Event>, retry: Duration) {
+    loop {
+        let tx2 = tx.clone();
+        let result = client
+            .stream("/api/v1/telemetry", None, |msg| {
+                let update = match msg.event.as_str() {
+                    "history" => {
+                        serde_json::from_str::<TelemetryHistory>(&msg.data).ok().map(|h| Update::History(h.samples))
+                    }
+                    "sample" => {
+                        serde_json::from_str::<TelemetrySample>(&msg.data).ok().map(|s| Update::Sample(Box::new(s)))
+                    }
+                    _ => None,
+                };
+                update.is_none_or(|u| tx2.try_send(Event::Data(u)).is_ok() || !tx2.is_closed())
+            })
+            .await;
+        if tx.is_closed() {
+            return;
+        }
+        if let Err(e) = result {
+            tracing::debug!("telemetry stream: {e}");
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+/// Follows one job for the detail view: its record and artifacts every `refresh`, a
+/// preview when a new image appears, and its events as they happen.
+pub async fn follow(client: ApiClient, tx: mpsc::Sender<Event>, id: String, refresh: Duration) {
+    let events = tokio::spawn(follow_events(client.clone(), tx.clone(), id.clone(), refresh));
+    let mut shown: Option<String> = None;
+    loop {
+        if let Ok((job, artifacts)) = client.job(&id).await {
+            let newest_image = artifacts.iter().rev().find(|a| a.media_type.starts_with("image/")).cloned();
+            let final_state = matches!(job.state.as_str(), "succeeded" | "failed" | "canceled");
+            if tx.send(Event::Data(Update::Detail(Box::new(job), artifacts))).await.is_err() {
+                break;
+            }
+            if let Some(a) = newest_image.filter(|a| shown.as_deref() != Some(a.id.as_str()))
+                && let Ok(bytes) = client.bytes(&a.url).await
+            {
+                let decoded = tokio::task::spawn_blocking(move || super::render::preview::decode(&a.id, &bytes)).await;
+                if let Ok(Some(p)) = decoded {
+                    shown = Some(p.artifact.clone());
+                    if tx.send(Event::Data(Update::Preview(id.clone(), p))).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            if final_state && shown.is_some() {
+                // Nothing will change any more but the events task may still catch up.
+                tokio::time::sleep(refresh * 5).await;
+                continue;
+            }
+        }
+        tokio::time::sleep(refresh).await;
+    }
+    events.abort();
+}
+
+async fn follow_events(client: ApiClient, tx: mpsc::Sender<Event>, id: String, retry: Duration) {
+    let mut last: Option<String> = None;
+    loop {
+        let path = format!("/api/v1/jobs/{id}/events");
+        let result = client
+            .stream(&path, last.clone().as_deref(), |msg| {
+                if msg.id.is_some() {
+                    last = msg.id.clone();
+                }
+                match serde_json::from_str::<Value>(&msg.data).ok().and_then(|v| event_line(&v)) {
+                    Some(line) => {
+                        tx.try_send(Event::Data(Update::JobEvent(id.clone(), line))).is_ok() || !tx.is_closed()
+                    }
+                    None => true,
+                }
+            })
+            .await;
+        if tx.is_closed() {
+            return;
+        }
+        if result.is_ok() {
+            // The daemon ends a job's stream after its final state; wait for a retry.
+            tokio::time::sleep(retry * 5).await;
+        } else {
+            tokio::time::sleep(retry).await;
+        }
+    }
+}
+
+/// A job event JSON (as `/api/v1/jobs/{id}/events` sends it) as one line of text.
+pub fn event_line(v: &Value) -> Option<EventLine> {
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    let kind = v["type"].as_str()?;
+    let text = match kind {
+        "state" => match v["error"].as_str() {
+            Some(e) => format!("state → {} ({e})", s("state")),
+            None => format!("state → {}", s("state")),
+        },
+        "stage" => format!("stage {} → {}", s("stage"), s("state")),
+        "progress" => {
+            let msg = v["message"].as_str().map(|m| format!(" {m}")).unwrap_or_default();
+            format!("progress {} {}/{}{msg}", s("stage"), v["step"], v["total"])
+        }
+        "log" => format!("[{}] {}", s("level"), s("message")),
+        "artifact" => format!("artifact {} ({}) from {}", short_id(&s("artifact")), s("media_type"), s("stage")),
+        other => other.to_string(),
+    };
+    Some(EventLine { seq: v["seq"].as_u64()?, at: s("at"), text, progress: kind == "progress" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_messages_survive_arbitrary_chunking() {
+        let stream =
+            b": keep-alive\n\nid: 7\nevent: state\ndata: {\"a\":1}\r\n\r\nevent: history\ndata: x\ndata: y\n\n";
+        for cut in 0..stream.len() {
+            let mut p = SseParser::default();
+            let mut got = p.push(&stream[..cut]);
+            got.extend(p.push(&stream[cut..]));
+            assert_eq!(got.len(), 2, "cut at {cut}");
+            assert_eq!(got[0], SseMessage { event: "state".into(), id: Some("7".into()), data: "{\"a\":1}".into() });
+            assert_eq!(got[1].data, "x\ny");
+        }
+    }
+
+    #[test]
+    fn events_read_as_one_line_each() {
+        let v = serde_json::json!({"seq": 3, "at": "2025-01-01T10:00:00.000Z", "type": "progress", "stage": "card", "step": 2, "total": 5, "message": null});
+        let line = event_line(&v).expect("line");
+        assert_eq!(line.text, "progress card 2/5");
+        assert!(line.progress);
+        let v = serde_json::json!({"seq": 4, "at": "", "type": "state", "state": "failed", "error": "boom"});
+        assert_eq!(event_line(&v).expect("line").text, "state → failed (boom)");
+    }
+}

@@ -1,0 +1,181 @@
+//! The job detail view: state and timings, stages, artifacts, a preview of the newest
+//! image, and the job's events as they arrive.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use super::{Theme, preview};
+use crate::api::views::JobView;
+use crate::tui::app::App;
+use crate::tui::format::{self, fit, parse_time, short_id};
+
+/// Draws the view.
+pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let t = Theme::of(app);
+    let Some(detail) = &app.detail else { return };
+    let Some(job) = &detail.job else {
+        f.render_widget(Paragraph::new(format!("loading job {} …", detail.id)), area);
+        return;
+    };
+    let preview_w = if area.width >= 120 { area.width * 2 / 5 } else { (area.width / 3).max(20) };
+    let info = info_lines(job, app, t, area.width.saturating_sub(preview_w + 2) as usize);
+    // The events panel keeps at least five lines.
+    // Tall terminals give the preview more room.
+    let top_h = (info.len() as u16 + 2).max(area.height * 11 / 20).min(area.height.saturating_sub(5));
+    let [top, bottom] = Layout::vertical([Constraint::Length(top_h), Constraint::Min(0)]).areas(area);
+    let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(preview_w)]).areas(top);
+    let title = format!(" job {} · {} · {} ", short_id(&job.id), job.kind, job.state);
+    f.render_widget(
+        Paragraph::new(info).block(Block::default().borders(Borders::ALL).title(Span::styled(title, t.title()))),
+        left,
+    );
+    draw_preview(f, right, app, t);
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(" events ", t.title()));
+    let inner = block.inner(bottom);
+    let skip = detail.events.len().saturating_sub(inner.height as usize);
+    let lines: Vec<Line> = detail
+        .events
+        .iter()
+        .skip(skip)
+        .map(|e| {
+            let clock = e.at.get(11..19).unwrap_or("");
+            Line::from(vec![
+                Span::styled(format!("{clock} "), t.dim()),
+                Span::raw(fit(&e.text, (inner.width as usize).saturating_sub(9))),
+            ])
+        })
+        .collect();
+    let body = if lines.is_empty() { vec![Line::from(Span::styled("no events yet", t.dim()))] } else { lines };
+    f.render_widget(Paragraph::new(body).block(block), bottom);
+}
+
+fn info_lines(job: &JobView, app: &App, t: Theme, w: usize) -> Vec<Line<'static>> {
+    let currency = app.system.as_ref().map(|s| s.energy.currency.clone()).unwrap_or_default();
+    let label = |s: &str| Span::styled(format!("{s} "), t.dim());
+    let mut lines = vec![
+        Line::from(vec![label("id"), Span::raw(job.id.clone()), label(" owner"), Span::raw(job.owner.clone())]),
+        Line::from(vec![
+            label("state"),
+            Span::styled(job.state.clone(), t.state(&job.state)),
+            label(" prio"),
+            Span::raw(job.priority.to_string()),
+            label(" tries"),
+            Span::raw(job.attempts.to_string()),
+            label(" on"),
+            Span::raw(
+                job.device
+                    .clone()
+                    .or_else(|| job.stages.iter().rev().find_map(|s| s.device.clone()))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+        ]),
+    ];
+    let created = parse_time(Some(&job.created_at));
+    let started = parse_time(job.started_at.as_deref());
+    let finished = parse_time(job.finished_at.as_deref());
+    let mut times = vec![label("created"), Span::raw(clock(&job.created_at))];
+    if let (Some(c), Some(s)) = (created, started) {
+        times.extend([label(" waited"), Span::raw(format::duration(s - c))]);
+    }
+    match (started, finished) {
+        (Some(s), Some(e)) => times.extend([label(" ran"), Span::raw(format::duration(e - s))]),
+        (Some(s), None) => times.extend([label(" running"), Span::raw(format::duration(app.now - s))]),
+        _ => {}
+    }
+    lines.push(Line::from(times));
+    let mut energy = vec![label("energy"), Span::raw(job.energy_wh.map(format::energy).unwrap_or_else(|| "-".into()))];
+    if let Some(c) = job.cost {
+        energy.extend([label(" cost"), Span::raw(format::cost(c, &currency))]);
+    }
+    energy
+        .extend([label(" needs"), Span::raw(if job.vram_mib > 0 { format::mib(job.vram_mib) } else { "any".into() })]);
+    lines.push(Line::from(energy));
+    lines.push(Line::from(vec![
+        label("params"),
+        Span::styled(fit(&job.params.to_string(), w.saturating_sub(7)), t.dim()),
+    ]));
+    if let Some(e) = &job.error {
+        lines.push(Line::from(vec![
+            Span::styled("error ", t.bad()),
+            Span::styled(fit(e, w.saturating_sub(6)), t.bad()),
+        ]));
+    }
+    lines.push(Line::from(Span::styled(
+        format!("{:<12} {:<8} {:<7} {:>7} {:>8}", "STAGE", "STATE", "DEVICE", "TIME", "ENERGY"),
+        t.dim(),
+    )));
+    for s in &job.stages {
+        let (a, b) = (parse_time(s.started_at.as_deref()), parse_time(s.finished_at.as_deref()));
+        let took = match (a, b) {
+            (Some(a), Some(b)) => format::duration(b - a),
+            (Some(a), None) => format::duration(app.now - a),
+            _ => "-".into(),
+        };
+        let mut spans = vec![
+            Span::raw(format!("{:<12} ", fit(&s.name, 12))),
+            Span::styled(
+                format!("{:<8} ", s.state),
+                t.state(match s.state.as_str() {
+                    "done" => "succeeded",
+                    "pending" => "queued",
+                    other => other,
+                }),
+            ),
+            Span::raw(format!(
+                "{:<7} {:>7} {:>8}",
+                s.device.clone().unwrap_or_else(|| "-".into()),
+                took,
+                s.energy_wh.map(format::energy).unwrap_or_else(|| "-".into())
+            )),
+        ];
+        if s.state == "running" && job.progress.total > 0 && w >= 70 {
+            spans.push(Span::raw(format!("  step {}/{}", job.progress.step, job.progress.total)));
+        }
+        if let Some(e) = &s.error {
+            spans.push(Span::styled(format!("  {e}"), t.bad()));
+        }
+        lines.push(Line::from(spans));
+    }
+    if let Some(d) = &app.detail
+        && !d.artifacts.is_empty()
+    {
+        lines.push(Line::from(Span::styled("ARTIFACTS", t.dim())));
+        for a in &d.artifacts {
+            lines.push(Line::from(vec![
+                Span::raw(format!("{} ", a.name)),
+                Span::styled(format!("{} {} {}", a.media_type, size(a.size), a.url), t.dim()),
+            ]));
+        }
+    }
+    lines
+}
+
+/// `MM-DD HH:MM:SS` of an RFC 3339 time (UTC, as the API gives it).
+fn clock(rfc3339: &str) -> String {
+    rfc3339.get(5..19).map(|s| s.replace('T', " ")).unwrap_or_else(|| rfc3339.to_string())
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+fn draw_preview(f: &mut Frame, area: Rect, app: &App, t: Theme) {
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(" preview ", t.title()));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let Some(p) = app.detail.as_ref().and_then(|d| d.preview.as_ref()) else {
+        f.render_widget(Paragraph::new(Span::styled("no image yet", t.dim())), inner);
+        return;
+    };
+    let lines = preview::lines(p, inner.width, inner.height, app.color);
+    let (w, h) = preview::fit(p, inner.width, inner.height);
+    // Centre the picture in the panel.
+    let at = Rect { x: inner.x + (inner.width - w) / 2, y: inner.y + (inner.height - h) / 2, width: w, height: h };
+    f.render_widget(Paragraph::new(lines), at);
+}

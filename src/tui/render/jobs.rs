@@ -1,0 +1,141 @@
+//! The jobs table: running jobs (stage, step bar, ETA, energy so far), the queue by
+//! priority with what each job needs, and recent finished jobs with durations and errors.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+
+use super::Theme;
+use crate::api::views::JobView;
+use crate::tui::app::App;
+use crate::tui::format::{self, bar, fit, parse_time, short_id};
+
+/// Draws the table.
+pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let t = Theme::of(app);
+    let rows = app.rows();
+    let mut title =
+        format!(" jobs · {} running · {} queued · {} recent ", app.running.len(), app.queued.len(), app.recent.len());
+    if !app.filter.is_empty() {
+        title.push_str(&format!("· filter \"{}\" ({} shown) ", app.filter, rows.len()));
+    }
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(title, t.title()));
+    if rows.is_empty() {
+        let msg = if app.filter.is_empty() {
+            "no jobs yet — submit one with `reelbox submit testcard`"
+        } else {
+            "no job matches the filter (Esc clears it)"
+        };
+        f.render_widget(Paragraph::new(Span::styled(msg, t.dim())).block(block), area);
+        return;
+    }
+    let wide = area.width >= 120;
+    let currency = app.system.as_ref().map(|s| s.energy.currency.clone()).unwrap_or_default();
+    let priced = app.system.as_ref().is_some_and(|s| s.energy.price_per_kwh.is_some());
+    let info_w = area.width.saturating_sub(2 + if wide { 70 } else { 58 }) as usize;
+    let mut header = vec!["ID", "KIND", "STATE", "PRI", "DEVICE", "PROGRESS / INFO", "TIME", "ENERGY"];
+    let mut widths = vec![
+        Constraint::Length(8),
+        Constraint::Length(if wide { 14 } else { 9 }),
+        Constraint::Length(9),
+        Constraint::Length(4),
+        Constraint::Length(7),
+        Constraint::Min(10),
+        Constraint::Length(7),
+        Constraint::Length(8),
+    ];
+    if wide && priced {
+        header.push("COST");
+        widths.push(Constraint::Length(12));
+    }
+    let table_rows: Vec<Row> = rows
+        .iter()
+        .map(|j| {
+            let mut cells = vec![
+                Cell::from(short_id(&j.id).to_string()),
+                Cell::from(fit(&j.kind, if wide { 14 } else { 9 })),
+                Cell::from(Span::styled(j.state.clone(), t.state(&j.state))),
+                Cell::from(format!("{:>3}", j.priority)),
+                Cell::from(device(j)),
+                Cell::from(info(j, info_w, t)),
+                Cell::from(time(j, app.now)),
+                Cell::from(j.energy_wh.map(format::energy).unwrap_or_else(|| "-".into())),
+            ];
+            if wide && priced {
+                cells.push(Cell::from(j.cost.map(|c| format::cost(c, &currency)).unwrap_or_else(|| "-".into())));
+            }
+            Row::new(cells)
+        })
+        .collect();
+    let table = Table::new(table_rows, widths)
+        .header(Row::new(header).style(t.dim()))
+        .block(block)
+        .row_highlight_style(t.selected())
+        .column_spacing(1);
+    let mut state = TableState::default().with_selected(app.selected_index());
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+/// Where a job runs, or what it needs while queued.
+fn device(j: &JobView) -> String {
+    match (&j.device, j.state.as_str()) {
+        (Some(d), _) => d.clone(),
+        (None, "queued") if j.vram_mib > 0 => format!("≥{}", format::mib(j.vram_mib)),
+        (None, "queued") => "any".into(),
+        _ => j.stages.iter().rev().find_map(|s| s.device.clone()).unwrap_or_else(|| "-".into()),
+    }
+}
+
+fn info(j: &JobView, w: usize, t: Theme) -> Line<'static> {
+    match j.state.as_str() {
+        "running" => {
+            // The bar is the current stage's steps; wide tables add the whole job's share.
+            let p = &j.progress;
+            let bw = (w / 4).clamp(4, 20);
+            let stage_done = if p.total > 0 { p.step as f64 / p.total as f64 } else { 0.0 };
+            let mut label = match (&p.stage, p.total) {
+                (Some(s), n) if n > 0 => format!(" {} {}/{}", s, p.step, n),
+                (Some(s), _) => format!(" {s}"),
+                (None, _) => String::new(),
+            };
+            if w >= 30 {
+                label = format!(" {:>3.0}%{label}", p.fraction * 100.0);
+            }
+            Line::from(vec![Span::styled(bar(stage_done, bw), t.good()), Span::raw(fit(&label, w.saturating_sub(bw)))])
+        }
+        "queued" => {
+            let text = match (j.attempts, &j.error) {
+                (0, _) => "waiting".to_string(),
+                (_, Some(e)) => format!("retry after: {e}"),
+                (n, None) => format!("waiting (attempt {})", n + 1),
+            };
+            Line::from(Span::styled(fit(&text, w), t.warn()))
+        }
+        "failed" => Line::from(Span::styled(fit(j.error.as_deref().unwrap_or("failed"), w), t.bad())),
+        "succeeded" => {
+            let n = j.stages.len();
+            Line::from(Span::styled(fit(&format!("{n} stage{} done", if n == 1 { "" } else { "s" }), w), t.dim()))
+        }
+        other => Line::from(Span::styled(fit(other, w), t.dim())),
+    }
+}
+
+/// ETA for running jobs, run time for finished ones, wait time for queued ones.
+fn time(j: &JobView, now: i64) -> Line<'static> {
+    let started = parse_time(j.started_at.as_deref());
+    let finished = parse_time(j.finished_at.as_deref());
+    let text = match j.state.as_str() {
+        "running" => match started.and_then(|s| format::eta_ms(j.progress.fraction, s, now)) {
+            Some(eta) => format!("~{}", format::duration(eta)),
+            None => started.map(|s| format::duration(now - s)).unwrap_or_default(),
+        },
+        "queued" => parse_time(j.enqueued_at.as_deref()).map(|q| format::duration(now - q)).unwrap_or_default(),
+        _ => match (started, finished) {
+            (Some(s), Some(f)) => format::duration(f - s),
+            _ => "-".into(),
+        },
+    };
+    Line::from(Span::styled(text, Style::default()))
+}

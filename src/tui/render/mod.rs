@@ -1,0 +1,211 @@
+//! Pure drawing: every function here takes the [`App`] and a frame area and draws; none
+//! fetches data or reads the clock (the app carries `now`), so snapshots are exact.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use super::app::{App, Link, Screen};
+use super::format;
+
+mod detail;
+mod devices;
+mod jobs;
+pub mod preview;
+
+/// Styles, with colours dropped under `NO_COLOR`.
+#[derive(Debug, Clone, Copy)]
+pub struct Theme {
+    color: bool,
+}
+
+impl Theme {
+    /// The theme for an app.
+    pub fn of(app: &App) -> Self {
+        Self { color: app.color }
+    }
+
+    fn fg(self, c: Color) -> Style {
+        if self.color { Style::default().fg(c) } else { Style::default() }
+    }
+
+    /// Titles and headers.
+    pub fn title(self) -> Style {
+        self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    }
+
+    /// Labels and secondary text.
+    pub fn dim(self) -> Style {
+        if self.color { Style::default().fg(Color::DarkGray) } else { Style::default() }
+    }
+
+    /// Problems.
+    pub fn bad(self) -> Style {
+        self.fg(Color::Red).add_modifier(Modifier::BOLD)
+    }
+
+    /// Warnings (paused, read-only, waiting).
+    pub fn warn(self) -> Style {
+        self.fg(Color::Yellow)
+    }
+
+    /// Good news.
+    pub fn good(self) -> Style {
+        self.fg(Color::Green)
+    }
+
+    /// The selected row: reversed, which reads without colour too.
+    pub fn selected(self) -> Style {
+        Style::default().add_modifier(Modifier::REVERSED)
+    }
+
+    /// A gauge's colour by how full it is.
+    pub fn level(self, fraction: f64) -> Style {
+        match fraction {
+            f if f >= 0.9 => self.fg(Color::Red),
+            f if f >= 0.7 => self.fg(Color::Yellow),
+            _ => self.fg(Color::Green),
+        }
+    }
+
+    /// A job state's colour.
+    pub fn state(self, state: &str) -> Style {
+        match state {
+            "running" => self.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            "queued" => self.fg(Color::Yellow),
+            "succeeded" => self.fg(Color::Green),
+            "failed" => self.fg(Color::Red),
+            _ => self.dim(),
+        }
+    }
+}
+
+/// Draws the whole dashboard.
+pub fn draw(f: &mut Frame, app: &App) {
+    let [header, body, footer] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(f.area());
+    draw_header(f, header, app);
+    match app.screen {
+        Screen::Dashboard => {
+            let height = devices::height(app, body);
+            let [top, rest] = Layout::vertical([Constraint::Length(height), Constraint::Min(0)]).areas(body);
+            devices::draw(f, top, app);
+            jobs::draw(f, rest, app);
+        }
+        Screen::Detail => detail::draw(f, body, app),
+    }
+    draw_footer(f, footer, app);
+    if app.help {
+        draw_help(f, body, app);
+    }
+}
+
+fn draw_header(f: &mut Frame, area: Rect, app: &App) {
+    // What matters most comes first: a narrow terminal cuts the end.
+    let t = Theme::of(app);
+    let mut spans = vec![Span::styled("reelbox top", t.title())];
+    if app.system.as_ref().is_some_and(|s| s.paused) {
+        spans.push(Span::styled(" · PAUSED", t.warn().add_modifier(Modifier::BOLD)));
+    }
+    if app.readonly {
+        spans.push(Span::styled(" · read-only", t.warn()));
+    }
+    if let Some(s) = &app.system {
+        let q = &s.queue.by_state;
+        spans.push(Span::raw(format!(" · {} running {} queued {} failed", q.running, q.queued, q.failed)));
+    }
+    spans.push(Span::styled(format!(" · {}", app.url), t.dim()));
+    if let Some(s) = &app.system {
+        spans.push(Span::styled(
+            format!(" · v{} up {}", s.version, format::duration(s.uptime_s as i64 * 1000)),
+            t.dim(),
+        ));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
+    let t = Theme::of(app);
+    let line = if let Link::Down { since, error } = &app.link {
+        Line::from(vec![
+            Span::styled("✖ daemon down", t.bad()),
+            Span::raw(format!(
+                " ({error}) for {} · retrying every {} · {}",
+                format::duration(app.now - since),
+                format::duration(app.refresh.as_millis() as i64),
+                app.url,
+            )),
+        ])
+    } else if app.link == Link::Connecting {
+        Line::from(Span::styled(format!("connecting to {} …", app.url), t.warn()))
+    } else if app.editing_filter {
+        Line::from(vec![
+            Span::styled("filter: ", t.title()),
+            Span::raw(app.filter.clone()),
+            Span::styled("▏ (Enter keep, Esc clear)", t.dim()),
+        ])
+    } else if let Some(msg) = app.flash_text() {
+        Line::from(Span::styled(msg.to_string(), t.warn()))
+    } else {
+        let keys: &[(&str, &str)] = match (app.screen, app.readonly) {
+            (Screen::Dashboard, false) => &[
+                ("↑↓", "select"),
+                ("⏎", "detail"),
+                ("c", "cancel"),
+                ("r", "retry"),
+                ("p", "pause"),
+                ("+-", "prio"),
+                ("/", "filter"),
+                ("?", "help"),
+                ("q", "quit"),
+            ],
+            (Screen::Dashboard, true) => {
+                &[("↑↓", "select"), ("⏎", "detail"), ("/", "filter"), ("?", "help"), ("q", "quit")]
+            }
+            (Screen::Detail, false) => {
+                &[("Esc", "back"), ("c", "cancel"), ("r", "retry"), ("+-", "prio"), ("?", "help"), ("q", "quit")]
+            }
+            (Screen::Detail, true) => &[("Esc", "back"), ("?", "help"), ("q", "quit")],
+        };
+        let mut spans = Vec::new();
+        for (k, what) in keys {
+            spans.push(Span::styled(*k, t.title()));
+            spans.push(Span::styled(format!(" {what} "), t.dim()));
+        }
+        Line::from(spans)
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_help(f: &mut Frame, body: Rect, app: &App) {
+    let t = Theme::of(app);
+    let rows: &[(&str, &str)] = &[
+        ("↑/↓ j/k", "select a job (PgUp/PgDn, g/G jump)"),
+        ("Enter", "job detail: stages, events, artifacts, preview"),
+        ("Esc", "back to the dashboard / clear the filter"),
+        ("c", "cancel the job"),
+        ("r", "retry a failed or canceled job"),
+        ("p", "pause or resume the queue"),
+        ("+ / -", "raise or lower the job's priority"),
+        ("/", "filter jobs by id, kind, state, device or error"),
+        ("?", "this help"),
+        ("q", "quit"),
+    ];
+    let mut lines: Vec<Line> = rows
+        .iter()
+        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:>8}  "), t.title()), Span::raw(*v)]))
+        .collect();
+    if app.readonly {
+        lines.push(Line::from(Span::styled("read-only: c, r, p, + and - are off", t.warn())));
+    }
+    let w = body.width.min(64);
+    let h = (lines.len() as u16 + 2).min(body.height);
+    let area = Rect { x: body.x + (body.width - w) / 2, y: body.y + (body.height - h) / 2, width: w, height: h };
+    f.render_widget(Clear, area);
+    f.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(Span::styled(" keys ", t.title()))),
+        area,
+    );
+}
