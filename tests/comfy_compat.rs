@@ -342,13 +342,15 @@ async fn node_and_system_descriptions_answer_in_comfyuis_shape() {
         async move { c.get(url).send().await.expect("get").json::<Value>().await.expect("json") }
     };
     let info = get("/object_info").await;
-    assert_eq!(info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0], json!(["tiny-sd"]));
+    // The installed model, beside any demo models a source checkout bundles.
+    let ckpts = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0].clone();
+    assert!(ckpts.as_array().is_some_and(|c| c.contains(&json!("tiny-sd"))), "{ckpts}");
     let samplers = &info["KSampler"]["input"]["required"]["sampler_name"][0];
     assert_eq!(*samplers, json!(["euler", "euler_ancestral", "ddim", "dpmpp_2m", "lcm"]));
     assert_eq!(info["SaveImage"]["output_node"], true);
     assert_eq!(get("/api/object_info/KSampler").await["KSampler"]["output"], json!(["LATENT"]));
     assert_eq!(get("/models").await, json!(["checkpoints"]));
-    assert_eq!(get("/models/checkpoints").await, json!(["tiny-sd"]));
+    assert_eq!(get("/models/checkpoints").await, ckpts);
     let stats = get("/system_stats").await;
     let devices = stats["devices"].as_array().expect("devices");
     assert!(!devices.is_empty());

@@ -157,8 +157,9 @@ async fn errors_come_in_openais_shape_naming_the_param() {
     assert_eq!(err["error"]["type"], "invalid_request_error");
     let list: Value = c.get(d.at("/v1/models")).send().await.expect("models").json().await.expect("json");
     assert_eq!(list["object"], "list");
-    assert_eq!(list["data"][0]["id"], TINY_SD);
-    assert_eq!(list["data"][0]["object"], "model");
+    let tiny = list["data"].as_array().expect("data").iter().find(|m| m["id"] == TINY_SD).expect("tiny-sd listed");
+    assert_eq!(tiny["object"], "model");
+    assert_eq!(tiny["owned_by"], "reelbox");
     let missing = c.get(d.at("/v1/models/nope")).send().await.expect("model");
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.json::<Value>().await.expect("json")["error"]["type"], "not_found_error");
