@@ -14,6 +14,7 @@ mod image;
 mod jobs;
 mod models;
 mod profiles;
+mod render;
 mod say;
 mod serve;
 mod setup;
@@ -106,6 +107,10 @@ pub enum Command {
     Say(say::SayArgs),
     /// Draw PROMPT into a PNG file (on the daemon when one answers).
     Image(image::ImageArgs),
+    /// Render a script into a narrated, lip-synced, subtitled MP4.
+    Render(render::RenderArgs),
+    /// Render the bundled demo (runs setup first when pieces are missing).
+    Demo(render::DemoArgs),
     /// Print the version.
     Version,
 }
@@ -158,6 +163,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm { name } => models::run(&g, models::ModelsAction::Rm { name }).await,
         Command::Say(args) => say::run(&g, args).await,
         Command::Image(args) => image::run(&g, args).await,
+        Command::Render(args) => render::run(&g, args).await,
+        Command::Demo(args) => render::demo(&g, args).await,
         Command::Version => {
             println!("reelbox {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

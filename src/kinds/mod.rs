@@ -123,7 +123,7 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(lipsync::Lipsync),
         Arc::new(upscale::Upscale),
         Arc::new(image::Image),
-        Arc::new(render::Render::default()),
+        Arc::new(render::Render),
         Arc::new(model_pull::ModelPull),
     ]
 }

@@ -100,10 +100,8 @@ pub struct RenderParams {
 }
 
 /// The `render` job kind.
-#[derive(Default)]
-pub struct Render {
-    images: Image,
-}
+#[derive(Debug, Default)]
+pub struct Render;
 
 fn opt_u32(p: &serde_json::Value, f: &str, range: std::ops::RangeInclusive<i64>) -> Result<Option<u32>, ParamError> {
     match p.get(f) {
@@ -259,7 +257,7 @@ impl JobKind for Render {
             .map_err(|e| StageError::Fatal(format!("stored parameters are unreadable: {e}")))?;
         match stage {
             "plan" => put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed)),
-            "keyframes" => self.keyframes(run, &p),
+            "keyframes" => keyframes(run, &p),
             "narration" => narration(run, &p),
             "motion" => motion(run, &p),
             "talking_head" => talking_head(run, &p),
@@ -270,31 +268,28 @@ impl JobKind for Render {
     }
 }
 
-impl Render {
-    fn keyframes(&self, run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
-        let plan: Plan = read_json(run, "plan", "plan.json")?;
-        let n = plan.scenes.len() as u64;
-        for scene in &plan.scenes {
-            check_cancel(run.cancel)?;
-            let request = keyframe_request(p, &scene.prompt, scene.seed);
-            let params = validate_image(&request, run.config).map_err(|e| StageError::Fatal(e.to_string()))?;
-            let index = scene.index as u64;
-            let progress = |pr: Progress| {
-                let msg = format!("scene {}/{n}: step {}/{}", index + 1, pr.step, pr.total);
-                run.sink.progress(index * 1000 + pr.step * 1000 / pr.total.max(1), n * 1000, Some(&msg));
-            };
-            let out = self
-                .images
-                .render(run.config, run.engine, run.device, &params, None, Some(&progress), None, Some(run.cancel))
-                .map_err(|e| fatal(run.cancel, &format!("keyframe of scene {}", scene.index + 1))(&e))?;
-            for w in &out.warnings {
-                run.sink.log("warn", w);
-            }
-            let (_, png) = out.images.first().ok_or_else(|| StageError::Fatal("diffusion returned no image".into()))?;
-            run.sink.put_artifact(&format!("keyframe_{:02}.png", scene.index), "image/png", png)?;
+fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
+    let plan: Plan = read_json(run, "plan", "plan.json")?;
+    let n = plan.scenes.len() as u64;
+    for scene in &plan.scenes {
+        check_cancel(run.cancel)?;
+        let request = keyframe_request(p, &scene.prompt, scene.seed);
+        let params = validate_image(&request, run.config).map_err(|e| StageError::Fatal(e.to_string()))?;
+        let index = scene.index as u64;
+        let progress = |pr: Progress| {
+            let msg = format!("scene {}/{n}: step {}/{}", index + 1, pr.step, pr.total);
+            run.sink.progress(index * 1000 + pr.step * 1000 / pr.total.max(1), n * 1000, Some(&msg));
+        };
+        let out = Image
+            .render(run.config, run.engine, run.device, &params, None, Some(&progress), None, Some(run.cancel))
+            .map_err(|e| fatal(run.cancel, &format!("keyframe of scene {}", scene.index + 1))(&e))?;
+        for w in &out.warnings {
+            run.sink.log("warn", w);
         }
-        Ok(())
+        let (_, png) = out.images.first().ok_or_else(|| StageError::Fatal("diffusion returned no image".into()))?;
+        run.sink.put_artifact(&format!("keyframe_{:02}.png", scene.index), "image/png", png)?;
     }
+    Ok(())
 }
 
 fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {

@@ -163,6 +163,19 @@ pub async fn setup(config: &Config, opts: &SetupOptions) -> Result<SetupReport, 
         GpuChoice::Auto if gpus.is_empty() => Flavor::Cpu,
         GpuChoice::Auto => Flavor::Gpu,
     };
+    // System pieces first: the runtime install needs pip.
+    let mut system_out = Vec::new();
+    for piece in Piece::ALL {
+        let pb = spinner(&multi, piece.name());
+        let outcome = system::ensure(piece, opts.install_system, &|m| pb.set_message(m.to_string()));
+        pb.finish_with_message(match &outcome {
+            PieceOutcome::Present { detail } => format!("{}: {detail}", piece.name()),
+            PieceOutcome::Installed { detail } => format!("{}: installed {detail}", piece.name()),
+            PieceOutcome::Missing { fix, .. } => format!("{}: missing; run: {fix}", piece.name()),
+        });
+        system_out.push((piece, outcome));
+    }
+
     let pb = spinner(&multi, &format!("ONNX Runtime {} ({flavor:?})", crate::engine::runtime::SETUP_VERSION));
     let say = {
         let pb = pb.clone();
@@ -175,18 +188,6 @@ pub async fn setup(config: &Config, opts: &SetupOptions) -> Result<SetupReport, 
         if runtime.already_installed { "already installed" } else { "installed" },
         runtime.library.display()
     ));
-
-    let mut system_out = Vec::new();
-    for piece in Piece::ALL {
-        let pb = spinner(&multi, piece.name());
-        let outcome = system::ensure(piece, opts.install_system, &|m| pb.set_message(m.to_string()));
-        pb.finish_with_message(match &outcome {
-            PieceOutcome::Present { detail } => format!("{}: {detail}", piece.name()),
-            PieceOutcome::Installed { detail } => format!("{}: installed {detail}", piece.name()),
-            PieceOutcome::Missing { fix, .. } => format!("{}: missing; run: {fix}", piece.name()),
-        });
-        system_out.push((piece, outcome));
-    }
 
     let mut models = Vec::new();
     if !opts.skip_models {

@@ -22,17 +22,20 @@ pub enum PackageManager {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Piece {
+    /// Python's package installer: fetches the ONNX Runtime and pip-sourced models.
+    Pip,
     Espeak,
     Ffmpeg,
 }
 
 impl Piece {
     /// All pieces, in install order.
-    pub const ALL: [Piece; 2] = [Piece::Espeak, Piece::Ffmpeg];
+    pub const ALL: [Piece; 3] = [Piece::Pip, Piece::Espeak, Piece::Ffmpeg];
 
     /// Human name.
     pub fn name(self) -> &'static str {
         match self {
+            Piece::Pip => "python3-pip",
             Piece::Espeak => "espeak-ng",
             Piece::Ffmpeg => "ffmpeg",
         }
@@ -41,6 +44,9 @@ impl Piece {
     /// Packages that provide it.
     pub fn packages(self, pm: PackageManager) -> &'static [&'static str] {
         match (self, pm) {
+            (Piece::Pip, PackageManager::Pacman) => &["python-pip"],
+            (Piece::Pip, PackageManager::Apk) => &["py3-pip"],
+            (Piece::Pip, _) => &["python3-pip"],
             (Piece::Espeak, PackageManager::Apt) => &["libespeak-ng1", "espeak-ng-data"],
             (Piece::Espeak, PackageManager::Dnf | PackageManager::Zypper) => &["espeak-ng"],
             (Piece::Espeak, PackageManager::Pacman) => &["espeak-ng"],
@@ -53,6 +59,14 @@ impl Piece {
     /// Whether it is present, with a detail (version or path) either way.
     pub fn probe(self) -> Result<String, String> {
         match self {
+            Piece::Pip => {
+                let python = crate::models::fetch::python();
+                match Command::new(&python).args(["-m", "pip", "--version"]).output() {
+                    Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+                    Ok(_) => Err(format!("{python} has no pip module")),
+                    Err(e) => Err(format!("{python} not found: {e}")),
+                }
+            }
             Piece::Espeak => crate::pipelines::tts::espeak::info()
                 .map(|(version, data)| format!("espeak-ng {version} (data {data})"))
                 .map_err(|e| e.to_string()),

@@ -23,7 +23,9 @@ pub struct Plan {
 }
 
 /// Splits `script` into scenes by blank-line paragraphs; a single line is a one-scene film.
-/// `style` is prepended to every scene prompt; seeds derive from `seed` and the index.
+/// Text in `[brackets]` is a screen direction: it becomes the keyframe prompt and is not
+/// spoken. Without one, the prompt is the scene's text. `style` is prepended to every
+/// prompt; seeds derive from `seed` and the index.
 pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
     let paragraphs = script
         .replace("\r\n", "\n")
@@ -35,14 +37,36 @@ pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
         .iter()
         .enumerate()
         .map(|(index, text)| {
+            let (direction, spoken) = split_directions(text);
+            let visual = if direction.is_empty() { spoken.clone() } else { direction };
             let prompt = match style.trim() {
-                "" => text.clone(),
-                s => format!("{s}, {text}"),
+                "" => visual,
+                s => format!("{s}, {visual}"),
             };
-            Scene { index, sentences: sentences(text), prompt, seed: seed.wrapping_add(index as u64 * 7919) }
+            let lines = if spoken.is_empty() { Vec::new() } else { sentences(&spoken) };
+            Scene { index, sentences: lines, prompt, seed: seed.wrapping_add(index as u64 * 7919) }
         })
+        .filter(|s| !s.sentences.is_empty())
         .collect();
     Plan { scenes }
+}
+
+/// Separates `[directions]` from the spoken text of a paragraph.
+fn split_directions(text: &str) -> (String, String) {
+    let (mut direction, mut spoken, mut depth) = (String::new(), String::new(), 0usize);
+    for c in text.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth > 0 => {
+                depth -= 1;
+                direction.push(' ');
+            }
+            _ if depth > 0 => direction.push(c),
+            _ => spoken.push(c),
+        }
+    }
+    let tidy = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    (tidy(direction), tidy(spoken))
 }
 
 /// Splits text into sentences at `.`, `!`, `?` (keeping the mark) followed by a space or the end,
@@ -98,6 +122,14 @@ mod tests {
         let p = plan("a yellow triangle on a green background", "", 1);
         assert_eq!(p.scenes.len(), 1);
         assert_eq!(p.scenes[0].sentences, vec!["a yellow triangle on a green background"]);
+    }
+
+    #[test]
+    fn bracketed_directions_become_the_prompt_and_are_not_spoken() {
+        let p = plan("[a red circle on a blue background] Welcome. Enjoy!\n\n[only a picture]", "", 3);
+        assert_eq!(p.scenes.len(), 1, "a scene with nothing to say is dropped");
+        assert_eq!(p.scenes[0].prompt, "a red circle on a blue background");
+        assert_eq!(p.scenes[0].sentences, vec!["Welcome.", "Enjoy!"]);
     }
 
     #[test]

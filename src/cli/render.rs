@@ -1,0 +1,217 @@
+//! `reelbox render SCRIPT -o OUT.mp4` and `reelbox demo`: the main job. Both use the
+//! daemon at `--url` when one answers, else start one in this process on the same data
+//! dir, so a render always shows up as a normal job with resumable stages.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::Args;
+use reelbox::api::views::ProfileView;
+use reelbox::config::Config;
+use reelbox::daemon::Daemon;
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+use super::Global;
+use super::backend::{run_job, save_artifacts};
+use super::client::Client;
+
+/// Arguments of `reelbox render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Script file: paragraphs become scenes. A single line makes a one-scene film.
+    pub script: PathBuf,
+    /// Output MP4.
+    #[arg(short, long, default_value = "film.mp4")]
+    pub output: PathBuf,
+    /// Profile id (presenter portrait, voice, style).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Preset (fast, quality, max).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Music file mixed under the narration (ducked while someone speaks).
+    #[arg(long)]
+    pub music: Option<PathBuf>,
+    /// Diffusion model for the keyframes.
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub width: Option<u32>,
+    #[arg(long)]
+    pub height: Option<u32>,
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// Presenter layout: inset, full or none.
+    #[arg(long)]
+    pub layout: Option<String>,
+    /// Render small and upscale with the upscale model.
+    #[arg(long)]
+    pub upscale: bool,
+    /// Burn the subtitles into the picture (they are always included as a track).
+    #[arg(long)]
+    pub burn_subtitles: bool,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// Arguments of `reelbox demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Output MP4.
+    #[arg(short, long, default_value = "reelbox-demo.mp4")]
+    pub output: PathBuf,
+}
+
+/// A daemon to talk to: the one at `--url`, or one started here (stopped on drop of the guard).
+struct Reach {
+    client: Client,
+    own: Option<Daemon>,
+}
+
+impl Reach {
+    async fn new(g: &Global) -> anyhow::Result<Self> {
+        let client = Client::new(g)?;
+        if client.answers(Duration::from_millis(1500)).await {
+            return Ok(Self { client, own: None });
+        }
+        let mut config = Config::load(g.config.as_deref())?;
+        config.bind = "127.0.0.1:0".parse()?;
+        let daemon = Daemon::start(config).await.context("no daemon answers and one cannot be started here")?;
+        eprintln!("no daemon answers at {}; rendering in this process", g.url);
+        let mut local = g.clone();
+        local.url = format!("http://{}", daemon.addr);
+        Ok(Self { client: Client::new(&local)?, own: Some(daemon) })
+    }
+
+    async fn close(self) {
+        if let Some(d) = self.own {
+            d.stop().await;
+        }
+    }
+}
+
+async fn upload(c: &Client, path: &Path) -> anyhow::Result<String> {
+    let bytes = tokio::fs::read(path).await.with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
+    let form = Form::new().part("file", Part::bytes(bytes).file_name(name));
+    let art: Value = c.send(c.request(Method::POST, "/api/v1/artifacts").multipart(form)).await?;
+    art["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("the daemon answered the upload without an id"))
+}
+
+async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyhow::Result<()> {
+    let job = run_job(c, g, "/api/v1/renders", &body, None).await?;
+    save_artifacts(c, &job, output, |a| a.name == "film.mp4").await?;
+    for (ext, name) in [("srt", "film.srt"), ("vtt", "film.vtt")] {
+        save_artifacts(c, &job, &output.with_extension(ext), |a| a.name == name).await?;
+    }
+    if g.json {
+        println!("{}", json!({"job": job.id, "output": output}));
+    } else {
+        println!("{} (subtitles beside it; job {})", output.display(), job.id);
+    }
+    Ok(())
+}
+
+/// Runs `reelbox render`.
+pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
+    let script = std::fs::read_to_string(&a.script).with_context(|| format!("cannot read {}", a.script.display()))?;
+    let reach = Reach::new(g).await?;
+    let c = &reach.client;
+    let mut body = json!({"script": script, "upscale": a.upscale, "burn_subtitles": a.burn_subtitles});
+    for (k, v) in [
+        ("profile", json!(a.profile)),
+        ("preset", json!(a.preset)),
+        ("model", json!(a.model)),
+        ("width", json!(a.width)),
+        ("height", json!(a.height)),
+        ("fps", json!(a.fps)),
+        ("layout", json!(a.layout)),
+        ("seed", json!(a.seed)),
+    ] {
+        if !v.is_null() {
+            body[k] = v;
+        }
+    }
+    let result = async {
+        if let Some(m) = &a.music {
+            body["music"] = json!(upload(c, m).await?);
+        }
+        render_with(c, g, body, &a.output).await
+    }
+    .await;
+    reach.close().await;
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+/// The bundled demo inputs: script, presenter portrait and its face box.
+struct DemoInputs {
+    script: String,
+    portrait: PathBuf,
+    face_box: [u32; 4],
+    voice: String,
+}
+
+fn demo_inputs() -> anyhow::Result<DemoInputs> {
+    let dir = reelbox::models::share_dirs()
+        .into_iter()
+        .map(|d| d.join("assets/demo"))
+        .find(|d| d.join("script.txt").is_file())
+        .ok_or_else(|| anyhow!("the demo files (assets/demo/script.txt) are not installed; reinstall reelbox"))?;
+    let profile: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("profile.toml"))?)
+        .with_context(|| format!("{} is not valid", dir.join("profile.toml").display()))?;
+    let n = |k: &str| profile["face_box"].get(k).and_then(|v| v.as_integer()).unwrap_or(0) as u32;
+    Ok(DemoInputs {
+        script: std::fs::read_to_string(dir.join("script.txt"))?,
+        portrait: dir.join(profile.get("portrait").and_then(|v| v.as_str()).unwrap_or("portrait.png")),
+        face_box: [n("x"), n("y"), n("w"), n("h")],
+        voice: profile.get("voice").and_then(|v| v.as_str()).unwrap_or("en_US-joe-medium").to_string(),
+    })
+}
+
+/// Models the demo needs in the models dir.
+const DEMO_MODELS: [&str; 3] = ["demo-shapes", "demo-presenter", "demo-upscaler"];
+
+fn needs_setup(config: &Config, voice: &str) -> bool {
+    let models = config.models_dir();
+    reelbox::engine::runtime::find(config, std::env::var_os("ORT_DYLIB_PATH")).is_err()
+        || !models.join(voice).is_dir()
+        || DEMO_MODELS.iter().any(|m| !models.join(m).is_dir())
+}
+
+/// Runs `reelbox demo`: setup when pieces are missing, then a render of the bundled script
+/// with the bundled presenter on the installed (or bundled demo) models.
+pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let inputs = demo_inputs()?;
+    let config = Config::load(g.config.as_deref())?;
+    if needs_setup(&config, &inputs.voice) {
+        eprintln!("setting up: ONNX Runtime, system pieces and the default models (once)");
+        let report = reelbox::setup::setup(&config, &reelbox::setup::SetupOptions::default()).await?;
+        if !report.complete() {
+            eprintln!("setup is incomplete; `reelbox doctor` shows what is missing");
+        }
+    }
+    let reach = Reach::new(g).await?;
+    let c = &reach.client;
+    let result = async {
+        let bytes = tokio::fs::read(&inputs.portrait)
+            .await
+            .with_context(|| format!("cannot read {}", inputs.portrait.display()))?;
+        let [x, y, w, h] = inputs.face_box;
+        let form = Form::new()
+            .text("name", "demo presenter")
+            .text("voice", inputs.voice.clone())
+            .text("face_box", format!("{x},{y},{w},{h}"))
+            .part("portrait", Part::bytes(bytes).file_name("portrait.png"));
+        let profile: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
+        let body = json!({"script": inputs.script, "profile": profile.id, "width": 256, "height": 256, "upscale": true,
+                          "model": "demo-shapes", "lipsync_model": "demo-presenter", "upscale_model": "demo-upscaler"});
+        render_with(c, g, body, &a.output).await
+    }
+    .await;
+    reach.close().await;
+    result.map(|_| ExitCode::SUCCESS)
+}
