@@ -72,6 +72,19 @@ pub async fn submit_job(
     priority: i32,
     idempotency_key: Option<String>,
 ) -> Result<(Job, bool), ApiError> {
+    let job = new_job(state, caller, kind_name, params, priority, idempotency_key)?;
+    enqueue(state, job).await
+}
+
+/// A validated job with its id, not yet queued (for routes that record more about it first).
+pub fn new_job(
+    state: &AppState,
+    caller: &Caller,
+    kind_name: &str,
+    params: serde_json::Value,
+    priority: i32,
+    idempotency_key: Option<String>,
+) -> Result<Job, ApiError> {
     let kind = state.scheduler.kind(kind_name).ok_or_else(|| ApiError {
         code: "unknown_kind",
         ..ApiError::field(
@@ -90,7 +103,7 @@ pub async fn submit_job(
         .map(|name| Stage { name, state: StageState::Pending, artifacts: Vec::new(), energy_wh: None })
         .collect();
     let now = now_ms();
-    let job = Job {
+    Ok(Job {
         id: state.store.new_id(),
         owner: caller.owner.clone(),
         kind: kind_name.to_string(),
@@ -101,7 +114,11 @@ pub async fn submit_job(
         stages,
         idempotency_key,
         created_at: now,
-    };
+    })
+}
+
+/// Durably queues a job made by [`new_job`]; true when an idempotent repeat returned an earlier job.
+pub async fn enqueue(state: &AppState, job: Job) -> Result<(Job, bool), ApiError> {
     let submitted = state.store.submit(job, state.config.queue.max_queued).await?;
     if !submitted.existing {
         state.scheduler.notify();

@@ -14,6 +14,8 @@ use crate::store::Store;
 
 pub mod artifacts;
 pub mod auth;
+pub mod catalog;
+pub mod comfy;
 pub mod error;
 pub mod events;
 pub mod images;
@@ -22,7 +24,9 @@ pub mod json;
 pub mod media;
 pub mod metrics;
 pub mod models;
+pub mod openai;
 pub mod openapi;
+pub mod outputs;
 pub mod profiles;
 pub mod renders;
 pub mod speech;
@@ -96,6 +100,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .merge(uploads)
+        .merge(openai::routes(&state))
+        .merge(comfy::routes(&state))
         .fallback(|| async {
             ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json")
         })

@@ -85,5 +85,13 @@ pub struct ApiDoc;
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(full())
+}
+
+/// The native API's document with the compatibility layers' routes merged in.
+pub fn full() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::openai::OpenAiDoc::openapi());
+    doc.merge(super::comfy::ComfyDoc::openapi());
+    doc
 }

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod openai;
+
+pub use openai::OpenAiConfig;
+
 /// Errors met while reading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,6 +37,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub runtime: RuntimeConfig,
     pub energy: EnergyConfig,
+    /// Names the OpenAI-compatible API maps onto installed voices and models.
+    pub openai: OpenAiConfig,
 }
 
 /// Queue limits and retry policy.
@@ -132,6 +138,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             runtime: RuntimeConfig::default(),
             energy: EnergyConfig::default(),
+            openai: OpenAiConfig::default(),
         }
     }
 }

@@ -217,7 +217,9 @@ impl Scheduler {
     /// device when it does. Claims are serialised by the store's writer, so two workers
     /// never reserve the same memory.
     fn accept(&self, device: DeviceId, job: &Job, snapshot: &std::sync::OnceLock<Vec<Candidate>>) -> Placement {
-        if !self.kinds.contains_key(job.kind.as_str()) {
+        // Checked inside the claim's transaction: a claim already on its way when the queue
+        // was paused must not take a job submitted after the pause.
+        if !self.kinds.contains_key(job.kind.as_str()) || self.is_paused() {
             return Placement::Skip;
         }
         if self.gpus.is_empty() {

@@ -1,0 +1,210 @@
+//! Pictures as ComfyUI names them. Every file is an artifact; its ComfyUI file name ends
+//! with the artifact id (`ComfyUI_01J….png`), so `/view` and `LoadImage` find the
+//! artifact from the name alone and nothing is looked up by path.
+
+use axum::Json;
+use axum::extract::{Multipart, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use ulid::Ulid;
+use utoipa::IntoParams;
+
+use crate::api::artifacts::serve_artifact;
+use crate::api::auth::Caller;
+use crate::api::{ApiError, AppState};
+use crate::media::probe::probe_image;
+use crate::store::artifacts;
+use crate::store::records::{Artifact, now_ms};
+
+/// Keeps a name to characters every filesystem and URL takes.
+fn clean(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .take(64)
+        .collect();
+    s.trim_matches('.').to_string()
+}
+
+/// The ComfyUI file name of an artifact: `<prefix>_<artifact id>.<ext>`.
+pub fn file_name(prefix: &str, artifact: &Artifact) -> String {
+    let base = prefix.rsplit(['/', '\\']).next().unwrap_or(prefix);
+    let base = clean(base);
+    let ext = artifacts::extension_for(&artifact.media_type);
+    if base.is_empty() { format!("{}.{ext}", artifact.id) } else { format!("{base}_{}.{ext}", artifact.id) }
+}
+
+/// The artifact id at the end of a ComfyUI file name.
+pub fn artifact_id(name: &str) -> Option<Ulid> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let stem = base.rsplit_once('.').map_or(base, |(s, _)| s);
+    let tail = stem.rsplit('_').next().unwrap_or(stem);
+    Ulid::from_string(tail).ok()
+}
+
+/// ComfyUI's `{filename, subfolder, type}` for an artifact.
+pub fn image_ref(prefix: &str, folder: &str, artifact: &Artifact) -> Value {
+    json!({"filename": file_name(prefix, artifact), "subfolder": "", "type": folder})
+}
+
+/// Whether a requested name or subfolder tries to leave its folder.
+pub fn is_traversal(part: &str) -> bool {
+    part.contains("..") || part.contains('\0') || part.starts_with('/') || part.starts_with('\\') || part.contains(':')
+}
+
+/// An uploaded picture the caller may use, by its ComfyUI name.
+pub fn find_upload(state: &AppState, caller: &Caller, name: &str) -> Result<Artifact, String> {
+    let id = artifact_id(name).ok_or("not a name /upload/image returned")?;
+    match state.store.artifact(id) {
+        Ok(Some(a)) if caller.may_see(&a.owner) && a.media_type.starts_with("image/") => Ok(a),
+        Ok(_) => Err("no such uploaded image".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Query of `GET /view`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ViewQuery {
+    pub filename: String,
+    #[serde(default)]
+    pub subfolder: String,
+    /// `output`, `input` or `temp`.
+    #[serde(rename = "type", default)]
+    pub folder: Option<String>,
+}
+
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, message.to_string()).into_response()
+}
+
+/// A picture by its ComfyUI name (`filename`, `subfolder`, `type`).
+#[utoipa::path(get, path = "/view", tag = "comfyui", params(ViewQuery),
+    responses((status = 200, description = "the picture"), (status = 400, description = "bad or escaping name"), (status = 404)))]
+pub async fn view(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ViewQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if q.filename.is_empty()
+        || is_traversal(&q.filename)
+        || q.filename.contains(['/', '\\'])
+        || is_traversal(&q.subfolder)
+    {
+        return Ok(bad_request("invalid filename or subfolder"));
+    }
+    if let Some(f) = &q.folder
+        && !["output", "input", "temp"].contains(&f.as_str())
+    {
+        return Ok(bad_request("type must be output, input or temp"));
+    }
+    let Some(id) = artifact_id(&q.filename) else {
+        return Err(ApiError::not_found("file", &q.filename));
+    };
+    match state.store.artifact(id)? {
+        Some(a) if caller.may_see(&a.owner) => serve_artifact(&state, &a, &headers).await,
+        _ => Err(ApiError::not_found("file", &q.filename)),
+    }
+}
+
+/// Upload a picture for `LoadImage` (multipart field `image`).
+#[utoipa::path(post, path = "/upload/image", tag = "comfyui",
+    responses((status = 200, description = "{name, subfolder, type}"), (status = 400, description = "no image or not a picture")))]
+pub async fn upload_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    mut form: Multipart,
+) -> Result<Json<Value>, ApiError> {
+    let mut image: Option<(String, Vec<u8>)> = None;
+    let mut folder = "input".to_string();
+    while let Some(field) = form.next_field().await.map_err(|e| ApiError::field("image", e.body_text()))? {
+        match field.name().unwrap_or_default() {
+            "image" => {
+                let name = field.file_name().unwrap_or("image.png").to_string();
+                let bytes = field.bytes().await.map_err(|e| ApiError::field("image", e.body_text()))?;
+                image = Some((name, bytes.to_vec()));
+            }
+            "type" => {
+                let t = field.text().await.map_err(|e| ApiError::field("type", e.body_text()))?;
+                if ["input", "temp", "output"].contains(&t.as_str()) {
+                    folder = t;
+                }
+            }
+            _ => {}
+        }
+    }
+    let (original, bytes) =
+        image.ok_or_else(|| ApiError::field("image", "send the picture as multipart field \"image\""))?;
+    let media_type = match image::guess_format(&bytes) {
+        Ok(image::ImageFormat::Png) => "image/png",
+        Ok(image::ImageFormat::Jpeg) => "image/jpeg",
+        Ok(image::ImageFormat::WebP) => "image/webp",
+        _ => return Err(ApiError::field("image", "must be a PNG, JPEG or WebP picture")),
+    };
+    probe_image(&bytes).map_err(|e| ApiError::field("image", e))?;
+    let id = state.store.new_id();
+    let ext = artifacts::extension_for(media_type);
+    let dir = state.store.artifacts_dir().to_path_buf();
+    let stored = tokio::task::spawn_blocking(move || artifacts::write_bytes(&dir, &id.to_string(), ext, &bytes))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let stem = original.rsplit(['/', '\\']).next().unwrap_or(&original);
+    let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
+    let mut art = Artifact {
+        id,
+        owner: caller.owner.clone(),
+        job: None,
+        stage: Some("upload".into()),
+        name: String::new(),
+        media_type: media_type.to_string(),
+        size: stored.size,
+        sha256: stored.sha256,
+        path: stored.rel_path,
+        created_at: now_ms(),
+    };
+    art.name = file_name(stem, &art);
+    let art = state.store.put_artifact(art).await?;
+    Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(media_type: &str) -> Artifact {
+        Artifact {
+            id: Ulid::from_string("01J9ZQ3V6T8X4M2N5P7R9S1T3V").expect("ulid"),
+            owner: "local".into(),
+            job: None,
+            stage: None,
+            name: String::new(),
+            media_type: media_type.into(),
+            size: 0,
+            sha256: String::new(),
+            path: String::new(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn file_names_carry_the_artifact_id_back() {
+        let a = artifact("image/png");
+        let name = file_name("ComfyUI", &a);
+        assert_eq!(name, "ComfyUI_01J9ZQ3V6T8X4M2N5P7R9S1T3V.png");
+        assert_eq!(artifact_id(&name), Some(a.id));
+        assert_eq!(file_name("my run/../x y", &a), "x_y_01J9ZQ3V6T8X4M2N5P7R9S1T3V.png");
+        assert_eq!(artifact_id("clipspace/cat_01J9ZQ3V6T8X4M2N5P7R9S1T3V.jpg"), Some(a.id));
+        assert_eq!(artifact_id("ComfyUI_00001_.png"), None);
+    }
+
+    #[test]
+    fn escaping_names_are_traversal() {
+        for bad in ["../x.png", "a/../../b", "/etc/passwd", "\\\\server\\x", "C:x"] {
+            assert!(is_traversal(bad), "{bad}");
+        }
+        assert!(!is_traversal("ComfyUI_01J9ZQ3V6T8X4M2N5P7R9S1T3V.png"));
+        assert!(!is_traversal(""));
+    }
+}

@@ -1,0 +1,129 @@
+//! What ComfyUI clients ask before they queue: nodes, models, devices.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::nodes::{CLASS_TYPES, SpecContext, object_info as node_info, spec};
+use crate::api::auth::Caller;
+use crate::api::catalog::{self, ModelRole};
+use crate::api::{ApiError, AppState};
+use crate::gpu::DeviceId;
+
+/// The spec context of this daemon: installed checkpoints and limits.
+pub fn spec_context(state: &AppState) -> SpecContext {
+    SpecContext {
+        checkpoints: catalog::installed_of(&state.config, ModelRole::Diffusion).into_iter().map(|m| m.name).collect(),
+        max_side: state.config.limits.max_image_side,
+        max_steps: state.config.limits.max_steps,
+        // EmptyLatentImage `batch_size` becomes the job's `n`.
+        max_batch: crate::kinds::image::MAX_IMAGES as u32,
+    }
+}
+
+/// Every node reelbox runs, in ComfyUI's `/object_info` shape.
+#[utoipa::path(get, path = "/object_info", tag = "comfyui", responses((status = 200, description = "node descriptions by class type")))]
+pub async fn object_info(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    let ctx = spec_context(&state);
+    let all: Map<String, Value> =
+        CLASS_TYPES.iter().filter_map(|c| spec(c, &ctx)).map(|s| (s.class_type.to_string(), node_info(&s))).collect();
+    Json(Value::Object(all))
+}
+
+/// One node's description (`{}` for a node reelbox does not run, as ComfyUI answers).
+#[utoipa::path(get, path = "/object_info/{node_class}", tag = "comfyui", params(("node_class" = String, Path)),
+    responses((status = 200, description = "the node's description")))]
+pub async fn object_info_one(State(state): State<AppState>, _caller: Caller, Path(class): Path<String>) -> Json<Value> {
+    let ctx = spec_context(&state);
+    Json(match spec(&class, &ctx) {
+        Some(s) => json!({ s.class_type: node_info(&s) }),
+        None => json!({}),
+    })
+}
+
+/// Model folders (`["checkpoints"]`).
+#[utoipa::path(get, path = "/models", tag = "comfyui", responses((status = 200, description = "model folder names")))]
+pub async fn model_folders(_caller: Caller) -> Json<Value> {
+    Json(json!(["checkpoints"]))
+}
+
+/// The models of a folder (`checkpoints`: installed diffusion models).
+#[utoipa::path(get, path = "/models/{folder}", tag = "comfyui", params(("folder" = String, Path)),
+    responses((status = 200, description = "model names"), (status = 404)))]
+pub async fn models_in(State(state): State<AppState>, _caller: Caller, Path(folder): Path<String>) -> Response {
+    match folder.as_str() {
+        "checkpoints" => Json(spec_context(&state).checkpoints).into_response(),
+        _ => (StatusCode::NOT_FOUND, format!("no model folder {folder:?}; reelbox has checkpoints")).into_response(),
+    }
+}
+
+/// Embeddings (reelbox has none).
+#[utoipa::path(get, path = "/embeddings", tag = "comfyui", responses((status = 200, description = "[]")))]
+pub async fn embeddings(_caller: Caller) -> Json<Value> {
+    Json(json!([]))
+}
+
+/// `MemTotal` and `MemAvailable` from /proc/meminfo, bytes.
+fn memory() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
+
+/// Devices in ComfyUI's shape: every GPU the workers run on, with its memory from the
+/// latest telemetry sample, or the CPU (with system RAM) when there is none.
+pub fn devices(state: &AppState) -> Vec<Value> {
+    const MIB: u64 = 1 << 20;
+    let latest = state.scheduler.telemetry().latest();
+    let gpus: Vec<Value> = state
+        .scheduler
+        .gpus()
+        .iter()
+        .filter_map(|g| match g.id {
+            DeviceId::Cuda(i) => {
+                let sample = latest.as_ref().and_then(|s| s.gpus.iter().find(|x| x.index == i));
+                let total = sample.and_then(|x| x.mem_total_mib).map_or(g.memory_total, |m| m * MIB);
+                let free = sample.and_then(|x| x.mem_free_mib()).map_or(total, |m| m * MIB);
+                Some(json!({
+                    "name": format!("cuda:{i} {}", g.name), "type": "cuda", "index": i,
+                    "vram_total": total, "vram_free": free, "torch_vram_total": total, "torch_vram_free": free,
+                }))
+            }
+            DeviceId::Cpu => None,
+        })
+        .collect();
+    if !gpus.is_empty() {
+        return gpus;
+    }
+    let (ram_total, ram_free) = memory();
+    vec![json!({
+        "name": "cpu", "type": "cpu", "index": null,
+        "vram_total": ram_total, "vram_free": ram_free, "torch_vram_total": ram_total, "torch_vram_free": ram_free,
+    })]
+}
+
+/// The machine and its devices, in ComfyUI's `/system_stats` shape.
+#[utoipa::path(get, path = "/system_stats", tag = "comfyui", responses((status = 200, description = "system and devices")))]
+pub async fn system_stats(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+    let (ram_total, ram_free) = memory();
+    Ok(Json(json!({
+        "system": {
+            "os": std::env::consts::OS,
+            "ram_total": ram_total,
+            "ram_free": ram_free,
+            "comfyui_version": format!("reelbox-{}", env!("CARGO_PKG_VERSION")),
+            "python_version": "",
+            "pytorch_version": "",
+            "embedded_python": false,
+            "argv": ["reelbox", "serve"],
+        },
+        "devices": devices(&state),
+    })))
+}

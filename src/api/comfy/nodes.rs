@@ -1,0 +1,308 @@
+//! The ComfyUI nodes reelbox understands, described once: validation reads the input
+//! specs, `/object_info` prints them, and sampler names map onto reelbox's schedulers.
+
+use serde_json::{Value, json};
+
+/// ComfyUI's largest seed (`0xffffffffffffffff`).
+pub const MAX_SEED: u64 = u64::MAX;
+
+/// What an input takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputKind {
+    /// A link to another node's output of this type (`MODEL`, `CLIP`, `VAE`, `CONDITIONING`, `LATENT`, `IMAGE`).
+    Link(&'static str),
+    Int {
+        default: i128,
+        min: i128,
+        max: i128,
+        step: i128,
+    },
+    Float {
+        default: f64,
+        min: f64,
+        max: f64,
+        step: f64,
+    },
+    Text {
+        default: &'static str,
+        multiline: bool,
+    },
+    /// One of a list, computed per request (installed models, sampler names).
+    Combo(Vec<String>),
+}
+
+/// One named input of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    pub name: &'static str,
+    pub kind: InputKind,
+}
+
+/// A node type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    pub class_type: &'static str,
+    pub display_name: &'static str,
+    pub category: &'static str,
+    pub description: &'static str,
+    pub inputs: Vec<InputSpec>,
+    /// Output types, by slot.
+    pub outputs: &'static [&'static str],
+    /// True for nodes that make results (SaveImage, PreviewImage).
+    pub output_node: bool,
+}
+
+/// The lists and limits the specs depend on.
+#[derive(Debug, Clone)]
+pub struct SpecContext {
+    /// Installed diffusion models as `ckpt_name` values.
+    pub checkpoints: Vec<String>,
+    pub max_side: u32,
+    pub max_steps: u32,
+    pub max_batch: u32,
+}
+
+/// The class types reelbox runs.
+pub const CLASS_TYPES: [&str; 9] = [
+    "CheckpointLoaderSimple",
+    "CLIPTextEncode",
+    "EmptyLatentImage",
+    "KSampler",
+    "VAEDecode",
+    "VAEEncode",
+    "LoadImage",
+    "SaveImage",
+    "PreviewImage",
+];
+
+/// ComfyUI sampler names reelbox has.
+pub const SAMPLERS: [&str; 5] = ["euler", "euler_ancestral", "ddim", "dpmpp_2m", "lcm"];
+/// ComfyUI sigma schedules reelbox has (`karras` only with `dpmpp_2m`).
+pub const SCHEDULERS: [&str; 2] = ["normal", "karras"];
+
+/// A ComfyUI sampler + schedule → reelbox's scheduler name; `Err` names the input at fault.
+pub fn reelbox_scheduler(sampler: &str, schedule: &str) -> Result<&'static str, &'static str> {
+    let base = match sampler {
+        "euler" => "euler",
+        "euler_ancestral" => "euler_a",
+        "ddim" => "ddim",
+        "dpmpp_2m" => "dpmpp_2m",
+        "lcm" => "lcm",
+        _ => return Err("sampler_name"),
+    };
+    match (base, schedule) {
+        (_, "normal") => Ok(base),
+        ("dpmpp_2m", "karras") => Ok("dpmpp_2m_karras"),
+        _ => Err("scheduler"),
+    }
+}
+
+fn link(name: &'static str, ty: &'static str) -> InputSpec {
+    InputSpec { name, kind: InputKind::Link(ty) }
+}
+
+fn int(name: &'static str, default: i128, min: i128, max: i128, step: i128) -> InputSpec {
+    InputSpec { name, kind: InputKind::Int { default, min, max, step } }
+}
+
+/// The spec of a class type, or `None` for nodes reelbox does not run.
+pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
+    let side = i128::from(ctx.max_side);
+    Some(match class_type {
+        "CheckpointLoaderSimple" => NodeSpec {
+            class_type: "CheckpointLoaderSimple",
+            display_name: "Load Checkpoint",
+            category: "loaders",
+            description: "Loads an installed diffusion model.",
+            inputs: vec![InputSpec { name: "ckpt_name", kind: InputKind::Combo(ctx.checkpoints.clone()) }],
+            outputs: &["MODEL", "CLIP", "VAE"],
+            output_node: false,
+        },
+        "CLIPTextEncode" => NodeSpec {
+            class_type: "CLIPTextEncode",
+            display_name: "CLIP Text Encode (Prompt)",
+            category: "conditioning",
+            description: "Encodes a text prompt.",
+            inputs: vec![
+                InputSpec { name: "text", kind: InputKind::Text { default: "", multiline: true } },
+                link("clip", "CLIP"),
+            ],
+            outputs: &["CONDITIONING"],
+            output_node: false,
+        },
+        "EmptyLatentImage" => NodeSpec {
+            class_type: "EmptyLatentImage",
+            display_name: "Empty Latent Image",
+            category: "latent",
+            description: "A batch of empty latent images to denoise.",
+            inputs: vec![
+                int("width", 512, 64, side, 8),
+                int("height", 512, 64, side, 8),
+                int("batch_size", 1, 1, i128::from(ctx.max_batch), 1),
+            ],
+            outputs: &["LATENT"],
+            output_node: false,
+        },
+        "KSampler" => NodeSpec {
+            class_type: "KSampler",
+            display_name: "KSampler",
+            category: "sampling",
+            description: "Denoises a latent with the model and prompts.",
+            inputs: vec![
+                link("model", "MODEL"),
+                int("seed", 0, 0, i128::from(MAX_SEED), 1),
+                int("steps", 20, 1, i128::from(ctx.max_steps), 1),
+                InputSpec { name: "cfg", kind: InputKind::Float { default: 8.0, min: 0.0, max: 100.0, step: 0.1 } },
+                InputSpec { name: "sampler_name", kind: InputKind::Combo(SAMPLERS.map(String::from).to_vec()) },
+                InputSpec { name: "scheduler", kind: InputKind::Combo(SCHEDULERS.map(String::from).to_vec()) },
+                link("positive", "CONDITIONING"),
+                link("negative", "CONDITIONING"),
+                link("latent_image", "LATENT"),
+                InputSpec { name: "denoise", kind: InputKind::Float { default: 1.0, min: 0.0, max: 1.0, step: 0.01 } },
+            ],
+            outputs: &["LATENT"],
+            output_node: false,
+        },
+        "VAEDecode" => NodeSpec {
+            class_type: "VAEDecode",
+            display_name: "VAE Decode",
+            category: "latent",
+            description: "Decodes latents into pictures.",
+            inputs: vec![link("samples", "LATENT"), link("vae", "VAE")],
+            outputs: &["IMAGE"],
+            output_node: false,
+        },
+        "VAEEncode" => NodeSpec {
+            class_type: "VAEEncode",
+            display_name: "VAE Encode",
+            category: "latent",
+            description: "Encodes a picture into latents (image to image).",
+            inputs: vec![link("pixels", "IMAGE"), link("vae", "VAE")],
+            outputs: &["LATENT"],
+            output_node: false,
+        },
+        "LoadImage" => NodeSpec {
+            class_type: "LoadImage",
+            display_name: "Load Image",
+            category: "image",
+            description: "A picture uploaded with /upload/image.",
+            // Uploads are named per request; any uploaded name is checked when the prompt is compiled.
+            inputs: vec![InputSpec { name: "image", kind: InputKind::Text { default: "", multiline: false } }],
+            outputs: &["IMAGE", "MASK"],
+            output_node: false,
+        },
+        "SaveImage" => NodeSpec {
+            class_type: "SaveImage",
+            display_name: "Save Image",
+            category: "image",
+            description: "Keeps the pictures as artifacts.",
+            inputs: vec![
+                link("images", "IMAGE"),
+                InputSpec { name: "filename_prefix", kind: InputKind::Text { default: "ComfyUI", multiline: false } },
+            ],
+            outputs: &[],
+            output_node: true,
+        },
+        "PreviewImage" => NodeSpec {
+            class_type: "PreviewImage",
+            display_name: "Preview Image",
+            category: "image",
+            description: "Shows the pictures (kept as artifacts too).",
+            inputs: vec![link("images", "IMAGE")],
+            outputs: &[],
+            output_node: true,
+        },
+        _ => return None,
+    })
+}
+
+/// Inputs that are optional in the graph (ComfyUI fills their defaults).
+pub fn is_optional(class_type: &str, input: &str) -> bool {
+    matches!((class_type, input), ("SaveImage", "filename_prefix") | ("KSampler", "denoise"))
+}
+
+/// ComfyUI's description of an input (`["INT", {...}]`, `[[choices]]`, `["MODEL"]`).
+pub fn input_config(kind: &InputKind) -> Value {
+    match kind {
+        InputKind::Link(ty) => json!([ty]),
+        InputKind::Int { default, min, max, step } => {
+            json!(["INT", {"default": int_json(*default), "min": int_json(*min), "max": int_json(*max), "step": int_json(*step)}])
+        }
+        InputKind::Float { default, min, max, step } => {
+            json!(["FLOAT", {"default": default, "min": min, "max": max, "step": step, "round": 0.01}])
+        }
+        InputKind::Text { default, multiline } => {
+            json!(["STRING", {"default": default, "multiline": multiline, "dynamicPrompts": multiline}])
+        }
+        InputKind::Combo(choices) => json!([choices]),
+    }
+}
+
+fn int_json(v: i128) -> Value {
+    u64::try_from(v).map(Value::from).or_else(|_| i64::try_from(v).map(Value::from)).unwrap_or(Value::Null)
+}
+
+/// The `/object_info` entry of a node. Every input is listed as required, as ComfyUI does
+/// for these nodes (reelbox is lenient and fills `denoise` and `filename_prefix`).
+pub fn object_info(spec: &NodeSpec) -> Value {
+    let mut required = serde_json::Map::new();
+    for input in &spec.inputs {
+        let config = if spec.class_type == "LoadImage" {
+            // Clients show an upload button for this flag.
+            json!([[], {"image_upload": true}])
+        } else {
+            input_config(&input.kind)
+        };
+        required.insert(input.name.into(), config);
+    }
+    let order: Vec<&str> = spec.inputs.iter().map(|i| i.name).collect();
+    json!({
+        "input": {"required": required},
+        "input_order": {"required": order},
+        "output": spec.outputs,
+        "output_is_list": spec.outputs.iter().map(|_| false).collect::<Vec<_>>(),
+        "output_name": spec.outputs,
+        "name": spec.class_type,
+        "display_name": spec.display_name,
+        "description": spec.description,
+        "python_module": "nodes",
+        "category": spec.category,
+        "output_node": spec.output_node,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> SpecContext {
+        SpecContext { checkpoints: vec!["tiny-sd".into()], max_side: 2048, max_steps: 150, max_batch: 8 }
+    }
+
+    #[test]
+    fn samplers_map_onto_reelbox_schedulers() {
+        assert_eq!(reelbox_scheduler("euler", "normal"), Ok("euler"));
+        assert_eq!(reelbox_scheduler("euler_ancestral", "normal"), Ok("euler_a"));
+        assert_eq!(reelbox_scheduler("dpmpp_2m", "karras"), Ok("dpmpp_2m_karras"));
+        assert_eq!(reelbox_scheduler("lcm", "normal"), Ok("lcm"));
+        assert_eq!(reelbox_scheduler("heun", "normal"), Err("sampler_name"));
+        assert_eq!(reelbox_scheduler("euler", "karras"), Err("scheduler"));
+        assert_eq!(reelbox_scheduler("euler", "exponential"), Err("scheduler"));
+    }
+
+    #[test]
+    fn every_class_type_has_a_spec_and_object_info_lists_its_inputs() {
+        for class in CLASS_TYPES {
+            let spec = spec(class, &ctx()).expect(class);
+            let info = object_info(&spec);
+            assert_eq!(info["name"], class);
+            for input in &spec.inputs {
+                assert!(info["input"]["required"].get(input.name).is_some(), "{class}.{}", input.name);
+            }
+        }
+        let ks = object_info(&spec("KSampler", &ctx()).expect("KSampler"));
+        assert_eq!(ks["input"]["required"]["sampler_name"][0], json!(SAMPLERS));
+        assert_eq!(ks["input"]["required"]["seed"][1]["max"], json!(u64::MAX));
+        assert!(spec("UpscaleModelLoader", &ctx()).is_none());
+    }
+}

@@ -1,0 +1,373 @@
+//! `/prompt`, `/queue`, `/interrupt` and `/history`: ComfyUI's queue over reelbox jobs.
+//! A prompt is one `image` job; its prompt id is the job id unless the client chose one.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::Comfy;
+use super::compile::{compile, input_error};
+use super::files::find_upload;
+use super::info::spec_context;
+use super::messages::{self, Message};
+use super::prompts::{PromptMeta, PromptRecord};
+use super::validate::{PromptError, error_obj, validate};
+use crate::api::auth::Caller;
+use crate::api::jobs::{enqueue, new_job};
+use crate::api::outputs::final_images;
+use crate::api::{ApiError, AppState};
+use crate::store::JobFilter;
+use crate::store::records::{Job, JobState};
+
+/// Priority of prompts queued with `"front": true`.
+pub const FRONT_PRIORITY: i32 = 100;
+
+/// A `/prompt` refusal in ComfyUI's shape.
+pub struct ComfyError {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl IntoResponse for ComfyError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<PromptError> for ComfyError {
+    fn from(e: PromptError) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, body: e.body() }
+    }
+}
+
+impl From<ApiError> for ComfyError {
+    fn from(e: ApiError) -> Self {
+        let body = json!({"error": error_obj(e.code, &e.message, e.field.as_deref().unwrap_or(""), json!({})), "node_errors": {}});
+        Self { status: e.status, body }
+    }
+}
+
+/// Jobs queued plus running: ComfyUI's `queue_remaining`.
+pub fn queue_remaining(state: &AppState) -> u64 {
+    state.store.queued_len().unwrap_or(0) + state.scheduler.running_count() as u64
+}
+
+/// Body of `POST /prompt` (read as JSON whatever the content type).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PromptRequest {
+    /// The API-format graph: node id → `{class_type, inputs}`.
+    #[schema(value_type = Object)]
+    pub prompt: Value,
+    /// The `clientId` of the client's `/ws` connection.
+    pub client_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub extra_data: Option<Value>,
+    /// Queue ahead of other prompts.
+    pub front: Option<bool>,
+    pub number: Option<f64>,
+    /// A prompt id of the client's choosing (default: the job id).
+    pub prompt_id: Option<String>,
+}
+
+/// Queue a prompt (API-format graph).
+#[utoipa::path(post, path = "/prompt", tag = "comfyui", request_body = PromptRequest,
+    responses((status = 200, description = "{prompt_id, number, node_errors}"), (status = 400, description = "{error, node_errors}")))]
+pub async fn post_prompt(
+    State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<Value>, ComfyError> {
+    // ComfyUI reads the body as JSON whatever its content type.
+    let req: Value = serde_json::from_slice(&body)
+        .map_err(|e| PromptError::top("invalid_prompt", "The request body is not JSON", &e.to_string()))?;
+    let Some(prompt) = req.get("prompt").filter(|p| !p.is_null()) else {
+        return Err(PromptError::top("no_prompt", "No prompt provided", "No prompt provided").into());
+    };
+    let client_id = req
+        .get("client_id")
+        .or_else(|| req.get("extra_data").and_then(|e| e.get("client_id")))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let chosen_id = match req.get("prompt_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) if valid_prompt_id(id) && !comfy.prompts.prompt_id_taken(id) => Some(id.clone()),
+        Some(other) => {
+            return Err(PromptError::top(
+                "invalid_prompt",
+                "prompt_id must be 1–64 letters, digits, '-' or '_', and not used before",
+                &other.to_string(),
+            )
+            .into());
+        }
+    };
+    let graph = validate(prompt, &spec_context(&state))?;
+    let compiled = compile(&graph, &|name| find_upload(&state, &caller, name).map(|a| a.id.to_string()))?;
+    let front = req.get("front").and_then(Value::as_bool).unwrap_or(false);
+    let priority = if front { FRONT_PRIORITY } else { 0 };
+    let job = new_job(&state, &caller, "image", compiled.params, priority, None).map_err(|e| match &e.field {
+        // The image kind names its own parameter; point at the node input it came from.
+        Some(field) => {
+            let (node, input) = compiled.roles.source_of(field);
+            let class_type = graph.nodes.get(&node).map_or("", |n| n.class_type.as_str());
+            let received = graph.nodes.get(&node).and_then(|n| n.inputs.get(input)).cloned().unwrap_or(Value::Null);
+            ComfyError::from(input_error(&node, class_type, input, "custom_validation_failed", &e.message, &received))
+        }
+        None => ComfyError::from(e),
+    })?;
+    let mut extra_data = req.get("extra_data").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    if let Some(c) = &client_id {
+        extra_data["client_id"] = json!(c);
+    }
+    let number = match req.get("number").and_then(Value::as_f64) {
+        Some(n) if n.is_finite() => n as i64,
+        _ => comfy.prompts.next_number(),
+    };
+    let prompt_id = chosen_id.unwrap_or_else(|| job.id.to_string());
+    let record = PromptRecord {
+        job: job.id,
+        prompt_id: prompt_id.clone(),
+        number,
+        client_id,
+        roles: compiled.roles,
+        graph: prompt.clone(),
+        extra_data,
+    };
+    comfy.prompts.put(record).await.map_err(|e| ComfyError::from(ApiError::internal(e.to_string())))?;
+    let job_id = job.id;
+    if let Err(e) = enqueue(&state, job).await {
+        comfy.prompts.remove(job_id);
+        return Err(e.into());
+    }
+    Ok(Json(json!({"prompt_id": prompt_id, "number": number, "node_errors": {}})))
+}
+
+fn valid_prompt_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The queue length.
+#[utoipa::path(get, path = "/prompt", tag = "comfyui", responses((status = 200, description = "{exec_info: {queue_remaining}}")))]
+pub async fn get_prompt(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!({"exec_info": {"queue_remaining": queue_remaining(&state)}}))
+}
+
+/// ComfyUI's queue item: `[number, prompt_id, prompt, extra_data, outputs_to_execute]`.
+fn queue_item(comfy: &Comfy, meta: &PromptMeta) -> Value {
+    let record = comfy.prompts.record(meta.job);
+    let (graph, extra) = record.map_or((json!({}), json!({})), |r| (r.graph, r.extra_data));
+    let outputs: Vec<&str> = meta.roles.outputs.iter().map(|o| o.id.as_str()).collect();
+    json!([meta.number, meta.prompt_id, graph, extra, outputs])
+}
+
+/// Prompts of the caller's jobs in one state, with their jobs.
+fn prompts_in_state(
+    state: &AppState,
+    comfy: &Comfy,
+    caller: &Caller,
+    job_state: &str,
+) -> Result<Vec<(Job, std::sync::Arc<PromptMeta>)>, ApiError> {
+    let filter = JobFilter { state: Some(job_state.into()), kind: Some("image".into()), owner: caller.owner_filter() };
+    let jobs = state.store.list_jobs(&filter, None, 100_000)?;
+    Ok(jobs.into_iter().filter_map(|j| comfy.prompts.by_job(j.id).map(|m| (j, m))).collect())
+}
+
+/// Running and pending prompts.
+#[utoipa::path(get, path = "/queue", tag = "comfyui", responses((status = 200, description = "{queue_running, queue_pending}")))]
+pub async fn get_queue(
+    State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let running: Vec<Value> =
+        prompts_in_state(&state, &comfy, &caller, "running")?.iter().map(|(_, m)| queue_item(&comfy, m)).collect();
+    let mut pending = prompts_in_state(&state, &comfy, &caller, "queued")?;
+    pending.sort_by_key(|(j, m)| (-j.priority, m.number, j.id));
+    let pending: Vec<Value> = pending.iter().map(|(_, m)| queue_item(&comfy, m)).collect();
+    Ok(Json(json!({"queue_running": running, "queue_pending": pending})))
+}
+
+/// Body of `POST /queue` and `POST /history`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ClearOrDelete {
+    #[serde(default)]
+    pub clear: bool,
+    #[serde(default)]
+    pub delete: Vec<String>,
+}
+
+fn parse_or_default<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))
+}
+
+/// Clear pending prompts or delete some by id (running ones are interrupted with `/interrupt`).
+#[utoipa::path(post, path = "/queue", tag = "comfyui", request_body = ClearOrDelete, responses((status = 200)))]
+pub async fn post_queue(
+    State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let req: ClearOrDelete = parse_or_default(&body)?;
+    let pending = prompts_in_state(&state, &comfy, &caller, "queued")?;
+    for (job, meta) in pending {
+        if req.clear || req.delete.contains(&meta.prompt_id) {
+            // A prompt that started meanwhile stays running: ComfyUI deletes only pending ones.
+            let _ = state.scheduler.cancel(job.id).await;
+        }
+    }
+    Ok(StatusCode::OK)
+}
+
+/// Body of `POST /interrupt`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct InterruptRequest {
+    pub prompt_id: Option<String>,
+}
+
+/// Stop the running prompt (the given one, or every running prompt of the caller).
+#[utoipa::path(post, path = "/interrupt", tag = "comfyui", request_body = InterruptRequest, responses((status = 200)))]
+pub async fn interrupt(
+    State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let req: InterruptRequest = parse_or_default(&body)?;
+    for (job, meta) in prompts_in_state(&state, &comfy, &caller, "running")? {
+        if req.prompt_id.as_ref().is_none_or(|id| *id == meta.prompt_id) {
+            let _ = state.scheduler.cancel(job.id).await;
+        }
+    }
+    Ok(StatusCode::OK)
+}
+
+/// Query of `GET /history`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// Most entries to return (newest).
+    pub max_items: Option<usize>,
+}
+
+/// A finished prompt's history entry, or `None` while it has not finished (or was deleted
+/// from the queue before it ran, which ComfyUI keeps no history of).
+pub fn history_entry(state: &AppState, comfy: &Comfy, meta: &PromptMeta, job: &Job) -> Result<Option<Value>, ApiError> {
+    let (started, finished) = match &job.state {
+        JobState::Canceled { .. } if job.attempts == 0 => return Ok(None),
+        JobState::Succeeded { started_at, finished_at } => (*started_at, *finished_at),
+        JobState::Failed { started_at, finished_at, .. } => (started_at.unwrap_or(*finished_at), *finished_at),
+        JobState::Canceled { canceled_at } => (*canceled_at, *canceled_at),
+        _ => return Ok(None),
+    };
+    let images = final_images(&state.store, job)?;
+    let mut outputs = Map::new();
+    let mut meta_out = Map::new();
+    if matches!(job.state, JobState::Succeeded { .. }) {
+        for out in &meta.roles.outputs {
+            outputs.insert(out.id.clone(), messages::node_output(meta, &out.id, &images));
+            meta_out.insert(
+                out.id.clone(),
+                json!({"node_id": out.id, "display_node": out.id, "parent_node": null, "real_node_id": out.id}),
+            );
+        }
+    }
+    let mut msgs: Vec<Message> =
+        vec![messages::execution_start(meta, started), messages::execution_cached(meta, started)];
+    let (status_str, completed) = match &job.state {
+        JobState::Succeeded { .. } => {
+            msgs.push(messages::execution_success(meta, finished));
+            ("success", true)
+        }
+        JobState::Failed { error, .. } => {
+            msgs.push(messages::execution_error(meta, error, finished));
+            ("error", false)
+        }
+        _ => {
+            msgs.push(messages::execution_interrupted(meta, finished));
+            ("error", false)
+        }
+    };
+    let msgs: Vec<Value> = msgs.into_iter().map(|(t, d)| json!([t, d])).collect();
+    Ok(Some(json!({
+        "prompt": queue_item(comfy, meta),
+        "outputs": outputs,
+        "status": {"status_str": status_str, "completed": completed, "messages": msgs},
+        "meta": meta_out,
+    })))
+}
+
+/// Finished prompts, newest `max_items`.
+#[utoipa::path(get, path = "/history", tag = "comfyui", params(HistoryQuery),
+    responses((status = 200, description = "{prompt_id: {prompt, outputs, status, meta}}")))]
+pub async fn history(
+    State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
+    caller: Caller,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.max_items.unwrap_or(usize::MAX);
+    let mut out = Map::new();
+    for meta in comfy.prompts.all_newest_first() {
+        if out.len() >= limit {
+            break;
+        }
+        let Some(job) = state.store.job(meta.job)? else { continue };
+        if !caller.may_see(&job.owner) {
+            continue;
+        }
+        if let Some(entry) = history_entry(&state, &comfy, &meta, &job)? {
+            out.insert(meta.prompt_id.clone(), entry);
+        }
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// One prompt's history (`{}` while it runs or when unknown, as ComfyUI answers).
+#[utoipa::path(get, path = "/history/{prompt_id}", tag = "comfyui", params(("prompt_id" = String, Path)),
+    responses((status = 200, description = "{prompt_id: {...}} or {}")))]
+pub async fn history_one(
+    State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
+    caller: Caller,
+    Path(prompt_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(meta) = comfy.prompts.by_prompt_id(&prompt_id) else { return Ok(Json(json!({}))) };
+    let Some(job) = state.store.job(meta.job)?.filter(|j| caller.may_see(&j.owner)) else {
+        return Ok(Json(json!({})));
+    };
+    Ok(Json(match history_entry(&state, &comfy, &meta, &job)? {
+        Some(entry) => json!({ prompt_id: entry }),
+        None => json!({}),
+    }))
+}
+
+/// Forget finished prompts (all with `clear`, or by id with `delete`); their jobs and pictures stay.
+#[utoipa::path(post, path = "/history", tag = "comfyui", request_body = ClearOrDelete, responses((status = 200)))]
+pub async fn post_history(
+    State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let req: ClearOrDelete = parse_or_default(&body)?;
+    for meta in comfy.prompts.all_newest_first() {
+        if !(req.clear || req.delete.contains(&meta.prompt_id)) {
+            continue;
+        }
+        if let Some(job) = state.store.job(meta.job)?
+            && caller.may_see(&job.owner)
+            && job.state.is_terminal()
+        {
+            comfy.prompts.remove(job.id);
+        }
+    }
+    Ok(StatusCode::OK)
+}

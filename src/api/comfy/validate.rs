@@ -1,0 +1,487 @@
+//! Checks an API-format graph against the node specs the way ComfyUI does, collecting
+//! every problem per node in ComfyUI's error shape (`node_errors`), so clients highlight
+//! the right inputs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use super::nodes::{InputKind, NodeSpec, SpecContext, is_optional, reelbox_scheduler, spec};
+use crate::api::catalog::strip_model_extension;
+
+/// A prompt that cannot run: the top-level error and the per-node ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptError {
+    pub error: Value,
+    pub node_errors: Map<String, Value>,
+}
+
+impl PromptError {
+    /// A top-level error with no node errors.
+    pub fn top(kind: &str, message: &str, details: &str) -> Self {
+        Self { error: error_obj(kind, message, details, json!({})), node_errors: Map::new() }
+    }
+
+    /// The response body.
+    pub fn body(&self) -> Value {
+        json!({"error": self.error, "node_errors": self.node_errors})
+    }
+}
+
+/// `{type, message, details, extra_info}`.
+pub fn error_obj(kind: &str, message: &str, details: &str, extra_info: Value) -> Value {
+    json!({"type": kind, "message": message, "details": details, "extra_info": extra_info})
+}
+
+/// One node of a checked graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub class_type: String,
+    pub inputs: Map<String, Value>,
+}
+
+/// A link from an input to another node's output slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub node: String,
+    pub slot: usize,
+}
+
+/// Reads `["4", 0]` (or `[4, 0]`) as a link.
+pub fn as_link(v: &Value) -> Option<Link> {
+    let arr = v.as_array()?;
+    if arr.len() != 2 {
+        return None;
+    }
+    let node = match &arr[0] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let slot = arr[1].as_u64()? as usize;
+    Some(Link { node, slot })
+}
+
+/// A graph whose every node and input passed the checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidGraph {
+    pub nodes: BTreeMap<String, Node>,
+    /// Output node ids (SaveImage, PreviewImage), sorted.
+    pub outputs: Vec<String>,
+}
+
+impl ValidGraph {
+    /// The node an input of `id` links to, if it is a link.
+    pub fn linked(&self, id: &str, input: &str) -> Option<(Link, &Node)> {
+        let link = as_link(self.nodes.get(id)?.inputs.get(input)?)?;
+        let node = self.nodes.get(&link.node)?;
+        Some((link, node))
+    }
+}
+
+/// Python's `str()` of a list of strings, as ComfyUI's messages show lists.
+fn py_list(items: &[String]) -> String {
+    if items.len() > 20 {
+        return format!("(list of length {})", items.len());
+    }
+    let quoted: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Python's `str()` of a JSON value, for `details`.
+fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn combo_accepts(input: &str, value: &str, choices: &[String]) -> bool {
+    if choices.iter().any(|c| c == value) {
+        return true;
+    }
+    // Checkpoints may be named as files ("tiny-sd.safetensors", "SD1.5/tiny-sd.ckpt").
+    input == "ckpt_name" && {
+        let base = value.rsplit(['/', '\\']).next().unwrap_or(value);
+        let stem = strip_model_extension(base);
+        choices.iter().any(|c| c == stem || c.eq_ignore_ascii_case(stem))
+    }
+}
+
+/// Checks one literal against its input kind; `Err` is a ComfyUI error object.
+fn check_literal(name: &str, kind: &InputKind, v: &Value, config: &Value) -> Result<(), Value> {
+    let extra = || json!({"input_name": name, "input_config": config, "received_value": v});
+    let convert_err = |ty: &str| {
+        error_obj(
+            "invalid_input_type",
+            &format!("Failed to convert an input value to a {ty} value"),
+            &format!("{name}, {}, invalid literal for {ty}", py_str(v)),
+            extra(),
+        )
+    };
+    let range_err = |below: bool, limit: String| {
+        let (kind, word) =
+            if below { ("value_smaller_than_min", "smaller") } else { ("value_bigger_than_max", "bigger") };
+        let which = if below { "min" } else { "max" };
+        error_obj(kind, &format!("Value {} {word} than {which} of {limit}", py_str(v)), name, extra())
+    };
+    match kind {
+        InputKind::Link(_) => Err(error_obj(
+            "bad_linked_input",
+            "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+            &format!("{name}, {}", py_str(v)),
+            json!({"input_name": name, "input_config": config, "received_value": v}),
+        )),
+        InputKind::Int { min, max, .. } => {
+            let n = int_value(v).ok_or_else(|| convert_err("INT"))?;
+            if n < *min {
+                return Err(range_err(true, min.to_string()));
+            }
+            if n > *max {
+                return Err(range_err(false, max.to_string()));
+            }
+            Ok(())
+        }
+        InputKind::Float { min, max, .. } => {
+            let f = float_value(v).ok_or_else(|| convert_err("FLOAT"))?;
+            if f < *min {
+                return Err(range_err(true, min.to_string()));
+            }
+            if f > *max {
+                return Err(range_err(false, max.to_string()));
+            }
+            Ok(())
+        }
+        InputKind::Text { .. } => match v {
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(()),
+            _ => Err(convert_err("STRING")),
+        },
+        InputKind::Combo(choices) => {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            if combo_accepts(name, &s, choices) {
+                Ok(())
+            } else {
+                Err(error_obj(
+                    "value_not_in_list",
+                    "Value not in list",
+                    &format!("{name}: '{}' not in {}", py_str(v), py_list(choices)),
+                    extra(),
+                ))
+            }
+        }
+    }
+}
+
+/// An integer input's value (numbers, integral floats and numeric strings, as ComfyUI's `int()`).
+pub fn int_value(v: &Value) -> Option<i128> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .map(i128::from)
+            .or_else(|| n.as_i64().map(i128::from))
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.trunc() as i128)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A float input's value.
+pub fn float_value(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
+}
+
+/// The type name a widget input has, for link type checks.
+fn widget_type(kind: &InputKind) -> &'static str {
+    match kind {
+        InputKind::Link(ty) => ty,
+        InputKind::Int { .. } => "INT",
+        InputKind::Float { .. } => "FLOAT",
+        InputKind::Text { .. } => "STRING",
+        InputKind::Combo(_) => "COMBO",
+    }
+}
+
+/// Checks one node's inputs; returns its errors.
+fn check_node(
+    node_spec: &NodeSpec,
+    inputs: &Map<String, Value>,
+    graph: &Map<String, Value>,
+    ctx: &SpecContext,
+) -> Vec<Value> {
+    let mut errors = Vec::new();
+    for input in &node_spec.inputs {
+        let config = super::nodes::input_config(&input.kind);
+        let Some(v) = inputs.get(input.name) else {
+            if !is_optional(node_spec.class_type, input.name) {
+                errors.push(error_obj(
+                    "required_input_missing",
+                    "Required input is missing",
+                    input.name,
+                    json!({"input_name": input.name}),
+                ));
+            }
+            continue;
+        };
+        if let Some(link) = as_link(v) {
+            let linked_class = graph.get(&link.node).and_then(|n| n.get("class_type")).and_then(Value::as_str);
+            let Some(linked_class) = linked_class else {
+                errors.push(error_obj(
+                    "bad_linked_input",
+                    "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                    &format!("{}, node '{}' is not in the prompt", input.name, link.node),
+                    json!({"input_name": input.name, "input_config": config, "received_value": v}),
+                ));
+                continue;
+            };
+            // Links to unknown nodes are reported at that node.
+            let Some(linked) = spec(linked_class, ctx) else { continue };
+            let received = linked.outputs.get(link.slot).copied().unwrap_or("*");
+            let expected = widget_type(&input.kind);
+            if received != expected {
+                errors.push(error_obj(
+                    "return_type_mismatch",
+                    "Return type mismatch between linked nodes",
+                    &format!("{}, received_type({received}) mismatch input_type({expected})", input.name),
+                    json!({"input_name": input.name, "input_config": config, "received_type": received, "linked_node": v}),
+                ));
+            }
+            continue;
+        }
+        if let Err(e) = check_literal(input.name, &input.kind, v, &config) {
+            errors.push(e);
+        }
+    }
+    if node_spec.class_type == "KSampler"
+        && errors.is_empty()
+        && let (Some(Value::String(sampler)), Some(Value::String(schedule))) =
+            (inputs.get("sampler_name"), inputs.get("scheduler"))
+        && let Err(input) = reelbox_scheduler(sampler, schedule)
+    {
+        // Each name is in its list, but reelbox lacks the pair (Karras sigmas only with dpmpp_2m).
+        let received = inputs.get(input).cloned().unwrap_or(Value::Null);
+        let allowed: Vec<String> = if input == "scheduler" { vec!["normal".into()] } else { Vec::new() };
+        errors.push(error_obj(
+            "value_not_in_list",
+            "Value not in list",
+            &format!("{input}: '{}' not in {} for sampler_name '{sampler}'", py_str(&received), py_list(&allowed)),
+            json!({"input_name": input, "input_config": [allowed], "received_value": received}),
+        ));
+    }
+    errors
+}
+
+/// Output ids each node feeds (directly or through other nodes).
+fn dependent_outputs(graph: &Map<String, Value>, outputs: &[String]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for out in outputs {
+        let mut stack = vec![out.clone()];
+        let mut seen = BTreeSet::new();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            deps.entry(id.clone()).or_default().insert(out.clone());
+            if let Some(inputs) = graph.get(&id).and_then(|n| n.get("inputs")).and_then(Value::as_object) {
+                stack.extend(inputs.values().filter_map(as_link).map(|l| l.node));
+            }
+        }
+    }
+    deps
+}
+
+/// Checks a whole graph.
+pub fn validate(prompt: &Value, ctx: &SpecContext) -> Result<ValidGraph, PromptError> {
+    let Some(graph) = prompt.as_object() else {
+        return Err(PromptError::top("invalid_prompt", "Prompt must be an object of nodes", ""));
+    };
+    let mut nodes = BTreeMap::new();
+    let mut specs = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (id, node) in graph {
+        let class_type = node.get("class_type").and_then(Value::as_str);
+        let Some(class_type) = class_type else {
+            return Err(PromptError::top(
+                "invalid_prompt",
+                "Cannot execute because a node is missing the class_type property.",
+                &format!("Node ID '#{id}'"),
+            ));
+        };
+        let inputs = match node.get("inputs") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => {
+                return Err(PromptError::top(
+                    "invalid_prompt",
+                    "Cannot execute because a node's inputs are not an object.",
+                    &format!("Node ID '#{id}'"),
+                ));
+            }
+        };
+        match spec(class_type, ctx) {
+            Some(s) => {
+                specs.insert(id.clone(), s);
+            }
+            None => unknown.push((id.clone(), class_type.to_string())),
+        }
+        nodes.insert(id.clone(), Node { class_type: class_type.to_string(), inputs });
+    }
+    let outputs: Vec<String> = specs.iter().filter(|(_, s)| s.output_node).map(|(id, _)| id.clone()).collect();
+    let deps = dependent_outputs(graph, &outputs);
+    let mut node_errors = Map::new();
+    let mut add = |id: &str, class_type: &str, errors: Vec<Value>| {
+        let dependents: Vec<&String> = deps.get(id).map(|d| d.iter().collect()).unwrap_or_default();
+        node_errors.insert(
+            id.to_string(),
+            json!({"errors": errors, "dependent_outputs": dependents, "class_type": class_type}),
+        );
+    };
+    for (id, class_type) in &unknown {
+        let e = error_obj(
+            "missing_node_type",
+            &format!("Node '{class_type}' not found. reelbox runs only the nodes listed by /object_info."),
+            &format!("Node ID '#{id}'"),
+            json!({"node_id": id, "class_type": class_type}),
+        );
+        add(id, class_type, vec![e]);
+    }
+    for (id, node_spec) in &specs {
+        let errors = check_node(node_spec, &nodes[id].inputs, graph, ctx);
+        if !errors.is_empty() {
+            add(id, node_spec.class_type, errors);
+        }
+    }
+    if let Some((id, class_type)) = unknown.first() {
+        return Err(PromptError {
+            error: error_obj(
+                "missing_node_type",
+                &format!("Node '{class_type}' not found. reelbox runs only the nodes listed by /object_info."),
+                &format!("Node ID '#{id}'"),
+                json!({"node_id": id, "class_type": class_type}),
+            ),
+            node_errors,
+        });
+    }
+    if !node_errors.is_empty() {
+        return Err(PromptError {
+            error: error_obj("prompt_outputs_failed_validation", "Prompt outputs failed validation", "", json!({})),
+            node_errors,
+        });
+    }
+    if outputs.is_empty() {
+        return Err(PromptError::top("prompt_no_outputs", "Prompt has no outputs", ""));
+    }
+    Ok(ValidGraph { nodes, outputs })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn ctx() -> SpecContext {
+        SpecContext { checkpoints: vec!["tiny-sd".into()], max_side: 2048, max_steps: 150, max_batch: 8 }
+    }
+
+    /// ComfyUI's default text-to-image workflow in API format.
+    pub(crate) fn default_workflow() -> Value {
+        json!({
+            "3": {"class_type": "KSampler", "inputs": {"cfg": 8, "denoise": 1, "latent_image": ["5", 0],
+                "model": ["4", 0], "negative": ["7", 0], "positive": ["6", 0], "sampler_name": "euler",
+                "scheduler": "normal", "seed": 8566257, "steps": 20}},
+            "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {"batch_size": 1, "height": 512, "width": 512}},
+            "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1],
+                "text": "beautiful scenery nature glass bottle landscape, , purple galaxy bottle,"}},
+            "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1], "text": "text, watermark"}},
+            "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+            "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}}
+        })
+    }
+
+    fn with_ckpt(mut g: Value, name: &str) -> Value {
+        g["4"]["inputs"]["ckpt_name"] = json!(name);
+        g
+    }
+
+    #[test]
+    fn the_default_workflow_passes_with_an_installed_checkpoint() {
+        let g = validate(&with_ckpt(default_workflow(), "tiny-sd.safetensors"), &ctx()).expect("valid");
+        assert_eq!(g.outputs, vec!["9".to_string()]);
+        assert_eq!(g.linked("8", "samples").map(|(_, n)| n.class_type.as_str()), Some("KSampler"));
+    }
+
+    #[test]
+    fn a_missing_checkpoint_is_not_in_the_list() {
+        let err = validate(&default_workflow(), &ctx()).expect_err("v1-5 is not installed");
+        assert_eq!(err.error["type"], "prompt_outputs_failed_validation");
+        let e = &err.node_errors["4"];
+        assert_eq!(e["class_type"], "CheckpointLoaderSimple");
+        assert_eq!(e["errors"][0]["type"], "value_not_in_list");
+        assert_eq!(e["errors"][0]["extra_info"]["input_name"], "ckpt_name");
+        assert_eq!(e["dependent_outputs"], json!(["9"]));
+    }
+
+    #[test]
+    fn unknown_node_missing_input_and_bad_sampler_are_each_reported_at_their_node() {
+        let mut g = with_ckpt(default_workflow(), "tiny-sd");
+        g["10"] = json!({"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x4.pth"}});
+        g["3"]["inputs"]["sampler_name"] = json!("heun");
+        g["7"]["inputs"].as_object_mut().expect("inputs").remove("text");
+        let err = validate(&g, &ctx()).expect_err("three problems");
+        assert_eq!(err.error["type"], "missing_node_type");
+        assert_eq!(err.node_errors["10"]["errors"][0]["type"], "missing_node_type");
+        assert_eq!(err.node_errors["10"]["class_type"], "UpscaleModelLoader");
+        let missing = &err.node_errors["7"]["errors"][0];
+        assert_eq!(missing["type"], "required_input_missing");
+        assert_eq!(missing["extra_info"]["input_name"], "text");
+        let sampler = &err.node_errors["3"]["errors"][0];
+        assert_eq!(sampler["type"], "value_not_in_list");
+        assert_eq!(sampler["extra_info"]["input_name"], "sampler_name");
+        assert_eq!(sampler["extra_info"]["received_value"], "heun");
+        assert_eq!(err.node_errors.len(), 3);
+    }
+
+    #[test]
+    fn karras_is_refused_with_samplers_that_lack_it() {
+        let mut g = with_ckpt(default_workflow(), "tiny-sd");
+        g["3"]["inputs"]["scheduler"] = json!("karras");
+        let err = validate(&g, &ctx()).expect_err("euler + karras");
+        assert_eq!(err.node_errors["3"]["errors"][0]["extra_info"]["input_name"], "scheduler");
+        g["3"]["inputs"]["sampler_name"] = json!("dpmpp_2m");
+        validate(&g, &ctx()).expect("dpmpp_2m + karras");
+    }
+
+    #[test]
+    fn ranges_and_link_types_are_checked() {
+        let mut g = with_ckpt(default_workflow(), "tiny-sd");
+        g["3"]["inputs"]["steps"] = json!(0);
+        g["3"]["inputs"]["cfg"] = json!("lots");
+        g["8"]["inputs"]["vae"] = json!(["4", 1]);
+        let err = validate(&g, &ctx()).expect_err("bad values");
+        let types: Vec<&str> = err.node_errors["3"]["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter_map(|e| e["type"].as_str())
+            .collect();
+        assert_eq!(types, vec!["value_smaller_than_min", "invalid_input_type"]);
+        assert_eq!(err.node_errors["8"]["errors"][0]["type"], "return_type_mismatch");
+        assert_eq!(err.node_errors["8"]["errors"][0]["extra_info"]["received_type"], "CLIP");
+    }
+
+    #[test]
+    fn a_graph_without_outputs_is_refused() {
+        let mut g = with_ckpt(default_workflow(), "tiny-sd");
+        g.as_object_mut().expect("graph").remove("9");
+        assert_eq!(validate(&g, &ctx()).expect_err("no outputs").error["type"], "prompt_no_outputs");
+        assert_eq!(validate(&json!([1]), &ctx()).expect_err("not an object").error["type"], "invalid_prompt");
+    }
+}

@@ -1,0 +1,199 @@
+//! `/ws?clientId=`: ComfyUI's execution messages, translated from the store's event
+//! broadcast. A client hears about its own prompts (and prompts sent without a client
+//! id, which ComfyUI broadcasts); `status` goes to everyone.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use ulid::Ulid;
+use utoipa::IntoParams;
+
+use super::Comfy;
+use super::messages::{self, Message};
+use super::prompts::PromptMeta;
+use super::queue::queue_remaining;
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::outputs::{final_images, is_preview};
+use crate::store::records::{Event, EventBody, now_ms};
+
+/// Query of `/ws`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WsQuery {
+    /// The id the client also sends as `client_id` with its prompts.
+    #[serde(rename = "clientId")]
+    pub client_id: Option<String>,
+}
+
+/// Open the message stream.
+#[utoipa::path(get, path = "/ws", tag = "comfyui", params(WsQuery),
+    responses((status = 101, description = "WebSocket of ComfyUI execution messages")))]
+pub async fn ws(
+    upgrade: WebSocketUpgrade,
+    State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
+    caller: Caller,
+    Query(q): Query<WsQuery>,
+) -> Response {
+    let client_id = q.client_id.filter(|c| !c.is_empty()).unwrap_or_else(|| Ulid::new().to_string().to_lowercase());
+    upgrade.on_upgrade(move |socket| Session { state, comfy, caller, client_id, started: HashSet::new() }.run(socket))
+}
+
+struct Session {
+    state: AppState,
+    comfy: Comfy,
+    caller: Caller,
+    client_id: String,
+    /// Prompts whose `execution_start` this connection has sent.
+    started: HashSet<Ulid>,
+}
+
+/// What one store event becomes on the socket.
+enum Out {
+    Text(Message),
+    Binary(Vec<u8>),
+}
+
+impl Session {
+    async fn run(mut self, mut socket: WebSocket) {
+        // Subscribed before the first message, so nothing falls between status and events.
+        let mut events = self.state.store.subscribe();
+        let hello = messages::status(queue_remaining(&self.state), Some(&self.client_id));
+        if send(&mut socket, Out::Text(hello)).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                got = events.recv() => match got {
+                    Ok(e) => {
+                        for out in self.translate(&e).await {
+                            if send(&mut socket, out).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => tracing::debug!(skipped = n, "ComfyUI socket fell behind the event stream"),
+                    Err(RecvError::Closed) => return,
+                },
+                incoming = socket.recv() => match incoming {
+                    // Clients send nothing ComfyUI acts on; the socket lives until they close it.
+                    Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(_)) => {}
+                },
+                _ = self.state.shutdown.cancelled() => {
+                    let _ = socket.send(WsMessage::Close(None)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// True when this connection should hear about a prompt.
+    fn wants(&self, meta: &PromptMeta, e: &Event) -> bool {
+        self.caller.may_see(&e.owner) && meta.client_id.as_ref().is_none_or(|c| *c == self.client_id)
+    }
+
+    async fn translate(&mut self, e: &Arc<Event>) -> Vec<Out> {
+        let mut out = Vec::new();
+        let meta = self.comfy.prompts.by_job(e.job).filter(|m| self.wants(m, e));
+        if let Some(meta) = meta {
+            self.prompt_messages(&meta, e, &mut out).await;
+        }
+        if matches!(e.body, EventBody::State { .. }) {
+            out.push(Out::Text(messages::status(queue_remaining(&self.state), None)));
+        }
+        out
+    }
+
+    fn start(&mut self, meta: &PromptMeta, out: &mut Vec<Out>) {
+        if !self.started.insert(meta.job) {
+            return;
+        }
+        let now = now_ms();
+        out.push(Out::Text(messages::execution_start(meta, now)));
+        out.push(Out::Text(messages::execution_cached(meta, now)));
+        // The loaders and encoders run inside the job's first stage, before the sampler.
+        for node in meta.roles.execution_order() {
+            out.push(Out::Text(messages::executing(meta, Some(&node))));
+            if node == meta.roles.sampler {
+                break;
+            }
+        }
+    }
+
+    fn finish(&mut self, meta: &PromptMeta, end: Message, out: &mut Vec<Out>) {
+        out.push(Out::Text(end));
+        out.push(Out::Text(messages::executing(meta, None)));
+        self.started.remove(&meta.job);
+    }
+
+    async fn prompt_messages(&mut self, meta: &PromptMeta, e: &Event, out: &mut Vec<Out>) {
+        match &e.body {
+            EventBody::State { state, error } => match state.as_str() {
+                "running" => self.start(meta, out),
+                "succeeded" => {
+                    self.start(meta, out);
+                    out.push(Out::Text(messages::executing(meta, Some(&meta.roles.decode))));
+                    let images = match self.state.store.job(meta.job) {
+                        Ok(Some(job)) => final_images(&self.state.store, &job).unwrap_or_default(),
+                        _ => Vec::new(),
+                    };
+                    for node in &meta.roles.outputs {
+                        out.push(Out::Text(messages::executing(meta, Some(&node.id))));
+                        out.push(Out::Text(messages::executed(meta, &node.id, &images)));
+                    }
+                    self.finish(meta, messages::execution_success(meta, e.at), out);
+                }
+                "failed" => {
+                    self.start(meta, out);
+                    let error = error.clone().unwrap_or_else(|| "the job failed".into());
+                    self.finish(meta, messages::execution_error(meta, &error, e.at), out);
+                }
+                "canceled" => {
+                    // A prompt deleted while pending never started: ComfyUI sends nothing for it.
+                    if self.started.contains(&meta.job) {
+                        self.finish(meta, messages::execution_interrupted(meta, e.at), out);
+                    }
+                }
+                // Re-queued (retry, restart): it will start again.
+                _ => {
+                    self.started.remove(&meta.job);
+                }
+            },
+            EventBody::Progress { step, total, .. } => {
+                self.start(meta, out);
+                out.push(Out::Text(messages::progress(meta, *step, *total)));
+            }
+            EventBody::Artifact { artifact, media_type, .. } => {
+                let Ok(Some(a)) = self.state.store.artifact(*artifact) else { return };
+                if !is_preview(&a) {
+                    return;
+                }
+                let path = self.state.store.artifacts_dir().join(&a.path);
+                if let Ok(bytes) = tokio::fs::read(&path).await
+                    && let Some(frame) = messages::preview_frame(media_type, &bytes)
+                {
+                    self.start(meta, out);
+                    out.push(Out::Binary(frame));
+                }
+            }
+            EventBody::Stage { .. } | EventBody::Log { .. } => {}
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, out: Out) -> Result<(), axum::Error> {
+    match out {
+        Out::Text((kind, data)) => {
+            socket.send(WsMessage::Text(json!({"type": kind, "data": data}).to_string().into())).await
+        }
+        Out::Binary(bytes) => socket.send(WsMessage::Binary(bytes.into())).await,
+    }
+}

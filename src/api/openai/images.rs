@@ -1,0 +1,306 @@
+//! `POST /v1/images/generations`: an `image` job, waited for, answered in OpenAI's shape.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use super::run::{job_failure, submit_and_wait};
+use super::{JOB_HEADER, OpenAiError, parse_body};
+use crate::api::auth::Caller;
+use crate::api::catalog::{self, ModelRole};
+use crate::api::outputs::final_images;
+use crate::api::{ApiError, AppState};
+use crate::config::Config;
+use crate::pipelines::diffusion::preset::Presets;
+use crate::store::records::JobState;
+
+/// Body of `POST /v1/images/generations` (OpenAI's fields plus reelbox extensions; other
+/// OpenAI fields such as `style`, `user` or `background` are accepted and ignored).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ImageRequest {
+    pub prompt: String,
+    /// An installed diffusion model, a preset name, or an OpenAI model name (→ the default model).
+    pub model: Option<String>,
+    /// Pictures to make (1–10).
+    pub n: Option<u32>,
+    /// `WIDTHxHEIGHT` (multiples of 8), or `auto`.
+    pub size: Option<String>,
+    /// `url` (default; an absolute `/api/v1/artifacts/ID` URL) or `b64_json`.
+    pub response_format: Option<String>,
+    /// `low` → preset fast, `standard`/`medium` → quality, `hd`/`high` → max, `auto`.
+    pub quality: Option<String>,
+    /// Only `png` is made.
+    pub output_format: Option<String>,
+    /// Extension: what the picture should not show.
+    pub negative_prompt: Option<String>,
+    /// Extension: seed for reproducible pictures.
+    pub seed: Option<u64>,
+    /// Extension: denoising steps.
+    pub steps: Option<u32>,
+}
+
+/// OpenAI's image response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImagesResponse {
+    /// Unix seconds.
+    pub created: i64,
+    pub data: Vec<ImageData>,
+}
+
+/// One picture, as base64 or a URL.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImageData {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b64_json: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revised_prompt: Option<String>,
+}
+
+/// Names OpenAI gives its image models; they select the configured default model.
+fn is_openai_image_model(name: &str) -> bool {
+    name.starts_with("dall-e") || name.starts_with("gpt-image")
+}
+
+/// Parses OpenAI's `size` (`1024x1024`); `auto` leaves the size to the preset.
+pub fn parse_size(size: &str, max_side: u32) -> Result<Option<(u32, u32)>, OpenAiError> {
+    if size == "auto" {
+        return Ok(None);
+    }
+    let bad = |why: &str| OpenAiError::param("size", format!("invalid size {size:?}: {why}"));
+    let (w, h) = size.split_once(['x', 'X']).ok_or_else(|| bad("expected WIDTHxHEIGHT, e.g. 512x512"))?;
+    let parse = |v: &str| v.trim().parse::<u32>().map_err(|_| bad("width and height must be whole numbers"));
+    let (w, h) = (parse(w)?, parse(h)?);
+    if w < 64 || h < 64 || w > max_side || h > max_side {
+        return Err(bad(&format!("each side must be between 64 and {max_side} pixels")));
+    }
+    if w % 8 != 0 || h % 8 != 0 {
+        return Err(bad("each side must be a multiple of 8"));
+    }
+    Ok(Some((w, h)))
+}
+
+/// OpenAI's `quality` → a reelbox preset (`None` for `auto`).
+pub fn quality_preset(quality: &str) -> Result<Option<&'static str>, OpenAiError> {
+    match quality {
+        "auto" => Ok(None),
+        "low" => Ok(Some("fast")),
+        "standard" | "medium" => Ok(Some("quality")),
+        "hd" | "high" => Ok(Some("max")),
+        other => Err(OpenAiError::param(
+            "quality",
+            format!("invalid quality {other:?}; use low, standard, medium, hd, high or auto"),
+        )),
+    }
+}
+
+/// Names of the generation presets (`<data_dir>/presets.toml` or the built-in ones).
+pub fn preset_names(config: &Config) -> Vec<String> {
+    let presets = Presets::load(&config.data_dir).unwrap_or_else(|_| Presets::builtin());
+    presets.names().into_iter().map(str::to_owned).collect()
+}
+
+/// Which installed model (and preset) a request's `model` means.
+pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String, Option<String>), OpenAiError> {
+    let default_model = || -> Result<String, OpenAiError> {
+        if let Some(name) = &config.openai.default_image_model {
+            return Ok(name.clone());
+        }
+        catalog::installed_of(config, ModelRole::Diffusion).into_iter().next().map(|m| m.name).ok_or_else(|| {
+            OpenAiError::new(
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                "no diffusion model is installed; install one with `reelbox pull`",
+            )
+        })
+    };
+    match requested {
+        None | Some("") => Ok((default_model()?, None)),
+        Some(name) if is_openai_image_model(name) => Ok((default_model()?, None)),
+        Some(name) if preset_names(config).iter().any(|p| p == name) => Ok((default_model()?, Some(name.to_string()))),
+        Some(name) => match catalog::find(config, ModelRole::Diffusion, name) {
+            Some(m) => Ok((m.name, None)),
+            None => Err(OpenAiError {
+                param: Some("model".into()),
+                ..OpenAiError::new(
+                    StatusCode::NOT_FOUND,
+                    "model_not_found",
+                    format!("the model {name:?} is not an installed diffusion model or preset; see GET /v1/models"),
+                )
+            }),
+        },
+    }
+}
+
+/// The `image` job parameters for a request.
+pub fn image_params(config: &Config, req: &ImageRequest) -> Result<Value, OpenAiError> {
+    if req.prompt.trim().is_empty() {
+        return Err(OpenAiError::param("prompt", "prompt must not be empty"));
+    }
+    if let Some(f) = req.output_format.as_deref()
+        && f != "png"
+    {
+        return Err(OpenAiError::param("output_format", format!("output_format {f:?} is not supported; use png")));
+    }
+    let size = req.size.as_deref().map(|s| parse_size(s, config.limits.max_image_side)).transpose()?.flatten();
+    let (model, mut preset) = resolve_model(config, req.model.as_deref())?;
+    if let Some(q) = req.quality.as_deref()
+        && let Some(p) = quality_preset(q)?
+    {
+        preset = Some(p.to_string());
+    }
+    let mut p = Map::new();
+    p.insert("prompt".into(), json!(req.prompt));
+    p.insert("model".into(), json!(model));
+    p.insert("n".into(), json!(req.n.unwrap_or(1)));
+    if let Some((w, h)) = size {
+        p.insert("width".into(), json!(w));
+        p.insert("height".into(), json!(h));
+    }
+    if let Some(preset) = preset {
+        p.insert("preset".into(), json!(preset));
+    }
+    if let Some(neg) = &req.negative_prompt {
+        p.insert("negative_prompt".into(), json!(neg));
+    }
+    if let Some(seed) = req.seed {
+        p.insert("seed".into(), json!(seed));
+    }
+    if let Some(steps) = req.steps {
+        p.insert("steps".into(), json!(steps));
+    }
+    Ok(Value::Object(p))
+}
+
+/// Renames the `image` kind's field names to the OpenAI request's.
+fn openai_param(field: &str) -> &str {
+    match field {
+        "width" | "height" => "size",
+        "preset" => "quality",
+        other => other,
+    }
+}
+
+/// The absolute base URL the client reached us at (`Host`, `X-Forwarded-Proto`).
+pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let scheme = header("x-forwarded-proto").filter(|s| *s == "https" || *s == "http").unwrap_or("http");
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| config.bind.to_string());
+    format!("{scheme}://{host}")
+}
+
+/// Generate pictures (OpenAI-compatible).
+#[utoipa::path(post, path = "/v1/images/generations", request_body = ImageRequest, tag = "openai",
+    responses((status = 200, body = ImagesResponse), (status = 400, body = super::error::OpenAiErrorBody),
+        (status = 404, body = super::error::OpenAiErrorBody)))]
+pub async fn generations(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let caller = caller?;
+    let req: ImageRequest = parse_body(&body)?;
+    let format = match req.response_format.as_deref() {
+        Some("b64_json") => ResponseFormat::B64,
+        Some("url") => ResponseFormat::Url,
+        None if req.model.as_deref().is_some_and(|m| m.starts_with("gpt-image")) => ResponseFormat::B64,
+        None => ResponseFormat::Url,
+        Some(other) => {
+            return Err(OpenAiError::param(
+                "response_format",
+                format!("invalid response_format {other:?}; use url or b64_json"),
+            ));
+        }
+    };
+    let params = image_params(&state.config, &req)?;
+    let job = submit_and_wait(&state, &caller, "image", params).await.map_err(|mut e| {
+        if let Some(p) = e.param.as_deref() {
+            e.param = Some(openai_param(p).to_string());
+        }
+        e
+    })?;
+    if !matches!(job.state, JobState::Succeeded { .. }) {
+        return Err(job_failure(&job));
+    }
+    let images = final_images(&state.store, &job).map_err(|e| OpenAiError::internal(e.to_string()))?;
+    if images.is_empty() {
+        return Err(OpenAiError::internal(format!("job {} finished without pictures", job.id)));
+    }
+    let base = base_url(&headers, &state.config);
+    let mut data = Vec::with_capacity(images.len());
+    for a in images {
+        let item = match format {
+            ResponseFormat::Url => ImageData {
+                b64_json: None,
+                url: Some(format!("{base}/api/v1/artifacts/{}", a.id)),
+                revised_prompt: None,
+            },
+            ResponseFormat::B64 => {
+                let path = state.store.artifacts_dir().join(&a.path);
+                let bytes = tokio::fs::read(&path).await.map_err(|e| {
+                    OpenAiError::internal(format!("artifact {} unreadable at {}: {e}", a.id, path.display()))
+                })?;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                ImageData { b64_json: Some(b64), url: None, revised_prompt: None }
+            }
+        };
+        data.push(item);
+    }
+    let mut resp = Json(ImagesResponse { created: chrono::Utc::now().timestamp(), data }).into_response();
+    if let Ok(v) = HeaderValue::from_str(&job.id.to_string()) {
+        resp.headers_mut().insert(JOB_HEADER, v);
+    }
+    Ok(resp)
+}
+
+enum ResponseFormat {
+    Url,
+    B64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_bad_ones_name_the_size_param() {
+        assert_eq!(parse_size("512x384", 2048).expect("ok"), Some((512, 384)));
+        assert_eq!(parse_size("auto", 2048).expect("ok"), None);
+        for bad in ["512", "axb", "0x512", "513x512", "4096x4096", "512x-8", ""] {
+            let e = parse_size(bad, 2048).expect_err(bad);
+            assert_eq!(e.param.as_deref(), Some("size"), "{bad}");
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn quality_maps_onto_presets() {
+        assert_eq!(quality_preset("hd").expect("ok"), Some("max"));
+        assert_eq!(quality_preset("standard").expect("ok"), Some("quality"));
+        assert_eq!(quality_preset("low").expect("ok"), Some("fast"));
+        assert_eq!(quality_preset("auto").expect("ok"), None);
+        assert!(quality_preset("ultra").is_err());
+    }
+
+    #[test]
+    fn base_url_follows_the_host_header() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "box.lan:8470".parse().expect("hv"));
+        assert_eq!(base_url(&h, &Config::default()), "http://box.lan:8470");
+        h.insert("x-forwarded-proto", "https".parse().expect("hv"));
+        assert_eq!(base_url(&h, &Config::default()), "https://box.lan:8470");
+        assert_eq!(base_url(&HeaderMap::new(), &Config::default()), "http://127.0.0.1:8470");
+    }
+}

@@ -1,0 +1,121 @@
+//! The OpenAI-compatible subset under `/v1`: image generation, speech and the model list.
+//! Requests become ordinary jobs (same queue, owner and artifacts as the native API); the
+//! client waits on its request, and a disconnect cancels the job. Errors use OpenAI's
+//! shape so the official SDKs raise their usual exceptions.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use super::auth::Caller;
+use super::catalog::{self, ModelRole};
+use super::{ApiError, AppState};
+
+pub mod error;
+pub mod images;
+pub mod run;
+pub mod speech;
+pub mod transcode;
+
+pub use error::OpenAiError;
+
+/// Response header naming the job that answered a request (to find it in the native API).
+pub const JOB_HEADER: &str = "x-reelbox-job";
+
+/// The `/v1` routes.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/images/generations", post(images::generations))
+        .route("/v1/audio/speech", post(speech::speech))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{model}", get(model))
+        .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+}
+
+/// The OpenAPI description of these routes, merged into `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    paths(images::generations, speech::speech, models, model),
+    components(schemas(
+        error::OpenAiErrorBody,
+        error::OpenAiErrorDetail,
+        images::ImageRequest,
+        images::ImagesResponse,
+        images::ImageData,
+        speech::SpeechRequest,
+        speech::VoiceChoice,
+        ModelList,
+        ModelObject
+    ))
+)]
+pub struct OpenAiDoc;
+
+/// Parses a JSON body whatever its content type, with OpenAI-shaped errors.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        // serde names the field in backticks ("missing field `prompt`").
+        let param = text.split('`').nth(1).map(str::to_owned);
+        OpenAiError {
+            param,
+            ..OpenAiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid JSON body: {text}"))
+        }
+    })
+}
+
+/// OpenAI's list of models.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<ModelObject>,
+}
+
+/// One model in OpenAI's shape.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelObject {
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// Unix seconds the model was installed.
+    pub created: i64,
+    pub owned_by: String,
+}
+
+fn model_objects(state: &AppState) -> Vec<ModelObject> {
+    catalog::installed(&state.config)
+        .into_iter()
+        .filter(|m| matches!(m.role, ModelRole::Diffusion | ModelRole::Voice))
+        .map(|m| ModelObject { id: m.name, object: "model".into(), created: m.created, owned_by: "reelbox".into() })
+        .collect()
+}
+
+/// Installed diffusion models and voices.
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, body = ModelList)))]
+pub async fn models(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+) -> Result<Json<ModelList>, OpenAiError> {
+    caller?;
+    Ok(Json(ModelList { object: "list".into(), data: model_objects(&state) }))
+}
+
+/// One installed model.
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "openai", params(("model" = String, Path)),
+    responses((status = 200, body = ModelObject), (status = 404, body = error::OpenAiErrorBody)))]
+pub async fn model(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelObject>, OpenAiError> {
+    caller?;
+    model_objects(&state).into_iter().find(|m| m.id == name).map(Json).ok_or_else(|| OpenAiError {
+        param: Some("model".into()),
+        ..OpenAiError::new(StatusCode::NOT_FOUND, "model_not_found", format!("the model {name:?} does not exist"))
+    })
+}

@@ -1,0 +1,118 @@
+//! Runs a job for a client that waits on the same request. The job is an ordinary job
+//! (queue, dashboard, artifacts); a guard cancels it when the request future is dropped,
+//! which hyper does when the client disconnects mid-request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tokio::sync::broadcast::error::RecvError;
+use ulid::Ulid;
+
+use super::OpenAiError;
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::jobs::{enqueue, new_job};
+use crate::scheduler::Scheduler;
+use crate::store::records::{EventBody, Job, JobState};
+
+/// How often the job is re-read even without an event (a lagged subscriber misses some).
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Cancels a job through the scheduler when dropped, unless disarmed.
+pub struct CancelOnDrop {
+    scheduler: Arc<Scheduler>,
+    job: Option<Ulid>,
+}
+
+impl CancelOnDrop {
+    /// Arms the guard for `job`.
+    pub fn new(scheduler: Arc<Scheduler>, job: Ulid) -> Self {
+        Self { scheduler, job: Some(job) }
+    }
+
+    /// The job ended on its own; nothing to cancel.
+    pub fn disarm(&mut self) {
+        self.job = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(job) = self.job.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let scheduler = self.scheduler.clone();
+        tracing::info!(%job, "client went away; canceling its job");
+        // Drop cannot await: the cancel runs as its own task.
+        runtime.spawn(async move {
+            if let Err(e) = scheduler.cancel(job).await {
+                tracing::debug!(%job, "cancel after disconnect: {e}");
+            }
+        });
+    }
+}
+
+/// Validates and queues a job, then waits for its final state. Dropping the returned
+/// future (client disconnect) cancels the job.
+pub async fn submit_and_wait(
+    state: &AppState,
+    caller: &Caller,
+    kind: &str,
+    params: serde_json::Value,
+) -> Result<Job, OpenAiError> {
+    let job = new_job(state, caller, kind, params, 0, None)?;
+    // Subscribed before the job exists, so its final event cannot slip past.
+    let mut events = state.store.subscribe();
+    let mut guard = CancelOnDrop::new(state.scheduler.clone(), job.id);
+    let job = match enqueue(state, job).await {
+        Ok((job, _)) => job,
+        Err(e) => {
+            // Refused (queue full, shutting down): there is no job to cancel.
+            guard.disarm();
+            return Err(e.into());
+        }
+    };
+    let id = job.id;
+    loop {
+        let current = state.store.job(id).map_err(|e| OpenAiError::internal(e.to_string()))?;
+        match current {
+            Some(j) if j.state.is_terminal() => {
+                guard.disarm();
+                return Ok(j);
+            }
+            Some(_) => {}
+            None => return Err(OpenAiError::internal(format!("job {id} disappeared"))),
+        }
+        let deadline = tokio::time::sleep(RECHECK);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                got = events.recv() => match got {
+                    Ok(e) if e.job == id && matches!(e.body, EventBody::State { .. }) => break,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => { deadline.as_mut().await; break }
+                },
+                _ = &mut deadline => break,
+                _ = state.shutdown.cancelled() => {
+                    return Err(OpenAiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "shutting_down",
+                        format!("the daemon is shutting down; job {id} was not finished"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The error a client sees for a job that did not succeed.
+pub fn job_failure(job: &Job) -> OpenAiError {
+    match &job.state {
+        JobState::Failed { error, .. } => OpenAiError::internal(format!("job {} failed: {error}", job.id)),
+        JobState::Canceled { .. } => {
+            OpenAiError::new(StatusCode::CONFLICT, "canceled", format!("job {} was canceled", job.id))
+        }
+        other => OpenAiError::internal(format!("job {} ended {}", job.id, other.name())),
+    }
+}

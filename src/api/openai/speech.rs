@@ -1,0 +1,239 @@
+//! `POST /v1/audio/speech`: a `speech` job, waited for, answered with the audio bytes.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use super::run::{job_failure, submit_and_wait};
+use super::transcode::{SpeechFormat, transcode};
+use super::{JOB_HEADER, OpenAiError, parse_body};
+use crate::api::auth::Caller;
+use crate::api::catalog::{self, ModelRole};
+use crate::api::outputs::first_of_type;
+use crate::api::{ApiError, AppState};
+use crate::config::Config;
+use crate::store::records::JobState;
+
+/// OpenAI's built-in voice names; they map to installed voices through `[openai.voices]`.
+pub const OPENAI_VOICES: [&str; 13] =
+    ["alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer", "verse"];
+
+/// Body of `POST /v1/audio/speech` (`instructions` is accepted and ignored: Piper voices
+/// take no style instructions).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SpeechRequest {
+    /// `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`, or an installed Piper voice.
+    pub model: Option<String>,
+    /// The text to speak.
+    pub input: String,
+    /// An installed Piper voice, or an OpenAI voice name mapped by `[openai.voices]`.
+    pub voice: VoiceChoice,
+    /// `mp3` (default), `opus`, `aac`, `flac`, `wav` or `pcm` (s16le mono 24 kHz).
+    pub response_format: Option<String>,
+    /// 0.25–4.0 (default 1.0).
+    pub speed: Option<f64>,
+    /// Only `audio` is supported.
+    pub stream_format: Option<String>,
+    /// Extension: Piper's phoneme noise (0 with `noise_w` 0 makes speech repeatable).
+    pub noise_scale: Option<f64>,
+    /// Extension: Piper's duration noise.
+    pub noise_w: Option<f64>,
+}
+
+/// A voice given as a name or as OpenAI's `{"id": ...}` object.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum VoiceChoice {
+    Name(String),
+    Object { id: String },
+}
+
+impl VoiceChoice {
+    fn name(&self) -> &str {
+        match self {
+            VoiceChoice::Name(n) | VoiceChoice::Object { id: n } => n,
+        }
+    }
+}
+
+/// Which installed Piper voice a request means.
+pub fn resolve_voice(config: &Config, voice: &str, model: Option<&str>) -> Result<String, OpenAiError> {
+    let installed: Vec<String> = catalog::installed_of(config, ModelRole::Voice).into_iter().map(|m| m.name).collect();
+    if installed.iter().any(|v| v == voice) {
+        return Ok(voice.to_string());
+    }
+    if let Some(mapped) = config.openai.voices.get(voice) {
+        return Ok(mapped.clone());
+    }
+    // A Piper voice named as the model ("model": "en_US-joe-medium", "voice": "alloy").
+    if let Some(m) = model
+        && installed.iter().any(|v| v == m)
+    {
+        return Ok(m.to_string());
+    }
+    if OPENAI_VOICES.contains(&voice) {
+        if let Some(d) = &config.openai.default_voice {
+            return Ok(d.clone());
+        }
+        return installed.first().cloned().ok_or_else(|| OpenAiError {
+            param: Some("voice".into()),
+            ..OpenAiError::new(
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                "no Piper voice is installed; install one with `reelbox pull en_US-joe-medium`",
+            )
+        });
+    }
+    Err(OpenAiError::param(
+        "voice",
+        format!(
+            "unknown voice {voice:?}; use an installed voice ({}) or one of {}",
+            if installed.is_empty() { "none installed".to_string() } else { installed.join(", ") },
+            OPENAI_VOICES.join(", ")
+        ),
+    ))
+}
+
+/// The `speech` job parameters for a request.
+pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<Value, OpenAiError> {
+    if req.input.trim().is_empty() {
+        return Err(OpenAiError::param("input", "input must not be empty"));
+    }
+    if req.input.chars().count() > config.limits.max_prompt_chars {
+        return Err(OpenAiError::param(
+            "input",
+            format!("input is longer than {} characters", config.limits.max_prompt_chars),
+        ));
+    }
+    if let Some(f) = req.stream_format.as_deref()
+        && f != "audio"
+    {
+        return Err(OpenAiError::param("stream_format", format!("stream_format {f:?} is not supported; use audio")));
+    }
+    let speed = req.speed.unwrap_or(1.0);
+    if !speed.is_finite() || !(0.25..=4.0).contains(&speed) {
+        return Err(OpenAiError::param("speed", format!("speed must be between 0.25 and 4.0, got {speed}")));
+    }
+    let voice = resolve_voice(config, req.voice.name(), req.model.as_deref())?;
+    let mut p = Map::new();
+    p.insert("text".into(), json!(req.input));
+    p.insert("voice".into(), json!(voice));
+    p.insert("format".into(), json!("wav"));
+    // Piper's length_scale stretches phoneme durations: the inverse of a speed.
+    if speed != 1.0 {
+        p.insert("length_scale".into(), json!(1.0 / speed));
+    }
+    if let Some(v) = req.noise_scale {
+        p.insert("noise_scale".into(), json!(v));
+    }
+    if let Some(v) = req.noise_w {
+        p.insert("noise_w".into(), json!(v));
+    }
+    Ok(Value::Object(p))
+}
+
+/// Speak text (OpenAI-compatible); answers the audio bytes.
+#[utoipa::path(post, path = "/v1/audio/speech", request_body = SpeechRequest, tag = "openai",
+    responses((status = 200, description = "the audio (audio/mpeg, audio/ogg, audio/aac, audio/flac, audio/wav or audio/pcm)"),
+        (status = 400, body = super::error::OpenAiErrorBody)))]
+pub async fn speech(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let caller = caller?;
+    let req: SpeechRequest = parse_body(&body)?;
+    let format = match req.response_format.as_deref() {
+        None => SpeechFormat::Mp3,
+        Some(f) => SpeechFormat::parse(f).ok_or_else(|| {
+            OpenAiError::param(
+                "response_format",
+                format!("invalid response_format {f:?}; use mp3, opus, aac, flac, wav or pcm"),
+            )
+        })?,
+    };
+    let params = speech_params(&state.config, &req)?;
+    let job = submit_and_wait(&state, &caller, "speech", params).await.map_err(|mut e| {
+        if e.param.as_deref() == Some("text") {
+            e.param = Some("input".into());
+        }
+        e
+    })?;
+    if !matches!(job.state, JobState::Succeeded { .. }) {
+        return Err(job_failure(&job));
+    }
+    let wav = first_of_type(&state.store, &job, "audio/wav")
+        .map_err(|e| OpenAiError::internal(e.to_string()))?
+        .ok_or_else(|| OpenAiError::internal(format!("job {} finished without a WAV", job.id)))?;
+    let path = state.store.artifacts_dir().join(&wav.path);
+    let bytes = if format == SpeechFormat::Wav {
+        tokio::fs::read(&path)
+            .await
+            .map_err(|e| OpenAiError::internal(format!("artifact {} unreadable at {}: {e}", wav.id, path.display())))?
+    } else {
+        transcode(&path, format).await.map_err(|e| OpenAiError::internal(e.to_string()))?
+    };
+    let mut resp = Response::new(Body::from(bytes));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    if let Ok(v) = HeaderValue::from_str(&job.id.to_string()) {
+        resp.headers_mut().insert(JOB_HEADER, v);
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with_voice() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let v = dir.path().join("en_US-joe-medium");
+        std::fs::create_dir_all(&v).expect("mkdir");
+        std::fs::write(v.join("en_US-joe-medium.onnx"), "x").expect("write");
+        std::fs::write(v.join("en_US-joe-medium.onnx.json"), "{}").expect("write");
+        let config = Config { models_dir: Some(dir.path().to_path_buf()), ..Config::default() };
+        (dir, config)
+    }
+
+    #[test]
+    fn openai_voice_names_fall_back_to_the_first_installed_voice() {
+        let (_dir, config) = config_with_voice();
+        assert_eq!(resolve_voice(&config, "alloy", Some("tts-1")).expect("ok"), "en_US-joe-medium");
+        assert_eq!(resolve_voice(&config, "en_US-joe-medium", None).expect("ok"), "en_US-joe-medium");
+        let e = resolve_voice(&config, "robot", None).expect_err("unknown voice");
+        assert_eq!(e.param.as_deref(), Some("voice"));
+    }
+
+    #[test]
+    fn the_voice_map_wins_over_the_default() {
+        let (_dir, mut config) = config_with_voice();
+        config.openai.voices.insert("nova".into(), "en_GB-alba-medium".into());
+        config.openai.default_voice = Some("en_US-joe-medium".into());
+        assert_eq!(resolve_voice(&config, "nova", None).expect("ok"), "en_GB-alba-medium");
+        assert_eq!(resolve_voice(&config, "echo", None).expect("ok"), "en_US-joe-medium");
+    }
+
+    #[test]
+    fn speed_becomes_an_inverse_length_scale_and_is_bounded() {
+        let (_dir, config) = config_with_voice();
+        let req = |speed: f64| SpeechRequest {
+            model: Some("tts-1".into()),
+            input: "Hello.".into(),
+            voice: VoiceChoice::Name("alloy".into()),
+            response_format: None,
+            speed: Some(speed),
+            stream_format: None,
+            noise_scale: None,
+            noise_w: None,
+        };
+        let p = speech_params(&config, &req(2.0)).expect("ok");
+        assert_eq!(p["length_scale"], 0.5);
+        assert_eq!(p["voice"], "en_US-joe-medium");
+        assert!(speech_params(&config, &req(1.0)).expect("ok").get("length_scale").is_none());
+        assert_eq!(speech_params(&config, &req(5.0)).expect_err("too fast").param.as_deref(), Some("speed"));
+    }
+}

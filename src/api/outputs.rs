@@ -1,0 +1,36 @@
+//! What the compatibility layers read back from jobs: their final images (not the step
+//! previews an `image` job also stores), their audio, and preview frames as they appear.
+
+use crate::store::records::{Artifact, Job};
+use crate::store::{Store, StoreError};
+
+/// Every artifact of a job, in stage order then creation order.
+pub fn job_artifacts(store: &Store, job: &Job) -> Result<Vec<Artifact>, StoreError> {
+    let mut out = Vec::new();
+    for stage in &job.stages {
+        for id in &stage.artifacts {
+            if let Some(a) = store.artifact(*id)? {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// True for the low-resolution step previews an `image` job stores while it denoises.
+pub fn is_preview(artifact: &Artifact) -> bool {
+    artifact.stage.as_deref() == Some("preview") || artifact.name.starts_with("preview")
+}
+
+/// The finished pictures of a job, in order.
+pub fn final_images(store: &Store, job: &Job) -> Result<Vec<Artifact>, StoreError> {
+    Ok(job_artifacts(store, job)?
+        .into_iter()
+        .filter(|a| a.media_type.starts_with("image/") && !is_preview(a))
+        .collect())
+}
+
+/// The first artifact of a job with this media type.
+pub fn first_of_type(store: &Store, job: &Job, media_type: &str) -> Result<Option<Artifact>, StoreError> {
+    Ok(job_artifacts(store, job)?.into_iter().find(|a| a.media_type == media_type))
+}

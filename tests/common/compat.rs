@@ -1,0 +1,130 @@
+//! What the compatibility-API tests share: a models directory with the tiny SD model and
+//! the real joe voice, a daemon over it, and an OpenAI Python client to drive it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::daemon::DaemonProc;
+use super::provision;
+
+/// Name the tiny SD fixture is installed under.
+pub const TINY_SD: &str = "tiny-sd";
+
+fn source_tree() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn link(target: &Path, at: &Path) {
+    std::os::unix::fs::symlink(target, at)
+        .unwrap_or_else(|e| panic!("cannot link {} → {}: {e}", at.display(), target.display()));
+}
+
+/// A fresh models dir holding `tiny-sd` and, when `voice`, the joe voice (symlinked).
+pub fn models_dir(voice: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("models tempdir");
+    link(&source_tree().join("tests/fixtures/models/tiny-sd"), &dir.path().join(TINY_SD));
+    if voice {
+        let joe = provision::joe_voice();
+        let joe_dir = joe.parent().expect("voice dir");
+        link(joe_dir, &dir.path().join(provision::JOE));
+    }
+    dir
+}
+
+/// Starts the daemon on `data_dir` with `models` and the provisioned ONNX Runtime.
+pub fn start_daemon(data_dir: &Path, models: &Path) -> DaemonProc {
+    start_daemon_with(data_dir, models, &[])
+}
+
+/// As [`start_daemon`], with more environment.
+pub fn start_daemon_with(data_dir: &Path, models: &Path, env: &[(&str, &str)]) -> DaemonProc {
+    let runtime = provision::runtime();
+    let runtime = runtime.to_string_lossy().into_owned();
+    let models = models.to_string_lossy().into_owned();
+    let mut all = vec![("REELBOX_MODELS_DIR", models.as_str()), ("REELBOX_ONNXRUNTIME", runtime.as_str())];
+    all.extend_from_slice(env);
+    DaemonProc::start(data_dir, &all)
+}
+
+fn imports_openai(python: &Path, pythonpath: Option<&Path>) -> bool {
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", "import openai"]);
+    if let Some(p) = pythonpath {
+        cmd.env("PYTHONPATH", p);
+    }
+    cmd.output().is_ok_and(|o| o.status.success())
+}
+
+fn run(cmd: &mut Command, what: &str) -> bool {
+    match cmd.output() {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!("{what} failed: {}", String::from_utf8_lossy(&o.stderr));
+            false
+        }
+        Err(e) => {
+            eprintln!("{what} failed: {e}");
+            false
+        }
+    }
+}
+
+/// A Python interpreter (and `PYTHONPATH`) that imports the official `openai` package:
+/// `$REELBOX_TEST_PYTHON` when set, else one installed under `target/` on first use — a
+/// venv (`python3 -m venv`), or `pip install --target` where the venv module is missing.
+pub fn openai_python() -> (PathBuf, Option<PathBuf>) {
+    static PYTHON: OnceLock<(PathBuf, Option<PathBuf>)> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("REELBOX_TEST_PYTHON").filter(|p| !p.is_empty()) {
+                let p = PathBuf::from(p);
+                assert!(imports_openai(&p, None), "REELBOX_TEST_PYTHON={} cannot import openai", p.display());
+                return (p, None);
+            }
+            let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../openai-client");
+            let venv_python = base.join("venv/bin/python");
+            if imports_openai(&venv_python, None) {
+                return (venv_python, None);
+            }
+            let lib = base.join("pylib");
+            if imports_openai(Path::new("python3"), Some(&lib)) {
+                return (PathBuf::from("python3"), Some(lib));
+            }
+            if run(Command::new("python3").args(["-m", "venv"]).arg(base.join("venv")), "python3 -m venv")
+                && run(
+                    Command::new(&venv_python).args(["-m", "pip", "install", "--quiet", "openai"]),
+                    "pip install openai (venv)",
+                )
+                && imports_openai(&venv_python, None)
+            {
+                return (venv_python, None);
+            }
+            let installed = run(
+                Command::new("python3").args(["-m", "pip", "install", "--quiet", "--target"]).arg(&lib).arg("openai"),
+                "pip install --target openai",
+            );
+            assert!(
+                installed && imports_openai(Path::new("python3"), Some(&lib)),
+                "cannot install the openai Python package under {}; fix: network to the Python package index \
+                 and python3 with pip (apt install python3-pip python3-venv), or set REELBOX_TEST_PYTHON",
+                base.display()
+            );
+            (PathBuf::from("python3"), Some(lib))
+        })
+        .clone()
+}
+
+/// `ffprobe`'s format name and duration of a media file.
+pub fn ffprobe(path: &Path) -> (String, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=format_name,duration", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (apt install ffmpeg)");
+    assert!(out.status.success(), "ffprobe rejects {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let name = v["format"]["format_name"].as_str().unwrap_or_default().to_string();
+    let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    (name, duration)
+}
