@@ -13,3 +13,4 @@ pub mod media;
 pub mod pipelines;
 pub mod scheduler;
 pub mod store;
+pub mod tls;

@@ -82,6 +82,8 @@ pub async fn submit_job(
     if !(-1000..=1000).contains(&priority) {
         return Err(ApiError::field("priority", "must be between -1000 and 1000"));
     }
+    super::limits::check_params(kind_name, &params, &state.config.limits)?;
+    super::limits::check_gpu_quota(state, caller)?;
     let params = kind.validate(params, &ValidateCtx { config: &state.config })?;
     let stages = kind
         .stages(&params)
@@ -101,7 +103,7 @@ pub async fn submit_job(
         idempotency_key,
         created_at: now,
     };
-    let submitted = state.store.submit(job, state.config.queue.max_queued).await?;
+    let submitted = state.store.submit_with_quota(job, state.config.queue.max_queued, caller.max_queued).await?;
     if !submitted.existing {
         state.scheduler.notify();
     }

@@ -18,6 +18,8 @@ pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod json;
+pub mod keys;
+pub mod limits;
 pub mod openapi;
 pub mod profiles;
 pub mod system;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub started: Instant,
     /// Fires when the daemon shuts down; long-lived streams end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// API keys, rate limits and stream slots.
+    pub gate: Arc<auth::Gate>,
 }
 
 impl AppState {
@@ -42,6 +46,7 @@ impl AppState {
         Self {
             store: scheduler.store().clone(),
             config: scheduler.config().clone(),
+            gate: Arc::new(auth::Gate::new(scheduler.config(), scheduler.store())),
             scheduler,
             started: Instant::now(),
             shutdown: Default::default(),
@@ -69,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/artifacts/{id}", get(artifacts::download))
         .route("/api/v1/artifacts/{id}/meta", get(artifacts::meta))
         .route("/api/v1/system", get(system::system))
+        .route("/api/v1/keys", post(keys::create).get(keys::list))
+        .route("/api/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(openapi::document))
@@ -77,5 +84,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json")
         })
+        // Last, so it wraps every route above (and the fallback): nothing answers unauthenticated
+        // except the probes it lets through.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller))
         .with_state(state)
 }

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{artifacts, error, events, jobs, profiles, system, views};
+use super::{artifacts, error, events, jobs, keys, profiles, system, views};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -29,6 +29,9 @@ use super::{artifacts, error, events, jobs, profiles, system, views};
         profiles::update,
         profiles::remove,
         system::system,
+        keys::create,
+        keys::list,
+        keys::revoke,
         system::healthz,
         system::readyz,
         document,
@@ -51,6 +54,8 @@ use super::{artifacts, error, events, jobs, profiles, system, views};
         system::SystemView,
         system::DeviceView,
         system::QueueView,
+        keys::CreateKeyRequest,
+        keys::KeyView,
     ))
 )]
 pub struct ApiDoc;

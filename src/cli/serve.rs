@@ -41,7 +41,7 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let daemon = Daemon::start(config).await.context("cannot start the daemon")?;
     // The first stdout line tells scripts and tests where we listen.
-    println!("reelbox listening on http://{}", daemon.addr);
+    println!("reelbox listening on {}://{}", if daemon.tls { "https" } else { "http" }, daemon.addr);
     let _ = std::io::stdout().flush();
     notify(&[sd_notify::NotifyState::Ready]);
     wait_for_signal().await?;

@@ -32,6 +32,8 @@ pub struct Config {
     pub workers: WorkersConfig,
     pub limits: LimitsConfig,
     pub runtime: RuntimeConfig,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
 }
 
 /// Queue limits and retry policy.
@@ -85,6 +87,52 @@ pub struct LimitsConfig {
     pub max_steps: u32,
     /// Longest audio input or narration, seconds.
     pub max_audio_seconds: f64,
+    /// Most video frames per job.
+    pub max_frames: u32,
+    /// Sustained requests per second per API key (token bucket refill); 0 disables.
+    pub requests_per_second: f64,
+    /// Requests a key may send in a burst above the sustained rate.
+    pub request_burst: u32,
+    /// Concurrent event streams (SSE, WebSocket) across all callers.
+    pub max_streams: usize,
+    /// Concurrent event streams per caller.
+    pub max_streams_per_key: usize,
+}
+
+/// Who may call the API. See `assets/config.example.toml` for the modes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `keys` (API keys; open on loopback while none exist) or `trusted-proxy`.
+    pub mode: AuthMode,
+    /// Header carrying the signed-in user in `trusted-proxy` mode.
+    pub user_header: String,
+    /// Peer addresses (IPs or CIDR blocks) allowed to set `user_header`.
+    pub trusted_proxies: Vec<String>,
+    /// Proxy users that are admins.
+    pub admin_users: Vec<String>,
+    /// Serve `/metrics` without a key (for a scraper on the LAN).
+    pub public_metrics: bool,
+}
+
+/// How callers are recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// `Authorization: Bearer` API keys.
+    Keys,
+    /// A reverse proxy authenticates and names the user in a header; keys still work.
+    TrustedProxy,
+}
+
+/// Optional HTTPS without a reverse proxy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`, the API is served over HTTPS.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
 }
 
 /// ONNX Runtime settings.
@@ -116,6 +164,8 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             limits: LimitsConfig::default(),
             runtime: RuntimeConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -147,6 +197,23 @@ impl Default for LimitsConfig {
             max_image_side: 2048,
             max_steps: 150,
             max_audio_seconds: 600.0,
+            max_frames: 2_000,
+            requests_per_second: 20.0,
+            request_burst: 100,
+            max_streams: 256,
+            max_streams_per_key: 16,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Keys,
+            user_header: "X-Webui-Email".into(),
+            trusted_proxies: Vec::new(),
+            admin_users: Vec::new(),
+            public_metrics: false,
         }
     }
 }
@@ -249,6 +316,19 @@ impl Config {
         }
         if let Some(v) = get("REELBOX_GROUP_COMMIT") {
             self.store.group_commit = parse("REELBOX_GROUP_COMMIT", v)?;
+        }
+        if let Some(v) = get("REELBOX_AUTH_MODE") {
+            self.auth.mode = match v.as_str() {
+                "keys" => AuthMode::Keys,
+                "trusted-proxy" => AuthMode::TrustedProxy,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "REELBOX_AUTH_MODE".into(),
+                        value: v,
+                        reason: "must be keys or trusted-proxy".into(),
+                    });
+                }
+            };
         }
         if let Some(v) = get("REELBOX_ONNXRUNTIME") {
             self.runtime.onnxruntime = Some(PathBuf::from(v));
