@@ -76,6 +76,7 @@ impl Daemon {
         let shutdown = CancellationToken::new();
         let mut state = AppState::new(scheduler.clone());
         state.shutdown = shutdown.clone();
+        api::ops_metrics::spawn_collector(&state);
         let app = api::router(state);
         let stop = shutdown.clone();
         let https = tls.is_some();

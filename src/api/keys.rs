@@ -15,21 +15,22 @@ use super::{ApiError, AppState};
 use crate::store::keys::{hash_secret, new_secret};
 use crate::store::quota::day_of;
 use crate::store::records::{ApiKey, Scope, now_ms};
+use crate::store::{Store, StoreError};
 
 /// Body of `POST /api/v1/keys`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// A name for people (`laptop`, `open-webui`); need not be unique.
     pub name: String,
     /// `client` (default: own records only) or `admin` (everything, and key management).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// Most queued jobs at once.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queued: Option<u64>,
     /// GPU-seconds per UTC day.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_seconds_per_day: Option<u64>,
 }
 
@@ -60,11 +61,12 @@ fn scope_name(s: Scope) -> &'static str {
     }
 }
 
-fn view(state: &AppState, k: &ApiKey, secret: Option<String>) -> Result<KeyView, ApiError> {
+/// The view of a key with its usage; `secret` only right after creation.
+pub fn key_view(store: &Store, k: &ApiKey, secret: Option<String>) -> Result<KeyView, StoreError> {
     let owner = k.id.to_string();
     Ok(KeyView {
-        queued: state.store.owner_queued(&owner)?,
-        gpu_seconds_today: state.store.gpu_ms_used(&owner, day_of(now_ms()))? / 1000,
+        queued: store.owner_queued(&owner)?,
+        gpu_seconds_today: store.gpu_ms_used(&owner, day_of(now_ms()))? / 1000,
         id: owner,
         name: k.name.clone(),
         scope: scope_name(k.scope).into(),
@@ -85,6 +87,18 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateKeyRequest>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
     require_admin(&caller)?;
+    // While no key exists the caller is the keyless local admin (or the CLI with the
+    // database open); the first key must keep someone able to manage keys.
+    let bootstrap = caller.key_id.is_none() && state.gate.keyless();
+    let (key, secret) = build_key(&state.store, &req, bootstrap)?;
+    let key = state.store.create_key(key, bootstrap).await?;
+    state.gate.refresh(&state.store)?;
+    tracing::info!(key = %key.id, name = %key.name, scope = scope_name(key.scope), by = %caller.label, "API key created");
+    Ok((StatusCode::CREATED, Json(key_view(&state.store, &key, Some(secret))?)))
+}
+
+/// Validates a creation request and makes the key and its record (not yet stored).
+pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(ApiKey, String), ApiError> {
     let name = req.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::field("name", "must be 1–64 printable characters"));
@@ -97,15 +111,12 @@ pub async fn create(
     if req.max_queued == Some(0) {
         return Err(ApiError::field("max_queued", "must be at least 1 (leave it out for no quota)"));
     }
-    // While no key exists the caller is the keyless local admin; the first key must keep
-    // someone able to manage keys once the API closes.
-    let bootstrap = caller.key_id.is_none() && state.gate.keyless();
-    if bootstrap && scope != Scope::Admin {
+    if first && scope != Scope::Admin {
         return Err(ApiError::field("scope", "the first key must be an admin key (use --scope admin)"));
     }
     let secret = new_secret()?;
     let key = ApiKey {
-        id: state.store.new_id(),
+        id: store.new_id(),
         name,
         hash: hash_secret(&secret),
         scope,
@@ -114,10 +125,7 @@ pub async fn create(
         created_at: now_ms(),
         revoked_at: None,
     };
-    let key = state.store.create_key(key, bootstrap).await?;
-    state.gate.refresh(&state.store)?;
-    tracing::info!(key = %key.id, name = %key.name, scope = scope_name(key.scope), by = %caller.label, "API key created");
-    Ok((StatusCode::CREATED, Json(view(&state, &key, Some(secret))?)))
+    Ok((key, secret))
 }
 
 /// List keys: admins see all, a client key sees itself.
@@ -125,7 +133,7 @@ pub async fn create(
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<KeyView>>, ApiError> {
     let keys = state.store.keys()?;
     let visible = keys.iter().filter(|k| caller.admin || caller.key_id == Some(k.id));
-    Ok(Json(visible.map(|k| view(&state, k, None)).collect::<Result<_, _>>()?))
+    Ok(Json(visible.map(|k| key_view(&state.store, k, None).map_err(ApiError::from)).collect::<Result<_, _>>()?))
 }
 
 /// Revoke a key (admin, or the key itself). It stops working at once.
@@ -146,5 +154,5 @@ pub async fn revoke(
     let key = state.store.revoke_key(key_id).await?;
     state.gate.refresh(&state.store)?;
     tracing::info!(key = %key.id, name = %key.name, by = %caller.label, "API key revoked");
-    Ok(Json(view(&state, &key, None)?))
+    Ok(Json(key_view(&state.store, &key, None)?))
 }

@@ -21,6 +21,7 @@ pub mod json;
 pub mod keys;
 pub mod limits;
 pub mod openapi;
+pub mod ops_metrics;
 pub mod profiles;
 pub mod system;
 pub mod views;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// API keys, rate limits and stream slots.
     pub gate: Arc<auth::Gate>,
+    /// Operations counters for `/metrics`.
+    pub ops: Arc<ops_metrics::OpsMetrics>,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
             store: scheduler.store().clone(),
             config: scheduler.config().clone(),
             gate: Arc::new(auth::Gate::new(scheduler.config(), scheduler.store())),
+            ops: Arc::default(),
             scheduler,
             started: Instant::now(),
             shutdown: Default::default(),
@@ -79,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(ops_metrics::serve))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .merge(uploads)
         .fallback(|| async {
@@ -87,5 +92,6 @@ pub fn router(state: AppState) -> Router {
         // Last, so it wraps every route above (and the fallback): nothing answers unauthenticated
         // except the probes it lets through.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops_metrics::track))
         .with_state(state)
 }

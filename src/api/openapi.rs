@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{artifacts, error, events, jobs, keys, profiles, system, views};
+use super::{artifacts, error, events, jobs, keys, ops_metrics, profiles, system, views};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -33,6 +33,7 @@ use super::{artifacts, error, events, jobs, keys, profiles, system, views};
         keys::list,
         keys::revoke,
         system::healthz,
+        ops_metrics::serve,
         system::readyz,
         document,
     ),

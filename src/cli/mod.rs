@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 mod bench;
 mod client;
 mod jobs;
+mod keys;
 mod profiles;
 mod serve;
 mod table;
@@ -75,8 +76,19 @@ pub enum Command {
         #[command(subcommand)]
         what: bench::BenchWhat,
     },
+    /// Create, list and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        action: keys::KeysAction,
+    },
     /// Print the version.
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (reelbox.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 /// `reelbox config ...`
@@ -119,6 +131,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue { action } => jobs::queue(&g, action).await,
         Command::Profiles { action } => profiles::run(&g, action).await,
         Command::Bench { what } => bench::run(&g, what).await,
+        Command::Keys { action } => keys::run(&g, action).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "reelbox", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("reelbox {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
