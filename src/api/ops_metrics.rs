@@ -133,7 +133,9 @@ impl OpsMetrics {
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let t0 = Instant::now();
     let method = req.method().as_str().to_string();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    // `/jobs/{id}` is labelled `/jobs/:id`: braces in label values are valid, but naive
+    // scrapers' parsers stop at the first `}`.
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().replace('{', ":").replace('}', ""));
     let resp = next.run(req).await;
     let route = route.unwrap_or_else(|| "unmatched".into());
     state.ops.http_request(&method, &route, resp.status().as_u16(), t0.elapsed().as_secs_f64());
