@@ -151,12 +151,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Initialises logging: human lines on a terminal, JSON when `REELBOX_LOG_FORMAT=json`.
+/// Initialises logging: human lines on a terminal, JSON when `REELBOX_LOG_FORMAT=json`,
+/// and straight to journald with structured fields when systemd runs us
+/// (stderr is the `JOURNAL_STREAM`) or `REELBOX_LOG_FORMAT=journald`.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_env("REELBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("REELBOX_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let format = std::env::var("REELBOX_LOG_FORMAT").unwrap_or_default();
+    let journald = format == "journald" || (format.is_empty() && stderr_is_journal());
+    if journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let _ = tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer.with_syslog_identifier("reelbox".into()))
+                    .try_init();
+                return;
+            }
+            Err(e) => eprintln!("reelbox: journald unavailable ({e}); logging to stderr"),
+        }
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// True when stderr is the journal stream systemd gave us (not merely inherited).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }

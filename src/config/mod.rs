@@ -233,6 +233,8 @@ impl Default for RuntimeConfig {
 
 /// The system service's data dir, used when running as the `reelbox` system user.
 pub const SYSTEM_DATA_DIR: &str = "/var/lib/reelbox";
+/// Where distro packages put read-only data: bundled model manifests and demo models.
+pub const SYSTEM_SHARE_DIR: &str = "/usr/share/reelbox";
 /// The system-wide config file, read when present and no `--config` is given.
 pub const SYSTEM_CONFIG_FILE: &str = "/etc/reelbox/config.toml";
 
@@ -339,6 +341,16 @@ impl Config {
     /// Directory models are installed into.
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    /// Read-only directories holding bundled models (`models/*.toml`, `models/demo/`),
+    /// searched after [`Config::models_dir`]: `$REELBOX_SHARE_DIR/models`, then
+    /// `/usr/share/reelbox/models` and `/usr/local/share/reelbox/models`; only those present.
+    pub fn bundled_models_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::env::var_os("REELBOX_SHARE_DIR").map(PathBuf::from).into_iter().collect();
+        dirs.push(PathBuf::from(SYSTEM_SHARE_DIR));
+        dirs.push(PathBuf::from("/usr/local/share/reelbox"));
+        dirs.into_iter().map(|d| d.join("models")).filter(|d| d.is_dir()).collect()
     }
 
     /// Directory finished artifacts are stored in.
