@@ -227,7 +227,7 @@ async fn quotas_and_limits_answer_4xx_naming_what_was_exceeded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
         dir.path(),
-        "[limits]\nmax_body_bytes = 4096\nmax_prompt_chars = 100\nmax_image_side = 512\nmax_streams_per_key = 1\n",
+        "[limits]\nmax_body_bytes = 4096\nmax_upload_bytes = 8192\nmax_prompt_chars = 100\nmax_image_side = 512\nmax_streams_per_key = 1\n",
     );
     let mut d = DaemonProc::start(dir.path(), &[("REELBOX_CONFIG", &config)]);
     let anon = As::key(None);
@@ -257,6 +257,14 @@ async fn quotas_and_limits_answer_4xx_naming_what_was_exceeded() {
     let (status, v) = submit(&d, &c, json!({"pad": "x".repeat(5000)})).await;
     assert_eq!(status, 413, "{v}");
     assert!(v["error"]["message"].as_str().unwrap_or("").contains("max_body_bytes"), "{v}");
+
+    let form = reqwest::multipart::Form::new()
+        .text("name", "big")
+        .part("portrait", reqwest::multipart::Part::bytes(vec![0u8; 20_000]).file_name("p.png"));
+    let resp = c.req(Method::POST, d.at("/api/v1/profiles")).multipart(form).send().await.expect("upload");
+    assert_eq!(resp.status(), 413);
+    let v: Value = resp.json().await.expect("json");
+    assert!(v["error"]["message"].as_str().unwrap_or("").contains("limits.max_upload_bytes"), "{v}");
 
     // One event stream per key here: a second is refused until the first closes.
     let first = c.req(Method::GET, d.at("/api/v1/events")).send().await.expect("sse");

@@ -156,3 +156,24 @@ pub async fn revoke(
     tracing::info!(key = %key.id, name = %key.name, by = %caller.label, "API key revoked");
     Ok(Json(key_view(&state.store, &key, None)?))
 }
+
+/// Adds the `Authorization: Bearer` scheme to the OpenAPI document, required everywhere
+/// (the probes answer without it).
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("an API key from `reelbox keys create`"))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new("api_key", Vec::<String>::new())]);
+    }
+}

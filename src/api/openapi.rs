@@ -3,12 +3,14 @@
 use axum::Json;
 use utoipa::OpenApi;
 
+use super::keys::BearerAuth;
 use super::{artifacts, error, events, jobs, keys, ops_metrics, profiles, system, views};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "reelbox", description = "A private AI film studio for a home GPU box."),
+    modifiers(&BearerAuth),
     paths(
         jobs::submit,
         jobs::list,
