@@ -32,13 +32,8 @@ if [ -z "${REELBOX_DEB_SKIP_BUILD:-}" ]; then
     cargo build --release --locked
 fi
 
-step "man pages and completions"
-rm -rf target/assets
-mkdir -p target/assets/completions
-target/release/reelbox man target/assets/man
-target/release/reelbox completions bash >target/assets/completions/reelbox.bash
-target/release/reelbox completions zsh >target/assets/completions/_reelbox
-target/release/reelbox completions fish >target/assets/completions/reelbox.fish
+step "man pages, completions, models"
+packaging/stage-assets.sh target/release/reelbox
 
 step "cargo deb"
 rm -rf target/debian
@@ -76,6 +71,7 @@ awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 2.5) }' || fail "exposure $
 getent passwd reelbox >/dev/null || fail "system user reelbox missing"
 [ "$(stat -c %U /var/lib/reelbox)" = reelbox ] || fail "/var/lib/reelbox is not owned by reelbox"
 [ -f /etc/reelbox/config.toml ] || fail "/etc/reelbox/config.toml missing"
+[ -f /usr/share/reelbox/models/README ] || fail "bundled models dir /usr/share/reelbox/models missing"
 dpkg-query --control-show reelbox conffiles | grep -q /etc/reelbox/config.toml || fail "config.toml is not a conffile"
 /usr/bin/reelbox --config /etc/reelbox/config.toml config show | grep -q '^bind = "127.0.0.1:8470"' ||
     fail "the packaged config does not load"

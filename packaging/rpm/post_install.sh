@@ -6,5 +6,4 @@ getent group reelbox >/dev/null || groupadd --system reelbox
 getent passwd reelbox >/dev/null || useradd --system --gid reelbox --home-dir /var/lib/reelbox \
     --no-create-home --shell /sbin/nologin --comment "reelbox daemon" reelbox
 install -d -o reelbox -g reelbox -m 0750 /var/lib/reelbox /var/lib/reelbox/models /var/cache/reelbox
-chown root:reelbox /etc/reelbox/config.toml && chmod 0640 /etc/reelbox/config.toml
 systemctl daemon-reload >/dev/null 2>&1 || :
