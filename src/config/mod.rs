@@ -395,5 +395,11 @@ mod tests {
         assert_eq!(parsed.bind, defaults.bind);
         assert_eq!(parsed.queue.max_queued, defaults.queue.max_queued);
         assert_eq!(parsed.limits.max_body_bytes, defaults.limits.max_body_bytes);
+        assert_eq!(parsed.limits.max_frames, defaults.limits.max_frames);
+        assert_eq!(parsed.limits.requests_per_second, defaults.limits.requests_per_second);
+        assert_eq!(parsed.limits.max_streams_per_key, defaults.limits.max_streams_per_key);
+        assert_eq!(parsed.auth.mode, defaults.auth.mode);
+        assert_eq!(parsed.auth.user_header, defaults.auth.user_header);
+        assert!(parsed.tls.cert.is_none() && parsed.tls.key.is_none());
     }
 }

@@ -101,6 +101,52 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
+    use crate::store::records::Job;
+
+    fn job(store: &Store, owner: &str) -> Job {
+        Job {
+            id: store.new_id(),
+            owner: owner.into(),
+            kind: "testcard".into(),
+            params: "{}".into(),
+            priority: 0,
+            state: JobState::Queued { enqueued_at: now_ms(), not_before: None },
+            attempts: 0,
+            stages: vec![],
+            idempotency_key: None,
+            created_at: now_ms(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_submissions_never_overshoot_an_owners_quota() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, 64).expect("open");
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (s, j) = (store.clone(), job(&store, "k1"));
+                tokio::spawn(async move { s.submit_with_quota(j, 1000, Some(3)).await })
+            })
+            .collect();
+        let mut accepted = 0;
+        for t in tasks {
+            match t.await.expect("join") {
+                Ok(_) => accepted += 1,
+                Err(StoreError::OwnerQueueFull { limit: 3, .. }) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(accepted, 3);
+        assert_eq!(store.owner_queued("k1").expect("count"), 3);
+        store.submit_with_quota(job(&store, "k2"), 1000, Some(3)).await.expect("other owners unaffected");
+        store.close();
+        drop(store);
+        // Reopening recounts from the queue index and agrees.
+        let store = Store::open(dir.path(), true, 64).expect("reopen");
+        assert_eq!(store.owner_queued("k1").expect("count"), 3);
+        store.close();
+    }
 
     #[test]
     fn days_split_at_utc_midnight() {
