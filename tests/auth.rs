@@ -376,7 +376,7 @@ async fn trusted_proxy_header_counts_only_from_the_proxy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
         dir.path(),
-        "[auth]\nmode = \"trusted-proxy\"\ntrusted_proxies = [\"127.0.0.2\"]\nadmin_users = [\"root@example.com\"]\n",
+        "[auth]\nmode = \"trusted-proxy\"\ntrusted_proxies = [\"127.0.0.2\"]\nadmin_users = [\"root@example.com\"]\nproxy_user_max_queued = 1\n",
     );
     let d = DaemonProc::start(dir.path(), &[("REELBOX_CONFIG", &config)]);
     let direct = reqwest::Client::new();
@@ -387,9 +387,13 @@ async fn trusted_proxy_header_counts_only_from_the_proxy() {
 
     let proxy = reqwest::Client::builder().local_address("127.0.0.2".parse().ok()).build().expect("client");
     let as_user = |user: &'static str| proxy.post(d.at("/api/v1/jobs")).header("X-Webui-Email", user);
+    let pause = proxy.post(d.at("/api/v1/queue/pause")).header("X-Webui-Email", "root@example.com").send().await;
+    assert_eq!(pause.expect("req").status(), 200, "admin_users are admins");
     let resp = as_user("alice@example.com").json(&json!({"kind": "testcard"})).send().await.expect("req");
     assert_eq!(resp.status(), 202);
     let job: Value = resp.json().await.expect("json");
+    let again = as_user("alice@example.com").json(&json!({"kind": "testcard"})).send().await.expect("req");
+    assert_eq!(again.status(), 429, "auth.proxy_user_max_queued applies per user");
     assert_eq!(job["owner"], "user:alice@example.com");
     let id = job["id"].as_str().expect("id");
     let other = proxy.get(d.at(&format!("/api/v1/jobs/{id}"))).header("X-Webui-Email", "eve@example.com").send().await;
@@ -425,6 +429,19 @@ async fn tls_serves_https_with_the_configured_certificate() {
         .expect("client");
     let resp = client.get(format!("https://localhost:{port}/healthz")).send().await.expect("https request");
     assert_eq!(resp.status(), 200);
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_reelbox"))
+            .args(["--json", "--url", &format!("https://localhost:{port}")])
+            .args(extra)
+            .args(["jobs", "list"])
+            .env_remove("REELBOX_CACERT")
+            .output()
+            .expect("run the CLI")
+    };
+    let cacert = dir.path().join("cert.pem").display().to_string();
+    let out = cli(&["--cacert", &cacert]);
+    assert!(out.status.success(), "CLI over HTTPS with --cacert: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!cli(&[]).status.success(), "an unknown certificate is refused");
     let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/healthz")).send().await;
     assert!(plain.is_err() || !plain.expect("resp").status().is_success(), "plain HTTP is not served");
 }

@@ -224,8 +224,8 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError>
             admin: auth.admin_users.iter().any(|a| a == user),
             label: format!("user {user}"),
             key_id: None,
-            max_queued: None,
-            gpu_seconds_per_day: None,
+            max_queued: auth.proxy_user_max_queued,
+            gpu_seconds_per_day: auth.proxy_user_gpu_seconds_per_day,
         });
     }
     if let Some(secret) = token(parts)? {

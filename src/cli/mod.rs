@@ -36,6 +36,9 @@ pub struct Global {
     /// API key (sent as `Authorization: Bearer`).
     #[arg(long, global = true, env = "REELBOX_KEY", hide_env_values = true)]
     pub key: Option<String>,
+    /// Extra CA certificate (PEM) to trust, for a daemon serving HTTPS with its own certificate.
+    #[arg(long, global = true, env = "REELBOX_CACERT")]
+    pub cacert: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,

@@ -111,6 +111,10 @@ pub struct AuthConfig {
     pub trusted_proxies: Vec<String>,
     /// Proxy users that are admins.
     pub admin_users: Vec<String>,
+    /// Most queued jobs per proxy user (keys carry their own quotas).
+    pub proxy_user_max_queued: Option<u64>,
+    /// GPU-seconds per UTC day per proxy user.
+    pub proxy_user_gpu_seconds_per_day: Option<u64>,
     /// Serve `/metrics` without a key (for a scraper on the LAN).
     pub public_metrics: bool,
 }
@@ -213,6 +217,8 @@ impl Default for AuthConfig {
             user_header: "X-Webui-Email".into(),
             trusted_proxies: Vec::new(),
             admin_users: Vec::new(),
+            proxy_user_max_queued: None,
+            proxy_user_gpu_seconds_per_day: None,
             public_metrics: false,
         }
     }
