@@ -25,12 +25,19 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    /// A configuration that would expose the API (or cannot work); one line.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running daemon.
 pub struct Daemon {
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
+    /// Whether the API is served over HTTPS.
+    pub tls: bool,
     pub scheduler: Arc<Scheduler>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
@@ -45,6 +52,20 @@ impl Daemon {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         let store = Store::open(&config.data_dir, config.store.group_commit, config.store.max_batch)?;
+        if let Err(why) = api::auth::check_start(&config, &store) {
+            store.close();
+            return Err(StartError::Refused(why));
+        }
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => match crate::tls::server_config(cert, key) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    store.close();
+                    return Err(e.into());
+                }
+            },
+            _ => None,
+        };
         let config = Arc::new(config);
         let engine = Arc::new(Engine::new(&config));
         let scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
@@ -55,17 +76,40 @@ impl Daemon {
         let shutdown = CancellationToken::new();
         let mut state = AppState::new(scheduler.clone());
         state.shutdown = shutdown.clone();
+        api::ops_metrics::spawn_collector(&state);
         let app = api::router(state);
         let stop = shutdown.clone();
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!("HTTP server failed: {e}");
+        let https = tls.is_some();
+        let server = match tls {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                if let Err(e) = serve.await {
+                    tracing::error!("HTTP server failed: {e}");
+                }
+            }),
+            Some(tls) => {
+                let std_listener =
+                    listener.into_std().map_err(|source| StartError::Bind { addr: config.bind, source })?;
+                let server =
+                    axum_server::from_tcp_rustls(std_listener, axum_server::tls_rustls::RustlsConfig::from_config(tls))
+                        .map_err(|source| StartError::Bind { addr: config.bind, source })?;
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    stop.cancelled().await;
+                    h.graceful_shutdown(Some(SHUTDOWN_GRACE / 2));
+                });
+                tokio::spawn(async move {
+                    let serve = server.handle(handle).serve(app.into_make_service_with_connect_info::<SocketAddr>());
+                    if let Err(e) = serve.await {
+                        tracing::error!("HTTPS server failed: {e}");
+                    }
+                })
             }
-        });
-        tracing::info!(%addr, "reelbox listening");
-        Ok(Self { addr, scheduler, shutdown, server })
+        };
+        tracing::info!(%addr, tls = https, "reelbox listening");
+        Ok(Self { addr, tls: https, scheduler, shutdown, server })
     }
 
     /// Stops accepting requests, checkpoints running jobs and flushes the store.

@@ -15,4 +15,5 @@ pub mod pipelines;
 pub mod scheduler;
 pub mod setup;
 pub mod store;
+pub mod tls;
 pub mod tui;

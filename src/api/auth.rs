@@ -1,18 +1,55 @@
-//! Who is calling. Until API keys exist every caller is the local admin; the extractor is
-//! the one place that changes when they do.
+//! Who is calling. One middleware ([`require_caller`]) covers the whole router except the
+//! probes; the [`Caller`] extractor reads what it found (and authenticates by itself on a
+//! route mounted outside the layer, so no route can forget).
+//!
+//! Callers, in order of precedence:
+//! - trusted-proxy mode: the user named in `auth.user_header`, only from `trusted_proxies`
+//!   (from any other peer the header is a 401: someone is trying to spoof it);
+//! - an API key (`Authorization: Bearer`, or `?token=` on WebSocket/SSE requests, whose
+//!   browser clients cannot set headers);
+//! - while no key exists, a loopback peer is the local admin (like Ollama): that is how
+//!   the first key gets created.
+//!
+//! Records belong to the key's id, not its name: renaming or re-creating a key with the
+//! same name never hands one client's jobs to another. Proxy users own `user:NAME`.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
+use ulid::Ulid;
 
+use super::limits::{RateLimiter, StreamSlots};
 use super::{ApiError, AppState};
+use crate::config::{AuthMode, Config};
+use crate::store::keys::hash_secret;
+use crate::store::records::{ApiKey, Scope};
+use crate::store::{Store, StoreError};
+
+/// The owner of records made while the API is open (no keys, loopback).
+pub const LOCAL_OWNER: &str = "local";
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Owner name records are filed under.
+    /// Owner name records are filed under: a key id, `user:NAME`, or `local`.
     pub owner: String,
     /// Admins see every owner's records.
     pub admin: bool,
+    /// How messages name the caller: `key "laptop"`, `user alice@example.com`, `local`.
+    pub label: String,
+    /// The key used, when one was.
+    pub key_id: Option<Ulid>,
+    /// Most queued jobs this caller may have (key quota).
+    pub max_queued: Option<u64>,
+    /// GPU-seconds this caller may use per UTC day (key quota).
+    pub gpu_seconds_per_day: Option<u64>,
 }
 
 impl Caller {
@@ -25,12 +62,241 @@ impl Caller {
     pub fn may_see(&self, owner: &str) -> bool {
         self.admin || self.owner == owner
     }
+
+    /// The local admin of an open (keyless, loopback) daemon.
+    pub fn local() -> Self {
+        Caller {
+            owner: LOCAL_OWNER.into(),
+            admin: true,
+            label: LOCAL_OWNER.into(),
+            key_id: None,
+            max_queued: None,
+            gpu_seconds_per_day: None,
+        }
+    }
+
+    /// True for the keyless local admin.
+    pub fn is_local(&self) -> bool {
+        self.key_id.is_none() && self.owner == LOCAL_OWNER
+    }
+
+    fn from_key(key: &ApiKey) -> Self {
+        Caller {
+            owner: key.id.to_string(),
+            admin: key.scope == Scope::Admin,
+            label: format!("key {:?}", key.name),
+            key_id: Some(key.id),
+            max_queued: key.max_queued,
+            gpu_seconds_per_day: key.gpu_seconds_per_day,
+        }
+    }
+}
+
+/// Authentication state shared by all requests.
+pub struct Gate {
+    /// Active keys, mirrored from the store (only this process writes it) so the keyless
+    /// check costs no read transaction.
+    active_keys: AtomicU64,
+    proxies: Vec<IpNet>,
+    /// Per-caller request rate.
+    pub rate: RateLimiter,
+    /// Open event streams.
+    pub streams: Arc<StreamSlots>,
+}
+
+impl Gate {
+    /// Gate over the store's keys; unparsable proxy entries are skipped here
+    /// ([`check_start`] refuses to start with them).
+    pub fn new(config: &Config, store: &Store) -> Self {
+        let active = store.active_key_count().unwrap_or_else(|e| {
+            tracing::error!("cannot count API keys: {e}");
+            // Unknown: assume keys exist, so nothing opens up by mistake.
+            1
+        });
+        Self {
+            active_keys: AtomicU64::new(active),
+            proxies: config.auth.trusted_proxies.iter().filter_map(|p| parse_net(p).ok()).collect(),
+            rate: RateLimiter::default(),
+            streams: Arc::default(),
+        }
+    }
+
+    /// Re-reads the number of active keys after a create or revoke.
+    pub fn refresh(&self, store: &Store) -> Result<u64, StoreError> {
+        let n = store.active_key_count()?;
+        self.active_keys.store(n, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// Whether no key exists (the API is open to loopback peers).
+    pub fn keyless(&self) -> bool {
+        self.active_keys.load(Ordering::SeqCst) == 0
+    }
+
+    fn is_proxy(&self, peer: IpAddr) -> bool {
+        self.proxies.iter().any(|n| n.contains(&peer))
+    }
+}
+
+/// Parses an IP address or CIDR block (`10.0.0.0/8`, `::1`).
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR block"))
+}
+
+/// Refuses configurations that would expose the API: a non-loopback bind without keys
+/// (unless a proxy authenticates), bad proxy entries, half a TLS setup. One line each.
+pub fn check_start(config: &Config, store: &Store) -> Result<(), String> {
+    for p in &config.auth.trusted_proxies {
+        parse_net(p).map_err(|e| format!("auth.trusted_proxies: {e}"))?;
+    }
+    if config.auth.mode == AuthMode::TrustedProxy && config.auth.trusted_proxies.is_empty() {
+        return Err("auth.mode = \"trusted-proxy\" needs auth.trusted_proxies (the proxy's addresses)".into());
+    }
+    if config.tls.cert.is_some() != config.tls.key.is_some() {
+        return Err("tls.cert and tls.key go together: set both or neither".into());
+    }
+    let keys = store.active_key_count().map_err(|e| format!("cannot read API keys: {e}"))?;
+    if !config.bind.ip().is_loopback() && keys == 0 && config.auth.mode == AuthMode::Keys {
+        return Err(format!(
+            "refusing to listen on {} without an API key: create one with `reelbox keys create --offline --name admin --scope admin` (daemon stopped), bind to 127.0.0.1, or set auth.mode = \"trusted-proxy\"",
+            config.bind
+        ));
+    }
+    Ok(())
+}
+
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_canonical())
+}
+
+fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+}
+
+/// The bearer token of a request: the `Authorization` header, or `?token=` on requests
+/// that browsers cannot add headers to (WebSocket upgrades, EventSource).
+fn token(parts: &Parts) -> Result<Option<String>, ApiError> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
+        let v = v.to_str().map_err(|_| unauthorized("bad_authorization", "Authorization must be ASCII"))?;
+        let (scheme, rest) = v.trim().split_once(' ').unwrap_or((v, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") || rest.trim().is_empty() {
+            return Err(unauthorized("bad_authorization", "send the key as `Authorization: Bearer KEY`"));
+        }
+        return Ok(Some(rest.trim().to_string()));
+    }
+    let upgrade = parts.headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let sse = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let query_ok = upgrade || sse || parts.uri.path().ends_with("/events") || parts.uri.path().ends_with("/ws");
+    if !query_ok {
+        return Ok(None);
+    }
+    let query = parts.uri.query().unwrap_or("");
+    Ok(query.split('&').find_map(|kv| kv.strip_prefix("token=")).map(str::to_string))
+}
+
+/// Works out who sent a request (see the module docs for the order).
+pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError> {
+    let auth = &state.config.auth;
+    let peer = peer(parts);
+    if auth.mode == AuthMode::TrustedProxy
+        && let Some(user) = parts.headers.get(auth.user_header.as_str())
+    {
+        if !peer.is_some_and(|p| state.gate.is_proxy(p)) {
+            return Err(unauthorized(
+                "untrusted_proxy",
+                format!("the {} header is only accepted from auth.trusted_proxies", auth.user_header),
+            ));
+        }
+        let user = user.to_str().map_err(|_| unauthorized("bad_user_header", "the user header must be ASCII"))?;
+        let user = user.trim();
+        if user.is_empty() {
+            return Err(unauthorized("bad_user_header", format!("the {} header is empty", auth.user_header)));
+        }
+        return Ok(Caller {
+            owner: format!("user:{user}"),
+            admin: auth.admin_users.iter().any(|a| a == user),
+            label: format!("user {user}"),
+            key_id: None,
+            max_queued: auth.proxy_user_max_queued,
+            gpu_seconds_per_day: auth.proxy_user_gpu_seconds_per_day,
+        });
+    }
+    if let Some(secret) = token(parts)? {
+        return match state.store.key_by_hash(&hash_secret(&secret))? {
+            Some(key) => Ok(Caller::from_key(&key)),
+            None => Err(unauthorized("invalid_key", "the API key is not valid (mistyped or revoked)")),
+        };
+    }
+    let loopback = peer.is_some_and(|p| p.is_loopback());
+    let via_proxy = peer.is_some_and(|p| state.gate.is_proxy(p));
+    if state.gate.keyless() && loopback && !via_proxy {
+        return Ok(Caller::local());
+    }
+    Err(unauthorized(
+        "missing_key",
+        "this API needs a key: send `Authorization: Bearer KEY` (see `reelbox keys create`)",
+    ))
+}
+
+/// Paths that answer without a key.
+fn is_public(state: &AppState, path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz") || (path == "/metrics" && state.config.auth.public_metrics)
+}
+
+/// Middleware over the whole router: authenticates, rate-limits and hands the caller on.
+pub async fn require_caller(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if is_public(&state, req.uri().path()) {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let caller = match authenticate(&state, &parts) {
+        Ok(c) => c,
+        Err(e) => return challenge(e),
+    };
+    if let Err(e) = state.gate.rate.check(&caller, &state.config.limits) {
+        return e.into_response();
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+fn challenge(e: ApiError) -> Response {
+    let unauthorized = e.status == StatusCode::UNAUTHORIZED;
+    let mut resp = e.into_response();
+    if unauthorized {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"reelbox\""));
+    }
+    resp
 }
 
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(_parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(Caller { owner: "local".into(), admin: true })
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
+        authenticate(state, parts).map_err(challenge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_entries_parse_as_addresses_or_blocks() {
+        let net = parse_net("10.1.0.0/16").expect("cidr");
+        assert!(net.contains(&"10.1.2.3".parse::<IpAddr>().expect("ip")));
+        assert!(!net.contains(&"10.2.0.1".parse::<IpAddr>().expect("ip")));
+        assert!(parse_net("127.0.0.1").expect("ip").contains(&"127.0.0.1".parse::<IpAddr>().expect("ip")));
+        assert!(parse_net("nginx").is_err());
     }
 }

@@ -95,6 +95,14 @@ impl From<StoreError> for ApiError {
                 retry_after: Some(5),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
             },
+            StoreError::OwnerQueueFull { .. } => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "quota_exceeded",
+                    format!("quota max_queued: {e}; it frees up as queued jobs start"),
+                )
+            },
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
             other => ApiError::internal(other.to_string()),

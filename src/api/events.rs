@@ -16,6 +16,7 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::jobs::visible_job;
+use super::limits::StreamPermit;
 use super::views::time;
 use super::{ApiError, AppState};
 use crate::store::records::{Event, EventBody};
@@ -41,7 +42,8 @@ pub async fn job_events(
 ) -> Result<EventStream, ApiError> {
     let job = visible_job(&state, &caller, &id)?;
     let after = last_event_id(&headers, q.after)?;
-    Ok(stream(state, caller, Some(job.id), after))
+    let permit = state.gate.streams.acquire(&caller, &state.config.limits)?;
+    Ok(stream(state, caller, Some(job.id), after, permit))
 }
 
 /// Events of all jobs the caller may see.
@@ -54,7 +56,8 @@ pub async fn all_events(
     Query(q): Query<EventsQuery>,
 ) -> Result<EventStream, ApiError> {
     let after = last_event_id(&headers, q.after)?;
-    Ok(stream(state, caller, None, after))
+    let permit = state.gate.streams.acquire(&caller, &state.config.limits)?;
+    Ok(stream(state, caller, None, after, permit))
 }
 
 fn last_event_id(headers: &HeaderMap, after: Option<u64>) -> Result<u64, ApiError> {
@@ -92,9 +95,11 @@ fn is_final(e: &Event) -> bool {
     matches!(&e.body, EventBody::State { state, .. } if ["succeeded", "failed", "canceled"].contains(&state.as_str()))
 }
 
-fn stream(state: AppState, caller: Caller, job: Option<Ulid>, after: u64) -> EventStream {
+fn stream(state: AppState, caller: Caller, job: Option<Ulid>, after: u64, permit: StreamPermit) -> EventStream {
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
+        // Holds the stream's slot until the task ends (client gone, job final, shutdown).
+        let _permit = permit;
         let mut live = state.store.subscribe();
         let mut last = after;
         let wanted = |e: &Event| job.is_none_or(|j| j == e.job) && caller.may_see(&e.owner);

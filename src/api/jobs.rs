@@ -73,7 +73,7 @@ pub async fn submit_job(
     idempotency_key: Option<String>,
 ) -> Result<(Job, bool), ApiError> {
     let job = new_job(state, caller, kind_name, params, priority, idempotency_key)?;
-    enqueue(state, job).await
+    enqueue(state, caller, job).await
 }
 
 /// A validated job with its id, not yet queued (for routes that record more about it first).
@@ -95,6 +95,8 @@ pub fn new_job(
     if !(-1000..=1000).contains(&priority) {
         return Err(ApiError::field("priority", "must be between -1000 and 1000"));
     }
+    super::limits::check_params(kind_name, &params, &state.config.limits)?;
+    super::limits::check_gpu_quota(state, caller)?;
     let params = kind.validate(params, &ValidateCtx { config: &state.config })?;
     state.scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ApiError::field("params", m))?;
     let stages = kind
@@ -117,9 +119,10 @@ pub fn new_job(
     })
 }
 
-/// Durably queues a job made by [`new_job`]; true when an idempotent repeat returned an earlier job.
-pub async fn enqueue(state: &AppState, job: Job) -> Result<(Job, bool), ApiError> {
-    let submitted = state.store.submit(job, state.config.queue.max_queued).await?;
+/// Durably queues a job made by [`new_job`] within the caller's queue quota; true when an
+/// idempotent repeat returned an earlier job.
+pub async fn enqueue(state: &AppState, caller: &Caller, job: Job) -> Result<(Job, bool), ApiError> {
+    let submitted = state.store.submit_with_quota(job, state.config.queue.max_queued, caller.max_queued).await?;
     if !submitted.existing {
         state.scheduler.notify();
     }

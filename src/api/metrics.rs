@@ -236,7 +236,11 @@ impl Collector for TelemetryCollector {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format 0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    // Job and HTTP counters read the store, so they are rendered off the async threads.
+    let mut body = state.metrics.render();
+    let ops = tokio::task::spawn_blocking(move || super::ops_metrics::render(&state)).await.unwrap_or_default();
+    body.push_str(&ops);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
 #[cfg(test)]

@@ -21,11 +21,14 @@ pub mod events;
 pub mod images;
 pub mod jobs;
 pub mod json;
+pub mod keys;
+pub mod limits;
 pub mod media;
 pub mod metrics;
 pub mod models;
 pub mod openai;
 pub mod openapi;
+pub mod ops_metrics;
 pub mod outputs;
 pub mod profiles;
 pub mod renders;
@@ -47,6 +50,10 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// What `/metrics` serves; add counters and collectors here.
     pub metrics: Arc<metrics::Metrics>,
+    /// API keys, rate limits and stream slots.
+    pub gate: Arc<auth::Gate>,
+    /// Operations counters for `/metrics`.
+    pub ops: Arc<ops_metrics::OpsMetrics>,
 }
 
 impl AppState {
@@ -58,6 +65,8 @@ impl AppState {
             metrics,
             store: scheduler.store().clone(),
             config: scheduler.config().clone(),
+            gate: Arc::new(auth::Gate::new(scheduler.config(), scheduler.store())),
+            ops: Arc::default(),
             scheduler,
             started: Instant::now(),
             shutdown: Default::default(),
@@ -95,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/system", get(system::system))
         .route("/api/v1/telemetry", get(telemetry::stream))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/keys", post(keys::create).get(keys::list))
+        .route("/api/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(openapi::document))
@@ -105,5 +116,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json")
         })
+        // Last, so it wraps every route above (and the fallback): nothing answers unauthenticated
+        // except the probes it lets through.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops_metrics::track))
         .with_state(state)
 }

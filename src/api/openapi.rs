@@ -3,14 +3,17 @@
 use axum::Json;
 use utoipa::OpenApi;
 
+use super::keys::BearerAuth;
 use super::{
-    artifacts, error, events, images, jobs, media, metrics, models, profiles, renders, speech, system, telemetry, views,
+    artifacts, error, events, images, jobs, keys, media, metrics, models, profiles, renders, speech, system, telemetry,
+    views,
 };
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "reelbox", description = "A private AI film studio for a home GPU box."),
+    modifiers(&BearerAuth),
     paths(
         jobs::submit,
         jobs::list,
@@ -39,6 +42,9 @@ use super::{
         models::list,
         models::pull,
         system::system,
+        keys::create,
+        keys::list,
+        keys::revoke,
         system::healthz,
         system::readyz,
         telemetry::stream,
@@ -78,6 +84,8 @@ use super::{
         models::ModelView,
         models::ModelList,
         models::PullRequest,
+        keys::CreateKeyRequest,
+        keys::KeyView,
     ))
 )]
 pub struct ApiDoc;

@@ -245,6 +245,13 @@ async fn read_form(mut form: Multipart) -> Result<(ProfileRequest, Vec<Upload>),
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
+                    e.status(),
+                    "upload_too_large",
+                    "the upload is larger than limits.max_upload_bytes",
+                ));
+            }
             Err(e) => return Err(ApiError::new(e.status(), "bad_multipart", e.body_text())),
         };
         let name = field.name().unwrap_or_default().to_string();

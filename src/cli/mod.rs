@@ -12,6 +12,7 @@ mod bench_top;
 mod client;
 mod image;
 mod jobs;
+mod keys;
 mod models;
 mod profiles;
 mod render;
@@ -43,6 +44,9 @@ pub struct Global {
     /// API key (sent as `Authorization: Bearer`).
     #[arg(long, global = true, env = "REELBOX_KEY", hide_env_values = true)]
     pub key: Option<String>,
+    /// Extra CA certificate (PEM) to trust, for a daemon serving HTTPS with its own certificate.
+    #[arg(long, global = true, env = "REELBOX_CACERT")]
+    pub cacert: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -111,8 +115,19 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Render the bundled demo (runs setup first when pieces are missing).
     Demo(render::DemoArgs),
+    /// Create, list and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        action: keys::KeysAction,
+    },
     /// Print the version.
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (reelbox.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 /// `reelbox config ...`
@@ -165,6 +180,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(args) => image::run(&g, args).await,
         Command::Render(args) => render::run(&g, args).await,
         Command::Demo(args) => render::demo(&g, args).await,
+        Command::Keys { action } => keys::run(&g, action).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "reelbox", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("reelbox {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -172,12 +200,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Initialises logging: human lines on a terminal, JSON when `REELBOX_LOG_FORMAT=json`.
+/// Initialises logging: human lines on a terminal, JSON when `REELBOX_LOG_FORMAT=json`,
+/// and straight to journald with structured fields when systemd runs us
+/// (stderr is the `JOURNAL_STREAM`) or `REELBOX_LOG_FORMAT=journald`.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_env("REELBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("REELBOX_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let format = std::env::var("REELBOX_LOG_FORMAT").unwrap_or_default();
+    let journald = format == "journald" || (format.is_empty() && stderr_is_journal());
+    if journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let _ = tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer.with_syslog_identifier("reelbox".into()))
+                    .try_init();
+                return;
+            }
+            Err(e) => eprintln!("reelbox: journald unavailable ({e}); logging to stderr"),
+        }
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// True when stderr is the journal stream systemd gave us (not merely inherited).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }

@@ -41,10 +41,14 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let daemon = Daemon::start(config).await.context("cannot start the daemon")?;
     // The first stdout line tells scripts and tests where we listen.
-    println!("reelbox listening on http://{}", daemon.addr);
+    println!("reelbox listening on {}://{}", if daemon.tls { "https" } else { "http" }, daemon.addr);
     let _ = std::io::stdout().flush();
     notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = spawn_watchdog(daemon.scheduler.store().clone());
     wait_for_signal().await?;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     notify(&[sd_notify::NotifyState::Stopping]);
     daemon.stop().await;
     Ok(ExitCode::SUCCESS)
@@ -54,6 +58,29 @@ fn notify(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(false, state) {
         tracing::debug!("sd_notify: {e}");
     }
+}
+
+/// Pings systemd's watchdog at half its interval while the store still answers, so a
+/// wedged daemon (store writer stuck, runtime starved) is restarted by `Restart=on-failure`.
+fn spawn_watchdog(store: reelbox::store::Store) -> Option<tokio::task::JoinHandle<()>> {
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return None;
+    }
+    let period = std::time::Duration::from_micros(usec / 2);
+    tracing::info!(interval_ms = period.as_millis() as u64, "systemd watchdog enabled");
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.queued_len()).await {
+                Ok(Ok(_)) => notify(&[sd_notify::NotifyState::Watchdog]),
+                Ok(Err(e)) => tracing::error!("watchdog: store does not answer ({e}); not pinging"),
+                Err(e) => tracing::error!("watchdog: check panicked ({e}); not pinging"),
+            }
+        }
+    }))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -39,6 +39,8 @@ pub struct Config {
     pub energy: EnergyConfig,
     /// Names the OpenAI-compatible API maps onto installed voices and models.
     pub openai: OpenAiConfig,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
 }
 
 /// Queue limits and retry policy.
@@ -92,6 +94,56 @@ pub struct LimitsConfig {
     pub max_steps: u32,
     /// Longest audio input or narration, seconds.
     pub max_audio_seconds: f64,
+    /// Most video frames per job.
+    pub max_frames: u32,
+    /// Sustained requests per second per API key (token bucket refill); 0 disables.
+    pub requests_per_second: f64,
+    /// Requests a key may send in a burst above the sustained rate.
+    pub request_burst: u32,
+    /// Concurrent event streams (SSE, WebSocket) across all callers.
+    pub max_streams: usize,
+    /// Concurrent event streams per caller.
+    pub max_streams_per_key: usize,
+}
+
+/// Who may call the API. See `assets/config.example.toml` for the modes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `keys` (API keys; open on loopback while none exist) or `trusted-proxy`.
+    pub mode: AuthMode,
+    /// Header carrying the signed-in user in `trusted-proxy` mode.
+    pub user_header: String,
+    /// Peer addresses (IPs or CIDR blocks) allowed to set `user_header`.
+    pub trusted_proxies: Vec<String>,
+    /// Proxy users that are admins.
+    pub admin_users: Vec<String>,
+    /// Most queued jobs per proxy user (keys carry their own quotas).
+    pub proxy_user_max_queued: Option<u64>,
+    /// GPU-seconds per UTC day per proxy user.
+    pub proxy_user_gpu_seconds_per_day: Option<u64>,
+    /// Serve `/metrics` without a key (for a scraper on the LAN).
+    pub public_metrics: bool,
+}
+
+/// How callers are recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// `Authorization: Bearer` API keys.
+    Keys,
+    /// A reverse proxy authenticates and names the user in a header; keys still work.
+    TrustedProxy,
+}
+
+/// Optional HTTPS without a reverse proxy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`, the API is served over HTTPS.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
 }
 
 /// ONNX Runtime settings.
@@ -139,6 +191,8 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             energy: EnergyConfig::default(),
             openai: OpenAiConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -170,6 +224,25 @@ impl Default for LimitsConfig {
             max_image_side: 2048,
             max_steps: 150,
             max_audio_seconds: 600.0,
+            max_frames: 2_000,
+            requests_per_second: 20.0,
+            request_burst: 100,
+            max_streams: 256,
+            max_streams_per_key: 16,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Keys,
+            user_header: "X-Webui-Email".into(),
+            trusted_proxies: Vec::new(),
+            admin_users: Vec::new(),
+            proxy_user_max_queued: None,
+            proxy_user_gpu_seconds_per_day: None,
+            public_metrics: false,
         }
     }
 }
@@ -190,6 +263,8 @@ impl Default for RuntimeConfig {
 
 /// The system service's data dir, used when running as the `reelbox` system user.
 pub const SYSTEM_DATA_DIR: &str = "/var/lib/reelbox";
+/// Where distro packages put read-only data: bundled model manifests and demo models.
+pub const SYSTEM_SHARE_DIR: &str = "/usr/share/reelbox";
 /// The system-wide config file, read when present and no `--config` is given.
 pub const SYSTEM_CONFIG_FILE: &str = "/etc/reelbox/config.toml";
 
@@ -274,6 +349,19 @@ impl Config {
         if let Some(v) = get("REELBOX_GROUP_COMMIT") {
             self.store.group_commit = parse("REELBOX_GROUP_COMMIT", v)?;
         }
+        if let Some(v) = get("REELBOX_AUTH_MODE") {
+            self.auth.mode = match v.as_str() {
+                "keys" => AuthMode::Keys,
+                "trusted-proxy" => AuthMode::TrustedProxy,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "REELBOX_AUTH_MODE".into(),
+                        value: v,
+                        reason: "must be keys or trusted-proxy".into(),
+                    });
+                }
+            };
+        }
         if let Some(v) = get("REELBOX_ONNXRUNTIME") {
             self.runtime.onnxruntime = Some(PathBuf::from(v));
         }
@@ -283,6 +371,16 @@ impl Config {
     /// Directory models are installed into.
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    /// Read-only directories holding bundled models (`models/*.toml`, `models/demo/`),
+    /// searched after [`Config::models_dir`]: `$REELBOX_SHARE_DIR/models`, then
+    /// `/usr/share/reelbox/models` and `/usr/local/share/reelbox/models`; only those present.
+    pub fn bundled_models_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::env::var_os("REELBOX_SHARE_DIR").map(PathBuf::from).into_iter().collect();
+        dirs.push(PathBuf::from(SYSTEM_SHARE_DIR));
+        dirs.push(PathBuf::from("/usr/local/share/reelbox"));
+        dirs.into_iter().map(|d| d.join("models")).filter(|d| d.is_dir()).collect()
     }
 
     /// Directory finished artifacts are stored in.
@@ -327,5 +425,11 @@ mod tests {
         assert_eq!(parsed.bind, defaults.bind);
         assert_eq!(parsed.queue.max_queued, defaults.queue.max_queued);
         assert_eq!(parsed.limits.max_body_bytes, defaults.limits.max_body_bytes);
+        assert_eq!(parsed.limits.max_frames, defaults.limits.max_frames);
+        assert_eq!(parsed.limits.requests_per_second, defaults.limits.requests_per_second);
+        assert_eq!(parsed.limits.max_streams_per_key, defaults.limits.max_streams_per_key);
+        assert_eq!(parsed.auth.mode, defaults.auth.mode);
+        assert_eq!(parsed.auth.user_header, defaults.auth.user_header);
+        assert!(parsed.tls.cert.is_none() && parsed.tls.key.is_none());
     }
 }

@@ -11,6 +11,8 @@ use ulid::Ulid;
 
 pub mod artifacts;
 pub mod codec;
+pub mod keys;
+pub mod quota;
 pub mod records;
 mod writer;
 
@@ -50,6 +52,8 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("queue is full ({queued} queued, limit {limit})")]
     QueueFull { queued: u64, limit: u64 },
+    #[error("{owner} already has {queued} queued jobs; its quota max_queued is {limit}")]
+    OwnerQueueFull { owner: String, queued: u64, limit: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("the store is shutting down")]
@@ -168,6 +172,18 @@ impl Store {
 
     /// Accepts a job durably: idempotency key, queue limit and queue index in one write.
     pub async fn submit(&self, job: Job, max_queued: u64) -> Result<Submitted, StoreError> {
+        self.submit_with_quota(job, max_queued, None).await
+    }
+
+    /// As [`Store::submit`], also refusing when the job's owner already has
+    /// `owner_max_queued` queued jobs (checked in the same transaction, so concurrent
+    /// submissions cannot overshoot it).
+    pub async fn submit_with_quota(
+        &self,
+        job: Job,
+        max_queued: u64,
+        owner_max_queued: Option<u64>,
+    ) -> Result<Submitted, StoreError> {
         self.write(true, move |ctx| {
             // Every check comes before the first write: a refused submission must leave
             // nothing behind in the transaction it shares with others.
@@ -183,6 +199,13 @@ impl Store {
             let queued = ctx.txn.open_table(QUEUE)?.len()?;
             if queued >= max_queued {
                 return Err(StoreError::QueueFull { queued, limit: max_queued });
+            }
+            if let Some(limit) = owner_max_queued {
+                let mine = ctx.txn.open_table(quota::OWNER_QUEUED)?.get(job.owner.as_str())?.map(|g| g.value());
+                let queued = mine.unwrap_or(0);
+                if queued >= limit {
+                    return Err(StoreError::OwnerQueueFull { owner: job.owner.clone(), queued, limit });
+                }
             }
             if let Some(key) = &idem_key {
                 ctx.txn.open_table(IDEMPOTENCY)?.insert(key.as_str(), job.id.0)?;
@@ -480,6 +503,8 @@ fn init_tables(db: &Database) -> Result<u64, StoreError> {
         txn.open_table(EVENTS)?;
         txn.open_table(JOB_EVENTS)?;
         txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(keys::KEY_HASHES)?;
+        quota::rebuild_owner_queued(&txn)?;
         let mut meta = txn.open_table(META)?;
         let schema = meta.get("schema")?.map(|g| g.value());
         match schema {

@@ -56,7 +56,7 @@ impl WriteCtx<'_> {
             queue.insert(key, ())?;
         }
         self.txn.open_table(JOBS)?.insert(job.id.0, encode(job).as_slice())?;
-        Ok(())
+        super::quota::on_job_write(self.txn, old, job)
     }
 
     /// Read-modify-write of one job with its events.

@@ -15,15 +15,16 @@ pub struct DaemonProc {
 impl DaemonProc {
     /// Starts `reelbox serve` on 127.0.0.1:0 with `data_dir` and extra environment.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        Self::start_at(data_dir, "127.0.0.1:0", env)
+        Self::start_on(data_dir, "127.0.0.1:0", env)
     }
 
-    /// As [`DaemonProc::start`] on a given address (to restart on the same port).
-    pub fn start_at(data_dir: &Path, bind: &str, env: &[(&str, &str)]) -> Self {
+    /// The `reelbox serve` command for `bind`, not yet started (stdout piped).
+    pub fn command(data_dir: &Path, bind: &str, env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
         cmd.args(["serve", "--bind", bind, "--data-dir"])
             .arg(data_dir)
             .env_remove("REELBOX_CONFIG")
+            .env_remove("REELBOX_KEY")
             .env("XDG_CONFIG_HOME", data_dir.join("no-config"))
             .env("REELBOX_LOG", "warn")
             .stdout(Stdio::piped())
@@ -31,7 +32,12 @@ impl DaemonProc {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn reelbox serve");
+        cmd
+    }
+
+    /// Starts `reelbox serve` on `bind` (use port 0) with `data_dir` and extra environment.
+    pub fn start_on(data_dir: &Path, bind: &str, env: &[(&str, &str)]) -> Self {
+        let mut child = Self::command(data_dir, bind, env).spawn().expect("spawn reelbox serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read listening line");
@@ -41,6 +47,11 @@ impl DaemonProc {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         Self { child, url, data_dir: data_dir.to_path_buf() }
+    }
+
+    /// As [`DaemonProc::start`] on a given address (to restart on the same port).
+    pub fn start_at(data_dir: &Path, bind: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(data_dir, bind, env)
     }
 
     /// `kill -9`.

@@ -140,7 +140,7 @@ pub async fn post_prompt(
     };
     comfy.prompts.put(record).await.map_err(|e| ComfyError::from(ApiError::internal(e.to_string())))?;
     let job_id = job.id;
-    if let Err(e) = enqueue(&state, job).await {
+    if let Err(e) = enqueue(&state, &caller, job).await {
         comfy.prompts.remove(job_id);
         return Err(e.into());
     }

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 
 use super::run::{job_failure, submit_and_wait};
 use super::{JOB_HEADER, OpenAiError, parse_body};
-use crate::api::auth::Caller;
+
+use crate::api::AppState;
 use crate::api::catalog::{self, ModelRole};
 use crate::api::outputs::final_images;
-use crate::api::{ApiError, AppState};
 use crate::config::Config;
 use crate::pipelines::diffusion::preset::Presets;
 use crate::store::records::JobState;
@@ -206,11 +206,11 @@ pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
         (status = 404, body = super::error::OpenAiErrorBody)))]
 pub async fn generations(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: super::OpenAiCaller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
-    let caller = caller?;
+    let caller = caller.0?;
     let req: ImageRequest = parse_body(&body)?;
     let format = match req.response_format.as_deref() {
         Some("b64_json") => ResponseFormat::B64,

@@ -97,11 +97,8 @@ fn model_objects(state: &AppState) -> Vec<ModelObject> {
 
 /// Installed diffusion models and voices.
 #[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, body = ModelList)))]
-pub async fn models(
-    State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-) -> Result<Json<ModelList>, OpenAiError> {
-    caller?;
+pub async fn models(State(state): State<AppState>, caller: OpenAiCaller) -> Result<Json<ModelList>, OpenAiError> {
+    caller.0?;
     Ok(Json(ModelList { object: "list".into(), data: model_objects(&state) }))
 }
 
@@ -110,12 +107,30 @@ pub async fn models(
     responses((status = 200, body = ModelObject), (status = 404, body = error::OpenAiErrorBody)))]
 pub async fn model(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: OpenAiCaller,
     Path(name): Path<String>,
 ) -> Result<Json<ModelObject>, OpenAiError> {
-    caller?;
+    caller.0?;
     model_objects(&state).into_iter().find(|m| m.id == name).map(Json).ok_or_else(|| OpenAiError {
         param: Some("model".into()),
         ..OpenAiError::new(StatusCode::NOT_FOUND, "model_not_found", format!("the model {name:?} does not exist"))
     })
+}
+
+/// The caller of an OpenAI route, with a failed authentication kept as a value so the
+/// handler can answer it in OpenAI's error shape.
+pub struct OpenAiCaller(pub Result<Caller, ApiError>);
+
+impl axum::extract::FromRequestParts<AppState> for OpenAiCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(Self(Ok(c.clone())));
+        }
+        Ok(Self(super::auth::authenticate(state, parts)))
+    }
 }

@@ -64,7 +64,7 @@ pub async fn submit_and_wait(
     // Subscribed before the job exists, so its final event cannot slip past.
     let mut events = state.store.subscribe();
     let mut guard = CancelOnDrop::new(state.scheduler.clone(), job.id);
-    let job = match enqueue(state, job).await {
+    let job = match enqueue(state, caller, job).await {
         Ok((job, _)) => job,
         Err(e) => {
             // Refused (queue full, shutting down): there is no job to cancel.

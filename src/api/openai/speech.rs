@@ -11,10 +11,10 @@ use utoipa::ToSchema;
 use super::run::{job_failure, submit_and_wait};
 use super::transcode::{SpeechFormat, transcode};
 use super::{JOB_HEADER, OpenAiError, parse_body};
-use crate::api::auth::Caller;
+
+use crate::api::AppState;
 use crate::api::catalog::{self, ModelRole};
 use crate::api::outputs::first_of_type;
-use crate::api::{ApiError, AppState};
 use crate::config::Config;
 use crate::store::records::JobState;
 
@@ -142,10 +142,10 @@ pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<Value, Open
         (status = 400, body = super::error::OpenAiErrorBody)))]
 pub async fn speech(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: super::OpenAiCaller,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
-    let caller = caller?;
+    let caller = caller.0?;
     let req: SpeechRequest = parse_body(&body)?;
     let format = match req.response_format.as_deref() {
         None => SpeechFormat::Mp3,

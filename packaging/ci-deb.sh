@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds the Debian package, installs it with dpkg on this machine, checks what a user
+# gets (binary, man page, completions, unit file, system user, hardening score), runs
+# lintian, then purges it and checks nothing is left. Needs root (or sudo) and apt.
+#
+#   packaging/ci-deb.sh            # full run
+#   REELBOX_DEB_SKIP_BUILD=1 ...   # reuse target/release/reelbox
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+step() { echo "== $* ($(($(date +%s) - t0)) s)"; }
+fail() { echo "ci-deb: FAILED: $*" >&2; exit 1; }
+
+if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+    fail "needs root (dpkg -i)"
+fi
+
+step "tools"
+need=()
+command -v lintian >/dev/null || need+=(lintian)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v man >/dev/null || need+=(man-db)
+dpkg-query -W -f='${Status}' adduser 2>/dev/null | grep -q "install ok installed" || need+=(adduser)
+if [ ${#need[@]} -gt 0 ]; then
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+
+if [ -z "${REELBOX_DEB_SKIP_BUILD:-}" ]; then
+    step "cargo build --release"
+    cargo build --release --locked
+fi
+
+step "man pages, completions, models"
+packaging/stage-assets.sh target/release/reelbox
+
+step "cargo deb"
+rm -rf target/debian
+cargo deb --no-build --output target/debian/
+deb=$(ls target/debian/*.deb)
+echo "$deb ($(du -h "$deb" | cut -f1))"
+
+step "lintian"
+# Errors fail the run; warnings are printed for the record.
+lintian --fail-on error --suppress-tags-from-file packaging/debian/lintian-ignore "$deb" ||
+    fail "lintian reported errors"
+
+step "install"
+if dpkg-query -W reelbox >/dev/null 2>&1; then $sudo dpkg --purge reelbox >/dev/null; fi
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "./$deb" >/dev/null ||
+    fail "installing $deb"
+
+step "checks"
+want_version="reelbox $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+got_version=$(/usr/bin/reelbox --version)
+[ "$got_version" = "$want_version" ] || fail "reelbox --version says '$got_version', expected '$want_version'"
+man -w reelbox >/dev/null || fail "no man page for reelbox"
+man -w reelbox-keys-create >/dev/null || fail "no man page for reelbox-keys-create"
+MANWIDTH=80 man reelbox 2>/dev/null | grep -q "reelbox" || fail "man reelbox does not render"
+bash -c 'source /usr/share/bash-completion/completions/reelbox && complete -p reelbox' >/dev/null ||
+    fail "bash completion does not register"
+grep -q "#compdef reelbox" /usr/share/zsh/vendor-completions/_reelbox || fail "zsh completion missing"
+grep -q "complete -c reelbox" /usr/share/fish/vendor_completions.d/reelbox.fish || fail "fish completion missing"
+unit=$(ls /lib/systemd/system/reelbox.service /usr/lib/systemd/system/reelbox.service 2>/dev/null | head -1)
+[ -n "$unit" ] || fail "reelbox.service not installed"
+systemd-analyze verify "$unit" || fail "systemd-analyze verify $unit"
+exposure=$(systemd-analyze security --offline=true --no-pager "$unit" | sed -n 's/.*Overall exposure level for reelbox.service: \([0-9.]*\).*/\1/p')
+echo "systemd-analyze security exposure: $exposure"
+awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 2.5) }' || fail "exposure $exposure is above 2.5"
+getent passwd reelbox >/dev/null || fail "system user reelbox missing"
+[ "$(stat -c %U /var/lib/reelbox)" = reelbox ] || fail "/var/lib/reelbox is not owned by reelbox"
+[ -f /etc/reelbox/config.toml ] || fail "/etc/reelbox/config.toml missing"
+[ -f /usr/share/reelbox/models/README ] || fail "bundled models dir /usr/share/reelbox/models missing"
+dpkg-query --control-show reelbox conffiles | grep -q /etc/reelbox/config.toml || fail "config.toml is not a conffile"
+/usr/bin/reelbox --config /etc/reelbox/config.toml config show | grep -q '^bind = "127.0.0.1:8470"' ||
+    fail "the packaged config does not load"
+
+step "purge"
+$sudo dpkg --purge reelbox >/dev/null || fail "dpkg --purge reelbox"
+[ ! -e /usr/bin/reelbox ] || fail "/usr/bin/reelbox left behind"
+[ ! -e /etc/reelbox ] || fail "/etc/reelbox left behind"
+[ ! -e /var/lib/reelbox ] || fail "/var/lib/reelbox left behind"
+! getent passwd reelbox >/dev/null || fail "user reelbox left behind"
+
+step "ci-deb: OK"

@@ -1,0 +1,179 @@
+//! `/api/v1/keys`: create, list and revoke API keys. A key is shown once, in the answer
+//! to its creation; afterwards only its hash exists.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::jobs::{parse_id, require_admin};
+use super::json::ApiJson;
+use super::views::time;
+use super::{ApiError, AppState};
+use crate::store::keys::{hash_secret, new_secret};
+use crate::store::quota::day_of;
+use crate::store::records::{ApiKey, Scope, now_ms};
+use crate::store::{Store, StoreError};
+
+/// Body of `POST /api/v1/keys`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// A name for people (`laptop`, `open-webui`); need not be unique.
+    pub name: String,
+    /// `client` (default: own records only) or `admin` (everything, and key management).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Most queued jobs at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u64>,
+    /// GPU-seconds per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_seconds_per_day: Option<u64>,
+}
+
+/// A key's record (never the key itself, except in `key` right after creation).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyView {
+    /// Also the owner id of the records made with this key.
+    pub id: String,
+    pub name: String,
+    pub scope: String,
+    pub max_queued: Option<u64>,
+    pub gpu_seconds_per_day: Option<u64>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    /// Jobs of this key waiting in the queue now.
+    pub queued: u64,
+    /// GPU-seconds charged to this key today (UTC).
+    pub gpu_seconds_today: u64,
+    /// The key; present only in the answer to its creation. Store it now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+fn scope_name(s: Scope) -> &'static str {
+    match s {
+        Scope::Admin => "admin",
+        Scope::Client => "client",
+    }
+}
+
+/// The view of a key with its usage; `secret` only right after creation.
+pub fn key_view(store: &Store, k: &ApiKey, secret: Option<String>) -> Result<KeyView, StoreError> {
+    let owner = k.id.to_string();
+    Ok(KeyView {
+        queued: store.owner_queued(&owner)?,
+        gpu_seconds_today: store.gpu_ms_used(&owner, day_of(now_ms()))? / 1000,
+        id: owner,
+        name: k.name.clone(),
+        scope: scope_name(k.scope).into(),
+        max_queued: k.max_queued,
+        gpu_seconds_per_day: k.gpu_seconds_per_day,
+        created_at: time(k.created_at),
+        revoked_at: k.revoked_at.map(time),
+        key: secret,
+    })
+}
+
+/// Create a key (admin; or, while no key exists, a loopback caller).
+#[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKeyRequest,
+    responses((status = 201, body = KeyView), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateKeyRequest>,
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+    require_admin(&caller)?;
+    // While no key exists the caller is the keyless local admin (or the CLI with the
+    // database open); the first key must keep someone able to manage keys.
+    let bootstrap = caller.key_id.is_none() && state.gate.keyless();
+    let (key, secret) = build_key(&state.store, &req, bootstrap)?;
+    let key = state.store.create_key(key, bootstrap).await?;
+    state.gate.refresh(&state.store)?;
+    tracing::info!(key = %key.id, name = %key.name, scope = scope_name(key.scope), by = %caller.label, "API key created");
+    Ok((StatusCode::CREATED, Json(key_view(&state.store, &key, Some(secret))?)))
+}
+
+/// Validates a creation request and makes the key and its record (not yet stored).
+pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(ApiKey, String), ApiError> {
+    let name = req.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::field("name", "must be 1–64 printable characters"));
+    }
+    let scope = match req.scope.as_deref().unwrap_or("client") {
+        "client" => Scope::Client,
+        "admin" => Scope::Admin,
+        other => return Err(ApiError::field("scope", format!("must be client or admin, not {other:?}"))),
+    };
+    if req.max_queued == Some(0) {
+        return Err(ApiError::field("max_queued", "must be at least 1 (leave it out for no quota)"));
+    }
+    if first && scope != Scope::Admin {
+        return Err(ApiError::field("scope", "the first key must be an admin key (use --scope admin)"));
+    }
+    let secret = new_secret()?;
+    let key = ApiKey {
+        id: store.new_id(),
+        name,
+        hash: hash_secret(&secret),
+        scope,
+        max_queued: req.max_queued,
+        gpu_seconds_per_day: req.gpu_seconds_per_day,
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    Ok((key, secret))
+}
+
+/// List keys: admins see all, a client key sees itself.
+#[utoipa::path(get, path = "/api/v1/keys", responses((status = 200, body = Vec<KeyView>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let keys = state.store.keys()?;
+    let visible = keys.iter().filter(|k| caller.admin || caller.key_id == Some(k.id));
+    Ok(Json(visible.map(|k| key_view(&state.store, k, None).map_err(ApiError::from)).collect::<Result<_, _>>()?))
+}
+
+/// Revoke a key (admin, or the key itself). It stops working at once.
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 404, body = super::error::ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    let key_id = parse_id("key", &id)?;
+    if !caller.admin && caller.key_id != Some(key_id) {
+        return Err(ApiError::not_found("key", &id));
+    }
+    if state.store.key(key_id)?.is_none() {
+        return Err(ApiError::not_found("key", &id));
+    }
+    let key = state.store.revoke_key(key_id).await?;
+    state.gate.refresh(&state.store)?;
+    tracing::info!(key = %key.id, name = %key.name, by = %caller.label, "API key revoked");
+    Ok(Json(key_view(&state.store, &key, None)?))
+}
+
+/// Adds the `Authorization: Bearer` scheme to the OpenAPI document, required everywhere
+/// (the probes answer without it).
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("an API key from `reelbox keys create`"))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new("api_key", Vec::<String>::new())]);
+    }
+}

@@ -1,0 +1,156 @@
+//! API keys: records in `API_KEYS`, looked up through a hash → id index. The key itself
+//! is shown once at creation and never stored; a 256-bit random key needs no slow KDF,
+//! so a plain SHA-256 is the stored form.
+
+use rand::TryRngCore;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use ulid::Ulid;
+
+use super::codec::{decode, encode};
+use super::records::{ApiKey, now_ms};
+use super::{API_KEYS, Store, StoreError};
+
+/// sha256 hex of a key → key id; only keys that are not revoked are indexed.
+pub(crate) const KEY_HASHES: TableDefinition<&str, u128> = TableDefinition::new("api_key_hashes");
+
+/// Prefix of every reelbox key, so secret scanners and people recognise one.
+pub const KEY_PREFIX: &str = "rb_";
+
+/// A new key: `rb_` and 32 bytes from the operating system's CSPRNG, hex.
+pub fn new_secret() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| StoreError::Db(format!("the OS random source failed: {e}")))?;
+    Ok(format!("{KEY_PREFIX}{}", hex::encode(bytes)))
+}
+
+/// The stored form of a key (sha256, hex).
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Constant-time equality of two hashes, so response timing says nothing about how much
+/// of a guessed hash matched.
+pub fn hashes_match(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+impl Store {
+    /// Stores a new key. With `only_if_none`, refuses (conflict) when an active key
+    /// exists — checked in the same transaction, so two racing bootstraps cannot both win.
+    pub async fn create_key(&self, key: ApiKey, only_if_none: bool) -> Result<ApiKey, StoreError> {
+        self.write(true, move |ctx| {
+            let mut hashes = ctx.txn.open_table(KEY_HASHES)?;
+            if only_if_none && hashes.len()? > 0 {
+                return Err(StoreError::Conflict("a key already exists; creating another needs an admin key".into()));
+            }
+            if hashes.get(key.hash.as_str())?.is_some() {
+                return Err(StoreError::Conflict("a key with this hash already exists".into()));
+            }
+            hashes.insert(key.hash.as_str(), key.id.0)?;
+            ctx.txn.open_table(API_KEYS)?.insert(key.id.0, encode(&key).as_slice())?;
+            Ok(key)
+        })
+        .await
+    }
+
+    /// The active key whose hash is `hash`, if any.
+    pub fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(id) = txn.open_table(KEY_HASHES)?.get(hash)?.map(|g| g.value()) else { return Ok(None) };
+        let Some(key) = txn.open_table(API_KEYS)?.get(id)?.map(|g| decode::<ApiKey>(g.value())).transpose()? else {
+            return Ok(None);
+        };
+        Ok((key.revoked_at.is_none() && hashes_match(&key.hash, hash)).then_some(key))
+    }
+
+    /// One key record by id (revoked ones included).
+    pub fn key(&self, id: Ulid) -> Result<Option<ApiKey>, StoreError> {
+        self.get(API_KEYS, id)
+    }
+
+    /// Every key record, oldest first (revoked ones included).
+    pub fn keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(API_KEYS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            out.push(decode(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// How many keys are active (not revoked).
+    pub fn active_key_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(KEY_HASHES)?.len()?)
+    }
+
+    /// Revokes a key: it stops working at once; the record stays for the audit trail.
+    pub async fn revoke_key(&self, id: Ulid) -> Result<ApiKey, StoreError> {
+        self.write(true, move |ctx| {
+            let mut keys = ctx.txn.open_table(API_KEYS)?;
+            let mut key: ApiKey = match keys.get(id.0)? {
+                Some(g) => decode(g.value())?,
+                None => return Err(StoreError::NotFound { what: "key", id: id.to_string() }),
+            };
+            if key.revoked_at.is_none() {
+                key.revoked_at = Some(now_ms());
+                ctx.txn.open_table(KEY_HASHES)?.remove(key.hash.as_str())?;
+                keys.insert(key.id.0, encode(&key).as_slice())?;
+            }
+            Ok(key)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::Scope;
+
+    fn key(secret: &str) -> ApiKey {
+        ApiKey {
+            id: Ulid::new(),
+            name: "laptop".into(),
+            hash: hash_secret(secret),
+            scope: Scope::Client,
+            max_queued: None,
+            gpu_seconds_per_day: None,
+            created_at: 1,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn secrets_are_prefixed_256_bit_hex_and_differ() {
+        let a = new_secret().expect("random");
+        let b = new_secret().expect("random");
+        assert!(a.starts_with("rb_") && a.len() == 3 + 64, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert!(hashes_match(&hash_secret("x"), &hash_secret("x")));
+        assert!(!hashes_match(&hash_secret("x"), &hash_secret("y")));
+        assert!(!hashes_match("ab", "abc"));
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_stops_resolving_and_bootstrap_happens_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, 8).expect("open");
+        let first = store.create_key(key("one"), true).await.expect("first key");
+        assert!(store.create_key(key("two"), true).await.is_err(), "second bootstrap refused");
+        store.create_key(key("two"), false).await.expect("admin-made key");
+        assert_eq!(store.active_key_count().expect("count"), 2);
+        assert_eq!(store.key_by_hash(&hash_secret("one")).expect("read").map(|k| k.id), Some(first.id));
+        store.revoke_key(first.id).await.expect("revoke");
+        assert!(store.key_by_hash(&hash_secret("one")).expect("read").is_none());
+        assert_eq!(store.active_key_count().expect("count"), 1);
+        assert!(store.key(first.id).expect("read").expect("kept").revoked_at.is_some());
+        store.close();
+    }
+}

@@ -1,0 +1,86 @@
+//! `/metrics` is valid Prometheus text and moves when a job runs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, is_final, wait_job};
+use serde_json::json;
+
+async fn scrape(c: &reqwest::Client, d: &DaemonProc) -> prometheus_parse::Scrape {
+    let resp = c.get(d.at("/metrics")).send().await.expect("scrape");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().expect("ct").starts_with("text/plain; version=0.0.4"));
+    let text = resp.text().await.expect("text");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"))
+}
+
+fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn histogram_count(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> u64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            prometheus_parse::Value::Histogram(b) => b.last().map(|c| c.count as u64).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_count_a_finished_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(dir.path(), &[]);
+    let c = reqwest::Client::new();
+    let before = scrape(&c, &d).await;
+    assert_eq!(value(&before, "reelbox_jobs", &[("kind", "testcard"), ("state", "succeeded")]), 0.0);
+
+    let resp = c
+        .post(d.at("/api/v1/jobs"))
+        .json(&json!({"kind": "testcard", "params": {"steps": 2, "step_ms": 10, "width": 32, "height": 32}}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(resp.status(), 202);
+    let job: serde_json::Value = resp.json().await.expect("json");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(&c, &d, &id, Duration::from_secs(20), is_final).await;
+    assert_eq!(done["state"], "succeeded");
+
+    let mut after = scrape(&c, &d).await;
+    for _ in 0..50 {
+        // The collector follows the event stream; give it a moment after the final state.
+        if value(&after, "reelbox_jobs_finished_total", &[("kind", "testcard")]) > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = scrape(&c, &d).await;
+    }
+    assert_eq!(value(&after, "reelbox_jobs", &[("kind", "testcard"), ("state", "succeeded")]), 1.0);
+    assert_eq!(value(&after, "reelbox_jobs_finished_total", &[("kind", "testcard"), ("state", "succeeded")]), 1.0);
+    assert!(histogram_count(&after, "reelbox_stage_duration_seconds", &[("kind", "testcard")]) >= 1);
+    assert_eq!(value(&after, "reelbox_queue_depth", &[]), 0.0);
+    let submits = value(
+        &after,
+        "reelbox_http_requests_total",
+        &[("method", "POST"), ("route", "/api/v1/jobs"), ("status", "202")],
+    );
+    assert_eq!(submits, 1.0, "requests are counted by route pattern, not raw path");
+    assert!(
+        value(&after, "reelbox_http_requests_total", &[("route", "/api/v1/jobs/:id")]) >= 1.0,
+        "job polls counted under the pattern"
+    );
+}
