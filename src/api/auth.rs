@@ -228,16 +228,18 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError>
             gpu_seconds_per_day: auth.proxy_user_gpu_seconds_per_day,
         });
     }
+    let loopback = peer.is_some_and(|p| p.is_loopback());
+    let via_proxy = peer.is_some_and(|p| state.gate.is_proxy(p));
+    // Open like Ollama while no key exists: clients that always send some key (the OpenAI
+    // SDKs insist on one) must not be refused for it.
+    if state.gate.keyless() && loopback && !via_proxy {
+        return Ok(Caller::local());
+    }
     if let Some(secret) = token(parts)? {
         return match state.store.key_by_hash(&hash_secret(&secret))? {
             Some(key) => Ok(Caller::from_key(&key)),
             None => Err(unauthorized("invalid_key", "the API key is not valid (mistyped or revoked)")),
         };
-    }
-    let loopback = peer.is_some_and(|p| p.is_loopback());
-    let via_proxy = peer.is_some_and(|p| state.gate.is_proxy(p));
-    if state.gate.keyless() && loopback && !via_proxy {
-        return Ok(Caller::local());
     }
     Err(unauthorized(
         "missing_key",

@@ -71,9 +71,15 @@ impl<'a> FaceTrack<'a> {
         Self::with_boxes(std::slice::from_ref(portrait), &[face], "portrait")
     }
 
-    /// Frames with one box for all of them, or one box per frame. `input` names the
-    /// frames' source in errors.
+    /// Frames with one box for all of them, or one box per frame. A box given by a user or
+    /// a profile is the exact crop (it was drawn around the face the model should see);
+    /// only detector boxes get Wav2Lip's chin padding. `input` names the frames' source in
+    /// errors.
     pub fn with_boxes(frames: &'a [RgbImage], boxes: &[FaceBox], input: &str) -> Result<Self, LipsyncError> {
+        Self::build(frames, boxes, input, [0; 4])
+    }
+
+    fn build(frames: &'a [RgbImage], boxes: &[FaceBox], input: &str, pads: [u32; 4]) -> Result<Self, LipsyncError> {
         if frames.is_empty() {
             return Err(LipsyncError::Input(format!("{input} has no frames")));
         }
@@ -89,7 +95,7 @@ impl<'a> FaceTrack<'a> {
             .enumerate()
             .map(|(i, f)| {
                 let b = boxes[if boxes.len() == 1 { 0 } else { i }];
-                b.padded(WAV2LIP_PADS, f.width(), f.height()).ok_or_else(|| LipsyncError::FaceOutside {
+                b.padded(pads, f.width(), f.height()).ok_or_else(|| LipsyncError::FaceOutside {
                     face: b,
                     width: f.width(),
                     height: f.height(),
@@ -110,7 +116,7 @@ impl<'a> FaceTrack<'a> {
                 .ok_or_else(|| LipsyncError::NoFace { frame: i, input: input.to_string() })?;
             boxes.push(found);
         }
-        Self::with_boxes(frames, &smooth_boxes(&boxes, SMOOTH_WINDOW), input)
+        Self::build(frames, &smooth_boxes(&boxes, SMOOTH_WINDOW), input, WAV2LIP_PADS)
     }
 
     /// Source frame and padded box for output frame `i`.
