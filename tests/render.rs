@@ -167,3 +167,66 @@ async fn bad_render_requests_name_the_field() {
         assert_eq!(body["error"]["field"], field, "{body}");
     }
 }
+
+/// The bundled demo models under the names the render defaults to, plus the joe voice.
+fn demo_models_dir(root: &Path) -> std::path::PathBuf {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
+    let models = root.join("models");
+    copy_dir(&demo.join("shapes"), &models.join("demo-shapes"));
+    copy_dir(&demo.join("presenter"), &models.join("demo-presenter"));
+    copy_dir(&demo.join("upscaler"), &models.join("demo-upscaler"));
+    let joe = provision::joe_voice();
+    copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
+    models
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_script_keyframes_show_each_scene_s_background_colour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = demo_models_dir(dir.path());
+    let runtime = provision::runtime();
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
+    ];
+    let d = DaemonProc::start(&dir.path().join("data"), &env);
+    let c = reqwest::Client::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(root.join("assets/demo/script.txt")).expect("demo script");
+    let body = json!({"kind": "render", "params": {"script": script, "width": 128, "height": 128, "seed": 1}});
+    let job: Value = c.post(d.at("/api/v1/jobs")).json(&body).send().await.expect("submit").json().await.expect("json");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(&c, &d, &id, Duration::from_secs(600), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let palette: Value =
+        serde_json::from_slice(&std::fs::read(root.join("models/demo/shapes/palette.json")).expect("palette"))
+            .expect("json");
+    let colours: Vec<(String, [f32; 3])> = palette["colours"]
+        .as_object()
+        .expect("colours")
+        .iter()
+        .map(|(k, v)| (k.clone(), [0, 1, 2].map(|i| v[i].as_f64().unwrap_or(0.0) as f32)))
+        .collect();
+    let wanted: Vec<String> = script
+        .split("on a ")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(" background").map(|(c, _)| c.trim().to_string()))
+        .collect();
+    assert_eq!(wanted.len(), 3, "the demo script names three backgrounds");
+    for (i, colour) in wanted.iter().enumerate() {
+        let png = artifact(&c, &d, &id, &format!("keyframe_{i:02}.png")).await;
+        let img = image::load_from_memory(&png).expect("png").to_rgb8();
+        let mut counts = vec![0usize; colours.len()];
+        for p in img.pixels() {
+            let nearest = colours
+                .iter()
+                .enumerate()
+                .map(|(k, (_, c))| (k, (0..3).map(|j| (f32::from(p[j]) - c[j]).powi(2)).sum::<f32>()))
+                .fold((0, f32::MAX), |a, b| if b.1 < a.1 { b } else { a })
+                .0;
+            counts[nearest] += 1;
+        }
+        let best = counts.iter().enumerate().max_by_key(|(_, n)| **n).map(|(k, _)| colours[k].0.clone());
+        assert_eq!(best.as_deref(), Some(colour.as_str()), "scene {i}'s keyframe is mostly {best:?}, asked {colour}");
+    }
+}
