@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::provision;
+use common::{palette, provision};
 use image::RgbImage;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
@@ -36,43 +36,6 @@ fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| Engine::new(&config()))
 }
 
-type Palette = Vec<(String, [f32; 3])>;
-
-fn palette() -> Palette {
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(demo().join("shapes/palette.json")).expect("palette")).expect("json");
-    v["colours"]
-        .as_object()
-        .expect("colours")
-        .iter()
-        .map(|(k, c)| {
-            let n = |i: usize| c[i].as_f64().unwrap_or(0.0) as f32;
-            (k.clone(), [n(0), n(1), n(2)])
-        })
-        .collect()
-}
-
-/// Per palette colour: the share of pixels nearest to it (within RGB distance 60).
-fn colour_shares(img: &RgbImage, palette: &Palette) -> Vec<(String, f32)> {
-    let mut counts = vec![0usize; palette.len()];
-    for p in img.pixels() {
-        let (best, dist) = palette
-            .iter()
-            .enumerate()
-            .map(|(i, (_, c))| (i, ((0..3).map(|k| (f32::from(p[k]) - c[k]).powi(2)).sum::<f32>()).sqrt()))
-            .fold((0, f32::MAX), |a, b| if b.1 < a.1 { b } else { a });
-        if dist <= 60.0 {
-            counts[best] += 1;
-        }
-    }
-    let n = (img.width() * img.height()) as f32;
-    palette.iter().zip(counts).map(|((name, _), c)| (name.clone(), c as f32 / n)).collect()
-}
-
-fn dominant(shares: &[(String, f32)]) -> &str {
-    shares.iter().fold(("", -1.0), |a, (n, s)| if *s > a.1 { (n.as_str(), *s) } else { a }).0
-}
-
 #[test]
 fn shapes_model_draws_the_asked_background_and_shape_colours() {
     let config = config();
@@ -80,7 +43,7 @@ fn shapes_model_draws_the_asked_background_and_shape_colours() {
         serde_json::from_slice(&std::fs::read(demo().join("shapes/captions_heldout.json")).expect("captions"))
             .expect("json");
     assert!(captions.len() >= 40, "at least 40 held-out captions");
-    let palette = palette();
+    let palette = palette::load();
     let (mut background_ok, mut shapes_ok) = (0, 0);
     for (i, c) in captions.iter().enumerate() {
         let params = validate_params(
@@ -90,8 +53,8 @@ fn shapes_model_draws_the_asked_background_and_shape_colours() {
         .expect("valid request");
         let out = Image.render(&config, engine(), DeviceId::Cpu, &params, None, None, None, None).expect("render");
         let img = image::load_from_memory(&out.images[0].1).expect("png").to_rgb8();
-        let shares = colour_shares(&img, &palette);
-        if dominant(&shares) == c["background"].as_str().unwrap_or_default() {
+        let shares = palette::shares(&img, &palette, 60.0);
+        if palette::dominant(&shares) == c["background"].as_str().unwrap_or_default() {
             background_ok += 1;
         }
         let wanted = c["shapes"].as_array().expect("shapes");

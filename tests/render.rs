@@ -198,15 +198,7 @@ async fn demo_script_keyframes_show_each_scene_s_background_colour() {
     let id = job["id"].as_str().expect("id").to_string();
     let done = wait_job(&c, &d, &id, Duration::from_secs(600), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    let palette: Value =
-        serde_json::from_slice(&std::fs::read(root.join("models/demo/shapes/palette.json")).expect("palette"))
-            .expect("json");
-    let colours: Vec<(String, [f32; 3])> = palette["colours"]
-        .as_object()
-        .expect("colours")
-        .iter()
-        .map(|(k, v)| (k.clone(), [0, 1, 2].map(|i| v[i].as_f64().unwrap_or(0.0) as f32)))
-        .collect();
+    let colours = common::palette::load();
     let wanted: Vec<String> = script
         .split("on a ")
         .skip(1)
@@ -216,17 +208,8 @@ async fn demo_script_keyframes_show_each_scene_s_background_colour() {
     for (i, colour) in wanted.iter().enumerate() {
         let png = artifact(&c, &d, &id, &format!("keyframe_{i:02}.png")).await;
         let img = image::load_from_memory(&png).expect("png").to_rgb8();
-        let mut counts = vec![0usize; colours.len()];
-        for p in img.pixels() {
-            let nearest = colours
-                .iter()
-                .enumerate()
-                .map(|(k, (_, c))| (k, (0..3).map(|j| (f32::from(p[j]) - c[j]).powi(2)).sum::<f32>()))
-                .fold((0, f32::MAX), |a, b| if b.1 < a.1 { b } else { a })
-                .0;
-            counts[nearest] += 1;
-        }
-        let best = counts.iter().enumerate().max_by_key(|(_, n)| **n).map(|(k, _)| colours[k].0.clone());
+        let shares = common::palette::shares(&img, &colours, f32::INFINITY);
+        let best = Some(common::palette::dominant(&shares).to_string());
         assert_eq!(best.as_deref(), Some(colour.as_str()), "scene {i}'s keyframe is mostly {best:?}, asked {colour}");
     }
 }

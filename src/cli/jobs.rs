@@ -238,21 +238,14 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
             Err(e) => return Err(e),
         };
         let mut stream = resp.bytes_stream();
-        let mut buf = String::new();
+        let mut parser = reelbox::tui::client::SseParser::default();
         while let Some(chunk) = stream.next().await {
             let Ok(chunk) = chunk else { break };
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        last_id = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
+            for msg in parser.push(&chunk) {
+                if msg.id.is_some() {
+                    last_id = msg.id;
                 }
-                let Ok(ev) = serde_json::from_str::<Value>(&data) else { continue };
+                let Ok(ev) = serde_json::from_str::<Value>(&msg.data) else { continue };
                 if how.events_to_stdout {
                     println!("{ev}");
                 }

@@ -3,12 +3,12 @@
 //! `pip download`, and copies of bundled directories. Every file is checked against its
 //! size and sha256 before it takes its final name.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
+
 use tokio::io::AsyncWriteExt;
 
 use super::manifest::ManifestFile;
@@ -54,19 +54,7 @@ pub fn http_client() -> reqwest::Client {
 
 /// sha256 (hex) and size of a file.
 pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(h.finalize()), size))
+    crate::store::artifacts::sha256_file(path).map(|(size, sha)| (sha, size))
 }
 
 /// Path of the in-progress copy of `dest`.

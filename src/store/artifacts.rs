@@ -64,14 +64,14 @@ pub fn adopt_file(dir: &Path, id: &str, ext: &str, src: &Path) -> Result<StoredF
     Ok(StoredFile { rel_path: rel, size, sha256 })
 }
 
-/// Size and sha256 of a file, streamed.
-pub fn hash_file(path: &Path) -> Result<(u64, String), StoreError> {
-    let mut f = File::open(path).map_err(|e| file_err(path, e))?;
+/// Size and sha256 (hex) of a file, streamed; the one hashing loop of the crate.
+pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = File::open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
+    let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(|e| file_err(path, e))?;
+        let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
@@ -79,6 +79,11 @@ pub fn hash_file(path: &Path) -> Result<(u64, String), StoreError> {
         size += n as u64;
     }
     Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// Size and sha256 of a file, as a store error naming the path.
+pub fn hash_file(path: &Path) -> Result<(u64, String), StoreError> {
+    sha256_file(path).map_err(|e| file_err(path, e))
 }
 
 fn sync_dir(dir: &Path) {

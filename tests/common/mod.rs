@@ -3,4 +3,5 @@
 
 pub mod compat;
 pub mod daemon;
+pub mod palette;
 pub mod provision;
