@@ -3,8 +3,10 @@
 # gets (binary, man page, completions, unit file, system user, hardening score), runs
 # lintian, then purges it and checks nothing is left. Needs root (or sudo) and apt.
 #
-#   packaging/ci-deb.sh            # full run
-#   REELBOX_DEB_SKIP_BUILD=1 ...   # reuse target/release/reelbox
+#   packaging/ci-deb.sh                 # full run: release build, then package and check
+#   REELBOX_DEB_SKIP_BUILD=1 ...        # reuse target/release/reelbox
+#   REELBOX_DEB_PROFILE=dev ...         # package the debug binary (.ci/test: checks the
+#                                       # packaging without a second, release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -25,19 +27,33 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+profile=${REELBOX_DEB_PROFILE:-release}
+case "$profile" in
+    release) bin=target/release/reelbox; deb_args=(); install_args=() ;;
+    # cargo-deb maps the target/release/ assets to target/debug/ and warns that dev
+    # packages are not for release. Compression goes to the system's gzip, so a cargo-deb
+    # built without optimisation (minutes less to install on CI) packs as fast as any.
+    dev) bin=target/debug/reelbox; deb_args=(--profile dev --fast -Z gz --compress-system); install_args=(--debug) ;;
+    *) fail "REELBOX_DEB_PROFILE must be release or dev, not $profile" ;;
+esac
 
+# Pinned: the flags above (and the dev-profile mapping) are what this version does.
+cargo_deb_version=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $cargo_deb_version"; then
+    step "cargo install cargo-deb $cargo_deb_version"
+    cargo install cargo-deb --version "$cargo_deb_version" --locked "${install_args[@]}"
+fi
 if [ -z "${REELBOX_DEB_SKIP_BUILD:-}" ]; then
-    step "cargo build --release"
-    cargo build --release --locked
+    step "cargo build --profile $profile"
+    cargo build --profile "$profile" --locked
 fi
 
 step "man pages, completions, models"
-packaging/stage-assets.sh target/release/reelbox
+packaging/stage-assets.sh "$bin"
 
 step "cargo deb"
 rm -rf target/debian
-cargo deb --no-build --output target/debian/
+cargo deb --no-build "${deb_args[@]}" --output target/debian/
 deb=$(ls target/debian/*.deb)
 echo "$deb ($(du -h "$deb" | cut -f1))"
 

@@ -4,6 +4,7 @@
 //! `engine`/`media` → `store`. Pipelines never touch HTTP; the API never touches ort.
 
 pub mod api;
+pub mod busy;
 pub mod config;
 pub mod daemon;
 pub mod engine;

@@ -191,6 +191,24 @@ async fn a_pull_is_a_queued_job_and_the_pulled_model_upscales() {
         http.get(d.at(out[0]["url"].as_str().expect("url"))).send().await.expect("get").bytes().await.expect("bytes");
     let img = image::load_from_memory(&bytes).expect("PNG");
     assert_eq!((img.width(), img.height()), (128, 96), "x4 of 32x24");
+
+    // The engine's loads and run time show in /metrics.
+    let text = http.get(d.at("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
+    let sample = |name: &str| {
+        scrape.samples.iter().find(|s| s.metric == name).unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+    };
+    let load = sample("reelbox_model_loads_total");
+    assert_eq!(
+        (load.labels.get("model"), load.labels.get("device")),
+        (Some("tiny-upscaler/model.onnx"), Some("cpu")),
+        "{text}"
+    );
+    assert!(matches!(load.value, prometheus_parse::Value::Counter(n) if n >= 1.0), "{text}");
+    assert!(
+        matches!(sample("reelbox_model_run_seconds_total").value, prometheus_parse::Value::Counter(s) if s > 0.0),
+        "{text}"
+    );
 }
 
 #[tokio::test]

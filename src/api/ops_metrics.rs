@@ -18,6 +18,7 @@ use axum::response::Response;
 use tokio::sync::broadcast;
 
 use super::AppState;
+use crate::busy::{self, Busy};
 use crate::store::JobFilter;
 use crate::store::records::{EventBody, StageState};
 
@@ -73,8 +74,6 @@ struct Counters {
     stage_seconds: BTreeMap<(String, String), Histogram>,
     finished: BTreeMap<(String, String), u64>,
     retries: BTreeMap<String, u64>,
-    model_loads: BTreeMap<(String, String), u64>,
-    model_unloads: BTreeMap<(String, String), u64>,
 }
 
 /// The process's operations counters.
@@ -95,16 +94,6 @@ impl OpsMetrics {
             *c.http.entry((method.to_string(), route.to_string(), status)).or_default() += 1;
             c.http_seconds.entry(route.to_string()).or_insert_with(|| Histogram::new(HTTP_BUCKETS)).observe(seconds);
         });
-    }
-
-    /// Hook for the engine: a model session was loaded on `device`.
-    pub fn model_loaded(&self, model: &str, device: &str) {
-        self.with(|c| *c.model_loads.entry((model.into(), device.into())).or_default() += 1);
-    }
-
-    /// Hook for the engine: a model session was unloaded (keep-alive ran out, VRAM budget).
-    pub fn model_unloaded(&self, model: &str, device: &str) {
-        self.with(|c| *c.model_unloads.entry((model.into(), device.into())).or_default() += 1);
     }
 
     /// Records a job that reached a final state: its outcome and its stages' durations.
@@ -208,6 +197,18 @@ pub fn render(state: &AppState) -> String {
         "# HELP reelbox_uptime_seconds Seconds since the daemon started.\n# TYPE reelbox_uptime_seconds gauge"
     );
     let _ = writeln!(out, "reelbox_uptime_seconds {}", state.started.elapsed().as_secs());
+    let counts = state.scheduler.engine().load_counts();
+    let label = |(m, d): &(String, String)| format!("model=\"{}\",device=\"{}\"", escape(m), escape(d));
+    let loads = counts.iter().map(|(k, c)| (k.clone(), c.loads)).collect();
+    counter(&mut out, "reelbox_model_loads_total", "Model sessions loaded, by model and device.", &loads, label);
+    let unloads = counts.iter().map(|(k, c)| (k.clone(), c.unloads)).collect();
+    counter(&mut out, "reelbox_model_unloads_total", "Model sessions unloaded, by model and device.", &unloads, label);
+    for (name, help, what) in [
+        ("reelbox_model_run_seconds_total", "Wall time spent inside model runs.", Busy::Model),
+        ("reelbox_ffmpeg_wait_seconds_total", "Wall time spent blocked on ffmpeg and ffprobe.", Busy::Ffmpeg),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {:.6}", busy::total_seconds(what));
+    }
     state.ops.with(|c| {
         counter(
             &mut out,
@@ -222,20 +223,6 @@ pub fn render(state: &AppState) -> String {
             "Jobs put back in the queue after a run (retries, recovery).",
             &c.retries,
             |k| format!("kind=\"{}\"", escape(k)),
-        );
-        counter(
-            &mut out,
-            "reelbox_model_loads_total",
-            "Model sessions loaded, by model and device.",
-            &c.model_loads,
-            |(m, d)| format!("model=\"{}\",device=\"{}\"", escape(m), escape(d)),
-        );
-        counter(
-            &mut out,
-            "reelbox_model_unloads_total",
-            "Model sessions unloaded, by model and device.",
-            &c.model_unloads,
-            |(m, d)| format!("model=\"{}\",device=\"{}\"", escape(m), escape(d)),
         );
         counter(
             &mut out,

@@ -25,6 +25,8 @@ pub enum BenchWhat {
     },
     /// CPU used by `reelbox top` and by the daemon's telemetry sampler (goal: <= 1% each).
     Top(super::bench_top::BenchTopArgs),
+    /// Where the demo render's time goes: per stage, model and ffmpeg time vs wall time.
+    Render(super::bench_render::BenchRenderArgs),
 }
 
 /// One configuration's figures.
@@ -35,10 +37,11 @@ struct Figures {
 }
 
 /// Runs a benchmark.
-pub async fn run(_g: &Global, what: BenchWhat) -> anyhow::Result<ExitCode> {
+pub async fn run(g: &Global, what: BenchWhat) -> anyhow::Result<ExitCode> {
     match what {
         BenchWhat::Queue { clients, seconds } => queue(&clients, Duration::from_secs_f64(seconds)).await,
         BenchWhat::Top(args) => super::bench_top::run(args).await,
+        BenchWhat::Render(args) => super::bench_render::run(g, args).await,
     }
 }
 

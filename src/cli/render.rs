@@ -148,14 +148,14 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The bundled demo inputs: script, presenter portrait and its face box.
-struct DemoInputs {
+pub(super) struct DemoInputs {
     script: String,
     portrait: PathBuf,
     face_box: [u32; 4],
     voice: String,
 }
 
-fn demo_inputs() -> anyhow::Result<DemoInputs> {
+pub(super) fn demo_inputs() -> anyhow::Result<DemoInputs> {
     let dir = reelbox::models::share_dirs()
         .into_iter()
         .map(|d| d.join("assets/demo"))
@@ -182,36 +182,42 @@ fn needs_setup(config: &Config, voice: &str) -> bool {
         || DEMO_MODELS.iter().any(|m| !models.join(m).is_dir())
 }
 
-/// Runs `reelbox demo`: setup when pieces are missing, then a render of the bundled script
-/// with the bundled presenter on the installed (or bundled demo) models.
-pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let inputs = demo_inputs()?;
-    let config = Config::load(g.config.as_deref())?;
-    if needs_setup(&config, &inputs.voice) {
+/// Runs setup when the runtime, the demo voice or a demo model is missing.
+pub(super) async fn setup_demo(config: &Config, inputs: &DemoInputs) -> anyhow::Result<()> {
+    if needs_setup(config, &inputs.voice) {
         eprintln!("setting up: ONNX Runtime, system pieces and the default models (once)");
-        let report = reelbox::setup::setup(&config, &reelbox::setup::SetupOptions::default()).await?;
+        let report = reelbox::setup::setup(config, &reelbox::setup::SetupOptions::default()).await?;
         if !report.complete() {
             eprintln!("setup is incomplete; `reelbox doctor` shows what is missing");
         }
     }
+    Ok(())
+}
+
+/// Creates the demo presenter's profile on the daemon and returns the demo render's body.
+pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Result<Value> {
+    let bytes = tokio::fs::read(&inputs.portrait)
+        .await
+        .with_context(|| format!("cannot read {}", inputs.portrait.display()))?;
+    let [x, y, w, h] = inputs.face_box;
+    let form = Form::new()
+        .text("name", "demo presenter")
+        .text("voice", inputs.voice.clone())
+        .text("face_box", format!("{x},{y},{w},{h}"))
+        .part("portrait", Part::bytes(bytes).file_name("portrait.png"));
+    let profile: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
+    Ok(json!({"script": inputs.script, "profile": profile.id, "width": 256, "height": 256, "upscale": true,
+              "model": "demo-shapes", "lipsync_model": "demo-presenter", "upscale_model": "demo-upscaler"}))
+}
+
+/// Runs `reelbox demo`: setup when pieces are missing, then a render of the bundled script
+/// with the bundled presenter on the installed (or bundled demo) models.
+pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let inputs = demo_inputs()?;
+    setup_demo(&Config::load(g.config.as_deref())?, &inputs).await?;
     let reach = Reach::new(g).await?;
     let c = &reach.client;
-    let result = async {
-        let bytes = tokio::fs::read(&inputs.portrait)
-            .await
-            .with_context(|| format!("cannot read {}", inputs.portrait.display()))?;
-        let [x, y, w, h] = inputs.face_box;
-        let form = Form::new()
-            .text("name", "demo presenter")
-            .text("voice", inputs.voice.clone())
-            .text("face_box", format!("{x},{y},{w},{h}"))
-            .part("portrait", Part::bytes(bytes).file_name("portrait.png"));
-        let profile: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
-        let body = json!({"script": inputs.script, "profile": profile.id, "width": 256, "height": 256, "upscale": true,
-                          "model": "demo-shapes", "lipsync_model": "demo-presenter", "upscale_model": "demo-upscaler"});
-        render_with(c, g, body, &a.output).await
-    }
-    .await;
+    let result = async { render_with(c, g, demo_request(c, &inputs).await?, &a.output).await }.await;
     reach.close().await;
     result.map(|_| ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! ONNX Runtime: finding and loading the shared library, choosing execution providers per
 //! device, and a cache of loaded sessions. Pipelines get sessions only from here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -76,6 +76,15 @@ pub struct Engine {
     cache: Mutex<SessionCache<Mutex<Session>>>,
     /// One lock per key being loaded, so two jobs wanting the same model load it once.
     loading: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
+    /// Sessions loaded and unloaded so far, for `/metrics`.
+    counts: Mutex<BTreeMap<(String, String), LoadCounts>>,
+}
+
+/// How often one model was loaded and unloaded on one device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadCounts {
+    pub loads: u64,
+    pub unloads: u64,
 }
 
 impl Engine {
@@ -91,6 +100,7 @@ impl Engine {
             runtime: OnceLock::new(),
             cache: Mutex::new(SessionCache::new(budget, keep_alive)),
             loading: Mutex::new(HashMap::new()),
+            counts: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -187,6 +197,7 @@ impl Engine {
         let now = Instant::now();
         for gone in cache.expire(now) {
             tracing::info!(model = %gone.model.display(), device = %gone.device, "session unloaded after keep-alive");
+            self.count(&gone, |c| c.unloads += 1);
         }
         Ok(cache.get(key, now))
     }
@@ -201,6 +212,7 @@ impl Engine {
             let mut cache = self.cache.lock().map_err(poisoned)?;
             for gone in cache.make_room(device, bytes) {
                 tracing::info!(model = %gone.model.display(), device = %gone.device, "session evicted to fit the device budget");
+                self.count(&gone, |c| c.unloads += 1);
             }
             if let Some(budget) = cache.budget()
                 && cache.device_bytes(device) + bytes > budget
@@ -224,6 +236,7 @@ impl Engine {
         tracing::info!(model = %model_file.display(), device = %device, profile = ?key.profile, load_ms, "session loaded");
         let shared = Arc::new(Mutex::new(session));
         self.cache.lock().map_err(poisoned)?.insert(key.clone(), shared.clone(), bytes, load_ms, Instant::now());
+        self.count(key, |c| c.loads += 1);
         Ok(shared)
     }
 
@@ -316,6 +329,7 @@ impl Engine {
                 let gone = cache.expire(Instant::now());
                 for g in &gone {
                     tracing::info!(model = %g.model.display(), device = %g.device, "session unloaded after keep-alive");
+                    self.count(g, |c| c.unloads += 1);
                 }
                 gone.len()
             }
@@ -326,7 +340,23 @@ impl Engine {
     /// Drops any cached session of `model_file` (after `reelbox rm` or a re-pull).
     pub fn forget_model(&self, model_file: &Path) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.remove_model(model_file);
+            for gone in cache.remove_model(model_file) {
+                self.count(&gone, |c| c.unloads += 1);
+            }
+        }
+    }
+
+    /// Loads and unloads so far by (model, device); the model is named by its path under
+    /// the models directory.
+    pub fn load_counts(&self) -> BTreeMap<(String, String), LoadCounts> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn count(&self, key: &Key, f: impl FnOnce(&mut LoadCounts)) {
+        let models = self.config.models_dir();
+        let model = key.model.strip_prefix(&models).unwrap_or(&key.model).display().to_string();
+        if let Ok(mut counts) = self.counts.lock() {
+            f(counts.entry((model, key.device.to_string())).or_default());
         }
     }
 

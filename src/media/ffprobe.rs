@@ -8,6 +8,7 @@ use std::process::Command;
 use serde::Deserialize;
 
 use super::ffmpeg::{FfmpegError, ffprobe_program};
+use crate::busy::{self, Busy};
 
 /// A media file as ffprobe sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,9 +126,7 @@ pub fn probe_with(path: &Path, count_frames: bool) -> Result<MediaInfo, FfmpegEr
     if count_frames {
         cmd.arg("-count_frames");
     }
-    let out = cmd
-        .arg(path)
-        .output()
+    let out = busy::timed(Busy::Ffmpeg, || cmd.arg(path).output())
         .map_err(|source| FfmpegError::Spawn { program: program.display().to_string(), source })?;
     if !out.status.success() {
         return Err(FfmpegError::Probe { input, reason: String::from_utf8_lossy(&out.stderr).trim().to_string() });

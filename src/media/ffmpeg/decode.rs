@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use image::RgbImage;
 
 use super::{FfmpegError, capture, ffmpeg_program, status_text};
+use crate::busy::{self, Busy};
 use crate::media::ffprobe::probe;
 
 /// Geometry and timing of a video being decoded.
@@ -77,18 +78,25 @@ impl VideoReader {
             return Ok(None);
         }
         let mut buf = vec![0u8; self.info.width as usize * self.info.height as usize * 3];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.stdout.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.fail(Some(e.to_string()))),
+        let stdout = &mut self.stdout;
+        let (filled, failed) = busy::timed(Busy::Ffmpeg, || {
+            let mut filled = 0;
+            while filled < buf.len() {
+                match stdout.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return (filled, Some(e)),
+                }
             }
+            (filled, None)
+        });
+        if let Some(e) = failed {
+            return Err(self.fail(Some(e.to_string())));
         }
         if filled < buf.len() {
             self.done = true;
-            let status = self.child.wait().ok();
+            let status = busy::timed(Busy::Ffmpeg, || self.child.wait()).ok();
             let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
             if !status.is_some_and(|s| s.success()) || filled != 0 {
                 return Err(FfmpegError::Decode { input: self.input.clone(), status: status_text(status), stderr });

@@ -7,6 +7,8 @@ use std::thread::JoinHandle;
 
 use image::RgbImage;
 
+use crate::busy::{self, Busy};
+
 use super::{FfmpegError, H264Encoder, capture, ffmpeg_program, status_text};
 
 /// A frame rate as a fraction, so NTSC rates (30000/1001) stay exact.
@@ -244,7 +246,7 @@ impl VideoWriter {
             });
         }
         let written = match self.stdin.as_mut() {
-            Some(stdin) => stdin.write_all(frame.as_raw()),
+            Some(stdin) => busy::timed(Busy::Ffmpeg, || stdin.write_all(frame.as_raw())),
             None => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "encoder input closed")),
         };
         if let Err(e) = written {
@@ -264,7 +266,7 @@ impl VideoWriter {
     /// Closes the input, waits for ffmpeg and checks it succeeded.
     pub fn finish(mut self) -> Result<WrittenVideo, FfmpegError> {
         drop(self.stdin.take());
-        let status = self.child.wait().ok();
+        let status = busy::timed(Busy::Ffmpeg, || self.child.wait()).ok();
         let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         if !status.is_some_and(|s| s.success()) {
             return Err(FfmpegError::Encode { output: self.output.clone(), status: status_text(status), stderr });

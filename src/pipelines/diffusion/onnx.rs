@@ -78,7 +78,8 @@ impl Part {
         let err = |reason: String| DiffusionError::Run { part: self.name, reason };
         let mut session = self.session.lock().map_err(|_| err("session lock poisoned".into()))?;
         let started = Instant::now();
-        let outputs = session.run(feeds).map_err(|e| err(e.to_string()))?;
+        let outputs =
+            crate::busy::timed(crate::busy::Busy::Model, || session.run(feeds)).map_err(|e| err(e.to_string()))?;
         *clock += started.elapsed();
         let mut out = Vec::with_capacity(outputs.len());
         for (name, value) in outputs.iter() {

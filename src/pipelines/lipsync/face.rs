@@ -116,7 +116,8 @@ pub fn feather_for(face: FaceBox) -> f32 {
 /// Converts a predicted face (`3·96·96` floats, BGR, CHW, [0, 1]) to an RGB image.
 pub fn predicted_face(pred: &[f32]) -> RgbImage {
     let plane = FACE_SIZE * FACE_SIZE;
-    let to_u8 = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
+    // +0.5 and truncation rounds the non-negative values clamp leaves.
+    let to_u8 = |v: f32| ((v * 255.0).clamp(0.0, 255.0) + 0.5) as u8;
     RgbImage::from_fn(FACE_SIZE as u32, FACE_SIZE as u32, |x, y| {
         let i = y as usize * FACE_SIZE + x as usize;
         Rgb([to_u8(pred[2 * plane + i]), to_u8(pred[plane + i]), to_u8(pred[i])])
@@ -127,14 +128,15 @@ pub fn predicted_face(pred: &[f32]) -> RgbImage {
 /// through `mask` (from [`feather_mask`]); pixels outside the box are left untouched.
 pub fn paste_face(frame: &mut RgbImage, face: FaceBox, pred: &[f32], mask: &[f32]) {
     let resized = resize(&predicted_face(pred), face.w, face.h, FilterType::Triangle);
-    for (dy, row) in resized.rows().enumerate() {
-        for (dx, px) in row.enumerate() {
-            let (x, y) = (face.x + dx as u32, face.y + dy as u32);
-            let a = mask[dy * face.w as usize + dx];
-            let dst = frame.get_pixel_mut(x, y);
+    let (fw, bw) = (frame.width() as usize, face.w as usize);
+    let dst: &mut [u8] = frame;
+    for (dy, (src, alpha)) in resized.chunks_exact(bw * 3).zip(mask.chunks_exact(bw)).enumerate() {
+        let start = ((face.y as usize + dy) * fw + face.x as usize) * 3;
+        let line = &mut dst[start..start + bw * 3];
+        for ((d, s), &a) in line.chunks_exact_mut(3).zip(src.chunks_exact(3)).zip(alpha) {
             for c in 0..3 {
-                let v = a * f32::from(px.0[c]) + (1.0 - a) * f32::from(dst.0[c]);
-                dst.0[c] = v.round().clamp(0.0, 255.0) as u8;
+                let v = a * f32::from(s[c]) + (1.0 - a) * f32::from(d[c]);
+                d[c] = (v.clamp(0.0, 255.0) + 0.5) as u8;
             }
         }
     }

@@ -138,6 +138,8 @@ pub struct LipsyncFrames<'a> {
     batch: usize,
     pending: VecDeque<RgbImage>,
     mask: Option<(FaceBox, Vec<f32>)>,
+    /// The last face input built, by track frame: a still portrait's never changes.
+    input: Option<(usize, Vec<f32>)>,
     cancel: &'a CancellationToken,
     progress: ProgressFn<'a>,
     failed: bool,
@@ -171,6 +173,7 @@ pub fn lipsync_frames<'a>(
         batch: model.run_batch(batch),
         pending: VecDeque::new(),
         mask: None,
+        input: None,
         cancel,
         progress,
         failed: false,
@@ -191,8 +194,16 @@ impl LipsyncFrames<'_> {
         for (j, face) in faces.chunks_exact_mut(6 * FACE_SIZE * FACE_SIZE).enumerate() {
             let i = self.next + j;
             mels.extend(mel_chunk(self.mel.view(), i, self.fps).iter());
-            let (frame, b) = self.track.at(i);
-            face_input(frame, b, face);
+            let k = i % self.track.frames.len();
+            if self.input.as_ref().is_none_or(|(at, _)| *at != k) {
+                let (frame, b) = self.track.at(i);
+                let mut built = vec![0.0f32; face.len()];
+                face_input(frame, b, &mut built);
+                self.input = Some((k, built));
+            }
+            if let Some((_, built)) = &self.input {
+                face.copy_from_slice(built);
+            }
         }
         let predicted = self.model.infer(n, mels, faces)?;
         for (j, pred) in predicted.chunks_exact(3 * FACE_SIZE * FACE_SIZE).enumerate() {

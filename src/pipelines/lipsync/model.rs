@@ -154,9 +154,9 @@ impl Wav2Lip {
         let mel = Tensor::from_array(([run_n, 1, N_MELS, MEL_STEP], mels)).map_err(|e| run_err(e.to_string()))?;
         let face = Tensor::from_array(([run_n, 6, FACE_SIZE, FACE_SIZE], faces)).map_err(|e| run_err(e.to_string()))?;
         let mut session = self.session.lock().map_err(|_| run_err("session lock poisoned".into()))?;
-        let outputs = session
-            .run(ort::inputs![self.mel_input.as_str() => mel, self.face_input.as_str() => face])
-            .map_err(|e| run_err(e.to_string()))?;
+        let inputs = ort::inputs![self.mel_input.as_str() => mel, self.face_input.as_str() => face];
+        let outputs =
+            crate::busy::timed(crate::busy::Busy::Model, || session.run(inputs)).map_err(|e| run_err(e.to_string()))?;
         let value = outputs.get(self.output.as_str()).ok_or_else(|| run_err(format!("no output {}", self.output)))?;
         let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| run_err(e.to_string()))?;
         let dims: Vec<i64> = shape.iter().copied().collect();

@@ -1,7 +1,7 @@
 //! Camera moves over a still keyframe ("Ken Burns"): a view rectangle with the output's
 //! aspect ratio zooms and pans across the picture with easing, sampled bilinearly.
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -93,29 +93,41 @@ pub fn camera_frame(keyframe: &RgbImage, mv: &CameraMove, t: f64, out_w: u32, ou
         return RgbImage::new(out_w, out_h);
     }
     let (vx, vy, vw, vh) = mv.view(t, kw, kh, out_w, out_h);
-    let (sx, sy) = (vw / f64::from(out_w.max(1)), vh / f64::from(out_h.max(1)));
-    let raw = keyframe.as_raw();
-    let at = |x: u32, y: u32, c: usize| f64::from(raw[(y as usize * kw as usize + x as usize) * 3 + c]);
-    RgbImage::from_fn(out_w, out_h, |u, v| {
-        // Pixel centres map to pixel centres.
-        let fx = (vx + (f64::from(u) + 0.5) * sx - 0.5).clamp(0.0, f64::from(kw - 1));
-        let fy = (vy + (f64::from(v) + 0.5) * sy - 0.5).clamp(0.0, f64::from(kh - 1));
-        let (x0, y0) = (fx.floor() as u32, fy.floor() as u32);
-        let (x1, y1) = ((x0 + 1).min(kw - 1), (y0 + 1).min(kh - 1));
-        let (ax, ay) = (fx - f64::from(x0), fy - f64::from(y0));
-        let mut px = [0u8; 3];
-        for (c, p) in px.iter_mut().enumerate() {
-            let top = at(x0, y0, c) * (1.0 - ax) + at(x1, y0, c) * ax;
-            let bottom = at(x0, y1, c) * (1.0 - ax) + at(x1, y1, c) * ax;
-            *p = (top * (1.0 - ay) + bottom * ay).round().clamp(0.0, 255.0) as u8;
+    // Every row samples the same columns and every column the same rows: source positions
+    // and weights are worked out once per frame, not once per pixel. Pixel centres map to
+    // pixel centres.
+    let taps = |start: f64, step: f64, n: u32, len: u32| -> Vec<(usize, usize, f32)> {
+        (0..n)
+            .map(|i| {
+                let f = (start + (f64::from(i) + 0.5) * step - 0.5).clamp(0.0, f64::from(len - 1));
+                let i0 = f.floor() as u32;
+                (i0 as usize, (i0 + 1).min(len - 1) as usize, (f - f64::from(i0)) as f32)
+            })
+            .collect()
+    };
+    let cols = taps(vx, vw / f64::from(out_w.max(1)), out_w, kw);
+    let rows = taps(vy, vh / f64::from(out_h.max(1)), out_h, kh);
+    let (raw, stride) = (keyframe.as_raw(), kw as usize * 3);
+    let mut out = RgbImage::new(out_w, out_h);
+    for (line, &(y0, y1, ay)) in out.chunks_exact_mut(out_w as usize * 3).zip(&rows) {
+        let (top, bottom) = (&raw[y0 * stride..][..stride], &raw[y1 * stride..][..stride]);
+        for (px, &(x0, x1, ax)) in line.chunks_exact_mut(3).zip(&cols) {
+            for (c, p) in px.iter_mut().enumerate() {
+                let (a, b) = (f32::from(top[x0 * 3 + c]), f32::from(top[x1 * 3 + c]));
+                let (d, e) = (f32::from(bottom[x0 * 3 + c]), f32::from(bottom[x1 * 3 + c]));
+                let (upper, lower) = (a + (b - a) * ax, d + (e - d) * ax);
+                // +0.5 and truncation rounds the non-negative values clamp leaves.
+                *p = ((upper + (lower - upper) * ay).clamp(0.0, 255.0) + 0.5) as u8;
+            }
         }
-        Rgb(px)
-    })
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
 
     #[test]
     fn easing_starts_and_ends_in_place() {

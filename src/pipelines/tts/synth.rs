@@ -127,7 +127,8 @@ pub fn run_batch(
             int_tensor(vec![n], vec![sid; n], *ty).map_err(|e| run_err(e.to_string()))?.into(),
         ));
     }
-    let outputs = session.run(inputs).map_err(|e| run_err(e.to_string()))?;
+    let outputs =
+        crate::busy::timed(crate::busy::Busy::Model, || session.run(inputs)).map_err(|e| run_err(e.to_string()))?;
     let audio = outputs.get(&io.audio).ok_or_else(|| run_err(format!("no output {:?}", io.audio)))?;
     let (shape, data) = audio.try_extract_tensor::<f32>().map_err(|e| TtsError::Tensor {
         model: model.to_path_buf(),

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use ort::value::{Tensor, TensorElementType, ValueType};
 use tokio_util::sync::CancellationToken;
 
@@ -156,9 +156,9 @@ impl Upscaler {
         let err = |reason: String| UpscaleError::Run { model: self.path.clone(), reason };
         let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw)).map_err(|e| err(e.to_string()))?;
         let mut session = self.session.lock().map_err(|_| err("session lock poisoned".into()))?;
-        let outputs = session
-            .run(ort::inputs![self.input.as_str() => tensor])
-            .map_err(|e| err(format!("on a {w}x{h} tile: {e}")))?;
+        let outputs =
+            crate::busy::timed(crate::busy::Busy::Model, || session.run(ort::inputs![self.input.as_str() => tensor]))
+                .map_err(|e| err(format!("on a {w}x{h} tile: {e}")))?;
         let value = outputs.get(self.output.as_str()).ok_or_else(|| err(format!("no output {}", self.output)))?;
         let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| err(e.to_string()))?;
         let dims: Vec<i64> = shape.iter().copied().collect();
@@ -185,6 +185,7 @@ impl Upscaler {
         };
         let tiles = plan_tiles(w, h, core, opts.pad, self.fixed);
         let mut out = RgbImage::new(w * s, h * s);
+        let (src, out_w) = (image.as_raw(), (w * s) as usize);
         for (i, t) in tiles.iter().enumerate() {
             check_cancel(cancel)?;
             let (mw, mh) = (t.x.model_len, t.y.model_len);
@@ -192,13 +193,13 @@ impl Upscaler {
             let plane = (mw * mh) as usize;
             for yy in 0..mh {
                 // Rows and columns past the real pixels repeat the last one (edge padding).
-                let sy = t.y.read_start + yy.min(t.y.read_len - 1);
+                let sy = (t.y.read_start + yy.min(t.y.read_len - 1)) as usize;
+                let row = &src[sy * w as usize * 3..(sy + 1) * w as usize * 3];
                 for xx in 0..mw {
-                    let sx = t.x.read_start + xx.min(t.x.read_len - 1);
-                    let px = image.get_pixel(sx, sy).0;
+                    let sx = (t.x.read_start + xx.min(t.x.read_len - 1)) as usize;
                     let k = (yy * mw + xx) as usize;
                     for c in 0..3 {
-                        chw[c * plane + k] = f32::from(px[c]) / 255.0;
+                        chw[c * plane + k] = f32::from(row[sx * 3 + c]) * (1.0 / 255.0);
                     }
                 }
             }
@@ -210,12 +211,19 @@ impl Upscaler {
                 });
             }
             let oplane = (oh * ow) as usize;
-            let to_u8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            // +0.5 and truncation is round() for the non-negative values clamp leaves.
+            let to_u8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+            let dst: &mut [u8] = &mut out;
             for y in t.y.core_start * s..t.y.core_end * s {
                 let ty = y - t.y.read_start * s;
                 for x in t.x.core_start * s..t.x.core_end * s {
                     let k = (ty * ow + (x - t.x.read_start * s)) as usize;
-                    out.put_pixel(x, y, Rgb([to_u8(data[k]), to_u8(data[oplane + k]), to_u8(data[2 * oplane + k])]));
+                    let o = (y as usize * out_w + x as usize) * 3;
+                    dst[o..o + 3].copy_from_slice(&[
+                        to_u8(data[k]),
+                        to_u8(data[oplane + k]),
+                        to_u8(data[2 * oplane + k]),
+                    ]);
                 }
             }
             progress(Progress { step: i as u64 + 1, total: tiles.len() as u64, message: None });
