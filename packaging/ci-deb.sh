@@ -25,7 +25,7 @@ command -v man >/dev/null || need+=(man-db)
 dpkg-query -W -f='${Status}' adduser 2>/dev/null | grep -q "install ok installed" || need+=(adduser)
 if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 profile=${REELBOX_DEB_PROFILE:-release}
 case "$profile" in
