@@ -213,3 +213,46 @@ async fn demo_script_keyframes_show_each_scene_s_background_colour() {
         assert_eq!(best.as_deref(), Some(colour.as_str()), "scene {i}'s keyframe is mostly {best:?}, asked {colour}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lipsync_speaks_text_first_with_the_profiles_voice_portrait_and_face_box() {
+    let s = setup();
+    let d = start(&s);
+    let c = reqwest::Client::new();
+    let form = reqwest::multipart::Form::new()
+        .text("name", "presenter")
+        .text("voice", "en_US-joe-medium")
+        .text("face_box", "24,12,80,96")
+        .part("portrait", reqwest::multipart::Part::bytes(portrait_png()).file_name("portrait.png"));
+    let profile: Value =
+        c.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile").json().await.expect("json");
+
+    // Narration as audio and as text at once is refused, naming the field.
+    let both =
+        json!({"profile": profile["id"], "text": "Hello.", "audio": profile["portrait"], "model": "tiny-wav2lip"});
+    let resp = c.post(d.at("/api/v1/lipsync")).json(&both).send().await.expect("post");
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["field"], "text", "{err}");
+
+    let body = json!({"profile": profile["id"], "text": "Hello there. This is reelbox.", "model": "tiny-wav2lip"});
+    let job: Value =
+        c.post(d.at("/api/v1/lipsync")).json(&body).send().await.expect("submit").json().await.expect("json");
+    let id = job["id"].as_str().unwrap_or_else(|| panic!("no job id: {job}")).to_string();
+    let done = wait_job(&c, &d, &id, Duration::from_secs(300), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let stages: Vec<&str> =
+        done["stages"].as_array().expect("stages").iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(stages, ["speech", "lipsync"]);
+
+    let timing: Value = serde_json::from_slice(&artifact(&c, &d, &id, "speech.json").await).expect("timings");
+    let spoken = timing["duration"].as_f64().unwrap_or_else(|| panic!("no duration in {timing}"));
+    let path = s.data.join("talking.mp4");
+    std::fs::write(&path, artifact(&c, &d, &id, "lipsync.mp4").await).expect("write");
+    let info = probe_with(&path, true).expect("ffprobe");
+    let v = info.video().expect("video stream");
+    assert_eq!((v.width, v.height), (Some(128), Some(128)), "the profile's portrait");
+    let frames = v.frames.expect("frame count") as f64;
+    assert!((frames - spoken * 25.0).abs() <= 1.0, "{frames} frames for {spoken} s of speech");
+    assert_eq!(info.audio().expect("audio stream").codec_name, "aac");
+}

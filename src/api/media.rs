@@ -7,21 +7,30 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use serde_json::json;
+
 use super::auth::Caller;
 use super::jobs::submit_params;
 use super::json::ApiJson;
+use super::profiles::{set_default, take_profile};
 use super::{ApiError, AppState};
 
 /// Body of `POST /api/v1/lipsync`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LipsyncRequest {
-    /// Artifact id of the portrait (an image or a short video).
-    pub portrait: String,
+    /// Profile id: its portrait, face box and voice fill the fields this request leaves out.
+    pub profile: Option<String>,
+    /// Artifact id of the portrait (an image or a short video); required without a profile.
+    pub portrait: Option<String>,
     /// Artifact id of the narration (any audio ffmpeg or symphonia reads).
     pub audio: Option<String>,
-    /// Narration text to synthesise first (not supported yet; use a speech job's WAV).
+    /// Narration text, spoken first with `voice` (instead of `audio`).
     pub text: Option<String>,
+    /// Installed Piper voice for `text` (default: the profile's, else `en_US-joe-medium`).
+    pub voice: Option<String>,
+    /// Speaking rate for `text`: above 1 is slower.
+    pub length_scale: Option<f32>,
     /// `[x, y, w, h]` of the face in the portrait.
     pub face_box: Option<[u32; 4]>,
     /// Installed Wav2Lip model (default `wav2lip`).
@@ -63,7 +72,24 @@ pub async fn lipsync(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LipsyncRequest>,
 ) -> Result<Response, ApiError> {
-    submit_params(&state, &caller, &headers, "lipsync", &req, req.priority).await
+    let mut params =
+        serde_json::to_value(&req).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
+    if let Some(obj) = params.as_object_mut()
+        && let Some(profile) = take_profile(&state, &caller, obj)?
+    {
+        if let (Some(portrait), Some(face_box)) = (profile.portrait, profile.face_box) {
+            // The face box belongs to the profile's portrait; it only applies to that one.
+            if obj.get("portrait").is_none_or(|p| p.is_null()) {
+                set_default(obj, "portrait", json!(portrait.to_string()));
+                set_default(obj, "face_box", json!(face_box));
+            }
+        }
+        if obj.get("text").is_some_and(|t| !t.is_null()) {
+            set_default(obj, "voice", json!(profile.voice.model));
+            set_default(obj, "length_scale", json!(profile.voice.length_scale));
+        }
+    }
+    submit_params(&state, &caller, &headers, "lipsync", &params, req.priority).await
 }
 
 /// Upscale a picture (→ `upscaled.png`) or a video (→ `upscaled.mp4`, sound kept).

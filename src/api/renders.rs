@@ -6,27 +6,17 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::auth::Caller;
-use super::jobs::{accepted, idempotency_key, parse_id, submit_job};
+use super::jobs::{accepted, idempotency_key, submit_job};
 use super::json::ApiJson;
+use super::profiles::{set_default, take_profile};
 use super::{ApiError, AppState};
 
 /// Turns `profile` into the render's `presenter`, `voice`, `style`, `negative_prompt`
 /// and `preset` (fields the request sets itself win).
 pub fn expand_profile(state: &AppState, caller: &Caller, params: &mut serde_json::Value) -> Result<(), ApiError> {
     let Some(obj) = params.as_object_mut() else { return Err(ApiError::field("params", "must be a JSON object")) };
-    let Some(raw) = obj.remove("profile") else { return Ok(()) };
-    let raw = raw.as_str().ok_or_else(|| ApiError::field("profile", "must be a profile id"))?.to_string();
-    let id =
-        parse_id("profile", &raw).map_err(|_| ApiError::field("profile", format!("{raw:?} is not a profile id")))?;
-    let profile = match state.store.profile(id)? {
-        Some(p) if caller.may_see(&p.owner) => p,
-        _ => return Err(ApiError::field("profile", format!("no profile {raw}"))),
-    };
-    let mut set = |k: &str, v: serde_json::Value| {
-        if !v.is_null() && !obj.contains_key(k) {
-            obj.insert(k.to_string(), v);
-        }
-    };
+    let Some(profile) = take_profile(state, caller, obj)? else { return Ok(()) };
+    let mut set = |k: &str, v: serde_json::Value| set_default(obj, k, v);
     if let (Some(portrait), Some(face_box)) = (profile.portrait, profile.face_box) {
         set("presenter", serde_json::json!({"portrait": portrait.to_string(), "face_box": face_box}));
     }

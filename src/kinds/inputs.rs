@@ -67,6 +67,11 @@ pub struct InputFile {
     pub label: String,
 }
 
+/// The file of artifact `name` that an earlier stage of this job stored.
+pub fn stage_file(run: &StageRun, stage: &str, name: &str) -> Option<PathBuf> {
+    run.sink.stage_artifacts(stage).into_iter().find(|a| a.name == name).map(|a| run.sink.artifact_path(&a))
+}
+
 /// Looks up the artifact a validated id parameter names.
 pub fn input_file(run: &StageRun, field: &str) -> Result<InputFile, StageError> {
     let id = artifact_param(run.params, field)

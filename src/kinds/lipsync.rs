@@ -1,15 +1,16 @@
 //! `lipsync`: a portrait (image or short video) and a narration become a talking-head
 //! MP4 with the narration as its sound track.
 //!
-//! Params: `portrait` and `audio` (artifact ids), `face_box` `[x, y, w, h]` (from the
-//! request or the presenter's profile), `model` (installed Wav2Lip, default `wav2lip`),
-//! `fps` (25), `batch_size` (16). `text` is reserved for narration synthesised first; it
-//! is refused until a speech model is wired in here (see [`narration`]).
+//! Params: `portrait` (artifact id), the narration as `audio` (artifact id) or as `text`
+//! spoken first by a Piper `voice` (with `length_scale`) in a stage of its own,
+//! `face_box` `[x, y, w, h]` (from the request or the presenter's profile), `model`
+//! (installed Wav2Lip, default `wav2lip`), `fps` (25), `batch_size` (16).
 
 use image::RgbImage;
 use serde_json::json;
 
-use super::inputs::{InputFile, artifact_param, box_param, input_file, model_file, model_param};
+use super::inputs::{InputFile, artifact_param, box_param, input_file, model_file, model_param, stage_file};
+use super::speech::{parse_params as parse_speech, speak, validate_speech};
 use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, int_param, reject_unknown};
 use crate::media::audio::{Audio, decode_bytes, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoWriter};
@@ -30,6 +31,8 @@ const MAX_SOURCE_FRAMES: usize = 750;
 /// Memory allowed for a video portrait's decoded frames; large videos get fewer frames.
 const MAX_SOURCE_BYTES: usize = 1 << 30;
 const STAGE: &str = "lipsync";
+/// The stage that speaks `text` first.
+const SPEECH_STAGE: &str = "speech";
 
 impl JobKind for Lipsync {
     fn name(&self) -> &'static str {
@@ -37,15 +40,33 @@ impl JobKind for Lipsync {
     }
 
     fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
-        reject_unknown(&params, &["portrait", "audio", "text", "face_box", "model", "fps", "batch_size"])?;
+        reject_unknown(
+            &params,
+            &["portrait", "audio", "text", "voice", "length_scale", "face_box", "model", "fps", "batch_size"],
+        )?;
         let portrait = artifact_param(&params, "portrait")?.ok_or_else(|| ParamError::new("portrait", "required"))?;
-        if params.get("text").is_some_and(|t| !t.is_null()) {
-            return Err(ParamError::new(
-                "text",
-                "speech synthesis is not wired into lipsync yet; synthesise with a speech job and pass its artifact as audio",
-            ));
-        }
-        let audio = artifact_param(&params, "audio")?.ok_or_else(|| ParamError::new("audio", "required"))?;
+        let given = |f: &str| params.get(f).is_some_and(|v| !v.is_null());
+        let (audio, speech) = match (given("audio"), given("text")) {
+            (true, true) => return Err(ParamError::new("text", "give the narration as audio or as text, not both")),
+            (false, false) => return Err(ParamError::new("audio", "required (or give `text` to speak first)")),
+            (true, false) => {
+                for f in ["voice", "length_scale"] {
+                    if given(f) {
+                        return Err(ParamError::new(f, "only applies to `text` narration"));
+                    }
+                }
+                (artifact_param(&params, "audio")?.map(|a| a.to_string()), None)
+            }
+            (false, true) => {
+                let mut speech = json!({"text": params["text"]});
+                for f in ["voice", "length_scale"] {
+                    if given(f) {
+                        speech[f] = params[f].clone();
+                    }
+                }
+                (None, Some(validate_speech(&speech, ctx.config)?.to_json()))
+            }
+        };
         let face_box = box_param(&params, "face_box")?.ok_or_else(|| {
             ParamError::new("face_box", "required: [x, y, w, h] of the face (no face detector model is installed)")
         })?;
@@ -54,7 +75,8 @@ impl JobKind for Lipsync {
         let batch = int_param(&params, "batch_size", DEFAULT_BATCH as i64, 1..=256)?;
         Ok(json!({
             "portrait": portrait.to_string(),
-            "audio": audio.to_string(),
+            "audio": audio,
+            "speech": speech,
             "face_box": face_box,
             "model": model,
             "fps": fps,
@@ -62,11 +84,16 @@ impl JobKind for Lipsync {
         }))
     }
 
-    fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
-        vec![STAGE.to_string()]
+    fn stages(&self, params: &serde_json::Value) -> Vec<String> {
+        let speaks = params.get("speech").is_some_and(|s| s.is_object());
+        speaks.then(|| SPEECH_STAGE.to_string()).into_iter().chain([STAGE.to_string()]).collect()
     }
 
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+        if stage == SPEECH_STAGE {
+            let p = parse_speech(&run.params["speech"], usize::MAX).map_err(|e| StageError::Fatal(e.to_string()))?;
+            return speak(run, &p);
+        }
         if stage != STAGE {
             return Err(StageError::Fatal(format!("lipsync has no stage {stage:?}")));
         }
@@ -126,13 +153,19 @@ fn portrait_frames(portrait: &InputFile) -> Result<Vec<RgbImage>, StageError> {
     visual.frames(&portrait.label, max_frames).map_err(|e| StageError::Fatal(e.to_string()))
 }
 
-/// The narration to lip-sync. Today that is the `audio` artifact; a `text` source
-/// (synthesised by the speech pipeline) plugs in here.
+/// The narration to lip-sync: the speech stage's WAV when the job speaks `text`, else the
+/// `audio` artifact.
 fn narration(run: &StageRun) -> Result<Audio, StageError> {
-    let audio = input_file(run, "audio")?;
-    let bytes =
-        std::fs::read(&audio.path).map_err(|e| StageError::Retriable(format!("cannot read {}: {e}", audio.label)))?;
-    decode_bytes(bytes, &audio.artifact.name).map_err(|e| StageError::Fatal(format!("{}: {e}", audio.label)))
+    let (path, name, label) = if run.params.get("speech").is_some_and(|s| s.is_object()) {
+        let path = stage_file(run, SPEECH_STAGE, "speech.wav")
+            .ok_or_else(|| StageError::Fatal("the speech stage left no speech.wav".into()))?;
+        (path, "speech.wav".to_string(), "the spoken text".to_string())
+    } else {
+        let audio = input_file(run, "audio")?;
+        (audio.path, audio.artifact.name, audio.label)
+    };
+    let bytes = std::fs::read(&path).map_err(|e| StageError::Retriable(format!("cannot read {label}: {e}")))?;
+    decode_bytes(bytes, &name).map_err(|e| StageError::Fatal(format!("{label}: {e}")))
 }
 
 /// Maps a pipeline error: cancellation stays cancellation, the rest will not heal by retrying.

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::image::{Image, validate_params as validate_image};
-use super::inputs::{artifact_param, box_param, model_file};
+use super::inputs::{artifact_param, box_param, model_file, stage_file};
 use super::{
     JobKind, ParamError, StageError, StageRun, ValidateCtx, float_param, int_param, reject_unknown, str_param,
 };
@@ -227,10 +227,6 @@ fn read_json<T: for<'de> Deserialize<'de>>(run: &StageRun, stage: &str, name: &s
         .ok_or_else(|| StageError::Fatal(format!("stage {stage} left no {name}")))?;
     let bytes = std::fs::read(run.sink.artifact_path(&art)).map_err(|e| StageError::Retriable(e.to_string()))?;
     serde_json::from_slice(&bytes).map_err(|e| StageError::Fatal(format!("{name} is unreadable: {e}")))
-}
-
-fn stage_file(run: &StageRun, stage: &str, name: &str) -> Option<PathBuf> {
-    run.sink.stage_artifacts(stage).into_iter().find(|a| a.name == name).map(|a| run.sink.artifact_path(&a))
 }
 
 fn put_json(run: &StageRun, name: &str, value: &impl Serialize) -> Result<(), StageError> {

@@ -81,6 +81,16 @@ pub fn parse_params(params: &serde_json::Value, max_chars: usize) -> Result<Spee
     Ok(SpeechParams { text: text.to_string(), voice: voice.to_string(), options })
 }
 
+/// Checks `speech` parameters against the config's limits and the installed voices:
+/// refused at the edge rather than failing later on the worker.
+pub fn validate_speech(params: &serde_json::Value, config: &Config) -> Result<SpeechParams, ParamError> {
+    let p = parse_params(params, config.limits.max_prompt_chars)?;
+    if let Err(e) = Voice::find(&config.models_dir(), &p.voice) {
+        return Err(ParamError::new("voice", e.to_string()));
+    }
+    Ok(p)
+}
+
 impl SpeechParams {
     /// The normalised parameters as stored with the job.
     pub fn to_json(&self) -> serde_json::Value {
@@ -112,12 +122,7 @@ impl JobKind for SpeechKind {
     }
 
     fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
-        let p = parse_params(&params, ctx.config.limits.max_prompt_chars)?;
-        // Refuse at the edge rather than fail later on the worker.
-        if let Err(e) = Voice::find(&ctx.config.models_dir(), &p.voice) {
-            return Err(ParamError::new("voice", e.to_string()));
-        }
-        Ok(p.to_json())
+        validate_speech(&params, ctx.config).map(|p| p.to_json())
     }
 
     fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
@@ -129,30 +134,36 @@ impl JobKind for SpeechKind {
             return Err(StageError::Fatal(format!("speech has no stage {stage:?}")));
         }
         let p = parse_params(run.params, usize::MAX).map_err(|e| StageError::Fatal(e.to_string()))?;
-        let voice = Voice::find(&run.config.models_dir(), &p.voice).map_err(stage_error)?;
-        let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
-        let speech = tts::synthesize(
-            run.engine,
-            &voice,
-            &p.text,
-            &p.options,
-            SynthesisRun { device: run.device, progress: &progress, cancel: run.cancel, on_sentence: None },
-        )
-        .map_err(stage_error)?;
-        let max = run.config.limits.max_audio_seconds;
-        if speech.duration() > max {
-            return Err(StageError::Fatal(format!(
-                "the speech is {:.0} s long; the limit is {max:.0} s (limits.max_audio_seconds)",
-                speech.duration()
-            )));
-        }
-        let wav = speech.wav_bytes().map_err(|e| StageError::Fatal(format!("cannot encode WAV: {e}")))?;
-        run.sink.put_artifact("speech.wav", "audio/wav", &wav)?;
-        let timing = serde_json::to_vec_pretty(&speech.timing_json())
-            .map_err(|e| StageError::Fatal(format!("cannot encode timings: {e}")))?;
-        run.sink.put_artifact("speech.json", "application/json", &timing)?;
-        Ok(())
+        speak(run, &p)
     }
+}
+
+/// Synthesises `p` in a stage of `run`: stores `speech.wav` and `speech.json` (sentence
+/// timings). Other kinds that speak first (lip-sync from text) run this as their own stage.
+pub fn speak(run: &StageRun, p: &SpeechParams) -> Result<(), StageError> {
+    let voice = Voice::find(&run.config.models_dir(), &p.voice).map_err(stage_error)?;
+    let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
+    let speech = tts::synthesize(
+        run.engine,
+        &voice,
+        &p.text,
+        &p.options,
+        SynthesisRun { device: run.device, progress: &progress, cancel: run.cancel, on_sentence: None },
+    )
+    .map_err(stage_error)?;
+    let max = run.config.limits.max_audio_seconds;
+    if speech.duration() > max {
+        return Err(StageError::Fatal(format!(
+            "the speech is {:.0} s long; the limit is {max:.0} s (limits.max_audio_seconds)",
+            speech.duration()
+        )));
+    }
+    let wav = speech.wav_bytes().map_err(|e| StageError::Fatal(format!("cannot encode WAV: {e}")))?;
+    run.sink.put_artifact("speech.wav", "audio/wav", &wav)?;
+    let timing = serde_json::to_vec_pretty(&speech.timing_json())
+        .map_err(|e| StageError::Fatal(format!("cannot encode timings: {e}")))?;
+    run.sink.put_artifact("speech.json", "application/json", &timing)?;
+    Ok(())
 }
 
 /// What `reelbox say` asks for.

@@ -275,5 +275,6 @@ fn validation_names_the_bad_field() {
     assert_eq!(field(base.clone(), "model", json!("../etc")), "model");
     assert_eq!(field(base.clone(), "portrait", json!("nope")), "portrait");
     assert_eq!(field(base.clone(), "text", json!("hello")), "text");
+    assert_eq!(field(base.clone(), "voice", json!("en_US-joe-medium")), "voice");
     assert_eq!(field(base, "fps", json!(0)), "fps");
 }
