@@ -1,6 +1,6 @@
 //! Installed models as the compatibility APIs name them, found the way the job kinds find
 //! them: diffusion models are directories with a `model_index.json` in the `image` kind's
-//! search path ([`crate::kinds::image::model_search_dirs`]); Piper voices are directories
+//! search path ([`crate::models::search_dirs`]); Piper voices are directories
 //! of the models dir holding a voice `.onnx` beside its `.onnx.json` (what
 //! [`crate::pipelines::tts::Voice::find`] loads). Listing reads directory entries only, so
 //! it is cheap enough to do per request.
@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::kinds::image::model_search_dirs;
+use crate::models::search_dirs;
 
 /// What an installed model is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct InstalledModel {
 pub fn installed(config: &Config) -> Vec<InstalledModel> {
     let models_dir = config.models_dir();
     let mut out: Vec<InstalledModel> = Vec::new();
-    for dir in model_search_dirs(config) {
+    for dir in search_dirs(config) {
         for m in installed_in(&dir) {
             let voice_elsewhere = m.role == ModelRole::Voice && dir != models_dir;
             if !voice_elsewhere && !out.iter().any(|o| o.name == m.name) {

@@ -24,7 +24,7 @@ use super::json::ApiJson;
 use super::views::time;
 use super::{ApiError, AppState};
 use crate::config::Config;
-use crate::kinds::image::model_search_dirs;
+use crate::models::search_dirs;
 use crate::models::{InstallState, ModelEntry, ModelStore};
 
 /// A model as clients see it.
@@ -115,7 +115,7 @@ pub fn catalog(config: &Config) -> ModelList {
     let store = ModelStore::new(config);
     let mut by_name: BTreeMap<String, ModelView> =
         store.list().iter().map(|e| (e.name.clone(), ModelView::from(e))).collect();
-    for dir in model_search_dirs(config) {
+    for dir in search_dirs(config) {
         let demo_dir = dir.file_name().is_some_and(|n| n == "demo");
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         let mut found: Vec<PathBuf> =

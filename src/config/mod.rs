@@ -373,16 +373,6 @@ impl Config {
         self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
     }
 
-    /// Read-only directories holding bundled models (`models/*.toml`, `models/demo/`),
-    /// searched after [`Config::models_dir`]: `$REELBOX_SHARE_DIR/models`, then
-    /// `/usr/share/reelbox/models` and `/usr/local/share/reelbox/models`; only those present.
-    pub fn bundled_models_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = std::env::var_os("REELBOX_SHARE_DIR").map(PathBuf::from).into_iter().collect();
-        dirs.push(PathBuf::from(SYSTEM_SHARE_DIR));
-        dirs.push(PathBuf::from("/usr/local/share/reelbox"));
-        dirs.into_iter().map(|d| d.join("models")).filter(|d| d.is_dir()).collect()
-    }
-
     /// Directory finished artifacts are stored in.
     pub fn artifacts_dir(&self) -> PathBuf {
         self.data_dir.join("artifacts")

@@ -66,24 +66,9 @@ pub struct ImageParams {
     pub preview_every: u32,
 }
 
-/// Where models are looked up, in order: the configured models dir, its `demo/` folder
-/// (bundled demo models), the system package's `/usr/share/reelbox/models`, and the
-/// `models/demo` folder of a source checkout the binary was built in.
-pub fn model_search_dirs(config: &Config) -> Vec<PathBuf> {
-    let models = config.models_dir();
-    let mut dirs = vec![models.clone(), models.join("demo"), PathBuf::from("/usr/share/reelbox/models")];
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(checkout) = exe.parent().and_then(Path::parent).and_then(Path::parent)
-        && checkout.join("Cargo.toml").is_file()
-    {
-        dirs.push(checkout.join("models/demo"));
-    }
-    dirs
-}
-
 /// Installed diffusion model names (directories with a `model_index.json`), sorted.
 pub fn installed_models(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = model_search_dirs(config)
+    let mut names: Vec<String> = crate::models::search_dirs(config)
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
         .flatten()
@@ -149,7 +134,7 @@ pub fn validate_params(params: &serde_json::Value, config: &Config) -> Result<Im
         None if installed.len() == 1 => installed[0].clone(),
         None => return Err(ParamError::new("model", format!("required; installed: {}", installed.join(", ")))),
     };
-    let dir = ModelInfo::find(&model_search_dirs(config), &model).ok_or_else(|| {
+    let dir = ModelInfo::find(&crate::models::search_dirs(config), &model).ok_or_else(|| {
         ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed.join(", ")))
     })?;
     let info = ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?;
@@ -239,7 +224,7 @@ impl Image {
         device: DeviceId,
         name: &str,
     ) -> Result<SdModel, DiffusionError> {
-        let dir = ModelInfo::find(&model_search_dirs(config), name)
+        let dir = ModelInfo::find(&crate::models::search_dirs(config), name)
             .ok_or_else(|| DiffusionError::Request { field: "model", message: format!("unknown model {name:?}") })?;
         SdModel::load(&dir, engine, device)
     }

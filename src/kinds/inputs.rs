@@ -32,16 +32,11 @@ pub fn model_param(
     if !valid {
         return Err(ParamError::new(field, format!("{name:?} is not a model name (letters, digits, - _ .)")));
     }
-    let file = model_file(config, &name);
+    let file = crate::models::model_file(config, &name);
     if !file.is_file() {
         return Err(ParamError::new(field, format!("model {name:?} is not installed (no {})", file.display())));
     }
     Ok(name)
-}
-
-/// The ONNX file of an installed single-file model.
-pub fn model_file(config: &Config, name: &str) -> PathBuf {
-    config.models_dir().join(name).join("model.onnx")
 }
 
 /// Reads an optional `[x, y, w, h]` box with a positive size.

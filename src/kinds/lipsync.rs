@@ -9,13 +9,14 @@
 use image::RgbImage;
 use serde_json::json;
 
-use super::inputs::{InputFile, artifact_param, box_param, input_file, model_file, model_param, stage_file};
+use super::inputs::{InputFile, artifact_param, box_param, input_file, model_param, stage_file};
 use super::speech::{parse_params as parse_speech, speak, validate_speech};
 use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, int_param, reject_unknown};
 use crate::media::audio::{Audio, decode_bytes, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoWriter};
 use crate::media::mel::MEL_SAMPLE_RATE;
 use crate::media::visual::open_visual;
+use crate::models::model_file;
 use crate::pipelines::Progress;
 use crate::pipelines::lipsync::{
     DEFAULT_BATCH, DEFAULT_FPS, FaceBox, FaceTrack, LipsyncError, Wav2Lip, lipsync_frames,

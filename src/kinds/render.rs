@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::image::{Image, validate_params as validate_image};
-use super::inputs::{artifact_param, box_param, model_file, stage_file};
+use super::inputs::{artifact_param, box_param, stage_file};
 use super::{
     JobKind, ParamError, StageError, StageRun, ValidateCtx, float_param, int_param, reject_unknown, str_param,
 };
@@ -19,6 +19,7 @@ use crate::media::audio::{Audio, decode_file, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoReader, VideoWriter};
 use crate::media::mix::{Ducking, mix_with_ducking};
 use crate::media::subtitles::{to_srt, to_webvtt};
+use crate::models::model_file;
 use crate::pipelines::lipsync::{DEFAULT_BATCH, FaceBox, FaceTrack, Wav2Lip, lipsync_frames};
 use crate::pipelines::motion::{CameraMotion, ClipSpec, ImageToVideo, Sequence};
 use crate::pipelines::render::plan::{Plan, plan};
@@ -290,7 +291,8 @@ fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
 
 fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let plan: Plan = read_json(run, "plan", "plan.json")?;
-    let voice = Voice::find(&run.config.models_dir(), &p.voice).map_err(|e| StageError::Fatal(e.to_string()))?;
+    let voice =
+        Voice::find(&crate::models::search_dirs(run.config), &p.voice).map_err(|e| StageError::Fatal(e.to_string()))?;
     let opts = SpeechOptions { length_scale: p.length_scale, ..SpeechOptions::default() };
     let rate = voice.config.sample_rate;
     let gap = vec![0i16; (SCENE_GAP_S * f64::from(rate)) as usize];

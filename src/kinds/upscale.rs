@@ -7,10 +7,11 @@ use std::io::Cursor;
 
 use serde_json::json;
 
-use super::inputs::{artifact_param, input_file, model_file, model_param};
+use super::inputs::{artifact_param, input_file, model_param};
 use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, int_param, reject_unknown};
 use crate::media::ffmpeg::H264Encoder;
 use crate::media::visual::{Visual, open_visual};
+use crate::models::model_file;
 use crate::pipelines::Progress;
 use crate::pipelines::upscale::{DEFAULT_TILE_PAD, TileOptions, UpscaleError, Upscaler};
 

@@ -46,6 +46,32 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
     move |e| ModelError::Io { path: path.to_path_buf(), reason: e.to_string() }
 }
 
+/// Where models are looked up, in order: the configured models dir, its `demo/` folder
+/// (bundled demo models), the system package's `/usr/share/reelbox/models`, and the
+/// `models/demo` folder of a source checkout the binary was built in.
+pub fn search_dirs(config: &Config) -> Vec<PathBuf> {
+    let models = config.models_dir();
+    let mut dirs = vec![models.clone(), models.join("demo"), PathBuf::from("/usr/share/reelbox/models")];
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(checkout) = exe.parent().and_then(Path::parent).and_then(Path::parent)
+        && checkout.join("Cargo.toml").is_file()
+    {
+        dirs.push(checkout.join("models/demo"));
+    }
+    dirs
+}
+
+/// The ONNX file of the single-file model `name` (lip-sync, upscale, detectors):
+/// `<dir>/<name>/model.onnx` in the first search dir that has it, else where the models
+/// dir would hold it (so a "not installed" error names the place to put it).
+pub fn model_file(config: &Config, name: &str) -> PathBuf {
+    search_dirs(config)
+        .into_iter()
+        .map(|d| d.join(name).join("model.onnx"))
+        .find(|f| f.is_file())
+        .unwrap_or_else(|| config.models_dir().join(name).join("model.onnx"))
+}
+
 /// Directories reelbox's shipped files may live in, searched in order: `$REELBOX_SHARE_DIR`,
 /// `/usr/share/reelbox`, `<exe>/../share/reelbox`, the current directory, and last the
 /// source tree (development builds only; an installed binary finds its share dir first).
@@ -54,7 +80,7 @@ pub fn share_dirs() -> Vec<PathBuf> {
     if let Some(d) = std::env::var_os("REELBOX_SHARE_DIR").filter(|d| !d.is_empty()) {
         dirs.push(PathBuf::from(d));
     }
-    dirs.push(PathBuf::from("/usr/share/reelbox"));
+    dirs.push(PathBuf::from(crate::config::SYSTEM_SHARE_DIR));
     if let Some(bin) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
         dirs.push(bin.join("../share/reelbox"));
     }
