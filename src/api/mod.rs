@@ -33,6 +33,7 @@ pub mod outputs;
 pub mod profiles;
 pub mod renders;
 pub mod speech;
+pub mod sse;
 pub mod system;
 pub mod telemetry;
 pub mod views;

@@ -238,7 +238,7 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
             Err(e) => return Err(e),
         };
         let mut stream = resp.bytes_stream();
-        let mut parser = reelbox::tui::client::SseParser::default();
+        let mut parser = reelbox::api::sse::SseParser::default();
         while let Some(chunk) = stream.next().await {
             let Ok(chunk) = chunk else { break };
             for msg in parser.push(&chunk) {
