@@ -1,4 +1,4 @@
-//! The `reelbox` binary as a user runs it: `say` and `image` through a real daemon and in
+//! The `reelbox` binary as a user runs it: `say`, `image` and `render` through a real daemon or in
 //! process, `models list`, and `doctor`. Runtime and voice come from the project's own
 //! installer (tests/common/provision.rs); the diffusion model is the tiny test fixture.
 
@@ -404,4 +404,38 @@ fn models_pull_verify_rm_and_import_manage_the_models_dir() {
     let out = cli(&["models", "pull", "no-such-model"]).output().expect("pull");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tiny-upscaler"), "the error lists known models");
+}
+
+#[test]
+fn render_runs_in_a_daemon_of_its_own_when_none_answers_and_writes_film_and_subtitles() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = voice_models(home.path());
+    std::os::unix::fs::symlink(fixture("models/tiny-sd"), models.join("tiny-sd")).expect("link tiny-sd");
+    let script = home.path().join("script.txt");
+    std::fs::write(&script, "A red circle rolls.\n\nA blue square waits. Then it is gone.\n").expect("script");
+    let film = home.path().join("film.mp4");
+    let out = run_ok(reelbox(home.path(), &models).args([
+        "render",
+        script.to_str().expect("utf-8"),
+        "-o",
+        film.to_str().expect("utf-8"),
+        "--model",
+        "tiny-sd",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--url",
+        NO_DAEMON,
+        "--json",
+    ]));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert!(report["job"].is_string(), "{report}");
+    let info = reelbox::media::ffprobe::probe(&film).expect("the film is a video");
+    let v = info.video().expect("video stream");
+    assert_eq!((v.codec_name.as_str(), v.width, v.height), ("h264", Some(64), Some(64)));
+    assert_eq!(info.audio().expect("narration").codec_name, "aac");
+    let srt = std::fs::read_to_string(home.path().join("film.srt")).expect("SRT beside the film");
+    assert!(srt.contains("A blue square waits."), "{srt}");
+    assert!(std::fs::read_to_string(home.path().join("film.vtt")).expect("VTT beside the film").starts_with("WEBVTT"));
 }

@@ -1,12 +1,16 @@
-//! Where a generation command (`say`, `image`, ...) runs: on the daemon at `--url` when
-//! one answers, so the work shows in its queue and uses its loaded models, else in this
-//! process. Every such command makes the choice here, the same way.
+//! Where a generation command (`say`, `image`, `render`, ...) runs: on the daemon at
+//! `--url` when one answers, so the work shows in its queue and uses its loaded models,
+//! else in this process — as a pipeline call ([`Backend`]) or, for jobs that need
+//! resumable stages, a daemon started here ([`Reach`]). Every such command makes the
+//! choice here, the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use reelbox::api::views::{ArtifactView, JobView};
+use reelbox::config::Config;
+use reelbox::daemon::Daemon;
 use reqwest::Method;
 
 use super::Global;
@@ -37,6 +41,43 @@ impl Backend {
         }
         eprintln!("reelbox: no daemon answers at {}; running in this process", client.base());
         Ok(Backend::Local)
+    }
+}
+
+/// A daemon to talk to: the one at `--url`, or one started in this process on the
+/// configured data dir, so a job keeps its resumable stages either way.
+pub struct Reach {
+    pub client: Client,
+    own: Option<Daemon>,
+}
+
+impl Reach {
+    /// The daemon at `--url` when it answers, else one started here.
+    pub async fn new(g: &Global) -> anyhow::Result<Self> {
+        match Backend::choose(g, false).await? {
+            Backend::Daemon(client) => Ok(Self { client, own: None }),
+            Backend::Local => Self::start(g, Config::load(g.config.as_deref())?).await,
+        }
+    }
+
+    /// Starts a daemon in this process on `config`, bound to a free loopback port.
+    pub async fn start(g: &Global, mut config: Config) -> anyhow::Result<Self> {
+        config.bind = "127.0.0.1:0".parse()?;
+        let daemon = Daemon::start(config).await.context("no daemon answers and one cannot be started here")?;
+        let local = Global { url: format!("http://{}", daemon.addr), ..g.clone() };
+        Ok(Self { client: Client::new(&local)?, own: Some(daemon) })
+    }
+
+    /// The daemon this process runs, when it runs one.
+    pub fn own(&self) -> Option<&Daemon> {
+        self.own.as_ref()
+    }
+
+    /// Stops the daemon started here, if any.
+    pub async fn close(self) {
+        if let Some(d) = self.own {
+            d.stop().await;
+        }
     }
 }
 

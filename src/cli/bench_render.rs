@@ -9,13 +9,11 @@ use anyhow::{Context, anyhow};
 use clap::Args;
 use reelbox::busy::{self, Busy, Span};
 use reelbox::config::Config;
-use reelbox::daemon::Daemon;
 use reelbox::store::records::{Job, JobState, StageState};
 use serde_json::json;
 
 use super::Global;
-use super::backend::{run_job, save_artifacts};
-use super::client::Client;
+use super::backend::{Reach, run_job, save_artifacts};
 use super::render::{demo_inputs, demo_request, setup_demo};
 
 /// Arguments of `reelbox bench render`.
@@ -104,19 +102,16 @@ pub async fn run(g: &Global, a: BenchRenderArgs) -> anyhow::Result<ExitCode> {
     config.models_dir = Some(config.models_dir());
     let data = tempfile::tempdir().context("cannot make a temporary data dir")?;
     config.data_dir = data.path().to_path_buf();
-    config.bind = "127.0.0.1:0".parse()?;
-    let daemon = Daemon::start(config).await.context("cannot start the benchmark daemon")?;
-    let mut local = g.clone();
-    local.url = format!("http://{}", daemon.addr);
-    let c = Client::new(&local)?;
-    let quiet = Global { json: true, ..local.clone() };
+    let reach = Reach::start(g, config).await?;
+    let (c, daemon) = (&reach.client, reach.own().ok_or_else(|| anyhow!("the benchmark daemon is not running"))?);
+    let quiet = Global { json: true, ..g.clone() };
 
     busy::record(true);
     let result = async {
         let mut report = Vec::new();
         for i in 1..=a.runs.max(1) {
-            let body = demo_request(&c, &inputs).await?;
-            let view = run_job(&c, &quiet, "/api/v1/renders", &body, None).await?;
+            let body = demo_request(c, &inputs).await?;
+            let view = run_job(c, &quiet, "/api/v1/renders", &body, None).await?;
             let id = view.id.parse().map_err(|_| anyhow!("the daemon answered a bad job id {}", view.id))?;
             let job = daemon.scheduler.store().job(id)?.ok_or_else(|| anyhow!("render {id} vanished"))?;
             let table = rows(&job, &busy::spans())?;
@@ -131,14 +126,14 @@ pub async fn run(g: &Global, a: BenchRenderArgs) -> anyhow::Result<ExitCode> {
             if i == a.runs.max(1)
                 && let Some(out) = &a.output
             {
-                save_artifacts(&c, &view, out, |x| x.name == "film.mp4").await?;
+                save_artifacts(c, &view, out, |x| x.name == "film.mp4").await?;
             }
         }
         Ok::<_, anyhow::Error>(report)
     }
     .await;
     busy::record(false);
-    daemon.stop().await;
+    reach.close().await;
     let report = result?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -4,19 +4,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
 use reelbox::api::views::ProfileView;
 use reelbox::config::Config;
-use reelbox::daemon::Daemon;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 use super::Global;
-use super::backend::{run_job, save_artifacts};
+use super::backend::{Reach, run_job, save_artifacts};
 use super::client::Client;
 
 /// Arguments of `reelbox render`.
@@ -64,34 +62,6 @@ pub struct DemoArgs {
     /// Output MP4.
     #[arg(short, long, default_value = "reelbox-demo.mp4")]
     pub output: PathBuf,
-}
-
-/// A daemon to talk to: the one at `--url`, or one started here (stopped on drop of the guard).
-struct Reach {
-    client: Client,
-    own: Option<Daemon>,
-}
-
-impl Reach {
-    async fn new(g: &Global) -> anyhow::Result<Self> {
-        let client = Client::new(g)?;
-        if client.answers(Duration::from_millis(1500)).await {
-            return Ok(Self { client, own: None });
-        }
-        let mut config = Config::load(g.config.as_deref())?;
-        config.bind = "127.0.0.1:0".parse()?;
-        let daemon = Daemon::start(config).await.context("no daemon answers and one cannot be started here")?;
-        eprintln!("no daemon answers at {}; rendering in this process", g.url);
-        let mut local = g.clone();
-        local.url = format!("http://{}", daemon.addr);
-        Ok(Self { client: Client::new(&local)?, own: Some(daemon) })
-    }
-
-    async fn close(self) {
-        if let Some(d) = self.own {
-            d.stop().await;
-        }
-    }
 }
 
 async fn upload(c: &Client, path: &Path) -> anyhow::Result<String> {
