@@ -11,13 +11,15 @@ use ulid::Ulid;
 
 pub mod artifacts;
 pub mod codec;
+mod events;
 pub mod keys;
+mod profiles;
 pub mod quota;
 pub mod records;
 mod writer;
 
 use codec::{Record, decode, encode};
-use records::{Artifact, Event, EventBody, Job, JobState, Millis, Profile, now_ms};
+use records::{Artifact, Event, EventBody, Job, JobState, Millis, now_ms};
 pub use writer::WriteCtx;
 
 pub(crate) const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
@@ -393,83 +395,11 @@ impl Store {
         self.get(ARTIFACTS, id)
     }
 
-    /// Reads a profile.
-    pub fn profile(&self, id: Ulid) -> Result<Option<Profile>, StoreError> {
-        self.get(PROFILES, id)
-    }
-
-    /// Lists profiles (one owner's, or all).
-    pub fn profiles(&self, owner: Option<&str>) -> Result<Vec<Profile>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PROFILES)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, v) = entry?;
-            let p: Profile = decode(v.value())?;
-            if owner.is_none_or(|o| o == p.owner) {
-                out.push(p);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Creates or replaces a profile.
-    pub async fn put_profile(&self, profile: Profile) -> Result<Profile, StoreError> {
-        self.write(true, move |ctx| {
-            ctx.txn.open_table(PROFILES)?.insert(profile.id.0, encode(&profile).as_slice())?;
-            Ok(profile)
-        })
-        .await
-    }
-
-    /// Deletes a profile; false if it did not exist.
-    pub async fn delete_profile(&self, id: Ulid) -> Result<bool, StoreError> {
-        self.write(true, move |ctx| Ok(ctx.txn.open_table(PROFILES)?.remove(id.0)?.is_some())).await
-    }
-
-    /// Stored events after `after` (exclusive), of one job or all, oldest first.
-    pub fn events_after(&self, job: Option<Ulid>, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let events = txn.open_table(EVENTS)?;
-        let mut out = Vec::new();
-        match job {
-            Some(job) => {
-                let index = txn.open_table(JOB_EVENTS)?;
-                for entry in index.range((job.0, after.saturating_add(1))..=(job.0, u64::MAX))? {
-                    let (k, _) = entry?;
-                    if let Some(v) = events.get(k.value().1)? {
-                        out.push(decode(v.value())?);
-                    }
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
-            }
-            None => {
-                for entry in events.range(after.saturating_add(1)..)? {
-                    let (_, v) = entry?;
-                    out.push(decode(v.value())?);
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Appends events that need no durability of their own (progress, logs).
-    pub fn append_events_blocking(&self, job: &Job, bodies: Vec<EventBody>) -> Result<(), StoreError> {
-        let job = job.clone();
-        self.write_blocking(false, move |ctx| {
-            for b in bodies {
-                ctx.event(&job, b)?;
-            }
-            Ok(())
-        })
-    }
-
-    fn get<T: Record>(&self, table: TableDefinition<u128, &[u8]>, id: Ulid) -> Result<Option<T>, StoreError> {
+    pub(crate) fn get<T: Record>(
+        &self,
+        table: TableDefinition<u128, &[u8]>,
+        id: Ulid,
+    ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(table)?;
         table.get(id.0)?.map(|g| decode(g.value())).transpose().map_err(Into::into)
