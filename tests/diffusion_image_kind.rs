@@ -215,7 +215,7 @@ fn bad_requests_name_the_field() {
         (with(base(), "width", json!(511)), "width"),
         (with(base(), "height", json!(60)), "height"),
         (with(base(), "steps", json!(0)), "steps"),
-        (with(base(), "scheduler", json!("plms")), "scheduler"),
+        (with(base(), "scheduler", json!("heun")), "scheduler"),
         (with(base(), "model", json!("no-such-model")), "model"),
         (with(base(), "model", json!("../tiny-sd")), "model"),
         (with(base(), "prompt", json!("")), "prompt"),
@@ -262,7 +262,8 @@ fn cancel_during_step_3_of_20_stops_within_a_second_without_artifacts() {
     assert!(matches!(result, Err(StageError::Canceled)), "{result:?}");
     let at = canceled_at.lock().expect("lock").expect("canceled at step 3");
     assert!(finished - at < Duration::from_secs(1));
-    assert_eq!(sink.progress.lock().expect("lock").last(), Some(&(3, 20)));
+    // tiny-sd ships SD 1.5's PNDM config: PLMS runs 20 steps as 21 UNet calls, as diffusers does.
+    assert_eq!(sink.progress.lock().expect("lock").last(), Some(&(3, 21)));
     assert!(!sink.outputs().iter().any(|(n, _)| n.starts_with("image")), "no image artifact");
 }
 
@@ -301,7 +302,11 @@ fn previews_arrive_every_few_steps() {
     let sink = render(with(with(base(), "steps", json!(10)), "preview_every", json!(2)));
     let previews: Vec<_> = sink.outputs().into_iter().filter(|(n, _)| n.starts_with("preview")).collect();
     let names: Vec<&str> = previews.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["preview-0002.png", "preview-0004.png", "preview-0006.png", "preview-0008.png"]);
+    // 10 PLMS steps are 11 UNet calls; the last one is the image itself, not a preview.
+    assert_eq!(
+        names,
+        ["preview-0002.png", "preview-0004.png", "preview-0006.png", "preview-0008.png", "preview-0010.png"]
+    );
     let img = image::load_from_memory(&previews[0].1).expect("preview png").to_rgb8();
     assert_eq!(img.dimensions(), (8, 8), "previews are at latent resolution");
 }
@@ -314,7 +319,8 @@ fn img2img_reads_the_init_image_artifact() {
     let params =
         validate(with(with(base(), "init_image", json!(id.to_string())), "strength", json!(0.5))).expect("valid");
     run(&params, &sink, &CancellationToken::new()).expect("img2img renders");
-    assert_eq!(sink.progress.lock().expect("lock").last(), Some(&(2, 2)), "strength 0.5 of 4 steps runs 2");
+    // diffusers' get_timesteps: strength 0.5 of 4 steps starts at index 2 of PLMS's 5 timesteps.
+    assert_eq!(sink.progress.lock().expect("lock").last(), Some(&(3, 3)), "strength 0.5 of 4 PLMS steps runs 3");
     let out = image::load_from_memory(&sink.output("image.png")).expect("png").to_rgb8();
     let txt = image::load_from_memory(&render(base()).output("image.png")).expect("png").to_rgb8();
     assert_ne!(out, txt, "the init picture changes the result");

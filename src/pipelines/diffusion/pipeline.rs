@@ -201,7 +201,7 @@ pub fn generate(
         Some(init) => {
             let clean = encode_init_image(model, init, n, per, noise, &mut onnx)?;
             // At least one step runs, however small the strength.
-            let start = img2img_start(all_timesteps.len(), strength).min(all_timesteps.len() - 1);
+            let start = img2img_start(scheduler.inference_steps(), strength).min(all_timesteps.len() - 1);
             let mut eps = vec![0f32; latents.len()];
             noise.fill(&mut eps)?;
             scheduler.add_noise(start, &clean, &eps, &mut latents);

@@ -14,6 +14,7 @@ mod dpmpp;
 mod euler;
 mod euler_a;
 mod lcm;
+mod pndm;
 pub mod schedule;
 
 /// Why a scheduler cannot be built.
@@ -28,8 +29,8 @@ pub enum SchedulerError {
 }
 
 /// Scheduler names a request may use.
-pub const SCHEDULER_NAMES: [&str; 7] =
-    ["euler", "euler_karras", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm"];
+pub const SCHEDULER_NAMES: [&str; 8] =
+    ["euler", "euler_karras", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "pndm"];
 
 /// The scheduler families reelbox implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,7 @@ pub enum SchedulerKind {
     Ddim,
     DpmSolverMultistep,
     Lcm,
+    Pndm,
 }
 
 /// A scheduler choice: family plus the Karras-σ flag.
@@ -62,6 +64,7 @@ impl SchedulerChoice {
             "ddim" => SchedulerKind::Ddim,
             "dpmpp_2m" | "dpm++_2m" | "dpmsolver++" | "dpm_solver_multistep" => SchedulerKind::DpmSolverMultistep,
             "lcm" => SchedulerKind::Lcm,
+            "pndm" | "plms" => SchedulerKind::Pndm,
             _ => return Err(SchedulerError::UnknownName(name.to_string())),
         };
         if karras && !matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep) {
@@ -79,6 +82,8 @@ impl SchedulerChoice {
             "DDIMScheduler" => SchedulerKind::Ddim,
             "DPMSolverMultistepScheduler" => SchedulerKind::DpmSolverMultistep,
             "LCMScheduler" => SchedulerKind::Lcm,
+            // Only the PLMS form is implemented; a Runge-Kutta warm-up config falls back.
+            "PNDMScheduler" if file.skip_prk_steps == Some(true) => SchedulerKind::Pndm,
             _ => return None,
         };
         let karras = karras && matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep);
@@ -95,6 +100,7 @@ impl SchedulerChoice {
             (SchedulerKind::DpmSolverMultistep, false) => "dpmpp_2m",
             (SchedulerKind::DpmSolverMultistep, true) => "dpmpp_2m_karras",
             (SchedulerKind::Lcm, _) => "lcm",
+            (SchedulerKind::Pndm, _) => "pndm",
         }
     }
 
@@ -108,6 +114,7 @@ impl SchedulerChoice {
             (SchedulerKind::DpmSolverMultistep, false) => "DPM++ 2M",
             (SchedulerKind::DpmSolverMultistep, true) => "DPM++ 2M Karras",
             (SchedulerKind::Lcm, _) => "LCM",
+            (SchedulerKind::Pndm, _) => "PLMS",
         }
     }
 }
@@ -133,6 +140,7 @@ pub struct SchedulerConfigFile {
     #[serde(deserialize_with = "lenient_f64")]
     pub clip_sample_range: Option<f64>,
     pub set_alpha_to_one: Option<bool>,
+    pub skip_prk_steps: Option<bool>,
     pub thresholding: Option<bool>,
     pub use_karras_sigmas: Option<bool>,
     pub use_exponential_sigmas: Option<bool>,
@@ -200,6 +208,7 @@ pub struct SchedulerConfig {
     pub clip_sample: bool,
     pub clip_sample_range: f64,
     pub set_alpha_to_one: bool,
+    pub skip_prk_steps: bool,
     pub use_karras_sigmas: bool,
     pub interpolation_type: String,
     pub sigma_min: Option<f64>,
@@ -229,6 +238,7 @@ impl Default for SchedulerConfig {
             clip_sample: true,
             clip_sample_range: 1.0,
             set_alpha_to_one: true,
+            skip_prk_steps: false,
             use_karras_sigmas: false,
             interpolation_type: "linear".into(),
             sigma_min: None,
@@ -252,6 +262,12 @@ impl SchedulerConfig {
         let mut c = Self::default();
         match choice.kind {
             SchedulerKind::Ddim => c.timestep_spacing = "leading".into(),
+            SchedulerKind::Pndm => {
+                c.timestep_spacing = "leading".into();
+                c.set_alpha_to_one = false;
+                // A request naming `pndm` means the PLMS form whatever the model's file says.
+                c.skip_prk_steps = true;
+            }
             SchedulerKind::Lcm => {
                 c.beta_start = 0.00085;
                 c.beta_end = 0.012;
@@ -280,6 +296,7 @@ impl SchedulerConfig {
         c.clip_sample = f.clip_sample.unwrap_or(c.clip_sample);
         c.clip_sample_range = f.clip_sample_range.unwrap_or(c.clip_sample_range);
         c.set_alpha_to_one = f.set_alpha_to_one.unwrap_or(c.set_alpha_to_one);
+        c.skip_prk_steps = c.skip_prk_steps || f.skip_prk_steps.unwrap_or(false);
         c.use_karras_sigmas = choice.karras;
         c.interpolation_type = f.interpolation_type.clone().unwrap_or(c.interpolation_type);
         c.sigma_min = f.sigma_min;
@@ -349,6 +366,10 @@ impl SchedulerConfig {
 pub trait Scheduler: Send {
     /// Every timestep of the schedule, as passed to the UNet.
     fn timesteps(&self) -> &[f64];
+    /// The number of steps asked for (PLMS runs one UNet call more than that).
+    fn inference_steps(&self) -> usize {
+        self.timesteps().len()
+    }
     /// σ per step plus the final one, for σ-based schedulers.
     fn sigmas(&self) -> Option<&[f32]> {
         None
@@ -393,6 +414,7 @@ pub fn build(
         SchedulerKind::Ddim => Box::new(ddim::Ddim::new(&cfg, steps)?),
         SchedulerKind::DpmSolverMultistep => Box::new(dpmpp::DpmSolverMultistep::new(&cfg, steps)?),
         SchedulerKind::Lcm => Box::new(lcm::Lcm::new(&cfg, steps, strength)?),
+        SchedulerKind::Pndm => Box::new(pndm::Pndm::new(&cfg, steps)?),
     })
 }
 
