@@ -31,7 +31,8 @@ pub struct LipsyncRequest {
     pub voice: Option<String>,
     /// Speaking rate for `text`: above 1 is slower.
     pub length_scale: Option<f32>,
-    /// `[x, y, w, h]` of the face in the portrait.
+    /// `[x, y, w, h]` of the face in the portrait; found by the model installed as
+    /// `face-detector` (UltraFace ONNX interface) when left out.
     pub face_box: Option<[u32; 4]>,
     /// Installed Wav2Lip model (default `wav2lip`).
     pub model: Option<String>,

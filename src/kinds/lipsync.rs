@@ -3,7 +3,8 @@
 //!
 //! Params: `portrait` (artifact id), the narration as `audio` (artifact id) or as `text`
 //! spoken first by a Piper `voice` (with `length_scale`) in a stage of its own,
-//! `face_box` `[x, y, w, h]` (from the request or the presenter's profile), `model`
+//! `face_box` `[x, y, w, h]` (from the request or the presenter's profile; found by the
+//! installed `face-detector` model when left out), `model`
 //! (installed Wav2Lip, default `wav2lip`), `fps` (25), `batch_size` (16).
 
 use image::RgbImage;
@@ -19,7 +20,8 @@ use crate::media::visual::open_visual;
 use crate::models::model_file;
 use crate::pipelines::Progress;
 use crate::pipelines::lipsync::{
-    DEFAULT_BATCH, DEFAULT_FPS, FaceBox, FaceTrack, LipsyncError, Wav2Lip, lipsync_frames,
+    DEFAULT_BATCH, DEFAULT_FPS, DETECTOR_MODEL, FaceBox, FaceTrack, LipsyncError, OnnxFaceDetector, Wav2Lip,
+    lipsync_frames,
 };
 
 /// The `lipsync` job kind.
@@ -68,9 +70,13 @@ impl JobKind for Lipsync {
                 (None, Some(validate_speech(&speech, ctx.config)?.to_json()))
             }
         };
-        let face_box = box_param(&params, "face_box")?.ok_or_else(|| {
-            ParamError::new("face_box", "required: [x, y, w, h] of the face (no face detector model is installed)")
-        })?;
+        let face_box = box_param(&params, "face_box")?;
+        if face_box.is_none() && !model_file(ctx.config, DETECTOR_MODEL).is_file() {
+            return Err(ParamError::new(
+                "face_box",
+                format!("required: [x, y, w, h] of the face (no face detector is installed as {DETECTOR_MODEL:?})"),
+            ));
+        }
         let model = model_param(&params, "model", DEFAULT_MODEL, ctx.config)?;
         let fps = int_param(&params, "fps", i64::from(DEFAULT_FPS), 1..=60)?;
         let batch = int_param(&params, "batch_size", DEFAULT_BATCH as i64, 1..=256)?;
@@ -101,10 +107,7 @@ impl JobKind for Lipsync {
         let p = run.params;
         let fps = p.get("fps").and_then(|v| v.as_u64()).unwrap_or(u64::from(DEFAULT_FPS)) as u32;
         let batch = p.get("batch_size").and_then(|v| v.as_u64()).unwrap_or(DEFAULT_BATCH as u64) as usize;
-        let face = box_param(p, "face_box")
-            .map_err(|e| StageError::Fatal(e.to_string()))?
-            .map(FaceBox::from_xywh)
-            .ok_or_else(|| StageError::Fatal("face_box: missing".into()))?;
+        let face = box_param(p, "face_box").map_err(|e| StageError::Fatal(e.to_string()))?.map(FaceBox::from_xywh);
         let model_name = p.get("model").and_then(|v| v.as_str()).unwrap_or(DEFAULT_MODEL);
 
         let portrait = input_file(run, "portrait")?;
@@ -120,7 +123,14 @@ impl JobKind for Lipsync {
         let audio_16k = audio.mono_at(MEL_SAMPLE_RATE).map_err(|e| StageError::Fatal(e.to_string()))?;
 
         let model = Wav2Lip::load(run.engine, run.device, &model_file(run.config, model_name)).map_err(stage_error)?;
-        let track = FaceTrack::with_boxes(&frames, &[face], &portrait.label).map_err(stage_error)?;
+        let track = match face {
+            Some(face) => FaceTrack::with_boxes(&frames, &[face], &portrait.label).map_err(stage_error)?,
+            None => {
+                let detector = OnnxFaceDetector::load(run.engine, run.device, &model_file(run.config, DETECTOR_MODEL))
+                    .map_err(StageError::Fatal)?;
+                FaceTrack::detect(&frames, &detector, &portrait.label).map_err(stage_error)?
+            }
+        };
         let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
         let clip = lipsync_frames(&model, track, &audio_16k, fps, batch, run.cancel, &progress).map_err(stage_error)?;
         run.sink.log("info", &format!("lip-syncing {} frames at {fps} fps with {model_name}", clip.total()));

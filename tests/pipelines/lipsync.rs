@@ -278,3 +278,42 @@ fn validation_names_the_bad_field() {
     assert_eq!(field(base.clone(), "voice", json!("en_US-joe-medium")), "voice");
     assert_eq!(field(base, "fps", json!(0)), "fps");
 }
+
+#[test]
+fn the_onnx_face_detector_finds_the_face_scaled_to_the_frame_or_none() {
+    use reelbox::pipelines::lipsync::{FaceDetector, OnnxFaceDetector};
+    let detector = OnnxFaceDetector::load(engine(), DeviceId::Cpu, &model("tiny-face-detector")).expect("detector");
+    assert_eq!(detector.detect(&test_picture(160, 120, 2)).expect("runs"), Some(FaceBox::new(50, 30, 60, 60)));
+    assert_eq!(detector.detect(&test_picture(320, 240, 2)).expect("runs"), Some(FaceBox::new(100, 60, 120, 120)));
+    assert_eq!(detector.detect(&RgbImage::new(160, 120)).expect("runs"), None, "a black frame has no face");
+    let err = OnnxFaceDetector::load(engine(), DeviceId::Cpu, &model("tiny-esrgan-x4")).err().expect("not a detector");
+    assert!(err.contains("UltraFace"), "{err}");
+}
+
+/// A models dir with the Wav2Lip fixture and the detector installed as `face-detector`.
+fn detector_config(dir: &std::path::Path) -> reelbox::config::Config {
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    std::os::unix::fs::symlink(model("tiny-wav2lip"), models.join("tiny-wav2lip")).expect("link wav2lip");
+    std::os::unix::fs::symlink(model("tiny-face-detector"), models.join("face-detector")).expect("link detector");
+    reelbox::config::Config { models_dir: Some(models), ..reelbox::config::Config::default() }
+}
+
+#[test]
+fn without_a_face_box_the_installed_detector_finds_the_face() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = detector_config(dir.path());
+    let sink = DirSink::new(&dir.path().join("store"));
+    let audio = sink.upload("n.wav", "audio/wav", &wav_bytes(speechy_16k(32000), 16000));
+    let portrait = sink.upload("face.png", "image/png", &png(&test_picture(160, 120, 4)));
+    let params = json!({"portrait": portrait.to_string(), "audio": audio.to_string(), "model": "tiny-wav2lip"});
+    run_kind(&Lipsync, &config, engine(), &sink, params).expect("detected and lip-synced");
+    let out = &sink.produced("lipsync")[0];
+    let v = probe_with(&sink.dir.join(&out.path), true).expect("probe").video().cloned().expect("video");
+    assert_eq!((v.width, v.height, v.frames), (Some(160), Some(120), Some(50)));
+
+    let dark = sink.upload("dark.png", "image/png", &png(&RgbImage::new(160, 120)));
+    let params = json!({"portrait": dark.to_string(), "audio": audio.to_string(), "model": "tiny-wav2lip"});
+    let err = run_kind(&Lipsync, &config, engine(), &sink, params).expect_err("no face to find");
+    assert!(err.contains("found no face") && err.contains("dark.png"), "{err}");
+}

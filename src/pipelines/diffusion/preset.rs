@@ -120,8 +120,8 @@ mod tests {
 
     #[test]
     fn a_preset_with_an_unknown_scheduler_is_rejected() {
-        let bad = "[x]\nwidth = 512\nheight = 512\nsteps = 4\nguidance = 1.0\nscheduler = \"plms\"\nmin_vram_mib = 1\n";
+        let bad = "[x]\nwidth = 512\nheight = 512\nsteps = 4\nguidance = 1.0\nscheduler = \"heun\"\nmin_vram_mib = 1\n";
         let err = Presets::from_toml(bad, "test").expect_err("unknown scheduler");
-        assert!(err.to_string().contains("plms"), "{err}");
+        assert!(err.to_string().contains("heun"), "{err}");
     }
 }

@@ -18,9 +18,11 @@ use crate::gpu::DeviceId;
 use crate::media::mel::{MEL_SAMPLE_RATE, MEL_STEP, N_MELS, mel_chunk, video_frame_count, wav2lip_mel};
 use crate::pipelines::{Canceled, Progress, ProgressFn, check_cancel};
 
+pub mod detector;
 pub mod face;
 pub mod model;
 
+pub use detector::{DETECTOR_MODEL, OnnxFaceDetector};
 pub use face::{FaceBox, FaceDetector};
 pub use model::{BatchAxis, Wav2Lip};
 

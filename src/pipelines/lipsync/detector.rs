@@ -1,0 +1,99 @@
+//! A face detector from an ONNX model with the UltraFace interface (the ONNX Model Zoo's
+//! `version-RFB-320.onnx` / `-640`): one `[1, 3, H, W]` RGB input normalised as
+//! (pixel − 127) / 128, outputs `scores` `[1, N, 2]` (background, face) and `boxes`
+//! `[1, N, 4]` (x1, y1, x2, y2 as fractions of the image). Tensors are matched by shape,
+//! not name. Installed as the model named [`DETECTOR_MODEL`], lip-sync finds the face
+//! itself when a request gives no box.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use image::imageops::{FilterType, resize};
+use ort::value::{Tensor, ValueType};
+
+use super::face::{FaceBox, FaceDetector};
+use crate::busy::{self, Busy};
+use crate::engine::{Engine, SharedSession};
+use crate::gpu::DeviceId;
+
+/// The installed model name lip-sync looks for.
+pub const DETECTOR_MODEL: &str = "face-detector";
+/// Face probability a box needs to count.
+pub const MIN_SCORE: f32 = 0.7;
+
+/// A loaded UltraFace-style detector.
+pub struct OnnxFaceDetector {
+    session: SharedSession,
+    path: PathBuf,
+    input: String,
+    scores: String,
+    boxes: String,
+    /// Model input (height, width).
+    size: (u32, u32),
+}
+
+impl OnnxFaceDetector {
+    /// Loads `model` (a `.onnx` file or a directory holding `model.onnx`) on `device`.
+    pub fn load(engine: &Engine, device: DeviceId, model: &Path) -> Result<Self, String> {
+        let path = if model.is_dir() { model.join("model.onnx") } else { model.to_path_buf() };
+        let session = engine.session(&path, device).map_err(|e| e.to_string())?;
+        let bad = |reason: String| format!("{} does not have the UltraFace interface: {reason}", path.display());
+        let dims = |t: &ValueType| match t {
+            ValueType::Tensor { shape, .. } => shape.iter().copied().collect::<Vec<i64>>(),
+            _ => Vec::new(),
+        };
+        let (input, size, scores, boxes) = {
+            let s = session.lock().map_err(|_| bad("session lock poisoned".into()))?;
+            let [inp] = s.inputs() else { return Err(bad(format!("{} inputs, expected 1", s.inputs().len()))) };
+            let d = dims(inp.dtype());
+            if d.len() != 4 || d[1] != 3 || d[2] <= 0 || d[3] <= 0 {
+                return Err(bad(format!("input {} is {d:?}, expected [1, 3, H, W] with a fixed size", inp.name())));
+            }
+            let last =
+                |n: i64| s.outputs().iter().find(|o| dims(o.dtype()).last() == Some(&n)).map(|o| o.name().to_string());
+            let scores = last(2).ok_or_else(|| bad("no [1, N, 2] scores output".into()))?;
+            let boxes = last(4).ok_or_else(|| bad("no [1, N, 4] boxes output".into()))?;
+            (inp.name().to_string(), (d[2] as u32, d[3] as u32), scores, boxes)
+        };
+        Ok(Self { session, path, input, scores, boxes, size })
+    }
+}
+
+impl FaceDetector for OnnxFaceDetector {
+    fn detect(&self, frame: &RgbImage) -> Result<Option<FaceBox>, String> {
+        let (h, w) = self.size;
+        let small = resize(frame, w, h, FilterType::Triangle);
+        let plane = (w * h) as usize;
+        let mut chw = vec![0f32; 3 * plane];
+        for (i, px) in small.pixels().enumerate() {
+            for c in 0..3 {
+                chw[c * plane + i] = (f32::from(px.0[c]) - 127.0) / 128.0;
+            }
+        }
+        let err = |e: String| format!("{}: {e}", self.path.display());
+        let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw)).map_err(|e| err(e.to_string()))?;
+        let mut session = self.session.lock().map_err(|_| err("session lock poisoned".into()))?;
+        let outputs = busy::timed(Busy::Model, || session.run(ort::inputs![self.input.as_str() => tensor]))
+            .map_err(|e| err(e.to_string()))?;
+        let read = |name: &str| -> Result<Vec<f32>, String> {
+            let v = outputs.get(name).ok_or_else(|| err(format!("no output {name}")))?;
+            v.try_extract_tensor::<f32>().map(|(_, d)| d.to_vec()).map_err(|e| err(e.to_string()))
+        };
+        let (scores, boxes) = (read(&self.scores)?, read(&self.boxes)?);
+        if scores.len() / 2 != boxes.len() / 4 {
+            return Err(err(format!("{} scores for {} boxes", scores.len() / 2, boxes.len() / 4)));
+        }
+        let best = (0..scores.len() / 2)
+            .map(|i| (scores[2 * i + 1], i))
+            .filter(|(s, _)| *s >= MIN_SCORE)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((_, i)) = best else { return Ok(None) };
+        let (fw, fh) = (frame.width() as f32, frame.height() as f32);
+        let b = &boxes[4 * i..4 * i + 4];
+        let x1 = (b[0].clamp(0.0, 1.0) * fw).round() as u32;
+        let y1 = (b[1].clamp(0.0, 1.0) * fh).round() as u32;
+        let x2 = (b[2].clamp(0.0, 1.0) * fw).round() as u32;
+        let y2 = (b[3].clamp(0.0, 1.0) * fh).round() as u32;
+        Ok((x2 > x1 && y2 > y1).then(|| FaceBox::new(x1, y1, x2 - x1, y2 - y1)))
+    }
+}
