@@ -5,9 +5,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::jobs::submit_params;

@@ -92,8 +92,7 @@ impl JobKind for Lipsync {
     }
 
     fn stages(&self, params: &serde_json::Value) -> Vec<String> {
-        let speaks = params.get("speech").is_some_and(|s| s.is_object());
-        speaks.then(|| SPEECH_STAGE.to_string()).into_iter().chain([STAGE.to_string()]).collect()
+        speaks(params).then(|| SPEECH_STAGE.to_string()).into_iter().chain([STAGE.to_string()]).collect()
     }
 
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
@@ -164,10 +163,15 @@ fn portrait_frames(portrait: &InputFile) -> Result<Vec<RgbImage>, StageError> {
     visual.frames(&portrait.label, max_frames).map_err(|e| StageError::Fatal(e.to_string()))
 }
 
+/// Whether the validated job speaks `text` first (its parameters carry a `speech` request).
+fn speaks(params: &serde_json::Value) -> bool {
+    params.get("speech").is_some_and(|s| s.is_object())
+}
+
 /// The narration to lip-sync: the speech stage's WAV when the job speaks `text`, else the
 /// `audio` artifact.
 fn narration(run: &StageRun) -> Result<Audio, StageError> {
-    let (path, name, label) = if run.params.get("speech").is_some_and(|s| s.is_object()) {
+    let (path, name, label) = if speaks(run.params) {
         let path = stage_file(run, SPEECH_STAGE, "speech.wav")
             .ok_or_else(|| StageError::Fatal("the speech stage left no speech.wav".into()))?;
         (path, "speech.wav".to_string(), "the spoken text".to_string())

@@ -1,7 +1,7 @@
 //! DDIM (Song et al. 2020) with η = 0, as diffusers' `DDIMScheduler`.
 
 use super::schedule::{leading, np_linspace, trailing};
-use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_alpha_noise, table_index};
+use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_alpha_noise, alpha_x0_eps, table_index};
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
 /// DDIM sampler state.
@@ -65,10 +65,7 @@ impl Scheduler for Ddim {
         let (sa, sb) = (a_t.sqrt(), b_t.sqrt());
         let (sa_prev, dir) = (a_prev.sqrt(), (1.0 - a_prev).sqrt());
         for (i, (s, &e)) in sample.iter_mut().zip(model_output).enumerate() {
-            let (mut x0, eps) = match self.prediction {
-                Prediction::Epsilon => ((*s - sb * e) / sa, e),
-                Prediction::VPrediction => (sa * *s - sb * e, sa * e + sb * *s),
-            };
+            let (mut x0, eps) = alpha_x0_eps(self.prediction, sa, sb, *s, e);
             if let Some(r) = self.clip {
                 x0 = x0.clamp(-r, r);
             }

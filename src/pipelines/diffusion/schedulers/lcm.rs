@@ -2,7 +2,7 @@
 //! predicts the clean latents with the consistency boundary condition, then re-noises them
 //! to the next timestep (except after the last).
 
-use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_alpha_noise, table_index};
+use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_alpha_noise, alpha_x0_eps, table_index};
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
 /// LCM sampler state.
@@ -89,10 +89,7 @@ impl Scheduler for Lcm {
         }
         let (sa_prev, sb_prev) = (a_prev.sqrt(), (1.0 - a_prev).sqrt());
         for (i, (s, &e)) in sample.iter_mut().zip(model_output).enumerate() {
-            let mut x0 = match self.prediction {
-                Prediction::Epsilon => (*s - sb * e) / sa,
-                Prediction::VPrediction => sa * *s - sb * e,
-            };
+            let (mut x0, _) = alpha_x0_eps(self.prediction, sa, sb, *s, e);
             if let Some(r) = self.clip {
                 x0 = x0.clamp(-r, r);
             }

@@ -425,6 +425,15 @@ pub fn img2img_start(steps: usize, strength: f64) -> usize {
     steps - init
 }
 
+/// (x₀, ε) of one element from an ε- or v-prediction at ᾱ (DDPM family), given
+/// `sa` = √ᾱ and `sb` = √(1−ᾱ).
+fn alpha_x0_eps(prediction: Prediction, sa: f32, sb: f32, sample: f32, output: f32) -> (f32, f32) {
+    match prediction {
+        Prediction::Epsilon => ((sample - sb * output) / sa, output),
+        Prediction::VPrediction => (sa * sample - sb * output, sa * output + sb * sample),
+    }
+}
+
 /// x₀ from an ε- or v-prediction at σ (Euler family), elementwise in f32 as torch does.
 fn sigma_x0(prediction: Prediction, sigma: f32, model_output: &[f32], sample: &[f32], out: &mut [f32]) {
     match prediction {

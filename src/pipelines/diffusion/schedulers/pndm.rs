@@ -4,7 +4,7 @@
 //! calls the UNet n + 1 times.
 
 use super::schedule::np_linspace;
-use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_alpha_noise, table_index};
+use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_alpha_noise, alpha_x0_eps, table_index};
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
 /// PNDM (PLMS) sampler state.
@@ -126,13 +126,11 @@ impl Scheduler for Pndm {
         let sample_coeff = (a_prev / a_t).sqrt();
         let denom = a_t * b_prev.sqrt() + (a_t * b_t * a_prev).sqrt();
         let mut x0 = denoised;
+        let (sa, sb) = (a_t.sqrt(), b_t.sqrt());
         for (i, (s, &m)) in sample.iter_mut().zip(&eps).enumerate() {
-            let m = match self.prediction {
-                Prediction::Epsilon => m,
-                Prediction::VPrediction => a_t.sqrt() * m + b_t.sqrt() * *s,
-            };
+            let (x0_i, m) = alpha_x0_eps(self.prediction, sa, sb, *s, m);
             if let Some(d) = x0.as_deref_mut() {
-                d[i] = (*s - b_t.sqrt() * m) / a_t.sqrt();
+                d[i] = x0_i;
             }
             *s = sample_coeff * *s - (a_prev - a_t) * m / denom;
         }
