@@ -27,6 +27,9 @@ pub enum BenchWhat {
     Top(super::bench_top::BenchTopArgs),
     /// Where the demo render's time goes: per stage, model and ffmpeg time vs wall time.
     Render(super::bench_render::BenchRenderArgs),
+    /// The same jobs on a GPU and on the CPU: speedup, placement, energy, memory, output
+    /// differences; NVML beside nvidia-smi; TensorRT (packaging/gpu-check.sh runs it).
+    Gpu(super::bench_gpu::BenchGpuArgs),
 }
 
 /// One configuration's figures.
@@ -42,6 +45,7 @@ pub async fn run(g: &Global, what: BenchWhat) -> anyhow::Result<ExitCode> {
         BenchWhat::Queue { clients, seconds } => queue(&clients, Duration::from_secs_f64(seconds)).await,
         BenchWhat::Top(args) => super::bench_top::run(args).await,
         BenchWhat::Render(args) => super::bench_render::run(g, args).await,
+        BenchWhat::Gpu(args) => super::bench_gpu::run(g, args).await,
     }
 }
 

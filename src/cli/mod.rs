@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod backend;
 mod bench;
+mod bench_gpu;
 mod bench_render;
 mod bench_top;
 mod client;

@@ -119,10 +119,10 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
 
 /// The bundled demo inputs: script, presenter portrait and its face box.
 pub(super) struct DemoInputs {
-    script: String,
-    portrait: PathBuf,
-    face_box: [u32; 4],
-    voice: String,
+    pub(super) script: String,
+    pub(super) portrait: PathBuf,
+    pub(super) face_box: [u32; 4],
+    pub(super) voice: String,
 }
 
 pub(super) fn demo_inputs() -> anyhow::Result<DemoInputs> {

@@ -76,6 +76,9 @@ pub struct WorkersConfig {
     pub gpu_concurrency: usize,
     /// GPU indices reelbox may use (`CUDA_VISIBLE_DEVICES` style); empty means all.
     pub gpus: Vec<u32>,
+    /// Run on NVIDIA GPUs at all; `false` keeps every job on the CPU even when GPUs and a
+    /// CUDA runtime are present (a box whose card is for games, or a CPU baseline).
+    pub use_gpus: bool,
 }
 
 /// Request size limits enforced at the API edge.
@@ -162,6 +165,10 @@ pub struct RuntimeConfig {
     pub device_budget_mib: u64,
     /// Use the TensorRT execution provider on GPUs when available.
     pub tensorrt: bool,
+    /// Extra directories holding the CUDA and cuDNN libraries the CUDA provider needs
+    /// (e.g. a Python environment's `site-packages/nvidia/*/lib`), searched after
+    /// `<data_dir>/runtime/cuda/` where `reelbox setup --gpu yes` puts them.
+    pub cuda_lib_dirs: Vec<PathBuf>,
     /// Let idle intra-op threads spin-wait for work. Off by default: spinning saves
     /// microseconds per operator on an idle machine but steals cores from everything else
     /// on a shared box (measured: ~25% slower Piper synthesis under contention).
@@ -211,7 +218,7 @@ impl Default for StoreConfig {
 
 impl Default for WorkersConfig {
     fn default() -> Self {
-        Self { cpu_concurrency: 2, gpu_concurrency: 1, gpus: Vec::new() }
+        Self { cpu_concurrency: 2, gpu_concurrency: 1, gpus: Vec::new(), use_gpus: true }
     }
 }
 
@@ -256,6 +263,7 @@ impl Default for RuntimeConfig {
             keep_alive_s: 300,
             device_budget_mib: 0,
             tensorrt: false,
+            cuda_lib_dirs: Vec::new(),
             spin: false,
         }
     }
@@ -365,6 +373,12 @@ impl Config {
         if let Some(v) = get("REELBOX_ONNXRUNTIME") {
             self.runtime.onnxruntime = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("REELBOX_CUDA_LIB_DIRS") {
+            self.runtime.cuda_lib_dirs = std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect();
+        }
+        if let Some(v) = get("REELBOX_USE_GPUS") {
+            self.workers.use_gpus = parse("REELBOX_USE_GPUS", v)?;
+        }
         Ok(())
     }
 
@@ -398,6 +412,25 @@ mod tests {
         let mut c = Config::default();
         c.apply_env(|k| (k == "REELBOX_BIND").then(|| "0.0.0.0:9000".to_string())).expect("valid env");
         assert_eq!(c.bind.port(), 9000);
+    }
+
+    #[test]
+    fn gpu_env_overrides_turn_gpus_off_and_add_cuda_library_dirs() {
+        let mut c = Config::default();
+        assert!(c.workers.use_gpus, "GPUs are used by default");
+        c.apply_env(|k| match k {
+            "REELBOX_USE_GPUS" => Some("false".into()),
+            "REELBOX_CUDA_LIB_DIRS" => Some("/venv/nvidia/cu13/lib::/venv/nvidia/cudnn/lib".into()),
+            _ => None,
+        })
+        .expect("valid env");
+        assert!(!c.workers.use_gpus);
+        assert_eq!(
+            c.runtime.cuda_lib_dirs,
+            vec![PathBuf::from("/venv/nvidia/cu13/lib"), PathBuf::from("/venv/nvidia/cudnn/lib")]
+        );
+        let err = c.apply_env(|k| (k == "REELBOX_USE_GPUS").then(|| "sometimes".into())).expect_err("not a bool");
+        assert!(err.to_string().contains("REELBOX_USE_GPUS"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,9 @@ mod providers;
 pub mod runtime;
 
 pub use cache::LoadedSession;
-pub use providers::{parse_optimization, provider_names};
+pub use providers::{
+    CudaLib, CudaLibOrigin, GpuProvider, cuda_search_dirs, locate_cuda_libraries, parse_optimization, provider_names,
+};
 pub use runtime::{NotFound, RuntimeInfo};
 
 use cache::{Key, SessionCache};
@@ -295,7 +297,7 @@ impl Engine {
         }
         builder = builder.with_intra_op_spinning(self.config.runtime.spin).map_err(|e| load_err(e.into()))?;
         if let DeviceId::Cuda(index) = device {
-            providers::preload_cuda_libraries(&runtime::runtime_dir(&self.config));
+            providers::preload_cuda_libraries(&runtime::runtime_dir(&self.config), &self.config.runtime.cuda_lib_dirs);
             let eps = providers::for_device(device, self.config.runtime.tensorrt);
             builder = builder.with_execution_providers(eps).map_err(|e| EngineError::ProviderUnavailable {
                 device: format!("cuda:{index}"),
@@ -307,6 +309,22 @@ impl Engine {
             Some(b) => builder.commit_from_memory(b).map_err(load_err),
             None => builder.commit_from_file(model_file).map_err(load_err),
         }
+    }
+
+    /// Registers `provider` on GPU `index` the way a session on that device would (CUDA
+    /// libraries preloaded first), without loading a model: `Ok` means sessions there will
+    /// get it; the error says why not (a missing CUDA or cuDNN library, no such device).
+    pub fn probe_provider(&self, provider: GpuProvider, index: u32) -> Result<(), EngineError> {
+        let env = self.environment()?;
+        providers::preload_cuda_libraries(&runtime::runtime_dir(&self.config), &self.config.runtime.cuda_lib_dirs);
+        let unavailable = |reason: String| EngineError::ProviderUnavailable {
+            device: DeviceId::Cuda(index).name(),
+            provider: provider.name(),
+            reason,
+        };
+        let builder = Session::builder(env).map_err(|e| unavailable(e.to_string()))?;
+        builder.with_execution_providers([provider.dispatch(index)]).map_err(|e| unavailable(e.to_string()))?;
+        Ok(())
     }
 
     /// Whether the loaded runtime was built with CUDA support (false if none is loaded).

@@ -14,6 +14,7 @@ pub mod fake;
 pub mod host;
 pub mod nvml;
 pub mod sample;
+pub mod smi;
 pub mod telemetry;
 
 pub use sample::{GpuProcess, GpuSample, HostSample, TelemetrySample};
@@ -127,8 +128,13 @@ pub fn open_source() -> Arc<dyn TelemetrySource> {
     }
 }
 
-/// The GPUs of `all` that config `workers.gpus` allows (all when the list is empty).
-pub fn filter_gpus(all: &[DeviceInfo], allowed: &[u32]) -> Vec<DeviceInfo> {
+/// The GPUs of `all` that config `workers` allows: none when `use_gpus` is off, else
+/// those `gpus` lists (all when the list is empty).
+pub fn filter_gpus(all: &[DeviceInfo], workers: &crate::config::WorkersConfig) -> Vec<DeviceInfo> {
+    if !workers.use_gpus {
+        return Vec::new();
+    }
+    let allowed = &workers.gpus;
     for i in allowed {
         if !all.iter().any(|d| d.id == DeviceId::Cuda(*i)) {
             tracing::warn!("workers.gpus names GPU {i}, which this machine does not have");
@@ -143,7 +149,7 @@ pub fn filter_gpus(all: &[DeviceInfo], allowed: &[u32]) -> Vec<DeviceInfo> {
 /// GPU indices the daemon may use: the source's GPUs limited by `workers.gpus`.
 pub fn visible_gpus(config: &crate::config::Config) -> Vec<u32> {
     let source = open_source();
-    filter_gpus(&TelemetrySource::gpus(source.as_ref()), &config.workers.gpus)
+    filter_gpus(&TelemetrySource::gpus(source.as_ref()), &config.workers)
         .iter()
         .filter_map(|d| match d.id {
             DeviceId::Cuda(i) => Some(i),
@@ -159,8 +165,10 @@ mod tests {
     #[test]
     fn config_gpu_list_limits_the_visible_set() {
         let all = TelemetrySource::gpus(&fake::FakeGpus::new(vec![8192, 8192, 8192]));
-        let ids: Vec<_> = filter_gpus(&all, &[0, 2, 7]).into_iter().map(|d| d.id).collect();
+        let workers = |gpus: Vec<u32>, use_gpus| crate::config::WorkersConfig { gpus, use_gpus, ..Default::default() };
+        let ids: Vec<_> = filter_gpus(&all, &workers(vec![0, 2, 7], true)).into_iter().map(|d| d.id).collect();
         assert_eq!(ids, vec![DeviceId::Cuda(0), DeviceId::Cuda(2)]);
-        assert_eq!(filter_gpus(&all, &[]).len(), 3, "empty list means all");
+        assert_eq!(filter_gpus(&all, &workers(vec![], true)).len(), 3, "empty list means all");
+        assert!(filter_gpus(&all, &workers(vec![0], false)).is_empty(), "use_gpus = false means none");
     }
 }

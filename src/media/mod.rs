@@ -4,9 +4,10 @@
 //! over a ducked music bed; `mel` is Wav2Lip's spectrogram; `subtitles` writes SRT and
 //! WebVTT; `ffmpeg` encodes and decodes video through the system binary and `ffprobe`
 //! describes media files; `visual` opens an input that may be an image or a video;
-//! `probe` checks uploads at the API edge.
+//! `probe` checks uploads at the API edge; `diff` measures how far two outputs are apart.
 
 pub mod audio;
+pub mod diff;
 pub mod ffmpeg;
 pub mod ffprobe;
 pub mod mel;

@@ -90,7 +90,7 @@ impl Scheduler {
         kinds: Vec<Arc<dyn JobKind>>,
         telemetry: Arc<Telemetry>,
     ) -> Arc<Self> {
-        let gpus = crate::gpu::filter_gpus(telemetry.gpus(), &config.workers.gpus);
+        let gpus = crate::gpu::filter_gpus(telemetry.gpus(), &config.workers);
         let mut devices = vec![(DeviceId::Cpu, config.workers.cpu_concurrency.max(1))];
         devices.extend(gpus.iter().map(|g| (g.id, config.workers.gpu_concurrency.max(1))));
         Arc::new(Self {

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::system::{self, Piece};
 use crate::config::Config;
 use crate::engine::runtime::{self as ort_runtime, DYLIB_ENV};
+use crate::engine::{Engine, GpuProvider, cuda_search_dirs, locate_cuda_libraries};
 use crate::models::{InstallState, ModelStore};
 
 /// How a check came out.
@@ -73,18 +74,9 @@ pub fn doctor(config: &Config) -> Vec<Check> {
     } else {
         let names: Vec<String> =
             gpus.iter().map(|g| format!("cuda:{} {} ({} MiB)", g.index, g.name, g.memory_total >> 20)).collect();
-        let cuda_provider = runtime.as_ref().ok().and_then(|i| {
-            let real = std::fs::canonicalize(&i.path).ok()?;
-            Some(real.parent()?.join("libonnxruntime_providers_cuda.so").is_file())
-        });
-        if cuda_provider == Some(true) {
-            checks.push(Check::ok("gpu", names.join(", ")));
-        } else {
-            checks.push(Check::warn(
-                "gpu",
-                format!("{}; the ONNX Runtime found has no CUDA provider, so GPUs stay idle", names.join(", ")),
-                Some("reelbox setup --gpu".into()),
-            ));
+        checks.push(Check::ok("gpu", format!("{}; {}", names.join(", "), note.unwrap_or_else(|| "driver ?".into()))));
+        if runtime.is_ok() {
+            checks.extend(gpu_runtime_checks(config, gpus[0].index));
         }
     }
 
@@ -141,6 +133,53 @@ pub fn doctor(config: &Config) -> Vec<Check> {
             )),
         }
     }
+    checks
+}
+
+/// On a box with an NVIDIA GPU and an ONNX Runtime: whether the CUDA provider really
+/// registers (the libraries it needs load), where each CUDA/cuDNN library was found, and
+/// whether TensorRT is there.
+fn gpu_runtime_checks(config: &Config, gpu: u32) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let engine = Engine::new(config);
+    let fix = "reelbox setup --gpu yes   (installs onnxruntime-gpu with its CUDA 13 and cuDNN 9 libraries), or \
+               point runtime.cuda_lib_dirs at directories holding them";
+    match engine.probe_provider(GpuProvider::Cuda, gpu) {
+        Ok(()) => checks.push(Check::ok("cuda-provider", format!("CUDAExecutionProvider registers on cuda:{gpu}"))),
+        Err(e) => checks.push(Check::missing("cuda-provider", format!("GPUs stay idle: {e}"), fix.into())),
+    }
+    let dirs = cuda_search_dirs(
+        &ort_runtime::runtime_dir(config),
+        &config.runtime.cuda_lib_dirs,
+        std::env::var_os("LD_LIBRARY_PATH"),
+    );
+    for lib in locate_cuda_libraries(&dirs) {
+        let name = format!("cuda-lib {}", lib.name);
+        match lib.found {
+            Some((path, origin)) => checks.push(Check::ok(&name, format!("{} ({})", path.display(), origin.label()))),
+            None => checks.push(Check::warn(
+                &name,
+                "not found in reelbox's or the system's library dirs".into(),
+                Some(fix.into()),
+            )),
+        }
+    }
+    let tensorrt = engine.probe_provider(GpuProvider::TensorRt, gpu);
+    checks.push(match (tensorrt, config.runtime.tensorrt) {
+        (Ok(()), on) => Check::ok(
+            "tensorrt",
+            format!(
+                "TensorrtExecutionProvider registers on cuda:{gpu}{}",
+                if on { "" } else { " (off: runtime.tensorrt = false)" }
+            ),
+        ),
+        (Err(e), false) => Check::ok("tensorrt", format!("not available, not used (runtime.tensorrt = false): {e}")),
+        (Err(e), true) => Check::warn(
+            "tensorrt",
+            format!("runtime.tensorrt is on but {e}; the CUDA provider runs instead"),
+            Some("install TensorRT 10 (libnvinfer.so.10) or set runtime.tensorrt = false".into()),
+        ),
+    });
     checks
 }
 

@@ -93,7 +93,8 @@ pub fn detect_gpus() -> (Vec<GpuSummary>, Option<String>) {
         }
         Err(e) => return (Vec::new(), Some(format!("NVML unavailable: {e}"))),
     };
-    let driver = nvml.sys_driver_version().ok();
+    let cuda = nvml.sys_cuda_driver_version().ok().map(|v| format!(", CUDA {}.{}", v / 1000, (v % 1000) / 10));
+    let driver = nvml.sys_driver_version().ok().map(|d| format!("{d}{}", cuda.unwrap_or_default()));
     let count = nvml.device_count().unwrap_or(0);
     let gpus = (0..count)
         .filter_map(|i| {

