@@ -96,9 +96,11 @@ echo "unit $unit allows: $allowed"
 for node in /dev/nvidia* /dev/nvidia-caps/* /dev/dri/renderD*; do
     [ -c "$node" ] || continue
     major=$((16#$(stat -c %t "$node")))
-    name="$(awk -v m="$major" '/^Character devices:/{c=1;next} /^Block devices:/{c=0} c && $1==m {print $2}' /proc/devices | head -n1)"
+    # A major may be listed under several names (195: nvidia and nvidiactl); any allowed one will do.
+    names="$(awk -v m="$major" '/^Character devices:/{c=1;next} /^Block devices:/{c=0} c && $1==m {print $2}' /proc/devices | tr '\n' ' ')"
     ok=no
-    for a in $allowed; do [ "$a" = "$name" ] && ok=yes; done
+    for a in $allowed; do for n in $names; do [ "$a" = "$n" ] && ok=yes; done; done
+    name="${names% }"
     printf '%-28s major %-4s %-18s allowed: %s\n' "$node" "$major" "${name:-?}" "$ok"
     [ "$ok" = yes ] || failed=1
 done

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,4 +58,43 @@ fn serve_notifies_ready_pings_the_watchdog_and_notifies_stopping() {
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
     assert!(child.wait().expect("wait").success());
     messages_until(&sock, "STOPPING=1", Duration::from_secs(1));
+}
+
+/// The character-device groups of `/proc/devices` that the unit's `DeviceAllow=char-NAME`
+/// lines let through, for each device major in `proc_devices`.
+fn allowed_majors(unit: &str, proc_devices: &str) -> Vec<u32> {
+    let allowed: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("DeviceAllow=char-"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    proc_devices
+        .lines()
+        .skip_while(|l| !l.starts_with("Character devices:"))
+        .take_while(|l| !l.starts_with("Block devices:"))
+        .filter_map(|l| l.trim().split_once(' '))
+        .filter(|(_, name)| allowed.contains(name))
+        .filter_map(|(major, _)| major.parse().ok())
+        .collect()
+}
+
+#[test]
+fn unit_lets_the_service_open_every_nvidia_device_node() {
+    let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/reelbox.service"))
+        .expect("read the unit");
+    // /proc/devices (character part) and the device nodes CUDA opens, as read on an NVIDIA
+    // H200 with driver 580.159.04, and the older drivers' name for major 195.
+    let driver_580 = "Character devices:\n  1 mem\n195 nvidia\n195 nvidiactl\n238 nvidia-uvm\n\
+                      239 nvidia-nvswitch\n240 nvidia-nvlink\n241 nvidia-caps\n\nBlock devices:\n  8 sd\n";
+    let older = "Character devices:\n195 nvidia-frontend\n237 nvidia-uvm\n\nBlock devices:\n";
+    // /dev/nvidia0 and /dev/nvidiactl (195), /dev/nvidia-uvm(-tools), /dev/nvidia-caps/*.
+    for (proc_devices, nodes) in [(driver_580, vec![195, 238, 241]), (older, vec![195, 237])] {
+        let majors = allowed_majors(&unit, proc_devices);
+        for major in nodes {
+            assert!(
+                majors.contains(&major),
+                "major {major} is not allowed by the unit's DeviceAllow lines: {majors:?}"
+            );
+        }
+    }
 }

@@ -61,6 +61,8 @@ struct Outcome {
     outputs: Vec<PathBuf>,
     /// Most GPU memory NVML saw this process hold while the job ran, MiB.
     nvml_peak_mib: Option<u64>,
+    /// How much that grew during the first (cold) run: what loading and running took.
+    nvml_grew_mib: Option<u64>,
 }
 
 /// Runs `reelbox bench gpu`.
@@ -120,6 +122,9 @@ pub async fn run(g: &Global, a: BenchGpuArgs) -> anyhow::Result<ExitCode> {
         reach.close().await;
     }
     report["jobs"] = print_jobs(&results);
+    if target != DeviceId::Cpu && config.runtime.cuda_tf32 {
+        report["without_tf32"] = without_tf32(&quiet, &config, scratch.path(), gpu, &inputs, &results).await?;
+    }
     let cpu_speech =
         results.iter().find(|r| r.0 == "speech joe").and_then(|r| r.1.as_ref()).and_then(|o| o.outputs.first());
     report["lipsync"] = match cpu_speech {
@@ -212,7 +217,9 @@ async fn run_spec(c: &Client, spec: &Spec, dir: &Path, runs: usize, gpu: u32) ->
     let mut times = Vec::new();
     let mut last = None;
     let mut peak = None;
-    for _ in 0..runs.max(1) {
+    let mut grew = None;
+    for run in 0..runs.max(1) {
+        let before = held_now(c, gpu).await;
         let job: JobView = c.send(c.request(Method::POST, spec.route).json(&spec.body)).await?;
         let stop = CancellationToken::new();
         let held = Arc::new(AtomicU64::new(0));
@@ -222,6 +229,9 @@ async fn run_spec(c: &Client, spec: &Spec, dir: &Path, runs: usize, gpu: u32) ->
         let _ = poller.await;
         let seen = held.load(Ordering::Relaxed);
         peak = (seen > 0).then_some(seen).max(peak);
+        if run == 0 {
+            grew = before.zip((seen > 0).then_some(seen)).map(|(b, s)| s.saturating_sub(b));
+        }
         times.push(job_seconds(&view));
         last = Some(view);
     }
@@ -239,7 +249,14 @@ async fn run_spec(c: &Client, spec: &Spec, dir: &Path, runs: usize, gpu: u32) ->
         c.download(&art.url, &dest).await?;
         outputs.push(dest);
     }
-    Ok(Outcome { cold_s: times[0], warm_s: *times.last().unwrap_or(&times[0]), view, outputs, nvml_peak_mib: peak })
+    Ok(Outcome {
+        cold_s: times[0],
+        warm_s: *times.last().unwrap_or(&times[0]),
+        view,
+        outputs,
+        nvml_peak_mib: peak,
+        nvml_grew_mib: grew,
+    })
 }
 
 /// Seconds from the job's start to its end, as the daemon recorded them.
@@ -249,6 +266,12 @@ fn job_seconds(view: &JobView) -> f64 {
         (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
         _ => f64::NAN,
     }
+}
+
+/// GPU memory the daemon's process holds now, MiB (after the sampler's next reading).
+async fn held_now(c: &Client, gpu: u32) -> Option<u64> {
+    let system: Value = c.get("/api/v1/system").await.ok()?;
+    gpu_sample(&system, gpu)?.ours_mib()
 }
 
 /// Polls the daemon's telemetry and keeps the most GPU memory its own process held.
@@ -276,7 +299,7 @@ fn gpu_sample(system: &Value, gpu: u32) -> Option<GpuSample> {
 fn print_jobs(results: &[(String, Option<Outcome>, Option<Outcome>)]) -> Value {
     println!("\nthe same jobs on the CPU and on the GPU (seconds from job start to end; cold loads the models)");
     println!(
-        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8}  {:<8} {:>9} {:>8} {:>9}  max |gpu-cpu|",
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8}  {:<8} {:>9} {:>8} {:>9} {:>9}  max |gpu-cpu|",
         "job",
         "cpu cold",
         "cpu warm",
@@ -286,7 +309,12 @@ fn print_jobs(results: &[(String, Option<Outcome>, Option<Outcome>)]) -> Value {
         "placed",
         "energy Wh",
         "reserved",
-        "nvml peak"
+        "nvml grew",
+        "nvml held"
+    );
+    println!(
+        "(reserved: the job's GPU memory reservation, MiB; nvml grew: how much the daemon's GPU memory grew in the \
+         cold run; nvml held: the most it held)"
     );
     let mut rows = Vec::new();
     for (label, cpu, gpu) in results {
@@ -299,7 +327,7 @@ fn print_jobs(results: &[(String, Option<Outcome>, Option<Outcome>)]) -> Value {
         let placed: Vec<String> = gpu.view.stages.iter().filter_map(|s| s.device.clone()).collect::<Vec<_>>();
         let placed = dedup(placed);
         println!(
-            "{label:<24} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7.2}x  {:<8} {:>9.5} {:>8} {:>9}  {}",
+            "{label:<24} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7.2}x  {:<8} {:>9.5} {:>8} {:>9} {:>9}  {}",
             cpu.cold_s,
             cpu.warm_s,
             gpu.cold_s,
@@ -308,6 +336,7 @@ fn print_jobs(results: &[(String, Option<Outcome>, Option<Outcome>)]) -> Value {
             placed.join(","),
             gpu.view.energy_wh.unwrap_or(0.0),
             gpu.view.vram_mib,
+            gpu.nvml_grew_mib.map_or("-".into(), |m| m.to_string()),
             gpu.nvml_peak_mib.map_or("-".into(), |m| m.to_string()),
             diffs.iter().map(|(n, d)| format!("{n} {d}")).collect::<Vec<_>>().join(", ")
         );
@@ -331,7 +360,7 @@ fn print_jobs(results: &[(String, Option<Outcome>, Option<Outcome>)]) -> Value {
         }
         rows.push(json!({"job": label, "cpu_cold_s": cpu.cold_s, "cpu_warm_s": cpu.warm_s, "gpu_cold_s": gpu.cold_s,
             "gpu_warm_s": gpu.warm_s, "speedup": cpu.warm_s / gpu.warm_s, "placed": placed, "gpu_state": gpu.view.state,
-            "energy_wh": gpu.view.energy_wh, "vram_reserved_mib": gpu.view.vram_mib, "nvml_peak_mib": gpu.nvml_peak_mib,
+            "energy_wh": gpu.view.energy_wh, "vram_reserved_mib": gpu.view.vram_mib, "nvml_peak_mib": gpu.nvml_peak_mib, "nvml_grew_mib": gpu.nvml_grew_mib,
             "max_abs_diff": diffs.iter().map(|(n, d)| json!({"output": n, "diff": d})).collect::<Vec<_>>()}));
     }
     println!("(images: 8-bit levels 0-255; sounds: samples on the -1..1 scale)");
@@ -346,6 +375,43 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
 fn stage_seconds(s: &reelbox::api::views::StageView) -> Option<f64> {
     let t = |s: &Option<String>| s.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
     Some((t(&s.finished_at)? - t(&s.started_at)?).num_milliseconds() as f64 / 1000.0)
+}
+
+/// The image jobs once more on the GPU with TF32 off, beside the CPU's outputs: how much
+/// of the GPU/CPU difference TF32 accounts for, and what turning it off costs.
+async fn without_tf32(
+    g: &Global,
+    config: &Config,
+    scratch: &Path,
+    gpu: u32,
+    inputs: &DemoInputs,
+    results: &[(String, Option<Outcome>, Option<Outcome>)],
+) -> anyhow::Result<Value> {
+    let mut c = config.clone();
+    c.data_dir = scratch.join("daemon-no-tf32");
+    c.workers.gpus = vec![gpu];
+    c.runtime.cuda_tf32 = false;
+    let reach = Reach::start(g, c).await?;
+    println!("\nimage jobs on cuda:{gpu} with TF32 off (runtime.cuda_tf32 = false)");
+    let mut rows = Vec::new();
+    for spec in specs(&reach.client, inputs).await?.iter().filter(|s| s.route == "/api/v1/images") {
+        let Some((_, Some(cpu), tf32)) = results.iter().find(|r| r.0 == spec.label) else { continue };
+        let dir = scratch.join("out-no-tf32").join(spec.label.replace(' ', "_"));
+        let run = run_spec(&reach.client, spec, &dir, 2, gpu).await?;
+        let diffs = output_diffs(cpu, &run);
+        let with = tf32.as_ref().map(|t| output_diffs(cpu, t));
+        println!(
+            "{:<24} warm {:.3} s (with TF32 {}), max |gpu-cpu| {} (with TF32 {})",
+            spec.label,
+            run.warm_s,
+            tf32.as_ref().map_or("-".into(), |t| format!("{:.3} s", t.warm_s)),
+            diffs.iter().map(|(n, d)| format!("{n} {d}")).collect::<Vec<_>>().join(", "),
+            with.map_or("-".into(), |w| w.iter().map(|(n, d)| format!("{n} {d}")).collect::<Vec<_>>().join(", "))
+        );
+        rows.push(json!({"job": spec.label, "warm_s": run.warm_s, "max_abs_diff": diffs.iter().map(|(n, d)| json!({"output": n, "diff": d})).collect::<Vec<_>>()}));
+    }
+    reach.close().await;
+    Ok(Value::Array(rows))
 }
 
 /// The largest difference per output both devices wrote.

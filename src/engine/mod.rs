@@ -61,12 +61,12 @@ pub enum EngineError {
         "cannot load model {path} (truncated or not an ONNX model?): {reason}; fix: pull the model again (`reelbox pull --force NAME`)"
     )]
     ModelLoad { path: PathBuf, reason: String },
-    #[error(
-        "{provider} is not available for {device}: {reason}; fix: run `reelbox setup` on a machine with an NVIDIA driver (installs onnxruntime-gpu)"
-    )]
-    ProviderUnavailable { device: String, provider: &'static str, reason: String },
+    #[error("{} is not available for {device}: {reason}; fix: {}", .provider.name(), .provider.fix())]
+    ProviderUnavailable { device: String, provider: GpuProvider, reason: String },
     #[error("config runtime.optimization = {value:?} is not one of disable, basic, extended, all")]
     BadOptimization { value: String },
+    #[error("config runtime.cudnn_conv_algo_search = {value:?} is not one of heuristic, exhaustive, default")]
+    BadConvSearch { value: String },
     #[error("inference failed in {model}: {reason}")]
     Run { model: String, reason: String },
 }
@@ -298,10 +298,13 @@ impl Engine {
         builder = builder.with_intra_op_spinning(self.config.runtime.spin).map_err(|e| load_err(e.into()))?;
         if let DeviceId::Cuda(index) = device {
             providers::preload_cuda_libraries(&runtime::runtime_dir(&self.config), &self.config.runtime.cuda_lib_dirs);
-            let eps = providers::for_device(device, self.config.runtime.tensorrt);
+            if providers::parse_conv_search(&self.config.runtime.cudnn_conv_algo_search).is_none() {
+                return Err(EngineError::BadConvSearch { value: self.config.runtime.cudnn_conv_algo_search.clone() });
+            }
+            let eps = providers::for_device(device, &self.config.runtime);
             builder = builder.with_execution_providers(eps).map_err(|e| EngineError::ProviderUnavailable {
                 device: format!("cuda:{index}"),
-                provider: "CUDAExecutionProvider",
+                provider: GpuProvider::Cuda,
                 reason: e.to_string(),
             })?;
         }
@@ -319,7 +322,7 @@ impl Engine {
         providers::preload_cuda_libraries(&runtime::runtime_dir(&self.config), &self.config.runtime.cuda_lib_dirs);
         let unavailable = |reason: String| EngineError::ProviderUnavailable {
             device: DeviceId::Cuda(index).name(),
-            provider: provider.name(),
+            provider,
             reason,
         };
         let builder = Session::builder(env).map_err(|e| unavailable(e.to_string()))?;

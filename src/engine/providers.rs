@@ -8,9 +8,11 @@ use std::sync::Once;
 
 use serde::Serialize;
 
+use ort::ep::cuda::ConvAlgorithmSearch;
 use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
 use ort::session::builder::GraphOptimizationLevel;
 
+use crate::config::RuntimeConfig;
 use crate::gpu::DeviceId;
 
 /// Parses the config's optimisation level (`disable`, `basic`, `extended`, `all`).
@@ -25,18 +27,32 @@ pub fn parse_optimization(value: &str) -> Option<GraphOptimizationLevel> {
     })
 }
 
+/// Parses the config's cuDNN convolution search (`heuristic`, `exhaustive`, `default`).
+pub fn parse_conv_search(value: &str) -> Option<ConvAlgorithmSearch> {
+    Some(match value.trim().to_ascii_lowercase().as_str() {
+        "heuristic" => ConvAlgorithmSearch::Heuristic,
+        "exhaustive" => ConvAlgorithmSearch::Exhaustive,
+        "default" => ConvAlgorithmSearch::Default,
+        _ => return None,
+    })
+}
+
 /// Execution providers for `device`, most preferred first.
-pub fn for_device(device: DeviceId, tensorrt: bool) -> Vec<ExecutionProviderDispatch> {
+pub fn for_device(device: DeviceId, runtime: &RuntimeConfig) -> Vec<ExecutionProviderDispatch> {
     match device {
         DeviceId::Cpu => Vec::new(),
         DeviceId::Cuda(index) => {
             let id = index as i32;
             let mut eps = Vec::new();
-            if tensorrt {
+            if runtime.tensorrt {
                 // TensorRT is optional: when its libraries are absent the CUDA provider still runs.
                 eps.push(ep::TensorRT::default().with_device_id(id).with_engine_cache(true).build().fail_silently());
             }
-            eps.push(ep::CUDA::default().with_device_id(id).build().error_on_failure());
+            // An unknown search word was refused when the session was built; heuristic here.
+            let search = parse_conv_search(&runtime.cudnn_conv_algo_search).unwrap_or(ConvAlgorithmSearch::Heuristic);
+            let cuda =
+                ep::CUDA::default().with_device_id(id).with_conv_algorithm_search(search).with_tf32(runtime.cuda_tf32);
+            eps.push(cuda.build().error_on_failure());
             eps
         }
     }
@@ -55,6 +71,19 @@ impl GpuProvider {
         match self {
             GpuProvider::Cuda => "CUDAExecutionProvider",
             GpuProvider::TensorRt => "TensorrtExecutionProvider",
+        }
+    }
+
+    /// What makes the provider available when it is not.
+    pub fn fix(self) -> &'static str {
+        match self {
+            GpuProvider::Cuda => {
+                "run `reelbox setup --gpu yes` on a box with an NVIDIA driver (onnxruntime-gpu with its CUDA 13 \
+                 and cuDNN 9 libraries), or point runtime.cuda_lib_dirs at directories holding those libraries"
+            }
+            GpuProvider::TensorRt => {
+                "install TensorRT 10 (libnvinfer.so.10) where the dynamic linker finds it; the CUDA provider runs meanwhile"
+            }
         }
     }
 
@@ -191,10 +220,19 @@ mod tests {
 
     #[test]
     fn cpu_needs_no_provider_and_gpu_gets_cuda_on_its_index() {
-        assert!(for_device(DeviceId::Cpu, true).is_empty());
-        let names: Vec<_> = for_device(DeviceId::Cuda(1), true).iter().map(|e| e.name()).collect();
+        let runtime = RuntimeConfig { tensorrt: true, ..RuntimeConfig::default() };
+        assert!(for_device(DeviceId::Cpu, &runtime).is_empty());
+        let names: Vec<_> = for_device(DeviceId::Cuda(1), &runtime).iter().map(|e| e.name()).collect();
         assert_eq!(names, vec!["TensorrtExecutionProvider", "CUDAExecutionProvider"]);
         assert_eq!(provider_names(DeviceId::Cuda(0), false)[0], "CUDAExecutionProvider");
+    }
+
+    #[test]
+    fn conv_search_words_parse_and_heuristic_is_the_default() {
+        assert!(matches!(parse_conv_search("Exhaustive"), Some(ConvAlgorithmSearch::Exhaustive)));
+        assert!(parse_conv_search("fastest").is_none());
+        let default = RuntimeConfig::default();
+        assert!(matches!(parse_conv_search(&default.cudnn_conv_algo_search), Some(ConvAlgorithmSearch::Heuristic)));
     }
 
     #[test]

@@ -308,6 +308,16 @@ impl JobKind for Image {
         "image"
     }
 
+    fn vram_mib(&self, params: &serde_json::Value, config: &Config) -> u64 {
+        let n = |f: &str, d: u64| params.get(f).and_then(|v| v.as_u64()).unwrap_or(d) as u32;
+        let model = params.get("model").and_then(|v| v.as_str()).unwrap_or_default();
+        super::memory::diffusion_mib(config, model, n("width", 512), n("height", 512), n("n", 1))
+    }
+
+    fn models(&self, params: &serde_json::Value) -> Vec<String> {
+        super::param_models(params, &["model"])
+    }
+
     fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
         let p = validate_params(&params, ctx.config)?;
         serde_json::to_value(&p).map_err(|e| ParamError::new("params", e.to_string()))

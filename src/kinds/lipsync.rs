@@ -42,6 +42,15 @@ impl JobKind for Lipsync {
         "lipsync"
     }
 
+    fn vram_mib(&self, params: &serde_json::Value, config: &crate::config::Config) -> u64 {
+        let model = params.get("model").and_then(|v| v.as_str()).unwrap_or(DEFAULT_MODEL);
+        super::memory::single_model_mib(config, model)
+    }
+
+    fn models(&self, params: &serde_json::Value) -> Vec<String> {
+        super::param_models(params, &["model"])
+    }
+
     fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
         reject_unknown(
             &params,

@@ -16,6 +16,7 @@ use crate::store::records::Artifact;
 pub mod image;
 pub mod inputs;
 pub mod lipsync;
+pub mod memory;
 pub mod model_pull;
 pub mod render;
 pub mod speech;
@@ -106,7 +107,7 @@ pub trait JobKind: Send + Sync {
     /// GPU memory a job with these (validated) parameters needs, MiB. 0 means it runs
     /// anywhere: on a GPU when one is free, else on the CPU. Kinds that are only practical
     /// on a GPU must return their need so they never spill onto the CPU of a GPU box.
-    fn vram_mib(&self, _params: &serde_json::Value) -> u64 {
+    fn vram_mib(&self, _params: &serde_json::Value, _config: &Config) -> u64 {
         0
     }
     /// Names of the models a job loads; placement prefers a GPU that already holds them.
@@ -126,6 +127,11 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(render::Render),
         Arc::new(model_pull::ModelPull),
     ]
+}
+
+/// The model names a job's (validated) parameters give in `fields`, for placement's affinity.
+pub fn param_models(params: &serde_json::Value, fields: &[&str]) -> Vec<String> {
+    fields.iter().filter_map(|f| params.get(*f).and_then(|v| v.as_str())).map(str::to_string).collect()
 }
 
 /// Reads an optional integer parameter within `range`, with a default.

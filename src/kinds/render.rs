@@ -240,6 +240,24 @@ impl JobKind for Render {
         "render"
     }
 
+    /// The largest of its GPU stages: keyframes, talking head, upscale (one at a time).
+    fn vram_mib(&self, params: &serde_json::Value, config: &crate::config::Config) -> u64 {
+        let Ok(p) = serde_json::from_value::<RenderParams>(params.clone()) else { return 0 };
+        let (w, h) = (p.keyframe_width.unwrap_or(p.width), p.keyframe_height.unwrap_or(p.height));
+        let mut need = super::memory::diffusion_mib(config, &p.model, w, h, 1);
+        if p.presenter.is_some() {
+            need = need.max(super::memory::single_model_mib(config, &p.lipsync_model));
+        }
+        if p.upscale {
+            need = need.max(super::memory::single_model_mib(config, &p.upscale_model));
+        }
+        need
+    }
+
+    fn models(&self, params: &serde_json::Value) -> Vec<String> {
+        super::param_models(params, &["model", "voice", "lipsync_model", "upscale_model"])
+    }
+
     fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
         let p = validate_params(&params, ctx)?;
         serde_json::to_value(p).map_err(|e| ParamError::new("params", e.to_string()))

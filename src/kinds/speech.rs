@@ -122,6 +122,11 @@ impl JobKind for SpeechKind {
         "speech"
     }
 
+    // No vram_mib: Piper runs well on the CPU, so speech takes a free GPU or spills over.
+    fn models(&self, params: &serde_json::Value) -> Vec<String> {
+        super::param_models(params, &["voice"])
+    }
+
     fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
         validate_speech(&params, ctx.config).map(|p| p.to_json())
     }

@@ -43,7 +43,7 @@ impl JobKind for Testcard {
         }))
     }
 
-    fn vram_mib(&self, params: &serde_json::Value) -> u64 {
+    fn vram_mib(&self, params: &serde_json::Value, _config: &crate::config::Config) -> u64 {
         params.get("vram_mib").and_then(|v| v.as_u64()).unwrap_or(0)
     }
 

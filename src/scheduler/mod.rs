@@ -158,13 +158,13 @@ impl Scheduler {
     pub fn need(&self, job: &Job) -> Need {
         let Some(kind) = self.kinds.get(job.kind.as_str()) else { return Need::default() };
         let params: serde_json::Value = serde_json::from_str(&job.params).unwrap_or_default();
-        Need { vram_mib: kind.vram_mib(&params), models: kind.models(&params) }
+        Need { vram_mib: kind.vram_mib(&params, &self.config), models: kind.models(&params) }
     }
 
     /// Refuses up front a job that no GPU here could ever hold (it would wait forever).
     /// Boxes without GPUs run everything on the CPU.
     pub fn check_fits(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), String> {
-        let want = kind.vram_mib(params);
+        let want = kind.vram_mib(params, &self.config);
         let largest = self.gpus.iter().map(|g| g.memory_total >> 20).max();
         match largest {
             Some(max) if want > max => {

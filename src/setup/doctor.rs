@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::system::{self, Piece};
 use crate::config::Config;
 use crate::engine::runtime::{self as ort_runtime, DYLIB_ENV};
-use crate::engine::{Engine, GpuProvider, cuda_search_dirs, locate_cuda_libraries};
+use crate::engine::{Engine, EngineError, GpuProvider, cuda_search_dirs, locate_cuda_libraries};
 use crate::models::{InstallState, ModelStore};
 
 /// How a check came out.
@@ -142,11 +142,17 @@ pub fn doctor(config: &Config) -> Vec<Check> {
 fn gpu_runtime_checks(config: &Config, gpu: u32) -> Vec<Check> {
     let mut checks = Vec::new();
     let engine = Engine::new(config);
-    let fix = "reelbox setup --gpu yes   (installs onnxruntime-gpu with its CUDA 13 and cuDNN 9 libraries), or \
-               point runtime.cuda_lib_dirs at directories holding them";
+    let fix = GpuProvider::Cuda.fix();
     match engine.probe_provider(GpuProvider::Cuda, gpu) {
         Ok(()) => checks.push(Check::ok("cuda-provider", format!("CUDAExecutionProvider registers on cuda:{gpu}"))),
-        Err(e) => checks.push(Check::missing("cuda-provider", format!("GPUs stay idle: {e}"), fix.into())),
+        Err(e) => {
+            // The engine's message carries the same fix; the check shows it on its own line.
+            let why = match e {
+                EngineError::ProviderUnavailable { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            checks.push(Check::missing("cuda-provider", format!("GPUs stay idle: {why}"), fix.into()));
+        }
     }
     let dirs = cuda_search_dirs(
         &ort_runtime::runtime_dir(config),
