@@ -8,7 +8,9 @@
 //! - an API key (`Authorization: Bearer`, or `?token=` on WebSocket/SSE requests, whose
 //!   browser clients cannot set headers);
 //! - while no key exists, a loopback peer is the local admin (like Ollama): that is how
-//!   the first key gets created.
+//!   the first key gets created. A loopback request carrying proxy headers (`Forwarded`,
+//!   `X-Forwarded-For`, `X-Real-IP`) from an untrusted peer is not: a reverse proxy on the
+//!   same host would otherwise make everyone it forwards an admin.
 //!
 //! Records belong to the key's id, not its name: renaming or re-creating a key with the
 //! same name never hands one client's jobs to another. Proxy users own `user:NAME`.
@@ -228,7 +230,9 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError>
             gpu_seconds_per_day: auth.proxy_user_gpu_seconds_per_day,
         });
     }
-    let loopback = peer.is_some_and(|p| p.is_loopback());
+    // A reverse proxy on this host connects from loopback too: a request carrying proxy
+    // headers is someone else's, so it is not the local admin unless the proxy is trusted.
+    let loopback = peer.is_some_and(|p| p.is_loopback()) && !forwarded(&parts.headers);
     let via_proxy = peer.is_some_and(|p| state.gate.is_proxy(p));
     // Open like Ollama while no key exists: clients that always send some key (the OpenAI
     // SDKs insist on one) must not be refused for it.
@@ -245,6 +249,11 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError>
         "missing_key",
         "this API needs a key: send `Authorization: Bearer KEY` (see `reelbox keys create`)",
     ))
+}
+
+/// Whether a request says it was forwarded for someone else.
+fn forwarded(headers: &axum::http::HeaderMap) -> bool {
+    ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| headers.contains_key(*h))
 }
 
 /// Paths that answer without a key.

@@ -29,6 +29,7 @@ pub mod models;
 pub mod openai;
 pub mod openapi;
 pub mod ops_metrics;
+pub mod origin;
 pub mod outputs;
 pub mod profiles;
 pub mod renders;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub gate: Arc<auth::Gate>,
     /// Operations counters for `/metrics`.
     pub ops: Arc<ops_metrics::OpsMetrics>,
+    /// Which host names and web origins may reach the API.
+    pub guard: Arc<origin::Guard>,
 }
 
 impl AppState {
@@ -68,6 +71,7 @@ impl AppState {
             config: scheduler.config().clone(),
             gate: Arc::new(auth::Gate::new(scheduler.config(), scheduler.store())),
             ops: Arc::default(),
+            guard: Arc::new(origin::Guard::for_config(scheduler.config())),
             scheduler,
             started: Instant::now(),
             shutdown: Default::default(),
@@ -120,6 +124,8 @@ pub fn router(state: AppState) -> Router {
         // Last, so it wraps every route above (and the fallback): nothing answers unauthenticated
         // except the probes it lets through.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller))
+        // Outside authentication: a foreign page or name is refused before anything else.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops_metrics::track))
         .with_state(state)
 }

@@ -1,0 +1,193 @@
+//! Host and Origin checks: what keeps web pages out of the box's API. Any page the owner
+//! opens can send requests to `127.0.0.1:8470`, and a keyless daemon treats loopback callers
+//! as its admin, so two holes must stay shut:
+//! - **DNS rebinding**: a hostile name that resolves to 127.0.0.1 makes the page
+//!   same-origin with the daemon. Such a request names the hostile domain in `Host`, so
+//!   only IP literals, `localhost`, this box's hostname, LAN suffixes (`.local`, `.lan`,
+//!   `.internal`, `.home.arpa`) and `server.allowed_hosts` are served.
+//! - **Cross-site requests** (CSRF, including "simple" POSTs that need no CORS preflight
+//!   and WebSocket upgrades, which CORS never covers): browsers send `Origin` on them, so a
+//!   request with an `Origin` is served only when it is the daemon's own origin or listed
+//!   in `server.allowed_origins`. Clients without `Origin` (curl, SDKs, ComfyUI scripts)
+//!   are not affected.
+//!
+//! It runs before authentication on every route, probes included.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+use crate::config::ServerConfig;
+
+/// Name suffixes of private networks (mDNS, home routers, RFC 8375) accepted as hosts.
+const LAN_SUFFIXES: &[&str] = &[".local", ".lan", ".internal", ".home.arpa", ".localhost"];
+
+/// What a request may name and where it may come from, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+    /// This box's hostname, lowercase (`/proc/sys/kernel/hostname`).
+    hostname: Option<String>,
+    /// The scheme the daemon serves (`https` with TLS configured).
+    scheme: &'static str,
+}
+
+impl Guard {
+    /// The guard for a daemon with `server` settings, this hostname, serving `scheme`.
+    pub fn new(server: &ServerConfig, hostname: Option<String>, scheme: &'static str) -> Self {
+        let lower = |v: &[String]| v.iter().map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase()).collect();
+        Self {
+            allowed_hosts: lower(&server.allowed_hosts),
+            allowed_origins: lower(&server.allowed_origins),
+            hostname: hostname.map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()),
+            scheme,
+        }
+    }
+
+    /// The guard of the running machine.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+        let scheme = if config.tls.cert.is_some() { "https" } else { "http" };
+        Self::new(&config.server, hostname, scheme)
+    }
+
+    /// Whether `host` (a `Host` header value, port optional) names this box acceptably.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host).to_ascii_lowercase();
+        let name = name.trim_end_matches('.');
+        if name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" {
+            return true;
+        }
+        if self.hostname.as_deref() == Some(name) || LAN_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            return true;
+        }
+        self.allowed_hosts.iter().any(|a| match a.strip_prefix("*.") {
+            _ if a == "*" => true,
+            Some(domain) => name.ends_with(&format!(".{domain}")),
+            None => a == name,
+        })
+    }
+
+    /// Whether a request with this `Origin` sent to `host` comes from the daemon's own page
+    /// or an allowed one.
+    pub fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        if self.allowed_origins.iter().any(|a| a == "*" || *a == origin) {
+            return true;
+        }
+        // Same origin: the page was served by this daemon under the name the request uses.
+        let Some(host) = host else { return false };
+        let Some((scheme, authority)) = origin.split_once("://") else { return false };
+        scheme == self.scheme
+            && with_default_port(authority, scheme) == with_default_port(&host.to_ascii_lowercase(), scheme)
+    }
+}
+
+/// The host part of a `Host` value: `[::1]:8470` → `::1`, `box.lan:8470` → `box.lan`.
+fn host_name(host: &str) -> &str {
+    let host = host.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// `authority` with the scheme's port written out, so `box` and `box:80` compare equal.
+fn with_default_port(authority: &str, scheme: &str) -> String {
+    let has_port = match authority.rsplit_once(':') {
+        Some((name, port)) => !name.ends_with('[') && !port.ends_with(']') && port.chars().all(|c| c.is_ascii_digit()),
+        None => false,
+    };
+    if has_port { authority.to_string() } else { format!("{authority}:{}", if scheme == "https" { 443 } else { 80 }) }
+}
+
+/// The request's host: HTTP/2's `:authority` (in the URI) or the `Host` header.
+fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority().map(|a| a.as_str()).or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+}
+
+fn forbidden(code: &'static str, message: String) -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, code, message).into_response()
+}
+
+/// Middleware: refuses requests for an unknown host or from a foreign web page.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let guard = &state.guard;
+    let host = request_host(req.uri(), req.headers());
+    if let Some(h) = host
+        && !guard.host_allowed(h)
+    {
+        return forbidden(
+            "forbidden_host",
+            format!("this daemon does not answer to the name {h:?}; add it to server.allowed_hosts"),
+        );
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !guard.origin_allowed(origin, host) {
+            return forbidden(
+                "forbidden_origin",
+                format!("requests from web pages of {origin:?} are refused; add the origin to server.allowed_origins"),
+            );
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(hosts: &[&str], origins: &[&str]) -> Guard {
+        let server = ServerConfig {
+            allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
+        };
+        Guard::new(&server, Some("studio-box\n".into()), "http")
+    }
+
+    #[test]
+    fn lan_names_and_addresses_pass_and_foreign_domains_do_not() {
+        let g = guard(&["films.example.com", "*.tailnet.example"], &[]);
+        for ok in [
+            "127.0.0.1:8470",
+            "[::1]:8470",
+            "192.168.1.20",
+            "localhost:8470",
+            "studio-box:8470",
+            "Studio-Box.local",
+            "box.lan",
+            "box.home.arpa.",
+            "films.example.com",
+            "gpu.tailnet.example:8470",
+        ] {
+            assert!(g.host_allowed(ok), "{ok}");
+        }
+        for bad in
+            ["evil.example", "evil.example:8470", "127.0.0.1.evil.example", "tailnet.example", "localhost.evil.com"]
+        {
+            assert!(!g.host_allowed(bad), "{bad}");
+        }
+        assert!(guard(&["*"], &[]).host_allowed("anything.example"));
+    }
+
+    #[test]
+    fn only_the_daemons_own_origin_or_a_listed_one_passes() {
+        let g = guard(&[], &["https://studio.example.com"]);
+        assert!(g.origin_allowed("http://127.0.0.1:8470", Some("127.0.0.1:8470")));
+        assert!(g.origin_allowed("http://box.lan", Some("box.lan:80")), "default port");
+        assert!(g.origin_allowed("https://studio.example.com/", Some("127.0.0.1:8470")));
+        assert!(!g.origin_allowed("http://evil.example", Some("127.0.0.1:8470")));
+        assert!(!g.origin_allowed("http://127.0.0.1:9999", Some("127.0.0.1:8470")), "another port is another origin");
+        assert!(!g.origin_allowed("https://127.0.0.1:8470", Some("127.0.0.1:8470")), "the daemon serves http");
+        assert!(!g.origin_allowed("null", Some("127.0.0.1:8470")), "sandboxed pages and files");
+        assert!(!g.origin_allowed("http://127.0.0.1:8470", None));
+        assert!(guard(&[], &["*"]).origin_allowed("http://evil.example", None));
+    }
+}
