@@ -445,3 +445,50 @@ async fn tls_serves_https_with_the_configured_certificate() {
     let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/healthz")).send().await;
     assert!(plain.is_err() || !plain.expect("resp").status().is_success(), "plain HTTP is not served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_change_the_box_on_any_route() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(data.path(), &[]);
+    let anon = As::key(None);
+    let (_, admin_key) = create_key(&d, &anon, json!({"name": "root", "scope": "admin"})).await;
+    let admin = As::key(Some(&admin_key));
+    let (_, client_key) = create_key(&d, &admin, json!({"name": "laptop", "scope": "client"})).await;
+    let client = As::key(Some(&client_key));
+    let pull = json!({"kind": "model_pull", "params": {"name": "demo-upscaler"}});
+    let (status, body) = client.json(Method::POST, d.at("/api/v1/jobs"), Some(pull.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "admin_only", "{body}");
+    let (status, _) =
+        client.json(Method::POST, d.at("/api/v1/models/pull"), Some(json!({"name": "demo-upscaler"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = admin.json(Method::POST, d.at("/api/v1/jobs"), Some(pull)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_onnx_runtime_model_jobs_are_refused_at_submission_with_the_fix() {
+    let data = tempfile::tempdir().expect("tempdir");
+    // An empty ORT_DYLIB_PATH is ignored; the data dir has no runtime.
+    let d = DaemonProc::start(
+        data.path(),
+        &[("ORT_DYLIB_PATH", ""), ("REELBOX_ONNXRUNTIME", "/nonexistent/libonnxruntime.so")],
+    );
+    let anon = As::key(None);
+    let (status, body) = anon
+        .json(Method::POST, d.at("/api/v1/images"), Some(json!({"prompt": "a red circle", "model": "demo-shapes"})))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "runtime_missing", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("reelbox setup"), "{body}");
+    // The OpenAI route answers the same in OpenAI's error shape (it used to accept the job and 500).
+    let (status, body) =
+        anon.json(Method::POST, d.at("/v1/images/generations"), Some(json!({"prompt": "a red circle"}))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("reelbox setup"), "{body}");
+    // Nothing was queued, and jobs that need no model still run.
+    let (_, jobs) = anon.json(Method::GET, d.at("/api/v1/jobs"), None).await;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    let (status, _) = submit(&d, &anon, json!({"steps": 1})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}

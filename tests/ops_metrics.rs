@@ -84,3 +84,30 @@ async fn metrics_parse_and_count_a_finished_job() {
         "job polls counted under the pattern"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(data.path(), &[]);
+    let c = reqwest::Client::new();
+    let size = |c: reqwest::Client, url: String| async move {
+        c.get(url).send().await.expect("scrape").text().await.expect("text").len()
+    };
+    // Warm up every label the junk will hit, then measure.
+    for i in 0..3 {
+        let m = reqwest::Method::from_bytes(format!("JUNK{i}").as_bytes()).expect("method");
+        let _ = c.request(m, d.at(&format!("/nope/{i}"))).send().await.expect("junk");
+    }
+    // The first scrape adds the /metrics route's own series.
+    let _ = size(c.clone(), d.at("/metrics")).await;
+    let before = size(c.clone(), d.at("/metrics")).await;
+    for i in 3..300 {
+        let m = reqwest::Method::from_bytes(format!("JUNK{i}").as_bytes()).expect("method");
+        let _ = c.request(m, d.at(&format!("/nope/{i}"))).send().await.expect("junk");
+    }
+    let after = size(c.clone(), d.at("/metrics")).await;
+    // Counter values may gain digits; no new series may appear.
+    assert!(after <= before + 64, "/metrics grew from {before} to {after} bytes");
+    let s = scrape(&c, &d).await;
+    assert!(value(&s, "reelbox_http_requests_total", &[("method", "other")]) >= 300.0);
+}

@@ -92,6 +92,18 @@ pub fn new_job(
             format!("unknown job kind {kind_name:?}; known: {}", state.scheduler.kind_names().join(", ")),
         )
     })?;
+    if kind.admin_only() && !caller.admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_only",
+            format!("{kind_name} jobs change the box; they need an admin key"),
+        ));
+    }
+    if kind.needs_runtime()
+        && let Err(e) = state.scheduler.engine().runtime()
+    {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "runtime_missing", e.to_string()));
+    }
     if !(-1000..=1000).contains(&priority) {
         return Err(ApiError::field("priority", "must be between -1000 and 1000"));
     }

@@ -121,14 +121,30 @@ impl OpsMetrics {
 /// Middleware counting every request by method, matched route and status.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let t0 = Instant::now();
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     // `/jobs/{id}` is labelled `/jobs/:id`: braces in label values are valid, but naive
     // scrapers' parsers stop at the first `}`.
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().replace('{', ":").replace('}', ""));
     let resp = next.run(req).await;
     let route = route.unwrap_or_else(|| "unmatched".into());
-    state.ops.http_request(&method, &route, resp.status().as_u16(), t0.elapsed().as_secs_f64());
+    state.ops.http_request(method, &route, resp.status().as_u16(), t0.elapsed().as_secs_f64());
     resp
+}
+
+/// A request method as a metric label: the methods the API serves, every other (made-up)
+/// method as `other`, so a client inventing methods cannot grow `/metrics` without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Follows the store's events until shutdown, feeding job outcomes and stage timings.

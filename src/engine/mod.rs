@@ -74,7 +74,9 @@ pub enum EngineError {
 /// The inference engine: one ONNX Runtime environment and a session cache.
 pub struct Engine {
     config: Config,
-    runtime: OnceLock<Result<RuntimeInfo, NotFound>>,
+    /// The library once found; until then every call looks again, so a `reelbox setup`
+    /// run while the daemon is up takes effect without a restart.
+    runtime: OnceLock<RuntimeInfo>,
     cache: Mutex<SessionCache<Mutex<Session>>>,
     /// One lock per key being loaded, so two jobs wanting the same model load it once.
     loading: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
@@ -113,10 +115,11 @@ impl Engine {
 
     /// The runtime library this engine uses (found on first call, then fixed).
     pub fn runtime(&self) -> Result<&RuntimeInfo, EngineError> {
-        self.runtime
-            .get_or_init(|| runtime::find(&self.config, std::env::var_os(runtime::DYLIB_ENV)))
-            .as_ref()
-            .map_err(|e| EngineError::RuntimeNotFound(e.clone()))
+        if let Some(found) = self.runtime.get() {
+            return Ok(found);
+        }
+        let found = runtime::find(&self.config, std::env::var_os(runtime::DYLIB_ENV))?;
+        Ok(self.runtime.get_or_init(|| found))
     }
 
     fn environment(&self) -> Result<&'static Environment, EngineError> {

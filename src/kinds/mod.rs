@@ -110,6 +110,16 @@ pub trait JobKind: Send + Sync {
     fn vram_mib(&self, _params: &serde_json::Value, _config: &Config) -> u64 {
         0
     }
+    /// Whether only admins may submit it on any route: kinds that change the box (install
+    /// models) rather than make media.
+    fn admin_only(&self) -> bool {
+        false
+    }
+    /// Whether it runs ONNX models, so submitting it without ONNX Runtime installed is
+    /// refused (503) instead of accepting a job that can only fail.
+    fn needs_runtime(&self) -> bool {
+        true
+    }
     /// Names of the models a job loads; placement prefers a GPU that already holds them.
     fn models(&self, _params: &serde_json::Value) -> Vec<String> {
         Vec::new()

@@ -25,6 +25,14 @@ impl JobKind for ModelPull {
         "model_pull"
     }
 
+    fn admin_only(&self) -> bool {
+        true
+    }
+
+    fn needs_runtime(&self) -> bool {
+        false
+    }
+
     fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
         reject_unknown(&params, &["name", "force"])?;
         let name = str_param(&params, "name")?.map(str::trim).unwrap_or_default();

@@ -43,6 +43,10 @@ impl JobKind for Testcard {
         }))
     }
 
+    fn needs_runtime(&self) -> bool {
+        false
+    }
+
     fn vram_mib(&self, params: &serde_json::Value, _config: &crate::config::Config) -> u64 {
         params.get("vram_mib").and_then(|v| v.as_u64()).unwrap_or(0)
     }
