@@ -192,14 +192,20 @@ pub async fn upload(
     Err(ApiError::field("file", "is required (multipart field `file`)"))
 }
 
+/// Checks an uploaded image against `limits.max_image_side` (header first, then a bounded
+/// decode) on a blocking thread, so big decodes never stall the async runtime.
+pub async fn checked_image(state: &AppState, bytes: &[u8]) -> Result<(u32, u32), String> {
+    let (owned, limit) = (bytes.to_vec(), state.config.limits.max_image_side);
+    tokio::task::spawn_blocking(move || probe_image(&owned, limit))
+        .await
+        .map_err(|e| format!("the image check stopped: {e}"))?
+}
+
 /// Decides what an upload is by decoding it: image, audio, or (ffprobe) MP4 video.
 async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> Result<&'static str, ApiError> {
-    if let Ok((w, h)) = probe_image(bytes) {
-        let limit = state.config.limits.max_image_side;
-        if w > limit || h > limit {
-            return Err(ApiError::field("file", format!("image is {w}×{h}; limit is {limit} px a side")));
-        }
-        return Ok(image::guess_format(bytes).map(|f| f.to_mime_type()).unwrap_or("image/png"));
+    if let Ok(format) = image::guess_format(bytes) {
+        checked_image(state, bytes).await.map_err(|e| ApiError::field("file", e))?;
+        return Ok(format.to_mime_type());
     }
     let is_video = file_name.to_ascii_lowercase().ends_with(".mp4") || bytes.get(4..8) == Some(b"ftyp".as_slice());
     if is_video {

@@ -14,7 +14,7 @@ use super::jobs::parse_id;
 use super::json::ApiJson;
 use super::views::ProfileView;
 use super::{ApiError, AppState};
-use crate::media::probe::{probe_audio, probe_image};
+use crate::media::probe::probe_audio;
 use crate::store::records::{Profile, Style, Voice, now_ms};
 
 /// Default voice for new profiles.
@@ -129,13 +129,7 @@ pub async fn create(
     for up in uploads {
         let media_type = match up.field {
             "portrait" => {
-                let (w, h) = probe_image(&up.bytes).map_err(|m| ApiError::field("portrait", m))?;
-                if w > state.config.limits.max_image_side || h > state.config.limits.max_image_side {
-                    return Err(ApiError::field(
-                        "portrait",
-                        format!("is {w}×{h}; limit is {} px a side", state.config.limits.max_image_side),
-                    ));
-                }
+                super::artifacts::checked_image(&state, &up.bytes).await.map_err(|m| ApiError::field("portrait", m))?;
                 image::guess_format(&up.bytes).map(|f| f.to_mime_type()).unwrap_or("image/png")
             }
             _ => {

@@ -1,4 +1,6 @@
-//! Quick checks that uploaded bytes really are what they claim, by decoding them.
+//! Quick checks that uploaded bytes really are what they claim, by decoding them. Sizes are
+//! read from the header first: a 12000×12000 PNG compresses to a few hundred KB and would
+//! take half a gigabyte to decode.
 
 use std::io::Cursor;
 
@@ -9,9 +11,28 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
-/// Decodes an image fully; returns its size or why it is not an image.
-pub fn probe_image(bytes: &[u8]) -> Result<(u32, u32), String> {
-    let img = image::load_from_memory(bytes).map_err(|e| format!("not a readable image: {e}"))?;
+/// Most bytes one image decode may allocate, whatever its header claims.
+const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+/// Checks an image no larger than `max_side` pixels a side: its header's size first, then a
+/// full decode under that limit; returns its size or why it is refused. Blocking (decodes).
+pub fn probe_image(bytes: &[u8], max_side: u32) -> Result<(u32, u32), String> {
+    let reader = || {
+        image::ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| format!("not a readable image: {e}"))
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(|e| format!("not a readable image: {e}"))?;
+    if w > max_side || h > max_side {
+        return Err(format!("image is {w}×{h}; limit is {max_side} px a side (limits.max_image_side)"));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(max_side);
+    limits.max_image_height = Some(max_side);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    let mut r = reader()?;
+    r.limits(limits);
+    let img = r.decode().map_err(|e| format!("not a readable image: {e}"))?;
     Ok((img.width(), img.height()))
 }
 
@@ -50,4 +71,23 @@ pub fn probe_audio(bytes: &[u8]) -> Result<f64, String> {
         return Err("audio has no samples".into());
     }
     Ok(frames as f64 / f64::from(rate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::new(w, h).write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).expect("png");
+        out
+    }
+
+    #[test]
+    fn an_oversized_image_is_refused_from_its_header_and_a_fitting_one_decodes() {
+        assert_eq!(probe_image(&png(64, 32), 64), Ok((64, 32)));
+        let err = probe_image(&png(65, 8), 64).expect_err("too wide");
+        assert!(err.contains("65×8") && err.contains("limits.max_image_side"), "{err}");
+        assert!(probe_image(b"not an image", 64).is_err());
+    }
 }

@@ -68,6 +68,11 @@ impl DaemonProc {
         (status, t0.elapsed())
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Full URL for an API path.
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)

@@ -11,10 +11,9 @@ use serde_json::{Value, json};
 use ulid::Ulid;
 use utoipa::IntoParams;
 
-use crate::api::artifacts::serve_artifact;
+use crate::api::artifacts::{checked_image, serve_artifact};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
-use crate::media::probe::probe_image;
 use crate::store::artifacts;
 use crate::store::records::{Artifact, now_ms};
 
@@ -143,7 +142,7 @@ pub async fn upload_image(
         Ok(image::ImageFormat::WebP) => "image/webp",
         _ => return Err(ApiError::field("image", "must be a PNG, JPEG or WebP picture")),
     };
-    probe_image(&bytes).map_err(|e| ApiError::field("image", e))?;
+    checked_image(&state, &bytes).await.map_err(|e| ApiError::field("image", e))?;
     let id = state.store.new_id();
     let ext = artifacts::extension_for(media_type);
     let dir = state.store.artifacts_dir().to_path_buf();

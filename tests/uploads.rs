@@ -1,0 +1,82 @@
+//! Uploads are checked before they cost anything: a picture whose header claims more pixels
+//! than `limits.max_image_side` is refused on every upload path without being decoded, and
+//! the daemon stays responsive and small while a client keeps sending them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::daemon::DaemonProc;
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+/// A real 12000×12000 grayscale PNG (144 megapixels, a few hundred KB), written row by row.
+fn huge_png() -> Vec<u8> {
+    let side = 12_000u32;
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, side, side);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let mut writer = enc.write_header().expect("header");
+    let mut stream = writer.stream_writer().expect("stream");
+    let row = vec![0u8; side as usize];
+    for _ in 0..side {
+        std::io::Write::write_all(&mut stream, &row).expect("row");
+    }
+    stream.finish().expect("finish");
+    writer.finish().expect("finish png");
+    out
+}
+
+/// The most memory the process has held resident so far (VmHWM), MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM");
+    kb / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_picture_is_refused_on_every_upload_path_without_decoding_it() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(data.path(), &[]);
+    let png = huge_png();
+    assert!(png.len() < 2 << 20, "the attack is small: {} bytes", png.len());
+    let http = reqwest::Client::new();
+    let paths: [(&str, &str); 3] =
+        [("/api/v1/artifacts", "file"), ("/api/v1/profiles", "portrait"), ("/upload/image", "image")];
+    for round in 0..2 {
+        let mut sends = Vec::new();
+        // Four at once on each path, as the attacker in the report did.
+        for (path, field) in paths.iter().copied().cycle().take(12) {
+            let (http, url, png) = (http.clone(), d.at(path), png.clone());
+            sends.push(tokio::spawn(async move {
+                let mut form = Form::new()
+                    .part(field, Part::bytes(png).file_name("huge.png").mime_str("image/png").expect("mime"));
+                if field == "portrait" {
+                    form = form.text("name", "huge");
+                }
+                let resp = http.post(url).multipart(form).send().await.expect("upload");
+                (path, field, resp.status(), resp.json::<Value>().await.unwrap_or_default())
+            }));
+        }
+        let t0 = Instant::now();
+        let health = http.get(d.at("/healthz")).send().await.expect("healthz");
+        assert!(health.status().is_success());
+        assert!(t0.elapsed() < Duration::from_millis(500), "healthz took {:?} during uploads", t0.elapsed());
+        for s in sends {
+            let (path, field, status, body) = s.await.expect("task");
+            assert_eq!(status, StatusCode::BAD_REQUEST, "round {round} {path}: {body}");
+            assert_eq!(body["error"]["field"], field, "{path}: {body}");
+            assert!(body["error"]["message"].as_str().unwrap_or("").contains("12000×12000"), "{path}: {body}");
+        }
+    }
+    let rss = peak_rss_mib(d.pid());
+    assert!(rss < 200, "the daemon peaked at {rss} MiB while refusing the uploads");
+}
