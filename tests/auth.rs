@@ -467,6 +467,39 @@ async fn only_admins_change_the_box_on_any_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_keys_cannot_jump_the_queue_hold_a_worker_for_days_or_fill_the_queue() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(data.path(), &[]);
+    let anon = As::key(None);
+    let (_, admin_key) = create_key(&d, &anon, json!({"name": "root", "scope": "admin"})).await;
+    let admin = As::key(Some(&admin_key));
+    let (_, client_key) = create_key(&d, &admin, json!({"name": "laptop", "scope": "client"})).await;
+    let client = As::key(Some(&client_key));
+    assert!(admin.status(Method::POST, d.at("/api/v1/queue/pause")).await.is_success());
+    let job = |params: Value, priority: i32| Some(json!({"kind": "testcard", "params": params, "priority": priority}));
+    let (status, body) = client.json(Method::POST, d.at("/api/v1/jobs"), job(json!({"steps": 1}), 1000)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "priority", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("limits.max_client_priority"), "{body}");
+    // 10000 steps of 60 s: a week on one worker.
+    let (status, body) =
+        client.json(Method::POST, d.at("/api/v1/jobs"), job(json!({"steps": 10000, "step_ms": 60000}), 0)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("limits.max_job_seconds"), "{body}");
+    // Admins are trusted with both.
+    let (status, _) =
+        admin.json(Method::POST, d.at("/api/v1/jobs"), job(json!({"steps": 10000, "step_ms": 60000}), 1000)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // A client without its own quota gets limits.client_max_queued (100) jobs, not the whole queue.
+    for i in 0..100 {
+        let (status, body) = client.json(Method::POST, d.at("/api/v1/jobs"), job(json!({"steps": 1}), 50)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "job {i}: {body}");
+    }
+    let (status, body) = client.json(Method::POST, d.at("/api/v1/jobs"), job(json!({"steps": 1}), 0)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_onnx_runtime_model_jobs_are_refused_at_submission_with_the_fix() {
     let data = tempfile::tempdir().expect("tempdir");
     // An empty ORT_DYLIB_PATH is ignored; the data dir has no runtime.

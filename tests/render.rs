@@ -168,6 +168,32 @@ async fn bad_render_requests_name_the_field() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_too_long_to_make_is_refused_naming_the_limit() {
+    let s = setup();
+    let d = start(&s);
+    let c = reqwest::Client::new();
+    // 500 one-word paragraphs: 500 keyframes.
+    let many = vec!["Hello."; 500].join("\n\n");
+    // 1,300 words spoken four times slower: about 1,700 s of narration (within max_prompt_chars).
+    let long = vec![vec!["word"; 130].join(" ") + "."; 10].join("\n\n");
+    // 1,000 words: about 330 s, within max_audio_seconds, but some 8,300 frames at 25 fps.
+    let film = vec![vec!["word"; 100].join(" ") + "."; 10].join("\n\n");
+    for (script, scale, key) in
+        [(many, 1.0, "limits.max_scenes"), (long, 4.0, "limits.max_audio_seconds"), (film, 1.0, "limits.max_frames")]
+    {
+        let params = json!({"script": script, "model": "tiny-sd", "length_scale": scale});
+        let r =
+            c.post(d.at("/api/v1/jobs")).json(&json!({"kind": "render", "params": params})).send().await.expect("post");
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["error"]["field"], "script", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap_or("").contains(key), "{key}: {body}");
+    }
+    let jobs: Value = c.get(d.at("/api/v1/jobs")).send().await.expect("list").json().await.expect("json");
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "nothing was queued: {jobs}");
+}
+
 /// The bundled demo models under the names the render defaults to, plus the joe voice.
 fn demo_models_dir(root: &Path) -> std::path::PathBuf {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");

@@ -107,10 +107,29 @@ pub fn new_job(
     if !(-1000..=1000).contains(&priority) {
         return Err(ApiError::field("priority", "must be between -1000 and 1000"));
     }
+    let limits = &state.config.limits;
+    if !caller.admin && priority > limits.max_client_priority {
+        return Err(ApiError::field(
+            "priority",
+            format!("client keys may use priorities up to {} (limits.max_client_priority)", limits.max_client_priority),
+        ));
+    }
     super::limits::check_params(kind_name, &params, &state.config.limits)?;
     super::limits::check_gpu_quota(state, caller)?;
     let params = kind.validate(params, &ValidateCtx { config: &state.config })?;
     state.scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ApiError::field("params", m))?;
+    if let Some(secs) = kind.declared_seconds(&params)
+        && !caller.admin
+        && secs > limits.max_job_seconds as f64
+    {
+        return Err(ApiError::field(
+            "params",
+            format!(
+                "this job would run {secs:.0} s; client keys may queue jobs up to {} s (limits.max_job_seconds)",
+                limits.max_job_seconds
+            ),
+        ));
+    }
     let stages = kind
         .stages(&params)
         .into_iter()
@@ -134,7 +153,9 @@ pub fn new_job(
 /// Durably queues a job made by [`new_job`] within the caller's queue quota; true when an
 /// idempotent repeat returned an earlier job.
 pub async fn enqueue(state: &AppState, caller: &Caller, job: Job) -> Result<(Job, bool), ApiError> {
-    let submitted = state.store.submit_with_quota(job, state.config.queue.max_queued, caller.max_queued).await?;
+    // A client key without its own quota still cannot fill the whole queue.
+    let own = caller.max_queued.or((!caller.admin).then_some(state.config.limits.client_max_queued));
+    let submitted = state.store.submit_with_quota(job, state.config.queue.max_queued, own).await?;
     if !submitted.existing {
         state.scheduler.notify();
     }

@@ -123,6 +123,14 @@ pub struct LimitsConfig {
     pub max_streams: usize,
     /// Concurrent event streams per caller.
     pub max_streams_per_key: usize,
+    /// Most scenes (paragraphs) in a render's script; each is a keyframe.
+    pub max_scenes: u32,
+    /// Highest priority a client (non-admin) key may give a job; admins go to 1000.
+    pub max_client_priority: i32,
+    /// Longest a client's job may say it runs (a testcard's steps × step_ms), seconds.
+    pub max_job_seconds: u64,
+    /// Jobs a client key may have queued or running when its own quota sets none.
+    pub client_max_queued: u64,
 }
 
 /// Who may call the API. See `assets/config.example.toml` for the modes.
@@ -261,6 +269,10 @@ impl Default for LimitsConfig {
             request_burst: 100,
             max_streams: 256,
             max_streams_per_key: 16,
+            max_scenes: 50,
+            max_client_priority: 100,
+            max_job_seconds: 3600,
+            client_max_queued: 100,
         }
     }
 }

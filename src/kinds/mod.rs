@@ -115,6 +115,12 @@ pub trait JobKind: Send + Sync {
     fn admin_only(&self) -> bool {
         false
     }
+    /// How long a job with these (validated) parameters says it will run, seconds, when its
+    /// parameters fix that (a testcard's steps × step_ms); clients are held to
+    /// `limits.max_job_seconds`.
+    fn declared_seconds(&self, _params: &serde_json::Value) -> Option<f64> {
+        None
+    }
     /// Whether it runs ONNX models, so submitting it without ONNX Runtime installed is
     /// refused (503) instead of accepting a job that can only fail.
     fn needs_runtime(&self) -> bool {

@@ -15,6 +15,7 @@ use super::inputs::{artifact_param, box_param, stage_file};
 use super::{
     JobKind, ParamError, StageError, StageRun, ValidateCtx, float_param, int_param, reject_unknown, str_param,
 };
+use crate::config::LimitsConfig;
 use crate::media::audio::{Audio, decode_file, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoReader, VideoWriter};
 use crate::media::mix::{Ducking, mix_with_ducking};
@@ -191,9 +192,43 @@ pub fn validate_params(p: &serde_json::Value, ctx: &ValidateCtx) -> Result<Rende
         music: artifact_param(p, "music")?.map(|u| u.to_string()),
         burn_subtitles: p.get("burn_subtitles").and_then(|v| v.as_bool()).unwrap_or(false),
     };
+    check_length(&plan(&params.script, &params.style, params.seed), &params, &config.limits)?;
     // The first scene's keyframe request validates model, scheduler, preset and sizes.
     validate_image(&keyframe_request(&params, &params.script, params.seed), config)?;
     Ok(params)
+}
+
+/// Holds a render to `limits.max_scenes`, and its narration (estimated from the script) to
+/// `max_audio_seconds` and its film to `max_frames`.
+fn check_length(plan: &Plan, p: &RenderParams, limits: &LimitsConfig) -> Result<(), ParamError> {
+    let scenes = plan.scenes.len();
+    if scenes > limits.max_scenes as usize {
+        return Err(ParamError::new(
+            "script",
+            format!("has {scenes} scenes (paragraphs); the limit is {} (limits.max_scenes)", limits.max_scenes),
+        ));
+    }
+    let seconds = plan.estimated_seconds(f64::from(p.length_scale.unwrap_or(1.0)), SCENE_GAP_S);
+    narration_fits(seconds, p.fps, limits).map_err(|m| ParamError::new("script", format!("would be {m}")))
+}
+
+/// Whether a narration of `seconds` (and a film as long, at `fps`) is within the limits;
+/// the error describes it and names the config key.
+fn narration_fits(seconds: f64, fps: u32, limits: &LimitsConfig) -> Result<(), String> {
+    if seconds > limits.max_audio_seconds {
+        return Err(format!(
+            "about {seconds:.0} s of narration; the limit is {} s (limits.max_audio_seconds)",
+            limits.max_audio_seconds
+        ));
+    }
+    let frames = (seconds * f64::from(fps)).ceil() as u64;
+    if frames > u64::from(limits.max_frames) {
+        return Err(format!(
+            "a film of about {frames} frames ({seconds:.0} s at {fps} fps); the limit is {} frames (limits.max_frames)",
+            limits.max_frames
+        ));
+    }
+    Ok(())
 }
 
 fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> serde_json::Value {
@@ -346,6 +381,9 @@ fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
         run.sink.progress(scene.index as u64 + 1, n, Some("narration"));
     }
     let timeline = Timeline { duration: samples.len() as f64 / f64::from(rate), scenes, sentences };
+    // The estimate at submission may have been short (a slow voice, long words).
+    narration_fits(timeline.duration, p.fps, &run.config.limits)
+        .map_err(|m| StageError::Fatal(format!("the narration came out as {m}")))?;
     let wav = tts::Speech { sample_rate: rate, samples, sentences: Vec::new() }
         .wav_bytes()
         .map_err(|e| StageError::Fatal(e.to_string()))?;

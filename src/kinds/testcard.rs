@@ -47,6 +47,11 @@ impl JobKind for Testcard {
         false
     }
 
+    fn declared_seconds(&self, params: &serde_json::Value) -> Option<f64> {
+        let n = |f: &str| params.get(f).and_then(|v| v.as_u64()).unwrap_or(0) as f64;
+        Some(n("steps") * n("step_ms") / 1000.0)
+    }
+
     fn vram_mib(&self, params: &serde_json::Value, _config: &crate::config::Config) -> u64 {
         params.get("vram_mib").and_then(|v| v.as_u64()).unwrap_or(0)
     }

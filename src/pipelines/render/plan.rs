@@ -26,6 +26,20 @@ pub struct Plan {
 /// Text in `[brackets]` is a screen direction: it becomes the keyframe prompt and is not
 /// spoken. Without one, the prompt is the scene's text. `style` is prepended to every
 /// prompt; seeds derive from `seed` and the index.
+/// Words a second a voice is assumed to speak when a narration's length is estimated from
+/// its script (Piper voices speak about 2.5 to 3.5): the faster figure, so an honest script
+/// is never refused for a length it will not have.
+pub const WORDS_PER_SECOND: f64 = 3.0;
+
+impl Plan {
+    /// About how long the narration will be, seconds: the spoken words at
+    /// [`WORDS_PER_SECOND`] stretched by `length_scale`, plus `gap_s` between scenes.
+    pub fn estimated_seconds(&self, length_scale: f64, gap_s: f64) -> f64 {
+        let words: usize = self.scenes.iter().flat_map(|s| &s.sentences).map(|t| t.split_whitespace().count()).sum();
+        words as f64 / WORDS_PER_SECOND * length_scale + gap_s * self.scenes.len().saturating_sub(1) as f64
+    }
+}
+
 pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
     let paragraphs = script
         .replace("\r\n", "\n")
