@@ -446,8 +446,8 @@ async fn tls_serves_https_with_the_configured_certificate() {
     assert!(plain.is_err() || !plain.expect("resp").status().is_success(), "plain HTTP is not served");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_admins_change_the_box_on_any_route() {
+/// A daemon with an admin key and a client key.
+async fn admin_and_client() -> (tempfile::TempDir, DaemonProc, As, As) {
     let data = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(data.path(), &[]);
     let anon = As::key(None);
@@ -455,6 +455,12 @@ async fn only_admins_change_the_box_on_any_route() {
     let admin = As::key(Some(&admin_key));
     let (_, client_key) = create_key(&d, &admin, json!({"name": "laptop", "scope": "client"})).await;
     let client = As::key(Some(&client_key));
+    (data, d, admin, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_change_the_box_on_any_route() {
+    let (_data, d, admin, client) = admin_and_client().await;
     let pull = json!({"kind": "model_pull", "params": {"name": "demo-upscaler"}});
     let (status, body) = client.json(Method::POST, d.at("/api/v1/jobs"), Some(pull.clone())).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -468,13 +474,7 @@ async fn only_admins_change_the_box_on_any_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_keys_cannot_jump_the_queue_hold_a_worker_for_days_or_fill_the_queue() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let d = DaemonProc::start(data.path(), &[]);
-    let anon = As::key(None);
-    let (_, admin_key) = create_key(&d, &anon, json!({"name": "root", "scope": "admin"})).await;
-    let admin = As::key(Some(&admin_key));
-    let (_, client_key) = create_key(&d, &admin, json!({"name": "laptop", "scope": "client"})).await;
-    let client = As::key(Some(&client_key));
+    let (_data, d, admin, client) = admin_and_client().await;
     assert!(admin.status(Method::POST, d.at("/api/v1/queue/pause")).await.is_success());
     let job = |params: Value, priority: i32| Some(json!({"kind": "testcard", "params": params, "priority": priority}));
     let (status, body) = client.json(Method::POST, d.at("/api/v1/jobs"), job(json!({"steps": 1}), 1000)).await;
