@@ -122,7 +122,8 @@ pub fn probe_with(path: &Path, count_frames: bool) -> Result<MediaInfo, FfmpegEr
     let input = path.display().to_string();
     let program = ffprobe_program();
     let mut cmd = Command::new(&program);
-    cmd.args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"]);
+    cmd.args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args(super::ffmpeg::LOCAL_INPUT);
     if count_frames {
         cmd.arg("-count_frames");
     }

@@ -50,7 +50,9 @@ impl VideoReader {
         };
         let program = ffmpeg_program();
         let mut child = Command::new(&program)
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+            .args(super::LOCAL_INPUT)
+            .arg("-i")
             .arg(path)
             .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
             .stdin(Stdio::null())

@@ -117,11 +117,13 @@ pub fn encode_args(opts: &VideoOptions, output: &Path) -> Vec<String> {
     a.extend(["-framerate".to_string(), opts.fps.to_string(), "-i".into(), "pipe:0".into()]);
     let mut next_input = 1;
     let audio_input = opts.audio.as_ref().map(|p| {
+        a.extend(super::LOCAL_INPUT.map(String::from));
         a.extend(["-i".to_string(), p.display().to_string()]);
         next_input += 1;
         next_input - 1
     });
     let sub_input = opts.subtitles.as_ref().map(|p| {
+        a.extend(super::LOCAL_INPUT.map(String::from));
         a.extend(["-i".to_string(), p.display().to_string()]);
         next_input += 1;
         next_input - 1
@@ -329,5 +331,6 @@ mod tests {
         assert!(args.contains("-vf pad=ceil(iw/2)*2:ceil(ih/2)*2"), "{args}");
         assert!(args.contains("-c:s mov_text"), "{args}");
         assert!(args.ends_with("-movflags +faststart -f mp4 out.mp4"), "{args}");
+        assert!(args.contains("-protocol_whitelist file,pipe -i a.wav"), "file inputs stay local: {args}");
     }
 }

@@ -45,6 +45,11 @@ pub fn ffmpeg_program() -> PathBuf {
     std::env::var_os("REELBOX_FFMPEG").map_or_else(|| PathBuf::from("ffmpeg"), PathBuf::from)
 }
 
+/// Input options that keep ffmpeg and ffprobe to local files and pipes: an uploaded "video"
+/// can be a playlist naming `http://` or `tcp://` addresses, which would make them fetch
+/// from (and so probe) the network on the box's behalf. Goes before each file's `-i`.
+pub const LOCAL_INPUT: [&str; 2] = ["-protocol_whitelist", "file,pipe"];
+
 /// The ffprobe binary: `REELBOX_FFPROBE` or `ffprobe` on `PATH`.
 pub fn ffprobe_program() -> PathBuf {
     std::env::var_os("REELBOX_FFPROBE").map_or_else(|| PathBuf::from("ffprobe"), PathBuf::from)
