@@ -502,10 +502,22 @@ async fn client_keys_cannot_jump_the_queue_hold_a_worker_for_days_or_fill_the_qu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_onnx_runtime_model_jobs_are_refused_at_submission_with_the_fix() {
     let data = tempfile::tempdir().expect("tempdir");
-    // An empty ORT_DYLIB_PATH is ignored; the data dir has no runtime.
+    // A model is installed (so only the runtime is missing); an empty ORT_DYLIB_PATH is
+    // ignored and the data dir has no runtime.
+    let models = data.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo/shapes"),
+        models.join("demo-shapes"),
+    )
+    .expect("link demo-shapes");
     let d = DaemonProc::start(
-        data.path(),
-        &[("ORT_DYLIB_PATH", ""), ("REELBOX_ONNXRUNTIME", "/nonexistent/libonnxruntime.so")],
+        &data.path().join("data"),
+        &[
+            ("ORT_DYLIB_PATH", ""),
+            ("REELBOX_ONNXRUNTIME", "/nonexistent/libonnxruntime.so"),
+            ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ],
     );
     let anon = As::key(None);
     let (status, body) = anon

@@ -439,3 +439,37 @@ fn render_runs_in_a_daemon_of_its_own_when_none_answers_and_writes_film_and_subt
     assert!(srt.contains("A blue square waits."), "{srt}");
     assert!(std::fs::read_to_string(home.path().join("film.vtt")).expect("VTT beside the film").starts_with("WEBVTT"));
 }
+
+#[test]
+fn image_needs_no_model_when_one_is_installed_and_names_a_wrong_one_once() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    // Installed as `reelbox setup` installs it; the source tree's bundled copy (models/demo/
+    // shapes) must not count as a second installed model.
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo/shapes"),
+        models.join("demo-shapes"),
+    )
+    .expect("link demo-shapes");
+    let elsewhere = tempfile::tempdir().expect("another working directory");
+    let out = run_ok(reelbox(home.path(), &models).current_dir(elsewhere.path()).args([
+        "image",
+        "a red circle on a blue background",
+        "-o",
+        "x.png",
+        "--local",
+        "--steps",
+        "4",
+    ]));
+    assert!(elsewhere.path().join("x.png").is_file(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = reelbox(home.path(), &models)
+        .current_dir(elsewhere.path())
+        .args(["image", "a red circle", "--model", "nope", "-o", "y.png", "--local"])
+        .output()
+        .expect("run reelbox");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("unknown model \"nope\"").count(), 1, "the error is printed once: {err}");
+    assert!(err.contains("installed: demo-shapes") && !err.contains("shapes, "), "{err}");
+}

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod comfy;
 pub mod error;
 pub mod events;
+pub mod http_client;
 pub mod images;
 pub mod jobs;
 pub mod json;

@@ -22,14 +22,7 @@ pub struct Client {
 impl Client {
     /// Builds a client from the global options.
     pub fn new(g: &Global) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder();
-        if let Some(path) = &g.cacert {
-            let pem = std::fs::read(path).with_context(|| format!("cannot read --cacert {}", path.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .with_context(|| format!("--cacert {} is not a PEM certificate", path.display()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().context("cannot build the HTTP client")?;
+        let http = reelbox::api::http_client::http_client(g.cacert.as_deref(), None)?;
         Ok(Self { http, base: g.url.trim_end_matches('/').to_string(), key: g.key.clone() })
     }
 

@@ -27,6 +27,7 @@ pub async fn run(g: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
     reelbox::tui::run(reelbox::tui::TopOptions {
         url: g.url.clone(),
         key: g.key.clone(),
+        cacert: g.cacert.clone(),
         readonly: args.readonly,
         refresh: Duration::from_secs_f64(args.refresh),
     })

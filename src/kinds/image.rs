@@ -411,9 +411,11 @@ pub struct LocalImageArgs {
 /// Why a local render failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalImageError {
-    #[error("{0}")]
+    // Transparent: the message is the inner error's, shown once (a `{0}` message with a
+    // `#[from]` source printed it twice in the CLI's error chain).
+    #[error(transparent)]
     Param(#[from] ParamError),
-    #[error("{0}")]
+    #[error(transparent)]
     Diffusion(#[from] DiffusionError),
     #[error("cannot read init image {path}: {reason}")]
     Init { path: PathBuf, reason: String },

@@ -46,19 +46,13 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
     move |e| ModelError::Io { path: path.to_path_buf(), reason: e.to_string() }
 }
 
-/// Where models are looked up, in order: the configured models dir, its `demo/` folder
-/// (bundled demo models), the system package's `/usr/share/reelbox/models`, and the
-/// `models/demo` folder of a source checkout the binary was built in.
+/// Where installed models are looked up: the configured models dir only. Bundled copies
+/// (the package's `/usr/share/reelbox/models`, a source checkout's `models/demo`) are
+/// sources that `reelbox setup`/`pull` install from, never a second installed model: when
+/// they were searched too, the demo model was offered twice (`demo-shapes` installed,
+/// `shapes` from the checkout) and no model could be the default.
 pub fn search_dirs(config: &Config) -> Vec<PathBuf> {
-    let models = config.models_dir();
-    let mut dirs = vec![models.clone(), models.join("demo"), PathBuf::from("/usr/share/reelbox/models")];
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(checkout) = exe.parent().and_then(Path::parent).and_then(Path::parent)
-        && checkout.join("Cargo.toml").is_file()
-    {
-        dirs.push(checkout.join("models/demo"));
-    }
-    dirs
+    vec![config.models_dir()]
 }
 
 /// The ONNX file of the single-file model `name` (lip-sync, upscale, detectors):

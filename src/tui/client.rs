@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc};
 use super::app::Command;
 use super::event::{Event, EventLine, Snapshot, Update};
 use super::format::short_id;
+use crate::api::http_client::{HttpClientError, http_client};
 use crate::api::sse::{SseMessage, SseParser};
 use crate::api::system::SystemView;
 use crate::api::telemetry::TelemetryHistory;
@@ -34,9 +35,9 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client for `url` with an optional API key.
-    pub fn new(url: &str, key: Option<String>) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).build()?;
+    /// A client for `url` with an optional API key, trusting `cacert` besides the system roots.
+    pub fn new(url: &str, key: Option<String>, cacert: Option<&std::path::Path>) -> Result<Self, HttpClientError> {
+        let http = http_client(cacert, Some(Duration::from_secs(2)))?;
         Ok(Self { http, base: url.trim_end_matches('/').to_string(), key })
     }
 

@@ -31,6 +31,8 @@ pub struct TopOptions {
     pub url: String,
     /// API key, sent as a bearer token.
     pub key: Option<String>,
+    /// Extra CA certificate to trust (a daemon serving HTTPS with its own certificate).
+    pub cacert: Option<std::path::PathBuf>,
     /// Disables cancel, retry, pause and priority changes.
     pub readonly: bool,
     /// Time between polls.
@@ -42,8 +44,8 @@ pub struct TopOptions {
 pub enum TopError {
     #[error("reelbox top needs a terminal: {0}")]
     Terminal(std::io::Error),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Client(#[from] crate::api::http_client::HttpClientError),
 }
 
 /// True when colours are wanted (`NO_COLOR` unset or empty, per no-color.org).
@@ -76,7 +78,7 @@ impl Drop for Screen {
 
 /// Runs the dashboard until `q`, Ctrl-C or a terminating signal.
 pub async fn run(opts: TopOptions) -> Result<(), TopError> {
-    let client = ApiClient::new(&opts.url, opts.key.clone())?;
+    let client = ApiClient::new(&opts.url, opts.key.clone(), opts.cacert.as_deref())?;
     let (tx, mut rx) = mpsc::channel::<Event>(256);
     let mut app = App::new(&opts.url, opts.readonly, opts.refresh, colors_wanted(), now());
     let mut screen = Screen::enter()?;

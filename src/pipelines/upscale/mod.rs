@@ -33,7 +33,7 @@ pub enum UpscaleError {
     Interface { model: PathBuf, reason: String },
     #[error("inference failed in {model}: {reason}")]
     Run { model: PathBuf, reason: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Video(#[from] FfmpegError),
     #[error("canceled")]
     Canceled,
