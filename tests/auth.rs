@@ -537,3 +537,38 @@ async fn without_onnx_runtime_model_jobs_are_refused_at_submission_with_the_fix(
     let (status, _) = submit(&d, &anon, json!({"steps": 1})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_and_telemetry_streams_count_against_the_stream_caps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "[limits]\nmax_streams_per_key = 2\n");
+    let d = DaemonProc::start(dir.path(), &[("REELBOX_CONFIG", &config)]);
+    let anon = As::key(None);
+    let telemetry = || anon.req(Method::GET, d.at("/api/v1/telemetry")).header("accept", "text/event-stream").send();
+    let first = telemetry().await.expect("stream");
+    assert_eq!(first.status(), StatusCode::OK);
+    let ws_url = d.url.replacen("http://", "ws://", 1) + "/ws?clientId=cap";
+    let (socket, _) = tokio_tungstenite::connect_async(&ws_url).await.expect("the second stream opens");
+    // Two streams are open (one SSE, one socket): a third of either kind is refused.
+    let third = telemetry().await.expect("request");
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(third.headers().contains_key("retry-after"));
+    match tokio_tungstenite::connect_async(&ws_url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS)
+        }
+        other => panic!("a third stream opened: {:?}", other.map(|(_, r)| r.status())),
+    }
+    // Closing the socket frees its slot.
+    drop(socket);
+    let mut freed = false;
+    for _ in 0..50 {
+        if telemetry().await.expect("request").status() == StatusCode::OK {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the closed socket's slot came back");
+    drop(first);
+}

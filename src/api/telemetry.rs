@@ -10,8 +10,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::auth::Caller;
+use super::{ApiError, AppState};
 use crate::gpu::TelemetrySample;
 
 /// Query of the telemetry stream.
@@ -44,13 +44,20 @@ type Stream = Sse<axum::response::sse::KeepAliveStream<ReceiverStream<Result<Sse
 /// Live device telemetry.
 #[utoipa::path(get, path = "/api/v1/telemetry", params(TelemetryQuery),
     responses((status = 200, description = "text/event-stream: one `history` event (TelemetryHistory), then `sample` events (TelemetrySample)")))]
-pub async fn stream(State(state): State<AppState>, _caller: Caller, Query(q): Query<TelemetryQuery>) -> Stream {
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<TelemetryQuery>,
+) -> Result<Stream, ApiError> {
+    let permit = state.gate.streams.acquire(&caller, &state.config.limits)?;
     let (tx, rx) = mpsc::channel(16);
     let telemetry = state.scheduler.telemetry().clone();
     // Subscribe before reading the history so no sample falls between the two.
     let mut live = telemetry.subscribe();
     let interval_ms = telemetry.interval().as_millis() as u64;
     tokio::spawn(async move {
+        // The stream's slot is held for as long as this task feeds it.
+        let _permit = permit;
         let mut last = 0;
         if q.history.unwrap_or(true) {
             let samples: Vec<TelemetrySample> = telemetry.history().iter().map(|s| (**s).clone()).collect();
@@ -82,5 +89,5 @@ pub async fn stream(State(state): State<AppState>, _caller: Caller, Query(q): Qu
             }
         }
     });
-    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
+    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
 }

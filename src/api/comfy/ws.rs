@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -42,8 +42,16 @@ pub async fn ws(
     caller: Caller,
     Query(q): Query<WsQuery>,
 ) -> Response {
+    // A socket is a stream like SSE: it takes a slot for as long as it is open.
+    let permit = match state.gate.streams.acquire(&caller, &state.config.limits) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     let client_id = q.client_id.filter(|c| !c.is_empty()).unwrap_or_else(|| Ulid::new().to_string().to_lowercase());
-    upgrade.on_upgrade(move |socket| Session { state, comfy, caller, client_id, started: HashSet::new() }.run(socket))
+    upgrade.on_upgrade(move |socket| async move {
+        Session { state, comfy, caller, client_id, started: HashSet::new() }.run(socket).await;
+        drop(permit);
+    })
 }
 
 struct Session {

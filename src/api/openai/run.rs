@@ -61,6 +61,8 @@ pub async fn submit_and_wait(
     params: serde_json::Value,
 ) -> Result<Job, OpenAiError> {
     let job = new_job(state, caller, kind, params, 0, None)?;
+    // A request held open until its job ends is a stream too: it takes a slot meanwhile.
+    let _permit = state.gate.streams.acquire(caller, &state.config.limits)?;
     // Subscribed before the job exists, so its final event cannot slip past.
     let mut events = state.store.subscribe();
     let mut guard = CancelOnDrop::new(state.scheduler.clone(), job.id);
