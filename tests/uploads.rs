@@ -80,3 +80,31 @@ async fn a_huge_picture_is_refused_on_every_upload_path_without_decoding_it() {
     let rss = peak_rss_mib(d.pid());
     assert!(rss < 200, "the daemon peaked at {rss} MiB while refusing the uploads");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_longer_than_the_limit_is_refused_on_both_audio_upload_paths() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(data.path(), &[]);
+    // 601 s of 8 kHz silence: just over limits.max_audio_seconds (600).
+    let mut wav = std::io::Cursor::new(Vec::new());
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::new(&mut wav, spec).expect("wav");
+    for _ in 0..601 * 8000 {
+        w.write_sample(0i16).expect("sample");
+    }
+    w.finalize().expect("finalize");
+    let wav = wav.into_inner();
+    let http = reqwest::Client::new();
+    for (path, field) in [("/api/v1/artifacts", "file"), ("/api/v1/profiles", "voice_sample")] {
+        let mut form = Form::new().part(field, Part::bytes(wav.clone()).file_name("long.wav"));
+        if field == "voice_sample" {
+            form = form.text("name", "long");
+        }
+        let resp = http.post(d.at(path)).multipart(form).send().await.expect("upload");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"]["field"], field, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap_or("").contains("limits.max_audio_seconds"), "{body}");
+    }
+}

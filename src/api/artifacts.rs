@@ -217,14 +217,20 @@ async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> R
             return Ok("video/mp4");
         }
     }
-    match probe_audio(bytes) {
-        Ok(secs) if secs > state.config.limits.max_audio_seconds => Err(ApiError::field(
-            "file",
-            format!("audio is {secs:.1} s; limit is {} s", state.config.limits.max_audio_seconds),
-        )),
+    match checked_audio(state, bytes).await {
         Ok(_) => Ok(audio_media_type(file_name)),
+        Err(why) if why.contains("limits.") => Err(ApiError::field("file", why)),
         Err(why) => Err(ApiError::field("file", format!("not a readable image, audio or MP4 file ({why})"))),
     }
+}
+
+/// Checks uploaded audio against `limits.max_audio_seconds` (stated length first, then a
+/// decode that stops at the limit) on a blocking thread; returns its duration, seconds.
+pub async fn checked_audio(state: &AppState, bytes: &[u8]) -> Result<f64, String> {
+    let (owned, limit) = (bytes.to_vec(), state.config.limits.max_audio_seconds);
+    tokio::task::spawn_blocking(move || probe_audio(&owned, limit))
+        .await
+        .map_err(|e| format!("the audio check stopped: {e}"))?
 }
 
 /// Media type of an audio upload from its file name (content was checked by decoding).

@@ -14,7 +14,6 @@ use super::jobs::parse_id;
 use super::json::ApiJson;
 use super::views::ProfileView;
 use super::{ApiError, AppState};
-use crate::media::probe::probe_audio;
 use crate::store::records::{Profile, Style, Voice, now_ms};
 
 /// Default voice for new profiles.
@@ -133,13 +132,9 @@ pub async fn create(
                 image::guess_format(&up.bytes).map(|f| f.to_mime_type()).unwrap_or("image/png")
             }
             _ => {
-                let secs = probe_audio(&up.bytes).map_err(|m| ApiError::field("voice_sample", m))?;
-                if secs > state.config.limits.max_audio_seconds {
-                    return Err(ApiError::field(
-                        "voice_sample",
-                        format!("is {secs:.1} s; limit is {} s", state.config.limits.max_audio_seconds),
-                    ));
-                }
+                super::artifacts::checked_audio(&state, &up.bytes)
+                    .await
+                    .map_err(|m| ApiError::field("voice_sample", m))?;
                 audio_media_type(&up.file_name)
             }
         };

@@ -36,8 +36,12 @@ pub fn probe_image(bytes: &[u8], max_side: u32) -> Result<(u32, u32), String> {
     Ok((img.width(), img.height()))
 }
 
-/// Decodes audio fully; returns its duration in seconds or why it is not audio.
-pub fn probe_audio(bytes: &[u8]) -> Result<f64, String> {
+/// Checks audio no longer than `max_seconds`: the length the container states is refused
+/// before decoding, and decoding stops as soon as the samples pass the limit (a container
+/// may state nothing, or lie). Returns the duration in seconds or why it is refused.
+/// Blocking (decodes).
+pub fn probe_audio(bytes: &[u8], max_seconds: f64) -> Result<f64, String> {
+    let too_long = |secs: f64| format!("audio is {secs:.1} s; limit is {max_seconds} s (limits.max_audio_seconds)");
     if bytes.is_empty() {
         return Err("the file is empty".into());
     }
@@ -48,6 +52,12 @@ pub fn probe_audio(bytes: &[u8]) -> Result<f64, String> {
     let mut format = probed.format;
     let track = format.default_track().ok_or("no audio track")?.clone();
     let rate = track.codec_params.sample_rate.ok_or("audio has no sample rate")?;
+    if let Some(n) = track.codec_params.n_frames
+        && n as f64 / f64::from(rate) > max_seconds
+    {
+        return Err(too_long(n as f64 / f64::from(rate)));
+    }
+    let max_frames = (max_seconds * f64::from(rate)).ceil() as u64;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| format!("unsupported audio codec: {e}"))?;
@@ -62,7 +72,12 @@ pub fn probe_audio(bytes: &[u8]) -> Result<f64, String> {
             continue;
         }
         match decoder.decode(&packet) {
-            Ok(buf) => frames += buf.frames() as u64,
+            Ok(buf) => {
+                frames += buf.frames() as u64;
+                if frames > max_frames {
+                    return Err(too_long(frames as f64 / f64::from(rate)));
+                }
+            }
             Err(SymphoniaError::DecodeError(e)) => return Err(format!("audio is damaged: {e}")),
             Err(e) => return Err(format!("audio cannot be decoded: {e}")),
         }
@@ -89,5 +104,29 @@ mod tests {
         let err = probe_image(&png(65, 8), 64).expect_err("too wide");
         assert!(err.contains("65×8") && err.contains("limits.max_image_side"), "{err}");
         assert!(probe_image(b"not an image", 64).is_err());
+    }
+
+    fn wav(seconds: f64) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::new(&mut out, spec).expect("wav");
+        for _ in 0..(seconds * 8000.0) as usize {
+            w.write_sample(0i16).expect("sample");
+        }
+        w.finalize().expect("finalize");
+        out.into_inner()
+    }
+
+    #[test]
+    fn long_audio_is_refused_naming_the_limit_and_short_audio_is_measured() {
+        let d = probe_audio(&wav(2.0), 3.0).expect("fits");
+        assert!((d - 2.0).abs() < 1e-3, "{d}");
+        let err = probe_audio(&wav(4.0), 3.0).expect_err("too long");
+        assert!(err.contains("4.0 s") && err.contains("limits.max_audio_seconds"), "{err}");
     }
 }
