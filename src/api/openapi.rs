@@ -101,5 +101,68 @@ pub fn full() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::openai::OpenAiDoc::openapi());
     doc.merge(super::comfy::ComfyDoc::openapi());
+    describe_ids(&mut doc);
     doc
+}
+
+/// What a record id in a path looks like: a ULID (26 Crockford base-32 characters, the
+/// first at most 7), which is all `jobs::parse_id` accepts.
+pub const ULID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$";
+
+/// Gives every `{id}` path parameter the ULID pattern, in one place rather than on each
+/// route's annotation, so generated clients and fuzzers send ids the routes accept.
+fn describe_ids(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in ops.into_iter().flatten() {
+            for p in op.parameters.iter_mut().flatten() {
+                if p.name == "id" && p.parameter_in == ParameterIn::Path {
+                    let schema = ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(ULID_PATTERN))
+                        .min_length(Some(26))
+                        .max_length(Some(26))
+                        .description(Some("a record id (ULID)"));
+                    p.schema = Some(schema.into());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_id_in_a_path_is_described_as_a_ulid() {
+        let doc = serde_json::to_value(full()).expect("json");
+        let mut ids = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for op in item.as_object().expect("item").values() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    if p["name"] == "id" && p["in"] == "path" {
+                        ids += 1;
+                        assert_eq!(p["schema"]["pattern"], ULID_PATTERN, "{path}");
+                    }
+                }
+            }
+        }
+        assert!(ids >= 10, "only {ids} id parameters found");
+        // What the routes accept fits the pattern's shape: 26 characters, the first 0-7.
+        let id = ulid::Ulid::new().to_string();
+        assert_eq!(id.len(), 26);
+        assert!(('0'..='7').contains(&id.chars().next().unwrap_or('z')), "{id}");
+    }
 }
