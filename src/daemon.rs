@@ -15,6 +15,7 @@ use crate::engine::Engine;
 use crate::kinds;
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
+use crate::sweeper::Sweeper;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,8 @@ pub struct Daemon {
     pub scheduler: Arc<Scheduler>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
+    /// The daily retention sweep, when `[retention]` turns it on.
+    sweeper: Option<Sweeper>,
 }
 
 /// Time allowed for running jobs to checkpoint and connections to close on shutdown.
@@ -49,6 +52,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 impl Daemon {
     /// Opens the store, recovers interrupted jobs, starts workers and the HTTP server.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        config.retention.check().map_err(StartError::Refused)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         let store = Store::open(&config.data_dir, config.store.group_commit, config.store.max_batch)?;
@@ -108,19 +112,30 @@ impl Daemon {
                 })
             }
         };
+        let sweeper = Sweeper::spawn(scheduler.store().clone(), config.retention.clone());
         tracing::info!(%addr, tls = https, "reelbox listening");
-        Ok(Self { addr, tls: https, scheduler, shutdown, server })
+        Ok(Self { addr, tls: https, scheduler, shutdown, server, sweeper })
     }
 
     /// Stops accepting requests, checkpoints running jobs and flushes the store.
     pub async fn stop(self) {
         let t0 = Instant::now();
-        self.shutdown.cancel();
-        if tokio::time::timeout(SHUTDOWN_GRACE / 2, self.server).await.is_err() {
-            tracing::warn!("HTTP connections still open after {:?}; closing them", SHUTDOWN_GRACE / 2);
-        }
-        self.scheduler.shutdown(SHUTDOWN_GRACE / 2).await;
-        self.scheduler.store().close();
+        let Daemon { scheduler, shutdown, server, sweeper, .. } = self;
+        shutdown.cancel();
+        let server = async {
+            if tokio::time::timeout(SHUTDOWN_GRACE / 2, server).await.is_err() {
+                tracing::warn!("HTTP connections still open after {:?}; closing them", SHUTDOWN_GRACE / 2);
+            }
+        };
+        // A sweep in progress finishes beside the HTTP drain, before the store closes.
+        let sweeper = async {
+            if let Some(s) = sweeper {
+                s.stop(SHUTDOWN_GRACE / 2).await;
+            }
+        };
+        tokio::join!(server, sweeper);
+        scheduler.shutdown(SHUTDOWN_GRACE / 2).await;
+        scheduler.store().close();
         tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "reelbox stopped");
     }
 }

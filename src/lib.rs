@@ -16,5 +16,6 @@ pub mod pipelines;
 pub mod scheduler;
 pub mod setup;
 pub mod store;
+pub mod sweeper;
 pub mod tls;
 pub mod tui;

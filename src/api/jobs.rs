@@ -1,4 +1,4 @@
-//! Job routes: submit, list, show, cancel, retry, reprioritise, pause/resume the queue.
+//! Job routes: submit, list, show, cancel, retry, reprioritise, delete, pause/resume the queue.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -13,8 +13,8 @@ use super::json::ApiJson;
 use super::views::JobView;
 use super::{ApiError, AppState};
 use crate::kinds::ValidateCtx;
-use crate::store::JobFilter;
 use crate::store::records::{Job, JobState, Stage, StageState, now_ms};
+use crate::store::{JobFilter, Removal};
 
 /// Body of `POST /api/v1/jobs`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -281,6 +281,21 @@ pub async fn retry(
     let job = visible_job(&state, &caller, &id)?;
     let job = state.scheduler.retry(job.id).await?;
     Ok(Json(view(&state, &job)))
+}
+
+/// Delete a finished job with its artifacts (records and files) and events. Artifacts a
+/// profile or a queued or running job uses stay, without a job.
+#[utoipa::path(delete, path = "/api/v1/jobs/{id}", params(("id" = String, Path)),
+    responses((status = 200, description = "what was removed", body = Removal),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "the job is queued or running: cancel it first", body = super::error::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Removal>, ApiError> {
+    let job = visible_job(&state, &caller, &id)?;
+    Ok(Json(state.store.delete_job(job.id).await?))
 }
 
 /// Change a job's priority.

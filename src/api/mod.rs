@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod comfy;
 pub mod error;
 pub mod events;
+pub mod gc;
 pub mod http_client;
 pub mod images;
 pub mod jobs;
@@ -90,7 +91,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_upload_bytes));
     Router::new()
         .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
-        .route("/api/v1/jobs/{id}", get(jobs::show).patch(jobs::patch))
+        .route("/api/v1/jobs/{id}", get(jobs::show).patch(jobs::patch).delete(jobs::delete))
         .route("/api/v1/renders", post(renders::create))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(events::all_events))
         .route("/api/v1/queue/pause", post(jobs::pause))
         .route("/api/v1/queue/resume", post(jobs::resume))
+        .route("/api/v1/gc", post(gc::run))
         .route("/api/v1/artifacts/{id}", get(artifacts::download))
         .route("/api/v1/artifacts/{id}/meta", get(artifacts::meta))
         .route("/api/v1/speech", post(speech::create))

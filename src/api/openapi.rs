@@ -5,8 +5,8 @@ use utoipa::OpenApi;
 
 use super::keys::BearerAuth;
 use super::{
-    artifacts, error, events, images, jobs, keys, media, metrics, models, profiles, renders, speech, system, telemetry,
-    views,
+    artifacts, error, events, gc, images, jobs, keys, media, metrics, models, profiles, renders, speech, system,
+    telemetry, views,
 };
 
 /// The API description served at `/openapi.json`.
@@ -21,8 +21,10 @@ use super::{
         jobs::cancel,
         jobs::retry,
         jobs::patch,
+        jobs::delete,
         jobs::pause,
         jobs::resume,
+        gc::run,
         events::job_events,
         events::all_events,
         artifacts::of_job,
@@ -58,6 +60,9 @@ use super::{
         jobs::PatchRequest,
         jobs::JobPage,
         jobs::QueueState,
+        gc::GcRequest,
+        gc::GcReport,
+        crate::store::Removal,
         views::JobView,
         views::ProgressView,
         views::StageView,

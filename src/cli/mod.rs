@@ -12,6 +12,7 @@ mod bench_gpu;
 mod bench_render;
 mod bench_top;
 mod client;
+mod gc;
 mod image;
 mod jobs;
 mod keys;
@@ -117,6 +118,9 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Render the bundled demo (runs setup first when pieces are missing).
     Demo(render::DemoArgs),
+    /// Remove finished jobs and unused uploads older than `[retention]` allows, and files
+    /// a crash left behind (on the daemon when one answers; needs an admin key there).
+    Gc(gc::GcArgs),
     /// Create, list and revoke API keys.
     Keys {
         #[command(subcommand)]
@@ -183,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(args) => render::run(&g, args).await,
         Command::Demo(args) => render::demo(&g, args).await,
         Command::Keys { action } => keys::run(&g, action).await,
+        Command::Gc(args) => gc::run(&g, args).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

@@ -166,7 +166,7 @@ fn verify(g: &Global, store: &ModelStore, name: Option<String>) -> anyhow::Resul
 }
 
 /// `1.5 MB`-style sizes for tables.
-fn human_bytes(n: u64) -> String {
+pub(super) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = n as f64;
     let mut unit = 0;

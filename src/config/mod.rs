@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod openai;
+pub mod retention;
 
 pub use openai::OpenAiConfig;
+pub use retention::RetentionConfig;
 
 /// Errors met while reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Which names and web pages may reach the API (DNS-rebinding and CSRF defence).
     pub server: ServerConfig,
+    /// How long finished jobs and unused uploads are kept (default: forever).
+    pub retention: RetentionConfig,
 }
 
 /// Host and Origin checks. A browser lets any web page send requests to the box, so
@@ -233,6 +237,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             server: ServerConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -500,5 +505,7 @@ mod tests {
         assert_eq!(parsed.auth.mode, defaults.auth.mode);
         assert_eq!(parsed.auth.user_header, defaults.auth.user_header);
         assert!(parsed.tls.cert.is_none() && parsed.tls.key.is_none());
+        assert_eq!(parsed.retention, defaults.retention);
+        assert!(!parsed.retention.enabled(), "nothing is removed unless configured");
     }
 }

@@ -58,7 +58,16 @@ pub fn adopt_file(dir: &Path, id: &str, ext: &str, src: &Path) -> Result<StoredF
     if std::fs::rename(src, &tmp).is_err() {
         std::fs::copy(src, &tmp).map_err(|e| file_err(&tmp, e))?;
     }
-    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| file_err(&tmp, e))?;
+    // A moved file keeps its old modification time; stamping it now keeps the sweep's
+    // grace period for files whose record is about to commit (see `files_older_than`).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tmp)
+        .and_then(|f| {
+            f.set_modified(std::time::SystemTime::now())?;
+            f.sync_all()
+        })
+        .map_err(|e| file_err(&tmp, e))?;
     std::fs::rename(&tmp, &dest).map_err(|e| file_err(&dest, e))?;
     sync_dir(&parent);
     Ok(StoredFile { rel_path: rel, size, sha256 })
@@ -106,6 +115,39 @@ pub fn remove_orphans(dir: &Path) {
                     Err(e) => tracing::warn!("cannot remove orphaned temp file {}: {e}", p.display()),
                 }
             }
+        }
+    }
+}
+
+/// Finished artifact files (not temp files) last modified before `cutoff`, as paths
+/// relative to `dir` (the form records keep) with their sizes.
+pub fn files_older_than(dir: &Path, cutoff: std::time::SystemTime) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let Ok(shards) = std::fs::read_dir(dir) else { return out };
+    for shard in shards.flatten() {
+        let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
+        let shard_name = shard.file_name().to_string_lossy().into_owned();
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = f.metadata() else { continue };
+            let old = meta.modified().is_ok_and(|m| m < cutoff);
+            if meta.is_file() && old && !name.ends_with(TEMP_SUFFIX) {
+                out.push((format!("{shard_name}/{name}"), meta.len()));
+            }
+        }
+    }
+    out
+}
+
+/// Removes artifact files by relative path; one already gone is fine, other failures are
+/// logged (the file is then an orphan the next sweep retries).
+pub fn remove_files(dir: &Path, rel_paths: &[String]) {
+    for rel in rel_paths {
+        let path = dir.join(rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove artifact file {}: {e}", path.display()),
         }
     }
 }

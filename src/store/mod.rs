@@ -16,10 +16,13 @@ pub mod keys;
 mod profiles;
 pub mod quota;
 pub mod records;
+mod references;
+pub mod retention;
 mod writer;
 
 use codec::{Record, decode, encode};
 use records::{Artifact, Event, EventBody, Job, JobState, Millis, now_ms};
+pub use retention::{Removal, SweepPolicy};
 pub use writer::WriteCtx;
 
 pub(crate) const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
@@ -58,6 +61,8 @@ pub enum StoreError {
     OwnerQueueFull { owner: String, queued: u64, limit: u64 },
     #[error("{0}")]
     Conflict(String),
+    #[error("job {id} is {state}; cancel it first, then delete it")]
+    NotFinished { id: String, state: &'static str },
     #[error("the store is shutting down")]
     Closed,
 }
@@ -449,10 +454,12 @@ fn init_tables(db: &Database) -> Result<u64, StoreError> {
             Some(_) => {}
         }
         // The last stored event decides the next sequence number; META may lag after a
-        // crash between non-durable commits.
+        // crash between non-durable commits. Deleted jobs' events count too, so ids a
+        // client has seen are never handed out again.
+        let removed = meta.get(retention::EVENTS_REMOVED_UPTO)?.map(|g| g.value()).unwrap_or(0);
         let events = txn.open_table(EVENTS)?;
         let last = events.last()?.map(|(k, _)| k.value()).unwrap_or(0);
-        next_seq = last + 1;
+        next_seq = last.max(removed) + 1;
     }
     txn.commit()?;
     Ok(next_seq)

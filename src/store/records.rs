@@ -59,6 +59,16 @@ impl JobState {
     pub fn is_terminal(&self) -> bool {
         matches!(self, JobState::Succeeded { .. } | JobState::Failed { .. } | JobState::Canceled { .. })
     }
+
+    /// When a finished job finished (succeeded, failed or was canceled); `None` while it may
+    /// still run.
+    pub fn finished_at(&self) -> Option<Millis> {
+        match self {
+            JobState::Succeeded { finished_at, .. } | JobState::Failed { finished_at, .. } => Some(*finished_at),
+            JobState::Canceled { canceled_at } => Some(*canceled_at),
+            JobState::Queued { .. } | JobState::Running { .. } => None,
+        }
+    }
 }
 
 /// One stage of a job, the unit of resumption after a crash.

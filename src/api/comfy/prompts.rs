@@ -139,7 +139,7 @@ impl Prompts {
         Ok(meta)
     }
 
-    /// Forgets a prompt (a refused submission, or `POST /history` delete); its job stays.
+    /// Forgets a prompt (a refused submission, or `POST /history` deleting its job).
     pub fn remove(&self, job: Ulid) {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         if let Some(meta) = index.by_job.remove(&job) {

@@ -21,8 +21,8 @@ use crate::api::auth::Caller;
 use crate::api::jobs::{enqueue, new_job};
 use crate::api::outputs::final_images;
 use crate::api::{ApiError, AppState};
-use crate::store::JobFilter;
 use crate::store::records::{Job, JobState};
+use crate::store::{JobFilter, StoreError};
 
 /// Priority of prompts queued with `"front": true`.
 pub const FRONT_PRIORITY: i32 = 100;
@@ -349,7 +349,9 @@ pub async fn history_one(
     }))
 }
 
-/// Forget finished prompts (all with `clear`, or by id with `delete`); their jobs and pictures stay.
+/// Delete finished prompts (all the caller sees with `clear`, or by id with `delete`): their
+/// history entries, jobs, pictures and events. Pending and running prompts are left alone,
+/// as in ComfyUI; an input a pending prompt still uses stays.
 #[utoipa::path(post, path = "/history", tag = "comfyui", request_body = ClearOrDelete, responses((status = 200)))]
 pub async fn post_history(
     State(state): State<AppState>,
@@ -362,11 +364,18 @@ pub async fn post_history(
         if !(req.clear || req.delete.contains(&meta.prompt_id)) {
             continue;
         }
-        if let Some(job) = state.store.job(meta.job)?
-            && caller.may_see(&job.owner)
-            && job.state.is_terminal()
-        {
-            comfy.prompts.remove(job.id);
+        // A record without its job is left alone: it may be a prompt being queued right now
+        // (its record is written first); start-up drops the ones whose job never came.
+        let Some(job) = state.store.job(meta.job)? else { continue };
+        if !caller.may_see(&job.owner) || !job.state.is_terminal() {
+            continue;
+        }
+        match state.store.delete_job(job.id).await {
+            // Gone meanwhile (another delete) is as good as deleted.
+            Ok(_) | Err(StoreError::NotFound { .. }) => comfy.prompts.remove(job.id),
+            // Retried meanwhile: it is pending again, so it stays.
+            Err(StoreError::NotFinished { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(StatusCode::OK)
