@@ -69,7 +69,8 @@ pub struct ServerConfig {
 pub struct QueueConfig {
     /// Above this many queued jobs, submissions get 429 with `Retry-After`.
     pub max_queued: u64,
-    /// Attempts per job before a retriable failure becomes final.
+    /// Attempts per job before a retriable failure becomes final; a run the daemon died
+    /// during (found running at start) counts as one.
     pub max_attempts: u32,
     /// First retry delay in seconds; doubles with each attempt.
     pub retry_backoff_s: u64,

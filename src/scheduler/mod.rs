@@ -112,9 +112,15 @@ impl Scheduler {
 
     /// Recovers jobs a crash left running, then starts one worker task per device slot.
     pub async fn start(self: &Arc<Self>) -> Result<(), StoreError> {
-        let recovered = self.store.recover_running().await?;
-        if recovered > 0 {
-            tracing::warn!(recovered, "re-queued jobs that were running when the daemon stopped");
+        let recovered = self.store.recover_running(self.config.queue.max_attempts).await?;
+        if recovered.requeued > 0 {
+            tracing::warn!(recovered = recovered.requeued, "re-queued jobs that were running when the daemon stopped");
+        }
+        if recovered.failed > 0 {
+            tracing::error!(
+                failed = recovered.failed,
+                "failed jobs that were running each time the daemon stopped, up to queue.max_attempts"
+            );
         }
         self.telemetry.start();
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());

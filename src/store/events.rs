@@ -1,7 +1,7 @@
 //! Job events: every event by daemon-wide sequence number (`EVENTS`, the SSE id) with a
 //! per-job index (`JOB_EVENTS`), so a stream resumes from any id it last saw.
 
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 use ulid::Ulid;
 
 use super::codec::decode;
@@ -38,6 +38,13 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Id of the newest stored event (0 when there is none).
+    pub fn last_event_seq(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        Ok(events.last()?.map(|(k, _)| k.value()).unwrap_or(0))
     }
 
     /// Appends events that need no durability of their own (progress, logs).

@@ -13,15 +13,18 @@ pub mod artifacts;
 pub mod codec;
 mod events;
 pub mod keys;
+pub mod lock;
 mod profiles;
 pub mod quota;
 pub mod records;
+mod recovery;
 mod references;
 pub mod retention;
 mod writer;
 
 use codec::{Record, decode, encode};
 use records::{Artifact, Event, EventBody, Job, JobState, Millis, now_ms};
+pub use recovery::Recovered;
 pub use retention::{Removal, SweepPolicy};
 pub use writer::WriteCtx;
 
@@ -49,6 +52,9 @@ pub enum StoreError {
     Db(String),
     #[error("cannot open database {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    /// Another process (a daemon, `keys create --offline`) holds the database.
+    #[error("data dir {} in use by {holder}", dir.display())]
+    InUse { dir: PathBuf, holder: String },
     #[error("stored record is unreadable: {0}")]
     Codec(String),
     #[error("artifact file error at {path}: {reason}")]
@@ -127,19 +133,23 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) `<data>/reelbox.redb` and the artifacts dir, removing
-    /// temp files a crash left behind.
+    /// temp files a crash left behind. Fails with [`StoreError::InUse`], having changed
+    /// nothing, when another process holds the database.
     pub fn open(data_dir: &Path, group_commit: bool, max_batch: usize) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::File { path: data_dir.to_path_buf(), reason: e.to_string() })?;
+        let path = data_dir.join("reelbox.redb");
+        let db = lock::open_locked(data_dir, &path)?;
+        // Only now, with the lock held, are temp files certainly no live process's.
         let artifacts_dir = data_dir.join("artifacts");
         std::fs::create_dir_all(&artifacts_dir)
             .map_err(|e| StoreError::File { path: artifacts_dir.clone(), reason: e.to_string() })?;
         artifacts::remove_orphans(&artifacts_dir);
-        let path = data_dir.join("reelbox.redb");
-        let db = Database::create(&path).map_err(|e| StoreError::Open { path: path.clone(), reason: e.to_string() })?;
-        let next_seq = init_tables(&db)?;
+        let seq = init_tables(&db)?;
         let db = Arc::new(db);
         let (events, _) = broadcast::channel(4096);
         let batch = if group_commit { max_batch.max(1) } else { 1 };
-        let writer = writer::Writer::start(db.clone(), next_seq, batch, events.clone());
+        let writer = writer::Writer::start(db.clone(), seq, batch, events.clone());
         Ok(Self { db, writer, artifacts_dir, events, ids: Arc::new(Mutex::new(ulid::Generator::new())) })
     }
 
@@ -342,42 +352,6 @@ impl Store {
         })
     }
 
-    /// At start: jobs a crash left `running` go back to the queue, to resume after their
-    /// last finished stage. Returns how many were recovered.
-    pub async fn recover_running(&self) -> Result<usize, StoreError> {
-        let running: Vec<Ulid> = {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(JOBS)?;
-            let mut ids = Vec::new();
-            for entry in table.iter()? {
-                let (_, v) = entry?;
-                let job: Job = decode(v.value())?;
-                if matches!(job.state, JobState::Running { .. }) {
-                    ids.push(job.id);
-                }
-            }
-            ids
-        };
-        let n = running.len();
-        self.write(true, move |ctx| {
-            for id in running {
-                ctx.update_job(id, |j| {
-                    requeue(j, None);
-                    Ok(vec![
-                        EventBody::Log {
-                            level: "warn".into(),
-                            message: "daemon restarted; job re-queued to resume after its last finished stage".into(),
-                        },
-                        EventBody::State { state: "queued".into(), error: None },
-                    ])
-                })?;
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(n)
-    }
-
     /// Stores artifact metadata (the bytes are already in place).
     pub fn put_artifact_blocking(&self, artifact: Artifact) -> Result<Artifact, StoreError> {
         self.write_blocking(true, move |ctx| {
@@ -426,9 +400,9 @@ pub fn requeue(job: &mut Job, not_before: Option<Millis>) {
     }
 }
 
-fn init_tables(db: &Database) -> Result<u64, StoreError> {
+fn init_tables(db: &Database) -> Result<writer::SeqStart, StoreError> {
     let txn = db.begin_write()?;
-    let next_seq;
+    let seq;
     {
         txn.open_table(JOBS)?;
         txn.open_table(QUEUE)?;
@@ -439,6 +413,7 @@ fn init_tables(db: &Database) -> Result<u64, StoreError> {
         txn.open_table(JOB_EVENTS)?;
         txn.open_table(IDEMPOTENCY)?;
         txn.open_table(keys::KEY_HASHES)?;
+        txn.open_table(recovery::JOB_CRASHES)?;
         quota::rebuild_owner_queued(&txn)?;
         let mut meta = txn.open_table(META)?;
         let schema = meta.get("schema")?.map(|g| g.value());
@@ -453,14 +428,15 @@ fn init_tables(db: &Database) -> Result<u64, StoreError> {
             }
             Some(_) => {}
         }
-        // The last stored event decides the next sequence number; META may lag after a
-        // crash between non-durable commits. Deleted jobs' events count too, so ids a
-        // client has seen are never handed out again.
+        // Numbering resumes above every id a client may have seen: events of non-durable
+        // commits may have been sent and then lost in a crash (the durable reservation
+        // covers them), and deleted jobs' events count too.
+        let reserved = meta.get(writer::SEQ_RESERVED)?.map(|g| g.value()).unwrap_or(0);
         let removed = meta.get(retention::EVENTS_REMOVED_UPTO)?.map(|g| g.value()).unwrap_or(0);
         let events = txn.open_table(EVENTS)?;
         let last = events.last()?.map(|(k, _)| k.value()).unwrap_or(0);
-        next_seq = last.max(removed) + 1;
+        seq = writer::SeqStart { next: (last.max(removed) + 1).max(reserved), reserved };
     }
     txn.commit()?;
-    Ok(next_seq)
+    Ok(seq)
 }

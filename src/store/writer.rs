@@ -11,7 +11,24 @@ use ulid::Ulid;
 
 use super::codec::{decode, encode};
 use super::records::{Event, EventBody, Job, JobState, now_ms};
-use super::{EVENTS, JOB_EVENTS, JOBS, QUEUE, StoreError};
+use super::{EVENTS, JOB_EVENTS, JOBS, META, QUEUE, StoreError};
+
+/// META key of the event id reservation: no id at or above it has ever been visible.
+pub(super) const SEQ_RESERVED: &str = "event_seq_reserved";
+
+/// Ids reserved per durable reservation write. Progress events commit without an fsync;
+/// reserving ahead keeps them that way but for one fsync per this many events, and a
+/// crash skips at most this many ids.
+const SEQ_BLOCK: u64 = 1024;
+
+/// Where event numbering starts when the store opens.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SeqStart {
+    /// The next id to hand out.
+    pub next: u64,
+    /// The durable reservation (see [`SEQ_RESERVED`]).
+    pub reserved: u64,
+}
 
 type Finisher = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type Task = Box<dyn FnOnce(&mut WriteCtx) -> Finisher + Send>;
@@ -56,6 +73,9 @@ impl WriteCtx<'_> {
             queue.insert(key, ())?;
         }
         self.txn.open_table(JOBS)?.insert(job.id.0, encode(job).as_slice())?;
+        if job.state.is_terminal() && old.is_none_or(|o| !o.state.is_terminal()) {
+            super::recovery::forget_crashes(self.txn, job.id)?;
+        }
         super::quota::on_job_write(self.txn, old, job)
     }
 
@@ -92,11 +112,16 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the thread; `max_batch` 1 turns group commit off.
-    pub fn start(db: Arc<Database>, next_seq: u64, max_batch: usize, events: broadcast::Sender<Arc<Event>>) -> Self {
+    pub(super) fn start(
+        db: Arc<Database>,
+        seq: SeqStart,
+        max_batch: usize,
+        events: broadcast::Sender<Arc<Event>>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel::<Op>();
         let thread = std::thread::Builder::new()
             .name("reelbox-store-writer".into())
-            .spawn(move || run(db, rx, next_seq, max_batch, events))
+            .spawn(move || run(db, rx, seq, max_batch, events))
             .map_err(|e| tracing::error!("cannot start the store writer: {e}"))
             .ok();
         Self { tx: Arc::new(std::sync::Mutex::new(Some(tx))), thread: Arc::new(std::sync::Mutex::new(thread)) }
@@ -157,10 +182,11 @@ impl Writer {
 fn run(
     db: Arc<Database>,
     rx: mpsc::Receiver<Op>,
-    mut next_seq: u64,
+    seq: SeqStart,
     max_batch: usize,
     events: broadcast::Sender<Arc<Event>>,
 ) {
+    let SeqStart { next: mut next_seq, mut reserved } = seq;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -169,23 +195,37 @@ fn run(
                 Err(_) => break,
             }
         }
-        let durable = batch.iter().any(|op| op.durable);
+        let mut durable = batch.iter().any(|op| op.durable);
         let seq_before = next_seq;
         let mut published = Vec::new();
         let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
-        let outcome = (|| -> Result<(), StoreError> {
+        let outcome = (|| -> Result<Option<u64>, StoreError> {
             let mut txn = db.begin_write()?;
-            txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
             {
                 let mut ctx = WriteCtx { txn: &txn, next_seq: &mut next_seq, published: &mut published };
                 for op in batch.drain(..) {
                     finishers.push((op.task)(&mut ctx));
                 }
             }
+            // An id is visible once published, even from a commit a crash may undo; the
+            // reservation covering it must be durable first, or a restart would number
+            // new events from the last stored one and hand out seen ids again.
+            let reserve = (next_seq > reserved).then(|| next_seq.saturating_add(SEQ_BLOCK));
+            if let Some(r) = reserve {
+                txn.open_table(META)?.insert(SEQ_RESERVED, r)?;
+                durable = true;
+            }
+            txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
             txn.commit()?;
-            Ok(())
+            Ok(reserve)
         })();
-        let err = outcome.err();
+        let err = match outcome {
+            Ok(reserve) => {
+                reserved = reserve.unwrap_or(reserved);
+                None
+            }
+            Err(e) => Some(e),
+        };
         if let Some(e) = &err {
             tracing::error!("store write failed: {e}");
             next_seq = seq_before;

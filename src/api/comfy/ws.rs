@@ -23,6 +23,7 @@ use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::outputs::{final_images, is_preview};
 use crate::store::records::{Event, EventBody, now_ms};
+use crate::store::{Store, StoreError};
 
 /// Query of `/ws`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -49,7 +50,9 @@ pub async fn ws(
     };
     let client_id = q.client_id.filter(|c| !c.is_empty()).unwrap_or_else(|| Ulid::new().to_string().to_lowercase());
     upgrade.on_upgrade(move |socket| async move {
-        Session { state, comfy, caller, client_id, started: HashSet::new() }.run(socket).await;
+        Session { state, comfy, caller, client_id, started: HashSet::new(), opened_at_seq: 0, last_seq: None }
+            .run(socket)
+            .await;
         drop(permit);
     })
 }
@@ -61,6 +64,10 @@ struct Session {
     client_id: String,
     /// Prompts whose `execution_start` this connection has sent.
     started: HashSet<Ulid>,
+    /// The newest stored event when the connection opened.
+    opened_at_seq: u64,
+    /// The newest event this connection has handled (or caught up to).
+    last_seq: Option<u64>,
 }
 
 /// What one store event becomes on the socket.
@@ -71,6 +78,8 @@ enum Out {
 
 impl Session {
     async fn run(mut self, mut socket: WebSocket) {
+        // Where a catch-up starts if the socket lags before handling any event.
+        self.opened_at_seq = self.state.store.last_event_seq().unwrap_or(0);
         // Subscribed before the first message, so nothing falls between status and events.
         let mut events = self.state.store.subscribe();
         let hello = messages::status(queue_remaining(&self.state), Some(&self.client_id));
@@ -81,13 +90,25 @@ impl Session {
             tokio::select! {
                 got = events.recv() => match got {
                     Ok(e) => {
+                        // After a catch-up the channel still holds events it already covered.
+                        if self.last_seq.is_some_and(|l| e.seq <= l) {
+                            continue;
+                        }
+                        self.last_seq = Some(e.seq);
                         for out in self.translate(&e).await {
                             if send(&mut socket, out).await.is_err() {
                                 return;
                             }
                         }
                     }
-                    Err(RecvError::Lagged(n)) => tracing::debug!(skipped = n, "ComfyUI socket fell behind the event stream"),
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::debug!(skipped = n, "ComfyUI socket fell behind the event stream; catching up");
+                        for out in self.catch_up().await {
+                            if send(&mut socket, out).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                     Err(RecvError::Closed) => return,
                 },
                 incoming = socket.recv() => match incoming {
@@ -101,6 +122,35 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// After the socket lagged: the messages of the state changes it missed, from the
+    /// store, so every prompt of this client still gets its end (`execution_success` or
+    /// error, then `executing` null) and a restart's re-queue; missed progress and
+    /// previews are stale and stay dropped.
+    async fn catch_up(&mut self) -> Vec<Out> {
+        let (store, after) = (self.state.store.clone(), self.last_seq.unwrap_or(self.opened_at_seq));
+        let missed = match tokio::task::spawn_blocking(move || missed_states(&store, after)).await {
+            Ok(Ok(missed)) => missed,
+            Ok(Err(e)) => {
+                tracing::warn!("ComfyUI socket catch-up failed: {e}");
+                return Vec::new();
+            }
+            Err(e) => {
+                tracing::warn!("ComfyUI socket catch-up stopped: {e}");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for e in &missed.events {
+            if let Some(meta) = self.comfy.prompts.by_job(e.job).filter(|m| self.wants(m, e)) {
+                self.prompt_messages(&meta, e, &mut out).await;
+            }
+        }
+        self.last_seq = Some(missed.last_seq);
+        // One queue status for the whole gap instead of one per missed state change.
+        out.push(Out::Text(messages::status(queue_remaining(&self.state), None)));
+        out
     }
 
     /// True when this connection should hear about a prompt.
@@ -197,11 +247,93 @@ impl Session {
     }
 }
 
+/// State changes stored after some event, and the newest event id read.
+struct Missed {
+    events: Vec<Event>,
+    last_seq: u64,
+}
+
+/// The state-change events stored after `after` (all jobs; the caller filters by prompt).
+fn missed_states(store: &Store, after: u64) -> Result<Missed, StoreError> {
+    let mut missed = Missed { events: Vec::new(), last_seq: after };
+    loop {
+        let batch = store.events_after(None, missed.last_seq, 500)?;
+        let Some(last) = batch.last() else { return Ok(missed) };
+        missed.last_seq = last.seq;
+        missed.events.extend(batch.into_iter().filter(|e| matches!(e.body, EventBody::State { .. })));
+    }
+}
+
 async fn send(socket: &mut WebSocket, out: Out) -> Result<(), axum::Error> {
     match out {
         Out::Text((kind, data)) => {
             socket.send(WsMessage::Text(json!({"type": kind, "data": data}).to_string().into())).await
         }
         Out::Binary(bytes) => socket.send(WsMessage::Binary(bytes.into())).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::{Job, JobState};
+
+    fn job() -> Job {
+        Job {
+            id: Ulid::new(),
+            owner: "local".into(),
+            kind: "image".into(),
+            params: "{}".into(),
+            priority: 0,
+            state: JobState::Queued { enqueued_at: 1, not_before: None },
+            attempts: 0,
+            stages: vec![],
+            idempotency_key: None,
+            created_at: 1,
+        }
+    }
+
+    fn progress(n: u64) -> EventBody {
+        EventBody::Progress { stage: "sample".into(), step: n, total: n, message: None }
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_lagged_past_a_prompts_end_still_gets_its_state_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, 64).expect("open");
+        let opened_at = store.last_event_seq().expect("seq");
+        let mut live = store.subscribe();
+        let job = store.submit(job(), 100).await.expect("submit").job;
+        // A burst bigger than the broadcast buffer, the prompt's end in the middle of it.
+        let j = job.clone();
+        store.write(false, move |ctx| (0..3000).try_for_each(|n| ctx.event(&j, progress(n)))).await.expect("burst");
+        store
+            .update_job(job.id, true, |j| {
+                j.state = JobState::Succeeded { started_at: 1, finished_at: 2 };
+                Ok(vec![EventBody::State { state: "succeeded".into(), error: None }])
+            })
+            .await
+            .expect("finish");
+        let j = job.clone();
+        store.write(false, move |ctx| (0..3000).try_for_each(|n| ctx.event(&j, progress(n)))).await.expect("burst");
+        // The writer publishes a batch's events after answering it; a later write's answer
+        // means everything before it is out.
+        store.write(false, |_| Ok(())).await.expect("barrier");
+        let got = live.recv().await;
+        assert!(matches!(got, Err(RecvError::Lagged(_))), "the socket's receiver fell behind: {got:?}");
+
+        let missed = missed_states(&store, opened_at).expect("catch up");
+        let states: Vec<&str> = missed
+            .events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::State { state, .. } => Some(state.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(states, ["queued", "succeeded"]);
+        assert_eq!(missed.events.len(), 2, "missed progress stays dropped");
+        assert_eq!(missed.last_seq, store.last_event_seq().expect("seq"), "the catch-up reaches the newest event");
+        store.close();
     }
 }
