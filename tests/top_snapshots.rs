@@ -186,7 +186,7 @@ fn busy(gpus: &[u64]) -> App {
 
 fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
-    t.draw(|f| reelbox::tui::render::draw(f, app)).expect("draw");
+    t.draw(|f| reelbox::tui::draw::draw(f, app)).expect("draw");
     t
 }
 

@@ -20,7 +20,7 @@ use crate::pipelines::ProgressFn;
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::output::{ImageParameters, encode_png};
 use crate::pipelines::diffusion::preset::Presets;
-use crate::pipelines::diffusion::schedulers::{self, SchedulerChoice, SchedulerKind};
+use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind};
 use crate::pipelines::diffusion::{
     DiffusionError, GenerateRequest, Hooks, InitImage, ModelInfo, Preview, SdModel, SeededNoise, Timings, generate,
 };
@@ -177,12 +177,10 @@ pub fn validate_params(params: &serde_json::Value, config: &Config) -> Result<Im
         (Some(_), _) => Some(float_param(params, "strength", 0.75, 0.0..=1.0)?),
     };
     // The schedule itself may refuse the step count (LCM takes at most its original steps).
-    schedulers::build(choice, &info.scheduler_config, steps as usize, strength.unwrap_or(1.0)).map_err(
-        |e| match e {
-            schedulers::SchedulerError::Steps(m) => ParamError::new("steps", m),
-            other => ParamError::new("scheduler", other.to_string()),
-        },
-    )?;
+    samplers::build(choice, &info.scheduler_config, steps as usize, strength.unwrap_or(1.0)).map_err(|e| match e {
+        samplers::SchedulerError::Steps(m) => ParamError::new("steps", m),
+        other => ParamError::new("scheduler", other.to_string()),
+    })?;
     Ok(ImageParams {
         prompt,
         negative_prompt,

@@ -212,7 +212,7 @@ pub async fn follow(client: ApiClient, tx: mpsc::Sender<Event>, id: String, refr
             if let Some(a) = newest_image.filter(|a| shown.as_deref() != Some(a.id.as_str()))
                 && let Ok(bytes) = client.bytes(&a.url).await
             {
-                let decoded = tokio::task::spawn_blocking(move || super::render::preview::decode(&a.id, &bytes)).await;
+                let decoded = tokio::task::spawn_blocking(move || super::draw::preview::decode(&a.id, &bytes)).await;
                 if let Ok(Some(p)) = decoded {
                     shown = Some(p.artifact.clone());
                     if tx.send(Event::Data(Update::Preview(id.clone(), p))).await.is_err() {

@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 
 pub mod app;
 pub mod client;
+pub mod draw;
 pub mod event;
 pub mod format;
-pub mod render;
 
 use app::{App, Command};
 use client::ApiClient;
@@ -95,7 +95,7 @@ pub async fn run(opts: TopOptions) -> Result<(), TopError> {
     let mut follow: Option<JoinHandle<()>> = None;
 
     let result = loop {
-        if let Err(e) = screen.terminal.draw(|f| render::draw(f, &app)) {
+        if let Err(e) = screen.terminal.draw(|f| draw::draw(f, &app)) {
             break Err(TopError::Terminal(e));
         }
         let Some(first) = rx.recv().await else { break Ok(()) };

@@ -1,5 +1,5 @@
 //! Stable Diffusion through ONNX Runtime: the optimum/diffusers ONNX layout, CLIP
-//! tokenizer, pure-Rust schedulers and the text-to-image / image-to-image pipeline.
+//! tokenizer, pure-Rust samplers (noise schedulers) and the text-to-image / image-to-image pipeline.
 //!
 //! `ModelInfo::inspect` reads a model directory cheaply (for validation); `SdModel::load`
 //! opens its sessions; `generate` runs one request with a `NoiseSource` (seeded in
@@ -15,7 +15,7 @@ pub mod output;
 pub mod pipeline;
 pub mod preset;
 pub mod preview;
-pub mod schedulers;
+pub mod samplers;
 mod text;
 pub mod tokenizer;
 mod vae;
@@ -23,7 +23,7 @@ mod vae;
 pub use model::{Family, ModelInfo, SdModel};
 pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
 pub use pipeline::{DecodedImage, GenerateRequest, Generated, Hooks, InitImage, Preview, Timings, generate};
-pub use schedulers::{SchedulerChoice, SchedulerConfigFile};
+pub use samplers::{SchedulerChoice, SchedulerConfigFile};
 pub use text::prompt_embeddings;
 
 /// Everything that can go wrong loading or running a diffusion model.
@@ -42,7 +42,7 @@ pub enum DiffusionError {
     #[error("{part} failed: {reason}")]
     Run { part: &'static str, reason: String },
     #[error(transparent)]
-    Scheduler(#[from] schedulers::SchedulerError),
+    Scheduler(#[from] samplers::SchedulerError),
     #[error(transparent)]
     Noise(#[from] noise::NoiseError),
     /// A request value the model cannot take; `field` names the request parameter.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::DiffusionError;
 use super::onnx::{Part, TensorInfo};
-use super::schedulers::{SchedulerChoice, SchedulerConfigFile};
+use super::samplers::{SchedulerChoice, SchedulerConfigFile};
 use super::tokenizer::ClipTokenizer;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;

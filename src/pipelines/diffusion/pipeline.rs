@@ -15,7 +15,7 @@ use super::model::{SdModel, Unet};
 use super::noise::NoiseSource;
 use super::onnx::{Output, float_input, timestep_input};
 use super::preview::latent_preview_png;
-use super::schedulers::{self, SchedulerChoice, SchedulerConfigFile, img2img_start};
+use super::samplers::{self, SchedulerChoice, SchedulerConfigFile, img2img_start};
 use super::text::{Conditioning, encode_prompts};
 use super::vae::{decode, encode_init_image};
 use crate::pipelines::{Progress, ProgressFn, check_cancel};
@@ -162,8 +162,8 @@ pub fn generate(
     let n = req.count as usize;
     let strength = req.init.as_ref().map_or(1.0, |i| i.strength);
     let sched_file = req.scheduler_config.as_ref().unwrap_or(&model.info.scheduler_config);
-    let mut scheduler = schedulers::build(req.scheduler, sched_file, steps, strength).map_err(|e| match e {
-        schedulers::SchedulerError::Steps(m) => DiffusionError::Request { field: "steps", message: m },
+    let mut scheduler = samplers::build(req.scheduler, sched_file, steps, strength).map_err(|e| match e {
+        samplers::SchedulerError::Steps(m) => DiffusionError::Request { field: "steps", message: m },
         other => other.into(),
     })?;
     let all_timesteps = scheduler.timesteps().to_vec();

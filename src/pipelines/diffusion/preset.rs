@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::schedulers::SchedulerChoice;
+use super::samplers::SchedulerChoice;
 
 /// The compiled-in presets file.
 pub const DEFAULT_PRESETS: &str = include_str!("../../../assets/presets.toml");

@@ -7,7 +7,7 @@ use super::DiffusionError;
 use super::model::{Family, SdModel, TextEncoder};
 use super::onnx::int_input;
 use super::pipeline::GenerateRequest;
-use super::schedulers::SchedulerChoice;
+use super::samplers::SchedulerChoice;
 use super::tokenizer::ClipTokenizer;
 
 /// Prompt conditioning for the UNet, already in batch order.

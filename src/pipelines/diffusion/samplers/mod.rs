@@ -1,4 +1,4 @@
-//! Noise schedulers in pure Rust, one module each, following diffusers' implementations
+//! Samplers (diffusers' noise schedulers) in pure Rust, one module each, following diffusers' implementations
 //! (and their defaults) so that a model's `scheduler_config.json` means the same here.
 //!
 //! A scheduler is built for a fixed number of steps; the pipeline walks step indices from
