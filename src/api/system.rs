@@ -168,10 +168,15 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Readiness: the store answers and workers run.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.store.queued_len() {
-        Ok(_) => (StatusCode::OK, "ready\n"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n"),
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready: the store cannot be read or written (JSON `error` says why, naming the data dir)")))]
+pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let check = match state.store.queued_len() {
+        Ok(_) => state.store.check_writable().await,
+        Err(e) => Err(e),
+    };
+    match check {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
     }
 }

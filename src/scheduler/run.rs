@@ -1,4 +1,12 @@
 //! Running one claimed job stage by stage on a worker thread.
+//!
+//! A job's end is written once more after every failed attempt (a full disk, most often),
+//! until it lands or the daemon shuts down: the store's writer reopens the database after
+//! a failed commit and the readiness probe keeps testing it, so as soon as space is freed
+//! the job leaves `running` with the error that ended it (for a full disk, the artifact
+//! write's "No space left on device" under the data dir). A write that never lands before
+//! shutdown leaves the job `running` on disk, which crash recovery re-queues at the next
+//! start. Stage-start/end writes that fail end the attempt as retriable instead.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +20,7 @@ use crate::store::records::{EventBody, Job, JobState, StageState, now_ms};
 use crate::store::requeue;
 
 /// How a job's run ended.
+#[derive(Clone)]
 enum Outcome {
     Succeeded,
     Canceled,
@@ -42,7 +51,7 @@ impl Scheduler {
         let store = &self.store;
         let max_attempts = self.config.queue.max_attempts;
         let backoff_ms = self.config.queue.retry_backoff_s.saturating_mul(1000) as i64;
-        let result = store.update_job_blocking(job.id, true, move |j| {
+        let finish = move |j: &mut Job| {
             let started_at = match j.state {
                 JobState::Running { started_at, .. } => Some(started_at),
                 _ => None,
@@ -79,9 +88,19 @@ impl Scheduler {
                     vec![EventBody::State { state: "failed".into(), error: Some(msg) }]
                 }
             })
-        });
-        if let Err(e) = result {
-            tracing::error!(job = %job.id, "cannot record the job's end: {e}");
+        };
+        let mut delay = std::time::Duration::from_millis(200);
+        loop {
+            // The closure is consumed per try and the outcome must survive a failed one.
+            let finish = finish.clone();
+            let Err(e) = store.update_job_blocking(job.id, true, finish) else { break };
+            if matches!(e, crate::store::StoreError::NotFound { .. }) || self.shutdown.is_cancelled() {
+                tracing::error!(job = %job.id, "cannot record the job's end: {e}");
+                break;
+            }
+            tracing::error!(job = %job.id, "cannot record the job's end, retrying in {delay:?}: {e}");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
         }
         self.notify();
     }

@@ -22,7 +22,13 @@ pub struct StoredFile {
 }
 
 fn file_err(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::File { path: path.to_path_buf(), reason: e.to_string() }
+    // The path is inside the data dir; say plainly which resource ran out.
+    let reason = if e.kind() == std::io::ErrorKind::StorageFull {
+        format!("{e}: the filesystem holding the data dir is full")
+    } else {
+        e.to_string()
+    };
+    StoreError::File { path: path.to_path_buf(), reason }
 }
 
 /// Relative path for an artifact id: sharded by the id's last two characters so no

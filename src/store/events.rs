@@ -11,7 +11,7 @@ use super::{EVENTS, JOB_EVENTS, Store, StoreError};
 impl Store {
     /// Stored events after `after` (exclusive), of one job or all, oldest first.
     pub fn events_after(&self, job: Option<Ulid>, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         let mut out = Vec::new();
         match job {
@@ -42,7 +42,7 @@ impl Store {
 
     /// Id of the newest stored event (0 when there is none).
     pub fn last_event_seq(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         Ok(events.last()?.map(|(k, _)| k.value()).unwrap_or(0))
     }

@@ -59,7 +59,7 @@ impl Store {
 
     /// The active key whose hash is `hash`, if any.
     pub fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let Some(id) = txn.open_table(KEY_HASHES)?.get(hash)?.map(|g| g.value()) else { return Ok(None) };
         let Some(key) = txn.open_table(API_KEYS)?.get(id)?.map(|g| decode::<ApiKey>(g.value())).transpose()? else {
             return Ok(None);
@@ -74,7 +74,7 @@ impl Store {
 
     /// Every key record, oldest first (revoked ones included).
     pub fn keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(API_KEYS)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -85,7 +85,7 @@ impl Store {
 
     /// How many keys are active (not revoked).
     pub fn active_key_count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         Ok(txn.open_table(KEY_HASHES)?.len()?)
     }
 

@@ -12,6 +12,7 @@ use ulid::Ulid;
 pub mod artifacts;
 pub mod codec;
 mod events;
+mod handle;
 pub mod keys;
 pub mod lock;
 mod profiles;
@@ -71,6 +72,9 @@ pub enum StoreError {
     NotFinished { id: String, state: &'static str },
     #[error("the store is shutting down")]
     Closed,
+    /// A write could not be committed (a full disk, most often); see [`handle`].
+    #[error("cannot write the store in data dir {}: {reason}", dir.display())]
+    Unwritable { dir: PathBuf, reason: String },
 }
 
 macro_rules! db_err {
@@ -124,7 +128,7 @@ pub struct StateCounts {
 /// The open store.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<handle::DbHandle>,
     writer: writer::Writer,
     artifacts_dir: PathBuf,
     events: broadcast::Sender<Arc<Event>>,
@@ -146,7 +150,7 @@ impl Store {
             .map_err(|e| StoreError::File { path: artifacts_dir.clone(), reason: e.to_string() })?;
         artifacts::remove_orphans(&artifacts_dir);
         let seq = init_tables(&db)?;
-        let db = Arc::new(db);
+        let db = Arc::new(handle::DbHandle::new(data_dir, &path, db));
         let (events, _) = broadcast::channel(4096);
         let batch = if group_commit { max_batch.max(1) } else { 1 };
         let writer = writer::Writer::start(db.clone(), seq, batch, events.clone());
@@ -236,14 +240,14 @@ impl Store {
 
     /// Reads one job.
     pub fn job(&self, id: Ulid) -> Result<Option<Job>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(JOBS)?;
         table.get(id.0)?.map(|g| decode(g.value())).transpose().map_err(Into::into)
     }
 
     /// Lists jobs newest first, starting below `before` (the cursor), at most `limit`.
     pub fn list_jobs(&self, filter: &JobFilter, before: Option<Ulid>, limit: usize) -> Result<Vec<Job>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(JOBS)?;
         let upper = before.map(|u| u.0).unwrap_or(u128::MAX);
         let mut out = Vec::new();
@@ -266,7 +270,7 @@ impl Store {
 
     /// Jobs per state (optionally one owner's).
     pub fn counts(&self, owner: Option<&str>) -> Result<StateCounts, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(JOBS)?;
         let mut c = StateCounts::default();
         for entry in table.iter()? {
@@ -288,7 +292,7 @@ impl Store {
 
     /// Number of queued jobs.
     pub fn queued_len(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         Ok(txn.open_table(QUEUE)?.len()?)
     }
 
@@ -379,7 +383,7 @@ impl Store {
         table: TableDefinition<u128, &[u8]>,
         id: Ulid,
     ) -> Result<Option<T>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(table)?;
         table.get(id.0)?.map(|g| decode(g.value())).transpose().map_err(Into::into)
     }

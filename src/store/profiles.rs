@@ -15,7 +15,7 @@ impl Store {
 
     /// Lists profiles (one owner's, or all).
     pub fn profiles(&self, owner: Option<&str>) -> Result<Vec<Profile>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(PROFILES)?;
         let mut out = Vec::new();
         for entry in table.iter()? {

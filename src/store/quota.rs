@@ -81,13 +81,13 @@ pub(crate) fn rebuild_owner_queued(txn: &WriteTransaction) -> Result<(), StoreEr
 impl Store {
     /// How many queued jobs `owner` has.
     pub fn owner_queued(&self, owner: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         Ok(txn.open_table(OWNER_QUEUED)?.get(owner)?.map(|g| g.value()).unwrap_or(0))
     }
 
     /// GPU milliseconds `owner` used on UTC day `day`.
     pub fn gpu_ms_used(&self, owner: &str, day: i64) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         Ok(txn.open_table(GPU_USAGE)?.get((owner, day))?.map(|g| g.value()).unwrap_or(0))
     }
 

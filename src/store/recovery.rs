@@ -30,7 +30,7 @@ impl Store {
     /// attempts reach `max_attempts`; every interruption is counted durably.
     pub async fn recover_running(&self, max_attempts: u32) -> Result<Recovered, StoreError> {
         let running: Vec<Ulid> = {
-            let txn = self.db.begin_read()?;
+            let txn = self.db.get()?.begin_read()?;
             let table = txn.open_table(JOBS)?;
             let mut ids = Vec::new();
             for entry in table.iter()? {

@@ -1,15 +1,22 @@
 //! The single writer thread. redb allows one write transaction at a time, so instead of
 //! making callers queue for it, they hand their writes here; the thread folds everything
 //! waiting into one transaction and answers each caller after that commit.
+//!
+//! A failed commit (ENOSPC, EIO) is never retried: its callers get
+//! [`StoreError::Unwritable`] naming the data dir, and because redb may have latched the
+//! error into its `Database` (`PreviousIo` on every later transaction), the thread then
+//! reopens the file before the next batch (see [`super::handle`]). Whether the last commit
+//! worked is kept on the handle for `/readyz`.
 
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use redb::{Durability, ReadableTable, WriteTransaction};
 use tokio::sync::{broadcast, oneshot};
 use ulid::Ulid;
 
 use super::codec::{decode, encode};
+use super::handle::DbHandle;
 use super::records::{Event, EventBody, Job, JobState, now_ms};
 use super::{EVENTS, JOB_EVENTS, JOBS, META, QUEUE, StoreError};
 
@@ -113,7 +120,7 @@ pub struct Writer {
 impl Writer {
     /// Starts the thread; `max_batch` 1 turns group commit off.
     pub(super) fn start(
-        db: Arc<Database>,
+        db: Arc<DbHandle>,
         seq: SeqStart,
         max_batch: usize,
         events: broadcast::Sender<Arc<Event>>,
@@ -180,7 +187,7 @@ impl Writer {
 }
 
 fn run(
-    db: Arc<Database>,
+    handle: Arc<DbHandle>,
     rx: mpsc::Receiver<Op>,
     seq: SeqStart,
     max_batch: usize,
@@ -200,6 +207,11 @@ fn run(
         let mut published = Vec::new();
         let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
         let outcome = (|| -> Result<Option<u64>, StoreError> {
+            if handle.get().is_err() {
+                // An earlier reopen failed (the disk was still full); try again now.
+                handle.reopen()?;
+            }
+            let db = handle.get()?;
             let mut txn = db.begin_write()?;
             {
                 let mut ctx = WriteCtx { txn: &txn, next_seq: &mut next_seq, published: &mut published };
@@ -224,12 +236,20 @@ fn run(
                 reserved = reserve.unwrap_or(reserved);
                 None
             }
-            Err(e) => Some(e),
+            Err(e) => Some(unwritable(&handle, e)),
         };
+        handle.set_health(err.as_ref());
         if let Some(e) = &err {
             tracing::error!("store write failed: {e}");
             next_seq = seq_before;
             published.clear();
+            // The batch is answered as failed, never replayed: its closures have run and
+            // their callers decide. Only the handle is renewed, if redb latched the error.
+            if handle.poisoned()
+                && let Err(e) = handle.reopen()
+            {
+                tracing::error!("cannot reopen the store: {e}");
+            }
         }
         for f in finishers {
             f(err.as_ref());
@@ -237,5 +257,15 @@ fn run(
         for e in published {
             let _ = events.send(Arc::new(e));
         }
+    }
+}
+
+/// A commit failure as callers see it: naming the data dir, with redb's reason (for a full
+/// disk, "No space left on device"). Errors of the callers' own closures (not found,
+/// conflicts, full queue) pass through unchanged.
+fn unwritable(handle: &DbHandle, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Db(reason) => StoreError::Unwritable { dir: handle.data_dir().to_path_buf(), reason },
+        other => other,
     }
 }
