@@ -20,9 +20,10 @@ pub mod records;
 mod recovery;
 mod references;
 pub mod retention;
+pub mod storage;
 mod writer;
 
-use codec::{Record, decode, encode};
+use codec::{Record, decode};
 use records::{Artifact, Event, EventBody, Job, JobState, Millis, now_ms};
 pub use recovery::Recovered;
 pub use retention::{Removal, SweepPolicy};
@@ -70,6 +71,9 @@ pub enum StoreError {
         "{owner} used {used_ms} ms and reserved {reserved_ms} ms of {limit_ms} GPU-ms today; this job needs about {estimate_ms} ms more"
     )]
     GpuQuotaExceeded { owner: String, used_ms: u64, reserved_ms: u64, estimate_ms: u64, limit_ms: u64 },
+    /// An artifact would take its owner past its storage quota.
+    #[error("{owner} holds {used} bytes of artifacts; {adding} more would pass its quota max_storage_bytes = {limit}")]
+    StorageQuotaExceeded { owner: String, used: u64, adding: u64, limit: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("job {id} is {state}; cancel it first, then delete it")]
@@ -392,7 +396,7 @@ impl Store {
     /// Stores artifact metadata (the bytes are already in place).
     pub fn put_artifact_blocking(&self, artifact: Artifact) -> Result<Artifact, StoreError> {
         self.write_blocking(true, move |ctx| {
-            ctx.txn.open_table(ARTIFACTS)?.insert(artifact.id.0, encode(&artifact).as_slice())?;
+            storage::put(ctx.txn, &artifact)?;
             Ok(artifact)
         })
     }
@@ -400,7 +404,7 @@ impl Store {
     /// Async form of [`Store::put_artifact_blocking`].
     pub async fn put_artifact(&self, artifact: Artifact) -> Result<Artifact, StoreError> {
         self.write(true, move |ctx| {
-            ctx.txn.open_table(ARTIFACTS)?.insert(artifact.id.0, encode(&artifact).as_slice())?;
+            storage::put(ctx.txn, &artifact)?;
             Ok(artifact)
         })
         .await
@@ -452,6 +456,7 @@ fn init_tables(db: &Database) -> Result<writer::SeqStart, StoreError> {
         txn.open_table(keys::KEY_HASHES)?;
         txn.open_table(recovery::JOB_CRASHES)?;
         quota::rebuild_owner_queued(&txn)?;
+        storage::rebuild(&txn)?;
         let mut meta = txn.open_table(META)?;
         let schema = meta.get("schema")?.map(|g| g.value());
         match schema {
