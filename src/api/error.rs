@@ -103,6 +103,11 @@ impl From<StoreError> for ApiError {
                     format!("quota max_queued: {e}; it frees up as queued jobs start"),
                 )
             },
+            StoreError::StorageQuotaExceeded { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "quota_exceeded",
+                format!("quota max_storage_bytes: {e}; delete artifacts or jobs to free space"),
+            ),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::NotFinished { .. } => ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string()),
             StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),

@@ -14,7 +14,7 @@ use super::views::JobView;
 use super::{ApiError, AppState};
 use crate::kinds::ValidateCtx;
 use crate::store::records::{Job, JobState, Stage, StageState, now_ms};
-use crate::store::{JobFilter, Removal};
+use crate::store::{JobFilter, Removal, StoreError};
 
 /// Body of `POST /api/v1/jobs`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -155,7 +155,13 @@ pub fn new_job(
 pub async fn enqueue(state: &AppState, caller: &Caller, job: Job) -> Result<(Job, bool), ApiError> {
     // A client key without its own quota still cannot fill the whole queue.
     let own = caller.max_queued.or((!caller.admin).then_some(state.config.limits.client_max_queued));
-    let submitted = state.store.submit_with_quota(job, state.config.queue.max_queued, own).await?;
+    let gpu = super::limits::gpu_reservation(state, caller, &job);
+    let submitted = match state.store.submit_with_quotas(job, state.config.queue.max_queued, own, gpu).await {
+        Err(StoreError::GpuQuotaExceeded { used_ms, reserved_ms, estimate_ms, limit_ms, .. }) => {
+            return Err(super::limits::gpu_quota_error(caller, used_ms, reserved_ms, estimate_ms, limit_ms));
+        }
+        other => other?,
+    };
     if !submitted.existing {
         state.scheduler.notify();
     }

@@ -49,6 +49,9 @@ pub struct KeyView {
     pub queued: u64,
     /// GPU-seconds charged to this key today (UTC).
     pub gpu_seconds_today: u64,
+    /// GPU-seconds reserved by this key's unfinished jobs (estimates, released as they end).
+    #[serde(default)]
+    pub gpu_seconds_reserved: u64,
     /// The key; present only in the answer to its creation. Store it now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -67,6 +70,7 @@ pub fn key_view(store: &Store, k: &ApiKey, secret: Option<String>) -> Result<Key
     Ok(KeyView {
         queued: store.owner_queued(&owner)?,
         gpu_seconds_today: store.gpu_ms_used(&owner, day_of(now_ms()))? / 1000,
+        gpu_seconds_reserved: store.gpu_ms_reserved(&owner)?.div_ceil(1000),
         id: owner,
         name: k.name.clone(),
         scope: scope_name(k.scope).into(),

@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::ApiError;
 use super::auth::Caller;
 use crate::config::LimitsConfig;
+use crate::store::GpuQuota;
 use crate::store::quota::{DAY_MS, day_of};
-use crate::store::records::now_ms;
+use crate::store::records::{Job, now_ms};
 
 /// Kinds whose `steps` are not diffusion steps (testcard's are progress ticks).
 const STEPS_ARE_NOT_DIFFUSION: &[&str] = &["testcard"];
@@ -86,29 +87,59 @@ fn check_one(kind: &str, which: &Limited, v: &Value, field: &str, l: &LimitsConf
     Ok(())
 }
 
-/// Refuses a submission when the caller's key has used its GPU-seconds for today; the
-/// message names the quota and when it resets (UTC midnight).
+/// Refuses a submission early when the caller's key has used or reserved all its
+/// GPU-seconds for today; the binding check is [`gpu_reservation`]'s, in the enqueue.
 pub fn check_gpu_quota(state: &super::AppState, caller: &Caller) -> Result<(), ApiError> {
     let Some(limit) = caller.gpu_seconds_per_day else { return Ok(()) };
-    let now = now_ms();
-    let day = day_of(now);
-    let used_s = state.store.gpu_ms_used(&caller.owner, day)? / 1000;
-    if used_s < limit {
+    let used_ms = state.store.gpu_ms_used(&caller.owner, day_of(now_ms()))?;
+    let reserved_ms = state.store.gpu_ms_reserved(&caller.owner)?;
+    if used_ms.saturating_add(reserved_ms) < limit.saturating_mul(1000) {
         return Ok(());
     }
-    let reset = (day + 1) * DAY_MS;
-    let reset_at = chrono::DateTime::from_timestamp_millis(reset).map(|t| t.to_rfc3339()).unwrap_or_default();
-    Err(ApiError {
-        retry_after: Some(u64::try_from((reset - now) / 1000).unwrap_or(1).max(1)),
-        ..ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "quota_exceeded",
-            format!(
-                "quota gpu_seconds_per_day: {} used {used_s} of {limit} GPU-seconds today; resets at {reset_at}",
-                caller.label
-            ),
-        )
+    Err(gpu_quota_error(caller, used_ms, reserved_ms, 0, limit.saturating_mul(1000)))
+}
+
+/// The GPU time a job reserves against its owner's `gpu_seconds_per_day`, when it has
+/// one. Only boxes with GPUs reserve: GPU time is charged only for runs on a GPU, so on a
+/// CPU-only box the quota has nothing to hold back. Any job may land on a GPU when there
+/// is one (jobs needing no VRAM take a free GPU first), so every kind reserves there.
+pub fn gpu_reservation(state: &super::AppState, caller: &Caller, job: &Job) -> Option<GpuQuota> {
+    let limit = caller.gpu_seconds_per_day?;
+    if state.scheduler.gpus().is_empty() {
+        return None;
+    }
+    let kind = state.scheduler.kind(&job.kind)?;
+    let params: Value = serde_json::from_str(&job.params).unwrap_or_default();
+    Some(GpuQuota {
+        limit_ms: limit.saturating_mul(1000),
+        estimate_ms: crate::kinds::estimate_gpu_ms(kind.as_ref(), &params),
     })
+}
+
+/// 429 naming `gpu_seconds_per_day`, the caller, use against the limit and the reset time.
+pub fn gpu_quota_error(caller: &Caller, used_ms: u64, reserved_ms: u64, estimate_ms: u64, limit_ms: u64) -> ApiError {
+    let now = now_ms();
+    let reset = (day_of(now) + 1) * DAY_MS;
+    let reset_at = chrono::DateTime::from_timestamp_millis(reset).map(|t| t.to_rfc3339()).unwrap_or_default();
+    let until_reset = u64::try_from((reset - now) / 1000).unwrap_or(1).max(1);
+    // Reservations free up as the caller's jobs end; only today's use waits for midnight.
+    let retry_after =
+        if used_ms.saturating_add(estimate_ms.max(1)) <= limit_ms { until_reset.min(5) } else { until_reset };
+    let secs = |ms: u64| ms.div_ceil(1000);
+    let mut msg = format!(
+        "quota gpu_seconds_per_day: {} used {} of {} GPU-seconds today",
+        caller.label,
+        used_ms / 1000,
+        limit_ms / 1000
+    );
+    if reserved_ms > 0 {
+        msg.push_str(&format!(", {} more reserved by unfinished jobs", secs(reserved_ms)));
+    }
+    if estimate_ms > 0 {
+        msg.push_str(&format!(", and this job is estimated at {} s", secs(estimate_ms)));
+    }
+    msg.push_str(&format!("; resets at {reset_at}"));
+    ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", msg) }
 }
 
 /// A token bucket: `tokens` left as of `at`.

@@ -312,6 +312,12 @@ impl JobKind for Image {
         super::memory::diffusion_mib(config, model, n("width", 512), n("height", 512), n("n", 1))
     }
 
+    fn gpu_seconds_estimate(&self, params: &serde_json::Value) -> f64 {
+        // Validated params always carry steps and n; the fallbacks only guard odd stores.
+        let n = |f: &str, d: u64| params.get(f).and_then(|v| v.as_u64()).unwrap_or(d) as f64;
+        n("steps", 20) * n("n", 1).max(1.0) * super::IMAGE_GPU_SECONDS_PER_STEP
+    }
+
     fn models(&self, params: &serde_json::Value) -> Vec<String> {
         super::param_models(params, &["model"])
     }

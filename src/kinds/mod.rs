@@ -121,6 +121,13 @@ pub trait JobKind: Send + Sync {
     fn declared_seconds(&self, _params: &serde_json::Value) -> Option<f64> {
         None
     }
+    /// An estimate (not a promise) of the GPU seconds a job with these (validated)
+    /// parameters takes, reserved against its owner's `gpu_seconds_per_day` at submission
+    /// and replaced by the measured time when it ends. Defaults to the declared run time,
+    /// else [`DEFAULT_GPU_SECONDS`]; see [`estimate_gpu_ms`] for the floor applied.
+    fn gpu_seconds_estimate(&self, params: &serde_json::Value) -> f64 {
+        self.declared_seconds(params).unwrap_or(DEFAULT_GPU_SECONDS)
+    }
     /// Whether it runs ONNX models, so submitting it without ONNX Runtime installed is
     /// refused (503) instead of accepting a job that can only fail.
     fn needs_runtime(&self) -> bool {
@@ -130,6 +137,21 @@ pub trait JobKind: Send + Sync {
     fn models(&self, _params: &serde_json::Value) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// GPU seconds assumed for a job whose parameters do not fix its run time.
+pub const DEFAULT_GPU_SECONDS: f64 = 30.0;
+/// GPU seconds assumed per diffusion step of an image (a mid-range card at 512²).
+pub const IMAGE_GPU_SECONDS_PER_STEP: f64 = 0.5;
+/// The least a job is estimated at, ms: even an instant job holds a device for a moment,
+/// and a zero estimate would let a burst of them through a spent quota.
+pub const MIN_GPU_MS: u64 = 100;
+
+/// The GPU time to reserve for a job, ms: the kind's estimate, at least [`MIN_GPU_MS`].
+pub fn estimate_gpu_ms(kind: &dyn JobKind, params: &serde_json::Value) -> u64 {
+    let secs = kind.gpu_seconds_estimate(params);
+    let ms = if secs.is_finite() && secs > 0.0 { (secs * 1000.0).min(u64::MAX as f64) as u64 } else { 0 };
+    ms.max(MIN_GPU_MS)
 }
 
 /// All job kinds this build knows.

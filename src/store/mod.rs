@@ -21,9 +21,10 @@ pub mod records;
 mod recovery;
 mod references;
 pub mod retention;
+pub mod storage;
 mod writer;
 
-use codec::{Record, decode, encode};
+use codec::{Record, decode};
 use records::{Artifact, Event, EventBody, Job, JobState, Millis, now_ms};
 pub use recovery::Recovered;
 pub use retention::{Removal, SweepPolicy};
@@ -66,6 +67,14 @@ pub enum StoreError {
     QueueFull { queued: u64, limit: u64 },
     #[error("{owner} already has {queued} queued jobs; its quota max_queued is {limit}")]
     OwnerQueueFull { owner: String, queued: u64, limit: u64 },
+    /// Used plus reserved GPU time plus this job's estimate would pass the owner's quota.
+    #[error(
+        "{owner} used {used_ms} ms and reserved {reserved_ms} ms of {limit_ms} GPU-ms today; this job needs about {estimate_ms} ms more"
+    )]
+    GpuQuotaExceeded { owner: String, used_ms: u64, reserved_ms: u64, estimate_ms: u64, limit_ms: u64 },
+    /// An artifact would take its owner past its storage quota.
+    #[error("{owner} holds {used} bytes of artifacts; {adding} more would pass its quota max_storage_bytes = {limit}")]
+    StorageQuotaExceeded { owner: String, used: u64, adding: u64, limit: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("job {id} is {state}; cancel it first, then delete it")]
@@ -104,6 +113,14 @@ pub struct Submitted {
     pub job: Job,
     /// True when an earlier job with the same idempotency key was returned instead.
     pub existing: bool,
+}
+
+/// A submission's GPU-time quota: the owner's daily limit and the job's estimate, both
+/// milliseconds. The estimate is reserved with the enqueue and released when the job ends.
+#[derive(Debug, Clone, Copy)]
+pub struct GpuQuota {
+    pub limit_ms: u64,
+    pub estimate_ms: u64,
 }
 
 /// Filter for listing jobs.
@@ -205,6 +222,19 @@ impl Store {
         max_queued: u64,
         owner_max_queued: Option<u64>,
     ) -> Result<Submitted, StoreError> {
+        self.submit_with_quotas(job, max_queued, owner_max_queued, None).await
+    }
+
+    /// As [`Store::submit_with_quota`], also reserving the job's estimated GPU time when
+    /// `gpu` is given: refused unless today's use plus the owner's reservations plus this
+    /// estimate stay within the limit, checked and reserved in the enqueue's transaction.
+    pub async fn submit_with_quotas(
+        &self,
+        job: Job,
+        max_queued: u64,
+        owner_max_queued: Option<u64>,
+        gpu: Option<GpuQuota>,
+    ) -> Result<Submitted, StoreError> {
         self.write(true, move |ctx| {
             // Every check comes before the first write: a refused submission must leave
             // nothing behind in the transaction it shares with others.
@@ -228,10 +258,21 @@ impl Store {
                     return Err(StoreError::OwnerQueueFull { owner: job.owner.clone(), queued, limit });
                 }
             }
+            if let Some(GpuQuota { limit_ms, estimate_ms }) = gpu {
+                let used_ms = quota::used_in(ctx.txn, &job.owner, quota::day_of(now_ms()))?;
+                let reserved_ms = quota::reserved_in(ctx.txn, &job.owner)?;
+                if used_ms.saturating_add(reserved_ms).saturating_add(estimate_ms) > limit_ms {
+                    let owner = job.owner.clone();
+                    return Err(StoreError::GpuQuotaExceeded { owner, used_ms, reserved_ms, estimate_ms, limit_ms });
+                }
+            }
             if let Some(key) = &idem_key {
                 ctx.txn.open_table(IDEMPOTENCY)?.insert(key.as_str(), job.id.0)?;
             }
             ctx.put_job(None, &job)?;
+            if let Some(g) = gpu {
+                quota::reserve_gpu(ctx.txn, &job, g.estimate_ms)?;
+            }
             ctx.event(&job, EventBody::State { state: "queued".into(), error: None })?;
             Ok(Submitted { job, existing: false })
         })
@@ -359,7 +400,7 @@ impl Store {
     /// Stores artifact metadata (the bytes are already in place).
     pub fn put_artifact_blocking(&self, artifact: Artifact) -> Result<Artifact, StoreError> {
         self.write_blocking(true, move |ctx| {
-            ctx.txn.open_table(ARTIFACTS)?.insert(artifact.id.0, encode(&artifact).as_slice())?;
+            storage::put(ctx.txn, &artifact)?;
             Ok(artifact)
         })
     }
@@ -367,7 +408,7 @@ impl Store {
     /// Async form of [`Store::put_artifact_blocking`].
     pub async fn put_artifact(&self, artifact: Artifact) -> Result<Artifact, StoreError> {
         self.write(true, move |ctx| {
-            ctx.txn.open_table(ARTIFACTS)?.insert(artifact.id.0, encode(&artifact).as_slice())?;
+            storage::put(ctx.txn, &artifact)?;
             Ok(artifact)
         })
         .await
@@ -419,6 +460,7 @@ fn init_tables(db: &Database) -> Result<writer::SeqStart, StoreError> {
         txn.open_table(keys::KEY_HASHES)?;
         txn.open_table(recovery::JOB_CRASHES)?;
         quota::rebuild_owner_queued(&txn)?;
+        storage::rebuild(&txn)?;
         let mut meta = txn.open_table(META)?;
         let schema = meta.get("schema")?.map(|g| g.value());
         match schema {

@@ -172,7 +172,9 @@ fn execute(ctx: &mut WriteCtx, plan: &Plan, dry_run: bool) -> Result<(Removal, V
     {
         let mut table = txn.open_table(ARTIFACTS)?;
         for a in &plan.remove {
-            table.remove(a.id.0)?;
+            if table.remove(a.id.0)?.is_some() {
+                super::storage::adjust(txn, &a.owner, a.size, false)?;
+            }
         }
         for a in &plan.detach {
             let kept = Artifact { job: None, ..a.clone() };

@@ -1,0 +1,117 @@
+//! Per-owner artifact bytes for the storage quota (`max_storage_bytes`). Kept in the same
+//! transactions that add or remove artifact records, and recounted on open.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::codec::{decode, encode};
+use super::records::Artifact;
+use super::{ARTIFACTS, Store, StoreError};
+
+/// owner → bytes of its artifacts.
+pub(crate) const OWNER_BYTES: TableDefinition<&str, u64> = TableDefinition::new("owner_bytes");
+
+/// Adds (`grow`) or takes away bytes of `owner`.
+pub(crate) fn adjust(txn: &WriteTransaction, owner: &str, bytes: u64, grow: bool) -> Result<(), StoreError> {
+    let mut table = txn.open_table(OWNER_BYTES)?;
+    let before = table.get(owner)?.map(|g| g.value()).unwrap_or(0);
+    let after = if grow { before.saturating_add(bytes) } else { before.saturating_sub(bytes) };
+    if after == 0 {
+        table.remove(owner)?;
+    } else {
+        table.insert(owner, after)?;
+    }
+    Ok(())
+}
+
+/// Writes an artifact record, keeping its owner's byte count in step (a rewrite of the
+/// same record, e.g. detaching it from a job, counts once).
+pub(crate) fn put(txn: &WriteTransaction, artifact: &Artifact) -> Result<(), StoreError> {
+    let old: Option<Artifact> = txn
+        .open_table(ARTIFACTS)?
+        .insert(artifact.id.0, encode(artifact).as_slice())?
+        .map(|g| decode(g.value()))
+        .transpose()?;
+    if let Some(old) = old {
+        adjust(txn, &old.owner, old.size, false)?;
+    }
+    adjust(txn, &artifact.owner, artifact.size, true)
+}
+
+/// Recounts every owner's bytes from the artifacts table (run on open).
+pub(crate) fn rebuild(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    for entry in txn.open_table(ARTIFACTS)?.iter()? {
+        let a: Artifact = decode(entry?.1.value())?;
+        let n = counts.entry(a.owner).or_default();
+        *n = n.saturating_add(a.size);
+    }
+    txn.delete_table(OWNER_BYTES)?;
+    let mut table = txn.open_table(OWNER_BYTES)?;
+    for (owner, n) in counts {
+        table.insert(owner.as_str(), n)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Bytes of artifacts `owner` holds.
+    pub fn owner_bytes(&self, owner: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(OWNER_BYTES)?.get(owner)?.map(|g| g.value()).unwrap_or(0))
+    }
+
+    /// Stores artifact metadata unless it would take its owner past `limit` bytes
+    /// (checked in the same transaction, so concurrent uploads cannot overshoot).
+    pub async fn put_artifact_within(&self, artifact: Artifact, limit: Option<u64>) -> Result<Artifact, StoreError> {
+        self.write(true, move |ctx| {
+            if let Some(limit) = limit {
+                let used = ctx.txn.open_table(OWNER_BYTES)?.get(artifact.owner.as_str())?.map(|g| g.value());
+                let used = used.unwrap_or(0);
+                if used.saturating_add(artifact.size) > limit {
+                    let owner = artifact.owner.clone();
+                    return Err(StoreError::StorageQuotaExceeded { owner, used, adding: artifact.size, limit });
+                }
+            }
+            put(ctx.txn, &artifact)?;
+            Ok(artifact)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::now_ms;
+
+    fn artifact(store: &Store, owner: &str, size: u64) -> Artifact {
+        Artifact {
+            id: store.new_id(),
+            owner: owner.into(),
+            job: None,
+            stage: None,
+            name: "a.bin".into(),
+            media_type: "application/octet-stream".into(),
+            size,
+            sha256: String::new(),
+            path: "none".into(),
+            created_at: now_ms(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploads_past_the_storage_quota_are_refused_and_counts_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, 64).expect("open");
+        store.put_artifact_within(artifact(&store, "k1", 600), Some(1000)).await.expect("fits");
+        let err = store.put_artifact_within(artifact(&store, "k1", 500), Some(1000)).await.expect_err("over");
+        assert!(err.to_string().contains("max_storage_bytes"), "{err}");
+        store.put_artifact_within(artifact(&store, "k2", 500), Some(1000)).await.expect("other owner");
+        assert_eq!(store.owner_bytes("k1").expect("bytes"), 600);
+        store.close();
+        drop(store);
+        let store = Store::open(dir.path(), true, 64).expect("reopen");
+        assert_eq!(store.owner_bytes("k1").expect("bytes"), 600);
+        store.close();
+    }
+}
