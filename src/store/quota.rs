@@ -186,7 +186,7 @@ impl Store {
 
     /// GPU milliseconds reserved by `owner`'s unfinished jobs.
     pub fn gpu_ms_reserved(&self, owner: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         Ok(txn.open_table(GPU_RESERVED)?.get(owner)?.map(|g| g.value()).unwrap_or(0))
     }
 

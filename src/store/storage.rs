@@ -56,7 +56,7 @@ pub(crate) fn rebuild(txn: &WriteTransaction) -> Result<(), StoreError> {
 impl Store {
     /// Bytes of artifacts `owner` holds.
     pub fn owner_bytes(&self, owner: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         Ok(txn.open_table(OWNER_BYTES)?.get(owner)?.map(|g| g.value()).unwrap_or(0))
     }
 
