@@ -523,13 +523,13 @@ async fn without_onnx_runtime_model_jobs_are_refused_at_submission_with_the_fix(
     let (status, body) = anon
         .json(Method::POST, d.at("/api/v1/images"), Some(json!({"prompt": "a red circle", "model": "demo-shapes"})))
         .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "runtime_missing", "{body}");
     assert!(body["error"]["message"].as_str().unwrap_or("").contains("reelbox setup"), "{body}");
     // The OpenAI route answers the same in OpenAI's error shape (it used to accept the job and 500).
     let (status, body) =
         anon.json(Method::POST, d.at("/v1/images/generations"), Some(json!({"prompt": "a red circle"}))).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["error"]["message"].as_str().unwrap_or("").contains("reelbox setup"), "{body}");
     // Nothing was queued, and jobs that need no model still run.
     let (_, jobs) = anon.json(Method::GET, d.at("/api/v1/jobs"), None).await;

@@ -99,11 +99,6 @@ pub fn new_job(
             format!("{kind_name} jobs change the box; they need an admin key"),
         ));
     }
-    if kind.needs_runtime()
-        && let Err(e) = state.scheduler.engine().runtime()
-    {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "runtime_missing", e.to_string()));
-    }
     if !(-1000..=1000).contains(&priority) {
         return Err(ApiError::field("priority", "must be between -1000 and 1000"));
     }
@@ -117,6 +112,14 @@ pub fn new_job(
     super::limits::check_params(kind_name, &params, &state.config.limits)?;
     super::limits::check_gpu_quota(state, caller)?;
     let params = kind.validate(params, &ValidateCtx { config: &state.config })?;
+    // After the parameters, so a bad field is named first. A 4xx, not a 503: nothing
+    // changes by retrying until someone runs `reelbox setup`, and a box without its runtime
+    // must still answer every request without a server error.
+    if kind.needs_runtime()
+        && let Err(e) = state.scheduler.engine().runtime()
+    {
+        return Err(ApiError::new(StatusCode::CONFLICT, "runtime_missing", e.to_string()));
+    }
     state.scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ApiError::field("params", m))?;
     if let Some(secs) = kind.declared_seconds(&params)
         && !caller.admin

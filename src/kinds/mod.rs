@@ -129,7 +129,7 @@ pub trait JobKind: Send + Sync {
         self.declared_seconds(params).unwrap_or(DEFAULT_GPU_SECONDS)
     }
     /// Whether it runs ONNX models, so submitting it without ONNX Runtime installed is
-    /// refused (503) instead of accepting a job that can only fail.
+    /// refused (409 naming the fix) instead of accepting a job that can only fail.
     fn needs_runtime(&self) -> bool {
         true
     }
