@@ -253,6 +253,19 @@ async fn lipsync_speaks_text_first_with_the_profiles_voice_portrait_and_face_box
     let profile: Value =
         c.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile").json().await.expect("json");
 
+    // Text that would film longer than limits.max_frames is refused before anything runs.
+    let long = vec!["word"; 1000].join(" ");
+    let resp = c
+        .post(d.at("/api/v1/lipsync"))
+        .json(&json!({"profile": profile["id"], "text": long, "model": "tiny-wav2lip"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["field"], "text", "{err}");
+    assert!(err["error"]["message"].as_str().unwrap_or("").contains("limits.max_frames"), "{err}");
+
     // Narration as audio and as text at once is refused, naming the field.
     let both =
         json!({"profile": profile["id"], "text": "Hello.", "audio": profile["portrait"], "model": "tiny-wav2lip"});

@@ -108,3 +108,24 @@ async fn audio_longer_than_the_limit_is_refused_on_both_audio_upload_paths() {
         assert!(body["error"]["message"].as_str().unwrap_or("").contains("limits.max_audio_seconds"), "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_with_more_frames_than_the_limit_is_refused_at_upload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 100 s at 25 fps: 2,500 frames, over limits.max_frames (2,000); 16×16, so it is small.
+    let video = dir.path().join("long.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=blue:s=16x16:d=100:r=25"])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-y"])
+        .arg(&video)
+        .status()
+        .expect("run ffmpeg");
+    assert!(made.success());
+    let d = DaemonProc::start(&dir.path().join("data"), &[]);
+    let form = Form::new().part("file", Part::bytes(std::fs::read(&video).expect("read")).file_name("long.mp4"));
+    let resp = reqwest::Client::new().post(d.at("/api/v1/artifacts")).multipart(form).send().await.expect("upload");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["field"], "file", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("limits.max_frames"), "{body}");
+}

@@ -210,10 +210,22 @@ async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> R
     let is_video = file_name.to_ascii_lowercase().ends_with(".mp4") || bytes.get(4..8) == Some(b"ftyp".as_slice());
     if is_video {
         let tmp = state.store.artifacts_dir().join(format!("probe-{}.partial", state.store.new_id()));
-        let ok = tokio::fs::write(&tmp, bytes).await.is_ok()
-            && crate::media::ffprobe::probe(&tmp).ok().is_some_and(|m| m.video().is_some());
+        let probed = match tokio::fs::write(&tmp, bytes).await {
+            Ok(()) => {
+                let path = tmp.clone();
+                tokio::task::spawn_blocking(move || crate::media::ffprobe::probe(&path)).await.ok().and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
         let _ = tokio::fs::remove_file(&tmp).await;
-        if ok {
+        if let Some(media) = probed
+            && let Some(video) = media.video()
+        {
+            // A video input is as long as every job made from it: held to the same limits.
+            let seconds = video.duration_s.or(media.duration_s).unwrap_or(0.0);
+            let fps = video.fps.filter(|f| f.is_finite() && *f > 0.0).unwrap_or(25.0);
+            crate::kinds::bounds::media_fits(seconds, fps, &state.config.limits)
+                .map_err(|m| ApiError::field("file", format!("this video is {m}")))?;
             return Ok("video/mp4");
         }
     }

@@ -88,6 +88,14 @@ impl JobKind for Lipsync {
         }
         let model = model_param(&params, "model", DEFAULT_MODEL, ctx.config)?;
         let fps = int_param(&params, "fps", i64::from(DEFAULT_FPS), 1..=60)?;
+        if let Some(text) = params.get("text").and_then(|t| t.as_str()) {
+            // Spoken text's length is estimated as a render's narration is.
+            let scale = params.get("length_scale").and_then(|v| v.as_f64()).unwrap_or(1.0);
+            let words = text.split_whitespace().count() as f64;
+            let seconds = words / crate::pipelines::render::plan::WORDS_PER_SECOND * scale;
+            super::bounds::media_fits(seconds, fps as f64, &ctx.config.limits)
+                .map_err(|m| ParamError::new("text", format!("would make {m}")))?;
+        }
         let batch = int_param(&params, "batch_size", DEFAULT_BATCH as i64, 1..=256)?;
         Ok(json!({
             "portrait": portrait.to_string(),
@@ -121,13 +129,8 @@ impl JobKind for Lipsync {
         let portrait = input_file(run, "portrait")?;
         let frames = portrait_frames(&portrait)?;
         let audio = narration(run)?;
-        let limit = run.config.limits.max_audio_seconds;
-        if audio.duration_s() > limit {
-            return Err(StageError::Fatal(format!(
-                "audio is {:.1} s long; the limit is {limit} s (limits.max_audio_seconds)",
-                audio.duration_s()
-            )));
-        }
+        super::bounds::media_fits(audio.duration_s(), f64::from(fps), &run.config.limits)
+            .map_err(|m| StageError::Fatal(format!("this narration would make {m}")))?;
         let audio_16k = audio.mono_at(MEL_SAMPLE_RATE).map_err(|e| StageError::Fatal(e.to_string()))?;
 
         let model = Wav2Lip::load(run.engine, run.device, &model_file(run.config, model_name)).map_err(stage_error)?;

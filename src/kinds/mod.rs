@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::store::records::Artifact;
 
+pub mod bounds;
 pub mod image;
 pub mod inputs;
 pub mod lipsync;

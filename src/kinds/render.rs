@@ -209,26 +209,8 @@ fn check_length(plan: &Plan, p: &RenderParams, limits: &LimitsConfig) -> Result<
         ));
     }
     let seconds = plan.estimated_seconds(f64::from(p.length_scale.unwrap_or(1.0)), SCENE_GAP_S);
-    narration_fits(seconds, p.fps, limits).map_err(|m| ParamError::new("script", format!("would be {m}")))
-}
-
-/// Whether a narration of `seconds` (and a film as long, at `fps`) is within the limits;
-/// the error describes it and names the config key.
-fn narration_fits(seconds: f64, fps: u32, limits: &LimitsConfig) -> Result<(), String> {
-    if seconds > limits.max_audio_seconds {
-        return Err(format!(
-            "about {seconds:.0} s of narration; the limit is {} s (limits.max_audio_seconds)",
-            limits.max_audio_seconds
-        ));
-    }
-    let frames = (seconds * f64::from(fps)).ceil() as u64;
-    if frames > u64::from(limits.max_frames) {
-        return Err(format!(
-            "a film of about {frames} frames ({seconds:.0} s at {fps} fps); the limit is {} frames (limits.max_frames)",
-            limits.max_frames
-        ));
-    }
-    Ok(())
+    super::bounds::media_fits(seconds, f64::from(p.fps), limits)
+        .map_err(|m| ParamError::new("script", format!("would make {m}")))
 }
 
 fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> serde_json::Value {
@@ -382,8 +364,8 @@ fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     }
     let timeline = Timeline { duration: samples.len() as f64 / f64::from(rate), scenes, sentences };
     // The estimate at submission may have been short (a slow voice, long words).
-    narration_fits(timeline.duration, p.fps, &run.config.limits)
-        .map_err(|m| StageError::Fatal(format!("the narration came out as {m}")))?;
+    super::bounds::media_fits(timeline.duration, f64::from(p.fps), &run.config.limits)
+        .map_err(|m| StageError::Fatal(format!("the narration would make {m}")))?;
     let wav = tts::Speech { sample_rate: rate, samples, sentences: Vec::new() }
         .wav_bytes()
         .map_err(|e| StageError::Fatal(e.to_string()))?;

@@ -84,7 +84,11 @@ impl JobKind for Upscale {
                     .map_err(|e| StageError::Fatal(format!("cannot encode PNG: {e}")))?;
                 run.sink.put_artifact("upscaled.png", "image/png", &png)?;
             }
-            Visual::Video { path, .. } => {
+            Visual::Video { path, info } => {
+                if let Some(seconds) = info.duration_s {
+                    super::bounds::media_fits(seconds, info.fps, &run.config.limits)
+                        .map_err(|m| StageError::Fatal(format!("the input is {m}")))?;
+                }
                 let out = run.sink.scratch_dir().join("upscaled.mp4");
                 let encoder = H264Encoder::for_device(run.device);
                 let result = upscaler.upscale_video(&path, &out, opts, encoder, run.cancel, &progress);

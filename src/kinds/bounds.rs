@@ -1,0 +1,37 @@
+//! How much audio and video one job may make: `limits.max_audio_seconds` and
+//! `limits.max_frames`, checked at submission where the length can be known or estimated,
+//! and again while running once it is known (an estimate can be short).
+
+use crate::config::LimitsConfig;
+
+/// Whether sound of `seconds`, and a video as long at `fps`, fit the limits; the error
+/// describes the media ("about N s of …") and names the config key.
+pub fn media_fits(seconds: f64, fps: f64, limits: &LimitsConfig) -> Result<(), String> {
+    if seconds > limits.max_audio_seconds {
+        return Err(format!(
+            "about {seconds:.0} s of audio; the limit is {} s (limits.max_audio_seconds)",
+            limits.max_audio_seconds
+        ));
+    }
+    let frames = (seconds * fps).ceil() as u64;
+    if frames > u64::from(limits.max_frames) {
+        return Err(format!(
+            "a video of about {frames} frames ({seconds:.0} s at {fps} fps); the limit is {} frames (limits.max_frames)",
+            limits.max_frames
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_and_frames_are_held_to_their_own_keys() {
+        let limits = LimitsConfig { max_audio_seconds: 600.0, max_frames: 2000, ..LimitsConfig::default() };
+        assert!(media_fits(60.0, 25.0, &limits).is_ok());
+        assert!(media_fits(601.0, 1.0, &limits).expect_err("long").contains("limits.max_audio_seconds"));
+        assert!(media_fits(100.0, 25.0, &limits).expect_err("many frames").contains("limits.max_frames"));
+    }
+}
