@@ -13,6 +13,7 @@ use super::jobs::{parse_id, visible_job};
 use super::views::ArtifactView;
 use super::{ApiError, AppState};
 use crate::media::probe::{probe_audio, probe_image};
+use crate::store::StoreError;
 use crate::store::artifacts;
 use crate::store::records::Artifact;
 use crate::store::records::now_ms;
@@ -256,13 +257,43 @@ pub fn audio_media_type(file_name: &str) -> &'static str {
     }
 }
 
-/// Stores validated upload bytes durably as an artifact of the caller.
+/// Refuses an upload of `size` bytes that plainly cannot fit the caller's
+/// `max_storage_bytes`, before its bytes are written; [`commit_upload`] decides for real.
+pub fn check_room(state: &AppState, caller: &Caller, size: u64) -> Result<(), ApiError> {
+    let Some(limit) = caller.max_storage_bytes else { return Ok(()) };
+    let used = state.store.owner_bytes(&caller.owner)?;
+    if used.saturating_add(size) > limit {
+        let owner = caller.owner.clone();
+        return Err(StoreError::StorageQuotaExceeded { owner, used, adding: size, limit }.into());
+    }
+    Ok(())
+}
+
+/// Commits an uploaded artifact's record within the caller's `max_storage_bytes` (checked
+/// in the write transaction, so concurrent uploads cannot overshoot); a refused upload's
+/// file is removed so it does not linger until the orphan sweep.
+pub async fn commit_upload(state: &AppState, caller: &Caller, art: Artifact) -> Result<Artifact, ApiError> {
+    let path = state.store.artifacts_dir().join(&art.path);
+    match state.store.put_artifact_within(art, caller.max_storage_bytes).await {
+        Ok(art) => Ok(art),
+        Err(e) => {
+            if let Err(rm) = tokio::fs::remove_file(&path).await {
+                tracing::warn!(path = %path.display(), "could not remove a refused upload: {rm}");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Stores validated upload bytes durably as an artifact of the caller, within its
+/// storage quota.
 pub async fn store_upload(
     state: &AppState,
     caller: &Caller,
     up: &Upload,
     media_type: &str,
 ) -> Result<Artifact, ApiError> {
+    check_room(state, caller, up.bytes.len() as u64)?;
     let id = state.store.new_id();
     let dir = state.store.artifacts_dir().to_path_buf();
     let bytes = up.bytes.clone();
@@ -283,7 +314,7 @@ pub async fn store_upload(
         path: stored.rel_path,
         created_at: now_ms(),
     };
-    Ok(state.store.put_artifact(art).await?)
+    commit_upload(state, caller, art).await
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct Caller {
     pub max_queued: Option<u64>,
     /// GPU-seconds this caller may use per UTC day (key quota).
     pub gpu_seconds_per_day: Option<u64>,
+    /// Most bytes of artifacts this caller may hold; uploads past it are refused.
+    pub max_storage_bytes: Option<u64>,
 }
 
 impl Caller {
@@ -74,6 +76,7 @@ impl Caller {
             key_id: None,
             max_queued: None,
             gpu_seconds_per_day: None,
+            max_storage_bytes: None,
         }
     }
 
@@ -90,6 +93,7 @@ impl Caller {
             key_id: Some(key.id),
             max_queued: key.max_queued,
             gpu_seconds_per_day: key.gpu_seconds_per_day,
+            max_storage_bytes: key.max_storage_bytes,
         }
     }
 }
@@ -228,6 +232,7 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError>
             key_id: None,
             max_queued: auth.proxy_user_max_queued,
             gpu_seconds_per_day: auth.proxy_user_gpu_seconds_per_day,
+            max_storage_bytes: auth.proxy_user_max_storage_bytes,
         });
     }
     // A reverse proxy on this host connects from loopback too: a request carrying proxy

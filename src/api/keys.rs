@@ -32,6 +32,10 @@ pub struct CreateKeyRequest {
     /// GPU-seconds per UTC day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_seconds_per_day: Option<u64>,
+    /// Most bytes of artifacts (uploads and job outputs) the key may hold; uploads past
+    /// it are refused with 413, job outputs still count but are never refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_storage_bytes: Option<u64>,
 }
 
 /// A key's record (never the key itself, except in `key` right after creation).
@@ -43,6 +47,12 @@ pub struct KeyView {
     pub scope: String,
     pub max_queued: Option<u64>,
     pub gpu_seconds_per_day: Option<u64>,
+    /// Storage quota, bytes.
+    #[serde(default)]
+    pub max_storage_bytes: Option<u64>,
+    /// Bytes of artifacts this key holds now.
+    #[serde(default)]
+    pub storage_bytes: u64,
     pub created_at: String,
     pub revoked_at: Option<String>,
     /// Jobs of this key waiting in the queue now.
@@ -71,11 +81,13 @@ pub fn key_view(store: &Store, k: &ApiKey, secret: Option<String>) -> Result<Key
         queued: store.owner_queued(&owner)?,
         gpu_seconds_today: store.gpu_ms_used(&owner, day_of(now_ms()))? / 1000,
         gpu_seconds_reserved: store.gpu_ms_reserved(&owner)?.div_ceil(1000),
+        storage_bytes: store.owner_bytes(&owner)?,
         id: owner,
         name: k.name.clone(),
         scope: scope_name(k.scope).into(),
         max_queued: k.max_queued,
         gpu_seconds_per_day: k.gpu_seconds_per_day,
+        max_storage_bytes: k.max_storage_bytes,
         created_at: time(k.created_at),
         revoked_at: k.revoked_at.map(time),
         key: secret,
@@ -128,6 +140,7 @@ pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(
         gpu_seconds_per_day: req.gpu_seconds_per_day,
         created_at: now_ms(),
         revoked_at: None,
+        max_storage_bytes: req.max_storage_bytes,
     };
     Ok((key, secret))
 }

@@ -141,6 +141,10 @@ pub async fn create(
         checked.push((up, media_type));
     }
     apply(&state, &caller, &mut profile, fields)?;
+    // All files together against the storage quota first, so a portrait is not kept when
+    // the voice sample after it cannot fit (each store still re-checks atomically).
+    let total = checked.iter().map(|(up, _)| up.bytes.len() as u64).fold(0u64, u64::saturating_add);
+    super::artifacts::check_room(&state, &caller, total)?;
     for (up, media_type) in checked {
         let art = store_upload(&state, &caller, &up, media_type).await?;
         match up.field {

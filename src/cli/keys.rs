@@ -24,7 +24,7 @@ pub enum KeysAction {
         /// `client` (own jobs, artifacts and profiles only) or `admin` (everything).
         #[arg(long, default_value = "client", value_parser = ["client", "admin"])]
         scope: String,
-        /// Quotas as `max_queued=N,gpu_seconds_per_day=N` (repeatable).
+        /// Quotas as `max_queued=N,gpu_seconds_per_day=N,max_storage_bytes=N` (repeatable).
         #[arg(long, value_delimiter = ',')]
         quota: Vec<String>,
         /// Write into the database directly instead of asking the daemon, which must be
@@ -45,7 +45,12 @@ fn parse_quota(items: &[String], req: &mut CreateKeyRequest) -> anyhow::Result<(
         match k.trim() {
             "max_queued" => req.max_queued = Some(n),
             "gpu_seconds_per_day" => req.gpu_seconds_per_day = Some(n),
-            other => return Err(anyhow!("--quota: unknown quota {other:?}; known: max_queued, gpu_seconds_per_day")),
+            "max_storage_bytes" => req.max_storage_bytes = Some(n),
+            other => {
+                return Err(anyhow!(
+                    "--quota: unknown quota {other:?}; known: max_queued, gpu_seconds_per_day, max_storage_bytes"
+                ));
+            }
         }
     }
     Ok(())
@@ -55,7 +60,13 @@ fn parse_quota(items: &[String], req: &mut CreateKeyRequest) -> anyhow::Result<(
 pub async fn run(g: &Global, action: KeysAction) -> anyhow::Result<ExitCode> {
     match action {
         KeysAction::Create { name, scope, quota, offline } => {
-            let mut req = CreateKeyRequest { name, scope: Some(scope), max_queued: None, gpu_seconds_per_day: None };
+            let mut req = CreateKeyRequest {
+                name,
+                scope: Some(scope),
+                max_queued: None,
+                gpu_seconds_per_day: None,
+                max_storage_bytes: None,
+            };
             parse_quota(&quota, &mut req)?;
             let key = if offline {
                 create_offline(g, &req).await?
@@ -87,11 +98,12 @@ pub async fn run(g: &Global, action: KeysAction) -> anyhow::Result<ExitCode> {
                             k.scope.clone(),
                             format!("{}/{}", k.queued, opt(k.max_queued)),
                             format!("{}/{}", k.gpu_seconds_today, opt(k.gpu_seconds_per_day)),
+                            format!("{}/{}", k.storage_bytes, opt(k.max_storage_bytes)),
                             k.revoked_at.clone().map(|t| format!("revoked {t}")).unwrap_or_else(|| "active".into()),
                         ]
                     })
                     .collect();
-                table::print(&["ID", "NAME", "SCOPE", "QUEUED/MAX", "GPU-S TODAY/MAX", "STATE"], &rows);
+                table::print(&["ID", "NAME", "SCOPE", "QUEUED/MAX", "GPU-S TODAY/MAX", "BYTES/MAX", "STATE"], &rows);
             }
         }
         KeysAction::Revoke { id } => {

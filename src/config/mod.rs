@@ -154,6 +154,8 @@ pub struct AuthConfig {
     pub proxy_user_max_queued: Option<u64>,
     /// GPU-seconds per UTC day per proxy user.
     pub proxy_user_gpu_seconds_per_day: Option<u64>,
+    /// Most bytes of artifacts per proxy user.
+    pub proxy_user_max_storage_bytes: Option<u64>,
     /// Serve `/metrics` without a key (for a scraper on the LAN).
     pub public_metrics: bool,
 }
@@ -292,6 +294,7 @@ impl Default for AuthConfig {
             admin_users: Vec::new(),
             proxy_user_max_queued: None,
             proxy_user_gpu_seconds_per_day: None,
+            proxy_user_max_storage_bytes: None,
             public_metrics: false,
         }
     }

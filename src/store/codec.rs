@@ -57,8 +57,45 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
 macro_rules! record_v1 {
     ($($t:ty),*) => { $(impl Record for $t { const VERSION: u8 = 1; })* };
 }
-use super::records::{ApiKey, Artifact, Event, Job, Profile};
-record_v1!(Job, Artifact, Profile, ApiKey, Event);
+use super::records::{ApiKey, Artifact, Event, Job, Profile, Scope};
+record_v1!(Job, Artifact, Profile, Event);
+
+/// `ApiKey` as record version 1 wrote it, before `max_storage_bytes`. Frozen: bincode
+/// reads fields by position, so this must keep the exact v1 layout.
+#[derive(serde::Deserialize)]
+struct ApiKeyV1 {
+    id: ulid::Ulid,
+    name: String,
+    hash: String,
+    scope: Scope,
+    max_queued: Option<u64>,
+    gpu_seconds_per_day: Option<u64>,
+    created_at: super::records::Millis,
+    revoked_at: Option<super::records::Millis>,
+}
+
+impl Record for ApiKey {
+    const VERSION: u8 = 2;
+    fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
+        if version != 1 {
+            return Err(CodecError::Corrupt(format!("no migration from api key record version {version}")));
+        }
+        let (v1, _): (ApiKeyV1, _) = bincode::serde::decode_from_slice(payload, bincode_config())
+            .map_err(|e| CodecError::Corrupt(e.to_string()))?;
+        // Keys from before storage quotas had none; keep them unlimited.
+        Ok(ApiKey {
+            id: v1.id,
+            name: v1.name,
+            hash: v1.hash,
+            scope: v1.scope,
+            max_queued: v1.max_queued,
+            gpu_seconds_per_day: v1.gpu_seconds_per_day,
+            created_at: v1.created_at,
+            revoked_at: v1.revoked_at,
+            max_storage_bytes: None,
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -85,5 +122,54 @@ mod tests {
         newer[0] = 9;
         assert!(matches!(decode::<Job>(&newer), Err(CodecError::TooNew { found: 9, .. })));
         assert!(matches!(decode::<Job>(&[]), Err(CodecError::Empty)));
+    }
+
+    /// The v1 layout, as a writer: what reelbox before storage quotas stored.
+    #[derive(Serialize)]
+    struct ApiKeyV1Writer {
+        id: ulid::Ulid,
+        name: String,
+        hash: String,
+        scope: Scope,
+        max_queued: Option<u64>,
+        gpu_seconds_per_day: Option<u64>,
+        created_at: Millis,
+        revoked_at: Option<Millis>,
+    }
+
+    #[test]
+    fn version_1_api_keys_migrate_without_a_storage_quota() {
+        let id = ulid::Ulid::from_string("01JQ00000000000000000000K1").expect("ulid");
+        let old = ApiKeyV1Writer {
+            id,
+            name: "laptop".into(),
+            hash: "ab".repeat(32),
+            scope: Scope::Client,
+            max_queued: Some(7),
+            gpu_seconds_per_day: Some(60),
+            created_at: 1_700_000_000_000,
+            revoked_at: Some(1_700_000_000_500),
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode_config()).expect("encode v1"));
+        let key = decode::<ApiKey>(&bytes).expect("v1 migrates");
+        assert_eq!(
+            key,
+            ApiKey {
+                id,
+                name: "laptop".into(),
+                hash: "ab".repeat(32),
+                scope: Scope::Client,
+                max_queued: Some(7),
+                gpu_seconds_per_day: Some(60),
+                created_at: 1_700_000_000_000,
+                revoked_at: Some(1_700_000_000_500),
+                max_storage_bytes: None,
+            }
+        );
+        let new = ApiKey { max_storage_bytes: Some(4096), ..key };
+        let bytes = encode(&new);
+        assert_eq!(bytes[0], 2);
+        assert_eq!(decode::<ApiKey>(&bytes).expect("v2 round-trips"), new);
     }
 }

@@ -121,6 +121,7 @@ mod tests {
             scope: Scope::Client,
             max_queued: None,
             gpu_seconds_per_day: None,
+            max_storage_bytes: None,
             created_at: 1,
             revoked_at: None,
         }

@@ -171,6 +171,9 @@ pub struct ApiKey {
     pub gpu_seconds_per_day: Option<u64>,
     pub created_at: Millis,
     pub revoked_at: Option<Millis>,
+    /// Most bytes of artifacts the key's owner may hold (record version 2; `None` for
+    /// keys written before it).
+    pub max_storage_bytes: Option<u64>,
 }
 
 /// A progress or state change of a job; `seq` orders all events of the daemon.

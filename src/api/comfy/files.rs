@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use ulid::Ulid;
 use utoipa::IntoParams;
 
-use crate::api::artifacts::{checked_image, serve_artifact};
+use crate::api::artifacts::{check_room, checked_image, commit_upload, serve_artifact};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
 use crate::store::artifacts;
@@ -143,6 +143,7 @@ pub async fn upload_image(
         _ => return Err(ApiError::field("image", "must be a PNG, JPEG or WebP picture")),
     };
     checked_image(&state, &bytes).await.map_err(|e| ApiError::field("image", e))?;
+    check_room(&state, &caller, bytes.len() as u64)?;
     let id = state.store.new_id();
     let ext = artifacts::extension_for(media_type);
     let dir = state.store.artifacts_dir().to_path_buf();
@@ -164,7 +165,7 @@ pub async fn upload_image(
         created_at: now_ms(),
     };
     art.name = file_name(stem, &art);
-    let art = state.store.put_artifact(art).await?;
+    let art = commit_upload(&state, &caller, art).await?;
     Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
 }
 
