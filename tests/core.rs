@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use common::daemon::{DaemonProc, is_final, wait_job};
-use futures::StreamExt;
+use common::sse::read_events;
 use reelbox::store::records::{Job, StageState};
 use reelbox::store::{JobFilter, Store};
 use serde_json::{Value, json};
@@ -176,29 +176,6 @@ async fn fifty_clients_times_forty_submissions_make_2000_distinct_visible_jobs()
     assert_eq!(seen, all);
 }
 
-/// Reads SSE events until `stop` says so; returns (id, data) pairs.
-async fn read_events(resp: reqwest::Response, mut stop: impl FnMut(usize, &Value) -> bool) -> Vec<(u64, Value)> {
-    let mut out = Vec::new();
-    let mut buf = String::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let id = block.lines().find_map(|l| l.strip_prefix("id:")).and_then(|v| v.trim().parse().ok());
-            let data =
-                block.lines().find_map(|l| l.strip_prefix("data:")).and_then(|v| serde_json::from_str(v.trim()).ok());
-            if let (Some(id), Some(data)) = (id, data) {
-                out.push((id, data));
-                if stop(out.len(), &out[out.len() - 1].1) {
-                    return out;
-                }
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_resumed_with_last_event_id_loses_and_repeats_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -207,15 +184,13 @@ async fn sse_resumed_with_last_event_id_loses_and_repeats_nothing() {
     let job = submit(&c, &d, json!({"kind": "testcard", "params": {"steps": 10, "step_ms": 150}})).await;
     let id = job["id"].as_str().expect("id").to_string();
     let events_url = d.at(&format!("/api/v1/jobs/{id}/events"));
-    let first = read_events(c.get(&events_url).send().await.expect("sse"), |n, _| n >= 4).await;
+    let first = read_events(c.get(&events_url).send().await.expect("sse"), |got| got.len() >= 4).await;
     let last = first.last().expect("some events").0;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let rest =
-        read_events(c.get(&events_url).header("Last-Event-ID", last.to_string()).send().await.expect("sse"), |_, _| {
-            false
-        })
-        .await;
-    let full = read_events(c.get(&events_url).send().await.expect("sse"), |_, _| false).await;
+        read_events(c.get(&events_url).header("Last-Event-ID", last.to_string()).send().await.expect("sse"), |_| false)
+            .await;
+    let full = read_events(c.get(&events_url).send().await.expect("sse"), |_| false).await;
     let joined: Vec<u64> = first.iter().chain(rest.iter()).map(|e| e.0).collect();
     let all: Vec<u64> = full.iter().map(|e| e.0).collect();
     assert_eq!(joined, all, "resumed stream = full stream");

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::daemon::{DaemonProc, is_final, wait_job};
-use futures::StreamExt;
+use common::sse::read_events;
 use serde_json::{Value, json};
 
 fn http() -> reqwest::Client {
@@ -20,29 +20,6 @@ async fn submit(http: &reqwest::Client, d: &DaemonProc, body: Value) -> Value {
     let resp = http.post(d.at("/api/v1/jobs")).json(&body).send().await.expect("submit");
     assert_eq!(resp.status(), 202, "submit answered {}", resp.status());
     resp.json().await.expect("job json")
-}
-
-/// Reads SSE events until `stop` says so (or the stream ends); returns (id, data) pairs.
-async fn read_events(resp: reqwest::Response, mut stop: impl FnMut(&[(u64, Value)]) -> bool) -> Vec<(u64, Value)> {
-    let mut out = Vec::new();
-    let mut buf = String::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let id = block.lines().find_map(|l| l.strip_prefix("id:")).and_then(|v| v.trim().parse().ok());
-            let data =
-                block.lines().find_map(|l| l.strip_prefix("data:")).and_then(|v| serde_json::from_str(v.trim()).ok());
-            if let (Some(id), Some(data)) = (id, data) {
-                out.push((id, data));
-                if stop(&out) {
-                    return out;
-                }
-            }
-        }
-    }
-    out
 }
 
 fn bind_of(d: &DaemonProc) -> String {

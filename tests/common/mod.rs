@@ -5,3 +5,4 @@ pub mod compat;
 pub mod daemon;
 pub mod palette;
 pub mod provision;
+pub mod sse;
