@@ -16,32 +16,42 @@ use super::{ApiError, AppState};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageRequest {
+    #[schema(min_length = 1, max_length = 8000)]
     pub prompt: String,
     pub negative_prompt: Option<String>,
     /// Installed diffusion model (default: the only one installed).
     pub model: Option<String>,
-    /// Pixels; a multiple of the model's size step (usually 8).
+    /// Pixels; a multiple of the model's size step (usually 8), at most
+    /// `limits.max_image_side` (default 2048).
+    #[schema(minimum = 8, maximum = 2048, multiple_of = 8)]
     pub width: Option<u32>,
+    #[schema(minimum = 8, maximum = 2048, multiple_of = 8)]
     pub height: Option<u32>,
+    /// At most `limits.max_steps` (default 150).
+    #[schema(minimum = 1, maximum = 150)]
     pub steps: Option<u32>,
     /// Classifier-free guidance scale, 0–30.
+    #[schema(minimum = 0, maximum = 30)]
     pub guidance: Option<f32>,
     /// e.g. `euler`, `euler-a`, `ddim`, `dpm++2m-karras`, `lcm`.
     pub scheduler: Option<String>,
     /// Same seed and settings, same pixels (random when unset; the job records it).
     pub seed: Option<u64>,
     /// Images to make (seeds `seed`, `seed+1`, ...), 1–8.
+    #[schema(minimum = 1, maximum = 8)]
     pub n: Option<u32>,
     /// Artifact id of a picture to start from (image-to-image).
     pub init_image: Option<String>,
     /// How much of `init_image` to repaint, 0–1 (default 0.75).
+    #[schema(minimum = 0, maximum = 1)]
     pub strength: Option<f64>,
     /// Preset name from presets.toml.
     pub preset: Option<String>,
     /// Store a preview every this many steps (0: none; default 5).
     pub preview_every: Option<u32>,
-    /// Higher runs first (default 0).
+    /// Higher runs first (default 0; client keys up to `limits.max_client_priority`).
     #[serde(skip_serializing)]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
 }
 

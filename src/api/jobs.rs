@@ -21,6 +21,7 @@ use crate::store::{JobFilter, Removal, StoreError};
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Job kind, e.g. `testcard`, `speech`, `image`, `render`.
+    #[schema(pattern = "^(testcard|speech|lipsync|upscale|image|render|model_pull)$")]
     pub kind: String,
     /// Kind-specific parameters.
     #[serde(default)]
@@ -28,6 +29,7 @@ pub struct SubmitRequest {
     pub params: serde_json::Value,
     /// Higher runs first (default 0).
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
 }
 
@@ -35,6 +37,7 @@ pub struct SubmitRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRequest {
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
 }
 

@@ -36,11 +36,14 @@ pub struct LipsyncRequest {
     /// Installed Wav2Lip model (default `wav2lip`).
     pub model: Option<String>,
     /// Frames per second of the video, 1–60 (default 25).
+    #[schema(minimum = 1, maximum = 60)]
     pub fps: Option<u32>,
     /// Frames per model run, 1–256 (default 16).
+    #[schema(minimum = 1, maximum = 256)]
     pub batch_size: Option<u32>,
     /// Higher runs first (default 0).
     #[serde(skip_serializing)]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
 }
 
@@ -49,15 +52,19 @@ pub struct LipsyncRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpscaleRequest {
     /// Artifact id of the picture or video.
+    #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub input: String,
     /// Installed Real-ESRGAN-style model (default `realesrgan-x4`).
     pub model: Option<String>,
     /// Tile side in pixels: 0 for automatic, else at least 32.
+    #[schema(maximum = 4096)]
     pub tile: Option<u32>,
     /// Overlap around each tile, 0–64 (default 10).
+    #[schema(maximum = 64)]
     pub tile_pad: Option<u32>,
     /// Higher runs first (default 0).
     #[serde(skip_serializing)]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
 }
 

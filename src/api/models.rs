@@ -74,6 +74,7 @@ pub struct PullRequest {
     pub force: bool,
     /// Higher runs first (default 0).
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
 }
 

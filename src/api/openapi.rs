@@ -165,6 +165,16 @@ mod tests {
             }
         }
         assert!(ids >= 10, "only {ids} id parameters found");
+        // The job kinds the document names are exactly the ones this build knows.
+        let pattern = doc["components"]["schemas"]["SubmitRequest"]["properties"]["kind"]["pattern"].as_str();
+        let mut listed: Vec<&str> = pattern
+            .and_then(|p| p.strip_prefix("^(")?.strip_suffix(")$"))
+            .map(|p| p.split('|').collect())
+            .unwrap_or_default();
+        let mut known: Vec<&str> = crate::kinds::registry().iter().map(|k| k.name()).collect();
+        listed.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(listed, known);
         // What the routes accept fits the pattern's shape: 26 characters, the first 0-7.
         let id = ulid::Ulid::new().to_string();
         assert_eq!(id.len(), 26);

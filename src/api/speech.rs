@@ -16,24 +16,31 @@ use super::{ApiError, AppState};
 #[serde(deny_unknown_fields)]
 pub struct SpeechRequest {
     /// What to say (sentences are synthesised one by one).
+    #[schema(min_length = 1, max_length = 8000)]
     pub text: String,
     /// Installed voice name (default `en_US-joe-medium`).
     pub voice: Option<String>,
     /// Voice variation, 0–2.
+    #[schema(minimum = 0, maximum = 2)]
     pub noise_scale: Option<f32>,
     /// Speaking speed, 0.1–5; above 1 is slower.
+    #[schema(minimum = 0.1, maximum = 5)]
     pub length_scale: Option<f32>,
     /// Phoneme length variation, 0–2.
+    #[schema(minimum = 0, maximum = 2)]
     pub noise_w: Option<f32>,
     /// Speaker of a multi-speaker voice: a name or a number.
     #[schema(value_type = Option<String>)]
     pub speaker: Option<serde_json::Value>,
     /// Seconds of silence between sentences, 0–10.
+    #[schema(minimum = 0, maximum = 10)]
     pub sentence_silence: Option<f32>,
     /// Output format; only `wav`.
+    #[schema(pattern = "^wav$")]
     pub format: Option<String>,
     /// Higher runs first (default 0).
     #[serde(skip_serializing)]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
 }
 
