@@ -85,6 +85,17 @@ async fn metrics_parse_and_count_a_finished_job() {
     );
 }
 
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -101,13 +112,26 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     // The first scrape adds the /metrics route's own series.
     let _ = size(c.clone(), d.at("/metrics")).await;
     let before = size(c.clone(), d.at("/metrics")).await;
-    for i in 3..300 {
-        let m = reqwest::Method::from_bytes(format!("JUNK{i}").as_bytes()).expect("method");
-        let _ = c.request(m, d.at(&format!("/nope/{i}"))).send().await.expect("junk");
+    let rss_before = rss_kib(d.pid());
+    // 10,000 requests with made-up methods and paths, eight clients at a time.
+    let mut clients = Vec::new();
+    for t in 0..8 {
+        let (c, base) = (c.clone(), d.url.clone());
+        clients.push(tokio::spawn(async move {
+            for i in (3 + t..10_000).step_by(8) {
+                let m = reqwest::Method::from_bytes(format!("JUNK{i}").as_bytes()).expect("method");
+                let _ = c.request(m, format!("{base}/nope/{i}")).send().await.expect("junk");
+            }
+        }));
+    }
+    for t in clients {
+        t.await.expect("client");
     }
     let after = size(c.clone(), d.at("/metrics")).await;
     // Counter values may gain digits; no new series may appear.
     assert!(after <= before + 64, "/metrics grew from {before} to {after} bytes");
+    let rss_after = rss_kib(d.pid());
+    assert!(rss_after < rss_before + 16 * 1024, "the daemon grew from {rss_before} KiB to {rss_after} KiB");
     let s = scrape(&c, &d).await;
-    assert!(value(&s, "reelbox_http_requests_total", &[("method", "other")]) >= 300.0);
+    assert!(value(&s, "reelbox_http_requests_total", &[("method", "other")]) >= 9_990.0);
 }
