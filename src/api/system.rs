@@ -177,6 +177,7 @@ pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     };
     match check {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
+        // The API's error shape, so clients and probes read it like any other refusal.
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unwritable", e.to_string()).into_response(),
     }
 }
