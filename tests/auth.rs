@@ -504,13 +504,7 @@ async fn without_onnx_runtime_model_jobs_are_refused_at_submission_with_the_fix(
     let data = tempfile::tempdir().expect("tempdir");
     // A model is installed (so only the runtime is missing); an empty ORT_DYLIB_PATH is
     // ignored and the data dir has no runtime.
-    let models = data.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
-    std::os::unix::fs::symlink(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo/shapes"),
-        models.join("demo-shapes"),
-    )
-    .expect("link demo-shapes");
+    let models = common::models_with_demo_shapes(data.path());
     let d = DaemonProc::start(
         &data.path().join("data"),
         &[

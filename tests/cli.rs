@@ -443,15 +443,9 @@ fn render_runs_in_a_daemon_of_its_own_when_none_answers_and_writes_film_and_subt
 #[test]
 fn image_needs_no_model_when_one_is_installed_and_names_a_wrong_one_once() {
     let home = tempfile::tempdir().expect("tempdir");
-    let models = home.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
     // Installed as `reelbox setup` installs it; the source tree's bundled copy (models/demo/
     // shapes) must not count as a second installed model.
-    std::os::unix::fs::symlink(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo/shapes"),
-        models.join("demo-shapes"),
-    )
-    .expect("link demo-shapes");
+    let models = common::models_with_demo_shapes(home.path());
     let elsewhere = tempfile::tempdir().expect("another working directory");
     let out = run_ok(reelbox(home.path(), &models).current_dir(elsewhere.path()).args([
         "image",

@@ -5,7 +5,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, is_final, wait_job};
+use common::daemon::{DaemonProc, is_final, submit, wait_job};
 use common::sse::read_events;
 use reelbox::store::records::{Job, StageState};
 use reelbox::store::{JobFilter, Store};
@@ -13,12 +13,6 @@ use serde_json::{Value, json};
 
 fn http() -> reqwest::Client {
     reqwest::Client::new()
-}
-
-async fn submit(http: &reqwest::Client, d: &DaemonProc, body: Value) -> Value {
-    let resp = http.post(d.at("/api/v1/jobs")).json(&body).send().await.expect("submit");
-    assert_eq!(resp.status(), 202, "submit answered {}", resp.status());
-    resp.json().await.expect("job json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

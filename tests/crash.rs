@@ -8,18 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::daemon::{DaemonProc, is_final, wait_job};
+use common::daemon::{DaemonProc, is_final, submit, wait_job};
 use common::sse::read_events;
 use serde_json::{Value, json};
 
 fn http() -> reqwest::Client {
     reqwest::Client::new()
-}
-
-async fn submit(http: &reqwest::Client, d: &DaemonProc, body: Value) -> Value {
-    let resp = http.post(d.at("/api/v1/jobs")).json(&body).send().await.expect("submit");
-    assert_eq!(resp.status(), 202, "submit answered {}", resp.status());
-    resp.json().await.expect("job json")
 }
 
 fn bind_of(d: &DaemonProc) -> String {

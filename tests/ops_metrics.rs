@@ -85,17 +85,6 @@ async fn metrics_parse_and_count_a_finished_job() {
     );
 }
 
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -113,7 +102,7 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     let _ = size(c.clone(), d.at("/metrics")).await;
     let before = size(c.clone(), d.at("/metrics")).await;
     let series_before = scrape(&c, &d).await.samples.len();
-    let rss_before = rss_kib(d.pid());
+    let rss_before = common::proc_status_kib(d.pid(), "VmRSS");
     // 10,000 requests with made-up methods and paths, eight clients at a time.
     let mut clients = Vec::new();
     for t in 0..8 {
@@ -131,7 +120,7 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     let after = size(c.clone(), d.at("/metrics")).await;
     // Counter values gain digits and gauges move; no new series may appear.
     assert!(after <= before + 1024, "/metrics grew from {before} to {after} bytes");
-    let rss_after = rss_kib(d.pid());
+    let rss_after = common::proc_status_kib(d.pid(), "VmRSS");
     assert!(rss_after < rss_before + 16 * 1024, "the daemon grew from {rss_before} KiB to {rss_after} KiB");
     let s = scrape(&c, &d).await;
     assert_eq!(s.samples.len(), series_before, "no new series");

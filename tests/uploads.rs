@@ -30,18 +30,6 @@ fn huge_png() -> Vec<u8> {
     out
 }
 
-/// The most memory the process has held resident so far (VmHWM), MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmHWM");
-    kb / 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_picture_is_refused_on_every_upload_path_without_decoding_it() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -77,7 +65,8 @@ async fn a_huge_picture_is_refused_on_every_upload_path_without_decoding_it() {
             assert!(body["error"]["message"].as_str().unwrap_or("").contains("12000×12000"), "{path}: {body}");
         }
     }
-    let rss = peak_rss_mib(d.pid());
+    // The most it has held resident so far (VmHWM).
+    let rss = common::proc_status_kib(d.pid(), "VmHWM") / 1024;
     assert!(rss < 200, "the daemon peaked at {rss} MiB while refusing the uploads");
 }
 

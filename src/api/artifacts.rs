@@ -196,10 +196,19 @@ pub async fn upload(
 /// Checks an uploaded image against `limits.max_image_side` (header first, then a bounded
 /// decode) on a blocking thread, so big decodes never stall the async runtime.
 pub async fn checked_image(state: &AppState, bytes: &[u8]) -> Result<(u32, u32), String> {
-    let (owned, limit) = (bytes.to_vec(), state.config.limits.max_image_side);
-    tokio::task::spawn_blocking(move || probe_image(&owned, limit))
-        .await
-        .map_err(|e| format!("the image check stopped: {e}"))?
+    let limit = state.config.limits.max_image_side;
+    off_runtime(bytes, "image", move |b| probe_image(b, limit)).await
+}
+
+/// Runs a blocking check of uploaded bytes on a blocking thread (`what` names it if the
+/// thread dies).
+async fn off_runtime<T: Send + 'static>(
+    bytes: &[u8],
+    what: &'static str,
+    check: impl FnOnce(&[u8]) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let owned = bytes.to_vec();
+    tokio::task::spawn_blocking(move || check(&owned)).await.map_err(|e| format!("the {what} check stopped: {e}"))?
 }
 
 /// Decides what an upload is by decoding it: image, audio, or (ffprobe) MP4 video.
@@ -240,10 +249,8 @@ async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> R
 /// Checks uploaded audio against `limits.max_audio_seconds` (stated length first, then a
 /// decode that stops at the limit) on a blocking thread; returns its duration, seconds.
 pub async fn checked_audio(state: &AppState, bytes: &[u8]) -> Result<f64, String> {
-    let (owned, limit) = (bytes.to_vec(), state.config.limits.max_audio_seconds);
-    tokio::task::spawn_blocking(move || probe_audio(&owned, limit))
-        .await
-        .map_err(|e| format!("the audio check stopped: {e}"))?
+    let limit = state.config.limits.max_audio_seconds;
+    off_runtime(bytes, "audio", move |b| probe_audio(b, limit)).await
 }
 
 /// Media type of an audio upload from its file name (content was checked by decoding).

@@ -261,11 +261,13 @@ async fn run_spec(c: &Client, spec: &Spec, dir: &Path, runs: usize, gpu: u32) ->
 
 /// Seconds from the job's start to its end, as the daemon recorded them.
 fn job_seconds(view: &JobView) -> f64 {
+    seconds_between(&view.started_at, &view.finished_at).unwrap_or(f64::NAN)
+}
+
+/// Seconds between two RFC 3339 times of a view, when both are set.
+fn seconds_between(start: &Option<String>, end: &Option<String>) -> Option<f64> {
     let t = |s: &Option<String>| s.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-    match (t(&view.started_at), t(&view.finished_at)) {
-        (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
-        _ => f64::NAN,
-    }
+    Some((t(end)? - t(start)?).num_milliseconds() as f64 / 1000.0)
 }
 
 /// GPU memory the daemon's process holds now, MiB (after the sampler's next reading).
@@ -373,8 +375,7 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
 }
 
 fn stage_seconds(s: &reelbox::api::views::StageView) -> Option<f64> {
-    let t = |s: &Option<String>| s.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-    Some((t(&s.finished_at)? - t(&s.started_at)?).num_milliseconds() as f64 / 1000.0)
+    seconds_between(&s.started_at, &s.finished_at)
 }
 
 /// The image jobs once more on the GPU with TF32 off, beside the CPU's outputs: how much

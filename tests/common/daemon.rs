@@ -116,3 +116,10 @@ pub async fn wait_job(
 pub fn is_final(job: &serde_json::Value) -> bool {
     matches!(job["state"].as_str(), Some("succeeded" | "failed" | "canceled"))
 }
+
+/// Submits a job body to `POST /api/v1/jobs`, expecting 202; returns the job.
+pub async fn submit(http: &reqwest::Client, d: &DaemonProc, body: serde_json::Value) -> serde_json::Value {
+    let resp = http.post(d.at("/api/v1/jobs")).json(&body).send().await.expect("submit");
+    assert_eq!(resp.status(), 202, "submit answered {}", resp.status());
+    resp.json().await.expect("job json")
+}
