@@ -17,5 +17,6 @@ pub mod scheduler;
 pub mod setup;
 pub mod store;
 pub mod sweeper;
+pub mod time;
 pub mod tls;
 pub mod tui;

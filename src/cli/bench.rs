@@ -73,11 +73,7 @@ async fn queue(clients: &[usize], each: Duration) -> anyhow::Result<ExitCode> {
 }
 
 async fn measure(group_commit: bool, clients: usize, each: Duration) -> anyhow::Result<Figures> {
-    let dir = std::env::temp_dir().join(format!(
-        "reelbox-bench-{}-{}",
-        std::process::id(),
-        reelbox::store::records::now_ms()
-    ));
+    let dir = std::env::temp_dir().join(format!("reelbox-bench-{}-{}", std::process::id(), reelbox::time::now_ms()));
     let mut config = Config { data_dir: dir.clone(), bind: "127.0.0.1:0".parse()?, ..Config::default() };
     config.store.group_commit = group_commit;
     config.queue.max_queued = u64::MAX;

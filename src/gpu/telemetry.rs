@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use super::host::HostReader;
 use super::sample::TelemetrySample;
 use super::{DeviceId, DeviceInfo, TelemetrySource};
-use crate::store::records::now_ms;
+use crate::time::now_ms;
 
 /// How often the sampler reads the devices.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);

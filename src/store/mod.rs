@@ -259,7 +259,7 @@ impl Store {
                 }
             }
             if let Some(GpuQuota { limit_ms, estimate_ms }) = gpu {
-                let used_ms = quota::used_in(ctx.txn, &job.owner, quota::day_of(now_ms()))?;
+                let used_ms = quota::used_in(ctx.txn, &job.owner, crate::time::day_of(now_ms()))?;
                 let reserved_ms = quota::reserved_in(ctx.txn, &job.owner)?;
                 if used_ms.saturating_add(reserved_ms).saturating_add(estimate_ms) > limit_ms {
                     let owner = job.owner.clone();

@@ -7,9 +7,10 @@
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::codec::decode;
-use super::records::{Job, JobState, Millis, now_ms};
+use super::records::{Job, JobState};
 use super::{JOBS, QUEUE, Store, StoreError};
 use crate::gpu::DeviceId;
+use crate::time::now_ms;
 
 /// owner → number of its queued jobs.
 pub(crate) const OWNER_QUEUED: TableDefinition<&str, u64> = TableDefinition::new("owner_queued");
@@ -23,13 +24,7 @@ pub(crate) const JOB_GPU_RESERVED: TableDefinition<u128, u64> = TableDefinition:
 /// yesterday is charged on the day its run ends, so it weighs on today's quota.
 pub(crate) const GPU_RESERVED: TableDefinition<&str, u64> = TableDefinition::new("gpu_reserved");
 
-/// Milliseconds in a day.
-pub const DAY_MS: Millis = 86_400_000;
-
-/// The UTC day number of a timestamp (days since the Unix epoch).
-pub fn day_of(at: Millis) -> i64 {
-    at.div_euclid(DAY_MS)
-}
+pub use crate::time::{DAY_MS, day_of};
 
 /// Keeps the per-owner tables in step with one job write (`old` → `new`).
 pub(crate) fn on_job_write(txn: &WriteTransaction, old: Option<&Job>, new: &Job) -> Result<(), StoreError> {
@@ -304,13 +299,5 @@ mod tests {
         let store = Store::open(dir.path(), true, 64).expect("reopen");
         assert_eq!(store.gpu_ms_reserved("k1").expect("reserved"), 600);
         store.close();
-    }
-
-    #[test]
-    fn days_split_at_utc_midnight() {
-        assert_eq!(day_of(0), 0);
-        assert_eq!(day_of(DAY_MS - 1), 0);
-        assert_eq!(day_of(DAY_MS), 1);
-        assert_eq!(day_of(-1), -1);
     }
 }

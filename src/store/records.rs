@@ -6,13 +6,7 @@ use ulid::Ulid;
 
 use crate::gpu::DeviceId;
 
-/// Unix time in milliseconds.
-pub type Millis = i64;
-
-/// Current time in Unix milliseconds.
-pub fn now_ms() -> Millis {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use crate::time::{Millis, now_ms};
 
 /// A job: one request of one kind, run in stages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

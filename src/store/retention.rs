@@ -267,7 +267,7 @@ mod tests {
     use super::*;
     use crate::store::records::{EventBody, JobState, Style, Voice, now_ms};
 
-    const DAY: Millis = crate::store::quota::DAY_MS;
+    const DAY: Millis = crate::time::DAY_MS;
 
     fn open(dir: &Path) -> Store {
         Store::open(dir, true, 64).expect("open store")

@@ -10,7 +10,7 @@ use super::event::{EventLine, Preview, Snapshot, Update};
 use crate::api::system::SystemView;
 use crate::api::views::{ArtifactView, JobView};
 use crate::gpu::TelemetrySample;
-use crate::store::records::Millis;
+use crate::time::Millis;
 
 /// Telemetry samples kept for sparklines (five minutes at one per second).
 pub const HISTORY_LEN: usize = 300;

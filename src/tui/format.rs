@@ -1,6 +1,6 @@
 //! Pure text formatting of figures for the dashboard.
 
-use crate::store::records::Millis;
+use crate::time::Millis;
 
 /// `950ms`, `3.2s`, `4m05s`, `1h02m`, `3d04h`.
 pub fn duration(ms: i64) -> String {

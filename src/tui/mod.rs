@@ -154,7 +154,7 @@ pub async fn run(opts: TopOptions) -> Result<(), TopError> {
 }
 
 fn now() -> i64 {
-    crate::store::records::now_ms()
+    crate::time::now_ms()
 }
 
 /// Reads keys and resizes on a thread (crossterm's reader blocks) until `stop`.
