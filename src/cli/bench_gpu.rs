@@ -75,7 +75,7 @@ pub async fn run(g: &Global, a: BenchGpuArgs) -> anyhow::Result<ExitCode> {
         DeviceId::Cpu => 0,
     };
     let mut config = Config::load(g.config.as_deref())?;
-    let runtime = reelbox::engine::runtime::find(&config, std::env::var_os(reelbox::engine::runtime::DYLIB_ENV))?;
+    let runtime = reelbox::engine::runtime::find(&config, reelbox::config::env::ort_dylib_path())?;
     println!("ONNX Runtime {} at {}", runtime.version, runtime.path.display());
     config.runtime.onnxruntime = Some(runtime.path);
     let scratch = tempfile::tempdir().context("cannot make a temporary dir")?;
@@ -438,7 +438,9 @@ fn output_diffs(cpu: &Outcome, gpu: &Outcome) -> Vec<(String, String)> {
 async fn telemetry(c: &Client, gpu: u32) -> Value {
     println!("\nNVML through GET /api/v1/system beside nvidia-smi (cuda:{gpu})");
     let first: Option<Value> = c.get("/api/v1/system").await.ok();
-    let smi = tokio::task::spawn_blocking(move || smi::read(gpu)).await.unwrap_or_else(|e| Err(e.to_string()));
+    let smi = tokio::task::spawn_blocking(move || smi::read(gpu).map_err(|e| e.to_string()))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
     let Some(sample) = first.as_ref().and_then(|s| gpu_sample(s, gpu)) else {
         println!("the daemon's telemetry has no reading of GPU {gpu}");
         return json!({"error": "no NVML reading"});

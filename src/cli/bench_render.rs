@@ -97,7 +97,7 @@ pub async fn run(g: &Global, a: BenchRenderArgs) -> anyhow::Result<ExitCode> {
     let inputs = demo_inputs()?;
     let mut config = Config::load(g.config.as_deref())?;
     setup_demo(&config, &inputs).await?;
-    let runtime = reelbox::engine::runtime::find(&config, std::env::var_os(reelbox::engine::runtime::DYLIB_ENV))?;
+    let runtime = reelbox::engine::runtime::find(&config, reelbox::config::env::ort_dylib_path())?;
     config.runtime.onnxruntime = Some(runtime.path);
     config.models_dir = Some(config.models_dir());
     let data = tempfile::tempdir().context("cannot make a temporary data dir")?;

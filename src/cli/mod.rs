@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use reelbox::config::env;
 
 mod backend;
 mod bench;
@@ -214,8 +215,8 @@ pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = EnvFilter::try_from_env("REELBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = std::env::var("REELBOX_LOG_FORMAT").unwrap_or_default();
+    let filter = env::log_filter().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new("info"));
+    let format = env::log_format();
     let journald = format == "journald" || (format.is_empty() && stderr_is_journal());
     if journald {
         match tracing_journald::layer() {
@@ -237,7 +238,7 @@ pub fn init_tracing() {
 /// True when stderr is the journal stream systemd gave us (not merely inherited).
 fn stderr_is_journal() -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Some(v) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some(v) = env::journal_stream() else { return false };
     let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else { return false };
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
     std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.dev() == dev && m.ino() == ino)

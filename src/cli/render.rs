@@ -147,7 +147,7 @@ const DEMO_MODELS: [&str; 3] = ["demo-shapes", "demo-presenter", "demo-upscaler"
 
 fn needs_setup(config: &Config, voice: &str) -> bool {
     let models = config.models_dir();
-    reelbox::engine::runtime::find(config, std::env::var_os("ORT_DYLIB_PATH")).is_err()
+    reelbox::engine::runtime::find(config, reelbox::config::env::ort_dylib_path()).is_err()
         || !models.join(voice).is_dir()
         || DEMO_MODELS.iter().any(|m| !models.join(m).is_dir())
 }

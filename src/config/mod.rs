@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod env;
 pub mod openai;
 pub mod retention;
 
@@ -228,7 +229,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8470)),
-            data_dir: default_data_dir(),
+            data_dir: env::default_data_dir(),
             models_dir: None,
             queue: QueueConfig::default(),
             store: StoreConfig::default(),
@@ -324,37 +325,13 @@ pub const SYSTEM_SHARE_DIR: &str = "/usr/share/reelbox";
 /// The system-wide config file, read when present and no `--config` is given.
 pub const SYSTEM_CONFIG_FILE: &str = "/etc/reelbox/config.toml";
 
-fn default_data_dir() -> PathBuf {
-    if let Some(state) = std::env::var_os("STATE_DIRECTORY") {
-        // systemd's StateDirectory= hands us the path; it may list several, take the first.
-        if let Some(first) = state.to_string_lossy().split(':').next() {
-            return PathBuf::from(first);
-        }
-    }
-    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(xdg).join("reelbox");
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home).join(".local/share/reelbox");
-    }
-    PathBuf::from(SYSTEM_DATA_DIR)
-}
-
-fn user_config_file() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("reelbox/config.toml"))
-}
-
 impl Config {
     /// Loads the config: `explicit` file, else the system file when present, else the
     /// user's XDG file when present, else defaults; then applies `REELBOX_*` overrides.
     pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
         let file = match explicit {
             Some(p) => Some(p.to_path_buf()),
-            None => [Some(PathBuf::from(SYSTEM_CONFIG_FILE)), user_config_file()]
+            None => [Some(PathBuf::from(SYSTEM_CONFIG_FILE)), env::user_config_file()]
                 .into_iter()
                 .flatten()
                 .find(|p| p.is_file()),
@@ -363,7 +340,7 @@ impl Config {
             Some(path) => Self::from_file(&path)?,
             None => Self::default(),
         };
-        config.apply_env(|k| std::env::var(k).ok())?;
+        config.apply_env(env::process_var)?;
         Ok(config)
     }
 
@@ -373,68 +350,6 @@ impl Config {
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         toml::from_str(&text)
             .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })
-    }
-
-    /// Applies `REELBOX_*` overrides read through `get` (injectable for tests).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(var: &str, value: String) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            value.parse().map_err(|e: T::Err| ConfigError::Env {
-                var: var.into(),
-                value: value.clone(),
-                reason: e.to_string(),
-            })
-        }
-        if let Some(v) = get("REELBOX_BIND") {
-            self.bind = parse("REELBOX_BIND", v)?;
-        }
-        if let Some(v) = get("REELBOX_DATA_DIR") {
-            self.data_dir = PathBuf::from(v);
-        }
-        if let Some(v) = get("REELBOX_MODELS_DIR") {
-            self.models_dir = Some(PathBuf::from(v));
-        }
-        if let Some(v) = get("REELBOX_MAX_QUEUED") {
-            self.queue.max_queued = parse("REELBOX_MAX_QUEUED", v)?;
-        }
-        if let Some(v) = get("REELBOX_CPU_CONCURRENCY") {
-            self.workers.cpu_concurrency = parse("REELBOX_CPU_CONCURRENCY", v)?;
-        }
-        if let Some(v) = get("REELBOX_GROUP_COMMIT") {
-            self.store.group_commit = parse("REELBOX_GROUP_COMMIT", v)?;
-        }
-        if let Some(v) = get("REELBOX_AUTH_MODE") {
-            self.auth.mode = match v.as_str() {
-                "keys" => AuthMode::Keys,
-                "trusted-proxy" => AuthMode::TrustedProxy,
-                _ => {
-                    return Err(ConfigError::Env {
-                        var: "REELBOX_AUTH_MODE".into(),
-                        value: v,
-                        reason: "must be keys or trusted-proxy".into(),
-                    });
-                }
-            };
-        }
-        if let Some(v) = get("REELBOX_ONNXRUNTIME") {
-            self.runtime.onnxruntime = Some(PathBuf::from(v));
-        }
-        if let Some(v) = get("REELBOX_CUDA_LIB_DIRS") {
-            self.runtime.cuda_lib_dirs = std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect();
-        }
-        let list = |v: String| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
-        if let Some(v) = get("REELBOX_ALLOWED_HOSTS") {
-            self.server.allowed_hosts = list(v);
-        }
-        if let Some(v) = get("REELBOX_ALLOWED_ORIGINS") {
-            self.server.allowed_origins = list(v);
-        }
-        if let Some(v) = get("REELBOX_USE_GPUS") {
-            self.workers.use_gpus = parse("REELBOX_USE_GPUS", v)?;
-        }
-        Ok(())
     }
 
     /// Directory models are installed into.
@@ -461,39 +376,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_overrides_win_over_file_values() {
-        let mut c = Config::default();
-        c.apply_env(|k| (k == "REELBOX_BIND").then(|| "0.0.0.0:9000".to_string())).expect("valid env");
-        assert_eq!(c.bind.port(), 9000);
-    }
-
-    #[test]
-    fn gpu_env_overrides_turn_gpus_off_and_add_cuda_library_dirs() {
-        let mut c = Config::default();
-        assert!(c.workers.use_gpus, "GPUs are used by default");
-        c.apply_env(|k| match k {
-            "REELBOX_USE_GPUS" => Some("false".into()),
-            "REELBOX_CUDA_LIB_DIRS" => Some("/venv/nvidia/cu13/lib::/venv/nvidia/cudnn/lib".into()),
-            _ => None,
-        })
-        .expect("valid env");
-        assert!(!c.workers.use_gpus);
-        assert_eq!(
-            c.runtime.cuda_lib_dirs,
-            vec![PathBuf::from("/venv/nvidia/cu13/lib"), PathBuf::from("/venv/nvidia/cudnn/lib")]
-        );
-        let err = c.apply_env(|k| (k == "REELBOX_USE_GPUS").then(|| "sometimes".into())).expect_err("not a bool");
-        assert!(err.to_string().contains("REELBOX_USE_GPUS"), "{err}");
-    }
-
-    #[test]
-    fn bad_env_value_names_the_variable() {
-        let mut c = Config::default();
-        let err = c.apply_env(|k| (k == "REELBOX_MAX_QUEUED").then(|| "lots".to_string())).expect_err("must fail");
-        assert!(err.to_string().contains("REELBOX_MAX_QUEUED"), "{err}");
-    }
 
     #[test]
     fn example_config_parses_and_matches_defaults() {

@@ -110,7 +110,7 @@ impl Engine {
 
     /// Candidate library paths in search order.
     pub fn runtime_candidates(&self) -> Vec<PathBuf> {
-        runtime::candidates(&self.config, std::env::var_os(runtime::DYLIB_ENV)).into_iter().map(|c| c.path).collect()
+        runtime::candidates(&self.config, crate::config::env::ort_dylib_path()).into_iter().map(|c| c.path).collect()
     }
 
     /// The runtime library this engine uses (found on first call, then fixed).
@@ -118,7 +118,7 @@ impl Engine {
         if let Some(found) = self.runtime.get() {
             return Ok(found);
         }
-        let found = runtime::find(&self.config, std::env::var_os(runtime::DYLIB_ENV))?;
+        let found = runtime::find(&self.config, crate::config::env::ort_dylib_path())?;
         Ok(self.runtime.get_or_init(|| found))
     }
 

@@ -12,7 +12,7 @@ use crate::config::Config;
 /// File name the runtime directory and system directories are searched for.
 pub const LIBRARY_NAME: &str = "libonnxruntime.so";
 /// Environment variable ort itself honours; we honour it too, after the config.
-pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+pub const DYLIB_ENV: &str = crate::config::env::ORT_DYLIB_PATH;
 /// The ONNX Runtime version `reelbox setup` installs.
 pub const SETUP_VERSION: &str = "1.31.1";
 /// Smallest ONNX Runtime minor version (`1.N`) whose C API this build calls.

@@ -9,7 +9,7 @@ use super::sample::{GpuProcess, GpuSample};
 use super::{DeviceId, DeviceInfo, TelemetrySource};
 
 /// Environment variable that selects the fake source.
-pub const FAKE_GPUS_ENV: &str = "REELBOX_FAKE_GPUS";
+pub const FAKE_GPUS_ENV: &str = crate::config::env::REELBOX_FAKE_GPUS;
 /// Constant draw the fake energy counter integrates, watts.
 pub const FAKE_POWER_W: u64 = 100;
 

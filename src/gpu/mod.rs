@@ -110,7 +110,7 @@ impl TelemetrySource for NoGpus {
 /// The telemetry source for this process: fakes when `REELBOX_FAKE_GPUS` is set, else
 /// NVML when the driver loads, else none (the CPU still works).
 pub fn open_source() -> Arc<dyn TelemetrySource> {
-    if let Some(spec) = std::env::var(fake::FAKE_GPUS_ENV).ok().filter(|s| !s.trim().is_empty()) {
+    if let Some(spec) = crate::config::env::fake_gpus() {
         match fake::FakeGpus::parse(&spec) {
             Ok(f) => {
                 tracing::warn!("using {} fake GPUs from {}", TelemetrySource::gpus(&f).len(), fake::FAKE_GPUS_ENV);

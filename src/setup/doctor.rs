@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::system::{self, Piece};
-use crate::config::Config;
+use crate::config::{Config, env};
 use crate::engine::runtime::{self as ort_runtime, DYLIB_ENV};
 use crate::engine::{Engine, EngineError, GpuProvider, cuda_search_dirs, locate_cuda_libraries};
 use crate::models::{InstallState, ModelStore};
@@ -44,7 +44,7 @@ impl Check {
 /// Checks every piece; never fails, never installs anything.
 pub fn doctor(config: &Config) -> Vec<Check> {
     let mut checks = Vec::new();
-    let runtime = ort_runtime::find(config, std::env::var_os(DYLIB_ENV));
+    let runtime = ort_runtime::find(config, env::ort_dylib_path());
     match &runtime {
         Ok(info) => checks.push(Check::ok(
             "onnxruntime",
@@ -83,7 +83,7 @@ pub fn doctor(config: &Config) -> Vec<Check> {
     for piece in Piece::ALL {
         match piece.probe() {
             Ok(detail) => checks.push(Check::ok(piece.name(), detail)),
-            Err(reason) => checks.push(Check::missing(piece.name(), reason, system::fix_for(piece))),
+            Err(e) => checks.push(Check::missing(piece.name(), e.to_string(), system::fix_for(piece))),
         }
     }
 
@@ -154,11 +154,8 @@ fn gpu_runtime_checks(config: &Config, gpu: u32) -> Vec<Check> {
             checks.push(Check::missing("cuda-provider", format!("GPUs stay idle: {why}"), fix.into()));
         }
     }
-    let dirs = cuda_search_dirs(
-        &ort_runtime::runtime_dir(config),
-        &config.runtime.cuda_lib_dirs,
-        std::env::var_os("LD_LIBRARY_PATH"),
-    );
+    let dirs =
+        cuda_search_dirs(&ort_runtime::runtime_dir(config), &config.runtime.cuda_lib_dirs, env::ld_library_path());
     for lib in locate_cuda_libraries(&dirs) {
         let name = format!("cuda-lib {}", lib.name);
         match lib.found {

@@ -18,6 +18,26 @@ pub enum PackageManager {
     Apk,
 }
 
+/// Why a system piece is missing.
+#[derive(Debug, thiserror::Error)]
+pub enum PieceError {
+    #[error("{python} has no pip module")]
+    NoPip { python: String },
+    #[error("{python} not found: {source}")]
+    NoPython {
+        python: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Espeak(crate::pipelines::tts::espeak::EspeakError),
+    /// ffmpeg ran and failed; the text is its stderr.
+    #[error("ffmpeg -version failed: {0}")]
+    FfmpegFailed(String),
+    #[error("ffmpeg not found on PATH: {0}")]
+    NoFfmpeg(#[source] std::io::Error),
+}
+
 /// A system piece and the packages that provide it per package manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,26 +76,26 @@ impl Piece {
         }
     }
 
-    /// Whether it is present, with a detail (version or path) either way.
-    pub fn probe(self) -> Result<String, String> {
+    /// Whether it is present: a detail (version or path), or why it is missing.
+    pub fn probe(self) -> Result<String, PieceError> {
         match self {
             Piece::Pip => {
                 let python = crate::models::fetch::python();
                 match Command::new(&python).args(["-m", "pip", "--version"]).output() {
                     Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-                    Ok(_) => Err(format!("{python} has no pip module")),
-                    Err(e) => Err(format!("{python} not found: {e}")),
+                    Ok(_) => Err(PieceError::NoPip { python }),
+                    Err(source) => Err(PieceError::NoPython { python, source }),
                 }
             }
             Piece::Espeak => crate::pipelines::tts::espeak::info()
                 .map(|(version, data)| format!("espeak-ng {version} (data {data})"))
-                .map_err(|e| e.to_string()),
+                .map_err(PieceError::Espeak),
             Piece::Ffmpeg => match Command::new("ffmpeg").arg("-version").output() {
                 Ok(out) if out.status.success() => {
                     Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("ffmpeg").to_string())
                 }
-                Ok(out) => Err(format!("ffmpeg -version failed: {}", String::from_utf8_lossy(&out.stderr).trim())),
-                Err(e) => Err(format!("ffmpeg not found on PATH: {e}")),
+                Ok(out) => Err(PieceError::FfmpegFailed(String::from_utf8_lossy(&out.stderr).trim().to_string())),
+                Err(source) => Err(PieceError::NoFfmpeg(source)),
             },
         }
     }
@@ -96,9 +116,7 @@ pub fn package_manager() -> Option<PackageManager> {
 }
 
 fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| is_executable(&d.join(bin))))
-        .unwrap_or(false)
+    crate::config::env::search_path().iter().any(|d| is_executable(&d.join(bin)))
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -159,7 +177,7 @@ pub enum PieceOutcome {
 pub fn ensure(piece: Piece, allow_install: bool, say: &dyn Fn(&str)) -> PieceOutcome {
     let reason = match piece.probe() {
         Ok(detail) => return PieceOutcome::Present { detail },
-        Err(reason) => reason,
+        Err(e) => e.to_string(),
     };
     let fix = fix_for(piece);
     let Some(pm) = package_manager().filter(|_| allow_install && is_root()) else {
@@ -175,7 +193,7 @@ pub fn ensure(piece: Piece, allow_install: bool, say: &dyn Fn(&str)) -> PieceOut
     match (ok, piece.probe()) {
         (true, Ok(detail)) => PieceOutcome::Installed { detail },
         (_, Ok(detail)) => PieceOutcome::Present { detail },
-        (_, Err(reason)) => PieceOutcome::Missing { reason, fix },
+        (_, Err(e)) => PieceOutcome::Missing { reason: e.to_string(), fix },
     }
 }
 

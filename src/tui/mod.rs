@@ -50,7 +50,7 @@ pub enum TopError {
 
 /// True when colours are wanted (`NO_COLOR` unset or empty, per no-color.org).
 pub fn colors_wanted() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    !crate::config::env::no_color()
 }
 
 /// The terminal in raw mode on the alternate screen; dropping it restores the terminal.

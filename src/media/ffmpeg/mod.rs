@@ -42,7 +42,7 @@ pub enum FfmpegError {
 
 /// The ffmpeg binary: `REELBOX_FFMPEG` or `ffmpeg` on `PATH`.
 pub fn ffmpeg_program() -> PathBuf {
-    std::env::var_os("REELBOX_FFMPEG").map_or_else(|| PathBuf::from("ffmpeg"), PathBuf::from)
+    crate::config::env::ffmpeg().unwrap_or_else(|| PathBuf::from("ffmpeg"))
 }
 
 /// Input options that keep ffmpeg and ffprobe to local files and pipes: an uploaded "video"
@@ -52,7 +52,7 @@ pub const LOCAL_INPUT: [&str; 2] = ["-protocol_whitelist", "file,pipe"];
 
 /// The ffprobe binary: `REELBOX_FFPROBE` or `ffprobe` on `PATH`.
 pub fn ffprobe_program() -> PathBuf {
-    std::env::var_os("REELBOX_FFPROBE").map_or_else(|| PathBuf::from("ffprobe"), PathBuf::from)
+    crate::config::env::ffprobe().unwrap_or_else(|| PathBuf::from("ffprobe"))
 }
 
 /// The H.264 encoder ffmpeg uses.

@@ -74,7 +74,7 @@ fn load() -> Result<Espeak, EspeakError> {
             let to_phonemes_term =
                 lib.get::<TextToPhonemesTermFn>(b"espeak_TextToPhonemesWithTerminator").ok().map(|s| *s);
             let info: Option<InfoFn> = lib.get::<InfoFn>(b"espeak_Info").ok().map(|s| *s);
-            let data_env = std::env::var("ESPEAK_DATA_PATH").ok();
+            let data_env = crate::config::env::espeak_data_path();
             // NULL data path: espeak-ng uses ESPEAK_DATA_PATH, then its compiled-in default.
             if initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, std::ptr::null(), 0) < 0 {
                 return Err(EspeakError::Initialize { data: data_env });
