@@ -52,13 +52,13 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 impl Daemon {
     /// Opens the store, recovers interrupted jobs, starts workers and the HTTP server.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        config.retention.check().map_err(StartError::Refused)?;
+        config.retention.check().map_err(|e| StartError::Refused(e.to_string()))?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         let store = Store::open(&config.data_dir, config.store.group_commit, config.store.max_batch)?;
         if let Err(why) = api::auth::check_start(&config, &store) {
             store.close();
-            return Err(StartError::Refused(why));
+            return Err(StartError::Refused(why.to_string()));
         }
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => match crate::tls::server_config(cert, key) {

@@ -197,7 +197,7 @@ pub async fn upload(
 /// decode) on a blocking thread, so big decodes never stall the async runtime.
 pub async fn checked_image(state: &AppState, bytes: &[u8]) -> Result<(u32, u32), String> {
     let limit = state.config.limits.max_image_side;
-    off_runtime(bytes, "image", move |b| probe_image(b, limit)).await
+    off_runtime(bytes, "image", move |b| probe_image(b, limit).map_err(|e| e.to_string())).await
 }
 
 /// Runs a blocking check of uploaded bytes on a blocking thread (`what` names it if the
@@ -250,7 +250,7 @@ async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> R
 /// decode that stops at the limit) on a blocking thread; returns its duration, seconds.
 pub async fn checked_audio(state: &AppState, bytes: &[u8]) -> Result<f64, String> {
     let limit = state.config.limits.max_audio_seconds;
-    off_runtime(bytes, "audio", move |b| probe_audio(b, limit)).await
+    off_runtime(bytes, "audio", move |b| probe_audio(b, limit).map_err(|e| e.to_string())).await
 }
 
 /// Media type of an audio upload from its file name (content was checked by decoding).

@@ -144,32 +144,49 @@ impl Gate {
     }
 }
 
+/// A trusted-proxy entry that is neither an IP address nor a CIDR block.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an IP address or CIDR block")]
+pub struct BadNet(pub String);
+
 /// Parses an IP address or CIDR block (`10.0.0.0/8`, `::1`).
-pub fn parse_net(s: &str) -> Result<IpNet, String> {
+pub fn parse_net(s: &str) -> Result<IpNet, BadNet> {
     let s = s.trim();
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{s:?} is not an IP address or CIDR block"))
+    s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).map_err(|_| BadNet(s.to_string()))
+}
+
+/// Why the daemon refuses to start with this configuration; each is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsafeStart {
+    #[error("auth.trusted_proxies: {0}")]
+    TrustedProxy(#[source] BadNet),
+    #[error("auth.mode = \"trusted-proxy\" needs auth.trusted_proxies (the proxy's addresses)")]
+    ProxyWithoutAddresses,
+    #[error("tls.cert and tls.key go together: set both or neither")]
+    HalfTls,
+    #[error("cannot read API keys: {0}")]
+    Keys(#[source] StoreError),
+    #[error(
+        "refusing to listen on {0} without an API key: create one with `reelbox keys create --offline --name admin --scope admin` (daemon stopped), bind to 127.0.0.1, or set auth.mode = \"trusted-proxy\""
+    )]
+    OpenWithoutKeys(SocketAddr),
 }
 
 /// Refuses configurations that would expose the API: a non-loopback bind without keys
-/// (unless a proxy authenticates), bad proxy entries, half a TLS setup. One line each.
-pub fn check_start(config: &Config, store: &Store) -> Result<(), String> {
+/// (unless a proxy authenticates), bad proxy entries, half a TLS setup.
+pub fn check_start(config: &Config, store: &Store) -> Result<(), UnsafeStart> {
     for p in &config.auth.trusted_proxies {
-        parse_net(p).map_err(|e| format!("auth.trusted_proxies: {e}"))?;
+        parse_net(p).map_err(UnsafeStart::TrustedProxy)?;
     }
     if config.auth.mode == AuthMode::TrustedProxy && config.auth.trusted_proxies.is_empty() {
-        return Err("auth.mode = \"trusted-proxy\" needs auth.trusted_proxies (the proxy's addresses)".into());
+        return Err(UnsafeStart::ProxyWithoutAddresses);
     }
     if config.tls.cert.is_some() != config.tls.key.is_some() {
-        return Err("tls.cert and tls.key go together: set both or neither".into());
+        return Err(UnsafeStart::HalfTls);
     }
-    let keys = store.active_key_count().map_err(|e| format!("cannot read API keys: {e}"))?;
+    let keys = store.active_key_count().map_err(UnsafeStart::Keys)?;
     if !config.bind.ip().is_loopback() && keys == 0 && config.auth.mode == AuthMode::Keys {
-        return Err(format!(
-            "refusing to listen on {} without an API key: create one with `reelbox keys create --offline --name admin --scope admin` (daemon stopped), bind to 127.0.0.1, or set auth.mode = \"trusted-proxy\"",
-            config.bind
-        ));
+        return Err(UnsafeStart::OpenWithoutKeys(config.bind));
     }
     Ok(())
 }

@@ -123,7 +123,7 @@ pub fn new_job(
     {
         return Err(ApiError::new(StatusCode::CONFLICT, "runtime_missing", e.to_string()));
     }
-    state.scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ApiError::field("params", m))?;
+    state.scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ApiError::field("params", m.to_string()))?;
     if let Some(secs) = kind.declared_seconds(&params)
         && !caller.admin
         && secs > limits.max_job_seconds as f64

@@ -40,7 +40,7 @@ pub async fn run(g: &Global, args: GcArgs) -> anyhow::Result<ExitCode> {
 /// The sweep on the data dir directly (the store allows one process, so no daemon may run).
 async fn local(g: &Global, dry_run: bool) -> anyhow::Result<GcReport> {
     let config = Config::load(g.config.as_deref())?;
-    config.retention.check().map_err(anyhow::Error::msg)?;
+    config.retention.check()?;
     let store = Store::open(&config.data_dir, true, 8).with_context(|| {
         format!("cannot open the database in {} (is a daemon running at another --url?)", config.data_dir.display())
     })?;

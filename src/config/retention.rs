@@ -22,14 +22,24 @@ impl RetentionConfig {
     }
 
     /// Refuses days that are negative or not a number, naming the key.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), BadRetention> {
         for (key, days) in
             [("finished_job_days", self.finished_job_days), ("unused_upload_days", self.unused_upload_days)]
         {
             if !days.is_finite() || days < 0.0 {
-                return Err(format!("retention.{key} = {days} must be a number of days ≥ 0 (0 keeps forever)"));
+                return Err(BadRetention { key, days });
             }
         }
         Ok(())
     }
+}
+
+/// A `[retention]` key whose days are negative or not a number.
+#[derive(Debug, thiserror::Error)]
+#[error("retention.{key} = {days} must be a number of days ≥ 0 (0 keeps forever)")]
+pub struct BadRetention {
+    /// The key under `[retention]`.
+    pub key: &'static str,
+    /// The value it was given.
+    pub days: f64,
 }

@@ -45,19 +45,31 @@ pub fn parse_csv(text: &str) -> Vec<SmiReading> {
         .collect()
 }
 
+/// Why `nvidia-smi` gave no reading.
+#[derive(Debug, thiserror::Error)]
+pub enum SmiError {
+    #[error("cannot run nvidia-smi: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// It ran and failed; the text is its stderr.
+    #[error("nvidia-smi failed: {0}")]
+    Failed(String),
+    #[error("nvidia-smi printed no line for GPU {0}")]
+    NoLine(u32),
+}
+
 /// Runs `nvidia-smi` for GPU `index`.
-pub fn read(index: u32) -> Result<SmiReading, String> {
+pub fn read(index: u32) -> Result<SmiReading, SmiError> {
     let out = std::process::Command::new("nvidia-smi")
         .args([format!("--query-gpu={QUERY_FIELDS}"), "--format=csv,noheader,nounits".into(), format!("--id={index}")])
         .output()
-        .map_err(|e| format!("cannot run nvidia-smi: {e}"))?;
+        .map_err(SmiError::Spawn)?;
     if !out.status.success() {
-        return Err(format!("nvidia-smi failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(SmiError::Failed(String::from_utf8_lossy(&out.stderr).trim().to_string()));
     }
     parse_csv(&String::from_utf8_lossy(&out.stdout))
         .into_iter()
         .find(|r| r.index == index)
-        .ok_or_else(|| format!("nvidia-smi printed no line for GPU {index}"))
+        .ok_or(SmiError::NoLine(index))
 }
 
 /// One field read both ways.

@@ -14,17 +14,52 @@ use symphonia::core::probe::Hint;
 /// Most bytes one image decode may allocate, whatever its header claims.
 const MAX_DECODE_BYTES: u64 = 512 << 20;
 
+/// Why uploaded bytes are refused; the text is what the caller is told (a field error).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("not a readable image: {0}")]
+    ImageFormat(#[source] std::io::Error),
+    #[error("not a readable image: {0}")]
+    Image(#[source] image::ImageError),
+    #[error("image is {width}×{height}; limit is {max_side} px a side (limits.max_image_side)")]
+    ImageTooLarge { width: u32, height: u32, max_side: u32 },
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a readable audio file: {0}")]
+    AudioFormat(#[source] SymphoniaError),
+    #[error("no audio track")]
+    NoAudioTrack,
+    #[error("audio has no sample rate")]
+    NoSampleRate,
+    #[error("audio is {seconds:.1} s; limit is {max_seconds} s (limits.max_audio_seconds)")]
+    AudioTooLong { seconds: f64, max_seconds: f64 },
+    #[error("unsupported audio codec: {0}")]
+    AudioCodec(#[source] SymphoniaError),
+    #[error("audio is damaged: {0}")]
+    AudioDamaged(#[source] SymphoniaError),
+    /// A packet that does not decode; symphonia gives only a message for it.
+    #[error("audio is damaged: {0}")]
+    AudioFrameDamaged(&'static str),
+    #[error("audio cannot be decoded: {0}")]
+    AudioDecode(#[source] SymphoniaError),
+    #[error("audio has no samples")]
+    NoSamples,
+}
+
+impl ProbeError {
+    /// True when the bytes are readable but exceed a configured limit (`limits.*`).
+    pub fn is_over_limit(&self) -> bool {
+        matches!(self, Self::ImageTooLarge { .. } | Self::AudioTooLong { .. })
+    }
+}
+
 /// Checks an image no larger than `max_side` pixels a side: its header's size first, then a
 /// full decode under that limit; returns its size or why it is refused. Blocking (decodes).
-pub fn probe_image(bytes: &[u8], max_side: u32) -> Result<(u32, u32), String> {
-    let reader = || {
-        image::ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| format!("not a readable image: {e}"))
-    };
-    let (w, h) = reader()?.into_dimensions().map_err(|e| format!("not a readable image: {e}"))?;
-    if w > max_side || h > max_side {
-        return Err(format!("image is {w}×{h}; limit is {max_side} px a side (limits.max_image_side)"));
+pub fn probe_image(bytes: &[u8], max_side: u32) -> Result<(u32, u32), ProbeError> {
+    let reader = || image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(ProbeError::ImageFormat);
+    let (width, height) = reader()?.into_dimensions().map_err(ProbeError::Image)?;
+    if width > max_side || height > max_side {
+        return Err(ProbeError::ImageTooLarge { width, height, max_side });
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(max_side);
@@ -32,7 +67,7 @@ pub fn probe_image(bytes: &[u8], max_side: u32) -> Result<(u32, u32), String> {
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     let mut r = reader()?;
     r.limits(limits);
-    let img = r.decode().map_err(|e| format!("not a readable image: {e}"))?;
+    let img = r.decode().map_err(ProbeError::Image)?;
     Ok((img.width(), img.height()))
 }
 
@@ -40,18 +75,18 @@ pub fn probe_image(bytes: &[u8], max_side: u32) -> Result<(u32, u32), String> {
 /// before decoding, and decoding stops as soon as the samples pass the limit (a container
 /// may state nothing, or lie). Returns the duration in seconds or why it is refused.
 /// Blocking (decodes).
-pub fn probe_audio(bytes: &[u8], max_seconds: f64) -> Result<f64, String> {
-    let too_long = |secs: f64| format!("audio is {secs:.1} s; limit is {max_seconds} s (limits.max_audio_seconds)");
+pub fn probe_audio(bytes: &[u8], max_seconds: f64) -> Result<f64, ProbeError> {
+    let too_long = |seconds: f64| ProbeError::AudioTooLong { seconds, max_seconds };
     if bytes.is_empty() {
-        return Err("the file is empty".into());
+        return Err(ProbeError::Empty);
     }
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
     let probed = symphonia::default::get_probe()
         .format(&Hint::new(), mss, &FormatOptions::default(), &MetadataOptions::default())
-        .map_err(|e| format!("not a readable audio file: {e}"))?;
+        .map_err(ProbeError::AudioFormat)?;
     let mut format = probed.format;
-    let track = format.default_track().ok_or("no audio track")?.clone();
-    let rate = track.codec_params.sample_rate.ok_or("audio has no sample rate")?;
+    let track = format.default_track().ok_or(ProbeError::NoAudioTrack)?.clone();
+    let rate = track.codec_params.sample_rate.ok_or(ProbeError::NoSampleRate)?;
     if let Some(n) = track.codec_params.n_frames
         && n as f64 / f64::from(rate) > max_seconds
     {
@@ -60,13 +95,13 @@ pub fn probe_audio(bytes: &[u8], max_seconds: f64) -> Result<f64, String> {
     let max_frames = (max_seconds * f64::from(rate)).ceil() as u64;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| format!("unsupported audio codec: {e}"))?;
+        .map_err(ProbeError::AudioCodec)?;
     let mut frames = 0u64;
     loop {
         let packet = match format.next_packet() {
             Ok(p) => p,
             Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(format!("audio is damaged: {e}")),
+            Err(e) => return Err(ProbeError::AudioDamaged(e)),
         };
         if packet.track_id() != track.id {
             continue;
@@ -78,12 +113,12 @@ pub fn probe_audio(bytes: &[u8], max_seconds: f64) -> Result<f64, String> {
                     return Err(too_long(frames as f64 / f64::from(rate)));
                 }
             }
-            Err(SymphoniaError::DecodeError(e)) => return Err(format!("audio is damaged: {e}")),
-            Err(e) => return Err(format!("audio cannot be decoded: {e}")),
+            Err(SymphoniaError::DecodeError(e)) => return Err(ProbeError::AudioFrameDamaged(e)),
+            Err(e) => return Err(ProbeError::AudioDecode(e)),
         }
     }
     if frames == 0 {
-        return Err("audio has no samples".into());
+        return Err(ProbeError::NoSamples);
     }
     Ok(frames as f64 / f64::from(rate))
 }
@@ -100,8 +135,8 @@ mod tests {
 
     #[test]
     fn an_oversized_image_is_refused_from_its_header_and_a_fitting_one_decodes() {
-        assert_eq!(probe_image(&png(64, 32), 64), Ok((64, 32)));
-        let err = probe_image(&png(65, 8), 64).expect_err("too wide");
+        assert_eq!(probe_image(&png(64, 32), 64).expect("fits"), (64, 32));
+        let err = probe_image(&png(65, 8), 64).expect_err("too wide").to_string();
         assert!(err.contains("65×8") && err.contains("limits.max_image_side"), "{err}");
         assert!(probe_image(b"not an image", 64).is_err());
     }
@@ -126,7 +161,7 @@ mod tests {
     fn long_audio_is_refused_naming_the_limit_and_short_audio_is_measured() {
         let d = probe_audio(&wav(2.0), 3.0).expect("fits");
         assert!((d - 2.0).abs() < 1e-3, "{d}");
-        let err = probe_audio(&wav(4.0), 3.0).expect_err("too long");
+        let err = probe_audio(&wav(4.0), 3.0).expect_err("too long").to_string();
         assert!(err.contains("4.0 s") && err.contains("limits.max_audio_seconds"), "{err}");
     }
 }

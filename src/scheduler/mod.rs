@@ -47,6 +47,16 @@ pub enum ControlError {
     WrongState(String, &'static str, &'static str),
 }
 
+/// A job that needs more GPU memory than any GPU here has (it would wait forever).
+#[derive(Debug, thiserror::Error)]
+#[error("this job needs {want_mib} MiB of GPU memory; the largest GPU here has {largest_mib} MiB")]
+pub struct TooBigForGpus {
+    /// GPU memory the job reserves.
+    pub want_mib: u64,
+    /// The largest GPU's total memory.
+    pub largest_mib: u64,
+}
+
 /// A worker's answer for one queued job.
 enum Placement {
     Take,
@@ -169,13 +179,11 @@ impl Scheduler {
 
     /// Refuses up front a job that no GPU here could ever hold (it would wait forever).
     /// Boxes without GPUs run everything on the CPU.
-    pub fn check_fits(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), String> {
+    pub fn check_fits(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), TooBigForGpus> {
         let want = kind.vram_mib(params, &self.config);
         let largest = self.gpus.iter().map(|g| g.memory_total >> 20).max();
         match largest {
-            Some(max) if want > max => {
-                Err(format!("this job needs {want} MiB of GPU memory; the largest GPU here has {max} MiB"))
-            }
+            Some(max) if want > max => Err(TooBigForGpus { want_mib: want, largest_mib: max }),
             _ => Ok(()),
         }
     }

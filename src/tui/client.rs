@@ -26,6 +26,38 @@ const RECENT: usize = 30;
 /// Longest a plain request may take before the daemon counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a call to the daemon failed; the text is shown in the status bar.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection refused")]
+    Refused(#[source] reqwest::Error),
+    #[error("timed out")]
+    TimedOut(#[source] reqwest::Error),
+    #[error("{0}")]
+    Http(#[source] reqwest::Error),
+    /// The daemon answered with an error; `message` is its `error.message`.
+    #[error("{status}: {message}")]
+    Status { status: reqwest::StatusCode, message: String },
+    #[error("unreadable answer from {path}: {source}")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl From<reqwest::Error> for ClientError {
+    fn from(e: reqwest::Error) -> Self {
+        if e.is_connect() {
+            Self::Refused(e)
+        } else if e.is_timeout() {
+            Self::TimedOut(e)
+        } else {
+            Self::Http(e)
+        }
+    }
+}
+
 /// A client of one daemon.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -49,31 +81,24 @@ impl ApiClient {
         }
     }
 
-    async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response, String> {
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                "connection refused".to_string()
-            } else if e.is_timeout() {
-                "timed out".to_string()
-            } else {
-                e.to_string()
-            }
-        })?;
+    async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or_default();
-        Err(format!("{status}: {}", body["error"]["message"].as_str().unwrap_or("no details")))
+        let message = body["error"]["message"].as_str().unwrap_or("no details").to_string();
+        Err(ClientError::Status { status, message })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self.send(self.request(Method::GET, path).timeout(REQUEST_TIMEOUT)).await?;
-        resp.json().await.map_err(|e| format!("unreadable answer from {path}: {e}"))
+        resp.json().await.map_err(|source| ClientError::Unreadable { path: path.to_string(), source })
     }
 
     /// One poll: system, running, queued and recent jobs.
-    pub async fn snapshot(&self) -> Result<Snapshot, String> {
+    pub async fn snapshot(&self) -> Result<Snapshot, ClientError> {
         #[derive(serde::Deserialize)]
         struct Page {
             jobs: Vec<JobView>,
@@ -94,7 +119,7 @@ impl ApiClient {
     }
 
     /// Carries out an action; the answer is a line for the status bar.
-    pub async fn act(&self, cmd: &Command) -> Result<String, String> {
+    pub async fn act(&self, cmd: &Command) -> Result<String, ClientError> {
         let (req, done) = match cmd {
             Command::Cancel(id) => (
                 self.request(Method::POST, &format!("/api/v1/jobs/{id}/cancel")),
@@ -115,15 +140,15 @@ impl ApiClient {
     }
 
     /// A job and its artifacts.
-    pub async fn job(&self, id: &str) -> Result<(JobView, Vec<ArtifactView>), String> {
+    pub async fn job(&self, id: &str) -> Result<(JobView, Vec<ArtifactView>), ClientError> {
         let (job, artifacts) = (format!("/api/v1/jobs/{id}"), format!("/api/v1/jobs/{id}/artifacts"));
         tokio::try_join!(self.get(&job), self.get(&artifacts))
     }
 
     /// Raw bytes of an artifact.
-    pub async fn bytes(&self, path: &str) -> Result<Vec<u8>, String> {
+    pub async fn bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         let resp = self.send(self.request(Method::GET, path).timeout(REQUEST_TIMEOUT)).await?;
-        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| e.to_string())
+        resp.bytes().await.map(|b| b.to_vec()).map_err(ClientError::Http)
     }
 
     /// Opens an SSE stream and hands each message to `on`; returns when the stream ends.
@@ -132,7 +157,7 @@ impl ApiClient {
         path: &str,
         last_id: Option<&str>,
         mut on: impl FnMut(SseMessage) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClientError> {
         let mut req = self.request(Method::GET, path).header("accept", "text/event-stream");
         if let Some(id) = last_id {
             req = req.header("last-event-id", id);
@@ -141,7 +166,7 @@ impl ApiClient {
         let mut body = resp.bytes_stream();
         let mut parser = SseParser::default();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| e.to_string())?;
+            let chunk = chunk.map_err(ClientError::Http)?;
             for msg in parser.push(&chunk) {
                 if !on(msg) {
                     return Ok(());
@@ -157,7 +182,7 @@ pub async fn poll(client: ApiClient, tx: mpsc::Sender<Event>, refresh: Duration,
     loop {
         let update = match client.snapshot().await {
             Ok(s) => Update::Snapshot(Box::new(s)),
-            Err(e) => Update::Down(e),
+            Err(e) => Update::Down(e.to_string()),
         };
         if tx.send(Event::Data(update)).await.is_err() {
             return;

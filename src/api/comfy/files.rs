@@ -14,8 +14,8 @@ use utoipa::IntoParams;
 use crate::api::artifacts::{check_room, checked_image, commit_upload, serve_artifact};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
-use crate::store::artifacts;
 use crate::store::records::{Artifact, now_ms};
+use crate::store::{StoreError, artifacts};
 
 /// Keeps a name to characters every filesystem and URL takes.
 fn clean(name: &str) -> String {
@@ -53,13 +53,25 @@ pub fn is_traversal(part: &str) -> bool {
     part.contains("..") || part.contains('\0') || part.starts_with('/') || part.starts_with('\\') || part.contains(':')
 }
 
+/// Why a graph's image name does not lead to an upload the caller may use.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadNotFound {
+    #[error("not a name /upload/image returned")]
+    NotAnUploadName,
+    /// Missing, someone else's, or not an image: the caller is not told which.
+    #[error("no such uploaded image")]
+    NoSuchImage,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
 /// An uploaded picture the caller may use, by its ComfyUI name.
-pub fn find_upload(state: &AppState, caller: &Caller, name: &str) -> Result<Artifact, String> {
-    let id = artifact_id(name).ok_or("not a name /upload/image returned")?;
+pub fn find_upload(state: &AppState, caller: &Caller, name: &str) -> Result<Artifact, UploadNotFound> {
+    let id = artifact_id(name).ok_or(UploadNotFound::NotAnUploadName)?;
     match state.store.artifact(id) {
         Ok(Some(a)) if caller.may_see(&a.owner) && a.media_type.starts_with("image/") => Ok(a),
-        Ok(_) => Err("no such uploaded image".into()),
-        Err(e) => Err(e.to_string()),
+        Ok(_) => Err(UploadNotFound::NoSuchImage),
+        Err(e) => Err(UploadNotFound::Store(e)),
     }
 }
 
