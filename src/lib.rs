@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod busy;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod engine;

@@ -1,38 +1,34 @@
-//! A small HTTP client for the daemon's API that turns error bodies into messages.
+//! The CLI's client of the daemon's API: `reelbox::client::ApiClient` with anyhow errors
+//! worded as the CLI always printed them.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use futures::StreamExt;
+use reelbox::client::{ApiClient, ClientError};
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
 use super::Global;
 
-/// A client bound to one daemon URL and key.
+/// A client bound to one daemon URL and key: the library's [`ApiClient`] with errors
+/// worded for the terminal.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    base: String,
-    key: Option<String>,
+    api: ApiClient,
 }
 
 impl Client {
     /// Builds a client from the global options.
     pub fn new(g: &Global) -> anyhow::Result<Self> {
-        let http = reelbox::api::http_client::http_client(g.cacert.as_deref(), None)?;
-        Ok(Self { http, base: g.url.trim_end_matches('/').to_string(), key: g.key.clone() })
+        Ok(Self { api: ApiClient::new(&g.url, g.key.clone(), g.cacert.as_deref(), None)? })
     }
 
     /// A request to `path` (starting with `/`).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let r = self.http.request(method, format!("{}{path}", self.base));
-        match &self.key {
-            Some(k) => r.bearer_auth(k),
-            None => r,
-        }
+        self.api.request(method, path)
     }
 
     /// Sends and decodes a JSON answer, turning API errors into readable ones.
@@ -43,20 +39,9 @@ impl Client {
 
     /// Sends and checks the status, returning the raw response.
     pub async fn send_raw(&self, req: RequestBuilder) -> anyhow::Result<Response> {
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                anyhow!("no reelbox daemon answers at {} (start one with `reelbox serve`, or pass --url)", self.base)
-            } else {
-                anyhow!("request to {} failed: {e}", self.base)
-            }
-        })?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        let msg = body["error"]["message"].as_str().unwrap_or("no details").to_string();
-        Err(anyhow!("daemon answered {status}: {msg}"))
+        // One line per failure: the message already names the cause, so the chain is not
+        // printed again under it.
+        self.api.send(req).await.map_err(|e: ClientError| anyhow!("{e}"))
     }
 
     /// GET a JSON document.
@@ -71,13 +56,12 @@ impl Client {
 
     /// The daemon URL this client talks to.
     pub fn base(&self) -> &str {
-        &self.base
+        self.api.base()
     }
 
     /// True when a reelbox daemon answers `/healthz` within `wait`.
     pub async fn answers(&self, wait: Duration) -> bool {
-        let req = self.request(Method::GET, "/healthz").timeout(wait);
-        matches!(req.send().await, Ok(r) if r.status().is_success())
+        self.api.answers(wait).await
     }
 
     /// Streams `path` into `dest` through a temporary file beside it; returns the bytes written.
@@ -92,7 +76,7 @@ impl Client {
         let mut stream = resp.bytes_stream();
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.with_context(|| format!("download of {path} from {} broke off", self.base))?;
+            let chunk = chunk.with_context(|| format!("download of {path} from {} broke off", self.base()))?;
             file.write_all(&chunk).await.with_context(|| format!("cannot write {}", tmp.display()))?;
             written += chunk.len() as u64;
         }

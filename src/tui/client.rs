@@ -5,184 +5,95 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use reqwest::{Method, RequestBuilder};
-use serde::de::DeserializeOwned;
+use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
 use super::app::Command;
 use super::event::{Event, EventLine, Snapshot, Update};
 use super::format::short_id;
-use crate::api::http_client::{HttpClientError, http_client};
-use crate::api::sse::{SseMessage, SseParser};
 use crate::api::system::SystemView;
 use crate::api::telemetry::TelemetryHistory;
 use crate::api::views::{ArtifactView, JobView};
+use crate::client::{ApiClient, ClientError};
 use crate::gpu::TelemetrySample;
 
 /// Finished jobs shown under the queue.
 const RECENT: usize = 30;
 /// Longest a plain request may take before the daemon counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection may take to open; the dashboard shows the daemon down after it.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why a call to the daemon failed; the text is shown in the status bar.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("connection refused")]
-    Refused(#[source] reqwest::Error),
-    #[error("timed out")]
-    TimedOut(#[source] reqwest::Error),
-    #[error("{0}")]
-    Http(#[source] reqwest::Error),
-    /// The daemon answered with an error; `message` is its `error.message`.
-    #[error("{status}: {message}")]
-    Status { status: reqwest::StatusCode, message: String },
-    #[error("unreadable answer from {path}: {source}")]
-    Unreadable {
-        path: String,
-        #[source]
-        source: reqwest::Error,
-    },
-}
-
-impl From<reqwest::Error> for ClientError {
-    fn from(e: reqwest::Error) -> Self {
-        if e.is_connect() {
-            Self::Refused(e)
-        } else if e.is_timeout() {
-            Self::TimedOut(e)
-        } else {
-            Self::Http(e)
-        }
+/// An error as the status bar words it: short, without the URL the header already shows.
+pub fn status_line(e: &ClientError) -> String {
+    match e {
+        ClientError::Unreachable { .. } => "connection refused".into(),
+        ClientError::Request { source, .. } if source.is_timeout() => "timed out".into(),
+        ClientError::Request { source, .. } | ClientError::Body { source, .. } => source.to_string(),
+        ClientError::Status { status, message } => format!("{status}: {message}"),
+        ClientError::Unreadable { .. } => e.to_string(),
     }
 }
 
-/// A client of one daemon.
-#[derive(Clone)]
-pub struct ApiClient {
-    http: reqwest::Client,
-    base: String,
-    key: Option<String>,
+async fn get<T: serde::de::DeserializeOwned>(client: &ApiClient, path: &str) -> Result<T, ClientError> {
+    client.get_json(path, Some(REQUEST_TIMEOUT)).await
 }
 
-impl ApiClient {
-    /// A client for `url` with an optional API key, trusting `cacert` besides the system roots.
-    pub fn new(url: &str, key: Option<String>, cacert: Option<&std::path::Path>) -> Result<Self, HttpClientError> {
-        let http = http_client(cacert, Some(Duration::from_secs(2)))?;
-        Ok(Self { http, base: url.trim_end_matches('/').to_string(), key })
+/// One poll: system, running, queued and recent jobs.
+pub async fn snapshot(client: &ApiClient) -> Result<Snapshot, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        jobs: Vec<JobView>,
     }
+    let (system, running, queued, latest) = tokio::try_join!(
+        get::<SystemView>(client, "/api/v1/system"),
+        get::<Page>(client, "/api/v1/jobs?state=running&limit=100"),
+        get::<Page>(client, "/api/v1/jobs?state=queued&limit=200"),
+        get::<Page>(client, "/api/v1/jobs?limit=100"),
+    )?;
+    let recent = latest
+        .jobs
+        .into_iter()
+        .filter(|j| matches!(j.state.as_str(), "succeeded" | "failed" | "canceled"))
+        .take(RECENT)
+        .collect();
+    Ok(Snapshot { system, running: running.jobs, queued: queued.jobs, recent })
+}
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let r = self.http.request(method, format!("{}{path}", self.base));
-        match &self.key {
-            Some(k) => r.bearer_auth(k),
-            None => r,
+/// Carries out an action; the answer is a line for the status bar.
+pub async fn act(client: &ApiClient, cmd: &Command) -> Result<String, ClientError> {
+    let (req, done) = match cmd {
+        Command::Cancel(id) => (
+            client.request(Method::POST, &format!("/api/v1/jobs/{id}/cancel")),
+            format!("cancel sent to {}", short_id(id)),
+        ),
+        Command::Retry(id) => {
+            (client.request(Method::POST, &format!("/api/v1/jobs/{id}/retry")), format!("re-queued {}", short_id(id)))
         }
-    }
+        Command::SetPaused(true) => (client.request(Method::POST, "/api/v1/queue/pause"), "queue paused".into()),
+        Command::SetPaused(false) => (client.request(Method::POST, "/api/v1/queue/resume"), "queue resumed".into()),
+        Command::SetPriority(id, p) => (
+            client.request(Method::PATCH, &format!("/api/v1/jobs/{id}")).json(&serde_json::json!({"priority": p})),
+            format!("priority of {} is now {p}", short_id(id)),
+        ),
+        Command::Quit | Command::Follow(_) | Command::Unfollow => return Ok(String::new()),
+    };
+    client.send(req.timeout(REQUEST_TIMEOUT)).await.map(|_| done)
+}
 
-    async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = req.send().await?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or_default();
-        let message = body["error"]["message"].as_str().unwrap_or("no details").to_string();
-        Err(ClientError::Status { status, message })
-    }
-
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let resp = self.send(self.request(Method::GET, path).timeout(REQUEST_TIMEOUT)).await?;
-        resp.json().await.map_err(|source| ClientError::Unreadable { path: path.to_string(), source })
-    }
-
-    /// One poll: system, running, queued and recent jobs.
-    pub async fn snapshot(&self) -> Result<Snapshot, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            jobs: Vec<JobView>,
-        }
-        let (system, running, queued, latest) = tokio::try_join!(
-            self.get::<SystemView>("/api/v1/system"),
-            self.get::<Page>("/api/v1/jobs?state=running&limit=100"),
-            self.get::<Page>("/api/v1/jobs?state=queued&limit=200"),
-            self.get::<Page>("/api/v1/jobs?limit=100"),
-        )?;
-        let recent = latest
-            .jobs
-            .into_iter()
-            .filter(|j| matches!(j.state.as_str(), "succeeded" | "failed" | "canceled"))
-            .take(RECENT)
-            .collect();
-        Ok(Snapshot { system, running: running.jobs, queued: queued.jobs, recent })
-    }
-
-    /// Carries out an action; the answer is a line for the status bar.
-    pub async fn act(&self, cmd: &Command) -> Result<String, ClientError> {
-        let (req, done) = match cmd {
-            Command::Cancel(id) => (
-                self.request(Method::POST, &format!("/api/v1/jobs/{id}/cancel")),
-                format!("cancel sent to {}", short_id(id)),
-            ),
-            Command::Retry(id) => {
-                (self.request(Method::POST, &format!("/api/v1/jobs/{id}/retry")), format!("re-queued {}", short_id(id)))
-            }
-            Command::SetPaused(true) => (self.request(Method::POST, "/api/v1/queue/pause"), "queue paused".into()),
-            Command::SetPaused(false) => (self.request(Method::POST, "/api/v1/queue/resume"), "queue resumed".into()),
-            Command::SetPriority(id, p) => (
-                self.request(Method::PATCH, &format!("/api/v1/jobs/{id}")).json(&serde_json::json!({"priority": p})),
-                format!("priority of {} is now {p}", short_id(id)),
-            ),
-            Command::Quit | Command::Follow(_) | Command::Unfollow => return Ok(String::new()),
-        };
-        self.send(req.timeout(REQUEST_TIMEOUT)).await.map(|_| done)
-    }
-
-    /// A job and its artifacts.
-    pub async fn job(&self, id: &str) -> Result<(JobView, Vec<ArtifactView>), ClientError> {
-        let (job, artifacts) = (format!("/api/v1/jobs/{id}"), format!("/api/v1/jobs/{id}/artifacts"));
-        tokio::try_join!(self.get(&job), self.get(&artifacts))
-    }
-
-    /// Raw bytes of an artifact.
-    pub async fn bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
-        let resp = self.send(self.request(Method::GET, path).timeout(REQUEST_TIMEOUT)).await?;
-        resp.bytes().await.map(|b| b.to_vec()).map_err(ClientError::Http)
-    }
-
-    /// Opens an SSE stream and hands each message to `on`; returns when the stream ends.
-    async fn stream(
-        &self,
-        path: &str,
-        last_id: Option<&str>,
-        mut on: impl FnMut(SseMessage) -> bool,
-    ) -> Result<(), ClientError> {
-        let mut req = self.request(Method::GET, path).header("accept", "text/event-stream");
-        if let Some(id) = last_id {
-            req = req.header("last-event-id", id);
-        }
-        let resp = self.send(req).await?;
-        let mut body = resp.bytes_stream();
-        let mut parser = SseParser::default();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(ClientError::Http)?;
-            for msg in parser.push(&chunk) {
-                if !on(msg) {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    }
+/// A job and its artifacts.
+async fn job(client: &ApiClient, id: &str) -> Result<(JobView, Vec<ArtifactView>), ClientError> {
+    let (job, artifacts) = (format!("/api/v1/jobs/{id}"), format!("/api/v1/jobs/{id}/artifacts"));
+    tokio::try_join!(get(client, &job), get(client, &artifacts))
 }
 
 /// Polls the daemon every `refresh` (or when `wake` fires) until the channel closes.
 pub async fn poll(client: ApiClient, tx: mpsc::Sender<Event>, refresh: Duration, wake: Arc<Notify>) {
     loop {
-        let update = match client.snapshot().await {
+        let update = match snapshot(&client).await {
             Ok(s) => Update::Snapshot(Box::new(s)),
-            Err(e) => Update::Down(e.to_string()),
+            Err(e) => Update::Down(status_line(&e)),
         };
         if tx.send(Event::Data(update)).await.is_err() {
             return;
@@ -199,7 +110,7 @@ pub async fn telemetry(client: ApiClient, tx: mpsc::Sender<Event>, retry: Durati
     loop {
         let tx2 = tx.clone();
         let result = client
-            .stream("/api/v1/telemetry", None, |msg| {
+            .follow("/api/v1/telemetry", None, |msg| {
                 let update = match msg.event.as_str() {
                     "history" => {
                         serde_json::from_str::<TelemetryHistory>(&msg.data).ok().map(|h| Update::History(h.samples))
@@ -228,14 +139,14 @@ pub async fn follow(client: ApiClient, tx: mpsc::Sender<Event>, id: String, refr
     let events = tokio::spawn(follow_events(client.clone(), tx.clone(), id.clone(), refresh));
     let mut shown: Option<String> = None;
     loop {
-        if let Ok((job, artifacts)) = client.job(&id).await {
+        if let Ok((job, artifacts)) = job(&client, &id).await {
             let newest_image = artifacts.iter().rev().find(|a| a.media_type.starts_with("image/")).cloned();
             let final_state = matches!(job.state.as_str(), "succeeded" | "failed" | "canceled");
             if tx.send(Event::Data(Update::Detail(Box::new(job), artifacts))).await.is_err() {
                 break;
             }
             if let Some(a) = newest_image.filter(|a| shown.as_deref() != Some(a.id.as_str()))
-                && let Ok(bytes) = client.bytes(&a.url).await
+                && let Ok(bytes) = client.bytes(&a.url, REQUEST_TIMEOUT).await
             {
                 let decoded = tokio::task::spawn_blocking(move || super::draw::preview::decode(&a.id, &bytes)).await;
                 if let Ok(Some(p)) = decoded {
@@ -261,7 +172,7 @@ async fn follow_events(client: ApiClient, tx: mpsc::Sender<Event>, id: String, r
     loop {
         let path = format!("/api/v1/jobs/{id}/events");
         let result = client
-            .stream(&path, last.clone().as_deref(), |msg| {
+            .follow(&path, last.clone().as_deref(), |msg| {
                 if msg.id.is_some() {
                     last = msg.id.clone();
                 }

@@ -1,8 +1,9 @@
 //! `reelbox top`: a terminal dashboard of a reelbox daemon, over its HTTP API only.
 //!
-//! Split by role, as bottom does: [`client`] talks to the daemon and feeds [`event::Update`]s
-//! into one channel of [`event::Event`]s (with keys, resizes, ticks and signals);
-//! [`app::App`] holds the state and turns keys into [`app::Command`]s; [`render`] draws
+//! Split by role, as bottom does: [`client`] talks to the daemon (through
+//! [`crate::client::ApiClient`]) and feeds [`event::Update`]s into one channel of
+//! [`event::Event`]s (with keys, resizes, ticks and signals);
+//! [`app::App`] holds the state and turns keys into [`app::Command`]s; [`draw`] draws
 //! the state and nothing else. The terminal is restored on every exit path: normal quit,
 //! errors, signals (SIGTERM, SIGHUP when the SSH session drops) and panics.
 
@@ -20,8 +21,8 @@ pub mod draw;
 pub mod event;
 pub mod format;
 
+use crate::client::ApiClient;
 use app::{App, Command};
-use client::ApiClient;
 use event::{Event, Update};
 
 /// Options of `reelbox top`.
@@ -78,7 +79,7 @@ impl Drop for Screen {
 
 /// Runs the dashboard until `q`, Ctrl-C or a terminating signal.
 pub async fn run(opts: TopOptions) -> Result<(), TopError> {
-    let client = ApiClient::new(&opts.url, opts.key.clone(), opts.cacert.as_deref())?;
+    let client = ApiClient::new(&opts.url, opts.key.clone(), opts.cacert.as_deref(), Some(client::CONNECT_TIMEOUT))?;
     let (tx, mut rx) = mpsc::channel::<Event>(256);
     let mut app = App::new(&opts.url, opts.readonly, opts.refresh, colors_wanted(), now());
     let mut screen = Screen::enter()?;
@@ -124,9 +125,9 @@ pub async fn run(opts: TopOptions) -> Result<(), TopError> {
                     Some(cmd) => {
                         let (client, tx, wake) = (client.clone(), tx.clone(), wake.clone());
                         tokio::spawn(async move {
-                            let msg = match client.act(&cmd).await {
+                            let msg = match client::act(&client, &cmd).await {
                                 Ok(m) => m,
-                                Err(e) => format!("failed: {e}"),
+                                Err(e) => format!("failed: {}", client::status_line(&e)),
                             };
                             let _ = tx.send(Event::Data(Update::Flash(msg))).await;
                             wake.notify_one();
