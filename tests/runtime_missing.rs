@@ -10,6 +10,7 @@ use reelbox::gpu::DeviceId;
 use reelbox::setup::{CheckStatus, doctor, render_checks};
 
 #[test]
+#[allow(unsafe_code)] // remove_var is unsafe since Rust 2024; see the SAFETY note
 fn no_runtime_found_names_the_places_searched_and_the_fix() {
     // SAFETY: the only test in this binary; no other thread reads the environment yet.
     unsafe { std::env::remove_var("ORT_DYLIB_PATH") };

@@ -146,6 +146,7 @@ pub fn minor_version(version: &str) -> Option<u32> {
 }
 
 /// Loads the library just long enough to ask its version.
+#[allow(unsafe_code)] // loads libonnxruntime.so by hand; see the SAFETY note inside
 pub fn probe_version(path: &Path) -> Result<String, String> {
     if !path.exists() {
         return Err("no such file".into());

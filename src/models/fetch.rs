@@ -92,7 +92,7 @@ pub fn verify_and_commit(
 }
 
 /// Downloads `url` to `dest`, continuing an earlier `.partial` with a `Range` request and
-/// resuming up to [`HTTP_ATTEMPTS`] times when the transfer drops.
+/// resuming up to `HTTP_ATTEMPTS` times when the transfer drops.
 pub async fn http_file(
     client: &reqwest::Client,
     url: &str,

@@ -315,7 +315,7 @@ impl ModelStore {
         Ok(existed)
     }
 
-    /// Imports a user's model (see [`import::plan`]) and writes its manifest.
+    /// Imports a user's model (see `import::plan`) and writes its manifest.
     pub fn import(&self, path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<Manifest, ModelError> {
         let plan = import::plan(path, name, kind)?;
         let m = &plan.manifest;

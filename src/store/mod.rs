@@ -81,7 +81,7 @@ pub enum StoreError {
     NotFinished { id: String, state: &'static str },
     #[error("the store is shutting down")]
     Closed,
-    /// A write could not be committed (a full disk, most often); see [`handle`].
+    /// A write could not be committed (a full disk, most often); see `handle`.
     #[error("cannot write the store in data dir {}: {reason}", dir.display())]
     Unwritable { dir: PathBuf, reason: String },
 }

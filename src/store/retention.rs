@@ -1,7 +1,7 @@
 //! Deleting finished jobs and sweeping what nobody needs. One write transaction removes
 //! the records (jobs, their events, their artifacts' metadata); the files go after the
 //! commit, so a crash in between leaves only files without records, which no route can
-//! reach and the sweep removes later. What [`References`] says is in use is never removed:
+//! reach and the sweep removes later. What `References` says is in use is never removed:
 //! an in-use artifact of a deleted job stays, as an artifact of its owner without a job.
 
 use std::collections::HashSet;

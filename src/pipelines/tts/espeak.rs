@@ -2,6 +2,10 @@
 //! espeak-ng keeps global state (current voice, a look-ahead character, the decoder), so
 //! every call goes through one process-wide mutex.
 
+// Loads libespeak-ng by hand and calls it through raw pointers; each unsafe block says why
+// it is sound.
+#![allow(unsafe_code)]
+
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::Mutex;
 
