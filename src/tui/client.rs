@@ -1,6 +1,7 @@
-//! The dashboard's only link to the daemon: its HTTP API. Polls feed [`Update`]s into the
-//! event channel; the telemetry and job-event streams are read as Server-Sent Events and
-//! reconnect by themselves when the daemon restarts.
+//! The dashboard's only link to the daemon: its HTTP API, through the crate's one
+//! [`ApiClient`]. Polls feed [`Update`]s into the event channel; the telemetry and
+//! job-event streams are read as Server-Sent Events and reconnect by themselves when the
+//! daemon restarts.
 
 use std::sync::Arc;
 use std::time::Duration;
