@@ -1,5 +1,6 @@
 //! One `Config` for the whole daemon: a TOML file, `REELBOX_*` environment overrides and
 //! working defaults. `assets/config.example.toml` lists every key; keep them in step.
+//! [`env`](mod@env) is where the process environment is read: overrides and every other variable.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
