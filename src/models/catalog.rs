@@ -192,9 +192,10 @@ fn model_dirs(models_dir: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-/// Modification time of `path` in Unix seconds (0 when unknown).
+/// Modification time of `path` itself (a link's own, not its target's) in Unix seconds,
+/// 0 when unknown: when a linked model was installed, not when its files were made.
 fn modified_secs(path: &Path) -> i64 {
-    std::fs::metadata(path)
+    std::fs::symlink_metadata(path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())

@@ -43,14 +43,14 @@ pub enum ModelError {
     Fetch { name: String, failures: Vec<FetchError> },
     #[error("model {name} has no sources to pull from")]
     NoSources { name: String },
-    #[error("{path}: {reason}")]
-    Io { path: PathBuf, reason: String },
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
     #[error("cannot import {path}: {reason}")]
     Import { path: PathBuf, reason: String },
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
-    move |e| ModelError::Io { path: path.to_path_buf(), reason: e.to_string() }
+    move |source| ModelError::Io { path: path.to_path_buf(), source }
 }
 
 /// The directory model `name` is (or would be) installed in: `<models>/NAME/`. Only the
