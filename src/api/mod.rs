@@ -14,7 +14,6 @@ use crate::store::Store;
 
 pub mod artifacts;
 pub mod auth;
-pub mod catalog;
 pub mod comfy;
 pub mod error;
 pub mod events;

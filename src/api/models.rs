@@ -1,14 +1,10 @@
 //! `/api/v1/models`: installed and available models, and pulls as queued jobs. The same
-//! catalogue backs `reelbox models list`.
-//!
-//! Two sources make the catalogue: manifests (shipped ones say what can be pulled,
-//! installed ones what was) and model directories found where the job kinds look for them
-//! (a diffusion model is any directory with a `model_index.json`; bundled demo models live
-//! in a `demo/` folder). Models whose files sit under a source tree's
-//! `tests/fixtures/models/` are the tiny random-weight test models and are marked `test`.
+//! list backs `reelbox models list`. What is listed is [`crate::models::Catalog`], the one
+//! the job kinds look models up in; this module only shapes it for clients. Models whose
+//! files sit under a source tree's `tests/fixtures/models/` are the tiny random-weight test
+//! models and are marked `test`.
 
-use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use axum::Json;
 use axum::extract::State;
@@ -24,8 +20,7 @@ use super::json::ApiJson;
 use super::views::time;
 use super::{ApiError, AppState};
 use crate::config::Config;
-use crate::models::search_dirs;
-use crate::models::{InstallState, ModelEntry, ModelStore};
+use crate::models::{Catalog, CatalogModel, InstallState};
 
 /// A model as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -78,8 +73,9 @@ pub struct PullRequest {
     pub priority: i32,
 }
 
-impl From<&ModelEntry> for ModelView {
-    fn from(e: &ModelEntry) -> Self {
+impl From<&CatalogModel> for ModelView {
+    fn from(m: &CatalogModel) -> Self {
+        let e = &m.entry;
         let (state, problems) = match &e.state {
             InstallState::Installed => ("installed", Vec::new()),
             InstallState::NotInstalled => ("not_installed", Vec::new()),
@@ -97,7 +93,7 @@ impl From<&ModelEntry> for ModelView {
             verified_at: e.verified_at.map(time),
             path: e.path.as_ref().map(|p| p.display().to_string()),
             sources: e.sources.clone(),
-            origin: "manifest".into(),
+            origin: m.origin.as_str().to_string(),
         }
     }
 }
@@ -111,62 +107,13 @@ pub fn is_test_fixture(dir: &Path) -> bool {
         .any(|w| w[0].as_os_str() == "tests" && w[1].as_os_str() == "fixtures" && w[2].as_os_str() == "models")
 }
 
-/// The catalogue for `config`: manifests first, then model directories without one.
+/// The model list for `config`: every model of its [`Catalog`], once, sorted by name.
 pub fn catalog(config: &Config) -> ModelList {
-    let store = ModelStore::new(config);
-    let mut by_name: BTreeMap<String, ModelView> =
-        store.list().iter().map(|e| (e.name.clone(), ModelView::from(e))).collect();
-    for dir in search_dirs(config) {
-        let demo_dir = dir.file_name().is_some_and(|n| n == "demo");
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        let mut found: Vec<PathBuf> =
-            entries.flatten().map(|e| e.path()).filter(|p| p.join("model_index.json").is_file()).collect();
-        found.sort();
-        for path in found {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            // The first search dir that has a name is the one jobs load; a manifest's
-            // entry for the same name stays.
-            if name.is_empty() || by_name.contains_key(&name) {
-                continue;
-            }
-            by_name.insert(
-                name.clone(),
-                ModelView {
-                    name,
-                    kind: "diffusion".into(),
-                    demo: demo_dir,
-                    test: is_test_fixture(&path),
-                    summary: String::new(),
-                    size: dir_size(&path),
-                    state: "installed".into(),
-                    problems: Vec::new(),
-                    verified_at: None,
-                    path: Some(path.display().to_string()),
-                    sources: Vec::new(),
-                    origin: "directory".into(),
-                },
-            );
-        }
+    let catalog = Catalog::load(config);
+    ModelList {
+        models_dir: catalog.models_dir().display().to_string(),
+        models: catalog.models().iter().map(ModelView::from).collect(),
     }
-    ModelList { models_dir: store.models_dir().display().to_string(), models: by_name.into_values().collect() }
-}
-
-/// Bytes of the files under `dir` (links followed; model folders are small trees).
-fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            match std::fs::metadata(&p) {
-                Ok(md) if md.is_dir() => stack.push(p),
-                Ok(md) => total += md.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
 }
 
 /// Installed and available models.

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod defaults;
 pub mod env;
 pub mod openai;
 pub mod retention;
 
+pub use defaults::DefaultsConfig;
 pub use openai::OpenAiConfig;
 pub use retention::RetentionConfig;
 
@@ -35,6 +37,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where models are installed; defaults to `<data_dir>/models`.
     pub models_dir: Option<PathBuf>,
+    /// Which model a request that names none gets.
+    pub defaults: DefaultsConfig,
     pub queue: QueueConfig,
     pub store: StoreConfig,
     pub workers: WorkersConfig,
@@ -232,6 +236,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8470)),
             data_dir: env::default_data_dir(),
             models_dir: None,
+            defaults: DefaultsConfig::default(),
             queue: QueueConfig::default(),
             store: StoreConfig::default(),
             workers: WorkersConfig::default(),
@@ -393,6 +398,7 @@ mod tests {
         assert_eq!(parsed.auth.user_header, defaults.auth.user_header);
         assert!(parsed.tls.cert.is_none() && parsed.tls.key.is_none());
         assert_eq!(parsed.retention, defaults.retention);
+        assert_eq!(parsed.defaults, defaults.defaults);
         assert!(!parsed.retention.enabled(), "nothing is removed unless configured");
     }
 }

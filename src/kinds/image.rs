@@ -16,6 +16,7 @@ use super::{
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::gpu::DeviceId;
+use crate::models::{Catalog, ModelKind};
 use crate::pipelines::ProgressFn;
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::output::{ImageParameters, encode_png};
@@ -66,21 +67,6 @@ pub struct ImageParams {
     pub preview_every: u32,
 }
 
-/// Installed diffusion model names (directories with a `model_index.json`), sorted.
-pub fn installed_models(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = crate::models::search_dirs(config)
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("model_index.json").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 fn request_error(e: DiffusionError) -> ParamError {
     match e {
         DiffusionError::Request { field, message } => ParamError::new(field, message),
@@ -128,13 +114,15 @@ pub fn validate_params(params: &serde_json::Value, config: &Config) -> Result<Im
         None => None,
     };
 
-    let installed = installed_models(config);
+    let catalog = Catalog::load(config);
+    let installed = catalog.installed_names(ModelKind::Diffusion);
     let model = match str_param(params, "model")? {
         Some(m) => m.to_string(),
-        None if installed.len() == 1 => installed[0].clone(),
-        None => return Err(ParamError::new("model", format!("required; installed: {}", installed.join(", ")))),
+        None => catalog
+            .default_name(ModelKind::Diffusion, config)
+            .ok_or_else(|| ParamError::new("model", format!("required; installed: {}", installed.join(", "))))?,
     };
-    let dir = ModelInfo::find(&crate::models::search_dirs(config), &model).ok_or_else(|| {
+    let dir = catalog.installed_dir(ModelKind::Diffusion, &model).ok_or_else(|| {
         ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed.join(", ")))
     })?;
     let info = ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?;
@@ -222,7 +210,8 @@ impl Image {
         device: DeviceId,
         name: &str,
     ) -> Result<SdModel, DiffusionError> {
-        let dir = ModelInfo::find(&crate::models::search_dirs(config), name)
+        let dir = Catalog::load(config)
+            .installed_dir(ModelKind::Diffusion, name)
             .ok_or_else(|| DiffusionError::Request { field: "model", message: format!("unknown model {name:?}") })?;
         SdModel::load(&dir, engine, device)
     }

@@ -7,7 +7,6 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::pipelines::diffusion::model::ModelInfo;
 
 /// Working memory besides weights a session takes on a GPU at its first run (ONNX
 /// Runtime's arena rounds allocations up; cuDNN and cuBLAS take workspaces), MiB.
@@ -39,7 +38,10 @@ pub fn weights_bytes(dir: &Path) -> u64 {
 
 /// What one image job at `width`×`height` (`n` images) on diffusion model `model` reserves.
 pub fn diffusion_mib(config: &Config, model: &str, width: u32, height: u32, n: u32) -> u64 {
-    let weights = ModelInfo::find(&crate::models::search_dirs(config), model).map(|d| weights_bytes(&d)).unwrap_or(0);
+    // Placement asks this per queued job: the model's directory is enough (no catalog
+    // scan); a missing one weighs nothing and the job fails its own lookup.
+    let named = crate::models::manifest::valid_name(model);
+    let weights = if named { weights_bytes(&crate::models::model_dir(config, model)) } else { 0 };
     let megapixels = f64::from(width) * f64::from(height) / 1e6 * f64::from(n.max(1));
     weights.div_ceil(MIB) + WORKSPACE_MIB + (megapixels * DIFFUSION_MIB_PER_MEGAPIXEL).ceil() as u64
 }

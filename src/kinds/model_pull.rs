@@ -77,7 +77,7 @@ impl JobKind for ModelPull {
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
-                        return Some(Err(ModelError::Io { path: store.models_dir().into(), reason: e.to_string() }));
+                        return Some(Err(ModelError::Io { path: store.models_dir().into(), source: e }));
                     }
                 };
                 rt.block_on(async {
@@ -96,7 +96,8 @@ impl JobKind for ModelPull {
                 }
             }
             worker.join().unwrap_or_else(|_| {
-                Some(Err(ModelError::Io { path: store.models_dir().into(), reason: "the pull thread panicked".into() }))
+                let source = std::io::Error::other("the pull thread panicked");
+                Some(Err(ModelError::Io { path: store.models_dir().into(), source }))
             })
         });
         let report = match result {

@@ -326,8 +326,7 @@ fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
 
 fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let plan: Plan = read_json(run, "plan", "plan.json")?;
-    let voice =
-        Voice::find(&crate::models::search_dirs(run.config), &p.voice).map_err(|e| StageError::Fatal(e.to_string()))?;
+    let voice = Voice::find(&run.config.models_dir(), &p.voice).map_err(|e| StageError::Fatal(e.to_string()))?;
     let opts = SpeechOptions { length_scale: p.length_scale, ..SpeechOptions::default() };
     let rate = voice.config.sample_rate;
     let gap = vec![0i16; (SCENE_GAP_S * f64::from(rate)) as usize];

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::gpu::DeviceId;
 use crate::models::manifest::valid_name;
-use crate::models::search_dirs;
+use crate::models::{Catalog, ModelKind};
 use crate::pipelines::Progress;
 use crate::pipelines::tts::{
     self, DEFAULT_SENTENCE_SILENCE, DEFAULT_VOICE, Speech, SpeechOptions, SynthesisRun, TtsError, Voice,
@@ -82,11 +82,21 @@ pub fn parse_params(params: &serde_json::Value, max_chars: usize) -> Result<Spee
     Ok(SpeechParams { text: text.to_string(), voice: voice.to_string(), options })
 }
 
+/// The voice a request that names none gets: the catalog's default for voices.
+fn default_voice(config: &Config) -> Option<String> {
+    Catalog::load(config).default_name(ModelKind::Tts, config)
+}
+
 /// Checks `speech` parameters against the config's limits and the installed voices:
 /// refused at the edge rather than failing later on the worker.
 pub fn validate_speech(params: &serde_json::Value, config: &Config) -> Result<SpeechParams, ParamError> {
-    let p = parse_params(params, config.limits.max_prompt_chars)?;
-    if let Err(e) = Voice::find(&search_dirs(config), &p.voice) {
+    let mut p = parse_params(params, config.limits.max_prompt_chars)?;
+    if params.get("voice").and_then(serde_json::Value::as_str).is_none_or(str::is_empty)
+        && let Some(voice) = default_voice(config)
+    {
+        p.voice = voice;
+    }
+    if let Err(e) = Voice::find(&config.models_dir(), &p.voice) {
         return Err(ParamError::new("voice", e.to_string()));
     }
     Ok(p)
@@ -147,7 +157,7 @@ impl JobKind for SpeechKind {
 /// Synthesises `p` in a stage of `run`: stores `speech.wav` and `speech.json` (sentence
 /// timings). Other kinds that speak first (lip-sync from text) run this as their own stage.
 pub fn speak(run: &StageRun, p: &SpeechParams) -> Result<(), StageError> {
-    let voice = Voice::find(&search_dirs(run.config), &p.voice).map_err(stage_error)?;
+    let voice = Voice::find(&run.config.models_dir(), &p.voice).map_err(stage_error)?;
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
     let speech = tts::synthesize(
         run.engine,
@@ -212,7 +222,8 @@ pub fn say_with(
     out: &Path,
     started: Instant,
 ) -> Result<SayReport, TtsError> {
-    let voice = Voice::find(&search_dirs(config), req.voice.as_deref().unwrap_or(DEFAULT_VOICE))?;
+    let name = req.voice.clone().or_else(|| default_voice(config)).unwrap_or_else(|| DEFAULT_VOICE.to_string());
+    let voice = Voice::find(&config.models_dir(), &name)?;
     let opts = SpeechOptions {
         noise_scale: req.noise_scale,
         length_scale: req.length_scale,

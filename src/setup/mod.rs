@@ -25,6 +25,9 @@ pub use system::{Piece, PieceOutcome};
 pub enum SetupError {
     #[error("{0}")]
     Pip(String),
+    /// A wheel of the Python package index could not be fetched or read.
+    #[error(transparent)]
+    Wheel(#[from] crate::models::fetch::WheelError),
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
     #[error("{what} does not work: {reason}")]

@@ -106,8 +106,8 @@ pub async fn install(
     say(&format!("downloading {requirement} with pip"));
     let platform = platform_args();
     let platform_refs: Vec<&str> = platform.iter().map(String::as_str).collect();
-    let wheel = fetch::pip_download(&requirement, tmp.path(), &platform_refs).await.map_err(SetupError::Pip)?;
-    let members = fetch::wheel_members(&wheel, "onnxruntime/capi/").map_err(SetupError::Pip)?;
+    let wheel = fetch::pip_download(&requirement, tmp.path(), &platform_refs).await?;
+    let members = fetch::wheel_members(&wheel, "onnxruntime/capi/")?;
     let libs: Vec<&String> = members
         .iter()
         .filter(|m| {
@@ -149,7 +149,7 @@ pub async fn install(
 /// running daemon that has the old library mapped keeps its (now unlinked) copy intact.
 fn unpack(wheel: &Path, member: &str, dest: &Path) -> Result<(), SetupError> {
     let tmp = dest.with_extension("unpacking");
-    fetch::extract_from_wheel(wheel, member, &tmp).map_err(SetupError::Pip)?;
+    fetch::extract_from_wheel(wheel, member, &tmp)?;
     std::fs::rename(&tmp, dest).map_err(|e| SetupError::io(dest, e))
 }
 
@@ -179,13 +179,12 @@ async fn install_cuda_libraries(
     tmp: &Path,
     say: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Vec<String>, SetupError> {
-    let metadata_member = fetch::wheel_members(ort_wheel, "")
-        .map_err(SetupError::Pip)?
+    let metadata_member = fetch::wheel_members(ort_wheel, "")?
         .into_iter()
         .find(|m| m.ends_with(".dist-info/METADATA"))
         .ok_or_else(|| SetupError::Pip("the onnxruntime-gpu wheel has no METADATA".into()))?;
     let meta_path = tmp.join("METADATA");
-    fetch::extract_from_wheel(ort_wheel, &metadata_member, &meta_path).map_err(SetupError::Pip)?;
+    fetch::extract_from_wheel(ort_wheel, &metadata_member, &meta_path)?;
     let metadata = std::fs::read_to_string(&meta_path).map_err(|e| SetupError::io(&meta_path, e))?;
     let reqs = cuda_requirements(&metadata);
     if reqs.is_empty() {
@@ -221,7 +220,7 @@ async fn install_cuda_libraries(
         .filter(|p| p.extension().is_some_and(|x| x == "whl"))
         .collect();
     for wheel in wheels {
-        for member in fetch::wheel_members(&wheel, "nvidia/").map_err(SetupError::Pip)? {
+        for member in fetch::wheel_members(&wheel, "nvidia/")? {
             let base = member.rsplit('/').next().unwrap_or("").to_string();
             if member.contains("/lib/") && base.contains(".so") {
                 say(&format!("unpacking {base}"));

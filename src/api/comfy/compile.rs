@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 
 use super::nodes::reelbox_scheduler;
 use super::validate::{Node, PromptError, ValidGraph, error_obj, float_value, int_value};
-use crate::api::catalog::strip_model_extension;
 use crate::kinds::image::MAX_SEED;
+use crate::models::strip_model_extension;
 
 /// An output node and how its pictures are filed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

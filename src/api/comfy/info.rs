@@ -8,14 +8,14 @@ use serde_json::{Map, Value, json};
 
 use super::nodes::{CLASS_TYPES, SpecContext, object_info as node_info, spec};
 use crate::api::auth::Caller;
-use crate::api::catalog::{self, ModelRole};
 use crate::api::{ApiError, AppState};
 use crate::gpu::DeviceId;
+use crate::models::{Catalog, ModelKind};
 
 /// The spec context of this daemon: installed checkpoints and limits.
 pub fn spec_context(state: &AppState) -> SpecContext {
     SpecContext {
-        checkpoints: catalog::installed_of(&state.config, ModelRole::Diffusion).into_iter().map(|m| m.name).collect(),
+        checkpoints: Catalog::load(&state.config).installed_names(ModelKind::Diffusion),
         max_side: state.config.limits.max_image_side,
         max_steps: state.config.limits.max_steps,
         // EmptyLatentImage `batch_size` becomes the job's `n`.

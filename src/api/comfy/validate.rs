@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::nodes::{InputKind, NodeSpec, SpecContext, is_optional, reelbox_scheduler, spec};
-use crate::api::catalog::strip_model_extension;
+use crate::models::strip_model_extension;
 
 /// A prompt that cannot run: the top-level error and the per-node ones.
 #[derive(Debug, Clone, PartialEq)]

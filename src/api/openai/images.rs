@@ -14,9 +14,9 @@ use super::run::{job_failure, submit_and_wait};
 use super::{JOB_HEADER, OpenAiError, parse_body};
 
 use crate::api::AppState;
-use crate::api::catalog::{self, ModelRole};
 use crate::api::outputs::final_images;
 use crate::config::Config;
+use crate::models::{Catalog, ModelKind};
 use crate::pipelines::diffusion::preset::Presets;
 use crate::store::records::JobState;
 
@@ -109,11 +109,13 @@ pub fn preset_names(config: &Config) -> Vec<String> {
 
 /// Which installed model (and preset) a request's `model` means.
 pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String, Option<String>), OpenAiError> {
+    let catalog = Catalog::load(config);
     let default_model = || -> Result<String, OpenAiError> {
         if let Some(name) = &config.openai.default_image_model {
             return Ok(name.clone());
         }
-        catalog::installed_of(config, ModelRole::Diffusion).into_iter().next().map(|m| m.name).ok_or_else(|| {
+        let first = || catalog.installed_names(ModelKind::Diffusion).into_iter().next();
+        catalog.default_name(ModelKind::Diffusion, config).or_else(first).ok_or_else(|| {
             OpenAiError::new(
                 StatusCode::NOT_FOUND,
                 "model_not_found",
@@ -125,8 +127,8 @@ pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String
         None | Some("") => Ok((default_model()?, None)),
         Some(name) if is_openai_image_model(name) => Ok((default_model()?, None)),
         Some(name) if preset_names(config).iter().any(|p| p == name) => Ok((default_model()?, Some(name.to_string()))),
-        Some(name) => match catalog::find(config, ModelRole::Diffusion, name) {
-            Some(m) => Ok((m.name, None)),
+        Some(name) => match catalog.find(ModelKind::Diffusion, name) {
+            Some(m) => Ok((m.name().to_string(), None)),
             None => Err(OpenAiError {
                 param: Some("model".into()),
                 ..OpenAiError::new(

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use super::auth::Caller;
-use super::catalog::{self, ModelRole};
 use super::{ApiError, AppState};
+use crate::models::{Catalog, ModelKind};
 
 pub mod error;
 pub mod images;
@@ -88,10 +88,16 @@ pub struct ModelObject {
 }
 
 fn model_objects(state: &AppState) -> Vec<ModelObject> {
-    catalog::installed(&state.config)
-        .into_iter()
-        .filter(|m| matches!(m.role, ModelRole::Diffusion | ModelRole::Voice))
-        .map(|m| ModelObject { id: m.name, object: "model".into(), created: m.created, owned_by: "reelbox".into() })
+    Catalog::load(&state.config)
+        .models()
+        .iter()
+        .filter(|m| m.dir().is_some() && matches!(m.kind(), ModelKind::Diffusion | ModelKind::Tts))
+        .map(|m| ModelObject {
+            id: m.name().to_string(),
+            object: "model".into(),
+            created: m.created,
+            owned_by: "reelbox".into(),
+        })
         .collect()
 }
 

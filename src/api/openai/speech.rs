@@ -13,9 +13,9 @@ use super::transcode::{SpeechFormat, transcode};
 use super::{JOB_HEADER, OpenAiError, parse_body};
 
 use crate::api::AppState;
-use crate::api::catalog::{self, ModelRole};
 use crate::api::outputs::first_of_type;
 use crate::config::Config;
+use crate::models::{Catalog, ModelKind};
 use crate::store::records::JobState;
 
 /// OpenAI's built-in voice names; they map to installed voices through `[openai.voices]`.
@@ -62,7 +62,7 @@ impl VoiceChoice {
 
 /// Which installed Piper voice a request means.
 pub fn resolve_voice(config: &Config, voice: &str, model: Option<&str>) -> Result<String, OpenAiError> {
-    let installed: Vec<String> = catalog::installed_of(config, ModelRole::Voice).into_iter().map(|m| m.name).collect();
+    let installed: Vec<String> = Catalog::load(config).installed_names(ModelKind::Tts);
     if installed.iter().any(|v| v == voice) {
         return Ok(voice.to_string());
     }

@@ -158,14 +158,6 @@ impl ModelInfo {
             time_cond_proj_dim: unet_cfg.as_ref().and_then(|v| v.get("time_cond_proj_dim")).and_then(Value::as_u64),
         })
     }
-
-    /// Finds model `name`: a directory `<models_dir>/<name>/` with a `model_index.json`.
-    pub fn find(models_dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
-        if name.is_empty() || name.contains("..") || name.starts_with('/') {
-            return None;
-        }
-        models_dirs.iter().map(|d| d.join(name)).find(|d| d.join("model_index.json").is_file())
-    }
 }
 
 /// Where the text encoder's useful outputs are.

@@ -225,7 +225,7 @@ fn timed(cmd: &mut Command, what: &str) -> Result<f64, BenchError> {
 pub fn bench_tts(config: &Config, opts: &TtsBenchOptions) -> Result<TtsBenchReport, BenchError> {
     let mut config = config.clone();
     config.runtime.intra_threads = opts.threads;
-    let voice = Voice::find(&crate::models::search_dirs(&config), &opts.voice)?;
+    let voice = Voice::find(&config.models_dir(), &opts.voice)?;
     let tmp = tempfile::tempdir().map_err(|e| BenchError::Io(e.to_string()))?;
     let script = tmp.path().join("piper_reference.py");
     std::fs::write(&script, PIPER_SCRIPT).map_err(|e| BenchError::Io(e.to_string()))?;

@@ -28,8 +28,9 @@ pub use phonemes::SentencePhonemes;
 pub use synth::Scales;
 pub use voice::{PhonemeType, Voice, VoiceConfig};
 
-/// The voice `speech` jobs and `reelbox say` use when none is named.
-pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
+/// The voice `speech` jobs and `reelbox say` use when none is named and `[defaults] voice`
+/// is not set (the config owns the name).
+pub use crate::config::defaults::DEFAULT_VOICE;
 /// Silence between sentences by default, seconds (Piper's C++ default).
 pub const DEFAULT_SENTENCE_SILENCE: f32 = 0.2;
 

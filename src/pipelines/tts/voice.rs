@@ -189,17 +189,14 @@ impl Voice {
         Ok(Self { name, model: model.to_path_buf(), config })
     }
 
-    /// Finds an installed voice by name in the first of `dirs` (the model search path,
-    /// [`crate::models::search_dirs`]) that has a `NAME/` folder (`NAME/NAME.onnx`, or the
-    /// only `.onnx` in it), or takes `name` as a path to an `.onnx` file.
-    pub fn find(dirs: &[PathBuf], name: &str) -> Result<Self, TtsError> {
+    /// Finds an installed voice by name in the models dir (`NAME/NAME.onnx`, or the only
+    /// `.onnx` in `NAME/`; `models::Catalog` lists the same directories as voices), or
+    /// takes `name` as a path to an `.onnx` file.
+    pub fn find(models_dir: &Path, name: &str) -> Result<Self, TtsError> {
         let as_path = Path::new(name);
         if name.ends_with(".onnx") && as_path.is_file() {
             return Self::load(as_path);
         }
-        let Some(models_dir) = dirs.iter().find(|d| d.join(name).is_dir()).or(dirs.first()) else {
-            return Err(TtsError::VoiceNotInstalled { name: name.to_string(), dir: PathBuf::from(name) });
-        };
         let dir = models_dir.join(name);
         let direct = dir.join(format!("{name}.onnx"));
         if direct.is_file() {

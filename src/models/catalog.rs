@@ -1,0 +1,297 @@
+//! The one model catalog: every model reelbox knows, installed or available, each listed
+//! once under its name. Three things make it:
+//!
+//! - installed manifests (`<models>/NAME.toml` beside `<models>/NAME/`): pulled or imported;
+//! - model directories without one whose files show their kind ([`super::layout`]: a
+//!   diffusion layout or a Piper voice), e.g. a linked test model or a hand-copied voice;
+//! - shipped manifests not installed: what `reelbox pull` can install. Bundled copies of
+//!   demo models are sources of those manifests, never a second installed model.
+//!
+//! Job kinds, the native and compatibility APIs and the CLI all ask this catalog, so what
+//! `reelbox models list` shows is what a job can use. Building one reads directory entries
+//! and a few small manifests: cheap enough per request.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::manifest::{Manifest, ModelKind};
+use super::{InstallState, ModelEntry, ModelStore, layout};
+use crate::config::Config;
+
+/// Where a catalog entry's facts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A manifest: pullable, its files checked by sha256.
+    Manifest,
+    /// A model directory found in the models dir without an installed manifest.
+    Directory,
+}
+
+impl Origin {
+    /// The origin as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Manifest => "manifest",
+            Origin::Directory => "directory",
+        }
+    }
+}
+
+/// One model of the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogModel {
+    /// Name, kind, state, size and the installed directory.
+    pub entry: ModelEntry,
+    pub origin: Origin,
+    /// The manifest the model was installed from, else the shipped one that can install it.
+    pub manifest: Option<Manifest>,
+    /// Modification time of the installed directory, Unix seconds (0 when not installed).
+    pub created: i64,
+}
+
+impl CatalogModel {
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    /// What the model is for.
+    pub fn kind(&self) -> ModelKind {
+        self.entry.kind
+    }
+
+    /// The installed directory, when installed (damaged ones included: their state says so).
+    pub fn dir(&self) -> Option<&Path> {
+        self.entry.path.as_deref()
+    }
+}
+
+/// Installed and available models of one models dir, sorted by name.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    models_dir: PathBuf,
+    models: Vec<CatalogModel>,
+}
+
+impl Catalog {
+    /// The catalog of `config`'s models dir and the shipped manifests.
+    pub fn load(config: &Config) -> Self {
+        Self::of(&ModelStore::new(config))
+    }
+
+    /// The catalog of a model store (its models dir and manifest dirs).
+    pub fn of(store: &ModelStore) -> Self {
+        let mut by_name: BTreeMap<String, CatalogModel> = store
+            .manifests()
+            .into_values()
+            .map(|m| {
+                let entry = store.entry(&m);
+                let created = entry.path.as_deref().map_or(0, modified_secs);
+                (m.name.clone(), CatalogModel { entry, origin: Origin::Manifest, manifest: Some(m), created })
+            })
+            .collect();
+        for (name, dir) in model_dirs(store.models_dir()) {
+            if by_name.get(&name).is_some_and(|m| m.dir().is_some()) {
+                continue; // installed from a manifest: listed once, as that
+            }
+            let Some(kind) = layout::detect(&dir, &name) else { continue };
+            let shipped = by_name.remove(&name).and_then(|m| m.manifest);
+            let entry = ModelEntry {
+                name: name.clone(),
+                kind,
+                demo: false,
+                summary: String::new(),
+                size: dir_size(&dir),
+                state: InstallState::Installed,
+                verified_at: None,
+                path: Some(dir.clone()),
+                sources: Vec::new(),
+            };
+            let created = modified_secs(&dir);
+            by_name.insert(name, CatalogModel { entry, origin: Origin::Directory, manifest: shipped, created });
+        }
+        Self { models_dir: store.models_dir().to_path_buf(), models: by_name.into_values().collect() }
+    }
+
+    /// The directory models are installed into.
+    pub fn models_dir(&self) -> &Path {
+        &self.models_dir
+    }
+
+    /// Every model, installed or available, sorted by name.
+    pub fn models(&self) -> &[CatalogModel] {
+        &self.models
+    }
+
+    /// The model named `name`, installed or available.
+    pub fn get(&self, name: &str) -> Option<&CatalogModel> {
+        self.models.iter().find(|m| m.name() == name)
+    }
+
+    /// Installed models of `kind`, sorted by name.
+    pub fn installed(&self, kind: ModelKind) -> impl Iterator<Item = &CatalogModel> {
+        self.models.iter().filter(move |m| m.kind() == kind && m.dir().is_some())
+    }
+
+    /// Names of the installed models of `kind`, sorted.
+    pub fn installed_names(&self, kind: ModelKind) -> Vec<String> {
+        self.installed(kind).map(|m| m.name().to_string()).collect()
+    }
+
+    /// The directory of the installed model of `kind` named exactly `name`.
+    pub fn installed_dir(&self, kind: ModelKind, name: &str) -> Option<PathBuf> {
+        self.installed(kind).find(|m| m.name() == name).and_then(|m| m.dir()).map(Path::to_path_buf)
+    }
+
+    /// An installed model of `kind` by its name or a checkpoint-style alias: a file name
+    /// with an extension (`tiny-sd.safetensors`, `tiny-sd.ckpt`) or a subfolder path
+    /// (`SD1.5/tiny-sd.safetensors`), as ComfyUI and A1111 clients send them.
+    pub fn find(&self, kind: ModelKind, requested: &str) -> Option<&CatalogModel> {
+        if let Some(m) = self.installed(kind).find(|m| m.name() == requested) {
+            return Some(m);
+        }
+        let base = requested.rsplit(['/', '\\']).next().unwrap_or(requested);
+        let stem = strip_model_extension(base);
+        self.installed(kind).find(|m| m.name() == stem || m.name().eq_ignore_ascii_case(stem))
+    }
+
+    /// The model of `kind` used when a request names none: the configured default
+    /// (`[defaults]`), else the only installed model of that kind.
+    pub fn default_name(&self, kind: ModelKind, config: &Config) -> Option<String> {
+        let configured = match kind {
+            ModelKind::Diffusion => config.defaults.image_model.clone(),
+            ModelKind::Tts => Some(config.defaults.voice.clone()),
+            ModelKind::Lipsync | ModelKind::Upscale | ModelKind::Face => None,
+        };
+        configured.filter(|n| !n.is_empty()).or_else(|| match self.installed_names(kind).as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        })
+    }
+}
+
+/// `name` without a checkpoint file extension.
+pub fn strip_model_extension(name: &str) -> &str {
+    const EXTS: [&str; 6] = [".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".onnx"];
+    EXTS.iter().find_map(|ext| name.strip_suffix(ext)).unwrap_or(name)
+}
+
+/// Model directories in `models_dir` by name; the installer's staging, trash and lock
+/// directories start with a dot and are skipped.
+fn model_dirs(models_dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(models_dir) else { return Vec::new() };
+    let mut out: Vec<(String, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let path = e.path();
+            (!name.starts_with('.') && path.is_dir()).then_some((name, path))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Modification time of `path` itself (a link's own, not its target's) in Unix seconds,
+/// 0 when unknown: when a linked model was installed, not when its files were made.
+fn modified_secs(path: &Path) -> i64 {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Bytes of the files under `dir` (links followed; model folders are small trees).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            match std::fs::metadata(&p) {
+                Ok(md) if md.is_dir() => stack.push(p),
+                Ok(md) => total += md.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06";
+
+    /// A models dir with a diffusion layout, a voice, an installer dir and an empty dir,
+    /// and a manifest dir shipping `shipped-voice` and the installed `tiny-sd`.
+    fn fake() -> (tempfile::TempDir, ModelStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let models = dir.path().join("models");
+        let sd = models.join("tiny-sd");
+        std::fs::create_dir_all(&sd).expect("mkdir");
+        std::fs::write(sd.join("model_index.json"), "{}").expect("write");
+        let voice = models.join("en_US-joe-medium");
+        std::fs::create_dir_all(&voice).expect("mkdir");
+        std::fs::write(voice.join("en_US-joe-medium.onnx"), "x").expect("write");
+        std::fs::write(voice.join("en_US-joe-medium.onnx.json"), "{}").expect("write");
+        std::fs::create_dir_all(models.join(".staging/other")).expect("mkdir");
+        std::fs::create_dir_all(models.join("empty")).expect("mkdir");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir");
+        for (name, kind) in [("shipped-voice", "tts"), ("tiny-sd", "diffusion")] {
+            let text = format!(
+                "name = \"{name}\"\nkind = \"{kind}\"\n[[files]]\npath = \"model_index.json\"\nsize = 2\nsha256 = \"{SHA}\"\n"
+            );
+            std::fs::write(manifests.join(format!("{name}.toml")), &text).expect("write");
+        }
+        // tiny-sd is installed from its manifest too: it must still be listed once.
+        std::fs::copy(manifests.join("tiny-sd.toml"), models.join("tiny-sd.toml")).expect("copy");
+        let store = ModelStore::with_dirs(models, vec![manifests], Vec::new());
+        (dir, store)
+    }
+
+    #[test]
+    fn every_model_is_listed_once_with_its_kind_and_origin() {
+        let (_dir, store) = fake();
+        let catalog = Catalog::of(&store);
+        let rows: Vec<(&str, ModelKind, Origin, bool)> =
+            catalog.models().iter().map(|m| (m.name(), m.kind(), m.origin, m.dir().is_some())).collect();
+        assert_eq!(
+            rows,
+            [
+                ("en_US-joe-medium", ModelKind::Tts, Origin::Directory, true),
+                ("shipped-voice", ModelKind::Tts, Origin::Manifest, false),
+                ("tiny-sd", ModelKind::Diffusion, Origin::Manifest, true),
+            ]
+        );
+        assert_eq!(catalog.installed_names(ModelKind::Tts), ["en_US-joe-medium"]);
+        assert!(catalog.get("tiny-sd").and_then(|m| m.manifest.as_ref()).is_some());
+    }
+
+    #[test]
+    fn checkpoint_file_names_find_the_model_directory() {
+        let (_dir, store) = fake();
+        let catalog = Catalog::of(&store);
+        for name in ["tiny-sd", "tiny-sd.safetensors", "SD1.5/tiny-sd.ckpt", "SD1.5\\tiny-sd.safetensors"] {
+            assert_eq!(catalog.find(ModelKind::Diffusion, name).map(CatalogModel::name), Some("tiny-sd"), "{name}");
+        }
+        assert!(catalog.find(ModelKind::Diffusion, "en_US-joe-medium").is_none());
+        assert!(catalog.find(ModelKind::Diffusion, "missing.safetensors").is_none());
+    }
+
+    #[test]
+    fn the_default_is_the_configured_one_else_the_only_installed_one() {
+        let (_dir, store) = fake();
+        let catalog = Catalog::of(&store);
+        let mut config = Config::default();
+        assert_eq!(catalog.default_name(ModelKind::Diffusion, &config).as_deref(), Some("tiny-sd"));
+        config.defaults.image_model = Some("other".into());
+        assert_eq!(catalog.default_name(ModelKind::Diffusion, &config).as_deref(), Some("other"));
+        assert_eq!(catalog.default_name(ModelKind::Upscale, &config), None);
+        assert_eq!(catalog.default_name(ModelKind::Tts, &config), Some(config.defaults.voice.clone()));
+    }
+}
