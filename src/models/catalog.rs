@@ -284,6 +284,19 @@ mod tests {
     }
 
     #[test]
+    fn import_refuses_the_name_of_a_model_found_as_a_directory() {
+        let (dir, store) = fake();
+        let drop = dir.path().join("drop");
+        std::fs::create_dir_all(&drop).expect("mkdir");
+        std::fs::write(drop.join("en_US-joe-medium.onnx"), "y").expect("write");
+        std::fs::write(drop.join("en_US-joe-medium.onnx.json"), "{}").expect("write");
+        let err = store.import(&drop.join("en_US-joe-medium.onnx"), None, None).expect_err("taken");
+        assert!(err.to_string().contains("already installed"), "{err}");
+        let kept = store.models_dir().join("en_US-joe-medium/en_US-joe-medium.onnx");
+        assert_eq!(std::fs::read(kept).expect("kept"), b"x", "the installed voice is left alone");
+    }
+
+    #[test]
     fn the_default_is_the_configured_one_else_the_only_installed_one() {
         let (_dir, store) = fake();
         let catalog = Catalog::of(&store);
