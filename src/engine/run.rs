@@ -37,15 +37,20 @@ impl<'a> Want<'a> {
 /// An output read back as f32, with its shape.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Output {
+    /// The output's name in the graph.
     pub name: String,
+    /// Sizes per axis.
     pub shape: Vec<usize>,
+    /// The elements in row-major order.
     pub data: Vec<f32>,
 }
 
 /// What a run produced: the wanted outputs in the order asked, and the time the model ran.
 #[derive(Debug, Clone, Default)]
 pub struct Outputs {
+    /// One per [`Want`], in the order asked.
     pub tensors: Vec<Output>,
+    /// Wall time inside ONNX Runtime's `run`.
     pub took: Duration,
 }
 

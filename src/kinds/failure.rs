@@ -30,7 +30,9 @@ pub trait Failure: std::error::Error + Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text}")]
 pub struct Message {
+    /// What went wrong, as the job's error shows it.
     pub text: String,
+    /// Whether another attempt may succeed.
     pub retriable: bool,
 }
 

@@ -117,7 +117,7 @@ impl JobKind for ModelPull {
             },
         );
         let bytes = serde_json::to_vec_pretty(&report)
-            .map_err(|e| StageError::fatal(format!("cannot encode the pull report: {e}")))?;
+            .map_err(|e| StageError::context("cannot encode the pull report", e))?;
         run.sink.put_artifact("pull.json", "application/json", &bytes)?;
         Ok(())
     }

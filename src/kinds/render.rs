@@ -297,7 +297,7 @@ impl JobKind for Render {
 
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
         let p: RenderParams = serde_json::from_value(run.params.clone())
-            .map_err(|e| StageError::fatal(format!("stored parameters are unreadable: {e}")))?;
+            .map_err(|e| StageError::context("stored parameters are unreadable", e))?;
         match stage {
             "plan" => put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed)),
             "keyframes" => keyframes(run, &p),
