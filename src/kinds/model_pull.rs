@@ -116,8 +116,8 @@ impl JobKind for ModelPull {
                 format!("{name} installed at {}", report.dir.display())
             },
         );
-        let bytes = serde_json::to_vec_pretty(&report)
-            .map_err(|e| StageError::context("cannot encode the pull report", e))?;
+        let bytes =
+            serde_json::to_vec_pretty(&report).map_err(|e| StageError::context("cannot encode the pull report", e))?;
         run.sink.put_artifact("pull.json", "application/json", &bytes)?;
         Ok(())
     }
