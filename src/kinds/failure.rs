@@ -156,3 +156,45 @@ impl Failure for UpscaleError {
         matches!(self, UpscaleError::Canceled)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::kinds::StageError;
+
+    fn run_failed() -> EngineError {
+        EngineError::Run { model: "unet".into(), source: ort::Error::new("out of memory") }
+    }
+
+    #[test]
+    fn a_failed_run_is_retried_and_a_missing_model_is_not_whatever_the_pipeline() {
+        assert!(StageError::from(DiffusionError::Inference(run_failed())).is_retriable());
+        assert!(StageError::from(UpscaleError::Engine(run_failed())).is_retriable());
+        assert!(StageError::from(TtsError::Engine(run_failed())).is_retriable());
+        let missing = || EngineError::ModelMissing { path: PathBuf::from("m.onnx") };
+        assert!(!StageError::from(LipsyncError::Engine(missing())).is_retriable());
+        assert!(!StageError::from(TtsError::Engine(missing())).is_retriable());
+    }
+
+    #[test]
+    fn a_pipeline_that_was_canceled_cancels_the_stage() {
+        assert!(matches!(StageError::from(TtsError::Canceled), StageError::Canceled));
+        assert!(matches!(StageError::from(Canceled), StageError::Canceled));
+        assert!(matches!(StageError::context("motion", MotionError::Canceled), StageError::Canceled));
+    }
+
+    #[test]
+    fn the_job_error_is_the_top_message_and_the_chain_keeps_the_cause() {
+        let e = StageError::from(UpscaleError::Engine(run_failed()));
+        assert_eq!(e.to_string(), "inference failed in unet: out of memory");
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("out of memory"));
+        let e = StageError::context("keyframe of scene 2", DiffusionError::Inference(run_failed()));
+        assert_eq!(e.to_string(), "keyframe of scene 2: inference failed in unet: out of memory");
+        assert!(e.is_retriable());
+        assert_eq!(StageError::retriable("try again").to_string(), "try again");
+        assert!(!StageError::fatal("no such stage").is_retriable());
+    }
+}
