@@ -75,6 +75,14 @@ pub enum EngineError {
     BadShape { model: String, output: String, expected: String, got: String },
 }
 
+impl EngineError {
+    /// The error for an ort failure building input `input` of `model` (a `map_err` argument).
+    pub fn input(model: &str, input: &str) -> impl FnOnce(ort::Error) -> EngineError + use<> {
+        let (model, input) = (model.to_string(), input.to_string());
+        move |source| EngineError::Input { model, input, source }
+    }
+}
+
 /// Why ONNX Runtime could not be initialised.
 #[derive(Debug, thiserror::Error)]
 pub enum InitCause {

@@ -87,7 +87,7 @@ pub fn float_input<'a>(
     shape: Vec<usize>,
     data: &'a [f32],
 ) -> Result<(Cow<'static, str>, SessionInputValue<'a>), DiffusionError> {
-    let err = input_err("input", info);
+    let err = EngineError::input("input", &info.name);
     let value: SessionInputValue<'a> = match info.ty {
         TensorElementType::Float32 => TensorRef::from_array_view((shape, data)).map_err(err)?.into(),
         TensorElementType::Float16 => owned(
@@ -116,7 +116,7 @@ pub fn int_input(
     shape: Vec<usize>,
     data: &[i64],
 ) -> Result<(Cow<'static, str>, SessionInputValue<'static>), DiffusionError> {
-    let err = input_err("input", info);
+    let err = EngineError::input("input", &info.name);
     let value = match info.ty {
         TensorElementType::Int64 => Tensor::from_array((shape, data.to_vec())).map_err(err)?.into_dyn(),
         TensorElementType::Int32 => {
@@ -150,7 +150,7 @@ pub fn timestep_input(
         }
     };
     let count = shape.first().copied().unwrap_or(1);
-    let err = input_err("unet", info);
+    let err = EngineError::input("unet", &info.name);
     let value = match info.ty {
         TensorElementType::Float32 => Tensor::from_array((shape, vec![t as f32; count])).map_err(err)?.into_dyn(),
         TensorElementType::Float16 => {
@@ -167,11 +167,6 @@ pub fn timestep_input(
         }
     };
     Ok((Cow::Owned(info.name.clone()), owned(value)))
-}
-
-/// The error for an input of `part` that ONNX Runtime would not build.
-fn input_err<'t>(part: &'static str, info: &'t TensorInfo) -> impl Fn(ort::Error) -> EngineError + 't {
-    move |source| EngineError::Input { model: part.to_string(), input: info.name.clone(), source }
 }
 
 fn owned(v: DynValue) -> SessionInputValue<'static> {

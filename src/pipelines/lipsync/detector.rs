@@ -72,7 +72,7 @@ impl FaceDetector for OnnxFaceDetector {
         }
         let model = self.path.display().to_string();
         let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw))
-            .map_err(|source| EngineError::Input { model: model.clone(), input: self.input.clone(), source })?;
+            .map_err(EngineError::input(&model, &self.input))?;
         let inputs = ort::inputs![self.input.as_str() => tensor];
         let outs = engine::run(&self.session, &model, inputs, &[Want::any(&self.scores), Want::any(&self.boxes)])?;
         let [scores, boxes] = [&outs.tensors[0].data, &outs.tensors[1].data];

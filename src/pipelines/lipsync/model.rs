@@ -143,14 +143,10 @@ impl Wav2Lip {
             faces.extend_from_within((n - 1) * face_len..n * face_len);
         }
         let model = self.path.display().to_string();
-        let input_err = |input: &str| {
-            let model = model.clone();
-            let input = input.to_string();
-            move |source| EngineError::Input { model, input, source }
-        };
-        let mel = Tensor::from_array(([run_n, 1, N_MELS, MEL_STEP], mels)).map_err(input_err(&self.mel_input))?;
-        let face =
-            Tensor::from_array(([run_n, 6, FACE_SIZE, FACE_SIZE], faces)).map_err(input_err(&self.face_input))?;
+        let mel = Tensor::from_array(([run_n, 1, N_MELS, MEL_STEP], mels))
+            .map_err(EngineError::input(&model, &self.mel_input))?;
+        let face = Tensor::from_array(([run_n, 6, FACE_SIZE, FACE_SIZE], faces))
+            .map_err(EngineError::input(&model, &self.face_input))?;
         let inputs = ort::inputs![self.mel_input.as_str() => mel, self.face_input.as_str() => face];
         let side = FACE_SIZE as i64;
         let shape = [run_n as i64, 3, side, side];

@@ -103,10 +103,6 @@ pub fn run_batch(
     hop_length: u32,
 ) -> Result<Vec<Vec<f32>>, TtsError> {
     let label = model.display().to_string();
-    let input_err = |input: &str| {
-        let (model, input) = (label.clone(), input.to_string());
-        move |source| EngineError::Input { model, input, source }
-    };
     let n = batch.len();
     let max_len = batch.iter().map(|s| s.len()).max().unwrap_or(0);
     // PAD is id 0 in every Piper voice; padded positions are masked by input_lengths.
@@ -115,19 +111,25 @@ pub fn run_batch(
         ids[row * max_len..row * max_len + s.len()].copy_from_slice(s);
     }
     let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(4);
-    let value = int_tensor(vec![n, max_len], ids, io.ids.1).map_err(input_err(&io.ids.0))?;
+    let value = int_tensor(vec![n, max_len], ids, io.ids.1).map_err(EngineError::input(&label, &io.ids.0))?;
     inputs.push((io.ids.0.clone().into(), value.into()));
     if let Some((name, ty)) = &io.lengths {
         let lens: Vec<i64> = batch.iter().map(|s| s.len() as i64).collect();
-        inputs.push((name.clone().into(), int_tensor(vec![n], lens, *ty).map_err(input_err(name))?.into()));
+        inputs.push((
+            name.clone().into(),
+            int_tensor(vec![n], lens, *ty).map_err(EngineError::input(&label, name))?.into(),
+        ));
     }
     if let Some(name) = &io.scales {
         let s = vec![scales.noise_scale, scales.length_scale, scales.noise_w];
-        let value = Tensor::from_array((vec![3usize], s)).map_err(input_err(name))?.into_dyn();
+        let value = Tensor::from_array((vec![3usize], s)).map_err(EngineError::input(&label, name))?.into_dyn();
         inputs.push((name.clone().into(), value.into()));
     }
     if let (Some((name, ty)), Some(sid)) = (&io.sid, sid) {
-        inputs.push((name.clone().into(), int_tensor(vec![n], vec![sid; n], *ty).map_err(input_err(name))?.into()));
+        inputs.push((
+            name.clone().into(),
+            int_tensor(vec![n], vec![sid; n], *ty).map_err(EngineError::input(&label, name))?.into(),
+        ));
     }
     // A single sentence needs no durations: its audio is all of the output.
     let durations_name = match (n, io.durations.as_deref()) {

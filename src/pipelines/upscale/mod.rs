@@ -155,7 +155,7 @@ impl Upscaler {
     fn run(&self, chw: Vec<f32>, h: u32, w: u32) -> Result<(Vec<f32>, (u32, u32)), UpscaleError> {
         let model = format!("{} on a {w}x{h} tile", self.path.display());
         let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw))
-            .map_err(|source| EngineError::Input { model: model.clone(), input: self.input.clone(), source })?;
+            .map_err(EngineError::input(&model, &self.input))?;
         let inputs = ort::inputs![self.input.as_str() => tensor];
         let mut out = engine::run(&self.session, &model, inputs, &[Want::shaped(&self.output, &[1, 3, -1, -1])])?;
         let Output { shape, data, .. } = out.tensors.swap_remove(0);
