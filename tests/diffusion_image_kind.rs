@@ -124,7 +124,7 @@ impl StageSink for Sink {
         Ok(a)
     }
     fn put_artifact_file(&self, name: &str, media_type: &str, file: &Path) -> Result<Artifact, StageError> {
-        let bytes = std::fs::read(file).map_err(|e| StageError::Fatal(e.to_string()))?;
+        let bytes = std::fs::read(file).map_err(|e| StageError::fatal(e.to_string()))?;
         self.put_artifact(name, media_type, &bytes)
     }
     fn stage_artifacts(&self, _stage: &str) -> Vec<Artifact> {
@@ -326,7 +326,7 @@ fn img2img_reads_the_init_image_artifact() {
     assert_ne!(out, txt, "the init picture changes the result");
     let missing = validate(with(base(), "init_image", json!(Ulid::new().to_string()))).expect("valid id");
     assert!(
-        matches!(run(&missing, &Sink::new(), &CancellationToken::new()), Err(StageError::Fatal(m)) if m.contains("init_image"))
+        matches!(run(&missing, &Sink::new(), &CancellationToken::new()), Err(e) if !e.is_retriable() && e.to_string().contains("init_image"))
     );
 }
 

@@ -30,7 +30,7 @@ impl StageSink for RecordingSink {
     }
     fn log(&self, _level: &str, _message: &str) {}
     fn put_artifact(&self, name: &str, media_type: &str, bytes: &[u8]) -> Result<Artifact, StageError> {
-        std::fs::write(self.dir.join(name), bytes).map_err(|e| StageError::Fatal(e.to_string()))?;
+        std::fs::write(self.dir.join(name), bytes).map_err(|e| StageError::fatal(e.to_string()))?;
         let a = Artifact {
             id: Ulid::new(),
             owner: "local".into(),
@@ -47,7 +47,7 @@ impl StageSink for RecordingSink {
         Ok(a)
     }
     fn put_artifact_file(&self, name: &str, media_type: &str, file: &Path) -> Result<Artifact, StageError> {
-        let bytes = std::fs::read(file).map_err(|e| StageError::Fatal(e.to_string()))?;
+        let bytes = std::fs::read(file).map_err(|e| StageError::fatal(e.to_string()))?;
         self.put_artifact(name, media_type, &bytes)
     }
     fn stage_artifacts(&self, _stage: &str) -> Vec<Artifact> {

@@ -233,13 +233,13 @@ fn batched_sentences_split_back_to_the_lengths_of_single_runs() {
 
 #[test]
 fn durations_variant_exposes_the_ceil_output_and_runs_real_batches() {
-    use reelbox::engine::SessionProfile;
+    use reelbox::engine::{SessionProfile, TransformError};
     use reelbox::pipelines::tts::{align, synth};
     let tmp = tempfile::tempdir().expect("tempdir");
     let engine = Engine::new(&provision::test_config(tmp.path()));
     let v = joe();
     let transform =
-        |b: &[u8]| -> Result<Option<Vec<u8>>, String> { Ok(align::add_duration_output(b)?.map(|(p, _)| p)) };
+        |b: &[u8]| -> Result<Option<Vec<u8>>, TransformError> { Ok(align::add_duration_output(b)?.map(|(p, _)| p)) };
     let session = engine
         .session_variant(&v.model, DeviceId::Cpu, SessionProfile::Steady, "durations", &transform)
         .expect("patched voice loads");

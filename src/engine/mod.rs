@@ -13,22 +13,27 @@ use crate::config::Config;
 use crate::gpu::DeviceId;
 
 mod cache;
+mod error;
 mod providers;
+mod run;
 pub mod runtime;
 
 pub use cache::LoadedSession;
+pub use error::{EngineError, TransformError};
 pub use providers::{
     CudaLib, CudaLibOrigin, GpuProvider, cuda_search_dirs, locate_cuda_libraries, parse_optimization, provider_names,
 };
+pub use run::{Output, Outputs, Want, dims_text, lock, run, run_locked};
 pub use runtime::{NotFound, RuntimeInfo};
 
 use cache::{Key, SessionCache};
+use error::{InitCause, LoadCause};
 
 /// A loaded model session shared between jobs; `run` needs `&mut`, hence the lock.
 pub type SharedSession = Arc<Mutex<Session>>;
 
 /// Rewrites a model's bytes before loading; `Ok(None)` loads the file unchanged.
-pub type ModelTransform = dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, String> + Sync;
+pub type ModelTransform = dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, TransformError> + Sync;
 
 /// How a session is built: for many runs, or for starting fast.
 ///
@@ -46,29 +51,6 @@ pub enum SessionProfile {
     /// Parallel executor without memory-reuse planning: the fastest creation (CPU only;
     /// GPU sessions are always built `Steady`).
     FastStart,
-}
-
-/// Errors from loading the runtime or a model.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    RuntimeNotFound(#[from] NotFound),
-    #[error("cannot load ONNX Runtime from {path}: {reason}")]
-    RuntimeLoad { path: PathBuf, reason: String },
-    #[error("model file {path} is missing; fix: `reelbox pull` the model again")]
-    ModelMissing { path: PathBuf },
-    #[error(
-        "cannot load model {path} (truncated or not an ONNX model?): {reason}; fix: pull the model again (`reelbox pull --force NAME`)"
-    )]
-    ModelLoad { path: PathBuf, reason: String },
-    #[error("{} is not available for {device}: {reason}; fix: {}", .provider.name(), .provider.fix())]
-    ProviderUnavailable { device: String, provider: GpuProvider, reason: String },
-    #[error("config runtime.optimization = {value:?} is not one of disable, basic, extended, all")]
-    BadOptimization { value: String },
-    #[error("config runtime.cudnn_conv_algo_search = {value:?} is not one of heuristic, exhaustive, default")]
-    BadConvSearch { value: String },
-    #[error("inference failed in {model}: {reason}")]
-    Run { model: String, reason: String },
 }
 
 /// The inference engine: one ONNX Runtime environment and a session cache.
@@ -126,11 +108,10 @@ impl Engine {
         let info = self.runtime()?.clone();
         // ONNX Runtime allows one environment per process, and ort keeps the first library it
         // loads; every engine in the process (tests make several) shares both.
-        static ENV: OnceLock<Result<(Environment, RuntimeInfo), String>> = OnceLock::new();
+        static ENV: OnceLock<Result<(Environment, RuntimeInfo), Arc<InitCause>>> = OnceLock::new();
         let env = ENV.get_or_init(|| {
-            let built = ort::init_from(&info.path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| b.with_name("reelbox").with_telemetry(false).build().map_err(|e| e.to_string()))?;
+            let builder = ort::init_from(&info.path).map_err(|e| Arc::new(e.into()))?;
+            let built = builder.with_name("reelbox").with_telemetry(false).build().map_err(|e| Arc::new(e.into()))?;
             tracing::info!(path = %info.path.display(), version = %info.version, origin = info.origin.label(), "ONNX Runtime loaded");
             Ok((built, info.clone()))
         });
@@ -141,7 +122,7 @@ impl Engine {
                 }
                 Ok(env)
             }
-            Err(reason) => Err(EngineError::RuntimeLoad { path: info.path, reason: reason.clone() }),
+            Err(source) => Err(EngineError::RuntimeLoad { path: info.path, source: source.clone() }),
         }
     }
 
@@ -229,12 +210,9 @@ impl Engine {
         let rewritten = if key.variant.is_empty() {
             None
         } else {
-            let bytes = std::fs::read(model_file)
-                .map_err(|e| EngineError::ModelLoad { path: model_file.to_path_buf(), reason: e.to_string() })?;
-            transform(&bytes).map_err(|reason| EngineError::ModelLoad {
-                path: model_file.to_path_buf(),
-                reason: format!("cannot prepare the {} variant: {reason}", key.variant),
-            })?
+            let load_err = |source: LoadCause| EngineError::ModelLoad { path: model_file.to_path_buf(), source };
+            let bytes = std::fs::read(model_file).map_err(|e| load_err(e.into()))?;
+            transform(&bytes).map_err(|source| load_err(LoadCause::Transform { variant: key.variant, source }))?
         };
         let session = self.build_session(model_file, rewritten.as_deref(), device, key.profile)?;
         let load_ms = started.elapsed().as_millis() as u64;
@@ -272,7 +250,7 @@ impl Engine {
             return Err(EngineError::ModelMissing { path: model_file.to_path_buf() });
         }
         let env = self.environment()?;
-        let load_err = |e: ort::Error| EngineError::ModelLoad { path: model_file.to_path_buf(), reason: e.to_string() };
+        let load_err = |e: ort::Error| EngineError::ModelLoad { path: model_file.to_path_buf(), source: e.into() };
         let level = parse_optimization(&self.config.runtime.optimization)
             .ok_or_else(|| EngineError::BadOptimization { value: self.config.runtime.optimization.clone() })?;
         let mut builder = Session::builder(env).map_err(load_err)?;
@@ -308,7 +286,7 @@ impl Engine {
             builder = builder.with_execution_providers(eps).map_err(|e| EngineError::ProviderUnavailable {
                 device: format!("cuda:{index}"),
                 provider: GpuProvider::Cuda,
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         }
         match bytes {
@@ -323,13 +301,13 @@ impl Engine {
     pub fn probe_provider(&self, provider: GpuProvider, index: u32) -> Result<(), EngineError> {
         let env = self.environment()?;
         providers::preload_cuda_libraries(&runtime::runtime_dir(&self.config), &self.config.runtime.cuda_lib_dirs);
-        let unavailable = |reason: String| EngineError::ProviderUnavailable {
+        let unavailable = |source: ort::Error| EngineError::ProviderUnavailable {
             device: DeviceId::Cuda(index).name(),
             provider,
-            reason,
+            source,
         };
-        let builder = Session::builder(env).map_err(|e| unavailable(e.to_string()))?;
-        builder.with_execution_providers([provider.dispatch(index)]).map_err(|e| unavailable(e.to_string()))?;
+        let builder = Session::builder(env).map_err(unavailable)?;
+        builder.with_execution_providers([provider.dispatch(index)]).map_err(|e| unavailable(e.into()))?;
         Ok(())
     }
 
@@ -446,5 +424,5 @@ pub fn model_bytes(model_file: &Path) -> u64 {
 }
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> EngineError {
-    EngineError::Run { model: "session cache".into(), reason: "a previous run panicked".into() }
+    EngineError::Poisoned { what: "session cache".into() }
 }

@@ -129,7 +129,7 @@ pub fn find(config: &Config, env_path: Option<OsString>) -> Result<RuntimeInfo, 
                 }
                 _ => format!("version {version} is older than 1.{MIN_MINOR_VERSION}"),
             },
-            Err(reason) => reason,
+            Err(reason) => reason.to_string(),
         };
         rejected.push(Rejected { path: c.path, origin: c.origin, reason });
     }
@@ -145,29 +145,46 @@ pub fn minor_version(version: &str) -> Option<u32> {
     parts.next()?.parse().ok()
 }
 
+/// Why a candidate library did not say its version.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no such file")]
+    Missing,
+    #[error("not a file")]
+    NotAFile,
+    #[error("cannot load: {0}")]
+    Load(#[source] libloading::Error),
+    #[error("does not export OrtGetApiBase (not ONNX Runtime?)")]
+    NotOnnxRuntime(#[source] libloading::Error),
+    #[error("OrtGetApiBase returned null")]
+    NullBase,
+    #[error("no version string")]
+    NoVersion,
+}
+
 /// Loads the library just long enough to ask its version.
 #[allow(unsafe_code)] // loads libonnxruntime.so by hand; see the SAFETY note inside
-pub fn probe_version(path: &Path) -> Result<String, String> {
+pub fn probe_version(path: &Path) -> Result<String, ProbeError> {
     if !path.exists() {
-        return Err("no such file".into());
+        return Err(ProbeError::Missing);
     }
     if !path.is_file() {
-        return Err("not a file".into());
+        return Err(ProbeError::NotAFile);
     }
     // SAFETY: loading runs the library's initialisers; ONNX Runtime's are side-effect free
     // apart from allocating its globals. The symbol's signature is ONNX Runtime's stable
     // C entry point, the same one ort declares.
     unsafe {
-        let lib = libloading::Library::new(path).map_err(|e| format!("cannot load: {e}"))?;
+        let lib = libloading::Library::new(path).map_err(ProbeError::Load)?;
         let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
-            lib.get(b"OrtGetApiBase").map_err(|_| "does not export OrtGetApiBase (not ONNX Runtime?)".to_string())?;
+            lib.get(b"OrtGetApiBase").map_err(ProbeError::NotOnnxRuntime)?;
         let base = get_base();
         if base.is_null() {
-            return Err("OrtGetApiBase returned null".into());
+            return Err(ProbeError::NullBase);
         }
         let version = ((*base).GetVersionString)();
         if version.is_null() {
-            return Err("no version string".into());
+            return Err(ProbeError::NoVersion);
         }
         Ok(CStr::from_ptr(version).to_string_lossy().into_owned())
     }
@@ -219,7 +236,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let fake = dir.path().join("libonnxruntime.so");
         std::fs::write(&fake, b"not an ELF file").expect("write");
-        let reason = probe_version(&fake).expect_err("not loadable");
+        let reason = probe_version(&fake).expect_err("not loadable").to_string();
         assert!(reason.contains("cannot load"), "{reason}");
     }
 }

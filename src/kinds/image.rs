@@ -14,7 +14,7 @@ use super::{
     JobKind, ParamError, StageError, StageRun, ValidateCtx, float_param, int_param, reject_unknown, str_param,
 };
 use crate::config::Config;
-use crate::engine::{Engine, EngineError};
+use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::ProgressFn;
@@ -278,18 +278,6 @@ impl Image {
     }
 }
 
-fn stage_error(e: DiffusionError) -> StageError {
-    match e {
-        DiffusionError::Canceled => StageError::Canceled,
-        // Inference failures (out of device memory, a busy GPU) may pass on another try.
-        DiffusionError::Run { .. } => StageError::Retriable(e.to_string()),
-        DiffusionError::Engine { ref source, .. } if matches!(**source, EngineError::Run { .. }) => {
-            StageError::Retriable(e.to_string())
-        }
-        other => StageError::Fatal(other.to_string()),
-    }
-}
-
 impl JobKind for Image {
     fn name(&self) -> &'static str {
         "image"
@@ -322,19 +310,19 @@ impl JobKind for Image {
 
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
         if stage != "generate" {
-            return Err(StageError::Fatal(format!("image has no stage {stage:?}")));
+            return Err(StageError::fatal(format!("image has no stage {stage:?}")));
         }
         let params: ImageParams = serde_json::from_value(run.params.clone())
-            .map_err(|e| StageError::Fatal(format!("stored image parameters are not valid: {e}")))?;
+            .map_err(|e| StageError::context("stored image parameters are not valid", e))?;
         let init = match &params.init_image {
             Some(id) => {
                 let ulid =
-                    Ulid::from_string(id).map_err(|_| StageError::Fatal(format!("init_image {id:?} is not an id")))?;
+                    Ulid::from_string(id).map_err(|_| StageError::fatal(format!("init_image {id:?} is not an id")))?;
                 let artifact =
-                    run.sink.artifact(ulid).ok_or_else(|| StageError::Fatal(format!("init_image {id} not found")))?;
+                    run.sink.artifact(ulid).ok_or_else(|| StageError::fatal(format!("init_image {id} not found")))?;
                 let path = run.sink.artifact_path(&artifact);
                 let img = image::open(&path)
-                    .map_err(|e| StageError::Fatal(format!("init_image {id} is not a readable image: {e}")))?
+                    .map_err(|e| StageError::context(format!("init_image {id} is not a readable image"), e))?
                     .to_rgb8();
                 Some(img)
             }
@@ -350,18 +338,16 @@ impl JobKind for Image {
                 tracing::warn!("cannot store preview: {e}");
             }
         };
-        let rendered = self
-            .render(
-                run.config,
-                run.engine,
-                run.device,
-                &params,
-                init.as_ref(),
-                Some(&progress),
-                Some(&preview),
-                Some(run.cancel),
-            )
-            .map_err(stage_error)?;
+        let rendered = self.render(
+            run.config,
+            run.engine,
+            run.device,
+            &params,
+            init.as_ref(),
+            Some(&progress),
+            Some(&preview),
+            Some(run.cancel),
+        )?;
         for w in &rendered.warnings {
             sink.log("warn", w);
         }

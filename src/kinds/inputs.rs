@@ -69,11 +69,9 @@ pub fn stage_file(run: &StageRun, stage: &str, name: &str) -> Option<PathBuf> {
 
 /// Looks up the artifact a validated id parameter names.
 pub fn input_file(run: &StageRun, field: &str) -> Result<InputFile, StageError> {
-    let id = artifact_param(run.params, field)
-        .map_err(|e| StageError::Fatal(e.to_string()))?
-        .ok_or_else(|| StageError::Fatal(format!("{field}: missing")))?;
+    let id = artifact_param(run.params, field)?.ok_or_else(|| StageError::fatal(format!("{field}: missing")))?;
     let artifact =
-        run.sink.artifact(id).ok_or_else(|| StageError::Fatal(format!("{field}: artifact {id} not found")))?;
+        run.sink.artifact(id).ok_or_else(|| StageError::fatal(format!("{field}: artifact {id} not found")))?;
     let path = run.sink.artifact_path(&artifact);
     let label = format!("{field} artifact {id} ({})", artifact.name);
     Ok(InputFile { artifact, path, label })

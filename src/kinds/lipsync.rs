@@ -20,8 +20,7 @@ use crate::media::visual::open_visual;
 use crate::models::model_file;
 use crate::pipelines::Progress;
 use crate::pipelines::lipsync::{
-    DEFAULT_BATCH, DEFAULT_FPS, DETECTOR_MODEL, FaceBox, FaceTrack, LipsyncError, OnnxFaceDetector, Wav2Lip,
-    lipsync_frames,
+    DEFAULT_BATCH, DEFAULT_FPS, DETECTOR_MODEL, FaceBox, FaceTrack, OnnxFaceDetector, Wav2Lip, lipsync_frames,
 };
 
 /// The `lipsync` job kind.
@@ -114,42 +113,41 @@ impl JobKind for Lipsync {
 
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
         if stage == SPEECH_STAGE {
-            let p = parse_speech(&run.params["speech"], usize::MAX).map_err(|e| StageError::Fatal(e.to_string()))?;
+            let p = parse_speech(&run.params["speech"], usize::MAX)?;
             return speak(run, &p);
         }
         if stage != STAGE {
-            return Err(StageError::Fatal(format!("lipsync has no stage {stage:?}")));
+            return Err(StageError::fatal(format!("lipsync has no stage {stage:?}")));
         }
         let p = run.params;
         let fps = p.get("fps").and_then(|v| v.as_u64()).unwrap_or(u64::from(DEFAULT_FPS)) as u32;
         let batch = p.get("batch_size").and_then(|v| v.as_u64()).unwrap_or(DEFAULT_BATCH as u64) as usize;
-        let face = box_param(p, "face_box").map_err(|e| StageError::Fatal(e.to_string()))?.map(FaceBox::from_xywh);
+        let face = box_param(p, "face_box")?.map(FaceBox::from_xywh);
         let model_name = p.get("model").and_then(|v| v.as_str()).unwrap_or(DEFAULT_MODEL);
 
         let portrait = input_file(run, "portrait")?;
         let frames = portrait_frames(&portrait)?;
         let audio = narration(run)?;
         super::bounds::media_fits(audio.duration_s(), f64::from(fps), &run.config.limits)
-            .map_err(|m| StageError::Fatal(format!("this narration would make {m}")))?;
-        let audio_16k = audio.mono_at(MEL_SAMPLE_RATE).map_err(|e| StageError::Fatal(e.to_string()))?;
+            .map_err(|m| StageError::fatal(format!("this narration would make {m}")))?;
+        let audio_16k = audio.mono_at(MEL_SAMPLE_RATE)?;
 
-        let model = Wav2Lip::load(run.engine, run.device, &model_file(run.config, model_name)).map_err(stage_error)?;
+        let model = Wav2Lip::load(run.engine, run.device, &model_file(run.config, model_name))?;
         let track = match face {
-            Some(face) => FaceTrack::with_boxes(&frames, &[face], &portrait.label).map_err(stage_error)?,
+            Some(face) => FaceTrack::with_boxes(&frames, &[face], &portrait.label)?,
             None => {
-                let detector = OnnxFaceDetector::load(run.engine, run.device, &model_file(run.config, DETECTOR_MODEL))
-                    .map_err(StageError::Fatal)?;
-                FaceTrack::detect(&frames, &detector, &portrait.label).map_err(stage_error)?
+                let detector = OnnxFaceDetector::load(run.engine, run.device, &model_file(run.config, DETECTOR_MODEL))?;
+                FaceTrack::detect(&frames, &detector, &portrait.label)?
             }
         };
         let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
-        let clip = lipsync_frames(&model, track, &audio_16k, fps, batch, run.cancel, &progress).map_err(stage_error)?;
+        let clip = lipsync_frames(&model, track, &audio_16k, fps, batch, run.cancel, &progress)?;
         run.sink.log("info", &format!("lip-syncing {} frames at {fps} fps with {model_name}", clip.total()));
 
         // The sound track is the decoded narration itself, so picture and sound agree.
         let scratch = run.sink.scratch_dir();
         let wav = scratch.join("narration.wav");
-        write_wav(&wav, &audio).map_err(|e| StageError::Retriable(e.to_string()))?;
+        write_wav(&wav, &audio)?;
         let out = scratch.join("lipsync.mp4");
         let (w, h) = frames[0].dimensions();
         let mut opts = VideoOptions::new(w, h, fps);
@@ -157,7 +155,7 @@ impl JobKind for Lipsync {
         opts.audio = Some(wav);
         let mut writer = VideoWriter::create(&out, &opts).map_err(|e| ffmpeg_error(run, e))?;
         for frame in clip {
-            writer.push(&frame.map_err(stage_error)?).map_err(|e| ffmpeg_error(run, e))?;
+            writer.push(&frame?).map_err(|e| ffmpeg_error(run, e))?;
         }
         writer.finish().map_err(|e| ffmpeg_error(run, e))?;
         run.sink.put_artifact_file("lipsync.mp4", "video/mp4", &out)?;
@@ -168,11 +166,10 @@ impl JobKind for Lipsync {
 /// The portrait's frames: one for an image; for a video up to [`MAX_SOURCE_FRAMES`] within
 /// [`MAX_SOURCE_BYTES`].
 fn portrait_frames(portrait: &InputFile) -> Result<Vec<RgbImage>, StageError> {
-    let visual = open_visual(&portrait.path, &portrait.label, Some(&portrait.artifact.media_type))
-        .map_err(|e| StageError::Fatal(e.to_string()))?;
+    let visual = open_visual(&portrait.path, &portrait.label, Some(&portrait.artifact.media_type))?;
     let (w, h) = visual.size();
     let max_frames = (MAX_SOURCE_BYTES / (w as usize * h as usize * 3).max(1)).clamp(1, MAX_SOURCE_FRAMES);
-    visual.frames(&portrait.label, max_frames).map_err(|e| StageError::Fatal(e.to_string()))
+    Ok(visual.frames(&portrait.label, max_frames)?)
 }
 
 /// Whether the validated job speaks `text` first (its parameters carry a `speech` request).
@@ -185,26 +182,18 @@ fn speaks(params: &serde_json::Value) -> bool {
 fn narration(run: &StageRun) -> Result<Audio, StageError> {
     let (path, name, label) = if speaks(run.params) {
         let path = stage_file(run, SPEECH_STAGE, "speech.wav")
-            .ok_or_else(|| StageError::Fatal("the speech stage left no speech.wav".into()))?;
+            .ok_or_else(|| StageError::fatal("the speech stage left no speech.wav"))?;
         (path, "speech.wav".to_string(), "the spoken text".to_string())
     } else {
         let audio = input_file(run, "audio")?;
         (audio.path, audio.artifact.name, audio.label)
     };
-    let bytes = std::fs::read(&path).map_err(|e| StageError::Retriable(format!("cannot read {label}: {e}")))?;
-    decode_bytes(bytes, &name).map_err(|e| StageError::Fatal(format!("{label}: {e}")))
-}
-
-/// Maps a pipeline error: cancellation stays cancellation, the rest will not heal by retrying.
-pub(crate) fn stage_error(e: LipsyncError) -> StageError {
-    match e {
-        LipsyncError::Canceled => StageError::Canceled,
-        other => StageError::Fatal(other.to_string()),
-    }
+    let bytes = std::fs::read(&path).map_err(|e| StageError::context(format!("cannot read {label}"), e))?;
+    decode_bytes(bytes, &name).map_err(|e| StageError::context(label, e))
 }
 
 /// Puts ffmpeg's complaint into the job's events and fails the stage with it.
 pub(crate) fn ffmpeg_error(run: &StageRun, e: crate::media::ffmpeg::FfmpegError) -> StageError {
     run.sink.log("error", &e.to_string());
-    StageError::Fatal(e.to_string())
+    e.into()
 }

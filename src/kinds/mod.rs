@@ -13,7 +13,10 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::store::records::Artifact;
 
+pub use failure::{Failure, Message};
+
 pub mod bounds;
+pub mod failure;
 pub mod image;
 pub mod inputs;
 pub mod lipsync;
@@ -40,21 +43,74 @@ impl ParamError {
 }
 
 /// Why a stage did not finish.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum StageError {
-    #[error("canceled")]
+    /// The job was canceled, or the daemon is stopping.
     Canceled,
-    /// A failure worth another attempt (I/O hiccup, device busy).
-    #[error("{0}")]
-    Retriable(String),
-    /// A failure that will happen again (bad model file, bad input).
-    #[error("{0}")]
-    Fatal(String),
+    /// The stage failed; its source says whether another attempt may help.
+    Failed {
+        /// What the stage was doing, shown before the source's message.
+        context: Option<String>,
+        source: Box<dyn Failure>,
+    },
 }
 
-impl From<crate::pipelines::Canceled> for StageError {
-    fn from(_: crate::pipelines::Canceled) -> Self {
-        StageError::Canceled
+impl StageError {
+    /// A failure described by text alone that will happen again (bad input, no such stage).
+    pub fn fatal(text: impl Into<String>) -> Self {
+        Self::from(Message { text: text.into(), retriable: false })
+    }
+
+    /// A failure described by text alone that may pass on another attempt.
+    pub fn retriable(text: impl Into<String>) -> Self {
+        Self::from(Message { text: text.into(), retriable: true })
+    }
+
+    /// `source` with what the stage was doing in front of its message (`context: source`).
+    pub fn context(context: impl Into<String>, source: impl Failure) -> Self {
+        if source.is_canceled() {
+            return StageError::Canceled;
+        }
+        StageError::Failed { context: Some(context.into()), source: Box::new(source) }
+    }
+
+    /// Whether running the stage again may succeed: the scheduler's one retry question.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            StageError::Canceled => false,
+            StageError::Failed { source, .. } => source.is_retriable(),
+        }
+    }
+}
+
+impl std::fmt::Display for StageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StageError::Canceled => f.write_str("canceled"),
+            StageError::Failed { context: Some(context), source } => write!(f, "{context}: {source}"),
+            StageError::Failed { context: None, source } => source.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StageError::Canceled => None,
+            StageError::Failed { context: Some(_), source } => Some(&**source as &(dyn std::error::Error + 'static)),
+            // Without context this error's message is the source's, so the chain goes on
+            // from the source's own cause rather than repeating it.
+            StageError::Failed { context: None, source } => source.source(),
+        }
+    }
+}
+
+impl<E: Failure> From<E> for StageError {
+    fn from(e: E) -> Self {
+        if e.is_canceled() {
+            return StageError::Canceled;
+        }
+        StageError::Failed { context: None, source: Box::new(e) }
     }
 }
 

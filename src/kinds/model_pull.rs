@@ -55,12 +55,12 @@ impl JobKind for ModelPull {
 
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
         if stage != STAGE {
-            return Err(StageError::Fatal(format!("model_pull has no stage {stage:?}")));
+            return Err(StageError::fatal(format!("model_pull has no stage {stage:?}")));
         }
         let name = run.params.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let force = run.params.get("force").and_then(|v| v.as_bool()).unwrap_or(false);
         let store = ModelStore::new(run.config);
-        let manifest = store.manifest(&name).map_err(stage_error)?;
+        let manifest = store.manifest(&name)?;
         let total = manifest.total_size();
         let latest: Mutex<Latest> = Mutex::new(Latest::default());
         let progress = |p: PullProgress| {
@@ -102,7 +102,7 @@ impl JobKind for ModelPull {
         });
         let report = match result {
             None => return Err(StageError::Canceled),
-            Some(r) => r.map_err(stage_error)?,
+            Some(r) => r?,
         };
         // A re-pulled model has new files under the same paths; drop sessions of the old ones.
         for f in manifest.files.iter().filter(|f| f.path.ends_with(".onnx")) {
@@ -117,8 +117,8 @@ impl JobKind for ModelPull {
                 format!("{name} installed at {}", report.dir.display())
             },
         );
-        let bytes = serde_json::to_vec_pretty(&report)
-            .map_err(|e| StageError::Fatal(format!("cannot encode the pull report: {e}")))?;
+        let bytes =
+            serde_json::to_vec_pretty(&report).map_err(|e| StageError::context("cannot encode the pull report", e))?;
         run.sink.put_artifact("pull.json", "application/json", &bytes)?;
         Ok(())
     }
@@ -130,12 +130,4 @@ struct Latest {
     done: BTreeMap<String, u64>,
     message: Option<String>,
     changed: bool,
-}
-
-fn stage_error(e: ModelError) -> StageError {
-    match e {
-        // Networks and disks recover; a bad manifest or unknown name does not.
-        ModelError::Fetch { .. } | ModelError::Io { .. } => StageError::Retriable(e.to_string()),
-        other => StageError::Fatal(other.to_string()),
-    }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::image::{Image, validate_params as validate_image};
 use super::inputs::{artifact_param, box_param, stage_file};
 use super::{
-    JobKind, ParamError, StageError, StageRun, ValidateCtx, float_param, int_param, reject_unknown, str_param,
+    Failure, JobKind, ParamError, StageError, StageRun, ValidateCtx, float_param, int_param, reject_unknown, str_param,
 };
 use crate::config::LimitsConfig;
 use crate::media::audio::{Audio, decode_file, write_wav};
@@ -230,10 +230,21 @@ fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> serde_json::Va
     v
 }
 
-fn fatal(cancel: &CancellationToken, what: &str) -> impl Fn(&dyn std::fmt::Display) -> StageError {
-    let canceled = cancel.clone();
-    let what = what.to_string();
-    move |e| if canceled.is_cancelled() { StageError::Canceled } else { StageError::Fatal(format!("{what}: {e}")) }
+/// Failures of one render step, reported as `what: error`. Once the job is canceled a
+/// pipeline stopped mid-run may fail with an error of its own; that is the cancellation.
+struct Step<'a> {
+    cancel: &'a CancellationToken,
+    what: String,
+}
+
+impl Step<'_> {
+    fn fail(&self, e: impl Failure) -> StageError {
+        if self.cancel.is_cancelled() { StageError::Canceled } else { StageError::context(self.what.clone(), e) }
+    }
+}
+
+fn step(cancel: &CancellationToken, what: impl Into<String>) -> Step<'_> {
+    Step { cancel, what: what.into() }
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(run: &StageRun, stage: &str, name: &str) -> Result<T, StageError> {
@@ -242,13 +253,13 @@ fn read_json<T: for<'de> Deserialize<'de>>(run: &StageRun, stage: &str, name: &s
         .stage_artifacts(stage)
         .into_iter()
         .find(|a| a.name == name)
-        .ok_or_else(|| StageError::Fatal(format!("stage {stage} left no {name}")))?;
-    let bytes = std::fs::read(run.sink.artifact_path(&art)).map_err(|e| StageError::Retriable(e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| StageError::Fatal(format!("{name} is unreadable: {e}")))
+        .ok_or_else(|| StageError::fatal(format!("stage {stage} left no {name}")))?;
+    let bytes = std::fs::read(run.sink.artifact_path(&art))?;
+    serde_json::from_slice(&bytes).map_err(|e| StageError::context(format!("{name} is unreadable"), e))
 }
 
 fn put_json(run: &StageRun, name: &str, value: &impl Serialize) -> Result<(), StageError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| StageError::Fatal(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(value)?;
     run.sink.put_artifact(name, "application/json", &bytes).map(|_| ())
 }
 
@@ -286,7 +297,7 @@ impl JobKind for Render {
 
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
         let p: RenderParams = serde_json::from_value(run.params.clone())
-            .map_err(|e| StageError::Fatal(format!("stored parameters are unreadable: {e}")))?;
+            .map_err(|e| StageError::context("stored parameters are unreadable", e))?;
         match stage {
             "plan" => put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed)),
             "keyframes" => keyframes(run, &p),
@@ -295,7 +306,7 @@ impl JobKind for Render {
             "talking_head" => talking_head(run, &p),
             "upscale" => upscale(run, &p),
             "mux" => mux(run, &p),
-            other => Err(StageError::Fatal(format!("render has no stage {other:?}"))),
+            other => Err(StageError::fatal(format!("render has no stage {other:?}"))),
         }
     }
 }
@@ -306,7 +317,7 @@ fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     for scene in &plan.scenes {
         check_cancel(run.cancel)?;
         let request = keyframe_request(p, &scene.prompt, scene.seed);
-        let params = validate_image(&request, run.config).map_err(|e| StageError::Fatal(e.to_string()))?;
+        let params = validate_image(&request, run.config)?;
         let index = scene.index as u64;
         let progress = |pr: Progress| {
             let msg = format!("scene {}/{n}: step {}/{}", index + 1, pr.step, pr.total);
@@ -314,11 +325,11 @@ fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
         };
         let out = Image
             .render(run.config, run.engine, run.device, &params, None, Some(&progress), None, Some(run.cancel))
-            .map_err(|e| fatal(run.cancel, &format!("keyframe of scene {}", scene.index + 1))(&e))?;
+            .map_err(|e| step(run.cancel, format!("keyframe of scene {}", scene.index + 1)).fail(e))?;
         for w in &out.warnings {
             run.sink.log("warn", w);
         }
-        let (_, png) = out.images.first().ok_or_else(|| StageError::Fatal("diffusion returned no image".into()))?;
+        let (_, png) = out.images.first().ok_or_else(|| StageError::fatal("diffusion returned no image"))?;
         run.sink.put_artifact(&format!("keyframe_{:02}.png", scene.index), "image/png", png)?;
     }
     Ok(())
@@ -326,7 +337,7 @@ fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
 
 fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let plan: Plan = read_json(run, "plan", "plan.json")?;
-    let voice = Voice::find(&run.config.models_dir(), &p.voice).map_err(|e| StageError::Fatal(e.to_string()))?;
+    let voice = Voice::find(&run.config.models_dir(), &p.voice)?;
     let opts = SpeechOptions { length_scale: p.length_scale, ..SpeechOptions::default() };
     let rate = voice.config.sample_rate;
     let gap = vec![0i16; (SCENE_GAP_S * f64::from(rate)) as usize];
@@ -345,7 +356,7 @@ fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
             &opts,
             SynthesisRun { device: run.device, progress: &progress, cancel: run.cancel, on_sentence: None },
         )
-        .map_err(|e| fatal(run.cancel, &format!("narration of scene {}", scene.index + 1))(&e))?;
+        .map_err(|e| step(run.cancel, format!("narration of scene {}", scene.index + 1)).fail(e))?;
         for s in &speech.sentences {
             sentences.push(TimedSentence {
                 scene: scene.index,
@@ -364,10 +375,8 @@ fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let timeline = Timeline { duration: samples.len() as f64 / f64::from(rate), scenes, sentences };
     // The estimate at submission may have been short (a slow voice, long words).
     super::bounds::media_fits(timeline.duration, f64::from(p.fps), &run.config.limits)
-        .map_err(|m| StageError::Fatal(format!("the narration would make {m}")))?;
-    let wav = tts::Speech { sample_rate: rate, samples, sentences: Vec::new() }
-        .wav_bytes()
-        .map_err(|e| StageError::Fatal(e.to_string()))?;
+        .map_err(|m| StageError::fatal(format!("the narration would make {m}")))?;
+    let wav = tts::Speech { sample_rate: rate, samples, sentences: Vec::new() }.wav_bytes()?;
     run.sink.put_artifact("narration.wav", "audio/wav", &wav)?;
     put_json(run, "timeline.json", &timeline)
 }
@@ -379,7 +388,7 @@ fn working_size(run: &StageRun, p: &RenderParams) -> Result<(u32, u32, u32), Sta
         return Ok((p.width, p.height, 1));
     }
     let up = Upscaler::load(run.engine, run.device, &model_file(run.config, &p.upscale_model))
-        .map_err(|e| StageError::Fatal(format!("upscale_model: {e}")))?;
+        .map_err(|e| StageError::context("upscale_model", e))?;
     let s = up.scale().max(1);
     Ok(((p.width / s).max(8) & !1, (p.height / s).max(8) & !1, s))
 }
@@ -388,7 +397,7 @@ fn writer(run: &StageRun, path: &Path, w: u32, h: u32, fps: u32) -> Result<Video
     let mut opts = VideoOptions::new(w, h, fps);
     opts.encoder = H264Encoder::for_device(run.device);
     opts.quality = INTERMEDIATE_QUALITY;
-    VideoWriter::create(path, &opts).map_err(|e| StageError::Fatal(e.to_string()))
+    Ok(VideoWriter::create(path, &opts)?)
 }
 
 fn motion(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
@@ -400,13 +409,13 @@ fn motion(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let mut keyframes: Vec<RgbImage> = Vec::new();
     for scene in &plan.scenes {
         let path = stage_file(run, "keyframes", &format!("keyframe_{:02}.png", scene.index))
-            .ok_or_else(|| StageError::Fatal(format!("keyframe of scene {} is missing", scene.index + 1)))?;
+            .ok_or_else(|| StageError::fatal(format!("keyframe of scene {} is missing", scene.index + 1)))?;
         keyframes.push(
-            image::open(&path).map_err(|e| StageError::Fatal(format!("keyframe {}: {e}", path.display())))?.to_rgb8(),
+            image::open(&path).map_err(|e| StageError::context(format!("keyframe {}", path.display()), e))?.to_rgb8(),
         );
     }
     let camera = CameraMotion;
-    let err = fatal(run.cancel, "motion");
+    let err = step(run.cancel, "motion");
     let mut clips = Vec::new();
     for ((scene, key), frames) in plan.scenes.iter().zip(&keyframes).zip(&lengths) {
         let spec = ClipSpec {
@@ -416,19 +425,19 @@ fn motion(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
             height: h,
             seed: scene.seed,
         };
-        clips.push(camera.animate(key, spec, run.cancel).map_err(|e| err(&e))?);
+        clips.push(camera.animate(key, spec, run.cancel).map_err(|e| err.fail(e))?);
     }
     let total = total_frames(timeline.duration, p.fps) as u64;
     let out = run.sink.scratch_dir().join("motion.mp4");
     let mut video = writer(run, &out, w, h, p.fps)?;
     for (i, frame) in Sequence::new(clips, if plan.scenes.len() > 1 { transition } else { 0 }).enumerate() {
-        video.push(&frame.map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+        video.push(&frame.map_err(|e| err.fail(e))?).map_err(|e| err.fail(e))?;
         if i % 25 == 0 {
             check_cancel(run.cancel)?;
             run.sink.progress(i as u64, total, Some("camera moves"));
         }
     }
-    video.finish().map_err(|e| err(&e))?;
+    video.finish().map_err(|e| err.fail(e))?;
     run.sink.put_artifact_file("motion.mp4", "video/mp4", &out).map(|_| ())
 }
 
@@ -437,40 +446,39 @@ fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
         run.sink.log("info", "no presenter: talking head skipped");
         return Ok(());
     };
-    let err = fatal(run.cancel, "talking head");
-    let id = ulid::Ulid::from_string(&presenter.portrait).map_err(|e| err(&e))?;
-    let art = run.sink.artifact(id).ok_or_else(|| StageError::Fatal(format!("presenter portrait {id} not found")))?;
+    let err = step(run.cancel, "talking head");
+    let id = ulid::Ulid::from_string(&presenter.portrait).map_err(|e| err.fail(e))?;
+    let art = run.sink.artifact(id).ok_or_else(|| StageError::fatal(format!("presenter portrait {id} not found")))?;
     let portrait = image::open(run.sink.artifact_path(&art))
-        .map_err(|e| StageError::Fatal(format!("presenter portrait {id}: {e}")))?
+        .map_err(|e| StageError::context(format!("presenter portrait {id}"), e))?
         .to_rgb8();
-    let wav = stage_file(run, "narration", "narration.wav")
-        .ok_or_else(|| StageError::Fatal("narration.wav is missing".into()))?;
-    let audio_16k = decode_file(&wav).and_then(|a| a.mono_at(16_000)).map_err(|e| err(&e))?;
+    let wav =
+        stage_file(run, "narration", "narration.wav").ok_or_else(|| StageError::fatal("narration.wav is missing"))?;
+    let audio_16k = decode_file(&wav).and_then(|a| a.mono_at(16_000)).map_err(|e| err.fail(e))?;
     let model =
-        Wav2Lip::load(run.engine, run.device, &model_file(run.config, &p.lipsync_model)).map_err(|e| err(&e))?;
-    let track = FaceTrack::still(&portrait, FaceBox::from_xywh(presenter.face_box)).map_err(|e| err(&e))?;
+        Wav2Lip::load(run.engine, run.device, &model_file(run.config, &p.lipsync_model)).map_err(|e| err.fail(e))?;
+    let track = FaceTrack::still(&portrait, FaceBox::from_xywh(presenter.face_box)).map_err(|e| err.fail(e))?;
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, Some("lip-sync"));
-    let mut faces =
-        lipsync_frames(&model, track, &audio_16k, p.fps, DEFAULT_BATCH, run.cancel, &progress).map_err(|e| err(&e))?;
-    let motion =
-        stage_file(run, "motion", "motion.mp4").ok_or_else(|| StageError::Fatal("motion.mp4 is missing".into()))?;
-    let scenes = VideoReader::open(&motion).map_err(|e| err(&e))?;
+    let mut faces = lipsync_frames(&model, track, &audio_16k, p.fps, DEFAULT_BATCH, run.cancel, &progress)
+        .map_err(|e| err.fail(e))?;
+    let motion = stage_file(run, "motion", "motion.mp4").ok_or_else(|| StageError::fatal("motion.mp4 is missing"))?;
+    let scenes = VideoReader::open(&motion).map_err(|e| err.fail(e))?;
     let info = scenes.info();
     let out = run.sink.scratch_dir().join("composed.mp4");
     let mut video = writer(run, &out, info.width, info.height, p.fps)?;
     let mut last_face: Option<RgbImage> = None;
     for scene in scenes {
-        let scene = scene.map_err(|e| err(&e))?;
+        let scene = scene.map_err(|e| err.fail(e))?;
         if let Some(face) = faces.next() {
-            last_face = Some(face.map_err(|e| err(&e))?);
+            last_face = Some(face.map_err(|e| err.fail(e))?);
         }
         let frame = match &last_face {
             Some(face) => composite(&scene, face, p.layout),
             None => scene,
         };
-        video.push(&frame).map_err(|e| err(&e))?;
+        video.push(&frame).map_err(|e| err.fail(e))?;
     }
-    video.finish().map_err(|e| err(&e))?;
+    video.finish().map_err(|e| err.fail(e))?;
     run.sink.put_artifact_file("composed.mp4", "video/mp4", &out).map(|_| ())
 }
 
@@ -478,16 +486,17 @@ fn latest_video(run: &StageRun) -> Result<PathBuf, StageError> {
     stage_file(run, "upscale", "upscaled.mp4")
         .or_else(|| stage_file(run, "talking_head", "composed.mp4"))
         .or_else(|| stage_file(run, "motion", "motion.mp4"))
-        .ok_or_else(|| StageError::Fatal("no video from earlier stages".into()))
+        .ok_or_else(|| StageError::fatal("no video from earlier stages"))
 }
 
 fn upscale(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     if !p.upscale {
         return Ok(());
     }
-    let err = fatal(run.cancel, "upscale");
+    let err = step(run.cancel, "upscale");
     let input = latest_video(run)?;
-    let up = Upscaler::load(run.engine, run.device, &model_file(run.config, &p.upscale_model)).map_err(|e| err(&e))?;
+    let up =
+        Upscaler::load(run.engine, run.device, &model_file(run.config, &p.upscale_model)).map_err(|e| err.fail(e))?;
     let out = run.sink.scratch_dir().join("upscaled.mp4");
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, Some("upscale"));
     up.upscale_video(
@@ -498,38 +507,37 @@ fn upscale(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
         run.cancel,
         &progress,
     )
-    .map_err(|e| err(&e))?;
+    .map_err(|e| err.fail(e))?;
     run.sink.put_artifact_file("upscaled.mp4", "video/mp4", &out).map(|_| ())
 }
 
 fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
-    let err = fatal(run.cancel, "mux");
+    let err = step(run.cancel, "mux");
     let timeline: Timeline = read_json(run, "narration", "timeline.json")?;
     let scratch = run.sink.scratch_dir();
     let srt = scratch.join("film.srt");
     let vtt = scratch.join("film.vtt");
     let cues = timeline.cues();
-    std::fs::write(&srt, to_srt(&cues)).map_err(|e| err(&e))?;
-    std::fs::write(&vtt, to_webvtt(&cues)).map_err(|e| err(&e))?;
-    let narration = stage_file(run, "narration", "narration.wav")
-        .ok_or_else(|| StageError::Fatal("narration.wav is missing".into()))?;
+    std::fs::write(&srt, to_srt(&cues)).map_err(|e| err.fail(e))?;
+    std::fs::write(&vtt, to_webvtt(&cues)).map_err(|e| err.fail(e))?;
+    let narration =
+        stage_file(run, "narration", "narration.wav").ok_or_else(|| StageError::fatal("narration.wav is missing"))?;
     let audio = match &p.music {
         None => narration,
         Some(id) => {
-            let id = ulid::Ulid::from_string(id).map_err(|e| err(&e))?;
+            let id = ulid::Ulid::from_string(id).map_err(|e| err.fail(e))?;
             let art =
-                run.sink.artifact(id).ok_or_else(|| StageError::Fatal(format!("music artifact {id} not found")))?;
-            let music =
-                decode_file(&run.sink.artifact_path(&art)).map_err(|e| StageError::Fatal(format!("music: {e}")))?;
-            let voice: Audio = decode_file(&narration).map_err(|e| err(&e))?;
-            let mixed = mix_with_ducking(&voice, &music, &Ducking::default()).map_err(|e| err(&e))?;
+                run.sink.artifact(id).ok_or_else(|| StageError::fatal(format!("music artifact {id} not found")))?;
+            let music = decode_file(&run.sink.artifact_path(&art)).map_err(|e| StageError::context("music", e))?;
+            let voice: Audio = decode_file(&narration).map_err(|e| err.fail(e))?;
+            let mixed = mix_with_ducking(&voice, &music, &Ducking::default()).map_err(|e| err.fail(e))?;
             let path = scratch.join("mixed.wav");
-            write_wav(&path, &mixed).map_err(|e| err(&e))?;
+            write_wav(&path, &mixed).map_err(|e| err.fail(e))?;
             path
         }
     };
     let input = latest_video(run)?;
-    let reader = VideoReader::open(&input).map_err(|e| err(&e))?;
+    let reader = VideoReader::open(&input).map_err(|e| err.fail(e))?;
     let info = reader.info();
     let mut opts = VideoOptions::new(info.width, info.height, p.fps);
     opts.encoder = H264Encoder::for_device(run.device);
@@ -537,10 +545,10 @@ fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     opts.subtitles = Some(srt.clone());
     opts.burn_subtitles = p.burn_subtitles.then(|| srt.clone());
     let out = scratch.join("film.mp4");
-    let mut video = VideoWriter::create(&out, &opts).map_err(|e| err(&e))?;
+    let mut video = VideoWriter::create(&out, &opts).map_err(|e| err.fail(e))?;
     let total = total_frames(timeline.duration, p.fps) as u64;
     for (i, frame) in reader.enumerate() {
-        video.push(&frame.map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+        video.push(&frame.map_err(|e| err.fail(e))?).map_err(|e| err.fail(e))?;
         if i % 25 == 0 {
             check_cancel(run.cancel)?;
             run.sink.progress(i as u64, total, Some("mux"));
@@ -550,7 +558,7 @@ fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
         if let crate::media::ffmpeg::FfmpegError::Encode { stderr, .. } = &e {
             run.sink.log("error", &format!("ffmpeg said:\n{stderr}"));
         }
-        err(&e)
+        err.fail(e)
     })?;
     run.sink.put_artifact_file("film.srt", "application/x-subrip", &srt)?;
     run.sink.put_artifact_file("film.vtt", "text/vtt", &vtt)?;

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, float_param, reject_unknown, str_param};
 use crate::config::Config;
-use crate::engine::{Engine, EngineError};
+use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::models::manifest::valid_name;
 use crate::models::{Catalog, ModelKind};
@@ -118,15 +118,6 @@ impl SpeechParams {
     }
 }
 
-fn stage_error(e: TtsError) -> StageError {
-    match e {
-        TtsError::Canceled => StageError::Canceled,
-        // A run can fail for passing reasons (out of device memory); the rest will repeat.
-        TtsError::Run { .. } | TtsError::Engine(EngineError::Run { .. }) => StageError::Retriable(e.to_string()),
-        other => StageError::Fatal(other.to_string()),
-    }
-}
-
 impl JobKind for SpeechKind {
     fn name(&self) -> &'static str {
         "speech"
@@ -147,9 +138,9 @@ impl JobKind for SpeechKind {
 
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
         if stage != STAGE {
-            return Err(StageError::Fatal(format!("speech has no stage {stage:?}")));
+            return Err(StageError::fatal(format!("speech has no stage {stage:?}")));
         }
-        let p = parse_params(run.params, usize::MAX).map_err(|e| StageError::Fatal(e.to_string()))?;
+        let p = parse_params(run.params, usize::MAX)?;
         speak(run, &p)
     }
 }
@@ -157,7 +148,7 @@ impl JobKind for SpeechKind {
 /// Synthesises `p` in a stage of `run`: stores `speech.wav` and `speech.json` (sentence
 /// timings). Other kinds that speak first (lip-sync from text) run this as their own stage.
 pub fn speak(run: &StageRun, p: &SpeechParams) -> Result<(), StageError> {
-    let voice = Voice::find(&run.config.models_dir(), &p.voice).map_err(stage_error)?;
+    let voice = Voice::find(&run.config.models_dir(), &p.voice)?;
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
     let speech = tts::synthesize(
         run.engine,
@@ -165,19 +156,18 @@ pub fn speak(run: &StageRun, p: &SpeechParams) -> Result<(), StageError> {
         &p.text,
         &p.options,
         SynthesisRun { device: run.device, progress: &progress, cancel: run.cancel, on_sentence: None },
-    )
-    .map_err(stage_error)?;
+    )?;
     let max = run.config.limits.max_audio_seconds;
     if speech.duration() > max {
-        return Err(StageError::Fatal(format!(
+        return Err(StageError::fatal(format!(
             "the speech is {:.0} s long; the limit is {max:.0} s (limits.max_audio_seconds)",
             speech.duration()
         )));
     }
-    let wav = speech.wav_bytes().map_err(|e| StageError::Fatal(format!("cannot encode WAV: {e}")))?;
+    let wav = speech.wav_bytes().map_err(|e| StageError::context("cannot encode WAV", e))?;
     run.sink.put_artifact("speech.wav", "audio/wav", &wav)?;
     let timing = serde_json::to_vec_pretty(&speech.timing_json())
-        .map_err(|e| StageError::Fatal(format!("cannot encode timings: {e}")))?;
+        .map_err(|e| StageError::context("cannot encode timings", e))?;
     run.sink.put_artifact("speech.json", "application/json", &timing)?;
     Ok(())
 }
@@ -251,9 +241,8 @@ pub fn say_with(
             on_sentence: Some(&mut on_sentence),
         },
     )?;
-    let wav = speech.wav_bytes().map_err(|e| TtsError::Voice { path: out.to_path_buf(), reason: e.to_string() })?;
-    std::fs::write(out, wav)
-        .map_err(|e| TtsError::Voice { path: out.to_path_buf(), reason: format!("cannot write: {e}") })?;
+    let wav = speech.wav_bytes().map_err(|source| TtsError::VoiceIo { path: out.to_path_buf(), source })?;
+    std::fs::write(out, wav).map_err(|source| TtsError::Write { path: out.to_path_buf(), source })?;
     Ok(SayReport { elapsed: started.elapsed(), first_sentence: first.unwrap_or_default(), speech })
 }
 

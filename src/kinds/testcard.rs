@@ -83,14 +83,14 @@ impl JobKind for Testcard {
                     run.sink.progress(step, steps, None);
                 }
                 match p.get("fail").and_then(|v| v.as_str()) {
-                    Some("fatal") => return Err(StageError::Fatal("testcard asked to fail".into())),
-                    Some("retriable") => return Err(StageError::Retriable("testcard asked to fail once more".into())),
+                    Some("fatal") => return Err(StageError::fatal("testcard asked to fail")),
+                    Some("retriable") => return Err(StageError::retriable("testcard asked to fail once more")),
                     _ => {}
                 }
                 let card = draw_card(get("width") as u32, get("height") as u32, &run.job_id.to_string());
                 let mut png = Vec::new();
                 card.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-                    .map_err(|e| StageError::Fatal(format!("cannot encode PNG: {e}")))?;
+                    .map_err(|e| StageError::context("cannot encode PNG", e))?;
                 run.sink.put_artifact("testcard.png", "image/png", &png)?;
                 Ok(())
             }
@@ -104,12 +104,12 @@ impl JobKind for Testcard {
                     "height": get("height"),
                     "card_sha256": card.first().map(|a| a.sha256.clone()),
                 });
-                let bytes = serde_json::to_vec_pretty(&summary)
-                    .map_err(|e| StageError::Fatal(format!("cannot encode summary: {e}")))?;
+                let bytes =
+                    serde_json::to_vec_pretty(&summary).map_err(|e| StageError::context("cannot encode summary", e))?;
                 run.sink.put_artifact("summary.json", "application/json", &bytes)?;
                 Ok(())
             }
-            other => Err(StageError::Fatal(format!("testcard has no stage {other:?}"))),
+            other => Err(StageError::fatal(format!("testcard has no stage {other:?}"))),
         }
     }
 }

@@ -54,7 +54,7 @@ impl JobKind for Upscale {
 
     fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
         if stage != STAGE {
-            return Err(StageError::Fatal(format!("upscale has no stage {stage:?}")));
+            return Err(StageError::fatal(format!("upscale has no stage {stage:?}")));
         }
         let p = run.params;
         let get = |k: &str, d: u64| p.get(k).and_then(|v| v.as_u64()).unwrap_or(d) as u32;
@@ -62,32 +62,30 @@ impl JobKind for Upscale {
         let model_name = p.get("model").and_then(|v| v.as_str()).unwrap_or(DEFAULT_MODEL);
 
         let input = input_file(run, "input")?;
-        let visual = open_visual(&input.path, &input.label, Some(&input.artifact.media_type))
-            .map_err(|e| StageError::Fatal(e.to_string()))?;
+        let visual = open_visual(&input.path, &input.label, Some(&input.artifact.media_type))?;
         let (w, h) = visual.size();
         let max_side = run.config.limits.max_image_side;
         if w.max(h) > max_side {
-            return Err(StageError::Fatal(format!(
+            return Err(StageError::fatal(format!(
                 "{} is {w}x{h}; the largest side allowed is {max_side} (limits.max_image_side)",
                 input.label
             )));
         }
-        let upscaler =
-            Upscaler::load(run.engine, run.device, &model_file(run.config, model_name)).map_err(stage_error)?;
+        let upscaler = Upscaler::load(run.engine, run.device, &model_file(run.config, model_name))?;
         run.sink.log("info", &format!("upscaling {w}x{h} ×{} with {model_name}", upscaler.scale()));
         let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
         match visual {
             Visual::Image(img) => {
-                let out = upscaler.upscale_image(&img, opts, run.cancel, &progress).map_err(stage_error)?;
+                let out = upscaler.upscale_image(&img, opts, run.cancel, &progress)?;
                 let mut png = Vec::new();
                 out.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-                    .map_err(|e| StageError::Fatal(format!("cannot encode PNG: {e}")))?;
+                    .map_err(|e| StageError::context("cannot encode PNG", e))?;
                 run.sink.put_artifact("upscaled.png", "image/png", &png)?;
             }
             Visual::Video { path, info } => {
                 if let Some(seconds) = info.duration_s {
                     super::bounds::media_fits(seconds, info.fps, &run.config.limits)
-                        .map_err(|m| StageError::Fatal(format!("the input is {m}")))?;
+                        .map_err(|m| StageError::fatal(format!("the input is {m}")))?;
                 }
                 let out = run.sink.scratch_dir().join("upscaled.mp4");
                 let encoder = H264Encoder::for_device(run.device);
@@ -95,17 +93,10 @@ impl JobKind for Upscale {
                 if let Err(UpscaleError::Video(e)) = &result {
                     run.sink.log("error", &e.to_string());
                 }
-                result.map_err(stage_error)?;
+                result?;
                 run.sink.put_artifact_file("upscaled.mp4", "video/mp4", &out)?;
             }
         }
         Ok(())
-    }
-}
-
-fn stage_error(e: UpscaleError) -> StageError {
-    match e {
-        UpscaleError::Canceled => StageError::Canceled,
-        other => StageError::Fatal(other.to_string()),
     }
 }

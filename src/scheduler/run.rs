@@ -163,7 +163,7 @@ impl Scheduler {
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_default();
-                    Err(StageError::Fatal(format!("internal error in stage {name}: {what}")))
+                    Err(StageError::fatal(format!("internal error in stage {name}: {what}")))
                 });
             let artifacts = sink.finish();
             // Whole-device energy: exact with one job per GPU (`gpu_concurrency = 1`);
@@ -189,10 +189,10 @@ impl Scheduler {
                     }
                 }
                 Err(StageError::Canceled) => return self.stopped(),
-                Err(StageError::Retriable(msg)) => return Outcome::Retry(format!("stage {name}: {msg}")),
-                Err(StageError::Fatal(msg)) => {
+                Err(e) if e.is_retriable() => return Outcome::Retry(format!("stage {name}: {e}")),
+                Err(e) => {
                     let finished_at = now_ms();
-                    let error = format!("stage {name}: {msg}");
+                    let error = format!("stage {name}: {e}");
                     let stage_error = error.clone();
                     let _ = self.store.update_job_blocking(job.id, true, move |j| {
                         if let Some(s) = j.stages.get_mut(index) {

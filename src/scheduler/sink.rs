@@ -55,7 +55,7 @@ impl JobSink {
             path: stored.rel_path,
             created_at: now_ms(),
         };
-        let artifact = self.store.put_artifact_blocking(artifact).map_err(|e| StageError::Retriable(e.to_string()))?;
+        let artifact = self.store.put_artifact_blocking(artifact)?;
         self.made.lock().unwrap_or_else(|p| p.into_inner()).push(artifact.id);
         let body = EventBody::Artifact {
             stage: self.stage.clone(),
@@ -99,8 +99,7 @@ impl StageSink for JobSink {
             &id.to_string(),
             artifacts::extension_for(media_type),
             bytes,
-        )
-        .map_err(|e| StageError::Retriable(e.to_string()))?;
+        )?;
         self.record(name, media_type, id, stored)
     }
 
@@ -111,8 +110,7 @@ impl StageSink for JobSink {
             &id.to_string(),
             artifacts::extension_for(media_type),
             file,
-        )
-        .map_err(|e| StageError::Retriable(e.to_string()))?;
+        )?;
         self.record(name, media_type, id, stored)
     }
 

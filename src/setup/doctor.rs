@@ -148,7 +148,7 @@ fn gpu_runtime_checks(config: &Config, gpu: u32) -> Vec<Check> {
         Err(e) => {
             // The engine's message carries the same fix; the check shows it on its own line.
             let why = match e {
-                EngineError::ProviderUnavailable { reason, .. } => reason,
+                EngineError::ProviderUnavailable { source, .. } => source.to_string(),
                 other => other.to_string(),
             };
             checks.push(Check::missing("cuda-provider", format!("GPUs stay idle: {why}"), fix.into()));

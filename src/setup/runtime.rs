@@ -137,8 +137,10 @@ pub async fn install(
         Flavor::Gpu => install_cuda_libraries(&wheel, &dir.join("cuda"), tmp.path(), say).await?,
         Flavor::Cpu => Vec::new(),
     };
-    let version = ort_runtime::probe_version(&library)
-        .map_err(|reason| SetupError::Check { what: format!("the installed {}", library.display()), reason })?;
+    let version = ort_runtime::probe_version(&library).map_err(|e| SetupError::Check {
+        what: format!("the installed {}", library.display()),
+        reason: e.to_string(),
+    })?;
     let marker = RuntimeMarker { version: version.clone(), flavor, files, cuda_files: cuda_files.clone() };
     let json = serde_json::to_vec_pretty(&marker).map_err(|e| SetupError::Pip(e.to_string()))?;
     crate::models::write_atomic(&dir.join(MARKER), &json).map_err(|e| SetupError::Pip(e.to_string()))?;

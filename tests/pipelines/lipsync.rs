@@ -286,7 +286,10 @@ fn the_onnx_face_detector_finds_the_face_scaled_to_the_frame_or_none() {
     assert_eq!(detector.detect(&test_picture(160, 120, 2)).expect("runs"), Some(FaceBox::new(50, 30, 60, 60)));
     assert_eq!(detector.detect(&test_picture(320, 240, 2)).expect("runs"), Some(FaceBox::new(100, 60, 120, 120)));
     assert_eq!(detector.detect(&RgbImage::new(160, 120)).expect("runs"), None, "a black frame has no face");
-    let err = OnnxFaceDetector::load(engine(), DeviceId::Cpu, &model("tiny-esrgan-x4")).err().expect("not a detector");
+    let err = OnnxFaceDetector::load(engine(), DeviceId::Cpu, &model("tiny-esrgan-x4"))
+        .err()
+        .expect("not a detector")
+        .to_string();
     assert!(err.contains("UltraFace"), "{err}");
 }
 

@@ -74,14 +74,14 @@ impl StageSink for DirSink {
     fn put_artifact(&self, name: &str, media_type: &str, bytes: &[u8]) -> Result<Artifact, StageError> {
         let id = Ulid::new();
         let path = format!("{id}-{name}");
-        std::fs::write(self.dir.join(&path), bytes).map_err(|e| StageError::Retriable(e.to_string()))?;
+        std::fs::write(self.dir.join(&path), bytes).map_err(|e| StageError::retriable(e.to_string()))?;
         let stage = Some(self.stage.lock().expect("lock").clone());
         let a = artifact(id, stage, name, media_type, bytes.len() as u64, path);
         self.artifacts.lock().expect("lock").push(a.clone());
         Ok(a)
     }
     fn put_artifact_file(&self, name: &str, media_type: &str, file: &Path) -> Result<Artifact, StageError> {
-        let bytes = std::fs::read(file).map_err(|e| StageError::Retriable(e.to_string()))?;
+        let bytes = std::fs::read(file).map_err(|e| StageError::retriable(e.to_string()))?;
         self.put_artifact(name, media_type, &bytes)
     }
     fn stage_artifacts(&self, stage: &str) -> Vec<Artifact> {

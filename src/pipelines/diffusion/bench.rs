@@ -116,6 +116,20 @@ pub enum BenchError {
     Diffusion(#[from] DiffusionError),
     #[error("reference run failed: {0}")]
     Reference(String),
+    #[error("reference run failed: {python}: {source}")]
+    ReferenceStart {
+        python: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reference run failed: {0}")]
+    ReferenceIo(#[source] std::io::Error),
+    #[error("reference run failed: unreadable output {line:?}: {source}")]
+    ReferenceOutput {
+        line: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -147,7 +161,7 @@ impl Reference {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| BenchError::Reference(format!("{}: {e}", python.display())))?;
+            .map_err(|source| BenchError::ReferenceStart { python: python.to_path_buf(), source })?;
         let missing = || BenchError::Reference("reference process has no pipes".into());
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = BufReader::new(child.stdout.take().ok_or_else(missing)?);
@@ -159,15 +173,13 @@ impl Reference {
 
     fn read(&mut self) -> Result<serde_json::Value, BenchError> {
         let mut line = String::new();
-        self.stdout.read_line(&mut line).map_err(|e| BenchError::Reference(e.to_string()))?;
-        serde_json::from_str(&line).map_err(|e| BenchError::Reference(format!("unreadable output {line:?}: {e}")))
+        self.stdout.read_line(&mut line).map_err(BenchError::ReferenceIo)?;
+        serde_json::from_str(&line).map_err(|source| BenchError::ReferenceOutput { line, source })
     }
 
     /// Times one image: (wall, ONNX) seconds.
     fn run(&mut self, seed: u64) -> Result<(f64, f64), BenchError> {
-        writeln!(self.stdin, "{seed}")
-            .and_then(|_| self.stdin.flush())
-            .map_err(|e| BenchError::Reference(e.to_string()))?;
+        writeln!(self.stdin, "{seed}").and_then(|_| self.stdin.flush()).map_err(BenchError::ReferenceIo)?;
         let v = self.read()?;
         let get = |k: &str| {
             v.get(k).and_then(serde_json::Value::as_f64).ok_or_else(|| BenchError::Reference(format!("no {k} in {v}")))

@@ -31,16 +31,24 @@ pub use text::prompt_embeddings;
 pub enum DiffusionError {
     #[error("model {model} is missing its {part} ({path})")]
     MissingPart { model: String, part: &'static str, path: PathBuf },
-    #[error("config file {path}: {reason}")]
-    Config { path: PathBuf, reason: String },
+    #[error("config file {path}: {source}")]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: ConfigCause,
+    },
     #[error(transparent)]
     Tokenizer(#[from] tokenizer::TokenizerError),
     #[error("model {model}, part {part}: {source}")]
     Engine { model: String, part: &'static str, source: Box<crate::engine::EngineError> },
     #[error("{part} has an interface reelbox cannot use: {reason}")]
     Interface { part: &'static str, reason: String },
+    /// A part ran but its output is not what the pipeline needs.
     #[error("{part} failed: {reason}")]
     Run { part: &'static str, reason: String },
+    /// A part's session failed to run, or an input for it could not be built.
+    #[error(transparent)]
+    Inference(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Scheduler(#[from] samplers::SchedulerError),
     #[error(transparent)]
@@ -48,10 +56,19 @@ pub enum DiffusionError {
     /// A request value the model cannot take; `field` names the request parameter.
     #[error("{field}: {message}")]
     Request { field: &'static str, message: String },
-    #[error("image: {0}")]
-    Image(String),
+    #[error("image: cannot encode PNG: {0}")]
+    Png(#[source] png::EncodingError),
     #[error("canceled")]
     Canceled,
+}
+
+/// Why a model's config file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigCause {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 impl From<crate::pipelines::Canceled> for DiffusionError {

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::DiffusionError;
 use super::onnx::{Part, TensorInfo};
 use super::samplers::{SchedulerChoice, SchedulerConfigFile};
 use super::tokenizer::ClipTokenizer;
+use super::{ConfigCause, DiffusionError};
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
 
@@ -45,9 +45,9 @@ fn read_json(path: &Path) -> Result<Option<Value>, DiffusionError> {
     if !path.is_file() {
         return Ok(None);
     }
-    let cfg = |reason: String| DiffusionError::Config { path: path.to_path_buf(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| cfg(e.to_string()))?;
-    parse_json_lenient(&text).map(Some).map_err(|e| cfg(e.to_string()))
+    let cfg = |source: ConfigCause| DiffusionError::Config { path: path.to_path_buf(), source };
+    let text = std::fs::read_to_string(path).map_err(|e| cfg(e.into()))?;
+    parse_json_lenient(&text).map(Some).map_err(|e| cfg(e.into()))
 }
 
 /// Parses JSON as Python's `json` module writes it: diffusers saves configs with bare
@@ -115,7 +115,7 @@ impl ModelInfo {
         let sched_path = require(&name, dir, "scheduler", "scheduler_config.json")?;
         let sched_value = read_json(&sched_path)?.unwrap_or(Value::Null);
         let scheduler_config: SchedulerConfigFile = serde_json::from_value(sched_value)
-            .map_err(|e| DiffusionError::Config { path: sched_path.clone(), reason: e.to_string() })?;
+            .map_err(|e| DiffusionError::Config { path: sched_path.clone(), source: e.into() })?;
         let default_scheduler =
             scheduler_config.class_name.as_deref().and_then(|c| SchedulerChoice::from_class_name(c, &scheduler_config));
 

@@ -3,14 +3,15 @@
 //! and reading outputs back as f32.
 
 use std::borrow::Cow;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use half::f16;
 use ort::session::SessionInputValue;
 use ort::value::{DynValue, Tensor, TensorElementType, TensorRef, ValueType};
 
 use super::DiffusionError;
-use crate::engine::SharedSession;
+pub use crate::engine::Output;
+use crate::engine::{self, EngineError, SharedSession, Want};
 
 /// Name, element type and shape (−1 for dynamic axes) of one input or output.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,9 +52,7 @@ impl Part {
     /// Wraps a loaded session, reading its inputs and outputs.
     pub fn new(name: &'static str, session: SharedSession) -> Result<Self, DiffusionError> {
         let (inputs, outputs) = {
-            let s = session
-                .lock()
-                .map_err(|_| DiffusionError::Run { part: name, reason: "session lock poisoned".into() })?;
+            let s = engine::lock(&session, name)?;
             (infos(s.inputs()), infos(s.outputs()))
         };
         Ok(Self { name, session, inputs, outputs })
@@ -75,48 +74,11 @@ impl Part {
         feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)>,
         clock: &mut Duration,
     ) -> Result<Vec<Output>, DiffusionError> {
-        let err = |reason: String| DiffusionError::Run { part: self.name, reason };
-        let mut session = self.session.lock().map_err(|_| err("session lock poisoned".into()))?;
-        let started = Instant::now();
-        let outputs =
-            crate::busy::timed(crate::busy::Busy::Model, || session.run(feeds)).map_err(|e| err(e.to_string()))?;
-        *clock += started.elapsed();
-        let mut out = Vec::with_capacity(outputs.len());
-        for (name, value) in outputs.iter() {
-            out.push(to_f32(name, &value).map_err(err)?);
-        }
-        Ok(out)
+        let wants: Vec<Want<'_>> = self.outputs.iter().map(|o| Want::any(&o.name)).collect();
+        let outs = engine::run(&self.session, self.name, feeds, &wants)?;
+        *clock += outs.took;
+        Ok(outs.tensors)
     }
-}
-
-/// An output tensor converted to f32.
-#[derive(Debug, Clone, Default)]
-pub struct Output {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-fn to_f32(name: &str, value: &ort::value::DynValueRef<'_>) -> Result<Output, String> {
-    let shape_of = |s: &ort::value::Shape| s.iter().map(|&d| d.max(0) as usize).collect::<Vec<_>>();
-    let ty = value.dtype().tensor_type();
-    let bad = |e: ort::Error| format!("output {name}: {e}");
-    let (shape, data) = match ty {
-        Some(TensorElementType::Float32) => {
-            let (s, d) = value.try_extract_tensor::<f32>().map_err(bad)?;
-            (shape_of(s), d.to_vec())
-        }
-        Some(TensorElementType::Float16) => {
-            let (s, d) = value.try_extract_tensor::<f16>().map_err(bad)?;
-            (shape_of(s), d.iter().map(|v| v.to_f32()).collect())
-        }
-        Some(TensorElementType::Float64) => {
-            let (s, d) = value.try_extract_tensor::<f64>().map_err(bad)?;
-            (shape_of(s), d.iter().map(|&v| v as f32).collect())
-        }
-        other => return Err(format!("output {name} has element type {other:?}, expected a float tensor")),
-    };
-    Ok(Output { name: name.to_string(), shape, data })
 }
 
 /// A float input in the export's element type; f32 data is passed without a copy.
@@ -125,7 +87,7 @@ pub fn float_input<'a>(
     shape: Vec<usize>,
     data: &'a [f32],
 ) -> Result<(Cow<'static, str>, SessionInputValue<'a>), DiffusionError> {
-    let err = |e: ort::Error| DiffusionError::Run { part: "input", reason: format!("{}: {e}", info.name) };
+    let err = EngineError::input("input", &info.name);
     let value: SessionInputValue<'a> = match info.ty {
         TensorElementType::Float32 => TensorRef::from_array_view((shape, data)).map_err(err)?.into(),
         TensorElementType::Float16 => owned(
@@ -154,7 +116,7 @@ pub fn int_input(
     shape: Vec<usize>,
     data: &[i64],
 ) -> Result<(Cow<'static, str>, SessionInputValue<'static>), DiffusionError> {
-    let err = |e: ort::Error| DiffusionError::Run { part: "input", reason: format!("{}: {e}", info.name) };
+    let err = EngineError::input("input", &info.name);
     let value = match info.ty {
         TensorElementType::Int64 => Tensor::from_array((shape, data.to_vec())).map_err(err)?.into_dyn(),
         TensorElementType::Int32 => {
@@ -188,7 +150,7 @@ pub fn timestep_input(
         }
     };
     let count = shape.first().copied().unwrap_or(1);
-    let err = |e: ort::Error| DiffusionError::Run { part: "unet", reason: format!("{}: {e}", info.name) };
+    let err = EngineError::input("unet", &info.name);
     let value = match info.ty {
         TensorElementType::Float32 => Tensor::from_array((shape, vec![t as f32; count])).map_err(err)?.into_dyn(),
         TensorElementType::Float16 => {

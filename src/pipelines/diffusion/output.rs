@@ -44,7 +44,7 @@ impl ImageParameters<'_> {
 /// Encodes `img` as PNG, adding a text chunk `parameters` when given. The output has no
 /// timestamps, so equal pixels and text give equal bytes.
 pub fn encode_png(img: &RgbImage, parameters: Option<&str>) -> Result<Vec<u8>, DiffusionError> {
-    let err = |e: png::EncodingError| DiffusionError::Image(format!("cannot encode PNG: {e}"));
+    let err = DiffusionError::Png;
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, img.width(), img.height());

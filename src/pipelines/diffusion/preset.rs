@@ -14,12 +14,30 @@ pub const DEFAULT_PRESETS: &str = include_str!("../../../assets/presets.toml");
 /// Native size the presets' width and height are written for.
 pub const PRESET_BASE_SIZE: u32 = 512;
 
-/// A presets file that cannot be used.
+/// A presets file that cannot be used; `source_name` says which file.
 #[derive(Debug, thiserror::Error)]
-#[error("presets {source_name}: {reason}")]
-pub struct PresetError {
-    pub source_name: String,
-    pub reason: String,
+pub enum PresetError {
+    #[error("presets {source_name}: {source}")]
+    Read {
+        source_name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("presets {source_name}: {source}")]
+    Toml {
+        source_name: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("presets {source_name}: [{preset}] {source}")]
+    Scheduler {
+        source_name: String,
+        preset: String,
+        #[source]
+        source: super::samplers::SchedulerError,
+    },
+    #[error("presets {source_name}: [{preset}] steps, width and height must be positive")]
+    NotPositive { source_name: String, preset: String },
 }
 
 /// One preset.
@@ -57,12 +75,17 @@ pub struct Presets {
 impl Presets {
     /// Parses a presets file, checking every scheduler name.
     pub fn from_toml(text: &str, source_name: &str) -> Result<Self, PresetError> {
-        let err = |reason: String| PresetError { source_name: source_name.to_string(), reason };
-        let by_name: BTreeMap<String, Preset> = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let source_name = || source_name.to_string();
+        let by_name: BTreeMap<String, Preset> =
+            toml::from_str(text).map_err(|source| PresetError::Toml { source_name: source_name(), source })?;
         for (name, p) in &by_name {
-            SchedulerChoice::parse(&p.scheduler).map_err(|e| err(format!("[{name}] {e}")))?;
+            SchedulerChoice::parse(&p.scheduler).map_err(|source| PresetError::Scheduler {
+                source_name: source_name(),
+                preset: name.clone(),
+                source,
+            })?;
             if p.steps == 0 || p.width == 0 || p.height == 0 || !p.guidance.is_finite() {
-                return Err(err(format!("[{name}] steps, width and height must be positive")));
+                return Err(PresetError::NotPositive { source_name: source_name(), preset: name.clone() });
             }
         }
         Ok(Self { by_name })
@@ -81,7 +104,7 @@ impl Presets {
             return Ok(Self::builtin());
         }
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| PresetError { source_name: path.display().to_string(), reason: e.to_string() })?;
+            .map_err(|source| PresetError::Read { source_name: path.display().to_string(), source })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 

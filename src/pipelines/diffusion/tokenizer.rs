@@ -25,12 +25,33 @@ pub const DEFAULT_MAX_LENGTH: usize = 77;
 /// Why a tokenizer could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    #[error("tokenizer file {path}: {reason}")]
-    File { path: PathBuf, reason: String },
+    #[error("tokenizer file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: FileCause,
+    },
     #[error("tokenizer in {dir}: special token {token:?} ({role}) is not in vocab.json")]
     MissingSpecial { dir: PathBuf, role: &'static str, token: String },
-    #[error("tokenizer in {dir}: {reason}")]
-    Build { dir: PathBuf, reason: String },
+    /// The tokenizers library refused a part (`what`) of the tokenizer, or a prompt.
+    #[error("tokenizer in {dir}: {what}: {source}")]
+    Build {
+        dir: PathBuf,
+        what: &'static str,
+        #[source]
+        source: tokenizers::Error,
+    },
+}
+
+/// Why a tokenizer file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileCause {
+    #[error("missing")]
+    Missing,
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 /// Ids of one prompt, padded to the model length, plus what truncation removed.
@@ -65,11 +86,9 @@ fn read_json(path: &Path) -> Result<Option<Value>, TokenizerError> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| TokenizerError::File { path: path.to_path_buf(), reason: e.to_string() })?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| TokenizerError::File { path: path.to_path_buf(), reason: e.to_string() })
+    let file_err = |source: FileCause| TokenizerError::File { path: path.to_path_buf(), source };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.into()))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| file_err(e.into()))
 }
 
 /// A special token entry is either a string or an `AddedToken` object with `content`.
@@ -89,7 +108,7 @@ impl ClipTokenizer {
         let merges_path = dir.join("merges.txt");
         for p in [&vocab_path, &merges_path] {
             if !p.is_file() {
-                return Err(TokenizerError::File { path: p.clone(), reason: "missing".into() });
+                return Err(TokenizerError::File { path: p.clone(), source: FileCause::Missing });
             }
         }
         let config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
@@ -112,19 +131,21 @@ impl ClipTokenizer {
             .filter(|&m| (2.0..=4096.0).contains(&m))
             .map_or(DEFAULT_MAX_LENGTH, |m| m as usize);
 
-        let build_err = |reason: String| TokenizerError::Build { dir: dir.to_path_buf(), reason };
+        let build_err = |what: &'static str| {
+            move |source: tokenizers::Error| TokenizerError::Build { dir: dir.to_path_buf(), what, source }
+        };
         let bpe = BPE::from_file(&vocab_path.to_string_lossy(), &merges_path.to_string_lossy())
             .continuing_subword_prefix(String::new())
             .end_of_word_suffix("</w>".into())
             .unk_token(unk_token.clone())
             .build()
-            .map_err(|e| build_err(format!("vocab.json/merges.txt: {e}")))?;
+            .map_err(build_err("vocab.json/merges.txt"))?;
         let mut inner = Tokenizer::new(bpe);
         let whitespace =
-            Replace::new(ReplacePattern::Regex(r"\s+".into()), " ").map_err(|e| build_err(e.to_string()))?;
+            Replace::new(ReplacePattern::Regex(r"\s+".into()), " ").map_err(build_err("whitespace normalizer"))?;
         inner.with_normalizer(Some(NormalizerSequence::new(vec![NFC.into(), whitespace.into(), Lowercase.into()])));
         let split = Split::new(SplitPattern::Regex(CLIP_PATTERN.into()), SplitDelimiterBehavior::Removed, true)
-            .map_err(|e| build_err(e.to_string()))?;
+            .map_err(build_err("pre-tokenizer"))?;
         inner.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
             split.into(),
             ByteLevel::new(false, true, true).into(),
@@ -160,10 +181,11 @@ impl ClipTokenizer {
     /// Tokenizes `text` to exactly `max_length` ids: BOS, at most `max_length − 2` text
     /// tokens, EOS, then padding.
     pub fn encode(&self, text: &str) -> Result<TokenizedPrompt, TokenizerError> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| TokenizerError::Build { dir: PathBuf::new(), reason: format!("cannot tokenize: {e}") })?;
+        let enc = self.inner.encode(text, false).map_err(|source| TokenizerError::Build {
+            dir: PathBuf::new(),
+            what: "cannot tokenize",
+            source,
+        })?;
         let body = enc.get_ids();
         let room = self.max_length.saturating_sub(2);
         let truncated = (body.len() > room).then(|| {

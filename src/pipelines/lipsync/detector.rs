@@ -11,9 +11,9 @@ use image::RgbImage;
 use image::imageops::{FilterType, resize};
 use ort::value::{Tensor, ValueType};
 
+use super::LipsyncError;
 use super::face::{FaceBox, FaceDetector};
-use crate::busy::{self, Busy};
-use crate::engine::{Engine, SharedSession};
+use crate::engine::{self, Engine, EngineError, SharedSession, Want};
 use crate::gpu::DeviceId;
 
 /// The installed model name lip-sync looks for.
@@ -34,16 +34,16 @@ pub struct OnnxFaceDetector {
 
 impl OnnxFaceDetector {
     /// Loads `model` (a `.onnx` file or a directory holding `model.onnx`) on `device`.
-    pub fn load(engine: &Engine, device: DeviceId, model: &Path) -> Result<Self, String> {
+    pub fn load(engine: &Engine, device: DeviceId, model: &Path) -> Result<Self, LipsyncError> {
         let path = if model.is_dir() { model.join("model.onnx") } else { model.to_path_buf() };
-        let session = engine.session(&path, device).map_err(|e| e.to_string())?;
-        let bad = |reason: String| format!("{} does not have the UltraFace interface: {reason}", path.display());
+        let session = engine.session(&path, device)?;
+        let bad = |reason: String| LipsyncError::DetectorInterface { model: path.clone(), reason };
         let dims = |t: &ValueType| match t {
             ValueType::Tensor { shape, .. } => shape.iter().copied().collect::<Vec<i64>>(),
             _ => Vec::new(),
         };
         let (input, size, scores, boxes) = {
-            let s = session.lock().map_err(|_| bad("session lock poisoned".into()))?;
+            let s = engine::lock(&session, &path.display().to_string())?;
             let [inp] = s.inputs() else { return Err(bad(format!("{} inputs, expected 1", s.inputs().len()))) };
             let d = dims(inp.dtype());
             if d.len() != 4 || d[1] != 3 || d[2] <= 0 || d[3] <= 0 {
@@ -60,7 +60,7 @@ impl OnnxFaceDetector {
 }
 
 impl FaceDetector for OnnxFaceDetector {
-    fn detect(&self, frame: &RgbImage) -> Result<Option<FaceBox>, String> {
+    fn detect(&self, frame: &RgbImage) -> Result<Option<FaceBox>, LipsyncError> {
         let (h, w) = self.size;
         let small = resize(frame, w, h, FilterType::Triangle);
         let plane = (w * h) as usize;
@@ -70,18 +70,18 @@ impl FaceDetector for OnnxFaceDetector {
                 chw[c * plane + i] = (f32::from(px.0[c]) - 127.0) / 128.0;
             }
         }
-        let err = |e: String| format!("{}: {e}", self.path.display());
-        let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw)).map_err(|e| err(e.to_string()))?;
-        let mut session = self.session.lock().map_err(|_| err("session lock poisoned".into()))?;
-        let outputs = busy::timed(Busy::Model, || session.run(ort::inputs![self.input.as_str() => tensor]))
-            .map_err(|e| err(e.to_string()))?;
-        let read = |name: &str| -> Result<Vec<f32>, String> {
-            let v = outputs.get(name).ok_or_else(|| err(format!("no output {name}")))?;
-            v.try_extract_tensor::<f32>().map(|(_, d)| d.to_vec()).map_err(|e| err(e.to_string()))
-        };
-        let (scores, boxes) = (read(&self.scores)?, read(&self.boxes)?);
+        let model = self.path.display().to_string();
+        let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw))
+            .map_err(EngineError::input(&model, &self.input))?;
+        let inputs = ort::inputs![self.input.as_str() => tensor];
+        let outs = engine::run(&self.session, &model, inputs, &[Want::any(&self.scores), Want::any(&self.boxes)])?;
+        let [scores, boxes] = [&outs.tensors[0].data, &outs.tensors[1].data];
         if scores.len() / 2 != boxes.len() / 4 {
-            return Err(err(format!("{} scores for {} boxes", scores.len() / 2, boxes.len() / 4)));
+            return Err(LipsyncError::DetectorOutput {
+                model: self.path.clone(),
+                scores: scores.len() / 2,
+                boxes: boxes.len() / 4,
+            });
         }
         let best = (0..scores.len() / 2)
             .map(|i| (scores[2 * i + 1], i))

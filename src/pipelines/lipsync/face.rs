@@ -52,7 +52,7 @@ impl FaceBox {
 /// Finds the face in a frame; implemented by face-detector models when one is installed.
 pub trait FaceDetector: Send + Sync {
     /// The most prominent face, or `None` when there is none.
-    fn detect(&self, frame: &RgbImage) -> Result<Option<FaceBox>, String>;
+    fn detect(&self, frame: &RgbImage) -> Result<Option<FaceBox>, super::LipsyncError>;
 }
 
 /// Wav2Lip's box smoothing: each box becomes the mean of itself and the next `window − 1`

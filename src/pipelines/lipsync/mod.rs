@@ -40,14 +40,20 @@ pub enum LipsyncError {
     Engine(#[from] EngineError),
     #[error("model {model} does not have the Wav2Lip interface: {reason}")]
     Interface { model: PathBuf, reason: String },
-    #[error("inference failed in {model}: {reason}")]
-    Run { model: PathBuf, reason: String },
     #[error("face box [{x},{y},{w},{h}] (padded) lies outside the {width}x{height} {input}", x = face.x, y = face.y, w = face.w, h = face.h)]
     FaceOutside { face: FaceBox, width: u32, height: u32, input: String },
     #[error("face detector found no face in frame {frame} of {input}")]
     NoFace { frame: usize, input: String },
-    #[error("face detector failed on {input}: {reason}")]
-    Detector { input: String, reason: String },
+    #[error("face detector failed on {input}: {source}")]
+    Detector {
+        input: String,
+        #[source]
+        source: Box<LipsyncError>,
+    },
+    #[error("{model} does not have the UltraFace interface: {reason}")]
+    DetectorInterface { model: PathBuf, reason: String },
+    #[error("face detector {model} gave {scores} scores for {boxes} boxes")]
+    DetectorOutput { model: PathBuf, scores: usize, boxes: usize },
     #[error("invalid lip-sync input: {0}")]
     Input(String),
     #[error("canceled")]
@@ -114,7 +120,7 @@ impl<'a> FaceTrack<'a> {
         for (i, f) in frames.iter().enumerate() {
             let found = detector
                 .detect(f)
-                .map_err(|reason| LipsyncError::Detector { input: input.to_string(), reason })?
+                .map_err(|e| LipsyncError::Detector { input: input.to_string(), source: Box::new(e) })?
                 .ok_or_else(|| LipsyncError::NoFace { frame: i, input: input.to_string() })?;
             boxes.push(found);
         }

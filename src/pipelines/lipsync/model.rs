@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use crate::engine::{Engine, SharedSession};
+use crate::engine::{self, Engine, EngineError, SharedSession, Want, dims_text};
 use crate::gpu::DeviceId;
 use crate::media::mel::{MEL_STEP, N_MELS};
 
@@ -46,11 +46,6 @@ fn describe(outlets: &[ort::value::Outlet]) -> Vec<(String, Vec<i64>, Option<Ten
         .collect()
 }
 
-fn dims_text(dims: &[i64]) -> String {
-    let parts: Vec<String> = dims.iter().map(|d| if *d < 0 { "?".to_string() } else { d.to_string() }).collect();
-    format!("[{}]", parts.join(","))
-}
-
 /// Whether a declared dimension is `want` or dynamic.
 fn fits(dim: Option<&i64>, want: i64) -> bool {
     dim.is_some_and(|&d| d == want || d < 0)
@@ -62,10 +57,7 @@ impl Wav2Lip {
         let path = if model.is_dir() { model.join("model.onnx") } else { model.to_path_buf() };
         let session = engine.session(&path, device)?;
         let (inputs, outputs) = {
-            let s = session.lock().map_err(|_| LipsyncError::Run {
-                model: path.clone(),
-                reason: "session lock poisoned by an earlier panic".into(),
-            })?;
+            let s = engine::lock(&session, &path.display().to_string())?;
             (describe(s.inputs()), describe(s.outputs()))
         };
         let bad = |reason: String| LipsyncError::Interface { model: path.clone(), reason };
@@ -150,23 +142,19 @@ impl Wav2Lip {
             mels.extend_from_within((n - 1) * mel_len..n * mel_len);
             faces.extend_from_within((n - 1) * face_len..n * face_len);
         }
-        let run_err = |reason: String| LipsyncError::Run { model: self.path.clone(), reason };
-        let mel = Tensor::from_array(([run_n, 1, N_MELS, MEL_STEP], mels)).map_err(|e| run_err(e.to_string()))?;
-        let face = Tensor::from_array(([run_n, 6, FACE_SIZE, FACE_SIZE], faces)).map_err(|e| run_err(e.to_string()))?;
-        let mut session = self.session.lock().map_err(|_| run_err("session lock poisoned".into()))?;
+        let model = self.path.display().to_string();
+        let mel = Tensor::from_array(([run_n, 1, N_MELS, MEL_STEP], mels))
+            .map_err(EngineError::input(&model, &self.mel_input))?;
+        let face = Tensor::from_array(([run_n, 6, FACE_SIZE, FACE_SIZE], faces))
+            .map_err(EngineError::input(&model, &self.face_input))?;
         let inputs = ort::inputs![self.mel_input.as_str() => mel, self.face_input.as_str() => face];
-        let outputs =
-            crate::busy::timed(crate::busy::Busy::Model, || session.run(inputs)).map_err(|e| run_err(e.to_string()))?;
-        let value = outputs.get(self.output.as_str()).ok_or_else(|| run_err(format!("no output {}", self.output)))?;
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| run_err(e.to_string()))?;
-        let dims: Vec<i64> = shape.iter().copied().collect();
-        if dims != [run_n as i64, 3, FACE_SIZE as i64, FACE_SIZE as i64] {
-            return Err(run_err(format!(
-                "output {} has shape {}, expected [{run_n},3,96,96]",
-                self.output,
-                dims_text(&dims)
-            )));
-        }
-        Ok(data[..n * out_len].to_vec())
+        let side = FACE_SIZE as i64;
+        let shape = [run_n as i64, 3, side, side];
+        let mut data = engine::run(&self.session, &model, inputs, &[Want::shaped(&self.output, &shape)])?
+            .tensors
+            .swap_remove(0)
+            .data;
+        data.truncate(n * out_len);
+        Ok(data)
     }
 }

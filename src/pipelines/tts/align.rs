@@ -17,17 +17,36 @@ const NODE_OP_TYPE: u64 = 4;
 /// ValueInfoProto.name
 const VALUE_INFO_NAME: u64 = 1;
 
-fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+/// Why a model's bytes could not be read as the protobuf an ONNX model is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlignError {
+    #[error("truncated varint")]
+    TruncatedVarint,
+    #[error("varint too long")]
+    VarintTooLong,
+    #[error("length too large")]
+    LengthTooLarge,
+    #[error("length overflow")]
+    LengthOverflow,
+    #[error("field runs past the end")]
+    PastEnd,
+    #[error("unsupported wire type {0}")]
+    WireType(u64),
+    #[error("no graph in the model")]
+    NoGraph,
+}
+
+fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, AlignError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos).ok_or("truncated varint")?;
+        let b = *buf.get(*pos).ok_or(AlignError::TruncatedVarint)?;
         *pos += 1;
         v |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err("varint too long".into())
+    Err(AlignError::VarintTooLong)
 }
 
 fn write_varint(mut v: u64, out: &mut Vec<u8>) {
@@ -46,7 +65,7 @@ struct Field {
     length_delimited: bool,
 }
 
-fn fields(buf: &[u8]) -> Result<Vec<Field>, String> {
+fn fields(buf: &[u8]) -> Result<Vec<Field>, AlignError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
@@ -61,26 +80,26 @@ fn fields(buf: &[u8]) -> Result<Vec<Field>, String> {
             }
             1 => pos += 8,
             2 => {
-                let len = usize::try_from(read_varint(buf, &mut pos)?).map_err(|_| "length too large")?;
-                pos = pos.checked_add(len).ok_or("length overflow")?;
+                let len = usize::try_from(read_varint(buf, &mut pos)?).map_err(|_| AlignError::LengthTooLarge)?;
+                pos = pos.checked_add(len).ok_or(AlignError::LengthOverflow)?;
                 out.push(Field { number, key_start, value: pos - len..pos, length_delimited });
                 if pos > buf.len() {
-                    return Err("field runs past the end".into());
+                    return Err(AlignError::PastEnd);
                 }
                 continue;
             }
             5 => pos += 4,
-            other => return Err(format!("unsupported wire type {other}")),
+            other => return Err(AlignError::WireType(other)),
         }
         if pos > buf.len() {
-            return Err("field runs past the end".into());
+            return Err(AlignError::PastEnd);
         }
         out.push(Field { number, key_start, value: start..pos, length_delimited });
     }
     Ok(out)
 }
 
-fn string_fields(msg: &[u8], number: u64) -> Result<Vec<String>, String> {
+fn string_fields(msg: &[u8], number: u64) -> Result<Vec<String>, AlignError> {
     Ok(fields(msg)?
         .into_iter()
         .filter(|f| f.number == number && f.length_delimited)
@@ -90,9 +109,9 @@ fn string_fields(msg: &[u8], number: u64) -> Result<Vec<String>, String> {
 
 /// Returns the model with its `Ceil` output added as a graph output, and that output's
 /// name; `Ok(None)` when the graph has no single `Ceil` node or already outputs it.
-pub fn add_duration_output(model: &[u8]) -> Result<Option<(Vec<u8>, String)>, String> {
+pub fn add_duration_output(model: &[u8]) -> Result<Option<(Vec<u8>, String)>, AlignError> {
     let top = fields(model)?;
-    let graph = top.iter().find(|f| f.number == MODEL_GRAPH && f.length_delimited).ok_or("no graph in the model")?;
+    let graph = top.iter().find(|f| f.number == MODEL_GRAPH && f.length_delimited).ok_or(AlignError::NoGraph)?;
     let graph_bytes = &model[graph.value.clone()];
     let mut ceil_outputs = Vec::new();
     let mut outputs = Vec::new();

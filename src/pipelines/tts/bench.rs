@@ -105,8 +105,28 @@ pub enum BenchError {
     Tts(#[from] super::TtsError),
     #[error("python side failed: {0}")]
     Python(String),
-    #[error("{0}")]
-    Io(String),
+    #[error("python side failed: cannot run {python}: {source}")]
+    PythonStart {
+        python: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("python side failed: unexpected output ({source}): {stdout}")]
+    PythonOutput {
+        stdout: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot start {what}: {source}")]
+    Start {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {stderr}")]
+    Failed { what: String, stderr: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -186,7 +206,7 @@ fn piper_block(
         .arg("--text-file")
         .arg(text_file)
         .output()
-        .map_err(|e| BenchError::Python(format!("cannot run {}: {e}", opts.python.display())))?;
+        .map_err(|source| BenchError::PythonStart { python: opts.python.clone(), source })?;
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
         return Err(BenchError::Python(format!(
@@ -196,8 +216,9 @@ fn piper_block(
             err.lines().last().unwrap_or("")
         )));
     }
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
-        BenchError::Python(format!("unexpected output ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|source| BenchError::PythonOutput {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        source,
     })?;
     let rate = v["sample_rate"].as_f64().unwrap_or(22050.0);
     for r in v["runs"].as_array().into_iter().flatten() {
@@ -210,13 +231,13 @@ fn piper_block(
 
 fn timed(cmd: &mut Command, what: &str) -> Result<f64, BenchError> {
     let start = Instant::now();
-    let out = cmd.output().map_err(|e| BenchError::Io(format!("cannot start {what}: {e}")))?;
+    let out = cmd.output().map_err(|source| BenchError::Start { what: what.to_string(), source })?;
     let wall = start.elapsed().as_secs_f64();
     if !out.status.success() {
-        return Err(BenchError::Io(format!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-        )));
+        return Err(BenchError::Failed {
+            what: what.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string(),
+        });
     }
     Ok(wall)
 }
@@ -226,11 +247,11 @@ pub fn bench_tts(config: &Config, opts: &TtsBenchOptions) -> Result<TtsBenchRepo
     let mut config = config.clone();
     config.runtime.intra_threads = opts.threads;
     let voice = Voice::find(&config.models_dir(), &opts.voice)?;
-    let tmp = tempfile::tempdir().map_err(|e| BenchError::Io(e.to_string()))?;
+    let tmp = tempfile::tempdir()?;
     let script = tmp.path().join("piper_reference.py");
-    std::fs::write(&script, PIPER_SCRIPT).map_err(|e| BenchError::Io(e.to_string()))?;
+    std::fs::write(&script, PIPER_SCRIPT)?;
     let text_file = tmp.path().join("text.txt");
-    std::fs::write(&text_file, &opts.text).map_err(|e| BenchError::Io(e.to_string()))?;
+    std::fs::write(&text_file, &opts.text)?;
 
     let engine = Engine::new(&config);
     let onnxruntime = engine.runtime().map(|r| r.version.clone()).unwrap_or_default();

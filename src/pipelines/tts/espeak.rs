@@ -20,18 +20,33 @@ const CHARS_AUTO: c_int = 0;
 const PHONEMES_IPA: c_int = 0x02;
 
 /// espeak-ng could not be loaded or refused a call.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum EspeakError {
     #[error(
-        "espeak-ng is not installed (tried {tried}): {reason}; fix: `reelbox setup`, or `sudo apt-get install libespeak-ng1 espeak-ng-data` (dnf: espeak-ng)"
+        "espeak-ng is not installed (tried {tried}): {source}; fix: `reelbox setup`, or `sudo apt-get install libespeak-ng1 espeak-ng-data` (dnf: espeak-ng)"
     )]
-    NotInstalled { tried: String, reason: String },
+    NotInstalled {
+        tried: String,
+        #[source]
+        source: LoadCause,
+    },
     #[error("espeak-ng cannot start (is its data installed? ESPEAK_DATA_PATH={data:?}); fix: install espeak-ng-data")]
     Initialize { data: Option<String> },
     #[error("espeak-ng has no voice {voice:?}; fix: install espeak-ng-data, or check the voice's espeak.voice")]
     Voice { voice: String },
     #[error("text contains a NUL character")]
     Nul,
+}
+
+/// Why the espeak-ng library did not load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadCause {
+    #[error(transparent)]
+    Open(libloading::Error),
+    #[error("missing symbol: {0}")]
+    Symbol(#[source] libloading::Error),
+    #[error("not loaded")]
+    NotLoaded,
 }
 
 type InitializeFn = unsafe extern "C" fn(c_int, c_int, *const c_char, c_int) -> c_int;
@@ -55,13 +70,13 @@ struct Espeak {
 unsafe impl Send for Espeak {}
 
 fn load() -> Result<Espeak, EspeakError> {
-    let mut last_err = String::new();
+    let mut last_err = None;
     for name in LIBRARY_NAMES {
         // SAFETY: loading runs espeak-ng's initialisers, which only set up its globals.
         let lib = match unsafe { libloading::Library::new(name) } {
             Ok(lib) => lib,
             Err(e) => {
-                last_err = e.to_string();
+                last_err = Some(e);
                 continue;
             }
         };
@@ -69,7 +84,7 @@ fn load() -> Result<Espeak, EspeakError> {
         unsafe {
             let sym_err = |e: libloading::Error| EspeakError::NotInstalled {
                 tried: (*name).to_string(),
-                reason: format!("missing symbol: {e}"),
+                source: LoadCause::Symbol(e),
             };
             let initialize: InitializeFn = *lib.get::<InitializeFn>(b"espeak_Initialize").map_err(sym_err)?;
             let set_voice: SetVoiceFn = *lib.get::<SetVoiceFn>(b"espeak_SetVoiceByName").map_err(sym_err)?;
@@ -101,7 +116,8 @@ fn load() -> Result<Espeak, EspeakError> {
             return Ok(Espeak { _lib: lib, set_voice, to_phonemes, to_phonemes_term, version, data_dir, voice: None });
         }
     }
-    Err(EspeakError::NotInstalled { tried: LIBRARY_NAMES.join(", "), reason: last_err })
+    let source = last_err.map_or(LoadCause::NotLoaded, LoadCause::Open);
+    Err(EspeakError::NotInstalled { tried: LIBRARY_NAMES.join(", "), source })
 }
 
 /// The loaded library; `None` until a load succeeds. A failed load is not remembered, so
@@ -116,7 +132,7 @@ fn with_espeak<T>(f: impl FnOnce(&mut Espeak) -> Result<T, EspeakError>) -> Resu
     }
     match guard.as_mut() {
         Some(e) => f(e),
-        None => Err(EspeakError::NotInstalled { tried: LIBRARY_NAMES.join(", "), reason: "not loaded".into() }),
+        None => Err(EspeakError::NotInstalled { tried: LIBRARY_NAMES.join(", "), source: LoadCause::NotLoaded }),
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, EngineError, SessionProfile};
+use crate::engine::{self, Engine, EngineError, SessionProfile, TransformError};
 use crate::gpu::DeviceId;
 use crate::pipelines::{Progress, ProgressFn, check_cancel};
 
@@ -43,14 +43,32 @@ pub enum TtsError {
     Engine(#[from] EngineError),
     #[error("voice {path}: {reason}")]
     Voice { path: PathBuf, reason: String },
+    #[error("voice {path}: {source}")]
+    VoiceIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("voice {path}: cannot write: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("voice {path}: {source}")]
+    VoiceConfig {
+        path: PathBuf,
+        #[source]
+        source: voice::VoiceConfigError,
+    },
     #[error("voice {name:?} is not installed (looked in {dir}); fix: `reelbox pull {name}`")]
     VoiceNotInstalled { name: String, dir: PathBuf },
     #[error("voice model {model}: tensor {tensor}: {reason}")]
     Tensor { model: PathBuf, tensor: String, reason: String },
-    #[error("voice model {model} failed to run: {reason}")]
-    Run { model: PathBuf, reason: String },
+    #[error("voice model {model} has no durations output, so it cannot run batches")]
+    Unbatchable { model: PathBuf },
     #[error("speaker: {0}")]
-    Speaker(String),
+    Speaker(#[from] voice::SpeakerError),
     #[error("the text has nothing to say")]
     EmptyText,
     #[error("canceled")]
@@ -192,7 +210,7 @@ pub fn sentence_ids(voice: &Voice, sentences: &[SentencePhonemes]) -> Vec<Vec<i6
 }
 
 /// The model transform behind the `durations` session variant.
-fn with_durations(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+fn with_durations(bytes: &[u8]) -> Result<Option<Vec<u8>>, TransformError> {
     Ok(align::add_duration_output(bytes)?.map(|(patched, _)| patched))
 }
 
@@ -217,7 +235,7 @@ pub fn synthesize(
 ) -> Result<Speech, TtsError> {
     let SynthesisRun { device, progress, cancel, mut on_sentence } = run;
     let cfg = &voice.config;
-    let sid = cfg.speaker_id(opts.speaker.as_deref()).map_err(TtsError::Speaker)?;
+    let sid = cfg.speaker_id(opts.speaker.as_deref())?;
     let scales = Scales {
         noise_scale: opts.noise_scale.unwrap_or(cfg.noise_scale),
         length_scale: opts.length_scale.unwrap_or(cfg.length_scale),
@@ -238,10 +256,7 @@ pub fn synthesize(
     } else {
         engine.session_with(&voice.model, device, profile)?
     };
-    let mut session = session.lock().map_err(|_| TtsError::Run {
-        model: voice.model.clone(),
-        reason: "session lock poisoned by an earlier panic".into(),
-    })?;
+    let mut session = engine::lock(&session, &voice.model.display().to_string())?;
     let io = synth::ModelIo::inspect(&session, &voice.model)?;
     let batch = wanted.min(io.max_batch());
 

@@ -10,6 +10,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::TtsError;
+use crate::engine::{self, EngineError, Want};
 
 /// The noise and length scales of one synthesis.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,7 +102,7 @@ pub fn run_batch(
     sid: Option<i64>,
     hop_length: u32,
 ) -> Result<Vec<Vec<f32>>, TtsError> {
-    let run_err = |reason: String| TtsError::Run { model: model.to_path_buf(), reason };
+    let label = model.display().to_string();
     let n = batch.len();
     let max_len = batch.iter().map(|s| s.len()).max().unwrap_or(0);
     // PAD is id 0 in every Piper voice; padded positions are masked by input_lengths.
@@ -110,44 +111,43 @@ pub fn run_batch(
         ids[row * max_len..row * max_len + s.len()].copy_from_slice(s);
     }
     let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(4);
-    let value = int_tensor(vec![n, max_len], ids, io.ids.1).map_err(|e| run_err(e.to_string()))?;
+    let value = int_tensor(vec![n, max_len], ids, io.ids.1).map_err(EngineError::input(&label, &io.ids.0))?;
     inputs.push((io.ids.0.clone().into(), value.into()));
     if let Some((name, ty)) = &io.lengths {
         let lens: Vec<i64> = batch.iter().map(|s| s.len() as i64).collect();
-        inputs.push((name.clone().into(), int_tensor(vec![n], lens, *ty).map_err(|e| run_err(e.to_string()))?.into()));
+        inputs.push((
+            name.clone().into(),
+            int_tensor(vec![n], lens, *ty).map_err(EngineError::input(&label, name))?.into(),
+        ));
     }
     if let Some(name) = &io.scales {
         let s = vec![scales.noise_scale, scales.length_scale, scales.noise_w];
-        let value = Tensor::from_array((vec![3usize], s)).map_err(|e| run_err(e.to_string()))?.into_dyn();
+        let value = Tensor::from_array((vec![3usize], s)).map_err(EngineError::input(&label, name))?.into_dyn();
         inputs.push((name.clone().into(), value.into()));
     }
     if let (Some((name, ty)), Some(sid)) = (&io.sid, sid) {
         inputs.push((
             name.clone().into(),
-            int_tensor(vec![n], vec![sid; n], *ty).map_err(|e| run_err(e.to_string()))?.into(),
+            int_tensor(vec![n], vec![sid; n], *ty).map_err(EngineError::input(&label, name))?.into(),
         ));
     }
-    let outputs =
-        crate::busy::timed(crate::busy::Busy::Model, || session.run(inputs)).map_err(|e| run_err(e.to_string()))?;
-    let audio = outputs.get(&io.audio).ok_or_else(|| run_err(format!("no output {:?}", io.audio)))?;
-    let (shape, data) = audio.try_extract_tensor::<f32>().map_err(|e| TtsError::Tensor {
-        model: model.to_path_buf(),
-        tensor: io.audio.clone(),
-        reason: e.to_string(),
-    })?;
+    // A single sentence needs no durations: its audio is all of the output.
+    let durations_name = match (n, io.durations.as_deref()) {
+        (1, _) => None,
+        (_, Some(name)) => Some(name),
+        (_, None) => return Err(TtsError::Unbatchable { model: model.to_path_buf() }),
+    };
+    let mut wants = vec![Want::any(&io.audio)];
+    wants.extend(durations_name.map(Want::any));
+    let outs = engine::run_locked(session, &label, inputs, &wants)?.tensors;
+    let (shape, data) = (&outs[0].shape, &outs[0].data);
     // Shapes differ between exports ([B,1,1,T], [B,1,T], [B,T]): T is the last axis.
-    let t = shape.last().copied().unwrap_or(0).max(0) as usize;
-    if n == 1 {
+    let t = shape.last().copied().unwrap_or(0);
+    let Some(durations) = outs.get(1) else {
         return Ok(vec![data[..t.min(data.len())].to_vec()]);
-    }
-    let durations_name = io.durations.as_deref().ok_or_else(|| run_err("batched run without durations".into()))?;
-    let durations = outputs.get(durations_name).ok_or_else(|| run_err(format!("no output {durations_name:?}")))?;
-    let (dshape, dur) = durations.try_extract_tensor::<f32>().map_err(|e| TtsError::Tensor {
-        model: model.to_path_buf(),
-        tensor: durations_name.to_string(),
-        reason: e.to_string(),
-    })?;
-    let per_row = dshape.last().copied().unwrap_or(0).max(0) as usize;
+    };
+    let (dshape, dur) = (&durations.shape, &durations.data);
+    let per_row = dshape.last().copied().unwrap_or(0);
     let mut out = Vec::with_capacity(n);
     for (row, s) in batch.iter().enumerate() {
         let frames: f32 = dur[row * per_row..row * per_row + s.len().min(per_row)].iter().sum();

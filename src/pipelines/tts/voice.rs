@@ -80,17 +80,35 @@ struct RawInference {
     noise_w: Option<f32>,
 }
 
+/// Why a voice config could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum VoiceConfigError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("audio.sample_rate is 0")]
+    ZeroSampleRate,
+}
+
+/// A requested speaker the voice does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpeakerError {
+    #[error("this voice has one speaker; got speaker {requested:?}")]
+    SingleSpeaker { requested: String },
+    #[error("unknown speaker {requested:?}; use 0..{last} or one of: {names}")]
+    Unknown { requested: String, last: u32, names: String },
+}
+
 impl VoiceConfig {
     /// Parses a voice config's JSON text.
-    pub fn parse(json: &str) -> Result<Self, String> {
-        let raw: RawConfig = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    pub fn parse(json: &str) -> Result<Self, VoiceConfigError> {
+        let raw: RawConfig = serde_json::from_str(json)?;
         let phoneme_type = match raw.phoneme_type.as_deref().unwrap_or("espeak") {
             "espeak" => PhonemeType::Espeak,
             "text" => PhonemeType::Text,
             other => PhonemeType::Other(other.to_string()),
         };
         if raw.audio.sample_rate == 0 {
-            return Err("audio.sample_rate is 0".into());
+            return Err(VoiceConfigError::ZeroSampleRate);
         }
         let phoneme_map = raw
             .phoneme_map
@@ -125,12 +143,12 @@ impl VoiceConfig {
 
     /// Resolves a requested speaker (a name from `speaker_id_map` or a number) to the `sid`
     /// to pass, or `None` for single-speaker voices, which have no `sid` input.
-    pub fn speaker_id(&self, requested: Option<&str>) -> Result<Option<i64>, String> {
+    pub fn speaker_id(&self, requested: Option<&str>) -> Result<Option<i64>, SpeakerError> {
         if self.num_speakers <= 1 {
             return match requested {
                 None => Ok(None),
                 Some(s) if s.is_empty() || s == "0" => Ok(None),
-                Some(s) => Err(format!("this voice has one speaker; got speaker {s:?}")),
+                Some(s) => Err(SpeakerError::SingleSpeaker { requested: s.to_string() }),
             };
         }
         let Some(req) = requested.filter(|s| !s.is_empty()) else {
@@ -143,11 +161,11 @@ impl VoiceConfig {
             Ok(n) if n >= 0 && n < i64::from(self.num_speakers) => Ok(Some(n)),
             _ => {
                 let names: Vec<_> = self.speaker_id_map.keys().take(20).cloned().collect();
-                Err(format!(
-                    "unknown speaker {req:?}; use 0..{} or one of: {}",
-                    self.num_speakers - 1,
-                    names.join(", ")
-                ))
+                Err(SpeakerError::Unknown {
+                    requested: req.to_string(),
+                    last: self.num_speakers - 1,
+                    names: names.join(", "),
+                })
             }
         }
     }
@@ -173,9 +191,9 @@ impl Voice {
             });
         };
         let text = std::fs::read_to_string(config_path)
-            .map_err(|e| TtsError::Voice { path: config_path.clone(), reason: e.to_string() })?;
+            .map_err(|source| TtsError::VoiceIo { path: config_path.clone(), source })?;
         let config =
-            VoiceConfig::parse(&text).map_err(|reason| TtsError::Voice { path: config_path.clone(), reason })?;
+            VoiceConfig::parse(&text).map_err(|source| TtsError::VoiceConfig { path: config_path.clone(), source })?;
         if let PhonemeType::Other(kind) = &config.phoneme_type {
             return Err(TtsError::Voice {
                 path: config_path.clone(),
@@ -234,7 +252,7 @@ mod tests {
         assert_eq!(c.speaker_id(Some("bob")), Ok(Some(2)));
         assert_eq!(c.speaker_id(Some("1")), Ok(Some(1)));
         assert_eq!(c.speaker_id(None), Ok(Some(0)));
-        assert!(c.speaker_id(Some("3")).expect_err("out of range").contains("alice"));
+        assert!(c.speaker_id(Some("3")).expect_err("out of range").to_string().contains("alice"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use image::RgbImage;
 use ort::value::{Tensor, TensorElementType, ValueType};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, EngineError, SharedSession};
+use crate::engine::{self, Engine, EngineError, Output, SharedSession, Want};
 use crate::gpu::DeviceId;
 use crate::media::ffmpeg::{FfmpegError, FrameRate, H264Encoder, VideoOptions, VideoReader, VideoWriter};
 use crate::pipelines::{Canceled, Progress, ProgressFn, check_cancel};
@@ -31,8 +31,8 @@ pub enum UpscaleError {
     Engine(#[from] EngineError),
     #[error("model {model} does not have the Real-ESRGAN interface: {reason}")]
     Interface { model: PathBuf, reason: String },
-    #[error("inference failed in {model}: {reason}")]
-    Run { model: PathBuf, reason: String },
+    #[error("inference failed in {model}: a {w}x{h} tile came out {got_w}x{got_h}, expected ×{scale}")]
+    TileSize { model: PathBuf, w: u32, h: u32, got_w: u32, got_h: u32, scale: u32 },
     #[error(transparent)]
     Video(#[from] FfmpegError),
     #[error("canceled")]
@@ -87,7 +87,7 @@ impl Upscaler {
         let session = engine.session(&path, device)?;
         let bad = |reason: String| UpscaleError::Interface { model: path.clone(), reason };
         let (input, in_dims, output, out_dims) = {
-            let s = session.lock().map_err(|_| bad("session lock poisoned by an earlier panic".into()))?;
+            let s = engine::lock(&session, &path.display().to_string())?;
             let [inp] = s.inputs() else {
                 return Err(bad(format!("expected one image input, found {}", s.inputs().len())));
             };
@@ -153,19 +153,13 @@ impl Upscaler {
 
     /// Runs one CHW tile; returns the output CHW data and its (height, width).
     fn run(&self, chw: Vec<f32>, h: u32, w: u32) -> Result<(Vec<f32>, (u32, u32)), UpscaleError> {
-        let err = |reason: String| UpscaleError::Run { model: self.path.clone(), reason };
-        let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw)).map_err(|e| err(e.to_string()))?;
-        let mut session = self.session.lock().map_err(|_| err("session lock poisoned".into()))?;
-        let outputs =
-            crate::busy::timed(crate::busy::Busy::Model, || session.run(ort::inputs![self.input.as_str() => tensor]))
-                .map_err(|e| err(format!("on a {w}x{h} tile: {e}")))?;
-        let value = outputs.get(self.output.as_str()).ok_or_else(|| err(format!("no output {}", self.output)))?;
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| err(e.to_string()))?;
-        let dims: Vec<i64> = shape.iter().copied().collect();
-        if dims.len() != 4 || dims[0] != 1 || dims[1] != 3 {
-            return Err(err(format!("output has shape {dims:?}, expected [1,3,H,W]")));
-        }
-        Ok((data.to_vec(), (dims[2] as u32, dims[3] as u32)))
+        let model = format!("{} on a {w}x{h} tile", self.path.display());
+        let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw))
+            .map_err(EngineError::input(&model, &self.input))?;
+        let inputs = ort::inputs![self.input.as_str() => tensor];
+        let mut out = engine::run(&self.session, &model, inputs, &[Want::shaped(&self.output, &[1, 3, -1, -1])])?;
+        let Output { shape, data, .. } = out.tensors.swap_remove(0);
+        Ok((data, (shape[2] as u32, shape[3] as u32)))
     }
 
     /// Upscales one image, tile by tile; `progress` counts tiles.
@@ -205,9 +199,13 @@ impl Upscaler {
             }
             let (data, (oh, ow)) = self.run(chw, mh, mw)?;
             if oh != mh * s || ow != mw * s {
-                return Err(UpscaleError::Run {
+                return Err(UpscaleError::TileSize {
                     model: self.path.clone(),
-                    reason: format!("a {mw}x{mh} tile came out {ow}x{oh}, expected ×{s}"),
+                    w: mw,
+                    h: mh,
+                    got_w: ow,
+                    got_h: oh,
+                    scale: s,
                 });
             }
             let oplane = (oh * ow) as usize;

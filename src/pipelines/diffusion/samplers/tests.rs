@@ -79,25 +79,25 @@ fn schedules_and_sampling_loops_match_diffusers() {
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), r.cases.len(), failures.join("\n"));
 }
 
-fn check_case(case: &Case) -> Result<(), String> {
-    let file: SchedulerConfigFile = serde_json::from_value(case.config.clone()).map_err(|e| e.to_string())?;
-    let mut choice = SchedulerChoice::parse(&case.scheduler).map_err(|e| e.to_string())?;
+fn check_case(case: &Case) -> Result<(), Box<dyn std::error::Error>> {
+    let file: SchedulerConfigFile = serde_json::from_value(case.config.clone())?;
+    let mut choice = SchedulerChoice::parse(&case.scheduler)?;
     choice.karras = file.use_karras_sigmas.unwrap_or(false);
-    let mut s = build(choice, &file, case.steps, case.strength).map_err(|e| e.to_string())?;
+    let mut s = build(choice, &file, case.steps, case.strength)?;
     let ts = s.timesteps().to_vec();
     if ts.len() != case.timesteps.len() || ts.iter().zip(&case.timesteps).any(|(a, b)| (a - b).abs() > 1e-3) {
-        return Err(format!("timesteps {ts:?} != {:?}", case.timesteps));
+        return Err(format!("timesteps {ts:?} != {:?}", case.timesteps).into());
     }
     if let Some(want) = &case.sigmas {
         let have = s.sigmas().ok_or("no sigmas")?;
         let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
         let d = max_diff(have, &want);
         if d > 1e-5 {
-            return Err(format!("sigmas differ by {d}: {have:?} != {want:?}"));
+            return Err(format!("sigmas differ by {d}: {have:?} != {want:?}").into());
         }
     }
     if (f64::from(s.init_noise_sigma()) - case.init_noise_sigma).abs() > 1e-5 {
-        return Err(format!("init_noise_sigma {} != {}", s.init_noise_sigma(), case.init_noise_sigma));
+        return Err(format!("init_noise_sigma {} != {}", s.init_noise_sigma(), case.init_noise_sigma).into());
     }
     let n = case.init.latents.len();
     let mut latents = vec![0f32; n];
@@ -112,7 +112,7 @@ fn check_case(case: &Case) -> Result<(), String> {
         (None, Some(x0)) => {
             let start = case.init.t_start.ok_or("t_start")?;
             if start != img2img_start(case.steps, case.strength) {
-                return Err(format!("img2img start {} != {start}", img2img_start(case.steps, case.strength)));
+                return Err(format!("img2img start {} != {start}", img2img_start(case.steps, case.strength)).into());
             }
             s.add_noise(start, x0, case.init.noise.as_deref().ok_or("noise")?, &mut latents);
             start
@@ -121,29 +121,29 @@ fn check_case(case: &Case) -> Result<(), String> {
     };
     let d = max_diff(&latents, &case.init.latents);
     if d > 1e-5 {
-        return Err(format!("initial latents differ by {d}"));
+        return Err(format!("initial latents differ by {d}").into());
     }
     let mut scaled = vec![0f32; n];
     for (k, step) in case.steps_out.iter().enumerate() {
         let i = start + k;
         if (ts[i] - step.t).abs() > 1e-3 {
-            return Err(format!("step {i}: t {} != {}", ts[i], step.t));
+            return Err(format!("step {i}: t {} != {}", ts[i], step.t).into());
         }
         s.scale_model_input(i, &latents, &mut scaled);
         let d = max_diff(&scaled, &step.scaled);
         if d > 1e-5 {
-            return Err(format!("step {i}: scaled input differs by {d}"));
+            return Err(format!("step {i}: scaled input differs by {d}").into());
         }
         let mut noise = ReplayNoise::new(step.noise.iter().cloned().collect());
         let mut denoised = vec![0f32; n];
-        s.step(i, &step.model_output, &mut latents, &mut noise, Some(&mut denoised)).map_err(|e| e.to_string())?;
+        s.step(i, &step.model_output, &mut latents, &mut noise, Some(&mut denoised))?;
         if noise.remaining() != 0 {
-            return Err(format!("step {i}: noise draw not consumed"));
+            return Err(format!("step {i}: noise draw not consumed").into());
         }
         let scale = step.prev.iter().fold(1f32, |m, v| m.max(v.abs()));
         let d = max_diff(&latents, &step.prev);
         if d > 2e-5 * scale {
-            return Err(format!("step {i}: prev_sample differs by {d} (scale {scale})"));
+            return Err(format!("step {i}: prev_sample differs by {d} (scale {scale})").into());
         }
         // Keep following diffusers' trajectory so one rounding does not snowball.
         latents.copy_from_slice(&step.prev);

@@ -1,0 +1,200 @@
+//! The one retry decision. Every error a stage can fail with implements [`Failure`] here,
+//! so whether a job is tried again is read in this file and nowhere else: the kinds convert
+//! errors with `?`, and the scheduler asks [`Failure::is_retriable`] of what comes back.
+
+use crate::engine::EngineError;
+use crate::media::audio::AudioError;
+use crate::media::ffmpeg::FfmpegError;
+use crate::media::visual::VisualError;
+use crate::models::ModelError;
+use crate::pipelines::Canceled;
+use crate::pipelines::diffusion::DiffusionError;
+use crate::pipelines::lipsync::LipsyncError;
+use crate::pipelines::motion::MotionError;
+use crate::pipelines::tts::TtsError;
+use crate::pipelines::upscale::UpscaleError;
+use crate::store::StoreError;
+
+/// An error that says whether running the same stage again may succeed.
+pub trait Failure: std::error::Error + Send + Sync + 'static {
+    /// True for failures of the moment (a disk hiccup, device memory, a network), false for
+    /// ones that will happen again (bad input, a broken model file).
+    fn is_retriable(&self) -> bool;
+    /// True when the failure is the job's cancellation token firing.
+    fn is_canceled(&self) -> bool {
+        false
+    }
+}
+
+/// A failure described by text alone, with the retry decision made where it is raised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text}")]
+pub struct Message {
+    /// What went wrong, as the job's error shows it.
+    pub text: String,
+    /// Whether another attempt may succeed.
+    pub retriable: bool,
+}
+
+impl Failure for Message {
+    fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+}
+
+impl Failure for Canceled {
+    fn is_retriable(&self) -> bool {
+        false
+    }
+    fn is_canceled(&self) -> bool {
+        true
+    }
+}
+
+/// Failures that will happen again: bad input data, unreadable parameters.
+macro_rules! never_retried {
+    ($($t:ty),+ $(,)?) => {$(
+        impl Failure for $t {
+            fn is_retriable(&self) -> bool {
+                false
+            }
+        }
+    )+};
+}
+
+never_retried!(VisualError, FfmpegError, image::ImageError, ulid::DecodeError, serde_json::Error, super::ParamError,);
+
+/// Disks and the database recover (space freed, a lock released).
+impl Failure for std::io::Error {
+    fn is_retriable(&self) -> bool {
+        true
+    }
+}
+
+impl Failure for AudioError {
+    // Reading and writing files may pass on another try; a corrupt file stays corrupt.
+    fn is_retriable(&self) -> bool {
+        matches!(self, AudioError::Read { .. } | AudioError::Write { .. })
+    }
+}
+
+impl Failure for StoreError {
+    fn is_retriable(&self) -> bool {
+        true
+    }
+}
+
+impl Failure for ModelError {
+    // Networks and disks recover; a bad manifest or unknown name does not.
+    fn is_retriable(&self) -> bool {
+        matches!(self, ModelError::Fetch { .. } | ModelError::Io { .. })
+    }
+}
+
+impl Failure for EngineError {
+    // A run can fail for want of device memory or on a busy GPU and pass on another try;
+    // a model or runtime that did not load stays broken.
+    fn is_retriable(&self) -> bool {
+        matches!(self, EngineError::Run { .. } | EngineError::Poisoned { .. })
+    }
+}
+
+impl Failure for DiffusionError {
+    fn is_retriable(&self) -> bool {
+        match self {
+            DiffusionError::Run { .. } => true,
+            DiffusionError::Inference(e) => e.is_retriable(),
+            DiffusionError::Engine { source, .. } => source.is_retriable(),
+            _ => false,
+        }
+    }
+    fn is_canceled(&self) -> bool {
+        matches!(self, DiffusionError::Canceled)
+    }
+}
+
+impl Failure for TtsError {
+    fn is_retriable(&self) -> bool {
+        matches!(self, TtsError::Engine(e) if e.is_retriable())
+    }
+    fn is_canceled(&self) -> bool {
+        matches!(self, TtsError::Canceled)
+    }
+}
+
+impl Failure for LipsyncError {
+    fn is_retriable(&self) -> bool {
+        match self {
+            LipsyncError::Engine(e) => e.is_retriable(),
+            LipsyncError::Detector { source, .. } => source.is_retriable(),
+            _ => false,
+        }
+    }
+    fn is_canceled(&self) -> bool {
+        matches!(self, LipsyncError::Canceled)
+    }
+}
+
+impl Failure for MotionError {
+    fn is_retriable(&self) -> bool {
+        false
+    }
+    fn is_canceled(&self) -> bool {
+        matches!(self, MotionError::Canceled)
+    }
+}
+
+impl Failure for UpscaleError {
+    fn is_retriable(&self) -> bool {
+        match self {
+            UpscaleError::Engine(e) => e.is_retriable(),
+            UpscaleError::Video(e) => e.is_retriable(),
+            _ => false,
+        }
+    }
+    fn is_canceled(&self) -> bool {
+        matches!(self, UpscaleError::Canceled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::kinds::StageError;
+
+    fn run_failed() -> EngineError {
+        EngineError::Run { model: "unet".into(), source: ort::Error::new("out of memory") }
+    }
+
+    #[test]
+    fn a_failed_run_is_retried_and_a_missing_model_is_not_whatever_the_pipeline() {
+        assert!(StageError::from(DiffusionError::Inference(run_failed())).is_retriable());
+        assert!(StageError::from(UpscaleError::Engine(run_failed())).is_retriable());
+        assert!(StageError::from(TtsError::Engine(run_failed())).is_retriable());
+        let missing = || EngineError::ModelMissing { path: PathBuf::from("m.onnx") };
+        assert!(!StageError::from(LipsyncError::Engine(missing())).is_retriable());
+        assert!(!StageError::from(TtsError::Engine(missing())).is_retriable());
+    }
+
+    #[test]
+    fn a_pipeline_that_was_canceled_cancels_the_stage() {
+        assert!(matches!(StageError::from(TtsError::Canceled), StageError::Canceled));
+        assert!(matches!(StageError::from(Canceled), StageError::Canceled));
+        assert!(matches!(StageError::context("motion", MotionError::Canceled), StageError::Canceled));
+    }
+
+    #[test]
+    fn the_job_error_is_the_top_message_and_the_chain_keeps_the_cause() {
+        let e = StageError::from(UpscaleError::Engine(run_failed()));
+        assert_eq!(e.to_string(), "inference failed in unet: out of memory");
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("out of memory"));
+        let e = StageError::context("keyframe of scene 2", DiffusionError::Inference(run_failed()));
+        assert_eq!(e.to_string(), "keyframe of scene 2: inference failed in unet: out of memory");
+        assert!(e.is_retriable());
+        assert_eq!(StageError::retriable("try again").to_string(), "try again");
+        assert!(!StageError::fatal("no such stage").is_retriable());
+    }
+}
