@@ -60,6 +60,8 @@ pub struct AppState {
     pub ops: Arc<ops_metrics::OpsMetrics>,
     /// Which host names and web origins may reach the API.
     pub guard: Arc<origin::Guard>,
+    /// Submission, cancel, retry and the rest of the jobs' rules.
+    pub jobs: crate::jobs::Service,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
             gate: Arc::new(auth::Gate::new(scheduler.config(), scheduler.store())),
             ops: Arc::default(),
             guard: Arc::new(origin::Guard::for_config(scheduler.config())),
+            jobs: crate::jobs::Service::new(scheduler.clone()),
             scheduler,
             started: Instant::now(),
             shutdown: Default::default(),

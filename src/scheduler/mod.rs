@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::{DeviceId, DeviceInfo, Telemetry};
 use crate::kinds::JobKind;
-use crate::store::records::{EventBody, Job, JobState, now_ms};
+use crate::store::records::{EventBody, Job, JobState, JobStatus, now_ms};
 use crate::store::{Store, StoreError, requeue};
 
 pub mod placement;
@@ -302,7 +302,7 @@ impl Scheduler {
                 .update_job(id, true, |j| match j.state {
                     JobState::Queued { .. } => {
                         j.state = JobState::Canceled { canceled_at: now_ms() };
-                        Ok(vec![EventBody::State { state: "canceled".into(), error: None }])
+                        Ok(vec![EventBody::State { state: JobStatus::Canceled, error: None }])
                     }
                     _ => Ok(vec![]),
                 })
@@ -333,7 +333,7 @@ impl Scheduler {
                 JobState::Failed { .. } | JobState::Canceled { .. } => {
                     requeue(j, None);
                     j.attempts = 0;
-                    Ok(vec![EventBody::State { state: "queued".into(), error: None }])
+                    Ok(vec![EventBody::State { state: JobStatus::Queued, error: None }])
                 }
                 _ => Ok(vec![]),
             })
