@@ -9,8 +9,18 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 
 use super::ApiError;
-use super::auth::Caller;
 use crate::config::LimitsConfig;
+
+/// Whom a limit is counted against. A trait rather than `auth::Caller` itself, so this
+/// module does not import `auth` back (auth holds the limiters); `api` implements it.
+pub trait Metered {
+    /// The owner the counts are kept under.
+    fn owner(&self) -> &str;
+    /// How refusals name the caller.
+    fn label(&self) -> &str;
+    /// The keyless local admin, whom the request rate does not limit.
+    fn is_local(&self) -> bool;
+}
 
 /// A token bucket: `tokens` left as of `at`.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +51,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// Charges one request to `caller`; 429 with `Retry-After` when its bucket is empty.
-    pub fn check(&self, caller: &Caller, limits: &LimitsConfig) -> Result<(), ApiError> {
+    pub fn check(&self, caller: &impl Metered, limits: &LimitsConfig) -> Result<(), ApiError> {
         if limits.requests_per_second <= 0.0 || caller.is_local() {
             return Ok(());
         }
@@ -53,7 +63,7 @@ impl RateLimiter {
             // Full buckets carry no information; dropping them bounds the map.
             buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst);
         }
-        let bucket = buckets.entry(caller.owner.clone()).or_insert(Bucket { tokens: burst, at: now });
+        let bucket = buckets.entry(caller.owner().to_string()).or_insert(Bucket { tokens: burst, at: now });
         take(bucket, now, rate, burst).map_err(|wait| ApiError {
             retry_after: Some(wait.as_secs().max(1)),
             ..ApiError::new(
@@ -61,7 +71,7 @@ impl RateLimiter {
                 "rate_limited",
                 format!(
                     "{} sent more than limits.requests_per_second = {rate} (burst {burst}); retry in {:.1} s",
-                    caller.label,
+                    caller.label(),
                     wait.as_secs_f64()
                 ),
             )
@@ -83,9 +93,9 @@ pub struct StreamPermit {
 
 impl StreamSlots {
     /// Takes a slot for one SSE or WebSocket stream of `caller`, or 429 naming the cap.
-    pub fn acquire(self: &Arc<Self>, caller: &Caller, limits: &LimitsConfig) -> Result<StreamPermit, ApiError> {
+    pub fn acquire(self: &Arc<Self>, caller: &impl Metered, limits: &LimitsConfig) -> Result<StreamPermit, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = open.1.get(&caller.owner).copied().unwrap_or(0);
+        let mine = open.1.get(caller.owner()).copied().unwrap_or(0);
         let refuse = |msg: String| ApiError {
             retry_after: Some(5),
             ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", msg)
@@ -99,12 +109,13 @@ impl StreamSlots {
         if mine >= limits.max_streams_per_key {
             return Err(refuse(format!(
                 "{} has {mine} event streams open; limits.max_streams_per_key is {}",
-                caller.label, limits.max_streams_per_key
+                caller.label(),
+                limits.max_streams_per_key
             )));
         }
         open.0 += 1;
-        *open.1.entry(caller.owner.clone()).or_default() += 1;
-        Ok(StreamPermit { slots: self.clone(), owner: caller.owner.clone() })
+        *open.1.entry(caller.owner().to_string()).or_default() += 1;
+        Ok(StreamPermit { slots: self.clone(), owner: caller.owner().to_string() })
     }
 
     /// Streams open now.

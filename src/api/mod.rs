@@ -43,6 +43,20 @@ pub mod views;
 
 pub use error::ApiError;
 
+impl limits::Metered for auth::Caller {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn is_local(&self) -> bool {
+        auth::Caller::is_local(self)
+    }
+}
+
 /// Shared state of all handlers.
 #[derive(Clone)]
 pub struct AppState {

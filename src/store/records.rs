@@ -307,3 +307,32 @@ impl EventBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `EventBody` as it was when states were strings; events stored then must still read.
+    #[derive(Serialize, Deserialize)]
+    enum StringEventBody {
+        State { state: String, error: Option<String> },
+        Stage { stage: String, state: String },
+    }
+
+    #[test]
+    fn state_enums_encode_exactly_as_the_strings_they_replaced() {
+        let config = bincode::config::standard();
+        let old = StringEventBody::State { state: "canceled".into(), error: None };
+        let new = EventBody::State { state: JobStatus::Canceled, error: None };
+        let old_bytes = bincode::serde::encode_to_vec(&old, config).expect("encode");
+        assert_eq!(old_bytes, bincode::serde::encode_to_vec(&new, config).expect("encode"));
+        let (read, _): (EventBody, usize) = bincode::serde::decode_from_slice(&old_bytes, config).expect("decode");
+        assert_eq!(read, new);
+        let old = StringEventBody::Stage { stage: "card".into(), state: "done".into() };
+        let old_bytes = bincode::serde::encode_to_vec(&old, config).expect("encode");
+        let (read, _): (EventBody, usize) = bincode::serde::decode_from_slice(&old_bytes, config).expect("decode");
+        assert_eq!(read, EventBody::Stage { stage: "card".into(), state: StageStatus::Done });
+        assert_eq!(serde_json::to_string(&JobStatus::Succeeded).expect("json"), "\"succeeded\"");
+        assert!(serde_json::from_str::<StageStatus>("\"finished\"").is_err(), "unknown names are refused");
+    }
+}
