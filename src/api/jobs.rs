@@ -63,7 +63,7 @@ pub struct JobPage {
 
 /// Parses a record id from the path (400 naming `id`).
 pub fn parse_id(what: &str, raw: &str) -> Result<Ulid, ApiError> {
-    Ok(crate::jobs::parse_id(what, raw)?)
+    Ok(jobs::parse_id(what, raw)?)
 }
 
 impl From<&Caller> for Submitter {

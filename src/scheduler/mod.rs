@@ -44,7 +44,7 @@ pub enum ControlError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("job is {0}; only {1} jobs can be {2}")]
-    WrongState(String, &'static str, &'static str),
+    WrongState(JobStatus, &'static str, &'static str),
 }
 
 /// A worker's answer for one queued job.
@@ -319,10 +319,10 @@ impl Scheduler {
                     // Claimed but not yet registered by its worker: try again shortly.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                _ => return Err(ControlError::WrongState(job.state.name().into(), "queued or running", "canceled")),
+                _ => return Err(ControlError::WrongState(job.state.status(), "queued or running", "canceled")),
             }
         }
-        Err(ControlError::WrongState("running".into(), "queued or running", "canceled"))
+        Err(ControlError::WrongState(JobStatus::Running, "queued or running", "canceled"))
     }
 
     /// Re-queues a failed or canceled job; finished stages are kept.
@@ -339,7 +339,7 @@ impl Scheduler {
             })
             .await?;
         if !matches!(job.state, JobState::Queued { .. }) {
-            return Err(ControlError::WrongState(job.state.name().into(), "failed or canceled", "retried"));
+            return Err(ControlError::WrongState(job.state.status(), "failed or canceled", "retried"));
         }
         self.notify();
         Ok(job)
