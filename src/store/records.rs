@@ -166,7 +166,8 @@ macro_rules! status_enum {
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, not `write_str`: tables format states with widths (`{:<8}`).
+                f.pad(self.as_str())
             }
         }
 
@@ -334,5 +335,6 @@ mod tests {
         assert_eq!(read, EventBody::Stage { stage: "card".into(), state: StageStatus::Done });
         assert_eq!(serde_json::to_string(&JobStatus::Succeeded).expect("json"), "\"succeeded\"");
         assert!(serde_json::from_str::<StageStatus>("\"finished\"").is_err(), "unknown names are refused");
+        assert_eq!(format!("{:<8}|", StageStatus::Done), "done    |", "widths apply as they did to strings");
     }
 }
