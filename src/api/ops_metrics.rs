@@ -190,8 +190,8 @@ pub fn render(state: &AppState) -> String {
     }
     out.push_str("# HELP reelbox_jobs Jobs in the database by kind and state.\n# TYPE reelbox_jobs gauge\n");
     for kind in state.scheduler.kind_names() {
-        for st in ["queued", "running", "succeeded", "failed", "canceled"] {
-            jobs.entry((kind.to_string(), st)).or_default();
+        for st in JobStatus::ALL {
+            jobs.entry((kind.to_string(), st.as_str())).or_default();
         }
     }
     for ((kind, st), n) in &jobs {
