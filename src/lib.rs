@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod gpu;
+pub mod jobs;
 pub mod kinds;
 pub mod media;
 pub mod models;

@@ -97,7 +97,7 @@ impl Drop for Sweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::records::{EventBody, Job, JobState};
+    use crate::store::records::{EventBody, Job, JobState, JobStatus};
 
     #[test]
     fn zero_days_keep_forever_and_fractions_work() {
@@ -131,7 +131,7 @@ mod tests {
         store
             .write(true, move |ctx| {
                 ctx.put_job(None, &job)?;
-                ctx.event(&job, EventBody::State { state: "failed".into(), error: Some("x".into()) })
+                ctx.event(&job, EventBody::State { state: JobStatus::Failed, error: Some("x".into()) })
             })
             .await
             .expect("put");

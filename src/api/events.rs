@@ -92,7 +92,7 @@ pub fn event_json(e: &Event) -> serde_json::Value {
 }
 
 fn is_final(e: &Event) -> bool {
-    matches!(&e.body, EventBody::State { state, .. } if ["succeeded", "failed", "canceled"].contains(&state.as_str()))
+    matches!(&e.body, EventBody::State { state, .. } if state.is_terminal())
 }
 
 fn stream(state: AppState, caller: Caller, job: Option<Ulid>, after: u64, permit: StreamPermit) -> EventStream {

@@ -12,9 +12,9 @@ use super::auth::Caller;
 use super::json::ApiJson;
 use super::views::JobView;
 use super::{ApiError, AppState};
-use crate::kinds::ValidateCtx;
-use crate::store::records::{Job, JobState, Stage, StageState, now_ms};
-use crate::store::{JobFilter, Removal, StoreError};
+use crate::jobs::{self, JobList, ListRequest, Submission, Submitter};
+use crate::store::Removal;
+use crate::store::records::{Job, JobStatus};
 
 /// Body of `POST /api/v1/jobs`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -61,116 +61,60 @@ pub struct JobPage {
     pub next_cursor: Option<String>,
 }
 
-/// Parses a job id from the path.
+/// Parses a record id from the path (400 naming `id`).
 pub fn parse_id(what: &str, raw: &str) -> Result<Ulid, ApiError> {
-    Ulid::from_string(raw).map_err(|_| ApiError::field("id", format!("{raw:?} is not a valid {what} id")))
+    Ok(jobs::parse_id(what, raw)?)
 }
 
-/// Validates and durably queues a job; shared by every route that creates jobs.
+impl From<&Caller> for Submitter {
+    fn from(c: &Caller) -> Self {
+        Submitter {
+            owner: c.owner.clone(),
+            label: c.label.clone(),
+            admin: c.admin,
+            max_queued: c.max_queued,
+            gpu_seconds_per_day: c.gpu_seconds_per_day,
+        }
+    }
+}
+
+/// The one translation of the jobs service's refusals into HTTP: status, code, field and
+/// message as clients have always seen them.
+impl From<jobs::Error> for ApiError {
+    fn from(e: jobs::Error) -> Self {
+        match e {
+            jobs::Error::UnknownKind { .. } => {
+                ApiError { code: "unknown_kind", ..ApiError::field("kind", e.to_string()) }
+            }
+            jobs::Error::AdminOnly { .. } => ApiError::new(StatusCode::FORBIDDEN, "admin_only", e.to_string()),
+            jobs::Error::Param(p) => p.into(),
+            jobs::Error::LimitExceeded { field, message } => {
+                ApiError { code: "limit_exceeded", ..ApiError::field(field, message) }
+            }
+            jobs::Error::RuntimeMissing(err) => ApiError::new(StatusCode::CONFLICT, "runtime_missing", err.to_string()),
+            jobs::Error::GpuQuota(r) => ApiError {
+                retry_after: Some(r.retry_after_s),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", r.message)
+            },
+            jobs::Error::JobNotFound(id) => ApiError::not_found("job", &id),
+            jobs::Error::Store(s) => s.into(),
+            jobs::Error::Control(c) => c.into(),
+        }
+    }
+}
+
+/// Validates and durably queues a job for `caller`; true when an idempotent repeat
+/// returned an earlier job.
 pub async fn submit_job(
     state: &AppState,
     caller: &Caller,
-    kind_name: &str,
+    kind: &str,
     params: serde_json::Value,
     priority: i32,
     idempotency_key: Option<String>,
 ) -> Result<(Job, bool), ApiError> {
-    let job = new_job(state, caller, kind_name, params, priority, idempotency_key)?;
-    enqueue(state, caller, job).await
-}
-
-/// A validated job with its id, not yet queued (for routes that record more about it first).
-pub fn new_job(
-    state: &AppState,
-    caller: &Caller,
-    kind_name: &str,
-    params: serde_json::Value,
-    priority: i32,
-    idempotency_key: Option<String>,
-) -> Result<Job, ApiError> {
-    let kind = state.scheduler.kind(kind_name).ok_or_else(|| ApiError {
-        code: "unknown_kind",
-        ..ApiError::field(
-            "kind",
-            format!("unknown job kind {kind_name:?}; known: {}", state.scheduler.kind_names().join(", ")),
-        )
-    })?;
-    if kind.admin_only() && !caller.admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_only",
-            format!("{kind_name} jobs change the box; they need an admin key"),
-        ));
-    }
-    if !(-1000..=1000).contains(&priority) {
-        return Err(ApiError::field("priority", "must be between -1000 and 1000"));
-    }
-    let limits = &state.config.limits;
-    if !caller.admin && priority > limits.max_client_priority {
-        return Err(ApiError::field(
-            "priority",
-            format!("client keys may use priorities up to {} (limits.max_client_priority)", limits.max_client_priority),
-        ));
-    }
-    super::limits::check_params(kind_name, &params, &state.config.limits)?;
-    super::limits::check_gpu_quota(state, caller)?;
-    let params = kind.validate(params, &ValidateCtx { config: &state.config })?;
-    // After the parameters, so a bad field is named first. A 4xx, not a 503: nothing
-    // changes by retrying until someone runs `reelbox setup`, and a box without its runtime
-    // must still answer every request without a server error.
-    if kind.needs_runtime()
-        && let Err(e) = state.scheduler.engine().runtime()
-    {
-        return Err(ApiError::new(StatusCode::CONFLICT, "runtime_missing", e.to_string()));
-    }
-    state.scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ApiError::field("params", m.to_string()))?;
-    if let Some(secs) = kind.declared_seconds(&params)
-        && !caller.admin
-        && secs > limits.max_job_seconds as f64
-    {
-        return Err(ApiError::field(
-            "params",
-            format!(
-                "this job would run {secs:.0} s; client keys may queue jobs up to {} s (limits.max_job_seconds)",
-                limits.max_job_seconds
-            ),
-        ));
-    }
-    let stages = kind
-        .stages(&params)
-        .into_iter()
-        .map(|name| Stage { name, state: StageState::Pending, artifacts: Vec::new(), energy_wh: None })
-        .collect();
-    let now = now_ms();
-    Ok(Job {
-        id: state.store.new_id(),
-        owner: caller.owner.clone(),
-        kind: kind_name.to_string(),
-        params: params.to_string(),
-        priority,
-        state: JobState::Queued { enqueued_at: now, not_before: None },
-        attempts: 0,
-        stages,
-        idempotency_key,
-        created_at: now,
-    })
-}
-
-/// Durably queues a job made by [`new_job`] within the caller's queue quota; true when an
-/// idempotent repeat returned an earlier job.
-pub async fn enqueue(state: &AppState, caller: &Caller, job: Job) -> Result<(Job, bool), ApiError> {
-    // A client key without its own quota still cannot fill the whole queue.
-    let own = caller.max_queued.or((!caller.admin).then_some(state.config.limits.client_max_queued));
-    let gpu = super::limits::gpu_reservation(state, caller, &job);
-    let submitted = match state.store.submit_with_quotas(job, state.config.queue.max_queued, own, gpu).await {
-        Err(StoreError::GpuQuotaExceeded { used_ms, reserved_ms, estimate_ms, limit_ms, .. }) => {
-            return Err(super::limits::gpu_quota_error(caller, used_ms, reserved_ms, estimate_ms, limit_ms));
-        }
-        other => other?,
-    };
-    if !submitted.existing {
-        state.scheduler.notify();
-    }
+    let submission = Submission { kind: kind.to_string(), params, priority, idempotency_key };
+    let submitted = state.jobs.submit(&caller.into(), submission).await?;
     Ok((submitted.job, submitted.existing))
 }
 
@@ -190,11 +134,7 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 
 /// Loads a job the caller may see (404 otherwise, never 403).
 pub fn visible_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Job, ApiError> {
-    let id = parse_id("job", raw_id)?;
-    match state.store.job(id)? {
-        Some(job) if caller.may_see(&job.owner) => Ok(job),
-        _ => Err(ApiError::not_found("job", raw_id)),
-    }
+    Ok(state.jobs.visible(&caller.into(), raw_id)?)
 }
 
 /// The view of a job with its live progress, energy and cost.
@@ -219,7 +159,7 @@ pub async fn submit(
     let key = idempotency_key(&headers)?;
     let mut params = req.params;
     if req.kind == "render" {
-        super::renders::expand_profile(&state, &caller, &mut params)?;
+        state.jobs.expand_render_profile(&(&caller).into(), &mut params)?;
     }
     let (job, existing) = submit_job(&state, &caller, &req.kind, params, req.priority, key).await?;
     Ok(accepted(&state, &job, existing))
@@ -242,21 +182,12 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    if let Some(s) = &q.state
-        && !["queued", "running", "succeeded", "failed", "canceled"].contains(&s.as_str())
-    {
-        return Err(ApiError::field("state", "must be one of queued, running, succeeded, failed, canceled"));
-    }
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 500"));
-    }
-    let cursor = q.cursor.as_deref().map(|c| parse_id("cursor", c)).transpose()?;
-    let filter = JobFilter { state: q.state, kind: q.kind, owner: caller.owner_filter() };
-    let jobs = state.store.list_jobs(&filter, cursor, limit + 1)?;
-    let more = jobs.len() > limit;
-    let jobs: Vec<Job> = jobs.into_iter().take(limit).collect();
-    let next_cursor = if more { jobs.last().map(|j| j.id.to_string()) } else { None };
+    let state_filter = q.state.map(|s| s.parse::<JobStatus>()).transpose().map_err(|_| {
+        let names: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+        ApiError::field("state", format!("must be one of {}", names.join(", ")))
+    })?;
+    let req = ListRequest { state: state_filter, kind: q.kind, limit: q.limit, cursor: q.cursor };
+    let JobList { jobs, next_cursor } = state.jobs.list(&(&caller).into(), req)?;
     Ok(Json(JobPage { jobs: jobs.iter().map(|j| view(&state, j)).collect(), next_cursor }))
 }
 
@@ -278,8 +209,7 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = visible_job(&state, &caller, &id)?;
-    let job = state.scheduler.cancel(job.id).await?;
+    let job = state.jobs.cancel(&(&caller).into(), &id).await?;
     Ok(Json(view(&state, &job)))
 }
 
@@ -290,8 +220,7 @@ pub async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = visible_job(&state, &caller, &id)?;
-    let job = state.scheduler.retry(job.id).await?;
+    let job = state.jobs.retry(&(&caller).into(), &id).await?;
     Ok(Json(view(&state, &job)))
 }
 
@@ -306,8 +235,7 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Removal>, ApiError> {
-    let job = visible_job(&state, &caller, &id)?;
-    Ok(Json(state.store.delete_job(job.id).await?))
+    Ok(Json(state.jobs.delete(&(&caller).into(), &id).await?))
 }
 
 /// Change a job's priority.
@@ -318,18 +246,7 @@ pub async fn patch(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PatchRequest>,
 ) -> Result<Json<JobView>, ApiError> {
-    if !(-1000..=1000).contains(&req.priority) {
-        return Err(ApiError::field("priority", "must be between -1000 and 1000"));
-    }
-    let job = visible_job(&state, &caller, &id)?;
-    let priority = req.priority;
-    let job = state
-        .store
-        .update_job(job.id, true, move |j| {
-            j.priority = priority;
-            Ok(vec![])
-        })
-        .await?;
+    let job = state.jobs.reprioritise(&(&caller).into(), &id, req.priority).await?;
     Ok(Json(view(&state, &job)))
 }
 

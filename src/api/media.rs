@@ -5,13 +5,11 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::jobs::submit_params;
 use super::json::ApiJson;
-use super::profiles::{set_default, take_profile};
 use super::{ApiError, AppState};
 
 /// Body of `POST /api/v1/lipsync`.
@@ -81,20 +79,8 @@ pub async fn lipsync(
 ) -> Result<Response, ApiError> {
     let mut params =
         serde_json::to_value(&req).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
-    if let Some(obj) = params.as_object_mut()
-        && let Some(profile) = take_profile(&state, &caller, obj)?
-    {
-        if let (Some(portrait), Some(face_box)) = (profile.portrait, profile.face_box) {
-            // The face box belongs to the profile's portrait; it only applies to that one.
-            if obj.get("portrait").is_none_or(|p| p.is_null()) {
-                set_default(obj, "portrait", json!(portrait.to_string()));
-                set_default(obj, "face_box", json!(face_box));
-            }
-        }
-        if obj.get("text").is_some_and(|t| !t.is_null()) {
-            set_default(obj, "voice", json!(profile.voice.model));
-            set_default(obj, "length_scale", json!(profile.voice.length_scale));
-        }
+    if let Some(obj) = params.as_object_mut() {
+        state.jobs.expand_lipsync_profile(&(&caller).into(), obj)?;
     }
     submit_params(&state, &caller, &headers, "lipsync", &params, req.priority).await
 }

@@ -42,6 +42,20 @@ pub mod views;
 
 pub use error::ApiError;
 
+impl limits::Metered for auth::Caller {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn is_local(&self) -> bool {
+        auth::Caller::is_local(self)
+    }
+}
+
 /// Shared state of all handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -59,6 +73,8 @@ pub struct AppState {
     pub ops: Arc<ops_metrics::OpsMetrics>,
     /// Which host names and web origins may reach the API.
     pub guard: Arc<origin::Guard>,
+    /// Submission, cancel, retry and the rest of the jobs' rules.
+    pub jobs: crate::jobs::Service,
 }
 
 impl AppState {
@@ -73,6 +89,7 @@ impl AppState {
             gate: Arc::new(auth::Gate::new(scheduler.config(), scheduler.store())),
             ops: Arc::default(),
             guard: Arc::new(origin::Guard::for_config(scheduler.config())),
+            jobs: crate::jobs::Service::new(scheduler.clone()),
             scheduler,
             started: Instant::now(),
             shutdown: Default::default(),

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use super::AppState;
 use crate::busy::{self, Busy};
 use crate::store::JobFilter;
-use crate::store::records::{EventBody, StageState};
+use crate::store::records::{EventBody, JobStatus, StageState};
 
 const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const STAGE_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
@@ -167,9 +167,9 @@ pub fn spawn_collector(state: &AppState) -> tokio::task::JoinHandle<()> {
             };
             let EventBody::State { state: s, .. } = &e.body else { continue };
             let Ok(Some(job)) = state.store.job(e.job) else { continue };
-            match s.as_str() {
-                "succeeded" | "failed" | "canceled" if job.state.is_terminal() => state.ops.job_finished(&job),
-                "queued" if job.attempts > 0 => state.ops.job_requeued(&job.kind),
+            match s {
+                s if s.is_terminal() && job.state.is_terminal() => state.ops.job_finished(&job),
+                JobStatus::Queued if job.attempts > 0 => state.ops.job_requeued(&job.kind),
                 _ => {}
             }
         }
@@ -190,8 +190,8 @@ pub fn render(state: &AppState) -> String {
     }
     out.push_str("# HELP reelbox_jobs Jobs in the database by kind and state.\n# TYPE reelbox_jobs gauge\n");
     for kind in state.scheduler.kind_names() {
-        for st in ["queued", "running", "succeeded", "failed", "canceled"] {
-            jobs.entry((kind.to_string(), st)).or_default();
+        for st in JobStatus::ALL {
+            jobs.entry((kind.to_string(), st.as_str())).or_default();
         }
     }
     for ((kind, st), n) in &jobs {

@@ -167,31 +167,6 @@ fn visible_profile(state: &AppState, caller: &Caller, raw: &str) -> Result<Profi
     }
 }
 
-/// A job request's `profile` field (taken out of `params`): the caller's profile, which
-/// the route then folds into the job's parameters, so a later profile edit cannot change a
-/// queued job. A profile the caller may not see is reported like a missing one, naming the field.
-pub fn take_profile(
-    state: &AppState,
-    caller: &Caller,
-    params: &mut serde_json::Map<String, serde_json::Value>,
-) -> Result<Option<Profile>, ApiError> {
-    let Some(raw) = params.remove("profile").filter(|v| !v.is_null()) else { return Ok(None) };
-    let raw = raw.as_str().ok_or_else(|| ApiError::field("profile", "must be a profile id"))?.to_string();
-    let id =
-        parse_id("profile", &raw).map_err(|_| ApiError::field("profile", format!("{raw:?} is not a profile id")))?;
-    match state.store.profile(id)? {
-        Some(p) if caller.may_see(&p.owner) => Ok(Some(p)),
-        _ => Err(ApiError::field("profile", format!("no profile {raw}"))),
-    }
-}
-
-/// Sets `key` from a profile unless the request set it itself (or the profile has nothing).
-pub fn set_default(params: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: serde_json::Value) {
-    if !value.is_null() && params.get(key).is_none_or(|v| v.is_null()) {
-        params.insert(key.to_string(), value);
-    }
-}
-
 fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) -> Result<(), ApiError> {
     if let Some(n) = r.name {
         if n.trim().is_empty() || n.len() > 200 {

@@ -122,7 +122,7 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
     let counts = state.store.counts(caller.owner_filter().as_deref())?;
     let telemetry = state.scheduler.telemetry();
     let running_jobs = state.store.list_jobs(
-        &crate::store::JobFilter { state: Some("running".into()), kind: None, owner: None },
+        &crate::store::JobFilter { state: Some(crate::store::records::JobStatus::Running), kind: None, owner: None },
         None,
         10_000,
     )?;

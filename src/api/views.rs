@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::scheduler::LiveProgress;
-use crate::store::records::{Artifact, Job, JobState, Millis, Profile, StageState};
+use crate::store::records::{Artifact, Job, JobState, JobStatus, Millis, Profile, StageState, StageStatus};
 
 /// RFC 3339 text for a millisecond timestamp.
 pub fn time(ms: Millis) -> String {
@@ -20,7 +20,8 @@ pub struct JobView {
     pub kind: String,
     pub owner: String,
     /// One of `queued`, `running`, `succeeded`, `failed`, `canceled`.
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: JobStatus,
     pub priority: i32,
     pub progress: ProgressView,
     pub stages: Vec<StageView>,
@@ -59,7 +60,8 @@ pub struct ProgressView {
 pub struct StageView {
     pub name: String,
     /// `pending`, `running`, `done` or `failed`.
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: StageStatus,
     pub artifacts: Vec<String>,
     pub device: Option<String>,
     pub started_at: Option<String>,
@@ -108,7 +110,7 @@ impl JobView {
             id: job.id.to_string(),
             kind: job.kind.clone(),
             owner: job.owner.clone(),
-            state: job.state.name().to_string(),
+            state: job.state.status(),
             priority: job.priority,
             progress,
             stages,
@@ -159,7 +161,7 @@ fn stage_view(s: &crate::store::records::Stage) -> StageView {
     };
     StageView {
         name: s.name.clone(),
-        state: s.state.name().to_string(),
+        state: s.state.status(),
         artifacts: s.artifacts.iter().map(|a| a.to_string()).collect(),
         device,
         started_at: started.map(time),

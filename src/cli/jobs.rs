@@ -92,7 +92,7 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
                         vec![
                             j.id.clone(),
                             j.kind.clone(),
-                            j.state.clone(),
+                            j.state.to_string(),
                             j.priority.to_string(),
                             format!("{:.0}%", j.progress.fraction * 100.0),
                             j.created_at.clone(),
@@ -181,7 +181,7 @@ fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()> {
         .map(|s| {
             vec![
                 s.name.clone(),
-                s.state.clone(),
+                s.state.to_string(),
                 s.device.clone().unwrap_or_default(),
                 s.started_at.clone().unwrap_or_default(),
                 s.finished_at.clone().unwrap_or_default(),

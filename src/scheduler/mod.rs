@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::{DeviceId, DeviceInfo, Telemetry};
 use crate::kinds::JobKind;
-use crate::store::records::{EventBody, Job, JobState, now_ms};
+use crate::store::records::{EventBody, Job, JobState, JobStatus, now_ms};
 use crate::store::{Store, StoreError, requeue};
 
 pub mod placement;
@@ -44,7 +44,7 @@ pub enum ControlError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("job is {0}; only {1} jobs can be {2}")]
-    WrongState(String, &'static str, &'static str),
+    WrongState(JobStatus, &'static str, &'static str),
 }
 
 /// A job that needs more GPU memory than any GPU here has (it would wait forever).
@@ -310,7 +310,7 @@ impl Scheduler {
                 .update_job(id, true, |j| match j.state {
                     JobState::Queued { .. } => {
                         j.state = JobState::Canceled { canceled_at: now_ms() };
-                        Ok(vec![EventBody::State { state: "canceled".into(), error: None }])
+                        Ok(vec![EventBody::State { state: JobStatus::Canceled, error: None }])
                     }
                     _ => Ok(vec![]),
                 })
@@ -327,10 +327,10 @@ impl Scheduler {
                     // Claimed but not yet registered by its worker: try again shortly.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                _ => return Err(ControlError::WrongState(job.state.name().into(), "queued or running", "canceled")),
+                _ => return Err(ControlError::WrongState(job.state.status(), "queued or running", "canceled")),
             }
         }
-        Err(ControlError::WrongState("running".into(), "queued or running", "canceled"))
+        Err(ControlError::WrongState(JobStatus::Running, "queued or running", "canceled"))
     }
 
     /// Re-queues a failed or canceled job; finished stages are kept.
@@ -341,13 +341,13 @@ impl Scheduler {
                 JobState::Failed { .. } | JobState::Canceled { .. } => {
                     requeue(j, None);
                     j.attempts = 0;
-                    Ok(vec![EventBody::State { state: "queued".into(), error: None }])
+                    Ok(vec![EventBody::State { state: JobStatus::Queued, error: None }])
                 }
                 _ => Ok(vec![]),
             })
             .await?;
         if !matches!(job.state, JobState::Queued { .. }) {
-            return Err(ControlError::WrongState(job.state.name().into(), "failed or canceled", "retried"));
+            return Err(ControlError::WrongState(job.state.status(), "failed or canceled", "retried"));
         }
         self.notify();
         Ok(job)

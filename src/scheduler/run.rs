@@ -16,7 +16,7 @@ use super::sink::JobSink;
 use super::{LiveProgress, RunningJob, Scheduler};
 use crate::gpu::DeviceId;
 use crate::kinds::{StageError, StageRun};
-use crate::store::records::{EventBody, Job, JobState, StageState, now_ms};
+use crate::store::records::{EventBody, Job, JobState, JobStatus, StageState, StageStatus, now_ms};
 use crate::store::requeue;
 
 /// How a job's run ended.
@@ -60,17 +60,17 @@ impl Scheduler {
             Ok(match outcome {
                 Outcome::Succeeded => {
                     j.state = JobState::Succeeded { started_at: started_at.unwrap_or(now), finished_at: now };
-                    vec![EventBody::State { state: "succeeded".into(), error: None }]
+                    vec![EventBody::State { state: JobStatus::Succeeded, error: None }]
                 }
                 Outcome::Canceled => {
                     j.state = JobState::Canceled { canceled_at: now };
-                    vec![EventBody::State { state: "canceled".into(), error: None }]
+                    vec![EventBody::State { state: JobStatus::Canceled, error: None }]
                 }
                 Outcome::Checkpointed => {
                     // Shutdown is not the job's fault: the attempt does not count.
                     requeue(j, None);
                     j.attempts = j.attempts.saturating_sub(1);
-                    vec![EventBody::State { state: "queued".into(), error: None }]
+                    vec![EventBody::State { state: JobStatus::Queued, error: None }]
                 }
                 Outcome::Retry(msg) if j.attempts < max_attempts => {
                     let delay = backoff_ms.saturating_mul(1 << j.attempts.saturating_sub(1).min(16));
@@ -80,12 +80,12 @@ impl Scheduler {
                             level: "warn".into(),
                             message: format!("attempt {} failed: {msg}; retrying in {} ms", j.attempts, delay),
                         },
-                        EventBody::State { state: "queued".into(), error: Some(msg) },
+                        EventBody::State { state: JobStatus::Queued, error: Some(msg) },
                     ]
                 }
                 Outcome::Retry(msg) | Outcome::Failed(msg) => {
                     j.state = JobState::Failed { started_at, finished_at: now, error: msg.clone() };
-                    vec![EventBody::State { state: "failed".into(), error: Some(msg) }]
+                    vec![EventBody::State { state: JobStatus::Failed, error: Some(msg) }]
                 }
             })
         };
@@ -135,7 +135,7 @@ impl Scheduler {
                     if let Some(s) = j.stages.get_mut(index) {
                         s.state = StageState::Running { started_at, device };
                     }
-                    Ok(vec![EventBody::Stage { stage: name, state: "running".into() }])
+                    Ok(vec![EventBody::Stage { stage: name, state: StageStatus::Running }])
                 }
             });
             if let Err(e) = mark {
@@ -181,7 +181,7 @@ impl Scheduler {
                                 s.artifacts = artifacts;
                                 s.energy_wh = energy_wh;
                             }
-                            Ok(vec![EventBody::Stage { stage: name, state: "done".into() }])
+                            Ok(vec![EventBody::Stage { stage: name, state: StageStatus::Done }])
                         }
                     });
                     if let Err(e) = done {
@@ -199,7 +199,7 @@ impl Scheduler {
                             s.state = StageState::Failed { started_at, finished_at, error: stage_error };
                             s.energy_wh = energy_wh;
                         }
-                        Ok(vec![EventBody::Stage { stage: name, state: "failed".into() }])
+                        Ok(vec![EventBody::Stage { stage: name, state: StageStatus::Failed }])
                     });
                     return Outcome::Failed(error);
                 }

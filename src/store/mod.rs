@@ -25,7 +25,7 @@ pub mod storage;
 mod writer;
 
 use codec::{Record, decode};
-use records::{Artifact, Event, EventBody, Job, JobState, Millis, now_ms};
+use records::{Artifact, Event, EventBody, Job, JobState, JobStatus, Millis, now_ms};
 pub use recovery::Recovered;
 pub use retention::{Removal, SweepPolicy};
 pub use writer::WriteCtx;
@@ -126,7 +126,7 @@ pub struct GpuQuota {
 /// Filter for listing jobs.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
-    pub state: Option<String>,
+    pub state: Option<JobStatus>,
     pub kind: Option<String>,
     /// Only this owner's jobs; `None` lists everyone's (admin).
     pub owner: Option<String>,
@@ -273,7 +273,7 @@ impl Store {
             if let Some(g) = gpu {
                 quota::reserve_gpu(ctx.txn, &job, g.estimate_ms)?;
             }
-            ctx.event(&job, EventBody::State { state: "queued".into(), error: None })?;
+            ctx.event(&job, EventBody::State { state: JobStatus::Queued, error: None })?;
             Ok(Submitted { job, existing: false })
         })
         .await
@@ -296,7 +296,7 @@ impl Store {
             let (_, v) = entry?;
             let job: Job = decode(v.value())?;
             if filter.owner.as_ref().is_some_and(|o| *o != job.owner)
-                || filter.state.as_ref().is_some_and(|s| s != job.state.name())
+                || filter.state.is_some_and(|s| s != job.state.status())
                 || filter.kind.as_ref().is_some_and(|k| *k != job.kind)
             {
                 continue;
@@ -391,7 +391,7 @@ impl Store {
                 };
                 j.state = JobState::Running { enqueued_at, started_at: now, device };
                 j.attempts += 1;
-                Ok(vec![EventBody::State { state: "running".into(), error: None }])
+                Ok(vec![EventBody::State { state: JobStatus::Running, error: None }])
             })?;
             Ok(Some(job))
         })

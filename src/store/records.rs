@@ -38,20 +38,25 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// The state without its times.
+    pub fn status(&self) -> JobStatus {
+        match self {
+            JobState::Queued { .. } => JobStatus::Queued,
+            JobState::Running { .. } => JobStatus::Running,
+            JobState::Succeeded { .. } => JobStatus::Succeeded,
+            JobState::Failed { .. } => JobStatus::Failed,
+            JobState::Canceled { .. } => JobStatus::Canceled,
+        }
+    }
+
     /// The state's name as the API spells it.
     pub fn name(&self) -> &'static str {
-        match self {
-            JobState::Queued { .. } => "queued",
-            JobState::Running { .. } => "running",
-            JobState::Succeeded { .. } => "succeeded",
-            JobState::Failed { .. } => "failed",
-            JobState::Canceled { .. } => "canceled",
-        }
+        self.status().as_str()
     }
 
     /// True once the job will not run again unless retried.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, JobState::Succeeded { .. } | JobState::Failed { .. } | JobState::Canceled { .. })
+        self.status().is_terminal()
     }
 
     /// When a finished job finished (succeeded, failed or was canceled); `None` while it may
@@ -85,15 +90,110 @@ pub enum StageState {
 }
 
 impl StageState {
-    /// The state's name as the API spells it.
-    pub fn name(&self) -> &'static str {
+    /// The state without its times.
+    pub fn status(&self) -> StageStatus {
         match self {
-            StageState::Pending => "pending",
-            StageState::Running { .. } => "running",
-            StageState::Done { .. } => "done",
-            StageState::Failed { .. } => "failed",
+            StageState::Pending => StageStatus::Pending,
+            StageState::Running { .. } => StageStatus::Running,
+            StageState::Done { .. } => StageStatus::Done,
+            StageState::Failed { .. } => StageStatus::Failed,
         }
     }
+
+    /// The state's name as the API spells it.
+    pub fn name(&self) -> &'static str {
+        self.status().as_str()
+    }
+}
+
+/// A state name that is not one of its enum's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown state {0:?}")]
+pub struct UnknownState(pub String);
+
+/// Defines a state-name enum that reads and writes as its lowercase name, in JSON and in
+/// stored records alike: events stored while these were strings decode unchanged, and the
+/// wire shows the same words.
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(into = "&'static str", try_from = "String")]
+        pub enum $name {
+            $(#[doc = $text] $variant),+
+        }
+
+        impl $name {
+            /// Every state, in life order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name as the API spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl From<$name> for &'static str {
+            fn from(s: $name) -> Self {
+                s.as_str()
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownState;
+            fn from_str(s: &str) -> Result<Self, UnknownState> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownState(other.to_string())),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownState;
+            fn try_from(s: String) -> Result<Self, UnknownState> {
+                s.parse()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // `pad`, not `write_str`: tables format states with widths (`{:<8}`).
+                f.pad(self.as_str())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+status_enum! {
+    /// A job's state without its times: what events, filters and views carry.
+    JobStatus { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Canceled => "canceled" }
+}
+
+impl JobStatus {
+    /// True once the job will not run again unless retried.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled)
+    }
+}
+
+status_enum! {
+    /// A stage's state without its times: what stage events and views carry.
+    StageStatus { Pending => "pending", Running => "running", Done => "done", Failed => "failed" }
 }
 
 /// A finished output file. Bytes live under `<data>/artifacts/`; this is its metadata.
@@ -183,8 +283,8 @@ pub struct Event {
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
-    State { state: String, error: Option<String> },
-    Stage { stage: String, state: String },
+    State { state: JobStatus, error: Option<String> },
+    Stage { stage: String, state: StageStatus },
     Progress { stage: String, step: u64, total: u64, message: Option<String> },
     Log { level: String, message: String },
     Artifact { stage: String, artifact: Ulid, media_type: String },
@@ -200,5 +300,35 @@ impl EventBody {
             EventBody::Log { .. } => "log",
             EventBody::Artifact { .. } => "artifact",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `EventBody` as it was when states were strings; events stored then must still read.
+    #[derive(Serialize, Deserialize)]
+    enum StringEventBody {
+        State { state: String, error: Option<String> },
+        Stage { stage: String, state: String },
+    }
+
+    #[test]
+    fn state_enums_encode_exactly_as_the_strings_they_replaced() {
+        let config = bincode::config::standard();
+        let old = StringEventBody::State { state: "canceled".into(), error: None };
+        let new = EventBody::State { state: JobStatus::Canceled, error: None };
+        let old_bytes = bincode::serde::encode_to_vec(&old, config).expect("encode");
+        assert_eq!(old_bytes, bincode::serde::encode_to_vec(&new, config).expect("encode"));
+        let (read, _): (EventBody, usize) = bincode::serde::decode_from_slice(&old_bytes, config).expect("decode");
+        assert_eq!(read, new);
+        let old = StringEventBody::Stage { stage: "card".into(), state: "done".into() };
+        let old_bytes = bincode::serde::encode_to_vec(&old, config).expect("encode");
+        let (read, _): (EventBody, usize) = bincode::serde::decode_from_slice(&old_bytes, config).expect("decode");
+        assert_eq!(read, EventBody::Stage { stage: "card".into(), state: StageStatus::Done });
+        assert_eq!(serde_json::to_string(&JobStatus::Succeeded).expect("json"), "\"succeeded\"");
+        assert!(serde_json::from_str::<StageStatus>("\"finished\"").is_err(), "unknown names are refused");
+        assert_eq!(format!("{:<8}|", StageStatus::Done), "done    |", "widths apply as they did to strings");
     }
 }

@@ -8,7 +8,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use ulid::Ulid;
 
 use super::codec::decode;
-use super::records::{EventBody, Job, JobState, StageState, now_ms};
+use super::records::{EventBody, Job, JobState, JobStatus, StageState, now_ms};
 use super::{JOBS, Store, StoreError, requeue};
 
 /// Times a job was found running at start (job id → count). Kept apart from the job
@@ -81,7 +81,7 @@ fn recover(j: &mut Job, crashes: u32, max_attempts: u32) -> Vec<EventBody> {
                 level: "warn".into(),
                 message: "daemon restarted; job re-queued to resume after its last finished stage".into(),
             },
-            EventBody::State { state: "queued".into(), error: None },
+            EventBody::State { state: JobStatus::Queued, error: None },
         ];
     }
     let now = now_ms();
@@ -102,7 +102,7 @@ fn recover(j: &mut Job, crashes: u32, max_attempts: u32) -> Vec<EventBody> {
     j.state = JobState::Failed { started_at, finished_at: now, error: error.clone() };
     vec![
         EventBody::Log { level: "error".into(), message: error.clone() },
-        EventBody::State { state: "failed".into(), error: Some(error) },
+        EventBody::State { state: JobStatus::Failed, error: Some(error) },
     ]
 }
 

@@ -299,7 +299,7 @@ mod tests {
             .write(true, move |ctx| {
                 ctx.put_job(None, &job)?;
                 ctx.txn.open_table(IDEMPOTENCY)?.insert(format!("{}\nk", job.owner).as_str(), job.id.0)?;
-                ctx.event(&job, EventBody::State { state: job.state.name().into(), error: None })?;
+                ctx.event(&job, EventBody::State { state: job.state.status(), error: None })?;
                 ctx.event(&job, EventBody::Log { level: "info".into(), message: "done".into() })
             })
             .await

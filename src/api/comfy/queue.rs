@@ -18,10 +18,10 @@ use super::messages::{self, Message};
 use super::prompts::{PromptMeta, PromptRecord};
 use super::validate::{PromptError, error_obj, validate};
 use crate::api::auth::Caller;
-use crate::api::jobs::{enqueue, new_job};
 use crate::api::outputs::final_images;
 use crate::api::{ApiError, AppState};
-use crate::store::records::{Job, JobState};
+use crate::jobs::Submission;
+use crate::store::records::{Job, JobState, JobStatus};
 use crate::store::{JobFilter, StoreError};
 
 /// Priority of prompts queued with `"front": true`.
@@ -112,16 +112,25 @@ pub async fn post_prompt(
     })?;
     let front = req.get("front").and_then(Value::as_bool).unwrap_or(false);
     let priority = if front { FRONT_PRIORITY } else { 0 };
-    let job = new_job(&state, &caller, "image", compiled.params, priority, None).map_err(|e| match &e.field {
-        // The image kind names its own parameter; point at the node input it came from.
-        Some(field) => {
-            let (node, input) = compiled.roles.source_of(field);
-            let class_type = graph.nodes.get(&node).map_or("", |n| n.class_type.as_str());
-            let received = graph.nodes.get(&node).and_then(|n| n.inputs.get(input)).cloned().unwrap_or(Value::Null);
-            ComfyError::from(input_error(&node, class_type, input, "custom_validation_failed", &e.message, &received))
-        }
-        None => ComfyError::from(e),
-    })?;
+    let submission = Submission { kind: "image".into(), params: compiled.params, priority, idempotency_key: None };
+    let job =
+        state.jobs.prepare(&(&caller).into(), submission).map_err(ApiError::from).map_err(|e| match &e.field {
+            // The image kind names its own parameter; point at the node input it came from.
+            Some(field) => {
+                let (node, input) = compiled.roles.source_of(field);
+                let class_type = graph.nodes.get(&node).map_or("", |n| n.class_type.as_str());
+                let received = graph.nodes.get(&node).and_then(|n| n.inputs.get(input)).cloned().unwrap_or(Value::Null);
+                ComfyError::from(input_error(
+                    &node,
+                    class_type,
+                    input,
+                    "custom_validation_failed",
+                    &e.message,
+                    &received,
+                ))
+            }
+            None => ComfyError::from(e),
+        })?;
     let mut extra_data = req.get("extra_data").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     if let Some(c) = &client_id {
         extra_data["client_id"] = json!(c);
@@ -142,9 +151,9 @@ pub async fn post_prompt(
     };
     comfy.prompts.put(record).await.map_err(|e| ComfyError::from(ApiError::internal(e.to_string())))?;
     let job_id = job.id;
-    if let Err(e) = enqueue(&state, &caller, job).await {
+    if let Err(e) = state.jobs.enqueue(&(&caller).into(), job).await {
         comfy.prompts.remove(job_id);
-        return Err(e.into());
+        return Err(ApiError::from(e).into());
     }
     Ok(Json(json!({"prompt_id": prompt_id, "number": number, "node_errors": {}})))
 }
@@ -172,9 +181,9 @@ fn prompts_in_state(
     state: &AppState,
     comfy: &Comfy,
     caller: &Caller,
-    job_state: &str,
+    job_state: JobStatus,
 ) -> Result<Vec<(Job, std::sync::Arc<PromptMeta>)>, ApiError> {
-    let filter = JobFilter { state: Some(job_state.into()), kind: Some("image".into()), owner: caller.owner_filter() };
+    let filter = JobFilter { state: Some(job_state), kind: Some("image".into()), owner: caller.owner_filter() };
     let jobs = state.store.list_jobs(&filter, None, 100_000)?;
     Ok(jobs.into_iter().filter_map(|j| comfy.prompts.by_job(j.id).map(|m| (j, m))).collect())
 }
@@ -186,9 +195,11 @@ pub async fn get_queue(
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let running: Vec<Value> =
-        prompts_in_state(&state, &comfy, &caller, "running")?.iter().map(|(_, m)| queue_item(&comfy, m)).collect();
-    let mut pending = prompts_in_state(&state, &comfy, &caller, "queued")?;
+    let running: Vec<Value> = prompts_in_state(&state, &comfy, &caller, JobStatus::Running)?
+        .iter()
+        .map(|(_, m)| queue_item(&comfy, m))
+        .collect();
+    let mut pending = prompts_in_state(&state, &comfy, &caller, JobStatus::Queued)?;
     pending.sort_by_key(|(j, m)| (-j.priority, m.number, j.id));
     let pending: Vec<Value> = pending.iter().map(|(_, m)| queue_item(&comfy, m)).collect();
     Ok(Json(json!({"queue_running": running, "queue_pending": pending})))
@@ -219,7 +230,7 @@ pub async fn post_queue(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let req: ClearOrDelete = parse_or_default(&body)?;
-    let pending = prompts_in_state(&state, &comfy, &caller, "queued")?;
+    let pending = prompts_in_state(&state, &comfy, &caller, JobStatus::Queued)?;
     for (job, meta) in pending {
         if req.clear || req.delete.contains(&meta.prompt_id) {
             // A prompt that started meanwhile stays running: ComfyUI deletes only pending ones.
@@ -244,7 +255,7 @@ pub async fn interrupt(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let req: InterruptRequest = parse_or_default(&body)?;
-    for (job, meta) in prompts_in_state(&state, &comfy, &caller, "running")? {
+    for (job, meta) in prompts_in_state(&state, &comfy, &caller, JobStatus::Running)? {
         if req.prompt_id.as_ref().is_none_or(|id| *id == meta.prompt_id) {
             let _ = state.scheduler.cancel(job.id).await;
         }

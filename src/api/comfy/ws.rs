@@ -22,7 +22,7 @@ use super::queue::queue_remaining;
 use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::outputs::{final_images, is_preview};
-use crate::store::records::{Event, EventBody, now_ms};
+use crate::store::records::{Event, EventBody, JobStatus, now_ms};
 use crate::store::{Store, StoreError};
 
 /// Query of `/ws`.
@@ -194,9 +194,9 @@ impl Session {
 
     async fn prompt_messages(&mut self, meta: &PromptMeta, e: &Event, out: &mut Vec<Out>) {
         match &e.body {
-            EventBody::State { state, error } => match state.as_str() {
-                "running" => self.start(meta, out),
-                "succeeded" => {
+            EventBody::State { state, error } => match state {
+                JobStatus::Running => self.start(meta, out),
+                JobStatus::Succeeded => {
                     self.start(meta, out);
                     out.push(Out::Text(messages::executing(meta, Some(&meta.roles.decode))));
                     let images = match self.state.store.job(meta.job) {
@@ -209,19 +209,19 @@ impl Session {
                     }
                     self.finish(meta, messages::execution_success(meta, e.at), out);
                 }
-                "failed" => {
+                JobStatus::Failed => {
                     self.start(meta, out);
                     let error = error.clone().unwrap_or_else(|| "the job failed".into());
                     self.finish(meta, messages::execution_error(meta, &error, e.at), out);
                 }
-                "canceled" => {
+                JobStatus::Canceled => {
                     // A prompt deleted while pending never started: ComfyUI sends nothing for it.
                     if self.started.contains(&meta.job) {
                         self.finish(meta, messages::execution_interrupted(meta, e.at), out);
                     }
                 }
                 // Re-queued (retry, restart): it will start again.
-                _ => {
+                JobStatus::Queued => {
                     self.started.remove(&meta.job);
                 }
             },
@@ -310,7 +310,7 @@ mod tests {
         store
             .update_job(job.id, true, |j| {
                 j.state = JobState::Succeeded { started_at: 1, finished_at: 2 };
-                Ok(vec![EventBody::State { state: "succeeded".into(), error: None }])
+                Ok(vec![EventBody::State { state: JobStatus::Succeeded, error: None }])
             })
             .await
             .expect("finish");

@@ -10,9 +10,10 @@ use tokio::sync::broadcast::error::RecvError;
 use ulid::Ulid;
 
 use super::OpenAiError;
+use crate::api::ApiError;
 use crate::api::AppState;
 use crate::api::auth::Caller;
-use crate::api::jobs::{enqueue, new_job};
+use crate::jobs::Submission;
 use crate::scheduler::Scheduler;
 use crate::store::records::{EventBody, Job, JobState};
 
@@ -60,18 +61,19 @@ pub async fn submit_and_wait(
     kind: &str,
     params: serde_json::Value,
 ) -> Result<Job, OpenAiError> {
-    let job = new_job(state, caller, kind, params, 0, None)?;
+    let submission = Submission { kind: kind.to_string(), params, priority: 0, idempotency_key: None };
+    let job = state.jobs.prepare(&caller.into(), submission).map_err(ApiError::from)?;
     // A request held open until its job ends is a stream too: it takes a slot meanwhile.
     let _permit = state.gate.streams.acquire(caller, &state.config.limits)?;
     // Subscribed before the job exists, so its final event cannot slip past.
     let mut events = state.store.subscribe();
     let mut guard = CancelOnDrop::new(state.scheduler.clone(), job.id);
-    let job = match enqueue(state, caller, job).await {
-        Ok((job, _)) => job,
+    let job = match state.jobs.enqueue(&caller.into(), job).await {
+        Ok(submitted) => submitted.job,
         Err(e) => {
             // Refused (queue full, shutting down): there is no job to cancel.
             guard.disarm();
-            return Err(e.into());
+            return Err(ApiError::from(e).into());
         }
     };
     let id = job.id;

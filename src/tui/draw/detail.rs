@@ -58,7 +58,7 @@ fn info_lines(job: &JobView, app: &App, t: Theme, w: usize) -> Vec<Line<'static>
         Line::from(vec![label("id"), Span::raw(job.id.clone()), label(" owner"), Span::raw(job.owner.clone())]),
         Line::from(vec![
             label("state"),
-            Span::styled(job.state.clone(), t.state(&job.state)),
+            Span::styled(job.state.as_str(), t.state(job.state.as_str())),
             label(" prio"),
             Span::raw(job.priority.to_string()),
             label(" tries"),

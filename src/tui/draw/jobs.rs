@@ -56,7 +56,7 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
             let mut cells = vec![
                 Cell::from(short_id(&j.id).to_string()),
                 Cell::from(fit(&j.kind, if wide { 14 } else { 9 })),
-                Cell::from(Span::styled(j.state.clone(), t.state(&j.state))),
+                Cell::from(Span::styled(j.state.as_str(), t.state(j.state.as_str()))),
                 Cell::from(format!("{:>3}", j.priority)),
                 Cell::from(device(j)),
                 Cell::from(info(j, info_w, t)),

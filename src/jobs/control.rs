@@ -1,0 +1,91 @@
+//! What happens to jobs after submission: look-up within the submitter's scope, listing,
+//! cancel, retry, reprioritise and delete.
+
+use ulid::Ulid;
+
+use super::submit::check_priority;
+use super::{Error, Service, Submitter, parse_id};
+use crate::kinds::ParamError;
+use crate::store::records::{Job, JobStatus};
+use crate::store::{JobFilter, Removal};
+
+/// Which jobs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    /// Only jobs in this state.
+    pub state: Option<JobStatus>,
+    /// Only jobs of this kind.
+    pub kind: Option<String>,
+    /// Page size (1–500, default 50).
+    pub limit: Option<usize>,
+    /// The last job id of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of jobs and the cursor of the next one, if there is more.
+#[derive(Debug, Clone)]
+pub struct JobList {
+    /// The jobs, newest first.
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+impl Service {
+    /// A job the submitter may see; another owner's job is reported as missing, never
+    /// forbidden, so ids do not leak.
+    pub fn visible(&self, who: &Submitter, raw_id: &str) -> Result<Job, Error> {
+        let id = parse_id("job", raw_id)?;
+        match self.store().job(id)? {
+            Some(job) if who.may_see(&job.owner) => Ok(job),
+            _ => Err(Error::JobNotFound(raw_id.to_string())),
+        }
+    }
+
+    /// A page of the jobs the submitter may see.
+    pub fn list(&self, who: &Submitter, req: ListRequest) -> Result<JobList, Error> {
+        let limit = req.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(ParamError::new("limit", "must be between 1 and 500").into());
+        }
+        let cursor: Option<Ulid> = req.cursor.as_deref().map(|c| parse_id("cursor", c)).transpose()?;
+        let filter = JobFilter { state: req.state, kind: req.kind, owner: who.owner_filter() };
+        let mut jobs = self.store().list_jobs(&filter, cursor, limit + 1)?;
+        let more = jobs.len() > limit;
+        jobs.truncate(limit);
+        let next_cursor = if more { jobs.last().map(|j| j.id.to_string()) } else { None };
+        Ok(JobList { jobs, next_cursor })
+    }
+
+    /// Cancels a queued or running job.
+    pub async fn cancel(&self, who: &Submitter, raw_id: &str) -> Result<Job, Error> {
+        let job = self.visible(who, raw_id)?;
+        Ok(self.scheduler.cancel(job.id).await?)
+    }
+
+    /// Re-queues a failed or canceled job.
+    pub async fn retry(&self, who: &Submitter, raw_id: &str) -> Result<Job, Error> {
+        let job = self.visible(who, raw_id)?;
+        Ok(self.scheduler.retry(job.id).await?)
+    }
+
+    /// Changes a job's priority.
+    pub async fn reprioritise(&self, who: &Submitter, raw_id: &str, priority: i32) -> Result<Job, Error> {
+        check_priority(priority)?;
+        let job = self.visible(who, raw_id)?;
+        let job = self
+            .store()
+            .update_job(job.id, true, move |j| {
+                j.priority = priority;
+                Ok(vec![])
+            })
+            .await?;
+        Ok(job)
+    }
+
+    /// Deletes a finished job with its artifacts and events.
+    pub async fn delete(&self, who: &Submitter, raw_id: &str) -> Result<Removal, Error> {
+        let job = self.visible(who, raw_id)?;
+        Ok(self.store().delete_job(job.id).await?)
+    }
+}

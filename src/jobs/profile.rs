@@ -1,0 +1,171 @@
+//! Profile expansion: a request's `profile` id becomes the parameters it stands for
+//! (presenter, voice, style), folded in at submission so a later profile edit cannot
+//! change a queued job. Fields the request sets itself win.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{Error, Service, Submitter, parse_id};
+use crate::kinds::ParamError;
+use crate::store::records::Profile;
+
+/// A render's presenter: the portrait artifact and the face in it.
+#[derive(Serialize)]
+struct Presenter {
+    portrait: String,
+    face_box: [u32; 4],
+}
+
+/// What a profile contributes to a render's parameters (in this order).
+#[derive(Serialize)]
+struct RenderDefaults {
+    presenter: Option<Presenter>,
+    voice: String,
+    length_scale: Option<f32>,
+    style: Option<String>,
+    negative_prompt: Option<String>,
+    preset: Option<String>,
+}
+
+impl RenderDefaults {
+    fn of(p: Profile) -> Self {
+        let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        Self {
+            presenter: p
+                .portrait
+                .zip(p.face_box)
+                .map(|(portrait, face_box)| Presenter { portrait: portrait.to_string(), face_box }),
+            voice: p.voice.model,
+            length_scale: p.voice.length_scale,
+            style: non_empty(p.style.prompt_prefix),
+            negative_prompt: non_empty(p.style.negative_prompt),
+            preset: p.style.preset,
+        }
+    }
+}
+
+/// What a profile contributes to a lip-sync's parameters (in this order).
+#[derive(Serialize, Default)]
+struct LipsyncDefaults {
+    portrait: Option<String>,
+    face_box: Option<[u32; 4]>,
+    voice: Option<String>,
+    length_scale: Option<f32>,
+}
+
+impl LipsyncDefaults {
+    fn of(p: Profile, params: &Map<String, Value>) -> Self {
+        let mut d = Self::default();
+        // The face box belongs to the profile's portrait; it only applies to that one.
+        if let (Some(portrait), Some(face_box)) = (p.portrait, p.face_box)
+            && !is_set(params, "portrait")
+        {
+            d.portrait = Some(portrait.to_string());
+            d.face_box = Some(face_box);
+        }
+        // The profile's voice only speaks text; given audio needs none.
+        if is_set(params, "text") {
+            d.voice = Some(p.voice.model);
+            d.length_scale = p.voice.length_scale;
+        }
+        d
+    }
+}
+
+fn is_set(params: &Map<String, Value>, key: &str) -> bool {
+    params.get(key).is_some_and(|v| !v.is_null())
+}
+
+/// Sets each non-null field of `defaults` the request left out (or set to null).
+fn fill(params: &mut Map<String, Value>, defaults: impl Serialize) -> Result<(), Error> {
+    let Value::Object(defaults) =
+        serde_json::to_value(defaults).map_err(|e| ParamError::new("profile", e.to_string()))?
+    else {
+        return Ok(());
+    };
+    for (key, value) in defaults {
+        if !value.is_null() && !is_set(params, &key) {
+            params.insert(key, value);
+        }
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Folds a render request's `profile` into its `presenter`, `voice`, `length_scale`,
+    /// `style`, `negative_prompt` and `preset`.
+    pub fn expand_render_profile(&self, who: &Submitter, params: &mut Value) -> Result<(), Error> {
+        let Some(obj) = params.as_object_mut() else {
+            return Err(ParamError::new("params", "must be a JSON object").into());
+        };
+        let Some(profile) = self.take_profile(who, obj)? else { return Ok(()) };
+        fill(obj, RenderDefaults::of(profile))
+    }
+
+    /// Folds a lip-sync request's `profile` into its portrait and face box (when it names
+    /// no portrait of its own) and, for spoken text, its voice.
+    pub fn expand_lipsync_profile(&self, who: &Submitter, params: &mut Map<String, Value>) -> Result<(), Error> {
+        let Some(profile) = self.take_profile(who, params)? else { return Ok(()) };
+        let defaults = LipsyncDefaults::of(profile, params);
+        fill(params, defaults)
+    }
+
+    /// Takes the `profile` field out of `params`: the submitter's profile, or a field error
+    /// (one the submitter may not see is reported like a missing one).
+    fn take_profile(&self, who: &Submitter, params: &mut Map<String, Value>) -> Result<Option<Profile>, Error> {
+        let Some(raw) = params.remove("profile").filter(|v| !v.is_null()) else { return Ok(None) };
+        let raw = raw.as_str().ok_or_else(|| ParamError::new("profile", "must be a profile id"))?.to_string();
+        let id = parse_id("profile", &raw)
+            .map_err(|_| ParamError::new("profile", format!("{raw:?} is not a profile id")))?;
+        match self.store().profile(id)? {
+            Some(p) if who.may_see(&p.owner) => Ok(Some(p)),
+            _ => Err(ParamError::new("profile", format!("no profile {raw}")).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::{Style, Voice};
+    use serde_json::json;
+
+    fn profile() -> Profile {
+        Profile {
+            id: ulid::Ulid::nil(),
+            owner: "local".into(),
+            name: "anna".into(),
+            portrait: Some(ulid::Ulid::nil()),
+            face_box: Some([1, 2, 3, 4]),
+            voice_sample: None,
+            voice: Voice {
+                model: "v".into(),
+                speaker: None,
+                length_scale: Some(1.5),
+                noise_scale: None,
+                noise_w: None,
+            },
+            style: Style { prompt_prefix: "oil".into(), negative_prompt: String::new(), preset: None },
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_render_keeps_its_own_fields_and_takes_the_rest_from_the_profile() {
+        let mut params = json!({"voice": "mine", "preset": null}).as_object().cloned().unwrap_or_default();
+        fill(&mut params, RenderDefaults::of(profile())).expect("fill");
+        assert_eq!(params["voice"], "mine");
+        assert_eq!(params["style"], "oil");
+        assert_eq!(params["length_scale"], 1.5);
+        assert_eq!(params["presenter"]["face_box"], json!([1, 2, 3, 4]));
+        assert!(!params.contains_key("negative_prompt"), "an empty profile field adds nothing");
+        assert!(params["preset"].is_null(), "a profile without a preset leaves the request's null");
+    }
+
+    #[test]
+    fn a_lipsync_with_its_own_portrait_and_audio_takes_nothing() {
+        let params = json!({"portrait": "x", "audio": "y"}).as_object().cloned().unwrap_or_default();
+        let d = LipsyncDefaults::of(profile(), &params);
+        assert!(d.portrait.is_none() && d.face_box.is_none() && d.voice.is_none());
+    }
+}

@@ -1,0 +1,127 @@
+//! Submission: validate, scope and priority rules, limits, quota, then a durable enqueue
+//! (idempotent on the caller's key).
+
+use super::limits::{check_params, gpu_quota_refusal};
+use super::{Error, Service, Submitter};
+use crate::kinds::{ParamError, ValidateCtx};
+use crate::store::records::{Job, JobState, Stage, StageState, now_ms};
+use crate::store::{StoreError, Submitted};
+
+/// Priorities a job may have; higher runs first.
+const PRIORITIES: std::ops::RangeInclusive<i32> = -1000..=1000;
+
+/// A request for one job, as every API layer hands it over.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// Job kind, e.g. `testcard`, `image`, `render`.
+    pub kind: String,
+    /// Kind-specific parameters, validated by the kind.
+    pub params: serde_json::Value,
+    /// Higher runs first.
+    pub priority: i32,
+    /// The caller's `Idempotency-Key`: a repeat returns the earlier job.
+    pub idempotency_key: Option<String>,
+}
+
+/// Refuses a priority outside -1000..=1000.
+pub(super) fn check_priority(priority: i32) -> Result<(), Error> {
+    if PRIORITIES.contains(&priority) {
+        Ok(())
+    } else {
+        Err(ParamError::new("priority", "must be between -1000 and 1000").into())
+    }
+}
+
+impl Service {
+    /// Validates and durably queues a job; `existing` is true when an idempotent repeat
+    /// returned an earlier job.
+    pub async fn submit(&self, who: &Submitter, submission: Submission) -> Result<Submitted, Error> {
+        let job = self.prepare(who, submission)?;
+        self.enqueue(who, job).await
+    }
+
+    /// A validated job with its id, not yet queued (for layers that record more about it
+    /// first, like ComfyUI's prompt records).
+    pub fn prepare(&self, who: &Submitter, s: Submission) -> Result<Job, Error> {
+        let scheduler = &self.scheduler;
+        let kind = scheduler
+            .kind(&s.kind)
+            .ok_or_else(|| Error::UnknownKind { kind: s.kind.clone(), known: scheduler.kind_names().join(", ") })?;
+        if kind.admin_only() && !who.admin {
+            return Err(Error::AdminOnly { kind: s.kind });
+        }
+        check_priority(s.priority)?;
+        let limits = &self.config().limits;
+        if !who.admin && s.priority > limits.max_client_priority {
+            return Err(ParamError::new(
+                "priority",
+                format!(
+                    "client keys may use priorities up to {} (limits.max_client_priority)",
+                    limits.max_client_priority
+                ),
+            )
+            .into());
+        }
+        check_params(&s.kind, &s.params, limits)?;
+        self.check_gpu_quota(who)?;
+        let params = kind.validate(s.params, &ValidateCtx { config: self.config() })?;
+        // After the parameters, so a bad field is named first. A 4xx, not a 503: nothing
+        // changes by retrying until someone runs `reelbox setup`, and a box without its
+        // runtime must still answer every request without a server error.
+        if kind.needs_runtime()
+            && let Err(e) = scheduler.engine().runtime()
+        {
+            return Err(Error::RuntimeMissing(e));
+        }
+        scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ParamError::new("params", m.to_string()))?;
+        if let Some(secs) = kind.declared_seconds(&params)
+            && !who.admin
+            && secs > limits.max_job_seconds as f64
+        {
+            return Err(ParamError::new(
+                "params",
+                format!(
+                    "this job would run {secs:.0} s; client keys may queue jobs up to {} s (limits.max_job_seconds)",
+                    limits.max_job_seconds
+                ),
+            )
+            .into());
+        }
+        let stages = kind
+            .stages(&params)
+            .into_iter()
+            .map(|name| Stage { name, state: StageState::Pending, artifacts: Vec::new(), energy_wh: None })
+            .collect();
+        let now = now_ms();
+        Ok(Job {
+            id: self.store().new_id(),
+            owner: who.owner.clone(),
+            kind: s.kind,
+            params: params.to_string(),
+            priority: s.priority,
+            state: JobState::Queued { enqueued_at: now, not_before: None },
+            attempts: 0,
+            stages,
+            idempotency_key: s.idempotency_key,
+            created_at: now,
+        })
+    }
+
+    /// Durably queues a job made by [`Service::prepare`] within the submitter's queue quota.
+    pub async fn enqueue(&self, who: &Submitter, job: Job) -> Result<Submitted, Error> {
+        let limits = &self.config().limits;
+        // A client key without its own quota still cannot fill the whole queue.
+        let own = who.max_queued.or((!who.admin).then_some(limits.client_max_queued));
+        let gpu = self.gpu_reservation(who, &job);
+        let submitted = match self.store().submit_with_quotas(job, self.config().queue.max_queued, own, gpu).await {
+            Err(StoreError::GpuQuotaExceeded { used_ms, reserved_ms, estimate_ms, limit_ms, .. }) => {
+                return Err(gpu_quota_refusal(who, used_ms, reserved_ms, estimate_ms, limit_ms).into());
+            }
+            other => other?,
+        };
+        if !submitted.existing {
+            self.scheduler.notify();
+        }
+        Ok(submitted)
+    }
+}
