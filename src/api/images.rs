@@ -11,6 +11,8 @@ use super::auth::Caller;
 use super::jobs::submit_params;
 use super::json::ApiJson;
 use super::{ApiError, AppState};
+use crate::kinds::ParamError;
+use crate::kinds::image::{self, wire_int};
 
 /// Body of `POST /api/v1/images`; unset fields come from the preset, then the model.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -55,6 +57,28 @@ pub struct ImageRequest {
     pub priority: Option<i32>,
 }
 
+impl ImageRequest {
+    /// The `image` kind's request these fields make.
+    pub fn to_params(&self) -> Result<image::ImageRequest, ParamError> {
+        Ok(image::ImageRequest {
+            prompt: Some(self.prompt.clone()),
+            negative_prompt: self.negative_prompt.clone(),
+            model: self.model.clone(),
+            width: self.width.map(i64::from),
+            height: self.height.map(i64::from),
+            steps: self.steps.map(i64::from),
+            guidance: self.guidance.map(f64::from),
+            scheduler: self.scheduler.clone(),
+            seed: self.seed.map(|s| wire_int("seed", s)).transpose()?,
+            n: self.n.map(i64::from),
+            init_image: self.init_image.clone(),
+            strength: self.strength,
+            preset: self.preset.clone(),
+            preview_every: self.preview_every.map(i64::from),
+        })
+    }
+}
+
 /// Generate images; the job's artifacts are `image.png` (or `image-N.png`) and previews.
 #[utoipa::path(post, path = "/api/v1/images", request_body = ImageRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
@@ -66,5 +90,5 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ImageRequest>,
 ) -> Result<Response, ApiError> {
-    submit_params(&state, &caller, &headers, "image", &req, req.priority).await
+    submit_params(&state, &caller, &headers, "image", &req.to_params()?, req.priority).await
 }

@@ -10,6 +10,7 @@ use super::auth::Caller;
 use super::jobs::submit_params;
 use super::json::ApiJson;
 use super::{ApiError, AppState};
+use crate::kinds::speech;
 
 /// Body of `POST /api/v1/speech`; unset fields take the voice's defaults.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -44,6 +45,22 @@ pub struct SpeechRequest {
     pub priority: Option<i32>,
 }
 
+impl SpeechRequest {
+    /// The `speech` kind's request these fields make.
+    pub fn to_params(&self) -> speech::SpeechRequest {
+        speech::SpeechRequest {
+            text: Some(self.text.clone()),
+            voice: self.voice.clone(),
+            noise_scale: self.noise_scale.map(f64::from),
+            length_scale: self.length_scale.map(f64::from),
+            noise_w: self.noise_w.map(f64::from),
+            speaker: self.speaker.clone(),
+            sentence_silence: self.sentence_silence.map(f64::from),
+            format: self.format.clone(),
+        }
+    }
+}
+
 /// Synthesise speech; the job's artifacts are `speech.wav` and `speech.json` (sentence times).
 #[utoipa::path(post, path = "/api/v1/speech", request_body = SpeechRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
@@ -55,5 +72,5 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SpeechRequest>,
 ) -> Result<Response, ApiError> {
-    submit_params(&state, &caller, &headers, "speech", &req, req.priority).await
+    submit_params(&state, &caller, &headers, "speech", &req.to_params(), req.priority).await
 }
