@@ -50,9 +50,16 @@ pub fn float_in(field: &str, v: f64, range: RangeInclusive<f64>) -> Result<f64, 
     Ok(v)
 }
 
-/// Holds an optional integer to `range` as a `u32` (ranges given here never pass `u32`).
+/// Holds an integer to `range` and returns it as a `u32` (the kinds' ranges lie within it;
+/// one that did not would still name the field rather than wrap).
+pub fn u32_in(field: &str, v: i64, range: RangeInclusive<i64>) -> Result<u32, ParamError> {
+    let v = int_in(field, v, range)?;
+    u32::try_from(v).map_err(|_| ParamError::new(field, format!("must be between 0 and {}, got {v}", u32::MAX)))
+}
+
+/// Holds an optional integer to `range` as a `u32`.
 pub fn opt_u32_in(field: &str, v: Option<i64>, range: RangeInclusive<i64>) -> Result<Option<u32>, ParamError> {
-    v.map(|v| int_in(field, v, range).map(|v| u32::try_from(v).unwrap_or(u32::MAX))).transpose()
+    v.map(|v| u32_in(field, v, range)).transpose()
 }
 
 /// Holds an optional number to `range` as an `f32`.

@@ -10,7 +10,7 @@
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::fields::{artifact_param, box_param, float_field, int_field, int_in, reject_unknown, string_field};
+use super::fields::{artifact_param, box_param, float_field, int_field, reject_unknown, string_field, u32_in};
 use super::inputs::{InputFile, input_file, installed_model, stage_file};
 use super::speech::{SpeechParams, SpeechRequest, speak};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
@@ -137,27 +137,17 @@ impl LipsyncRequest {
             ));
         }
         let model = installed_model("model", self.model.as_deref(), DEFAULT_MODEL, config)?;
-        let fps = int_in("fps", self.fps.unwrap_or(i64::from(DEFAULT_FPS)), 1..=60)?;
+        let fps = u32_in("fps", self.fps.unwrap_or(i64::from(DEFAULT_FPS)), 1..=60)?;
         if let Some(text) = &self.text {
             // Spoken text's length is estimated as a render's narration is.
             let scale = self.length_scale.unwrap_or(1.0);
             let words = text.split_whitespace().count() as f64;
             let seconds = words / crate::pipelines::render::plan::WORDS_PER_SECOND * scale;
-            super::bounds::media_fits(seconds, fps as f64, &config.limits)
+            super::bounds::media_fits(seconds, f64::from(fps), &config.limits)
                 .map_err(|m| ParamError::new("text", format!("would make {m}")))?;
         }
-        let batch = int_in("batch_size", self.batch_size.unwrap_or(DEFAULT_BATCH as i64), 1..=256)?;
-        // Both ranges above fit a u32.
-        let to_u32 = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
-        Ok(LipsyncParams {
-            portrait,
-            audio,
-            speech,
-            face_box: self.face_box,
-            model,
-            fps: to_u32(fps),
-            batch_size: to_u32(batch),
-        })
+        let batch_size = u32_in("batch_size", self.batch_size.unwrap_or(DEFAULT_BATCH as i64), 1..=256)?;
+        Ok(LipsyncParams { portrait, audio, speech, face_box: self.face_box, model, fps, batch_size })
     }
 }
 

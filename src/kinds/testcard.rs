@@ -9,7 +9,7 @@ use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::fields::{int_field, int_in, reject_unknown, string_field};
+use super::fields::{int_field, int_in, reject_unknown, string_field, u32_in};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 
 /// The `testcard` job kind.
@@ -80,8 +80,8 @@ impl TestcardRequest {
         let int = |field: &str, v: Option<i64>, default: i64, range| int_in(field, v.unwrap_or(default), range);
         let steps = int("steps", self.steps, 5, 1..=10_000)?;
         let step_ms = int("step_ms", self.step_ms, 100, 0..=60_000)?;
-        let width = int("width", self.width, 320, 16..=4096)?;
-        let height = int("height", self.height, 180, 16..=4096)?;
+        let width = u32_in("width", self.width.unwrap_or(320), 16..=4096)?;
+        let height = u32_in("height", self.height.unwrap_or(180), 16..=4096)?;
         let fail = match self.fail.as_deref() {
             None => None,
             Some("fatal") => Some(Failure::Fatal),
@@ -89,13 +89,12 @@ impl TestcardRequest {
             Some(_) => return Err(ParamError::new("fail", "must be \"fatal\" or \"retriable\"")),
         };
         let vram_mib = int("vram_mib", self.vram_mib, 0, 0..=1 << 20)?;
-        // The ranges above are non-negative and small: the conversions cannot fail.
-        let to_u32 = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        // The ranges above are non-negative: `unsigned_abs` is the value itself.
         Ok(TestcardParams {
             steps: steps.unsigned_abs(),
             step_ms: step_ms.unsigned_abs(),
-            width: to_u32(width),
-            height: to_u32(height),
+            width,
+            height,
             fail,
             vram_mib: vram_mib.unsigned_abs(),
             model: self.model,

@@ -8,7 +8,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use super::fields::{artifact_param, int_field, int_in, reject_unknown, string_field};
+use super::fields::{artifact_param, int_field, reject_unknown, string_field, u32_in};
 use super::inputs::{input_file, installed_model};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
@@ -70,14 +70,12 @@ impl UpscaleRequest {
     pub fn resolve(self, config: &Config) -> Result<UpscaleParams, ParamError> {
         let input = self.input.ok_or_else(|| ParamError::new("input", "required"))?;
         let model = installed_model("model", self.model.as_deref(), DEFAULT_MODEL, config)?;
-        let tile = int_in("tile", self.tile.unwrap_or(0), 0..=4096)?;
+        let tile = u32_in("tile", self.tile.unwrap_or(0), 0..=4096)?;
         if (1..32).contains(&tile) {
             return Err(ParamError::new("tile", "must be 0 (automatic) or at least 32"));
         }
-        let tile_pad = int_in("tile_pad", self.tile_pad.unwrap_or(i64::from(DEFAULT_TILE_PAD)), 0..=64)?;
-        // Both ranges above fit a u32.
-        let to_u32 = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
-        Ok(UpscaleParams { input, model, tile: to_u32(tile), tile_pad: to_u32(tile_pad) })
+        let tile_pad = u32_in("tile_pad", self.tile_pad.unwrap_or(i64::from(DEFAULT_TILE_PAD)), 0..=64)?;
+        Ok(UpscaleParams { input, model, tile, tile_pad })
     }
 }
 

@@ -8,7 +8,7 @@ use ulid::Ulid;
 use super::installed_models;
 use crate::config::Config;
 use crate::kinds::ParamError;
-use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field};
+use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind};
@@ -183,14 +183,11 @@ impl ImageRequest {
 
         let (pw, ph) = preset.map_or((info.native_size, info.native_size), |p| p.size_for(info.native_size));
         let max_side = i64::from(config.limits.max_image_side);
-        // Every range below is non-negative and within u32.
-        let to_u32 = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
-        let width = to_u32(int_in("width", self.width.unwrap_or(i64::from(pw)), 1..=max_side)?);
-        let height = to_u32(int_in("height", self.height.unwrap_or(i64::from(ph)), 1..=max_side)?);
+        let width = u32_in("width", self.width.unwrap_or(i64::from(pw)), 1..=max_side)?;
+        let height = u32_in("height", self.height.unwrap_or(i64::from(ph)), 1..=max_side)?;
         check_size(&info, None, width, height, config.limits.max_image_side).map_err(request_error)?;
         let default_steps = preset.map_or(model_steps, |p| i64::from(p.steps));
-        let steps =
-            to_u32(int_in("steps", self.steps.unwrap_or(default_steps), 1..=i64::from(config.limits.max_steps))?);
+        let steps = u32_in("steps", self.steps.unwrap_or(default_steps), 1..=i64::from(config.limits.max_steps))?;
         let default_guidance = preset.map_or(model_guidance, |p| f64::from(p.guidance));
         let guidance = float_in("guidance", self.guidance.unwrap_or(default_guidance), 0.0..=30.0)? as f32;
         let scheduler_name = match &self.scheduler {
@@ -203,8 +200,8 @@ impl ImageRequest {
             None => u64::from(rand::random::<u32>()),
             Some(s) => int_in("seed", s, 0..=MAX_SEED)?.unsigned_abs(),
         };
-        let n = to_u32(int_in("n", self.n.unwrap_or(1), 1..=MAX_IMAGES)?);
-        let preview_every = to_u32(int_in("preview_every", self.preview_every.unwrap_or(5), 0..=10_000)?);
+        let n = u32_in("n", self.n.unwrap_or(1), 1..=MAX_IMAGES)?;
+        let preview_every = u32_in("preview_every", self.preview_every.unwrap_or(5), 0..=10_000)?;
         if let Some(id) = &self.init_image {
             Ulid::from_string(id).map_err(|_| ParamError::new("init_image", "must be an artifact id"))?;
             if !info.has_vae_encoder {

@@ -8,7 +8,7 @@ use super::{DEFAULT_DIFFUSION, DEFAULT_LIPSYNC, DEFAULT_UPSCALER, SCENE_GAP_S};
 use crate::config::LimitsConfig;
 use crate::kinds::fields::{
     artifact_param, box_param, float_field, float_in, int_field, int_in, loose_bool, opt_f32_in, opt_u32_in,
-    reject_unknown, str_param, string_field,
+    reject_unknown, str_param, string_field, u32_in,
 };
 use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
 use crate::kinds::{ParamError, ValidateCtx};
@@ -170,10 +170,8 @@ impl RenderRequest {
             ));
         }
         let max_side = i64::from(config.limits.max_image_side);
-        // Every range below is non-negative and within u32.
-        let to_u32 = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
-        let width = to_u32(int_in("width", self.width.unwrap_or(512), 64..=max_side)?);
-        let height = to_u32(int_in("height", self.height.unwrap_or(512), 64..=max_side)?);
+        let width = u32_in("width", self.width.unwrap_or(512), 64..=max_side)?;
+        let height = u32_in("height", self.height.unwrap_or(512), 64..=max_side)?;
         if width % 8 != 0 || height % 8 != 0 {
             let field = if width % 8 != 0 { "width" } else { "height" };
             return Err(ParamError::new(field, "must be a multiple of 8"));
@@ -209,7 +207,7 @@ impl RenderRequest {
             keyframe_height: opt_u32_in("keyframe_height", self.keyframe_height, 8..=max_side)?,
             width,
             height,
-            fps: to_u32(int_in("fps", self.fps.unwrap_or(25), 1..=60)?),
+            fps: u32_in("fps", self.fps.unwrap_or(25), 1..=60)?,
             voice: named(self.voice, tts::DEFAULT_VOICE),
             length_scale: opt_f32_in("length_scale", self.length_scale, 0.25..=4.0)?,
             presenter: self.presenter,
