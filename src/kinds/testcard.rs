@@ -269,3 +269,29 @@ fn glyph(ch: char) -> Option<[u8; 7]> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::kinds::JobKind;
+
+    #[test]
+    fn validated_params_keep_the_stored_form_and_old_stores_still_read() {
+        let config = Config::default();
+        let ctx = ValidateCtx { config: &config };
+        let stored = JobKind::validate(&Testcard, json!({"steps": "2", "fail": "fatal"}), &ctx).expect("valid");
+        assert_eq!(
+            stored,
+            json!({"steps": 2, "step_ms": 100, "width": 320, "height": 180, "fail": "fatal", "vram_mib": 0, "model": null})
+        );
+        // A job stored before `fail`, `vram_mib` and `model` existed (tests/frozen_db.rs).
+        let old = json!({"steps": 1, "step_ms": 0, "width": 64, "height": 36});
+        assert_eq!(JobKind::declared_seconds(&Testcard, &old), Some(0.0));
+        assert_eq!(JobKind::stages(&Testcard, &old), ["card", "summary"]);
+        let err = JobKind::validate(&Testcard, json!({"steps": 0}), &ctx).expect_err("range");
+        assert_eq!((err.field.as_str(), err.message.as_str()), ("steps", "must be between 1 and 10000, got 0"));
+        let err = JobKind::validate(&Testcard, json!({"fail": "maybe"}), &ctx).expect_err("fail");
+        assert_eq!(err.field, "fail");
+    }
+}
