@@ -11,8 +11,7 @@ use super::auth::Caller;
 use super::jobs::submit_params;
 use super::json::ApiJson;
 use super::{ApiError, AppState};
-use crate::kinds::ParamError;
-use crate::kinds::image::{self, wire_int};
+use crate::kinds::image;
 
 /// Body of `POST /api/v1/images`; unset fields come from the preset, then the model.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -58,24 +57,11 @@ pub struct ImageRequest {
 }
 
 impl ImageRequest {
-    /// The `image` kind's request these fields make.
-    pub fn to_params(&self) -> Result<image::ImageRequest, ParamError> {
-        Ok(image::ImageRequest {
-            prompt: Some(self.prompt.clone()),
-            negative_prompt: self.negative_prompt.clone(),
-            model: self.model.clone(),
-            width: self.width.map(i64::from),
-            height: self.height.map(i64::from),
-            steps: self.steps.map(i64::from),
-            guidance: self.guidance.map(f64::from),
-            scheduler: self.scheduler.clone(),
-            seed: self.seed.map(|s| wire_int("seed", s)).transpose()?,
-            n: self.n.map(i64::from),
-            init_image: self.init_image.clone(),
-            strength: self.strength,
-            preset: self.preset.clone(),
-            preview_every: self.preview_every.map(i64::from),
-        })
+    /// The `image` kind's request this body makes, read as the kind reads any request JSON
+    /// so every field error is the kind's own.
+    pub fn to_params(&self) -> Result<image::ImageRequest, ApiError> {
+        let body = serde_json::to_value(self).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
+        Ok(image::ImageRequest::from_json(&body)?)
     }
 }
 

@@ -46,18 +46,11 @@ pub struct SpeechRequest {
 }
 
 impl SpeechRequest {
-    /// The `speech` kind's request these fields make.
-    pub fn to_params(&self) -> speech::SpeechRequest {
-        speech::SpeechRequest {
-            text: Some(self.text.clone()),
-            voice: self.voice.clone(),
-            noise_scale: self.noise_scale.map(f64::from),
-            length_scale: self.length_scale.map(f64::from),
-            noise_w: self.noise_w.map(f64::from),
-            speaker: self.speaker.clone(),
-            sentence_silence: self.sentence_silence.map(f64::from),
-            format: self.format.clone(),
-        }
+    /// The `speech` kind's request this body makes, read as the kind reads any request JSON
+    /// so every field error is the kind's own.
+    pub fn to_params(&self) -> Result<speech::SpeechRequest, ApiError> {
+        let body = serde_json::to_value(self).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
+        Ok(speech::SpeechRequest::from_json(&body)?)
     }
 }
 
@@ -72,5 +65,5 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SpeechRequest>,
 ) -> Result<Response, ApiError> {
-    submit_params(&state, &caller, &headers, "speech", &req.to_params(), req.priority).await
+    submit_params(&state, &caller, &headers, "speech", &req.to_params()?, req.priority).await
 }
