@@ -11,6 +11,7 @@ use super::auth::Caller;
 use super::jobs::submit_params;
 use super::json::ApiJson;
 use super::{ApiError, AppState};
+use crate::kinds::image;
 
 /// Body of `POST /api/v1/images`; unset fields come from the preset, then the model.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -55,6 +56,15 @@ pub struct ImageRequest {
     pub priority: Option<i32>,
 }
 
+impl ImageRequest {
+    /// The `image` kind's request this body makes, read as the kind reads any request JSON
+    /// so every field error is the kind's own.
+    pub fn to_params(&self) -> Result<image::ImageRequest, ApiError> {
+        let body = serde_json::to_value(self).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
+        Ok(image::ImageRequest::from_json(&body)?)
+    }
+}
+
 /// Generate images; the job's artifacts are `image.png` (or `image-N.png`) and previews.
 #[utoipa::path(post, path = "/api/v1/images", request_body = ImageRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
@@ -66,5 +76,5 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ImageRequest>,
 ) -> Result<Response, ApiError> {
-    submit_params(&state, &caller, &headers, "image", &req, req.priority).await
+    submit_params(&state, &caller, &headers, "image", &req.to_params()?, req.priority).await
 }

@@ -10,6 +10,7 @@ use super::auth::Caller;
 use super::jobs::submit_params;
 use super::json::ApiJson;
 use super::{ApiError, AppState};
+use crate::kinds::speech;
 
 /// Body of `POST /api/v1/speech`; unset fields take the voice's defaults.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -44,6 +45,15 @@ pub struct SpeechRequest {
     pub priority: Option<i32>,
 }
 
+impl SpeechRequest {
+    /// The `speech` kind's request this body makes, read as the kind reads any request JSON
+    /// so every field error is the kind's own.
+    pub fn to_params(&self) -> Result<speech::SpeechRequest, ApiError> {
+        let body = serde_json::to_value(self).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
+        Ok(speech::SpeechRequest::from_json(&body)?)
+    }
+}
+
 /// Synthesise speech; the job's artifacts are `speech.wav` and `speech.json` (sentence times).
 #[utoipa::path(post, path = "/api/v1/speech", request_body = SpeechRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
@@ -55,5 +65,5 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SpeechRequest>,
 ) -> Result<Response, ApiError> {
-    submit_params(&state, &caller, &headers, "speech", &req, req.priority).await
+    submit_params(&state, &caller, &headers, "speech", &req.to_params()?, req.priority).await
 }

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
-use reelbox::kinds::image::{LocalImageArgs, render_local};
+use reelbox::kinds::image::{ImageRequest, LocalImageArgs, render_local};
 use reelbox::pipelines::Progress;
 use serde_json::json;
 
@@ -74,49 +74,36 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
     if args.init.is_some() && !args.local {
         eprintln!("reelbox: --init reads a local file; rendering in this process");
     }
+    let local_args = LocalImageArgs {
+        prompt: args.prompt,
+        output: args.output,
+        negative_prompt: args.negative,
+        model: args.model,
+        width: args.width,
+        height: args.height,
+        steps: args.steps,
+        seed: args.seed,
+        guidance: args.guidance,
+        scheduler: args.scheduler,
+        preset: args.preset,
+        n: args.n,
+        init: args.init,
+        strength: args.strength,
+    };
     match Backend::choose(g, force_local).await? {
         Backend::Daemon(c) => {
-            let mut body = json!({
-                "prompt": args.prompt,
-                "negative_prompt": args.negative,
-                "model": args.model,
-                "width": args.width,
-                "height": args.height,
-                "steps": args.steps,
-                "seed": args.seed,
-                "guidance": args.guidance,
-                "scheduler": args.scheduler,
-                "preset": args.preset,
-                "n": args.n,
-            });
-            if let Some(map) = body.as_object_mut() {
-                map.retain(|_, v| !v.is_null());
-            }
-            let job = run_job(&c, g, "/api/v1/images", &body, None).await?;
+            // The daemon's own preview default applies (the local render makes none).
+            let body = ImageRequest { preview_every: None, ..local_args.request()? };
+            let job = run_job(&c, g, "/api/v1/images", &serde_json::to_value(&body)?, None).await?;
             // Previews are artifacts too; the finished images are `image.png` / `image-N.png`.
-            let files =
-                save_artifacts(&c, &job, &args.output, |a| a.media_type == "image/png" && a.name.starts_with("image"))
-                    .await?;
+            let files = save_artifacts(&c, &job, &local_args.output, |a| {
+                a.media_type == "image/png" && a.name.starts_with("image")
+            })
+            .await?;
             report(g, &files, &job.params, c.base());
         }
         Backend::Local => {
             let config = Config::load(g.config.as_deref())?;
-            let local_args = LocalImageArgs {
-                prompt: args.prompt,
-                output: args.output,
-                negative_prompt: args.negative,
-                model: args.model,
-                width: args.width,
-                height: args.height,
-                steps: args.steps,
-                seed: args.seed,
-                guidance: args.guidance,
-                scheduler: args.scheduler,
-                preset: args.preset,
-                n: args.n,
-                init: args.init,
-                strength: args.strength,
-            };
             let bar = if g.json { ProgressBar::hidden() } else { ProgressBar::new(1) };
             bar.set_style(
                 ProgressStyle::with_template("{spinner} steps [{bar:30}] {pos}/{len} {msg}")

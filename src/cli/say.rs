@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use reelbox::config::Config;
-use reelbox::kinds::speech::{SayRequest, say_local};
+use reelbox::kinds::speech::{SayRequest, SpeechRequest, say_local};
 use serde_json::json;
 
 use super::Global;
@@ -50,19 +50,17 @@ pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
     let voice_is_file = args.voice.as_deref().is_some_and(|v| v.contains('/') || v.ends_with(".onnx"));
     match Backend::choose(g, args.local || voice_is_file).await? {
         Backend::Daemon(c) => {
-            let mut body = json!({
-                "text": args.text,
-                "voice": args.voice,
-                "speaker": args.speaker,
-                "noise_scale": args.noise_scale,
-                "noise_w": args.noise_w,
-                "length_scale": args.length_scale,
-                "sentence_silence": args.sentence_silence,
-            });
-            if let Some(map) = body.as_object_mut() {
-                map.retain(|_, v| !v.is_null());
-            }
-            let job = run_job(&c, g, "/api/v1/speech", &body, None).await?;
+            let body = SpeechRequest {
+                text: Some(args.text),
+                voice: args.voice,
+                speaker: args.speaker.map(serde_json::Value::String),
+                noise_scale: args.noise_scale.map(f64::from),
+                noise_w: args.noise_w.map(f64::from),
+                length_scale: args.length_scale.map(f64::from),
+                sentence_silence: args.sentence_silence.map(f64::from),
+                format: None,
+            };
+            let job = run_job(&c, g, "/api/v1/speech", &serde_json::to_value(&body)?, None).await?;
             let files = save_artifacts(&c, &job, &args.output, |a| a.media_type == "audio/wav").await?;
             if g.json {
                 println!("{}", json!({"job": job.id, "files": files, "backend": c.base()}));

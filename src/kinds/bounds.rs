@@ -4,21 +4,28 @@
 
 use crate::config::LimitsConfig;
 
-/// Whether sound of `seconds`, and a video as long at `fps`, fit the limits; the error
-/// describes the media ("about N s of …") and names the config key.
-pub fn media_fits(seconds: f64, fps: f64, limits: &LimitsConfig) -> Result<(), String> {
+/// Media longer than the limits allow; the message describes the media ("about N s of
+/// …") and names the config key, so callers prefix what it is ("the input is …").
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MediaTooLong {
+    /// More sound than `limits.max_audio_seconds`.
+    #[error("about {seconds:.0} s of audio; the limit is {limit} s (limits.max_audio_seconds)")]
+    Audio { seconds: f64, limit: f64 },
+    /// More frames than `limits.max_frames`.
+    #[error(
+        "a video of about {frames} frames ({seconds:.0} s at {fps} fps); the limit is {limit} frames (limits.max_frames)"
+    )]
+    Frames { frames: u64, seconds: f64, fps: f64, limit: u32 },
+}
+
+/// Whether sound of `seconds`, and a video as long at `fps`, fit the limits.
+pub fn media_fits(seconds: f64, fps: f64, limits: &LimitsConfig) -> Result<(), MediaTooLong> {
     if seconds > limits.max_audio_seconds {
-        return Err(format!(
-            "about {seconds:.0} s of audio; the limit is {} s (limits.max_audio_seconds)",
-            limits.max_audio_seconds
-        ));
+        return Err(MediaTooLong::Audio { seconds, limit: limits.max_audio_seconds });
     }
     let frames = (seconds * fps).ceil() as u64;
     if frames > u64::from(limits.max_frames) {
-        return Err(format!(
-            "a video of about {frames} frames ({seconds:.0} s at {fps} fps); the limit is {} frames (limits.max_frames)",
-            limits.max_frames
-        ));
+        return Err(MediaTooLong::Frames { frames, seconds, fps, limit: limits.max_frames });
     }
     Ok(())
 }
@@ -31,7 +38,7 @@ mod tests {
     fn audio_and_frames_are_held_to_their_own_keys() {
         let limits = LimitsConfig { max_audio_seconds: 600.0, max_frames: 2000, ..LimitsConfig::default() };
         assert!(media_fits(60.0, 25.0, &limits).is_ok());
-        assert!(media_fits(601.0, 1.0, &limits).expect_err("long").contains("limits.max_audio_seconds"));
-        assert!(media_fits(100.0, 25.0, &limits).expect_err("many frames").contains("limits.max_frames"));
+        assert!(media_fits(601.0, 1.0, &limits).expect_err("long").to_string().contains("limits.max_audio_seconds"));
+        assert!(media_fits(100.0, 25.0, &limits).expect_err("many frames").to_string().contains("limits.max_frames"));
     }
 }

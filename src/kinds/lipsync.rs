@@ -1,18 +1,20 @@
 //! `lipsync`: a portrait (image or short video) and a narration become a talking-head
 //! MP4 with the narration as its sound track.
 //!
-//! Params: `portrait` (artifact id), the narration as `audio` (artifact id) or as `text`
+//! Params ([`LipsyncRequest`] → [`LipsyncParams`]): `portrait` (artifact id), the narration as `audio` (artifact id) or as `text`
 //! spoken first by a Piper `voice` (with `length_scale`) in a stage of its own,
 //! `face_box` `[x, y, w, h]` (from the request or the presenter's profile; found by the
 //! installed `face-detector` model when left out), `model`
 //! (installed Wav2Lip, default `wav2lip`), `fps` (25), `batch_size` (16).
 
 use image::RgbImage;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::inputs::{InputFile, artifact_param, box_param, input_file, model_param, stage_file};
-use super::speech::{parse_params as parse_speech, speak, validate_speech};
-use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, int_param, reject_unknown};
+use super::fields::{artifact_param, box_param, float_field, int_field, reject_unknown, string_field, u32_in};
+use super::inputs::{InputFile, input_file, installed_model, stage_file};
+use super::speech::{SpeechParams, SpeechRequest, speak};
+use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
+use crate::config::Config;
 use crate::media::audio::{Audio, decode_bytes, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoWriter};
 use crate::media::mel::MEL_SAMPLE_RATE;
@@ -35,99 +37,154 @@ const MAX_SOURCE_BYTES: usize = 1 << 30;
 const STAGE: &str = "lipsync";
 /// The stage that speaks `text` first.
 const SPEECH_STAGE: &str = "speech";
+const KNOWN: [&str; 9] =
+    ["portrait", "audio", "text", "voice", "length_scale", "face_box", "model", "fps", "batch_size"];
 
-impl JobKind for Lipsync {
-    fn name(&self) -> &'static str {
-        "lipsync"
+/// `lipsync` parameters as a request gives them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LipsyncRequest {
+    /// Artifact id of the portrait (image or short video).
+    pub portrait: Option<String>,
+    /// Artifact id of the narration; or give `text`.
+    pub audio: Option<String>,
+    /// Narration to speak first with `voice` and `length_scale`.
+    pub text: Option<String>,
+    pub voice: Option<String>,
+    pub length_scale: Option<f64>,
+    /// `[x, y, w, h]` of the face; found by the face detector when unset.
+    pub face_box: Option<[u32; 4]>,
+    pub model: Option<String>,
+    pub fps: Option<i64>,
+    pub batch_size: Option<i64>,
+}
+
+/// Validated `lipsync` parameters, as stored with the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LipsyncParams {
+    pub portrait: String,
+    pub audio: Option<String>,
+    /// The speech job this one runs first, when the narration is given as text.
+    pub speech: Option<SpeechParams>,
+    pub face_box: Option<[u32; 4]>,
+    pub model: String,
+    pub fps: u32,
+    pub batch_size: u32,
+}
+
+impl Default for LipsyncParams {
+    fn default() -> Self {
+        Self {
+            portrait: String::new(),
+            audio: None,
+            speech: None,
+            face_box: None,
+            model: DEFAULT_MODEL.into(),
+            fps: DEFAULT_FPS,
+            batch_size: DEFAULT_BATCH as u32,
+        }
+    }
+}
+
+impl LipsyncRequest {
+    /// Reads request JSON; errors name the field.
+    pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
+        reject_unknown(params, &KNOWN)?;
+        Ok(Self {
+            portrait: artifact_param(params, "portrait")?.map(|u| u.to_string()),
+            audio: artifact_param(params, "audio")?.map(|u| u.to_string()),
+            text: string_field(params, "text")?,
+            voice: string_field(params, "voice")?,
+            length_scale: float_field(params, "length_scale")?,
+            face_box: box_param(params, "face_box")?,
+            model: string_field(params, "model")?,
+            fps: int_field(params, "fps")?,
+            batch_size: int_field(params, "batch_size")?,
+        })
     }
 
-    fn vram_mib(&self, params: &serde_json::Value, config: &crate::config::Config) -> u64 {
-        let model = params.get("model").and_then(|v| v.as_str()).unwrap_or(DEFAULT_MODEL);
-        super::memory::single_model_mib(config, model)
-    }
-
-    fn models(&self, params: &serde_json::Value) -> Vec<String> {
-        super::param_models(params, &["model"])
-    }
-
-    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
-        reject_unknown(
-            &params,
-            &["portrait", "audio", "text", "voice", "length_scale", "face_box", "model", "fps", "batch_size"],
-        )?;
-        let portrait = artifact_param(&params, "portrait")?.ok_or_else(|| ParamError::new("portrait", "required"))?;
-        let given = |f: &str| params.get(f).is_some_and(|v| !v.is_null());
-        let (audio, speech) = match (given("audio"), given("text")) {
-            (true, true) => return Err(ParamError::new("text", "give the narration as audio or as text, not both")),
-            (false, false) => return Err(ParamError::new("audio", "required (or give `text` to speak first)")),
-            (true, false) => {
-                for f in ["voice", "length_scale"] {
-                    if given(f) {
-                        return Err(ParamError::new(f, "only applies to `text` narration"));
-                    }
-                }
-                (artifact_param(&params, "audio")?.map(|a| a.to_string()), None)
+    /// Checks the narration, face and model against the install and fills the defaults.
+    pub fn resolve(self, config: &Config) -> Result<LipsyncParams, ParamError> {
+        let portrait = self.portrait.ok_or_else(|| ParamError::new("portrait", "required"))?;
+        let (audio, speech) = match (self.audio, &self.text) {
+            (Some(_), Some(_)) => {
+                return Err(ParamError::new("text", "give the narration as audio or as text, not both"));
             }
-            (false, true) => {
-                let mut speech = json!({"text": params["text"]});
-                for f in ["voice", "length_scale"] {
-                    if given(f) {
-                        speech[f] = params[f].clone();
-                    }
+            (None, None) => return Err(ParamError::new("audio", "required (or give `text` to speak first)")),
+            (Some(audio), None) => {
+                let stray = [("voice", self.voice.is_some()), ("length_scale", self.length_scale.is_some())];
+                if let Some((f, _)) = stray.iter().find(|(_, given)| *given) {
+                    return Err(ParamError::new(*f, "only applies to `text` narration"));
                 }
-                (None, Some(validate_speech(&speech, ctx.config)?.to_json()))
+                (Some(audio), None)
+            }
+            (None, Some(text)) => {
+                let speech = SpeechRequest {
+                    text: Some(text.clone()),
+                    voice: self.voice.clone(),
+                    length_scale: self.length_scale,
+                    ..SpeechRequest::default()
+                };
+                (None, Some(speech.resolve(config)?))
             }
         };
-        let face_box = box_param(&params, "face_box")?;
-        if face_box.is_none() && !model_file(ctx.config, DETECTOR_MODEL).is_file() {
+        if self.face_box.is_none() && !model_file(config, DETECTOR_MODEL).is_file() {
             return Err(ParamError::new(
                 "face_box",
                 format!("required: [x, y, w, h] of the face (no face detector is installed as {DETECTOR_MODEL:?})"),
             ));
         }
-        let model = model_param(&params, "model", DEFAULT_MODEL, ctx.config)?;
-        let fps = int_param(&params, "fps", i64::from(DEFAULT_FPS), 1..=60)?;
-        if let Some(text) = params.get("text").and_then(|t| t.as_str()) {
+        let model = installed_model("model", self.model.as_deref(), DEFAULT_MODEL, config)?;
+        let fps = u32_in("fps", self.fps.unwrap_or(i64::from(DEFAULT_FPS)), 1..=60)?;
+        if let Some(text) = &self.text {
             // Spoken text's length is estimated as a render's narration is.
-            let scale = params.get("length_scale").and_then(|v| v.as_f64()).unwrap_or(1.0);
+            let scale = self.length_scale.unwrap_or(1.0);
             let words = text.split_whitespace().count() as f64;
             let seconds = words / crate::pipelines::render::plan::WORDS_PER_SECOND * scale;
-            super::bounds::media_fits(seconds, fps as f64, &ctx.config.limits)
+            super::bounds::media_fits(seconds, f64::from(fps), &config.limits)
                 .map_err(|m| ParamError::new("text", format!("would make {m}")))?;
         }
-        let batch = int_param(&params, "batch_size", DEFAULT_BATCH as i64, 1..=256)?;
-        Ok(json!({
-            "portrait": portrait.to_string(),
-            "audio": audio,
-            "speech": speech,
-            "face_box": face_box,
-            "model": model,
-            "fps": fps,
-            "batch_size": batch,
-        }))
+        let batch_size = u32_in("batch_size", self.batch_size.unwrap_or(DEFAULT_BATCH as i64), 1..=256)?;
+        Ok(LipsyncParams { portrait, audio, speech, face_box: self.face_box, model, fps, batch_size })
+    }
+}
+
+impl TypedKind for Lipsync {
+    type Params = LipsyncParams;
+    const NAME: &'static str = "lipsync";
+
+    fn vram_mib(&self, p: &LipsyncParams, config: &Config) -> u64 {
+        super::memory::single_model_mib(config, &p.model)
     }
 
-    fn stages(&self, params: &serde_json::Value) -> Vec<String> {
-        speaks(params).then(|| SPEECH_STAGE.to_string()).into_iter().chain([STAGE.to_string()]).collect()
+    fn models(&self, p: &LipsyncParams) -> Vec<String> {
+        vec![p.model.clone()]
     }
 
-    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+    fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<LipsyncParams, ParamError> {
+        LipsyncRequest::from_json(params)?.resolve(ctx.config)
+    }
+
+    fn stages(&self, p: &LipsyncParams) -> Vec<String> {
+        p.speech.is_some().then(|| SPEECH_STAGE.to_string()).into_iter().chain([STAGE.to_string()]).collect()
+    }
+
+    fn run_stage(&self, stage: &str, p: &LipsyncParams, run: &StageRun) -> Result<(), StageError> {
         if stage == SPEECH_STAGE {
-            let p = parse_speech(&run.params["speech"], usize::MAX)?;
-            return speak(run, &p);
+            let speech = p.speech.as_ref().ok_or_else(|| StageError::fatal("this job speaks no text"))?;
+            return speak(run, speech);
         }
         if stage != STAGE {
             return Err(StageError::fatal(format!("lipsync has no stage {stage:?}")));
         }
-        let p = run.params;
-        let fps = p.get("fps").and_then(|v| v.as_u64()).unwrap_or(u64::from(DEFAULT_FPS)) as u32;
-        let batch = p.get("batch_size").and_then(|v| v.as_u64()).unwrap_or(DEFAULT_BATCH as u64) as usize;
-        let face = box_param(p, "face_box")?.map(FaceBox::from_xywh);
-        let model_name = p.get("model").and_then(|v| v.as_str()).unwrap_or(DEFAULT_MODEL);
+        let (fps, batch) = (p.fps, p.batch_size as usize);
+        let face = p.face_box.map(FaceBox::from_xywh);
+        let model_name = p.model.as_str();
 
-        let portrait = input_file(run, "portrait")?;
+        let portrait = input_file(run, "portrait", &p.portrait)?;
         let frames = portrait_frames(&portrait)?;
-        let audio = narration(run)?;
+        let audio = narration(run, p)?;
         super::bounds::media_fits(audio.duration_s(), f64::from(fps), &run.config.limits)
             .map_err(|m| StageError::fatal(format!("this narration would make {m}")))?;
         let audio_16k = audio.mono_at(MEL_SAMPLE_RATE)?;
@@ -172,21 +229,19 @@ fn portrait_frames(portrait: &InputFile) -> Result<Vec<RgbImage>, StageError> {
     Ok(visual.frames(&portrait.label, max_frames)?)
 }
 
-/// Whether the validated job speaks `text` first (its parameters carry a `speech` request).
-fn speaks(params: &serde_json::Value) -> bool {
-    params.get("speech").is_some_and(|s| s.is_object())
-}
-
 /// The narration to lip-sync: the speech stage's WAV when the job speaks `text`, else the
 /// `audio` artifact.
-fn narration(run: &StageRun) -> Result<Audio, StageError> {
-    let (path, name, label) = if speaks(run.params) {
-        let path = stage_file(run, SPEECH_STAGE, "speech.wav")
-            .ok_or_else(|| StageError::fatal("the speech stage left no speech.wav"))?;
-        (path, "speech.wav".to_string(), "the spoken text".to_string())
-    } else {
-        let audio = input_file(run, "audio")?;
-        (audio.path, audio.artifact.name, audio.label)
+fn narration(run: &StageRun, p: &LipsyncParams) -> Result<Audio, StageError> {
+    let (path, name, label) = match (&p.speech, &p.audio) {
+        (Some(_), _) => {
+            let path = stage_file(run, SPEECH_STAGE, "speech.wav")
+                .ok_or_else(|| StageError::fatal("the speech stage left no speech.wav"))?;
+            (path, "speech.wav".to_string(), "the spoken text".to_string())
+        }
+        (None, audio) => {
+            let audio = input_file(run, "audio", audio.as_deref().unwrap_or_default())?;
+            (audio.path, audio.artifact.name, audio.label)
+        }
     };
     let bytes = std::fs::read(&path).map_err(|e| StageError::context(format!("cannot read {label}"), e))?;
     decode_bytes(bytes, &name).map_err(|e| StageError::context(label, e))

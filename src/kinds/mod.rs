@@ -1,6 +1,8 @@
-//! Job kinds: the glue between a job's JSON parameters and a pipeline. Each kind
-//! validates its parameters at the edge, names its stages, and runs one stage at a time
-//! on a worker thread, reading earlier stages' artifacts and writing its own.
+//! Job kinds: the glue between a job's parameters and a pipeline. Each kind has one
+//! parameter struct (read from request JSON by [`fields`], resolved against the config),
+//! implements [`TypedKind`] over it (names its stages, runs one stage at a time on a
+//! worker thread), and is a [`JobKind`] through the adaptor in `typed`, which the
+//! scheduler and the API use with each job's stored JSON.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ pub use failure::{Failure, Message};
 
 pub mod bounds;
 pub mod failure;
+pub mod fields;
 pub mod image;
 pub mod inputs;
 pub mod lipsync;
@@ -25,7 +28,11 @@ pub mod model_pull;
 pub mod render;
 pub mod speech;
 pub mod testcard;
+mod typed;
 pub mod upscale;
+
+pub use fields::{float_param, int_param, reject_unknown, str_param};
+pub use typed::TypedKind;
 
 /// A request parameter that failed validation; becomes a 400 naming `field`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -222,77 +229,4 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(render::Render),
         Arc::new(model_pull::ModelPull),
     ]
-}
-
-/// The model names a job's (validated) parameters give in `fields`, for placement's affinity.
-pub fn param_models(params: &serde_json::Value, fields: &[&str]) -> Vec<String> {
-    fields.iter().filter_map(|f| params.get(*f).and_then(|v| v.as_str())).map(str::to_string).collect()
-}
-
-/// Reads an optional integer parameter within `range`, with a default.
-pub fn int_param(
-    params: &serde_json::Value,
-    field: &str,
-    default: i64,
-    range: std::ops::RangeInclusive<i64>,
-) -> Result<i64, ParamError> {
-    let v = match params.get(field) {
-        None | Some(serde_json::Value::Null) => default,
-        Some(v) => v
-            .as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            .ok_or_else(|| ParamError::new(field, "must be an integer"))?,
-    };
-    if !range.contains(&v) {
-        return Err(ParamError::new(field, format!("must be between {} and {}, got {v}", range.start(), range.end())));
-    }
-    Ok(v)
-}
-
-/// Reads an optional number parameter within `range`, with a default.
-pub fn float_param(
-    params: &serde_json::Value,
-    field: &str,
-    default: f64,
-    range: std::ops::RangeInclusive<f64>,
-) -> Result<f64, ParamError> {
-    let v = match params.get(field) {
-        None | Some(serde_json::Value::Null) => default,
-        Some(v) => v
-            .as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            .ok_or_else(|| ParamError::new(field, "must be a number"))?,
-    };
-    if !v.is_finite() || !range.contains(&v) {
-        return Err(ParamError::new(field, format!("must be between {} and {}, got {v}", range.start(), range.end())));
-    }
-    Ok(v)
-}
-
-/// Reads an optional string parameter.
-pub fn str_param<'p>(params: &'p serde_json::Value, field: &str) -> Result<Option<&'p str>, ParamError> {
-    match params.get(field) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(ParamError::new(field, "must be a string")),
-    }
-}
-
-/// Rejects fields this kind does not know, so typos are not silently ignored.
-pub fn reject_unknown(params: &serde_json::Value, known: &[&str]) -> Result<(), ParamError> {
-    match params {
-        serde_json::Value::Object(map) => {
-            for key in map.keys() {
-                if !known.contains(&key.as_str()) {
-                    return Err(ParamError::new(
-                        key.clone(),
-                        format!("unknown parameter; known: {}", known.join(", ")),
-                    ));
-                }
-            }
-            Ok(())
-        }
-        serde_json::Value::Null => Ok(()),
-        _ => Err(ParamError::new("params", "must be a JSON object")),
-    }
 }

@@ -1,16 +1,17 @@
 //! `model_pull`: installs a model through the model manager as a queued job, so a pull
 //! started from the API shows in the queue with byte progress and can be canceled.
 //!
-//! Params: `name` (a shipped or installed manifest), `force` (fetch again when installed).
+//! Params ([`PullRequest`] → [`PullParams`]): `name` (a shipped or installed manifest), `force` (fetch again when installed).
 //! The one stage writes `pull.json`, the manager's report (which source each file came from).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, reject_unknown, str_param};
+use super::fields::{reject_unknown, str_param};
+use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::models::{ModelError, ModelStore, PullProgress, PullReport};
 
 /// The `model_pull` job kind.
@@ -20,10 +21,52 @@ const STAGE: &str = "pull";
 /// How often the stage thread forwards download progress to the job's events.
 const PROGRESS_POLL: Duration = Duration::from_millis(200);
 
-impl JobKind for ModelPull {
-    fn name(&self) -> &'static str {
-        "model_pull"
+/// `model_pull` parameters as a request gives them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    /// A shipped or installed manifest's name.
+    pub name: Option<String>,
+    /// Fetch again when installed.
+    pub force: Option<bool>,
+}
+
+/// Validated `model_pull` parameters, as stored with the job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PullParams {
+    pub name: String,
+    pub force: bool,
+}
+
+impl PullRequest {
+    /// Reads request JSON; errors name the field.
+    pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
+        reject_unknown(params, &["name", "force"])?;
+        let name = str_param(params, "name")?.map(str::to_owned);
+        let force = match params.get("force") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(ParamError::new("force", "must be true or false")),
+        };
+        Ok(Self { name, force })
     }
+
+    /// Checks the name against the known manifests.
+    pub fn resolve(self, store: &ModelStore) -> Result<PullParams, ParamError> {
+        let name = self.name.as_deref().map(str::trim).unwrap_or_default();
+        if name.is_empty() {
+            return Err(ParamError::new("name", "required: the model to pull"));
+        }
+        // Refuse unknown names now rather than fail on a worker later.
+        store.manifest(name).map_err(|e| ParamError::new("name", e.to_string()))?;
+        Ok(PullParams { name: name.to_string(), force: self.force.unwrap_or(false) })
+    }
+}
+
+impl TypedKind for ModelPull {
+    type Params = PullParams;
+    const NAME: &'static str = "model_pull";
 
     fn admin_only(&self) -> bool {
         true
@@ -33,32 +76,19 @@ impl JobKind for ModelPull {
         false
     }
 
-    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
-        reject_unknown(&params, &["name", "force"])?;
-        let name = str_param(&params, "name")?.map(str::trim).unwrap_or_default();
-        if name.is_empty() {
-            return Err(ParamError::new("name", "required: the model to pull"));
-        }
-        let force = match params.get("force") {
-            None | Some(serde_json::Value::Null) => false,
-            Some(serde_json::Value::Bool(b)) => *b,
-            Some(_) => return Err(ParamError::new("force", "must be true or false")),
-        };
-        // Refuse unknown names now rather than fail on a worker later.
-        ModelStore::new(ctx.config).manifest(name).map_err(|e| ParamError::new("name", e.to_string()))?;
-        Ok(json!({"name": name, "force": force}))
+    fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<PullParams, ParamError> {
+        PullRequest::from_json(params)?.resolve(&ModelStore::new(ctx.config))
     }
 
-    fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
+    fn stages(&self, _p: &PullParams) -> Vec<String> {
         vec![STAGE.to_string()]
     }
 
-    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: &str, p: &PullParams, run: &StageRun) -> Result<(), StageError> {
         if stage != STAGE {
             return Err(StageError::fatal(format!("model_pull has no stage {stage:?}")));
         }
-        let name = run.params.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        let force = run.params.get("force").and_then(|v| v.as_bool()).unwrap_or(false);
+        let (name, force) = (p.name.clone(), p.force);
         let store = ModelStore::new(run.config);
         let manifest = store.manifest(&name)?;
         let total = manifest.total_size();

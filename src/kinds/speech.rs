@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, float_param, reject_unknown, str_param};
+use super::fields::{float_field, float_in, opt_f32_in, reject_unknown, string_field};
+use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
@@ -24,62 +25,148 @@ const KNOWN: &[&str] =
     &["text", "voice", "noise_scale", "length_scale", "noise_w", "speaker", "sentence_silence", "format"];
 const STAGE: &str = "speech";
 
-/// Validated `speech` parameters.
-#[derive(Debug, Clone, PartialEq)]
+/// `speech` parameters as a request gives them; [`SpeechRequest::resolve`] checks them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechRequest {
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_scale: Option<f64>,
+    /// Above 1 is slower.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length_scale: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_w: Option<f64>,
+    /// A speaker name or a non-negative number; kept as given so the check (and its
+    /// message) is the same from every route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentence_silence: Option<f64>,
+    /// Only `wav`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+/// Validated `speech` parameters, as stored with the job (and inside a lip-sync job that
+/// speaks first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SpeechParams {
     pub text: String,
     pub voice: String,
-    pub options: SpeechOptions,
+    pub noise_scale: Option<f32>,
+    pub length_scale: Option<f32>,
+    pub noise_w: Option<f32>,
+    pub speaker: Option<String>,
+    pub sentence_silence: f32,
+    /// Always `wav`.
+    pub format: String,
 }
 
-fn opt_float(
-    params: &serde_json::Value,
-    field: &str,
-    range: std::ops::RangeInclusive<f64>,
-) -> Result<Option<f32>, ParamError> {
-    match params.get(field) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(_) => float_param(params, field, 0.0, range).map(|v| Some(v as f32)),
+impl Default for SpeechParams {
+    fn default() -> Self {
+        Self {
+            text: String::new(),
+            voice: DEFAULT_VOICE.into(),
+            noise_scale: None,
+            length_scale: None,
+            noise_w: None,
+            speaker: None,
+            sentence_silence: DEFAULT_SENTENCE_SILENCE,
+            format: "wav".into(),
+        }
     }
 }
 
-/// Checks `speech` parameters; `max_chars` bounds the text.
-pub fn parse_params(params: &serde_json::Value, max_chars: usize) -> Result<SpeechParams, ParamError> {
-    reject_unknown(params, KNOWN)?;
-    let text = str_param(params, "text")?.map(str::trim).unwrap_or_default();
-    if text.is_empty() {
-        return Err(ParamError::new("text", "is required and must not be empty"));
+impl SpeechParams {
+    /// The synthesis options these parameters ask for.
+    pub fn options(&self) -> SpeechOptions {
+        SpeechOptions {
+            noise_scale: self.noise_scale,
+            length_scale: self.length_scale,
+            noise_w: self.noise_w,
+            speaker: self.speaker.clone(),
+            sentence_silence: self.sentence_silence,
+            max_batch: None,
+            // The daemon serves many requests: build the session for run speed.
+            fast_start_max_ids: 0,
+        }
     }
-    let chars = text.chars().count();
-    if chars > max_chars {
-        return Err(ParamError::new("text", format!("is {chars} characters; the limit is {max_chars}")));
+}
+
+impl SpeechRequest {
+    /// Reads request JSON; errors name the field.
+    pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
+        reject_unknown(params, KNOWN)?;
+        Ok(Self {
+            text: string_field(params, "text")?,
+            voice: string_field(params, "voice")?,
+            noise_scale: float_field(params, "noise_scale")?,
+            length_scale: float_field(params, "length_scale")?,
+            noise_w: float_field(params, "noise_w")?,
+            speaker: params.get("speaker").filter(|v| !v.is_null()).cloned(),
+            sentence_silence: float_field(params, "sentence_silence")?,
+            format: string_field(params, "format")?,
+        })
     }
-    let voice = str_param(params, "voice")?.filter(|v| !v.is_empty()).unwrap_or(DEFAULT_VOICE);
-    if !valid_name(voice) {
-        return Err(ParamError::new("voice", "must be an installed voice's name"));
+
+    /// Checks the parameters and fills the defaults; `max_chars` bounds the text. The voice
+    /// is checked by name only ([`SpeechRequest::resolve`] also looks for it).
+    pub fn check(self, max_chars: usize) -> Result<SpeechParams, ParamError> {
+        let text = self.text.as_deref().map(str::trim).unwrap_or_default();
+        if text.is_empty() {
+            return Err(ParamError::new("text", "is required and must not be empty"));
+        }
+        let chars = text.chars().count();
+        if chars > max_chars {
+            return Err(ParamError::new("text", format!("is {chars} characters; the limit is {max_chars}")));
+        }
+        let voice = self.voice.as_deref().filter(|v| !v.is_empty()).unwrap_or(DEFAULT_VOICE);
+        if !valid_name(voice) {
+            return Err(ParamError::new("voice", "must be an installed voice's name"));
+        }
+        let speaker = match self.speaker {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+            Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Some(n.to_string()),
+            Some(_) => return Err(ParamError::new("speaker", "must be a speaker name or a non-negative number")),
+        };
+        match self.format.as_deref() {
+            None | Some("wav") => {}
+            Some(other) => return Err(ParamError::new("format", format!("{other:?} is not supported; use \"wav\""))),
+        }
+        Ok(SpeechParams {
+            text: text.to_string(),
+            voice: voice.to_string(),
+            noise_scale: opt_f32_in("noise_scale", self.noise_scale, 0.0..=2.0)?,
+            length_scale: opt_f32_in("length_scale", self.length_scale, 0.1..=5.0)?,
+            noise_w: opt_f32_in("noise_w", self.noise_w, 0.0..=2.0)?,
+            speaker,
+            sentence_silence: float_in(
+                "sentence_silence",
+                self.sentence_silence.unwrap_or(f64::from(DEFAULT_SENTENCE_SILENCE)),
+                0.0..=10.0,
+            )? as f32,
+            format: "wav".into(),
+        })
     }
-    let speaker = match params.get("speaker") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Some(n.to_string()),
-        Some(_) => return Err(ParamError::new("speaker", "must be a speaker name or a non-negative number")),
-    };
-    match str_param(params, "format")? {
-        None | Some("wav") => {}
-        Some(other) => return Err(ParamError::new("format", format!("{other:?} is not supported; use \"wav\""))),
+
+    /// Checks the parameters against the config's limits and the installed voices:
+    /// refused at the edge rather than failing later on the worker.
+    pub fn resolve(self, config: &Config) -> Result<SpeechParams, ParamError> {
+        let named = self.voice.as_deref().is_some_and(|v| !v.is_empty());
+        let mut p = self.check(config.limits.max_prompt_chars)?;
+        if !named && let Some(voice) = default_voice(config) {
+            p.voice = voice;
+        }
+        if let Err(e) = Voice::find(&config.models_dir(), &p.voice) {
+            return Err(ParamError::new("voice", e.to_string()));
+        }
+        Ok(p)
     }
-    let options = SpeechOptions {
-        noise_scale: opt_float(params, "noise_scale", 0.0..=2.0)?,
-        length_scale: opt_float(params, "length_scale", 0.1..=5.0)?,
-        noise_w: opt_float(params, "noise_w", 0.0..=2.0)?,
-        speaker,
-        sentence_silence: float_param(params, "sentence_silence", f64::from(DEFAULT_SENTENCE_SILENCE), 0.0..=10.0)?
-            as f32,
-        max_batch: None,
-        // The daemon serves many requests: build the session for run speed.
-        fast_start_max_ids: 0,
-    };
-    Ok(SpeechParams { text: text.to_string(), voice: voice.to_string(), options })
 }
 
 /// The voice a request that names none gets: the catalog's default for voices.
@@ -87,61 +174,38 @@ fn default_voice(config: &Config) -> Option<String> {
     Catalog::load(config).default_name(ModelKind::Tts, config)
 }
 
-/// Checks `speech` parameters against the config's limits and the installed voices:
-/// refused at the edge rather than failing later on the worker.
+/// Checks `speech` request JSON; `max_chars` bounds the text.
+pub fn parse_params(params: &serde_json::Value, max_chars: usize) -> Result<SpeechParams, ParamError> {
+    SpeechRequest::from_json(params)?.check(max_chars)
+}
+
+/// Checks `speech` request JSON against the config's limits and the installed voices.
 pub fn validate_speech(params: &serde_json::Value, config: &Config) -> Result<SpeechParams, ParamError> {
-    let mut p = parse_params(params, config.limits.max_prompt_chars)?;
-    if params.get("voice").and_then(serde_json::Value::as_str).is_none_or(str::is_empty)
-        && let Some(voice) = default_voice(config)
-    {
-        p.voice = voice;
-    }
-    if let Err(e) = Voice::find(&config.models_dir(), &p.voice) {
-        return Err(ParamError::new("voice", e.to_string()));
-    }
-    Ok(p)
+    SpeechRequest::from_json(params)?.resolve(config)
 }
 
-impl SpeechParams {
-    /// The normalised parameters as stored with the job.
-    pub fn to_json(&self) -> serde_json::Value {
-        json!({
-            "text": self.text,
-            "voice": self.voice,
-            "noise_scale": self.options.noise_scale,
-            "length_scale": self.options.length_scale,
-            "noise_w": self.options.noise_w,
-            "speaker": self.options.speaker,
-            "sentence_silence": self.options.sentence_silence,
-            "format": "wav",
-        })
-    }
-}
-
-impl JobKind for SpeechKind {
-    fn name(&self) -> &'static str {
-        "speech"
-    }
+impl TypedKind for SpeechKind {
+    type Params = SpeechParams;
+    const NAME: &'static str = "speech";
 
     // No vram_mib: Piper runs well on the CPU, so speech takes a free GPU or spills over.
-    fn models(&self, params: &serde_json::Value) -> Vec<String> {
-        super::param_models(params, &["voice"])
+    fn models(&self, p: &SpeechParams) -> Vec<String> {
+        vec![p.voice.clone()]
     }
 
-    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
-        validate_speech(&params, ctx.config).map(|p| p.to_json())
+    fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<SpeechParams, ParamError> {
+        validate_speech(params, ctx.config)
     }
 
-    fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
+    fn stages(&self, _p: &SpeechParams) -> Vec<String> {
         vec![STAGE.to_string()]
     }
 
-    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: &str, p: &SpeechParams, run: &StageRun) -> Result<(), StageError> {
         if stage != STAGE {
             return Err(StageError::fatal(format!("speech has no stage {stage:?}")));
         }
-        let p = parse_params(run.params, usize::MAX)?;
-        speak(run, &p)
+        speak(run, p)
     }
 }
 
@@ -154,7 +218,7 @@ pub fn speak(run: &StageRun, p: &SpeechParams) -> Result<(), StageError> {
         run.engine,
         &voice,
         &p.text,
-        &p.options,
+        &p.options(),
         SynthesisRun { device: run.device, progress: &progress, cancel: run.cancel, on_sentence: None },
     )?;
     let max = run.config.limits.max_audio_seconds;
@@ -248,6 +312,8 @@ pub fn say_with(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -255,7 +321,7 @@ mod tests {
         let p = parse_params(&json!({"text": " Hi. "}), 100).expect("valid");
         assert_eq!(p.text, "Hi.");
         assert_eq!(p.voice, DEFAULT_VOICE);
-        assert_eq!(p.options.sentence_silence, DEFAULT_SENTENCE_SILENCE);
+        assert_eq!(p.sentence_silence, DEFAULT_SENTENCE_SILENCE);
         let err = parse_params(&json!({"text": "Hi", "pitch": 2}), 100).expect_err("unknown");
         assert_eq!(err.field, "pitch");
     }
@@ -274,16 +340,21 @@ mod tests {
 
     #[test]
     fn speaker_may_be_a_name_or_a_number() {
-        assert_eq!(
-            parse_params(&json!({"text": "Hi", "speaker": 3}), 100).expect("ok").options.speaker.as_deref(),
-            Some("3")
-        );
+        assert_eq!(parse_params(&json!({"text": "Hi", "speaker": 3}), 100).expect("ok").speaker.as_deref(), Some("3"));
         assert_eq!(parse_params(&json!({"text": "Hi", "speaker": -1}), 100).expect_err("neg").field, "speaker");
     }
 
     #[test]
     fn normalised_params_parse_to_the_same_thing() {
         let p = parse_params(&json!({"text": "Hi", "noise_scale": 0.5, "speaker": "bob"}), 100).expect("valid");
-        assert_eq!(parse_params(&p.to_json(), 100).expect("round trip"), p);
+        let stored = serde_json::to_value(&p).expect("serialises");
+        assert_eq!(parse_params(&stored, 100).expect("round trip"), p);
+        // The stored form is what jobs have always stored.
+        let keys: Vec<&str> = stored.as_object().expect("object").keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["format", "length_scale", "noise_scale", "noise_w", "sentence_silence", "speaker", "text", "voice"]
+        );
+        assert_eq!(serde_json::from_value::<SpeechParams>(stored).expect("reads back"), p);
     }
 }

@@ -6,70 +6,134 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use image::{Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, int_param, reject_unknown};
+use super::fields::{int_field, int_in, reject_unknown, string_field, u32_in};
+use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 
 /// The `testcard` job kind.
 pub struct Testcard;
 
 const STAGES: [&str; 2] = ["card", "summary"];
+const KNOWN: [&str; 7] = ["steps", "step_ms", "width", "height", "fail", "vram_mib", "model"];
 /// Longest single sleep, so cancellation is seen well within a second.
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
 
-impl JobKind for Testcard {
-    fn name(&self) -> &'static str {
-        "testcard"
+/// How a testcard is asked to fail after its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Failure {
+    /// A failure that will not pass on retry.
+    Fatal,
+    /// A failure worth another attempt.
+    Retriable,
+}
+
+/// `testcard` parameters as a request gives them (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestcardRequest {
+    pub steps: Option<i64>,
+    pub step_ms: Option<i64>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    /// `fatal` or `retriable`; anything but a string reads as unset.
+    pub fail: Option<String>,
+    /// Placement test knob: pretend to need this much GPU memory.
+    pub vram_mib: Option<i64>,
+    /// Placement test knob: pretend to load this model.
+    pub model: Option<String>,
+}
+
+/// Validated `testcard` parameters, as stored with the job. Every field has a default so
+/// jobs stored before a field existed still read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TestcardParams {
+    pub steps: u64,
+    pub step_ms: u64,
+    pub width: u32,
+    pub height: u32,
+    pub fail: Option<Failure>,
+    pub vram_mib: u64,
+    pub model: Option<String>,
+}
+
+impl TestcardRequest {
+    /// Reads request JSON; errors name the field.
+    pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
+        reject_unknown(params, &KNOWN)?;
+        Ok(Self {
+            steps: int_field(params, "steps")?,
+            step_ms: int_field(params, "step_ms")?,
+            width: int_field(params, "width")?,
+            height: int_field(params, "height")?,
+            fail: params.get("fail").and_then(|v| v.as_str()).map(str::to_owned),
+            vram_mib: int_field(params, "vram_mib")?,
+            model: string_field(params, "model")?,
+        })
     }
 
-    fn validate(&self, params: serde_json::Value, _ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
-        reject_unknown(&params, &["steps", "step_ms", "width", "height", "fail", "vram_mib", "model"])?;
-        let steps = int_param(&params, "steps", 5, 1..=10_000)?;
-        let step_ms = int_param(&params, "step_ms", 100, 0..=60_000)?;
-        let width = int_param(&params, "width", 320, 16..=4096)?;
-        let height = int_param(&params, "height", 180, 16..=4096)?;
-        let fail = params.get("fail").and_then(|v| v.as_str()).map(str::to_owned);
-        if let Some(f) = &fail
-            && !["fatal", "retriable"].contains(&f.as_str())
-        {
-            return Err(ParamError::new("fail", "must be \"fatal\" or \"retriable\""));
-        }
-        // Placement test knobs: pretend to need GPU memory and to load a model.
-        let vram_mib = int_param(&params, "vram_mib", 0, 0..=1 << 20)?;
-        let model = super::str_param(&params, "model")?.map(str::to_owned);
-        Ok(json!({
-            "steps": steps, "step_ms": step_ms, "width": width, "height": height, "fail": fail,
-            "vram_mib": vram_mib, "model": model,
-        }))
+    /// Fills the defaults and checks the ranges.
+    pub fn resolve(self) -> Result<TestcardParams, ParamError> {
+        let int = |field: &str, v: Option<i64>, default: i64, range| int_in(field, v.unwrap_or(default), range);
+        let steps = int("steps", self.steps, 5, 1..=10_000)?;
+        let step_ms = int("step_ms", self.step_ms, 100, 0..=60_000)?;
+        let width = u32_in("width", self.width.unwrap_or(320), 16..=4096)?;
+        let height = u32_in("height", self.height.unwrap_or(180), 16..=4096)?;
+        let fail = match self.fail.as_deref() {
+            None => None,
+            Some("fatal") => Some(Failure::Fatal),
+            Some("retriable") => Some(Failure::Retriable),
+            Some(_) => return Err(ParamError::new("fail", "must be \"fatal\" or \"retriable\"")),
+        };
+        let vram_mib = int("vram_mib", self.vram_mib, 0, 0..=1 << 20)?;
+        // The ranges above are non-negative: `unsigned_abs` is the value itself.
+        Ok(TestcardParams {
+            steps: steps.unsigned_abs(),
+            step_ms: step_ms.unsigned_abs(),
+            width,
+            height,
+            fail,
+            vram_mib: vram_mib.unsigned_abs(),
+            model: self.model,
+        })
+    }
+}
+
+impl TypedKind for Testcard {
+    type Params = TestcardParams;
+    const NAME: &'static str = "testcard";
+
+    fn validate(&self, params: &serde_json::Value, _ctx: &ValidateCtx) -> Result<TestcardParams, ParamError> {
+        TestcardRequest::from_json(params)?.resolve()
     }
 
     fn needs_runtime(&self) -> bool {
         false
     }
 
-    fn declared_seconds(&self, params: &serde_json::Value) -> Option<f64> {
-        let n = |f: &str| params.get(f).and_then(|v| v.as_u64()).unwrap_or(0) as f64;
-        Some(n("steps") * n("step_ms") / 1000.0)
+    fn declared_seconds(&self, p: &TestcardParams) -> Option<f64> {
+        Some(p.steps as f64 * p.step_ms as f64 / 1000.0)
     }
 
-    fn vram_mib(&self, params: &serde_json::Value, _config: &crate::config::Config) -> u64 {
-        params.get("vram_mib").and_then(|v| v.as_u64()).unwrap_or(0)
+    fn vram_mib(&self, p: &TestcardParams, _config: &crate::config::Config) -> u64 {
+        p.vram_mib
     }
 
-    fn models(&self, params: &serde_json::Value) -> Vec<String> {
-        params.get("model").and_then(|v| v.as_str()).map(|m| vec![m.to_string()]).unwrap_or_default()
+    fn models(&self, p: &TestcardParams) -> Vec<String> {
+        p.model.iter().cloned().collect()
     }
 
-    fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
+    fn stages(&self, _p: &TestcardParams) -> Vec<String> {
         STAGES.iter().map(|s| s.to_string()).collect()
     }
 
-    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
-        let p = run.params;
-        let get = |k: &str| p.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    fn run_stage(&self, stage: &str, p: &TestcardParams, run: &StageRun) -> Result<(), StageError> {
         match stage {
             "card" => {
-                let (steps, step_ms) = (get("steps"), get("step_ms"));
+                let (steps, step_ms) = (p.steps, p.step_ms);
                 for step in 1..=steps {
                     let deadline = Instant::now() + Duration::from_millis(step_ms);
                     loop {
@@ -82,12 +146,14 @@ impl JobKind for Testcard {
                     }
                     run.sink.progress(step, steps, None);
                 }
-                match p.get("fail").and_then(|v| v.as_str()) {
-                    Some("fatal") => return Err(StageError::fatal("testcard asked to fail")),
-                    Some("retriable") => return Err(StageError::retriable("testcard asked to fail once more")),
-                    _ => {}
+                match p.fail {
+                    Some(Failure::Fatal) => return Err(StageError::fatal("testcard asked to fail")),
+                    Some(Failure::Retriable) => {
+                        return Err(StageError::retriable("testcard asked to fail once more"));
+                    }
+                    None => {}
                 }
-                let card = draw_card(get("width") as u32, get("height") as u32, &run.job_id.to_string());
+                let card = draw_card(p.width, p.height, &run.job_id.to_string());
                 let mut png = Vec::new();
                 card.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
                     .map_err(|e| StageError::context("cannot encode PNG", e))?;
@@ -99,9 +165,9 @@ impl JobKind for Testcard {
                 let summary = json!({
                     "job": run.job_id.to_string(),
                     "device": run.device.name(),
-                    "steps": get("steps"),
-                    "width": get("width"),
-                    "height": get("height"),
+                    "steps": p.steps,
+                    "width": p.width,
+                    "height": p.height,
                     "card_sha256": card.first().map(|a| a.sha256.clone()),
                 });
                 let bytes =
@@ -202,4 +268,30 @@ fn glyph(ch: char) -> Option<[u8; 7]> {
         '.' => [0, 0, 0, 0, 0, 12, 12],
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::kinds::JobKind;
+
+    #[test]
+    fn validated_params_keep_the_stored_form_and_old_stores_still_read() {
+        let config = Config::default();
+        let ctx = ValidateCtx { config: &config };
+        let stored = JobKind::validate(&Testcard, json!({"steps": "2", "fail": "fatal"}), &ctx).expect("valid");
+        assert_eq!(
+            stored,
+            json!({"steps": 2, "step_ms": 100, "width": 320, "height": 180, "fail": "fatal", "vram_mib": 0, "model": null})
+        );
+        // A job stored before `fail`, `vram_mib` and `model` existed (tests/frozen_db.rs).
+        let old = json!({"steps": 1, "step_ms": 0, "width": 64, "height": 36});
+        assert_eq!(JobKind::declared_seconds(&Testcard, &old), Some(0.0));
+        assert_eq!(JobKind::stages(&Testcard, &old), ["card", "summary"]);
+        let err = JobKind::validate(&Testcard, json!({"steps": 0}), &ctx).expect_err("range");
+        assert_eq!((err.field.as_str(), err.message.as_str()), ("steps", "must be between 1 and 10000, got 0"));
+        let err = JobKind::validate(&Testcard, json!({"fail": "maybe"}), &ctx).expect_err("fail");
+        assert_eq!(err.field, "fail");
+    }
 }

@@ -1,14 +1,17 @@
 //! `upscale`: super-resolution of an image (→ PNG) or a video (→ MP4 with its sound).
 //!
-//! Params: `input` (artifact id), `model` (installed Real-ESRGAN-style model, default
-//! `realesrgan-x4`), `tile` (0 = automatic), `tile_pad` (10).
+//! Params ([`UpscaleRequest`] → [`UpscaleParams`]): `input` (artifact id), `model`
+//! (installed Real-ESRGAN-style model, default `realesrgan-x4`), `tile` (0 = automatic),
+//! `tile_pad` (10).
 
 use std::io::Cursor;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::inputs::{artifact_param, input_file, model_param};
-use super::{JobKind, ParamError, StageError, StageRun, ValidateCtx, int_param, reject_unknown};
+use super::fields::{artifact_param, int_field, reject_unknown, string_field, u32_in};
+use super::inputs::{input_file, installed_model};
+use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
+use crate::config::Config;
 use crate::media::ffmpeg::H264Encoder;
 use crate::media::visual::{Visual, open_visual};
 use crate::models::model_file;
@@ -21,47 +24,89 @@ pub struct Upscale;
 /// Default installed model name.
 pub const DEFAULT_MODEL: &str = "realesrgan-x4";
 const STAGE: &str = "upscale";
+const KNOWN: [&str; 4] = ["input", "model", "tile", "tile_pad"];
 
-impl JobKind for Upscale {
-    fn name(&self) -> &'static str {
-        "upscale"
+/// `upscale` parameters as a request gives them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpscaleRequest {
+    /// Artifact id of the image or video.
+    pub input: Option<String>,
+    pub model: Option<String>,
+    /// Tile side, 0 = automatic.
+    pub tile: Option<i64>,
+    pub tile_pad: Option<i64>,
+}
+
+/// Validated `upscale` parameters, as stored with the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpscaleParams {
+    pub input: String,
+    pub model: String,
+    pub tile: u32,
+    pub tile_pad: u32,
+}
+
+impl Default for UpscaleParams {
+    fn default() -> Self {
+        Self { input: String::new(), model: DEFAULT_MODEL.into(), tile: 0, tile_pad: DEFAULT_TILE_PAD }
+    }
+}
+
+impl UpscaleRequest {
+    /// Reads request JSON; errors name the field.
+    pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
+        reject_unknown(params, &KNOWN)?;
+        Ok(Self {
+            input: artifact_param(params, "input")?.map(|u| u.to_string()),
+            model: string_field(params, "model")?,
+            tile: int_field(params, "tile")?,
+            tile_pad: int_field(params, "tile_pad")?,
+        })
     }
 
-    fn vram_mib(&self, params: &serde_json::Value, config: &crate::config::Config) -> u64 {
-        let model = params.get("model").and_then(|v| v.as_str()).unwrap_or(DEFAULT_MODEL);
-        super::memory::single_model_mib(config, model)
-    }
-
-    fn models(&self, params: &serde_json::Value) -> Vec<String> {
-        super::param_models(params, &["model"])
-    }
-
-    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
-        reject_unknown(&params, &["input", "model", "tile", "tile_pad"])?;
-        let input = artifact_param(&params, "input")?.ok_or_else(|| ParamError::new("input", "required"))?;
-        let model = model_param(&params, "model", DEFAULT_MODEL, ctx.config)?;
-        let tile = int_param(&params, "tile", 0, 0..=4096)?;
+    /// Checks the input and model and fills the defaults.
+    pub fn resolve(self, config: &Config) -> Result<UpscaleParams, ParamError> {
+        let input = self.input.ok_or_else(|| ParamError::new("input", "required"))?;
+        let model = installed_model("model", self.model.as_deref(), DEFAULT_MODEL, config)?;
+        let tile = u32_in("tile", self.tile.unwrap_or(0), 0..=4096)?;
         if (1..32).contains(&tile) {
             return Err(ParamError::new("tile", "must be 0 (automatic) or at least 32"));
         }
-        let tile_pad = int_param(&params, "tile_pad", i64::from(DEFAULT_TILE_PAD), 0..=64)?;
-        Ok(json!({"input": input.to_string(), "model": model, "tile": tile, "tile_pad": tile_pad}))
+        let tile_pad = u32_in("tile_pad", self.tile_pad.unwrap_or(i64::from(DEFAULT_TILE_PAD)), 0..=64)?;
+        Ok(UpscaleParams { input, model, tile, tile_pad })
+    }
+}
+
+impl TypedKind for Upscale {
+    type Params = UpscaleParams;
+    const NAME: &'static str = "upscale";
+
+    fn vram_mib(&self, p: &UpscaleParams, config: &Config) -> u64 {
+        super::memory::single_model_mib(config, &p.model)
     }
 
-    fn stages(&self, _params: &serde_json::Value) -> Vec<String> {
+    fn models(&self, p: &UpscaleParams) -> Vec<String> {
+        vec![p.model.clone()]
+    }
+
+    fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<UpscaleParams, ParamError> {
+        UpscaleRequest::from_json(params)?.resolve(ctx.config)
+    }
+
+    fn stages(&self, _p: &UpscaleParams) -> Vec<String> {
         vec![STAGE.to_string()]
     }
 
-    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: &str, p: &UpscaleParams, run: &StageRun) -> Result<(), StageError> {
         if stage != STAGE {
             return Err(StageError::fatal(format!("upscale has no stage {stage:?}")));
         }
-        let p = run.params;
-        let get = |k: &str, d: u64| p.get(k).and_then(|v| v.as_u64()).unwrap_or(d) as u32;
-        let opts = TileOptions { tile: get("tile", 0), pad: get("tile_pad", u64::from(DEFAULT_TILE_PAD)) };
-        let model_name = p.get("model").and_then(|v| v.as_str()).unwrap_or(DEFAULT_MODEL);
+        let opts = TileOptions { tile: p.tile, pad: p.tile_pad };
+        let model_name = p.model.as_str();
 
-        let input = input_file(run, "input")?;
+        let input = input_file(run, "input", &p.input)?;
         let visual = open_visual(&input.path, &input.label, Some(&input.artifact.media_type))?;
         let (w, h) = visual.size();
         let max_side = run.config.limits.max_image_side;

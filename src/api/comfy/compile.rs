@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::nodes::reelbox_scheduler;
 use super::validate::{Node, PromptError, ValidGraph, error_obj, float_value, int_value};
-use crate::kinds::image::MAX_SEED;
+use crate::kinds::image::{ImageRequest, MAX_SEED};
 use crate::models::strip_model_extension;
 
 /// An output node and how its pictures are filed.
@@ -67,7 +67,8 @@ impl Roles {
     }
 }
 
-/// A compiled prompt: the job parameters and the node roles.
+/// A compiled prompt: the job parameters (the `image` kind's request, serialised for
+/// submission) and the node roles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compiled {
     pub params: Value,
@@ -157,6 +158,11 @@ pub fn fold_seed(seed: i128) -> u64 {
     (u64::try_from(seed).unwrap_or(0)) & (MAX_SEED as u64)
 }
 
+/// A checked graph's integer as a wire integer (the graph checks bound them well inside).
+fn wire(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
 /// Turns a checked graph into `image` job parameters.
 pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, PromptError> {
     let mut roles = Roles::default();
@@ -226,22 +232,23 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
             )
         })?;
     let base = ckpt_name.rsplit(['/', '\\']).next().unwrap_or(&ckpt_name);
-    let mut params = json!({
-        "prompt": text(pos, "text"),
-        "negative_prompt": text(neg, "text"),
-        "model": strip_model_extension(base),
-        "steps": steps,
-        "guidance": cfg,
-        "scheduler": scheduler,
-        "seed": fold_seed(seed),
-    });
+    let mut params = ImageRequest {
+        prompt: Some(text(pos, "text")),
+        negative_prompt: Some(text(neg, "text")),
+        model: Some(strip_model_extension(base).to_string()),
+        steps: Some(wire(steps)),
+        guidance: Some(cfg),
+        scheduler: Some(scheduler.to_string()),
+        seed: Some(wire(i128::from(fold_seed(seed)))),
+        ..ImageRequest::default()
+    };
     let (latent_id, latent) = follow(g, &sampler_id, "latent_image", &["EmptyLatentImage", "VAEEncode"], 0)?;
     if latent.class_type == "EmptyLatentImage" {
         // ComfyUI's latents are width // 8 wide: sizes round down to multiples of 8.
         let side = |input: &str| latent.inputs.get(input).and_then(int_value).unwrap_or(512) / 8 * 8;
-        params["width"] = json!(side("width"));
-        params["height"] = json!(side("height"));
-        params["n"] = json!(latent.inputs.get("batch_size").and_then(int_value).unwrap_or(1));
+        params.width = Some(wire(side("width")));
+        params.height = Some(wire(side("height")));
+        params.n = Some(wire(latent.inputs.get("batch_size").and_then(int_value).unwrap_or(1)));
     } else {
         same_checkpoint(&latent_id, "vae", 2)?;
         let (load_id, load) = follow(g, &latent_id, "pixels", &["LoadImage"], 0)?;
@@ -256,8 +263,8 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
                 &json!(name),
             )
         })?;
-        params["init_image"] = json!(artifact);
-        params["strength"] = json!(denoise);
+        params.init_image = Some(artifact);
+        params.strength = Some(denoise);
         roles.load_image = Some(load_id);
     }
     roles.checkpoint = ckpt_id;
@@ -266,6 +273,10 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
     roles.latent = latent_id;
     roles.sampler = sampler_id;
     roles.decode = decode_id;
+    // Submission takes JSON: serialised here, at the edge of the typed request.
+    let params = serde_json::to_value(&params).map_err(|e| {
+        PromptError::top("prompt_outputs_failed_validation", "Prompt outputs failed validation", &e.to_string())
+    })?;
     Ok(Compiled { params, roles })
 }
 

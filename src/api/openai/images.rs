@@ -7,15 +7,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::run::{job_failure, submit_and_wait};
 use super::{JOB_HEADER, OpenAiError, parse_body};
 
-use crate::api::AppState;
 use crate::api::outputs::final_images;
+use crate::api::{ApiError, AppState};
 use crate::config::Config;
+use crate::kinds::image::{self, wire_int};
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::diffusion::preset::Presets;
 use crate::store::records::JobState;
@@ -142,7 +142,7 @@ pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String
 }
 
 /// The `image` job parameters for a request.
-pub fn image_params(config: &Config, req: &ImageRequest) -> Result<Value, OpenAiError> {
+pub fn image_params(config: &Config, req: &ImageRequest) -> Result<image::ImageRequest, OpenAiError> {
     if req.prompt.trim().is_empty() {
         return Err(OpenAiError::param("prompt", "prompt must not be empty"));
     }
@@ -158,27 +158,20 @@ pub fn image_params(config: &Config, req: &ImageRequest) -> Result<Value, OpenAi
     {
         preset = Some(p.to_string());
     }
-    let mut p = Map::new();
-    p.insert("prompt".into(), json!(req.prompt));
-    p.insert("model".into(), json!(model));
-    p.insert("n".into(), json!(req.n.unwrap_or(1)));
-    if let Some((w, h)) = size {
-        p.insert("width".into(), json!(w));
-        p.insert("height".into(), json!(h));
-    }
-    if let Some(preset) = preset {
-        p.insert("preset".into(), json!(preset));
-    }
-    if let Some(neg) = &req.negative_prompt {
-        p.insert("negative_prompt".into(), json!(neg));
-    }
-    if let Some(seed) = req.seed {
-        p.insert("seed".into(), json!(seed));
-    }
-    if let Some(steps) = req.steps {
-        p.insert("steps".into(), json!(steps));
-    }
-    Ok(Value::Object(p))
+    // The same error the job's validation gives such a seed.
+    let seed = req.seed.map(|s| wire_int("seed", s)).transpose().map_err(|e| OpenAiError::from(ApiError::from(e)))?;
+    Ok(image::ImageRequest {
+        prompt: Some(req.prompt.clone()),
+        model: Some(model),
+        n: Some(i64::from(req.n.unwrap_or(1))),
+        width: size.map(|(w, _)| i64::from(w)),
+        height: size.map(|(_, h)| i64::from(h)),
+        preset,
+        negative_prompt: req.negative_prompt.clone(),
+        seed,
+        steps: req.steps.map(i64::from),
+        ..image::ImageRequest::default()
+    })
 }
 
 /// Renames the `image` kind's field names to the OpenAI request's.
@@ -226,7 +219,8 @@ pub async fn generations(
             ));
         }
     };
-    let params = image_params(&state.config, &req)?;
+    let params = serde_json::to_value(image_params(&state.config, &req)?)
+        .map_err(|e| OpenAiError::internal(format!("cannot encode params: {e}")))?;
     let job = submit_and_wait(&state, &caller, "image", params).await.map_err(|mut e| {
         if let Some(p) = e.param.as_deref() {
             e.param = Some(openai_param(p).to_string());

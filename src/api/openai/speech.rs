@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::run::{job_failure, submit_and_wait};
@@ -15,6 +14,7 @@ use super::{JOB_HEADER, OpenAiError, parse_body};
 use crate::api::AppState;
 use crate::api::outputs::first_of_type;
 use crate::config::Config;
+use crate::kinds::speech::SpeechRequest as SpeechParams;
 use crate::models::{Catalog, ModelKind};
 use crate::store::records::JobState;
 
@@ -99,7 +99,7 @@ pub fn resolve_voice(config: &Config, voice: &str, model: Option<&str>) -> Resul
 }
 
 /// The `speech` job parameters for a request.
-pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<Value, OpenAiError> {
+pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<SpeechParams, OpenAiError> {
     if req.input.trim().is_empty() {
         return Err(OpenAiError::param("input", "input must not be empty"));
     }
@@ -119,21 +119,16 @@ pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<Value, Open
         return Err(OpenAiError::param("speed", format!("speed must be between 0.25 and 4.0, got {speed}")));
     }
     let voice = resolve_voice(config, req.voice.name(), req.model.as_deref())?;
-    let mut p = Map::new();
-    p.insert("text".into(), json!(req.input));
-    p.insert("voice".into(), json!(voice));
-    p.insert("format".into(), json!("wav"));
-    // Piper's length_scale stretches phoneme durations: the inverse of a speed.
-    if speed != 1.0 {
-        p.insert("length_scale".into(), json!(1.0 / speed));
-    }
-    if let Some(v) = req.noise_scale {
-        p.insert("noise_scale".into(), json!(v));
-    }
-    if let Some(v) = req.noise_w {
-        p.insert("noise_w".into(), json!(v));
-    }
-    Ok(Value::Object(p))
+    Ok(SpeechParams {
+        text: Some(req.input.clone()),
+        voice: Some(voice),
+        format: Some("wav".into()),
+        // Piper's length_scale stretches phoneme durations: the inverse of a speed.
+        length_scale: (speed != 1.0).then(|| 1.0 / speed),
+        noise_scale: req.noise_scale,
+        noise_w: req.noise_w,
+        ..SpeechParams::default()
+    })
 }
 
 /// Speak text (OpenAI-compatible); answers the audio bytes.
@@ -156,7 +151,8 @@ pub async fn speech(
             )
         })?,
     };
-    let params = speech_params(&state.config, &req)?;
+    let params = serde_json::to_value(speech_params(&state.config, &req)?)
+        .map_err(|e| OpenAiError::internal(format!("cannot encode params: {e}")))?;
     let job = submit_and_wait(&state, &caller, "speech", params).await.map_err(|mut e| {
         if e.param.as_deref() == Some("text") {
             e.param = Some("input".into());
@@ -231,9 +227,9 @@ mod tests {
             noise_w: None,
         };
         let p = speech_params(&config, &req(2.0)).expect("ok");
-        assert_eq!(p["length_scale"], 0.5);
-        assert_eq!(p["voice"], "en_US-joe-medium");
-        assert!(speech_params(&config, &req(1.0)).expect("ok").get("length_scale").is_none());
+        assert_eq!(p.length_scale, Some(0.5));
+        assert_eq!(p.voice.as_deref(), Some("en_US-joe-medium"));
+        assert!(speech_params(&config, &req(1.0)).expect("ok").length_scale.is_none());
         assert_eq!(speech_params(&config, &req(5.0)).expect_err("too fast").param.as_deref(), Some("speed"));
     }
 }

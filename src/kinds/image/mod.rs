@@ -1,0 +1,198 @@
+//! `image`: text-to-image and image-to-image with a Stable Diffusion model. Parameters
+//! ([`ImageRequest`] → [`ImageParams`], in `params`) fill every default so a stored job
+//! renders the same pixels after a restart; the one stage writes PNGs with A1111-style
+//! parameters and previews as they come; `local` renders without a daemon.
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use ulid::Ulid;
+
+use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::gpu::DeviceId;
+use crate::models::{Catalog, ModelKind};
+use crate::pipelines::ProgressFn;
+use crate::pipelines::diffusion::output::{ImageParameters, encode_png};
+use crate::pipelines::diffusion::samplers::SchedulerChoice;
+use crate::pipelines::diffusion::{
+    DiffusionError, GenerateRequest, Hooks, InitImage, Preview, SdModel, SeededNoise, Timings, generate,
+};
+
+mod local;
+mod params;
+
+pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
+pub use params::{ImageParams, ImageRequest, MAX_IMAGES, MAX_SEED, validate_params, wire_int};
+
+/// The `image` job kind. Models are opened per render: the engine's session cache keeps
+/// the sessions warm and decides when they unload, so nothing here pins them.
+#[derive(Debug, Default)]
+pub struct Image;
+
+/// A finished render: PNGs with their parameters text, and what to tell the user.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// `(file name, PNG bytes)` per image.
+    pub images: Vec<(String, Vec<u8>)>,
+    pub warnings: Vec<String>,
+    pub timings: Timings,
+}
+
+impl Image {
+    /// Opens model `name` on `device` (sessions come from the engine's cache).
+    pub fn model(
+        &self,
+        config: &Config,
+        engine: &Engine,
+        device: DeviceId,
+        name: &str,
+    ) -> Result<SdModel, DiffusionError> {
+        let dir = Catalog::load(config)
+            .installed_dir(ModelKind::Diffusion, name)
+            .ok_or_else(|| DiffusionError::Request { field: "model", message: format!("unknown model {name:?}") })?;
+        SdModel::load(&dir, engine, device)
+    }
+
+    /// Renders validated `params` (init picture already decoded) to PNG bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn render(
+        &self,
+        config: &Config,
+        engine: &Engine,
+        device: DeviceId,
+        params: &ImageParams,
+        init: Option<&image::RgbImage>,
+        progress: Option<ProgressFn<'_>>,
+        preview: Option<&(dyn Fn(Preview) + Send + Sync)>,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Rendered, DiffusionError> {
+        let model = self.model(config, engine, device, &params.model)?;
+        let choice = SchedulerChoice::parse(&params.scheduler)?;
+        let req = GenerateRequest {
+            prompt: params.prompt.clone(),
+            negative_prompt: params.negative_prompt.clone(),
+            width: params.width,
+            height: params.height,
+            steps: params.steps,
+            guidance: params.guidance,
+            scheduler: choice,
+            scheduler_config: None,
+            count: params.n,
+            init: init
+                .map(|img| InitImage::from_rgb(img, params.width, params.height, params.strength.unwrap_or(0.75))),
+            max_side: config.limits.max_image_side,
+        };
+        let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
+        let mut noise = SeededNoise::new(&seeds);
+        let hooks = Hooks { progress, preview, preview_every: params.preview_every, cancel };
+        let out = generate(&model, &req, &mut noise, None, &hooks)?;
+        let mut images = Vec::with_capacity(out.images.len());
+        for (i, img) in out.images.iter().enumerate() {
+            let text = ImageParameters {
+                prompt: &params.prompt,
+                negative_prompt: params.negative_prompt.as_deref(),
+                steps: params.steps,
+                sampler: choice.label(),
+                guidance: params.guidance,
+                seed: seeds[i],
+                width: params.width,
+                height: params.height,
+                model: &params.model,
+                strength: params.strength,
+            }
+            .to_text();
+            let name = if params.n == 1 { "image.png".to_string() } else { format!("image-{}.png", i + 1) };
+            images.push((name, encode_png(&img.to_rgb8(), Some(&text))?));
+        }
+        tracing::info!(
+            model = %params.model,
+            steps = params.steps,
+            total_ms = out.timings.total.as_millis() as u64,
+            onnx_ms = out.timings.onnx.as_millis() as u64,
+            "image rendered"
+        );
+        Ok(Rendered { images, warnings: out.warnings, timings: out.timings })
+    }
+}
+
+impl TypedKind for Image {
+    type Params = ImageParams;
+    const NAME: &'static str = "image";
+
+    fn vram_mib(&self, p: &ImageParams, config: &Config) -> u64 {
+        super::memory::diffusion_mib(config, &p.model, p.width, p.height, p.n)
+    }
+
+    fn gpu_seconds_estimate(&self, p: &ImageParams) -> f64 {
+        f64::from(p.steps) * f64::from(p.n.max(1)) * super::IMAGE_GPU_SECONDS_PER_STEP
+    }
+
+    fn models(&self, p: &ImageParams) -> Vec<String> {
+        vec![p.model.clone()]
+    }
+
+    fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImageParams, ParamError> {
+        validate_params(params, ctx.config)
+    }
+
+    fn stages(&self, _p: &ImageParams) -> Vec<String> {
+        vec!["generate".to_string()]
+    }
+
+    fn run_stage(&self, stage: &str, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
+        if stage != "generate" {
+            return Err(StageError::fatal(format!("image has no stage {stage:?}")));
+        }
+        let init = match &params.init_image {
+            Some(id) => {
+                let ulid =
+                    Ulid::from_string(id).map_err(|_| StageError::fatal(format!("init_image {id:?} is not an id")))?;
+                let artifact =
+                    run.sink.artifact(ulid).ok_or_else(|| StageError::fatal(format!("init_image {id} not found")))?;
+                let path = run.sink.artifact_path(&artifact);
+                let img = image::open(&path)
+                    .map_err(|e| StageError::context(format!("init_image {id} is not a readable image"), e))?
+                    .to_rgb8();
+                Some(img)
+            }
+            None => None,
+        };
+        let sink = run.sink;
+        let progress = |p: crate::pipelines::Progress| sink.progress(p.step, p.total, p.message.as_deref());
+        let preview = |p: Preview| {
+            if p.png.is_empty() {
+                return;
+            }
+            if let Err(e) = sink.put_artifact(&format!("preview-{:04}.png", p.step), "image/png", &p.png) {
+                tracing::warn!("cannot store preview: {e}");
+            }
+        };
+        let rendered = self.render(
+            run.config,
+            run.engine,
+            run.device,
+            params,
+            init.as_ref(),
+            Some(&progress),
+            Some(&preview),
+            Some(run.cancel),
+        )?;
+        for w in &rendered.warnings {
+            sink.log("warn", w);
+        }
+        for (name, png) in &rendered.images {
+            sink.put_artifact(name, "image/png", png)?;
+        }
+        sink.log(
+            "info",
+            &json!({
+                "total_ms": rendered.timings.total.as_millis() as u64,
+                "onnx_ms": rendered.timings.onnx.as_millis() as u64,
+                "unet_runs": rendered.timings.unet_runs,
+            })
+            .to_string(),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! `image` parameters: [`ImageRequest`] as clients send it (every field optional) and
+//! [`ImageParams`], every default filled (preset, model defaults, a random seed) so a
+//! stored job renders the same pixels after a restart.
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::config::Config;
+use crate::kinds::ParamError;
+use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
+use crate::models::{Catalog, ModelKind};
+use crate::pipelines::diffusion::model::check_size;
+use crate::pipelines::diffusion::preset::Presets;
+use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind};
+use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
+
+const KNOWN: [&str; 14] = [
+    "prompt",
+    "negative_prompt",
+    "model",
+    "width",
+    "height",
+    "steps",
+    "guidance",
+    "scheduler",
+    "seed",
+    "n",
+    "init_image",
+    "strength",
+    "preset",
+    "preview_every",
+];
+/// Most images one job may ask for.
+pub const MAX_IMAGES: i64 = 8;
+/// Largest seed accepted; JSON clients lose precision above 2^53.
+pub const MAX_SEED: i64 = (1 << 53) - 1;
+
+/// `image` parameters as a request gives them: what every producer (the native route, the
+/// CLI, ComfyUI graphs, the OpenAI adapter, a render's keyframes) builds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRequest {
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    /// Installed diffusion model (default: the only one installed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// Random when unset; the stored job records the one used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<i64>,
+    /// Artifact id of a picture to start from (image-to-image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_every: Option<i64>,
+}
+
+/// Validated `image` parameters, every default filled in; the stored form of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageParams {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub model: String,
+    pub width: u32,
+    pub height: u32,
+    pub steps: u32,
+    pub guidance: f32,
+    pub scheduler: String,
+    pub seed: u64,
+    pub n: u32,
+    pub init_image: Option<String>,
+    pub strength: Option<f64>,
+    pub preset: Option<String>,
+    /// Preview every this many steps; 0 turns previews off.
+    pub preview_every: u32,
+}
+
+/// A `u64` from a typed producer as a wire integer; past `i64` it reads as no integer,
+/// as such a number always has.
+pub fn wire_int(field: &str, v: u64) -> Result<i64, ParamError> {
+    i64::try_from(v).map_err(|_| ParamError::new(field, "must be an integer"))
+}
+
+fn request_error(e: DiffusionError) -> ParamError {
+    match e {
+        DiffusionError::Request { field, message } => ParamError::new(field, message),
+        other => ParamError::new("model", other.to_string()),
+    }
+}
+
+/// Steps, guidance and scheduler a model is meant to run with when the request and
+/// preset say nothing: LCM and Turbo models need few steps and little or no guidance.
+fn model_defaults(info: &ModelInfo) -> (i64, f64, SchedulerChoice) {
+    let fallback = SchedulerChoice { kind: SchedulerKind::DpmSolverMultistep, karras: true };
+    let own = info.default_scheduler;
+    if own.is_some_and(|c| c.kind == SchedulerKind::Lcm) {
+        let guidance = if info.time_cond_proj_dim.is_some() { 8.5 } else { 1.0 };
+        return (4, guidance, own.unwrap_or(fallback));
+    }
+    if info.name.to_ascii_lowercase().contains("turbo") {
+        return (1, 0.0, own.unwrap_or(SchedulerChoice { kind: SchedulerKind::Euler, karras: false }));
+    }
+    (25, 7.0, own.unwrap_or(fallback))
+}
+
+impl ImageRequest {
+    /// Reads request JSON; errors name the field.
+    pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
+        reject_unknown(params, &KNOWN)?;
+        Ok(Self {
+            prompt: string_field(params, "prompt")?,
+            negative_prompt: string_field(params, "negative_prompt")?,
+            model: string_field(params, "model")?,
+            width: int_field(params, "width")?,
+            height: int_field(params, "height")?,
+            steps: int_field(params, "steps")?,
+            guidance: float_field(params, "guidance")?,
+            scheduler: string_field(params, "scheduler")?,
+            seed: int_field(params, "seed")?,
+            n: int_field(params, "n")?,
+            init_image: string_field(params, "init_image")?,
+            strength: float_field(params, "strength")?,
+            preset: string_field(params, "preset")?,
+            preview_every: int_field(params, "preview_every")?,
+        })
+    }
+
+    /// Holds the (trimmed) prompt and the negative prompt to `limits.max_prompt_chars`.
+    fn limits(&self, prompt: &str, config: &Config) -> Result<(), ParamError> {
+        let max_chars = config.limits.max_prompt_chars;
+        for (field, text) in [("prompt", Some(prompt)), ("negative_prompt", self.negative_prompt.as_deref())] {
+            if text.is_some_and(|t| t.chars().count() > max_chars) {
+                return Err(ParamError::new(field, format!("longer than {max_chars} characters")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills every default (preset, then the model's own, a random seed) and checks the
+    /// result against the model, the scheduler and the config's limits.
+    pub fn resolve(self, config: &Config) -> Result<ImageParams, ParamError> {
+        let prompt = self.prompt.as_deref().map(str::trim).unwrap_or_default().to_string();
+        if prompt.is_empty() {
+            return Err(ParamError::new("prompt", "required"));
+        }
+        self.limits(&prompt, config)?;
+        let presets = Presets::load(&config.data_dir).map_err(|e| ParamError::new("preset", e.to_string()))?;
+        let preset = match &self.preset {
+            Some(name) => Some(presets.get(name).ok_or_else(|| {
+                ParamError::new("preset", format!("unknown preset {name:?}; known: {}", presets.names().join(", ")))
+            })?),
+            None => None,
+        };
+
+        let catalog = Catalog::load(config);
+        let installed = catalog.installed_names(ModelKind::Diffusion);
+        let model = match &self.model {
+            Some(m) => m.clone(),
+            None => catalog
+                .default_name(ModelKind::Diffusion, config)
+                .ok_or_else(|| ParamError::new("model", format!("required; installed: {}", installed.join(", "))))?,
+        };
+        let dir = catalog.installed_dir(ModelKind::Diffusion, &model).ok_or_else(|| {
+            ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed.join(", ")))
+        })?;
+        let info = ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?;
+        let (model_steps, model_guidance, model_scheduler) = model_defaults(&info);
+
+        let (pw, ph) = preset.map_or((info.native_size, info.native_size), |p| p.size_for(info.native_size));
+        let max_side = i64::from(config.limits.max_image_side);
+        let width = u32_in("width", self.width.unwrap_or(i64::from(pw)), 1..=max_side)?;
+        let height = u32_in("height", self.height.unwrap_or(i64::from(ph)), 1..=max_side)?;
+        check_size(&info, None, width, height, config.limits.max_image_side).map_err(request_error)?;
+        let default_steps = preset.map_or(model_steps, |p| i64::from(p.steps));
+        let steps = u32_in("steps", self.steps.unwrap_or(default_steps), 1..=i64::from(config.limits.max_steps))?;
+        let default_guidance = preset.map_or(model_guidance, |p| f64::from(p.guidance));
+        let guidance = float_in("guidance", self.guidance.unwrap_or(default_guidance), 0.0..=30.0)? as f32;
+        let scheduler_name = match &self.scheduler {
+            Some(s) => s.clone(),
+            None => preset.map_or_else(|| model_scheduler.name().to_string(), |p| p.scheduler.clone()),
+        };
+        let choice =
+            SchedulerChoice::parse(&scheduler_name).map_err(|e| ParamError::new("scheduler", e.to_string()))?;
+        let seed = match self.seed {
+            None => u64::from(rand::random::<u32>()),
+            Some(s) => int_in("seed", s, 0..=MAX_SEED)?.unsigned_abs(),
+        };
+        let n = u32_in("n", self.n.unwrap_or(1), 1..=MAX_IMAGES)?;
+        let preview_every = u32_in("preview_every", self.preview_every.unwrap_or(5), 0..=10_000)?;
+        if let Some(id) = &self.init_image {
+            Ulid::from_string(id).map_err(|_| ParamError::new("init_image", "must be an artifact id"))?;
+            if !info.has_vae_encoder {
+                return Err(ParamError::new(
+                    "init_image",
+                    format!("model {model} has no vae_encoder for image-to-image"),
+                ));
+            }
+        }
+        let strength = match (&self.init_image, self.strength) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(ParamError::new("strength", "only applies with init_image")),
+            (Some(_), s) => Some(float_in("strength", s.unwrap_or(0.75), 0.0..=1.0)?),
+        };
+        // The schedule itself may refuse the step count (LCM takes at most its original steps).
+        samplers::build(choice, &info.scheduler_config, steps as usize, strength.unwrap_or(1.0)).map_err(
+            |e| match e {
+                samplers::SchedulerError::Steps(m) => ParamError::new("steps", m),
+                other => ParamError::new("scheduler", other.to_string()),
+            },
+        )?;
+        Ok(ImageParams {
+            prompt,
+            negative_prompt: self.negative_prompt,
+            model,
+            width,
+            height,
+            steps,
+            guidance,
+            scheduler: choice.name().to_string(),
+            seed,
+            n,
+            init_image: self.init_image,
+            strength,
+            preset: self.preset,
+            preview_every,
+        })
+    }
+}
+
+/// Checks and normalises `image` request JSON; every error names its field.
+pub fn validate_params(params: &serde_json::Value, config: &Config) -> Result<ImageParams, ParamError> {
+    ImageRequest::from_json(params)?.resolve(config)
+}

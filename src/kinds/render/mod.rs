@@ -1,0 +1,69 @@
+//! `render`: the main job. A script (or one prompt) becomes a narrated, lip-synced,
+//! subtitled MP4 in stages, each with its own artifacts, so a restart resumes at the
+//! first unfinished stage: plan → keyframes → narration → motion → talking head →
+//! upscale → mux. Parameters are in `params`, the stages' work in `stages`.
+
+use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
+use crate::config::Config;
+use crate::pipelines::render::plan::plan;
+
+mod params;
+mod stages;
+
+pub use params::{Presenter, RenderParams, RenderRequest, validate_params};
+
+/// Default models of a render: the bundled demo models, replaceable by real exports.
+pub const DEFAULT_DIFFUSION: &str = "demo-shapes";
+pub const DEFAULT_LIPSYNC: &str = "demo-presenter";
+pub const DEFAULT_UPSCALER: &str = "demo-upscaler";
+/// Pause between scenes' narration, seconds.
+const SCENE_GAP_S: f64 = 0.35;
+
+const STAGES: [&str; 7] = ["plan", "keyframes", "narration", "motion", "talking_head", "upscale", "mux"];
+
+/// The `render` job kind.
+#[derive(Debug, Default)]
+pub struct Render;
+
+impl TypedKind for Render {
+    type Params = RenderParams;
+    const NAME: &'static str = "render";
+
+    /// The largest of its GPU stages: keyframes, talking head, upscale (one at a time).
+    fn vram_mib(&self, p: &RenderParams, config: &Config) -> u64 {
+        let (w, h) = (p.keyframe_width.unwrap_or(p.width), p.keyframe_height.unwrap_or(p.height));
+        let mut need = super::memory::diffusion_mib(config, &p.model, w, h, 1);
+        if p.presenter.is_some() {
+            need = need.max(super::memory::single_model_mib(config, &p.lipsync_model));
+        }
+        if p.upscale {
+            need = need.max(super::memory::single_model_mib(config, &p.upscale_model));
+        }
+        need
+    }
+
+    fn models(&self, p: &RenderParams) -> Vec<String> {
+        vec![p.model.clone(), p.voice.clone(), p.lipsync_model.clone(), p.upscale_model.clone()]
+    }
+
+    fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<RenderParams, ParamError> {
+        validate_params(params, ctx)
+    }
+
+    fn stages(&self, _p: &RenderParams) -> Vec<String> {
+        STAGES.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run_stage(&self, stage: &str, p: &RenderParams, run: &StageRun) -> Result<(), StageError> {
+        match stage {
+            "plan" => stages::put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed)),
+            "keyframes" => stages::keyframes(run, p),
+            "narration" => stages::narration(run, p),
+            "motion" => stages::motion(run, p),
+            "talking_head" => stages::talking_head(run, p),
+            "upscale" => stages::upscale(run, p),
+            "mux" => stages::mux(run, p),
+            other => Err(StageError::fatal(format!("render has no stage {other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! `render` parameters: [`RenderRequest`] as clients send it and [`RenderParams`] with
+//! every default filled; the first scene's keyframe request is resolved at submission so
+//! a bad model, scheduler, preset or size is refused before the job is queued.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DEFAULT_DIFFUSION, DEFAULT_LIPSYNC, DEFAULT_UPSCALER, SCENE_GAP_S};
+use crate::config::LimitsConfig;
+use crate::kinds::fields::{
+    artifact_param, box_param, float_field, float_in, int_field, int_in, loose_bool, opt_f32_in, opt_u32_in,
+    reject_unknown, str_param, string_field, u32_in,
+};
+use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
+use crate::kinds::{ParamError, ValidateCtx};
+use crate::models::model_file;
+use crate::pipelines::render::Layout;
+use crate::pipelines::render::plan::{Plan, plan};
+use crate::pipelines::tts;
+
+const KNOWN: [&str; 24] = [
+    "script",
+    "prompt",
+    "style",
+    "negative_prompt",
+    "model",
+    "steps",
+    "guidance",
+    "scheduler",
+    "preset",
+    "seed",
+    "keyframe_width",
+    "keyframe_height",
+    "width",
+    "height",
+    "fps",
+    "voice",
+    "length_scale",
+    "presenter",
+    "layout",
+    "lipsync_model",
+    "upscale",
+    "upscale_model",
+    "music",
+    "burn_subtitles",
+];
+
+/// The presenter of a render: portrait artifact and face box.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presenter {
+    pub portrait: String,
+    pub face_box: [u32; 4],
+}
+
+/// Validated render parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderParams {
+    pub script: String,
+    pub style: String,
+    pub negative_prompt: Option<String>,
+    pub model: String,
+    pub steps: Option<u32>,
+    pub guidance: Option<f64>,
+    pub scheduler: Option<String>,
+    pub preset: Option<String>,
+    pub seed: u64,
+    pub keyframe_width: Option<u32>,
+    pub keyframe_height: Option<u32>,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub voice: String,
+    pub length_scale: Option<f32>,
+    pub presenter: Option<Presenter>,
+    pub layout: Layout,
+    pub lipsync_model: String,
+    pub upscale: bool,
+    pub upscale_model: String,
+    pub music: Option<String>,
+    pub burn_subtitles: bool,
+}
+
+/// `render` parameters as a request gives them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderRequest {
+    /// The script: paragraphs are scenes. `prompt` is a one-line alternative.
+    pub script: Option<String>,
+    pub prompt: Option<String>,
+    pub style: Option<String>,
+    pub negative_prompt: Option<String>,
+    pub model: Option<String>,
+    pub steps: Option<i64>,
+    pub guidance: Option<f64>,
+    pub scheduler: Option<String>,
+    pub preset: Option<String>,
+    pub seed: Option<i64>,
+    pub keyframe_width: Option<i64>,
+    pub keyframe_height: Option<i64>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub fps: Option<i64>,
+    pub voice: Option<String>,
+    pub length_scale: Option<f64>,
+    pub presenter: Option<Presenter>,
+    /// `inset`, `full` or `none`.
+    pub layout: Option<String>,
+    pub lipsync_model: Option<String>,
+    /// Anything but `true`/`false` reads as unset.
+    pub upscale: Option<bool>,
+    pub upscale_model: Option<String>,
+    /// Artifact id of background music.
+    pub music: Option<String>,
+    pub burn_subtitles: Option<bool>,
+}
+
+/// Reads the presenter object; its errors name `presenter.portrait` / `presenter.face_box`.
+fn presenter(v: &serde_json::Value) -> Result<Presenter, ParamError> {
+    let portrait = artifact_param(v, "portrait")
+        .map_err(|e| ParamError::new("presenter.portrait", e.message))?
+        .ok_or_else(|| ParamError::new("presenter.portrait", "is required"))?;
+    let face_box = box_param(v, "face_box")
+        .map_err(|e| ParamError::new("presenter.face_box", e.message))?
+        .ok_or_else(|| ParamError::new("presenter.face_box", "is required"))?;
+    Ok(Presenter { portrait: portrait.to_string(), face_box })
+}
+
+impl RenderRequest {
+    /// Reads request JSON; errors name the field.
+    pub fn from_json(p: &serde_json::Value) -> Result<Self, ParamError> {
+        reject_unknown(p, &KNOWN)?;
+        Ok(Self {
+            script: string_field(p, "script")?,
+            prompt: string_field(p, "prompt")?,
+            style: string_field(p, "style")?,
+            negative_prompt: string_field(p, "negative_prompt")?,
+            model: string_field(p, "model")?,
+            steps: int_field(p, "steps")?,
+            guidance: float_field(p, "guidance")?,
+            scheduler: string_field(p, "scheduler")?,
+            preset: string_field(p, "preset")?,
+            seed: int_field(p, "seed")?,
+            keyframe_width: int_field(p, "keyframe_width")?,
+            keyframe_height: int_field(p, "keyframe_height")?,
+            width: int_field(p, "width")?,
+            height: int_field(p, "height")?,
+            fps: int_field(p, "fps")?,
+            voice: string_field(p, "voice")?,
+            length_scale: float_field(p, "length_scale")?,
+            presenter: p.get("presenter").filter(|v| !v.is_null()).map(presenter).transpose()?,
+            layout: str_param(p, "layout")?.map(str::to_owned),
+            lipsync_model: string_field(p, "lipsync_model")?,
+            upscale: loose_bool(p, "upscale"),
+            upscale_model: string_field(p, "upscale_model")?,
+            music: artifact_param(p, "music")?.map(|u| u.to_string()),
+            burn_subtitles: loose_bool(p, "burn_subtitles"),
+        })
+    }
+
+    /// Fills the defaults and checks sizes, models, length and the first keyframe.
+    pub fn resolve(self, ctx: &ValidateCtx) -> Result<RenderParams, ParamError> {
+        let config = ctx.config;
+        let script = self.script.as_deref().or(self.prompt.as_deref()).map(str::trim).unwrap_or_default();
+        if script.is_empty() {
+            return Err(ParamError::new("script", "is required (or give a single `prompt`)"));
+        }
+        if script.chars().count() > config.limits.max_prompt_chars {
+            return Err(ParamError::new(
+                "script",
+                format!("is longer than {} characters", config.limits.max_prompt_chars),
+            ));
+        }
+        let max_side = i64::from(config.limits.max_image_side);
+        let width = u32_in("width", self.width.unwrap_or(512), 64..=max_side)?;
+        let height = u32_in("height", self.height.unwrap_or(512), 64..=max_side)?;
+        if width % 8 != 0 || height % 8 != 0 {
+            let field = if width % 8 != 0 { "width" } else { "height" };
+            return Err(ParamError::new(field, "must be a multiple of 8"));
+        }
+        let layout = match self.layout.as_deref() {
+            None if self.presenter.is_some() => Layout::Inset,
+            None | Some("none") => Layout::None,
+            Some("inset") => Layout::Inset,
+            Some("full") => Layout::Full,
+            Some(other) => return Err(ParamError::new("layout", format!("{other:?} is not inset, full or none"))),
+        };
+        let upscale = self.upscale.unwrap_or(false);
+        let named = |v: Option<String>, default: &str| v.filter(|s| !s.is_empty()).unwrap_or_else(|| default.into());
+        let lipsync_model = named(self.lipsync_model, DEFAULT_LIPSYNC);
+        let upscale_model = named(self.upscale_model, DEFAULT_UPSCALER);
+        if self.presenter.is_some() && layout != Layout::None && !model_file(config, &lipsync_model).is_file() {
+            return Err(ParamError::new("lipsync_model", format!("model {lipsync_model:?} is not installed")));
+        }
+        if upscale && !model_file(config, &upscale_model).is_file() {
+            return Err(ParamError::new("upscale_model", format!("model {upscale_model:?} is not installed")));
+        }
+        let params = RenderParams {
+            script: script.to_string(),
+            style: self.style.unwrap_or_default(),
+            negative_prompt: self.negative_prompt,
+            model: named(self.model, DEFAULT_DIFFUSION),
+            steps: opt_u32_in("steps", self.steps, 1..=i64::from(config.limits.max_steps))?,
+            guidance: self.guidance.map(|g| float_in("guidance", g, 0.0..=30.0)).transpose()?,
+            scheduler: self.scheduler,
+            preset: self.preset,
+            seed: int_in("seed", self.seed.unwrap_or(0), 0..=MAX_SEED)?.unsigned_abs(),
+            keyframe_width: opt_u32_in("keyframe_width", self.keyframe_width, 8..=max_side)?,
+            keyframe_height: opt_u32_in("keyframe_height", self.keyframe_height, 8..=max_side)?,
+            width,
+            height,
+            fps: u32_in("fps", self.fps.unwrap_or(25), 1..=60)?,
+            voice: named(self.voice, tts::DEFAULT_VOICE),
+            length_scale: opt_f32_in("length_scale", self.length_scale, 0.25..=4.0)?,
+            presenter: self.presenter,
+            layout,
+            lipsync_model,
+            upscale,
+            upscale_model,
+            music: self.music,
+            burn_subtitles: self.burn_subtitles.unwrap_or(false),
+        };
+        params.limits(&plan(&params.script, &params.style, params.seed), &config.limits)?;
+        // The first scene's keyframe request validates model, scheduler, preset and sizes.
+        keyframe_request(&params, &params.script, params.seed)?.resolve(config)?;
+        Ok(params)
+    }
+}
+
+impl RenderParams {
+    /// Holds a render to `limits.max_scenes`, and its narration (estimated from the script)
+    /// to `max_audio_seconds` and its film to `max_frames`.
+    pub fn limits(&self, plan: &Plan, limits: &LimitsConfig) -> Result<(), ParamError> {
+        let scenes = plan.scenes.len();
+        if scenes > limits.max_scenes as usize {
+            return Err(ParamError::new(
+                "script",
+                format!("has {scenes} scenes (paragraphs); the limit is {} (limits.max_scenes)", limits.max_scenes),
+            ));
+        }
+        let seconds = plan.estimated_seconds(f64::from(self.length_scale.unwrap_or(1.0)), SCENE_GAP_S);
+        crate::kinds::bounds::media_fits(seconds, f64::from(self.fps), limits)
+            .map_err(|m| ParamError::new("script", format!("would make {m}")))
+    }
+}
+
+/// Checks render request JSON and fills defaults.
+pub fn validate_params(p: &serde_json::Value, ctx: &ValidateCtx) -> Result<RenderParams, ParamError> {
+    RenderRequest::from_json(p)?.resolve(ctx)
+}
+
+/// The `image` request for one scene's keyframe.
+pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Result<ImageRequest, ParamError> {
+    Ok(ImageRequest {
+        prompt: Some(prompt.to_string()),
+        negative_prompt: p.negative_prompt.clone(),
+        model: Some(p.model.clone()),
+        width: p.keyframe_width.map(i64::from),
+        height: p.keyframe_height.map(i64::from),
+        steps: p.steps.map(i64::from),
+        guidance: p.guidance,
+        scheduler: p.scheduler.clone(),
+        seed: Some(wire_int("seed", seed)?),
+        n: Some(1),
+        init_image: None,
+        strength: None,
+        preset: p.preset.clone(),
+        preview_every: Some(0),
+    })
+}

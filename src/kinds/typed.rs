@@ -1,0 +1,100 @@
+//! [`TypedKind`]: a job kind written against its own parameter struct, and the adaptor
+//! that makes every typed kind a [`JobKind`] — the object-safe interface the scheduler and
+//! the API use with the JSON stored in each job. Validation serialises the typed
+//! parameters once; every later call reads them back, so the stored form is the struct's
+//! serde form and jobs already in a store keep running.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize as _, Serialize};
+
+use super::{DEFAULT_GPU_SECONDS, JobKind, ParamError, StageError, StageRun, ValidateCtx};
+use crate::config::Config;
+
+/// A job kind over typed parameters; see the module docs for how it becomes a [`JobKind`].
+pub trait TypedKind: Send + Sync {
+    /// Validated parameters, every default filled in; their serde form is what a job stores.
+    type Params: Serialize + DeserializeOwned;
+    /// The kind's name in the API (`testcard`, `speech`, `image`, ...).
+    const NAME: &'static str;
+    /// Reads request JSON (field-named errors) and resolves it against the config.
+    fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<Self::Params, ParamError>;
+    /// The stage names for these parameters, in order.
+    fn stages(&self, params: &Self::Params) -> Vec<String>;
+    /// Runs one stage; blocking, called on a worker thread.
+    fn run_stage(&self, stage: &str, params: &Self::Params, run: &StageRun) -> Result<(), StageError>;
+    /// GPU memory a job needs, MiB; see [`JobKind::vram_mib`].
+    fn vram_mib(&self, _params: &Self::Params, _config: &Config) -> u64 {
+        0
+    }
+    /// Whether only admins may submit it; see [`JobKind::admin_only`].
+    fn admin_only(&self) -> bool {
+        false
+    }
+    /// Run time the parameters fix, seconds; see [`JobKind::declared_seconds`].
+    fn declared_seconds(&self, _params: &Self::Params) -> Option<f64> {
+        None
+    }
+    /// GPU seconds to reserve; see [`JobKind::gpu_seconds_estimate`].
+    fn gpu_seconds_estimate(&self, params: &Self::Params) -> f64 {
+        self.declared_seconds(params).unwrap_or(DEFAULT_GPU_SECONDS)
+    }
+    /// Whether it runs ONNX models; see [`JobKind::needs_runtime`].
+    fn needs_runtime(&self) -> bool {
+        true
+    }
+    /// Names of the models a job loads; see [`JobKind::models`].
+    fn models(&self, _params: &Self::Params) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Reads a job's stored parameters back into the kind's struct.
+fn stored<K: TypedKind>(params: &serde_json::Value) -> Result<K::Params, serde_json::Error> {
+    K::Params::deserialize(params)
+}
+
+impl<K: TypedKind> JobKind for K {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError> {
+        let p = TypedKind::validate(self, &params, ctx)?;
+        serde_json::to_value(p).map_err(|e| ParamError::new("params", e.to_string()))
+    }
+
+    fn stages(&self, params: &serde_json::Value) -> Vec<String> {
+        // Unreadable parameters still get a stage, so the job runs and fails saying why.
+        stored::<K>(params).map_or_else(|_| vec![K::NAME.to_string()], |p| TypedKind::stages(self, &p))
+    }
+
+    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+        let p = stored::<K>(run.params)
+            .map_err(|e| StageError::context(format!("stored {} parameters are unreadable", K::NAME), e))?;
+        TypedKind::run_stage(self, stage, &p, run)
+    }
+
+    fn vram_mib(&self, params: &serde_json::Value, config: &Config) -> u64 {
+        stored::<K>(params).map_or(0, |p| TypedKind::vram_mib(self, &p, config))
+    }
+
+    fn admin_only(&self) -> bool {
+        TypedKind::admin_only(self)
+    }
+
+    fn declared_seconds(&self, params: &serde_json::Value) -> Option<f64> {
+        stored::<K>(params).ok().and_then(|p| TypedKind::declared_seconds(self, &p))
+    }
+
+    fn gpu_seconds_estimate(&self, params: &serde_json::Value) -> f64 {
+        stored::<K>(params).map_or(DEFAULT_GPU_SECONDS, |p| TypedKind::gpu_seconds_estimate(self, &p))
+    }
+
+    fn needs_runtime(&self) -> bool {
+        TypedKind::needs_runtime(self)
+    }
+
+    fn models(&self, params: &serde_json::Value) -> Vec<String> {
+        stored::<K>(params).map(|p| TypedKind::models(self, &p)).unwrap_or_default()
+    }
+}
