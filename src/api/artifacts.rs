@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::jobs::{parse_id, visible_job};
 use super::views::ArtifactView;
 use super::{ApiError, AppState};
-use crate::media::probe::{probe_audio, probe_image};
+use crate::media::probe::{ProbeError, probe_audio, probe_image};
 use crate::store::StoreError;
 use crate::store::artifacts;
 use crate::store::records::Artifact;
@@ -195,9 +195,26 @@ pub async fn upload(
 
 /// Checks an uploaded image against `limits.max_image_side` (header first, then a bounded
 /// decode) on a blocking thread, so big decodes never stall the async runtime.
-pub async fn checked_image(state: &AppState, bytes: &[u8]) -> Result<(u32, u32), String> {
+pub async fn checked_image(state: &AppState, bytes: &[u8]) -> Result<(u32, u32), UploadCheckError> {
     let limit = state.config.limits.max_image_side;
-    off_runtime(bytes, "image", move |b| probe_image(b, limit).map_err(|e| e.to_string())).await
+    off_runtime(bytes, "image", move |b| probe_image(b, limit)).await
+}
+
+/// Why an uploaded file was refused; its text is the 400's message.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadCheckError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    /// The blocking check's thread died (a panic in a decoder).
+    #[error("the {what} check stopped: {source}")]
+    Stopped { what: &'static str, source: tokio::task::JoinError },
+}
+
+impl UploadCheckError {
+    /// Whether the file was readable but over a `[limits]` size (named as such, not as unreadable).
+    pub fn is_over_limit(&self) -> bool {
+        matches!(self, Self::Probe(p) if p.is_over_limit())
+    }
 }
 
 /// Runs a blocking check of uploaded bytes on a blocking thread (`what` names it if the
@@ -205,16 +222,17 @@ pub async fn checked_image(state: &AppState, bytes: &[u8]) -> Result<(u32, u32),
 async fn off_runtime<T: Send + 'static>(
     bytes: &[u8],
     what: &'static str,
-    check: impl FnOnce(&[u8]) -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    check: impl FnOnce(&[u8]) -> Result<T, ProbeError> + Send + 'static,
+) -> Result<T, UploadCheckError> {
     let owned = bytes.to_vec();
-    tokio::task::spawn_blocking(move || check(&owned)).await.map_err(|e| format!("the {what} check stopped: {e}"))?
+    let checked = tokio::task::spawn_blocking(move || check(&owned)).await;
+    Ok(checked.map_err(|source| UploadCheckError::Stopped { what, source })??)
 }
 
 /// Decides what an upload is by decoding it: image, audio, or (ffprobe) MP4 video.
 async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> Result<&'static str, ApiError> {
     if let Ok(format) = image::guess_format(bytes) {
-        checked_image(state, bytes).await.map_err(|e| ApiError::field("file", e))?;
+        checked_image(state, bytes).await.map_err(|e| ApiError::field("file", e.to_string()))?;
         return Ok(format.to_mime_type());
     }
     let is_video = file_name.to_ascii_lowercase().ends_with(".mp4") || bytes.get(4..8) == Some(b"ftyp".as_slice());
@@ -241,16 +259,16 @@ async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> R
     }
     match checked_audio(state, bytes).await {
         Ok(_) => Ok(audio_media_type(file_name)),
-        Err(why) if why.contains("limits.") => Err(ApiError::field("file", why)),
+        Err(why) if why.is_over_limit() => Err(ApiError::field("file", why.to_string())),
         Err(why) => Err(ApiError::field("file", format!("not a readable image, audio or MP4 file ({why})"))),
     }
 }
 
 /// Checks uploaded audio against `limits.max_audio_seconds` (stated length first, then a
 /// decode that stops at the limit) on a blocking thread; returns its duration, seconds.
-pub async fn checked_audio(state: &AppState, bytes: &[u8]) -> Result<f64, String> {
+pub async fn checked_audio(state: &AppState, bytes: &[u8]) -> Result<f64, UploadCheckError> {
     let limit = state.config.limits.max_audio_seconds;
-    off_runtime(bytes, "audio", move |b| probe_audio(b, limit).map_err(|e| e.to_string())).await
+    off_runtime(bytes, "audio", move |b| probe_audio(b, limit)).await
 }
 
 /// Media type of an audio upload from its file name (content was checked by decoding).

@@ -128,13 +128,15 @@ pub async fn create(
     for up in uploads {
         let media_type = match up.field {
             "portrait" => {
-                super::artifacts::checked_image(&state, &up.bytes).await.map_err(|m| ApiError::field("portrait", m))?;
+                super::artifacts::checked_image(&state, &up.bytes)
+                    .await
+                    .map_err(|m| ApiError::field("portrait", m.to_string()))?;
                 image::guess_format(&up.bytes).map(|f| f.to_mime_type()).unwrap_or("image/png")
             }
             _ => {
                 super::artifacts::checked_audio(&state, &up.bytes)
                     .await
-                    .map_err(|m| ApiError::field("voice_sample", m))?;
+                    .map_err(|m| ApiError::field("voice_sample", m.to_string()))?;
                 audio_media_type(&up.file_name)
             }
         };

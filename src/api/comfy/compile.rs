@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::files::UploadNotFound;
 use super::nodes::reelbox_scheduler;
 use super::validate::{Node, PromptError, ValidGraph, error_obj, float_value, int_value};
 use crate::kinds::image::{ImageRequest, MAX_SEED};
@@ -76,7 +77,7 @@ pub struct Compiled {
 }
 
 /// Finds the artifact id of an uploaded image name, or says why not.
-pub type UploadLookup<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+pub type UploadLookup<'a> = &'a dyn Fn(&str) -> Result<String, UploadNotFound>;
 
 fn unsupported(id: &str, node: &Node, message: String) -> PromptError {
     let mut node_errors = Map::new();
@@ -286,8 +287,8 @@ mod tests {
     use super::super::validate::validate;
     use super::*;
 
-    fn no_uploads(name: &str) -> Result<String, String> {
-        Err(format!("{name} was not uploaded"))
+    fn no_uploads(_name: &str) -> Result<String, UploadNotFound> {
+        Err(UploadNotFound::NoSuchImage)
     }
 
     fn checked(mut g: Value) -> ValidGraph {
@@ -321,7 +322,7 @@ mod tests {
         g["3"]["inputs"]["latent_image"] = json!(["11", 0]);
         g["3"]["inputs"]["denoise"] = json!(0.6);
         g.as_object_mut().expect("graph").remove("5");
-        let found = |name: &str| Ok::<_, String>(format!("id-of-{name}"));
+        let found = |name: &str| Ok::<_, UploadNotFound>(format!("id-of-{name}"));
         let c = compile(&checked(g.clone()), &found).expect("compiles");
         assert_eq!(c.params["init_image"], "id-of-cat_01J0000000000000000000000.png");
         assert_eq!(c.params["strength"], 0.6);

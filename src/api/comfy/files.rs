@@ -154,7 +154,7 @@ pub async fn upload_image(
         Ok(image::ImageFormat::WebP) => "image/webp",
         _ => return Err(ApiError::field("image", "must be a PNG, JPEG or WebP picture")),
     };
-    checked_image(&state, &bytes).await.map_err(|e| ApiError::field("image", e))?;
+    checked_image(&state, &bytes).await.map_err(|e| ApiError::field("image", e.to_string()))?;
     check_room(&state, &caller, bytes.len() as u64)?;
     let id = state.store.new_id();
     let ext = artifacts::extension_for(media_type);
