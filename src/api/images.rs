@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::jobs::submit_params;
+use super::jobs::{kind_request, submit_params};
 use super::json::ApiJson;
 use super::{ApiError, AppState};
 use crate::kinds::image;
@@ -60,8 +60,7 @@ impl ImageRequest {
     /// The `image` kind's request this body makes, read as the kind reads any request JSON
     /// so every field error is the kind's own.
     pub fn to_params(&self) -> Result<image::ImageRequest, ApiError> {
-        let body = serde_json::to_value(self).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
-        Ok(image::ImageRequest::from_json(&body)?)
+        kind_request(self, image::ImageRequest::from_json)
     }
 }
 

@@ -281,6 +281,16 @@ pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
+/// Reads a route's typed body as its kind reads any request JSON (`from_json`), so every
+/// field error is the kind's own.
+pub fn kind_request<T>(
+    body: &impl Serialize,
+    from_json: fn(&serde_json::Value) -> Result<T, crate::kinds::ParamError>,
+) -> Result<T, ApiError> {
+    let body = serde_json::to_value(body).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
+    Ok(from_json(&body)?)
+}
+
 /// Submits a job of `kind` from a kind route's typed body: its fields are the parameters,
 /// with nulls dropped so the kind fills its own defaults.
 pub async fn submit_params(

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::jobs::submit_params;
+use super::jobs::{kind_request, submit_params};
 use super::json::ApiJson;
 use super::{ApiError, AppState};
 use crate::kinds::speech;
@@ -49,8 +49,7 @@ impl SpeechRequest {
     /// The `speech` kind's request this body makes, read as the kind reads any request JSON
     /// so every field error is the kind's own.
     pub fn to_params(&self) -> Result<speech::SpeechRequest, ApiError> {
-        let body = serde_json::to_value(self).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
-        Ok(speech::SpeechRequest::from_json(&body)?)
+        kind_request(self, speech::SpeechRequest::from_json)
     }
 }
 
