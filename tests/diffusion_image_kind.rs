@@ -11,7 +11,7 @@ use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::image::{Image, LocalImageArgs, render_local};
-use reelbox::kinds::{JobKind, StageError, StageRun, StageSink, ValidateCtx};
+use reelbox::kinds::{JobKind, StageError, StageName, StageRun, StageSink, ValidateCtx};
 use reelbox::pipelines::diffusion::{GenerateRequest, Hooks, SchedulerChoice, SdModel, SeededNoise, generate};
 use reelbox::pipelines::{Progress, diffusion::DiffusionError};
 use reelbox::store::records::Artifact;
@@ -127,7 +127,7 @@ impl StageSink for Sink {
         let bytes = std::fs::read(file).map_err(|e| StageError::fatal(e.to_string()))?;
         self.put_artifact(name, media_type, &bytes)
     }
-    fn stage_artifacts(&self, _stage: &str) -> Vec<Artifact> {
+    fn stage_artifacts(&self, _stage: StageName) -> Vec<Artifact> {
         self.artifacts.lock().expect("lock").iter().map(|(a, _)| a.clone()).collect()
     }
     fn artifact(&self, id: Ulid) -> Option<Artifact> {
@@ -158,7 +158,7 @@ fn run(params: &serde_json::Value, sink: &Sink, cancel: &CancellationToken) -> R
         cancel,
         sink,
     };
-    kind().run_stage("generate", &run)
+    kind().run_stage(StageName::Generate, &run)
 }
 
 fn render(params: serde_json::Value) -> Sink {

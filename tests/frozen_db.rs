@@ -46,7 +46,7 @@ fn write_frozen_v1() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), true, 8).expect("open");
         let stage = |name: &str, state: StageState, artifacts: Vec<Ulid>| Stage {
-            name: name.into(),
+            name: name.parse().expect("a stage name"),
             state,
             artifacts,
             energy_wh: None,

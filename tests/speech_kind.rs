@@ -10,7 +10,7 @@ use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::speech::{SayRequest, say_local};
-use reelbox::kinds::{JobKind, StageError, StageRun, StageSink, ValidateCtx, registry};
+use reelbox::kinds::{JobKind, StageError, StageName, StageRun, StageSink, ValidateCtx, registry};
 use reelbox::store::records::{Artifact, now_ms};
 use serde_json::json;
 use sha2::Digest;
@@ -50,7 +50,7 @@ impl StageSink for RecordingSink {
         let bytes = std::fs::read(file).map_err(|e| StageError::fatal(e.to_string()))?;
         self.put_artifact(name, media_type, &bytes)
     }
-    fn stage_artifacts(&self, _stage: &str) -> Vec<Artifact> {
+    fn stage_artifacts(&self, _stage: StageName) -> Vec<Artifact> {
         self.artifacts.lock().expect("lock").clone()
     }
     fn artifact(&self, _id: Ulid) -> Option<Artifact> {
@@ -94,7 +94,7 @@ fn speech_job_writes_a_wav_and_sentence_timings_with_progress_per_sentence() {
     let cancel = CancellationToken::new();
     for stage in kind.stages(&params) {
         kind.run_stage(
-            &stage,
+            stage,
             &StageRun {
                 job_id: Ulid::new(),
                 owner: "local",
@@ -161,7 +161,7 @@ fn canceled_job_stops_before_writing_artifacts() {
         cancel: &cancel,
         sink: &sink,
     };
-    assert!(matches!(kind.run_stage("speech", &run), Err(StageError::Canceled)));
+    assert!(matches!(kind.run_stage(StageName::Speech, &run), Err(StageError::Canceled)));
     assert!(sink.artifacts.lock().expect("lock").is_empty());
 }
 

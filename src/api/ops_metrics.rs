@@ -104,7 +104,7 @@ impl OpsMetrics {
                 if let StageState::Done { started_at, finished_at, .. } = s.state {
                     let secs = (finished_at - started_at).max(0) as f64 / 1000.0;
                     c.stage_seconds
-                        .entry((job.kind.clone(), s.name.clone()))
+                        .entry((job.kind.clone(), s.name.to_string()))
                         .or_insert_with(|| Histogram::new(STAGE_BUCKETS))
                         .observe(secs);
                 }

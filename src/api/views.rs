@@ -58,6 +58,8 @@ pub struct ProgressView {
 /// One stage of a job.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StageView {
+    /// The stage's name. A string, not `StageName`, on the client side of the wire: a
+    /// dashboard must still read a newer daemon whose kinds have stages it does not know.
     pub name: String,
     /// `pending`, `running`, `done` or `failed`.
     #[schema(value_type = String)]
@@ -160,7 +162,7 @@ fn stage_view(s: &crate::store::records::Stage) -> StageView {
         }
     };
     StageView {
-        name: s.name.clone(),
+        name: s.name.to_string(),
         state: s.state.status(),
         artifacts: s.artifacts.iter().map(|a| a.to_string()).collect(),
         device,

@@ -67,7 +67,9 @@ fn rows(job: &Job, spans: &[Span]) -> anyhow::Result<Vec<Row>> {
         .stages
         .iter()
         .filter_map(|s| match s.state {
-            StageState::Done { started_at, finished_at, .. } => Some(Row::new(&s.name, spans, started_at, finished_at)),
+            StageState::Done { started_at, finished_at, .. } => {
+                Some(Row::new(s.name.as_str(), spans, started_at, finished_at))
+            }
             _ => None,
         })
         .collect();

@@ -7,6 +7,7 @@ use ulid::Ulid;
 
 use super::{ParamError, StageError, StageRun};
 use crate::config::Config;
+use crate::kinds::StageName;
 use crate::store::records::Artifact;
 
 /// Checks a model name (a directory under the models dir; `default` when unset) and that
@@ -35,7 +36,7 @@ pub struct InputFile {
 }
 
 /// The file of artifact `name` that an earlier stage of this job stored.
-pub fn stage_file(run: &StageRun, stage: &str, name: &str) -> Option<PathBuf> {
+pub fn stage_file(run: &StageRun, stage: StageName, name: &str) -> Option<PathBuf> {
     run.sink.stage_artifacts(stage).into_iter().find(|a| a.name == name).map(|a| run.sink.artifact_path(&a))
 }
 

@@ -15,6 +15,7 @@ use super::inputs::{InputFile, input_file, installed_model, stage_file};
 use super::speech::{SpeechParams, SpeechRequest, speak};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
+use crate::kinds::StageName;
 use crate::media::audio::{Audio, decode_bytes, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoWriter};
 use crate::media::mel::MEL_SAMPLE_RATE;
@@ -34,9 +35,9 @@ pub const DEFAULT_MODEL: &str = "wav2lip";
 const MAX_SOURCE_FRAMES: usize = 750;
 /// Memory allowed for a video portrait's decoded frames; large videos get fewer frames.
 const MAX_SOURCE_BYTES: usize = 1 << 30;
-const STAGE: &str = "lipsync";
+const STAGE: StageName = StageName::Lipsync;
 /// The stage that speaks `text` first.
-const SPEECH_STAGE: &str = "speech";
+const SPEECH_STAGE: StageName = StageName::Speech;
 const KNOWN: [&str; 9] =
     ["portrait", "audio", "text", "voice", "length_scale", "face_box", "model", "fps", "batch_size"];
 
@@ -153,6 +154,7 @@ impl LipsyncRequest {
 impl TypedKind for Lipsync {
     type Params = LipsyncParams;
     const NAME: &'static str = "lipsync";
+    const FIRST_STAGE: StageName = StageName::Speech;
 
     fn vram_mib(&self, p: &LipsyncParams, config: &Config) -> u64 {
         super::memory::single_model_mib(config, &p.model)
@@ -166,11 +168,11 @@ impl TypedKind for Lipsync {
         LipsyncRequest::from_json(params)?.resolve(ctx.config)
     }
 
-    fn stages(&self, p: &LipsyncParams) -> Vec<String> {
-        p.speech.is_some().then(|| SPEECH_STAGE.to_string()).into_iter().chain([STAGE.to_string()]).collect()
+    fn stages(&self, p: &LipsyncParams) -> Vec<StageName> {
+        p.speech.is_some().then_some(SPEECH_STAGE).into_iter().chain([STAGE]).collect()
     }
 
-    fn run_stage(&self, stage: &str, p: &LipsyncParams, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: StageName, p: &LipsyncParams, run: &StageRun) -> Result<(), StageError> {
         if stage == SPEECH_STAGE {
             let speech = p.speech.as_ref().ok_or_else(|| StageError::fatal("this job speaks no text"))?;
             return speak(run, speech);

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::store::records::Artifact;
+pub use crate::store::records::StageName;
 
 pub use failure::{Failure, Message};
 
@@ -132,7 +133,7 @@ pub trait StageSink: Send + Sync {
     /// Moves a finished file (written under `scratch_dir`) in as an artifact.
     fn put_artifact_file(&self, name: &str, media_type: &str, file: &std::path::Path) -> Result<Artifact, StageError>;
     /// Artifacts of an earlier finished stage of this job, in creation order.
-    fn stage_artifacts(&self, stage: &str) -> Vec<Artifact>;
+    fn stage_artifacts(&self, stage: StageName) -> Vec<Artifact>;
     /// Looks up any artifact the job's owner may read (inputs given by id).
     fn artifact(&self, id: Ulid) -> Option<Artifact>;
     /// Absolute path of an artifact's bytes.
@@ -165,9 +166,9 @@ pub trait JobKind: Send + Sync {
     /// Checks and normalises parameters (filling defaults) before the job is accepted.
     fn validate(&self, params: serde_json::Value, ctx: &ValidateCtx) -> Result<serde_json::Value, ParamError>;
     /// The stage names for these (validated) parameters, in order.
-    fn stages(&self, params: &serde_json::Value) -> Vec<String>;
+    fn stages(&self, params: &serde_json::Value) -> Vec<StageName>;
     /// Runs one stage; blocking, called on a worker thread.
-    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError>;
+    fn run_stage(&self, stage: StageName, run: &StageRun) -> Result<(), StageError>;
     /// GPU memory a job with these (validated) parameters needs, MiB. 0 means it runs
     /// anywhere: on a GPU when one is free, else on the CPU. Kinds that are only practical
     /// on a GPU must return their need so they never spill onto the CPU of a GPU box.

@@ -12,12 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use super::fields::{reject_unknown, str_param};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
+use crate::kinds::StageName;
 use crate::models::{ModelError, ModelStore, PullProgress, PullReport};
 
 /// The `model_pull` job kind.
 pub struct ModelPull;
 
-const STAGE: &str = "pull";
+const STAGE: StageName = StageName::Pull;
 /// How often the stage thread forwards download progress to the job's events.
 const PROGRESS_POLL: Duration = Duration::from_millis(200);
 
@@ -67,6 +68,7 @@ impl PullRequest {
 impl TypedKind for ModelPull {
     type Params = PullParams;
     const NAME: &'static str = "model_pull";
+    const FIRST_STAGE: StageName = StageName::Pull;
 
     fn admin_only(&self) -> bool {
         true
@@ -80,11 +82,11 @@ impl TypedKind for ModelPull {
         PullRequest::from_json(params)?.resolve(&ModelStore::new(ctx.config))
     }
 
-    fn stages(&self, _p: &PullParams) -> Vec<String> {
-        vec![STAGE.to_string()]
+    fn stages(&self, _p: &PullParams) -> Vec<StageName> {
+        vec![STAGE]
     }
 
-    fn run_stage(&self, stage: &str, p: &PullParams, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: StageName, p: &PullParams, run: &StageRun) -> Result<(), StageError> {
         if stage != STAGE {
             return Err(StageError::fatal(format!("model_pull has no stage {stage:?}")));
         }

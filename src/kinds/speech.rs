@@ -11,6 +11,7 @@ use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
+use crate::kinds::StageName;
 use crate::models::manifest::valid_name;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::Progress;
@@ -23,7 +24,7 @@ pub struct SpeechKind;
 
 const KNOWN: &[&str] =
     &["text", "voice", "noise_scale", "length_scale", "noise_w", "speaker", "sentence_silence", "format"];
-const STAGE: &str = "speech";
+const STAGE: StageName = StageName::Speech;
 
 /// `speech` parameters as a request gives them; [`SpeechRequest::resolve`] checks them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -187,6 +188,7 @@ pub fn validate_speech(params: &serde_json::Value, config: &Config) -> Result<Sp
 impl TypedKind for SpeechKind {
     type Params = SpeechParams;
     const NAME: &'static str = "speech";
+    const FIRST_STAGE: StageName = StageName::Speech;
 
     // No vram_mib: Piper runs well on the CPU, so speech takes a free GPU or spills over.
     fn models(&self, p: &SpeechParams) -> Vec<String> {
@@ -197,11 +199,11 @@ impl TypedKind for SpeechKind {
         validate_speech(params, ctx.config)
     }
 
-    fn stages(&self, _p: &SpeechParams) -> Vec<String> {
-        vec![STAGE.to_string()]
+    fn stages(&self, _p: &SpeechParams) -> Vec<StageName> {
+        vec![STAGE]
     }
 
-    fn run_stage(&self, stage: &str, p: &SpeechParams, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: StageName, p: &SpeechParams, run: &StageRun) -> Result<(), StageError> {
         if stage != STAGE {
             return Err(StageError::fatal(format!("speech has no stage {stage:?}")));
         }

@@ -11,11 +11,12 @@ use serde_json::json;
 
 use super::fields::{int_field, int_in, reject_unknown, string_field, u32_in};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
+use crate::kinds::StageName;
 
 /// The `testcard` job kind.
 pub struct Testcard;
 
-const STAGES: [&str; 2] = ["card", "summary"];
+const STAGES: [StageName; 2] = [StageName::Card, StageName::Summary];
 const KNOWN: [&str; 7] = ["steps", "step_ms", "width", "height", "fail", "vram_mib", "model"];
 /// Longest single sleep, so cancellation is seen well within a second.
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
@@ -105,6 +106,7 @@ impl TestcardRequest {
 impl TypedKind for Testcard {
     type Params = TestcardParams;
     const NAME: &'static str = "testcard";
+    const FIRST_STAGE: StageName = StageName::Card;
 
     fn validate(&self, params: &serde_json::Value, _ctx: &ValidateCtx) -> Result<TestcardParams, ParamError> {
         TestcardRequest::from_json(params)?.resolve()
@@ -126,13 +128,13 @@ impl TypedKind for Testcard {
         p.model.iter().cloned().collect()
     }
 
-    fn stages(&self, _p: &TestcardParams) -> Vec<String> {
-        STAGES.iter().map(|s| s.to_string()).collect()
+    fn stages(&self, _p: &TestcardParams) -> Vec<StageName> {
+        STAGES.to_vec()
     }
 
-    fn run_stage(&self, stage: &str, p: &TestcardParams, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: StageName, p: &TestcardParams, run: &StageRun) -> Result<(), StageError> {
         match stage {
-            "card" => {
+            StageName::Card => {
                 let (steps, step_ms) = (p.steps, p.step_ms);
                 for step in 1..=steps {
                     let deadline = Instant::now() + Duration::from_millis(step_ms);
@@ -160,8 +162,8 @@ impl TypedKind for Testcard {
                 run.sink.put_artifact("testcard.png", "image/png", &png)?;
                 Ok(())
             }
-            "summary" => {
-                let card = run.sink.stage_artifacts("card");
+            StageName::Summary => {
+                let card = run.sink.stage_artifacts(StageName::Card);
                 let summary = json!({
                     "job": run.job_id.to_string(),
                     "device": run.device.name(),

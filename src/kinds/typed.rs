@@ -9,6 +9,7 @@ use serde::{Deserialize as _, Serialize};
 
 use super::{DEFAULT_GPU_SECONDS, JobKind, ParamError, StageError, StageRun, ValidateCtx};
 use crate::config::Config;
+use crate::kinds::StageName;
 
 /// A job kind over typed parameters; see the module docs for how it becomes a [`JobKind`].
 pub trait TypedKind: Send + Sync {
@@ -18,10 +19,12 @@ pub trait TypedKind: Send + Sync {
     const NAME: &'static str;
     /// Reads request JSON (field-named errors) and resolves it against the config.
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<Self::Params, ParamError>;
-    /// The stage names for these parameters, in order.
-    fn stages(&self, params: &Self::Params) -> Vec<String>;
+    /// The stage a job whose stored parameters cannot be read runs (and fails in, saying why).
+    const FIRST_STAGE: StageName;
+    /// The stages for these parameters, in order.
+    fn stages(&self, params: &Self::Params) -> Vec<StageName>;
     /// Runs one stage; blocking, called on a worker thread.
-    fn run_stage(&self, stage: &str, params: &Self::Params, run: &StageRun) -> Result<(), StageError>;
+    fn run_stage(&self, stage: StageName, params: &Self::Params, run: &StageRun) -> Result<(), StageError>;
     /// GPU memory a job needs, MiB; see [`JobKind::vram_mib`].
     fn vram_mib(&self, _params: &Self::Params, _config: &Config) -> u64 {
         0
@@ -63,12 +66,12 @@ impl<K: TypedKind> JobKind for K {
         serde_json::to_value(p).map_err(|e| ParamError::new("params", e.to_string()))
     }
 
-    fn stages(&self, params: &serde_json::Value) -> Vec<String> {
+    fn stages(&self, params: &serde_json::Value) -> Vec<StageName> {
         // Unreadable parameters still get a stage, so the job runs and fails saying why.
-        stored::<K>(params).map_or_else(|_| vec![K::NAME.to_string()], |p| TypedKind::stages(self, &p))
+        stored::<K>(params).map_or_else(|_| vec![K::FIRST_STAGE], |p| TypedKind::stages(self, &p))
     }
 
-    fn run_stage(&self, stage: &str, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: StageName, run: &StageRun) -> Result<(), StageError> {
         let p = stored::<K>(run.params)
             .map_err(|e| StageError::context(format!("stored {} parameters are unreadable", K::NAME), e))?;
         TypedKind::run_stage(self, stage, &p, run)

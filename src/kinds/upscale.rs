@@ -12,6 +12,7 @@ use super::fields::{artifact_param, int_field, reject_unknown, string_field, u32
 use super::inputs::{input_file, installed_model};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
+use crate::kinds::StageName;
 use crate::media::ffmpeg::H264Encoder;
 use crate::media::visual::{Visual, open_visual};
 use crate::models::model_file;
@@ -23,7 +24,7 @@ pub struct Upscale;
 
 /// Default installed model name.
 pub const DEFAULT_MODEL: &str = "realesrgan-x4";
-const STAGE: &str = "upscale";
+const STAGE: StageName = StageName::Upscale;
 const KNOWN: [&str; 4] = ["input", "model", "tile", "tile_pad"];
 
 /// `upscale` parameters as a request gives them.
@@ -82,6 +83,7 @@ impl UpscaleRequest {
 impl TypedKind for Upscale {
     type Params = UpscaleParams;
     const NAME: &'static str = "upscale";
+    const FIRST_STAGE: StageName = StageName::Upscale;
 
     fn vram_mib(&self, p: &UpscaleParams, config: &Config) -> u64 {
         super::memory::single_model_mib(config, &p.model)
@@ -95,11 +97,11 @@ impl TypedKind for Upscale {
         UpscaleRequest::from_json(params)?.resolve(ctx.config)
     }
 
-    fn stages(&self, _p: &UpscaleParams) -> Vec<String> {
-        vec![STAGE.to_string()]
+    fn stages(&self, _p: &UpscaleParams) -> Vec<StageName> {
+        vec![STAGE]
     }
 
-    fn run_stage(&self, stage: &str, p: &UpscaleParams, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: StageName, p: &UpscaleParams, run: &StageRun) -> Result<(), StageError> {
         if stage != STAGE {
             return Err(StageError::fatal(format!("upscale has no stage {stage:?}")));
         }

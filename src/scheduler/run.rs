@@ -127,10 +127,9 @@ impl Scheduler {
             if cancel.is_cancelled() {
                 return self.stopped();
             }
-            let name = stage.name.clone();
+            let name = stage.name;
             let started_at = now_ms();
             let mark = self.store.update_job_blocking(job.id, false, {
-                let name = name.clone();
                 move |j| {
                     if let Some(s) = j.stages.get_mut(index) {
                         s.state = StageState::Running { started_at, device };
@@ -142,10 +141,10 @@ impl Scheduler {
                 return Outcome::Retry(format!("cannot record stage start: {e}"));
             }
             *progress.lock().unwrap_or_else(|p| p.into_inner()) =
-                LiveProgress { stage: name.clone(), step: 0, total: 0, message: None };
+                LiveProgress { stage: name.to_string(), step: 0, total: 0, message: None };
             let energy_start = self.mark_stage_energy(job.id, device);
             let sink =
-                JobSink::new(self.store.clone(), job.clone(), name.clone(), scratch_root.join(&name), progress.clone());
+                JobSink::new(self.store.clone(), job.clone(), name, scratch_root.join(name.as_str()), progress.clone());
             let run = StageRun {
                 job_id: job.id,
                 owner: &job.owner,
@@ -156,7 +155,7 @@ impl Scheduler {
                 cancel,
                 sink: &sink,
             };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run_stage(&name, &run)))
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run_stage(name, &run)))
                 .unwrap_or_else(|panic| {
                     let what = panic
                         .downcast_ref::<String>()
@@ -174,7 +173,6 @@ impl Scheduler {
                 Ok(()) => {
                     let finished_at = now_ms();
                     let done = self.store.update_job_blocking(job.id, true, {
-                        let name = name.clone();
                         move |j| {
                             if let Some(s) = j.stages.get_mut(index) {
                                 s.state = StageState::Done { started_at, finished_at, device };

@@ -10,7 +10,7 @@ use super::LiveProgress;
 use crate::kinds::{StageError, StageSink};
 use crate::store::Store;
 use crate::store::artifacts::{self, StoredFile};
-use crate::store::records::{Artifact, EventBody, Job, now_ms};
+use crate::store::records::{Artifact, EventBody, Job, StageName, now_ms};
 
 /// Progress events are throttled to this rate; the live value is always current.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -18,7 +18,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 pub(super) struct JobSink {
     store: Store,
     job: Job,
-    stage: String,
+    stage: StageName,
     scratch: PathBuf,
     progress: Arc<Mutex<LiveProgress>>,
     last_event: Mutex<Option<Instant>>,
@@ -29,7 +29,7 @@ impl JobSink {
     pub(super) fn new(
         store: Store,
         job: Job,
-        stage: String,
+        stage: StageName,
         scratch: PathBuf,
         progress: Arc<Mutex<LiveProgress>>,
     ) -> Self {
@@ -47,7 +47,7 @@ impl JobSink {
             id,
             owner: self.job.owner.clone(),
             job: Some(self.job.id),
-            stage: Some(self.stage.clone()),
+            stage: Some(self.stage.to_string()),
             name: name.to_string(),
             media_type: media_type.to_string(),
             size: stored.size,
@@ -57,11 +57,8 @@ impl JobSink {
         };
         let artifact = self.store.put_artifact_blocking(artifact)?;
         self.made.lock().unwrap_or_else(|p| p.into_inner()).push(artifact.id);
-        let body = EventBody::Artifact {
-            stage: self.stage.clone(),
-            artifact: artifact.id,
-            media_type: artifact.media_type.clone(),
-        };
+        let body =
+            EventBody::Artifact { stage: self.stage, artifact: artifact.id, media_type: artifact.media_type.clone() };
         let _ = self.store.append_events_blocking(&self.job, vec![body]);
         Ok(artifact)
     }
@@ -71,14 +68,13 @@ impl StageSink for JobSink {
     fn progress(&self, step: u64, total: u64, message: Option<&str>) {
         {
             let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-            *p = LiveProgress { stage: self.stage.clone(), step, total, message: message.map(str::to_owned) };
+            *p = LiveProgress { stage: self.stage.to_string(), step, total, message: message.map(str::to_owned) };
         }
         let mut last = self.last_event.lock().unwrap_or_else(|p| p.into_inner());
         let due = last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) || step >= total;
         if due {
             *last = Some(Instant::now());
-            let body =
-                EventBody::Progress { stage: self.stage.clone(), step, total, message: message.map(str::to_owned) };
+            let body = EventBody::Progress { stage: self.stage, step, total, message: message.map(str::to_owned) };
             if let Err(e) = self.store.append_events_blocking(&self.job, vec![body]) {
                 tracing::warn!(job = %self.job.id, "cannot record progress: {e}");
             }
@@ -114,7 +110,7 @@ impl StageSink for JobSink {
         self.record(name, media_type, id, stored)
     }
 
-    fn stage_artifacts(&self, stage: &str) -> Vec<Artifact> {
+    fn stage_artifacts(&self, stage: StageName) -> Vec<Artifact> {
         let Ok(Some(job)) = self.store.job(self.job.id) else { return Vec::new() };
         job.stages
             .iter()

@@ -73,7 +73,7 @@ impl JobState {
 /// One stage of a job, the unit of resumption after a crash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
-    pub name: String,
+    pub name: StageName,
     pub state: StageState,
     pub artifacts: Vec<Ulid>,
     /// Energy used by the stage in watt-hours, when the device reports it.
@@ -106,7 +106,7 @@ impl StageState {
     }
 }
 
-/// A state name that is not one of its enum's.
+/// A state (or stage) name that is not one of its enum's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown state {0:?}")]
 pub struct UnknownState(pub String);
@@ -124,7 +124,7 @@ macro_rules! status_enum {
         }
 
         impl $name {
-            /// Every state, in life order.
+            /// Every value, in order (states in life order).
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
             /// The name as the API spells it.
@@ -196,12 +196,33 @@ status_enum! {
     StageStatus { Pending => "pending", Running => "running", Done => "done", Failed => "failed" }
 }
 
+status_enum! {
+    /// A stage of some job kind (kinds name theirs from this one list, so events, records
+    /// and views carry a closed set; stored and sent as the lowercase name).
+    StageName {
+        Card => "card",
+        Summary => "summary",
+        Speech => "speech",
+        Lipsync => "lipsync",
+        Upscale => "upscale",
+        Generate => "generate",
+        Pull => "pull",
+        Plan => "plan",
+        Keyframes => "keyframes",
+        Narration => "narration",
+        Motion => "motion",
+        TalkingHead => "talking_head",
+        Mux => "mux",
+    }
+}
+
 /// A finished output file. Bytes live under `<data>/artifacts/`; this is its metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
     pub id: Ulid,
     pub owner: String,
     pub job: Option<Ulid>,
+    /// The job stage that made it (a stage name), or what brought it in (`upload`, `profile`).
     pub stage: Option<String>,
     /// File name a client should save it as.
     pub name: String,
@@ -284,10 +305,10 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     State { state: JobStatus, error: Option<String> },
-    Stage { stage: String, state: StageStatus },
-    Progress { stage: String, step: u64, total: u64, message: Option<String> },
+    Stage { stage: StageName, state: StageStatus },
+    Progress { stage: StageName, step: u64, total: u64, message: Option<String> },
     Log { level: String, message: String },
-    Artifact { stage: String, artifact: Ulid, media_type: String },
+    Artifact { stage: StageName, artifact: Ulid, media_type: String },
 }
 
 impl EventBody {
@@ -326,7 +347,7 @@ mod tests {
         let old = StringEventBody::Stage { stage: "card".into(), state: "done".into() };
         let old_bytes = bincode::serde::encode_to_vec(&old, config).expect("encode");
         let (read, _): (EventBody, usize) = bincode::serde::decode_from_slice(&old_bytes, config).expect("decode");
-        assert_eq!(read, EventBody::Stage { stage: "card".into(), state: StageStatus::Done });
+        assert_eq!(read, EventBody::Stage { stage: StageName::Card, state: StageStatus::Done });
         assert_eq!(serde_json::to_string(&JobStatus::Succeeded).expect("json"), "\"succeeded\"");
         assert!(serde_json::from_str::<StageStatus>("\"finished\"").is_err(), "unknown names are refused");
         assert_eq!(format!("{:<8}|", StageStatus::Done), "done    |", "widths apply as they did to strings");

@@ -122,7 +122,7 @@ mod tests {
             state: JobState::Running { enqueued_at: 1, started_at: 2, device: DeviceId::Cpu },
             attempts,
             stages: vec![Stage {
-                name: "card".into(),
+                name: crate::store::records::StageName::Card,
                 state: StageState::Running { started_at: 3, device: DeviceId::Cpu },
                 artifacts: vec![],
                 energy_wh: None,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
-use reelbox::kinds::{JobKind, StageError, StageRun, StageSink, ValidateCtx};
+use reelbox::kinds::{JobKind, StageError, StageName, StageRun, StageSink, ValidateCtx};
 use reelbox::store::records::Artifact;
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
@@ -45,7 +45,7 @@ impl DirSink {
 
     /// Artifacts produced by `stage`.
     pub fn produced(&self, stage: &str) -> Vec<Artifact> {
-        self.stage_artifacts(stage)
+        self.stage_artifacts(stage.parse().expect("a stage name"))
     }
 }
 
@@ -84,9 +84,9 @@ impl StageSink for DirSink {
         let bytes = std::fs::read(file).map_err(|e| StageError::retriable(e.to_string()))?;
         self.put_artifact(name, media_type, &bytes)
     }
-    fn stage_artifacts(&self, stage: &str) -> Vec<Artifact> {
+    fn stage_artifacts(&self, stage: StageName) -> Vec<Artifact> {
         let all = self.artifacts.lock().expect("lock");
-        all.iter().filter(|a| a.stage.as_deref() == Some(stage)).cloned().collect()
+        all.iter().filter(|a| a.stage.as_deref() == Some(stage.as_str())).cloned().collect()
     }
     fn artifact(&self, id: Ulid) -> Option<Artifact> {
         self.artifacts.lock().expect("lock").iter().find(|a| a.id == id).cloned()
@@ -115,7 +115,7 @@ pub fn run_kind(
     let params = kind.validate(params, &ValidateCtx { config }).map_err(|e| format!("validate: {e}"))?;
     let cancel = CancellationToken::new();
     for stage in kind.stages(&params) {
-        *sink.stage.lock().expect("lock") = stage.clone();
+        *sink.stage.lock().expect("lock") = stage.to_string();
         let run = StageRun {
             job_id: Ulid::new(),
             owner: "local",
@@ -126,7 +126,7 @@ pub fn run_kind(
             cancel: &cancel,
             sink,
         };
-        kind.run_stage(&stage, &run).map_err(|e| format!("stage {stage}: {e}"))?;
+        kind.run_stage(stage, &run).map_err(|e| format!("stage {stage}: {e}"))?;
     }
     Ok(())
 }

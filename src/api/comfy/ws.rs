@@ -294,7 +294,7 @@ mod tests {
     }
 
     fn progress(n: u64) -> EventBody {
-        EventBody::Progress { stage: "sample".into(), step: n, total: n, message: None }
+        EventBody::Progress { stage: crate::store::records::StageName::Generate, step: n, total: n, message: None }
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
+use crate::kinds::StageName;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::ProgressFn;
 use crate::pipelines::diffusion::output::{ImageParameters, encode_png};
@@ -119,6 +120,7 @@ impl Image {
 impl TypedKind for Image {
     type Params = ImageParams;
     const NAME: &'static str = "image";
+    const FIRST_STAGE: StageName = StageName::Generate;
 
     fn vram_mib(&self, p: &ImageParams, config: &Config) -> u64 {
         super::memory::diffusion_mib(config, &p.model, p.width, p.height, p.n)
@@ -136,12 +138,12 @@ impl TypedKind for Image {
         validate_params(params, ctx.config)
     }
 
-    fn stages(&self, _p: &ImageParams) -> Vec<String> {
-        vec!["generate".to_string()]
+    fn stages(&self, _p: &ImageParams) -> Vec<StageName> {
+        vec![StageName::Generate]
     }
 
-    fn run_stage(&self, stage: &str, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
-        if stage != "generate" {
+    fn run_stage(&self, stage: StageName, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
+        if stage != StageName::Generate {
             return Err(StageError::fatal(format!("image has no stage {stage:?}")));
         }
         let init = match &params.init_image {

@@ -5,6 +5,7 @@
 
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
+use crate::kinds::StageName;
 use crate::pipelines::render::plan::plan;
 
 mod params;
@@ -19,7 +20,15 @@ pub const DEFAULT_UPSCALER: &str = "demo-upscaler";
 /// Pause between scenes' narration, seconds.
 const SCENE_GAP_S: f64 = 0.35;
 
-const STAGES: [&str; 7] = ["plan", "keyframes", "narration", "motion", "talking_head", "upscale", "mux"];
+const STAGES: [StageName; 7] = [
+    StageName::Plan,
+    StageName::Keyframes,
+    StageName::Narration,
+    StageName::Motion,
+    StageName::TalkingHead,
+    StageName::Upscale,
+    StageName::Mux,
+];
 
 /// The `render` job kind.
 #[derive(Debug, Default)]
@@ -28,6 +37,7 @@ pub struct Render;
 impl TypedKind for Render {
     type Params = RenderParams;
     const NAME: &'static str = "render";
+    const FIRST_STAGE: StageName = StageName::Plan;
 
     /// The largest of its GPU stages: keyframes, talking head, upscale (one at a time).
     fn vram_mib(&self, p: &RenderParams, config: &Config) -> u64 {
@@ -50,19 +60,19 @@ impl TypedKind for Render {
         validate_params(params, ctx)
     }
 
-    fn stages(&self, _p: &RenderParams) -> Vec<String> {
-        STAGES.iter().map(|s| s.to_string()).collect()
+    fn stages(&self, _p: &RenderParams) -> Vec<StageName> {
+        STAGES.to_vec()
     }
 
-    fn run_stage(&self, stage: &str, p: &RenderParams, run: &StageRun) -> Result<(), StageError> {
+    fn run_stage(&self, stage: StageName, p: &RenderParams, run: &StageRun) -> Result<(), StageError> {
         match stage {
-            "plan" => stages::put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed)),
-            "keyframes" => stages::keyframes(run, p),
-            "narration" => stages::narration(run, p),
-            "motion" => stages::motion(run, p),
-            "talking_head" => stages::talking_head(run, p),
-            "upscale" => stages::upscale(run, p),
-            "mux" => stages::mux(run, p),
+            StageName::Plan => stages::put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed)),
+            StageName::Keyframes => stages::keyframes(run, p),
+            StageName::Narration => stages::narration(run, p),
+            StageName::Motion => stages::motion(run, p),
+            StageName::TalkingHead => stages::talking_head(run, p),
+            StageName::Upscale => stages::upscale(run, p),
+            StageName::Mux => stages::mux(run, p),
             other => Err(StageError::fatal(format!("render has no stage {other:?}"))),
         }
     }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SCENE_GAP_S;
 use super::params::{RenderParams, keyframe_request};
+use crate::kinds::StageName;
 use crate::kinds::StageRun;
 use crate::kinds::image::Image;
 use crate::kinds::inputs::stage_file;
@@ -48,7 +49,7 @@ fn step(cancel: &CancellationToken, what: impl Into<String>) -> Step<'_> {
 
 pub(super) fn read_json<T: for<'de> Deserialize<'de>>(
     run: &StageRun,
-    stage: &str,
+    stage: StageName,
     name: &str,
 ) -> Result<T, StageError> {
     let art = run
@@ -67,7 +68,7 @@ pub(super) fn put_json(run: &StageRun, name: &str, value: &impl Serialize) -> Re
 }
 
 pub(super) fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
-    let plan: Plan = read_json(run, "plan", "plan.json")?;
+    let plan: Plan = read_json(run, StageName::Plan, "plan.json")?;
     let n = plan.scenes.len() as u64;
     for scene in &plan.scenes {
         check_cancel(run.cancel)?;
@@ -90,7 +91,7 @@ pub(super) fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageErr
 }
 
 pub(super) fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
-    let plan: Plan = read_json(run, "plan", "plan.json")?;
+    let plan: Plan = read_json(run, StageName::Plan, "plan.json")?;
     let voice = Voice::find(&run.config.models_dir(), &p.voice)?;
     let opts = SpeechOptions { length_scale: p.length_scale, ..SpeechOptions::default() };
     let rate = voice.config.sample_rate;
@@ -155,14 +156,14 @@ fn writer(run: &StageRun, path: &Path, w: u32, h: u32, fps: u32) -> Result<Video
 }
 
 pub(super) fn motion(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
-    let plan: Plan = read_json(run, "plan", "plan.json")?;
-    let timeline: Timeline = read_json(run, "narration", "timeline.json")?;
+    let plan: Plan = read_json(run, StageName::Plan, "plan.json")?;
+    let timeline: Timeline = read_json(run, StageName::Narration, "timeline.json")?;
     let (w, h, _) = working_size(run, p)?;
     let transition = ((0.4 * f64::from(p.fps)) as usize).max(1);
     let lengths = timeline.scene_frames(p.fps, if plan.scenes.len() > 1 { transition } else { 0 });
     let mut keyframes: Vec<RgbImage> = Vec::new();
     for scene in &plan.scenes {
-        let path = stage_file(run, "keyframes", &format!("keyframe_{:02}.png", scene.index))
+        let path = stage_file(run, StageName::Keyframes, &format!("keyframe_{:02}.png", scene.index))
             .ok_or_else(|| StageError::fatal(format!("keyframe of scene {} is missing", scene.index + 1)))?;
         keyframes.push(
             image::open(&path).map_err(|e| StageError::context(format!("keyframe {}", path.display()), e))?.to_rgb8(),
@@ -206,8 +207,8 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
     let portrait = image::open(run.sink.artifact_path(&art))
         .map_err(|e| StageError::context(format!("presenter portrait {id}"), e))?
         .to_rgb8();
-    let wav =
-        stage_file(run, "narration", "narration.wav").ok_or_else(|| StageError::fatal("narration.wav is missing"))?;
+    let wav = stage_file(run, StageName::Narration, "narration.wav")
+        .ok_or_else(|| StageError::fatal("narration.wav is missing"))?;
     let audio_16k = decode_file(&wav).and_then(|a| a.mono_at(16_000)).map_err(|e| err.fail(e))?;
     let model =
         Wav2Lip::load(run.engine, run.device, &model_file(run.config, &p.lipsync_model)).map_err(|e| err.fail(e))?;
@@ -215,7 +216,8 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, Some("lip-sync"));
     let mut faces = lipsync_frames(&model, track, &audio_16k, p.fps, DEFAULT_BATCH, run.cancel, &progress)
         .map_err(|e| err.fail(e))?;
-    let motion = stage_file(run, "motion", "motion.mp4").ok_or_else(|| StageError::fatal("motion.mp4 is missing"))?;
+    let motion =
+        stage_file(run, StageName::Motion, "motion.mp4").ok_or_else(|| StageError::fatal("motion.mp4 is missing"))?;
     let scenes = VideoReader::open(&motion).map_err(|e| err.fail(e))?;
     let info = scenes.info();
     let out = run.sink.scratch_dir().join("composed.mp4");
@@ -237,9 +239,9 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
 }
 
 fn latest_video(run: &StageRun) -> Result<PathBuf, StageError> {
-    stage_file(run, "upscale", "upscaled.mp4")
-        .or_else(|| stage_file(run, "talking_head", "composed.mp4"))
-        .or_else(|| stage_file(run, "motion", "motion.mp4"))
+    stage_file(run, StageName::Upscale, "upscaled.mp4")
+        .or_else(|| stage_file(run, StageName::TalkingHead, "composed.mp4"))
+        .or_else(|| stage_file(run, StageName::Motion, "motion.mp4"))
         .ok_or_else(|| StageError::fatal("no video from earlier stages"))
 }
 
@@ -267,15 +269,15 @@ pub(super) fn upscale(run: &StageRun, p: &RenderParams) -> Result<(), StageError
 
 pub(super) fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let err = step(run.cancel, "mux");
-    let timeline: Timeline = read_json(run, "narration", "timeline.json")?;
+    let timeline: Timeline = read_json(run, StageName::Narration, "timeline.json")?;
     let scratch = run.sink.scratch_dir();
     let srt = scratch.join("film.srt");
     let vtt = scratch.join("film.vtt");
     let cues = timeline.cues();
     std::fs::write(&srt, to_srt(&cues)).map_err(|e| err.fail(e))?;
     std::fs::write(&vtt, to_webvtt(&cues)).map_err(|e| err.fail(e))?;
-    let narration =
-        stage_file(run, "narration", "narration.wav").ok_or_else(|| StageError::fatal("narration.wav is missing"))?;
+    let narration = stage_file(run, StageName::Narration, "narration.wav")
+        .ok_or_else(|| StageError::fatal("narration.wav is missing"))?;
     let audio = match &p.music {
         None => narration,
         Some(id) => {
