@@ -8,13 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::daemon::{DaemonProc, is_final, wait_job};
+use common::fixture;
 use common::provision;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
-}
 
 /// A daemon over `models` with the provisioned runtime; `share` (shipped manifests and
 /// bundled files) when given.

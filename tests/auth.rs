@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, is_final};
+use common::daemon::{DaemonProc, is_final, testcard};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -53,8 +53,9 @@ async fn create_key(d: &DaemonProc, by: &As, body: Value) -> (String, String) {
     (v["id"].as_str().expect("id").to_string(), v["key"].as_str().expect("key shown once").to_string())
 }
 
-async fn submit(d: &DaemonProc, by: &As, params: Value) -> (StatusCode, Value) {
-    by.json(Method::POST, d.at("/api/v1/jobs"), Some(json!({"kind": "testcard", "params": params}))).await
+/// Submits a testcard job as `by`; the status is the test's to check (refusals are the point).
+async fn submit_as(d: &DaemonProc, by: &As, params: Value) -> (StatusCode, Value) {
+    by.json(Method::POST, d.at("/api/v1/jobs"), Some(testcard(params))).await
 }
 
 async fn wait_final(d: &DaemonProc, by: &As, id: &str) -> Value {
@@ -124,7 +125,7 @@ async fn keys_isolate_clients_on_every_route_family() {
     assert_eq!(status, 403, "client keys cannot make keys");
 
     // A's job, artifact and profile.
-    let (status, job) = submit(&d, &a, json!({"steps": 2, "step_ms": 10, "width": 32, "height": 32})).await;
+    let (status, job) = submit_as(&d, &a, json!({"steps": 2, "step_ms": 10, "width": 32, "height": 32})).await;
     assert_eq!(status, 202, "{job}");
     assert_eq!(job["owner"], a_id, "records belong to the key id");
     let job_id = job["id"].as_str().expect("id").to_string();
@@ -184,7 +185,7 @@ async fn keys_isolate_clients_on_every_route_family() {
     assert!(b_keys.to_string().find("\"key\"").is_none(), "keys are never shown again");
 
     // SSE: B's firehose replays from the start but carries none of A's events.
-    let (_, b_job) = submit(&d, &b, json!({"steps": 2, "step_ms": 10, "width": 32, "height": 32})).await;
+    let (_, b_job) = submit_as(&d, &b, json!({"steps": 2, "step_ms": 10, "width": 32, "height": 32})).await;
     let b_job_id = b_job["id"].as_str().expect("id").to_string();
     wait_final(&d, &b, &b_job_id).await;
     let resp = b.req(Method::GET, d.at("/api/v1/events?after=0")).send().await.expect("sse");
@@ -239,22 +240,22 @@ async fn quotas_and_limits_answer_4xx_naming_what_was_exceeded() {
     // max_queued: with the queue paused, the third queued job is refused.
     assert_eq!(admin.status(Method::POST, d.at("/api/v1/queue/pause")).await, 200);
     for _ in 0..2 {
-        assert_eq!(submit(&d, &c, json!({"steps": 1, "step_ms": 0})).await.0, 202);
+        assert_eq!(submit_as(&d, &c, json!({"steps": 1, "step_ms": 0})).await.0, 202);
     }
-    let (status, v) = submit(&d, &c, json!({"steps": 1, "step_ms": 0})).await;
+    let (status, v) = submit_as(&d, &c, json!({"steps": 1, "step_ms": 0})).await;
     assert_eq!(status, 429, "{v}");
     assert_eq!(v["error"]["code"], "quota_exceeded");
     assert!(v["error"]["message"].as_str().unwrap_or("").contains("max_queued"), "{v}");
-    assert_eq!(submit(&d, &admin, json!({"steps": 1, "step_ms": 0})).await.0, 202, "other keys unaffected");
+    assert_eq!(submit_as(&d, &admin, json!({"steps": 1, "step_ms": 0})).await.0, 202, "other keys unaffected");
     assert_eq!(admin.status(Method::POST, d.at("/api/v1/queue/resume")).await, 200);
 
     // Limits: each names its field and config key.
-    let (status, v) = submit(&d, &c, json!({"width": 1024})).await;
+    let (status, v) = submit_as(&d, &c, json!({"width": 1024})).await;
     assert_eq!((status.as_u16(), v["error"]["field"].as_str()), (400, Some("width")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap_or("").contains("limits.max_image_side"), "{v}");
-    let (status, v) = submit(&d, &c, json!({"prompt": "x".repeat(101)})).await;
+    let (status, v) = submit_as(&d, &c, json!({"prompt": "x".repeat(101)})).await;
     assert_eq!((status.as_u16(), v["error"]["field"].as_str()), (400, Some("prompt")), "{v}");
-    let (status, v) = submit(&d, &c, json!({"pad": "x".repeat(5000)})).await;
+    let (status, v) = submit_as(&d, &c, json!({"pad": "x".repeat(5000)})).await;
     assert_eq!(status, 413, "{v}");
     assert!(v["error"]["message"].as_str().unwrap_or("").contains("max_body_bytes"), "{v}");
 
@@ -528,7 +529,7 @@ async fn without_onnx_runtime_model_jobs_are_refused_at_submission_with_the_fix(
     // Nothing was queued, and jobs that need no model still run.
     let (_, jobs) = anon.json(Method::GET, d.at("/api/v1/jobs"), None).await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
-    let (status, _) = submit(&d, &anon, json!({"steps": 1})).await;
+    let (status, _) = submit_as(&d, &anon, json!({"steps": 1})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
 

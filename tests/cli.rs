@@ -8,15 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::daemon::DaemonProc;
+use common::fixture;
 use common::provision;
 use serde_json::Value;
 
 /// Nothing listens here: port 1 on loopback refuses at once.
 const NO_DAEMON: &str = "http://127.0.0.1:1";
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
-}
 
 /// The CLI with a clean environment: no user config, the provisioned runtime, `models` as
 /// the models dir.

@@ -3,10 +3,13 @@
 //! cancellation stops a render between steps, previews and img2img inputs flow through
 //! the stage sink.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::fixture;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
@@ -20,13 +23,9 @@ use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn config() -> Config {
     let mut c = Config {
-        models_dir: Some(root().join("tests/fixtures/models")),
+        models_dir: Some(fixture("models")),
         // No presets.toml there: the compiled-in presets apply.
         data_dir: std::env::temp_dir().join("reelbox-image-kind-tests"),
         ..Config::default()
@@ -269,7 +268,7 @@ fn cancel_during_step_3_of_20_stops_within_a_second_without_artifacts() {
 
 #[test]
 fn pipeline_stops_between_steps_when_canceled() {
-    let model = SdModel::load(&root().join("tests/fixtures/models/tiny-sd"), engine(), DeviceId::Cpu).expect("model");
+    let model = SdModel::load(&fixture("models/tiny-sd"), engine(), DeviceId::Cpu).expect("model");
     let req = GenerateRequest {
         prompt: "a cat".into(),
         negative_prompt: None,
@@ -313,7 +312,7 @@ fn previews_arrive_every_few_steps() {
 
 #[test]
 fn img2img_reads_the_init_image_artifact() {
-    let init = std::fs::read(root().join("tests/fixtures/reference/sd/init_64.png")).expect("init png");
+    let init = std::fs::read(fixture("reference/sd/init_64.png")).expect("init png");
     let sink = Sink::new();
     let id = sink.upload("init.png", &init);
     let params =
@@ -359,7 +358,7 @@ fn local_render_writes_the_file() {
         height: Some(64),
         steps: Some(3),
         seed: Some(5),
-        init: Some(root().join("tests/fixtures/reference/sd/init_64.png")),
+        init: Some(fixture("reference/sd/init_64.png")),
         strength: Some(0.7),
         ..Default::default()
     };

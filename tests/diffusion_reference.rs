@@ -3,8 +3,11 @@
 //! for every scheduler and every export flavour (optimum, diffusers script, SDXL).
 //! Fixtures: tests/fixtures/models/tiny-sd*, tests/fixtures/reference/sd/cases.json.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{fixture, source_tree};
 use ndarray::ArrayD;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
@@ -38,17 +41,13 @@ struct Case {
     text_embeddings: Option<serde_json::Value>,
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn npy(rel: &str) -> Vec<f32> {
-    let a: ArrayD<f32> = ndarray_npy::read_npy(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let a: ArrayD<f32> = ndarray_npy::read_npy(source_tree().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     a.iter().copied().collect()
 }
 
 fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/reference/sd/cases.json")).expect("cases.json");
+    let text = std::fs::read_to_string(fixture("reference/sd/cases.json")).expect("cases.json");
     let value = reelbox::pipelines::diffusion::model::parse_json_lenient(&text).expect("cases parse");
     serde_json::from_value(value).expect("cases have the expected fields")
 }
@@ -69,11 +68,11 @@ fn engine() -> &'static Engine {
 }
 
 fn run_case(engine: &Engine, case: &Case) -> Result<(f32, f32), String> {
-    let model = SdModel::load(&root().join(&case.model), engine, DeviceId::Cpu).map_err(|e| e.to_string())?;
+    let model = SdModel::load(&source_tree().join(&case.model), engine, DeviceId::Cpu).map_err(|e| e.to_string())?;
     let file: SchedulerConfigFile = serde_json::from_value(case.scheduler_config.clone()).map_err(|e| e.to_string())?;
     let init = match &case.init_image {
         Some(p) => {
-            let img = image::open(root().join(p)).map_err(|e| e.to_string())?.to_rgb8();
+            let img = image::open(source_tree().join(p)).map_err(|e| e.to_string())?.to_rgb8();
             Some(InitImage::from_rgb(&img, case.width, case.height, case.strength.unwrap_or(1.0)))
         }
         None => None,
@@ -137,7 +136,7 @@ fn text_encoder_outputs_match_diffusers() {
     let engine = engine();
     let mut checked = 0;
     for case in cases().iter().filter(|c| c.text_embeddings.is_some()) {
-        let model = SdModel::load(&root().join(&case.model), engine, DeviceId::Cpu).expect("model loads");
+        let model = SdModel::load(&source_tree().join(&case.model), engine, DeviceId::Cpu).expect("model loads");
         let emb = case.text_embeddings.as_ref().expect("filtered");
         let cond = emb.get("cond").and_then(|v| v.as_str()).expect("cond path");
         let got = prompt_embeddings(&model, &case.prompt).expect("encode");
@@ -151,7 +150,7 @@ fn text_encoder_outputs_match_diffusers() {
 #[test]
 fn a_model_dir_missing_a_part_names_the_part() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = root().join("tests/fixtures/models/tiny-sd");
+    let src = fixture("models/tiny-sd");
     copy_dir(&src, dir.path());
     std::fs::remove_file(dir.path().join("vae_decoder/model.onnx")).expect("remove");
     let err = match SdModel::load(dir.path(), engine(), DeviceId::Cpu) {
@@ -179,8 +178,8 @@ fn fp16_interface_exports_run_and_stay_close_to_f32() {
     // The f16-interface UNet differs from the f32 one only by rounding at its inputs and
     // outputs, so the image must stay close to diffusers' f32 reference.
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&root().join("tests/fixtures/models/tiny-sd"), dir.path());
-    std::fs::copy(root().join("tests/fixtures/models/tiny-sd-unet-f16io.onnx"), dir.path().join("unet/model.onnx"))
+    copy_dir(&fixture("models/tiny-sd"), dir.path());
+    std::fs::copy(fixture("models/tiny-sd-unet-f16io.onnx"), dir.path().join("unet/model.onnx"))
         .expect("copy f16 unet");
     let all = cases();
     let case = all.iter().find(|c| c.name == "sd_dpmpp_2m").expect("sd_dpmpp_2m case");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::daemon::{DaemonProc, is_final, wait_job};
+use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use serde_json::{Value, json};
 
 /// Unmounts the tmpfs when the test ends, pass or fail.
@@ -65,14 +65,6 @@ async fn wait_ready(c: &reqwest::Client, d: &DaemonProc, want: u16, timeout: Dur
     }
 }
 
-async fn submit(c: &reqwest::Client, d: &DaemonProc, params: Value) -> String {
-    let resp = c.post(d.at("/api/v1/jobs")).json(&json!({"kind": "testcard", "params": params})).send().await;
-    let resp = resp.expect("submit");
-    assert_eq!(resp.status(), 202);
-    let job: Value = resp.json().await.expect("job json");
-    job["id"].as_str().expect("id").to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_the_job_and_the_daemon_recovers_when_space_returns() {
     let outer = tempfile::tempdir().expect("tempdir");
@@ -87,7 +79,7 @@ async fn a_full_disk_fails_the_job_and_the_daemon_recovers_when_space_returns() 
     let d = DaemonProc::start(&data, &env);
     wait_ready(&c, &d, 200, Duration::from_secs(5)).await;
 
-    let id = submit(&c, &d, json!({"steps": 15, "step_ms": 100, "width": 64, "height": 36})).await;
+    let id = submit_testcard(&c, &d, json!({"steps": 15, "step_ms": 100, "width": 64, "height": 36})).await;
     wait_job(&c, &d, &id, Duration::from_secs(5), |j| j["state"] == "running").await;
     let filler = data.join("filler");
     fill(&filler);
@@ -119,7 +111,7 @@ async fn a_full_disk_fails_the_job_and_the_daemon_recovers_when_space_returns() 
     assert!(error.contains(&data.display().to_string().to_lowercase()), "error should name the data dir: {done}");
 
     // No restart: a new job runs to success.
-    let again = submit(&c, &d, json!({"steps": 2, "step_ms": 10, "width": 64, "height": 36})).await;
+    let again = submit_testcard(&c, &d, json!({"steps": 2, "step_ms": 10, "width": 64, "height": 36})).await;
     let ok = wait_job(&c, &d, &again, Duration::from_secs(10), is_final).await;
     assert_eq!(ok["state"], "succeeded", "{ok}");
     drop(d);

@@ -3,16 +3,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::provision;
+use common::{fixture, provision};
 use reelbox::engine::{Engine, EngineError, runtime};
 use reelbox::gpu::DeviceId;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name).join("model.onnx")
-}
+/// The upscaler fixture every engine test loads.
+const ESRGAN_X4: &str = "models/tiny-esrgan-x4/model.onnx";
 
 #[test]
 fn found_runtime_is_at_least_the_compiled_api_level() {
@@ -44,13 +43,13 @@ fn a_too_old_or_foreign_library_is_passed_over_with_the_reason() {
 fn sessions_are_reused_per_model_and_device() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let engine = Engine::new(&provision::test_config(tmp.path()));
-    let a = engine.session(&fixture("tiny-esrgan-x4"), DeviceId::Cpu).expect("loads");
-    let b = engine.session(&fixture("tiny-esrgan-x4"), DeviceId::Cpu).expect("cached");
+    let a = engine.session(&fixture(ESRGAN_X4), DeviceId::Cpu).expect("loads");
+    let b = engine.session(&fixture(ESRGAN_X4), DeviceId::Cpu).expect("cached");
     assert!(Arc::ptr_eq(&a, &b), "the same session is handed out again");
     let loaded = engine.loaded_sessions();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].device, "cpu");
-    assert_eq!(loaded[0].bytes, std::fs::metadata(fixture("tiny-esrgan-x4")).expect("size").len());
+    assert_eq!(loaded[0].bytes, std::fs::metadata(fixture(ESRGAN_X4)).expect("size").len());
     assert!(loaded[0].in_use);
     assert_eq!(loaded[0].uses, 2);
     let json = serde_json::to_value(&loaded).expect("serialisable for GET /api/v1/system");
@@ -63,7 +62,7 @@ fn least_recently_used_idle_session_is_evicted_under_the_budget() {
     let joe = provision::joe_voice();
     let joe_copy = tmp.path().join("joe-copy.onnx");
     std::fs::copy(&joe, &joe_copy).expect("copy voice");
-    let x4 = fixture("tiny-esrgan-x4");
+    let x4 = fixture(ESRGAN_X4);
     let mut config = provision::test_config(tmp.path());
     // 120 MiB holds one 63 MB voice plus the 40 KB model, not two voices.
     config.runtime.device_budget_mib = 120;
@@ -86,7 +85,7 @@ fn idle_sessions_unload_after_keep_alive() {
     let mut config = provision::test_config(tmp.path());
     config.runtime.keep_alive_s = 0;
     let engine = Engine::new(&config);
-    let held = engine.session(&fixture("tiny-esrgan-x4"), DeviceId::Cpu).expect("loads");
+    let held = engine.session(&fixture(ESRGAN_X4), DeviceId::Cpu).expect("loads");
     assert_eq!(engine.unload_idle(), 0, "a held session stays");
     drop(held);
     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -101,7 +100,7 @@ fn reaper_thread_unloads_without_being_asked() {
     config.runtime.keep_alive_s = 1;
     let engine = Arc::new(Engine::new(&config));
     let _reaper = engine.spawn_reaper();
-    drop(engine.session(&fixture("tiny-esrgan-x4"), DeviceId::Cpu).expect("loads"));
+    drop(engine.session(&fixture(ESRGAN_X4), DeviceId::Cpu).expect("loads"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while !engine.loaded_sessions().is_empty() {
         assert!(std::time::Instant::now() < deadline, "reaper did not unload the idle session");
@@ -119,13 +118,13 @@ fn missing_and_truncated_models_fail_naming_the_file_and_the_engine_keeps_workin
         other => panic!("expected ModelMissing, got {:?}", other.map(|_| ())),
     }
     let truncated = tmp.path().join("half.onnx");
-    let bytes = std::fs::read(fixture("tiny-esrgan-x4")).expect("read");
+    let bytes = std::fs::read(fixture(ESRGAN_X4)).expect("read");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
     match engine.session(&truncated, DeviceId::Cpu) {
         Err(e @ EngineError::ModelLoad { .. }) => assert!(e.to_string().contains("half.onnx"), "{e}"),
         other => panic!("expected ModelLoad, got {:?}", other.map(|_| ())),
     }
-    assert!(engine.session(&fixture("tiny-esrgan-x4"), DeviceId::Cpu).is_ok());
+    assert!(engine.session(&fixture(ESRGAN_X4), DeviceId::Cpu).is_ok());
     assert_eq!(engine.loaded_sessions().len(), 1, "failed loads are not cached");
 }
 
@@ -134,7 +133,7 @@ fn a_loaded_steady_session_also_serves_fast_start_requests() {
     use reelbox::engine::SessionProfile;
     let tmp = tempfile::tempdir().expect("tempdir");
     let engine = Engine::new(&provision::test_config(tmp.path()));
-    let model = fixture("tiny-esrgan-x4");
+    let model = fixture(ESRGAN_X4);
     let fast = engine.session_with(&model, DeviceId::Cpu, SessionProfile::FastStart).expect("fast start");
     let steady = engine.session(&model, DeviceId::Cpu).expect("steady");
     assert!(!Arc::ptr_eq(&fast, &steady), "a fast-start session is not handed out for steady requests");

@@ -2,15 +2,15 @@
 //! `tests/fixtures/db/v1.redb` is frozen; regenerate only with a new schema version, never
 //! overwrite it (`cargo test --test frozen_db -- --ignored write_frozen_v1` writes a new one).
 
-use std::path::PathBuf;
+mod common;
 
+use common::fixture;
 use reelbox::store::records::*;
 use reelbox::store::{JobFilter, Store};
 use ulid::Ulid;
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/db/v1.redb")
-}
+/// The frozen schema-version-1 database, under `tests/fixtures/`.
+const V1: &str = "db/v1.redb";
 
 const QUEUED: &str = "01JQ0000000000000000000001";
 const DONE: &str = "01JQ0000000000000000000002";
@@ -19,7 +19,7 @@ const FAILED: &str = "01JQ0000000000000000000003";
 #[test]
 fn frozen_v1_database_opens_and_its_jobs_list() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(fixture(), dir.path().join("reelbox.redb")).expect("copy fixture");
+    std::fs::copy(fixture(V1), dir.path().join("reelbox.redb")).expect("copy fixture");
     let store = Store::open(dir.path(), true, 8).expect("a v1 database opens");
     let jobs = store.list_jobs(&JobFilter::default(), None, 100).expect("list");
     let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
@@ -41,7 +41,7 @@ fn frozen_v1_database_opens_and_its_jobs_list() {
 #[ignore = "writes the frozen fixture; run by hand only when adding a new schema version"]
 fn write_frozen_v1() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let out = fixture();
+    let out = fixture(V1);
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), true, 8).expect("open");

@@ -6,19 +6,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, is_final, wait_job};
+use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 const FAKE: (&str, &str) = ("REELBOX_FAKE_GPUS", "8192,24576");
-
-async fn submit(http: &reqwest::Client, d: &DaemonProc, params: Value) -> String {
-    let resp = http.post(d.at("/api/v1/jobs")).json(&json!({"kind": "testcard", "params": params})).send().await;
-    let resp = resp.expect("submit");
-    assert_eq!(resp.status(), 202, "submit answered {}", resp.status());
-    let job: Value = resp.json().await.expect("job json");
-    job["id"].as_str().expect("id").to_string()
-}
 
 fn devices_of(job: &Value) -> HashSet<String> {
     job["stages"].as_array().expect("stages").iter().filter_map(|s| s["device"].as_str().map(str::to_owned)).collect()
@@ -43,8 +35,8 @@ async fn twelve_gib_jobs_never_land_on_the_8_gib_gpu_and_report_energy_and_cost(
     let mut big = Vec::new();
     let mut small = Vec::new();
     for _ in 0..4 {
-        big.push(submit(&http, &d, json!({"steps": 3, "step_ms": 60, "vram_mib": 12288})).await);
-        small.push(submit(&http, &d, json!({"steps": 3, "step_ms": 60, "vram_mib": 2048})).await);
+        big.push(submit_testcard(&http, &d, json!({"steps": 3, "step_ms": 60, "vram_mib": 12288})).await);
+        small.push(submit_testcard(&http, &d, json!({"steps": 3, "step_ms": 60, "vram_mib": 2048})).await);
     }
     let mut small_devices = HashSet::new();
     for id in &big {
@@ -90,15 +82,18 @@ async fn a_models_jobs_stay_on_the_gpu_that_holds_it_even_when_it_is_busier() {
     let d = DaemonProc::start(dir.path(), &env);
     let http = reqwest::Client::new();
     // Only GPU 0 can hold this first sd-turbo job, so the model is now warm there.
-    let first = submit(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 20000, "model": "sd-turbo"})).await;
+    let first =
+        submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 20000, "model": "sd-turbo"})).await;
     let first = wait_job(&http, &d, &first, Duration::from_secs(30), is_final).await;
     assert_eq!(devices_of(&first), HashSet::from(["cuda:0".to_string()]), "{first}");
     // A long job that only fits on GPU 0 makes it the busier card.
-    let blocker = submit(&http, &d, json!({"steps": 600, "step_ms": 100, "vram_mib": 17000})).await;
+    let blocker = submit_testcard(&http, &d, json!({"steps": 600, "step_ms": 100, "vram_mib": 17000})).await;
     wait_job(&http, &d, &blocker, Duration::from_secs(30), |j| j["state"] == "running").await;
     // Least-loaded alone would pick GPU 1; affinity keeps sd-turbo on GPU 0 (4.5 GiB left).
-    let again = submit(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 2048, "model": "sd-turbo"})).await;
-    let other = submit(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 2048, "model": "piper"})).await;
+    let again =
+        submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 2048, "model": "sd-turbo"})).await;
+    let other =
+        submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 2048, "model": "piper"})).await;
     let again = wait_job(&http, &d, &again, Duration::from_secs(30), is_final).await;
     let other = wait_job(&http, &d, &other, Duration::from_secs(30), is_final).await;
     assert_eq!(devices_of(&again), HashSet::from(["cuda:0".to_string()]), "affinity ignored: {again}");

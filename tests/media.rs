@@ -1,17 +1,19 @@
 //! Media against real files and the real ffmpeg: decoding every supported format, clear
 //! errors for bad inputs, the mel spectrogram against librosa, and MP4 round trips.
 
-mod support;
+mod common;
 
 use std::path::Path;
 
+use common::fixture;
+use common::media::{ffmpeg, test_picture};
 use image::RgbImage;
+use ndarray::ArrayD;
 use reelbox::media::audio::{Audio, AudioError, decode_file, write_wav};
 use reelbox::media::ffmpeg::{FfmpegError, VideoOptions, VideoReader, VideoWriter, write_video};
 use reelbox::media::ffprobe::{probe, probe_with};
 use reelbox::media::mel::wav2lip_mel;
 use reelbox::media::subtitles::{Cue, to_srt, to_webvtt};
-use support::{ffmpeg, fixture, read_npy_f32, test_picture};
 
 fn sine_wav(path: &Path, seconds: f32, rate: u32) {
     let n = (seconds * rate as f32) as usize;
@@ -25,7 +27,8 @@ fn mel_matches_librosa_reference() {
     let audio = decode_file(&fixture("audio/mel_input.wav")).expect("decode");
     assert_eq!(audio.sample_rate, 16000);
     let mel = wav2lip_mel(&audio.to_mono());
-    let (shape, want) = read_npy_f32(&fixture("reference/mel.npy"));
+    let want: ArrayD<f32> = ndarray_npy::read_npy(fixture("reference/mel.npy")).expect("read mel.npy");
+    let shape = want.shape().to_vec();
     assert_eq!(shape, vec![mel.nrows(), mel.ncols()]);
     let max_diff = mel.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     eprintln!("mel: max |rust - librosa| = {max_diff:e}");

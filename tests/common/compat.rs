@@ -11,10 +11,6 @@ use super::provision;
 /// Name the tiny SD fixture is installed under.
 pub const TINY_SD: &str = "tiny-sd";
 
-fn source_tree() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn link(target: &Path, at: &Path) {
     std::os::unix::fs::symlink(target, at)
         .unwrap_or_else(|e| panic!("cannot link {} → {}: {e}", at.display(), target.display()));
@@ -23,7 +19,7 @@ fn link(target: &Path, at: &Path) {
 /// A fresh models dir holding `tiny-sd` and, when `voice`, the joe voice (symlinked).
 pub fn models_dir(voice: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("models tempdir");
-    link(&source_tree().join("tests/fixtures/models/tiny-sd"), &dir.path().join(TINY_SD));
+    link(&super::fixture("models/tiny-sd"), &dir.path().join(TINY_SD));
     if voice {
         let joe = provision::joe_voice();
         let joe_dir = joe.parent().expect("voice dir");

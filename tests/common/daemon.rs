@@ -117,9 +117,20 @@ pub fn is_final(job: &serde_json::Value) -> bool {
     matches!(job["state"].as_str(), Some("succeeded" | "failed" | "canceled"))
 }
 
+/// The body of a `testcard` job (the daemon's built-in test kind) with `params`.
+pub fn testcard(params: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"kind": "testcard", "params": params})
+}
+
 /// Submits a job body to `POST /api/v1/jobs`, expecting 202; returns the job.
 pub async fn submit(http: &reqwest::Client, d: &DaemonProc, body: serde_json::Value) -> serde_json::Value {
     let resp = http.post(d.at("/api/v1/jobs")).json(&body).send().await.expect("submit");
     assert_eq!(resp.status(), 202, "submit answered {}", resp.status());
     resp.json().await.expect("job json")
+}
+
+/// Submits a [`testcard`] job with `params`, expecting 202; returns its id.
+pub async fn submit_testcard(http: &reqwest::Client, d: &DaemonProc, params: serde_json::Value) -> String {
+    let job = submit(http, d, testcard(params)).await;
+    job["id"].as_str().expect("id").to_string()
 }

@@ -1,13 +1,27 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: the one tree every test binary (including the
+//! `tests/pipelines/` binary, through `#[path]`) compiles in. Each binary uses only part
+//! of it, hence `dead_code` is allowed here.
 #![allow(dead_code)]
 
 pub mod compat;
 pub mod daemon;
+pub mod media;
 pub mod palette;
 pub mod provision;
+pub mod sink;
 pub mod sse;
 
 use std::path::{Path, PathBuf};
+
+/// The source tree's root (`CARGO_MANIFEST_DIR`).
+pub fn source_tree() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A path under `tests/fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    source_tree().join("tests/fixtures").join(rel)
+}
 
 /// A process's memory figure from `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), KiB.
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
@@ -25,10 +39,7 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
 pub fn models_with_demo_shapes(root: &Path) -> PathBuf {
     let models = root.join("models");
     std::fs::create_dir_all(&models).expect("models dir");
-    std::os::unix::fs::symlink(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo/shapes"),
-        models.join("demo-shapes"),
-    )
-    .expect("link demo-shapes");
+    std::os::unix::fs::symlink(source_tree().join("models/demo/shapes"), models.join("demo-shapes"))
+        .expect("link demo-shapes");
     models
 }

@@ -1,7 +1,5 @@
 //! The demo shapes model's palette and the colour evaluator its quality gates use.
 
-use std::path::Path;
-
 use image::RgbImage;
 
 /// Colour names with their RGB, from `models/demo/shapes/palette.json`.
@@ -9,7 +7,7 @@ pub type Palette = Vec<(String, [f32; 3])>;
 
 /// Loads the palette the demo images were drawn with.
 pub fn load() -> Palette {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo/shapes/palette.json");
+    let path = super::source_tree().join("models/demo/shapes/palette.json");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).expect("palette")).expect("json");
     v["colours"]
         .as_object()

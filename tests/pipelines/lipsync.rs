@@ -12,8 +12,9 @@ use reelbox::pipelines::lipsync::{
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::support::sink::{DirSink, fixture_config, run_kind};
-use super::support::{ffmpeg, fixture, speechy_16k, test_picture};
+use super::common::fixture;
+use super::common::media::{ffmpeg, speechy_16k, test_picture};
+use super::common::sink::{DirSink, fixture_config, run_kind};
 use super::{engine, no_progress};
 
 const FACE: FaceBox = FaceBox { x: 50, y: 30, w: 60, h: 56 };

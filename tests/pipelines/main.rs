@@ -1,8 +1,8 @@
 //! Model pipelines and their job kinds against the real ONNX Runtime, tiny fixture models
 //! with the real interfaces, and the real ffmpeg.
 
-#[path = "../support/mod.rs"]
-mod support;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod lipsync;
 mod motion;

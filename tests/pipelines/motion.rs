@@ -9,7 +9,7 @@ use reelbox::pipelines::motion::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::support::test_picture;
+use super::common::media::test_picture;
 
 fn spec(seed: u64) -> ClipSpec {
     ClipSpec { duration_s: 1.0, fps: 25, width: 96, height: 54, seed }

@@ -10,8 +10,9 @@ use reelbox::pipelines::upscale::{TileOptions, Upscaler};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::support::sink::{DirSink, fixture_config, run_kind};
-use super::support::{ffmpeg, fixture, test_picture};
+use super::common::fixture;
+use super::common::media::{ffmpeg, test_picture};
+use super::common::sink::{DirSink, fixture_config, run_kind};
 use super::{engine, no_progress};
 
 fn upscaler(name: &str) -> Upscaler {
