@@ -224,8 +224,8 @@ impl Source {
 }
 
 /// An `hf:OWNER/REPO@REVISION[/PATH]` source. PATH is a directory in the repository the
-/// manifest's files are under; for a one-file manifest it may name the file itself (stored
-/// under the manifest's name locally). As with HTTP sources, a PATH ending with one of the
+/// manifest's files are under; for a one-file manifest a PATH whose last part has an
+/// extension names the file itself (stored under the manifest's name locally). As with HTTP sources, a PATH ending with one of the
 /// manifest's files means that file's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HfSource {
@@ -259,7 +259,7 @@ impl HfSource {
         {
             source.dir = dir.to_string();
         } else if let [_] = files
-            && !path.is_empty()
+            && path.rsplit('/').next().is_some_and(|last| last.contains('.'))
         {
             source.dir = String::new();
             source.file = Some(path.to_string());
