@@ -52,6 +52,46 @@ struct FileInfo {
     download_url: String,
 }
 
+/// Why a file could not be had from the hub or its CDN (reported as
+/// [`FetchError::Unavailable`], so the next source is tried).
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("HTTP {status}: a gated or private repository; {hint} (and accept its terms on the hub)")]
+    Gated { status: reqwest::StatusCode, hint: &'static str },
+    #[error("HTTP {status} from {url}")]
+    Status { status: reqwest::StatusCode, url: String },
+    #[error("HTTP {status} without a file's headers from {url}")]
+    NoFileHeaders { status: reqwest::StatusCode, url: String },
+    #[error("too many redirects from {url}")]
+    Redirects { url: String },
+    #[error("request to {url} failed")]
+    Request {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("HTTP {status} for bytes {from}-{last}")]
+    Range { status: reqwest::StatusCode, from: u64, last: u64 },
+    #[error("stalled for {secs}s")]
+    Stalled { secs: u64 },
+    #[error("transfer ended at byte {at} of {end}")]
+    Ended { at: u64, end: u64 },
+    #[error("{}", .path.display())]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gave up on bytes {start}-{end} after {attempts} attempts")]
+    GaveUp {
+        start: u64,
+        end: u64,
+        attempts: usize,
+        #[source]
+        last: Box<HubError>,
+    },
+}
+
 /// The hash a downloaded file is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expected {
@@ -113,7 +153,7 @@ impl Hub {
             reason,
         };
         let url = self.resolve_url(&source.repo, &source.revision, &source.remote_path(&file.path));
-        let info = self.head(&url).await.map_err(unavailable)?;
+        let info = self.head(&url).await.map_err(|e| unavailable(error_chain(&e)))?;
         if let Some(commit) = &info.commit
             && source.is_commit()
             && !commit.eq_ignore_ascii_case(&source.revision)
@@ -131,7 +171,7 @@ impl Hub {
         };
         let size = info.size.ok_or_else(|| unavailable("the hub did not say the file's size".into()))?;
         let partial = partial_path(dest);
-        self.download(&info.download_url, &partial, size, report).await.map_err(unavailable)?;
+        self.download(&info.download_url, &partial, size, report).await.map_err(|e| unavailable(error_chain(&e)))?;
         let mismatch = |expected: String, actual: String, got: u64| {
             discard(&partial);
             FetchError::Mismatch {
@@ -170,21 +210,23 @@ impl Hub {
 
     /// `HEAD` on a resolve URL. Relative redirects (a renamed repository) stay on the hub
     /// and are followed; an absolute one to another host is the CDN and is not.
-    async fn head(&self, url: &str) -> Result<FileInfo, String> {
+    async fn head(&self, url: &str) -> Result<FileInfo, HubError> {
         let mut url = url.to_string();
         for _ in 0..4 {
-            let resp = self.request(reqwest::Method::HEAD, &url).send().await.map_err(|e| error_chain(&e))?;
+            let resp = self
+                .request(reqwest::Method::HEAD, &url)
+                .send()
+                .await
+                .map_err(|source| HubError::Request { url: url.clone(), source })?;
             let status = resp.status();
             let headers = resp.headers();
             let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
             if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
                 let hint = if self.token.is_some() { "HF_TOKEN was refused" } else { "set HF_TOKEN" };
-                return Err(format!(
-                    "HTTP {status}: a gated or private repository; {hint} (and accept its terms on the hub)"
-                ));
+                return Err(HubError::Gated { status, hint });
             }
             if !status.is_success() && !status.is_redirection() {
-                return Err(format!("HTTP {status} from {url}"));
+                return Err(HubError::Status { status, url });
             }
             let location = text("location").map(|l| absolute(&url, &l));
             let linked_etag = text("x-linked-etag");
@@ -194,7 +236,7 @@ impl Hub {
                         url = next;
                         continue;
                     }
-                    _ => return Err(format!("HTTP {status} without a file's headers from {url}")),
+                    _ => return Err(HubError::NoFileHeaders { status, url }),
                 }
             }
             let size = text("x-linked-size").or_else(|| text("content-length")).and_then(|s| s.trim().parse().ok());
@@ -205,7 +247,7 @@ impl Hub {
                 download_url: if status.is_redirection() { location.unwrap_or(url) } else { url },
             });
         }
-        Err(format!("too many redirects from {url}"))
+        Err(HubError::Redirects { url })
     }
 
     /// Downloads `size` bytes of `url` into `partial` in ranged parts, continuing what an
@@ -216,10 +258,10 @@ impl Hub {
         partial: &Path,
         size: u64,
         report: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), HubError> {
         let parts = Parts::open(partial, size)?;
         report(parts.total_done(), size);
-        let results: Vec<Result<(), String>> = futures::stream::iter(0..parts.count())
+        let results: Vec<Result<(), HubError>> = futures::stream::iter(0..parts.count())
             .map(|i| self.download_part(url, partial, &parts, i, report))
             .buffer_unordered(PARALLEL_PARTS)
             .collect()
@@ -235,9 +277,9 @@ impl Hub {
         parts: &Parts,
         i: usize,
         report: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), HubError> {
         let (start, end) = parts.bounds(i);
-        let mut last_error = String::new();
+        let mut last_error: Option<HubError> = None;
         for attempt in 0..PART_ATTEMPTS {
             let done = parts.done(i);
             if start + done >= end {
@@ -245,17 +287,19 @@ impl Hub {
             }
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
-                tracing::info!(url, part = i, done, error = %last_error, "part dropped; resuming it");
+                let error = last_error.as_ref().map(|e| error_chain(e)).unwrap_or_default();
+                tracing::info!(url, part = i, done, error, "part dropped; resuming it");
             }
             match self.fetch_range(url, partial, parts, i, start + done, end, report).await {
                 Ok(()) => {}
-                Err(e) => last_error = e,
+                Err(e) => last_error = Some(e),
             }
         }
         if start + parts.done(i) >= end {
             return Ok(());
         }
-        Err(format!("gave up on bytes {start}-{end} after {PART_ATTEMPTS} attempts: {last_error}"))
+        let last = last_error.unwrap_or(HubError::Ended { at: start + parts.done(i), end });
+        Err(HubError::GaveUp { start, end, attempts: PART_ATTEMPTS, last: Box::new(last) })
     }
 
     /// One ranged `GET` of `[from, end)` written at its offset; returns when the range is
@@ -270,35 +314,36 @@ impl Hub {
         from: u64,
         end: u64,
         report: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), HubError> {
         let resp = self
             .request(reqwest::Method::GET, url)
             .header(reqwest::header::RANGE, format!("bytes={from}-{}", end - 1))
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|source| HubError::Request { url: url.to_string(), source })?;
         let status = resp.status();
         let whole = from == 0 && end == parts.size;
         if !(status == reqwest::StatusCode::PARTIAL_CONTENT || (status == reqwest::StatusCode::OK && whole)) {
-            return Err(format!("HTTP {status} for bytes {from}-{}", end - 1));
+            return Err(HubError::Range { status, from, last: end - 1 });
         }
-        let mut out = tokio::fs::OpenOptions::new().write(true).open(partial).await.map_err(|e| e.to_string())?;
-        out.seek(std::io::SeekFrom::Start(from)).await.map_err(|e| e.to_string())?;
+        let file_err = |source| HubError::File { path: partial.to_path_buf(), source };
+        let mut out = tokio::fs::OpenOptions::new().write(true).open(partial).await.map_err(file_err)?;
+        out.seek(std::io::SeekFrom::Start(from)).await.map_err(file_err)?;
         let mut stream = resp.bytes_stream();
         let mut at = from;
         while at < end {
             let chunk = match tokio::time::timeout(STALL, stream.next()).await {
-                Err(_) => return Err(format!("stalled for {}s", STALL.as_secs())),
-                Ok(None) => return Err(format!("transfer ended at byte {at} of {end}")),
-                Ok(Some(Err(e))) => return Err(error_chain(&e)),
+                Err(_) => return Err(HubError::Stalled { secs: STALL.as_secs() }),
+                Ok(None) => return Err(HubError::Ended { at, end }),
+                Ok(Some(Err(source))) => return Err(HubError::Request { url: url.to_string(), source }),
                 Ok(Some(Ok(chunk))) => chunk,
             };
             // A server sending past the range would overwrite the next part.
             let take = chunk.len().min(usize::try_from(end - at).unwrap_or(usize::MAX));
-            out.write_all(&chunk[..take]).await.map_err(|e| format!("write failed: {e}"))?;
+            out.write_all(&chunk[..take]).await.map_err(file_err)?;
             at += take as u64;
             // Counted only once written: what the parts file says is on disk.
-            out.flush().await.map_err(|e| format!("write failed: {e}"))?;
+            out.flush().await.map_err(file_err)?;
             let total = parts.advance(i, take as u64);
             report(total, parts.size);
         }

@@ -26,7 +26,7 @@ struct PartsState {
 impl Parts {
     /// Continues the parts file of `partial` when it matches `size`, else starts afresh
     /// with a `.partial` of the full size to write the parts into.
-    pub(super) fn open(partial: &Path, size: u64) -> Result<Self, String> {
+    pub(super) fn open(partial: &Path, size: u64) -> Result<Self, super::HubError> {
         let path = parts_path(partial);
         let count = usize::try_from(size.div_ceil(PART_SIZE)).unwrap_or(usize::MAX).max(1);
         let partial_len = std::fs::metadata(partial).map(|m| m.len()).ok();
@@ -34,8 +34,9 @@ impl Parts {
         let done = match (saved, partial_len) {
             (Some(done), Some(len)) if len == size => done,
             _ => {
-                let f = std::fs::File::create(partial).map_err(|e| format!("{}: {e}", partial.display()))?;
-                f.set_len(size).map_err(|e| format!("{}: {e}", partial.display()))?;
+                let file_err = |source| super::HubError::File { path: partial.to_path_buf(), source };
+                let f = std::fs::File::create(partial).map_err(file_err)?;
+                f.set_len(size).map_err(file_err)?;
                 vec![0; count]
             }
         };
