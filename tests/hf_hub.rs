@@ -324,3 +324,36 @@ async fn unpinned_files_are_checked_by_lfs_sha256_and_git_blob_sha1() {
     assert!(text(&out).contains("git blob SHA-1 mismatch"), "{}", text(&out));
     assert!(!models_dir(home.path()).join("hf-liar").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_continues_the_parts_an_interrupted_one_left_behind() {
+    let big = payload(BIG, 9);
+    let sha = sha256_hex(&big);
+    let hub: Shared = Arc::default();
+    hub.lock()
+        .expect("lock")
+        .repos
+        .insert("org/big".into(), BTreeMap::from([("w.onnx".to_string(), lfs(big.clone()))]));
+    let endpoint = start(hub.clone()).await;
+    let manifest = format!(
+        "name = \"hf-resume\"\nkind = \"upscale\"\nsources = [\"hf:org/big@{COMMIT}/w.onnx\"]\n\n[[files]]\npath = \"model.onnx\"\nsize = {BIG}\nsha256 = \"{sha}\"\n"
+    );
+    let home = home_with(&manifest);
+    // What a killed pull leaves: the first part whole, the second half done, the third not begun.
+    let staging = models_dir(home.path()).join(".staging/hf-resume");
+    std::fs::create_dir_all(&staging).expect("staging");
+    let mut partial = vec![0u8; BIG];
+    let (part, half) = (8 << 20, 4 << 20);
+    partial[..part + half].copy_from_slice(&big[..part + half]);
+    std::fs::write(staging.join("model.onnx.partial"), &partial).expect("partial");
+    std::fs::write(staging.join("model.onnx.partial.parts"), format!("{part}\n{half}\n0\n")).expect("parts");
+
+    let out = pull(home.path(), &endpoint, None, "hf-resume").await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(models_dir(home.path()).join("hf-resume/model.onnx")).expect("installed"), big);
+    let ranges = hub.lock().expect("lock").ranges.clone();
+    let want = [format!("bytes={}-{}", part + half, 2 * part - 1), format!("bytes={}-{}", 2 * part, BIG - 1)];
+    let mut got = ranges.clone();
+    got.sort();
+    assert_eq!(got, want, "only what was missing was fetched");
+}

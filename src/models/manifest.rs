@@ -332,7 +332,8 @@ impl Manifest {
             Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
             Some(_) => return Err(ManifestError::BadLicense),
         };
-        let m: Manifest = table.try_into()?;
+        // Without a licence the text is read directly, so syntax errors point at lines.
+        let m: Manifest = if license.is_none() { toml::from_str(text)? } else { table.try_into()? };
         m.validate()?;
         Ok((m, license))
     }
