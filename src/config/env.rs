@@ -56,6 +56,16 @@ pub fn espeak_data_path() -> Option<String> {
     std::env::var("ESPEAK_DATA_PATH").ok()
 }
 
+/// `HF_ENDPOINT`: the Hugging Face hub to fetch `hf:` sources from (a mirror, a test server).
+pub fn hf_endpoint() -> Option<String> {
+    std::env::var("HF_ENDPOINT").ok().filter(|s| !s.trim().is_empty())
+}
+
+/// `HF_TOKEN`: the token sent to the Hugging Face hub (never to its CDN) for gated repositories.
+pub fn hf_token() -> Option<String> {
+    std::env::var("HF_TOKEN").ok().filter(|s| !s.trim().is_empty())
+}
+
 /// `NO_COLOR`: true when set and not empty (no-color.org).
 pub fn no_color() -> bool {
     non_empty("NO_COLOR").is_some()

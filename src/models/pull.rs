@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::fetch::{self, FetchError, PullProgress, PullProgressFn};
+use super::fetch::{self, Delivered, FetchError, PullProgress, PullProgressFn};
+use super::hf::Hub;
 use super::manifest::{Manifest, ManifestFile, Source};
 use super::{InstallState, ModelError, ModelStore, PullReport, VERIFIED_MARKER, io_err, size_state, write_atomic};
 use crate::store::records::now_ms;
@@ -31,7 +32,9 @@ impl ModelStore {
         let _lock = self.lock(&m.name).await?;
         let dir = self.model_dir(&m.name);
         if !force
-            && self.installed_manifest(&m.name).is_some_and(|old| old.files == m.files)
+            && self.installed_manifest(&m.name).is_some_and(|old| {
+                old.files.len() == m.files.len() && m.files.iter().zip(&old.files).all(|(f, o)| f.is_satisfied_by(o))
+            })
             && size_state(&dir, m) == InstallState::Installed
         {
             return Ok(PullReport { name: m.name.clone(), dir, already_installed: true, files: BTreeMap::new() });
@@ -43,15 +46,20 @@ impl ModelStore {
         let staging = self.models_dir.join(".staging").join(&m.name);
         std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
         let mut done: BTreeMap<String, String> = BTreeMap::new();
+        let mut delivered: BTreeMap<String, Delivered> = BTreeMap::new();
         for f in &m.files {
             let dest = staging.join(&f.path);
-            if std::fs::metadata(&dest).is_ok_and(|md| md.len() == f.size) {
-                // Committed to its final staging name only after its sha256 matched.
+            // Committed to its final staging name only after its hash matched.
+            if f.pinned_size().is_some_and(|size| std::fs::metadata(&dest).is_ok_and(|md| md.len() == size)) {
+                let Ok(d) = staged(&dest, f) else { continue };
                 done.insert(f.path.clone(), "earlier attempt".into());
+                delivered.insert(f.path.clone(), d);
             }
         }
         let mut failures = Vec::new();
-        for source in &sources {
+        // The commit each hf: source resolved to, by its index in `sources`.
+        let mut commits: BTreeMap<usize, String> = BTreeMap::new();
+        for (index, source) in sources.iter().enumerate() {
             if done.len() == m.files.len() {
                 break;
             }
@@ -60,8 +68,12 @@ impl ModelStore {
                 Ok(got) => {
                     for (path, result) in got {
                         match result {
-                            Ok(()) => {
-                                done.insert(path, source.describe());
+                            Ok(d) => {
+                                if let Some(commit) = &d.commit {
+                                    commits.insert(index, commit.clone());
+                                }
+                                done.insert(path.clone(), source.describe());
+                                delivered.insert(path, d);
                             }
                             Err(e) => failures.push(e),
                         }
@@ -78,7 +90,7 @@ impl ModelStore {
         }
         prune_unlisted(&staging, m);
         std::fs::write(staging.join(VERIFIED_MARKER), now_ms().to_string()).map_err(io_err(&staging))?;
-        self.install_dir(&staging, m)?;
+        self.install_dir(&staging, &resolved(m, &sources, &delivered, &commits))?;
         Ok(PullReport { name: m.name.clone(), dir, already_installed: false, files: done })
     }
 
@@ -103,7 +115,7 @@ impl ModelStore {
         files: &[&ManifestFile],
         staging: &Path,
         progress: PullProgressFn<'_>,
-    ) -> Result<Vec<(String, Result<(), FetchError>)>, FetchError> {
+    ) -> Result<Vec<(String, Result<Delivered, FetchError>)>, FetchError> {
         let mut out = Vec::new();
         let prep = |f: &ManifestFile| -> Result<PathBuf, FetchError> {
             let dest = staging.join(&f.path);
@@ -131,6 +143,30 @@ impl ModelStore {
                     let dest = prep(f)?;
                     let url = format!("{base}/{}", f.path);
                     let r = fetch::http_file(&self.http, &url, &dest, f, &|n| report(f, n)).await;
+                    out.push((f.path.clone(), r.map(|()| Delivered::as_pinned(f))));
+                }
+            }
+            Source::HttpFile { url } => {
+                for f in files {
+                    let dest = prep(f)?;
+                    let r = fetch::http_file(&self.http, url, &dest, f, &|n| report(f, n)).await;
+                    out.push((f.path.clone(), r.map(|()| Delivered::as_pinned(f))));
+                }
+            }
+            Source::Hf(hf) => {
+                let hub = Hub::from_env();
+                for f in files {
+                    let dest = prep(f)?;
+                    let report = |done: u64, total: u64| {
+                        progress(PullProgress {
+                            model: m.name.clone(),
+                            file: f.path.clone(),
+                            source: source.describe(),
+                            done,
+                            total,
+                        })
+                    };
+                    let r = hub.fetch_file(hf, f, &dest, &report).await;
                     out.push((f.path.clone(), r));
                 }
             }
@@ -148,7 +184,7 @@ impl ModelStore {
                         .map_err(|e| unavailable(source, &f.path, e.to_string()))
                         .and_then(|_| fetch::verify_and_commit(&partial, &dest, f, &source.describe()));
                     report(f, f.size);
-                    out.push((f.path.clone(), r));
+                    out.push((f.path.clone(), r.map(|()| Delivered::as_pinned(f))));
                 }
             }
             Source::Bundled { dir } => {
@@ -164,7 +200,7 @@ impl ModelStore {
                         .map_err(|e| unavailable(source, &f.path, format!("{}: {e}", root.join(&f.path).display())))
                         .and_then(|_| fetch::verify_and_commit(&partial, &dest, f, &source.describe()));
                     report(f, f.size);
-                    out.push((f.path.clone(), r));
+                    out.push((f.path.clone(), r.map(|()| Delivered::as_pinned(f))));
                 }
             }
         }
@@ -197,6 +233,43 @@ impl ModelStore {
 
 fn unavailable(source: &Source, file: &str, reason: String) -> FetchError {
     FetchError::Unavailable { source_name: source.describe(), file: file.to_string(), reason }
+}
+
+/// What a file committed to staging by an earlier attempt is: its manifest entry when that
+/// pins it, else its bytes hashed now.
+fn staged(dest: &Path, f: &ManifestFile) -> std::io::Result<Delivered> {
+    if f.pinned_sha256().is_some() {
+        return Ok(Delivered::as_pinned(f));
+    }
+    let (sha256, size) = fetch::hash_file(dest)?;
+    Ok(Delivered { sha256, size, commit: None })
+}
+
+/// The manifest to install: every file's size and sha256 as delivered, and each hf:
+/// source pinned to the commit its revision resolved to, so the installed copy says
+/// exactly which bytes these are.
+fn resolved(
+    m: &Manifest,
+    sources: &[Source],
+    delivered: &BTreeMap<String, Delivered>,
+    commits: &BTreeMap<usize, String>,
+) -> Manifest {
+    let mut out = m.clone();
+    for f in &mut out.files {
+        if let Some(d) = delivered.get(&f.path) {
+            f.sha256.clone_from(&d.sha256);
+            f.size = d.size;
+        }
+    }
+    // `sources` are the parsed ones, in the same order as the text (all parse: validated).
+    if sources.len() == out.sources.len() {
+        for (index, commit) in commits {
+            if let (Some(Source::Hf(hf)), Some(text)) = (sources.get(*index), out.sources.get_mut(*index)) {
+                *text = hf.at_commit(commit).describe();
+            }
+        }
+    }
+    out
 }
 
 /// Deletes files in a staging directory that the manifest does not list (left from an
