@@ -295,3 +295,17 @@ async fn lipsync_speaks_text_first_with_the_profiles_voice_portrait_and_face_box
     assert!((frames - spoken * 25.0).abs() <= 1.0, "{frames} frames for {spoken} s of speech");
     assert_eq!(info.audio().expect("audio stream").codec_name, "aac");
 }
+
+#[test]
+fn a_render_without_model_or_voice_takes_the_configured_defaults() {
+    let mut config = common::sink::fixture_config();
+    config.defaults.image_model = Some("tiny-sd".into());
+    config.defaults.voice = "de_DE-thorsten-medium".into();
+    let render = reelbox::kinds::registry().into_iter().find(|k| k.name() == "render").expect("render kind");
+    let ctx = reelbox::kinds::ValidateCtx { config: &config };
+    let params = render.validate(json!({"script": "A lighthouse at dusk."}), &ctx).expect("valid render");
+    assert_eq!(params["model"], "tiny-sd", "{params}");
+    assert_eq!(params["voice"], "de_DE-thorsten-medium", "{params}");
+    let named = render.validate(json!({"script": "Hi.", "voice": "en_US-joe-medium"}), &ctx).expect("valid render");
+    assert_eq!(named["voice"], "en_US-joe-medium", "a named voice wins over the default");
+}

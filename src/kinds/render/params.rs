@@ -13,9 +13,9 @@ use crate::kinds::fields::{
 use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
 use crate::kinds::{ParamError, ValidateCtx};
 use crate::models::model_file;
+use crate::models::{Catalog, ModelKind};
 use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::{Plan, plan};
-use crate::pipelines::tts;
 
 const KNOWN: [&str; 24] = [
     "script",
@@ -197,7 +197,14 @@ impl RenderRequest {
             script: script.to_string(),
             style: self.style.unwrap_or_default(),
             negative_prompt: self.negative_prompt,
-            model: named(self.model, DEFAULT_DIFFUSION),
+            model: match self.model.filter(|m| !m.is_empty()) {
+                Some(m) => m,
+                // The configured or only installed diffusion model, as `image` picks; the
+                // bundled demo model when several are installed and none is configured.
+                None => Catalog::load(config)
+                    .default_name(ModelKind::Diffusion, config)
+                    .unwrap_or_else(|| DEFAULT_DIFFUSION.into()),
+            },
             steps: opt_u32_in("steps", self.steps, 1..=i64::from(config.limits.max_steps))?,
             guidance: self.guidance.map(|g| float_in("guidance", g, 0.0..=30.0)).transpose()?,
             scheduler: self.scheduler,
@@ -208,7 +215,7 @@ impl RenderRequest {
             width,
             height,
             fps: u32_in("fps", self.fps.unwrap_or(25), 1..=60)?,
-            voice: named(self.voice, tts::DEFAULT_VOICE),
+            voice: named(self.voice, &config.defaults.voice),
             length_scale: opt_f32_in("length_scale", self.length_scale, 0.25..=4.0)?,
             presenter: self.presenter,
             layout,
