@@ -264,6 +264,26 @@ fn models_list_shows_a_linked_test_model_as_diffusion() {
 }
 
 #[test]
+fn models_list_available_shows_only_what_a_pull_would_install_with_its_licence() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = tiny_sd_models(home.path());
+    let out = run_ok(reelbox(home.path(), &models).args(["models", "list", "--available", "--json"]));
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let models = list["models"].as_array().expect("models");
+    assert!(models.iter().all(|m| m["state"] == "not_installed"), "installed models are left out: {list}");
+    let wav2lip =
+        models.iter().find(|m| m["name"] == "wav2lip").unwrap_or_else(|| panic!("wav2lip not listed: {list}"));
+    assert_eq!(wav2lip["license"], "Wav2Lip: non-commercial research use only");
+    assert_eq!(wav2lip["size"], 145_175_471);
+    assert!(wav2lip["sources"][0].as_str().is_some_and(|s| s.starts_with("hf:bluefoxcreation/")), "{wav2lip}");
+
+    let out = run_ok(reelbox(home.path(), &home.path().join("empty")).args(["models", "list", "--available"]));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().next().is_some_and(|h| h.contains("LICENSE")), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("realesrgan-x4") && l.contains("BSD-3-Clause")), "{table}");
+}
+
+#[test]
 fn doctor_names_the_missing_runtime_and_its_fix_and_fails() {
     let home = tempfile::tempdir().expect("tempdir");
     let missing = home.path().join("nowhere/libonnxruntime.so");

@@ -77,7 +77,15 @@ fn file_entry(path: &str, data: &[u8]) -> ManifestFile {
 }
 
 fn manifest(name: &str, sources: Vec<String>, files: Vec<ManifestFile>) -> Manifest {
-    Manifest { name: name.into(), kind: ModelKind::Upscale, demo: false, summary: "test model".into(), sources, files }
+    Manifest {
+        name: name.into(),
+        kind: ModelKind::Upscale,
+        demo: false,
+        summary: "test model".into(),
+        sources,
+        files,
+        license: None,
+    }
 }
 
 fn store_in(dir: &Path) -> ModelStore {

@@ -48,6 +48,9 @@ pub struct ModelView {
     pub sources: Vec<String>,
     /// `manifest` (pullable, checked by sha256) or `directory` (found on disk).
     pub origin: String,
+    /// The licence its manifest names, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
 }
 
 /// Installed and available models, sorted by name.
@@ -94,6 +97,7 @@ impl From<&CatalogModel> for ModelView {
             path: e.path.as_ref().map(|p| p.display().to_string()),
             sources: e.sources.clone(),
             origin: m.origin.as_str().to_string(),
+            license: m.manifest.as_ref().and_then(|mf| mf.license.clone()),
         }
     }
 }

@@ -18,7 +18,11 @@ use super::{Global, table};
 #[derive(Debug, Subcommand)]
 pub enum ModelsAction {
     /// Installed and available models.
-    List,
+    List {
+        /// Only models not installed yet, with their licence.
+        #[arg(long)]
+        available: bool,
+    },
     /// Download and install a model (checked by sha256).
     Pull {
         name: String,
@@ -47,7 +51,7 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
     let config = Config::load(g.config.as_deref())?;
     let store = ModelStore::new(&config);
     match action {
-        ModelsAction::List => list(g, &config),
+        ModelsAction::List { available } => list(g, &config, available),
         ModelsAction::Pull { name, force } => pull(g, &store, &name, force).await,
         ModelsAction::Verify { name } => verify(g, &store, name),
         ModelsAction::Rm { name } => {
@@ -81,10 +85,26 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn list(g: &Global, config: &Config) -> anyhow::Result<ExitCode> {
-    let list = catalog(config);
+fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode> {
+    let mut list = catalog(config);
+    if available {
+        list.models.retain(|m| m.state == "not_installed");
+    }
     if g.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if available {
+        let rows: Vec<Vec<String>> = list
+            .models
+            .iter()
+            .map(|m| {
+                let source = m.sources.first().cloned().unwrap_or_default();
+                vec![m.name.clone(), m.kind.clone(), human_bytes(m.size), m.license.clone().unwrap_or_default(), source]
+            })
+            .collect();
+        table::print(&["NAME", "KIND", "SIZE", "LICENSE", "SOURCE"], &rows);
+        eprintln!("install one with `reelbox models pull NAME`");
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = list

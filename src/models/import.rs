@@ -66,6 +66,7 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<
         summary: format!("imported from {}", path.display()),
         sources: Vec::new(),
         files,
+        license: None,
     };
     manifest.validate().map_err(|e| fail(e.to_string()))?;
     Ok(ImportPlan { manifest, copies })

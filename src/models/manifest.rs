@@ -160,6 +160,9 @@ pub struct Manifest {
     #[serde(default)]
     pub sources: Vec<String>,
     pub files: Vec<ManifestFile>,
+    /// The licence the model's authors give it, as they name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
 }
 
 /// Where a model's files can come from.
@@ -320,28 +323,18 @@ pub fn valid_name(name: &str) -> bool {
 impl Manifest {
     /// Parses and checks a manifest's TOML text.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
-        Self::parse_with_license(text).map(|(m, _)| m)
-    }
-
-    /// Parses a manifest and the licence it names (`license = "..."`, kept beside the
-    /// manifest's fields so code that builds manifests field by field is unaffected).
-    pub fn parse_with_license(text: &str) -> Result<(Self, Option<String>), ManifestError> {
-        let mut table: toml::Table = toml::from_str(text)?;
-        let license = match table.remove("license") {
-            None => None,
-            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
-            Some(_) => return Err(ManifestError::BadLicense),
-        };
-        // Without a licence the text is read directly, so syntax errors point at lines.
-        let m: Manifest = if license.is_none() { toml::from_str(text)? } else { table.try_into()? };
+        let m: Manifest = toml::from_str(text)?;
         m.validate()?;
-        Ok((m, license))
+        Ok(m)
     }
 
     /// Checks names, paths, digests and sources.
     pub fn validate(&self) -> Result<(), ManifestError> {
         if !valid_name(&self.name) {
             return Err(ManifestError::BadName { name: self.name.clone() });
+        }
+        if self.license.as_deref().is_some_and(|l| l.trim().is_empty()) {
+            return Err(ManifestError::BadLicense);
         }
         if self.files.is_empty() {
             return Err(ManifestError::NoFiles);
@@ -450,8 +443,9 @@ mod tests {
         let unpinned = manifest("\"https://h/x\"").replacen(&format!("sha256 = \"{SHA}\""), "", 1);
         assert!(Manifest::parse(&unpinned).expect_err("rejected").to_string().contains("hf: source"));
         let hf = unpinned.replace("\"https://h/x\"", "\"hf:o/r@main\"");
-        let (m, license) = Manifest::parse_with_license(&format!("license = \"MIT\"\n{hf}")).expect("parses");
-        assert_eq!((m.files[0].pinned_sha256(), license.as_deref()), (None, Some("MIT")));
+        let m = Manifest::parse(&format!("license = \"MIT\"\n{hf}")).expect("parses");
+        assert_eq!((m.files[0].pinned_sha256(), m.license.as_deref()), (None, Some("MIT")));
+        assert!(Manifest::parse(&format!("license = \" \"\n{hf}")).is_err(), "an empty licence is refused");
     }
 
     #[test]
