@@ -113,6 +113,30 @@ impl Catalog {
         Self { models_dir: store.models_dir().to_path_buf(), models: by_name.into_values().collect() }
     }
 
+    /// The installed directory of the model of `kind` named exactly `name`, reading only
+    /// that model's files: what `Catalog::load(config).installed_dir(kind, name)` answers,
+    /// without listing every model (for the paths that run a job or check a named model).
+    pub fn installed_dir_of(config: &Config, kind: ModelKind, name: &str) -> Option<PathBuf> {
+        Self::installed_dir_in(&ModelStore::new(config), kind, name)
+    }
+
+    /// [`Catalog::installed_dir_of`] for a model store.
+    pub fn installed_dir_in(store: &ModelStore, kind: ModelKind, name: &str) -> Option<PathBuf> {
+        // Only names the listing could hold: one directory inside the models dir.
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+            return None;
+        }
+        let dir = store.model_dir(name);
+        if !dir.is_dir() {
+            return None;
+        }
+        let shown = match store.installed_manifest(name) {
+            Some(m) => Some(m.kind),
+            None => layout::detect(&dir, name),
+        };
+        (shown == Some(kind)).then_some(dir)
+    }
+
     /// The directory models are installed into.
     pub fn models_dir(&self) -> &Path {
         &self.models_dir
@@ -252,6 +276,22 @@ mod tests {
         std::fs::copy(manifests.join("tiny-sd.toml"), models.join("tiny-sd.toml")).expect("copy");
         let store = ModelStore::with_dirs(models, vec![manifests], Vec::new());
         (dir, store)
+    }
+
+    #[test]
+    fn one_model_lookup_agrees_with_the_whole_listing() {
+        let (_dir, store) = fake();
+        let catalog = Catalog::of(&store);
+        for kind in [ModelKind::Diffusion, ModelKind::Tts, ModelKind::Upscale] {
+            for name in ["tiny-sd", "en_US-joe-medium", "shipped-voice", "empty", ".staging", "../models/tiny-sd", ""] {
+                assert_eq!(
+                    Catalog::installed_dir_in(&store, kind, name),
+                    catalog.installed_dir(kind, name),
+                    "{kind:?} {name:?}"
+                );
+            }
+        }
+        assert!(Catalog::installed_dir_in(&store, ModelKind::Diffusion, "tiny-sd").is_some(), "the check can fail");
     }
 
     #[test]

@@ -49,8 +49,7 @@ impl Image {
         device: DeviceId,
         name: &str,
     ) -> Result<SdModel, DiffusionError> {
-        let dir = Catalog::load(config)
-            .installed_dir(ModelKind::Diffusion, name)
+        let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, name)
             .ok_or_else(|| DiffusionError::Request { field: "model", message: format!("unknown model {name:?}") })?;
         SdModel::load(&dir, engine, device)
     }

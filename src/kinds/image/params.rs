@@ -169,17 +169,17 @@ impl ImageRequest {
             None => None,
         };
 
-        let catalog = Catalog::load(config);
-        let installed = catalog.installed_names(ModelKind::Diffusion);
+        // The whole catalog is read only to pick a default or to name the choices in an
+        // error: a named, installed model is checked by its own directory.
+        let installed = || Catalog::load(config).installed_names(ModelKind::Diffusion).join(", ");
         let model = match &self.model {
             Some(m) => m.clone(),
-            None => catalog
+            None => Catalog::load(config)
                 .default_name(ModelKind::Diffusion, config)
-                .ok_or_else(|| ParamError::new("model", format!("required; installed: {}", installed.join(", "))))?,
+                .ok_or_else(|| ParamError::new("model", format!("required; installed: {}", installed())))?,
         };
-        let dir = catalog.installed_dir(ModelKind::Diffusion, &model).ok_or_else(|| {
-            ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed.join(", ")))
-        })?;
+        let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, &model)
+            .ok_or_else(|| ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed())))?;
         let info = ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?;
         let (model_steps, model_guidance, model_scheduler) = model_defaults(&info);
 
