@@ -172,7 +172,7 @@ impl SpeechRequest {
 
 /// The voice a request that names none gets: the catalog's default for voices.
 fn default_voice(config: &Config) -> Option<String> {
-    Catalog::load(config).default_name(ModelKind::Tts, config)
+    Catalog::default_of(config, ModelKind::Tts)
 }
 
 /// Checks `speech` request JSON; `max_chars` bounds the text.

@@ -182,16 +182,31 @@ impl Catalog {
     /// The model of `kind` used when a request names none: the configured default
     /// (`[defaults]`), else the only installed model of that kind.
     pub fn default_name(&self, kind: ModelKind, config: &Config) -> Option<String> {
-        let configured = match kind {
-            ModelKind::Diffusion => config.defaults.image_model.clone(),
-            ModelKind::Tts => Some(config.defaults.voice.clone()),
-            ModelKind::Lipsync | ModelKind::Upscale | ModelKind::Face => None,
-        };
-        configured.filter(|n| !n.is_empty()).or_else(|| match self.installed_names(kind).as_slice() {
+        configured_default(kind, config).or_else(|| self.only_installed(kind))
+    }
+
+    /// [`Catalog::default_name`] for `config`, reading the models dir only when the config
+    /// names no default (a voice always has one, so speech requests skip the listing).
+    pub fn default_of(config: &Config, kind: ModelKind) -> Option<String> {
+        configured_default(kind, config).or_else(|| Self::load(config).only_installed(kind))
+    }
+
+    fn only_installed(&self, kind: ModelKind) -> Option<String> {
+        match self.installed_names(kind).as_slice() {
             [only] => Some(only.clone()),
             _ => None,
-        })
+        }
     }
+}
+
+/// The default `[defaults]` names for `kind`, when it names one.
+fn configured_default(kind: ModelKind, config: &Config) -> Option<String> {
+    let configured = match kind {
+        ModelKind::Diffusion => config.defaults.image_model.clone(),
+        ModelKind::Tts => Some(config.defaults.voice.clone()),
+        ModelKind::Lipsync | ModelKind::Upscale | ModelKind::Face => None,
+    };
+    configured.filter(|n| !n.is_empty())
 }
 
 /// `name` without a checkpoint file extension.

@@ -174,8 +174,7 @@ impl ImageRequest {
         let installed = || Catalog::load(config).installed_names(ModelKind::Diffusion).join(", ");
         let model = match &self.model {
             Some(m) => m.clone(),
-            None => Catalog::load(config)
-                .default_name(ModelKind::Diffusion, config)
+            None => Catalog::default_of(config, ModelKind::Diffusion)
                 .ok_or_else(|| ParamError::new("model", format!("required; installed: {}", installed())))?,
         };
         let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, &model)

@@ -201,9 +201,7 @@ impl RenderRequest {
                 Some(m) => m,
                 // The configured or only installed diffusion model, as `image` picks; the
                 // bundled demo model when several are installed and none is configured.
-                None => Catalog::load(config)
-                    .default_name(ModelKind::Diffusion, config)
-                    .unwrap_or_else(|| DEFAULT_DIFFUSION.into()),
+                None => Catalog::default_of(config, ModelKind::Diffusion).unwrap_or_else(|| DEFAULT_DIFFUSION.into()),
             },
             steps: opt_u32_in("steps", self.steps, 1..=i64::from(config.limits.max_steps))?,
             guidance: self.guidance.map(|g| float_in("guidance", g, 0.0..=30.0)).transpose()?,
