@@ -467,8 +467,9 @@ fn add_sigma_noise(sigma: f32, original: &[f32], noise: &[f32], out: &mut [f32])
     }
 }
 
-/// √ᾱ·x + √(1−ᾱ)·noise, the DDPM-family `add_noise`.
-fn add_alpha_noise(alpha_prod: f32, original: &[f32], noise: &[f32], out: &mut [f32]) {
+/// √ᾱ·x + √(1−ᾱ)·noise with ᾱ of schedule timestep `t`, the DDPM-family `add_noise`.
+fn add_alpha_noise(alphas_cumprod: &[f32], t: f64, original: &[f32], noise: &[f32], out: &mut [f32]) {
+    let alpha_prod = alphas_cumprod[table_index(t, alphas_cumprod.len())];
     let (a, b) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
     for ((o, &x), &n) in out.iter_mut().zip(original).zip(noise) {
         *o = a * x + b * n;

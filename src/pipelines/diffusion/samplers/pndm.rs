@@ -139,7 +139,6 @@ impl Scheduler for Pndm {
     }
 
     fn add_noise(&self, index: usize, original: &[f32], noise: &[f32], out: &mut [f32]) {
-        let t = table_index(self.timesteps[index], self.alphas_cumprod.len());
-        add_alpha_noise(self.alphas_cumprod[t], original, noise, out);
+        add_alpha_noise(&self.alphas_cumprod, self.timesteps[index], original, noise, out);
     }
 }
