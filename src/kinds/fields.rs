@@ -67,16 +67,6 @@ pub fn opt_f32_in(field: &str, v: Option<f64>, range: RangeInclusive<f64>) -> Re
     v.map(|v| float_in(field, v, range).map(|v| v as f32)).transpose()
 }
 
-/// Reads an optional integer parameter within `range`, with a default.
-pub fn int_param(params: &Value, field: &str, default: i64, range: RangeInclusive<i64>) -> Result<i64, ParamError> {
-    int_in(field, int_field(params, field)?.unwrap_or(default), range)
-}
-
-/// Reads an optional number parameter within `range`, with a default.
-pub fn float_param(params: &Value, field: &str, default: f64, range: RangeInclusive<f64>) -> Result<f64, ParamError> {
-    float_in(field, float_field(params, field)?.unwrap_or(default), range)
-}
-
 /// Reads an optional string parameter.
 pub fn str_param<'p>(params: &'p Value, field: &str) -> Result<Option<&'p str>, ParamError> {
     match params.get(field) {
@@ -151,6 +141,11 @@ mod tests {
 
     use super::*;
 
+    /// The read-then-check every kind's request does for one integer field.
+    fn int_param(params: &Value, field: &str, default: i64, range: RangeInclusive<i64>) -> Result<i64, ParamError> {
+        int_in(field, int_field(params, field)?.unwrap_or(default), range)
+    }
+
     #[test]
     fn numbers_may_come_as_strings_and_errors_name_the_field() {
         assert_eq!(int_param(&json!({"n": "3"}), "n", 1, 1..=8), Ok(3));
@@ -160,7 +155,10 @@ mod tests {
             int_param(&json!({"n": 9}), "n", 1, 1..=8).expect_err("range").message,
             "must be between 1 and 8, got 9"
         );
-        assert_eq!(float_param(&json!({"g": "1.5"}), "g", 0.0, 0.0..=2.0), Ok(1.5));
+        assert_eq!(
+            float_field(&json!({"g": "1.5"}), "g").and_then(|g| float_in("g", g.unwrap_or(0.0), 0.0..=2.0)),
+            Ok(1.5)
+        );
         let unknown = reject_unknown(&json!({"nn": 1}), &["n"]).expect_err("unknown");
         assert_eq!((unknown.field.as_str(), unknown.message.as_str()), ("nn", "unknown parameter; known: n"));
     }

@@ -32,7 +32,7 @@ pub mod testcard;
 mod typed;
 pub mod upscale;
 
-pub use fields::{float_param, int_param, reject_unknown, str_param};
+pub use fields::{reject_unknown, str_param};
 pub use typed::TypedKind;
 
 /// A request parameter that failed validation; becomes a 400 naming `field`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::fields::{reject_unknown, str_param};
+use super::fields::{reject_unknown, string_field};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::kinds::StageName;
 use crate::models::{ModelError, ModelStore, PullProgress, PullReport};
@@ -44,7 +44,7 @@ impl PullRequest {
     /// Reads request JSON; errors name the field.
     pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
         reject_unknown(params, &["name", "force"])?;
-        let name = str_param(params, "name")?.map(str::to_owned);
+        let name = string_field(params, "name")?;
         let force = match params.get("force") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::Bool(b)) => Some(*b),

@@ -8,7 +8,7 @@ use super::{DEFAULT_DIFFUSION, DEFAULT_LIPSYNC, DEFAULT_UPSCALER, SCENE_GAP_S};
 use crate::config::LimitsConfig;
 use crate::kinds::fields::{
     artifact_param, box_param, float_field, float_in, int_field, int_in, loose_bool, opt_f32_in, opt_u32_in,
-    reject_unknown, str_param, string_field, u32_in,
+    reject_unknown, string_field, u32_in,
 };
 use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
 use crate::kinds::{ParamError, ValidateCtx};
@@ -147,7 +147,7 @@ impl RenderRequest {
             voice: string_field(p, "voice")?,
             length_scale: float_field(p, "length_scale")?,
             presenter: p.get("presenter").filter(|v| !v.is_null()).map(presenter).transpose()?,
-            layout: str_param(p, "layout")?.map(str::to_owned),
+            layout: string_field(p, "layout")?,
             lipsync_model: string_field(p, "lipsync_model")?,
             upscale: loose_bool(p, "upscale"),
             upscale_model: string_field(p, "upscale_model")?,
