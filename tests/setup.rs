@@ -45,6 +45,12 @@ fn setup_run_twice_does_nothing_the_second_time() {
     assert!(first.runtime.library.starts_with(provision::root()), "{}", first.runtime.library.display());
     let second = run().expect("setup succeeds again");
     assert!(second.runtime.already_installed, "runtime reinstalled");
+    // The pinned espeak-ng 1.52 is installed once, like the runtime.
+    assert!(
+        matches!(&second.espeak, reelbox::setup::EspeakOutcome::Installed(e) if e.already_installed),
+        "{:?}",
+        second.espeak
+    );
     assert!(second.runtime.version.starts_with("1.31"), "{}", second.runtime.version);
     match &second.models[..] {
         [ModelOutcome::Pulled(r)] => assert!(r.already_installed, "voice pulled again"),

@@ -46,6 +46,22 @@ fn espeak_ng_that_produced_the_ids_is_recorded() {
 }
 
 #[test]
+fn doctor_warns_when_the_systems_espeak_ng_is_not_pipers_version_and_names_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // No pinned copy in this data dir: the system's espeak-ng speaks.
+    let checks = reelbox::setup::doctor(&provision::test_config(tmp.path()));
+    let check = checks.iter().find(|c| c.name == "espeak-ng-version").expect("an espeak-ng version check");
+    let (version, _) = espeak::info().expect("espeak-ng loads");
+    assert!(check.detail.contains(&version), "{}", check.detail);
+    if version.starts_with(espeak::PIPER_VERSION) {
+        assert_eq!(check.status, reelbox::setup::CheckStatus::Ok);
+    } else {
+        assert_eq!(check.status, reelbox::setup::CheckStatus::Warn, "{}", check.detail);
+        assert!(check.fix.as_deref().is_some_and(|f| f.contains("reelbox setup")));
+    }
+}
+
+#[test]
 fn models_md_golden_ids_match_exactly() {
     let v = joe();
     assert_eq!(

@@ -25,6 +25,7 @@ mod serve;
 mod setup;
 mod table;
 mod top;
+mod voices;
 
 /// Default daemon URL for clients.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8470";
@@ -109,6 +110,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// List every Piper voice (`reelbox pull piper:NAME` installs one).
+    Voices {
+        #[command(subcommand)]
+        action: voices::VoicesAction,
+    },
     /// Remove an installed model (same as `reelbox models rm`).
     Rm { name: String },
     /// Say TEXT into a WAV file (on the daemon when one answers).
@@ -182,6 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => setup::run_doctor(&g, args),
         Command::Models { action } => models::run(&g, action).await,
         Command::Pull { name, force } => models::run(&g, models::ModelsAction::Pull { name, force }).await,
+        Command::Voices { action } => voices::run(&g, action).await,
         Command::Rm { name } => models::run(&g, models::ModelsAction::Rm { name }).await,
         Command::Say(args) => say::run(&g, args).await,
         Command::Image(args) => image::run(&g, args).await,

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use reelbox::config::Config;
 use reelbox::setup::{
-    CheckStatus, GpuChoice, ModelOutcome, Piece, PieceOutcome, SetupOptions, doctor, render_checks, setup,
+    CheckStatus, EspeakOutcome, GpuChoice, ModelOutcome, Piece, PieceOutcome, SetupOptions, doctor, render_checks,
+    setup,
 };
 
 use super::Global;
@@ -81,6 +82,12 @@ pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> 
     } else {
         // The bars are gone when stderr is not a terminal; say what happened in plain lines.
         println!("onnxruntime  {} {} at {}", report.runtime.version, flavor(&report), report.runtime.library.display());
+        match &report.espeak {
+            EspeakOutcome::Installed(e) => println!("espeak-ng    {} at {}", e.package, e.dir.display()),
+            EspeakOutcome::Failed { error } => {
+                println!("espeak-ng    pinned 1.52 not installed ({error}); the system's is used")
+            }
+        }
         for (piece, outcome) in &report.system {
             match outcome {
                 PieceOutcome::Present { detail } => println!("{:11}  {detail}", piece.name()),

@@ -18,6 +18,7 @@ mod hf;
 mod import;
 mod layout;
 pub mod manifest;
+pub mod piper;
 mod pull;
 
 pub use catalog::{Catalog, CatalogModel, Origin, strip_model_extension};
@@ -48,6 +49,9 @@ pub enum ModelError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("cannot import {path}: {reason}")]
     Import { path: PathBuf, reason: String },
+    /// A `piper:` voice (its index, or its md5 check).
+    #[error(transparent)]
+    Piper(#[from] piper::PiperError),
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {

@@ -15,6 +15,9 @@ use crate::store::records::now_ms;
 impl ModelStore {
     /// Pulls a model by name (see [`ModelStore::pull_manifest`]).
     pub async fn pull(&self, name: &str, force: bool, progress: PullProgressFn<'_>) -> Result<PullReport, ModelError> {
+        if let Some(voice) = name.strip_prefix(super::piper::PREFIX) {
+            return self.pull_piper(voice, force, progress).await;
+        }
         let m = self.manifest(name)?;
         self.pull_manifest(&m, force, progress).await
     }

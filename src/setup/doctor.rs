@@ -8,6 +8,7 @@ use crate::config::{Config, env};
 use crate::engine::runtime::{self as ort_runtime, DYLIB_ENV};
 use crate::engine::{Engine, EngineError, GpuProvider, cuda_search_dirs, locate_cuda_libraries};
 use crate::models::{InstallState, ModelStore};
+use crate::pipelines::tts::espeak;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,6 +45,8 @@ impl Check {
 /// Checks every piece; never fails, never installs anything.
 pub fn doctor(config: &Config) -> Vec<Check> {
     let mut checks = Vec::new();
+    // Before any check loads espeak-ng: the pinned copy wins over the system's.
+    espeak::use_pinned(&espeak::pinned_dir(&config.data_dir));
     let runtime = ort_runtime::find(config, env::ort_dylib_path());
     match &runtime {
         Ok(info) => checks.push(Check::ok(
@@ -85,6 +88,10 @@ pub fn doctor(config: &Config) -> Vec<Check> {
             Ok(detail) => checks.push(Check::ok(piece.name(), detail)),
             Err(e) => checks.push(Check::missing(piece.name(), e.to_string(), system::fix_for(piece))),
         }
+    }
+
+    if let Some(check) = espeak_version_check() {
+        checks.push(check);
     }
 
     let py = crate::models::fetch::python();
@@ -134,6 +141,33 @@ pub fn doctor(config: &Config) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// Which espeak-ng speaks: the pinned 1.52 is fine; the system's is a warning naming its
+/// version, since Piper voices were made with 1.52's phonemes. `None` when none loads
+/// (the espeak-ng piece already says so).
+fn espeak_version_check() -> Option<Check> {
+    let e = espeak::loaded().ok()?;
+    let name = "espeak-ng-version";
+    Some(if e.pinned {
+        Check::ok(name, format!("pinned espeak-ng {} at {} (Piper's phonemes)", e.version, e.library))
+    } else if e.version.starts_with(espeak::PIPER_VERSION) {
+        Check::ok(
+            name,
+            format!("the system's espeak-ng {} ({}), the version Piper voices are made with", e.version, e.library),
+        )
+    } else {
+        Check::warn(
+            name,
+            format!(
+                "the system's espeak-ng {} ({}) is used; Piper voices are made with {}, so some words may sound different",
+                e.version,
+                e.library,
+                espeak::PIPER_VERSION
+            ),
+            Some("reelbox setup   (installs the pinned espeak-ng 1.52 into the data dir)".into()),
+        )
+    })
 }
 
 /// On a box with an NVIDIA GPU and an ONNX Runtime: whether the CUDA provider really

@@ -13,10 +13,12 @@ use crate::config::Config;
 use crate::models::{ModelStore, PullReport};
 
 mod doctor;
+pub mod espeak;
 pub mod runtime;
 pub mod system;
 
 pub use doctor::{Check, CheckStatus, doctor, render_checks};
+pub use espeak::{EspeakInstall, EspeakOutcome};
 pub use runtime::{Flavor, RuntimeInstall};
 pub use system::{Piece, PieceOutcome};
 
@@ -125,6 +127,8 @@ pub enum ModelOutcome {
 pub struct SetupReport {
     pub gpus: Vec<GpuSummary>,
     pub runtime: RuntimeInstall,
+    /// The pinned espeak-ng 1.52, or why it is not there (the system's is used instead).
+    pub espeak: EspeakOutcome,
     pub system: Vec<(Piece, PieceOutcome)>,
     pub models: Vec<ModelOutcome>,
 }
@@ -193,6 +197,26 @@ pub async fn setup(config: &Config, opts: &SetupOptions) -> Result<SetupReport, 
         runtime.library.display()
     ));
 
+    let pb = spinner(&multi, &format!("espeak-ng ({})", espeak::PACKAGE));
+    let say = {
+        let pb = pb.clone();
+        move |m: &str| pb.set_message(m.to_string())
+    };
+    // Not fatal: the system's espeak-ng still speaks, and doctor says which one is used.
+    let espeak = match espeak::install(config, opts.force, &say).await {
+        Ok(e) => EspeakOutcome::Installed(e),
+        Err(e) => EspeakOutcome::Failed { error: e.to_string() },
+    };
+    pb.finish_with_message(match &espeak {
+        EspeakOutcome::Installed(e) if e.already_installed => {
+            format!("espeak-ng 1.52 already installed at {}", e.dir.display())
+        }
+        EspeakOutcome::Installed(e) => format!("espeak-ng 1.52 installed at {}", e.dir.display()),
+        EspeakOutcome::Failed { error } => {
+            format!("espeak-ng 1.52 not installed ({error}); the system's espeak-ng is used")
+        }
+    });
+
     let mut models = Vec::new();
     if !opts.skip_models {
         let store = ModelStore::new(config);
@@ -225,5 +249,5 @@ pub async fn setup(config: &Config, opts: &SetupOptions) -> Result<SetupReport, 
             }
         }
     }
-    Ok(SetupReport { gpus, runtime, system: system_out, models })
+    Ok(SetupReport { gpus, runtime, espeak, system: system_out, models })
 }

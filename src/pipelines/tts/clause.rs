@@ -90,6 +90,12 @@ fn is_bracket(c: char) -> bool {
         || ('\u{2018}'..='\u{201f}').contains(&c)
 }
 
+/// Opening marks (Spanish `¡` `¿`) that start the next clause: like quotes, they stand
+/// between a clause's punctuation and the look-ahead.
+fn is_opening_mark(c: char) -> bool {
+    matches!(c, '¡' | '¿')
+}
+
 /// Splits text espeak-ng consumed for one clause into the clause's own text and the
 /// look-ahead that belongs to the next clause, and says how the clause ended.
 /// `at_end` is true when espeak-ng reported the end of the input (no look-ahead).
@@ -108,7 +114,7 @@ pub fn split_consumed(consumed: &str, at_end: bool) -> (usize, Terminator) {
     }
     let mut newlines = 0;
     let mut j = i;
-    while j > 0 && (chars[j - 1].1.is_whitespace() || is_bracket(chars[j - 1].1)) {
+    while j > 0 && (chars[j - 1].1.is_whitespace() || is_bracket(chars[j - 1].1) || is_opening_mark(chars[j - 1].1)) {
         if chars[j - 1].1 == '\n' {
             newlines += 1;
         }
@@ -178,6 +184,12 @@ mod tests {
     fn ellipsis_adds_nothing_and_does_not_end_the_sentence() {
         assert_eq!(term("Wait... w", false), ("Wait...", "", false));
         assert_eq!(term("Wait…w", false), ("Wait…", "", false));
+    }
+
+    #[test]
+    fn spanish_opening_marks_belong_to_the_next_clause() {
+        // espeak-ng 1.52 advanced over "¡Qué bien! ¿D" for "¡Qué bien! ¿De verdad?".
+        assert_eq!(term("¡Qué bien! ¿D", false), ("¡Qué bien!", "!", true));
     }
 
     #[test]

@@ -1,18 +1,34 @@
 //! espeak-ng, loaded at run time (`libespeak-ng.so.1`; building needs no -dev package).
 //! espeak-ng keeps global state (current voice, a look-ahead character, the decoder), so
 //! every call goes through one process-wide mutex.
+//!
+//! The pinned espeak-ng 1.52 that `reelbox setup` installs into `<data>/espeak-ng/` (the
+//! version Piper voices are made with) is tried first, with its own data; the system's
+//! library is the fallback (`reelbox doctor` warns when it is not 1.52).
 
 // Loads libespeak-ng by hand and calls it through raw pointers; each unsafe block says why
 // it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::clause::{self, Terminator};
 
 /// Library names tried in order.
 pub const LIBRARY_NAMES: &[&str] = &["libespeak-ng.so.1", "libespeak-ng.so"];
+/// The espeak-ng version Piper voices are made with (and `reelbox setup` pins).
+pub const PIPER_VERSION: &str = "1.52";
+/// The pinned library's file name inside [`pinned_dir`].
+pub const PINNED_LIBRARY: &str = "libespeak-ng.so.1";
+/// The pinned data directory's name inside [`pinned_dir`].
+pub const PINNED_DATA: &str = "espeak-ng-data";
+
+/// Where `reelbox setup` installs the pinned espeak-ng: `<data>/espeak-ng/`.
+pub fn pinned_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("espeak-ng")
+}
 
 const AUDIO_OUTPUT_SYNCHRONOUS: c_int = 2;
 /// `espeakCHARS_AUTO`, as Piper passes: UTF-8 when valid, which Rust strings always are.
@@ -63,15 +79,40 @@ struct Espeak {
     to_phonemes_term: Option<TextToPhonemesTermFn>,
     version: String,
     data_dir: String,
+    /// The library file, or the system name it was found by.
+    library: String,
+    pinned: bool,
     voice: Option<String>,
 }
 
 // SAFETY: the raw function pointers are only called with the global mutex held.
 unsafe impl Send for Espeak {}
 
-fn load() -> Result<Espeak, EspeakError> {
+/// One library to try: a path or system name, and the data directory to pass.
+struct Candidate {
+    library: String,
+    data: Option<CString>,
+    pinned: bool,
+}
+
+fn candidates(pinned: Option<&Path>) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    if let Some(dir) = pinned {
+        let lib = dir.join(PINNED_LIBRARY);
+        let data = dir.join(PINNED_DATA);
+        if lib.is_file() && data.is_dir() {
+            let data = CString::new(data.display().to_string()).ok();
+            out.push(Candidate { library: lib.display().to_string(), data, pinned: true });
+        }
+    }
+    out.extend(LIBRARY_NAMES.iter().map(|n| Candidate { library: (*n).to_string(), data: None, pinned: false }));
+    out
+}
+
+fn load(pinned: Option<&Path>) -> Result<Espeak, EspeakError> {
     let mut last_err = None;
-    for name in LIBRARY_NAMES {
+    for candidate in candidates(pinned) {
+        let name = &candidate.library;
         // SAFETY: loading runs espeak-ng's initialisers, which only set up its globals.
         let lib = match unsafe { libloading::Library::new(name) } {
             Ok(lib) => lib,
@@ -82,10 +123,8 @@ fn load() -> Result<Espeak, EspeakError> {
         };
         // SAFETY: the signatures match espeak-ng's speak_lib.h for every release since 1.49.
         unsafe {
-            let sym_err = |e: libloading::Error| EspeakError::NotInstalled {
-                tried: (*name).to_string(),
-                source: LoadCause::Symbol(e),
-            };
+            let sym_err =
+                |e: libloading::Error| EspeakError::NotInstalled { tried: name.clone(), source: LoadCause::Symbol(e) };
             let initialize: InitializeFn = *lib.get::<InitializeFn>(b"espeak_Initialize").map_err(sym_err)?;
             let set_voice: SetVoiceFn = *lib.get::<SetVoiceFn>(b"espeak_SetVoiceByName").map_err(sym_err)?;
             let to_phonemes: TextToPhonemesFn =
@@ -94,9 +133,12 @@ fn load() -> Result<Espeak, EspeakError> {
                 lib.get::<TextToPhonemesTermFn>(b"espeak_TextToPhonemesWithTerminator").ok().map(|s| *s);
             let info: Option<InfoFn> = lib.get::<InfoFn>(b"espeak_Info").ok().map(|s| *s);
             let data_env = crate::config::env::espeak_data_path();
-            // NULL data path: espeak-ng uses ESPEAK_DATA_PATH, then its compiled-in default.
-            if initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, std::ptr::null(), 0) < 0 {
-                return Err(EspeakError::Initialize { data: data_env });
+            // The pinned copy gets its own data (its compiled-in path is the wheel builder's);
+            // NULL: espeak-ng uses ESPEAK_DATA_PATH, then its compiled-in default.
+            let data_ptr = candidate.data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr());
+            if initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data_ptr, 0) < 0 {
+                let data = candidate.data.as_ref().map(|d| d.to_string_lossy().into_owned()).or(data_env);
+                return Err(EspeakError::Initialize { data });
             }
             let (version, data_dir) = match info {
                 Some(info) => {
@@ -112,8 +154,18 @@ fn load() -> Result<Espeak, EspeakError> {
                 }
                 None => (String::new(), String::new()),
             };
-            tracing::debug!(version = %version, data = %data_dir, terminator_api = to_phonemes_term.is_some(), "espeak-ng loaded");
-            return Ok(Espeak { _lib: lib, set_voice, to_phonemes, to_phonemes_term, version, data_dir, voice: None });
+            tracing::debug!(version = %version, data = %data_dir, library = %name, terminator_api = to_phonemes_term.is_some(), "espeak-ng loaded");
+            return Ok(Espeak {
+                _lib: lib,
+                set_voice,
+                to_phonemes,
+                to_phonemes_term,
+                version,
+                data_dir,
+                library: name.clone(),
+                pinned: candidate.pinned,
+                voice: None,
+            });
         }
     }
     let source = last_err.map_or(LoadCause::NotLoaded, LoadCause::Open);
@@ -123,12 +175,30 @@ fn load() -> Result<Espeak, EspeakError> {
 /// The loaded library; `None` until a load succeeds. A failed load is not remembered, so
 /// installing espeak-ng (e.g. by `reelbox setup`) takes effect without a restart.
 static ESPEAK: Mutex<Option<Espeak>> = Mutex::new(None);
+/// Where the pinned espeak-ng is looked for (set by [`use_pinned`]).
+static PINNED_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Makes later loads try the pinned espeak-ng in `dir` (see [`pinned_dir`]) before the
+/// system's. A system library loaded earlier is replaced once the pinned one is installed.
+pub fn use_pinned(dir: &Path) {
+    let mut pinned = PINNED_DIR.lock().unwrap_or_else(|p| p.into_inner());
+    if pinned.as_deref() == Some(dir) {
+        return;
+    }
+    *pinned = Some(dir.to_path_buf());
+    let mut guard = ESPEAK.lock().unwrap_or_else(|p| p.into_inner());
+    // Dropping the system copy unloads it; the next call loads the pinned one instead.
+    if guard.as_ref().is_some_and(|e| !e.pinned) && dir.join(PINNED_LIBRARY).is_file() {
+        *guard = None;
+    }
+}
 
 fn with_espeak<T>(f: impl FnOnce(&mut Espeak) -> Result<T, EspeakError>) -> Result<T, EspeakError> {
+    let pinned = PINNED_DIR.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // A panic while phonemizing leaves espeak-ng's state as good as any other call would.
     let mut guard = ESPEAK.lock().unwrap_or_else(|p| p.into_inner());
     if guard.is_none() {
-        *guard = Some(load()?);
+        *guard = Some(load(pinned.as_deref())?);
     }
     match guard.as_mut() {
         Some(e) => f(e),
@@ -139,6 +209,29 @@ fn with_espeak<T>(f: impl FnOnce(&mut Espeak) -> Result<T, EspeakError>) -> Resu
 /// The loaded espeak-ng's version and data directory, for `reelbox doctor`.
 pub fn info() -> Result<(String, String), EspeakError> {
     with_espeak(|e| Ok((e.version.clone(), e.data_dir.clone())))
+}
+
+/// Which espeak-ng is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub version: String,
+    pub data_dir: String,
+    /// The library's path, or the system name it was found by.
+    pub library: String,
+    /// True for the copy `reelbox setup` installed.
+    pub pinned: bool,
+}
+
+/// The loaded espeak-ng (loading it when needed).
+pub fn loaded() -> Result<Loaded, EspeakError> {
+    with_espeak(|e| {
+        Ok(Loaded {
+            version: e.version.clone(),
+            data_dir: e.data_dir.clone(),
+            library: e.library.clone(),
+            pinned: e.pinned,
+        })
+    })
 }
 
 /// One clause as espeak-ng phonemized it.

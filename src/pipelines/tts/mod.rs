@@ -1,9 +1,9 @@
 //! Piper text-to-speech: espeak-ng phonemes → Piper ids → VITS model → int16 audio with
 //! per-sentence start/end times (subtitles use them).
 //!
-//! Ids match Piper 1.8.0 exactly for the same phonemes. Phonemes come from the system's
-//! espeak-ng; Piper's wheel bundles 1.52, Debian 12 ships 1.51, and a few words differ
-//! between them (see MODELS.md §1 and the golden tests, which name the version).
+//! Ids match Piper 1.8.0 exactly for the same phonemes. Phonemes come from the espeak-ng
+//! 1.52 that `reelbox setup` pins (the version Piper's wheel bundles), else the system's;
+//! Debian 12 ships 1.51, and a few words differ between them (see MODELS.md §1).
 
 use std::path::PathBuf;
 
@@ -234,6 +234,7 @@ pub fn synthesize(
     run: SynthesisRun,
 ) -> Result<Speech, TtsError> {
     let SynthesisRun { device, progress, cancel, mut on_sentence } = run;
+    espeak::use_pinned(&espeak::pinned_dir(&engine.config().data_dir));
     let cfg = &voice.config;
     let sid = cfg.speaker_id(opts.speaker.as_deref())?;
     let scales = Scales {
