@@ -164,6 +164,8 @@ async fn reelbox(home: &Path, endpoint: &str, args: &[&str]) -> std::process::Ou
         .args(args)
         .env_remove("REELBOX_CONFIG")
         .env_remove("HF_TOKEN")
+        .env_remove("REELBOX_URL")
+        .env("REELBOX_ONNXRUNTIME", common::provision::runtime())
         .env("XDG_CONFIG_HOME", home.join("no-config"))
         .env("REELBOX_DATA_DIR", home.join("data"))
         .env("REELBOX_MODELS_DIR", home.join("models"))
@@ -211,10 +213,21 @@ async fn voices_list_from_the_served_index_then_pull_one_that_speaks() {
     let german = listed(&reelbox(home.path(), &endpoint, &["voices", "list", "--lang", "de_DE", "--json"]).await);
     assert_eq!(german[0]["installed"], true);
 
-    // The pulled voice speaks German through the usual voice lookup.
-    let voice =
-        reelbox::pipelines::tts::Voice::find(&home.path().join("models"), "de_DE-thorsten-medium").expect("found");
-    assert_eq!(voice.config.espeak_voice, "de");
+    // The pulled voice is one tts model of the catalog and speaks German by its name.
+    let models = reelbox(home.path(), &endpoint, &["models", "list", "--json"]).await;
+    assert!(models.status.success(), "{}", text(&models));
+    let models: serde_json::Value = serde_json::from_slice(&models.stdout).expect("models JSON");
+    let listed: Vec<&serde_json::Value> =
+        models["models"].as_array().expect("models").iter().filter(|m| m["name"] == "de_DE-thorsten-medium").collect();
+    assert_eq!(listed.len(), 1, "listed once: {models}");
+    assert_eq!(listed[0]["kind"], "tts");
+    let wav = home.path().join("guten-tag.wav");
+    let wav_arg = wav.to_str().expect("utf-8 path");
+    let args = ["say", "--local", "--voice", "de_DE-thorsten-medium", "Guten Tag. Wie geht's?", "-o", wav_arg];
+    let say = reelbox(home.path(), &endpoint, &args).await;
+    assert!(say.status.success(), "say failed: {}", text(&say));
+    let spec = hound::WavReader::open(&wav).expect("a WAV file").spec();
+    assert_eq!(spec.sample_rate, 22050);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
