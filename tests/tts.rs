@@ -311,3 +311,44 @@ fn concurrent_syntheses_share_espeak_and_the_session_safely() {
         }
     });
 }
+
+/// A tiny Piper-interface voice (the parity fixture's) speaking espeak-ng voice `espeak`.
+fn tiny_voice_for(dir: &Path, espeak: &str) -> Voice {
+    let src = common::fixture("models/tiny-piper/en/tiny-en.onnx");
+    let model = dir.join(format!("tiny-{espeak}.onnx"));
+    std::fs::copy(&src, &model).expect("copy the tiny voice");
+    let config = std::fs::read_to_string(src.with_extension("onnx.json")).expect("tiny config");
+    let mut config: serde_json::Value = serde_json::from_str(&config).expect("json");
+    config["espeak"]["voice"] = serde_json::json!(espeak);
+    std::fs::write(model.with_extension("onnx.json"), config.to_string()).expect("write config");
+    Voice::load(&model).expect("voice loads")
+}
+
+#[test]
+fn cyrillic_and_greek_texts_get_their_own_sentences_timings_and_subtitles() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(&provision::test_config(tmp.path()));
+    for (espeak, text, want) in [
+        ("ru", "Привет, мир. Как дела? Хорошо!", vec!["Привет, мир.", "Как дела?", "Хорошо!"]),
+        ("el", "Καλημέρα σας. Είμαι καλά!", vec!["Καλημέρα σας.", "Είμαι καλά!"]),
+    ] {
+        let voice = tiny_voice_for(tmp.path(), espeak);
+        let speech = say(&engine, &voice, text, &noiseless()).expect("speaks");
+        let texts: Vec<&str> = speech.sentences.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts, want, "{espeak}");
+        // The timings tile the audio: each sentence starts where the last one ended.
+        assert_eq!(speech.sentences[0].start, 0.0);
+        for pair in speech.sentences.windows(2) {
+            assert!(pair[0].end > pair[0].start && (pair[0].end - pair[1].start).abs() < 1e-9, "{espeak}: {pair:?}");
+        }
+        let last = speech.sentences.last().expect("sentences");
+        assert!((last.end - speech.duration()).abs() < 1e-9);
+        let cues: Vec<reelbox::media::subtitles::Cue> = speech
+            .sentences
+            .iter()
+            .map(|s| reelbox::media::subtitles::Cue::new(s.start, s.end, s.text.clone()))
+            .collect();
+        let srt = reelbox::media::subtitles::to_srt(&cues);
+        assert!(want.iter().all(|w| srt.contains(w)), "{espeak}: {srt}");
+    }
+}
