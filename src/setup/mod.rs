@@ -171,6 +171,9 @@ pub async fn setup(config: &Config, opts: &SetupOptions) -> Result<SetupReport, 
         GpuChoice::Auto if gpus.is_empty() => Flavor::Cpu,
         GpuChoice::Auto => Flavor::Gpu,
     };
+    // The pinned espeak-ng, when an earlier run installed it, is what the espeak-ng piece
+    // finds (and what makes the system's unnecessary).
+    crate::pipelines::tts::espeak::use_pinned(&crate::pipelines::tts::espeak::pinned_dir(&config.data_dir));
     // System pieces first: the runtime install needs pip.
     let mut system_out = Vec::new();
     for piece in Piece::ALL {

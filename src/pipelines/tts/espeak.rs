@@ -181,11 +181,13 @@ static PINNED_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// Makes later loads try the pinned espeak-ng in `dir` (see [`pinned_dir`]) before the
 /// system's. A system library loaded earlier is replaced once the pinned one is installed.
 pub fn use_pinned(dir: &Path) {
-    let mut pinned = PINNED_DIR.lock().unwrap_or_else(|p| p.into_inner());
-    if pinned.as_deref() == Some(dir) {
-        return;
+    {
+        let mut pinned = PINNED_DIR.lock().unwrap_or_else(|p| p.into_inner());
+        if pinned.as_deref() != Some(dir) {
+            *pinned = Some(dir.to_path_buf());
+        }
     }
-    *pinned = Some(dir.to_path_buf());
+    // Checked on every call (one stat), so a copy installed while running takes over.
     let mut guard = ESPEAK.lock().unwrap_or_else(|p| p.into_inner());
     // Dropping the system copy unloads it; the next call loads the pinned one instead.
     if guard.as_ref().is_some_and(|e| !e.pinned) && dir.join(PINNED_LIBRARY).is_file() {
