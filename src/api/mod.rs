@@ -125,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/upscale", post(media::upscale))
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/models/pull", post(models::pull))
+        .route("/api/v1/models/import", post(models::import))
         .route("/api/v1/system", get(system::system))
         .route("/api/v1/telemetry", get(telemetry::stream))
         .route("/metrics", get(metrics::metrics))

@@ -147,6 +147,47 @@ pub async fn pull(
     Ok(accepted(&state, &job, existing))
 }
 
+/// Body of `POST /api/v1/models/import`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBody {
+    /// A checkpoint, Piper voice or ONNX folder on the daemon's machine.
+    pub path: String,
+    /// Name to install it under (default: from the file name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The model kind, when the files do not tell.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// LoRAs to fuse, `FILE[:SCALE]`.
+    #[serde(default)]
+    pub loras: Vec<String>,
+    /// Half-precision weights.
+    #[serde(default)]
+    pub fp16: bool,
+    /// Higher runs first (default 0).
+    #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
+    pub priority: i32,
+}
+
+/// Import (and convert, self-checked) a model as a `model_import` job (progress as job events).
+#[utoipa::path(post, path = "/api/v1/models/import", request_body = ImportBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
+    responses((status = 202, body = super::views::JobView), (status = 400, body = super::error::ErrorBody)))]
+pub async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ImportBody>,
+) -> Result<Response, ApiError> {
+    super::jobs::require_admin(&caller)?;
+    let key = idempotency_key(&headers)?;
+    let params = json!({"path": req.path, "name": req.name, "kind": req.kind, "loras": req.loras, "fp16": req.fp16});
+    let (job, existing) = submit_job(&state, &caller, "model_import", params, req.priority, key).await?;
+    Ok(accepted(&state, &job, existing))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

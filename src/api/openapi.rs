@@ -43,6 +43,7 @@ use super::{
         media::upscale,
         models::list,
         models::pull,
+        models::import,
         system::system,
         keys::create,
         keys::list,
@@ -89,6 +90,7 @@ use super::{
         models::ModelView,
         models::ModelList,
         models::PullRequest,
+        models::ImportBody,
         keys::CreateKeyRequest,
         keys::KeyView,
     ))

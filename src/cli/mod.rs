@@ -18,6 +18,7 @@ mod image;
 mod jobs;
 mod keys;
 mod models;
+mod models_import;
 mod profiles;
 mod render;
 mod say;

@@ -1,16 +1,14 @@
 //! `reelbox models ...`: the configured models directory, managed from this machine
 //! (list, pull, verify, rm, import). `list --json` prints what `GET /api/v1/models` answers.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::api::models::catalog;
 use reelbox::config::Config;
-use reelbox::models::{ModelKind, ModelStore, PullProgress};
+use reelbox::models::{ModelStore, PullProgress};
 
 use super::{Global, table};
 
@@ -34,16 +32,9 @@ pub enum ModelsAction {
     Verify { name: Option<String> },
     /// Remove an installed model.
     Rm { name: String },
-    /// Install a model from a local directory or a Piper voice `.onnx`.
-    Import {
-        path: PathBuf,
-        /// Name to install it under (default: from the file or directory name).
-        #[arg(long)]
-        name: Option<String>,
-        /// tts, diffusion, lipsync, upscale or face (default: guessed from the files).
-        #[arg(long)]
-        kind: Option<String>,
-    },
+    /// Install a model: convert a checkpoint (upscaler or Wav2Lip `.pth`), or copy a ready
+    /// ONNX folder or Piper voice `.onnx`.
+    Import(super::models_import::ImportArgs),
 }
 
 /// Runs a `models` action.
@@ -65,23 +56,7 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ModelsAction::Import { path, name, kind } => {
-            let kind =
-                match kind.as_deref() {
-                    None => None,
-                    Some(k) => Some(ModelKind::parse(k).with_context(|| {
-                        format!("--kind {k:?} is not one of tts, diffusion, lipsync, upscale, face")
-                    })?),
-                };
-            let m = store.import(&path, name.as_deref(), kind)?;
-            if g.json {
-                println!("{}", serde_json::to_string_pretty(&m)?);
-            } else {
-                let dir = store.model_dir(&m.name);
-                println!("imported {} ({}, {} files) into {}", m.name, m.kind.as_str(), m.files.len(), dir.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        ModelsAction::Import(args) => super::models_import::run(g, &config, args),
     }
 }
 

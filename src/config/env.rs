@@ -46,6 +46,13 @@ pub fn python() -> Option<String> {
     std::env::var("REELBOX_PYTHON").ok().filter(|s| !s.is_empty())
 }
 
+/// `REELBOX_CONVERT_PYENV`: the Python environment (a venv directory) model conversions
+/// run in, instead of the managed `<data>/pyenv/convert-<hash>`; created there on first use
+/// like the managed one. Tests and CI point it at one cached environment outside the data dir.
+pub fn convert_pyenv() -> Option<PathBuf> {
+    non_empty("REELBOX_CONVERT_PYENV").map(PathBuf::from)
+}
+
 /// `REELBOX_FAKE_GPUS`: the fake GPU list, when set to something other than blanks.
 pub fn fake_gpus() -> Option<String> {
     std::env::var(REELBOX_FAKE_GPUS).ok().filter(|s| !s.trim().is_empty())

@@ -25,6 +25,7 @@ pub mod image;
 pub mod inputs;
 pub mod lipsync;
 pub mod memory;
+pub mod model_import;
 pub mod model_pull;
 pub mod render;
 pub mod speech;
@@ -229,5 +230,6 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(image::Image),
         Arc::new(render::Render),
         Arc::new(model_pull::ModelPull),
+        Arc::new(model_import::ModelImport),
     ]
 }

@@ -51,25 +51,52 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<
     if !manifest::valid_name(&name) {
         return Err(fail(format!("name {name:?} may only use letters, digits, '-', '_' and '.'")));
     }
+    let manifest = manifest_of(path, name, kind, format!("imported from {}", path.display()), &copies)?;
+    Ok(ImportPlan { manifest, copies })
+}
+
+/// The manifest of a converted model in `dir` (every file in it, hashed).
+pub fn plan_converted(dir: &Path, name: &str, kind: ModelKind, summary: String) -> Result<Manifest, ModelError> {
+    let copies = walk(dir).map_err(|e| ModelError::Import { path: dir.to_path_buf(), reason: e.to_string() })?;
+    manifest_of(dir, name.to_string(), kind, summary, &copies)
+}
+
+/// True when `path` is a checkpoint to convert rather than ONNX files to copy: a file
+/// that is not `.onnx` (`.pth`, `.pt`, `.ckpt`, `.safetensors`, `.bin`, or anything else,
+/// which the converter then names as unknown).
+pub fn needs_conversion(path: &Path) -> bool {
+    path.is_file() && path.extension().is_none_or(|x| x != "onnx")
+}
+
+impl super::ModelStore {
+    /// Whether a model named `name` is installed, with a manifest or found as a
+    /// directory: installing over it would move a manifest-less model directory aside.
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.installed_manifest_path(name).exists()
+            || super::Catalog::of(self).get(name).is_some_and(|c| c.dir().is_some())
+    }
+}
+
+/// A manifest listing `copies` (hashed) under `name`; `path` is what errors name.
+fn manifest_of(
+    path: &Path,
+    name: String,
+    kind: ModelKind,
+    summary: String,
+    copies: &[(String, PathBuf)],
+) -> Result<Manifest, ModelError> {
+    let fail = |reason: String| ModelError::Import { path: path.to_path_buf(), reason };
     if copies.is_empty() {
         return Err(fail("nothing to import".into()));
     }
     let mut files = Vec::with_capacity(copies.len());
-    for (rel, src) in &copies {
+    for (rel, src) in copies {
         let (sha256, size) = hash_file(src).map_err(|e| fail(format!("{}: {e}", src.display())))?;
         files.push(ManifestFile { path: rel.clone(), size, sha256 });
     }
-    let manifest = Manifest {
-        name,
-        kind,
-        demo: false,
-        summary: format!("imported from {}", path.display()),
-        sources: Vec::new(),
-        files,
-        license: None,
-    };
+    let manifest = Manifest { name, kind, demo: false, summary, sources: Vec::new(), files, license: None };
     manifest.validate().map_err(|e| fail(e.to_string()))?;
-    Ok(ImportPlan { manifest, copies })
+    Ok(manifest)
 }
 
 fn dir_name(path: &Path) -> String {

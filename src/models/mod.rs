@@ -13,9 +13,10 @@ use crate::config::Config;
 use crate::store::records::{Millis, now_ms};
 
 mod catalog;
+pub mod convert;
 pub mod fetch;
 mod hf;
-mod import;
+pub mod import;
 mod layout;
 pub mod manifest;
 pub mod piper;
@@ -335,9 +336,7 @@ impl ModelStore {
         let m = &plan.manifest;
         // Any installed model of that name, with a manifest or found as a directory: the
         // install below would otherwise move a manifest-less model directory aside.
-        let taken = self.installed_manifest_path(&m.name).exists()
-            || Catalog::of(self).get(&m.name).is_some_and(|c| c.dir().is_some());
-        if taken {
+        if self.name_taken(&m.name) {
             return Err(ModelError::Import {
                 path: path.to_path_buf(),
                 reason: format!(

@@ -213,6 +213,7 @@ status_enum! {
         Motion => "motion",
         TalkingHead => "talking_head",
         Mux => "mux",
+        Import => "import",
     }
 }
 

@@ -125,7 +125,7 @@ impl Upscaler {
     /// One run on a small blank image to learn the scale of a dynamic model.
     fn probe_scale(&self) -> Result<u32, UpscaleError> {
         let (h, w) = self.fixed.unwrap_or((16, 16));
-        let (data, (oh, ow)) = self.run(vec![0.0; 3 * (h * w) as usize], h, w)?;
+        let (data, (oh, ow)) = self.run_tile(vec![0.0; 3 * (h * w) as usize], h, w)?;
         drop(data);
         if oh % h != 0 || ow / w != oh / h {
             return Err(UpscaleError::Interface {
@@ -151,8 +151,9 @@ impl Upscaler {
         &self.path
     }
 
-    /// Runs one CHW tile; returns the output CHW data and its (height, width).
-    fn run(&self, chw: Vec<f32>, h: u32, w: u32) -> Result<(Vec<f32>, (u32, u32)), UpscaleError> {
+    /// Runs one CHW tile; returns the output CHW data and its (height, width). Public for
+    /// the import self-check, which compares one raw tile with PyTorch.
+    pub fn run_tile(&self, chw: Vec<f32>, h: u32, w: u32) -> Result<(Vec<f32>, (u32, u32)), UpscaleError> {
         let model = format!("{} on a {w}x{h} tile", self.path.display());
         let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw))
             .map_err(EngineError::input(&model, &self.input))?;
@@ -197,7 +198,7 @@ impl Upscaler {
                     }
                 }
             }
-            let (data, (oh, ow)) = self.run(chw, mh, mw)?;
+            let (data, (oh, ow)) = self.run_tile(chw, mh, mw)?;
             if oh != mh * s || ow != mw * s {
                 return Err(UpscaleError::TileSize {
                     model: self.path.clone(),

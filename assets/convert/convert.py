@@ -1,0 +1,201 @@
+"""reelbox's model converter: turns a checkpoint people already have into the ONNX layout
+reelbox runs, and writes the inputs and PyTorch outputs its self-check compares against.
+
+reelbox writes this file (embedded in its binary) into a scratch directory and runs it
+with the managed environment's Python. Protocol on stdout, one line each:
+  PROGRESS <step> <total> <message>   a step of the conversion
+  RESULT <json>                       the last line on success
+  ERROR <message>                     the last line on a refusal (exit status 2)
+Reference tensors are raw little-endian float32 files in --check, shapes in RESULT.
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+OPSET = 17
+
+
+class Refused(Exception):
+    """A refusal with a message for the user (names the file)."""
+
+
+def progress(step, total, message):
+    print(f"PROGRESS {step} {total} {message}", flush=True)
+
+
+def setup_torch():
+    import torch
+
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.manual_seed(0)
+    for cat in (DeprecationWarning, UserWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=cat)
+    try:
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    except AttributeError:
+        pass
+    return torch
+
+
+def save_tensor(check_dir, name, t):
+    """Writes a reference tensor; returns its entry for RESULT."""
+    import numpy as np
+
+    arr = np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype="<f4")
+    arr.tofile(os.path.join(check_dir, name + ".f32"))
+    return {"file": name + ".f32", "shape": list(arr.shape)}
+
+
+def load_state_dict(path):
+    """A checkpoint's tensors, or a refusal naming the file."""
+    torch = setup_torch()
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(path)
+        else:
+            # weights_only: a checkpoint is data, never code to run.
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means the file is unreadable
+        if "pickl" in type(e).__name__.lower():
+            # torch's own text suggests weights_only=False, i.e. running the file's code: never.
+            raise Refused(f"{path}: not a readable checkpoint (corrupt, or a pickle that holds code, not only tensors)")
+        raise Refused(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+    if not isinstance(sd, dict) or not sd:
+        raise Refused(f"{path}: not a checkpoint of named tensors")
+    return sd
+
+
+def export(torch, model, args, path, input_names, output_names, dynamic_axes):
+    with torch.no_grad():
+        torch.onnx.export(
+            model, args, path, input_names=input_names, output_names=output_names,
+            dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False,
+        )
+
+
+def convert_upscaler(path, sd, out_dir, check_dir):
+    torch = setup_torch()
+    import spandrel
+
+    try:
+        desc = spandrel.ModelLoader(device="cpu").load_from_state_dict(sd)
+    except spandrel.UnsupportedModelError:
+        raise Refused(
+            f"{path}: unknown model format (not an upscaler spandrel knows, nor Wav2Lip, "
+            "Stable Diffusion or a LoRA)"
+        )
+    except Exception as e:  # noqa: BLE001
+        raise Refused(f"{path}: looks like an upscaler but its weights do not load ({e})")
+    if not isinstance(desc, spandrel.ImageModelDescriptor) or desc.input_channels != 3 or desc.output_channels != 3:
+        raise Refused(f"{path}: {desc.architecture.name} is not an RGB image-to-image model")
+    if desc.scale < 1:
+        raise Refused(f"{path}: {desc.architecture.name} has scale {desc.scale}")
+    progress(1, 3, f"loaded {desc.architecture.name} x{desc.scale}")
+    model = desc.model.eval().float()
+    req = desc.size_requirements
+    side = max(32, req.minimum)
+    if req.multiple_of > 1:
+        side = -(-side // req.multiple_of) * req.multiple_of
+    g = torch.Generator().manual_seed(1234)
+    x = torch.rand(1, 3, side, side, generator=g)
+    onnx_path = os.path.join(out_dir, "model.onnx")
+    export(torch, model, (x,), onnx_path, ["input"], ["output"],
+           {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "out_height", 3: "out_width"}})
+    progress(2, 3, "exported ONNX with dynamic height and width")
+    with torch.no_grad():
+        y = model(x)
+    check = {"input": save_tensor(check_dir, "input", x), "expected": save_tensor(check_dir, "expected", y)}
+    progress(3, 3, "computed the PyTorch reference tile")
+    return {
+        "kind": "upscale",
+        "format": desc.architecture.name,
+        "summary": f"{desc.architecture.name} x{desc.scale} upscaler",
+        "details": {"architecture": desc.architecture.name, "scale": desc.scale},
+        "check": check,
+    }
+
+
+def convert_wav2lip(path, sd, out_dir, check_dir):
+    torch = setup_torch()
+    from wav2lip_arch import Wav2Lip, clean_state_dict
+
+    model = Wav2Lip()
+    try:
+        model.load_state_dict(clean_state_dict(sd), strict=True)
+    except Exception as e:  # noqa: BLE001
+        raise Refused(f"{path}: Wav2Lip weights do not fit the Wav2Lip generator ({str(e).splitlines()[0][:200]})")
+    model.eval()
+    progress(1, 3, "loaded the Wav2Lip generator")
+    g = torch.Generator().manual_seed(1234)
+    batch = 4
+    mel = (torch.rand(batch, 1, 80, 16, generator=g) * 8 - 4)
+    faces = torch.rand(batch, 6, 96, 96, generator=g)
+    faces[:, :3, 48:, :] = 0  # the masked copy, as the pipeline feeds it
+    onnx_path = os.path.join(out_dir, "model.onnx")
+    export(torch, model, (mel, faces), onnx_path, ["mel_spectrogram", "video_frames"], ["predicted_frames"],
+           {"mel_spectrogram": {0: "batch"}, "video_frames": {0: "batch"}, "predicted_frames": {0: "batch"}})
+    progress(2, 3, "exported ONNX with a dynamic batch")
+    with torch.no_grad():
+        y = model(mel, faces)
+    check = {
+        "mel": save_tensor(check_dir, "mel", mel),
+        "faces": save_tensor(check_dir, "faces", faces),
+        "expected": save_tensor(check_dir, "expected", y),
+    }
+    progress(3, 3, f"computed the PyTorch reference for a batch of {batch} frames")
+    return {"kind": "lipsync", "format": "wav2lip", "summary": "Wav2Lip generator", "details": {}, "check": check}
+
+
+def convert_file(args):
+    from wav2lip_arch import looks_like_wav2lip
+
+    path = args.input
+    sd = load_state_dict(path)
+    keys = list(sd.keys())
+    if looks_like_wav2lip(keys) or (isinstance(sd.get("state_dict"), dict) and looks_like_wav2lip(sd["state_dict"].keys())):
+        return convert_wav2lip(path, sd, args.out, args.check)
+    if any(".lora_down." in k or ".lora_A." in k or k.startswith("lora_") for k in keys if isinstance(k, str)):
+        raise Refused(f"{path}: is a LoRA; import its base model with --lora {os.path.basename(path)}")
+    if any(isinstance(k, str) and k.startswith("model.diffusion_model.") for k in keys):
+        raise Refused(f"{path}: Stable Diffusion checkpoints are not converted by this reelbox yet")
+    if isinstance(sd.get("params_ema"), dict) or isinstance(sd.get("params"), dict):
+        sd = sd.get("params_ema") or sd["params"]
+    if not all(hasattr(v, "shape") for v in sd.values()):
+        raise Refused(f"{path}: unknown model format (no tensors at the top level)")
+    return convert_upscaler(path, sd, args.out, args.check)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--out", required=True, help="the model directory to fill")
+    ap.add_argument("--check", required=True, help="where reference tensors go")
+    ap.add_argument("--lora", action="append", default=[], help="FILE:SCALE")
+    ap.add_argument("--fp16", action="store_true")
+    args = ap.parse_args()
+    try:
+        if not os.path.exists(args.input):
+            raise Refused(f"{args.input}: no such file or directory")
+        if args.fp16:
+            raise Refused(f"{args.input}: --fp16 is not supported for this format (reelbox runs it in float32)")
+        if os.path.isdir(args.input):
+            raise Refused(f"{args.input}: a directory that is neither a diffusers folder this reelbox converts nor an ONNX layout")
+        if args.lora:
+            raise Refused(f"{args.input}: --lora applies to Stable Diffusion base models only")
+        result = convert_file(args)
+    except Refused as e:
+        print(f"ERROR {e}", flush=True)
+        sys.exit(2)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

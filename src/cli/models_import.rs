@@ -1,0 +1,92 @@
+//! `reelbox models import PATH`: brings a user's model in on this machine. Ready ONNX
+//! layouts and Piper voices are copied; checkpoints are converted in the managed Python
+//! environment and self-checked before they are installed (`kinds::model_import`, the same
+//! code the `model_import` job runs). `--prepare-env` only creates that environment.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use reelbox::config::Config;
+use reelbox::engine::Engine;
+use reelbox::gpu::DeviceId;
+use reelbox::kinds::model_import::{ImportRequest, import_model};
+use reelbox::models::convert::PyEnv;
+
+use super::Global;
+
+/// `reelbox models import` arguments.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A checkpoint (`.pth`, `.ckpt`, `.safetensors`), a Piper voice `.onnx`, or an ONNX folder.
+    #[arg(required_unless_present = "prepare_env")]
+    pub path: Option<PathBuf>,
+    /// Name to install it under (default: from the file or directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// tts, diffusion, lipsync, upscale or face (default: told from the files).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// A LoRA to fuse into a Stable Diffusion base, FILE[:SCALE] (repeatable).
+    #[arg(long = "lora", value_name = "FILE[:SCALE]")]
+    pub loras: Vec<String>,
+    /// Export half-precision weights.
+    #[arg(long)]
+    pub fp16: bool,
+    /// Only create the conversion environment (pinned PyTorch and friends) and exit.
+    #[arg(long)]
+    pub prepare_env: bool,
+}
+
+/// Runs `models import`.
+pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let log = |line: &str| {
+        if !g.json {
+            eprintln!("{line}");
+        }
+    };
+    if args.prepare_env {
+        let env = PyEnv::for_config(config);
+        env.ensure(&log)?;
+        println!("{}", env.dir().display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let request = ImportRequest {
+        path: args.path.map(|p| p.display().to_string()),
+        name: args.name,
+        kind: args.kind,
+        loras: args.loras,
+        fp16: Some(args.fp16),
+    };
+    let params = request.resolve().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = Engine::new(config);
+    let progress = |step: u64, total: u64, message: &str| {
+        if total > 0 {
+            log(&format!("[{step}/{total}] {message}"));
+        } else {
+            log(message);
+        }
+    };
+    let report = import_model(config, &engine, DeviceId::Cpu, &params, &progress, &|| false)
+        .with_context(|| format!("cannot import {}", params.path.display()))?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let how = match (&report.converted_from, &report.self_check) {
+        (Some(format), Some(c)) => format!(
+            ", converted from {format}; self-check: largest difference {:.2e} on {} (allowed {:.0e})",
+            c.max_abs_diff, c.compared, c.tolerance
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "imported {} ({}, {} files) into {}{how}",
+        report.name,
+        report.kind.as_str(),
+        report.files,
+        report.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,362 @@
+//! Converting the checkpoints people already have (upscaler and Wav2Lip `.pth` files) into
+//! the ONNX layouts reelbox runs. The converter is a Python script shipped inside the
+//! binary (`assets/convert/`), written out at run time and run in the managed environment
+//! ([`pyenv`]). It fills a staging directory and writes the inputs and PyTorch outputs of a
+//! self-check; the caller runs the same inputs through reelbox's own pipeline and only
+//! then calls [`Conversion::install`]. Dropping a conversion that was not installed
+//! removes its staging directory, so a failed conversion installs nothing.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::manifest::ModelKind;
+use super::{Manifest, ModelError, ModelStore, import};
+use crate::config::Config;
+
+pub mod pyenv;
+
+pub use pyenv::PyEnv;
+
+/// The pinned packages of the conversion environment.
+pub const REQUIREMENTS: &str = include_str!("../../../assets/convert/requirements.txt");
+/// The scripts written into a scratch directory for each conversion.
+const SCRIPTS: [(&str, &str); 2] = [
+    ("convert.py", include_str!("../../../assets/convert/convert.py")),
+    ("wav2lip_arch.py", include_str!("../../../assets/convert/wav2lip_arch.py")),
+];
+/// The file in a converted model's directory that says what it was made from.
+pub const CONVERSION_FILE: &str = "conversion.json";
+/// How often a running conversion looks at its cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(200);
+
+/// Why a conversion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("cannot prepare the conversion environment {} ({step}): {reason}", .dir.display())]
+    Env { dir: PathBuf, step: String, reason: String },
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The converter refused the input; the message names the file.
+    #[error("{message}")]
+    Refused { message: String },
+    #[error("the converter failed on {}: {tail}", .input.display())]
+    Crashed { input: PathBuf, tail: String },
+    #[error("the converter's result for {} is not readable", .input.display())]
+    BadResult {
+        input: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("reference tensor {name}: {reason}")]
+    BadTensor { name: String, reason: String },
+    #[error("canceled")]
+    Canceled,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// What to convert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConvertRequest {
+    /// The checkpoint file (or folder) on this machine.
+    pub input: PathBuf,
+    /// The name to install it under.
+    pub name: String,
+    /// LoRAs to fuse, with their scales.
+    pub loras: Vec<(PathBuf, f32)>,
+    /// Export half-precision weights.
+    pub fp16: bool,
+}
+
+/// A reference tensor the converter wrote: a raw little-endian f32 file and its shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorRef {
+    pub file: String,
+    pub shape: Vec<usize>,
+}
+
+/// The converter's `RESULT` line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Converted {
+    /// The model kind, as manifests spell it.
+    pub kind: String,
+    /// The source format (spandrel's architecture name, `wav2lip`, ...).
+    pub format: String,
+    pub summary: String,
+    /// Format facts worth keeping (an upscaler's scale, a model's base and LoRAs).
+    pub details: serde_json::Value,
+    /// Reference tensors of the self-check by role (`input`, `expected`, ...).
+    pub check: BTreeMap<String, TensorRef>,
+}
+
+/// A converted model in its staging directory, not installed yet.
+pub struct Conversion {
+    pub request: ConvertRequest,
+    pub result: Converted,
+    pub kind: ModelKind,
+    staging: PathBuf,
+    check: tempfile::TempDir,
+    installed: bool,
+}
+
+/// A line of converter progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvertProgress {
+    pub step: u64,
+    pub total: u64,
+    pub message: String,
+}
+
+impl Conversion {
+    /// The directory the converted model's files are in until installed.
+    pub fn staging(&self) -> &Path {
+        &self.staging
+    }
+
+    /// A reference tensor by role: its values and shape.
+    pub fn tensor(&self, role: &str) -> Result<(Vec<f32>, Vec<usize>), ConvertError> {
+        let bad = |reason: String| ConvertError::BadTensor { name: role.to_string(), reason };
+        let r = self.result.check.get(role).ok_or_else(|| bad("the converter wrote none".into()))?;
+        let path = self.check.path().join(&r.file);
+        let bytes = std::fs::read(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let n: usize = r.shape.iter().product();
+        if bytes.len() != n * 4 {
+            return Err(bad(format!("{} bytes for shape {:?}", bytes.len(), r.shape)));
+        }
+        let data = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Ok((data, r.shape.clone()))
+    }
+
+    /// Moves the checked model into place with a manifest; `check` (the self-check's
+    /// report) is kept in the model's `conversion.json` beside the source and details.
+    pub fn install(mut self, store: &ModelStore, check: &serde_json::Value) -> Result<Manifest, ConvertError> {
+        let record = serde_json::json!({
+            "source": self.request.input,
+            "format": self.result.format,
+            "details": self.result.details,
+            "loras": self.request.loras.iter().map(|(f, s)| serde_json::json!({"file": f, "scale": s})).collect::<Vec<_>>(),
+            "fp16": self.request.fp16,
+            "self_check": check,
+        });
+        let path = self.staging.join(CONVERSION_FILE);
+        let text = serde_json::to_string_pretty(&record)
+            .map_err(|source| ConvertError::BadResult { input: self.request.input.clone(), source })?;
+        std::fs::write(&path, text).map_err(|source| ConvertError::Io { path: path.clone(), source })?;
+        let summary = format!("{} converted from {}", self.result.summary, self.request.input.display());
+        let manifest = import::plan_converted(&self.staging, &self.request.name, self.kind, summary)?;
+        store.install_dir(&self.staging, &manifest)?;
+        self.installed = true;
+        Ok(manifest)
+    }
+}
+
+impl Drop for Conversion {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+/// A name for a converted model from its file: the stem with other characters as `-`.
+pub fn default_name(input: &Path) -> String {
+    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    if name.trim_matches('-').is_empty() { "imported".into() } else { name }
+}
+
+/// Converts `req.input` into a staging directory under the models dir, creating the
+/// environment first if needed. `progress` gets the converter's steps and setup lines;
+/// `canceled` is polled while it runs (the converter is killed when it says so).
+pub fn convert(
+    config: &Config,
+    store: &ModelStore,
+    req: &ConvertRequest,
+    progress: &dyn Fn(ConvertProgress),
+    canceled: &dyn Fn() -> bool,
+) -> Result<Conversion, ConvertError> {
+    let env = PyEnv::for_config(config);
+    env.ensure(&|line| progress(ConvertProgress { step: 0, total: 0, message: line.to_string() }))?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ConvertError::Io { path: path.clone(), source }
+    };
+    let scripts = tempfile::tempdir().map_err(io(Path::new("/tmp")))?;
+    for (name, text) in SCRIPTS {
+        let p = scripts.path().join(name);
+        std::fs::write(&p, text).map_err(io(&p))?;
+    }
+    let check = tempfile::tempdir().map_err(io(Path::new("/tmp")))?;
+    let staging = store.models_dir().join(".staging").join(&req.name);
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    // From here the staging directory belongs to the conversion (removed on any error).
+    let mut conv = Conversion {
+        request: req.clone(),
+        result: Converted {
+            kind: String::new(),
+            format: String::new(),
+            summary: String::new(),
+            details: serde_json::Value::Null,
+            check: BTreeMap::new(),
+        },
+        kind: ModelKind::Upscale,
+        staging,
+        check,
+        installed: false,
+    };
+    let mut cmd = Command::new(env.python());
+    cmd.arg(scripts.path().join("convert.py"))
+        .arg("--input")
+        .arg(&req.input)
+        .arg("--out")
+        .arg(&conv.staging)
+        .arg("--check")
+        .arg(conv.check.path())
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    for (file, scale) in &req.loras {
+        cmd.arg("--lora").arg(format!("{}:{scale}", file.display()));
+    }
+    if req.fp16 {
+        cmd.arg("--fp16");
+    }
+    let result = run_script(&mut cmd, &req.input, progress, canceled)?;
+    conv.kind = ModelKind::parse(&result.kind).ok_or_else(|| ConvertError::Crashed {
+        input: req.input.clone(),
+        tail: format!("unknown model kind {:?} in its result", result.kind),
+    })?;
+    conv.result = result;
+    Ok(conv)
+}
+
+/// What the converter printed, line by line.
+enum Line {
+    Out(String),
+    Err(String),
+}
+
+/// Runs the converter: forwards `PROGRESS` lines, returns the `RESULT`, turns `ERROR` into
+/// a refusal and anything else that ends it into a failure with the last lines of output.
+fn run_script(
+    cmd: &mut Command,
+    input: &Path,
+    progress: &dyn Fn(ConvertProgress),
+    canceled: &dyn Fn() -> bool,
+) -> Result<Converted, ConvertError> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ConvertError::Io { path: PathBuf::from("python"), source })?;
+    let (tx, rx) = mpsc::channel();
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let (mut result, mut refusal, mut tail) = (None, None, Vec::<String>::new());
+    let status = std::thread::scope(|s| {
+        let tx_err = tx.clone();
+        if let Some(out) = out {
+            s.spawn(move || {
+                for l in BufReader::new(out).lines().map_while(Result::ok) {
+                    let _ = tx.send(Line::Out(l));
+                }
+            });
+        }
+        if let Some(err) = err {
+            s.spawn(move || {
+                for l in BufReader::new(err).lines().map_while(Result::ok) {
+                    let _ = tx_err.send(Line::Err(l));
+                }
+            });
+        }
+        loop {
+            match rx.recv_timeout(CANCEL_POLL) {
+                Ok(Line::Out(line)) => {
+                    if let Some(rest) = line.strip_prefix("PROGRESS ") {
+                        progress(parse_progress(rest));
+                    } else if let Some(rest) = line.strip_prefix("RESULT ") {
+                        result = Some(rest.to_string());
+                    } else if let Some(rest) = line.strip_prefix("ERROR ") {
+                        refusal = Some(rest.to_string());
+                    } else {
+                        push_tail(&mut tail, line);
+                    }
+                }
+                Ok(Line::Err(line)) => push_tail(&mut tail, line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if canceled() {
+                        let _ = child.kill();
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        child.wait()
+    });
+    let status = status.map_err(|source| ConvertError::Io { path: input.to_path_buf(), source })?;
+    if canceled() {
+        return Err(ConvertError::Canceled);
+    }
+    if let Some(message) = refusal {
+        return Err(ConvertError::Refused { message });
+    }
+    match (status.success(), result) {
+        (true, Some(json)) => {
+            serde_json::from_str(&json).map_err(|source| ConvertError::BadResult { input: input.to_path_buf(), source })
+        }
+        _ => Err(ConvertError::Crashed { input: input.to_path_buf(), tail: format!("{status}: {}", tail.join(" | ")) }),
+    }
+}
+
+/// Keeps the last few lines of output for an error message.
+fn push_tail(tail: &mut Vec<String>, line: String) {
+    if tail.len() == 6 {
+        tail.remove(0);
+    }
+    tail.push(line);
+}
+
+/// `<step> <total> <message>`; a malformed line is shown as a message.
+fn parse_progress(rest: &str) -> ConvertProgress {
+    let mut parts = rest.splitn(3, ' ');
+    let step = parts.next().and_then(|s| s.parse().ok());
+    let total = parts.next().and_then(|s| s.parse().ok());
+    match (step, total) {
+        (Some(step), Some(total)) => {
+            ConvertProgress { step, total, message: parts.next().unwrap_or_default().to_string() }
+        }
+        _ => ConvertProgress { step: 0, total: 0, message: rest.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_are_read_and_odd_ones_kept_as_messages() {
+        assert_eq!(
+            parse_progress("2 3 exported ONNX"),
+            ConvertProgress { step: 2, total: 3, message: "exported ONNX".into() }
+        );
+        assert_eq!(parse_progress("half a line").message, "half a line");
+    }
+
+    #[test]
+    fn default_names_are_valid_model_names() {
+        assert_eq!(default_name(Path::new("/x/4x-UltraSharp.pth")), "4x-UltraSharp");
+        assert_eq!(default_name(Path::new("wav2lip gan (1).pth")), "wav2lip-gan--1-");
+        assert_eq!(default_name(Path::new("/x/+++.pth")), "imported");
+    }
+}
