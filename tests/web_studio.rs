@@ -77,10 +77,8 @@ async fn browser(downloads: &Path) -> Browser {
             .await;
         match builder {
             Ok(c) => break c,
-            Err(e) if t0.elapsed() < Duration::from_secs(30) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            // The driver takes a moment to listen.
+            Err(_) if t0.elapsed() < Duration::from_secs(30) => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(e) => panic!("no WebDriver session from chromedriver: {e}"),
         }
     };
@@ -171,8 +169,10 @@ fn demo_models(root: &Path) -> PathBuf {
     models
 }
 
+/// Files in `dir` and its folders.
 fn files_under(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|r| r.flatten().filter(|e| e.path().is_file()).count()).unwrap_or(0)
+    let entries = std::fs::read_dir(dir).map(|r| r.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    entries.iter().map(|e| if e.path().is_dir() { files_under(&e.path()) } else { 1 }).sum()
 }
 
 async fn get(http: &reqwest::Client, d: &DaemonProc, path: &str) -> Value {
