@@ -29,6 +29,8 @@ export function field(id, label, control, hint) {
     described.unshift(hintEl.id);
   }
   control.setAttribute("aria-describedby", described.join(" "));
+  // An error stays only until the field is edited.
+  control.addEventListener("input", () => { err.textContent = ""; control.removeAttribute("aria-invalid"); });
   return h("div", { class: "field" }, h("label", { for: id }, label), control, hintEl, err);
 }
 
