@@ -34,6 +34,8 @@ async function route() {
 function showLogin(show) {
   document.getElementById("login").hidden = !show;
   main.hidden = show;
+  // Nothing behind the links answers until a key is given.
+  document.querySelector("nav").hidden = show;
   if (show) document.getElementById("login-key").focus();
 }
 
