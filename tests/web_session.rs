@@ -130,3 +130,30 @@ async fn a_key_logs_a_browser_in_with_a_same_origin_only_cookie_until_logout() {
     let (status, _) = call(c.get(d.at("/api/v1/jobs")).header(COOKIE, &cookie)).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_tls_the_session_cookie_is_secure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("self-signed cert");
+    let cert_pem = cert.cert.pem();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, &cert_pem).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("[tls]\ncert = {:?}\nkey = {:?}\n", cert_path.display(), key_path.display()))
+        .expect("write config");
+    let d = DaemonProc::start(dir.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf8"))]);
+    let port = d.url.rsplit(':').next().expect("port");
+    let c = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("pem"))
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().expect("addr"))
+        .build()
+        .expect("client");
+    let base = format!("https://localhost:{port}");
+    let (_, key) = call(c.post(format!("{base}/api/v1/keys")).json(&json!({"name": "root", "scope": "admin"}))).await;
+    let key = key["key"].as_str().expect("admin key");
+    let resp = c.post(format!("{base}/api/v1/session")).json(&json!({"key": key})).send().await.expect("login");
+    assert_eq!(resp.status(), 200);
+    let (_, header) = session_cookie(&resp);
+    assert!(header.contains("; Secure") && header.contains("HttpOnly"), "{header}");
+}
