@@ -7,6 +7,7 @@
 //!   (from any other peer the header is a 401: someone is trying to spoof it);
 //! - an API key (`Authorization: Bearer`, or `?token=` on WebSocket/SSE requests, whose
 //!   browser clients cannot set headers);
+//! - the web studio's session cookie ([`super::web::session`]), from the daemon's own page only;
 //! - while no key exists, a loopback peer is the local admin (like Ollama): that is how
 //!   the first key gets created. A loopback request carrying proxy headers (`Forwarded`,
 //!   `X-Forwarded-For`, `X-Real-IP`) from an untrusted peer is not: a reverse proxy on the
@@ -85,7 +86,8 @@ impl Caller {
         self.key_id.is_none() && self.owner == LOCAL_OWNER
     }
 
-    fn from_key(key: &ApiKey) -> Self {
+    /// The caller an active API key stands for.
+    pub fn from_key(key: &ApiKey) -> Self {
         Caller {
             owner: key.id.to_string(),
             admin: key.scope == Scope::Admin,
@@ -108,6 +110,8 @@ pub struct Gate {
     pub rate: RateLimiter,
     /// Open event streams.
     pub streams: Arc<StreamSlots>,
+    /// The web studio's logged-in browsers.
+    pub sessions: super::web::session::Sessions,
 }
 
 impl Gate {
@@ -124,6 +128,7 @@ impl Gate {
             proxies: config.auth.trusted_proxies.iter().filter_map(|p| parse_net(p).ok()).collect(),
             rate: RateLimiter::default(),
             streams: Arc::default(),
+            sessions: Default::default(),
         }
     }
 
@@ -267,10 +272,36 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError>
             None => Err(unauthorized("invalid_key", "the API key is not valid (mistyped or revoked)")),
         };
     }
+    if let Some(caller) = session_caller(state, parts)? {
+        return Ok(caller);
+    }
     Err(unauthorized(
         "missing_key",
         "this API needs a key: send `Authorization: Bearer KEY` (see `reelbox keys create`)",
     ))
+}
+
+/// The caller of a web studio session cookie: only on same-origin requests, only while the
+/// session and its key live.
+fn session_caller(state: &AppState, parts: &Parts) -> Result<Option<Caller>, ApiError> {
+    use super::web::session::{cookie_allowed, cookie_token};
+    let Some(token) = cookie_token(&parts.headers) else { return Ok(None) };
+    if !cookie_allowed(state, parts) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin_session",
+            "the session cookie is accepted only from the studio's own page (same Origin); scripts send `Authorization: Bearer KEY`",
+        ));
+    }
+    let expired = || unauthorized("session_expired", "the session has ended; log in again with your key");
+    let Some(key_id) = state.gate.sessions.key_of(&token) else { return Err(expired()) };
+    match state.store.key(key_id)? {
+        Some(key) if key.revoked_at.is_none() => Ok(Some(Caller::from_key(&key))),
+        _ => {
+            state.gate.sessions.close_key(key_id);
+            Err(expired())
+        }
+    }
 }
 
 /// Whether a request says it was forwarded for someone else.
@@ -278,14 +309,19 @@ fn forwarded(headers: &axum::http::HeaderMap) -> bool {
     ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| headers.contains_key(*h))
 }
 
-/// Paths that answer without a key.
-fn is_public(state: &AppState, path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz") || (path == "/metrics" && state.config.auth.public_metrics)
+/// Requests that answer without a key: the probes, the studio's files (its login form must
+/// load), logging in and out.
+fn is_public(state: &AppState, method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    matches!(path, "/healthz" | "/readyz" | "/")
+        || path.starts_with("/web/")
+        || (path == "/api/v1/session" && (method == Method::POST || method == Method::DELETE))
+        || (path == "/metrics" && state.config.auth.public_metrics)
 }
 
 /// Middleware over the whole router: authenticates, rate-limits and hands the caller on.
 pub async fn require_caller(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if is_public(&state, req.uri().path()) {
+    if is_public(&state, req.method(), req.uri().path()) {
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();

@@ -39,6 +39,7 @@ pub mod sse;
 pub mod system;
 pub mod telemetry;
 pub mod views;
+pub mod web;
 
 pub use error::ApiError;
 
@@ -134,6 +135,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(openapi::document))
+        .route("/api/v1/session", post(web::session::login).get(web::session::show).delete(web::session::logout))
+        .route("/", get(web::index))
+        .route("/web/{file}", get(web::file))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .merge(uploads)
         .merge(openai::routes(&state))

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 use super::keys::BearerAuth;
 use super::{
     artifacts, error, events, gc, images, jobs, keys, media, metrics, models, profiles, renders, speech, system,
-    telemetry, views,
+    telemetry, views, web,
 };
 
 /// The API description served at `/openapi.json`.
@@ -52,6 +52,9 @@ use super::{
         system::readyz,
         telemetry::stream,
         metrics::metrics,
+        web::session::login,
+        web::session::show,
+        web::session::logout,
         document,
     ),
     components(schemas(
@@ -93,6 +96,8 @@ use super::{
         models::ImportBody,
         keys::CreateKeyRequest,
         keys::KeyView,
+        web::session::LoginRequest,
+        web::session::BrowserSession,
     ))
 )]
 pub struct ApiDoc;

@@ -78,7 +78,13 @@ impl Guard {
         if self.allowed_origins.iter().any(|a| a == "*" || *a == origin) {
             return true;
         }
-        // Same origin: the page was served by this daemon under the name the request uses.
+        self.is_same_origin(&origin, host)
+    }
+
+    /// Whether `origin` is the daemon's own page under the name the request uses (what the
+    /// web studio's session cookie needs; `allowed_origins` does not count).
+    pub fn is_same_origin(&self, origin: &str, host: Option<&str>) -> bool {
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
         let Some(host) = host else { return false };
         let Some((scheme, authority)) = origin.split_once("://") else { return false };
         scheme == self.scheme
@@ -108,7 +114,7 @@ fn with_default_port(authority: &str, scheme: &str) -> String {
 }
 
 /// The request's host: HTTP/2's `:authority` (in the URI) or the `Host` header.
-fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
     uri.authority().map(|a| a.as_str()).or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
 }
 

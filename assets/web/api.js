@@ -1,0 +1,63 @@
+// The API as the page uses it: same-origin fetches with the session cookie (never a key in
+// storage); errors carry the API's field name so forms can show them next to the input.
+
+/** An error answer of the API. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `the box answered ${status}`);
+    this.status = status;
+    this.code = e.code || "";
+    this.field = e.field || null;
+  }
+}
+
+/** Calls the API; JSON bodies are encoded, FormData sent as multipart. */
+export async function api(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: {} };
+  if (body instanceof FormData) {
+    init.body = body;
+  } else if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers["content-type"] = "application/json";
+  }
+  const resp = await fetch(path, init);
+  if (resp.status === 401 && path !== "/api/v1/session") {
+    window.dispatchEvent(new CustomEvent("reelbox:login"));
+  }
+  if (resp.status === 204) return null;
+  const text = await resp.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { error: { message: text } }; }
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+/** Polls a job until it is final; `onJob` sees every reading. */
+export async function waitJob(id, onJob, everyMs = 400) {
+  for (;;) {
+    const job = await api("GET", `/api/v1/jobs/${id}`);
+    if (onJob) onJob(job);
+    if (["succeeded", "failed", "canceled"].includes(job.state)) return job;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A job's artifacts. */
+export function artifacts(id) {
+  return api("GET", `/api/v1/jobs/${id}/artifacts`);
+}
+
+/** Uploads a file as an artifact; returns its id. */
+export async function upload(file) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const art = await api("POST", "/api/v1/artifacts", form);
+  return art.id;
+}
+
+/** Installed models of a kind (`tts`, `diffusion`, `lipsync`, `upscale`, `face`). */
+export async function installed(kind) {
+  const list = await api("GET", "/api/v1/models");
+  return list.models.filter((m) => m.kind === kind && m.state === "installed");
+}

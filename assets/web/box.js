@@ -1,0 +1,85 @@
+// Box: the devices with live telemetry sparklines, the queue, installed and available
+// models; admins can pull a model and watch it come in.
+import { api, waitJob } from "./api.js";
+import { bytes, h, sparkline, summary } from "./ui.js";
+
+const KEEP = 120;
+
+function gauge(label) {
+  const canvas = h("canvas", { class: "spark", role: "img", "aria-label": `${label} over the last minutes` });
+  const value = h("span", { class: "value" }, "–");
+  return { el: h("div", { class: "gauge" }, h("span", { class: "label" }, label), value, canvas), canvas, value, data: [] };
+}
+
+/** Renders the Box view into `root`. */
+export async function box(root, _arg, me) {
+  const [system, models, running, queued] = await Promise.all([
+    api("GET", "/api/v1/system"), api("GET", "/api/v1/models"),
+    api("GET", "/api/v1/jobs?state=running&limit=50"), api("GET", "/api/v1/jobs?state=queued&limit=50"),
+  ]);
+  const gauges = new Map();
+  const devices = h("div", { class: "devices" });
+  const addGauge = (key, label) => {
+    if (!gauges.has(key)) { const g = gauge(label); gauges.set(key, g); devices.append(g.el); }
+    return gauges.get(key);
+  };
+  const push = (key, label, v, text, max = 100) => {
+    const g = addGauge(key, label);
+    g.data.push(v);
+    if (g.data.length > KEEP) g.data.shift();
+    g.value.textContent = text;
+    sparkline(g.canvas, g.data, max);
+  };
+  const sample = (s) => {
+    for (const g of s.gpus) {
+      push(`gpu${g.index}`, `GPU ${g.index} ${g.name}`, g.util_gpu, g.util_gpu == null ? "–" : `${g.util_gpu} %`);
+      if (g.mem_total_mib) push(`mem${g.index}`, `GPU ${g.index} memory`, (100 * g.mem_used_mib) / g.mem_total_mib,
+        `${g.mem_used_mib} / ${g.mem_total_mib} MiB`);
+    }
+    if (s.host.cpu_percent != null) push("cpu", `CPU (${s.host.cpus} cores)`, s.host.cpu_percent, `${Math.round(s.host.cpu_percent)} %`);
+    if (s.host.mem_total_mib) push("ram", "RAM", (100 * s.host.mem_used_mib) / s.host.mem_total_mib,
+      `${s.host.mem_used_mib} / ${s.host.mem_total_mib} MiB`);
+  };
+  const telemetry = new EventSource("/api/v1/telemetry");
+  telemetry.addEventListener("history", (ev) => JSON.parse(ev.data).samples.forEach(sample));
+  telemetry.addEventListener("sample", (ev) => sample(JSON.parse(ev.data)));
+
+  const q = system.queue.by_state;
+  const jobs = [...running.jobs, ...queued.jobs];
+  const queue = h("section", { class: "card" }, h("h2", {}, "Queue"),
+    h("p", {}, `${q.running} running, ${q.queued} queued${system.paused ? " (paused)" : ""}; ${q.succeeded} done, ${q.failed} failed.`),
+    jobs.length ? h("ul", { class: "jobs" }, jobs.map((j) => h("li", {},
+      h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${Math.floor(j.progress.fraction * 100)} % · ${summary(j).slice(0, 60)}`)))) : null);
+
+  const rows = models.models.map((m) => {
+    const cell = h("td", {}, m.state.replace("_", " "));
+    if (me && me.admin && m.state !== "installed" && m.sources.length) {
+      const pull = h("button", { type: "button", class: "secondary" }, "Pull");
+      const bar = h("progress", { max: 1, value: 0, hidden: true, "aria-label": `Pulling ${m.name}` });
+      pull.addEventListener("click", async () => {
+        pull.disabled = true; bar.hidden = false;
+        try {
+          const job = await api("POST", "/api/v1/models/pull", { name: m.name });
+          const done = await waitJob(job.id, (j) => { bar.value = j.progress.fraction; });
+          cell.firstChild.textContent = done.state === "succeeded" ? "installed" : `pull ${done.state}: ${done.error || ""}`;
+        } catch (e) { cell.firstChild.textContent = e.message; }
+        bar.hidden = true;
+      });
+      cell.append(" ", pull, bar);
+    }
+    return h("tr", {}, h("td", {}, m.name), h("td", {}, m.kind), h("td", {}, m.size ? bytes(m.size) : ""),
+      h("td", {}, m.license || ""), cell);
+  });
+  const table = h("div", { class: "scroll" }, h("table", {},
+    h("caption", {}, `Models in ${models.models_dir}`),
+    h("thead", {}, h("tr", {}, ["Name", "Kind", "Size", "Licence", "State"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows)));
+
+  root.append(h("section", { class: "box" }, h("h1", {}, "Box"),
+    h("p", { class: "hint" }, `reelbox ${system.version}, up ${Math.round(system.uptime_s / 60)} min; devices: `,
+      system.devices.map((d) => `${d.name || d.id}${d.memory_total_mib ? ` (${d.memory_total_mib} MiB)` : ""}`).join(", ")),
+    h("section", { class: "card" }, h("h2", {}, "Devices"), devices),
+    queue,
+    h("section", { class: "card" }, h("h2", {}, "Models"), table)));
+  return () => telemetry.close();
+}

@@ -1,0 +1,129 @@
+// New film: the script editor (paragraphs are scenes, [screen directions] are pictures),
+// the film's settings, "listen" for the voice, submit.
+import { api, artifacts, installed, upload, waitJob } from "./api.js";
+import { clearErrors, field, h, showError } from "./ui.js";
+
+const PRESETS = ["fast", "quality", "max"];
+const EXAMPLE = "[a red circle on a blue background]\nWelcome to reelbox, a film studio in your own box.\n\n" +
+  "[a yellow square on a green background]\nEvery picture and voice is made on this machine.";
+
+/** The scenes a script makes, as the render plans them: per paragraph, directions and speech. */
+export function scenes(script) {
+  return script.replace(/\r\n/g, "\n").split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean).map((p) => {
+    const directions = [...p.matchAll(/\[([^\]]*)\]/g)].map((m) => m[1].trim()).filter(Boolean);
+    const spoken = p.replace(/\[[^\]]*\]/g, " ").replace(/\s+/g, " ").trim();
+    return { picture: directions.join(", ") || spoken, spoken };
+  });
+}
+
+function select(options, value) {
+  const s = h("select");
+  for (const [v, label] of options) s.append(h("option", { value: v, selected: v === value }, label));
+  return s;
+}
+
+function explain(list, script) {
+  const found = scenes(script);
+  list.replaceChildren(...found.map((s, i) => h("li", {},
+    h("strong", {}, `Scene ${i + 1}. `),
+    h("span", { class: "pic" }, "Picture: ", s.picture || "—"), " ",
+    h("span", { class: "say" }, "Spoken: ", s.spoken || "(nothing: the scene is skipped)"))));
+  return found.length;
+}
+
+/** Speaks `text` with `voice` through the speech API and plays it. */
+async function listen(button, status, text, voice) {
+  button.disabled = true;
+  status.textContent = "Synthesising…";
+  try {
+    const job = await api("POST", "/api/v1/speech", { text, voice: voice || undefined });
+    const done = await waitJob(job.id);
+    if (done.state !== "succeeded") throw new Error(done.error || `speech ${done.state}`);
+    const wav = (await artifacts(job.id)).find((a) => a.media_type.startsWith("audio/"));
+    const audio = new Audio(wav.url);
+    status.textContent = "Playing.";
+    await audio.play();
+  } catch (e) {
+    status.textContent = e.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Renders the New film view into `root`. */
+export async function newFilm(root) {
+  const [profiles, voices, diffusion] = await Promise.all([
+    api("GET", "/api/v1/profiles"), installed("tts"), installed("diffusion"),
+  ]);
+  const script = h("textarea", { rows: 10, required: true, spellcheck: "true" });
+  script.value = sessionStorage.getItem("reelbox.script") || EXAMPLE;
+  const list = h("ol", { class: "scenes", "aria-label": "Scenes of the script" });
+  const count = h("span", { class: "hint" });
+  const update = () => {
+    sessionStorage.setItem("reelbox.script", script.value);
+    const n = explain(list, script.value);
+    count.textContent = `${n} scene${n === 1 ? "" : "s"}`;
+  };
+  script.addEventListener("input", update);
+
+  const profile = select([["", "No presenter"], ...profiles.map((p) => [p.id, p.name])], "");
+  const preset = select([["", "Model default"], ...PRESETS.map((p) => [p, p])], "");
+  const voice = select([["", "Default voice"], ...voices.map((v) => [v.name, v.name])], "");
+  const model = select([["", "Default model"], ...diffusion.map((m) => [m.name, m.name])], "");
+  const size = select([["256", "256 × 256 (fast)"], ["512", "512 × 512"], ["768", "768 × 768"]],
+    diffusion.some((m) => m.demo) ? "256" : "512");
+  const layout = select([["inset", "Presenter inset"], ["full", "Presenter full frame"], ["none", "Pictures only"]], "inset");
+  const music = h("input", { type: "file", accept: "audio/*" });
+  const upscale = h("input", { type: "checkbox" });
+  const burn = h("input", { type: "checkbox" });
+  const listenBtn = h("button", { type: "button", class: "secondary" }, "Listen");
+  const listenStatus = h("span", { class: "hint", "aria-live": "polite" });
+  listenBtn.addEventListener("click", () => {
+    const first = scenes(script.value).find((s) => s.spoken);
+    const sentence = (first ? first.spoken : "Hello from reelbox.").split(/(?<=[.!?])\s/)[0];
+    listen(listenBtn, listenStatus, sentence, voice.value);
+  });
+  const submit = h("button", { type: "submit", class: "primary" }, "Render film");
+  const form = h("form", { class: "card film", novalidate: true },
+    h("h1", {}, "New film"),
+    field("script", "Script", script,
+      "Each paragraph is a scene. Text in [square brackets] says what the picture shows and is not spoken; the rest is narrated and subtitled."),
+    h("div", { class: "explain" }, count, list),
+    h("div", { class: "grid" },
+      field("profile", "Presenter profile", profile),
+      field("preset", "Preset", preset),
+      h("div", {}, field("voice", "Voice", voice), h("div", { class: "row" }, listenBtn, listenStatus)),
+      field("model", "Picture model", model),
+      field("size", "Picture size", size),
+      field("layout", "Layout", layout),
+      field("music", "Background music", music, "Optional: an audio file mixed under the voice."),
+    ),
+    h("div", { class: "checks" },
+      h("label", {}, upscale, " Upscale the film"),
+      h("label", {}, burn, " Burn subtitles into the picture (they are always also a separate track)")),
+    h("p", { class: "form-error", role: "alert" }),
+    submit);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    submit.disabled = true;
+    try {
+      const body = { script: script.value, width: Number(size.value), height: Number(size.value),
+        layout: layout.value, upscale: upscale.checked, burn_subtitles: burn.checked };
+      if (profile.value) body.profile = profile.value;
+      if (preset.value) body.preset = preset.value;
+      if (voice.value) body.voice = voice.value;
+      if (model.value) body.model = model.value;
+      if (music.files.length) body.music = await upload(music.files[0]);
+      const job = await api("POST", "/api/v1/renders", body);
+      location.hash = `#/watch/${job.id}`;
+    } catch (e) {
+      showError(form, e, { script: "script", prompt: "script", profile: "profile", preset: "preset", voice: "voice",
+        model: "model", width: "size", height: "size", layout: "layout", music: "music", file: "music" });
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  root.append(form);
+  update();
+}

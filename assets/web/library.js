@@ -1,0 +1,72 @@
+// Library: the caller's films, pictures and speech, newest first, with prompt search,
+// playback, download and delete (with the files).
+import { api, artifacts } from "./api.js";
+import { bytes, h, summary, when } from "./ui.js";
+import { result } from "./watch.js";
+
+const KINDS = [["render", "Films"], ["image", "Pictures"], ["speech", "Speech"], ["", "Everything"]];
+
+async function card(job, onGone) {
+  const body = h("div", { class: "item-body" });
+  const status = h("p", { class: "hint", role: "status" });
+  const del = h("button", { type: "button", class: "danger" }, "Delete");
+  const item = h("li", { class: "card item", "data-job": job.id },
+    h("h2", {}, h("a", { href: `#/watch/${job.id}` }, summary(job).slice(0, 90) || job.kind)),
+    h("p", { class: "hint" }, `${job.kind} · ${job.state} · ${when(job.created_at)}`),
+    body, h("div", { class: "row" }, del), status);
+  del.addEventListener("click", async () => {
+    if (!confirm(`Delete this ${job.kind} and its files?`)) return;
+    try {
+      const r = await api("DELETE", `/api/v1/jobs/${job.id}`);
+      status.textContent = `Deleted ${r.artifacts} file${r.artifacts === 1 ? "" : "s"}.`;
+      item.remove();
+      onGone(r);
+    } catch (e) { status.textContent = e.message; }
+  });
+  if (job.state === "succeeded") {
+    const arts = await artifacts(job.id);
+    body.append(result(job, arts));
+    const total = arts.reduce((n, a) => n + a.size, 0);
+    body.append(h("p", { class: "hint" }, `${arts.length} files, ${bytes(total)}`));
+  }
+  return item;
+}
+
+/** Renders the Library view into `root`. */
+export async function library(root) {
+  const kind = h("select", { id: "lib-kind" }, KINDS.map(([v, l]) => h("option", { value: v }, l)));
+  const search = h("input", { type: "search", id: "lib-search", placeholder: "Search prompts and scripts" });
+  const list = h("ul", { class: "items", "aria-live": "polite" });
+  const note = h("p", { class: "hint", role: "status" });
+  let jobs = [];
+  const show = async () => {
+    const q = search.value.trim().toLowerCase();
+    const shown = jobs.filter((j) => (!kind.value || j.kind === kind.value) && summary(j).toLowerCase().includes(q));
+    note.textContent = shown.length ? `${shown.length} shown, newest first` : "Nothing here yet.";
+    list.replaceChildren(...(await Promise.all(shown.slice(0, 30).map((j) => card(j, () => {
+      jobs = jobs.filter((x) => x.id !== j.id);
+      note.textContent = "Deleted.";
+    })))));
+  };
+  const load = async () => {
+    jobs = [];
+    let cursor = null;
+    do {
+      const page = await api("GET", `/api/v1/jobs?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      jobs.push(...page.jobs.filter((j) => ["render", "image", "speech"].includes(j.kind)));
+      cursor = page.next_cursor;
+    } while (cursor && jobs.length < 1000);
+    await show();
+  };
+  let timer = null;
+  search.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(show, 200); });
+  kind.addEventListener("change", show);
+  root.append(h("section", { class: "library" },
+    h("h1", {}, "Library"),
+    h("div", { class: "row filters" },
+      h("div", { class: "field" }, h("label", { for: "lib-kind" }, "Show"), kind),
+      h("div", { class: "field grow" }, h("label", { for: "lib-search" }, "Search"), search)),
+    note, list));
+  await load();
+  return () => clearTimeout(timer);
+}

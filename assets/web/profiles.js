@@ -1,0 +1,157 @@
+// Profiles: presenters with a portrait, the face box drawn on it (drag to move, the corner
+// to resize, or arrow keys), a voice and a style.
+import { api, installed, upload } from "./api.js";
+import { clearErrors, field, h, showError } from "./ui.js";
+
+/** A face box editor over an image; `get()` is `[x, y, w, h]` in portrait pixels. */
+function faceEditor(onChange) {
+  const img = h("img", { alt: "Portrait", class: "portrait" });
+  const handle = h("span", { class: "handle", "aria-hidden": "true" });
+  const box = h("div", { class: "facebox", tabindex: 0, role: "group",
+    "aria-label": "Face box: drag it, or use the arrow keys (Shift + arrows resizes)" }, handle);
+  const wrap = h("div", { class: "face-wrap", hidden: true }, img, box);
+  let fb = null;
+  const place = () => {
+    if (!fb || !img.naturalWidth) return;
+    const [x, y, w, hh] = fb, W = img.naturalWidth, H = img.naturalHeight;
+    Object.assign(box.style, { left: `${(x / W) * 100}%`, top: `${(y / H) * 100}%`, width: `${(w / W) * 100}%`, height: `${(hh / H) * 100}%` });
+  };
+  const set = (next) => {
+    const W = img.naturalWidth, H = img.naturalHeight;
+    let [x, y, w, hh] = next.map(Math.round);
+    w = Math.max(8, Math.min(w, W)); hh = Math.max(8, Math.min(hh, H));
+    x = Math.max(0, Math.min(x, W - w)); y = Math.max(0, Math.min(y, H - hh));
+    fb = [x, y, w, hh];
+    place();
+    onChange(fb);
+  };
+  img.addEventListener("load", () => {
+    wrap.hidden = false;
+    if (!fb) {
+      const s = Math.round(Math.min(img.naturalWidth, img.naturalHeight) * 0.4);
+      set([(img.naturalWidth - s) / 2, (img.naturalHeight - s) / 2, s, s]);
+    } else set(fb);
+  });
+  let drag = null;
+  box.addEventListener("pointerdown", (ev) => {
+    ev.preventDefault();
+    box.setPointerCapture(ev.pointerId);
+    drag = { sx: ev.clientX, sy: ev.clientY, start: fb.slice(), resize: ev.target === handle };
+  });
+  box.addEventListener("pointermove", (ev) => {
+    if (!drag) return;
+    const k = img.naturalWidth / img.clientWidth;
+    const dx = (ev.clientX - drag.sx) * k, dy = (ev.clientY - drag.sy) * k;
+    const [x, y, w, hh] = drag.start;
+    set(drag.resize ? [x, y, w + dx, hh + dy] : [x + dx, y + dy, w, hh]);
+  });
+  const end = () => { drag = null; };
+  box.addEventListener("pointerup", end);
+  box.addEventListener("pointercancel", end);
+  box.addEventListener("keydown", (ev) => {
+    const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[ev.key];
+    if (!step || !fb) return;
+    ev.preventDefault();
+    const [x, y, w, hh] = fb, n = 4;
+    set(ev.shiftKey ? [x, y, w + step[0] * n, hh + step[1] * n] : [x + step[0] * n, y + step[1] * n, w, hh]);
+  });
+  return {
+    el: wrap,
+    show(src, box0) { fb = box0 ? box0.slice() : null; img.src = src; },
+    set(next) { if (img.naturalWidth) set(next); else fb = next; },
+    get: () => fb,
+  };
+}
+
+/** Renders the Profiles view into `root`. */
+export async function profiles(root) {
+  const [list, voices] = await Promise.all([api("GET", "/api/v1/profiles"), installed("tts")]);
+  const cards = h("ul", { class: "items profiles" });
+  const name = h("input", { type: "text", required: true, autocomplete: "off" });
+  const portrait = h("input", { type: "file", accept: "image/png,image/jpeg,image/webp" });
+  const voice = h("select", {}, h("option", { value: "" }, "Default voice"),
+    voices.map((v) => h("option", { value: v.name }, v.name)));
+  const nums = ["x", "y", "w", "h"].map((k) => h("input", { type: "number", min: 0, step: 1, inputmode: "numeric", "data-k": k }));
+  const editor = faceEditor((fb) => nums.forEach((n, i) => { n.value = fb[i]; }));
+  nums.forEach((n) => n.addEventListener("change", () => editor.set(nums.map((m) => Number(m.value) || 0))));
+  const title = h("h2", {}, "New profile");
+  const save = h("button", { type: "submit", class: "primary" }, "Create profile");
+  const reset = h("button", { type: "button", class: "secondary" }, "New profile instead");
+  const form = h("form", { class: "card", novalidate: true, id: "profile-form" },
+    title,
+    field("profile-name", "Name", name),
+    field("profile-portrait", "Portrait", portrait, "A picture of the presenter, facing the camera."),
+    editor.el,
+    h("fieldset", { class: "facebox-fields" }, h("legend", {}, "Face box (pixels)"),
+      nums.map((n, i) => field(`face-${"xywh"[i]}`, ["Left", "Top", "Width", "Height"][i], n))),
+    field("profile-voice", "Voice", voice),
+    h("p", { class: "form-error", role: "alert" }),
+    h("div", { class: "row" }, save, reset));
+  let editing = null;
+  const startNew = () => {
+    editing = null; form.reset(); title.textContent = "New profile"; save.textContent = "Create profile";
+    editor.el.hidden = true; reset.hidden = true; clearErrors(form);
+  };
+  const edit = (p) => {
+    editing = p; clearErrors(form);
+    title.textContent = `Edit ${p.name}`; save.textContent = "Save profile"; reset.hidden = false;
+    name.value = p.name; voice.value = p.voice.model;
+    if (p.portrait) editor.show(`/api/v1/artifacts/${p.portrait}`, p.face_box);
+    name.focus();
+  };
+  portrait.addEventListener("change", () => {
+    if (portrait.files.length) editor.show(URL.createObjectURL(portrait.files[0]), null);
+  });
+  reset.addEventListener("click", startNew);
+  const draw = () => cards.replaceChildren(...list.map((p) => {
+    const e = h("button", { type: "button", class: "secondary" }, "Edit");
+    const d = h("button", { type: "button", class: "danger" }, "Delete");
+    e.addEventListener("click", () => edit(p));
+    d.addEventListener("click", async () => {
+      if (!confirm(`Delete the profile ${p.name}?`)) return;
+      await api("DELETE", `/api/v1/profiles/${p.id}`);
+      list.splice(list.indexOf(p), 1);
+      draw();
+    });
+    return h("li", { class: "card item", "data-profile": p.id },
+      p.portrait ? h("img", { src: `/api/v1/artifacts/${p.portrait}`, alt: `Portrait of ${p.name}`, class: "thumb" }) : null,
+      h("h3", {}, p.name),
+      h("p", { class: "hint" }, `voice ${p.voice.model}`, p.face_box ? ` · face ${p.face_box.join(", ")}` : ""),
+      h("div", { class: "row" }, e, d));
+  }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    save.disabled = true;
+    const fb = editor.get();
+    try {
+      let p;
+      if (editing) {
+        const body = { name: name.value, voice: voice.value || undefined };
+        if (fb) body.face_box = fb;
+        if (portrait.files.length) body.portrait = await upload(portrait.files[0]);
+        p = await api("PATCH", `/api/v1/profiles/${editing.id}`, body);
+        list[list.findIndex((x) => x.id === p.id)] = p;
+      } else {
+        const f = new FormData();
+        f.append("name", name.value);
+        if (voice.value) f.append("voice", voice.value);
+        if (portrait.files.length) {
+          f.append("portrait", portrait.files[0], portrait.files[0].name);
+          if (fb) f.append("face_box", fb.join(","));
+        }
+        p = await api("POST", "/api/v1/profiles", f);
+        list.unshift(p);
+      }
+      draw();
+      edit(p);
+    } catch (e) {
+      showError(form, e, { name: "profile-name", portrait: "profile-portrait", face_box: "face-x", voice: "profile-voice" });
+    } finally {
+      save.disabled = false;
+    }
+  });
+  root.append(h("section", { class: "profiles-view" }, h("h1", {}, "Profiles"), form, cards));
+  startNew();
+  draw();
+}

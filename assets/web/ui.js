@@ -1,0 +1,106 @@
+// Small DOM helpers shared by the views: element building, field errors, formatting.
+
+/** Builds an element: `h("button", {type: "button", onclick}, "Text")`. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** A labelled field: label, control and a slot for its error (linked for screen readers). */
+export function field(id, label, control, hint) {
+  control.id = id;
+  const err = h("p", { class: "error", id: `${id}-error`, role: "alert" });
+  const described = [err.id];
+  let hintEl = null;
+  if (hint) {
+    hintEl = h("p", { class: "hint", id: `${id}-hint` }, hint);
+    described.unshift(hintEl.id);
+  }
+  control.setAttribute("aria-describedby", described.join(" "));
+  // An error stays only until the field is edited.
+  control.addEventListener("input", () => { err.textContent = ""; control.removeAttribute("aria-invalid"); });
+  return h("div", { class: "field" }, h("label", { for: id }, label), control, hintEl, err);
+}
+
+/** Clears every field error of a form. */
+export function clearErrors(root) {
+  for (const p of root.querySelectorAll(".error")) p.textContent = "";
+  for (const c of root.querySelectorAll("[aria-invalid]")) c.removeAttribute("aria-invalid");
+}
+
+/**
+ * Shows an API error next to the field it names (`fields` maps API field names to control
+ * ids), else in the form's general error slot.
+ */
+export function showError(root, err, fields = {}) {
+  const name = err.field ? err.field.split(/[.[]/)[0] : null;
+  const id = name && (fields[name] || fields[err.field]);
+  const control = id && root.querySelector(`#${id}`);
+  if (control) {
+    control.setAttribute("aria-invalid", "true");
+    const slot = root.querySelector(`#${id}-error`);
+    if (slot) slot.textContent = err.message;
+    control.focus();
+    return;
+  }
+  const general = root.querySelector(".form-error");
+  if (general) general.textContent = err.message;
+}
+
+/** `1:05` or `12 s` for seconds. */
+export function duration(s) {
+  if (!Number.isFinite(s)) return "";
+  s = Math.max(0, Math.round(s));
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** A local date and time for an RFC 3339 string. */
+export function when(t) {
+  return t ? new Date(t).toLocaleString() : "";
+}
+
+/** Kilo/mega/gigabytes. */
+export function bytes(n) {
+  const u = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+/** Draws values (0–max) as a line on a canvas sized by CSS. */
+export function sparkline(canvas, values, max = 100) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 160, hgt = canvas.clientHeight || 32;
+  canvas.width = w * dpr; canvas.height = hgt * dpr;
+  const c = canvas.getContext("2d");
+  c.scale(dpr, dpr);
+  c.clearRect(0, 0, w, hgt);
+  if (values.length < 2) return;
+  c.strokeStyle = getComputedStyle(canvas).color;
+  c.lineWidth = 1.5;
+  c.beginPath();
+  values.forEach((v, i) => {
+    const x = (i / (values.length - 1)) * w;
+    const y = hgt - (Math.min(Math.max(v ?? 0, 0), max) / max) * (hgt - 2) - 1;
+    if (i) c.lineTo(x, y); else c.moveTo(x, y);
+  });
+  c.stroke();
+}
+
+/** What a job is about, in a line: its prompt, script or text. */
+export function summary(job) {
+  const p = job.params || {};
+  return (p.prompt || p.script || p.text || p.name || job.kind).replace(/\s+/g, " ").trim();
+}

@@ -1,0 +1,157 @@
+// Watch: one job live over its event stream (stages, progress, keyframes, step previews,
+// ETA, cancel/retry), then the result playing in the page with its downloads.
+import { api, artifacts } from "./api.js";
+import { duration, h, summary, when } from "./ui.js";
+
+const FINAL = ["succeeded", "failed", "canceled"];
+
+/** The main output of a finished job as page elements: player and download links. */
+export function result(job, arts) {
+  const by = (pred) => arts.filter(pred);
+  const named = (n) => arts.find((a) => a.name === n);
+  const out = h("div", { class: "result" });
+  const film = named("film.mp4") || by((a) => a.media_type === "video/mp4").pop();
+  const links = [];
+  if (film) {
+    const video = h("video", { controls: true, preload: "metadata", src: film.url, class: "player" });
+    const vtt = named("film.vtt") || arts.find((a) => a.media_type === "text/vtt");
+    if (vtt) video.append(h("track", { kind: "subtitles", src: vtt.url, srclang: "en", label: "Subtitles", default: true }));
+    out.append(video);
+    links.push([film, "MP4"], [named("film.srt"), "SRT"], [vtt, "VTT"]);
+  } else if (by((a) => a.media_type.startsWith("audio/")).length) {
+    const wav = by((a) => a.media_type.startsWith("audio/"))[0];
+    out.append(h("audio", { controls: true, src: wav.url, class: "player-audio" }));
+    links.push([wav, "WAV"]);
+  } else {
+    const pics = by((a) => a.media_type.startsWith("image/") && !a.name.startsWith("preview"));
+    for (const p of pics) out.append(h("img", { src: p.url, alt: `Picture ${p.name}`, class: "picture" }));
+    for (const p of pics) links.push([p, p.name]);
+  }
+  const dl = links.filter(([a]) => a).map(([a, label]) =>
+    h("a", { href: a.url, download: a.name, class: "button secondary" }, `Download ${label}`));
+  if (dl.length) out.append(h("p", { class: "row downloads" }, dl));
+  return out;
+}
+
+function stageRow(stage) {
+  const bar = h("progress", { max: 1, value: stage.state === "done" ? 1 : 0, "aria-label": `${stage.name} progress` });
+  const state = h("span", { class: "state" }, stage.state);
+  const row = h("li", { class: `stage ${stage.state}`, "data-stage": stage.name }, h("span", { class: "name" }, stage.name), bar, state);
+  return { row, bar, state };
+}
+
+async function pick(root) {
+  const page = await api("GET", "/api/v1/jobs?limit=20");
+  const list = h("ul", { class: "jobs" }, page.jobs.map((j) =>
+    h("li", {}, h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${summary(j).slice(0, 80)}`),
+      h("span", { class: "hint" }, " ", when(j.created_at)))));
+  root.append(h("section", { class: "card" }, h("h1", {}, "Watch"),
+    page.jobs.length ? list : h("p", {}, "Nothing yet: start a ", h("a", { href: "#/new" }, "new film"), ".")));
+}
+
+/** Renders the Watch view of job `id` (or a list to pick from) into `root`. */
+export async function watch(root, id) {
+  if (!id) return pick(root);
+  let job = await api("GET", `/api/v1/jobs/${id}`);
+  const overall = h("progress", { max: 1, value: 0, id: "overall", "aria-label": "Film progress" });
+  const percent = h("span", { class: "percent", id: "percent" }, "0 %");
+  const eta = h("span", { class: "eta" });
+  const stateEl = h("span", { class: "badge", id: "job-state" });
+  const message = h("p", { class: "hint message" }, "\u00a0");
+  const stages = new Map();
+  const stageList = h("ol", { class: "stages" });
+  const keyframes = h("div", { class: "keyframes", "aria-label": "Keyframes" });
+  const preview = h("img", { class: "preview", alt: "Latest step preview", hidden: true });
+  const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
+  const retry = h("button", { type: "button", class: "secondary" }, "Retry");
+  const error = h("p", { class: "form-error", role: "alert" });
+  const resultSlot = h("div");
+  const seen = new Set();
+
+  const addPicture = (a) => {
+    if (seen.has(a.url)) return;
+    seen.add(a.url);
+    if (a.stage === "keyframes" || /^keyframe/.test(a.name)) {
+      keyframes.append(h("img", { src: a.url, alt: `Keyframe ${keyframes.children.length + 1}`, loading: "lazy" }));
+    } else if (!FINAL.includes(job.state)) {
+      // Any other picture while the job runs is a step preview: show the newest.
+      preview.src = a.url;
+      preview.hidden = false;
+    }
+  };
+  const draw = async () => {
+    stateEl.textContent = job.state;
+    stateEl.className = `badge ${job.state}`;
+    const f = job.state === "succeeded" ? 1 : job.progress.fraction;
+    overall.value = f;
+    percent.textContent = `${Math.floor(f * 100)} %`;
+    if (job.state === "running" && job.started_at && f > 0.02) {
+      const spent = (Date.now() - Date.parse(job.started_at)) / 1000;
+      eta.textContent = `about ${duration((spent * (1 - f)) / f)} left`;
+    } else eta.textContent = job.state === "queued" ? "waiting for a free device" : "";
+    message.textContent = job.error || job.progress.message || "\u00a0";
+    for (const s of job.stages) {
+      if (!stages.has(s.name)) { const r = stageRow(s); stages.set(s.name, r); stageList.append(r.row); }
+      const r = stages.get(s.name);
+      r.state.textContent = s.state;
+      r.row.className = `stage ${s.state}`;
+      if (s.state === "done") r.bar.value = 1;
+      if (job.progress.stage === s.name && job.progress.total) r.bar.value = job.progress.step / job.progress.total;
+    }
+    cancel.hidden = FINAL.includes(job.state);
+    retry.hidden = !["failed", "canceled"].includes(job.state);
+    if (job.state === "succeeded" && !resultSlot.childElementCount) {
+      const arts = await artifacts(id);
+      arts.filter((a) => a.media_type.startsWith("image/")).forEach(addPicture);
+      resultSlot.append(result(job, arts));
+    }
+  };
+  let pending = null;
+  const refresh = () => {
+    if (pending) return;
+    pending = setTimeout(async () => {
+      pending = null;
+      try { job = await api("GET", `/api/v1/jobs/${id}`); await draw(); } catch (e) { error.textContent = e.message; }
+    }, 250);
+  };
+  const act = async (what) => {
+    error.textContent = "";
+    try { job = await api("POST", `/api/v1/jobs/${id}/${what}`); await draw(); if (what === "retry") listen(); }
+    catch (e) { error.textContent = e.message; }
+  };
+  cancel.addEventListener("click", () => act("cancel"));
+  retry.addEventListener("click", () => act("retry"));
+
+  let source = null;
+  const listen = () => {
+    if (source) source.close();
+    source = new EventSource(`/api/v1/jobs/${id}/events`);
+    source.addEventListener("artifact", (ev) => {
+      const a = JSON.parse(ev.data);
+      if (a.media_type.startsWith("image/")) addPicture({ url: a.url, name: "", stage: a.stage });
+    });
+    source.addEventListener("progress", (ev) => {
+      const p = JSON.parse(ev.data);
+      const r = stages.get(p.stage);
+      if (r && p.total) r.bar.value = p.step / p.total;
+      refresh();
+    });
+    for (const t of ["stage", "state"]) source.addEventListener(t, refresh);
+    source.onerror = () => { if (FINAL.includes(job.state)) source.close(); };
+  };
+
+  root.append(h("section", { class: "card watch" },
+    h("h1", {}, "Watch ", stateEl),
+    h("p", { class: "summary" }, summary(job).slice(0, 160)),
+    h("div", { class: "overall" }, overall, percent, eta),
+    message,
+    stageList,
+    h("div", { class: "row" }, cancel, retry),
+    error,
+    h("h2", {}, "Pictures"),
+    h("div", { class: "pictures" }, keyframes, preview),
+    resultSlot));
+  await draw();
+  if (!FINAL.includes(job.state)) listen();
+  return () => { if (source) source.close(); if (pending) clearTimeout(pending); };
+}
