@@ -51,6 +51,19 @@ pub struct ModelView {
     /// The licence its manifest names, when it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// The licence forbids commercial use (a pull needs `--accept-license` once).
+    #[serde(default)]
+    pub noncommercial: bool,
+    /// Runs on the CPU (false: CUDA only).
+    #[serde(default = "yes")]
+    pub cpu: bool,
+    /// The model requests of its kind use when they name none.
+    #[serde(default)]
+    pub default: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Installed and available models, sorted by name.
@@ -98,6 +111,9 @@ impl From<&CatalogModel> for ModelView {
             sources: e.sources.clone(),
             origin: m.origin.as_str().to_string(),
             license: m.manifest.as_ref().and_then(|mf| mf.license.clone()),
+            noncommercial: m.manifest.as_ref().is_some_and(|mf| mf.noncommercial),
+            cpu: m.manifest.as_ref().is_none_or(|mf| mf.runs_on_cpu()),
+            default: false,
         }
     }
 }
@@ -114,10 +130,11 @@ pub fn is_test_fixture(dir: &Path) -> bool {
 /// The model list for `config`: every model of its [`Catalog`], once, sorted by name.
 pub fn catalog(config: &Config) -> ModelList {
     let catalog = Catalog::load(config);
-    ModelList {
-        models_dir: catalog.models_dir().display().to_string(),
-        models: catalog.models().iter().map(ModelView::from).collect(),
-    }
+    let views = catalog.models().iter().map(|m| {
+        let default = catalog.default_name(m.kind(), config).is_some_and(|d| d == m.name()) && m.dir().is_some();
+        ModelView { default, ..ModelView::from(m) }
+    });
+    ModelList { models_dir: catalog.models_dir().display().to_string(), models: views.collect() }
 }
 
 /// Installed and available models.

@@ -59,15 +59,8 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<
         let (sha256, size) = hash_file(src).map_err(|e| fail(format!("{}: {e}", src.display())))?;
         files.push(ManifestFile { path: rel.clone(), size, sha256 });
     }
-    let manifest = Manifest {
-        name,
-        kind,
-        demo: false,
-        summary: format!("imported from {}", path.display()),
-        sources: Vec::new(),
-        files,
-        license: None,
-    };
+    let manifest =
+        Manifest { summary: format!("imported from {}", path.display()), ..Manifest::new(name, kind, files) };
     manifest.validate().map_err(|e| fail(e.to_string()))?;
     Ok(ImportPlan { manifest, copies })
 }
