@@ -480,6 +480,12 @@ async fn whole_folders_come_from_the_tree_api_once_the_licence_is_accepted() {
     let trees = hub.lock().expect("lock").trees.clone();
     assert!(trees.iter().filter(|t| t.as_str() == "onnx/unet").count() >= 2, "unet listed in pages: {trees:?}");
 
+    // Installed: pulling again asks the hub nothing.
+    let asked = hub.lock().expect("lock").auth.len();
+    let again = pull(home.path(), &endpoint, None, "sd-nc").await;
+    assert!(again.status.success() && text(&again).contains("already installed"), "{}", text(&again));
+    assert_eq!(hub.lock().expect("lock").auth.len(), asked, "no listing or download for an installed model");
+
     // Accepted once: after removing the model a plain pull goes ahead.
     let rm = reelbox(home.path(), &endpoint, None, &["models", "rm", "sd-nc"]).await;
     assert!(rm.status.success(), "{}", text(&rm));
