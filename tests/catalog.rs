@@ -115,3 +115,53 @@ async fn a_cuda_only_model_is_refused_at_submission_on_a_box_without_cuda() {
     let (ok, text) = reelbox(&data, &models, &["models", "list"]);
     assert!(ok && text.lines().any(|l| l.starts_with("sd-fused") && l.contains("cuda-only")), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_through_the_api_needs_the_non_commercial_licence_accepted_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (data, models, share) = (tmp.path().join("data"), tmp.path().join("models"), tmp.path().join("share"));
+    std::fs::create_dir_all(share.join("models")).expect("share");
+    std::fs::create_dir_all(share.join("nc")).expect("bundle");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let bytes = b"not really an upscaler".to_vec();
+    std::fs::write(share.join("nc/model.onnx"), &bytes).expect("bundle file");
+    let file = ManifestFile {
+        path: "model.onnx".into(),
+        size: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    };
+    let nc = Manifest {
+        license: Some("Test NC Licence".into()),
+        noncommercial: true,
+        sources: vec!["bundled:nc".into()],
+        ..Manifest::new("nc-tiny".into(), ModelKind::Upscale, vec![file])
+    };
+    std::fs::write(share.join("models/nc-tiny.toml"), nc.to_toml()).expect("manifest");
+    let share_env = share.to_string_lossy().into_owned();
+    let daemon = start_daemon_with(&data, &models, &[("REELBOX_SHARE_DIR", share_env.as_str())]);
+    let http = reqwest::Client::new();
+    let pull = |body: Value| {
+        let (http, url) = (http.clone(), daemon.at("/api/v1/models/pull"));
+        async move {
+            let resp = http.post(url).json(&body).send().await.expect("pull");
+            (resp.status().as_u16(), resp.json::<Value>().await.expect("json"))
+        }
+    };
+
+    let (status, body) = pull(json!({"name": "nc-tiny"})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("accept_license")), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("Test NC Licence")), "{body}");
+
+    let (status, job) = pull(json!({"name": "nc-tiny", "accept_license": true})).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().expect("id");
+    let done =
+        common::daemon::wait_job(&http, &daemon, id, std::time::Duration::from_secs(30), common::daemon::is_final)
+            .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(std::fs::read(models.join("nc-tiny/model.onnx")).expect("installed"), bytes);
+
+    // Remembered: a forced pull without the flag is taken.
+    let (status, body) = pull(json!({"name": "nc-tiny", "force": true})).await;
+    assert_eq!(status, 202, "{body}");
+}

@@ -83,6 +83,9 @@ pub struct PullRequest {
     /// Fetch again even when installed.
     #[serde(default)]
     pub force: bool,
+    /// Accept the model's non-commercial licence (remembered; needed once for such models).
+    #[serde(default)]
+    pub accept_license: bool,
     /// Higher runs first (default 0).
     #[serde(default)]
     #[schema(minimum = -1000, maximum = 1000)]
@@ -159,7 +162,7 @@ pub async fn pull(
 ) -> Result<Response, ApiError> {
     super::jobs::require_admin(&caller)?;
     let key = idempotency_key(&headers)?;
-    let params = json!({"name": req.name, "force": req.force});
+    let params = json!({"name": req.name, "force": req.force, "accept_license": req.accept_license});
     let (job, existing) = submit_job(&state, &caller, "model_pull", params, req.priority, key).await?;
     Ok(accepted(&state, &job, existing))
 }
