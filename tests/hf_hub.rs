@@ -1,8 +1,11 @@
 //! `hf:` sources against a local server that behaves like the Hugging Face hub: resolve
 //! URLs answered with `X-Repo-Commit` and `ETag`s, LFS files redirected (302) to a second
 //! "CDN" server with `X-Linked-Etag`/`X-Linked-Size`, ranges, and a gated repository that
-//! needs the token. Pulls run the real `reelbox models pull` with `HF_ENDPOINT` pointing
-//! at the local hub.
+//! needs the token, and the tree API listing folders in pages). Pulls run the real
+//! `reelbox models pull` (and `reelbox setup --models real`) with `HF_ENDPOINT` pointing at
+//! the local hub.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,7 +48,12 @@ struct Hub {
     ranges: Vec<String>,
     /// Cut the next CDN body after this many bytes.
     cut_once: Option<usize>,
+    /// Paths of every tree API request.
+    trees: Vec<String>,
 }
+
+/// Tree API entries per page (small, so listings come in several pages).
+const TREE_PAGE: usize = 3;
 
 type Shared = Arc<Mutex<Hub>>;
 
@@ -145,6 +153,54 @@ async fn cdn(State(hub): State<Shared>, UrlPath(sha): UrlPath<String>, headers: 
     ranged(&data, &headers)
 }
 
+/// `GET /api/models/{owner}/{repo}/tree/{revision}/{path}?recursive=true[&cursor=N]`: the
+/// files under `path` (and their folders) as the hub lists them, `TREE_PAGE` at a time with
+/// a `Link: <…>; rel="next"` header.
+async fn tree(
+    State(hub): State<Shared>,
+    UrlPath((owner, repo, revision, path)): UrlPath<(String, String, String, String)>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut hub = hub.lock().expect("lock");
+    hub.auth.push(("hub", auth_of(&headers)));
+    hub.trees.push(path.clone());
+    let repo_name = format!("{owner}/{repo}");
+    let status = |s: StatusCode| Response::builder().status(s).body(Body::empty()).expect("response");
+    if revision != COMMIT && revision != "main" {
+        return status(StatusCode::NOT_FOUND);
+    }
+    let Some(files) = hub.repos.get(&repo_name) else { return status(StatusCode::NOT_FOUND) };
+    let prefix = format!("{}/", path.trim_end_matches('/'));
+    let mut entries: Vec<serde_json::Value> = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for (p, f) in files.iter().filter(|(p, _)| p.starts_with(&prefix)) {
+        if let Some((dir, _)) = p.rsplit_once('/')
+            && dirs.insert(dir.to_string())
+        {
+            entries.push(serde_json::json!({"type": "directory", "oid": "d", "size": 0, "path": dir}));
+        }
+        let mut e = serde_json::json!({"type": "file", "path": p, "oid": blob_sha1(&f.data), "size": f.data.len()});
+        if f.lfs {
+            e["size"] = 134.into();
+            e["lfs"] = serde_json::json!({"oid": sha256_hex(&f.data), "size": f.data.len(), "pointerSize": 134});
+        }
+        entries.push(e);
+    }
+    if entries.is_empty() {
+        return status(StatusCode::NOT_FOUND);
+    }
+    let start: usize = query.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let end = (start + TREE_PAGE).min(entries.len());
+    let mut resp = Response::builder().header(header::CONTENT_TYPE, "application/json");
+    if end < entries.len() {
+        let next =
+            format!("</api/models/{repo_name}/tree/{revision}/{path}?recursive=true&cursor={end}>; rel=\"next\"");
+        resp = resp.header(header::LINK, next);
+    }
+    resp.body(Body::from(serde_json::Value::from(entries[start.min(end)..end].to_vec()).to_string())).expect("response")
+}
+
 async fn serve(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -156,7 +212,10 @@ async fn serve(router: Router) -> String {
 async fn start(hub: Shared) -> String {
     let cdn_base = serve(Router::new().route("/cdn/{sha}", get(cdn)).with_state(hub.clone())).await;
     hub.lock().expect("lock").cdn_base = cdn_base;
-    serve(Router::new().route("/{owner}/{repo}/resolve/{revision}/{*path}", get(resolve)).with_state(hub)).await
+    let router = Router::new()
+        .route("/{owner}/{repo}/resolve/{revision}/{*path}", get(resolve))
+        .route("/api/models/{owner}/{repo}/tree/{revision}/{*path}", get(tree));
+    serve(router.with_state(hub)).await
 }
 
 fn payload(len: usize, seed: u8) -> Vec<u8> {
@@ -186,8 +245,13 @@ fn models_dir(home: &Path) -> PathBuf {
 
 /// Runs `reelbox models pull NAME` against the hub at `endpoint`.
 async fn pull(home: &Path, endpoint: &str, token: Option<&str>, name: &str) -> std::process::Output {
+    reelbox(home, endpoint, token, &["models", "pull", name]).await
+}
+
+/// Runs `reelbox ARGS` on `home` against the hub at `endpoint`.
+async fn reelbox(home: &Path, endpoint: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelbox"));
-    cmd.args(["models", "pull", name])
+    cmd.args(args)
         .env_remove("REELBOX_CONFIG")
         .env_remove("HF_TOKEN")
         .env("XDG_CONFIG_HOME", home.join("no-config"))
@@ -356,4 +420,146 @@ async fn a_pull_continues_the_parts_an_interrupted_one_left_behind() {
     let mut got = ranges.clone();
     got.sort();
     assert_eq!(got, want, "only what was missing was fetched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_folders_come_from_the_tree_api_once_the_licence_is_accepted() {
+    let (unet, unet_data, weights) = (payload(3000, 5), payload(4000, 6), payload(2000, 8));
+    let hub: Shared = Arc::default();
+    hub.lock().expect("lock").repos.insert(
+        "org/sd".into(),
+        BTreeMap::from([
+            ("onnx/model_index.json".to_string(), small(br#"{"_class_name": "StableDiffusionPipeline"}"#)),
+            ("onnx/unet/model.onnx".to_string(), lfs(unet.clone())),
+            ("onnx/unet/model.onnx_data".to_string(), lfs(unet_data.clone())),
+            ("onnx/unet/diffusion_pytorch_model.safetensors".to_string(), lfs(weights)),
+            ("onnx/unet/config.json".to_string(), small(b"{}")),
+            ("onnx/tokenizer/vocab.json".to_string(), small(br#"{"a": 0}"#)),
+            ("onnx/tokenizer/merges.txt".to_string(), small(b"#version: 0.2\n")),
+            ("other/unrelated.onnx".to_string(), small(b"x")),
+        ]),
+    );
+    let endpoint = start(hub.clone()).await;
+    let manifest = format!(
+        "name = \"sd-nc\"\nkind = \"diffusion\"\nlicense = \"Test Non-Commercial Licence\"\nnoncommercial = true\n\
+         sources = [\"hf:org/sd@{COMMIT}/onnx\"]\nfolders = [\"unet\", \"tokenizer\"]\nexclude = [\".safetensors\"]\n\n\
+         [[files]]\npath = \"model_index.json\"\n\n[[files]]\npath = \"unet/model.onnx\"\nsha256 = \"{}\"\n",
+        sha256_hex(&unet)
+    );
+    let home = home_with(&manifest);
+
+    let refused = pull(home.path(), &endpoint, None, "sd-nc").await;
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(said.contains("Test Non-Commercial Licence") && said.contains("--accept-license"), "{said}");
+    assert!(hub.lock().expect("lock").auth.is_empty(), "nothing was asked of the hub before acceptance");
+
+    let out = reelbox(home.path(), &endpoint, None, &["models", "pull", "sd-nc", "--accept-license"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = models_dir(home.path()).join("sd-nc");
+    assert_eq!(std::fs::read(dir.join("unet/model.onnx_data")).expect("external weights"), unet_data);
+    assert!(dir.join("tokenizer/merges.txt").is_file() && dir.join("unet/config.json").is_file());
+    assert!(!dir.join("unet/diffusion_pytorch_model.safetensors").exists(), "excluded by its ending");
+    let recorded =
+        Manifest::parse(&std::fs::read_to_string(models_dir(home.path()).join("sd-nc.toml")).expect("manifest"))
+            .expect("valid");
+    let paths: Vec<&str> = recorded.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "model_index.json",
+            "tokenizer/merges.txt",
+            "tokenizer/vocab.json",
+            "unet/config.json",
+            "unet/model.onnx",
+            "unet/model.onnx_data"
+        ]
+    );
+    let data_entry = recorded.files.iter().find(|f| f.path == "unet/model.onnx_data").expect("listed");
+    assert_eq!((data_entry.size, data_entry.sha256.clone()), (4000, sha256_hex(&unet_data)), "from the tree's LFS oid");
+    let trees = hub.lock().expect("lock").trees.clone();
+    assert!(trees.iter().filter(|t| t.as_str() == "onnx/unet").count() >= 2, "unet listed in pages: {trees:?}");
+
+    // Installed: pulling again asks the hub nothing.
+    let asked = hub.lock().expect("lock").auth.len();
+    let again = pull(home.path(), &endpoint, None, "sd-nc").await;
+    assert!(again.status.success() && text(&again).contains("already installed"), "{}", text(&again));
+    assert_eq!(hub.lock().expect("lock").auth.len(), asked, "no listing or download for an installed model");
+
+    // Accepted once: after removing the model a plain pull goes ahead.
+    let rm = reelbox(home.path(), &endpoint, None, &["models", "rm", "sd-nc"]).await;
+    assert!(rm.status.success(), "{}", text(&rm));
+    let again = pull(home.path(), &endpoint, None, "sd-nc").await;
+    assert!(again.status.success(), "acceptance is remembered: {}", text(&again));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_models_real_pulls_a_set_for_this_box_and_makes_each_the_default() {
+    let hub: Shared = Arc::default();
+    hub.lock().expect("lock").repos.insert(
+        "org/real".into(),
+        BTreeMap::from([
+            ("sd/model_index.json".to_string(), small(b"{}")),
+            ("sd/unet/model.onnx".to_string(), lfs(payload(3000, 1))),
+            ("wav2lip.onnx".to_string(), lfs(payload(2500, 2))),
+            ("esrgan.onnx".to_string(), lfs(payload(2000, 3))),
+            ("face.onnx".to_string(), small(b"tiny face detector")),
+            ("voice/en_US-joe-medium.onnx".to_string(), lfs(payload(1500, 4))),
+            ("voice/en_US-joe-medium.onnx.json".to_string(), small(b"{}")),
+        ]),
+    );
+    let endpoint = start(hub).await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let share = home.path().join("share/models");
+    std::fs::create_dir_all(&share).expect("share");
+    let one = |name: &str, kind: &str, extra: &str, source: &str| {
+        format!(
+            "name = \"{name}\"\nkind = \"{kind}\"\nlicense = \"L\"\n{extra}sources = [\"hf:org/real@{COMMIT}/{source}\"]\n\n[[files]]\npath = \"model.onnx\"\n"
+        )
+    };
+    let manifests = [
+        (
+            "sd-turbo",
+            format!(
+                "name = \"sd-turbo\"\nkind = \"diffusion\"\nlicense = \"NC\"\nnoncommercial = true\napprox_size = 2600000000\n\
+             sources = [\"hf:org/real@{COMMIT}/sd\"]\nfolders = [\"unet\"]\n\n[[files]]\npath = \"model_index.json\"\n"
+            ),
+        ),
+        ("wav2lip", one("wav2lip", "lipsync", "noncommercial = true\n", "wav2lip.onnx")),
+        ("realesrgan-x4", one("realesrgan-x4", "upscale", "", "esrgan.onnx")),
+        ("ultraface-320", one("ultraface-320", "face", "", "face.onnx")),
+        (
+            "en_US-joe-medium",
+            format!(
+                "name = \"en_US-joe-medium\"\nkind = \"tts\"\nsources = [\"hf:org/real@{COMMIT}/voice\"]\n\n\
+             [[files]]\npath = \"en_US-joe-medium.onnx\"\n\n[[files]]\npath = \"en_US-joe-medium.onnx.json\"\n"
+            ),
+        ),
+    ];
+    for (name, text) in &manifests {
+        Manifest::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        std::fs::write(share.join(format!("{name}.toml")), text).expect("write manifest");
+    }
+    // The provisioned ONNX Runtime stands in for the one setup would download.
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let runtime = common::provision::runtime();
+    std::os::unix::fs::symlink(runtime.parent().expect("runtime dir"), data.join("runtime")).expect("link runtime");
+
+    let data_arg = data.to_string_lossy().into_owned();
+    let args = ["setup", "--models", "real", "--yes", "--accept-license", "--gpu", "no", "--data-dir", &data_arg];
+    let out = reelbox(home.path(), &endpoint, None, &args).await;
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("total download: about 2.6 GB"), "the size is shown first: {said}");
+    for (name, _) in &manifests {
+        assert!(models_dir(home.path()).join(name).is_dir(), "{name} pulled: {said}");
+    }
+    let defaults = reelbox(home.path(), &endpoint, None, &["--json", "models", "default"]).await;
+    let defaults: serde_json::Value = serde_json::from_slice(&defaults.stdout).expect("defaults json");
+    assert_eq!(
+        defaults,
+        serde_json::json!({"diffusion": "sd-turbo", "tts": "en_US-joe-medium", "lipsync": "wav2lip",
+            "upscale": "realesrgan-x4", "face": "ultraface-320"})
+    );
 }

@@ -77,15 +77,7 @@ fn file_entry(path: &str, data: &[u8]) -> ManifestFile {
 }
 
 fn manifest(name: &str, sources: Vec<String>, files: Vec<ManifestFile>) -> Manifest {
-    Manifest {
-        name: name.into(),
-        kind: ModelKind::Upscale,
-        demo: false,
-        summary: "test model".into(),
-        sources,
-        files,
-        license: None,
-    }
+    Manifest { summary: "test model".into(), sources, ..Manifest::new(name.into(), ModelKind::Upscale, files) }
 }
 
 fn store_in(dir: &Path) -> ModelStore {

@@ -14,6 +14,7 @@ fn opts() -> SetupOptions {
         skip_models: false,
         force: false,
         quiet: true,
+        make_defaults: false,
     }
 }
 

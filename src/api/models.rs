@@ -51,6 +51,19 @@ pub struct ModelView {
     /// The licence its manifest names, when it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// The licence forbids commercial use (a pull needs `--accept-license` once).
+    #[serde(default)]
+    pub noncommercial: bool,
+    /// Runs on the CPU (false: CUDA only).
+    #[serde(default = "yes")]
+    pub cpu: bool,
+    /// The model requests of its kind use when they name none.
+    #[serde(default)]
+    pub default: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Installed and available models, sorted by name.
@@ -70,6 +83,9 @@ pub struct PullRequest {
     /// Fetch again even when installed.
     #[serde(default)]
     pub force: bool,
+    /// Accept the model's non-commercial licence (remembered; needed once for such models).
+    #[serde(default)]
+    pub accept_license: bool,
     /// Higher runs first (default 0).
     #[serde(default)]
     #[schema(minimum = -1000, maximum = 1000)]
@@ -98,6 +114,9 @@ impl From<&CatalogModel> for ModelView {
             sources: e.sources.clone(),
             origin: m.origin.as_str().to_string(),
             license: m.manifest.as_ref().and_then(|mf| mf.license.clone()),
+            noncommercial: m.manifest.as_ref().is_some_and(|mf| mf.noncommercial),
+            cpu: m.manifest.as_ref().is_none_or(|mf| mf.runs_on_cpu()),
+            default: false,
         }
     }
 }
@@ -114,10 +133,11 @@ pub fn is_test_fixture(dir: &Path) -> bool {
 /// The model list for `config`: every model of its [`Catalog`], once, sorted by name.
 pub fn catalog(config: &Config) -> ModelList {
     let catalog = Catalog::load(config);
-    ModelList {
-        models_dir: catalog.models_dir().display().to_string(),
-        models: catalog.models().iter().map(ModelView::from).collect(),
-    }
+    let views = catalog.models().iter().map(|m| {
+        let default = catalog.default_name(m.kind(), config).is_some_and(|d| d == m.name()) && m.dir().is_some();
+        ModelView { default, ..ModelView::from(m) }
+    });
+    ModelList { models_dir: catalog.models_dir().display().to_string(), models: views.collect() }
 }
 
 /// Installed and available models.
@@ -142,7 +162,7 @@ pub async fn pull(
 ) -> Result<Response, ApiError> {
     super::jobs::require_admin(&caller)?;
     let key = idempotency_key(&headers)?;
-    let params = json!({"name": req.name, "force": req.force});
+    let params = json!({"name": req.name, "force": req.force, "accept_license": req.accept_license});
     let (job, existing) = submit_job(&state, &caller, "model_pull", params, req.priority, key).await?;
     Ok(accepted(&state, &job, existing))
 }

@@ -110,6 +110,9 @@ pub enum Command {
         /// Fetch again even when installed.
         #[arg(long)]
         force: bool,
+        /// Accept the model's non-commercial licence (remembered; asked once per model).
+        #[arg(long)]
+        accept_license: bool,
     },
     /// List every Piper voice (`reelbox pull piper:NAME` installs one).
     Voices {
@@ -188,7 +191,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Setup(args) => setup::run_setup(&g, args).await,
         Command::Doctor(args) => setup::run_doctor(&g, args),
         Command::Models { action } => models::run(&g, action).await,
-        Command::Pull { name, force } => models::run(&g, models::ModelsAction::Pull { name, force }).await,
+        Command::Pull { name, force, accept_license } => {
+            models::run(&g, models::ModelsAction::Pull { name, force, accept_license }).await
+        }
         Command::Voices { action } => voices::run(&g, action).await,
         Command::Rm { name } => models::run(&g, models::ModelsAction::Rm { name }).await,
         Command::Say(args) => say::run(&g, args).await,

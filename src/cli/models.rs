@@ -1,14 +1,16 @@
 //! `reelbox models ...`: the configured models directory, managed from this machine
-//! (list, pull, verify, rm, import). `list --json` prints what `GET /api/v1/models` answers.
+//! (list, pull, verify, rm, import, default). `list --json` prints what `GET /api/v1/models`
+//! answers.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::api::models::catalog;
 use reelbox::config::Config;
-use reelbox::models::{ModelStore, PullProgress};
+use reelbox::models::{Catalog, ModelKind, ModelStore, PullProgress};
 
 use super::{Global, table};
 
@@ -27,6 +29,17 @@ pub enum ModelsAction {
         /// Fetch again even when installed.
         #[arg(long)]
         force: bool,
+        /// Accept the model's non-commercial licence (remembered; asked once per model).
+        #[arg(long)]
+        accept_license: bool,
+    },
+    /// Show the default model of each kind, or make NAME the default of KIND (what
+    /// renders, `image`, `say`, OpenAI and ComfyUI requests use when they name none).
+    Default {
+        /// tts, diffusion, lipsync, upscale or face.
+        kind: Option<String>,
+        /// An installed model of that kind.
+        name: Option<String>,
     },
     /// Check installed files against their sha256s (all installed models without NAME).
     Verify { name: Option<String> },
@@ -43,7 +56,13 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
     let store = ModelStore::new(&config);
     match action {
         ModelsAction::List { available } => list(g, &config, available),
-        ModelsAction::Pull { name, force } => pull(g, &store, &name, force).await,
+        ModelsAction::Pull { name, force, accept_license } => {
+            if accept_license {
+                store.accept_license(&name)?;
+            }
+            pull(g, &store, &name, force).await
+        }
+        ModelsAction::Default { kind, name } => default(g, &config, &store, kind.as_deref(), name.as_deref()),
         ModelsAction::Verify { name } => verify(g, &store, name),
         ModelsAction::Rm { name } => {
             let removed = store.rm(&name)?;
@@ -58,6 +77,40 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         }
         ModelsAction::Import(args) => super::models_import::run(g, &config, args),
     }
+}
+
+fn parse_kind(what: &str, k: &str) -> anyhow::Result<ModelKind> {
+    ModelKind::parse(k).with_context(|| format!("{what} {k:?} is not one of tts, diffusion, lipsync, upscale, face"))
+}
+
+fn default(
+    g: &Global,
+    config: &Config,
+    store: &ModelStore,
+    kind: Option<&str>,
+    name: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if let (Some(k), Some(n)) = (kind, name) {
+        let kind = store.set_default(parse_kind("KIND", k)?, n)?;
+        if !g.json {
+            println!("{n} is now the default {} model", kind.as_str());
+        }
+    } else if kind.is_some() {
+        anyhow::bail!("name the model too: `reelbox models default KIND NAME`");
+    }
+    let catalog = Catalog::of(store);
+    let kinds = [ModelKind::Diffusion, ModelKind::Tts, ModelKind::Lipsync, ModelKind::Upscale, ModelKind::Face];
+    let rows: Vec<(ModelKind, Option<String>)> = kinds.iter().map(|k| (*k, catalog.default_name(*k, config))).collect();
+    if g.json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            rows.iter().map(|(k, n)| (k.as_str().to_string(), serde_json::json!(n))).collect();
+        println!("{}", serde_json::Value::Object(map));
+    } else if name.is_none() {
+        let rows: Vec<Vec<String>> =
+            rows.into_iter().map(|(k, n)| vec![k.as_str().to_string(), n.unwrap_or_else(|| "-".into())]).collect();
+        table::print(&["KIND", "DEFAULT"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode> {
@@ -75,11 +128,16 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
             .iter()
             .map(|m| {
                 let source = m.sources.first().cloned().unwrap_or_default();
-                vec![m.name.clone(), m.kind.clone(), human_bytes(m.size), m.license.clone().unwrap_or_default(), source]
+                let mut license = m.license.clone().unwrap_or_default();
+                if m.noncommercial {
+                    license.push_str(" (non-commercial)");
+                }
+                let cpu = if m.cpu { "yes" } else { "no (CUDA)" };
+                vec![m.name.clone(), m.kind.clone(), human_bytes(m.size), license, cpu.into(), source]
             })
             .collect();
-        table::print(&["NAME", "KIND", "SIZE", "LICENSE", "SOURCE"], &rows);
-        eprintln!("install one with `reelbox models pull NAME`");
+        table::print(&["NAME", "KIND", "SIZE", "LICENSE", "CPU", "SOURCE"], &rows);
+        eprintln!("install one with `reelbox models pull NAME` (non-commercial licences: add --accept-license)");
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = list
@@ -92,6 +150,12 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
             }
             if m.test {
                 tags.push("test");
+            }
+            if m.default {
+                tags.push("default");
+            }
+            if !m.cpu {
+                tags.push("cuda-only");
             }
             vec![
                 m.name.clone(),

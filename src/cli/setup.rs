@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use reelbox::config::Config;
+use reelbox::models::ModelStore;
+use reelbox::setup::real::{Plan, real_set};
 use reelbox::setup::{
     CheckStatus, EspeakOutcome, GpuChoice, ModelOutcome, Piece, PieceOutcome, SetupOptions, doctor, render_checks,
     setup,
@@ -25,6 +27,15 @@ pub enum GpuArg {
     No,
 }
 
+/// Which models setup pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelSetArg {
+    /// The joe voice and the tiny bundled demo models.
+    Demo,
+    /// Real models sized to this box's GPU memory (or its CPU), made the defaults.
+    Real,
+}
+
 /// Arguments of `reelbox setup`.
 #[derive(Debug, Args)]
 pub struct SetupArgs {
@@ -37,6 +48,13 @@ pub struct SetupArgs {
     /// Skip pulling the default models.
     #[arg(long)]
     pub no_models: bool,
+    /// Which models to pull: the bundled demo set, or real ones for this box (shows the
+    /// download size and licences first, then asks; `--yes` does not ask).
+    #[arg(long, value_enum, default_value_t = ModelSetArg::Demo)]
+    pub models: ModelSetArg,
+    /// Accept the non-commercial licences of the models pulled (remembered per model).
+    #[arg(long)]
+    pub accept_license: bool,
     /// Reinstall the runtime and re-pull models even when present.
     #[arg(long)]
     pub force: bool,
@@ -64,6 +82,13 @@ fn load_config(g: &Global, data_dir: Option<PathBuf>) -> anyhow::Result<Config> 
 /// Runs `reelbox setup`; exit code 1 when a piece is still missing or a pull failed.
 pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(g, args.data_dir)?;
+    let real = match args.models {
+        ModelSetArg::Real if !args.no_models => match plan_real(g, &config, args.yes, args.accept_license)? {
+            Some(names) => Some(names),
+            None => return Ok(ExitCode::FAILURE),
+        },
+        _ => None,
+    };
     let opts = SetupOptions {
         gpu: match args.gpu {
             GpuArg::Auto => GpuChoice::Auto,
@@ -71,7 +96,8 @@ pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> 
             GpuArg::No => GpuChoice::Cpu,
         },
         install_system: args.yes || confirm_system_install(),
-        models: None,
+        make_defaults: real.is_some(),
+        models: real,
         skip_models: args.no_models,
         force: args.force,
         quiet: g.json || !std::io::stderr().is_terminal(),
@@ -115,6 +141,62 @@ pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> 
     Ok(if report.complete() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// The real set for this box, shown with sizes and licences; `None` when the user said
+/// no (or could not be asked). Accepting at the prompt, or `--accept-license`, accepts
+/// the non-commercial licences shown.
+fn plan_real(g: &Global, config: &Config, yes: bool, accept_license: bool) -> anyhow::Result<Option<Vec<String>>> {
+    let store = ModelStore::new(config);
+    let (gpus, _) = reelbox::setup::detect_gpus();
+    let largest = gpus.iter().map(|gpu| gpu.memory_total >> 20).max();
+    let plan = Plan::of(&store, &real_set(largest))?;
+    let noncommercial: Vec<&str> =
+        plan.models.iter().filter(|m| m.noncommercial && !m.installed).map(|m| m.name.as_str()).collect();
+    let out = |line: String| if g.json { eprintln!("{line}") } else { println!("{line}") };
+    let box_name = largest.map_or_else(|| "CPU only".to_string(), |m| format!("largest GPU {m} MiB"));
+    out(format!("real models for this box ({box_name}):"));
+    for m in &plan.models {
+        let size = if m.installed { "installed".to_string() } else { super::models::human_bytes(m.download) };
+        let license = m.license.clone().unwrap_or_default();
+        let nc = if m.noncommercial { " (non-commercial)" } else { "" };
+        out(format!("  {:16} {:10} {:>10}  {license}{nc}", m.name, m.kind, size));
+    }
+    out(format!("total download: about {}", super::models::human_bytes(plan.total_download())));
+    let accepted = if yes {
+        accept_license
+    } else {
+        let question = if noncommercial.is_empty() {
+            "pull these models? [y/N] ".to_string()
+        } else {
+            format!("pull these models and accept the non-commercial licences of {}? [y/N] ", noncommercial.join(", "))
+        };
+        if !ask(&question) {
+            eprintln!("nothing pulled; `reelbox setup --models real --yes --accept-license` pulls without asking");
+            return Ok(None);
+        }
+        true
+    };
+    if accepted {
+        for name in &noncommercial {
+            store.accept_license(name)?;
+        }
+    }
+    Ok(Some(plan.names()))
+}
+
+/// Asks a yes/no question on the terminal; no terminal is a no.
+fn ask(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
 fn flavor(report: &reelbox::setup::SetupReport) -> &'static str {
     match report.runtime.flavor {
         reelbox::setup::Flavor::Cpu => "(CPU)",
@@ -125,16 +207,10 @@ fn flavor(report: &reelbox::setup::SetupReport) -> &'static str {
 /// Asks on the terminal before installing missing system packages; no terminal, no install.
 fn confirm_system_install() -> bool {
     let missing: Vec<&str> = Piece::ALL.iter().filter(|p| p.probe().is_err()).map(|p| p.name()).collect();
-    if missing.is_empty() || !std::io::stdin().is_terminal() || !reelbox::setup::system::is_root() {
+    if missing.is_empty() || !reelbox::setup::system::is_root() {
         return false;
     }
-    eprint!("install {} with the system package manager? [y/N] ", missing.join(" and "));
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    if std::io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
-    }
-    matches!(answer.trim(), "y" | "Y" | "yes")
+    ask(&format!("install {} with the system package manager? [y/N] ", missing.join(" and ")))
 }
 
 /// Runs `reelbox doctor`; exit code 1 when a required piece is missing.

@@ -20,7 +20,7 @@ use crate::media::audio::{Audio, decode_bytes, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoWriter};
 use crate::media::mel::MEL_SAMPLE_RATE;
 use crate::media::visual::open_visual;
-use crate::models::model_file;
+use crate::models::{Catalog, ModelKind, model_file};
 use crate::pipelines::Progress;
 use crate::pipelines::lipsync::{
     DEFAULT_BATCH, DEFAULT_FPS, DETECTOR_MODEL, FaceBox, FaceTrack, OnnxFaceDetector, Wav2Lip, lipsync_frames,
@@ -130,13 +130,19 @@ impl LipsyncRequest {
                 (None, Some(speech.resolve(config)?))
             }
         };
-        if self.face_box.is_none() && !model_file(config, DETECTOR_MODEL).is_file() {
+        let detector = Catalog::default_or(config, ModelKind::Face, DETECTOR_MODEL);
+        if self.face_box.is_none() && !model_file(config, &detector).is_file() {
             return Err(ParamError::new(
                 "face_box",
-                format!("required: [x, y, w, h] of the face (no face detector is installed as {DETECTOR_MODEL:?})"),
+                format!("required: [x, y, w, h] of the face (no face detector is installed as {detector:?})"),
             ));
         }
-        let model = installed_model("model", self.model.as_deref(), DEFAULT_MODEL, config)?;
+        let model = installed_model(
+            "model",
+            self.model.as_deref(),
+            &Catalog::default_or(config, ModelKind::Lipsync, DEFAULT_MODEL),
+            config,
+        )?;
         let fps = u32_in("fps", self.fps.unwrap_or(i64::from(DEFAULT_FPS)), 1..=60)?;
         if let Some(text) = &self.text {
             // Spoken text's length is estimated as a render's narration is.
@@ -195,7 +201,11 @@ impl TypedKind for Lipsync {
         let track = match face {
             Some(face) => FaceTrack::with_boxes(&frames, &[face], &portrait.label)?,
             None => {
-                let detector = OnnxFaceDetector::load(run.engine, run.device, &model_file(run.config, DETECTOR_MODEL))?;
+                let detector = OnnxFaceDetector::load(
+                    run.engine,
+                    run.device,
+                    &model_file(run.config, &Catalog::default_or(run.config, ModelKind::Face, DETECTOR_MODEL)),
+                )?;
                 FaceTrack::detect(&frames, &detector, &portrait.label)?
             }
         };

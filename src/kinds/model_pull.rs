@@ -1,7 +1,7 @@
 //! `model_pull`: installs a model through the model manager as a queued job, so a pull
 //! started from the API shows in the queue with byte progress and can be canceled.
 //!
-//! Params ([`PullRequest`] → [`PullParams`]): `name` (a shipped or installed manifest), `force` (fetch again when installed).
+//! Params ([`PullRequest`] → [`PullParams`]): `name` (a shipped or installed manifest), `force` (fetch again when installed), `accept_license` (needed once for a non-commercial licence).
 //! The one stage writes `pull.json`, the manager's report (which source each file came from).
 
 use std::collections::BTreeMap;
@@ -30,6 +30,8 @@ pub struct PullRequest {
     pub name: Option<String>,
     /// Fetch again when installed.
     pub force: Option<bool>,
+    /// Accept the model's non-commercial licence (remembered).
+    pub accept_license: Option<bool>,
 }
 
 /// Validated `model_pull` parameters, as stored with the job.
@@ -38,19 +40,21 @@ pub struct PullRequest {
 pub struct PullParams {
     pub name: String,
     pub force: bool,
+    /// The caller accepted the model's non-commercial licence.
+    pub accept_license: bool,
 }
 
 impl PullRequest {
     /// Reads request JSON; errors name the field.
     pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
-        reject_unknown(params, &["name", "force"])?;
+        reject_unknown(params, &["name", "force", "accept_license"])?;
         let name = string_field(params, "name")?;
-        let force = match params.get("force") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::Bool(b)) => Some(*b),
-            Some(_) => return Err(ParamError::new("force", "must be true or false")),
+        let flag = |field: &str| match params.get(field) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ParamError::new(field, "must be true or false")),
         };
-        Ok(Self { name, force })
+        Ok(Self { name, force: flag("force")?, accept_license: flag("accept_license")? })
     }
 
     /// Checks the name against the known manifests.
@@ -60,8 +64,18 @@ impl PullRequest {
             return Err(ParamError::new("name", "required: the model to pull"));
         }
         // Refuse unknown names now rather than fail on a worker later.
-        store.manifest(name).map_err(|e| ParamError::new("name", e.to_string()))?;
-        Ok(PullParams { name: name.to_string(), force: self.force.unwrap_or(false) })
+        let manifest = store.manifest(name).map_err(|e| ParamError::new("name", e.to_string()))?;
+        let accept_license = self.accept_license.unwrap_or(false);
+        if !accept_license && !store.license_accepted(&manifest) {
+            let license = manifest.license.unwrap_or_default();
+            return Err(ParamError::new(
+                "accept_license",
+                format!(
+                    "model {name} is under the licence {license:?}, which forbids commercial use; read it, then send \"accept_license\": true (remembered)"
+                ),
+            ));
+        }
+        Ok(PullParams { name: name.to_string(), force: self.force.unwrap_or(false), accept_license })
     }
 }
 
@@ -92,6 +106,9 @@ impl TypedKind for ModelPull {
         }
         let (name, force) = (p.name.clone(), p.force);
         let store = ModelStore::new(run.config);
+        if p.accept_license {
+            store.accept_license(&name)?;
+        }
         let manifest = store.manifest(&name)?;
         let total = manifest.total_size();
         let latest: Mutex<Latest> = Mutex::new(Latest::default());

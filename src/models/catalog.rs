@@ -71,6 +71,8 @@ impl CatalogModel {
 pub struct Catalog {
     models_dir: PathBuf,
     models: Vec<CatalogModel>,
+    /// Defaults chosen with `reelbox models default` (see `choice.rs`).
+    chosen: BTreeMap<ModelKind, String>,
 }
 
 impl Catalog {
@@ -110,7 +112,11 @@ impl Catalog {
             let created = modified_secs(&dir);
             by_name.insert(name, CatalogModel { entry, origin: Origin::Directory, manifest: shipped, created });
         }
-        Self { models_dir: store.models_dir().to_path_buf(), models: by_name.into_values().collect() }
+        let models: Vec<CatalogModel> = by_name.into_values().collect();
+        let mut chosen = store.chosen_defaults();
+        // A chosen model that was removed since is no default.
+        chosen.retain(|kind, name| models.iter().any(|m| m.name() == name && m.kind() == *kind && m.dir().is_some()));
+        Self { models_dir: store.models_dir().to_path_buf(), models, chosen }
     }
 
     /// The installed directory of the model of `kind` named exactly `name`, reading only
@@ -135,6 +141,25 @@ impl Catalog {
             None => layout::detect(&dir, name),
         };
         (shown == Some(kind)).then_some(dir)
+    }
+
+    /// The first of `names` installed from a manifest marked `cuda_only` (reads only
+    /// those models' manifests: called for every submission and placement).
+    pub fn cuda_only_of(config: &Config, names: &[String]) -> Option<String> {
+        let store = ModelStore::with_dirs(config.models_dir(), Vec::new(), Vec::new());
+        names
+            .iter()
+            .filter(|n| super::manifest::valid_name(n))
+            .find(|n| store.installed_manifest(n).is_some_and(|m| m.cuda_only))
+            .cloned()
+    }
+
+    /// The sampling settings installed model `name`'s manifest gives (`[tuning]`).
+    pub fn tuning_of(config: &Config, name: &str) -> Option<super::Tuning> {
+        if !super::manifest::valid_name(name) {
+            return None;
+        }
+        ModelStore::with_dirs(config.models_dir(), Vec::new(), Vec::new()).installed_manifest(name)?.tuning
     }
 
     /// The directory models are installed into.
@@ -179,16 +204,36 @@ impl Catalog {
         self.installed(kind).find(|m| m.name() == stem || m.name().eq_ignore_ascii_case(stem))
     }
 
-    /// The model of `kind` used when a request names none: the configured default
+    /// The model of `kind` used when a request names none: the one chosen with
+    /// `reelbox models default` (while installed), else the configured default
     /// (`[defaults]`), else the only installed model of that kind.
     pub fn default_name(&self, kind: ModelKind, config: &Config) -> Option<String> {
-        configured_default(kind, config).or_else(|| self.only_installed(kind))
+        self.chosen
+            .get(&kind)
+            .cloned()
+            .or_else(|| configured_default(kind, config))
+            .or_else(|| self.only_installed(kind))
     }
 
-    /// [`Catalog::default_name`] for `config`, reading the models dir only when the config
-    /// names no default (a voice always has one, so speech requests skip the listing).
+    /// [`Catalog::default_name`] for `config`, reading the models dir only when neither a
+    /// choice nor the config names a default (a voice always has one, so speech requests
+    /// skip the listing).
     pub fn default_of(config: &Config, kind: ModelKind) -> Option<String> {
-        configured_default(kind, config).or_else(|| Self::load(config).only_installed(kind))
+        super::choice::chosen(&config.data_dir, kind)
+            .filter(|name| Self::installed_dir_of(config, kind, name).is_some())
+            .or_else(|| configured_default(kind, config))
+            .or_else(|| Self::load(config).only_installed(kind))
+    }
+
+    /// The model of `kind` a request naming none uses where the kind has a built-in
+    /// default (`fallback`): the one chosen with `reelbox models default` while installed,
+    /// else the configured one, else `fallback` (never a guess among installed models, so
+    /// a request that worked keeps using the same model).
+    pub fn default_or(config: &Config, kind: ModelKind, fallback: &str) -> String {
+        super::choice::chosen(&config.data_dir, kind)
+            .filter(|name| Self::installed_dir_of(config, kind, name).is_some())
+            .or_else(|| configured_default(kind, config))
+            .unwrap_or_else(|| fallback.to_string())
     }
 
     fn only_installed(&self, kind: ModelKind) -> Option<String> {

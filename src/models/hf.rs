@@ -18,11 +18,15 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::fetch::{Delivered, FetchError, error_chain, partial_path};
-use super::manifest::{HfSource, ManifestFile};
+use super::manifest::ManifestFile;
 
 mod parts;
+mod source;
+mod tree;
 
 use parts::{Parts, parts_path};
+pub use source::HfSource;
+pub use tree::TreeEntry;
 
 /// The hub used when `HF_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";

@@ -94,7 +94,7 @@ fn manifest_of(
         let (sha256, size) = hash_file(src).map_err(|e| fail(format!("{}: {e}", src.display())))?;
         files.push(ManifestFile { path: rel.clone(), size, sha256 });
     }
-    let manifest = Manifest { name, kind, demo: false, summary, sources: Vec::new(), files, license: None };
+    let manifest = Manifest { summary, ..Manifest::new(name, kind, files) };
     manifest.validate().map_err(|e| fail(e.to_string()))?;
     Ok(manifest)
 }

@@ -18,15 +18,24 @@
 //!
 //! With an `hf:` source a file may leave out `sha256` (then the hub's LFS sha256, or for a
 //! small file its git blob SHA-1, at the pinned commit is what it is checked against) and
-//! `size` (then the hub's size is taken). A pull records what it resolved: the installed
-//! manifest has every size and sha256 filled in and the commit the revision resolved to.
+//! `size` (then the hub's size is taken), and `folders = ["unet", …]` takes whole folders
+//! of the repository, listed by the hub's tree API at pull time (`exclude` drops file
+//! names by suffix, e.g. the PyTorch weights beside the ONNX ones). A pull records what it
+//! resolved: the installed manifest has every file, size and sha256 filled in and the
+//! commit the revision resolved to.
+//!
+//! `noncommercial = true` makes a pull ask for `--accept-license` once; `cuda_only = true`
+//! keeps the model off the CPU (its kernels exist only in the CUDA provider); `[tuning]`
+//! gives a diffusion model's own step range and guidance (Turbo: 1–4 steps, guidance 0).
 
 use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::hf::HfSource;
+
 /// What a model is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     Tts,
@@ -79,6 +88,12 @@ pub enum ManifestError {
     Unpinned { path: String },
     #[error("license must be a non-empty string")]
     BadLicense,
+    #[error("folders need an hf: source (the hub's tree API lists them)")]
+    FoldersNeedHf,
+    #[error("noncommercial = true needs the licence named in license")]
+    NoncommercialWithoutLicense,
+    #[error("tuning: steps must be between 1 and max_steps, guidance finite and not negative")]
+    BadTuning,
     #[error(transparent)]
     Source(#[from] SourceError),
 }
@@ -163,6 +178,40 @@ pub struct Manifest {
     /// The licence the model's authors give it, as they name it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// The licence forbids commercial use: a pull needs `--accept-license` once.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub noncommercial: bool,
+    /// Runs only with the CUDA execution provider (fused kernels the CPU one lacks).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cuda_only: bool,
+    /// Folders of the `hf:` source taken whole (listed by the hub's tree API at pull time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folders: Vec<String>,
+    /// File-name endings left out of `folders` (`.safetensors`, `.bin`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Bytes a pull downloads, as the catalog estimates it before `folders` are listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub approx_size: u64,
+    /// A diffusion model's own step range and guidance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<Tuning>,
+}
+
+/// A diffusion model's own sampling settings, applied over a preset's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    /// Steps when the request names none.
+    pub steps: u32,
+    /// Most steps that help (a preset asking for more is held to this).
+    pub max_steps: u32,
+    /// Classifier-free guidance (0 for distilled Turbo models).
+    pub guidance: f32,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Where a model's files can come from.
@@ -226,80 +275,6 @@ impl Source {
     }
 }
 
-/// An `hf:OWNER/REPO@REVISION[/PATH]` source. PATH is a directory in the repository the
-/// manifest's files are under; for a one-file manifest a PATH whose last part has an
-/// extension names the file itself (stored under the manifest's name locally). As with HTTP sources, a PATH ending with one of the
-/// manifest's files means that file's directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HfSource {
-    /// `OWNER/REPO`.
-    pub repo: String,
-    /// A full commit hash, or a tag or branch.
-    pub revision: String,
-    /// Directory inside the repository ("" for its root).
-    pub dir: String,
-    /// The remote file of a one-file manifest, when PATH names it.
-    pub file: Option<String>,
-}
-
-impl HfSource {
-    /// Parses what follows `hf:`.
-    fn parse(rest: &str, files: &[ManifestFile]) -> Option<Self> {
-        let (repo, after) = rest.split_once('@')?;
-        let (owner, name) = repo.split_once('/')?;
-        let (revision, path) = after.split_once('/').unwrap_or((after, ""));
-        let path = path.trim_matches('/');
-        let parts_ok = [owner, name, revision].iter().all(|p| !p.is_empty() && valid_name(p));
-        let path_ok = path.is_empty() || check_relative(path).is_ok();
-        if !parts_ok || !path_ok {
-            return None;
-        }
-        let mut source =
-            HfSource { repo: repo.to_string(), revision: revision.to_string(), dir: path.to_string(), file: None };
-        if let Some(dir) = files
-            .iter()
-            .find_map(|f| if path == f.path { Some("") } else { path.strip_suffix(&format!("/{}", f.path)) })
-        {
-            source.dir = dir.to_string();
-        } else if let [_] = files
-            && path.rsplit('/').next().is_some_and(|last| last.contains('.'))
-        {
-            source.dir = String::new();
-            source.file = Some(path.to_string());
-        }
-        Some(source)
-    }
-
-    /// The path inside the repository that manifest file `path` comes from.
-    pub fn remote_path(&self, path: &str) -> String {
-        match (&self.file, self.dir.as_str()) {
-            (Some(file), _) => file.clone(),
-            (None, "") => path.to_string(),
-            (None, dir) => format!("{dir}/{path}"),
-        }
-    }
-
-    /// True when the revision is a full commit hash (40 hex digits).
-    pub fn is_commit(&self) -> bool {
-        self.revision.len() == 40 && self.revision.chars().all(|c| c.is_ascii_hexdigit())
-    }
-
-    /// The source with its revision replaced by `commit` (what an installed manifest records).
-    pub fn at_commit(&self, commit: &str) -> Self {
-        HfSource { revision: commit.to_string(), ..self.clone() }
-    }
-
-    /// The source as manifests spell it.
-    pub fn describe(&self) -> String {
-        let path = self.file.as_deref().unwrap_or(&self.dir);
-        if path.is_empty() {
-            format!("hf:{}@{}", self.repo, self.revision)
-        } else {
-            format!("hf:{}@{}/{path}", self.repo, self.revision)
-        }
-    }
-}
-
 /// Rejects absolute paths and `..`, so a manifest cannot write outside its model directory.
 pub fn check_relative(path: &str) -> Result<(), PathError> {
     let p = Path::new(path);
@@ -321,6 +296,25 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Manifest {
+    /// A manifest of `files` with nothing else set (no sources, licence or catalog facts).
+    pub fn new(name: String, kind: ModelKind, files: Vec<ManifestFile>) -> Self {
+        Manifest {
+            name,
+            kind,
+            demo: false,
+            summary: String::new(),
+            sources: Vec::new(),
+            files,
+            license: None,
+            noncommercial: false,
+            cuda_only: false,
+            folders: Vec::new(),
+            exclude: Vec::new(),
+            approx_size: 0,
+            tuning: None,
+        }
+    }
+
     /// Parses and checks a manifest's TOML text.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
         let m: Manifest = toml::from_str(text)?;
@@ -336,15 +330,27 @@ impl Manifest {
         if self.license.as_deref().is_some_and(|l| l.trim().is_empty()) {
             return Err(ManifestError::BadLicense);
         }
-        if self.files.is_empty() {
+        if self.noncommercial && self.license.is_none() {
+            return Err(ManifestError::NoncommercialWithoutLicense);
+        }
+        if self.files.is_empty() && self.folders.is_empty() {
             return Err(ManifestError::NoFiles);
         }
-        for f in &self.files {
-            check_relative(&f.path)?;
+        for path in self.files.iter().map(|f| &f.path).chain(&self.folders) {
+            check_relative(path)?;
+        }
+        if self
+            .tuning
+            .is_some_and(|t| t.steps == 0 || t.steps > t.max_steps || !t.guidance.is_finite() || t.guidance < 0.0)
+        {
+            return Err(ManifestError::BadTuning);
         }
         let mut hub_can_tell = false;
         for s in &self.sources {
             hub_can_tell |= matches!(Source::parse(s, &self.files)?, Source::Hf(_));
+        }
+        if !self.folders.is_empty() && !hub_can_tell {
+            return Err(ManifestError::FoldersNeedHf);
         }
         for f in &self.files {
             match f.pinned_sha256() {
@@ -366,6 +372,17 @@ impl Manifest {
     /// Total bytes of all files (the known ones, for files whose size a hub tells).
     pub fn total_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Bytes a pull downloads: the files' sizes, or the catalog's estimate when that is
+    /// larger (folders and unpinned sizes are known only once the hub is asked).
+    pub fn download_size(&self) -> u64 {
+        self.total_size().max(self.approx_size)
+    }
+
+    /// True when the model can run on the CPU.
+    pub fn runs_on_cpu(&self) -> bool {
+        !self.cuda_only
     }
 
     /// The manifest as TOML.

@@ -14,17 +14,20 @@ use crate::store::records::{Millis, now_ms};
 
 mod catalog;
 pub mod convert;
+mod choice;
 pub mod fetch;
+mod folders;
 mod hf;
 pub mod import;
 mod layout;
+mod license;
 pub mod manifest;
 pub mod piper;
 mod pull;
 
 pub use catalog::{Catalog, CatalogModel, Origin, strip_model_extension};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
-pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source};
+pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};
 
 /// Marker file in a model directory: when its files last matched their sha256s.
 const VERIFIED_MARKER: &str = ".reelbox-verified";
@@ -53,6 +56,12 @@ pub enum ModelError {
     /// A `piper:` voice (its index, or its md5 check).
     #[error(transparent)]
     Piper(#[from] piper::PiperError),
+    #[error(
+        "model {name} is under the licence {license:?}, which forbids commercial use; read it, then pull with `--accept-license` (asked once per model)"
+    )]
+    LicenseNotAccepted { name: String, license: String },
+    #[error("model {name} is a {kind} model, not {wanted}")]
+    WrongKind { name: String, kind: &'static str, wanted: &'static str },
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
@@ -164,6 +173,10 @@ pub struct ModelStore {
     models_dir: PathBuf,
     manifest_dirs: Vec<PathBuf>,
     bundle_roots: Vec<PathBuf>,
+    /// Where accepted licences and chosen defaults are remembered.
+    state_dir: PathBuf,
+    /// `<state>/accepted-licenses` (see `license.rs`).
+    licenses_dir: PathBuf,
     http: reqwest::Client,
 }
 
@@ -172,11 +185,27 @@ impl ModelStore {
     pub fn new(config: &Config) -> Self {
         let roots = share_dirs();
         Self::with_dirs(config.models_dir(), roots.iter().map(|r| r.join("models")).collect(), roots)
+            .remembering_in(config.data_dir.clone())
     }
 
-    /// A store with explicit directories (tests, packaging checks).
+    /// A store with explicit directories (tests, packaging checks); what it remembers
+    /// (accepted licences, chosen defaults) goes under `<models>/.state` until
+    /// [`ModelStore::remembering_in`] says otherwise.
     pub fn with_dirs(models_dir: PathBuf, manifest_dirs: Vec<PathBuf>, bundle_roots: Vec<PathBuf>) -> Self {
-        Self { models_dir, manifest_dirs, bundle_roots, http: fetch::http_client() }
+        let state_dir = models_dir.join(".state");
+        Self {
+            licenses_dir: state_dir.join("accepted-licenses"),
+            state_dir,
+            models_dir,
+            manifest_dirs,
+            bundle_roots,
+            http: fetch::http_client(),
+        }
+    }
+
+    /// The store remembering accepted licences and chosen defaults in `dir` (the data dir).
+    pub fn remembering_in(self, dir: PathBuf) -> Self {
+        Self { licenses_dir: dir.join("accepted-licenses"), state_dir: dir, ..self }
     }
 
     /// Where models are installed.
@@ -263,7 +292,8 @@ impl ModelStore {
             kind: m.kind,
             demo: m.demo,
             summary: m.summary.clone(),
-            size: m.total_size(),
+            // Before a pull lists its folders, the catalog's estimate of the download.
+            size: if installed { m.total_size() } else { m.download_size() },
             verified_at: if installed { verified_at } else { None },
             path: installed.then_some(dir),
             state,

@@ -140,9 +140,6 @@ impl PiperVoice {
             .collect();
         let source = HfSource { repo: REPO.into(), revision: REVISION.into(), dir: dir.into(), file: None };
         Ok(Manifest {
-            name: self.key.clone(),
-            kind: ModelKind::Tts,
-            demo: false,
             summary: format!(
                 "Piper voice: {} ({}), {}, {} quality{}",
                 self.language.name_english,
@@ -152,8 +149,8 @@ impl PiperVoice {
                 if self.num_speakers > 1 { format!(", {} speakers", self.num_speakers) } else { String::new() }
             ),
             sources: vec![source.describe()],
-            files,
             license: Some(format!("see {dir}/MODEL_CARD in {REPO}")),
+            ..Manifest::new(self.key.clone(), ModelKind::Tts, files)
         })
     }
 }

@@ -34,14 +34,11 @@ impl ModelStore {
         std::fs::create_dir_all(&self.models_dir).map_err(io_err(&self.models_dir))?;
         let _lock = self.lock(&m.name).await?;
         let dir = self.model_dir(&m.name);
-        if !force
-            && self.installed_manifest(&m.name).is_some_and(|old| {
-                old.files.len() == m.files.len() && m.files.iter().zip(&old.files).all(|(f, o)| f.is_satisfied_by(o))
-            })
-            && size_state(&dir, m) == InstallState::Installed
-        {
+        if !force && self.installed_manifest(&m.name).is_some_and(|old| installed_as(m, &old, &dir)) {
             return Ok(PullReport { name: m.name.clone(), dir, already_installed: true, files: BTreeMap::new() });
         }
+        self.check_license(m)?;
+        let m = &super::folders::expand(m).await?;
         let sources = m.parsed_sources();
         if sources.is_empty() {
             return Err(ModelError::NoSources { name: m.name.clone() });
@@ -232,6 +229,18 @@ impl ModelStore {
         }
         Ok(file)
     }
+}
+
+/// True when installed manifest `old` (in `dir`, its files all present) is what pulling
+/// `m` would install: the same files, or for folders the same folders and every file `m`
+/// pins.
+fn installed_as(m: &Manifest, old: &Manifest, dir: &Path) -> bool {
+    let same_files = if m.folders.is_empty() {
+        old.files.len() == m.files.len() && m.files.iter().zip(&old.files).all(|(f, o)| f.is_satisfied_by(o))
+    } else {
+        old.folders == m.folders && m.files.iter().all(|f| old.files.iter().any(|o| f.is_satisfied_by(o)))
+    };
+    same_files && size_state(dir, old) == InstallState::Installed
 }
 
 fn unavailable(source: &Source, file: &str, reason: String) -> FetchError {

@@ -57,6 +57,11 @@ pub struct TooBigForGpus {
     pub largest_mib: u64,
 }
 
+/// A job that loads a CUDA-only model, submitted to a box without a CUDA device.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NeedsCuda(pub String);
+
 /// A worker's answer for one queued job.
 enum Placement {
     Take,
@@ -174,7 +179,19 @@ impl Scheduler {
     pub fn need(&self, job: &Job) -> Need {
         let Some(kind) = self.kinds.get(job.kind.as_str()) else { return Need::default() };
         let params: serde_json::Value = serde_json::from_str(&job.params).unwrap_or_default();
-        Need { vram_mib: kind.vram_mib(&params, &self.config), models: kind.models(&params) }
+        let models = kind.models(&params);
+        let cuda_only = crate::models::Catalog::cuda_only_of(&self.config, &models);
+        Need { vram_mib: kind.vram_mib(&params, &self.config), models, cuda_only }
+    }
+
+    /// Refuses up front a job loading a CUDA-only model on a box without a CUDA device
+    /// (placement would never start it); the reason names the model.
+    pub fn check_device(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), NeedsCuda> {
+        let models = kind.models(params);
+        let cuda_only = crate::models::Catalog::cuda_only_of(&self.config, &models);
+        let need = Need { models, cuda_only, ..Need::default() };
+        let devices: Vec<DeviceId> = self.devices.iter().map(|(d, _)| *d).collect();
+        placement::refusal(&need, &devices).map_or(Ok(()), |why| Err(NeedsCuda(why)))
     }
 
     /// Refuses up front a job that no GPU here could ever hold (it would wait forever).

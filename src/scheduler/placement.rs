@@ -10,6 +10,9 @@
 //! 3. The CPU takes a job that needs GPU memory only on boxes with no GPU at all (CPU is
 //!    always the fallback there); a job that needs none (`vram_mib` 0) goes to the CPU when
 //!    no GPU slot is free. Kinds that are only practical on a GPU must declare `vram_mib`.
+//!    A job loading a CUDA-only model (`cuda_only` in its manifest: kernels the CPU
+//!    provider lacks) never goes to the CPU; on a box without a GPU it is refused at
+//!    submission ([`refusal`]) rather than queued forever.
 //! 4. Among the devices left: the one already holding most of the job's models (affinity,
 //!    as InvokeAI keeps models where they were loaded), then a GPU before the CPU, then the
 //!    fewest running jobs, then the lowest utilisation, then the most free memory.
@@ -30,6 +33,8 @@ pub struct Need {
     pub vram_mib: u64,
     /// Models the job loads, for affinity.
     pub models: Vec<String>,
+    /// The CUDA-only model the job loads, if any: the CPU cannot run it.
+    pub cuda_only: Option<String>,
 }
 
 /// A device as placement sees it at one moment.
@@ -54,7 +59,7 @@ pub fn choose(need: &Need, devices: &[Candidate]) -> Option<DeviceId> {
     let eligible = |d: &&Candidate| {
         d.idle_slots > 0
             && match d.device {
-                DeviceId::Cpu => !has_gpu || need.vram_mib == 0,
+                DeviceId::Cpu => need.cuda_only.is_none() && (!has_gpu || need.vram_mib == 0),
                 DeviceId::Cuda(_) => d.free_mib.is_none_or(|f| f >= need.vram_mib),
             }
     };
@@ -77,6 +82,18 @@ pub fn choose(need: &Need, devices: &[Candidate]) -> Option<DeviceId> {
         }
     }
     best.map(|d| d.device)
+}
+
+/// Why a job can never run on a box with these devices, when it cannot: it loads a
+/// CUDA-only model and the box has no CUDA device.
+pub fn refusal(need: &Need, devices: &[DeviceId]) -> Option<String> {
+    let model = need.cuda_only.as_deref()?;
+    let has_cuda = devices.iter().any(|d| matches!(d, DeviceId::Cuda(_)));
+    (!has_cuda).then(|| {
+        format!(
+            "model {model} runs only with CUDA (its fused kernels have no CPU version) and this box has no CUDA device; pick a CPU-capable model (`reelbox models list --available`, CPU column)"
+        )
+    })
 }
 
 /// Memory a GPU has for a new job, MiB: total minus other processes' memory minus
@@ -170,7 +187,21 @@ mod tests {
     }
 
     fn need(vram_mib: u64, models: &[&str]) -> Need {
-        Need { vram_mib, models: models.iter().map(|m| m.to_string()).collect() }
+        Need { vram_mib, models: models.iter().map(|m| m.to_string()).collect(), cuda_only: None }
+    }
+
+    #[test]
+    fn a_cuda_only_model_never_lands_on_the_cpu_and_is_refused_without_a_gpu() {
+        let fused = Need { cuda_only: Some("sd-turbo-cuda".into()), ..need(0, &["sd-turbo-cuda"]) };
+        // Even needing no memory and with the GPU busy, it waits for the GPU.
+        let busy = Candidate { idle_slots: 0, running: 1, ..gpu(0, 24576) };
+        assert_eq!(choose(&fused, &[cpu(), busy]), None);
+        assert_eq!(choose(&fused, &[cpu(), gpu(0, 100)]), Some(DeviceId::Cuda(0)));
+        assert_eq!(choose(&fused, &[cpu()]), None, "no GPU: never the CPU");
+        let why = refusal(&fused, &[DeviceId::Cpu]).expect("refused on a CPU-only box");
+        assert!(why.contains("sd-turbo-cuda") && why.contains("CUDA"), "{why}");
+        assert_eq!(refusal(&fused, &[DeviceId::Cpu, DeviceId::Cuda(0)]), None);
+        assert_eq!(refusal(&need(0, &["sd-turbo"]), &[DeviceId::Cpu]), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::models::{ModelStore, PullReport};
 
 mod doctor;
 pub mod espeak;
+pub mod real;
 pub mod runtime;
 pub mod system;
 
@@ -66,6 +67,8 @@ pub struct SetupOptions {
     pub force: bool,
     /// No progress bars (tests, non-terminals).
     pub quiet: bool,
+    /// Make each pulled model the default of its kind (`--models real`).
+    pub make_defaults: bool,
 }
 
 impl Default for SetupOptions {
@@ -77,6 +80,7 @@ impl Default for SetupOptions {
             skip_models: false,
             force: false,
             quiet: false,
+            make_defaults: false,
         }
     }
 }
@@ -243,6 +247,14 @@ pub async fn setup(config: &Config, opts: &SetupOptions) -> Result<SetupReport, 
                         "{name}: {}",
                         if report.already_installed { "already installed" } else { "pulled" }
                     ));
+                    if opts.make_defaults {
+                        let made = store.manifest(&name).and_then(|m| store.set_default(m.kind, &name));
+                        if let Err(e) = made {
+                            models
+                                .push(ModelOutcome::Failed { name, error: format!("cannot make it the default: {e}") });
+                            continue;
+                        }
+                    }
                     models.push(ModelOutcome::Pulled(report));
                 }
                 Err(e) => {

@@ -180,7 +180,14 @@ impl ImageRequest {
         let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, &model)
             .ok_or_else(|| ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed())))?;
         let info = ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?;
-        let (model_steps, model_guidance, model_scheduler) = model_defaults(&info);
+        let (mut model_steps, mut model_guidance, model_scheduler) = model_defaults(&info);
+        // A model's manifest may give its own steps and guidance (Turbo: 1–4, 0); presets follow it.
+        let tuning = Catalog::tuning_of(config, &model);
+        let tuned = preset.zip(tuning).map(|(p, t)| p.tuned(t.max_steps, t.guidance, model_scheduler.name()));
+        let preset = tuned.as_ref().or(preset);
+        if let Some(t) = tuning {
+            (model_steps, model_guidance) = (i64::from(t.steps), f64::from(t.guidance));
+        }
 
         let (pw, ph) = preset.map_or((info.native_size, info.native_size), |p| p.size_for(info.native_size));
         let max_side = i64::from(config.limits.max_image_side);

@@ -185,8 +185,10 @@ impl RenderRequest {
         };
         let upscale = self.upscale.unwrap_or(false);
         let named = |v: Option<String>, default: &str| v.filter(|s| !s.is_empty()).unwrap_or_else(|| default.into());
-        let lipsync_model = named(self.lipsync_model, DEFAULT_LIPSYNC);
-        let upscale_model = named(self.upscale_model, DEFAULT_UPSCALER);
+        let lipsync_model =
+            named(self.lipsync_model, &Catalog::default_or(config, ModelKind::Lipsync, DEFAULT_LIPSYNC));
+        let upscale_model =
+            named(self.upscale_model, &Catalog::default_or(config, ModelKind::Upscale, DEFAULT_UPSCALER));
         if self.presenter.is_some() && layout != Layout::None && !model_file(config, &lipsync_model).is_file() {
             return Err(ParamError::new("lipsync_model", format!("model {lipsync_model:?} is not installed")));
         }

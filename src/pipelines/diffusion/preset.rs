@@ -1,6 +1,8 @@
 //! Generation presets (`fast`, `quality`, `max`): size, steps, guidance, scheduler and the
 //! VRAM each needs. The defaults are `assets/presets.toml`, compiled in; a
-//! `<data_dir>/presets.toml` replaces them.
+//! `<data_dir>/presets.toml` replaces them. A model with its own sampling settings (a
+//! distilled Turbo model: 1–4 steps, no guidance; from its manifest's `[tuning]`) gets
+//! each preset [`Preset::tuned`] to them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -56,6 +58,18 @@ pub struct Preset {
 }
 
 impl Preset {
+    /// The preset for a model with its own settings: steps scaled into `1..=max_steps` (a
+    /// preset's share of the usual 50 steps becomes that share of the model's range, so
+    /// `fast` stays fewer steps than `max`), the model's guidance and its own scheduler
+    /// (a distilled model is trained for one schedule).
+    pub fn tuned(&self, max_steps: u32, guidance: f32, scheduler: &str) -> Preset {
+        const USUAL_MAX_STEPS: u32 = 50;
+        let max_steps = max_steps.max(1);
+        let scaled = (u64::from(self.steps) * u64::from(max_steps)).div_ceil(u64::from(USUAL_MAX_STEPS));
+        let steps = u32::try_from(scaled).unwrap_or(max_steps).clamp(1, max_steps);
+        Preset { steps, guidance, scheduler: scheduler.to_string(), ..self.clone() }
+    }
+
     /// Width and height for a model trained at `native` px, kept to multiples of 8.
     pub fn size_for(&self, native: u32) -> (u32, u32) {
         let scale = |v: u32| {
@@ -139,6 +153,18 @@ mod tests {
         assert_eq!(q.size_for(1024), (1024, 1024));
         assert_eq!(q.size_for(64), (64, 64));
         assert_eq!(p.get("max").expect("max").size_for(64), (96, 96));
+    }
+
+    #[test]
+    fn turbo_models_hold_every_preset_to_their_few_steps_and_no_guidance() {
+        let p = Presets::builtin();
+        let steps: Vec<u32> =
+            ["fast", "quality", "max"].iter().map(|n| p.get(n).expect("preset").tuned(4, 0.0, "euler").steps).collect();
+        assert!(steps.iter().all(|s| (1..=4).contains(s)), "{steps:?}");
+        assert!(steps.windows(2).all(|w| w[0] <= w[1]), "fast is never more steps than max: {steps:?}");
+        let q = p.get("quality").expect("quality").tuned(4, 0.0, "euler");
+        assert_eq!((q.guidance, q.scheduler.as_str()), (0.0, "euler"));
+        assert_eq!(q.width, p.get("quality").expect("quality").width, "the rest is the preset's");
     }
 
     #[test]
