@@ -67,7 +67,9 @@ impl Bus {
             subjects: vec![format!("$KV.{BOXES_BUCKET}.>")],
             max_messages_per_subject: 1,
             max_age: Duration::from_secs(config.heartbeat_ttl_s),
-            storage: stream::StorageType::Memory,
+            // File, not memory: a memory stream does not survive a server restart, and
+            // heartbeats would then have nowhere to go.
+            storage: stream::StorageType::File,
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,

@@ -336,7 +336,8 @@ impl Head {
                     }
                     let _ = self.bus.client.publish(cancel_subject(key.job), "".into()).await;
                     let _ = self.bus.client.flush().await;
-                    let _ = tokio::time::timeout(Duration::from_secs(3), &mut rx).await;
+                    // A short grace for the worker's answer; the job is canceled either way.
+                    let _ = tokio::time::timeout(Duration::from_millis(300), &mut rx).await;
                     self.forget(key, Some(seq), &inputs).await;
                     return Err(StageError::Canceled);
                 }

@@ -249,7 +249,7 @@ mod tests {
             ..gpu_or_cpu(gpu)
         };
         let lacking = remote(Some(0), &[]);
-        assert_eq!(choose(&need(100, &["sd-turbo"]), &[lacking.clone()]), None);
+        assert_eq!(choose(&need(100, &["sd-turbo"]), std::slice::from_ref(&lacking)), None);
         let having = remote(Some(0), &["sd-turbo"]);
         assert_eq!(choose(&need(100, &["sd-turbo"]), &[lacking, having.clone()]), Some(having.device));
         // A remote CPU is a CPU: it takes GPU-less work when the GPUs are busy.
