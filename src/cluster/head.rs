@@ -380,9 +380,11 @@ impl Head {
             Outcome::Failed { error, retriable: false } => Err(StageError::fatal(format!("on {host}: {error}"))),
             Outcome::Canceled => Err(StageError::Canceled),
         };
-        self.rt.block_on(async {
-            discard(&self.bus, &result).await;
-            objects::remove(&self.bus.objects, inputs).await;
+        // After the sink's commit; off the stage's path (the next stage need not wait).
+        let (bus, inputs) = (self.bus.clone(), inputs.to_vec());
+        self.rt.spawn(async move {
+            discard(&bus, &result).await;
+            objects::remove(&bus.objects, &inputs).await;
         });
         outcome
     }

@@ -90,7 +90,7 @@ impl ClusterConfig {
             return bad("nats_url", "must start with nats:// or tls://");
         }
         if let Some(name) = &self.name {
-            check_name(name).map_err(|reason| BadCluster { key: "name", reason })?;
+            check_name(name)?;
         }
         if self.token.is_some() && self.creds.is_some() {
             return bad("token", "set a token or a creds file, not both");
@@ -106,9 +106,33 @@ impl ClusterConfig {
 }
 
 /// Checks a box name: 1–16 letters, digits, `-` or `_` (it is a NATS subject token).
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadCluster> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok { Ok(()) } else { Err(format!("{name:?} must be 1–{MAX_NAME_LEN} letters, digits, '-' or '_'")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(BadCluster {
+            key: "name",
+            reason: format!("{name:?} must be 1–{MAX_NAME_LEN} letters, digits, '-' or '_'"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_cannot_work_name_their_key() {
+        let key = |c: ClusterConfig| c.check().err().map(|e| e.key);
+        assert_eq!(key(ClusterConfig::default()), None);
+        assert_eq!(key(ClusterConfig { nats_url: "http://x:4222".into(), ..Default::default() }), Some("nats_url"));
+        assert_eq!(key(ClusterConfig { name: Some("a.b".into()), ..Default::default() }), Some("name"));
+        let both = ClusterConfig { token: Some("t".into()), creds: Some("c".into()), ..Default::default() };
+        assert_eq!(key(both), Some("token"));
+        assert_eq!(key(ClusterConfig { tls_cert: Some("c".into()), ..Default::default() }), Some("tls_cert"));
+        assert_eq!(key(ClusterConfig { ack_wait_s: 0, ..Default::default() }), Some("ack_wait_s"));
+    }
 }

@@ -406,8 +406,8 @@ mod tests {
         assert_eq!(parsed.defaults, defaults.defaults);
         assert!(!parsed.retention.enabled(), "nothing is removed unless configured");
         assert!(parsed.cluster.is_none(), "no NATS unless [cluster] is set");
-        let cluster: ClusterConfig = toml::from_str(&example_cluster_section(&path)).expect("[cluster] parses");
-        assert_eq!(cluster, ClusterConfig::default(), "the commented [cluster] lists the defaults");
+        let with_cluster: Config = toml::from_str(&example_cluster_section(&path)).expect("[cluster] parses");
+        assert_eq!(with_cluster.cluster, Some(ClusterConfig::default()), "the commented [cluster] lists the defaults");
     }
 
     /// The example's commented-out `[cluster]` section, uncommented.
