@@ -78,6 +78,17 @@ async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
     }
     assert_eq!(boxes.len(), 2, "both boxes took work: {boxes:?}");
 
+    // A stage that keeps failing on workers ends after queue.max_attempts with the worker's error.
+    let id = submit_testcard(&http, &head, json!({"steps": 1, "step_ms": 0, "fail": "retriable"})).await;
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "failed", "{j}");
+    assert_eq!(j["attempts"], 3, "three attempts (queue.max_attempts): {j}");
+    let error = j["error"].as_str().unwrap_or_default();
+    assert!(
+        (error.contains("on w1:") || error.contains("on w2:")) && error.contains("testcard asked to fail"),
+        "the worker's error, naming the box: {j}"
+    );
+
     // Cancel reaches a remote stage within a second.
     let id = submit_testcard(&http, &head, json!({"steps": 200, "step_ms": 100})).await;
     running_box(&http, &head, &id).await;
