@@ -41,6 +41,8 @@ pub struct Head {
     waiting: Mutex<HashMap<RunKey, (String, oneshot::Sender<StageResult>)>>,
     /// Results that came with nobody waiting, by (job, stage index).
     orphans: Mutex<HashMap<(Ulid, usize), (StageResult, Instant)>>,
+    /// Stages whose result this head took recently: a later copy is a late duplicate.
+    finished: Mutex<HashMap<(Ulid, usize), Instant>>,
     stop: CancellationToken,
 }
 
@@ -69,6 +71,7 @@ impl Head {
             boxes: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             orphans: Mutex::new(HashMap::new()),
+            finished: Mutex::new(HashMap::new()),
             stop,
         });
         head.refresh_boxes().await;
@@ -185,7 +188,8 @@ impl Head {
             .unwrap_or_else(|p| p.into_inner())
             .keys()
             .any(|k| k.job == key.job && k.stage == key.stage);
-        if other_run || !matches!(result.outcome, Outcome::Done { .. }) {
+        let taken = self.finished.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(key.job, key.stage));
+        if other_run || taken || !matches!(result.outcome, Outcome::Done { .. }) {
             tracing::info!(job = %key.job, stage = key.stage, attempt = key.attempt, host = %result.host,
                 "discarding a late result of a stage run the head no longer holds");
             discard(&self.bus, &result).await;
@@ -202,6 +206,7 @@ impl Head {
     }
 
     async fn expire_orphans(&self) {
+        self.finished.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, t| t.elapsed() <= ORPHAN_KEEP);
         let expired: Vec<StageResult> = {
             let mut o = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
             let old: Vec<_> = o.iter().filter(|(_, (_, t))| t.elapsed() > ORPHAN_KEEP).map(|(k, _)| *k).collect();
@@ -359,6 +364,10 @@ impl Head {
     /// deletes the objects after the sink's commit.
     fn ingest(&self, result: StageResult, inputs: &[ObjectRef], sink: &dyn StageSink) -> Result<(), StageError> {
         let host = result.host.clone();
+        if matches!(result.outcome, Outcome::Done { .. }) {
+            let stage = (result.key.job, result.key.stage);
+            self.finished.lock().unwrap_or_else(|p| p.into_inner()).insert(stage, Instant::now());
+        }
         let outcome = match &result.outcome {
             Outcome::Done { outputs } => {
                 let dir = sink.scratch_dir().join("remote");
