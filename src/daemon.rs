@@ -44,6 +44,8 @@ pub struct Daemon {
     server: JoinHandle<()>,
     /// The daily retention sweep, when `[retention]` turns it on.
     sweeper: Option<Sweeper>,
+    /// Stops following the cluster (heartbeats, results) after the scheduler stopped.
+    cluster_stop: CancellationToken,
 }
 
 /// Time allowed for running jobs to checkpoint and connections to close on shutdown.
@@ -72,7 +74,19 @@ impl Daemon {
         };
         let config = Arc::new(config);
         let engine = Arc::new(Engine::new(&config));
-        let scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
+        let mut scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
+        let cluster_stop = CancellationToken::new();
+        if let Some(cluster) = config.cluster.as_ref().filter(|c| c.role == crate::config::ClusterRole::Head) {
+            // Before `start`: results that came while the head was down are in hand before
+            // recovered jobs run again.
+            match crate::cluster::Head::start(cluster.clone(), cluster_stop.clone()).await {
+                Ok(head) => scheduler = scheduler.attach_remote(head, cluster.local_work),
+                Err(e) => {
+                    scheduler.store().close();
+                    return Err(StartError::Refused(format!("cannot join the cluster: {e}")));
+                }
+            }
+        }
         scheduler.start().await?;
         let listener =
             TcpListener::bind(config.bind).await.map_err(|source| StartError::Bind { addr: config.bind, source })?;
@@ -114,13 +128,13 @@ impl Daemon {
         };
         let sweeper = Sweeper::spawn(scheduler.store().clone(), config.retention.clone());
         tracing::info!(%addr, tls = https, "reelbox listening");
-        Ok(Self { addr, tls: https, scheduler, shutdown, server, sweeper })
+        Ok(Self { addr, tls: https, scheduler, shutdown, server, sweeper, cluster_stop })
     }
 
     /// Stops accepting requests, checkpoints running jobs and flushes the store.
     pub async fn stop(self) {
         let t0 = Instant::now();
-        let Daemon { scheduler, shutdown, server, sweeper, .. } = self;
+        let Daemon { scheduler, shutdown, server, sweeper, cluster_stop, .. } = self;
         shutdown.cancel();
         let server = async {
             if tokio::time::timeout(SHUTDOWN_GRACE / 2, server).await.is_err() {
@@ -135,6 +149,7 @@ impl Daemon {
         };
         tokio::join!(server, sweeper);
         scheduler.shutdown(SHUTDOWN_GRACE / 2).await;
+        cluster_stop.cancel();
         scheduler.store().close();
         tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "reelbox stopped");
     }

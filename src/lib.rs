@@ -6,6 +6,7 @@
 pub mod api;
 pub mod busy;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod engine;

@@ -233,6 +233,37 @@ impl Collector for TelemetryCollector {
     }
 }
 
+/// Worker boxes' devices from their last heartbeats (`[cluster]` heads): one series per
+/// box and device, so a dashboard shows every box beside the head's own GPUs.
+pub struct RemoteCollector(pub Arc<dyn crate::scheduler::RemoteBoxes>);
+
+impl Collector for RemoteCollector {
+    fn collect(&self, out: &mut Exposition) {
+        let devices = self.0.devices();
+        type Reading = fn(&crate::scheduler::RemoteDevice) -> Option<f64>;
+        let gauges: [(&str, &str, Reading); 4] = [
+            ("reelbox_remote_device_slots", "Stages a worker box's device runs at once.", |d| Some(d.slots as f64)),
+            ("reelbox_remote_gpu_memory_free_bytes", "Free memory of a worker box's GPU.", |d| {
+                d.free_mib.map(|m| m as f64 * 1024.0 * 1024.0)
+            }),
+            ("reelbox_remote_gpu_memory_total_bytes", "Memory of a worker box's GPU.", |d| {
+                d.total_mib.map(|m| m as f64 * 1024.0 * 1024.0)
+            }),
+            ("reelbox_remote_device_utilization_percent", "Utilisation of a worker box's device.", |d| {
+                d.util.map(f64::from)
+            }),
+        ];
+        for (name, help, read) in gauges {
+            out.family(name, help, MetricKind::Gauge);
+            for d in &devices {
+                if let (Some(v), crate::gpu::DeviceId::Remote { host, .. }) = (read(d), d.device) {
+                    out.sample(name, &[("box", host.as_str()), ("device", &d.device.name())], v);
+                }
+            }
+        }
+    }
+}
+
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format 0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

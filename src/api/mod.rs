@@ -83,6 +83,9 @@ impl AppState {
     pub fn new(scheduler: Arc<Scheduler>) -> Self {
         let metrics = Arc::new(metrics::Metrics::new());
         metrics.register(Arc::new(metrics::TelemetryCollector(scheduler.telemetry().clone())));
+        if let Some(remote) = scheduler.remote() {
+            metrics.register(Arc::new(metrics::RemoteCollector(remote.clone())));
+        }
         Self {
             metrics,
             store: scheduler.store().clone(),

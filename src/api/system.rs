@@ -80,7 +80,7 @@ pub struct EnergyView {
 /// A device with its workers.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceView {
-    /// `cpu` or `cuda:N`.
+    /// `cpu` or `cuda:N`; a worker box's as `NAME/cpu`, `NAME/cuda:N`.
     pub id: String,
     pub workers: usize,
     pub running: u64,
@@ -126,7 +126,13 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
         None,
         10_000,
     )?;
-    let devices = state
+    let running_on = |d: crate::gpu::DeviceId| {
+        running_jobs
+            .iter()
+            .filter(|j| matches!(j.state, crate::store::records::JobState::Running { device, .. } if device == d))
+            .count() as u64
+    };
+    let mut devices: Vec<DeviceView> = state
         .scheduler
         .devices()
         .iter()
@@ -135,12 +141,18 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
             name: state.scheduler.gpus().iter().find(|g| g.id == *d).map(|g| g.name.clone()),
             memory_total_mib: state.scheduler.gpus().iter().find(|g| g.id == *d).map(|g| g.memory_total >> 20),
             workers: *workers,
-            running: running_jobs
-                .iter()
-                .filter(|j| matches!(j.state, crate::store::records::JobState::Running { device, .. } if device == *d))
-                .count() as u64,
+            running: running_on(*d),
         })
         .collect();
+    // Worker boxes' devices (`NAME/cpu`, `NAME/cuda:0`) from their last heartbeat.
+    let remote = state.scheduler.remote().map(|r| r.devices()).unwrap_or_default();
+    devices.extend(remote.into_iter().map(|r| DeviceView {
+        id: r.device.name(),
+        name: r.name,
+        memory_total_mib: r.total_mib,
+        workers: r.slots,
+        running: running_on(r.device),
+    }));
     Ok(Json(SystemView {
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_s: state.started.elapsed().as_secs(),

@@ -75,7 +75,7 @@ pub async fn run(g: &Global, a: BenchGpuArgs) -> anyhow::Result<ExitCode> {
     let target = DeviceId::parse(&a.device).ok_or_else(|| anyhow!("--device {}: give cuda:N (or cpu)", a.device))?;
     let gpu = match target {
         DeviceId::Cuda(i) => i,
-        DeviceId::Cpu => 0,
+        DeviceId::Cpu | DeviceId::Remote { .. } => 0,
     };
     let mut config = Config::load(g.config.as_deref())?;
     let runtime = reelbox::engine::runtime::find(&config, reelbox::config::env::ort_dylib_path())?;

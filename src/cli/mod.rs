@@ -9,10 +9,12 @@ use reelbox::config::env;
 
 mod backend;
 mod bench;
+mod bench_cluster;
 mod bench_gpu;
 mod bench_render;
 mod bench_top;
 mod client;
+mod cluster;
 mod gc;
 mod image;
 mod jobs;
@@ -27,6 +29,7 @@ mod setup;
 mod table;
 mod top;
 mod voices;
+mod worker;
 
 /// Default daemon URL for clients.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8470";
@@ -66,6 +69,13 @@ pub struct Global {
 pub enum Command {
     /// Run the daemon.
     Serve(serve::ServeArgs),
+    /// Worker boxes of the cluster (`status`).
+    Cluster {
+        #[command(subcommand)]
+        action: cluster::ClusterAction,
+    },
+    /// Join a head's cluster and run the stages it hands out (README "More than one box").
+    Worker(worker::WorkerArgs),
     /// Show the effective configuration.
     Config {
         #[command(subcommand)]
@@ -177,6 +187,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = cli.global;
     match cli.command {
         Command::Serve(args) => serve::run(&g, args).await,
+        Command::Worker(args) => worker::run(&g, args).await,
+        Command::Cluster { action } => cluster::run(&g, action).await,
         Command::Config { action: ConfigAction::Show } => {
             let config = reelbox::config::Config::load(g.config.as_deref())?;
             print!("{}", config.to_toml());

@@ -54,7 +54,7 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn notify(state: &[sd_notify::NotifyState]) {
+pub(super) fn notify(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(false, state) {
         tracing::debug!("sd_notify: {e}");
     }
@@ -83,7 +83,7 @@ fn spawn_watchdog(store: reelbox::store::Store) -> Option<tokio::task::JoinHandl
     }))
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub(super) async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     tokio::select! {

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod cluster;
 pub mod defaults;
 pub mod env;
 pub mod openai;
 pub mod retention;
 
+pub use cluster::{ClusterConfig, ClusterRole};
 pub use defaults::DefaultsConfig;
 pub use openai::OpenAiConfig;
 pub use retention::RetentionConfig;
@@ -53,6 +55,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// How long finished jobs and unused uploads are kept (default: forever).
     pub retention: RetentionConfig,
+    /// Worker boxes through NATS JetStream; absent, this box works alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Host and Origin checks. A browser lets any web page send requests to the box, so
@@ -248,6 +252,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             server: ServerConfig::default(),
             retention: RetentionConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -400,5 +405,21 @@ mod tests {
         assert_eq!(parsed.retention, defaults.retention);
         assert_eq!(parsed.defaults, defaults.defaults);
         assert!(!parsed.retention.enabled(), "nothing is removed unless configured");
+        assert!(parsed.cluster.is_none(), "no NATS unless [cluster] is set");
+        let with_cluster: Config = toml::from_str(&example_cluster_section(&path)).expect("[cluster] parses");
+        assert_eq!(with_cluster.cluster, Some(ClusterConfig::default()), "the commented [cluster] lists the defaults");
+    }
+
+    /// The example's commented-out `[cluster]` section, uncommented.
+    fn example_cluster_section(path: &Path) -> String {
+        let text = std::fs::read_to_string(path).expect("example reads");
+        let start = text.find("# [cluster]").expect("example has [cluster]");
+        text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect()
     }
 }

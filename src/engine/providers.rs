@@ -40,7 +40,7 @@ pub fn parse_conv_search(value: &str) -> Option<ConvAlgorithmSearch> {
 /// Execution providers for `device`, most preferred first.
 pub fn for_device(device: DeviceId, runtime: &RuntimeConfig) -> Vec<ExecutionProviderDispatch> {
     match device {
-        DeviceId::Cpu => Vec::new(),
+        DeviceId::Cpu | DeviceId::Remote { .. } => Vec::new(),
         DeviceId::Cuda(index) => {
             let id = index as i32;
             let mut eps = Vec::new();
@@ -100,7 +100,7 @@ impl GpuProvider {
 /// Names of the providers `for_device` would register, for logs and the system API.
 pub fn provider_names(device: DeviceId, tensorrt: bool) -> Vec<&'static str> {
     match device {
-        DeviceId::Cpu => vec!["CPUExecutionProvider"],
+        DeviceId::Cpu | DeviceId::Remote { .. } => vec!["CPUExecutionProvider"],
         DeviceId::Cuda(_) if tensorrt => {
             vec!["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
         }

@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 pub mod fake;
 pub mod host;
 pub mod nvml;
+pub mod remote;
 pub mod sample;
 pub mod smi;
 pub mod telemetry;
 
+pub use remote::BoxName;
 pub use sample::{GpuProcess, GpuSample, HostSample, TelemetrySample};
 pub use telemetry::Telemetry;
 
@@ -27,6 +29,13 @@ pub enum DeviceId {
     Cpu,
     /// An NVIDIA GPU by its NVML/CUDA index.
     Cuda(u32),
+    /// A device of a cluster worker box: its CPU (`gpu: None`) or one of its GPUs.
+    Remote {
+        /// The worker box.
+        host: BoxName,
+        /// The GPU index on that box; `None` is its CPU.
+        gpu: Option<u32>,
+    },
 }
 
 impl DeviceId {
@@ -35,11 +44,30 @@ impl DeviceId {
         match self {
             DeviceId::Cpu => "cpu".into(),
             DeviceId::Cuda(i) => format!("cuda:{i}"),
+            DeviceId::Remote { host, gpu } => format!("{host}/{}", DeviceId::local(*gpu).name()),
         }
+    }
+
+    /// The local device of the same kind: what a remote device is on its own box.
+    pub fn local(gpu: Option<u32>) -> Self {
+        gpu.map_or(DeviceId::Cpu, DeviceId::Cuda)
+    }
+
+    /// Whether this device is a GPU (here or on a worker box).
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, DeviceId::Cuda(_) | DeviceId::Remote { gpu: Some(_), .. })
     }
 
     /// Parses the short name back.
     pub fn parse(s: &str) -> Option<Self> {
+        if let Some((host, local)) = s.split_once('/') {
+            let host = BoxName::new(host).ok()?;
+            return match DeviceId::parse(local)? {
+                DeviceId::Cpu => Some(DeviceId::Remote { host, gpu: None }),
+                DeviceId::Cuda(i) => Some(DeviceId::Remote { host, gpu: Some(i) }),
+                DeviceId::Remote { .. } => None,
+            };
+        }
         if s == "cpu" {
             return Some(DeviceId::Cpu);
         }
@@ -153,7 +181,7 @@ pub fn visible_gpus(config: &crate::config::Config) -> Vec<u32> {
         .iter()
         .filter_map(|d| match d.id {
             DeviceId::Cuda(i) => Some(i),
-            DeviceId::Cpu => None,
+            DeviceId::Cpu | DeviceId::Remote { .. } => None,
         })
         .collect()
 }

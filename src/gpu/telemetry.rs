@@ -154,7 +154,7 @@ impl Telemetry {
     /// sample, so stage boundaries are exact). `None` for the CPU or unsupported GPUs.
     pub fn energy_mj(&self, device: DeviceId) -> Option<u64> {
         match device {
-            DeviceId::Cpu => None,
+            DeviceId::Cpu | DeviceId::Remote { .. } => None,
             DeviceId::Cuda(i) => self.source.energy_mj(i),
         }
     }

@@ -19,10 +19,12 @@ use crate::store::records::{EventBody, Job, JobState, JobStatus, now_ms};
 use crate::store::{Store, StoreError, requeue};
 
 pub mod placement;
+pub mod remote;
 mod run;
 mod sink;
 
 use placement::{Candidate, Ledger, Need};
+pub use remote::{RemoteBoxes, RemoteDevice, RemoteStage};
 
 /// Live progress of a running job (kept in memory; events carry the history).
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
@@ -87,6 +89,10 @@ pub struct Scheduler {
     running: Mutex<HashMap<Ulid, RunningJob>>,
     shutdown: CancellationToken,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Worker boxes, when `[cluster]` attached them before `start`.
+    remote: std::sync::OnceLock<Arc<dyn RemoteBoxes>>,
+    /// Whether this box runs jobs itself (off: a head that only hands stages out).
+    local_work: bool,
 }
 
 impl Scheduler {
@@ -122,6 +128,8 @@ impl Scheduler {
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             workers: Mutex::new(Vec::new()),
+            remote: std::sync::OnceLock::new(),
+            local_work: true,
         })
     }
 
@@ -139,13 +147,32 @@ impl Scheduler {
         }
         self.telemetry.start();
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        for &(device, slots) in &self.devices {
+        let remote_only = self.remote.get().is_some_and(|_| !self.local_work);
+        for &(device, slots) in self.devices.iter().filter(|_| !remote_only) {
             for slot in 0..slots {
                 let me = self.clone();
-                workers.push(tokio::spawn(async move { me.worker(device, slot).await }));
+                workers.push(tokio::spawn(async move { me.worker(Some(device), slot).await }));
             }
         }
+        for slot in 0..self.remote.get().map_or(0, |r| r.max_running()) {
+            let me = self.clone();
+            workers.push(tokio::spawn(async move { me.worker(None, slot).await }));
+        }
         Ok(())
+    }
+
+    /// Attaches worker boxes (before `start`); `local_work` false leaves all work to them.
+    pub fn attach_remote(mut self: Arc<Self>, remote: Arc<dyn RemoteBoxes>, local_work: bool) -> Arc<Self> {
+        if let Some(me) = Arc::get_mut(&mut self) {
+            me.local_work = local_work;
+        }
+        let _ = self.remote.set(remote);
+        self
+    }
+
+    /// The worker boxes, when a cluster is attached.
+    pub fn remote(&self) -> Option<&Arc<dyn RemoteBoxes>> {
+        self.remote.get()
     }
 
     /// The job kinds this scheduler runs.
@@ -224,7 +251,7 @@ impl Scheduler {
             .map(|&(device, slots)| {
                 let (running, reserved) = ledger.load(device);
                 let (free_mib, util) = match device {
-                    DeviceId::Cpu => (None, None),
+                    DeviceId::Cpu | DeviceId::Remote { .. } => (None, None),
                     DeviceId::Cuda(i) => {
                         let sample = latest.as_ref().and_then(|s| s.gpus.iter().find(|g| g.index == i));
                         let total =
@@ -239,37 +266,46 @@ impl Scheduler {
                     free_mib,
                     util,
                     warm: ledger.warm(device, keep_alive),
+                    installed: None,
                 }
             })
+            .filter(|_| self.remote.get().is_none() || self.local_work)
+            .chain(self.remote_candidates(ledger))
             .collect()
     }
 
-    /// Decides inside the claim transaction whether `device` takes `job`, reserving the
-    /// device when it does. Claims are serialised by the store's writer, so two workers
-    /// never reserve the same memory.
-    fn accept(&self, device: DeviceId, job: &Job, snapshot: &std::sync::OnceLock<Vec<Candidate>>) -> Placement {
+    /// Decides inside the claim transaction whether `device` (a local worker's; `None` for
+    /// a remote worker task, which takes what placement puts on any worker box) takes
+    /// `job`, reserving the device when it does. Claims are serialised by the store's
+    /// writer, so two workers never reserve the same memory.
+    fn place(
+        &self,
+        device: Option<DeviceId>,
+        job: &Job,
+        snapshot: &std::sync::OnceLock<Vec<Candidate>>,
+    ) -> (Placement, Option<DeviceId>) {
         // Checked inside the claim's transaction: a claim already on its way when the queue
         // was paused must not take a job submitted after the pause.
         if !self.kinds.contains_key(job.kind.as_str()) || self.is_paused() {
-            return Placement::Skip;
+            return (Placement::Skip, None);
         }
-        if self.gpus.is_empty() {
+        if let (Some(device), true) = (device, self.gpus.is_empty() && self.remote.get().is_none()) {
             // Only CPU slots: every job fits, and only idle workers claim. Skipping the
             // placement work keeps the claim scan as cheap as it was on GPU-less boxes.
             let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
             ledger.reserve(job.id, device, Need::default());
-            return Placement::Take;
+            return (Placement::Take, Some(device));
         }
         let need = self.need(job);
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         let candidates = snapshot.get_or_init(|| self.candidates(&ledger));
         match placement::choose(&need, candidates) {
-            Some(d) if d == device => {
-                ledger.reserve(job.id, device, need);
-                Placement::Take
+            Some(d) if device.map_or(matches!(d, DeviceId::Remote { .. }), |mine| mine == d) => {
+                ledger.reserve(job.id, d, need);
+                (Placement::Take, Some(d))
             }
-            Some(_) => Placement::Elsewhere,
-            None => Placement::Skip,
+            Some(_) => (Placement::Elsewhere, None),
+            None => (Placement::Skip, None),
         }
     }
 
@@ -389,8 +425,11 @@ impl Scheduler {
         self.telemetry.stop();
     }
 
-    async fn worker(self: Arc<Self>, device: DeviceId, slot: usize) {
-        tracing::debug!(%device, slot, "worker started");
+    /// A worker task: one slot of a local device (`Some`), or a remote slot (`None`) that
+    /// runs what placement puts on a worker box.
+    async fn worker(self: Arc<Self>, device: Option<DeviceId>, slot: usize) {
+        let at = device.map_or_else(|| "remote".to_string(), |d| d.name());
+        tracing::debug!(device = %at, slot, "worker started");
         while !self.shutdown.is_cancelled() {
             if self.is_paused() {
                 self.idle().await;
@@ -403,50 +442,64 @@ impl Scheduler {
             let claimed = tokio::task::spawn_blocking(move || {
                 let snapshot = std::sync::OnceLock::new();
                 let store = me.store.clone();
-                store.claim_blocking(device, move |job| match me.accept(device, job, &snapshot) {
-                    Placement::Take => {
+                store.claim_blocking(move |job| match me.place(device, job, &snapshot) {
+                    (Placement::Take, d) => {
                         *t.lock().unwrap_or_else(|p| p.into_inner()) = Some(job.id);
-                        true
+                        d
                     }
-                    Placement::Elsewhere => {
+                    (Placement::Elsewhere, _) => {
                         e.store(true, Ordering::Relaxed);
-                        false
+                        None
                     }
-                    Placement::Skip => false,
+                    (Placement::Skip, _) => None,
                 })
             })
             .await;
-            if elsewhere.load(Ordering::Relaxed) {
-                // A job is meant for another device: wake its idle worker.
-                self.wake.notify_waiters();
-            }
-            let reserved = taken.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let claimed_id = match &claimed {
-                Ok(Ok(Some(job))) => Some(job.id),
-                _ => None,
-            };
-            if let Some(id) = reserved.filter(|id| Some(*id) != claimed_id) {
-                // The claim's transaction failed after placement reserved the device.
-                self.ledger.lock().unwrap_or_else(|p| p.into_inner()).release(id, false);
-            }
-            match claimed {
-                Ok(Ok(Some(job))) => {
-                    // More may be waiting: let another idle slot look too.
-                    self.wake.notify_one();
-                    let id = job.id;
-                    self.clone().run_job(job, device).await;
-                    self.ledger.lock().unwrap_or_else(|p| p.into_inner()).release(id, true);
-                    self.notify();
-                }
-                Ok(Ok(None)) => self.idle().await,
-                Ok(Err(e)) => {
-                    tracing::error!(%device, "cannot claim a job: {e}");
-                    self.idle().await;
-                }
-                Err(e) => tracing::error!(%device, "claim task failed: {e}"),
-            }
+            self.after_claim(claimed, &elsewhere, &taken).await;
         }
-        tracing::debug!(%device, slot, "worker stopped");
+        tracing::debug!(device = %at, slot, "worker stopped");
+    }
+
+    /// Runs what a claim took (on the device it was placed on), or idles.
+    async fn after_claim(
+        self: &Arc<Self>,
+        claimed: Result<Result<Option<Job>, StoreError>, tokio::task::JoinError>,
+        elsewhere: &AtomicBool,
+        taken: &Mutex<Option<Ulid>>,
+    ) {
+        if elsewhere.load(Ordering::Relaxed) {
+            // A job is meant for another device: wake its idle worker.
+            self.wake.notify_waiters();
+        }
+        let reserved = taken.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let claimed_id = match &claimed {
+            Ok(Ok(Some(job))) => Some(job.id),
+            _ => None,
+        };
+        if let Some(id) = reserved.filter(|id| Some(*id) != claimed_id) {
+            // The claim's transaction failed after placement reserved the device.
+            self.ledger.lock().unwrap_or_else(|p| p.into_inner()).release(id, false);
+        }
+        match claimed {
+            Ok(Ok(Some(job))) => {
+                // More may be waiting: let another idle slot look too.
+                self.wake.notify_one();
+                let id = job.id;
+                let device = match job.state {
+                    JobState::Running { device, .. } => device,
+                    _ => DeviceId::Cpu,
+                };
+                self.clone().run_job(job, device).await;
+                self.ledger.lock().unwrap_or_else(|p| p.into_inner()).release(id, true);
+                self.notify();
+            }
+            Ok(Ok(None)) => self.idle().await,
+            Ok(Err(e)) => {
+                tracing::error!("cannot claim a job: {e}");
+                self.idle().await;
+            }
+            Err(e) => tracing::error!("claim task failed: {e}"),
+        }
     }
 
     async fn idle(&self) {

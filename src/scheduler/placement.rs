@@ -51,22 +51,27 @@ pub struct Candidate {
     pub util: Option<u32>,
     /// Models loaded there recently (or in use now).
     pub warm: Vec<String>,
+    /// Models installed on a worker box (`None` here: this box loads any model it has).
+    /// A box lacking one of the job's models never takes it.
+    pub installed: Option<Vec<String>>,
 }
 
 /// The device a job should run on now, or `None` when it must wait.
 pub fn choose(need: &Need, devices: &[Candidate]) -> Option<DeviceId> {
-    let has_gpu = devices.iter().any(|d| matches!(d.device, DeviceId::Cuda(_)));
+    let has_gpu = devices.iter().any(|d| d.device.is_gpu());
     let eligible = |d: &&Candidate| {
         d.idle_slots > 0
-            && match d.device {
-                DeviceId::Cpu => need.cuda_only.is_none() && (!has_gpu || need.vram_mib == 0),
-                DeviceId::Cuda(_) => d.free_mib.is_none_or(|f| f >= need.vram_mib),
+            && d.installed.as_ref().is_none_or(|have| need.models.iter().all(|m| have.contains(m)))
+            && if d.device.is_gpu() {
+                d.free_mib.is_none_or(|f| f >= need.vram_mib)
+            } else {
+                need.cuda_only.is_none() && (!has_gpu || need.vram_mib == 0)
             }
     };
     // Larger is better; ties keep the first device (lowest index).
     let score = |d: &Candidate| {
         let affinity = need.models.iter().filter(|m| d.warm.contains(m)).count();
-        let is_gpu = matches!(d.device, DeviceId::Cuda(_));
+        let is_gpu = d.device.is_gpu();
         (
             affinity,
             is_gpu,
@@ -179,11 +184,20 @@ mod tests {
             free_mib: Some(free_mib),
             util: None,
             warm: vec![],
+            installed: None,
         }
     }
 
     fn cpu() -> Candidate {
-        Candidate { device: DeviceId::Cpu, idle_slots: 2, running: 0, free_mib: None, util: None, warm: vec![] }
+        Candidate {
+            device: DeviceId::Cpu,
+            idle_slots: 2,
+            running: 0,
+            free_mib: None,
+            util: None,
+            warm: vec![],
+            installed: None,
+        }
     }
 
     fn need(vram_mib: u64, models: &[&str]) -> Need {
@@ -255,6 +269,29 @@ mod tests {
         // ...one that needs none spills over when the GPUs are busy, and prefers a GPU otherwise.
         assert_eq!(choose(&need(0, &[]), &[cpu(), busy]), Some(DeviceId::Cpu));
         assert_eq!(choose(&need(0, &[]), &[cpu(), gpu(0, 100)]), Some(DeviceId::Cuda(0)));
+    }
+
+    #[test]
+    fn a_worker_box_without_the_model_never_takes_the_job() {
+        let host = crate::gpu::BoxName::new("attic").expect("valid");
+        let remote = |gpu, installed: &[&str]| Candidate {
+            device: DeviceId::Remote { host, gpu },
+            installed: Some(installed.iter().map(|m| m.to_string()).collect()),
+            ..gpu_or_cpu(gpu)
+        };
+        let lacking = remote(Some(0), &[]);
+        assert_eq!(choose(&need(100, &["sd-turbo"]), std::slice::from_ref(&lacking)), None);
+        let having = remote(Some(0), &["sd-turbo"]);
+        assert_eq!(choose(&need(100, &["sd-turbo"]), &[lacking, having.clone()]), Some(having.device));
+        // A remote CPU is a CPU: it takes GPU-less work when the GPUs are busy.
+        let busy = Candidate { idle_slots: 0, running: 1, ..gpu(0, 24576) };
+        let rcpu = remote(None, &[]);
+        assert_eq!(choose(&need(0, &[]), &[busy.clone(), rcpu.clone()]), Some(rcpu.device));
+        assert_eq!(choose(&need(1, &[]), &[busy, rcpu]), None);
+    }
+
+    fn gpu_or_cpu(gpu_index: Option<u32>) -> Candidate {
+        gpu_index.map_or_else(cpu, |i| gpu(i, 24576))
     }
 
     #[test]

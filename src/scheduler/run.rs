@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::sink::JobSink;
-use super::{LiveProgress, RunningJob, Scheduler};
+use super::{LiveProgress, RemoteStage, RunningJob, Scheduler};
 use crate::gpu::DeviceId;
 use crate::kinds::{StageError, StageRun};
 use crate::store::records::{EventBody, Job, JobState, JobStatus, StageState, StageStatus, now_ms};
@@ -155,15 +155,27 @@ impl Scheduler {
                 cancel,
                 sink: &sink,
             };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run_stage(name, &run)))
-                .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    Err(StageError::fatal(format!("internal error in stage {name}: {what}")))
-                });
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (device, self.remote()) {
+                (DeviceId::Remote { .. }, Some(remote)) => remote.run_stage(RemoteStage {
+                    job,
+                    index,
+                    params: &params,
+                    device,
+                    cancel,
+                    stopping: &self.shutdown,
+                    sink: &sink,
+                }),
+                (DeviceId::Remote { .. }, None) => Err(StageError::retriable(format!("{device} is not in a cluster"))),
+                _ => kind.run_stage(name, &run),
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(StageError::fatal(format!("internal error in stage {name}: {what}")))
+            });
             let artifacts = sink.finish();
             // Whole-device energy: exact with one job per GPU (`gpu_concurrency = 1`);
             // with more, concurrent jobs' stages each count the device's total.

@@ -358,11 +358,11 @@ impl Store {
         self.write_blocking(durable, move |ctx| ctx.update_job(id, f))
     }
 
-    /// Takes the first due queued job that `accept` takes, marking it running on `device`.
+    /// Takes the first due queued job that `accept` places on a device, marking it running
+    /// there (`accept` answers the device: a worker's own, or a cluster box's).
     pub fn claim_blocking(
         &self,
-        device: crate::gpu::DeviceId,
-        accept: impl Fn(&Job) -> bool + Send + 'static,
+        accept: impl Fn(&Job) -> Option<crate::gpu::DeviceId> + Send + 'static,
     ) -> Result<Option<Job>, StoreError> {
         self.write_blocking(true, move |ctx| {
             let now = now_ms();
@@ -377,13 +377,16 @@ impl Store {
                         JobState::Queued { not_before, .. } => not_before.is_none_or(|t| t <= now),
                         _ => false,
                     };
-                    if due && accept(&job) {
-                        chosen = Some(job);
+                    if !due {
+                        continue;
+                    }
+                    if let Some(device) = accept(&job) {
+                        chosen = Some((job, device));
                         break;
                     }
                 }
             }
-            let Some(job) = chosen else { return Ok(None) };
+            let Some((job, device)) = chosen else { return Ok(None) };
             let job = ctx.update_job(job.id, |j| {
                 let enqueued_at = match j.state {
                     JobState::Queued { enqueued_at, .. } => enqueued_at,

@@ -96,7 +96,7 @@ pub fn devices(state: &AppState) -> Vec<Value> {
                     "vram_total": total, "vram_free": free, "torch_vram_total": total, "torch_vram_free": free,
                 }))
             }
-            DeviceId::Cpu => None,
+            DeviceId::Cpu | DeviceId::Remote { .. } => None,
         })
         .collect();
     if !gpus.is_empty() {

@@ -1,0 +1,476 @@
+//! The head's side: the scheduler's [`RemoteBoxes`]. Heartbeats are read from the KV
+//! bucket; a stage placed on a box is published to that box's subject with its inputs in
+//! the object store; the result comes back on the results stream, and its outputs go
+//! through the job's own sink (the same durability as local outputs) before the objects
+//! are deleted. A result the head is not waiting for is kept a while (a head restarted
+//! mid-stage takes it when the stage runs again) and otherwise discarded, never doubled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use futures::StreamExt;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use ulid::Ulid;
+
+use super::objects;
+use super::protocol::{
+    Advert, Live, ObjectRef, Outcome, RESULT_CONSUMER, RunKey, StageResult, StageWork, cancel_subject,
+    progress_subject, work_subject,
+};
+use super::{Bus, ClusterError};
+use crate::config::ClusterConfig;
+use crate::gpu::DeviceId;
+use crate::kinds::{StageError, StageSink};
+use crate::scheduler::{RemoteBoxes, RemoteDevice, RemoteStage};
+
+/// How long a result nobody waits for is kept for a stage that may run again.
+const ORPHAN_KEEP: Duration = Duration::from_secs(600);
+
+/// The head's view of the cluster, and the scheduler's way to run stages on it.
+pub struct Head {
+    bus: Bus,
+    rt: Handle,
+    cluster: ClusterConfig,
+    /// Live boxes by name, from the heartbeat bucket.
+    boxes: Mutex<HashMap<String, Advert>>,
+    /// Runs waiting for their result, with the box each was given to.
+    waiting: Mutex<HashMap<RunKey, (String, oneshot::Sender<StageResult>)>>,
+    /// Results that came with nobody waiting, by (job, stage index).
+    orphans: Mutex<HashMap<(Ulid, usize), (StageResult, Instant)>>,
+    /// Stages whose result this head took recently: a later copy is a late duplicate.
+    finished: Mutex<HashMap<(Ulid, usize), Instant>>,
+    stop: CancellationToken,
+}
+
+impl Head {
+    /// Connects, takes the results that arrived while the head was down, and starts
+    /// following heartbeats and results until `stop`.
+    pub async fn start(cluster: ClusterConfig, stop: CancellationToken) -> Result<Arc<Self>, ClusterError> {
+        let host = super::box_name(&cluster)?;
+        let bus = Bus::connect(&cluster, &format!("reelbox head {host}")).await?;
+        let consumer = bus
+            .results
+            .get_or_create_consumer(
+                RESULT_CONSUMER,
+                pull::Config {
+                    durable_name: Some(RESULT_CONSUMER.into()),
+                    ack_policy: AckPolicy::Explicit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ClusterError::js("results consumer", e))?;
+        let head = Arc::new(Self {
+            bus,
+            rt: Handle::current(),
+            cluster,
+            boxes: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+            orphans: Mutex::new(HashMap::new()),
+            finished: Mutex::new(HashMap::new()),
+            stop,
+        });
+        head.refresh_boxes().await;
+        // Results that arrived while the head was down are taken before any job resumes.
+        loop {
+            let batch = consumer.fetch().max_messages(64).expires(Duration::from_millis(300)).messages().await;
+            let Ok(mut batch) = batch else { break };
+            let mut n = 0;
+            while let Some(Ok(msg)) = batch.next().await {
+                n += 1;
+                head.take_result(&msg.payload).await;
+                let _ = msg.ack().await;
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        tokio::spawn(head.clone().follow_boxes());
+        tokio::spawn(head.clone().follow_results(consumer));
+        Ok(head)
+    }
+
+    /// Live boxes' heartbeats, by name.
+    pub fn boxes(&self) -> Vec<Advert> {
+        let mut v: Vec<Advert> = self.boxes.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        v.sort_by(|a, b| a.host.cmp(&b.host));
+        v
+    }
+
+    async fn refresh_boxes(&self) {
+        let ttl_ms = (self.cluster.heartbeat_ttl_s * 1000) as i64;
+        let mut fresh = HashMap::new();
+        if let Ok(mut keys) = self.bus.boxes.keys().await {
+            while let Some(Ok(key)) = keys.next().await {
+                let Ok(Some(body)) = self.bus.boxes.get(&key).await else { continue };
+                match serde_json::from_slice::<Advert>(&body) {
+                    Ok(a) if crate::time::now_ms() - a.at_ms <= ttl_ms => {
+                        fresh.insert(key, a);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(box = %key, "unreadable heartbeat: {e}"),
+                }
+            }
+        }
+        *self.boxes.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    async fn follow_boxes(self: Arc<Self>) {
+        while !self.stop.is_cancelled() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = self.stop.cancelled() => return,
+            }
+            self.refresh_boxes().await;
+            self.expire_orphans().await;
+        }
+    }
+
+    async fn follow_results(self: Arc<Self>, consumer: async_nats::jetstream::consumer::PullConsumer) {
+        while !self.stop.is_cancelled() {
+            let mut messages = match consumer.messages().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("cannot follow results: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    m = messages.next() => m,
+                    _ = self.stop.cancelled() => return,
+                };
+                match next {
+                    Some(Ok(msg)) => {
+                        self.take_result(&msg.payload).await;
+                        let _ = msg.ack().await;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("results stream: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Hands a result to the run waiting for it, or keeps it as an orphan.
+    async fn take_result(&self, body: &[u8]) {
+        let result: StageResult = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return tracing::error!("unreadable stage result, dropped: {e}"),
+        };
+        let key = result.key;
+        let waiter = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            // Only the box holding the run may answer it.
+            match waiting.get(&key) {
+                Some((host, _)) if *host == result.host => waiting.remove(&key).map(|(_, tx)| tx),
+                _ => None,
+            }
+        };
+        let result = match waiter {
+            Some(tx) => match tx.send(result) {
+                Ok(()) => return,
+                Err(r) => r,
+            },
+            None => result,
+        };
+        let other_run = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .any(|k| k.job == key.job && k.stage == key.stage);
+        let taken = self.finished.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(key.job, key.stage));
+        if other_run || taken || !matches!(result.outcome, Outcome::Done { .. }) {
+            tracing::info!(job = %key.job, stage = key.stage, attempt = key.attempt, host = %result.host,
+                "discarding a late result of a stage run the head no longer holds");
+            discard(&self.bus, &result).await;
+            return;
+        }
+        let old = self
+            .orphans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((key.job, key.stage), (result, Instant::now()));
+        if let Some((old, _)) = old {
+            discard(&self.bus, &old).await;
+        }
+    }
+
+    async fn expire_orphans(&self) {
+        self.finished.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, t| t.elapsed() <= ORPHAN_KEEP);
+        let expired: Vec<StageResult> = {
+            let mut o = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
+            let old: Vec<_> = o.iter().filter(|(_, (_, t))| t.elapsed() > ORPHAN_KEEP).map(|(k, _)| *k).collect();
+            old.iter().filter_map(|k| o.remove(k)).map(|(r, _)| r).collect()
+        };
+        for r in expired {
+            discard(&self.bus, &r).await;
+        }
+    }
+
+    fn alive(&self, host: &str) -> bool {
+        self.boxes.lock().unwrap_or_else(|p| p.into_inner()).contains_key(host)
+    }
+
+    /// Runs a stage on its box; see the module docs. Blocking: the sink writes the store,
+    /// so it is called on this thread while a scoped thread drives the NATS exchange.
+    fn run_blocking(&self, s: RemoteStage<'_>) -> Result<(), StageError> {
+        let DeviceId::Remote { host, gpu } = s.device else {
+            return Err(StageError::fatal(format!("{} is not a worker box's device", s.device)));
+        };
+        let key = RunKey { job: s.job.id, stage: s.index, attempt: s.job.attempts };
+        let Some(stage) = s.job.stages.get(s.index).map(|st| st.name) else {
+            return Err(StageError::fatal(format!("job has no stage {}", s.index)));
+        };
+        let orphan = self.orphans.lock().unwrap_or_else(|p| p.into_inner()).remove(&(key.job, key.stage));
+        if let Some((orphan, _)) = orphan {
+            tracing::info!(job = %key.job, %stage, host = %orphan.host, "taking the result that arrived while the head was away");
+            s.sink.log(
+                "info",
+                &format!("stage {stage} finished on {} while the head was away; taking its result", orphan.host),
+            );
+            return self.ingest(orphan, &[], s.sink);
+        }
+        let mut ids: Vec<Ulid> = s.job.stages[..s.index].iter().flat_map(|st| st.artifacts.iter().copied()).collect();
+        named_ids(s.params, &mut ids);
+        let mut files = Vec::new();
+        for id in ids {
+            if files.iter().any(|(a, _): &(crate::store::records::Artifact, _)| a.id == id) {
+                continue;
+            }
+            if let Some(a) = s.sink.artifact(id) {
+                let path = s.sink.artifact_path(&a);
+                files.push((a, path));
+            }
+        }
+        let work = StageWork {
+            key,
+            kind: s.job.kind.clone(),
+            stage: stage.to_string(),
+            owner: s.job.owner.clone(),
+            params: s.params.clone(),
+            gpu,
+            inputs: Vec::new(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Live>();
+        let exchanged = std::thread::scope(|scope| {
+            let exchange =
+                scope.spawn(|| self.rt.block_on(self.exchange(host.as_str(), work, files, s.cancel, s.stopping, tx)));
+            // Live lines until the exchange ends (it drops the sender).
+            for line in rx {
+                match line {
+                    Live::Progress { step, total, message } => s.sink.progress(step, total, message.as_deref()),
+                    Live::Log { level, message } => s.sink.log(&level, &format!("{host}: {message}")),
+                }
+            }
+            exchange.join().unwrap_or_else(|_| Err(StageError::fatal("the cluster exchange panicked")))
+        });
+        let (result, inputs) = exchanged?;
+        self.ingest(result, &inputs, s.sink)
+    }
+
+    /// Uploads the inputs, publishes the work, and waits for its result, forwarding live
+    /// lines; gives up when the box's heartbeat expires or the job is canceled.
+    async fn exchange(
+        &self,
+        host: &str,
+        mut work: StageWork,
+        files: Vec<(crate::store::records::Artifact, std::path::PathBuf)>,
+        cancel: &CancellationToken,
+        stopping: &CancellationToken,
+        live_tx: std::sync::mpsc::Sender<Live>,
+    ) -> Result<(StageResult, Vec<ObjectRef>), StageError> {
+        let key = work.key;
+        for (a, path) in files {
+            let object = format!("in-{}-{}", key.tag(), a.id);
+            let (size, sha256) = objects::upload(&self.bus.objects, &object, &path).await?;
+            work.inputs.push(ObjectRef {
+                object,
+                id: a.id,
+                name: a.name,
+                media_type: a.media_type,
+                stage: a.stage,
+                size,
+                sha256,
+            });
+        }
+        let inputs = work.inputs.clone();
+        let (tx, mut rx) = oneshot::channel();
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (host.to_string(), tx));
+        let mut live = match self.bus.client.subscribe(progress_subject(key.job)).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.forget(key, None, &inputs).await;
+                return Err(ClusterError::js("progress subscribe", e).into());
+            }
+        };
+        let seq = match self.publish_work(host, &work).await {
+            Ok(seq) => seq,
+            Err(e) => {
+                self.forget(key, None, &inputs).await;
+                return Err(e.into());
+            }
+        };
+        tracing::info!(job = %key.job, stage = %work.stage, attempt = key.attempt, host, "stage sent to a worker");
+        let mut missing_since: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                r = &mut rx => return match r {
+                    Ok(r) => Ok((r, inputs)),
+                    Err(_) => Err(StageError::retriable("the head stopped waiting for the stage")),
+                },
+                Some(m) = live.next() => {
+                    if let Ok(line) = serde_json::from_slice::<Live>(&m.payload) {
+                        let _ = live_tx.send(line);
+                    }
+                }
+                _ = cancel.cancelled() => {
+                    if stopping.is_cancelled() {
+                        // Shutdown: the box finishes; the restarted head takes its result.
+                        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                        return Err(StageError::Canceled);
+                    }
+                    let _ = self.bus.client.publish(cancel_subject(key.job), "".into()).await;
+                    let _ = self.bus.client.flush().await;
+                    // A short grace for the worker's answer; the job is canceled either way.
+                    let _ = tokio::time::timeout(Duration::from_millis(300), &mut rx).await;
+                    self.forget(key, Some(seq), &inputs).await;
+                    return Err(StageError::Canceled);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    if self.alive(host) {
+                        missing_since = None;
+                    } else if missing_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1) {
+                        // Its heartbeat expired: the box is gone or cut off. The stage goes
+                        // back to the queue for another box; a late result is discarded.
+                        self.forget(key, Some(seq), &inputs).await;
+                        return Err(StageError::retriable(format!("worker {host} stopped answering")));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings a result's outputs in through the sink (blocking: it writes the store) and
+    /// deletes the objects after the sink's commit.
+    fn ingest(&self, result: StageResult, inputs: &[ObjectRef], sink: &dyn StageSink) -> Result<(), StageError> {
+        let host = result.host.clone();
+        if matches!(result.outcome, Outcome::Done { .. }) {
+            let stage = (result.key.job, result.key.stage);
+            self.finished.lock().unwrap_or_else(|p| p.into_inner()).insert(stage, Instant::now());
+        }
+        let outcome = match &result.outcome {
+            Outcome::Done { outputs } => {
+                let dir = sink.scratch_dir().join("remote");
+                let mut ingested = Ok(());
+                for (n, r) in outputs.iter().enumerate() {
+                    let file = dir.join(format!("{n}.{}", crate::store::artifacts::extension_for(&r.media_type)));
+                    let step = match self.rt.block_on(objects::download(&self.bus.objects, r, &file)) {
+                        Ok(()) => sink.put_artifact_file(&r.name, &r.media_type, &file).map(|_| ()),
+                        Err(e) => Err(e.into()),
+                    };
+                    if let Err(e) = step {
+                        ingested = Err(e);
+                        break;
+                    }
+                }
+                ingested
+            }
+            Outcome::Failed { error, retriable: true } => Err(StageError::retriable(format!("on {host}: {error}"))),
+            Outcome::Failed { error, retriable: false } => Err(StageError::fatal(format!("on {host}: {error}"))),
+            Outcome::Canceled => Err(StageError::Canceled),
+        };
+        // After the sink's commit; off the stage's path (the next stage need not wait).
+        let (bus, inputs) = (self.bus.clone(), inputs.to_vec());
+        self.rt.spawn(async move {
+            discard(&bus, &result).await;
+            objects::remove(&bus.objects, &inputs).await;
+        });
+        outcome
+    }
+
+    /// Stops waiting for a run: its work message and inputs are deleted.
+    async fn forget(&self, key: RunKey, seq: Option<u64>, inputs: &[ObjectRef]) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        if let Some(seq) = seq {
+            let _ = self.bus.work.delete_message(seq).await;
+        }
+        objects::remove(&self.bus.objects, inputs).await;
+    }
+
+    async fn publish_work(&self, host: &str, work: &StageWork) -> Result<u64, ClusterError> {
+        let body = serde_json::to_vec(work).map_err(|e| ClusterError::js("encode work", e))?;
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(body.into())
+            .message_id(format!("work-{}", work.key.tag()));
+        let ack = self
+            .bus
+            .js
+            .send_publish(work_subject(host), publish)
+            .await
+            .map_err(|e| ClusterError::js("work publish", e))?;
+        Ok(ack.await.map_err(|e| ClusterError::js("work publish", e))?.sequence)
+    }
+}
+
+/// Every string in `params` that reads as an id (artifact references such as a portrait).
+fn named_ids(params: &serde_json::Value, out: &mut Vec<Ulid>) {
+    match params {
+        serde_json::Value::String(s) if s.len() == 26 => out.extend(Ulid::from_string(s).ok()),
+        serde_json::Value::Array(v) => v.iter().for_each(|x| named_ids(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| named_ids(x, out)),
+        _ => {}
+    }
+}
+
+/// Deletes a result's output objects.
+async fn discard(bus: &Bus, result: &StageResult) {
+    if let Outcome::Done { outputs } = &result.outcome {
+        objects::remove(&bus.objects, outputs).await;
+    }
+}
+
+impl RemoteBoxes for Head {
+    fn devices(&self) -> Vec<RemoteDevice> {
+        let boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for a in boxes.values() {
+            let Ok(host) = crate::gpu::BoxName::new(&a.host) else { continue };
+            for d in &a.devices {
+                let Some(local) = DeviceId::parse(&d.device) else { continue };
+                let gpu = match local {
+                    DeviceId::Cuda(i) => Some(i),
+                    _ => None,
+                };
+                out.push(RemoteDevice {
+                    device: DeviceId::Remote { host, gpu },
+                    name: gpu.map(|_| d.name.clone()),
+                    total_mib: d.total_mib,
+                    slots: d.slots,
+                    free_mib: d.free_mib,
+                    util: d.util,
+                    installed: a.models.clone(),
+                });
+            }
+        }
+        out.sort_by_key(|d| d.device);
+        out
+    }
+
+    fn run_stage(&self, stage: RemoteStage<'_>) -> Result<(), StageError> {
+        self.run_blocking(stage)
+    }
+
+    fn max_running(&self) -> usize {
+        self.cluster.remote_slots
+    }
+}

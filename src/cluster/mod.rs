@@ -1,0 +1,103 @@
+//! Worker boxes through NATS JetStream. The head (the box with the store and the API)
+//! publishes runnable stages to a work-queue stream, one subject per box; workers
+//! (`reelbox worker`) advertise their devices and models in a KV bucket with a TTL,
+//! run stages through the same kind code, and return outputs through the object store.
+//! NATS carries work and bytes and never decides: the head's store stays the truth.
+//!
+//! - [`protocol`]: messages and names; [`bus`]: connecting and the streams, bucket, store;
+//! - [`objects`]: artifacts in and out of the object store, digest-checked;
+//! - [`head`]: the scheduler's [`RemoteBoxes`](crate::scheduler::RemoteBoxes);
+//! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
+
+pub mod bus;
+pub mod head;
+pub mod objects;
+pub mod protocol;
+pub mod worker;
+pub mod worker_sink;
+
+pub use bus::Bus;
+pub use head::Head;
+
+/// What can go wrong talking to NATS or moving artifacts.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The `[cluster]` settings cannot work.
+    #[error(transparent)]
+    Config(#[from] crate::config::cluster::BadCluster),
+    /// The box name is not usable.
+    #[error(transparent)]
+    Name(#[from] crate::gpu::remote::BadBoxName),
+    /// Connecting to the NATS server failed.
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        /// The server.
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// A credentials or TLS file could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JetStream request failed (stream, consumer, bucket, publish, fetch).
+    #[error("NATS JetStream: {what}: {source}")]
+    JetStream {
+        /// What was being done.
+        what: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    /// An artifact's bytes did not match its digest or size after transfer.
+    #[error("artifact {object} arrived damaged: {detail}")]
+    Damaged {
+        /// The object.
+        object: String,
+        /// Expected against found.
+        detail: String,
+    },
+    /// A local file of an artifact could not be read or written.
+    #[error("artifact file {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ClusterError {
+    /// Wraps a JetStream failure with what was being done.
+    pub fn js(what: &'static str, source: impl Into<async_nats::Error>) -> Self {
+        ClusterError::JetStream { what, source: source.into() }
+    }
+}
+
+impl crate::kinds::Failure for ClusterError {
+    fn is_retriable(&self) -> bool {
+        // Transfers and the server come back; bad settings do not.
+        !matches!(self, ClusterError::Config(_) | ClusterError::Name(_))
+    }
+}
+
+/// This box's name: `[cluster] name`, else the hostname's first label (cut to a valid name).
+pub fn box_name(config: &crate::config::ClusterConfig) -> Result<crate::gpu::BoxName, ClusterError> {
+    if let Some(name) = &config.name {
+        return Ok(crate::gpu::BoxName::new(name)?);
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let label: String = host
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(crate::gpu::remote::MAX_BOX_NAME)
+        .collect();
+    Ok(crate::gpu::BoxName::new(if label.is_empty() { "box" } else { &label })?)
+}

@@ -1,0 +1,199 @@
+//! What travels through NATS, as JSON: stage work, results, progress, heartbeats, and
+//! the subjects, stream and bucket names they use. Both sides build every name here.
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+/// Work-queue stream of stages; one subject per box (`reelbox.work.NAME`).
+pub const WORK_STREAM: &str = "REELBOX_WORK";
+/// Stream of stage results for the head (work-queue, file storage: survives restarts).
+pub const RESULT_STREAM: &str = "REELBOX_RESULTS";
+/// Subject of stage results.
+pub const RESULT_SUBJECT: &str = "reelbox.result";
+/// The head's durable consumer of results.
+pub const RESULT_CONSUMER: &str = "head";
+/// KV bucket of worker heartbeats (capabilities), one key per box, entries expire.
+pub const BOXES_BUCKET: &str = "reelbox_boxes";
+/// Object store bucket of stage inputs and outputs in transit.
+pub const OBJECT_BUCKET: &str = "reelbox_artifacts";
+
+/// Subject a box's stages are published on.
+pub fn work_subject(host: &str) -> String {
+    format!("reelbox.work.{host}")
+}
+
+/// Core subject of a job's live progress and log lines (worker → head).
+pub fn progress_subject(job: Ulid) -> String {
+    format!("reelbox.progress.{job}")
+}
+
+/// Core subject that cancels a job's remote stage (head → workers).
+pub fn cancel_subject(job: Ulid) -> String {
+    format!("reelbox.cancel.{job}")
+}
+
+/// Durable consumer name of a box.
+pub fn box_consumer(host: &str) -> String {
+    format!("box-{host}")
+}
+
+/// Which run of which stage: a result counts only while the head still waits for exactly
+/// this run, so a late or duplicate result is discarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunKey {
+    /// The job.
+    pub job: Ulid,
+    /// Index of the stage in the job.
+    pub stage: usize,
+    /// The job's attempt number this run belongs to.
+    pub attempt: u32,
+}
+
+impl RunKey {
+    /// Unique text for message ids and object names.
+    pub fn tag(&self) -> String {
+        format!("{}-{}-{}", self.job, self.stage, self.attempt)
+    }
+}
+
+/// An artifact in the object store: an input for a stage, or a stage's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// Object name in [`OBJECT_BUCKET`].
+    pub object: String,
+    /// The artifact id on the head (inputs) or a worker-made id (outputs).
+    pub id: Ulid,
+    /// Artifact name (`card.png`).
+    pub name: String,
+    /// Media type.
+    pub media_type: String,
+    /// The stage that made it, for inputs.
+    pub stage: Option<String>,
+    /// Bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the bytes, checked after download.
+    pub sha256: String,
+}
+
+/// A stage for a worker box.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageWork {
+    /// Which run this is.
+    pub key: RunKey,
+    /// Job kind name.
+    pub kind: String,
+    /// Stage name.
+    pub stage: String,
+    /// The job's owner (artifacts it may read were checked by the head).
+    pub owner: String,
+    /// The kind's stored (typed) parameters.
+    pub params: serde_json::Value,
+    /// GPU index on the box, `None` for its CPU.
+    pub gpu: Option<u32>,
+    /// Artifacts the stage may read: earlier stages' and those the parameters name.
+    pub inputs: Vec<ObjectRef>,
+}
+
+/// How a stage ended on a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Finished; its outputs are in the object store.
+    Done {
+        /// The outputs, in the order the stage made them.
+        outputs: Vec<ObjectRef>,
+    },
+    /// Failed with the worker's error.
+    Failed {
+        /// The error as the worker saw it.
+        error: String,
+        /// Whether another attempt may pass.
+        retriable: bool,
+    },
+    /// Stopped by a cancel.
+    Canceled,
+}
+
+/// A stage's result, published by the worker that ran it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageResult {
+    /// Which run.
+    pub key: RunKey,
+    /// The box that ran it.
+    pub host: String,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// A live line from a running remote stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Live {
+    /// Step progress.
+    Progress {
+        /// Steps done.
+        step: u64,
+        /// Steps in all.
+        total: u64,
+        /// What it is doing.
+        message: Option<String>,
+    },
+    /// A log line.
+    Log {
+        /// `info`, `warn`, `error`.
+        level: String,
+        /// The line.
+        message: String,
+    },
+}
+
+/// One device of a box in its heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdvertDevice {
+    /// `cpu` or `cuda:N` (on that box).
+    pub device: String,
+    /// Device name (GPU model).
+    pub name: String,
+    /// Stages it runs at once.
+    pub slots: usize,
+    /// Total memory, MiB (GPUs).
+    pub total_mib: Option<u64>,
+    /// Free memory, MiB (GPUs).
+    pub free_mib: Option<u64>,
+    /// Utilisation, percent.
+    pub util: Option<u32>,
+    /// Power draw, W.
+    pub power_w: Option<f64>,
+    /// Temperature, °C.
+    pub temp_c: Option<u32>,
+}
+
+/// A stage running on a box, as its heartbeat lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdvertRunning {
+    /// Which run.
+    pub key: RunKey,
+    /// Stage name.
+    pub stage: String,
+    /// Device on the box.
+    pub device: String,
+}
+
+/// A worker's heartbeat: what it has and what it runs (the KV value under its name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Advert {
+    /// The box name.
+    pub host: String,
+    /// reelbox version on the box.
+    pub version: String,
+    /// Devices with their free memory.
+    pub devices: Vec<AdvertDevice>,
+    /// Models installed on the box (it never gets a stage that needs another).
+    pub models: Vec<String>,
+    /// Job kinds it runs.
+    pub kinds: Vec<String>,
+    /// Stages running now.
+    pub running: Vec<AdvertRunning>,
+    /// When this heartbeat was sent, ms since the epoch.
+    pub at_ms: i64,
+}

@@ -1,0 +1,374 @@
+//! `reelbox worker`: a box that runs stages the head publishes. It pulls from its own
+//! subject of the work stream as slots free up, acks in progress while a stage runs (a
+//! worker that dies stops acking and the head moves the stage elsewhere), runs the stage
+//! through the same kind code as the head, and publishes the result durably before it
+//! acks the work, so a crash between the two repeats the stage rather than losing it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::{AckKind, Message};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::objects;
+use super::protocol::{
+    Advert, AdvertDevice, AdvertRunning, ObjectRef, Outcome, RESULT_SUBJECT, RunKey, StageResult, StageWork,
+    box_consumer, work_subject,
+};
+use super::worker_sink::WorkerSink;
+use super::{Bus, ClusterError};
+use crate::config::{ClusterConfig, Config};
+use crate::engine::Engine;
+use crate::gpu::{BoxName, DeviceId, Telemetry};
+use crate::kinds::{JobKind, StageError, StageName, StageRun};
+
+/// A stage running here: how to stop it and what the heartbeat says about it.
+struct Running {
+    cancel: CancellationToken,
+    info: AdvertRunning,
+}
+
+/// The worker's shared parts.
+struct Worker {
+    bus: Bus,
+    config: Arc<Config>,
+    cluster: ClusterConfig,
+    host: BoxName,
+    engine: Arc<Engine>,
+    kinds: HashMap<&'static str, Arc<dyn JobKind>>,
+    telemetry: Arc<Telemetry>,
+    running: Mutex<HashMap<RunKey, Running>>,
+}
+
+/// Runs a worker box until `stop` fires; stages running then are left unacked, so the
+/// head places them again.
+pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken) -> Result<(), ClusterError> {
+    let host = super::box_name(&cluster)?;
+    let bus = Bus::connect(&cluster, &format!("reelbox worker {host}")).await?;
+    let telemetry = Telemetry::new(crate::gpu::open_source());
+    telemetry.start();
+    let config = Arc::new(config);
+    let worker = Arc::new(Worker {
+        bus,
+        engine: Arc::new(Engine::new(&config)),
+        kinds: crate::kinds::registry().into_iter().map(|k| (k.name(), k)).collect(),
+        config,
+        cluster,
+        host,
+        telemetry,
+        running: Mutex::new(HashMap::new()),
+    });
+    let consumer = worker
+        .bus
+        .work
+        .get_or_create_consumer(
+            &box_consumer(host.as_str()),
+            pull::Config {
+                durable_name: Some(box_consumer(host.as_str())),
+                filter_subject: work_subject(host.as_str()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(worker.cluster.ack_wait_s),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| ClusterError::js("work consumer", e))?;
+    let heartbeat = tokio::spawn(worker.clone().heartbeat(stop.clone()));
+    let cancels = tokio::spawn(worker.clone().listen_cancels(stop.clone()));
+    tracing::info!(host = %host, slots = worker.slots(), "worker joined the cluster");
+    let slots = Arc::new(Semaphore::new(worker.slots()));
+    while !stop.is_cancelled() {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p,
+            _ = stop.cancelled() => break,
+        };
+        let Ok(permit) = permit else { break };
+        let batch = consumer.fetch().max_messages(1).expires(Duration::from_secs(1)).messages().await;
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("cannot fetch work: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let msg = tokio::select! {
+            m = batch.next() => m,
+            _ = stop.cancelled() => break,
+        };
+        match msg {
+            Some(Ok(msg)) => {
+                let w = worker.clone();
+                tokio::spawn(async move {
+                    w.handle(msg).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(e)) => tracing::debug!("fetch: {e}"),
+            None => {}
+        }
+    }
+    for r in worker.running.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        r.cancel.cancel();
+    }
+    heartbeat.abort();
+    cancels.abort();
+    let _ = worker.bus.boxes.delete(host.as_str()).await;
+    worker.telemetry.stop();
+    tracing::info!(host = %host, "worker left the cluster");
+    Ok(())
+}
+
+impl Worker {
+    /// Stages this box runs at once: its CPU slots plus one per GPU.
+    fn slots(&self) -> usize {
+        self.cluster.cpu_slots.max(1) + self.gpus().len() * self.config.workers.gpu_concurrency.max(1)
+    }
+
+    fn gpus(&self) -> Vec<crate::gpu::DeviceInfo> {
+        crate::gpu::filter_gpus(self.telemetry.gpus(), &self.config.workers)
+    }
+
+    /// Puts this box's advert into the KV bucket at a third of its TTL.
+    async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
+        let every = Duration::from_millis((self.cluster.heartbeat_ttl_s * 1000 / 3).max(200));
+        while !stop.is_cancelled() {
+            let advert = self.advert();
+            match serde_json::to_vec(&advert) {
+                Ok(body) => {
+                    if let Err(e) = self.bus.boxes.put(self.host.as_str(), body.into()).await {
+                        tracing::warn!("cannot send heartbeat: {e}");
+                    }
+                }
+                Err(e) => tracing::error!("cannot encode heartbeat: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// What this box has and runs now.
+    fn advert(&self) -> Advert {
+        let latest = self.telemetry.latest();
+        let mut devices = vec![AdvertDevice {
+            device: "cpu".into(),
+            name: "cpu".into(),
+            slots: self.cluster.cpu_slots.max(1),
+            total_mib: None,
+            free_mib: None,
+            util: latest.as_ref().and_then(|s| s.host.cpu_percent).map(|p| p.round() as u32),
+            power_w: None,
+            temp_c: None,
+        }];
+        for g in self.gpus() {
+            let DeviceId::Cuda(i) = g.id else { continue };
+            let s = latest.as_ref().and_then(|s| s.gpus.iter().find(|x| x.index == i));
+            devices.push(AdvertDevice {
+                device: g.id.name(),
+                name: g.name.clone(),
+                slots: self.config.workers.gpu_concurrency.max(1),
+                total_mib: Some(g.memory_total >> 20),
+                free_mib: s.and_then(|s| s.mem_free_mib()).or(Some(g.memory_total >> 20)),
+                util: s.and_then(|s| s.util_gpu),
+                power_w: s.and_then(|s| s.power_w),
+                temp_c: s.and_then(|s| s.temperature_c),
+            });
+        }
+        let catalog = crate::models::Catalog::load(&self.config);
+        let mut kinds: Vec<String> = self.kinds.keys().map(|k| k.to_string()).collect();
+        kinds.sort();
+        Advert {
+            host: self.host.to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            devices,
+            models: catalog.models().iter().filter(|m| m.dir().is_some()).map(|m| m.name().to_string()).collect(),
+            kinds,
+            running: self.running.lock().unwrap_or_else(|p| p.into_inner()).values().map(|r| r.info.clone()).collect(),
+            at_ms: crate::time::now_ms(),
+        }
+    }
+
+    /// Cancels running stages of jobs the head cancels (core NATS: reaches us at once).
+    async fn listen_cancels(self: Arc<Self>, stop: CancellationToken) {
+        let mut sub = match self.bus.client.subscribe("reelbox.cancel.*").await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot listen for cancels: {e}");
+                return;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                m = sub.next() => m,
+                _ = stop.cancelled() => return,
+            };
+            let Some(msg) = msg else { return };
+            let Some(job) = msg.subject.rsplit('.').next().and_then(|j| ulid::Ulid::from_string(j).ok()) else {
+                continue;
+            };
+            for (key, r) in self.running.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                if key.job == job {
+                    r.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    /// Runs one work message to its result, acking in progress meanwhile.
+    async fn handle(self: Arc<Self>, msg: Message) {
+        let work: StageWork = match serde_json::from_slice(&msg.payload) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!("unreadable work message, dropping it: {e}");
+                let _ = msg.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let key = work.key;
+        let cancel = CancellationToken::new();
+        let device = DeviceId::local(work.gpu);
+        let info = AdvertRunning { key, stage: work.stage.clone(), device: device.name() };
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Running { cancel: cancel.clone(), info });
+        tracing::info!(job = %key.job, stage = %work.stage, attempt = key.attempt, %device, "stage started");
+        let every = Duration::from_millis((self.cluster.ack_wait_s * 1000 / 3).max(200));
+        let outcome = {
+            let run = self.clone().execute(work, device, cancel);
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    o = &mut run => break o,
+                    _ = tokio::time::sleep(every) => {
+                        if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                            tracing::warn!(job = %key.job, "cannot extend the stage's ack wait: {e}");
+                        }
+                    }
+                }
+            }
+        };
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        let result = StageResult { key, host: self.host.to_string(), outcome };
+        match self.publish_result(&result).await {
+            Ok(()) => {
+                if let Err(e) = msg.double_ack().await {
+                    tracing::warn!(job = %key.job, "cannot ack the stage (it may run again): {e}");
+                }
+            }
+            // Not acked: JetStream delivers the stage again after the ack wait.
+            Err(e) => tracing::error!(job = %key.job, "cannot publish the stage's result: {e}"),
+        }
+    }
+
+    /// Publishes a result durably (deduplicated by its run key), retrying briefly.
+    async fn publish_result(&self, result: &StageResult) -> Result<(), ClusterError> {
+        let body = serde_json::to_vec(result).map_err(|e| ClusterError::js("encode result", e))?;
+        let mut last = None;
+        for _ in 0..20 {
+            let publish = async_nats::jetstream::message::PublishMessage::build()
+                .payload(body.clone().into())
+                .message_id(format!("result-{}", result.key.tag()));
+            match self.bus.js.send_publish(RESULT_SUBJECT, publish).await {
+                Ok(ack) => match ack.await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = Some(ClusterError::js("result publish", e)),
+                },
+                Err(e) => last = Some(ClusterError::js("result publish", e)),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(last.unwrap_or_else(|| ClusterError::js("result publish", "gave up")))
+    }
+
+    /// Downloads the inputs, runs the stage on a blocking thread, returns how it ended.
+    async fn execute(self: Arc<Self>, work: StageWork, device: DeviceId, cancel: CancellationToken) -> Outcome {
+        let dir = self.config.data_dir.join("cluster").join(work.key.tag());
+        let outcome = match self.clone().fetch_inputs(&work, &dir).await {
+            Ok(inputs) => {
+                let me = self.clone();
+                let rt = tokio::runtime::Handle::current();
+                let dir2 = dir.clone();
+                tokio::task::spawn_blocking(move || me.run_blocking(work, device, inputs, &dir2, rt, &cancel))
+                    .await
+                    .unwrap_or_else(|e| failed(&StageError::fatal(format!("stage thread failed: {e}"))))
+            }
+            Err(e) => failed(&StageError::from(e)),
+        };
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        outcome
+    }
+
+    async fn fetch_inputs(
+        self: Arc<Self>,
+        work: &StageWork,
+        dir: &Path,
+    ) -> Result<Vec<(ObjectRef, PathBuf)>, ClusterError> {
+        let mut out = Vec::with_capacity(work.inputs.len());
+        for r in &work.inputs {
+            let ext = crate::store::artifacts::extension_for(&r.media_type);
+            let file = dir.join("in").join(format!("{}.{ext}", r.id));
+            objects::download(&self.bus.objects, r, &file).await?;
+            out.push((r.clone(), file));
+        }
+        Ok(out)
+    }
+
+    fn run_blocking(
+        &self,
+        work: StageWork,
+        device: DeviceId,
+        inputs: Vec<(ObjectRef, PathBuf)>,
+        dir: &Path,
+        rt: tokio::runtime::Handle,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let Some(kind) = self.kinds.get(work.kind.as_str()) else {
+            return failed(&StageError::fatal(format!("this worker does not know job kind {:?}", work.kind)));
+        };
+        let Ok(stage) = StageName::from_str(&work.stage) else {
+            return failed(&StageError::fatal(format!("this worker does not know stage {:?}", work.stage)));
+        };
+        let sink = WorkerSink::new(
+            self.bus.clone(),
+            rt.clone(),
+            work.key,
+            work.owner.clone(),
+            stage,
+            inputs,
+            dir.join("scratch"),
+        );
+        let run = StageRun {
+            job_id: work.key.job,
+            owner: &work.owner,
+            params: &work.params,
+            device,
+            engine: &self.engine,
+            config: &self.config,
+            cancel,
+            sink: &sink,
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run_stage(stage, &run)));
+        let outputs = sink.finish();
+        if !matches!(result, Ok(Ok(()))) {
+            // Outputs of a stage that did not finish are never ingested.
+            rt.block_on(objects::remove(&self.bus.objects, &outputs));
+        }
+        match result {
+            Ok(Ok(())) => Outcome::Done { outputs },
+            Ok(Err(StageError::Canceled)) => Outcome::Canceled,
+            Ok(Err(e)) => failed(&e),
+            Err(_) => failed(&StageError::fatal(format!("internal error in stage {stage} on a worker"))),
+        }
+    }
+}
+
+/// A failed outcome carrying the error's text and retry decision.
+fn failed(e: &StageError) -> Outcome {
+    Outcome::Failed { error: e.to_string(), retriable: e.is_retriable() }
+}

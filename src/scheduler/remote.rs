@@ -1,0 +1,82 @@
+//! The scheduler's one seam to other boxes: [`RemoteBoxes`] lists worker boxes' devices
+//! for placement and runs a stage on one of them. The cluster module implements it; without
+//! `[cluster]` nothing is attached and the single-box path is unchanged.
+
+use tokio_util::sync::CancellationToken;
+
+use super::Scheduler;
+use super::placement::Candidate;
+use crate::gpu::DeviceId;
+use crate::kinds::{StageError, StageSink};
+use crate::store::records::Job;
+
+/// A worker box's device as its last heartbeat described it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteDevice {
+    /// `NAME/cpu` or `NAME/cuda:N`.
+    pub device: DeviceId,
+    /// GPU model name (`None` for a CPU).
+    pub name: Option<String>,
+    /// Total GPU memory, MiB (`None` for a CPU).
+    pub total_mib: Option<u64>,
+    /// Stages it runs at once.
+    pub slots: usize,
+    /// Free GPU memory, MiB (`None` for a CPU).
+    pub free_mib: Option<u64>,
+    /// GPU utilisation, percent.
+    pub util: Option<u32>,
+    /// Models installed on that box.
+    pub installed: Vec<String>,
+}
+
+/// One stage to run on a worker box.
+pub struct RemoteStage<'a> {
+    /// The job as claimed (its `attempts` already counts this run).
+    pub job: &'a Job,
+    /// Index of the stage in `job.stages`.
+    pub index: usize,
+    /// The job's stored parameters.
+    pub params: &'a serde_json::Value,
+    /// The remote device placement chose.
+    pub device: DeviceId,
+    /// Fires on cancel or shutdown.
+    pub cancel: &'a CancellationToken,
+    /// Fires on shutdown only: the remote stage may go on, its result is taken at restart.
+    pub stopping: &'a CancellationToken,
+    /// Where progress, logs and the stage's outputs go, exactly as for a local stage.
+    pub sink: &'a dyn StageSink,
+}
+
+/// Worker boxes the scheduler may place stages on.
+pub trait RemoteBoxes: Send + Sync {
+    /// Every live box's devices now.
+    fn devices(&self) -> Vec<RemoteDevice>;
+    /// Runs one stage on its box and brings its outputs in through the sink; blocking.
+    fn run_stage(&self, stage: RemoteStage<'_>) -> Result<(), StageError>;
+    /// How many stages may run remotely at once (the scheduler's remote worker tasks).
+    fn max_running(&self) -> usize;
+}
+
+impl Scheduler {
+    /// Placement candidates for the live worker boxes' devices.
+    pub(super) fn remote_candidates(&self, ledger: &super::placement::Ledger) -> Vec<Candidate> {
+        let Some(remote) = self.remote.get() else { return Vec::new() };
+        let keep_alive = std::time::Duration::from_secs(self.config.runtime.keep_alive_s);
+        remote
+            .devices()
+            .into_iter()
+            .map(|d| {
+                let (running, reserved) = ledger.load(d.device);
+                Candidate {
+                    device: d.device,
+                    idle_slots: d.slots.saturating_sub(running),
+                    running,
+                    free_mib: d.free_mib.map(|f| f.saturating_sub(reserved)),
+                    util: d.util,
+                    warm: ledger.warm(d.device, keep_alive),
+                    installed: Some(d.installed),
+                }
+            })
+            .collect()
+    }
+}

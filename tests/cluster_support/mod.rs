@@ -1,0 +1,187 @@
+//! Real processes for cluster tests: a `nats-server -js` on a free loopback port with its
+//! own storage dir, a head (`reelbox serve` with `[cluster]`) and workers (`reelbox worker`),
+//! each with its own data dir.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::daemon::DaemonProc;
+
+/// A `nats-server -js` the test owns; killed on drop.
+pub struct Nats {
+    child: Option<Child>,
+    /// The server's port on 127.0.0.1.
+    pub port: u16,
+    store: PathBuf,
+}
+
+/// A free loopback port (bound and released; a race with other tests is unlikely).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Whether `nats-server` is installed (CI installs it; a dev box may not have it).
+pub fn have_nats() -> bool {
+    Command::new("nats-server").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+impl Nats {
+    /// Starts a server with JetStream on a free port, storing under `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let mut n = Self { child: None, port: free_port(), store: dir.join("nats") };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "nats-server did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The URL workers and the head join.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGTERM, then waits) and starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `[cluster]` settings for tests: short heartbeats and ack waits.
+pub fn cluster_toml(url: &str, role: &str, name: &str, extra: &str) -> String {
+    format!(
+        "[queue]\nretry_backoff_s = 0\n\n[cluster]\nnats_url = \"{url}\"\nrole = \"{role}\"\nname = \"{name}\"\nheartbeat_ttl_s = 2\nack_wait_s = 3\n{extra}\n"
+    )
+}
+
+/// Writes `toml` as `dir/config.toml`; returns its path.
+pub fn config_file(dir: &Path, toml: &str) -> String {
+    std::fs::create_dir_all(dir).expect("config dir");
+    let path = dir.join("config.toml");
+    std::fs::write(&path, toml).expect("write config");
+    path.to_string_lossy().into_owned()
+}
+
+/// A head: `reelbox serve` with `[cluster] role = "head"`; `local_work` false leaves all
+/// work to the workers.
+pub fn start_head(dir: &Path, nats: &Nats, local_work: bool) -> DaemonProc {
+    start_head_with(dir, nats, local_work, &[])
+}
+
+/// As [`start_head`] with extra environment (a models dir).
+pub fn start_head_with(dir: &Path, nats: &Nats, local_work: bool, env: &[(&str, &str)]) -> DaemonProc {
+    let extra = format!("local_work = {local_work}");
+    let cfg = config_file(&dir.join("cfg"), &cluster_toml(&nats.url(), "head", "head", &extra));
+    let mut all = vec![("REELBOX_CONFIG", cfg.as_str())];
+    all.extend_from_slice(env);
+    DaemonProc::start(&dir.join("data"), &all)
+}
+
+/// A worker process; killed on drop.
+pub struct WorkerProc {
+    child: Child,
+    /// Its box name.
+    pub name: String,
+}
+
+impl WorkerProc {
+    /// Starts `reelbox worker --join URL --name NAME --data-dir DIR/data`.
+    pub fn start(dir: &Path, nats: &Nats, name: &str) -> Self {
+        Self::start_with(dir, nats, name, &[])
+    }
+
+    /// As [`WorkerProc::start`] with extra arguments (`--models-dir DIR`).
+    pub fn start_with(dir: &Path, nats: &Nats, name: &str, args: &[&str]) -> Self {
+        let cfg = config_file(&dir.join("cfg"), &cluster_toml(&nats.url(), "worker", name, ""));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+            .args(["worker", "--join", &nats.url(), "--name", name, "--data-dir"])
+            .arg(dir.join("data"))
+            .args(args)
+            .env("REELBOX_CONFIG", &cfg)
+            .env_remove("REELBOX_KEY")
+            .env("XDG_CONFIG_HOME", dir.join("no-config"))
+            .env("REELBOX_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn reelbox worker");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the worker's first line");
+        assert!(line.contains("worker started"), "unexpected first line {line:?}");
+        Self { child, name: name.to_string() }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGSTOP or SIGCONT: the process stays but says nothing (a network cut, as NATS sees it).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the head's `/api/v1/system` lists every named box's CPU.
+pub async fn wait_boxes(http: &reqwest::Client, head: &DaemonProc, names: &[&str]) {
+    let t0 = Instant::now();
+    loop {
+        let sys: serde_json::Value =
+            http.get(head.at("/api/v1/system")).send().await.expect("system").json().await.expect("json");
+        let ids: Vec<String> = sys["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["id"].as_str().map(str::to_owned))
+            .collect();
+        if names.iter().all(|n| ids.contains(&format!("{n}/cpu"))) {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "boxes {names:?} never appeared: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The devices a job's stages ran on.
+pub fn stage_devices(job: &serde_json::Value) -> Vec<String> {
+    job["stages"].as_array().into_iter().flatten().filter_map(|s| s["device"].as_str().map(str::to_owned)).collect()
+}
