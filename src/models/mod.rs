@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::store::records::{Millis, now_ms};
 
 mod catalog;
-pub mod convert;
 mod choice;
+pub mod convert;
 pub mod fetch;
 mod folders;
 mod hf;
