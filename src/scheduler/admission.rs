@@ -1,0 +1,46 @@
+//! Submission-time refusals: jobs this box could never start (a CUDA-only model without a
+//! CUDA device, more GPU memory than any GPU has) are refused before they are stored, so
+//! they do not wait in the queue forever.
+
+use super::Scheduler;
+use super::placement::{self, Need};
+use crate::gpu::DeviceId;
+use crate::kinds::JobKind;
+
+/// A job that needs more GPU memory than any GPU here has (it would wait forever).
+#[derive(Debug, thiserror::Error)]
+#[error("this job needs {want_mib} MiB of GPU memory; the largest GPU here has {largest_mib} MiB")]
+pub struct TooBigForGpus {
+    /// GPU memory the job reserves.
+    pub want_mib: u64,
+    /// The largest GPU's total memory.
+    pub largest_mib: u64,
+}
+
+/// A job that loads a CUDA-only model, submitted to a box without a CUDA device.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NeedsCuda(pub String);
+
+impl Scheduler {
+    /// Refuses up front a job loading a CUDA-only model on a box without a CUDA device
+    /// (placement would never start it); the reason names the model.
+    pub fn check_device(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), NeedsCuda> {
+        let models = kind.models(params);
+        let cuda_only = crate::models::Catalog::cuda_only_of(&self.config, &models);
+        let need = Need { models, cuda_only, ..Need::default() };
+        let devices: Vec<DeviceId> = self.devices.iter().map(|(d, _)| *d).collect();
+        placement::refusal(&need, &devices).map_or(Ok(()), |why| Err(NeedsCuda(why)))
+    }
+
+    /// Refuses up front a job that no GPU here could ever hold (it would wait forever).
+    /// Boxes without GPUs run everything on the CPU.
+    pub fn check_fits(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), TooBigForGpus> {
+        let want = kind.vram_mib(params, &self.config);
+        let largest = self.gpus.iter().map(|g| g.memory_total >> 20).max();
+        match largest {
+            Some(max) if want > max => Err(TooBigForGpus { want_mib: want, largest_mib: max }),
+            _ => Ok(()),
+        }
+    }
+}
