@@ -49,7 +49,7 @@ export async function box(root, _arg, me) {
   const queue = h("section", { class: "card" }, h("h2", {}, "Queue"),
     h("p", {}, `${q.running} running, ${q.queued} queued${system.paused ? " (paused)" : ""}; ${q.succeeded} done, ${q.failed} failed.`),
     jobs.length ? h("ul", { class: "jobs" }, jobs.map((j) => h("li", {},
-      h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${Math.floor(j.progress.fraction * 100)} % · ${summary(j).slice(0, 60)}`)))) : null);
+      h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${Math.floor(j.progress.fraction * 100)} % · ${summary(j, 60)}`)))) : null);
 
   const rows = models.models.map((m) => {
     const cell = h("td", {}, m.state.replace("_", " "));

@@ -11,7 +11,7 @@ async function card(job, onGone) {
   const status = h("p", { class: "hint", role: "status" });
   const del = h("button", { type: "button", class: "danger" }, "Delete");
   const item = h("li", { class: "card item", "data-job": job.id },
-    h("h2", {}, h("a", { href: `#/watch/${job.id}` }, summary(job).slice(0, 90) || job.kind)),
+    h("h2", {}, h("a", { href: `#/watch/${job.id}` }, summary(job, 90) || job.kind)),
     h("p", { class: "hint" }, `${job.kind} · ${job.state} · ${when(job.created_at)}`),
     body, h("div", { class: "row" }, del), status);
   del.addEventListener("click", async () => {

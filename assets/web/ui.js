@@ -99,8 +99,13 @@ export function sparkline(canvas, values, max = 100) {
   c.stroke();
 }
 
-/** What a job is about, in a line: its prompt, script or text. */
-export function summary(job) {
+/** What a job is about, in a line: its prompt, script or text, cut at `max` characters with an ellipsis. */
+export function summary(job, max = Infinity) {
   const p = job.params || {};
-  return (p.prompt || p.script || p.text || p.name || job.kind).replace(/\s+/g, " ").trim();
+  const text = (p.prompt || p.script || p.text || p.name || job.kind).replace(/\s+/g, " ").trim();
+  if (text.length <= max) return text;
+  // Cut at the last word that fits and say it was cut.
+  const cut = text.slice(0, max - 1);
+  const space = cut.lastIndexOf(" ");
+  return `${(space > max / 2 ? cut.slice(0, space) : cut).trimEnd()}…`;
 }

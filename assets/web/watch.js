@@ -43,7 +43,7 @@ function stageRow(stage) {
 async function pick(root) {
   const page = await api("GET", "/api/v1/jobs?limit=20");
   const list = h("ul", { class: "jobs" }, page.jobs.map((j) =>
-    h("li", {}, h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${summary(j).slice(0, 80)}`),
+    h("li", {}, h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${summary(j, 80)}`),
       h("span", { class: "hint" }, " ", when(j.created_at)))));
   root.append(h("section", { class: "card" }, h("h1", {}, "Watch"),
     page.jobs.length ? list : h("p", {}, "Nothing yet: start a ", h("a", { href: "#/new" }, "new film"), ".")));
@@ -142,7 +142,7 @@ export async function watch(root, id) {
 
   root.append(h("section", { class: "card watch" },
     h("h1", {}, "Watch ", stateEl),
-    h("p", { class: "summary" }, summary(job).slice(0, 160)),
+    h("p", { class: "summary" }, summary(job, 160)),
     h("div", { class: "overall" }, overall, percent, eta),
     message,
     stageList,
