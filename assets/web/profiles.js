@@ -1,6 +1,6 @@
 // Profiles: presenters with a portrait, the face box drawn on it (drag to move, the corner
 // to resize, or arrow keys), a voice and a style.
-import { api, installed, upload } from "./api.js";
+import { api, artifacts, installed, upload, waitJob } from "./api.js";
 import { clearErrors, field, h, showError } from "./ui.js";
 
 /** A face box editor over an image; `get()` is `[x, y, w, h]` in portrait pixels. */
@@ -63,9 +63,23 @@ function faceEditor(onChange) {
   };
 }
 
+/**
+ * The face box the box's face detector finds in an uploaded portrait (a `face_detect` job),
+ * or null when it finds none; throws the API's error otherwise.
+ */
+async function detectFace(portraitId) {
+  const job = await api("POST", "/api/v1/jobs", { kind: "face_detect", params: { input: portraitId } });
+  const done = await waitJob(job.id, null, 250);
+  if (done.state !== "succeeded") throw new Error(done.error || `face detection ${done.state}`);
+  const face = (await artifacts(job.id)).find((a) => a.name === "face.json");
+  if (!face) return null;
+  const resp = await fetch(`/api/v1/artifacts/${face.id}`, { credentials: "same-origin" });
+  return (await resp.json()).face_box;
+}
+
 /** Renders the Profiles view into `root`. */
 export async function profiles(root) {
-  const [list, voices] = await Promise.all([api("GET", "/api/v1/profiles"), installed("tts")]);
+  const [list, voices, detectors] = await Promise.all([api("GET", "/api/v1/profiles"), installed("tts"), installed("face")]);
   const cards = h("ul", { class: "items profiles" });
   const name = h("input", { type: "text", required: true, autocomplete: "off" });
   const portrait = h("input", { type: "file", accept: "image/png,image/jpeg,image/webp" });
@@ -73,6 +87,11 @@ export async function profiles(root) {
     voices.map((v) => h("option", { value: v.name }, v.name)));
   const nums = ["x", "y", "w", "h"].map((k) => h("input", { type: "number", min: 0, step: 1, inputmode: "numeric", "data-k": k }));
   const editor = faceEditor((fb) => nums.forEach((n, i) => { n.value = fb[i]; }));
+  // Where the face box came from, said next to the editor (no layout shift: always present).
+  const faceNote = h("p", { class: "hint", id: "face-note", "aria-live": "polite" },
+    detectors.length ? "" : "No face detector is installed: place the box on the face.");
+  // A portrait uploaded for detection is reused on save instead of sent twice.
+  let uploaded = null;
   nums.forEach((n) => n.addEventListener("change", () => editor.set(nums.map((m) => Number(m.value) || 0))));
   const title = h("h2", {}, "New profile");
   const save = h("button", { type: "submit", class: "primary" }, "Create profile");
@@ -82,6 +101,7 @@ export async function profiles(root) {
     field("profile-name", "Name", name),
     field("profile-portrait", "Portrait", portrait, "A picture of the presenter, facing the camera."),
     editor.el,
+    faceNote,
     h("fieldset", { class: "facebox-fields" }, h("legend", {}, "Face box (pixels)"),
       nums.map((n, i) => field(`face-${"xywh"[i]}`, ["Left", "Top", "Width", "Height"][i], n))),
     field("profile-voice", "Voice", voice),
@@ -89,7 +109,7 @@ export async function profiles(root) {
     h("div", { class: "row" }, save, reset));
   let editing = null;
   const startNew = () => {
-    editing = null; form.reset(); title.textContent = "New profile"; save.textContent = "Create profile";
+    editing = null; uploaded = null; form.reset(); title.textContent = "New profile"; save.textContent = "Create profile";
     editor.el.hidden = true; reset.hidden = true; clearErrors(form);
   };
   const edit = (p) => {
@@ -99,8 +119,22 @@ export async function profiles(root) {
     if (p.portrait) editor.show(`/api/v1/artifacts/${p.portrait}`, p.face_box);
     name.focus();
   };
-  portrait.addEventListener("change", () => {
-    if (portrait.files.length) editor.show(URL.createObjectURL(portrait.files[0]), null);
+  portrait.addEventListener("change", async () => {
+    uploaded = null;
+    if (!portrait.files.length) return;
+    const file = portrait.files[0];
+    editor.show(URL.createObjectURL(file), null);
+    if (!detectors.length) return;
+    faceNote.textContent = "Looking for the face…";
+    try {
+      uploaded = await upload(file);
+      const fb = await detectFace(uploaded);
+      if (portrait.files[0] !== file) return; // another file was picked meanwhile
+      if (fb) editor.set(fb);
+      faceNote.textContent = fb ? "Face found automatically: drag the box to adjust it." : "No face found: place the box on the face.";
+    } catch (e) {
+      faceNote.textContent = `Face detection failed (${e.message}): place the box on the face.`;
+    }
   });
   reset.addEventListener("click", startNew);
   const draw = () => cards.replaceChildren(...list.map((p) => {
@@ -129,9 +163,14 @@ export async function profiles(root) {
       if (editing) {
         const body = { name: name.value, voice: voice.value || undefined };
         if (fb) body.face_box = fb;
-        if (portrait.files.length) body.portrait = await upload(portrait.files[0]);
+        if (portrait.files.length) body.portrait = uploaded || await upload(portrait.files[0]);
         p = await api("PATCH", `/api/v1/profiles/${editing.id}`, body);
         list[list.findIndex((x) => x.id === p.id)] = p;
+      } else if (uploaded) {
+        const body = { name: name.value, voice: voice.value || undefined, portrait: uploaded };
+        if (fb) body.face_box = fb;
+        p = await api("POST", "/api/v1/profiles", body);
+        list.unshift(p);
       } else {
         const f = new FormData();
         f.append("name", name.value);

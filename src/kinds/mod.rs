@@ -19,6 +19,7 @@ pub use crate::store::records::StageName;
 pub use failure::{Failure, Message};
 
 pub mod bounds;
+pub mod face_detect;
 pub mod failure;
 pub mod fields;
 pub mod image;
@@ -227,6 +228,7 @@ pub fn registry() -> Vec<Arc<dyn JobKind>> {
         Arc::new(speech::SpeechKind),
         Arc::new(lipsync::Lipsync),
         Arc::new(upscale::Upscale),
+        Arc::new(face_detect::FaceDetect),
         Arc::new(image::Image),
         Arc::new(render::Render),
         Arc::new(model_pull::ModelPull),

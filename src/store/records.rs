@@ -214,6 +214,7 @@ status_enum! {
         TalkingHead => "talking_head",
         Mux => "mux",
         Import => "import",
+        Detect => "detect",
     }
 }
 
