@@ -17,7 +17,8 @@ async fn upload_png(http: &reqwest::Client, d: &DaemonProc, img: &RgbImage) -> S
     let mut png = Vec::new();
     img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).expect("encode");
     let part = Part::bytes(png).file_name("portrait.png").mime_str("image/png").expect("mime");
-    let resp = http.post(d.at("/api/v1/artifacts")).multipart(Form::new().part("file", part)).send().await.expect("upload");
+    let resp =
+        http.post(d.at("/api/v1/artifacts")).multipart(Form::new().part("file", part)).send().await.expect("upload");
     assert_eq!(resp.status(), 201, "upload answered {}", resp.status());
     let art: Value = resp.json().await.expect("artifact json");
     art["id"].as_str().expect("artifact id").to_string()
@@ -29,7 +30,8 @@ async fn detect(http: &reqwest::Client, d: &DaemonProc, input: &str) -> Value {
     let id = job["id"].as_str().expect("id");
     let done = wait_job(http, d, id, Duration::from_secs(60), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    let arts: Value = http.get(d.at(&format!("/api/v1/jobs/{id}/artifacts"))).send().await.expect("list").json().await.expect("json");
+    let arts: Value =
+        http.get(d.at(&format!("/api/v1/jobs/{id}/artifacts"))).send().await.expect("list").json().await.expect("json");
     let list = arts.as_array().or_else(|| arts["artifacts"].as_array()).expect("artifact list");
     let face = list.iter().find(|a| a["name"] == "face.json").expect("face.json");
     let url = d.at(&format!("/api/v1/artifacts/{}", face["id"].as_str().expect("id")));
@@ -68,5 +70,5 @@ async fn the_installed_detector_finds_the_face_in_an_uploaded_portrait_or_says_t
         .expect("submit");
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.expect("error json");
-    assert_eq!(body["error"]["field"], "params.model", "{body}");
+    assert_eq!(body["error"]["field"], "model", "{body}");
 }

@@ -166,8 +166,16 @@ fn demo_models(root: &Path) -> PathBuf {
     }
     let joe = provision::joe_voice();
     copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
-    // The UltraFace-interface fixture as the face detector, so the profile editor detects.
-    copy_dir(&common::fixture("models/tiny-face-detector"), &models.join("face-detector"));
+    // The UltraFace-interface fixture imported as the face detector (a bare model.onnx
+    // needs its kind named), so the profile editor detects.
+    let imported = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["models", "import", "--name", "face-detector", "--kind", "face"])
+        .arg(common::fixture("models/tiny-face-detector"))
+        .env("REELBOX_MODELS_DIR", &models)
+        .env("REELBOX_DATA_DIR", root.join("import-data"))
+        .status()
+        .expect("run reelbox models import");
+    assert!(imported.success(), "importing the face detector failed");
     models
 }
 
@@ -190,7 +198,8 @@ async fn make_profile(c: &Client, d: &DaemonProc, http: &reqwest::Client) -> Str
     let ready = "const i = document.querySelector('.face-wrap img'); return !document.querySelector('.face-wrap').hidden && i.naturalWidth > 0";
     wait_js(c, "portrait", ready, Duration::from_secs(10)).await;
     // The installed detector runs first (a face_detect job); its note says how it went.
-    let settled = "const t = document.getElementById('face-note').textContent; return /^(Face found|No face found)/.test(t) && t";
+    let settled =
+        "const t = document.getElementById('face-note').textContent; return /^(Face found|No face found)/.test(t) && t";
     let note = wait_js(c, "face detection", settled, Duration::from_secs(30)).await;
     assert!(note.as_str().is_some_and(|t| t.contains("drag") || t.contains("place")), "{note}");
     let read = "return ['x','y','w','h'].map(k => Number(document.getElementById('face-' + k).value))";

@@ -21,7 +21,7 @@ use crate::store::records::{Job, JobStatus};
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Job kind, e.g. `testcard`, `speech`, `image`, `render`.
-    #[schema(pattern = "^(testcard|speech|lipsync|upscale|image|render|model_pull|model_import)$")]
+    #[schema(pattern = "^(testcard|speech|lipsync|upscale|image|render|model_pull|model_import|face_detect)$")]
     pub kind: String,
     /// Kind-specific parameters.
     #[serde(default)]
