@@ -16,6 +16,10 @@ import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+if __name__ == "__main__":
+    # sd.py imports helpers from "convert": let that be this module, not a second copy
+    # (a Refused raised there must be the Refused caught here).
+    sys.modules["convert"] = sys.modules["__main__"]
 
 OPSET = 17
 
@@ -186,11 +190,16 @@ def main():
             raise Refused(f"{args.input}: no such file or directory")
         if args.fp16:
             raise Refused(f"{args.input}: --fp16 is not supported for this format (reelbox runs it in float32)")
-        if os.path.isdir(args.input):
-            raise Refused(f"{args.input}: a directory that is neither a diffusers folder this reelbox converts nor an ONNX layout")
         if args.lora:
-            raise Refused(f"{args.input}: --lora applies to Stable Diffusion base models only")
-        result = convert_file(args)
+            raise Refused(f"{args.input}: --lora is not supported by this reelbox yet")
+        if os.path.isdir(args.input):
+            if not os.path.isfile(os.path.join(args.input, "model_index.json")):
+                raise Refused(f"{args.input}: a directory that is neither a diffusers folder nor an ONNX layout")
+            import sd
+
+            result = sd.convert_folder(args)
+        else:
+            result = convert_file(args)
     except Refused as e:
         print(f"ERROR {e}", flush=True)
         sys.exit(2)

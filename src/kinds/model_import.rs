@@ -20,8 +20,11 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::models::convert::{self, Conversion, ConvertError, ConvertProgress, ConvertRequest};
 use crate::models::{ModelError, ModelKind, ModelStore, import, manifest};
+use crate::pipelines::diffusion::DiffusionError;
 use crate::pipelines::lipsync::{LipsyncError, model::Wav2Lip};
 use crate::pipelines::upscale::{UpscaleError, Upscaler};
+
+mod diffusion;
 
 /// The `model_import` job kind.
 pub struct ModelImport;
@@ -158,6 +161,8 @@ pub enum ImportError {
     Upscale(#[from] UpscaleError),
     #[error("the converted model does not load in reelbox's pipeline")]
     Lipsync(#[from] LipsyncError),
+    #[error("the converted model does not run in reelbox's diffusion pipeline")]
+    Diffusion(#[from] DiffusionError),
     #[error(
         "{}: the converted model differs from PyTorch by {max_abs_diff:e} on {compared} (allowed {tolerance:e}); nothing was installed",
         .input.display()
@@ -224,6 +229,9 @@ pub fn import_model(
     let check = self_check(engine, device, &conv);
     // The staged files move on install: no session may keep the staging path.
     engine.forget_model(&conv.staging().join("model.onnx"));
+    for part in diffusion::PARTS {
+        engine.forget_model(&conv.staging().join(part).join("model.onnx"));
+    }
     let check = check?;
     if check.max_abs_diff.is_nan() || check.max_abs_diff > check.tolerance {
         return Err(ImportError::Mismatch {
@@ -265,6 +273,7 @@ fn self_check(engine: &Engine, device: DeviceId, conv: &Conversion) -> Result<Se
             let n = shape[0];
             (model.infer(n, mel, faces)?, format!("a batch of {n} frames"))
         }
+        ModelKind::Diffusion => return diffusion::check(engine, device, conv, FP32_TOLERANCE),
         other => {
             return Err(ImportError::Refused {
                 input: conv.request.input.clone(),
@@ -273,19 +282,26 @@ fn self_check(engine: &Engine, device: DeviceId, conv: &Conversion) -> Result<Se
         }
     };
     let (expected, _) = conv.tensor("expected")?;
+    let max_abs_diff = max_abs_diff(&expected, &got).ok_or_else(|| ImportError::Refused {
+        input: conv.request.input.clone(),
+        reason: format!("reelbox's pipeline gave {} values where PyTorch gave {}", got.len(), expected.len()),
+    })?;
+    Ok(SelfCheck { compared, max_abs_diff, tolerance: FP32_TOLERANCE })
+}
+
+/// The largest |a − b|, NaN when either has a NaN, `None` when the lengths differ.
+fn max_abs_diff(expected: &[f32], got: &[f32]) -> Option<f32> {
     if expected.len() != got.len() {
-        return Err(ImportError::Refused {
-            input: conv.request.input.clone(),
-            reason: format!("reelbox's pipeline gave {} values where PyTorch gave {}", got.len(), expected.len()),
-        });
+        return None;
     }
     // f32::max would drop a NaN; a NaN anywhere must fail the check.
-    let max_abs_diff = expected
-        .iter()
-        .zip(&got)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, |m, d| if m.is_nan() || d.is_nan() { f32::NAN } else { m.max(d) });
-    Ok(SelfCheck { compared, max_abs_diff, tolerance: FP32_TOLERANCE })
+    Some(
+        expected
+            .iter()
+            .zip(got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, |m, d| if m.is_nan() || d.is_nan() { f32::NAN } else { m.max(d) }),
+    )
 }
 
 impl TypedKind for ModelImport {

@@ -63,9 +63,17 @@ pub fn plan_converted(dir: &Path, name: &str, kind: ModelKind, summary: String) 
 
 /// True when `path` is a checkpoint to convert rather than ONNX files to copy: a file
 /// that is not `.onnx` (`.pth`, `.pt`, `.ckpt`, `.safetensors`, `.bin`, or anything else,
-/// which the converter then names as unknown).
+/// which the converter then names as unknown), or a diffusers folder.
 pub fn needs_conversion(path: &Path) -> bool {
-    path.is_file() && path.extension().is_none_or(|x| x != "onnx")
+    (path.is_file() && path.extension().is_none_or(|x| x != "onnx")) || is_diffusers_folder(path)
+}
+
+/// A diffusers (PyTorch) pipeline folder: `model_index.json` and a UNet with weights but
+/// no ONNX export, which the converter turns into the ONNX layout.
+pub fn is_diffusers_folder(path: &Path) -> bool {
+    path.join("model_index.json").is_file()
+        && path.join("unet/config.json").is_file()
+        && !path.join("unet/model.onnx").exists()
 }
 
 impl super::ModelStore {

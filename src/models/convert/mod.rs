@@ -26,8 +26,9 @@ pub use pyenv::PyEnv;
 /// The pinned packages of the conversion environment.
 pub const REQUIREMENTS: &str = include_str!("../../../assets/convert/requirements.txt");
 /// The scripts written into a scratch directory for each conversion.
-const SCRIPTS: [(&str, &str); 2] = [
+const SCRIPTS: [(&str, &str); 3] = [
     ("convert.py", include_str!("../../../assets/convert/convert.py")),
+    ("sd.py", include_str!("../../../assets/convert/sd.py")),
     ("wav2lip_arch.py", include_str!("../../../assets/convert/wav2lip_arch.py")),
 ];
 /// The file in a converted model's directory that says what it was made from.

@@ -1,0 +1,225 @@
+"""Stable Diffusion 1.x/2.x: a diffusers folder -> the optimum ONNX layout reelbox's
+diffusion pipeline loads (text_encoder, unet with external weights, vae_decoder,
+vae_encoder, tokenizer, scheduler, model_index.json), plus the self-check references:
+one UNet step on fixed inputs and a 4-step 64x64 image at a fixed seed through diffusers.
+"""
+import json
+import os
+import shutil
+
+from convert import OPSET, Refused, progress, save_tensor, setup_torch
+
+# The self-check's image: reelbox's pipeline repeats exactly this (Rust reads it from RESULT).
+CHECK = {"prompt": "a photo of a cat", "steps": 4, "guidance": 7.5, "size": 64, "seed": 0,
+         "scheduler": "euler", "timestep": 500.0}
+TOTAL = 6
+
+
+class _TextEncoder:
+    @staticmethod
+    def wrap(torch, te):
+        class W(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.te = te
+
+            def forward(self, input_ids):
+                out = self.te(input_ids=input_ids, return_dict=True)
+                return out.last_hidden_state, out.pooler_output
+
+        return W()
+
+
+def _unet_wrap(torch, unet):
+    class W(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, sample, timestep, encoder_hidden_states):
+            return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+    return W()
+
+
+def _vae_wraps(torch, vae):
+    class Dec(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, latent_sample):
+            return self.vae.decode(latent_sample, return_dict=False)[0]
+
+    class Enc(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, sample):
+            return self.vae.encode(sample).latent_dist.parameters
+
+    return Dec(), Enc()
+
+
+def _export(torch, module, args, path, inputs, outputs, axes, external=False):
+    import onnx
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs, dynamic_axes=axes,
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    if external:
+        # Real UNets pass protobuf's 2 GB limit: weights always go beside the graph.
+        m = onnx.load(path)
+        for f in os.listdir(os.path.dirname(path)):
+            if f != "model.onnx":
+                os.remove(os.path.join(os.path.dirname(path), f))
+        onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="model.onnx_data", size_threshold=1024)
+
+
+def _jsonable(cfg):
+    out = {}
+    for k, v in dict(cfg).items():
+        if k.startswith("_") and k not in ("_class_name", "_diffusers_version"):
+            continue
+        if isinstance(v, tuple):
+            v = list(v)
+        if isinstance(v, float) and v != v:
+            v = None
+        out[k] = v
+    return out
+
+
+def _write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+
+
+def _tokenizer(tok, out):
+    """vocab.json + merges.txt (what reelbox's CLIP tokenizer reads) beside the configs."""
+    dst = os.path.join(out, "tokenizer")
+    tok.save_pretrained(dst)
+    if not os.path.isfile(os.path.join(dst, "vocab.json")):
+        # Newer transformers save only tokenizer.json: its BPE model holds both.
+        with open(os.path.join(dst, "tokenizer.json"), encoding="utf-8") as f:
+            model = json.load(f)["model"]
+        with open(os.path.join(dst, "vocab.json"), "w", encoding="utf-8") as f:
+            json.dump(model["vocab"], f, ensure_ascii=False)
+        with open(os.path.join(dst, "merges.txt"), "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n")
+            for m in model["merges"]:
+                f.write((m if isinstance(m, str) else " ".join(m)) + "\n")
+
+
+def load_pipeline(path):
+    """A diffusers StableDiffusionPipeline from a local folder (never the hub)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    torch = setup_torch()
+    import diffusers
+
+    diffusers.utils.logging.set_verbosity_error()
+    try:
+        index = json.load(open(os.path.join(path, "model_index.json"), encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise Refused(f"{path}: model_index.json is not readable ({e})")
+    if "XL" in index.get("_class_name", "") or "text_encoder_2" in index:
+        raise Refused(f"{path}: SDXL folders are not converted by this reelbox yet")
+    try:
+        pipe = diffusers.StableDiffusionPipeline.from_pretrained(
+            path, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means the folder does not load
+        raise Refused(f"{path}: not a loadable Stable Diffusion folder ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+    return pipe
+
+
+def convert_pipeline(path, pipe, out_dir, check_dir, details=None):
+    """Exports `pipe` into `out_dir` and writes the self-check references."""
+    torch = setup_torch()
+    import diffusers
+
+    pipe.set_progress_bar_config(disable=True)
+    for m in (pipe.text_encoder, pipe.unet, pipe.vae):
+        m.eval().float()
+    pipe.text_encoder.config._attn_implementation = "eager"
+    progress(1, TOTAL, "loaded the Stable Diffusion pipeline")
+    max_len = pipe.tokenizer.model_max_length
+    hidden = pipe.text_encoder.config.hidden_size
+    ids = torch.zeros((1, max_len), dtype=torch.int64)
+    _export(torch, _TextEncoder.wrap(torch, pipe.text_encoder), (ids,), os.path.join(out_dir, "text_encoder", "model.onnx"),
+            ["input_ids"], ["last_hidden_state", "pooler_output"],
+            {"input_ids": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}, "pooler_output": {0: "batch_size"}})
+    progress(2, TOTAL, "exported the text encoder")
+    ch = pipe.unet.config.in_channels
+    # odd latent size at trace time: the graph then carries skip sizes for any H/W
+    _export(torch, _unet_wrap(torch, pipe.unet), (torch.randn(2, ch, 9, 7), torch.tensor(999.0), torch.randn(2, max_len, pipe.unet.config.cross_attention_dim)),
+            os.path.join(out_dir, "unet", "model.onnx"), ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
+            {"sample": {0: "batch_size", 2: "height", 3: "width"}, "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"},
+             "out_sample": {0: "batch_size", 2: "height", 3: "width"}}, external=True)
+    progress(3, TOTAL, "exported the UNet (external weights)")
+    dec, enc = _vae_wraps(torch, pipe.vae)
+    lc = pipe.vae.config.latent_channels
+    _export(torch, dec, (torch.randn(1, lc, 8, 8),), os.path.join(out_dir, "vae_decoder", "model.onnx"), ["latent_sample"], ["sample"],
+            {"latent_sample": {0: "batch_size", 2: "latent_height", 3: "latent_width"}, "sample": {0: "batch_size", 2: "height", 3: "width"}})
+    _export(torch, enc, (torch.rand(1, 3, 64, 64) * 2 - 1,), os.path.join(out_dir, "vae_encoder", "model.onnx"), ["sample"], ["latent_parameters"],
+            {"sample": {0: "batch_size", 2: "height", 3: "width"}, "latent_parameters": {0: "batch_size", 2: "latent_height", 3: "latent_width"}})
+    progress(4, TOTAL, "exported the VAE decoder and encoder")
+    _tokenizer(pipe.tokenizer, out_dir)
+    sched = _jsonable(pipe.scheduler.config)
+    sched["_class_name"] = type(pipe.scheduler).__name__
+    _write_json(os.path.join(out_dir, "scheduler", "scheduler_config.json"), sched)
+    ucfg = _jsonable(pipe.unet.config)
+    ucfg["_class_name"] = "UNet2DConditionModel"
+    _write_json(os.path.join(out_dir, "unet", "config.json"), ucfg)
+    vcfg = _jsonable(pipe.vae.config)
+    vcfg["_class_name"] = "AutoencoderKL"
+    for sub in ("vae_decoder", "vae_encoder"):
+        _write_json(os.path.join(out_dir, sub, "config.json"), vcfg)
+    _write_json(os.path.join(out_dir, "text_encoder", "config.json"), pipe.text_encoder.config.to_dict())
+    _write_json(os.path.join(out_dir, "model_index.json"), {
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+        "requires_safety_checker": False, "safety_checker": [None, None], "feature_extractor": [None, None],
+        "scheduler": ["diffusers", sched["_class_name"]], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    })
+
+    # Self-check references. One UNet step on fixed random inputs ...
+    g = torch.Generator().manual_seed(1234)
+    lat = CHECK["size"] // pipe.vae_scale_factor
+    sample = torch.randn(1, ch, lat, lat, generator=g)
+    ehs = torch.randn(1, max_len, pipe.unet.config.cross_attention_dim, generator=g)
+    with torch.no_grad():
+        eps = pipe.unet(sample, torch.tensor(CHECK["timestep"]), ehs, return_dict=False)[0]
+    check = {"unet_sample": save_tensor(check_dir, "unet_sample", sample),
+             "unet_hidden": save_tensor(check_dir, "unet_hidden", ehs),
+             "unet_expected": save_tensor(check_dir, "unet_expected", eps)}
+    progress(5, TOTAL, "computed the PyTorch reference UNet step")
+    # ... and a full image with the model's own schedule under Euler (deterministic).
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    latents = torch.randn(1, ch, lat, lat, generator=torch.Generator().manual_seed(CHECK["seed"]))
+    with torch.no_grad():
+        img = pipe(CHECK["prompt"], negative_prompt="", num_inference_steps=CHECK["steps"],
+                   guidance_scale=CHECK["guidance"], height=CHECK["size"], width=CHECK["size"],
+                   latents=latents.clone(), output_type="np").images
+    image = torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()
+    check["latents"] = save_tensor(check_dir, "latents", latents)
+    check["image_expected"] = save_tensor(check_dir, "image_expected", image)
+    progress(6, TOTAL, f"computed the PyTorch reference image ({CHECK['steps']} steps, seed {CHECK['seed']})")
+    pred = sched.get("prediction_type", "epsilon")
+    d = {"family": "sd", "prediction_type": pred, "check": CHECK}
+    d.update(details or {})
+    return {
+        "kind": "diffusion",
+        "format": "stable-diffusion",
+        "summary": "Stable Diffusion" + (" (v-prediction)" if pred == "v_prediction" else ""),
+        "details": d,
+        "check": check,
+    }
+
+
+def convert_folder(args):
+    pipe = load_pipeline(args.input)
+    return convert_pipeline(args.input, pipe, args.out, args.check)

@@ -1,0 +1,92 @@
+//! The self-check of a converted Stable Diffusion: one UNet step on the converter's
+//! random inputs, and a full image at the converter's fixed seed through reelbox's own
+//! pipeline ([`generate`]), both against what PyTorch/diffusers gave.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ImportError, SelfCheck, max_abs_diff};
+use crate::engine::Engine;
+use crate::gpu::DeviceId;
+use crate::models::convert::Conversion;
+use crate::pipelines::diffusion::onnx::{float_input, timestep_input};
+use crate::pipelines::diffusion::{
+    DiffusionError, GenerateRequest, Hooks, ReplayNoise, SchedulerChoice, SdModel, generate,
+};
+
+/// The parts whose sessions the check opens (forgotten before the files move).
+pub const PARTS: [&str; 4] = ["text_encoder", "unet", "vae_decoder", "vae_encoder"];
+
+/// What the converter ran through diffusers (its RESULT's `details.check`).
+#[derive(Debug, Deserialize)]
+struct Recipe {
+    prompt: String,
+    steps: u32,
+    guidance: f32,
+    size: u32,
+    scheduler: String,
+    timestep: f64,
+}
+
+/// Compares the staged model with the converter's references; the larger of the two
+/// differences is the check's result.
+pub fn check(engine: &Engine, device: DeviceId, conv: &Conversion, tolerance: f32) -> Result<SelfCheck, ImportError> {
+    let refused = |reason: String| ImportError::Refused { input: conv.request.input.clone(), reason };
+    let recipe: Recipe = conv
+        .result
+        .details
+        .get("check")
+        .cloned()
+        .ok_or_else(|| refused("the converter described no self-check".into()))
+        .and_then(|v| {
+            serde_json::from_value(v).map_err(|e| refused(format!("the converter's self-check recipe: {e}")))
+        })?;
+    let model = SdModel::load(conv.staging(), engine, device)?;
+
+    let (sample, sample_shape) = conv.tensor("unet_sample")?;
+    let (hidden, hidden_shape) = conv.tensor("unet_hidden")?;
+    let (unet_expected, _) = conv.tensor("unet_expected")?;
+    let batch = sample_shape.first().copied().unwrap_or(1);
+    let feeds = vec![
+        float_input(&model.unet.sample, sample_shape, &sample)?,
+        timestep_input(&model.unet.timestep, recipe.timestep, batch)?,
+        float_input(&model.unet.hidden, hidden_shape, &hidden)?,
+    ];
+    let mut clock = Duration::ZERO;
+    let outs = model.unet.part.run(feeds, &mut clock)?;
+    let unet_got = outs.get(model.unet.output).ok_or_else(|| refused("the exported UNet gave no output".into()))?;
+    let unet_diff = max_abs_diff(&unet_expected, &unet_got.data).ok_or_else(|| {
+        refused(format!("the UNet gave {} values, PyTorch {}", unet_got.data.len(), unet_expected.len()))
+    })?;
+
+    let (latents, _) = conv.tensor("latents")?;
+    let (image_expected, _) = conv.tensor("image_expected")?;
+    let req = GenerateRequest {
+        prompt: recipe.prompt,
+        negative_prompt: Some(String::new()),
+        width: recipe.size,
+        height: recipe.size,
+        steps: recipe.steps,
+        guidance: recipe.guidance,
+        scheduler: SchedulerChoice::parse(&recipe.scheduler).map_err(DiffusionError::from)?,
+        scheduler_config: None,
+        count: 1,
+        init: None,
+        max_side: recipe.size.max(64),
+    };
+    let out = generate(&model, &req, &mut ReplayNoise::new(Vec::new()), Some(&latents), &Hooks::default())?;
+    let image = out.images.first().ok_or_else(|| refused("reelbox's pipeline made no image".into()))?;
+    let image_diff = max_abs_diff(&image_expected, &image.data).ok_or_else(|| {
+        refused(format!("the image has {} values, diffusers' {}", image.data.len(), image_expected.len()))
+    })?;
+    let worst = if unet_diff.is_nan() || image_diff.is_nan() { f32::NAN } else { unet_diff.max(image_diff) };
+    Ok(SelfCheck {
+        compared: format!(
+            "one UNet step (difference {unet_diff:e}) and a {}-step {}x{} image at a fixed seed (difference {image_diff:e})",
+            recipe.steps, recipe.size, recipe.size
+        ),
+        max_abs_diff: worst,
+        tolerance,
+    })
+}
