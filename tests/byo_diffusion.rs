@@ -17,18 +17,8 @@ use std::time::Duration;
 
 use common::daemon::{DaemonProc, is_final, wait_job};
 use common::provision;
+use common::tools::convert_pyenv;
 use serde_json::{Value, json};
-
-/// The conversion environment, when this machine has one.
-fn pyenv() -> Option<PathBuf> {
-    let dir = std::env::var_os("REELBOX_CONVERT_PYENV").map(PathBuf::from)?;
-    if dir.join("bin/python").exists() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: REELBOX_CONVERT_PYENV={} has no bin/python (.ci/test creates it)", dir.display());
-        None
-    }
-}
 
 /// The tiny diffusers folders, made once per test binary.
 fn sources(env: &Path) -> &'static Path {
@@ -76,7 +66,7 @@ async fn get(http: &reqwest::Client, d: &DaemonProc, path: &str) -> Value {
 
 #[test]
 fn a_v_prediction_diffusers_folder_converts_and_keeps_its_prediction_type() {
-    let Some(env) = pyenv() else { return };
+    let env = convert_pyenv();
     let src = sources(&env);
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
@@ -105,7 +95,7 @@ fn a_v_prediction_diffusers_folder_converts_and_keeps_its_prediction_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diffusers_folder_imports_through_the_api_and_renders_in_the_daemon() {
-    let Some(env) = pyenv() else { return };
+    let env = convert_pyenv();
     let src = sources(&env);
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");

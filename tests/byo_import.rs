@@ -12,24 +12,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::daemon::{DaemonProc, is_final, wait_job};
 use common::provision;
+use common::tools::{convert_pyenv, run_ok};
 use serde_json::{Value, json};
-
-/// The conversion environment, when this machine has one.
-fn pyenv() -> Option<PathBuf> {
-    let dir = std::env::var_os("REELBOX_CONVERT_PYENV").map(PathBuf::from)?;
-    if dir.join("bin/python").exists() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: REELBOX_CONVERT_PYENV={} has no bin/python (.ci/test creates it)", dir.display());
-        None
-    }
-}
 
 /// The test checkpoints, made once per test binary.
 fn checkpoints(env: &Path) -> &'static Path {
@@ -58,18 +48,6 @@ fn reelbox(home: &Path, models: &Path, env: &Path) -> Command {
         .env("REELBOX_CONVERT_PYENV", env)
         .env("REELBOX_LOG", "warn");
     cmd
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run reelbox");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn models_dir(home: &Path) -> PathBuf {
@@ -108,7 +86,7 @@ async fn upscale_size(http: &reqwest::Client, d: &DaemonProc, model: &str) -> (u
 
 #[tokio::test]
 async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemon() {
-    let Some(env) = pyenv() else { return };
+    let env = convert_pyenv();
     let ckpt = checkpoints(&env);
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());
@@ -165,7 +143,7 @@ async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemo
 
 #[test]
 fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check() {
-    let Some(env) = pyenv() else { return };
+    let env = convert_pyenv();
     let ckpt = checkpoints(&env);
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());
@@ -188,7 +166,7 @@ fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check(
 
 #[test]
 fn corrupt_and_unknown_files_are_refused_naming_them_and_nothing_is_installed() {
-    let Some(env) = pyenv() else { return };
+    let env = convert_pyenv();
     let ckpt = checkpoints(&env);
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());

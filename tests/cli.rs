@@ -5,11 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::daemon::DaemonProc;
 use common::fixture;
 use common::provision;
+use common::tools::run_ok;
 use serde_json::Value;
 
 /// Nothing listens here: port 1 on loopback refuses at once.
@@ -28,18 +29,6 @@ fn reelbox(home: &Path, models: &Path) -> Command {
         .env("REELBOX_ONNXRUNTIME", provision::runtime())
         .env("REELBOX_LOG", "warn");
     cmd
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run reelbox");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn daemon(home: &Path, models: &Path) -> DaemonProc {

@@ -10,6 +10,7 @@ pub mod palette;
 pub mod provision;
 pub mod sink;
 pub mod sse;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 
