@@ -84,6 +84,10 @@ systemd-analyze verify "$unit" || fail "systemd-analyze verify $unit"
 exposure=$(systemd-analyze security --offline=true --no-pager "$unit" | sed -n 's/.*Overall exposure level for reelbox.service: \([0-9.]*\).*/\1/p')
 echo "systemd-analyze security exposure: $exposure"
 awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 2.5) }' || fail "exposure $exposure is above 2.5"
+worker=$(ls /lib/systemd/system/reelbox-worker.service /usr/lib/systemd/system/reelbox-worker.service 2>/dev/null | head -1)
+[ -n "$worker" ] || fail "reelbox-worker.service not installed"
+systemd-analyze verify "$worker" || fail "systemd-analyze verify $worker"
+! systemctl is-enabled reelbox-worker.service >/dev/null 2>&1 || fail "reelbox-worker.service is enabled by the package"
 getent passwd reelbox >/dev/null || fail "system user reelbox missing"
 [ "$(stat -c %U /var/lib/reelbox)" = reelbox ] || fail "/var/lib/reelbox is not owned by reelbox"
 [ -f /etc/reelbox/config.toml ] || fail "/etc/reelbox/config.toml missing"

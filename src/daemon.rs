@@ -80,7 +80,10 @@ impl Daemon {
             // Before `start`: results that came while the head was down are in hand before
             // recovered jobs run again.
             match crate::cluster::Head::start(cluster.clone(), cluster_stop.clone()).await {
-                Ok(head) => scheduler = scheduler.attach_remote(head, cluster.local_work),
+                Ok(head) => {
+                    scheduler.telemetry().attach_remote(crate::cluster::telemetry::readings(&head));
+                    scheduler = scheduler.attach_remote(head, cluster.local_work);
+                }
                 Err(e) => {
                     scheduler.store().close();
                     return Err(StartError::Refused(format!("cannot join the cluster: {e}")));

@@ -1,6 +1,6 @@
 //! Worker boxes with real processes: a `nats-server -js`, a head and two workers, each
 //! with its own data dir. Stages run remotely, and losing a worker (kill -9, or cut off
-//! by SIGSTOP) moves its stage to the other without doubling any artifact.
+//! for 30 s by SIGSTOP) moves its stage to the other without doubling any artifact.
 
 mod cluster_support;
 mod common;
@@ -145,14 +145,22 @@ async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
     let id = submit_testcard(&http, &head, json!({"steps": 30, "step_ms": 100})).await;
     let first = running_box(&http, &head, &id).await;
     let cut = if first == "w1" { &w1 } else { &w2 };
+    // Silent for 30 s, as the network cut: ten times the ack wait (3 s) and fifteen
+    // times the heartbeat TTL (2 s) of the test config.
+    let cut_at = Instant::now();
     cut.signal("STOP");
-    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    let j = wait_job(&http, &head, &id, Duration::from_secs(30), is_final).await;
     assert_eq!(j["state"], "succeeded", "{j}");
     assert_ne!(stage_devices(&j)[0], format!("{first}/cpu"), "the stage moved off the silent box: {j}");
-    // The cut-off box comes back and finishes its copy of the stage: discarded, not doubled.
+    assert!(cut_at.elapsed() < Duration::from_secs(20), "redelivery took {:?}", cut_at.elapsed());
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(cut_at.elapsed())).await;
+    // The cut-off box comes back, finishes its copy of the stage (the rest of its 3 s) and
+    // sends the result: discarded, not doubled; the box rejoins.
     cut.signal("CONT");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let j = job(&http, &head, &id).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
     assert_eq!(artifacts_per_stage(&j), [("card".to_string(), 1), ("summary".to_string(), 1)], "{j}");
 }
 

@@ -80,8 +80,40 @@ fn allowed_majors(unit: &str, proc_devices: &str) -> Vec<u32> {
 
 #[test]
 fn unit_lets_the_service_open_every_nvidia_device_node() {
-    let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/reelbox.service"))
-        .expect("read the unit");
+    for name in ["reelbox.service", "reelbox-worker.service"] {
+        let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(name))
+            .expect("read the unit");
+        check_nvidia_nodes(name, &unit);
+    }
+}
+
+/// Every package format ships both units: the worker's installed (not enabled) beside the head's.
+#[test]
+fn packages_ship_the_worker_unit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).expect("read packaging file");
+    let manifest: toml::Value = toml::from_str(&read("Cargo.toml")).expect("Cargo.toml");
+    let meta = &manifest["package"]["metadata"];
+    let deb = meta["deb"]["assets"].as_array().expect("deb assets");
+    assert!(
+        deb.iter().any(|a| a[0].as_str() == Some("systemd/reelbox-worker.service")),
+        "deb assets lack systemd/reelbox-worker.service"
+    );
+    let rpm = meta["generate-rpm"]["assets"].as_array().expect("rpm assets");
+    assert!(
+        rpm.iter().any(|a| a["source"].as_str() == Some("systemd/reelbox-worker.service")
+            && a["dest"].as_str() == Some("/usr/lib/systemd/system/reelbox-worker.service")),
+        "rpm assets lack the worker unit"
+    );
+    assert!(
+        read("packaging/arch/PKGBUILD").contains("systemd/reelbox-worker.service"),
+        "PKGBUILD lacks the worker unit"
+    );
+    assert!(read("packaging/ci-deb.sh").contains("reelbox-worker.service"), "ci-deb.sh does not check the worker unit");
+}
+
+/// The unit's `DeviceAllow=` lines let CUDA open every NVIDIA device node.
+fn check_nvidia_nodes(name: &str, unit: &str) {
     // /proc/devices (character part) and the device nodes CUDA opens, as read on an NVIDIA
     // H200 with driver 580.159.04, and the older drivers' name for major 195.
     let driver_580 = "Character devices:\n  1 mem\n195 nvidia\n195 nvidiactl\n238 nvidia-uvm\n\
@@ -89,11 +121,11 @@ fn unit_lets_the_service_open_every_nvidia_device_node() {
     let older = "Character devices:\n195 nvidia-frontend\n237 nvidia-uvm\n\nBlock devices:\n";
     // /dev/nvidia0 and /dev/nvidiactl (195), /dev/nvidia-uvm(-tools), /dev/nvidia-caps/*.
     for (proc_devices, nodes) in [(driver_580, vec![195, 238, 241]), (older, vec![195, 237])] {
-        let majors = allowed_majors(&unit, proc_devices);
+        let majors = allowed_majors(unit, proc_devices);
         for major in nodes {
             assert!(
                 majors.contains(&major),
-                "major {major} is not allowed by the unit's DeviceAllow lines: {majors:?}"
+                "{name}: major {major} is not allowed by the unit's DeviceAllow lines: {majors:?}"
             );
         }
     }

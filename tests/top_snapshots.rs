@@ -10,7 +10,7 @@ use ratatui::backend::TestBackend;
 use reelbox::api::system::SystemView;
 use reelbox::api::views::JobView;
 use reelbox::gpu::fake::FakeGpus;
-use reelbox::gpu::{HostSample, TelemetrySample};
+use reelbox::gpu::{GpuSample, HostSample, TelemetrySample};
 use reelbox::tui::app::{App, Command, Detail, Link, Screen};
 use reelbox::tui::event::{EventLine, Preview, Snapshot, Update};
 use serde_json::{Value, json};
@@ -33,12 +33,26 @@ fn host(tick: i64) -> HostSample {
 
 /// Two minutes of samples from fake GPUs (none when `gpus` is empty).
 fn history(gpus: &[u64]) -> Vec<TelemetrySample> {
+    history_with_boxes(gpus, &[])
+}
+
+/// As [`history`], with worker boxes' fake GPUs (box name, MiB per GPU) folded in.
+fn history_with_boxes(gpus: &[u64], boxes: &[(&str, &[u64])]) -> Vec<TelemetrySample> {
     let fake = FakeGpus::new(gpus.to_vec());
+    let remote: Vec<(&str, FakeGpus, usize)> =
+        boxes.iter().map(|(name, g)| (*name, FakeGpus::new(g.to_vec()), g.len())).collect();
     (0..120)
         .map(|tick| TelemetrySample {
             at_ms: NOW - (120 - tick) * 1000,
             host: host(tick),
             gpus: (0..gpus.len()).map(|i| fake.reading(i, tick as u64, Some(tick as u64 * 100_000))).collect(),
+            remote_gpus: remote
+                .iter()
+                .flat_map(|(name, f, n)| {
+                    (0..*n)
+                        .map(move |i| GpuSample { host: Some(name.to_string()), ..f.reading(i, tick as u64 + 7, None) })
+                })
+                .collect(),
         })
         .collect()
 }
@@ -206,6 +220,13 @@ fn no_gpu_shows_host_cpu_and_ram() {
 #[test]
 fn two_fake_gpus_show_gauges_and_sparklines() {
     snap!("two_gpus", quiet(&[8192, 24576]));
+}
+
+#[test]
+fn worker_boxes_gpus_follow_this_boxs_as_name_cuda_n() {
+    let mut app = quiet(&[8192]);
+    app.apply(Update::History(history_with_boxes(&[8192], &[("attic", &[24576]), ("rig2", &[12288, 12288])])));
+    snap!("worker_box_gpus", app);
 }
 
 #[test]

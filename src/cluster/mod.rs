@@ -7,12 +7,14 @@
 //! - [`protocol`]: messages and names; [`bus`]: connecting and the streams, bucket, store;
 //! - [`objects`]: artifacts in and out of the object store, digest-checked;
 //! - [`head`]: the scheduler's [`RemoteBoxes`](crate::scheduler::RemoteBoxes);
+//! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
 //! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
 
 pub mod bus;
 pub mod head;
 pub mod objects;
 pub mod protocol;
+pub mod telemetry;
 pub mod worker;
 pub mod worker_sink;
 

@@ -188,6 +188,9 @@ pub struct Advert {
     pub version: String,
     /// Devices with their free memory.
     pub devices: Vec<AdvertDevice>,
+    /// The box's latest full GPU readings (the head shows them as `NAME/cuda:N`).
+    #[serde(default)]
+    pub gpus: Vec<crate::gpu::GpuSample>,
     /// Models installed on the box (it never gets a stage that needs another).
     pub models: Vec<String>,
     /// Job kinds it runs.

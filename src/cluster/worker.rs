@@ -185,10 +185,14 @@ impl Worker {
         let catalog = crate::models::Catalog::load(&self.config);
         let mut kinds: Vec<String> = self.kinds.keys().map(|k| k.to_string()).collect();
         kinds.sort();
+        let used: Vec<DeviceId> = self.gpus().iter().map(|g| g.id).collect();
         Advert {
             host: self.host.to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
             devices,
+            gpus: latest
+                .map(|s| s.gpus.iter().filter(|g| used.contains(&DeviceId::Cuda(g.index))).cloned().collect())
+                .unwrap_or_default(),
             models: catalog.models().iter().filter(|m| m.dir().is_some()).map(|m| m.name().to_string()).collect(),
             kinds,
             running: self.running.lock().unwrap_or_else(|p| p.into_inner()).values().map(|r| r.info.clone()).collect(),

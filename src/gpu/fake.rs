@@ -57,6 +57,7 @@ impl FakeGpus {
         let foreign = self.foreign_mib(i);
         GpuSample {
             index: i as u32,
+            host: None,
             name: format!("Fake GPU {} GiB", total / 1024),
             uuid: Some(format!("GPU-fa4e0000-0000-0000-0000-{i:012}")),
             util_gpu: Some(util),

@@ -52,6 +52,7 @@ impl NvmlGpus {
         let fan = d.num_fans().ok().filter(|&n| n > 0).and_then(|_| d.fan_speed(0).ok());
         Some(GpuSample {
             index,
+            host: None,
             name: d.name().unwrap_or_else(|_| format!("GPU {index}")),
             uuid: d.uuid().ok(),
             util_gpu: util.as_ref().map(|u| u.gpu),

@@ -14,6 +14,17 @@ pub struct TelemetrySample {
     pub at_ms: Millis,
     pub host: HostSample,
     pub gpus: Vec<GpuSample>,
+    /// Worker boxes' GPUs from their last heartbeats (each with `host` set), after this
+    /// box's own; empty without a cluster.
+    #[serde(default)]
+    pub remote_gpus: Vec<GpuSample>,
+}
+
+impl TelemetrySample {
+    /// This box's GPUs, then the worker boxes'.
+    pub fn all_gpus(&self) -> impl Iterator<Item = &GpuSample> {
+        self.gpus.iter().chain(&self.remote_gpus)
+    }
 }
 
 /// CPU and memory of the machine, from `/proc`.
@@ -31,8 +42,11 @@ pub struct HostSample {
 /// One GPU's readings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GpuSample {
-    /// NVML index (PCI bus order).
+    /// NVML index (PCI bus order) on its box.
     pub index: u32,
+    /// The worker box this GPU is in; absent for this box's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub name: String,
     pub uuid: Option<String>,
     /// Share of time a kernel ran, percent.
@@ -68,6 +82,19 @@ pub struct GpuProcess {
 }
 
 impl GpuSample {
+    /// The device id as everywhere else: `cuda:N`, or `NAME/cuda:N` on a worker box.
+    pub fn device(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{h}/cuda:{}", self.index),
+            None => format!("cuda:{}", self.index),
+        }
+    }
+
+    /// Whether this is the same GPU as `other` (same box, same index).
+    pub fn same_gpu(&self, other: &GpuSample) -> bool {
+        self.index == other.index && self.host == other.host
+    }
+
     /// Free memory by the driver's count, MiB.
     pub fn mem_free_mib(&self) -> Option<u64> {
         Some(self.mem_total_mib?.saturating_sub(self.mem_used_mib?))

@@ -3,14 +3,14 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
 use super::host::HostReader;
-use super::sample::TelemetrySample;
+use super::sample::{GpuSample, TelemetrySample};
 use super::{DeviceId, DeviceInfo, TelemetrySource};
 use crate::time::now_ms;
 
@@ -37,7 +37,12 @@ pub struct Telemetry {
     /// Dropping the sender (explicit stop, or the Telemetry itself) ends the thread.
     stop: Mutex<Option<mpsc::Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Worker boxes' GPU readings, folded into every sample once a cluster is attached.
+    remote: OnceLock<RemoteReadings>,
 }
+
+/// Reads the worker boxes' GPUs (from their heartbeats); cheap, never blocks on the network.
+pub type RemoteReadings = Arc<dyn Fn() -> Vec<GpuSample> + Send + Sync>;
 
 impl Telemetry {
     /// Telemetry over `source`, sampling every [`SAMPLE_INTERVAL`] once started.
@@ -59,6 +64,7 @@ impl Telemetry {
             live,
             stop: Mutex::new(None),
             thread: Mutex::new(None),
+            remote: OnceLock::new(),
         })
     }
 
@@ -77,11 +83,17 @@ impl Telemetry {
         &self.gpus
     }
 
+    /// Folds worker boxes' GPUs into every later sample (once; a second call is ignored).
+    pub fn attach_remote(&self, readings: RemoteReadings) {
+        let _ = self.remote.set(readings);
+    }
+
     /// Takes a sample now, records and broadcasts it.
     pub fn sample_now(&self) -> Arc<TelemetrySample> {
         let gpus = self.source.sample_gpus();
+        let remote_gpus = self.remote.get().map(|r| r()).unwrap_or_default();
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        let sample = Arc::new(TelemetrySample { at_ms: now_ms(), host: ring.host.read(), gpus });
+        let sample = Arc::new(TelemetrySample { at_ms: now_ms(), host: ring.host.read(), gpus, remote_gpus });
         if ring.samples.len() >= self.capacity {
             ring.samples.pop_front();
         }

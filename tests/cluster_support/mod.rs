@@ -122,8 +122,14 @@ impl WorkerProc {
 
     /// As [`WorkerProc::start`] with extra arguments (`--models-dir DIR`).
     pub fn start_with(dir: &Path, nats: &Nats, name: &str, args: &[&str]) -> Self {
+        Self::start_env(dir, nats, name, args, &[])
+    }
+
+    /// As [`WorkerProc::start_with`] with extra environment (`REELBOX_FAKE_GPUS`).
+    pub fn start_env(dir: &Path, nats: &Nats, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let cfg = config_file(&dir.join("cfg"), &cluster_toml(&nats.url(), "worker", name, ""));
         let mut child = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+            .envs(env.iter().copied())
             .args(["worker", "--join", &nats.url(), "--name", name, "--data-dir"])
             .arg(dir.join("data"))
             .args(args)

@@ -77,8 +77,8 @@ fn memory() -> (u64, u64) {
     (field("MemTotal:"), field("MemAvailable:"))
 }
 
-/// Devices in ComfyUI's shape: every GPU the workers run on, with its memory from the
-/// latest telemetry sample, or the CPU (with system RAM) when there is none.
+/// Devices in ComfyUI's shape: every GPU the workers run on (worker boxes' too), with its
+/// memory from the latest telemetry sample, or the CPU (with system RAM) when there is none.
 pub fn devices(state: &AppState) -> Vec<Value> {
     const MIB: u64 = 1 << 20;
     let latest = state.scheduler.telemetry().latest();
@@ -99,6 +99,16 @@ pub fn devices(state: &AppState) -> Vec<Value> {
             DeviceId::Cpu | DeviceId::Remote { .. } => None,
         })
         .collect();
+    // Worker boxes' GPUs follow, named `NAME/cuda:N` (their index is the one on that box).
+    let remote = latest.iter().flat_map(|s| s.remote_gpus.iter()).map(|g| {
+        let total = g.mem_total_mib.unwrap_or(0) * MIB;
+        let free = g.mem_free_mib().map_or(total, |m| m * MIB);
+        json!({
+            "name": format!("{} {}", g.device(), g.name), "type": "cuda", "index": g.index,
+            "vram_total": total, "vram_free": free, "torch_vram_total": total, "torch_vram_free": free,
+        })
+    });
+    let gpus: Vec<Value> = gpus.into_iter().chain(remote).collect();
     if !gpus.is_empty() {
         return gpus;
     }

@@ -24,7 +24,7 @@ fn lines_per_gpu(gpus: usize, body: Rect) -> u16 {
 
 /// Height of the panel in `body`.
 pub(super) fn height(app: &App, body: Rect) -> u16 {
-    let gpus = latest(app).map(|s| s.gpus.len()).unwrap_or(0);
+    let gpus = latest(app).map(|s| s.all_gpus().count()).unwrap_or(0);
     let want = if gpus == 0 { 3 + 2 } else { 1 + gpus as u16 * lines_per_gpu(gpus, body) + 2 };
     // The jobs table keeps at least six lines.
     want.min(body.height.saturating_sub(6)).max(3.min(body.height))
@@ -35,7 +35,9 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     let t = Theme::of(app);
     let source = app.system.as_ref().map(|s| s.telemetry.source.as_str()).unwrap_or("?");
     let sample = latest(app);
-    let gpus = sample.map(|s| s.gpus.len()).unwrap_or(0);
+    // This box's GPUs, then worker boxes' (`NAME/cuda:N`).
+    let all: Vec<&GpuSample> = sample.map(|s| s.all_gpus().collect()).unwrap_or_default();
+    let gpus = all.len();
     let title = if gpus == 0 { " host · no GPU ".to_string() } else { format!(" devices · {source} ") };
     let block = Block::default().borders(Borders::ALL).title(Span::styled(title, t.title()));
     let inner = block.inner(area);
@@ -78,7 +80,7 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
         let per = if rows >= 2 * gpus { 2 } else { 1 };
         // When not all fit, one line says how many are hidden.
         let shown = if gpus * per <= rows { gpus } else { rows.saturating_sub(1) / per };
-        for g in sample.map(|s| &s.gpus[..shown]).unwrap_or(&[]) {
+        for g in all.iter().take(shown).copied() {
             lines.push(gpu_line(g, w, t));
             if per == 2 {
                 lines.push(gpu_history(app, g, w, t));
@@ -126,6 +128,14 @@ fn host_line(sample: Option<&TelemetrySample>, w: usize, t: Theme) -> Line<'stat
     ])
 }
 
+/// A GPU's row label: its index here, `NAME/cuda:N` on a worker box.
+fn gpu_label(g: &GpuSample) -> String {
+    match g.host {
+        Some(_) => format!("{} ", g.device()),
+        None => format!("{} ", g.index),
+    }
+}
+
 fn gpu_line(g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
     let wide = w >= 120;
     let bw = if wide { 16 } else { 8 };
@@ -145,9 +155,11 @@ fn gpu_line(g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
     };
     let temp = g.temperature_c.map(|c| format!("{c:>3}°C")).unwrap_or_else(|| " N/A".into());
     let temp_level = g.temperature_c.map(|c| f64::from(c) / 95.0).unwrap_or(0.0);
-    let name_w = if wide { 18 } else { 12 };
+    // A longer label (`NAME/cuda:N`) takes its room from the model name so columns align.
+    let label = gpu_label(g);
+    let name_w = (if wide { 18 } else { 12 } + 2usize).saturating_sub(label.chars().count());
     let mut spans = vec![
-        Span::styled(format!("{} ", g.index), t.title()),
+        Span::styled(label, t.title()),
         Span::raw(format!("{:<name_w$}", fit(&g.name, name_w))),
         Span::styled(" util ", t.dim()),
         Span::styled(bar(util.unwrap_or(0.0), bw), t.level(util.unwrap_or(0.0))),
@@ -175,7 +187,7 @@ fn gpu_line(g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
 
 fn gpu_history(app: &App, g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
     let series = |read: fn(&GpuSample) -> Option<f64>| -> Vec<f64> {
-        app.history.iter().map(|s| s.gpus.iter().find(|x| x.index == g.index).and_then(read).unwrap_or(0.0)).collect()
+        app.history.iter().map(|s| s.all_gpus().find(|x| x.same_gpu(g)).and_then(read).unwrap_or(0.0)).collect()
     };
     let util = series(|x| x.util_gpu.map(f64::from));
     let mem = series(|x| match (x.mem_used_mib, x.mem_total_mib) {
