@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{Nats, WorkerProc, have_nats, stage_devices, start_head, start_head_with, wait_boxes};
+use cluster_support::{Nats, WorkerProc, stage_devices, start_head, start_head_with, wait_boxes};
 use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use serde_json::{Value, json};
 
@@ -40,10 +40,6 @@ fn artifacts_per_stage(job: &Value) -> Vec<(String, usize)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
-    if !have_nats() {
-        eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = Nats::start(dir.path());
     let head = start_head(&dir.path().join("head"), &nats, false);
@@ -102,10 +98,6 @@ async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_worker_mid_stage_finishes_on_the_other_without_doubles() {
-    if !have_nats() {
-        eprintln!("skipped: nats-server is not installed");
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = Nats::start(dir.path());
     let head = start_head(&dir.path().join("head"), &nats, false);
@@ -130,10 +122,6 @@ async fn kill_9_of_a_worker_mid_stage_finishes_on_the_other_without_doubles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
-    if !have_nats() {
-        eprintln!("skipped: nats-server is not installed");
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = Nats::start(dir.path());
     let head = start_head(&dir.path().join("head"), &nats, false);
@@ -166,10 +154,6 @@ async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_the_model_never_takes_its_stage() {
-    if !have_nats() {
-        eprintln!("skipped: nats-server is not installed");
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let models = common::models_with_demo_shapes(dir.path());
     let models = models.to_str().expect("utf-8");

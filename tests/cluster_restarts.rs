@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use cluster_support::{Nats, WorkerProc, have_nats, stage_devices, start_head, wait_boxes};
+use cluster_support::{Nats, WorkerProc, stage_devices, start_head, wait_boxes};
 use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use common::sse::read_events;
 use serde_json::{Value, json};
@@ -29,10 +29,6 @@ fn artifact_counts(job: &Value) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_head_mid_stage_resumes_and_takes_the_result_that_arrived() {
-    if !have_nats() {
-        eprintln!("skipped: nats-server is not installed");
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = Nats::start(dir.path());
     let head_dir = dir.path().join("head");
@@ -62,10 +58,6 @@ async fn kill_9_of_the_head_mid_stage_resumes_and_takes_the_result_that_arrived(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_nats_mid_stage_loses_nothing() {
-    if !have_nats() {
-        eprintln!("skipped: nats-server is not installed");
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nats = Nats::start(dir.path());
     let head = start_head(&dir.path().join("head"), &nats, false);

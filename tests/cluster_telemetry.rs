@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{Nats, WorkerProc, have_nats, start_head, wait_boxes};
+use cluster_support::{Nats, WorkerProc, start_head, wait_boxes};
 use futures::StreamExt;
 use reelbox::api::sse::SseParser;
 use serde_json::Value;
@@ -27,10 +27,6 @@ fn remote_gpus(sample: &Value) -> Vec<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_boxes_gpus_show_in_system_telemetry_and_comfy_stats() {
-    if !have_nats() {
-        eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = Nats::start(dir.path());
     let head = start_head(&dir.path().join("head"), &nats, true);
