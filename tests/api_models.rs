@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, is_final, wait_job};
+use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::fixture;
 use common::provision;
 use serde_json::{Value, json};
@@ -34,16 +34,6 @@ fn tiny_sd_models(home: &Path) -> PathBuf {
     models
 }
 
-async fn post(http: &reqwest::Client, d: &DaemonProc, path: &str, body: Value) -> (u16, Value) {
-    let resp = http.post(d.at(path)).json(&body).send().await.expect("post");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(http: &reqwest::Client, d: &DaemonProc, path: &str) -> Value {
-    http.get(d.at(path)).send().await.expect("get").json().await.expect("json")
-}
-
 fn assert_bad_field(status: u16, body: &Value, field: &str) {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["field"], field, "{body}");
@@ -57,7 +47,7 @@ async fn models_route_lists_the_linked_test_model_and_images_refuse_bad_input() 
     let d = daemon(home.path(), &models, None);
     let http = reqwest::Client::new();
 
-    let list = get(&http, &d, "/api/v1/models").await;
+    let list = get_json(&http, &d, "/api/v1/models").await;
     assert_eq!(list["models_dir"], models.display().to_string());
     let tiny = list["models"].as_array().expect("models").iter().find(|m| m["name"] == "tiny-sd").cloned();
     let tiny = tiny.unwrap_or_else(|| panic!("tiny-sd not listed: {list}"));
@@ -70,18 +60,18 @@ async fn models_route_lists_the_linked_test_model_and_images_refuse_bad_input() 
         b[k] = v;
         b
     };
-    let (s, b) = post(&http, &d, "/api/v1/images", with("width", json!(511))).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/images", with("width", json!(511))).await;
     assert_bad_field(s, &b, "width");
-    let (s, b) = post(&http, &d, "/api/v1/images", with("model", json!("no-such-model"))).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/images", with("model", json!("no-such-model"))).await;
     assert_bad_field(s, &b, "model");
     assert!(b["error"]["message"].as_str().unwrap_or("").contains("tiny-sd"), "names what is installed: {b}");
-    let (s, b) = post(&http, &d, "/api/v1/images", with("height", json!(-8))).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/images", with("height", json!(-8))).await;
     assert_bad_field(s, &b, "height");
-    let (s, b) = post(&http, &d, "/api/v1/images", with("sampler", json!("euler"))).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/images", with("sampler", json!("euler"))).await;
     assert_bad_field(s, &b, "sampler");
-    let (s, b) = post(&http, &d, "/api/v1/images", with("prompt", json!(""))).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/images", with("prompt", json!(""))).await;
     assert_bad_field(s, &b, "prompt");
-    let jobs = get(&http, &d, "/api/v1/jobs").await;
+    let jobs = get_json(&http, &d, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "refused requests leave no job: {jobs}");
 
     // A good request is a queued image job; the same Idempotency-Key returns it again.
@@ -127,22 +117,22 @@ async fn a_pull_is_a_queued_job_and_the_pulled_model_upscales() {
     let d = daemon(home.path(), &models, Some(&share));
     let http = reqwest::Client::new();
 
-    let listed = get(&http, &d, "/api/v1/models").await;
+    let listed = get_json(&http, &d, "/api/v1/models").await;
     let entry =
         |list: &Value| list["models"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "tiny-upscaler").cloned());
     assert_eq!(entry(&listed).map(|m| m["state"].clone()), Some(json!("not_installed")), "{listed}");
 
-    let (s, b) = post(&http, &d, "/api/v1/models/pull", json!({"name": "no-such-model"})).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/models/pull", json!({"name": "no-such-model"})).await;
     assert_bad_field(s, &b, "name");
     assert!(b["error"]["message"].as_str().unwrap_or("").contains("tiny-upscaler"), "lists known models: {b}");
 
-    let (s, job) = post(&http, &d, "/api/v1/models/pull", json!({"name": "tiny-upscaler"})).await;
+    let (s, job) = post_json(&http, &d, "/api/v1/models/pull", json!({"name": "tiny-upscaler"})).await;
     assert_eq!(s, 202, "{job}");
     assert_eq!(job["kind"], "model_pull");
     let id = job["id"].as_str().expect("id").to_string();
     let done = wait_job(&http, &d, &id, Duration::from_secs(60), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    let queue = get(&http, &d, "/api/v1/jobs?kind=model_pull").await;
+    let queue = get_json(&http, &d, "/api/v1/jobs?kind=model_pull").await;
     assert_eq!(queue["jobs"][0]["id"], id.as_str(), "the pull shows in the queue: {queue}");
 
     // The job's events carry the byte progress; its artifact is the manager's report.
@@ -150,18 +140,18 @@ async fn a_pull_is_a_queued_job_and_the_pulled_model_upscales() {
     let text = events.text().await.expect("event text");
     let size = std::fs::metadata(fixture("models/tiny-esrgan-x4/model.onnx")).expect("fixture").len();
     assert!(text.contains(&format!("\"total\":{size}")), "progress counts the model's bytes:\n{text}");
-    let artifacts = get(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let artifacts = get_json(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
     assert_eq!(artifacts[0]["name"], "pull.json", "{artifacts}");
-    let report = get(&http, &d, artifacts[0]["url"].as_str().expect("url")).await;
+    let report = get_json(&http, &d, artifacts[0]["url"].as_str().expect("url")).await;
     assert_eq!(report["files"]["model.onnx"], "bundled:payload/tiny-upscaler", "{report}");
 
-    let listed = get(&http, &d, "/api/v1/models").await;
+    let listed = get_json(&http, &d, "/api/v1/models").await;
     let pulled = entry(&listed).expect("still listed");
     assert_eq!((pulled["state"].as_str(), pulled["kind"].as_str()), (Some("installed"), Some("upscale")), "{pulled}");
     assert!(models.join("tiny-upscaler/model.onnx").is_file());
 
     // The pulled model serves an upscale job over another job's picture.
-    let (s, card) = post(
+    let (s, card) = post_json(
         &http,
         &d,
         "/api/v1/jobs",
@@ -172,17 +162,18 @@ async fn a_pull_is_a_queued_job_and_the_pulled_model_upscales() {
     let card = wait_job(&http, &d, card["id"].as_str().expect("id"), Duration::from_secs(30), is_final).await;
     let png = card["stages"][0]["artifacts"][0].as_str().expect("testcard png").to_string();
 
-    let (s, b) = post(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "realesrgan-nope"})).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "realesrgan-nope"})).await;
     assert_bad_field(s, &b, "model");
-    let (s, b) = post(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "tiny-upscaler", "tile": 8})).await;
+    let (s, b) =
+        post_json(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "tiny-upscaler", "tile": 8})).await;
     assert_bad_field(s, &b, "tile");
     let (s, job) =
-        post(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "tiny-upscaler", "priority": 5})).await;
+        post_json(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "tiny-upscaler", "priority": 5})).await;
     assert_eq!(s, 202, "{job}");
     assert_eq!((job["kind"].as_str(), job["priority"].as_i64()), (Some("upscale"), Some(5)));
     let done = wait_job(&http, &d, job["id"].as_str().expect("id"), Duration::from_secs(60), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    let out = get(&http, &d, &format!("/api/v1/jobs/{}/artifacts", job["id"].as_str().expect("id"))).await;
+    let out = get_json(&http, &d, &format!("/api/v1/jobs/{}/artifacts", job["id"].as_str().expect("id"))).await;
     assert_eq!(out[0]["name"], "upscaled.png");
     let bytes =
         http.get(d.at(out[0]["url"].as_str().expect("url"))).send().await.expect("get").bytes().await.expect("bytes");
@@ -218,15 +209,19 @@ async fn lipsync_and_speech_refuse_bad_input_naming_the_field() {
     let http = reqwest::Client::new();
     let id = ulid::Ulid::new().to_string();
 
-    let (s, b) = post(&http, &d, "/api/v1/lipsync", json!({"portrait": id, "audio": id})).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/lipsync", json!({"portrait": id, "audio": id})).await;
     assert_bad_field(s, &b, "face_box");
-    let (s, b) =
-        post(&http, &d, "/api/v1/lipsync", json!({"portrait": "not-an-id", "audio": id, "face_box": [0, 0, 8, 8]}))
-            .await;
+    let (s, b) = post_json(
+        &http,
+        &d,
+        "/api/v1/lipsync",
+        json!({"portrait": "not-an-id", "audio": id, "face_box": [0, 0, 8, 8]}),
+    )
+    .await;
     assert_bad_field(s, &b, "portrait");
-    let (s, b) = post(&http, &d, "/api/v1/lipsync", json!({"audio": id})).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/lipsync", json!({"audio": id})).await;
     assert_bad_field(s, &b, "portrait");
-    let (s, b) = post(
+    let (s, b) = post_json(
         &http,
         &d,
         "/api/v1/lipsync",
@@ -235,17 +230,17 @@ async fn lipsync_and_speech_refuse_bad_input_naming_the_field() {
     .await;
     assert_bad_field(s, &b, "model");
 
-    let (s, b) = post(&http, &d, "/api/v1/speech", json!({"text": ""})).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": ""})).await;
     assert_bad_field(s, &b, "text");
-    let (s, b) = post(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "length_scale": 9})).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "length_scale": 9})).await;
     assert_bad_field(s, &b, "length_scale");
-    let (s, b) = post(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "voice": "nobody"})).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "voice": "nobody"})).await;
     assert_bad_field(s, &b, "voice");
-    let (s, b) = post(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "format": "mp3"})).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "format": "mp3"})).await;
     assert_bad_field(s, &b, "format");
 
     // Every new route is in the OpenAPI document.
-    let doc = get(&http, &d, "/openapi.json").await;
+    let doc = get_json(&http, &d, "/openapi.json").await;
     for path in [
         "/api/v1/speech",
         "/api/v1/images",

@@ -11,13 +11,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, is_final, wait_job};
+use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::provision;
-use common::tools::convert_pyenv;
+use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
 use serde_json::{Value, json};
 
 /// The tiny diffusers folders, made once per test binary.
@@ -25,43 +24,14 @@ fn sources(env: &Path) -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sd");
-        let out = Command::new(env.join("bin/python"))
-            .arg(common::fixture("make_byo_sd.py"))
-            .arg(&dir)
-            .output()
-            .expect("run make_byo_sd.py");
-        assert!(out.status.success(), "make_byo_sd.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        make_fixture(env, "make_byo_sd.py", &dir);
         dir
     })
-}
-
-fn reelbox(home: &Path, models: &Path, env: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
-    cmd.env_remove("REELBOX_CONFIG")
-        .env_remove("REELBOX_URL")
-        .env_remove("REELBOX_KEY")
-        .env("XDG_CONFIG_HOME", home.join("no-config"))
-        .env("REELBOX_DATA_DIR", home.join("cli-data"))
-        .env("REELBOX_MODELS_DIR", models)
-        .env("REELBOX_ONNXRUNTIME", provision::runtime())
-        .env("REELBOX_CONVERT_PYENV", env)
-        .env("REELBOX_LOG", "warn");
-    cmd
 }
 
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-async fn post(http: &reqwest::Client, d: &DaemonProc, path: &str, body: Value) -> (u16, Value) {
-    let resp = http.post(d.at(path)).json(&body).send().await.expect("post");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(http: &reqwest::Client, d: &DaemonProc, path: &str) -> Value {
-    http.get(d.at(path)).send().await.expect("get").json().await.expect("json")
 }
 
 #[test]
@@ -71,7 +41,8 @@ fn a_v_prediction_diffusers_folder_converts_and_keeps_its_prediction_type() {
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
-    let out = reelbox(home.path(), &models, &env)
+    let out = reelbox_cli(home.path(), &models)
+        .env("REELBOX_CONVERT_PYENV", &env)
         .args(["models", "import", "--json", "--name", "vpred"])
         .arg(src.join("tiny-sd-vpred"))
         .output()
@@ -111,7 +82,7 @@ async fn a_diffusers_folder_imports_through_the_api_and_renders_in_the_daemon() 
     );
     let http = reqwest::Client::new();
     let body = json!({"path": src.join("tiny-sd-diffusers"), "name": "my-sd"});
-    let (s, job) = post(&http, &d, "/api/v1/models/import", body).await;
+    let (s, job) = post_json(&http, &d, "/api/v1/models/import", body).await;
     assert_eq!((s, job["kind"].as_str()), (202, Some("model_import")), "{job}");
     let id = job["id"].as_str().expect("id").to_string();
     let done = wait_job(&http, &d, &id, Duration::from_secs(300), is_final).await;
@@ -119,19 +90,19 @@ async fn a_diffusers_folder_imports_through_the_api_and_renders_in_the_daemon() 
     let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
     let text = events.text().await.expect("event text");
     assert!(text.contains("exported the UNet") && text.contains("self-check passed"), "{text}");
-    let artifacts = get(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
-    let report = get(&http, &d, artifacts[0]["url"].as_str().expect("url")).await;
+    let artifacts = get_json(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let report = get_json(&http, &d, artifacts[0]["url"].as_str().expect("url")).await;
     assert_eq!(report["kind"], "diffusion", "{report}");
     assert!(report["self_check"]["max_abs_diff"].as_f64().expect("diff") <= 1e-3, "{report}");
 
     // The imported model serves an image job.
     let params = json!({"model": "my-sd", "prompt": "a red circle", "seed": 7, "width": 64, "height": 64, "steps": 2});
-    let (s, job) = post(&http, &d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
+    let (s, job) = post_json(&http, &d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
     assert_eq!(s, 202, "{job}");
     let id = job["id"].as_str().expect("id").to_string();
     let done = wait_job(&http, &d, &id, Duration::from_secs(120), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    let out = get(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let out = get_json(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
     let png = out
         .as_array()
         .and_then(|a| a.iter().find(|x| x["name"].as_str().is_some_and(|n| n.ends_with(".png"))).cloned())

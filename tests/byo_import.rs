@@ -12,13 +12,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, is_final, wait_job};
+use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::provision;
-use common::tools::{convert_pyenv, run_ok};
+use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
 use serde_json::{Value, json};
 
 /// The test checkpoints, made once per test binary.
@@ -26,28 +25,9 @@ fn checkpoints(env: &Path) -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-checkpoints");
-        let out = Command::new(env.join("bin/python"))
-            .arg(common::fixture("make_byo_models.py"))
-            .arg(&dir)
-            .output()
-            .expect("run make_byo_models.py");
-        assert!(out.status.success(), "make_byo_models.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        make_fixture(env, "make_byo_models.py", &dir);
         dir
     })
-}
-
-fn reelbox(home: &Path, models: &Path, env: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
-    cmd.env_remove("REELBOX_CONFIG")
-        .env_remove("REELBOX_URL")
-        .env_remove("REELBOX_KEY")
-        .env("XDG_CONFIG_HOME", home.join("no-config"))
-        .env("REELBOX_DATA_DIR", home.join("cli-data"))
-        .env("REELBOX_MODELS_DIR", models)
-        .env("REELBOX_ONNXRUNTIME", provision::runtime())
-        .env("REELBOX_CONVERT_PYENV", env)
-        .env("REELBOX_LOG", "warn");
-    cmd
 }
 
 fn models_dir(home: &Path) -> PathBuf {
@@ -56,29 +36,19 @@ fn models_dir(home: &Path) -> PathBuf {
     models
 }
 
-async fn post(http: &reqwest::Client, d: &DaemonProc, path: &str, body: Value) -> (u16, Value) {
-    let resp = http.post(d.at(path)).json(&body).send().await.expect("post");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(http: &reqwest::Client, d: &DaemonProc, path: &str) -> Value {
-    http.get(d.at(path)).send().await.expect("get").json().await.expect("json")
-}
-
 /// Upscales a 32×24 test card with `model`; returns the output's size.
 async fn upscale_size(http: &reqwest::Client, d: &DaemonProc, model: &str) -> (u32, u32) {
     let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "width": 32, "height": 24}});
-    let (s, card) = post(http, d, "/api/v1/jobs", card).await;
+    let (s, card) = post_json(http, d, "/api/v1/jobs", card).await;
     assert_eq!(s, 202, "{card}");
     let card = wait_job(http, d, card["id"].as_str().expect("id"), Duration::from_secs(30), is_final).await;
     let png = card["stages"][0]["artifacts"][0].as_str().expect("testcard png").to_string();
-    let (s, job) = post(http, d, "/api/v1/upscale", json!({"input": png, "model": model})).await;
+    let (s, job) = post_json(http, d, "/api/v1/upscale", json!({"input": png, "model": model})).await;
     assert_eq!(s, 202, "{job}");
     let id = job["id"].as_str().expect("id").to_string();
     let done = wait_job(http, d, &id, Duration::from_secs(60), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    let out = get(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
     let bytes = http.get(d.at(out[0]["url"].as_str().expect("url"))).send().await.expect("get");
     let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG");
     (img.width(), img.height())
@@ -93,7 +63,8 @@ async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemo
 
     // The CLI converts an RRDB checkpoint on this machine and reports the self-check.
     let out = run_ok(
-        reelbox(home.path(), &models, &env)
+        reelbox_cli(home.path(), &models)
+            .env("REELBOX_CONVERT_PYENV", &env)
             .args(["models", "import", "--json", "--name", "rrdb"])
             .arg(ckpt.join("tiny-rrdb-x4.pth")),
     );
@@ -119,10 +90,10 @@ async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemo
         ],
     );
     let http = reqwest::Client::new();
-    let (s, b) = post(&http, &d, "/api/v1/models/import", json!({"path": "/no/such/model.pth"})).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/models/import", json!({"path": "/no/such/model.pth"})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("path")), "{b}");
     let compact = ckpt.join("tiny-compact-x2.pth");
-    let (s, job) = post(&http, &d, "/api/v1/models/import", json!({"path": compact, "name": "compact"})).await;
+    let (s, job) = post_json(&http, &d, "/api/v1/models/import", json!({"path": compact, "name": "compact"})).await;
     assert_eq!((s, job["kind"].as_str()), (202, Some("model_import")), "{job}");
     let id = job["id"].as_str().expect("id").to_string();
     let done = wait_job(&http, &d, &id, Duration::from_secs(300), is_final).await;
@@ -131,9 +102,9 @@ async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemo
     let text = events.text().await.expect("event text");
     assert!(text.contains("exported ONNX with dynamic height and width"), "converter progress in events:\n{text}");
     assert!(text.contains("self-check passed"), "{text}");
-    let artifacts = get(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let artifacts = get_json(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
     assert_eq!(artifacts[0]["name"], "import.json", "{artifacts}");
-    let report = get(&http, &d, artifacts[0]["url"].as_str().expect("url")).await;
+    let report = get_json(&http, &d, artifacts[0]["url"].as_str().expect("url")).await;
     assert!(report["self_check"]["max_abs_diff"].as_f64().expect("diff") <= 1e-3, "{report}");
 
     // Both render: x4 and x2 of a 32x24 picture.
@@ -148,7 +119,10 @@ fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check(
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());
     let out = run_ok(
-        reelbox(home.path(), &models, &env).args(["models", "import", "--json"]).arg(ckpt.join("wav2lip-random.pth")),
+        reelbox_cli(home.path(), &models)
+            .env("REELBOX_CONVERT_PYENV", &env)
+            .args(["models", "import", "--json"])
+            .arg(ckpt.join("wav2lip-random.pth")),
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
     assert_eq!(
@@ -158,7 +132,8 @@ fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check(
     );
     assert_eq!(report["self_check"]["compared"], "a batch of 4 frames", "{report}");
     assert!(report["self_check"]["max_abs_diff"].as_f64().expect("diff") <= 1e-3, "{report}");
-    let listed = run_ok(reelbox(home.path(), &models, &env).args(["models", "list", "--json"]));
+    let listed =
+        run_ok(reelbox_cli(home.path(), &models).env("REELBOX_CONVERT_PYENV", &env).args(["models", "list", "--json"]));
     let list: Value = serde_json::from_slice(&listed.stdout).expect("list JSON");
     let entry = list["models"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "wav2lip-random").cloned());
     assert_eq!(entry.map(|m| (m["kind"].clone(), m["state"].clone())), Some((json!("lipsync"), json!("installed"))));
@@ -172,7 +147,12 @@ fn corrupt_and_unknown_files_are_refused_naming_them_and_nothing_is_installed() 
     let models = models_dir(home.path());
     for (file, says) in [("corrupt.pth", "not a readable checkpoint"), ("unknown.pth", "unknown model format")] {
         let path = ckpt.join(file);
-        let out = reelbox(home.path(), &models, &env).args(["models", "import"]).arg(&path).output().expect("run");
+        let out = reelbox_cli(home.path(), &models)
+            .env("REELBOX_CONVERT_PYENV", &env)
+            .args(["models", "import"])
+            .arg(&path)
+            .output()
+            .expect("run");
         assert!(!out.status.success(), "{file} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(path.to_str().expect("utf-8")) && stderr.contains(says), "{file}: {stderr}");

@@ -10,26 +10,11 @@ use std::process::Command;
 use common::daemon::DaemonProc;
 use common::fixture;
 use common::provision;
-use common::tools::run_ok;
+use common::tools::{reelbox_cli, run_ok};
 use serde_json::Value;
 
 /// Nothing listens here: port 1 on loopback refuses at once.
 const NO_DAEMON: &str = "http://127.0.0.1:1";
-
-/// The CLI with a clean environment: no user config, the provisioned runtime, `models` as
-/// the models dir.
-fn reelbox(home: &Path, models: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
-    cmd.env_remove("REELBOX_CONFIG")
-        .env_remove("REELBOX_URL")
-        .env_remove("REELBOX_KEY")
-        .env("XDG_CONFIG_HOME", home.join("no-config"))
-        .env("REELBOX_DATA_DIR", home.join("cli-data"))
-        .env("REELBOX_MODELS_DIR", models)
-        .env("REELBOX_ONNXRUNTIME", provision::runtime())
-        .env("REELBOX_LOG", "warn");
-    cmd
-}
 
 fn daemon(home: &Path, models: &Path) -> DaemonProc {
     let runtime = provision::runtime();
@@ -78,7 +63,7 @@ async fn say_goes_through_a_running_daemon_and_writes_its_wav() {
     let d = daemon(home.path(), &models);
     let wav = home.path().join("x.wav");
 
-    let out = run_ok(reelbox(home.path(), &models).args(["say", "This is a test.", "-o"]).arg(&wav).args([
+    let out = run_ok(reelbox_cli(home.path(), &models).args(["say", "This is a test.", "-o"]).arg(&wav).args([
         "--noise-scale",
         "0",
         "--noise-w",
@@ -107,7 +92,7 @@ fn say_runs_in_process_without_a_daemon() {
 
     // No daemon answers: the command says so and synthesises itself.
     let fallback = home.path().join("fallback.wav");
-    let out = run_ok(reelbox(home.path(), &models).args(["say", "This is a test.", "-o"]).arg(&fallback).args([
+    let out = run_ok(reelbox_cli(home.path(), &models).args(["say", "This is a test.", "-o"]).arg(&fallback).args([
         "--noise-scale",
         "0",
         "--noise-w",
@@ -122,7 +107,7 @@ fn say_runs_in_process_without_a_daemon() {
     // --local never asks a daemon.
     let local = home.path().join("local.wav");
     let out = run_ok(
-        reelbox(home.path(), &models)
+        reelbox_cli(home.path(), &models)
             .args(["say", "This is a test. And a second sentence.", "-o"])
             .arg(&local)
             .args(["--local", "--url", NO_DAEMON]),
@@ -137,7 +122,7 @@ fn say_runs_in_process_without_a_daemon() {
 fn say_with_an_unknown_voice_fails_with_the_fix() {
     let home = tempfile::tempdir().expect("tempdir");
     let models = voice_models(home.path());
-    let out = reelbox(home.path(), &models)
+    let out = reelbox_cli(home.path(), &models)
         .args(["say", "Hello.", "-o"])
         .arg(home.path().join("x.wav"))
         .args(["--voice", "nobody", "--local"])
@@ -148,7 +133,7 @@ fn say_with_an_unknown_voice_fails_with_the_fix() {
     assert!(stderr.contains("voice \"nobody\" is not installed"), "{stderr}");
     // The fix it names is a real command of this binary.
     assert!(stderr.contains("fix: `reelbox pull nobody`"), "{stderr}");
-    let help = run_ok(reelbox(home.path(), &models).args(["pull", "--help"]));
+    let help = run_ok(reelbox_cli(home.path(), &models).args(["pull", "--help"]));
     assert!(String::from_utf8_lossy(&help.stdout).contains("Pull a model"));
     assert!(!home.path().join("x.wav").exists(), "no WAV is written on failure");
 }
@@ -178,8 +163,8 @@ async fn image_through_the_daemon_is_a_png_of_the_asked_size_and_the_same_seed_r
     let d = daemon(home.path(), &models);
     let (a, b) = (home.path().join("a.png"), home.path().join("b.png"));
 
-    run_ok(reelbox(home.path(), &models).args(image_args(&a, &d.url)));
-    run_ok(reelbox(home.path(), &models).args(image_args(&b, &d.url)));
+    run_ok(reelbox_cli(home.path(), &models).args(image_args(&a, &d.url)));
+    run_ok(reelbox_cli(home.path(), &models).args(image_args(&b, &d.url)));
 
     let img = image::open(&a).expect("a PNG");
     assert_eq!((img.width(), img.height()), (64, 64));
@@ -199,7 +184,7 @@ async fn image_through_the_daemon_is_a_png_of_the_asked_size_and_the_same_seed_r
     let mut args = image_args(&c, &d.url);
     let seed_at = args.iter().position(|x| x == "42").expect("seed arg");
     args[seed_at] = "43".into();
-    run_ok(reelbox(home.path(), &models).args(args));
+    run_ok(reelbox_cli(home.path(), &models).args(args));
     assert_ne!(std::fs::read(&c).expect("c"), bytes_a);
 }
 
@@ -210,7 +195,7 @@ fn image_renders_in_process_when_no_daemon_answers() {
     let out_path = home.path().join("local.png");
     let mut args = image_args(&out_path, NO_DAEMON);
     args.extend(["--n", "2", "--json"].map(String::from));
-    let out = run_ok(reelbox(home.path(), &models).args(args));
+    let out = run_ok(reelbox_cli(home.path(), &models).args(args));
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["backend"], "local");
     assert_eq!(report["params"]["seed"], 42);
@@ -227,7 +212,7 @@ fn image_renders_in_process_when_no_daemon_answers() {
 fn models_list_shows_a_linked_test_model_as_diffusion() {
     let home = tempfile::tempdir().expect("tempdir");
     let models = tiny_sd_models(home.path());
-    let out = run_ok(reelbox(home.path(), &models).args(["models", "list", "--json"]));
+    let out = run_ok(reelbox_cli(home.path(), &models).args(["models", "list", "--json"]));
     let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let tiny = list["models"]
         .as_array()
@@ -244,7 +229,7 @@ fn models_list_shows_a_linked_test_model_as_diffusion() {
     // Test models are not installed by default: an empty models dir does not list them.
     let empty = home.path().join("empty-models");
     std::fs::create_dir_all(&empty).expect("dir");
-    let out = run_ok(reelbox(home.path(), &empty).args(["models", "list", "--json"]));
+    let out = run_ok(reelbox_cli(home.path(), &empty).args(["models", "list", "--json"]));
     let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert!(list["models"].as_array().expect("models").iter().all(|m| m["test"] == false), "{list}");
     // The shipped voice manifest is listed as available.
@@ -256,7 +241,7 @@ fn models_list_shows_a_linked_test_model_as_diffusion() {
 fn models_list_available_shows_only_what_a_pull_would_install_with_its_licence() {
     let home = tempfile::tempdir().expect("tempdir");
     let models = tiny_sd_models(home.path());
-    let out = run_ok(reelbox(home.path(), &models).args(["models", "list", "--available", "--json"]));
+    let out = run_ok(reelbox_cli(home.path(), &models).args(["models", "list", "--available", "--json"]));
     let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let models = list["models"].as_array().expect("models");
     assert!(models.iter().all(|m| m["state"] == "not_installed"), "installed models are left out: {list}");
@@ -266,7 +251,7 @@ fn models_list_available_shows_only_what_a_pull_would_install_with_its_licence()
     assert_eq!(wav2lip["size"], 145_175_471);
     assert!(wav2lip["sources"][0].as_str().is_some_and(|s| s.starts_with("hf:bluefoxcreation/")), "{wav2lip}");
 
-    let out = run_ok(reelbox(home.path(), &home.path().join("empty")).args(["models", "list", "--available"]));
+    let out = run_ok(reelbox_cli(home.path(), &home.path().join("empty")).args(["models", "list", "--available"]));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.lines().next().is_some_and(|h| h.contains("LICENSE")), "{table}");
     assert!(table.lines().any(|l| l.starts_with("realesrgan-x4") && l.contains("BSD-3-Clause")), "{table}");
@@ -372,7 +357,7 @@ fn models_pull_verify_rm_and_import_manage_the_models_dir() {
     )
     .expect("manifest");
     let cli = |args: &[&str]| {
-        let mut cmd = reelbox(home.path(), &models);
+        let mut cmd = reelbox_cli(home.path(), &models);
         cmd.args(args).env("REELBOX_SHARE_DIR", &share);
         cmd
     };
@@ -420,7 +405,7 @@ fn render_runs_in_a_daemon_of_its_own_when_none_answers_and_writes_film_and_subt
     let script = home.path().join("script.txt");
     std::fs::write(&script, "A red circle rolls.\n\nA blue square waits. Then it is gone.\n").expect("script");
     let film = home.path().join("film.mp4");
-    let out = run_ok(reelbox(home.path(), &models).args([
+    let out = run_ok(reelbox_cli(home.path(), &models).args([
         "render",
         script.to_str().expect("utf-8"),
         "-o",
@@ -453,7 +438,7 @@ fn image_needs_no_model_when_one_is_installed_and_names_a_wrong_one_once() {
     // shapes) must not count as a second installed model.
     let models = common::models_with_demo_shapes(home.path());
     let elsewhere = tempfile::tempdir().expect("another working directory");
-    let out = run_ok(reelbox(home.path(), &models).current_dir(elsewhere.path()).args([
+    let out = run_ok(reelbox_cli(home.path(), &models).current_dir(elsewhere.path()).args([
         "image",
         "a red circle on a blue background",
         "-o",
@@ -463,7 +448,7 @@ fn image_needs_no_model_when_one_is_installed_and_names_a_wrong_one_once() {
         "4",
     ]));
     assert!(elsewhere.path().join("x.png").is_file(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = reelbox(home.path(), &models)
+    let out = reelbox_cli(home.path(), &models)
         .current_dir(elsewhere.path())
         .args(["image", "a red circle", "--model", "nope", "-o", "y.png", "--local"])
         .output()

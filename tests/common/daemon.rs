@@ -134,3 +134,20 @@ pub async fn submit_testcard(http: &reqwest::Client, d: &DaemonProc, params: ser
     let job = submit(http, d, testcard(params)).await;
     job["id"].as_str().expect("id").to_string()
 }
+
+/// POSTs JSON to `path`; the status and the JSON answer (null when it is not JSON).
+pub async fn post_json(
+    http: &reqwest::Client,
+    d: &DaemonProc,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let resp = http.post(d.at(path)).json(&body).send().await.expect("post");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// GETs `path` and reads its JSON answer.
+pub async fn get_json(http: &reqwest::Client, d: &DaemonProc, path: &str) -> serde_json::Value {
+    http.get(d.at(path)).send().await.expect("get").json().await.expect("json")
+}

@@ -1,7 +1,7 @@
 //! Tools the test command (`.ci/test`) installs for the tests: the model converter's
 //! Python environment, and running the `reelbox` binary as a user would.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The model converter's Python environment that `.ci/test` makes and names in
@@ -33,4 +33,30 @@ pub fn run_ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The CLI with a clean environment: no user config or daemon settings, the provisioned
+/// runtime, `models` as the models dir, data under `home`.
+pub fn reelbox_cli(home: &Path, models: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
+    cmd.env_remove("REELBOX_CONFIG")
+        .env_remove("REELBOX_URL")
+        .env_remove("REELBOX_KEY")
+        .env("XDG_CONFIG_HOME", home.join("no-config"))
+        .env("REELBOX_DATA_DIR", home.join("cli-data"))
+        .env("REELBOX_MODELS_DIR", models)
+        .env("REELBOX_ONNXRUNTIME", super::provision::runtime())
+        .env("REELBOX_LOG", "warn");
+    cmd
+}
+
+/// Runs the fixture script `script` (in `tests/fixtures/`) with the converter's Python to
+/// write its models into `out`; fails the test with its stderr.
+pub fn make_fixture(env: &Path, script: &str, out: &Path) {
+    let run = Command::new(env.join("bin/python"))
+        .arg(super::fixture(script))
+        .arg(out)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(run.status.success(), "{script} failed: {}", String::from_utf8_lossy(&run.stderr));
 }
