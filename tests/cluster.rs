@@ -11,6 +11,12 @@ use cluster_support::{Nats, WorkerProc, stage_devices, start_head, start_head_wi
 use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use serde_json::{Value, json};
 
+/// An artifact's bytes from the head.
+async fn artifact_bytes(http: &reqwest::Client, head: &DaemonProc, id: &str) -> Vec<u8> {
+    let resp = http.get(head.at(&format!("/api/v1/artifacts/{id}"))).send().await.expect("get");
+    resp.bytes().await.expect("bytes").to_vec()
+}
+
 /// Job JSON by id.
 async fn job(http: &reqwest::Client, head: &DaemonProc, id: &str) -> Value {
     http.get(head.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("job").json().await.expect("json")
@@ -62,14 +68,7 @@ async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
         }
         assert_eq!(artifacts_per_stage(&j), [("card".to_string(), 1), ("summary".to_string(), 1)], "{j}");
         let card = j["stages"][0]["artifacts"][0].as_str().expect("card id");
-        let bytes = http
-            .get(head.at(&format!("/api/v1/artifacts/{card}")))
-            .send()
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("bytes");
+        let bytes = artifact_bytes(&http, &head, card).await;
         assert!(bytes.starts_with(b"\x89PNG"), "the card came home as a PNG");
     }
     assert_eq!(boxes.len(), 2, "both boxes took work: {boxes:?}");
@@ -182,14 +181,7 @@ async fn a_worker_without_the_model_never_takes_its_stage() {
         assert_eq!(j["state"], "succeeded", "{j}");
         assert!(stage_devices(&j).iter().all(|d| d == "w2/cpu"), "only the box with the model ran it: {j}");
         let image = j["stages"][0]["artifacts"][0].as_str().expect("image id");
-        let bytes = http
-            .get(head.at(&format!("/api/v1/artifacts/{image}")))
-            .send()
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("bytes");
+        let bytes = artifact_bytes(&http, &head, image).await;
         assert!(bytes.starts_with(b"\x89PNG"), "the image came home as a PNG");
     }
 }

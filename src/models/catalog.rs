@@ -219,10 +219,7 @@ impl Catalog {
     /// choice nor the config names a default (a voice always has one, so speech requests
     /// skip the listing).
     pub fn default_of(config: &Config, kind: ModelKind) -> Option<String> {
-        super::choice::chosen(&config.data_dir, kind)
-            .filter(|name| Self::installed_dir_of(config, kind, name).is_some())
-            .or_else(|| configured_default(kind, config))
-            .or_else(|| Self::load(config).only_installed(kind))
+        Self::named_default(config, kind).or_else(|| Self::load(config).only_installed(kind))
     }
 
     /// The model of `kind` a request naming none uses where the kind has a built-in
@@ -230,10 +227,16 @@ impl Catalog {
     /// else the configured one, else `fallback` (never a guess among installed models, so
     /// a request that worked keeps using the same model).
     pub fn default_or(config: &Config, kind: ModelKind, fallback: &str) -> String {
+        Self::named_default(config, kind).unwrap_or_else(|| fallback.to_string())
+    }
+
+    /// The default someone named: chosen with `reelbox models default` (while installed),
+    /// else the config's `[defaults]`. Reads one small file per call, so a choice made while
+    /// the daemon runs takes effect at the next request.
+    fn named_default(config: &Config, kind: ModelKind) -> Option<String> {
         super::choice::chosen(&config.data_dir, kind)
             .filter(|name| Self::installed_dir_of(config, kind, name).is_some())
             .or_else(|| configured_default(kind, config))
-            .unwrap_or_else(|| fallback.to_string())
     }
 
     fn only_installed(&self, kind: ModelKind) -> Option<String> {
