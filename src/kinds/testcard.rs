@@ -287,7 +287,7 @@ mod tests {
             stored,
             json!({"steps": 2, "step_ms": 100, "width": 320, "height": 180, "fail": "fatal", "vram_mib": 0, "model": null})
         );
-        // A job stored before `fail`, `vram_mib` and `model` existed (tests/frozen_db.rs).
+        // A job stored before `fail`, `vram_mib` and `model` existed (tests/it/frozen_db.rs).
         let old = json!({"steps": 1, "step_ms": 0, "width": 64, "height": 36});
         assert_eq!(JobKind::declared_seconds(&Testcard, &old), Some(0.0));
         assert_eq!(JobKind::stages(&Testcard, &old), ["card", "summary"]);

@@ -3,7 +3,7 @@
 Usage: openai_client.py BASE_URL OUT_DIR IMAGE_MODEL
 
 Writes image.png, speech.wav and speech.mp3 into OUT_DIR and prints a JSON summary; the
-Rust test (tests/openai_compat.rs) checks the files with ffprobe. Exits non-zero with the
+Rust test (tests/it/openai_compat.rs) checks the files with ffprobe. Exits non-zero with the
 client's exception when a call fails.
 """
 

@@ -1,6 +1,6 @@
-//! Helpers shared by the integration tests: the one tree every test binary (including the
-//! `tests/pipelines/` binary, through `#[path]`) compiles in. Each binary uses only part
-//! of it, hence `dead_code` is allowed here.
+//! Helpers shared by the integration tests: `tests/it/` (through `#[path]`) and the two
+//! binaries that stand alone (`runtime_missing.rs`, `pull_pip.rs`) compile it in. Each of
+//! those uses only part of it, hence `dead_code` is allowed here.
 #![allow(dead_code)]
 
 pub mod compat;

@@ -1,0 +1,113 @@
+//! Bring your own Stable Diffusion: a diffusers folder (epsilon and v-prediction) imports
+//! through the CLI and through `POST /api/v1/models/import`, converts to the ONNX layout
+//! the diffusion pipeline loads, passes the self-check (one UNet step and a 4-step image
+//! at a fixed seed against diffusers, ≤ 1e-3), keeps v-prediction in its scheduler config,
+//! and the imported model renders an image in the real daemon.
+//!
+//! Needs the conversion environment (`REELBOX_CONVERT_PYENV`, made by `.ci/test`); without
+//! one these tests say so and return. The tiny models are made at test time by
+//! `tests/fixtures/make_byo_sd.py` (random weights, fixed seeds, 64×64 native).
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
+use common::provision;
+use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
+use serde_json::{Value, json};
+
+/// The tiny diffusers folders, made once per test binary.
+fn sources(env: &Path) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sd");
+        make_fixture(env, "make_byo_sd.py", &dir);
+        dir
+    })
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_v_prediction_diffusers_folder_converts_and_keeps_its_prediction_type() {
+    let env = convert_pyenv();
+    let src = sources(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let out = reelbox_cli(home.path(), &models)
+        .env("REELBOX_CONVERT_PYENV", &env)
+        .args(["models", "import", "--json", "--name", "vpred"])
+        .arg(src.join("tiny-sd-vpred"))
+        .output()
+        .expect("run reelbox");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "import failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    assert_eq!((report["name"].as_str(), report["kind"].as_str()), (Some("vpred"), Some("diffusion")), "{report}");
+    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("max_abs_diff");
+    assert!(diff <= 1e-3, "reelbox differs from diffusers by {diff}: {report}");
+    let compared = report["self_check"]["compared"].as_str().unwrap_or_default();
+    assert!(compared.contains("UNet step") && compared.contains("4-step 64x64 image"), "{report}");
+    let dir = models.join("vpred");
+    let sched = read_json(&dir.join("scheduler/scheduler_config.json"));
+    assert_eq!(sched["prediction_type"], "v_prediction", "{sched}");
+    assert!(dir.join("unet/model.onnx_data").is_file(), "the UNet's weights are external");
+    let record = read_json(&dir.join("conversion.json"));
+    assert_eq!(record["details"]["prediction_type"], "v_prediction", "{record}");
+    assert!(!models.join(".staging/vpred").exists(), "staging is gone after install");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diffusers_folder_imports_through_the_api_and_renders_in_the_daemon() {
+    let env = convert_pyenv();
+    let src = sources(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let runtime = provision::runtime();
+    let d = DaemonProc::start(
+        &home.path().join("data"),
+        &[
+            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
+            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
+            ("REELBOX_CONVERT_PYENV", env.to_str().expect("utf-8")),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let body = json!({"path": src.join("tiny-sd-diffusers"), "name": "my-sd"});
+    let (s, job) = post_json(&http, &d, "/api/v1/models/import", body).await;
+    assert_eq!((s, job["kind"].as_str()), (202, Some("model_import")), "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(&http, &d, &id, Duration::from_secs(300), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    let text = events.text().await.expect("event text");
+    assert!(text.contains("exported the UNet") && text.contains("self-check passed"), "{text}");
+    let artifacts = get_json(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let report = get_json(&http, &d, artifacts[0]["url"].as_str().expect("url")).await;
+    assert_eq!(report["kind"], "diffusion", "{report}");
+    assert!(report["self_check"]["max_abs_diff"].as_f64().expect("diff") <= 1e-3, "{report}");
+
+    // The imported model serves an image job.
+    let params = json!({"model": "my-sd", "prompt": "a red circle", "seed": 7, "width": 64, "height": 64, "steps": 2});
+    let (s, job) = post_json(&http, &d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(&http, &d, &id, Duration::from_secs(120), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let out = get_json(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let png = out
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"].as_str().is_some_and(|n| n.ends_with(".png"))).cloned())
+        .unwrap_or_else(|| panic!("no PNG among {out}"));
+    let bytes = http.get(d.at(png["url"].as_str().expect("url"))).send().await.expect("get");
+    let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG");
+    assert_eq!((img.width(), img.height()), (64, 64));
+}

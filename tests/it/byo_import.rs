@@ -1,0 +1,163 @@
+//! Bring your own models: checkpoints in the formats people have (ESRGAN RRDB and
+//! Real-ESRGAN compact `.pth`, a Wav2Lip `.pth`) import through the CLI and through
+//! `POST /api/v1/models/import`, pass the self-check against PyTorch, and the imported
+//! upscalers serve upscale jobs in the real daemon; corrupt and unknown files are refused
+//! naming them, and nothing of theirs is installed.
+//!
+//! The converter runs in the conversion environment `.ci/test` creates and caches
+//! (`REELBOX_CONVERT_PYENV`); without one these tests say so and return, since creating it
+//! downloads several GB. The checkpoints are made at test time by
+//! `tests/fixtures/make_byo_models.py` (random weights, fixed seeds).
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
+use common::provision;
+use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
+use serde_json::{Value, json};
+
+/// The test checkpoints, made once per test binary.
+fn checkpoints(env: &Path) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-checkpoints");
+        make_fixture(env, "make_byo_models.py", &dir);
+        dir
+    })
+}
+
+fn models_dir(home: &Path) -> PathBuf {
+    let models = home.join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    models
+}
+
+/// Upscales a 32×24 test card with `model`; returns the output's size.
+async fn upscale_size(http: &reqwest::Client, d: &DaemonProc, model: &str) -> (u32, u32) {
+    let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "width": 32, "height": 24}});
+    let (s, card) = post_json(http, d, "/api/v1/jobs", card).await;
+    assert_eq!(s, 202, "{card}");
+    let card = wait_job(http, d, card["id"].as_str().expect("id"), Duration::from_secs(30), is_final).await;
+    let png = card["stages"][0]["artifacts"][0].as_str().expect("testcard png").to_string();
+    let (s, job) = post_json(http, d, "/api/v1/upscale", json!({"input": png, "model": model})).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(http, d, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let bytes = http.get(d.at(out[0]["url"].as_str().expect("url"))).send().await.expect("get");
+    let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG");
+    (img.width(), img.height())
+}
+
+#[tokio::test]
+async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemon() {
+    let env = convert_pyenv();
+    let ckpt = checkpoints(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(home.path());
+
+    // The CLI converts an RRDB checkpoint on this machine and reports the self-check.
+    let out = run_ok(
+        reelbox_cli(home.path(), &models)
+            .env("REELBOX_CONVERT_PYENV", &env)
+            .args(["models", "import", "--json", "--name", "rrdb"])
+            .arg(ckpt.join("tiny-rrdb-x4.pth")),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    assert_eq!((report["name"].as_str(), report["kind"].as_str()), (Some("rrdb"), Some("upscale")), "{report}");
+    assert_eq!(report["converted_from"], "ESRGAN", "{report}");
+    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("max_abs_diff");
+    assert!(diff <= 1e-3, "ONNX differs from PyTorch by {diff}");
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("rrdb/conversion.json")).expect("conversion.json"))
+            .expect("conversion JSON");
+    assert_eq!(record["details"]["scale"], 4, "{record}");
+    assert!(!models.join(".staging/rrdb").exists(), "staging is gone after install");
+
+    // The daemon imports the compact one as an admin job with progress and a report.
+    let runtime = provision::runtime();
+    let d = DaemonProc::start(
+        &home.path().join("data"),
+        &[
+            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
+            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
+            ("REELBOX_CONVERT_PYENV", env.to_str().expect("utf-8")),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let (s, b) = post_json(&http, &d, "/api/v1/models/import", json!({"path": "/no/such/model.pth"})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("path")), "{b}");
+    let compact = ckpt.join("tiny-compact-x2.pth");
+    let (s, job) = post_json(&http, &d, "/api/v1/models/import", json!({"path": compact, "name": "compact"})).await;
+    assert_eq!((s, job["kind"].as_str()), (202, Some("model_import")), "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(&http, &d, &id, Duration::from_secs(300), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    let text = events.text().await.expect("event text");
+    assert!(text.contains("exported ONNX with dynamic height and width"), "converter progress in events:\n{text}");
+    assert!(text.contains("self-check passed"), "{text}");
+    let artifacts = get_json(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    assert_eq!(artifacts[0]["name"], "import.json", "{artifacts}");
+    let report = get_json(&http, &d, artifacts[0]["url"].as_str().expect("url")).await;
+    assert!(report["self_check"]["max_abs_diff"].as_f64().expect("diff") <= 1e-3, "{report}");
+
+    // Both render: x4 and x2 of a 32x24 picture.
+    assert_eq!(upscale_size(&http, &d, "rrdb").await, (128, 96));
+    assert_eq!(upscale_size(&http, &d, "compact").await, (64, 48));
+}
+
+#[test]
+fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check() {
+    let env = convert_pyenv();
+    let ckpt = checkpoints(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(home.path());
+    let out = run_ok(
+        reelbox_cli(home.path(), &models)
+            .env("REELBOX_CONVERT_PYENV", &env)
+            .args(["models", "import", "--json"])
+            .arg(ckpt.join("wav2lip-random.pth")),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    assert_eq!(
+        (report["name"].as_str(), report["kind"].as_str()),
+        (Some("wav2lip-random"), Some("lipsync")),
+        "{report}"
+    );
+    assert_eq!(report["self_check"]["compared"], "a batch of 4 frames", "{report}");
+    assert!(report["self_check"]["max_abs_diff"].as_f64().expect("diff") <= 1e-3, "{report}");
+    let listed =
+        run_ok(reelbox_cli(home.path(), &models).env("REELBOX_CONVERT_PYENV", &env).args(["models", "list", "--json"]));
+    let list: Value = serde_json::from_slice(&listed.stdout).expect("list JSON");
+    let entry = list["models"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "wav2lip-random").cloned());
+    assert_eq!(entry.map(|m| (m["kind"].clone(), m["state"].clone())), Some((json!("lipsync"), json!("installed"))));
+}
+
+#[test]
+fn corrupt_and_unknown_files_are_refused_naming_them_and_nothing_is_installed() {
+    let env = convert_pyenv();
+    let ckpt = checkpoints(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(home.path());
+    for (file, says) in [("corrupt.pth", "not a readable checkpoint"), ("unknown.pth", "unknown model format")] {
+        let path = ckpt.join(file);
+        let out = reelbox_cli(home.path(), &models)
+            .env("REELBOX_CONVERT_PYENV", &env)
+            .args(["models", "import"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{file} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(path.to_str().expect("utf-8")) && stderr.contains(says), "{file}: {stderr}");
+        let stem = file.trim_end_matches(".pth");
+        assert!(!models.join(stem).exists() && !models.join(format!("{stem}.toml")).exists());
+        assert!(!models.join(".staging").join(stem).exists(), "a failed conversion leaves no staging");
+    }
+}

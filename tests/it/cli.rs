@@ -1,0 +1,460 @@
+//! The `reelbox` binary as a user runs it: `say`, `image` and `render` through a real daemon or in
+//! process, `models list`, and `doctor`. Runtime and voice come from the project's own
+//! installer (tests/common/provision.rs); the diffusion model is the tiny test fixture.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::daemon::DaemonProc;
+use common::fixture;
+use common::provision;
+use common::tools::{reelbox_cli, run_ok};
+use serde_json::Value;
+
+/// Nothing listens here: port 1 on loopback refuses at once.
+const NO_DAEMON: &str = "http://127.0.0.1:1";
+
+fn daemon(home: &Path, models: &Path) -> DaemonProc {
+    let runtime = provision::runtime();
+    DaemonProc::start(
+        &home.join("daemon-data"),
+        &[
+            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8 path")),
+            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8 path")),
+        ],
+    )
+}
+
+async fn jobs_of_kind(d: &DaemonProc, kind: &str) -> Vec<Value> {
+    let page: Value = reqwest::get(d.at(&format!("/api/v1/jobs?kind={kind}")))
+        .await
+        .expect("list jobs")
+        .json()
+        .await
+        .expect("job page");
+    page["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+/// (sample rate, samples) of a mono 16-bit WAV.
+fn wav_shape(path: &Path) -> (u32, u32) {
+    let reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{} is not a WAV: {e}", path.display()));
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.bits_per_sample), (1, 16), "{spec:?}");
+    (spec.sample_rate, reader.duration())
+}
+
+/// A models dir holding the provisioned joe voice (and its manifest) by link.
+fn voice_models(home: &Path) -> PathBuf {
+    provision::joe_voice();
+    let models = home.join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    for name in [provision::JOE.to_string(), format!("{}.toml", provision::JOE)] {
+        std::os::unix::fs::symlink(provision::models_dir().join(&name), models.join(&name)).expect("link voice");
+    }
+    models
+}
+
+#[tokio::test]
+async fn say_goes_through_a_running_daemon_and_writes_its_wav() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = voice_models(home.path());
+    let d = daemon(home.path(), &models);
+    let wav = home.path().join("x.wav");
+
+    let out = run_ok(reelbox_cli(home.path(), &models).args(["say", "This is a test.", "-o"]).arg(&wav).args([
+        "--noise-scale",
+        "0",
+        "--noise-w",
+        "0",
+        "--url",
+        &d.url,
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("running in this process"), "should have used the daemon: {stderr}");
+
+    let (rate, samples) = wav_shape(&wav);
+    assert_eq!(rate, 22050, "joe medium speaks at 22050 Hz");
+    // Piper itself gives 25344 samples for this sentence with the noise off.
+    assert_eq!(samples, 25344);
+    let jobs = jobs_of_kind(&d, "speech").await;
+    assert_eq!(jobs.len(), 1, "the say command's job is in the daemon's queue: {jobs:?}");
+    assert_eq!(jobs[0]["state"], "succeeded");
+    assert_eq!(jobs[0]["params"]["text"], "This is a test.");
+    assert_eq!(jobs[0]["params"]["noise_scale"], 0.0);
+}
+
+#[test]
+fn say_runs_in_process_without_a_daemon() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = voice_models(home.path());
+
+    // No daemon answers: the command says so and synthesises itself.
+    let fallback = home.path().join("fallback.wav");
+    let out = run_ok(reelbox_cli(home.path(), &models).args(["say", "This is a test.", "-o"]).arg(&fallback).args([
+        "--noise-scale",
+        "0",
+        "--noise-w",
+        "0",
+        "--url",
+        NO_DAEMON,
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no daemon answers at http://127.0.0.1:1"), "{stderr}");
+    assert_eq!(wav_shape(&fallback), (22050, 25344));
+
+    // --local never asks a daemon.
+    let local = home.path().join("local.wav");
+    let out = run_ok(
+        reelbox_cli(home.path(), &models)
+            .args(["say", "This is a test. And a second sentence.", "-o"])
+            .arg(&local)
+            .args(["--local", "--url", NO_DAEMON]),
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("no daemon answers"));
+    let (rate, samples) = wav_shape(&local);
+    assert_eq!(rate, 22050);
+    assert!(samples > 25344, "two sentences are longer than one: {samples} samples");
+}
+
+#[test]
+fn say_with_an_unknown_voice_fails_with_the_fix() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = voice_models(home.path());
+    let out = reelbox_cli(home.path(), &models)
+        .args(["say", "Hello.", "-o"])
+        .arg(home.path().join("x.wav"))
+        .args(["--voice", "nobody", "--local"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("voice \"nobody\" is not installed"), "{stderr}");
+    // The fix it names is a real command of this binary.
+    assert!(stderr.contains("fix: `reelbox pull nobody`"), "{stderr}");
+    let help = run_ok(reelbox_cli(home.path(), &models).args(["pull", "--help"]));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Pull a model"));
+    assert!(!home.path().join("x.wav").exists(), "no WAV is written on failure");
+}
+
+/// A models dir with the tiny Stable Diffusion test model linked in.
+fn tiny_sd_models(home: &Path) -> PathBuf {
+    let models = home.join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    std::os::unix::fs::symlink(fixture("models/tiny-sd"), models.join("tiny-sd")).expect("link tiny-sd");
+    models
+}
+
+fn image_args(out: &Path, url: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["image", "a red circle", "-o"].map(String::from).to_vec();
+    args.push(out.display().to_string());
+    args.extend(
+        ["--model", "tiny-sd", "--steps", "2", "--width", "64", "--height", "64", "--seed", "42", "--url", url]
+            .map(String::from),
+    );
+    args
+}
+
+#[tokio::test]
+async fn image_through_the_daemon_is_a_png_of_the_asked_size_and_the_same_seed_repeats() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = tiny_sd_models(home.path());
+    let d = daemon(home.path(), &models);
+    let (a, b) = (home.path().join("a.png"), home.path().join("b.png"));
+
+    run_ok(reelbox_cli(home.path(), &models).args(image_args(&a, &d.url)));
+    run_ok(reelbox_cli(home.path(), &models).args(image_args(&b, &d.url)));
+
+    let img = image::open(&a).expect("a PNG");
+    assert_eq!((img.width(), img.height()), (64, 64));
+    let (bytes_a, bytes_b) = (std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
+    assert_eq!(bytes_a, bytes_b, "same seed and settings give the same file");
+    let jobs = jobs_of_kind(&d, "image").await;
+    assert_eq!(jobs.len(), 2, "both renders ran on the daemon");
+    assert!(jobs.iter().all(|j| j["params"]["seed"] == 42 && j["state"] == "succeeded"), "{jobs:?}");
+
+    // The daemon keeps the model's sessions loaded and says so.
+    let system: Value = reqwest::get(d.at("/api/v1/system")).await.expect("system").json().await.expect("json");
+    let sessions = system["sessions"].as_array().expect("sessions list");
+    assert!(sessions.iter().any(|s| s["model"].as_str().is_some_and(|m| m.contains("tiny-sd/unet"))), "{sessions:?}");
+
+    // A different seed is a different picture.
+    let c = home.path().join("c.png");
+    let mut args = image_args(&c, &d.url);
+    let seed_at = args.iter().position(|x| x == "42").expect("seed arg");
+    args[seed_at] = "43".into();
+    run_ok(reelbox_cli(home.path(), &models).args(args));
+    assert_ne!(std::fs::read(&c).expect("c"), bytes_a);
+}
+
+#[test]
+fn image_renders_in_process_when_no_daemon_answers() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = tiny_sd_models(home.path());
+    let out_path = home.path().join("local.png");
+    let mut args = image_args(&out_path, NO_DAEMON);
+    args.extend(["--n", "2", "--json"].map(String::from));
+    let out = run_ok(reelbox_cli(home.path(), &models).args(args));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["backend"], "local");
+    assert_eq!(report["params"]["seed"], 42);
+    let files: Vec<PathBuf> =
+        report["files"].as_array().expect("files").iter().map(|f| PathBuf::from(f.as_str().expect("path"))).collect();
+    assert_eq!(files, vec![home.path().join("local-1.png"), home.path().join("local-2.png")]);
+    for f in &files {
+        assert_eq!(image::image_dimensions(f).expect("PNG"), (64, 64));
+    }
+    assert_ne!(std::fs::read(&files[0]).expect("1"), std::fs::read(&files[1]).expect("2"), "seeds 42 and 43 differ");
+}
+
+#[test]
+fn models_list_shows_a_linked_test_model_as_diffusion() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = tiny_sd_models(home.path());
+    let out = run_ok(reelbox_cli(home.path(), &models).args(["models", "list", "--json"]));
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let tiny = list["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .find(|m| m["name"] == "tiny-sd")
+        .unwrap_or_else(|| panic!("tiny-sd not listed: {list}"));
+    assert_eq!(tiny["kind"], "diffusion");
+    assert_eq!(tiny["test"], true);
+    assert_eq!(tiny["demo"], false);
+    assert_eq!(tiny["state"], "installed");
+    assert!(tiny["size"].as_u64().is_some_and(|s| s > 100_000), "{tiny}");
+
+    // Test models are not installed by default: an empty models dir does not list them.
+    let empty = home.path().join("empty-models");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let out = run_ok(reelbox_cli(home.path(), &empty).args(["models", "list", "--json"]));
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(list["models"].as_array().expect("models").iter().all(|m| m["test"] == false), "{list}");
+    // The shipped voice manifest is listed as available.
+    let joe = list["models"].as_array().expect("models").iter().find(|m| m["name"] == provision::JOE).cloned();
+    assert_eq!(joe.map(|j| j["state"].clone()), Some(Value::from("not_installed")));
+}
+
+#[test]
+fn models_list_available_shows_only_what_a_pull_would_install_with_its_licence() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = tiny_sd_models(home.path());
+    let out = run_ok(reelbox_cli(home.path(), &models).args(["models", "list", "--available", "--json"]));
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let models = list["models"].as_array().expect("models");
+    assert!(models.iter().all(|m| m["state"] == "not_installed"), "installed models are left out: {list}");
+    let wav2lip =
+        models.iter().find(|m| m["name"] == "wav2lip").unwrap_or_else(|| panic!("wav2lip not listed: {list}"));
+    assert_eq!(wav2lip["license"], "Wav2Lip: non-commercial research use only");
+    assert_eq!(wav2lip["size"], 145_175_471);
+    assert!(wav2lip["sources"][0].as_str().is_some_and(|s| s.starts_with("hf:bluefoxcreation/")), "{wav2lip}");
+
+    let out = run_ok(reelbox_cli(home.path(), &home.path().join("empty")).args(["models", "list", "--available"]));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().next().is_some_and(|h| h.contains("LICENSE")), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("realesrgan-x4") && l.contains("BSD-3-Clause")), "{table}");
+}
+
+#[test]
+fn doctor_names_the_missing_runtime_and_its_fix_and_fails() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let missing = home.path().join("nowhere/libonnxruntime.so");
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n\n[runtime]\nonnxruntime = {:?}\n",
+            home.path().join("data").display().to_string(),
+            missing.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .arg("doctor")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("REELBOX_ONNXRUNTIME")
+        .env_remove("REELBOX_DATA_DIR")
+        .env_remove("REELBOX_MODELS_DIR")
+        .env("XDG_CONFIG_HOME", home.path().join("no-config"))
+        .output()
+        .expect("run doctor");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a missing runtime is a failure:\n{stdout}");
+    assert!(stdout.contains("MISSING  onnxruntime"), "{stdout}");
+    assert!(stdout.contains(&missing.display().to_string()), "the configured path is named:\n{stdout}");
+    assert!(stdout.contains("fix: reelbox setup"), "{stdout}");
+    // Every other piece is still reported, found or not.
+    for piece in ["espeak-ng", "ffmpeg", "data-dir", "gpu"] {
+        assert!(stdout.lines().any(|l| l.contains(piece)), "{piece} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("found") && stdout.contains("ffmpeg"), "{stdout}");
+}
+
+#[test]
+fn setup_installs_the_runtime_that_doctor_then_finds() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("ORT_DYLIB_PATH")
+            .env_remove("REELBOX_ONNXRUNTIME")
+            .env_remove("REELBOX_CONFIG")
+            .env_remove("REELBOX_DATA_DIR")
+            .env_remove("REELBOX_MODELS_DIR")
+            .env("XDG_CONFIG_HOME", home.path().join("no-config"))
+            .stdin(std::process::Stdio::null());
+        cmd
+    };
+    let out = run_ok(&mut cli(&["setup", "--gpu", "no", "--no-models"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let library = data.join("runtime/libonnxruntime.so");
+    assert!(stdout.contains(&format!("(CPU) at {}", library.display())), "{stdout}");
+    assert!(library.exists(), "setup put the runtime in the data dir");
+
+    // Doctor finds that runtime; only the default models (not pulled) are missing.
+    let out = cli(&["doctor", "--json"]).output().expect("doctor");
+    let checks: Value = serde_json::from_slice(&out.stdout).expect("JSON checks");
+    let checks = checks.as_array().expect("list");
+    let ort = checks.iter().find(|c| c["name"] == "onnxruntime").expect("runtime check");
+    assert_eq!(ort["status"], "ok", "{ort}");
+    assert!(ort["detail"].as_str().unwrap_or("").contains(&library.display().to_string()), "{ort}");
+    let missing: Vec<&str> =
+        checks.iter().filter(|c| c["status"] == "missing").filter_map(|c| c["name"].as_str()).collect();
+    assert!(missing.contains(&format!("model {}", provision::JOE).as_str()), "{checks:?}");
+    assert!(missing.iter().all(|m| m.starts_with("model ")), "only models are missing: {checks:?}");
+    assert!(!out.status.success(), "a missing default voice still fails doctor");
+}
+
+#[test]
+fn models_pull_verify_rm_and_import_manage_the_models_dir() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    // A share dir shipping one manifest whose file is bundled beside it.
+    let share = home.path().join("share");
+    std::fs::create_dir_all(share.join("models")).expect("manifest dir");
+    std::fs::create_dir_all(share.join("payload")).expect("payload dir");
+    let bytes = std::fs::read(fixture("models/tiny-esrgan-x4/model.onnx")).expect("fixture");
+    std::fs::write(share.join("payload/model.onnx"), &bytes).expect("payload");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    std::fs::write(
+        share.join("models/tiny-upscaler.toml"),
+        format!(
+            "name = \"tiny-upscaler\"\nkind = \"upscale\"\nsources = [\"bundled:payload\"]\n\n\
+             [[files]]\npath = \"model.onnx\"\nsize = {}\nsha256 = \"{sha}\"\n",
+            bytes.len()
+        ),
+    )
+    .expect("manifest");
+    let cli = |args: &[&str]| {
+        let mut cmd = reelbox_cli(home.path(), &models);
+        cmd.args(args).env("REELBOX_SHARE_DIR", &share);
+        cmd
+    };
+    let state = |name: &str| {
+        let out = run_ok(&mut cli(&["models", "list", "--json"]));
+        let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        list["models"].as_array().expect("models").iter().find(|m| m["name"] == name).map(|m| m["state"].clone())
+    };
+
+    assert_eq!(state("tiny-upscaler"), Some(Value::from("not_installed")));
+    let out = run_ok(&mut cli(&["models", "pull", "tiny-upscaler"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tiny-upscaler installed at"));
+    assert_eq!(std::fs::read(models.join("tiny-upscaler/model.onnx")).expect("installed"), bytes);
+    assert_eq!(state("tiny-upscaler"), Some(Value::from("installed")));
+    run_ok(&mut cli(&["models", "verify", "tiny-upscaler"]));
+
+    // A flipped byte keeps the size, so only verify's sha256 sees it.
+    let mut damaged = bytes.clone();
+    damaged[100] ^= 0xff;
+    std::fs::write(models.join("tiny-upscaler/model.onnx"), &damaged).expect("damage");
+    let out = cli(&["models", "verify"]).output().expect("verify");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("DAMAGED tiny-upscaler") && stdout.contains(&sha), "{stdout}");
+
+    run_ok(&mut cli(&["models", "rm", "tiny-upscaler"]));
+    assert!(!models.join("tiny-upscaler").exists());
+    assert_eq!(state("tiny-upscaler"), Some(Value::from("not_installed")));
+
+    let mut import = cli(&["models", "import", "--json", "--name", "my-sd", "--kind", "diffusion"]);
+    let out = run_ok(import.arg(fixture("models/tiny-sd")));
+    let manifest: Value = serde_json::from_slice(&out.stdout).expect("manifest JSON");
+    assert_eq!((manifest["name"].as_str(), manifest["kind"].as_str()), (Some("my-sd"), Some("diffusion")));
+    assert_eq!(state("my-sd"), Some(Value::from("installed")));
+    let out = cli(&["models", "pull", "no-such-model"]).output().expect("pull");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tiny-upscaler"), "the error lists known models");
+}
+
+#[test]
+fn render_runs_in_a_daemon_of_its_own_when_none_answers_and_writes_film_and_subtitles() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = voice_models(home.path());
+    std::os::unix::fs::symlink(fixture("models/tiny-sd"), models.join("tiny-sd")).expect("link tiny-sd");
+    let script = home.path().join("script.txt");
+    std::fs::write(&script, "A red circle rolls.\n\nA blue square waits. Then it is gone.\n").expect("script");
+    let film = home.path().join("film.mp4");
+    let out = run_ok(reelbox_cli(home.path(), &models).args([
+        "render",
+        script.to_str().expect("utf-8"),
+        "-o",
+        film.to_str().expect("utf-8"),
+        "--model",
+        "tiny-sd",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--url",
+        NO_DAEMON,
+        "--json",
+    ]));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert!(report["job"].is_string(), "{report}");
+    let info = reelbox::media::ffprobe::probe(&film).expect("the film is a video");
+    let v = info.video().expect("video stream");
+    assert_eq!((v.codec_name.as_str(), v.width, v.height), ("h264", Some(64), Some(64)));
+    assert_eq!(info.audio().expect("narration").codec_name, "aac");
+    let srt = std::fs::read_to_string(home.path().join("film.srt")).expect("SRT beside the film");
+    assert!(srt.contains("A blue square waits."), "{srt}");
+    assert!(std::fs::read_to_string(home.path().join("film.vtt")).expect("VTT beside the film").starts_with("WEBVTT"));
+}
+
+#[test]
+fn image_needs_no_model_when_one_is_installed_and_names_a_wrong_one_once() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // Installed as `reelbox setup` installs it; the source tree's bundled copy (models/demo/
+    // shapes) must not count as a second installed model.
+    let models = common::models_with_demo_shapes(home.path());
+    let elsewhere = tempfile::tempdir().expect("another working directory");
+    let out = run_ok(reelbox_cli(home.path(), &models).current_dir(elsewhere.path()).args([
+        "image",
+        "a red circle on a blue background",
+        "-o",
+        "x.png",
+        "--local",
+        "--steps",
+        "4",
+    ]));
+    assert!(elsewhere.path().join("x.png").is_file(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = reelbox_cli(home.path(), &models)
+        .current_dir(elsewhere.path())
+        .args(["image", "a red circle", "--model", "nope", "-o", "y.png", "--local"])
+        .output()
+        .expect("run reelbox");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("unknown model \"nope\"").count(), 1, "the error is printed once: {err}");
+    assert!(err.contains("installed: demo-shapes") && !err.contains("shapes, "), "{err}");
+}

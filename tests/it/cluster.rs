@@ -1,0 +1,187 @@
+//! Worker boxes with real processes: a `nats-server -js`, a head and two workers, each
+//! with its own data dir. Stages run remotely, and losing a worker (kill -9, or cut off
+//! for 30 s by SIGSTOP) moves its stage to the other without doubling any artifact.
+
+use crate::cluster_support;
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use cluster_support::{Nats, WorkerProc, stage_devices, start_head, start_head_with, wait_boxes};
+use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
+use serde_json::{Value, json};
+
+/// An artifact's bytes from the head.
+async fn artifact_bytes(http: &reqwest::Client, head: &DaemonProc, id: &str) -> Vec<u8> {
+    let resp = http.get(head.at(&format!("/api/v1/artifacts/{id}"))).send().await.expect("get");
+    resp.bytes().await.expect("bytes").to_vec()
+}
+
+/// Job JSON by id.
+async fn job(http: &reqwest::Client, head: &DaemonProc, id: &str) -> Value {
+    http.get(head.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("job").json().await.expect("json")
+}
+
+/// Waits until the job runs on a worker box; returns that box's name.
+async fn running_box(http: &reqwest::Client, head: &DaemonProc, id: &str) -> String {
+    let j = wait_job(http, head, id, Duration::from_secs(30), |j| {
+        j["state"] == "running"
+            && j["device"].as_str().is_some_and(|d| d.contains('/'))
+            && j["progress"]["step"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let device = j["device"].as_str().expect("device").to_string();
+    device.split('/').next().expect("box").to_string()
+}
+
+/// Artifacts per stage, by stage name.
+fn artifacts_per_stage(job: &Value) -> Vec<(String, usize)> {
+    job["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| (s["name"].as_str().unwrap_or_default().to_string(), s["artifacts"].as_array().map_or(0, Vec::len)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let head = start_head(&dir.path().join("head"), &nats, false);
+    let _w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let _w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(submit_testcard(&http, &head, json!({"steps": 5, "step_ms": 100})).await);
+    }
+    let mut boxes = std::collections::BTreeSet::new();
+    for id in &ids {
+        let j = wait_job(&http, &head, id, Duration::from_secs(60), is_final).await;
+        assert_eq!(j["state"], "succeeded", "{j}");
+        for d in stage_devices(&j) {
+            assert!(d == "w1/cpu" || d == "w2/cpu", "stage ran on {d}, not a worker box: {j}");
+            boxes.insert(d);
+        }
+        assert_eq!(artifacts_per_stage(&j), [("card".to_string(), 1), ("summary".to_string(), 1)], "{j}");
+        let card = j["stages"][0]["artifacts"][0].as_str().expect("card id");
+        let bytes = artifact_bytes(&http, &head, card).await;
+        assert!(bytes.starts_with(b"\x89PNG"), "the card came home as a PNG");
+    }
+    assert_eq!(boxes.len(), 2, "both boxes took work: {boxes:?}");
+
+    // A stage that keeps failing on workers ends after queue.max_attempts with the worker's error.
+    let id = submit_testcard(&http, &head, json!({"steps": 1, "step_ms": 0, "fail": "retriable"})).await;
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "failed", "{j}");
+    assert_eq!(j["attempts"], 3, "three attempts (queue.max_attempts): {j}");
+    let error = j["error"].as_str().unwrap_or_default();
+    assert!(
+        (error.contains("on w1:") || error.contains("on w2:")) && error.contains("testcard asked to fail"),
+        "the worker's error, naming the box: {j}"
+    );
+
+    // Cancel reaches a remote stage within a second.
+    let id = submit_testcard(&http, &head, json!({"steps": 200, "step_ms": 100})).await;
+    running_box(&http, &head, &id).await;
+    let t0 = Instant::now();
+    let r = http.post(head.at(&format!("/api/v1/jobs/{id}/cancel"))).send().await.expect("cancel");
+    assert!(r.status().is_success(), "cancel answered {}", r.status());
+    let j = wait_job(&http, &head, &id, Duration::from_secs(10), is_final).await;
+    assert_eq!(j["state"], "canceled", "{j}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "cancel took {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_worker_mid_stage_finishes_on_the_other_without_doubles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let head = start_head(&dir.path().join("head"), &nats, false);
+    let mut w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let mut w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+
+    let id = submit_testcard(&http, &head, json!({"steps": 40, "step_ms": 100})).await;
+    let first = running_box(&http, &head, &id).await;
+    let other = if first == "w1" { "w2" } else { "w1" };
+    if first == "w1" {
+        w1.kill9()
+    } else {
+        w2.kill9()
+    }
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j)[0], format!("{other}/cpu"), "the card stage finished on the other box: {j}");
+    assert_eq!(artifacts_per_stage(&j), [("card".to_string(), 1), ("summary".to_string(), 1)], "{j}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let head = start_head(&dir.path().join("head"), &nats, false);
+    let w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+
+    let id = submit_testcard(&http, &head, json!({"steps": 30, "step_ms": 100})).await;
+    let first = running_box(&http, &head, &id).await;
+    let cut = if first == "w1" { &w1 } else { &w2 };
+    // Silent for 30 s, as the network cut: ten times the ack wait (3 s) and fifteen
+    // times the heartbeat TTL (2 s) of the test config.
+    let cut_at = Instant::now();
+    cut.signal("STOP");
+    let j = wait_job(&http, &head, &id, Duration::from_secs(30), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_ne!(stage_devices(&j)[0], format!("{first}/cpu"), "the stage moved off the silent box: {j}");
+    assert!(cut_at.elapsed() < Duration::from_secs(20), "redelivery took {:?}", cut_at.elapsed());
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(cut_at.elapsed())).await;
+    // The cut-off box comes back, finishes its copy of the stage (the rest of its 3 s) and
+    // sends the result: discarded, not doubled. (Whether it rejoins is not asserted: one CI
+    // run saw it stay away for 30 s after SIGCONT; see the #15 note.)
+    cut.signal("CONT");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let j = job(&http, &head, &id).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(artifacts_per_stage(&j), [("card".to_string(), 1), ("summary".to_string(), 1)], "{j}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_the_model_never_takes_its_stage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = common::models_with_demo_shapes(dir.path());
+    let models = models.to_str().expect("utf-8");
+    let nats = Nats::start(dir.path());
+    let head = start_head_with(&dir.path().join("head"), &nats, false, &[("REELBOX_MODELS_DIR", models)]);
+    // w1 has no models at all; w2 has the demo model the image jobs name.
+    let _w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let _w2 = WorkerProc::start_with(&dir.path().join("w2"), &nats, "w2", &["--models-dir", models]);
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+
+    let mut ids = Vec::new();
+    for prompt in ["a red circle", "a blue square", "a green triangle"] {
+        let r = http
+            .post(head.at("/api/v1/images"))
+            .json(&json!({"prompt": prompt, "model": "demo-shapes"}))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(r.status(), 202, "image submit answered {}", r.status());
+        let j: Value = r.json().await.expect("json");
+        ids.push(j["id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        let j = wait_job(&http, &head, id, Duration::from_secs(120), is_final).await;
+        assert_eq!(j["state"], "succeeded", "{j}");
+        assert!(stage_devices(&j).iter().all(|d| d == "w2/cpu"), "only the box with the model ran it: {j}");
+        let image = j["stages"][0]["artifacts"][0].as_str().expect("image id");
+        let bytes = artifact_bytes(&http, &head, image).await;
+        assert!(bytes.starts_with(b"\x89PNG"), "the image came home as a PNG");
+    }
+}

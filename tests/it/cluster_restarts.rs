@@ -1,0 +1,80 @@
+//! Restarts around remote stages, with real processes: the head killed with -9 mid-stage
+//! takes the result that arrived while it was down, and a NATS server restarted mid-stage
+//! (file storage) loses nothing.
+
+use crate::cluster_support;
+use crate::common;
+
+use std::time::Duration;
+
+use cluster_support::{Nats, WorkerProc, stage_devices, start_head, wait_boxes};
+use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
+use common::sse::read_events;
+use serde_json::{Value, json};
+
+/// Waits until the job runs on a worker box with some progress; returns the device.
+async fn running_remote(http: &reqwest::Client, head: &DaemonProc, id: &str) -> String {
+    let j = wait_job(http, head, id, Duration::from_secs(30), |j| {
+        j["state"] == "running"
+            && j["device"].as_str().is_some_and(|d| d.contains('/'))
+            && j["progress"]["step"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    j["device"].as_str().expect("device").to_string()
+}
+
+fn artifact_counts(job: &Value) -> Vec<usize> {
+    job["stages"].as_array().into_iter().flatten().map(|s| s["artifacts"].as_array().map_or(0, Vec::len)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_head_mid_stage_resumes_and_takes_the_result_that_arrived() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let head_dir = dir.path().join("head");
+    let mut head = start_head(&head_dir, &nats, false);
+    let _w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1"]).await;
+
+    let id = submit_testcard(&http, &head, json!({"steps": 20, "step_ms": 100})).await;
+    let device = running_remote(&http, &head, &id).await;
+    let bind = head.url.trim_start_matches("http://").to_string();
+    head.kill9();
+    // The worker finishes the card stage (2 s) and its result waits in JetStream.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let cfg = head_dir.join("cfg").join("config.toml");
+    let head = DaemonProc::start_at(&head_dir.join("data"), &bind, &[("REELBOX_CONFIG", cfg.to_str().expect("utf-8"))]);
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j)[0], device, "{j}");
+    assert_eq!(artifact_counts(&j), [1, 1], "one artifact per stage: {j}");
+    // The stream of a finished job ends with it.
+    let resp = http.get(head.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    let events = read_events(resp, |_| false).await;
+    let took = events.iter().any(|e| e.1["message"].as_str().is_some_and(|m| m.contains("while the head was away")));
+    assert!(took, "the card stage's result was taken, not run again: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_nats_mid_stage_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nats = Nats::start(dir.path());
+    let head = start_head(&dir.path().join("head"), &nats, false);
+    let _w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let _w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+
+    let ids = [
+        submit_testcard(&http, &head, json!({"steps": 30, "step_ms": 100})).await,
+        submit_testcard(&http, &head, json!({"steps": 30, "step_ms": 100})).await,
+    ];
+    running_remote(&http, &head, &ids[0]).await;
+    nats.restart();
+    for id in &ids {
+        let j = wait_job(&http, &head, id, Duration::from_secs(90), is_final).await;
+        assert_eq!(j["state"], "succeeded", "{j}");
+        assert_eq!(artifact_counts(&j), [1, 1], "one artifact per stage: {j}");
+    }
+}

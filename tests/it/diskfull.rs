@@ -1,0 +1,124 @@
+//! The store survives a full disk: a real daemon on a small tmpfs, filled during a job.
+//! Needs root (mount); skipped with a line on stderr otherwise.
+
+use crate::common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
+use serde_json::{Value, json};
+
+/// Unmounts the tmpfs when the test ends, pass or fail.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount_tmpfs(dir: &Path) -> Option<Mount> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipping: the full-disk test needs root to mount a tmpfs");
+        return None;
+    }
+    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(dir).status();
+    if !ok.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: cannot mount a tmpfs at {}", dir.display());
+        return None;
+    }
+    Some(Mount(dir.to_path_buf()))
+}
+
+/// Appends zeros to `path` until the filesystem refuses with ENOSPC; called again to take
+/// back what the daemon frees (its removed temp files), as a disk kept full would.
+fn fill(path: &Path) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open filler");
+    let chunk = vec![0u8; 1 << 16];
+    loop {
+        if let Err(e) = f.write_all(&chunk) {
+            assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "filling stopped for another reason: {e}");
+            return;
+        }
+    }
+}
+
+async fn readyz(c: &reqwest::Client, d: &DaemonProc) -> (u16, String) {
+    let resp = c.get(d.at("/readyz")).send().await.expect("readyz");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+async fn wait_ready(c: &reqwest::Client, d: &DaemonProc, want: u16, timeout: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let (status, body) = readyz(c, d).await;
+        if status == want {
+            return body;
+        }
+        assert!(t0.elapsed() < timeout, "/readyz stayed {status} ({body}), wanted {want}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_job_and_the_daemon_recovers_when_space_returns() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let data = outer.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let Some(_mount) = mount_tmpfs(&data) else { return };
+    // One attempt, so the job ends `failed` rather than being retried after space returns.
+    let cfg = outer.path().join("c.toml");
+    std::fs::write(&cfg, "[queue]\nmax_attempts = 1\nretry_backoff_s = 0\n").expect("config");
+    let env = [("REELBOX_CONFIG", cfg.to_str().expect("utf8"))];
+    let c = reqwest::Client::new();
+    let d = DaemonProc::start(&data, &env);
+    wait_ready(&c, &d, 200, Duration::from_secs(5)).await;
+
+    let id = submit_testcard(&c, &d, json!({"steps": 15, "step_ms": 100, "width": 64, "height": 36})).await;
+    wait_job(&c, &d, &id, Duration::from_secs(5), |j| j["state"] == "running").await;
+    let filler = data.join("filler");
+    fill(&filler);
+    let body = wait_ready(&c, &d, 503, Duration::from_secs(5)).await;
+    let lower = body.to_lowercase();
+    assert!(lower.contains("no space left on device"), "503 body should name the full disk: {body}");
+    assert!(body.contains(&data.display().to_string()), "503 body should name the data dir: {body}");
+    // Let the job reach its artifact write, which the full disk refuses.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // The daemon frees its temp files after the refused write, so a probe right after one
+    // fill can find those pages free: refill until the disk stays full (a kept-full disk).
+    let mut still_full = false;
+    for _ in 0..20 {
+        fill(&filler);
+        if readyz(&c, &d).await.0 == 503 {
+            still_full = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(still_full, "/readyz should stay 503 while the disk is kept full");
+
+    std::fs::remove_file(&filler).expect("free space");
+    wait_ready(&c, &d, 200, Duration::from_secs(10)).await;
+    let done = wait_job(&c, &d, &id, Duration::from_secs(10), |j| j["state"] != "running").await;
+    assert!(matches!(done["state"].as_str(), Some("failed" | "queued")), "job after a full disk: {done}");
+    let error = done["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains("no space left on device"), "error should name the full disk: {done}");
+    assert!(error.contains(&data.display().to_string().to_lowercase()), "error should name the data dir: {done}");
+
+    // No restart: a new job runs to success.
+    let again = submit_testcard(&c, &d, json!({"steps": 2, "step_ms": 10, "width": 64, "height": 36})).await;
+    let ok = wait_job(&c, &d, &again, Duration::from_secs(10), is_final).await;
+    assert_eq!(ok["state"], "succeeded", "{ok}");
+    drop(d);
+
+    // The database opens intact after all that.
+    let d = DaemonProc::start(&data, &env);
+    let list: Value = c.get(d.at("/api/v1/jobs")).send().await.expect("list").json().await.expect("list json");
+    let text = list.to_string();
+    assert!(text.contains(&id) && text.contains(&again), "both jobs listed after restart: {list}");
+}

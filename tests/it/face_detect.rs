@@ -1,0 +1,74 @@
+//! `face_detect` through the real daemon with the UltraFace-interface fixture installed as
+//! the face detector: the box the web studio's profile editor starts from.
+
+use crate::common;
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, is_final, wait_job};
+use common::media::test_picture;
+use common::provision;
+use image::RgbImage;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+async fn upload_png(http: &reqwest::Client, d: &DaemonProc, img: &RgbImage) -> String {
+    let mut png = Vec::new();
+    img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).expect("encode");
+    let part = Part::bytes(png).file_name("portrait.png").mime_str("image/png").expect("mime");
+    let resp =
+        http.post(d.at("/api/v1/artifacts")).multipart(Form::new().part("file", part)).send().await.expect("upload");
+    assert_eq!(resp.status(), 201, "upload answered {}", resp.status());
+    let art: Value = resp.json().await.expect("artifact json");
+    art["id"].as_str().expect("artifact id").to_string()
+}
+
+/// Runs `face_detect` on `input` and returns its `face.json`.
+async fn detect(http: &reqwest::Client, d: &DaemonProc, input: &str) -> Value {
+    let job = common::daemon::submit(http, d, json!({"kind": "face_detect", "params": {"input": input}})).await;
+    let id = job["id"].as_str().expect("id");
+    let done = wait_job(http, d, id, Duration::from_secs(60), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let arts: Value =
+        http.get(d.at(&format!("/api/v1/jobs/{id}/artifacts"))).send().await.expect("list").json().await.expect("json");
+    let list = arts.as_array().or_else(|| arts["artifacts"].as_array()).expect("artifact list");
+    let face = list.iter().find(|a| a["name"] == "face.json").expect("face.json");
+    let url = d.at(&format!("/api/v1/artifacts/{}", face["id"].as_str().expect("id")));
+    http.get(url).send().await.expect("get face.json").json().await.expect("face json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installed_detector_finds_the_face_in_an_uploaded_portrait_or_says_there_is_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let fixture = common::fixture("models/tiny-face-detector");
+    std::os::unix::fs::symlink(&fixture, models.join("face-detector")).expect("install the detector");
+    let runtime = provision::runtime();
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
+    ];
+    let d = DaemonProc::start(&dir.path().join("data"), &env);
+    let http = reqwest::Client::new();
+
+    let portrait = upload_png(&http, &d, &test_picture(160, 120, 2)).await;
+    let found = detect(&http, &d, &portrait).await;
+    assert_eq!(found["face_box"], json!([50, 30, 60, 60]), "{found}");
+    assert_eq!((found["width"].as_u64(), found["height"].as_u64()), (Some(160), Some(120)));
+
+    let black = upload_png(&http, &d, &RgbImage::new(160, 120)).await;
+    assert_eq!(detect(&http, &d, &black).await["face_box"], Value::Null, "a black picture has no face");
+
+    // A detector that is not installed is refused at submission, naming the field.
+    let resp = http
+        .post(d.at("/api/v1/jobs"))
+        .json(&json!({"kind": "face_detect", "params": {"input": portrait, "model": "no-such-detector"}}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("error json");
+    assert_eq!(body["error"]["field"], "model", "{body}");
+}

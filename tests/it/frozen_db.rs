@@ -1,0 +1,135 @@
+//! Backward compatibility: a database written by schema version 1 must keep opening.
+//! `tests/fixtures/db/v1.redb` is frozen; regenerate only with a new schema version, never
+//! overwrite it (`cargo test --test it frozen_db -- --ignored write_frozen_v1` writes a new one).
+
+use crate::common;
+
+use common::fixture;
+use reelbox::store::records::*;
+use reelbox::store::{JobFilter, Store};
+use ulid::Ulid;
+
+/// The frozen schema-version-1 database, under `tests/fixtures/`.
+const V1: &str = "db/v1.redb";
+
+const QUEUED: &str = "01JQ0000000000000000000001";
+const DONE: &str = "01JQ0000000000000000000002";
+const FAILED: &str = "01JQ0000000000000000000003";
+
+#[test]
+fn frozen_v1_database_opens_and_its_jobs_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(fixture(V1), dir.path().join("reelbox.redb")).expect("copy fixture");
+    let store = Store::open(dir.path(), true, 8).expect("a v1 database opens");
+    let jobs = store.list_jobs(&JobFilter::default(), None, 100).expect("list");
+    let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
+    assert_eq!(ids, vec![FAILED, DONE, QUEUED], "newest first");
+    let done = store.job(Ulid::from_string(DONE).expect("ulid")).expect("read").expect("exists");
+    assert!(matches!(done.state, JobState::Succeeded { .. }));
+    assert_eq!(done.stages[0].artifacts.len(), 1);
+    let art = store.artifact(done.stages[0].artifacts[0]).expect("read").expect("artifact record");
+    assert_eq!(art.media_type, "image/png");
+    assert_eq!(store.profiles(None).expect("profiles").len(), 1);
+    let events = store.events_after(None, 0, 100).expect("events");
+    assert!(events.len() >= 3);
+    let failed = store.job(Ulid::from_string(FAILED).expect("ulid")).expect("read").expect("exists");
+    assert!(matches!(failed.state, JobState::Failed { ref error, .. } if error.contains("bad model")));
+    store.close();
+}
+
+#[test]
+#[ignore = "writes the frozen fixture; run by hand only when adding a new schema version"]
+fn write_frozen_v1() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let out = fixture(V1);
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, 8).expect("open");
+        let stage = |name: &str, state: StageState, artifacts: Vec<Ulid>| Stage {
+            name: name.parse().expect("a stage name"),
+            state,
+            artifacts,
+            energy_wh: None,
+        };
+        let art = Artifact {
+            id: Ulid::from_string("01JQ00000000000000000000A1").expect("ulid"),
+            owner: "local".into(),
+            job: Some(Ulid::from_string(DONE).expect("ulid")),
+            stage: Some("card".into()),
+            name: "testcard.png".into(),
+            media_type: "image/png".into(),
+            size: 3,
+            sha256: "00".repeat(32),
+            path: "A1/01JQ00000000000000000000A1.png".into(),
+            created_at: 1_700_000_000_000,
+        };
+        store.put_artifact(art.clone()).await.expect("artifact");
+        let base = |id: &str, state: JobState, stages: Vec<Stage>| Job {
+            id: Ulid::from_string(id).expect("ulid"),
+            owner: "local".into(),
+            kind: "testcard".into(),
+            params: r#"{"steps":1,"step_ms":0,"width":64,"height":36}"#.into(),
+            priority: 0,
+            state,
+            attempts: 1,
+            stages,
+            idempotency_key: None,
+            created_at: 1_700_000_000_000,
+        };
+        let jobs = vec![
+            base(
+                QUEUED,
+                JobState::Queued { enqueued_at: 1_700_000_000_000, not_before: None },
+                vec![stage("card", StageState::Pending, vec![])],
+            ),
+            base(
+                DONE,
+                JobState::Succeeded { started_at: 1_700_000_000_100, finished_at: 1_700_000_000_900 },
+                vec![stage(
+                    "card",
+                    StageState::Done {
+                        started_at: 1_700_000_000_100,
+                        finished_at: 1_700_000_000_800,
+                        device: reelbox::gpu::DeviceId::Cpu,
+                    },
+                    vec![art.id],
+                )],
+            ),
+            base(
+                FAILED,
+                JobState::Failed { started_at: Some(1), finished_at: 2, error: "bad model file".into() },
+                vec![stage(
+                    "card",
+                    StageState::Failed { started_at: 1, finished_at: 2, error: "bad model file".into() },
+                    vec![],
+                )],
+            ),
+        ];
+        for job in jobs {
+            store.submit(job, 100).await.expect("submit");
+        }
+        store
+            .put_profile(Profile {
+                id: Ulid::from_string("01JQ00000000000000000000P1").expect("ulid"),
+                owner: "local".into(),
+                name: "presenter".into(),
+                portrait: None,
+                face_box: Some([10, 20, 100, 120]),
+                voice_sample: None,
+                voice: Voice {
+                    model: "en_US-joe-medium".into(),
+                    speaker: None,
+                    length_scale: Some(1.0),
+                    noise_scale: None,
+                    noise_w: None,
+                },
+                style: Style::default(),
+                created_at: 1_700_000_000_000,
+            })
+            .await
+            .expect("profile");
+        store.close();
+        std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(dir.path().join("reelbox.redb"), &out).expect("copy out");
+    });
+}

@@ -1,0 +1,180 @@
+//! GPU placement, energy accounting, telemetry and `/metrics` against the real daemon with
+//! fake GPUs (`REELBOX_FAKE_GPUS`): the hardware is the only thing faked.
+
+use crate::common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+const FAKE: (&str, &str) = ("REELBOX_FAKE_GPUS", "8192,24576");
+
+fn devices_of(job: &Value) -> HashSet<String> {
+    job["stages"].as_array().expect("stages").iter().filter_map(|s| s["device"].as_str().map(str::to_owned)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_gib_jobs_never_land_on_the_8_gib_gpu_and_report_energy_and_cost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[energy]\nprice_per_kwh = 0.5\ncurrency = \"EUR\"\n").expect("config");
+    let d = DaemonProc::start(dir.path(), &[FAKE, ("REELBOX_CONFIG", config.to_str().expect("utf-8 path"))]);
+    let http = reqwest::Client::new();
+
+    let system: Value = http.get(d.at("/api/v1/system")).send().await.expect("system").json().await.expect("json");
+    let ids: Vec<&str> =
+        system["devices"].as_array().expect("devices").iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(ids, ["cpu", "cuda:0", "cuda:1"], "{system}");
+    assert_eq!(system["telemetry"]["source"], "fake");
+    assert_eq!(system["telemetry"]["latest"]["gpus"].as_array().map(Vec::len), Some(2), "{system}");
+
+    // Big jobs compete with small ones for three devices; the big ones may only use cuda:1.
+    let mut big = Vec::new();
+    let mut small = Vec::new();
+    for _ in 0..4 {
+        big.push(submit_testcard(&http, &d, json!({"steps": 3, "step_ms": 60, "vram_mib": 12288})).await);
+        small.push(submit_testcard(&http, &d, json!({"steps": 3, "step_ms": 60, "vram_mib": 2048})).await);
+    }
+    let mut small_devices = HashSet::new();
+    for id in &big {
+        let job = wait_job(&http, &d, id, Duration::from_secs(60), is_final).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        assert_eq!(devices_of(&job), HashSet::from(["cuda:1".to_string()]), "12 GiB job placed wrongly: {job}");
+        assert_eq!(job["vram_mib"], 12288);
+        let wh = job["energy_wh"].as_f64().expect("energy from the fake counter");
+        // 100 W for at least the 180 ms of steps.
+        assert!(wh >= 100.0 * 0.18 / 3600.0, "{job}");
+        let cost = job["cost"].as_f64().expect("cost with a configured price");
+        assert!((cost - wh / 1000.0 * 0.5).abs() < 1e-12, "{job}");
+        for stage in job["stages"].as_array().expect("stages") {
+            assert!(stage["energy_wh"].as_f64().is_some(), "every GPU stage has energy: {job}");
+        }
+    }
+    for id in &small {
+        let job = wait_job(&http, &d, id, Duration::from_secs(60), is_final).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        small_devices.extend(devices_of(&job));
+    }
+    assert!(!small_devices.contains("cpu"), "jobs needing GPU memory never run on the CPU of a GPU box");
+
+    // A job no GPU here can ever hold is refused at the door instead of waiting forever.
+    let resp = http
+        .post(d.at("/api/v1/jobs"))
+        .json(&json!({"kind": "testcard", "params": {"vram_mib": 30000}}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("error json");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("24576 MiB"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_models_jobs_stay_on_the_gpu_that_holds_it_even_when_it_is_busier() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[workers]\ngpu_concurrency = 2\n").expect("config");
+    // GPU 0: 24 GiB (21 free, fakes hold an eighth); GPU 1: 16 GiB (14 free).
+    let env = [("REELBOX_FAKE_GPUS", "24576,16384"), ("REELBOX_CONFIG", config.to_str().expect("utf-8 path"))];
+    let d = DaemonProc::start(dir.path(), &env);
+    let http = reqwest::Client::new();
+    // Only GPU 0 can hold this first sd-turbo job, so the model is now warm there.
+    let first =
+        submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 20000, "model": "sd-turbo"})).await;
+    let first = wait_job(&http, &d, &first, Duration::from_secs(30), is_final).await;
+    assert_eq!(devices_of(&first), HashSet::from(["cuda:0".to_string()]), "{first}");
+    // A long job that only fits on GPU 0 makes it the busier card.
+    let blocker = submit_testcard(&http, &d, json!({"steps": 600, "step_ms": 100, "vram_mib": 17000})).await;
+    wait_job(&http, &d, &blocker, Duration::from_secs(30), |j| j["state"] == "running").await;
+    // Least-loaded alone would pick GPU 1; affinity keeps sd-turbo on GPU 0 (4.5 GiB left).
+    let again =
+        submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 2048, "model": "sd-turbo"})).await;
+    let other =
+        submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 2048, "model": "piper"})).await;
+    let again = wait_job(&http, &d, &again, Duration::from_secs(30), is_final).await;
+    let other = wait_job(&http, &d, &other, Duration::from_secs(30), is_final).await;
+    assert_eq!(devices_of(&again), HashSet::from(["cuda:0".to_string()]), "affinity ignored: {again}");
+    assert_eq!(devices_of(&other), HashSet::from(["cuda:1".to_string()]), "not the least loaded: {other}");
+    let resp = http.post(d.at(&format!("/api/v1/jobs/{blocker}/cancel"))).send().await.expect("cancel");
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_expose_fake_gpu_gauges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(dir.path(), &[FAKE]);
+    let resp = reqwest::get(d.at("/metrics")).await.expect("metrics");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain; version=0.0.4"));
+    let text = resp.text().await.expect("text");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let find = |name: &str, gpu: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("gpu") == Some(gpu))
+            .unwrap_or_else(|| panic!("{name}{{gpu={gpu}}} missing in:\n{text}"))
+    };
+    let gauge = |s: &prometheus_parse::Sample| match s.value {
+        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{} is not a gauge: {other:?}", s.metric),
+    };
+    assert_eq!(gauge(find("reelbox_gpu_memory_total_bytes", "0")), 8192.0 * 1048576.0);
+    assert_eq!(gauge(find("reelbox_gpu_memory_total_bytes", "1")), 24576.0 * 1048576.0);
+    assert_eq!(find("reelbox_gpu_memory_total_bytes", "1").labels.get("name"), Some("Fake GPU 24 GiB"));
+    for name in ["reelbox_gpu_utilization_percent", "reelbox_gpu_power_watts", "reelbox_gpu_temperature_celsius"] {
+        let v = gauge(find(name, "1"));
+        assert!(v.is_finite() && v >= 0.0, "{name} = {v}");
+    }
+    assert!(matches!(find("reelbox_gpu_energy_joules_total", "0").value, prometheus_parse::Value::Counter(_)));
+    // Fake GPU 1 is passively cooled: no fan sample rather than a made-up zero.
+    assert!(!scrape.samples.iter().any(|s| s.metric == "reelbox_gpu_fan_percent" && s.labels.get("gpu") == Some("1")));
+    assert!(scrape.samples.iter().any(|s| s.metric == "reelbox_host_memory_total_bytes"));
+    // Every sample belongs to a family with a declared type.
+    for s in &scrape.samples {
+        let family = s.metric.trim_end_matches("_total");
+        assert!(
+            text.contains(&format!("# TYPE {} ", s.metric)) || text.contains(&format!("# TYPE {family} ")),
+            "{} has no TYPE line",
+            s.metric
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_stream_sends_history_then_a_sample_each_second() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(dir.path(), &[FAKE]);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resp = reqwest::get(d.at("/api/v1/telemetry")).await.expect("stream");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let t0 = std::time::Instant::now();
+    let mut events: Vec<(String, Value)> = Vec::new();
+    while events.len() < 3 {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next()).await.expect("an event within 5 s");
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("stream open").expect("bytes")));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let name = block.lines().find_map(|l| l.strip_prefix("event:")).map(|s| s.trim().to_string());
+            let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(|s| s.trim().to_string());
+            if let (Some(name), Some(data)) = (name, data) {
+                events.push((name, serde_json::from_str(&data).expect("event JSON")));
+            }
+        }
+    }
+    assert_eq!(events[0].0, "history");
+    let history = events[0].1["samples"].as_array().expect("samples");
+    assert!(history.len() >= 2, "at least the start sample and one more: {}", history.len());
+    assert_eq!(events[1].0, "sample");
+    assert_eq!(events[2].0, "sample");
+    let (a, b) = (events[1].1["at_ms"].as_i64().expect("at"), events[2].1["at_ms"].as_i64().expect("at"));
+    assert!((800..=2100).contains(&(b - a)), "samples {a} and {b} should be about a second apart");
+    assert!(t0.elapsed() < Duration::from_secs(4));
+    assert_eq!(events[2].1["gpus"][0]["mem_total_mib"], 8192);
+}

@@ -1,0 +1,54 @@
+//! The integration tests, as one test binary. Each module was its own test crate once:
+//! 44 binaries of ~0.5 GB each (every one linking reelbox and its dependencies) filled
+//! CI's disk and spent minutes linking. Tests that change the process's environment
+//! (`runtime_missing.rs` unsets `ORT_DYLIB_PATH`, `pull_pip.rs` points pip at local
+//! wheels) stay binaries of their own, since every test here shares one process.
+//! Run one module with `cargo test --test it MODULE::`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cluster_support;
+
+mod api_models;
+mod architecture;
+mod auth;
+mod byo_diffusion;
+mod byo_import;
+mod catalog;
+mod cli;
+mod cluster;
+mod cluster_restarts;
+mod cluster_telemetry;
+mod comfy_compat;
+mod crash;
+mod demo_models;
+mod diffusion_image_kind;
+mod diffusion_reference;
+mod diskfull;
+mod durable_core;
+mod engine;
+mod face_detect;
+mod frozen_db;
+mod gpu_placement;
+mod hf_hub;
+mod media;
+mod models;
+mod openai_compat;
+mod ops_metrics;
+mod origin;
+mod pipelines;
+mod piper_parity;
+mod piper_voices;
+mod quotas;
+mod render;
+mod retention;
+mod setup;
+mod speech_kind;
+mod systemd;
+mod top_snapshots;
+mod top_tmux;
+mod tts;
+mod uploads;
+mod web_session;
+mod web_studio;

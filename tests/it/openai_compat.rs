@@ -1,0 +1,233 @@
+//! The OpenAI-compatible API against the real daemon, real models and real HTTP: the
+//! official Python client generates a picture and speech; errors come in OpenAI's shape;
+//! a client that hangs up cancels its job.
+
+use crate::common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::compat::{TINY_SD, ffprobe, models_dir, openai_python, start_daemon};
+use common::daemon::DaemonProc;
+use common::provision::JOE;
+use serde_json::{Value, json};
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn post(c: &reqwest::Client, d: &DaemonProc, path: &str, body: Value) -> reqwest::Response {
+    c.post(d.at(path)).json(&body).send().await.expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech() {
+    let models = models_dir(true);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let out = tempfile::tempdir().expect("out dir");
+    let (python, pythonpath) = openai_python();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_client.py");
+    let mut cmd = Command::new(&python);
+    cmd.arg(script).arg(&d.url).arg(out.path()).arg(TINY_SD);
+    if let Some(p) = pythonpath {
+        cmd.env("PYTHONPATH", p);
+    }
+    let url = d.url.clone();
+    let run = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run the client");
+    assert!(
+        run.status.success(),
+        "openai client against {url} failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&run.stdout).expect("summary json");
+    assert_eq!(summary["image_size"], json!([96, 64]), "{summary}");
+    assert_eq!(summary["image_count"], 1);
+    assert_eq!(summary["bad_size"], json!({"status": 400, "param": "size", "type": "invalid_request_error"}));
+    let ids: Vec<&str> = summary["models"].as_array().expect("models").iter().filter_map(Value::as_str).collect();
+    assert!(ids.contains(&TINY_SD) && ids.contains(&JOE), "{ids:?}");
+
+    let png = image::open(out.path().join("image.png")).expect("the b64_json decodes to a picture");
+    assert_eq!((png.width(), png.height()), (96, 64));
+    let (wav_format, wav_secs) = ffprobe(&out.path().join("speech.wav"));
+    assert_eq!(wav_format, "wav");
+    let (mp3_format, mp3_secs) = ffprobe(&out.path().join("speech.mp3"));
+    assert_eq!(mp3_format, "mp3");
+    assert!(wav_secs > 1.0 && (wav_secs - mp3_secs).abs() < 0.2, "wav {wav_secs} s, mp3 {mp3_secs} s");
+
+    // The requests ran as ordinary jobs, visible in the native API.
+    let jobs: Value = http().get(d.at("/api/v1/jobs")).send().await.expect("jobs").json().await.expect("json");
+    let kinds: Vec<&str> = jobs["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["kind"].as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "image").count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "speech").count(), 2, "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_formats_are_converted_and_pcm_is_24_khz_s16le() {
+    let models = models_dir(true);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    let speak = |format: &'static str| {
+        let c = c.clone();
+        let url = d.at("/v1/audio/speech");
+        async move {
+            // Without noise Piper speaks the same samples every time, so formats compare exactly.
+            let body = json!({"model": "tts-1", "voice": JOE, "input": "One two three.", "response_format": format,
+                "noise_scale": 0.0, "noise_w": 0.0});
+            let resp = c.post(url).json(&body).send().await.expect("speech");
+            assert_eq!(resp.status(), 200, "{format}");
+            let ct = resp.headers()["content-type"].to_str().expect("ct").to_string();
+            (ct, resp.bytes().await.expect("bytes").to_vec())
+        }
+    };
+    let (wav_ct, wav) = speak("wav").await;
+    assert_eq!(wav_ct, "audio/wav");
+    let reader = hound::WavReader::new(std::io::Cursor::new(&wav)).expect("a WAV");
+    let wav_secs = reader.duration() as f64 / f64::from(reader.spec().sample_rate);
+    let (pcm_ct, pcm) = speak("pcm").await;
+    assert_eq!(pcm_ct, "audio/pcm");
+    assert_eq!(pcm.len() % 2, 0);
+    let pcm_secs = pcm.len() as f64 / 2.0 / 24_000.0;
+    assert!((pcm_secs - wav_secs).abs() < 0.01, "pcm {pcm_secs} s vs wav {wav_secs} s");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (format, ct, probed) in
+        [("opus", "audio/ogg", "ogg"), ("flac", "audio/flac", "flac"), ("aac", "audio/aac", "aac")]
+    {
+        let (got_ct, bytes) = speak(format).await;
+        assert_eq!(got_ct, ct);
+        let path = dir.path().join(format!("speech.{format}"));
+        std::fs::write(&path, bytes).expect("write");
+        assert_eq!(ffprobe(&path).0, probed, "{format}");
+    }
+    // speed 2.0 → length_scale 0.5: about half as long.
+    let fast = post(
+        &c,
+        &d,
+        "/v1/audio/speech",
+        json!({"model": "tts-1", "voice": JOE, "input": "One two three.", "response_format": "wav", "speed": 2.0,
+            "noise_scale": 0.0, "noise_w": 0.0}),
+    )
+    .await;
+    let fast = fast.bytes().await.expect("bytes");
+    let r = hound::WavReader::new(std::io::Cursor::new(&fast)).expect("a WAV");
+    let fast_secs = r.duration() as f64 / f64::from(r.spec().sample_rate);
+    assert!(fast_secs < wav_secs * 0.75, "speed 2 gave {fast_secs} s vs {wav_secs} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_come_in_openais_shape_naming_the_param() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    let cases = [
+        ("/v1/images/generations", json!({"prompt": "x", "size": "64x63"}), 400, Some("size")),
+        ("/v1/images/generations", json!({"prompt": "x", "model": "sdxl-base"}), 404, Some("model")),
+        ("/v1/images/generations", json!({"prompt": "x", "response_format": "jpeg"}), 400, Some("response_format")),
+        ("/v1/images/generations", json!({"prompt": "x", "quality": "ultra"}), 400, Some("quality")),
+        ("/v1/images/generations", json!({"size": "64x64"}), 400, Some("prompt")),
+        ("/v1/audio/speech", json!({"model": "tts-1", "input": "hi", "voice": "robot"}), 400, Some("voice")),
+        (
+            "/v1/audio/speech",
+            json!({"model": "tts-1", "input": "hi", "voice": "alloy", "speed": 9}),
+            400,
+            Some("speed"),
+        ),
+        (
+            "/v1/audio/speech",
+            json!({"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "ogg"}),
+            400,
+            Some("response_format"),
+        ),
+    ];
+    for (path, body, status, param) in cases {
+        let resp = post(&c, &d, path, body.clone()).await;
+        assert_eq!(resp.status().as_u16(), status, "{path} {body}");
+        let err: Value = resp.json().await.expect("json");
+        let e = &err["error"];
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{err}");
+        assert!(e["type"].is_string() && e.get("code").is_some(), "{err}");
+        assert_eq!(e["param"].as_str(), param, "{path} {body}: {err}");
+    }
+    let resp = c.post(d.at("/v1/images/generations")).body("{not json").send().await.expect("request");
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    let list: Value = c.get(d.at("/v1/models")).send().await.expect("models").json().await.expect("json");
+    assert_eq!(list["object"], "list");
+    let tiny = list["data"].as_array().expect("data").iter().find(|m| m["id"] == TINY_SD).expect("tiny-sd listed");
+    assert_eq!(tiny["object"], "model");
+    assert_eq!(tiny["owned_by"], "reelbox");
+    let missing = c.get(d.at("/v1/models/nope")).send().await.expect("model");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().await.expect("json")["error"]["type"], "not_found_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_cancels_its_job() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    // Paused, the job stays queued, so only the disconnect can end it.
+    assert_eq!(c.post(d.at("/api/v1/queue/pause")).send().await.expect("pause").status(), 200);
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(1500)).build().expect("client");
+    let body = json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64", "response_format": "b64_json"});
+    let err = impatient.post(d.at("/v1/images/generations")).json(&body).send().await.expect_err("times out");
+    assert!(err.is_timeout(), "{err}");
+    let t0 = Instant::now();
+    loop {
+        let jobs: Value =
+            c.get(d.at("/api/v1/jobs?kind=image")).send().await.expect("jobs").json().await.expect("json");
+        let job = &jobs["jobs"][0];
+        if job["state"] == "canceled" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "job not canceled after the client left: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_responses_point_at_the_artifact_through_the_callers_host() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    let body = json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64", "n": 2, "seed": 7, "steps": 4,
+        "negative_prompt": "blurry", "response_format": "url"});
+    let resp = c
+        .post(d.at("/v1/images/generations"))
+        .header("host", "studio.lan:8470")
+        .json(&body)
+        .send()
+        .await
+        .expect("generate");
+    assert_eq!(resp.status(), 200);
+    let job_id = resp.headers()["x-reelbox-job"].to_str().expect("job header").to_string();
+    let v: Value = resp.json().await.expect("json");
+    assert!(v["created"].as_i64().is_some_and(|t| t > 1_600_000_000));
+    let data = v["data"].as_array().expect("data");
+    assert_eq!(data.len(), 2);
+    for item in data {
+        let url = item["url"].as_str().expect("url");
+        let path =
+            url.strip_prefix("http://studio.lan:8470").unwrap_or_else(|| panic!("{url} ignores the Host header"));
+        assert!(path.starts_with("/api/v1/artifacts/"), "{url}");
+        let bytes = c.get(d.at(path)).send().await.expect("download").bytes().await.expect("bytes");
+        let png = image::load_from_memory(&bytes).expect("a picture");
+        assert_eq!((png.width(), png.height()), (64, 64));
+    }
+    // The extensions reached the job.
+    let job: Value =
+        c.get(d.at(&format!("/api/v1/jobs/{job_id}"))).send().await.expect("job").json().await.expect("json");
+    assert_eq!((job["params"]["seed"].as_u64(), job["params"]["steps"].as_u64()), (Some(7), Some(4)));
+    assert_eq!(job["params"]["negative_prompt"], "blurry");
+    // Both compatibility layers are described in the OpenAPI document.
+    let doc: Value = c.get(d.at("/openapi.json")).send().await.expect("doc").json().await.expect("json");
+    for path in ["/v1/images/generations", "/v1/audio/speech", "/v1/models", "/prompt", "/history/{prompt_id}", "/ws"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from /openapi.json");
+    }
+}

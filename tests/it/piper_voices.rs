@@ -1,0 +1,257 @@
+//! `reelbox voices list` and `reelbox pull piper:NAME` against a local server that behaves
+//! like the Hugging Face hub for `rhasspy/piper-voices@v1.0.0`: small files (`voices.json`,
+//! a voice's `.onnx.json`, its `MODEL_CARD`) answered on the resolve URL with their git
+//! blob SHA-1 as `ETag`, the `.onnx` redirected (302) to a second "CDN" server with
+//! `X-Linked-Etag`/`X-Linked-Size`. The voices are the tiny parity voices, so a pulled
+//! voice really speaks.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use common::fixture;
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+const REPO: &str = "rhasspy/piper-voices";
+const COMMIT: &str = "fedcba9876543210fedcba9876543210fedcba98";
+
+/// Repository path → (bytes, served through the CDN).
+type Files = Arc<Mutex<BTreeMap<String, (Vec<u8>, bool)>>>;
+
+#[derive(Clone)]
+struct Hub {
+    files: Files,
+    cdn: String,
+}
+
+fn blob_sha1(data: &[u8]) -> String {
+    let mut h = Sha1::new();
+    h.update(format!("blob {}\0", data.len()).as_bytes());
+    h.update(data);
+    hex::encode(h.finalize())
+}
+
+async fn resolve(
+    State(hub): State<Hub>,
+    UrlPath((owner, repo, revision, path)): UrlPath<(String, String, String, String)>,
+) -> Response {
+    let empty = |s: StatusCode| Response::builder().status(s).body(Body::empty()).expect("response");
+    if format!("{owner}/{repo}") != REPO || revision != "v1.0.0" {
+        return empty(StatusCode::NOT_FOUND);
+    }
+    let Some((data, lfs)) = hub.files.lock().expect("lock").get(&path).cloned() else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    if lfs {
+        let sha = hex::encode(Sha256::digest(&data));
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, format!("{}/cdn/{path}", hub.cdn))
+            .header("x-repo-commit", COMMIT)
+            .header("x-linked-etag", format!("\"{sha}\""))
+            .header("x-linked-size", data.len())
+            .body(Body::empty())
+            .expect("response");
+    }
+    Response::builder()
+        .header("x-repo-commit", COMMIT)
+        .header(header::ETAG, format!("\"{}\"", blob_sha1(&data)))
+        .header(header::CONTENT_LENGTH, data.len())
+        .body(Body::from(data))
+        .expect("response")
+}
+
+async fn cdn(State(hub): State<Hub>, UrlPath(path): UrlPath<String>, headers: HeaderMap) -> Response {
+    let Some((data, _)) = hub.files.lock().expect("lock").get(&path).cloned() else {
+        return Response::builder().status(StatusCode::NOT_FOUND).body(Body::empty()).expect("response");
+    };
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|r| r.strip_prefix("bytes="));
+    let (start, end) = range
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().map_or(data.len(), |b| b + 1))))
+        .unwrap_or((0, data.len()));
+    let end = end.min(data.len());
+    Response::builder()
+        .status(if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK })
+        .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", end.saturating_sub(1), data.len()))
+        .header(header::CONTENT_LENGTH, end - start)
+        .body(Body::from(data[start..end].to_vec()))
+        .expect("response")
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+/// A voice of the served index: its files and its `voices.json` entry.
+fn add_voice(
+    files: &mut BTreeMap<String, (Vec<u8>, bool)>,
+    index: &mut serde_json::Map<String, serde_json::Value>,
+    spec: (&str, &str, &str, &str, u32),
+) {
+    let (key, lang, country, tiny, speakers) = spec;
+    let (code, rest) = key.split_once('-').expect("key");
+    let (name, quality) = rest.split_once('-').expect("key");
+    let family = code.split('_').next().expect("code");
+    let dir = format!("{family}/{code}/{name}/{quality}");
+    let onnx = std::fs::read(fixture(&format!("models/tiny-piper/{tiny}/tiny-{tiny}.onnx"))).expect("tiny voice");
+    let json = std::fs::read(fixture(&format!("models/tiny-piper/{tiny}/tiny-{tiny}.onnx.json"))).expect("tiny config");
+    let card = format!("# Model card for {name} ({quality})\n\n* License: CC0\n").into_bytes();
+    let mut listed = serde_json::Map::new();
+    for (file, data, lfs) in [
+        (format!("{key}.onnx"), onnx, true),
+        (format!("{key}.onnx.json"), json, false),
+        ("MODEL_CARD".to_string(), card, false),
+    ] {
+        listed.insert(
+            format!("{dir}/{file}"),
+            serde_json::json!({"size_bytes": data.len(), "md5_digest": md5_hex(&data)}),
+        );
+        files.insert(format!("{dir}/{file}"), (data, lfs));
+    }
+    let speaker_id_map: serde_json::Map<String, serde_json::Value> =
+        (0..speakers).filter(|_| speakers > 1).map(|i| (format!("speaker_{i}"), serde_json::json!(i))).collect();
+    index.insert(
+        key.to_string(),
+        serde_json::json!({
+            "key": key, "name": name, "quality": quality, "num_speakers": speakers,
+            "language": {"code": code, "family": family, "region": code.split('_').nth(1),
+                         "name_native": lang, "name_english": lang, "country_english": country},
+            "speaker_id_map": speaker_id_map, "files": listed, "aliases": []
+        }),
+    );
+}
+
+/// Starts the hub with three voices; returns its endpoint and its files (tests corrupt them).
+async fn start_hub() -> (String, Files) {
+    let mut files = BTreeMap::new();
+    let mut index = serde_json::Map::new();
+    add_voice(&mut files, &mut index, ("de_DE-thorsten-medium", "German", "Germany", "de", 1));
+    add_voice(&mut files, &mut index, ("en_GB-vctk-medium", "English", "Great Britain", "en", 3));
+    add_voice(&mut files, &mut index, ("fr_FR-siwis-low", "French", "France", "fr", 1));
+    let text = serde_json::to_vec_pretty(&serde_json::Value::Object(index)).expect("index");
+    files.insert("voices.json".into(), (text, false));
+    let files: Files = Arc::new(Mutex::new(files));
+    let cdn = serve(
+        Router::new().route("/cdn/{*path}", get(cdn)).with_state(Hub { files: files.clone(), cdn: String::new() }),
+    )
+    .await;
+    let hub = Hub { files: files.clone(), cdn };
+    let endpoint =
+        serve(Router::new().route("/{owner}/{repo}/resolve/{revision}/{*path}", get(resolve)).with_state(hub)).await;
+    (endpoint, files)
+}
+
+async fn reelbox(home: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(args)
+        .env_remove("REELBOX_CONFIG")
+        .env_remove("HF_TOKEN")
+        .env_remove("REELBOX_URL")
+        .env("REELBOX_ONNXRUNTIME", common::provision::runtime())
+        .env("XDG_CONFIG_HOME", home.join("no-config"))
+        .env("REELBOX_DATA_DIR", home.join("data"))
+        .env("REELBOX_MODELS_DIR", home.join("models"))
+        .env("REELBOX_LOG", "warn")
+        .env("HF_ENDPOINT", endpoint)
+        .output()
+        .await
+        .expect("run reelbox")
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn listed(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "voices list failed: {}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voices_list_from_the_served_index_then_pull_one_that_speaks() {
+    let (endpoint, _) = start_hub().await;
+    let home = tempfile::tempdir().expect("tempdir");
+
+    let german = listed(&reelbox(home.path(), &endpoint, &["voices", "list", "--lang", "de", "--json"]).await);
+    assert_eq!(german.len(), 1, "only the German voice: {german:?}");
+    assert_eq!(german[0]["name"], "de_DE-thorsten-medium");
+    assert_eq!(german[0]["quality"], "medium");
+    assert_eq!(german[0]["installed"], false);
+
+    let table = reelbox(home.path(), &endpoint, &["voices", "list"]).await;
+    let table = text(&table);
+    assert!(table.contains("en_GB-vctk-medium") && table.contains("speaker_0, speaker_1, speaker_2"), "{table}");
+    assert!(table.contains("fr_FR (French)"), "{table}");
+
+    let pull = reelbox(home.path(), &endpoint, &["pull", "piper:de_DE-thorsten-medium"]).await;
+    assert!(pull.status.success(), "pull failed: {}", text(&pull));
+    let dir = home.path().join("models/de_DE-thorsten-medium");
+    for f in ["de_DE-thorsten-medium.onnx", "de_DE-thorsten-medium.onnx.json", "MODEL_CARD"] {
+        assert!(dir.join(f).is_file(), "{f} installed");
+    }
+    let installed = std::fs::read_to_string(home.path().join("models/de_DE-thorsten-medium.toml")).expect("manifest");
+    assert!(installed.contains(&format!("hf:{REPO}@{COMMIT}/de/de_DE/thorsten/medium")), "{installed}");
+
+    let german = listed(&reelbox(home.path(), &endpoint, &["voices", "list", "--lang", "de_DE", "--json"]).await);
+    assert_eq!(german[0]["installed"], true);
+
+    // The pulled voice is one tts model of the catalog and speaks German by its name.
+    let models = reelbox(home.path(), &endpoint, &["models", "list", "--json"]).await;
+    assert!(models.status.success(), "{}", text(&models));
+    let models: serde_json::Value = serde_json::from_slice(&models.stdout).expect("models JSON");
+    let listed: Vec<&serde_json::Value> =
+        models["models"].as_array().expect("models").iter().filter(|m| m["name"] == "de_DE-thorsten-medium").collect();
+    assert_eq!(listed.len(), 1, "listed once: {models}");
+    assert_eq!(listed[0]["kind"], "tts");
+    let wav = home.path().join("guten-tag.wav");
+    let wav_arg = wav.to_str().expect("utf-8 path");
+    let args = ["say", "--local", "--voice", "de_DE-thorsten-medium", "Guten Tag. Wie geht's?", "-o", wav_arg];
+    let say = reelbox(home.path(), &endpoint, &args).await;
+    assert!(say.status.success(), "say failed: {}", text(&say));
+    let spec = hound::WavReader::open(&wav).expect("a WAV file").spec();
+    assert_eq!(spec.sample_rate, 22050);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_does_not_match_the_index_md5_is_refused_and_nothing_stays_installed() {
+    let (endpoint, files) = start_hub().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    // The hub serves changed bytes with its own matching hashes; only the index's md5 knows.
+    let card = "fr/fr_FR/siwis/low/MODEL_CARD";
+    files.lock().expect("lock").get_mut(card).expect("card").0.extend_from_slice(b"tampered\n");
+    // Same size as listed, so only the md5 can tell.
+    files.lock().expect("lock").get_mut(card).expect("card").0.drain(..9);
+    let pull = reelbox(home.path(), &endpoint, &["models", "pull", "piper:fr_FR-siwis-low"]).await;
+    assert!(!pull.status.success(), "a tampered voice must not install");
+    assert!(text(&pull).contains("md5"), "the error names the md5 check: {}", text(&pull));
+    assert!(!home.path().join("models/fr_FR-siwis-low").exists());
+    assert!(!home.path().join("models/fr_FR-siwis-low.toml").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_voice_names_close_ones() {
+    let (endpoint, _) = start_hub().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let pull = reelbox(home.path(), &endpoint, &["pull", "piper:de_DE-thorsten-high"]).await;
+    assert!(!pull.status.success());
+    let msg = text(&pull);
+    assert!(msg.contains("no Piper voice \"de_DE-thorsten-high\"") && msg.contains("de_DE-thorsten-medium"), "{msg}");
+}

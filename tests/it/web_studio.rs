@@ -1,0 +1,420 @@
+//! The web studio in a real headless Chromium (Debian's `chromium` through
+//! `chromium-driver`) against the real daemon with the bundled demo models: write the demo
+//! script, submit, watch it reach 100 %, play the film with its subtitles, download it;
+//! make a profile and drag its face box; delete a job with its files; log in with a key and
+//! see only that key's work. Screenshots at 1280×800 and 390×844 go to
+//! `target/web-screenshots/` for a person to look at.
+
+use crate::common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::daemon::{DaemonProc, is_final, wait_job};
+use common::provision;
+use fantoccini::actions::{InputSource as _, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+use fantoccini::{Client, ClientBuilder, Locator};
+use reelbox::media::ffprobe::probe_with;
+use serde_json::{Value, json};
+
+/// Chromium's flags: headless, and nothing that reaches for the (closed) network.
+const FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,800",
+];
+
+/// A chromedriver process with one browser session; both end on drop.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+async fn browser(downloads: &Path) -> Browser {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver: install Debian's chromium and chromium-driver (.ci/test does)");
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut args: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
+    let caps = json!({"goog:chromeOptions": {
+        "binary": "/usr/bin/chromium",
+        "args": args,
+        "prefs": {"download.default_directory": downloads.display().to_string(), "download.prompt_for_download": false},
+    }});
+    let Value::Object(caps) = caps else { unreachable!("a JSON object") };
+    let url = format!("http://127.0.0.1:{port}");
+    let t0 = Instant::now();
+    let client = loop {
+        let builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await;
+        match builder {
+            Ok(c) => break c,
+            // The driver takes a moment to listen.
+            Err(_) if t0.elapsed() < Duration::from_secs(30) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("no WebDriver session from chromedriver: {e}"),
+        }
+    };
+    Browser { client, driver, _profile: profile }
+}
+
+/// Where screenshots go: `target/web-screenshots/`.
+fn shots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("web-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots dir");
+    dir
+}
+
+/// Resizes the viewport to `w`×`h` CSS pixels and saves a screenshot as `name-WxH.png`.
+async fn shot(c: &Client, name: &str, w: u32, h: u32) {
+    c.set_window_size(w, h).await.expect("resize");
+    let inner = js(c, "return [innerWidth, innerHeight]").await;
+    let (iw, ih) = (inner[0].as_u64().unwrap_or(0) as u32, inner[1].as_u64().unwrap_or(0) as u32);
+    if (iw, ih) != (w, h) {
+        c.set_window_size(w + w.saturating_sub(iw), h + h.saturating_sub(ih)).await.expect("resize");
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(shots_dir().join(format!("{name}-{w}x{h}.png")), png).expect("write screenshot");
+}
+
+async fn both_shots(c: &Client, name: &str) {
+    shot(c, name, 390, 844).await;
+    let overflow = js(c, "return document.documentElement.scrollWidth - innerWidth").await;
+    assert!(overflow.as_i64().unwrap_or(0) <= 0, "{name}: the page is wider than a phone ({overflow} px)");
+    shot(c, name, 1280, 800).await;
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Polls `script` until it returns something other than null/false/""; saves a screenshot
+/// named after `what` when it never does.
+async fn wait_js(c: &Client, what: &str, script: &str, timeout: Duration) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let v = js(c, script).await;
+        if !matches!(&v, Value::Null | Value::Bool(false)) && v != json!("") {
+            return v;
+        }
+        if t0.elapsed() > timeout {
+            let png = c.screenshot().await.unwrap_or_default();
+            let _ = std::fs::write(shots_dir().join(format!("failed-{what}.png")), png);
+            let text = js(c, "return document.body.innerText").await;
+            panic!("timed out waiting for {what} (last {v}); the page says:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"))
+}
+
+async fn go(c: &Client, d: &DaemonProc, hash: &str, ready_css: &str) {
+    c.goto(&format!("{}/{hash}", d.url)).await.expect("goto");
+    let script = format!("return !!document.querySelector({ready_css:?})");
+    wait_js(c, ready_css, &script, Duration::from_secs(20)).await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target)
+        } else {
+            std::fs::copy(e.path(), &target).map(|_| ()).expect("copy")
+        }
+    }
+}
+
+/// The bundled demo models under the names the render defaults to, and the joe voice.
+fn demo_models(root: &Path) -> PathBuf {
+    let demo = common::source_tree().join("models/demo");
+    let models = root.join("models");
+    for (from, to) in [("shapes", "demo-shapes"), ("presenter", "demo-presenter"), ("upscaler", "demo-upscaler")] {
+        copy_dir(&demo.join(from), &models.join(to));
+    }
+    let joe = provision::joe_voice();
+    copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
+    // The UltraFace-interface fixture imported as the face detector (a bare model.onnx
+    // needs its kind named), so the profile editor detects.
+    let imported = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["models", "import", "--name", "face-detector", "--kind", "face"])
+        .arg(common::fixture("models/tiny-face-detector"))
+        .env("REELBOX_MODELS_DIR", &models)
+        .env("REELBOX_DATA_DIR", root.join("import-data"))
+        .status()
+        .expect("run reelbox models import");
+    assert!(imported.success(), "importing the face detector failed");
+    models
+}
+
+/// Files in `dir` and its folders.
+fn files_under(dir: &Path) -> usize {
+    let entries = std::fs::read_dir(dir).map(|r| r.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    entries.iter().map(|e| if e.path().is_dir() { files_under(&e.path()) } else { 1 }).sum()
+}
+
+async fn get(http: &reqwest::Client, d: &DaemonProc, path: &str) -> Value {
+    http.get(d.at(path)).send().await.expect("get").json().await.expect("json")
+}
+
+/// Makes a profile in the page from the demo portrait and drags its face box; returns its id.
+async fn make_profile(c: &Client, d: &DaemonProc, http: &reqwest::Client) -> String {
+    go(c, d, "#/profiles", "#profile-name").await;
+    find(c, "#profile-name").await.send_keys("Demo presenter").await.expect("type");
+    let portrait = common::source_tree().join("assets/demo/portrait.png");
+    find(c, "#profile-portrait").await.send_keys(&portrait.display().to_string()).await.expect("upload");
+    let ready = "const i = document.querySelector('.face-wrap img'); return !document.querySelector('.face-wrap').hidden && i.naturalWidth > 0";
+    wait_js(c, "portrait", ready, Duration::from_secs(10)).await;
+    // The installed detector runs first (a face_detect job); its note says how it went.
+    let settled =
+        "const t = document.getElementById('face-note').textContent; return /^(Face found|No face found)/.test(t) && t";
+    let note = wait_js(c, "face detection", settled, Duration::from_secs(30)).await;
+    assert!(note.as_str().is_some_and(|t| t.contains("drag") || t.contains("place")), "{note}");
+    let read = "return ['x','y','w','h'].map(k => Number(document.getElementById('face-' + k).value))";
+    let before = js(c, read).await;
+    let facebox = find(c, ".facebox").await;
+    let drag = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement { element: facebox, duration: None, x: 0.0, y: 0.0 })
+        .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+        .then(PointerAction::MoveBy { duration: Some(Duration::from_millis(200)), x: 40.0, y: 24.0 })
+        .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+    c.perform_actions(drag).await.expect("drag the face box");
+    let after = js(c, read).await;
+    let n = |v: &Value, i: usize| v[i].as_i64().unwrap_or(-1);
+    assert!(n(&after, 0) > n(&before, 0) && n(&after, 1) > n(&before, 1), "the drag moved the box: {before} → {after}");
+    assert_eq!((n(&after, 2), n(&after, 3)), (n(&before, 2), n(&before, 3)), "moving keeps the size");
+    both_shots(c, "profiles").await;
+    find(c, "#profile-form button[type=submit]").await.click().await.expect("create");
+    let id = wait_js(
+        c,
+        "profile card",
+        "const e = document.querySelector('[data-profile]'); return e && e.dataset.profile",
+        Duration::from_secs(10),
+    )
+    .await;
+    let id = id.as_str().expect("profile id").to_string();
+    let saved = get(http, d, &format!("/api/v1/profiles/{id}")).await;
+    assert_eq!(saved["face_box"], after, "the dragged box is what was saved: {saved}");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_keys_keep_work_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = demo_models(dir.path());
+    let runtime = provision::runtime();
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
+    ];
+    let data = dir.path().join("data");
+    let d = DaemonProc::start(&data, &env);
+    let http = reqwest::Client::new();
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).expect("downloads dir");
+    let b = browser(&downloads).await;
+    let c = &b.client;
+
+    let profile = make_profile(c, &d, &http).await;
+
+    // New film: the demo script typed in, explained scene by scene; a field error shows at its field.
+    go(c, &d, "#/new", &format!("#profile option[value='{profile}']")).await;
+    let script_box = find(c, "#script").await;
+    script_box.clear().await.expect("clear");
+    find(c, "form.film button[type=submit]").await.click().await.expect("submit empty");
+    let err = wait_js(
+        c,
+        "script error",
+        "return document.getElementById('script-error').textContent",
+        Duration::from_secs(10),
+    )
+    .await;
+    let marked = js(c, "return document.getElementById('script').getAttribute('aria-invalid')").await;
+    assert_eq!(marked, "true", "the API's field error ({err}) is shown at the script field");
+    let script = std::fs::read_to_string(common::source_tree().join("assets/demo/script.txt")).expect("demo script");
+    script_box.send_keys(script.trim_end()).await.expect("type the script");
+    let scenes = js(c, "return [...document.querySelectorAll('.scenes li')].map(li => li.textContent)").await;
+    assert_eq!(scenes.as_array().map(Vec::len), Some(3), "{scenes}");
+    assert!(scenes[0].as_str().unwrap_or("").contains("Picture: a red circle on a blue background"), "{scenes}");
+    find(c, "#profile").await.select_by_value(&profile).await.expect("pick the profile");
+    find(c, "#size").await.select_by_value("256").await.expect("size");
+    both_shots(c, "new-film").await;
+    find(c, "form.film button[type=submit]").await.click().await.expect("submit");
+    let id = wait_js(
+        c,
+        "watch view",
+        "const m = location.hash.match(/^#\\/watch\\/(\\w+)/); return m && m[1]",
+        Duration::from_secs(20),
+    )
+    .await;
+    let id = id.as_str().expect("job id").to_string();
+
+    // Watch: progress climbs to 100 % while keyframes appear; then the film plays with subtitles.
+    let mut seen = Vec::new();
+    let t0 = Instant::now();
+    loop {
+        let p = js(c, "const p = document.getElementById('percent'); return p ? p.textContent : ''").await;
+        let p = p.as_str().unwrap_or("").trim_end_matches(" %").parse::<u32>().unwrap_or(0);
+        if seen.last() != Some(&p) {
+            seen.push(p);
+        }
+        if p == 100 || t0.elapsed() > Duration::from_secs(900) {
+            break;
+        }
+        let job = get(&http, &d, &format!("/api/v1/jobs/{id}")).await;
+        assert!(!matches!(job["state"].as_str(), Some("failed" | "canceled")), "{job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen.last(), Some(&100), "progress reached {seen:?}");
+    assert!(seen.iter().any(|p| (1..100).contains(p)), "progress was shown on the way: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "progress never goes back: {seen:?}");
+    let video = "const v = document.querySelector('video'); const t = v && v.textTracks[0]; \
+                 return v && v.readyState >= 1 && t && t.cues && t.cues.length > 0 && [v.duration, v.textTracks.length, t.cues.length]";
+    let played = wait_js(c, "video", video, Duration::from_secs(30)).await;
+    let keyframes = js(c, "return document.querySelectorAll('.keyframes img').length").await;
+    assert_eq!(keyframes, 3, "one keyframe per scene");
+    let job = get(&http, &d, &format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let arts = get(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let film = arts.as_array().expect("artifacts").iter().find(|a| a["name"] == "film.mp4").expect("film.mp4").clone();
+    let bytes =
+        http.get(d.at(film["url"].as_str().expect("url"))).send().await.expect("film").bytes().await.expect("bytes");
+    let probed = dir.path().join("probe.mp4");
+    std::fs::write(&probed, &bytes).expect("write");
+    let want = probe_with(&probed, false).expect("ffprobe").duration_s.expect("duration");
+    let got = played[0].as_f64().expect("video duration");
+    assert!((got - want).abs() <= 0.2, "the page plays {got:.2} s of a {want:.2} s film");
+    both_shots(c, "watch").await;
+
+    // The film downloads through its link.
+    find(c, "a[download='film.mp4']").await.click().await.expect("download");
+    let target = downloads.join("film.mp4");
+    let t0 = Instant::now();
+    while std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0) != bytes.len() as u64 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "film.mp4 did not download: {:?}",
+            std::fs::read_dir(&downloads).map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(std::fs::read(&target).expect("downloaded"), bytes.as_ref(), "the download is the film");
+
+    // The box, then the library: delete the film with its files.
+    go(c, &d, "#/box", "table tbody tr").await;
+    wait_js(c, "telemetry", "return document.querySelectorAll('.gauge').length > 0", Duration::from_secs(10)).await;
+    both_shots(c, "box").await;
+    go(c, &d, "#/library", &format!("[data-job='{id}'] video")).await;
+    both_shots(c, "library").await;
+    let artifacts_dir = data.join("artifacts");
+    let files_before = files_under(&artifacts_dir);
+    find(c, &format!("[data-job='{id}'] button.danger")).await.click().await.expect("delete");
+    c.accept_alert().await.expect("confirm the delete");
+    wait_js(c, "deleted", &format!("return !document.querySelector(\"[data-job='{id}']\")"), Duration::from_secs(10))
+        .await;
+    let gone = http.get(d.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("get");
+    assert_eq!(gone.status(), 404);
+    let removed = files_before - files_under(&artifacts_dir);
+    assert_eq!(removed, arts.as_array().map(Vec::len).unwrap_or(0), "every file of the film went with it");
+
+    // Keys: once they exist the page asks for one; each key sees only its own work.
+    let key = |body: Value| {
+        let http = http.clone();
+        let url = d.at("/api/v1/keys");
+        async move {
+            let v: Value = http.post(url).json(&body).send().await.expect("key").json().await.expect("json");
+            v["key"].as_str().expect("key").to_string()
+        }
+    };
+    let admin = key(json!({"name": "root", "scope": "admin"})).await;
+    let mut client_keys = Vec::new();
+    for name in ["alice", "bob"] {
+        let resp = http.post(d.at("/api/v1/keys")).bearer_auth(&admin).json(&json!({"name": name})).send().await;
+        let v: Value = resp.expect("key").json().await.expect("json");
+        let k = v["key"].as_str().expect("key").to_string();
+        let line = format!("{name} reads this line.");
+        let resp = http.post(d.at("/api/v1/speech")).bearer_auth(&k).json(&json!({"text": line})).send().await;
+        let job: Value = resp.expect("speech").json().await.expect("json");
+        let as_key = reqwest::Client::builder()
+            .default_headers(
+                [(reqwest::header::AUTHORIZATION, format!("Bearer {k}").parse().expect("header"))]
+                    .into_iter()
+                    .collect(),
+            )
+            .build()
+            .expect("client");
+        wait_job(&as_key, &d, job["id"].as_str().expect("id"), Duration::from_secs(120), is_final).await;
+        client_keys.push(k);
+    }
+    go(c, &d, "", "#login:not([hidden])").await;
+    find(c, "#login-key").await.send_keys("rb_not-a-key").await.expect("type");
+    find(c, "#login-form button[type=submit]").await.click().await.expect("log in");
+    let err = wait_js(
+        c,
+        "login error",
+        "return document.getElementById('login-key-error').textContent",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(err.as_str().unwrap_or("").contains("not valid"), "{err}");
+    both_shots(c, "login-error").await;
+    find(c, "#login-key").await.clear().await.expect("clear");
+    find(c, "#login-key").await.send_keys(&client_keys[0]).await.expect("type");
+    find(c, "#login-form button[type=submit]").await.click().await.expect("log in");
+    wait_js(
+        c,
+        "signed in",
+        "return !document.getElementById('who').hidden && document.getElementById('who-label').textContent",
+        Duration::from_secs(10),
+    )
+    .await;
+    go(c, &d, "#/library", "#lib-kind").await;
+    find(c, "#lib-kind").await.select_by_value("").await.expect("everything");
+    let text = wait_js(
+        c,
+        "alice's work",
+        "const t = document.querySelector('.library').innerText; return t.includes('alice reads') && t",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(!text.as_str().unwrap_or("").contains("bob reads"), "alice sees only her work: {text}");
+    let stored = js(c, "return [document.cookie, localStorage.length, sessionStorage.getItem('reelbox.key')]").await;
+    assert_eq!(stored, json!(["", 0, null]), "the session is HttpOnly and no key is stored by the page");
+    find(c, "#logout").await.click().await.expect("log out");
+    wait_js(c, "logged out", "return !document.getElementById('login').hidden", Duration::from_secs(10)).await;
+    let after = js(c, "return fetch('/api/v1/jobs').then(r => r.status)").await;
+    assert_eq!(after, 401, "logout ended the session on the daemon");
+    b.client.clone().close().await.expect("close the browser");
+}
