@@ -5,6 +5,7 @@
 
 pub mod compat;
 pub mod daemon;
+pub mod hub;
 pub mod media;
 pub mod palette;
 pub mod provision;

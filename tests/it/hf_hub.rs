@@ -1,7 +1,6 @@
-//! `hf:` sources against a local server that behaves like the Hugging Face hub: resolve
-//! URLs answered with `X-Repo-Commit` and `ETag`s, LFS files redirected (302) to a second
-//! "CDN" server with `X-Linked-Etag`/`X-Linked-Size`, ranges, and a gated repository that
-//! needs the token, and the tree API listing folders in pages). Pulls run the real
+//! `hf:` sources against a local server that behaves like the Hugging Face hub
+//! (`tests/common/hub.rs`: resolve URLs, the CDN redirect, ranges, a gated repository that
+//! needs the token, the tree API listing folders in pages). Pulls run the real
 //! `reelbox models pull` (and `reelbox setup --models real`) with `HF_ENDPOINT` pointing at
 //! the local hub.
 
@@ -9,226 +8,9 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
-use axum::routing::get;
+use common::hub::{BIG, COMMIT, Shared, TOKEN, blob_sha1, lfs, payload, sha256_hex, small, start};
 use reelbox::models::Manifest;
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
-
-const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
-const TOKEN: &str = "hf_test_secret";
-/// Above the pull's part size (8 MiB), so the file comes in several ranged parts.
-const BIG: usize = 20 << 20;
-
-/// One file of a served repository.
-struct HubFile {
-    data: Vec<u8>,
-    /// Served through the CDN redirect with `X-Linked-Etag` (its sha256).
-    lfs: bool,
-    /// The ETag a small file is served with (its git blob SHA-1 unless a test lies).
-    etag: String,
-}
-
-/// The hub's repositories and what both servers saw.
-#[derive(Default)]
-struct Hub {
-    /// `owner/repo` → path → file.
-    repos: BTreeMap<String, BTreeMap<String, HubFile>>,
-    gated: Vec<String>,
-    cdn_base: String,
-    /// `Authorization` of every request, by server ("hub" or "cdn"), "" when absent.
-    auth: Vec<(&'static str, String)>,
-    /// `Range` of every CDN request.
-    ranges: Vec<String>,
-    /// Cut the next CDN body after this many bytes.
-    cut_once: Option<usize>,
-    /// Paths of every tree API request.
-    trees: Vec<String>,
-}
-
-/// Tree API entries per page (small, so listings come in several pages).
-const TREE_PAGE: usize = 3;
-
-type Shared = Arc<Mutex<Hub>>;
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-fn blob_sha1(data: &[u8]) -> String {
-    let mut h = Sha1::new();
-    h.update(format!("blob {}\0", data.len()).as_bytes());
-    h.update(data);
-    hex::encode(h.finalize())
-}
-
-fn auth_of(headers: &HeaderMap) -> String {
-    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
-}
-
-/// `bytes=A-B` (or `bytes=A-`) of a file of `len` bytes, as `[start, end)`.
-fn range_of(headers: &HeaderMap, len: usize) -> Option<(usize, usize)> {
-    let r = headers.get(header::RANGE)?.to_str().ok()?.strip_prefix("bytes=")?.to_string();
-    let (a, b) = r.split_once('-')?;
-    let start: usize = a.parse().ok()?;
-    let end = if b.is_empty() { len } else { b.parse::<usize>().ok()? + 1 };
-    Some((start, end.min(len)))
-}
-
-fn ranged(data: &[u8], headers: &HeaderMap) -> Response {
-    let (start, end) = range_of(headers, data.len()).unwrap_or((0, data.len()));
-    let status = if headers.contains_key(header::RANGE) { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", end.saturating_sub(1), data.len()))
-        .header(header::CONTENT_LENGTH, end - start)
-        .body(Body::from(data[start..end].to_vec()))
-        .expect("response")
-}
-
-async fn resolve(
-    State(hub): State<Shared>,
-    UrlPath((owner, repo, revision, path)): UrlPath<(String, String, String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    let mut hub = hub.lock().expect("lock");
-    hub.auth.push(("hub", auth_of(&headers)));
-    let repo = format!("{owner}/{repo}");
-    let status = |s: StatusCode| Response::builder().status(s).body(Body::empty()).expect("response");
-    if hub.gated.contains(&repo) && auth_of(&headers) != format!("Bearer {TOKEN}") {
-        return status(StatusCode::UNAUTHORIZED);
-    }
-    if revision != COMMIT && revision != "main" {
-        return status(StatusCode::NOT_FOUND);
-    }
-    let cdn = hub.cdn_base.clone();
-    let Some(file) = hub.repos.get(&repo).and_then(|r| r.get(&path)) else { return status(StatusCode::NOT_FOUND) };
-    if file.lfs {
-        let sha = sha256_hex(&file.data);
-        return Response::builder()
-            .status(StatusCode::FOUND)
-            .header(header::LOCATION, format!("{cdn}/cdn/{sha}?signed=1"))
-            .header("x-repo-commit", COMMIT)
-            .header("x-linked-etag", format!("\"{sha}\""))
-            .header("x-linked-size", file.data.len())
-            .header(header::ETAG, "\"pointer-blob-id\"")
-            .body(Body::empty())
-            .expect("response");
-    }
-    let mut resp = ranged(&file.data, &headers);
-    resp.headers_mut().insert("x-repo-commit", COMMIT.parse().expect("header"));
-    resp.headers_mut().insert(header::ETAG, format!("\"{}\"", file.etag).parse().expect("header"));
-    resp
-}
-
-async fn cdn(State(hub): State<Shared>, UrlPath(sha): UrlPath<String>, headers: HeaderMap) -> Response {
-    let mut hub = hub.lock().expect("lock");
-    hub.auth.push(("cdn", auth_of(&headers)));
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    hub.ranges.push(range);
-    let found = hub.repos.values().flat_map(|r| r.values()).find(|f| f.lfs && sha256_hex(&f.data) == sha);
-    let Some(data) = found.map(|f| f.data.clone()) else {
-        return Response::builder().status(StatusCode::NOT_FOUND).body(Body::empty()).expect("response");
-    };
-    let (start, end) = range_of(&headers, data.len()).unwrap_or((0, data.len()));
-    if let Some(cut) = hub.cut_once.take() {
-        // Promise the range, send part of it, then fail the stream: a dropped connection.
-        let part = data[start..(start + cut).min(end)].to_vec();
-        let stream = futures::stream::iter(vec![
-            Ok::<_, std::io::Error>(axum::body::Bytes::from(part)),
-            Err(std::io::Error::other("connection dropped by the test CDN")),
-        ]);
-        return Response::builder()
-            .status(StatusCode::PARTIAL_CONTENT)
-            .header(header::CONTENT_LENGTH, end - start)
-            .body(Body::from_stream(stream))
-            .expect("response");
-    }
-    ranged(&data, &headers)
-}
-
-/// `GET /api/models/{owner}/{repo}/tree/{revision}/{path}?recursive=true[&cursor=N]`: the
-/// files under `path` (and their folders) as the hub lists them, `TREE_PAGE` at a time with
-/// a `Link: <…>; rel="next"` header.
-async fn tree(
-    State(hub): State<Shared>,
-    UrlPath((owner, repo, revision, path)): UrlPath<(String, String, String, String)>,
-    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let mut hub = hub.lock().expect("lock");
-    hub.auth.push(("hub", auth_of(&headers)));
-    hub.trees.push(path.clone());
-    let repo_name = format!("{owner}/{repo}");
-    let status = |s: StatusCode| Response::builder().status(s).body(Body::empty()).expect("response");
-    if revision != COMMIT && revision != "main" {
-        return status(StatusCode::NOT_FOUND);
-    }
-    let Some(files) = hub.repos.get(&repo_name) else { return status(StatusCode::NOT_FOUND) };
-    let prefix = format!("{}/", path.trim_end_matches('/'));
-    let mut entries: Vec<serde_json::Value> = Vec::new();
-    let mut dirs = std::collections::BTreeSet::new();
-    for (p, f) in files.iter().filter(|(p, _)| p.starts_with(&prefix)) {
-        if let Some((dir, _)) = p.rsplit_once('/')
-            && dirs.insert(dir.to_string())
-        {
-            entries.push(serde_json::json!({"type": "directory", "oid": "d", "size": 0, "path": dir}));
-        }
-        let mut e = serde_json::json!({"type": "file", "path": p, "oid": blob_sha1(&f.data), "size": f.data.len()});
-        if f.lfs {
-            e["size"] = 134.into();
-            e["lfs"] = serde_json::json!({"oid": sha256_hex(&f.data), "size": f.data.len(), "pointerSize": 134});
-        }
-        entries.push(e);
-    }
-    if entries.is_empty() {
-        return status(StatusCode::NOT_FOUND);
-    }
-    let start: usize = query.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
-    let end = (start + TREE_PAGE).min(entries.len());
-    let mut resp = Response::builder().header(header::CONTENT_TYPE, "application/json");
-    if end < entries.len() {
-        let next =
-            format!("</api/models/{repo_name}/tree/{revision}/{path}?recursive=true&cursor={end}>; rel=\"next\"");
-        resp = resp.header(header::LINK, next);
-    }
-    resp.body(Body::from(serde_json::Value::from(entries[start.min(end)..end].to_vec()).to_string())).expect("response")
-}
-
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
-}
-
-/// Starts the hub and its CDN; returns the hub's endpoint.
-async fn start(hub: Shared) -> String {
-    let cdn_base = serve(Router::new().route("/cdn/{sha}", get(cdn)).with_state(hub.clone())).await;
-    hub.lock().expect("lock").cdn_base = cdn_base;
-    let router = Router::new()
-        .route("/{owner}/{repo}/resolve/{revision}/{*path}", get(resolve))
-        .route("/api/models/{owner}/{repo}/tree/{revision}/{*path}", get(tree));
-    serve(router.with_state(hub)).await
-}
-
-fn payload(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8).collect()
-}
-
-fn lfs(data: Vec<u8>) -> HubFile {
-    HubFile { data, lfs: true, etag: String::new() }
-}
-
-fn small(data: &[u8]) -> HubFile {
-    HubFile { data: data.to_vec(), lfs: false, etag: blob_sha1(data) }
-}
 
 /// A home with a share dir holding `manifest` (TOML) and an empty models dir.
 fn home_with(manifest: &str) -> tempfile::TempDir {
@@ -274,7 +56,7 @@ fn text(out: &std::process::Output) -> String {
 async fn gated_lfs_file_resumes_in_parts_from_the_cdn_and_the_token_stays_on_the_hub() {
     let big = payload(BIG, 7);
     let sha = sha256_hex(&big);
-    let hub: Shared = Arc::default();
+    let hub = Shared::default();
     {
         let mut h = hub.lock().expect("lock");
         h.repos.insert("org/gated".into(), BTreeMap::from([("onnx/unet/model.onnx".to_string(), lfs(big.clone()))]));
@@ -316,7 +98,7 @@ async fn gated_lfs_file_resumes_in_parts_from_the_cdn_and_the_token_stays_on_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sha256_mismatch_installs_nothing() {
-    let hub: Shared = Arc::default();
+    let hub = Shared::default();
     hub.lock().expect("lock").repos.insert(
         "org/plain".into(),
         BTreeMap::from([("wav2lip.onnx".to_string(), lfs(payload(1000, 1))), ("a.json".to_string(), small(b"{}"))]),
@@ -340,7 +122,7 @@ async fn sha256_mismatch_installs_nothing() {
 async fn unpinned_files_are_checked_by_lfs_sha256_and_git_blob_sha1() {
     let weights = payload(5000, 3);
     let config = br#"{"sample_size": 64}"#;
-    let hub: Shared = Arc::default();
+    let hub = Shared::default();
     {
         let mut h = hub.lock().expect("lock");
         h.repos.insert(
@@ -351,7 +133,7 @@ async fn unpinned_files_are_checked_by_lfs_sha256_and_git_blob_sha1() {
             ]),
         );
         let mut liar = small(config);
-        liar.etag = blob_sha1(b"something else");
+        liar.etag = Some(blob_sha1(b"something else"));
         h.repos.insert("org/liar".into(), BTreeMap::from([("unet/config.json".to_string(), liar)]));
     }
     let endpoint = start(hub).await;
@@ -393,7 +175,7 @@ async fn unpinned_files_are_checked_by_lfs_sha256_and_git_blob_sha1() {
 async fn a_pull_continues_the_parts_an_interrupted_one_left_behind() {
     let big = payload(BIG, 9);
     let sha = sha256_hex(&big);
-    let hub: Shared = Arc::default();
+    let hub = Shared::default();
     hub.lock()
         .expect("lock")
         .repos
@@ -425,7 +207,7 @@ async fn a_pull_continues_the_parts_an_interrupted_one_left_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_folders_come_from_the_tree_api_once_the_licence_is_accepted() {
     let (unet, unet_data, weights) = (payload(3000, 5), payload(4000, 6), payload(2000, 8));
-    let hub: Shared = Arc::default();
+    let hub = Shared::default();
     hub.lock().expect("lock").repos.insert(
         "org/sd".into(),
         BTreeMap::from([
@@ -495,7 +277,7 @@ async fn whole_folders_come_from_the_tree_api_once_the_licence_is_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_models_real_pulls_a_set_for_this_box_and_makes_each_the_default() {
-    let hub: Shared = Arc::default();
+    let hub = Shared::default();
     hub.lock().expect("lock").repos.insert(
         "org/real".into(),
         BTreeMap::from([

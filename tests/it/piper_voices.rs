@@ -1,100 +1,20 @@
 //! `reelbox voices list` and `reelbox pull piper:NAME` against a local server that behaves
-//! like the Hugging Face hub for `rhasspy/piper-voices@v1.0.0`: small files (`voices.json`,
-//! a voice's `.onnx.json`, its `MODEL_CARD`) answered on the resolve URL with their git
-//! blob SHA-1 as `ETag`, the `.onnx` redirected (302) to a second "CDN" server with
-//! `X-Linked-Etag`/`X-Linked-Size`. The voices are the tiny parity voices, so a pulled
+//! like the Hugging Face hub (`tests/common/hub.rs`) for `rhasspy/piper-voices@v1.0.0`:
+//! small files (`voices.json`, a voice's `.onnx.json`, its `MODEL_CARD`) answered on the
+//! resolve URL with their git blob SHA-1 as `ETag`, the `.onnx` redirected (302) to a
+//! second "CDN" server with `X-Linked-Etag`/`X-Linked-Size`. The voices are the tiny parity voices, so a pulled
 //! voice really speaks.
 
 use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
-use axum::routing::get;
 use common::fixture;
-use md5::Md5;
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use common::hub::{COMMIT, HubFile, Shared, lfs, small};
+use md5::{Digest, Md5};
 
 const REPO: &str = "rhasspy/piper-voices";
-const COMMIT: &str = "fedcba9876543210fedcba9876543210fedcba98";
-
-/// Repository path → (bytes, served through the CDN).
-type Files = Arc<Mutex<BTreeMap<String, (Vec<u8>, bool)>>>;
-
-#[derive(Clone)]
-struct Hub {
-    files: Files,
-    cdn: String,
-}
-
-fn blob_sha1(data: &[u8]) -> String {
-    let mut h = Sha1::new();
-    h.update(format!("blob {}\0", data.len()).as_bytes());
-    h.update(data);
-    hex::encode(h.finalize())
-}
-
-async fn resolve(
-    State(hub): State<Hub>,
-    UrlPath((owner, repo, revision, path)): UrlPath<(String, String, String, String)>,
-) -> Response {
-    let empty = |s: StatusCode| Response::builder().status(s).body(Body::empty()).expect("response");
-    if format!("{owner}/{repo}") != REPO || revision != "v1.0.0" {
-        return empty(StatusCode::NOT_FOUND);
-    }
-    let Some((data, lfs)) = hub.files.lock().expect("lock").get(&path).cloned() else {
-        return empty(StatusCode::NOT_FOUND);
-    };
-    if lfs {
-        let sha = hex::encode(Sha256::digest(&data));
-        return Response::builder()
-            .status(StatusCode::FOUND)
-            .header(header::LOCATION, format!("{}/cdn/{path}", hub.cdn))
-            .header("x-repo-commit", COMMIT)
-            .header("x-linked-etag", format!("\"{sha}\""))
-            .header("x-linked-size", data.len())
-            .body(Body::empty())
-            .expect("response");
-    }
-    Response::builder()
-        .header("x-repo-commit", COMMIT)
-        .header(header::ETAG, format!("\"{}\"", blob_sha1(&data)))
-        .header(header::CONTENT_LENGTH, data.len())
-        .body(Body::from(data))
-        .expect("response")
-}
-
-async fn cdn(State(hub): State<Hub>, UrlPath(path): UrlPath<String>, headers: HeaderMap) -> Response {
-    let Some((data, _)) = hub.files.lock().expect("lock").get(&path).cloned() else {
-        return Response::builder().status(StatusCode::NOT_FOUND).body(Body::empty()).expect("response");
-    };
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|r| r.strip_prefix("bytes="));
-    let (start, end) = range
-        .and_then(|r| r.split_once('-'))
-        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().map_or(data.len(), |b| b + 1))))
-        .unwrap_or((0, data.len()));
-    let end = end.min(data.len());
-    Response::builder()
-        .status(if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK })
-        .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", end.saturating_sub(1), data.len()))
-        .header(header::CONTENT_LENGTH, end - start)
-        .body(Body::from(data[start..end].to_vec()))
-        .expect("response")
-}
-
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
-}
 
 fn md5_hex(data: &[u8]) -> String {
     hex::encode(Md5::digest(data))
@@ -102,7 +22,7 @@ fn md5_hex(data: &[u8]) -> String {
 
 /// A voice of the served index: its files and its `voices.json` entry.
 fn add_voice(
-    files: &mut BTreeMap<String, (Vec<u8>, bool)>,
+    files: &mut BTreeMap<String, HubFile>,
     index: &mut serde_json::Map<String, serde_json::Value>,
     spec: (&str, &str, &str, &str, u32),
 ) {
@@ -124,7 +44,7 @@ fn add_voice(
             format!("{dir}/{file}"),
             serde_json::json!({"size_bytes": data.len(), "md5_digest": md5_hex(&data)}),
         );
-        files.insert(format!("{dir}/{file}"), (data, lfs));
+        files.insert(format!("{dir}/{file}"), if lfs { self::lfs(data) } else { small(&data) });
     }
     let speaker_id_map: serde_json::Map<String, serde_json::Value> =
         (0..speakers).filter(|_| speakers > 1).map(|i| (format!("speaker_{i}"), serde_json::json!(i))).collect();
@@ -139,24 +59,23 @@ fn add_voice(
     );
 }
 
-/// Starts the hub with three voices; returns its endpoint and its files (tests corrupt them).
-async fn start_hub() -> (String, Files) {
+/// Starts the hub with three voices at `v1.0.0`; returns its endpoint and the hub (tests
+/// change its files).
+async fn start_hub() -> (String, Shared) {
     let mut files = BTreeMap::new();
     let mut index = serde_json::Map::new();
     add_voice(&mut files, &mut index, ("de_DE-thorsten-medium", "German", "Germany", "de", 1));
     add_voice(&mut files, &mut index, ("en_GB-vctk-medium", "English", "Great Britain", "en", 3));
     add_voice(&mut files, &mut index, ("fr_FR-siwis-low", "French", "France", "fr", 1));
     let text = serde_json::to_vec_pretty(&serde_json::Value::Object(index)).expect("index");
-    files.insert("voices.json".into(), (text, false));
-    let files: Files = Arc::new(Mutex::new(files));
-    let cdn = serve(
-        Router::new().route("/cdn/{*path}", get(cdn)).with_state(Hub { files: files.clone(), cdn: String::new() }),
-    )
-    .await;
-    let hub = Hub { files: files.clone(), cdn };
-    let endpoint =
-        serve(Router::new().route("/{owner}/{repo}/resolve/{revision}/{*path}", get(resolve)).with_state(hub)).await;
-    (endpoint, files)
+    files.insert("voices.json".into(), small(&text));
+    let hub = Shared::default();
+    {
+        let mut h = hub.lock().expect("lock");
+        h.repos.insert(REPO.into(), files);
+        h.revisions.push("v1.0.0".into());
+    }
+    (common::hub::start(hub.clone()).await, hub)
 }
 
 async fn reelbox(home: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
@@ -232,13 +151,17 @@ async fn voices_list_from_the_served_index_then_pull_one_that_speaks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_does_not_match_the_index_md5_is_refused_and_nothing_stays_installed() {
-    let (endpoint, files) = start_hub().await;
+    let (endpoint, hub) = start_hub().await;
     let home = tempfile::tempdir().expect("tempdir");
     // The hub serves changed bytes with its own matching hashes; only the index's md5 knows.
     let card = "fr/fr_FR/siwis/low/MODEL_CARD";
-    files.lock().expect("lock").get_mut(card).expect("card").0.extend_from_slice(b"tampered\n");
-    // Same size as listed, so only the md5 can tell.
-    files.lock().expect("lock").get_mut(card).expect("card").0.drain(..9);
+    {
+        let mut h = hub.lock().expect("lock");
+        let served = &mut h.repos.get_mut(REPO).expect("repo").get_mut(card).expect("card").data;
+        served.extend_from_slice(b"tampered\n");
+        // Same size as listed, so only the md5 can tell.
+        served.drain(..9);
+    }
     let pull = reelbox(home.path(), &endpoint, &["models", "pull", "piper:fr_FR-siwis-low"]).await;
     assert!(!pull.status.success(), "a tampered voice must not install");
     assert!(text(&pull).contains("md5"), "the error names the md5 check: {}", text(&pull));

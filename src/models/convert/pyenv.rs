@@ -78,7 +78,9 @@ impl PyEnv {
         std::fs::write(&req, REQUIREMENTS).map_err(io(&req))?;
         let pip = || {
             let mut c = Command::new(self.python());
-            c.args(["-m", "pip", "--disable-pip-version-check", "--no-input"]);
+            // No wheel cache: PyTorch's wheels would stay in ~/.cache/pip beside the
+            // environment, doubling its 5.8 GB for nothing (it is made once).
+            c.args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--no-cache-dir"]);
             c
         };
         // Old pips (Debian 12's 23.0) fail to resolve this set; a current one does.
