@@ -26,7 +26,7 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<
     let (default_name, detected, copies) = if path.is_file() {
         piper_pair(path)
             .ok_or_else(|| fail("a file import must be a Piper voice X.onnx with X.onnx.json beside it".into()))?
-    } else if layout::is_diffusion(path) || path.join("unet/model.onnx").is_file() {
+    } else if layout::is_diffusion(path) {
         (dir_name(path), Some(ModelKind::Diffusion), walk(path).map_err(|e| fail(e.to_string()))?)
     } else {
         std::fs::read_dir(path).map_err(|e| fail(e.to_string()))?;

@@ -1,6 +1,6 @@
 //! What a model directory's files say it is. Two layouts are recognised without a
-//! manifest: a Stable Diffusion ONNX pipeline (a `model_index.json`, what
-//! `pipelines::diffusion::ModelInfo` reads) and a Piper voice (`X.onnx` beside its config,
+//! manifest: a Stable Diffusion ONNX pipeline (a `model_index.json` or, in web exports
+//! that ship none, a `unet/model.onnx`: what `pipelines::diffusion::ModelInfo` reads) and a Piper voice (`X.onnx` beside its config,
 //! what `pipelines::tts::Voice` loads). Single-file models (lip-sync, upscale, face) are a
 //! bare `model.onnx` whose kind only a manifest can tell.
 
@@ -10,7 +10,7 @@ use super::manifest::ModelKind;
 
 /// True when `dir` holds a Stable Diffusion ONNX pipeline.
 pub fn is_diffusion(dir: &Path) -> bool {
-    dir.join("model_index.json").is_file()
+    dir.join("model_index.json").is_file() || dir.join("unet/model.onnx").is_file()
 }
 
 /// The Piper config beside a voice `X.onnx`: `X.onnx.json`, else `X.json`.

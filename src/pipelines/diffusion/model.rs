@@ -80,6 +80,15 @@ pub fn parse_json_lenient(text: &str) -> Result<Value, serde_json::Error> {
     }
 }
 
+/// A tokenizer folder holds `vocab.json` + `merges.txt` or a `tokenizer.json`.
+fn require_tokenizer(model: &str, dir: &Path, part: &'static str) -> Result<(), DiffusionError> {
+    if dir.join(part).join("tokenizer.json").is_file() {
+        return Ok(());
+    }
+    require(model, dir, part, "vocab.json")?;
+    require(model, dir, part, "merges.txt").map(drop)
+}
+
 fn require(model: &str, dir: &Path, part: &'static str, file: &str) -> Result<PathBuf, DiffusionError> {
     let path = dir.join(part).join(file);
     if path.is_file() { Ok(path) } else { Err(DiffusionError::MissingPart { model: model.to_string(), part, path }) }
@@ -87,14 +96,12 @@ fn require(model: &str, dir: &Path, part: &'static str, file: &str) -> Result<Pa
 
 impl ModelInfo {
     /// Reads `dir`'s `model_index.json`, configs and file list; errors name the missing part.
+    /// Web exports (`microsoft/sd-turbo-webnn`) ship only the ONNX files and a tokenizer:
+    /// without `model_index.json` the family comes from the folders, without a scheduler
+    /// config the defaults below apply.
     pub fn inspect(dir: &Path) -> Result<Self, DiffusionError> {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let index_path = dir.join("model_index.json");
-        let index = read_json(&index_path)?.ok_or_else(|| DiffusionError::MissingPart {
-            model: name.clone(),
-            part: "model_index.json",
-            path: index_path.clone(),
-        })?;
+        let index = read_json(&dir.join("model_index.json"))?.unwrap_or(Value::Null);
         let class = index.get("_class_name").and_then(Value::as_str).unwrap_or("");
         let family =
             if class.contains("XL") || index.get("text_encoder_2").is_some() || dir.join("text_encoder_2").is_dir() {
@@ -105,17 +112,32 @@ impl ModelInfo {
         require(&name, dir, "text_encoder", "model.onnx")?;
         require(&name, dir, "unet", "model.onnx")?;
         require(&name, dir, "vae_decoder", "model.onnx")?;
-        require(&name, dir, "tokenizer", "vocab.json")?;
-        require(&name, dir, "tokenizer", "merges.txt")?;
+        require_tokenizer(&name, dir, "tokenizer")?;
         if family == Family::Sdxl {
             require(&name, dir, "text_encoder_2", "model.onnx")?;
-            require(&name, dir, "tokenizer_2", "vocab.json")?;
-            require(&name, dir, "tokenizer_2", "merges.txt")?;
+            require_tokenizer(&name, dir, "tokenizer_2")?;
         }
-        let sched_path = require(&name, dir, "scheduler", "scheduler_config.json")?;
-        let sched_value = read_json(&sched_path)?.unwrap_or(Value::Null);
-        let scheduler_config: SchedulerConfigFile = serde_json::from_value(sched_value)
-            .map_err(|e| DiffusionError::Config { path: sched_path.clone(), source: e.into() })?;
+        let sched_path = dir.join("scheduler/scheduler_config.json");
+        let scheduler_config: SchedulerConfigFile = match read_json(&sched_path)? {
+            Some(value) => serde_json::from_value(value)
+                .map_err(|e| DiffusionError::Config { path: sched_path.clone(), source: e.into() })?,
+            // Euler with Stable Diffusion's training betas (every SD 1.x/2.x/XL config
+            // says these; the samplers' own defaults are diffusers' class defaults, which
+            // are not) and trailing timesteps: the spacing few-step distilled exports need
+            // (1 step = t 999, as SD-Turbo's own config says), and the one diffusers
+            // recommends for SD models since "Common Diffusion Noise Schedules and Sample
+            // Steps Are Flawed".
+            None => SchedulerConfigFile {
+                class_name: Some("EulerDiscreteScheduler".into()),
+                num_train_timesteps: Some(1000),
+                beta_start: Some(0.00085),
+                beta_end: Some(0.012),
+                beta_schedule: Some("scaled_linear".into()),
+                prediction_type: Some("epsilon".into()),
+                timestep_spacing: Some("trailing".into()),
+                ..SchedulerConfigFile::default()
+            },
+        };
         let default_scheduler =
             scheduler_config.class_name.as_deref().and_then(|c| SchedulerChoice::from_class_name(c, &scheduler_config));
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::BPE;
+use tokenizers::models::bpe::{BPE, BpeBuilder, Merges, Vocab};
 use tokenizers::normalizers::replace::ReplacePattern;
 use tokenizers::normalizers::{Lowercase, NFC, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -31,7 +31,7 @@ pub enum TokenizerError {
         #[source]
         source: FileCause,
     },
-    #[error("tokenizer in {dir}: special token {token:?} ({role}) is not in vocab.json")]
+    #[error("tokenizer in {dir}: special token {token:?} ({role}) is not in its vocabulary")]
     MissingSpecial { dir: PathBuf, role: &'static str, token: String },
     /// The tokenizers library refused a part (`what`) of the tokenizer, or a prompt.
     #[error("tokenizer in {dir}: {what}: {source}")]
@@ -52,6 +52,56 @@ pub enum FileCause {
     Read(#[from] std::io::Error),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    #[error("not a BPE tokenizer.json: {0}")]
+    NotBpe(&'static str),
+}
+
+/// The BPE vocabulary and merges: `vocab.json` + `merges.txt` (the diffusers layout), else
+/// the `model` of a `tokenizer.json` (what transformers.js and web exports ship, e.g.
+/// `microsoft/sd-turbo-webnn`). Either way the CLIP normalizer and pre-tokenizer are
+/// reelbox's own, so both give the same ids.
+fn bpe_source(dir: &Path) -> Result<(BpeBuilder, &'static str), TokenizerError> {
+    let vocab_path = dir.join("vocab.json");
+    let merges_path = dir.join("merges.txt");
+    let json_path = dir.join("tokenizer.json");
+    if vocab_path.is_file() || !json_path.is_file() {
+        for p in [&vocab_path, &merges_path] {
+            if !p.is_file() {
+                return Err(TokenizerError::File { path: p.clone(), source: FileCause::Missing });
+            }
+        }
+        let files = BPE::from_file(&vocab_path.to_string_lossy(), &merges_path.to_string_lossy());
+        return Ok((files, "vocab.json/merges.txt"));
+    }
+    let file_err = |source: FileCause| TokenizerError::File { path: json_path.clone(), source };
+    let json = read_json(&json_path)?.ok_or_else(|| file_err(FileCause::Missing))?;
+    let model = json.get("model").ok_or_else(|| file_err(FileCause::NotBpe("no \"model\"")))?;
+    if model.get("type").and_then(Value::as_str).is_some_and(|t| t != "BPE") {
+        return Err(file_err(FileCause::NotBpe("its model is not BPE")));
+    }
+    let vocab: Vocab = model
+        .get("vocab")
+        .and_then(Value::as_object)
+        .ok_or_else(|| file_err(FileCause::NotBpe("no model.vocab")))?
+        .iter()
+        .filter_map(|(token, id)| Some((token.clone(), u32::try_from(id.as_u64()?).ok()?)))
+        .collect();
+    // Merges are "a b" strings in older files and ["a", "b"] pairs in newer ones.
+    let merges: Merges = model
+        .get("merges")
+        .and_then(Value::as_array)
+        .ok_or_else(|| file_err(FileCause::NotBpe("no model.merges")))?
+        .iter()
+        .filter_map(|m| match m {
+            Value::String(s) => s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())),
+            Value::Array(pair) => match pair.as_slice() {
+                [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    Ok((BPE::builder().vocab_and_merges(vocab, merges), "tokenizer.json"))
 }
 
 /// Ids of one prompt, padded to the model length, plus what truncation removed.
@@ -101,16 +151,10 @@ fn token_content(v: &Value) -> Option<String> {
 }
 
 impl ClipTokenizer {
-    /// Loads `dir/{vocab.json, merges.txt}` and the special tokens from
-    /// `special_tokens_map.json` (which wins, as in transformers) or `tokenizer_config.json`.
+    /// Loads `dir/{vocab.json, merges.txt}` (or `dir/tokenizer.json`) and the special tokens
+    /// from `special_tokens_map.json` (which wins, as in transformers) or `tokenizer_config.json`.
     pub fn load(dir: &Path) -> Result<Self, TokenizerError> {
-        let vocab_path = dir.join("vocab.json");
-        let merges_path = dir.join("merges.txt");
-        for p in [&vocab_path, &merges_path] {
-            if !p.is_file() {
-                return Err(TokenizerError::File { path: p.clone(), source: FileCause::Missing });
-            }
-        }
+        let (source, source_name) = bpe_source(dir)?;
         let config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
         let special_map = read_json(&dir.join("special_tokens_map.json"))?.unwrap_or(Value::Null);
         let special = |key: &str, default: &str| {
@@ -134,12 +178,12 @@ impl ClipTokenizer {
         let build_err = |what: &'static str| {
             move |source: tokenizers::Error| TokenizerError::Build { dir: dir.to_path_buf(), what, source }
         };
-        let bpe = BPE::from_file(&vocab_path.to_string_lossy(), &merges_path.to_string_lossy())
+        let bpe = source
             .continuing_subword_prefix(String::new())
             .end_of_word_suffix("</w>".into())
             .unk_token(unk_token.clone())
             .build()
-            .map_err(build_err("vocab.json/merges.txt"))?;
+            .map_err(build_err(source_name))?;
         let mut inner = Tokenizer::new(bpe);
         let whitespace =
             Replace::new(ReplacePattern::Regex(r"\s+".into()), " ").map_err(build_err("whitespace normalizer"))?;
@@ -248,5 +292,42 @@ mod tests {
         let cut = out.truncated.expect("truncated");
         assert!(cut.ends_with("zebra"), "{cut:?}");
         assert!(tok.encode("a photo of a cat").expect("encode").truncated.is_none());
+    }
+
+    /// A web export's `tokenizer.json` (merges in either format) gives the same ids as the
+    /// diffusers `vocab.json` + `merges.txt` it was made from; a non-BPE file is refused.
+    #[test]
+    fn a_tokenizer_json_gives_the_ids_of_vocab_and_merges() {
+        let src = fixture("tests/fixtures/models/tiny-sd/tokenizer");
+        let vocab: Value =
+            serde_json::from_str(&std::fs::read_to_string(src.join("vocab.json")).expect("vocab")).expect("vocab json");
+        let merges: Vec<String> = std::fs::read_to_string(src.join("merges.txt"))
+            .expect("merges")
+            .lines()
+            .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        let pairs: Vec<Value> =
+            merges.iter().filter_map(|m| m.split_once(' ')).map(|(a, b)| serde_json::json!([a, b])).collect();
+        let reference = ClipTokenizer::load(&src).expect("load");
+        let prompts = ["a photo of a cat", "Hello,   WORLD!! it's 3:30pm", "zebra zebra zebra"];
+        for merges_json in [serde_json::json!(merges), Value::Array(pairs)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            for f in ["special_tokens_map.json", "tokenizer_config.json"] {
+                std::fs::copy(src.join(f), dir.path().join(f)).expect("copy");
+            }
+            let json = serde_json::json!({"model": {"type": "BPE", "vocab": vocab, "merges": merges_json}});
+            std::fs::write(dir.path().join("tokenizer.json"), json.to_string()).expect("write");
+            let tok = ClipTokenizer::load(dir.path()).expect("load tokenizer.json");
+            assert_eq!(tok.special_ids(), reference.special_ids());
+            for p in prompts {
+                assert_eq!(tok.encode(p).expect("encode"), reference.encode(p).expect("encode"), "{p:?}");
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("tokenizer.json"), r#"{"model": {"type": "WordPiece", "vocab": {}}}"#)
+            .expect("write");
+        let err = ClipTokenizer::load(dir.path()).expect_err("WordPiece refused").to_string();
+        assert!(err.contains("tokenizer.json") && err.contains("not BPE"), "{err}");
     }
 }

@@ -6,6 +6,7 @@ use crate::common;
 mod lipsync;
 mod motion;
 mod upscale;
+mod web_export;
 
 use std::sync::OnceLock;
 
