@@ -14,7 +14,9 @@ use crate::engine::{self, Engine, EngineError, Output, SharedSession, Want};
 use crate::gpu::DeviceId;
 use crate::media::ffmpeg::{FfmpegError, FrameRate, H264Encoder, VideoOptions, VideoReader, VideoWriter};
 use crate::pipelines::{Canceled, Progress, ProgressFn, check_cancel};
+pub use layout::Layout;
 
+pub mod layout;
 pub mod tiling;
 
 use tiling::plan_tiles;
@@ -70,6 +72,8 @@ pub struct Upscaler {
     scale: u32,
     /// (height, width) when the model only takes one size.
     fixed: Option<(u32, u32)>,
+    /// Channel-first or channel-last, as the session's input says (outputs follow it).
+    layout: Layout,
 }
 
 fn tensor_dims(o: &ort::value::Outlet) -> (Vec<i64>, Option<TensorElementType>) {
@@ -101,12 +105,16 @@ impl Upscaler {
             }
             (inp.name().to_string(), in_dims, out.name().to_string(), out_dims)
         };
-        if in_dims.len() != 4 || !(in_dims[1] == 3 || in_dims[1] < 0) || out_dims.len() != 4 {
-            return Err(bad(format!("expected NCHW RGB tensors, got input {in_dims:?} and output {out_dims:?}")));
-        }
-        let fixed = (in_dims[2] > 0 && in_dims[3] > 0).then(|| (in_dims[2] as u32, in_dims[3] as u32));
-        let mut this = Self { session, path: path.clone(), input, output, scale: 1, fixed };
-        this.scale = match (fixed, out_dims[2], out_dims[3]) {
+        let layout = Layout::of(&in_dims).filter(|l| Layout::of(&out_dims).is_none_or(|o| o == *l));
+        let Some(layout) = layout.filter(|_| out_dims.len() == 4) else {
+            return Err(bad(format!(
+                "expected RGB image tensors, NCHW or NHWC, got input {in_dims:?} and output {out_dims:?}"
+            )));
+        };
+        let (ya, xa) = layout.spatial_axes();
+        let fixed = (in_dims[ya] > 0 && in_dims[xa] > 0).then(|| (in_dims[ya] as u32, in_dims[xa] as u32));
+        let mut this = Self { session, path: path.clone(), input, output, scale: 1, fixed, layout };
+        this.scale = match (fixed, out_dims[ya], out_dims[xa]) {
             (Some((h, w)), oh, ow) if oh > 0 && ow > 0 => {
                 if oh as u32 % h != 0 || ow as u32 / w != oh as u32 / h {
                     return Err(bad(format!("output {oh}x{ow} is not a whole multiple of input {h}x{w}")));
@@ -118,7 +126,7 @@ impl Upscaler {
         if this.scale == 0 {
             return Err(bad("output is smaller than the input".into()));
         }
-        tracing::info!(model = %path.display(), scale = this.scale, fixed = ?this.fixed, "loaded upscaler");
+        tracing::info!(model = %path.display(), scale = this.scale, fixed = ?this.fixed, ?layout, "loaded upscaler");
         Ok(this)
     }
 
@@ -155,12 +163,18 @@ impl Upscaler {
     /// the import self-check, which compares one raw tile with PyTorch.
     pub fn run_tile(&self, chw: Vec<f32>, h: u32, w: u32) -> Result<(Vec<f32>, (u32, u32)), UpscaleError> {
         let model = format!("{} on a {w}x{h} tile", self.path.display());
-        let tensor = Tensor::from_array(([1usize, 3, h as usize, w as usize], chw))
-            .map_err(EngineError::input(&model, &self.input))?;
+        let (h, w) = (h as usize, w as usize);
+        let data = self.layout.from_chw(chw, h, w);
+        let tensor =
+            Tensor::from_array((self.layout.shape(h, w), data)).map_err(EngineError::input(&model, &self.input))?;
         let inputs = ort::inputs![self.input.as_str() => tensor];
-        let mut out = engine::run(&self.session, &model, inputs, &[Want::shaped(&self.output, &[1, 3, -1, -1])])?;
+        let any_size = self.layout.any_size();
+        let want = [Want::shaped(&self.output, &any_size)];
+        let mut out = engine::run(&self.session, &model, inputs, &want)?;
         let Output { shape, data, .. } = out.tensors.swap_remove(0);
-        Ok((data, (shape[2] as u32, shape[3] as u32)))
+        let (ya, xa) = self.layout.spatial_axes();
+        let (oh, ow) = (shape[ya] as usize, shape[xa] as usize);
+        Ok((self.layout.to_chw(data, oh, ow), (oh as u32, ow as u32)))
     }
 
     /// Upscales one image, tile by tile; `progress` counts tiles.

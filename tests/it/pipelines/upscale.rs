@@ -83,6 +83,26 @@ fn fixed_64_model_upscales_a_200x150_image() {
     assert_eq!(small.expect("small").dimensions(), (60, 40));
 }
 
+/// A channel-last export with a fixed input (the interface of Qualcomm AI Hub's
+/// Real-ESRGAN-x4plus: `image` [1, H, W, 3] → `upscaled_image` [1, 4H, 4W, 3]) upscales
+/// exactly as the NCHW export of the same weights, and tiles larger pictures.
+#[test]
+fn a_channel_last_export_upscales_like_the_channel_first_one() {
+    let nhwc = upscaler("tiny-esrgan-x4-nhwc32");
+    assert_eq!((nhwc.scale(), nhwc.fixed_size()), (4, Some((32, 32))));
+    let nchw = upscaler("tiny-esrgan-x4");
+    let cancel = CancellationToken::new();
+    let img = test_picture(32, 32, 5);
+    let a = nhwc.upscale_image(&img, TileOptions::default(), &cancel, &no_progress).expect("nhwc");
+    let b = nchw.upscale_image(&img, TileOptions::default(), &cancel, &no_progress).expect("nchw");
+    assert_eq!(max_diff(&a, &b), 0, "the same weights in either layout give the same pixels");
+    // Swapped channels or a transposed picture would be far from a bilinear upscale.
+    let bilinear = resize(&img, 128, 128, FilterType::Triangle);
+    assert!(mean_diff(&a, &bilinear) < 20.0, "mean diff {}", mean_diff(&a, &bilinear));
+    let big = nhwc.upscale_image(&test_picture(48, 40, 1), TileOptions::default(), &cancel, &no_progress);
+    assert_eq!(big.expect("tiled").dimensions(), (192, 160));
+}
+
 #[test]
 fn cancel_stops_between_tiles() {
     let up = upscaler("tiny-esrgan-x4");
