@@ -173,7 +173,7 @@ impl Upscaler {
         let mut out = engine::run(&self.session, &model, inputs, &want)?;
         let Output { shape, data, .. } = out.tensors.swap_remove(0);
         let (ya, xa) = self.layout.spatial_axes();
-        let (oh, ow) = (shape[ya] as usize, shape[xa] as usize);
+        let (oh, ow) = (shape[ya], shape[xa]);
         Ok((self.layout.to_chw(data, oh, ow), (oh as u32, ow as u32)))
     }
 
