@@ -174,6 +174,8 @@ pub struct Manifest {
     pub summary: String,
     #[serde(default)]
     pub sources: Vec<String>,
+    /// May be empty when `folders` name everything the model needs.
+    #[serde(default)]
     pub files: Vec<ManifestFile>,
     /// The licence the model's authors give it, as they name it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -469,5 +471,22 @@ mod tests {
     fn bad_digest_is_rejected() {
         let bad = manifest("").replacen(SHA, "abc", 1);
         assert!(Manifest::parse(&bad).expect_err("rejected").to_string().contains("sha256"));
+    }
+
+    /// The catalog skips a manifest it cannot read, so a shipped one that stopped parsing
+    /// would silently vanish from `models list --available`.
+    #[test]
+    fn every_shipped_manifest_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("models dir").flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).expect("read manifest");
+                Manifest::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 10, "the shipped catalog: {seen} manifests");
     }
 }
