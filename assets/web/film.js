@@ -3,7 +3,6 @@
 import { api, artifacts, installed, upload, waitJob } from "./api.js";
 import { clearErrors, field, h, showError } from "./ui.js";
 
-const PRESETS = ["fast", "quality", "max"];
 const EXAMPLE = "[a red circle on a blue background]\nWelcome to reelbox, a film studio in your own box.\n\n" +
   "[a yellow square on a green background]\nEvery picture and voice is made on this machine.";
 
@@ -52,8 +51,8 @@ async function listen(button, status, text, voice) {
 
 /** Renders the New film view into `root`. */
 export async function newFilm(root) {
-  const [profiles, voices, diffusion] = await Promise.all([
-    api("GET", "/api/v1/profiles"), installed("tts"), installed("diffusion"),
+  const [profiles, voices, diffusion, presets] = await Promise.all([
+    api("GET", "/api/v1/profiles"), installed("tts"), installed("diffusion"), api("GET", "/api/v1/presets"),
   ]);
   const script = h("textarea", { rows: 10, required: true, spellcheck: "true" });
   script.value = sessionStorage.getItem("reelbox.script") || EXAMPLE;
@@ -67,7 +66,8 @@ export async function newFilm(root) {
   script.addEventListener("input", update);
 
   const profile = select([["", "No presenter"], ...profiles.map((p) => [p.id, p.name])], "");
-  const preset = select([["", "Model default"], ...PRESETS.map((p) => [p, p])], "");
+  const preset = select([["", "Model default"],
+    ...presets.presets.map((p) => [p.name, p.description ? `${p.name}: ${p.description}` : p.name])], "");
   const voice = select([["", "Default voice"], ...voices.map((v) => [v.name, v.name])], "");
   const model = select([["", "Default model"], ...diffusion.map((m) => [m.name, m.name])], "");
   const size = select([["256", "256 × 256 (fast)"], ["512", "512 × 512"], ["768", "768 × 768"]],

@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod ops_metrics;
 pub mod origin;
 pub mod outputs;
+pub mod presets;
 pub mod profiles;
 pub mod renders;
 pub mod speech;
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/lipsync", post(media::lipsync))
         .route("/api/v1/upscale", post(media::upscale))
         .route("/api/v1/models", get(models::list))
+        .route("/api/v1/presets", get(presets::list))
         .route("/api/v1/models/pull", post(models::pull))
         .route("/api/v1/models/import", post(models::import))
         .route("/api/v1/system", get(system::system))

@@ -5,8 +5,8 @@ use utoipa::OpenApi;
 
 use super::keys::BearerAuth;
 use super::{
-    artifacts, error, events, gc, images, jobs, keys, media, metrics, models, profiles, renders, speech, system,
-    telemetry, views, web,
+    artifacts, error, events, gc, images, jobs, keys, media, metrics, models, presets, profiles, renders, speech,
+    system, telemetry, views, web,
 };
 
 /// The API description served at `/openapi.json`.
@@ -44,6 +44,7 @@ use super::{
         models::list,
         models::pull,
         models::import,
+        presets::list,
         system::system,
         keys::create,
         keys::list,
@@ -94,6 +95,8 @@ use super::{
         models::ModelList,
         models::PullRequest,
         models::ImportBody,
+        presets::PresetView,
+        presets::PresetList,
         keys::CreateKeyRequest,
         keys::KeyView,
         web::session::LoginRequest,

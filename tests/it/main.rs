@@ -40,6 +40,7 @@ mod origin;
 mod pipelines;
 mod piper_parity;
 mod piper_voices;
+mod presets;
 mod quotas;
 mod render;
 mod retention;

@@ -127,6 +127,11 @@ impl Presets {
         self.by_name.get(name)
     }
 
+    /// Every preset with its name, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Preset)> {
+        self.by_name.iter().map(|(name, p)| (name.as_str(), p))
+    }
+
     /// Preset names, sorted.
     pub fn names(&self) -> Vec<&str> {
         self.by_name.keys().map(String::as_str).collect()
