@@ -268,6 +268,25 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     let scenes = js(c, "return [...document.querySelectorAll('.scenes li')].map(li => li.textContent)").await;
     assert_eq!(scenes.as_array().map(Vec::len), Some(3), "{scenes}");
     assert!(scenes[0].as_str().unwrap_or("").contains("Picture: a red circle on a blue background"), "{scenes}");
+    // The preset list is the box's (GET /api/v1/presets), with its descriptions.
+    let presets = js(c, "return [...document.querySelectorAll('#preset option')].map(o => o.value)").await;
+    assert_eq!(presets, json!(["", "fast", "quality", "max"]), "model default, then the box's presets");
+    // Listen speaks the first sentence of the script with the chosen voice and plays it.
+    js(c, "[...document.querySelectorAll('form.film button')].find(b => b.textContent === 'Listen').click()").await;
+    let heard = wait_js(
+        c,
+        "listen",
+        "const s = [...document.querySelectorAll('form.film .hint[aria-live]')].map(e => e.textContent).join(' '); \
+         return /Playing|failed|error/i.test(s) && s",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(heard.as_str().is_some_and(|s| s.contains("Playing.")), "Listen: {heard}");
+    let spoken = get(&http, &d, "/api/v1/jobs?kind=speech").await;
+    let first = script.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('[')).unwrap_or_default();
+    let said: Vec<&str> =
+        spoken["jobs"].as_array().into_iter().flatten().filter_map(|j| j["params"]["text"].as_str()).collect();
+    assert_eq!(said, [first.trim()], "Listen speaks the script's first sentence");
     find(c, "#profile").await.select_by_value(&profile).await.expect("pick the profile");
     find(c, "#size").await.select_by_value("256").await.expect("size");
     both_shots(c, "new-film").await;
