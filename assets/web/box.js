@@ -57,9 +57,12 @@ export async function box(root, _arg, me) {
       const pull = h("button", { type: "button", class: "secondary" }, "Pull");
       const bar = h("progress", { max: 1, value: 0, hidden: true, "aria-label": `Pulling ${m.name}` });
       pull.addEventListener("click", async () => {
+        // Non-commercial licences are accepted once, as `reelbox models pull --accept-license` does.
+        const accept = m.noncommercial;
+        if (accept && !confirm(`${m.name} is under the ${m.license} licence, which allows non-commercial use only. Accept it and pull?`)) return;
         pull.disabled = true; bar.hidden = false;
         try {
-          const job = await api("POST", "/api/v1/models/pull", { name: m.name });
+          const job = await api("POST", "/api/v1/models/pull", accept ? { name: m.name, accept_license: true } : { name: m.name });
           const done = await waitJob(job.id, (j) => { bar.value = j.progress.fraction; });
           cell.firstChild.textContent = done.state === "succeeded" ? "installed" : `pull ${done.state}: ${done.error || ""}`;
         } catch (e) { cell.firstChild.textContent = e.message; }

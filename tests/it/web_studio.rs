@@ -161,7 +161,8 @@ fn copy_dir(from: &Path, to: &Path) {
 fn demo_models(root: &Path) -> PathBuf {
     let demo = common::source_tree().join("models/demo");
     let models = root.join("models");
-    for (from, to) in [("shapes", "demo-shapes"), ("presenter", "demo-presenter"), ("upscaler", "demo-upscaler")] {
+    // demo-upscaler is left out: the admin pulls it in the Box view.
+    for (from, to) in [("shapes", "demo-shapes"), ("presenter", "demo-presenter")] {
         copy_dir(&demo.join(from), &models.join(to));
     }
     let joe = provision::joe_voice();
@@ -355,6 +356,35 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     go(c, &d, "#/box", "table tbody tr").await;
     wait_js(c, "telemetry", "return document.querySelectorAll('.gauge').length > 0", Duration::from_secs(10)).await;
     both_shots(c, "box").await;
+    // Pull, as the admin a keyless box's own user is: a non-commercial model asks first (and
+    // nothing is pulled when the answer is no); the bundled demo upscaler installs.
+    let pull = |name: &str| {
+        format!(
+            "const r = [...document.querySelectorAll('tbody tr')].find(r => r.cells[0]?.textContent === '{name}'); \
+             const b = r && r.querySelector('button'); if (b) b.click(); return !!b"
+        )
+    };
+    // The click opens the question at once, so the script's own answer is not awaited.
+    js(c, &pull("sd-turbo")).await;
+    let ask = c.get_alert_text().await.expect("sd-turbo's Pull asks about its licence");
+    assert!(ask.contains("non-commercial"), "{ask}");
+    c.dismiss_alert().await.expect("say no");
+    assert_eq!(js(c, &pull("demo-upscaler")).await, json!(true), "demo-upscaler has a Pull button");
+    let state = "return [...document.querySelectorAll('tbody tr')].find(r => r.cells[0]?.textContent === 'demo-upscaler')\
+                 .cells[4].firstChild.textContent";
+    let done = wait_js(
+        c,
+        "pull",
+        &format!("const s = (() => {{ {state} }})(); return s !== 'not installed' && s"),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(done, "installed", "the pull ends installed");
+    assert!(models.join("demo-upscaler").is_dir(), "the model is in the models dir");
+    let pulls = get(&http, &d, "/api/v1/jobs?kind=model_pull").await;
+    let names: Vec<&str> =
+        pulls["jobs"].as_array().into_iter().flatten().filter_map(|j| j["params"]["name"].as_str()).collect();
+    assert_eq!(names, ["demo-upscaler"], "declining the licence pulled nothing");
     go(c, &d, "#/library", &format!("[data-job='{id}'] video")).await;
     both_shots(c, "library").await;
     let artifacts_dir = data.join("artifacts");
