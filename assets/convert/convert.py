@@ -177,6 +177,15 @@ def convert_file(args):
     return convert_upscaler(path, sd, args.out, args.check)
 
 
+def parse_lora(text):
+    """`FILE:SCALE` as reelbox passes it (it checked both already)."""
+    file, _, scale = text.rpartition(":")
+    try:
+        return file, float(scale)
+    except ValueError:
+        raise Refused(f"--lora {text}: the scale is not a number")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--input", required=True)
@@ -190,15 +199,16 @@ def main():
             raise Refused(f"{args.input}: no such file or directory")
         if args.fp16:
             raise Refused(f"{args.input}: --fp16 is not supported for this format (reelbox runs it in float32)")
-        if args.lora:
-            raise Refused(f"{args.input}: --lora is not supported by this reelbox yet")
+        loras = [parse_lora(x) for x in args.lora]
         if os.path.isdir(args.input):
             if not os.path.isfile(os.path.join(args.input, "model_index.json")):
                 raise Refused(f"{args.input}: a directory that is neither a diffusers folder nor an ONNX layout")
             import sd
 
-            result = sd.convert_folder(args)
+            result = sd.convert_folder(args, loras)
         else:
+            if loras:
+                raise Refused(f"{args.input}: --lora applies to Stable Diffusion base models only")
             result = convert_file(args)
     except Refused as e:
         print(f"ERROR {e}", flush=True)

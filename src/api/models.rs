@@ -60,6 +60,9 @@ pub struct ModelView {
     /// The model requests of its kind use when they name none.
     #[serde(default)]
     pub default: bool,
+    /// A converted model's base and the LoRAs fused into it, `base + LoRA×scale + …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fused: Option<String>,
 }
 
 fn yes() -> bool {
@@ -117,6 +120,7 @@ impl From<&CatalogModel> for ModelView {
             noncommercial: m.manifest.as_ref().is_some_and(|mf| mf.noncommercial),
             cpu: m.manifest.as_ref().is_none_or(|mf| mf.runs_on_cpu()),
             default: false,
+            fused: e.path.as_deref().and_then(crate::models::convert::fused_of),
         }
     }
 }

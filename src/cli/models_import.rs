@@ -59,7 +59,12 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
         loras: args.loras,
         fp16: Some(args.fp16),
     };
-    let params = request.resolve().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Name the flag the user typed, not the API's field.
+    let params = request.resolve().map_err(|e| match e.field.as_str() {
+        "loras" => anyhow::anyhow!("--lora {}", e.message),
+        "path" => anyhow::anyhow!("PATH {}", e.message),
+        _ => anyhow::anyhow!("--{}", e),
+    })?;
     let engine = Engine::new(config);
     let progress = |step: u64, total: u64, message: &str| {
         if total > 0 {

@@ -9,7 +9,7 @@
 //! `kind`, `loras` (`FILE[:SCALE]`), `fp16`. The one stage writes `import.json`
 //! ([`ImportReport`]: the manifest's name and kind, and the self-check's largest difference).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -115,15 +115,24 @@ impl ImportRequest {
 
 /// `FILE[:SCALE]` → the file and its scale (1 when left out); the file must exist.
 pub fn parse_lora(text: &str) -> Result<(PathBuf, f32), ParamError> {
-    // A colon is part of the file name unless a number follows it.
-    let (file, scale) =
-        text.rsplit_once(':').and_then(|(f, s)| s.parse::<f32>().ok().map(|v| (f, v))).unwrap_or((text, 1.0));
+    let err = |message: String| ParamError::new("loras", message);
+    // A colon is part of the file name when the whole text names a file.
+    let (file, scale) = match text.rsplit_once(':') {
+        Some((f, s)) if !Path::new(text).is_file() => match s.trim().parse::<f32>() {
+            Ok(v) => (f, v),
+            Err(_) if Path::new(f).is_file() => {
+                return Err(err(format!("{text}: the scale {s:?} is not a number (FILE[:SCALE], e.g. {f}:0.8)")));
+            }
+            Err(_) => (text, 1.0),
+        },
+        _ => (text, 1.0),
+    };
     if !scale.is_finite() {
-        return Err(ParamError::new("loras", format!("{text:?}: the scale must be a number")));
+        return Err(err(format!("{text}: the scale must be a finite number")));
     }
     let file = PathBuf::from(file);
     if !file.is_file() {
-        return Err(ParamError::new("loras", format!("{}: no such file", file.display())));
+        return Err(err(format!("{}: no such file", file.display())));
     }
     Ok((file, scale))
 }
@@ -352,10 +361,12 @@ mod tests {
         std::fs::write(&f, b"x").expect("write");
         let text = f.display().to_string();
         assert_eq!(parse_lora(&text).expect("plain"), (f.clone(), 1.0));
-        assert_eq!(parse_lora(&format!("{text}:0.5")).expect("scaled"), (f, 0.5));
+        assert_eq!(parse_lora(&format!("{text}:0.5")).expect("scaled"), (f.clone(), 0.5));
         let err = parse_lora("/no/such.safetensors:1").expect_err("missing");
         assert_eq!(err.field, "loras");
         assert!(err.message.contains("/no/such.safetensors"), "{}", err.message);
+        let err = parse_lora(&format!("{text}:strong")).expect_err("scale");
+        assert!(err.message.contains("\"strong\" is not a number"), "{}", err.message);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod architecture;
 mod auth;
 mod byo_diffusion;
 mod byo_import;
+mod byo_lora;
 mod catalog;
 mod cli;
 mod cluster;

@@ -169,6 +169,21 @@ impl Drop for Conversion {
     }
 }
 
+/// `base + LoRA×scale + …` for a model converted with LoRAs fused in, read from its
+/// `conversion.json`; `None` for any other model (or an unreadable record).
+pub fn fused_of(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let details = record.get("details")?;
+    let loras = details.get("loras")?.as_array().filter(|l| !l.is_empty())?;
+    let mut parts = vec![details.get("base")?.as_str()?.to_string()];
+    for l in loras {
+        let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0);
+        parts.push(format!("{}×{scale}", l.get("name")?.as_str()?));
+    }
+    Some(parts.join(" + "))
+}
+
 /// A name for a converted model from its file: the stem with other characters as `-`.
 pub fn default_name(input: &Path) -> String {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -359,5 +374,18 @@ mod tests {
         assert_eq!(default_name(Path::new("/x/4x-UltraSharp.pth")), "4x-UltraSharp");
         assert_eq!(default_name(Path::new("wav2lip gan (1).pth")), "wav2lip-gan--1-");
         assert_eq!(default_name(Path::new("/x/+++.pth")), "imported");
+    }
+
+    #[test]
+    fn fused_models_name_their_base_and_loras() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(fused_of(dir.path()), None, "no record");
+        let record = serde_json::json!({"details": {"base": "sd15", "loras": [
+            {"name": "ink", "scale": 0.8}, {"name": "film", "scale": 1.0}]}});
+        std::fs::write(dir.path().join(CONVERSION_FILE), record.to_string()).expect("write");
+        assert_eq!(fused_of(dir.path()).as_deref(), Some("sd15 + ink×0.8 + film×1"));
+        let plain = serde_json::json!({"details": {"base": "sd15", "loras": []}});
+        std::fs::write(dir.path().join(CONVERSION_FILE), plain.to_string()).expect("write");
+        assert_eq!(fused_of(dir.path()), None, "a plain conversion is not fused");
     }
 }
