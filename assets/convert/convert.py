@@ -158,18 +158,28 @@ def convert_wav2lip(path, sd, out_dir, check_dir):
     return {"kind": "lipsync", "format": "wav2lip", "summary": "Wav2Lip generator", "details": {}, "check": check}
 
 
-def convert_file(args):
+def convert_file(args, loras):
     from wav2lip_arch import looks_like_wav2lip
 
     path = args.input
     sd = load_state_dict(path)
+    inner = sd.get("state_dict")
+    if isinstance(inner, dict) and any(isinstance(k, str) and k.startswith("model.diffusion_model.") for k in inner):
+        sd = inner  # an LDM training checkpoint: {"state_dict": ..., "global_step": ...}
     keys = list(sd.keys())
+    if any(isinstance(k, str) and k.startswith("model.diffusion_model.") for k in keys):
+        import sd as sd_export
+        import sd_single
+
+        pipe, details = sd_single.load(path, sd, args)
+        del sd
+        return sd_export.convert_pipeline(path, pipe, args.out, args.check, details=details, loras=loras)
+    if loras:
+        raise Refused(f"{path}: --lora applies to Stable Diffusion base models only")
     if looks_like_wav2lip(keys) or (isinstance(sd.get("state_dict"), dict) and looks_like_wav2lip(sd["state_dict"].keys())):
         return convert_wav2lip(path, sd, args.out, args.check)
     if any(".lora_down." in k or ".lora_A." in k or k.startswith("lora_") for k in keys if isinstance(k, str)):
         raise Refused(f"{path}: is a LoRA; import its base model with --lora {os.path.basename(path)}")
-    if any(isinstance(k, str) and k.startswith("model.diffusion_model.") for k in keys):
-        raise Refused(f"{path}: Stable Diffusion checkpoints are not converted by this reelbox yet")
     if isinstance(sd.get("params_ema"), dict) or isinstance(sd.get("params"), dict):
         sd = sd.get("params_ema") or sd["params"]
     if not all(hasattr(v, "shape") for v in sd.values()):
@@ -193,6 +203,8 @@ def main():
     ap.add_argument("--check", required=True, help="where reference tensors go")
     ap.add_argument("--lora", action="append", default=[], help="FILE:SCALE")
     ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--prediction", choices=["epsilon", "v_prediction"], help="a single file's prediction type")
+    ap.add_argument("--models", help="the models dir (installed tokenizers a single file may use)")
     args = ap.parse_args()
     try:
         if not os.path.exists(args.input):
@@ -207,9 +219,7 @@ def main():
 
             result = sd.convert_folder(args, loras)
         else:
-            if loras:
-                raise Refused(f"{args.input}: --lora applies to Stable Diffusion base models only")
-            result = convert_file(args)
+            result = convert_file(args, loras)
     except Refused as e:
         print(f"ERROR {e}", flush=True)
         sys.exit(2)

@@ -189,6 +189,9 @@ pub struct ImportBody {
     /// Half-precision weights.
     #[serde(default)]
     pub fp16: bool,
+    /// A single-file Stable Diffusion's prediction type, `epsilon` or `v` (default: guessed).
+    #[serde(default)]
+    pub prediction: Option<String>,
     /// Higher runs first (default 0).
     #[serde(default)]
     #[schema(minimum = -1000, maximum = 1000)]
@@ -207,7 +210,8 @@ pub async fn import(
 ) -> Result<Response, ApiError> {
     super::jobs::require_admin(&caller)?;
     let key = idempotency_key(&headers)?;
-    let params = json!({"path": req.path, "name": req.name, "kind": req.kind, "loras": req.loras, "fp16": req.fp16});
+    let params = json!({"path": req.path, "name": req.name, "kind": req.kind, "loras": req.loras, "fp16": req.fp16,
+                         "prediction": req.prediction});
     let (job, existing) = submit_job(&state, &caller, "model_import", params, req.priority, key).await?;
     Ok(accepted(&state, &job, existing))
 }

@@ -34,6 +34,9 @@ pub struct ImportArgs {
     /// Export half-precision weights.
     #[arg(long)]
     pub fp16: bool,
+    /// A single-file Stable Diffusion's prediction type, epsilon or v (default: guessed).
+    #[arg(long, value_name = "epsilon|v")]
+    pub prediction: Option<String>,
     /// Only create the conversion environment (pinned PyTorch and friends) and exit.
     #[arg(long)]
     pub prepare_env: bool,
@@ -58,6 +61,7 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
         kind: args.kind,
         loras: args.loras,
         fp16: Some(args.fp16),
+        prediction: args.prediction,
     };
     // Name the flag the user typed, not the API's field.
     let params = request.resolve().map_err(|e| match e.field.as_str() {

@@ -47,6 +47,8 @@ pub struct ImportRequest {
     pub loras: Vec<String>,
     /// Half-precision weights.
     pub fp16: Option<bool>,
+    /// A single-file Stable Diffusion's prediction type: `epsilon` or `v` (guessed when left out).
+    pub prediction: Option<String>,
 }
 
 /// Validated `model_import` parameters, as stored with the job.
@@ -58,12 +60,14 @@ pub struct ImportParams {
     pub kind: Option<ModelKind>,
     pub loras: Vec<(PathBuf, f32)>,
     pub fp16: bool,
+    /// `epsilon` or `v_prediction`, as diffusers spells it.
+    pub prediction: Option<String>,
 }
 
 impl ImportRequest {
     /// Reads request JSON; errors name the field.
     pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
-        reject_unknown(params, &["path", "name", "kind", "loras", "fp16"])?;
+        reject_unknown(params, &["path", "name", "kind", "loras", "fp16", "prediction"])?;
         let loras = match params.get("loras") {
             None | Some(serde_json::Value::Null) => Vec::new(),
             Some(serde_json::Value::Array(items)) => items
@@ -83,6 +87,7 @@ impl ImportRequest {
             kind: string_field(params, "kind")?,
             loras,
             fp16,
+            prediction: string_field(params, "prediction")?,
         })
     }
 
@@ -109,7 +114,13 @@ impl ImportRequest {
             })?),
         };
         let loras = self.loras.iter().map(|l| parse_lora(l)).collect::<Result<_, _>>()?;
-        Ok(ImportParams { path, name, kind, loras, fp16: self.fp16.unwrap_or(false) })
+        let prediction = match self.prediction.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            None => None,
+            Some("epsilon" | "eps") => Some("epsilon".to_string()),
+            Some("v" | "v_prediction" | "v-prediction") => Some("v_prediction".to_string()),
+            Some(other) => return Err(ParamError::new("prediction", format!("{other:?} is not epsilon or v"))),
+        };
+        Ok(ImportParams { path, name, kind, loras, fp16: self.fp16.unwrap_or(false), prediction })
     }
 }
 
@@ -202,7 +213,7 @@ pub fn import_model(
     canceled: &dyn Fn() -> bool,
 ) -> Result<ImportReport, ImportError> {
     let store = ModelStore::new(config);
-    if !import::needs_conversion(&p.path) && p.loras.is_empty() && !p.fp16 {
+    if !import::needs_conversion(&p.path) && p.loras.is_empty() && !p.fp16 && p.prediction.is_none() {
         let m = store.import(&p.path, p.name.as_deref(), p.kind)?;
         let dir = store.model_dir(&m.name);
         return Ok(ImportReport {
@@ -223,7 +234,13 @@ pub fn import_model(
             ),
         });
     }
-    let req = ConvertRequest { input: p.path.clone(), name, loras: p.loras.clone(), fp16: p.fp16 };
+    let req = ConvertRequest {
+        input: p.path.clone(),
+        name,
+        loras: p.loras.clone(),
+        fp16: p.fp16,
+        prediction: p.prediction.clone(),
+    };
     let forward = |c: ConvertProgress| progress(c.step, c.total, &c.message);
     let conv = convert::convert(config, &store, &req, &forward, canceled)?;
     if let Some(k) = p.kind
@@ -382,5 +399,13 @@ mod tests {
             .and_then(ImportRequest::resolve)
             .expect_err("bad name");
         assert_eq!(err.field, "name");
+        let err = ImportRequest::from_json(&serde_json::json!({"path": "/", "prediction": "x0"}))
+            .and_then(ImportRequest::resolve)
+            .expect_err("bad prediction");
+        assert_eq!(err.field, "prediction");
+        let v = ImportRequest::from_json(&serde_json::json!({"path": "/", "prediction": "v"}))
+            .and_then(ImportRequest::resolve)
+            .expect("v");
+        assert_eq!(v.prediction.as_deref(), Some("v_prediction"));
     }
 }

@@ -13,6 +13,7 @@ mod cluster_support;
 mod api_models;
 mod architecture;
 mod auth;
+mod byo_ckpt;
 mod byo_diffusion;
 mod byo_import;
 mod byo_lora;

@@ -1,4 +1,5 @@
-//! Converting the checkpoints people already have (upscaler and Wav2Lip `.pth` files) into
+//! Converting the checkpoints people already have (upscaler and Wav2Lip `.pth` files, Stable
+//! Diffusion folders and single files, with LoRAs fused in) into
 //! the ONNX layouts reelbox runs. The converter is a Python script shipped inside the
 //! binary (`assets/convert/`), written out at run time and run in the managed environment
 //! ([`pyenv`]). It fills a staging directory and writes the inputs and PyTorch outputs of a
@@ -26,9 +27,12 @@ pub use pyenv::PyEnv;
 /// The pinned packages of the conversion environment.
 pub const REQUIREMENTS: &str = include_str!("../../../assets/convert/requirements.txt");
 /// The scripts written into a scratch directory for each conversion.
-const SCRIPTS: [(&str, &str); 3] = [
+const SCRIPTS: [(&str, &str); 6] = [
     ("convert.py", include_str!("../../../assets/convert/convert.py")),
     ("sd.py", include_str!("../../../assets/convert/sd.py")),
+    ("sd_single.py", include_str!("../../../assets/convert/sd_single.py")),
+    ("v1-inference.yaml", include_str!("../../../assets/convert/v1-inference.yaml")),
+    ("v2-inference.yaml", include_str!("../../../assets/convert/v2-inference.yaml")),
     ("wav2lip_arch.py", include_str!("../../../assets/convert/wav2lip_arch.py")),
 ];
 /// The file in a converted model's directory that says what it was made from.
@@ -77,6 +81,9 @@ pub struct ConvertRequest {
     pub loras: Vec<(PathBuf, f32)>,
     /// Export half-precision weights.
     pub fp16: bool,
+    /// A single-file checkpoint's prediction type (`epsilon`, `v_prediction`); guessed when unset.
+    #[serde(default)]
+    pub prediction: Option<String>,
 }
 
 /// A reference tensor the converter wrote: a raw little-endian f32 file and its shape.
@@ -240,6 +247,9 @@ pub fn convert(
         .arg(&conv.staging)
         .arg("--check")
         .arg(conv.check.path())
+        // installed models' tokenizers serve single-file checkpoints, which ship none
+        .arg("--models")
+        .arg(store.models_dir())
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     for (file, scale) in &req.loras {
@@ -247,6 +257,9 @@ pub fn convert(
     }
     if req.fp16 {
         cmd.arg("--fp16");
+    }
+    if let Some(p) = &req.prediction {
+        cmd.arg("--prediction").arg(p);
     }
     let result = run_script(&mut cmd, &req.input, progress, canceled)?;
     conv.kind = ModelKind::parse(&result.kind).ok_or_else(|| ConvertError::Crashed {
