@@ -85,6 +85,36 @@ def export(torch, model, args, path, input_names, output_names, dynamic_axes):
         )
 
 
+def halve_weights(out_dir):
+    """--fp16: every float32 weight of every exported graph stored as float16 and cast back
+    where it is used. The files shrink by half; ONNX Runtime folds the casts when it loads
+    the model, so it computes in float32 as before, from weights rounded to float16."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    for root, _, files in os.walk(out_dir):
+        if "model.onnx" not in files:
+            continue
+        path = os.path.join(root, "model.onnx")
+        external = os.path.isfile(os.path.join(root, "model.onnx_data"))
+        m = onnx.load(path)  # with its external weights
+        casts = []
+        for init in m.graph.initializer:
+            if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= 16:
+                name = init.name
+                init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), name + "_fp16"))
+                casts.append(helper.make_node("Cast", [name + "_fp16"], [name], to=TensorProto.FLOAT,
+                                              name=name + "_to_fp32"))
+        nodes = casts + list(m.graph.node)
+        del m.graph.node[:]
+        m.graph.node.extend(nodes)
+        if external:
+            os.remove(os.path.join(root, "model.onnx_data"))
+        onnx.save_model(m, path, save_as_external_data=external, all_tensors_to_one_file=True,
+                        location="model.onnx_data", size_threshold=1024)
+
+
 def convert_upscaler(path, sd, out_dir, check_dir):
     torch = setup_torch()
     import spandrel
@@ -209,8 +239,6 @@ def main():
     try:
         if not os.path.exists(args.input):
             raise Refused(f"{args.input}: no such file or directory")
-        if args.fp16:
-            raise Refused(f"{args.input}: --fp16 is not supported for this format (reelbox runs it in float32)")
         loras = [parse_lora(x) for x in args.lora]
         if os.path.isdir(args.input):
             if not os.path.isfile(os.path.join(args.input, "model_index.json")):
@@ -220,6 +248,10 @@ def main():
             result = sd.convert_folder(args, loras)
         else:
             result = convert_file(args, loras)
+        if args.fp16:
+            halve_weights(args.out)
+            result["details"]["fp16"] = "weights stored as float16, computed in float32"
+            progress(0, 0, "stored the weights as float16")
     except Refused as e:
         print(f"ERROR {e}", flush=True)
         sys.exit(2)

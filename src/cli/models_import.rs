@@ -31,7 +31,7 @@ pub struct ImportArgs {
     /// A LoRA to fuse into a Stable Diffusion base, FILE[:SCALE] (repeatable).
     #[arg(long = "lora", value_name = "FILE[:SCALE]")]
     pub loras: Vec<String>,
-    /// Export half-precision weights.
+    /// Store the weights as float16: half the size, still computed in float32 (self-check bound 2e-2).
     #[arg(long)]
     pub fp16: bool,
     /// A single-file Stable Diffusion's prediction type, epsilon or v (default: guessed).
