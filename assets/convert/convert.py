@@ -85,6 +85,36 @@ def export(torch, model, args, path, input_names, output_names, dynamic_axes):
         )
 
 
+def halve_weights(out_dir):
+    """--fp16: every float32 weight of every exported graph stored as float16 and cast back
+    where it is used. The files shrink by half; ONNX Runtime folds the casts when it loads
+    the model, so it computes in float32 as before, from weights rounded to float16."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    for root, _, files in os.walk(out_dir):
+        if "model.onnx" not in files:
+            continue
+        path = os.path.join(root, "model.onnx")
+        external = os.path.isfile(os.path.join(root, "model.onnx_data"))
+        m = onnx.load(path)  # with its external weights
+        casts = []
+        for init in m.graph.initializer:
+            if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= 16:
+                name = init.name
+                init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), name + "_fp16"))
+                casts.append(helper.make_node("Cast", [name + "_fp16"], [name], to=TensorProto.FLOAT,
+                                              name=name + "_to_fp32"))
+        nodes = casts + list(m.graph.node)
+        del m.graph.node[:]
+        m.graph.node.extend(nodes)
+        if external:
+            os.remove(os.path.join(root, "model.onnx_data"))
+        onnx.save_model(m, path, save_as_external_data=external, all_tensors_to_one_file=True,
+                        location="model.onnx_data", size_threshold=1024)
+
+
 def convert_upscaler(path, sd, out_dir, check_dir):
     torch = setup_torch()
     import spandrel
@@ -158,23 +188,42 @@ def convert_wav2lip(path, sd, out_dir, check_dir):
     return {"kind": "lipsync", "format": "wav2lip", "summary": "Wav2Lip generator", "details": {}, "check": check}
 
 
-def convert_file(args):
+def convert_file(args, loras):
     from wav2lip_arch import looks_like_wav2lip
 
     path = args.input
     sd = load_state_dict(path)
+    inner = sd.get("state_dict")
+    if isinstance(inner, dict) and any(isinstance(k, str) and k.startswith("model.diffusion_model.") for k in inner):
+        sd = inner  # an LDM training checkpoint: {"state_dict": ..., "global_step": ...}
     keys = list(sd.keys())
+    if any(isinstance(k, str) and k.startswith("model.diffusion_model.") for k in keys):
+        import sd as sd_export
+        import sd_single
+
+        pipe, details = sd_single.load(path, sd, args)
+        del sd
+        return sd_export.convert_pipeline(path, pipe, args.out, args.check, details=details, loras=loras)
+    if loras:
+        raise Refused(f"{path}: --lora applies to Stable Diffusion base models only")
     if looks_like_wav2lip(keys) or (isinstance(sd.get("state_dict"), dict) and looks_like_wav2lip(sd["state_dict"].keys())):
         return convert_wav2lip(path, sd, args.out, args.check)
     if any(".lora_down." in k or ".lora_A." in k or k.startswith("lora_") for k in keys if isinstance(k, str)):
         raise Refused(f"{path}: is a LoRA; import its base model with --lora {os.path.basename(path)}")
-    if any(isinstance(k, str) and k.startswith("model.diffusion_model.") for k in keys):
-        raise Refused(f"{path}: Stable Diffusion checkpoints are not converted by this reelbox yet")
     if isinstance(sd.get("params_ema"), dict) or isinstance(sd.get("params"), dict):
         sd = sd.get("params_ema") or sd["params"]
     if not all(hasattr(v, "shape") for v in sd.values()):
         raise Refused(f"{path}: unknown model format (no tensors at the top level)")
     return convert_upscaler(path, sd, args.out, args.check)
+
+
+def parse_lora(text):
+    """`FILE:SCALE` as reelbox passes it (it checked both already)."""
+    file, _, scale = text.rpartition(":")
+    try:
+        return file, float(scale)
+    except ValueError:
+        raise Refused(f"--lora {text}: the scale is not a number")
 
 
 def main():
@@ -184,22 +233,25 @@ def main():
     ap.add_argument("--check", required=True, help="where reference tensors go")
     ap.add_argument("--lora", action="append", default=[], help="FILE:SCALE")
     ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--prediction", choices=["epsilon", "v_prediction"], help="a single file's prediction type")
+    ap.add_argument("--models", help="the models dir (installed tokenizers a single file may use)")
     args = ap.parse_args()
     try:
         if not os.path.exists(args.input):
             raise Refused(f"{args.input}: no such file or directory")
-        if args.fp16:
-            raise Refused(f"{args.input}: --fp16 is not supported for this format (reelbox runs it in float32)")
-        if args.lora:
-            raise Refused(f"{args.input}: --lora is not supported by this reelbox yet")
+        loras = [parse_lora(x) for x in args.lora]
         if os.path.isdir(args.input):
             if not os.path.isfile(os.path.join(args.input, "model_index.json")):
                 raise Refused(f"{args.input}: a directory that is neither a diffusers folder nor an ONNX layout")
             import sd
 
-            result = sd.convert_folder(args)
+            result = sd.convert_folder(args, loras)
         else:
-            result = convert_file(args)
+            result = convert_file(args, loras)
+        if args.fp16:
+            halve_weights(args.out)
+            result["details"]["fp16"] = "weights stored as float16, computed in float32"
+            progress(0, 0, "stored the weights as float16")
     except Refused as e:
         print(f"ERROR {e}", flush=True)
         sys.exit(2)

@@ -135,8 +135,72 @@ def load_pipeline(path):
     return pipe
 
 
-def convert_pipeline(path, pipe, out_dir, check_dir, details=None):
-    """Exports `pipe` into `out_dir` and writes the self-check references."""
+def _load_loras(pipe, loras):
+    """Loads each `(file, scale)` LoRA as an active adapter; returns their details."""
+    from safetensors import safe_open
+
+    names, scales, out = [], [], []
+    for i, (file, scale) in enumerate(loras):
+        flag = f"--lora {file}"
+        try:
+            with safe_open(file, framework="pt") as f:
+                keys = list(f.keys())
+        except Exception as e:  # noqa: BLE001 - any failure means the file is unreadable
+            raise Refused(f"{flag}: not a readable .safetensors LoRA ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
+        kohya = any(k.startswith(("lora_unet_", "lora_te_")) for k in keys)
+        if not kohya and not any(".lora_A." in k or ".lora_down." in k or ".lora.down." in k for k in keys):
+            raise Refused(f"{flag}: not a LoRA (no lora_A/lora_down weights)")
+        name = f"lora{i}"
+        try:
+            pipe.load_lora_weights(file, adapter_name=name)
+        except Exception as e:  # noqa: BLE001 - the message says what did not fit
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            why = next((ln for ln in lines if ln.startswith("size mismatch")), lines[0] if lines else type(e).__name__)
+            raise Refused(f"{flag}: does not fit this base model, a LoRA for another architecture? ({why[:240]})")
+        if not any(name in a for a in pipe.get_list_adapters().values()):
+            raise Refused(f"{flag}: none of its layers are in this base model (a LoRA for another architecture?)")
+        names.append(name)
+        scales.append(scale)
+        out.append({"name": os.path.splitext(os.path.basename(file))[0], "file": file, "scale": scale,
+                    "format": "kohya" if kohya else "diffusers"})
+    pipe.set_adapters(names, adapter_weights=scales)
+    return names, out
+
+
+def _references(torch, diffusers, pipe, check_dir):
+    """The self-check's references: one UNet step on fixed random inputs, and a full image
+    with the model's own noise schedule under Euler (deterministic)."""
+    ch = pipe.unet.config.in_channels
+    max_len = pipe.tokenizer.model_max_length
+    g = torch.Generator().manual_seed(1234)
+    lat = CHECK["size"] // pipe.vae_scale_factor
+    sample = torch.randn(1, ch, lat, lat, generator=g)
+    ehs = torch.randn(1, max_len, pipe.unet.config.cross_attention_dim, generator=g)
+    with torch.no_grad():
+        eps = pipe.unet(sample, torch.tensor(CHECK["timestep"]), ehs, return_dict=False)[0]
+    check = {"unet_sample": save_tensor(check_dir, "unet_sample", sample),
+             "unet_hidden": save_tensor(check_dir, "unet_hidden", ehs),
+             "unet_expected": save_tensor(check_dir, "unet_expected", eps)}
+    progress(2, TOTAL, "computed the PyTorch reference UNet step")
+    own = pipe.scheduler
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(own.config)
+    latents = torch.randn(1, ch, lat, lat, generator=torch.Generator().manual_seed(CHECK["seed"]))
+    with torch.no_grad():
+        img = pipe(CHECK["prompt"], negative_prompt="", num_inference_steps=CHECK["steps"],
+                   guidance_scale=CHECK["guidance"], height=CHECK["size"], width=CHECK["size"],
+                   latents=latents.clone(), output_type="np").images
+    pipe.scheduler = own
+    image = torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()
+    check["latents"] = save_tensor(check_dir, "latents", latents)
+    check["image_expected"] = save_tensor(check_dir, "image_expected", image)
+    progress(3, TOTAL, f"computed the PyTorch reference image ({CHECK['steps']} steps, seed {CHECK['seed']})")
+    return check
+
+
+def convert_pipeline(path, pipe, out_dir, check_dir, details=None, loras=()):
+    """Exports `pipe` (with `loras` fused in) into `out_dir` and writes the self-check
+    references, computed by diffusers with the LoRAs loaded as adapters (not fused), so
+    the check covers the fusing too."""
     torch = setup_torch()
     import diffusers
 
@@ -144,28 +208,50 @@ def convert_pipeline(path, pipe, out_dir, check_dir, details=None):
     for m in (pipe.text_encoder, pipe.unet, pipe.vae):
         m.eval().float()
     pipe.text_encoder.config._attn_implementation = "eager"
-    progress(1, TOTAL, "loaded the Stable Diffusion pipeline")
+    names, fused = _load_loras(pipe, loras) if loras else ([], [])
+    progress(1, TOTAL, "loaded the Stable Diffusion pipeline" + "".join(f" + {f['name']}" for f in fused))
+    check = _references(torch, diffusers, pipe, check_dir)
+    if names:
+        # Scales were set per adapter; lora_scale multiplies them all.
+        pipe.fuse_lora(components=["unet", "text_encoder"], lora_scale=1.0, adapter_names=names)
+        pipe.unload_lora_weights()
+        # total 0: a log line, kept in the job's events (progress steps may be coalesced)
+        progress(0, 0, "fused " + ", ".join(f"{f['name']} at {f['scale']:g}" for f in fused))
     max_len = pipe.tokenizer.model_max_length
-    hidden = pipe.text_encoder.config.hidden_size
     ids = torch.zeros((1, max_len), dtype=torch.int64)
     _export(torch, _TextEncoder.wrap(torch, pipe.text_encoder), (ids,), os.path.join(out_dir, "text_encoder", "model.onnx"),
             ["input_ids"], ["last_hidden_state", "pooler_output"],
             {"input_ids": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}, "pooler_output": {0: "batch_size"}})
-    progress(2, TOTAL, "exported the text encoder")
+    progress(4, TOTAL, "exported the text encoder")
     ch = pipe.unet.config.in_channels
     # odd latent size at trace time: the graph then carries skip sizes for any H/W
     _export(torch, _unet_wrap(torch, pipe.unet), (torch.randn(2, ch, 9, 7), torch.tensor(999.0), torch.randn(2, max_len, pipe.unet.config.cross_attention_dim)),
             os.path.join(out_dir, "unet", "model.onnx"), ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
             {"sample": {0: "batch_size", 2: "height", 3: "width"}, "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"},
              "out_sample": {0: "batch_size", 2: "height", 3: "width"}}, external=True)
-    progress(3, TOTAL, "exported the UNet (external weights)")
+    progress(5, TOTAL, "exported the UNet (external weights)")
     dec, enc = _vae_wraps(torch, pipe.vae)
     lc = pipe.vae.config.latent_channels
     _export(torch, dec, (torch.randn(1, lc, 8, 8),), os.path.join(out_dir, "vae_decoder", "model.onnx"), ["latent_sample"], ["sample"],
             {"latent_sample": {0: "batch_size", 2: "latent_height", 3: "latent_width"}, "sample": {0: "batch_size", 2: "height", 3: "width"}})
     _export(torch, enc, (torch.rand(1, 3, 64, 64) * 2 - 1,), os.path.join(out_dir, "vae_encoder", "model.onnx"), ["sample"], ["latent_parameters"],
             {"sample": {0: "batch_size", 2: "height", 3: "width"}, "latent_parameters": {0: "batch_size", 2: "latent_height", 3: "latent_width"}})
-    progress(4, TOTAL, "exported the VAE decoder and encoder")
+    progress(6, TOTAL, "exported the VAE decoder and encoder")
+    sched = _write_configs(diffusers, pipe, out_dir)
+    pred = sched.get("prediction_type", "epsilon")
+    base = os.path.basename(os.path.normpath(path))
+    if os.path.isfile(path):
+        base = os.path.splitext(base)[0]
+    d = {"family": "sd", "prediction_type": pred, "check": CHECK, "base": base, "loras": fused}
+    d.update(details or {})
+    summary = "Stable Diffusion" + (" (v-prediction)" if pred == "v_prediction" else "")
+    if fused:
+        summary += ": " + " + ".join([base] + [f"{f['name']}×{f['scale']:g}" for f in fused])
+    return {"kind": "diffusion", "format": "stable-diffusion", "summary": summary, "details": d, "check": check}
+
+
+def _write_configs(diffusers, pipe, out_dir):
+    """Tokenizer, scheduler and per-part configs, model_index.json; returns the scheduler config."""
     _tokenizer(pipe.tokenizer, out_dir)
     sched = _jsonable(pipe.scheduler.config)
     sched["_class_name"] = type(pipe.scheduler).__name__
@@ -185,41 +271,9 @@ def convert_pipeline(path, pipe, out_dir, check_dir, details=None):
         "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     })
-
-    # Self-check references. One UNet step on fixed random inputs ...
-    g = torch.Generator().manual_seed(1234)
-    lat = CHECK["size"] // pipe.vae_scale_factor
-    sample = torch.randn(1, ch, lat, lat, generator=g)
-    ehs = torch.randn(1, max_len, pipe.unet.config.cross_attention_dim, generator=g)
-    with torch.no_grad():
-        eps = pipe.unet(sample, torch.tensor(CHECK["timestep"]), ehs, return_dict=False)[0]
-    check = {"unet_sample": save_tensor(check_dir, "unet_sample", sample),
-             "unet_hidden": save_tensor(check_dir, "unet_hidden", ehs),
-             "unet_expected": save_tensor(check_dir, "unet_expected", eps)}
-    progress(5, TOTAL, "computed the PyTorch reference UNet step")
-    # ... and a full image with the model's own schedule under Euler (deterministic).
-    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    latents = torch.randn(1, ch, lat, lat, generator=torch.Generator().manual_seed(CHECK["seed"]))
-    with torch.no_grad():
-        img = pipe(CHECK["prompt"], negative_prompt="", num_inference_steps=CHECK["steps"],
-                   guidance_scale=CHECK["guidance"], height=CHECK["size"], width=CHECK["size"],
-                   latents=latents.clone(), output_type="np").images
-    image = torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()
-    check["latents"] = save_tensor(check_dir, "latents", latents)
-    check["image_expected"] = save_tensor(check_dir, "image_expected", image)
-    progress(6, TOTAL, f"computed the PyTorch reference image ({CHECK['steps']} steps, seed {CHECK['seed']})")
-    pred = sched.get("prediction_type", "epsilon")
-    d = {"family": "sd", "prediction_type": pred, "check": CHECK}
-    d.update(details or {})
-    return {
-        "kind": "diffusion",
-        "format": "stable-diffusion",
-        "summary": "Stable Diffusion" + (" (v-prediction)" if pred == "v_prediction" else ""),
-        "details": d,
-        "check": check,
-    }
+    return sched
 
 
-def convert_folder(args):
+def convert_folder(args, loras):
     pipe = load_pipeline(args.input)
-    return convert_pipeline(args.input, pipe, args.out, args.check)
+    return convert_pipeline(args.input, pipe, args.out, args.check, loras=loras)

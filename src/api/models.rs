@@ -60,6 +60,9 @@ pub struct ModelView {
     /// The model requests of its kind use when they name none.
     #[serde(default)]
     pub default: bool,
+    /// A converted model's base and the LoRAs fused into it, `base + LoRA×scale + …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fused: Option<String>,
 }
 
 fn yes() -> bool {
@@ -117,6 +120,7 @@ impl From<&CatalogModel> for ModelView {
             noncommercial: m.manifest.as_ref().is_some_and(|mf| mf.noncommercial),
             cpu: m.manifest.as_ref().is_none_or(|mf| mf.runs_on_cpu()),
             default: false,
+            fused: e.path.as_deref().and_then(crate::models::convert::fused_of),
         }
     }
 }
@@ -185,6 +189,9 @@ pub struct ImportBody {
     /// Half-precision weights.
     #[serde(default)]
     pub fp16: bool,
+    /// A single-file Stable Diffusion's prediction type, `epsilon` or `v` (default: guessed).
+    #[serde(default)]
+    pub prediction: Option<String>,
     /// Higher runs first (default 0).
     #[serde(default)]
     #[schema(minimum = -1000, maximum = 1000)]
@@ -203,7 +210,8 @@ pub async fn import(
 ) -> Result<Response, ApiError> {
     super::jobs::require_admin(&caller)?;
     let key = idempotency_key(&headers)?;
-    let params = json!({"path": req.path, "name": req.name, "kind": req.kind, "loras": req.loras, "fp16": req.fp16});
+    let params = json!({"path": req.path, "name": req.name, "kind": req.kind, "loras": req.loras, "fp16": req.fp16,
+                         "prediction": req.prediction});
     let (job, existing) = submit_job(&state, &caller, "model_import", params, req.priority, key).await?;
     Ok(accepted(&state, &job, existing))
 }

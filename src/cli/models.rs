@@ -163,11 +163,12 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
                 m.state.replace('_', " "),
                 human_bytes(m.size),
                 tags.join(","),
+                m.fused.clone().unwrap_or_else(|| "-".into()),
                 m.path.clone().unwrap_or_else(|| m.sources.first().cloned().unwrap_or_default()),
             ]
         })
         .collect();
-    table::print(&["NAME", "KIND", "STATE", "SIZE", "TAGS", "PATH / SOURCE"], &rows);
+    table::print(&["NAME", "KIND", "STATE", "SIZE", "TAGS", "BASE + LORAS", "PATH / SOURCE"], &rows);
     eprintln!("models dir: {}", list.models_dir);
     Ok(ExitCode::SUCCESS)
 }

@@ -31,9 +31,12 @@ pub struct ImportArgs {
     /// A LoRA to fuse into a Stable Diffusion base, FILE[:SCALE] (repeatable).
     #[arg(long = "lora", value_name = "FILE[:SCALE]")]
     pub loras: Vec<String>,
-    /// Export half-precision weights.
+    /// Store the weights as float16: half the size, still computed in float32 (self-check bound 2e-2).
     #[arg(long)]
     pub fp16: bool,
+    /// A single-file Stable Diffusion's prediction type, epsilon or v (default: guessed).
+    #[arg(long, value_name = "epsilon|v")]
+    pub prediction: Option<String>,
     /// Only create the conversion environment (pinned PyTorch and friends) and exit.
     #[arg(long)]
     pub prepare_env: bool,
@@ -58,8 +61,14 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
         kind: args.kind,
         loras: args.loras,
         fp16: Some(args.fp16),
+        prediction: args.prediction,
     };
-    let params = request.resolve().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Name the flag the user typed, not the API's field.
+    let params = request.resolve().map_err(|e| match e.field.as_str() {
+        "loras" => anyhow::anyhow!("--lora {}", e.message),
+        "path" => anyhow::anyhow!("PATH {}", e.message),
+        _ => anyhow::anyhow!("--{}", e),
+    })?;
     let engine = Engine::new(config);
     let progress = |step: u64, total: u64, message: &str| {
         if total > 0 {

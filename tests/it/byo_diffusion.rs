@@ -111,3 +111,35 @@ async fn a_diffusers_folder_imports_through_the_api_and_renders_in_the_daemon() 
     let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG");
     assert_eq!((img.width(), img.height()), (64, 64));
 }
+
+#[test]
+fn fp16_stores_half_size_weights_and_passes_the_looser_self_check() {
+    let env = convert_pyenv();
+    let src = sources(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let import = |name: &str, extra: &[&str]| -> Value {
+        let out = reelbox_cli(home.path(), &models)
+            .env("REELBOX_CONVERT_PYENV", &env)
+            .args(["models", "import", "--json", "--name", name])
+            .args(extra)
+            .arg(src.join("tiny-sd-diffusers"))
+            .output()
+            .expect("run reelbox");
+        assert!(out.status.success(), "import {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("report JSON")
+    };
+    let full = import("sd32", &[]);
+    let half = import("sd16", &["--fp16"]);
+    let fp32 = full["self_check"]["tolerance"].as_f64().expect("tolerance");
+    assert!((fp32 - 1e-3).abs() < 1e-9, "{full}");
+    let tolerance = half["self_check"]["tolerance"].as_f64().expect("tolerance");
+    let diff = half["self_check"]["max_abs_diff"].as_f64().expect("diff");
+    assert!((tolerance - 2e-2).abs() < 1e-6 && diff <= tolerance, "{half}");
+    let size = |name: &str| std::fs::metadata(models.join(name).join("unet/model.onnx_data")).expect("weights").len();
+    let (s32, s16) = (size("sd32"), size("sd16"));
+    assert!(s16 * 10 < s32 * 6, "fp16 UNet weights are {s16} bytes, fp32 {s32}");
+    let record = read_json(&models.join("sd16/conversion.json"));
+    assert_eq!(record["fp16"], true, "{record}");
+}

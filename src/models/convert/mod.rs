@@ -1,4 +1,5 @@
-//! Converting the checkpoints people already have (upscaler and Wav2Lip `.pth` files) into
+//! Converting the checkpoints people already have (upscaler and Wav2Lip `.pth` files, Stable
+//! Diffusion folders and single files, with LoRAs fused in) into
 //! the ONNX layouts reelbox runs. The converter is a Python script shipped inside the
 //! binary (`assets/convert/`), written out at run time and run in the managed environment
 //! ([`pyenv`]). It fills a staging directory and writes the inputs and PyTorch outputs of a
@@ -26,9 +27,12 @@ pub use pyenv::PyEnv;
 /// The pinned packages of the conversion environment.
 pub const REQUIREMENTS: &str = include_str!("../../../assets/convert/requirements.txt");
 /// The scripts written into a scratch directory for each conversion.
-const SCRIPTS: [(&str, &str); 3] = [
+const SCRIPTS: [(&str, &str); 6] = [
     ("convert.py", include_str!("../../../assets/convert/convert.py")),
     ("sd.py", include_str!("../../../assets/convert/sd.py")),
+    ("sd_single.py", include_str!("../../../assets/convert/sd_single.py")),
+    ("v1-inference.yaml", include_str!("../../../assets/convert/v1-inference.yaml")),
+    ("v2-inference.yaml", include_str!("../../../assets/convert/v2-inference.yaml")),
     ("wav2lip_arch.py", include_str!("../../../assets/convert/wav2lip_arch.py")),
 ];
 /// The file in a converted model's directory that says what it was made from.
@@ -77,6 +81,9 @@ pub struct ConvertRequest {
     pub loras: Vec<(PathBuf, f32)>,
     /// Export half-precision weights.
     pub fp16: bool,
+    /// A single-file checkpoint's prediction type (`epsilon`, `v_prediction`); guessed when unset.
+    #[serde(default)]
+    pub prediction: Option<String>,
 }
 
 /// A reference tensor the converter wrote: a raw little-endian f32 file and its shape.
@@ -169,6 +176,21 @@ impl Drop for Conversion {
     }
 }
 
+/// `base + LoRA×scale + …` for a model converted with LoRAs fused in, read from its
+/// `conversion.json`; `None` for any other model (or an unreadable record).
+pub fn fused_of(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let details = record.get("details")?;
+    let loras = details.get("loras")?.as_array().filter(|l| !l.is_empty())?;
+    let mut parts = vec![details.get("base")?.as_str()?.to_string()];
+    for l in loras {
+        let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0);
+        parts.push(format!("{}×{scale}", l.get("name")?.as_str()?));
+    }
+    Some(parts.join(" + "))
+}
+
 /// A name for a converted model from its file: the stem with other characters as `-`.
 pub fn default_name(input: &Path) -> String {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -225,6 +247,9 @@ pub fn convert(
         .arg(&conv.staging)
         .arg("--check")
         .arg(conv.check.path())
+        // installed models' tokenizers serve single-file checkpoints, which ship none
+        .arg("--models")
+        .arg(store.models_dir())
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     for (file, scale) in &req.loras {
@@ -232,6 +257,9 @@ pub fn convert(
     }
     if req.fp16 {
         cmd.arg("--fp16");
+    }
+    if let Some(p) = &req.prediction {
+        cmd.arg("--prediction").arg(p);
     }
     let result = run_script(&mut cmd, &req.input, progress, canceled)?;
     conv.kind = ModelKind::parse(&result.kind).ok_or_else(|| ConvertError::Crashed {
@@ -359,5 +387,18 @@ mod tests {
         assert_eq!(default_name(Path::new("/x/4x-UltraSharp.pth")), "4x-UltraSharp");
         assert_eq!(default_name(Path::new("wav2lip gan (1).pth")), "wav2lip-gan--1-");
         assert_eq!(default_name(Path::new("/x/+++.pth")), "imported");
+    }
+
+    #[test]
+    fn fused_models_name_their_base_and_loras() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(fused_of(dir.path()), None, "no record");
+        let record = serde_json::json!({"details": {"base": "sd15", "loras": [
+            {"name": "ink", "scale": 0.8}, {"name": "film", "scale": 1.0}]}});
+        std::fs::write(dir.path().join(CONVERSION_FILE), record.to_string()).expect("write");
+        assert_eq!(fused_of(dir.path()).as_deref(), Some("sd15 + ink×0.8 + film×1"));
+        let plain = serde_json::json!({"details": {"base": "sd15", "loras": []}});
+        std::fs::write(dir.path().join(CONVERSION_FILE), plain.to_string()).expect("write");
+        assert_eq!(fused_of(dir.path()), None, "a plain conversion is not fused");
     }
 }

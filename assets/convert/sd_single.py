@@ -1,0 +1,190 @@
+"""Stable Diffusion 1.x/2.x single-file checkpoints (original LDM key layout, `.safetensors`
+or `.ckpt`, as A1111/ComfyUI users have them) -> a diffusers pipeline, offline, then the
+same export and self-check as a diffusers folder (`sd.convert_pipeline`).
+
+What the single file does not hold is found without the hub:
+- the original config: `X.yaml` beside `X.safetensors` (A1111's convention), else the
+  shipped `v1-inference.yaml` / `v2-inference.yaml`, chosen by the text encoder's keys
+  (`cond_stage_model.transformer.` = CLIP ViT-L, SD 1.x; `cond_stage_model.model.` =
+  OpenCLIP, SD 2.x);
+- the prediction type: `--prediction` when given, else `parameterization: "v"` in the
+  config beside it, else for SD 2.x A1111's guess (the UNet on a flat 0.5 input at t=999:
+  a mean of output - input below -1 means v-prediction), else epsilon;
+- the text encoder's config: from its weights' shapes (every SD text encoder has 64-wide heads);
+- the CLIP tokenizer: a `tokenizer/` folder beside the checkpoint, else one of an installed
+  diffusion model (same vocabulary size), else a refusal saying so.
+"""
+import json
+import os
+import re
+import shutil
+import tempfile
+
+from convert import Refused, progress, setup_torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+V1, V2 = "cond_stage_model.transformer.", "cond_stage_model.model."
+
+
+def family(path, keys):
+    """'v1' or 'v2' from the text encoder's keys; SDXL and others are refused."""
+    if any(k.startswith("conditioner.embedders.") for k in keys):
+        raise Refused(f"{path}: SDXL checkpoints are not converted by this reelbox yet")
+    if any(k.startswith(V2) for k in keys):
+        return "v2"
+    if any(k.startswith(V1) for k in keys):
+        return "v1"
+    raise Refused(f"{path}: a Stable Diffusion UNet without a known text encoder (neither SD 1.x nor 2.x)")
+
+
+def _layers(keys, pattern):
+    found = [int(m.group(1)) for k in keys if (m := re.search(pattern, k))]
+    return max(found) + 1 if found else 0
+
+
+def text_encoder_config(path, sd, fam, vocab):
+    """CLIPTextConfig fields from the weights' shapes."""
+    keys = list(sd)
+    try:
+        if fam == "v1":
+            tok = next(k for k in keys if k.startswith(V1) and k.endswith("embeddings.token_embedding.weight"))
+            pos = next(k for k in keys if k.startswith(V1) and k.endswith("embeddings.position_embedding.weight"))
+            fc1 = next(k for k in keys if k.startswith(V1) and k.endswith("layers.0.mlp.fc1.weight"))
+            layers = _layers([k for k in keys if k.startswith(V1)], r"encoder\.layers\.(\d+)\.")
+            act, proj = "quick_gelu", sd[tok].shape[1]
+        else:
+            tok, pos = V2 + "token_embedding.weight", V2 + "positional_embedding"
+            fc1 = V2 + "transformer.resblocks.0.mlp.c_fc.weight"
+            # SD 2.x conditions on the penultimate layer: diffusers' encoder stops there.
+            layers = _layers([k for k in keys if k.startswith(V2)], r"resblocks\.(\d+)\.") - 1
+            act = "gelu"
+            proj = sd[V2 + "text_projection"].shape[1] if V2 + "text_projection" in sd else sd[tok].shape[1]
+        hidden = sd[tok].shape[1]
+        cfg = {"vocab_size": sd[tok].shape[0], "hidden_size": hidden, "intermediate_size": sd[fc1].shape[0],
+               "num_hidden_layers": layers, "num_attention_heads": max(1, hidden // 64),
+               "max_position_embeddings": sd[pos].shape[0], "hidden_act": act, "projection_dim": proj}
+    except (StopIteration, KeyError) as e:
+        raise Refused(f"{path}: the text encoder's weights are incomplete ({e})")
+    cfg["bos_token_id"] = vocab.get("<|startoftext|>", 0)
+    cfg["eos_token_id"] = vocab.get("<|endoftext|>", 2)
+    cfg["pad_token_id"] = 1 if fam == "v2" else cfg["eos_token_id"]
+    return cfg
+
+
+def _vocab(dir_):
+    try:
+        with open(os.path.join(dir_, "vocab.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def find_tokenizer(path, vocab_size, models_dir):
+    """The CLIP tokenizer folder for a text encoder with `vocab_size` tokens."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer")
+    candidates = [beside]
+    if models_dir and os.path.isdir(models_dir):
+        candidates += [os.path.join(models_dir, d, "tokenizer") for d in sorted(os.listdir(models_dir))]
+    for c in candidates:
+        v = _vocab(c)
+        if v is not None and len(v) == vocab_size and os.path.isfile(os.path.join(c, "merges.txt")):
+            return c, v
+    raise Refused(
+        f"{path}: needs the CLIP tokenizer ({vocab_size} tokens) and has none: put its tokenizer/ folder "
+        "(vocab.json, merges.txt) beside the checkpoint, or install any Stable Diffusion model first")
+
+
+def original_config(path, fam):
+    beside = os.path.splitext(path)[0] + ".yaml"
+    if os.path.isfile(beside):
+        return beside, "beside the checkpoint"
+    return os.path.join(HERE, f"{fam}-inference.yaml"), f"shipped {fam}-inference.yaml"
+
+
+def _yaml_params(yaml_path):
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_container(OmegaConf.load(yaml_path))["model"]["params"]
+    except Exception as e:  # noqa: BLE001 - any failure means the config is unusable
+        raise Refused(f"{yaml_path}: not an original Stable Diffusion config ({type(e).__name__}: {e})")
+
+
+def guess_v_prediction(torch, unet):
+    """A1111's test: v-prediction models map a flat 0.5 input at t=999 far below it."""
+    x = torch.ones((1, unet.config.in_channels, 8, 8)) * 0.5
+    cond = torch.ones((1, 2, unet.config.cross_attention_dim)) * 0.5
+    with torch.no_grad():
+        out = unet(x, torch.tensor(999.0), cond, return_dict=False)[0]
+    return (out - x).mean().item() < -1
+
+
+def load(path, sd, args):
+    """A diffusers pipeline from the single file; returns it and the facts to record."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    torch = setup_torch()
+    import diffusers
+
+    diffusers.utils.logging.set_verbosity_error()
+    fam = family(path, sd)
+    yaml_path, yaml_from = original_config(path, fam)
+    params = _yaml_params(yaml_path)
+    vocab_key = next((k for k in sd if k.endswith("token_embedding.weight") and k.startswith((V1, V2))), None)
+    if vocab_key is None:
+        raise Refused(f"{path}: the text encoder has no token embedding")
+    tok_dir, vocab = find_tokenizer(path, sd[vocab_key].shape[0], args.models)
+    work = tempfile.mkdtemp(prefix="reelbox-sd-")
+    try:
+        cfg = os.path.join(work, "config")
+        os.makedirs(os.path.join(cfg, "text_encoder"))
+        os.makedirs(os.path.join(cfg, "scheduler"))
+        shutil.copytree(tok_dir, os.path.join(cfg, "tokenizer"))
+        from transformers import CLIPTextConfig
+
+        CLIPTextConfig(**text_encoder_config(path, sd, fam, vocab)).save_pretrained(os.path.join(cfg, "text_encoder"))
+        sched = {"_class_name": "PNDMScheduler", "beta_start": params.get("linear_start", 0.00085),
+                 "beta_end": params.get("linear_end", 0.012), "beta_schedule": "scaled_linear",
+                 "num_train_timesteps": params.get("timesteps", 1000), "steps_offset": 1, "skip_prk_steps": True,
+                 "set_alpha_to_one": False, "prediction_type": "epsilon",
+                 # what SD 1.x/2.x pipelines on the hub say (PNDM's default would be linspace here)
+                 "timestep_spacing": "leading"}
+        with open(os.path.join(cfg, "scheduler", "scheduler_config.json"), "w", encoding="utf-8") as f:
+            json.dump(sched, f)
+        with open(os.path.join(cfg, "model_index.json"), "w", encoding="utf-8") as f:
+            json.dump({"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+                       "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+                       "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+                       "vae": ["diffusers", "AutoencoderKL"], "safety_checker": [None, None],
+                       "feature_extractor": [None, None], "requires_safety_checker": False}, f)
+        src = path
+        if not path.lower().endswith(".safetensors"):
+            # diffusers would torch.load the pickle again; hand it the tensors already read
+            # with weights_only=True instead.
+            from safetensors.torch import save_file
+
+            src = os.path.join(work, "checkpoint.safetensors")
+            save_file({k: v.contiguous() for k, v in sd.items() if hasattr(v, "contiguous")}, src)
+        try:
+            pipe = diffusers.StableDiffusionPipeline.from_single_file(
+                src, original_config=yaml_path, config=cfg, local_files_only=True, torch_dtype=torch.float32,
+                safety_checker=None, requires_safety_checker=False)
+        except Refused:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure means the file does not fit its config
+            raise Refused(f"{path}: does not load as Stable Diffusion {fam[1]}.x with {yaml_from} "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.prediction:
+        pred, how = args.prediction, "--prediction"
+    elif params.get("parameterization") == "v":
+        pred, how = "v_prediction", "parameterization in " + os.path.basename(yaml_path)
+    elif fam == "v2" and guess_v_prediction(torch, pipe.unet):
+        pred, how = "v_prediction", "guessed from the UNet (A1111's test)"
+    else:
+        pred, how = "epsilon", "the default for SD " + fam[1] + ".x" + (" (A1111's test)" if fam == "v2" else "")
+    pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=pred)
+    progress(0, 0, f"Stable Diffusion {fam[1]}.x checkpoint; config: {yaml_from}; tokenizer: {tok_dir}; "
+                   f"prediction: {pred} ({how})")
+    return pipe, {"source_format": "single-file", "version": fam, "original_config": yaml_from,
+                  "prediction_from": how}

@@ -1,0 +1,151 @@
+//! Single-file Stable Diffusion 1.x checkpoints (original LDM key layout) as A1111 and
+//! ComfyUI users have them: `X.safetensors` through the CLI and a pickled `X.ckpt` through
+//! `POST /api/v1/models/import` convert offline (the original config `X.yaml` beside the
+//! file, the tokenizer folder beside it), pass the self-check, and render the same pixels
+//! as the same model imported from its diffusers folder. `--prediction v` is recorded in
+//! the scheduler config; a file that does not fit the shipped SD 1.x config is refused
+//! naming it and the config.
+//!
+//! Fixtures are made at test time by `tests/fixtures/make_byo_ckpt.py`.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
+use common::provision;
+use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
+use serde_json::{Value, json};
+
+/// The tiny checkpoints, made once per test binary.
+fn sources(env: &Path) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-ckpt");
+        make_fixture(env, "make_byo_ckpt.py", &dir);
+        dir
+    })
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `reelbox models import --json` with `args`; the report, or the failure's stderr.
+fn import(env: &Path, home: &Path, models: &Path, args: &[&str], path: &Path) -> Result<Value, String> {
+    let out = reelbox_cli(home, models)
+        .env("REELBOX_CONVERT_PYENV", env)
+        .args(["models", "import", "--json"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("run reelbox");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("report JSON"))
+}
+
+/// Renders a fixed-seed 64×64 image with `model` in the daemon; its RGB bytes.
+async fn render(http: &reqwest::Client, d: &DaemonProc, model: &str) -> Vec<u8> {
+    let params = json!({"model": model, "prompt": "a red circle", "seed": 7, "width": 64, "height": 64, "steps": 2});
+    let (s, job) = post_json(http, d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(http, d, &id, Duration::from_secs(120), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{model}: {done}");
+    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let png = out
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"].as_str().is_some_and(|n| n.ends_with(".png"))).cloned())
+        .unwrap_or_else(|| panic!("no PNG among {out}"));
+    let bytes = http.get(d.at(png["url"].as_str().expect("url"))).send().await.expect("get");
+    image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG").to_rgb8().into_raw()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_file_checkpoints_convert_offline_and_render_like_their_diffusers_folder() {
+    let env = convert_pyenv();
+    let src = sources(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let (h, m) = (home.path(), models.as_path());
+
+    let report =
+        import(&env, h, m, &["--name", "sd1"], &src.join("tiny-sd1.safetensors")).unwrap_or_else(|e| panic!("{e}"));
+    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("max_abs_diff");
+    assert!(diff <= 1e-3, "reelbox differs from diffusers by {diff}: {report}");
+    let record = read_json(&models.join("sd1/conversion.json"));
+    let d = &record["details"];
+    assert_eq!((d["source_format"].as_str(), d["version"].as_str()), (Some("single-file"), Some("v1")), "{record}");
+    assert_eq!(d["original_config"], "beside the checkpoint", "{record}");
+    assert_eq!(d["prediction_type"], "epsilon", "{record}");
+    assert!(models.join("sd1/unet/model.onnx_data").is_file() && models.join("sd1/tokenizer/vocab.json").is_file());
+    import(&env, h, m, &["--name", "reference"], &src.join("tiny-sd1-diffusers")).unwrap_or_else(|e| panic!("{e}"));
+
+    // --prediction v: the scheduler config says so (the user knows better than a guess).
+    let vpred = import(&env, h, m, &["--name", "sd1v", "--prediction", "v"], &src.join("tiny-sd1.safetensors"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(vpred["self_check"]["max_abs_diff"].as_f64().expect("diff") <= 1e-3, "{vpred}");
+    let sched = read_json(&models.join("sd1v/scheduler/scheduler_config.json"));
+    assert_eq!(sched["prediction_type"], "v_prediction", "{sched}");
+
+    let runtime = provision::runtime();
+    let daemon = DaemonProc::start(
+        &h.join("data"),
+        &[
+            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
+            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
+            ("REELBOX_CONVERT_PYENV", env.to_str().expect("utf-8")),
+        ],
+    );
+    let http = reqwest::Client::new();
+    // A pickled .ckpt ({"state_dict": ...}) through the API, read with weights_only.
+    let body = json!({"path": src.join("tiny-sd1-pickle.ckpt"), "name": "sd1-ckpt"});
+    let (s, job) = post_json(&http, &daemon, "/api/v1/models/import", body).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(&http, &daemon, &id, Duration::from_secs(300), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let events = http.get(daemon.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    let events = events.text().await.expect("event text");
+    assert!(events.contains("Stable Diffusion 1.x checkpoint") && events.contains("self-check passed"), "{events}");
+
+    let reference = render(&http, &daemon, "reference").await;
+    let single = render(&http, &daemon, "sd1").await;
+    let pickle = render(&http, &daemon, "sd1-ckpt").await;
+    let max_diff = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0);
+    assert_eq!(reference.len(), single.len());
+    assert!(max_diff(&reference, &single) <= 1, "the single file renders as its diffusers folder does");
+    assert_eq!(max_diff(&single, &pickle), 0, "the .ckpt holds the same weights");
+}
+
+#[test]
+fn a_checkpoint_that_does_not_fit_the_shipped_config_is_refused_naming_both() {
+    let env = convert_pyenv();
+    let src = sources(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    // Just the file and a tokenizer: no tiny-sd1.yaml beside it, so the SD 1.x config
+    // chosen from its keys is the shipped one, which the tiny UNet does not fit.
+    let alone = home.path().join("alone");
+    std::fs::create_dir_all(&alone).expect("dir");
+    std::fs::copy(src.join("tiny-sd1.safetensors"), alone.join("tiny-sd1.safetensors")).expect("copy");
+    let err = import(&env, home.path(), &models, &["--name", "alone"], &alone.join("tiny-sd1.safetensors"))
+        .expect_err("no tokenizer");
+    assert!(err.contains("tiny-sd1.safetensors") && err.contains("needs the CLIP tokenizer"), "{err}");
+    let tok = alone.join("tokenizer");
+    std::fs::create_dir_all(&tok).expect("tokenizer dir");
+    for f in ["vocab.json", "merges.txt"] {
+        std::fs::copy(src.join("tokenizer").join(f), tok.join(f)).expect("copy");
+    }
+    let err = import(&env, home.path(), &models, &["--name", "alone"], &alone.join("tiny-sd1.safetensors"))
+        .expect_err("wrong config");
+    assert!(err.contains("tiny-sd1.safetensors") && err.contains("shipped v1-inference.yaml"), "{err}");
+    assert!(!models.join("alone").exists() && !models.join(".staging/alone").exists(), "nothing installed");
+}
