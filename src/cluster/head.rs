@@ -240,14 +240,14 @@ impl Head {
             );
             return self.ingest(orphan, &[], s.sink);
         }
-        let mut ids: Vec<Ulid> = s.job.stages[..s.index].iter().flat_map(|st| st.artifacts.iter().copied()).collect();
+        // Earlier stages' outputs from the store through the sink: the job record this
+        // run was claimed with predates the stages that finished since.
+        let mut files: Vec<(crate::store::records::Artifact, std::path::PathBuf)> = Vec::new();
+        let earlier = s.job.stages[..s.index].iter().flat_map(|st| s.sink.stage_artifacts(st.name));
+        let mut ids = Vec::new();
         named_ids(s.params, &mut ids);
-        let mut files = Vec::new();
-        for id in ids {
-            if files.iter().any(|(a, _): &(crate::store::records::Artifact, _)| a.id == id) {
-                continue;
-            }
-            if let Some(a) = s.sink.artifact(id) {
+        for a in earlier.chain(ids.into_iter().filter_map(|id| s.sink.artifact(id))) {
+            if !files.iter().any(|(f, _)| f.id == a.id) {
                 let path = s.sink.artifact_path(&a);
                 files.push((a, path));
             }

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod media;
 pub mod palette;
 pub mod provision;
+pub mod render;
 pub mod sink;
 pub mod sse;
 pub mod tools;

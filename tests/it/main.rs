@@ -18,6 +18,7 @@ mod byo_import;
 mod catalog;
 mod cli;
 mod cluster;
+mod cluster_render;
 mod cluster_restarts;
 mod cluster_telemetry;
 mod comfy_compat;
