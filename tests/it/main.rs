@@ -20,6 +20,7 @@ mod cli;
 mod cluster;
 mod cluster_render;
 mod cluster_restarts;
+mod cluster_security;
 mod cluster_telemetry;
 mod comfy_compat;
 mod crash;
