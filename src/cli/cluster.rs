@@ -6,9 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use futures::StreamExt;
 use reelbox::cluster::Bus;
-use reelbox::cluster::protocol::Advert;
 use reelbox::config::Config;
 
 use super::Global;
@@ -39,15 +37,7 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
         tokio::time::timeout(std::time::Duration::from_secs(15), Bus::connect(&cluster, "reelbox cluster status"))
             .await
             .with_context(|| format!("no answer from NATS at {}", cluster.nats_url))??;
-    let mut boxes = Vec::new();
-    let mut keys = bus.boxes.keys().await.context("cannot list the heartbeat bucket")?;
-    while let Some(key) = keys.next().await {
-        let key = key.context("cannot list the heartbeat bucket")?;
-        if let Some(body) = bus.boxes.get(&key).await.context("cannot read a heartbeat")? {
-            boxes.push(serde_json::from_slice::<Advert>(&body).with_context(|| format!("heartbeat of {key}"))?);
-        }
-    }
-    boxes.sort_by(|a, b| a.host.cmp(&b.host));
+    let boxes = bus.adverts().await.context("cannot read the heartbeat bucket")?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&boxes)?);
         return Ok(ExitCode::SUCCESS);

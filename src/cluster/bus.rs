@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
+use futures::StreamExt;
 
 use super::ClusterError;
-use super::protocol::{BOXES_BUCKET, OBJECT_BUCKET, RESULT_STREAM, RESULT_SUBJECT, WORK_STREAM};
+use super::protocol::{Advert, BOXES_BUCKET, OBJECT_BUCKET, RESULT_STREAM, RESULT_SUBJECT, WORK_STREAM};
 use crate::config::ClusterConfig;
 
 /// A connected cluster member's handles.
@@ -90,6 +91,41 @@ impl Bus {
                 .map_err(|e| ClusterError::js("artifact object store", e))?,
         };
         Ok(Self { client, js, work, results, boxes, objects })
+    }
+}
+
+impl Bus {
+    /// Every box's latest heartbeat left in the bucket (expired ones are gone), sorted by
+    /// name: one stream-info request for the keys, then a direct get per box. Not the KV
+    /// `keys()` listing: its consumer ends only on a delivery with nothing pending, and a
+    /// heartbeat expiring between the consumer's count and its delivery left that listing
+    /// (and the head's view of the boxes) waiting forever.
+    pub async fn adverts(&self) -> Result<Vec<Advert>, ClusterError> {
+        let prefix = format!("$KV.{BOXES_BUCKET}.");
+        let mut subjects = self
+            .boxes
+            .stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .map_err(|e| ClusterError::js("heartbeat bucket", e))?;
+        let mut keys = Vec::new();
+        while let Some(s) = subjects.next().await {
+            let (subject, _) = s.map_err(|e| ClusterError::js("heartbeat bucket", e))?;
+            keys.extend(subject.strip_prefix(&prefix).map(str::to_owned));
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // None: a box that left (delete marker) or whose entry expired just now.
+            let Some(body) = self.boxes.get(&key).await.map_err(|e| ClusterError::js("heartbeat", e))? else {
+                continue;
+            };
+            match serde_json::from_slice::<Advert>(&body) {
+                Ok(a) => out.push(a),
+                Err(e) => tracing::warn!(box = %key, "unreadable heartbeat: {e}"),
+            }
+        }
+        out.sort_by(|a, b| a.host.cmp(&b.host));
+        Ok(out)
     }
 }
 
