@@ -5,8 +5,8 @@ use utoipa::OpenApi;
 
 use super::keys::BearerAuth;
 use super::{
-    artifacts, error, events, gc, images, jobs, keys, media, metrics, models, profiles, renders, speech, system,
-    telemetry, views, web,
+    artifacts, cluster, error, events, gc, images, jobs, keys, media, metrics, models, profiles, renders, speech,
+    system, telemetry, views, web,
 };
 
 /// The API description served at `/openapi.json`.
@@ -45,6 +45,7 @@ use super::{
         models::pull,
         models::import,
         system::system,
+        cluster::status,
         keys::create,
         keys::list,
         keys::revoke,
@@ -76,6 +77,7 @@ use super::{
         views::StyleView,
         profiles::ProfileRequest,
         system::SystemView,
+        cluster::ClusterView,
         system::DeviceView,
         system::QueueView,
         system::EnergyView,

@@ -470,4 +470,12 @@ impl RemoteBoxes for Head {
     fn max_running(&self) -> usize {
         self.cluster.remote_slots
     }
+
+    fn adverts(&self) -> Vec<serde_json::Value> {
+        self.boxes().iter().filter_map(|a| serde_json::to_value(a).ok()).collect()
+    }
+
+    fn heartbeat_ttl_s(&self) -> u64 {
+        self.cluster.heartbeat_ttl_s
+    }
 }

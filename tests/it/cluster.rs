@@ -54,6 +54,18 @@ async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
     let http = reqwest::Client::new();
     wait_boxes(&http, &head, &["w1", "w2"]).await;
 
+    // `reelbox cluster status` asks the head's API: its URL is all the command needs.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["cluster", "status", "--url", &head.url])
+        .env_remove("REELBOX_CONFIG")
+        .env_remove("REELBOX_KEY")
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .output()
+        .expect("cluster status");
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{table}{}", String::from_utf8_lossy(&status.stderr));
+    assert!(table.contains("HEARTBEAT") && table.contains("w1/cpu") && table.contains("w2/cpu"), "{table}");
+
     let mut ids = Vec::new();
     for _ in 0..4 {
         ids.push(submit_testcard(&http, &head, json!({"steps": 5, "step_ms": 100})).await);
