@@ -1,7 +1,8 @@
 //! Worker boxes against a secured NATS server (token auth and TLS with a CA made here),
 //! real processes: a worker with the right token and CA joins and runs a stage; one with
 //! no token, a wrong token or without the CA exits at once with an error naming the
-//! setting; a result sent for a run the sender does not hold is discarded.
+//! setting; a result sent for a run the sender does not hold is discarded; no API key ever
+//! crosses NATS.
 
 use crate::cluster_support;
 use crate::common;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use cluster_support::{Nats, WorkerProc, stage_devices, start_head_cfg, wait_boxes, worker_command};
 use common::daemon::{is_final, submit_testcard, wait_job};
+use futures::StreamExt;
 use reelbox::cluster::protocol::{Outcome, RESULT_SUBJECT, RunKey, StageResult};
 use serde_json::json;
 
@@ -90,7 +92,7 @@ async fn only_workers_with_the_token_and_ca_join_and_foreign_results_are_discard
         .connect(nats.url())
         .await
         .expect("connect as an intruder holding the token");
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(client.clone());
     let forged = StageResult {
         key: RunKey { job, stage: 0, attempt },
         host: "intruder".into(),
@@ -107,4 +109,26 @@ async fn only_workers_with_the_token_and_ca_join_and_foreign_results_are_discard
     let id = card[0].as_str().expect("id");
     let png = http.get(head.at(&format!("/api/v1/artifacts/{id}"))).send().await.expect("get");
     assert!(png.bytes().await.expect("bytes").starts_with(b"\x89PNG"), "the card came home from w1");
+
+    // Workers never see API keys: a job submitted with one runs remotely, and nothing on
+    // any subject (work, inputs, results, progress) carries the key.
+    let made = http.post(head.at("/api/v1/keys")).json(&json!({"name": "root", "scope": "admin"})).send().await;
+    let made: serde_json::Value = made.expect("create key").json().await.expect("json");
+    let key = made["key"].as_str().unwrap_or_else(|| panic!("no key in {made}")).to_string();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().expect("header"));
+    let keyed = reqwest::Client::builder().default_headers(headers).build().expect("client");
+    let mut everything = client.subscribe(">").await.expect("subscribe to every subject");
+    let id = submit_testcard(&keyed, &head, json!({"steps": 3, "step_ms": 100})).await;
+    let j = wait_job(&keyed, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!((j["state"].as_str(), stage_devices(&j)[0].as_str()), (Some("succeeded"), "w1/cpu"), "{j}");
+    let mut seen = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(m)) = tokio::time::timeout_at(until, everything.next()).await {
+        seen += 1;
+        let headers = m.headers.map(|h| format!("{h:?}")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&m.payload);
+        assert!(!text.contains(&key) && !headers.contains(&key), "the API key crossed NATS on {}", m.subject);
+    }
+    assert!(seen > 10, "the test saw the traffic ({seen} messages)");
 }
