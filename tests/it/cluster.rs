@@ -65,6 +65,12 @@ async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{table}{}", String::from_utf8_lossy(&status.stderr));
     assert!(table.contains("HEARTBEAT") && table.contains("w1/cpu") && table.contains("w2/cpu"), "{table}");
+    // A daemon without [cluster] says so.
+    let plain = DaemonProc::start(&dir.path().join("plain"), &[]);
+    let r = http.get(plain.at("/api/v1/cluster")).send().await.expect("cluster");
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.expect("json");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("[cluster]")), "{body}");
 
     let mut ids = Vec::new();
     for _ in 0..4 {
