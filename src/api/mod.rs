@@ -14,6 +14,7 @@ use crate::store::Store;
 
 pub mod artifacts;
 pub mod auth;
+pub mod cluster;
 pub mod comfy;
 pub mod error;
 pub mod events;
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/models/pull", post(models::pull))
         .route("/api/v1/models/import", post(models::import))
         .route("/api/v1/system", get(system::system))
+        .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/telemetry", get(telemetry::stream))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/keys", post(keys::create).get(keys::list))

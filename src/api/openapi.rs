@@ -5,8 +5,8 @@ use utoipa::OpenApi;
 
 use super::keys::BearerAuth;
 use super::{
-    artifacts, error, events, gc, images, jobs, keys, media, metrics, models, presets, profiles, renders, speech,
-    system, telemetry, views, web,
+    artifacts, cluster, error, events, gc, images, jobs, keys, media, metrics, models, presets, profiles, renders,
+    speech, system, telemetry, views, web,
 };
 
 /// The API description served at `/openapi.json`.
@@ -46,6 +46,7 @@ use super::{
         models::import,
         presets::list,
         system::system,
+        cluster::status,
         keys::create,
         keys::list,
         keys::revoke,
@@ -77,6 +78,7 @@ use super::{
         views::StyleView,
         profiles::ProfileRequest,
         system::SystemView,
+        cluster::ClusterView,
         system::DeviceView,
         system::QueueView,
         system::EnergyView,

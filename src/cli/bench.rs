@@ -30,8 +30,8 @@ pub enum BenchWhat {
     /// The same jobs on a GPU and on the CPU: speedup, placement, energy, memory, output
     /// differences; NVML beside nvidia-smi; TensorRT (packaging/gpu-check.sh runs it).
     Gpu(super::bench_gpu::BenchGpuArgs),
-    /// Testcard throughput on the head alone and on 1, 2, 4 worker processes through a
-    /// NATS server it starts, and the per-stage cost of going remote.
+    /// Testcard and CPU demo-render throughput on the head alone and on 1, 2, 4 worker
+    /// processes through a NATS server it starts, and the per-stage cost of going remote.
     Cluster(super::bench_cluster::BenchClusterArgs),
 }
 
@@ -49,7 +49,7 @@ pub async fn run(g: &Global, what: BenchWhat) -> anyhow::Result<ExitCode> {
         BenchWhat::Top(args) => super::bench_top::run(args).await,
         BenchWhat::Render(args) => super::bench_render::run(g, args).await,
         BenchWhat::Gpu(args) => super::bench_gpu::run(g, args).await,
-        BenchWhat::Cluster(args) => super::bench_cluster::run(args).await,
+        BenchWhat::Cluster(args) => super::bench_cluster::run(g, args).await,
     }
 }
 

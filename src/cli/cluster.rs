@@ -1,62 +1,54 @@
-//! `reelbox cluster status`: the worker boxes as their heartbeats describe them, read
-//! straight from the NATS server's heartbeat bucket (works on the head or any box that
-//! can reach NATS with the `[cluster]` credentials).
+//! `reelbox cluster status`: the worker boxes as their heartbeats describe them, asked of
+//! the head's API (`GET /api/v1/cluster`, with the URL and key every command uses), or
+//! with `--nats` read straight from the NATS server's heartbeat bucket (for a box that can
+//! reach NATS with the `[cluster]` credentials but not the head).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use futures::StreamExt;
 use reelbox::cluster::Bus;
 use reelbox::cluster::protocol::Advert;
 use reelbox::config::Config;
 
 use super::Global;
+use super::client::Client;
 
 /// `reelbox cluster ...`
 #[derive(Debug, Subcommand)]
 pub enum ClusterAction {
     /// Boxes, their devices, free GPU memory, running stages and last heartbeat.
     Status {
-        /// The NATS server; default `[cluster] nats_url`.
+        /// Read the heartbeats from this NATS server instead of asking the head's API.
         #[arg(long)]
         nats: Option<String>,
     },
 }
 
+/// `GET /api/v1/cluster` as this command reads it: the boxes in the cluster's own form.
+#[derive(serde::Deserialize)]
+struct ClusterView {
+    heartbeat_ttl_s: u64,
+    now_ms: i64,
+    boxes: Vec<Advert>,
+}
+
 /// Runs a `cluster` subcommand.
 pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> {
     let ClusterAction::Status { nats } = action;
-    let config = Config::load(g.config.as_deref())?;
-    if config.cluster.is_none() && nats.is_none() {
-        anyhow::bail!("--nats: give the NATS server (nats://HEAD:4222), or set [cluster] nats_url");
-    }
-    let mut cluster = config.cluster.unwrap_or_default();
-    if let Some(url) = nats {
-        cluster.nats_url = url;
-    }
-    let bus =
-        tokio::time::timeout(std::time::Duration::from_secs(15), Bus::connect(&cluster, "reelbox cluster status"))
-            .await
-            .with_context(|| format!("no answer from NATS at {}", cluster.nats_url))??;
-    let mut boxes = Vec::new();
-    let mut keys = bus.boxes.keys().await.context("cannot list the heartbeat bucket")?;
-    while let Some(key) = keys.next().await {
-        let key = key.context("cannot list the heartbeat bucket")?;
-        if let Some(body) = bus.boxes.get(&key).await.context("cannot read a heartbeat")? {
-            boxes.push(serde_json::from_slice::<Advert>(&body).with_context(|| format!("heartbeat of {key}"))?);
-        }
-    }
-    boxes.sort_by(|a, b| a.host.cmp(&b.host));
+    let view = match nats {
+        Some(url) => from_nats(g, url).await?,
+        None => Client::new(g)?.get::<ClusterView>("/api/v1/cluster").await?,
+    };
+    let ClusterView { heartbeat_ttl_s, now_ms: now, boxes } = view;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&boxes)?);
         return Ok(ExitCode::SUCCESS);
     }
     if boxes.is_empty() {
-        println!("no worker boxes (none sent a heartbeat within {} s)", cluster.heartbeat_ttl_s);
+        println!("no worker boxes (none sent a heartbeat within {heartbeat_ttl_s} s)");
         return Ok(ExitCode::SUCCESS);
     }
-    let now = reelbox::time::now_ms();
     let mut rows = Vec::new();
     for b in &boxes {
         for d in &b.devices {
@@ -93,4 +85,16 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The boxes from the NATS heartbeat bucket, with `[cluster]`'s credentials and TLS.
+async fn from_nats(g: &Global, url: String) -> anyhow::Result<ClusterView> {
+    let mut cluster = Config::load(g.config.as_deref())?.cluster.unwrap_or_default();
+    cluster.nats_url = url;
+    let bus =
+        tokio::time::timeout(std::time::Duration::from_secs(15), Bus::connect(&cluster, "reelbox cluster status"))
+            .await
+            .with_context(|| format!("no answer from NATS at {}", cluster.nats_url))??;
+    let boxes = bus.adverts().await.context("cannot read the heartbeat bucket")?;
+    Ok(ClusterView { heartbeat_ttl_s: cluster.heartbeat_ttl_s, now_ms: reelbox::time::now_ms(), boxes })
 }

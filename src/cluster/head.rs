@@ -101,21 +101,18 @@ impl Head {
         v
     }
 
+    /// Re-reads the heartbeats. When NATS does not answer within a second (a restart, a
+    /// slow server) the boxes stay as last seen: no answer is no news, and a box is only
+    /// taken for gone on a heartbeat that is missing or too old.
     async fn refresh_boxes(&self) {
         let ttl_ms = (self.cluster.heartbeat_ttl_s * 1000) as i64;
-        let mut fresh = HashMap::new();
-        if let Ok(mut keys) = self.bus.boxes.keys().await {
-            while let Some(Ok(key)) = keys.next().await {
-                let Ok(Some(body)) = self.bus.boxes.get(&key).await else { continue };
-                match serde_json::from_slice::<Advert>(&body) {
-                    Ok(a) if crate::time::now_ms() - a.at_ms <= ttl_ms => {
-                        fresh.insert(key, a);
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(box = %key, "unreadable heartbeat: {e}"),
-                }
-            }
-        }
+        let adverts = match tokio::time::timeout(Duration::from_secs(1), self.bus.adverts()).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return tracing::debug!("cannot read heartbeats: {e}"),
+            Err(_) => return tracing::debug!("no heartbeat listing within a second"),
+        };
+        let now = crate::time::now_ms();
+        let fresh = adverts.into_iter().filter(|a| now - a.at_ms <= ttl_ms).map(|a| (a.host.clone(), a)).collect();
         *self.boxes.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 
@@ -240,14 +237,14 @@ impl Head {
             );
             return self.ingest(orphan, &[], s.sink);
         }
-        let mut ids: Vec<Ulid> = s.job.stages[..s.index].iter().flat_map(|st| st.artifacts.iter().copied()).collect();
+        // Earlier stages' outputs from the store through the sink: the job record this
+        // run was claimed with predates the stages that finished since.
+        let mut files: Vec<(crate::store::records::Artifact, std::path::PathBuf)> = Vec::new();
+        let earlier = s.job.stages[..s.index].iter().flat_map(|st| s.sink.stage_artifacts(st.name));
+        let mut ids = Vec::new();
         named_ids(s.params, &mut ids);
-        let mut files = Vec::new();
-        for id in ids {
-            if files.iter().any(|(a, _): &(crate::store::records::Artifact, _)| a.id == id) {
-                continue;
-            }
-            if let Some(a) = s.sink.artifact(id) {
+        for a in earlier.chain(ids.into_iter().filter_map(|id| s.sink.artifact(id))) {
+            if !files.iter().any(|(f, _)| f.id == a.id) {
                 let path = s.sink.artifact_path(&a);
                 files.push((a, path));
             }
@@ -472,5 +469,13 @@ impl RemoteBoxes for Head {
 
     fn max_running(&self) -> usize {
         self.cluster.remote_slots
+    }
+
+    fn adverts(&self) -> Vec<serde_json::Value> {
+        self.boxes().iter().filter_map(|a| serde_json::to_value(a).ok()).collect()
+    }
+
+    fn heartbeat_ttl_s(&self) -> u64 {
+        self.cluster.heartbeat_ttl_s
     }
 }

@@ -38,6 +38,26 @@ pub enum ClusterError {
         #[source]
         source: async_nats::ConnectError,
     },
+    /// The server refused this box's credentials (or their absence).
+    #[error("NATS at {url} refused {credential}: {source}")]
+    Refused {
+        /// The server.
+        url: String,
+        /// Which credential was offered, naming its setting.
+        credential: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// TLS with the server failed (unknown CA, no TLS where it is required, bad client cert).
+    #[error("TLS with NATS at {url} failed ({hint}): {source}")]
+    Tls {
+        /// The server.
+        url: String,
+        /// Which setting to look at.
+        hint: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
     /// A credentials or TLS file could not be read.
     #[error("cannot read {path}: {source}")]
     File {
@@ -82,7 +102,10 @@ impl ClusterError {
 impl crate::kinds::Failure for ClusterError {
     fn is_retriable(&self) -> bool {
         // Transfers and the server come back; bad settings do not.
-        !matches!(self, ClusterError::Config(_) | ClusterError::Name(_))
+        !matches!(
+            self,
+            ClusterError::Config(_) | ClusterError::Name(_) | ClusterError::Refused { .. } | ClusterError::Tls { .. }
+        )
     }
 }
 

@@ -182,7 +182,6 @@ impl Worker {
                 temp_c: s.and_then(|s| s.temperature_c),
             });
         }
-        let catalog = crate::models::Catalog::load(&self.config);
         let mut kinds: Vec<String> = self.kinds.keys().map(|k| k.to_string()).collect();
         kinds.sort();
         let used: Vec<DeviceId> = self.gpus().iter().map(|g| g.id).collect();
@@ -193,7 +192,7 @@ impl Worker {
             gpus: latest
                 .map(|s| s.gpus.iter().filter(|g| used.contains(&DeviceId::Cuda(g.index))).cloned().collect())
                 .unwrap_or_default(),
-            models: catalog.models().iter().filter(|m| m.dir().is_some()).map(|m| m.name().to_string()).collect(),
+            models: installed_models(&self.config),
             kinds,
             running: self.running.lock().unwrap_or_else(|p| p.into_inner()).values().map(|r| r.info.clone()).collect(),
             at_ms: crate::time::now_ms(),
@@ -370,6 +369,22 @@ impl Worker {
             Err(_) => failed(&StageError::fatal(format!("internal error in stage {stage} on a worker"))),
         }
     }
+}
+
+/// Models this box can load by name: the catalog's installed ones, and the single-file
+/// models (lip-sync, upscale, detectors) that stages open as `<models>/NAME/model.onnx`
+/// without a catalog entry. A box advertising fewer than it has would never get a render.
+fn installed_models(config: &Config) -> Vec<String> {
+    let catalog = crate::models::Catalog::load(config);
+    let mut names: Vec<String> =
+        catalog.models().iter().filter(|m| m.dir().is_some()).map(|m| m.name().to_string()).collect();
+    let dirs = std::fs::read_dir(config.models_dir()).into_iter().flatten().flatten();
+    names.extend(
+        dirs.filter(|e| e.path().join("model.onnx").is_file()).filter_map(|e| e.file_name().into_string().ok()),
+    );
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// A failed outcome carrying the error's text and retry decision.

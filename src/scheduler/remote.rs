@@ -55,6 +55,11 @@ pub trait RemoteBoxes: Send + Sync {
     fn run_stage(&self, stage: RemoteStage<'_>) -> Result<(), StageError>;
     /// How many stages may run remotely at once (the scheduler's remote worker tasks).
     fn max_running(&self) -> usize;
+    /// The live boxes' last heartbeats by name, as JSON (`GET /api/v1/cluster`): their
+    /// wire form belongs to the cluster module, which the scheduler does not import.
+    fn adverts(&self) -> Vec<serde_json::Value>;
+    /// Seconds a heartbeat lives: a box silent this long is gone.
+    fn heartbeat_ttl_s(&self) -> u64;
 }
 
 impl Scheduler {

@@ -9,6 +9,7 @@ pub mod hub;
 pub mod media;
 pub mod palette;
 pub mod provision;
+pub mod render;
 pub mod sink;
 pub mod sse;
 pub mod tools;

@@ -3,51 +3,13 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::daemon::{DaemonProc, is_final, wait_job};
 use common::provision;
+use common::render::{artifact, check_film, demo_models_dir, models_dir, portrait_png, render_request};
 use reelbox::media::ffprobe::probe_with;
 use serde_json::{Value, json};
-
-const SCRIPT: &str = "A red circle on a blue background. It rolls to the left.\n\n\
-                      A yellow square appears. It is calm.\n\n\
-                      Finally, a green triangle on a white background.";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// A models dir with the tiny fixtures under the names the render is told to use.
-fn models_dir(root: &Path) -> std::path::PathBuf {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
-    let models = root.join("models");
-    copy_dir(&fixtures.join("tiny-sd"), &models.join("tiny-sd"));
-    copy_dir(&fixtures.join("tiny-wav2lip"), &models.join("tiny-wav2lip"));
-    copy_dir(&fixtures.join("tiny-esrgan-x4"), &models.join("tiny-esrgan-x4"));
-    let joe = provision::joe_voice();
-    copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
-    models
-}
-
-fn portrait_png() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(128, 128, |x, y| {
-        let (dx, dy) = (x as f32 - 64.0, y as f32 - 60.0);
-        if dx * dx / 1600.0 + dy * dy / 2304.0 < 1.0 { image::Rgb([230, 190, 160]) } else { image::Rgb([40, 60, 90]) }
-    });
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("png");
-    out
-}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -71,27 +33,6 @@ fn start(s: &Setup) -> DaemonProc {
     DaemonProc::start(&s.data, &env)
 }
 
-async fn render_request(c: &reqwest::Client, d: &DaemonProc, upscale: bool) -> Value {
-    let form = reqwest::multipart::Form::new()
-        .text("name", "presenter")
-        .text("face_box", "24,12,80,96")
-        .part("portrait", reqwest::multipart::Part::bytes(portrait_png()).file_name("portrait.png"));
-    let profile: Value =
-        c.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile").json().await.expect("json");
-    json!({"kind": "render", "params": {
-        "script": SCRIPT, "model": "tiny-sd", "steps": 2, "width": 128, "height": 96, "fps": 25, "seed": 7,
-        "presenter": {"portrait": profile["portrait"], "face_box": [24, 12, 80, 96]},
-        "lipsync_model": "tiny-wav2lip", "upscale": upscale, "upscale_model": "tiny-esrgan-x4",
-    }})
-}
-
-async fn artifact(c: &reqwest::Client, d: &DaemonProc, job: &str, name: &str) -> Vec<u8> {
-    let arts: Vec<Value> =
-        c.get(d.at(&format!("/api/v1/jobs/{job}/artifacts"))).send().await.expect("list").json().await.expect("json");
-    let art = arts.iter().find(|a| a["name"] == name).unwrap_or_else(|| panic!("no {name} in {arts:?}"));
-    c.get(d.at(art["url"].as_str().expect("url"))).send().await.expect("get").bytes().await.expect("bytes").to_vec()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_scene_render_is_an_h264_aac_mp4_timed_to_its_narration_with_subtitles() {
     let s = setup();
@@ -103,26 +44,7 @@ async fn three_scene_render_is_an_h264_aac_mp4_timed_to_its_narration_with_subti
     let done = wait_job(&c, &d, &id, Duration::from_secs(600), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
 
-    let timeline: Value = serde_json::from_slice(&artifact(&c, &d, &id, "timeline.json").await).expect("timeline");
-    let narration = timeline["duration"].as_f64().expect("duration");
-    assert_eq!(timeline["sentences"].as_array().map(|a| a.len()), Some(5), "{timeline}");
-    let film = artifact(&c, &d, &id, "film.mp4").await;
-    let path = s.data.join("film.mp4");
-    std::fs::write(&path, &film).expect("write");
-    let info = probe_with(&path, true).expect("ffprobe");
-    let video = info.video().expect("a video stream");
-    assert_eq!(video.codec_name, "h264");
-    assert_eq!((video.width, video.height), (Some(128), Some(96)));
-    assert_eq!(info.audio().expect("an audio stream").codec_name, "aac");
-    assert_eq!(info.subtitle().expect("a subtitle stream").codec_name, "mov_text");
-    let frames = video.frames.expect("frame count") as f64;
-    assert!((frames - (narration * 25.0).round()).abs() <= 1.0, "{frames} frames for {narration} s of narration");
-    let vtt = String::from_utf8(artifact(&c, &d, &id, "film.vtt").await).expect("utf8");
-    for s in timeline["sentences"].as_array().expect("sentences") {
-        assert!(vtt.contains(s["text"].as_str().expect("text")), "cue for {s} in\n{vtt}");
-    }
-    let srt = String::from_utf8(artifact(&c, &d, &id, "film.srt").await).expect("utf8");
-    assert!(srt.starts_with("1\n00:00:00,"), "{srt}");
+    check_film(&c, &d, &id, &s.data).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,18 +116,6 @@ async fn a_render_too_long_to_make_is_refused_naming_the_limit() {
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "nothing was queued: {jobs}");
 }
 
-/// The bundled demo models under the names the render defaults to, plus the joe voice.
-fn demo_models_dir(root: &Path) -> std::path::PathBuf {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
-    let models = root.join("models");
-    copy_dir(&demo.join("shapes"), &models.join("demo-shapes"));
-    copy_dir(&demo.join("presenter"), &models.join("demo-presenter"));
-    copy_dir(&demo.join("upscaler"), &models.join("demo-upscaler"));
-    let joe = provision::joe_voice();
-    copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
-    models
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_script_keyframes_show_each_scene_s_background_colour() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -217,7 +127,7 @@ async fn demo_script_keyframes_show_each_scene_s_background_colour() {
     ];
     let d = DaemonProc::start(&dir.path().join("data"), &env);
     let c = reqwest::Client::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::source_tree();
     let script = std::fs::read_to_string(root.join("assets/demo/script.txt")).expect("demo script");
     let body = json!({"kind": "render", "params": {"script": script, "width": 128, "height": 128, "seed": 1}});
     let job: Value = c.post(d.at("/api/v1/jobs")).json(&body).send().await.expect("submit").json().await.expect("json");

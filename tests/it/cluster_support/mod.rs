@@ -17,6 +17,8 @@ pub struct Nats {
     /// The server's port on 127.0.0.1.
     pub port: u16,
     store: PathBuf,
+    /// Extra server flags (`--auth TOKEN`, `--tls ...`).
+    args: Vec<String>,
 }
 
 /// A free loopback port (bound and released; a race with other tests is unlikely).
@@ -27,10 +29,16 @@ pub fn free_port() -> u16 {
 impl Nats {
     /// Starts a server with JetStream on a free port, storing under `dir`.
     pub fn start(dir: &Path) -> Self {
+        Self::start_args(dir, &[])
+    }
+
+    /// As [`Nats::start`] with extra server flags (`--auth TOKEN`, `--tls --tlscert F --tlskey F`).
+    pub fn start_args(dir: &Path, args: &[&str]) -> Self {
         // Fail, never skip: .ci/test installs nats-server, so a missing one is a broken setup.
         let installed = Command::new("nats-server").arg("--version").output().is_ok_and(|o| o.status.success());
         assert!(installed, "nats-server is not installed: apt-get install nats-server (.ci/test does)");
-        let mut n = Self { child: None, port: free_port(), store: dir.join("nats") };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut n = Self { child: None, port: free_port(), store: dir.join("nats"), args };
         n.spawn();
         n
     }
@@ -39,6 +47,7 @@ impl Nats {
         let child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(&self.store)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -98,8 +107,12 @@ pub fn start_head(dir: &Path, nats: &Nats, local_work: bool) -> DaemonProc {
 
 /// As [`start_head`] with extra environment (a models dir).
 pub fn start_head_with(dir: &Path, nats: &Nats, local_work: bool, env: &[(&str, &str)]) -> DaemonProc {
-    let extra = format!("local_work = {local_work}");
-    let cfg = config_file(&dir.join("cfg"), &cluster_toml(&nats.url(), "head", "head", &extra));
+    start_head_cfg(dir, nats, &format!("local_work = {local_work}"), env)
+}
+
+/// A head with `extra` lines under its `[cluster]` (credentials, TLS, `local_work`).
+pub fn start_head_cfg(dir: &Path, nats: &Nats, extra: &str, env: &[(&str, &str)]) -> DaemonProc {
+    let cfg = config_file(&dir.join("cfg"), &cluster_toml(&nats.url(), "head", "head", extra));
     let mut all = vec![("REELBOX_CONFIG", cfg.as_str())];
     all.extend_from_slice(env);
     DaemonProc::start(&dir.join("data"), &all)
@@ -125,20 +138,16 @@ impl WorkerProc {
 
     /// As [`WorkerProc::start_with`] with extra environment (`REELBOX_FAKE_GPUS`).
     pub fn start_env(dir: &Path, nats: &Nats, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let cfg = config_file(&dir.join("cfg"), &cluster_toml(&nats.url(), "worker", name, ""));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_reelbox"))
-            .envs(env.iter().copied())
-            .args(["worker", "--join", &nats.url(), "--name", name, "--data-dir"])
-            .arg(dir.join("data"))
-            .args(args)
-            .env("REELBOX_CONFIG", &cfg)
-            .env_remove("REELBOX_KEY")
-            .env("XDG_CONFIG_HOME", dir.join("no-config"))
-            .env("REELBOX_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn reelbox worker");
+        Self::spawn(worker_command(dir, nats, name, "", args).envs(env.iter().copied()), name)
+    }
+
+    /// A worker with `extra` lines under its config's `[cluster]` (credentials, TLS).
+    pub fn start_cfg(dir: &Path, nats: &Nats, name: &str, extra: &str) -> Self {
+        Self::spawn(&mut worker_command(dir, nats, name, extra, &[]), name)
+    }
+
+    fn spawn(cmd: &mut Command, name: &str) -> Self {
+        let mut child = cmd.spawn().expect("spawn reelbox worker");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read the worker's first line");
@@ -163,6 +172,23 @@ impl Drop for WorkerProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `reelbox worker --join URL --name NAME --data-dir DIR/data` command, not yet
+/// started (stdout piped), with `extra` lines under its config's `[cluster]`.
+pub fn worker_command(dir: &Path, nats: &Nats, name: &str, extra: &str, args: &[&str]) -> Command {
+    let cfg = config_file(&dir.join("cfg"), &cluster_toml(&nats.url(), "worker", name, extra));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
+    cmd.args(["worker", "--join", &nats.url(), "--name", name, "--data-dir"])
+        .arg(dir.join("data"))
+        .args(args)
+        .env("REELBOX_CONFIG", &cfg)
+        .env_remove("REELBOX_KEY")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .env("REELBOX_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
 }
 
 /// Waits until the head's `/api/v1/system` lists every named box's CPU.

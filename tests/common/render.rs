@@ -1,0 +1,114 @@
+//! The render's test parts, shared by the single-box render tests and the cluster ones:
+//! a models dir with the tiny fixtures (or the bundled demo models), a portrait, the
+//! render request and an artifact's bytes by name.
+
+use std::path::{Path, PathBuf};
+
+use reelbox::media::ffprobe::probe_with;
+use serde_json::{Value, json};
+
+use super::daemon::DaemonProc;
+use super::provision;
+
+/// Three scenes, five sentences of narration.
+pub const SCRIPT: &str = "A red circle on a blue background. It rolls to the left.\n\n\
+                          A yellow square appears. It is calm.\n\n\
+                          Finally, a green triangle on a white background.";
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A models dir under `root` with the tiny fixtures under the names the render is told to use.
+pub fn models_dir(root: &Path) -> PathBuf {
+    let fixtures = super::fixture("models");
+    let models = root.join("models");
+    copy_dir(&fixtures.join("tiny-sd"), &models.join("tiny-sd"));
+    copy_dir(&fixtures.join("tiny-wav2lip"), &models.join("tiny-wav2lip"));
+    copy_dir(&fixtures.join("tiny-esrgan-x4"), &models.join("tiny-esrgan-x4"));
+    let joe = provision::joe_voice();
+    copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
+    models
+}
+
+/// The bundled demo models under the names the render defaults to, plus the joe voice.
+pub fn demo_models_dir(root: &Path) -> PathBuf {
+    let demo = super::source_tree().join("models/demo");
+    let models = root.join("models");
+    copy_dir(&demo.join("shapes"), &models.join("demo-shapes"));
+    copy_dir(&demo.join("presenter"), &models.join("demo-presenter"));
+    copy_dir(&demo.join("upscaler"), &models.join("demo-upscaler"));
+    let joe = provision::joe_voice();
+    copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
+    models
+}
+
+/// A 128×128 portrait: a face-coloured ellipse on a dark background.
+pub fn portrait_png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(128, 128, |x, y| {
+        let (dx, dy) = (x as f32 - 64.0, y as f32 - 60.0);
+        if dx * dx / 1600.0 + dy * dy / 2304.0 < 1.0 { image::Rgb([230, 190, 160]) } else { image::Rgb([40, 60, 90]) }
+    });
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("png");
+    out
+}
+
+/// Makes a presenter profile on `d` and returns a render job body of [`SCRIPT`] with the
+/// tiny fixture models at 128×96 (upscaled ×4 when `upscale`).
+pub async fn render_request(c: &reqwest::Client, d: &DaemonProc, upscale: bool) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .text("name", "presenter")
+        .text("face_box", "24,12,80,96")
+        .part("portrait", reqwest::multipart::Part::bytes(portrait_png()).file_name("portrait.png"));
+    let profile: Value =
+        c.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile").json().await.expect("json");
+    json!({"kind": "render", "params": {
+        "script": SCRIPT, "model": "tiny-sd", "steps": 2, "width": 128, "height": 96, "fps": 25, "seed": 7,
+        "presenter": {"portrait": profile["portrait"], "face_box": [24, 12, 80, 96]},
+        "lipsync_model": "tiny-wav2lip", "upscale": upscale, "upscale_model": "tiny-esrgan-x4",
+    }})
+}
+
+/// A job's artifact's bytes, by name.
+pub async fn artifact(c: &reqwest::Client, d: &DaemonProc, job: &str, name: &str) -> Vec<u8> {
+    let arts: Vec<Value> =
+        c.get(d.at(&format!("/api/v1/jobs/{job}/artifacts"))).send().await.expect("list").json().await.expect("json");
+    let art = arts.iter().find(|a| a["name"] == name).unwrap_or_else(|| panic!("no {name} in {arts:?}"));
+    c.get(d.at(art["url"].as_str().expect("url"))).send().await.expect("get").bytes().await.expect("bytes").to_vec()
+}
+
+/// Checks a finished [`render_request`] job's film as a user would: an H.264/AAC MP4 at
+/// 128×96 with as many frames as the narration lasts at 25 fps, a subtitle track, and
+/// VTT/SRT files with every sentence. `scratch` takes the downloaded film.
+pub async fn check_film(c: &reqwest::Client, d: &DaemonProc, id: &str, scratch: &Path) {
+    let timeline: Value = serde_json::from_slice(&artifact(c, d, id, "timeline.json").await).expect("timeline");
+    let narration = timeline["duration"].as_f64().expect("duration");
+    assert_eq!(timeline["sentences"].as_array().map(|a| a.len()), Some(5), "{timeline}");
+    let film = artifact(c, d, id, "film.mp4").await;
+    let path = scratch.join("film.mp4");
+    std::fs::write(&path, &film).expect("write");
+    let info = probe_with(&path, true).expect("ffprobe");
+    let video = info.video().expect("a video stream");
+    assert_eq!(video.codec_name, "h264");
+    assert_eq!((video.width, video.height), (Some(128), Some(96)));
+    assert_eq!(info.audio().expect("an audio stream").codec_name, "aac");
+    assert_eq!(info.subtitle().expect("a subtitle stream").codec_name, "mov_text");
+    let frames = video.frames.expect("frame count") as f64;
+    assert!((frames - (narration * 25.0).round()).abs() <= 1.0, "{frames} frames for {narration} s of narration");
+    let vtt = String::from_utf8(artifact(c, d, id, "film.vtt").await).expect("utf8");
+    for sentence in timeline["sentences"].as_array().expect("sentences") {
+        assert!(vtt.contains(sentence["text"].as_str().expect("text")), "cue for {sentence} in\n{vtt}");
+    }
+    let srt = String::from_utf8(artifact(c, d, id, "film.srt").await).expect("utf8");
+    assert!(srt.starts_with("1\n00:00:00,"), "{srt}");
+}
