@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use reelbox::media::ffprobe::probe_with;
 use serde_json::{Value, json};
 
+use super::copy_dir;
 use super::daemon::DaemonProc;
 use super::provision;
 
@@ -14,19 +15,6 @@ use super::provision;
 pub const SCRIPT: &str = "A red circle on a blue background. It rolls to the left.\n\n\
                           A yellow square appears. It is calm.\n\n\
                           Finally, a green triangle on a white background.";
-
-/// Copies a directory tree.
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
 
 /// A models dir under `root` with the tiny fixtures under the names the render is told to use.
 pub fn models_dir(root: &Path) -> PathBuf {

@@ -5,9 +5,7 @@
 
 use crate::common;
 
-use std::path::Path;
-
-use common::{fixture, source_tree};
+use common::{copy_dir, fixture, source_tree};
 use ndarray::ArrayD;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
@@ -158,19 +156,6 @@ fn a_model_dir_missing_a_part_names_the_part() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("vae_decoder"), "{err}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 #[test]

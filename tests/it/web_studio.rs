@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{DaemonProc, is_final, wait_job};
-use common::provision;
+use common::{copy_dir, provision};
 use fantoccini::actions::{InputSource as _, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reelbox::media::ffprobe::probe_with;
@@ -143,18 +143,6 @@ async fn go(c: &Client, d: &DaemonProc, hash: &str, ready_css: &str) {
     c.goto(&format!("{}/{hash}", d.url)).await.expect("goto");
     let script = format!("return !!document.querySelector({ready_css:?})");
     wait_js(c, ready_css, &script, Duration::from_secs(20)).await;
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target)
-        } else {
-            std::fs::copy(e.path(), &target).map(|_| ()).expect("copy")
-        }
-    }
 }
 
 /// The bundled demo models under the names the render defaults to, and the joe voice.

@@ -10,22 +10,9 @@ use reelbox::config::Config;
 use reelbox::kinds::image::Image;
 use serde_json::json;
 
-use super::common::fixture;
 use super::common::sink::{DirSink, run_kind};
+use super::common::{copy_dir, fixture};
 use super::engine;
-
-/// Copies the regular files under `from` to `to`, keeping sub-folders.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
 
 /// The tiny SD's tokenizer as one `tokenizer.json` (vocab + merges in the BPE model).
 fn tokenizer_json(tokenizer: &Path) -> serde_json::Value {
@@ -57,7 +44,7 @@ fn a_web_export_renders_what_the_diffusers_layout_renders() {
     let source = fixture("models/tiny-sd");
 
     let full = models.path().join("tiny-full");
-    copy_tree(&source, &full);
+    copy_dir(&source, &full);
     let euler_trailing = json!({
         "_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
         "beta_end": 0.012, "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
@@ -67,7 +54,7 @@ fn a_web_export_renders_what_the_diffusers_layout_renders() {
 
     let web = models.path().join("tiny-web");
     for part in ["text_encoder", "unet", "vae_decoder"] {
-        copy_tree(&source.join(part), &web.join(part));
+        copy_dir(&source.join(part), &web.join(part));
     }
     std::fs::create_dir_all(web.join("tokenizer")).expect("mkdir");
     for f in ["special_tokens_map.json", "tokenizer_config.json"] {
