@@ -14,6 +14,7 @@ use super::jobs::parse_id;
 use super::json::ApiJson;
 use super::views::ProfileView;
 use super::{ApiError, AppState};
+use crate::models::{Catalog, ModelKind};
 use crate::store::records::{Profile, Style, Voice, now_ms};
 
 /// Default voice for new profiles.
@@ -34,6 +35,8 @@ pub struct ProfileRequest {
     pub prompt_prefix: Option<String>,
     pub negative_prompt: Option<String>,
     pub preset: Option<String>,
+    /// Installed diffusion model for the keyframes of renders that name none (`""` clears).
+    pub image_model: Option<String>,
     /// Artifact id of an already uploaded portrait.
     pub portrait: Option<String>,
 }
@@ -203,6 +206,9 @@ fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) 
     if r.preset.is_some() {
         p.style.preset = r.preset;
     }
+    if let Some(m) = r.image_model {
+        p.style.image_model = picture_model(state, m)?;
+    }
     if let Some(raw) = r.portrait {
         let id = parse_id("portrait", &raw).map_err(|_| ApiError::field("portrait", "must be an artifact id"))?;
         match state.store.artifact(id)? {
@@ -220,6 +226,26 @@ fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) 
         }
     }
     Ok(())
+}
+
+/// The profile's picture model: `None` for an empty name, else an installed diffusion model.
+fn picture_model(state: &AppState, name: String) -> Result<Option<String>, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let catalog = Catalog::load(&state.config);
+    if catalog.installed_dir(ModelKind::Diffusion, name).is_none() {
+        let known = catalog.installed_names(ModelKind::Diffusion).join(", ");
+        return Err(ApiError::field(
+            "image_model",
+            format!(
+                "no diffusion model {name:?} is installed (installed: {})",
+                if known.is_empty() { "none" } else { &known }
+            ),
+        ));
+    }
+    Ok(Some(name.to_string()))
 }
 
 fn check_face_box(state: &AppState, portrait: Ulid, b: [u32; 4]) -> Result<(), ApiError> {

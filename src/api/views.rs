@@ -233,6 +233,9 @@ pub struct StyleView {
     pub prompt_prefix: String,
     pub negative_prompt: String,
     pub preset: Option<String>,
+    /// Diffusion model of the keyframes when a render names none.
+    #[serde(default)]
+    pub image_model: Option<String>,
 }
 
 impl From<&Profile> for ProfileView {
@@ -255,6 +258,7 @@ impl From<&Profile> for ProfileView {
                 prompt_prefix: p.style.prompt_prefix.clone(),
                 negative_prompt: p.style.negative_prompt.clone(),
                 preset: p.style.preset.clone(),
+                image_model: p.style.image_model.clone(),
             },
             created_at: time(p.created_at),
         }

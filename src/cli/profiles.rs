@@ -40,6 +40,29 @@ pub enum ProfilesAction {
         /// Negative prompt for every scene.
         #[arg(long)]
         negative_prompt: Option<String>,
+        /// Installed diffusion model (e.g. a LoRA-fused import) for the keyframes of
+        /// renders that name no model.
+        #[arg(long)]
+        image_model: Option<String>,
+    },
+    /// Change a profile's name, voice or style.
+    Update {
+        id: String,
+        /// New profile name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Installed TTS voice name.
+        #[arg(long)]
+        voice: Option<String>,
+        /// Prompt prefix applied to every scene.
+        #[arg(long)]
+        style: Option<String>,
+        /// Negative prompt for every scene.
+        #[arg(long)]
+        negative_prompt: Option<String>,
+        /// Installed diffusion model for the keyframes ("" clears it).
+        #[arg(long)]
+        image_model: Option<String>,
     },
     /// Show one profile.
     Show { id: String },
@@ -70,13 +93,23 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
                 table::print(&["ID", "NAME", "VOICE", "PORTRAIT"], &rows);
             }
         }
-        ProfilesAction::Create { name, portrait, face_box, voice_sample, voice, style, negative_prompt } => {
+        ProfilesAction::Create {
+            name,
+            portrait,
+            face_box,
+            voice_sample,
+            voice,
+            style,
+            negative_prompt,
+            image_model,
+        } => {
             let mut form = Form::new().text("name", name);
             for (k, v) in [
                 ("face_box", face_box),
                 ("voice", voice),
                 ("prompt_prefix", style),
                 ("negative_prompt", negative_prompt),
+                ("image_model", image_model),
             ] {
                 if let Some(v) = v {
                     form = form.text(k, v);
@@ -91,6 +124,15 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
                 }
             }
             let p: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
+            print_profile(g, &p)?;
+        }
+        ProfilesAction::Update { id, name, voice, style, negative_prompt, image_model } => {
+            let body = serde_json::json!({
+                "name": name, "voice": voice, "prompt_prefix": style,
+                "negative_prompt": negative_prompt, "image_model": image_model,
+            });
+            let req = c.request(Method::PATCH, &format!("/api/v1/profiles/{id}")).json(&body);
+            let p: ProfileView = c.send(req).await?;
             print_profile(g, &p)?;
         }
         ProfilesAction::Show { id } => {
@@ -112,12 +154,13 @@ fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(p)?);
     } else {
         println!(
-            "profile  {}\nname     {}\nvoice    {}\nportrait {}\nface box {:?}",
+            "profile  {}\nname     {}\nvoice    {}\nportrait {}\nface box {:?}\nimage model {}",
             p.id,
             p.name,
             p.voice.model,
             p.portrait.clone().unwrap_or_default(),
-            p.face_box
+            p.face_box,
+            p.style.image_model.as_deref().unwrap_or("(the render's default)")
         );
     }
     Ok(())

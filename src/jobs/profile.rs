@@ -1,5 +1,5 @@
 //! Profile expansion: a request's `profile` id becomes the parameters it stands for
-//! (presenter, voice, style), folded in at submission so a later profile edit cannot
+//! (presenter, voice, style, picture model), folded in at submission so a later profile edit cannot
 //! change a queued job. Fields the request sets itself win.
 
 use serde::Serialize;
@@ -25,6 +25,8 @@ struct RenderDefaults {
     style: Option<String>,
     negative_prompt: Option<String>,
     preset: Option<String>,
+    /// The profile's picture model: the keyframes' diffusion model.
+    model: Option<String>,
 }
 
 impl RenderDefaults {
@@ -40,6 +42,7 @@ impl RenderDefaults {
             style: non_empty(p.style.prompt_prefix),
             negative_prompt: non_empty(p.style.negative_prompt),
             preset: p.style.preset,
+            model: p.style.image_model,
         }
     }
 }
@@ -93,7 +96,7 @@ fn fill(params: &mut Map<String, Value>, defaults: impl Serialize) -> Result<(),
 
 impl Service {
     /// Folds a render request's `profile` into its `presenter`, `voice`, `length_scale`,
-    /// `style`, `negative_prompt` and `preset`.
+    /// `style`, `negative_prompt`, `preset` and (from its `image_model`) `model`.
     pub fn expand_render_profile(&self, who: &Submitter, params: &mut Value) -> Result<(), Error> {
         let Some(obj) = params.as_object_mut() else {
             return Err(ParamError::new("params", "must be a JSON object").into());
@@ -145,7 +148,12 @@ mod tests {
                 noise_scale: None,
                 noise_w: None,
             },
-            style: Style { prompt_prefix: "oil".into(), negative_prompt: String::new(), preset: None },
+            style: Style {
+                prompt_prefix: "oil".into(),
+                negative_prompt: String::new(),
+                preset: None,
+                image_model: Some("styled".into()),
+            },
             created_at: 0,
         }
     }
@@ -155,6 +163,7 @@ mod tests {
         let mut params = json!({"voice": "mine", "preset": null}).as_object().cloned().unwrap_or_default();
         fill(&mut params, RenderDefaults::of(profile())).expect("fill");
         assert_eq!(params["voice"], "mine");
+        assert_eq!(params["model"], "styled", "the profile's picture model draws the keyframes");
         assert_eq!(params["style"], "oil");
         assert_eq!(params["length_scale"], 1.5);
         assert_eq!(params["presenter"]["face_box"], json!([1, 2, 3, 4]));

@@ -57,8 +57,15 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
 macro_rules! record_v1 {
     ($($t:ty),*) => { $(impl Record for $t { const VERSION: u8 = 1; })* };
 }
-use super::records::{ApiKey, Artifact, Event, Job, Profile, Scope};
-record_v1!(Job, Artifact, Profile, Event);
+use super::records::{ApiKey, Artifact, Event, Job, Profile, Scope, Style, Voice};
+record_v1!(Job, Artifact, Event);
+
+/// Decodes a payload of an older record layout.
+fn decode_old<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+    let (old, _) =
+        bincode::serde::decode_from_slice(payload, bincode_config()).map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    Ok(old)
+}
 
 /// `ApiKey` as record version 1 wrote it, before `max_storage_bytes`. Frozen: bincode
 /// reads fields by position, so this must keep the exact v1 layout.
@@ -80,8 +87,7 @@ impl Record for ApiKey {
         if version != 1 {
             return Err(CodecError::Corrupt(format!("no migration from api key record version {version}")));
         }
-        let (v1, _): (ApiKeyV1, _) = bincode::serde::decode_from_slice(payload, bincode_config())
-            .map_err(|e| CodecError::Corrupt(e.to_string()))?;
+        let v1: ApiKeyV1 = decode_old(payload)?;
         // Keys from before storage quotas had none; keep them unlimited.
         Ok(ApiKey {
             id: v1.id,
@@ -93,6 +99,57 @@ impl Record for ApiKey {
             created_at: v1.created_at,
             revoked_at: v1.revoked_at,
             max_storage_bytes: None,
+        })
+    }
+}
+
+/// `Profile` as record version 1 wrote it, before `Style::image_model`. Frozen, like
+/// [`ApiKeyV1`].
+#[derive(serde::Deserialize)]
+struct ProfileV1 {
+    id: ulid::Ulid,
+    owner: String,
+    name: String,
+    portrait: Option<ulid::Ulid>,
+    face_box: Option<[u32; 4]>,
+    voice_sample: Option<ulid::Ulid>,
+    voice: Voice,
+    style: StyleV1,
+    created_at: super::records::Millis,
+}
+
+/// `Style` as profile record version 1 wrote it.
+#[derive(serde::Deserialize)]
+struct StyleV1 {
+    prompt_prefix: String,
+    negative_prompt: String,
+    preset: Option<String>,
+}
+
+impl Record for Profile {
+    const VERSION: u8 = 2;
+    fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
+        if version != 1 {
+            return Err(CodecError::Corrupt(format!("no migration from profile record version {version}")));
+        }
+        let v1: ProfileV1 = decode_old(payload)?;
+        // Profiles from before picture models leave the model to the render's default.
+        let style = Style {
+            prompt_prefix: v1.style.prompt_prefix,
+            negative_prompt: v1.style.negative_prompt,
+            preset: v1.style.preset,
+            image_model: None,
+        };
+        Ok(Profile {
+            id: v1.id,
+            owner: v1.owner,
+            name: v1.name,
+            portrait: v1.portrait,
+            face_box: v1.face_box,
+            voice_sample: v1.voice_sample,
+            voice: v1.voice,
+            style,
+            created_at: v1.created_at,
         })
     }
 }
@@ -171,5 +228,59 @@ mod tests {
         let bytes = encode(&new);
         assert_eq!(bytes[0], 2);
         assert_eq!(decode::<ApiKey>(&bytes).expect("v2 round-trips"), new);
+    }
+}
+
+#[cfg(test)]
+mod profile_tests {
+    use super::*;
+    use crate::store::records::*;
+
+    /// The v1 layout, as a writer: what reelbox before profile picture models stored.
+    #[derive(Serialize)]
+    struct ProfileV1Writer {
+        id: ulid::Ulid,
+        owner: String,
+        name: String,
+        portrait: Option<ulid::Ulid>,
+        face_box: Option<[u32; 4]>,
+        voice_sample: Option<ulid::Ulid>,
+        voice: Voice,
+        style: (String, String, Option<String>),
+        created_at: Millis,
+    }
+
+    #[test]
+    fn version_1_profiles_migrate_without_a_picture_model() {
+        let voice =
+            Voice { model: "joe".into(), speaker: None, length_scale: Some(1.5), noise_scale: None, noise_w: None };
+        let old = ProfileV1Writer {
+            id: ulid::Ulid::nil(),
+            owner: "local".into(),
+            name: "anna".into(),
+            portrait: None,
+            face_box: Some([1, 2, 3, 4]),
+            voice_sample: None,
+            voice: voice.clone(),
+            style: ("oil".into(), "blur".into(), Some("fast".into())),
+            created_at: 5,
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode_config()).expect("encode v1"));
+        let p = decode::<Profile>(&bytes).expect("v1 migrates");
+        let style = Style {
+            prompt_prefix: "oil".into(),
+            negative_prompt: "blur".into(),
+            preset: Some("fast".into()),
+            image_model: None,
+        };
+        assert_eq!(
+            (p.name.as_str(), p.face_box, &p.voice, &p.style, p.created_at),
+            ("anna", Some([1, 2, 3, 4]), &voice, &style, 5)
+        );
+        let new = Profile { style: Style { image_model: Some("tiny-sd-styled".into()), ..style }, ..p };
+        let bytes = encode(&new);
+        assert_eq!(bytes[0], 2);
+        assert_eq!(decode::<Profile>(&bytes).expect("v2 round-trips"), new);
     }
 }

@@ -267,6 +267,9 @@ pub struct Style {
     pub prompt_prefix: String,
     pub negative_prompt: String,
     pub preset: Option<String>,
+    /// Installed diffusion model for the keyframes when a render names none (profile
+    /// record version 2; `None` for profiles written before it).
+    pub image_model: Option<String>,
 }
 
 /// Access scope of an API key.

@@ -29,7 +29,9 @@ fn frozen_v1_database_opens_and_its_jobs_list() {
     assert_eq!(done.stages[0].artifacts.len(), 1);
     let art = store.artifact(done.stages[0].artifacts[0]).expect("read").expect("artifact record");
     assert_eq!(art.media_type, "image/png");
-    assert_eq!(store.profiles(None).expect("profiles").len(), 1);
+    let profiles = store.profiles(None).expect("profiles");
+    assert_eq!(profiles.len(), 1);
+    assert_eq!(profiles[0].style.image_model, None, "a v1 profile loads with no picture model");
     let events = store.events_after(None, 0, 100).expect("events");
     assert!(events.len() >= 3);
     let failed = store.job(Ulid::from_string(FAILED).expect("ulid")).expect("read").expect("exists");

@@ -45,6 +45,7 @@ mod pipelines;
 mod piper_parity;
 mod piper_voices;
 mod presets;
+mod profile_model;
 mod quotas;
 mod render;
 mod retention;

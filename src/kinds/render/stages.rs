@@ -70,6 +70,8 @@ pub(super) fn put_json(run: &StageRun, name: &str, value: &impl Serialize) -> Re
 pub(super) fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let plan: Plan = read_json(run, StageName::Plan, "plan.json")?;
     let n = plan.scenes.len() as u64;
+    // Said once, so a user sees which picture model (request, profile or default) drew them.
+    run.sink.log("info", &format!("keyframes with diffusion model {}", p.model));
     for scene in &plan.scenes {
         check_cancel(run.cancel)?;
         let params = keyframe_request(p, &scene.prompt, scene.seed).and_then(|request| request.resolve(run.config))?;

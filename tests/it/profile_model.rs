@@ -1,0 +1,125 @@
+//! A profile names its picture model: `image_model` (an installed diffusion model, here a
+//! LoRA-fused import) draws the keyframes of the profile's renders when the request names
+//! no model. What a user notices: the render's keyframe stage says which model drew them,
+//! the keyframe is that model's picture (not the base model's), a request's own `model`
+//! still wins, and a name that is no installed diffusion model is refused naming
+//! `image_model`. Set and cleared through the CLI (`profiles create/update --image-model`).
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
+use common::provision;
+use common::render::artifact;
+use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
+use serde_json::{Value, json};
+
+/// Imports the tiny SD from `sd` as `name` with `extra` import arguments.
+fn import(env: &Path, home: &Path, models: &Path, sd: &Path, name: &str, extra: &[String]) {
+    let out = run_ok(
+        reelbox_cli(home, models)
+            .env("REELBOX_CONVERT_PYENV", env)
+            .args(["models", "import", "--json", "--name", name])
+            .args(extra)
+            .arg(sd),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    assert!(report["self_check"]["max_abs_diff"].as_f64().is_some_and(|d| d <= 1e-3), "{report}");
+}
+
+/// `reelbox --json profiles ARGS --url URL`, parsed.
+fn profiles_cli(home: &Path, models: &Path, d: &DaemonProc, args: &[&str]) -> Value {
+    let out = run_ok(reelbox_cli(home, models).args(["--json", "profiles"]).args(args).args(["--url", &d.url]));
+    serde_json::from_slice(&out.stdout).expect("profile JSON")
+}
+
+/// Renders one scene with `params` added; the finished job's id and its log text.
+async fn render(http: &reqwest::Client, d: &DaemonProc, params: Value) -> (String, String) {
+    let mut body = json!({"script": "A red circle on a blue background.", "steps": 2, "width": 64, "height": 64,
+                          "seed": 7, "layout": "none"});
+    if let (Some(b), Some(p)) = (body.as_object_mut(), params.as_object()) {
+        b.extend(p.clone());
+    }
+    let (s, job) = post_json(http, d, "/api/v1/jobs", json!({"kind": "render", "params": body})).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(http, d, &id, Duration::from_secs(300), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    (id, events.text().await.expect("event text"))
+}
+
+async fn keyframe(http: &reqwest::Client, d: &DaemonProc, id: &str) -> Vec<u8> {
+    let png = artifact(http, d, id, "keyframe_00.png").await;
+    image::load_from_memory(&png).expect("PNG").to_rgb8().into_raw()
+}
+
+fn max_diff(a: &[u8], b: &[u8]) -> u8 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_s_picture_model_draws_its_renders_keyframes() {
+    let env = convert_pyenv();
+    let sources = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("profile-model");
+    make_fixture(&env, "make_byo_sd.py", &sources.join("sd"));
+    make_fixture(&env, "make_byo_lora.py", &sources.join("lora"));
+    let home = tempfile::tempdir().expect("tempdir");
+    let (h, models) = (home.path(), home.path().join("models"));
+    let joe = provision::joe_voice();
+    common::copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
+    let sd = sources.join("sd/tiny-sd-diffusers");
+    import(&env, h, &models, &sd, "plain", &[]);
+    let lora = format!("{}:1", sources.join("lora/style-diffusers.safetensors").display());
+    import(&env, h, &models, &sd, "styled", &["--lora".into(), lora]);
+
+    let runtime = provision::runtime();
+    let d = DaemonProc::start(
+        &h.join("data"),
+        &[
+            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
+            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
+        ],
+    );
+    // With two installed, renders naming no model need a chosen default.
+    run_ok(reelbox_cli(h, &models).env("REELBOX_DATA_DIR", h.join("data")).args([
+        "models",
+        "default",
+        "diffusion",
+        "plain",
+    ]));
+    let http = reqwest::Client::new();
+
+    // Names that are no installed diffusion model are refused, naming the field.
+    for bad in ["no-such-model", "en_US-joe-medium"] {
+        let form = reqwest::multipart::Form::new().text("name", "x").text("image_model", bad);
+        let r = http.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("post");
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.expect("json");
+        let (field, message) = (&body["error"]["field"], body["error"]["message"].as_str().unwrap_or_default());
+        assert_eq!(field, "image_model", "{body}");
+        assert!(message.contains(bad) && message.contains("installed: plain, styled"), "{body}");
+    }
+    assert_eq!(get_json(&http, &d, "/api/v1/profiles").await, json!([]), "a refused profile is not kept");
+
+    let p = profiles_cli(h, &models, &d, &["create", "--name", "painter", "--image-model", "styled"]);
+    assert_eq!(p["style"]["image_model"], "styled", "{p}");
+    let pid = p["id"].as_str().expect("id").to_string();
+
+    let (styled, log) = render(&http, &d, json!({"profile": pid})).await;
+    assert!(log.contains("keyframes with diffusion model styled"), "{log}");
+    let (own, log) = render(&http, &d, json!({"profile": pid, "model": "plain"})).await;
+    assert!(log.contains("keyframes with diffusion model plain"), "the request's own model wins: {log}");
+    let (styled, own) = (keyframe(&http, &d, &styled).await, keyframe(&http, &d, &own).await);
+    assert!(max_diff(&styled, &own) > 16, "the profile's LoRA-fused model drew a different keyframe");
+
+    // Cleared, the profile leaves the model to the render's default.
+    let p = profiles_cli(h, &models, &d, &["update", &pid, "--image-model", ""]);
+    assert!(p["style"]["image_model"].is_null(), "{p}");
+    let (default, log) = render(&http, &d, json!({"profile": pid})).await;
+    assert!(log.contains("keyframes with diffusion model plain"), "{log}");
+    assert_eq!(max_diff(&keyframe(&http, &d, &default).await, &own), 0, "the default model's keyframe");
+}
