@@ -1,6 +1,7 @@
-"""Stable Diffusion 1.x/2.x: a diffusers folder -> the optimum ONNX layout reelbox's
+"""Stable Diffusion 1.x/2.x and SDXL: a diffusers folder -> the optimum ONNX layout reelbox's
 diffusion pipeline loads (text_encoder, unet with external weights, vae_decoder,
-vae_encoder, tokenizer, scheduler, model_index.json), plus the self-check references:
+vae_encoder, tokenizer, scheduler, model_index.json; SDXL adds text_encoder_2 and
+tokenizer_2, and its UNet takes text_embeds and time_ids), plus the self-check references:
 one UNet step on fixed inputs and a 4-step 64x64 image at a fixed seed through diffusers.
 """
 import json
@@ -17,20 +18,26 @@ TOTAL = 6
 
 class _TextEncoder:
     @staticmethod
-    def wrap(torch, te):
+    def wrap(torch, te, hidden_states=False):
+        """SD: last_hidden_state, pooler_output. SDXL (`hidden_states`): every layer's output
+        as hidden_states.N too (reelbox conditions on the penultimate), and the projected
+        text_embeds first for the second encoder, as optimum exports them."""
+        projected = hasattr(te, "text_projection")
+
         class W(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.te = te
 
             def forward(self, input_ids):
-                out = self.te(input_ids=input_ids, return_dict=True)
-                return out.last_hidden_state, out.pooler_output
+                out = self.te(input_ids=input_ids, output_hidden_states=hidden_states, return_dict=True)
+                res = (out.text_embeds, out.last_hidden_state) if projected else (out.last_hidden_state, out.pooler_output)
+                return res + tuple(out.hidden_states) if hidden_states else res
 
         return W()
 
 
-def _unet_wrap(torch, unet):
+def _unet_wrap(torch, unet, xl=False):
     class W(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -39,7 +46,17 @@ def _unet_wrap(torch, unet):
         def forward(self, sample, timestep, encoder_hidden_states):
             return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
-    return W()
+    class XL(W):
+        def forward(self, sample, timestep, encoder_hidden_states, text_embeds, time_ids):
+            cond = {"text_embeds": text_embeds, "time_ids": time_ids}
+            return self.unet(sample, timestep, encoder_hidden_states, added_cond_kwargs=cond, return_dict=False)[0]
+
+    return XL() if xl else W()
+
+
+def _pooled_dim(unet):
+    """SDXL's pooled text embedding width: what the added conditioning takes besides time ids."""
+    return unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
 
 
 def _vae_wraps(torch, vae):
@@ -98,9 +115,9 @@ def _write_json(path, obj):
         json.dump(obj, f, indent=2)
 
 
-def _tokenizer(tok, out):
+def _tokenizer(tok, out, sub="tokenizer"):
     """vocab.json + merges.txt (what reelbox's CLIP tokenizer reads) beside the configs."""
-    dst = os.path.join(out, "tokenizer")
+    dst = os.path.join(out, sub)
     tok.save_pretrained(dst)
     if not os.path.isfile(os.path.join(dst, "vocab.json")):
         # Newer transformers save only tokenizer.json: its BPE model holds both.
@@ -115,7 +132,7 @@ def _tokenizer(tok, out):
 
 
 def load_pipeline(path):
-    """A diffusers StableDiffusionPipeline from a local folder (never the hub)."""
+    """A diffusers StableDiffusion(XL)Pipeline from a local folder (never the hub)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     torch = setup_torch()
     import diffusers
@@ -125,13 +142,20 @@ def load_pipeline(path):
         index = json.load(open(os.path.join(path, "model_index.json"), encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise Refused(f"{path}: model_index.json is not readable ({e})")
-    if "XL" in index.get("_class_name", "") or "text_encoder_2" in index:
-        raise Refused(f"{path}: SDXL folders are not converted by this reelbox yet")
+    xl = "XL" in index.get("_class_name", "") or "text_encoder_2" in index
+    if "Refiner" in index.get("_class_name", "") or (xl and not index.get("text_encoder")):
+        raise Refused(f"{path}: an SDXL refiner (no first text encoder); only SDXL base models are converted")
     try:
-        pipe = diffusers.StableDiffusionPipeline.from_pretrained(
-            path, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False, local_files_only=True)
+        if xl:
+            pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(
+                path, torch_dtype=torch.float32, add_watermarker=False, local_files_only=True)
+        else:
+            pipe = diffusers.StableDiffusionPipeline.from_pretrained(
+                path, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False,
+                local_files_only=True)
     except Exception as e:  # noqa: BLE001 - any failure means the folder does not load
-        raise Refused(f"{path}: not a loadable Stable Diffusion folder ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        what = "SDXL" if xl else "Stable Diffusion"
+        raise Refused(f"{path}: not a loadable {what} folder ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
     return pipe
 
 
@@ -167,6 +191,10 @@ def _load_loras(pipe, loras):
     return names, out
 
 
+def _is_xl(pipe):
+    return getattr(pipe, "text_encoder_2", None) is not None
+
+
 def _references(torch, diffusers, pipe, check_dir):
     """The self-check's references: one UNet step on fixed random inputs, and a full image
     with the model's own noise schedule under Euler (deterministic)."""
@@ -176,11 +204,20 @@ def _references(torch, diffusers, pipe, check_dir):
     lat = CHECK["size"] // pipe.vae_scale_factor
     sample = torch.randn(1, ch, lat, lat, generator=g)
     ehs = torch.randn(1, max_len, pipe.unet.config.cross_attention_dim, generator=g)
+    check = {}
+    cond = None
+    if _is_xl(pipe):
+        # SDXL's added conditioning: a pooled embedding, and the size/crop ids of the check image
+        size = float(CHECK["size"])
+        cond = {"text_embeds": torch.randn(1, _pooled_dim(pipe.unet), generator=g),
+                "time_ids": torch.tensor([[size, size, 0.0, 0.0, size, size]])}
+        check["unet_text_embeds"] = save_tensor(check_dir, "unet_text_embeds", cond["text_embeds"])
+        check["unet_time_ids"] = save_tensor(check_dir, "unet_time_ids", cond["time_ids"])
     with torch.no_grad():
-        eps = pipe.unet(sample, torch.tensor(CHECK["timestep"]), ehs, return_dict=False)[0]
-    check = {"unet_sample": save_tensor(check_dir, "unet_sample", sample),
-             "unet_hidden": save_tensor(check_dir, "unet_hidden", ehs),
-             "unet_expected": save_tensor(check_dir, "unet_expected", eps)}
+        eps = pipe.unet(sample, torch.tensor(CHECK["timestep"]), ehs, added_cond_kwargs=cond, return_dict=False)[0]
+    check.update({"unet_sample": save_tensor(check_dir, "unet_sample", sample),
+                  "unet_hidden": save_tensor(check_dir, "unet_hidden", ehs),
+                  "unet_expected": save_tensor(check_dir, "unet_expected", eps)})
     progress(2, TOTAL, "computed the PyTorch reference UNet step")
     own = pipe.scheduler
     pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(own.config)
@@ -205,30 +242,42 @@ def convert_pipeline(path, pipe, out_dir, check_dir, details=None, loras=()):
     import diffusers
 
     pipe.set_progress_bar_config(disable=True)
-    for m in (pipe.text_encoder, pipe.unet, pipe.vae):
+    xl = _is_xl(pipe)
+    encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if xl else [])
+    for m in encoders + [pipe.unet, pipe.vae]:
         m.eval().float()
-    pipe.text_encoder.config._attn_implementation = "eager"
+    for te in encoders:
+        te.config._attn_implementation = "eager"
     names, fused = _load_loras(pipe, loras) if loras else ([], [])
-    progress(1, TOTAL, "loaded the Stable Diffusion pipeline" + "".join(f" + {f['name']}" for f in fused))
+    progress(1, TOTAL, f"loaded the {'SDXL' if xl else 'Stable Diffusion'} pipeline" + "".join(f" + {f['name']}" for f in fused))
     check = _references(torch, diffusers, pipe, check_dir)
     if names:
         # Scales were set per adapter; lora_scale multiplies them all.
-        pipe.fuse_lora(components=["unet", "text_encoder"], lora_scale=1.0, adapter_names=names)
+        parts = ["unet", "text_encoder"] + (["text_encoder_2"] if xl else [])
+        pipe.fuse_lora(components=parts, lora_scale=1.0, adapter_names=names)
         pipe.unload_lora_weights()
         # total 0: a log line, kept in the job's events (progress steps may be coalesced)
         progress(0, 0, "fused " + ", ".join(f"{f['name']} at {f['scale']:g}" for f in fused))
     max_len = pipe.tokenizer.model_max_length
     ids = torch.zeros((1, max_len), dtype=torch.int64)
-    _export(torch, _TextEncoder.wrap(torch, pipe.text_encoder), (ids,), os.path.join(out_dir, "text_encoder", "model.onnx"),
-            ["input_ids"], ["last_hidden_state", "pooler_output"],
-            {"input_ids": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}, "pooler_output": {0: "batch_size"}})
-    progress(4, TOTAL, "exported the text encoder")
+    for sub, te in zip(("text_encoder", "text_encoder_2"), encoders):
+        first = ["text_embeds", "last_hidden_state"] if sub == "text_encoder_2" else ["last_hidden_state", "pooler_output"]
+        names = first + ([f"hidden_states.{i}" for i in range(te.config.num_hidden_layers + 1)] if xl else [])
+        _export(torch, _TextEncoder.wrap(torch, te, hidden_states=xl), (ids,), os.path.join(out_dir, sub, "model.onnx"),
+                ["input_ids"], names, {n: {0: "batch_size"} for n in ["input_ids"] + names})
+    progress(4, TOTAL, "exported the text encoder" + ("s" if xl else ""))
     ch = pipe.unet.config.in_channels
     # odd latent size at trace time: the graph then carries skip sizes for any H/W
-    _export(torch, _unet_wrap(torch, pipe.unet), (torch.randn(2, ch, 9, 7), torch.tensor(999.0), torch.randn(2, max_len, pipe.unet.config.cross_attention_dim)),
-            os.path.join(out_dir, "unet", "model.onnx"), ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
-            {"sample": {0: "batch_size", 2: "height", 3: "width"}, "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"},
-             "out_sample": {0: "batch_size", 2: "height", 3: "width"}}, external=True)
+    unet_args = (torch.randn(2, ch, 9, 7), torch.tensor(999.0), torch.randn(2, max_len, pipe.unet.config.cross_attention_dim))
+    unet_in = ["sample", "timestep", "encoder_hidden_states"]
+    unet_axes = {"sample": {0: "batch_size", 2: "height", 3: "width"}, "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"},
+                 "out_sample": {0: "batch_size", 2: "height", 3: "width"}}
+    if xl:
+        unet_args += (torch.randn(2, _pooled_dim(pipe.unet)), torch.randn(2, 6))
+        unet_in += ["text_embeds", "time_ids"]
+        unet_axes.update({"text_embeds": {0: "batch_size"}, "time_ids": {0: "batch_size"}})
+    _export(torch, _unet_wrap(torch, pipe.unet, xl), unet_args, os.path.join(out_dir, "unet", "model.onnx"), unet_in,
+            ["out_sample"], unet_axes, external=True)
     progress(5, TOTAL, "exported the UNet (external weights)")
     dec, enc = _vae_wraps(torch, pipe.vae)
     lc = pipe.vae.config.latent_channels
@@ -242,17 +291,20 @@ def convert_pipeline(path, pipe, out_dir, check_dir, details=None, loras=()):
     base = os.path.basename(os.path.normpath(path))
     if os.path.isfile(path):
         base = os.path.splitext(base)[0]
-    d = {"family": "sd", "prediction_type": pred, "check": CHECK, "base": base, "loras": fused}
+    d = {"family": "sdxl" if xl else "sd", "prediction_type": pred, "check": CHECK, "base": base, "loras": fused}
     d.update(details or {})
-    summary = "Stable Diffusion" + (" (v-prediction)" if pred == "v_prediction" else "")
+    summary = ("Stable Diffusion XL" if xl else "Stable Diffusion") + (" (v-prediction)" if pred == "v_prediction" else "")
     if fused:
         summary += ": " + " + ".join([base] + [f"{f['name']}×{f['scale']:g}" for f in fused])
     return {"kind": "diffusion", "format": "stable-diffusion", "summary": summary, "details": d, "check": check}
 
 
 def _write_configs(diffusers, pipe, out_dir):
-    """Tokenizer, scheduler and per-part configs, model_index.json; returns the scheduler config."""
+    """Tokenizer(s), scheduler and per-part configs, model_index.json; returns the scheduler config."""
+    xl = _is_xl(pipe)
     _tokenizer(pipe.tokenizer, out_dir)
+    if xl:
+        _tokenizer(pipe.tokenizer_2, out_dir, "tokenizer_2")
     sched = _jsonable(pipe.scheduler.config)
     sched["_class_name"] = type(pipe.scheduler).__name__
     _write_json(os.path.join(out_dir, "scheduler", "scheduler_config.json"), sched)
@@ -264,6 +316,17 @@ def _write_configs(diffusers, pipe, out_dir):
     for sub in ("vae_decoder", "vae_encoder"):
         _write_json(os.path.join(out_dir, sub, "config.json"), vcfg)
     _write_json(os.path.join(out_dir, "text_encoder", "config.json"), pipe.text_encoder.config.to_dict())
+    if xl:
+        _write_json(os.path.join(out_dir, "text_encoder_2", "config.json"), pipe.text_encoder_2.config.to_dict())
+        _write_json(os.path.join(out_dir, "model_index.json"), {
+            "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": diffusers.__version__,
+            "force_zeros_for_empty_prompt": bool(pipe.config.get("force_zeros_for_empty_prompt", True)),
+            "scheduler": ["diffusers", sched["_class_name"]], "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+        })
+        return sched
     _write_json(os.path.join(out_dir, "model_index.json"), {
         "_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
         "requires_safety_checker": False, "safety_checker": [None, None], "feature_extractor": [None, None],

@@ -1,4 +1,4 @@
-//! The self-check of a converted Stable Diffusion: one UNet step on the converter's
+//! The self-check of a converted Stable Diffusion (1.x/2.x or SDXL): one UNet step on the converter's
 //! random inputs, and a full image at the converter's fixed seed through reelbox's own
 //! pipeline ([`generate`]), both against what PyTorch/diffusers gave.
 
@@ -16,7 +16,7 @@ use crate::pipelines::diffusion::{
 };
 
 /// The parts whose sessions the check opens (forgotten before the files move).
-pub const PARTS: [&str; 4] = ["text_encoder", "unet", "vae_decoder", "vae_encoder"];
+pub const PARTS: [&str; 5] = ["text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder"];
 
 /// What the converter ran through diffusers (its RESULT's `details.check`).
 #[derive(Debug, Deserialize)]
@@ -48,11 +48,19 @@ pub fn check(engine: &Engine, device: DeviceId, conv: &Conversion, tolerance: f3
     let (hidden, hidden_shape) = conv.tensor("unet_hidden")?;
     let (unet_expected, _) = conv.tensor("unet_expected")?;
     let batch = sample_shape.first().copied().unwrap_or(1);
-    let feeds = vec![
+    let mut feeds = vec![
         float_input(&model.unet.sample, sample_shape, &sample)?,
         timestep_input(&model.unet.timestep, recipe.timestep, batch)?,
         float_input(&model.unet.hidden, hidden_shape, &hidden)?,
     ];
+    // SDXL's added conditioning, on the converter's inputs too.
+    let added: Vec<_> = [(&model.unet.text_embeds, "unet_text_embeds"), (&model.unet.time_ids, "unet_time_ids")]
+        .into_iter()
+        .filter_map(|(info, name)| info.as_ref().map(|info| conv.tensor(name).map(|t| (info, t))))
+        .collect::<Result<_, _>>()?;
+    for (info, (values, shape)) in &added {
+        feeds.push(float_input(info, shape.clone(), values)?);
+    }
     let mut clock = Duration::ZERO;
     let outs = model.unet.part.run(feeds, &mut clock)?;
     let unet_got = outs.get(model.unet.output).ok_or_else(|| refused("the exported UNet gave no output".into()))?;
