@@ -3,7 +3,9 @@
 //! `POST /api/v1/models/import`, converts to the ONNX layout the diffusion pipeline loads
 //! for SDXL, passes the self-check with SDXL's inputs (one UNet step with the added
 //! conditioning and a 4-step image against diffusers' StableDiffusionXLPipeline, ≤ 1e-3),
-//! and renders an image in the real daemon. The tiny SDXL is made at test time by
+//! and renders an image in the real daemon; an SDXL LoRA (UNet and both text encoders)
+//! fuses at import, passes the same check against diffusers with it loaded, and changes
+//! the picture. The tiny SDXL and its LoRA are made at test time by
 //! `tests/fixtures/make_byo_sdxl.py`.
 
 use crate::common;
@@ -16,8 +18,49 @@ use common::provision;
 use common::tools::{convert_pyenv, make_fixture};
 use serde_json::{Value, json};
 
+/// Imports through the API; the import report, after checking the job's events show `event`.
+async fn import(http: &reqwest::Client, d: &DaemonProc, body: Value, event: &str) -> Value {
+    let (s, job) = post_json(http, d, "/api/v1/models/import", body).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(http, d, &id, Duration::from_secs(300), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    let text = events.text().await.expect("event text");
+    assert!(text.contains(event) && text.contains("self-check passed"), "{text}");
+    let artifacts = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let report = get_json(http, d, artifacts[0]["url"].as_str().expect("url")).await;
+    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("diff");
+    assert!(diff <= 1e-3, "reelbox's SDXL pipeline differs from diffusers' by {diff}: {report}");
+    println!("SDXL self-check: {}", report["self_check"]);
+    report
+}
+
+/// A 64×64 image job with `model` at `seed`; its RGB bytes.
+async fn render(http: &reqwest::Client, d: &DaemonProc, model: &str, seed: u64) -> Vec<u8> {
+    let params = json!({"model": model, "prompt": "a red circle", "seed": seed, "width": 64, "height": 64, "steps": 2});
+    let (s, job) = post_json(http, d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(http, d, &id, Duration::from_secs(120), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let png = out
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"].as_str().is_some_and(|n| n.ends_with(".png"))).cloned())
+        .unwrap_or_else(|| panic!("no PNG among {out}"));
+    let bytes = http.get(d.at(png["url"].as_str().expect("url"))).send().await.expect("get");
+    let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG").to_rgb8();
+    assert_eq!(img.dimensions(), (64, 64));
+    img.into_raw()
+}
+
+fn max_diff(a: &[u8], b: &[u8]) -> u8 {
+    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_sdxl_diffusers_folder_imports_self_checks_and_renders_in_the_daemon() {
+async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_the_daemon() {
     let env = convert_pyenv();
     let src = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sdxl");
     make_fixture(&env, "make_byo_sdxl.py", &src);
@@ -34,20 +77,8 @@ async fn an_sdxl_diffusers_folder_imports_self_checks_and_renders_in_the_daemon(
         ],
     );
     let http = reqwest::Client::new();
-    let body = json!({"path": src.join("tiny-sdxl-diffusers"), "name": "my-sdxl"});
-    let (s, job) = post_json(&http, &d, "/api/v1/models/import", body).await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["id"].as_str().expect("id").to_string();
-    let done = wait_job(&http, &d, &id, Duration::from_secs(300), is_final).await;
-    assert_eq!(done["state"], "succeeded", "{done}");
-    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
-    let text = events.text().await.expect("event text");
-    assert!(text.contains("exported the text encoders") && text.contains("self-check passed"), "{text}");
-    let artifacts = get_json(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
-    let report = get_json(&http, &d, artifacts[0]["url"].as_str().expect("url")).await;
-    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("diff");
-    assert!(diff <= 1e-3, "reelbox's SDXL pipeline differs from diffusers' by {diff}: {report}");
-    println!("SDXL self-check: {}", report["self_check"]);
+    let base = src.join("tiny-sdxl-diffusers");
+    import(&http, &d, json!({"path": base, "name": "my-sdxl"}), "exported the text encoders").await;
 
     let dir = models.join("my-sdxl");
     for part in ["text_encoder_2/model.onnx", "tokenizer_2/vocab.json", "unet/model.onnx_data"] {
@@ -56,29 +87,21 @@ async fn an_sdxl_diffusers_folder_imports_self_checks_and_renders_in_the_daemon(
     let index: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("model_index.json")).expect("index")).expect("JSON");
     assert_eq!(index["_class_name"], "StableDiffusionXLPipeline", "{index}");
-    let listed = get_json(&http, &d, "/api/v1/models").await;
-    let entry = listed["models"].as_array().and_then(|a| a.iter().find(|x| x["name"] == "my-sdxl").cloned());
-    assert_eq!(entry.as_ref().map(|e| e["kind"].clone()), Some(json!("diffusion")), "{listed}");
 
-    // The imported SDXL serves an image job; a different seed draws a different picture.
-    let mut pictures = Vec::new();
-    for seed in [7, 8] {
-        let params =
-            json!({"model": "my-sdxl", "prompt": "a red circle", "seed": seed, "width": 64, "height": 64, "steps": 2});
-        let (s, job) = post_json(&http, &d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
-        assert_eq!(s, 202, "{job}");
-        let id = job["id"].as_str().expect("id").to_string();
-        let done = wait_job(&http, &d, &id, Duration::from_secs(120), is_final).await;
-        assert_eq!(done["state"], "succeeded", "{done}");
-        let out = get_json(&http, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
-        let png = out
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["name"].as_str().is_some_and(|n| n.ends_with(".png"))).cloned())
-            .unwrap_or_else(|| panic!("no PNG among {out}"));
-        let bytes = http.get(d.at(png["url"].as_str().expect("url"))).send().await.expect("get");
-        let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG").to_rgb8();
-        assert_eq!(img.dimensions(), (64, 64));
-        pictures.push(img.into_raw());
-    }
-    assert_ne!(pictures[0], pictures[1], "the seed changes the picture");
+    // A LoRA for SDXL fuses at import; the check compares with diffusers with it loaded.
+    let lora = format!("{}:1", src.join("style-xl.safetensors").display());
+    import(&http, &d, json!({"path": base, "name": "styled-xl", "loras": [lora]}), "fused style-xl at 1").await;
+    let listed = get_json(&http, &d, "/api/v1/models").await;
+    let entry = listed["models"].as_array().and_then(|a| a.iter().find(|x| x["name"] == "styled-xl").cloned());
+    let entry = entry.unwrap_or_else(|| panic!("no styled-xl in {listed}"));
+    assert_eq!(
+        (entry["kind"].as_str(), entry["fused"].as_str()),
+        (Some("diffusion"), Some("tiny-sdxl-diffusers + style-xl×1"))
+    );
+
+    // The imported SDXL serves image jobs: the seed and the LoRA change the picture.
+    let (a, b) = (render(&http, &d, "my-sdxl", 7).await, render(&http, &d, "my-sdxl", 8).await);
+    assert_ne!(a, b, "the seed changes the picture");
+    let styled = render(&http, &d, "styled-xl", 7).await;
+    assert!(max_diff(&a, &styled) > 16, "the LoRA changes the picture");
 }
