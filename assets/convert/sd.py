@@ -143,7 +143,8 @@ def load_pipeline(path):
     except (OSError, ValueError) as e:
         raise Refused(f"{path}: model_index.json is not readable ({e})")
     xl = "XL" in index.get("_class_name", "") or "text_encoder_2" in index
-    if "Refiner" in index.get("_class_name", "") or (xl and not index.get("text_encoder")):
+    # A refiner's index lists its first text encoder as [null, null], or not at all.
+    if xl and not (index.get("text_encoder") or [None])[0]:
         raise Refused(f"{path}: an SDXL refiner (no first text encoder); only SDXL base models are converted")
     try:
         if xl:

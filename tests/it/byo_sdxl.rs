@@ -10,13 +10,24 @@
 
 use crate::common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::provision;
-use common::tools::{convert_pyenv, make_fixture};
+use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
 use serde_json::{Value, json};
+
+/// The tiny SDXL folder and its LoRA, made once per test binary.
+fn sources(env: &Path) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sdxl");
+        make_fixture(env, "make_byo_sdxl.py", &dir);
+        dir
+    })
+}
 
 /// Imports through the API; the import report, after checking the job's events show `event`.
 async fn import(http: &reqwest::Client, d: &DaemonProc, body: Value, event: &str) -> Value {
@@ -62,8 +73,7 @@ fn max_diff(a: &[u8], b: &[u8]) -> u8 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_the_daemon() {
     let env = convert_pyenv();
-    let src = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sdxl");
-    make_fixture(&env, "make_byo_sdxl.py", &src);
+    let src = sources(&env);
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
@@ -104,4 +114,31 @@ async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_t
     assert_ne!(a, b, "the seed changes the picture");
     let styled = render(&http, &d, "styled-xl", 7).await;
     assert!(max_diff(&a, &styled) > 16, "the LoRA changes the picture");
+}
+
+#[test]
+fn an_sdxl_refiner_is_refused_naming_it_and_nothing_is_installed() {
+    let env = convert_pyenv();
+    let home = tempfile::tempdir().expect("tempdir");
+    let refiner = home.path().join("tiny-sdxl-refiner");
+    common::copy_dir(&sources(&env).join("tiny-sdxl-diffusers"), &refiner);
+    // A refiner's index, as diffusers saves one: no first text encoder or tokenizer.
+    let index = refiner.join("model_index.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&index).expect("index")).expect("JSON");
+    v["_class_name"] = json!("StableDiffusionXLImg2ImgPipeline");
+    v["text_encoder"] = json!([null, null]);
+    v["tokenizer"] = json!([null, null]);
+    std::fs::write(&index, v.to_string()).expect("write index");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let out = reelbox_cli(home.path(), &models)
+        .env("REELBOX_CONVERT_PYENV", &env)
+        .args(["models", "import", "--name", "refiner"])
+        .arg(&refiner)
+        .output()
+        .expect("run reelbox");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a refiner was accepted");
+    assert!(stderr.contains("tiny-sdxl-refiner") && stderr.contains("SDXL refiner"), "{stderr}");
+    assert!(!models.join("refiner").exists(), "nothing is installed");
 }
