@@ -113,6 +113,7 @@ struct ProfileV1 {
     portrait: Option<ulid::Ulid>,
     face_box: Option<[u32; 4]>,
     voice_sample: Option<ulid::Ulid>,
+    // The live struct, unchanged since v1: a change to `Voice`'s layout needs a `VoiceV1` here.
     voice: Voice,
     style: StyleV1,
     created_at: super::records::Millis,
