@@ -79,12 +79,18 @@ async function detectFace(portraitId) {
 
 /** Renders the Profiles view into `root`. */
 export async function profiles(root) {
-  const [list, voices, detectors] = await Promise.all([api("GET", "/api/v1/profiles"), installed("tts"), installed("face")]);
+  const [list, voices, detectors, pictures] = await Promise.all([
+    api("GET", "/api/v1/profiles"), installed("tts"), installed("face"), installed("diffusion"),
+  ]);
   const cards = h("ul", { class: "items profiles" });
   const name = h("input", { type: "text", required: true, autocomplete: "off" });
   const portrait = h("input", { type: "file", accept: "image/png,image/jpeg,image/webp" });
   const voice = h("select", {}, h("option", { value: "" }, "Default voice"),
     voices.map((v) => h("option", { value: v.name }, v.name)));
+  // The profile's picture model (e.g. an imported checkpoint with a LoRA fused in): its
+  // renders' keyframes use it when the render names no model.
+  const picture = h("select", {}, h("option", { value: "" }, "Default model"),
+    pictures.map((m) => h("option", { value: m.name }, m.name)));
   const nums = ["x", "y", "w", "h"].map((k) => h("input", { type: "number", min: 0, step: 1, inputmode: "numeric", "data-k": k }));
   const editor = faceEditor((fb) => nums.forEach((n, i) => { n.value = fb[i]; }));
   // Where the face box came from, said next to the editor (no layout shift: always present).
@@ -105,6 +111,7 @@ export async function profiles(root) {
     h("fieldset", { class: "facebox-fields" }, h("legend", {}, "Face box (pixels)"),
       nums.map((n, i) => field(`face-${"xywh"[i]}`, ["Left", "Top", "Width", "Height"][i], n))),
     field("profile-voice", "Voice", voice),
+    field("profile-picture", "Picture model", picture, "The model of this presenter's keyframes when a film names none."),
     h("p", { class: "form-error", role: "alert" }),
     h("div", { class: "row" }, save, reset));
   let editing = null;
@@ -115,7 +122,7 @@ export async function profiles(root) {
   const edit = (p) => {
     editing = p; clearErrors(form);
     title.textContent = `Edit ${p.name}`; save.textContent = "Save profile"; reset.hidden = false;
-    name.value = p.name; voice.value = p.voice.model;
+    name.value = p.name; voice.value = p.voice.model; picture.value = p.style.image_model || "";
     if (p.portrait) editor.show(`/api/v1/artifacts/${p.portrait}`, p.face_box);
     name.focus();
   };
@@ -150,7 +157,8 @@ export async function profiles(root) {
     return h("li", { class: "card item", "data-profile": p.id },
       p.portrait ? h("img", { src: `/api/v1/artifacts/${p.portrait}`, alt: `Portrait of ${p.name}`, class: "thumb" }) : null,
       h("h3", {}, p.name),
-      h("p", { class: "hint" }, `voice ${p.voice.model}`, p.face_box ? ` · face ${p.face_box.join(", ")}` : ""),
+      h("p", { class: "hint" }, `voice ${p.voice.model}`, p.style.image_model ? ` · pictures ${p.style.image_model}` : "",
+        p.face_box ? ` · face ${p.face_box.join(", ")}` : ""),
       h("div", { class: "row" }, e, d));
   }));
   form.addEventListener("submit", async (ev) => {
@@ -161,13 +169,15 @@ export async function profiles(root) {
     try {
       let p;
       if (editing) {
-        const body = { name: name.value, voice: voice.value || undefined };
+        // "" clears the picture model.
+        const body = { name: name.value, voice: voice.value || undefined, image_model: picture.value };
         if (fb) body.face_box = fb;
         if (portrait.files.length) body.portrait = uploaded || await upload(portrait.files[0]);
         p = await api("PATCH", `/api/v1/profiles/${editing.id}`, body);
         list[list.findIndex((x) => x.id === p.id)] = p;
       } else if (uploaded) {
-        const body = { name: name.value, voice: voice.value || undefined, portrait: uploaded };
+        const body = { name: name.value, voice: voice.value || undefined, portrait: uploaded,
+          image_model: picture.value || undefined };
         if (fb) body.face_box = fb;
         p = await api("POST", "/api/v1/profiles", body);
         list.unshift(p);
@@ -175,6 +185,7 @@ export async function profiles(root) {
         const f = new FormData();
         f.append("name", name.value);
         if (voice.value) f.append("voice", voice.value);
+        if (picture.value) f.append("image_model", picture.value);
         if (portrait.files.length) {
           f.append("portrait", portrait.files[0], portrait.files[0].name);
           if (fb) f.append("face_box", fb.join(","));
@@ -185,7 +196,8 @@ export async function profiles(root) {
       draw();
       edit(p);
     } catch (e) {
-      showError(form, e, { name: "profile-name", portrait: "profile-portrait", face_box: "face-x", voice: "profile-voice" });
+      showError(form, e, { name: "profile-name", portrait: "profile-portrait", face_box: "face-x", voice: "profile-voice",
+        image_model: "profile-picture" });
     } finally {
       save.disabled = false;
     }

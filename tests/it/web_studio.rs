@@ -204,6 +204,7 @@ async fn make_profile(c: &Client, d: &DaemonProc, http: &reqwest::Client) -> Str
     let n = |v: &Value, i: usize| v[i].as_i64().unwrap_or(-1);
     assert!(n(&after, 0) > n(&before, 0) && n(&after, 1) > n(&before, 1), "the drag moved the box: {before} → {after}");
     assert_eq!((n(&after, 2), n(&after, 3)), (n(&before, 2), n(&before, 3)), "moving keeps the size");
+    find(c, "#profile-picture").await.select_by_value("demo-shapes").await.expect("pick the picture model");
     both_shots(c, "profiles").await;
     find(c, "#profile-form button[type=submit]").await.click().await.expect("create");
     let id = wait_js(
@@ -216,6 +217,7 @@ async fn make_profile(c: &Client, d: &DaemonProc, http: &reqwest::Client) -> Str
     let id = id.as_str().expect("profile id").to_string();
     let saved = get(http, d, &format!("/api/v1/profiles/{id}")).await;
     assert_eq!(saved["face_box"], after, "the dragged box is what was saved: {saved}");
+    assert_eq!(saved["style"]["image_model"], "demo-shapes", "the picture model is saved: {saved}");
     id
 }
 
