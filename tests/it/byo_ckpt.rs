@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
-use common::provision;
+use common::byo::{import_daemon, max_diff, render_rgb};
+use common::daemon::{is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
 use serde_json::{Value, json};
 
@@ -49,23 +49,6 @@ fn import(env: &Path, home: &Path, models: &Path, args: &[&str], path: &Path) ->
     Ok(serde_json::from_slice(&out.stdout).expect("report JSON"))
 }
 
-/// Renders a fixed-seed 64×64 image with `model` in the daemon; its RGB bytes.
-async fn render(http: &reqwest::Client, d: &DaemonProc, model: &str) -> Vec<u8> {
-    let params = json!({"model": model, "prompt": "a red circle", "seed": 7, "width": 64, "height": 64, "steps": 2});
-    let (s, job) = post_json(http, d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["id"].as_str().expect("id").to_string();
-    let done = wait_job(http, d, &id, Duration::from_secs(120), is_final).await;
-    assert_eq!(done["state"], "succeeded", "{model}: {done}");
-    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
-    let png = out
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["name"].as_str().is_some_and(|n| n.ends_with(".png"))).cloned())
-        .unwrap_or_else(|| panic!("no PNG among {out}"));
-    let bytes = http.get(d.at(png["url"].as_str().expect("url"))).send().await.expect("get");
-    image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG").to_rgb8().into_raw()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_file_checkpoints_convert_offline_and_render_like_their_diffusers_folder() {
     let env = convert_pyenv();
@@ -94,15 +77,7 @@ async fn single_file_checkpoints_convert_offline_and_render_like_their_diffusers
     let sched = read_json(&models.join("sd1v/scheduler/scheduler_config.json"));
     assert_eq!(sched["prediction_type"], "v_prediction", "{sched}");
 
-    let runtime = provision::runtime();
-    let daemon = DaemonProc::start(
-        &h.join("data"),
-        &[
-            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
-            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
-            ("REELBOX_CONVERT_PYENV", env.to_str().expect("utf-8")),
-        ],
-    );
+    let daemon = import_daemon(h, &models, &env);
     let http = reqwest::Client::new();
     // A pickled .ckpt ({"state_dict": ...}) through the API, read with weights_only.
     let body = json!({"path": src.join("tiny-sd1-pickle.ckpt"), "name": "sd1-ckpt"});
@@ -115,10 +90,9 @@ async fn single_file_checkpoints_convert_offline_and_render_like_their_diffusers
     let events = events.text().await.expect("event text");
     assert!(events.contains("Stable Diffusion 1.x checkpoint") && events.contains("self-check passed"), "{events}");
 
-    let reference = render(&http, &daemon, "reference").await;
-    let single = render(&http, &daemon, "sd1").await;
-    let pickle = render(&http, &daemon, "sd1-ckpt").await;
-    let max_diff = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0);
+    let reference = render_rgb(&http, &daemon, "reference", 7).await;
+    let single = render_rgb(&http, &daemon, "sd1", 7).await;
+    let pickle = render_rgb(&http, &daemon, "sd1-ckpt", 7).await;
     assert_eq!(reference.len(), single.len());
     assert!(max_diff(&reference, &single) <= 1, "the single file renders as its diffusers folder does");
     assert_eq!(max_diff(&single, &pickle), 0, "the .ckpt holds the same weights");

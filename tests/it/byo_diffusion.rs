@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
-use common::provision;
+use common::byo::import_daemon;
+use common::daemon::{get_json, is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
 use serde_json::{Value, json};
 
@@ -71,15 +71,7 @@ async fn a_diffusers_folder_imports_through_the_api_and_renders_in_the_daemon() 
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
-    let runtime = provision::runtime();
-    let d = DaemonProc::start(
-        &home.path().join("data"),
-        &[
-            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
-            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
-            ("REELBOX_CONVERT_PYENV", env.to_str().expect("utf-8")),
-        ],
-    );
+    let d = import_daemon(home.path(), &models, &env);
     let http = reqwest::Client::new();
     let body = json!({"path": src.join("tiny-sd-diffusers"), "name": "my-sd"});
     let (s, job) = post_json(&http, &d, "/api/v1/models/import", body).await;

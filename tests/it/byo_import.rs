@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::byo::import_daemon;
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
-use common::provision;
 use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
 use serde_json::{Value, json};
 
@@ -80,15 +80,7 @@ async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemo
     assert!(!models.join(".staging/rrdb").exists(), "staging is gone after install");
 
     // The daemon imports the compact one as an admin job with progress and a report.
-    let runtime = provision::runtime();
-    let d = DaemonProc::start(
-        &home.path().join("data"),
-        &[
-            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
-            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
-            ("REELBOX_CONVERT_PYENV", env.to_str().expect("utf-8")),
-        ],
-    );
+    let d = import_daemon(home.path(), &models, &env);
     let http = reqwest::Client::new();
     let (s, b) = post_json(&http, &d, "/api/v1/models/import", json!({"path": "/no/such/model.pth"})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("path")), "{b}");

@@ -16,8 +16,8 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
-use common::provision;
+use common::byo::{import_daemon, max_diff, render_rgb};
+use common::daemon::{get_json, is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
 use serde_json::{Value, json};
 
@@ -59,28 +59,6 @@ fn import_ok(env: &Path, home: &Path, models: &Path, name: &str, extra: &[String
     report
 }
 
-/// Renders a fixed-seed 64×64 image with `model` in the daemon; its RGB bytes.
-async fn render(http: &reqwest::Client, d: &DaemonProc, model: &str) -> Vec<u8> {
-    let params = json!({"model": model, "prompt": "a red circle", "seed": 7, "width": 64, "height": 64, "steps": 2});
-    let (s, job) = post_json(http, d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["id"].as_str().expect("id").to_string();
-    let done = wait_job(http, d, &id, Duration::from_secs(120), is_final).await;
-    assert_eq!(done["state"], "succeeded", "{model}: {done}");
-    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
-    let png = out
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["name"].as_str().is_some_and(|n| n.ends_with(".png"))).cloned())
-        .unwrap_or_else(|| panic!("no PNG among {out}"));
-    let bytes = http.get(d.at(png["url"].as_str().expect("url"))).send().await.expect("get");
-    image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG").to_rgb8().into_raw()
-}
-
-fn max_diff(a: &[u8], b: &[u8]) -> u8 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loras_fuse_at_import_and_change_the_pictures_by_their_scale() {
     let env = convert_pyenv();
@@ -106,15 +84,7 @@ async fn loras_fuse_at_import_and_change_the_pictures_by_their_scale() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.lines().any(|l| l.starts_with("kohya ") && l.contains("tiny-sd-diffusers + style-kohya×1")), "{list}");
 
-    let runtime = provision::runtime();
-    let d = DaemonProc::start(
-        &h.join("data"),
-        &[
-            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
-            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
-            ("REELBOX_CONVERT_PYENV", env.to_str().expect("utf-8")),
-        ],
-    );
+    let d = import_daemon(h, &models, &env);
     let http = reqwest::Client::new();
     // The API takes LoRAs too: the diffusers-format file at scale 1.
     let file = sources(&env).join("lora/style-diffusers.safetensors");
@@ -133,10 +103,10 @@ async fn loras_fuse_at_import_and_change_the_pictures_by_their_scale() {
     let entry = entry.unwrap_or_else(|| panic!("no diffusers model in {listed}"));
     assert_eq!(entry["fused"], "tiny-sd-diffusers + style-diffusers×1", "{entry}");
 
-    let plain = render(&http, &d, "plain").await;
-    let zero = render(&http, &d, "zero").await;
-    let kohya = render(&http, &d, "kohya").await;
-    let diffusers = render(&http, &d, "diffusers").await;
+    let plain = render_rgb(&http, &d, "plain", 7).await;
+    let zero = render_rgb(&http, &d, "zero", 7).await;
+    let kohya = render_rgb(&http, &d, "kohya", 7).await;
+    let diffusers = render_rgb(&http, &d, "diffusers", 7).await;
     assert_eq!(max_diff(&plain, &zero), 0, "a LoRA at scale 0 renders the base model's pixels");
     assert!(max_diff(&plain, &diffusers) > 16, "a LoRA at scale 1 changes the picture");
     assert!(max_diff(&kohya, &diffusers) <= 1, "the same LoRA in kohya and diffusers format renders the same picture");

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::byo::{import_daemon, max_diff, render_rgb};
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
-use common::provision;
 use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
 use serde_json::{Value, json};
 
@@ -47,29 +47,6 @@ async fn import(http: &reqwest::Client, d: &DaemonProc, body: Value, event: &str
     report
 }
 
-/// A 64×64 image job with `model` at `seed`; its RGB bytes.
-async fn render(http: &reqwest::Client, d: &DaemonProc, model: &str, seed: u64) -> Vec<u8> {
-    let params = json!({"model": model, "prompt": "a red circle", "seed": seed, "width": 64, "height": 64, "steps": 2});
-    let (s, job) = post_json(http, d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["id"].as_str().expect("id").to_string();
-    let done = wait_job(http, d, &id, Duration::from_secs(120), is_final).await;
-    assert_eq!(done["state"], "succeeded", "{done}");
-    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
-    let png = out
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["name"].as_str().is_some_and(|n| n.ends_with(".png"))).cloned())
-        .unwrap_or_else(|| panic!("no PNG among {out}"));
-    let bytes = http.get(d.at(png["url"].as_str().expect("url"))).send().await.expect("get");
-    let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG").to_rgb8();
-    assert_eq!(img.dimensions(), (64, 64));
-    img.into_raw()
-}
-
-fn max_diff(a: &[u8], b: &[u8]) -> u8 {
-    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_the_daemon() {
     let env = convert_pyenv();
@@ -77,15 +54,7 @@ async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_t
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
-    let runtime = provision::runtime();
-    let d = DaemonProc::start(
-        &home.path().join("data"),
-        &[
-            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
-            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
-            ("REELBOX_CONVERT_PYENV", env.to_str().expect("utf-8")),
-        ],
-    );
+    let d = import_daemon(home.path(), &models, &env);
     let http = reqwest::Client::new();
     let base = src.join("tiny-sdxl-diffusers");
     import(&http, &d, json!({"path": base, "name": "my-sdxl"}), "exported the text encoders").await;
@@ -110,9 +79,9 @@ async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_t
     );
 
     // The imported SDXL serves image jobs: the seed and the LoRA change the picture.
-    let (a, b) = (render(&http, &d, "my-sdxl", 7).await, render(&http, &d, "my-sdxl", 8).await);
+    let (a, b) = (render_rgb(&http, &d, "my-sdxl", 7).await, render_rgb(&http, &d, "my-sdxl", 8).await);
     assert_ne!(a, b, "the seed changes the picture");
-    let styled = render(&http, &d, "styled-xl", 7).await;
+    let styled = render_rgb(&http, &d, "styled-xl", 7).await;
     assert!(max_diff(&a, &styled) > 16, "the LoRA changes the picture");
 }
 

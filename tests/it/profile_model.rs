@@ -10,6 +10,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::byo::max_diff;
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::provision;
 use common::render::artifact;
@@ -54,11 +55,6 @@ async fn render(http: &reqwest::Client, d: &DaemonProc, params: Value) -> (Strin
 async fn keyframe(http: &reqwest::Client, d: &DaemonProc, id: &str) -> Vec<u8> {
     let png = artifact(http, d, id, "keyframe_00.png").await;
     image::load_from_memory(&png).expect("PNG").to_rgb8().into_raw()
-}
-
-fn max_diff(a: &[u8], b: &[u8]) -> u8 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,50 @@
+//! Helpers of the bring-your-own-model tests (`tests/it/byo_*.rs`, `profile_model.rs`): a
+//! daemon that can import, and pictures read back as RGB to compare models by.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
+use super::provision;
+
+/// A daemon over `models` with the provisioned runtime and the converter's environment
+/// `env` (so `POST /api/v1/models/import` works), its data under `home/data`.
+pub fn import_daemon(home: &Path, models: &Path, env: &Path) -> DaemonProc {
+    let runtime = provision::runtime();
+    DaemonProc::start(
+        &home.join("data"),
+        &[
+            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
+            ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
+            ("REELBOX_CONVERT_PYENV", env.to_str().expect("utf-8")),
+        ],
+    )
+}
+
+/// A 64×64, 2-step image of "a red circle" with `model` at `seed`, made by the daemon; its
+/// RGB bytes.
+pub async fn render_rgb(http: &reqwest::Client, d: &DaemonProc, model: &str, seed: u64) -> Vec<u8> {
+    let params = json!({"model": model, "prompt": "a red circle", "seed": seed, "width": 64, "height": 64, "steps": 2});
+    let (s, job) = post_json(http, d, "/api/v1/jobs", json!({"kind": "image", "params": params})).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(http, d, &id, Duration::from_secs(120), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{model}: {done}");
+    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let png = out
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"].as_str().is_some_and(|n| n.ends_with(".png"))).cloned())
+        .unwrap_or_else(|| panic!("no PNG among {out}"));
+    let bytes = http.get(d.at(png["url"].as_str().expect("url"))).send().await.expect("get");
+    let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG").to_rgb8();
+    assert_eq!(img.dimensions(), (64, 64));
+    img.into_raw()
+}
+
+/// The largest difference of one channel of one pixel between two pictures of one size.
+pub fn max_diff(a: &[u8], b: &[u8]) -> u8 {
+    assert_eq!(a.len(), b.len(), "pictures of one size");
+    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+}
