@@ -24,6 +24,7 @@ mod cluster_render;
 mod cluster_restarts;
 mod cluster_security;
 mod cluster_telemetry;
+mod cluster_waiting;
 mod comfy_compat;
 mod crash;
 mod demo_models;
