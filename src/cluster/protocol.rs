@@ -8,8 +8,9 @@ use ulid::Ulid;
 pub const WORK_STREAM: &str = "REELBOX_WORK";
 /// Stream of stage results for the head (work-queue, file storage: survives restarts).
 pub const RESULT_STREAM: &str = "REELBOX_RESULTS";
-/// Subject of stage results.
-pub const RESULT_SUBJECT: &str = "reelbox.result";
+/// Subjects of stage results, one per box (`reelbox.result.NAME`), so that per-box NATS
+/// permissions (`reelbox cluster nats-config`) let a box publish only its own.
+pub const RESULT_SUBJECTS: &str = "reelbox.result.>";
 /// The head's durable consumer of results.
 pub const RESULT_CONSUMER: &str = "head";
 /// KV bucket of worker heartbeats (capabilities), one key per box, entries expire.
@@ -20,6 +21,17 @@ pub const OBJECT_BUCKET: &str = "reelbox_artifacts";
 /// Subject a box's stages are published on.
 pub fn work_subject(host: &str) -> String {
     format!("reelbox.work.{host}")
+}
+
+/// Subject a box publishes its stage results on.
+pub fn result_subject(host: &str) -> String {
+    format!("reelbox.result.{host}")
+}
+
+/// Inbox prefix of a box's connection: replies to it (JetStream answers, fetched work)
+/// arrive under it, and per-box permissions let only that box subscribe there.
+pub fn inbox_prefix(host: &str) -> String {
+    format!("_INBOX_{host}")
 }
 
 /// Core subject of a job's live progress and log lines (worker → head).

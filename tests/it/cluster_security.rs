@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use cluster_support::{Nats, WorkerProc, stage_devices, start_head_cfg, wait_boxes, worker_command};
 use common::daemon::{is_final, submit_testcard, wait_job};
 use futures::StreamExt;
-use reelbox::cluster::protocol::{Outcome, RESULT_SUBJECT, RunKey, StageResult};
+use reelbox::cluster::protocol::{Outcome, RunKey, StageResult, result_subject};
 use serde_json::json;
 
 const TOKEN: &str = "s3cret-cluster-token";
@@ -99,7 +99,7 @@ async fn only_workers_with_the_token_and_ca_join_and_foreign_results_are_discard
         outcome: Outcome::Done { outputs: Vec::new() },
     };
     let body = serde_json::to_vec(&forged).expect("json");
-    js.publish(RESULT_SUBJECT, body.into()).await.expect("publish").await.expect("stored");
+    js.publish(result_subject("intruder"), body.into()).await.expect("publish").await.expect("stored");
 
     let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
     assert_eq!(j["state"], "succeeded", "{j}");
