@@ -47,17 +47,21 @@ impl Bus {
             })
             .await
             .map_err(|e| ClusterError::js("work stream", e))?;
-        let results = js
-            .get_or_create_stream(stream::Config {
-                name: RESULT_STREAM.into(),
-                subjects: vec![RESULT_SUBJECTS.into()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::js("results stream", e))?;
+        let results_config = stream::Config {
+            name: RESULT_STREAM.into(),
+            subjects: vec![RESULT_SUBJECTS.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let mut results =
+            js.get_or_create_stream(results_config.clone()).await.map_err(|e| ClusterError::js("results stream", e))?;
+        if results.cached_info().config.subjects != results_config.subjects {
+            // A stream made before results went per box (`reelbox.result`): widen it.
+            js.update_stream(results_config).await.map_err(|e| ClusterError::js("results stream", e))?;
+            results = js.get_stream(RESULT_STREAM).await.map_err(|e| ClusterError::js("results stream", e))?;
+        }
         // The bucket's stream is made here, as `create_key_value` would make it: that call
         // first asks for account info, whose answer a 2.9 server words differently.
         js.get_or_create_stream(stream::Config {
