@@ -20,6 +20,7 @@ mod byo_lora;
 mod catalog;
 mod cli;
 mod cluster;
+mod cluster_creds;
 mod cluster_permissions;
 mod cluster_render;
 mod cluster_restarts;
