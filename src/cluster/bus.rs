@@ -26,6 +26,8 @@ pub struct Bus {
     pub boxes: kv::Store,
     /// Artifacts in transit.
     pub objects: object_store::ObjectStore,
+    /// This box's name (empty when it has none: a status reader on an odd hostname).
+    pub host: String,
 }
 
 impl Bus {
@@ -94,7 +96,8 @@ impl Bus {
                 .await
                 .map_err(|e| ClusterError::js("artifact object store", e))?,
         };
-        Ok(Self { client, js, work, results, boxes, objects })
+        let host = super::box_name(config).map(|h| h.to_string()).unwrap_or_default();
+        Ok(Self { client, js, work, results, boxes, objects, host })
     }
 }
 

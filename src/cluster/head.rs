@@ -308,7 +308,7 @@ impl Head {
         let inputs = work.inputs.clone();
         let (tx, mut rx) = oneshot::channel();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (host.to_string(), tx));
-        let mut live = match self.bus.client.subscribe(progress_subject(key.job)).await {
+        let mut live = match self.bus.client.subscribe(progress_subject(host, key.job)).await {
             Ok(l) => l,
             Err(e) => {
                 self.forget(key, None, &inputs).await;

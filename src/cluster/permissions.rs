@@ -37,7 +37,7 @@ pub fn worker_rights(host: &str) -> (Vec<String>, Vec<String>) {
         format!("$JS.ACK.{WORK_STREAM}.{consumer}.>"),
         result_subject(host),
         format!("$KV.{BOXES_BUCKET}.{host}"),
-        "reelbox.progress.>".to_string(),
+        format!("reelbox.progress.{host}.>"),
         // Artifacts in transit: objects are named by run, not by box, so the bucket is
         // shared (a box reads its inputs, writes its outputs).
         format!("$O.{OBJECT_BUCKET}.>"),
@@ -91,6 +91,7 @@ mod tests {
         let (publish, subscribe) = worker_rights("w1");
         assert!(publish.contains(&"reelbox.result.w1".to_string()));
         assert!(publish.contains(&"$KV.reelbox_boxes.w1".to_string()));
+        assert!(publish.contains(&"reelbox.progress.w1.>".to_string()));
         assert!(publish.contains(&"$JS.API.CONSUMER.MSG.NEXT.REELBOX_WORK.box-w1".to_string()));
         let all = publish.iter().chain(&subscribe).cloned().collect::<Vec<_>>().join(" ");
         assert!(!all.contains("w2") && !all.contains("reelbox.work") && !all.contains("reelbox.result.>"), "{all}");

@@ -34,9 +34,10 @@ pub fn inbox_prefix(host: &str) -> String {
     format!("_INBOX_{host}")
 }
 
-/// Core subject of a job's live progress and log lines (worker → head).
-pub fn progress_subject(job: Ulid) -> String {
-    format!("reelbox.progress.{job}")
+/// Core subject of a job's live progress and log lines from the box running it (worker →
+/// head); per box, so that per-box permissions keep a box from speaking for another.
+pub fn progress_subject(host: &str, job: Ulid) -> String {
+    format!("reelbox.progress.{host}.{job}")
 }
 
 /// Core subject that cancels a job's remote stage (head → workers).
