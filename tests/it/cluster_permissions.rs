@@ -1,8 +1,8 @@
 //! Per-box NATS permissions, real processes: `reelbox cluster nats-config` writes a
 //! nats-server config with one nkey user per box; the server runs with it, the head and
 //! two workers join with their own seeds and run stages; a client holding w1's seed is
-//! refused by the server (permissions violation) when it publishes a result as w2, reads
-//! w2's work subject or fetches from w2's consumer.
+//! refused by the server (permissions violation) when it publishes a result or progress as
+//! w2, reads w2's work subject or fetches from w2's consumer.
 
 use crate::cluster_support;
 use crate::common;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cluster_support::{Nats, WorkerProc, stage_devices, start_head_cfg, wait_boxes};
 use common::daemon::{is_final, submit_testcard, wait_job};
-use reelbox::cluster::protocol::{inbox_prefix, result_subject};
+use reelbox::cluster::protocol::{inbox_prefix, progress_subject, result_subject};
 use serde_json::json;
 
 /// Runs `reelbox cluster nats-config --boxes w1,w2 --out DIR/nats.conf`; the config's
@@ -102,6 +102,10 @@ async fn each_box_uses_only_its_own_subjects() {
     intruder.publish(result_subject("w2"), forged.to_string().into()).await.expect("sent");
     intruder.flush().await.expect("flush");
     refused(&mut errors, "Publish to \"reelbox.result.w2\"").await;
+    let progress = progress_subject("w2", ids[0].parse().expect("job id"));
+    intruder.publish(progress.clone(), "{}".into()).await.expect("sent");
+    intruder.flush().await.expect("flush");
+    refused(&mut errors, &format!("Publish to \"{progress}\"")).await;
     let _sub = intruder.subscribe("reelbox.work.w2").await.expect("sent");
     intruder.flush().await.expect("flush");
     refused(&mut errors, "Subscription to \"reelbox.work.w2\"").await;
