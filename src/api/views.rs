@@ -42,6 +42,11 @@ pub struct JobView {
     /// GPU memory the job needs, MiB (0: runs anywhere).
     #[serde(default)]
     pub vram_mib: u64,
+    /// Why a queued job waits when no box can run it (`no worker box is connected`,
+    /// `no box has model "tiny-sd"`); `null` while it just waits its turn. It starts by
+    /// itself once a box that can run it joins.
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 /// How far a job is.
@@ -132,7 +137,17 @@ impl JobView {
             energy_wh: (!energy.is_empty()).then(|| energy.iter().sum()),
             cost: None,
             vram_mib: 0,
+            waiting: None,
         }
+    }
+
+    /// Adds why a queued job waits (from the scheduler), also as its progress message.
+    pub fn with_waiting(mut self, reason: Option<String>) -> Self {
+        if self.state == JobStatus::Queued {
+            self.progress.message = reason.as_ref().map(|r| format!("waiting: {r}"));
+            self.waiting = reason;
+        }
+        self
     }
 
     /// Adds the running stage's energy so far and prices the total.

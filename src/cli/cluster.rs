@@ -1,13 +1,15 @@
 //! `reelbox cluster status`: the worker boxes as their heartbeats describe them, asked of
 //! the head's API (`GET /api/v1/cluster`, with the URL and key every command uses), or
 //! with `--nats` read straight from the NATS server's heartbeat bucket (for a box that can
-//! reach NATS with the `[cluster]` credentials but not the head).
+//! reach NATS with the `[cluster]` credentials but not the head). `reelbox cluster
+//! nats-config` writes a nats-server configuration with one nkey user per box.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
 use reelbox::cluster::Bus;
+use reelbox::cluster::permissions::{self, BoxUser};
 use reelbox::cluster::protocol::Advert;
 use reelbox::config::Config;
 
@@ -23,6 +25,20 @@ pub enum ClusterAction {
         #[arg(long)]
         nats: Option<String>,
     },
+    /// Writes a nats-server config with one user per box (plus the head), each allowed only
+    /// its own subjects; prints each box's nkey seed once.
+    NatsConfig {
+        /// Worker box names, comma-separated (`w1,w2`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        boxes: Vec<String>,
+        /// The head's box name.
+        #[arg(long, default_value = "head")]
+        head: String,
+        /// Where to write the config (standard output when absent; the seeds then go to
+        /// standard error).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 /// `GET /api/v1/cluster` as this command reads it: the boxes in the cluster's own form.
@@ -35,7 +51,10 @@ struct ClusterView {
 
 /// Runs a `cluster` subcommand.
 pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> {
-    let ClusterAction::Status { nats } = action;
+    let nats = match action {
+        ClusterAction::Status { nats } => nats,
+        ClusterAction::NatsConfig { boxes, head, out } => return nats_config(&boxes, &head, out.as_deref()),
+    };
     let view = match nats {
         Some(url) => from_nats(g, url).await?,
         None => Client::new(g)?.get::<ClusterView>("/api/v1/cluster").await?,
@@ -83,6 +102,40 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
             b.version,
             if b.models.is_empty() { "-".into() } else { b.models.join(", ") }
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reelbox cluster nats-config`: a fresh nkey per box, the server config with their
+/// public keys, and the seeds (secret) printed once as `[cluster]` lines.
+fn nats_config(boxes: &[String], head: &str, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let mut names = vec![head.to_string()];
+    for name in boxes.iter().map(|b| b.trim()) {
+        reelbox::config::cluster::check_name(name).context("--boxes")?;
+        anyhow::ensure!(!names.iter().any(|n| n == name), "--boxes: {name:?} is named twice (or is the head)");
+        names.push(name.to_string());
+    }
+    reelbox::config::cluster::check_name(head).context("--head")?;
+    let mut users = Vec::new();
+    let mut seeds = Vec::new();
+    for name in &names {
+        let key = nkeys::KeyPair::new_user();
+        seeds.push(format!("{name}: nkey = {:?}", key.seed().context("cannot encode an nkey seed")?));
+        users.push(BoxUser { name: name.clone(), public_key: key.public_key() });
+    }
+    let text = permissions::server_config(&users[0], &users[1..]);
+    let seeds = seeds.join("\n");
+    let note = "nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]";
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {} (start: nats-server -c {} -sd DIR)", path.display(), path.display());
+            println!("{note}\n{seeds}");
+        }
+        None => {
+            print!("{text}");
+            eprintln!("{note}\n{seeds}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

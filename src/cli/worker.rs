@@ -47,6 +47,7 @@ fn cluster_of(config: &Config, args: &WorkerArgs) -> anyhow::Result<ClusterConfi
     if let Some(creds) = &args.creds {
         cluster.creds = Some(creds.clone());
         cluster.token = None;
+        cluster.nkey = None;
     }
     cluster.check().context("invalid cluster settings")?;
     Ok(cluster)

@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, kv, object_store, stream};
 use futures::StreamExt;
 
 use super::ClusterError;
-use super::protocol::{Advert, BOXES_BUCKET, OBJECT_BUCKET, RESULT_STREAM, RESULT_SUBJECT, WORK_STREAM};
+use super::protocol::{Advert, BOXES_BUCKET, OBJECT_BUCKET, RESULT_STREAM, RESULT_SUBJECTS, WORK_STREAM, inbox_prefix};
 use crate::config::ClusterConfig;
 
 /// A connected cluster member's handles.
@@ -26,6 +26,8 @@ pub struct Bus {
     pub boxes: kv::Store,
     /// Artifacts in transit.
     pub objects: object_store::ObjectStore,
+    /// This box's name (empty when it has none: a status reader on an odd hostname).
+    pub host: String,
 }
 
 impl Bus {
@@ -47,17 +49,21 @@ impl Bus {
             })
             .await
             .map_err(|e| ClusterError::js("work stream", e))?;
-        let results = js
-            .get_or_create_stream(stream::Config {
-                name: RESULT_STREAM.into(),
-                subjects: vec![RESULT_SUBJECT.into()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::js("results stream", e))?;
+        let results_config = stream::Config {
+            name: RESULT_STREAM.into(),
+            subjects: vec![RESULT_SUBJECTS.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let mut results =
+            js.get_or_create_stream(results_config.clone()).await.map_err(|e| ClusterError::js("results stream", e))?;
+        if results.cached_info().config.subjects != results_config.subjects {
+            // A stream made before results went per box (`reelbox.result`): widen it.
+            js.update_stream(results_config).await.map_err(|e| ClusterError::js("results stream", e))?;
+            results = js.get_stream(RESULT_STREAM).await.map_err(|e| ClusterError::js("results stream", e))?;
+        }
         // The bucket's stream is made here, as `create_key_value` would make it: that call
         // first asks for account info, whose answer a 2.9 server words differently.
         js.get_or_create_stream(stream::Config {
@@ -90,7 +96,8 @@ impl Bus {
                 .await
                 .map_err(|e| ClusterError::js("artifact object store", e))?,
         };
-        Ok(Self { client, js, work, results, boxes, objects })
+        let host = super::box_name(config).map(|h| h.to_string()).unwrap_or_default();
+        Ok(Self { client, js, work, results, boxes, objects, host })
     }
 }
 
@@ -185,10 +192,13 @@ fn rejected_by_tls(err: &async_nats::ConnectError) -> bool {
 
 /// The credential this box offers, by its setting, for a refusal's message.
 fn credential(config: &ClusterConfig) -> String {
-    match (&config.token, &config.creds) {
-        (Some(_), _) => "the token (cluster.token)".into(),
-        (None, Some(path)) => format!("the credentials file {} (cluster.creds, --creds)", path.display()),
-        (None, None) => "a connection without credentials: set cluster.token or cluster.creds (--creds)".into(),
+    match (&config.token, &config.nkey, &config.creds) {
+        (Some(_), _, _) => "the token (cluster.token)".into(),
+        (None, Some(_), _) => "the nkey (cluster.nkey)".into(),
+        (None, None, Some(path)) => format!("the credentials file {} (cluster.creds, --creds)", path.display()),
+        (None, None, None) => {
+            "a connection without credentials: set cluster.token, cluster.nkey or cluster.creds (--creds)".into()
+        }
     }
 }
 
@@ -208,6 +218,12 @@ async fn options(config: &ClusterConfig, client_name: &str) -> Result<async_nats
         .max_reconnects(None);
     if let Some(token) = &config.token {
         o = o.token(token.clone());
+    }
+    if let Some(seed) = &config.nkey {
+        o = o.nkey(seed.clone());
+    }
+    if let Ok(host) = super::box_name(config) {
+        o = o.custom_inbox_prefix(inbox_prefix(host.as_str()));
     }
     if let Some(creds) = &config.creds {
         o = o.credentials_file(creds).await.map_err(|source| ClusterError::File { path: creds.clone(), source })?;

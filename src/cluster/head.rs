@@ -19,7 +19,7 @@ use ulid::Ulid;
 use super::objects;
 use super::protocol::{
     Advert, Live, ObjectRef, Outcome, RESULT_CONSUMER, RunKey, StageResult, StageWork, cancel_subject,
-    progress_subject, work_subject,
+    progress_subject, result_subject, work_subject,
 };
 use super::{Bus, ClusterError};
 use crate::config::ClusterConfig;
@@ -82,7 +82,7 @@ impl Head {
             let mut n = 0;
             while let Some(Ok(msg)) = batch.next().await {
                 n += 1;
-                head.take_result(&msg.payload).await;
+                head.take_result(&msg.subject, &msg.payload).await;
                 let _ = msg.ack().await;
             }
             if n == 0 {
@@ -144,7 +144,7 @@ impl Head {
                 };
                 match next {
                     Some(Ok(msg)) => {
-                        self.take_result(&msg.payload).await;
+                        self.take_result(&msg.subject, &msg.payload).await;
                         let _ = msg.ack().await;
                     }
                     Some(Err(e)) => {
@@ -157,12 +157,17 @@ impl Head {
         }
     }
 
-    /// Hands a result to the run waiting for it, or keeps it as an orphan.
-    async fn take_result(&self, body: &[u8]) {
+    /// Hands a result to the run waiting for it, or keeps it as an orphan. A result whose
+    /// box is not the one its subject names is dropped untouched: with per-box NATS
+    /// permissions the subject is the sender's proven name.
+    async fn take_result(&self, subject: &str, body: &[u8]) {
         let result: StageResult = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => return tracing::error!("unreadable stage result, dropped: {e}"),
         };
+        if subject != result_subject(&result.host) {
+            return tracing::warn!(%subject, host = %result.host, "a result claiming another box's name, dropped");
+        }
         let key = result.key;
         let waiter = {
             let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -303,7 +308,7 @@ impl Head {
         let inputs = work.inputs.clone();
         let (tx, mut rx) = oneshot::channel();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (host.to_string(), tx));
-        let mut live = match self.bus.client.subscribe(progress_subject(key.job)).await {
+        let mut live = match self.bus.client.subscribe(progress_subject(host, key.job)).await {
             Ok(l) => l,
             Err(e) => {
                 self.forget(key, None, &inputs).await;

@@ -6,6 +6,7 @@
 //!
 //! - [`protocol`]: messages and names; [`bus`]: connecting and the streams, bucket, store;
 //! - [`objects`]: artifacts in and out of the object store, digest-checked;
+//! - [`permissions`]: the nats-server configuration with one user per box;
 //! - [`head`]: the scheduler's [`RemoteBoxes`](crate::scheduler::RemoteBoxes);
 //! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
 //! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
@@ -13,6 +14,7 @@
 pub mod bus;
 pub mod head;
 pub mod objects;
+pub mod permissions;
 pub mod protocol;
 pub mod telemetry;
 pub mod worker;

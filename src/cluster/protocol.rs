@@ -8,8 +8,9 @@ use ulid::Ulid;
 pub const WORK_STREAM: &str = "REELBOX_WORK";
 /// Stream of stage results for the head (work-queue, file storage: survives restarts).
 pub const RESULT_STREAM: &str = "REELBOX_RESULTS";
-/// Subject of stage results.
-pub const RESULT_SUBJECT: &str = "reelbox.result";
+/// Subjects of stage results, one per box (`reelbox.result.NAME`), so that per-box NATS
+/// permissions (`reelbox cluster nats-config`) let a box publish only its own.
+pub const RESULT_SUBJECTS: &str = "reelbox.result.>";
 /// The head's durable consumer of results.
 pub const RESULT_CONSUMER: &str = "head";
 /// KV bucket of worker heartbeats (capabilities), one key per box, entries expire.
@@ -22,9 +23,21 @@ pub fn work_subject(host: &str) -> String {
     format!("reelbox.work.{host}")
 }
 
-/// Core subject of a job's live progress and log lines (worker → head).
-pub fn progress_subject(job: Ulid) -> String {
-    format!("reelbox.progress.{job}")
+/// Subject a box publishes its stage results on.
+pub fn result_subject(host: &str) -> String {
+    format!("reelbox.result.{host}")
+}
+
+/// Inbox prefix of a box's connection: replies to it (JetStream answers, fetched work)
+/// arrive under it, and per-box permissions let only that box subscribe there.
+pub fn inbox_prefix(host: &str) -> String {
+    format!("_INBOX_{host}")
+}
+
+/// Core subject of a job's live progress and log lines from the box running it (worker →
+/// head); per box, so that per-box permissions keep a box from speaking for another.
+pub fn progress_subject(host: &str, job: Ulid) -> String {
+    format!("reelbox.progress.{host}.{job}")
 }
 
 /// Core subject that cancels a job's remote stage (head → workers).

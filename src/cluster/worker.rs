@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::objects;
 use super::protocol::{
-    Advert, AdvertDevice, AdvertRunning, ObjectRef, Outcome, RESULT_SUBJECT, RunKey, StageResult, StageWork,
-    box_consumer, work_subject,
+    Advert, AdvertDevice, AdvertRunning, ObjectRef, Outcome, RunKey, StageResult, StageWork, box_consumer,
+    result_subject, work_subject,
 };
 use super::worker_sink::WorkerSink;
 use super::{Bus, ClusterError};
@@ -277,7 +277,7 @@ impl Worker {
             let publish = async_nats::jetstream::message::PublishMessage::build()
                 .payload(body.clone().into())
                 .message_id(format!("result-{}", result.key.tag()));
-            match self.bus.js.send_publish(RESULT_SUBJECT, publish).await {
+            match self.bus.js.send_publish(result_subject(self.host.as_str()), publish).await {
                 Ok(ack) => match ack.await {
                     Ok(_) => return Ok(()),
                     Err(e) => last = Some(ClusterError::js("result publish", e)),

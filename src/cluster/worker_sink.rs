@@ -65,7 +65,7 @@ impl WorkerSink {
     fn send(&self, live: &Live) {
         let Ok(body) = serde_json::to_vec(live) else { return };
         let client = self.bus.client.clone();
-        let subject = progress_subject(self.key.job);
+        let subject = progress_subject(&self.bus.host, self.key.job);
         // Core NATS: progress is live state, a lost line is replaced by the next.
         self.rt.spawn(async move {
             let _ = client.publish(subject, body.into()).await;

@@ -28,6 +28,8 @@ pub struct ClusterConfig {
     pub name: Option<String>,
     /// A NATS token (use `creds` or a token, not both).
     pub token: Option<String>,
+    /// A NATS nkey seed (`SU…`), as `reelbox cluster nats-config` prints one per box.
+    pub nkey: Option<String>,
     /// A NATS credentials file (JWT + nkey seed), as `nsc` writes it.
     pub creds: Option<PathBuf>,
     /// CA certificate (PEM) that signed the NATS server's certificate; turns TLS on.
@@ -56,6 +58,7 @@ impl Default for ClusterConfig {
             role: ClusterRole::Head,
             name: None,
             token: None,
+            nkey: None,
             creds: None,
             tls_ca: None,
             tls_cert: None,
@@ -92,8 +95,11 @@ impl ClusterConfig {
         if let Some(name) = &self.name {
             check_name(name)?;
         }
-        if self.token.is_some() && self.creds.is_some() {
-            return bad("token", "set a token or a creds file, not both");
+        if [self.token.is_some(), self.nkey.is_some(), self.creds.is_some()].iter().filter(|s| **s).count() > 1 {
+            return bad("token", "set one of token, nkey or creds");
+        }
+        if self.nkey.as_deref().is_some_and(|s| !s.starts_with("SU")) {
+            return bad("nkey", "must be a user nkey seed (starting with SU)");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert", "a client certificate needs tls_key, and the key its certificate");
@@ -132,6 +138,9 @@ mod tests {
         assert_eq!(key(ClusterConfig { name: Some("a.b".into()), ..Default::default() }), Some("name"));
         let both = ClusterConfig { token: Some("t".into()), creds: Some("c".into()), ..Default::default() };
         assert_eq!(key(both), Some("token"));
+        let two = ClusterConfig { token: Some("t".into()), nkey: Some("SUAB".into()), ..Default::default() };
+        assert_eq!(key(two), Some("token"));
+        assert_eq!(key(ClusterConfig { nkey: Some("UAB".into()), ..Default::default() }), Some("nkey"), "a public key");
         assert_eq!(key(ClusterConfig { tls_cert: Some("c".into()), ..Default::default() }), Some("tls_cert"));
         assert_eq!(key(ClusterConfig { ack_wait_s: 0, ..Default::default() }), Some("ack_wait_s"));
     }

@@ -23,6 +23,7 @@ pub mod placement;
 pub mod remote;
 mod run;
 mod sink;
+mod waiting;
 
 pub use admission::{NeedsCuda, TooBigForGpus};
 use placement::{Candidate, Ledger, Need};
@@ -80,6 +81,8 @@ pub struct Scheduler {
     remote: std::sync::OnceLock<Arc<dyn RemoteBoxes>>,
     /// Whether this box runs jobs itself (off: a head that only hands stages out).
     local_work: bool,
+    /// Why queued jobs no box can take wait.
+    waiting: waiting::Waiting,
 }
 
 impl Scheduler {
@@ -117,6 +120,7 @@ impl Scheduler {
             workers: Mutex::new(Vec::new()),
             remote: std::sync::OnceLock::new(),
             local_work: true,
+            waiting: Default::default(),
         })
     }
 
@@ -268,10 +272,14 @@ impl Scheduler {
         match placement::choose(&need, candidates) {
             Some(d) if device.map_or(matches!(d, DeviceId::Remote { .. }), |mine| mine == d) => {
                 ledger.reserve(job.id, d, need);
+                self.waiting.note(job, None);
                 (Placement::Take, Some(d))
             }
             Some(_) => (Placement::Elsewhere, None),
-            None => (Placement::Skip, None),
+            None => {
+                self.waiting.note(job, placement::waiting_reason(&need, candidates));
+                (Placement::Skip, None)
+            }
         }
     }
 
@@ -309,6 +317,12 @@ impl Scheduler {
         }
     }
 
+    /// Why a queued job waits when no box (local or remote) can take it, e.g. `no box
+    /// has model "tiny-sd"`; `None` while it only waits for its turn.
+    pub fn waiting(&self, id: Ulid) -> Option<String> {
+        self.waiting.reason(id)
+    }
+
     /// Live progress of a running job.
     pub fn progress(&self, id: Ulid) -> Option<LiveProgress> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -335,7 +349,10 @@ impl Scheduler {
                 })
                 .await?;
             match job.state {
-                JobState::Canceled { .. } => return Ok(job),
+                JobState::Canceled { .. } => {
+                    self.waiting.forget(id);
+                    return Ok(job);
+                }
                 JobState::Running { .. } => {
                     let token =
                         self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|r| r.cancel.clone());
@@ -408,7 +425,8 @@ impl Scheduler {
             let claimed = tokio::task::spawn_blocking(move || {
                 let snapshot = std::sync::OnceLock::new();
                 let store = me.store.clone();
-                store.claim_blocking(move |job| match me.place(device, job, &snapshot) {
+                let placer = me.clone();
+                let claimed = store.claim_blocking(move |job| match placer.place(device, job, &snapshot) {
                     (Placement::Take, d) => {
                         *t.lock().unwrap_or_else(|p| p.into_inner()) = Some(job.id);
                         d
@@ -418,7 +436,9 @@ impl Scheduler {
                         None
                     }
                     (Placement::Skip, _) => None,
-                })
+                });
+                me.waiting.say(&store);
+                claimed
             })
             .await;
             self.after_claim(claimed, &elsewhere, &taken).await;

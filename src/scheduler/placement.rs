@@ -18,6 +18,8 @@
 //!    fewest running jobs, then the lowest utilisation, then the most free memory.
 //!
 //! A job no device can take now stays queued; it is never started to crash out of memory.
+//! When no device could take it even idle (no worker box connected, or none with its
+//! models), [`waiting_reason`] says what is missing, and the job view shows it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -87,6 +89,37 @@ pub fn choose(need: &Need, devices: &[Candidate]) -> Option<DeviceId> {
         }
     }
     best.map(|d| d.device)
+}
+
+/// Why no device can take a job however long it waits for a free slot, in the words a
+/// user reads after `waiting: ` (`None` when it only waits for a slot or for memory).
+/// Said for a head whose work all goes to worker boxes: no box connected, or none with
+/// the job's models or a CUDA device for them.
+pub fn waiting_reason(need: &Need, devices: &[Candidate]) -> Option<String> {
+    if devices.is_empty() {
+        return Some("no worker box is connected".into());
+    }
+    let has = |d: &Candidate, m: &String| d.installed.as_ref().is_none_or(|have| have.contains(m));
+    let missing: Vec<String> =
+        need.models.iter().filter(|m| !devices.iter().any(|d| has(d, m))).map(|m| format!("{m:?}")).collect();
+    match missing.as_slice() {
+        [] => {}
+        [one] => return Some(format!("no box has model {one}")),
+        many => return Some(format!("no box has models {}", many.join(", "))),
+    }
+    let with_models = |d: &&Candidate| need.models.iter().all(|m| has(d, m));
+    if let Some(model) = &need.cuda_only {
+        if !devices.iter().filter(with_models).any(|d| d.device.is_gpu()) {
+            return Some(format!("no box with model {model:?} has a CUDA device"));
+        }
+    }
+    if !devices.iter().any(|d| with_models(&d)) {
+        return Some(format!(
+            "no box has all of models {}",
+            need.models.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    None
 }
 
 /// Why a job can never run on a box with these devices, when it cannot: it loads a
@@ -288,6 +321,35 @@ mod tests {
         let rcpu = remote(None, &[]);
         assert_eq!(choose(&need(0, &[]), &[busy.clone(), rcpu.clone()]), Some(rcpu.device));
         assert_eq!(choose(&need(1, &[]), &[busy, rcpu]), None);
+    }
+
+    #[test]
+    fn a_job_no_box_can_take_says_what_is_missing_and_a_busy_one_says_nothing() {
+        let host = crate::gpu::BoxName::new("attic").expect("valid");
+        let remote = |installed: &[&str]| Candidate {
+            device: DeviceId::Remote { host, gpu: None },
+            installed: Some(installed.iter().map(|m| m.to_string()).collect()),
+            ..cpu()
+        };
+        let sd = need(0, &["tiny-sd"]);
+        assert_eq!(waiting_reason(&sd, &[]).as_deref(), Some("no worker box is connected"));
+        assert_eq!(waiting_reason(&sd, &[remote(&[])]).as_deref(), Some("no box has model \"tiny-sd\""));
+        let two = need(0, &["a", "b"]);
+        assert_eq!(waiting_reason(&two, &[remote(&[])]).as_deref(), Some("no box has models \"a\", \"b\""));
+        assert_eq!(
+            waiting_reason(&two, &[remote(&["a"]), remote(&["b"])]).as_deref(),
+            Some("no box has all of models \"a\", \"b\"")
+        );
+        let fused = Need { cuda_only: Some("tiny-sd".into()), ..sd.clone() };
+        assert_eq!(
+            waiting_reason(&fused, &[remote(&["tiny-sd"])]).as_deref(),
+            Some("no box with model \"tiny-sd\" has a CUDA device")
+        );
+        // A box that has it but is busy: the job just waits its turn.
+        let busy = Candidate { idle_slots: 0, running: 1, ..remote(&["tiny-sd"]) };
+        assert_eq!(choose(&sd, std::slice::from_ref(&busy)), None);
+        assert_eq!(waiting_reason(&sd, &[busy]), None);
+        assert_eq!(waiting_reason(&sd, &[cpu()]), None, "this box loads any model it has");
     }
 
     fn gpu_or_cpu(gpu_index: Option<u32>) -> Candidate {

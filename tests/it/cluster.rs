@@ -140,20 +140,41 @@ async fn kill_9_of_a_worker_mid_stage_finishes_on_the_other_without_doubles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let nats = Nats::start(dir.path());
+    // As root, w1 runs in a network namespace whose link the test takes down (a real cut:
+    // the process runs on, its packets go nowhere); otherwise the cut box is stopped.
+    let ns = cluster_support::NetNs::make();
+    let nats = match &ns {
+        Some(ns) => Nats::start_on(dir.path(), &ns.host_ip, &[]),
+        None => Nats::start(dir.path()),
+    };
     let head = start_head(&dir.path().join("head"), &nats, false);
-    let w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let w1 = match &ns {
+        Some(ns) => WorkerProc::start_in(&dir.path().join("w1"), &nats, "w1", ns),
+        None => WorkerProc::start(&dir.path().join("w1"), &nats, "w1"),
+    };
     let w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
     let http = reqwest::Client::new();
     wait_boxes(&http, &head, &["w1", "w2"]).await;
 
-    let id = submit_testcard(&http, &head, json!({"steps": 30, "step_ms": 100})).await;
-    let first = running_box(&http, &head, &id).await;
+    // Submitted until one lands on w1, the box the namespace can cut.
+    let (id, first) = loop {
+        let id = submit_testcard(&http, &head, json!({"steps": 30, "step_ms": 100})).await;
+        let first = running_box(&http, &head, &id).await;
+        if first == "w1" || ns.is_none() {
+            break (id, first);
+        }
+        let _ = http.post(head.at(&format!("/api/v1/jobs/{id}/cancel"))).send().await;
+        wait_job(&http, &head, &id, Duration::from_secs(10), is_final).await;
+    };
     let cut = if first == "w1" { &w1 } else { &w2 };
     // Silent for 30 s, as the network cut: ten times the ack wait (3 s) and fifteen
     // times the heartbeat TTL (2 s) of the test config.
     let cut_at = Instant::now();
-    cut.signal("STOP");
+    let silence = |quiet: bool| match &ns {
+        Some(ns) => ns.link(!quiet),
+        None => cut.signal(if quiet { "STOP" } else { "CONT" }),
+    };
+    silence(true);
     let j = wait_job(&http, &head, &id, Duration::from_secs(30), is_final).await;
     assert_eq!(j["state"], "succeeded", "{j}");
     assert_ne!(stage_devices(&j)[0], format!("{first}/cpu"), "the stage moved off the silent box: {j}");
@@ -163,7 +184,7 @@ async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
     // sends the result: discarded, not doubled; the box rejoins. (It once stayed away in CI:
     // the head listed heartbeats with a KV `keys()` consumer that never ended when an entry
     // expired mid-listing, freezing its view of the boxes; see `Bus::adverts`.)
-    cut.signal("CONT");
+    silence(false);
     wait_boxes(&http, &head, &["w1", "w2"]).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let j = job(&http, &head, &id).await;

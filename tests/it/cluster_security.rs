@@ -1,8 +1,8 @@
 //! Worker boxes against a secured NATS server (token auth and TLS with a CA made here),
 //! real processes: a worker with the right token and CA joins and runs a stage; one with
 //! no token, a wrong token or without the CA exits at once with an error naming the
-//! setting; a result sent for a run the sender does not hold is discarded; no API key ever
-//! crosses NATS.
+//! setting; a result sent for a run the sender does not hold, or on another box's subject,
+//! is discarded; no API key ever crosses NATS.
 
 use crate::cluster_support;
 use crate::common;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use cluster_support::{Nats, WorkerProc, stage_devices, start_head_cfg, wait_boxes, worker_command};
 use common::daemon::{is_final, submit_testcard, wait_job};
 use futures::StreamExt;
-use reelbox::cluster::protocol::{Outcome, RESULT_SUBJECT, RunKey, StageResult};
+use reelbox::cluster::protocol::{Outcome, RunKey, StageResult, result_subject};
 use serde_json::json;
 
 const TOKEN: &str = "s3cret-cluster-token";
@@ -99,7 +99,12 @@ async fn only_workers_with_the_token_and_ca_join_and_foreign_results_are_discard
         outcome: Outcome::Done { outputs: Vec::new() },
     };
     let body = serde_json::to_vec(&forged).expect("json");
-    js.publish(RESULT_SUBJECT, body.into()).await.expect("publish").await.expect("stored");
+    js.publish(result_subject("intruder"), body.into()).await.expect("publish").await.expect("stored");
+    // Naming the holder in the body is not enough: the subject (which per-box permissions
+    // tie to the sender's user) must name the same box.
+    let posing = StageResult { host: "w1".into(), ..forged };
+    let body = serde_json::to_vec(&posing).expect("json");
+    js.publish(result_subject("intruder"), body.into()).await.expect("publish").await.expect("stored");
 
     let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
     assert_eq!(j["state"], "succeeded", "{j}");

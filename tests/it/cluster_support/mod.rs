@@ -14,8 +14,10 @@ use crate::common::daemon::DaemonProc;
 /// A `nats-server -js` the test owns; killed on drop.
 pub struct Nats {
     child: Option<Child>,
-    /// The server's port on 127.0.0.1.
+    /// The server's port.
     pub port: u16,
+    /// The address it listens on (127.0.0.1 unless a test needs another).
+    addr: String,
     store: PathBuf,
     /// Extra server flags (`--auth TOKEN`, `--tls ...`).
     args: Vec<String>,
@@ -34,18 +36,23 @@ impl Nats {
 
     /// As [`Nats::start`] with extra server flags (`--auth TOKEN`, `--tls --tlscert F --tlskey F`).
     pub fn start_args(dir: &Path, args: &[&str]) -> Self {
+        Self::start_on(dir, "127.0.0.1", args)
+    }
+
+    /// As [`Nats::start_args`] listening on `addr` (a local address, e.g. a veth's).
+    pub fn start_on(dir: &Path, addr: &str, args: &[&str]) -> Self {
         // Fail, never skip: .ci/test installs nats-server, so a missing one is a broken setup.
         let installed = Command::new("nats-server").arg("--version").output().is_ok_and(|o| o.status.success());
         assert!(installed, "nats-server is not installed: apt-get install nats-server (.ci/test does)");
         let args = args.iter().map(|a| a.to_string()).collect();
-        let mut n = Self { child: None, port: free_port(), store: dir.join("nats"), args };
+        let mut n = Self { child: None, port: free_port(), addr: addr.to_string(), store: dir.join("nats"), args };
         n.spawn();
         n
     }
 
     fn spawn(&mut self) {
         let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args(["-js", "-a", &self.addr, "-p", &self.port.to_string(), "-sd"])
             .arg(&self.store)
             .args(&self.args)
             .stdout(Stdio::null())
@@ -54,7 +61,7 @@ impl Nats {
             .expect("spawn nats-server");
         self.child = Some(child);
         let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_err() {
             assert!(t0.elapsed() < Duration::from_secs(10), "nats-server did not listen on {}", self.port);
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -62,7 +69,7 @@ impl Nats {
 
     /// The URL workers and the head join.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.addr, self.port)
     }
 
     /// Stops the server (SIGTERM, then waits) and starts it again on the same port and store.
@@ -141,6 +148,21 @@ impl WorkerProc {
         Self::spawn(worker_command(dir, nats, name, "", args).envs(env.iter().copied()), name)
     }
 
+    /// A worker run inside a network namespace (`ip netns exec`), whose link a test cuts.
+    pub fn start_in(dir: &Path, nats: &Nats, name: &str, ns: &NetNs) -> Self {
+        let inner = worker_command(dir, nats, name, "", &[]);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.name]).arg(inner.get_program()).args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        Self::spawn(&mut cmd, name)
+    }
+
     /// A worker with `extra` lines under its config's `[cluster]` (credentials, TLS).
     pub fn start_cfg(dir: &Path, nats: &Nats, name: &str, extra: &str) -> Self {
         Self::spawn(&mut worker_command(dir, nats, name, extra, &[]), name)
@@ -214,4 +236,56 @@ pub async fn wait_boxes(http: &reqwest::Client, head: &DaemonProc, names: &[&str
 /// The devices a job's stages ran on.
 pub fn stage_devices(job: &serde_json::Value) -> Vec<String> {
     job["stages"].as_array().into_iter().flatten().filter_map(|s| s["device"].as_str().map(str::to_owned)).collect()
+}
+
+/// A network namespace joined to this host by a veth pair, so that a test can cut one
+/// box's network (link down) while its process keeps running; deleted on drop.
+pub struct NetNs {
+    name: String,
+    host_if: String,
+    /// The host side's address: servers the box must reach listen here.
+    pub host_ip: String,
+}
+
+impl NetNs {
+    /// Makes one, or `None` when this process may not (not root, no `ip netns`).
+    pub fn make() -> Option<Self> {
+        let id = std::process::id();
+        let ns =
+            Self { name: format!("rbx{id}"), host_if: format!("rbh{id}"), host_ip: format!("10.213.{}.1", id % 250) };
+        let peer = format!("rbw{id}");
+        let inside = format!("10.213.{}.2/30", id % 250);
+        let host = format!("{}/30", ns.host_ip);
+        let steps: [&[&str]; 7] = [
+            &["netns", "add", &ns.name],
+            &["link", "add", &ns.host_if, "type", "veth", "peer", "name", &peer],
+            &["link", "set", &peer, "netns", &ns.name],
+            &["addr", "add", &host, "dev", &ns.host_if],
+            &["link", "set", &ns.host_if, "up"],
+            &["-n", &ns.name, "addr", "add", &inside, "dev", &peer],
+            &["-n", &ns.name, "link", "set", &peer, "up"],
+        ];
+        for step in steps {
+            let ok = Command::new("ip").args(step).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+            if !ok {
+                return None; // Drop removes what was made.
+            }
+        }
+        Some(ns)
+    }
+
+    /// Cuts (`false`) or restores (`true`) the box's link.
+    pub fn link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let ok = Command::new("ip").args(["link", "set", &self.host_if, state]).status().is_ok_and(|s| s.success());
+        assert!(ok, "ip link set {} {state} failed", self.host_if);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace removes the veth pair with it.
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).stderr(Stdio::null()).status();
+    }
 }

@@ -1,0 +1,118 @@
+//! Per-box NATS permissions, real processes: `reelbox cluster nats-config` writes a
+//! nats-server config with one nkey user per box; the server runs with it, the head and
+//! two workers join with their own seeds and run stages; a client holding w1's seed is
+//! refused by the server (permissions violation) when it publishes a result or progress as
+//! w2, reads w2's work subject or fetches from w2's consumer.
+
+use crate::cluster_support;
+use crate::common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cluster_support::{Nats, WorkerProc, stage_devices, start_head_cfg, wait_boxes};
+use common::daemon::{is_final, submit_testcard, wait_job};
+use reelbox::cluster::protocol::{inbox_prefix, progress_subject, result_subject};
+use serde_json::json;
+
+/// Runs `reelbox cluster nats-config --boxes w1,w2 --out DIR/nats.conf`; the config's
+/// path and each box's seed from the printed `NAME: nkey = "SU…"` lines.
+fn nats_config(dir: &Path) -> (String, HashMap<String, String>) {
+    let conf = dir.join("nats.conf");
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["cluster", "nats-config", "--boxes", "w1,w2", "--out"])
+        .arg(&conf)
+        .output()
+        .expect("run nats-config");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "nats-config failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let seeds: HashMap<String, String> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(": nkey = "))
+        .map(|(name, seed)| (name.to_string(), seed.trim_matches('"').to_string()))
+        .collect();
+    assert_eq!(seeds.len(), 3, "a seed each for head, w1 and w2: {stdout}");
+    let text = std::fs::read_to_string(&conf).expect("config written");
+    assert!(seeds.values().all(|s| s.starts_with("SU") && !text.contains(s.as_str())), "no seed in the server config");
+    (conf.to_string_lossy().into_owned(), seeds)
+}
+
+/// Waits up to 5 s for a server error naming `what`; returns every error seen.
+async fn refused(errors: &mut tokio::sync::mpsc::UnboundedReceiver<String>, what: &str) -> String {
+    let t0 = Instant::now();
+    let mut seen = String::new();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), errors.recv()).await {
+            seen.push_str(&e);
+            seen.push('\n');
+            if e.to_lowercase().contains("permissions violation") && e.contains(what) {
+                return seen;
+            }
+        }
+    }
+    panic!("the server never refused {what}: {seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_box_uses_only_its_own_subjects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conf, seeds) = nats_config(dir.path());
+    let log = dir.path().join("nats.log");
+    let nats = Nats::start_args(dir.path(), &["-c", &conf, "-l", log.to_str().expect("utf-8")]);
+    let nkey = |name: &str| format!("nkey = {:?}", seeds[name]);
+    let head = start_head_cfg(&dir.path().join("head"), &nats, &format!("{}\nlocal_work = false", nkey("head")), &[]);
+    let _w1 = WorkerProc::start_cfg(&dir.path().join("w1"), &nats, "w1", &nkey("w1"));
+    let _w2 = WorkerProc::start_cfg(&dir.path().join("w2"), &nats, "w2", &nkey("w2"));
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+
+    // Both boxes run stages under their own users.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(submit_testcard(&http, &head, json!({"steps": 5, "step_ms": 100})).await);
+    }
+    let mut devices = BTreeSet::new();
+    for id in &ids {
+        let j = wait_job(&http, &head, id, Duration::from_secs(60), is_final).await;
+        let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(j["state"], "succeeded", "{j}\nnats-server log:\n{server_log}");
+        devices.extend(stage_devices(&j));
+    }
+    assert_eq!(devices, BTreeSet::from(["w1/cpu".to_string(), "w2/cpu".to_string()]), "both boxes ran stages");
+    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!server_log.contains("Violation"), "the boxes' own work needs no more rights: {server_log}");
+
+    // w1's seed cannot speak for w2 nor read its work.
+    let (tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+    let intruder = async_nats::ConnectOptions::with_nkey(seeds["w1"].clone())
+        .custom_inbox_prefix(inbox_prefix("w1"))
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(e.to_string());
+            }
+        })
+        .connect(nats.url())
+        .await
+        .expect("w1's seed connects");
+    let forged =
+        json!({"key": {"job": ids[0], "stage": 0, "attempt": 1}, "host": "w2", "outcome": {"outcome": "canceled"}});
+    intruder.publish(result_subject("w2"), forged.to_string().into()).await.expect("sent");
+    intruder.flush().await.expect("flush");
+    refused(&mut errors, "Publish to \"reelbox.result.w2\"").await;
+    let progress = progress_subject("w2", ids[0].parse().expect("job id"));
+    intruder.publish(progress.clone(), "{}".into()).await.expect("sent");
+    intruder.flush().await.expect("flush");
+    refused(&mut errors, &format!("Publish to \"{progress}\"")).await;
+    let _sub = intruder.subscribe("reelbox.work.w2").await.expect("sent");
+    intruder.flush().await.expect("flush");
+    refused(&mut errors, "Subscription to \"reelbox.work.w2\"").await;
+    let next = "$JS.API.CONSUMER.MSG.NEXT.REELBOX_WORK.box-w2";
+    intruder.publish_with_reply(next, "_INBOX_w1.x", "1".into()).await.expect("sent");
+    intruder.flush().await.expect("flush");
+    refused(&mut errors, next).await;
+    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(server_log.contains("Violation"), "the server logs what it refused: {server_log}");
+}

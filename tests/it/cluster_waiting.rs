@@ -1,0 +1,68 @@
+//! A job no box can take says why instead of waiting silently: a head with
+//! `local_work = false` and no worker says "no worker box is connected"; once a box
+//! without the job's model joins it says which model no box has; it starts by itself as
+//! soon as a box with the model joins. Real processes: nats-server, the head, two workers.
+
+use crate::cluster_support;
+use crate::common;
+
+use std::time::Duration;
+
+use cluster_support::{Nats, WorkerProc, stage_devices, start_head_with, wait_boxes};
+use common::daemon::{is_final, wait_job};
+use common::sse::read_events;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_no_box_can_take_says_what_is_missing_and_starts_when_a_box_can() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = common::models_with_demo_shapes(dir.path());
+    let models = models.to_str().expect("utf-8");
+    let nats = Nats::start(dir.path());
+    let head = start_head_with(&dir.path().join("head"), &nats, false, &[("REELBOX_MODELS_DIR", models)]);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(head.at("/api/v1/images"))
+        .json(&json!({"prompt": "a red circle", "model": "demo-shapes"}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status(), 202, "image submit answered {}", r.status());
+    let id = r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let waits_for = |what: &'static str| move |j: &Value| j["waiting"].as_str() == Some(what);
+
+    // No worker at all.
+    let j = wait_job(&http, &head, &id, Duration::from_secs(20), waits_for("no worker box is connected")).await;
+    assert_eq!(j["state"], "queued", "{j}");
+    assert_eq!(j["progress"]["message"], "waiting: no worker box is connected", "{j}");
+
+    // A box without the model joins: the job names the model no box has.
+    let _w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    wait_boxes(&http, &head, &["w1"]).await;
+    let j = wait_job(&http, &head, &id, Duration::from_secs(20), waits_for("no box has model \"demo-shapes\"")).await;
+    assert_eq!(j["state"], "queued", "w1 lacks the model, so it never takes it: {j}");
+
+    // A box with the model joins: the job starts by itself and runs there.
+    let _w2 = WorkerProc::start_with(&dir.path().join("w2"), &nats, "w2", &["--models-dir", models]);
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j), ["w2/cpu"], "{j}");
+    assert!(j["waiting"].is_null(), "a finished job waits for nothing: {j}");
+
+    // SSE followers saw each reason once, before the job started.
+    let resp = http.get(head.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("sse");
+    let events = read_events(resp, |_| false).await;
+    let said: Vec<&str> =
+        events.iter().filter_map(|(_, e)| e["message"].as_str().filter(|m| m.starts_with("waiting: "))).collect();
+    assert_eq!(
+        said,
+        ["waiting: no worker box is connected", "waiting: no box has model \"demo-shapes\""],
+        "{events:?}"
+    );
+    let started = events.iter().position(|(_, e)| e["state"] == "running").expect("a running event");
+    let last_wait = events
+        .iter()
+        .rposition(|(_, e)| e["message"].as_str().is_some_and(|m| m.starts_with("waiting: ")))
+        .expect("waiting events");
+    assert!(last_wait < started, "the reasons came before the start: {events:?}");
+}
