@@ -23,6 +23,32 @@ pub fn import_daemon(home: &Path, models: &Path, env: &Path) -> DaemonProc {
     )
 }
 
+/// Imports through `POST /api/v1/models/import` as an admin job; checks the job succeeded,
+/// its events show `event` and "self-check passed", and the self-check stayed within 1e-3;
+/// returns the import report.
+pub async fn api_import(
+    http: &reqwest::Client,
+    d: &DaemonProc,
+    body: serde_json::Value,
+    event: &str,
+) -> serde_json::Value {
+    let (s, job) = post_json(http, d, "/api/v1/models/import", body).await;
+    assert_eq!((s, job["kind"].as_str()), (202, Some("model_import")), "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(http, d, &id, Duration::from_secs(300), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    let text = events.text().await.expect("event text");
+    assert!(text.contains(event) && text.contains("self-check passed"), "{text}");
+    let artifacts = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let report = get_json(http, d, artifacts[0]["url"].as_str().expect("url")).await;
+    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("max_abs_diff");
+    assert!(diff <= 1e-3, "reelbox differs from diffusers by {diff}: {report}");
+    // The measured difference, for `--nocapture` runs.
+    eprintln!("{} self-check: {}", report["name"], report["self_check"]);
+    report
+}
+
 /// A 64×64, 2-step image of "a red circle" with `model` at `seed`, made by the daemon; its
 /// RGB bytes.
 pub async fn render_rgb(http: &reqwest::Client, d: &DaemonProc, model: &str, seed: u64) -> Vec<u8> {

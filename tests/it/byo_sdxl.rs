@@ -12,10 +12,9 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use common::byo::{import_daemon, max_diff, render_rgb};
-use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
+use common::byo::{api_import, import_daemon, max_diff, render_rgb};
+use common::daemon::get_json;
 use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
 use serde_json::{Value, json};
 
@@ -29,24 +28,6 @@ fn sources(env: &Path) -> &'static Path {
     })
 }
 
-/// Imports through the API; the import report, after checking the job's events show `event`.
-async fn import(http: &reqwest::Client, d: &DaemonProc, body: Value, event: &str) -> Value {
-    let (s, job) = post_json(http, d, "/api/v1/models/import", body).await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["id"].as_str().expect("id").to_string();
-    let done = wait_job(http, d, &id, Duration::from_secs(300), is_final).await;
-    assert_eq!(done["state"], "succeeded", "{done}");
-    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
-    let text = events.text().await.expect("event text");
-    assert!(text.contains(event) && text.contains("self-check passed"), "{text}");
-    let artifacts = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
-    let report = get_json(http, d, artifacts[0]["url"].as_str().expect("url")).await;
-    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("diff");
-    assert!(diff <= 1e-3, "reelbox's SDXL pipeline differs from diffusers' by {diff}: {report}");
-    println!("SDXL self-check: {}", report["self_check"]);
-    report
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_the_daemon() {
     let env = convert_pyenv();
@@ -57,7 +38,7 @@ async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_t
     let d = import_daemon(home.path(), &models, &env);
     let http = reqwest::Client::new();
     let base = src.join("tiny-sdxl-diffusers");
-    import(&http, &d, json!({"path": base, "name": "my-sdxl"}), "exported the text encoders").await;
+    api_import(&http, &d, json!({"path": base, "name": "my-sdxl"}), "exported the text encoders").await;
 
     let dir = models.join("my-sdxl");
     for part in ["text_encoder_2/model.onnx", "tokenizer_2/vocab.json", "unet/model.onnx_data"] {
@@ -69,7 +50,7 @@ async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_t
 
     // A LoRA for SDXL fuses at import; the check compares with diffusers with it loaded.
     let lora = format!("{}:1", src.join("style-xl.safetensors").display());
-    import(&http, &d, json!({"path": base, "name": "styled-xl", "loras": [lora]}), "fused style-xl at 1").await;
+    api_import(&http, &d, json!({"path": base, "name": "styled-xl", "loras": [lora]}), "fused style-xl at 1").await;
     let listed = get_json(&http, &d, "/api/v1/models").await;
     let entry = listed["models"].as_array().and_then(|a| a.iter().find(|x| x["name"] == "styled-xl").cloned());
     let entry = entry.unwrap_or_else(|| panic!("no styled-xl in {listed}"));
