@@ -19,6 +19,7 @@ use crate::store::records::{EventBody, Job, JobState, JobStatus, now_ms};
 use crate::store::{Store, StoreError, requeue};
 
 mod admission;
+mod need;
 pub mod placement;
 pub mod remote;
 mod run;
@@ -26,6 +27,7 @@ mod sink;
 mod waiting;
 
 pub use admission::{NeedsCuda, TooBigForGpus};
+use need::ClaimPass;
 use placement::{Candidate, Ledger, Need};
 pub use remote::{RemoteBoxes, RemoteDevice, RemoteStage};
 
@@ -193,15 +195,6 @@ impl Scheduler {
         &self.gpus
     }
 
-    /// What a job needs from a device, from its kind and parameters.
-    pub fn need(&self, job: &Job) -> Need {
-        let Some(kind) = self.kinds.get(job.kind.as_str()) else { return Need::default() };
-        let params: serde_json::Value = serde_json::from_str(&job.params).unwrap_or_default();
-        let models = kind.models(&params);
-        let cuda_only = crate::models::Catalog::cuda_only_of(&self.config, &models);
-        Need { vram_mib: kind.vram_mib(&params, &self.config), models, cuda_only }
-    }
-
     /// Energy a running job's current stage has used so far, Wh (device counter delta).
     pub fn live_stage_energy_wh(&self, id: Ulid) -> Option<f64> {
         let (device, start) = {
@@ -248,12 +241,7 @@ impl Scheduler {
     /// a remote worker task, which takes what placement puts on any worker box) takes
     /// `job`, reserving the device when it does. Claims are serialised by the store's
     /// writer, so two workers never reserve the same memory.
-    fn place(
-        &self,
-        device: Option<DeviceId>,
-        job: &Job,
-        snapshot: &std::sync::OnceLock<Vec<Candidate>>,
-    ) -> (Placement, Option<DeviceId>) {
+    fn place(&self, device: Option<DeviceId>, job: &Job, pass: &ClaimPass) -> (Placement, Option<DeviceId>) {
         // Checked inside the claim's transaction: a claim already on its way when the queue
         // was paused must not take a job submitted after the pause.
         if !self.kinds.contains_key(job.kind.as_str()) || self.is_paused() {
@@ -266,9 +254,9 @@ impl Scheduler {
             ledger.reserve(job.id, device, Need::default());
             return (Placement::Take, Some(device));
         }
-        let need = self.need(job);
+        let need = self.need_in(job, pass);
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        let candidates = snapshot.get_or_init(|| self.candidates(&ledger));
+        let candidates = pass.candidates.get_or_init(|| self.candidates(&ledger));
         match placement::choose(&need, candidates) {
             Some(d) if device.map_or(matches!(d, DeviceId::Remote { .. }), |mine| mine == d) => {
                 ledger.reserve(job.id, d, need);
@@ -423,10 +411,10 @@ impl Scheduler {
             let elsewhere = Arc::new(AtomicBool::new(false));
             let (t, e) = (taken.clone(), elsewhere.clone());
             let claimed = tokio::task::spawn_blocking(move || {
-                let snapshot = std::sync::OnceLock::new();
+                let pass = ClaimPass::default();
                 let store = me.store.clone();
                 let placer = me.clone();
-                let claimed = store.claim_blocking(move |job| match placer.place(device, job, &snapshot) {
+                let claimed = store.claim_blocking(move |job| match placer.place(device, job, &pass) {
                     (Placement::Take, d) => {
                         *t.lock().unwrap_or_else(|p| p.into_inner()) = Some(job.id);
                         d

@@ -102,6 +102,38 @@ async fn a_models_jobs_stay_on_the_gpu_that_holds_it_even_when_it_is_busier() {
     assert_eq!(resp.status(), 200);
 }
 
+/// Jobs loading a CUDA-only model (a manifest with `cuda_only = true`, as sd-turbo-cuda's)
+/// queue for the GPUs and never take the idle CPU slot, however many wait at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuda_only_models_wait_for_a_gpu_and_never_run_on_the_cpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(models.join("fused")).expect("model dir");
+    std::fs::write(models.join("fused/model.onnx"), b"x").expect("model file");
+    let sha = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"; // sha256 of "x"
+    let manifest = format!(
+        "name = \"fused\"\nkind = \"diffusion\"\ncuda_only = true\n\n[[files]]\npath = \"model.onnx\"\nsize = 1\nsha256 = \"{sha}\"\n"
+    );
+    std::fs::write(models.join("fused.toml"), manifest).expect("manifest");
+    let d =
+        DaemonProc::start(&dir.path().join("data"), &[FAKE, ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8"))]);
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(submit_testcard(&http, &d, json!({"steps": 2, "step_ms": 40, "model": "fused"})).await);
+    }
+    let plain = submit_testcard(&http, &d, json!({"steps": 2, "step_ms": 40})).await;
+    let mut used = HashSet::new();
+    for id in &ids {
+        let job = wait_job(&http, &d, id, Duration::from_secs(30), is_final).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        used.extend(devices_of(&job));
+    }
+    assert!(!used.is_empty() && used.iter().all(|d| d.starts_with("cuda:")), "a CUDA-only model ran on {used:?}");
+    let plain = wait_job(&http, &d, &plain, Duration::from_secs(30), is_final).await;
+    assert_eq!(plain["state"], "succeeded", "{plain}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text_and_expose_fake_gpu_gauges() {
     let dir = tempfile::tempdir().expect("tempdir");

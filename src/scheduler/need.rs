@@ -1,0 +1,56 @@
+//! What a job needs from a device, and what one claim scan learns once for all the queued
+//! jobs it looks at: the devices' state, and which models are CUDA-only. A scan runs inside
+//! the store's write transaction and looks at every queued job until one is taken, so a
+//! manifest read per job there would be paid by every submission waiting on that lock.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use super::Scheduler;
+use super::placement::{Candidate, Need};
+use crate::models::Catalog;
+use crate::store::records::Job;
+
+/// One claim scan's shared findings.
+#[derive(Default)]
+pub(super) struct ClaimPass {
+    /// The devices as the scan found them (made on first use).
+    pub candidates: OnceLock<Vec<Candidate>>,
+    /// Model name → whether its installed manifest says `cuda_only`.
+    cuda_only: Mutex<HashMap<String, bool>>,
+}
+
+impl ClaimPass {
+    /// The first CUDA-only model of `models`; each model's manifest is read once per scan.
+    fn cuda_only(&self, s: &Scheduler, models: &[String]) -> Option<String> {
+        let mut known = self.cuda_only.lock().unwrap_or_else(|p| p.into_inner());
+        models
+            .iter()
+            .find(|m| {
+                *known
+                    .entry((*m).clone())
+                    .or_insert_with(|| Catalog::cuda_only_of(&s.config, std::slice::from_ref(*m)).is_some())
+            })
+            .cloned()
+    }
+}
+
+impl Scheduler {
+    /// What a job needs from a device, from its kind and parameters.
+    pub fn need(&self, job: &Job) -> Need {
+        self.need_with(job, |models| Catalog::cuda_only_of(&self.config, models))
+    }
+
+    /// [`Scheduler::need`] within a claim scan, sharing its manifest reads.
+    pub(super) fn need_in(&self, job: &Job, pass: &ClaimPass) -> Need {
+        self.need_with(job, |models| pass.cuda_only(self, models))
+    }
+
+    fn need_with(&self, job: &Job, cuda_only: impl Fn(&[String]) -> Option<String>) -> Need {
+        let Some(kind) = self.kinds.get(job.kind.as_str()) else { return Need::default() };
+        let params: serde_json::Value = serde_json::from_str(&job.params).unwrap_or_default();
+        let models = kind.models(&params);
+        let cuda_only = cuda_only(&models);
+        Need { vram_mib: kind.vram_mib(&params, &self.config), models, cuda_only }
+    }
+}
