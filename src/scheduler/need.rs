@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 
 use super::Scheduler;
 use super::placement::{Candidate, Need};
+use crate::kinds::JobKind;
 use crate::models::Catalog;
 use crate::store::records::Job;
 
@@ -36,21 +37,20 @@ impl ClaimPass {
 }
 
 impl Scheduler {
-    /// What a job needs from a device, from its kind and parameters.
-    pub fn need(&self, job: &Job) -> Need {
-        self.need_with(job, |models| Catalog::cuda_only_of(&self.config, models))
+    /// GPU memory a job reserves (what job views show; no manifest is read for it).
+    pub fn vram_mib(&self, job: &Job) -> u64 {
+        self.kind_and_params(job).map_or(0, |(kind, params)| kind.vram_mib(&params, &self.config))
     }
 
-    /// [`Scheduler::need`] within a claim scan, sharing its manifest reads.
+    /// What a job needs from a device within a claim scan, sharing the scan's manifest reads.
     pub(super) fn need_in(&self, job: &Job, pass: &ClaimPass) -> Need {
-        self.need_with(job, |models| pass.cuda_only(self, models))
+        let Some((kind, params)) = self.kind_and_params(job) else { return Need::default() };
+        let models = kind.models(&params);
+        Need { vram_mib: kind.vram_mib(&params, &self.config), cuda_only: pass.cuda_only(self, &models), models }
     }
 
-    fn need_with(&self, job: &Job, cuda_only: impl Fn(&[String]) -> Option<String>) -> Need {
-        let Some(kind) = self.kinds.get(job.kind.as_str()) else { return Need::default() };
-        let params: serde_json::Value = serde_json::from_str(&job.params).unwrap_or_default();
-        let models = kind.models(&params);
-        let cuda_only = cuda_only(&models);
-        Need { vram_mib: kind.vram_mib(&params, &self.config), models, cuda_only }
+    fn kind_and_params(&self, job: &Job) -> Option<(&dyn JobKind, serde_json::Value)> {
+        let kind = self.kinds.get(job.kind.as_str())?;
+        Some((kind.as_ref(), serde_json::from_str(&job.params).unwrap_or_default()))
     }
 }
