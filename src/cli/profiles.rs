@@ -31,19 +31,8 @@ pub enum ProfilesAction {
         /// A voice sample (audio file) kept with the profile.
         #[arg(long)]
         voice_sample: Option<PathBuf>,
-        /// Installed TTS voice name.
-        #[arg(long)]
-        voice: Option<String>,
-        /// Prompt prefix applied to every scene.
-        #[arg(long)]
-        style: Option<String>,
-        /// Negative prompt for every scene.
-        #[arg(long)]
-        negative_prompt: Option<String>,
-        /// Installed diffusion model (e.g. a LoRA-fused import) for the keyframes of
-        /// renders that name no model.
-        #[arg(long)]
-        image_model: Option<String>,
+        #[command(flatten)]
+        settings: ProfileSettings,
     },
     /// Change a profile's name, voice or style.
     Update {
@@ -51,23 +40,45 @@ pub enum ProfilesAction {
         /// New profile name.
         #[arg(long)]
         name: Option<String>,
-        /// Installed TTS voice name.
-        #[arg(long)]
-        voice: Option<String>,
-        /// Prompt prefix applied to every scene.
-        #[arg(long)]
-        style: Option<String>,
-        /// Negative prompt for every scene.
-        #[arg(long)]
-        negative_prompt: Option<String>,
-        /// Installed diffusion model for the keyframes ("" clears it).
-        #[arg(long)]
-        image_model: Option<String>,
+        #[command(flatten)]
+        settings: ProfileSettings,
     },
     /// Show one profile.
     Show { id: String },
     /// Delete a profile.
     Rm { id: String },
+}
+
+/// The voice and style settings `profiles create` and `update` share.
+#[derive(Debug, clap::Args)]
+pub struct ProfileSettings {
+    /// Installed TTS voice name.
+    #[arg(long)]
+    voice: Option<String>,
+    /// Prompt prefix applied to every scene.
+    #[arg(long)]
+    style: Option<String>,
+    /// Negative prompt for every scene.
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    /// Installed diffusion model (e.g. a LoRA-fused import) for the keyframes of renders
+    /// that name no model ("" clears it on update).
+    #[arg(long)]
+    image_model: Option<String>,
+}
+
+impl ProfileSettings {
+    /// The settings given, under the API's field names.
+    fn fields(self) -> impl Iterator<Item = (&'static str, String)> {
+        [
+            ("voice", self.voice),
+            ("prompt_prefix", self.style),
+            ("negative_prompt", self.negative_prompt),
+            ("image_model", self.image_model),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+    }
 }
 
 /// Runs a `profiles` action.
@@ -93,27 +104,10 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
                 table::print(&["ID", "NAME", "VOICE", "PORTRAIT"], &rows);
             }
         }
-        ProfilesAction::Create {
-            name,
-            portrait,
-            face_box,
-            voice_sample,
-            voice,
-            style,
-            negative_prompt,
-            image_model,
-        } => {
+        ProfilesAction::Create { name, portrait, face_box, voice_sample, settings } => {
             let mut form = Form::new().text("name", name);
-            for (k, v) in [
-                ("face_box", face_box),
-                ("voice", voice),
-                ("prompt_prefix", style),
-                ("negative_prompt", negative_prompt),
-                ("image_model", image_model),
-            ] {
-                if let Some(v) = v {
-                    form = form.text(k, v);
-                }
+            for (k, v) in face_box.map(|f| ("face_box", f)).into_iter().chain(settings.fields()) {
+                form = form.text(k, v);
             }
             for (k, path) in [("portrait", portrait), ("voice_sample", voice_sample)] {
                 if let Some(path) = path {
@@ -126,11 +120,12 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             let p: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
             print_profile(g, &p)?;
         }
-        ProfilesAction::Update { id, name, voice, style, negative_prompt, image_model } => {
-            let body = serde_json::json!({
-                "name": name, "voice": voice, "prompt_prefix": style,
-                "negative_prompt": negative_prompt, "image_model": image_model,
-            });
+        ProfilesAction::Update { id, name, settings } => {
+            let mut body: serde_json::Map<String, serde_json::Value> =
+                settings.fields().map(|(k, v)| (k.to_string(), v.into())).collect();
+            if let Some(name) = name {
+                body.insert("name".into(), name.into());
+            }
             let req = c.request(Method::PATCH, &format!("/api/v1/profiles/{id}")).json(&body);
             let p: ProfileView = c.send(req).await?;
             print_profile(g, &p)?;
