@@ -2,12 +2,21 @@
 //! daemon that can import, and pictures read back as RGB to compare models by.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use super::provision;
+
+/// `reelbox models import` on `home` and `models`, run with the converter's environment
+/// `env`; callers add the flags and the path.
+pub fn import_cmd(env: &Path, home: &Path, models: &Path) -> Command {
+    let mut cmd = super::tools::reelbox_cli(home, models);
+    cmd.env("REELBOX_CONVERT_PYENV", env).args(["models", "import"]);
+    cmd
+}
 
 /// A daemon over `models` with the provisioned runtime and the converter's environment
 /// `env` (so `POST /api/v1/models/import` works), its data under `home/data`.

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::byo::{import_daemon, max_diff, render_rgb};
+use common::byo::{import_cmd, import_daemon, max_diff, render_rgb};
 use common::daemon::{is_final, post_json, wait_job};
-use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
+use common::tools::{convert_pyenv, make_fixture};
 use serde_json::{Value, json};
 
 /// The tiny checkpoints, made once per test binary.
@@ -36,13 +36,7 @@ fn read_json(path: &Path) -> Value {
 
 /// `reelbox models import --json` with `args`; the report, or the failure's stderr.
 fn import(env: &Path, home: &Path, models: &Path, args: &[&str], path: &Path) -> Result<Value, String> {
-    let out = reelbox_cli(home, models)
-        .env("REELBOX_CONVERT_PYENV", env)
-        .args(["models", "import", "--json"])
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("run reelbox");
+    let out = import_cmd(env, home, models).args(["--json"]).args(args).arg(path).output().expect("run reelbox");
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }

@@ -5,7 +5,7 @@
 //! and the imported model renders an image in the real daemon.
 //!
 //! Needs the conversion environment (`REELBOX_CONVERT_PYENV`, made by `.ci/test`); without
-//! one these tests say so and return. The tiny models are made at test time by
+//! one these tests fail and say how to make it. The tiny models are made at test time by
 //! `tests/fixtures/make_byo_sd.py` (random weights, fixed seeds, 64×64 native).
 
 use crate::common;
@@ -13,8 +13,8 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::byo::{api_import, import_daemon, render_rgb};
-use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
+use common::byo::{api_import, import_cmd, import_daemon, render_rgb};
+use common::tools::{convert_pyenv, make_fixture};
 use serde_json::{Value, json};
 
 /// The tiny diffusers folders, made once per test binary.
@@ -39,9 +39,8 @@ fn a_v_prediction_diffusers_folder_converts_and_keeps_its_prediction_type() {
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
-    let out = reelbox_cli(home.path(), &models)
-        .env("REELBOX_CONVERT_PYENV", &env)
-        .args(["models", "import", "--json", "--name", "vpred"])
+    let out = import_cmd(&env, home.path(), &models)
+        .args(["--json", "--name", "vpred"])
         .arg(src.join("tiny-sd-vpred"))
         .output()
         .expect("run reelbox");
@@ -87,9 +86,8 @@ fn fp16_stores_half_size_weights_and_passes_the_looser_self_check() {
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
     let import = |name: &str, extra: &[&str]| -> Value {
-        let out = reelbox_cli(home.path(), &models)
-            .env("REELBOX_CONVERT_PYENV", &env)
-            .args(["models", "import", "--json", "--name", name])
+        let out = import_cmd(&env, home.path(), &models)
+            .args(["--json", "--name", name])
             .args(extra)
             .arg(src.join("tiny-sd-diffusers"))
             .output()

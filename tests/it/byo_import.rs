@@ -5,8 +5,8 @@
 //! naming them, and nothing of theirs is installed.
 //!
 //! The converter runs in the conversion environment `.ci/test` creates and caches
-//! (`REELBOX_CONVERT_PYENV`); without one these tests say so and return, since creating it
-//! downloads several GB. The checkpoints are made at test time by
+//! (`REELBOX_CONVERT_PYENV`); without one these tests fail and say how to make it (creating
+//! it downloads several GB). The checkpoints are made at test time by
 //! `tests/fixtures/make_byo_models.py` (random weights, fixed seeds).
 
 use crate::common;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::byo::import_daemon;
+use common::byo::{import_cmd, import_daemon};
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
 use serde_json::{Value, json};
@@ -63,10 +63,7 @@ async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemo
 
     // The CLI converts an RRDB checkpoint on this machine and reports the self-check.
     let out = run_ok(
-        reelbox_cli(home.path(), &models)
-            .env("REELBOX_CONVERT_PYENV", &env)
-            .args(["models", "import", "--json", "--name", "rrdb"])
-            .arg(ckpt.join("tiny-rrdb-x4.pth")),
+        import_cmd(&env, home.path(), &models).args(["--json", "--name", "rrdb"]).arg(ckpt.join("tiny-rrdb-x4.pth")),
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
     assert_eq!((report["name"].as_str(), report["kind"].as_str()), (Some("rrdb"), Some("upscale")), "{report}");
@@ -110,12 +107,7 @@ fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check(
     let ckpt = checkpoints(&env);
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());
-    let out = run_ok(
-        reelbox_cli(home.path(), &models)
-            .env("REELBOX_CONVERT_PYENV", &env)
-            .args(["models", "import", "--json"])
-            .arg(ckpt.join("wav2lip-random.pth")),
-    );
+    let out = run_ok(import_cmd(&env, home.path(), &models).args(["--json"]).arg(ckpt.join("wav2lip-random.pth")));
     let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
     assert_eq!(
         (report["name"].as_str(), report["kind"].as_str()),
@@ -139,12 +131,7 @@ fn corrupt_and_unknown_files_are_refused_naming_them_and_nothing_is_installed() 
     let models = models_dir(home.path());
     for (file, says) in [("corrupt.pth", "not a readable checkpoint"), ("unknown.pth", "unknown model format")] {
         let path = ckpt.join(file);
-        let out = reelbox_cli(home.path(), &models)
-            .env("REELBOX_CONVERT_PYENV", &env)
-            .args(["models", "import"])
-            .arg(&path)
-            .output()
-            .expect("run");
+        let out = import_cmd(&env, home.path(), &models).arg(&path).output().expect("run");
         assert!(!out.status.success(), "{file} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(path.to_str().expect("utf-8")) && stderr.contains(says), "{file}: {stderr}");

@@ -16,7 +16,7 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::byo::{import_daemon, max_diff, render_rgb};
+use common::byo::{import_cmd, import_daemon, max_diff, render_rgb};
 use common::daemon::{get_json, is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
 use serde_json::{Value, json};
@@ -35,13 +35,7 @@ fn sources(env: &Path) -> &'static Path {
 /// `reelbox models import --json BASE --name NAME` with `extra` arguments.
 fn import(env: &Path, home: &Path, models: &Path, name: &str, extra: &[String]) -> Output {
     let base = sources(env).join("sd/tiny-sd-diffusers");
-    reelbox_cli(home, models)
-        .env("REELBOX_CONVERT_PYENV", env)
-        .args(["models", "import", "--json", "--name", name])
-        .args(extra)
-        .arg(base)
-        .output()
-        .expect("run reelbox")
+    import_cmd(env, home, models).args(["--json", "--name", name]).args(extra).arg(base).output().expect("run reelbox")
 }
 
 fn lora(env: &Path, file: &str, scale: &str) -> Vec<String> {

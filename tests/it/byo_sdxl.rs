@@ -13,9 +13,9 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::byo::{api_import, import_daemon, max_diff, render_rgb};
+use common::byo::{api_import, import_cmd, import_daemon, max_diff, render_rgb};
 use common::daemon::get_json;
-use common::tools::{convert_pyenv, make_fixture, reelbox_cli};
+use common::tools::{convert_pyenv, make_fixture};
 use serde_json::{Value, json};
 
 /// The tiny SDXL folder and its LoRA, made once per test binary.
@@ -81,12 +81,8 @@ fn an_sdxl_refiner_is_refused_naming_it_and_nothing_is_installed() {
     std::fs::write(&index, v.to_string()).expect("write index");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
-    let out = reelbox_cli(home.path(), &models)
-        .env("REELBOX_CONVERT_PYENV", &env)
-        .args(["models", "import", "--name", "refiner"])
-        .arg(&refiner)
-        .output()
-        .expect("run reelbox");
+    let out =
+        import_cmd(&env, home.path(), &models).args(["--name", "refiner"]).arg(&refiner).output().expect("run reelbox");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a refiner was accepted");
     assert!(stderr.contains("tiny-sdxl-refiner") && stderr.contains("SDXL refiner"), "{stderr}");

@@ -10,7 +10,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::byo::max_diff;
+use common::byo::{import_cmd, max_diff};
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::provision;
 use common::render::artifact;
@@ -19,13 +19,7 @@ use serde_json::{Value, json};
 
 /// Imports the tiny SD from `sd` as `name` with `extra` import arguments.
 fn import(env: &Path, home: &Path, models: &Path, sd: &Path, name: &str, extra: &[String]) {
-    let out = run_ok(
-        reelbox_cli(home, models)
-            .env("REELBOX_CONVERT_PYENV", env)
-            .args(["models", "import", "--json", "--name", name])
-            .args(extra)
-            .arg(sd),
-    );
+    let out = run_ok(import_cmd(env, home, models).args(["--json", "--name", name]).args(extra).arg(sd));
     let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
     assert!(report["self_check"]["max_abs_diff"].as_f64().is_some_and(|d| d <= 1e-3), "{report}");
 }
