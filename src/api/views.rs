@@ -42,9 +42,10 @@ pub struct JobView {
     /// GPU memory the job needs, MiB (0: runs anywhere).
     #[serde(default)]
     pub vram_mib: u64,
-    /// Why a queued job waits when no box can run it (`no worker box is connected`,
-    /// `no box has model "tiny-sd"`); `null` while it just waits its turn. It starts by
-    /// itself once a box that can run it joins.
+    /// Why a queued job waits when no box can run it now (`no worker box is connected`,
+    /// `no box has model "tiny-sd"`, `no GPU has the 4096 MiB it needs free; …`, `the
+    /// queue is paused; …`); `null` while it just waits its turn. It starts by itself
+    /// once a box that can run it joins, memory is released or the queue resumes.
     #[serde(default)]
     pub waiting: Option<String>,
 }

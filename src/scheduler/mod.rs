@@ -260,7 +260,7 @@ impl Scheduler {
         match placement::choose(&need, candidates) {
             Some(d) if device.map_or(matches!(d, DeviceId::Remote { .. }), |mine| mine == d) => {
                 ledger.reserve(job.id, d, need);
-                self.waiting.note(job, None);
+                self.waiting.forget(job.id);
                 (Placement::Take, Some(d))
             }
             Some(_) => (Placement::Elsewhere, None),
@@ -306,8 +306,11 @@ impl Scheduler {
     }
 
     /// Why a queued job waits when no box (local or remote) can take it, e.g. `no box
-    /// has model "tiny-sd"`; `None` while it only waits for its turn.
+    /// has model "tiny-sd"` or the paused queue; `None` while it only waits for its turn.
     pub fn waiting(&self, id: Ulid) -> Option<String> {
+        if self.is_paused() {
+            return Some(waiting::PAUSED.into());
+        }
         self.waiting.reason(id)
     }
 

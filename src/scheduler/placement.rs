@@ -91,10 +91,12 @@ pub fn choose(need: &Need, devices: &[Candidate]) -> Option<DeviceId> {
     best.map(|d| d.device)
 }
 
-/// Why no device can take a job however long it waits for a free slot, in the words a
-/// user reads after `waiting: ` (`None` when it only waits for a slot or for memory).
-/// Said for a head whose work all goes to worker boxes: no box connected, or none with
-/// the job's models or a CUDA device for them.
+/// Why no device can take a job now, for a job [`choose`] found no device for, in the
+/// words a user reads after `waiting: ` (`None` when it only waits for a free slot, its
+/// turn like any queued job). Said for a head whose work all goes to worker boxes (no box
+/// connected, or none with the job's models or a CUDA device for them) and on any box for
+/// a job that waits for GPU memory other jobs hold. The memory reason keeps the same words
+/// while it holds, so it is said once, not at each change of the free amount.
 pub fn waiting_reason(need: &Need, devices: &[Candidate]) -> Option<String> {
     if devices.is_empty() {
         return Some("no worker box is connected".into());
@@ -117,6 +119,15 @@ pub fn waiting_reason(need: &Need, devices: &[Candidate]) -> Option<String> {
         return Some(format!(
             "no box has all of models {}",
             need.models.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    // A GPU with the models has a free slot, and none of them (free slot or not) has
+    // the memory: memory is what it waits for, not only its turn.
+    let gpus: Vec<&Candidate> = devices.iter().filter(with_models).filter(|d| d.device.is_gpu()).collect();
+    if gpus.iter().any(|d| d.idle_slots > 0) && !gpus.iter().any(|d| d.free_mib.is_none_or(|f| f >= need.vram_mib)) {
+        return Some(format!(
+            "no GPU has the {} MiB it needs free; it starts when running jobs release theirs",
+            need.vram_mib
         ));
     }
     None
@@ -350,6 +361,23 @@ mod tests {
         assert_eq!(choose(&sd, std::slice::from_ref(&busy)), None);
         assert_eq!(waiting_reason(&sd, &[busy]), None);
         assert_eq!(waiting_reason(&sd, &[cpu()]), None, "this box loads any model it has");
+    }
+
+    #[test]
+    fn a_job_short_of_gpu_memory_says_so_and_one_short_of_a_slot_does_not() {
+        let big = need(4096, &[]);
+        let full = gpu(0, 2048);
+        assert_eq!(choose(&big, &[cpu(), full.clone()]), None);
+        assert_eq!(
+            waiting_reason(&big, &[cpu(), full.clone()]).as_deref(),
+            Some("no GPU has the 4096 MiB it needs free; it starts when running jobs release theirs")
+        );
+        let busy = Candidate { idle_slots: 0, running: 1, ..full.clone() };
+        assert_eq!(waiting_reason(&big, &[cpu(), busy]), None);
+        // A bigger card is only busy: the job waits for its slot, not for memory.
+        let busy_big = Candidate { idle_slots: 0, running: 1, ..gpu(1, 20000) };
+        assert_eq!(choose(&big, &[full.clone(), busy_big.clone()]), None);
+        assert_eq!(waiting_reason(&big, &[full, busy_big]), None);
     }
 
     fn gpu_or_cpu(gpu_index: Option<u32>) -> Candidate {

@@ -1,7 +1,9 @@
 //! Why a queued job waits when no box can take it (a head whose work all goes to worker
-//! boxes, with none connected or none holding the job's models): placement notes the
-//! reason inside the claim, the job view shows it, and each new reason is said once as a
-//! `log` event (so SSE followers see it) after the claim's transaction.
+//! boxes, with none connected or none holding the job's models; GPU memory other jobs
+//! hold): placement notes the reason inside the claim, the job view shows it, and each
+//! new reason is said once as a `log` event (so SSE followers see it) after the claim's
+//! transaction. A job that waits for memory, then for a slot, then for memory again is
+//! told once: a reason is said again only when it changes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,10 +13,16 @@ use ulid::Ulid;
 use crate::store::Store;
 use crate::store::records::{EventBody, Job};
 
-/// Reasons by job, and the ones not yet said as events.
+/// What every queued job waits for while the queue is paused (said by the view only: a
+/// pause is one act on the box, not news for each job's event stream).
+pub(super) const PAUSED: &str =
+    "the queue is paused; `reelbox queue resume` (POST /api/v1/queue/resume) starts it again";
+
+/// Reasons by job, the last one said for each, and the ones not yet said as events.
 #[derive(Default)]
 pub(super) struct Waiting {
     reasons: Mutex<HashMap<Ulid, String>>,
+    said: Mutex<HashMap<Ulid, String>>,
     unsaid: Mutex<Vec<(Job, String)>>,
 }
 
@@ -22,16 +30,16 @@ impl Waiting {
     /// Records why `job` waits now (`None`: it does not, or only for a free slot).
     pub fn note(&self, job: &Job, reason: Option<String>) {
         let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
-        match reason {
-            Some(r) if reasons.get(&job.id) != Some(&r) => {
-                reasons.insert(job.id, r.clone());
-                self.unsaid.lock().unwrap_or_else(|p| p.into_inner()).push((job.clone(), r));
-            }
-            Some(_) => {}
-            None => {
-                reasons.remove(&job.id);
-            }
+        let Some(r) = reason else {
+            reasons.remove(&job.id);
+            return;
+        };
+        let mut said = self.said.lock().unwrap_or_else(|p| p.into_inner());
+        if said.get(&job.id) != Some(&r) {
+            said.insert(job.id, r.clone());
+            self.unsaid.lock().unwrap_or_else(|p| p.into_inner()).push((job.clone(), r.clone()));
         }
+        reasons.insert(job.id, r);
     }
 
     /// Why the job waits, when no box can take it.
@@ -39,9 +47,10 @@ impl Waiting {
         self.reasons.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
     }
 
-    /// Forgets a job that left the queue other than through a claim (canceled).
+    /// Forgets a job that left the queue (claimed or canceled).
     pub fn forget(&self, id: Ulid) {
         self.reasons.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.said.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
     /// Appends a `waiting: …` log event for each reason noted since the last call; blocking.

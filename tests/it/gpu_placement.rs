@@ -102,6 +102,47 @@ async fn a_models_jobs_stay_on_the_gpu_that_holds_it_even_when_it_is_busier() {
     assert_eq!(resp.status(), 200);
 }
 
+/// A job that waits for GPU memory another job holds, or for a paused queue, says so in its
+/// view (and the memory wait once on its event stream), and starts by itself when it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_short_of_gpu_memory_or_behind_a_paused_queue_says_why_it_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[workers]\ngpu_concurrency = 2\n").expect("config");
+    // One 8 GiB GPU, 7 GiB free (fakes hold an eighth), with two slots.
+    let env = [("REELBOX_FAKE_GPUS", "8192"), ("REELBOX_CONFIG", config.to_str().expect("utf-8 path"))];
+    let d = DaemonProc::start(dir.path(), &env);
+    let http = reqwest::Client::new();
+    let holder = submit_testcard(&http, &d, json!({"steps": 30, "step_ms": 100, "vram_mib": 6144})).await;
+    wait_job(&http, &d, &holder, Duration::from_secs(30), |j| j["state"] == "running").await;
+    let short = submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 10, "vram_mib": 4096})).await;
+    let memory = "no GPU has the 4096 MiB it needs free; it starts when running jobs release theirs";
+    let j = wait_job(&http, &d, &short, Duration::from_secs(10), |j| j["waiting"].is_string()).await;
+    assert_eq!(j["state"], "queued", "{j}");
+    assert_eq!(j["waiting"], memory, "{j}");
+    assert_eq!(j["progress"]["message"], format!("waiting: {memory}"), "{j}");
+    let j = wait_job(&http, &d, &short, Duration::from_secs(30), is_final).await;
+    assert_eq!(j["state"], "succeeded", "it starts once the holder releases its memory: {j}");
+    assert!(j["waiting"].is_null(), "{j}");
+    let resp = http.get(d.at(&format!("/api/v1/jobs/{short}/events"))).send().await.expect("sse");
+    let events = common::sse::read_events(resp, |_| false).await;
+    let waits: Vec<&str> =
+        events.iter().filter_map(|(_, e)| e["message"].as_str().filter(|m| m.starts_with("waiting: "))).collect();
+    assert_eq!(waits, [format!("waiting: {memory}")], "said once however often placement looked: {events:?}");
+
+    let resp = http.post(d.at("/api/v1/queue/pause")).send().await.expect("pause");
+    assert_eq!(resp.status(), 200);
+    let paused = submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 10})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let j = common::daemon::get_json(&http, &d, &format!("/api/v1/jobs/{paused}")).await;
+    assert_eq!(j["state"], "queued", "{j}");
+    assert!(j["waiting"].as_str().is_some_and(|w| w.contains("queue is paused")), "{j}");
+    let resp = http.post(d.at("/api/v1/queue/resume")).send().await.expect("resume");
+    assert_eq!(resp.status(), 200);
+    let j = wait_job(&http, &d, &paused, Duration::from_secs(30), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+}
+
 /// Jobs loading a CUDA-only model (a manifest with `cuda_only = true`, as sd-turbo-cuda's)
 /// queue for the GPUs and never take the idle CPU slot, however many wait at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
