@@ -11,6 +11,7 @@ use super::auth::Caller;
 use super::jobs::{kind_request, submit_params};
 use super::json::ApiJson;
 use super::{ApiError, AppState};
+use crate::jobs::Submitter;
 use crate::kinds::image;
 
 /// Body of `POST /api/v1/images`; unset fields come from the preset, then the model.
@@ -50,6 +51,9 @@ pub struct ImageRequest {
     pub preset: Option<String>,
     /// Store a preview every this many steps (0: none; default 5).
     pub preview_every: Option<u32>,
+    /// Profile id: its picture model, negative prompt and preset fill what the request
+    /// leaves out, and its style goes before the prompt (as in its renders' keyframes).
+    pub profile: Option<String>,
     /// Higher runs first (default 0; client keys up to `limits.max_client_priority`).
     #[serde(skip_serializing)]
     #[schema(minimum = -1000, maximum = 1000)]
@@ -57,10 +61,13 @@ pub struct ImageRequest {
 }
 
 impl ImageRequest {
-    /// The `image` kind's request this body makes, read as the kind reads any request JSON
-    /// so every field error is the kind's own.
-    pub fn to_params(&self) -> Result<image::ImageRequest, ApiError> {
-        kind_request(self, image::ImageRequest::from_json)
+    /// The `image` kind's request this body makes, with `profile` folded in first, read as
+    /// the kind reads any request JSON so every field error is the kind's own.
+    pub fn to_params(&self, jobs: &crate::jobs::Service, who: &Submitter) -> Result<image::ImageRequest, ApiError> {
+        let mut body =
+            serde_json::to_value(self).map_err(|e| ApiError::internal(format!("cannot encode params: {e}")))?;
+        jobs.expand_image_profile(who, &mut body)?;
+        kind_request(&body, image::ImageRequest::from_json)
     }
 }
 
@@ -75,5 +82,6 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ImageRequest>,
 ) -> Result<Response, ApiError> {
-    submit_params(&state, &caller, &headers, "image", &req.to_params()?, req.priority).await
+    let params = req.to_params(&state.jobs, &(&caller).into())?;
+    submit_params(&state, &caller, &headers, "image", &params, req.priority).await
 }

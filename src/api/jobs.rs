@@ -159,8 +159,10 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let mut params = req.params;
-    if req.kind == "render" {
-        state.jobs.expand_render_profile(&(&caller).into(), &mut params)?;
+    match req.kind.as_str() {
+        "render" => state.jobs.expand_render_profile(&(&caller).into(), &mut params)?,
+        "image" => state.jobs.expand_image_profile(&(&caller).into(), &mut params)?,
+        _ => {}
     }
     let (job, existing) = submit_job(&state, &caller, &req.kind, params, req.priority, key).await?;
     Ok(accepted(&state, &job, existing))

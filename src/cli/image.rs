@@ -61,6 +61,10 @@ pub struct ImageArgs {
     /// How many images (seeds SEED, SEED+1, ...).
     #[arg(long)]
     pub n: Option<u32>,
+    /// Profile id (`reelbox profiles list`): its picture model, style, negative prompt and
+    /// preset, as its renders use them. Profiles live in the daemon, so this needs one.
+    #[arg(long)]
+    pub profile: Option<String>,
     /// Run in this process even when a daemon answers.
     #[arg(long)]
     pub local: bool,
@@ -93,14 +97,20 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
     match Backend::choose(g, force_local).await? {
         Backend::Daemon(c) => {
             // The daemon's own preview default applies (the local render makes none).
-            let body = ImageRequest { preview_every: None, ..local_args.request()? };
-            let job = run_job(&c, g, "/api/v1/images", &serde_json::to_value(&body)?, None).await?;
+            let mut body = serde_json::to_value(ImageRequest { preview_every: None, ..local_args.request()? })?;
+            if let (Some(profile), Some(obj)) = (&args.profile, body.as_object_mut()) {
+                obj.insert("profile".into(), json!(profile));
+            }
+            let job = run_job(&c, g, "/api/v1/images", &body, None).await?;
             // Previews are artifacts too; the finished images are `image.png` / `image-N.png`.
             let files = save_artifacts(&c, &job, &local_args.output, |a| {
                 a.media_type == "image/png" && a.name.starts_with("image")
             })
             .await?;
             report(g, &files, &job.params, c.base());
+        }
+        Backend::Local if args.profile.is_some() => {
+            anyhow::bail!("--profile: profiles live in the daemon; start `reelbox serve` (or drop --local/--init)")
         }
         Backend::Local => {
             let config = Config::load(g.config.as_deref())?;

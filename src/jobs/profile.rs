@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Error, Service, Submitter, parse_id};
 use crate::kinds::ParamError;
+use crate::pipelines::render::plan::styled_prompt;
 use crate::store::records::Profile;
 
 /// A render's presenter: the portrait artifact and the face in it.
@@ -29,9 +30,13 @@ struct RenderDefaults {
     model: Option<String>,
 }
 
+/// A profile's text field as a default: an empty one sets nothing.
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
 impl RenderDefaults {
     fn of(p: Profile) -> Self {
-        let non_empty = |s: String| (!s.is_empty()).then_some(s);
         Self {
             presenter: p
                 .portrait
@@ -44,6 +49,22 @@ impl RenderDefaults {
             preset: p.style.preset,
             model: p.style.image_model,
         }
+    }
+}
+
+/// What a profile contributes to an image's parameters besides its style, which
+/// prefixes the prompt (as in a render's keyframes).
+#[derive(Serialize)]
+struct ImageDefaults {
+    negative_prompt: Option<String>,
+    preset: Option<String>,
+    /// The profile's picture model.
+    model: Option<String>,
+}
+
+impl ImageDefaults {
+    fn of(p: Profile) -> Self {
+        Self { negative_prompt: non_empty(p.style.negative_prompt), preset: p.style.preset, model: p.style.image_model }
     }
 }
 
@@ -103,6 +124,20 @@ impl Service {
         };
         let Some(profile) = self.take_profile(who, obj)? else { return Ok(()) };
         fill(obj, RenderDefaults::of(profile))
+    }
+
+    /// Folds an image request's `profile` into its `negative_prompt`, `preset` and (from
+    /// its `image_model`) `model`, and puts the profile's style before the prompt, so a
+    /// picture made with a profile looks like its renders' keyframes.
+    pub fn expand_image_profile(&self, who: &Submitter, params: &mut Value) -> Result<(), Error> {
+        let Some(obj) = params.as_object_mut() else {
+            return Err(ParamError::new("params", "must be a JSON object").into());
+        };
+        let Some(profile) = self.take_profile(who, obj)? else { return Ok(()) };
+        if let Some(Value::String(prompt)) = obj.get_mut("prompt") {
+            *prompt = styled_prompt(&profile.style.prompt_prefix, prompt);
+        }
+        fill(obj, ImageDefaults::of(profile))
     }
 
     /// Folds a lip-sync request's `profile` into its portrait and face box (when it names
@@ -169,6 +204,19 @@ mod tests {
         assert_eq!(params["presenter"]["face_box"], json!([1, 2, 3, 4]));
         assert!(!params.contains_key("negative_prompt"), "an empty profile field adds nothing");
         assert!(params["preset"].is_null(), "a profile without a preset leaves the request's null");
+    }
+
+    #[test]
+    fn an_image_takes_the_profiles_picture_model_and_keeps_its_own_negative_prompt() {
+        let mut p = profile();
+        p.style.negative_prompt = "blur".into();
+        let mut params = json!({"negative_prompt": "text"}).as_object().cloned().unwrap_or_default();
+        fill(&mut params, ImageDefaults::of(p)).expect("fill");
+        assert_eq!(params["model"], "styled");
+        assert_eq!(params["negative_prompt"], "text");
+        assert!(!params.contains_key("preset"));
+        assert_eq!(styled_prompt("oil", "a cat"), "oil, a cat");
+        assert_eq!(styled_prompt("  ", "a cat"), "a cat");
     }
 
     #[test]

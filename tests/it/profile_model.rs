@@ -4,6 +4,8 @@
 //! the keyframe is that model's picture (not the base model's), a request's own `model`
 //! still wins, and a name that is no installed diffusion model is refused naming
 //! `image_model`. Set and cleared through the CLI (`profiles create/update --image-model`).
+//! A picture made with the profile (`reelbox image --profile`, `POST /api/v1/images`) uses
+//! its picture model and puts its style before the prompt.
 
 use crate::common;
 
@@ -106,7 +108,44 @@ async fn a_profile_s_picture_model_draws_its_renders_keyframes() {
     let (styled, own) = (keyframe(&http, &d, &styled).await, keyframe(&http, &d, &own).await);
     assert!(max_diff(&styled, &own) > 16, "the profile's LoRA-fused model drew a different keyframe");
 
+    // A picture made with the profile (`reelbox image --profile`) is its picture model's, in
+    // its style: the same pixels as naming that model with the style before the prompt.
+    profiles_cli(h, &models, &d, &["update", &pid, "--style", "oil painting"]);
+    let png = h.join("with-profile.png");
+    let args = ["--json", "image", "a red circle", "--profile", &pid, "--steps", "2", "--width", "64"];
+    let out = run_ok(
+        reelbox_cli(h, &models).args(args).args(["--height", "64", "--seed", "7", "--url", &d.url]).arg("-o").arg(&png),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("image JSON");
+    assert_eq!(report["params"]["model"], "styled", "{report}");
+    assert_eq!(report["params"]["prompt"], "oil painting, a red circle", "{report}");
+    let with_profile = image::open(&png).expect("PNG").to_rgb8().into_raw();
+    let picture = |extra: Value| {
+        let (http, d) = (&http, &d);
+        async move {
+            let mut body = json!({"steps": 2, "width": 64, "height": 64, "seed": 7, "preview_every": 0});
+            if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+                b.extend(e.clone());
+            }
+            let (s, job) = post_json(http, d, "/api/v1/images", body).await;
+            assert_eq!(s, 202, "{job}");
+            let id = job["id"].as_str().expect("id").to_string();
+            let done = wait_job(http, d, &id, Duration::from_secs(120), is_final).await;
+            assert_eq!(done["state"], "succeeded", "{done}");
+            let png = artifact(http, d, &id, "image.png").await;
+            image::load_from_memory(&png).expect("PNG").to_rgb8().into_raw()
+        }
+    };
+    let named = picture(json!({"prompt": "oil painting, a red circle", "model": "styled"})).await;
+    assert_eq!(max_diff(&with_profile, &named), 0, "the profile's model and style");
+    let plain = picture(json!({"prompt": "a red circle", "profile": pid, "model": "plain"})).await;
+    assert!(max_diff(&with_profile, &plain) > 16, "the request's own model wins over the profile's");
+    let (s, body) =
+        post_json(&http, &d, "/api/v1/images", json!({"prompt": "x", "profile": "01J00000000000000000000000"})).await;
+    assert_eq!((s, &body["error"]["field"]), (400, &json!("profile")), "{body}");
+
     // Cleared, the profile leaves the model to the render's default.
+    profiles_cli(h, &models, &d, &["update", &pid, "--style", ""]);
     let p = profiles_cli(h, &models, &d, &["update", &pid, "--image-model", ""]);
     assert!(p["style"]["image_model"].is_null(), "{p}");
     let (default, log) = render(&http, &d, json!({"profile": pid})).await;

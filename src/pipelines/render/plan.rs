@@ -53,16 +53,22 @@ pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
         .map(|(index, text)| {
             let (direction, spoken) = split_directions(text);
             let visual = if direction.is_empty() { spoken.clone() } else { direction };
-            let prompt = match style.trim() {
-                "" => visual,
-                s => format!("{s}, {visual}"),
-            };
+            let prompt = styled_prompt(style, &visual);
             let lines = if spoken.is_empty() { Vec::new() } else { sentences(&spoken) };
             Scene { index, sentences: lines, prompt, seed: seed.wrapping_add(index as u64 * 7919) }
         })
         .filter(|s| !s.sentences.is_empty())
         .collect();
     Plan { scenes }
+}
+
+/// A picture's prompt in a style: the style prefix, a comma, the picture's own words (the
+/// words alone when the style is blank). Renders' keyframes and a profile's images share it.
+pub fn styled_prompt(style: &str, picture: &str) -> String {
+    match style.trim() {
+        "" => picture.to_string(),
+        s => format!("{s}, {picture}"),
+    }
 }
 
 /// Separates `[directions]` from the spoken text of a paragraph.
