@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod error_text;
 pub mod gpu;
 pub mod jobs;
 pub mod kinds;

@@ -177,7 +177,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("reelbox: {e:#}");
+            eprintln!("reelbox: {}", reelbox::error_text::chain_text(e.as_ref()));
             ExitCode::FAILURE
         }
     }

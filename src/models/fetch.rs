@@ -12,6 +12,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::manifest::ManifestFile;
+use crate::error_text::chain_text;
 
 /// Bytes of one file so far, for progress bars.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,10 +147,10 @@ pub async fn http_file(
             Ok(r) => r,
             Err(e) if e.is_connect() || e.is_builder() => {
                 // Unreachable host (no network, DNS): no point in retrying this source.
-                return Err(unavailable(error_chain(&e)));
+                return Err(unavailable(chain_text(&e)));
             }
             Err(e) => {
-                last_error = error_chain(&e);
+                last_error = chain_text(&e);
                 continue;
             }
         };
@@ -185,7 +186,7 @@ pub async fn http_file(
                     }
                 }
                 Err(e) => {
-                    dropped = Some(error_chain(&e));
+                    dropped = Some(chain_text(&e));
                     break;
                 }
             }
@@ -205,17 +206,6 @@ pub async fn http_file(
         return Err(unavailable(format!("gave up after {HTTP_ATTEMPTS} attempts: {last_error}")));
     }
     verify_and_commit(&partial, dest, file, url)
-}
-
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The Python used for `pip download`: `$REELBOX_PYTHON`, else `python3`.

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use super::ModelError;
-use super::fetch::{FetchError, error_chain};
+use super::fetch::FetchError;
 use super::hf::{HfSource, Hub, TreeEntry};
 use super::manifest::{Manifest, ManifestFile, Source, check_relative};
+use crate::error_text::chain_text;
 
 /// `m` with its folders listed into files (unchanged when it has none); the first `hf:`
 /// source whose hub answers is asked.
@@ -36,7 +37,7 @@ async fn list(hub: &Hub, hf: &HfSource, m: &Manifest) -> Result<Vec<ManifestFile
         let entries = hub
             .tree(&hf.repo, &hf.revision, &hf.remote_path(folder))
             .await
-            .map_err(|e| unavailable(format!("listing the folder: {}", error_chain(&e))))?;
+            .map_err(|e| unavailable(format!("listing the folder: {}", chain_text(&e))))?;
         let files = files_of(&entries, &hf.dir, &m.exclude);
         if files.is_empty() {
             return Err(unavailable("the hub lists no files there".into()));

@@ -17,8 +17,9 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use super::fetch::{Delivered, FetchError, error_chain, partial_path};
+use super::fetch::{Delivered, FetchError, partial_path};
 use super::manifest::ManifestFile;
+use crate::error_text::chain_text;
 
 mod parts;
 mod source;
@@ -157,7 +158,7 @@ impl Hub {
             reason,
         };
         let url = self.resolve_url(&source.repo, &source.revision, &source.remote_path(&file.path));
-        let info = self.head(&url).await.map_err(|e| unavailable(error_chain(&e)))?;
+        let info = self.head(&url).await.map_err(|e| unavailable(chain_text(&e)))?;
         if let Some(commit) = &info.commit
             && source.is_commit()
             && !commit.eq_ignore_ascii_case(&source.revision)
@@ -175,7 +176,7 @@ impl Hub {
         };
         let size = info.size.ok_or_else(|| unavailable("the hub did not say the file's size".into()))?;
         let partial = partial_path(dest);
-        self.download(&info.download_url, &partial, size, report).await.map_err(|e| unavailable(error_chain(&e)))?;
+        self.download(&info.download_url, &partial, size, report).await.map_err(|e| unavailable(chain_text(&e)))?;
         let mismatch = |expected: String, actual: String, got: u64| {
             discard(&partial);
             FetchError::Mismatch {
@@ -291,7 +292,7 @@ impl Hub {
             }
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
-                let error = last_error.as_ref().map(|e| error_chain(e)).unwrap_or_default();
+                let error = last_error.as_ref().map(|e| chain_text(e)).unwrap_or_default();
                 tracing::info!(url, part = i, done, error, "part dropped; resuming it");
             }
             match self.fetch_range(url, partial, parts, i, start + done, end, report).await {

@@ -119,6 +119,27 @@ fn say_runs_in_process_without_a_daemon() {
 }
 
 #[test]
+fn an_error_and_its_causes_are_each_said_once() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    let missing = home.path().join("nowhere/libonnxruntime.so");
+    let out = reelbox_cli(home.path(), &models)
+        .env_remove("ORT_DYLIB_PATH")
+        .env("REELBOX_ONNXRUNTIME", &missing)
+        .args(["image", "a red circle", "--model", "tiny-sd", "--local", "-o"])
+        .arg(home.path().join("x.png"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The runtime's message names every place searched and the fix; the layers above it
+    // add where it happened, and none repeats it.
+    assert_eq!(stderr.matches("not found; searched").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches(&missing.display().to_string()).count(), 1, "{stderr}");
+    assert!(stderr.contains("reelbox setup"), "{stderr}");
+}
+
+#[test]
 fn say_with_an_unknown_voice_fails_with_the_fix() {
     let home = tempfile::tempdir().expect("tempdir");
     let models = voice_models(home.path());
