@@ -173,7 +173,9 @@ fn busy(gpus: &[u64]) -> App {
                 kind,
                 "queued",
                 [0, 5, -2, 10][i % 4],
-                json!({"enqueued_at": at(-60 + i as i64), "vram_mib": vram}),
+                // Q4 waits for memory the running jobs hold, and says so.
+                json!({"enqueued_at": at(-60 + i as i64), "vram_mib": vram,
+                       "waiting": (i == 4).then_some("no GPU has the 4096 MiB it needs free")}),
             )
         })
         .collect();

@@ -96,6 +96,12 @@ fn info_lines(job: &JobView, app: &App, t: Theme, w: usize) -> Vec<Line<'static>
         label("params"),
         Span::styled(fit(&job.params.to_string(), w.saturating_sub(7)), t.dim()),
     ]));
+    if let Some(reason) = &job.waiting {
+        lines.push(Line::from(vec![
+            Span::styled("waiting ", t.warn()),
+            Span::styled(fit(reason, w.saturating_sub(8)), t.warn()),
+        ]));
+    }
     if let Some(e) = &job.error {
         lines.push(Line::from(vec![
             Span::styled("error ", t.bad()),

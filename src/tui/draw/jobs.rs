@@ -107,7 +107,8 @@ fn info(j: &JobView, w: usize, t: Theme) -> Line<'static> {
         }
         "queued" => {
             let text = match (j.attempts, &j.error) {
-                (0, _) => "waiting".to_string(),
+                // Why no box can take it (no GPU memory, no box with its model, paused).
+                (0, _) => j.waiting.as_ref().map_or_else(|| "waiting".to_string(), |w| format!("waiting: {w}")),
                 (_, Some(e)) => format!("retry after: {e}"),
                 (n, None) => format!("waiting (attempt {})", n + 1),
             };
