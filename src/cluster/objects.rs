@@ -7,8 +7,8 @@ use std::path::Path;
 use async_nats::jetstream::object_store::ObjectStore;
 use tokio::io::AsyncWriteExt;
 
-use super::ClusterError;
 use super::protocol::ObjectRef;
+use super::{Bus, ClusterError};
 use crate::store::artifacts::sha256_file;
 
 /// Uploads `file` as `object` (replacing one of that name); returns its size and hex SHA-256.
@@ -52,8 +52,15 @@ pub async fn download(objects: &ObjectStore, r: &ObjectRef, dest: &Path) -> Resu
     Ok(())
 }
 
-/// Deletes objects, logging (not failing on) the ones already gone.
-pub async fn remove(objects: &ObjectStore, refs: &[ObjectRef]) {
+/// Deletes objects from box `host`'s bucket, logging (not failing on) the ones already gone.
+pub async fn remove(bus: &Bus, host: &str, refs: &[ObjectRef]) {
+    if refs.is_empty() {
+        return;
+    }
+    let objects = match bus.bucket(host).await {
+        Ok(b) => b,
+        Err(e) => return tracing::debug!(box = host, "cannot delete objects: {e}"),
+    };
     for r in refs {
         if let Err(e) = objects.delete(&r.object).await {
             tracing::debug!(object = %r.object, "cannot delete object: {e}");

@@ -50,7 +50,7 @@ struct Worker {
 /// head places them again.
 pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken) -> Result<(), ClusterError> {
     let host = super::box_name(&cluster)?;
-    let bus = Bus::connect(&cluster, &format!("reelbox worker {host}")).await?;
+    let bus = Bus::join(&cluster, &format!("reelbox worker {host}")).await?;
     let telemetry = Telemetry::new(crate::gpu::open_source());
     telemetry.start();
     let config = Arc::new(config);
@@ -313,10 +313,14 @@ impl Worker {
         dir: &Path,
     ) -> Result<Vec<(ObjectRef, PathBuf)>, ClusterError> {
         let mut out = Vec::with_capacity(work.inputs.len());
+        if work.inputs.is_empty() {
+            return Ok(out);
+        }
+        let bucket = self.bus.bucket(self.host.as_str()).await?;
         for r in &work.inputs {
             let ext = crate::store::artifacts::extension_for(&r.media_type);
             let file = dir.join("in").join(format!("{}.{ext}", r.id));
-            objects::download(&self.bus.objects, r, &file).await?;
+            objects::download(&bucket, r, &file).await?;
             out.push((r.clone(), file));
         }
         Ok(out)
@@ -360,7 +364,7 @@ impl Worker {
         let outputs = sink.finish();
         if !matches!(result, Ok(Ok(()))) {
             // Outputs of a stage that did not finish are never ingested.
-            rt.block_on(objects::remove(&self.bus.objects, &outputs));
+            rt.block_on(objects::remove(&self.bus, self.host.as_str(), &outputs));
         }
         match result {
             Ok(Ok(())) => Outcome::Done { outputs },

@@ -1,5 +1,5 @@
 //! The [`StageSink`] a stage writes through on a worker box: progress and logs go to the
-//! head live over NATS; artifacts go to the object store (the head makes them durable);
+//! head live over NATS; artifacts go to this box's object bucket (the head makes them durable);
 //! earlier stages' artifacts and inputs the parameters name come from the downloaded
 //! inputs. A stage cannot tell it is not on the head.
 
@@ -75,7 +75,10 @@ impl WorkerSink {
     fn upload(&self, name: &str, media_type: &str, file: &Path) -> Result<Artifact, ClusterError> {
         let n = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).len();
         let object = format!("out-{}-{n}", self.key.tag());
-        let (size, sha256) = self.rt.block_on(objects::upload(&self.bus.objects, &object, file))?;
+        let (size, sha256) = self.rt.block_on(async {
+            let bucket = self.bus.bucket(&self.bus.host).await?;
+            objects::upload(&bucket, &object, file).await
+        })?;
         let id = Ulid::new();
         let r = ObjectRef {
             object,
