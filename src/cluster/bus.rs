@@ -35,6 +35,8 @@ pub struct Bus {
     buckets: Arc<Mutex<HashMap<String, object_store::ObjectStore>>>,
     /// Whether this member makes what is missing (the head) or only binds (a box).
     makes: bool,
+    /// Bytes of artifacts a work or result message may carry inline (`inline_kib`).
+    pub inline_bytes: u64,
     /// This box's name (empty when it has none: a status reader on an odd hostname).
     pub host: String,
 }
@@ -121,7 +123,8 @@ impl Bus {
         let boxes = js.get_key_value(BOXES_BUCKET).await.map_err(|e| ClusterError::js("heartbeat bucket", e))?;
         let host = super::box_name(config).map(|h| h.to_string()).unwrap_or_default();
         let buckets = Arc::new(Mutex::new(HashMap::new()));
-        Ok(Self { client, js, work, results, boxes, buckets, makes, host })
+        let inline_bytes = config.inline_kib * 1024;
+        Ok(Self { client, js, work, results, boxes, buckets, makes, inline_bytes, host })
     }
 
     /// The artifact bucket of box `host`: its stages' inputs (the head writes them) and

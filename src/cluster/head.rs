@@ -293,18 +293,21 @@ impl Head {
     ) -> Result<(StageResult, Vec<ObjectRef>), StageError> {
         let key = work.key;
         // The box's own bucket (made here on first use): only it and the head may read it.
-        let bucket = self.bus.bucket(host).await?;
+        // Made even when every input is inline: the box writes its larger outputs there.
+        self.bus.bucket(host).await?;
+        let mut budget = self.bus.inline_bytes;
         for (a, path) in files {
             let object = format!("in-{}-{}", key.tag(), a.id);
-            let (size, sha256) = objects::upload(&bucket, &object, &path).await?;
+            let p = objects::pack(&self.bus, host, &object, &path, &mut budget).await?;
             work.inputs.push(ObjectRef {
                 object,
                 id: a.id,
                 name: a.name,
                 media_type: a.media_type,
                 stage: a.stage,
-                size,
-                sha256,
+                size: p.size,
+                sha256: p.sha256,
+                inline: p.inline,
             });
         }
         let inputs = work.inputs.clone();
@@ -378,11 +381,7 @@ impl Head {
                 let mut ingested = Ok(());
                 for (n, r) in outputs.iter().enumerate() {
                     let file = dir.join(format!("{n}.{}", crate::store::artifacts::extension_for(&r.media_type)));
-                    let fetched = self.rt.block_on(async {
-                        let bucket = self.bus.bucket(&host).await?;
-                        objects::download(&bucket, r, &file).await
-                    });
-                    let step = match fetched {
+                    let step = match self.rt.block_on(objects::download(&self.bus, &host, r, &file)) {
                         Ok(()) => sink.put_artifact_file(&r.name, &r.media_type, &file).map(|_| ()),
                         Err(e) => Err(e.into()),
                     };

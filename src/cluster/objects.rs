@@ -1,42 +1,81 @@
-//! Artifacts through the JetStream object store: uploads in chunks (the store's own), and
-//! downloads into a file whose size and SHA-256 are checked against what the sender said,
-//! besides the store's own digest check.
+//! Artifacts between the head and a box: small ones inside the work or result message
+//! (`[cluster] inline_kib` in all per message), the rest through the box's object bucket
+//! in chunks (the store's own). Either way the receiver writes a file whose size and
+//! SHA-256 are checked against what the sender said, besides the store's own digest check.
 
 use std::path::Path;
 
-use async_nats::jetstream::object_store::ObjectStore;
+use base64::Engine as _;
 use tokio::io::AsyncWriteExt;
 
 use super::protocol::ObjectRef;
 use super::{Bus, ClusterError};
 use crate::store::artifacts::sha256_file;
 
-/// Uploads `file` as `object` (replacing one of that name); returns its size and hex SHA-256.
-pub async fn upload(objects: &ObjectStore, object: &str, file: &Path) -> Result<(u64, String), ClusterError> {
+/// Base64 of inline bytes in messages.
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// An artifact on its way: its size, hex SHA-256, and its bytes (base64) when inline.
+pub struct Packed {
+    /// Bytes.
+    pub size: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// The base64 bytes when it travels inside the message.
+    pub inline: Option<String>,
+}
+
+/// Sends `file` for a stage of box `host`: inside the message when it fits what is left of
+/// `budget` (bytes; it then uses that up), else uploaded as `object` (replacing one of that
+/// name) to the box's bucket.
+pub async fn pack(bus: &Bus, host: &str, object: &str, file: &Path, budget: &mut u64) -> Result<Packed, ClusterError> {
     let io = |source| ClusterError::Io { path: file.to_path_buf(), source };
-    let digest = {
+    let (size, sha256) = {
         let path = file.to_path_buf();
         tokio::task::spawn_blocking(move || sha256_file(&path))
             .await
             .map_err(|e| io(std::io::Error::other(e)))?
             .map_err(io)?
     };
+    if size <= *budget {
+        *budget -= size;
+        let bytes = tokio::fs::read(file).await.map_err(io)?;
+        // The digest is of the file read above; a change since is caught on arrival.
+        return Ok(Packed { size, sha256, inline: Some(B64.encode(&bytes)) });
+    }
+    let objects = bus.bucket(host).await?;
     let mut f = tokio::fs::File::open(file).await.map_err(io)?;
     objects.put(object, &mut f).await.map_err(|e| ClusterError::js("object upload", e))?;
-    Ok(digest)
+    Ok(Packed { size, sha256, inline: None })
 }
 
-/// Downloads `r` into `dest` and checks its size and digest; a damaged copy is removed.
-pub async fn download(objects: &ObjectStore, r: &ObjectRef, dest: &Path) -> Result<(), ClusterError> {
+/// Writes `r` (from its message, or from box `host`'s bucket) into `dest` and checks its
+/// size and digest; a damaged copy is removed.
+pub async fn download(bus: &Bus, host: &str, r: &ObjectRef, dest: &Path) -> Result<(), ClusterError> {
     let io = |source| ClusterError::Io { path: dest.to_path_buf(), source };
     if let Some(dir) = dest.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io)?;
     }
+    if let Some(text) = &r.inline {
+        let bytes = B64.decode(text).map_err(|e| ClusterError::Damaged {
+            object: r.object.clone(),
+            detail: format!("its inline bytes are not base64: {e}"),
+        })?;
+        tokio::fs::write(dest, bytes).await.map_err(io)?;
+        return check(r, dest).await;
+    }
+    let objects = bus.bucket(host).await?;
     let mut object = objects.get(&r.object).await.map_err(|e| ClusterError::js("object download", e))?;
     let mut f = tokio::fs::File::create(dest).await.map_err(io)?;
     tokio::io::copy(&mut object, &mut f).await.map_err(io)?;
     f.flush().await.map_err(io)?;
     drop(f);
+    check(r, dest).await
+}
+
+/// Checks a received file's size and digest against its ref; removes a damaged one.
+async fn check(r: &ObjectRef, dest: &Path) -> Result<(), ClusterError> {
+    let io = |source| ClusterError::Io { path: dest.to_path_buf(), source };
     let path = dest.to_path_buf();
     let (size, sha256) = tokio::task::spawn_blocking(move || sha256_file(&path))
         .await
@@ -52,8 +91,10 @@ pub async fn download(objects: &ObjectStore, r: &ObjectRef, dest: &Path) -> Resu
     Ok(())
 }
 
-/// Deletes objects from box `host`'s bucket, logging (not failing on) the ones already gone.
+/// Deletes objects from box `host`'s bucket, logging (not failing on) the ones already
+/// gone; inline ones are nowhere to delete.
 pub async fn remove(bus: &Bus, host: &str, refs: &[ObjectRef]) {
+    let refs: Vec<&ObjectRef> = refs.iter().filter(|r| r.inline.is_none()).collect();
     if refs.is_empty() {
         return;
     }

@@ -92,6 +92,10 @@ pub struct ObjectRef {
     pub size: u64,
     /// Hex SHA-256 of the bytes, checked after download.
     pub sha256: String,
+    /// The bytes themselves (base64) for a small artifact that travels inside its message;
+    /// `object` then names nothing in the store. Saves the store's round trips per stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
 }
 
 /// A stage for a worker box.

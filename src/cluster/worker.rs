@@ -313,14 +313,10 @@ impl Worker {
         dir: &Path,
     ) -> Result<Vec<(ObjectRef, PathBuf)>, ClusterError> {
         let mut out = Vec::with_capacity(work.inputs.len());
-        if work.inputs.is_empty() {
-            return Ok(out);
-        }
-        let bucket = self.bus.bucket(self.host.as_str()).await?;
         for r in &work.inputs {
             let ext = crate::store::artifacts::extension_for(&r.media_type);
             let file = dir.join("in").join(format!("{}.{ext}", r.id));
-            objects::download(&bucket, r, &file).await?;
+            objects::download(&self.bus, self.host.as_str(), r, &file).await?;
             out.push((r.clone(), file));
         }
         Ok(out)

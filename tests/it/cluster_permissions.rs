@@ -63,7 +63,8 @@ async fn each_box_uses_only_its_own_subjects() {
     let (conf, seeds) = nats_config(dir.path());
     let log = dir.path().join("nats.log");
     let nats = Nats::start_args(dir.path(), &["-c", &conf, "-l", log.to_str().expect("utf-8")]);
-    let nkey = |name: &str| format!("nkey = {:?}", seeds[name]);
+    // inline_kib = 0: every artifact crosses through the boxes' buckets, under their users.
+    let nkey = |name: &str| format!("nkey = {:?}\ninline_kib = 0", seeds[name]);
     let head = start_head_cfg(&dir.path().join("head"), &nats, &format!("{}\nlocal_work = false", nkey("head")), &[]);
     let _w1 = WorkerProc::start_cfg(&dir.path().join("w1"), &nats, "w1", &nkey("w1"));
     let _w2 = WorkerProc::start_cfg(&dir.path().join("w2"), &nats, "w2", &nkey("w2"));
