@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use base64::Engine as _;
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::protocol::ObjectRef;
@@ -30,6 +31,15 @@ pub struct Packed {
 /// name) to the box's bucket.
 pub async fn pack(bus: &Bus, host: &str, object: &str, file: &Path, budget: &mut u64) -> Result<Packed, ClusterError> {
     let io = |source| ClusterError::Io { path: file.to_path_buf(), source };
+    // Small files are read here, not on the blocking pool: each hop there costs more than
+    // reading 128 KiB, and the stage waits for it.
+    let size = std::fs::metadata(file).map_err(io)?.len();
+    if size <= *budget {
+        let bytes = std::fs::read(file).map_err(io)?;
+        *budget = budget.saturating_sub(bytes.len() as u64);
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        return Ok(Packed { size: bytes.len() as u64, sha256, inline: Some(B64.encode(&bytes)) });
+    }
     let (size, sha256) = {
         let path = file.to_path_buf();
         tokio::task::spawn_blocking(move || sha256_file(&path))
@@ -37,12 +47,6 @@ pub async fn pack(bus: &Bus, host: &str, object: &str, file: &Path, budget: &mut
             .map_err(|e| io(std::io::Error::other(e)))?
             .map_err(io)?
     };
-    if size <= *budget {
-        *budget -= size;
-        let bytes = tokio::fs::read(file).await.map_err(io)?;
-        // The digest is of the file read above; a change since is caught on arrival.
-        return Ok(Packed { size, sha256, inline: Some(B64.encode(&bytes)) });
-    }
     let objects = bus.bucket(host).await?;
     let mut f = tokio::fs::File::open(file).await.map_err(io)?;
     objects.put(object, &mut f).await.map_err(|e| ClusterError::js("object upload", e))?;
@@ -53,16 +57,23 @@ pub async fn pack(bus: &Bus, host: &str, object: &str, file: &Path, budget: &mut
 /// size and digest; a damaged copy is removed.
 pub async fn download(bus: &Bus, host: &str, r: &ObjectRef, dest: &Path) -> Result<(), ClusterError> {
     let io = |source| ClusterError::Io { path: dest.to_path_buf(), source };
-    if let Some(dir) = dest.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(io)?;
-    }
     if let Some(text) = &r.inline {
+        // Small: checked in memory and written here, as `pack` reads it.
         let bytes = B64.decode(text).map_err(|e| ClusterError::Damaged {
             object: r.object.clone(),
             detail: format!("its inline bytes are not base64: {e}"),
         })?;
-        tokio::fs::write(dest, bytes).await.map_err(io)?;
-        return check(r, dest).await;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if bytes.len() as u64 != r.size || sha256 != r.sha256 {
+            return Err(damaged(r, bytes.len() as u64, &sha256));
+        }
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        return std::fs::write(dest, bytes).map_err(io);
+    }
+    if let Some(dir) = dest.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(io)?;
     }
     let objects = bus.bucket(host).await?;
     let mut object = objects.get(&r.object).await.map_err(|e| ClusterError::js("object download", e))?;
@@ -83,12 +94,17 @@ async fn check(r: &ObjectRef, dest: &Path) -> Result<(), ClusterError> {
         .map_err(io)?;
     if size != r.size || sha256 != r.sha256 {
         let _ = tokio::fs::remove_file(dest).await;
-        return Err(ClusterError::Damaged {
-            object: r.object.clone(),
-            detail: format!("expected {} bytes sha256 {}, got {size} bytes sha256 {sha256}", r.size, r.sha256),
-        });
+        return Err(damaged(r, size, &sha256));
     }
     Ok(())
+}
+
+/// The error for bytes that do not match their ref.
+fn damaged(r: &ObjectRef, size: u64, sha256: &str) -> ClusterError {
+    ClusterError::Damaged {
+        object: r.object.clone(),
+        detail: format!("expected {} bytes sha256 {}, got {size} bytes sha256 {sha256}", r.size, r.sha256),
+    }
 }
 
 /// Deletes objects from box `host`'s bucket, logging (not failing on) the ones already

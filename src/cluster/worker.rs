@@ -303,7 +303,10 @@ impl Worker {
             }
             Err(e) => failed(&StageError::from(e)),
         };
-        let _ = tokio::fs::remove_dir_all(&dir).await;
+        // Off the stage's path: the result need not wait for the scratch files to go.
+        tokio::spawn(async move {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        });
         outcome
     }
 
