@@ -58,19 +58,7 @@ pub async fn pack(bus: &Bus, host: &str, object: &str, file: &Path, budget: &mut
 pub async fn download(bus: &Bus, host: &str, r: &ObjectRef, dest: &Path) -> Result<(), ClusterError> {
     let io = |source| ClusterError::Io { path: dest.to_path_buf(), source };
     if let Some(text) = &r.inline {
-        // Small: checked in memory and written here, as `pack` reads it.
-        let bytes = B64.decode(text).map_err(|e| ClusterError::Damaged {
-            object: r.object.clone(),
-            detail: format!("its inline bytes are not base64: {e}"),
-        })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        if bytes.len() as u64 != r.size || sha256 != r.sha256 {
-            return Err(damaged(r, bytes.len() as u64, &sha256));
-        }
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        return std::fs::write(dest, bytes).map_err(io);
+        return write_inline(r, text, dest);
     }
     if let Some(dir) = dest.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io)?;
@@ -82,6 +70,24 @@ pub async fn download(bus: &Bus, host: &str, r: &ObjectRef, dest: &Path) -> Resu
     f.flush().await.map_err(io)?;
     drop(f);
     check(r, dest).await
+}
+
+/// Writes an inline artifact after checking its bytes in memory (small: done here, as
+/// `pack` reads it); damaged bytes write nothing.
+fn write_inline(r: &ObjectRef, text: &str, dest: &Path) -> Result<(), ClusterError> {
+    let bytes = B64.decode(text).map_err(|e| ClusterError::Damaged {
+        object: r.object.clone(),
+        detail: format!("its inline bytes are not base64: {e}"),
+    })?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() as u64 != r.size || sha256 != r.sha256 {
+        return Err(damaged(r, bytes.len() as u64, &sha256));
+    }
+    let io = |source| ClusterError::Io { path: dest.to_path_buf(), source };
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(dest, bytes).map_err(io)
 }
 
 /// Checks a received file's size and digest against its ref; removes a damaged one.
@@ -122,5 +128,36 @@ pub async fn remove(bus: &Bus, host: &str, refs: &[ObjectRef]) {
         if let Err(e) = objects.delete(&r.object).await {
             tracing::debug!(object = %r.object, "cannot delete object: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_bytes_are_written_only_when_they_match_their_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = b"a tiny card";
+        let text = B64.encode(bytes);
+        let r = ObjectRef {
+            object: "out-x-0".into(),
+            id: ulid::Ulid::new(),
+            name: "card.png".into(),
+            media_type: "image/png".into(),
+            stage: None,
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+            inline: Some(text.clone()),
+        };
+        let good = dir.path().join("in/good.png");
+        write_inline(&r, &text, &good).expect("matching bytes are written");
+        assert_eq!(std::fs::read(&good).expect("written"), bytes);
+        let bad = dir.path().join("bad.png");
+        let tampered = B64.encode(b"a tiny cart");
+        let e = write_inline(&r, &tampered, &bad).expect_err("other bytes are refused");
+        assert!(e.to_string().contains("arrived damaged") && !bad.exists(), "{e}");
+        let e = write_inline(&r, "not base64!", &bad).expect_err("not base64");
+        assert!(e.to_string().contains("not base64") && !bad.exists(), "{e}");
     }
 }
