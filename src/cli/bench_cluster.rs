@@ -101,10 +101,17 @@ pub async fn run(g: &Global, args: BenchClusterArgs) -> anyhow::Result<ExitCode>
     side_by_side(&root.join("cards"), &url, &args.workers, &cards, "jobs/s").await?;
     println!("per-stage overhead: {} tiny stages (1 step, 0 ms) one at a time", args.overhead_jobs * 2);
     let tiny = Load::Testcards { jobs: args.overhead_jobs, steps: 1, step_ms: 0 };
-    let (_, local) = load(&root.join("local"), &url, 0, &tiny).await?;
-    let (_, remote) = load(&root.join("remote"), &url, 1, &tiny).await?;
-    let (l, r) = (median(local), median(remote));
+    let inline = ClusterConfig::default().inline_kib;
+    let (_, local) = load(&root.join("local"), &url, 0, &tiny, inline).await?;
+    let (_, remote) = load(&root.join("remote"), &url, 1, &tiny, inline).await?;
+    // The same with every artifact through the object store (`inline_kib = 0`).
+    let (_, stored) = load(&root.join("stored"), &url, 1, &tiny, 0).await?;
+    let (l, r, o) = (median(local), median(remote), median(stored));
     println!("  stage start→end, median: head-local {l:.1} ms, remote {r:.1} ms, overhead {:.1} ms per stage", r - l);
+    println!(
+        "  with every artifact through the object store (inline_kib = 0): remote {o:.1} ms, overhead {:.1} ms",
+        o - l
+    );
     if args.renders > 0 {
         let demo = demo_models(g).await?;
         println!(
@@ -129,7 +136,7 @@ async fn side_by_side(root: &Path, url: &str, workers: &[usize], what: &Load<'_>
     };
     let mut base = None;
     for n in std::iter::once(0).chain(workers.iter().copied()) {
-        let (secs, _) = load(&root.join(format!("run-{n}")), url, n, what).await?;
+        let (secs, _) = load(&root.join(format!("run-{n}")), url, n, what, ClusterConfig::default().inline_kib).await?;
         let rate = jobs as f64 * per / secs;
         let ratio = rate / *base.get_or_insert(rate);
         let label = if n == 0 { "head alone".to_string() } else { format!("{n} worker(s)") };
@@ -154,9 +161,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs `what` on a head with `workers` worker processes (none: the head runs it
-/// itself); returns the wall seconds and each stage's start→end milliseconds. Overhead
-/// runs (`step_ms` 0) submit one job at a time; everything else goes in at once.
-async fn load(dir: &Path, url: &str, workers: usize, what: &Load<'_>) -> anyhow::Result<(f64, Vec<f64>)> {
+/// itself), all with `inline_kib`; returns the wall seconds and each stage's start→end
+/// milliseconds. Overhead runs (`step_ms` 0) submit one job at a time; everything else
+/// goes in at once.
+async fn load(
+    dir: &Path,
+    url: &str,
+    workers: usize,
+    what: &Load<'_>,
+    inline_kib: u64,
+) -> anyhow::Result<(f64, Vec<f64>)> {
     let run = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut config = Config { data_dir: dir.join("head"), bind: "127.0.0.1:0".parse()?, ..Config::default() };
     config.workers.cpu_concurrency = 1;
@@ -177,6 +191,7 @@ async fn load(dir: &Path, url: &str, workers: usize, what: &Load<'_>) -> anyhow:
         name: Some(format!("h{name}").chars().take(16).collect()),
         local_work: workers == 0,
         heartbeat_ttl_s: 3,
+        inline_kib,
         ..ClusterConfig::default()
     });
     let daemon = Daemon::start(config).await.context("cannot start the benchmark head")?;
@@ -184,7 +199,7 @@ async fn load(dir: &Path, url: &str, workers: usize, what: &Load<'_>) -> anyhow:
     for i in 0..workers {
         let box_name: String =
             format!("{name}-{i}").chars().rev().take(16).collect::<Vec<_>>().into_iter().rev().collect();
-        procs.0.push(spawn_worker(&dir.join(format!("w{i}")), url, &box_name, demo)?);
+        procs.0.push(spawn_worker(&dir.join(format!("w{i}")), url, &box_name, demo, inline_kib)?);
     }
     let t0 = Instant::now();
     while daemon.scheduler.remote().map_or(0, |r| r.devices().len()) < workers {
@@ -277,10 +292,20 @@ async fn wait_done(daemon: &Daemon, n: usize) -> anyhow::Result<()> {
     }
 }
 
-fn spawn_worker(dir: &Path, url: &str, name: &str, demo: Option<&DemoModels>) -> anyhow::Result<Child> {
+fn spawn_worker(
+    dir: &Path,
+    url: &str,
+    name: &str,
+    demo: Option<&DemoModels>,
+    inline_kib: u64,
+) -> anyhow::Result<Child> {
     let exe: PathBuf = std::env::current_exe().context("cannot find this program")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let config = dir.join("config.toml");
+    let toml = format!("[cluster]\nnats_url = {url:?}\nrole = \"worker\"\ninline_kib = {inline_kib}\n");
+    std::fs::write(&config, toml).with_context(|| format!("cannot write {}", config.display()))?;
     let mut cmd = Command::new(exe);
-    cmd.args(["worker", "--join", url, "--name", name, "--data-dir"]).arg(dir);
+    cmd.args(["worker", "--join", url, "--name", name, "--data-dir"]).arg(dir).arg("--config").arg(&config);
     if let Some(d) = demo {
         cmd.arg("--models-dir").arg(&d.models).env("REELBOX_ONNXRUNTIME", &d.runtime);
     }

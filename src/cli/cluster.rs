@@ -144,10 +144,11 @@ fn nats_config(boxes: &[String], head: &str, out: Option<&std::path::Path>) -> a
 async fn from_nats(g: &Global, url: String) -> anyhow::Result<ClusterView> {
     let mut cluster = Config::load(g.config.as_deref())?.cluster.unwrap_or_default();
     cluster.nats_url = url;
-    let bus =
-        tokio::time::timeout(std::time::Duration::from_secs(15), Bus::connect(&cluster, "reelbox cluster status"))
-            .await
-            .with_context(|| format!("no answer from NATS at {}", cluster.nats_url))??;
+    let bus = tokio::time::timeout(std::time::Duration::from_secs(15), Bus::join(&cluster, "reelbox cluster status"))
+        .await
+        .with_context(|| {
+            format!("no answer from NATS at {}, or the head has not made the cluster's streams there", cluster.nats_url)
+        })??;
     let boxes = bus.adverts().await.context("cannot read the heartbeat bucket")?;
     Ok(ClusterView { heartbeat_ttl_s: cluster.heartbeat_ttl_s, now_ms: reelbox::time::now_ms(), boxes })
 }

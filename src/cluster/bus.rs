@@ -1,14 +1,21 @@
 //! One connection to the NATS server and the JetStream pieces both roles use: the work
-//! stream, the results stream, the heartbeat bucket and the artifact object store. Each is
-//! created when missing with the same settings from either side, so start order is free.
+//! stream, the results stream, the heartbeat bucket and one artifact object bucket per
+//! box. Only the head makes or updates them; a box binds what the head made and waits,
+//! saying so, while something is missing or from an older reelbox. So a box's NATS user
+//! needs no right to make or change a stream (`reelbox cluster nats-config`), and the head
+//! alone decides their settings.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
 use futures::StreamExt;
 
 use super::ClusterError;
-use super::protocol::{Advert, BOXES_BUCKET, OBJECT_BUCKET, RESULT_STREAM, RESULT_SUBJECTS, WORK_STREAM, inbox_prefix};
+use super::protocol::{
+    Advert, BOXES_BUCKET, RESULT_STREAM, RESULT_SUBJECTS, WORK_STREAM, WORK_SUBJECTS, inbox_prefix, object_bucket,
+};
 use crate::config::ClusterConfig;
 
 /// A connected cluster member's handles.
@@ -24,49 +31,152 @@ pub struct Bus {
     pub results: stream::Stream,
     /// Worker heartbeats.
     pub boxes: kv::Store,
-    /// Artifacts in transit.
-    pub objects: object_store::ObjectStore,
+    /// Boxes' artifact buckets bound so far, by box name.
+    buckets: Arc<Mutex<HashMap<String, object_store::ObjectStore>>>,
+    /// Whether this member makes what is missing (the head) or only binds (a box).
+    makes: bool,
+    /// Bytes of artifacts a work or result message may carry inline (`inline_kib`).
+    pub inline_bytes: u64,
     /// This box's name (empty when it has none: a status reader on an odd hostname).
     pub host: String,
 }
 
 impl Bus {
-    /// Connects with the configured credentials and TLS, and makes sure every stream and
-    /// bucket exists. A server that does not answer yet is retried for
-    /// [`FIRST_CONNECT_PATIENCE`]; refused credentials or failed TLS end at once.
+    /// The head's connection: connects with the configured credentials and TLS, and makes
+    /// every stream and the heartbeat bucket, or updates one an older reelbox made. A
+    /// server that does not answer yet is retried for [`FIRST_CONNECT_PATIENCE`]; refused
+    /// credentials or failed TLS end at once.
     pub async fn connect(config: &ClusterConfig, client_name: &str) -> Result<Self, ClusterError> {
         config.check()?;
         let client = first_connection(config, client_name).await?;
         let js = jetstream::new(client.clone());
-        let work = js
-            .get_or_create_stream(stream::Config {
-                name: WORK_STREAM.into(),
-                subjects: vec!["reelbox.work.>".into()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::js("work stream", e))?;
-        let results_config = stream::Config {
-            name: RESULT_STREAM.into(),
-            subjects: vec![RESULT_SUBJECTS.into()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        };
-        let mut results =
-            js.get_or_create_stream(results_config.clone()).await.map_err(|e| ClusterError::js("results stream", e))?;
-        if results.cached_info().config.subjects != results_config.subjects {
-            // A stream made before results went per box (`reelbox.result`): widen it.
-            js.update_stream(results_config).await.map_err(|e| ClusterError::js("results stream", e))?;
-            results = js.get_stream(RESULT_STREAM).await.map_err(|e| ClusterError::js("results stream", e))?;
+        let mut made = Vec::new();
+        for wanted in streams(config) {
+            let what = wanted.name.clone();
+            let js_err = |e| ClusterError::JetStream { what: "make a stream", source: format!("{what}: {e}").into() };
+            let mut s = js.get_or_create_stream(wanted.clone()).await.map_err(|e| js_err(e.to_string()))?;
+            if s.cached_info().config.subjects != wanted.subjects {
+                // Made by an older reelbox (results were one subject, `reelbox.result`).
+                tracing::info!(stream = %what, "updating a stream an older reelbox made");
+                js.update_stream(wanted).await.map_err(|e| js_err(e.to_string()))?;
+                s = js.get_stream(&what).await.map_err(|e| js_err(e.to_string()))?;
+            }
+            made.push(s);
         }
-        // The bucket's stream is made here, as `create_key_value` would make it: that call
-        // first asks for account info, whose answer a 2.9 server words differently.
-        js.get_or_create_stream(stream::Config {
+        Self::bound(client, js, made, config, true).await
+    }
+
+    /// A box's connection: connects as [`Bus::connect`] does, then binds the streams the
+    /// head made. While one is missing or from an older reelbox it says so (once per
+    /// change, naming the head) and tries again, never making or changing one itself: a
+    /// box may start before the head, also on a server with per-box users.
+    pub async fn join(config: &ClusterConfig, client_name: &str) -> Result<Self, ClusterError> {
+        config.check()?;
+        let client = first_connection(config, client_name).await?;
+        let js = jetstream::new(client.clone());
+        let mut said = String::new();
+        loop {
+            let mut found = Vec::new();
+            let mut lacking = Vec::new();
+            for wanted in streams(config) {
+                match js.get_stream(&wanted.name).await {
+                    Ok(s) if s.cached_info().config.subjects == wanted.subjects => found.push(s),
+                    Ok(s) => lacking.push(format!(
+                        "{} is from an older reelbox (subjects {:?})",
+                        wanted.name,
+                        s.cached_info().config.subjects
+                    )),
+                    Err(e) if is_not_found(&e) => lacking.push(format!("{} does not exist yet", wanted.name)),
+                    Err(e) => {
+                        let what = "bind a stream";
+                        return Err(ClusterError::JetStream { what, source: format!("{}: {e}", wanted.name).into() });
+                    }
+                }
+            }
+            if lacking.is_empty() {
+                return Self::bound(client, js, found, config, false).await;
+            }
+            let now = lacking.join("; ");
+            if now != said {
+                tracing::warn!(
+                    "waiting for the head: {now}. The head (`reelbox serve` with [cluster] nats_url) makes and \
+                     updates the cluster's streams when it connects; boxes only bind them"
+                );
+                said = now;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The handles from the streams in [`streams`]' order.
+    async fn bound(
+        client: async_nats::Client,
+        js: jetstream::Context,
+        streams: Vec<stream::Stream>,
+        config: &ClusterConfig,
+        makes: bool,
+    ) -> Result<Self, ClusterError> {
+        let mut it = streams.into_iter();
+        let (Some(work), Some(results)) = (it.next(), it.next()) else {
+            return Err(ClusterError::js("bind streams", "the work and results streams are missing"));
+        };
+        let boxes = js.get_key_value(BOXES_BUCKET).await.map_err(|e| ClusterError::js("heartbeat bucket", e))?;
+        let host = super::box_name(config).map(|h| h.to_string()).unwrap_or_default();
+        let buckets = Arc::new(Mutex::new(HashMap::new()));
+        let inline_bytes = config.inline_kib * 1024;
+        Ok(Self { client, js, work, results, boxes, buckets, makes, inline_bytes, host })
+    }
+
+    /// The artifact bucket of box `host`: its stages' inputs (the head writes them) and
+    /// outputs (the box writes them) in transit, readable by no other box. The head makes
+    /// it on first use, before it sends the box a stage; a box binds it.
+    pub async fn bucket(&self, host: &str) -> Result<object_store::ObjectStore, ClusterError> {
+        if let Some(b) = self.buckets.lock().unwrap_or_else(|p| p.into_inner()).get(host) {
+            return Ok(b.clone());
+        }
+        let name = object_bucket(host);
+        let store = match self.js.get_object_store(&name).await {
+            Ok(s) => s,
+            Err(e) if !self.makes => return Err(ClusterError::js("artifact bucket (the head makes it)", e)),
+            Err(_) => self
+                .js
+                .create_object_store(object_store::Config {
+                    bucket: name,
+                    storage: stream::StorageType::File,
+                    // A day: objects of a head that never came back do not stay forever.
+                    max_age: Duration::from_secs(24 * 3600),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ClusterError::js("artifact bucket", e))?,
+        };
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).insert(host.to_string(), store.clone());
+        Ok(store)
+    }
+}
+
+/// Whether a stream lookup failed because the stream does not exist.
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    use jetstream::context::GetStreamErrorKind;
+    matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// The streams the head makes, in this order: work, results, the heartbeat bucket's.
+fn streams(config: &ClusterConfig) -> [stream::Config; 3] {
+    let queue = |name: &str, subjects: &str| stream::Config {
+        name: name.into(),
+        subjects: vec![subjects.into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    [
+        queue(WORK_STREAM, WORK_SUBJECTS),
+        queue(RESULT_STREAM, RESULT_SUBJECTS),
+        // The bucket's stream as `create_key_value` would make it: that call first asks
+        // for account info, whose answer a 2.9 server words differently.
+        stream::Config {
             name: format!("KV_{BOXES_BUCKET}"),
             subjects: vec![format!("$KV.{BOXES_BUCKET}.>")],
             max_messages_per_subject: 1,
@@ -79,26 +189,8 @@ impl Bus {
             allow_direct: true,
             discard: stream::DiscardPolicy::New,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| ClusterError::js("heartbeat bucket", e))?;
-        let boxes = js.get_key_value(BOXES_BUCKET).await.map_err(|e| ClusterError::js("heartbeat bucket", e))?;
-        let objects = match js.get_object_store(OBJECT_BUCKET).await {
-            Ok(o) => o,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: OBJECT_BUCKET.into(),
-                    storage: stream::StorageType::File,
-                    // A day: objects of a head that never came back do not stay forever.
-                    max_age: Duration::from_secs(24 * 3600),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ClusterError::js("artifact object store", e))?,
-        };
-        let host = super::box_name(config).map(|h| h.to_string()).unwrap_or_default();
-        Ok(Self { client, js, work, results, boxes, objects, host })
-    }
+        },
+    ]
 }
 
 impl Bus {
@@ -215,6 +307,11 @@ async fn options(config: &ClusterConfig, client_name: &str) -> Result<async_nats
     let mut o = async_nats::ConnectOptions::new()
         .name(client_name)
         .connection_timeout(Duration::from_secs(5))
+        // A PING per heartbeat TTL (not the client's 60 s): after three unanswered the client
+        // drops a connection whose network went away and dials again. Without it a box cut
+        // off for 30 s waited on TCP's retransmission backoff and came back ~25 s after its
+        // network did (the cut test, once results carried their bytes inline).
+        .ping_interval(Duration::from_secs(config.heartbeat_ttl_s.max(1)))
         .max_reconnects(None);
     if let Some(token) = &config.token {
         o = o.token(token.clone());

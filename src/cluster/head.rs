@@ -1,6 +1,6 @@
 //! The head's side: the scheduler's [`RemoteBoxes`]. Heartbeats are read from the KV
 //! bucket; a stage placed on a box is published to that box's subject with its inputs in
-//! the object store; the result comes back on the results stream, and its outputs go
+//! the box's own object bucket; the result comes back on the results stream, and its outputs go
 //! through the job's own sink (the same durability as local outputs) before the objects
 //! are deleted. A result the head is not waiting for is kept a while (a head restarted
 //! mid-stage takes it when the stage runs again) and otherwise discarded, never doubled.
@@ -292,17 +292,22 @@ impl Head {
         live_tx: std::sync::mpsc::Sender<Live>,
     ) -> Result<(StageResult, Vec<ObjectRef>), StageError> {
         let key = work.key;
+        // The box's own bucket (made here on first use): only it and the head may read it.
+        // Made even when every input is inline: the box writes its larger outputs there.
+        self.bus.bucket(host).await?;
+        let mut budget = self.bus.inline_bytes;
         for (a, path) in files {
             let object = format!("in-{}-{}", key.tag(), a.id);
-            let (size, sha256) = objects::upload(&self.bus.objects, &object, &path).await?;
+            let p = objects::pack(&self.bus, host, &object, &path, &mut budget).await?;
             work.inputs.push(ObjectRef {
                 object,
                 id: a.id,
                 name: a.name,
                 media_type: a.media_type,
                 stage: a.stage,
-                size,
-                sha256,
+                size: p.size,
+                sha256: p.sha256,
+                inline: p.inline,
             });
         }
         let inputs = work.inputs.clone();
@@ -311,14 +316,14 @@ impl Head {
         let mut live = match self.bus.client.subscribe(progress_subject(host, key.job)).await {
             Ok(l) => l,
             Err(e) => {
-                self.forget(key, None, &inputs).await;
+                self.forget(key, None, host, &inputs).await;
                 return Err(ClusterError::js("progress subscribe", e).into());
             }
         };
         let seq = match self.publish_work(host, &work).await {
             Ok(seq) => seq,
             Err(e) => {
-                self.forget(key, None, &inputs).await;
+                self.forget(key, None, host, &inputs).await;
                 return Err(e.into());
             }
         };
@@ -345,7 +350,7 @@ impl Head {
                     let _ = self.bus.client.flush().await;
                     // A short grace for the worker's answer; the job is canceled either way.
                     let _ = tokio::time::timeout(Duration::from_millis(300), &mut rx).await;
-                    self.forget(key, Some(seq), &inputs).await;
+                    self.forget(key, Some(seq), host, &inputs).await;
                     return Err(StageError::Canceled);
                 }
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
@@ -354,7 +359,7 @@ impl Head {
                     } else if missing_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1) {
                         // Its heartbeat expired: the box is gone or cut off. The stage goes
                         // back to the queue for another box; a late result is discarded.
-                        self.forget(key, Some(seq), &inputs).await;
+                        self.forget(key, Some(seq), host, &inputs).await;
                         return Err(StageError::retriable(format!("worker {host} stopped answering")));
                     }
                 }
@@ -376,7 +381,7 @@ impl Head {
                 let mut ingested = Ok(());
                 for (n, r) in outputs.iter().enumerate() {
                     let file = dir.join(format!("{n}.{}", crate::store::artifacts::extension_for(&r.media_type)));
-                    let step = match self.rt.block_on(objects::download(&self.bus.objects, r, &file)) {
+                    let step = match self.rt.block_on(objects::download(&self.bus, &host, r, &file)) {
                         Ok(()) => sink.put_artifact_file(&r.name, &r.media_type, &file).map(|_| ()),
                         Err(e) => Err(e.into()),
                     };
@@ -395,18 +400,18 @@ impl Head {
         let (bus, inputs) = (self.bus.clone(), inputs.to_vec());
         self.rt.spawn(async move {
             discard(&bus, &result).await;
-            objects::remove(&bus.objects, &inputs).await;
+            objects::remove(&bus, &result.host, &inputs).await;
         });
         outcome
     }
 
-    /// Stops waiting for a run: its work message and inputs are deleted.
-    async fn forget(&self, key: RunKey, seq: Option<u64>, inputs: &[ObjectRef]) {
+    /// Stops waiting for a run: its work message and inputs (in `host`'s bucket) are deleted.
+    async fn forget(&self, key: RunKey, seq: Option<u64>, host: &str, inputs: &[ObjectRef]) {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         if let Some(seq) = seq {
             let _ = self.bus.work.delete_message(seq).await;
         }
-        objects::remove(&self.bus.objects, inputs).await;
+        objects::remove(&self.bus, host, inputs).await;
     }
 
     async fn publish_work(&self, host: &str, work: &StageWork) -> Result<u64, ClusterError> {
@@ -434,10 +439,10 @@ fn named_ids(params: &serde_json::Value, out: &mut Vec<Ulid>) {
     }
 }
 
-/// Deletes a result's output objects.
+/// Deletes a result's output objects (in its box's bucket).
 async fn discard(bus: &Bus, result: &StageResult) {
     if let Outcome::Done { outputs } = &result.outcome {
-        objects::remove(&bus.objects, outputs).await;
+        objects::remove(bus, &result.host, outputs).await;
     }
 }
 

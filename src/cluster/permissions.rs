@@ -1,11 +1,11 @@
 //! Per-box NATS permissions: a nats-server configuration with one nkey user per box whose
 //! publish and subscribe rights cover only that box's own subjects (its work consumer,
-//! its results subject, its heartbeat key, its reply inbox), plus the head with all
-//! rights. The server then refuses a box that publishes a result as another or reads
+//! its results subject, its heartbeat key, its reply inbox, its artifact bucket), plus
+//! the head with all rights. The server then refuses a box that publishes a result as another or reads
 //! another's work, so the result's subject proves its sender.
 
 use super::protocol::{
-    BOXES_BUCKET, OBJECT_BUCKET, RESULT_STREAM, WORK_STREAM, box_consumer, inbox_prefix, result_subject,
+    BOXES_BUCKET, RESULT_STREAM, WORK_STREAM, box_consumer, inbox_prefix, object_bucket, result_subject,
 };
 
 /// A box and the public nkey (`U…`) its user signs in with.
@@ -16,16 +16,16 @@ pub struct BoxUser {
     pub public_key: String,
 }
 
-/// Subjects a worker box may publish to and subscribe to.
+/// Subjects a worker box may publish to and subscribe to. No stream may be made or
+/// changed (the head does that); the box binds the shared streams and its own bucket.
 pub fn worker_rights(host: &str) -> (Vec<String>, Vec<String>) {
     let consumer = box_consumer(host);
     let kv_stream = format!("KV_{BOXES_BUCKET}");
-    let obj_stream = format!("OBJ_{OBJECT_BUCKET}");
+    let bucket = object_bucket(host);
+    let obj_stream = format!("OBJ_{bucket}");
     let mut publish = vec!["$JS.API.INFO".to_string()];
     for stream in [WORK_STREAM, RESULT_STREAM, kv_stream.as_str(), obj_stream.as_str()] {
-        // CREATE only answers "exists" once the head made them; a worker may start first.
         publish.push(format!("$JS.API.STREAM.INFO.{stream}"));
-        publish.push(format!("$JS.API.STREAM.CREATE.{stream}"));
     }
     publish.extend([
         // Its own durable consumer of its own work subject, and acks of what it fetched.
@@ -38,9 +38,8 @@ pub fn worker_rights(host: &str) -> (Vec<String>, Vec<String>) {
         result_subject(host),
         format!("$KV.{BOXES_BUCKET}.{host}"),
         format!("reelbox.progress.{host}.>"),
-        // Artifacts in transit: objects are named by run, not by box, so the bucket is
-        // shared (a box reads its inputs, writes its outputs).
-        format!("$O.{OBJECT_BUCKET}.>"),
+        // Its own artifact bucket: it reads its inputs there and writes its outputs.
+        format!("$O.{bucket}.>"),
         format!("$JS.API.CONSUMER.CREATE.{obj_stream}"),
         format!("$JS.API.CONSUMER.CREATE.{obj_stream}.>"),
         format!("$JS.API.CONSUMER.DELETE.{obj_stream}.>"),
@@ -95,6 +94,10 @@ mod tests {
         assert!(publish.contains(&"$JS.API.CONSUMER.MSG.NEXT.REELBOX_WORK.box-w1".to_string()));
         let all = publish.iter().chain(&subscribe).cloned().collect::<Vec<_>>().join(" ");
         assert!(!all.contains("w2") && !all.contains("reelbox.work") && !all.contains("reelbox.result.>"), "{all}");
+        assert!(!all.contains("STREAM.CREATE") && !all.contains("STREAM.UPDATE"), "the head makes streams: {all}");
+        assert!(publish.contains(&"$O.reelbox_artifacts_w1.>".to_string()), "{all}");
+        let shared = publish.iter().find(|p| p.contains("artifacts") && !p.contains("reelbox_artifacts_w1"));
+        assert_eq!(shared, None, "only its own bucket");
         assert_eq!(subscribe, ["_INBOX_w1.>", "reelbox.cancel.*"]);
         let text = server_config(
             &BoxUser { name: "head".into(), public_key: "UHEAD".into() },

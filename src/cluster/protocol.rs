@@ -6,6 +6,8 @@ use ulid::Ulid;
 
 /// Work-queue stream of stages; one subject per box (`reelbox.work.NAME`).
 pub const WORK_STREAM: &str = "REELBOX_WORK";
+/// Subjects of the work stream.
+pub const WORK_SUBJECTS: &str = "reelbox.work.>";
 /// Stream of stage results for the head (work-queue, file storage: survives restarts).
 pub const RESULT_STREAM: &str = "REELBOX_RESULTS";
 /// Subjects of stage results, one per box (`reelbox.result.NAME`), so that per-box NATS
@@ -15,8 +17,12 @@ pub const RESULT_SUBJECTS: &str = "reelbox.result.>";
 pub const RESULT_CONSUMER: &str = "head";
 /// KV bucket of worker heartbeats (capabilities), one key per box, entries expire.
 pub const BOXES_BUCKET: &str = "reelbox_boxes";
-/// Object store bucket of stage inputs and outputs in transit.
-pub const OBJECT_BUCKET: &str = "reelbox_artifacts";
+
+/// Object store bucket of one box's stage inputs and outputs in transit: one per box, so
+/// that per-box NATS permissions keep a box from reading another's artifacts.
+pub fn object_bucket(host: &str) -> String {
+    format!("reelbox_artifacts_{host}")
+}
 
 /// Subject a box's stages are published on.
 pub fn work_subject(host: &str) -> String {
@@ -72,7 +78,7 @@ impl RunKey {
 /// An artifact in the object store: an input for a stage, or a stage's output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectRef {
-    /// Object name in [`OBJECT_BUCKET`].
+    /// Object name in the running box's [`object_bucket`].
     pub object: String,
     /// The artifact id on the head (inputs) or a worker-made id (outputs).
     pub id: Ulid,
@@ -86,6 +92,10 @@ pub struct ObjectRef {
     pub size: u64,
     /// Hex SHA-256 of the bytes, checked after download.
     pub sha256: String,
+    /// The bytes themselves (base64) for a small artifact that travels inside its message;
+    /// `object` then names nothing in the store. Saves the store's round trips per stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
 }
 
 /// A stage for a worker box.

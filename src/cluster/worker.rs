@@ -50,7 +50,7 @@ struct Worker {
 /// head places them again.
 pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken) -> Result<(), ClusterError> {
     let host = super::box_name(&cluster)?;
-    let bus = Bus::connect(&cluster, &format!("reelbox worker {host}")).await?;
+    let bus = Bus::join(&cluster, &format!("reelbox worker {host}")).await?;
     let telemetry = Telemetry::new(crate::gpu::open_source());
     telemetry.start();
     let config = Arc::new(config);
@@ -303,7 +303,10 @@ impl Worker {
             }
             Err(e) => failed(&StageError::from(e)),
         };
-        let _ = tokio::fs::remove_dir_all(&dir).await;
+        // Off the stage's path: the result need not wait for the scratch files to go.
+        tokio::spawn(async move {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        });
         outcome
     }
 
@@ -316,7 +319,7 @@ impl Worker {
         for r in &work.inputs {
             let ext = crate::store::artifacts::extension_for(&r.media_type);
             let file = dir.join("in").join(format!("{}.{ext}", r.id));
-            objects::download(&self.bus.objects, r, &file).await?;
+            objects::download(&self.bus, self.host.as_str(), r, &file).await?;
             out.push((r.clone(), file));
         }
         Ok(out)
@@ -360,7 +363,7 @@ impl Worker {
         let outputs = sink.finish();
         if !matches!(result, Ok(Ok(()))) {
             // Outputs of a stage that did not finish are never ingested.
-            rt.block_on(objects::remove(&self.bus.objects, &outputs));
+            rt.block_on(objects::remove(&self.bus, self.host.as_str(), &outputs));
         }
         match result {
             Ok(Ok(())) => Outcome::Done { outputs },

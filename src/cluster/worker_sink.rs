@@ -1,5 +1,6 @@
 //! The [`StageSink`] a stage writes through on a worker box: progress and logs go to the
-//! head live over NATS; artifacts go to the object store (the head makes them durable);
+//! head live over NATS; artifacts go inside the result when small, else to this box's object bucket (the head
+//! makes them durable);
 //! earlier stages' artifacts and inputs the parameters name come from the downloaded
 //! inputs. A stage cannot tell it is not on the head.
 
@@ -31,6 +32,8 @@ pub struct WorkerSink {
     scratch: PathBuf,
     last_progress: Mutex<Option<Instant>>,
     outputs: Mutex<Vec<ObjectRef>>,
+    /// Bytes the result message may still carry inline.
+    inline_left: Mutex<u64>,
 }
 
 impl WorkerSink {
@@ -44,6 +47,7 @@ impl WorkerSink {
         inputs: Vec<(ObjectRef, PathBuf)>,
         scratch: PathBuf,
     ) -> Self {
+        let inline = bus.inline_bytes;
         Self {
             bus,
             rt,
@@ -54,6 +58,7 @@ impl WorkerSink {
             scratch,
             last_progress: Mutex::new(None),
             outputs: Mutex::new(Vec::new()),
+            inline_left: Mutex::new(inline),
         }
     }
 
@@ -75,7 +80,11 @@ impl WorkerSink {
     fn upload(&self, name: &str, media_type: &str, file: &Path) -> Result<Artifact, ClusterError> {
         let n = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).len();
         let object = format!("out-{}-{n}", self.key.tag());
-        let (size, sha256) = self.rt.block_on(objects::upload(&self.bus.objects, &object, file))?;
+        let packed = {
+            let mut budget = self.inline_left.lock().unwrap_or_else(|p| p.into_inner());
+            self.rt.block_on(objects::pack(&self.bus, &self.bus.host, &object, file, &mut budget))?
+        };
+        let (size, sha256) = (packed.size, packed.sha256);
         let id = Ulid::new();
         let r = ObjectRef {
             object,
@@ -85,6 +94,7 @@ impl WorkerSink {
             stage: Some(self.stage.to_string()),
             size,
             sha256: sha256.clone(),
+            inline: packed.inline,
         };
         self.outputs.lock().unwrap_or_else(|p| p.into_inner()).push(r);
         Ok(Artifact {

@@ -49,6 +49,9 @@ pub struct ClusterConfig {
     pub remote_slots: usize,
     /// Head: also run jobs on this box's own devices (off: only hand stages out).
     pub local_work: bool,
+    /// KiB of a stage's small artifacts, in all, that travel inside its work or result
+    /// message instead of through the object store (0: always the object store).
+    pub inline_kib: u64,
 }
 
 impl Default for ClusterConfig {
@@ -68,6 +71,7 @@ impl Default for ClusterConfig {
             cpu_slots: 1,
             remote_slots: 8,
             local_work: true,
+            inline_kib: 128,
         }
     }
 }
@@ -107,9 +111,16 @@ impl ClusterConfig {
         if self.heartbeat_ttl_s == 0 || self.ack_wait_s == 0 {
             return bad("ack_wait_s", "heartbeat_ttl_s and ack_wait_s must be at least 1");
         }
+        if self.inline_kib > MAX_INLINE_KIB {
+            // Base64 inside a message: NATS refuses messages over 1 MiB by default.
+            return bad("inline_kib", &format!("must be at most {MAX_INLINE_KIB} (messages stay under 1 MiB)"));
+        }
         Ok(())
     }
 }
+
+/// Largest `inline_kib`: its base64 plus the message stays under NATS's 1 MiB default.
+pub const MAX_INLINE_KIB: u64 = 512;
 
 /// Checks a box name: 1–16 letters, digits, `-` or `_` (it is a NATS subject token).
 pub fn check_name(name: &str) -> Result<(), BadCluster> {
@@ -143,5 +154,7 @@ mod tests {
         assert_eq!(key(ClusterConfig { nkey: Some("UAB".into()), ..Default::default() }), Some("nkey"), "a public key");
         assert_eq!(key(ClusterConfig { tls_cert: Some("c".into()), ..Default::default() }), Some("tls_cert"));
         assert_eq!(key(ClusterConfig { ack_wait_s: 0, ..Default::default() }), Some("ack_wait_s"));
+        assert_eq!(key(ClusterConfig { inline_kib: 513, ..Default::default() }), Some("inline_kib"), "over 1 MiB");
+        assert_eq!(key(ClusterConfig { inline_kib: 0, ..Default::default() }), None, "object store only");
     }
 }

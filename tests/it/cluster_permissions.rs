@@ -2,7 +2,9 @@
 //! nats-server config with one nkey user per box; the server runs with it, the head and
 //! two workers join with their own seeds and run stages; a client holding w1's seed is
 //! refused by the server (permissions violation) when it publishes a result or progress as
-//! w2, reads w2's work subject or fetches from w2's consumer.
+//! w2, reads w2's work subject, fetches from w2's consumer, or reads or writes w2's
+//! artifact bucket; after the stages both boxes' buckets are empty. A box started before
+//! the head (on a server an older reelbox used) waits for it, saying so, and then works.
 
 use crate::cluster_support;
 use crate::common;
@@ -12,9 +14,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster_support::{Nats, WorkerProc, stage_devices, start_head_cfg, wait_boxes};
+use cluster_support::{Nats, WorkerProc, assert_buckets_empty, stage_devices, start_head_cfg, wait_boxes};
 use common::daemon::{is_final, submit_testcard, wait_job};
-use reelbox::cluster::protocol::{inbox_prefix, progress_subject, result_subject};
+use reelbox::cluster::protocol::{inbox_prefix, object_bucket, progress_subject, result_subject};
 use serde_json::json;
 
 /// Runs `reelbox cluster nats-config --boxes w1,w2 --out DIR/nats.conf`; the config's
@@ -61,7 +63,8 @@ async fn each_box_uses_only_its_own_subjects() {
     let (conf, seeds) = nats_config(dir.path());
     let log = dir.path().join("nats.log");
     let nats = Nats::start_args(dir.path(), &["-c", &conf, "-l", log.to_str().expect("utf-8")]);
-    let nkey = |name: &str| format!("nkey = {:?}", seeds[name]);
+    // inline_kib = 0: every artifact crosses through the boxes' buckets, under their users.
+    let nkey = |name: &str| format!("nkey = {:?}\ninline_kib = 0", seeds[name]);
     let head = start_head_cfg(&dir.path().join("head"), &nats, &format!("{}\nlocal_work = false", nkey("head")), &[]);
     let _w1 = WorkerProc::start_cfg(&dir.path().join("w1"), &nats, "w1", &nkey("w1"));
     let _w2 = WorkerProc::start_cfg(&dir.path().join("w2"), &nats, "w2", &nkey("w2"));
@@ -83,6 +86,15 @@ async fn each_box_uses_only_its_own_subjects() {
     assert_eq!(devices, BTreeSet::from(["w1/cpu".to_string(), "w2/cpu".to_string()]), "both boxes ran stages");
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!server_log.contains("Violation"), "the boxes' own work needs no more rights: {server_log}");
+
+    // Each box's artifacts travelled in its own bucket, and the head left nothing there.
+    let admin = head_client(&nats, &seeds).await;
+    let admin_js = async_nats::jetstream::new(admin.clone());
+    for b in ["w1", "w2"] {
+        admin_js.get_object_store(object_bucket(b)).await.expect("a bucket for each box that ran stages");
+    }
+    assert!(admin_js.get_object_store("reelbox_artifacts").await.is_err(), "no bucket shared by the boxes");
+    assert_buckets_empty(&admin, &["w1", "w2"]).await;
 
     // w1's seed cannot speak for w2 nor read its work.
     let (tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
@@ -113,6 +125,83 @@ async fn each_box_uses_only_its_own_subjects() {
     intruder.publish_with_reply(next, "_INBOX_w1.x", "1".into()).await.expect("sent");
     intruder.flush().await.expect("flush");
     refused(&mut errors, next).await;
+
+    // w1's seed binds its own bucket, but can neither write nor read w2's.
+    let js = async_nats::jetstream::new(intruder.clone());
+    js.get_object_store(object_bucket("w1")).await.expect("w1 binds its own bucket");
+    let theirs = object_bucket("w2");
+    for api in ["STREAM.INFO", "DIRECT.GET", "STREAM.MSG.GET", "CONSUMER.CREATE"] {
+        let subject = format!("$JS.API.{api}.OBJ_{theirs}");
+        intruder.publish_with_reply(subject.clone(), "_INBOX_w1.y", "{}".into()).await.expect("sent");
+        intruder.flush().await.expect("flush");
+        refused(&mut errors, &format!("Publish to \"{subject}\"")).await;
+    }
+    let chunk = format!("$O.{theirs}.C.forged");
+    intruder.publish(chunk.clone(), "bytes".into()).await.expect("sent");
+    intruder.flush().await.expect("flush");
+    refused(&mut errors, &format!("Publish to \"{chunk}\"")).await;
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(server_log.contains("Violation"), "the server logs what it refused: {server_log}");
+}
+
+/// A client with the head's seed (every right).
+async fn head_client(nats: &Nats, seeds: &HashMap<String, String>) -> async_nats::Client {
+    async_nats::ConnectOptions::with_nkey(seeds["head"].clone())
+        .connect(nats.url())
+        .await
+        .expect("head's seed connects")
+}
+
+/// Upgrading a server to per-box users, box first: on a server where an older reelbox left
+/// its results stream (one subject, `reelbox.result`) and nothing else, w1 starts before
+/// the head. Its user may not make or change a stream, so it waits, saying what it waits
+/// for and naming the head, instead of exiting; once the head connects (and updates the
+/// stream) w1 joins and runs a stage, and the server never refused anyone anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_started_before_the_head_waits_for_it() {
+    use async_nats::jetstream::stream;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conf, seeds) = nats_config(dir.path());
+    let log = dir.path().join("nats.log");
+    let nats = Nats::start_args(dir.path(), &["-c", &conf, "-l", log.to_str().expect("utf-8")]);
+    let admin = head_client(&nats, &seeds).await;
+    let js = async_nats::jetstream::new(admin);
+    js.create_stream(stream::Config {
+        name: "REELBOX_RESULTS".into(),
+        subjects: vec!["reelbox.result".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .expect("the older reelbox's results stream");
+
+    let nkey = |name: &str| format!("nkey = {:?}", seeds[name]);
+    let w1_log = dir.path().join("w1.log");
+    let _w1 = WorkerProc::start_logged(&dir.path().join("w1"), &nats, "w1", &nkey("w1"), &w1_log);
+    let t0 = Instant::now();
+    let said = loop {
+        let text = std::fs::read_to_string(&w1_log).unwrap_or_default();
+        if text.contains("waiting for the head") {
+            break text;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "w1 never said it waits for the head: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(said.contains("REELBOX_RESULTS is from an older reelbox"), "{said}");
+    assert!(said.contains("REELBOX_WORK does not exist yet") && said.contains("reelbox serve"), "{said}");
+
+    let head = start_head_cfg(&dir.path().join("head"), &nats, &format!("{}\nlocal_work = false", nkey("head")), &[]);
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1"]).await;
+    let id = submit_testcard(&http, &head, json!({"steps": 2, "step_ms": 10})).await;
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j), ["w1/cpu", "w1/cpu"], "card and summary ran on w1: {j}");
+    // The summary's input (the card) crossed in w1's bucket too; nothing is left there.
+    assert_buckets_empty(&js.client(), &["w1"]).await;
+    let results = js.get_stream("REELBOX_RESULTS").await.expect("results stream");
+    assert_eq!(results.cached_info().config.subjects, ["reelbox.result.>"], "the head updated it");
+    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!server_log.contains("Violation"), "w1 only bound what the head made: {server_log}");
 }

@@ -1,6 +1,6 @@
 //! The render on worker boxes: a head that runs no stage itself and two workers with the
 //! tiny fixture models, all real processes. The film comes home complete, every stage ran
-//! once on a worker, and no artifact is doubled.
+//! once on a worker, no artifact is doubled, and nothing is left in the boxes' buckets.
 
 use crate::cluster_support;
 use crate::common;
@@ -8,7 +8,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cluster_support::{Nats, WorkerProc, stage_devices, start_head_with, wait_boxes};
+use cluster_support::{Nats, WorkerProc, assert_buckets_empty, stage_devices, start_head_with, wait_boxes};
 use common::daemon::{get_json, is_final, wait_job};
 use common::provision;
 use common::render::{check_film, models_dir, render_request};
@@ -63,4 +63,7 @@ async fn the_render_runs_on_workers_and_its_film_comes_home_complete() {
     assert_eq!(listed_names.len(), listed.len(), "a doubled artifact: {listed:?}");
 
     check_film(&http, &head, &id, dir.path()).await;
+    // Every stage's inputs and outputs crossed in its box's own bucket and were deleted.
+    let client = async_nats::connect(nats.url()).await.expect("connect to NATS");
+    assert_buckets_empty(&client, &["w1", "w2"]).await;
 }

@@ -168,6 +168,12 @@ impl WorkerProc {
         Self::spawn(&mut worker_command(dir, nats, name, extra, &[]), name)
     }
 
+    /// As [`WorkerProc::start_cfg`] with its log (standard error) written to `log`.
+    pub fn start_logged(dir: &Path, nats: &Nats, name: &str, extra: &str, log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("worker log file");
+        Self::spawn(worker_command(dir, nats, name, extra, &[]).stderr(file), name)
+    }
+
     fn spawn(cmd: &mut Command, name: &str) -> Self {
         let mut child = cmd.spawn().expect("spawn reelbox worker");
         let stdout = child.stdout.take().expect("stdout");
@@ -287,5 +293,37 @@ impl Drop for NetNs {
         // Deleting the namespace removes the veth pair with it.
         let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
         let _ = Command::new("ip").args(["link", "del", &self.host_if]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Waits up to 10 s until the artifact buckets of `boxes` hold no object and no chunk
+/// (the head deletes a stage's inputs and outputs after its commit, off the stage's path;
+/// a box that ran nothing has no bucket).
+/// `client` needs the rights to read them (the head's user, or a server without users).
+pub async fn assert_buckets_empty(client: &async_nats::Client, boxes: &[&str]) {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(client.clone());
+    let t0 = Instant::now();
+    loop {
+        let mut left = Vec::new();
+        for b in boxes {
+            let name = reelbox::cluster::protocol::object_bucket(b);
+            // A box that ran nothing has no bucket: nothing is left there either.
+            let Ok(store) = js.get_object_store(&name).await else { continue };
+            let mut list = store.list().await.expect("list objects");
+            while let Some(o) = list.next().await {
+                left.push(format!("{name}: object {}", o.expect("object info").name));
+            }
+            let stream = js.get_stream(format!("OBJ_{name}")).await.expect("bucket stream");
+            let mut chunks = stream.info_with_subjects(format!("$O.{name}.C.>")).await.expect("chunk subjects");
+            while let Some(c) = chunks.next().await {
+                left.push(format!("{name}: chunks on {}", c.expect("subject").0));
+            }
+        }
+        if left.is_empty() {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "left in the buckets after the stages: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
