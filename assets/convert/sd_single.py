@@ -12,7 +12,9 @@ What the single file does not hold is found without the hub:
   a mean of output - input below -1 means v-prediction), else epsilon;
 - the text encoder's config: from its weights' shapes (every SD text encoder has 64-wide heads);
 - the CLIP tokenizer: a `tokenizer/` folder beside the checkpoint, else one of an installed
-  diffusion model (same vocabulary size), else a refusal saying so.
+  diffusion model (same vocabulary size), else for CLIP's own 49408 tokens OpenAI CLIP's,
+  built from the pinned `open_clip_torch` wheel's vocabulary (`clip_vocab.py`), else a
+  refusal saying so.
 """
 import json
 import os
@@ -20,6 +22,7 @@ import re
 import shutil
 import tempfile
 
+import clip_vocab
 from convert import Refused, progress, setup_torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,19 +82,32 @@ def _vocab(dir_):
         return None
 
 
-def find_tokenizer(path, vocab_size, models_dir):
-    """The CLIP tokenizer folder for a text encoder with `vocab_size` tokens."""
-    beside = os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer")
-    candidates = [beside]
+def find_tokenizer(path, vocab_size, models_dir, work, sub="tokenizer", pad="<|endoftext|>"):
+    """The CLIP tokenizer folder for a text encoder with `vocab_size` tokens: `sub/` beside the
+    checkpoint, else an installed model's `sub/` with that vocabulary size, else (for CLIP's
+    own 49408 tokens) OpenAI CLIP's, written into `work` from the pinned package. Returns the
+    folder, its vocabulary and where it came from."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(path)), sub)
+    candidates = [(beside, "beside the checkpoint")]
     if models_dir and os.path.isdir(models_dir):
-        candidates += [os.path.join(models_dir, d, "tokenizer") for d in sorted(os.listdir(models_dir))]
-    for c in candidates:
+        candidates += [(os.path.join(models_dir, d, sub), f"installed model {d}") for d in sorted(os.listdir(models_dir))]
+    for c, origin in candidates:
         v = _vocab(c)
         if v is not None and len(v) == vocab_size and os.path.isfile(os.path.join(c, "merges.txt")):
-            return c, v
+            return c, v, origin
+    if vocab_size == clip_vocab.VOCAB_SIZE:
+        dst = os.path.join(work, "clip-" + sub)
+        vocab = clip_vocab.write(dst, pad=pad)
+        if vocab is not None:
+            ids = clip_vocab.probe_ids(dst)
+            if ids != clip_vocab.PROBE[1]:
+                raise Refused(f"{clip_vocab.bpe_file()}: not OpenAI CLIP's vocabulary "
+                              f"({clip_vocab.PROBE[0]!r} gives {ids}, not {clip_vocab.PROBE[1]})")
+            return dst, vocab, f"OpenAI CLIP's from {clip_vocab.PACKAGE} {clip_vocab.version()}"
     raise Refused(
-        f"{path}: needs the CLIP tokenizer ({vocab_size} tokens) and has none: put its tokenizer/ folder "
-        "(vocab.json, merges.txt) beside the checkpoint, or install any Stable Diffusion model first")
+        f"{path}: needs the CLIP tokenizer for its {vocab_size}-token vocabulary and has none: put its {sub}/ "
+        "folder (vocab.json, merges.txt) beside the checkpoint, or install a Stable Diffusion model with that "
+        f"vocabulary first (OpenAI CLIP's own {clip_vocab.VOCAB_SIZE}-token one comes with the converter)")
 
 
 def original_config(path, fam):
@@ -132,9 +148,11 @@ def load(path, sd, args):
     vocab_key = next((k for k in sd if k.endswith("token_embedding.weight") and k.startswith((V1, V2))), None)
     if vocab_key is None:
         raise Refused(f"{path}: the text encoder has no token embedding")
-    tok_dir, vocab = find_tokenizer(path, sd[vocab_key].shape[0], args.models)
     work = tempfile.mkdtemp(prefix="reelbox-sd-")
     try:
+        tok_dir, vocab, tok_from = find_tokenizer(path, sd[vocab_key].shape[0], args.models, work,
+                                                  # SD 2.x's OpenCLIP tokenizer pads with "!"
+                                                  pad="!" if fam == "v2" else "<|endoftext|>")
         cfg = os.path.join(work, "config")
         os.makedirs(os.path.join(cfg, "text_encoder"))
         os.makedirs(os.path.join(cfg, "scheduler"))
@@ -184,7 +202,7 @@ def load(path, sd, args):
     else:
         pred, how = "epsilon", "the default for SD " + fam[1] + ".x" + (" (A1111's test)" if fam == "v2" else "")
     pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=pred)
-    progress(0, 0, f"Stable Diffusion {fam[1]}.x checkpoint; config: {yaml_from}; tokenizer: {tok_dir}; "
+    progress(0, 0, f"Stable Diffusion {fam[1]}.x checkpoint; config: {yaml_from}; tokenizer: {tok_from}; "
                    f"prediction: {pred} ({how})")
     return pipe, {"source_format": "single-file", "version": fam, "original_config": yaml_from,
-                  "prediction_from": how}
+                  "prediction_from": how, "tokenizer": tok_from}

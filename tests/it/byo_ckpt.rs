@@ -4,7 +4,8 @@
 //! file, the tokenizer folder beside it), pass the self-check, and render the same pixels
 //! as the same model imported from its diffusers folder. `--prediction v` is recorded in
 //! the scheduler config; a file that does not fit the shipped SD 1.x config is refused
-//! naming it and the config.
+//! naming it and the config. A lone file whose text encoder has OpenAI CLIP's 49408-token
+//! vocabulary needs nothing beside it: the converter brings CLIP's tokenizer.
 //!
 //! Fixtures are made at test time by `tests/fixtures/make_byo_ckpt.py`.
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use common::byo::{import_cmd, import_daemon, max_diff, render_rgb};
 use common::daemon::{is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, make_fixture};
+use reelbox::pipelines::diffusion::tokenizer::ClipTokenizer;
 use serde_json::{Value, json};
 
 /// The tiny checkpoints, made once per test binary.
@@ -116,4 +118,38 @@ fn a_checkpoint_that_does_not_fit_the_shipped_config_is_refused_naming_both() {
         .expect_err("wrong config");
     assert!(err.contains("tiny-sd1.safetensors") && err.contains("shipped v1-inference.yaml"), "{err}");
     assert!(!models.join("alone").exists() && !models.join(".staging/alone").exists(), "nothing installed");
+}
+
+/// OpenAI CLIP's ids for the self-check's prompt (its `SimpleTokenizer`, as transformers).
+const CAT_IDS: [u32; 7] = [49406, 320, 1125, 539, 320, 2368, 49407];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_checkpoint_with_clip_s_vocabulary_gets_clip_s_tokenizer_and_renders() {
+    let env = convert_pyenv();
+    let src = sources(&env);
+    // No tokenizer beside the file and no model installed: the only CLIP tokenizer is the
+    // one the converter builds from the pinned open_clip_torch's vocabulary.
+    let file = src.join("lone/tiny-sd1-clip.safetensors");
+    assert!(!src.join("lone/tokenizer").exists());
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let report = import(&env, home.path(), &models, &["--name", "lone"], &file).unwrap_or_else(|e| panic!("{e}"));
+    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("max_abs_diff");
+    assert!(diff <= 1e-3, "reelbox differs from diffusers by {diff}: {report}");
+    let record = read_json(&models.join("lone/conversion.json"));
+    let from = record["details"]["tokenizer"].as_str().unwrap_or_default();
+    assert!(from.contains("open_clip_torch 3.3.0"), "{record}");
+
+    // reelbox's own tokenizer reads the installed folder as OpenAI CLIP tokenizes.
+    let tok = ClipTokenizer::load(&models.join("lone/tokenizer")).expect("installed tokenizer");
+    let ids = tok.encode("a photo of a cat").expect("encode").ids;
+    assert_eq!((ids.len(), &ids[..7]), (77, &CAT_IDS[..]));
+    assert!(ids[7..].iter().all(|&id| id == 49407), "SD 1.x pads with <|endoftext|>: {ids:?}");
+
+    let daemon = import_daemon(home.path(), &models, &env);
+    let http = reqwest::Client::new();
+    let a = render_rgb(&http, &daemon, "lone", 7).await;
+    let b = render_rgb(&http, &daemon, "lone", 8).await;
+    assert!(max_diff(&a, &b) > 0, "the seed changes the picture");
 }

@@ -27,7 +27,8 @@ pub use pyenv::PyEnv;
 /// The pinned packages of the conversion environment.
 pub const REQUIREMENTS: &str = include_str!("../../../assets/convert/requirements.txt");
 /// The scripts written into a scratch directory for each conversion.
-const SCRIPTS: [(&str, &str); 6] = [
+const SCRIPTS: [(&str, &str); 7] = [
+    ("clip_vocab.py", include_str!("../../../assets/convert/clip_vocab.py")),
     ("convert.py", include_str!("../../../assets/convert/convert.py")),
     ("sd.py", include_str!("../../../assets/convert/sd.py")),
     ("sd_single.py", include_str!("../../../assets/convert/sd_single.py")),
