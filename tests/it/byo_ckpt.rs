@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::byo::{import_cmd, import_daemon, max_diff, render_rgb};
+use common::byo::{import_daemon, import_report as import, max_diff, read_json, render_rgb};
 use common::daemon::{is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, make_fixture};
 use reelbox::pipelines::diffusion::tokenizer::ClipTokenizer;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The tiny checkpoints, made once per test binary.
 fn sources(env: &Path) -> &'static Path {
@@ -29,20 +29,6 @@ fn sources(env: &Path) -> &'static Path {
         make_fixture(env, "make_byo_ckpt.py", &dir);
         dir
     })
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `reelbox models import --json` with `args`; the report, or the failure's stderr.
-fn import(env: &Path, home: &Path, models: &Path, args: &[&str], path: &Path) -> Result<Value, String> {
-    let out = import_cmd(env, home, models).args(["--json"]).args(args).arg(path).output().expect("run reelbox");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).expect("report JSON"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
