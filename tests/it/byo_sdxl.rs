@@ -5,7 +5,8 @@
 //! conditioning and a 4-step image against diffusers' StableDiffusionXLPipeline, ≤ 1e-3),
 //! and renders an image in the real daemon; an SDXL LoRA (UNet and both text encoders)
 //! fuses at import, passes the same check against diffusers with it loaded, and changes
-//! the picture. The tiny SDXL and its LoRA are made at test time by
+//! the picture, and the same LoRA in kohya's format renders the same pixels. The tiny SDXL
+//! and its LoRAs are made at test time by
 //! `tests/fixtures/make_byo_sdxl.py`.
 //!
 //! An SDXL base single file in Stability's sgm layout, alone (no config, no tokenizers beside
@@ -67,6 +68,10 @@ async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_t
     // A LoRA for SDXL fuses at import; the check compares with diffusers with it loaded.
     let lora = format!("{}:1", src.join("style-xl.safetensors").display());
     api_import(&http, &d, json!({"path": base, "name": "styled-xl", "loras": [lora]}), "fused style-xl at 1").await;
+    // The same LoRA in kohya's format (lora_unet_/lora_te1_/lora_te2_, alpha) fuses the same.
+    let kohya = format!("{}:1", src.join("style-xl-kohya.safetensors").display());
+    let body = json!({"path": base, "name": "styled-xl-kohya", "loras": [kohya]});
+    api_import(&http, &d, body, "fused style-xl-kohya at 1").await;
     let listed = get_json(&http, &d, "/api/v1/models").await;
     let entry = listed["models"].as_array().and_then(|a| a.iter().find(|x| x["name"] == "styled-xl").cloned());
     let entry = entry.unwrap_or_else(|| panic!("no styled-xl in {listed}"));
@@ -80,6 +85,8 @@ async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_t
     assert_ne!(a, b, "the seed changes the picture");
     let styled = render_rgb(&http, &d, "styled-xl", 7).await;
     assert!(max_diff(&a, &styled) > 16, "the LoRA changes the picture");
+    let styled_kohya = render_rgb(&http, &d, "styled-xl-kohya", 7).await;
+    assert!(max_diff(&styled, &styled_kohya) <= 1, "kohya and diffusers formats render alike");
 }
 
 #[test]
