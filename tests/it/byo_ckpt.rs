@@ -5,7 +5,9 @@
 //! as the same model imported from its diffusers folder. `--prediction v` is recorded in
 //! the scheduler config; a file that does not fit the shipped SD 1.x config is refused
 //! naming it and the config. A lone file whose text encoder has OpenAI CLIP's 49408-token
-//! vocabulary needs nothing beside it: the converter brings CLIP's tokenizer.
+//! vocabulary needs nothing beside it: the converter brings CLIP's tokenizer. An SD 2.x file
+//! (OpenCLIP's keys, one layer more than it conditions on) with `--prediction v` renders as
+//! its v-prediction diffusers folder does (`tests/fixtures/make_byo_sd2_ckpt.py`).
 //!
 //! Fixtures are made at test time by `tests/fixtures/make_byo_ckpt.py`.
 
@@ -27,6 +29,16 @@ fn sources(env: &Path) -> &'static Path {
     DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-ckpt");
         make_fixture(env, "make_byo_ckpt.py", &dir);
+        dir
+    })
+}
+
+/// The tiny SD 2.x single file (OpenCLIP keys) and its diffusers folder, made once.
+fn sd2_sources(env: &Path) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sd2-ckpt");
+        make_fixture(env, "make_byo_sd2_ckpt.py", &dir);
         dir
     })
 }
@@ -138,4 +150,34 @@ async fn a_lone_checkpoint_with_clip_s_vocabulary_gets_clip_s_tokenizer_and_rend
     let a = render_rgb(&http, &daemon, "lone", 7).await;
     let b = render_rgb(&http, &daemon, "lone", 8).await;
     assert!(max_diff(&a, &b) > 0, "the seed changes the picture");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sd2_single_file_with_prediction_v_renders_like_its_diffusers_folder() {
+    let env = convert_pyenv();
+    let src = sd2_sources(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let (h, m) = (home.path(), models.as_path());
+    let file = src.join("sd2/tiny-sd2.safetensors");
+    let report = import(&env, h, m, &["--name", "sd2", "--prediction", "v"], &file).unwrap_or_else(|e| panic!("{e}"));
+    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("max_abs_diff");
+    assert!(diff <= 1e-3, "reelbox differs from diffusers by {diff}: {report}");
+    let d = read_json(&models.join("sd2/conversion.json"))["details"].clone();
+    assert_eq!((d["version"].as_str(), d["prediction_from"].as_str()), (Some("v2"), Some("--prediction")), "{d}");
+    let sched = read_json(&models.join("sd2/scheduler/scheduler_config.json"));
+    assert_eq!(sched["prediction_type"], "v_prediction", "{sched}");
+    // SD 2.x's tokenizer pads with "!" (id 0), not with its end token.
+    let ids = ClipTokenizer::load(&models.join("sd2/tokenizer")).expect("tokenizer").encode("a photo of a cat");
+    let ids = ids.expect("encode").ids;
+    assert_eq!(&ids[..7], &CAT_IDS[..]);
+    assert!(ids[7..].iter().all(|&id| id == 0), "{ids:?}");
+    import(&env, h, m, &["--name", "sd2-folder"], &src.join("tiny-sd2-diffusers")).unwrap_or_else(|e| panic!("{e}"));
+
+    let daemon = import_daemon(h, &models, &env);
+    let http = reqwest::Client::new();
+    let single = render_rgb(&http, &daemon, "sd2", 7).await;
+    let folder = render_rgb(&http, &daemon, "sd2-folder", 7).await;
+    assert!(max_diff(&single, &folder) <= 1, "the SD 2.x file renders as its diffusers folder does");
 }
