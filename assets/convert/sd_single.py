@@ -100,18 +100,36 @@ def _vocab(dir_):
         return None
 
 
+def _pad(dir_):
+    """The folder's pad token, as transformers (and reelbox) read it."""
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        try:
+            with open(os.path.join(dir_, name), encoding="utf-8") as f:
+                tok = json.load(f).get("pad_token")
+        except (OSError, ValueError, AttributeError):
+            continue
+        tok = tok.get("content") if isinstance(tok, dict) else tok
+        if isinstance(tok, str):
+            return tok
+    return "<|endoftext|>"
+
+
 def find_tokenizer(path, vocab_size, models_dir, work, sub="tokenizer", pad="<|endoftext|>"):
     """The CLIP tokenizer folder for a text encoder with `vocab_size` tokens: `sub/` beside the
     checkpoint, else an installed model's `sub/` with that vocabulary size, else (for CLIP's
-    own 49408 tokens) OpenAI CLIP's, written into `work` from the pinned package. Returns the
-    folder, its vocabulary and where it came from."""
+    own 49408 tokens) OpenAI CLIP's, written into `work` from the pinned package. An installed
+    model's counts only with the same `pad` (SD 1.x's pads with its end token, SD 2.x's and
+    SDXL's second with "!": the text encoder sees the padding). Returns the folder, its
+    vocabulary and where it came from."""
     beside = os.path.join(os.path.dirname(os.path.abspath(path)), sub)
     candidates = [(beside, "beside the checkpoint")]
     if models_dir and os.path.isdir(models_dir):
         candidates += [(os.path.join(models_dir, d, sub), f"installed model {d}") for d in sorted(os.listdir(models_dir))]
     for c, origin in candidates:
         v = _vocab(c)
-        if v is not None and len(v) == vocab_size and os.path.isfile(os.path.join(c, "merges.txt")):
+        if v is None or len(v) != vocab_size or not os.path.isfile(os.path.join(c, "merges.txt")):
+            continue
+        if c == beside or _pad(c) == pad:
             return c, v, origin
     if vocab_size == clip_vocab.VOCAB_SIZE:
         dst = os.path.join(work, "clip-" + sub)

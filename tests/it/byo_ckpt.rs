@@ -160,12 +160,23 @@ async fn an_sd2_single_file_with_prediction_v_renders_like_its_diffusers_folder(
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
     let (h, m) = (home.path(), models.as_path());
+    // An installed model's CLIP tokenizer that pads with its end token, as SD 1.x's does: the
+    // converter must not take it for SD 2.x, whose text encoder saw "!" padding.
+    let eot = models.join("sd1-like/tokenizer");
+    std::fs::create_dir_all(&eot).expect("tokenizer dir");
+    for f in ["vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"] {
+        let text = std::fs::read_to_string(src.join("tiny-sd2-diffusers/tokenizer").join(f)).expect("read");
+        std::fs::write(eot.join(f), text.replace(r#""pad_token": "!""#, r#""pad_token": "<|endoftext|>""#))
+            .expect("write");
+    }
     let file = src.join("sd2/tiny-sd2.safetensors");
     let report = import(&env, h, m, &["--name", "sd2", "--prediction", "v"], &file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(models.join("sd1-like")).expect("remove");
     let diff = report["self_check"]["max_abs_diff"].as_f64().expect("max_abs_diff");
     assert!(diff <= 1e-3, "reelbox differs from diffusers by {diff}: {report}");
     let d = read_json(&models.join("sd2/conversion.json"))["details"].clone();
     assert_eq!((d["version"].as_str(), d["prediction_from"].as_str()), (Some("v2"), Some("--prediction")), "{d}");
+    assert!(d["tokenizer"].as_str().is_some_and(|t| t.contains("open_clip_torch")), "{d}");
     let sched = read_json(&models.join("sd2/scheduler/scheduler_config.json"));
     assert_eq!(sched["prediction_type"], "v_prediction", "{sched}");
     // SD 2.x's tokenizer pads with "!" (id 0), not with its end token.
