@@ -172,7 +172,8 @@ def _load_loras(pipe, loras):
                 keys = list(f.keys())
         except Exception as e:  # noqa: BLE001 - any failure means the file is unreadable
             raise Refused(f"{flag}: not a readable .safetensors LoRA ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
-        kohya = any(k.startswith(("lora_unet_", "lora_te_")) for k in keys)
+        # kohya/sd-scripts: SD's text encoder is lora_te_, SDXL's two are lora_te1_/lora_te2_
+        kohya = any(k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")) for k in keys)
         if not kohya and not any(".lora_A." in k or ".lora_down." in k or ".lora.down." in k for k in keys):
             raise Refused(f"{flag}: not a LoRA (no lora_A/lora_down weights)")
         name = f"lora{i}"

@@ -1,18 +1,22 @@
 """Stable Diffusion 1.x/2.x single-file checkpoints (original LDM key layout, `.safetensors`
-or `.ckpt`, as A1111/ComfyUI users have them) -> a diffusers pipeline, offline, then the
-same export and self-check as a diffusers folder (`sd.convert_pipeline`).
+or `.ckpt`, as A1111/ComfyUI users have them; SDXL ones go on to `sd_xl_single`) -> a
+diffusers pipeline, offline, then the same export and self-check as a diffusers folder
+(`sd.convert_pipeline`).
 
 What the single file does not hold is found without the hub:
 - the original config: `X.yaml` beside `X.safetensors` (A1111's convention), else the
   shipped `v1-inference.yaml` / `v2-inference.yaml`, chosen by the text encoder's keys
   (`cond_stage_model.transformer.` = CLIP ViT-L, SD 1.x; `cond_stage_model.model.` =
-  OpenCLIP, SD 2.x);
+  OpenCLIP, SD 2.x; `conditioner.embedders.` = SDXL, handed to `sd_xl_single.py`, refiners
+  refused);
 - the prediction type: `--prediction` when given, else `parameterization: "v"` in the
   config beside it, else for SD 2.x A1111's guess (the UNet on a flat 0.5 input at t=999:
   a mean of output - input below -1 means v-prediction), else epsilon;
 - the text encoder's config: from its weights' shapes (every SD text encoder has 64-wide heads);
 - the CLIP tokenizer: a `tokenizer/` folder beside the checkpoint, else one of an installed
-  diffusion model (same vocabulary size), else a refusal saying so.
+  diffusion model (same vocabulary size), else for CLIP's own 49408 tokens OpenAI CLIP's,
+  built from the pinned `open_clip_torch` wheel's vocabulary (`clip_vocab.py`), else a
+  refusal saying so.
 """
 import json
 import os
@@ -20,16 +24,21 @@ import re
 import shutil
 import tempfile
 
+import clip_vocab
 from convert import Refused, progress, setup_torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 V1, V2 = "cond_stage_model.transformer.", "cond_stage_model.model."
+XL_CLIP, XL_OPENCLIP = "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model."
 
 
 def family(path, keys):
-    """'v1' or 'v2' from the text encoder's keys; SDXL and others are refused."""
+    """'v1', 'v2' or 'xl' from the text encoders' keys; SDXL refiners and others are refused."""
     if any(k.startswith("conditioner.embedders.") for k in keys):
-        raise Refused(f"{path}: SDXL checkpoints are not converted by this reelbox yet")
+        if not any(k.startswith(XL_CLIP) for k in keys):
+            raise Refused(f"{path}: an SDXL refiner (only the OpenCLIP-G text encoder, no CLIP one); "
+                          "only SDXL base models are converted")
+        return "xl"
     if any(k.startswith(V2) for k in keys):
         return "v2"
     if any(k.startswith(V1) for k in keys):
@@ -42,33 +51,45 @@ def _layers(keys, pattern):
     return max(found) + 1 if found else 0
 
 
-def text_encoder_config(path, sd, fam, vocab):
-    """CLIPTextConfig fields from the weights' shapes."""
-    keys = list(sd)
+def clip_config(path, sd, prefix, openclip=False, penultimate=False):
+    """CLIPTextConfig fields from the weights' shapes under `prefix`: transformers' CLIP
+    layout (SD 1.x, SDXL's first encoder) or OpenCLIP's (`openclip`: SD 2.x, SDXL's second;
+    SD 2.x conditions on the `penultimate` layer, so diffusers' encoder stops there)."""
+    keys = [k for k in sd if k.startswith(prefix)]
     try:
-        if fam == "v1":
-            tok = next(k for k in keys if k.startswith(V1) and k.endswith("embeddings.token_embedding.weight"))
-            pos = next(k for k in keys if k.startswith(V1) and k.endswith("embeddings.position_embedding.weight"))
-            fc1 = next(k for k in keys if k.startswith(V1) and k.endswith("layers.0.mlp.fc1.weight"))
-            layers = _layers([k for k in keys if k.startswith(V1)], r"encoder\.layers\.(\d+)\.")
+        if not openclip:
+            tok = next(k for k in keys if k.endswith("embeddings.token_embedding.weight"))
+            pos = next(k for k in keys if k.endswith("embeddings.position_embedding.weight"))
+            fc1 = next(k for k in keys if k.endswith("layers.0.mlp.fc1.weight"))
+            layers = _layers(keys, r"encoder\.layers\.(\d+)\.")
             act, proj = "quick_gelu", sd[tok].shape[1]
         else:
-            tok, pos = V2 + "token_embedding.weight", V2 + "positional_embedding"
-            fc1 = V2 + "transformer.resblocks.0.mlp.c_fc.weight"
-            # SD 2.x conditions on the penultimate layer: diffusers' encoder stops there.
-            layers = _layers([k for k in keys if k.startswith(V2)], r"resblocks\.(\d+)\.") - 1
+            tok, pos = prefix + "token_embedding.weight", prefix + "positional_embedding"
+            fc1 = prefix + "transformer.resblocks.0.mlp.c_fc.weight"
+            layers = _layers(keys, r"resblocks\.(\d+)\.") - (1 if penultimate else 0)
             act = "gelu"
-            proj = sd[V2 + "text_projection"].shape[1] if V2 + "text_projection" in sd else sd[tok].shape[1]
+            proj = sd[prefix + "text_projection"].shape[1] if prefix + "text_projection" in sd else sd[tok].shape[1]
         hidden = sd[tok].shape[1]
-        cfg = {"vocab_size": sd[tok].shape[0], "hidden_size": hidden, "intermediate_size": sd[fc1].shape[0],
-               "num_hidden_layers": layers, "num_attention_heads": max(1, hidden // 64),
-               "max_position_embeddings": sd[pos].shape[0], "hidden_act": act, "projection_dim": proj}
+        return {"vocab_size": sd[tok].shape[0], "hidden_size": hidden, "intermediate_size": sd[fc1].shape[0],
+                "num_hidden_layers": layers, "num_attention_heads": max(1, hidden // 64),
+                "max_position_embeddings": sd[pos].shape[0], "hidden_act": act, "projection_dim": proj}
     except (StopIteration, KeyError) as e:
         raise Refused(f"{path}: the text encoder's weights are incomplete ({e})")
+
+
+def with_special_ids(cfg, vocab, pad_id=None):
+    """The config with the tokenizer's start/end ids (and pad: end unless given)."""
     cfg["bos_token_id"] = vocab.get("<|startoftext|>", 0)
     cfg["eos_token_id"] = vocab.get("<|endoftext|>", 2)
-    cfg["pad_token_id"] = 1 if fam == "v2" else cfg["eos_token_id"]
+    cfg["pad_token_id"] = cfg["eos_token_id"] if pad_id is None else pad_id
     return cfg
+
+
+def text_encoder_config(path, sd, fam, vocab):
+    """SD 1.x/2.x's text encoder config from its weights."""
+    if fam == "v1":
+        return with_special_ids(clip_config(path, sd, V1), vocab)
+    return with_special_ids(clip_config(path, sd, V2, openclip=True, penultimate=True), vocab, pad_id=1)
 
 
 def _vocab(dir_):
@@ -79,19 +100,50 @@ def _vocab(dir_):
         return None
 
 
-def find_tokenizer(path, vocab_size, models_dir):
-    """The CLIP tokenizer folder for a text encoder with `vocab_size` tokens."""
-    beside = os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer")
-    candidates = [beside]
+def _pad(dir_):
+    """The folder's pad token, as transformers (and reelbox) read it."""
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        try:
+            with open(os.path.join(dir_, name), encoding="utf-8") as f:
+                tok = json.load(f).get("pad_token")
+        except (OSError, ValueError, AttributeError):
+            continue
+        tok = tok.get("content") if isinstance(tok, dict) else tok
+        if isinstance(tok, str):
+            return tok
+    return "<|endoftext|>"
+
+
+def find_tokenizer(path, vocab_size, models_dir, work, sub="tokenizer", pad="<|endoftext|>"):
+    """The CLIP tokenizer folder for a text encoder with `vocab_size` tokens: `sub/` beside the
+    checkpoint, else an installed model's `sub/` with that vocabulary size, else (for CLIP's
+    own 49408 tokens) OpenAI CLIP's, written into `work` from the pinned package. An installed
+    model's counts only with the same `pad` (SD 1.x's pads with its end token, SD 2.x's and
+    SDXL's second with "!": the text encoder sees the padding). Returns the folder, its
+    vocabulary and where it came from."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(path)), sub)
+    candidates = [(beside, "beside the checkpoint")]
     if models_dir and os.path.isdir(models_dir):
-        candidates += [os.path.join(models_dir, d, "tokenizer") for d in sorted(os.listdir(models_dir))]
-    for c in candidates:
+        candidates += [(os.path.join(models_dir, d, sub), f"installed model {d}") for d in sorted(os.listdir(models_dir))]
+    for c, origin in candidates:
         v = _vocab(c)
-        if v is not None and len(v) == vocab_size and os.path.isfile(os.path.join(c, "merges.txt")):
-            return c, v
+        if v is None or len(v) != vocab_size or not os.path.isfile(os.path.join(c, "merges.txt")):
+            continue
+        if c == beside or _pad(c) == pad:
+            return c, v, origin
+    if vocab_size == clip_vocab.VOCAB_SIZE:
+        dst = os.path.join(work, "clip-" + sub)
+        vocab = clip_vocab.write(dst, pad=pad)
+        if vocab is not None:
+            ids = clip_vocab.probe_ids(dst)
+            if ids != clip_vocab.PROBE[1]:
+                raise Refused(f"{clip_vocab.bpe_file()}: not OpenAI CLIP's vocabulary "
+                              f"({clip_vocab.PROBE[0]!r} gives {ids}, not {clip_vocab.PROBE[1]})")
+            return dst, vocab, f"OpenAI CLIP's from {clip_vocab.PACKAGE} {clip_vocab.version()}"
     raise Refused(
-        f"{path}: needs the CLIP tokenizer ({vocab_size} tokens) and has none: put its tokenizer/ folder "
-        "(vocab.json, merges.txt) beside the checkpoint, or install any Stable Diffusion model first")
+        f"{path}: needs the CLIP tokenizer for its {vocab_size}-token vocabulary and has none: put its {sub}/ "
+        "folder (vocab.json, merges.txt) beside the checkpoint, or install a Stable Diffusion model with that "
+        f"vocabulary first (OpenAI CLIP's own {clip_vocab.VOCAB_SIZE}-token one comes with the converter)")
 
 
 def original_config(path, fam):
@@ -119,6 +171,31 @@ def guess_v_prediction(torch, unet):
     return (out - x).mean().item() < -1
 
 
+def write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f)
+
+
+def safetensors_source(path, sd, work):
+    """The file diffusers reads: `path` itself, or for a pickle the tensors already read
+    with weights_only=True (diffusers would torch.load it again)."""
+    if path.lower().endswith(".safetensors"):
+        return path
+    from safetensors.torch import save_file
+
+    src = os.path.join(work, "checkpoint.safetensors")
+    save_file({k: v.contiguous() for k, v in sd.items() if hasattr(v, "contiguous")}, src)
+    return src
+
+
+def load_error(path, what, e):
+    """A loading failure as a refusal naming the file and what it was read as."""
+    if isinstance(e, Refused):
+        return e
+    return Refused(f"{path}: does not load as {what} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+
+
 def load(path, sd, args):
     """A diffusers pipeline from the single file; returns it and the facts to record."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -127,52 +204,46 @@ def load(path, sd, args):
 
     diffusers.utils.logging.set_verbosity_error()
     fam = family(path, sd)
+    if fam == "xl":
+        import sd_xl_single
+
+        return sd_xl_single.load(path, sd, args)
     yaml_path, yaml_from = original_config(path, fam)
     params = _yaml_params(yaml_path)
     vocab_key = next((k for k in sd if k.endswith("token_embedding.weight") and k.startswith((V1, V2))), None)
     if vocab_key is None:
         raise Refused(f"{path}: the text encoder has no token embedding")
-    tok_dir, vocab = find_tokenizer(path, sd[vocab_key].shape[0], args.models)
     work = tempfile.mkdtemp(prefix="reelbox-sd-")
     try:
+        tok_dir, vocab, tok_from = find_tokenizer(path, sd[vocab_key].shape[0], args.models, work,
+                                                  # SD 2.x's OpenCLIP tokenizer pads with "!"
+                                                  pad="!" if fam == "v2" else "<|endoftext|>")
         cfg = os.path.join(work, "config")
         os.makedirs(os.path.join(cfg, "text_encoder"))
-        os.makedirs(os.path.join(cfg, "scheduler"))
         shutil.copytree(tok_dir, os.path.join(cfg, "tokenizer"))
         from transformers import CLIPTextConfig
 
         CLIPTextConfig(**text_encoder_config(path, sd, fam, vocab)).save_pretrained(os.path.join(cfg, "text_encoder"))
-        sched = {"_class_name": "PNDMScheduler", "beta_start": params.get("linear_start", 0.00085),
-                 "beta_end": params.get("linear_end", 0.012), "beta_schedule": "scaled_linear",
-                 "num_train_timesteps": params.get("timesteps", 1000), "steps_offset": 1, "skip_prk_steps": True,
-                 "set_alpha_to_one": False, "prediction_type": "epsilon",
-                 # what SD 1.x/2.x pipelines on the hub say (PNDM's default would be linspace here)
-                 "timestep_spacing": "leading"}
-        with open(os.path.join(cfg, "scheduler", "scheduler_config.json"), "w", encoding="utf-8") as f:
-            json.dump(sched, f)
-        with open(os.path.join(cfg, "model_index.json"), "w", encoding="utf-8") as f:
-            json.dump({"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
-                       "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
-                       "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
-                       "vae": ["diffusers", "AutoencoderKL"], "safety_checker": [None, None],
-                       "feature_extractor": [None, None], "requires_safety_checker": False}, f)
-        src = path
-        if not path.lower().endswith(".safetensors"):
-            # diffusers would torch.load the pickle again; hand it the tensors already read
-            # with weights_only=True instead.
-            from safetensors.torch import save_file
-
-            src = os.path.join(work, "checkpoint.safetensors")
-            save_file({k: v.contiguous() for k, v in sd.items() if hasattr(v, "contiguous")}, src)
+        write_json(os.path.join(cfg, "scheduler", "scheduler_config.json"), {
+            "_class_name": "PNDMScheduler", "beta_start": params.get("linear_start", 0.00085),
+            "beta_end": params.get("linear_end", 0.012), "beta_schedule": "scaled_linear",
+            "num_train_timesteps": params.get("timesteps", 1000), "steps_offset": 1, "skip_prk_steps": True,
+            "set_alpha_to_one": False, "prediction_type": "epsilon",
+            # what SD 1.x/2.x pipelines on the hub say (PNDM's default would be linspace here)
+            "timestep_spacing": "leading"})
+        write_json(os.path.join(cfg, "model_index.json"), {
+            "_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+            "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"], "safety_checker": [None, None],
+            "feature_extractor": [None, None], "requires_safety_checker": False})
+        src = safetensors_source(path, sd, work)
         try:
             pipe = diffusers.StableDiffusionPipeline.from_single_file(
                 src, original_config=yaml_path, config=cfg, local_files_only=True, torch_dtype=torch.float32,
                 safety_checker=None, requires_safety_checker=False)
-        except Refused:
-            raise
         except Exception as e:  # noqa: BLE001 - any failure means the file does not fit its config
-            raise Refused(f"{path}: does not load as Stable Diffusion {fam[1]}.x with {yaml_from} "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            raise load_error(path, f"Stable Diffusion {fam[1]}.x with {yaml_from}", e)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.prediction:
@@ -184,7 +255,7 @@ def load(path, sd, args):
     else:
         pred, how = "epsilon", "the default for SD " + fam[1] + ".x" + (" (A1111's test)" if fam == "v2" else "")
     pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=pred)
-    progress(0, 0, f"Stable Diffusion {fam[1]}.x checkpoint; config: {yaml_from}; tokenizer: {tok_dir}; "
+    progress(0, 0, f"Stable Diffusion {fam[1]}.x checkpoint; config: {yaml_from}; tokenizer: {tok_from}; "
                    f"prediction: {pred} ({how})")
     return pipe, {"source_format": "single-file", "version": fam, "original_config": yaml_from,
-                  "prediction_from": how}
+                  "prediction_from": how, "tokenizer": tok_from}

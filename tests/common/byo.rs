@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use super::provision;
@@ -16,6 +16,21 @@ pub fn import_cmd(env: &Path, home: &Path, models: &Path) -> Command {
     let mut cmd = super::tools::reelbox_cli(home, models);
     cmd.env("REELBOX_CONVERT_PYENV", env).args(["models", "import"]);
     cmd
+}
+
+/// `reelbox models import --json` with `args` and `path`; the report, or the failure's stderr.
+pub fn import_report(env: &Path, home: &Path, models: &Path, args: &[&str], path: &Path) -> Result<Value, String> {
+    let out = import_cmd(env, home, models).args(["--json"]).args(args).arg(path).output().expect("run reelbox");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("report JSON"))
+}
+
+/// A JSON file an import wrote (`conversion.json`, a scheduler config), parsed.
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A daemon over `models` with the provisioned runtime and the converter's environment

@@ -4,7 +4,10 @@
 //! file, the tokenizer folder beside it), pass the self-check, and render the same pixels
 //! as the same model imported from its diffusers folder. `--prediction v` is recorded in
 //! the scheduler config; a file that does not fit the shipped SD 1.x config is refused
-//! naming it and the config.
+//! naming it and the config. A lone file whose text encoder has OpenAI CLIP's 49408-token
+//! vocabulary needs nothing beside it: the converter brings CLIP's tokenizer. An SD 2.x file
+//! (OpenCLIP's keys, one layer more than it conditions on) with `--prediction v` renders as
+//! its v-prediction diffusers folder does (`tests/fixtures/make_byo_sd2_ckpt.py`).
 //!
 //! Fixtures are made at test time by `tests/fixtures/make_byo_ckpt.py`.
 
@@ -14,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::byo::{import_cmd, import_daemon, max_diff, render_rgb};
+use common::byo::{import_daemon, import_report as import, max_diff, read_json, render_rgb};
 use common::daemon::{is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, make_fixture};
-use serde_json::{Value, json};
+use reelbox::pipelines::diffusion::tokenizer::ClipTokenizer;
+use serde_json::json;
 
 /// The tiny checkpoints, made once per test binary.
 fn sources(env: &Path) -> &'static Path {
@@ -29,18 +33,14 @@ fn sources(env: &Path) -> &'static Path {
     })
 }
 
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `reelbox models import --json` with `args`; the report, or the failure's stderr.
-fn import(env: &Path, home: &Path, models: &Path, args: &[&str], path: &Path) -> Result<Value, String> {
-    let out = import_cmd(env, home, models).args(["--json"]).args(args).arg(path).output().expect("run reelbox");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).expect("report JSON"))
+/// The tiny SD 2.x single file (OpenCLIP keys) and its diffusers folder, made once.
+fn sd2_sources(env: &Path) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sd2-ckpt");
+        make_fixture(env, "make_byo_sd2_ckpt.py", &dir);
+        dir
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,4 +116,79 @@ fn a_checkpoint_that_does_not_fit_the_shipped_config_is_refused_naming_both() {
         .expect_err("wrong config");
     assert!(err.contains("tiny-sd1.safetensors") && err.contains("shipped v1-inference.yaml"), "{err}");
     assert!(!models.join("alone").exists() && !models.join(".staging/alone").exists(), "nothing installed");
+}
+
+/// OpenAI CLIP's ids for the self-check's prompt (its `SimpleTokenizer`, as transformers).
+const CAT_IDS: [u32; 7] = [49406, 320, 1125, 539, 320, 2368, 49407];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_checkpoint_with_clip_s_vocabulary_gets_clip_s_tokenizer_and_renders() {
+    let env = convert_pyenv();
+    let src = sources(&env);
+    // No tokenizer beside the file and no model installed: the only CLIP tokenizer is the
+    // one the converter builds from the pinned open_clip_torch's vocabulary.
+    let file = src.join("lone/tiny-sd1-clip.safetensors");
+    assert!(!src.join("lone/tokenizer").exists());
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let report = import(&env, home.path(), &models, &["--name", "lone"], &file).unwrap_or_else(|e| panic!("{e}"));
+    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("max_abs_diff");
+    assert!(diff <= 1e-3, "reelbox differs from diffusers by {diff}: {report}");
+    let record = read_json(&models.join("lone/conversion.json"));
+    let from = record["details"]["tokenizer"].as_str().unwrap_or_default();
+    assert!(from.contains("open_clip_torch 3.3.0"), "{record}");
+
+    // reelbox's own tokenizer reads the installed folder as OpenAI CLIP tokenizes.
+    let tok = ClipTokenizer::load(&models.join("lone/tokenizer")).expect("installed tokenizer");
+    let ids = tok.encode("a photo of a cat").expect("encode").ids;
+    assert_eq!((ids.len(), &ids[..7]), (77, &CAT_IDS[..]));
+    assert!(ids[7..].iter().all(|&id| id == 49407), "SD 1.x pads with <|endoftext|>: {ids:?}");
+
+    let daemon = import_daemon(home.path(), &models, &env);
+    let http = reqwest::Client::new();
+    let a = render_rgb(&http, &daemon, "lone", 7).await;
+    let b = render_rgb(&http, &daemon, "lone", 8).await;
+    assert!(max_diff(&a, &b) > 0, "the seed changes the picture");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sd2_single_file_with_prediction_v_renders_like_its_diffusers_folder() {
+    let env = convert_pyenv();
+    let src = sd2_sources(&env);
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let (h, m) = (home.path(), models.as_path());
+    // An installed model's CLIP tokenizer that pads with its end token, as SD 1.x's does: the
+    // converter must not take it for SD 2.x, whose text encoder saw "!" padding.
+    let eot = models.join("sd1-like/tokenizer");
+    std::fs::create_dir_all(&eot).expect("tokenizer dir");
+    for f in ["vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"] {
+        let text = std::fs::read_to_string(src.join("tiny-sd2-diffusers/tokenizer").join(f)).expect("read");
+        std::fs::write(eot.join(f), text.replace(r#""pad_token": "!""#, r#""pad_token": "<|endoftext|>""#))
+            .expect("write");
+    }
+    let file = src.join("sd2/tiny-sd2.safetensors");
+    let report = import(&env, h, m, &["--name", "sd2", "--prediction", "v"], &file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(models.join("sd1-like")).expect("remove");
+    let diff = report["self_check"]["max_abs_diff"].as_f64().expect("max_abs_diff");
+    assert!(diff <= 1e-3, "reelbox differs from diffusers by {diff}: {report}");
+    let d = read_json(&models.join("sd2/conversion.json"))["details"].clone();
+    assert_eq!((d["version"].as_str(), d["prediction_from"].as_str()), (Some("v2"), Some("--prediction")), "{d}");
+    assert!(d["tokenizer"].as_str().is_some_and(|t| t.contains("open_clip_torch")), "{d}");
+    let sched = read_json(&models.join("sd2/scheduler/scheduler_config.json"));
+    assert_eq!(sched["prediction_type"], "v_prediction", "{sched}");
+    // SD 2.x's tokenizer pads with "!" (id 0), not with its end token.
+    let ids = ClipTokenizer::load(&models.join("sd2/tokenizer")).expect("tokenizer").encode("a photo of a cat");
+    let ids = ids.expect("encode").ids;
+    assert_eq!(&ids[..7], &CAT_IDS[..]);
+    assert!(ids[7..].iter().all(|&id| id == 0), "{ids:?}");
+    import(&env, h, m, &["--name", "sd2-folder"], &src.join("tiny-sd2-diffusers")).unwrap_or_else(|e| panic!("{e}"));
+
+    let daemon = import_daemon(h, &models, &env);
+    let http = reqwest::Client::new();
+    let single = render_rgb(&http, &daemon, "sd2", 7).await;
+    let folder = render_rgb(&http, &daemon, "sd2-folder", 7).await;
+    assert!(max_diff(&single, &folder) <= 1, "the SD 2.x file renders as its diffusers folder does");
 }

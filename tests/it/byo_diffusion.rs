@@ -13,7 +13,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::byo::{api_import, import_cmd, import_daemon, render_rgb};
+use common::byo::{api_import, import_cmd, import_daemon, read_json, render_rgb};
 use common::tools::{convert_pyenv, make_fixture};
 use serde_json::{Value, json};
 
@@ -25,11 +25,6 @@ fn sources(env: &Path) -> &'static Path {
         make_fixture(env, "make_byo_sd.py", &dir);
         dir
     })
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]

@@ -27,10 +27,13 @@ pub use pyenv::PyEnv;
 /// The pinned packages of the conversion environment.
 pub const REQUIREMENTS: &str = include_str!("../../../assets/convert/requirements.txt");
 /// The scripts written into a scratch directory for each conversion.
-const SCRIPTS: [(&str, &str); 6] = [
+const SCRIPTS: [(&str, &str); 9] = [
+    ("clip_vocab.py", include_str!("../../../assets/convert/clip_vocab.py")),
     ("convert.py", include_str!("../../../assets/convert/convert.py")),
     ("sd.py", include_str!("../../../assets/convert/sd.py")),
     ("sd_single.py", include_str!("../../../assets/convert/sd_single.py")),
+    ("sd_xl_single.py", include_str!("../../../assets/convert/sd_xl_single.py")),
+    ("sd_xl_base.yaml", include_str!("../../../assets/convert/sd_xl_base.yaml")),
     ("v1-inference.yaml", include_str!("../../../assets/convert/v1-inference.yaml")),
     ("v2-inference.yaml", include_str!("../../../assets/convert/v2-inference.yaml")),
     ("wav2lip_arch.py", include_str!("../../../assets/convert/wav2lip_arch.py")),
