@@ -324,22 +324,28 @@ pub async fn require_caller(State(state): State<AppState>, req: Request, next: N
     if is_public(&state, req.method(), req.uri().path()) {
         return next.run(req).await;
     }
+    // OpenAI SDKs read errors in OpenAI's shape; the `/v1` routes answer in it from here on.
+    let openai = req.uri().path().starts_with("/v1/");
     let (mut parts, body) = req.into_parts();
     let caller = match authenticate(&state, &parts) {
         Ok(c) => c,
+        Err(e) if openai => return with_challenge(super::openai::OpenAiError::from(e).into_response()),
         Err(e) => return challenge(e),
     };
     if let Err(e) = state.gate.rate.check(&caller, &state.config.limits) {
-        return e.into_response();
+        return if openai { super::openai::OpenAiError::from(e).into_response() } else { e.into_response() };
     }
     parts.extensions.insert(caller);
     next.run(Request::from_parts(parts, body)).await
 }
 
 fn challenge(e: ApiError) -> Response {
-    let unauthorized = e.status == StatusCode::UNAUTHORIZED;
-    let mut resp = e.into_response();
-    if unauthorized {
+    with_challenge(e.into_response())
+}
+
+/// Adds the `WWW-Authenticate` challenge to a 401.
+fn with_challenge(mut resp: Response) -> Response {
+    if resp.status() == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"reelbox\""));
     }
     resp

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::jobs::visible_job;
+use super::json::ApiQuery;
 use super::limits::StreamPermit;
 use super::views::time;
 use super::{ApiError, AppState};
@@ -38,7 +39,7 @@ pub async fn job_events(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<EventStream, ApiError> {
     let job = visible_job(&state, &caller, &id)?;
     let after = last_event_id(&headers, q.after)?;
@@ -53,7 +54,7 @@ pub async fn all_events(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<EventStream, ApiError> {
     let after = last_event_id(&headers, q.after)?;
     let permit = state.gate.streams.acquire(&caller, &state.config.limits)?;

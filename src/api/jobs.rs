@@ -1,7 +1,7 @@
 //! Job routes: submit, list, show, cancel, retry, reprioritise, delete, pause/resume the queue.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use ulid::Ulid;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiQuery};
 use super::views::JobView;
 use super::{ApiError, AppState};
 use crate::jobs::{self, JobList, ListRequest, Submission, Submitter};
@@ -183,7 +183,7 @@ pub fn accepted(state: &AppState, job: &Job, existing: bool) -> Response {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
     let state_filter = q.state.map(|s| s.parse::<JobStatus>()).transpose().map_err(|_| {
         let names: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();

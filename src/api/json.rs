@@ -1,8 +1,9 @@
-//! A JSON body extractor whose rejections use the API's error shape.
+//! Request extractors (JSON body, query string) whose rejections use the API's error shape.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -19,6 +20,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// Like `axum::extract::Query`, but a mistyped or missing parameter becomes an `ApiError`
+/// naming it (`limit=abc` → 400 `invalid_query`, field `limit`), not a plain-text 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => Err(query_rejection(&rejection)),
+        }
+    }
+}
+
+fn query_rejection(r: &QueryRejection) -> ApiError {
+    let text = r.body_text();
+    let field = field_of(&text);
+    let detail = text.split_once("query string: ").map_or(text.as_str(), |(_, d)| d);
+    let message = match &field {
+        Some(f) if !detail.starts_with(f.as_str()) => format!("{f}: {detail}"),
+        _ => detail.to_string(),
+    };
+    ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message) }
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {
@@ -45,7 +72,8 @@ fn json_rejection(r: JsonRejection) -> ApiError {
 /// first (`width: invalid value: integer `-5`, expected u32`); a missing or unknown field
 /// only in backticks (`missing field `kind``).
 fn field_of(text: &str) -> Option<String> {
-    let detail = text.split_once("target type: ").map_or(text, |(_, d)| d);
+    let detail =
+        text.split_once("target type: ").or_else(|| text.split_once("query string: ")).map_or(text, |(_, d)| d);
     if let Some((path, _)) = detail.split_once(": ")
         && !path.is_empty()
         && !path.contains([' ', '`'])
@@ -68,5 +96,7 @@ mod tests {
         assert_eq!(field_of(&missing).as_deref(), Some("kind"));
         let unknown = format!("{prefix}unknown field `pitch`, expected one of `text`, `voice` at line 1 column 9");
         assert_eq!(field_of(&unknown).as_deref(), Some("pitch"));
+        let query = "Failed to deserialize query string: limit: invalid digit found in string";
+        assert_eq!(field_of(query).as_deref(), Some("limit"));
     }
 }

@@ -152,6 +152,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json")
         })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this endpoint does not take {method}; see /openapi.json"),
+            )
+        })
         // Last, so it wraps every route above (and the fallback): nothing answers unauthenticated
         // except the probes it lets through.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller))

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
+use super::json::ApiQuery;
 use super::{ApiError, AppState};
 use crate::gpu::TelemetrySample;
 
@@ -47,7 +48,7 @@ type Stream = Sse<axum::response::sse::KeepAliveStream<ReceiverStream<Result<Sse
 pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<TelemetryQuery>,
+    ApiQuery(q): ApiQuery<TelemetryQuery>,
 ) -> Result<Stream, ApiError> {
     let permit = state.gate.streams.acquire(&caller, &state.config.limits)?;
     let (tx, rx) = mpsc::channel(16);

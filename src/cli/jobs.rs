@@ -157,7 +157,11 @@ pub async fn queue(g: &Global, action: QueueAction) -> anyhow::Result<ExitCode> 
         QueueAction::Resume => "/api/v1/queue/resume",
     };
     let v: Value = c.post(path, &json!({})).await?;
-    println!("{}", if v["paused"].as_bool() == Some(true) { "queue paused" } else { "queue running" });
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}", if v["paused"].as_bool() == Some(true) { "queue paused" } else { "queue running" });
+    }
     Ok(ExitCode::SUCCESS)
 }
 

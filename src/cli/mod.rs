@@ -160,12 +160,13 @@ pub enum Command {
 /// `reelbox config ...`
 #[derive(Debug, Subcommand)]
 pub enum ConfigAction {
-    /// Print the effective config (file + environment + defaults) as TOML.
+    /// Print the effective config (file + environment + defaults) as TOML (JSON with --json).
     Show,
 }
 
 /// Entry point: runs the command and turns errors into a message and exit code 1.
 pub fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -191,7 +192,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cluster { action } => cluster::run(&g, action).await,
         Command::Config { action: ConfigAction::Show } => {
             let config = reelbox::config::Config::load(g.config.as_deref())?;
-            print!("{}", config.to_toml());
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&config)?);
+            } else {
+                print!("{}", config.to_toml());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { action } => jobs::run(&g, action).await,
@@ -227,10 +232,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
-            println!("reelbox {}", env!("CARGO_PKG_VERSION"));
+            if g.json {
+                println!("{}", serde_json::json!({"version": env!("CARGO_PKG_VERSION")}));
+            } else {
+                println!("reelbox {}", env!("CARGO_PKG_VERSION"));
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `reelbox jobs list | head`: once the reader has gone, `println!` panics with a broken
+/// pipe. That is the reader's choice, not a failure: exit quietly with the shell's code
+/// for SIGPIPE (128 + 13) instead of a panic message and backtrace.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// Initialises logging: human lines on a terminal, JSON when `REELBOX_LOG_FORMAT=json`,

@@ -37,10 +37,13 @@ pub struct RenderArgs {
     /// Diffusion model for the keyframes.
     #[arg(long)]
     pub model: Option<String>,
+    /// Film width in pixels, a multiple of 8 (default 512).
     #[arg(long)]
     pub width: Option<u32>,
+    /// Film height in pixels, a multiple of 8 (default 512).
     #[arg(long)]
     pub height: Option<u32>,
+    /// Frames per second, 1 to 60 (default 25).
     #[arg(long)]
     pub fps: Option<u32>,
     /// Presenter layout: inset, full or none.
@@ -52,6 +55,7 @@ pub struct RenderArgs {
     /// Burn the subtitles into the picture (they are always included as a track).
     #[arg(long)]
     pub burn_subtitles: bool,
+    /// Seed of the keyframes (the same seed draws the same pictures; default 0).
     #[arg(long)]
     pub seed: Option<u64>,
 }

@@ -48,7 +48,14 @@ impl Service {
         if !(1..=500).contains(&limit) {
             return Err(ParamError::new("limit", "must be between 1 and 500").into());
         }
-        let cursor: Option<Ulid> = req.cursor.as_deref().map(|c| parse_id("cursor", c)).transpose()?;
+        let cursor: Option<Ulid> = req
+            .cursor
+            .as_deref()
+            .map(|c| {
+                Ulid::from_string(c)
+                    .map_err(|_| ParamError::new("cursor", format!("{c:?} is not a next_cursor this API handed out")))
+            })
+            .transpose()?;
         let filter = JobFilter { state: req.state, kind: req.kind, owner: who.owner_filter() };
         let mut jobs = self.store().list_jobs(&filter, cursor, limit + 1)?;
         let more = jobs.len() > limit;

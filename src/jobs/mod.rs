@@ -68,7 +68,7 @@ impl Service {
     }
 }
 
-/// Parses a record id; the error names `what` (`job`, `cursor`, `profile`) under field `id`.
+/// Parses a record id; the error names `what` (`job`, `profile`, `artifact`) under field `id`.
 pub fn parse_id(what: &str, raw: &str) -> Result<ulid::Ulid, crate::kinds::ParamError> {
     ulid::Ulid::from_string(raw)
         .map_err(|_| crate::kinds::ParamError::new("id", format!("{raw:?} is not a valid {what} id")))

@@ -224,10 +224,16 @@ impl Catalog {
 
     /// The model of `kind` a request naming none uses where the kind has a built-in
     /// default (`fallback`): the one chosen with `reelbox models default` while installed,
-    /// else the configured one, else `fallback` (never a guess among installed models, so
-    /// a request that worked keeps using the same model).
+    /// else the configured one, else `fallback` while installed, else the only installed
+    /// model of the kind (what `models list` tags as its default: a box with just the demo
+    /// upscaler upscales with it), else `fallback` (whose refusal names the pull to make).
+    /// The built-in default wins over a guess, so installing a second model never changes
+    /// what a request that worked uses.
     pub fn default_or(config: &Config, kind: ModelKind, fallback: &str) -> String {
-        Self::named_default(config, kind).unwrap_or_else(|| fallback.to_string())
+        Self::named_default(config, kind)
+            .or_else(|| Self::installed_dir_of(config, kind, fallback).map(|_| fallback.to_string()))
+            .or_else(|| Self::load(config).only_installed(kind))
+            .unwrap_or_else(|| fallback.to_string())
     }
 
     /// The default someone named: chosen with `reelbox models default` (while installed),

@@ -171,6 +171,11 @@ async fn a_pull_is_a_queued_job_and_the_pulled_model_upscales() {
         post_json(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "tiny-upscaler", "priority": 5})).await;
     assert_eq!(s, 202, "{job}");
     assert_eq!((job["kind"].as_str(), job["priority"].as_i64()), (Some("upscale"), Some(5)));
+    // Naming no model uses the only installed upscaler, the default `models list` tags (it
+    // was refused: the built-in `realesrgan-x4` is not installed here).
+    let (s, plain) = post_json(&http, &d, "/api/v1/upscale", json!({"input": png})).await;
+    assert_eq!(s, 202, "{plain}");
+    assert_eq!(plain["params"]["model"], "tiny-upscaler", "{plain}");
     let done = wait_job(&http, &d, job["id"].as_str().expect("id"), Duration::from_secs(60), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let out = get_json(&http, &d, &format!("/api/v1/jobs/{}/artifacts", job["id"].as_str().expect("id"))).await;

@@ -479,3 +479,22 @@ fn image_needs_no_model_when_one_is_installed_and_names_a_wrong_one_once() {
     assert_eq!(err.matches("unknown model \"nope\"").count(), 1, "the error is printed once: {err}");
     assert!(err.contains("installed: demo-shapes") && !err.contains("shapes, "), "{err}");
 }
+
+#[tokio::test]
+async fn json_flag_prints_json_and_a_reader_that_hangs_up_causes_no_panic() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let d = daemon(home.path(), &models);
+    for args in [&["queue", "pause"][..], &["queue", "resume"], &["config", "show"], &["version"]] {
+        let out = run_ok(reelbox_cli(home.path(), &models).args(["--json", "--url", &d.url]).args(args));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(serde_json::from_str::<Value>(&text).is_ok(), "reelbox --json {args:?} printed: {text}");
+    }
+    // `reelbox ... | head`: the reader is gone before anything is printed.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = reelbox_cli(home.path(), &models).arg("version").stdout(writer).output().expect("run reelbox");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && out.status.code() == Some(141), "{:?}: {stderr}", out.status);
+}

@@ -362,3 +362,29 @@ fn retriable_failures_back_off_then_fail_after_max_attempts() {
         assert!(done["error"].as_str().is_some_and(|e| e.contains("fail once more")), "{done}");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_query_strings_and_methods_get_json_errors_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(dir.path(), &[]);
+    let c = http();
+    // Each was a plain-text 400 (`Failed to deserialize query string: ...`) or named `id`.
+    for (path, field) in [
+        ("/api/v1/jobs?limit=abc", "limit"),
+        ("/api/v1/jobs?limit=-1", "limit"),
+        ("/api/v1/jobs?cursor=zzz", "cursor"),
+        ("/api/v1/events?after=soon", "after"),
+    ] {
+        let resp = c.get(d.at(path)).send().await.expect("get");
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.unwrap_or_else(|e| panic!("{path}: not JSON: {e}"));
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.starts_with(field)), "{path}: {body}");
+    }
+    // A route that exists answers a method it does not take with a JSON 405 and `Allow`.
+    let resp = c.put(d.at("/api/v1/jobs")).send().await.expect("put");
+    assert_eq!(resp.status(), 405);
+    assert!(resp.headers().get("allow").is_some_and(|a| a.to_str().is_ok_and(|a| a.contains("POST"))));
+    let body: Value = resp.json().await.expect("405 is JSON");
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+}

@@ -128,6 +128,10 @@ async fn errors_come_in_openais_shape_naming_the_param() {
         ("/v1/images/generations", json!({"prompt": "x", "response_format": "jpeg"}), 400, Some("response_format")),
         ("/v1/images/generations", json!({"prompt": "x", "quality": "ultra"}), 400, Some("quality")),
         ("/v1/images/generations", json!({"size": "64x64"}), 400, Some("prompt")),
+        // A value of the wrong type is named too (it was `param: null`).
+        ("/v1/images/generations", json!({"prompt": "x", "n": "2"}), 400, Some("n")),
+        ("/v1/images/generations", json!({"prompt": "x", "seed": "lucky"}), 400, Some("seed")),
+        ("/v1/audio/speech", json!({"input": "hi", "voice": "alloy", "speed": "fast"}), 400, Some("speed")),
         ("/v1/audio/speech", json!({"model": "tts-1", "input": "hi", "voice": "robot"}), 400, Some("voice")),
         (
             "/v1/audio/speech",
@@ -163,6 +167,31 @@ async fn errors_come_in_openais_shape_naming_the_param() {
     let missing = c.get(d.at("/v1/models/nope")).send().await.expect("model");
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.json::<Value>().await.expect("json")["error"]["type"], "not_found_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_wrong_key_is_refused_in_openais_shape() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    // The first key (made keyless from loopback) makes every later request need one.
+    let created = post(&c, &d, "/api/v1/keys", json!({"name": "admin", "scope": "admin"})).await;
+    assert_eq!(created.status(), 201);
+    for key in [None, Some("rb_not_a_key")] {
+        let mut req = c.get(d.at("/v1/models"));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.expect("models");
+        assert_eq!(resp.status(), 401, "{key:?}");
+        assert!(resp.headers().contains_key("www-authenticate"), "{key:?}");
+        let err: Value = resp.json().await.expect("json");
+        // OpenAI SDKs raise AuthenticationError from this shape (not the native `{"code","message"}`).
+        assert_eq!(err["error"]["type"], "authentication_error", "{err}");
+        assert!(err["error"]["message"].as_str().is_some_and(|m| m.contains("key")), "{err}");
+        assert!(err["error"].get("param").is_some() && err["error"]["code"].is_string(), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,10 +57,19 @@ pub struct OpenAiDoc;
 
 /// Parses a JSON body whatever its content type, with OpenAI-shaped errors.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| (e.path().to_string(), e.into_inner()));
+    // Like `serde_json::from_slice`: nothing but whitespace may follow the value.
+    let parsed = parsed.and_then(|v| de.end().map(|()| v).map_err(|e| (".".to_string(), e)));
+    parsed.map_err(|(path, e)| {
         let text = e.to_string();
-        // serde names the field in backticks ("missing field `prompt`").
-        let param = text.split('`').nth(1).map(str::to_owned);
+        // A mistyped value is named by its path (`n`); a missing or unknown field only in
+        // backticks ("missing field `prompt`").
+        let (param, text) = if path != "." {
+            (Some(path.clone()), format!("{path}: {text}"))
+        } else {
+            (text.split('`').nth(1).map(str::to_owned), text)
+        };
         OpenAiError {
             param,
             ..OpenAiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid JSON body: {text}"))
