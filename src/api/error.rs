@@ -100,7 +100,7 @@ impl From<StoreError> for ApiError {
                 ..ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "quota_exceeded",
-                    format!("quota max_queued: {e}; it frees up as queued jobs start"),
+                    format!("{e}; it frees up as queued jobs start"),
                 )
             },
             StoreError::StorageQuotaExceeded { .. } => ApiError::new(

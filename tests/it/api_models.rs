@@ -214,6 +214,11 @@ async fn lipsync_and_speech_refuse_bad_input_naming_the_field() {
     let http = reqwest::Client::new();
     let id = ulid::Ulid::new().to_string();
 
+    // No diffusion model installed: the refusal says so and how to get one (it ended in "installed: ").
+    let (s, b) = post_json(&http, &d, "/api/v1/images", json!({"prompt": "a red circle"})).await;
+    assert_bad_field(s, &b, "model");
+    assert!(b["error"]["message"].as_str().is_some_and(|m| m.contains("none") && m.contains("reelbox pull")), "{b}");
+
     let (s, b) = post_json(&http, &d, "/api/v1/lipsync", json!({"portrait": id, "audio": id})).await;
     assert_bad_field(s, &b, "face_box");
     let (s, b) = post_json(

@@ -171,7 +171,12 @@ impl ImageRequest {
 
         // The whole catalog is read only to pick a default or to name the choices in an
         // error: a named, installed model is checked by its own directory.
-        let installed = || Catalog::load(config).installed_names(ModelKind::Diffusion).join(", ");
+        let installed = || match Catalog::load(config).installed_names(ModelKind::Diffusion).join(", ") {
+            none if none.is_empty() => {
+                "none (`reelbox models list --available` shows what `reelbox pull NAME` installs)".into()
+            }
+            names => names,
+        };
         let model = match &self.model {
             Some(m) => m.clone(),
             None => Catalog::default_of(config, ModelKind::Diffusion)
