@@ -155,6 +155,11 @@ async fn errors_come_in_openais_shape_naming_the_param() {
         assert!(e["type"].is_string() && e.get("code").is_some(), "{err}");
         assert_eq!(e["param"].as_str(), param, "{path} {body}: {err}");
     }
+    // Past limits.max_body_bytes: 413 in OpenAI's shape (it was axum's plain text).
+    let huge = json!({"prompt": "x".repeat(20 << 20)});
+    let resp = post(&c, &d, "/v1/images/generations", huge).await;
+    assert_eq!(resp.status(), 413);
+    assert_eq!(resp.json::<Value>().await.expect("413 is JSON")["error"]["code"], "body_too_large");
     let resp = c.post(d.at("/v1/images/generations")).body("{not json").send().await.expect("request");
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.expect("json");

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::run::{job_failure, submit_and_wait};
-use super::{JOB_HEADER, OpenAiError, parse_body};
+use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
+use axum::extract::rejection::BytesRejection;
 
 use crate::api::outputs::final_images;
 use crate::api::{ApiError, AppState};
@@ -203,10 +204,10 @@ pub async fn generations(
     State(state): State<AppState>,
     caller: super::OpenAiCaller,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
     let caller = caller.0?;
-    let req: ImageRequest = parse_body(&body)?;
+    let req: ImageRequest = parse_body(&body_or_error(body)?)?;
     let format = match req.response_format.as_deref() {
         Some("b64_json") => ResponseFormat::B64,
         Some("url") => ResponseFormat::Url,

@@ -55,6 +55,21 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 )]
 pub struct OpenAiDoc;
 
+/// The request body, or its refusal in OpenAI's shape (413 past `limits.max_body_bytes`,
+/// which axum would answer in plain text).
+pub fn body_or_error(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, OpenAiError> {
+    body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => OpenAiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body is larger than limits.max_body_bytes",
+        ),
+        status => OpenAiError::new(status, "invalid_request", r.body_text()),
+    })
+}
+
 /// Parses a JSON body whatever its content type, with OpenAI-shaped errors.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
     let mut de = serde_json::Deserializer::from_slice(body);

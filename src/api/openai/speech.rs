@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use super::run::{job_failure, submit_and_wait};
 use super::transcode::{SpeechFormat, transcode};
-use super::{JOB_HEADER, OpenAiError, parse_body};
+use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
+use axum::extract::rejection::BytesRejection;
 
 use crate::api::AppState;
 use crate::api::outputs::first_of_type;
@@ -138,10 +139,10 @@ pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<SpeechParam
 pub async fn speech(
     State(state): State<AppState>,
     caller: super::OpenAiCaller,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
     let caller = caller.0?;
-    let req: SpeechRequest = parse_body(&body)?;
+    let req: SpeechRequest = parse_body(&body_or_error(body)?)?;
     let format = match req.response_format.as_deref() {
         None => SpeechFormat::Mp3,
         Some(f) => SpeechFormat::parse(f).ok_or_else(|| {
