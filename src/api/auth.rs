@@ -275,6 +275,20 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError>
     if let Some(caller) = session_caller(state, parts)? {
         return Ok(caller);
     }
+    if state.gate.keyless() && peer.is_some_and(|p| p.is_loopback()) {
+        // Say why a caller on this box is not its local admin, or the 401 looks like a bug.
+        let why = if via_proxy {
+            "comes from a peer in auth.trusted_proxies"
+        } else {
+            "carries a proxy header (Forwarded, X-Forwarded-For or X-Real-IP)"
+        };
+        return Err(unauthorized(
+            "missing_key",
+            format!(
+                "this request {why}, so it is not the box's local admin: send `Authorization: Bearer KEY` (see `reelbox keys create`)"
+            ),
+        ));
+    }
     Err(unauthorized(
         "missing_key",
         "this API needs a key: send `Authorization: Bearer KEY` (see `reelbox keys create`)",

@@ -132,6 +132,9 @@ async fn a_listed_origin_may_call_and_forwarded_loopback_requests_are_not_the_lo
         let resp =
             http.post(d.at(&format!("/api/v1/jobs/{id}/cancel"))).header(name, value).send().await.expect("post");
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{name}");
+        // The refusal says why this box's own caller is not its admin (it read like a bug).
+        let body: Value = resp.json().await.expect("json");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("proxy header")), "{body}");
     }
     assert_eq!(state_of(&d, &id).await, "queued");
 }
