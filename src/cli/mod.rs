@@ -242,9 +242,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `reelbox jobs list | head`: once the reader has gone, `println!` panics with a broken
-/// pipe. That is the reader's choice, not a failure: exit quietly with the shell's code
-/// for SIGPIPE (128 + 13) instead of a panic message and backtrace.
+/// `reelbox jobs list | head`: once the reader has gone, `println!` (or `eprintln!` into a
+/// closed pipe) panics with a broken pipe. That is the reader's choice, not a failure: exit
+/// quietly with the shell's code for SIGPIPE (128 + 13), not a panic message and backtrace.
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -254,7 +254,7 @@ fn quiet_on_closed_stdout() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+        if text.starts_with("failed printing to std") && text.contains("Broken pipe") {
             std::process::exit(141);
         }
         default(info);

@@ -104,6 +104,16 @@ impl ImportRequest {
         if !path.exists() {
             return Err(ParamError::new("path", format!("{}: no such file or directory", path.display())));
         }
+        if import::is_foreign_file(&path) {
+            return Err(ParamError::new(
+                "path",
+                format!(
+                    "{} is not a model file reelbox can import (checkpoints: .{}; ONNX models and Piper voices: .onnx; or a model folder)",
+                    path.display(),
+                    import::CHECKPOINT_EXTENSIONS.join(", .")
+                ),
+            ));
+        }
         let name = self.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
         if let Some(n) = &name
             && !manifest::valid_name(n)

@@ -68,6 +68,20 @@ pub fn needs_conversion(path: &Path) -> bool {
     (path.is_file() && path.extension().is_none_or(|x| x != "onnx")) || is_diffusers_folder(path)
 }
 
+/// File endings of the checkpoints the converter reads (PyTorch pickles and safetensors).
+pub const CHECKPOINT_EXTENSIONS: [&str; 5] = ["pth", "pt", "ckpt", "safetensors", "bin"];
+
+/// True for a file whose ending says it is no model at all (`.png`, `.txt`, `.zip`): it is
+/// refused at once instead of first creating the conversion environment (PyTorch, ~5.8 GB)
+/// only for the converter to call it unknown. Files without an ending still go to it.
+pub fn is_foreign_file(path: &Path) -> bool {
+    path.is_file()
+        && path.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+            let x = x.to_ascii_lowercase();
+            x != "onnx" && !CHECKPOINT_EXTENSIONS.contains(&x.as_str())
+        })
+}
+
 /// A diffusers (PyTorch) pipeline folder: `model_index.json` and a UNet with weights but
 /// no ONNX export, which the converter turns into the ONNX layout.
 pub fn is_diffusers_folder(path: &Path) -> bool {

@@ -129,6 +129,16 @@ fn corrupt_and_unknown_files_are_refused_naming_them_and_nothing_is_installed() 
     let ckpt = checkpoints(&env);
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());
+    // A file that is no model at all is refused before the conversion environment is made
+    // (it first downloaded PyTorch, ~5.8 GB, for the converter to call a PNG unknown).
+    let png = home.path().join("picture.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\n").expect("write png");
+    let no_env = home.path().join("no-env");
+    let mut cmd = reelbox_cli(home.path(), &models);
+    let out = cmd.env("REELBOX_CONVERT_PYENV", &no_env).args(["models", "import"]).arg(&png).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("picture.png is not a model file"), "{stderr}");
+    assert!(!no_env.exists(), "no conversion environment for a PNG");
     for (file, says) in [("corrupt.pth", "not a readable checkpoint"), ("unknown.pth", "unknown model format")] {
         let path = ckpt.join(file);
         let out = import_cmd(&env, home.path(), &models).arg(&path).output().expect("run");
