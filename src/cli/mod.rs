@@ -116,6 +116,7 @@ pub enum Command {
     },
     /// Pull a model (same as `reelbox models pull`).
     Pull {
+        /// A catalog name (`reelbox models list --available`) or a Piper voice as `piper:NAME`.
         name: String,
         /// Fetch again even when installed.
         #[arg(long)]

@@ -25,6 +25,7 @@ pub enum ModelsAction {
     },
     /// Download and install a model (checked by sha256).
     Pull {
+        /// A catalog name (`reelbox models list --available`) or a Piper voice as `piper:NAME`.
         name: String,
         /// Fetch again even when installed.
         #[arg(long)]
