@@ -264,4 +264,15 @@ async fn url_responses_point_at_the_artifact_through_the_callers_host() {
     for path in ["/v1/images/generations", "/v1/audio/speech", "/v1/models", "/prompt", "/history/{prompt_id}", "/ws"] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from /openapi.json");
     }
+    // Each route's body is its own: the OpenAI ones were described by the native schemas of
+    // the same name (`text` instead of `input`, no `size`).
+    let body_fields = |path: &str| {
+        let schema = &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+        let name = schema.as_str().and_then(|r| r.rsplit('/').next()).unwrap_or_default().to_string();
+        doc["components"]["schemas"][&name]["properties"].clone()
+    };
+    let speech = body_fields("/v1/audio/speech");
+    assert!(speech.get("input").is_some() && speech.get("response_format").is_some(), "{speech}");
+    assert!(body_fields("/v1/images/generations").get("size").is_some());
+    assert!(body_fields("/api/v1/speech").get("text").is_some(), "the native body keeps its own schema");
 }

@@ -23,7 +23,10 @@ use crate::store::records::JobState;
 
 /// Body of `POST /v1/images/generations` (OpenAI's fields plus reelbox extensions; other
 /// OpenAI fields such as `style`, `user` or `background` are accepted and ignored).
+// Named apart from the native `ImageRequest`: with one name, the OpenAPI document described
+// this route with the native body.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = OpenAiImageRequest)]
 pub struct ImageRequest {
     pub prompt: String,
     /// An installed diffusion model, a preset name, or an OpenAI model name (→ the default model).

@@ -25,7 +25,10 @@ pub const OPENAI_VOICES: [&str; 13] =
 
 /// Body of `POST /v1/audio/speech` (`instructions` is accepted and ignored: Piper voices
 /// take no style instructions).
+// Named apart from the native `SpeechRequest`: with one name, the OpenAPI document described
+// this route with the native body.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = OpenAiSpeechRequest)]
 pub struct SpeechRequest {
     /// `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`, or an installed Piper voice.
     pub model: Option<String>,
