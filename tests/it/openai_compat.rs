@@ -275,4 +275,8 @@ async fn url_responses_point_at_the_artifact_through_the_callers_host() {
     assert!(speech.get("input").is_some() && speech.get("response_format").is_some(), "{speech}");
     assert!(body_fields("/v1/images/generations").get("size").is_some());
     assert!(body_fields("/api/v1/speech").get("text").is_some(), "the native body keeps its own schema");
+    let listed =
+        &doc["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
+    let name = listed.as_str().and_then(|r| r.rsplit('/').next()).unwrap_or_default();
+    assert!(doc["components"]["schemas"][name]["properties"].get("data").is_some(), "/v1/models answers `data`");
 }

@@ -94,6 +94,7 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
 
 /// OpenAI's list of models.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = OpenAiModelList)]
 pub struct ModelList {
     /// Always `list`.
     pub object: String,
