@@ -55,7 +55,7 @@ pub struct ImageRequest {
     /// leaves out, and its style goes before the prompt (as in its renders' keyframes).
     pub profile: Option<String>,
     /// Higher runs first (default 0; client keys up to `limits.max_client_priority`).
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing_if = "super::json::never")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
 }

@@ -8,6 +8,13 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
+/// For `#[serde(skip_serializing_if = "super::json::never")]`: a request field (`priority`)
+/// that never goes into the job's params. Plain `skip_serializing` would also drop it from
+/// the OpenAPI document, which then hid `priority` from every generation route.
+pub fn never<T>(_: &T) -> bool {
+    true
+}
+
 /// Like `axum::Json`, but malformed, oversized or mistyped bodies become `ApiError`s.
 pub struct ApiJson<T>(pub T);
 

@@ -40,7 +40,7 @@ pub struct LipsyncRequest {
     #[schema(minimum = 1, maximum = 256)]
     pub batch_size: Option<u32>,
     /// Higher runs first (default 0).
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing_if = "super::json::never")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
 }
@@ -61,7 +61,7 @@ pub struct UpscaleRequest {
     #[schema(maximum = 64)]
     pub tile_pad: Option<u32>,
     /// Higher runs first (default 0).
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing_if = "super::json::never")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
 }

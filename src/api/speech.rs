@@ -40,7 +40,7 @@ pub struct SpeechRequest {
     #[schema(pattern = "^wav$")]
     pub format: Option<String>,
     /// Higher runs first (default 0).
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing_if = "super::json::never")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
 }

@@ -261,5 +261,9 @@ async fn lipsync_and_speech_refuse_bad_input_naming_the_field() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from /openapi.json");
     }
+    // `priority` is documented on each generation body (serde's skip_serializing hid it).
+    for schema in ["SpeechRequest", "ImageRequest", "LipsyncRequest", "UpscaleRequest"] {
+        assert!(doc["components"]["schemas"][schema]["properties"]["priority"].is_object(), "{schema}");
+    }
     assert!(doc["components"]["schemas"]["SystemView"]["properties"]["sessions"].is_object());
 }
