@@ -66,6 +66,12 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             ApiError::new(status, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
         }
         _ => match r {
+            // serde reads a struct from an array too, and then names an element (`[0]`).
+            JsonRejection::JsonDataError(_) if text.contains("target type: [") => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "the body must be a JSON object ({\"field\": value, ...}), not an array",
+            ),
             JsonRejection::JsonDataError(_) => {
                 let field = field_of(&text);
                 ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", text) }

@@ -364,7 +364,7 @@ fn retriable_failures_back_off_then_fail_after_max_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_query_strings_and_methods_get_json_errors_naming_the_field() {
+async fn bad_query_strings_bodies_and_methods_get_json_errors_naming_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(dir.path(), &[]);
     let c = http();
@@ -381,6 +381,11 @@ async fn bad_query_strings_and_methods_get_json_errors_naming_the_field() {
         assert_eq!(body["error"]["field"], field, "{path}: {body}");
         assert!(body["error"]["message"].as_str().is_some_and(|m| m.starts_with(field)), "{path}: {body}");
     }
+    // An array body is told to be an object (it named a field `[0]`).
+    let resp = c.post(d.at("/api/v1/jobs")).json(&json!([{"kind": "testcard"}])).send().await.expect("post");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("JSON object")), "{body}");
     // A route that exists answers a method it does not take with a JSON 405 and `Allow`.
     let resp = c.put(d.at("/api/v1/jobs")).send().await.expect("put");
     assert_eq!(resp.status(), 405);
