@@ -106,7 +106,7 @@ impl From<StoreError> for ApiError {
             StoreError::StorageQuotaExceeded { .. } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "quota_exceeded",
-                format!("quota max_storage_bytes: {e}; delete artifacts or jobs to free space"),
+                format!("{e}; delete artifacts or jobs to free space"),
             ),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::NotFinished { .. } => ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string()),

@@ -142,7 +142,8 @@ async fn storage_bytes(d: &DaemonProc, http: &Client, key: &str) -> u64 {
 fn assert_storage_refused(status: StatusCode, v: &Value) {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert_eq!(v["error"]["code"], "quota_exceeded", "{v}");
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains("max_storage_bytes"), "{v}");
+    // Named once (it read "quota max_storage_bytes: … its quota max_storage_bytes = N").
+    assert_eq!(v["error"]["message"].as_str().unwrap_or("").matches("max_storage_bytes").count(), 1, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
