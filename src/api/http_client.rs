@@ -22,6 +22,20 @@ pub enum HttpClientError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Build(#[source] reqwest::Error),
+    #[error("--url {url:?} is not a daemon URL: {reason} (e.g. http://127.0.0.1:8470)")]
+    BadUrl { url: String, reason: String },
+}
+
+/// Checks a daemon URL before any request (reqwest says only "builder error"): an absolute
+/// `http://` or `https://` URL.
+pub fn check_daemon_url(url: &str) -> Result<(), HttpClientError> {
+    let bad = |reason: String| HttpClientError::BadUrl { url: url.to_string(), reason };
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    match parsed.scheme() {
+        "http" | "https" if parsed.host_str().is_some() => Ok(()),
+        "http" | "https" => Err(bad("it names no host".into())),
+        other => Err(bad(format!("the scheme is {other:?}, not http or https"))),
+    }
 }
 
 /// A client trusting `cacert` besides the system roots, giving up on connecting after

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::api::http_client::{HttpClientError, http_client};
+use crate::api::http_client::{HttpClientError, check_daemon_url, http_client};
 use crate::api::sse::{SseMessage, SseParser};
 
 /// Why a call to the daemon failed.
@@ -66,6 +66,7 @@ impl ApiClient {
         cacert: Option<&Path>,
         connect_timeout: Option<Duration>,
     ) -> Result<Self, HttpClientError> {
+        check_daemon_url(url)?;
         let http = http_client(cacert, connect_timeout)?;
         Ok(Self { http, base: url.trim_end_matches('/').to_string(), key })
     }

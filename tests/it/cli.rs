@@ -137,6 +137,10 @@ fn an_error_and_its_causes_are_each_said_once() {
     assert_eq!(stderr.matches("not found; searched").count(), 1, "{stderr}");
     assert_eq!(stderr.matches(&missing.display().to_string()).count(), 1, "{stderr}");
     assert!(stderr.contains("reelbox setup"), "{stderr}");
+    // A --url that is no URL is named as such (it was "request to nonsense failed: builder error").
+    let out = reelbox_cli(home.path(), &models).args(["--url", "nonsense", "jobs", "list"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--url \"nonsense\" is not a daemon URL"), "{stderr}");
 }
 
 #[test]

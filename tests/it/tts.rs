@@ -202,6 +202,16 @@ fn voice_without_its_config_names_the_missing_file() {
 }
 
 #[test]
+fn a_path_that_is_no_voice_is_named_without_a_pull_to_make() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let png = tmp.path().join("red.png");
+    std::fs::write(&png, b"\x89PNG").expect("write");
+    let err = Voice::find(tmp.path(), &png.display().to_string()).expect_err("not a voice").to_string();
+    // It said "not installed … fix: `reelbox pull /…/red.png`".
+    assert!(err.contains("red.png: not a Piper voice") && !err.contains("reelbox pull"), "{err}");
+}
+
+#[test]
 fn single_speaker_voice_rejects_a_named_speaker() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let engine = Engine::new(&provision::test_config(tmp.path()));

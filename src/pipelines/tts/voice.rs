@@ -215,6 +215,13 @@ impl Voice {
         if name.ends_with(".onnx") && as_path.is_file() {
             return Self::load(as_path);
         }
+        // A path that is no voice: "not installed; fix: `reelbox pull /x/y.png`" misleads.
+        if name.contains('/') && !as_path.is_dir() {
+            return Err(TtsError::Voice {
+                path: as_path.to_path_buf(),
+                reason: "not a Piper voice: give its .onnx file (with the .onnx.json beside it) or an installed voice's name".into(),
+            });
+        }
         let dir = models_dir.join(name);
         let direct = dir.join(format!("{name}.onnx"));
         if direct.is_file() {
