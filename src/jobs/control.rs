@@ -56,6 +56,10 @@ impl Service {
                     .map_err(|_| ParamError::new("cursor", format!("{c:?} is not a next_cursor this API handed out")))
             })
             .transpose()?;
+        // A mistyped kind (`imgae`) would list nothing and look like no jobs.
+        if let Some(kind) = req.kind.as_deref().filter(|k| self.scheduler.kind(k).is_none()) {
+            return Err(Error::UnknownKind { kind: kind.to_string(), known: self.scheduler.kind_names().join(", ") });
+        }
         let filter = JobFilter { state: req.state, kind: req.kind, owner: who.owner_filter() };
         let mut jobs = self.store().list_jobs(&filter, cursor, limit + 1)?;
         let more = jobs.len() > limit;

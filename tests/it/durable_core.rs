@@ -374,6 +374,7 @@ async fn bad_query_strings_bodies_and_methods_get_json_errors_naming_the_field()
         ("/api/v1/jobs?limit=-1", "limit"),
         ("/api/v1/jobs?cursor=zzz", "cursor"),
         ("/api/v1/events?after=soon", "after"),
+        ("/api/v1/jobs?kind=imgae", "kind"),
     ] {
         let resp = c.get(d.at(path)).send().await.expect("get");
         assert_eq!(resp.status(), 400, "{path}");
