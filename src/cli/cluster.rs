@@ -31,13 +31,18 @@ pub enum ClusterAction {
         /// Worker box names, comma-separated (`w1,w2`).
         #[arg(long, value_delimiter = ',', required = true)]
         boxes: Vec<String>,
-        /// The head's box name.
-        #[arg(long, default_value = "head")]
-        head: String,
+        /// The head's box name (default `head`).
+        #[arg(long, conflicts_with = "add_to")]
+        head: Option<String>,
         /// Where to write the config (standard output when absent; the seeds then go to
         /// standard error).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Adds the boxes to this config (one `nats-config` wrote) instead of making a new
+        /// one: users already there keep their keys and seeds; the file is rewritten in
+        /// place (the old one kept as FILE.bak) unless `--out` names another.
+        #[arg(long)]
+        add_to: Option<std::path::PathBuf>,
     },
 }
 
@@ -53,7 +58,12 @@ struct ClusterView {
 pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> {
     let nats = match action {
         ClusterAction::Status { nats } => nats,
-        ClusterAction::NatsConfig { boxes, head, out } => return nats_config(&boxes, &head, out.as_deref()),
+        ClusterAction::NatsConfig { boxes, add_to: Some(file), out, .. } => {
+            return add_boxes(&boxes, &file, out.as_deref());
+        }
+        ClusterAction::NatsConfig { boxes, head, out, add_to: None } => {
+            return nats_config(&boxes, head.as_deref().unwrap_or("head"), out.as_deref());
+        }
     };
     let view = match nats {
         Some(url) => from_nats(g, url).await?,
@@ -116,15 +126,8 @@ fn nats_config(boxes: &[String], head: &str, out: Option<&std::path::Path>) -> a
         names.push(name.to_string());
     }
     reelbox::config::cluster::check_name(head).context("--head")?;
-    let mut users = Vec::new();
-    let mut seeds = Vec::new();
-    for name in &names {
-        let key = nkeys::KeyPair::new_user();
-        seeds.push(format!("{name}: nkey = {:?}", key.seed().context("cannot encode an nkey seed")?));
-        users.push(BoxUser { name: name.clone(), public_key: key.public_key() });
-    }
+    let (users, seeds) = new_users(&names)?;
     let text = permissions::server_config(&users[0], &users[1..]);
-    let seeds = seeds.join("\n");
     let note = "nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]";
     match out {
         Some(path) => {
@@ -138,6 +141,74 @@ fn nats_config(boxes: &[String], head: &str, out: Option<&std::path::Path>) -> a
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh nkey per name: the users and their seeds as `NAME: nkey = "SU…"` lines.
+fn new_users(names: &[String]) -> anyhow::Result<(Vec<BoxUser>, String)> {
+    let mut users = Vec::new();
+    let mut seeds = Vec::new();
+    for name in names {
+        let key = nkeys::KeyPair::new_user();
+        seeds.push(format!("{name}: nkey = {:?}", key.seed().context("cannot encode an nkey seed")?));
+        users.push(BoxUser { name: name.clone(), public_key: key.public_key() });
+    }
+    Ok((users, seeds.join("\n")))
+}
+
+/// `nats-config --add-to FILE`: the new boxes appended to FILE's users, whose keys stay
+/// (an older reelbox's box rights are rewritten, said per box); seeds only for the new.
+fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let old = std::fs::read_to_string(file).with_context(|| format!("--add-to: cannot read {}", file.display()))?;
+    let found = permissions::read_users(&old).with_context(|| format!("--add-to {}", file.display()))?;
+    let mut names: Vec<String> = Vec::new();
+    for name in boxes.iter().map(|b| b.trim()) {
+        reelbox::config::cluster::check_name(name).context("--boxes")?;
+        if found.users.iter().any(|u| u.user.name == name) {
+            anyhow::bail!("--boxes: {name:?} is already in {} (its seed stays valid)", file.display());
+        }
+        anyhow::ensure!(!names.iter().any(|n| n == name), "--boxes: {name:?} is named twice");
+        names.push(name.to_string());
+    }
+    let (users, seeds) = new_users(&names)?;
+    let (text, upgraded) = permissions::extend_config(&found, &users);
+    let dest = out.unwrap_or(file);
+    if dest == file {
+        let backup = with_suffix(file, ".bak");
+        std::fs::write(&backup, &old).with_context(|| format!("cannot write {}", backup.display()))?;
+        println!("kept the old config as {}", backup.display());
+    }
+    // A temporary file renamed over the target: a crash leaves the old config or the new one.
+    let tmp = with_suffix(dest, ".tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    let kept: Vec<&str> = found.users.iter().map(|u| u.user.name.as_str()).collect();
+    println!("wrote {}: added {}; kept {} with their keys", dest.display(), names.join(", "), kept.join(", "));
+    for u in &upgraded {
+        let why = if u.shared_bucket {
+            "its rights were an older reelbox's (one artifact bucket shared by all boxes)"
+        } else {
+            "its rights were an older reelbox's"
+        };
+        println!(
+            "{}: {why}; rewrote them to this reelbox's (its own bucket {}); its key and seed stay",
+            u.name,
+            reelbox::cluster::protocol::object_bucket(&u.name)
+        );
+    }
+    // A reload refuses a store dir given with -sd that the file does not name.
+    println!(
+        "apply it: restart nats-server (running boxes reconnect by themselves), or `nats-server --signal reload` \
+         when the file names its store_dir (jetstream {{ store_dir: DIR }}) instead of -sd"
+    );
+    println!("nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]\n{seeds}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path` with `suffix` appended to its file name (`nats.conf` → `nats.conf.bak`).
+fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 /// The boxes from the NATS heartbeat bucket, with `[cluster]`'s credentials and TLS.

@@ -18,6 +18,10 @@ pub const RESULT_CONSUMER: &str = "head";
 /// KV bucket of worker heartbeats (capabilities), one key per box, entries expire.
 pub const BOXES_BUCKET: &str = "reelbox_boxes";
 
+/// The one artifact bucket all boxes shared before each had its own: its rights are
+/// rewritten by `nats-config --add-to`, and the head deletes it once empty.
+pub const SHARED_BUCKET_BEFORE: &str = "reelbox_artifacts";
+
 /// Object store bucket of one box's stage inputs and outputs in transit: one per box, so
 /// that per-box NATS permissions keep a box from reading another's artifacts.
 pub fn object_bucket(host: &str) -> String {

@@ -1,0 +1,98 @@
+//! A cluster over months, real processes: a box added later with `reelbox cluster
+//! nats-config --add-to` joins while the boxes already there keep their seeds (a config
+//! from before per-box buckets is upgraded on the way), and the head cleans up the
+//! buckets of boxes that left and the shared bucket an older reelbox left behind.
+
+use crate::cluster_support;
+use crate::common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cluster_support::{Nats, WorkerProc, assert_buckets_empty, stage_devices, start_head_cfg, wait_boxes};
+use common::daemon::{is_final, submit_testcard, wait_job};
+use serde_json::json;
+
+/// The frozen config's seeds (test-only keys, made for it): its head and box `w1`.
+const HEAD_SEED: &str = "SUAI4OC75VPXFM2CPQJCEAAQWT3NYPMR2XKI4Z5WNWBH4JNBIZBW2SAGLI";
+const W1_SEED: &str = "SUAOUIOTTVRSMM2CUFAPYYXUBMXMHI5UUGR4FUZW2SXRSCZWEHTLQZRZ2M";
+
+/// `reelbox cluster nats-config ARGS`: success, standard output and standard error.
+fn nats_config(args: &[&str], conf: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["cluster", "nats-config"])
+        .args(args)
+        .arg("--add-to")
+        .arg(conf)
+        .output()
+        .expect("run nats-config");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// A config from before per-box buckets (head + w1) runs the server; `--add-to` adds w3,
+/// keeping head's and w1's keys byte for byte and rewriting w1's rights to its own bucket
+/// (and saying so). After a server restart, w1 (never restarted, its old seed) and w3 (the one new
+/// seed) both run stages with every artifact through their buckets, and nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("nats.conf");
+    let frozen = include_str!("cluster_support/nats-before-per-box-buckets.conf");
+    std::fs::write(&conf, frozen).expect("config");
+    let log = dir.path().join("nats.log");
+    let mut nats =
+        Nats::start_args(dir.path(), &["-c", conf.to_str().expect("utf-8"), "-l", log.to_str().expect("utf-8")]);
+    let cfg = |seed: &str| format!("nkey = {seed:?}\ninline_kib = 0");
+    let head = start_head_cfg(&dir.path().join("head"), &nats, &format!("{}\nlocal_work = false", cfg(HEAD_SEED)), &[]);
+    let _w1 = WorkerProc::start_cfg(&dir.path().join("w1"), &nats, "w1", &cfg(W1_SEED));
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1"]).await;
+
+    let (ok, stdout, stderr) = nats_config(&["--boxes", "w3"], &conf);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("w1: its rights were an older reelbox's (one artifact bucket shared by all boxes)"),
+        "{stdout}"
+    );
+    let seeds: Vec<(&str, &str)> = stdout.lines().filter_map(|l| l.split_once(": nkey = ")).collect();
+    assert_eq!(seeds.iter().map(|s| s.0).collect::<Vec<_>>(), ["w3"], "a seed for the new box only: {stdout}");
+    let w3_seed = seeds[0].1.trim_matches('"').to_string();
+    let text = std::fs::read_to_string(&conf).expect("extended config");
+    for kept in frozen.lines().filter(|l| l.contains("nkey: ") || l.starts_with('#')) {
+        let line = kept.split("permissions").next().unwrap_or(kept);
+        assert!(text.contains(line), "{line:?} stays byte for byte:\n{text}");
+    }
+    assert!(!text.contains("\"$O.reelbox_artifacts.>\"") && text.contains("# box \"w3\""), "{text}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("nats.conf.bak")).expect("backup"), frozen);
+    let checked = Command::new("nats-server").arg("-t").arg("-c").arg(&conf).output().expect("nats-server -t");
+    assert!(checked.status.success(), "nats-server -t refused it: {}", String::from_utf8_lossy(&checked.stderr));
+
+    // A name already there is refused, naming the flag; the file stays.
+    let (ok, _, stderr) = nats_config(&["--boxes", "w1"], &conf);
+    assert!(!ok && stderr.contains("--boxes") && stderr.contains("\"w1\" is already in"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&conf).expect("config"), text);
+
+    // A restart (a reload refuses the -sd the test gives); w1 reconnects by itself.
+    nats.restart();
+    let _w3 = WorkerProc::start_cfg(&dir.path().join("w3"), &nats, "w3", &cfg(&w3_seed));
+    wait_boxes(&http, &head, &["w1", "w3"]).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(submit_testcard(&http, &head, json!({"steps": 4, "step_ms": 100})).await);
+    }
+    let mut devices = BTreeSet::new();
+    for id in &ids {
+        let j = wait_job(&http, &head, id, Duration::from_secs(60), is_final).await;
+        let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(j["state"], "succeeded", "{j}\nnats-server log:\n{server_log}");
+        devices.extend(stage_devices(&j));
+    }
+    assert_eq!(devices, BTreeSet::from(["w1/cpu".to_string(), "w3/cpu".to_string()]), "both boxes ran stages");
+    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!server_log.contains("Violation"), "w1's upgraded rights and w3's suffice: {server_log}");
+    let admin = async_nats::ConnectOptions::with_nkey(HEAD_SEED.into()).connect(nats.url()).await.expect("head seed");
+    assert_buckets_empty(&admin, &["w1", "w3"]).await;
+}
