@@ -121,6 +121,16 @@ pub struct StageWork {
     pub inputs: Vec<ObjectRef>,
 }
 
+/// Every string in `params` that reads as an id (artifact references such as a portrait).
+pub fn named_ids(params: &serde_json::Value, out: &mut Vec<Ulid>) {
+    match params {
+        serde_json::Value::String(s) if s.len() == 26 => out.extend(Ulid::from_string(s).ok()),
+        serde_json::Value::Array(v) => v.iter().for_each(|x| named_ids(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| named_ids(x, out)),
+        _ => {}
+    }
+}
+
 /// How a stage ended on a worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "lowercase")]

@@ -9,10 +9,13 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use cluster_support::{Nats, WorkerProc, assert_buckets_empty, stage_devices, start_head_cfg, wait_boxes};
+use cluster_support::{
+    Nats, WorkerProc, assert_buckets_empty, stage_devices, start_head_cfg, start_head_logged, wait_boxes,
+};
 use common::daemon::{is_final, submit_testcard, wait_job};
+use reelbox::cluster::protocol::object_bucket;
 use serde_json::json;
 
 /// The frozen config's seeds (test-only keys, made for it): its head and box `w1`.
@@ -95,4 +98,82 @@ async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     assert!(!server_log.contains("Violation"), "w1's upgraded rights and w3's suffice: {server_log}");
     let admin = async_nats::ConnectOptions::with_nkey(HEAD_SEED.into()).connect(nats.url()).await.expect("head seed");
     assert_buckets_empty(&admin, &["w1", "w3"]).await;
+}
+
+/// Runs testcards until every one succeeded; the devices their stages ran on.
+async fn run_cards(http: &reqwest::Client, head: &common::daemon::DaemonProc, n: usize) -> BTreeSet<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(submit_testcard(http, head, json!({"steps": 4, "step_ms": 100})).await);
+    }
+    let mut devices = BTreeSet::new();
+    for id in &ids {
+        let j = wait_job(http, head, id, Duration::from_secs(60), is_final).await;
+        assert_eq!(j["state"], "succeeded", "{j}");
+        devices.extend(stage_devices(&j));
+    }
+    devices
+}
+
+/// Waits up to `secs` for `what` to hold; how long it took.
+async fn until(secs: u64, what: &str, mut f: impl AsyncFnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "{what} within {secs} s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    t0.elapsed()
+}
+
+/// With `forget_box_after_h = 0.001` (3.6 s): the empty shared bucket an older reelbox left
+/// is deleted when the head connects; the bucket of a box killed after its stages goes once
+/// its heartbeat has been gone that long (the box still there keeps its own), the head's
+/// log says both; the box comes back and runs a stage in a bucket made again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_of_boxes_long_gone_are_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let admin = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(admin.clone());
+    let shared =
+        async_nats::jetstream::object_store::Config { bucket: "reelbox_artifacts".into(), ..Default::default() };
+    js.create_object_store(shared).await.expect("the bucket an older reelbox shared among boxes");
+
+    let log = dir.path().join("head.log");
+    let extra = "local_work = false\ninline_kib = 0\nforget_box_after_h = 0.001";
+    let head = start_head_logged(&dir.path().join("head"), &nats, extra, &log);
+    let head_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let exists = async |bucket: String| js.get_stream(format!("OBJ_{bucket}")).await.is_ok();
+    let said_shared = "deleted the artifact bucket reelbox_artifacts that boxes shared";
+    until(10, "the empty shared bucket deleted, the head saying so", async || {
+        !exists("reelbox_artifacts".into()).await && head_log().contains(said_shared)
+    })
+    .await;
+
+    let _w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let mut w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+    let devices = run_cards(&http, &head, 4).await;
+    assert_eq!(devices, BTreeSet::from(["w1/cpu".to_string(), "w2/cpu".to_string()]), "both boxes ran stages");
+    assert!(exists(object_bucket("w1")).await && exists(object_bucket("w2")).await);
+
+    w2.kill9();
+    let said_w2 = "deleted the artifact bucket reelbox_artifacts_w2 of box w2";
+    let took = until(20, "w2's bucket deleted, the head saying so", async || {
+        !exists(object_bucket("w2")).await && head_log().contains(said_w2)
+    })
+    .await;
+    // Its heartbeat (2 s) expires, then the 3.6 s setting runs.
+    assert!(took > Duration::from_millis(3600), "deleted after {took:?}, before the setting");
+    assert!(exists(object_bucket("w1")).await, "w1 is alive: its bucket stays");
+    let said = head_log();
+    assert!(said.contains("cluster.forget_box_after_h"), "{said}");
+
+    // The box comes back; with w1 gone its stage needs the bucket made again.
+    drop(_w1);
+    let _w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
+    let devices = run_cards(&http, &head, 1).await;
+    assert_eq!(devices, BTreeSet::from(["w2/cpu".to_string()]), "w2 ran it");
+    assert_buckets_empty(&admin, &["w2"]).await;
 }

@@ -125,6 +125,12 @@ pub fn start_head_cfg(dir: &Path, nats: &Nats, extra: &str, env: &[(&str, &str)]
     DaemonProc::start(&dir.join("data"), &all)
 }
 
+/// As [`start_head_cfg`] with the head's log (info level) written to `log`.
+pub fn start_head_logged(dir: &Path, nats: &Nats, extra: &str, log: &Path) -> DaemonProc {
+    let cfg = config_file(&dir.join("cfg"), &cluster_toml(&nats.url(), "head", "head", extra));
+    DaemonProc::start_logged(&dir.join("data"), &[("REELBOX_CONFIG", cfg.as_str()), ("REELBOX_LOG", "info")], log)
+}
+
 /// A worker process; killed on drop.
 pub struct WorkerProc {
     child: Child,
