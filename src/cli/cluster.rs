@@ -11,6 +11,7 @@ use clap::Subcommand;
 use reelbox::cluster::Bus;
 use reelbox::cluster::permissions::{self, BoxUser};
 use reelbox::cluster::protocol::Advert;
+use reelbox::cluster::sweep::{self, BoxBucket};
 use reelbox::config::Config;
 
 use super::Global;
@@ -52,6 +53,9 @@ struct ClusterView {
     heartbeat_ttl_s: u64,
     now_ms: i64,
     boxes: Vec<Advert>,
+    /// Absent from an older head.
+    #[serde(default)]
+    buckets: Vec<BoxBucket>,
 }
 
 /// Runs a `cluster` subcommand.
@@ -69,14 +73,13 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
         Some(url) => from_nats(g, url).await?,
         None => Client::new(g)?.get::<ClusterView>("/api/v1/cluster").await?,
     };
-    let ClusterView { heartbeat_ttl_s, now_ms: now, boxes } = view;
+    let ClusterView { heartbeat_ttl_s, now_ms: now, boxes, buckets } = view;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&boxes)?);
         return Ok(ExitCode::SUCCESS);
     }
     if boxes.is_empty() {
         println!("no worker boxes (none sent a heartbeat within {heartbeat_ttl_s} s)");
-        return Ok(ExitCode::SUCCESS);
     }
     let mut rows = Vec::new();
     for b in &boxes {
@@ -101,10 +104,12 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
             ]);
         }
     }
-    super::table::print(
-        &["BOX", "DEVICE", "NAME", "SLOTS", "FREE MIB", "TOTAL MIB", "UTIL", "RUNNING", "HEARTBEAT"],
-        &rows,
-    );
+    if !rows.is_empty() {
+        super::table::print(
+            &["BOX", "DEVICE", "NAME", "SLOTS", "FREE MIB", "TOTAL MIB", "UTIL", "RUNNING", "HEARTBEAT"],
+            &rows,
+        );
+    }
     for b in &boxes {
         println!(
             "{}: reelbox {}, models: {}",
@@ -113,7 +118,34 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
             if b.models.is_empty() { "-".into() } else { b.models.join(", ") }
         );
     }
+    print_buckets(&buckets, &boxes);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each box's artifact bucket: objects piling up there (a box gone, a head that never came
+/// back for its results) show here before they fill the NATS server's disk.
+fn print_buckets(buckets: &[BoxBucket], boxes: &[Advert]) {
+    if buckets.is_empty() {
+        return;
+    }
+    println!("\nartifact buckets on the NATS server (stage inputs and outputs in transit):");
+    let rows: Vec<Vec<String>> = buckets
+        .iter()
+        .map(|b| {
+            let alive = boxes.iter().any(|a| a.host == b.host);
+            vec![
+                b.host.clone(),
+                reelbox::cluster::protocol::object_bucket(&b.host),
+                b.objects.to_string(),
+                super::models::human_bytes(b.bytes),
+                if alive { "alive".into() } else { "gone".into() },
+            ]
+        })
+        .collect();
+    super::table::print(&["BOX", "BUCKET", "OBJECTS", "SIZE", "BOX STATE"], &rows);
+    if rows.iter().any(|r| r[4] == "gone") {
+        println!("the head deletes a gone box's bucket after [cluster] forget_box_after_h hours");
+    }
 }
 
 /// `reelbox cluster nats-config`: a fresh nkey per box, the server config with their
@@ -221,5 +253,7 @@ async fn from_nats(g: &Global, url: String) -> anyhow::Result<ClusterView> {
             format!("no answer from NATS at {}, or the head has not made the cluster's streams there", cluster.nats_url)
         })??;
     let boxes = bus.adverts().await.context("cannot read the heartbeat bucket")?;
-    Ok(ClusterView { heartbeat_ttl_s: cluster.heartbeat_ttl_s, now_ms: reelbox::time::now_ms(), boxes })
+    // Empty for a box's own user, which may not list streams.
+    let buckets = sweep::buckets(&bus).await;
+    Ok(ClusterView { heartbeat_ttl_s: cluster.heartbeat_ttl_s, now_ms: reelbox::time::now_ms(), boxes, buckets })
 }

@@ -492,4 +492,8 @@ impl RemoteBoxes for Head {
     fn heartbeat_ttl_s(&self) -> u64 {
         self.cluster.heartbeat_ttl_s
     }
+
+    fn buckets(&self) -> Vec<serde_json::Value> {
+        self.sweeper.usage().iter().filter_map(|b| serde_json::to_value(b).ok()).collect()
+    }
 }

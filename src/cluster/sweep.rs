@@ -25,6 +25,8 @@ pub struct Sweeper {
     next_ms: Mutex<i64>,
     /// The shared bucket from before per-box buckets is gone (or never was).
     shared_gone: std::sync::atomic::AtomicBool,
+    /// Each box's bucket as last counted, and when to count again (ms since the epoch).
+    usage: Mutex<(Vec<BoxBucket>, i64)>,
 }
 
 impl Sweeper {
@@ -37,6 +39,7 @@ impl Sweeper {
             seen: Mutex::new(HashMap::new()),
             next_ms: Mutex::new(0),
             shared_gone: std::sync::atomic::AtomicBool::new(false),
+            usage: Mutex::new((Vec::new(), 0)),
         }
     }
 
@@ -45,6 +48,11 @@ impl Sweeper {
     /// waits for a result or keeps one whose outputs are there).
     pub async fn sweep(&self, bus: &Bus, alive: &[String], busy: &[String]) {
         let now = crate::time::now_ms();
+        let recount = self.usage.lock().unwrap_or_else(|p| p.into_inner()).1 <= now;
+        if recount {
+            let counted = buckets(bus).await;
+            *self.usage.lock().unwrap_or_else(|p| p.into_inner()) = (counted, now + USAGE_EVERY_MS);
+        }
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             seen.extend(alive.iter().map(|h| (h.clone(), now)));
@@ -71,10 +79,43 @@ impl Sweeper {
         }
     }
 
+    /// Each box's bucket as last counted (every few seconds), boxes gone included.
+    pub fn usage(&self) -> Vec<BoxBucket> {
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
     /// How often to look: a quarter of the setting, between 1 s and a minute.
     fn every_ms(&self) -> i64 {
         self.forget_after_ms.map_or(60_000, |f| (f / 4).clamp(1_000, 60_000))
     }
+}
+
+/// How often the head counts what the boxes' buckets hold (a listing per bucket).
+const USAGE_EVERY_MS: i64 = 5_000;
+
+/// A box's artifact bucket and what it holds, for `reelbox cluster status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BoxBucket {
+    /// The box.
+    pub host: String,
+    /// Objects in it (stage inputs and outputs in transit, or left over).
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Every box's bucket on the server with what it holds, by box name (empty when this
+/// connection may not list streams: a box's own user).
+pub async fn buckets(bus: &Bus) -> Vec<BoxBucket> {
+    let mut out = Vec::new();
+    for host in bucket_boxes(bus).await {
+        let Ok(store) = bus.js.get_object_store(object_bucket(&host)).await else { continue };
+        if let Some(Usage { objects, bytes }) = usage(&store).await {
+            out.push(BoxBucket { host, objects, bytes });
+        }
+    }
+    out.sort_by(|a, b| a.host.cmp(&b.host));
+    out
 }
 
 /// Boxes that have an artifact bucket on the server.

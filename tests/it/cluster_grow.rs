@@ -128,7 +128,8 @@ async fn until(secs: u64, what: &str, mut f: impl AsyncFnMut() -> bool) -> Durat
 /// With `forget_box_after_h = 0.001` (3.6 s): the empty shared bucket an older reelbox left
 /// is deleted when the head connects; the bucket of a box killed after its stages goes once
 /// its heartbeat has been gone that long (the box still there keeps its own), the head's
-/// log says both; the box comes back and runs a stage in a bucket made again.
+/// log says both; `reelbox cluster status` shows what a bucket holds; the box comes back
+/// and runs a stage in a bucket made again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_of_boxes_long_gone_are_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -158,6 +159,30 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     assert_eq!(devices, BTreeSet::from(["w1/cpu".to_string(), "w2/cpu".to_string()]), "both boxes ran stages");
     assert!(exists(object_bucket("w1")).await && exists(object_bucket("w2")).await);
 
+    // Objects piling up in a box's bucket show in `reelbox cluster status`.
+    let w2_bucket = js.get_object_store(object_bucket("w2")).await.expect("w2's bucket");
+    w2_bucket.put("leftover", &mut &[7u8; 1500][..]).await.expect("a leftover object");
+    until(15, "the head counts the leftover", async || {
+        let view: serde_json::Value =
+            http.get(head.at("/api/v1/cluster")).send().await.expect("cluster").json().await.expect("json");
+        view["buckets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|b| b["host"] == "w2" && b["objects"] == 1 && b["bytes"] == 1500)
+    })
+    .await;
+    let status = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["cluster", "status", "--url", &head.url])
+        .env_remove("REELBOX_CONFIG")
+        .env_remove("REELBOX_KEY")
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .output()
+        .expect("cluster status");
+    let table = String::from_utf8_lossy(&status.stdout);
+    let row = table.lines().find(|l| l.contains("reelbox_artifacts_w2")).unwrap_or_default();
+    assert!(row.contains(" 1 ") && row.contains("1.5 kB") && row.contains("alive"), "{table}");
+
     w2.kill9();
     let said_w2 = "deleted the artifact bucket reelbox_artifacts_w2 of box w2";
     let took = until(20, "w2's bucket deleted, the head saying so", async || {
@@ -169,6 +194,7 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     assert!(exists(object_bucket("w1")).await, "w1 is alive: its bucket stays");
     let said = head_log();
     assert!(said.contains("cluster.forget_box_after_h"), "{said}");
+    assert!(said.contains("1 leftover object(s) went with it"), "{said}");
 
     // The box comes back; with w1 gone its stage needs the bucket made again.
     drop(_w1);
