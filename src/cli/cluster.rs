@@ -254,6 +254,7 @@ async fn from_nats(g: &Global, url: String) -> anyhow::Result<ClusterView> {
         })??;
     let boxes = bus.adverts().await.context("cannot read the heartbeat bucket")?;
     // Empty for a box's own user, which may not list streams.
-    let buckets = sweep::buckets(&bus).await;
+    let buckets =
+        tokio::time::timeout(std::time::Duration::from_secs(10), sweep::buckets(&bus)).await.unwrap_or_default();
     Ok(ClusterView { heartbeat_ttl_s: cluster.heartbeat_ttl_s, now_ms: reelbox::time::now_ms(), boxes, buckets })
 }

@@ -47,15 +47,30 @@ impl Sweeper {
     /// of boxes gone longer than the setting, except those of `busy` boxes (the head still
     /// waits for a result or keeps one whose outputs are there).
     pub async fn sweep(&self, bus: &Bus, alive: &[String], busy: &[String]) {
+        // The head's heartbeat loop calls this: a NATS server that stalls a listing must not
+        // stall the head's view of the boxes. What is left undone is done at the next look.
+        if tokio::time::timeout(SWEEP_PATIENCE, self.look(bus, alive, busy)).await.is_err() {
+            tracing::debug!("the artifact buckets' upkeep took over {SWEEP_PATIENCE:?}; trying again later");
+        }
+    }
+
+    /// [`Sweeper::sweep`] without its time limit.
+    async fn look(&self, bus: &Bus, alive: &[String], busy: &[String]) {
         let now = crate::time::now_ms();
-        let recount = self.usage.lock().unwrap_or_else(|p| p.into_inner()).1 <= now;
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).extend(alive.iter().map(|h| (h.clone(), now)));
+        let recount = {
+            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            let due = usage.1 <= now;
+            if due {
+                usage.1 = now + USAGE_EVERY_MS;
+            }
+            due
+        };
         if recount {
             let counted = buckets(bus).await;
-            *self.usage.lock().unwrap_or_else(|p| p.into_inner()) = (counted, now + USAGE_EVERY_MS);
+            self.usage.lock().unwrap_or_else(|p| p.into_inner()).0 = counted;
         }
         {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.extend(alive.iter().map(|h| (h.clone(), now)));
             let mut next = self.next_ms.lock().unwrap_or_else(|p| p.into_inner());
             if now < *next {
                 return;
@@ -89,6 +104,9 @@ impl Sweeper {
         self.forget_after_ms.map_or(60_000, |f| (f / 4).clamp(1_000, 60_000))
     }
 }
+
+/// Longest one look at the buckets may take.
+const SWEEP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How often the head counts what the boxes' buckets hold (a listing per bucket).
 const USAGE_EVERY_MS: i64 = 5_000;
