@@ -37,17 +37,19 @@ fn nats_config(args: &[&str], conf: &Path) -> (bool, String, String) {
 
 /// A config from before per-box buckets (head + w1) runs the server; `--add-to` adds w3,
 /// keeping head's and w1's keys byte for byte and rewriting w1's rights to its own bucket
-/// (and saying so). After a server restart, w1 (never restarted, its old seed) and w3 (the one new
+/// (and saying so). After a reload, w1 (its process not restarted, its old seed) and w3 (the new
 /// seed) both run stages with every artifact through their buckets, and nothing is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("nats.conf");
     let frozen = include_str!("cluster_support/nats-before-per-box-buckets.conf");
-    std::fs::write(&conf, frozen).expect("config");
+    // The store dir in the file too, as the README says: nats-server reloads only then.
+    let store = format!("jetstream {{ store_dir: {:?} }}", Nats::store_dir(dir.path()));
+    let written = frozen.replace("jetstream {}", &store);
+    std::fs::write(&conf, &written).expect("config");
     let log = dir.path().join("nats.log");
-    let mut nats =
-        Nats::start_args(dir.path(), &["-c", conf.to_str().expect("utf-8"), "-l", log.to_str().expect("utf-8")]);
+    let nats = Nats::start_reloadable(dir.path(), &conf, &["-l", log.to_str().expect("utf-8")]);
     let cfg = |seed: &str| format!("nkey = {seed:?}\ninline_kib = 0");
     let head = start_head_cfg(&dir.path().join("head"), &nats, &format!("{}\nlocal_work = false", cfg(HEAD_SEED)), &[]);
     let _w1 = WorkerProc::start_cfg(&dir.path().join("w1"), &nats, "w1", &cfg(W1_SEED));
@@ -69,7 +71,7 @@ async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
         assert!(text.contains(line), "{line:?} stays byte for byte:\n{text}");
     }
     assert!(!text.contains("\"$O.reelbox_artifacts.>\"") && text.contains("# box \"w3\""), "{text}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("nats.conf.bak")).expect("backup"), frozen);
+    assert_eq!(std::fs::read_to_string(dir.path().join("nats.conf.bak")).expect("backup"), written);
     let checked = Command::new("nats-server").arg("-t").arg("-c").arg(&conf).output().expect("nats-server -t");
     assert!(checked.status.success(), "nats-server -t refused it: {}", String::from_utf8_lossy(&checked.stderr));
 
@@ -78,8 +80,14 @@ async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     assert!(!ok && stderr.contains("--boxes") && stderr.contains("\"w1\" is already in"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&conf).expect("config"), text);
 
-    // A restart (a reload refuses the -sd the test gives); w1 reconnects by itself.
-    nats.restart();
+    // A reload (the file names its store dir): w1 is not restarted and gets its new rights.
+    nats.reload();
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("Reloaded server configuration") {
+        let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(t0.elapsed() < Duration::from_secs(5), "nats-server did not reload:\n{server_log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _w3 = WorkerProc::start_cfg(&dir.path().join("w3"), &nats, "w3", &cfg(&w3_seed));
     wait_boxes(&http, &head, &["w1", "w3"]).await;
     let mut ids = Vec::new();
