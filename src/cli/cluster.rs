@@ -39,6 +39,11 @@ pub enum ClusterAction {
         /// standard error).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// JetStream's storage dir, written into the config (`jetstream { store_dir }`)
+        /// so that `nats-server --signal reload` can apply a later `--add-to`; then start the
+        /// server without `-sd`.
+        #[arg(long, conflicts_with = "add_to")]
+        store_dir: Option<String>,
         /// Adds the boxes to this config (one `nats-config` wrote) instead of making a new
         /// one: users already there keep their keys and seeds; the file is rewritten in
         /// place (the old one kept as FILE.bak) unless `--out` names another.
@@ -65,8 +70,9 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
         ClusterAction::NatsConfig { boxes, add_to: Some(file), out, .. } => {
             return add_boxes(&boxes, &file, out.as_deref());
         }
-        ClusterAction::NatsConfig { boxes, head, out, add_to: None } => {
-            return nats_config(&boxes, head.as_deref().unwrap_or("head"), out.as_deref());
+        ClusterAction::NatsConfig { boxes, head, out, store_dir, add_to: None } => {
+            let head = head.as_deref().unwrap_or("head");
+            return nats_config(&boxes, head, store_dir.as_deref(), out.as_deref());
         }
     };
     let view = match nats {
@@ -150,7 +156,12 @@ fn print_buckets(buckets: &[BoxBucket], boxes: &[Advert]) {
 
 /// `reelbox cluster nats-config`: a fresh nkey per box, the server config with their
 /// public keys, and the seeds (secret) printed once as `[cluster]` lines.
-fn nats_config(boxes: &[String], head: &str, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn nats_config(
+    boxes: &[String],
+    head: &str,
+    store_dir: Option<&str>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     let mut names = vec![head.to_string()];
     for name in boxes.iter().map(|b| b.trim()) {
         reelbox::config::cluster::check_name(name).context("--boxes")?;
@@ -159,12 +170,13 @@ fn nats_config(boxes: &[String], head: &str, out: Option<&std::path::Path>) -> a
     }
     reelbox::config::cluster::check_name(head).context("--head")?;
     let (users, seeds) = new_users(&names)?;
-    let text = permissions::server_config(&users[0], &users[1..]);
+    let text = permissions::server_config(&users[0], &users[1..], store_dir);
     let note = "nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]";
     match out {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("wrote {} (start: nats-server -c {} -sd DIR)", path.display(), path.display());
+            let sd = if store_dir.is_some() { "" } else { " -sd DIR" };
+            println!("wrote {} (start: nats-server -c {}{sd})", path.display(), path.display());
             println!("{note}\n{seeds}");
         }
         None => {

@@ -60,14 +60,19 @@ const USERS_OPEN: &str = "authorization {\n  users = [\n";
 /// Last lines of the users' block.
 const USERS_CLOSE: &str = "  ]\n}\n";
 
-/// The nats-server configuration text: JetStream on, the head with every right, each box
-/// with [`worker_rights`].
-pub fn server_config(head: &BoxUser, boxes: &[BoxUser]) -> String {
+/// The nats-server configuration text: JetStream on (storing in `store_dir` when given,
+/// which lets the server reload the file), the head with every right, each box with
+/// [`worker_rights`].
+pub fn server_config(head: &BoxUser, boxes: &[BoxUser], store_dir: Option<&str>) -> String {
     let mut out = String::from(
         "# Written by `reelbox cluster nats-config`: one nkey user per box, each allowed only its\n\
-         # own subjects. Start: nats-server -c THIS_FILE (add -sd DIR for JetStream's storage).\n\
-         jetstream {}\n\n",
+         # own subjects. Start: nats-server -c THIS_FILE (add -sd DIR for JetStream's storage\n\
+         # unless store_dir is set below; only then does `nats-server --signal reload` work).\n",
     );
+    match store_dir {
+        Some(dir) => out.push_str(&format!("jetstream {{ store_dir: {dir:?} }}\n\n")),
+        None => out.push_str("jetstream {}\n\n"),
+    }
     out.push_str(USERS_OPEN);
     out.push_str(&head_entry(head));
     boxes.iter().for_each(|b| out.push_str(&box_entry(b)));
@@ -226,7 +231,9 @@ mod tests {
         let text = server_config(
             &BoxUser { name: "head".into(), public_key: "UHEAD".into() },
             &[BoxUser { name: "w1".into(), public_key: "UW1".into() }],
+            Some("/var/lib/nats"),
         );
+        assert!(text.contains("\njetstream { store_dir: \"/var/lib/nats\" }\n"), "{text}");
         assert!(text.contains("{ nkey: \"UHEAD\", permissions: { publish: \">\", subscribe: \">\" } }"), "{text}");
         assert!(text.contains("nkey: \"UW1\"") && text.contains("\"$KV.reelbox_boxes.w1\""), "{text}");
     }
@@ -236,7 +243,7 @@ mod tests {
         let key = |_| nkeys::KeyPair::new_user().public_key();
         let head = BoxUser { name: "head".into(), public_key: key(0) };
         let w1 = BoxUser { name: "w1".into(), public_key: key(1) };
-        let text = format!("listen: 4222\n{}# mine\n", server_config(&head, std::slice::from_ref(&w1)));
+        let text = format!("listen: 4222\n{}# mine\n", server_config(&head, std::slice::from_ref(&w1), None));
         let found = read_users(&text).expect("ours");
         let names: Vec<_> = found.users.iter().map(|u| (u.user.name.as_str(), u.head)).collect();
         assert_eq!(names, [("head", true), ("w1", false)]);
@@ -246,7 +253,7 @@ mod tests {
         let w3 = BoxUser { name: "w3".into(), public_key: key(3) };
         let (grown, _) = extend_config(&found, std::slice::from_ref(&w3));
         assert!(grown.starts_with("listen: 4222\n") && grown.ends_with("  ]\n}\n# mine\n"), "{grown}");
-        assert_eq!(grown, format!("listen: 4222\n{}# mine\n", server_config(&head, &[w1, w3])));
+        assert_eq!(grown, format!("listen: 4222\n{}# mine\n", server_config(&head, &[w1, w3], None)));
 
         // Before per-box buckets, every box had the shared bucket's rights.
         let old = text.replace("$O.reelbox_artifacts_w1.>", "$O.reelbox_artifacts.>");
