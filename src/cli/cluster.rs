@@ -231,7 +231,7 @@ fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::P
         let why = if u.shared_bucket {
             "its rights were an older reelbox's (one artifact bucket shared by all boxes)"
         } else {
-            "its rights were an older reelbox's"
+            "its rights differed from this reelbox's (an older reelbox's, or edited by hand)"
         };
         println!(
             "{}: {why}; rewrote them to this reelbox's (its own bucket {}); its key and seed stay",

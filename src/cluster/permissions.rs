@@ -155,6 +155,8 @@ pub fn read_users(text: &str) -> Result<ServerUsers, NotOurs> {
             .find_map(|(m, head)| t.strip_prefix(m).map(|rest| (rest, head)));
         if let Some((rest, head)) = marker {
             let name = rest.split('"').next().unwrap_or_default().to_string();
+            // It becomes subjects in the rewritten rights: a hand-edited name must still be one.
+            crate::config::cluster::check_name(&name).map_err(|e| NotOurs(format!("a user's comment: {e}")))?;
             let user = BoxUser { name, public_key: String::new() };
             users.push(FoundUser { user, head, text: String::new() });
         }
