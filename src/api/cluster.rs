@@ -23,6 +23,11 @@ pub struct ClusterView {
     /// devices with slots and free memory, GPU readings, models, running stages, `at_ms`).
     #[schema(value_type = Vec<Object>)]
     pub boxes: Vec<serde_json::Value>,
+    /// Each box's artifact bucket on the NATS server (`host`, `objects`, `bytes`), boxes
+    /// gone included: what is in transit or left over, counted every few seconds.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub buckets: Vec<serde_json::Value>,
 }
 
 /// Worker boxes of this head.
@@ -42,5 +47,6 @@ pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Js
         heartbeat_ttl_s: remote.heartbeat_ttl_s(),
         now_ms: crate::time::now_ms(),
         boxes: remote.adverts(),
+        buckets: remote.buckets(),
     }))
 }

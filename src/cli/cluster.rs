@@ -11,6 +11,7 @@ use clap::Subcommand;
 use reelbox::cluster::Bus;
 use reelbox::cluster::permissions::{self, BoxUser};
 use reelbox::cluster::protocol::Advert;
+use reelbox::cluster::sweep::{self, BoxBucket};
 use reelbox::config::Config;
 
 use super::Global;
@@ -31,13 +32,23 @@ pub enum ClusterAction {
         /// Worker box names, comma-separated (`w1,w2`).
         #[arg(long, value_delimiter = ',', required = true)]
         boxes: Vec<String>,
-        /// The head's box name.
-        #[arg(long, default_value = "head")]
-        head: String,
+        /// The head's box name (default `head`).
+        #[arg(long, conflicts_with = "add_to")]
+        head: Option<String>,
         /// Where to write the config (standard output when absent; the seeds then go to
         /// standard error).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// JetStream's storage dir, written into the config (`jetstream { store_dir }`)
+        /// so that `nats-server --signal reload` can apply a later `--add-to`; then start the
+        /// server without `-sd`.
+        #[arg(long, conflicts_with = "add_to")]
+        store_dir: Option<String>,
+        /// Adds the boxes to this config (one `nats-config` wrote) instead of making a new
+        /// one: users already there keep their keys and seeds; the file is rewritten in
+        /// place (the old one kept as FILE.bak) unless `--out` names another.
+        #[arg(long)]
+        add_to: Option<std::path::PathBuf>,
     },
 }
 
@@ -47,26 +58,34 @@ struct ClusterView {
     heartbeat_ttl_s: u64,
     now_ms: i64,
     boxes: Vec<Advert>,
+    /// Absent from an older head.
+    #[serde(default)]
+    buckets: Vec<BoxBucket>,
 }
 
 /// Runs a `cluster` subcommand.
 pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> {
     let nats = match action {
         ClusterAction::Status { nats } => nats,
-        ClusterAction::NatsConfig { boxes, head, out } => return nats_config(&boxes, &head, out.as_deref()),
+        ClusterAction::NatsConfig { boxes, add_to: Some(file), out, .. } => {
+            return add_boxes(&boxes, &file, out.as_deref());
+        }
+        ClusterAction::NatsConfig { boxes, head, out, store_dir, add_to: None } => {
+            let head = head.as_deref().unwrap_or("head");
+            return nats_config(&boxes, head, store_dir.as_deref(), out.as_deref());
+        }
     };
     let view = match nats {
         Some(url) => from_nats(g, url).await?,
         None => Client::new(g)?.get::<ClusterView>("/api/v1/cluster").await?,
     };
-    let ClusterView { heartbeat_ttl_s, now_ms: now, boxes } = view;
+    let ClusterView { heartbeat_ttl_s, now_ms: now, boxes, buckets } = view;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&boxes)?);
         return Ok(ExitCode::SUCCESS);
     }
     if boxes.is_empty() {
         println!("no worker boxes (none sent a heartbeat within {heartbeat_ttl_s} s)");
-        return Ok(ExitCode::SUCCESS);
     }
     let mut rows = Vec::new();
     for b in &boxes {
@@ -91,10 +110,12 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
             ]);
         }
     }
-    super::table::print(
-        &["BOX", "DEVICE", "NAME", "SLOTS", "FREE MIB", "TOTAL MIB", "UTIL", "RUNNING", "HEARTBEAT"],
-        &rows,
-    );
+    if !rows.is_empty() {
+        super::table::print(
+            &["BOX", "DEVICE", "NAME", "SLOTS", "FREE MIB", "TOTAL MIB", "UTIL", "RUNNING", "HEARTBEAT"],
+            &rows,
+        );
+    }
     for b in &boxes {
         println!(
             "{}: reelbox {}, models: {}",
@@ -103,12 +124,44 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
             if b.models.is_empty() { "-".into() } else { b.models.join(", ") }
         );
     }
+    print_buckets(&buckets, &boxes);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each box's artifact bucket: objects piling up there (a box gone, a head that never came
+/// back for its results) show here before they fill the NATS server's disk.
+fn print_buckets(buckets: &[BoxBucket], boxes: &[Advert]) {
+    if buckets.is_empty() {
+        return;
+    }
+    println!("\nartifact buckets on the NATS server (stage inputs and outputs in transit):");
+    let rows: Vec<Vec<String>> = buckets
+        .iter()
+        .map(|b| {
+            let alive = boxes.iter().any(|a| a.host == b.host);
+            vec![
+                b.host.clone(),
+                reelbox::cluster::protocol::object_bucket(&b.host),
+                b.objects.to_string(),
+                super::models::human_bytes(b.bytes),
+                if alive { "alive".into() } else { "gone".into() },
+            ]
+        })
+        .collect();
+    super::table::print(&["BOX", "BUCKET", "OBJECTS", "SIZE", "BOX STATE"], &rows);
+    if rows.iter().any(|r| r[4] == "gone") {
+        println!("the head deletes a gone box's bucket after [cluster] forget_box_after_h hours");
+    }
 }
 
 /// `reelbox cluster nats-config`: a fresh nkey per box, the server config with their
 /// public keys, and the seeds (secret) printed once as `[cluster]` lines.
-fn nats_config(boxes: &[String], head: &str, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn nats_config(
+    boxes: &[String],
+    head: &str,
+    store_dir: Option<&str>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     let mut names = vec![head.to_string()];
     for name in boxes.iter().map(|b| b.trim()) {
         reelbox::config::cluster::check_name(name).context("--boxes")?;
@@ -116,20 +169,14 @@ fn nats_config(boxes: &[String], head: &str, out: Option<&std::path::Path>) -> a
         names.push(name.to_string());
     }
     reelbox::config::cluster::check_name(head).context("--head")?;
-    let mut users = Vec::new();
-    let mut seeds = Vec::new();
-    for name in &names {
-        let key = nkeys::KeyPair::new_user();
-        seeds.push(format!("{name}: nkey = {:?}", key.seed().context("cannot encode an nkey seed")?));
-        users.push(BoxUser { name: name.clone(), public_key: key.public_key() });
-    }
-    let text = permissions::server_config(&users[0], &users[1..]);
-    let seeds = seeds.join("\n");
+    let (users, seeds) = new_users(&names)?;
+    let text = permissions::server_config(&users[0], &users[1..], store_dir);
     let note = "nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]";
     match out {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("wrote {} (start: nats-server -c {} -sd DIR)", path.display(), path.display());
+            let sd = if store_dir.is_some() { "" } else { " -sd DIR" };
+            println!("wrote {} (start: nats-server -c {}{sd})", path.display(), path.display());
             println!("{note}\n{seeds}");
         }
         None => {
@@ -138,6 +185,74 @@ fn nats_config(boxes: &[String], head: &str, out: Option<&std::path::Path>) -> a
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh nkey per name: the users and their seeds as `NAME: nkey = "SU…"` lines.
+fn new_users(names: &[String]) -> anyhow::Result<(Vec<BoxUser>, String)> {
+    let mut users = Vec::new();
+    let mut seeds = Vec::new();
+    for name in names {
+        let key = nkeys::KeyPair::new_user();
+        seeds.push(format!("{name}: nkey = {:?}", key.seed().context("cannot encode an nkey seed")?));
+        users.push(BoxUser { name: name.clone(), public_key: key.public_key() });
+    }
+    Ok((users, seeds.join("\n")))
+}
+
+/// `nats-config --add-to FILE`: the new boxes appended to FILE's users, whose keys stay
+/// (an older reelbox's box rights are rewritten, said per box); seeds only for the new.
+fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let old = std::fs::read_to_string(file).with_context(|| format!("--add-to: cannot read {}", file.display()))?;
+    let found = permissions::read_users(&old).with_context(|| format!("--add-to {}", file.display()))?;
+    let mut names: Vec<String> = Vec::new();
+    for name in boxes.iter().map(|b| b.trim()) {
+        reelbox::config::cluster::check_name(name).context("--boxes")?;
+        if found.users.iter().any(|u| u.user.name == name) {
+            anyhow::bail!("--boxes: {name:?} is already in {} (its seed stays valid)", file.display());
+        }
+        anyhow::ensure!(!names.iter().any(|n| n == name), "--boxes: {name:?} is named twice");
+        names.push(name.to_string());
+    }
+    let (users, seeds) = new_users(&names)?;
+    let (text, upgraded) = permissions::extend_config(&found, &users);
+    let dest = out.unwrap_or(file);
+    if dest == file {
+        let backup = with_suffix(file, ".bak");
+        std::fs::write(&backup, &old).with_context(|| format!("cannot write {}", backup.display()))?;
+        println!("kept the old config as {}", backup.display());
+    }
+    // A temporary file renamed over the target: a crash leaves the old config or the new one.
+    let tmp = with_suffix(dest, ".tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    let kept: Vec<&str> = found.users.iter().map(|u| u.user.name.as_str()).collect();
+    println!("wrote {}: added {}; kept {} with their keys", dest.display(), names.join(", "), kept.join(", "));
+    for u in &upgraded {
+        let why = if u.shared_bucket {
+            "its rights were an older reelbox's (one artifact bucket shared by all boxes)"
+        } else {
+            "its rights differed from this reelbox's (an older reelbox's, or edited by hand)"
+        };
+        println!(
+            "{}: {why}; rewrote them to this reelbox's (its own bucket {}); its key and seed stay",
+            u.name,
+            reelbox::cluster::protocol::object_bucket(&u.name)
+        );
+    }
+    // A reload refuses a store dir given with -sd that the file does not name.
+    println!(
+        "apply it: restart nats-server (running boxes reconnect by themselves), or `nats-server --signal reload` \
+         when the file names its store_dir (jetstream {{ store_dir: DIR }}) instead of -sd"
+    );
+    println!("nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]\n{seeds}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path` with `suffix` appended to its file name (`nats.conf` → `nats.conf.bak`).
+fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 /// The boxes from the NATS heartbeat bucket, with `[cluster]`'s credentials and TLS.
@@ -150,5 +265,8 @@ async fn from_nats(g: &Global, url: String) -> anyhow::Result<ClusterView> {
             format!("no answer from NATS at {}, or the head has not made the cluster's streams there", cluster.nats_url)
         })??;
     let boxes = bus.adverts().await.context("cannot read the heartbeat bucket")?;
-    Ok(ClusterView { heartbeat_ttl_s: cluster.heartbeat_ttl_s, now_ms: reelbox::time::now_ms(), boxes })
+    // Empty for a box's own user, which may not list streams.
+    let buckets =
+        tokio::time::timeout(std::time::Duration::from_secs(10), sweep::buckets(&bus)).await.unwrap_or_default();
+    Ok(ClusterView { heartbeat_ttl_s: cluster.heartbeat_ttl_s, now_ms: reelbox::time::now_ms(), boxes, buckets })
 }

@@ -155,6 +155,14 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// Drops box `host`'s bucket handle (the head deleted the bucket): the next use binds
+    /// or makes it again.
+    pub fn forget_bucket(&self, host: &str) {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).remove(host);
+    }
+}
+
 /// Whether a stream lookup failed because the stream does not exist.
 fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
     use jetstream::context::GetStreamErrorKind;

@@ -43,6 +43,8 @@ pub struct Head {
     orphans: Mutex<HashMap<(Ulid, usize), (StageResult, Instant)>>,
     /// Stages whose result this head took recently: a later copy is a late duplicate.
     finished: Mutex<HashMap<(Ulid, usize), Instant>>,
+    /// Deletes the buckets of boxes long gone.
+    sweeper: super::sweep::Sweeper,
     stop: CancellationToken,
 }
 
@@ -67,6 +69,7 @@ impl Head {
         let head = Arc::new(Self {
             bus,
             rt: Handle::current(),
+            sweeper: super::sweep::Sweeper::new(&cluster),
             cluster,
             boxes: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
@@ -124,6 +127,8 @@ impl Head {
             }
             self.refresh_boxes().await;
             self.expire_orphans().await;
+            let (alive, busy) = self.hosts();
+            self.sweeper.sweep(&self.bus, &alive, &busy).await;
         }
     }
 
@@ -219,6 +224,15 @@ impl Head {
         }
     }
 
+    /// Boxes alive now, and boxes whose buckets hold what the head still waits for.
+    fn hosts(&self) -> (Vec<String>, Vec<String>) {
+        let alive = self.boxes.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut busy: Vec<String> = waiting.values().map(|(h, _)| h.clone()).collect();
+        busy.extend(self.orphans.lock().unwrap_or_else(|p| p.into_inner()).values().map(|(r, _)| r.host.clone()));
+        (alive, busy)
+    }
+
     fn alive(&self, host: &str) -> bool {
         self.boxes.lock().unwrap_or_else(|p| p.into_inner()).contains_key(host)
     }
@@ -247,7 +261,7 @@ impl Head {
         let mut files: Vec<(crate::store::records::Artifact, std::path::PathBuf)> = Vec::new();
         let earlier = s.job.stages[..s.index].iter().flat_map(|st| s.sink.stage_artifacts(st.name));
         let mut ids = Vec::new();
-        named_ids(s.params, &mut ids);
+        super::protocol::named_ids(s.params, &mut ids);
         for a in earlier.chain(ids.into_iter().filter_map(|id| s.sink.artifact(id))) {
             if !files.iter().any(|(f, _)| f.id == a.id) {
                 let path = s.sink.artifact_path(&a);
@@ -429,16 +443,6 @@ impl Head {
     }
 }
 
-/// Every string in `params` that reads as an id (artifact references such as a portrait).
-fn named_ids(params: &serde_json::Value, out: &mut Vec<Ulid>) {
-    match params {
-        serde_json::Value::String(s) if s.len() == 26 => out.extend(Ulid::from_string(s).ok()),
-        serde_json::Value::Array(v) => v.iter().for_each(|x| named_ids(x, out)),
-        serde_json::Value::Object(m) => m.values().for_each(|x| named_ids(x, out)),
-        _ => {}
-    }
-}
-
 /// Deletes a result's output objects (in its box's bucket).
 async fn discard(bus: &Bus, result: &StageResult) {
     if let Outcome::Done { outputs } = &result.outcome {
@@ -487,5 +491,9 @@ impl RemoteBoxes for Head {
 
     fn heartbeat_ttl_s(&self) -> u64 {
         self.cluster.heartbeat_ttl_s
+    }
+
+    fn buckets(&self) -> Vec<serde_json::Value> {
+        self.sweeper.usage().iter().filter_map(|b| serde_json::to_value(b).ok()).collect()
     }
 }

@@ -8,6 +8,7 @@
 //! - [`objects`]: artifacts in and out of the object store, digest-checked;
 //! - [`permissions`]: the nats-server configuration with one user per box;
 //! - [`head`]: the scheduler's [`RemoteBoxes`](crate::scheduler::RemoteBoxes);
+//! - [`sweep`]: the head deletes the buckets of boxes long gone;
 //! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
 //! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
 
@@ -16,6 +17,7 @@ pub mod head;
 pub mod objects;
 pub mod permissions;
 pub mod protocol;
+pub mod sweep;
 pub mod telemetry;
 pub mod worker;
 pub mod worker_sink;

@@ -5,7 +5,8 @@
 //! another's work, so the result's subject proves its sender.
 
 use super::protocol::{
-    BOXES_BUCKET, RESULT_STREAM, WORK_STREAM, box_consumer, inbox_prefix, object_bucket, result_subject,
+    BOXES_BUCKET, RESULT_STREAM, SHARED_BUCKET_BEFORE, WORK_STREAM, box_consumer, inbox_prefix, object_bucket,
+    result_subject,
 };
 
 /// A box and the public nkey (`U…`) its user signs in with.
@@ -54,31 +55,161 @@ pub fn worker_rights(host: &str) -> (Vec<String>, Vec<String>) {
     (publish, subscribe)
 }
 
-/// The nats-server configuration text: JetStream on, the head with every right, each box
-/// with [`worker_rights`].
-pub fn server_config(head: &BoxUser, boxes: &[BoxUser]) -> String {
-    let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+/// First line of the users' block: what [`extend_config`] looks for in a file.
+const USERS_OPEN: &str = "authorization {\n  users = [\n";
+/// Last lines of the users' block.
+const USERS_CLOSE: &str = "  ]\n}\n";
+
+/// The nats-server configuration text: JetStream on (storing in `store_dir` when given,
+/// which lets the server reload the file), the head with every right, each box with
+/// [`worker_rights`].
+pub fn server_config(head: &BoxUser, boxes: &[BoxUser], store_dir: Option<&str>) -> String {
     let mut out = String::from(
         "# Written by `reelbox cluster nats-config`: one nkey user per box, each allowed only its\n\
-         # own subjects. Start: nats-server -c THIS_FILE (add -sd DIR for JetStream's storage).\n\
-         jetstream {}\n\nauthorization {\n  users = [\n",
+         # own subjects. Start: nats-server -c THIS_FILE (add -sd DIR for JetStream's storage\n\
+         # unless store_dir is set below; only then does `nats-server --signal reload` work).\n",
     );
-    out.push_str(&format!(
+    match store_dir {
+        Some(dir) => out.push_str(&format!("jetstream {{ store_dir: {dir:?} }}\n\n")),
+        None => out.push_str("jetstream {}\n\n"),
+    }
+    out.push_str(USERS_OPEN);
+    out.push_str(&head_entry(head));
+    boxes.iter().for_each(|b| out.push_str(&box_entry(b)));
+    out.push_str(USERS_CLOSE);
+    out
+}
+
+/// The head's user: every right.
+fn head_entry(head: &BoxUser) -> String {
+    format!(
         "    # head {:?}: the store's owner, every right\n    {{ nkey: {:?}, permissions: {{ publish: \">\", subscribe: \">\" }} }}\n",
         head.name, head.public_key
-    ));
-    for b in boxes {
-        let (publish, subscribe) = worker_rights(&b.name);
-        out.push_str(&format!(
-            "    # box {:?}\n    {{ nkey: {:?}, permissions: {{\n      publish: {{ allow: [{}] }}\n      subscribe: {{ allow: [{}] }}\n    }} }}\n",
-            b.name,
-            b.public_key,
-            list(&publish),
-            list(&subscribe)
+    )
+}
+
+/// A box's user with [`worker_rights`].
+fn box_entry(b: &BoxUser) -> String {
+    let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let (publish, subscribe) = worker_rights(&b.name);
+    format!(
+        "    # box {:?}\n    {{ nkey: {:?}, permissions: {{\n      publish: {{ allow: [{}] }}\n      subscribe: {{ allow: [{}] }}\n    }} }}\n",
+        b.name,
+        b.public_key,
+        list(&publish),
+        list(&subscribe)
+    )
+}
+
+/// A server config that `reelbox cluster nats-config` cannot extend.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotOurs(String);
+
+/// A user found in a config `nats-config` wrote: the head or a box, with its entry's text.
+pub struct FoundUser {
+    /// Its name and public key.
+    pub user: BoxUser,
+    /// The head (every right) or a box.
+    pub head: bool,
+    /// The entry as written (comment line included).
+    text: String,
+}
+
+/// The users of a config `nats-config` wrote, with the text around their block (kept as
+/// it is: a `listen`, `tls` or `jetstream` block the user added stays).
+pub struct ServerUsers {
+    /// Text before the users' block.
+    before: String,
+    /// Every user, in the file's order.
+    pub users: Vec<FoundUser>,
+    /// Text after the users' block.
+    after: String,
+}
+
+/// A box whose rights [`extend_config`] rewrote (its key kept).
+pub struct Upgraded {
+    /// The box.
+    pub name: String,
+    /// Whether its old rights were the shared artifact bucket's (before per-box buckets).
+    pub shared_bucket: bool,
+}
+
+/// Reads the users of a config `nats-config` wrote: each under its `# head "NAME"` or
+/// `# box "NAME"` comment. Anything else in the users' block is refused, not dropped.
+pub fn read_users(text: &str) -> Result<ServerUsers, NotOurs> {
+    let Some(open) = text.find(USERS_OPEN) else {
+        return Err(NotOurs(
+            "it has no `authorization { users = [` block as `reelbox cluster nats-config` writes".into(),
         ));
+    };
+    let body_at = open + USERS_OPEN.len();
+    let Some(close) = text[body_at..].find(USERS_CLOSE).map(|c| body_at + c) else {
+        return Err(NotOurs("its users' block does not end as `reelbox cluster nats-config` writes it".into()));
+    };
+    let mut users: Vec<FoundUser> = Vec::new();
+    for line in text[body_at..close].split_inclusive('\n') {
+        let t = line.trim();
+        let marker = [("# head \"", true), ("# box \"", false)]
+            .into_iter()
+            .find_map(|(m, head)| t.strip_prefix(m).map(|rest| (rest, head)));
+        if let Some((rest, head)) = marker {
+            let name = rest.split('"').next().unwrap_or_default().to_string();
+            // It becomes subjects in the rewritten rights: a hand-edited name must still be one.
+            crate::config::cluster::check_name(&name).map_err(|e| NotOurs(format!("a user's comment: {e}")))?;
+            let user = BoxUser { name, public_key: String::new() };
+            users.push(FoundUser { user, head, text: String::new() });
+        }
+        match users.last_mut() {
+            Some(u) => u.text.push_str(line),
+            None if t.is_empty() => {}
+            None => return Err(NotOurs(format!("a user without its `# box \"NAME\"` comment: {t}"))),
+        }
     }
-    out.push_str("  ]\n}\n");
-    out
+    for u in &mut users {
+        // One user per comment: a user added by hand below one would be lost on rewriting.
+        let entries = u.text.lines().filter(|l| l.trim_start().starts_with('{')).count();
+        if entries != 1 {
+            return Err(NotOurs(format!("{entries} users under the comment of {:?}, not one", u.user.name)));
+        }
+        let keys: Vec<&str> = u.text.split("nkey: \"").skip(1).filter_map(|r| r.split('"').next()).collect();
+        let [key] = keys[..] else {
+            return Err(NotOurs(format!("the entry of {:?} has {} nkeys, not one", u.user.name, keys.len())));
+        };
+        if nkeys::KeyPair::from_public_key(key).is_err() || !key.starts_with('U') {
+            return Err(NotOurs(format!("the entry of {:?} has no public user nkey (U…): {key:?}", u.user.name)));
+        }
+        u.user.public_key = key.to_string();
+    }
+    if users.iter().filter(|u| u.head).count() != 1 {
+        return Err(NotOurs("it has no single `# head` user".into()));
+    }
+    let after = text[close + USERS_CLOSE.len()..].to_string();
+    Ok(ServerUsers { before: text[..open].to_string(), users, after })
+}
+
+/// The config with `added` boxes appended: every user already there keeps its key, the
+/// head's entry stays byte for byte, and each box's rights become [`worker_rights`]
+/// (already so for a config this reelbox wrote; an older one's are rewritten and listed).
+pub fn extend_config(found: &ServerUsers, added: &[BoxUser]) -> (String, Vec<Upgraded>) {
+    let mut out = format!("{}{USERS_OPEN}", found.before);
+    let mut upgraded = Vec::new();
+    for u in &found.users {
+        if u.head {
+            out.push_str(&u.text);
+            continue;
+        }
+        let now = box_entry(&u.user);
+        if now != u.text {
+            let shared = format!("\"$O.{SHARED_BUCKET_BEFORE}.>\"");
+            upgraded.push(Upgraded { name: u.user.name.clone(), shared_bucket: u.text.contains(&shared) });
+        }
+        out.push_str(&now);
+    }
+    added.iter().for_each(|b| out.push_str(&box_entry(b)));
+    out.push_str(USERS_CLOSE);
+    out.push_str(&found.after);
+    (out, upgraded)
 }
 
 #[cfg(test)]
@@ -102,8 +233,43 @@ mod tests {
         let text = server_config(
             &BoxUser { name: "head".into(), public_key: "UHEAD".into() },
             &[BoxUser { name: "w1".into(), public_key: "UW1".into() }],
+            Some("/var/lib/nats"),
         );
+        assert!(text.contains("\njetstream { store_dir: \"/var/lib/nats\" }\n"), "{text}");
         assert!(text.contains("{ nkey: \"UHEAD\", permissions: { publish: \">\", subscribe: \">\" } }"), "{text}");
         assert!(text.contains("nkey: \"UW1\"") && text.contains("\"$KV.reelbox_boxes.w1\""), "{text}");
+    }
+
+    #[test]
+    fn extending_a_config_keeps_its_users_and_rewrites_only_old_rights() {
+        let key = |_| nkeys::KeyPair::new_user().public_key();
+        let head = BoxUser { name: "head".into(), public_key: key(0) };
+        let w1 = BoxUser { name: "w1".into(), public_key: key(1) };
+        let text = format!("listen: 4222\n{}# mine\n", server_config(&head, std::slice::from_ref(&w1), None));
+        let found = read_users(&text).expect("ours");
+        let names: Vec<_> = found.users.iter().map(|u| (u.user.name.as_str(), u.head)).collect();
+        assert_eq!(names, [("head", true), ("w1", false)]);
+        assert_eq!(found.users[1].user.public_key, w1.public_key);
+        let (same, upgraded) = extend_config(&found, &[]);
+        assert!(same == text && upgraded.is_empty(), "nothing added, nothing changes");
+        let w3 = BoxUser { name: "w3".into(), public_key: key(3) };
+        let (grown, _) = extend_config(&found, std::slice::from_ref(&w3));
+        assert!(grown.starts_with("listen: 4222\n") && grown.ends_with("  ]\n}\n# mine\n"), "{grown}");
+        assert_eq!(grown, format!("listen: 4222\n{}# mine\n", server_config(&head, &[w1, w3], None)));
+
+        // Before per-box buckets, every box had the shared bucket's rights.
+        let old = text.replace("$O.reelbox_artifacts_w1.>", "$O.reelbox_artifacts.>");
+        let (fixed, upgraded) = extend_config(&read_users(&old).expect("ours"), &[]);
+        assert_eq!(fixed, text, "rewritten to today's rights");
+        assert!(upgraded.len() == 1 && upgraded[0].name == "w1" && upgraded[0].shared_bucket);
+
+        assert!(read_users("jetstream {}\n").is_err(), "no users' block");
+        // A user added by hand is refused, not dropped.
+        let first = text.replace(USERS_OPEN, &format!("{USERS_OPEN}    {{ user: \"a\", password: \"b\" }}\n"));
+        let e = read_users(&first).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("without its `# box"), "{e}");
+        let after = text.replace("    # box \"w1\"\n", "");
+        let e = read_users(&after).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("2 users under the comment of \"head\""), "{e}");
     }
 }

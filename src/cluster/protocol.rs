@@ -18,6 +18,10 @@ pub const RESULT_CONSUMER: &str = "head";
 /// KV bucket of worker heartbeats (capabilities), one key per box, entries expire.
 pub const BOXES_BUCKET: &str = "reelbox_boxes";
 
+/// The one artifact bucket all boxes shared before each had its own: its rights are
+/// rewritten by `nats-config --add-to`, and the head deletes it once empty.
+pub const SHARED_BUCKET_BEFORE: &str = "reelbox_artifacts";
+
 /// Object store bucket of one box's stage inputs and outputs in transit: one per box, so
 /// that per-box NATS permissions keep a box from reading another's artifacts.
 pub fn object_bucket(host: &str) -> String {
@@ -115,6 +119,16 @@ pub struct StageWork {
     pub gpu: Option<u32>,
     /// Artifacts the stage may read: earlier stages' and those the parameters name.
     pub inputs: Vec<ObjectRef>,
+}
+
+/// Every string in `params` that reads as an id (artifact references such as a portrait).
+pub fn named_ids(params: &serde_json::Value, out: &mut Vec<Ulid>) {
+    match params {
+        serde_json::Value::String(s) if s.len() == 26 => out.extend(Ulid::from_string(s).ok()),
+        serde_json::Value::Array(v) => v.iter().for_each(|x| named_ids(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| named_ids(x, out)),
+        _ => {}
+    }
 }
 
 /// How a stage ended on a worker.

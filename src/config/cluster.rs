@@ -52,6 +52,9 @@ pub struct ClusterConfig {
     /// KiB of a stage's small artifacts, in all, that travel inside its work or result
     /// message instead of through the object store (0: always the object store).
     pub inline_kib: u64,
+    /// Head: hours after a box's last heartbeat when its artifact bucket is deleted (made
+    /// again if it comes back); 0 keeps buckets for good.
+    pub forget_box_after_h: f64,
 }
 
 impl Default for ClusterConfig {
@@ -72,6 +75,7 @@ impl Default for ClusterConfig {
             remote_slots: 8,
             local_work: true,
             inline_kib: 128,
+            forget_box_after_h: 24.0,
         }
     }
 }
@@ -115,6 +119,9 @@ impl ClusterConfig {
             // Base64 inside a message: NATS refuses messages over 1 MiB by default.
             return bad("inline_kib", &format!("must be at most {MAX_INLINE_KIB} (messages stay under 1 MiB)"));
         }
+        if !(self.forget_box_after_h >= 0.0 && self.forget_box_after_h.is_finite()) {
+            return bad("forget_box_after_h", "must be a number of hours, 0 or more (0: never)");
+        }
         Ok(())
     }
 }
@@ -156,5 +163,10 @@ mod tests {
         assert_eq!(key(ClusterConfig { ack_wait_s: 0, ..Default::default() }), Some("ack_wait_s"));
         assert_eq!(key(ClusterConfig { inline_kib: 513, ..Default::default() }), Some("inline_kib"), "over 1 MiB");
         assert_eq!(key(ClusterConfig { inline_kib: 0, ..Default::default() }), None, "object store only");
+        let forget = |h| key(ClusterConfig { forget_box_after_h: h, ..Default::default() });
+        assert_eq!(
+            (forget(-1.0), forget(f64::NAN), forget(0.0)),
+            (Some("forget_box_after_h"), Some("forget_box_after_h"), None)
+        );
     }
 }

@@ -49,6 +49,20 @@ impl DaemonProc {
         Self { child, url, data_dir: data_dir.to_path_buf() }
     }
 
+    /// As [`DaemonProc::start`] with its log (standard error) written to `log`.
+    pub fn start_logged(data_dir: &Path, env: &[(&str, &str)], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("daemon log file");
+        let mut child = Self::command(data_dir, "127.0.0.1:0", env).stderr(file).spawn().expect("spawn reelbox serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let url = line
+            .trim()
+            .strip_prefix("reelbox listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self { child, url: url.to_string(), data_dir: data_dir.to_path_buf() }
+    }
+
     /// As [`DaemonProc::start`] on a given address (to restart on the same port).
     pub fn start_at(data_dir: &Path, bind: &str, env: &[(&str, &str)]) -> Self {
         Self::start_on(data_dir, bind, env)

@@ -22,6 +22,7 @@ mod catalog;
 mod cli;
 mod cluster;
 mod cluster_creds;
+mod cluster_grow;
 mod cluster_permissions;
 mod cluster_render;
 mod cluster_restarts;

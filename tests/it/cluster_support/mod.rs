@@ -21,6 +21,8 @@ pub struct Nats {
     store: PathBuf,
     /// Extra server flags (`--auth TOKEN`, `--tls ...`).
     args: Vec<String>,
+    /// The config file (`-c`) names the store dir: no `-sd` (nats-server refuses both).
+    store_in_file: bool,
 }
 
 /// A free loopback port (bound and released; a race with other tests is unlikely).
@@ -45,20 +47,32 @@ impl Nats {
         let installed = Command::new("nats-server").arg("--version").output().is_ok_and(|o| o.status.success());
         assert!(installed, "nats-server is not installed: apt-get install nats-server (.ci/test does)");
         let args = args.iter().map(|a| a.to_string()).collect();
-        let mut n = Self { child: None, port: free_port(), addr: addr.to_string(), store: dir.join("nats"), args };
+        let (port, addr, store) = (free_port(), addr.to_string(), dir.join("nats"));
+        let mut n = Self { child: None, port, addr, store, args, store_in_file: false };
+        n.spawn();
+        n
+    }
+
+    /// A server with config file `conf` whose `jetstream { store_dir }` is
+    /// [`Nats::store_dir`] of `dir` (nats-server reloads such a file: `--signal reload`), and
+    /// extra flags.
+    pub fn start_reloadable(dir: &Path, conf: &Path, args: &[&str]) -> Self {
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(["-c".to_string(), conf.to_string_lossy().into_owned()]);
+        let (port, store) = (free_port(), dir.join("nats"));
+        let mut n = Self { child: None, port, addr: "127.0.0.1".into(), store, args, store_in_file: true };
         n.spawn();
         n
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", &self.addr, "-p", &self.port.to_string(), "-sd"])
-            .arg(&self.store)
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
+        let mut cmd = Command::new("nats-server");
+        cmd.args(["-js", "-a", &self.addr, "-p", &self.port.to_string()]);
+        if !self.store_in_file {
+            cmd.arg("-sd").arg(&self.store);
+        }
+        let child =
+            cmd.args(&self.args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn nats-server");
         self.child = Some(child);
         let t0 = Instant::now();
         while std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_err() {
@@ -70,6 +84,20 @@ impl Nats {
     /// The URL workers and the head join.
     pub fn url(&self) -> String {
         format!("nats://{}:{}", self.addr, self.port)
+    }
+
+    /// Makes the server read its config file again (SIGHUP, as `nats-server --signal
+    /// reload` sends); connected clients stay.
+    pub fn reload(&self) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill").arg("-HUP").arg(c.id().to_string()).status().is_ok_and(|s| s.success());
+            assert!(ok, "kill -HUP nats-server failed");
+        }
+    }
+
+    /// Its JetStream storage dir for a test dir (`-sd`, or the config file's `store_dir`).
+    pub fn store_dir(dir: &Path) -> PathBuf {
+        dir.join("nats")
     }
 
     /// Stops the server (SIGTERM, then waits) and starts it again on the same port and store.
@@ -123,6 +151,12 @@ pub fn start_head_cfg(dir: &Path, nats: &Nats, extra: &str, env: &[(&str, &str)]
     let mut all = vec![("REELBOX_CONFIG", cfg.as_str())];
     all.extend_from_slice(env);
     DaemonProc::start(&dir.join("data"), &all)
+}
+
+/// As [`start_head_cfg`] with the head's log (info level) written to `log`.
+pub fn start_head_logged(dir: &Path, nats: &Nats, extra: &str, log: &Path) -> DaemonProc {
+    let cfg = config_file(&dir.join("cfg"), &cluster_toml(&nats.url(), "head", "head", extra));
+    DaemonProc::start_logged(&dir.join("data"), &[("REELBOX_CONFIG", cfg.as_str()), ("REELBOX_LOG", "info")], log)
 }
 
 /// A worker process; killed on drop.

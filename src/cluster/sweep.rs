@@ -1,0 +1,257 @@
+//! Cleaning up after boxes that left, on the head: the artifact bucket of a box whose
+//! heartbeat has been gone longer than `[cluster] forget_box_after_h` is deleted (unless
+//! the head still waits for a run of that box), and so is the bucket all boxes shared
+//! before each had its own, once it holds nothing. Without this, every box that ever
+//! joined would keep an (empty) stream on the server for good.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures::StreamExt;
+
+use super::Bus;
+use super::protocol::{SHARED_BUCKET_BEFORE, object_bucket};
+use crate::config::ClusterConfig;
+
+/// When boxes were last seen alive, and when to look at the buckets next.
+pub struct Sweeper {
+    /// `forget_box_after_h` in ms; `None`: never forget a box.
+    forget_after_ms: Option<i64>,
+    /// The head's start: a box not seen since counts as gone from then (no earlier record).
+    started_ms: i64,
+    /// Last time each box's heartbeat was live, ms since the epoch.
+    seen: Mutex<HashMap<String, i64>>,
+    /// Next sweep, ms since the epoch; the shared bucket is looked at until it is gone.
+    next_ms: Mutex<i64>,
+    /// The shared bucket from before per-box buckets is gone (or never was).
+    shared_gone: std::sync::atomic::AtomicBool,
+    /// Each box's bucket as last counted, and when to count again (ms since the epoch).
+    usage: Mutex<(Vec<BoxBucket>, i64)>,
+}
+
+impl Sweeper {
+    /// A sweeper with `[cluster]`'s setting; its clock starts now.
+    pub fn new(config: &ClusterConfig) -> Self {
+        let hours = config.forget_box_after_h;
+        Self {
+            forget_after_ms: (hours > 0.0).then_some((hours * 3_600_000.0) as i64),
+            started_ms: crate::time::now_ms(),
+            seen: Mutex::new(HashMap::new()),
+            next_ms: Mutex::new(0),
+            shared_gone: std::sync::atomic::AtomicBool::new(false),
+            usage: Mutex::new((Vec::new(), 0)),
+        }
+    }
+
+    /// Notes the boxes alive now; at most every [`Sweeper::every_ms`] deletes the buckets
+    /// of boxes gone longer than the setting, except those of `busy` boxes (the head still
+    /// waits for a result or keeps one whose outputs are there).
+    pub async fn sweep(&self, bus: &Bus, alive: &[String], busy: &[String]) {
+        // The head's heartbeat loop calls this: a NATS server that stalls a listing must not
+        // stall the head's view of the boxes. What is left undone is done at the next look.
+        if tokio::time::timeout(SWEEP_PATIENCE, self.look(bus, alive, busy)).await.is_err() {
+            tracing::debug!("the artifact buckets' upkeep took over {SWEEP_PATIENCE:?}; trying again later");
+        }
+    }
+
+    /// [`Sweeper::sweep`] without its time limit.
+    async fn look(&self, bus: &Bus, alive: &[String], busy: &[String]) {
+        let now = crate::time::now_ms();
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).extend(alive.iter().map(|h| (h.clone(), now)));
+        let recount = {
+            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            let due = usage.1 <= now;
+            if due {
+                usage.1 = now + USAGE_EVERY_MS;
+            }
+            due
+        };
+        if recount {
+            let counted = buckets(bus).await;
+            self.usage.lock().unwrap_or_else(|p| p.into_inner()).0 = counted;
+        }
+        {
+            let mut next = self.next_ms.lock().unwrap_or_else(|p| p.into_inner());
+            if now < *next {
+                return;
+            }
+            *next = now + self.every_ms();
+        }
+        if !self.shared_gone.load(std::sync::atomic::Ordering::Relaxed) && drop_shared_bucket(bus).await {
+            self.shared_gone.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let Some(forget_after) = self.forget_after_ms else { return };
+        for host in bucket_boxes(bus).await {
+            if alive.contains(&host) || busy.contains(&host) {
+                continue;
+            }
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&host).copied();
+            let since = seen.unwrap_or(self.started_ms).max(last_write_ms(bus, &host).await);
+            if now - since > forget_after {
+                forget_box(bus, &host, now - since).await;
+                self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
+            }
+        }
+    }
+
+    /// Each box's bucket as last counted (every few seconds), boxes gone included.
+    pub fn usage(&self) -> Vec<BoxBucket> {
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    /// How often to look: a quarter of the setting, between 1 s and a minute.
+    fn every_ms(&self) -> i64 {
+        self.forget_after_ms.map_or(60_000, |f| (f / 4).clamp(1_000, 60_000))
+    }
+}
+
+/// Longest one look at the buckets may take.
+const SWEEP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How often the head counts what the boxes' buckets hold (a listing per bucket).
+const USAGE_EVERY_MS: i64 = 5_000;
+
+/// A box's artifact bucket and what it holds, for `reelbox cluster status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BoxBucket {
+    /// The box.
+    pub host: String,
+    /// Objects in it (stage inputs and outputs in transit, or left over).
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Every box's bucket on the server with what it holds, by box name (empty when this
+/// connection may not list streams: a box's own user).
+pub async fn buckets(bus: &Bus) -> Vec<BoxBucket> {
+    let mut out = Vec::new();
+    for host in bucket_boxes(bus).await {
+        let Ok(store) = bus.js.get_object_store(object_bucket(&host)).await else { continue };
+        if let Some(Usage { objects, bytes }) = usage(&store).await {
+            out.push(BoxBucket { host, objects, bytes });
+        }
+    }
+    out.sort_by(|a, b| a.host.cmp(&b.host));
+    out
+}
+
+/// Boxes that have an artifact bucket on the server.
+async fn bucket_boxes(bus: &Bus) -> Vec<String> {
+    let prefix = format!("OBJ_{}", object_bucket(""));
+    let mut names = bus.js.stream_names();
+    let mut out = Vec::new();
+    while let Some(name) = names.next().await {
+        match name {
+            Ok(n) => out.extend(n.strip_prefix(&prefix).map(str::to_owned)),
+            Err(e) => {
+                tracing::debug!("cannot list the artifact buckets: {e}");
+                return Vec::new();
+            }
+        }
+    }
+    out
+}
+
+/// When box `host`'s bucket was made or last written, ms since the epoch (now when the
+/// server does not say: a bucket is never deleted on a failed look).
+async fn last_write_ms(bus: &Bus, host: &str) -> i64 {
+    match bus.js.get_stream(format!("OBJ_{}", object_bucket(host))).await {
+        Ok(s) => {
+            let info = s.cached_info();
+            let created = info.created.unix_timestamp_nanos() / 1_000_000;
+            created.max(info.state.last_timestamp.unix_timestamp_nanos() / 1_000_000) as i64
+        }
+        Err(_) => crate::time::now_ms(),
+    }
+}
+
+/// Deletes the bucket of a box gone `gone_ms`, saying so with what was left in it.
+async fn forget_box(bus: &Bus, host: &str, gone_ms: i64) {
+    let bucket = object_bucket(host);
+    let left = match bus.js.get_object_store(&bucket).await {
+        Ok(store) => usage(&store).await.map_or(0, |u| u.objects),
+        Err(_) => 0,
+    };
+    match bus.js.delete_object_store(&bucket).await {
+        Ok(_) => tracing::info!(
+            "deleted the artifact bucket {bucket} of box {host}: its heartbeat has been gone for {} \
+             (cluster.forget_box_after_h); {left} leftover object(s) went with it. The bucket is made \
+             again if the box comes back",
+            for_humans(gone_ms)
+        ),
+        Err(e) => tracing::warn!("cannot delete the artifact bucket {bucket} of box {host}, gone: {e}"),
+    }
+    bus.forget_bucket(host);
+}
+
+/// Deletes the bucket all boxes shared before per-box buckets when it holds no object;
+/// whether it is gone now (deleted, or never there).
+pub async fn drop_shared_bucket(bus: &Bus) -> bool {
+    let Ok(store) = bus.js.get_object_store(SHARED_BUCKET_BEFORE).await else {
+        return true;
+    };
+    match usage(&store).await {
+        Some(Usage { objects: 0, .. }) => match bus.js.delete_object_store(SHARED_BUCKET_BEFORE).await {
+            Ok(_) => {
+                tracing::info!(
+                    "deleted the artifact bucket {SHARED_BUCKET_BEFORE} that boxes shared before each had \
+                     its own: it was empty"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot delete the old shared artifact bucket {SHARED_BUCKET_BEFORE}: {e}");
+                false
+            }
+        },
+        Some(u) => {
+            tracing::debug!("the old shared bucket {SHARED_BUCKET_BEFORE} still holds {} object(s)", u.objects);
+            false
+        }
+        None => false,
+    }
+}
+
+/// What a bucket holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// Objects in it.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// The objects in a bucket and their bytes (deleted ones not counted); `None` when the
+/// listing fails.
+pub async fn usage(store: &async_nats::jetstream::object_store::ObjectStore) -> Option<Usage> {
+    let mut list = store.list().await.ok()?;
+    let mut u = Usage { objects: 0, bytes: 0 };
+    while let Some(info) = list.next().await {
+        let info = info.ok()?;
+        u.objects += 1;
+        u.bytes += info.size as u64;
+    }
+    Some(u)
+}
+
+/// A duration for a log line: seconds under an hour, else hours.
+fn for_humans(ms: i64) -> String {
+    if ms < 3_600_000 { format!("{:.1} s", ms as f64 / 1000.0) } else { format!("{:.1} h", ms as f64 / 3_600_000.0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_looks_a_quarter_of_the_setting_apart() {
+        let at = |h: f64| Sweeper::new(&ClusterConfig { forget_box_after_h: h, ..Default::default() }).every_ms();
+        assert_eq!(at(24.0), 60_000, "a minute at most");
+        assert_eq!(at(0.001), 1_000, "a second at least");
+        assert_eq!(at(0.01), 9_000);
+        assert_eq!(at(0.0), 60_000, "never forgetting still drops the old shared bucket");
+        assert_eq!(for_humans(3_700), "3.7 s");
+        assert_eq!(for_humans(90_000_000), "25.0 h");
+    }
+}
