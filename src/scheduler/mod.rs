@@ -50,7 +50,7 @@ struct RunningJob {
 pub enum ControlError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("job is {0}; only {1} jobs can be {2}")]
+    #[error("the job's state is {0}; only {1} jobs can be {2}")]
     WrongState(JobStatus, &'static str, &'static str),
 }
 

@@ -64,6 +64,13 @@ impl Scheduler {
                 }
                 Outcome::Canceled => {
                     j.state = JobState::Canceled { canceled_at: now };
+                    // The stage it stopped did not finish: pending again, as a retry will
+                    // run it (left `running`, views and the dashboard showed it running on).
+                    for stage in &mut j.stages {
+                        if matches!(stage.state, StageState::Running { .. }) {
+                            stage.state = StageState::Pending;
+                        }
+                    }
                     vec![EventBody::State { state: JobStatus::Canceled, error: None }]
                 }
                 Outcome::Checkpointed => {

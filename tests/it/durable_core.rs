@@ -279,8 +279,22 @@ async fn queue_controls_cancel_retry_priority_idempotency_and_backpressure() {
     wait_job(&c, &d, &long_id, Duration::from_secs(10), |j| j["state"] == "running").await;
     let t0 = std::time::Instant::now();
     c.post(d.at(&format!("/api/v1/jobs/{long_id}/cancel"))).send().await.expect("cancel");
-    wait_job(&c, &d, &long_id, Duration::from_secs(2), |j| j["state"] == "canceled").await;
+    let canceled = wait_job(&c, &d, &long_id, Duration::from_secs(2), |j| j["state"] == "canceled").await;
     assert!(t0.elapsed() < Duration::from_millis(1500), "cancel took {:?}", t0.elapsed());
+    // The stage it stopped is not left looking as if it still ran.
+    let stages: Vec<&Value> = canceled["stages"].as_array().expect("stages").iter().collect();
+    assert!(stages.iter().all(|s| s["state"] == "pending"), "{canceled}");
+    // A finished job cannot be canceled, and the refusal says why in plain words.
+    let quick = submit(&c, &d, json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0}})).await;
+    let quick_id = quick["id"].as_str().expect("id").to_string();
+    wait_job(&c, &d, &quick_id, Duration::from_secs(10), |j| j["state"] == "succeeded").await;
+    let late = c.post(d.at(&format!("/api/v1/jobs/{quick_id}/cancel"))).send().await.expect("late cancel");
+    assert_eq!(late.status(), 409);
+    let body: Value = late.json().await.expect("json");
+    assert_eq!(
+        body["error"]["message"], "the job's state is succeeded; only queued or running jobs can be canceled",
+        "{body}"
+    );
 
     c.post(d.at("/api/v1/queue/pause")).send().await.expect("pause");
     let low = submit(&c, &d, json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0}, "priority": 0})).await;
