@@ -133,6 +133,17 @@ pub async fn save_artifacts(
     Ok(files)
 }
 
+/// Refuses an `-o` whose directory does not exist before any work starts (a render of
+/// minutes would otherwise only fail when it saves).
+pub fn check_output(path: &Path) -> anyhow::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => {
+            anyhow::bail!("-o {}: the directory {} does not exist", path.display(), dir.display())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `dir/stem-i.ext` for the i-th of several outputs named after `path`.
 pub fn numbered(path: &Path, i: usize) -> PathBuf {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());

@@ -72,6 +72,7 @@ pub struct ImageArgs {
 
 /// Runs `reelbox image`.
 pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
+    super::backend::check_output(&args.output)?;
     // The daemon takes init pictures as artifact ids and has no upload route yet, so a
     // local picture is rendered here.
     let force_local = args.local || args.init.is_some();

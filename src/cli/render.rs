@@ -92,6 +92,7 @@ async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyh
 
 /// Runs `reelbox render`.
 pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
+    super::backend::check_output(&a.output)?;
     let script = std::fs::read_to_string(&a.script).with_context(|| format!("cannot read {}", a.script.display()))?;
     let reach = Reach::new(g).await?;
     let c = &reach.client;
@@ -187,6 +188,7 @@ pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Res
 /// Runs `reelbox demo`: setup when pieces are missing, then a render of the bundled script
 /// with the bundled presenter on the installed (or bundled demo) models.
 pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
+    super::backend::check_output(&a.output)?;
     let inputs = demo_inputs()?;
     setup_demo(&Config::load(g.config.as_deref())?, &inputs).await?;
     let reach = Reach::new(g).await?;

@@ -46,6 +46,7 @@ pub struct SayArgs {
 
 /// Runs `reelbox say`.
 pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
+    super::backend::check_output(&args.output)?;
     // A voice given as a file exists only on this machine.
     let voice_is_file = args.voice.as_deref().is_some_and(|v| v.contains('/') || v.ends_with(".onnx"));
     match Backend::choose(g, args.local || voice_is_file).await? {

@@ -144,6 +144,18 @@ fn an_error_and_its_causes_are_each_said_once() {
 }
 
 #[test]
+fn an_output_in_a_missing_directory_is_refused_before_any_work() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = voice_models(home.path());
+    let out = home.path().join("no-such-dir/x.wav");
+    let run = reelbox_cli(home.path(), &models).args(["say", "Hello.", "--local", "-o"]).arg(&out).output();
+    let run = run.expect("run");
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("no-such-dir does not exist"), "{stderr}");
+}
+
+#[test]
 fn say_with_an_unknown_voice_fails_with_the_fix() {
     let home = tempfile::tempdir().expect("tempdir");
     let models = voice_models(home.path());
