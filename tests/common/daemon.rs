@@ -37,7 +37,20 @@ impl DaemonProc {
 
     /// Starts `reelbox serve` on `bind` (use port 0) with `data_dir` and extra environment.
     pub fn start_on(data_dir: &Path, bind: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = Self::command(data_dir, bind, env).spawn().expect("spawn reelbox serve");
+        Self::spawned(Self::command(data_dir, bind, env), data_dir)
+    }
+
+    /// As [`DaemonProc::start`] with its log (standard error) written to `log`.
+    pub fn start_logged(data_dir: &Path, env: &[(&str, &str)], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("daemon log file");
+        let mut cmd = Self::command(data_dir, "127.0.0.1:0", env);
+        cmd.stderr(file);
+        Self::spawned(cmd, data_dir)
+    }
+
+    /// Starts `cmd` and waits for its "listening on" line, which carries the URL.
+    fn spawned(mut cmd: Command, data_dir: &Path) -> Self {
+        let mut child = cmd.spawn().expect("spawn reelbox serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read listening line");
@@ -47,20 +60,6 @@ impl DaemonProc {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         Self { child, url, data_dir: data_dir.to_path_buf() }
-    }
-
-    /// As [`DaemonProc::start`] with its log (standard error) written to `log`.
-    pub fn start_logged(data_dir: &Path, env: &[(&str, &str)], log: &Path) -> Self {
-        let file = std::fs::File::create(log).expect("daemon log file");
-        let mut child = Self::command(data_dir, "127.0.0.1:0", env).stderr(file).spawn().expect("spawn reelbox serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
-        let url = line
-            .trim()
-            .strip_prefix("reelbox listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Self { child, url: url.to_string(), data_dir: data_dir.to_path_buf() }
     }
 
     /// As [`DaemonProc::start`] on a given address (to restart on the same port).

@@ -55,13 +55,7 @@ async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
     wait_boxes(&http, &head, &["w1", "w2"]).await;
 
     // `reelbox cluster status` asks the head's API: its URL is all the command needs.
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_reelbox"))
-        .args(["cluster", "status", "--url", &head.url])
-        .env_remove("REELBOX_CONFIG")
-        .env_remove("REELBOX_KEY")
-        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
-        .output()
-        .expect("cluster status");
+    let status = cluster_support::cluster_status(dir.path(), &head);
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{table}{}", String::from_utf8_lossy(&status.stderr));
     assert!(table.contains("HEARTBEAT") && table.contains("w1/cpu") && table.contains("w2/cpu"), "{table}");

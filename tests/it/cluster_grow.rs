@@ -4,7 +4,6 @@
 //! buckets of boxes that left and the shared bucket an older reelbox left behind.
 
 use crate::cluster_support;
-use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,11 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster_support::{
-    Nats, WorkerProc, assert_buckets_empty, stage_devices, start_head_cfg, start_head_logged, wait_boxes,
+    Nats, WorkerProc, assert_buckets_empty, cluster_status, run_testcards, start_head_cfg, start_head_logged,
+    wait_boxes,
 };
-use common::daemon::{is_final, submit_testcard, wait_job};
 use reelbox::cluster::protocol::object_bucket;
-use serde_json::json;
 
 /// The frozen config's seeds (test-only keys, made for it): its head and box `w1`.
 const HEAD_SEED: &str = "SUAI4OC75VPXFM2CPQJCEAAQWT3NYPMR2XKI4Z5WNWBH4JNBIZBW2SAGLI";
@@ -90,37 +88,12 @@ async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     }
     let _w3 = WorkerProc::start_cfg(&dir.path().join("w3"), &nats, "w3", &cfg(&w3_seed));
     wait_boxes(&http, &head, &["w1", "w3"]).await;
-    let mut ids = Vec::new();
-    for _ in 0..4 {
-        ids.push(submit_testcard(&http, &head, json!({"steps": 4, "step_ms": 100})).await);
-    }
-    let mut devices = BTreeSet::new();
-    for id in &ids {
-        let j = wait_job(&http, &head, id, Duration::from_secs(60), is_final).await;
-        let server_log = std::fs::read_to_string(&log).unwrap_or_default();
-        assert_eq!(j["state"], "succeeded", "{j}\nnats-server log:\n{server_log}");
-        devices.extend(stage_devices(&j));
-    }
+    let (devices, _) = run_testcards(&http, &head, 4, 4, Some(&log)).await;
     assert_eq!(devices, BTreeSet::from(["w1/cpu".to_string(), "w3/cpu".to_string()]), "both boxes ran stages");
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!server_log.contains("Violation"), "w1's upgraded rights and w3's suffice: {server_log}");
     let admin = async_nats::ConnectOptions::with_nkey(HEAD_SEED.into()).connect(nats.url()).await.expect("head seed");
     assert_buckets_empty(&admin, &["w1", "w3"]).await;
-}
-
-/// Runs testcards until every one succeeded; the devices their stages ran on.
-async fn run_cards(http: &reqwest::Client, head: &common::daemon::DaemonProc, n: usize) -> BTreeSet<String> {
-    let mut ids = Vec::new();
-    for _ in 0..n {
-        ids.push(submit_testcard(http, head, json!({"steps": 4, "step_ms": 100})).await);
-    }
-    let mut devices = BTreeSet::new();
-    for id in &ids {
-        let j = wait_job(http, head, id, Duration::from_secs(60), is_final).await;
-        assert_eq!(j["state"], "succeeded", "{j}");
-        devices.extend(stage_devices(&j));
-    }
-    devices
 }
 
 /// Waits up to `secs` for `what` to hold; how long it took.
@@ -163,7 +136,7 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     let mut w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
     let http = reqwest::Client::new();
     wait_boxes(&http, &head, &["w1", "w2"]).await;
-    let devices = run_cards(&http, &head, 4).await;
+    let (devices, _) = run_testcards(&http, &head, 4, 4, None).await;
     assert_eq!(devices, BTreeSet::from(["w1/cpu".to_string(), "w2/cpu".to_string()]), "both boxes ran stages");
     assert!(exists(object_bucket("w1")).await && exists(object_bucket("w2")).await);
 
@@ -180,13 +153,7 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
             .any(|b| b["host"] == "w2" && b["objects"] == 1 && b["bytes"] == 1500)
     })
     .await;
-    let status = Command::new(env!("CARGO_BIN_EXE_reelbox"))
-        .args(["cluster", "status", "--url", &head.url])
-        .env_remove("REELBOX_CONFIG")
-        .env_remove("REELBOX_KEY")
-        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
-        .output()
-        .expect("cluster status");
+    let status = cluster_status(dir.path(), &head);
     let table = String::from_utf8_lossy(&status.stdout);
     let row = table.lines().find(|l| l.contains("reelbox_artifacts_w2")).unwrap_or_default();
     assert!(row.contains(" 1 ") && row.contains("1.5 kB") && row.contains("alive"), "{table}");
@@ -207,7 +174,7 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     // The box comes back; with w1 gone its stage needs the bucket made again.
     drop(_w1);
     let _w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
-    let devices = run_cards(&http, &head, 1).await;
+    let (devices, _) = run_testcards(&http, &head, 1, 4, None).await;
     assert_eq!(devices, BTreeSet::from(["w2/cpu".to_string()]), "w2 ran it");
     assert_buckets_empty(&admin, &["w2"]).await;
 }

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster_support::{Nats, WorkerProc, assert_buckets_empty, stage_devices, start_head_cfg, wait_boxes};
+use cluster_support::{
+    Nats, WorkerProc, assert_buckets_empty, run_testcards, stage_devices, start_head_cfg, wait_boxes,
+};
 use common::daemon::{is_final, submit_testcard, wait_job};
 use reelbox::cluster::protocol::{inbox_prefix, object_bucket, progress_subject, result_subject};
 use serde_json::json;
@@ -72,17 +74,7 @@ async fn each_box_uses_only_its_own_subjects() {
     wait_boxes(&http, &head, &["w1", "w2"]).await;
 
     // Both boxes run stages under their own users.
-    let mut ids = Vec::new();
-    for _ in 0..4 {
-        ids.push(submit_testcard(&http, &head, json!({"steps": 5, "step_ms": 100})).await);
-    }
-    let mut devices = BTreeSet::new();
-    for id in &ids {
-        let j = wait_job(&http, &head, id, Duration::from_secs(60), is_final).await;
-        let server_log = std::fs::read_to_string(&log).unwrap_or_default();
-        assert_eq!(j["state"], "succeeded", "{j}\nnats-server log:\n{server_log}");
-        devices.extend(stage_devices(&j));
-    }
+    let (devices, ids) = run_testcards(&http, &head, 4, 5, Some(&log)).await;
     assert_eq!(devices, BTreeSet::from(["w1/cpu".to_string(), "w2/cpu".to_string()]), "both boxes ran stages");
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!server_log.contains("Violation"), "the boxes' own work needs no more rights: {server_log}");

@@ -273,6 +273,42 @@ pub async fn wait_boxes(http: &reqwest::Client, head: &DaemonProc, names: &[&str
     }
 }
 
+/// Runs `n` testcards of `steps` × 100 ms on the head until each one succeeded (showing
+/// the NATS server's log at `nats_log`, when given, for one that did not); the devices
+/// their stages ran on, with the jobs' ids.
+pub async fn run_testcards(
+    http: &reqwest::Client,
+    head: &DaemonProc,
+    n: usize,
+    steps: u32,
+    nats_log: Option<&Path>,
+) -> (std::collections::BTreeSet<String>, Vec<String>) {
+    use crate::common::daemon::{is_final, submit_testcard, wait_job};
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(submit_testcard(http, head, serde_json::json!({"steps": steps, "step_ms": 100})).await);
+    }
+    let mut devices = std::collections::BTreeSet::new();
+    for id in &ids {
+        let j = wait_job(http, head, id, Duration::from_secs(60), is_final).await;
+        let server_log = nats_log.map(|l| std::fs::read_to_string(l).unwrap_or_default()).unwrap_or_default();
+        assert_eq!(j["state"], "succeeded", "{j}\nnats-server log:\n{server_log}");
+        devices.extend(stage_devices(&j));
+    }
+    (devices, ids)
+}
+
+/// `reelbox cluster status --url HEAD` as a user with no config or key of their own runs it.
+pub fn cluster_status(dir: &Path, head: &DaemonProc) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["cluster", "status", "--url", &head.url])
+        .env_remove("REELBOX_CONFIG")
+        .env_remove("REELBOX_KEY")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .output()
+        .expect("cluster status")
+}
+
 /// The devices a job's stages ran on.
 pub fn stage_devices(job: &serde_json::Value) -> Vec<String> {
     job["stages"].as_array().into_iter().flatten().filter_map(|s| s["device"].as_str().map(str::to_owned)).collect()
