@@ -475,6 +475,8 @@ impl Scheduler {
                 tracing::error!("cannot claim a job: {e}");
                 self.idle().await;
             }
+            // The runtime is shutting down: nothing went wrong.
+            Err(e) if e.is_cancelled() => tracing::debug!("claim task stopped with the runtime"),
             Err(e) => tracing::error!("claim task failed: {e}"),
         }
     }
