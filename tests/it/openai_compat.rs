@@ -7,7 +7,7 @@ use crate::common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::compat::{TINY_SD, ffprobe, models_dir, openai_python, start_daemon};
+use common::compat::{TINY_SD, ffprobe, models_dir, openai_python, start_daemon, start_daemon_with};
 use common::daemon::DaemonProc;
 use common::provision::JOE;
 use serde_json::{Value, json};
@@ -120,7 +120,11 @@ async fn speech_formats_are_converted_and_pcm_is_24_khz_s16le() {
 async fn errors_come_in_openais_shape_naming_the_param() {
     let models = models_dir(false);
     let data = tempfile::tempdir().expect("tempdir");
-    let d = start_daemon(data.path(), models.path());
+    // A small body limit, so the over-limit body below is small too: a multi-megabyte one
+    // can still be on its way when the daemon answers and closes (a broken pipe, not a 413).
+    let config = data.path().join("config.toml");
+    std::fs::write(&config, "[limits]\nmax_body_bytes = 4096\n").expect("config");
+    let d = start_daemon_with(data.path(), models.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))]);
     let c = http();
     let cases = [
         ("/v1/images/generations", json!({"prompt": "x", "size": "64x63"}), 400, Some("size")),
@@ -156,7 +160,7 @@ async fn errors_come_in_openais_shape_naming_the_param() {
         assert_eq!(e["param"].as_str(), param, "{path} {body}: {err}");
     }
     // Past limits.max_body_bytes: 413 in OpenAI's shape (it was axum's plain text).
-    let huge = json!({"prompt": "x".repeat(20 << 20)});
+    let huge = json!({"prompt": "x".repeat(5000)});
     let resp = post(&c, &d, "/v1/images/generations", huge).await;
     assert_eq!(resp.status(), 413);
     assert_eq!(resp.json::<Value>().await.expect("413 is JSON")["error"]["code"], "body_too_large");
