@@ -1,14 +1,35 @@
 //! Helpers of the bring-your-own-model tests (`tests/it/byo_*.rs`, `profile_model.rs`): a
 //! daemon that can import, and pictures read back as RGB to compare models by.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use super::provision;
+
+/// What the fixture script `script` (in `tests/fixtures/`) writes, made once per test
+/// binary with the converter's Python `env` however many tests ask for it (make_byo_sd.py
+/// serves the diffusion, LoRA and profile tests), under `CARGO_TARGET_TMPDIR/byo/SCRIPT`.
+pub fn fixture_once(env: &Path, script: &'static str) -> &'static Path {
+    type Made = Mutex<HashMap<&'static str, &'static OnceLock<PathBuf>>>;
+    static MADE: OnceLock<Made> = OnceLock::new();
+    // One cell per script, taken under the lock and filled outside it, so two scripts
+    // are made side by side and a second asker waits for the first.
+    let cell: &'static OnceLock<PathBuf> = {
+        let mut made = MADE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        made.entry(script).or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
+    };
+    cell.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo").join(script.trim_end_matches(".py"));
+        super::tools::make_fixture(env, script, &dir);
+        dir
+    })
+}
 
 /// `reelbox models import` on `home` and `models`, run with the converter's environment
 /// `env`; callers add the flags and the path.

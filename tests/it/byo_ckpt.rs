@@ -13,40 +13,18 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::byo::{import_daemon, import_report as import, max_diff, read_json, render_rgb};
+use common::byo::{fixture_once, import_daemon, import_report as import, max_diff, read_json, render_rgb};
 use common::daemon::{is_final, post_json, wait_job};
-use common::tools::{convert_pyenv, make_fixture};
+use common::tools::convert_pyenv;
 use reelbox::pipelines::diffusion::tokenizer::ClipTokenizer;
 use serde_json::json;
-
-/// The tiny checkpoints, made once per test binary.
-fn sources(env: &Path) -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-ckpt");
-        make_fixture(env, "make_byo_ckpt.py", &dir);
-        dir
-    })
-}
-
-/// The tiny SD 2.x single file (OpenCLIP keys) and its diffusers folder, made once.
-fn sd2_sources(env: &Path) -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sd2-ckpt");
-        make_fixture(env, "make_byo_sd2_ckpt.py", &dir);
-        dir
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_file_checkpoints_convert_offline_and_render_like_their_diffusers_folder() {
     let env = convert_pyenv();
-    let src = sources(&env);
+    let src = fixture_once(&env, "make_byo_ckpt.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
@@ -95,7 +73,7 @@ async fn single_file_checkpoints_convert_offline_and_render_like_their_diffusers
 #[test]
 fn a_checkpoint_that_does_not_fit_the_shipped_config_is_refused_naming_both() {
     let env = convert_pyenv();
-    let src = sources(&env);
+    let src = fixture_once(&env, "make_byo_ckpt.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
@@ -124,7 +102,7 @@ const CAT_IDS: [u32; 7] = [49406, 320, 1125, 539, 320, 2368, 49407];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_checkpoint_with_clip_s_vocabulary_gets_clip_s_tokenizer_and_renders() {
     let env = convert_pyenv();
-    let src = sources(&env);
+    let src = fixture_once(&env, "make_byo_ckpt.py");
     // No tokenizer beside the file and no model installed: the only CLIP tokenizer is the
     // one the converter builds from the pinned open_clip_torch's vocabulary.
     let file = src.join("lone/tiny-sd1-clip.safetensors");
@@ -155,7 +133,7 @@ async fn a_lone_checkpoint_with_clip_s_vocabulary_gets_clip_s_tokenizer_and_rend
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sd2_single_file_with_prediction_v_renders_like_its_diffusers_folder() {
     let env = convert_pyenv();
-    let src = sd2_sources(&env);
+    let src = fixture_once(&env, "make_byo_sd2_ckpt.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");

@@ -10,27 +10,14 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-use common::byo::{api_import, import_cmd, import_daemon, read_json, render_rgb};
-use common::tools::{convert_pyenv, make_fixture};
+use common::byo::{api_import, fixture_once, import_cmd, import_daemon, read_json, render_rgb};
+use common::tools::convert_pyenv;
 use serde_json::{Value, json};
-
-/// The tiny diffusers folders, made once per test binary.
-fn sources(env: &Path) -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sd");
-        make_fixture(env, "make_byo_sd.py", &dir);
-        dir
-    })
-}
 
 #[test]
 fn a_v_prediction_diffusers_folder_converts_and_keeps_its_prediction_type() {
     let env = convert_pyenv();
-    let src = sources(&env);
+    let src = fixture_once(&env, "make_byo_sd.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
@@ -59,7 +46,7 @@ fn a_v_prediction_diffusers_folder_converts_and_keeps_its_prediction_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diffusers_folder_imports_through_the_api_and_renders_in_the_daemon() {
     let env = convert_pyenv();
-    let src = sources(&env);
+    let src = fixture_once(&env, "make_byo_sd.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
@@ -76,7 +63,7 @@ async fn a_diffusers_folder_imports_through_the_api_and_renders_in_the_daemon() 
 #[test]
 fn fp16_stores_half_size_weights_and_passes_the_looser_self_check() {
     let env = convert_pyenv();
-    let src = sources(&env);
+    let src = fixture_once(&env, "make_byo_sd.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");

@@ -12,23 +12,12 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::byo::{import_cmd, import_daemon};
+use common::byo::{fixture_once, import_cmd, import_daemon};
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
-use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
+use common::tools::{convert_pyenv, reelbox_cli, run_ok};
 use serde_json::{Value, json};
-
-/// The test checkpoints, made once per test binary.
-fn checkpoints(env: &Path) -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-checkpoints");
-        make_fixture(env, "make_byo_models.py", &dir);
-        dir
-    })
-}
 
 fn models_dir(home: &Path) -> PathBuf {
     let models = home.join("models");
@@ -57,7 +46,7 @@ async fn upscale_size(http: &reqwest::Client, d: &DaemonProc, model: &str) -> (u
 #[tokio::test]
 async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemon() {
     let env = convert_pyenv();
-    let ckpt = checkpoints(&env);
+    let ckpt = fixture_once(&env, "make_byo_models.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());
 
@@ -104,7 +93,7 @@ async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemo
 #[test]
 fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check() {
     let env = convert_pyenv();
-    let ckpt = checkpoints(&env);
+    let ckpt = fixture_once(&env, "make_byo_models.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());
     let out = run_ok(import_cmd(&env, home.path(), &models).args(["--json"]).arg(ckpt.join("wav2lip-random.pth")));
@@ -126,7 +115,7 @@ fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check(
 #[test]
 fn corrupt_and_unknown_files_are_refused_naming_them_and_nothing_is_installed() {
     let env = convert_pyenv();
-    let ckpt = checkpoints(&env);
+    let ckpt = fixture_once(&env, "make_byo_models.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());
     // A file that is no model at all is refused before the conversion environment is made

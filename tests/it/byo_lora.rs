@@ -11,35 +11,23 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::byo::{import_cmd, import_daemon, max_diff, render_rgb};
+use common::byo::{fixture_once, import_cmd, import_daemon, max_diff, render_rgb};
 use common::daemon::{get_json, is_final, post_json, wait_job};
-use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
+use common::tools::{convert_pyenv, reelbox_cli, run_ok};
 use serde_json::{Value, json};
-
-/// `sd/tiny-sd-diffusers` and `lora/*.safetensors`, made once per test binary.
-fn sources(env: &Path) -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-lora");
-        make_fixture(env, "make_byo_sd.py", &dir.join("sd"));
-        make_fixture(env, "make_byo_lora.py", &dir.join("lora"));
-        dir
-    })
-}
 
 /// `reelbox models import --json BASE --name NAME` with `extra` arguments.
 fn import(env: &Path, home: &Path, models: &Path, name: &str, extra: &[String]) -> Output {
-    let base = sources(env).join("sd/tiny-sd-diffusers");
+    let base = fixture_once(env, "make_byo_sd.py").join("tiny-sd-diffusers");
     import_cmd(env, home, models).args(["--json", "--name", name]).args(extra).arg(base).output().expect("run reelbox")
 }
 
 fn lora(env: &Path, file: &str, scale: &str) -> Vec<String> {
-    let path = sources(env).join("lora").join(file);
+    let path = fixture_once(env, "make_byo_lora.py").join(file);
     vec!["--lora".into(), format!("{}{scale}", path.display())]
 }
 
@@ -81,8 +69,8 @@ async fn loras_fuse_at_import_and_change_the_pictures_by_their_scale() {
     let d = import_daemon(h, &models, &env);
     let http = reqwest::Client::new();
     // The API takes LoRAs too: the diffusers-format file at scale 1.
-    let file = sources(&env).join("lora/style-diffusers.safetensors");
-    let body = json!({"path": sources(&env).join("sd/tiny-sd-diffusers"), "name": "diffusers",
+    let file = fixture_once(&env, "make_byo_lora.py").join("style-diffusers.safetensors");
+    let body = json!({"path": fixture_once(&env, "make_byo_sd.py").join("tiny-sd-diffusers"), "name": "diffusers",
                       "loras": [format!("{}:1", file.display())]});
     let (s, job) = post_json(&http, &d, "/api/v1/models/import", body).await;
     assert_eq!(s, 202, "{job}");
@@ -133,7 +121,8 @@ fn bad_loras_are_refused_naming_the_flag_and_the_file() {
         lora(&env, "other-arch.safetensors", ":1"),
         &["--lora", "other-arch.safetensors", "another architecture"],
     );
-    let not_lora = sources(&env).join("sd/tiny-sd-diffusers/unet/diffusion_pytorch_model.safetensors");
+    let not_lora =
+        fixture_once(&env, "make_byo_sd.py").join("tiny-sd-diffusers/unet/diffusion_pytorch_model.safetensors");
     refused(
         "notlora",
         vec!["--lora".into(), not_lora.display().to_string()],

@@ -16,39 +16,18 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-use common::byo::{api_import, import_cmd, import_daemon, import_report, max_diff, read_json, render_rgb};
+use common::byo::{
+    api_import, fixture_once, import_cmd, import_daemon, import_report, max_diff, read_json, render_rgb,
+};
 use common::daemon::get_json;
-use common::tools::{convert_pyenv, make_fixture};
+use common::tools::convert_pyenv;
 use reelbox::pipelines::diffusion::tokenizer::ClipTokenizer;
 use serde_json::{Value, json};
-
-/// The tiny SDXL folder and its LoRA, made once per test binary.
-fn sources(env: &Path) -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sdxl");
-        make_fixture(env, "make_byo_sdxl.py", &dir);
-        dir
-    })
-}
-
-/// The tiny SDXL as one sgm-layout file, its refiner-shaped twin and its diffusers folder.
-fn single_sources(env: &Path) -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("byo-sdxl-single");
-        make_fixture(env, "make_byo_sdxl_single.py", &dir);
-        dir
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdxl_diffusers_folder_and_its_lora_import_self_check_and_render_in_the_daemon() {
     let env = convert_pyenv();
-    let src = sources(&env);
+    let src = fixture_once(&env, "make_byo_sdxl.py");
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
@@ -94,7 +73,7 @@ fn an_sdxl_refiner_is_refused_naming_it_and_nothing_is_installed() {
     let env = convert_pyenv();
     let home = tempfile::tempdir().expect("tempdir");
     let refiner = home.path().join("tiny-sdxl-refiner");
-    common::copy_dir(&sources(&env).join("tiny-sdxl-diffusers"), &refiner);
+    common::copy_dir(&fixture_once(&env, "make_byo_sdxl.py").join("tiny-sdxl-diffusers"), &refiner);
     // A refiner's index, as diffusers saves one: no first text encoder or tokenizer.
     let index = refiner.join("model_index.json");
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&index).expect("index")).expect("JSON");
@@ -115,7 +94,7 @@ fn an_sdxl_refiner_is_refused_naming_it_and_nothing_is_installed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdxl_single_file_alone_imports_and_renders_like_its_diffusers_folder() {
     let env = convert_pyenv();
-    let src = single_sources(&env);
+    let src = fixture_once(&env, "make_byo_sdxl_single.py");
     let file = src.join("xl-single/tiny-sdxl.safetensors");
     let home = tempfile::tempdir().expect("tempdir");
     let models = home.path().join("models");

@@ -9,14 +9,14 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::byo::{import_cmd, max_diff};
+use common::byo::{fixture_once, import_cmd, max_diff};
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::provision;
 use common::render::artifact;
-use common::tools::{convert_pyenv, make_fixture, reelbox_cli, run_ok};
+use common::tools::{convert_pyenv, reelbox_cli, run_ok};
 use serde_json::{Value, json};
 
 /// Imports the tiny SD from `sd` as `name` with `extra` import arguments.
@@ -56,16 +56,13 @@ async fn keyframe(http: &reqwest::Client, d: &DaemonProc, id: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_s_picture_model_draws_its_renders_keyframes() {
     let env = convert_pyenv();
-    let sources = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("profile-model");
-    make_fixture(&env, "make_byo_sd.py", &sources.join("sd"));
-    make_fixture(&env, "make_byo_lora.py", &sources.join("lora"));
     let home = tempfile::tempdir().expect("tempdir");
     let (h, models) = (home.path(), home.path().join("models"));
     let joe = provision::joe_voice();
     common::copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
-    let sd = sources.join("sd/tiny-sd-diffusers");
+    let sd = fixture_once(&env, "make_byo_sd.py").join("tiny-sd-diffusers");
     import(&env, h, &models, &sd, "plain", &[]);
-    let lora = format!("{}:1", sources.join("lora/style-diffusers.safetensors").display());
+    let lora = format!("{}:1", fixture_once(&env, "make_byo_lora.py").join("style-diffusers.safetensors").display());
     import(&env, h, &models, &sd, "styled", &["--lora".into(), lora]);
 
     let runtime = provision::runtime();
