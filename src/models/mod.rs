@@ -259,7 +259,17 @@ impl ModelStore {
         known.extend(self.installed_names());
         known.sort();
         known.dedup();
-        ModelError::Unknown { name: name.to_string(), known: known.join(", ") }
+        let known = if known.is_empty() {
+            // Nothing at all: the shipped catalog was not found, which no pull can mend.
+            let searched: Vec<String> = self.manifest_dirs.iter().map(|d| d.display().to_string()).collect();
+            format!(
+                "none: no model catalog was found (searched {}); point REELBOX_SHARE_DIR at the folder that holds reelbox's models/ (/usr/share/reelbox when installed from a package)",
+                searched.join(", ")
+            )
+        } else {
+            known.join(", ")
+        };
+        ModelError::Unknown { name: name.to_string(), known }
     }
 
     fn installed_names(&self) -> Vec<String> {
@@ -430,4 +440,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let tmp = path.with_extension("tmp-write");
     std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_name_with_no_catalog_anywhere_says_where_it_looked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shipped = dir.path().join("share/models");
+        let store = ModelStore::with_dirs(dir.path().join("models"), vec![shipped.clone()], Vec::new());
+        let e = store.manifest("demo-shapes").map(|_| ()).expect_err("nothing to find").to_string();
+        assert!(e.contains("no model catalog was found") && e.contains(&shipped.display().to_string()), "{e}");
+        assert!(e.contains("REELBOX_SHARE_DIR"), "{e}");
+    }
 }
