@@ -19,6 +19,10 @@ pub struct SystemView {
     pub uptime_s: u64,
     pub paused: bool,
     pub devices: Vec<DeviceView>,
+    /// Set when GPUs were found but none is used because ONNX Runtime's CUDA provider does
+    /// not register: what failed and how to fix it (jobs run on the CPU meanwhile).
+    #[serde(default)]
+    pub gpus_unusable: Option<String>,
     pub queue: QueueView,
     pub kinds: Vec<String>,
     /// Device telemetry: source and newest sample.
@@ -158,6 +162,7 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
         uptime_s: state.started.elapsed().as_secs(),
         paused: state.scheduler.is_paused(),
         devices,
+        gpus_unusable: state.scheduler.gpus_unusable().map(str::to_string),
         queue: QueueView { by_state: counts.into(), max_queued: state.config.queue.max_queued },
         kinds: state.scheduler.kind_names().iter().map(|s| s.to_string()).collect(),
         telemetry: TelemetryView {

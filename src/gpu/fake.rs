@@ -1,6 +1,9 @@
 //! A fake GPU source for machines without NVIDIA cards: N GPUs with given memory sizes and
 //! deterministic readings. Chosen with `REELBOX_FAKE_GPUS="8192,24576"` (MiB per GPU) so
-//! tests can drive the real daemon's placement, energy accounting and dashboard.
+//! tests can drive the real daemon's placement, energy accounting and dashboard. The fake
+//! stands in for a working CUDA setup too, unless the list holds `probe`
+//! (`"8192,probe"`): then the real ONNX Runtime is asked whether its CUDA provider
+//! registers, as on a box with a real card (a CPU build says no).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -16,13 +19,15 @@ pub const FAKE_POWER_W: u64 = 100;
 /// Fake GPUs with fixed memory totals.
 pub struct FakeGpus {
     totals_mib: Vec<u64>,
+    /// Ask the real runtime whether CUDA registers instead of pretending it does.
+    probe: bool,
     ticks: AtomicU64,
     born: Instant,
 }
 
 /// Why `REELBOX_FAKE_GPUS` could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{FAKE_GPUS_ENV}={value:?} is not a comma-separated list of memory sizes in MiB")]
+#[error("{FAKE_GPUS_ENV}={value:?} is not a comma-separated list of memory sizes in MiB (and optionally `probe`)")]
 pub struct FakeSpecError {
     pub value: String,
 }
@@ -30,15 +35,16 @@ pub struct FakeSpecError {
 impl FakeGpus {
     /// GPUs with these memory totals (MiB), indexed 0, 1, ...
     pub fn new(totals_mib: Vec<u64>) -> Self {
-        Self { totals_mib, ticks: AtomicU64::new(0), born: Instant::now() }
+        Self { totals_mib, probe: false, ticks: AtomicU64::new(0), born: Instant::now() }
     }
 
-    /// Parses a spec such as `8192,24576`.
+    /// Parses a spec such as `8192,24576` or `8192,probe`.
     pub fn parse(spec: &str) -> Result<Self, FakeSpecError> {
-        let totals: Result<Vec<u64>, _> =
-            spec.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::parse::<u64>).collect();
+        let items: Vec<&str> = spec.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let probe = items.contains(&"probe");
+        let totals: Result<Vec<u64>, _> = items.iter().filter(|s| **s != "probe").map(|s| s.parse::<u64>()).collect();
         match totals {
-            Ok(t) if t.iter().all(|&m| m > 0) => Ok(Self::new(t)),
+            Ok(t) if !t.is_empty() && t.iter().all(|&m| m > 0) => Ok(Self { probe, ..Self::new(t) }),
             _ => Err(FakeSpecError { value: spec.to_string() }),
         }
     }
@@ -89,6 +95,10 @@ impl TelemetrySource for FakeGpus {
         "fake"
     }
 
+    fn fakes_cuda(&self) -> bool {
+        !self.probe
+    }
+
     fn gpus(&self) -> Vec<DeviceInfo> {
         self.totals_mib
             .iter()
@@ -123,6 +133,10 @@ mod tests {
         assert_eq!(gpus.len(), 2);
         assert_eq!(gpus[1].id, DeviceId::Cuda(1));
         assert_eq!(gpus[1].memory_total, 24576 << 20);
+        assert!(f.fakes_cuda(), "plain fakes stand in for a working CUDA setup");
+        let probed = FakeGpus::parse("8192,probe").expect("valid");
+        assert_eq!((probed.gpus().len(), probed.fakes_cuda()), (1, false));
+        assert!(FakeGpus::parse("probe").is_err(), "probe alone lists no GPU");
     }
 
     #[test]

@@ -106,6 +106,11 @@ pub trait TelemetrySource: Send + Sync {
     fn sample_gpus(&self) -> Vec<GpuSample>;
     /// GPU `index`'s energy counter, millijoules since the driver loaded.
     fn energy_mj(&self, index: u32) -> Option<u64>;
+    /// True when the source also stands in for a working CUDA setup (fakes), so nobody
+    /// asks ONNX Runtime whether its CUDA provider registers on these GPUs.
+    fn fakes_cuda(&self) -> bool {
+        false
+    }
 }
 
 impl<T: TelemetrySource> DeviceSource for T {

@@ -78,7 +78,13 @@ impl Telemetry {
         self.interval
     }
 
-    /// GPUs the source reported when it was opened.
+    /// Whether the source stands in for CUDA too (see [`TelemetrySource::fakes_cuda`]).
+    pub fn fakes_cuda(&self) -> bool {
+        self.source.fakes_cuda()
+    }
+
+    /// GPUs the source reported when it was opened (before `workers` settings or the
+    /// CUDA check).
     pub fn gpus(&self) -> &[DeviceInfo] {
         &self.gpus
     }

@@ -37,7 +37,7 @@ impl Scheduler {
     /// Boxes without GPUs run everything on the CPU.
     pub fn check_fits(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), TooBigForGpus> {
         let want = kind.vram_mib(params, &self.config);
-        let largest = self.gpus.iter().map(|g| g.memory_total >> 20).max();
+        let largest = self.gpus().iter().map(|g| g.memory_total >> 20).max();
         match largest {
             Some(max) if want > max => Err(TooBigForGpus { want_mib: want, largest_mib: max }),
             _ => Ok(()),

@@ -19,6 +19,7 @@ use crate::store::records::{EventBody, Job, JobState, JobStatus, now_ms};
 use crate::store::{Store, StoreError, requeue};
 
 mod admission;
+pub mod gpus;
 mod need;
 pub mod placement;
 pub mod remote;
@@ -69,8 +70,9 @@ pub struct Scheduler {
     engine: Arc<Engine>,
     kinds: HashMap<&'static str, Arc<dyn JobKind>>,
     devices: Vec<(DeviceId, usize)>,
-    /// The GPUs workers run on (the telemetry source's, limited by `workers.gpus`).
-    gpus: Vec<DeviceInfo>,
+    /// The GPUs workers run on (the telemetry source's, limited by `workers.gpus`; none
+    /// when the CUDA provider does not register).
+    gpus: gpus::UsableGpus,
     telemetry: Arc<Telemetry>,
     /// What runs where; locked briefly, never across a store call.
     ledger: Mutex<Ledger>,
@@ -103,9 +105,9 @@ impl Scheduler {
         kinds: Vec<Arc<dyn JobKind>>,
         telemetry: Arc<Telemetry>,
     ) -> Arc<Self> {
-        let gpus = crate::gpu::filter_gpus(telemetry.gpus(), &config.workers);
+        let gpus = gpus::usable_gpus(&telemetry, &config, &engine);
         let mut devices = vec![(DeviceId::Cpu, config.workers.cpu_concurrency.max(1))];
-        devices.extend(gpus.iter().map(|g| (g.id, config.workers.gpu_concurrency.max(1))));
+        devices.extend(gpus.list.iter().map(|g| (g.id, config.workers.gpu_concurrency.max(1))));
         Arc::new(Self {
             store,
             config,
@@ -192,7 +194,12 @@ impl Scheduler {
 
     /// The GPUs workers run on.
     pub fn gpus(&self) -> &[DeviceInfo] {
-        &self.gpus
+        &self.gpus.list
+    }
+
+    /// Why GPUs were found but none is used (the CUDA provider does not register).
+    pub fn gpus_unusable(&self) -> Option<&str> {
+        self.gpus.unusable.as_deref()
     }
 
     /// Energy a running job's current stage has used so far, Wh (device counter delta).
@@ -218,7 +225,7 @@ impl Scheduler {
                     DeviceId::Cuda(i) => {
                         let sample = latest.as_ref().and_then(|s| s.gpus.iter().find(|g| g.index == i));
                         let total =
-                            self.gpus.iter().find(|g| g.id == device).map(|g| g.memory_total >> 20).unwrap_or(0);
+                            self.gpus().iter().find(|g| g.id == device).map(|g| g.memory_total >> 20).unwrap_or(0);
                         (Some(placement::free_mib(sample, total, reserved)), sample.and_then(|s| s.util_gpu))
                     }
                 };
@@ -247,7 +254,7 @@ impl Scheduler {
         if !self.kinds.contains_key(job.kind.as_str()) || self.is_paused() {
             return (Placement::Skip, None);
         }
-        if let (Some(device), true) = (device, self.gpus.is_empty() && self.remote.get().is_none()) {
+        if let (Some(device), true) = (device, self.gpus().is_empty() && self.remote.get().is_none()) {
             // Only CPU slots: every job fits, and only idle workers claim. Skipping the
             // placement work keeps the claim scan as cheap as it was on GPU-less boxes.
             let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());

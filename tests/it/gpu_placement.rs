@@ -251,3 +251,38 @@ async fn telemetry_stream_sends_history_then_a_sample_each_second() {
     assert!(t0.elapsed() < Duration::from_secs(4));
     assert_eq!(events[2].1["gpus"][0]["mem_total_mib"], 8192);
 }
+
+/// A card NVML sees with a runtime whose CUDA provider does not register (here the real
+/// CPU build of ONNX Runtime, asked for real: `probe` in the fake list): the daemon offers
+/// no GPU to placement, says why in `/api/v1/system`, and a picture job runs on the CPU
+/// instead of failing on `cuda:0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpus_whose_cuda_provider_does_not_register_leave_every_job_to_the_cpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = common::models_with_demo_shapes(dir.path());
+    let runtime = common::provision::runtime();
+    let d = DaemonProc::start(
+        &dir.path().join("data"),
+        &[
+            ("REELBOX_FAKE_GPUS", "8192,probe"),
+            ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
+            ("ORT_DYLIB_PATH", runtime.to_str().expect("utf-8")),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let system: Value = http.get(d.at("/api/v1/system")).send().await.expect("system").json().await.expect("json");
+    let ids: Vec<&str> =
+        system["devices"].as_array().expect("devices").iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(ids, ["cpu"], "{system}");
+    let why = system["gpus_unusable"].as_str().unwrap_or_else(|| panic!("no reason given: {system}"));
+    assert!(why.contains("1 GPU(s) found, but every job runs on the CPU") && why.contains("CUDA"), "{why}");
+    assert_eq!(system["telemetry"]["latest"]["gpus"].as_array().map(Vec::len), Some(1), "NVML still reports the card");
+
+    let body = json!({"prompt": "a red circle", "model": "demo-shapes", "steps": 2, "seed": 1});
+    let job: Value =
+        http.post(d.at("/api/v1/images")).json(&body).send().await.expect("submit").json().await.expect("json");
+    let id = job["id"].as_str().unwrap_or_else(|| panic!("no job id: {job}")).to_string();
+    let j = wait_job(&http, &d, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(devices_of(&j), HashSet::from(["cpu".to_string()]), "{j}");
+}

@@ -231,6 +231,18 @@ fn worker_boxes_gpus_follow_this_boxs_as_name_cuda_n() {
     snap!("worker_box_gpus", app);
 }
 
+/// NVML sees a card but ONNX Runtime's CUDA provider does not register: the daemon runs
+/// every job on the CPU (no GPU device to place on) and the header says what to fix.
+#[test]
+fn gpus_the_cuda_provider_cannot_use_are_called_out() {
+    let mut app = quiet(&[8192]);
+    if let Some(s) = app.system.as_mut() {
+        s.devices.retain(|d| d.id == "cpu");
+        s.gpus_unusable = Some("1 GPU(s) found, but every job runs on the CPU: …".into());
+    }
+    snap!("gpus_unusable", app);
+}
+
 #[test]
 fn busy_queue_lists_running_queued_by_priority_and_recent() {
     let app = busy(&[8192, 24576]);

@@ -109,6 +109,10 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App) {
     if app.system.as_ref().is_some_and(|s| s.paused) {
         spans.push(Span::styled(" · PAUSED", t.warn().add_modifier(Modifier::BOLD)));
     }
+    if app.system.as_ref().is_some_and(|s| s.gpus_unusable.is_some()) {
+        // Jobs run on the CPU although GPUs are there: the one thing an owner must fix.
+        spans.push(Span::styled(" · GPUs unused: CUDA does not register (reelbox doctor)", t.bad()));
+    }
     if app.readonly {
         spans.push(Span::styled(" · read-only", t.warn()));
     }
