@@ -92,6 +92,7 @@ getent passwd reelbox >/dev/null || fail "system user reelbox missing"
 [ "$(stat -c %U /var/lib/reelbox)" = reelbox ] || fail "/var/lib/reelbox is not owned by reelbox"
 [ -f /etc/reelbox/config.toml ] || fail "/etc/reelbox/config.toml missing"
 [ -f /usr/share/reelbox/models/README ] || fail "bundled models dir /usr/share/reelbox/models missing"
+/usr/share/reelbox/gpu-check.sh --help | grep -q -- "--runtime DIR" || fail "gpu-check.sh is not installed and runnable"
 dpkg-query --control-show reelbox conffiles | grep -q /etc/reelbox/config.toml || fail "config.toml is not a conffile"
 /usr/bin/reelbox --config /etc/reelbox/config.toml config show | grep -q '^bind = "127.0.0.1:8470"' ||
     fail "the packaged config does not load"

@@ -15,7 +15,7 @@
 #       --nats-server PATH (default: nats-server on PATH; without one the worker check is skipped)
 #
 # Run it from the source tree (the demo models and fixtures live there) or from an installed
-# package (demo models under /usr/share/reelbox). ffmpeg is optional: without it a render
+# package (/usr/share/reelbox/gpu-check.sh; demo models under /usr/share/reelbox, no fixtures). ffmpeg is optional: without it a render
 # runs its stages up to the first one that encodes video. Nothing outside a scratch data dir
 # is changed, except `reelbox setup` installing system packages when run as root with network.
 set -uo pipefail
