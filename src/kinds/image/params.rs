@@ -179,8 +179,7 @@ impl ImageRequest {
         };
         let model = match &self.model {
             Some(m) => m.clone(),
-            None => Catalog::default_of(config, ModelKind::Diffusion)
-                .ok_or_else(|| ParamError::new("model", format!("required; installed: {}", installed())))?,
+            None => crate::kinds::inputs::default_model("model", ModelKind::Diffusion, config)?,
         };
         let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, &model)
             .ok_or_else(|| ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed())))?;
