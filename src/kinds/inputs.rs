@@ -8,7 +8,7 @@ use ulid::Ulid;
 use super::{ParamError, StageError, StageRun};
 use crate::config::Config;
 use crate::kinds::StageName;
-use crate::models::{Catalog, ModelKind};
+use crate::models::{Availability, Catalog, ModelKind};
 use crate::store::records::Artifact;
 
 /// The model of `kind` a request that names none runs ([`Catalog::default_model`]); when
@@ -16,6 +16,15 @@ use crate::store::records::Artifact;
 pub fn default_model(field: &str, kind: ModelKind, config: &Config) -> Result<String, ParamError> {
     Catalog::default_model(config, kind)
         .ok_or_else(|| ParamError::new(field, format!("required: {}", Catalog::no_default(config, kind))))
+}
+
+/// Refuses model `name` of `kind` unless it is installed, naming `field` and saying how to
+/// pull it (or, for an unknown name, the close names): at submission, not mid-run.
+pub fn require_installed(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {
+    match Availability::of(config, kind, name).refusal(kind, name) {
+        Some(why) => Err(ParamError::new(field, why)),
+        None => Ok(()),
+    }
 }
 
 /// Checks a single-file model's name (a directory under the models dir holding

@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::kinds::StageName;
 use crate::models::manifest::valid_name;
-use crate::models::{Catalog, ModelKind};
+use crate::models::{Availability, Catalog, ModelKind};
 use crate::pipelines::Progress;
 use crate::pipelines::tts::{
     self, DEFAULT_SENTENCE_SILENCE, DEFAULT_VOICE, Speech, SpeechOptions, SynthesisRun, TtsError, Voice,
@@ -164,7 +164,13 @@ impl SpeechRequest {
             p.voice = super::inputs::default_model("voice", ModelKind::Tts, config)?;
         }
         if let Err(e) = Voice::find(&config.models_dir(), &p.voice) {
-            return Err(ParamError::new("voice", e.to_string()));
+            // A voice the catalog can pull gets that pull (`piper:NAME` for the voice index);
+            // anything else the loader's reason, which names the pull to try.
+            let why = match Availability::of(config, ModelKind::Tts, &p.voice) {
+                pullable @ Availability::Pullable { .. } => pullable.refusal(ModelKind::Tts, &p.voice),
+                _ => None,
+            };
+            return Err(ParamError::new("voice", why.unwrap_or_else(|| e.to_string())));
         }
         Ok(p)
     }

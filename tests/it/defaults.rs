@@ -246,3 +246,96 @@ async fn with_several_models_and_no_default_a_request_must_name_one() {
     assert_eq!((s, e["error"]["field"].as_str()), (400, Some("model")), "{e}");
     assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("reelbox pull")), "{e}");
 }
+
+/// POSTs or PATCHes a profile as JSON: (status, body).
+async fn profile_call(
+    http: &reqwest::Client,
+    d: &DaemonProc,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let r = http.request(method, d.at(path)).json(&body).send().await.expect("profile request");
+    (r.status().as_u16(), r.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn a_profile_takes_an_installed_or_pullable_voice_and_its_render_waits_for_the_pull() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_named(home.path(), &[("diffusion", "demo-shapes"), ("tts", "my-voice")]);
+    let b = Box_::start(home.path(), &models, "");
+    let http = reqwest::Client::new();
+    let post = reqwest::Method::POST;
+
+    // A typo or a model of another kind is refused at once, naming the field and close names.
+    let (s, e) = profile_call(
+        &http,
+        &b.daemon,
+        post.clone(),
+        "/api/v1/profiles",
+        json!({"name": "anna", "voice": "en_US-joe-medum"}),
+    )
+    .await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("voice")), "{e}");
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("did you mean en_US-joe-medium") && message.contains("installed: my-voice"), "{e}");
+    let (s, e) = profile_call(
+        &http,
+        &b.daemon,
+        post.clone(),
+        "/api/v1/profiles",
+        json!({"name": "anna", "voice": "demo-shapes"}),
+    )
+    .await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("voice")), "a picture model is no voice: {e}");
+    assert_eq!(get_json(&http, &b.daemon, "/api/v1/profiles").await, json!([]), "a refused profile is not kept");
+
+    // A voice the catalog can pull is taken: clients make the profile before pulling.
+    let (s, p) = profile_call(
+        &http,
+        &b.daemon,
+        post.clone(),
+        "/api/v1/profiles",
+        json!({"name": "anna", "voice": "en_US-joe-medium"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+    let id = p["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/profiles/{id}");
+    let (s, e) = profile_call(&http, &b.daemon, reqwest::Method::PATCH, &path, json!({"voice": "nobody"})).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("voice")), "an update is checked too: {e}");
+
+    // Its render is refused at submission, naming the voice and the pull that installs it.
+    let (s, e) =
+        post_json(&http, &b.daemon, "/api/v1/renders", json!({"script": "A red circle.", "profile": id})).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("voice")), "{e}");
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("reelbox pull en_US-joe-medium")), "{e}");
+    let script = home.path().join("script.txt");
+    std::fs::write(&script, "A red circle.").expect("script");
+    let out = b
+        .cli()
+        .args(["--url", &b.daemon.url, "render"])
+        .arg(&script)
+        .args(["--profile", &id, "-o"])
+        .arg(home.path().join("film.mp4"))
+        .output()
+        .expect("run reelbox");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("voice") && err.contains("reelbox pull en_US-joe-medium"), "{err}");
+    assert!(!home.path().join("film.mp4").exists());
+
+    // Once the profile's voice is one that is installed, the same render is accepted.
+    let (s, p) = profile_call(&http, &b.daemon, reqwest::Method::PATCH, &path, json!({"voice": "my-voice"})).await;
+    assert_eq!(s, 200, "{p}");
+    let render = json!({"script": "A red circle.", "profile": id, "width": 64, "height": 64, "steps": 1});
+    let (s, job) = post_json(&http, &b.daemon, "/api/v1/renders", render).await;
+    assert_eq!((s, job["params"]["voice"].as_str()), (202, Some("my-voice")), "{job}");
+
+    // A picture model the catalog can pull is taken too; a picture from the profile says to pull it.
+    let (s, p) =
+        profile_call(&http, &b.daemon, reqwest::Method::PATCH, &path, json!({"image_model": "sd-turbo"})).await;
+    assert_eq!(s, 200, "{p}");
+    let (s, e) = post_json(&http, &b.daemon, "/api/v1/images", json!({"prompt": "a red circle", "profile": id})).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("model")), "{e}");
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("reelbox pull sd-turbo")), "{e}");
+}

@@ -11,7 +11,7 @@ use crate::kinds::fields::{
     reject_unknown, string_field, u32_in,
 };
 use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
-use crate::kinds::inputs::default_model;
+use crate::kinds::inputs::{default_model, require_installed};
 use crate::kinds::{ParamError, ValidateCtx};
 use crate::models::model_file;
 use crate::models::{Catalog, ModelKind};
@@ -227,6 +227,9 @@ impl RenderRequest {
             music: self.music,
             burn_subtitles: self.burn_subtitles.unwrap_or(false),
         };
+        // The voice (the request's, its profile's or the default) must be installed now: a
+        // render would otherwise fail at its narration, after its keyframes.
+        require_installed("voice", ModelKind::Tts, &params.voice, config)?;
         params.limits(&plan(&params.script, &params.style, params.seed), &config.limits)?;
         // The first scene's keyframe request validates model, scheduler, preset and sizes.
         keyframe_request(&params, &params.script, params.seed)?.resolve(config)?;
