@@ -339,3 +339,30 @@ async fn a_profile_takes_an_installed_or_pullable_voice_and_its_render_waits_for
     assert_eq!((s, e["error"]["field"].as_str()), (400, Some("model")), "{e}");
     assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("reelbox pull sd-turbo")), "{e}");
 }
+
+#[tokio::test]
+async fn gc_with_no_body_runs_with_its_defaults_and_a_wrong_body_names_the_field() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_named(home.path(), &[]);
+    let b = Box_::start(home.path(), &models, "");
+    let http = reqwest::Client::new();
+    let url = b.daemon.at("/api/v1/gc");
+    // `curl -X POST URL`: no body, no Content-Type (it was a 415); an empty JSON body too.
+    for req in [http.post(&url), http.post(&url).header("content-type", "application/json").body("")] {
+        let r = req.send().await.expect("gc");
+        assert_eq!(r.status(), 200);
+        let report: Value = r.json().await.expect("json");
+        assert_eq!(report["dry_run"], false, "{report}");
+    }
+    let r = http.post(&url).body(r#"{"dry_run": true}"#).send().await.expect("gc");
+    let report: Value = r.json().await.expect("json");
+    assert_eq!(report["dry_run"], true, "a body without a Content-Type is read as JSON: {report}");
+    let (s, e) = post_json(&http, &b.daemon, "/api/v1/gc", json!({"dry_run": "yes"})).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("dry_run")), "{e}");
+    let (s, e) = post_json(&http, &b.daemon, "/api/v1/gc", json!({"dry": true})).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("dry")), "{e}");
+    let r = http.post(&url).header("content-type", "text/plain").body("dry_run").send().await.expect("gc");
+    assert_eq!(r.status(), 415, "a body of another type is still refused");
+    let e: Value = r.json().await.expect("a JSON error");
+    assert_eq!(e["error"]["code"], "unsupported_media_type", "{e}");
+}
