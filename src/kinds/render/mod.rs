@@ -11,7 +11,7 @@ use crate::pipelines::render::plan::plan;
 mod params;
 mod stages;
 
-pub use params::{Presenter, RenderParams, RenderRequest, validate_params};
+pub use params::{KNOWN as REQUEST_FIELDS, Presenter, RenderParams, RenderRequest, validate_params};
 
 /// Pause between scenes' narration, seconds.
 const SCENE_GAP_S: f64 = 0.35;

@@ -18,7 +18,8 @@ use crate::models::{Catalog, ModelKind};
 use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::{Plan, plan};
 
-const KNOWN: [&str; 24] = [
+/// Every field a render request may have (`profile` is folded in before the kind reads it).
+pub const KNOWN: [&str; 24] = [
     "script",
     "prompt",
     "style",
