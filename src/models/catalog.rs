@@ -231,10 +231,10 @@ impl Catalog {
                 "no {k} model is installed (installed: none); `reelbox pull NAME` installs one \
                  (`reelbox models list --available` lists them)"
             ),
-            several => format!(
-                "several {k} models are installed ({}) and none is the default: name one, or choose \
-                 with `reelbox models default {k} NAME`",
-                several.join(", ")
+            installed => format!(
+                "no {k} model is the default (installed: {}): name one, or choose one with \
+                 `reelbox models default {k} NAME`",
+                installed.join(", ")
             ),
         }
     }
