@@ -226,9 +226,12 @@ impl Catalog {
     /// installed (for the error a request naming no model gets).
     pub fn no_default(config: &Config, kind: ModelKind) -> String {
         let k = kind.as_str();
-        match Self::load(config).installed_names(kind).as_slice() {
+        let catalog = Self::load(config);
+        // The last built-in default the catalog can pull is the small one (a demo model).
+        let pull = builtin_defaults(kind).iter().rev().find(|n| catalog.get(n).is_some()).unwrap_or(&"NAME");
+        match catalog.installed_names(kind).as_slice() {
             [] => format!(
-                "no {k} model is installed (installed: none); `reelbox pull NAME` installs one \
+                "no {k} model is installed (installed: none); `reelbox pull {pull}` installs one \
                  (`reelbox models list --available` lists them)"
             ),
             installed => format!(
@@ -473,6 +476,6 @@ mod tests {
         assert_eq!(both(&config, ModelKind::Diffusion).as_deref(), Some("tiny-sd"), "a removed choice is passed over");
         config.defaults.voice = "nobody".into();
         assert_eq!(both(&config, ModelKind::Tts).as_deref(), Some("en_US-joe-medium"));
-        assert!(Catalog::no_default(&config, ModelKind::Upscale).contains("reelbox pull"));
+        assert!(Catalog::no_default(&config, ModelKind::Upscale).contains("`reelbox pull demo-upscaler`"));
     }
 }
