@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::jobs::require_admin;
-use super::json::ApiJson;
+use super::json::ApiJsonOrDefault;
 use super::{ApiError, AppState};
 use crate::store::Removal;
 
-/// Body of `POST /api/v1/gc`.
+/// Body of `POST /api/v1/gc`; every field is optional, so no body at all is the defaults.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GcRequest {
@@ -37,12 +37,12 @@ pub struct GcReport {
 /// Run the retention sweep now: finished jobs and unused uploads older than `[retention]`
 /// allows, and artifact files no record names. Nothing a profile or a queued or running
 /// job uses is removed.
-#[utoipa::path(post, path = "/api/v1/gc", request_body = GcRequest,
+#[utoipa::path(post, path = "/api/v1/gc", request_body(content = Option<GcRequest>, description = "optional: no body is {\"dry_run\": false}"),
     responses((status = 200, body = GcReport), (status = 403, body = super::error::ErrorBody)))]
 pub async fn run(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(req): ApiJson<GcRequest>,
+    ApiJsonOrDefault(req): ApiJsonOrDefault<GcRequest>,
 ) -> Result<Json<GcReport>, ApiError> {
     require_admin(&caller)?;
     let retention = &state.config.retention;

@@ -29,6 +29,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// [`ApiJson`] for bodies whose every field is optional (`POST /api/v1/gc`): no body, an
+/// empty one or one without a Content-Type is the defaults, as `curl -X POST URL` sends it
+/// (it was a 415); a body that is there is read as JSON with `ApiJson`'s errors.
+pub struct ApiJsonOrDefault<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOrDefault<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(r.status(), "body_too_large", "request body is larger than limits.max_body_bytes")
+            }
+            status => ApiError::new(status, "unreadable_body", r.body_text()),
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        let mut json = Request::new(axum::body::Body::from(bytes));
+        *json.headers_mut() = headers;
+        // A body sent without saying its type is taken as the JSON this route reads.
+        json.headers_mut()
+            .entry(axum::http::header::CONTENT_TYPE)
+            .or_insert(axum::http::HeaderValue::from_static("application/json"));
+        let ApiJson(value) = ApiJson::<T>::from_request(json, state).await?;
+        Ok(Self(value))
+    }
+}
+
 /// Like `axum::extract::Query`, but a mistyped or missing parameter becomes an `ApiError`
 /// naming it (`limit=abc` → 400 `invalid_query`, field `limit`), not a plain-text 400.
 pub struct ApiQuery<T>(pub T);

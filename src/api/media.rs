@@ -28,10 +28,10 @@ pub struct LipsyncRequest {
     pub voice: Option<String>,
     /// Speaking rate for `text`: above 1 is slower.
     pub length_scale: Option<f32>,
-    /// `[x, y, w, h]` of the face in the portrait; found by the model installed as
-    /// `face-detector` (UltraFace ONNX interface) when left out.
+    /// `[x, y, w, h]` of the face in the portrait; found by the default face detector
+    /// (UltraFace ONNX interface, e.g. `ultraface-320`) when left out.
     pub face_box: Option<[u32; 4]>,
-    /// Installed Wav2Lip model (default `wav2lip`).
+    /// Installed Wav2Lip model (default: the lip-sync default `reelbox models list` tags).
     pub model: Option<String>,
     /// Frames per second of the video, 1–60 (default 25).
     #[schema(minimum = 1, maximum = 60)]

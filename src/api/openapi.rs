@@ -91,6 +91,8 @@ use super::{
         system::SessionView,
         speech::SpeechRequest,
         images::ImageRequest,
+        renders::RenderBody,
+        renders::PresenterBody,
         media::LipsyncRequest,
         media::UpscaleRequest,
         models::ModelView,

@@ -14,11 +14,9 @@ use super::jobs::parse_id;
 use super::json::ApiJson;
 use super::views::ProfileView;
 use super::{ApiError, AppState};
-use crate::models::{Catalog, ModelKind};
+use crate::config::defaults::DEFAULT_VOICE;
+use crate::models::{Availability, Catalog, ModelKind};
 use crate::store::records::{Profile, Style, Voice, now_ms};
-
-/// Default voice for new profiles.
-pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
 
 /// Profile fields (JSON body, or the text fields of the multipart form).
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -27,6 +25,8 @@ pub struct ProfileRequest {
     pub name: Option<String>,
     /// Face box in portrait pixels `[x, y, w, h]` (multipart: "x,y,w,h").
     pub face_box: Option<[u32; 4]>,
+    /// Piper voice, installed or in the catalog (`reelbox pull NAME` or `piper:NAME`); renders
+    /// from the profile are refused until it is installed.
     pub voice: Option<String>,
     pub speaker: Option<String>,
     pub length_scale: Option<f32>,
@@ -35,7 +35,8 @@ pub struct ProfileRequest {
     pub prompt_prefix: Option<String>,
     pub negative_prompt: Option<String>,
     pub preset: Option<String>,
-    /// Installed diffusion model for the keyframes of renders that name none (`""` clears).
+    /// Diffusion model (installed or in the catalog) for the pictures and renders' keyframes
+    /// made with the profile that name none (`""` clears).
     pub image_model: Option<String>,
     /// Artifact id of an already uploaded portrait.
     pub portrait: Option<String>,
@@ -117,7 +118,8 @@ pub async fn create(
         face_box: None,
         voice_sample: None,
         voice: Voice {
-            model: DEFAULT_VOICE.into(),
+            // The box's default voice (the one `models list` tags), else the built-in one.
+            model: Catalog::default_model(&state.config, ModelKind::Tts).unwrap_or_else(|| DEFAULT_VOICE.into()),
             speaker: None,
             length_scale: None,
             noise_scale: None,
@@ -180,7 +182,7 @@ fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) 
         p.name = n;
     }
     if let Some(v) = r.voice {
-        p.voice.model = v;
+        p.voice.model = known_model(state, "voice", ModelKind::Tts, v.trim())?;
     }
     if r.speaker.is_some() {
         p.voice.speaker = r.speaker;
@@ -228,24 +230,27 @@ fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) 
     Ok(())
 }
 
-/// The profile's picture model: `None` for an empty name, else an installed diffusion model.
+/// The profile's picture model: `None` for an empty name, else a diffusion model that is
+/// installed or that the catalog can pull.
 fn picture_model(state: &AppState, name: String) -> Result<Option<String>, ApiError> {
     let name = name.trim();
     if name.is_empty() {
         return Ok(None);
     }
-    let catalog = Catalog::load(&state.config);
-    if catalog.installed_dir(ModelKind::Diffusion, name).is_none() {
-        let known = catalog.installed_names(ModelKind::Diffusion).join(", ");
-        return Err(ApiError::field(
-            "image_model",
-            format!(
-                "no diffusion model {name:?} is installed (installed: {})",
-                if known.is_empty() { "none" } else { &known }
-            ),
-        ));
+    known_model(state, "image_model", ModelKind::Diffusion, name).map(Some)
+}
+
+/// `name` when it is a model of `kind` that is installed or known to the catalog (pullable:
+/// a client may create a profile before pulling its voice); else an error naming `field`
+/// with the close names. A render from the profile is refused at submission until it is
+/// installed.
+fn known_model(state: &AppState, field: &str, kind: ModelKind, name: &str) -> Result<String, ApiError> {
+    match Availability::of(&state.config, kind, name) {
+        unknown @ Availability::Unknown { .. } => {
+            Err(ApiError::field(field, unknown.refusal(kind, name).unwrap_or_default()))
+        }
+        Availability::Installed | Availability::Pullable { .. } => Ok(name.to_string()),
     }
-    Ok(Some(name.to_string()))
 }
 
 fn check_face_box(state: &AppState, portrait: Ulid, b: [u32; 4]) -> Result<(), ApiError> {

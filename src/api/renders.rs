@@ -4,15 +4,96 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::jobs::{accepted, idempotency_key, submit_job};
 use super::json::ApiJson;
 use super::{ApiError, AppState};
 
+/// Body of `POST /api/v1/renders` as the OpenAPI document describes it: the `render`
+/// kind's fields (`kinds::render::REQUEST_FIELDS`) plus `profile` and `priority`. A
+/// `script` or a one-line `prompt` is required; every other field has a default.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read as JSON by the kind (`RenderRequest::from_json`); this is its schema
+pub struct RenderBody {
+    /// The script: paragraphs are scenes (`[direction]` lines are pictures, the rest is spoken).
+    #[schema(min_length = 1)]
+    pub script: Option<String>,
+    /// A one-scene film from one line instead of a `script`.
+    pub prompt: Option<String>,
+    /// Profile id: its presenter, voice, style, preset and picture model fill what is left out.
+    pub profile: Option<String>,
+    /// Words put before every keyframe's prompt (`oil painting`).
+    pub style: Option<String>,
+    pub negative_prompt: Option<String>,
+    /// Diffusion model for the keyframes (default: the diffusion default `models list` tags).
+    pub model: Option<String>,
+    #[schema(minimum = 1, maximum = 150)]
+    pub steps: Option<u32>,
+    #[schema(minimum = 0, maximum = 30)]
+    pub guidance: Option<f64>,
+    /// e.g. `euler`, `euler-a`, `ddim`, `dpm++2m-karras`, `lcm`.
+    pub scheduler: Option<String>,
+    /// Preset name from presets.toml (`fast`, `quality`, `max`).
+    pub preset: Option<String>,
+    /// Same seed and settings, same film (default 0).
+    pub seed: Option<u64>,
+    /// Keyframe size when it differs from the film's.
+    #[schema(minimum = 8, maximum = 2048)]
+    pub keyframe_width: Option<u32>,
+    #[schema(minimum = 8, maximum = 2048)]
+    pub keyframe_height: Option<u32>,
+    /// Film width in pixels, a multiple of 8 (default 512).
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
+    pub width: Option<u32>,
+    /// Film height in pixels, a multiple of 8 (default 512).
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
+    pub height: Option<u32>,
+    /// Frames per second, 1–60 (default 25).
+    #[schema(minimum = 1, maximum = 60)]
+    pub fps: Option<u32>,
+    /// Piper voice of the narration; must be installed (default: the box's default voice).
+    pub voice: Option<String>,
+    /// Speaking rate: above 1 is slower.
+    #[schema(minimum = 0.25, maximum = 4)]
+    pub length_scale: Option<f32>,
+    /// A presenter lip-synced into the film.
+    pub presenter: Option<PresenterBody>,
+    /// Where the presenter goes: `inset` (default with a presenter), `full` or `none`.
+    #[schema(pattern = "^(inset|full|none)$")]
+    pub layout: Option<String>,
+    /// Lip-sync model for the presenter (default: the lip-sync default).
+    pub lipsync_model: Option<String>,
+    /// Upscale the film (default false).
+    pub upscale: Option<bool>,
+    /// Upscaler when `upscale` (default: the upscale default).
+    pub upscale_model: Option<String>,
+    /// Artifact id of background music, ducked under the narration.
+    pub music: Option<String>,
+    /// Burn the subtitles into the picture (default false; they are always a track).
+    pub burn_subtitles: Option<bool>,
+    /// Higher runs first (default 0; client keys up to `limits.max_client_priority`).
+    #[schema(minimum = -1000, maximum = 1000)]
+    pub priority: Option<i32>,
+}
+
+/// A render's presenter: an uploaded portrait and the face in it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // the schema of `RenderBody::presenter`
+pub struct PresenterBody {
+    /// Artifact id of the portrait (image or short video).
+    pub portrait: String,
+    /// `[x, y, w, h]` of the face in the portrait's pixels.
+    pub face_box: [u32; 4],
+}
+
 /// Render a script (or one prompt) into a narrated MP4.
-#[utoipa::path(post, path = "/api/v1/renders",
-    request_body(content = Object, description = "render parameters: script|prompt, profile?, model?, preset?, width?, height?, fps?, layout? (inset|full|none), upscale?, music? (artifact id), burn_subtitles?, seed?, priority?"),
+#[utoipa::path(post, path = "/api/v1/renders", request_body = RenderBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
     responses((status = 202, body = super::views::JobView), (status = 400, body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -31,4 +112,19 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let (job, existing) = submit_job(&state, &caller, "render", params, priority, key).await?;
     Ok(accepted(&state, &job, existing))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_documented_body_has_exactly_the_fields_a_render_reads() {
+        let doc = serde_json::to_value(super::super::openapi::full()).expect("json");
+        let props = doc["components"]["schemas"]["RenderBody"]["properties"].as_object().cloned().unwrap_or_default();
+        let mut documented: Vec<&str> = props.keys().map(String::as_str).collect();
+        let mut read: Vec<&str> = crate::kinds::render::REQUEST_FIELDS.to_vec();
+        read.extend(["profile", "priority"]);
+        documented.sort_unstable();
+        read.sort_unstable();
+        assert_eq!(documented, read);
+    }
 }

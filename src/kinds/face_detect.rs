@@ -14,8 +14,8 @@ use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::kinds::StageName;
 use crate::media::visual::{Visual, open_visual};
-use crate::models::{Catalog, ModelKind, model_file};
-use crate::pipelines::lipsync::{DETECTOR_MODEL, FaceDetector, OnnxFaceDetector};
+use crate::models::{ModelKind, model_file};
+use crate::pipelines::lipsync::{FaceDetector, OnnxFaceDetector};
 
 /// The `face_detect` job kind.
 pub struct FaceDetect;
@@ -53,8 +53,7 @@ impl FaceDetectRequest {
     /// Checks the input and that a detector is installed.
     pub fn resolve(self, config: &Config) -> Result<FaceDetectParams, ParamError> {
         let input = self.input.ok_or_else(|| ParamError::new("input", "required"))?;
-        let default = Catalog::default_or(config, ModelKind::Face, DETECTOR_MODEL);
-        let model = installed_model("model", self.model.as_deref(), &default, config)?;
+        let model = installed_model("model", self.model.as_deref(), ModelKind::Face, config)?;
         Ok(FaceDetectParams { input, model })
     }
 }

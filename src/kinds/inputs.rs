@@ -8,15 +8,39 @@ use ulid::Ulid;
 use super::{ParamError, StageError, StageRun};
 use crate::config::Config;
 use crate::kinds::StageName;
+use crate::models::{Availability, Catalog, ModelKind};
 use crate::store::records::Artifact;
 
-/// Checks a model name (a directory under the models dir; `default` when unset) and that
-/// it is installed; errors name `field`.
-pub fn installed_model(field: &str, name: Option<&str>, default: &str, config: &Config) -> Result<String, ParamError> {
-    let name = name.unwrap_or(default).trim().to_string();
-    let valid = !name.is_empty()
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+/// The model of `kind` a request that names none runs ([`Catalog::default_model`]); when
+/// the kind has none, an error naming `field` that says how to pull or choose one.
+pub fn default_model(field: &str, kind: ModelKind, config: &Config) -> Result<String, ParamError> {
+    Catalog::default_model(config, kind)
+        .ok_or_else(|| ParamError::new(field, format!("required: {}", Catalog::no_default(config, kind))))
+}
+
+/// Refuses model `name` of `kind` unless it is installed, naming `field` and saying how to
+/// pull it (or, for an unknown name, the close names): at submission, not mid-run.
+pub fn require_installed(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {
+    match Availability::of(config, kind, name).refusal(kind, name) {
+        Some(why) => Err(ParamError::new(field, why)),
+        None => Ok(()),
+    }
+}
+
+/// Checks a single-file model's name (a directory under the models dir holding
+/// `model.onnx`; the kind's default when unset) and that it is installed; errors name `field`.
+pub fn installed_model(
+    field: &str,
+    name: Option<&str>,
+    kind: ModelKind,
+    config: &Config,
+) -> Result<String, ParamError> {
+    let name = match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => n.to_string(),
+        None => default_model(field, kind, config)?,
+    };
+    let valid =
+        !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !valid {
         return Err(ParamError::new(field, format!("{name:?} is not a model name (letters, digits, - _ .)")));
     }

@@ -4,8 +4,8 @@
 //! Params ([`LipsyncRequest`] → [`LipsyncParams`]): `portrait` (artifact id), the narration as `audio` (artifact id) or as `text`
 //! spoken first by a Piper `voice` (with `length_scale`) in a stage of its own,
 //! `face_box` `[x, y, w, h]` (from the request or the presenter's profile; found by the
-//! installed `face-detector` model when left out), `model`
-//! (installed Wav2Lip, default `wav2lip`), `fps` (25), `batch_size` (16).
+//! default face detector when left out, recorded as `face_model`), `model` (installed
+//! Wav2Lip; the lip-sync default, `Catalog::default_model`), `fps` (25), `batch_size` (16).
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -23,13 +23,13 @@ use crate::media::visual::open_visual;
 use crate::models::{Catalog, ModelKind, model_file};
 use crate::pipelines::Progress;
 use crate::pipelines::lipsync::{
-    DEFAULT_BATCH, DEFAULT_FPS, DETECTOR_MODEL, FaceBox, FaceTrack, OnnxFaceDetector, Wav2Lip, lipsync_frames,
+    DEFAULT_BATCH, DEFAULT_FPS, FaceBox, FaceTrack, OnnxFaceDetector, Wav2Lip, lipsync_frames,
 };
 
 /// The `lipsync` job kind.
 pub struct Lipsync;
 
-/// Default installed model name.
+/// The model a stored record without one reads as (records always carry one).
 pub const DEFAULT_MODEL: &str = "wav2lip";
 /// Most frames read from a video portrait (it is cycled when the narration is longer).
 const MAX_SOURCE_FRAMES: usize = 750;
@@ -70,6 +70,10 @@ pub struct LipsyncParams {
     pub speech: Option<SpeechParams>,
     pub face_box: Option<[u32; 4]>,
     pub model: String,
+    /// The face detector that finds the face when no `face_box` was given, chosen at
+    /// submission (records from before it was kept have none: the default at run time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face_model: Option<String>,
     pub fps: u32,
     pub batch_size: u32,
 }
@@ -82,6 +86,7 @@ impl Default for LipsyncParams {
             speech: None,
             face_box: None,
             model: DEFAULT_MODEL.into(),
+            face_model: None,
             fps: DEFAULT_FPS,
             batch_size: DEFAULT_BATCH as u32,
         }
@@ -130,19 +135,21 @@ impl LipsyncRequest {
                 (None, Some(speech.resolve(config)?))
             }
         };
-        let detector = Catalog::default_or(config, ModelKind::Face, DETECTOR_MODEL);
-        if self.face_box.is_none() && !model_file(config, &detector).is_file() {
-            return Err(ParamError::new(
-                "face_box",
-                format!("required: [x, y, w, h] of the face (no face detector is installed as {detector:?})"),
-            ));
-        }
-        let model = installed_model(
-            "model",
-            self.model.as_deref(),
-            &Catalog::default_or(config, ModelKind::Lipsync, DEFAULT_MODEL),
-            config,
-        )?;
+        let face_model = match self.face_box {
+            Some(_) => None,
+            None => {
+                let detector =
+                    Catalog::default_model(config, ModelKind::Face).filter(|d| model_file(config, d).is_file());
+                Some(detector.ok_or_else(|| {
+                    let why = Catalog::no_default(config, ModelKind::Face);
+                    ParamError::new(
+                        "face_box",
+                        format!("required: [x, y, w, h] of the face, or a face detector: {why}"),
+                    )
+                })?)
+            }
+        };
+        let model = installed_model("model", self.model.as_deref(), ModelKind::Lipsync, config)?;
         let fps = u32_in("fps", self.fps.unwrap_or(i64::from(DEFAULT_FPS)), 1..=60)?;
         if let Some(text) = &self.text {
             // Spoken text's length is estimated as a render's narration is.
@@ -153,7 +160,7 @@ impl LipsyncRequest {
                 .map_err(|m| ParamError::new("text", format!("would make {m}")))?;
         }
         let batch_size = u32_in("batch_size", self.batch_size.unwrap_or(DEFAULT_BATCH as i64), 1..=256)?;
-        Ok(LipsyncParams { portrait, audio, speech, face_box: self.face_box, model, fps, batch_size })
+        Ok(LipsyncParams { portrait, audio, speech, face_box: self.face_box, model, face_model, fps, batch_size })
     }
 }
 
@@ -201,11 +208,10 @@ impl TypedKind for Lipsync {
         let track = match face {
             Some(face) => FaceTrack::with_boxes(&frames, &[face], &portrait.label)?,
             None => {
-                let detector = OnnxFaceDetector::load(
-                    run.engine,
-                    run.device,
-                    &model_file(run.config, &Catalog::default_or(run.config, ModelKind::Face, DETECTOR_MODEL)),
-                )?;
+                let name = p.face_model.clone().or_else(|| Catalog::default_model(run.config, ModelKind::Face));
+                let name =
+                    name.ok_or_else(|| StageError::fatal("no face_box was given and no face detector is installed"))?;
+                let detector = OnnxFaceDetector::load(run.engine, run.device, &model_file(run.config, &name))?;
                 FaceTrack::detect(&frames, &detector, &portrait.label)?
             }
         };

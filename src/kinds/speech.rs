@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::kinds::StageName;
 use crate::models::manifest::valid_name;
-use crate::models::{Catalog, ModelKind};
+use crate::models::{Availability, Catalog, ModelKind};
 use crate::pipelines::Progress;
 use crate::pipelines::tts::{
     self, DEFAULT_SENTENCE_SILENCE, DEFAULT_VOICE, Speech, SpeechOptions, SynthesisRun, TtsError, Voice,
@@ -160,19 +160,20 @@ impl SpeechRequest {
     pub fn resolve(self, config: &Config) -> Result<SpeechParams, ParamError> {
         let named = self.voice.as_deref().is_some_and(|v| !v.is_empty());
         let mut p = self.check(config.limits.max_prompt_chars)?;
-        if !named && let Some(voice) = default_voice(config) {
-            p.voice = voice;
+        if !named {
+            p.voice = super::inputs::default_model("voice", ModelKind::Tts, config)?;
         }
         if let Err(e) = Voice::find(&config.models_dir(), &p.voice) {
-            return Err(ParamError::new("voice", e.to_string()));
+            // A voice the catalog can pull gets that pull (`piper:NAME` for the voice index);
+            // anything else the loader's reason, which names the pull to try.
+            let why = match Availability::of(config, ModelKind::Tts, &p.voice) {
+                pullable @ Availability::Pullable { .. } => pullable.refusal(ModelKind::Tts, &p.voice),
+                _ => None,
+            };
+            return Err(ParamError::new("voice", why.unwrap_or_else(|| e.to_string())));
         }
         Ok(p)
     }
-}
-
-/// The voice a request that names none gets: the catalog's default for voices.
-fn default_voice(config: &Config) -> Option<String> {
-    Catalog::default_of(config, ModelKind::Tts)
 }
 
 /// Checks `speech` request JSON; `max_chars` bounds the text.
@@ -278,7 +279,11 @@ pub fn say_with(
     out: &Path,
     started: Instant,
 ) -> Result<SayReport, TtsError> {
-    let name = req.voice.clone().or_else(|| default_voice(config)).unwrap_or_else(|| DEFAULT_VOICE.to_string());
+    let name = req
+        .voice
+        .clone()
+        .or_else(|| Catalog::default_model(config, ModelKind::Tts))
+        .unwrap_or_else(|| DEFAULT_VOICE.to_string());
     let voice = Voice::find(&config.models_dir(), &name)?;
     let opts = SpeechOptions {
         noise_scale: req.noise_scale,

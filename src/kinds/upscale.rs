@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::kinds::StageName;
 use crate::media::ffmpeg::H264Encoder;
 use crate::media::visual::{Visual, open_visual};
-use crate::models::{Catalog, ModelKind, model_file};
+use crate::models::{ModelKind, model_file};
 use crate::pipelines::Progress;
 use crate::pipelines::upscale::{DEFAULT_TILE_PAD, TileOptions, UpscaleError, Upscaler};
 
@@ -70,12 +70,7 @@ impl UpscaleRequest {
     /// Checks the input and model and fills the defaults.
     pub fn resolve(self, config: &Config) -> Result<UpscaleParams, ParamError> {
         let input = self.input.ok_or_else(|| ParamError::new("input", "required"))?;
-        let model = installed_model(
-            "model",
-            self.model.as_deref(),
-            &Catalog::default_or(config, ModelKind::Upscale, DEFAULT_MODEL),
-            config,
-        )?;
+        let model = installed_model("model", self.model.as_deref(), ModelKind::Upscale, config)?;
         let tile = u32_in("tile", self.tile.unwrap_or(0), 0..=4096)?;
         if (1..32).contains(&tile) {
             return Err(ParamError::new("tile", "must be 0 (automatic) or at least 32"));

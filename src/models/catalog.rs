@@ -71,8 +71,6 @@ impl CatalogModel {
 pub struct Catalog {
     models_dir: PathBuf,
     models: Vec<CatalogModel>,
-    /// Defaults chosen with `reelbox models default` (see `choice.rs`).
-    chosen: BTreeMap<ModelKind, String>,
 }
 
 impl Catalog {
@@ -96,7 +94,7 @@ impl Catalog {
             if by_name.get(&name).is_some_and(|m| m.dir().is_some()) {
                 continue; // installed from a manifest: listed once, as that
             }
-            let Some(kind) = layout::detect(&dir, &name) else { continue };
+            let Some(kind) = dir_kind(&dir, &name) else { continue };
             let shipped = by_name.remove(&name).and_then(|m| m.manifest);
             let entry = ModelEntry {
                 name: name.clone(),
@@ -112,11 +110,7 @@ impl Catalog {
             let created = modified_secs(&dir);
             by_name.insert(name, CatalogModel { entry, origin: Origin::Directory, manifest: shipped, created });
         }
-        let models: Vec<CatalogModel> = by_name.into_values().collect();
-        let mut chosen = store.chosen_defaults();
-        // A chosen model that was removed since is no default.
-        chosen.retain(|kind, name| models.iter().any(|m| m.name() == name && m.kind() == *kind && m.dir().is_some()));
-        Self { models_dir: store.models_dir().to_path_buf(), models, chosen }
+        Self { models_dir: store.models_dir().to_path_buf(), models: by_name.into_values().collect() }
     }
 
     /// The installed directory of the model of `kind` named exactly `name`, reading only
@@ -138,7 +132,7 @@ impl Catalog {
         }
         let shown = match store.installed_manifest(name) {
             Some(m) => Some(m.kind),
-            None => layout::detect(&dir, name),
+            None => dir_kind(&dir, name),
         };
         (shown == Some(kind)).then_some(dir)
     }
@@ -204,45 +198,48 @@ impl Catalog {
         self.installed(kind).find(|m| m.name() == stem || m.name().eq_ignore_ascii_case(stem))
     }
 
-    /// The model of `kind` used when a request names none: the one chosen with
-    /// `reelbox models default` (while installed), else the configured default
-    /// (`[defaults]`), else the only installed model of that kind.
+    /// The model of `kind` a request naming none runs, and the one `models list` tags as
+    /// default: see [`Catalog::default_model`]. Uses this listing instead of reading the
+    /// models dir again.
     pub fn default_name(&self, kind: ModelKind, config: &Config) -> Option<String> {
-        self.chosen
-            .get(&kind)
-            .cloned()
-            .or_else(|| configured_default(kind, config))
-            .or_else(|| self.only_installed(kind))
+        decide(kind, config, |n| self.installed_dir(kind, n).is_some(), || self.only_installed(kind))
     }
 
-    /// [`Catalog::default_name`] for `config`, reading the models dir only when neither a
-    /// choice nor the config names a default (a voice always has one, so speech requests
-    /// skip the listing).
-    pub fn default_of(config: &Config, kind: ModelKind) -> Option<String> {
-        Self::named_default(config, kind).or_else(|| Self::load(config).only_installed(kind))
+    /// The model of `kind` a request naming none runs (image, speech, lip-sync, upscale,
+    /// face detection and every stage of a render ask this, as does `models list` through
+    /// [`Catalog::default_name`]). In order, the first that is installed: the one chosen
+    /// with `reelbox models default KIND NAME`, the config's `[defaults]`, the kind's
+    /// built-in defaults ([`builtin_defaults`]); else the only installed model of the kind;
+    /// else none (a request must name one; [`Catalog::no_default`] says how to get one).
+    /// Reads only the named models' directories unless it comes to "the only installed
+    /// one", so a choice made while the daemon runs counts at the next request.
+    pub fn default_model(config: &Config, kind: ModelKind) -> Option<String> {
+        decide(
+            kind,
+            config,
+            |n| Self::installed_dir_of(config, kind, n).is_some(),
+            || Self::load(config).only_installed(kind),
+        )
     }
 
-    /// The model of `kind` a request naming none uses where the kind has a built-in
-    /// default (`fallback`): the one chosen with `reelbox models default` while installed,
-    /// else the configured one, else `fallback` while installed, else the only installed
-    /// model of the kind (what `models list` tags as its default: a box with just the demo
-    /// upscaler upscales with it), else `fallback` (whose refusal names the pull to make).
-    /// The built-in default wins over a guess, so installing a second model never changes
-    /// what a request that worked uses.
-    pub fn default_or(config: &Config, kind: ModelKind, fallback: &str) -> String {
-        Self::named_default(config, kind)
-            .or_else(|| Self::installed_dir_of(config, kind, fallback).map(|_| fallback.to_string()))
-            .or_else(|| Self::load(config).only_installed(kind))
-            .unwrap_or_else(|| fallback.to_string())
-    }
-
-    /// The default someone named: chosen with `reelbox models default` (while installed),
-    /// else the config's `[defaults]`. Reads one small file per call, so a choice made while
-    /// the daemon runs takes effect at the next request.
-    fn named_default(config: &Config, kind: ModelKind) -> Option<String> {
-        super::choice::chosen(&config.data_dir, kind)
-            .filter(|name| Self::installed_dir_of(config, kind, name).is_some())
-            .or_else(|| configured_default(kind, config))
+    /// Why `kind` has no default model, and what to do: pull one, or choose among those
+    /// installed (for the error a request naming no model gets).
+    pub fn no_default(config: &Config, kind: ModelKind) -> String {
+        let k = kind.as_str();
+        let catalog = Self::load(config);
+        // The last built-in default the catalog can pull is the small one (a demo model).
+        let pull = builtin_defaults(kind).iter().rev().find(|n| catalog.get(n).is_some()).unwrap_or(&"NAME");
+        match catalog.installed_names(kind).as_slice() {
+            [] => format!(
+                "no {k} model is installed (installed: none); `reelbox pull {pull}` installs one \
+                 (`reelbox models list --available` lists them)"
+            ),
+            installed => format!(
+                "no {k} model is the default (installed: {}): name one, or choose one with \
+                 `reelbox models default {k} NAME`",
+                installed.join(", ")
+            ),
+        }
     }
 
     fn only_installed(&self, kind: ModelKind) -> Option<String> {
@@ -253,12 +250,58 @@ impl Catalog {
     }
 }
 
+/// The one rule behind [`Catalog::default_model`], over a way to tell whether a model of
+/// `kind` is installed and a way to find the only installed one.
+fn decide(
+    kind: ModelKind,
+    config: &Config,
+    installed: impl Fn(&str) -> bool,
+    only_installed: impl FnOnce() -> Option<String>,
+) -> Option<String> {
+    let chosen = super::choice::chosen(&config.data_dir, kind);
+    let builtin = builtin_defaults(kind).iter().map(|n| n.to_string());
+    chosen
+        .into_iter()
+        .chain(configured_default(kind, config))
+        .chain(builtin)
+        .find(|n| installed(n))
+        .or_else(only_installed)
+}
+
+/// A kind's built-in defaults, in order: the shipped catalog's model for it, then the demo
+/// model `reelbox setup` installs. A built-in default wins over "the only installed one",
+/// so installing another model (an import, a second upscaler) never changes what a
+/// request that worked runs; pulling the catalog's model makes it the one used.
+pub fn builtin_defaults(kind: ModelKind) -> &'static [&'static str] {
+    match kind {
+        ModelKind::Diffusion => &["sd-turbo", "demo-shapes"],
+        ModelKind::Tts => &[crate::config::defaults::DEFAULT_VOICE],
+        ModelKind::Lipsync => &["wav2lip", "demo-presenter"],
+        ModelKind::Upscale => &["realesrgan-x4", "demo-upscaler"],
+        // `face-detector` is the name lip-sync looked for before the catalog shipped one.
+        ModelKind::Face => &["ultraface-320", "face-detector"],
+    }
+}
+
+/// The kind a model directory without an installed manifest shows: its files' layout, else
+/// for a bare `model.onnx` (which does not tell lip-sync from upscale or face) the kind
+/// whose built-in default has its name (`wav2lip` linked or copied in by hand).
+fn dir_kind(dir: &Path, name: &str) -> Option<ModelKind> {
+    layout::detect(dir, name).or_else(|| {
+        let kinds = [ModelKind::Lipsync, ModelKind::Upscale, ModelKind::Face];
+        let named = kinds.into_iter().find(|k| builtin_defaults(*k).contains(&name))?;
+        dir.join("model.onnx").is_file().then_some(named)
+    })
+}
+
 /// The default `[defaults]` names for `kind`, when it names one.
 fn configured_default(kind: ModelKind, config: &Config) -> Option<String> {
     let configured = match kind {
         ModelKind::Diffusion => config.defaults.image_model.clone(),
         ModelKind::Tts => Some(config.defaults.voice.clone()),
-        ModelKind::Lipsync | ModelKind::Upscale | ModelKind::Face => None,
+        ModelKind::Lipsync => config.defaults.lipsync_model.clone(),
+        ModelKind::Upscale => config.defaults.upscale_model.clone(),
+        ModelKind::Face => config.defaults.face_model.clone(),
     };
     configured.filter(|n| !n.is_empty())
 }
@@ -406,14 +449,33 @@ mod tests {
     }
 
     #[test]
-    fn the_default_is_the_configured_one_else_the_only_installed_one() {
-        let (_dir, store) = fake();
-        let catalog = Catalog::of(&store);
-        let mut config = Config::default();
-        assert_eq!(catalog.default_name(ModelKind::Diffusion, &config).as_deref(), Some("tiny-sd"));
+    fn the_default_is_chosen_configured_built_in_or_only_installed_while_installed() {
+        let (dir, store) = fake();
+        let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+        config.models_dir = Some(store.models_dir().to_path_buf());
+        let both = |config: &Config, kind| {
+            let listed = Catalog::load(config).default_name(kind, config);
+            assert_eq!(listed, Catalog::default_model(config, kind), "{kind:?}: the listing and requests agree");
+            listed
+        };
+        assert_eq!(both(&config, ModelKind::Diffusion).as_deref(), Some("tiny-sd"), "the only installed one");
+        assert_eq!(both(&config, ModelKind::Upscale), None, "none installed");
         config.defaults.image_model = Some("other".into());
-        assert_eq!(catalog.default_name(ModelKind::Diffusion, &config).as_deref(), Some("other"));
-        assert_eq!(catalog.default_name(ModelKind::Upscale, &config), None);
-        assert_eq!(catalog.default_name(ModelKind::Tts, &config), Some(config.defaults.voice.clone()));
+        assert_eq!(both(&config, ModelKind::Diffusion).as_deref(), Some("tiny-sd"), "a configured one not installed");
+        let models = store.models_dir();
+        std::fs::create_dir_all(models.join("demo-shapes")).expect("mkdir");
+        std::fs::write(models.join("demo-shapes/model_index.json"), "{}").expect("write");
+        assert_eq!(both(&config, ModelKind::Diffusion).as_deref(), Some("demo-shapes"), "built-in over another");
+        config.defaults.image_model = Some("tiny-sd".into());
+        assert_eq!(both(&config, ModelKind::Diffusion).as_deref(), Some("tiny-sd"), "configured over built-in");
+        let chooser =
+            ModelStore::with_dirs(models.to_path_buf(), Vec::new(), Vec::new()).remembering_in(config.data_dir.clone());
+        chooser.set_default(ModelKind::Diffusion, "demo-shapes").expect("choose");
+        assert_eq!(both(&config, ModelKind::Diffusion).as_deref(), Some("demo-shapes"), "chosen over configured");
+        std::fs::remove_dir_all(models.join("demo-shapes")).expect("rm");
+        assert_eq!(both(&config, ModelKind::Diffusion).as_deref(), Some("tiny-sd"), "a removed choice is passed over");
+        config.defaults.voice = "nobody".into();
+        assert_eq!(both(&config, ModelKind::Tts).as_deref(), Some("en_US-joe-medium"));
+        assert!(Catalog::no_default(&config, ModelKind::Upscale).contains("`reelbox pull demo-upscaler`"));
     }
 }

@@ -58,9 +58,4 @@ impl ModelStore {
         write_atomic(&self.defaults_path(), text.as_bytes())?;
         Ok(kind)
     }
-
-    /// The defaults chosen with [`ModelStore::set_default`], by kind.
-    pub fn chosen_defaults(&self) -> BTreeMap<ModelKind, String> {
-        read(&self.state_dir)
-    }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::store::records::{Millis, now_ms};
 
+pub mod availability;
 mod catalog;
 mod choice;
 pub mod convert;
@@ -25,6 +26,7 @@ pub mod manifest;
 pub mod piper;
 mod pull;
 
+pub use availability::Availability;
 pub use catalog::{Catalog, CatalogModel, Origin, strip_model_extension};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
 pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};

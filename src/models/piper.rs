@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
+use super::availability::did_you_mean;
 use super::fetch::{FetchError, PullProgressFn};
 use super::hf::Hub;
 use super::manifest::{HfSource, Manifest, ManifestFile, ModelKind};
@@ -41,16 +42,12 @@ pub enum PiperError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no Piper voice {name:?} in {REPO}@{REVISION}{}; see `reelbox voices list`", suggest(.close))]
+    #[error("no Piper voice {name:?} in {REPO}@{REVISION}{}; see `reelbox voices list`", did_you_mean(.close))]
     Unknown { name: String, close: Vec<String> },
     #[error("Piper voice {name:?}: the index lists no {suffix} file")]
     Incomplete { name: String, suffix: &'static str },
     #[error("{file}: md5 {actual} is not the index's {expected}; the voice was removed again")]
     Md5 { file: String, expected: String, actual: String },
-}
-
-fn suggest(close: &[String]) -> String {
-    if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) }
 }
 
 /// A voice's language as the index names it.
@@ -173,6 +170,14 @@ impl ModelStore {
         self.models_dir().join(".cache").join("piper-voices").join(REVISION).join(INDEX_FILE)
     }
 
+    /// Names of the voices in the cached index, without fetching it (none before the first
+    /// `reelbox voices list` or `piper:` pull): voices a `piper:` pull can install.
+    pub fn cached_piper_voices(&self) -> Vec<String> {
+        let path = self.voice_index_path();
+        let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
+        parse_index(&text, &path).map(|index| index.into_keys().collect()).unwrap_or_default()
+    }
+
     /// The Piper voice index, fetched once (the tag is pinned) and read from the cache
     /// after; `refresh` fetches it again.
     pub async fn piper_voices(&self, refresh: bool) -> Result<BTreeMap<String, PiperVoice>, PiperError> {
@@ -197,16 +202,8 @@ impl ModelStore {
     ) -> Result<PullReport, ModelError> {
         let voices = self.piper_voices(false).await?;
         let Some(voice) = voices.get(key) else {
-            let lower = key.to_ascii_lowercase();
-            let close = voices
-                .keys()
-                .filter(|k| {
-                    let k = k.to_ascii_lowercase();
-                    k.contains(&lower) || lower.split('-').nth(1).is_some_and(|speaker| k.contains(speaker))
-                })
-                .take(5)
-                .cloned()
-                .collect();
+            let keys: Vec<String> = voices.keys().cloned().collect();
+            let close = super::availability::close_names(key, &keys);
             return Err(PiperError::Unknown { name: key.to_string(), close }.into());
         };
         let manifest = voice.manifest()?;

@@ -31,6 +31,7 @@ mod cluster_telemetry;
 mod cluster_waiting;
 mod comfy_compat;
 mod crash;
+mod defaults;
 mod demo_models;
 mod diffusion_image_kind;
 mod diffusion_reference;

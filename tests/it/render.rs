@@ -208,7 +208,19 @@ async fn lipsync_speaks_text_first_with_the_profiles_voice_portrait_and_face_box
 
 #[test]
 fn a_render_without_model_or_voice_takes_the_configured_defaults() {
-    let mut config = common::sink::fixture_config();
+    // A configured default counts while it is installed (one rule for every default).
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    std::os::unix::fs::symlink(common::fixture("models/tiny-sd"), models.join("tiny-sd")).expect("link tiny-sd");
+    for (voice, from) in [("de_DE-thorsten-medium", "de/tiny-de"), ("en_US-joe-medium", "en/tiny-en")] {
+        std::fs::create_dir_all(models.join(voice)).expect("voice dir");
+        for ext in ["onnx", "onnx.json"] {
+            let src = common::fixture(&format!("models/tiny-piper/{from}.{ext}"));
+            std::fs::copy(src, models.join(format!("{voice}/{voice}.{ext}"))).expect("voice file");
+        }
+    }
+    let mut config = reelbox::config::Config { models_dir: Some(models), ..common::sink::fixture_config() };
     config.defaults.image_model = Some("tiny-sd".into());
     config.defaults.voice = "de_DE-thorsten-medium".into();
     let render = reelbox::kinds::registry().into_iter().find(|k| k.name() == "render").expect("render kind");

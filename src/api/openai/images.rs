@@ -118,12 +118,13 @@ pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String
         if let Some(name) = &config.openai.default_image_model {
             return Ok(name.clone());
         }
-        let first = || catalog.installed_names(ModelKind::Diffusion).into_iter().next();
-        catalog.default_name(ModelKind::Diffusion, config).or_else(first).ok_or_else(|| {
-            OpenAiError::new(
+        // The diffusion default `models list` tags, as the native route uses.
+        catalog.default_name(ModelKind::Diffusion, config).ok_or_else(|| OpenAiError {
+            param: Some("model".into()),
+            ..OpenAiError::new(
                 StatusCode::NOT_FOUND,
                 "model_not_found",
-                "no diffusion model is installed; install one with `reelbox pull`",
+                Catalog::no_default(config, ModelKind::Diffusion),
             )
         })
     };

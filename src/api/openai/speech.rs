@@ -83,13 +83,10 @@ pub fn resolve_voice(config: &Config, voice: &str, model: Option<&str>) -> Resul
         if let Some(d) = &config.openai.default_voice {
             return Ok(d.clone());
         }
-        return installed.first().cloned().ok_or_else(|| OpenAiError {
+        // OpenAI's voice names mean the box's default voice, the one `models list` tags.
+        return Catalog::default_model(config, ModelKind::Tts).ok_or_else(|| OpenAiError {
             param: Some("voice".into()),
-            ..OpenAiError::new(
-                StatusCode::NOT_FOUND,
-                "model_not_found",
-                "no Piper voice is installed; install one with `reelbox pull en_US-joe-medium`",
-            )
+            ..OpenAiError::new(StatusCode::NOT_FOUND, "model_not_found", Catalog::no_default(config, ModelKind::Tts))
         });
     }
     Err(OpenAiError::param(

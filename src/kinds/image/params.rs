@@ -8,7 +8,7 @@ use ulid::Ulid;
 use crate::config::Config;
 use crate::kinds::ParamError;
 use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
-use crate::models::{Catalog, ModelKind};
+use crate::models::{Availability, Catalog, ModelKind};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind};
@@ -179,11 +179,17 @@ impl ImageRequest {
         };
         let model = match &self.model {
             Some(m) => m.clone(),
-            None => Catalog::default_of(config, ModelKind::Diffusion)
-                .ok_or_else(|| ParamError::new("model", format!("required; installed: {}", installed())))?,
+            None => crate::kinds::inputs::default_model("model", ModelKind::Diffusion, config)?,
         };
-        let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, &model)
-            .ok_or_else(|| ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed())))?;
+        let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, &model).ok_or_else(|| {
+            match Availability::of(config, ModelKind::Diffusion, &model) {
+                // Known to the catalog (a profile may name one before it is pulled): the pull to make.
+                pullable @ Availability::Pullable { .. } => {
+                    ParamError::new("model", pullable.refusal(ModelKind::Diffusion, &model).unwrap_or_default())
+                }
+                _ => ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed())),
+            }
+        })?;
         let info = ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?;
         let (mut model_steps, mut model_guidance, model_scheduler) = model_defaults(&info);
         // A model's manifest may give its own steps and guidance (Turbo: 1–4, 0); presets follow it.

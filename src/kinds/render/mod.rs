@@ -11,12 +11,8 @@ use crate::pipelines::render::plan::plan;
 mod params;
 mod stages;
 
-pub use params::{Presenter, RenderParams, RenderRequest, validate_params};
+pub use params::{KNOWN as REQUEST_FIELDS, Presenter, RenderParams, RenderRequest, validate_params};
 
-/// Default models of a render: the bundled demo models, replaceable by real exports.
-pub const DEFAULT_DIFFUSION: &str = "demo-shapes";
-pub const DEFAULT_LIPSYNC: &str = "demo-presenter";
-pub const DEFAULT_UPSCALER: &str = "demo-upscaler";
 /// Pause between scenes' narration, seconds.
 const SCENE_GAP_S: f64 = 0.35;
 
@@ -53,7 +49,12 @@ impl TypedKind for Render {
     }
 
     fn models(&self, p: &RenderParams) -> Vec<String> {
-        vec![p.model.clone(), p.voice.clone(), p.lipsync_model.clone(), p.upscale_model.clone()]
+        // A stage the render does not have may have no model (its default was none).
+        [&p.model, &p.voice, &p.lipsync_model, &p.upscale_model]
+            .into_iter()
+            .filter(|m| !m.is_empty())
+            .cloned()
+            .collect()
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<RenderParams, ParamError> {

@@ -4,20 +4,22 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DEFAULT_DIFFUSION, DEFAULT_LIPSYNC, DEFAULT_UPSCALER, SCENE_GAP_S};
+use super::SCENE_GAP_S;
 use crate::config::LimitsConfig;
 use crate::kinds::fields::{
     artifact_param, box_param, float_field, float_in, int_field, int_in, loose_bool, opt_f32_in, opt_u32_in,
     reject_unknown, string_field, u32_in,
 };
 use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
+use crate::kinds::inputs::{default_model, require_installed};
 use crate::kinds::{ParamError, ValidateCtx};
 use crate::models::model_file;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::{Plan, plan};
 
-const KNOWN: [&str; 24] = [
+/// Every field a render request may have (`profile` is folded in before the kind reads it).
+pub const KNOWN: [&str; 24] = [
     "script",
     "prompt",
     "style",
@@ -184,12 +186,18 @@ impl RenderRequest {
             Some(other) => return Err(ParamError::new("layout", format!("{other:?} is not inset, full or none"))),
         };
         let upscale = self.upscale.unwrap_or(false);
-        let named = |v: Option<String>, default: &str| v.filter(|s| !s.is_empty()).unwrap_or_else(|| default.into());
-        let lipsync_model =
-            named(self.lipsync_model, &Catalog::default_or(config, ModelKind::Lipsync, DEFAULT_LIPSYNC));
-        let upscale_model =
-            named(self.upscale_model, &Catalog::default_or(config, ModelKind::Upscale, DEFAULT_UPSCALER));
-        if self.presenter.is_some() && layout != Layout::None && !model_file(config, &lipsync_model).is_file() {
+        // A stage's model: the request's, else the kind's default; required only when the
+        // render has that stage (left empty otherwise: no stage runs it).
+        let model_for =
+            |field: &str, v: Option<String>, kind: ModelKind, needed: bool| match v.filter(|s| !s.is_empty()) {
+                Some(name) => Ok(name),
+                None if needed => default_model(field, kind, config),
+                None => Ok(Catalog::default_model(config, kind).unwrap_or_default()),
+            };
+        let presenting = self.presenter.is_some() && layout != Layout::None;
+        let lipsync_model = model_for("lipsync_model", self.lipsync_model, ModelKind::Lipsync, presenting)?;
+        let upscale_model = model_for("upscale_model", self.upscale_model, ModelKind::Upscale, upscale)?;
+        if presenting && !model_file(config, &lipsync_model).is_file() {
             return Err(ParamError::new("lipsync_model", format!("model {lipsync_model:?} is not installed")));
         }
         if upscale && !model_file(config, &upscale_model).is_file() {
@@ -199,12 +207,7 @@ impl RenderRequest {
             script: script.to_string(),
             style: self.style.unwrap_or_default(),
             negative_prompt: self.negative_prompt,
-            model: match self.model.filter(|m| !m.is_empty()) {
-                Some(m) => m,
-                // The configured or only installed diffusion model, as `image` picks; the
-                // bundled demo model when several are installed and none is configured.
-                None => Catalog::default_of(config, ModelKind::Diffusion).unwrap_or_else(|| DEFAULT_DIFFUSION.into()),
-            },
+            model: model_for("model", self.model, ModelKind::Diffusion, true)?,
             steps: opt_u32_in("steps", self.steps, 1..=i64::from(config.limits.max_steps))?,
             guidance: self.guidance.map(|g| float_in("guidance", g, 0.0..=30.0)).transpose()?,
             scheduler: self.scheduler,
@@ -215,7 +218,7 @@ impl RenderRequest {
             width,
             height,
             fps: u32_in("fps", self.fps.unwrap_or(25), 1..=60)?,
-            voice: named(self.voice, &config.defaults.voice),
+            voice: model_for("voice", self.voice, ModelKind::Tts, true)?,
             length_scale: opt_f32_in("length_scale", self.length_scale, 0.25..=4.0)?,
             presenter: self.presenter,
             layout,
@@ -225,6 +228,9 @@ impl RenderRequest {
             music: self.music,
             burn_subtitles: self.burn_subtitles.unwrap_or(false),
         };
+        // The voice (the request's, its profile's or the default) must be installed now: a
+        // render would otherwise fail at its narration, after its keyframes.
+        require_installed("voice", ModelKind::Tts, &params.voice, config)?;
         params.limits(&plan(&params.script, &params.style, params.seed), &config.limits)?;
         // The first scene's keyframe request validates model, scheduler, preset and sizes.
         keyframe_request(&params, &params.script, params.seed)?.resolve(config)?;

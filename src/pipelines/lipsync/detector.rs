@@ -2,8 +2,8 @@
 //! `version-RFB-320.onnx` / `-640`): one `[1, 3, H, W]` RGB input normalised as
 //! (pixel − 127) / 128, outputs `scores` `[1, N, 2]` (background, face) and `boxes`
 //! `[1, N, 4]` (x1, y1, x2, y2 as fractions of the image). Tensors are matched by shape,
-//! not name. Installed as the model named [`DETECTOR_MODEL`], lip-sync finds the face
-//! itself when a request gives no box.
+//! not name. With a face detector installed (the face kind's default model), lip-sync finds
+//! the face itself when a request gives no box.
 
 use std::path::{Path, PathBuf};
 
@@ -16,8 +16,6 @@ use super::face::{FaceBox, FaceDetector};
 use crate::engine::{self, Engine, EngineError, SharedSession, Want};
 use crate::gpu::DeviceId;
 
-/// The installed model name lip-sync looks for.
-pub const DETECTOR_MODEL: &str = "face-detector";
 /// Face probability a box needs to count.
 pub const MIN_SCORE: f32 = 0.7;
 

@@ -22,7 +22,7 @@ pub mod detector;
 pub mod face;
 pub mod model;
 
-pub use detector::{DETECTOR_MODEL, OnnxFaceDetector};
+pub use detector::OnnxFaceDetector;
 pub use face::{FaceBox, FaceDetector};
 pub use model::{BatchAxis, Wav2Lip};
 

@@ -1,0 +1,102 @@
+//! Whether a model a client names can be used now, can be had with a pull, or is unknown:
+//! what a profile's `voice`/`image_model` may be (a client creates a profile before pulling
+//! its voice) and why a request naming a model that is not installed is refused at
+//! submission, with the pull to make or the close names of a typo.
+
+use super::catalog::Catalog;
+use super::manifest::ModelKind;
+use super::{ModelStore, piper};
+use crate::config::Config;
+
+/// How a named model of a kind stands on this box.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// Installed: a request can run it now.
+    Installed,
+    /// Not installed, but the catalog (a shipped manifest, or the cached Piper voice index)
+    /// knows it: `reelbox pull PULL` installs it.
+    Pullable { pull: String },
+    /// Neither: a typo or a model of another kind. `close` are the known names like it,
+    /// `installed` the installed models of the kind.
+    Unknown { close: Vec<String>, installed: Vec<String> },
+}
+
+impl Availability {
+    /// How model `name` of `kind` stands: reads the catalog and the cached voice index.
+    pub fn of(config: &Config, kind: ModelKind, name: &str) -> Self {
+        let catalog = Catalog::load(config);
+        if catalog.installed_dir(kind, name).is_some() {
+            return Self::Installed;
+        }
+        let mut known: Vec<String> =
+            catalog.models().iter().filter(|m| m.kind() == kind).map(|m| m.name().into()).collect();
+        if known.iter().any(|k| k == name) {
+            return Self::Pullable { pull: name.to_string() };
+        }
+        if kind == ModelKind::Tts {
+            let voices = ModelStore::new(config).cached_piper_voices();
+            if voices.iter().any(|v| v == name) {
+                return Self::Pullable { pull: format!("{}{name}", piper::PREFIX) };
+            }
+            known.extend(voices);
+        }
+        Self::Unknown { close: close_names(name, &known), installed: catalog.installed_names(kind) }
+    }
+
+    /// Why `name` cannot run now (`None` when installed): the pull that installs it, or
+    /// that it is unknown with the close names and what is installed.
+    pub fn refusal(&self, kind: ModelKind, name: &str) -> Option<String> {
+        match self {
+            Self::Installed => None,
+            Self::Pullable { pull } => Some(format!(
+                "{kind} model {name:?} is not installed; `reelbox pull {pull}` installs it",
+                kind = kind.as_str()
+            )),
+            Self::Unknown { close, installed } => Some(format!(
+                "no {kind} model {name:?} is installed or in the catalog{}; installed: {}",
+                did_you_mean(close),
+                if installed.is_empty() { "none".to_string() } else { installed.join(", ") },
+                kind = kind.as_str(),
+            )),
+        }
+    }
+}
+
+/// Names of `known` like `name` (typo help in unknown-model errors): those that contain it,
+/// or its second `-` part (a Piper voice's speaker: `en_US-joe-medum` → `en_US-joe-medium`),
+/// any case; at most five.
+pub fn close_names(name: &str, known: &[String]) -> Vec<String> {
+    let lower = name.to_ascii_lowercase();
+    let speaker = lower.split('-').nth(1).filter(|s| !s.is_empty());
+    known
+        .iter()
+        .filter(|k| {
+            let k = k.to_ascii_lowercase();
+            k.contains(&lower) || speaker.is_some_and(|s| k.contains(s))
+        })
+        .take(5)
+        .cloned()
+        .collect()
+}
+
+/// ` (did you mean a, b?)`, or nothing when no name is close.
+pub fn did_you_mean(close: &[String]) -> String {
+    if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_names_catch_a_misspelt_voice_and_a_part_of_a_name() {
+        let known: Vec<String> = ["en_US-joe-medium", "de_DE-thorsten-medium", "sd-turbo", "sdxl-turbo"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(close_names("en_US-joe-medum", &known), ["en_US-joe-medium"]);
+        assert_eq!(close_names("TURBO", &known), ["sd-turbo", "sdxl-turbo"]);
+        assert!(close_names("nothing", &known).is_empty());
+        assert_eq!(did_you_mean(&known[..1]), " (did you mean en_US-joe-medium?)");
+    }
+}
