@@ -81,10 +81,16 @@ pub fn string_field(params: &Value, field: &str) -> Result<Option<String>, Param
     Ok(str_param(params, field)?.map(str::to_owned))
 }
 
-/// Reads an optional boolean leniently: anything but `true`/`false` reads as unset, as the
-/// render's switches always have.
-pub fn loose_bool(params: &Value, field: &str) -> Option<bool> {
-    params.get(field).and_then(Value::as_bool)
+/// Reads an optional boolean (`true`/`false`, or those words as strings, as the CLI's
+/// `--param k=v` sends them); anything else names the field instead of reading as unset.
+pub fn bool_field(params: &Value, field: &str) -> Result<Option<bool>, ParamError> {
+    match params.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s.trim() == "true" => Ok(Some(true)),
+        Some(Value::String(s)) if s.trim() == "false" => Ok(Some(false)),
+        Some(_) => Err(ParamError::new(field, "must be true or false")),
+    }
 }
 
 /// Rejects fields this kind does not know, so typos are not silently ignored.
@@ -161,5 +167,15 @@ mod tests {
         );
         let unknown = reject_unknown(&json!({"nn": 1}), &["n"]).expect_err("unknown");
         assert_eq!((unknown.field.as_str(), unknown.message.as_str()), ("nn", "unknown parameter; known: n"));
+    }
+
+    #[test]
+    fn switches_take_booleans_or_their_words_and_name_anything_else() {
+        assert_eq!(bool_field(&json!({"up": true}), "up"), Ok(Some(true)));
+        assert_eq!(bool_field(&json!({"up": "false"}), "up"), Ok(Some(false)));
+        assert_eq!(bool_field(&json!({"up": null}), "up"), Ok(None));
+        let bad = bool_field(&json!({"up": "yes"}), "up").expect_err("a word that is not a boolean");
+        assert_eq!((bad.field.as_str(), bad.message.as_str()), ("up", "must be true or false"));
+        assert!(bool_field(&json!({"up": 1}), "up").is_err());
     }
 }

@@ -80,6 +80,9 @@ async fn bad_render_requests_name_the_field() {
         (json!({"script": "hi", "model": "no-such-model"}), "model"),
         (json!({"script": "hi", "model": "tiny-sd", "width": 100}), "width"),
         (json!({"script": "hi", "model": "tiny-sd", "layout": "sideways"}), "layout"),
+        // A switch that is not a boolean is named, not read as "off".
+        (json!({"script": "hi", "model": "tiny-sd", "upscale": "yes"}), "upscale"),
+        (json!({"script": "hi", "model": "tiny-sd", "burn_subtitles": 1}), "burn_subtitles"),
         (json!({"script": "hi", "model": "tiny-sd", "presenter": {"face_box": [0, 0, 1, 1]}}), "presenter.portrait"),
     ] {
         let r =

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::SCENE_GAP_S;
 use crate::config::LimitsConfig;
 use crate::kinds::fields::{
-    artifact_param, box_param, float_field, float_in, int_field, int_in, loose_bool, opt_f32_in, opt_u32_in,
+    artifact_param, bool_field, box_param, float_field, float_in, int_field, int_in, opt_f32_in, opt_u32_in,
     reject_unknown, string_field, u32_in,
 };
 use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
@@ -151,10 +151,10 @@ impl RenderRequest {
             presenter: p.get("presenter").filter(|v| !v.is_null()).map(presenter).transpose()?,
             layout: string_field(p, "layout")?,
             lipsync_model: string_field(p, "lipsync_model")?,
-            upscale: loose_bool(p, "upscale"),
+            upscale: bool_field(p, "upscale")?,
             upscale_model: string_field(p, "upscale_model")?,
             music: artifact_param(p, "music")?.map(|u| u.to_string()),
-            burn_subtitles: loose_bool(p, "burn_subtitles"),
+            burn_subtitles: bool_field(p, "burn_subtitles")?,
         })
     }
 
