@@ -44,11 +44,20 @@ pub fn installed_model(
     if !valid {
         return Err(ParamError::new(field, format!("{name:?} is not a model name (letters, digits, - _ .)")));
     }
-    let file = crate::models::model_file(config, &name);
-    if !file.is_file() {
-        return Err(ParamError::new(field, format!("model {name:?} is not installed (no {})", file.display())));
-    }
+    require_model_file(field, kind, &name, config)?;
     Ok(name)
+}
+
+/// Refuses single-file model `name` (lip-sync, upscale, face) unless its `model.onnx` is
+/// there: the pull that installs it or the close names of a typo, naming `field`.
+pub fn require_model_file(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {
+    let file = crate::models::model_file(config, name);
+    if file.is_file() {
+        return Ok(());
+    }
+    require_installed(field, kind, name, config)?;
+    // The catalog sees the model's folder, but its graph is gone.
+    Err(ParamError::new(field, format!("model {name:?} is not installed (no {})", file.display())))
 }
 
 /// An input artifact named by a validated parameter, with its file and a label for errors.

@@ -71,4 +71,20 @@ async fn the_installed_detector_finds_the_face_in_an_uploaded_portrait_or_says_t
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.expect("error json");
     assert_eq!(body["error"]["field"], "model", "{body}");
+
+    // One the catalog can pull says which pull installs it; a typo gets the close names.
+    for (model, says) in [("ultraface-320", "`reelbox pull ultraface-320` installs it"), ("ultraface", "ultraface-320")]
+    {
+        let params = json!({"input": portrait, "model": model});
+        let resp = http
+            .post(d.at("/api/v1/jobs"))
+            .json(&json!({"kind": "face_detect", "params": params}))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.expect("error json");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(body["error"]["field"] == "model" && message.contains(says), "{model}: {body}");
+    }
 }

@@ -11,9 +11,8 @@ use crate::kinds::fields::{
     reject_unknown, string_field, u32_in,
 };
 use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
-use crate::kinds::inputs::{default_model, require_installed};
+use crate::kinds::inputs::{default_model, require_installed, require_model_file};
 use crate::kinds::{ParamError, ValidateCtx};
-use crate::models::model_file;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::{Plan, plan};
@@ -197,11 +196,11 @@ impl RenderRequest {
         let presenting = self.presenter.is_some() && layout != Layout::None;
         let lipsync_model = model_for("lipsync_model", self.lipsync_model, ModelKind::Lipsync, presenting)?;
         let upscale_model = model_for("upscale_model", self.upscale_model, ModelKind::Upscale, upscale)?;
-        if presenting && !model_file(config, &lipsync_model).is_file() {
-            return Err(ParamError::new("lipsync_model", format!("model {lipsync_model:?} is not installed")));
+        if presenting {
+            require_model_file("lipsync_model", ModelKind::Lipsync, &lipsync_model, config)?;
         }
-        if upscale && !model_file(config, &upscale_model).is_file() {
-            return Err(ParamError::new("upscale_model", format!("model {upscale_model:?} is not installed")));
+        if upscale {
+            require_model_file("upscale_model", ModelKind::Upscale, &upscale_model, config)?;
         }
         let params = RenderParams {
             script: script.to_string(),
