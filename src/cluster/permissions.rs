@@ -10,6 +10,7 @@ use super::protocol::{
 };
 
 /// A box and the public nkey (`U…`) its user signs in with.
+#[derive(Clone)]
 pub struct BoxUser {
     /// The box name (`cluster.name`).
     pub name: String,
@@ -212,6 +213,28 @@ pub fn extend_config(found: &ServerUsers, added: &[BoxUser]) -> (String, Vec<Upg
     (out, upgraded)
 }
 
+/// The config without the users of `removed` (box names): every other user's text, the
+/// head's included, stays byte for byte, and so does the text around the block.
+pub fn remove_users(found: &ServerUsers, removed: &[String]) -> String {
+    let mut out = format!("{}{USERS_OPEN}", found.before);
+    for u in found.users.iter().filter(|u| u.head || !removed.contains(&u.user.name)) {
+        out.push_str(&u.text);
+    }
+    out.push_str(USERS_CLOSE);
+    out.push_str(&found.after);
+    out
+}
+
+impl ServerUsers {
+    /// Whether the file names JetStream's store dir (`store_dir`) outside the users' block:
+    /// only then does `nats-server --signal reload` apply it (a server started with `-sd`
+    /// refuses to reload).
+    pub fn names_store_dir(&self) -> bool {
+        let names = |t: &str| t.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("store_dir"));
+        names(&self.before) || names(&self.after)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,13 +278,25 @@ mod tests {
         let w3 = BoxUser { name: "w3".into(), public_key: key(3) };
         let (grown, _) = extend_config(&found, std::slice::from_ref(&w3));
         assert!(grown.starts_with("listen: 4222\n") && grown.ends_with("  ]\n}\n# mine\n"), "{grown}");
-        assert_eq!(grown, format!("listen: 4222\n{}# mine\n", server_config(&head, &[w1, w3], None)));
+        assert_eq!(grown, format!("listen: 4222\n{}# mine\n", server_config(&head, &[w1.clone(), w3.clone()], None)));
 
         // Before per-box buckets, every box had the shared bucket's rights.
         let old = text.replace("$O.reelbox_artifacts_w1.>", "$O.reelbox_artifacts.>");
         let (fixed, upgraded) = extend_config(&read_users(&old).expect("ours"), &[]);
         assert_eq!(fixed, text, "rewritten to today's rights");
         assert!(upgraded.len() == 1 && upgraded[0].name == "w1" && upgraded[0].shared_bucket);
+
+        assert!(!found.names_store_dir(), "written without --store-dir");
+        let w2 = BoxUser { name: "w2".into(), public_key: key(2) };
+        let (three, _) = extend_config(&found, &[w3, w2]);
+        let three = read_users(&three).expect("ours");
+        let fewer = remove_users(&three, &["w3".into(), "head".into()]);
+        let head_and_w1 = server_config(&head, &[w1], None);
+        let w2_entry = three.users[3].text.clone();
+        let expected = head_and_w1.replace("  ]\n}\n", &format!("{w2_entry}  ]\n}}\n"));
+        assert_eq!(fewer, format!("listen: 4222\n{expected}# mine\n"), "w3 gone, the head kept, the rest as is");
+        let stored = server_config(&head, &[], Some("/var/lib/nats"));
+        assert!(read_users(&stored).expect("ours").names_store_dir());
 
         assert!(read_users("jetstream {}\n").is_err(), "no users' block");
         // A user added by hand is refused, not dropped.

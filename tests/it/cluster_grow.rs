@@ -37,6 +37,9 @@ fn nats_config(args: &[&str], conf: &Path) -> (bool, String, String) {
 /// keeping head's and w1's keys byte for byte and rewriting w1's rights to its own bucket
 /// (and saying so). After a reload, w1 (its process not restarted, its old seed) and w3 (the new
 /// seed) both run stages with every artifact through their buckets, and nothing is refused.
+/// Then `--remove w1` takes w1's user out (the head and an unknown name are refused, naming
+/// the flag; every other user stays byte for byte): after a reload the server refuses w1's
+/// seed and drops its connection, and w3 keeps running stages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -94,6 +97,34 @@ async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     assert!(!server_log.contains("Violation"), "w1's upgraded rights and w3's suffice: {server_log}");
     let admin = async_nats::ConnectOptions::with_nkey(HEAD_SEED.into()).connect(nats.url()).await.expect("head seed");
     assert_buckets_empty(&admin, &["w1", "w3"]).await;
+
+    for (name, said) in [("head", "\"head\" is the head's own user"), ("w9", "no box \"w9\" in")] {
+        let (ok, _, stderr) = nats_config(&["--remove", name], &conf);
+        assert!(!ok && stderr.contains("--remove") && stderr.contains(said), "{stderr}");
+        assert_eq!(std::fs::read_to_string(&conf).expect("config"), text, "refused: the file stays");
+    }
+    let (ok, stdout, stderr) = nats_config(&["--remove", "w1"], &conf);
+    assert!(ok && stdout.contains("`nats-server --signal reload` (the file names its store_dir)"), "{stdout}{stderr}");
+    let w1_entry = &text[text.find("    # box \"w1\"").expect("w1")..text.find("    # box \"w3\"").expect("w3")];
+    let fewer = std::fs::read_to_string(&conf).expect("config without w1");
+    assert_eq!(fewer, text.replace(w1_entry, ""), "only w1's user goes; the others stay byte for byte");
+    let checked = Command::new("nats-server").arg("-t").arg("-c").arg(&conf).output().expect("nats-server -t");
+    assert!(checked.status.success(), "nats-server -t refused it: {}", String::from_utf8_lossy(&checked.stderr));
+    nats.reload();
+    until(5, "the second reload", async || {
+        std::fs::read_to_string(&log).unwrap_or_default().matches("Reloaded server configuration").count() == 2
+    })
+    .await;
+    let refused = async_nats::ConnectOptions::with_nkey(W1_SEED.into()).connect(nats.url()).await;
+    assert!(refused.is_err(), "the server still takes the removed box's seed");
+    until(10, "the head no longer sees w1 (the server dropped its connection)", async || {
+        let view: serde_json::Value =
+            http.get(head.at("/api/v1/cluster")).send().await.expect("cluster").json().await.expect("json");
+        view["boxes"].as_array().is_some_and(|b| b.len() == 1 && b[0]["host"] == "w3")
+    })
+    .await;
+    let (devices, _) = run_testcards(&http, &head, 2, 2, Some(&log)).await;
+    assert_eq!(devices, BTreeSet::from(["w3/cpu".to_string()]), "w3 keeps its seed and runs them");
 }
 
 /// Waits up to `secs` for `what` to hold; how long it took.
