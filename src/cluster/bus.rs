@@ -164,7 +164,7 @@ impl Bus {
 }
 
 /// Whether a stream lookup failed because the stream does not exist.
-fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+pub(super) fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
     use jetstream::context::GetStreamErrorKind;
     matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }

@@ -8,12 +8,13 @@
 //! - [`objects`]: artifacts in and out of the object store, digest-checked;
 //! - [`permissions`]: the nats-server configuration with one user per box;
 //! - [`head`]: the scheduler's [`RemoteBoxes`](crate::scheduler::RemoteBoxes);
-//! - [`sweep`]: the head deletes the buckets of boxes long gone;
+//! - [`sweep`]: the head forgets boxes long gone; [`leftovers`]: what a box leaves on the server;
 //! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
 //! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
 
 pub mod bus;
 pub mod head;
+pub mod leftovers;
 pub mod objects;
 pub mod permissions;
 pub mod protocol;

@@ -1,8 +1,8 @@
-//! Cleaning up after boxes that left, on the head: the artifact bucket of a box whose
-//! heartbeat has been gone longer than `[cluster] forget_box_after_h` is deleted (unless
-//! the head still waits for a run of that box), and so is the bucket all boxes shared
-//! before each had its own, once it holds nothing. Without this, every box that ever
-//! joined would keep an (empty) stream on the server for good.
+//! Cleaning up after boxes that left, on the head: what a box whose heartbeat has been gone
+//! longer than `[cluster] forget_box_after_h` left on the server (see [`leftovers`](super::leftovers))
+//! is deleted, unless the head still waits for a run of that box, and so is the bucket all
+//! boxes shared before each had its own, once it holds nothing. Without this, every box
+//! that ever joined would keep an (empty) stream and a consumer on the server for good.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use futures::StreamExt;
 
 use super::Bus;
-use super::protocol::{SHARED_BUCKET_BEFORE, object_bucket};
+use super::leftovers::{bucket_boxes, drop_shared_bucket, forget_box, known_boxes, last_write_ms};
+use super::protocol::object_bucket;
 use crate::config::ClusterConfig;
 
 /// When boxes were last seen alive, and when to look at the buckets next.
@@ -43,8 +44,8 @@ impl Sweeper {
         }
     }
 
-    /// Notes the boxes alive now; at most every [`Sweeper::every_ms`] deletes the buckets
-    /// of boxes gone longer than the setting, except those of `busy` boxes (the head still
+    /// Notes the boxes alive now; at most every [`Sweeper::every_ms`] deletes what boxes
+    /// gone longer than the setting left on the server, except that of `busy` boxes (the head still
     /// waits for a result or keeps one whose outputs are there).
     pub async fn sweep(&self, bus: &Bus, alive: &[String], busy: &[String]) {
         // The head's heartbeat loop calls this: a NATS server that stalls a listing must not
@@ -81,7 +82,7 @@ impl Sweeper {
             self.shared_gone.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let Some(forget_after) = self.forget_after_ms else { return };
-        for host in bucket_boxes(bus).await {
+        for host in known_boxes(bus).await {
             if alive.contains(&host) || busy.contains(&host) {
                 continue;
             }
@@ -136,83 +137,6 @@ pub async fn buckets(bus: &Bus) -> Vec<BoxBucket> {
     out
 }
 
-/// Boxes that have an artifact bucket on the server.
-async fn bucket_boxes(bus: &Bus) -> Vec<String> {
-    let prefix = format!("OBJ_{}", object_bucket(""));
-    let mut names = bus.js.stream_names();
-    let mut out = Vec::new();
-    while let Some(name) = names.next().await {
-        match name {
-            Ok(n) => out.extend(n.strip_prefix(&prefix).map(str::to_owned)),
-            Err(e) => {
-                tracing::debug!("cannot list the artifact buckets: {e}");
-                return Vec::new();
-            }
-        }
-    }
-    out
-}
-
-/// When box `host`'s bucket was made or last written, ms since the epoch (now when the
-/// server does not say: a bucket is never deleted on a failed look).
-async fn last_write_ms(bus: &Bus, host: &str) -> i64 {
-    match bus.js.get_stream(format!("OBJ_{}", object_bucket(host))).await {
-        Ok(s) => {
-            let info = s.cached_info();
-            let created = info.created.unix_timestamp_nanos() / 1_000_000;
-            created.max(info.state.last_timestamp.unix_timestamp_nanos() / 1_000_000) as i64
-        }
-        Err(_) => crate::time::now_ms(),
-    }
-}
-
-/// Deletes the bucket of a box gone `gone_ms`, saying so with what was left in it.
-async fn forget_box(bus: &Bus, host: &str, gone_ms: i64) {
-    let bucket = object_bucket(host);
-    let left = match bus.js.get_object_store(&bucket).await {
-        Ok(store) => usage(&store).await.map_or(0, |u| u.objects),
-        Err(_) => 0,
-    };
-    match bus.js.delete_object_store(&bucket).await {
-        Ok(_) => tracing::info!(
-            "deleted the artifact bucket {bucket} of box {host}: its heartbeat has been gone for {} \
-             (cluster.forget_box_after_h); {left} leftover object(s) went with it. The bucket is made \
-             again if the box comes back",
-            for_humans(gone_ms)
-        ),
-        Err(e) => tracing::warn!("cannot delete the artifact bucket {bucket} of box {host}, gone: {e}"),
-    }
-    bus.forget_bucket(host);
-}
-
-/// Deletes the bucket all boxes shared before per-box buckets when it holds no object;
-/// whether it is gone now (deleted, or never there).
-pub async fn drop_shared_bucket(bus: &Bus) -> bool {
-    let Ok(store) = bus.js.get_object_store(SHARED_BUCKET_BEFORE).await else {
-        return true;
-    };
-    match usage(&store).await {
-        Some(Usage { objects: 0, .. }) => match bus.js.delete_object_store(SHARED_BUCKET_BEFORE).await {
-            Ok(_) => {
-                tracing::info!(
-                    "deleted the artifact bucket {SHARED_BUCKET_BEFORE} that boxes shared before each had \
-                     its own: it was empty"
-                );
-                true
-            }
-            Err(e) => {
-                tracing::warn!("cannot delete the old shared artifact bucket {SHARED_BUCKET_BEFORE}: {e}");
-                false
-            }
-        },
-        Some(u) => {
-            tracing::debug!("the old shared bucket {SHARED_BUCKET_BEFORE} still holds {} object(s)", u.objects);
-            false
-        }
-        None => false,
-    }
-}
-
 /// What a bucket holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
@@ -235,11 +159,6 @@ pub async fn usage(store: &async_nats::jetstream::object_store::ObjectStore) -> 
     Some(u)
 }
 
-/// A duration for a log line: seconds under an hour, else hours.
-fn for_humans(ms: i64) -> String {
-    if ms < 3_600_000 { format!("{:.1} s", ms as f64 / 1000.0) } else { format!("{:.1} h", ms as f64 / 3_600_000.0) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +170,5 @@ mod tests {
         assert_eq!(at(0.001), 1_000, "a second at least");
         assert_eq!(at(0.01), 9_000);
         assert_eq!(at(0.0), 60_000, "never forgetting still drops the old shared bucket");
-        assert_eq!(for_humans(3_700), "3.7 s");
-        assert_eq!(for_humans(90_000_000), "25.0 h");
     }
 }

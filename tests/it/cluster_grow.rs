@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use cluster_support::{
     Nats, WorkerProc, assert_buckets_empty, cluster_status, run_testcards, start_head_cfg, start_head_logged,
-    wait_boxes,
+    wait_boxes, wait_only_boxes,
 };
 use reelbox::cluster::protocol::object_bucket;
 
@@ -117,12 +117,8 @@ async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     .await;
     let refused = async_nats::ConnectOptions::with_nkey(W1_SEED.into()).connect(nats.url()).await;
     assert!(refused.is_err(), "the server still takes the removed box's seed");
-    until(10, "the head no longer sees w1 (the server dropped its connection)", async || {
-        let view: serde_json::Value =
-            http.get(head.at("/api/v1/cluster")).send().await.expect("cluster").json().await.expect("json");
-        view["boxes"].as_array().is_some_and(|b| b.len() == 1 && b[0]["host"] == "w3")
-    })
-    .await;
+    // The server dropped w1's connection: its heartbeat expires.
+    wait_only_boxes(&http, &head, &["w3"]).await;
     let (devices, _) = run_testcards(&http, &head, 2, 2, Some(&log)).await;
     assert_eq!(devices, BTreeSet::from(["w3/cpu".to_string()]), "w3 keeps its seed and runs them");
 }
@@ -139,9 +135,11 @@ async fn until(secs: u64, what: &str, mut f: impl AsyncFnMut() -> bool) -> Durat
 
 /// With `forget_box_after_h = 0.001` (3.6 s): the empty shared bucket an older reelbox left
 /// is deleted when the head connects; the bucket of a box killed after its stages goes once
-/// its heartbeat has been gone that long (the box still there keeps its own), the head's
-/// log says both; `reelbox cluster status` shows what a bucket holds; the box comes back
-/// and runs a stage in a bucket made again.
+/// its heartbeat has been gone that long (the box still there keeps its own), with its work
+/// consumer and heartbeat key, and a box that never ran a stage loses its consumer; the
+/// head's log says what went; `reelbox cluster status` shows what a bucket holds; the box
+/// comes back and runs a stage in a bucket made again, and the box that only stopped
+/// answering makes its consumer again and runs one too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_of_boxes_long_gone_are_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -189,6 +187,11 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     let row = table.lines().find(|l| l.contains("reelbox_artifacts_w2")).unwrap_or_default();
     assert!(row.contains(" 1 ") && row.contains("1.5 kB") && row.contains("alive"), "{table}");
 
+    // w3 joins and runs nothing (no bucket, only its consumer), then stops answering.
+    let w3 = WorkerProc::start(&dir.path().join("w3"), &nats, "w3");
+    wait_boxes(&http, &head, &["w1", "w2", "w3"]).await;
+    let work = js.get_stream("REELBOX_WORK").await.expect("work stream");
+    w3.signal("STOP");
     w2.kill9();
     let said_w2 = "deleted the artifact bucket reelbox_artifacts_w2 of box w2";
     let took = until(20, "w2's bucket deleted, the head saying so", async || {
@@ -201,6 +204,21 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     let said = head_log();
     assert!(said.contains("cluster.forget_box_after_h"), "{said}");
     assert!(said.contains("1 leftover object(s) went with it"), "{said}");
+    // Its work consumer and heartbeat key went in the same step; w3's consumer too (it had
+    // no bucket), the log saying so; w1's stays.
+    assert!(said.contains("also deleted its work consumer box-w2 (0 queued stage(s) with it)"), "{said}");
+    until(10, "w3 forgotten, the head saying so", async || {
+        head_log().contains("forgot box w3: its heartbeat has been gone for")
+    })
+    .await;
+    for gone in ["box-w2", "box-w3"] {
+        assert!(work.consumer_info(gone).await.is_err(), "{gone} is left on the server");
+    }
+    assert!(work.consumer_info("box-w1").await.is_ok(), "w1 is alive: its consumer stays");
+    let boxes_kv = js.get_key_value("reelbox_boxes").await.expect("heartbeat bucket");
+    for gone in ["w2", "w3"] {
+        assert!(boxes_kv.entry(gone).await.expect("read the key").is_none(), "{gone}'s heartbeat key is left");
+    }
 
     // The box comes back; with w1 gone its stage needs the bucket made again.
     drop(_w1);
@@ -208,4 +226,11 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     let (devices, _) = run_testcards(&http, &head, 1, 4, None).await;
     assert_eq!(devices, BTreeSet::from(["w2/cpu".to_string()]), "w2 ran it");
     assert_buckets_empty(&admin, &["w2"]).await;
+
+    // w3 answers again without a restart (a long network cut): it makes its consumer again.
+    drop(_w2);
+    w3.signal("CONT");
+    wait_only_boxes(&http, &head, &["w3"]).await;
+    let (devices, _) = run_testcards(&http, &head, 1, 2, None).await;
+    assert_eq!(devices, BTreeSet::from(["w3/cpu".to_string()]), "w3 ran it with its consumer made again");
 }
