@@ -1,11 +1,13 @@
 //! What a box leaves on the NATS server, and deleting it when the head forgets the box:
 //! its artifact bucket (with any objects left in it), its durable work consumer (with any
-//! stage still queued for it) and its heartbeat key. Each is made again when the box comes
+//! stage still queued for it), its heartbeat key and the head's record of when it was last
+//! seen. Each is made again when the box comes
 //! back: the head makes the bucket before its next stage, the box its consumer and key.
 
 use futures::StreamExt;
 
 use super::Bus;
+use super::last_seen::LastSeen;
 use super::protocol::{BOXES_BUCKET, SHARED_BUCKET_BEFORE, box_consumer, object_bucket, work_subject};
 use super::sweep::{Usage, usage};
 
@@ -63,7 +65,7 @@ pub async fn last_write_ms(bus: &Bus, host: &str) -> i64 {
 /// Deletes what box `host`, gone `gone_ms`, left on the server, saying in one line what
 /// went. Not when its heartbeat is back (it returned since the caller looked): the head
 /// may be about to send it work.
-pub async fn forget_box(bus: &Bus, host: &str, gone_ms: i64) {
+pub async fn forget_box(bus: &Bus, host: &str, gone_ms: i64, last_seen: &LastSeen) {
     if let Ok(Some(_)) = bus.boxes.get(host).await {
         return tracing::debug!("box {host} sent a heartbeat again; not forgetting it");
     }
@@ -90,6 +92,9 @@ pub async fn forget_box(bus: &Bus, host: &str, gone_ms: i64) {
     let key = format!("$KV.{BOXES_BUCKET}.{host}");
     if bus.boxes.stream.purge().filter(key).await.is_ok_and(|p| p.purged > 0) {
         went.push("its heartbeat key".into());
+    }
+    if last_seen.forget(bus, host).await {
+        went.push("its last-seen record".into());
     }
     if !went.is_empty() {
         line.push_str(&format!("; also deleted {}", went.join(" and ")));

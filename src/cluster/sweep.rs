@@ -4,12 +4,12 @@
 //! boxes shared before each had its own, once it holds nothing. Without this, every box
 //! that ever joined would keep an (empty) stream and a consumer on the server for good.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures::StreamExt;
 
 use super::Bus;
+use super::last_seen::LastSeen;
 use super::leftovers::{bucket_boxes, drop_shared_bucket, forget_box, known_boxes, last_write_ms};
 use super::protocol::object_bucket;
 use crate::config::ClusterConfig;
@@ -18,10 +18,8 @@ use crate::config::ClusterConfig;
 pub struct Sweeper {
     /// `forget_box_after_h` in ms; `None`: never forget a box.
     forget_after_ms: Option<i64>,
-    /// The head's start: a box not seen since counts as gone from then (no earlier record).
-    started_ms: i64,
-    /// Last time each box's heartbeat was live, ms since the epoch.
-    seen: Mutex<HashMap<String, i64>>,
+    /// When each box was last seen alive, also across head restarts.
+    last_seen: LastSeen,
     /// Next sweep, ms since the epoch; the shared bucket is looked at until it is gone.
     next_ms: Mutex<i64>,
     /// The shared bucket from before per-box buckets is gone (or never was).
@@ -31,13 +29,13 @@ pub struct Sweeper {
 }
 
 impl Sweeper {
-    /// A sweeper with `[cluster]`'s setting; its clock starts now.
+    /// A sweeper with `[cluster]`'s setting.
     pub fn new(config: &ClusterConfig) -> Self {
         let hours = config.forget_box_after_h;
+        let forget_after_ms = (hours > 0.0).then_some((hours * 3_600_000.0) as i64);
         Self {
-            forget_after_ms: (hours > 0.0).then_some((hours * 3_600_000.0) as i64),
-            started_ms: crate::time::now_ms(),
-            seen: Mutex::new(HashMap::new()),
+            forget_after_ms,
+            last_seen: LastSeen::new(every_ms(forget_after_ms)),
             next_ms: Mutex::new(0),
             shared_gone: std::sync::atomic::AtomicBool::new(false),
             usage: Mutex::new((Vec::new(), 0)),
@@ -58,7 +56,9 @@ impl Sweeper {
     /// [`Sweeper::sweep`] without its time limit.
     async fn look(&self, bus: &Bus, alive: &[String], busy: &[String]) {
         let now = crate::time::now_ms();
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).extend(alive.iter().map(|h| (h.clone(), now)));
+        if self.forget_after_ms.is_some() {
+            self.last_seen.note(bus, alive, now).await;
+        }
         let recount = {
             let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
             let due = usage.1 <= now;
@@ -82,15 +82,18 @@ impl Sweeper {
             self.shared_gone.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let Some(forget_after) = self.forget_after_ms else { return };
-        for host in known_boxes(bus).await {
+        let mut hosts = known_boxes(bus).await;
+        hosts.extend(self.last_seen.recorded(bus).await);
+        hosts.sort();
+        hosts.dedup();
+        for host in hosts {
             if alive.contains(&host) || busy.contains(&host) {
                 continue;
             }
-            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&host).copied();
-            let since = seen.unwrap_or(self.started_ms).max(last_write_ms(bus, &host).await);
+            let Some(seen) = self.last_seen.since(bus, &host, now).await else { continue };
+            let since = seen.max(last_write_ms(bus, &host).await);
             if now - since > forget_after {
-                forget_box(bus, &host, now - since).await;
-                self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
+                forget_box(bus, &host, now - since, &self.last_seen).await;
             }
         }
     }
@@ -102,8 +105,14 @@ impl Sweeper {
 
     /// How often to look: a quarter of the setting, between 1 s and a minute.
     fn every_ms(&self) -> i64 {
-        self.forget_after_ms.map_or(60_000, |f| (f / 4).clamp(1_000, 60_000))
+        every_ms(self.forget_after_ms)
     }
+}
+
+/// A quarter of the setting, between 1 s and a minute: how often the sweep looks, and how
+/// often a live box's last-seen time is written.
+fn every_ms(forget_after_ms: Option<i64>) -> i64 {
+    forget_after_ms.map_or(60_000, |f| (f / 4).clamp(1_000, 60_000))
 }
 
 /// Longest one look at the buckets may take.

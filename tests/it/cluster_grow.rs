@@ -133,9 +133,10 @@ async fn until(secs: u64, what: &str, mut f: impl AsyncFnMut() -> bool) -> Durat
     t0.elapsed()
 }
 
-/// With `forget_box_after_h = 0.001` (3.6 s): the empty shared bucket an older reelbox left
+/// With `forget_box_after_h = 0.002` (7.2 s): the empty shared bucket an older reelbox left
 /// is deleted when the head connects; the bucket of a box killed after its stages goes once
-/// its heartbeat has been gone that long (the box still there keeps its own), with its work
+/// its heartbeat has been gone that long, counted across a restart of the head in between
+/// (the box still there keeps its own), with its work
 /// consumer and heartbeat key, and a box that never ran a stage loses its consumer; the
 /// head's log says what went; `reelbox cluster status` shows what a bucket holds; the box
 /// comes back and runs a stage in a bucket made again, and the box that only stopped
@@ -151,8 +152,8 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     js.create_object_store(shared).await.expect("the bucket an older reelbox shared among boxes");
 
     let log = dir.path().join("head.log");
-    let extra = "local_work = false\ninline_kib = 0\nforget_box_after_h = 0.001";
-    let head = start_head_logged(&dir.path().join("head"), &nats, extra, &log);
+    let extra = "local_work = false\ninline_kib = 0\nforget_box_after_h = 0.002";
+    let mut head = start_head_logged(&dir.path().join("head"), &nats, extra, &log);
     let head_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let exists = async |bucket: String| js.get_stream(format!("OBJ_{bucket}")).await.is_ok();
     let said_shared = "deleted the artifact bucket reelbox_artifacts that boxes shared";
@@ -193,13 +194,26 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     let work = js.get_stream("REELBOX_WORK").await.expect("work stream");
     w3.signal("STOP");
     w2.kill9();
+    let killed = Instant::now();
+    // The head restarts while w2 is gone, 6 s after, before the setting has run out (w2's
+    // heartbeat expires at 2 s): its clock goes on, and the bucket goes ~3 s after the
+    // restart, not 7.2 s after it.
+    wait_only_boxes(&http, &head, &["w1"]).await;
+    tokio::time::sleep_until((killed + Duration::from_secs(6)).into()).await;
+    head.kill9();
+    let restarted = Instant::now();
+    let head = start_head_logged(&dir.path().join("head"), &nats, extra, &log);
     let said_w2 = "deleted the artifact bucket reelbox_artifacts_w2 of box w2";
-    let took = until(20, "w2's bucket deleted, the head saying so", async || {
+    until(20, "w2's bucket deleted, the head saying so", async || {
         !exists(object_bucket("w2")).await && head_log().contains(said_w2)
     })
     .await;
-    // Its heartbeat (2 s) expires, then the 3.6 s setting runs.
+    let took = killed.elapsed();
+    // Its heartbeat (2 s) expires, then the 7.2 s setting runs.
     assert!(took > Duration::from_millis(3600), "deleted after {took:?}, before the setting");
+    assert!(took > Duration::from_millis(7200), "deleted after {took:?}, before the setting");
+    let after = restarted.elapsed();
+    assert!(after < Duration::from_millis(7200), "the restart reset the clock: deleted {after:?} after it");
     assert!(exists(object_bucket("w1")).await, "w1 is alive: its bucket stays");
     let said = head_log();
     assert!(said.contains("cluster.forget_box_after_h"), "{said}");
@@ -207,6 +221,7 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
     // Its work consumer and heartbeat key went in the same step; w3's consumer too (it had
     // no bucket), the log saying so; w1's stays.
     assert!(said.contains("also deleted its work consumer box-w2 (0 queued stage(s) with it)"), "{said}");
+    assert!(said.contains("and its last-seen record"), "{said}");
     until(10, "w3 forgotten, the head saying so", async || {
         head_log().contains("forgot box w3: its heartbeat has been gone for")
     })
