@@ -24,8 +24,10 @@ pub struct Sweeper {
     next_ms: Mutex<i64>,
     /// The shared bucket from before per-box buckets is gone (or never was).
     shared_gone: std::sync::atomic::AtomicBool,
-    /// Each box's bucket as last counted, and when to count again (ms since the epoch).
-    usage: Mutex<(Vec<BoxBucket>, i64)>,
+    /// Each box's bucket as last counted for `GET /api/v1/cluster`, and when. Counting
+    /// lists every bucket, so it happens only when asked; a tokio lock, held while counting,
+    /// so that callers arriving meanwhile take that count instead of listing again.
+    usage: tokio::sync::Mutex<Option<(Vec<BoxBucket>, std::time::Instant)>>,
 }
 
 impl Sweeper {
@@ -38,7 +40,7 @@ impl Sweeper {
             last_seen: LastSeen::new(every_ms(forget_after_ms)),
             next_ms: Mutex::new(0),
             shared_gone: std::sync::atomic::AtomicBool::new(false),
-            usage: Mutex::new((Vec::new(), 0)),
+            usage: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -58,18 +60,6 @@ impl Sweeper {
         let now = crate::time::now_ms();
         if self.forget_after_ms.is_some() {
             self.last_seen.note(bus, alive, now).await;
-        }
-        let recount = {
-            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-            let due = usage.1 <= now;
-            if due {
-                usage.1 = now + USAGE_EVERY_MS;
-            }
-            due
-        };
-        if recount {
-            let counted = buckets(bus).await;
-            self.usage.lock().unwrap_or_else(|p| p.into_inner()).0 = counted;
         }
         {
             let mut next = self.next_ms.lock().unwrap_or_else(|p| p.into_inner());
@@ -94,13 +84,32 @@ impl Sweeper {
             let since = seen.max(last_write_ms(bus, &host).await);
             if now - since > forget_after {
                 forget_box(bus, &host, now - since, &self.last_seen).await;
+                // The next status shows the bucket gone, not a count from before.
+                *self.usage.lock().await = None;
             }
         }
     }
 
-    /// Each box's bucket as last counted (every few seconds), boxes gone included.
-    pub fn usage(&self) -> Vec<BoxBucket> {
-        self.usage.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+    /// Each box's bucket with what it holds, boxes gone included: counted now, or the
+    /// count of the last [`USAGE_FRESH`] (a status polled every second lists the buckets
+    /// once per that). A count that takes over [`SWEEP_PATIENCE`] gives the last one.
+    pub async fn usage(&self, bus: &Bus) -> Vec<BoxBucket> {
+        let mut cached = self.usage.lock().await;
+        if let Some((counted, at)) = cached.as_ref()
+            && at.elapsed() < USAGE_FRESH
+        {
+            return counted.clone();
+        }
+        match tokio::time::timeout(SWEEP_PATIENCE, buckets(bus)).await {
+            Ok(counted) => {
+                *cached = Some((counted.clone(), std::time::Instant::now()));
+                counted
+            }
+            Err(_) => {
+                tracing::debug!("counting the artifact buckets took over {SWEEP_PATIENCE:?}");
+                cached.as_ref().map(|(c, _)| c.clone()).unwrap_or_default()
+            }
+        }
     }
 
     /// How often to look: a quarter of the setting, between 1 s and a minute.
@@ -118,8 +127,8 @@ fn every_ms(forget_after_ms: Option<i64>) -> i64 {
 /// Longest one look at the buckets may take.
 const SWEEP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// How often the head counts what the boxes' buckets hold (a listing per bucket).
-const USAGE_EVERY_MS: i64 = 5_000;
+/// How long a count of what the boxes' buckets hold (a listing per bucket) is served again.
+const USAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A box's artifact bucket and what it holds, for `reelbox cluster status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
