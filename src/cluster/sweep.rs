@@ -84,8 +84,11 @@ impl Sweeper {
             let since = seen.max(last_write_ms(bus, &host).await);
             if now - since > forget_after {
                 forget_box(bus, &host, now - since, &self.last_seen).await;
-                // The next status shows the bucket gone, not a count from before.
-                *self.usage.lock().await = None;
+                // The next status shows the bucket gone, not a count from before (a count
+                // under way is left alone: the sweep does not wait for it).
+                if let Ok(mut counted) = self.usage.try_lock() {
+                    *counted = None;
+                }
             }
         }
     }
