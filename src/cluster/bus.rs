@@ -324,6 +324,37 @@ fn credential(config: &ClusterConfig) -> String {
     }
 }
 
+/// Says which credential a server refused after the connection was first made, and the
+/// likely cause, once per run of refusals: the client dials again forever, and async-nats
+/// alone logs only "authorization violation" at each try.
+fn refused_later(config: &ClusterConfig) -> impl Fn(async_nats::Event) -> std::future::Ready<()> + Send + Sync + use<> {
+    use async_nats::{ClientError, ConnectErrorKind, Event, ServerError};
+    let (url, credential) = (config.nats_url.clone(), credential(config));
+    let said = std::sync::atomic::AtomicBool::new(false);
+    move |event| {
+        let refused = match &event {
+            Event::ServerError(ServerError::AuthorizationViolation) => true,
+            Event::ClientError(ClientError::Other(kind)) => {
+                *kind == ConnectErrorKind::AuthorizationViolation.to_string()
+                    || *kind == ConnectErrorKind::Authentication.to_string()
+            }
+            Event::Connected => {
+                said.store(false, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
+            _ => false,
+        };
+        if refused && !said.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!(
+                "NATS at {url} no longer takes {credential}: was this box taken out of the server's config \
+                 (`reelbox cluster nats-config --remove`)? It keeps trying; stop it, or give it a seed again \
+                 (`nats-config --boxes NAME --add-to FILE`)"
+            );
+        }
+        std::future::ready(())
+    }
+}
+
 /// Where to look when TLS fails.
 fn tls_hint(config: &ClusterConfig) -> String {
     match &config.tls_ca {
@@ -342,7 +373,8 @@ async fn options(config: &ClusterConfig, client_name: &str) -> Result<async_nats
         // off for 30 s waited on TCP's retransmission backoff and came back ~25 s after its
         // network did (the cut test, once results carried their bytes inline).
         .ping_interval(Duration::from_secs(config.heartbeat_ttl_s.max(1)))
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .event_callback(refused_later(config));
     if let Some(token) = &config.token {
         o = o.token(token.clone());
     }

@@ -45,15 +45,10 @@ impl LastSeen {
     /// that far behind even when the head stops without warning.
     pub async fn note(&self, bus: &Bus, alive: &[String], now: i64) {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).extend(alive.iter().map(|h| (h.clone(), now)));
-        let due: Vec<(String, i64)> = {
+        let due = {
             let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-            seen.iter()
-                .filter(|(h, t)| {
-                    written.get(*h).is_none_or(|w| **t > *w && (!alive.contains(h) || **t - *w >= self.every_ms))
-                })
-                .map(|(h, t)| (h.clone(), *t))
-                .collect()
+            due(&seen, &written, alive, self.every_ms)
         };
         if due.is_empty() {
             return;
@@ -102,5 +97,39 @@ impl LastSeen {
         let Some(store) = self.store(bus).await else { return false };
         let key = format!("$KV.{SEEN_BUCKET}.{host}");
         store.stream.purge().filter(key).await.is_ok_and(|p| p.purged > 0)
+    }
+}
+
+/// The boxes whose time to write now: never written, or seen later than written and either
+/// gone (its last time, once) or alive with a write `every_ms` old.
+fn due(
+    seen: &HashMap<String, i64>,
+    written: &HashMap<String, i64>,
+    alive: &[String],
+    every_ms: i64,
+) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = seen
+        .iter()
+        .filter(|(h, t)| written.get(*h).is_none_or(|w| **t > *w && (!alive.contains(h) || **t - *w >= every_ms)))
+        .map(|(h, t)| (h.clone(), *t))
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_box_is_written_at_most_every_interval_and_once_when_it_leaves() {
+        let map = |v: &[(&str, i64)]| v.iter().map(|(h, t)| (h.to_string(), *t)).collect::<HashMap<_, _>>();
+        let alive = |v: &[&str]| v.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        let seen = map(&[("new", 100), ("fresh", 100), ("old", 100), ("left", 50), ("still", 40)]);
+        let written = map(&[("fresh", 90), ("old", 30), ("left", 45), ("still", 40)]);
+        let got = due(&seen, &written, &alive(&["new", "fresh", "old"]), 60);
+        let want = [("left", 50), ("new", 100), ("old", 100)].map(|(h, t)| (h.to_string(), t));
+        assert_eq!(got, want, "first sight, a write 70 ms old, a box that left; not one written 10 ms ago");
+        assert!(due(&seen, &seen, &alive(&[]), 60).is_empty(), "nothing new: nothing to write");
     }
 }

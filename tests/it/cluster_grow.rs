@@ -39,7 +39,7 @@ fn nats_config(args: &[&str], conf: &Path) -> (bool, String, String) {
 /// seed) both run stages with every artifact through their buckets, and nothing is refused.
 /// Then `--remove w1` takes w1's user out (the head and an unknown name are refused, naming
 /// the flag; every other user stays byte for byte): after a reload the server refuses w1's
-/// seed and drops its connection, and w3 keeps running stages.
+/// seed and drops its connection (w1 says why), and w3 keeps running stages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -53,7 +53,8 @@ async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     let nats = Nats::start_reloadable(dir.path(), &conf, &["-l", log.to_str().expect("utf-8")]);
     let cfg = |seed: &str| format!("nkey = {seed:?}\ninline_kib = 0");
     let head = start_head_cfg(&dir.path().join("head"), &nats, &format!("{}\nlocal_work = false", cfg(HEAD_SEED)), &[]);
-    let _w1 = WorkerProc::start_cfg(&dir.path().join("w1"), &nats, "w1", &cfg(W1_SEED));
+    let w1_log = dir.path().join("w1.log");
+    let _w1 = WorkerProc::start_logged(&dir.path().join("w1"), &nats, "w1", &cfg(W1_SEED), &w1_log);
     let http = reqwest::Client::new();
     wait_boxes(&http, &head, &["w1"]).await;
 
@@ -117,8 +118,10 @@ async fn a_box_added_later_joins_and_the_others_keep_their_seeds() {
     .await;
     let refused = async_nats::ConnectOptions::with_nkey(W1_SEED.into()).connect(nats.url()).await;
     assert!(refused.is_err(), "the server still takes the removed box's seed");
-    // The server dropped w1's connection: its heartbeat expires.
+    // The server dropped w1's connection: its heartbeat expires, and w1 says why.
     wait_only_boxes(&http, &head, &["w3"]).await;
+    let said = std::fs::read_to_string(&w1_log).unwrap_or_default();
+    assert!(said.contains("no longer takes the nkey (cluster.nkey)") && said.contains("--remove"), "{said}");
     let (devices, _) = run_testcards(&http, &head, 2, 2, Some(&log)).await;
     assert_eq!(devices, BTreeSet::from(["w3/cpu".to_string()]), "w3 keeps its seed and runs them");
 }
