@@ -278,25 +278,13 @@ mod tests {
         let w3 = BoxUser { name: "w3".into(), public_key: key(3) };
         let (grown, _) = extend_config(&found, std::slice::from_ref(&w3));
         assert!(grown.starts_with("listen: 4222\n") && grown.ends_with("  ]\n}\n# mine\n"), "{grown}");
-        assert_eq!(grown, format!("listen: 4222\n{}# mine\n", server_config(&head, &[w1.clone(), w3.clone()], None)));
+        assert_eq!(grown, format!("listen: 4222\n{}# mine\n", server_config(&head, &[w1, w3], None)));
 
         // Before per-box buckets, every box had the shared bucket's rights.
         let old = text.replace("$O.reelbox_artifacts_w1.>", "$O.reelbox_artifacts.>");
         let (fixed, upgraded) = extend_config(&read_users(&old).expect("ours"), &[]);
         assert_eq!(fixed, text, "rewritten to today's rights");
         assert!(upgraded.len() == 1 && upgraded[0].name == "w1" && upgraded[0].shared_bucket);
-
-        assert!(!found.names_store_dir(), "written without --store-dir");
-        let w2 = BoxUser { name: "w2".into(), public_key: key(2) };
-        let (three, _) = extend_config(&found, &[w3, w2]);
-        let three = read_users(&three).expect("ours");
-        let fewer = remove_users(&three, &["w3".into(), "head".into()]);
-        let head_and_w1 = server_config(&head, &[w1], None);
-        let w2_entry = three.users[3].text.clone();
-        let expected = head_and_w1.replace("  ]\n}\n", &format!("{w2_entry}  ]\n}}\n"));
-        assert_eq!(fewer, format!("listen: 4222\n{expected}# mine\n"), "w3 gone, the head kept, the rest as is");
-        let stored = server_config(&head, &[], Some("/var/lib/nats"));
-        assert!(read_users(&stored).expect("ours").names_store_dir());
 
         assert!(read_users("jetstream {}\n").is_err(), "no users' block");
         // A user added by hand is refused, not dropped.
@@ -306,5 +294,23 @@ mod tests {
         let after = text.replace("    # box \"w1\"\n", "");
         let e = read_users(&after).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("2 users under the comment of \"head\""), "{e}");
+    }
+
+    #[test]
+    fn removing_boxes_keeps_every_other_user_byte_for_byte() {
+        let key = |_| nkeys::KeyPair::new_user().public_key();
+        let user = |name: &str| BoxUser { name: name.into(), public_key: key(0) };
+        let (head, w1, w2, w3) = (user("head"), user("w1"), user("w2"), user("w3"));
+        let text = format!("listen: 4222\n{}# mine\n", server_config(&head, &[w1.clone(), w2, w3], None));
+        // w2's rights edited by hand: removing another box must not rewrite them.
+        let text = text.replacen("\"reelbox.progress.w2.>\"", "\"reelbox.progress.w2.>\", \"mine.>\"", 1);
+        let found = read_users(&text).expect("ours");
+        assert!(!found.names_store_dir(), "written without --store-dir");
+        let fewer = remove_users(&found, &["w3".into(), "head".into()]);
+        let w3_entry = &found.users[3].text;
+        assert_eq!(fewer, text.replace(w3_entry.as_str(), ""), "w3 gone, the head kept, the rest as it was");
+        assert!(fewer.contains("\"mine.>\""), "w2's hand edit stays");
+        let stored = server_config(&head, &[w1], Some("/var/lib/nats"));
+        assert!(read_users(&stored).expect("ours").names_store_dir());
     }
 }
