@@ -158,7 +158,10 @@ fn print_buckets(buckets: &[BoxBucket], boxes: &[Advert]) {
         .collect();
     super::table::print(&["BOX", "BUCKET", "OBJECTS", "SIZE", "BOX STATE"], &rows);
     if rows.iter().any(|r| r[4] == "gone") {
-        println!("the head deletes a gone box's bucket after [cluster] forget_box_after_h hours");
+        println!(
+            "the head deletes what a gone box left on the NATS server (bucket, work consumer, heartbeat key) \
+             after [cluster] forget_box_after_h hours without its heartbeat"
+        );
     }
 }
 
