@@ -25,7 +25,7 @@ pub struct ClusterView {
     pub boxes: Vec<serde_json::Value>,
     /// Each box's artifact bucket on the NATS server (`host`, `objects`, `bytes`), boxes
     /// gone included: what is in transit or left over, counted when asked (a count is
-    /// served again for 3 s).
+    /// served again for 5 s).
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub buckets: Vec<serde_json::Value>,

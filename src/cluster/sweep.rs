@@ -131,7 +131,7 @@ fn every_ms(forget_after_ms: Option<i64>) -> i64 {
 const SWEEP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How long a count of what the boxes' buckets hold (a listing per bucket) is served again.
-const USAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(3);
+const USAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A box's artifact bucket and what it holds, for `reelbox cluster status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
