@@ -24,7 +24,8 @@ pub struct ClusterView {
     #[schema(value_type = Vec<Object>)]
     pub boxes: Vec<serde_json::Value>,
     /// Each box's artifact bucket on the NATS server (`host`, `objects`, `bytes`), boxes
-    /// gone included: what is in transit or left over, counted every few seconds.
+    /// gone included: what is in transit or left over, counted when asked (a count is
+    /// served again for 5 s).
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub buckets: Vec<serde_json::Value>,
@@ -47,6 +48,6 @@ pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Js
         heartbeat_ttl_s: remote.heartbeat_ttl_s(),
         now_ms: crate::time::now_ms(),
         boxes: remote.adverts(),
-        buckets: remote.buckets(),
+        buckets: remote.buckets().await,
     }))
 }

@@ -30,8 +30,12 @@ pub enum ClusterAction {
     /// its own subjects; prints each box's nkey seed once.
     NatsConfig {
         /// Worker box names, comma-separated (`w1,w2`).
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, value_delimiter = ',', required_unless_present = "remove")]
         boxes: Vec<String>,
+        /// Takes these boxes' users out of the `--add-to` (`--file`) config instead, comma-separated:
+        /// every other user stays byte for byte; the server then refuses their seeds.
+        #[arg(long, value_delimiter = ',', requires = "add_to", conflicts_with_all = ["boxes", "head", "store_dir"])]
+        remove: Vec<String>,
         /// The head's box name (default `head`).
         #[arg(long, conflicts_with = "add_to")]
         head: Option<String>,
@@ -45,9 +49,10 @@ pub enum ClusterAction {
         #[arg(long, conflicts_with = "add_to")]
         store_dir: Option<String>,
         /// Adds the boxes to this config (one `nats-config` wrote) instead of making a new
-        /// one: users already there keep their keys and seeds; the file is rewritten in
-        /// place (the old one kept as FILE.bak) unless `--out` names another.
-        #[arg(long)]
+        /// one (or with `--remove`, takes boxes out of it): users already there keep their
+        /// keys and seeds; the file is rewritten in place (the old one kept as FILE.bak)
+        /// unless `--out` names another.
+        #[arg(long, visible_alias = "file")]
         add_to: Option<std::path::PathBuf>,
     },
 }
@@ -67,10 +72,13 @@ struct ClusterView {
 pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> {
     let nats = match action {
         ClusterAction::Status { nats } => nats,
+        ClusterAction::NatsConfig { remove, add_to: Some(file), out, .. } if !remove.is_empty() => {
+            return remove_boxes(&remove, &file, out.as_deref());
+        }
         ClusterAction::NatsConfig { boxes, add_to: Some(file), out, .. } => {
             return add_boxes(&boxes, &file, out.as_deref());
         }
-        ClusterAction::NatsConfig { boxes, head, out, store_dir, add_to: None } => {
+        ClusterAction::NatsConfig { boxes, head, out, store_dir, add_to: None, .. } => {
             let head = head.as_deref().unwrap_or("head");
             return nats_config(&boxes, head, store_dir.as_deref(), out.as_deref());
         }
@@ -150,7 +158,10 @@ fn print_buckets(buckets: &[BoxBucket], boxes: &[Advert]) {
         .collect();
     super::table::print(&["BOX", "BUCKET", "OBJECTS", "SIZE", "BOX STATE"], &rows);
     if rows.iter().any(|r| r[4] == "gone") {
-        println!("the head deletes a gone box's bucket after [cluster] forget_box_after_h hours");
+        println!(
+            "the head deletes what a gone box left on the NATS server (bucket, work consumer, heartbeat key) \
+             after [cluster] forget_box_after_h hours without its heartbeat"
+        );
     }
 }
 
@@ -215,16 +226,7 @@ fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::P
     }
     let (users, seeds) = new_users(&names)?;
     let (text, upgraded) = permissions::extend_config(&found, &users);
-    let dest = out.unwrap_or(file);
-    if dest == file {
-        let backup = with_suffix(file, ".bak");
-        std::fs::write(&backup, &old).with_context(|| format!("cannot write {}", backup.display()))?;
-        println!("kept the old config as {}", backup.display());
-    }
-    // A temporary file renamed over the target: a crash leaves the old config or the new one.
-    let tmp = with_suffix(dest, ".tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    let dest = write_config(file, out, &old, text)?;
     let kept: Vec<&str> = found.users.iter().map(|u| u.user.name.as_str()).collect();
     println!("wrote {}: added {}; kept {} with their keys", dest.display(), names.join(", "), kept.join(", "));
     for u in &upgraded {
@@ -239,13 +241,77 @@ fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::P
             reelbox::cluster::protocol::object_bucket(&u.name)
         );
     }
-    // A reload refuses a store dir given with -sd that the file does not name.
-    println!(
-        "apply it: restart nats-server (running boxes reconnect by themselves), or `nats-server --signal reload` \
-         when the file names its store_dir (jetstream {{ store_dir: DIR }}) instead of -sd"
-    );
+    println!("{}", apply_hint(&found));
     println!("nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]\n{seeds}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `nats-config --remove NAMES --add-to FILE`: those boxes' users taken out of FILE, every
+/// other user byte for byte as it was. An unknown name or the head's own user is refused.
+fn remove_boxes(remove: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let old = std::fs::read_to_string(file).with_context(|| format!("--add-to: cannot read {}", file.display()))?;
+    let found = permissions::read_users(&old).with_context(|| format!("--add-to {}", file.display()))?;
+    let boxes: Vec<&str> = found.users.iter().filter(|u| !u.head).map(|u| u.user.name.as_str()).collect();
+    let mut names: Vec<String> = Vec::new();
+    for name in remove.iter().map(|b| b.trim()) {
+        if found.users.iter().any(|u| u.head && u.user.name == name) {
+            anyhow::bail!("--remove: {name:?} is the head's own user in {}; it cannot be removed", file.display());
+        }
+        anyhow::ensure!(
+            boxes.contains(&name),
+            "--remove: no box {name:?} in {} (its boxes: {})",
+            file.display(),
+            if boxes.is_empty() { "none".to_string() } else { boxes.join(", ") }
+        );
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    let text = permissions::remove_users(&found, &names);
+    let dest = write_config(file, out, &old, text)?;
+    let kept: Vec<&str> = boxes.iter().copied().filter(|b| !names.iter().any(|n| n == b)).collect();
+    let kept = if kept.is_empty() { "no box".to_string() } else { kept.join(", ") };
+    println!("wrote {}: removed {}; kept the head and {kept} as they were", dest.display(), names.join(", "));
+    println!("{}", apply_hint(&found));
+    println!(
+        "once it is applied the server refuses {}'s seed and closes its connection; the head deletes its artifact \
+         bucket, work consumer and heartbeat after [cluster] forget_box_after_h",
+        names.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a changed config: over `file` (the old text kept as FILE.bak) unless `out` names
+/// another, through a temporary file renamed over the target, so a crash leaves the old
+/// config or the new one. Where it went.
+fn write_config(
+    file: &std::path::Path,
+    out: Option<&std::path::Path>,
+    old: &str,
+    text: String,
+) -> anyhow::Result<std::path::PathBuf> {
+    let dest = out.unwrap_or(file);
+    if dest == file {
+        let backup = with_suffix(file, ".bak");
+        std::fs::write(&backup, old).with_context(|| format!("cannot write {}", backup.display()))?;
+        println!("kept the old config as {}", backup.display());
+    }
+    let tmp = with_suffix(dest, ".tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    Ok(dest.to_path_buf())
+}
+
+/// How to make the server use a changed config: a reload works only when the file names
+/// its store dir (nats-server refuses to reload a server started with `-sd`).
+fn apply_hint(found: &permissions::ServerUsers) -> &'static str {
+    if found.names_store_dir() {
+        "apply it: `nats-server --signal reload` (the file names its store_dir), or restart nats-server"
+    } else {
+        "apply it: restart nats-server (running boxes reconnect by themselves); `nats-server --signal reload` \
+         would be refused: this file does not name its store_dir (add `jetstream { store_dir: DIR }` and start \
+         the server without -sd to reload later)"
+    }
 }
 
 /// `path` with `suffix` appended to its file name (`nats.conf` → `nats.conf.bak`).

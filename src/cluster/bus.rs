@@ -14,7 +14,8 @@ use futures::StreamExt;
 
 use super::ClusterError;
 use super::protocol::{
-    Advert, BOXES_BUCKET, RESULT_STREAM, RESULT_SUBJECTS, WORK_STREAM, WORK_SUBJECTS, inbox_prefix, object_bucket,
+    Advert, BOXES_BUCKET, RESULT_STREAM, RESULT_SUBJECTS, SEEN_BUCKET, WORK_STREAM, WORK_SUBJECTS, inbox_prefix,
+    object_bucket,
 };
 use crate::config::ClusterConfig;
 
@@ -164,7 +165,7 @@ impl Bus {
 }
 
 /// Whether a stream lookup failed because the stream does not exist.
-fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+pub(super) fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
     use jetstream::context::GetStreamErrorKind;
     matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
@@ -182,44 +183,65 @@ fn streams(config: &ClusterConfig) -> [stream::Config; 3] {
     [
         queue(WORK_STREAM, WORK_SUBJECTS),
         queue(RESULT_STREAM, RESULT_SUBJECTS),
-        // The bucket's stream as `create_key_value` would make it: that call first asks
-        // for account info, whose answer a 2.9 server words differently.
-        stream::Config {
-            name: format!("KV_{BOXES_BUCKET}"),
-            subjects: vec![format!("$KV.{BOXES_BUCKET}.>")],
-            max_messages_per_subject: 1,
-            max_age: Duration::from_secs(config.heartbeat_ttl_s),
-            // File, not memory: a memory stream does not survive a server restart, and
-            // heartbeats would then have nowhere to go.
-            storage: stream::StorageType::File,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..Default::default()
-        },
+        kv_stream(BOXES_BUCKET, Duration::from_secs(config.heartbeat_ttl_s)),
     ]
+}
+
+/// A KV bucket's stream (one value per key, kept `max_age`; zero: for good) as
+/// `create_key_value` would make it: that call first asks for account info, whose answer a
+/// 2.9 server words differently.
+fn kv_stream(bucket: &str, max_age: Duration) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        // File, not memory: a memory stream does not survive a server restart (heartbeats
+        // would then have nowhere to go, last-seen times would be lost).
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
+impl Bus {
+    /// The head's record of when it last saw each box ([`SEEN_BUCKET`], no TTL), made on
+    /// first use. Not among the streams every box binds: boxes never touch it.
+    pub async fn seen_bucket(&self) -> Result<kv::Store, ClusterError> {
+        let what = "last-seen bucket";
+        self.js
+            .get_or_create_stream(kv_stream(SEEN_BUCKET, Duration::ZERO))
+            .await
+            .map_err(|e| ClusterError::js(what, e))?;
+        self.js.get_key_value(SEEN_BUCKET).await.map_err(|e| ClusterError::js(what, e))
+    }
+}
+
+/// The keys in a KV bucket now, from one stream-info request. Not the KV `keys()` listing:
+/// its consumer ends only on a delivery with nothing pending, and an entry expiring between
+/// the consumer's count and its delivery left that listing waiting forever.
+pub async fn kv_keys(store: &kv::Store) -> Result<Vec<String>, ClusterError> {
+    let prefix = format!("$KV.{}.", store.name);
+    let what = "KV bucket keys";
+    let mut subjects =
+        store.stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| ClusterError::js(what, e))?;
+    let mut keys = Vec::new();
+    while let Some(s) = subjects.next().await {
+        let (subject, _) = s.map_err(|e| ClusterError::js(what, e))?;
+        keys.extend(subject.strip_prefix(&prefix).map(str::to_owned));
+    }
+    Ok(keys)
 }
 
 impl Bus {
     /// Every box's latest heartbeat left in the bucket (expired ones are gone), sorted by
-    /// name: one stream-info request for the keys, then a direct get per box. Not the KV
-    /// `keys()` listing: its consumer ends only on a delivery with nothing pending, and a
-    /// heartbeat expiring between the consumer's count and its delivery left that listing
-    /// (and the head's view of the boxes) waiting forever.
+    /// name: the keys from [`kv_keys`] (whose listing cannot hang on a heartbeat expiring
+    /// meanwhile, and the head's view of the boxes with it), then a direct get per box.
     pub async fn adverts(&self) -> Result<Vec<Advert>, ClusterError> {
-        let prefix = format!("$KV.{BOXES_BUCKET}.");
-        let mut subjects = self
-            .boxes
-            .stream
-            .info_with_subjects(format!("{prefix}>"))
-            .await
-            .map_err(|e| ClusterError::js("heartbeat bucket", e))?;
-        let mut keys = Vec::new();
-        while let Some(s) = subjects.next().await {
-            let (subject, _) = s.map_err(|e| ClusterError::js("heartbeat bucket", e))?;
-            keys.extend(subject.strip_prefix(&prefix).map(str::to_owned));
-        }
+        let keys = kv_keys(&self.boxes).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             // None: a box that left (delete marker) or whose entry expired just now.
@@ -302,6 +324,37 @@ fn credential(config: &ClusterConfig) -> String {
     }
 }
 
+/// Says which credential a server refused after the connection was first made, and the
+/// likely cause, once per run of refusals: the client dials again forever, and async-nats
+/// alone logs only "authorization violation" at each try.
+fn refused_later(config: &ClusterConfig) -> impl Fn(async_nats::Event) -> std::future::Ready<()> + Send + Sync + use<> {
+    use async_nats::{ClientError, ConnectErrorKind, Event, ServerError};
+    let (url, credential) = (config.nats_url.clone(), credential(config));
+    let said = std::sync::atomic::AtomicBool::new(false);
+    move |event| {
+        let refused = match &event {
+            Event::ServerError(ServerError::AuthorizationViolation) => true,
+            Event::ClientError(ClientError::Other(kind)) => {
+                *kind == ConnectErrorKind::AuthorizationViolation.to_string()
+                    || *kind == ConnectErrorKind::Authentication.to_string()
+            }
+            Event::Connected => {
+                said.store(false, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
+            _ => false,
+        };
+        if refused && !said.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!(
+                "NATS at {url} no longer takes {credential}: was this box taken out of the server's config \
+                 (`reelbox cluster nats-config --remove`)? It keeps trying; stop it, or give it a seed again \
+                 (`nats-config --boxes NAME --add-to FILE`)"
+            );
+        }
+        std::future::ready(())
+    }
+}
+
 /// Where to look when TLS fails.
 fn tls_hint(config: &ClusterConfig) -> String {
     match &config.tls_ca {
@@ -320,7 +373,8 @@ async fn options(config: &ClusterConfig, client_name: &str) -> Result<async_nats
         // off for 30 s waited on TCP's retransmission backoff and came back ~25 s after its
         // network did (the cut test, once results carried their bytes inline).
         .ping_interval(Duration::from_secs(config.heartbeat_ttl_s.max(1)))
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .event_callback(refused_later(config));
     if let Some(token) = &config.token {
         o = o.token(token.clone());
     }

@@ -493,7 +493,8 @@ impl RemoteBoxes for Head {
         self.cluster.heartbeat_ttl_s
     }
 
-    fn buckets(&self) -> Vec<serde_json::Value> {
-        self.sweeper.usage().iter().filter_map(|b| serde_json::to_value(b).ok()).collect()
+    fn buckets(&self) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
+        let to_json = |b: &super::sweep::BoxBucket| serde_json::to_value(b).ok();
+        Box::pin(async move { self.sweeper.usage(&self.bus).await.iter().filter_map(to_json).collect() })
     }
 }

@@ -8,12 +8,15 @@
 //! - [`objects`]: artifacts in and out of the object store, digest-checked;
 //! - [`permissions`]: the nats-server configuration with one user per box;
 //! - [`head`]: the scheduler's [`RemoteBoxes`](crate::scheduler::RemoteBoxes);
-//! - [`sweep`]: the head deletes the buckets of boxes long gone;
+//! - [`sweep`]: the head forgets boxes long gone; [`leftovers`]: what a box leaves on the server;
+//!   [`last_seen`]: when each box was last seen, kept across head restarts;
 //! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
 //! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
 
 pub mod bus;
 pub mod head;
+pub mod last_seen;
+pub mod leftovers;
 pub mod objects;
 pub mod permissions;
 pub mod protocol;

@@ -10,6 +10,7 @@ use super::protocol::{
 };
 
 /// A box and the public nkey (`U…`) its user signs in with.
+#[derive(Clone)]
 pub struct BoxUser {
     /// The box name (`cluster.name`).
     pub name: String,
@@ -212,6 +213,28 @@ pub fn extend_config(found: &ServerUsers, added: &[BoxUser]) -> (String, Vec<Upg
     (out, upgraded)
 }
 
+/// The config without the users of `removed` (box names): every other user's text, the
+/// head's included, stays byte for byte, and so does the text around the block.
+pub fn remove_users(found: &ServerUsers, removed: &[String]) -> String {
+    let mut out = format!("{}{USERS_OPEN}", found.before);
+    for u in found.users.iter().filter(|u| u.head || !removed.contains(&u.user.name)) {
+        out.push_str(&u.text);
+    }
+    out.push_str(USERS_CLOSE);
+    out.push_str(&found.after);
+    out
+}
+
+impl ServerUsers {
+    /// Whether the file names JetStream's store dir (`store_dir`) outside the users' block:
+    /// only then does `nats-server --signal reload` apply it (a server started with `-sd`
+    /// refuses to reload).
+    pub fn names_store_dir(&self) -> bool {
+        let names = |t: &str| t.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("store_dir"));
+        names(&self.before) || names(&self.after)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +294,23 @@ mod tests {
         let after = text.replace("    # box \"w1\"\n", "");
         let e = read_users(&after).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("2 users under the comment of \"head\""), "{e}");
+    }
+
+    #[test]
+    fn removing_boxes_keeps_every_other_user_byte_for_byte() {
+        let key = |_| nkeys::KeyPair::new_user().public_key();
+        let user = |name: &str| BoxUser { name: name.into(), public_key: key(0) };
+        let (head, w1, w2, w3) = (user("head"), user("w1"), user("w2"), user("w3"));
+        let text = format!("listen: 4222\n{}# mine\n", server_config(&head, &[w1.clone(), w2, w3], None));
+        // w2's rights edited by hand: removing another box must not rewrite them.
+        let text = text.replacen("\"reelbox.progress.w2.>\"", "\"reelbox.progress.w2.>\", \"mine.>\"", 1);
+        let found = read_users(&text).expect("ours");
+        assert!(!found.names_store_dir(), "written without --store-dir");
+        let fewer = remove_users(&found, &["w3".into(), "head".into()]);
+        let w3_entry = &found.users[3].text;
+        assert_eq!(fewer, text.replace(w3_entry.as_str(), ""), "w3 gone, the head kept, the rest as it was");
+        assert!(fewer.contains("\"mine.>\""), "w2's hand edit stays");
+        let stored = server_config(&head, &[w1], Some("/var/lib/nats"));
+        assert!(read_users(&stored).expect("ours").names_store_dir());
     }
 }

@@ -17,6 +17,9 @@ pub const RESULT_SUBJECTS: &str = "reelbox.result.>";
 pub const RESULT_CONSUMER: &str = "head";
 /// KV bucket of worker heartbeats (capabilities), one key per box, entries expire.
 pub const BOXES_BUCKET: &str = "reelbox_boxes";
+/// KV bucket of when the head last saw each box alive (ms since the epoch), no TTL: the
+/// head's forget clock (`forget_box_after_h`) survives its restarts. Only the head uses it.
+pub const SEEN_BUCKET: &str = "reelbox_seen";
 
 /// The one artifact bucket all boxes shared before each had its own: its rights are
 /// rewritten by `nats-config --add-to`, and the head deletes it once empty.

@@ -1,50 +1,51 @@
-//! Cleaning up after boxes that left, on the head: the artifact bucket of a box whose
-//! heartbeat has been gone longer than `[cluster] forget_box_after_h` is deleted (unless
-//! the head still waits for a run of that box), and so is the bucket all boxes shared
-//! before each had its own, once it holds nothing. Without this, every box that ever
-//! joined would keep an (empty) stream on the server for good.
+//! Cleaning up after boxes that left, on the head: what a box whose heartbeat has been gone
+//! longer than `[cluster] forget_box_after_h` left on the server (see [`leftovers`](super::leftovers))
+//! is deleted, unless the head still waits for a run of that box, and so is the bucket all
+//! boxes shared before each had its own, once it holds nothing. Without this, every box
+//! that ever joined would keep an (empty) stream and a consumer on the server for good.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures::StreamExt;
 
 use super::Bus;
-use super::protocol::{SHARED_BUCKET_BEFORE, object_bucket};
+use super::last_seen::LastSeen;
+use super::leftovers::{bucket_boxes, drop_shared_bucket, forget_box, known_boxes, last_write_ms};
+use super::protocol::object_bucket;
 use crate::config::ClusterConfig;
 
 /// When boxes were last seen alive, and when to look at the buckets next.
 pub struct Sweeper {
     /// `forget_box_after_h` in ms; `None`: never forget a box.
     forget_after_ms: Option<i64>,
-    /// The head's start: a box not seen since counts as gone from then (no earlier record).
-    started_ms: i64,
-    /// Last time each box's heartbeat was live, ms since the epoch.
-    seen: Mutex<HashMap<String, i64>>,
+    /// When each box was last seen alive, also across head restarts.
+    last_seen: LastSeen,
     /// Next sweep, ms since the epoch; the shared bucket is looked at until it is gone.
     next_ms: Mutex<i64>,
     /// The shared bucket from before per-box buckets is gone (or never was).
     shared_gone: std::sync::atomic::AtomicBool,
-    /// Each box's bucket as last counted, and when to count again (ms since the epoch).
-    usage: Mutex<(Vec<BoxBucket>, i64)>,
+    /// Each box's bucket as last counted for `GET /api/v1/cluster`, and when. Counting
+    /// lists every bucket, so it happens only when asked; a tokio lock, held while counting,
+    /// so that callers arriving meanwhile take that count instead of listing again.
+    usage: tokio::sync::Mutex<Option<(Vec<BoxBucket>, std::time::Instant)>>,
 }
 
 impl Sweeper {
-    /// A sweeper with `[cluster]`'s setting; its clock starts now.
+    /// A sweeper with `[cluster]`'s setting.
     pub fn new(config: &ClusterConfig) -> Self {
         let hours = config.forget_box_after_h;
+        let forget_after_ms = (hours > 0.0).then_some((hours * 3_600_000.0) as i64);
         Self {
-            forget_after_ms: (hours > 0.0).then_some((hours * 3_600_000.0) as i64),
-            started_ms: crate::time::now_ms(),
-            seen: Mutex::new(HashMap::new()),
+            forget_after_ms,
+            last_seen: LastSeen::new(every_ms(forget_after_ms)),
             next_ms: Mutex::new(0),
             shared_gone: std::sync::atomic::AtomicBool::new(false),
-            usage: Mutex::new((Vec::new(), 0)),
+            usage: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Notes the boxes alive now; at most every [`Sweeper::every_ms`] deletes the buckets
-    /// of boxes gone longer than the setting, except those of `busy` boxes (the head still
+    /// Notes the boxes alive now; at most every [`Sweeper::every_ms`] deletes what boxes
+    /// gone longer than the setting left on the server, except that of `busy` boxes (the head still
     /// waits for a result or keeps one whose outputs are there).
     pub async fn sweep(&self, bus: &Bus, alive: &[String], busy: &[String]) {
         // The head's heartbeat loop calls this: a NATS server that stalls a listing must not
@@ -57,18 +58,8 @@ impl Sweeper {
     /// [`Sweeper::sweep`] without its time limit.
     async fn look(&self, bus: &Bus, alive: &[String], busy: &[String]) {
         let now = crate::time::now_ms();
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).extend(alive.iter().map(|h| (h.clone(), now)));
-        let recount = {
-            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-            let due = usage.1 <= now;
-            if due {
-                usage.1 = now + USAGE_EVERY_MS;
-            }
-            due
-        };
-        if recount {
-            let counted = buckets(bus).await;
-            self.usage.lock().unwrap_or_else(|p| p.into_inner()).0 = counted;
+        if self.forget_after_ms.is_some() {
+            self.last_seen.note(bus, alive, now).await;
         }
         {
             let mut next = self.next_ms.lock().unwrap_or_else(|p| p.into_inner());
@@ -81,35 +72,66 @@ impl Sweeper {
             self.shared_gone.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let Some(forget_after) = self.forget_after_ms else { return };
-        for host in bucket_boxes(bus).await {
+        let mut hosts = known_boxes(bus).await;
+        hosts.extend(self.last_seen.recorded(bus).await);
+        hosts.sort();
+        hosts.dedup();
+        for host in hosts {
             if alive.contains(&host) || busy.contains(&host) {
                 continue;
             }
-            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&host).copied();
-            let since = seen.unwrap_or(self.started_ms).max(last_write_ms(bus, &host).await);
+            let Some(seen) = self.last_seen.since(bus, &host, now).await else { continue };
+            let since = seen.max(last_write_ms(bus, &host).await);
             if now - since > forget_after {
-                forget_box(bus, &host, now - since).await;
-                self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
+                forget_box(bus, &host, now - since, &self.last_seen).await;
+                // The next status shows the bucket gone, not a count from before (a count
+                // under way is left alone: the sweep does not wait for it).
+                if let Ok(mut counted) = self.usage.try_lock() {
+                    *counted = None;
+                }
             }
         }
     }
 
-    /// Each box's bucket as last counted (every few seconds), boxes gone included.
-    pub fn usage(&self) -> Vec<BoxBucket> {
-        self.usage.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+    /// Each box's bucket with what it holds, boxes gone included: counted now, or the
+    /// count of the last [`USAGE_FRESH`] (a status polled every second lists the buckets
+    /// once per that). A count that takes over [`SWEEP_PATIENCE`] gives the last one.
+    pub async fn usage(&self, bus: &Bus) -> Vec<BoxBucket> {
+        let mut cached = self.usage.lock().await;
+        if let Some((counted, at)) = cached.as_ref()
+            && at.elapsed() < USAGE_FRESH
+        {
+            return counted.clone();
+        }
+        match tokio::time::timeout(SWEEP_PATIENCE, buckets(bus)).await {
+            Ok(counted) => {
+                *cached = Some((counted.clone(), std::time::Instant::now()));
+                counted
+            }
+            Err(_) => {
+                tracing::debug!("counting the artifact buckets took over {SWEEP_PATIENCE:?}");
+                cached.as_ref().map(|(c, _)| c.clone()).unwrap_or_default()
+            }
+        }
     }
 
     /// How often to look: a quarter of the setting, between 1 s and a minute.
     fn every_ms(&self) -> i64 {
-        self.forget_after_ms.map_or(60_000, |f| (f / 4).clamp(1_000, 60_000))
+        every_ms(self.forget_after_ms)
     }
+}
+
+/// A quarter of the setting, between 1 s and a minute: how often the sweep looks, and how
+/// often a live box's last-seen time is written.
+fn every_ms(forget_after_ms: Option<i64>) -> i64 {
+    forget_after_ms.map_or(60_000, |f| (f / 4).clamp(1_000, 60_000))
 }
 
 /// Longest one look at the buckets may take.
 const SWEEP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// How often the head counts what the boxes' buckets hold (a listing per bucket).
-const USAGE_EVERY_MS: i64 = 5_000;
+/// How long a count of what the boxes' buckets hold (a listing per bucket) is served again.
+const USAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A box's artifact bucket and what it holds, for `reelbox cluster status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -136,83 +158,6 @@ pub async fn buckets(bus: &Bus) -> Vec<BoxBucket> {
     out
 }
 
-/// Boxes that have an artifact bucket on the server.
-async fn bucket_boxes(bus: &Bus) -> Vec<String> {
-    let prefix = format!("OBJ_{}", object_bucket(""));
-    let mut names = bus.js.stream_names();
-    let mut out = Vec::new();
-    while let Some(name) = names.next().await {
-        match name {
-            Ok(n) => out.extend(n.strip_prefix(&prefix).map(str::to_owned)),
-            Err(e) => {
-                tracing::debug!("cannot list the artifact buckets: {e}");
-                return Vec::new();
-            }
-        }
-    }
-    out
-}
-
-/// When box `host`'s bucket was made or last written, ms since the epoch (now when the
-/// server does not say: a bucket is never deleted on a failed look).
-async fn last_write_ms(bus: &Bus, host: &str) -> i64 {
-    match bus.js.get_stream(format!("OBJ_{}", object_bucket(host))).await {
-        Ok(s) => {
-            let info = s.cached_info();
-            let created = info.created.unix_timestamp_nanos() / 1_000_000;
-            created.max(info.state.last_timestamp.unix_timestamp_nanos() / 1_000_000) as i64
-        }
-        Err(_) => crate::time::now_ms(),
-    }
-}
-
-/// Deletes the bucket of a box gone `gone_ms`, saying so with what was left in it.
-async fn forget_box(bus: &Bus, host: &str, gone_ms: i64) {
-    let bucket = object_bucket(host);
-    let left = match bus.js.get_object_store(&bucket).await {
-        Ok(store) => usage(&store).await.map_or(0, |u| u.objects),
-        Err(_) => 0,
-    };
-    match bus.js.delete_object_store(&bucket).await {
-        Ok(_) => tracing::info!(
-            "deleted the artifact bucket {bucket} of box {host}: its heartbeat has been gone for {} \
-             (cluster.forget_box_after_h); {left} leftover object(s) went with it. The bucket is made \
-             again if the box comes back",
-            for_humans(gone_ms)
-        ),
-        Err(e) => tracing::warn!("cannot delete the artifact bucket {bucket} of box {host}, gone: {e}"),
-    }
-    bus.forget_bucket(host);
-}
-
-/// Deletes the bucket all boxes shared before per-box buckets when it holds no object;
-/// whether it is gone now (deleted, or never there).
-pub async fn drop_shared_bucket(bus: &Bus) -> bool {
-    let Ok(store) = bus.js.get_object_store(SHARED_BUCKET_BEFORE).await else {
-        return true;
-    };
-    match usage(&store).await {
-        Some(Usage { objects: 0, .. }) => match bus.js.delete_object_store(SHARED_BUCKET_BEFORE).await {
-            Ok(_) => {
-                tracing::info!(
-                    "deleted the artifact bucket {SHARED_BUCKET_BEFORE} that boxes shared before each had \
-                     its own: it was empty"
-                );
-                true
-            }
-            Err(e) => {
-                tracing::warn!("cannot delete the old shared artifact bucket {SHARED_BUCKET_BEFORE}: {e}");
-                false
-            }
-        },
-        Some(u) => {
-            tracing::debug!("the old shared bucket {SHARED_BUCKET_BEFORE} still holds {} object(s)", u.objects);
-            false
-        }
-        None => false,
-    }
-}
-
 /// What a bucket holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
@@ -235,11 +180,6 @@ pub async fn usage(store: &async_nats::jetstream::object_store::ObjectStore) -> 
     Some(u)
 }
 
-/// A duration for a log line: seconds under an hour, else hours.
-fn for_humans(ms: i64) -> String {
-    if ms < 3_600_000 { format!("{:.1} s", ms as f64 / 1000.0) } else { format!("{:.1} h", ms as f64 / 3_600_000.0) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +191,5 @@ mod tests {
         assert_eq!(at(0.001), 1_000, "a second at least");
         assert_eq!(at(0.01), 9_000);
         assert_eq!(at(0.0), 60_000, "never forgetting still drops the old shared bucket");
-        assert_eq!(for_humans(3_700), "3.7 s");
-        assert_eq!(for_humans(90_000_000), "25.0 h");
     }
 }

@@ -64,21 +64,8 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
         telemetry,
         running: Mutex::new(HashMap::new()),
     });
-    let consumer = worker
-        .bus
-        .work
-        .get_or_create_consumer(
-            &box_consumer(host.as_str()),
-            pull::Config {
-                durable_name: Some(box_consumer(host.as_str())),
-                filter_subject: work_subject(host.as_str()),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(worker.cluster.ack_wait_s),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| ClusterError::js("work consumer", e))?;
+    let mut consumer = worker.consumer().await?;
+    let mut looked = std::time::Instant::now();
     let heartbeat = tokio::spawn(worker.clone().heartbeat(stop.clone()));
     let cancels = tokio::spawn(worker.clone().listen_cancels(stop.clone()));
     tracing::info!(host = %host, slots = worker.slots(), "worker joined the cluster");
@@ -111,6 +98,17 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
                 });
             }
             Some(Err(e)) => tracing::debug!("fetch: {e}"),
+            // Idle. The head deletes the consumer of a box gone longer than
+            // `forget_box_after_h`; one that comes back without a restart (a long network
+            // cut) would then pull forever, as a pull from a missing consumer gets no answer
+            // at all. So an idle box looks at its consumer once per heartbeat TTL.
+            None if looked.elapsed() >= Duration::from_secs(worker.cluster.heartbeat_ttl_s) => {
+                looked = std::time::Instant::now();
+                match worker.consumer().await {
+                    Ok(c) => consumer = c,
+                    Err(e) => tracing::warn!("cannot bind the work consumer: {e}"),
+                }
+            }
             None => {}
         }
     }
@@ -126,6 +124,26 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
 }
 
 impl Worker {
+    /// This box's durable consumer of its work subject, made when missing (its first start,
+    /// or the head deleted it after the box was gone longer than `forget_box_after_h`).
+    async fn consumer(&self) -> Result<async_nats::jetstream::consumer::PullConsumer, ClusterError> {
+        let name = box_consumer(self.host.as_str());
+        if let Ok(c) = self.bus.work.get_consumer(&name).await {
+            return Ok(c);
+        }
+        let config = pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: work_subject(self.host.as_str()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(self.cluster.ack_wait_s),
+            ..Default::default()
+        };
+        let made = self.bus.work.get_or_create_consumer(&name, config).await;
+        let made = made.map_err(|e| ClusterError::js("work consumer", e))?;
+        tracing::info!(consumer = %name, "made this box's work consumer");
+        Ok(made)
+    }
+
     /// Stages this box runs at once: its CPU slots plus one per GPU.
     fn slots(&self) -> usize {
         self.cluster.cpu_slots.max(1) + self.gpus().len() * self.config.workers.gpu_concurrency.max(1)

@@ -52,8 +52,9 @@ pub struct ClusterConfig {
     /// KiB of a stage's small artifacts, in all, that travel inside its work or result
     /// message instead of through the object store (0: always the object store).
     pub inline_kib: u64,
-    /// Head: hours after a box's last heartbeat when its artifact bucket is deleted (made
-    /// again if it comes back); 0 keeps buckets for good.
+    /// Head: hours after a box's last heartbeat (counted across head restarts) when what it
+    /// left on the NATS server (artifact bucket, work consumer, heartbeat key) is deleted,
+    /// made again if it comes back; 0 keeps them for good.
     pub forget_box_after_h: f64,
 }
 

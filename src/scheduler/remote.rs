@@ -60,9 +60,10 @@ pub trait RemoteBoxes: Send + Sync {
     fn adverts(&self) -> Vec<serde_json::Value>;
     /// Seconds a heartbeat lives: a box silent this long is gone.
     fn heartbeat_ttl_s(&self) -> u64;
-    /// Each box's artifact bucket with what it holds (boxes gone included), as JSON.
-    fn buckets(&self) -> Vec<serde_json::Value> {
-        Vec::new()
+    /// Each box's artifact bucket with what it holds (boxes gone included), as JSON;
+    /// counted when asked (it lists the NATS server's buckets), hence a future.
+    fn buckets(&self) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
+        Box::pin(async { Vec::new() })
     }
 }
 

@@ -273,6 +273,23 @@ pub async fn wait_boxes(http: &reqwest::Client, head: &DaemonProc, names: &[&str
     }
 }
 
+/// Waits until the head's `GET /api/v1/cluster` lists exactly the named boxes (those gone
+/// dropped out once their heartbeats expired).
+pub async fn wait_only_boxes(http: &reqwest::Client, head: &DaemonProc, names: &[&str]) {
+    let t0 = Instant::now();
+    loop {
+        let view: serde_json::Value =
+            http.get(head.at("/api/v1/cluster")).send().await.expect("cluster").json().await.expect("json");
+        let hosts: Vec<&str> =
+            view["boxes"].as_array().into_iter().flatten().filter_map(|b| b["host"].as_str()).collect();
+        if hosts == names {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the head lists {hosts:?}, not only {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs `n` testcards of `steps` × 100 ms on the head until each one succeeded (showing
 /// the NATS server's log at `nats_log`, when given, for one that did not); the devices
 /// their stages ran on, with the jobs' ids.
