@@ -43,6 +43,8 @@ struct Worker {
     engine: Arc<Engine>,
     kinds: HashMap<&'static str, Arc<dyn JobKind>>,
     telemetry: Arc<Telemetry>,
+    /// The GPUs this box offers: none when the CUDA provider does not register here.
+    gpus: Vec<crate::gpu::DeviceInfo>,
     running: Mutex<HashMap<RunKey, Running>>,
 }
 
@@ -54,14 +56,17 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
     let telemetry = Telemetry::new(crate::gpu::open_source());
     telemetry.start();
     let config = Arc::new(config);
+    let engine = Arc::new(Engine::new(&config));
+    let gpus = crate::scheduler::gpus::usable_gpus(&telemetry, &config, &engine).list;
     let worker = Arc::new(Worker {
         bus,
-        engine: Arc::new(Engine::new(&config)),
+        engine,
         kinds: crate::kinds::registry().into_iter().map(|k| (k.name(), k)).collect(),
         config,
         cluster,
         host,
         telemetry,
+        gpus,
         running: Mutex::new(HashMap::new()),
     });
     let mut consumer = worker.consumer().await?;
@@ -149,8 +154,8 @@ impl Worker {
         self.cluster.cpu_slots.max(1) + self.gpus().len() * self.config.workers.gpu_concurrency.max(1)
     }
 
-    fn gpus(&self) -> Vec<crate::gpu::DeviceInfo> {
-        crate::gpu::filter_gpus(self.telemetry.gpus(), &self.config.workers)
+    fn gpus(&self) -> &[crate::gpu::DeviceInfo] {
+        &self.gpus
     }
 
     /// Puts this box's advert into the KV bucket at a third of its TTL.

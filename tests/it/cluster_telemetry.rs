@@ -86,3 +86,21 @@ async fn worker_boxes_gpus_show_in_system_telemetry_and_comfy_stats() {
         );
     }
 }
+
+/// A worker whose card NVML sees but whose ONNX Runtime cannot register CUDA on it (the
+/// real CPU build, asked for real: `probe`) offers only its CPU, so the head never sends
+/// it a stage that would fail on `cuda:0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_cuda_provider_does_not_register_offers_only_its_cpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let head = start_head(&dir.path().join("head"), &nats, true);
+    let runtime = crate::common::provision::runtime();
+    let env = [("REELBOX_FAKE_GPUS", "8192,probe"), ("ORT_DYLIB_PATH", runtime.to_str().expect("utf-8"))];
+    let _w = WorkerProc::start_env(&dir.path().join("w"), &nats, "nocuda", &[], &env);
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["nocuda"]).await;
+    let sys: Value = http.get(head.at("/api/v1/system")).send().await.expect("system").json().await.expect("json");
+    let ids: Vec<&str> = sys["devices"].as_array().expect("devices").iter().filter_map(|d| d["id"].as_str()).collect();
+    assert!(ids.contains(&"nocuda/cpu") && !ids.iter().any(|d| d.starts_with("nocuda/cuda")), "{ids:?}");
+}
