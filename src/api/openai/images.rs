@@ -115,7 +115,10 @@ pub fn preset_names(config: &Config) -> Vec<String> {
 pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String, Option<String>), OpenAiError> {
     let catalog = Catalog::load(config);
     let default_model = || -> Result<String, OpenAiError> {
-        if let Some(name) = &config.openai.default_image_model {
+        // Passed over when not installed, as `[defaults]` is.
+        if let Some(name) = &config.openai.default_image_model
+            && catalog.find(ModelKind::Diffusion, name).is_some()
+        {
             return Ok(name.clone());
         }
         // The diffusion default `models list` tags, as the native route uses.

@@ -80,7 +80,8 @@ pub fn resolve_voice(config: &Config, voice: &str, model: Option<&str>) -> Resul
         return Ok(m.to_string());
     }
     if OPENAI_VOICES.contains(&voice) {
-        if let Some(d) = &config.openai.default_voice {
+        // Passed over when not installed, as `[defaults]` is.
+        if let Some(d) = config.openai.default_voice.as_ref().filter(|d| installed.contains(d)) {
             return Ok(d.clone());
         }
         // OpenAI's voice names mean the box's default voice, the one `models list` tags.
@@ -197,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn openai_voice_names_fall_back_to_the_first_installed_voice() {
+    fn openai_voice_names_fall_back_to_the_default_voice() {
         let (_dir, config) = config_with_voice();
         assert_eq!(resolve_voice(&config, "alloy", Some("tts-1")).expect("ok"), "en_US-joe-medium");
         assert_eq!(resolve_voice(&config, "en_US-joe-medium", None).expect("ok"), "en_US-joe-medium");
@@ -211,6 +212,9 @@ mod tests {
         config.openai.voices.insert("nova".into(), "en_GB-alba-medium".into());
         config.openai.default_voice = Some("en_US-joe-medium".into());
         assert_eq!(resolve_voice(&config, "nova", None).expect("ok"), "en_GB-alba-medium");
+        assert_eq!(resolve_voice(&config, "echo", None).expect("ok"), "en_US-joe-medium");
+        // A configured default that is not installed is passed over for the box's default.
+        config.openai.default_voice = Some("en_GB-nobody-low".into());
         assert_eq!(resolve_voice(&config, "echo", None).expect("ok"), "en_US-joe-medium");
     }
 
