@@ -21,7 +21,7 @@ pub struct ImageRequest {
     #[schema(min_length = 1, max_length = 8000)]
     pub prompt: String,
     pub negative_prompt: Option<String>,
-    /// Installed diffusion model (default: the only one installed).
+    /// Installed diffusion model (default: the diffusion default `reelbox models list` tags).
     pub model: Option<String>,
     /// Pixels; a multiple of the model's size step (usually 8), at most
     /// `limits.max_image_side` (default 2048).

@@ -28,7 +28,7 @@ pub struct ImageArgs {
     /// What to keep out of the picture.
     #[arg(long)]
     pub negative: Option<String>,
-    /// Installed diffusion model (default: `[defaults] image_model`, else the only one installed).
+    /// Installed diffusion model (default: the diffusion default `reelbox models list` tags).
     #[arg(long)]
     pub model: Option<String>,
     /// Width in pixels (a multiple of the model's size step, usually 8).

@@ -34,7 +34,7 @@ pub struct RenderArgs {
     /// Music file mixed under the narration (ducked while someone speaks).
     #[arg(long)]
     pub music: Option<PathBuf>,
-    /// Diffusion model for the keyframes.
+    /// Diffusion model for the keyframes (default: the diffusion default `reelbox models list` tags).
     #[arg(long)]
     pub model: Option<String>,
     /// Film width in pixels, a multiple of 8 (default 512).

@@ -21,7 +21,7 @@ pub struct SayArgs {
     /// WAV file to write.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Installed voice (default: `[defaults] voice`, en_US-joe-medium); with --local also a path to a voice .onnx.
+    /// Installed voice (default: the voice `reelbox models list` tags default); with --local also a path to a voice .onnx.
     #[arg(long)]
     pub voice: Option<String>,
     /// Speaker of a multi-speaker voice (name or number).

@@ -43,7 +43,7 @@ pub struct ImageRequest {
     pub prompt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub negative_prompt: Option<String>,
-    /// Installed diffusion model (default: the only one installed).
+    /// Installed diffusion model (default: the diffusion default `reelbox models list` tags).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
