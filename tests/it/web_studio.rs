@@ -105,10 +105,18 @@ async fn shot(c: &Client, name: &str, w: u32, h: u32) {
     std::fs::write(shots_dir().join(format!("{name}-{w}x{h}.png")), png).expect("write screenshot");
 }
 
+/// Visible controls smaller than 24 px either way (WCAG 2.2's minimum target): too small
+/// for a finger.
+const TINY_CONTROLS: &str = "return [...document.querySelectorAll('button, input, select, textarea, nav a, .handle')]\
+     .map(e => [e, e.getBoundingClientRect()]).filter(([e, r]) => e.offsetParent && r.right > 0)\
+     .filter(([e, r]) => r.width < 24 || r.height < 24)\
+     .map(([e, r]) => `${e.tagName} ${e.id || e.type || e.className} ${r.width}x${r.height}`)";
+
 async fn both_shots(c: &Client, name: &str) {
     shot(c, name, 390, 844).await;
     let overflow = js(c, "return document.documentElement.scrollWidth - innerWidth").await;
     assert!(overflow.as_i64().unwrap_or(0) <= 0, "{name}: the page is wider than a phone ({overflow} px)");
+    assert_eq!(js(c, TINY_CONTROLS).await, json!([]), "{name}: controls too small for a finger on a phone");
     shot(c, name, 1280, 800).await;
 }
 
@@ -231,7 +239,7 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
         ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
     ];
     let data = dir.path().join("data");
-    let d = DaemonProc::start(&data, &env);
+    let mut d = DaemonProc::start(&data, &env);
     let http = reqwest::Client::new();
     let downloads = dir.path().join("downloads");
     std::fs::create_dir_all(&downloads).expect("downloads dir");
@@ -326,6 +334,15 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     let want = probe_with(&probed, false).expect("ffprobe").duration_s.expect("duration");
     let got = played[0].as_f64().expect("video duration");
     assert!((got - want).abs() <= 0.2, "the page plays {got:.2} s of a {want:.2} s film");
+    let stages = js(c, "return [...document.querySelectorAll('.stage .name')].map(e => e.textContent)").await;
+    assert_eq!(
+        stages,
+        json!(["Planning", "Pictures", "Voice", "Camera moves", "Presenter", "Upscaling", "Putting it together"]),
+        "stages are named in words, not the API's names"
+    );
+    shot(c, "watch", 390, 844).await;
+    let top = js(c, "return document.querySelector('video').getBoundingClientRect().top < innerHeight").await;
+    assert_eq!(top, true, "on a phone the finished film starts on the first screen, above the stage list");
     both_shots(c, "watch").await;
 
     // The film downloads through its link.
@@ -451,6 +468,44 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     assert!(!text.as_str().unwrap_or("").contains("bob reads"), "alice sees only her work: {text}");
     let stored = js(c, "return [document.cookie, localStorage.length, sessionStorage.getItem('reelbox.key')]").await;
     assert_eq!(stored, json!(["", 0, null]), "the session is HttpOnly and no key is stored by the page");
+
+    // The daemon restarts while alice watches a job: sessions live in its memory, so the
+    // page must ask for her key again (not sit there at its last percentage), then carry on.
+    let as_alice = |r: reqwest::RequestBuilder| r.bearer_auth(&client_keys[0]);
+    let resp = as_alice(http.post(d.at("/api/v1/jobs")))
+        .json(&common::daemon::testcard(json!({"steps": 40, "step_ms": 200})))
+        .send()
+        .await;
+    let card: Value = resp.expect("testcard").json().await.expect("json");
+    let card = card["id"].as_str().expect("id").to_string();
+    go(c, &d, &format!("#/watch/{card}"), "#percent").await;
+    wait_js(
+        c,
+        "card running",
+        "return document.getElementById('job-state').textContent === 'running'",
+        Duration::from_secs(20),
+    )
+    .await;
+    let bind = d.url.trim_start_matches("http://").to_string();
+    d.kill9();
+    // Same port, so the page's address stays right; held until the test ends.
+    let _restarted = DaemonProc::start_at(&data, &bind, &env);
+    wait_js(
+        c,
+        "login after the restart",
+        "return !document.getElementById('login').hidden && document.getElementById('who').hidden",
+        Duration::from_secs(20),
+    )
+    .await;
+    find(c, "#login-key").await.send_keys(&client_keys[0]).await.expect("type");
+    find(c, "#login-form button[type=submit]").await.click().await.expect("log in again");
+    wait_js(
+        c,
+        "the card finishes in the page",
+        "return document.getElementById('job-state')?.textContent === 'succeeded'",
+        Duration::from_secs(60),
+    )
+    .await;
     find(c, "#logout").await.click().await.expect("log out");
     wait_js(c, "logged out", "return !document.getElementById('login').hidden", Duration::from_secs(10)).await;
     let after = js(c, "return fetch('/api/v1/jobs').then(r => r.status)").await;
