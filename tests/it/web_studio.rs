@@ -488,6 +488,8 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     .await;
     let bind = d.url.trim_start_matches("http://").to_string();
     d.kill9();
+    // Down for a moment, as a real restart is: what the page asks meanwhile finds nobody.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     // Same port, so the page's address stays right; held until the test ends.
     let _restarted = DaemonProc::start_at(&data, &bind, &env);
     wait_js(
