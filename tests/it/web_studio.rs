@@ -466,6 +466,30 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     )
     .await;
     assert!(!text.as_str().unwrap_or("").contains("bob reads"), "alice sees only her work: {text}");
+    // Work that has not finished offers Cancel (the API would refuse a delete), then Delete.
+    let queue = |what: &str| http.post(d.at(&format!("/api/v1/queue/{what}"))).bearer_auth(&admin).send();
+    assert_eq!(queue("pause").await.expect("pause").status(), 200);
+    let resp = http.post(d.at("/api/v1/speech")).bearer_auth(&client_keys[0]).json(&json!({"text": "Not yet."})).send();
+    let waiting: Value = resp.await.expect("speech").json().await.expect("json");
+    let waiting = waiting["id"].as_str().unwrap_or_else(|| panic!("a queued speech job: {waiting}")).to_string();
+    let card = format!("[data-job='{waiting}']");
+    // Already on the library: load it afresh.
+    c.refresh().await.expect("reload");
+    wait_js(c, "library", "return !!document.querySelector('#lib-kind')", Duration::from_secs(10)).await;
+    find(c, "#lib-kind").await.select_by_value("speech").await.expect("speech");
+    wait_js(c, "queued card", &format!("return !!document.querySelector(\"{card} button\")"), Duration::from_secs(10))
+        .await;
+    let offered =
+        js(c, &format!("return [...document.querySelectorAll(\"{card} button\")].map(b => b.textContent)")).await;
+    assert_eq!(offered, json!(["Cancel"]), "a queued job's card");
+    find(c, &format!("{card} button")).await.click().await.expect("cancel");
+    let after = format!(
+        "const b = document.querySelector(\"{card} button\"); \
+         return b && b.textContent === 'Delete' && document.querySelector(\"{card}\").innerText"
+    );
+    let shown = wait_js(c, "canceled card", &after, Duration::from_secs(10)).await;
+    assert!(shown.as_str().is_some_and(|t| t.contains("speech · canceled")), "{shown}");
+    assert_eq!(queue("resume").await.expect("resume").status(), 200);
     let stored = js(c, "return [document.cookie, localStorage.length, sessionStorage.getItem('reelbox.key')]").await;
     assert_eq!(stored, json!(["", 0, null]), "the session is HttpOnly and no key is stored by the page");
 
