@@ -11,6 +11,18 @@ const STAGES = { plan: "Planning", keyframes: "Pictures", narration: "Voice", mo
   lipsync: "Presenter", generate: "Picture", pull: "Download", import: "Import", detect: "Face search",
   card: "Test card", summary: "Summary" };
 
+/**
+ * A daemon message for people: what it says for operators after a `;` (commands and routes
+ * in backticks, like "`reelbox queue resume` (POST …)") is left out.
+ */
+export function plain(msg) {
+  if (!msg) return msg;
+  const tick = msg.indexOf("`");
+  const cut = tick < 0 ? -1 : msg.lastIndexOf(";", tick);
+  const text = cut > 0 ? msg.slice(0, cut) : msg;
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 /** A stage's name for people. */
 export function stageLabel(name) {
   return STAGES[name] || String(name).replace(/_/g, " ");
@@ -102,7 +114,7 @@ export async function watch(root, id) {
       eta.textContent = left < 1.5 ? "almost done" : `about ${duration(left)} left`;
     } else eta.textContent = job.state === "queued" ? "waiting for a free device" : "";
     const said = job.progress.message;
-    message.textContent = job.error || (said && STAGES[said] ? STAGES[said] : said) || "\u00a0";
+    message.textContent = job.error || (said && STAGES[said] ? STAGES[said] : plain(said)) || "\u00a0";
     for (const s of job.stages) {
       if (!stages.has(s.name)) { const r = stageRow(s); stages.set(s.name, r); stageList.append(r.row); }
       const r = stages.get(s.name);

@@ -473,15 +473,25 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     let waiting: Value = resp.await.expect("speech").json().await.expect("json");
     let waiting = waiting["id"].as_str().unwrap_or_else(|| panic!("a queued speech job: {waiting}")).to_string();
     let card = format!("[data-job='{waiting}']");
-    // Already on the library: load it afresh.
-    c.refresh().await.expect("reload");
+    // Its Watch view says why it waits in words, without the operator's command and route.
+    go(c, &d, &format!("#/watch/{waiting}"), "#job-state").await;
+    let why = wait_js(
+        c,
+        "why it waits",
+        "return document.querySelector('.watch .message').textContent.trim()",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(why, "Waiting: the queue is paused", "the reason shown for a queued job");
+    go(c, &d, "#/library", "#lib-kind").await;
     wait_js(c, "library", "return !!document.querySelector('#lib-kind')", Duration::from_secs(10)).await;
     find(c, "#lib-kind").await.select_by_value("speech").await.expect("speech");
     wait_js(c, "queued card", &format!("return !!document.querySelector(\"{card} button\")"), Duration::from_secs(10))
         .await;
     let offered =
         js(c, &format!("return [...document.querySelectorAll(\"{card} button\")].map(b => b.textContent)")).await;
-    assert_eq!(offered, json!(["Cancel"]), "a queued job's card");
+    let shown = js(c, &format!("return document.querySelector(\"{card}\").innerText")).await;
+    assert_eq!(offered, json!(["Cancel"]), "a queued job's card: {shown}");
     find(c, &format!("{card} button")).await.click().await.expect("cancel");
     let after = format!(
         "const b = document.querySelector(\"{card} button\"); \
