@@ -136,8 +136,12 @@ export async function watch(root, id) {
     if (pending) return;
     pending = setTimeout(async () => {
       pending = null;
-      try { job = await api("GET", `/api/v1/jobs/${id}`); error.textContent = ""; await draw(); }
-      catch (e) { if (e.status !== 401) error.textContent = e.message; }
+      try {
+        job = await api("GET", `/api/v1/jobs/${id}`);
+        error.textContent = "";
+        await draw();
+        if (FINAL.includes(job.state) && source) source.close();
+      } catch (e) { if (e.status !== 401) error.textContent = e.message; }
     }, 250);
   };
   const act = async (what) => {
@@ -187,7 +191,8 @@ export async function watch(root, id) {
     source.onerror = () => {
       if (FINAL.includes(job.state)) { source.close(); return; }
       if (source.readyState === EventSource.CLOSED) reconnect();
-      else error.textContent = "Lost contact with the box; trying again…";
+      // The stream also ends when the job does: ask how it is (an unreachable box says so).
+      else refresh();
     };
   };
 

@@ -313,6 +313,11 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     )
     .await;
     assert!(err.as_str().unwrap_or("").contains("not valid"), "{err}");
+    let told = js(c, "return document.querySelector('#login-form p').textContent").await;
+    assert!(
+        told.as_str().is_some_and(|t| t.contains("rb_") && t.contains("12 hours")),
+        "what a key is and how long a login lasts: {told}"
+    );
     both_shots(c, "login-error").await;
     find(c, "#login-key").await.clear().await.expect("clear");
     find(c, "#login-key").await.send_keys(&client_keys[0]).await.expect("type");
