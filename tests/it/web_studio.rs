@@ -312,7 +312,7 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
         Duration::from_secs(10),
     )
     .await;
-    assert!(err.as_str().unwrap_or("").contains("not valid"), "{err}");
+    assert!(err.as_str().unwrap_or("").starts_with("Your key: this key is not valid"), "named by its label: {err}");
     let told = js(c, "return document.querySelector('#login-form p').textContent").await;
     assert!(
         told.as_str().is_some_and(|t| t.contains("rb_") && t.contains("12 hours")),
