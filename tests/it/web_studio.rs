@@ -138,8 +138,20 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     // The preset list is the box's (GET /api/v1/presets), with its descriptions.
     let presets = js(c, "return [...document.querySelectorAll('#preset option')].map(o => o.value)").await;
     assert_eq!(presets, json!(["", "fast", "quality", "max"]), "model default, then the box's presets");
-    // Listen speaks the first sentence of the script with the chosen voice and plays it.
+    // Listen speaks the first sentence of the script with the chosen voice and plays it;
+    // while the line waits its turn (here: the queue is paused) it says so.
+    let paused = http.post(d.at("/api/v1/queue/pause")).send().await.expect("pause");
+    assert_eq!(paused.status(), 200);
     js(c, "[...document.querySelectorAll('form.film button')].find(b => b.textContent === 'Listen').click()").await;
+    wait_js(
+        c,
+        "listen waits",
+        "return [...document.querySelectorAll('form.film .hint[aria-live]')].some(e => e.textContent.startsWith('Waiting'))",
+        Duration::from_secs(10),
+    )
+    .await;
+    let resumed = http.post(d.at("/api/v1/queue/resume")).send().await.expect("resume");
+    assert_eq!(resumed.status(), 200);
     let heard = wait_js(
         c,
         "listen",
