@@ -90,6 +90,7 @@ export async function watch(root, id) {
   const error = h("p", { class: "form-error", role: "alert" });
   const resultSlot = h("div");
   const seen = new Set();
+  let best = 0;
 
   const addPicture = (a) => {
     if (seen.has(a.url)) return;
@@ -105,7 +106,11 @@ export async function watch(root, id) {
   const draw = async () => {
     stateEl.textContent = job.state;
     stateEl.className = `badge ${job.state}`;
-    const f = job.state === "succeeded" ? 1 : job.progress.fraction;
+    // The daemon's fraction can jump ahead for a moment between stages (seen: 55, 70, 57 %);
+    // what the page shows never goes back while the job runs. A retry starts from nothing.
+    let f = job.state === "succeeded" ? 1 : job.progress.fraction;
+    if (job.state === "running") f = best = Math.max(best, f);
+    else best = 0;
     overall.value = f;
     percent.textContent = `${Math.floor(f * 100)} %`;
     if (job.state === "running" && job.started_at && f > 0.02) {
@@ -125,6 +130,8 @@ export async function watch(root, id) {
     }
     cancel.hidden = FINAL.includes(job.state);
     retry.hidden = !["failed", "canceled"].includes(job.state);
+    // A step preview is only news while the job runs; the result shows the finished picture.
+    if (FINAL.includes(job.state)) preview.hidden = true;
     if (job.state === "succeeded" && !resultSlot.childElementCount) {
       const arts = await artifacts(id);
       arts.filter((a) => a.media_type.startsWith("image/")).forEach(addPicture);

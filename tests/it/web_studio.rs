@@ -239,6 +239,25 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     }
     assert_eq!(std::fs::read(&target).expect("downloaded"), bytes.as_ref(), "the download is the film");
 
+    // A picture watched while it is made: step previews, then only the finished picture.
+    let queue = |what: &str| http.post(d.at(&format!("/api/v1/queue/{what}"))).send();
+    assert_eq!(queue("pause").await.expect("pause").status(), 200);
+    let resp = http.post(d.at("/api/v1/images")).json(&json!({"prompt": "a red circle", "steps": 25})).send();
+    let picture: Value = resp.await.expect("image").json().await.expect("json");
+    let picture = picture["id"].as_str().expect("id").to_string();
+    go(c, &d, &format!("#/watch/{picture}"), "#job-state").await;
+    assert_eq!(queue("resume").await.expect("resume").status(), 200);
+    wait_js(c, "a step preview", "return !document.querySelector('.preview').hidden", Duration::from_secs(30)).await;
+    wait_js(
+        c,
+        "the picture",
+        "return document.querySelectorAll('.result img.picture').length === 1",
+        Duration::from_secs(30),
+    )
+    .await;
+    let stale = js(c, "return !document.querySelector('.preview').hidden").await;
+    assert_eq!(stale, false, "the last step preview goes once the picture is done");
+
     // The box, then the library: delete the film with its files.
     go(c, &d, "#/box", "table tbody tr").await;
     wait_js(c, "telemetry", "return document.querySelectorAll('.gauge').length > 0", Duration::from_secs(10)).await;
