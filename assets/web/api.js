@@ -21,7 +21,14 @@ export async function api(method, path, body) {
     init.body = JSON.stringify(body);
     init.headers["content-type"] = "application/json";
   }
-  const resp = await fetch(path, init);
+  let resp;
+  try {
+    resp = await fetch(path, init);
+  } catch {
+    // The browser's own words ("Failed to fetch") mean nothing to a person at a phone.
+    throw new ApiError(0, { error: { code: "unreachable",
+      message: "Cannot reach the box: check that it is switched on and that this device is on its network." } });
+  }
   if (resp.status === 401 && path !== "/api/v1/session") {
     window.dispatchEvent(new CustomEvent("reelbox:login"));
   }

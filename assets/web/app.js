@@ -80,7 +80,11 @@ document.getElementById("logout").addEventListener("click", async () => {
 
 window.addEventListener("reelbox:login", () => {
   if (session.current && session.current.keys_required) {
+    // The session ended (expired, logged out elsewhere, the daemon restarted): stop the
+    // view's streams and timers; logging in again shows it afresh.
     session.current = null;
+    document.getElementById("who").hidden = true;
+    if (cleanup) { cleanup(); cleanup = null; }
     showLogin(true);
   }
 });

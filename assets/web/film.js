@@ -36,7 +36,10 @@ async function listen(button, status, text, voice) {
   status.textContent = "Synthesising…";
   try {
     const job = await api("POST", "/api/v1/speech", { text, voice: voice || undefined });
-    const done = await waitJob(job.id);
+    // Behind a film the line may wait its turn: say so rather than look stuck.
+    const done = await waitJob(job.id, (j) => {
+      status.textContent = j.state === "queued" ? "Waiting for the box to finish other work…" : "Synthesising…";
+    });
     if (done.state !== "succeeded") throw new Error(done.error || `speech ${done.state}`);
     const wav = (await artifacts(job.id)).find((a) => a.media_type.startsWith("audio/"));
     const audio = new Audio(wav.url);

@@ -1,21 +1,37 @@
 // Library: the caller's films, pictures and speech, newest first, with prompt search,
 // playback, download and delete (with the files).
-import { api, artifacts } from "./api.js";
+import { api, artifacts, waitJob } from "./api.js";
 import { bytes, h, summary, when } from "./ui.js";
 import { result } from "./watch.js";
 
 const KINDS = [["render", "Films"], ["image", "Pictures"], ["speech", "Speech"], ["", "Everything"]];
 
+/** What each kind is called on the page. */
+const WORDS = { render: "film", image: "picture", speech: "speech" };
+
 async function card(job, onGone) {
+  const word = WORDS[job.kind] || job.kind;
   const body = h("div", { class: "item-body" });
   const status = h("p", { class: "hint", role: "status" });
   const del = h("button", { type: "button", class: "danger" }, "Delete");
+  // Work still queued or running can only be canceled (the API refuses to delete it), so
+  // that is what its card offers; once it has stopped, the card offers Delete.
+  const live = ["queued", "running"].includes(job.state);
+  const stop = h("button", { type: "button", class: "secondary" }, "Cancel");
   const item = h("li", { class: "card item", "data-job": job.id },
-    h("h2", {}, h("a", { href: `#/watch/${job.id}` }, summary(job, 90) || job.kind)),
-    h("p", { class: "hint" }, `${job.kind} · ${job.state} · ${when(job.created_at)}`),
-    body, h("div", { class: "row" }, del), status);
+    h("h2", {}, h("a", { href: `#/watch/${job.id}` }, summary(job, 90) || word)),
+    h("p", { class: "hint" }, `${word} · ${job.state} · ${when(job.created_at)}`),
+    body, h("div", { class: "row" }, live ? stop : del), status);
+  stop.addEventListener("click", async () => {
+    stop.disabled = true;
+    try {
+      await api("POST", `/api/v1/jobs/${job.id}/cancel`);
+      // A running job stops within a second; show the card as it then is.
+      item.replaceWith(await card(await waitJob(job.id), onGone));
+    } catch (e) { status.textContent = e.message; stop.disabled = false; }
+  });
   del.addEventListener("click", async () => {
-    if (!confirm(`Delete this ${job.kind} and its files?`)) return;
+    if (!confirm(`Delete this ${word} and its files?`)) return;
     try {
       const r = await api("DELETE", `/api/v1/jobs/${job.id}`);
       status.textContent = `Deleted ${r.artifacts} file${r.artifacts === 1 ? "" : "s"}.`;

@@ -51,7 +51,11 @@ export function showError(root, err, fields = {}) {
   if (control) {
     control.setAttribute("aria-invalid", "true");
     const slot = root.querySelector(`#${id}-error`);
-    if (slot) slot.textContent = err.message;
+    // The API names its own field ("width: …"); under the control, its label says it better.
+    const label = root.querySelector(`label[for="${id}"]`);
+    const own = `${err.field}: `;
+    const text = label && err.message.startsWith(own) ? `${label.textContent}: ${err.message.slice(own.length)}` : err.message;
+    if (slot) slot.textContent = text;
     control.focus();
     return;
   }

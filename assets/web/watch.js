@@ -5,6 +5,29 @@ import { duration, h, summary, when } from "./ui.js";
 
 const FINAL = ["succeeded", "failed", "canceled"];
 
+/** Stage names in words a viewer knows (the API's names are for programs). */
+const STAGES = { plan: "Planning", keyframes: "Pictures", narration: "Voice", motion: "Camera moves",
+  talking_head: "Presenter", upscale: "Upscaling", mux: "Putting it together", speech: "Voice",
+  lipsync: "Presenter", generate: "Picture", pull: "Download", import: "Import", detect: "Face search",
+  card: "Test card", summary: "Summary" };
+
+/**
+ * A daemon message for people: what it says for operators after a `;` (commands and routes
+ * in backticks, like "`reelbox queue resume` (POST …)") is left out.
+ */
+export function plain(msg) {
+  if (!msg) return msg;
+  const tick = msg.indexOf("`");
+  const cut = tick < 0 ? -1 : msg.lastIndexOf(";", tick);
+  const text = cut > 0 ? msg.slice(0, cut) : msg;
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** A stage's name for people. */
+export function stageLabel(name) {
+  return STAGES[name] || String(name).replace(/_/g, " ");
+}
+
 /** The main output of a finished job as page elements: player and download links. */
 export function result(job, arts) {
   const by = (pred) => arts.filter(pred);
@@ -34,9 +57,9 @@ export function result(job, arts) {
 }
 
 function stageRow(stage) {
-  const bar = h("progress", { max: 1, value: stage.state === "done" ? 1 : 0, "aria-label": `${stage.name} progress` });
+  const bar = h("progress", { max: 1, value: stage.state === "done" ? 1 : 0, "aria-label": `${stageLabel(stage.name)} progress` });
   const state = h("span", { class: "state" }, stage.state);
-  const row = h("li", { class: `stage ${stage.state}`, "data-stage": stage.name }, h("span", { class: "name" }, stage.name), bar, state);
+  const row = h("li", { class: `stage ${stage.state}`, "data-stage": stage.name }, h("span", { class: "name" }, stageLabel(stage.name)), bar, state);
   return { row, bar, state };
 }
 
@@ -67,6 +90,7 @@ export async function watch(root, id) {
   const error = h("p", { class: "form-error", role: "alert" });
   const resultSlot = h("div");
   const seen = new Set();
+  let best = 0;
 
   const addPicture = (a) => {
     if (seen.has(a.url)) return;
@@ -82,14 +106,20 @@ export async function watch(root, id) {
   const draw = async () => {
     stateEl.textContent = job.state;
     stateEl.className = `badge ${job.state}`;
-    const f = job.state === "succeeded" ? 1 : job.progress.fraction;
+    // The daemon's fraction can jump ahead for a moment between stages (seen: 55, 70, 57 %);
+    // what the page shows never goes back while the job runs. A retry starts from nothing.
+    let f = job.state === "succeeded" ? 1 : job.progress.fraction;
+    if (job.state === "running") f = best = Math.max(best, f);
+    else best = 0;
     overall.value = f;
     percent.textContent = `${Math.floor(f * 100)} %`;
     if (job.state === "running" && job.started_at && f > 0.02) {
       const spent = (Date.now() - Date.parse(job.started_at)) / 1000;
-      eta.textContent = `about ${duration((spent * (1 - f)) / f)} left`;
+      const left = (spent * (1 - f)) / f;
+      eta.textContent = left < 1.5 ? "almost done" : `about ${duration(left)} left`;
     } else eta.textContent = job.state === "queued" ? "waiting for a free device" : "";
-    message.textContent = job.error || job.progress.message || "\u00a0";
+    const said = job.progress.message;
+    message.textContent = job.error || (said && STAGES[said] ? STAGES[said] : plain(said)) || "\u00a0";
     for (const s of job.stages) {
       if (!stages.has(s.name)) { const r = stageRow(s); stages.set(s.name, r); stageList.append(r.row); }
       const r = stages.get(s.name);
@@ -100,6 +130,8 @@ export async function watch(root, id) {
     }
     cancel.hidden = FINAL.includes(job.state);
     retry.hidden = !["failed", "canceled"].includes(job.state);
+    // A step preview is only news while the job runs; the result shows the finished picture.
+    if (FINAL.includes(job.state)) preview.hidden = true;
     if (job.state === "succeeded" && !resultSlot.childElementCount) {
       const arts = await artifacts(id);
       arts.filter((a) => a.media_type.startsWith("image/")).forEach(addPicture);
@@ -111,7 +143,12 @@ export async function watch(root, id) {
     if (pending) return;
     pending = setTimeout(async () => {
       pending = null;
-      try { job = await api("GET", `/api/v1/jobs/${id}`); await draw(); } catch (e) { error.textContent = e.message; }
+      try {
+        job = await api("GET", `/api/v1/jobs/${id}`);
+        error.textContent = "";
+        await draw();
+        if (FINAL.includes(job.state) && source) source.close();
+      } catch (e) { if (e.status !== 401) error.textContent = e.message; }
     }, 250);
   };
   const act = async (what) => {
@@ -123,6 +160,26 @@ export async function watch(root, id) {
   retry.addEventListener("click", () => act("retry"));
 
   let source = null;
+  let again = null;
+  // A dropped stream is retried by the browser itself, but an error answer (a 401 once the
+  // daemon restarted or the session ended) closes it for good: then ask the API, which
+  // brings up the login form on a 401 or says the box is unreachable, and listen again.
+  const reconnect = () => {
+    if (again) return;
+    again = setTimeout(async () => {
+      again = null;
+      try {
+        job = await api("GET", `/api/v1/jobs/${id}`);
+        error.textContent = "";
+        await draw();
+        if (!FINAL.includes(job.state)) listen();
+      } catch (e) {
+        if (e.status === 401) return;
+        error.textContent = e.message;
+        reconnect();
+      }
+    }, 2000);
+  };
   const listen = () => {
     if (source) source.close();
     source = new EventSource(`/api/v1/jobs/${id}/events`);
@@ -137,7 +194,13 @@ export async function watch(root, id) {
       refresh();
     });
     for (const t of ["stage", "state"]) source.addEventListener(t, refresh);
-    source.onerror = () => { if (FINAL.includes(job.state)) source.close(); };
+    source.onopen = () => { if (error.textContent) refresh(); };
+    source.onerror = () => {
+      if (FINAL.includes(job.state)) { source.close(); return; }
+      if (source.readyState === EventSource.CLOSED) reconnect();
+      // The stream also ends when the job does: ask how it is (an unreachable box says so).
+      else refresh();
+    };
   };
 
   root.append(h("section", { class: "card watch" },
@@ -145,13 +208,13 @@ export async function watch(root, id) {
     h("p", { class: "summary" }, summary(job, 160)),
     h("div", { class: "overall" }, overall, percent, eta),
     message,
+    resultSlot,
     stageList,
     h("div", { class: "row" }, cancel, retry),
     error,
     h("h2", {}, "Pictures"),
-    h("div", { class: "pictures" }, keyframes, preview),
-    resultSlot));
+    h("div", { class: "pictures" }, keyframes, preview)));
   await draw();
   if (!FINAL.includes(job.state)) listen();
-  return () => { if (source) source.close(); if (pending) clearTimeout(pending); };
+  return () => { if (source) source.close(); if (pending) clearTimeout(pending); if (again) clearTimeout(again); };
 }

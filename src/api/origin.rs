@@ -122,6 +122,43 @@ fn forbidden(code: &'static str, message: String) -> Response {
     ApiError::new(StatusCode::FORBIDDEN, code, message).into_response()
 }
 
+/// Whether a request is a browser opening a page (a typed-in address or a link), which
+/// should read an explanation, not JSON.
+fn wants_page(req: &Request) -> bool {
+    req.method() == axum::http::Method::GET
+        && req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+}
+
+/// The refusal of an unknown host as a small page (no script, nothing loaded): what a
+/// person who opened the studio by a router's name for the box sees.
+fn unknown_host_page(host: &str) -> Response {
+    let name = host_name(host)
+        .chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            c => c.to_string(),
+        })
+        .collect::<String>();
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>reelbox: unknown name</title>\
+         <h1>This box does not answer to the name \u{201c}{name}\u{201d}</h1>\
+         <p>Open it by its address (like <code>http://192.168.1.20:8470/</code>) or by a name ending in \
+         <code>.local</code> or <code>.lan</code>.</p><p>Its owner can allow this name: add it to \
+         <code>server.allowed_hosts</code> in the box's configuration. (This check keeps other web sites \
+         from reaching the box through a borrowed name.)</p></html>"
+    );
+    let mut resp = (StatusCode::FORBIDDEN, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CONTENT_SECURITY_POLICY, axum::http::HeaderValue::from_static("default-src 'none'"));
+    resp
+}
+
 /// Middleware: refuses requests for an unknown host or from a foreign web page.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let guard = &state.guard;
@@ -129,6 +166,9 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     if let Some(h) = host
         && !guard.host_allowed(h)
     {
+        if wants_page(&req) {
+            return unknown_host_page(h);
+        }
         return forbidden(
             "forbidden_host",
             format!("this daemon does not answer to the name {h:?}; add it to server.allowed_hosts"),

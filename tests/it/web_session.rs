@@ -44,6 +44,29 @@ async fn the_page_is_served_with_its_types_a_strict_csp_and_an_etag() {
         assert_eq!(again.status(), 304, "{path}: an unchanged file is not sent again");
     }
     assert_eq!(c.get(d.at("/web/nothing.js")).send().await.expect("get").status(), 404);
+    // A browser opening the studio by a name the box does not answer to (a router's
+    // `box.fritz.box`) reads a page naming the setting, not JSON; the name is escaped.
+    let port = d.url.rsplit(':').next().expect("port").to_string();
+    for (name, shown) in [("box.fritz.box", "box.fritz.box"), ("<b>x.example", "&lt;b&gt;x.example")] {
+        let resp = c
+            .get(d.at("/"))
+            .header(reqwest::header::HOST, format!("{name}:{port}"))
+            .header(reqwest::header::ACCEPT, "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), 403);
+        assert!(resp.headers()[CONTENT_TYPE].to_str().unwrap_or("").starts_with("text/html"), "{name}");
+        let page = resp.text().await.expect("text");
+        assert!(page.contains(shown) && page.contains("server.allowed_hosts") && !page.contains("<b>x"), "{page}");
+    }
+    let (status, body) =
+        call(c.get(d.at("/api/v1/jobs")).header(reqwest::header::HOST, format!("box.fritz.box:{port}"))).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (403, Some("forbidden_host")),
+        "API clients get JSON"
+    );
     assert_eq!(c.get(d.at("/api/v1/jobs")).send().await.expect("get").status(), 401, "the API still needs a key");
 }
 

@@ -7,143 +7,19 @@
 
 use crate::common;
 
-use std::net::TcpListener;
+mod browser;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use browser::{both_shots, browser, find, go, js, shot, wait_js};
 use common::daemon::{DaemonProc, is_final, wait_job};
 use common::{copy_dir, provision};
+use fantoccini::Client;
 use fantoccini::actions::{InputSource as _, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
-use fantoccini::{Client, ClientBuilder, Locator};
 use reelbox::media::ffprobe::probe_with;
 use serde_json::{Value, json};
-
-/// Chromium's flags: headless, and nothing that reaches for the (closed) network.
-const FLAGS: &[&str] = &[
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,800",
-];
-
-/// A chromedriver process with one browser session; both end on drop.
-struct Browser {
-    client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-async fn browser(downloads: &Path) -> Browser {
-    let port = free_port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver: install Debian's chromium and chromium-driver (.ci/test does)");
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut args: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
-    args.push(format!("--user-data-dir={}", profile.path().display()));
-    let caps = json!({"goog:chromeOptions": {
-        "binary": "/usr/bin/chromium",
-        "args": args,
-        "prefs": {"download.default_directory": downloads.display().to_string(), "download.prompt_for_download": false},
-    }});
-    let Value::Object(caps) = caps else { unreachable!("a JSON object") };
-    let url = format!("http://127.0.0.1:{port}");
-    let t0 = Instant::now();
-    let client = loop {
-        let builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&url)
-            .await;
-        match builder {
-            Ok(c) => break c,
-            // The driver takes a moment to listen.
-            Err(_) if t0.elapsed() < Duration::from_secs(30) => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => panic!("no WebDriver session from chromedriver: {e}"),
-        }
-    };
-    Browser { client, driver, _profile: profile }
-}
-
-/// Where screenshots go: `target/web-screenshots/`.
-fn shots_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("web-screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshots dir");
-    dir
-}
-
-/// Resizes the viewport to `w`×`h` CSS pixels and saves a screenshot as `name-WxH.png`.
-async fn shot(c: &Client, name: &str, w: u32, h: u32) {
-    c.set_window_size(w, h).await.expect("resize");
-    let inner = js(c, "return [innerWidth, innerHeight]").await;
-    let (iw, ih) = (inner[0].as_u64().unwrap_or(0) as u32, inner[1].as_u64().unwrap_or(0) as u32);
-    if (iw, ih) != (w, h) {
-        c.set_window_size(w + w.saturating_sub(iw), h + h.saturating_sub(ih)).await.expect("resize");
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let png = c.screenshot().await.expect("screenshot");
-    std::fs::write(shots_dir().join(format!("{name}-{w}x{h}.png")), png).expect("write screenshot");
-}
-
-async fn both_shots(c: &Client, name: &str) {
-    shot(c, name, 390, 844).await;
-    let overflow = js(c, "return document.documentElement.scrollWidth - innerWidth").await;
-    assert!(overflow.as_i64().unwrap_or(0) <= 0, "{name}: the page is wider than a phone ({overflow} px)");
-    shot(c, name, 1280, 800).await;
-}
-
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
-
-/// Polls `script` until it returns something other than null/false/""; saves a screenshot
-/// named after `what` when it never does.
-async fn wait_js(c: &Client, what: &str, script: &str, timeout: Duration) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let v = js(c, script).await;
-        if !matches!(&v, Value::Null | Value::Bool(false)) && v != json!("") {
-            return v;
-        }
-        if t0.elapsed() > timeout {
-            let png = c.screenshot().await.unwrap_or_default();
-            let _ = std::fs::write(shots_dir().join(format!("failed-{what}.png")), png);
-            let text = js(c, "return document.body.innerText").await;
-            panic!("timed out waiting for {what} (last {v}); the page says:\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
-    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"))
-}
-
-async fn go(c: &Client, d: &DaemonProc, hash: &str, ready_css: &str) {
-    c.goto(&format!("{}/{hash}", d.url)).await.expect("goto");
-    let script = format!("return !!document.querySelector({ready_css:?})");
-    wait_js(c, ready_css, &script, Duration::from_secs(20)).await;
-}
 
 /// The bundled demo models under the names the render defaults to, and the joe voice.
 fn demo_models(root: &Path) -> PathBuf {
@@ -231,7 +107,7 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
         ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
     ];
     let data = dir.path().join("data");
-    let d = DaemonProc::start(&data, &env);
+    let mut d = DaemonProc::start(&data, &env);
     let http = reqwest::Client::new();
     let downloads = dir.path().join("downloads");
     std::fs::create_dir_all(&downloads).expect("downloads dir");
@@ -262,8 +138,20 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     // The preset list is the box's (GET /api/v1/presets), with its descriptions.
     let presets = js(c, "return [...document.querySelectorAll('#preset option')].map(o => o.value)").await;
     assert_eq!(presets, json!(["", "fast", "quality", "max"]), "model default, then the box's presets");
-    // Listen speaks the first sentence of the script with the chosen voice and plays it.
+    // Listen speaks the first sentence of the script with the chosen voice and plays it;
+    // while the line waits its turn (here: the queue is paused) it says so.
+    let paused = http.post(d.at("/api/v1/queue/pause")).send().await.expect("pause");
+    assert_eq!(paused.status(), 200);
     js(c, "[...document.querySelectorAll('form.film button')].find(b => b.textContent === 'Listen').click()").await;
+    wait_js(
+        c,
+        "listen waits",
+        "return [...document.querySelectorAll('form.film .hint[aria-live]')].some(e => e.textContent.startsWith('Waiting'))",
+        Duration::from_secs(10),
+    )
+    .await;
+    let resumed = http.post(d.at("/api/v1/queue/resume")).send().await.expect("resume");
+    assert_eq!(resumed.status(), 200);
     let heard = wait_js(
         c,
         "listen",
@@ -326,6 +214,15 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     let want = probe_with(&probed, false).expect("ffprobe").duration_s.expect("duration");
     let got = played[0].as_f64().expect("video duration");
     assert!((got - want).abs() <= 0.2, "the page plays {got:.2} s of a {want:.2} s film");
+    let stages = js(c, "return [...document.querySelectorAll('.stage .name')].map(e => e.textContent)").await;
+    assert_eq!(
+        stages,
+        json!(["Planning", "Pictures", "Voice", "Camera moves", "Presenter", "Upscaling", "Putting it together"]),
+        "stages are named in words, not the API's names"
+    );
+    shot(c, "watch", 390, 844).await;
+    let top = js(c, "return document.querySelector('video').getBoundingClientRect().top < innerHeight").await;
+    assert_eq!(top, true, "on a phone the finished film starts on the first screen, above the stage list");
     both_shots(c, "watch").await;
 
     // The film downloads through its link.
@@ -341,6 +238,25 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(std::fs::read(&target).expect("downloaded"), bytes.as_ref(), "the download is the film");
+
+    // A picture watched while it is made: step previews, then only the finished picture.
+    let queue = |what: &str| http.post(d.at(&format!("/api/v1/queue/{what}"))).send();
+    assert_eq!(queue("pause").await.expect("pause").status(), 200);
+    let resp = http.post(d.at("/api/v1/images")).json(&json!({"prompt": "a red circle", "steps": 25})).send();
+    let picture: Value = resp.await.expect("image").json().await.expect("json");
+    let picture = picture["id"].as_str().expect("id").to_string();
+    go(c, &d, &format!("#/watch/{picture}"), "#job-state").await;
+    assert_eq!(queue("resume").await.expect("resume").status(), 200);
+    wait_js(c, "a step preview", "return !document.querySelector('.preview').hidden", Duration::from_secs(30)).await;
+    wait_js(
+        c,
+        "the picture",
+        "return document.querySelectorAll('.result img.picture').length === 1",
+        Duration::from_secs(30),
+    )
+    .await;
+    let stale = js(c, "return !document.querySelector('.preview').hidden").await;
+    assert_eq!(stale, false, "the last step preview goes once the picture is done");
 
     // The box, then the library: delete the film with its files.
     go(c, &d, "#/box", "table tbody tr").await;
@@ -427,7 +343,12 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
         Duration::from_secs(10),
     )
     .await;
-    assert!(err.as_str().unwrap_or("").contains("not valid"), "{err}");
+    assert!(err.as_str().unwrap_or("").starts_with("Your key: this key is not valid"), "named by its label: {err}");
+    let told = js(c, "return document.querySelector('#login-form p').textContent").await;
+    assert!(
+        told.as_str().is_some_and(|t| t.contains("rb_") && t.contains("12 hours")),
+        "what a key is and how long a login lasts: {told}"
+    );
     both_shots(c, "login-error").await;
     find(c, "#login-key").await.clear().await.expect("clear");
     find(c, "#login-key").await.send_keys(&client_keys[0]).await.expect("type");
@@ -449,8 +370,82 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     )
     .await;
     assert!(!text.as_str().unwrap_or("").contains("bob reads"), "alice sees only her work: {text}");
+    // Work that has not finished offers Cancel (the API would refuse a delete), then Delete.
+    let queue = |what: &str| http.post(d.at(&format!("/api/v1/queue/{what}"))).bearer_auth(&admin).send();
+    assert_eq!(queue("pause").await.expect("pause").status(), 200);
+    let resp = http.post(d.at("/api/v1/speech")).bearer_auth(&client_keys[0]).json(&json!({"text": "Not yet."})).send();
+    let waiting: Value = resp.await.expect("speech").json().await.expect("json");
+    let waiting = waiting["id"].as_str().unwrap_or_else(|| panic!("a queued speech job: {waiting}")).to_string();
+    let card = format!("[data-job='{waiting}']");
+    // Its Watch view says why it waits in words, without the operator's command and route.
+    go(c, &d, &format!("#/watch/{waiting}"), "#job-state").await;
+    let why = wait_js(
+        c,
+        "why it waits",
+        "return document.querySelector('.watch .message').textContent.trim()",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(why, "Waiting: the queue is paused", "the reason shown for a queued job");
+    go(c, &d, "#/library", "#lib-kind").await;
+    wait_js(c, "library", "return !!document.querySelector('#lib-kind')", Duration::from_secs(10)).await;
+    find(c, "#lib-kind").await.select_by_value("speech").await.expect("speech");
+    wait_js(c, "queued card", &format!("return !!document.querySelector(\"{card} button\")"), Duration::from_secs(10))
+        .await;
+    let offered =
+        js(c, &format!("return [...document.querySelectorAll(\"{card} button\")].map(b => b.textContent)")).await;
+    let shown = js(c, &format!("return document.querySelector(\"{card}\").innerText")).await;
+    assert_eq!(offered, json!(["Cancel"]), "a queued job's card: {shown}");
+    find(c, &format!("{card} button")).await.click().await.expect("cancel");
+    let after = format!(
+        "const b = document.querySelector(\"{card} button\"); \
+         return b && b.textContent === 'Delete' && document.querySelector(\"{card}\").innerText"
+    );
+    let shown = wait_js(c, "canceled card", &after, Duration::from_secs(10)).await;
+    assert!(shown.as_str().is_some_and(|t| t.contains("speech · canceled")), "{shown}");
+    assert_eq!(queue("resume").await.expect("resume").status(), 200);
     let stored = js(c, "return [document.cookie, localStorage.length, sessionStorage.getItem('reelbox.key')]").await;
     assert_eq!(stored, json!(["", 0, null]), "the session is HttpOnly and no key is stored by the page");
+
+    // The daemon restarts while alice watches a job: sessions live in its memory, so the
+    // page must ask for her key again (not sit there at its last percentage), then carry on.
+    let as_alice = |r: reqwest::RequestBuilder| r.bearer_auth(&client_keys[0]);
+    let resp = as_alice(http.post(d.at("/api/v1/jobs")))
+        .json(&common::daemon::testcard(json!({"steps": 40, "step_ms": 200})))
+        .send()
+        .await;
+    let card: Value = resp.expect("testcard").json().await.expect("json");
+    let card = card["id"].as_str().expect("id").to_string();
+    go(c, &d, &format!("#/watch/{card}"), "#percent").await;
+    wait_js(
+        c,
+        "card running",
+        "return document.getElementById('job-state').textContent === 'running'",
+        Duration::from_secs(20),
+    )
+    .await;
+    let bind = d.url.trim_start_matches("http://").to_string();
+    d.kill9();
+    // Down for a moment, as a real restart is: what the page asks meanwhile finds nobody.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Same port, so the page's address stays right; held until the test ends.
+    let _restarted = DaemonProc::start_at(&data, &bind, &env);
+    wait_js(
+        c,
+        "login after the restart",
+        "return !document.getElementById('login').hidden && document.getElementById('who').hidden",
+        Duration::from_secs(20),
+    )
+    .await;
+    find(c, "#login-key").await.send_keys(&client_keys[0]).await.expect("type");
+    find(c, "#login-form button[type=submit]").await.click().await.expect("log in again");
+    wait_js(
+        c,
+        "the card finishes in the page",
+        "return document.getElementById('job-state')?.textContent === 'succeeded'",
+        Duration::from_secs(60),
+    )
+    .await;
     find(c, "#logout").await.click().await.expect("log out");
     wait_js(c, "logged out", "return !document.getElementById('login').hidden", Duration::from_secs(10)).await;
     let after = js(c, "return fetch('/api/v1/jobs').then(r => r.status)").await;
