@@ -102,7 +102,13 @@ impl JobView {
                 ProgressView { fraction: 1.0, stage: None, step: 0, total: 0, message: None }
             }
             (JobState::Running { .. }, Some(p)) => {
-                let within = if p.total > 0 { p.step as f64 / p.total as f64 } else { 0.0 };
+                // Between a stage's end and the next one's first report the live progress is
+                // still the finished stage's: counting it again would jump ahead, then back.
+                let finished = job
+                    .stages
+                    .iter()
+                    .any(|s| s.name.as_str() == p.stage && matches!(s.state, StageState::Done { .. }));
+                let within = if p.total > 0 && !finished { p.step as f64 / p.total as f64 } else { 0.0 };
                 ProgressView {
                     fraction: ((done + within) / n).min(1.0),
                     stage: Some(p.stage).filter(|s| !s.is_empty()),
@@ -278,5 +284,38 @@ impl From<&Profile> for ProfileView {
             },
             created_at: time(p.created_at),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::DeviceId;
+    use crate::store::records::{Stage, StageName};
+
+    fn stage(name: StageName, state: StageState) -> Stage {
+        Stage { name, state, artifacts: Vec::new(), energy_wh: None }
+    }
+
+    /// Between a stage's end and the next stage's first report, the live progress still
+    /// names the finished stage at 100 %: the fraction must not count that stage twice.
+    #[test]
+    fn a_finished_stages_last_report_does_not_count_twice() {
+        let done = StageState::Done { started_at: 1, finished_at: 2, device: DeviceId::Cpu };
+        let job = Job {
+            id: ulid::Ulid::new(),
+            owner: "local".into(),
+            kind: "render".into(),
+            params: "{}".into(),
+            priority: 0,
+            state: JobState::Running { enqueued_at: 1, started_at: 1, device: DeviceId::Cpu },
+            attempts: 1,
+            stages: vec![stage(StageName::Plan, done), stage(StageName::Keyframes, StageState::Pending)],
+            idempotency_key: None,
+            created_at: 1,
+        };
+        let live = |stage: &str, step| LiveProgress { stage: stage.into(), step, total: 4, message: None };
+        assert_eq!(JobView::new(&job, Some(live("plan", 4))).progress.fraction, 0.5);
+        assert_eq!(JobView::new(&job, Some(live("keyframes", 2))).progress.fraction, 0.75);
     }
 }
