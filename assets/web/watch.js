@@ -36,7 +36,7 @@ export function result(job, arts) {
   const film = named("film.mp4") || by((a) => a.media_type === "video/mp4").pop();
   const links = [];
   if (film) {
-    const video = h("video", { controls: true, preload: "metadata", src: film.url, class: "player" });
+    const video = h("video", { controls: true, playsinline: true, preload: "metadata", src: film.url, class: "player" });
     const vtt = named("film.vtt") || arts.find((a) => a.media_type === "text/vtt");
     if (vtt) video.append(h("track", { kind: "subtitles", src: vtt.url, srclang: "en", label: "Subtitles", default: true }));
     out.append(video);

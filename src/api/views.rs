@@ -104,10 +104,8 @@ impl JobView {
             (JobState::Running { .. }, Some(p)) => {
                 // Between a stage's end and the next one's first report the live progress is
                 // still the finished stage's: counting it again would jump ahead, then back.
-                let finished = job
-                    .stages
-                    .iter()
-                    .any(|s| s.name.as_str() == p.stage && matches!(s.state, StageState::Done { .. }));
+                let finished =
+                    job.stages.iter().any(|s| s.name.as_str() == p.stage && matches!(s.state, StageState::Done { .. }));
                 let within = if p.total > 0 && !finished { p.step as f64 / p.total as f64 } else { 0.0 };
                 ProgressView {
                     fraction: ((done + within) / n).min(1.0),

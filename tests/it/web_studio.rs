@@ -223,6 +223,8 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     shot(c, "watch", 390, 844).await;
     let top = js(c, "return document.querySelector('video').getBoundingClientRect().top < innerHeight").await;
     assert_eq!(top, true, "on a phone the finished film starts on the first screen, above the stage list");
+    let inline = js(c, "return document.querySelector('video').playsInline").await;
+    assert_eq!(inline, true, "an iPhone plays the film in the page, not straight to fullscreen");
     both_shots(c, "watch").await;
 
     // The film downloads through its link.
