@@ -13,6 +13,24 @@ use tokio::io::AsyncWriteExt;
 
 use super::Global;
 
+/// The daemon URL this box's config gives (`bind`, and https with `[tls]`), when it is not
+/// the default one: a daemon bound to one LAN address is reached there, one bound to every
+/// address (`0.0.0.0`) through loopback. `None` when the config cannot be read (the command
+/// reports that itself where it needs the config).
+pub fn url_of_config(path: Option<&Path>) -> Option<String> {
+    let config = reelbox::config::Config::load(path).ok()?;
+    // Port 0 picks a free port at start: nothing here can know it.
+    let bind = Some(config.bind).filter(|b| b.port() != 0)?;
+    let ip = match bind.ip() {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let scheme = if config.tls.cert.is_some() && config.tls.key.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", std::net::SocketAddr::new(ip, bind.port()));
+    (url != super::DEFAULT_URL).then_some(url)
+}
+
 /// A client bound to one daemon URL and key: the library's [`ApiClient`] with errors
 /// worded for the terminal.
 #[derive(Clone)]

@@ -168,7 +168,17 @@ pub enum ConfigAction {
 /// Entry point: runs the command and turns errors into a message and exit code 1.
 pub fn main() -> ExitCode {
     quiet_on_closed_stdout();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // Neither --url nor REELBOX_URL: a daemon this box's config binds elsewhere is the one meant.
+    if matches.value_source("url") == Some(clap::parser::ValueSource::DefaultValue)
+        && let Some(url) = client::url_of_config(cli.global.config.as_deref())
+    {
+        cli.global.url = url;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

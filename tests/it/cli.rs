@@ -514,3 +514,27 @@ async fn json_flag_prints_json_and_a_reader_that_hangs_up_causes_no_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked") && out.status.code() == Some(141), "{:?}: {stderr}", out.status);
 }
+
+/// A daemon bound to one address (as README's LAN recipe binds it) is the one the CLI on
+/// the box talks to when neither `--url` nor `REELBOX_URL` is given: the config's `bind`.
+#[test]
+fn the_cli_follows_the_configs_bind_when_no_url_is_given() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // 127.0.0.2 is loopback too, but not the default URL's address.
+    let port = std::net::TcpListener::bind("127.0.0.2:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let bind = format!("127.0.0.2:{port}");
+    let config = home.path().join("config.toml");
+    std::fs::write(&config, format!("bind = \"{bind}\"\n")).expect("config");
+    let cfg = config.to_str().expect("utf-8");
+    let _d = DaemonProc::start_on(&home.path().join("data"), &bind, &[("REELBOX_CONFIG", cfg)]);
+    let models = home.path().join("models");
+    let out = run_ok(reelbox_cli(home.path(), &models).args(["--config", cfg, "--json", "jobs", "list"]));
+    let jobs: Value = serde_json::from_slice(&out.stdout).expect("jobs as JSON");
+    assert_eq!(jobs["jobs"], serde_json::json!([]), "the daemon at {bind} answered: {jobs}");
+    // An explicit --url still wins.
+    let wrong = reelbox_cli(home.path(), &models)
+        .args(["--config", cfg, "jobs", "list", "--url", "http://127.0.0.2:1"])
+        .output()
+        .expect("run");
+    assert!(!wrong.status.success() && String::from_utf8_lossy(&wrong.stderr).contains("127.0.0.2:1"));
+}
