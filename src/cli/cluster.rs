@@ -22,7 +22,8 @@ use super::client::Client;
 pub enum ClusterAction {
     /// Boxes, their devices, free GPU memory, running stages and last heartbeat.
     Status {
-        /// Read the heartbeats from this NATS server instead of asking the head's API.
+        /// Read the heartbeats from this NATS server instead of asking the head's API, with
+        /// `[cluster]`'s credentials and TLS files (a box's own per-box user may not).
         #[arg(long)]
         nats: Option<String>,
     },
@@ -325,12 +326,24 @@ fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
 async fn from_nats(g: &Global, url: String) -> anyhow::Result<ClusterView> {
     let mut cluster = Config::load(g.config.as_deref())?.cluster.unwrap_or_default();
     cluster.nats_url = url;
+    if let Err(e) = cluster.check() {
+        // Name the flag the user typed when it is what is wrong, not the config key.
+        anyhow::ensure!(e.key != "nats_url", "--nats: {}", e.reason);
+        return Err(e).context("invalid [cluster] settings (its credentials and TLS files are used with --nats)");
+    }
     let bus = tokio::time::timeout(std::time::Duration::from_secs(15), Bus::join(&cluster, "reelbox cluster status"))
         .await
         .with_context(|| {
             format!("no answer from NATS at {}, or the head has not made the cluster's streams there", cluster.nats_url)
         })??;
-    let boxes = bus.adverts().await.context("cannot read the heartbeat bucket")?;
+    let boxes = bus.adverts().await.with_context(|| {
+        format!(
+            "cannot read the heartbeat bucket at {}; on a server with per-box users (`reelbox cluster \
+             nats-config`) a box's own user may not read the others' heartbeats: use the head's nkey \
+             (--config with the head's [cluster]), or leave out --nats to ask the head's API",
+            cluster.nats_url
+        )
+    })?;
     // Empty for a box's own user, which may not list streams.
     let buckets =
         tokio::time::timeout(std::time::Duration::from_secs(10), sweep::buckets(&bus)).await.unwrap_or_default();

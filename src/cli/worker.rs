@@ -49,7 +49,15 @@ fn cluster_of(config: &Config, args: &WorkerArgs) -> anyhow::Result<ClusterConfi
         cluster.token = None;
         cluster.nkey = None;
     }
-    cluster.check().context("invalid cluster settings")?;
+    if let Err(e) = cluster.check() {
+        // Name the flag the user typed, not the config key it overrode.
+        let flag = match e.key {
+            "nats_url" if args.join.is_some() => "--join",
+            "name" if args.name.is_some() => "--name",
+            _ => return Err(e).context("invalid cluster settings"),
+        };
+        anyhow::bail!("{flag}: {}", e.reason);
+    }
     Ok(cluster)
 }
 
