@@ -106,6 +106,15 @@ async fn only_workers_with_the_token_and_ca_join_and_foreign_results_are_discard
         .expect("cluster status --nats");
     let err = String::from_utf8_lossy(&status.stderr);
     assert!(!status.status.success() && err.contains("--nats: \"127.0.0.1:"), "{err}");
+    // `--json` gives JSON here too: the config and each seed, by name.
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["--json", "cluster", "nats-config", "--boxes", "a,b"])
+        .output()
+        .expect("nats-config --json");
+    let told: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nats-config --json prints JSON");
+    let seeds = told["seeds"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(seeds, Some(vec!["a".to_string(), "b".into(), "head".into()]), "{told}");
+    assert!(told["config"].as_str().is_some_and(|c| c.contains("authorization")), "{told}");
     // `role = "worker"` given to `reelbox serve` (the wrong service): said, not silently ignored.
     let cfg = cluster_support::config_file(
         &dir.path().join("w6"),
