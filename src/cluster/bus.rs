@@ -443,12 +443,16 @@ async fn options(
         o = o.custom_inbox_prefix(inbox_prefix(host.as_str()));
     }
     if let Some(creds) = &config.creds {
-        o = o.credentials_file(creds).await.map_err(|source| ClusterError::File { path: creds.clone(), source })?;
+        o = o.credentials_file(creds).await.map_err(|source| ClusterError::File {
+            path: creds.clone(),
+            setting: "cluster.creds, --creds",
+            source,
+        })?;
     }
     if let Some(ca) = &config.tls_ca {
         if !ca.is_file() {
             let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-            return Err(ClusterError::File { path: ca.clone(), source });
+            return Err(ClusterError::File { path: ca.clone(), setting: "cluster.tls_ca", source });
         }
         o = o.add_root_certificates(ca.clone()).require_tls(true);
     }

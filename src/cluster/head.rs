@@ -75,8 +75,7 @@ impl Head {
             finished: Mutex::new(HashMap::new()),
             stop,
         });
-        head.refresh_boxes().await;
-        // Results that arrived while the head was down are taken before any job resumes.
+        head.refresh_boxes().await; // Results that came while the head was down are taken before jobs resume.
         loop {
             let batch = consumer.fetch().max_messages(64).expires(Duration::from_millis(300)).messages().await;
             let Ok(mut batch) = batch else { break };
@@ -114,7 +113,8 @@ impl Head {
         };
         let now = crate::time::now_ms();
         let fresh = adverts.into_iter().filter(|a| now - a.at_ms <= ttl_ms).map(|a| (a.host.clone(), a)).collect();
-        *self.boxes.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let mut boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
+        super::last_seen::say_changes(self.cluster.heartbeat_ttl_s, &std::mem::replace(&mut *boxes, fresh), &boxes);
     }
 
     async fn follow_boxes(self: Arc<Self>) {

@@ -84,10 +84,12 @@ pub enum ClusterError {
     #[error("{0}")]
     WrongUser(String),
     /// A credentials or TLS file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path} ({setting}): {source}")]
     File {
         /// The file.
         path: std::path::PathBuf,
+        /// The setting that named it.
+        setting: &'static str,
         #[source]
         source: std::io::Error,
     },

@@ -134,6 +134,8 @@ async fn kill_9_of_a_worker_mid_stage_finishes_on_the_other_without_doubles() {
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     let lost = format!("worker {first} stopped answering (its heartbeat expired): the stage goes back to the queue");
     assert!(said.contains(&lost), "{said}");
+    assert!(said.contains("worker box w1 joined: w1/cpu (reelbox "), "{said}");
+    assert!(said.contains(&format!("worker box {first} left: it stopped, or sent no heartbeat")), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,8 @@ async fn only_workers_with_the_token_and_ca_join_and_foreign_results_are_discard
     assert!(wrong.contains("refused the token (cluster.token)"), "wrong token: {wrong}");
     let no_ca = failing_worker(&dir.path().join("w4"), &nats, "w4", &format!("token = {TOKEN:?}"));
     assert!(no_ca.contains("TLS") && no_ca.contains("cluster.tls_ca"), "no CA: {no_ca}");
+    let gone = failing_worker(&dir.path().join("w7"), &nats, "w7", "tls_ca = \"/nowhere/ca.pem\"");
+    assert!(gone.contains("cannot read /nowhere/ca.pem (cluster.tls_ca)"), "a missing CA file: {gone}");
     // A wrong address: the flag the user typed is named, and a port that accepts but is no
     // NATS server (the head's HTTP API, say) is said within seconds, not waited on forever.
     let join = |url: &str| {
