@@ -76,6 +76,13 @@ impl Daemon {
         let engine = Arc::new(Engine::new(&config));
         let mut scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
         let cluster_stop = CancellationToken::new();
+        if config.cluster.as_ref().is_some_and(|c| c.role == crate::config::ClusterRole::Worker) {
+            // Else a box set up as a worker but started as a daemon silently runs no stage for the head.
+            tracing::warn!(
+                "[cluster] role = \"worker\": `reelbox serve` takes no part in the cluster; run `reelbox worker` \
+                 (reelbox-worker.service) on a worker box, or set role = \"head\""
+            );
+        }
         if let Some(cluster) = config.cluster.as_ref().filter(|c| c.role == crate::config::ClusterRole::Head) {
             // Before `start`: results that came while the head was down are in hand before
             // recovered jobs run again.

@@ -22,7 +22,8 @@ use super::client::Client;
 pub enum ClusterAction {
     /// Boxes, their devices, free GPU memory, running stages and last heartbeat.
     Status {
-        /// Read the heartbeats from this NATS server instead of asking the head's API.
+        /// Read the heartbeats from this NATS server instead of asking the head's API, with
+        /// `[cluster]`'s credentials and TLS files (a box's own per-box user may not).
         #[arg(long)]
         nats: Option<String>,
     },
@@ -73,14 +74,14 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
     let nats = match action {
         ClusterAction::Status { nats } => nats,
         ClusterAction::NatsConfig { remove, add_to: Some(file), out, .. } if !remove.is_empty() => {
-            return remove_boxes(&remove, &file, out.as_deref());
+            return remove_boxes(&remove, &file, out.as_deref())?.print(g.json);
         }
         ClusterAction::NatsConfig { boxes, add_to: Some(file), out, .. } => {
-            return add_boxes(&boxes, &file, out.as_deref());
+            return add_boxes(&boxes, &file, out.as_deref())?.print(g.json);
         }
         ClusterAction::NatsConfig { boxes, head, out, store_dir, add_to: None, .. } => {
             let head = head.as_deref().unwrap_or("head");
-            return nats_config(&boxes, head, store_dir.as_deref(), out.as_deref());
+            return nats_config(&boxes, head, store_dir.as_deref(), out.as_deref())?.print(g.json);
         }
     };
     let view = match nats {
@@ -172,7 +173,7 @@ fn nats_config(
     head: &str,
     store_dir: Option<&str>,
     out: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Told> {
     let mut names = vec![head.to_string()];
     for name in boxes.iter().map(|b| b.trim()) {
         reelbox::config::cluster::check_name(name).context("--boxes")?;
@@ -180,39 +181,81 @@ fn nats_config(
         names.push(name.to_string());
     }
     reelbox::config::cluster::check_name(head).context("--head")?;
-    let (users, seeds) = new_users(&names)?;
+    let (users, mut told) = new_users(&names)?;
     let text = permissions::server_config(&users[0], &users[1..], store_dir);
-    let note = "nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]";
     match out {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
             let sd = if store_dir.is_some() { "" } else { " -sd DIR" };
-            println!("wrote {} (start: nats-server -c {}{sd})", path.display(), path.display());
-            println!("{note}\n{seeds}");
+            told.notes.push(format!("wrote {} (start: nats-server -c {}{sd})", path.display(), path.display()));
+            told.file = Some(path.to_path_buf());
         }
-        None => {
-            print!("{text}");
-            eprintln!("{note}\n{seeds}");
-        }
+        None => told.config = Some(text),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(told)
 }
 
-/// A fresh nkey per name: the users and their seeds as `NAME: nkey = "SU…"` lines.
-fn new_users(names: &[String]) -> anyhow::Result<(Vec<BoxUser>, String)> {
+/// What a `nats-config` run tells: notes, then the seeds (on standard error when the config
+/// itself goes to standard output); with `--json` one object with the same parts.
+#[derive(Default, serde::Serialize)]
+struct Told {
+    /// The config file written, if any.
+    file: Option<std::path::PathBuf>,
+    /// The config's text, when no file was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<String>,
+    /// What was done and how to apply it, a line each.
+    notes: Vec<String>,
+    /// Each new user's nkey seed (secret, shown once), by name.
+    seeds: std::collections::BTreeMap<String, String>,
+    /// Names in the order they were given, for the text form.
+    #[serde(skip)]
+    order: Vec<String>,
+}
+
+impl Told {
+    /// Prints it as text or JSON.
+    fn print(self, json: bool) -> anyhow::Result<ExitCode> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&self)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        for note in &self.notes {
+            println!("{note}");
+        }
+        if self.seeds.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut seeds = String::from("nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]");
+        for name in &self.order {
+            seeds.push_str(&format!("\n{name}: nkey = {:?}", self.seeds[name]));
+        }
+        match &self.config {
+            Some(text) => {
+                print!("{text}");
+                eprintln!("{seeds}");
+            }
+            None => println!("{seeds}"),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A fresh nkey per name: the users, and a [`Told`] with their seeds.
+fn new_users(names: &[String]) -> anyhow::Result<(Vec<BoxUser>, Told)> {
     let mut users = Vec::new();
-    let mut seeds = Vec::new();
+    let mut told = Told { order: names.to_vec(), ..Default::default() };
     for name in names {
         let key = nkeys::KeyPair::new_user();
-        seeds.push(format!("{name}: nkey = {:?}", key.seed().context("cannot encode an nkey seed")?));
+        told.seeds.insert(name.clone(), key.seed().context("cannot encode an nkey seed")?);
         users.push(BoxUser { name: name.clone(), public_key: key.public_key() });
     }
-    Ok((users, seeds.join("\n")))
+    Ok((users, told))
 }
 
 /// `nats-config --add-to FILE`: the new boxes appended to FILE's users, whose keys stay
 /// (an older reelbox's box rights are rewritten, said per box); seeds only for the new.
-fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<Told> {
     let old = std::fs::read_to_string(file).with_context(|| format!("--add-to: cannot read {}", file.display()))?;
     let found = permissions::read_users(&old).with_context(|| format!("--add-to {}", file.display()))?;
     let mut names: Vec<String> = Vec::new();
@@ -224,31 +267,36 @@ fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::P
         anyhow::ensure!(!names.iter().any(|n| n == name), "--boxes: {name:?} is named twice");
         names.push(name.to_string());
     }
-    let (users, seeds) = new_users(&names)?;
+    let (users, mut told) = new_users(&names)?;
     let (text, upgraded) = permissions::extend_config(&found, &users);
-    let dest = write_config(file, out, &old, text)?;
+    let dest = write_config(file, out, &old, text, &mut told)?;
     let kept: Vec<&str> = found.users.iter().map(|u| u.user.name.as_str()).collect();
-    println!("wrote {}: added {}; kept {} with their keys", dest.display(), names.join(", "), kept.join(", "));
+    told.notes.push(format!(
+        "wrote {}: added {}; kept {} with their keys",
+        dest.display(),
+        names.join(", "),
+        kept.join(", ")
+    ));
     for u in &upgraded {
         let why = if u.shared_bucket {
             "its rights were an older reelbox's (one artifact bucket shared by all boxes)"
         } else {
             "its rights differed from this reelbox's (an older reelbox's, or edited by hand)"
         };
-        println!(
+        told.notes.push(format!(
             "{}: {why}; rewrote them to this reelbox's (its own bucket {}); its key and seed stay",
             u.name,
             reelbox::cluster::protocol::object_bucket(&u.name)
-        );
+        ));
     }
-    println!("{}", apply_hint(&found));
-    println!("nkey seeds, shown once: put each line's `nkey = ...` under its box's [cluster]\n{seeds}");
-    Ok(ExitCode::SUCCESS)
+    told.notes.push(apply_hint(&found).to_string());
+    told.file = Some(dest);
+    Ok(told)
 }
 
 /// `nats-config --remove NAMES --add-to FILE`: those boxes' users taken out of FILE, every
 /// other user byte for byte as it was. An unknown name or the head's own user is refused.
-fn remove_boxes(remove: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn remove_boxes(remove: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<Told> {
     let old = std::fs::read_to_string(file).with_context(|| format!("--add-to: cannot read {}", file.display()))?;
     let found = permissions::read_users(&old).with_context(|| format!("--add-to {}", file.display()))?;
     let boxes: Vec<&str> = found.users.iter().filter(|u| !u.head).map(|u| u.user.name.as_str()).collect();
@@ -268,17 +316,23 @@ fn remove_boxes(remove: &[String], file: &std::path::Path, out: Option<&std::pat
         }
     }
     let text = permissions::remove_users(&found, &names);
-    let dest = write_config(file, out, &old, text)?;
+    let mut told = Told::default();
+    let dest = write_config(file, out, &old, text, &mut told)?;
     let kept: Vec<&str> = boxes.iter().copied().filter(|b| !names.iter().any(|n| n == b)).collect();
     let kept = if kept.is_empty() { "no box".to_string() } else { kept.join(", ") };
-    println!("wrote {}: removed {}; kept the head and {kept} as they were", dest.display(), names.join(", "));
-    println!("{}", apply_hint(&found));
-    println!(
+    told.notes.push(format!(
+        "wrote {}: removed {}; kept the head and {kept} as they were",
+        dest.display(),
+        names.join(", ")
+    ));
+    told.notes.push(apply_hint(&found).to_string());
+    told.notes.push(format!(
         "once it is applied the server refuses {}'s seed and closes its connection; the head deletes its artifact \
          bucket, work consumer and heartbeat after [cluster] forget_box_after_h",
         names.join(", ")
-    );
-    Ok(ExitCode::SUCCESS)
+    ));
+    told.file = Some(dest);
+    Ok(told)
 }
 
 /// Writes a changed config: over `file` (the old text kept as FILE.bak) unless `out` names
@@ -289,12 +343,13 @@ fn write_config(
     out: Option<&std::path::Path>,
     old: &str,
     text: String,
+    told: &mut Told,
 ) -> anyhow::Result<std::path::PathBuf> {
     let dest = out.unwrap_or(file);
     if dest == file {
         let backup = with_suffix(file, ".bak");
         std::fs::write(&backup, old).with_context(|| format!("cannot write {}", backup.display()))?;
-        println!("kept the old config as {}", backup.display());
+        told.notes.push(format!("kept the old config as {}", backup.display()));
     }
     let tmp = with_suffix(dest, ".tmp");
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -325,12 +380,24 @@ fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
 async fn from_nats(g: &Global, url: String) -> anyhow::Result<ClusterView> {
     let mut cluster = Config::load(g.config.as_deref())?.cluster.unwrap_or_default();
     cluster.nats_url = url;
+    if let Err(e) = cluster.check() {
+        // Name the flag the user typed when it is what is wrong, not the config key.
+        anyhow::ensure!(e.key != "nats_url", "--nats: {}", e.reason);
+        return Err(e).context("invalid [cluster] settings (its credentials and TLS files are used with --nats)");
+    }
     let bus = tokio::time::timeout(std::time::Duration::from_secs(15), Bus::join(&cluster, "reelbox cluster status"))
         .await
         .with_context(|| {
             format!("no answer from NATS at {}, or the head has not made the cluster's streams there", cluster.nats_url)
         })??;
-    let boxes = bus.adverts().await.context("cannot read the heartbeat bucket")?;
+    let boxes = bus.adverts().await.with_context(|| {
+        format!(
+            "cannot read the heartbeat bucket at {}; on a server with per-box users (`reelbox cluster \
+             nats-config`) a box's own user may not read the others' heartbeats: use the head's nkey \
+             (--config with the head's [cluster]), or leave out --nats to ask the head's API",
+            cluster.nats_url
+        )
+    })?;
     // Empty for a box's own user, which may not list streams.
     let buckets =
         tokio::time::timeout(std::time::Duration::from_secs(10), sweep::buckets(&bus)).await.unwrap_or_default();

@@ -69,7 +69,7 @@ pub struct Global {
 pub enum Command {
     /// Run the daemon.
     Serve(serve::ServeArgs),
-    /// Worker boxes of the cluster (`status`).
+    /// Worker boxes of the cluster (`status`, `nats-config`).
     Cluster {
         #[command(subcommand)]
         action: cluster::ClusterAction,

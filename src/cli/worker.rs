@@ -49,7 +49,15 @@ fn cluster_of(config: &Config, args: &WorkerArgs) -> anyhow::Result<ClusterConfi
         cluster.token = None;
         cluster.nkey = None;
     }
-    cluster.check().context("invalid cluster settings")?;
+    if let Err(e) = cluster.check() {
+        // Name the flag the user typed, not the config key it overrode.
+        let flag = match e.key {
+            "nats_url" if args.join.is_some() => "--join",
+            "name" if args.name.is_some() => "--name",
+            _ => return Err(e).context("invalid cluster settings"),
+        };
+        anyhow::bail!("{flag}: {}", e.reason);
+    }
     Ok(cluster)
 }
 
@@ -68,9 +76,12 @@ pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     // A worker holds no API keys: none of the head's secrets are in its config or on the wire.
     config.cluster = Some(cluster.clone());
+    // Started, not joined yet: the log says "worker joined the cluster" (or why it waits).
+    let name = reelbox::cluster::box_name(&cluster).map(|n| n.to_string()).unwrap_or_default();
+    let joining = format!("reelbox worker started: joining {} as {name}", cluster.nats_url);
     let stop = CancellationToken::new();
     let mut worker = tokio::spawn(reelbox::cluster::worker::run(config, cluster, stop.clone()));
-    println!("reelbox worker started");
+    println!("{joining}");
     super::serve::notify(&[sd_notify::NotifyState::Ready]);
     let ended = tokio::select! {
         r = super::serve::wait_for_signal() => {

@@ -49,12 +49,15 @@ impl Bus {
     /// credentials or failed TLS end at once.
     pub async fn connect(config: &ClusterConfig, client_name: &str) -> Result<Self, ClusterError> {
         config.check()?;
-        let client = first_connection(config, client_name).await?;
+        let (client, wrong_user) = first_connection(config, client_name).await?;
         let js = jetstream::new(client.clone());
         let mut made = Vec::new();
         for wanted in streams(config) {
             let what = wanted.name.clone();
-            let js_err = |e| ClusterError::JetStream { what: "make a stream", source: format!("{what}: {e}").into() };
+            let js_err = |e| match wrong_user.get() {
+                Some(said) => ClusterError::WrongUser(said.clone()),
+                None => ClusterError::JetStream { what: "make a stream", source: format!("{what}: {e}").into() },
+            };
             let mut s = js.get_or_create_stream(wanted.clone()).await.map_err(|e| js_err(e.to_string()))?;
             if s.cached_info().config.subjects != wanted.subjects {
                 // Made by an older reelbox (results were one subject, `reelbox.result`).
@@ -73,14 +76,20 @@ impl Bus {
     /// box may start before the head, also on a server with per-box users.
     pub async fn join(config: &ClusterConfig, client_name: &str) -> Result<Self, ClusterError> {
         config.check()?;
-        let client = first_connection(config, client_name).await?;
+        let (client, wrong_user) = first_connection(config, client_name).await?;
         let js = jetstream::new(client.clone());
         let mut said = String::new();
         loop {
             let mut found = Vec::new();
             let mut lacking = Vec::new();
             for wanted in streams(config) {
-                match js.get_stream(&wanted.name).await {
+                // The server says at once when this user may not use this box's inbox (another
+                // box's seed); the lookup itself would only time out.
+                let lookup = tokio::select! {
+                    found = js.get_stream(&wanted.name) => found,
+                    said = said_wrong_user(&wrong_user) => return Err(ClusterError::WrongUser(said)),
+                };
+                match lookup {
                     Ok(s) if s.cached_info().config.subjects == wanted.subjects => found.push(s),
                     Ok(s) => lacking.push(format!(
                         "{} is from an older reelbox (subjects {:?})",
@@ -262,17 +271,29 @@ impl Bus {
 /// before NATS); later drops are reconnected forever.
 pub const FIRST_CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 
+/// How long a connection attempt may wait for the server's greeting (NATS sends its INFO at
+/// once; only something that is not a NATS server stays silent this long).
+const GREETING_PATIENCE: Duration = Duration::from_secs(10);
+
 /// The first connection, tried in the foreground so that refused credentials and TLS
 /// failures come back as errors naming the setting, not as an endless background retry.
-async fn first_connection(config: &ClusterConfig, client_name: &str) -> Result<async_nats::Client, ClusterError> {
+async fn first_connection(
+    config: &ClusterConfig,
+    client_name: &str,
+) -> Result<(async_nats::Client, WrongUser), ClusterError> {
     use async_nats::ConnectErrorKind as Kind;
+    let wrong_user = WrongUser::default();
     let url = config.nats_url.clone();
     let t0 = std::time::Instant::now();
     let mut said = false;
     loop {
-        let err = match options(config, client_name).await?.connect(url.as_str()).await {
-            Ok(client) => return Ok(client),
-            Err(e) => e,
+        // The client's own timeout covers the TCP connect only: a port that accepts and says
+        // nothing (an HTTP server) kept a box waiting for the server's INFO forever, silently.
+        let connect = options(config, client_name, &wrong_user).await?.connect(url.as_str());
+        let err = match tokio::time::timeout(GREETING_PATIENCE, connect).await {
+            Ok(Ok(client)) => return Ok((client, wrong_user)),
+            Ok(Err(e)) => e,
+            Err(_) => return Err(ClusterError::NotNats { url, secs: GREETING_PATIENCE.as_secs() }),
         };
         match err.kind() {
             Kind::Authentication | Kind::AuthorizationViolation => {
@@ -324,14 +345,47 @@ fn credential(config: &ClusterConfig) -> String {
     }
 }
 
+/// What the server said when it would not let this connection's user subscribe to this
+/// box's own reply inbox, once it did: every request (binding a stream) then goes unanswered.
+type WrongUser = Arc<std::sync::OnceLock<String>>;
+
+/// What the server said once it refused this user this box's inbox (never returns before).
+async fn said_wrong_user(wrong_user: &WrongUser) -> String {
+    loop {
+        if let Some(said) = wrong_user.get() {
+            return said.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Says which credential a server refused after the connection was first made, and the
 /// likely cause, once per run of refusals: the client dials again forever, and async-nats
-/// alone logs only "authorization violation" at each try.
-fn refused_later(config: &ClusterConfig) -> impl Fn(async_nats::Event) -> std::future::Ready<()> + Send + Sync + use<> {
+/// alone logs only "authorization violation" at each try. Also notes (in `wrong_user`) a
+/// user that may not use this box's inbox: a seed made for another box.
+fn refused_later(
+    config: &ClusterConfig,
+    wrong_user: &WrongUser,
+) -> impl Fn(async_nats::Event) -> std::future::Ready<()> + Send + Sync + use<> {
     use async_nats::{ClientError, ConnectErrorKind, Event, ServerError};
     let (url, credential) = (config.nats_url.clone(), credential(config));
     let said = std::sync::atomic::AtomicBool::new(false);
+    let host = super::box_name(config).map(|h| h.to_string()).unwrap_or_default();
+    let (inbox, wrong_user) = (inbox_prefix(&host), wrong_user.clone());
     move |event| {
+        if let Event::ServerError(ServerError::Other(e)) = &event
+            && e.contains("Permissions Violation for Subscription to")
+            && e.contains(&format!("\"{inbox}."))
+        {
+            let why = format!(
+                "NATS at {url} does not let {credential} use box {host}'s own inbox ({inbox}.>): that seed is \
+                 another box's. Put the `nkey = ...` line `reelbox cluster nats-config` printed for {host:?} under \
+                 this box's [cluster], or set [cluster] name (--name) to the box this seed was made for"
+            );
+            if wrong_user.set(why.clone()).is_ok() {
+                tracing::error!("{why}");
+            }
+        }
         let refused = match &event {
             Event::ServerError(ServerError::AuthorizationViolation) => true,
             Event::ClientError(ClientError::Other(kind)) => {
@@ -364,7 +418,11 @@ fn tls_hint(config: &ClusterConfig) -> String {
 }
 
 /// Connection options from `[cluster]`: token or creds file, TLS, reconnect forever.
-async fn options(config: &ClusterConfig, client_name: &str) -> Result<async_nats::ConnectOptions, ClusterError> {
+async fn options(
+    config: &ClusterConfig,
+    client_name: &str,
+    wrong_user: &WrongUser,
+) -> Result<async_nats::ConnectOptions, ClusterError> {
     let mut o = async_nats::ConnectOptions::new()
         .name(client_name)
         .connection_timeout(Duration::from_secs(5))
@@ -374,7 +432,7 @@ async fn options(config: &ClusterConfig, client_name: &str) -> Result<async_nats
         // network did (the cut test, once results carried their bytes inline).
         .ping_interval(Duration::from_secs(config.heartbeat_ttl_s.max(1)))
         .max_reconnects(None)
-        .event_callback(refused_later(config));
+        .event_callback(refused_later(config, wrong_user));
     if let Some(token) = &config.token {
         o = o.token(token.clone());
     }
@@ -385,12 +443,16 @@ async fn options(config: &ClusterConfig, client_name: &str) -> Result<async_nats
         o = o.custom_inbox_prefix(inbox_prefix(host.as_str()));
     }
     if let Some(creds) = &config.creds {
-        o = o.credentials_file(creds).await.map_err(|source| ClusterError::File { path: creds.clone(), source })?;
+        o = o.credentials_file(creds).await.map_err(|source| ClusterError::File {
+            path: creds.clone(),
+            setting: "cluster.creds, --creds",
+            source,
+        })?;
     }
     if let Some(ca) = &config.tls_ca {
         if !ca.is_file() {
             let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-            return Err(ClusterError::File { path: ca.clone(), source });
+            return Err(ClusterError::File { path: ca.clone(), setting: "cluster.tls_ca", source });
         }
         o = o.add_root_certificates(ca.clone()).require_tls(true);
     }

@@ -1,9 +1,8 @@
-//! The head's side: the scheduler's [`RemoteBoxes`]. Heartbeats are read from the KV
-//! bucket; a stage placed on a box is published to that box's subject with its inputs in
-//! the box's own object bucket; the result comes back on the results stream, and its outputs go
-//! through the job's own sink (the same durability as local outputs) before the objects
-//! are deleted. A result the head is not waiting for is kept a while (a head restarted
-//! mid-stage takes it when the stage runs again) and otherwise discarded, never doubled.
+//! The head's side: the scheduler's [`RemoteBoxes`]. Heartbeats are read from the KV bucket; a stage placed on a
+//! box is published to that box's subject with its inputs in the box's own object bucket; the result comes back
+//! on the results stream, and its outputs go through the job's own sink (the same durability as local outputs)
+//! before the objects are deleted. A result nobody waits for is kept a while (a head restarted mid-stage takes
+//! it when the stage runs again) and otherwise discarded, never doubled.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,8 +48,7 @@ pub struct Head {
 }
 
 impl Head {
-    /// Connects, takes the results that arrived while the head was down, and starts
-    /// following heartbeats and results until `stop`.
+    /// Connects, takes results that arrived while the head was down, follows heartbeats and results until `stop`.
     pub async fn start(cluster: ClusterConfig, stop: CancellationToken) -> Result<Arc<Self>, ClusterError> {
         let host = super::box_name(&cluster)?;
         let bus = Bus::connect(&cluster, &format!("reelbox head {host}")).await?;
@@ -77,8 +75,7 @@ impl Head {
             finished: Mutex::new(HashMap::new()),
             stop,
         });
-        head.refresh_boxes().await;
-        // Results that arrived while the head was down are taken before any job resumes.
+        head.refresh_boxes().await; // Results that came while the head was down are taken before jobs resume.
         loop {
             let batch = consumer.fetch().max_messages(64).expires(Duration::from_millis(300)).messages().await;
             let Ok(mut batch) = batch else { break };
@@ -116,7 +113,8 @@ impl Head {
         };
         let now = crate::time::now_ms();
         let fresh = adverts.into_iter().filter(|a| now - a.at_ms <= ttl_ms).map(|a| (a.host.clone(), a)).collect();
-        *self.boxes.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let mut boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
+        super::last_seen::say_changes(self.cluster.heartbeat_ttl_s, &std::mem::replace(&mut *boxes, fresh), &boxes);
     }
 
     async fn follow_boxes(self: Arc<Self>) {
@@ -371,8 +369,10 @@ impl Head {
                     if self.alive(host) {
                         missing_since = None;
                     } else if missing_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1) {
-                        // Its heartbeat expired: the box is gone or cut off. The stage goes
-                        // back to the queue for another box; a late result is discarded.
+                        // Its heartbeat expired (gone or cut off): the stage goes back to the queue,
+                        // a late result is discarded; said in the log, where operators look.
+                        tracing::warn!(job = %key.job, stage = %work.stage, "worker {host} stopped answering \
+                            (its heartbeat expired): the stage goes back to the queue");
                         self.forget(key, Some(seq), host, &inputs).await;
                         return Err(StageError::retriable(format!("worker {host} stopped answering")));
                     }

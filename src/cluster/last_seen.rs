@@ -10,7 +10,20 @@ use async_nats::jetstream::kv;
 use tokio::sync::OnceCell;
 
 use super::Bus;
-use super::protocol::SEEN_BUCKET;
+use super::protocol::{Advert, SEEN_BUCKET};
+
+/// Logs the boxes that joined or left between two views of the heartbeats: in the head's
+/// log, where an operator looks first, not only in job events and `cluster status`.
+pub fn say_changes(ttl_s: u64, before: &HashMap<String, Advert>, now: &HashMap<String, Advert>) {
+    for (host, a) in now.iter().filter(|(h, _)| !before.contains_key(*h)) {
+        let devices: Vec<String> = a.devices.iter().map(|d| format!("{host}/{}", d.device)).collect();
+        let models = if a.models.is_empty() { "none".to_string() } else { a.models.join(", ") };
+        tracing::info!("worker box {host} joined: {} (reelbox {}); models: {models}", devices.join(", "), a.version);
+    }
+    for host in before.keys().filter(|h| !now.contains_key(*h)) {
+        tracing::info!("worker box {host} left: it stopped, or sent no heartbeat within {ttl_s} s (cut off)");
+    }
+}
 
 /// Each box's last-seen time, in memory and in [`SEEN_BUCKET`].
 pub struct LastSeen {

@@ -38,12 +38,27 @@ pub enum ClusterError {
     #[error(transparent)]
     Name(#[from] crate::gpu::remote::BadBoxName),
     /// Connecting to the NATS server failed.
-    #[error("cannot connect to NATS at {url}: {source}")]
+    #[error(
+        "cannot connect to NATS at {url}: {source}; is `nats-server -js` running there, on that port, \
+         and reachable from this box? (the address is [cluster] nats_url, or a worker's --join)"
+    )]
     Connect {
         /// The server.
         url: String,
         #[source]
         source: async_nats::ConnectError,
+    },
+    /// Something answered at the address but never greeted as a NATS server does.
+    #[error(
+        "{url} accepted the connection but sent no NATS greeting within {secs} s: is that the NATS server's \
+         port (4222 unless set otherwise) and not, say, the head's HTTP API (8470)? Fix [cluster] nats_url \
+         (a worker's --join)"
+    )]
+    NotNats {
+        /// The address.
+        url: String,
+        /// How long it was given.
+        secs: u64,
     },
     /// The server refused this box's credentials (or their absence).
     #[error("NATS at {url} refused {credential}: {source}")]
@@ -65,11 +80,16 @@ pub enum ClusterError {
         #[source]
         source: async_nats::ConnectError,
     },
+    /// The server does not let this credential use this box's own subjects: another box's seed.
+    #[error("{0}")]
+    WrongUser(String),
     /// A credentials or TLS file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path} ({setting}): {source}")]
     File {
         /// The file.
         path: std::path::PathBuf,
+        /// The setting that named it.
+        setting: &'static str,
         #[source]
         source: std::io::Error,
     },
@@ -111,7 +131,11 @@ impl crate::kinds::Failure for ClusterError {
         // Transfers and the server come back; bad settings do not.
         !matches!(
             self,
-            ClusterError::Config(_) | ClusterError::Name(_) | ClusterError::Refused { .. } | ClusterError::Tls { .. }
+            ClusterError::Config(_)
+                | ClusterError::Name(_)
+                | ClusterError::Refused { .. }
+                | ClusterError::Tls { .. }
+                | ClusterError::WrongUser(_)
         )
     }
 }

@@ -52,7 +52,16 @@ struct Worker {
 /// head places them again.
 pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken) -> Result<(), ClusterError> {
     let host = super::box_name(&cluster)?;
-    let bus = Bus::join(&cluster, &format!("reelbox worker {host}")).await?;
+    // SIGTERM must stop a box still dialling NATS or waiting for the head, too (systemd
+    // would otherwise wait out TimeoutStopSec and kill it).
+    let client_name = format!("reelbox worker {host}");
+    let bus = tokio::select! {
+        bus = Bus::join(&cluster, &client_name) => bus?,
+        _ = stop.cancelled() => {
+            tracing::info!(host = %host, "worker stopped before it joined the cluster");
+            return Ok(());
+        }
+    };
     let telemetry = Telemetry::new(crate::gpu::open_source());
     telemetry.start();
     let config = Arc::new(config);
@@ -265,6 +274,7 @@ impl Worker {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Running { cancel: cancel.clone(), info });
         tracing::info!(job = %key.job, stage = %work.stage, attempt = key.attempt, %device, "stage started");
         let every = Duration::from_millis((self.cluster.ack_wait_s * 1000 / 3).max(200));
+        let t0 = std::time::Instant::now();
         let outcome = {
             let run = self.clone().execute(work, device, cancel);
             tokio::pin!(run);
@@ -280,6 +290,17 @@ impl Worker {
             }
         };
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        // Its end, too: a log with only "stage started" lines leaves a user guessing.
+        let ms = t0.elapsed().as_millis() as u64;
+        match &outcome {
+            Outcome::Done { outputs } => {
+                tracing::info!(job = %key.job, attempt = key.attempt, ms, outputs = outputs.len(), "stage done");
+            }
+            Outcome::Failed { error, retriable } => {
+                tracing::warn!(job = %key.job, attempt = key.attempt, ms, retriable, "stage failed: {error}");
+            }
+            Outcome::Canceled => tracing::info!(job = %key.job, attempt = key.attempt, ms, "stage canceled"),
+        }
         let result = StageResult { key, host: self.host.to_string(), outcome };
         match self.publish_result(&result).await {
             Ok(()) => {

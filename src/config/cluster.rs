@@ -99,7 +99,8 @@ impl ClusterConfig {
     pub fn check(&self) -> Result<(), BadCluster> {
         let bad = |key, reason: &str| Err(BadCluster { key, reason: reason.into() });
         if !["nats://", "tls://"].iter().any(|p| self.nats_url.starts_with(p)) {
-            return bad("nats_url", "must start with nats:// or tls://");
+            let reason = format!("{:?} must start with nats:// or tls:// (e.g. nats://HEAD:4222)", self.nats_url);
+            return bad("nats_url", &reason);
         }
         if let Some(name) = &self.name {
             check_name(name)?;
@@ -113,8 +114,16 @@ impl ClusterConfig {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert", "a client certificate needs tls_key, and the key its certificate");
         }
-        if self.heartbeat_ttl_s == 0 || self.ack_wait_s == 0 {
-            return bad("ack_wait_s", "heartbeat_ttl_s and ack_wait_s must be at least 1");
+        // Each named on its own: a message naming the other key sent users to the wrong line.
+        for (key, value) in [
+            ("heartbeat_ttl_s", self.heartbeat_ttl_s as usize),
+            ("ack_wait_s", self.ack_wait_s as usize),
+            ("cpu_slots", self.cpu_slots),
+            ("remote_slots", self.remote_slots),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1 (0 would never hand out, run or keep a stage)");
+            }
         }
         if self.inline_kib > MAX_INLINE_KIB {
             // Base64 inside a message: NATS refuses messages over 1 MiB by default.
@@ -162,6 +171,13 @@ mod tests {
         assert_eq!(key(ClusterConfig { nkey: Some("UAB".into()), ..Default::default() }), Some("nkey"), "a public key");
         assert_eq!(key(ClusterConfig { tls_cert: Some("c".into()), ..Default::default() }), Some("tls_cert"));
         assert_eq!(key(ClusterConfig { ack_wait_s: 0, ..Default::default() }), Some("ack_wait_s"));
+        assert_eq!(key(ClusterConfig { heartbeat_ttl_s: 0, ..Default::default() }), Some("heartbeat_ttl_s"));
+        assert_eq!(key(ClusterConfig { cpu_slots: 0, ..Default::default() }), Some("cpu_slots"), "was taken as 1");
+        assert_eq!(
+            key(ClusterConfig { remote_slots: 0, ..Default::default() }),
+            Some("remote_slots"),
+            "hands out none"
+        );
         assert_eq!(key(ClusterConfig { inline_kib: 513, ..Default::default() }), Some("inline_kib"), "over 1 MiB");
         assert_eq!(key(ClusterConfig { inline_kib: 0, ..Default::default() }), None, "object store only");
         let forget = |h| key(ClusterConfig { forget_box_after_h: h, ..Default::default() });

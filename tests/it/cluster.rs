@@ -111,7 +111,8 @@ async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
 async fn kill_9_of_a_worker_mid_stage_finishes_on_the_other_without_doubles() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = Nats::start(dir.path());
-    let head = start_head(&dir.path().join("head"), &nats, false);
+    let log = dir.path().join("head.log");
+    let head = cluster_support::start_head_logged(&dir.path().join("head"), &nats, "local_work = false", &log);
     let mut w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
     let mut w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
     let http = reqwest::Client::new();
@@ -129,6 +130,12 @@ async fn kill_9_of_a_worker_mid_stage_finishes_on_the_other_without_doubles() {
     assert_eq!(j["state"], "succeeded", "{j}");
     assert_eq!(stage_devices(&j)[0], format!("{other}/cpu"), "the card stage finished on the other box: {j}");
     assert_eq!(artifacts_per_stage(&j), [("card".to_string(), 1), ("summary".to_string(), 1)], "{j}");
+    // The head's log says what happened, not only the job's events.
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let lost = format!("worker {first} stopped answering (its heartbeat expired): the stage goes back to the queue");
+    assert!(said.contains(&lost), "{said}");
+    assert!(said.contains("worker box w1 joined: w1/cpu (reelbox "), "{said}");
+    assert!(said.contains(&format!("worker box {first} left: it stopped, or sent no heartbeat")), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 //! refused by the server (permissions violation) when it publishes a result or progress as
 //! w2, reads w2's work subject, fetches from w2's consumer, or reads or writes w2's
 //! artifact bucket; after the stages both boxes' buckets are empty. A box started before
-//! the head (on a server an older reelbox used) waits for it, saying so, and then works.
+//! the head (on a server an older reelbox used) waits for it, saying so, stops on SIGTERM
+//! meanwhile, and then works; a box holding another box's seed is told so at once.
 
 use crate::cluster_support;
 use crate::common;
@@ -134,6 +135,20 @@ async fn each_box_uses_only_its_own_subjects() {
     refused(&mut errors, &format!("Publish to \"{chunk}\"")).await;
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(server_log.contains("Violation"), "the server logs what it refused: {server_log}");
+
+    // `cluster status --nats` with a box's own config: refused reading the others'
+    // heartbeats, it says why and what to use instead.
+    let status = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["cluster", "status", "--nats", &nats.url(), "--config"])
+        .arg(dir.path().join("w1").join("cfg").join("config.toml"))
+        .output()
+        .expect("cluster status --nats");
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(!status.status.success(), "{err}");
+    assert!(
+        err.contains("a box's own user may not read the others' heartbeats") && err.contains("head's nkey"),
+        "{err}"
+    );
 }
 
 /// A client with the head's seed (every right).
@@ -182,6 +197,13 @@ async fn a_box_started_before_the_head_waits_for_it() {
     };
     assert!(said.contains("REELBOX_RESULTS is from an older reelbox"), "{said}");
     assert!(said.contains("REELBOX_WORK does not exist yet") && said.contains("reelbox serve"), "{said}");
+    // A waiting box stops on SIGTERM (systemctl stop), not after systemd's timeout.
+    let mut w2 = WorkerProc::start_cfg(&dir.path().join("w2"), &nats, "w2", &nkey("w2"));
+    let stopped = w2.terminate_within(Duration::from_secs(10));
+    assert!(
+        stopped.is_some_and(|t| t < Duration::from_secs(5)),
+        "w2 waiting for the head ignored SIGTERM: {stopped:?}"
+    );
 
     let head = start_head_cfg(&dir.path().join("head"), &nats, &format!("{}\nlocal_work = false", nkey("head")), &[]);
     let http = reqwest::Client::new();
@@ -196,4 +218,17 @@ async fn a_box_started_before_the_head_waits_for_it() {
     assert_eq!(results.cached_info().config.subjects, ["reelbox.result.>"], "the head updated it");
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!server_log.contains("Violation"), "w1 only bound what the head made: {server_log}");
+    let w1_said = std::fs::read_to_string(&w1_log).unwrap_or_default();
+    assert!(w1_said.contains("stage done"), "w1's log says how its stages ended: {w1_said}");
+
+    // w1's seed pasted into box w3's config: said at once, naming the setting and the box.
+    let t0 = Instant::now();
+    let out = cluster_support::worker_command(&dir.path().join("w3"), &nats, "w3", &nkey("w1"), &[])
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run w3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "w3 with w1's seed ran: {err}");
+    assert!(err.contains("the nkey (cluster.nkey) use box w3's own inbox") && err.contains("another box's"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "said after {:?}: {err}", t0.elapsed());
 }

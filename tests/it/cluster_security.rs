@@ -8,11 +8,11 @@ use crate::cluster_support;
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster_support::{Nats, WorkerProc, stage_devices, start_head_cfg, wait_boxes, worker_command};
-use common::daemon::{is_final, submit_testcard, wait_job};
+use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use futures::StreamExt;
 use reelbox::cluster::protocol::{Outcome, RunKey, StageResult, result_subject};
 use serde_json::json;
@@ -39,7 +39,12 @@ fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// Runs a worker that must fail; returns its stderr once it exits (at most 30 s).
 fn failing_worker(dir: &Path, nats: &Nats, name: &str, extra: &str) -> String {
-    let mut child = worker_command(dir, nats, name, extra, &[]).stderr(Stdio::piped()).spawn().expect("spawn worker");
+    failing(worker_command(dir, nats, name, extra, &[]), &format!("{name} ({extra})"))
+}
+
+/// Runs `cmd`, a worker that must fail; its stderr once it exits (at most 30 s).
+fn failing(mut cmd: Command, name: &str) -> String {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn worker");
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -47,13 +52,13 @@ fn failing_worker(dir: &Path, nats: &Nats, name: &str, extra: &str) -> String {
         }
         if t0.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
-            panic!("worker {name} ({extra}) did not exit on its own");
+            panic!("worker {name} did not exit on its own");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
-    assert!(!status.success(), "worker {name} ({extra}) exited successfully: {err}");
+    assert!(!status.success(), "worker {name} exited successfully: {err}");
     err
 }
 
@@ -77,6 +82,54 @@ async fn only_workers_with_the_token_and_ca_join_and_foreign_results_are_discard
     assert!(wrong.contains("refused the token (cluster.token)"), "wrong token: {wrong}");
     let no_ca = failing_worker(&dir.path().join("w4"), &nats, "w4", &format!("token = {TOKEN:?}"));
     assert!(no_ca.contains("TLS") && no_ca.contains("cluster.tls_ca"), "no CA: {no_ca}");
+    let gone = failing_worker(&dir.path().join("w7"), &nats, "w7", "tls_ca = \"/nowhere/ca.pem\"");
+    assert!(gone.contains("cannot read /nowhere/ca.pem (cluster.tls_ca)"), "a missing CA file: {gone}");
+    // A wrong address: the flag the user typed is named, and a port that accepts but is no
+    // NATS server (the head's HTTP API, say) is said within seconds, not waited on forever.
+    let join = |url: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
+        cmd.args(["worker", "--join", url, "--name", "w5", "--data-dir"]).arg(dir.path().join("w5"));
+        cmd.env_remove("REELBOX_CONFIG").env("XDG_CONFIG_HOME", dir.path().join("no-config")).stdout(Stdio::null());
+        failing(cmd, url)
+    };
+    let schemeless = join(&format!("127.0.0.1:{}", nats.port));
+    assert!(schemeless.contains("--join: \"127.0.0.1:") && schemeless.contains("nats://"), "{schemeless}");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a port that never speaks");
+    let silent_url = format!("nats://{}", silent.local_addr().expect("addr"));
+    let t0 = Instant::now();
+    let not_nats = join(&silent_url);
+    assert!(not_nats.contains("sent no NATS greeting") && not_nats.contains("--join"), "{not_nats}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "said after {:?}", t0.elapsed());
+    let status = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["cluster", "status", "--nats", &format!("127.0.0.1:{}", nats.port)])
+        .env_remove("REELBOX_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .output()
+        .expect("cluster status --nats");
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(!status.status.success() && err.contains("--nats: \"127.0.0.1:"), "{err}");
+    // `--json` gives JSON here too: the config and each seed, by name.
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["--json", "cluster", "nats-config", "--boxes", "a,b"])
+        .output()
+        .expect("nats-config --json");
+    let told: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nats-config --json prints JSON");
+    let seeds = told["seeds"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(seeds, Some(vec!["a".to_string(), "b".into(), "head".into()]), "{told}");
+    assert!(told["config"].as_str().is_some_and(|c| c.contains("authorization")), "{told}");
+    // `role = "worker"` given to `reelbox serve` (the wrong service): said, not silently ignored.
+    let cfg = cluster_support::config_file(
+        &dir.path().join("w6"),
+        &cluster_support::cluster_toml(&nats.url(), "worker", "w6", ""),
+    );
+    let log = dir.path().join("w6.log");
+    let mut served = DaemonProc::start_logged(&dir.path().join("w6").join("data"), &[("REELBOX_CONFIG", &cfg)], &log);
+    served.terminate();
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        said.contains("role = \"worker\": `reelbox serve` takes no part in the cluster; run `reelbox worker`"),
+        "{said}"
+    );
 
     // The joined worker runs the stage; a result for that run from another box is dropped.
     let id = submit_testcard(&http, &head, json!({"steps": 30, "step_ms": 100})).await;

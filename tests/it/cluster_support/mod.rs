@@ -202,10 +202,10 @@ impl WorkerProc {
         Self::spawn(&mut worker_command(dir, nats, name, extra, &[]), name)
     }
 
-    /// As [`WorkerProc::start_cfg`] with its log (standard error) written to `log`.
+    /// As [`WorkerProc::start_cfg`] with its log (standard error, info level) written to `log`.
     pub fn start_logged(dir: &Path, nats: &Nats, name: &str, extra: &str, log: &Path) -> Self {
         let file = std::fs::File::create(log).expect("worker log file");
-        Self::spawn(worker_command(dir, nats, name, extra, &[]).stderr(file), name)
+        Self::spawn(worker_command(dir, nats, name, extra, &[]).env("REELBOX_LOG", "info").stderr(file), name)
     }
 
     fn spawn(cmd: &mut Command, name: &str) -> Self {
@@ -221,6 +221,20 @@ impl WorkerProc {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM (as `systemctl stop` sends); how long the process took to exit, if it did
+    /// within `limit`.
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<Duration> {
+        self.signal("TERM");
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// SIGSTOP or SIGCONT: the process stays but says nothing (a network cut, as NATS sees it).
