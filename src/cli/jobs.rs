@@ -176,6 +176,9 @@ fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()> {
     println!("priority {}", job.priority);
     println!("attempts {}", job.attempts);
     println!("progress {:.0}%", job.progress.fraction * 100.0);
+    if let Some(w) = &job.waiting {
+        println!("waiting  {w}");
+    }
     if let Some(e) = &job.error {
         println!("error    {e}");
     }

@@ -137,6 +137,13 @@ async fn a_job_short_of_gpu_memory_or_behind_a_paused_queue_says_why_it_waits() 
     let j = common::daemon::get_json(&http, &d, &format!("/api/v1/jobs/{paused}")).await;
     assert_eq!(j["state"], "queued", "{j}");
     assert!(j["waiting"].as_str().is_some_and(|w| w.contains("queue is paused")), "{j}");
+    // `reelbox jobs show` says it too, not only the JSON and the dashboard.
+    let home = dir.path().join("cli");
+    let shown = common::tools::run_ok(
+        common::tools::reelbox_cli(&home, &home.join("models")).args(["jobs", "show", &paused, "--url", &d.url]),
+    );
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.lines().any(|l| l.starts_with("waiting  the queue is paused")), "{shown}");
     let resp = http.post(d.at("/api/v1/queue/resume")).send().await.expect("resume");
     assert_eq!(resp.status(), 200);
     let j = wait_job(&http, &d, &paused, Duration::from_secs(30), is_final).await;
