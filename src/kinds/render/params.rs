@@ -106,7 +106,7 @@ pub struct RenderRequest {
     /// `inset`, `full` or `none`.
     pub layout: Option<String>,
     pub lipsync_model: Option<String>,
-    /// Anything but `true`/`false` reads as unset.
+    /// `true`/`false` (or those words); anything else is refused naming the field.
     pub upscale: Option<bool>,
     pub upscale_model: Option<String>,
     /// Artifact id of background music.
