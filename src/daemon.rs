@@ -88,6 +88,10 @@ impl Daemon {
             // recovered jobs run again.
             match crate::cluster::Head::start(cluster.clone(), cluster_stop.clone()).await {
                 Ok(head) => {
+                    // The one line that says this box leads a cluster, and whether it works too.
+                    // Without any user:password@ a URL may carry.
+                    let nats = cluster.nats_url.rsplit('@').next().unwrap_or_default();
+                    tracing::info!(nats, local_work = cluster.local_work, "cluster head connected");
                     scheduler.telemetry().attach_remote(crate::cluster::telemetry::readings(&head));
                     scheduler = scheduler.attach_remote(head, cluster.local_work);
                 }
