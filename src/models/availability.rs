@@ -22,12 +22,14 @@ pub enum Availability {
 }
 
 impl Availability {
-    /// How model `name` of `kind` stands: reads the catalog and the cached voice index.
+    /// How model `name` of `kind` stands. An installed model is checked by its own directory
+    /// (every render's voice is, at submission); only one that is not reads the whole
+    /// catalog and the cached voice index.
     pub fn of(config: &Config, kind: ModelKind, name: &str) -> Self {
-        let catalog = Catalog::load(config);
-        if catalog.installed_dir(kind, name).is_some() {
+        if Catalog::installed_dir_of(config, kind, name).is_some() {
             return Self::Installed;
         }
+        let catalog = Catalog::load(config);
         let mut known: Vec<String> =
             catalog.models().iter().filter(|m| m.kind() == kind).map(|m| m.name().into()).collect();
         if known.iter().any(|k| k == name) {
