@@ -174,13 +174,9 @@ fn nats_config(
     store_dir: Option<&str>,
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<Told> {
-    let mut names = vec![head.to_string()];
-    for name in boxes.iter().map(|b| b.trim()) {
-        reelbox::config::cluster::check_name(name).context("--boxes")?;
-        anyhow::ensure!(!names.iter().any(|n| n == name), "--boxes: {name:?} is named twice (or is the head)");
-        names.push(name.to_string());
-    }
     reelbox::config::cluster::check_name(head).context("--head")?;
+    let mut names = vec![head.to_string()];
+    names.extend(box_names(boxes, &names, "is the head's name")?);
     let (users, mut told) = new_users(&names)?;
     let text = permissions::server_config(&users[0], &users[1..], store_dir);
     match out {
@@ -253,20 +249,32 @@ fn new_users(names: &[String]) -> anyhow::Result<(Vec<BoxUser>, Told)> {
     Ok((users, told))
 }
 
-/// `nats-config --add-to FILE`: the new boxes appended to FILE's users, whose keys stay
-/// (an older reelbox's box rights are rewritten, said per box); seeds only for the new.
-fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<Told> {
-    let old = std::fs::read_to_string(file).with_context(|| format!("--add-to: cannot read {}", file.display()))?;
-    let found = permissions::read_users(&old).with_context(|| format!("--add-to {}", file.display()))?;
+/// `--boxes` names, trimmed and checked: each valid, each once, none of `taken` (`why` says
+/// what a taken one is).
+fn box_names(boxes: &[String], taken: &[String], why: &str) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
     for name in boxes.iter().map(|b| b.trim()) {
         reelbox::config::cluster::check_name(name).context("--boxes")?;
-        if found.users.iter().any(|u| u.user.name == name) {
-            anyhow::bail!("--boxes: {name:?} is already in {} (its seed stays valid)", file.display());
-        }
+        anyhow::ensure!(!taken.iter().any(|t| t == name), "--boxes: {name:?} {why}");
         anyhow::ensure!(!names.iter().any(|n| n == name), "--boxes: {name:?} is named twice");
         names.push(name.to_string());
     }
+    Ok(names)
+}
+
+/// The text of a config `nats-config` wrote (`--add-to FILE`) and its users.
+fn read_server_config(file: &std::path::Path) -> anyhow::Result<(String, permissions::ServerUsers)> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("--add-to: cannot read {}", file.display()))?;
+    let found = permissions::read_users(&text).with_context(|| format!("--add-to {}", file.display()))?;
+    Ok((text, found))
+}
+
+/// `nats-config --add-to FILE`: the new boxes appended to FILE's users, whose keys stay
+/// (an older reelbox's box rights are rewritten, said per box); seeds only for the new.
+fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<Told> {
+    let (old, found) = read_server_config(file)?;
+    let there: Vec<String> = found.users.iter().map(|u| u.user.name.clone()).collect();
+    let names = box_names(boxes, &there, &format!("is already in {} (its seed stays valid)", file.display()))?;
     let (users, mut told) = new_users(&names)?;
     let (text, upgraded) = permissions::extend_config(&found, &users);
     let dest = write_config(file, out, &old, text, &mut told)?;
@@ -297,8 +305,7 @@ fn add_boxes(boxes: &[String], file: &std::path::Path, out: Option<&std::path::P
 /// `nats-config --remove NAMES --add-to FILE`: those boxes' users taken out of FILE, every
 /// other user byte for byte as it was. An unknown name or the head's own user is refused.
 fn remove_boxes(remove: &[String], file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<Told> {
-    let old = std::fs::read_to_string(file).with_context(|| format!("--add-to: cannot read {}", file.display()))?;
-    let found = permissions::read_users(&old).with_context(|| format!("--add-to {}", file.display()))?;
+    let (old, found) = read_server_config(file)?;
     let boxes: Vec<&str> = found.users.iter().filter(|u| !u.head).map(|u| u.user.name.as_str()).collect();
     let mut names: Vec<String> = Vec::new();
     for name in remove.iter().map(|b| b.trim()) {
@@ -336,8 +343,7 @@ fn remove_boxes(remove: &[String], file: &std::path::Path, out: Option<&std::pat
 }
 
 /// Writes a changed config: over `file` (the old text kept as FILE.bak) unless `out` names
-/// another, through a temporary file renamed over the target, so a crash leaves the old
-/// config or the new one. Where it went.
+/// another, atomically, so a crash leaves the old config or the new one. Where it went.
 fn write_config(
     file: &std::path::Path,
     out: Option<&std::path::Path>,
@@ -351,9 +357,7 @@ fn write_config(
         std::fs::write(&backup, old).with_context(|| format!("cannot write {}", backup.display()))?;
         told.notes.push(format!("kept the old config as {}", backup.display()));
     }
-    let tmp = with_suffix(dest, ".tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    reelbox::models::write_atomic(dest, text.as_bytes())?;
     Ok(dest.to_path_buf())
 }
 
