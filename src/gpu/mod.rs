@@ -179,18 +179,6 @@ pub fn filter_gpus(all: &[DeviceInfo], workers: &crate::config::WorkersConfig) -
         .collect()
 }
 
-/// GPU indices the daemon may use: the source's GPUs limited by `workers.gpus`.
-pub fn visible_gpus(config: &crate::config::Config) -> Vec<u32> {
-    let source = open_source();
-    filter_gpus(&TelemetrySource::gpus(source.as_ref()), &config.workers)
-        .iter()
-        .filter_map(|d| match d.id {
-            DeviceId::Cuda(i) => Some(i),
-            DeviceId::Cpu | DeviceId::Remote { .. } => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

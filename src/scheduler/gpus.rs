@@ -19,10 +19,11 @@ pub struct UsableGpus {
 /// first GPU job would load anyway, so a failure shows before any job is placed.
 pub fn usable_gpus(telemetry: &Telemetry, config: &Config, engine: &Engine) -> UsableGpus {
     let list = crate::gpu::filter_gpus(telemetry.gpus(), &config.workers);
-    let Some(DeviceId::Cuda(first)) = list.first().map(|g| g.id) else { return UsableGpus { list, unusable: None } };
-    if telemetry.fakes_cuda() {
-        return UsableGpus { list, unusable: None };
-    }
+    // Nothing to check without a GPU, or when fakes stand in for CUDA too.
+    let first = match list.first().map(|g| g.id) {
+        Some(DeviceId::Cuda(i)) if !telemetry.fakes_cuda() => i,
+        _ => return UsableGpus { list, unusable: None },
+    };
     match engine.probe_provider(GpuProvider::Cuda, first) {
         Ok(()) => UsableGpus { list, unusable: None },
         Err(e @ EngineError::ProviderUnavailable { .. }) => {
