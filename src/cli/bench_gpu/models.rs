@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use reelbox::config::Config;
+use reelbox::models::{Manifest, ManifestFile, ModelKind};
 use serde_json::{Value, json};
 
 use super::Spec;
@@ -45,24 +46,22 @@ pub(super) fn bench_models(config: &Config, scratch: &Path, fixtures: Option<&Pa
         symlink(&int32, dir.join("tiny-sd-int32"))?;
     }
     linked_copy(&tiny, &dir.join(CUDA_ONLY), &[])?;
-    install_manifest(&dir, CUDA_ONLY, "diffusion", true, "model_index.json")?;
+    install_manifest(&dir, CUDA_ONLY, ModelKind::Diffusion, true, "model_index.json")?;
     let nhwc = fixtures.join("tiny-esrgan-x4-nhwc32");
     if nhwc.is_dir() {
         symlink(&nhwc, dir.join("tiny-esrgan-nhwc"))?;
-        install_manifest(&dir, "tiny-esrgan-nhwc", "upscale", false, "model.onnx")?;
+        install_manifest(&dir, "tiny-esrgan-nhwc", ModelKind::Upscale, false, "model.onnx")?;
     }
     Ok(dir)
 }
 
 /// Writes the installed manifest of `dir/name`, pinning `file` as a pull would (a
 /// manifest lists at least one file).
-fn install_manifest(dir: &Path, name: &str, kind: &str, cuda_only: bool, file: &str) -> anyhow::Result<()> {
+fn install_manifest(dir: &Path, name: &str, kind: ModelKind, cuda_only: bool, file: &str) -> anyhow::Result<()> {
     let (size, sha256) = reelbox::store::artifacts::sha256_file(&dir.join(name).join(file))?;
-    let cuda = if cuda_only { "cuda_only = true\n" } else { "" };
-    let text = format!(
-        "name = \"{name}\"\nkind = \"{kind}\"\n{cuda}\n[[files]]\npath = \"{file}\"\nsize = {size}\nsha256 = \"{sha256}\"\n"
-    );
-    std::fs::write(dir.join(format!("{name}.toml")), text)?;
+    let files = vec![ManifestFile { path: file.into(), size, sha256 }];
+    let manifest = Manifest { cuda_only, ..Manifest::new(name.into(), kind, files) };
+    reelbox::models::write_atomic(&dir.join(format!("{name}.toml")), manifest.to_toml().as_bytes())?;
     Ok(())
 }
 
