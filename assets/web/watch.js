@@ -138,15 +138,19 @@ export async function watch(root, id) {
       resultSlot.append(result(job, arts));
     }
   };
+  // The job as the API has it now, drawn (what both the event stream and a reconnect do).
+  const reload = async () => {
+    job = await api("GET", `/api/v1/jobs/${id}`);
+    error.textContent = "";
+    await draw();
+  };
   let pending = null;
   const refresh = () => {
     if (pending) return;
     pending = setTimeout(async () => {
       pending = null;
       try {
-        job = await api("GET", `/api/v1/jobs/${id}`);
-        error.textContent = "";
-        await draw();
+        await reload();
         if (FINAL.includes(job.state) && source) source.close();
       } catch (e) { if (e.status !== 401) error.textContent = e.message; }
     }, 250);
@@ -169,9 +173,7 @@ export async function watch(root, id) {
     again = setTimeout(async () => {
       again = null;
       try {
-        job = await api("GET", `/api/v1/jobs/${id}`);
-        error.textContent = "";
-        await draw();
+        await reload();
         if (!FINAL.includes(job.state)) listen();
       } catch (e) {
         if (e.status === 401) return;
