@@ -59,7 +59,9 @@ pub enum ClusterAction {
 }
 
 /// `GET /api/v1/cluster` as this command reads it: the boxes in the cluster's own form.
-#[derive(serde::Deserialize)]
+/// `--json` prints it back whole, so the output is the API's answer (as `models list
+/// --json` is), the same whether it came from the head or straight from NATS.
+#[derive(serde::Deserialize, serde::Serialize)]
 struct ClusterView {
     heartbeat_ttl_s: u64,
     now_ms: i64,
@@ -88,11 +90,11 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
         Some(url) => from_nats(g, url).await?,
         None => Client::new(g)?.get::<ClusterView>("/api/v1/cluster").await?,
     };
-    let ClusterView { heartbeat_ttl_s, now_ms: now, boxes, buckets } = view;
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&boxes)?);
+        println!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let ClusterView { heartbeat_ttl_s, now_ms: now, boxes, buckets } = view;
     if boxes.is_empty() {
         println!("no worker boxes (none sent a heartbeat within {heartbeat_ttl_s} s)");
     }

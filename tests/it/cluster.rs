@@ -55,10 +55,18 @@ async fn testcards_run_on_worker_boxes_and_their_outputs_come_home() {
     wait_boxes(&http, &head, &["w1", "w2"]).await;
 
     // `reelbox cluster status` asks the head's API: its URL is all the command needs.
-    let status = cluster_support::cluster_status(dir.path(), &head);
+    let status = cluster_support::cluster_status(dir.path(), &head, &[]);
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{table}{}", String::from_utf8_lossy(&status.stderr));
     assert!(table.contains("HEARTBEAT") && table.contains("w1/cpu") && table.contains("w2/cpu"), "{table}");
+    // `--json` is the API's answer, not just its boxes.
+    let status = cluster_support::cluster_status(dir.path(), &head, &["--json"]);
+    let view: Value = serde_json::from_slice(&status.stdout).expect("cluster status --json is JSON");
+    assert!(view["heartbeat_ttl_s"].as_u64().is_some_and(|s| s > 0), "{view}");
+    let mut hosts: Vec<&str> =
+        view["boxes"].as_array().expect("boxes").iter().filter_map(|b| b["host"].as_str()).collect();
+    hosts.sort_unstable();
+    assert_eq!(hosts, ["w1", "w2"], "{view}");
     // A daemon without [cluster] says so.
     let plain = DaemonProc::start(&dir.path().join("plain"), &[]);
     let r = http.get(plain.at("/api/v1/cluster")).send().await.expect("cluster");

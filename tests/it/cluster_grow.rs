@@ -186,7 +186,7 @@ async fn buckets_of_boxes_long_gone_are_deleted() {
             .any(|b| b["host"] == "w2" && b["objects"] == 1 && b["bytes"] == 1500)
     })
     .await;
-    let status = cluster_status(dir.path(), &head);
+    let status = cluster_status(dir.path(), &head, &[]);
     let table = String::from_utf8_lossy(&status.stdout);
     let row = table.lines().find(|l| l.contains("reelbox_artifacts_w2")).unwrap_or_default();
     assert!(row.contains(" 1 ") && row.contains("1.5 kB") && row.contains("alive"), "{table}");

@@ -330,9 +330,10 @@ pub async fn run_testcards(
 }
 
 /// `reelbox cluster status --url HEAD` as a user with no config or key of their own runs it.
-pub fn cluster_status(dir: &Path, head: &DaemonProc) -> std::process::Output {
+pub fn cluster_status(dir: &Path, head: &DaemonProc, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_reelbox"))
         .args(["cluster", "status", "--url", &head.url])
+        .args(extra)
         .env_remove("REELBOX_CONFIG")
         .env_remove("REELBOX_KEY")
         .env("XDG_CONFIG_HOME", dir.join("no-config"))
