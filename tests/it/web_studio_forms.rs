@@ -160,6 +160,19 @@ async fn a_picture_is_made_in_the_page_downloads_as_a_png_of_its_size_and_a_miss
     // The picture is in the Library like any other.
     let id = job["id"].as_str().expect("id");
     in_library(c, &d, id, "img.picture").await;
+
+    // A job that fails says so, with its error in full (not cut off in the status line).
+    let failed = common::daemon::submit_testcard(&http, &d, json!({"steps": 1, "fail": "fatal"})).await;
+    go(c, &d, &format!("#/watch/{failed}"), "#job-state").await;
+    let why = wait_js(
+        c,
+        "the failure",
+        "const f = document.querySelector('.watch .failure .said'); \
+         return f && [document.querySelector('.watch .message').textContent, f.textContent]",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(why, json!(["Failed.", "stage card: testcard asked to fail"]), "a failed job's error is shown");
     b.client.clone().close().await.expect("close the browser");
 }
 
