@@ -2,6 +2,7 @@
 // models; admins can pull a model and watch it come in.
 import { api, waitJob } from "./api.js";
 import { bytes, h, say, sparkline, summary } from "./ui.js";
+import { kindWord } from "./words.js";
 
 const KEEP = 120;
 
@@ -49,7 +50,7 @@ export async function box(root, _arg, me) {
   const queue = h("section", { class: "card" }, h("h2", {}, "Queue"),
     h("p", {}, `${q.running} running, ${q.queued} queued${system.paused ? " (paused)" : ""}; ${q.succeeded} done, ${q.failed} failed.`),
     jobs.length ? h("ul", { class: "jobs" }, jobs.map((j) => h("li", {},
-      h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${Math.floor(j.progress.fraction * 100)} % · ${summary(j, 60)}`)))) : null);
+      h("a", { href: `#/watch/${j.id}` }, `${kindWord(j.kind)} · ${j.state} · ${Math.floor(j.progress.fraction * 100)} % · ${summary(j, 60)}`)))) : null);
 
   const rows = models.models.map((m) => {
     const cell = h("td", {}, m.state.replace("_", " "));

@@ -3,14 +3,13 @@
 import { api, artifacts, waitJob } from "./api.js";
 import { bytes, h, say, summary, when } from "./ui.js";
 import { result } from "./watch.js";
+import { kindWord } from "./words.js";
 
 const KINDS = [["render", "Films"], ["image", "Pictures"], ["speech", "Speech"], ["", "Everything"]];
 
-/** What each kind is called on the page. */
-const WORDS = { render: "film", image: "picture", speech: "speech" };
 
 async function card(job, onGone) {
-  const word = WORDS[job.kind] || job.kind;
+  const word = kindWord(job.kind);
   const body = h("div", { class: "item-body" });
   const status = h("div", { class: "hint", role: "status" });
   const del = h("button", { type: "button", class: "danger" }, "Delete");

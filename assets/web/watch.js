@@ -3,31 +3,9 @@
 // that card on its own, so the Picture view shows a picture being made the same way.
 import { api, artifacts } from "./api.js";
 import { duration, h, say, summary, when } from "./ui.js";
+import { kindWord, plain, stageLabel, STAGES } from "./words.js";
 
 const FINAL = ["succeeded", "failed", "canceled"];
-
-/** Stage names in words a viewer knows (the API's names are for programs). */
-const STAGES = { plan: "Planning", keyframes: "Pictures", narration: "Voice", motion: "Camera moves",
-  talking_head: "Presenter", upscale: "Upscaling", mux: "Putting it together", speech: "Voice",
-  lipsync: "Presenter", generate: "Picture", pull: "Download", import: "Import", detect: "Face search",
-  card: "Test card", summary: "Summary" };
-
-/**
- * A daemon message for people: what it says for operators after a `;` (commands and routes
- * in backticks, like "`reelbox queue resume` (POST …)") is left out.
- */
-export function plain(msg) {
-  if (!msg) return msg;
-  const tick = msg.indexOf("`");
-  const cut = tick < 0 ? -1 : msg.lastIndexOf(";", tick);
-  const text = cut > 0 ? msg.slice(0, cut) : msg;
-  return text.charAt(0).toUpperCase() + text.slice(1);
-}
-
-/** A stage's name for people. */
-export function stageLabel(name) {
-  return STAGES[name] || String(name).replace(/_/g, " ");
-}
 
 /** The main output of a finished job as page elements: player and download links. */
 export function result(job, arts) {
@@ -68,7 +46,7 @@ function stageRow(stage) {
 async function pick(root) {
   const page = await api("GET", "/api/v1/jobs?limit=20");
   const list = h("ul", { class: "jobs" }, page.jobs.map((j) =>
-    h("li", {}, h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${summary(j, 80)}`),
+    h("li", {}, h("a", { href: `#/watch/${j.id}` }, `${kindWord(j.kind)} · ${j.state} · ${summary(j, 80)}`),
       h("span", { class: "hint" }, " ", when(j.created_at)))));
   root.append(h("section", { class: "card" }, h("h1", {}, "Watch"),
     page.jobs.length ? list : h("p", {}, "Nothing yet: start a ", h("a", { href: "#/new" }, "new film"), ".")));
@@ -80,16 +58,13 @@ export async function watch(root, id) {
   return follow(root, id, "Watch");
 }
 
-/** What each kind of job is called in the progress bar's label. */
-const MAKING = { render: "Film", image: "Picture", speech: "Speech" };
-
 /**
  * Job `id` followed live in a card titled `title` appended to `root` (progress, previews,
  * cancel/retry, then the result); returns what stops its streams and timers.
  */
 export async function follow(root, id, title) {
   let job = await api("GET", `/api/v1/jobs/${id}`);
-  const overall = h("progress", { max: 1, value: 0, id: "overall", "aria-label": `${MAKING[job.kind] || "Job"} progress` });
+  const overall = h("progress", { max: 1, value: 0, id: "overall", "aria-label": `Progress of the ${kindWord(job.kind)}` });
   const percent = h("span", { class: "percent", id: "percent" }, "0 %");
   const eta = h("span", { class: "eta" });
   const stateEl = h("span", { class: "badge", id: "job-state" });

@@ -1,5 +1,6 @@
-// Plain words for the box's refusals: one short sentence a family member understands, saying
-// what happened and who can fix it. The daemon's own message (written for whoever runs the
+// The page's words for what the API names for programs: job kinds, stages, and above all
+// the box's refusals, each in one short sentence a family member understands, saying what
+// happened and who can fix it. The daemon's own message (written for whoever runs the
 // box: settings, commands) stays one tap away under "Details", so nothing is hidden from
 // them. Codes are the API's `error.code`s (src/api/error.rs and where they are made); a code
 // not listed here keeps the daemon's message.
@@ -8,6 +9,34 @@ import { h } from "./ui.js";
 /** Who can fix what the person at the page cannot, as a sentence starts and inside one. */
 const OWNER = "Ask whoever runs the box to";
 const owner = "ask whoever runs the box to";
+
+/** Stage names in words a viewer knows (the API's names are for programs). */
+export const STAGES = { plan: "Planning", keyframes: "Pictures", narration: "Voice", motion: "Camera moves",
+  talking_head: "Presenter", upscale: "Upscaling", mux: "Putting it together", speech: "Voice",
+  lipsync: "Presenter", generate: "Picture", pull: "Download", import: "Import", detect: "Face search",
+  card: "Test card", summary: "Summary" };
+
+/**
+ * A daemon message for people: what it says for operators after a `;` (commands and routes
+ * in backticks, like "`reelbox queue resume` (POST …)") is left out.
+ */
+export function plain(msg) {
+  if (!msg) return msg;
+  const tick = msg.indexOf("`");
+  const cut = tick < 0 ? -1 : msg.lastIndexOf(";", tick);
+  const text = cut > 0 ? msg.slice(0, cut) : msg;
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** A stage's name for people. */
+export function stageLabel(name) {
+  return STAGES[name] || String(name).replace(/_/g, " ");
+}
+
+/** What each kind of job is called on the page ("film", not "render"). */
+export function kindWord(kind) {
+  return { render: "film", image: "picture", speech: "speech" }[kind] || kind;
+}
 
 /** What a model of each kind is called on the page. */
 const THING = { diffusion: "picture model", tts: "voice", lipsync: "presenter model", upscale: "upscaler",
@@ -109,6 +138,9 @@ export function plainError(err) {
     return said(RUNTIME);
   }
   if (err && err.status >= 500) return said(CODES.internal());
+  // A failed job's error starts with its stage ("stage keyframes: …"): said by its name.
+  const stage = msg.match(/^stage (\w+): (.*)$/s);
+  if (stage) return said(`${stageLabel(stage[1])}: ${stage[2]}`);
   return { text: msg, at: own, details: null };
 }
 

@@ -161,18 +161,14 @@ async fn a_picture_is_made_in_the_page_downloads_as_a_png_of_its_size_and_a_miss
     let id = job["id"].as_str().expect("id");
     in_library(c, &d, id, "img.picture").await;
 
-    // A job that fails says so, with its error in full (not cut off in the status line).
+    // A job that fails says so, its error in full (not cut off in the status line) and its
+    // stage by name, the daemon's words under Details.
     let failed = common::daemon::submit_testcard(&http, &d, json!({"steps": 1, "fail": "fatal"})).await;
     go(c, &d, &format!("#/watch/{failed}"), "#job-state").await;
-    let why = wait_js(
-        c,
-        "the failure",
-        "const f = document.querySelector('.watch .failure .said'); \
-         return f && [document.querySelector('.watch .message').textContent, f.textContent]",
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(why, json!(["Failed.", "stage card: testcard asked to fail"]), "a failed job's error is shown");
+    let (said, details) = refusal(c, ".watch .failure").await;
+    assert_eq!(said, "Test card: testcard asked to fail", "a failed job's error is shown");
+    assert_eq!(details, "stage card: testcard asked to fail");
+    assert_eq!(js(c, "return document.querySelector('.watch .message').textContent").await, "Failed.");
     b.client.clone().close().await.expect("close the browser");
 }
 
