@@ -74,6 +74,7 @@ export async function picture(root) {
       submit.disabled = false;
     }
   });
-  root.append(h("section", { class: "picture-view" }, form, made, after));
+  // "Make another" above the card: on the first screen with the picture, phone or desktop.
+  root.append(h("section", { class: "picture-view" }, form, after, made));
   return () => { if (stop) stop(); };
 }
