@@ -29,7 +29,8 @@ export async function speech(root, _arg, me) {
   const max = (me && me.max_prompt_chars) || 0;
   const text = h("textarea", { rows: 5, required: true, spellcheck: "true" });
   text.value = sessionStorage.getItem("reelbox.speech") || "";
-  const count = h("p", { class: "hint counter", id: "speech-count", "aria-live": "polite" });
+  // Not a live region: a screen reader would read it at every key; the limit is in the hint.
+  const count = h("p", { class: "hint counter", id: "speech-count" });
   const update = () => {
     sessionStorage.setItem("reelbox.speech", text.value);
     const n = [...text.value].length;

@@ -150,7 +150,8 @@ export function plainError(err) {
  */
 export function refusal(err, label) {
   const w = plainError(err);
-  const text = label ? `${label}: ${w.at}` : w.text;
+  // After a label the sentence goes on in lower case ("Background music: that file is …").
+  const text = label ? `${label}: ${w.at.replace(/^[A-Z](?=[a-z])/, (c) => c.toLowerCase())}` : w.text;
   const nodes = [h("span", { class: "said" }, text)];
   if (w.details) {
     nodes.push(h("details", { class: "details" }, h("summary", {}, "Details"), h("p", {}, w.details)));
