@@ -3,12 +3,14 @@
 
 /** An error answer of the API. */
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter = null) {
     const e = (body && body.error) || {};
     super(e.message || `the box answered ${status}`);
     this.status = status;
     this.code = e.code || "";
     this.field = e.field || null;
+    /** Seconds the box asks to wait before trying again (`Retry-After`), when it says. */
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -36,7 +38,10 @@ export async function api(method, path, body) {
   const text = await resp.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = { error: { message: text } }; }
-  if (!resp.ok) throw new ApiError(resp.status, data);
+  if (!resp.ok) {
+    const wait = Number(resp.headers.get("retry-after"));
+    throw new ApiError(resp.status, data, Number.isFinite(wait) && wait > 0 ? wait : null);
+  }
   return data;
 }
 

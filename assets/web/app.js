@@ -1,13 +1,16 @@
 // The studio's shell: login, navigation between views (hash routes), who is signed in.
 import { api, ApiError } from "./api.js";
-import { clearErrors, showError } from "./ui.js";
+import { clearErrors, h, showError } from "./ui.js";
+import { refusal } from "./words.js";
 import { newFilm } from "./film.js";
+import { picture } from "./picture.js";
+import { speech } from "./speech.js";
 import { watch } from "./watch.js";
 import { library } from "./library.js";
 import { profiles } from "./profiles.js";
 import { box } from "./box.js";
 
-const views = { new: newFilm, watch, library, profiles, box };
+const views = { new: newFilm, picture, speech, watch, library, profiles, box };
 const main = document.getElementById("view");
 /** Who is signed in (`/api/v1/session`), shared with the views. */
 export const session = { current: null };
@@ -26,7 +29,7 @@ async function route() {
     cleanup = (await views[view](main, arg, session.current)) || null;
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) {
-      main.replaceChildren(Object.assign(document.createElement("p"), { className: "card form-error", textContent: e.message }));
+      main.replaceChildren(h("div", { class: "card form-error", role: "alert" }, refusal(e)));
     }
   }
 }

@@ -1,7 +1,8 @@
 // Box: the devices with live telemetry sparklines, the queue, installed and available
 // models; admins can pull a model and watch it come in.
 import { api, waitJob } from "./api.js";
-import { bytes, h, sparkline, summary } from "./ui.js";
+import { bytes, h, say, sparkline, summary } from "./ui.js";
+import { kindWord } from "./words.js";
 
 const KEEP = 120;
 
@@ -49,26 +50,31 @@ export async function box(root, _arg, me) {
   const queue = h("section", { class: "card" }, h("h2", {}, "Queue"),
     h("p", {}, `${q.running} running, ${q.queued} queued${system.paused ? " (paused)" : ""}; ${q.succeeded} done, ${q.failed} failed.`),
     jobs.length ? h("ul", { class: "jobs" }, jobs.map((j) => h("li", {},
-      h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${Math.floor(j.progress.fraction * 100)} % · ${summary(j, 60)}`)))) : null);
+      h("a", { href: `#/watch/${j.id}` }, `${kindWord(j.kind)} · ${j.state} · ${Math.floor(j.progress.fraction * 100)} % · ${summary(j, 60)}`)))) : null);
 
   const rows = models.models.map((m) => {
     const cell = h("td", {}, m.state.replace("_", " "));
     if (me && me.admin && m.state !== "installed" && m.sources.length) {
       const pull = h("button", { type: "button", class: "secondary" }, "Pull");
       const bar = h("progress", { max: 1, value: 0, hidden: true, "aria-label": `Pulling ${m.name}` });
+      // Why a pull did not work, in plain words with the daemon's message under "Details".
+      const why = h("div", { class: "form-error" });
       pull.addEventListener("click", async () => {
         // Non-commercial licences are accepted once, as `reelbox models pull --accept-license` does.
         const accept = m.noncommercial;
         if (accept && !confirm(`${m.name} is under the ${m.license} licence, which allows non-commercial use only. Accept it and pull?`)) return;
-        pull.disabled = true; bar.hidden = false;
+        pull.disabled = true; bar.hidden = false; why.replaceChildren();
         try {
           const job = await api("POST", "/api/v1/models/pull", accept ? { name: m.name, accept_license: true } : { name: m.name });
           const done = await waitJob(job.id, (j) => { bar.value = j.progress.fraction; });
-          cell.firstChild.textContent = done.state === "succeeded" ? "installed" : `pull ${done.state}: ${done.error || ""}`;
-        } catch (e) { cell.firstChild.textContent = e.message; }
+          cell.firstChild.textContent = done.state === "succeeded" ? "installed" : `pull ${done.state}`;
+          if (done.error) say(why, new Error(done.error));
+        } catch (e) { say(why, e); }
+        // A pull that did not work may be tried again.
+        pull.disabled = cell.firstChild.textContent === "installed";
         bar.hidden = true;
       });
-      cell.append(" ", pull, bar);
+      cell.append(" ", pull, bar, why);
     }
     return h("tr", {}, h("td", {}, m.name), h("td", {}, m.kind), h("td", {}, m.size ? bytes(m.size) : ""),
       h("td", {}, m.license || ""), cell);

@@ -1,7 +1,9 @@
 // New film: the script editor (paragraphs are scenes, [screen directions] are pictures),
 // the film's settings, "listen" for the voice, submit.
-import { api, artifacts, installed, upload, waitJob } from "./api.js";
-import { clearErrors, field, h, showError } from "./ui.js";
+import { api, installed, upload } from "./api.js";
+import { followProfile, modelSelect, select, sizeSelect } from "./choices.js";
+import { speak, speaking } from "./speech.js";
+import { clearErrors, field, h, say, showError } from "./ui.js";
 
 const EXAMPLE = "[a red circle on a blue background]\nWelcome to reelbox, a film studio in your own box.\n\n" +
   "[a yellow square on a green background]\nEvery picture and voice is made on this machine.";
@@ -15,12 +17,6 @@ export function scenes(script) {
   });
 }
 
-function select(options, value) {
-  const s = h("select");
-  for (const [v, label] of options) s.append(h("option", { value: v, selected: v === value }, label));
-  return s;
-}
-
 function explain(list, script) {
   const found = scenes(script);
   list.replaceChildren(...found.map((s, i) => h("li", {},
@@ -30,23 +26,18 @@ function explain(list, script) {
   return found.length;
 }
 
-/** Speaks `text` with `voice` through the speech API and plays it. */
+/** Speaks `text` with `voice` (Speech's own path) and plays it. */
 async function listen(button, status, text, voice) {
   button.disabled = true;
-  status.textContent = "Synthesising…";
+  status.textContent = speaking("running");
   try {
-    const job = await api("POST", "/api/v1/speech", { text, voice: voice || undefined });
-    // Behind a film the line may wait its turn: say so rather than look stuck.
-    const done = await waitJob(job.id, (j) => {
-      status.textContent = j.state === "queued" ? "Waiting for the box to finish other work…" : "Synthesising…";
-    });
-    if (done.state !== "succeeded") throw new Error(done.error || `speech ${done.state}`);
-    const wav = (await artifacts(job.id)).find((a) => a.media_type.startsWith("audio/"));
+    const { arts } = await speak(text, voice, (s) => { status.textContent = speaking(s); });
+    const wav = arts.find((a) => a.media_type.startsWith("audio/"));
     const audio = new Audio(wav.url);
     status.textContent = "Playing.";
     await audio.play();
   } catch (e) {
-    status.textContent = e.message;
+    say(status, e);
   } finally {
     button.disabled = false;
   }
@@ -72,9 +63,9 @@ export async function newFilm(root) {
   const preset = select([["", "Model default"],
     ...presets.presets.map((p) => [p.name, p.description ? `${p.name}: ${p.description}` : p.name])], "");
   const voice = select([["", "Default voice"], ...voices.map((v) => [v.name, v.name])], "");
-  const model = select([["", "Default model"], ...diffusion.map((m) => [m.name, m.name])], "");
-  const size = select([["256", "256 × 256 (fast)"], ["512", "512 × 512"], ["768", "768 × 768"]],
-    diffusion.some((m) => m.demo) ? "256" : "512");
+  const model = modelSelect(diffusion);
+  const size = sizeSelect(diffusion, model);
+  followProfile(profile, model, profiles);
   const layout = select([["inset", "Presenter inset"], ["full", "Presenter full frame"], ["none", "Pictures only"]], "inset");
   const music = h("input", { type: "file", accept: "audio/*" });
   const upscale = h("input", { type: "checkbox" });
@@ -104,7 +95,7 @@ export async function newFilm(root) {
     h("div", { class: "checks" },
       h("label", {}, upscale, " Upscale the film"),
       h("label", {}, burn, " Burn subtitles into the picture (they are always also a separate track)")),
-    h("p", { class: "form-error", role: "alert" }),
+    h("div", { class: "form-error", role: "alert" }),
     submit);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();

@@ -1,18 +1,17 @@
 // Library: the caller's films, pictures and speech, newest first, with prompt search,
 // playback, download and delete (with the files).
 import { api, artifacts, waitJob } from "./api.js";
-import { bytes, h, summary, when } from "./ui.js";
+import { bytes, h, say, summary, when } from "./ui.js";
 import { result } from "./watch.js";
+import { kindWord } from "./words.js";
 
 const KINDS = [["render", "Films"], ["image", "Pictures"], ["speech", "Speech"], ["", "Everything"]];
 
-/** What each kind is called on the page. */
-const WORDS = { render: "film", image: "picture", speech: "speech" };
 
 async function card(job, onGone) {
-  const word = WORDS[job.kind] || job.kind;
+  const word = kindWord(job.kind);
   const body = h("div", { class: "item-body" });
-  const status = h("p", { class: "hint", role: "status" });
+  const status = h("div", { class: "hint", role: "status" });
   const del = h("button", { type: "button", class: "danger" }, "Delete");
   // Work still queued or running can only be canceled (the API refuses to delete it), so
   // that is what its card offers; once it has stopped, the card offers Delete.
@@ -28,7 +27,7 @@ async function card(job, onGone) {
       await api("POST", `/api/v1/jobs/${job.id}/cancel`);
       // A running job stops within a second; show the card as it then is.
       item.replaceWith(await card(await waitJob(job.id), onGone));
-    } catch (e) { status.textContent = e.message; stop.disabled = false; }
+    } catch (e) { say(status, e); stop.disabled = false; }
   });
   del.addEventListener("click", async () => {
     if (!confirm(`Delete this ${word} and its files?`)) return;
@@ -37,7 +36,7 @@ async function card(job, onGone) {
       status.textContent = `Deleted ${r.artifacts} file${r.artifacts === 1 ? "" : "s"}.`;
       item.remove();
       onGone(r);
-    } catch (e) { status.textContent = e.message; }
+    } catch (e) { say(status, e); }
   });
   if (job.state === "succeeded") {
     const arts = await artifacts(job.id);

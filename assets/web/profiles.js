@@ -1,7 +1,8 @@
 // Profiles: presenters with a portrait, the face box drawn on it (drag to move, the corner
 // to resize, or arrow keys), a voice and a style.
 import { api, artifacts, installed, upload, waitJob } from "./api.js";
-import { clearErrors, field, h, showError } from "./ui.js";
+import { clearErrors, field, h, say, showError } from "./ui.js";
+import { plainError } from "./words.js";
 
 /** A face box editor over an image; `get()` is `[x, y, w, h]` in portrait pixels. */
 function faceEditor(onChange) {
@@ -112,7 +113,7 @@ export async function profiles(root) {
       nums.map((n, i) => field(`face-${"xywh"[i]}`, ["Left", "Top", "Width", "Height"][i], n))),
     field("profile-voice", "Voice", voice),
     field("profile-picture", "Picture model", picture, "The model of this presenter's keyframes when a film names none."),
-    h("p", { class: "form-error", role: "alert" }),
+    h("div", { class: "form-error", role: "alert" }),
     h("div", { class: "row" }, save, reset));
   let editing = null;
   const startNew = () => {
@@ -140,7 +141,7 @@ export async function profiles(root) {
       if (fb) editor.set(fb);
       faceNote.textContent = fb ? "Face found automatically: drag the box to adjust it." : "No face found: place the box on the face.";
     } catch (e) {
-      faceNote.textContent = `Face detection failed (${e.message}): place the box on the face.`;
+      faceNote.textContent = `Face detection failed (${plainError(e).text}): place the box on the face.`;
     }
   });
   reset.addEventListener("click", startNew);
@@ -150,7 +151,12 @@ export async function profiles(root) {
     e.addEventListener("click", () => edit(p));
     d.addEventListener("click", async () => {
       if (!confirm(`Delete the profile ${p.name}?`)) return;
-      await api("DELETE", `/api/v1/profiles/${p.id}`);
+      try {
+        await api("DELETE", `/api/v1/profiles/${p.id}`);
+      } catch (e) {
+        say(form.querySelector(".form-error"), e);
+        return;
+      }
       list.splice(list.indexOf(p), 1);
       draw();
     });

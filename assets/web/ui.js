@@ -1,4 +1,5 @@
 // Small DOM helpers shared by the views: element building, field errors, formatting.
+import { refusal } from "./words.js";
 
 /** Builds an element: `h("button", {type: "button", onclick}, "Text")`. */
 export function h(tag, attrs = {}, ...children) {
@@ -21,7 +22,8 @@ export function h(tag, attrs = {}, ...children) {
 /** A labelled field: label, control and a slot for its error (linked for screen readers). */
 export function field(id, label, control, hint) {
   control.id = id;
-  const err = h("p", { class: "error", id: `${id}-error`, role: "alert" });
+  // A div: an error may carry its "Details" disclosure.
+  const err = h("div", { class: "error", id: `${id}-error`, role: "alert" });
   const described = [err.id];
   let hintEl = null;
   if (hint) {
@@ -30,19 +32,22 @@ export function field(id, label, control, hint) {
   }
   control.setAttribute("aria-describedby", described.join(" "));
   // An error stays only until the field is edited.
-  control.addEventListener("input", () => { err.textContent = ""; control.removeAttribute("aria-invalid"); });
+  const clear = () => { err.replaceChildren(); control.removeAttribute("aria-invalid"); };
+  control.addEventListener("input", clear);
+  control.addEventListener("change", clear);
   return h("div", { class: "field" }, h("label", { for: id }, label), control, hintEl, err);
 }
 
 /** Clears every field error of a form. */
 export function clearErrors(root) {
-  for (const p of root.querySelectorAll(".error")) p.textContent = "";
+  for (const p of root.querySelectorAll(".error, .form-error")) p.replaceChildren();
   for (const c of root.querySelectorAll("[aria-invalid]")) c.removeAttribute("aria-invalid");
 }
 
 /**
- * Shows an API error next to the field it names (`fields` maps API field names to control
- * ids), else in the form's general error slot.
+ * Shows an API error in plain words (see words.js) next to the field it names (`fields`
+ * maps API field names to control ids), after the control's label; else in the form's
+ * general error slot.
  */
 export function showError(root, err, fields = {}) {
   const name = err.field ? err.field.split(/[.[]/)[0] : null;
@@ -53,14 +58,17 @@ export function showError(root, err, fields = {}) {
     const slot = root.querySelector(`#${id}-error`);
     // The API names its own field ("width: …"); under the control, its label says it better.
     const label = root.querySelector(`label[for="${id}"]`);
-    const own = `${err.field}: `;
-    const text = label && err.message.startsWith(own) ? `${label.textContent}: ${err.message.slice(own.length)}` : err.message;
-    if (slot) slot.textContent = text;
+    if (slot) slot.replaceChildren(...refusal(err, label ? label.textContent : err.field));
     control.focus();
     return;
   }
   const general = root.querySelector(".form-error");
-  if (general) general.textContent = err.message;
+  if (general) general.replaceChildren(...refusal(err));
+}
+
+/** Shows `err` in plain words (with its "Details") in `slot`, replacing what was there. */
+export function say(slot, err) {
+  slot.replaceChildren(...refusal(err));
 }
 
 /** `1:05` or `12 s` for seconds. */

@@ -1,32 +1,11 @@
 // Watch: one job live over its event stream (stages, progress, keyframes, step previews,
-// ETA, cancel/retry), then the result playing in the page with its downloads.
+// ETA, cancel/retry), then the result playing in the page with its downloads. `follow` is
+// that card on its own, so the Picture view shows a picture being made the same way.
 import { api, artifacts } from "./api.js";
-import { duration, h, summary, when } from "./ui.js";
+import { duration, h, say, summary, when } from "./ui.js";
+import { kindWord, plain, stageLabel, STAGES } from "./words.js";
 
 const FINAL = ["succeeded", "failed", "canceled"];
-
-/** Stage names in words a viewer knows (the API's names are for programs). */
-const STAGES = { plan: "Planning", keyframes: "Pictures", narration: "Voice", motion: "Camera moves",
-  talking_head: "Presenter", upscale: "Upscaling", mux: "Putting it together", speech: "Voice",
-  lipsync: "Presenter", generate: "Picture", pull: "Download", import: "Import", detect: "Face search",
-  card: "Test card", summary: "Summary" };
-
-/**
- * A daemon message for people: what it says for operators after a `;` (commands and routes
- * in backticks, like "`reelbox queue resume` (POST …)") is left out.
- */
-export function plain(msg) {
-  if (!msg) return msg;
-  const tick = msg.indexOf("`");
-  const cut = tick < 0 ? -1 : msg.lastIndexOf(";", tick);
-  const text = cut > 0 ? msg.slice(0, cut) : msg;
-  return text.charAt(0).toUpperCase() + text.slice(1);
-}
-
-/** A stage's name for people. */
-export function stageLabel(name) {
-  return STAGES[name] || String(name).replace(/_/g, " ");
-}
 
 /** The main output of a finished job as page elements: player and download links. */
 export function result(job, arts) {
@@ -48,7 +27,8 @@ export function result(job, arts) {
   } else {
     const pics = by((a) => a.media_type.startsWith("image/") && !a.name.startsWith("preview"));
     for (const p of pics) out.append(h("img", { src: p.url, alt: `Picture ${p.name}`, class: "picture" }));
-    for (const p of pics) links.push([p, p.name]);
+    // One picture downloads as "PNG"; several by their names (image-1.png, …).
+    for (const p of pics) links.push([p, pics.length === 1 ? p.name.split(".").pop().toUpperCase() : p.name]);
   }
   const dl = links.filter(([a]) => a).map(([a, label]) =>
     h("a", { href: a.url, download: a.name, class: "button secondary" }, `Download ${label}`));
@@ -66,7 +46,7 @@ function stageRow(stage) {
 async function pick(root) {
   const page = await api("GET", "/api/v1/jobs?limit=20");
   const list = h("ul", { class: "jobs" }, page.jobs.map((j) =>
-    h("li", {}, h("a", { href: `#/watch/${j.id}` }, `${j.kind} · ${j.state} · ${summary(j, 80)}`),
+    h("li", {}, h("a", { href: `#/watch/${j.id}` }, `${kindWord(j.kind)} · ${j.state} · ${summary(j, 80)}`),
       h("span", { class: "hint" }, " ", when(j.created_at)))));
   root.append(h("section", { class: "card" }, h("h1", {}, "Watch"),
     page.jobs.length ? list : h("p", {}, "Nothing yet: start a ", h("a", { href: "#/new" }, "new film"), ".")));
@@ -75,8 +55,16 @@ async function pick(root) {
 /** Renders the Watch view of job `id` (or a list to pick from) into `root`. */
 export async function watch(root, id) {
   if (!id) return pick(root);
+  return follow(root, id, "Watch");
+}
+
+/**
+ * Job `id` followed live in a card titled `title` appended to `root` (progress, previews,
+ * cancel/retry, then the result); returns what stops its streams and timers.
+ */
+export async function follow(root, id, title) {
   let job = await api("GET", `/api/v1/jobs/${id}`);
-  const overall = h("progress", { max: 1, value: 0, id: "overall", "aria-label": "Film progress" });
+  const overall = h("progress", { max: 1, value: 0, id: "overall", "aria-label": `Progress of the ${kindWord(job.kind)}` });
   const percent = h("span", { class: "percent", id: "percent" }, "0 %");
   const eta = h("span", { class: "eta" });
   const stateEl = h("span", { class: "badge", id: "job-state" });
@@ -87,7 +75,9 @@ export async function watch(root, id) {
   const preview = h("img", { class: "preview", alt: "Latest step preview", hidden: true });
   const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
   const retry = h("button", { type: "button", class: "secondary" }, "Retry");
-  const error = h("p", { class: "form-error", role: "alert" });
+  const error = h("div", { class: "form-error", role: "alert" });
+  // Why the job failed, in plain words with the daemon's message under "Details".
+  const failure = h("div", { class: "form-error failure", role: "alert" });
   const resultSlot = h("div");
   const seen = new Set();
   let best = 0;
@@ -119,7 +109,8 @@ export async function watch(root, id) {
       eta.textContent = left < 1.5 ? "almost done" : `about ${duration(left)} left`;
     } else eta.textContent = job.state === "queued" ? "waiting for a free device" : "";
     const said = job.progress.message;
-    message.textContent = job.error || (said && STAGES[said] ? STAGES[said] : plain(said)) || "\u00a0";
+    message.textContent = job.error ? "Failed." : (said && STAGES[said] ? STAGES[said] : plain(said)) || "\u00a0";
+    if (job.error) { if (!failure.childElementCount) say(failure, new Error(job.error)); } else failure.replaceChildren();
     for (const s of job.stages) {
       if (!stages.has(s.name)) { const r = stageRow(s); stages.set(s.name, r); stageList.append(r.row); }
       const r = stages.get(s.name);
@@ -141,7 +132,7 @@ export async function watch(root, id) {
   // The job as the API has it now, drawn (what both the event stream and a reconnect do).
   const reload = async () => {
     job = await api("GET", `/api/v1/jobs/${id}`);
-    error.textContent = "";
+    error.replaceChildren();
     await draw();
   };
   let pending = null;
@@ -152,13 +143,13 @@ export async function watch(root, id) {
       try {
         await reload();
         if (FINAL.includes(job.state) && source) source.close();
-      } catch (e) { if (e.status !== 401) error.textContent = e.message; }
+      } catch (e) { if (e.status !== 401) say(error, e); }
     }, 250);
   };
   const act = async (what) => {
-    error.textContent = "";
+    error.replaceChildren();
     try { job = await api("POST", `/api/v1/jobs/${id}/${what}`); await draw(); if (what === "retry") listen(); }
-    catch (e) { error.textContent = e.message; }
+    catch (e) { say(error, e); }
   };
   cancel.addEventListener("click", () => act("cancel"));
   retry.addEventListener("click", () => act("retry"));
@@ -177,7 +168,7 @@ export async function watch(root, id) {
         if (!FINAL.includes(job.state)) listen();
       } catch (e) {
         if (e.status === 401) return;
-        error.textContent = e.message;
+        say(error, e);
         reconnect();
       }
     }, 2000);
@@ -196,7 +187,7 @@ export async function watch(root, id) {
       refresh();
     });
     for (const t of ["stage", "state"]) source.addEventListener(t, refresh);
-    source.onopen = () => { if (error.textContent) refresh(); };
+    source.onopen = () => { if (error.childElementCount) refresh(); };
     source.onerror = () => {
       if (FINAL.includes(job.state)) { source.close(); return; }
       if (source.readyState === EventSource.CLOSED) reconnect();
@@ -206,15 +197,17 @@ export async function watch(root, id) {
   };
 
   root.append(h("section", { class: "card watch" },
-    h("h1", {}, "Watch ", stateEl),
+    h("h1", {}, `${title} `, stateEl),
     h("p", { class: "summary" }, summary(job, 160)),
     h("div", { class: "overall" }, overall, percent, eta),
     message,
+    failure,
     resultSlot,
     stageList,
     h("div", { class: "row" }, cancel, retry),
     error,
-    h("h2", {}, "Pictures"),
+    // A film's keyframes stay; other jobs only have step previews while they run.
+    job.kind === "render" ? h("h2", {}, "Pictures") : null,
     h("div", { class: "pictures" }, keyframes, preview)));
   await draw();
   if (!FINAL.includes(job.state)) listen();

@@ -65,3 +65,4 @@ mod tts;
 mod uploads;
 mod web_session;
 mod web_studio;
+mod web_studio_forms;

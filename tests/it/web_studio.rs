@@ -7,7 +7,7 @@
 
 use crate::common;
 
-mod browser;
+pub(crate) mod browser;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +22,7 @@ use reelbox::media::ffprobe::probe_with;
 use serde_json::{Value, json};
 
 /// The bundled demo models under the names the render defaults to, and the joe voice.
-fn demo_models(root: &Path) -> PathBuf {
+pub(crate) fn demo_models(root: &Path) -> PathBuf {
     let demo = common::source_tree().join("models/demo");
     let models = root.join("models");
     // demo-upscaler is left out: the admin pulls it in the Box view.

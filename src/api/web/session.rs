@@ -141,11 +141,20 @@ pub struct BrowserSession {
     pub admin: bool,
     /// Whether the daemon needs keys (false: open to this machine, no login).
     pub keys_required: bool,
+    /// `limits.max_prompt_chars`: the most characters a prompt, script or spoken text may
+    /// have (the page counts them as they are typed).
+    pub max_prompt_chars: usize,
 }
 
 impl BrowserSession {
     fn of(state: &AppState, c: &Caller) -> Self {
-        Self { owner: c.owner.clone(), label: c.label.clone(), admin: c.admin, keys_required: !state.gate.keyless() }
+        Self {
+            owner: c.owner.clone(),
+            label: c.label.clone(),
+            admin: c.admin,
+            keys_required: !state.gate.keyless(),
+            max_prompt_chars: state.config.limits.max_prompt_chars,
+        }
     }
 }
 

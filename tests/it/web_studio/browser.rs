@@ -26,8 +26,8 @@ const FLAGS: &[&str] = &[
 ];
 
 /// A chromedriver process with one browser session; both end on drop.
-pub(super) struct Browser {
-    pub(super) client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
 }
@@ -43,7 +43,7 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-pub(super) async fn browser(downloads: &Path) -> Browser {
+pub(crate) async fn browser(downloads: &Path) -> Browser {
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -85,7 +85,7 @@ fn shots_dir() -> PathBuf {
 }
 
 /// Resizes the viewport to `w`×`h` CSS pixels and saves a screenshot as `name-WxH.png`.
-pub(super) async fn shot(c: &Client, name: &str, w: u32, h: u32) {
+pub(crate) async fn shot(c: &Client, name: &str, w: u32, h: u32) {
     c.set_window_size(w, h).await.expect("resize");
     let inner = js(c, "return [innerWidth, innerHeight]").await;
     let (iw, ih) = (inner[0].as_u64().unwrap_or(0) as u32, inner[1].as_u64().unwrap_or(0) as u32);
@@ -99,12 +99,12 @@ pub(super) async fn shot(c: &Client, name: &str, w: u32, h: u32) {
 
 /// Visible controls smaller than 24 px either way (WCAG 2.2's minimum target): too small
 /// for a finger.
-const TINY_CONTROLS: &str = "return [...document.querySelectorAll('button, input, select, textarea, nav a, .handle')]\
+const TINY_CONTROLS: &str = "return [...document.querySelectorAll('button, input, select, textarea, nav a, .handle, summary')]\
      .map(e => [e, e.getBoundingClientRect()]).filter(([e, r]) => e.offsetParent && r.right > 0)\
      .filter(([e, r]) => r.width < 24 || r.height < 24)\
      .map(([e, r]) => `${e.tagName} ${e.id || e.type || e.className} ${r.width}x${r.height}`)";
 
-pub(super) async fn both_shots(c: &Client, name: &str) {
+pub(crate) async fn both_shots(c: &Client, name: &str) {
     shot(c, name, 390, 844).await;
     let overflow = js(c, "return document.documentElement.scrollWidth - innerWidth").await;
     assert!(overflow.as_i64().unwrap_or(0) <= 0, "{name}: the page is wider than a phone ({overflow} px)");
@@ -112,13 +112,13 @@ pub(super) async fn both_shots(c: &Client, name: &str) {
     shot(c, name, 1280, 800).await;
 }
 
-pub(super) async fn js(c: &Client, script: &str) -> Value {
+pub(crate) async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
 }
 
 /// Polls `script` until it returns something other than null/false/""; saves a screenshot
 /// named after `what` when it never does.
-pub(super) async fn wait_js(c: &Client, what: &str, script: &str, timeout: Duration) -> Value {
+pub(crate) async fn wait_js(c: &Client, what: &str, script: &str, timeout: Duration) -> Value {
     let t0 = Instant::now();
     loop {
         let v = js(c, script).await;
@@ -135,11 +135,11 @@ pub(super) async fn wait_js(c: &Client, what: &str, script: &str, timeout: Durat
     }
 }
 
-pub(super) async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
+pub(crate) async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"))
 }
 
-pub(super) async fn go(c: &Client, d: &DaemonProc, hash: &str, ready_css: &str) {
+pub(crate) async fn go(c: &Client, d: &DaemonProc, hash: &str, ready_css: &str) {
     c.goto(&format!("{}/{hash}", d.url)).await.expect("goto");
     let script = format!("return !!document.querySelector({ready_css:?})");
     wait_js(c, ready_css, &script, Duration::from_secs(20)).await;

@@ -1,0 +1,80 @@
+// Picture: a prompt made into a picture (`POST /api/v1/images`) with the box's diffusion
+// models, followed live as Watch follows a film (step previews, then the picture large with
+// its PNG download); "Make another" brings the form back with its fields as they were.
+import { api, installed } from "./api.js";
+import { followProfile, modelSelect, select, sizeSelect } from "./choices.js";
+import { clearErrors, field, h, showError } from "./ui.js";
+import { follow } from "./watch.js";
+
+/** Where the fields are kept between visits (this tab only, like New film's script). */
+const KEPT = "reelbox.picture";
+
+/** Renders the Picture view into `root`. */
+export async function picture(root) {
+  const [profiles, diffusion] = await Promise.all([api("GET", "/api/v1/profiles"), installed("diffusion")]);
+  const prompt = h("textarea", { rows: 3, required: true, spellcheck: "true" });
+  const negative = h("textarea", { rows: 2, spellcheck: "true" });
+  const model = modelSelect(diffusion);
+  const size = sizeSelect(diffusion, model);
+  const seed = h("input", { type: "number", min: 0, step: 1, inputmode: "numeric" });
+  const profile = select([["", "No presenter"], ...profiles.map((p) => [p.id, p.name])], "");
+  followProfile(profile, model, profiles);
+  const controls = { prompt, negative, model, size, seed, profile };
+  const kept = JSON.parse(sessionStorage.getItem(KEPT) || "{}");
+  for (const [k, c] of Object.entries(controls)) {
+    // A kept model or profile that is gone is left at what the lists picked.
+    if (kept[k] !== undefined && (c.tagName !== "SELECT" || [...c.options].some((o) => o.value === kept[k]))) c.value = kept[k];
+  }
+  const submit = h("button", { type: "submit", class: "primary" }, "Make picture");
+  const form = h("form", { class: "card picture-form", novalidate: true },
+    h("h1", {}, "Picture"),
+    field("pic-prompt", "Prompt", prompt, "What the picture shows, in a sentence or a few words."),
+    field("pic-negative", "Leave out (optional)", negative, "What the picture should not show."),
+    h("div", { class: "grid" },
+      field("pic-model", "Picture model", model),
+      field("pic-size", "Picture size", size),
+      field("pic-seed", "Seed (optional)", seed, "The same seed and prompt make the same picture again."),
+      field("pic-profile", "Presenter profile", profile, "Its picture model and style are used.")),
+    h("div", { class: "form-error", role: "alert" }),
+    submit);
+  const made = h("div", { class: "made" });
+  const again = h("button", { type: "button", class: "secondary", id: "pic-again" }, "Make another");
+  const after = h("div", { class: "row", hidden: true }, again);
+  let stop = null;
+  const back = () => {
+    if (stop) { stop(); stop = null; }
+    made.replaceChildren();
+    after.hidden = true;
+    form.hidden = false;
+    prompt.focus();
+  };
+  again.addEventListener("click", back);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    sessionStorage.setItem(KEPT, JSON.stringify(Object.fromEntries(Object.entries(controls).map(([k, c]) => [k, c.value]))));
+    submit.disabled = true;
+    try {
+      const body = { prompt: prompt.value, width: Number(size.value), height: Number(size.value) };
+      if (negative.value.trim()) body.negative_prompt = negative.value;
+      if (model.value) body.model = model.value;
+      if (seed.value !== "") body.seed = Number(seed.value);
+      if (profile.value) body.profile = profile.value;
+      const job = await api("POST", "/api/v1/images", body);
+      // The form steps aside for the picture (on a phone it would push it off the screen).
+      form.hidden = true;
+      after.hidden = false;
+      stop = await follow(made, job.id, "Your picture");
+    } catch (e) {
+      form.hidden = false;
+      after.hidden = true;
+      showError(form, e, { prompt: "pic-prompt", negative_prompt: "pic-negative", model: "pic-model",
+        width: "pic-size", height: "pic-size", seed: "pic-seed", profile: "pic-profile" });
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  // "Make another" above the card: on the first screen with the picture, phone or desktop.
+  root.append(h("section", { class: "picture-view" }, form, after, made));
+  return () => { if (stop) stop(); };
+}

@@ -1,0 +1,160 @@
+// The page's words for what the API names for programs: job kinds, stages, and above all
+// the box's refusals, each in one short sentence a family member understands, saying what
+// happened and who can fix it. The daemon's own message (written for whoever runs the
+// box: settings, commands) stays one tap away under "Details", so nothing is hidden from
+// them. Codes are the API's `error.code`s (src/api/error.rs and where they are made); a code
+// not listed here keeps the daemon's message.
+import { h } from "./ui.js";
+
+/** Who can fix what the person at the page cannot, as a sentence starts and inside one. */
+const OWNER = "Ask whoever runs the box to";
+const owner = "ask whoever runs the box to";
+
+/** Stage names in words a viewer knows (the API's names are for programs). */
+export const STAGES = { plan: "Planning", keyframes: "Pictures", narration: "Voice", motion: "Camera moves",
+  talking_head: "Presenter", upscale: "Upscaling", mux: "Putting it together", speech: "Voice",
+  lipsync: "Presenter", generate: "Picture", pull: "Download", import: "Import", detect: "Face search",
+  card: "Test card", summary: "Summary" };
+
+/**
+ * A daemon message for people: what it says for operators after a `;` (commands and routes
+ * in backticks, like "`reelbox queue resume` (POST …)") is left out.
+ */
+export function plain(msg) {
+  if (!msg) return msg;
+  const tick = msg.indexOf("`");
+  const cut = tick < 0 ? -1 : msg.lastIndexOf(";", tick);
+  const text = cut > 0 ? msg.slice(0, cut) : msg;
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** A stage's name for people. */
+export function stageLabel(name) {
+  return STAGES[name] || String(name).replace(/_/g, " ");
+}
+
+/** What each kind of job is called on the page ("film", not "render"). */
+export function kindWord(kind) {
+  return { render: "film", image: "picture", speech: "speech" }[kind] || kind;
+}
+
+/** What a model of each kind is called on the page. */
+const THING = { diffusion: "picture model", tts: "voice", lipsync: "presenter model", upscale: "upscaler",
+  face: "face detector" };
+
+/** "in 5 seconds", "in about 3 minutes", from a `Retry-After`. */
+function later(seconds) {
+  if (!seconds) return "in a little while";
+  if (seconds < 90) return `in ${Math.ceil(seconds)} second${Math.ceil(seconds) === 1 ? "" : "s"}`;
+  if (seconds < 5400) return `in about ${Math.round(seconds / 60)} minutes`;
+  return `in about ${Math.round(seconds / 3600)} hours`;
+}
+
+/**
+ * A model the box cannot run (a field error or a failed job naming one): `at` is the
+ * sentence under the model's own control (its label says what it is), `text` stands alone.
+ */
+function modelWords(msg) {
+  const thing = (k) => THING[k] || (k === "voice" ? "voice" : "model");
+  let m = msg.match(/(\w+) model "([^"]+)" is not installed/) || msg.match(/\b(model|voice) "([^"]+)" is not installed/);
+  if (m) {
+    const at = `“${m[2]}” is not on the box yet. ${OWNER} install it (Box, then Pull).`;
+    return { at, text: `The ${thing(m[1])} ${at}` };
+  }
+  m = msg.match(/no (\w+) model "([^"]+)" is installed or in the catalog/) || msg.match(/^()unknown model "([^"]+)"/);
+  if (m) {
+    // A typo's close names are worth keeping.
+    const close = msg.match(/\(did you mean ([^?]+)\?\)/);
+    const tail = `${close ? ` Did you mean ${close[1]}?` : ""} Pick another, or ${owner} add it.`;
+    return { at: `the box does not know “${m[2]}” and cannot fetch it.${tail}`,
+      text: `The box does not know the ${thing(m[1] || "diffusion")} “${m[2]}” and cannot fetch it.${tail}` };
+  }
+  m = msg.match(/no (\w+) model is installed/);
+  if (m) {
+    return { at: `the box has none yet. ${OWNER} install one (Box, then Pull).`,
+      text: `The box has no ${thing(m[1])} yet. ${OWNER} install one (Box, then Pull).` };
+  }
+  m = msg.match(/no (\w+) model is the default/);
+  if (m) {
+    return { at: "the box has several and none is its default: pick one.",
+      text: `Pick a ${thing(m[1])}: the box has several and none is its default.` };
+  }
+  return null;
+}
+
+/** The box cannot run models at all (ONNX Runtime missing): at submission or in a job. */
+const RUNTIME = `The box is missing the software that runs its models. ${OWNER} run “reelbox setup”.`;
+
+/** Sentences by the API's error code; `e` is the error (status, `retryAfter`). */
+const CODES = {
+  unreachable: () => "Cannot reach the box: check that it is switched on and that this device is on its network.",
+  runtime_missing: () => RUNTIME,
+  quota_exceeded: (e) => e.status === 413
+    ? `Your space on the box is full. Delete some of your work in Library, or ${owner} give you more.`
+    : `You have used your share of the box for now. Try again ${later(e.retryAfter)}, or ${owner} raise your quota.`,
+  rate_limited: (e) => `Too many requests from this device at once. Try again ${later(e.retryAfter)}.`,
+  too_many_streams: () => "Too many pages are watching the box at once. Close some tabs and try again.",
+  queue_full: (e) => `The box has too much work waiting. Try again ${later(e.retryAfter)}.`,
+  body_too_large: () => `That is more than the box accepts in one go. Try something smaller, or ${owner} raise its limit.`,
+  upload_too_large: () => `That file is larger than the box accepts. Try a smaller one, or ${owner} raise its limit.`,
+  session_expired: () => "Your login has ended (the box may have restarted). Log in again with your key.",
+  missing_key: () => "The box needs your key. Log in again with it.",
+  admin_only: () => `Only the box's admin may do that. ${OWNER} do it for you.`,
+  forbidden_origin: () => `The box refused this page's address. Open the studio at the box's own address, or ${owner} allow this one.`,
+  forbidden_host: () => `The box does not answer to this name. Open it by its address, or ${owner} allow the name.`,
+  cross_origin_session: () => "The box refused a request from another page. Open the studio at the box's own address.",
+  shutting_down: () => "The box is restarting or shutting down. Try again in a minute.",
+  store_unwritable: () => `The box cannot save anything right now (its disk may be full). ${OWNER} check it.`,
+  internal: () => `Something went wrong on the box. Try again; if it keeps happening, ${owner} look at its log.`,
+};
+
+/** A `limit_exceeded` field message ("is 9000 characters; this server allows at most 8000 (limits.…)"). */
+function limitWords(msg) {
+  const m = msg.match(/is (\S+) (\w+); this server allows at most (\S+)/);
+  return m ? `is ${m[1]} ${m[2]}; this box takes at most ${m[3]}. ${OWNER} raise the limit if you need more.` : null;
+}
+
+/**
+ * Plain words for an error of the API, of the network or of a failed job:
+ * `{ text, at, details }`. `text` stands alone; `at` goes under the control the error names
+ * (after its label); `details` is the daemon's own message when the words differ from it.
+ */
+export function plainError(err) {
+  const msg = String((err && err.message) || err || "");
+  // The field's name the API puts first ("model: …") is said by the control's label instead.
+  const own = err && err.field && msg.startsWith(`${err.field}: `) ? msg.slice(err.field.length + 2) : msg;
+  const said = (text, at = text) => ({ text, at, details: text === msg ? null : msg });
+  const code = (err && err.code) || "";
+  if (CODES[code]) return said(CODES[code](err));
+  if (code === "limit_exceeded") {
+    const w = limitWords(own);
+    if (w) return { text: `${err.field}: ${w}`, at: w, details: msg };
+  }
+  // Models the box lacks are field errors (`invalid_param` naming `model`/`voice`) or a
+  // failed job's error; both name the model the same way.
+  const model = modelWords(own);
+  if (model) return { text: model.text, at: model.at, details: msg };
+  if (!code && /onnx ?runtime|libonnxruntime/i.test(msg) && /not (found|installed|available|load)|cannot load|missing/i.test(msg)) {
+    return said(RUNTIME);
+  }
+  if (err && err.status >= 500) return said(CODES.internal());
+  // A failed job's error starts with its stage ("stage keyframes: …"): said by its name.
+  const stage = msg.match(/^stage (\w+): (.*)$/s);
+  if (stage) return said(`${stageLabel(stage[1])}: ${stage[2]}`);
+  return { text: msg, at: own, details: null };
+}
+
+/**
+ * The error as page elements: the sentence (after `label: ` when it is shown under a
+ * control) and, when the daemon said more, its message under a "Details" disclosure.
+ */
+export function refusal(err, label) {
+  const w = plainError(err);
+  // After a label the sentence goes on in lower case ("Background music: that file is …").
+  const text = label ? `${label}: ${w.at.replace(/^[A-Z](?=[a-z])/, (c) => c.toLowerCase())}` : w.text;
+  const nodes = [h("span", { class: "said" }, text)];
+  if (w.details) {
+    nodes.push(h("details", { class: "details" }, h("summary", {}, "Details"), h("p", {}, w.details)));
+  }
+  return nodes;
+}
