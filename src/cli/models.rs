@@ -45,9 +45,13 @@ pub enum ModelsAction {
     /// Check installed files against their sha256s (all installed models without NAME).
     Verify { name: Option<String> },
     /// Remove an installed model.
-    Rm { name: String },
-    /// Install a model: convert a checkpoint (upscaler or Wav2Lip `.pth`), or copy a ready
-    /// ONNX folder or Piper voice `.onnx`.
+    Rm {
+        /// The installed model's name (`reelbox models list`).
+        name: String,
+    },
+    /// Install a model you already have: convert a Stable Diffusion 1.x/2.x/SDXL single file
+    /// or diffusers folder (LoRAs fused in with --lora), an upscaler or Wav2Lip checkpoint,
+    /// or copy a Piper voice `.onnx` or a ready ONNX folder (README "Bring your own models").
     Import(super::models_import::ImportArgs),
 }
 

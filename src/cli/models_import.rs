@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
@@ -19,7 +18,7 @@ use super::Global;
 /// `reelbox models import` arguments.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// A checkpoint (`.pth`, `.ckpt`, `.safetensors`), a Piper voice `.onnx`, or an ONNX folder.
+    /// A checkpoint (`.safetensors`, `.ckpt`, `.pth`), a diffusers folder, a Piper voice `.onnx`, or an ONNX folder.
     #[arg(required_unless_present = "prepare_env")]
     pub path: Option<PathBuf>,
     /// Name to install it under (default: from the file or directory name).
@@ -77,8 +76,15 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
             log(message);
         }
     };
-    let report = import_model(config, &engine, DeviceId::Cpu, &params, &progress, &|| false)
-        .with_context(|| format!("cannot import {}", params.path.display()))?;
+    let report = import_model(config, &engine, DeviceId::Cpu, &params, &progress, &|| false).map_err(|e| {
+        // Most refusals name the file already; say it once.
+        let path = params.path.display().to_string();
+        if e.to_string().contains(&path) {
+            anyhow::Error::new(e)
+        } else {
+            anyhow::Error::new(e).context(format!("cannot import {path}"))
+        }
+    })?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

@@ -126,15 +126,41 @@ impl ImportRequest {
                 ParamError::new("kind", format!("{k:?} is not one of tts, diffusion, lipsync, upscale, face"))
             })?),
         };
-        let loras = self.loras.iter().map(|l| parse_lora(l)).collect::<Result<_, _>>()?;
+        let loras: Vec<(PathBuf, f32)> = self.loras.iter().map(|l| parse_lora(l)).collect::<Result<_, _>>()?;
         let prediction = match self.prediction.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
             None => None,
             Some("epsilon" | "eps") => Some("epsilon".to_string()),
             Some("v" | "v_prediction" | "v-prediction") => Some("v_prediction".to_string()),
             Some(other) => return Err(ParamError::new("prediction", format!("{other:?} is not epsilon or v"))),
         };
+        if let Some(k) = kind {
+            kind_fits(&path, k, !loras.is_empty() || prediction.is_some())?;
+        }
         Ok(ImportParams { path, name, kind, loras, fp16: self.fp16.unwrap_or(false), prediction })
     }
+}
+
+/// Refuses a `kind` the files cannot be before anything is converted (a real Stable
+/// Diffusion conversion takes minutes): a diffusers folder, LoRAs or a prediction type
+/// mean a diffusion model, and checkpoints convert to diffusion, lip-sync or upscale models.
+fn kind_fits(path: &Path, kind: ModelKind, stable_diffusion: bool) -> Result<(), ParamError> {
+    let refuse = |why: &str| Err(ParamError::new("kind", format!("{}: {why}, not {}", path.display(), kind.as_str())));
+    if kind != ModelKind::Diffusion && import::is_diffusers_folder(path) {
+        return refuse("a Stable Diffusion folder makes a diffusion model");
+    }
+    if kind != ModelKind::Diffusion && stable_diffusion {
+        return refuse("LoRAs and a prediction type make a diffusion model");
+    }
+    if matches!(kind, ModelKind::Tts | ModelKind::Face) && import::needs_conversion(path) {
+        return refuse("a checkpoint converts to a diffusion, lipsync or upscale model");
+    }
+    Ok(())
+}
+
+/// "a diffusion", "an upscale": a kind in a sentence.
+fn a_kind(kind: ModelKind) -> String {
+    let k = kind.as_str();
+    if k.starts_with(['a', 'e', 'i', 'o', 'u']) { format!("an {k}") } else { format!("a {k}") }
 }
 
 /// `FILE[:SCALE]` → the file and its scale (1 when left out); the file must exist.
@@ -239,14 +265,8 @@ pub fn import_model(
         });
     }
     let name = p.name.clone().unwrap_or_else(|| convert::default_name(&p.path));
-    if store.name_taken(&name) {
-        return Err(ImportError::Refused {
-            input: p.path.clone(),
-            reason: format!(
-                "a model named {name} is already installed; `reelbox rm {name}` first or pick another name"
-            ),
-        });
-    }
+    // Held until the model is installed (or the import fails): see `NameClaim`.
+    let _claim = store.claim_name(&name, &p.path)?;
     let req = ConvertRequest {
         input: p.path.clone(),
         name,
@@ -261,7 +281,7 @@ pub fn import_model(
     {
         return Err(ImportError::Refused {
             input: p.path.clone(),
-            reason: format!("is a {} model ({}), not {}", conv.kind.as_str(), conv.result.format, k.as_str()),
+            reason: format!("is {} model ({}), not {}", a_kind(conv.kind), conv.result.format, k.as_str()),
         });
     }
     progress(0, 0, "self-check: the same inputs through PyTorch and reelbox's pipeline");
@@ -353,8 +373,23 @@ impl TypedKind for ModelImport {
         true
     }
 
-    fn validate(&self, params: &serde_json::Value, _ctx: &ValidateCtx) -> Result<ImportParams, ParamError> {
-        ImportRequest::from_json(params)?.resolve()
+    fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImportParams, ParamError> {
+        let p = ImportRequest::from_json(params)?.resolve()?;
+        // A name that is installed is refused now rather than by the job (the old model
+        // stays either way); a copied folder's own name is known only once it is read.
+        let name = p.name.clone().or_else(|| {
+            if import::needs_conversion(&p.path) {
+                Some(convert::default_name(&p.path))
+            } else {
+                p.path.is_file().then(|| p.path.file_stem().map(|s| s.to_string_lossy().into_owned())).flatten()
+            }
+        });
+        if let Some(name) = name
+            && ModelStore::new(ctx.config).name_taken(&name)
+        {
+            return Err(ParamError::new("name", import::taken(&name)));
+        }
+        Ok(p)
     }
 
     fn stages(&self, _p: &ImportParams) -> Vec<StageName> {
