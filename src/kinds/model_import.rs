@@ -163,6 +163,9 @@ fn a_kind(kind: ModelKind) -> String {
     if k.starts_with(['a', 'e', 'i', 'o', 'u']) { format!("an {k}") } else { format!("a {k}") }
 }
 
+/// The largest LoRA scale taken, either sign.
+pub const MAX_LORA_SCALE: f32 = 100.0;
+
 /// `FILE[:SCALE]` → the file and its scale (1 when left out); the file must exist.
 pub fn parse_lora(text: &str) -> Result<(PathBuf, f32), ParamError> {
     let err = |message: String| ParamError::new("loras", message);
@@ -179,6 +182,12 @@ pub fn parse_lora(text: &str) -> Result<(PathBuf, f32), ParamError> {
     };
     if !scale.is_finite() {
         return Err(err(format!("{text}: the scale must be a finite number")));
+    }
+    // A scale far outside what LoRAs are trained for only draws noise (ComfyUI's range).
+    if scale.abs() > MAX_LORA_SCALE {
+        return Err(err(format!(
+            "{text}: the scale {scale} is outside -{MAX_LORA_SCALE}..{MAX_LORA_SCALE} (1 is the LoRA as trained)"
+        )));
     }
     let file = PathBuf::from(file);
     if !file.is_file() {
@@ -433,6 +442,9 @@ mod tests {
         assert!(err.message.contains("/no/such.safetensors"), "{}", err.message);
         let err = parse_lora(&format!("{text}:strong")).expect_err("scale");
         assert!(err.message.contains("\"strong\" is not a number"), "{}", err.message);
+        assert_eq!(parse_lora(&format!("{text}:-100")).expect("negative").1, -100.0);
+        let err = parse_lora(&format!("{text}:1e9")).expect_err("too strong");
+        assert!(err.message.contains("outside -100..100"), "{}", err.message);
     }
 
     #[test]
