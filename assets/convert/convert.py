@@ -237,6 +237,8 @@ def convert_file(args, loras):
         return sd_export.convert_pipeline(path, pipe, args.out, args.check, details=details, loras=loras)
     if loras:
         raise Refused(f"{path}: --lora applies to Stable Diffusion base models only")
+    if args.prediction:
+        raise Refused(f"{path}: --prediction applies to Stable Diffusion checkpoints only")
     if looks_like_wav2lip(keys) or (isinstance(sd.get("state_dict"), dict) and looks_like_wav2lip(sd["state_dict"].keys())):
         return convert_wav2lip(path, sd, args.out, args.check)
     if any(".lora_down." in k or ".lora_A." in k or k.startswith("lora_") for k in keys if isinstance(k, str)):

@@ -81,6 +81,15 @@ pub fn needs_conversion(path: &Path) -> bool {
     (path.is_file() && path.extension().is_none_or(|x| x != "onnx")) || is_diffusers_folder(path)
 }
 
+/// True for ONNX models, copied as they are: an `.onnx` file, or a folder with an ONNX
+/// Stable Diffusion layout or `.onnx` files (and no PyTorch UNet to convert).
+pub fn is_onnx(path: &Path) -> bool {
+    if path.is_file() {
+        return path.extension().is_some_and(|x| x == "onnx");
+    }
+    path.is_dir() && !is_diffusers_folder(path) && (layout::is_diffusion(path) || !layout::onnx_files(path).is_empty())
+}
+
 /// File endings of the checkpoints the converter reads (PyTorch pickles and safetensors).
 pub const CHECKPOINT_EXTENSIONS: [&str; 5] = ["pth", "pt", "ckpt", "safetensors", "bin"];
 
@@ -136,7 +145,7 @@ impl super::ModelStore {
 }
 
 /// Why a name that is installed cannot be imported again.
-pub fn taken(name: &str) -> String {
+fn taken(name: &str) -> String {
     format!("a model named {name} is already installed (kept as it is); `reelbox rm {name}` first or pick another name")
 }
 

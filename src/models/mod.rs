@@ -368,7 +368,10 @@ impl ModelStore {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         }
-        let _ = std::fs::remove_dir_all(self.models_dir.join(".staging").join(name));
+        // A staging folder that an import or pull of the name is filling now is theirs.
+        if let Ok(Some(_lock)) = self.try_lock_name(name) {
+            let _ = std::fs::remove_dir_all(self.models_dir.join(".staging").join(name));
+        }
         Ok(existed)
     }
 
