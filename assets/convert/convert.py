@@ -9,9 +9,14 @@ with the managed environment's Python. Protocol on stdout, one line each:
 Reference tensors are raw little-endian float32 files in --check, shapes in RESULT.
 """
 import argparse
+import errno
 import json
 import os
 import sys
+import tempfile
+import threading
+import time
+import traceback
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,10 +76,36 @@ def load_state_dict(path):
         if "pickl" in type(e).__name__.lower():
             # torch's own text suggests weights_only=False, i.e. running the file's code: never.
             raise Refused(f"{path}: not a readable checkpoint (corrupt, or a pickle that holds code, not only tensors)")
+        if zipfile_without_pickle(path):
+            raise Refused(f"{path}: a zip archive, but not a PyTorch checkpoint (no data.pkl in it)")
         raise Refused(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
     if not isinstance(sd, dict) or not sd:
         raise Refused(f"{path}: not a checkpoint of named tensors")
     return sd
+
+
+def zipfile_without_pickle(path):
+    """True for a zip (a `.ckpt` that is really an archive of something else): torch.save
+    writes zips whose one folder holds `data.pkl`."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return not any(n.endswith("/data.pkl") or n == "data.pkl" for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def exit_with_parent(parent):
+    """Ends this process when reelbox (pid `parent`) ends (kill -9, OOM): else it would go
+    on converting into the staging directory the job's next attempt converts into again."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def export(torch, model, args, path, input_names, output_names, dynamic_axes):
@@ -206,6 +237,8 @@ def convert_file(args, loras):
         return sd_export.convert_pipeline(path, pipe, args.out, args.check, details=details, loras=loras)
     if loras:
         raise Refused(f"{path}: --lora applies to Stable Diffusion base models only")
+    if args.prediction:
+        raise Refused(f"{path}: --prediction applies to Stable Diffusion checkpoints only")
     if looks_like_wav2lip(keys) or (isinstance(sd.get("state_dict"), dict) and looks_like_wav2lip(sd["state_dict"].keys())):
         return convert_wav2lip(path, sd, args.out, args.check)
     if any(".lora_down." in k or ".lora_A." in k or k.startswith("lora_") for k in keys if isinstance(k, str)):
@@ -235,7 +268,9 @@ def main():
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--prediction", choices=["epsilon", "v_prediction"], help="a single file's prediction type")
     ap.add_argument("--models", help="the models dir (installed tokenizers a single file may use)")
+    ap.add_argument("--parent", type=int, help="reelbox's pid: the converter ends when it does")
     args = ap.parse_args()
+    exit_with_parent(args.parent or os.getppid())
     try:
         if not os.path.exists(args.input):
             raise Refused(f"{args.input}: no such file or directory")
@@ -254,6 +289,16 @@ def main():
             progress(0, 0, "stored the weights as float16")
     except Refused as e:
         print(f"ERROR {e}", flush=True)
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - one line for the user, the traceback for the log
+        traceback.print_exc()
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            models = os.path.dirname(os.path.dirname(os.path.abspath(args.out)))
+            print(f"ERROR {args.input}: the disk filled up while converting (no space left on device); "
+                  f"free space in {models} and {tempfile.gettempdir()}, then import again", flush=True)
+        else:
+            print(f"ERROR {args.input}: the conversion failed ({type(e).__name__}: "
+                  f"{(str(e).splitlines() or [''])[0][:200]})", flush=True)
         sys.exit(2)
     print("RESULT " + json.dumps(result), flush=True)
 

@@ -131,7 +131,13 @@ pub enum Command {
         action: voices::VoicesAction,
     },
     /// Remove an installed model (same as `reelbox models rm`).
-    Rm { name: String },
+    Rm {
+        /// The installed model's name (`reelbox models list`).
+        name: String,
+        /// Remove it even though queued or running jobs name it (they fail).
+        #[arg(long)]
+        force: bool,
+    },
     /// Say TEXT into a WAV file (on the daemon when one answers).
     Say(say::SayArgs),
     /// Draw PROMPT into a PNG file (on the daemon when one answers).
@@ -223,7 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             models::run(&g, models::ModelsAction::Pull { name, force, accept_license }).await
         }
         Command::Voices { action } => voices::run(&g, action).await,
-        Command::Rm { name } => models::run(&g, models::ModelsAction::Rm { name }).await,
+        Command::Rm { name, force } => models::run(&g, models::ModelsAction::Rm { name, force }).await,
         Command::Say(args) => say::run(&g, args).await,
         Command::Image(args) => image::run(&g, args).await,
         Command::Render(args) => render::run(&g, args).await,

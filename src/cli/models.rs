@@ -44,10 +44,17 @@ pub enum ModelsAction {
     },
     /// Check installed files against their sha256s (all installed models without NAME).
     Verify { name: Option<String> },
-    /// Remove an installed model.
-    Rm { name: String },
-    /// Install a model: convert a checkpoint (upscaler or Wav2Lip `.pth`), or copy a ready
-    /// ONNX folder or Piper voice `.onnx`.
+    /// Remove an installed model (refused while the daemon's queued or running jobs name it).
+    Rm {
+        /// The installed model's name (`reelbox models list`).
+        name: String,
+        /// Remove it even though queued or running jobs name it (they fail).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Install a model you already have: convert a Stable Diffusion 1.x/2.x/SDXL single file
+    /// or diffusers folder (LoRAs fused in with --lora), an upscaler or Wav2Lip checkpoint,
+    /// or copy a Piper voice `.onnx` or a ready ONNX folder (README "Bring your own models").
     Import(super::models_import::ImportArgs),
 }
 
@@ -65,7 +72,19 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         }
         ModelsAction::Default { kind, name } => default(g, &config, &store, kind.as_deref(), name.as_deref()),
         ModelsAction::Verify { name } => verify(g, &store, name),
-        ModelsAction::Rm { name } => {
+        ModelsAction::Rm { name, force } => {
+            let needed = if force || store.installed_manifest(&name).is_none() {
+                Vec::new()
+            } else {
+                jobs_naming(g, &name).await
+            };
+            if !needed.is_empty() {
+                anyhow::bail!(
+                    "{name} is named by queued or running job(s) {}, which would fail without it; cancel them \
+                     (`reelbox jobs cancel ID`) or remove it anyway with `reelbox models rm {name} --force`",
+                    needed.join(", ")
+                );
+            }
             let removed = store.rm(&name)?;
             if g.json {
                 println!("{}", serde_json::json!({"name": name, "removed": removed}));
@@ -78,6 +97,38 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         }
         ModelsAction::Import(args) => super::models_import::run(g, &config, args),
     }
+}
+
+/// Ids of the daemon's queued and running jobs whose parameters name `name` anywhere (none
+/// when no daemon answers). Jobs that reach a model through a profile or a default are not
+/// seen: they name none.
+async fn jobs_naming(g: &Global, name: &str) -> Vec<String> {
+    fn names(v: &serde_json::Value, name: &str) -> bool {
+        match v {
+            serde_json::Value::String(s) => s == name,
+            serde_json::Value::Array(a) => a.iter().any(|x| names(x, name)),
+            serde_json::Value::Object(o) => o.values().any(|x| names(x, name)),
+            _ => false,
+        }
+    }
+    let Ok(client) = super::client::Client::new(g) else { return Vec::new() };
+    if !client.answers(Duration::from_millis(500)).await {
+        return Vec::new();
+    }
+    let mut ids = Vec::new();
+    for state in ["queued", "running"] {
+        let Ok(page) = client.get::<serde_json::Value>(&format!("/api/v1/jobs?state={state}&limit=500")).await else {
+            continue;
+        };
+        for job in page["jobs"].as_array().into_iter().flatten() {
+            if names(&job["params"], name)
+                && let Some(id) = job["id"].as_str()
+            {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    ids
 }
 
 fn parse_kind(what: &str, k: &str) -> anyhow::Result<ModelKind> {

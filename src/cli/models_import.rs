@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context;
 use clap::Args;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
@@ -19,7 +20,7 @@ use super::Global;
 /// `reelbox models import` arguments.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// A checkpoint (`.pth`, `.ckpt`, `.safetensors`), a Piper voice `.onnx`, or an ONNX folder.
+    /// A checkpoint (`.safetensors`, `.ckpt`, `.pth`), a diffusers folder, a Piper voice `.onnx`, or an ONNX folder.
     #[arg(required_unless_present = "prepare_env")]
     pub path: Option<PathBuf>,
     /// Name to install it under (default: from the file or directory name).
@@ -55,11 +56,13 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
         println!("{}", env.dir().display());
         return Ok(ExitCode::SUCCESS);
     }
+    // Absolute, so the model's conversion.json says where its source was.
+    let absolute = |p: &str| std::path::absolute(p).map_or_else(|_| p.to_string(), |a| a.display().to_string());
     let request = ImportRequest {
-        path: args.path.map(|p| p.display().to_string()),
+        path: args.path.map(|p| absolute(&p.display().to_string())),
         name: args.name,
         kind: args.kind,
-        loras: args.loras,
+        loras: args.loras.iter().map(|l| absolute(l)).collect(),
         fp16: Some(args.fp16),
         prediction: args.prediction,
     };
@@ -77,8 +80,29 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
             log(message);
         }
     };
-    let report = import_model(config, &engine, DeviceId::Cpu, &params, &progress, &|| false)
-        .with_context(|| format!("cannot import {}", params.path.display()))?;
+    // Ctrl-C reaches the converter too (one process group); caught here, it ends the import
+    // the way a canceled job ends, removing the staging folder (gigabytes for a real SD).
+    // A second Ctrl-C ends reelbox at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("reelbox: interrupted; stopping the import (Ctrl-C again to quit at once)");
+        }
+    });
+    let canceled = || interrupted.load(Ordering::SeqCst);
+    let report = import_model(config, &engine, DeviceId::Cpu, &params, &progress, &canceled).map_err(|e| {
+        // Most refusals name the file already; say it once.
+        let path = params.path.display().to_string();
+        if e.to_string().contains(&path) {
+            anyhow::Error::new(e)
+        } else {
+            anyhow::Error::new(e).context(format!("cannot import {path}"))
+        }
+    })?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

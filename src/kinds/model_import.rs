@@ -13,18 +13,20 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fields::{reject_unknown, string_field};
 use super::{Failure, ParamError, StageError, StageName, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::models::convert::{self, Conversion, ConvertError, ConvertProgress, ConvertRequest};
-use crate::models::{ModelError, ModelKind, ModelStore, import, manifest};
+use crate::models::{ModelError, ModelKind, ModelStore, import};
 use crate::pipelines::diffusion::DiffusionError;
 use crate::pipelines::lipsync::{LipsyncError, model::Wav2Lip};
 use crate::pipelines::upscale::{UpscaleError, Upscaler};
 
 mod diffusion;
+mod request;
+
+pub use request::{ImportParams, ImportRequest, MAX_LORA_SCALE, parse_lora};
 
 /// The `model_import` job kind.
 pub struct ModelImport;
@@ -36,129 +38,10 @@ pub const FP32_TOLERANCE: f32 = 1e-3;
 pub const FP16_TOLERANCE: f32 = 2e-2;
 const STAGE: StageName = StageName::Import;
 
-/// `model_import` parameters as a request gives them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportRequest {
-    /// The file or folder to import, on the daemon's machine.
-    pub path: Option<String>,
-    /// The name to install it under.
-    pub name: Option<String>,
-    /// The model kind, when the files do not tell.
-    pub kind: Option<String>,
-    /// LoRAs to fuse, `FILE[:SCALE]` (scale 1 when left out).
-    pub loras: Vec<String>,
-    /// Half-precision weights.
-    pub fp16: Option<bool>,
-    /// A single-file Stable Diffusion's prediction type: `epsilon` or `v` (guessed when left out).
-    pub prediction: Option<String>,
-}
-
-/// Validated `model_import` parameters, as stored with the job.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ImportParams {
-    pub path: PathBuf,
-    pub name: Option<String>,
-    pub kind: Option<ModelKind>,
-    pub loras: Vec<(PathBuf, f32)>,
-    pub fp16: bool,
-    /// `epsilon` or `v_prediction`, as diffusers spells it.
-    pub prediction: Option<String>,
-}
-
-impl ImportRequest {
-    /// Reads request JSON; errors name the field.
-    pub fn from_json(params: &serde_json::Value) -> Result<Self, ParamError> {
-        reject_unknown(params, &["path", "name", "kind", "loras", "fp16", "prediction"])?;
-        let loras = match params.get("loras") {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| ParamError::new("loras", "must be strings")))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(ParamError::new("loras", "must be a list of \"FILE[:SCALE]\"")),
-        };
-        let fp16 = match params.get("fp16") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::Bool(b)) => Some(*b),
-            Some(_) => return Err(ParamError::new("fp16", "must be true or false")),
-        };
-        Ok(Self {
-            path: string_field(params, "path")?,
-            name: string_field(params, "name")?,
-            kind: string_field(params, "kind")?,
-            loras,
-            fp16,
-            prediction: string_field(params, "prediction")?,
-        })
-    }
-
-    /// Checks that the path exists, the name is a valid model name and LoRAs parse.
-    pub fn resolve(self) -> Result<ImportParams, ParamError> {
-        let path = self.path.as_deref().map(str::trim).unwrap_or_default();
-        if path.is_empty() {
-            return Err(ParamError::new("path", "required: the file or folder to import"));
-        }
-        let path = PathBuf::from(path);
-        if !path.exists() {
-            return Err(ParamError::new("path", format!("{}: no such file or directory", path.display())));
-        }
-        if import::is_foreign_file(&path) {
-            return Err(ParamError::new(
-                "path",
-                format!(
-                    "{} is not a model file reelbox can import (checkpoints: .{}; ONNX models and Piper voices: .onnx; or a model folder)",
-                    path.display(),
-                    import::CHECKPOINT_EXTENSIONS.join(", .")
-                ),
-            ));
-        }
-        let name = self.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-        if let Some(n) = &name
-            && !manifest::valid_name(n)
-        {
-            return Err(ParamError::new("name", format!("{n:?} may only use letters, digits, '-', '_' and '.'")));
-        }
-        let kind = match self.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
-            None => None,
-            Some(k) => Some(ModelKind::parse(k).ok_or_else(|| {
-                ParamError::new("kind", format!("{k:?} is not one of tts, diffusion, lipsync, upscale, face"))
-            })?),
-        };
-        let loras = self.loras.iter().map(|l| parse_lora(l)).collect::<Result<_, _>>()?;
-        let prediction = match self.prediction.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-            None => None,
-            Some("epsilon" | "eps") => Some("epsilon".to_string()),
-            Some("v" | "v_prediction" | "v-prediction") => Some("v_prediction".to_string()),
-            Some(other) => return Err(ParamError::new("prediction", format!("{other:?} is not epsilon or v"))),
-        };
-        Ok(ImportParams { path, name, kind, loras, fp16: self.fp16.unwrap_or(false), prediction })
-    }
-}
-
-/// `FILE[:SCALE]` → the file and its scale (1 when left out); the file must exist.
-pub fn parse_lora(text: &str) -> Result<(PathBuf, f32), ParamError> {
-    let err = |message: String| ParamError::new("loras", message);
-    // A colon is part of the file name when the whole text names a file.
-    let (file, scale) = match text.rsplit_once(':') {
-        Some((f, s)) if !Path::new(text).is_file() => match s.trim().parse::<f32>() {
-            Ok(v) => (f, v),
-            Err(_) if Path::new(f).is_file() => {
-                return Err(err(format!("{text}: the scale {s:?} is not a number (FILE[:SCALE], e.g. {f}:0.8)")));
-            }
-            Err(_) => (text, 1.0),
-        },
-        _ => (text, 1.0),
-    };
-    if !scale.is_finite() {
-        return Err(err(format!("{text}: the scale must be a finite number")));
-    }
-    let file = PathBuf::from(file);
-    if !file.is_file() {
-        return Err(err(format!("{}: no such file", file.display())));
-    }
-    Ok((file, scale))
+/// "a diffusion", "an upscale": a kind in a sentence.
+fn a_kind(kind: ModelKind) -> String {
+    let k = kind.as_str();
+    if k.starts_with(['a', 'e', 'i', 'o', 'u']) { format!("an {k}") } else { format!("a {k}") }
 }
 
 /// What an import did: the job's result (`import.json`) and the CLI's report.
@@ -239,14 +122,8 @@ pub fn import_model(
         });
     }
     let name = p.name.clone().unwrap_or_else(|| convert::default_name(&p.path));
-    if store.name_taken(&name) {
-        return Err(ImportError::Refused {
-            input: p.path.clone(),
-            reason: format!(
-                "a model named {name} is already installed; `reelbox rm {name}` first or pick another name"
-            ),
-        });
-    }
+    // Held until the model is installed (or the import fails): see `NameClaim`.
+    let _claim = store.claim_name(&name, &p.path)?;
     let req = ConvertRequest {
         input: p.path.clone(),
         name,
@@ -261,7 +138,7 @@ pub fn import_model(
     {
         return Err(ImportError::Refused {
             input: p.path.clone(),
-            reason: format!("is a {} model ({}), not {}", conv.kind.as_str(), conv.result.format, k.as_str()),
+            reason: format!("is {} model ({}), not {}", a_kind(conv.kind), conv.result.format, k.as_str()),
         });
     }
     progress(0, 0, "self-check: the same inputs through PyTorch and reelbox's pipeline");
@@ -283,6 +160,10 @@ pub fn import_model(
     progress(0, 0, &format!("self-check passed: largest difference {:e} on {}", check.max_abs_diff, check.compared));
     let format = conv.result.format.clone();
     let report = serde_json::to_value(&check).unwrap_or_default();
+    // Canceled during the self-check: the staging folder goes with `conv`.
+    if canceled() {
+        return Err(ConvertError::Canceled.into());
+    }
     let m = conv.install(&store, &report)?;
     let dir = store.model_dir(&m.name);
     Ok(ImportReport {
@@ -353,8 +234,35 @@ impl TypedKind for ModelImport {
         true
     }
 
-    fn validate(&self, params: &serde_json::Value, _ctx: &ValidateCtx) -> Result<ImportParams, ParamError> {
-        ImportRequest::from_json(params)?.resolve()
+    fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImportParams, ParamError> {
+        let request = ImportRequest::from_json(params)?;
+        // A relative path would be read from wherever the daemon happens to run.
+        let paths = request.path.iter().map(|p| ("path", p)).chain(request.loras.iter().map(|l| ("loras", l)));
+        if let Some((field, file)) = paths.into_iter().find(|(_, f)| !f.trim().is_empty() && Path::new(f).is_relative())
+        {
+            return Err(ParamError::new(
+                field,
+                format!("{file}: give the absolute path on the daemon's machine (it starts with /)"),
+            ));
+        }
+        let p = request.resolve()?;
+        // A name that is installed is refused now rather than by the job (the old model
+        // stays either way); a copied folder's own name is known only once it is read.
+        let name = p.name.clone().or_else(|| {
+            if import::needs_conversion(&p.path) {
+                Some(convert::default_name(&p.path))
+            } else {
+                p.path.is_file().then(|| p.path.file_stem().map(|s| s.to_string_lossy().into_owned())).flatten()
+            }
+        });
+        if let Some(name) = name {
+            // Taken and let go at once: refused while installed or while another import
+            // (or pull) of the name runs; one queued meanwhile is refused by its job.
+            ModelStore::new(ctx.config)
+                .claim_name(&name, &p.path)
+                .map_err(|e| ParamError::new("name", e.to_string()))?;
+        }
+        Ok(p)
     }
 
     fn stages(&self, _p: &ImportParams) -> Vec<StageName> {
@@ -378,48 +286,5 @@ impl TypedKind for ModelImport {
             .map_err(|e| StageError::context("cannot encode the import report", e))?;
         run.sink.put_artifact("import.json", "application/json", &bytes)?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lora_scales_default_to_one_and_missing_files_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let f = dir.path().join("style.safetensors");
-        std::fs::write(&f, b"x").expect("write");
-        let text = f.display().to_string();
-        assert_eq!(parse_lora(&text).expect("plain"), (f.clone(), 1.0));
-        assert_eq!(parse_lora(&format!("{text}:0.5")).expect("scaled"), (f.clone(), 0.5));
-        let err = parse_lora("/no/such.safetensors:1").expect_err("missing");
-        assert_eq!(err.field, "loras");
-        assert!(err.message.contains("/no/such.safetensors"), "{}", err.message);
-        let err = parse_lora(&format!("{text}:strong")).expect_err("scale");
-        assert!(err.message.contains("\"strong\" is not a number"), "{}", err.message);
-    }
-
-    #[test]
-    fn requests_name_their_bad_fields() {
-        let err = ImportRequest::from_json(&serde_json::json!({"path": "/", "fp16": 1})).expect_err("fp16");
-        assert_eq!(err.field, "fp16");
-        let err = ImportRequest::from_json(&serde_json::json!({"path": "/no/such/file.pth"}))
-            .and_then(ImportRequest::resolve)
-            .expect_err("missing path");
-        assert_eq!(err.field, "path");
-        assert!(err.message.contains("/no/such/file.pth"));
-        let err = ImportRequest::from_json(&serde_json::json!({"path": "/", "name": "a b"}))
-            .and_then(ImportRequest::resolve)
-            .expect_err("bad name");
-        assert_eq!(err.field, "name");
-        let err = ImportRequest::from_json(&serde_json::json!({"path": "/", "prediction": "x0"}))
-            .and_then(ImportRequest::resolve)
-            .expect_err("bad prediction");
-        assert_eq!(err.field, "prediction");
-        let v = ImportRequest::from_json(&serde_json::json!({"path": "/", "prediction": "v"}))
-            .and_then(ImportRequest::resolve)
-            .expect("v");
-        assert_eq!(v.prediction.as_deref(), Some("v_prediction"));
     }
 }

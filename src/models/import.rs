@@ -36,11 +36,24 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<
             (n, None) if n > 1 => {
                 return Err(fail("more than one Piper voice here; import the .onnx file itself".into()));
             }
-            (_, Some(k)) => (dir_name(path), Some(k), walk(path).map_err(|e| fail(e.to_string()))?),
+            (_, Some(k)) => {
+                let files = walk(path).map_err(|e| fail(e.to_string()))?;
+                // A folder is copied as its ONNX model: one without any would install as
+                // a model that fails at its first job.
+                if !files.iter().any(|(rel, _)| rel.ends_with(".onnx")) {
+                    return Err(fail(format!(
+                        "no .onnx file in this folder, so it is no {} model to copy; checkpoints \
+                         (.safetensors, .ckpt, .pth) are imported as the file itself",
+                        k.as_str()
+                    )));
+                }
+                (dir_name(path), Some(k), files)
+            }
             _ => {
                 return Err(fail(
-                    "not a Piper voice (X.onnx + X.onnx.json) nor a Stable Diffusion ONNX layout (model_index.json); \
-                     name the kind to import another layout"
+                    "no model reelbox knows in this folder: not a Piper voice (X.onnx + X.onnx.json), nor a \
+                     Stable Diffusion folder (model_index.json); checkpoints (.safetensors, .ckpt, .pth) are \
+                     imported as the file itself; name the kind (--kind) to import another ONNX folder"
                         .into(),
                 ));
             }
@@ -68,6 +81,15 @@ pub fn needs_conversion(path: &Path) -> bool {
     (path.is_file() && path.extension().is_none_or(|x| x != "onnx")) || is_diffusers_folder(path)
 }
 
+/// True for ONNX models, copied as they are: an `.onnx` file, or a folder with an ONNX
+/// Stable Diffusion layout or `.onnx` files (and no PyTorch UNet to convert).
+pub fn is_onnx(path: &Path) -> bool {
+    if path.is_file() {
+        return path.extension().is_some_and(|x| x == "onnx");
+    }
+    path.is_dir() && !is_diffusers_folder(path) && (layout::is_diffusion(path) || !layout::onnx_files(path).is_empty())
+}
+
 /// File endings of the checkpoints the converter reads (PyTorch pickles and safetensors).
 pub const CHECKPOINT_EXTENSIONS: [&str; 5] = ["pth", "pt", "ckpt", "safetensors", "bin"];
 
@@ -90,6 +112,14 @@ pub fn is_diffusers_folder(path: &Path) -> bool {
         && !path.join("unet/model.onnx").exists()
 }
 
+/// A model name held by one import from its check until its install: the lock a pull of
+/// the name takes too, so two imports of one name (CLI or daemon, at once) never fill one
+/// staging directory or install over each other. Let go when dropped.
+#[derive(Debug)]
+pub struct NameClaim {
+    _lock: std::fs::File,
+}
+
 impl super::ModelStore {
     /// Whether a model named `name` is installed, with a manifest or found as a
     /// directory: installing over it would move a manifest-less model directory aside.
@@ -97,6 +127,26 @@ impl super::ModelStore {
         self.installed_manifest_path(name).exists()
             || super::Catalog::of(self).get(name).is_some_and(|c| c.dir().is_some())
     }
+
+    /// Claims `name` for importing `path`: refused while another import or pull of the
+    /// name runs, or when a model of that name is installed (the old one is kept).
+    pub fn claim_name(&self, name: &str, path: &Path) -> Result<NameClaim, ModelError> {
+        let fail = |reason: String| ModelError::Import { path: path.to_path_buf(), reason };
+        let Some(lock) = self.try_lock_name(name)? else {
+            return Err(fail(format!(
+                "another import or pull of {name} is running; wait for it to finish, or pick another name"
+            )));
+        };
+        if self.name_taken(name) {
+            return Err(fail(taken(name)));
+        }
+        Ok(NameClaim { _lock: lock })
+    }
+}
+
+/// Why a name that is installed cannot be imported again.
+fn taken(name: &str) -> String {
+    format!("a model named {name} is already installed (kept as it is); `reelbox rm {name}` first or pick another name")
 }
 
 /// A manifest listing `copies` (hashed) under `name`; `path` is what errors name.

@@ -368,7 +368,10 @@ impl ModelStore {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         }
-        let _ = std::fs::remove_dir_all(self.models_dir.join(".staging").join(name));
+        // A staging folder that an import or pull of the name is filling now is theirs.
+        if let Ok(Some(_lock)) = self.try_lock_name(name) {
+            let _ = std::fs::remove_dir_all(self.models_dir.join(".staging").join(name));
+        }
         Ok(existed)
     }
 
@@ -378,15 +381,7 @@ impl ModelStore {
         let m = &plan.manifest;
         // Any installed model of that name, with a manifest or found as a directory: the
         // install below would otherwise move a manifest-less model directory aside.
-        if self.name_taken(&m.name) {
-            return Err(ModelError::Import {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "a model named {} is already installed; `reelbox rm {}` first or pick another name",
-                    m.name, m.name
-                ),
-            });
-        }
+        let _claim = self.claim_name(&m.name, path)?;
         let staging = self.models_dir.join(".staging").join(&m.name);
         let _ = std::fs::remove_dir_all(&staging);
         for (rel, src) in &plan.copies {

@@ -208,18 +208,10 @@ impl ModelStore {
     }
 
     async fn lock(&self, name: &str) -> Result<std::fs::File, ModelError> {
-        let locks = self.models_dir.join(".locks");
-        std::fs::create_dir_all(&locks).map_err(io_err(&locks))?;
-        let path = locks.join(format!("{name}.lock"));
-        let file =
-            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
         let mut waited = false;
         loop {
-            // fs4's call, not std's `File::try_lock` (Rust 1.89, above this crate's MSRV).
-            match fs4::FileExt::try_lock(&file) {
-                Ok(()) => break,
-                Err(fs4::TryLockError::WouldBlock) => {}
-                Err(fs4::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+            if let Some(file) = self.try_lock_name(name)? {
+                return Ok(file);
             }
             if !waited {
                 tracing::info!(model = name, "another pull of this model is running; waiting");
@@ -227,7 +219,23 @@ impl ModelStore {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Ok(file)
+    }
+
+    /// The lock that one pull or import of `name` holds while it fills `.staging/NAME`
+    /// (`<models>/.locks/NAME.lock`), or `None` while another holds it. The kernel lets
+    /// go of it when its holder dies, so a killed daemon leaves no stale lock.
+    pub(super) fn try_lock_name(&self, name: &str) -> Result<Option<std::fs::File>, ModelError> {
+        let locks = self.models_dir.join(".locks");
+        std::fs::create_dir_all(&locks).map_err(io_err(&locks))?;
+        let path = locks.join(format!("{name}.lock"));
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        // fs4's call, not std's `File::try_lock` (Rust 1.89, above this crate's MSRV).
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => Ok(Some(file)),
+            Err(fs4::TryLockError::WouldBlock) => Ok(None),
+            Err(fs4::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+        }
     }
 }
 

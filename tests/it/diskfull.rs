@@ -12,7 +12,7 @@ use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use serde_json::{Value, json};
 
 /// Unmounts the tmpfs when the test ends, pass or fail.
-struct Mount(PathBuf);
+pub(crate) struct Mount(PathBuf);
 
 impl Drop for Mount {
     fn drop(&mut self) {
@@ -20,7 +20,8 @@ impl Drop for Mount {
     }
 }
 
-fn mount_tmpfs(dir: &Path) -> Option<Mount> {
+/// A 16 MiB tmpfs at `dir` (also `byo_mistakes`' full disk); `None` without root.
+pub(crate) fn mount_tmpfs(dir: &Path) -> Option<Mount> {
     let uid = Command::new("id").arg("-u").output().ok()?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         eprintln!("skipping: the full-disk test needs root to mount a tmpfs");

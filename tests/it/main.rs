@@ -17,6 +17,7 @@ mod byo_ckpt;
 mod byo_diffusion;
 mod byo_import;
 mod byo_lora;
+mod byo_mistakes;
 mod byo_sdxl;
 mod catalog;
 mod cli;

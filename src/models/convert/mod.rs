@@ -253,6 +253,9 @@ pub fn convert(
         // installed models' tokenizers serve single-file checkpoints, which ship none
         .arg("--models")
         .arg(store.models_dir())
+        // the converter ends itself when this process dies (`exit_with_parent`)
+        .arg("--parent")
+        .arg(std::process::id().to_string())
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     for (file, scale) in &req.loras {
@@ -340,6 +343,13 @@ fn run_script(
     if canceled() {
         return Err(ConvertError::Canceled);
     }
+    let failed = refusal.is_some() || !status.success() || result.is_none();
+    if failed {
+        // The converter's own words (a traceback) go to the log; the error stays one line.
+        for line in &tail {
+            progress(ConvertProgress { step: 0, total: 0, message: format!("converter: {line}") });
+        }
+    }
     if let Some(message) = refusal {
         return Err(ConvertError::Refused { message });
     }
@@ -347,13 +357,19 @@ fn run_script(
         (true, Some(json)) => {
             serde_json::from_str(&json).map_err(|source| ConvertError::BadResult { input: input.to_path_buf(), source })
         }
-        _ => Err(ConvertError::Crashed { input: input.to_path_buf(), tail: format!("{status}: {}", tail.join(" | ")) }),
+        _ => {
+            let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map_or("no output", |l| l.trim());
+            Err(ConvertError::Crashed { input: input.to_path_buf(), tail: format!("{status}: {last}") })
+        }
     }
 }
 
-/// Keeps the last few lines of output for an error message.
+/// How many of the converter's last lines a failure passes to the log.
+const TAIL_LINES: usize = 40;
+
+/// Keeps the last [`TAIL_LINES`] lines of output for the log of a failure.
 fn push_tail(tail: &mut Vec<String>, line: String) {
-    if tail.len() == 6 {
+    if tail.len() == TAIL_LINES {
         tail.remove(0);
     }
     tail.push(line);
