@@ -52,7 +52,7 @@ pub struct UpscaleRequest {
     /// Artifact id of the picture or video.
     #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub input: String,
-    /// Installed Real-ESRGAN-style model (default `realesrgan-x4`).
+    /// Installed Real-ESRGAN-style model (default: the upscale default `reelbox models list` tags).
     pub model: Option<String>,
     /// Tile side in pixels: 0 for automatic, else at least 32.
     #[schema(maximum = 4096)]

@@ -19,7 +19,7 @@ pub struct SpeechRequest {
     /// What to say (sentences are synthesised one by one).
     #[schema(min_length = 1, max_length = 8000)]
     pub text: String,
-    /// Installed voice name (default `en_US-joe-medium`).
+    /// Installed voice name (default: the voice `reelbox models list` tags as default).
     pub voice: Option<String>,
     /// Voice variation, 0–2.
     #[schema(minimum = 0, maximum = 2)]

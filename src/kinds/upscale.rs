@@ -1,8 +1,8 @@
 //! `upscale`: super-resolution of an image (→ PNG) or a video (→ MP4 with its sound).
 //!
 //! Params ([`UpscaleRequest`] → [`UpscaleParams`]): `input` (artifact id), `model`
-//! (installed Real-ESRGAN-style model, default `realesrgan-x4`), `tile` (0 = automatic),
-//! `tile_pad` (10).
+//! (installed Real-ESRGAN-style model; default: the kind's default, `Catalog::default_model`),
+//! `tile` (0 = automatic), `tile_pad` (10).
 
 use std::io::Cursor;
 
