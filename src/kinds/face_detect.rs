@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::fields::{artifact_param, reject_unknown, string_field};
-use super::inputs::{input_file, installed_model};
+use super::inputs::{input_file, installed_model, stage_model_file};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::kinds::StageName;
 use crate::media::visual::{Visual, open_visual};
-use crate::models::{ModelKind, model_file};
+use crate::models::ModelKind;
 use crate::pipelines::lipsync::{FaceDetector, OnnxFaceDetector};
 
 /// The `face_detect` job kind.
@@ -87,7 +87,11 @@ impl TypedKind for FaceDetect {
         let Visual::Image(img) = open_visual(&input.path, &input.label, Some(&input.artifact.media_type))? else {
             return Err(StageError::fatal(format!("{} is a video; a portrait must be an image", input.label)));
         };
-        let detector = OnnxFaceDetector::load(run.engine, run.device, &model_file(run.config, &p.model))?;
+        let detector = OnnxFaceDetector::load(
+            run.engine,
+            run.device,
+            &stage_model_file(run.config, "model", ModelKind::Face, &p.model)?,
+        )?;
         let found = detector.detect(&img)?;
         let face_box = found.map(|b| [b.x, b.y, b.w, b.h]);
         let message = match face_box {

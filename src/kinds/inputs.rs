@@ -60,6 +60,14 @@ pub fn require_model_file(field: &str, kind: ModelKind, name: &str, config: &Con
     Err(ParamError::new(field, format!("model {name:?} is not installed (no {})", file.display())))
 }
 
+/// The file of single-file model `name` (named by `field`) for a running stage. Checked at
+/// submission; one removed since (`reelbox rm --force`) fails the stage at once, saying how
+/// to get it back, instead of retrying ONNX Runtime's "file not found".
+pub fn stage_model_file(config: &Config, field: &str, kind: ModelKind, name: &str) -> Result<PathBuf, ParamError> {
+    require_model_file(field, kind, name, config)?;
+    Ok(crate::models::model_file(config, name))
+}
+
 /// An input artifact named by a validated parameter, with its file and a label for errors.
 pub struct InputFile {
     pub artifact: Artifact,

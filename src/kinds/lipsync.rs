@@ -11,7 +11,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::fields::{artifact_param, box_param, float_field, int_field, reject_unknown, string_field, u32_in};
-use super::inputs::{InputFile, input_file, installed_model, stage_file};
+use super::inputs::{InputFile, input_file, installed_model, stage_file, stage_model_file};
 use super::speech::{SpeechParams, SpeechRequest, speak};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
@@ -204,14 +204,22 @@ impl TypedKind for Lipsync {
             .map_err(|m| StageError::fatal(format!("this narration would make {m}")))?;
         let audio_16k = audio.mono_at(MEL_SAMPLE_RATE)?;
 
-        let model = Wav2Lip::load(run.engine, run.device, &model_file(run.config, model_name))?;
+        let model = Wav2Lip::load(
+            run.engine,
+            run.device,
+            &stage_model_file(run.config, "model", ModelKind::Lipsync, model_name)?,
+        )?;
         let track = match face {
             Some(face) => FaceTrack::with_boxes(&frames, &[face], &portrait.label)?,
             None => {
                 let name = p.face_model.clone().or_else(|| Catalog::default_model(run.config, ModelKind::Face));
                 let name =
                     name.ok_or_else(|| StageError::fatal("no face_box was given and no face detector is installed"))?;
-                let detector = OnnxFaceDetector::load(run.engine, run.device, &model_file(run.config, &name))?;
+                let detector = OnnxFaceDetector::load(
+                    run.engine,
+                    run.device,
+                    &stage_model_file(run.config, "face_model", ModelKind::Face, &name)?,
+                )?;
                 FaceTrack::detect(&frames, &detector, &portrait.label)?
             }
         };

@@ -9,13 +9,13 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 use super::fields::{artifact_param, int_field, reject_unknown, string_field, u32_in};
-use super::inputs::{input_file, installed_model};
+use super::inputs::{input_file, installed_model, stage_model_file};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::kinds::StageName;
 use crate::media::ffmpeg::H264Encoder;
 use crate::media::visual::{Visual, open_visual};
-use crate::models::{ModelKind, model_file};
+use crate::models::ModelKind;
 use crate::pipelines::Progress;
 use crate::pipelines::upscale::{DEFAULT_TILE_PAD, TileOptions, UpscaleError, Upscaler};
 
@@ -118,7 +118,11 @@ impl TypedKind for Upscale {
                 input.label
             )));
         }
-        let upscaler = Upscaler::load(run.engine, run.device, &model_file(run.config, model_name))?;
+        let upscaler = Upscaler::load(
+            run.engine,
+            run.device,
+            &stage_model_file(run.config, "model", ModelKind::Upscale, model_name)?,
+        )?;
         run.sink.log("info", &format!("upscaling {w}x{h} ×{} with {model_name}", upscaler.scale()));
         let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
         match visual {

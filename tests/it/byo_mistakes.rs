@@ -139,6 +139,14 @@ async fn mistakes_are_refused_at_once_naming_the_flag_or_field_and_what_is_insta
     assert!(models.join("up.toml").exists(), "kept");
     assert!(rm(true).status.success());
     assert!(!models.join("up.toml").exists() && !models.join("up").exists(), "removed with --force");
+    // The job then fails at once saying the model is not installed, as a request naming it
+    // would be told (it said "fix: `reelbox pull` the model again" of an imported model).
+    let resumed = http.post(d.at("/api/v1/queue/resume")).send().await.expect("resume");
+    assert!(resumed.status().is_success());
+    let job = wait_job(&http, &d, id, Duration::from_secs(30), is_final).await;
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(job["state"] == "failed" && error.contains(r#"upscale model "up" is installed"#), "{job}");
+    assert_eq!(job["attempts"], 1, "not retried: {job}");
 }
 
 #[test]

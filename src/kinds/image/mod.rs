@@ -49,8 +49,14 @@ impl Image {
         device: DeviceId,
         name: &str,
     ) -> Result<SdModel, DiffusionError> {
-        let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, name)
-            .ok_or_else(|| DiffusionError::Request { field: "model", message: format!("unknown model {name:?}") })?;
+        let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, name).ok_or_else(|| {
+            // Checked at submission: gone since (`reelbox rm`), so say how to get it back.
+            let message = match super::inputs::require_installed("model", ModelKind::Diffusion, name, config) {
+                Err(e) => e.message,
+                Ok(()) => format!("diffusion model {name:?} is not installed"),
+            };
+            DiffusionError::Request { field: "model", message }
+        })?;
         SdModel::load(&dir, engine, device)
     }
 

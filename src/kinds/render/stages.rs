@@ -12,13 +12,13 @@ use super::params::{RenderParams, keyframe_request};
 use crate::kinds::StageName;
 use crate::kinds::StageRun;
 use crate::kinds::image::Image;
-use crate::kinds::inputs::stage_file;
+use crate::kinds::inputs::{stage_file, stage_model_file};
 use crate::kinds::{Failure, StageError};
 use crate::media::audio::{Audio, decode_file, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoReader, VideoWriter};
 use crate::media::mix::{Ducking, mix_with_ducking};
 use crate::media::subtitles::{to_srt, to_webvtt};
-use crate::models::model_file;
+use crate::models::ModelKind;
 use crate::pipelines::lipsync::{DEFAULT_BATCH, FaceBox, FaceTrack, Wav2Lip, lipsync_frames};
 use crate::pipelines::motion::{CameraMotion, ClipSpec, ImageToVideo, Sequence};
 use crate::pipelines::render::plan::Plan;
@@ -144,8 +144,8 @@ fn working_size(run: &StageRun, p: &RenderParams) -> Result<(u32, u32, u32), Sta
     if !p.upscale {
         return Ok((p.width, p.height, 1));
     }
-    let up = Upscaler::load(run.engine, run.device, &model_file(run.config, &p.upscale_model))
-        .map_err(|e| StageError::context("upscale_model", e))?;
+    let file = stage_model_file(run.config, "upscale_model", ModelKind::Upscale, &p.upscale_model)?;
+    let up = Upscaler::load(run.engine, run.device, &file).map_err(|e| StageError::context("upscale_model", e))?;
     let s = up.scale().max(1);
     Ok(((p.width / s).max(8) & !1, (p.height / s).max(8) & !1, s))
 }
@@ -212,8 +212,12 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
     let wav = stage_file(run, StageName::Narration, "narration.wav")
         .ok_or_else(|| StageError::fatal("narration.wav is missing"))?;
     let audio_16k = decode_file(&wav).and_then(|a| a.mono_at(16_000)).map_err(|e| err.fail(e))?;
-    let model =
-        Wav2Lip::load(run.engine, run.device, &model_file(run.config, &p.lipsync_model)).map_err(|e| err.fail(e))?;
+    let model = Wav2Lip::load(
+        run.engine,
+        run.device,
+        &stage_model_file(run.config, "lipsync_model", ModelKind::Lipsync, &p.lipsync_model)?,
+    )
+    .map_err(|e| err.fail(e))?;
     let track = FaceTrack::still(&portrait, FaceBox::from_xywh(presenter.face_box)).map_err(|e| err.fail(e))?;
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, Some("lip-sync"));
     let mut faces = lipsync_frames(&model, track, &audio_16k, p.fps, DEFAULT_BATCH, run.cancel, &progress)
@@ -253,8 +257,8 @@ pub(super) fn upscale(run: &StageRun, p: &RenderParams) -> Result<(), StageError
     }
     let err = step(run.cancel, "upscale");
     let input = latest_video(run)?;
-    let up =
-        Upscaler::load(run.engine, run.device, &model_file(run.config, &p.upscale_model)).map_err(|e| err.fail(e))?;
+    let file = stage_model_file(run.config, "upscale_model", ModelKind::Upscale, &p.upscale_model)?;
+    let up = Upscaler::load(run.engine, run.device, &file).map_err(|e| err.fail(e))?;
     let out = run.sink.scratch_dir().join("upscaled.mp4");
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, Some("upscale"));
     up.upscale_video(
