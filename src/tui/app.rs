@@ -36,6 +36,10 @@ pub enum Link {
         since: Millis,
         error: String,
     },
+    /// The daemon answers but refuses the key (none given, unknown, or not allowed).
+    Refused {
+        error: String,
+    },
 }
 
 /// What the user asked for that needs the API (or ends the program).
@@ -80,6 +84,9 @@ pub struct App {
     pub recent: Vec<JobView>,
     /// Row under the cursor, by job id so refreshes do not move it.
     pub selected: Option<String>,
+    /// Where the cursor last was, for when its job leaves the list (it stays there
+    /// instead of jumping to the first row, where `c` would cancel another job).
+    pub selected_at: usize,
     pub screen: Screen,
     pub help: bool,
     pub filter: String,
@@ -104,6 +111,7 @@ impl App {
             queued: Vec::new(),
             recent: Vec::new(),
             selected: None,
+            selected_at: 0,
             screen: Screen::Dashboard,
             help: false,
             filter: String::new(),
@@ -124,13 +132,15 @@ impl App {
             .collect()
     }
 
-    /// Index of the selected row (the first when the selected job is gone).
+    /// Index of the selected row; when the selected job is gone (pushed out of the recent
+    /// list, hidden by the filter), the row at the same place.
     pub fn selected_index(&self) -> Option<usize> {
         let rows = self.rows();
         if rows.is_empty() {
             return None;
         }
-        Some(self.selected.as_ref().and_then(|id| rows.iter().position(|j| &j.id == id)).unwrap_or(0))
+        let found = self.selected.as_ref().and_then(|id| rows.iter().position(|j| &j.id == id));
+        Some(found.unwrap_or(self.selected_at.min(rows.len() - 1)))
     }
 
     /// The job under the cursor.
@@ -148,6 +158,7 @@ impl App {
     pub fn apply(&mut self, update: Update) {
         match update {
             Update::Snapshot(s) => self.apply_snapshot(*s),
+            Update::Refused(error) => self.link = Link::Refused { error },
             Update::Down(error) => {
                 let since = match &self.link {
                     Link::Down { since, .. } => *since,
@@ -201,10 +212,20 @@ impl App {
         // The queue runs highest priority first, FIFO within one.
         self.queued.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.enqueued_at.cmp(&b.enqueued_at)));
         self.recent = s.recent;
+        self.pin_selection();
         if let Some(d) = self.detail.as_mut()
             && let Some(j) = self.running.iter().chain(&self.queued).chain(&self.recent).find(|j| j.id == d.id)
         {
             d.job = Some(j.clone());
+        }
+    }
+
+    /// Remembers the selected job's row, or moves the selection to the job now at the
+    /// remembered row when the selected one is gone.
+    fn pin_selection(&mut self) {
+        if let Some(i) = self.selected_index() {
+            self.selected_at = i;
+            self.selected = self.rows().get(i).map(|j| j.id.clone());
         }
     }
 
@@ -305,6 +326,7 @@ impl App {
         let last = rows.len() as i64 - 1;
         let next = (current as i64).saturating_add(by).clamp(0, last) as usize;
         self.selected = rows.get(next).map(|j| j.id.clone());
+        self.selected_at = next;
     }
 }
 

@@ -94,6 +94,12 @@ pub async fn poll(client: ApiClient, tx: mpsc::Sender<Event>, refresh: Duration,
     loop {
         let update = match snapshot(&client).await {
             Ok(s) => Update::Snapshot(Box::new(s)),
+            Err(
+                e @ ClientError::Status {
+                    status: reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN,
+                    ..
+                },
+            ) => Update::Refused(status_line(&e)),
             Err(e) => Update::Down(status_line(&e)),
         };
         if tx.send(Event::Data(update)).await.is_err() {

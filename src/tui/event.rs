@@ -26,6 +26,8 @@ pub enum Update {
     Snapshot(Box<Snapshot>),
     /// The daemon did not answer.
     Down(String),
+    /// The daemon answered 401 or 403: the key is missing, unknown or not allowed.
+    Refused(String),
     /// Telemetry history sent on (re)connect, oldest first.
     History(Vec<TelemetrySample>),
     /// One live telemetry sample.

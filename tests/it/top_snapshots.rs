@@ -365,3 +365,82 @@ fn selection_follows_the_job_across_refreshes() {
     assert_eq!(app.selected_job().map(|j| j.id.clone()), Some(picked));
     let _ = Detail::default();
 }
+
+/// Small terminals (a phone's SSH app, a split pane) leave out whole columns and gauge
+/// parts instead of cutting every value: the state reads `succeeded`, not `succe`, the
+/// progress column keeps its bar, and a GPU's power is never cut to a lone digit.
+#[test]
+fn small_terminals_drop_whole_columns_instead_of_cutting_values() {
+    let app = busy(&[8192, 24576]);
+    for (w, h, name) in [(60, 20, "busy_queue_60x20"), (40, 12, "busy_queue_40x12")] {
+        let screen = draw(&app, w, h).backend().to_string();
+        assert!(!screen.contains("succe "), "{screen}");
+        insta::assert_snapshot!(name, draw(&app, w, h).backend());
+    }
+}
+
+/// A daemon never reached (a wrong `--url`) says so in both panels: "no GPU" and "no jobs
+/// yet" would be guesses.
+#[test]
+fn a_daemon_never_reached_is_not_shown_as_an_empty_box() {
+    let mut app = App::new("http://127.0.0.1:8471", false, Duration::from_secs(1), true, NOW);
+    app.apply(Update::Down("connection refused".into()));
+    let screen = draw(&app, 80, 24).backend().to_string();
+    assert!(!screen.contains("no GPU") && !screen.contains("no jobs yet"), "{screen}");
+    snap!("never_reached", app);
+}
+
+/// An API key required and none given (or a wrong one): the daemon is up, so the status
+/// line says the key is refused and how to give one, not "daemon down".
+#[test]
+fn a_refused_key_is_not_called_a_daemon_down() {
+    let mut app = App::new("http://127.0.0.1:8470", false, Duration::from_secs(1), true, NOW);
+    app.apply(Update::Refused(
+        "401 Unauthorized: this API needs a key: send `Authorization: Bearer KEY` (see `reelbox keys`)".into(),
+    ));
+    assert!(matches!(app.link, Link::Refused { .. }), "{:?}", app.link);
+    snap!("key_refused", app);
+}
+
+/// A selected job that leaves the list (pushed out of the recent jobs by newer ones)
+/// leaves the cursor where it was, not on the first row, where `c` would cancel a
+/// running job the operator never pointed at.
+#[test]
+fn a_selected_job_that_leaves_the_list_keeps_the_cursor_in_place() {
+    let mut app = busy(&[8192, 24576]);
+    app.on_key(KeyEvent::from(KeyCode::Char('G')));
+    let last = app.rows().len() - 1;
+    assert_eq!(app.selected_index(), Some(last));
+    let mut next = Snapshot {
+        system: app.system.clone().expect("system"),
+        running: app.running.clone(),
+        queued: app.queued.clone(),
+        recent: app.recent.clone(),
+    };
+    next.recent.pop();
+    app.apply(Update::Snapshot(Box::new(next)));
+    assert_eq!(app.selected_index(), Some(last - 1), "the cursor stays at the bottom");
+    assert_eq!(app.selected_job().map(|j| j.state.as_str()), Some("succeeded"));
+    assert!(
+        matches!(app.on_key(KeyEvent::from(KeyCode::Char('c'))), Some(Command::Cancel(id)) if !id.ends_with("00000000R1"))
+    );
+}
+
+/// While the queue is paused the footer offers `p resume`, what the key will do.
+#[test]
+fn the_pause_key_says_resume_while_the_queue_is_paused() {
+    let app = busy(&[8192, 24576]);
+    let screen = draw(&app, 120, 30).backend().to_string();
+    assert!(screen.contains("p resume"), "{screen}");
+}
+
+/// Real card names keep their model in the short name column.
+#[test]
+fn card_names_keep_their_model_in_a_narrow_column() {
+    let mut app = quiet(&[24576]);
+    for s in app.history.iter_mut() {
+        s.gpus[0].name = "NVIDIA GeForce RTX 4090".into();
+    }
+    let screen = draw(&app, 80, 24).backend().to_string();
+    assert!(screen.contains("RTX 4090"), "{screen}");
+}
