@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::app::Command;
 use super::event::{Event, EventLine, Snapshot, Update};
-use super::format::short_id;
+use super::format::{parse_time, short_id};
 use crate::api::system::SystemView;
 use crate::api::telemetry::TelemetryHistory;
 use crate::api::views::{ArtifactView, JobView};
@@ -47,19 +47,32 @@ pub async fn snapshot(client: &ApiClient) -> Result<Snapshot, ClientError> {
     struct Page {
         jobs: Vec<JobView>,
     }
-    let (system, running, queued, latest) = tokio::try_join!(
+    // Finished jobs are asked for by state: the newest jobs of any state are all queued
+    // once a hundred wait, and the recent list went empty.
+    let [succeeded, failed, canceled] =
+        ["succeeded", "failed", "canceled"].map(|state| format!("/api/v1/jobs?state={state}&limit={RECENT}"));
+    let (system, running, queued, succeeded, failed, canceled) = tokio::try_join!(
         get::<SystemView>(client, "/api/v1/system"),
         get::<Page>(client, "/api/v1/jobs?state=running&limit=100"),
         get::<Page>(client, "/api/v1/jobs?state=queued&limit=200"),
-        get::<Page>(client, "/api/v1/jobs?limit=100"),
+        get::<Page>(client, &succeeded),
+        get::<Page>(client, &failed),
+        get::<Page>(client, &canceled),
     )?;
-    let recent = latest
-        .jobs
-        .into_iter()
-        .filter(|j| matches!(j.state.as_str(), "succeeded" | "failed" | "canceled"))
-        .take(RECENT)
-        .collect();
-    Ok(Snapshot { system, running: running.jobs, queued: queued.jobs, recent })
+    Ok(Snapshot {
+        system,
+        running: running.jobs,
+        queued: queued.jobs,
+        recent: recent([succeeded, failed, canceled].map(|p| p.jobs)),
+    })
+}
+
+/// The [`RECENT`] last finished jobs of the three lists, newest end first.
+fn recent(lists: [Vec<JobView>; 3]) -> Vec<JobView> {
+    let mut all: Vec<JobView> = lists.into_iter().flatten().collect();
+    all.sort_by_key(|j| std::cmp::Reverse(parse_time(j.finished_at.as_deref()).unwrap_or(0)));
+    all.truncate(RECENT);
+    all
 }
 
 /// Carries out an action; the answer is a line for the status bar.

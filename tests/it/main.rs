@@ -59,6 +59,7 @@ mod retention;
 mod setup;
 mod speech_kind;
 mod systemd;
+mod top_client;
 mod top_snapshots;
 mod top_tmux;
 mod tts;
