@@ -1,6 +1,7 @@
 //! The dashboard's state and what keys do to it. No I/O here: keys become [`Command`]s
 //! the loop carries out through the API, and data arrives as [`Update`]s.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -87,6 +88,10 @@ pub struct App {
     /// Where the cursor last was, for when its job leaves the list (it stays there
     /// instead of jumping to the first row, where `c` would cancel another job).
     pub selected_at: usize,
+    /// The jobs table's first shown row, as the last draw left it: kept between frames
+    /// so the cursor moves within the view and the rows stay put, instead of the list
+    /// scrolling under a cursor glued to the bottom line.
+    pub jobs_offset: Cell<usize>,
     pub screen: Screen,
     pub help: bool,
     pub filter: String,
@@ -112,6 +117,7 @@ impl App {
             recent: Vec::new(),
             selected: None,
             selected_at: 0,
+            jobs_offset: Cell::new(0),
             screen: Screen::Dashboard,
             help: false,
             filter: String::new(),

@@ -444,3 +444,23 @@ fn card_names_keep_their_model_in_a_narrow_column() {
     let screen = draw(&app, 80, 24).backend().to_string();
     assert!(screen.contains("RTX 4090"), "{screen}");
 }
+
+/// Scrolled down a long list, ↑ moves the cursor up the screen; the rows stay where they
+/// are (the view used to scroll under a cursor glued to the bottom line).
+#[test]
+fn moving_up_a_scrolled_list_moves_the_cursor_not_the_rows() {
+    let mut app = busy(&[8192, 24576]);
+    let mut t = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let mut line_of_selected = |app: &App| {
+        t.draw(|f| reelbox::tui::draw::draw(f, app)).expect("draw");
+        let id = app.selected_job().map(|j| j.id[j.id.len() - 8..].to_string()).expect("selected");
+        let screen = t.backend().to_string();
+        screen.lines().position(|l| l.contains(&id)).expect("the selected row is on screen")
+    };
+    app.on_key(KeyEvent::from(KeyCode::Char('G')));
+    let bottom = line_of_selected(&app);
+    for up in 1..=3 {
+        app.on_key(KeyEvent::from(KeyCode::Up));
+        assert_eq!(line_of_selected(&app), bottom - up, "after {up} × ↑");
+    }
+}

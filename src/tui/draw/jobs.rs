@@ -89,8 +89,9 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
         .block(block)
         .row_highlight_style(t.selected())
         .column_spacing(1);
-    let mut state = TableState::default().with_selected(app.selected_index());
+    let mut state = TableState::default().with_offset(app.jobs_offset.get()).with_selected(app.selected_index());
     f.render_stateful_widget(table, area, &mut state);
+    app.jobs_offset.set(state.offset());
 }
 
 /// A column of the table.
