@@ -140,7 +140,8 @@ fn info_lines(job: &JobView, app: &App, t: Theme, w: usize) -> Vec<Line<'static>
             spans.push(Span::raw(format!("  step {}/{}", job.progress.step, job.progress.total)));
         }
         if let Some(e) = &s.error {
-            spans.push(Span::styled(format!("  {e}"), t.bad()));
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            spans.push(Span::styled(fit(&format!("  {e}"), w.saturating_sub(used)), t.bad()));
         }
         lines.push(Line::from(spans));
     }
@@ -149,10 +150,15 @@ fn info_lines(job: &JobView, app: &App, t: Theme, w: usize) -> Vec<Line<'static>
     {
         lines.push(Line::from(Span::styled("ARTIFACTS", t.dim())));
         for a in &d.artifacts {
-            lines.push(Line::from(vec![
-                Span::raw(format!("{} ", a.name)),
-                Span::styled(format!("{} {} {}", a.media_type, size(a.size), a.url), t.dim()),
-            ]));
+            // The URL only whole: a cut one is another (wrong) address to copy.
+            let about = format!("{} {}", a.media_type, size(a.size));
+            let mut text = format!("{} {about}", a.name);
+            if text.chars().count() + 1 + a.url.chars().count() <= w {
+                text = format!("{text} {}", a.url);
+            }
+            let name = fit(&a.name, w);
+            let rest = fit(&text[a.name.len()..], w.saturating_sub(name.chars().count()));
+            lines.push(Line::from(vec![Span::raw(name), Span::styled(rest, t.dim())]));
         }
     }
     lines
