@@ -464,3 +464,13 @@ fn moving_up_a_scrolled_list_moves_the_cursor_not_the_rows() {
         assert_eq!(line_of_selected(&app), bottom - up, "after {up} × ↑");
     }
 }
+
+/// On a 40×12 terminal the help still lists every key down to `q`, its texts cut with `…`.
+#[test]
+fn help_on_a_small_terminal_keeps_every_key() {
+    let mut app = quiet(&[]);
+    app.on_key(KeyEvent::from(KeyCode::Char('?')));
+    let screen = draw(&app, 40, 12).backend().to_string();
+    assert!(screen.contains("q  quit"), "{screen}");
+    insta::assert_snapshot!("help_40x12", draw(&app, 40, 12).backend());
+}

@@ -98,7 +98,7 @@ pub fn draw(f: &mut Frame, app: &App) {
     }
     draw_footer(f, footer, app);
     if app.help {
-        draw_help(f, body, app);
+        draw_help(f, body, f.area(), app);
     }
 }
 
@@ -218,7 +218,9 @@ fn key_spans(mut keys: Vec<(&str, &str)>, width: usize, t: Theme) -> Vec<Span<'s
     spans
 }
 
-fn draw_help(f: &mut Frame, body: Rect, app: &App) {
+/// The keys box over the body, or over the whole screen when the body is too short to
+/// hold every key (`q` was the first to fall off); texts are cut visibly (`…`).
+fn draw_help(f: &mut Frame, body: Rect, screen: Rect, app: &App) {
     let t = Theme::of(app);
     let rows: &[(&str, &str)] = &[
         ("↑/↓ j/k", "select a job (PgUp/PgDn, g/G jump)"),
@@ -232,13 +234,16 @@ fn draw_help(f: &mut Frame, body: Rect, app: &App) {
         ("?", "this help"),
         ("q", "quit"),
     ];
+    let text_w = (body.width.min(64) as usize).saturating_sub(2 + 10);
     let mut lines: Vec<Line> = rows
         .iter()
-        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:>8}  "), t.title()), Span::raw(*v)]))
+        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:>8}  "), t.title()), Span::raw(format::fit(v, text_w))]))
         .collect();
     if app.readonly {
-        lines.push(Line::from(Span::styled("read-only: c, r, p, + and - are off", t.warn())));
+        let note = "read-only: c, r, p, + and - are off";
+        lines.push(Line::from(Span::styled(format::fit(note, text_w + 10), t.warn())));
     }
+    let body = if body.height < lines.len() as u16 + 2 { screen } else { body };
     let w = body.width.min(64);
     let h = (lines.len() as u16 + 2).min(body.height);
     let area = Rect { x: body.x + (body.width - w) / 2, y: body.y + (body.height - h) / 2, width: w, height: h };
