@@ -98,6 +98,8 @@ pub struct App {
     pub editing_filter: bool,
     pub detail: Option<Detail>,
     pub flash: Option<(String, Millis)>,
+    /// The flash is a failed action's: it stays until the next key.
+    pub flash_failed: bool,
 }
 
 impl App {
@@ -124,6 +126,7 @@ impl App {
             editing_filter: false,
             detail: None,
             flash: None,
+            flash_failed: false,
         }
     }
 
@@ -157,7 +160,7 @@ impl App {
 
     /// The flash message, while fresh.
     pub fn flash_text(&self) -> Option<&str> {
-        self.flash.as_ref().filter(|(_, at)| self.now - at < FLASH_MS).map(|(m, _)| m.as_str())
+        self.flash.as_ref().filter(|(_, at)| self.flash_failed || self.now - at < FLASH_MS).map(|(m, _)| m.as_str())
     }
 
     /// Folds data from the daemon into the state.
@@ -206,7 +209,14 @@ impl App {
                     d.preview = Some(p);
                 }
             }
-            Update::Flash(msg) => self.flash = Some((msg, self.now)),
+            Update::Flash(msg) => {
+                self.flash = Some((msg, self.now));
+                self.flash_failed = false;
+            }
+            Update::ActionFailed(msg) => {
+                self.flash = Some((msg, self.now));
+                self.flash_failed = true;
+            }
         }
     }
 
@@ -245,6 +255,11 @@ impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
         if key.kind == KeyEventKind::Release {
             return None;
+        }
+        if self.flash_failed {
+            // Seen: the next key puts the key hints back.
+            self.flash = None;
+            self.flash_failed = false;
         }
         if key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c' | 'd')) {
             return Some(Command::Quit);

@@ -40,6 +40,9 @@ pub enum Update {
     Preview(String, Preview),
     /// The result of an action (cancel, retry, ...), shown on the status line.
     Flash(String),
+    /// An action the daemon refused or that did not reach it: stays on the status line
+    /// until the next key, so it cannot be missed by looking away for five seconds.
+    ActionFailed(String),
 }
 
 /// One poll of the daemon.

@@ -125,11 +125,11 @@ pub async fn run(opts: TopOptions) -> Result<(), TopError> {
                     Some(cmd) => {
                         let (client, tx, wake) = (client.clone(), tx.clone(), wake.clone());
                         tokio::spawn(async move {
-                            let msg = match client::act(&client, &cmd).await {
-                                Ok(m) => m,
-                                Err(e) => format!("failed: {}", client::status_line(&e)),
+                            let update = match client::act(&client, &cmd).await {
+                                Ok(m) => Update::Flash(m),
+                                Err(e) => Update::ActionFailed(format!("failed: {}", client::status_line(&e))),
                             };
-                            let _ = tx.send(Event::Data(Update::Flash(msg))).await;
+                            let _ = tx.send(Event::Data(update)).await;
                             wake.notify_one();
                         });
                     }

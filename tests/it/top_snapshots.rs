@@ -474,3 +474,19 @@ fn help_on_a_small_terminal_keeps_every_key() {
     assert!(screen.contains("q  quit"), "{screen}");
     insta::assert_snapshot!("help_40x12", draw(&app, 40, 12).backend());
 }
+
+/// A refused action (retry of a job that succeeded) stays on the status line until the
+/// next key instead of vanishing after five seconds.
+#[test]
+fn a_failed_action_stays_on_the_status_line_until_a_key() {
+    let mut app = quiet(&[]);
+    let refusal = "failed: 409 Conflict: the job's state is succeeded; only failed or canceled jobs can be retried";
+    app.apply(Update::ActionFailed(refusal.into()));
+    app.now = NOW + 60_000;
+    assert_eq!(app.flash_text(), Some(refusal));
+    app.on_key(KeyEvent::from(KeyCode::Down));
+    assert_eq!(app.flash_text(), None);
+    app.apply(Update::Flash("queue paused".into()));
+    app.now = NOW + 120_000;
+    assert_eq!(app.flash_text(), None, "good news still goes by itself");
+}

@@ -173,7 +173,8 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
             Span::styled("▏ (Enter keep, Esc clear)", t.dim()),
         ])
     } else if let Some(msg) = app.flash_text() {
-        Line::from(Span::styled(msg.to_string(), t.warn()))
+        let style = if app.flash_failed { t.bad() } else { t.warn() };
+        Line::from(Span::styled(msg.to_string(), style))
     } else {
         // `p` says what it will do now.
         let pause = if app.system.as_ref().is_some_and(|s| s.paused) { "resume" } else { "pause" };
