@@ -21,6 +21,8 @@ use crate::gpu::TelemetrySample;
 
 /// Finished jobs shown under the queue.
 const RECENT: usize = 30;
+/// Failed jobs kept under those, however old.
+const FAILED_KEPT: usize = 10;
 /// Longest a plain request may take before the daemon counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a connection may take to open; the dashboard shows the daemon down after it.
@@ -67,11 +69,15 @@ pub async fn snapshot(client: &ApiClient) -> Result<Snapshot, ClientError> {
     })
 }
 
-/// The [`RECENT`] last finished jobs of the three lists, newest end first.
+/// The [`RECENT`] last finished jobs of the three lists, newest end first, plus the last
+/// [`FAILED_KEPT`] failures older than those: the header counts failed jobs, and `/fail`
+/// must find them after a busy hour of successes.
 fn recent(lists: [Vec<JobView>; 3]) -> Vec<JobView> {
+    let newest_end = |j: &JobView| std::cmp::Reverse(parse_time(j.finished_at.as_deref()).unwrap_or(0));
     let mut all: Vec<JobView> = lists.into_iter().flatten().collect();
-    all.sort_by_key(|j| std::cmp::Reverse(parse_time(j.finished_at.as_deref()).unwrap_or(0)));
-    all.truncate(RECENT);
+    all.sort_by_key(newest_end);
+    let older = all.split_off(RECENT.min(all.len()));
+    all.extend(older.into_iter().filter(|j| j.state == "failed").take(FAILED_KEPT));
     all
 }
 
