@@ -490,3 +490,18 @@ fn a_failed_action_stays_on_the_status_line_until_a_key() {
     app.now = NOW + 120_000;
     assert_eq!(app.flash_text(), None, "good news still goes by itself");
 }
+
+/// The detail view on small terminals: no empty preview panel taking a third of the
+/// width, and a line too long for the panel ends in `…` instead of a cut value.
+#[test]
+fn detail_on_small_terminals_cuts_visibly_and_drops_an_empty_preview() {
+    let mut app = detail_app(true);
+    if let Some(d) = app.detail.as_mut() {
+        d.preview = None;
+    }
+    for (w, h, name) in [(60, 20, "detail_no_image_60x20"), (40, 12, "detail_no_image_40x12")] {
+        let screen = draw(&app, w, h).backend().to_string();
+        assert!(!screen.contains("preview"), "{screen}");
+        insta::assert_snapshot!(name, draw(&app, w, h).backend());
+    }
+}

@@ -131,6 +131,27 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(Line::from(whole(spans, area.width as usize))), area);
 }
 
+/// `line` cut to `width` cells with a visible `…` where it was cut (a panel cuts silently,
+/// and `waited 5ms runn` reads as a whole value).
+pub(super) fn fit_line(line: Line<'static>, width: usize) -> Line<'static> {
+    if line.width() <= width {
+        return line;
+    }
+    let mut left = width;
+    let mut spans = Vec::new();
+    for s in line.spans {
+        let w = s.width();
+        if w < left {
+            left -= w;
+            spans.push(s);
+            continue;
+        }
+        spans.push(Span::styled(format::fit(&s.content, left), s.style));
+        break;
+    }
+    Line::from(spans)
+}
+
 /// The leading spans that fit in `width` whole; the first is always kept (cut if need be).
 pub(super) fn whole(spans: Vec<Span<'static>>, width: usize) -> Vec<Span<'static>> {
     let mut used = 0;
