@@ -505,3 +505,14 @@ fn detail_on_small_terminals_cuts_visibly_and_drops_an_empty_preview() {
         insta::assert_snapshot!(name, draw(&app, w, h).backend());
     }
 }
+
+/// More jobs wait than one poll lists (200): the title says how many of them are shown.
+#[test]
+fn a_queue_longer_than_the_list_says_how_many_are_shown() {
+    let mut app = busy(&[8192, 24576]);
+    if let Some(s) = app.system.as_mut() {
+        s.queue.by_state.queued = 250;
+    }
+    let screen = draw(&app, 80, 24).backend().to_string();
+    assert!(screen.contains("· 12 of 250 queued"), "{screen}");
+}

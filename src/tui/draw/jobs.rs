@@ -23,9 +23,15 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
         title.push(Span::styled(format!("· filter \"{}\" ({} shown) ", app.filter, rows.len()), t.title()));
     }
     if app.system.is_some() {
+        // A poll lists at most 100 running and 200 queued jobs: say so when there are more.
+        let q = app.system.as_ref().map(|s| &s.queue.by_state);
+        let count = |shown: usize, total: Option<u64>| match total {
+            Some(n) if n > shown as u64 => format!("{shown} of {n}"),
+            _ => shown.to_string(),
+        };
         for piece in [
-            format!("· {} running ", app.running.len()),
-            format!("· {} queued ", app.queued.len()),
+            format!("· {} running ", count(app.running.len(), q.map(|q| q.running))),
+            format!("· {} queued ", count(app.queued.len(), q.map(|q| q.queued))),
             format!("· {} recent ", app.recent.len()),
         ] {
             title.push(Span::styled(piece, t.title()));
