@@ -516,3 +516,15 @@ fn a_queue_longer_than_the_list_says_how_many_are_shown() {
     let screen = draw(&app, 80, 24).backend().to_string();
     assert!(screen.contains("· 12 of 250 queued"), "{screen}");
 }
+
+/// A paused queue's jobs say what resumes them here (the `p` key), not the CLI command
+/// the daemon's reason names, which the column cut mid-way.
+#[test]
+fn jobs_held_by_a_pause_say_p_resumes_them() {
+    let mut app = busy(&[8192, 24576]);
+    for j in app.queued.iter_mut() {
+        j.waiting = Some(reelbox::scheduler::PAUSED_REASON.to_string());
+    }
+    let screen = draw(&app, 120, 30).backend().to_string();
+    assert!(screen.contains("waiting: queue paused (p resumes)"), "{screen}");
+}

@@ -180,7 +180,12 @@ fn info(j: &JobView, w: usize, t: Theme) -> Line<'static> {
         "queued" => {
             let text = match (j.attempts, &j.error) {
                 // Why no box can take it (no GPU memory, no box with its model, paused).
-                (0, _) => j.waiting.as_ref().map_or_else(|| "waiting".to_string(), |w| format!("waiting: {w}")),
+                (0, _) => match j.waiting.as_deref() {
+                    // The daemon's words name the CLI command; here the key does it.
+                    Some(crate::scheduler::PAUSED_REASON) => "waiting: queue paused (p resumes)".to_string(),
+                    Some(w) => format!("waiting: {w}"),
+                    None => "waiting".to_string(),
+                },
                 (_, Some(e)) => format!("retry after: {e}"),
                 (n, None) => format!("waiting (attempt {})", n + 1),
             };
