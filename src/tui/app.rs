@@ -100,6 +100,8 @@ pub struct App {
     pub flash: Option<(String, Millis)>,
     /// The flash is a failed action's: it stays until the next key.
     pub flash_failed: bool,
+    /// When the daemon last answered a poll.
+    pub last_answer: Option<Millis>,
 }
 
 impl App {
@@ -127,6 +129,7 @@ impl App {
             detail: None,
             flash: None,
             flash_failed: false,
+            last_answer: None,
         }
     }
 
@@ -169,9 +172,11 @@ impl App {
             Update::Snapshot(s) => self.apply_snapshot(*s),
             Update::Refused(error) => self.link = Link::Refused { error },
             Update::Down(error) => {
+                // Down since the last answer: a hung daemon fails the poll only after the
+                // request timeout, which "down for 1.9s" after 8 s of silence hid.
                 let since = match &self.link {
                     Link::Down { since, .. } => *since,
-                    _ => self.now,
+                    _ => self.last_answer.unwrap_or(self.now),
                 };
                 self.link = Link::Down { since, error };
             }
@@ -222,6 +227,7 @@ impl App {
 
     fn apply_snapshot(&mut self, s: Snapshot) {
         self.link = Link::Up;
+        self.last_answer = Some(self.now);
         self.system = Some(s.system);
         self.running = s.running;
         self.queued = s.queued;

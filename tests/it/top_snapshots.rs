@@ -528,3 +528,16 @@ fn jobs_held_by_a_pause_say_p_resumes_them() {
     let screen = draw(&app, 120, 30).backend().to_string();
     assert!(screen.contains("waiting: queue paused (p resumes)"), "{screen}");
 }
+
+/// A daemon that hangs (stopped, swapping) fails a poll only after the request timeout:
+/// the status line counts from its last answer, not from that first failed poll.
+#[test]
+fn a_hung_daemon_is_down_since_its_last_answer() {
+    let mut app = quiet(&[8192]);
+    app.now = NOW + 6_000;
+    app.apply(Update::Down("timed out".into()));
+    app.now = NOW + 8_000;
+    assert_eq!(app.link, Link::Down { since: NOW, error: "timed out".into() });
+    let screen = draw(&app, 80, 24).backend().to_string();
+    assert!(screen.contains("daemon down for 8.0s"), "{screen}");
+}
