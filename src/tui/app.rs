@@ -243,8 +243,12 @@ impl App {
     }
 
     /// Remembers the selected job's row, or moves the selection to the job now at the
-    /// remembered row when the selected one is gone.
+    /// remembered row when the selected one is gone. Before any key moved the cursor it
+    /// stays on the first row, whichever job that is.
     fn pin_selection(&mut self) {
+        if self.selected.is_none() {
+            return;
+        }
         if let Some(i) = self.selected_index() {
             self.selected_at = i;
             self.selected = self.rows().get(i).map(|j| j.id.clone());
