@@ -190,7 +190,9 @@ fn gpu_line(g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
     let (bars, named, powered) = (w >= 70, w >= 53, w >= 41);
     let mut spans = vec![Span::styled(label, t.title())];
     if named {
-        spans.push(Span::raw(format!("{:<name_w$}", fit(&short_name(&g.name), name_w))));
+        // A name cut to one or two letters (`F…`) says nothing: then only the label.
+        let name = if name_w >= 5 { fit(&short_name(&g.name), name_w) } else { String::new() };
+        spans.push(Span::raw(format!("{name:<name_w$}")));
     }
     spans.push(Span::styled(" util ", t.dim()));
     if bars {
