@@ -62,6 +62,13 @@ struct Screen {
 
 impl Screen {
     fn enter() -> Result<Self, TopError> {
+        use std::io::IsTerminal;
+        // Checked first: restoring a terminal never entered wrote escape codes into a pipe.
+        if !std::io::stdout().is_terminal() {
+            return Err(TopError::Terminal(std::io::Error::other(
+                "standard output is not a terminal (run it in an SSH session, tmux or screen)",
+            )));
+        }
         let terminal = ratatui::try_init().map_err(|e| {
             ratatui::restore();
             TopError::Terminal(e)

@@ -1,5 +1,6 @@
 //! `reelbox top`'s link to a real daemon, without a terminal: what one poll brings back
-//! with a long queue, and how a daemon that wants a key is told apart from a dead one.
+//! with a long queue, how a daemon that wants a key is told apart from a dead one, and
+//! `top` started with its output in a pipe.
 
 use crate::common;
 
@@ -78,4 +79,19 @@ async fn a_daemon_that_wants_a_key_is_refused_not_down() {
         Event::Data(Update::Refused(msg)) => assert!(msg.starts_with("401"), "{msg}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// `reelbox top` with its output piped (a script, a cron job) says it needs a terminal and
+/// writes no escape codes.
+#[test]
+fn top_without_a_terminal_says_so_cleanly() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["top", "--url", "http://127.0.0.1:9"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run top");
+    assert!(!out.status.success());
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'), "escape codes: {stdout:?} {stderr:?}");
+    assert!(stderr.contains("needs a terminal: standard output is not a terminal"), "{stderr}");
 }
