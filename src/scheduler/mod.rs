@@ -31,6 +31,7 @@ pub use admission::{NeedsCuda, TooBigForGpus};
 use need::ClaimPass;
 use placement::{Candidate, Ledger, Need};
 pub use remote::{RemoteBoxes, RemoteDevice, RemoteStage};
+pub use waiting::PAUSED as PAUSED_REASON;
 
 /// Live progress of a running job (kept in memory; events carry the history).
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]

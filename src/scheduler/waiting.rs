@@ -15,8 +15,7 @@ use crate::store::records::{EventBody, Job};
 
 /// What every queued job waits for while the queue is paused (said by the view only: a
 /// pause is one act on the box, not news for each job's event stream).
-pub(super) const PAUSED: &str =
-    "the queue is paused; `reelbox queue resume` (POST /api/v1/queue/resume) starts it again";
+pub const PAUSED: &str = "the queue is paused; `reelbox queue resume` (POST /api/v1/queue/resume) starts it again";
 
 /// Reasons by job, the last one said for each, and the ones not yet said as events.
 #[derive(Default)]

@@ -1,6 +1,7 @@
 //! The dashboard's state and what keys do to it. No I/O here: keys become [`Command`]s
 //! the loop carries out through the API, and data arrives as [`Update`]s.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -34,6 +35,10 @@ pub enum Link {
     /// Down since this time, with the last error.
     Down {
         since: Millis,
+        error: String,
+    },
+    /// The daemon answers but refuses the key (none given, unknown, or not allowed).
+    Refused {
         error: String,
     },
 }
@@ -80,12 +85,23 @@ pub struct App {
     pub recent: Vec<JobView>,
     /// Row under the cursor, by job id so refreshes do not move it.
     pub selected: Option<String>,
+    /// Where the cursor last was, for when its job leaves the list (it stays there
+    /// instead of jumping to the first row, where `c` would cancel another job).
+    pub selected_at: usize,
+    /// The jobs table's first shown row, as the last draw left it: kept between frames
+    /// so the cursor moves within the view and the rows stay put, instead of the list
+    /// scrolling under a cursor glued to the bottom line.
+    pub jobs_offset: Cell<usize>,
     pub screen: Screen,
     pub help: bool,
     pub filter: String,
     pub editing_filter: bool,
     pub detail: Option<Detail>,
     pub flash: Option<(String, Millis)>,
+    /// The flash is a failed action's: it stays until the next key.
+    pub flash_failed: bool,
+    /// When the daemon last answered a poll.
+    pub last_answer: Option<Millis>,
 }
 
 impl App {
@@ -104,12 +120,16 @@ impl App {
             queued: Vec::new(),
             recent: Vec::new(),
             selected: None,
+            selected_at: 0,
+            jobs_offset: Cell::new(0),
             screen: Screen::Dashboard,
             help: false,
             filter: String::new(),
             editing_filter: false,
             detail: None,
             flash: None,
+            flash_failed: false,
+            last_answer: None,
         }
     }
 
@@ -124,13 +144,15 @@ impl App {
             .collect()
     }
 
-    /// Index of the selected row (the first when the selected job is gone).
+    /// Index of the selected row; when the selected job is gone (pushed out of the recent
+    /// list, hidden by the filter), the row at the same place.
     pub fn selected_index(&self) -> Option<usize> {
         let rows = self.rows();
         if rows.is_empty() {
             return None;
         }
-        Some(self.selected.as_ref().and_then(|id| rows.iter().position(|j| &j.id == id)).unwrap_or(0))
+        let found = self.selected.as_ref().and_then(|id| rows.iter().position(|j| &j.id == id));
+        Some(found.unwrap_or(self.selected_at.min(rows.len() - 1)))
     }
 
     /// The job under the cursor.
@@ -141,17 +163,20 @@ impl App {
 
     /// The flash message, while fresh.
     pub fn flash_text(&self) -> Option<&str> {
-        self.flash.as_ref().filter(|(_, at)| self.now - at < FLASH_MS).map(|(m, _)| m.as_str())
+        self.flash.as_ref().filter(|(_, at)| self.flash_failed || self.now - at < FLASH_MS).map(|(m, _)| m.as_str())
     }
 
     /// Folds data from the daemon into the state.
     pub fn apply(&mut self, update: Update) {
         match update {
             Update::Snapshot(s) => self.apply_snapshot(*s),
+            Update::Refused(error) => self.link = Link::Refused { error },
             Update::Down(error) => {
+                // Down since the last answer: a hung daemon fails the poll only after the
+                // request timeout, which "down for 1.9s" after 8 s of silence hid.
                 let since = match &self.link {
                     Link::Down { since, .. } => *since,
-                    _ => self.now,
+                    _ => self.last_answer.unwrap_or(self.now),
                 };
                 self.link = Link::Down { since, error };
             }
@@ -189,22 +214,44 @@ impl App {
                     d.preview = Some(p);
                 }
             }
-            Update::Flash(msg) => self.flash = Some((msg, self.now)),
+            Update::Flash(msg) => {
+                self.flash = Some((msg, self.now));
+                self.flash_failed = false;
+            }
+            Update::ActionFailed(msg) => {
+                self.flash = Some((msg, self.now));
+                self.flash_failed = true;
+            }
         }
     }
 
     fn apply_snapshot(&mut self, s: Snapshot) {
         self.link = Link::Up;
+        self.last_answer = Some(self.now);
         self.system = Some(s.system);
         self.running = s.running;
         self.queued = s.queued;
         // The queue runs highest priority first, FIFO within one.
         self.queued.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.enqueued_at.cmp(&b.enqueued_at)));
         self.recent = s.recent;
+        self.pin_selection();
         if let Some(d) = self.detail.as_mut()
             && let Some(j) = self.running.iter().chain(&self.queued).chain(&self.recent).find(|j| j.id == d.id)
         {
             d.job = Some(j.clone());
+        }
+    }
+
+    /// Remembers the selected job's row, or moves the selection to the job now at the
+    /// remembered row when the selected one is gone. Before any key moved the cursor it
+    /// stays on the first row, whichever job that is.
+    fn pin_selection(&mut self) {
+        if self.selected.is_none() {
+            return;
+        }
+        if let Some(i) = self.selected_index() {
+            self.selected_at = i;
+            self.selected = self.rows().get(i).map(|j| j.id.clone());
         }
     }
 
@@ -218,6 +265,11 @@ impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
         if key.kind == KeyEventKind::Release {
             return None;
+        }
+        if self.flash_failed {
+            // Seen: the next key puts the key hints back.
+            self.flash = None;
+            self.flash_failed = false;
         }
         if key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c' | 'd')) {
             return Some(Command::Quit);
@@ -305,6 +357,7 @@ impl App {
         let last = rows.len() as i64 - 1;
         let next = (current as i64).saturating_add(by).clamp(0, last) as usize;
         self.selected = rows.get(next).map(|j| j.id.clone());
+        self.selected_at = next;
     }
 }
 

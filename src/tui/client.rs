@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::app::Command;
 use super::event::{Event, EventLine, Snapshot, Update};
-use super::format::short_id;
+use super::format::{parse_time, short_id};
 use crate::api::system::SystemView;
 use crate::api::telemetry::TelemetryHistory;
 use crate::api::views::{ArtifactView, JobView};
@@ -21,6 +21,8 @@ use crate::gpu::TelemetrySample;
 
 /// Finished jobs shown under the queue.
 const RECENT: usize = 30;
+/// Failed jobs kept under those, however old.
+const FAILED_KEPT: usize = 10;
 /// Longest a plain request may take before the daemon counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a connection may take to open; the dashboard shows the daemon down after it.
@@ -47,19 +49,36 @@ pub async fn snapshot(client: &ApiClient) -> Result<Snapshot, ClientError> {
     struct Page {
         jobs: Vec<JobView>,
     }
-    let (system, running, queued, latest) = tokio::try_join!(
+    // Finished jobs are asked for by state: the newest jobs of any state are all queued
+    // once a hundred wait, and the recent list went empty.
+    let [succeeded, failed, canceled] =
+        ["succeeded", "failed", "canceled"].map(|state| format!("/api/v1/jobs?state={state}&limit={RECENT}"));
+    let (system, running, queued, succeeded, failed, canceled) = tokio::try_join!(
         get::<SystemView>(client, "/api/v1/system"),
         get::<Page>(client, "/api/v1/jobs?state=running&limit=100"),
         get::<Page>(client, "/api/v1/jobs?state=queued&limit=200"),
-        get::<Page>(client, "/api/v1/jobs?limit=100"),
+        get::<Page>(client, &succeeded),
+        get::<Page>(client, &failed),
+        get::<Page>(client, &canceled),
     )?;
-    let recent = latest
-        .jobs
-        .into_iter()
-        .filter(|j| matches!(j.state.as_str(), "succeeded" | "failed" | "canceled"))
-        .take(RECENT)
-        .collect();
-    Ok(Snapshot { system, running: running.jobs, queued: queued.jobs, recent })
+    Ok(Snapshot {
+        system,
+        running: running.jobs,
+        queued: queued.jobs,
+        recent: recent([succeeded, failed, canceled].map(|p| p.jobs)),
+    })
+}
+
+/// The [`RECENT`] last finished jobs of the three lists, newest end first, plus the last
+/// [`FAILED_KEPT`] failures older than those: the header counts failed jobs, and `/fail`
+/// must find them after a busy hour of successes.
+fn recent(lists: [Vec<JobView>; 3]) -> Vec<JobView> {
+    let newest_end = |j: &JobView| std::cmp::Reverse(parse_time(j.finished_at.as_deref()).unwrap_or(0));
+    let mut all: Vec<JobView> = lists.into_iter().flatten().collect();
+    all.sort_by_key(newest_end);
+    let older = all.split_off(RECENT.min(all.len()));
+    all.extend(older.into_iter().filter(|j| j.state == "failed").take(FAILED_KEPT));
+    all
 }
 
 /// Carries out an action; the answer is a line for the status bar.
@@ -94,6 +113,12 @@ pub async fn poll(client: ApiClient, tx: mpsc::Sender<Event>, refresh: Duration,
     loop {
         let update = match snapshot(&client).await {
             Ok(s) => Update::Snapshot(Box::new(s)),
+            Err(
+                e @ ClientError::Status {
+                    status: reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN,
+                    ..
+                },
+            ) => Update::Refused(status_line(&e)),
             Err(e) => Update::Down(status_line(&e)),
         };
         if tx.send(Event::Data(update)).await.is_err() {

@@ -26,6 +26,8 @@ pub enum Update {
     Snapshot(Box<Snapshot>),
     /// The daemon did not answer.
     Down(String),
+    /// The daemon answered 401 or 403: the key is missing, unknown or not allowed.
+    Refused(String),
     /// Telemetry history sent on (re)connect, oldest first.
     History(Vec<TelemetrySample>),
     /// One live telemetry sample.
@@ -38,6 +40,9 @@ pub enum Update {
     Preview(String, Preview),
     /// The result of an action (cancel, retry, ...), shown on the status line.
     Flash(String),
+    /// An action the daemon refused or that did not reach it: stays on the status line
+    /// until the next key, so it cannot be missed by looking away for five seconds.
+    ActionFailed(String),
 }
 
 /// One poll of the daemon.

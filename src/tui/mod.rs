@@ -62,6 +62,13 @@ struct Screen {
 
 impl Screen {
     fn enter() -> Result<Self, TopError> {
+        use std::io::IsTerminal;
+        // Checked first: restoring a terminal never entered wrote escape codes into a pipe.
+        if !std::io::stdout().is_terminal() {
+            return Err(TopError::Terminal(std::io::Error::other(
+                "standard output is not a terminal (run it in an SSH session, tmux or screen)",
+            )));
+        }
         let terminal = ratatui::try_init().map_err(|e| {
             ratatui::restore();
             TopError::Terminal(e)
@@ -125,11 +132,11 @@ pub async fn run(opts: TopOptions) -> Result<(), TopError> {
                     Some(cmd) => {
                         let (client, tx, wake) = (client.clone(), tx.clone(), wake.clone());
                         tokio::spawn(async move {
-                            let msg = match client::act(&client, &cmd).await {
-                                Ok(m) => m,
-                                Err(e) => format!("failed: {}", client::status_line(&e)),
+                            let update = match client::act(&client, &cmd).await {
+                                Ok(m) => Update::Flash(m),
+                                Err(e) => Update::ActionFailed(format!("failed: {}", client::status_line(&e))),
                             };
-                            let _ = tx.send(Event::Data(Update::Flash(msg))).await;
+                            let _ = tx.send(Event::Data(update)).await;
                             wake.notify_one();
                         });
                     }

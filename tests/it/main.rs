@@ -60,6 +60,8 @@ mod retention;
 mod setup;
 mod speech_kind;
 mod systemd;
+mod top_client;
+mod top_daily;
 mod top_snapshots;
 mod top_tmux;
 mod tts;

@@ -16,9 +16,9 @@ use reelbox::tui::event::{EventLine, Preview, Snapshot, Update};
 use serde_json::{Value, json};
 
 /// 2025-01-01T12:00:00Z
-const NOW: i64 = 1_735_732_800_000;
+pub(crate) const NOW: i64 = 1_735_732_800_000;
 
-fn at(offset_s: i64) -> String {
+pub(crate) fn at(offset_s: i64) -> String {
     reelbox::api::views::time(NOW + offset_s * 1000)
 }
 
@@ -32,7 +32,7 @@ fn host(tick: i64) -> HostSample {
 }
 
 /// Two minutes of samples from fake GPUs (none when `gpus` is empty).
-fn history(gpus: &[u64]) -> Vec<TelemetrySample> {
+pub(crate) fn history(gpus: &[u64]) -> Vec<TelemetrySample> {
     history_with_boxes(gpus, &[])
 }
 
@@ -57,7 +57,7 @@ fn history_with_boxes(gpus: &[u64], boxes: &[(&str, &[u64])]) -> Vec<TelemetrySa
         .collect()
 }
 
-fn system(gpus: &[u64], queued: u64, running: u64, failed: u64, paused: bool) -> SystemView {
+pub(crate) fn system(gpus: &[u64], queued: u64, running: u64, failed: u64, paused: bool) -> SystemView {
     let source = if gpus.is_empty() { "none" } else { "fake" };
     let mut devices = vec![json!({"id": "cpu", "workers": 2, "running": 0})];
     for (i, mib) in gpus.iter().enumerate() {
@@ -75,7 +75,7 @@ fn system(gpus: &[u64], queued: u64, running: u64, failed: u64, paused: bool) ->
     .expect("system view")
 }
 
-fn job(id: &str, kind: &str, state: &str, priority: i32, extra: Value) -> JobView {
+pub(crate) fn job(id: &str, kind: &str, state: &str, priority: i32, extra: Value) -> JobView {
     let mut v = json!({
         "id": format!("01JGQ4Z8{id:0>18}"), "kind": kind, "owner": "local", "state": state, "priority": priority,
         "progress": {"fraction": 0.0, "stage": null, "step": 0, "total": 0, "message": null},
@@ -93,7 +93,7 @@ fn job(id: &str, kind: &str, state: &str, priority: i32, extra: Value) -> JobVie
     serde_json::from_value(v).expect("job view")
 }
 
-fn running(id: &str, device: &str, fraction: f64, step: u64, started: i64, wh: f64) -> JobView {
+pub(crate) fn running(id: &str, device: &str, fraction: f64, step: u64, started: i64, wh: f64) -> JobView {
     job(
         id,
         "testcard",
@@ -111,7 +111,7 @@ fn running(id: &str, device: &str, fraction: f64, step: u64, started: i64, wh: f
     )
 }
 
-fn failed(id: &str, error: &str) -> JobView {
+pub(crate) fn failed(id: &str, error: &str) -> JobView {
     job(
         id,
         "image",
@@ -127,7 +127,7 @@ fn failed(id: &str, error: &str) -> JobView {
     )
 }
 
-fn succeeded(id: &str, ran_s: i64, wh: Option<f64>) -> JobView {
+pub(crate) fn succeeded(id: &str, ran_s: i64, wh: Option<f64>) -> JobView {
     job(
         id,
         "speech",
@@ -144,14 +144,14 @@ fn succeeded(id: &str, ran_s: i64, wh: Option<f64>) -> JobView {
     )
 }
 
-fn app(gpus: &[u64], jobs: Snapshot) -> App {
+pub(crate) fn app(gpus: &[u64], jobs: Snapshot) -> App {
     let mut app = App::new("http://127.0.0.1:8470", false, Duration::from_secs(1), true, NOW);
     app.apply(Update::Snapshot(Box::new(jobs)));
     app.apply(Update::History(history(gpus)));
     app
 }
 
-fn quiet(gpus: &[u64]) -> App {
+pub(crate) fn quiet(gpus: &[u64]) -> App {
     app(
         gpus,
         Snapshot {
@@ -163,7 +163,7 @@ fn quiet(gpus: &[u64]) -> App {
     )
 }
 
-fn busy(gpus: &[u64]) -> App {
+pub(crate) fn busy(gpus: &[u64]) -> App {
     let queued = (0..12)
         .map(|i| {
             let vram: u64 = [0, 4096, 12288][i % 3];
@@ -200,7 +200,7 @@ fn busy(gpus: &[u64]) -> App {
     app(gpus, Snapshot { system: system(gpus, 12, 3, 1, true), running, queued, recent })
 }
 
-fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+pub(crate) fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
     t.draw(|f| reelbox::tui::draw::draw(f, app)).expect("draw");
     t
@@ -274,7 +274,7 @@ fn gradient() -> Preview {
     Preview { artifact: "01JGQ4Z8000000000000000ART".into(), width: w, height: h, rgb }
 }
 
-fn detail_app(color: bool) -> App {
+pub(crate) fn detail_app(color: bool) -> App {
     let mut app = busy(&[8192, 24576]);
     app.color = color;
     // Enter on the first row (the running job on cuda:1) opens its detail.

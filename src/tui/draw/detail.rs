@@ -19,8 +19,15 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
         f.render_widget(Paragraph::new(format!("loading job {} …", detail.id)), area);
         return;
     };
-    let preview_w = if area.width >= 120 { area.width * 2 / 5 } else { (area.width / 3).max(20) };
-    let info = info_lines(job, app, t, area.width.saturating_sub(preview_w + 2) as usize);
+    // A narrow terminal gives the preview room only once there is an image to show.
+    let has_image = detail.preview.is_some();
+    let preview_w = match area.width {
+        w if w >= 120 => w * 2 / 5,
+        w if w >= 80 || (w >= 60 && has_image) => (w / 3).max(20),
+        _ => 0,
+    };
+    let info_w = area.width.saturating_sub(preview_w + 2) as usize;
+    let info: Vec<Line> = info_lines(job, app, t, info_w).into_iter().map(|l| super::fit_line(l, info_w)).collect();
     // The events panel keeps at least five lines.
     // Tall terminals give the preview more room.
     let top_h = (info.len() as u16 + 2).max(area.height * 11 / 20).min(area.height.saturating_sub(5));
@@ -31,7 +38,9 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
         Paragraph::new(info).block(Block::default().borders(Borders::ALL).title(Span::styled(title, t.title()))),
         left,
     );
-    draw_preview(f, right, app, t);
+    if preview_w > 0 {
+        draw_preview(f, right, app, t);
+    }
     let block = Block::default().borders(Borders::ALL).title(Span::styled(" events ", t.title()));
     let inner = block.inner(bottom);
     let skip = detail.events.len().saturating_sub(inner.height as usize);
@@ -140,7 +149,8 @@ fn info_lines(job: &JobView, app: &App, t: Theme, w: usize) -> Vec<Line<'static>
             spans.push(Span::raw(format!("  step {}/{}", job.progress.step, job.progress.total)));
         }
         if let Some(e) = &s.error {
-            spans.push(Span::styled(format!("  {e}"), t.bad()));
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            spans.push(Span::styled(fit(&format!("  {e}"), w.saturating_sub(used)), t.bad()));
         }
         lines.push(Line::from(spans));
     }
@@ -149,10 +159,15 @@ fn info_lines(job: &JobView, app: &App, t: Theme, w: usize) -> Vec<Line<'static>
     {
         lines.push(Line::from(Span::styled("ARTIFACTS", t.dim())));
         for a in &d.artifacts {
-            lines.push(Line::from(vec![
-                Span::raw(format!("{} ", a.name)),
-                Span::styled(format!("{} {} {}", a.media_type, size(a.size), a.url), t.dim()),
-            ]));
+            // The URL only whole: a cut one is another (wrong) address to copy.
+            let about = format!("{} {}", a.media_type, size(a.size));
+            let mut text = format!("{} {about}", a.name);
+            if text.chars().count() + 1 + a.url.chars().count() <= w {
+                text = format!("{text} {}", a.url);
+            }
+            let name = fit(&a.name, w);
+            let rest = fit(&text[a.name.len()..], w.saturating_sub(name.chars().count()));
+            lines.push(Line::from(vec![Span::raw(name), Span::styled(rest, t.dim())]));
         }
     }
     lines

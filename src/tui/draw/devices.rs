@@ -38,7 +38,11 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     // This box's GPUs, then worker boxes' (`NAME/cuda:N`).
     let all: Vec<&GpuSample> = sample.map(|s| s.all_gpus().collect()).unwrap_or_default();
     let gpus = all.len();
-    let title = if gpus == 0 { " host · no GPU ".to_string() } else { format!(" devices · {source} ") };
+    let title = match (gpus, sample) {
+        (0, None) => " devices ".to_string(),
+        (0, Some(_)) => " host · no GPU ".to_string(),
+        _ => format!(" devices · {source} "),
+    };
     let block = Block::default().borders(Borders::ALL).title(Span::styled(title, t.title()));
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -53,6 +57,12 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
             _ => 0.0,
         })
         .collect();
+    if app.system.is_none() && sample.is_none() {
+        // Never reached: "no GPU" would be a guess.
+        let text = "no answer from the daemon yet (see the status line)";
+        f.render_widget(Paragraph::new(Span::styled(fit(text, w), t.dim())), inner);
+        return;
+    }
     let mut host = host_line(sample, w, t);
     if gpus == 0 {
         lines.push(host);
@@ -110,15 +120,24 @@ fn mem_pair(used: Option<u64>, total: Option<u64>) -> String {
 }
 
 fn host_line(sample: Option<&TelemetrySample>, w: usize, t: Theme) -> Line<'static> {
-    let bw = if w >= 120 { 16 } else { 8 };
+    // Bars only where the figures after them still fit.
+    let bw = if w >= 120 {
+        16
+    } else if w >= 56 {
+        8
+    } else {
+        0
+    };
     let host = sample.map(|s| s.host.clone()).unwrap_or_default();
     let cpu = host.cpu_percent.map(f64::from);
     let ram = match (host.mem_used_mib, host.mem_total_mib) {
         (Some(u), Some(t)) if t > 0 => Some(u as f64 / t as f64),
         _ => None,
     };
+    let label = format!("host {}cpu", host.cpus);
+    let label_w = if bw > 0 { 14 } else { label.chars().count() };
     Line::from(vec![
-        Span::styled(format!("{:<14}", fit(&format!("host {}cpu", host.cpus), 14)), t.title()),
+        Span::styled(format!("{:<label_w$}", fit(&label, 14)), t.title()),
         Span::styled(" cpu ", t.dim()),
         Span::styled(bar(cpu.unwrap_or(0.0) / 100.0, bw), t.level(cpu.unwrap_or(0.0) / 100.0)),
         Span::raw(cpu.map(|c| format!(" {c:>3.0}%")).unwrap_or_else(|| "  N/A".into())),
@@ -134,6 +153,14 @@ fn gpu_label(g: &GpuSample) -> String {
         Some(_) => format!("{} ", g.device()),
         None => format!("{} ", g.index),
     }
+}
+
+/// A card's name without the maker's words every card here shares, so a short column
+/// keeps the model: `NVIDIA GeForce RTX 4090` → `RTX 4090`, `NVIDIA H100 80GB HBM3` →
+/// `H100 80GB HBM3`.
+pub(super) fn short_name(name: &str) -> String {
+    let name = name.strip_prefix("NVIDIA ").unwrap_or(name);
+    name.strip_prefix("GeForce ").unwrap_or(name).to_string()
 }
 
 fn gpu_line(g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
@@ -156,20 +183,30 @@ fn gpu_line(g: &GpuSample, w: usize, t: Theme) -> Line<'static> {
     let temp = g.temperature_c.map(|c| format!("{c:>3}°C")).unwrap_or_else(|| " N/A".into());
     let temp_level = g.temperature_c.map(|c| f64::from(c) / 95.0).unwrap_or(0.0);
     // A longer label (`NAME/cuda:N`) takes its room from the model name so columns align.
+    // Narrow panels leave out whole parts (bars, then the name, then power) rather than
+    // cutting the line's end, where power and temperature would read as other numbers.
     let label = gpu_label(g);
     let name_w = (if wide { 18 } else { 12 } + 2usize).saturating_sub(label.chars().count());
-    let mut spans = vec![
-        Span::styled(label, t.title()),
-        Span::raw(format!("{:<name_w$}", fit(&g.name, name_w))),
-        Span::styled(" util ", t.dim()),
-        Span::styled(bar(util.unwrap_or(0.0), bw), t.level(util.unwrap_or(0.0))),
-        Span::raw(pct(g.util_gpu)),
-        Span::styled(" mem ", t.dim()),
-        Span::styled(bar(mem.unwrap_or(0.0), bw), t.level(mem.unwrap_or(0.0))),
-        Span::raw(format!(" {:<9}", mem_pair(g.mem_used_mib, g.mem_total_mib))),
-        Span::styled(format!(" {power}"), t.level(power_level)),
-        Span::styled(temp, t.level(temp_level)),
-    ];
+    let (bars, named, powered) = (w >= 70, w >= 53, w >= 41);
+    let mut spans = vec![Span::styled(label, t.title())];
+    if named {
+        // A name cut to one or two letters (`F…`) says nothing: then only the label.
+        let name = if name_w >= 5 { fit(&short_name(&g.name), name_w) } else { String::new() };
+        spans.push(Span::raw(format!("{name:<name_w$}")));
+    }
+    spans.push(Span::styled(" util ", t.dim()));
+    if bars {
+        spans.push(Span::styled(bar(util.unwrap_or(0.0), bw), t.level(util.unwrap_or(0.0))));
+    }
+    spans.extend([Span::raw(pct(g.util_gpu)), Span::styled(" mem ", t.dim())]);
+    if bars {
+        spans.push(Span::styled(bar(mem.unwrap_or(0.0), bw), t.level(mem.unwrap_or(0.0))));
+    }
+    spans.push(Span::raw(format!(" {:<9}", mem_pair(g.mem_used_mib, g.mem_total_mib))));
+    if powered {
+        spans.push(Span::styled(format!(" {power}"), t.level(power_level)));
+    }
+    spans.push(Span::styled(temp, t.level(temp_level)));
     if wide {
         let ours: u64 = g.processes.iter().filter(|p| p.ours).filter_map(|p| p.used_mib).sum();
         let clocks = g.sm_clock_mhz.map(|s| format!(" sm {s}MHz")).unwrap_or_else(|| " sm N/A".into());

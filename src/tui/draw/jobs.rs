@@ -16,14 +16,33 @@ use crate::tui::format::{self, bar, fit, parse_time, short_id};
 pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     let t = Theme::of(app);
     let rows = app.rows();
-    let mut title =
-        format!(" jobs · {} running · {} queued · {} recent ", app.running.len(), app.queued.len(), app.recent.len());
+    // The title's pieces go whole from the end on a narrow terminal, as the header's do;
+    // the filter comes first, and the counts only once the daemon has answered.
+    let mut title = vec![Span::styled(" jobs ", t.title())];
     if !app.filter.is_empty() {
-        title.push_str(&format!("· filter \"{}\" ({} shown) ", app.filter, rows.len()));
+        title.push(Span::styled(format!("· filter \"{}\" ({} shown) ", app.filter, rows.len()), t.title()));
     }
-    let block = Block::default().borders(Borders::ALL).title(Span::styled(title, t.title()));
+    if app.system.is_some() {
+        // A poll lists at most 100 running and 200 queued jobs: say so when there are more.
+        let q = app.system.as_ref().map(|s| &s.queue.by_state);
+        let count = |shown: usize, total: Option<u64>| match total {
+            Some(n) if n > shown as u64 => format!("{shown} of {n}"),
+            _ => shown.to_string(),
+        };
+        for piece in [
+            format!("· {} running ", count(app.running.len(), q.map(|q| q.running))),
+            format!("· {} queued ", count(app.queued.len(), q.map(|q| q.queued))),
+            format!("· {} recent ", app.recent.len()),
+        ] {
+            title.push(Span::styled(piece, t.title()));
+        }
+    }
+    let title = Line::from(super::whole(title, area.width.saturating_sub(2) as usize));
+    let block = Block::default().borders(Borders::ALL).title(title);
     if rows.is_empty() {
-        let msg = if app.filter.is_empty() {
+        let msg = if app.system.is_none() {
+            "no answer from the daemon yet"
+        } else if app.filter.is_empty() {
             "no jobs yet — submit one with `reelbox submit testcard`"
         } else {
             "no job matches the filter (Esc clears it)"
@@ -34,39 +53,41 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     let wide = area.width >= 120;
     let currency = app.system.as_ref().map(|s| s.energy.currency.clone()).unwrap_or_default();
     let priced = app.system.as_ref().is_some_and(|s| s.energy.price_per_kwh.is_some());
-    let info_w = area.width.saturating_sub(2 + if wide { 70 } else { 58 }) as usize;
-    let mut header = vec!["ID", "KIND", "STATE", "PRI", "DEVICE", "PROGRESS / INFO", "TIME", "ENERGY"];
-    let mut widths = vec![
-        Constraint::Length(8),
-        Constraint::Length(if wide { 14 } else { 9 }),
-        Constraint::Length(9),
-        Constraint::Length(4),
-        Constraint::Length(7),
-        Constraint::Min(10),
-        Constraint::Length(7),
-        Constraint::Length(8),
+    let kind_w = if wide { 14 } else { 9 };
+    let mut columns = vec![
+        (Column::Id, 8),
+        (Column::Kind, kind_w),
+        (Column::State, 9),
+        (Column::Priority, 4),
+        (Column::Device, 7),
+        (Column::Info, 0),
+        (Column::Time, 7),
+        (Column::Energy, 8),
     ];
     if wide && priced {
-        header.push("COST");
-        widths.push(Constraint::Length(12));
+        columns.push((Column::Cost, 12));
     }
+    let info_w = narrow(&mut columns, area.width.saturating_sub(2) as usize);
+    let header: Vec<&str> = columns.iter().map(|(c, _)| c.title()).collect();
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .map(|&(c, w)| if c == Column::Info { Constraint::Min(info_w as u16) } else { Constraint::Length(w as u16) })
+        .collect();
     let table_rows: Vec<Row> = rows
         .iter()
         .map(|j| {
-            let mut cells = vec![
-                Cell::from(short_id(&j.id).to_string()),
-                Cell::from(fit(&j.kind, if wide { 14 } else { 9 })),
-                Cell::from(Span::styled(j.state.as_str(), t.state(j.state.as_str()))),
-                Cell::from(format!("{:>3}", j.priority)),
-                Cell::from(device(j)),
-                Cell::from(info(j, info_w, t)),
-                Cell::from(time(j, app.now)),
-                Cell::from(j.energy_wh.map(format::energy).unwrap_or_else(|| "-".into())),
-            ];
-            if wide && priced {
-                cells.push(Cell::from(j.cost.map(|c| format::cost(c, &currency)).unwrap_or_else(|| "-".into())));
-            }
-            Row::new(cells)
+            let cells = columns.iter().map(|&(c, _)| match c {
+                Column::Id => Cell::from(short_id(&j.id).to_string()),
+                Column::Kind => Cell::from(fit(&j.kind, kind_w)),
+                Column::State => Cell::from(Span::styled(j.state.as_str(), t.state(j.state.as_str()))),
+                Column::Priority => Cell::from(format!("{:>3}", j.priority)),
+                Column::Device => Cell::from(device(j)),
+                Column::Info => Cell::from(info(j, info_w, t)),
+                Column::Time => Cell::from(time(j, app.now)),
+                Column::Energy => Cell::from(j.energy_wh.map(format::energy).unwrap_or_else(|| "-".into())),
+                Column::Cost => Cell::from(j.cost.map(|c| format::cost(c, &currency)).unwrap_or_else(|| "-".into())),
+            });
+            Row::new(cells.collect::<Vec<_>>())
         })
         .collect();
     let table = Table::new(table_rows, widths)
@@ -74,8 +95,59 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
         .block(block)
         .row_highlight_style(t.selected())
         .column_spacing(1);
-    let mut state = TableState::default().with_selected(app.selected_index());
+    let mut state = TableState::default().with_offset(app.jobs_offset.get()).with_selected(app.selected_index());
     f.render_stateful_widget(table, area, &mut state);
+    app.jobs_offset.set(state.offset());
+}
+
+/// A column of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Id,
+    Kind,
+    State,
+    Priority,
+    Device,
+    Info,
+    Time,
+    Energy,
+    Cost,
+}
+
+impl Column {
+    fn title(self) -> &'static str {
+        match self {
+            Column::Id => "ID",
+            Column::Kind => "KIND",
+            Column::State => "STATE",
+            Column::Priority => "PRI",
+            Column::Device => "DEVICE",
+            Column::Info => "PROGRESS / INFO",
+            Column::Time => "TIME",
+            Column::Energy => "ENERGY",
+            Column::Cost => "COST",
+        }
+    }
+}
+
+/// The progress column's least useful width: a bar and `card 29/300`.
+const INFO_MIN: usize = 16;
+
+/// Leaves out whole columns, least needed first, until the progress column has
+/// [`INFO_MIN`] cells in `width`, and returns its width. Cutting every column a little
+/// showed `queue` for queued and `succe` for succeeded, and left no room for progress.
+fn narrow(columns: &mut Vec<(Column, usize)>, width: usize) -> usize {
+    let info = |columns: &[(Column, usize)]| {
+        let fixed: usize = columns.iter().map(|(_, w)| w + 1).sum();
+        width.saturating_sub(fixed.saturating_sub(1))
+    };
+    for drop in [Column::Cost, Column::Energy, Column::Device, Column::Priority, Column::Kind, Column::Time] {
+        if info(columns) >= INFO_MIN {
+            break;
+        }
+        columns.retain(|(c, _)| *c != drop);
+    }
+    info(columns)
 }
 
 /// Where a job runs, or what it needs while queued.
@@ -108,7 +180,12 @@ fn info(j: &JobView, w: usize, t: Theme) -> Line<'static> {
         "queued" => {
             let text = match (j.attempts, &j.error) {
                 // Why no box can take it (no GPU memory, no box with its model, paused).
-                (0, _) => j.waiting.as_ref().map_or_else(|| "waiting".to_string(), |w| format!("waiting: {w}")),
+                (0, _) => match j.waiting.as_deref() {
+                    // The daemon's words name the CLI command; here the key does it.
+                    Some(crate::scheduler::PAUSED_REASON) => "waiting: queue paused (p resumes)".to_string(),
+                    Some(w) => format!("waiting: {w}"),
+                    None => "waiting".to_string(),
+                },
                 (_, Some(e)) => format!("retry after: {e}"),
                 (n, None) => format!("waiting (attempt {})", n + 1),
             };

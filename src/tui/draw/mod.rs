@@ -98,12 +98,13 @@ pub fn draw(f: &mut Frame, app: &App) {
     }
     draw_footer(f, footer, app);
     if app.help {
-        draw_help(f, body, app);
+        draw_help(f, body, f.area(), app);
     }
 }
 
 fn draw_header(f: &mut Frame, area: Rect, app: &App) {
-    // What matters most comes first: a narrow terminal cuts the end.
+    // What matters most comes first; the pieces that do not fit whole are left out, so a
+    // narrow terminal never shows a cut value (`up 1` of `up 17.3s`, a URL without its port).
     let t = Theme::of(app);
     let mut spans = vec![Span::styled("reelbox top", t.title())];
     if app.system.as_ref().is_some_and(|s| s.paused) {
@@ -127,20 +128,62 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App) {
             t.dim(),
         ));
     }
-    f.render_widget(Paragraph::new(Line::from(spans)), area);
+    f.render_widget(Paragraph::new(Line::from(whole(spans, area.width as usize))), area);
+}
+
+/// `line` cut to `width` cells with a visible `…` where it was cut (a panel cuts silently,
+/// and `waited 5ms runn` reads as a whole value).
+pub(super) fn fit_line(line: Line<'static>, width: usize) -> Line<'static> {
+    if line.width() <= width {
+        return line;
+    }
+    let mut left = width;
+    let mut spans = Vec::new();
+    for s in line.spans {
+        let w = s.width();
+        if w < left {
+            left -= w;
+            spans.push(s);
+            continue;
+        }
+        spans.push(Span::styled(format::fit(&s.content, left), s.style));
+        break;
+    }
+    Line::from(spans)
+}
+
+/// The leading spans that fit in `width` whole; the first is always kept (cut if need be).
+pub(super) fn whole(spans: Vec<Span<'static>>, width: usize) -> Vec<Span<'static>> {
+    let mut used = 0;
+    let mut kept = Vec::new();
+    for s in spans {
+        used += s.width();
+        if !kept.is_empty() && used > width {
+            break;
+        }
+        kept.push(s);
+    }
+    kept
 }
 
 fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
     let t = Theme::of(app);
     let line = if let Link::Down { since, error } = &app.link {
+        // The state and how long come first: a long error is what a narrow terminal cuts.
         Line::from(vec![
             Span::styled("✖ daemon down", t.bad()),
             Span::raw(format!(
-                " ({error}) for {} · retrying every {} · {}",
+                " for {} · retrying every {} · {error}",
                 format::duration(app.now - since),
                 format::duration(app.refresh.as_millis() as i64),
-                app.url,
             )),
+        ])
+    } else if let Link::Refused { error } = &app.link {
+        // The daemon is up: "down" would send the operator to restart it.
+        Line::from(vec![
+            Span::styled("✖ key refused", t.bad()),
+            Span::raw(" · start top with --key KEY (or REELBOX_KEY) · "),
+            Span::raw(error.clone()),
         ])
     } else if app.link == Link::Connecting {
         Line::from(Span::styled(format!("connecting to {} …", app.url), t.warn()))
@@ -151,39 +194,55 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
             Span::styled("▏ (Enter keep, Esc clear)", t.dim()),
         ])
     } else if let Some(msg) = app.flash_text() {
-        Line::from(Span::styled(msg.to_string(), t.warn()))
+        let style = if app.flash_failed { t.bad() } else { t.warn() };
+        Line::from(Span::styled(msg.to_string(), style))
     } else {
-        let keys: &[(&str, &str)] = match (app.screen, app.readonly) {
-            (Screen::Dashboard, false) => &[
+        // `p` says what it will do now.
+        let pause = if app.system.as_ref().is_some_and(|s| s.paused) { "resume" } else { "pause" };
+        let keys: Vec<(&str, &str)> = match (app.screen, app.readonly) {
+            (Screen::Dashboard, false) => vec![
                 ("↑↓", "select"),
                 ("⏎", "detail"),
                 ("c", "cancel"),
                 ("r", "retry"),
-                ("p", "pause"),
+                ("p", pause),
                 ("+-", "prio"),
                 ("/", "filter"),
                 ("?", "help"),
                 ("q", "quit"),
             ],
             (Screen::Dashboard, true) => {
-                &[("↑↓", "select"), ("⏎", "detail"), ("/", "filter"), ("?", "help"), ("q", "quit")]
+                vec![("↑↓", "select"), ("⏎", "detail"), ("/", "filter"), ("?", "help"), ("q", "quit")]
             }
             (Screen::Detail, false) => {
-                &[("Esc", "back"), ("c", "cancel"), ("r", "retry"), ("+-", "prio"), ("?", "help"), ("q", "quit")]
+                vec![("Esc", "back"), ("c", "cancel"), ("r", "retry"), ("+-", "prio"), ("?", "help"), ("q", "quit")]
             }
-            (Screen::Detail, true) => &[("Esc", "back"), ("?", "help"), ("q", "quit")],
+            (Screen::Detail, true) => vec![("Esc", "back"), ("?", "help"), ("q", "quit")],
         };
-        let mut spans = Vec::new();
-        for (k, what) in keys {
-            spans.push(Span::styled(*k, t.title()));
-            spans.push(Span::styled(format!(" {what} "), t.dim()));
-        }
-        Line::from(spans)
+        Line::from(key_spans(keys, area.width as usize, t))
     };
     f.render_widget(Paragraph::new(line), area);
 }
 
-fn draw_help(f: &mut Frame, body: Rect, app: &App) {
+/// The key hints that fit; when some must go, those before `? help` go first, so help and
+/// quit stay on screen at any width.
+fn key_spans(mut keys: Vec<(&str, &str)>, width: usize, t: Theme) -> Vec<Span<'static>> {
+    let len =
+        |keys: &[(&str, &str)]| keys.iter().map(|(k, w)| k.chars().count() + w.chars().count() + 2).sum::<usize>();
+    while len(&keys) > width && keys.len() > 2 {
+        keys.remove(keys.len() - 3);
+    }
+    let mut spans = Vec::new();
+    for (k, what) in keys {
+        spans.push(Span::styled(k.to_string(), t.title()));
+        spans.push(Span::styled(format!(" {what} "), t.dim()));
+    }
+    spans
+}
+
+/// The keys box over the body, or over the whole screen when the body is too short to
+/// hold every key (`q` was the first to fall off); texts are cut visibly (`…`).
+fn draw_help(f: &mut Frame, body: Rect, screen: Rect, app: &App) {
     let t = Theme::of(app);
     let rows: &[(&str, &str)] = &[
         ("↑/↓ j/k", "select a job (PgUp/PgDn, g/G jump)"),
@@ -197,13 +256,16 @@ fn draw_help(f: &mut Frame, body: Rect, app: &App) {
         ("?", "this help"),
         ("q", "quit"),
     ];
+    let text_w = (body.width.min(64) as usize).saturating_sub(2 + 10);
     let mut lines: Vec<Line> = rows
         .iter()
-        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:>8}  "), t.title()), Span::raw(*v)]))
+        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:>8}  "), t.title()), Span::raw(format::fit(v, text_w))]))
         .collect();
     if app.readonly {
-        lines.push(Line::from(Span::styled("read-only: c, r, p, + and - are off", t.warn())));
+        let note = "read-only: c, r, p, + and - are off";
+        lines.push(Line::from(Span::styled(format::fit(note, text_w + 10), t.warn())));
     }
+    let body = if body.height < lines.len() as u16 + 2 { screen } else { body };
     let w = body.width.min(64);
     let h = (lines.len() as u16 + 2).min(body.height);
     let area = Rect { x: body.x + (body.width - w) / 2, y: body.y + (body.height - h) / 2, width: w, height: h };

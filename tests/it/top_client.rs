@@ -1,0 +1,97 @@
+//! `reelbox top`'s link to a real daemon, without a terminal: what one poll brings back
+//! with a long queue, how a daemon that wants a key is told apart from a dead one, and
+//! `top` started with its output in a pipe.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, wait_job};
+use reelbox::client::ApiClient;
+use reelbox::tui::client;
+use reelbox::tui::event::{Event, Update};
+use serde_json::{Value, json};
+
+async fn submit(http: &reqwest::Client, d: &DaemonProc, params: Value) -> String {
+    let job: Value = http
+        .post(d.at("/api/v1/jobs"))
+        .json(&json!({"kind": "testcard", "params": params}))
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("job");
+    job["id"].as_str().expect("id").to_string()
+}
+
+/// With more than a hundred jobs waiting (the newest hundred are all queued), the
+/// finished ones still show under the queue; a failure older than the last 30 finished
+/// jobs stays listed (the header counts it, `/fail` must find it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_stay_listed_behind_a_long_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let failed = submit(&http, &d, json!({"steps": 1, "step_ms": 1, "fail": "fatal"})).await;
+    wait_job(&http, &d, &failed, Duration::from_secs(20), |j| j["state"] == "failed").await;
+    let mut done = Vec::new();
+    for _ in 0..31 {
+        done.push(submit(&http, &d, json!({"steps": 1, "step_ms": 1})).await);
+    }
+    for id in &done {
+        wait_job(&http, &d, id, Duration::from_secs(60), |j| j["state"] == "succeeded").await;
+    }
+    let paused = http.post(d.at("/api/v1/queue/pause")).send().await.expect("pause");
+    assert!(paused.status().is_success());
+    for _ in 0..110 {
+        submit(&http, &d, json!({"steps": 1})).await;
+    }
+    let api = ApiClient::new(&d.url, None, None, Some(client::CONNECT_TIMEOUT)).expect("client");
+    let snap = client::snapshot(&api).await.expect("snapshot");
+    assert_eq!(snap.queued.len(), 110);
+    let states: Vec<&str> = snap.recent.iter().map(|j| j.state.as_str()).collect();
+    assert_eq!(states.len(), 31, "the last 30 finished, then the older failure: {states:?}");
+    assert!(states[..30].iter().all(|s| *s == "succeeded"), "{states:?}");
+    assert_eq!(snap.recent[30].id, failed);
+}
+
+/// A daemon that wants a key, asked without one, is "refused", not "down".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_that_wants_a_key_is_refused_not_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let made = http
+        .post(d.at("/api/v1/keys"))
+        .json(&json!({"name": "admin", "scope": "admin"}))
+        .send()
+        .await
+        .expect("create key");
+    assert!(made.status().is_success(), "{}", made.status());
+    let api = ApiClient::new(&d.url, None, None, Some(client::CONNECT_TIMEOUT)).expect("client");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let poll = tokio::spawn(client::poll(api, tx, Duration::from_secs(60), Arc::new(tokio::sync::Notify::new())));
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a poll").expect("an event");
+    poll.abort();
+    match first {
+        Event::Data(Update::Refused(msg)) => assert!(msg.starts_with("401"), "{msg}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// `reelbox top` with its output piped (a script, a cron job) says it needs a terminal and
+/// writes no escape codes.
+#[test]
+fn top_without_a_terminal_says_so_cleanly() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["top", "--url", "http://127.0.0.1:9"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run top");
+    assert!(!out.status.success());
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'), "escape codes: {stdout:?} {stderr:?}");
+    assert!(stderr.contains("needs a terminal: standard output is not a terminal"), "{stderr}");
+}
