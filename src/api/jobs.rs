@@ -263,7 +263,7 @@ pub struct QueueState {
 #[utoipa::path(post, path = "/api/v1/queue/pause", responses((status = 200, body = QueueState)))]
 pub async fn pause(State(state): State<AppState>, caller: Caller) -> Result<Json<QueueState>, ApiError> {
     require_admin(&caller)?;
-    state.scheduler.set_paused(true);
+    state.scheduler.set_paused(true).await?;
     Ok(Json(QueueState { paused: true }))
 }
 
@@ -271,7 +271,7 @@ pub async fn pause(State(state): State<AppState>, caller: Caller) -> Result<Json
 #[utoipa::path(post, path = "/api/v1/queue/resume", responses((status = 200, body = QueueState)))]
 pub async fn resume(State(state): State<AppState>, caller: Caller) -> Result<Json<QueueState>, ApiError> {
     require_admin(&caller)?;
-    state.scheduler.set_paused(false);
+    state.scheduler.set_paused(false).await?;
     Ok(Json(QueueState { paused: false }))
 }
 

@@ -82,7 +82,7 @@ async fn measure(group_commit: bool, clients: usize, each: Duration) -> anyhow::
     config.store.group_commit = group_commit;
     config.queue.max_queued = u64::MAX;
     let daemon = Daemon::start(config).await.context("cannot start the benchmark daemon")?;
-    daemon.scheduler.set_paused(true);
+    daemon.scheduler.set_paused(true).await?;
     let url = format!("http://{}/api/v1/jobs", daemon.addr);
     let deadline = Instant::now() + each;
     let started = Instant::now();

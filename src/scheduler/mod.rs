@@ -21,6 +21,7 @@ use crate::store::{Store, StoreError, requeue};
 mod admission;
 pub mod gpus;
 mod need;
+mod pause;
 pub mod placement;
 pub mod remote;
 mod run;
@@ -107,6 +108,7 @@ impl Scheduler {
         telemetry: Arc<Telemetry>,
     ) -> Arc<Self> {
         let gpus = gpus::usable_gpus(&telemetry, &config, &engine);
+        let paused = pause::left_paused(&store);
         let mut devices = vec![(DeviceId::Cpu, config.workers.cpu_concurrency.max(1))];
         devices.extend(gpus.list.iter().map(|g| (g.id, config.workers.gpu_concurrency.max(1))));
         Arc::new(Self {
@@ -119,7 +121,7 @@ impl Scheduler {
             telemetry,
             ledger: Mutex::new(Ledger::default()),
             wake: Notify::new(),
-            paused: AtomicBool::new(false),
+            paused: AtomicBool::new(paused),
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             workers: Mutex::new(Vec::new()),
@@ -297,20 +299,6 @@ impl Scheduler {
     /// Tells idle workers that a job may be waiting.
     pub fn notify(&self) {
         self.wake.notify_one();
-    }
-
-    /// True while the queue is paused.
-    pub fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::SeqCst)
-    }
-
-    /// Pauses or resumes taking new jobs; running jobs continue.
-    pub fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, Ordering::SeqCst);
-        if !paused {
-            self.wake.notify_waiters();
-            self.wake.notify_one();
-        }
     }
 
     /// Why a queued job waits when no box (local or remote) can take it, e.g. `no box

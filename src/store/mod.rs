@@ -16,6 +16,7 @@ mod handle;
 pub mod keys;
 pub mod lock;
 mod profiles;
+mod queue_state;
 pub mod quota;
 pub mod records;
 mod recovery;

@@ -169,3 +169,28 @@ async fn a_job_that_keeps_killing_the_daemon_fails_after_max_attempts() {
     let again = wait_job(&c, &d, &id, Duration::from_secs(5), is_final).await;
     assert_eq!(again["state"], "failed", "the failed job stays failed: {again}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_stays_paused_across_a_restart_until_resumed() {
+    // An operator pauses the box to work on it; a restart (an upgrade, a reboot, a crash)
+    // started every queued job.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = http();
+    let mut d = DaemonProc::start(dir.path(), &[]);
+    let bind = bind_of(&d);
+    assert_eq!(c.post(d.at("/api/v1/queue/pause")).send().await.expect("pause").status(), 200);
+    let job = submit(&c, &d, json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0}})).await;
+    let id = job["id"].as_str().expect("id").to_string();
+    d.kill9();
+
+    let d = DaemonProc::start_at(dir.path(), &bind, &[]);
+    let system: Value = c.get(d.at("/api/v1/system")).send().await.expect("system").json().await.expect("json");
+    assert_eq!(system["paused"], true, "{system}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let view: Value = c.get(d.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("job").json().await.expect("json");
+    assert_eq!(view["state"], "queued", "{view}");
+    assert!(view["waiting"].as_str().is_some_and(|w| w.contains("paused")), "{view}");
+    assert_eq!(c.post(d.at("/api/v1/queue/resume")).send().await.expect("resume").status(), 200);
+    let done = wait_job(&c, &d, &id, Duration::from_secs(20), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+}
