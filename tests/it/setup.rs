@@ -81,3 +81,48 @@ fn doctor_reports_each_piece_found_with_its_path_or_version() {
     assert_eq!(get("data-dir").status, CheckStatus::Ok);
     eprintln!("{}", render_checks(&checks));
 }
+
+/// The packaged service's data dir belongs to its `reelbox` user; an admin's `sudo reelbox
+/// keys create --offline` or `sudo reelbox pull` must leave nothing there the service cannot
+/// write (a root-made database stopped the service starting: "Permission denied").
+#[test]
+fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+        eprintln!("skipped: needs root (chown)");
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    // `nobody` stands in for the `reelbox` system user.
+    let (uid, gid) = (65534, 65534);
+    std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("chown");
+    let run = |args: &[&str]| {
+        let mut cmd = common::tools::reelbox_cli(home.path(), &data.join("models"));
+        cmd.env("REELBOX_DATA_DIR", &data).args(args);
+        common::tools::run_ok(&mut cmd)
+    };
+    run(&["keys", "create", "--offline", "--name", "admin", "--scope", "admin"]);
+    run(&["pull", "demo-shapes"]);
+
+    let mut root_owned = Vec::new();
+    let mut seen = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            seen += 1;
+            if (meta.uid(), meta.gid()) != (uid, gid) {
+                root_owned.push(path.clone());
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    assert!(data.join("reelbox.redb").is_file() && data.join("models/demo-shapes").is_dir());
+    assert!(seen > 5, "the commands wrote {seen} entries");
+    assert!(root_owned.is_empty(), "left for root, not the dir's owner: {root_owned:?}");
+}
