@@ -35,7 +35,12 @@ pub struct WorkerArgs {
 fn cluster_of(config: &Config, args: &WorkerArgs) -> anyhow::Result<ClusterConfig> {
     let mut cluster = config.cluster.clone().unwrap_or_default();
     if config.cluster.is_none() && args.join.is_none() {
-        anyhow::bail!("--join: give the head's NATS server (nats://HEAD:4222), or set [cluster] nats_url");
+        // reelbox-worker.service enabled on a box not yet set up for it lands here.
+        anyhow::bail!(
+            "no head to work for: give --join nats://HEAD:4222, or add a [cluster] section with \
+             role = \"worker\" and nats_url = \"nats://HEAD:4222\" to the config \
+             (/etc/reelbox/config.toml for reelbox-worker.service; README \"More than one box\")"
+        );
     }
     cluster.role = ClusterRole::Worker;
     if let Some(url) = &args.join {

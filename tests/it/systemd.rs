@@ -130,3 +130,30 @@ fn check_nvidia_nodes(name: &str, unit: &str) {
         }
     }
 }
+
+/// `systemctl enable --now reelbox-worker` on a box whose config has no `[cluster]` (the
+/// package's own): the unit's start fails at once saying what to add and where.
+#[test]
+fn the_worker_unit_without_a_cluster_section_says_what_to_add_and_where() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("config.toml");
+    let packaged = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml"))
+        .expect("packaging/config.toml");
+    let data = tmp.path().join("data");
+    std::fs::write(&config, packaged.replace("/var/lib/reelbox", &data.display().to_string())).expect("config");
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .arg("worker")
+        .env("REELBOX_CONFIG", &config)
+        .env_remove("REELBOX_DATA_DIR")
+        .env_remove("REELBOX_MODELS_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run reelbox worker");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "failed only after {:?}", started.elapsed());
+    for want in ["[cluster]", "role = \"worker\"", "nats_url", "/etc/reelbox/config.toml", "reelbox-worker.service"] {
+        assert!(stderr.contains(want), "no {want:?} in: {stderr}");
+    }
+}
