@@ -94,10 +94,14 @@ fn packages_ship_the_worker_unit() {
     let read = |p: &str| std::fs::read_to_string(root.join(p)).expect("read packaging file");
     let manifest: toml::Value = toml::from_str(&read("Cargo.toml")).expect("Cargo.toml");
     let meta = &manifest["package"]["metadata"];
-    let deb = meta["deb"]["assets"].as_array().expect("deb assets");
-    assert!(
-        deb.iter().any(|a| a[0].as_str() == Some("systemd/reelbox-worker.service")),
-        "deb assets lack systemd/reelbox-worker.service"
+    // cargo-deb installs the units it lists and writes their maintainer-script snippets:
+    // the worker's restarted on upgrade when running, stopped on remove, forgotten on purge.
+    let units = meta["deb"]["systemd-units"].as_array().expect("deb systemd-units");
+    let worker = units.iter().find(|u| u["unit-name"].as_str() == Some("reelbox-worker")).expect("deb worker unit");
+    assert_eq!(
+        worker["enable"].as_bool(),
+        Some(false),
+        "a box is a head or a worker: the package enables neither twice"
     );
     let rpm = meta["generate-rpm"]["assets"].as_array().expect("rpm assets");
     assert!(
