@@ -77,6 +77,7 @@ pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         config.models_dir = Some(m.clone());
     }
     let cluster = cluster_of(&config, &args)?;
+    reelbox::setup::owner::check_not_root_over(&config, "worker")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     // A worker holds no API keys: none of the head's secrets are in its config or on the wire.

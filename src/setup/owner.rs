@@ -18,6 +18,13 @@ pub enum OwnerError {
          run the command as root (`sudo reelbox {command}`), which hands what it writes to {owner}"
     )]
     NotYours { dir: PathBuf, owner: String, command: String },
+    /// A long-running command (`serve`, `worker`) started as root on another user's dir.
+    #[error(
+        "{dir} belongs to the user {owner}: run as root, `reelbox {command}` would leave files there that \
+         {owner} cannot open; start the service instead (`sudo systemctl start {unit}`), or run it as that \
+         user (`sudo -u {owner} reelbox {command}`)"
+    )]
+    RootInOthersDir { dir: PathBuf, owner: String, command: String, unit: String },
     /// A file under the dir could not be given to its owner.
     #[error("cannot give {path} to the owner of {dir}")]
     Chown {
@@ -105,6 +112,23 @@ fn give(path: &Path, top: &Path, uid: u32, gid: u32) -> Result<usize, OwnerError
         }
     }
     Ok(changed)
+}
+
+/// Refuses to run `command` (`serve`, `worker`) as root on a data dir another user owns
+/// (the packaged service's): unlike a short CLI command, a daemon's files cannot be handed
+/// back while it writes them.
+pub fn check_not_root_over(config: &Config, command: &str) -> Result<(), OwnerError> {
+    let Ok(meta) = std::fs::metadata(&config.data_dir) else { return Ok(()) };
+    if euid() != Some(0) || meta.uid() == 0 {
+        return Ok(());
+    }
+    let unit = if command == "worker" { "reelbox-worker" } else { "reelbox" };
+    Err(OwnerError::RootInOthersDir {
+        dir: config.data_dir.clone(),
+        owner: user_name(meta.uid()),
+        command: command.to_string(),
+        unit: unit.to_string(),
+    })
 }
 
 /// Refuses, naming the owner and the `sudo` command to run, when `dir` exists and belongs

@@ -125,4 +125,12 @@ fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
     assert!(data.join("reelbox.redb").is_file() && data.join("models/demo-shapes").is_dir());
     assert!(seen > 5, "the commands wrote {seen} entries");
     assert!(root_owned.is_empty(), "left for root, not the dir's owner: {root_owned:?}");
+
+    // A daemon cannot hand back files while it writes them: `sudo reelbox serve` there is
+    // refused, naming the service to start instead.
+    let mut serve = common::tools::reelbox_cli(home.path(), &data.join("models"));
+    let out = serve.env("REELBOX_DATA_DIR", &data).args(["serve", "--bind", "127.0.0.1:0"]).output().expect("serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("sudo systemctl start reelbox"), "{stderr}");
 }
