@@ -86,29 +86,41 @@ pub fn hand_back(config: &Config) -> Result<usize, OwnerError> {
         if meta.uid() == 0 {
             continue;
         }
-        changed += give(&dir, &dir, meta.uid(), meta.gid())?;
+        let opened = std::fs::File::open(&dir).map_err(|source| OwnerError::Read { path: dir.clone(), source })?;
+        changed += give(&opened, &dir, &dir, meta.uid(), meta.gid())?;
     }
     Ok(changed)
 }
 
-/// Gives the root-owned entries under `path` (not following links) to `uid`:`gid`.
-fn give(path: &Path, top: &Path, uid: u32, gid: u32) -> Result<usize, OwnerError> {
-    let read = |source| OwnerError::Read { path: path.to_path_buf(), source };
+/// Gives the root-owned entries under the open dir `dir` to `uid`:`gid`. The service user
+/// may write in these dirs, so each is reached through the descriptor of its parent
+/// (`/proc/self/fd/N/NAME`) and opened without following links: a dir swapped for a
+/// link mid-walk cannot send root's `chown` outside the data dir.
+fn give(dir: &std::fs::File, named: &Path, top: &Path, uid: u32, gid: u32) -> Result<usize, OwnerError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let at = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let read = |source| OwnerError::Read { path: named.to_path_buf(), source };
     let mut changed = 0;
-    for entry in std::fs::read_dir(path).map_err(read)? {
-        let entry = entry.map_err(read)?;
-        let p = entry.path();
+    for entry in std::fs::read_dir(&at).map_err(read)? {
+        let name = entry.map_err(read)?.file_name();
+        let p = at.join(&name);
         let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
         if meta.uid() == 0 {
             std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(|source| OwnerError::Chown {
-                path: p.clone(),
+                path: named.join(&name),
                 dir: top.to_path_buf(),
                 source,
             })?;
             changed += 1;
         }
         if meta.is_dir() {
-            changed += give(&p, top, uid, gid)?;
+            let opened =
+                std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(&p);
+            // Gone or turned into a link since it was listed: nothing of ours to give.
+            if let Ok(sub) = opened {
+                changed += give(&sub, &named.join(&name), top, uid, gid)?;
+            }
         }
     }
     Ok(changed)

@@ -98,6 +98,11 @@ fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
     // `nobody` stands in for the `reelbox` system user.
     let (uid, gid) = (65534, 65534);
     std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("chown");
+    // A link the service user could plant: root's hand-back must not follow it.
+    let outside = home.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside dir");
+    std::fs::write(outside.join("root-file"), "x").expect("root file");
+    std::os::unix::fs::symlink(&outside, data.join("planted")).expect("symlink");
     let run = |args: &[&str]| {
         let mut cmd = common::tools::reelbox_cli(home.path(), &data.join("models"));
         cmd.env("REELBOX_DATA_DIR", &data).args(args);
@@ -125,6 +130,8 @@ fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
     assert!(data.join("reelbox.redb").is_file() && data.join("models/demo-shapes").is_dir());
     assert!(seen > 5, "the commands wrote {seen} entries");
     assert!(root_owned.is_empty(), "left for root, not the dir's owner: {root_owned:?}");
+    let outside_owner = std::fs::metadata(outside.join("root-file")).expect("outside file").uid();
+    assert_eq!(outside_owner, 0, "the hand-back followed a link out of the data dir");
 
     // A daemon cannot hand back files while it writes them: `sudo reelbox serve` there is
     // refused, naming the service to start instead.
