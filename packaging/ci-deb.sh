@@ -97,8 +97,32 @@ dpkg-query --control-show reelbox conffiles | grep -q /etc/reelbox/config.toml |
 /usr/bin/reelbox --config /etc/reelbox/config.toml config show | grep -q '^bind = "127.0.0.1:8470"' ||
     fail "the packaged config does not load"
 
-step "purge"
-$sudo dpkg --purge reelbox >/dev/null || fail "dpkg --purge reelbox"
+step "as root, as the service, as a login user"
+# What an admin runs with sudo must stay the service's: a root-made database once stopped
+# the service starting, root-owned model dirs could not be replaced or removed by it.
+$sudo /usr/bin/reelbox keys create --offline --name ci-admin --scope admin >/dev/null ||
+    fail "sudo reelbox keys create --offline"
+root_owned=$($sudo find /var/lib/reelbox -uid 0 | head -3)
+[ -z "$root_owned" ] || fail "root-owned files in /var/lib/reelbox after a root CLI run: $root_owned"
+# The service as its unit runs it (no systemd needed): user, config, state dir, umask.
+log=$(mktemp)
+$sudo runuser -u reelbox -- env -i PATH=/usr/bin:/bin HOME=/var/lib/reelbox REELBOX_CONFIG=/etc/reelbox/config.toml \
+    STATE_DIRECTORY=/var/lib/reelbox CACHE_DIRECTORY=/var/cache/reelbox REELBOX_BIND=127.0.0.1:0 \
+    sh -c 'umask 0027; exec timeout 20 /usr/bin/reelbox serve' >"$log" 2>&1 &
+for _ in $(seq 100); do grep -q "reelbox listening" "$log" && break; sleep 0.1; done
+grep -q "reelbox listening" "$log" || fail "the service does not start after a root CLI run: $(cat "$log")"
+$sudo kill -TERM "$($sudo cat /var/lib/reelbox/reelbox.pid)" || true
+wait || true
+# A login user outside the reelbox group is told the sudo command, not "Permission denied".
+pull_says=$($sudo runuser -u nobody -- /usr/bin/reelbox pull demo-shapes 2>&1 || true)
+echo "$pull_says" | grep -q "sudo reelbox pull demo-shapes" || fail "a user's pull says: $pull_says"
+
+step "remove keeps the data, purge deletes it"
+remove_says=$($sudo dpkg --remove reelbox 2>&1) || fail "dpkg --remove reelbox: $remove_says"
+echo "$remove_says" | grep -q "apt purge reelbox" || fail "remove does not say what stays: $remove_says"
+[ ! -e /usr/bin/reelbox ] || fail "/usr/bin/reelbox left behind by remove"
+[ -f /etc/reelbox/config.toml ] && [ -f /var/lib/reelbox/reelbox.redb ] || fail "remove deleted the config or the data"
+$sudo dpkg --purge reelbox >/dev/null 2>&1 || fail "dpkg --purge reelbox"
 [ ! -e /usr/bin/reelbox ] || fail "/usr/bin/reelbox left behind"
 [ ! -e /etc/reelbox ] || fail "/etc/reelbox left behind"
 [ ! -e /var/lib/reelbox ] || fail "/var/lib/reelbox left behind"

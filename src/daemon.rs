@@ -74,6 +74,10 @@ impl Daemon {
         };
         let config = Arc::new(config);
         let engine = Arc::new(Engine::new(&config));
+        if let Err(missing) = crate::engine::runtime::find(&config, crate::config::env::ort_dylib_path()) {
+            // Said at start, not only at the first job: a fresh package's service has none yet.
+            tracing::warn!("{missing}; until then every job that runs a model is refused");
+        }
         let mut scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
         let cluster_stop = CancellationToken::new();
         if config.cluster.as_ref().is_some_and(|c| c.role == crate::config::ClusterRole::Worker) {

@@ -48,7 +48,7 @@ impl Backend {
 /// configured data dir, so a job keeps its resumable stages either way.
 pub struct Reach {
     pub client: Client,
-    own: Option<Daemon>,
+    own: Option<(Daemon, Config)>,
 }
 
 impl Reach {
@@ -63,20 +63,24 @@ impl Reach {
     /// Starts a daemon in this process on `config`, bound to a free loopback port.
     pub async fn start(g: &Global, mut config: Config) -> anyhow::Result<Self> {
         config.bind = "127.0.0.1:0".parse()?;
-        let daemon = Daemon::start(config).await.context("no daemon answers and one cannot be started here")?;
+        let daemon = Daemon::start(config.clone()).await.context("no daemon answers and one cannot be started here")?;
         let local = Global { url: format!("http://{}", daemon.addr), ..g.clone() };
-        Ok(Self { client: Client::new(&local)?, own: Some(daemon) })
+        Ok(Self { client: Client::new(&local)?, own: Some((daemon, config)) })
     }
 
     /// The daemon this process runs, when it runs one.
     pub fn own(&self) -> Option<&Daemon> {
-        self.own.as_ref()
+        self.own.as_ref().map(|(d, _)| d)
     }
 
     /// Stops the daemon started here, if any.
     pub async fn close(self) {
-        if let Some(d) = self.own {
+        if let Some((d, config)) = self.own {
             d.stop().await;
+            // `sudo reelbox demo` with the service stopped ran a daemon as root on its dir.
+            if let Err(e) = reelbox::setup::owner::hand_back(&config) {
+                eprintln!("reelbox: {}", reelbox::error_text::chain_text(&e));
+            }
         }
     }
 }

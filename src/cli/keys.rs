@@ -121,6 +121,7 @@ pub async fn run(g: &Global, action: KeysAction) -> anyhow::Result<ExitCode> {
 
 async fn create_offline(g: &Global, req: &CreateKeyRequest) -> anyhow::Result<KeyView> {
     let config = Config::load(g.config.as_deref())?;
+    reelbox::setup::owner::check_writable(&config.data_dir, "keys create --offline ...")?;
     let store = Store::open(&config.data_dir, true, 8).with_context(|| {
         format!("cannot open the database in {} (stop the daemon first, or drop --offline)", config.data_dir.display())
     })?;
@@ -132,5 +133,7 @@ async fn create_offline(g: &Global, req: &CreateKeyRequest) -> anyhow::Result<Ke
     }
     .await;
     store.close();
+    // A database root made must stay the service's to open.
+    reelbox::setup::owner::hand_back(&config)?;
     result
 }

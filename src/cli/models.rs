@@ -62,16 +62,35 @@ pub enum ModelsAction {
 pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
     let config = Config::load(g.config.as_deref())?;
     let store = ModelStore::new(&config);
+    let writes = match &action {
+        ModelsAction::Pull { name, .. } => Some(format!("pull {name}")),
+        ModelsAction::Default { name: Some(_), .. } => Some("models default ...".to_string()),
+        ModelsAction::Rm { name, .. } => Some(format!("models rm {name}")),
+        ModelsAction::Import(_) => Some("models import ...".to_string()),
+        _ => None,
+    };
+    if let Some(command) = &writes {
+        reelbox::setup::owner::check_writable(&config.models_dir(), command)?;
+    }
+    let result = actions(g, &config, &store, action).await;
+    if writes.is_some() {
+        // What root wrote into the service's models dir stays the service's to replace.
+        reelbox::setup::owner::hand_back(&config)?;
+    }
+    result
+}
+
+async fn actions(g: &Global, config: &Config, store: &ModelStore, action: ModelsAction) -> anyhow::Result<ExitCode> {
     match action {
-        ModelsAction::List { available } => list(g, &config, available),
+        ModelsAction::List { available } => list(g, config, available),
         ModelsAction::Pull { name, force, accept_license } => {
             if accept_license {
                 store.accept_license(&name)?;
             }
-            pull(g, &store, &name, force).await
+            pull(g, store, &name, force).await
         }
-        ModelsAction::Default { kind, name } => default(g, &config, &store, kind.as_deref(), name.as_deref()),
-        ModelsAction::Verify { name } => verify(g, &store, name),
+        ModelsAction::Default { kind, name } => default(g, config, store, kind.as_deref(), name.as_deref()),
+        ModelsAction::Verify { name } => verify(g, store, name),
         ModelsAction::Rm { name, force } => {
             let needed = if force || store.installed_manifest(&name).is_none() {
                 Vec::new()
@@ -95,7 +114,7 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ModelsAction::Import(args) => super::models_import::run(g, &config, args),
+        ModelsAction::Import(args) => super::models_import::run(g, config, args),
     }
 }
 
@@ -222,6 +241,10 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
         .collect();
     table::print(&["NAME", "KIND", "STATE", "SIZE", "TAGS", "BASE + LORAS", "PATH / SOURCE"], &rows);
     eprintln!("models dir: {}", list.models_dir);
+    if std::fs::read_dir(&list.models_dir).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
+        // The packaged service's 0750 dir seen from a login user: every model looks missing.
+        eprintln!("this user cannot read it, so STATE is not what the service has: `sudo reelbox models list`");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

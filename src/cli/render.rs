@@ -190,7 +190,13 @@ pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Res
 pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&a.output)?;
     let inputs = demo_inputs()?;
-    setup_demo(&Config::load(g.config.as_deref())?, &inputs).await?;
+    let config = Config::load(g.config.as_deref())?;
+    // A login user beside the packaged service cannot set up the service's data dir, and
+    // need not: its daemon refuses a missing model naming the pull to make.
+    let not_theirs = reelbox::setup::owner::check_writable(&config.data_dir, "setup").is_err();
+    if !(not_theirs && Client::new(g)?.answers(std::time::Duration::from_millis(1500)).await) {
+        setup_demo(&config, &inputs).await?;
+    }
     let reach = Reach::new(g).await?;
     let c = &reach.client;
     let result = async { render_with(c, g, demo_request(c, &inputs).await?, &a.output).await }.await;

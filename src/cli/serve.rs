@@ -39,6 +39,7 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(m) = args.models_dir {
         config.models_dir = Some(m);
     }
+    reelbox::setup::owner::check_not_root_over(&config, "serve")?;
     let daemon = Daemon::start(config).await.context("cannot start the daemon")?;
     // The first stdout line tells scripts and tests where we listen.
     println!("reelbox listening on {}://{}", if daemon.tls { "https" } else { "http" }, daemon.addr);

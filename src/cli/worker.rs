@@ -35,7 +35,12 @@ pub struct WorkerArgs {
 fn cluster_of(config: &Config, args: &WorkerArgs) -> anyhow::Result<ClusterConfig> {
     let mut cluster = config.cluster.clone().unwrap_or_default();
     if config.cluster.is_none() && args.join.is_none() {
-        anyhow::bail!("--join: give the head's NATS server (nats://HEAD:4222), or set [cluster] nats_url");
+        // reelbox-worker.service enabled on a box not yet set up for it lands here.
+        anyhow::bail!(
+            "no head to work for: give --join nats://HEAD:4222, or add a [cluster] section with \
+             role = \"worker\" and nats_url = \"nats://HEAD:4222\" to the config \
+             (/etc/reelbox/config.toml for reelbox-worker.service; README \"More than one box\")"
+        );
     }
     cluster.role = ClusterRole::Worker;
     if let Some(url) = &args.join {
@@ -72,6 +77,7 @@ pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         config.models_dir = Some(m.clone());
     }
     let cluster = cluster_of(&config, &args)?;
+    reelbox::setup::owner::check_not_root_over(&config, "worker")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     // A worker holds no API keys: none of the head's secrets are in its config or on the wire.

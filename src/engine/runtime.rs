@@ -97,17 +97,24 @@ pub struct Rejected {
 /// The runtime could not be found or none of the found libraries is usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "ONNX Runtime (libonnxruntime.so ≥ 1.{min}) not found; searched: {searched}. Fix: run `reelbox setup` \
+    "ONNX Runtime (libonnxruntime.so ≥ 1.{min}) not found; searched: {searched}. Fix: run `{setup_cmd}` \
      (installs ONNX Runtime {setup} into {runtime_dir}), or point runtime.onnxruntime in the config or \
      ORT_DYLIB_PATH at a libonnxruntime.so ≥ 1.{min}",
     min = MIN_MINOR_VERSION,
     setup = SETUP_VERSION,
     searched = describe(.rejected),
-    runtime_dir = .runtime_dir.display()
+    runtime_dir = .runtime_dir.display(),
+    setup_cmd = setup_command(.runtime_dir)
 )]
 pub struct NotFound {
     pub rejected: Vec<Rejected>,
     pub runtime_dir: PathBuf,
+}
+
+/// The setup command for whoever reads the message: the packaged service's data dir is
+/// root's to set up (setup hands what it writes to the service's user).
+fn setup_command(runtime_dir: &Path) -> &'static str {
+    if runtime_dir.starts_with(crate::config::SYSTEM_DATA_DIR) { "sudo reelbox setup" } else { "reelbox setup" }
 }
 
 fn describe(rejected: &[Rejected]) -> String {

@@ -1,6 +1,8 @@
 //! `reelbox doctor`: each piece reelbox needs, found (with its path or version) or missing
 //! (with the command that fixes it).
 
+use std::os::unix::fs::MetadataExt;
+
 use serde::Serialize;
 
 use super::system::{self, Piece};
@@ -48,10 +50,17 @@ pub fn doctor(config: &Config) -> Vec<Check> {
     // Before any check loads espeak-ng: the pinned copy wins over the system's.
     espeak::use_pinned(&espeak::pinned_dir(&config.data_dir));
     let runtime = ort_runtime::find(config, env::ort_dylib_path());
+    // The packaged service's data dir seen from a login user that cannot look inside.
+    let foreign = super::owner::check_writable(&config.data_dir, "doctor").is_err();
     match &runtime {
         Ok(info) => checks.push(Check::ok(
             "onnxruntime",
             format!("ONNX Runtime {} at {} ({})", info.version, info.path.display(), info.origin.label()),
+        )),
+        Err(_) if foreign => checks.push(Check::warn(
+            "onnxruntime",
+            format!("not found where this user can look ({} is the service's)", config.data_dir.display()),
+            Some("sudo reelbox doctor".into()),
         )),
         Err(nf) => {
             let searched: Vec<String> =
@@ -111,6 +120,18 @@ pub fn doctor(config: &Config) -> Vec<Check> {
     let writable = std::fs::create_dir_all(data).is_ok() && tempfile::tempfile_in(data).is_ok();
     if writable {
         checks.push(Check::ok("data-dir", data.display().to_string()));
+    } else if foreign {
+        // Nothing to fix, but what this user sees of the models is not what the service has.
+        let owner = std::fs::metadata(data).map(|m| super::owner::user_name(m.uid())).unwrap_or_default();
+        checks.push(Check::warn(
+            "data-dir",
+            format!(
+                "{} belongs to the user {owner} (the service's data); this user cannot check what is installed there",
+                data.display()
+            ),
+            Some("sudo reelbox doctor   (setup and pulls too: sudo reelbox setup, sudo reelbox pull NAME)".into()),
+        ));
+        return checks;
     } else {
         checks.push(Check::missing(
             "data-dir",

@@ -14,6 +14,7 @@ use crate::models::{ModelStore, PullReport};
 
 mod doctor;
 pub mod espeak;
+pub mod owner;
 pub mod real;
 pub mod runtime;
 pub mod system;
@@ -35,6 +36,9 @@ pub enum SetupError {
     Io { path: PathBuf, reason: String },
     #[error("{what} does not work: {reason}")]
     Check { what: String, reason: String },
+    /// The data dir is another user's, or what root wrote there cannot be handed back.
+    #[error(transparent)]
+    Owner(#[from] owner::OwnerError),
 }
 
 impl SetupError {
@@ -163,6 +167,14 @@ fn spinner(multi: &MultiProgress, msg: &str) -> ProgressBar {
 
 /// Runs the installer (see the module docs).
 pub async fn setup(config: &Config, opts: &SetupOptions) -> Result<SetupReport, SetupError> {
+    owner::check_writable(&config.data_dir, "setup")?;
+    let report = install(config, opts).await;
+    // Also after a failure: whatever root wrote so far stays usable by the service.
+    owner::hand_back(config)?;
+    report
+}
+
+async fn install(config: &Config, opts: &SetupOptions) -> Result<SetupReport, SetupError> {
     let multi = MultiProgress::with_draw_target(if opts.quiet {
         ProgressDrawTarget::hidden()
     } else {

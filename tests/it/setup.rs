@@ -81,3 +81,63 @@ fn doctor_reports_each_piece_found_with_its_path_or_version() {
     assert_eq!(get("data-dir").status, CheckStatus::Ok);
     eprintln!("{}", render_checks(&checks));
 }
+
+/// The packaged service's data dir belongs to its `reelbox` user; an admin's `sudo reelbox
+/// keys create --offline` or `sudo reelbox pull` must leave nothing there the service cannot
+/// write (a root-made database stopped the service starting: "Permission denied").
+#[test]
+fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+        eprintln!("skipped: needs root (chown)");
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    // `nobody` stands in for the `reelbox` system user.
+    let (uid, gid) = (65534, 65534);
+    std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("chown");
+    // A link the service user could plant: root's hand-back must not follow it.
+    let outside = home.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside dir");
+    std::fs::write(outside.join("root-file"), "x").expect("root file");
+    std::os::unix::fs::symlink(&outside, data.join("planted")).expect("symlink");
+    let run = |args: &[&str]| {
+        let mut cmd = common::tools::reelbox_cli(home.path(), &data.join("models"));
+        cmd.env("REELBOX_DATA_DIR", &data).args(args);
+        common::tools::run_ok(&mut cmd)
+    };
+    run(&["keys", "create", "--offline", "--name", "admin", "--scope", "admin"]);
+    run(&["pull", "demo-shapes"]);
+
+    let mut root_owned = Vec::new();
+    let mut seen = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            seen += 1;
+            if (meta.uid(), meta.gid()) != (uid, gid) {
+                root_owned.push(path.clone());
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    assert!(data.join("reelbox.redb").is_file() && data.join("models/demo-shapes").is_dir());
+    assert!(seen > 5, "the commands wrote {seen} entries");
+    assert!(root_owned.is_empty(), "left for root, not the dir's owner: {root_owned:?}");
+    let outside_owner = std::fs::metadata(outside.join("root-file")).expect("outside file").uid();
+    assert_eq!(outside_owner, 0, "the hand-back followed a link out of the data dir");
+
+    // A daemon cannot hand back files while it writes them: `sudo reelbox serve` there is
+    // refused, naming the service to start instead.
+    let mut serve = common::tools::reelbox_cli(home.path(), &data.join("models"));
+    let out = serve.env("REELBOX_DATA_DIR", &data).args(["serve", "--bind", "127.0.0.1:0"]).output().expect("serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("sudo systemctl start reelbox"), "{stderr}");
+}

@@ -94,10 +94,14 @@ fn packages_ship_the_worker_unit() {
     let read = |p: &str| std::fs::read_to_string(root.join(p)).expect("read packaging file");
     let manifest: toml::Value = toml::from_str(&read("Cargo.toml")).expect("Cargo.toml");
     let meta = &manifest["package"]["metadata"];
-    let deb = meta["deb"]["assets"].as_array().expect("deb assets");
-    assert!(
-        deb.iter().any(|a| a[0].as_str() == Some("systemd/reelbox-worker.service")),
-        "deb assets lack systemd/reelbox-worker.service"
+    // cargo-deb installs the units it lists and writes their maintainer-script snippets:
+    // the worker's restarted on upgrade when running, stopped on remove, forgotten on purge.
+    let units = meta["deb"]["systemd-units"].as_array().expect("deb systemd-units");
+    let worker = units.iter().find(|u| u["unit-name"].as_str() == Some("reelbox-worker")).expect("deb worker unit");
+    assert_eq!(
+        worker["enable"].as_bool(),
+        Some(false),
+        "a box is a head or a worker: the package enables neither twice"
     );
     let rpm = meta["generate-rpm"]["assets"].as_array().expect("rpm assets");
     assert!(
@@ -128,5 +132,32 @@ fn check_nvidia_nodes(name: &str, unit: &str) {
                 "{name}: major {major} is not allowed by the unit's DeviceAllow lines: {majors:?}"
             );
         }
+    }
+}
+
+/// `systemctl enable --now reelbox-worker` on a box whose config has no `[cluster]` (the
+/// package's own): the unit's start fails at once saying what to add and where.
+#[test]
+fn the_worker_unit_without_a_cluster_section_says_what_to_add_and_where() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("config.toml");
+    let packaged = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml"))
+        .expect("packaging/config.toml");
+    let data = tmp.path().join("data");
+    std::fs::write(&config, packaged.replace("/var/lib/reelbox", &data.display().to_string())).expect("config");
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .arg("worker")
+        .env("REELBOX_CONFIG", &config)
+        .env_remove("REELBOX_DATA_DIR")
+        .env_remove("REELBOX_MODELS_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run reelbox worker");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "failed only after {:?}", started.elapsed());
+    for want in ["[cluster]", "role = \"worker\"", "nats_url", "/etc/reelbox/config.toml", "reelbox-worker.service"] {
+        assert!(stderr.contains(want), "no {want:?} in: {stderr}");
     }
 }

@@ -1,0 +1,184 @@
+//! Who owns the data dir. The packages give `/var/lib/reelbox` to the `reelbox` system
+//! user; a command run with sudo (`reelbox setup`, `pull`, `keys create --offline`) writes
+//! root-owned files there that the service could read but never replace, lock or remove
+//! (a root-made database stops it starting). [`hand_back`] gives such files to the dir's
+//! owner; [`check_writable`] tells a user who cannot write there what to run instead.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+
+/// A data or models dir that cannot be written or handed back.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerError {
+    /// The dir belongs to another user (the service's) and this user may not write there.
+    #[error(
+        "{dir} belongs to the user {owner} (the reelbox service's data) and you cannot write there; \
+         run the command as root (`sudo reelbox {command}`), which hands what it writes to {owner}"
+    )]
+    NotYours { dir: PathBuf, owner: String, command: String },
+    /// A long-running command (`serve`, `worker`) started as root on another user's dir.
+    #[error(
+        "{dir} belongs to the user {owner}: run as root, `reelbox {command}` would leave files there that \
+         {owner} cannot open; start the service instead (`sudo systemctl start {unit}`), or run it as that \
+         user (`sudo -u {owner} reelbox {command}`)"
+    )]
+    RootInOthersDir { dir: PathBuf, owner: String, command: String, unit: String },
+    /// A file under the dir could not be given to its owner.
+    #[error("cannot give {path} to the owner of {dir}")]
+    Chown {
+        path: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The dir could not be listed.
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The effective user id of this process (the owner of its `/proc/self`).
+fn euid() -> Option<u32> {
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// A user's name from `/etc/passwd`, else `uid N`.
+pub fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The dirs a local command writes into: the data dir, and the models dir when it lies
+/// elsewhere.
+fn owned_dirs(config: &Config) -> Vec<PathBuf> {
+    let models = config.models_dir();
+    let mut dirs = vec![config.data_dir.clone()];
+    if !models.starts_with(&config.data_dir) {
+        dirs.push(models);
+    }
+    dirs
+}
+
+/// After a command run as root wrote under the config's data (and models) dir: gives every
+/// root-owned file under it to the dir's own owner and group when that owner is not root
+/// (the packaged service's `reelbox` user), so the service can still write, lock and
+/// remove them. Does nothing for other users or a root-owned dir. Returns how many
+/// entries changed hands.
+pub fn hand_back(config: &Config) -> Result<usize, OwnerError> {
+    if euid() != Some(0) {
+        return Ok(0);
+    }
+    let mut changed = 0;
+    for dir in owned_dirs(config) {
+        let Ok(meta) = std::fs::metadata(&dir) else { continue };
+        if meta.uid() == 0 {
+            continue;
+        }
+        let opened = std::fs::File::open(&dir).map_err(|source| OwnerError::Read { path: dir.clone(), source })?;
+        changed += give(&opened, &dir, &dir, meta.uid(), meta.gid())?;
+    }
+    Ok(changed)
+}
+
+/// Gives the root-owned entries under the open dir `dir` to `uid`:`gid`. The service user
+/// may write in these dirs, so each is reached through the descriptor of its parent
+/// (`/proc/self/fd/N/NAME`) and opened without following links: a dir swapped for a
+/// link mid-walk cannot send root's `chown` outside the data dir.
+fn give(dir: &std::fs::File, named: &Path, top: &Path, uid: u32, gid: u32) -> Result<usize, OwnerError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let at = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let read = |source| OwnerError::Read { path: named.to_path_buf(), source };
+    let mut changed = 0;
+    for entry in std::fs::read_dir(&at).map_err(read)? {
+        let name = entry.map_err(read)?.file_name();
+        let p = at.join(&name);
+        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        if meta.uid() == 0 {
+            std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(|source| OwnerError::Chown {
+                path: named.join(&name),
+                dir: top.to_path_buf(),
+                source,
+            })?;
+            changed += 1;
+        }
+        if meta.is_dir() {
+            let opened =
+                std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(&p);
+            // Gone or turned into a link since it was listed: nothing of ours to give.
+            if let Ok(sub) = opened {
+                changed += give(&sub, &named.join(&name), top, uid, gid)?;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Refuses to run `command` (`serve`, `worker`) as root on a data dir another user owns
+/// (the packaged service's): unlike a short CLI command, a daemon's files cannot be handed
+/// back while it writes them.
+pub fn check_not_root_over(config: &Config, command: &str) -> Result<(), OwnerError> {
+    let Ok(meta) = std::fs::metadata(&config.data_dir) else { return Ok(()) };
+    if euid() != Some(0) || meta.uid() == 0 {
+        return Ok(());
+    }
+    let unit = if command == "worker" { "reelbox-worker" } else { "reelbox" };
+    Err(OwnerError::RootInOthersDir {
+        dir: config.data_dir.clone(),
+        owner: user_name(meta.uid()),
+        command: command.to_string(),
+        unit: unit.to_string(),
+    })
+}
+
+/// Refuses, naming the owner and the `sudo` command to run, when `dir` exists and belongs
+/// to another user and this one cannot write there (a user's `reelbox pull` against the
+/// packaged service's models dir). `command` is the subcommand with its arguments.
+pub fn check_writable(dir: &Path, command: &str) -> Result<(), OwnerError> {
+    // A dir inside one this user may not enter (the service's 0750 data dir) is judged by
+    // that one: its owner is the one to name.
+    let meta = match std::fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            match dir.ancestors().skip(1).find_map(|a| std::fs::metadata(a).ok()) {
+                Some(meta) => meta,
+                None => return Ok(()),
+            }
+        }
+        Err(_) => return Ok(()),
+    };
+    if euid().is_none_or(|me| me == 0 || me == meta.uid()) || tempfile::tempfile_in(dir).is_ok() {
+        return Ok(());
+    }
+    Err(OwnerError::NotYours { dir: dir.to_path_buf(), owner: user_name(meta.uid()), command: command.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_come_from_passwd() {
+        assert_eq!(user_name(0), "root");
+        assert_eq!(user_name(4_000_000_000), "uid 4000000000");
+    }
+
+    #[test]
+    fn a_dir_of_ones_own_is_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        check_writable(dir.path(), "pull x").unwrap();
+        check_writable(&dir.path().join("absent"), "pull x").unwrap();
+    }
+}
