@@ -126,18 +126,31 @@ fn give(dir: &std::fs::File, named: &Path, top: &Path, uid: u32, gid: u32) -> Re
     Ok(changed)
 }
 
-/// Refuses to run `command` (`serve`, `worker`) as root on a data dir another user owns
+/// The first uid of a login user on Debian, Fedora and Arch (`UID_MIN`); below it are
+/// system users, such as the `reelbox` user the packages make for the service.
+const FIRST_LOGIN_UID: u32 = 1000;
+
+/// Refuses to run `command` (`serve`, `worker`) as root on a data dir a system user owns
 /// (the packaged service's): unlike a short CLI command, a daemon's files cannot be handed
-/// back while it writes them.
+/// back while it writes them. A login user's dir (a container running as root on a volume
+/// the host's user owns) only gets a warning: that is a deliberate setup.
 pub fn check_not_root_over(config: &Config, command: &str) -> Result<(), OwnerError> {
     let Ok(meta) = std::fs::metadata(&config.data_dir) else { return Ok(()) };
     if euid() != Some(0) || meta.uid() == 0 {
         return Ok(());
     }
+    let owner = user_name(meta.uid());
+    if meta.uid() >= FIRST_LOGIN_UID {
+        tracing::warn!(
+            "running as root on {}, which belongs to {owner}: files written now belong to root",
+            config.data_dir.display()
+        );
+        return Ok(());
+    }
     let unit = if command == "worker" { "reelbox-worker" } else { "reelbox" };
     Err(OwnerError::RootInOthersDir {
         dir: config.data_dir.clone(),
-        owner: user_name(meta.uid()),
+        owner,
         command: command.to_string(),
         unit: unit.to_string(),
     })

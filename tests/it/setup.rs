@@ -95,8 +95,8 @@ fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     std::fs::create_dir(&data).expect("data dir");
-    // `nobody` stands in for the `reelbox` system user.
-    let (uid, gid) = (65534, 65534);
+    // A system uid with no name stands in for the `reelbox` system user.
+    let (uid, gid) = (990, 990);
     std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("chown");
     // A link the service user could plant: root's hand-back must not follow it.
     let outside = home.path().join("outside");
@@ -140,4 +140,9 @@ fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("sudo systemctl start reelbox"), "{stderr}");
+    // A login user's dir (a container running as root on a volume the host's user owns) is
+    // a deliberate setup: a warning, not a refusal.
+    std::os::unix::fs::chown(&data, Some(1000), Some(1000)).expect("chown");
+    let config = reelbox::config::Config { data_dir: data.clone(), ..Default::default() };
+    assert!(reelbox::setup::owner::check_not_root_over(&config, "serve").is_ok());
 }
