@@ -201,6 +201,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Exit status of a daemon (`serve`, `worker`) that cannot start because of its settings:
+/// sysexits' `EX_CONFIG`. The units name it in `RestartPreventExitStatus=`, so systemd stops
+/// instead of restarting the service every few seconds until someone edits the config.
+const EXIT_CONFIG: u8 = 78;
+
+/// Says a daemon's settings error as `main` says any error, and exits with [`EXIT_CONFIG`].
+fn config_failure(e: &anyhow::Error) -> ExitCode {
+    eprintln!("reelbox: {}", reelbox::error_text::chain_text(e.as_ref()));
+    ExitCode::from(EXIT_CONFIG)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = cli.global;
     match cli.command {

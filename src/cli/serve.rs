@@ -26,9 +26,9 @@ pub struct ServeArgs {
     pub models_dir: Option<PathBuf>,
 }
 
-/// Runs the daemon in the foreground.
-pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    super::init_tracing();
+/// The daemon's config, flags over the file; an error here is the settings', which a
+/// restart does not mend.
+fn settings(g: &Global, args: ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::load(g.config.as_deref())?;
     if let Some(b) = args.bind {
         config.bind = b;
@@ -40,6 +40,16 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.models_dir = Some(m);
     }
     reelbox::setup::owner::check_not_root_over(&config, "serve")?;
+    Ok(config)
+}
+
+/// Runs the daemon in the foreground.
+pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    super::init_tracing();
+    let config = match settings(g, args) {
+        Ok(c) => c,
+        Err(e) => return Ok(super::config_failure(&e)),
+    };
     let daemon = Daemon::start(config).await.context("cannot start the daemon")?;
     // The first stdout line tells scripts and tests where we listen.
     println!("reelbox listening on {}://{}", if daemon.tls { "https" } else { "http" }, daemon.addr);

@@ -66,9 +66,9 @@ fn cluster_of(config: &Config, args: &WorkerArgs) -> anyhow::Result<ClusterConfi
     Ok(cluster)
 }
 
-/// Runs a worker box in the foreground.
-pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    super::init_tracing();
+/// The worker's config and `[cluster]`, flags over the file; an error here is the
+/// settings', which a restart does not mend.
+fn settings(g: &Global, args: &WorkerArgs) -> anyhow::Result<(Config, ClusterConfig)> {
     let mut config = Config::load(g.config.as_deref())?;
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
@@ -76,8 +76,18 @@ pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     if let Some(m) = &args.models_dir {
         config.models_dir = Some(m.clone());
     }
-    let cluster = cluster_of(&config, &args)?;
+    let cluster = cluster_of(&config, args)?;
     reelbox::setup::owner::check_not_root_over(&config, "worker")?;
+    Ok((config, cluster))
+}
+
+/// Runs a worker box in the foreground.
+pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    super::init_tracing();
+    let (mut config, cluster) = match settings(g, &args) {
+        Ok(s) => s,
+        Err(e) => return Ok(super::config_failure(&e)),
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     // A worker holds no API keys: none of the head's secrets are in its config or on the wire.

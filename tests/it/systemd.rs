@@ -155,9 +155,25 @@ fn the_worker_unit_without_a_cluster_section_says_what_to_add_and_where() {
         .output()
         .expect("run reelbox worker");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    // EX_CONFIG, which the unit's RestartPreventExitStatus= names: no restart every 5 s.
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10), "failed only after {:?}", started.elapsed());
+    for unit in ["systemd/reelbox.service", "systemd/reelbox-worker.service"] {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(unit)).expect("unit");
+        assert!(text.lines().any(|l| l == "RestartPreventExitStatus=78"), "{unit}");
+    }
     for want in ["[cluster]", "role = \"worker\"", "nats_url", "/etc/reelbox/config.toml", "reelbox-worker.service"] {
         assert!(stderr.contains(want), "no {want:?} in: {stderr}");
     }
+    // The daemon's own unit the same way: a config it cannot read stops it for good.
+    std::fs::write(&config, "bind = \"not an address\"\n").expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .arg("serve")
+        .env("REELBOX_CONFIG", &config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run reelbox serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("bind"), "{stderr}");
 }
