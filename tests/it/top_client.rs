@@ -7,24 +7,11 @@ use crate::common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, wait_job};
+use common::daemon::{DaemonProc, submit_testcard, wait_job};
 use reelbox::client::ApiClient;
 use reelbox::tui::client;
 use reelbox::tui::event::{Event, Update};
-use serde_json::{Value, json};
-
-async fn submit(http: &reqwest::Client, d: &DaemonProc, params: Value) -> String {
-    let job: Value = http
-        .post(d.at("/api/v1/jobs"))
-        .json(&json!({"kind": "testcard", "params": params}))
-        .send()
-        .await
-        .expect("submit")
-        .json()
-        .await
-        .expect("job");
-    job["id"].as_str().expect("id").to_string()
-}
+use serde_json::json;
 
 /// With more than a hundred jobs waiting (the newest hundred are all queued), the
 /// finished ones still show under the queue; a failure older than the last 30 finished
@@ -34,11 +21,11 @@ async fn finished_jobs_stay_listed_behind_a_long_queue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(dir.path(), &[]);
     let http = reqwest::Client::new();
-    let failed = submit(&http, &d, json!({"steps": 1, "step_ms": 1, "fail": "fatal"})).await;
+    let failed = submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 1, "fail": "fatal"})).await;
     wait_job(&http, &d, &failed, Duration::from_secs(20), |j| j["state"] == "failed").await;
     let mut done = Vec::new();
     for _ in 0..31 {
-        done.push(submit(&http, &d, json!({"steps": 1, "step_ms": 1})).await);
+        done.push(submit_testcard(&http, &d, json!({"steps": 1, "step_ms": 1})).await);
     }
     for id in &done {
         wait_job(&http, &d, id, Duration::from_secs(60), |j| j["state"] == "succeeded").await;
@@ -46,7 +33,7 @@ async fn finished_jobs_stay_listed_behind_a_long_queue() {
     let paused = http.post(d.at("/api/v1/queue/pause")).send().await.expect("pause");
     assert!(paused.status().is_success());
     for _ in 0..110 {
-        submit(&http, &d, json!({"steps": 1})).await;
+        submit_testcard(&http, &d, json!({"steps": 1})).await;
     }
     let api = ApiClient::new(&d.url, None, None, Some(client::CONNECT_TIMEOUT)).expect("client");
     let snap = client::snapshot(&api).await.expect("snapshot");
