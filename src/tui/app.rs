@@ -79,6 +79,8 @@ pub struct App {
     pub now: Millis,
     pub link: Link,
     pub system: Option<SystemView>,
+    /// Whether the key may pause the queue (`None`: not known, offered anyway).
+    pub admin: Option<bool>,
     pub history: VecDeque<TelemetrySample>,
     pub running: Vec<JobView>,
     pub queued: Vec<JobView>,
@@ -115,6 +117,7 @@ impl App {
             now,
             link: Link::Connecting,
             system: None,
+            admin: None,
             history: VecDeque::new(),
             running: Vec::new(),
             queued: Vec::new(),
@@ -229,6 +232,7 @@ impl App {
         self.link = Link::Up;
         self.last_answer = Some(self.now);
         self.system = Some(s.system);
+        self.admin = s.admin;
         self.running = s.running;
         self.queued = s.queued;
         // The queue runs highest priority first, FIFO within one.
@@ -331,6 +335,10 @@ impl App {
             return None;
         }
         if c == 'p' {
+            if self.admin == Some(false) {
+                self.apply(Update::ActionFailed("pausing the queue needs an admin key".into()));
+                return None;
+            }
             let paused = self.system.as_ref().is_some_and(|s| s.paused);
             return Some(Command::SetPaused(!paused));
         }

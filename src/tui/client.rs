@@ -53,19 +53,30 @@ pub async fn snapshot(client: &ApiClient) -> Result<Snapshot, ClientError> {
     // once a hundred wait, and the recent list went empty.
     let [succeeded, failed, canceled] =
         ["succeeded", "failed", "canceled"].map(|state| format!("/api/v1/jobs?state={state}&limit={RECENT}"));
-    let (system, running, queued, succeeded, failed, canceled) = tokio::try_join!(
-        get::<SystemView>(client, "/api/v1/system"),
-        get::<Page>(client, "/api/v1/jobs?state=running&limit=100"),
-        get::<Page>(client, "/api/v1/jobs?state=queued&limit=200"),
-        get::<Page>(client, &succeeded),
-        get::<Page>(client, &failed),
-        get::<Page>(client, &canceled),
-    )?;
+    /// Who the key is, as `GET /api/v1/session` says.
+    #[derive(serde::Deserialize)]
+    struct Caller {
+        admin: bool,
+    }
+    let lists = async {
+        tokio::try_join!(
+            get::<SystemView>(client, "/api/v1/system"),
+            get::<Page>(client, "/api/v1/jobs?state=running&limit=100"),
+            get::<Page>(client, "/api/v1/jobs?state=queued&limit=200"),
+            get::<Page>(client, &succeeded),
+            get::<Page>(client, &failed),
+            get::<Page>(client, &canceled),
+        )
+    };
+    // Not part of the poll's success: a daemon from before the route still draws.
+    let (lists, caller) = tokio::join!(lists, get::<Caller>(client, "/api/v1/session"));
+    let (system, running, queued, succeeded, failed, canceled) = lists?;
     Ok(Snapshot {
         system,
         running: running.jobs,
         queued: queued.jobs,
         recent: recent([succeeded, failed, canceled].map(|p| p.jobs)),
+        admin: caller.ok().map(|c| c.admin),
     })
 }
 

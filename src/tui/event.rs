@@ -53,6 +53,9 @@ pub struct Snapshot {
     pub queued: Vec<JobView>,
     /// Newest finished jobs first.
     pub recent: Vec<JobView>,
+    /// Whether the key may pause the queue (`GET /api/v1/session`); `None` when the daemon
+    /// did not say (an older one): the keys are offered, the daemon still decides.
+    pub admin: Option<bool>,
 }
 
 /// A job event as the detail view lists it.

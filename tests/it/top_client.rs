@@ -66,6 +66,26 @@ async fn a_daemon_that_wants_a_key_is_refused_not_down() {
         Event::Data(Update::Refused(msg)) => assert!(msg.starts_with("401"), "{msg}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+    // With keys, a poll says whether the key may pause the queue (its footer offers `p`).
+    let admin_key = made.json::<serde_json::Value>().await.expect("key")["key"].as_str().expect("key").to_string();
+    let client_key = http
+        .post(d.at("/api/v1/keys"))
+        .bearer_auth(&admin_key)
+        .json(&json!({"name": "laptop", "scope": "client"}))
+        .send()
+        .await
+        .expect("create client key")
+        .json::<serde_json::Value>()
+        .await
+        .expect("key")["key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    for (key, admin) in [(admin_key, true), (client_key, false)] {
+        let api = ApiClient::new(&d.url, Some(key), None, Some(client::CONNECT_TIMEOUT)).expect("client");
+        let snapshot = client::snapshot(&api).await.expect("a poll");
+        assert_eq!(snapshot.admin, Some(admin));
+    }
 }
 
 /// `reelbox top` with its output piped (a script, a cron job) says it needs a terminal and

@@ -62,6 +62,7 @@ fn a_selected_job_that_leaves_the_list_keeps_the_cursor_in_place() {
         running: app.running.clone(),
         queued: app.queued.clone(),
         recent: app.recent.clone(),
+        admin: app.admin,
     };
     next.recent.pop();
     app.apply(Update::Snapshot(Box::new(next)));
@@ -78,6 +79,21 @@ fn the_pause_key_says_resume_while_the_queue_is_paused() {
     let app = busy(&[8192, 24576]);
     let screen = draw(&app, 120, 30).backend().to_string();
     assert!(screen.contains("p resume"), "{screen}");
+}
+
+/// A client key may cancel, retry and reprioritise its own jobs but not pause the box:
+/// `p` is not offered, and pressing it says why instead of sending a request the daemon
+/// refuses.
+#[test]
+fn a_client_key_is_not_offered_the_pause() {
+    let mut app = busy(&[8192, 24576]);
+    app.admin = Some(false);
+    let screen = draw(&app, 120, 30).backend().to_string();
+    assert!(!screen.contains("p resume") && !screen.contains("p pause"), "{screen}");
+    assert!(screen.contains("c cancel"), "{screen}");
+    assert_eq!(app.on_key(KeyEvent::from(KeyCode::Char('p'))), None, "nothing is sent");
+    let screen = draw(&app, 120, 30).backend().to_string();
+    assert!(screen.contains("pausing the queue needs an admin key"), "{screen}");
 }
 
 /// Real card names keep their model in the short name column.

@@ -159,6 +159,7 @@ pub(crate) fn quiet(gpus: &[u64]) -> App {
             running: vec![running("R1", "cuda:0", 0.4, 20, -30, 0.12)],
             queued: vec![],
             recent: vec![succeeded("S1", 12, Some(0.05))],
+            admin: None,
         },
     )
 }
@@ -197,7 +198,7 @@ pub(crate) fn busy(gpus: &[u64]) -> App {
         succeeded("S2", 3725, None),
         job("C1", "render", "canceled", 0, json!({"finished_at": at(-50)})),
     ];
-    app(gpus, Snapshot { system: system(gpus, 12, 3, 1, true), running, queued, recent })
+    app(gpus, Snapshot { system: system(gpus, 12, 3, 1, true), running, queued, recent, admin: None })
 }
 
 pub(crate) fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
@@ -359,6 +360,7 @@ fn selection_follows_the_job_across_refreshes() {
         running: app.running[1..].to_vec(),
         queued: app.queued.clone(),
         recent: app.recent.clone(),
+        admin: app.admin,
     };
     next.recent.insert(0, succeeded("R1", 10, None));
     app.apply(Update::Snapshot(Box::new(next)));

@@ -199,7 +199,7 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
     } else {
         // `p` says what it will do now.
         let pause = if app.system.as_ref().is_some_and(|s| s.paused) { "resume" } else { "pause" };
-        let keys: Vec<(&str, &str)> = match (app.screen, app.readonly) {
+        let mut keys: Vec<(&str, &str)> = match (app.screen, app.readonly) {
             (Screen::Dashboard, false) => vec![
                 ("↑↓", "select"),
                 ("⏎", "detail"),
@@ -219,6 +219,10 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
             }
             (Screen::Detail, true) => vec![("Esc", "back"), ("?", "help"), ("q", "quit")],
         };
+        // A client key may cancel, retry and reprioritise its own jobs, not pause the box.
+        if app.admin == Some(false) {
+            keys.retain(|(k, _)| *k != "p");
+        }
         Line::from(key_spans(keys, area.width as usize, t))
     };
     f.render_widget(Paragraph::new(line), area);
