@@ -43,8 +43,9 @@ async fn get<T: serde::de::DeserializeOwned>(client: &ApiClient, path: &str) -> 
     client.get_json(path, Some(REQUEST_TIMEOUT)).await
 }
 
-/// One poll: system, running, queued and recent jobs.
-pub async fn snapshot(client: &ApiClient) -> Result<Snapshot, ClientError> {
+/// One poll: system, running, queued and recent jobs; and whether the key is an admin's,
+/// asked only while `admin` is not known yet (who a key is does not change between polls).
+pub async fn snapshot(client: &ApiClient, admin: Option<bool>) -> Result<Snapshot, ClientError> {
     #[derive(serde::Deserialize)]
     struct Page {
         jobs: Vec<JobView>,
@@ -68,15 +69,21 @@ pub async fn snapshot(client: &ApiClient) -> Result<Snapshot, ClientError> {
             get::<Page>(client, &canceled),
         )
     };
-    // Not part of the poll's success: a daemon from before the route still draws.
-    let (lists, caller) = tokio::join!(lists, get::<Caller>(client, "/api/v1/session"));
+    let who = async {
+        match admin {
+            Some(known) => Some(known),
+            // Not part of the poll's success: a daemon from before the route still draws.
+            None => get::<Caller>(client, "/api/v1/session").await.ok().map(|c| c.admin),
+        }
+    };
+    let (lists, admin) = tokio::join!(lists, who);
     let (system, running, queued, succeeded, failed, canceled) = lists?;
     Ok(Snapshot {
         system,
         running: running.jobs,
         queued: queued.jobs,
         recent: recent([succeeded, failed, canceled].map(|p| p.jobs)),
-        admin: caller.ok().map(|c| c.admin),
+        admin,
     })
 }
 
@@ -121,8 +128,12 @@ async fn job(client: &ApiClient, id: &str) -> Result<(JobView, Vec<ArtifactView>
 
 /// Polls the daemon every `refresh` (or when `wake` fires) until the channel closes.
 pub async fn poll(client: ApiClient, tx: mpsc::Sender<Event>, refresh: Duration, wake: Arc<Notify>) {
+    // Asked again after a failed poll: the daemon may have restarted with other keys.
+    let mut admin = None;
     loop {
-        let update = match snapshot(&client).await {
+        let polled = snapshot(&client, admin).await;
+        admin = polled.as_ref().ok().and_then(|s| s.admin);
+        let update = match polled {
             Ok(s) => Update::Snapshot(Box::new(s)),
             Err(
                 e @ ClientError::Status {

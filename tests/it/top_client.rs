@@ -36,7 +36,7 @@ async fn finished_jobs_stay_listed_behind_a_long_queue() {
         submit_testcard(&http, &d, json!({"steps": 1})).await;
     }
     let api = ApiClient::new(&d.url, None, None, Some(client::CONNECT_TIMEOUT)).expect("client");
-    let snap = client::snapshot(&api).await.expect("snapshot");
+    let snap = client::snapshot(&api, None).await.expect("snapshot");
     assert_eq!(snap.queued.len(), 110);
     let states: Vec<&str> = snap.recent.iter().map(|j| j.state.as_str()).collect();
     assert_eq!(states.len(), 31, "the last 30 finished, then the older failure: {states:?}");
@@ -83,7 +83,7 @@ async fn a_daemon_that_wants_a_key_is_refused_not_down() {
         .to_string();
     for (key, admin) in [(admin_key, true), (client_key, false)] {
         let api = ApiClient::new(&d.url, Some(key), None, Some(client::CONNECT_TIMEOUT)).expect("client");
-        let snapshot = client::snapshot(&api).await.expect("a poll");
+        let snapshot = client::snapshot(&api, None).await.expect("a poll");
         assert_eq!(snapshot.admin, Some(admin));
     }
 }
