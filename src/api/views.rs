@@ -42,6 +42,10 @@ pub struct JobView {
     /// GPU memory the job needs, MiB (0: runs anywhere).
     #[serde(default)]
     pub vram_mib: u64,
+    /// The models the job runs (those a profile or default chose included): what placement
+    /// needs a box to hold, and what `reelbox models rm` will not remove from under it.
+    #[serde(default)]
+    pub models: Vec<String>,
     /// Why a queued job waits when no box can run it now (`no worker box is connected`,
     /// `no box has model "tiny-sd"`, `no GPU has the 4096 MiB it needs free; …`, `the
     /// queue is paused; …`); `null` while it just waits its turn. It starts by itself
@@ -142,6 +146,7 @@ impl JobView {
             energy_wh: (!energy.is_empty()).then(|| energy.iter().sum()),
             cost: None,
             vram_mib: 0,
+            models: Vec::new(),
             waiting: None,
         }
     }

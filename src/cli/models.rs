@@ -99,7 +99,7 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
             };
             if !needed.is_empty() {
                 anyhow::bail!(
-                    "{name} is named by queued or running job(s) {}, which would fail without it; cancel them \
+                    "{name} is needed by queued or running job(s) {}, which would fail without it; cancel them \
                      (`reelbox jobs cancel ID`) or remove it anyway with `reelbox models rm {name} --force`",
                     needed.join(", ")
                 );
@@ -118,18 +118,9 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
     }
 }
 
-/// Ids of the daemon's queued and running jobs whose parameters name `name` anywhere (none
-/// when no daemon answers). Jobs that reach a model through a profile or a default are not
-/// seen: they name none.
+/// Ids of the daemon's queued and running jobs that run model `name` (their views'
+/// `models`, as placement reads them; none when no daemon answers).
 async fn jobs_naming(g: &Global, name: &str) -> Vec<String> {
-    fn names(v: &serde_json::Value, name: &str) -> bool {
-        match v {
-            serde_json::Value::String(s) => s == name,
-            serde_json::Value::Array(a) => a.iter().any(|x| names(x, name)),
-            serde_json::Value::Object(o) => o.values().any(|x| names(x, name)),
-            _ => false,
-        }
-    }
     let Ok(client) = super::client::Client::new(g) else { return Vec::new() };
     if !client.answers(Duration::from_millis(500)).await {
         return Vec::new();
@@ -140,7 +131,7 @@ async fn jobs_naming(g: &Global, name: &str) -> Vec<String> {
             continue;
         };
         for job in page["jobs"].as_array().into_iter().flatten() {
-            if names(&job["params"], name)
+            if job["models"].as_array().is_some_and(|m| m.iter().any(|m| m == name))
                 && let Some(id) = job["id"].as_str()
             {
                 ids.push(id.to_string());

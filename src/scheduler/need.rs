@@ -37,9 +37,13 @@ impl ClaimPass {
 }
 
 impl Scheduler {
-    /// GPU memory a job reserves (what job views show; no manifest is read for it).
-    pub fn vram_mib(&self, job: &Job) -> u64 {
-        self.kind_and_params(job).map_or(0, |(kind, params)| kind.vram_mib(&params, &self.config))
+    /// What a job view shows of its needs: the GPU memory it reserves and the models it
+    /// runs (its stored parameters hold the model a profile or default chose at
+    /// submission). No manifest is read for it.
+    pub fn view_needs(&self, job: &Job) -> (u64, Vec<String>) {
+        self.kind_and_params(job)
+            .map(|(kind, params)| (kind.vram_mib(&params, &self.config), kind.models(&params)))
+            .unwrap_or_default()
     }
 
     /// What a job needs from a device within a claim scan, sharing the scan's manifest reads.

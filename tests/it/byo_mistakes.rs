@@ -124,6 +124,7 @@ async fn mistakes_are_refused_at_once_naming_the_flag_or_field_and_what_is_insta
     assert!(paused.status().is_success());
     let (s, job) = post_json(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "up"})).await;
     assert_eq!(s, 202, "{job}");
+    assert_eq!(job["models"], json!(["up"]), "the view names what the job runs");
     let id = job["id"].as_str().expect("id");
     let rm = |force: bool| {
         let mut cmd = reelbox_cli(home.path(), &models);
