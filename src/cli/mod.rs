@@ -21,6 +21,7 @@ mod jobs;
 mod keys;
 mod models;
 mod models_import;
+mod models_pull;
 mod profiles;
 mod render;
 mod say;

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::api::models::catalog;
 use reelbox::config::Config;
-use reelbox::models::{Catalog, ModelKind, ModelStore, PullProgress};
+use reelbox::models::{Catalog, ModelKind, ModelStore};
 
 use super::{Global, table};
 
@@ -69,8 +68,16 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         ModelsAction::Import(_) => Some("models import ...".to_string()),
         _ => None,
     };
-    if let Some(command) = &writes {
-        reelbox::setup::owner::check_writable(&config.models_dir(), command)?;
+    if let Some(command) = &writes
+        && let Err(refused) = reelbox::setup::owner::check_writable(&config.models_dir(), command)
+    {
+        // A user's pull on the packaged box: the service owns the dir, so it pulls.
+        if let ModelsAction::Pull { name, force, accept_license } = &action
+            && let Some(client) = super::models_pull::daemon(g).await
+        {
+            return super::models_pull::through_daemon(g, &client, name, *force, *accept_license).await;
+        }
+        return Err(refused.into());
     }
     let result = actions(g, &config, &store, action).await;
     if writes.is_some() {
@@ -87,7 +94,7 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
             if accept_license {
                 store.accept_license(&name)?;
             }
-            pull(g, store, &name, force).await
+            super::models_pull::pull(g, store, &name, force).await
         }
         ModelsAction::Default { kind, name } => default(g, config, store, kind.as_deref(), name.as_deref()),
         ModelsAction::Verify { name } => verify(g, store, name),
@@ -235,32 +242,6 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
     if std::fs::read_dir(&list.models_dir).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
         // The packaged service's 0750 dir seen from a login user: every model looks missing.
         eprintln!("this user cannot read it, so STATE is not what the service has: `sudo reelbox models list`");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn pull(g: &Global, store: &ModelStore, name: &str, force: bool) -> anyhow::Result<ExitCode> {
-    let bar = if g.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
-    bar.set_style(
-        ProgressStyle::with_template("{msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    let progress = |p: PullProgress| {
-        bar.set_length(p.total);
-        bar.set_position(p.done);
-        bar.set_message(format!("{} {}", p.model, p.file));
-    };
-    let result = store.pull(name, force, &progress).await;
-    bar.finish_and_clear();
-    let report = result?;
-    if g.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if report.already_installed {
-        println!("{name} is already installed at {}", report.dir.display());
-    } else {
-        println!("{name} installed at {}", report.dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,9 @@
 //! `model_pull`: installs a model through the model manager as a queued job, so a pull
 //! started from the API shows in the queue with byte progress and can be canceled.
 //!
-//! Params ([`PullRequest`] → [`PullParams`]): `name` (a shipped or installed manifest), `force` (fetch again when installed), `accept_license` (needed once for a non-commercial licence).
+//! Params ([`PullRequest`] → [`PullParams`]): `name` (a shipped or installed manifest, or a
+//! Piper voice as `piper:NAME`, what `reelbox pull` takes), `force` (fetch again when
+//! installed), `accept_license` (needed once for a non-commercial licence).
 //! The one stage writes `pull.json`, the manager's report (which source each file came from).
 
 use std::collections::BTreeMap;
@@ -13,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::fields::{reject_unknown, string_field};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::kinds::StageName;
+use crate::models::availability::close_names;
+use crate::models::piper::{self, PiperError};
 use crate::models::{ModelError, ModelStore, PullProgress, PullReport};
 
 /// The `model_pull` job kind.
@@ -26,7 +30,7 @@ const PROGRESS_POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PullRequest {
-    /// A shipped or installed manifest's name.
+    /// A shipped or installed manifest's name, or `piper:NAME`.
     pub name: Option<String>,
     /// Fetch again when installed.
     pub force: Option<bool>,
@@ -63,6 +67,9 @@ impl PullRequest {
         if name.is_empty() {
             return Err(ParamError::new("name", "required: the model to pull"));
         }
+        if let Some(voice) = name.strip_prefix(piper::PREFIX) {
+            return Self::resolve_voice(name, voice, self.force, store);
+        }
         // Refuse unknown names now rather than fail on a worker later.
         let manifest = store.manifest(name).map_err(|e| ParamError::new("name", e.to_string()))?;
         let accept_license = self.accept_license.unwrap_or(false);
@@ -76,6 +83,24 @@ impl PullRequest {
             ));
         }
         Ok(PullParams { name: name.to_string(), force: self.force.unwrap_or(false), accept_license })
+    }
+
+    /// A Piper voice's files are read from the voice index when the pull runs (fetched then
+    /// if this box never has); a name the cached index lacks is refused now, with the close
+    /// names, as `reelbox pull` says it.
+    fn resolve_voice(
+        name: &str,
+        voice: &str,
+        force: Option<bool>,
+        store: &ModelStore,
+    ) -> Result<PullParams, ParamError> {
+        let cached = store.cached_piper_voices();
+        if voice.is_empty() || (!cached.is_empty() && !cached.iter().any(|v| v == voice)) {
+            let unknown = PiperError::Unknown { name: voice.to_string(), close: close_names(voice, &cached) };
+            return Err(ParamError::new("name", unknown.to_string()));
+        }
+        // Piper voices carry no licence to accept.
+        Ok(PullParams { name: name.to_string(), force: force.unwrap_or(false), accept_license: false })
     }
 }
 
@@ -109,15 +134,17 @@ impl TypedKind for ModelPull {
         if p.accept_license {
             store.accept_license(&name)?;
         }
-        let manifest = store.manifest(&name)?;
-        let total = manifest.total_size();
+        // A voice's size is known once the index is read: then from the files' own totals.
+        let manifest = if name.starts_with(piper::PREFIX) { None } else { Some(store.manifest(&name)?) };
         let latest: Mutex<Latest> = Mutex::new(Latest::default());
         let progress = |p: PullProgress| {
             let mut l = latest.lock().unwrap_or_else(|e| e.into_inner());
             l.done.insert(p.file.clone(), p.done);
+            l.totals.insert(p.file.clone(), p.total);
             l.message = Some(format!("{} from {}", p.file, p.source));
             l.changed = true;
         };
+        let total_of = |l: &Latest| manifest.as_ref().map_or_else(|| l.totals.values().sum(), |m| m.total_size());
         // The manager is async and the store's event writes block, so the pull runs on its
         // own runtime in a helper thread while this (blocking) thread reports progress.
         let cancel = run.cancel;
@@ -131,7 +158,7 @@ impl TypedKind for ModelPull {
                 };
                 rt.block_on(async {
                     tokio::select! {
-                        r = store.pull_manifest(&manifest, force, &progress) => Some(r),
+                        r = store.pull(&name, force, &progress) => Some(r),
                         _ = cancel.cancelled() => None,
                     }
                 })
@@ -140,7 +167,7 @@ impl TypedKind for ModelPull {
                 std::thread::sleep(PROGRESS_POLL);
                 let mut l = latest.lock().unwrap_or_else(|e| e.into_inner());
                 if std::mem::take(&mut l.changed) {
-                    let done: u64 = l.done.values().sum();
+                    let (done, total): (u64, u64) = (l.done.values().sum(), total_of(&l));
                     run.sink.progress(done.min(total), total, l.message.as_deref());
                 }
             }
@@ -154,9 +181,10 @@ impl TypedKind for ModelPull {
             Some(r) => r?,
         };
         // A re-pulled model has new files under the same paths; drop sessions of the old ones.
-        for f in manifest.files.iter().filter(|f| f.path.ends_with(".onnx")) {
-            run.engine.forget_model(&report.dir.join(&f.path));
+        for f in report.files.keys().filter(|f| f.ends_with(".onnx")) {
+            run.engine.forget_model(&report.dir.join(f));
         }
+        let total = total_of(&latest.lock().unwrap_or_else(|e| e.into_inner()));
         run.sink.progress(total, total, Some("installed"));
         run.sink.log(
             "info",
@@ -177,6 +205,8 @@ impl TypedKind for ModelPull {
 #[derive(Default)]
 struct Latest {
     done: BTreeMap<String, u64>,
+    /// Each file's size, as its download reports it.
+    totals: BTreeMap<String, u64>,
     message: Option<String>,
     changed: bool,
 }

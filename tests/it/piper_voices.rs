@@ -178,3 +178,44 @@ async fn an_unknown_voice_names_close_ones() {
     let msg = text(&pull);
     assert!(msg.contains("no Piper voice \"de_DE-thorsten-high\"") && msg.contains("de_DE-thorsten-medium"), "{msg}");
 }
+
+/// What `reelbox pull piper:NAME` installs, `POST /api/v1/models/pull` installs too (the web
+/// studio's Pull, a script, a user's pull through the service): one job with byte progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_pulls_a_piper_voice_by_name_and_refuses_an_unknown_one_naming_close_ones() {
+    let (endpoint, _) = start_hub().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    let models_env = models.to_str().expect("utf-8 path");
+    let d = common::daemon::DaemonProc::start(
+        &home.path().join("data"),
+        &[("HF_ENDPOINT", endpoint.as_str()), ("REELBOX_MODELS_DIR", models_env)],
+    );
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"name": "piper:de_DE-thorsten-medium"});
+    let (status, job) = common::daemon::post_json(&http, &d, "/api/v1/models/pull", body).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().expect("job id");
+    let job =
+        common::daemon::wait_job(&http, &d, id, std::time::Duration::from_secs(60), common::daemon::is_final).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    let events = common::sse::read_events(events, |seen| {
+        seen.iter().any(|(_, e)| e["type"] == "state" && e["state"] == "succeeded")
+    })
+    .await;
+    let progress: Vec<&serde_json::Value> = events.iter().map(|(_, e)| e).filter(|e| e["type"] == "progress").collect();
+    assert!(
+        progress.last().is_some_and(|e| e["total"].as_u64().is_some_and(|t| t > 0) && e["step"] == e["total"]),
+        "byte progress to the end: {progress:?}"
+    );
+    assert!(models.join("de_DE-thorsten-medium/de_DE-thorsten-medium.onnx").is_file());
+
+    // The index is cached now: a misspelt voice is refused before any job, with the close name.
+    let body = serde_json::json!({"name": "piper:de_DE-thorsten-high"});
+    let (status, err) = common::daemon::post_json(&http, &d, "/api/v1/models/pull", body).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["field"], "name", "{err}");
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("de_DE-thorsten-medium"), "names the close voice: {message}");
+}

@@ -146,3 +146,51 @@ fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
     let config = reelbox::config::Config { data_dir: data.clone(), ..Default::default() };
     assert!(reelbox::setup::owner::check_not_root_over(&config, "serve").is_ok());
 }
+
+/// On the packaged box the models dir is the service's: a login user's `reelbox pull` is
+/// done by the daemon that owns it (a `model_pull` job, with its progress), not refused
+/// with "use sudo".
+#[test]
+fn a_user_who_cannot_write_the_models_dir_pulls_through_the_daemon() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+        eprintln!("skipped: needs root (another user's dir, setpriv)");
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (data, models) = (home.path().join("data"), home.path().join("data/models"));
+    std::fs::create_dir_all(&models).expect("models dir");
+    // Another login user's dir (a system user's would make the root daemon here refuse it).
+    for dir in [&data, &models] {
+        std::os::unix::fs::chown(dir, Some(1990), Some(1990)).expect("chown");
+    }
+    let models_env = models.to_str().expect("utf-8 path");
+    let daemon = common::daemon::DaemonProc::start(&data, &[("REELBOX_MODELS_DIR", models_env)]);
+    // The user's own things, and a copy of the binary the user may run wherever the
+    // checkout is.
+    let user_home = home.path().join("user");
+    std::fs::create_dir(&user_home).expect("user home");
+    std::fs::set_permissions(&user_home, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let bin = home.path().join("reelbox");
+    std::fs::copy(env!("CARGO_BIN_EXE_reelbox"), &bin).expect("copy the binary");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["--url", &daemon.url, "pull", "demo-shapes"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &user_home)
+        .env("XDG_CONFIG_HOME", user_home.join("config"))
+        .env("XDG_CACHE_HOME", user_home.join("cache"))
+        .env("REELBOX_DATA_DIR", &data)
+        .env("REELBOX_MODELS_DIR", &models)
+        .env("REELBOX_LOG", "warn")
+        .output()
+        .expect("run setpriv");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the user's pull failed:\n{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("the daemon at {} pulls demo-shapes", daemon.url)), "{stderr}");
+    assert!(stdout.contains("demo-shapes installed at"), "{stdout}");
+    assert!(models.join("demo-shapes.toml").is_file() && models.join("demo-shapes").is_dir(), "installed");
+}
