@@ -9,6 +9,8 @@ export class ApiError extends Error {
     this.status = status;
     this.code = e.code || "";
     this.field = e.field || null;
+    /** The model a refusal names that cannot run, as data (`error.model`), when it does. */
+    this.model = e.model || null;
     /** Seconds the box asks to wait before trying again (`Retry-After`), when it says. */
     this.retryAfter = retryAfter;
   }

@@ -51,35 +51,51 @@ function later(seconds) {
 }
 
 /**
- * A model the box cannot run (a field error or a failed job naming one): `at` is the
- * sentence under the model's own control (its label says what it is), `text` stands alone.
+ * A model the box cannot run, as the API sends it beside a refusal (`error.model`: kind,
+ * name, state, close). A failed job's error is only text: `problemOf` reads the same
+ * facts from the daemon's wording there.
  */
-function modelWords(msg) {
-  const thing = (k) => THING[k] || (k === "voice" ? "voice" : "model");
+function problemOf(msg) {
   let m = msg.match(/(\w+) model "([^"]+)" is not installed/) || msg.match(/\b(model|voice) "([^"]+)" is not installed/);
-  if (m) {
-    const at = `“${m[2]}” is not on the box yet. ${OWNER} install it (Box, then Pull).`;
-    return { at, text: `The ${thing(m[1])} ${at}` };
-  }
+  if (m) return { kind: m[1] === "voice" ? "tts" : m[1], name: m[2], state: "not_installed" };
   m = msg.match(/no (\w+) model "([^"]+)" is installed or in the catalog/) || msg.match(/^()unknown model "([^"]+)"/);
   if (m) {
-    // A typo's close names are worth keeping.
     const close = msg.match(/\(did you mean ([^?]+)\?\)/);
-    const tail = `${close ? ` Did you mean ${close[1]}?` : ""} Pick another, or ${owner} add it.`;
-    return { at: `the box does not know “${m[2]}” and cannot fetch it.${tail}`,
-      text: `The box does not know the ${thing(m[1] || "diffusion")} “${m[2]}” and cannot fetch it.${tail}` };
+    return { kind: m[1] || "diffusion", name: m[2], state: "unknown", close: close ? close[1].split(", ") : [] };
   }
   m = msg.match(/no (\w+) model is installed/);
-  if (m) {
-    return { at: `the box has none yet. ${OWNER} install one (Box, then Pull).`,
-      text: `The box has no ${thing(m[1])} yet. ${OWNER} install one (Box, then Pull).` };
-  }
+  if (m) return { kind: m[1], state: "none_installed" };
   m = msg.match(/no (\w+) model is the default/);
-  if (m) {
-    return { at: "the box has several and none is its default: pick one.",
-      text: `Pick a ${thing(m[1])}: the box has several and none is its default.` };
+  return m ? { kind: m[1], state: "no_default" } : null;
+}
+
+/**
+ * The words for a model problem: `at` is the sentence under the model's own control (its
+ * label says what it is), `text` stands alone.
+ */
+function modelWords(p) {
+  const thing = THING[p.kind] || "model";
+  switch (p.state) {
+    case "not_installed": {
+      const at = `“${p.name}” is not on the box yet. ${OWNER} install it (Box, then Pull).`;
+      return { at, text: `The ${thing} ${at}` };
+    }
+    case "unknown": {
+      // A typo's close names are worth keeping.
+      const close = p.close && p.close.length ? ` Did you mean ${p.close.join(", ")}?` : "";
+      const tail = `${close} Pick another, or ${owner} add it.`;
+      return { at: `the box does not know “${p.name}” and cannot fetch it.${tail}`,
+        text: `The box does not know the ${thing} “${p.name}” and cannot fetch it.${tail}` };
+    }
+    case "none_installed":
+      return { at: `the box has none yet. ${OWNER} install one (Box, then Pull).`,
+        text: `The box has no ${thing} yet. ${OWNER} install one (Box, then Pull).` };
+    case "no_default":
+      return { at: "the box has several and none is its default: pick one.",
+        text: `Pick a ${thing}: the box has several and none is its default.` };
+    default:
+      return null;
   }
-  return null;
 }
 
 /** The box cannot run models at all (ONNX Runtime missing): at submission or in a job. */
@@ -130,9 +146,10 @@ export function plainError(err) {
     const w = limitWords(own);
     if (w) return { text: `${err.field}: ${w}`, at: w, details: msg };
   }
-  // Models the box lacks are field errors (`invalid_param` naming `model`/`voice`) or a
-  // failed job's error; both name the model the same way.
-  const model = modelWords(own);
+  // Models the box lacks are field errors (`invalid_param` naming `model`/`voice`, with
+  // the model as data) or a failed job's error (text only).
+  const problem = (err && err.model) || problemOf(own);
+  const model = problem && modelWords(problem);
   if (model) return { text: model.text, at: model.at, details: msg };
   if (!code && /onnx ?runtime|libonnxruntime/i.test(msg) && /not (found|installed|available|load)|cannot load|missing/i.test(msg)) {
     return said(RUNTIME);

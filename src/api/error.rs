@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::kinds::ParamError;
+use crate::models::ModelProblem;
 use crate::scheduler::ControlError;
 use crate::store::StoreError;
 
@@ -17,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub retry_after: Option<u64>,
+    /// The model a refused request named that cannot run, as data.
+    pub model: Option<Box<ModelProblem>>,
 }
 
 /// The JSON body of an error.
@@ -32,12 +35,16 @@ pub struct ErrorDetail {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For a model that is not installed, unknown, or missing a default: which, and what
+    /// installs it (`pull`) or is close (`close`); the message says the same in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<Box<ModelProblem>>,
 }
 
 impl ApiError {
     /// An error with a status, machine code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, retry_after: None }
+        Self { status, code, message: message.into(), field: None, retry_after: None, model: None }
     }
 
     /// 400 naming the offending field.
@@ -50,6 +57,7 @@ impl ApiError {
             message: format!("{field}: {message}"),
             field: Some(field),
             retry_after: None,
+            model: None,
         }
     }
 
@@ -69,8 +77,9 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, "{}", self.message);
         }
-        let body =
-            ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message, field: self.field } };
+        let error =
+            ErrorDetail { code: self.code.to_string(), message: self.message, field: self.field, model: self.model };
+        let body = ErrorBody { error };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
@@ -83,7 +92,7 @@ impl IntoResponse for ApiError {
 
 impl From<ParamError> for ApiError {
     fn from(e: ParamError) -> Self {
-        ApiError::field(e.field, e.message)
+        ApiError { model: e.model, ..ApiError::field(e.field, e.message) }
     }
 }
 

@@ -15,6 +15,7 @@ use super::json::ApiJson;
 use super::views::ProfileView;
 use super::{ApiError, AppState};
 use crate::config::defaults::DEFAULT_VOICE;
+use crate::kinds::ParamError;
 use crate::models::{Availability, Catalog, ModelKind};
 use crate::store::records::{Profile, Style, Voice, now_ms};
 
@@ -247,7 +248,9 @@ fn picture_model(state: &AppState, name: String) -> Result<Option<String>, ApiEr
 fn known_model(state: &AppState, field: &str, kind: ModelKind, name: &str) -> Result<String, ApiError> {
     match Availability::of(&state.config, kind, name) {
         unknown @ Availability::Unknown { .. } => {
-            Err(ApiError::field(field, unknown.refusal(kind, name).unwrap_or_default()))
+            Err(ParamError::new(field, unknown.refusal(kind, name).unwrap_or_default())
+                .with_model(unknown.problem(kind, name))
+                .into())
         }
         Availability::Installed | Availability::Pullable { .. } => Ok(name.to_string()),
     }

@@ -13,6 +13,7 @@ use ulid::Ulid;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
+use crate::models::ModelProblem;
 use crate::store::records::Artifact;
 pub use crate::store::records::StageName;
 
@@ -43,12 +44,21 @@ pub use typed::TypedKind;
 pub struct ParamError {
     pub field: String,
     pub message: String,
+    /// The model the field names that cannot run, as data (the API error's `model`).
+    pub model: Option<Box<ModelProblem>>,
 }
 
 impl ParamError {
     /// Error for `field` with a human message.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self { field: field.into(), message: message.into(), model: None }
+    }
+
+    /// The same error carrying the model problem behind it.
+    #[must_use]
+    pub fn with_model(mut self, problem: Option<ModelProblem>) -> Self {
+        self.model = problem.map(Box::new);
+        self
     }
 }
 

@@ -166,11 +166,13 @@ impl SpeechRequest {
         if let Err(e) = Voice::find(&config.models_dir(), &p.voice) {
             // A voice the catalog can pull gets that pull (`piper:NAME` for the voice index);
             // anything else the loader's reason, which names the pull to try.
-            let why = match Availability::of(config, ModelKind::Tts, &p.voice) {
+            let availability = Availability::of(config, ModelKind::Tts, &p.voice);
+            let why = match &availability {
                 pullable @ Availability::Pullable { .. } => pullable.refusal(ModelKind::Tts, &p.voice),
                 _ => None,
             };
-            return Err(ParamError::new("voice", why.unwrap_or_else(|| e.to_string())));
+            return Err(ParamError::new("voice", why.unwrap_or_else(|| e.to_string()))
+                .with_model(availability.problem(ModelKind::Tts, &p.voice)));
         }
         Ok(p)
     }

@@ -3,10 +3,37 @@
 //! its voice) and why a request naming a model that is not installed is refused at
 //! submission, with the pull to make or the close names of a typo.
 
+use serde::Serialize;
+
 use super::catalog::Catalog;
 use super::manifest::ModelKind;
 use super::{ModelStore, piper};
 use crate::config::Config;
+
+/// A model a request cannot run, as data beside the refusal's sentence (the API error's
+/// `model`), so a client acts on it without reading the words: which model, why, and
+/// what installs it or what is close.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ModelProblem {
+    /// tts, diffusion, lipsync, upscale or face.
+    pub kind: String,
+    /// The model named; absent when the request named none and the kind has no default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `not_installed` (the catalog knows it: pull it), `unknown` (neither installed nor in
+    /// the catalog), `none_installed` (no model of the kind at all), `no_default` (several
+    /// installed, none chosen).
+    pub state: String,
+    /// What `reelbox pull` (or `POST /api/v1/models/pull`'s `name`) takes to install it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<String>,
+    /// Known names like the one asked for (a typo's fix).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub close: Vec<String>,
+    /// Installed models of the kind, where the refusal lists them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub installed: Vec<String>,
+}
 
 /// How a named model of a kind stands on this box.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +70,25 @@ impl Availability {
             known.extend(voices);
         }
         Self::Unknown { close: close_names(name, &known), installed: catalog.installed_names(kind) }
+    }
+
+    /// [`Availability::refusal`] as data (`None` when installed).
+    pub fn problem(&self, kind: ModelKind, name: &str) -> Option<ModelProblem> {
+        let problem = |state: &str| ModelProblem {
+            kind: kind.as_str().to_string(),
+            name: Some(name.to_string()),
+            state: state.to_string(),
+            pull: None,
+            close: Vec::new(),
+            installed: Vec::new(),
+        };
+        match self {
+            Self::Installed => None,
+            Self::Pullable { pull } => Some(ModelProblem { pull: Some(pull.clone()), ..problem("not_installed") }),
+            Self::Unknown { close, installed } => {
+                Some(ModelProblem { close: close.clone(), installed: installed.clone(), ..problem("unknown") })
+            }
+        }
     }
 
     /// Why `name` cannot run now (`None` when installed): the pull that installs it, or

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::availability::ModelProblem;
 use super::manifest::{Manifest, ModelKind};
 use super::{InstallState, ModelEntry, ModelStore, layout};
 use crate::config::Config;
@@ -223,22 +224,39 @@ impl Catalog {
     }
 
     /// Why `kind` has no default model, and what to do: pull one, or choose among those
-    /// installed (for the error a request naming no model gets).
+    /// installed (for the error a request naming no model gets; [`Catalog::no_default_problem`]
+    /// is the same as data).
     pub fn no_default(config: &Config, kind: ModelKind) -> String {
         let k = kind.as_str();
-        let catalog = Self::load(config);
-        // The last built-in default the catalog can pull is the small one (a demo model).
-        let pull = builtin_defaults(kind).iter().rev().find(|n| catalog.get(n).is_some()).unwrap_or(&"NAME");
-        match catalog.installed_names(kind).as_slice() {
-            [] => format!(
-                "no {k} model is installed (installed: none); `reelbox pull {pull}` installs one \
-                 (`reelbox models list --available` lists them)"
+        let problem = Self::no_default_problem(config, kind);
+        match (problem.installed.as_slice(), problem.pull.as_deref()) {
+            ([], pull) => format!(
+                "no {k} model is installed (installed: none); `reelbox pull {}` installs one \
+                 (`reelbox models list --available` lists them)",
+                pull.unwrap_or("NAME")
             ),
-            installed => format!(
+            (installed, _) => format!(
                 "no {k} model is the default (installed: {}): name one, or choose one with \
                  `reelbox models default {k} NAME`",
                 installed.join(", ")
             ),
+        }
+    }
+
+    /// Why `kind` has no default model, as data: none installed (with the pull of a small
+    /// one the catalog has), or several installed and none chosen.
+    pub fn no_default_problem(config: &Config, kind: ModelKind) -> ModelProblem {
+        let catalog = Self::load(config);
+        let installed = catalog.installed_names(kind);
+        // The last built-in default the catalog can pull is the small one (a demo model).
+        let pull = builtin_defaults(kind).iter().rev().find(|n| catalog.get(n).is_some()).map(|n| n.to_string());
+        ModelProblem {
+            kind: kind.as_str().to_string(),
+            name: None,
+            state: if installed.is_empty() { "none_installed" } else { "no_default" }.to_string(),
+            pull: if installed.is_empty() { pull } else { None },
+            close: Vec::new(),
+            installed,
         }
     }
 

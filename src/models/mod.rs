@@ -26,7 +26,7 @@ pub mod manifest;
 pub mod piper;
 mod pull;
 
-pub use availability::Availability;
+pub use availability::{Availability, ModelProblem};
 pub use catalog::{Catalog, CatalogModel, Origin, strip_model_extension};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
 pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};

@@ -246,6 +246,19 @@ async fn lipsync_and_speech_refuse_bad_input_naming_the_field() {
     assert_bad_field(s, &b, "length_scale");
     let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "voice": "nobody"})).await;
     assert_bad_field(s, &b, "voice");
+    // Beside the sentence, the model as data, so a client (the web studio) acts on it
+    // without reading the words: unknown; a catalog model with its pull.
+    let problem = &b["error"]["model"];
+    assert_eq!(
+        (&problem["kind"], &problem["name"], &problem["state"]),
+        (&json!("tts"), &json!("nobody"), &json!("unknown")),
+        "{b}"
+    );
+    assert!(problem.get("pull").is_none(), "nothing to pull for a name no catalog knows: {b}");
+    let (s, b) = post_json(&http, &d, "/api/v1/upscale", json!({"input": id, "model": "realesrgan-x4"})).await;
+    assert_bad_field(s, &b, "model");
+    let problem = &b["error"]["model"];
+    assert_eq!((&problem["state"], &problem["pull"]), (&json!("not_installed"), &json!("realesrgan-x4")), "{b}");
     let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "format": "mp3"})).await;
     assert_bad_field(s, &b, "format");
 
@@ -266,6 +279,8 @@ async fn lipsync_and_speech_refuse_bad_input_naming_the_field() {
         assert!(doc["components"]["schemas"][schema]["properties"]["priority"].is_object(), "{schema}");
     }
     assert!(doc["components"]["schemas"]["SystemView"]["properties"]["sessions"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorDetail"]["properties"]["model"].is_object());
+    assert!(doc["components"]["schemas"]["ModelProblem"]["properties"]["pull"].is_object());
 }
 
 /// Why `value` does not fit `schema` (an OpenAPI 3.1 schema of `doc`, `$ref`s resolved):

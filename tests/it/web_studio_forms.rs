@@ -186,6 +186,8 @@ const CODES: &str = "const done = arguments[arguments.length - 1]; import('/web/
     {code: '', status: 502, message: 'Bad Gateway'},\
     {code: 'invalid_param', status: 400, field: 'voice', message: 'voice: no tts model \"en_US-joe-medum\" is installed or in the catalog (did you mean en_US-joe-medium?); installed: x'},\
     {code: 'some_new_code', status: 409, message: 'the daemon says this'},\
+    {code: 'invalid_param', status: 400, field: 'model', message: 'model: worded otherwise',\
+     model: {kind: 'upscale', name: 'realesrgan-x4', state: 'not_installed', pull: 'realesrgan-x4'}},\
   ].map(e => m.plainError(e).text)))";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,6 +256,8 @@ async fn a_line_is_spoken_in_the_page_and_downloads_as_wav_and_a_key_over_its_qu
             "Something went wrong on the box. Try again; if it keeps happening, ask whoever runs the box to look at its log.",
             "The box does not know the voice “en_US-joe-medum” and cannot fetch it. Did you mean en_US-joe-medium? Pick another, or ask whoever runs the box to add it.",
             "the daemon says this",
+            // The model as data (`error.model`), whatever the words.
+            "The upscaler “realesrgan-x4” is not on the box yet. Ask whoever runs the box to install it (Box, then Pull).",
         ]
     );
 

@@ -186,8 +186,10 @@ impl ImageRequest {
                 // Known to the catalog (a profile may name one before it is pulled): the pull to make.
                 pullable @ Availability::Pullable { .. } => {
                     ParamError::new("model", pullable.refusal(ModelKind::Diffusion, &model).unwrap_or_default())
+                        .with_model(pullable.problem(ModelKind::Diffusion, &model))
                 }
-                _ => ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed())),
+                other => ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed()))
+                    .with_model(other.problem(ModelKind::Diffusion, &model)),
             }
         })?;
         let info = ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?;
