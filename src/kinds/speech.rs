@@ -164,13 +164,11 @@ impl SpeechRequest {
             p.voice = super::inputs::default_model("voice", ModelKind::Tts, config)?;
         }
         if let Err(e) = Voice::find(&config.models_dir(), &p.voice) {
-            // A voice the catalog can pull gets that pull (`piper:NAME` for the voice index);
-            // anything else the loader's reason, which names the pull to try.
+            // A voice the catalog can pull gets that pull (`piper:NAME` for the voice index), an
+            // unknown one the close names (not a pull that cannot work, nor the daemon's
+            // paths); an installed one that does not load, the loader's reason.
             let availability = Availability::of(config, ModelKind::Tts, &p.voice);
-            let why = match &availability {
-                pullable @ Availability::Pullable { .. } => pullable.refusal(ModelKind::Tts, &p.voice),
-                _ => None,
-            };
+            let why = availability.refusal(ModelKind::Tts, &p.voice);
             return Err(ParamError::new("voice", why.unwrap_or_else(|| e.to_string()))
                 .with_model(availability.problem(ModelKind::Tts, &p.voice)));
         }

@@ -127,14 +127,25 @@ fn speech_job_writes_a_wav_and_sentence_timings_with_progress_per_sentence() {
 }
 
 #[test]
-fn unknown_voice_is_refused_at_validation_with_the_fix() {
+fn unknown_voice_is_refused_at_validation_naming_what_is_installed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = config(tmp.path());
     let err = speech_kind()
         .validate(json!({"text": "Hi", "voice": "en_GB-nobody-low"}), &ValidateCtx { config: &config })
         .expect_err("not installed");
     assert_eq!(err.field, "voice");
-    assert!(err.message.contains("reelbox pull en_GB-nobody-low"), "{}", err.message);
+    // No catalog knows it, so no pull is offered (it would fail); what is installed is.
+    assert!(
+        err.message.contains("no tts model \"en_GB-nobody-low\" is installed or in the catalog"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("installed: en_US-joe-medium") && !err.message.contains("reelbox pull"),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.model.as_ref().map(|m| m.state.as_str()), Some("unknown"));
 }
 
 #[test]
