@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use reelbox::config::Config;
 use reelbox::kinds::speech::{SayRequest, SpeechRequest, say_local};
+use reelbox::models::ModelKind;
 use serde_json::json;
 
 use super::Global;
@@ -71,6 +72,12 @@ pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
         }
         Backend::Local => {
             let config = Config::load(g.config.as_deref())?;
+            // A voice by name is checked as the daemon checks it: the pull that installs
+            // it, or the close names of one no catalog knows (not a pull that cannot work).
+            if let Some(name) = args.voice.as_deref().filter(|_| !voice_is_file) {
+                reelbox::kinds::inputs::require_installed("--voice", ModelKind::Tts, name, &config)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
             let req = SayRequest {
                 text: args.text,
                 voice: args.voice,
