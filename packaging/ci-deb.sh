@@ -111,9 +111,16 @@ $sudo runuser -u reelbox -- env -i PATH=/usr/bin:/bin HOME=/var/lib/reelbox REEL
     sh -c 'umask 0027; exec timeout 20 /usr/bin/reelbox serve' >"$log" 2>&1 &
 for _ in $(seq 100); do grep -q "reelbox listening" "$log" && break; sleep 0.1; done
 grep -q "reelbox listening" "$log" || fail "the service does not start after a root CLI run: $(cat "$log")"
+# A login user's pull is done by the running service, into its dir, as its user.
+url=$(sed -n 's/^reelbox listening on //p' "$log" | head -1)
+pulled=$($sudo runuser -u nobody -- env -i PATH=/usr/bin:/bin HOME=/tmp /usr/bin/reelbox --url "$url" pull demo-shapes 2>&1) ||
+    fail "a user's pull through the service: $pulled"
+echo "$pulled" | grep -q "demo-shapes installed at /var/lib/reelbox/models/demo-shapes" || fail "a user's pull says: $pulled"
+[ "$($sudo stat -c %U /var/lib/reelbox/models/demo-shapes)" = reelbox ] || fail "the service's pull is not the service's"
 $sudo kill -TERM "$($sudo cat /var/lib/reelbox/reelbox.pid)" || true
 wait || true
-# A login user outside the reelbox group is told the sudo command, not "Permission denied".
+# With the service stopped, a login user outside the reelbox group is told the sudo command,
+# not "Permission denied".
 pull_says=$($sudo runuser -u nobody -- /usr/bin/reelbox pull demo-shapes 2>&1 || true)
 echo "$pull_says" | grep -q "sudo reelbox pull demo-shapes" || fail "a user's pull says: $pull_says"
 

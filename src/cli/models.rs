@@ -72,10 +72,11 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         && let Err(refused) = reelbox::setup::owner::check_writable(&config.models_dir(), command)
     {
         // A user's pull on the packaged box: the service owns the dir, so it pulls.
-        if let ModelsAction::Pull { name, force, accept_license } = &action
-            && let Some(client) = super::models_pull::daemon(g).await
-        {
-            return super::models_pull::through_daemon(g, &client, name, *force, *accept_license).await;
+        if let ModelsAction::Pull { name, force, accept_license } = &action {
+            if let Some(client) = super::models_pull::daemon(g).await {
+                return super::models_pull::through_daemon(g, &client, name, *force, *accept_license).await;
+            }
+            anyhow::bail!("{refused}; or start the service (`sudo systemctl start reelbox`), which pulls for you");
         }
         return Err(refused.into());
     }

@@ -357,7 +357,7 @@ fn modified_secs(path: &Path) -> i64 {
 }
 
 /// Bytes of the files under `dir` (links followed; model folders are small trees).
-fn dir_size(dir: &Path) -> u64 {
+pub(super) fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

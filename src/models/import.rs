@@ -112,6 +112,21 @@ pub fn is_diffusers_folder(path: &Path) -> bool {
         && !path.join("unet/model.onnx").exists()
 }
 
+/// The file that marks a staging directory as an import's (copy or conversion), written
+/// when the import makes it and removed before it installs. A pull's staging directory
+/// never has one: its partial downloads are kept on purpose, for the next pull to resume.
+const IMPORT_MARKER: &str = ".reelbox-import";
+
+/// A staging directory an import left when its process died (a crash, `kill -9`, a
+/// power cut), removed by [`ModelStore::remove_stale_imports`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleStaging {
+    /// The model name the import was for.
+    pub name: String,
+    /// The bytes it held.
+    pub bytes: u64,
+}
+
 /// A model name held by one import from its check until its install: the lock a pull of
 /// the name takes too, so two imports of one name (CLI or daemon, at once) never fill one
 /// staging directory or install over each other. Let go when dropped.
@@ -126,6 +141,53 @@ impl super::ModelStore {
     pub fn name_taken(&self, name: &str) -> bool {
         self.installed_manifest_path(name).exists()
             || super::Catalog::of(self).get(name).is_some_and(|c| c.dir().is_some())
+    }
+
+    /// A fresh, empty staging directory for importing `name` (whatever an earlier try left
+    /// there is removed), marked as an import's. The caller holds the name's claim.
+    pub fn import_staging(&self, name: &str) -> Result<PathBuf, ModelError> {
+        let staging = self.models_dir.join(".staging").join(name);
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(super::io_err(&staging))?;
+        let marker = staging.join(IMPORT_MARKER);
+        std::fs::write(&marker, format!("pid {}\n", std::process::id())).map_err(super::io_err(&marker))?;
+        Ok(staging)
+    }
+
+    /// Takes the import mark off a staging directory about to be installed, so the model
+    /// folder holds only its own files.
+    pub fn unmark_import_staging(&self, staging: &Path) -> Result<(), ModelError> {
+        let marker = staging.join(IMPORT_MARKER);
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(super::io_err(&marker)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the staging directories of imports whose process died before it finished
+    /// or cleaned up (a CLI import has no daemon to resume it, so nothing else would):
+    /// those with the import mark whose name no import or pull holds now. A pull's
+    /// resumable partial download (no mark) and a running import's folder (its name is
+    /// locked) stay. Returns what went, by name.
+    pub fn remove_stale_imports(&self) -> Vec<StaleStaging> {
+        let root = self.models_dir.join(".staging");
+        let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
+        let mut gone = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            if !manifest::valid_name(&name) || !dir.join(IMPORT_MARKER).is_file() {
+                continue;
+            }
+            // Held while removing, so no import or pull of the name starts meanwhile.
+            let Ok(Some(_lock)) = self.try_lock_name(&name) else { continue };
+            let bytes = super::catalog::dir_size(&dir);
+            if std::fs::remove_dir_all(&dir).is_ok() {
+                gone.push(StaleStaging { name, bytes });
+            }
+        }
+        gone.sort_by(|a, b| a.name.cmp(&b.name));
+        gone
     }
 
     /// Claims `name` for importing `path`: refused while another import or pull of the

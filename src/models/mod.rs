@@ -382,8 +382,7 @@ impl ModelStore {
         // Any installed model of that name, with a manifest or found as a directory: the
         // install below would otherwise move a manifest-less model directory aside.
         let _claim = self.claim_name(&m.name, path)?;
-        let staging = self.models_dir.join(".staging").join(&m.name);
-        let _ = std::fs::remove_dir_all(&staging);
+        let staging = self.import_staging(&m.name)?;
         for (rel, src) in &plan.copies {
             let dest = staging.join(rel);
             if let Some(parent) = dest.parent() {
@@ -392,6 +391,7 @@ impl ModelStore {
             std::fs::copy(src, &dest).map_err(io_err(src))?;
         }
         std::fs::write(staging.join(VERIFIED_MARKER), now_ms().to_string()).map_err(io_err(&staging))?;
+        self.unmark_import_staging(&staging)?;
         self.install_dir(&staging, m)?;
         Ok(plan.manifest)
     }

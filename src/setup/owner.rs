@@ -42,22 +42,18 @@ pub enum OwnerError {
     },
 }
 
-/// The effective user id of this process (the owner of its `/proc/self`).
-fn euid() -> Option<u32> {
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+/// The effective user id of this process.
+fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
 }
 
-/// A user's name from `/etc/passwd`, else `uid N`.
+/// A user's name as the system's user database (NSS: `/etc/passwd`, LDAP, SSSD) knows it,
+/// else `uid N`.
 pub fn user_name(uid: u32) -> String {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .find_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// The dirs a local command writes into: the data dir, and the models dir when it lies
@@ -77,7 +73,7 @@ fn owned_dirs(config: &Config) -> Vec<PathBuf> {
 /// remove them. Does nothing for other users or a root-owned dir. Returns how many
 /// entries changed hands.
 pub fn hand_back(config: &Config) -> Result<usize, OwnerError> {
-    if euid() != Some(0) {
+    if euid() != 0 {
         return Ok(0);
     }
     let mut changed = 0;
@@ -136,7 +132,7 @@ const FIRST_LOGIN_UID: u32 = 1000;
 /// the host's user owns) only gets a warning: that is a deliberate setup.
 pub fn check_not_root_over(config: &Config, command: &str) -> Result<(), OwnerError> {
     let Ok(meta) = std::fs::metadata(&config.data_dir) else { return Ok(()) };
-    if euid() != Some(0) || meta.uid() == 0 {
+    if euid() != 0 || meta.uid() == 0 {
         return Ok(());
     }
     let owner = user_name(meta.uid());
@@ -172,7 +168,7 @@ pub fn check_writable(dir: &Path, command: &str) -> Result<(), OwnerError> {
         }
         Err(_) => return Ok(()),
     };
-    if euid().is_none_or(|me| me == 0 || me == meta.uid()) || tempfile::tempfile_in(dir).is_ok() {
+    if [0, meta.uid()].contains(&euid()) || tempfile::tempfile_in(dir).is_ok() {
         return Ok(());
     }
     Err(OwnerError::NotYours { dir: dir.to_path_buf(), owner: user_name(meta.uid()), command: command.to_string() })
@@ -183,7 +179,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_names_come_from_passwd() {
+    fn user_names_come_from_the_user_database() {
         assert_eq!(user_name(0), "root");
         assert_eq!(user_name(4_000_000_000), "uid 4000000000");
     }

@@ -15,8 +15,11 @@ use crate::time::Millis;
 
 /// Telemetry samples kept for sparklines (five minutes at one per second).
 pub const HISTORY_LEN: usize = 300;
-/// Event lines kept for the detail view.
-const EVENTS_KEPT: usize = 200;
+/// Event lines kept for the detail view (scrollable, so a long job's first lines stay
+/// readable; progress lines replace each other and do not count up).
+const EVENTS_KEPT: usize = 1000;
+/// Lines PgUp/PgDn move, in the jobs table and in the events.
+const PAGE: i64 = 10;
 /// How long an action's result stays on the status line.
 const FLASH_MS: i64 = 5_000;
 
@@ -64,6 +67,10 @@ pub struct Detail {
     pub job: Option<JobView>,
     pub artifacts: Vec<ArtifactView>,
     pub events: VecDeque<EventLine>,
+    /// How many lines the events are scrolled back from the newest (0: following them).
+    /// The draw clamps it to what the panel can scroll and writes that back, as
+    /// [`App::jobs_offset`], so a key pressed past the oldest line is not stored up.
+    pub events_back: Cell<usize>,
     pub preview: Option<Preview>,
 }
 
@@ -205,6 +212,9 @@ impl App {
                 {
                     if line.progress && d.events.back().is_some_and(|l| l.progress) {
                         d.events.pop_back();
+                    } else if d.events_back.get() > 0 {
+                        // Scrolled back: the lines being read stay put as new ones arrive.
+                        d.events_back.set(d.events_back.get() + 1);
                     }
                     d.events.push_back(line);
                     if d.events.len() > EVENTS_KEPT {
@@ -309,12 +319,12 @@ impl App {
                 }
                 self.filter.clear();
             }
-            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
-            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
-            KeyCode::PageUp => self.move_selection(-10),
-            KeyCode::PageDown => self.move_selection(10),
-            KeyCode::Home | KeyCode::Char('g') => self.move_selection(i64::MIN / 2),
-            KeyCode::End | KeyCode::Char('G') => self.move_selection(i64::MAX / 2),
+            KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
+            KeyCode::PageUp => self.move_by(-PAGE),
+            KeyCode::PageDown => self.move_by(PAGE),
+            KeyCode::Home | KeyCode::Char('g') => self.move_by(i64::MIN / 2),
+            KeyCode::End | KeyCode::Char('G') => self.move_by(i64::MAX / 2),
             KeyCode::Char('/') if self.screen == Screen::Dashboard => self.editing_filter = true,
             KeyCode::Enter if self.screen == Screen::Dashboard => {
                 let id = self.selected_job()?.id.clone();
@@ -356,10 +366,20 @@ impl App {
         }
     }
 
-    fn move_selection(&mut self, by: i64) {
-        if self.screen != Screen::Dashboard {
-            return;
+    /// The movement keys: the cursor in the jobs table, the events in the detail view
+    /// (up is older, as in the table; `g` the oldest line, `G` back to following).
+    fn move_by(&mut self, by: i64) {
+        match (self.screen, &self.detail) {
+            (Screen::Dashboard, _) => self.move_selection(by),
+            (Screen::Detail, Some(d)) => {
+                let back = (d.events_back.get() as i64).saturating_sub(by).clamp(0, d.events.len() as i64);
+                d.events_back.set(back as usize);
+            }
+            (Screen::Detail, None) => {}
         }
+    }
+
+    fn move_selection(&mut self, by: i64) {
         let rows = self.rows();
         let Some(current) = self.selected_index() else { return };
         let last = rows.len() as i64 - 1;

@@ -302,7 +302,8 @@ async fn kill_9_of_the_daemon_mid_import_stops_the_converter_and_the_job_finishe
     // `rm` of the name while the job converts again leaves its staging folder alone (it
     // removed it, and the conversion failed).
     let start = Instant::now();
-    while std::fs::read_dir(models.join(".staging/cut")).map_or(true, |mut d| d.next().is_none()) {
+    // (The killed try's folder is still there, marked as an import's: wait for the converter.)
+    while converters_of(&models).is_empty() {
         assert!(start.elapsed() < Duration::from_secs(60), "the job did not convert again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -317,4 +318,72 @@ async fn kill_9_of_the_daemon_mid_import_stops_the_converter_and_the_job_finishe
     assert!(!models.join(".staging/cut").exists(), "staging cleaned");
     let verify = run_ok(reelbox_cli(home.path(), &models).args(["models", "verify", "cut"]));
     assert!(String::from_utf8_lossy(&verify.stdout).contains("ok"), "{verify:?}");
+}
+
+/// `models import` (CLI) as `kill -9`, a crash or a closed SSH session ends it: the
+/// half-converted model stayed in `.staging/NAME` (gigabytes for a real SD) until an import
+/// of that very name. The next import of any model removes it and says what it freed; a
+/// pull's resumable partial download and a running import's folder stay.
+#[test]
+fn the_next_import_removes_what_a_killed_import_left_and_keeps_pulls_and_running_imports() {
+    let env = convert_pyenv();
+    let sd = fixture_once(&env, "make_byo_sd.py").join("tiny-sd-diffusers");
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(home.path());
+    let spawn = |name: &str| {
+        import_cmd(&env, home.path(), &models)
+            .args(["--name", name])
+            .arg(&sd)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn reelbox")
+    };
+    let converting = |name: &str| {
+        let staging = models.join(".staging").join(name);
+        let start = Instant::now();
+        while converters_of(&models).is_empty() || std::fs::read_dir(&staging).map_or(true, |d| d.count() < 2) {
+            assert!(start.elapsed() < Duration::from_secs(60), "the conversion of {name} never wrote");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        staging
+    };
+    let mut crashed = spawn("crashed");
+    let left = converting("crashed");
+    crashed.kill().expect("kill -9");
+    crashed.wait().expect("wait");
+    let start = Instant::now();
+    while !converters_of(&models).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "the converter outlived reelbox");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(left.exists(), "kill -9 leaves the staging folder, as a crash would");
+    // A pull cut off mid-download keeps its partial files for the next pull to resume.
+    let partial = models.join(".staging/sd-turbo/unet");
+    std::fs::create_dir_all(&partial).expect("mkdir");
+    std::fs::write(partial.join("model.onnx"), vec![7u8; 4096]).expect("write");
+    let voice = |name: &str| {
+        let onnx = home.path().join(format!("{name}.onnx"));
+        std::fs::write(&onnx, b"onnx").expect("write");
+        std::fs::write(home.path().join(format!("{name}.onnx.json")), b"{}").expect("write");
+        import(&env, home.path(), &models, &[], &onnx)
+    };
+    let (ok, err) = voice("voice");
+    assert!(ok, "{err}");
+    let said = format!("removed {} left by an import of crashed that did not finish (", left.display());
+    assert!(err.contains(&said), "{err}");
+    assert!(!left.exists(), "the killed import's folder is gone");
+    assert!(partial.join("model.onnx").exists(), "a pull's partial download stays");
+
+    // Another import converting meanwhile: its folder is not stale.
+    let running = spawn("running");
+    let busy = converting("running");
+    let (ok, err) = voice("voice2");
+    assert!(ok && !err.contains("removed"), "{err}");
+    assert!(busy.exists(), "a running import's folder stays");
+    let out = running.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(installed(&models), ["running", "running.toml", "voice", "voice.toml", "voice2", "voice2.toml"]);
+    // Nothing of the mark is left in what was installed.
+    assert!(!models.join("voice/.reelbox-import").exists() && !models.join("running/.reelbox-import").exists());
 }

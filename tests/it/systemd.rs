@@ -177,3 +177,26 @@ fn the_worker_unit_without_a_cluster_section_says_what_to_add_and_where() {
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("bind"), "{stderr}");
 }
+
+/// Every package format puts the services' environment file where the units read it (the
+/// RPM shipped `/etc/sysconfig/reelbox`, which no unit read), and stops both units when
+/// it is removed (the RPM and Arch packages left them running a deleted binary).
+#[test]
+fn packages_give_the_units_their_environment_file_and_stop_both_on_removal() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).expect("read packaging file");
+    let unit = read("systemd/reelbox.service");
+    assert!(unit.contains("EnvironmentFile=-/etc/default/reelbox"), "the unit reads another file");
+    let manifest: toml::Value = toml::from_str(&read("Cargo.toml")).expect("Cargo.toml");
+    let rpm = &manifest["package"]["metadata"]["generate-rpm"];
+    let dests: Vec<&str> =
+        rpm["assets"].as_array().expect("rpm assets").iter().filter_map(|a| a["dest"].as_str()).collect();
+    assert!(dests.contains(&"/etc/default/reelbox"), "rpm: {dests:?}");
+    assert!(read("packaging/arch/PKGBUILD").contains("\"$pkgdir/etc/default/reelbox\""));
+    let stop = "disable --now reelbox.service reelbox-worker.service";
+    let preun = rpm["pre_uninstall_script"].as_str().expect("rpm %preun");
+    assert!(read(preun).contains(stop), "{preun} does not stop both units");
+    let install = read("packaging/arch/reelbox.install");
+    let pre_remove = install.split("pre_remove()").nth(1).expect("pre_remove in reelbox.install");
+    assert!(pre_remove.contains(stop), "pre_remove does not stop both units");
+}

@@ -203,3 +203,64 @@ fn a_hung_daemon_is_down_since_its_last_answer() {
     let screen = draw(&app, 80, 24).backend().to_string();
     assert!(screen.contains("daemon down for 8.0s"), "{screen}");
 }
+
+/// The jobs table's time column holds four kinds of time; each figure says which (a bare
+/// `57.0s` was a wait, a run or what was left depending on the row), at every width
+/// that has the column.
+#[test]
+fn every_time_in_the_jobs_table_says_what_it_measures() {
+    let app = busy(&[8192, 24576]);
+    for w in [60, 80, 120, 160] {
+        let screen = draw(&app, w, 48).backend().to_string();
+        for said in ["eta  58.2s", "run  2.0s", "wait 57.0s", "took 42.0s", "took 1h02m"] {
+            assert!(screen.contains(said), "{w} columns, no {said:?}:\n{screen}");
+        }
+        assert!(!screen.contains('~'), "{screen}");
+    }
+}
+
+/// A long job's early events stay readable: ↑/PgUp/g scroll back through them in the
+/// detail view, new events arriving meanwhile do not move the lines being read, and `G`
+/// follows the newest again.
+#[test]
+fn the_detail_views_events_scroll_back_to_the_first() {
+    let mut app = detail_app(true);
+    let id = app.detail.as_ref().map(|d| d.id.clone()).expect("detail");
+    let line = |seq: u64, text: String| reelbox::tui::event::EventLine {
+        seq,
+        at: crate::top_snapshots::at(-80 + seq as i64 / 10),
+        text,
+        progress: false,
+    };
+    for seq in 10..70 {
+        app.apply(Update::JobEvent(id.clone(), line(seq, format!("[info] tile {seq} done"))));
+    }
+    let screen = draw(&app, 80, 24).backend().to_string();
+    assert!(screen.contains("tile 69 done") && !screen.contains("state → queued"), "{screen}");
+    assert!(screen.contains("of 65 · ↑ older, g oldest"), "{screen}");
+
+    app.on_key(KeyEvent::from(KeyCode::PageUp));
+    app.on_key(KeyEvent::from(KeyCode::Char('k')));
+    let scrolled = draw(&app, 80, 24).backend().to_string();
+    assert!(!scrolled.contains("tile 69 done") && scrolled.contains("tile 58 done"), "{scrolled}");
+    assert!(scrolled.contains("↓ newer, G newest"), "{scrolled}");
+    // A new line while scrolled back: the view stays where it was.
+    app.apply(Update::JobEvent(id.clone(), line(70, "[info] tile 70 done".into())));
+    assert_eq!(draw(&app, 80, 24).backend().to_string(), scrolled.replace("of 65", "of 66"));
+
+    // Past the oldest line the keys do not store up: one ↓ moves at once (the loop
+    // draws after every key, as here).
+    for key in [KeyCode::Char('g'), KeyCode::Up, KeyCode::Up, KeyCode::Down] {
+        app.on_key(KeyEvent::from(key));
+        draw(&app, 80, 24);
+    }
+    let top = draw(&app, 80, 24).backend().to_string();
+    assert!(top.contains("state → running") && !top.contains("state → queued"), "{top}");
+    app.on_key(KeyEvent::from(KeyCode::Char('g')));
+    insta::assert_snapshot!("detail_events_oldest_80x24", draw(&app, 80, 24).backend());
+
+    app.on_key(KeyEvent::from(KeyCode::Char('G')));
+    let newest = draw(&app, 80, 24).backend().to_string();
+    assert!(newest.contains("tile 70 done") && newest.contains("↑ older"), "{newest}");
+    assert_eq!(app.screen, reelbox::tui::app::Screen::Detail, "the keys scroll, they do not leave");
+}

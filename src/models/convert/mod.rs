@@ -163,6 +163,7 @@ impl Conversion {
         let text = serde_json::to_string_pretty(&record)
             .map_err(|source| ConvertError::BadResult { input: self.request.input.clone(), source })?;
         std::fs::write(&path, text).map_err(|source| ConvertError::Io { path: path.clone(), source })?;
+        store.unmark_import_staging(&self.staging)?;
         let summary = format!("{} converted from {}", self.result.summary, self.request.input.display());
         let manifest = import::plan_converted(&self.staging, &self.request.name, self.kind, summary)?;
         store.install_dir(&self.staging, &manifest)?;
@@ -224,9 +225,7 @@ pub fn convert(
         std::fs::write(&p, text).map_err(io(&p))?;
     }
     let check = tempfile::tempdir().map_err(io(Path::new("/tmp")))?;
-    let staging = store.models_dir().join(".staging").join(&req.name);
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let staging = store.import_staging(&req.name)?;
     // From here the staging directory belongs to the conversion (removed on any error).
     let mut conv = Conversion {
         request: req.clone(),

@@ -41,13 +41,22 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     if preview_w > 0 {
         draw_preview(f, right, app, t);
     }
-    let block = Block::default().borders(Borders::ALL).title(Span::styled(" events ", t.title()));
-    let inner = block.inner(bottom);
-    let skip = detail.events.len().saturating_sub(inner.height as usize);
+    let inner = Block::default().borders(Borders::ALL).inner(bottom);
+    let height = inner.height as usize;
+    let total = detail.events.len();
+    // Scrolled back at most to the oldest line; the clamped value is kept for the keys.
+    let back = detail.events_back.get().min(total.saturating_sub(height));
+    detail.events_back.set(back);
+    let skip = total.saturating_sub(height) - back;
+    let block = Block::default().borders(Borders::ALL).title(Line::from(super::whole(
+        events_title(skip, height, total, back, t),
+        bottom.width.saturating_sub(2) as usize,
+    )));
     let lines: Vec<Line> = detail
         .events
         .iter()
         .skip(skip)
+        .take(height)
         .map(|e| {
             let clock = e.at.get(11..19).unwrap_or("");
             Line::from(vec![
@@ -58,6 +67,19 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
         .collect();
     let body = if lines.is_empty() { vec![Line::from(Span::styled("no events yet", t.dim()))] } else { lines };
     f.render_widget(Paragraph::new(body).block(block), bottom);
+}
+
+/// ` events `, and once they do not all fit, which lines show and the keys that move
+/// them (`↑` older; `G` back to the newest once scrolled back).
+fn events_title(skip: usize, height: usize, total: usize, back: usize, t: Theme) -> Vec<Span<'static>> {
+    let mut title = vec![Span::styled(" events ", t.title())];
+    if total > height {
+        let last = (skip + height).min(total);
+        title.push(Span::styled(format!("{}–{last} of {total} ", skip + 1), t.title()));
+        let keys = if back > 0 { "· ↓ newer, G newest " } else { "· ↑ older, g oldest " };
+        title.push(Span::styled(keys, t.dim()));
+    }
+    title
 }
 
 fn info_lines(job: &JobView, app: &App, t: Theme, w: usize) -> Vec<Line<'static>> {

@@ -61,7 +61,7 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
         (Column::Priority, 4),
         (Column::Device, 7),
         (Column::Info, 0),
-        (Column::Time, 7),
+        (Column::Time, TIME_W),
         (Column::Energy, 8),
     ];
     if wide && priced {
@@ -129,6 +129,9 @@ impl Column {
         }
     }
 }
+
+/// The time column's width: a word and the longest figure (`wait 1m00s`).
+const TIME_W: usize = 10;
 
 /// The progress column's least useful width: a bar and `card 29/300`.
 const INFO_MIN: usize = 16;
@@ -200,20 +203,21 @@ fn info(j: &JobView, w: usize, t: Theme) -> Line<'static> {
     }
 }
 
-/// ETA for running jobs, run time for finished ones, wait time for queued ones.
+/// What the time column says, each figure with a word for what it measures: the column
+/// holds four kinds of time (a bare `57.0s` could be a wait, a run or what is left).
+/// `eta` what is left of a running job, `run` how long one without an estimate has run,
+/// `wait` how long a queued job has waited, `took` how long a finished one ran.
 fn time(j: &JobView, now: i64) -> Line<'static> {
     let started = parse_time(j.started_at.as_deref());
     let finished = parse_time(j.finished_at.as_deref());
-    let text = match j.state.as_str() {
+    let said = match j.state.as_str() {
         "running" => match started.and_then(|s| format::eta_ms(j.progress.fraction, s, now)) {
-            Some(eta) => format!("~{}", format::duration(eta)),
-            None => started.map(|s| format::duration(now - s)).unwrap_or_default(),
+            Some(eta) => Some(("eta", eta)),
+            None => started.map(|s| ("run", now - s)),
         },
-        "queued" => parse_time(j.enqueued_at.as_deref()).map(|q| format::duration(now - q)).unwrap_or_default(),
-        _ => match (started, finished) {
-            (Some(s), Some(f)) => format::duration(f - s),
-            _ => "-".into(),
-        },
+        "queued" => parse_time(j.enqueued_at.as_deref()).map(|q| ("wait", now - q)),
+        _ => started.zip(finished).map(|(s, f)| ("took", f - s)),
     };
+    let text = said.map(|(word, ms)| format!("{word:<4} {}", format::duration(ms))).unwrap_or_else(|| "-".into());
     Line::from(Span::styled(text, Style::default()))
 }

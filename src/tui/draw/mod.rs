@@ -214,10 +214,16 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
             (Screen::Dashboard, true) => {
                 vec![("↑↓", "select"), ("⏎", "detail"), ("/", "filter"), ("?", "help"), ("q", "quit")]
             }
-            (Screen::Detail, false) => {
-                vec![("Esc", "back"), ("c", "cancel"), ("r", "retry"), ("+-", "prio"), ("?", "help"), ("q", "quit")]
-            }
-            (Screen::Detail, true) => vec![("Esc", "back"), ("?", "help"), ("q", "quit")],
+            (Screen::Detail, false) => vec![
+                ("Esc", "back"),
+                ("↑↓", "events"),
+                ("c", "cancel"),
+                ("r", "retry"),
+                ("+-", "prio"),
+                ("?", "help"),
+                ("q", "quit"),
+            ],
+            (Screen::Detail, true) => vec![("Esc", "back"), ("↑↓", "events"), ("?", "help"), ("q", "quit")],
         };
         // A client key may cancel, retry and reprioritise its own jobs, not pause the box.
         if app.admin == Some(false) {
@@ -249,7 +255,7 @@ fn key_spans(mut keys: Vec<(&str, &str)>, width: usize, t: Theme) -> Vec<Span<'s
 fn draw_help(f: &mut Frame, body: Rect, screen: Rect, app: &App) {
     let t = Theme::of(app);
     let rows: &[(&str, &str)] = &[
-        ("↑/↓ j/k", "select a job (PgUp/PgDn, g/G jump)"),
+        ("↑/↓ j/k", "select a job / scroll the events (PgUp/PgDn, g/G)"),
         ("Enter", "job detail: stages, events, artifacts, preview"),
         ("Esc", "back to the dashboard / clear the filter"),
         ("c", "cancel the job"),
