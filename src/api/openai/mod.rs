@@ -17,9 +17,11 @@ use super::{ApiError, AppState};
 use crate::models::{Catalog, ModelKind};
 
 pub mod error;
+pub mod image_output;
 pub mod images;
 pub mod run;
 pub mod speech;
+pub mod stream;
 pub mod transcode;
 
 pub use error::OpenAiError;
@@ -47,6 +49,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         images::ImageRequest,
         images::ImagesResponse,
         images::ImageData,
+        image_output::Usage,
+        image_output::TokenDetails,
         speech::SpeechRequest,
         speech::VoiceChoice,
         ModelList,
