@@ -173,6 +173,15 @@ async fn default_workflow_streams_progress_and_previews_then_lands_in_history_an
     }
     let queue: Value = c.get(d.at("/api/queue")).send().await.expect("queue").json().await.expect("json");
     assert_eq!(queue, json!({"queue_running": [], "queue_pending": []}));
+    // `/free` unloads the model now, not after the keep-alive (it was a 404).
+    let sessions = |c: reqwest::Client, url: String| async move {
+        let system: Value = c.get(url).send().await.expect("system").json().await.expect("json");
+        system["sessions"].as_array().map_or(0, Vec::len)
+    };
+    assert!(sessions(c.clone(), d.at("/api/v1/system")).await > 0, "the prompt left its model loaded");
+    let freed = c.post(d.at("/api/free")).json(&json!({"unload_models": true})).send().await.expect("free");
+    assert_eq!(freed.status(), 200);
+    assert_eq!(sessions(c.clone(), d.at("/api/v1/system")).await, 0, "/free left models loaded");
     let _ = mine.close(None).await;
 }
 
@@ -357,6 +366,20 @@ async fn node_and_system_descriptions_answer_in_comfyuis_shape() {
     assert!(devices.iter().all(|d| d["type"] == "cpu" || d["type"] == "cuda"), "{stats}");
     assert!(stats["system"]["ram_total"].as_u64().is_some_and(|r| r > 0));
     assert_eq!(get("/prompt").await, json!({"exec_info": {"queue_remaining": 0}}));
+    // What ComfyUI's front end and scripts also ask for (all were 404s).
+    assert_eq!(get("/extensions").await, json!([]));
+    assert_eq!(get("/api/embeddings").await, json!([]));
+    assert!(get("/api/features").await["max_upload_size"].as_u64().is_some_and(|m| m > 0));
+    for body in [json!({"unload_models": true, "free_memory": true}), json!({})] {
+        let freed = c.post(d.at("/free")).json(&body).send().await.expect("free");
+        assert_eq!(freed.status(), 200, "{body}");
+    }
+    // An OpenAI SDK whose base_url lacks /v1 asks /models too: it is told, not given
+    // ComfyUI's list (the Python SDK died on it with an AttributeError).
+    let sdk = c.get(d.at("/models")).header("x-stainless-lang", "python").send().await.expect("models");
+    assert_eq!(sdk.status(), 404);
+    let err: Value = sdk.json().await.expect("json");
+    assert!(err["error"]["message"].as_str().is_some_and(|m| m.contains("/v1")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,59 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/audio/speech", post(speech::speech))
         .route("/v1/models", get(models))
         .route("/v1/models/{model}", get(model))
+        .route("/v1/images/edits", post(no_edits))
+        .route("/v1/images/variations", post(no_edits))
+        .route("/v1/{*rest}", axum::routing::any(not_served))
+        .route("/images/generations", post(missing_v1))
+        .route("/images/edits", post(missing_v1))
+        .route("/images/variations", post(missing_v1))
+        .route("/audio/speech", post(missing_v1))
+        .route("/chat/completions", post(missing_v1))
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+}
+
+/// `images.edit` and `images.create_variation`: not served, said in OpenAI's shape (the SDKs
+/// raise `NotFoundError` with this message) with what does the same job on the box.
+async fn no_edits() -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::NOT_FOUND,
+        "unsupported_endpoint",
+        "reelbox does not edit pictures or make variations through the OpenAI API; \
+         ComfyUI's img2img does (POST /upload/image, then a LoadImage + VAEEncode graph with denoise < 1 to /prompt)",
+    )
+}
+
+/// Any other path under `/v1`.
+async fn not_served(uri: axum::http::Uri) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::NOT_FOUND,
+        "unsupported_endpoint",
+        format!(
+            "reelbox does not serve {}; its OpenAI API is /v1/images/generations, /v1/audio/speech and /v1/models",
+            uri.path()
+        ),
+    )
+}
+
+/// The message for an OpenAI client whose `base_url` lacks `/v1`.
+pub fn missing_v1_error(host: &str) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::NOT_FOUND,
+        "missing_v1",
+        format!("OpenAI clients reach reelbox at base_url http://{host}/v1 (this request left out /v1)"),
+    )
+}
+
+/// An OpenAI path without `/v1`: a client whose `base_url` lacks it.
+async fn missing_v1(headers: axum::http::HeaderMap) -> OpenAiError {
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("HOST:PORT");
+    missing_v1_error(host)
+}
+
+/// Whether a request comes from an OpenAI SDK (they send `X-Stainless-*` headers), for
+/// paths OpenAI and ComfyUI share (`/models`).
+pub fn from_openai_sdk(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key("x-stainless-lang")
 }
 
 /// The OpenAPI description of these routes, merged into `/openapi.json`.
