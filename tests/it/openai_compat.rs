@@ -330,3 +330,33 @@ async fn a_job_canceled_under_a_waiting_client_tells_the_sdks_not_to_send_it_aga
     let err: Value = resp.json().await.expect("json");
     assert!(err["error"]["message"].as_str().is_some_and(|m| m.contains("canceled")), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_raises_auth_and_rate_limit_errors_and_its_retry_waits_out_retry_after() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = data.path().join("config.toml");
+    std::fs::write(&config, "[limits]\nrequests_per_second = 0.35\nrequest_burst = 2\n").expect("config");
+    let d = start_daemon_with(data.path(), models.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))]);
+    let created = post(&http(), &d, "/api/v1/keys", json!({"name": "laptop", "scope": "admin"})).await;
+    assert_eq!(created.status(), 201);
+    let key = created.json::<Value>().await.expect("json")["key"].as_str().expect("key").to_string();
+    let (python, pythonpath) = openai_python();
+    let mut cmd = Command::new(&python);
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_limits.py")).arg(&d.url).arg(&key);
+    if let Some(p) = pythonpath {
+        cmd.env("PYTHONPATH", p);
+    }
+    let run = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run the client");
+    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    let summary: Value = serde_json::from_slice(&run.stdout).expect("summary json");
+    assert_eq!(summary["wrong_key"], json!({"status": 401, "type": "authentication_error"}));
+    // 1 / 0.35 = 2.86 s to the next token, less what the first requests took: Retry-After
+    // rounds it up (it rounded down, and the SDK's one retry came too early and was refused
+    // again: the script then fails with RateLimitError).
+    let limited = &summary["rate_limited"];
+    assert_eq!((limited["status"].as_u64(), limited["code"].as_str()), (Some(429), Some("rate_limited")), "{summary}");
+    let retry_after = limited["retry_after"].as_f64().expect("retry_after");
+    assert!((2.0..=3.0).contains(&retry_after), "{summary}");
+    assert!(summary["retried_after_s"].as_f64().is_some_and(|s| s >= retry_after - 0.2), "{summary}");
+}
