@@ -54,7 +54,9 @@ async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech
         json!(["image_generation.partial_image", "image_generation.completed", "image_generation.completed"])
     );
     assert_eq!(summary["speech_events"], json!(["speech.audio.delta", "speech.audio.done"]));
-    assert_eq!(summary["edit"], json!({"status": 404, "mentions_img2img": true}));
+    assert_eq!(summary["edit"], json!({"size": [96, 64], "reported": "96x64"}));
+    assert_eq!(summary["edit_mask"], json!({"status": 400, "param": "mask"}));
+    assert_eq!(summary["variation"], json!({"status": 404, "mentions_edit": true}));
     assert_eq!(summary["no_v1"], json!({"status": 404, "says_v1": true}));
     let jpeg = image::open(out.path().join("image.jpeg")).expect("the JPEG decodes");
     assert_eq!((jpeg.width(), jpeg.height()), (64, 64));
@@ -75,8 +77,11 @@ async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech
     // The requests ran as ordinary jobs, visible in the native API.
     let jobs: Value = http().get(d.at("/api/v1/jobs")).send().await.expect("jobs").json().await.expect("json");
     let kinds: Vec<&str> = jobs["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["kind"].as_str()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "image").count(), 3, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "image").count(), 4, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "speech").count(), 3, "{kinds:?}");
+    // The edit was an image-to-image job from the uploaded picture.
+    let edits = jobs["jobs"].as_array().expect("jobs").iter().filter(|j| j["params"]["init_image"].is_string()).count();
+    assert_eq!(edits, 1, "{jobs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

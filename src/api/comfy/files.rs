@@ -148,21 +148,35 @@ pub async fn upload_image(
     }
     let (original, bytes) =
         image.ok_or_else(|| ApiError::field("image", "send the picture as multipart field \"image\""))?;
+    let art = store_picture(&state, &caller, "image", &original, bytes).await?;
+    Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
+}
+
+/// Checks and keeps an uploaded picture (PNG, JPEG or WebP, within `limits.max_image_side`
+/// and the caller's storage quota) as an upload artifact named `<stem>_<id>.<ext>`;
+/// refusals name `field`. ComfyUI's `/upload/image` and OpenAI's image edits share it.
+pub async fn store_picture(
+    state: &AppState,
+    caller: &Caller,
+    field: &str,
+    original: &str,
+    bytes: Vec<u8>,
+) -> Result<Artifact, ApiError> {
     let media_type = match image::guess_format(&bytes) {
         Ok(image::ImageFormat::Png) => "image/png",
         Ok(image::ImageFormat::Jpeg) => "image/jpeg",
         Ok(image::ImageFormat::WebP) => "image/webp",
-        _ => return Err(ApiError::field("image", "must be a PNG, JPEG or WebP picture")),
+        _ => return Err(ApiError::field(field, "must be a PNG, JPEG or WebP picture")),
     };
-    checked_image(&state, &bytes).await.map_err(|e| ApiError::field("image", e.to_string()))?;
-    check_room(&state, &caller, bytes.len() as u64)?;
+    checked_image(state, &bytes).await.map_err(|e| ApiError::field(field, e.to_string()))?;
+    check_room(state, caller, bytes.len() as u64)?;
     let id = state.store.new_id();
     let ext = artifacts::extension_for(media_type);
     let dir = state.store.artifacts_dir().to_path_buf();
     let stored = tokio::task::spawn_blocking(move || artifacts::write_bytes(&dir, &id.to_string(), ext, &bytes))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
-    let stem = original.rsplit(['/', '\\']).next().unwrap_or(&original);
+    let stem = original.rsplit(['/', '\\']).next().unwrap_or(original);
     let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
     let mut art = Artifact {
         id,
@@ -177,8 +191,7 @@ pub async fn upload_image(
         created_at: now_ms(),
     };
     art.name = file_name(stem, &art);
-    let art = commit_upload(&state, &caller, art).await?;
-    Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
+    commit_upload(state, caller, art).await
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! What `/v1/images/generations` answers besides the pictures themselves: the file format a
-//! client asked for (`png`, `jpeg`, `webp`), and the response fields the SDKs read
+//! How `/v1/images/generations` and `/v1/images/edits` answer: URL or base64, the file
+//! format a client asked for (`png`, `jpeg`, `webp`), and the response fields the SDKs read
 //! (`size`, `quality`, `output_format`, `background`, `usage`).
 
 use std::io::Cursor;
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::OpenAiError;
+use super::images::ImageRequest;
 use crate::store::records::Job;
 
 /// The picture file format a client asked for (`output_format`).
@@ -118,6 +119,70 @@ pub fn describe(job: &Job, quality: Option<&str>, format: OutputFormat) -> Descr
         output_format: format.name(),
         background: "opaque",
     }
+}
+
+/// How a request wants its pictures back.
+pub struct Answer {
+    pub format: ResponseFormat,
+    pub output: OutputFormat,
+    pub compression: u8,
+    pub quality: Option<String>,
+    pub partial_images: u32,
+    /// The streamed events' prefix: `image_generation`, or `image_edit` for edits.
+    pub events: &'static str,
+}
+
+impl Answer {
+    /// Reads and checks the answer's fields of a request.
+    pub fn of(req: &ImageRequest) -> Result<Self, OpenAiError> {
+        let format = match req.response_format.as_deref() {
+            Some("b64_json") => ResponseFormat::B64,
+            Some("url") => ResponseFormat::Url,
+            None if req.model.as_deref().is_some_and(super::images::is_gpt_image_model) => ResponseFormat::B64,
+            None => ResponseFormat::Url,
+            Some(other) => {
+                return Err(OpenAiError::param(
+                    "response_format",
+                    format!("invalid response_format {other:?}; use url or b64_json"),
+                ));
+            }
+        };
+        let output = OutputFormat::parse(req.output_format.as_deref())?;
+        // A URL points at the stored PNG; a stream always carries base64.
+        if format == ResponseFormat::Url && output != OutputFormat::Png && !req.stream {
+            return Err(OpenAiError::param(
+                "output_format",
+                format!("output_format {:?} needs response_format b64_json (a url is the stored PNG)", output.name()),
+            ));
+        }
+        let partial_images = req.partial_images.unwrap_or(0);
+        if partial_images > 3 {
+            return Err(OpenAiError::param(
+                "partial_images",
+                format!("partial_images must be 0–3, got {partial_images}"),
+            ));
+        }
+        Ok(Self {
+            format,
+            output,
+            compression: compression(req.output_compression)?,
+            quality: req.quality.clone(),
+            partial_images,
+            events: "image_generation",
+        })
+    }
+
+    /// The same answer for an edit (its stream's events are `image_edit.*`).
+    pub fn for_edit(self) -> Self {
+        Self { events: "image_edit", ..self }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `url` or `b64_json`.
+pub enum ResponseFormat {
+    Url,
+    B64,
 }
 
 #[cfg(test)]

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::image_output::{OutputFormat, Usage, b64, compression, describe};
+use super::image_output::{Answer, ResponseFormat, Usage, b64, describe};
 use super::run::{Progress, Waiting, job_failure, submit};
 use super::stream::{Events, stream};
 use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
 use axum::extract::rejection::BytesRejection;
 
+use crate::api::auth::Caller;
 use crate::api::outputs::{final_images, is_preview};
 use crate::api::{ApiError, AppState};
 use crate::config::Config;
@@ -101,7 +102,7 @@ fn is_openai_image_model(name: &str) -> bool {
 
 /// OpenAI's GPT image models (`gpt-image-1`, `gpt-image-2.5-flare`, `chatgpt-image-latest`),
 /// which answer base64 unless asked otherwise.
-fn is_gpt_image_model(name: &str) -> bool {
+pub fn is_gpt_image_model(name: &str) -> bool {
     name.starts_with("gpt-image") || name.starts_with("chatgpt-image")
 }
 
@@ -214,6 +215,7 @@ fn openai_param(field: &str) -> &str {
     match field {
         "width" | "height" => "size",
         "preset" => "quality",
+        "init_image" => "image",
         other => other,
     }
 }
@@ -230,55 +232,6 @@ pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
     format!("{scheme}://{host}")
 }
 
-/// How a request wants its pictures back.
-pub struct Answer {
-    format: ResponseFormat,
-    output: OutputFormat,
-    compression: u8,
-    quality: Option<String>,
-    partial_images: u32,
-}
-
-impl Answer {
-    /// Reads and checks the answer's fields of a request.
-    pub fn of(req: &ImageRequest) -> Result<Self, OpenAiError> {
-        let format = match req.response_format.as_deref() {
-            Some("b64_json") => ResponseFormat::B64,
-            Some("url") => ResponseFormat::Url,
-            None if req.model.as_deref().is_some_and(is_gpt_image_model) => ResponseFormat::B64,
-            None => ResponseFormat::Url,
-            Some(other) => {
-                return Err(OpenAiError::param(
-                    "response_format",
-                    format!("invalid response_format {other:?}; use url or b64_json"),
-                ));
-            }
-        };
-        let output = OutputFormat::parse(req.output_format.as_deref())?;
-        // A URL points at the stored PNG; a stream always carries base64.
-        if format == ResponseFormat::Url && output != OutputFormat::Png && !req.stream {
-            return Err(OpenAiError::param(
-                "output_format",
-                format!("output_format {:?} needs response_format b64_json (a url is the stored PNG)", output.name()),
-            ));
-        }
-        let partial_images = req.partial_images.unwrap_or(0);
-        if partial_images > 3 {
-            return Err(OpenAiError::param(
-                "partial_images",
-                format!("partial_images must be 0–3, got {partial_images}"),
-            ));
-        }
-        Ok(Self {
-            format,
-            output,
-            compression: compression(req.output_compression)?,
-            quality: req.quality.clone(),
-            partial_images,
-        })
-    }
-}
-
 /// Generate pictures (OpenAI-compatible).
 #[utoipa::path(post, path = "/v1/images/generations", request_body = ImageRequest, tag = "openai",
     responses((status = 200, body = ImagesResponse, description = "the pictures; with `stream: true` server-sent events"),
@@ -292,19 +245,32 @@ pub async fn generations(
     let caller = caller.0?;
     let req: ImageRequest = parse_body(&body_or_error(body)?)?;
     let answer = Answer::of(&req)?;
-    let params = serde_json::to_value(image_params(&state.config, &req)?)
-        .map_err(|e| OpenAiError::internal(format!("cannot encode params: {e}")))?;
-    let waiting = submit(&state, &caller, "image", params).await.map_err(|mut e| {
+    let params = image_params(&state.config, &req)?;
+    respond(state, &caller, &headers, params, answer, req.stream).await
+}
+
+/// Queues the `image` job and answers its pictures as JSON, or as events when `streamed`.
+pub async fn respond(
+    state: AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    params: image::ImageRequest,
+    answer: Answer,
+    streamed: bool,
+) -> Result<Response, OpenAiError> {
+    let params =
+        serde_json::to_value(params).map_err(|e| OpenAiError::internal(format!("cannot encode params: {e}")))?;
+    let waiting = submit(&state, caller, "image", params).await.map_err(|mut e| {
         if let Some(p) = e.param.as_deref() {
             e.param = Some(openai_param(p).to_string());
         }
         e
     })?;
     let id = waiting.id();
-    let mut resp = if req.stream {
+    let mut resp = if streamed {
         stream(move |events| stream_pictures(state, waiting, answer, events)).into_response()
     } else {
-        answer_pictures(&state, &headers, waiting, &answer).await?
+        answer_pictures(&state, headers, waiting, &answer).await?
     };
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         resp.headers_mut().insert(JOB_HEADER, v);
@@ -395,7 +361,7 @@ async fn stream_pictures(
                     continue;
                 }
                 let mut e = event(
-                    "image_generation.partial_image",
+                    &format!("{}.partial_image", answer.events),
                     b64(read_picture(&state, &a).await?, answer.output, answer.compression)?,
                     None,
                 );
@@ -412,7 +378,7 @@ async fn stream_pictures(
     let (job, images) = pictures(&state, waiting).await?;
     for a in images {
         let mut e = event(
-            "image_generation.completed",
+            &format!("{}.completed", answer.events),
             b64(read_picture(&state, &a).await?, answer.output, answer.compression)?,
             Some(&job),
         );
@@ -422,12 +388,6 @@ async fn stream_pictures(
         }
     }
     Ok(())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ResponseFormat {
-    Url,
-    B64,
 }
 
 #[cfg(test)]

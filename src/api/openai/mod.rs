@@ -16,6 +16,7 @@ use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::models::{Catalog, ModelKind};
 
+pub mod edits;
 pub mod error;
 pub mod image_output;
 pub mod images;
@@ -36,8 +37,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/audio/speech", post(speech::speech))
         .route("/v1/models", get(models))
         .route("/v1/models/{model}", get(model))
-        .route("/v1/images/edits", post(no_edits))
-        .route("/v1/images/variations", post(no_edits))
+        .route(
+            "/v1/images/edits",
+            post(edits::edits).layer(DefaultBodyLimit::max(state.config.limits.max_upload_bytes)),
+        )
+        .route("/v1/images/variations", post(no_variations))
         .route("/v1/{*rest}", axum::routing::any(not_served))
         .route("/images/generations", post(missing_v1))
         .route("/images/edits", post(missing_v1))
@@ -47,14 +51,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
 }
 
-/// `images.edit` and `images.create_variation`: not served, said in OpenAI's shape (the SDKs
-/// raise `NotFoundError` with this message) with what does the same job on the box.
-async fn no_edits() -> OpenAiError {
+/// `images.create_variation`: not served, said in OpenAI's shape (the SDKs raise
+/// `NotFoundError` with this message) with what does the same job on the box.
+async fn no_variations() -> OpenAiError {
     OpenAiError::new(
         StatusCode::NOT_FOUND,
         "unsupported_endpoint",
-        "reelbox does not edit pictures or make variations through the OpenAI API; \
-         ComfyUI's img2img does (POST /upload/image, then a LoadImage + VAEEncode graph with denoise < 1 to /prompt)",
+        "reelbox makes no variations without a prompt; images.edit with the picture and a prompt redraws it \
+         (image-to-image)",
     )
 }
 
@@ -94,7 +98,7 @@ pub fn from_openai_sdk(headers: &axum::http::HeaderMap) -> bool {
 /// The OpenAPI description of these routes, merged into `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(images::generations, speech::speech, models, model),
+    paths(images::generations, edits::edits, speech::speech, models, model),
     components(schemas(
         error::OpenAiErrorBody,
         error::OpenAiErrorDetail,
