@@ -27,6 +27,8 @@ def main() -> None:
     base_url, out_dir, image_model = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="reelbox-local", max_retries=0, timeout=300)
     summary = {"models": sorted(m.id for m in client.models.list())}
+    # OpenAI's names, which the routes take, are models too (they were 404s).
+    summary["retrieved"] = [client.models.retrieve(m).id for m in ("gpt-image-1", "dall-e-3", "tts-1", image_model)]
 
     images = client.images.generate(
         model=image_model, prompt="a lighthouse at dusk", size="96x64", n=1, response_format="b64_json"

@@ -58,6 +58,7 @@ async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech
     assert_eq!(summary["edit_mask"], json!({"status": 400, "param": "mask"}));
     assert_eq!(summary["variation"], json!({"status": 404, "mentions_edit": true}));
     assert_eq!(summary["no_v1"], json!({"status": 404, "says_v1": true}));
+    assert_eq!(summary["retrieved"], json!(["gpt-image-1", "dall-e-3", "tts-1", TINY_SD]));
     let jpeg = image::open(out.path().join("image.jpeg")).expect("the JPEG decodes");
     assert_eq!((jpeg.width(), jpeg.height()), (64, 64));
     let jpeg_bytes = std::fs::read(out.path().join("image.jpeg")).expect("jpeg");

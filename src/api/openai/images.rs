@@ -96,7 +96,7 @@ pub struct ImageData {
 }
 
 /// Names OpenAI gives its image models; they select the configured default model.
-fn is_openai_image_model(name: &str) -> bool {
+pub fn is_openai_image_model(name: &str) -> bool {
     name.starts_with("dall-e") || is_gpt_image_model(name)
 }
 

@@ -202,7 +202,17 @@ pub async fn model(
     Path(name): Path<String>,
 ) -> Result<Json<ModelObject>, OpenAiError> {
     caller.0?;
-    model_objects(&state).into_iter().find(|m| m.id == name).map(Json).ok_or_else(|| OpenAiError {
+    let objects = model_objects(&state);
+    // OpenAI's own names stand for the box's default model or voice, as the routes take them.
+    let alias = if images::is_openai_image_model(&name) {
+        images::resolve_model(&state.config, Some(&name)).ok().map(|(m, _)| m)
+    } else if speech::is_openai_speech_model(&name) {
+        Catalog::default_model(&state.config, ModelKind::Tts)
+    } else {
+        None
+    };
+    let found = objects.into_iter().find(|m| m.id == name || alias.as_ref() == Some(&m.id));
+    found.map(|m| Json(ModelObject { id: name.clone(), ..m })).ok_or_else(|| OpenAiError {
         param: Some("model".into()),
         ..OpenAiError::new(StatusCode::NOT_FOUND, "model_not_found", format!("the model {name:?} does not exist"))
     })

@@ -68,6 +68,12 @@ impl VoiceChoice {
     }
 }
 
+/// OpenAI's speech model names (`tts-1`, `tts-1-hd`, `gpt-4o-mini-tts…`): any of them speaks
+/// with the voice the request names.
+pub fn is_openai_speech_model(name: &str) -> bool {
+    name.starts_with("tts-1") || name.starts_with("gpt-4o-mini-tts")
+}
+
 /// Which installed Piper voice a request means.
 pub fn resolve_voice(config: &Config, voice: &str, model: Option<&str>) -> Result<String, OpenAiError> {
     let installed: Vec<String> = Catalog::load(config).installed_names(ModelKind::Tts);
