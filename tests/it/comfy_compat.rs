@@ -432,3 +432,52 @@ async fn system_stats_lists_every_gpu_with_its_memory() {
         assert!(dev["name"].as_str().is_some_and(|n| n.starts_with(&format!("cuda:{i}"))), "{dev}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_names_its_own_upload_gets_the_newest_one() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    // Scripts upload `pics/door.png` with overwrite and name it so in their graph, without
+    // reading the answer (ComfyUI keeps the name); it was "not a name /upload/image returned".
+    let mut ids = Vec::new();
+    for color in [[200u8, 20, 20], [20, 20, 200]] {
+        let mut png = Vec::new();
+        image::RgbImage::from_pixel(64, 64, image::Rgb(color))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("png");
+        let part = reqwest::multipart::Part::bytes(png).file_name("door.png").mime_str("image/png").expect("mime");
+        let form = reqwest::multipart::Form::new()
+            .part("image", part)
+            .text("subfolder", "pics")
+            .text("overwrite", "true")
+            .text("type", "input");
+        let up: Value =
+            c.post(d.at("/upload/image")).multipart(form).send().await.expect("upload").json().await.expect("json");
+        let name = up["name"].as_str().expect("name");
+        let id = name.trim_end_matches(".png").rsplit('_').next().expect("id").to_string();
+        ids.push(id);
+    }
+    let view = c
+        .get(d.at("/view"))
+        .query(&[("filename", "door.png"), ("subfolder", "pics"), ("type", "input")])
+        .send()
+        .await
+        .expect("view");
+    assert_eq!(view.status(), 200);
+    let seen = image::load_from_memory(&view.bytes().await.expect("bytes")).expect("a picture").to_rgb8();
+    assert_eq!(seen.get_pixel(0, 0).0, [20, 20, 200], "the newest upload of the name");
+
+    let mut g = default_workflow("tiny-sd", 4);
+    g["10"] = json!({"class_type": "LoadImage", "inputs": {"image": "pics/door.png"}});
+    g["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}});
+    g["3"]["inputs"]["latent_image"] = json!(["11", 0]);
+    g["3"]["inputs"]["denoise"] = json!(0.6);
+    g.as_object_mut().expect("graph").remove("5");
+    let id = queue_prompt(&c, &d, json!({"prompt": g})).await;
+    let entry = history_of(&c, &d, &id, Duration::from_secs(60)).await;
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    let job: Value = c.get(d.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("job").json().await.expect("json");
+    assert_eq!(job["params"]["init_image"].as_str(), Some(ids[1].as_str()), "{job}");
+}

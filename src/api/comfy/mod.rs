@@ -20,6 +20,7 @@ pub mod messages;
 pub mod nodes;
 pub mod prompts;
 pub mod queue;
+pub mod uploads;
 pub mod validate;
 pub mod ws;
 
@@ -27,11 +28,15 @@ pub mod ws;
 #[derive(Clone)]
 pub struct Comfy {
     pub prompts: prompts::Prompts,
+    pub uploads: uploads::Uploads,
 }
 
 /// The ComfyUI routes, each at its bare path and under `/api`.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let comfy = Comfy { prompts: prompts::Prompts::open(&state.config.data_dir, &state.store) };
+    let comfy = Comfy {
+        prompts: prompts::Prompts::open(&state.config.data_dir, &state.store),
+        uploads: uploads::Uploads::open(&state.config.data_dir),
+    };
     let limits = &state.config.limits;
     let routes: [(&str, MethodRouter<AppState>); 17] = [
         ("/prompt", get(queue::get_prompt).post(queue::post_prompt)),

@@ -107,7 +107,8 @@ pub async fn post_prompt(
         }
     };
     let graph = validate(prompt, &spec_context(&state))?;
-    let compiled = compile(&graph, &|name| find_upload(&state, &caller, name).map(|a| a.id.to_string()))?;
+    let compiled =
+        compile(&graph, &|name| find_upload(&state, &comfy.uploads, &caller, name).map(|a| a.id.to_string()))?;
     let front = req.get("front").and_then(Value::as_bool).unwrap_or(false);
     let priority = if front { FRONT_PRIORITY } else { 0 };
     let submission = Submission { kind: "image".into(), params: compiled.params, priority, idempotency_key: None };
