@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::compat::{models_dir, start_daemon, start_daemon_with};
+use common::compat::{models_dir, run_client, start_daemon, start_daemon_with};
 use common::daemon::DaemonProc;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -480,4 +480,33 @@ async fn a_script_that_names_its_own_upload_gets_the_newest_one() {
     assert_eq!(entry["status"]["status_str"], "success", "{entry}");
     let job: Value = c.get(d.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("job").json().await.expect("json");
     assert_eq!(job["params"]["init_image"].as_str(), Some(ids[1].as_str()), "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_webui_and_comfys_script_examples_get_their_pictures() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let out = tempfile::tempdir().expect("out dir");
+    let summary = run_client("comfy_client.py", vec![d.url.clone(), out.path().to_string_lossy().into_owned()]).await;
+    assert!(summary["models"].as_array().is_some_and(|m| m.contains(&json!("tiny-sd"))), "{summary}");
+    let runs = summary["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(run["status"], "success", "{run}");
+        assert_eq!(run["own_prompt_id_kept"], true, "{run}");
+        for t in ["status", "execution_start", "executing", "progress", "executed", "execution_success"] {
+            assert!(run["types"].as_array().is_some_and(|ts| ts.contains(&json!(t))), "{t} missing: {run}");
+        }
+        // 12 steps with a preview every 5: binary preview frames on the socket.
+        assert!(run["previews"].as_u64().is_some_and(|n| n > 0), "{run}");
+        let images = run["images"].as_array().expect("images");
+        assert_eq!(images.len(), 2, "batch_size 2 through Open WebUI's node mapping: {run}");
+        for image in images {
+            assert_eq!((&image[0], &image[1]), (&json!("9"), &json!("image/png")), "{run}");
+            let file = out.path().join(image[2].as_str().expect("filename"));
+            let png = image::open(&file).expect("a picture");
+            assert_eq!((png.width(), png.height()), (64, 64));
+        }
+    }
 }

@@ -4,10 +4,9 @@
 
 use crate::common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::compat::{TINY_SD, ffprobe, models_dir, openai_python, start_daemon, start_daemon_with};
+use common::compat::{TINY_SD, ffprobe, models_dir, run_client, start_daemon, start_daemon_with};
 use common::daemon::DaemonProc;
 use common::provision::JOE;
 use serde_json::{Value, json};
@@ -26,22 +25,8 @@ async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech
     let data = tempfile::tempdir().expect("tempdir");
     let d = start_daemon(data.path(), models.path());
     let out = tempfile::tempdir().expect("out dir");
-    let (python, pythonpath) = openai_python();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_client.py");
-    let mut cmd = Command::new(&python);
-    cmd.arg(script).arg(&d.url).arg(out.path()).arg(TINY_SD);
-    if let Some(p) = pythonpath {
-        cmd.env("PYTHONPATH", p);
-    }
-    let url = d.url.clone();
-    let run = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run the client");
-    assert!(
-        run.status.success(),
-        "openai client against {url} failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&run.stdout).expect("summary json");
+    let args = vec![d.url.clone(), out.path().to_string_lossy().into_owned(), TINY_SD.to_string()];
+    let summary = run_client("openai_client.py", args).await;
     assert_eq!(summary["image_size"], json!([96, 64]), "{summary}");
     assert_eq!(summary["image_count"], 1);
     assert_eq!(summary["bad_size"], json!({"status": 400, "param": "size", "type": "invalid_request_error"}));
@@ -347,15 +332,7 @@ async fn the_sdk_raises_auth_and_rate_limit_errors_and_its_retry_waits_out_retry
     let created = post(&http(), &d, "/api/v1/keys", json!({"name": "laptop", "scope": "admin"})).await;
     assert_eq!(created.status(), 201);
     let key = created.json::<Value>().await.expect("json")["key"].as_str().expect("key").to_string();
-    let (python, pythonpath) = openai_python();
-    let mut cmd = Command::new(&python);
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_limits.py")).arg(&d.url).arg(&key);
-    if let Some(p) = pythonpath {
-        cmd.env("PYTHONPATH", p);
-    }
-    let run = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run the client");
-    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-    let summary: Value = serde_json::from_slice(&run.stdout).expect("summary json");
+    let summary = run_client("openai_limits.py", vec![d.url.clone(), key]).await;
     assert_eq!(summary["wrong_key"], json!({"status": 401, "type": "authentication_error"}));
     // 1 / 0.35 = 2.86 s to the next token, less what the first requests took: Retry-After
     // rounds it up (it rounded down, and the SDK's one retry came too early and was refused
