@@ -15,8 +15,11 @@ use crate::store::records::Job;
 /// The picture file format a client asked for (`output_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// The stored file as it is.
     Png,
+    /// Re-encoded at `output_compression` quality.
     Jpeg,
+    /// Re-encoded losslessly.
     Webp,
 }
 
@@ -123,10 +126,15 @@ pub fn describe(job: &Job, quality: Option<&str>, format: OutputFormat) -> Descr
 
 /// How a request wants its pictures back.
 pub struct Answer {
+    /// URL or base64 (a stream is always base64).
     pub format: ResponseFormat,
+    /// The picture file format.
     pub output: OutputFormat,
+    /// JPEG quality.
     pub compression: u8,
+    /// The `quality` asked for, echoed in the answer.
     pub quality: Option<String>,
+    /// Step previews to stream as partial images.
     pub partial_images: u32,
     /// The streamed events' prefix: `image_generation`, or `image_edit` for edits.
     pub events: &'static str,
@@ -178,10 +186,12 @@ impl Answer {
     }
 }
 
+/// `response_format`: `url` or `b64_json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-/// `url` or `b64_json`.
 pub enum ResponseFormat {
+    /// An absolute `/api/v1/artifacts/ID` URL.
     Url,
+    /// The file in base64.
     B64,
 }
 

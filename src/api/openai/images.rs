@@ -10,7 +10,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::image_output::{Answer, ResponseFormat, Usage, b64, describe};
-use super::run::{Progress, Waiting, job_failure, submit};
+use super::run::{Progress, Waiting, job_failure, read_artifact, submit};
 use super::stream::{Events, stream};
 use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
 use axum::extract::rejection::BytesRejection;
@@ -35,7 +35,7 @@ pub struct ImageRequest {
     pub prompt: String,
     /// An installed diffusion model, a preset name, or an OpenAI model name (→ the default model).
     pub model: Option<String>,
-    /// Pictures to make (1–10).
+    /// Pictures to make (1–8; OpenAI allows 10).
     pub n: Option<u32>,
     /// `WIDTHxHEIGHT` (multiples of 8), or `auto`.
     pub size: Option<String>,
@@ -291,13 +291,6 @@ async fn pictures(state: &AppState, waiting: Waiting) -> Result<(Job, Vec<Artifa
     Ok((job, images))
 }
 
-async fn read_picture(state: &AppState, a: &Artifact) -> Result<Vec<u8>, OpenAiError> {
-    let path = state.store.artifacts_dir().join(&a.path);
-    tokio::fs::read(&path)
-        .await
-        .map_err(|e| OpenAiError::internal(format!("artifact {} unreadable at {}: {e}", a.id, path.display())))
-}
-
 /// The pictures as one JSON answer.
 async fn answer_pictures(
     state: &AppState,
@@ -316,7 +309,7 @@ async fn answer_pictures(
                 revised_prompt: None,
             },
             ResponseFormat::B64 => {
-                let b64 = b64(read_picture(state, &a).await?, answer.output, answer.compression)?;
+                let b64 = b64(read_artifact(state, &a).await?, answer.output, answer.compression)?;
                 ImageData { b64_json: Some(b64), url: None, revised_prompt: None }
             }
         };
@@ -362,7 +355,7 @@ async fn stream_pictures(
                 }
                 let mut e = event(
                     &format!("{}.partial_image", answer.events),
-                    b64(read_picture(&state, &a).await?, answer.output, answer.compression)?,
+                    b64(read_artifact(&state, &a).await?, answer.output, answer.compression)?,
                     None,
                 );
                 e["partial_image_index"] = json!(partials);
@@ -379,7 +372,7 @@ async fn stream_pictures(
     for a in images {
         let mut e = event(
             &format!("{}.completed", answer.events),
-            b64(read_picture(&state, &a).await?, answer.output, answer.compression)?,
+            b64(read_artifact(&state, &a).await?, answer.output, answer.compression)?,
             Some(&job),
         );
         e["usage"] = json!(Usage::default());

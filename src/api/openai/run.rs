@@ -15,7 +15,7 @@ use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::jobs::Submission;
 use crate::scheduler::Scheduler;
-use crate::store::records::{EventBody, Job, JobState};
+use crate::store::records::{Artifact, EventBody, Job, JobState};
 
 /// How often the job is re-read even without an event (a lagged subscriber misses some).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -55,7 +55,7 @@ impl Drop for CancelOnDrop {
 
 /// What a waiting request learns about its job.
 pub enum Progress {
-    /// The job stored a step preview (an artifact of an `image` job).
+    /// The job stored a picture: a step preview or a final one (`outputs::is_preview` tells).
     Preview(Ulid),
     /// The job ended (succeeded, failed or canceled).
     Done(Job),
@@ -167,4 +167,12 @@ pub fn job_failure(job: &Job) -> OpenAiError {
         other => OpenAiError::internal(format!("job {} ended {}", job.id, other.name())),
     };
     e.final_answer()
+}
+
+/// The bytes of a job's artifact.
+pub async fn read_artifact(state: &AppState, a: &Artifact) -> Result<Vec<u8>, OpenAiError> {
+    let path = state.store.artifacts_dir().join(&a.path);
+    tokio::fs::read(&path)
+        .await
+        .map_err(|e| OpenAiError::internal(format!("artifact {} unreadable at {}: {e}", a.id, path.display())))
 }

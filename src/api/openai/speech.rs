@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::run::{Waiting, job_failure, submit};
+use super::run::{Waiting, job_failure, read_artifact, submit};
 use super::stream::{Events, stream};
 use super::transcode::{SpeechFormat, transcode};
 use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
@@ -198,12 +198,10 @@ async fn audio(state: &AppState, waiting: Waiting, format: SpeechFormat) -> Resu
     let wav = first_of_type(&state.store, &job, "audio/wav")
         .map_err(|e| OpenAiError::internal(e.to_string()))?
         .ok_or_else(|| OpenAiError::internal(format!("job {} finished without a WAV", job.id)))?;
-    let path = state.store.artifacts_dir().join(&wav.path);
     if format == SpeechFormat::Wav {
-        tokio::fs::read(&path)
-            .await
-            .map_err(|e| OpenAiError::internal(format!("artifact {} unreadable at {}: {e}", wav.id, path.display())))
+        read_artifact(state, &wav).await
     } else {
+        let path = state.store.artifacts_dir().join(&wav.path);
         transcode(&path, format).await.map_err(|e| OpenAiError::internal(e.to_string()))
     }
 }
