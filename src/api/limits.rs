@@ -29,6 +29,12 @@ pub struct Bucket {
     pub at: Instant,
 }
 
+/// Whole seconds for `Retry-After`, rounded up: clients (the OpenAI SDKs) wait exactly this
+/// long before retrying, and a rounded-down wait is refused again.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// Takes one token from a bucket refilled at `rate`/s up to `burst`; on refusal says
 /// how long until a token is there.
 pub fn take(bucket: &mut Bucket, now: Instant, rate: f64, burst: f64) -> Result<(), Duration> {
@@ -65,7 +71,7 @@ impl RateLimiter {
         }
         let bucket = buckets.entry(caller.owner().to_string()).or_insert(Bucket { tokens: burst, at: now });
         take(bucket, now, rate, burst).map_err(|wait| ApiError {
-            retry_after: Some(wait.as_secs().max(1)),
+            retry_after: Some(retry_after_secs(wait)),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -140,6 +146,13 @@ impl Drop for StreamPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_rounds_the_wait_up() {
+        assert_eq!(retry_after_secs(Duration::from_millis(4990)), 5);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+        assert_eq!(retry_after_secs(Duration::from_millis(10)), 1);
+    }
 
     #[test]
     fn bucket_allows_a_burst_then_refills_at_the_rate() {

@@ -137,6 +137,18 @@ impl<T> SessionCache<T> {
         evicted
     }
 
+    /// Drops every value no job is using now, idle or not (ComfyUI's `/free`).
+    pub fn drop_unused(&mut self) -> Vec<Key> {
+        let mut evicted = Vec::new();
+        self.entries.retain(|e| {
+            if !e.in_use() {
+                evicted.push(e.key.clone());
+            }
+            e.in_use()
+        });
+        evicted
+    }
+
     /// Removes every entry for `model` (any device), e.g. after the model file changed.
     pub fn remove_model(&mut self, model: &Path) -> Vec<Key> {
         let mut removed = Vec::new();

@@ -324,6 +324,22 @@ impl Engine {
         }
     }
 
+    /// Unloads every session no job is using now, without waiting for the keep-alive
+    /// (asked for by a client, ComfyUI's `/free`); returns how many went.
+    pub fn unload_unused(&self) -> usize {
+        match self.cache.lock() {
+            Ok(mut cache) => {
+                let gone = cache.drop_unused();
+                for g in &gone {
+                    tracing::info!(model = %g.model.display(), device = %g.device, "session unloaded on request");
+                    self.count(g, |c| c.unloads += 1);
+                }
+                gone.len()
+            }
+            Err(_) => 0,
+        }
+    }
+
     /// Unloads sessions idle past the keep-alive; returns how many went.
     pub fn unload_idle(&self) -> usize {
         match self.cache.lock() {

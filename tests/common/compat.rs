@@ -1,5 +1,6 @@
 //! What the compatibility-API tests share: a models directory with the tiny SD model and
-//! the real joe voice, a daemon over it, and an OpenAI Python client to drive it.
+//! the real joe voice, a daemon over it, and a Python with the clients that drive it (the
+//! official `openai` package; `websocket-client`, which Open WebUI drives ComfyUI with).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,9 +44,12 @@ pub fn start_daemon_with(data_dir: &Path, models: &Path, env: &[(&str, &str)]) -
     DaemonProc::start(data_dir, &all)
 }
 
-fn imports_openai(python: &Path, pythonpath: Option<&Path>) -> bool {
+/// What the client scripts need from the Python package index.
+const CLIENT_PACKAGES: [&str; 2] = ["openai", "websocket-client"];
+
+fn imports_clients(python: &Path, pythonpath: Option<&Path>) -> bool {
     let mut cmd = Command::new(python);
-    cmd.args(["-c", "import openai"]);
+    cmd.args(["-c", "import openai, websocket"]);
     if let Some(p) = pythonpath {
         cmd.env("PYTHONPATH", p);
     }
@@ -66,43 +70,44 @@ fn run(cmd: &mut Command, what: &str) -> bool {
     }
 }
 
-/// A Python interpreter (and `PYTHONPATH`) that imports the official `openai` package:
-/// `$REELBOX_TEST_PYTHON` when set, else one installed under `target/` on first use — a
-/// venv (`python3 -m venv`), or `pip install --target` where the venv module is missing.
-pub fn openai_python() -> (PathBuf, Option<PathBuf>) {
+/// A Python interpreter (and `PYTHONPATH`) that imports the official `openai` package and
+/// `websocket-client`: `$REELBOX_TEST_PYTHON` when set, else one installed under `target/`
+/// on first use — a venv (`python3 -m venv`), or `pip install --target` where the venv
+/// module is missing.
+pub fn client_python() -> (PathBuf, Option<PathBuf>) {
     static PYTHON: OnceLock<(PathBuf, Option<PathBuf>)> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
             if let Some(p) = std::env::var_os("REELBOX_TEST_PYTHON").filter(|p| !p.is_empty()) {
                 let p = PathBuf::from(p);
-                assert!(imports_openai(&p, None), "REELBOX_TEST_PYTHON={} cannot import openai", p.display());
+                assert!(imports_clients(&p, None), "REELBOX_TEST_PYTHON={} cannot import openai and websocket (websocket-client)", p.display());
                 return (p, None);
             }
             let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../openai-client");
             let venv_python = base.join("venv/bin/python");
-            if imports_openai(&venv_python, None) {
+            if imports_clients(&venv_python, None) {
                 return (venv_python, None);
             }
             let lib = base.join("pylib");
-            if imports_openai(Path::new("python3"), Some(&lib)) {
+            if imports_clients(Path::new("python3"), Some(&lib)) {
                 return (PathBuf::from("python3"), Some(lib));
             }
             if run(Command::new("python3").args(["-m", "venv"]).arg(base.join("venv")), "python3 -m venv")
                 && run(
-                    Command::new(&venv_python).args(["-m", "pip", "install", "--quiet", "openai"]),
-                    "pip install openai (venv)",
+                    Command::new(&venv_python).args(["-m", "pip", "install", "--quiet"]).args(CLIENT_PACKAGES),
+                    "pip install openai websocket-client (venv)",
                 )
-                && imports_openai(&venv_python, None)
+                && imports_clients(&venv_python, None)
             {
                 return (venv_python, None);
             }
             let installed = run(
-                Command::new("python3").args(["-m", "pip", "install", "--quiet", "--target"]).arg(&lib).arg("openai"),
-                "pip install --target openai",
+                Command::new("python3").args(["-m", "pip", "install", "--quiet", "--target"]).arg(&lib).args(CLIENT_PACKAGES),
+                "pip install --target openai websocket-client",
             );
             assert!(
-                installed && imports_openai(Path::new("python3"), Some(&lib)),
-                "cannot install the openai Python package under {}; fix: network to the Python package index \
+                installed && imports_clients(Path::new("python3"), Some(&lib)),
+                "cannot install the openai and websocket-client Python packages under {}; fix: network to the Python package index \
                  and python3 with pip (apt install python3-pip python3-venv), or set REELBOX_TEST_PYTHON",
                 base.display()
             );
@@ -123,4 +128,23 @@ pub fn ffprobe(path: &Path) -> (String, f64) {
     let name = v["format"]["format_name"].as_str().unwrap_or_default().to_string();
     let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
     (name, duration)
+}
+
+/// Runs a script of `tests/clients/` with the client Python and `args`; its stdout as JSON
+/// (panics with its output when it fails).
+pub async fn run_client(script: &str, args: Vec<String>) -> serde_json::Value {
+    let (python, pythonpath) = client_python();
+    let mut cmd = Command::new(&python);
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script)).args(&args);
+    if let Some(p) = pythonpath {
+        cmd.env("PYTHONPATH", p);
+    }
+    let run = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run the client");
+    assert!(
+        run.status.success(),
+        "{script} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).expect("the client's summary is JSON")
 }

@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::compat::{models_dir, start_daemon, start_daemon_with};
+use common::compat::{models_dir, run_client, start_daemon, start_daemon_with};
 use common::daemon::DaemonProc;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -173,6 +173,15 @@ async fn default_workflow_streams_progress_and_previews_then_lands_in_history_an
     }
     let queue: Value = c.get(d.at("/api/queue")).send().await.expect("queue").json().await.expect("json");
     assert_eq!(queue, json!({"queue_running": [], "queue_pending": []}));
+    // `/free` unloads the model now, not after the keep-alive (it was a 404).
+    let sessions = |c: reqwest::Client, url: String| async move {
+        let system: Value = c.get(url).send().await.expect("system").json().await.expect("json");
+        system["sessions"].as_array().map_or(0, Vec::len)
+    };
+    assert!(sessions(c.clone(), d.at("/api/v1/system")).await > 0, "the prompt left its model loaded");
+    let freed = c.post(d.at("/api/free")).json(&json!({"unload_models": true})).send().await.expect("free");
+    assert_eq!(freed.status(), 200);
+    assert_eq!(sessions(c.clone(), d.at("/api/v1/system")).await, 0, "/free left models loaded");
     let _ = mine.close(None).await;
 }
 
@@ -357,6 +366,20 @@ async fn node_and_system_descriptions_answer_in_comfyuis_shape() {
     assert!(devices.iter().all(|d| d["type"] == "cpu" || d["type"] == "cuda"), "{stats}");
     assert!(stats["system"]["ram_total"].as_u64().is_some_and(|r| r > 0));
     assert_eq!(get("/prompt").await, json!({"exec_info": {"queue_remaining": 0}}));
+    // What ComfyUI's front end and scripts also ask for (all were 404s).
+    assert_eq!(get("/extensions").await, json!([]));
+    assert_eq!(get("/api/embeddings").await, json!([]));
+    assert!(get("/api/features").await["max_upload_size"].as_u64().is_some_and(|m| m > 0));
+    for body in [json!({"unload_models": true, "free_memory": true}), json!({})] {
+        let freed = c.post(d.at("/free")).json(&body).send().await.expect("free");
+        assert_eq!(freed.status(), 200, "{body}");
+    }
+    // An OpenAI SDK whose base_url lacks /v1 asks /models too: it is told, not given
+    // ComfyUI's list (the Python SDK died on it with an AttributeError).
+    let sdk = c.get(d.at("/models")).header("x-stainless-lang", "python").send().await.expect("models");
+    assert_eq!(sdk.status(), 404);
+    let err: Value = sdk.json().await.expect("json");
+    assert!(err["error"]["message"].as_str().is_some_and(|m| m.contains("/v1")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,5 +430,83 @@ async fn system_stats_lists_every_gpu_with_its_memory() {
         assert_eq!(dev["vram_total"].as_u64(), Some(mib << 20), "{dev}");
         assert!(dev["vram_free"].as_u64().is_some_and(|f| f <= mib << 20), "{dev}");
         assert!(dev["name"].as_str().is_some_and(|n| n.starts_with(&format!("cuda:{i}"))), "{dev}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_names_its_own_upload_gets_the_newest_one() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    // Scripts upload `pics/door.png` with overwrite and name it so in their graph, without
+    // reading the answer (ComfyUI keeps the name); it was "not a name /upload/image returned".
+    let mut ids = Vec::new();
+    for color in [[200u8, 20, 20], [20, 20, 200]] {
+        let mut png = Vec::new();
+        image::RgbImage::from_pixel(64, 64, image::Rgb(color))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("png");
+        let part = reqwest::multipart::Part::bytes(png).file_name("door.png").mime_str("image/png").expect("mime");
+        let form = reqwest::multipart::Form::new()
+            .part("image", part)
+            .text("subfolder", "pics")
+            .text("overwrite", "true")
+            .text("type", "input");
+        let up: Value =
+            c.post(d.at("/upload/image")).multipart(form).send().await.expect("upload").json().await.expect("json");
+        let name = up["name"].as_str().expect("name");
+        let id = name.trim_end_matches(".png").rsplit('_').next().expect("id").to_string();
+        ids.push(id);
+    }
+    let view = c
+        .get(d.at("/view"))
+        .query(&[("filename", "door.png"), ("subfolder", "pics"), ("type", "input")])
+        .send()
+        .await
+        .expect("view");
+    assert_eq!(view.status(), 200);
+    let seen = image::load_from_memory(&view.bytes().await.expect("bytes")).expect("a picture").to_rgb8();
+    assert_eq!(seen.get_pixel(0, 0).0, [20, 20, 200], "the newest upload of the name");
+
+    let mut g = default_workflow("tiny-sd", 4);
+    g["10"] = json!({"class_type": "LoadImage", "inputs": {"image": "pics/door.png"}});
+    g["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}});
+    g["3"]["inputs"]["latent_image"] = json!(["11", 0]);
+    g["3"]["inputs"]["denoise"] = json!(0.6);
+    g.as_object_mut().expect("graph").remove("5");
+    let id = queue_prompt(&c, &d, json!({"prompt": g})).await;
+    let entry = history_of(&c, &d, &id, Duration::from_secs(60)).await;
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    let job: Value = c.get(d.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("job").json().await.expect("json");
+    assert_eq!(job["params"]["init_image"].as_str(), Some(ids[1].as_str()), "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_webui_and_comfys_script_examples_get_their_pictures() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let out = tempfile::tempdir().expect("out dir");
+    let summary = run_client("comfy_client.py", vec![d.url.clone(), out.path().to_string_lossy().into_owned()]).await;
+    assert!(summary["models"].as_array().is_some_and(|m| m.contains(&json!("tiny-sd"))), "{summary}");
+    let runs = summary["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(run["status"], "success", "{run}");
+        assert_eq!(run["own_prompt_id_kept"], true, "{run}");
+        for t in ["status", "execution_start", "executing", "progress", "executed", "execution_success"] {
+            assert!(run["types"].as_array().is_some_and(|ts| ts.contains(&json!(t))), "{t} missing: {run}");
+        }
+        // 12 steps with a preview every 5: binary preview frames on the socket.
+        assert!(run["previews"].as_u64().is_some_and(|n| n > 0), "{run}");
+        let images = run["images"].as_array().expect("images");
+        assert_eq!(images.len(), 2, "batch_size 2 through Open WebUI's node mapping: {run}");
+        for image in images {
+            assert_eq!((&image[0], &image[1]), (&json!("9"), &json!("image/png")), "{run}");
+            let file = out.path().join(image[2].as_str().expect("filename"));
+            let png = image::open(&file).expect("a picture");
+            assert_eq!((png.width(), png.height()), (64, 64));
+        }
     }
 }

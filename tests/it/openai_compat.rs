@@ -4,10 +4,9 @@
 
 use crate::common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::compat::{TINY_SD, ffprobe, models_dir, openai_python, start_daemon, start_daemon_with};
+use common::compat::{TINY_SD, ffprobe, models_dir, run_client, start_daemon, start_daemon_with};
 use common::daemon::DaemonProc;
 use common::provision::JOE;
 use serde_json::{Value, json};
@@ -26,25 +25,30 @@ async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech
     let data = tempfile::tempdir().expect("tempdir");
     let d = start_daemon(data.path(), models.path());
     let out = tempfile::tempdir().expect("out dir");
-    let (python, pythonpath) = openai_python();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_client.py");
-    let mut cmd = Command::new(&python);
-    cmd.arg(script).arg(&d.url).arg(out.path()).arg(TINY_SD);
-    if let Some(p) = pythonpath {
-        cmd.env("PYTHONPATH", p);
-    }
-    let url = d.url.clone();
-    let run = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run the client");
-    assert!(
-        run.status.success(),
-        "openai client against {url} failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&run.stdout).expect("summary json");
+    let args = vec![d.url.clone(), out.path().to_string_lossy().into_owned(), TINY_SD.to_string()];
+    let summary = run_client("openai_client.py", args).await;
     assert_eq!(summary["image_size"], json!([96, 64]), "{summary}");
     assert_eq!(summary["image_count"], 1);
     assert_eq!(summary["bad_size"], json!({"status": 400, "param": "size", "type": "invalid_request_error"}));
+    assert_eq!(
+        summary["gpt"],
+        json!({"output_format": "jpeg", "size": "64x64", "quality": "xhigh", "background": "opaque", "total_tokens": 0})
+    );
+    assert_eq!(
+        summary["image_events"],
+        json!(["image_generation.partial_image", "image_generation.completed", "image_generation.completed"])
+    );
+    assert_eq!(summary["speech_events"], json!(["speech.audio.delta", "speech.audio.done"]));
+    assert_eq!(summary["edit"], json!({"size": [96, 64], "reported": "96x64"}));
+    assert_eq!(summary["edit_mask"], json!({"status": 400, "param": "mask"}));
+    assert_eq!(summary["variation"], json!({"status": 404, "mentions_edit": true}));
+    assert_eq!(summary["no_v1"], json!({"status": 404, "says_v1": true}));
+    assert_eq!(summary["retrieved"], json!(["gpt-image-1", "dall-e-3", "tts-1", TINY_SD]));
+    let jpeg = image::open(out.path().join("image.jpeg")).expect("the JPEG decodes");
+    assert_eq!((jpeg.width(), jpeg.height()), (64, 64));
+    let jpeg_bytes = std::fs::read(out.path().join("image.jpeg")).expect("jpeg");
+    assert_eq!(image::guess_format(&jpeg_bytes).ok(), Some(image::ImageFormat::Jpeg));
+    assert_eq!(ffprobe(&out.path().join("speech-sse.wav")).0, "wav");
     let ids: Vec<&str> = summary["models"].as_array().expect("models").iter().filter_map(Value::as_str).collect();
     assert!(ids.contains(&TINY_SD) && ids.contains(&JOE), "{ids:?}");
 
@@ -59,8 +63,11 @@ async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech
     // The requests ran as ordinary jobs, visible in the native API.
     let jobs: Value = http().get(d.at("/api/v1/jobs")).send().await.expect("jobs").json().await.expect("json");
     let kinds: Vec<&str> = jobs["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["kind"].as_str()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "image").count(), 1, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| **k == "speech").count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "image").count(), 4, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "speech").count(), 3, "{kinds:?}");
+    // The edit was an image-to-image job from the uploaded picture.
+    let edits = jobs["jobs"].as_array().expect("jobs").iter().filter(|j| j["params"]["init_image"].is_string()).count();
+    assert_eq!(edits, 1, "{jobs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,4 +290,56 @@ async fn url_responses_point_at_the_artifact_through_the_callers_host() {
         &doc["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
     let name = listed.as_str().and_then(|r| r.rsplit('/').next()).unwrap_or_default();
     assert!(doc["components"]["schemas"][name]["properties"].get("data").is_some(), "/v1/models answers `data`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_canceled_under_a_waiting_client_tells_the_sdks_not_to_send_it_again() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    assert_eq!(c.post(d.at("/api/v1/queue/pause")).send().await.expect("pause").status(), 200);
+    let body = json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64"});
+    let request = c.post(d.at("/v1/images/generations")).json(&body).send();
+    let waiting = tokio::spawn(async move { request.await.expect("request") });
+    let t0 = Instant::now();
+    let job = loop {
+        let jobs: Value =
+            c.get(d.at("/api/v1/jobs?kind=image")).send().await.expect("jobs").json().await.expect("json");
+        if let Some(id) = jobs["jobs"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no job queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let canceled = c.post(d.at(&format!("/api/v1/jobs/{job}/cancel"))).send().await.expect("cancel");
+    assert_eq!(canceled.status(), 200);
+    let resp = waiting.await.expect("join");
+    // The SDKs retry a 409 (and a 5xx) unless told not to: each retry was a new job.
+    assert_eq!(resp.status(), 409);
+    assert_eq!(resp.headers().get("x-should-retry").and_then(|v| v.to_str().ok()), Some("false"));
+    let err: Value = resp.json().await.expect("json");
+    assert!(err["error"]["message"].as_str().is_some_and(|m| m.contains("canceled")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_raises_auth_and_rate_limit_errors_and_its_retry_waits_out_retry_after() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = data.path().join("config.toml");
+    std::fs::write(&config, "[limits]\nrequests_per_second = 0.35\nrequest_burst = 2\n").expect("config");
+    let d = start_daemon_with(data.path(), models.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))]);
+    let created = post(&http(), &d, "/api/v1/keys", json!({"name": "laptop", "scope": "admin"})).await;
+    assert_eq!(created.status(), 201);
+    let key = created.json::<Value>().await.expect("json")["key"].as_str().expect("key").to_string();
+    let summary = run_client("openai_limits.py", vec![d.url.clone(), key]).await;
+    assert_eq!(summary["wrong_key"], json!({"status": 401, "type": "authentication_error"}));
+    // 1 / 0.35 = 2.86 s to the next token, less what the first requests took: Retry-After
+    // rounds it up (it rounded down, and the SDK's one retry came too early and was refused
+    // again: the script then fails with RateLimitError).
+    let limited = &summary["rate_limited"];
+    assert_eq!((limited["status"].as_u64(), limited["code"].as_str()), (Some(429), Some("rate_limited")), "{summary}");
+    let retry_after = limited["retry_after"].as_f64().expect("retry_after");
+    assert!((2.0..=3.0).contains(&retry_after), "{summary}");
+    assert!(summary["retried_after_s"].as_f64().is_some_and(|s| s >= retry_after - 0.2), "{summary}");
 }

@@ -2,6 +2,7 @@
 //! with the artifact id (`ComfyUI_01J….png`), so `/view` and `LoadImage` find the
 //! artifact from the name alone and nothing is looked up by path.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Multipart, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,6 +12,8 @@ use serde_json::{Value, json};
 use ulid::Ulid;
 use utoipa::IntoParams;
 
+use super::Comfy;
+use super::uploads::{Uploads, joined};
 use crate::api::artifacts::{check_room, checked_image, commit_upload, serve_artifact};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
@@ -56,7 +59,7 @@ pub fn is_traversal(part: &str) -> bool {
 /// Why a graph's image name does not lead to an upload the caller may use.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadNotFound {
-    #[error("not a name /upload/image returned")]
+    #[error("no picture was uploaded under this name (/upload/image answers the name to use)")]
     NotAnUploadName,
     /// Missing, someone else's, or not an image: the caller is not told which.
     #[error("no such uploaded image")]
@@ -65,9 +68,15 @@ pub enum UploadNotFound {
     Store(StoreError),
 }
 
-/// An uploaded picture the caller may use, by its ComfyUI name.
-pub fn find_upload(state: &AppState, caller: &Caller, name: &str) -> Result<Artifact, UploadNotFound> {
-    let id = artifact_id(name).ok_or(UploadNotFound::NotAnUploadName)?;
+/// An uploaded picture the caller may use, by the name `/upload/image` answered or by the
+/// client's own `subfolder/name` (the newest upload so named).
+pub fn find_upload(
+    state: &AppState,
+    uploads: &Uploads,
+    caller: &Caller,
+    name: &str,
+) -> Result<Artifact, UploadNotFound> {
+    let id = artifact_id(name).or_else(|| uploads.find(&caller.owner, name)).ok_or(UploadNotFound::NotAnUploadName)?;
     match state.store.artifact(id) {
         Ok(Some(a)) if caller.may_see(&a.owner) && a.media_type.starts_with("image/") => Ok(a),
         Ok(_) => Err(UploadNotFound::NoSuchImage),
@@ -95,6 +104,7 @@ fn bad_request(message: &str) -> Response {
     responses((status = 200, description = "the picture"), (status = 400, description = "bad or escaping name"), (status = 404)))]
 pub async fn view(
     State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
     caller: Caller,
     Query(q): Query<ViewQuery>,
     headers: HeaderMap,
@@ -111,7 +121,8 @@ pub async fn view(
     {
         return Ok(bad_request("type must be output, input or temp"));
     }
-    let Some(id) = artifact_id(&q.filename) else {
+    let own_name = || comfy.uploads.find(&caller.owner, &joined(&q.subfolder, &q.filename));
+    let Some(id) = artifact_id(&q.filename).or_else(own_name) else {
         return Err(ApiError::not_found("file", &q.filename));
     };
     match state.store.artifact(id)? {
@@ -125,17 +136,25 @@ pub async fn view(
     responses((status = 200, description = "{name, subfolder, type}"), (status = 400, description = "no image or not a picture")))]
 pub async fn upload_image(
     State(state): State<AppState>,
+    Extension(comfy): Extension<Comfy>,
     caller: Caller,
     mut form: Multipart,
 ) -> Result<Json<Value>, ApiError> {
     let mut image: Option<(String, Vec<u8>)> = None;
     let mut folder = "input".to_string();
+    let mut subfolder = String::new();
     while let Some(field) = form.next_field().await.map_err(|e| ApiError::field("image", e.body_text()))? {
         match field.name().unwrap_or_default() {
             "image" => {
                 let name = field.file_name().unwrap_or("image.png").to_string();
                 let bytes = field.bytes().await.map_err(|e| ApiError::field("image", e.body_text()))?;
                 image = Some((name, bytes.to_vec()));
+            }
+            "subfolder" => {
+                subfolder = field.text().await.map_err(|e| ApiError::field("subfolder", e.body_text()))?;
+                if is_traversal(&subfolder) {
+                    return Err(ApiError::field("subfolder", "must stay inside the input folder"));
+                }
             }
             "type" => {
                 let t = field.text().await.map_err(|e| ApiError::field("type", e.body_text()))?;
@@ -148,21 +167,40 @@ pub async fn upload_image(
     }
     let (original, bytes) =
         image.ok_or_else(|| ApiError::field("image", "send the picture as multipart field \"image\""))?;
+    let art = store_picture(&state, &caller, "image", &original, bytes).await?;
+    // Also under the client's own name: the newest upload of a name is what it means, as
+    // ComfyUI's `overwrite` replaces the file (without it ComfyUI would rename; the answer's
+    // name is the one to use either way).
+    let own = original.rsplit(['/', '\\']).next().unwrap_or(&original);
+    comfy.uploads.record(&caller.owner, &joined(&subfolder, own), art.id);
+    Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
+}
+
+/// Checks and keeps an uploaded picture (PNG, JPEG or WebP, within `limits.max_image_side`
+/// and the caller's storage quota) as an upload artifact named `<stem>_<id>.<ext>`;
+/// refusals name `field`. ComfyUI's `/upload/image` and OpenAI's image edits share it.
+pub async fn store_picture(
+    state: &AppState,
+    caller: &Caller,
+    field: &str,
+    original: &str,
+    bytes: Vec<u8>,
+) -> Result<Artifact, ApiError> {
     let media_type = match image::guess_format(&bytes) {
         Ok(image::ImageFormat::Png) => "image/png",
         Ok(image::ImageFormat::Jpeg) => "image/jpeg",
         Ok(image::ImageFormat::WebP) => "image/webp",
-        _ => return Err(ApiError::field("image", "must be a PNG, JPEG or WebP picture")),
+        _ => return Err(ApiError::field(field, "must be a PNG, JPEG or WebP picture")),
     };
-    checked_image(&state, &bytes).await.map_err(|e| ApiError::field("image", e.to_string()))?;
-    check_room(&state, &caller, bytes.len() as u64)?;
+    checked_image(state, &bytes).await.map_err(|e| ApiError::field(field, e.to_string()))?;
+    check_room(state, caller, bytes.len() as u64)?;
     let id = state.store.new_id();
     let ext = artifacts::extension_for(media_type);
     let dir = state.store.artifacts_dir().to_path_buf();
     let stored = tokio::task::spawn_blocking(move || artifacts::write_bytes(&dir, &id.to_string(), ext, &bytes))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
-    let stem = original.rsplit(['/', '\\']).next().unwrap_or(&original);
+    let stem = original.rsplit(['/', '\\']).next().unwrap_or(original);
     let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
     let mut art = Artifact {
         id,
@@ -177,8 +215,7 @@ pub async fn upload_image(
         created_at: now_ms(),
     };
     art.name = file_name(stem, &art);
-    let art = commit_upload(&state, &caller, art).await?;
-    Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
+    commit_upload(state, caller, art).await
 }
 
 #[cfg(test)]

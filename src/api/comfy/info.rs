@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -43,10 +43,15 @@ pub async fn object_info_one(State(state): State<AppState>, _caller: Caller, Pat
     })
 }
 
-/// Model folders (`["checkpoints"]`).
+/// Model folders (`["checkpoints"]`). An OpenAI SDK whose `base_url` lacks `/v1` lands
+/// here for `models.list()`: it is told to add `/v1` instead of getting a list it cannot read.
 #[utoipa::path(get, path = "/models", tag = "comfyui", responses((status = 200, description = "model folder names")))]
-pub async fn model_folders(_caller: Caller) -> Json<Value> {
-    Json(json!(["checkpoints"]))
+pub async fn model_folders(_caller: Caller, headers: HeaderMap) -> Response {
+    if crate::api::openai::from_openai_sdk(&headers) {
+        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("HOST:PORT");
+        return crate::api::openai::missing_v1_error(host).into_response();
+    }
+    Json(json!(["checkpoints"])).into_response()
 }
 
 /// The models of a folder (`checkpoints`: installed diffusion models).
@@ -136,4 +141,42 @@ pub async fn system_stats(State(state): State<AppState>, _caller: Caller) -> Res
         },
         "devices": devices(&state),
     })))
+}
+
+/// Body of `POST /free`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+pub struct FreeRequest {
+    /// Unload the models no prompt is using now.
+    #[serde(default)]
+    pub unload_models: bool,
+    /// ComfyUI also drops its caches; for reelbox the same as `unload_models`.
+    #[serde(default)]
+    pub free_memory: bool,
+}
+
+/// Unload models now instead of after `runtime.keep_alive_s` (what a running prompt uses stays).
+#[utoipa::path(post, path = "/free", tag = "comfyui", request_body = FreeRequest, responses((status = 200)))]
+pub async fn free(
+    State(state): State<AppState>,
+    _caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let req: FreeRequest = super::queue::parse_or_default(&body)?;
+    if req.unload_models || req.free_memory {
+        let gone = state.scheduler.engine().unload_unused();
+        tracing::info!(sessions = gone, "ComfyUI /free unloaded the models no job was using");
+    }
+    Ok(StatusCode::OK)
+}
+
+/// Front-end extension scripts: reelbox has none (`[]`).
+#[utoipa::path(get, path = "/extensions", tag = "comfyui", responses((status = 200, description = "[]")))]
+pub async fn extensions(_caller: Caller) -> Json<Value> {
+    Json(json!([]))
+}
+
+/// What the server supports, as ComfyUI's front end asks (`/features`).
+#[utoipa::path(get, path = "/features", tag = "comfyui", responses((status = 200, description = "feature flags")))]
+pub async fn features(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!({"supports_preview_metadata": false, "max_upload_size": state.config.limits.max_upload_bytes}))
 }

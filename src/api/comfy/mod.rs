@@ -20,6 +20,7 @@ pub mod messages;
 pub mod nodes;
 pub mod prompts;
 pub mod queue;
+pub mod uploads;
 pub mod validate;
 pub mod ws;
 
@@ -27,13 +28,17 @@ pub mod ws;
 #[derive(Clone)]
 pub struct Comfy {
     pub prompts: prompts::Prompts,
+    pub uploads: uploads::Uploads,
 }
 
 /// The ComfyUI routes, each at its bare path and under `/api`.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let comfy = Comfy { prompts: prompts::Prompts::open(&state.config.data_dir, &state.store) };
+    let comfy = Comfy {
+        prompts: prompts::Prompts::open(&state.config.data_dir, &state.store),
+        uploads: uploads::Uploads::open(&state.config.data_dir),
+    };
     let limits = &state.config.limits;
-    let routes: [(&str, MethodRouter<AppState>); 14] = [
+    let routes: [(&str, MethodRouter<AppState>); 17] = [
         ("/prompt", get(queue::get_prompt).post(queue::post_prompt)),
         ("/queue", get(queue::get_queue).post(queue::post_queue)),
         ("/interrupt", post(queue::interrupt)),
@@ -47,6 +52,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ("/models", get(info::model_folders)),
         ("/models/{folder}", get(info::models_in)),
         ("/embeddings", get(info::embeddings)),
+        ("/extensions", get(info::extensions)),
+        ("/features", get(info::features)),
+        ("/free", post(info::free)),
         ("/ws", get(ws::ws)),
     ];
     let mut router = Router::new();
@@ -59,7 +67,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 /// The OpenAPI description of these routes (bare paths; each is also under `/api`).
 #[derive(OpenApi)]
 #[openapi(
-    components(schemas(queue::PromptRequest, queue::ClearOrDelete, queue::InterruptRequest)),
+    components(schemas(queue::PromptRequest, queue::ClearOrDelete, queue::InterruptRequest, info::FreeRequest)),
     paths(
         queue::post_prompt,
         queue::get_prompt,
@@ -77,6 +85,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         info::model_folders,
         info::models_in,
         info::embeddings,
+        info::extensions,
+        info::features,
+        info::free,
         ws::ws,
     )
 )]

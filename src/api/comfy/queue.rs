@@ -107,7 +107,8 @@ pub async fn post_prompt(
         }
     };
     let graph = validate(prompt, &spec_context(&state))?;
-    let compiled = compile(&graph, &|name| find_upload(&state, &caller, name).map(|a| a.id.to_string()))?;
+    let compiled =
+        compile(&graph, &|name| find_upload(&state, &comfy.uploads, &caller, name).map(|a| a.id.to_string()))?;
     let front = req.get("front").and_then(Value::as_bool).unwrap_or(false);
     let priority = if front { FRONT_PRIORITY } else { 0 };
     let submission = Submission { kind: "image".into(), params: compiled.params, priority, idempotency_key: None };
@@ -212,7 +213,7 @@ pub struct ClearOrDelete {
     pub delete: Vec<String>,
 }
 
-fn parse_or_default<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_or_default<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

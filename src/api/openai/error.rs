@@ -16,6 +16,8 @@ pub struct OpenAiError {
     pub param: Option<String>,
     pub code: Option<String>,
     pub retry_after: Option<u64>,
+    /// `x-should-retry`, which the OpenAI SDKs obey over their own retry rules.
+    pub should_retry: Option<bool>,
 }
 
 /// The JSON body of an OpenAI error.
@@ -45,17 +47,37 @@ impl OpenAiError {
             param: Some(param.to_string()),
             code: Some("invalid_value".into()),
             retry_after: None,
+            should_retry: None,
         }
     }
 
     /// An error with a status and message.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), param: None, code: Some(code.to_string()), retry_after: None }
+        Self {
+            status,
+            message: message.into(),
+            param: None,
+            code: Some(code.to_string()),
+            retry_after: None,
+            should_retry: None,
+        }
+    }
+
+    /// The same error, telling the SDKs not to send the request again: it reports how a
+    /// job ended, and a retried request would only make (and wait for) another job.
+    pub fn final_answer(self) -> Self {
+        Self { should_retry: Some(false), ..self }
     }
 
     /// 500 for failures that are ours.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// The JSON body (also what a stream sends as its `error` event).
+    pub fn body(self) -> OpenAiErrorBody {
+        let kind = self.kind().to_string();
+        OpenAiErrorBody { error: OpenAiErrorDetail { message: self.message, kind, param: self.param, code: self.code } }
     }
 
     fn kind(&self) -> &'static str {
@@ -78,6 +100,7 @@ impl From<ApiError> for OpenAiError {
             param: e.field,
             code: Some(e.code.to_string()),
             retry_after: e.retry_after,
+            should_retry: None,
         }
     }
 }
@@ -87,12 +110,14 @@ impl IntoResponse for OpenAiError {
         if self.status.is_server_error() {
             tracing::error!(code = ?self.code, "{}", self.message);
         }
-        let kind = self.kind().to_string();
-        let body = OpenAiErrorBody {
-            error: OpenAiErrorDetail { message: self.message, kind, param: self.param, code: self.code },
-        };
-        let mut resp = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after
+        let should_retry = self.should_retry;
+        let retry_after = self.retry_after;
+        let (status, body) = (self.status, self.body());
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(retry) = should_retry {
+            resp.headers_mut().insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+        }
+        if let Some(secs) = retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);

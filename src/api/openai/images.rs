@@ -5,24 +5,28 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
-use super::run::{job_failure, submit_and_wait};
+use super::image_output::{Answer, ResponseFormat, Usage, b64, describe};
+use super::run::{Progress, Waiting, job_failure, read_artifact, submit};
+use super::stream::{Events, stream};
 use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
 use axum::extract::rejection::BytesRejection;
 
-use crate::api::outputs::final_images;
+use crate::api::auth::Caller;
+use crate::api::outputs::{final_images, is_preview};
 use crate::api::{ApiError, AppState};
 use crate::config::Config;
 use crate::kinds::image::{self, wire_int};
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::diffusion::preset::Presets;
-use crate::store::records::JobState;
+use crate::store::records::{Artifact, Job, JobState};
 
 /// Body of `POST /v1/images/generations` (OpenAI's fields plus reelbox extensions; other
-/// OpenAI fields such as `style`, `user` or `background` are accepted and ignored).
+/// OpenAI fields such as `style`, `user`, `moderation` or `safety_identifier` are accepted
+/// and ignored).
 // Named apart from the native `ImageRequest`: with one name, the OpenAPI document described
 // this route with the native body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -31,16 +35,27 @@ pub struct ImageRequest {
     pub prompt: String,
     /// An installed diffusion model, a preset name, or an OpenAI model name (→ the default model).
     pub model: Option<String>,
-    /// Pictures to make (1–10).
+    /// Pictures to make (1–8; OpenAI allows 10).
     pub n: Option<u32>,
     /// `WIDTHxHEIGHT` (multiples of 8), or `auto`.
     pub size: Option<String>,
-    /// `url` (default; an absolute `/api/v1/artifacts/ID` URL) or `b64_json`.
+    /// `url` (default; an absolute `/api/v1/artifacts/ID` URL) or `b64_json` (the default
+    /// for GPT image model names, as OpenAI answers them).
     pub response_format: Option<String>,
-    /// `low` → preset fast, `standard`/`medium` → quality, `hd`/`high` → max, `auto`.
+    /// `low` → preset fast, `standard`/`medium` → quality, `hd`/`high`/`xhigh`/`max` → max, `auto`.
     pub quality: Option<String>,
-    /// Only `png` is made.
+    /// `png` (default), `jpeg` or `webp` (lossless); other formats need `b64_json`.
     pub output_format: Option<String>,
+    /// JPEG quality 0–100 (default 100).
+    pub output_compression: Option<i64>,
+    /// `transparent`, `opaque` or `auto`: accepted; pictures are always opaque (the response says so).
+    pub background: Option<String>,
+    /// `true`: answer as server-sent events (`image_generation.partial_image` from the step
+    /// previews, then one `image_generation.completed` per picture).
+    #[serde(default)]
+    pub stream: bool,
+    /// Step previews to send as partial images when streaming (0–3, default 0).
+    pub partial_images: Option<u32>,
     /// Extension: what the picture should not show.
     pub negative_prompt: Option<String>,
     /// Extension: seed for reproducible pictures.
@@ -55,6 +70,18 @@ pub struct ImagesResponse {
     /// Unix seconds.
     pub created: i64,
     pub data: Vec<ImageData>,
+    /// `WIDTHxHEIGHT` of the pictures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// The quality asked for (absent for `auto`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    /// `png`, `jpeg` or `webp`.
+    pub output_format: String,
+    /// Always `opaque`.
+    pub background: String,
+    /// Token counts, all 0 (reelbox counts no tokens).
+    pub usage: Usage,
 }
 
 /// One picture, as base64 or a URL.
@@ -69,8 +96,14 @@ pub struct ImageData {
 }
 
 /// Names OpenAI gives its image models; they select the configured default model.
-fn is_openai_image_model(name: &str) -> bool {
-    name.starts_with("dall-e") || name.starts_with("gpt-image")
+pub fn is_openai_image_model(name: &str) -> bool {
+    name.starts_with("dall-e") || is_gpt_image_model(name)
+}
+
+/// OpenAI's GPT image models (`gpt-image-1`, `gpt-image-2.5-flare`, `chatgpt-image-latest`),
+/// which answer base64 unless asked otherwise.
+pub fn is_gpt_image_model(name: &str) -> bool {
+    name.starts_with("gpt-image") || name.starts_with("chatgpt-image")
 }
 
 /// Parses OpenAI's `size` (`1024x1024`); `auto` leaves the size to the preset.
@@ -97,10 +130,10 @@ pub fn quality_preset(quality: &str) -> Result<Option<&'static str>, OpenAiError
         "auto" => Ok(None),
         "low" => Ok(Some("fast")),
         "standard" | "medium" => Ok(Some("quality")),
-        "hd" | "high" => Ok(Some("max")),
+        "hd" | "high" | "xhigh" | "max" => Ok(Some("max")),
         other => Err(OpenAiError::param(
             "quality",
-            format!("invalid quality {other:?}; use low, standard, medium, hd, high or auto"),
+            format!("invalid quality {other:?}; use low, medium, high, xhigh, max, standard, hd or auto"),
         )),
     }
 }
@@ -154,11 +187,6 @@ pub fn image_params(config: &Config, req: &ImageRequest) -> Result<image::ImageR
     if req.prompt.trim().is_empty() {
         return Err(OpenAiError::param("prompt", "prompt must not be empty"));
     }
-    if let Some(f) = req.output_format.as_deref()
-        && f != "png"
-    {
-        return Err(OpenAiError::param("output_format", format!("output_format {f:?} is not supported; use png")));
-    }
     let size = req.size.as_deref().map(|s| parse_size(s, config.limits.max_image_side)).transpose()?.flatten();
     let (model, mut preset) = resolve_model(config, req.model.as_deref())?;
     if let Some(q) = req.quality.as_deref()
@@ -187,6 +215,7 @@ fn openai_param(field: &str) -> &str {
     match field {
         "width" | "height" => "size",
         "preset" => "quality",
+        "init_image" => "image",
         other => other,
     }
 }
@@ -205,8 +234,8 @@ pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
 
 /// Generate pictures (OpenAI-compatible).
 #[utoipa::path(post, path = "/v1/images/generations", request_body = ImageRequest, tag = "openai",
-    responses((status = 200, body = ImagesResponse), (status = 400, body = super::error::OpenAiErrorBody),
-        (status = 404, body = super::error::OpenAiErrorBody)))]
+    responses((status = 200, body = ImagesResponse, description = "the pictures; with `stream: true` server-sent events"),
+        (status = 400, body = super::error::OpenAiErrorBody), (status = 404, body = super::error::OpenAiErrorBody)))]
 pub async fn generations(
     State(state): State<AppState>,
     caller: super::OpenAiCaller,
@@ -215,26 +244,43 @@ pub async fn generations(
 ) -> Result<Response, OpenAiError> {
     let caller = caller.0?;
     let req: ImageRequest = parse_body(&body_or_error(body)?)?;
-    let format = match req.response_format.as_deref() {
-        Some("b64_json") => ResponseFormat::B64,
-        Some("url") => ResponseFormat::Url,
-        None if req.model.as_deref().is_some_and(|m| m.starts_with("gpt-image")) => ResponseFormat::B64,
-        None => ResponseFormat::Url,
-        Some(other) => {
-            return Err(OpenAiError::param(
-                "response_format",
-                format!("invalid response_format {other:?}; use url or b64_json"),
-            ));
-        }
-    };
-    let params = serde_json::to_value(image_params(&state.config, &req)?)
-        .map_err(|e| OpenAiError::internal(format!("cannot encode params: {e}")))?;
-    let job = submit_and_wait(&state, &caller, "image", params).await.map_err(|mut e| {
+    let answer = Answer::of(&req)?;
+    let params = image_params(&state.config, &req)?;
+    respond(state, &caller, &headers, params, answer, req.stream).await
+}
+
+/// Queues the `image` job and answers its pictures as JSON, or as events when `streamed`.
+pub async fn respond(
+    state: AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    params: image::ImageRequest,
+    answer: Answer,
+    streamed: bool,
+) -> Result<Response, OpenAiError> {
+    let params =
+        serde_json::to_value(params).map_err(|e| OpenAiError::internal(format!("cannot encode params: {e}")))?;
+    let waiting = submit(&state, caller, "image", params).await.map_err(|mut e| {
         if let Some(p) = e.param.as_deref() {
             e.param = Some(openai_param(p).to_string());
         }
         e
     })?;
+    let id = waiting.id();
+    let mut resp = if streamed {
+        stream(move |events| stream_pictures(state, waiting, answer, events)).into_response()
+    } else {
+        answer_pictures(&state, headers, waiting, &answer).await?
+    };
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert(JOB_HEADER, v);
+    }
+    Ok(resp)
+}
+
+/// The finished pictures of a job that succeeded.
+async fn pictures(state: &AppState, waiting: Waiting) -> Result<(Job, Vec<Artifact>), OpenAiError> {
+    let job = waiting.finish().await?;
     if !matches!(job.state, JobState::Succeeded { .. }) {
         return Err(job_failure(&job));
     }
@@ -242,36 +288,99 @@ pub async fn generations(
     if images.is_empty() {
         return Err(OpenAiError::internal(format!("job {} finished without pictures", job.id)));
     }
-    let base = base_url(&headers, &state.config);
+    Ok((job, images))
+}
+
+/// The pictures as one JSON answer.
+async fn answer_pictures(
+    state: &AppState,
+    headers: &HeaderMap,
+    waiting: Waiting,
+    answer: &Answer,
+) -> Result<Response, OpenAiError> {
+    let (job, images) = pictures(state, waiting).await?;
+    let base = base_url(headers, &state.config);
     let mut data = Vec::with_capacity(images.len());
     for a in images {
-        let item = match format {
+        let item = match answer.format {
             ResponseFormat::Url => ImageData {
                 b64_json: None,
                 url: Some(format!("{base}/api/v1/artifacts/{}", a.id)),
                 revised_prompt: None,
             },
             ResponseFormat::B64 => {
-                let path = state.store.artifacts_dir().join(&a.path);
-                let bytes = tokio::fs::read(&path).await.map_err(|e| {
-                    OpenAiError::internal(format!("artifact {} unreadable at {}: {e}", a.id, path.display()))
-                })?;
-                let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                let b64 = b64(read_artifact(state, &a).await?, answer.output, answer.compression)?;
                 ImageData { b64_json: Some(b64), url: None, revised_prompt: None }
             }
         };
         data.push(item);
     }
-    let mut resp = Json(ImagesResponse { created: chrono::Utc::now().timestamp(), data }).into_response();
-    if let Ok(v) = HeaderValue::from_str(&job.id.to_string()) {
-        resp.headers_mut().insert(JOB_HEADER, v);
-    }
-    Ok(resp)
+    let d = describe(&job, answer.quality.as_deref(), answer.output);
+    let body = ImagesResponse {
+        created: chrono::Utc::now().timestamp(),
+        data,
+        size: d.size,
+        quality: d.quality,
+        output_format: d.output_format.into(),
+        background: d.background.into(),
+        usage: Usage::default(),
+    };
+    Ok(Json(body).into_response())
 }
 
-enum ResponseFormat {
-    Url,
-    B64,
+/// The pictures as OpenAI's image stream: step previews as partial images (as many as
+/// asked), then one `image_generation.completed` event per picture.
+async fn stream_pictures(
+    state: AppState,
+    mut waiting: Waiting,
+    answer: Answer,
+    events: Events,
+) -> Result<(), OpenAiError> {
+    let event = |kind: &str, b64: String, job: Option<&Job>| {
+        let d = job.map(|j| describe(j, answer.quality.as_deref(), answer.output));
+        json!({
+            "type": kind, "b64_json": b64, "created_at": chrono::Utc::now().timestamp(),
+            "size": d.as_ref().and_then(|d| d.size.clone()).unwrap_or_else(|| "auto".into()),
+            "quality": answer.quality.clone().unwrap_or_else(|| "auto".into()),
+            "output_format": answer.output.name(), "background": "opaque",
+        })
+    };
+    let mut partials = 0;
+    loop {
+        match waiting.next().await? {
+            Progress::Preview(id) if partials < answer.partial_images => {
+                let Ok(Some(a)) = state.store.artifact(id) else { continue };
+                if !is_preview(&a) {
+                    continue;
+                }
+                let mut e = event(
+                    &format!("{}.partial_image", answer.events),
+                    b64(read_artifact(&state, &a).await?, answer.output, answer.compression)?,
+                    None,
+                );
+                e["partial_image_index"] = json!(partials);
+                if !events.send(e).await {
+                    return Ok(());
+                }
+                partials += 1;
+            }
+            Progress::Preview(_) => {}
+            Progress::Done(_) => break,
+        }
+    }
+    let (job, images) = pictures(&state, waiting).await?;
+    for a in images {
+        let mut e = event(
+            &format!("{}.completed", answer.events),
+            b64(read_artifact(&state, &a).await?, answer.output, answer.compression)?,
+            Some(&job),
+        );
+        e["usage"] = json!(Usage::default());
+        if !events.send(e).await {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

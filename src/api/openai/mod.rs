@@ -16,10 +16,13 @@ use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::models::{Catalog, ModelKind};
 
+pub mod edits;
 pub mod error;
+pub mod image_output;
 pub mod images;
 pub mod run;
 pub mod speech;
+pub mod stream;
 pub mod transcode;
 
 pub use error::OpenAiError;
@@ -34,19 +37,76 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/audio/speech", post(speech::speech))
         .route("/v1/models", get(models))
         .route("/v1/models/{model}", get(model))
+        .route(
+            "/v1/images/edits",
+            post(edits::edits).layer(DefaultBodyLimit::max(state.config.limits.max_upload_bytes)),
+        )
+        .route("/v1/images/variations", post(no_variations))
+        .route("/v1/{*rest}", axum::routing::any(not_served))
+        .route("/images/generations", post(missing_v1))
+        .route("/images/edits", post(missing_v1))
+        .route("/images/variations", post(missing_v1))
+        .route("/audio/speech", post(missing_v1))
+        .route("/chat/completions", post(missing_v1))
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+}
+
+/// `images.create_variation`: not served, said in OpenAI's shape (the SDKs raise
+/// `NotFoundError` with this message) with what does the same job on the box.
+async fn no_variations() -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::NOT_FOUND,
+        "unsupported_endpoint",
+        "reelbox makes no variations without a prompt; images.edit with the picture and a prompt redraws it \
+         (image-to-image)",
+    )
+}
+
+/// Any other path under `/v1`.
+async fn not_served(uri: axum::http::Uri) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::NOT_FOUND,
+        "unsupported_endpoint",
+        format!(
+            "reelbox does not serve {}; its OpenAI API is /v1/images/generations, /v1/audio/speech and /v1/models",
+            uri.path()
+        ),
+    )
+}
+
+/// The message for an OpenAI client whose `base_url` lacks `/v1`.
+pub fn missing_v1_error(host: &str) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::NOT_FOUND,
+        "missing_v1",
+        format!("OpenAI clients reach reelbox at base_url http://{host}/v1 (this request left out /v1)"),
+    )
+}
+
+/// An OpenAI path without `/v1`: a client whose `base_url` lacks it.
+async fn missing_v1(headers: axum::http::HeaderMap) -> OpenAiError {
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("HOST:PORT");
+    missing_v1_error(host)
+}
+
+/// Whether a request comes from an OpenAI SDK (they send `X-Stainless-*` headers), for
+/// paths OpenAI and ComfyUI share (`/models`).
+pub fn from_openai_sdk(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key("x-stainless-lang")
 }
 
 /// The OpenAPI description of these routes, merged into `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(images::generations, speech::speech, models, model),
+    paths(images::generations, edits::edits, speech::speech, models, model),
     components(schemas(
         error::OpenAiErrorBody,
         error::OpenAiErrorDetail,
         images::ImageRequest,
         images::ImagesResponse,
         images::ImageData,
+        image_output::Usage,
+        image_output::TokenDetails,
         speech::SpeechRequest,
         speech::VoiceChoice,
         ModelList,
@@ -142,7 +202,17 @@ pub async fn model(
     Path(name): Path<String>,
 ) -> Result<Json<ModelObject>, OpenAiError> {
     caller.0?;
-    model_objects(&state).into_iter().find(|m| m.id == name).map(Json).ok_or_else(|| OpenAiError {
+    let objects = model_objects(&state);
+    // OpenAI's own names stand for the box's default model or voice, as the routes take them.
+    let alias = if images::is_openai_image_model(&name) {
+        images::resolve_model(&state.config, Some(&name)).ok().map(|(m, _)| m)
+    } else if speech::is_openai_speech_model(&name) {
+        Catalog::default_model(&state.config, ModelKind::Tts)
+    } else {
+        None
+    };
+    let found = objects.into_iter().find(|m| m.id == name || alias.as_ref() == Some(&m.id));
+    found.map(|m| Json(ModelObject { id: name.clone(), ..m })).ok_or_else(|| OpenAiError {
         param: Some("model".into()),
         ..OpenAiError::new(StatusCode::NOT_FOUND, "model_not_found", format!("the model {name:?} does not exist"))
     })

@@ -3,11 +3,14 @@
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
-use super::run::{job_failure, submit_and_wait};
+use super::run::{Waiting, job_failure, read_artifact, submit};
+use super::stream::{Events, stream};
 use super::transcode::{SpeechFormat, transcode};
 use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
 use axum::extract::rejection::BytesRejection;
@@ -40,7 +43,8 @@ pub struct SpeechRequest {
     pub response_format: Option<String>,
     /// 0.25–4.0 (default 1.0).
     pub speed: Option<f64>,
-    /// Only `audio` is supported.
+    /// `audio` (default: the file) or `sse` (server-sent `speech.audio.delta` events with
+    /// base64 chunks of the file, then `speech.audio.done`).
     pub stream_format: Option<String>,
     /// Extension: Piper's phoneme noise (0 with `noise_w` 0 makes speech repeatable).
     pub noise_scale: Option<f64>,
@@ -62,6 +66,12 @@ impl VoiceChoice {
             VoiceChoice::Name(n) | VoiceChoice::Object { id: n } => n,
         }
     }
+}
+
+/// OpenAI's speech model names (`tts-1`, `tts-1-hd`, `gpt-4o-mini-tts…`): any of them speaks
+/// with the voice the request names.
+pub fn is_openai_speech_model(name: &str) -> bool {
+    name.starts_with("tts-1") || name.starts_with("gpt-4o-mini-tts")
 }
 
 /// Which installed Piper voice a request means.
@@ -113,8 +123,12 @@ pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<SpeechParam
     }
     if let Some(f) = req.stream_format.as_deref()
         && f != "audio"
+        && f != "sse"
     {
-        return Err(OpenAiError::param("stream_format", format!("stream_format {f:?} is not supported; use audio")));
+        return Err(OpenAiError::param(
+            "stream_format",
+            format!("stream_format {f:?} is not supported; use audio or sse"),
+        ));
     }
     let speed = req.speed.unwrap_or(1.0);
     if !speed.is_finite() || !(0.25..=4.0).contains(&speed) {
@@ -155,32 +169,64 @@ pub async fn speech(
     };
     let params = serde_json::to_value(speech_params(&state.config, &req)?)
         .map_err(|e| OpenAiError::internal(format!("cannot encode params: {e}")))?;
-    let job = submit_and_wait(&state, &caller, "speech", params).await.map_err(|mut e| {
+    let waiting = submit(&state, &caller, "speech", params).await.map_err(|mut e| {
         if e.param.as_deref() == Some("text") {
             e.param = Some("input".into());
         }
         e
     })?;
+    let id = waiting.id();
+    let mut resp = if req.stream_format.as_deref() == Some("sse") {
+        stream(move |events| stream_audio(state, waiting, format, events)).into_response()
+    } else {
+        let mut resp = Response::new(Body::from(audio(&state, waiting, format).await?));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        resp
+    };
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert(JOB_HEADER, v);
+    }
+    Ok(resp)
+}
+
+/// The finished job's speech in `format`.
+async fn audio(state: &AppState, waiting: Waiting, format: SpeechFormat) -> Result<Vec<u8>, OpenAiError> {
+    let job = waiting.finish().await?;
     if !matches!(job.state, JobState::Succeeded { .. }) {
         return Err(job_failure(&job));
     }
     let wav = first_of_type(&state.store, &job, "audio/wav")
         .map_err(|e| OpenAiError::internal(e.to_string()))?
         .ok_or_else(|| OpenAiError::internal(format!("job {} finished without a WAV", job.id)))?;
-    let path = state.store.artifacts_dir().join(&wav.path);
-    let bytes = if format == SpeechFormat::Wav {
-        tokio::fs::read(&path)
-            .await
-            .map_err(|e| OpenAiError::internal(format!("artifact {} unreadable at {}: {e}", wav.id, path.display())))?
+    if format == SpeechFormat::Wav {
+        read_artifact(state, &wav).await
     } else {
-        transcode(&path, format).await.map_err(|e| OpenAiError::internal(e.to_string()))?
-    };
-    let mut resp = Response::new(Body::from(bytes));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    if let Ok(v) = HeaderValue::from_str(&job.id.to_string()) {
-        resp.headers_mut().insert(JOB_HEADER, v);
+        let path = state.store.artifacts_dir().join(&wav.path);
+        transcode(&path, format).await.map_err(|e| OpenAiError::internal(e.to_string()))
     }
-    Ok(resp)
+}
+
+/// Bytes of audio per `speech.audio.delta` event.
+const DELTA_BYTES: usize = 16 * 1024;
+
+/// The speech as OpenAI's `sse` stream: the file in base64 chunks, then `speech.audio.done`.
+async fn stream_audio(
+    state: AppState,
+    waiting: Waiting,
+    format: SpeechFormat,
+    events: Events,
+) -> Result<(), OpenAiError> {
+    let bytes = audio(&state, waiting, format).await?;
+    for chunk in bytes.chunks(DELTA_BYTES) {
+        let audio = base64::engine::general_purpose::STANDARD.encode(chunk);
+        if !events.send(json!({"type": "speech.audio.delta", "audio": audio})).await {
+            return Ok(());
+        }
+    }
+    // reelbox counts no tokens; the figures are there for clients that read them.
+    let usage = json!({"input_tokens": 0, "output_tokens": 0, "total_tokens": 0});
+    events.send(json!({"type": "speech.audio.done", "usage": usage})).await;
+    Ok(())
 }
 
 #[cfg(test)]

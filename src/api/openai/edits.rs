@@ -1,0 +1,117 @@
+//! `POST /v1/images/edits` (the SDKs' `images.edit`): the picture sent is redrawn after the
+//! prompt as an image-to-image `image` job — the whole picture, as ComfyUI's img2img does;
+//! masks (inpainting) are refused by name. `strength` (an extension, 0–1, default the image
+//! kind's 0.75) says how far the picture may change.
+
+use std::io::Cursor;
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Map, Value};
+
+use super::image_output::Answer;
+use super::images::{ImageRequest, image_params, respond};
+use super::{OpenAiCaller, OpenAiError, parse_body};
+use crate::api::AppState;
+use crate::api::comfy::files::store_picture;
+
+/// Form fields sent as text that the request reads as numbers or a flag.
+const NUMBERS: [&str; 5] = ["n", "output_compression", "partial_images", "seed", "steps"];
+
+/// A form's text field as the JSON value the request reads (a number that does not parse
+/// stays text, so the refusal names the field).
+fn typed(name: &str, text: String) -> Value {
+    if NUMBERS.contains(&name) {
+        return text.trim().parse::<u64>().map(Value::from).unwrap_or(Value::String(text));
+    }
+    match (name, text.as_str()) {
+        ("stream", "true") => Value::Bool(true),
+        ("stream", "false") => Value::Bool(false),
+        _ => Value::String(text),
+    }
+}
+
+/// The picture's size for the job when the request gives none: its own, each side rounded
+/// down to a multiple of 8, when that fits `limits.max_image_side`.
+fn own_size(bytes: &[u8], max_side: u32) -> Option<String> {
+    let (w, h) = image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?.into_dimensions().ok()?;
+    let (w, h) = (w / 8 * 8, h / 8 * 8);
+    (w >= 64 && h >= 64 && w <= max_side && h <= max_side).then(|| format!("{w}x{h}"))
+}
+
+/// Redraw a picture after a prompt (OpenAI-compatible `images.edit`, image-to-image).
+#[utoipa::path(post, path = "/v1/images/edits", tag = "openai",
+    request_body(content_type = "multipart/form-data", description = "`image` (one picture), `prompt`, and the generation fields; `strength` 0–1"),
+    responses((status = 200, body = super::images::ImagesResponse), (status = 400, body = super::error::OpenAiErrorBody)))]
+pub async fn edits(
+    State(state): State<AppState>,
+    caller: OpenAiCaller,
+    headers: HeaderMap,
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<Response, OpenAiError> {
+    let caller = caller.0?;
+    let bad_form =
+        |e: String| OpenAiError::param("image", format!("send a multipart form with the picture as image: {e}"));
+    let mut form = form.map_err(|e| bad_form(e.body_text()))?;
+    let mut fields = Map::new();
+    let mut pictures = Vec::new();
+    let mut strength = None;
+    while let Some(field) = form.next_field().await.map_err(|e| bad_form(e.body_text()))? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "image" | "image[]" => {
+                let file = field.file_name().unwrap_or("image.png").to_string();
+                let bytes = field.bytes().await.map_err(|e| bad_form(e.body_text()))?;
+                pictures.push((file, bytes.to_vec()));
+            }
+            "mask" => {
+                return Err(OpenAiError::param(
+                    "mask",
+                    "reelbox redraws the whole picture (image-to-image); masks (inpainting) are not supported: leave mask out",
+                ));
+            }
+            _ => {
+                let text = field.text().await.map_err(|e| OpenAiError::param(&name, e.body_text()))?;
+                if name == "strength" {
+                    let s = text.trim().parse::<f64>();
+                    strength = Some(s.map_err(|_| OpenAiError::param("strength", "strength must be a number 0–1"))?);
+                } else {
+                    fields.insert(name.clone(), typed(&name, text));
+                }
+            }
+        }
+    }
+    let (file, bytes) = match pictures.len() {
+        1 => pictures.remove(0),
+        0 => return Err(OpenAiError::param("image", "send the picture to edit as the multipart field image")),
+        n => return Err(OpenAiError::param("image", format!("reelbox edits one picture at a time; got {n}"))),
+    };
+    if !fields.contains_key("size")
+        && let Some(size) = own_size(&bytes, state.config.limits.max_image_side)
+    {
+        fields.insert("size".into(), Value::String(size));
+    }
+    let body = serde_json::to_vec(&fields).map_err(|e| OpenAiError::internal(e.to_string()))?;
+    let req: ImageRequest = parse_body(&body)?;
+    let answer = Answer::of(&req)?.for_edit();
+    let mut params = image_params(&state.config, &req)?;
+    let picture = store_picture(&state, &caller, "image", &file, bytes).await?;
+    params.init_image = Some(picture.id.to_string());
+    params.strength = strength;
+    respond(state, &caller, &headers, params, answer, req.stream).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_fields_become_the_json_the_request_reads() {
+        assert_eq!(typed("n", "2".into()), Value::from(2));
+        assert_eq!(typed("n", "two".into()), Value::from("two"));
+        assert_eq!(typed("stream", "true".into()), Value::Bool(true));
+        assert_eq!(typed("size", "64x64".into()), Value::from("64x64"));
+    }
+}
