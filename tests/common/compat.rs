@@ -44,12 +44,15 @@ pub fn start_daemon_with(data_dir: &Path, models: &Path, env: &[(&str, &str)]) -
     DaemonProc::start(data_dir, &all)
 }
 
-/// What the client scripts need from the Python package index.
-const CLIENT_PACKAGES: [&str; 2] = ["openai", "websocket-client"];
+/// What the client scripts need from the Python package index, pinned: a new SDK release
+/// must not change what CI checks unannounced (raise the pin on purpose, and rerun).
+const CLIENT_PACKAGES: [&str; 2] = ["openai==3.63.0", "websocket-client==1.9.2"];
 
 fn imports_clients(python: &Path, pythonpath: Option<&Path>) -> bool {
     let mut cmd = Command::new(python);
-    cmd.args(["-c", "import openai, websocket"]);
+    // An older environment (the unpinned SDK of earlier runs) is installed over.
+    let openai = CLIENT_PACKAGES[0].trim_start_matches("openai==");
+    cmd.args(["-c", &format!("import sys, openai, websocket; sys.exit(openai.__version__ != {openai:?})")]);
     if let Some(p) = pythonpath {
         cmd.env("PYTHONPATH", p);
     }
