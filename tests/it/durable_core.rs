@@ -374,6 +374,12 @@ fn retriable_failures_back_off_then_fail_after_max_attempts() {
         assert_eq!(done["state"], "failed");
         assert_eq!(done["attempts"], 2);
         assert!(done["error"].as_str().is_some_and(|e| e.contains("fail once more")), "{done}");
+        // The stage it failed in says so, with its error (it stayed `running` on a failed job).
+        let card = &done["stages"][0];
+        assert_eq!((&card["state"], &done["stages"][1]["state"]), (&json!("failed"), &json!("pending")), "{done}");
+        assert!(
+            card["error"].as_str().is_some_and(|e| e.contains("fail once more")) && card["finished_at"].is_string()
+        );
     });
 }
 
