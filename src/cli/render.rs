@@ -25,9 +25,17 @@ pub struct RenderArgs {
     /// Output MP4.
     #[arg(short, long, default_value = "film.mp4")]
     pub output: PathBuf,
-    /// Profile id (presenter portrait, voice, style).
+    /// Profile id or name (`reelbox profiles list`): its presenter, voice, style and picture
+    /// model fill what the other flags leave out.
     #[arg(long)]
     pub profile: Option<String>,
+    /// Voice of the narration (an installed TTS voice; default: the profile's, else the
+    /// default `reelbox models list` tags).
+    #[arg(long)]
+    pub voice: Option<String>,
+    /// Words put before every scene's picture prompt (`"oil painting"`; default: the profile's).
+    #[arg(long)]
+    pub style: Option<String>,
     /// Preset (fast, quality, max).
     #[arg(long)]
     pub preset: Option<String>,
@@ -90,9 +98,27 @@ async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyh
     Ok(())
 }
 
+/// An upload's refusal in the words of `--music`: the daemon's message names its form
+/// field (`… 400 Bad Request: file: not a readable …`), which the user never typed.
+fn upload_refusal(e: &anyhow::Error) -> String {
+    let text = e.to_string();
+    text.split_once(": file: ").map_or(text.clone(), |(_, why)| why.to_string())
+}
+
+/// Refuses an `-o` that does not end in `.mp4` (or `.m4v`/`.mov`, the same container): the
+/// film is an MP4 whatever it is called, and a player trusts the name.
+fn check_film_name(path: &Path) -> anyhow::Result<()> {
+    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("mp4" | "m4v" | "mov") => Ok(()),
+        _ => anyhow::bail!("-o {}: the film is an MP4; give a name ending in .mp4", path.display()),
+    }
+}
+
 /// Runs `reelbox render`.
 pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&a.output)?;
+    check_film_name(&a.output)?;
     let script = std::fs::read_to_string(&a.script).with_context(|| format!("cannot read {}", a.script.display()))?;
     let reach = Reach::new(g).await?;
     let c = &reach.client;
@@ -106,6 +132,8 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
         ("fps", json!(a.fps)),
         ("layout", json!(a.layout)),
         ("seed", json!(a.seed)),
+        ("voice", json!(a.voice)),
+        ("style", json!(a.style)),
     ] {
         if !v.is_null() {
             body[k] = v;
@@ -113,7 +141,9 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     let result = async {
         if let Some(m) = &a.music {
-            body["music"] = json!(upload(c, m).await?);
+            // The upload's refusal names its form field (`file`); the user typed --music.
+            let id = upload(c, m).await.map_err(|e| anyhow!("--music {}: {}", m.display(), upload_refusal(&e)))?;
+            body["music"] = json!(id);
         }
         render_with(c, g, body, &a.output).await
     }
@@ -189,6 +219,7 @@ pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Res
 /// with the bundled presenter on the installed (or bundled demo) models.
 pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&a.output)?;
+    check_film_name(&a.output)?;
     let inputs = demo_inputs()?;
     let config = Config::load(g.config.as_deref())?;
     // A login user beside the packaged service cannot set up the service's data dir, and

@@ -17,7 +17,7 @@ use crate::kinds::{Failure, StageError};
 use crate::media::audio::{Audio, decode_file, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoReader, VideoWriter};
 use crate::media::mix::{Ducking, mix_with_ducking};
-use crate::media::subtitles::{to_srt, to_webvtt};
+use crate::media::subtitles::{line_columns, to_srt, to_webvtt};
 use crate::models::ModelKind;
 use crate::pipelines::lipsync::{DEFAULT_BATCH, FaceBox, FaceTrack, Wav2Lip, lipsync_frames};
 use crate::pipelines::motion::{CameraMotion, ClipSpec, ImageToVideo, Sequence};
@@ -279,7 +279,7 @@ pub(super) fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let scratch = run.sink.scratch_dir();
     let srt = scratch.join("film.srt");
     let vtt = scratch.join("film.vtt");
-    let cues = timeline.cues();
+    let cues = timeline.cues(line_columns(p.width, p.height));
     std::fs::write(&srt, to_srt(&cues)).map_err(|e| err.fail(e))?;
     std::fs::write(&vtt, to_webvtt(&cues)).map_err(|e| err.fail(e))?;
     let narration = stage_file(run, StageName::Narration, "narration.wav")

@@ -6,7 +6,7 @@ use image::RgbImage;
 use image::imageops::FilterType;
 use serde::{Deserialize, Serialize};
 
-use crate::media::subtitles::Cue;
+use crate::media::subtitles::{Cue, fit_cue};
 
 pub mod plan;
 
@@ -41,9 +41,10 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Subtitle cues, one per sentence.
-    pub fn cues(&self) -> Vec<Cue> {
-        self.sentences.iter().map(|s| Cue::new(s.start, s.end, s.text.clone())).collect()
+    /// Subtitle cues: one per sentence, or a long sentence in turns that fit lines of
+    /// `line_columns` (see [`fit_cue`]).
+    pub fn cues(&self, line_columns: usize) -> Vec<Cue> {
+        self.sentences.iter().flat_map(|s| fit_cue(&Cue::new(s.start, s.end, s.text.clone()), line_columns)).collect()
     }
 
     /// Frames per scene at `fps` so that, with `transition` frames of crossfade between

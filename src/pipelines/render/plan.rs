@@ -54,7 +54,8 @@ pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
             let (direction, spoken) = split_directions(text);
             let visual = if direction.is_empty() { spoken.clone() } else { direction };
             let prompt = styled_prompt(style, &visual);
-            let lines = if spoken.is_empty() { Vec::new() } else { sentences(&spoken) };
+            // Punctuation alone ("...", "!?") is nothing to say: such a scene is dropped too.
+            let lines = if spoken.chars().any(char::is_alphanumeric) { sentences(&spoken) } else { Vec::new() };
             Scene { index, sentences: lines, prompt, seed: seed.wrapping_add(index as u64 * 7919) }
         })
         .filter(|s| !s.sentences.is_empty())
@@ -146,7 +147,7 @@ mod tests {
 
     #[test]
     fn bracketed_directions_become_the_prompt_and_are_not_spoken() {
-        let p = plan("[a red circle on a blue background] Welcome. Enjoy!\n\n[only a picture]", "", 3);
+        let p = plan("[a red circle on a blue background] Welcome. Enjoy!\n\n[only a picture]\n\n... !?", "", 3);
         assert_eq!(p.scenes.len(), 1, "a scene with nothing to say is dropped");
         assert_eq!(p.scenes[0].prompt, "a red circle on a blue background");
         assert_eq!(p.scenes[0].sentences, vec!["Welcome.", "Enjoy!"]);
