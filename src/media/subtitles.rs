@@ -124,6 +124,57 @@ pub fn fit_cue(cue: &Cue, max_columns: usize) -> Vec<Cue> {
         .collect()
 }
 
+/// The ISO 639-2 code an MP4 track's language is written in, from a voice's language
+/// ("en-us", "de", "pt_BR": the part before `-`/`_`); `None` for one this table lacks
+/// (ffmpeg writes a two-letter code as no language at all).
+pub fn iso639_2(language: &str) -> Option<&'static str> {
+    let family = language.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
+    const CODES: [(&str, &str); 40] = [
+        ("ar", "ara"),
+        ("ca", "cat"),
+        ("cs", "ces"),
+        ("cy", "cym"),
+        ("da", "dan"),
+        ("de", "deu"),
+        ("el", "ell"),
+        ("en", "eng"),
+        ("es", "spa"),
+        ("fa", "fas"),
+        ("fi", "fin"),
+        ("fr", "fra"),
+        ("hi", "hin"),
+        ("hu", "hun"),
+        ("id", "ind"),
+        ("is", "isl"),
+        ("it", "ita"),
+        ("ja", "jpn"),
+        ("ka", "kat"),
+        ("kk", "kaz"),
+        ("ko", "kor"),
+        ("lb", "ltz"),
+        ("lv", "lav"),
+        ("ml", "mal"),
+        ("ne", "nep"),
+        ("nl", "nld"),
+        ("no", "nor"),
+        ("pl", "pol"),
+        ("pt", "por"),
+        ("ro", "ron"),
+        ("ru", "rus"),
+        ("sk", "slk"),
+        ("sl", "slv"),
+        ("sr", "srp"),
+        ("sv", "swe"),
+        ("sw", "swa"),
+        ("te", "tel"),
+        ("tr", "tur"),
+        ("uk", "ukr"),
+        ("vi", "vie"),
+    ];
+    let code = CODES.iter().find(|(two, _)| *two == family).map(|(_, three)| *three);
+    code.or_else(|| [("zh", "zho"), ("cmn", "zho")].iter().find(|(k, _)| *k == family).map(|(_, v)| *v))
+}
+
 /// Splits a time into (hours, minutes, seconds, milliseconds), rounding to the millisecond.
 fn hmsm(seconds: f64) -> (u64, u64, u64, u64) {
     let ms = (seconds.max(0.0) * 1000.0).round() as u64;
@@ -209,6 +260,15 @@ mod tests {
         assert_eq!(line_columns(128, 256), 13);
         assert_eq!(line_columns(512, 512), 26);
         assert_eq!(line_columns(1920, 1080), 42);
+    }
+
+    #[test]
+    fn voice_languages_become_three_letter_codes() {
+        assert_eq!(iso639_2("en-us"), Some("eng"));
+        assert_eq!(iso639_2("de"), Some("deu"));
+        assert_eq!(iso639_2("pt_BR"), Some("por"));
+        assert_eq!(iso639_2("cmn"), Some("zho"));
+        assert_eq!(iso639_2("xx"), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The film's subtitles as a viewer meets them, on the real daemon with real ffmpeg: a
 //! long sentence on a narrow film is shown in turns of at most two lines, each while its
-//! words are spoken, and a word wider than the film is cut to fit.
+//! words are spoken, a word wider than the film is cut to fit, and a title the voice
+//! pauses after ("Dr.") stays with its name.
 
 use crate::common;
 
@@ -40,7 +41,7 @@ async fn a_long_sentence_on_a_narrow_film_is_subtitled_in_turns_that_fit() {
     let d = DaemonProc::start(&dir.path().join("data"), &env);
     let c = reqwest::Client::new();
     let script = "This is a rather long sentence that should wrap onto several lines on a narrow film \
-                  because it keeps going. Supercalifragilisticexpialidocious is long.";
+                  because it keeps going. Supercalifragilisticexpialidocious is long. Dr. Jones agrees.";
     // A phone-shaped film: 13 columns a line at the burned-in size (16/288 of its height).
     let body = json!({"script": script, "model": "tiny-sd", "steps": 2, "width": 128, "height": 256,
                       "burn_subtitles": true});
@@ -53,7 +54,8 @@ async fn a_long_sentence_on_a_narrow_film_is_subtitled_in_turns_that_fit() {
 
     let timeline: Value = serde_json::from_slice(&artifact(&c, &d, &id, "timeline.json").await).expect("timeline");
     let sentences = timeline["sentences"].as_array().expect("sentences");
-    assert_eq!(sentences.len(), 2, "{timeline}");
+    // The voice ends a sentence at "Dr." (as Piper does): four sentences spoken.
+    assert_eq!(sentences.len(), 4, "{timeline}");
     let vtt = String::from_utf8(artifact(&c, &d, &id, "film.vtt").await).expect("utf8");
     let cues = vtt_cues(&vtt);
     assert!(cues.len() >= 5, "the first sentence alone is 9 lines on this film: {cues:?}");
@@ -69,7 +71,9 @@ async fn a_long_sentence_on_a_narrow_film_is_subtitled_in_turns_that_fit() {
     let start = |s: &Value| s["start"].as_f64().expect("start");
     let end = |s: &Value| s["end"].as_f64().expect("end");
     assert!((cues[0].0 - start(&sentences[0])).abs() < 0.002, "{vtt}");
-    assert!((cues[cues.len() - 1].1 - end(&sentences[1])).abs() < 0.002, "{vtt}");
+    assert!((cues[cues.len() - 1].1 - end(&sentences[sentences.len() - 1])).abs() < 0.002, "{vtt}");
+    // A title is shown with the name it belongs to, not flashed alone.
+    assert!(cues.iter().any(|(_, _, t)| t.starts_with("Dr. Jones")), "{vtt}");
     for pair in cues.windows(2) {
         assert!(pair[1].0 >= pair[0].1 - 0.001, "cues overlap: {pair:?}");
         assert!(pair[1].0 > pair[0].0, "each turn starts later than the last: {pair:?}");
@@ -100,4 +104,39 @@ async fn a_long_sentence_on_a_narrow_film_is_subtitled_in_turns_that_fit() {
     let n: usize = String::from_utf8_lossy(&packets.stdout).trim().parse().expect("packet count");
     // mov_text writes an empty sample for each gap between cues; at least one per cue.
     assert!(n >= cues.len(), "{n} subtitle samples for {} cues", cues.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subtitle_track_is_labelled_in_the_voice_s_language() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(dir.path());
+    let voice = models.join("de_DE-tiny");
+    std::fs::create_dir_all(&voice).expect("voice dir");
+    for ext in ["onnx", "onnx.json"] {
+        let from = common::fixture(&format!("models/tiny-piper/de/tiny-de.{ext}"));
+        std::fs::copy(from, voice.join(format!("de_DE-tiny.{ext}"))).expect("voice file");
+    }
+    let runtime = provision::runtime();
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
+    ];
+    let d = DaemonProc::start(&dir.path().join("data"), &env);
+    let c = reqwest::Client::new();
+    let body = json!({"script": "Guten Abend.", "voice": "de_DE-tiny", "model": "tiny-sd", "steps": 2,
+                      "width": 64, "height": 64});
+    let job: Value =
+        c.post(d.at("/api/v1/renders")).json(&body).send().await.expect("submit").json().await.expect("json");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(&c, &d, &id, Duration::from_secs(600), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let path = dir.path().join("film.mp4");
+    std::fs::write(&path, artifact(&c, &d, &id, "film.mp4").await).expect("write");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "s:0", "-show_entries", "stream_tags=language", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    // It said `eng` for every film: a player offered "English" subtitles under German speech.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deu");
 }
