@@ -93,7 +93,11 @@ async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyh
     if g.json {
         println!("{}", json!({"job": job.id, "output": output}));
     } else {
-        println!("{} (subtitles beside it; job {})", output.display(), job.id);
+        // The whole path: a film rendered from a script run elsewhere is found at once.
+        let film = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
+        let name = |ext: &str| output.with_extension(ext).file_name().map(|n| n.to_string_lossy().into_owned());
+        let (srt, vtt) = (name("srt").unwrap_or_default(), name("vtt").unwrap_or_default());
+        println!("{} (subtitles beside it: {srt}, {vtt}; job {})", film.display(), job.id);
     }
     Ok(())
 }

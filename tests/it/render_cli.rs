@@ -122,4 +122,11 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
     assert!(stderr.contains("-o film.mkv: the film is an MP4"), "{stderr}");
     let jobs = get_json(&c, &d, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "only the first render ran: {}", json!(jobs));
+
+    // The end says where the film is, whole path and subtitle files.
+    let out = render(&d, dir.path(), "Hello.", &["-o", "short.mp4"]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let film = dir.path().join("short.mp4");
+    assert!(stdout.starts_with(&format!("{} (subtitles beside it: short.srt, short.vtt;", film.display())), "{stdout}");
 }
