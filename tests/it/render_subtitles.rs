@@ -1,7 +1,8 @@
 //! The film's subtitles as a viewer meets them, on the real daemon with real ffmpeg: a
 //! long sentence on a narrow film is shown in turns of at most two lines, each while its
 //! words are spoken, a word wider than the film is cut to fit, and a title the voice
-//! pauses after ("Dr.") stays with its name.
+//! pauses after ("Dr.") stays with its name; the film seeks to every two seconds and to
+//! each scene's start, and its subtitle track is labelled in the voice's language.
 
 use crate::common;
 
@@ -41,7 +42,7 @@ async fn a_long_sentence_on_a_narrow_film_is_subtitled_in_turns_that_fit() {
     let d = DaemonProc::start(&dir.path().join("data"), &env);
     let c = reqwest::Client::new();
     let script = "This is a rather long sentence that should wrap onto several lines on a narrow film \
-                  because it keeps going. Supercalifragilisticexpialidocious is long. Dr. Jones agrees.";
+                  because it keeps going.\n\nSupercalifragilisticexpialidocious is long. Dr. Jones agrees.";
     // A phone-shaped film: 13 columns a line at the burned-in size (16/288 of its height).
     let body = json!({"script": script, "model": "tiny-sd", "steps": 2, "width": 128, "height": 256,
                       "burn_subtitles": true});
@@ -95,6 +96,22 @@ async fn a_long_sentence_on_a_narrow_film_is_subtitled_in_turns_that_fit() {
     assert!((frames - (narration * 25.0).round()).abs() <= 1.0, "{frames} frames for {narration} s");
     let at = |tag: &[u8]| film.windows(4).position(|w| w == tag).expect("mp4 box");
     assert!(at(b"moov") < at(b"mdat"), "+faststart: the index comes first");
+    // Keyframes every two seconds and at the second scene's start, so a viewer skipping
+    // lands where they aimed (x264's default put one every ten seconds, none at scenes).
+    let frames = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=key_frame", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    let keys: Vec<usize> = String::from_utf8_lossy(&frames.stdout)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim().starts_with('1'))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(keys.windows(2).all(|k| k[1] - k[0] <= 51), "keyframes at frames {keys:?}");
+    let second = (timeline["scenes"][1][0].as_f64().expect("scene 2 start") * 25.0).round() as usize;
+    assert!(keys.iter().any(|k| k.abs_diff(second) <= 1), "no keyframe at scene 2 (frame {second}): {keys:?}");
     let packets = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "s:0", "-count_packets", "-show_entries"])
         .args(["stream=nb_read_packets", "-of", "csv=p=0"])

@@ -309,6 +309,10 @@ pub(super) fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     // A player lists the track by its language: the voice's, `und` when it is not known.
     opts.subtitle_language = if timeline.language.is_empty() { "und".into() } else { timeline.language.clone() };
     opts.burn_subtitles = p.burn_subtitles.then(|| srt.clone());
+    // A viewer skipping through the film lands on a keyframe every two seconds and at
+    // each scene's start, not ten seconds back (x264's default).
+    opts.keyframe_interval = Some(p.fps * 2);
+    opts.keyframes_at = timeline.scenes.iter().map(|(start, _)| *start).collect();
     let out = scratch.join("film.mp4");
     let mut video = VideoWriter::create(&out, &opts).map_err(|e| err.fail(e))?;
     let total = total_frames(timeline.duration, p.fps) as u64;
