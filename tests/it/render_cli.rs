@@ -94,7 +94,16 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
         .part("portrait", reqwest::multipart::Part::bytes(portrait_png()).file_name("portrait.png"));
     let anna: Value =
         c.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile").json().await.expect("json");
+    // Music at 44.1 kHz, as a song file has it.
+    let tone = dir.path().join("tone.wav");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=5:sample_rate=44100"])
+        .arg(&tone)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
     let out = render(&d, dir.path(), "Hello there.", &["--profile", "anna", "--voice", provision::JOE])
+        .args(["--music", "tone.wav"])
         // No lip-sync model is installed under a default name here: the presenter stays out.
         .args(["--style", "flat colours", "--layout", "none", "--json", "-o", "hello.mp4"])
         .output()
@@ -107,6 +116,10 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
     assert_eq!(job["params"]["voice"], provision::JOE);
     assert_eq!(job["params"]["style"], "flat colours");
     assert!(dir.path().join("hello.mp4").is_file() && dir.path().join("hello.vtt").is_file());
+    // The music keeps its treble: mixed at its 44.1 kHz, not the voice's 22.05 kHz.
+    let info = reelbox::media::ffprobe::probe(&dir.path().join("hello.mp4")).expect("ffprobe");
+    let audio = info.audio().expect("audio");
+    assert_eq!((audio.sample_rate, audio.channels), (Some(44_100), Some(2)), "{audio:?}");
 
     // Music that is not audio was refused as `file: …`, a field the user never typed.
     std::fs::write(dir.path().join("notes.txt"), "not music").expect("notes");
