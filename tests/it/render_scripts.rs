@@ -89,3 +89,22 @@ async fn a_profile_is_found_by_its_name_as_well_as_its_id() {
         assert!(message.contains(p["id"].as_str().expect("id")), "both ids are offered: {message}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blank_line_of_spaces_separates_scenes_as_the_web_studio_counts_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    let c = reqwest::Client::new();
+    // Editors leave indentation on blank lines; Windows ones end lines with \r\n.
+    let script = "A red circle on a blue background.\r\n    \r\nA yellow square.\n\t\nA green triangle.";
+    let body = json!({"script": script, "model": "tiny-sd", "steps": 2, "width": 64, "height": 64});
+    let (status, job) = post_json(&c, &d, "/api/v1/renders", body).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().expect("id");
+    let done = wait_job(&c, &d, id, Duration::from_secs(600), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let plan: Value = serde_json::from_slice(&common::render::artifact(&c, &d, id, "plan.json").await).expect("plan");
+    let prompts: Vec<&str> =
+        plan["scenes"].as_array().expect("scenes").iter().filter_map(|s| s["prompt"].as_str()).collect();
+    assert_eq!(prompts, ["A red circle on a blue background.", "A yellow square.", "A green triangle."], "{plan}");
+}

@@ -41,12 +41,7 @@ impl Plan {
 }
 
 pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
-    let paragraphs = script
-        .replace("\r\n", "\n")
-        .split("\n\n")
-        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>();
+    let paragraphs = paragraphs(script);
     let scenes = paragraphs
         .iter()
         .enumerate()
@@ -61,6 +56,21 @@ pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
         .filter(|s| !s.sentences.is_empty())
         .collect();
     Plan { scenes }
+}
+
+/// The script's paragraphs, each on one line: a line that is empty or only spaces and
+/// tabs (as editors leave them) ends one.
+fn paragraphs(script: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for line in script.lines() {
+        if line.trim().is_empty() {
+            out.push(String::new());
+        } else if let Some(last) = out.last_mut() {
+            last.push(' ');
+            last.push_str(line);
+        }
+    }
+    out.iter().map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|p| !p.is_empty()).collect()
 }
 
 /// A picture's prompt in a style: the style prefix, a comma, the picture's own words (the
@@ -136,6 +146,13 @@ mod tests {
         assert_eq!(p.scenes[1].sentences, vec!["A blue square?", "Yes."]);
         assert_eq!(p.scenes[0].prompt, "flat colours, A red circle. It rolls!");
         assert_ne!(p.scenes[0].seed, p.scenes[1].seed);
+    }
+
+    #[test]
+    fn a_blank_line_with_spaces_or_tabs_still_separates_scenes() {
+        let p = plan("A red circle.\r\n  \t\r\nA blue square.\n \nA green one.\nStill green.", "", 1);
+        let spoken: Vec<&[String]> = p.scenes.iter().map(|s| s.sentences.as_slice()).collect();
+        assert_eq!(spoken, [&["A red circle."][..], &["A blue square."], &["A green one.", "Still green."]]);
     }
 
     #[test]
