@@ -20,7 +20,8 @@ use super::client::Client;
 /// Arguments of `reelbox render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Script file: paragraphs become scenes. A single line makes a one-scene film.
+    /// Script file (`-`: standard input): paragraphs become scenes, `[brackets]` describe
+    /// a scene's picture, the rest is spoken. A single line makes a one-scene film.
     pub script: PathBuf,
     /// Output MP4.
     #[arg(short, long, default_value = "film.mp4")]
@@ -119,11 +120,30 @@ fn check_film_name(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// The script from its file, or from standard input for `-`. A missing file whose name
+/// reads like a sentence was meant as the script itself: say how to give one line.
+fn read_script(path: &Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        return std::io::read_to_string(std::io::stdin()).context("cannot read the script from standard input");
+    }
+    std::fs::read_to_string(path).map_err(|e| {
+        let text = path.display().to_string();
+        if e.kind() == std::io::ErrorKind::NotFound && text.contains(' ') {
+            anyhow!(
+                "cannot read the script file {text:?}: no such file. SCRIPT is a file; to film one line, \
+                 `echo {text:?} | reelbox render - -o film.mp4`"
+            )
+        } else {
+            anyhow!("cannot read the script file {text}: {e}")
+        }
+    })
+}
+
 /// Runs `reelbox render`.
 pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&a.output)?;
     check_film_name(&a.output)?;
-    let script = std::fs::read_to_string(&a.script).with_context(|| format!("cannot read {}", a.script.display()))?;
+    let script = read_script(&a.script)?;
     let reach = Reach::new(g).await?;
     let c = &reach.client;
     let mut body = json!({"script": script, "upscale": a.upscale, "burn_subtitles": a.burn_subtitles});

@@ -23,13 +23,10 @@ fn start(dir: &Path) -> DaemonProc {
     DaemonProc::start(&dir.join("data"), &env)
 }
 
-/// `reelbox render SCRIPT --url <d> ARGS…`, run from `dir`.
-fn render(d: &DaemonProc, dir: &Path, script: &str, args: &[&str]) -> Command {
-    let file = dir.join("script.txt");
-    std::fs::write(&file, script).expect("script");
+/// `reelbox render SCRIPT_ARG --url <d> ARGS…` on the tiny models, run from `dir`.
+fn cli(d: &DaemonProc, dir: &Path, script_arg: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
-    cmd.arg("render")
-        .arg(&file)
+    cmd.args(["render", script_arg])
         .args(["--url", &d.at("")])
         .args(["--model", "tiny-sd", "--width", "128", "--height", "96"])
         .args(args)
@@ -39,6 +36,12 @@ fn render(d: &DaemonProc, dir: &Path, script: &str, args: &[&str]) -> Command {
         .env("XDG_CONFIG_HOME", dir.join("no-config"))
         .stdin(Stdio::null());
     cmd
+}
+
+/// `reelbox render` of `script` written to a file in `dir`.
+fn render(d: &DaemonProc, dir: &Path, script: &str, args: &[&str]) -> Command {
+    std::fs::write(dir.join("script.txt"), script).expect("script");
+    cli(d, dir, "script.txt", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,8 +139,20 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
     let jobs = get_json(&c, &d, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "only the first render ran: {}", json!(jobs));
 
+    // A sentence typed where the file goes says how to film one line: from standard input.
+    let out = cli(&d, dir.path(), "A cat on a mat.", &["-o", "short.mp4"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("reelbox render - -o film.mp4"), "{stderr}");
+    let mut child = cli(&d, dir.path(), "-", &["-o", "short.mp4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reelbox render -");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"Hello.\n").expect("write script");
     // The end says where the film is, whole path and subtitle files.
-    let out = render(&d, dir.path(), "Hello.", &["-o", "short.mp4"]).output().expect("run");
+    let out = child.wait_with_output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let film = dir.path().join("short.mp4");
