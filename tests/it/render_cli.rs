@@ -97,6 +97,17 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
         .part("portrait", reqwest::multipart::Part::bytes(portrait_png()).file_name("portrait.png"));
     let anna: Value =
         c.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile").json().await.expect("json");
+    // The profile a presenter is made with reads back as it was typed.
+    std::fs::write(dir.path().join("bo.png"), portrait_png()).expect("portrait");
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["profiles", "create", "--name", "bo", "--portrait", "bo.png", "--face-box", "24,12,80,96"])
+        .args(["--url", &d.at("")])
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .output()
+        .expect("profiles create");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("face box 24,12,80,96\n"), "not Some([24, 12, 80, 96]): {stdout}");
     // Music at 44.1 kHz, as a song file has it.
     let tone = dir.path().join("tone.wav");
     let made = Command::new("ffmpeg")
