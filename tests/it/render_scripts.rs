@@ -108,3 +108,34 @@ async fn a_blank_line_of_spaces_separates_scenes_as_the_web_studio_counts_them()
         plan["scenes"].as_array().expect("scenes").iter().filter_map(|s| s["prompt"].as_str()).collect();
     assert_eq!(prompts, ["A red circle on a blue background.", "A yellow square.", "A green triangle."], "{plan}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_count_as_the_words_they_take_to_say_when_a_film_s_length_is_estimated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(dir.path());
+    let runtime = provision::runtime();
+    // A small max_frames: 150 frames, six seconds at 25 fps.
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[limits]\nmax_frames = 150\n").expect("config");
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
+        ("REELBOX_CONFIG", config.to_str().expect("utf8")),
+    ];
+    let d = DaemonProc::start(&dir.path().join("data"), &env);
+    let c = reqwest::Client::new();
+    // Thirteen written words, but the years take more than six seconds to say: it was
+    // taken as four seconds, and failed at its narration after its keyframes were drawn.
+    let years = "They met in 1876, 1999, 2001, 2024, 1492, 1815, 1969 and 1066 again.";
+    let body = json!({"script": years, "model": "tiny-sd", "steps": 2, "width": 64, "height": 64});
+    let (status, answer) = post_json(&c, &d, "/api/v1/renders", body).await;
+    assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("script")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap_or("").contains("limits.max_frames"), "{answer}");
+    // The same length in words still fits: words are not counted more than they were.
+    let words = "They met in spring, summer, autumn, winter, dawn, dusk, noon and night again.";
+    let body = json!({"script": words, "model": "tiny-sd", "steps": 2, "width": 64, "height": 64});
+    let (status, job) = post_json(&c, &d, "/api/v1/renders", body).await;
+    assert_eq!(status, 202, "{job}");
+    let done = wait_job(&c, &d, job["id"].as_str().expect("id"), Duration::from_secs(600), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+}
