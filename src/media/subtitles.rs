@@ -96,15 +96,53 @@ pub fn wrap_lines(text: &str, max: usize) -> Vec<String> {
     lines
 }
 
+/// The words of `pieces` in `turns` runs of about equal width, so a sentence of three
+/// lines is shown as two of one and a half rather than two and a stray "own box.".
+fn balanced(pieces: &[String], turns: usize) -> Vec<String> {
+    let total: usize = pieces.iter().map(|p| columns(p) + 1).sum();
+    let target = total.div_ceil(turns.max(1));
+    let mut out: Vec<String> = vec![String::new()];
+    let mut width = 0;
+    for piece in pieces {
+        let next = columns(piece) + 1;
+        if width > 0 && width + next / 2 > target && out.len() < turns {
+            out.push(String::new());
+            width = 0;
+        }
+        if let Some(last) = out.last_mut() {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(piece);
+        }
+        width += next;
+    }
+    out
+}
+
 /// A cue as a viewer can read it on a film whose lines hold `max_columns`: one cue of at
 /// most [`MAX_CUE_LINES`] lines' worth of words (a word too wide for a line cut), or
-/// several in turn, each shown for its share of the
-/// cue's time by the characters it holds, so the words on screen are the ones being said.
+/// several of about equal length in turn, each shown for its share of the cue's time by
+/// the characters it holds, so the words on screen are the ones being said.
 pub fn fit_cue(cue: &Cue, max_columns: usize) -> Vec<Cue> {
-    let lines = wrap_lines(&cue.text, max_columns);
-    // Lines are joined with spaces, not breaks: the player (or the burning filter) wraps
-    // them at its own width, which a track shown larger than the film may have.
-    let chunks: Vec<String> = lines.chunks(MAX_CUE_LINES).map(|c| c.join(" ")).collect();
+    // The words, those wider than a line already cut: lines are wrapped from these.
+    let pieces: Vec<String> = wrap_lines(&cue.text, max_columns.max(2))
+        .iter()
+        .flat_map(|line| line.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let lines = wrap_lines(&cue.text, max_columns).len();
+    // As few turns as the lines need, more only when balancing left one too long. Lines
+    // are joined with spaces, not breaks: the player (or the burning filter) wraps them
+    // at its own width, which a track shown larger than the film may have.
+    let mut turns = lines.div_ceil(MAX_CUE_LINES).max(1);
+    let chunks = loop {
+        let chunks = balanced(&pieces, turns);
+        let fits = chunks.iter().all(|c| wrap_lines(c, max_columns).len() <= MAX_CUE_LINES);
+        if fits || turns >= pieces.len() {
+            break chunks;
+        }
+        turns += 1;
+    };
     let weight = |s: &str| s.chars().filter(|c| !c.is_whitespace()).map(columns_of).sum::<usize>().max(1) as f64;
     let total: f64 = chunks.iter().map(|c| weight(c)).sum();
     let span = cue.end_s - cue.start_s;
@@ -251,6 +289,10 @@ mod tests {
         }
         let short = fit_cue(&Cue::new(0.0, 1.0, "Short one."), 14);
         assert_eq!(short, vec![Cue::new(0.0, 1.0, "Short one.")]);
+        // Three lines' worth is two turns of about equal length, not two lines and a stray.
+        let demo = fit_cue(&Cue::new(0.0, 4.0, "Welcome to reelbox, a film studio that lives in your own box."), 26);
+        let texts: Vec<&str> = demo.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["Welcome to reelbox, a film studio", "that lives in your own box."]);
     }
 
     #[test]

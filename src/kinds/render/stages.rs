@@ -312,7 +312,10 @@ pub(super) fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     // A viewer skipping through the film lands on a keyframe every two seconds and at
     // each scene's start, not ten seconds back (x264's default).
     opts.keyframe_interval = Some(p.fps * 2);
-    opts.keyframes_at = timeline.scenes.iter().map(|(start, _)| *start).collect();
+    // At the time of the scene's first frame (its start, rounded as the motion stage cut
+    // it): ffmpeg takes the frame nearest each time.
+    let fps = f64::from(p.fps);
+    opts.keyframes_at = timeline.scenes.iter().skip(1).map(|(start, _)| (start * fps).round() / fps).collect();
     let out = scratch.join("film.mp4");
     let mut video = VideoWriter::create(&out, &opts).map_err(|e| err.fail(e))?;
     let total = total_frames(timeline.duration, p.fps) as u64;
