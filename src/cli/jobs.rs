@@ -10,6 +10,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::api::jobs::JobPage;
 use reelbox::api::views::JobView;
+use reelbox::store::records::JobStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -228,12 +229,14 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    // The stage names, so the bar can say "stage 3 of 7" (a job of one stage says its name).
-    let stages: Vec<String> = c
-        .get::<JobView>(&format!("/api/v1/jobs/{id}"))
-        .await
-        .map(|j| j.stages.into_iter().map(|s| s.name).collect())
-        .unwrap_or_default();
+    // The stage names, so the bar can say "stage 3 of 7" (a job of one stage says its name),
+    // and, while the job waits its turn, that it does and why.
+    let view = c.get::<JobView>(&format!("/api/v1/jobs/{id}")).await.ok();
+    if let Some(v) = view.as_ref().filter(|v| v.state == JobStatus::Queued) {
+        bar.set_prefix("queued");
+        bar.set_message(v.waiting.clone().unwrap_or_else(|| "waiting for the jobs ahead of it".into()));
+    }
+    let stages: Vec<String> = view.map(|j| j.stages.into_iter().map(|s| s.name).collect()).unwrap_or_default();
     let mut last_id: Option<String> = None;
     let mut final_state: Option<String> = None;
     for _attempt in 0..20 {
@@ -329,4 +332,32 @@ fn show_event(bar: &ProgressBar, stages: &[String], ev: &Value) -> Option<String
         _ => {}
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_says_which_stage_of_how_many_in_words() {
+        let stages: Vec<String> = ["plan", "keyframes", "narration", "talking_head"].map(String::from).to_vec();
+        assert_eq!(stage_label(&stages, "talking_head"), "stage 4/4 talking head");
+        assert_eq!(stage_label(&stages[..1], "plan"), "plan", "one stage needs no count");
+        assert_eq!(stage_label(&stages, "new_stage"), "new stage", "a stage this CLI does not know");
+    }
+
+    #[test]
+    fn progress_shows_what_the_stage_is_at_and_a_new_stage_starts_from_zero() {
+        let bar = ProgressBar::hidden();
+        let stages: Vec<String> = ["plan", "keyframes"].map(String::from).to_vec();
+        let progress = json!({"type": "progress", "stage": "keyframes", "step": 1, "total": 3,
+                              "message": "scene 1/3: step 8/8"});
+        show_event(&bar, &stages, &progress);
+        assert_eq!(bar.prefix(), "stage 2/2 keyframes");
+        assert!(bar.message().starts_with("scene 1/3: step 8/8, about "), "{}", bar.message());
+        show_event(&bar, &stages, &json!({"type": "stage", "stage": "plan", "state": "running"}));
+        assert_eq!((bar.position(), bar.prefix(), bar.message()), (0, "stage 1/2 plan".to_string(), String::new()));
+        let done = json!({"type": "state", "state": "succeeded"});
+        assert_eq!(show_event(&bar, &stages, &done).as_deref(), Some("succeeded"));
+    }
 }
