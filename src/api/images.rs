@@ -51,7 +51,7 @@ pub struct ImageRequest {
     pub preset: Option<String>,
     /// Store a preview every this many steps (0: none; default 5).
     pub preview_every: Option<u32>,
-    /// Profile id: its picture model, negative prompt and preset fill what the request
+    /// Profile id or name: its picture model, negative prompt and preset fill what the request
     /// leaves out, and its style goes before the prompt (as in its renders' keyframes).
     pub profile: Option<String>,
     /// Higher runs first (default 0; client keys up to `limits.max_client_priority`).

@@ -16,7 +16,7 @@ use super::{ApiError, AppState};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LipsyncRequest {
-    /// Profile id: its portrait, face box and voice fill the fields this request leaves out.
+    /// Profile id or name: its portrait, face box and voice fill the fields this request leaves out.
     pub profile: Option<String>,
     /// Artifact id of the portrait (an image or a short video); required without a profile.
     pub portrait: Option<String>,

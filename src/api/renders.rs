@@ -24,7 +24,7 @@ pub struct RenderBody {
     pub script: Option<String>,
     /// A one-scene film from one line instead of a `script`.
     pub prompt: Option<String>,
-    /// Profile id: its presenter, voice, style, preset and picture model fill what is left out.
+    /// Profile id or name: its presenter, voice, style, preset and picture model fill what is left out.
     pub profile: Option<String>,
     /// Words put before every keyframe's prompt (`oil painting`).
     pub style: Option<String>,

@@ -86,7 +86,8 @@ impl Reach {
 }
 
 /// Submits a job to a kind's route, follows it to the end and returns it; an error when it
-/// did not succeed, with the job's own error.
+/// did not succeed, with the job's own error. Ctrl-C cancels the job (a daemon's job would
+/// otherwise run on for nobody) and says how to retry it.
 pub async fn run_job(
     c: &Client,
     g: &Global,
@@ -102,7 +103,19 @@ pub async fn run_job(
     if !g.json {
         eprintln!("job {} queued on {}", job.id, c.base());
     }
-    let job = follow(c, &job.id, Follow { events_to_stdout: false, bar: !g.json }).await?;
+    let job = tokio::select! {
+        followed = follow(c, &job.id, Follow { events_to_stdout: false, bar: !g.json }) => followed?,
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("cannot watch for Ctrl-C")?;
+            // The job is the daemon's: left running, it would go on using the box for a
+            // result nobody waits for. Canceled, it keeps its finished stages for a retry.
+            let id = &job.id;
+            c.send_raw(c.request(Method::POST, &format!("/api/v1/jobs/{id}/cancel"))).await?;
+            return Err(anyhow!(
+                "interrupted: job {id} canceled; `reelbox jobs retry {id}` runs it again (a render from its last finished stage)"
+            ));
+        }
+    };
     if job.state != "succeeded" {
         return Err(anyhow!(
             "job {} {}: {}",

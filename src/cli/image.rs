@@ -61,7 +61,7 @@ pub struct ImageArgs {
     /// How many images (seeds SEED, SEED+1, ...).
     #[arg(long)]
     pub n: Option<u32>,
-    /// Profile id (`reelbox profiles list`): its picture model, style, negative prompt and
+    /// Profile id or name (`reelbox profiles list`): its picture model, style, negative prompt and
     /// preset, as its renders use them. Profiles live in the daemon, so this needs one.
     #[arg(long)]
     pub profile: Option<String>,

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::api::jobs::JobPage;
 use reelbox::api::views::JobView;
+use reelbox::store::records::JobStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -223,11 +224,19 @@ pub struct Follow {
 pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView> {
     let bar = if how.bar { ProgressBar::new(1) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {percent:>3}% {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
+    // The stage names, so the bar can say "stage 3 of 7" (a job of one stage says its name),
+    // and, while the job waits its turn, that it does and why.
+    let view = c.get::<JobView>(&format!("/api/v1/jobs/{id}")).await.ok();
+    if let Some(v) = view.as_ref().filter(|v| v.state == JobStatus::Queued) {
+        bar.set_prefix("queued");
+        bar.set_message(v.waiting.clone().unwrap_or_else(|| "waiting for the jobs ahead of it".into()));
+    }
+    let stages: Vec<String> = view.map(|j| j.stages.into_iter().map(|s| s.name).collect()).unwrap_or_default();
     let mut last_id: Option<String> = None;
     let mut final_state: Option<String> = None;
     for _attempt in 0..20 {
@@ -256,7 +265,7 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
                 if how.events_to_stdout {
                     println!("{ev}");
                 }
-                if let Some(s) = show_event(&bar, &ev) {
+                if let Some(s) = show_event(&bar, &stages, &ev) {
                     final_state = Some(s);
                 }
             }
@@ -272,17 +281,45 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
     c.get(&format!("/api/v1/jobs/{id}")).await
 }
 
+/// "stage 3/7 narration" for a job of several stages, the name alone for one.
+fn stage_label(stages: &[String], stage: &str) -> String {
+    let name = stage.replace('_', " ");
+    match stages.iter().position(|s| s == stage) {
+        Some(i) if stages.len() > 1 => format!("stage {}/{} {name}", i + 1, stages.len()),
+        _ => name,
+    }
+}
+
 /// Shows one event on the bar; returns the job's final state when the event ends it.
-fn show_event(bar: &ProgressBar, ev: &Value) -> Option<String> {
+fn show_event(bar: &ProgressBar, stages: &[String], ev: &Value) -> Option<String> {
     match ev["type"].as_str() {
         Some("progress") => {
-            bar.set_prefix(ev["stage"].as_str().unwrap_or("").to_string());
+            bar.set_prefix(stage_label(stages, ev["stage"].as_str().unwrap_or("")));
             bar.set_length(ev["total"].as_u64().unwrap_or(1).max(1));
             bar.set_position(ev["step"].as_u64().unwrap_or(0));
+            // What the stage is at ("scene 2/3: step 4/25"), and how long it has left.
+            let what = ev["message"].as_str().filter(|m| !m.is_empty() && !stages.iter().any(|s| s == m));
+            // Time left at the stage's pace so far (the bar is reset when a stage starts).
+            let (pos, len) = (bar.position(), bar.length().unwrap_or(1));
+            let eta = match pos {
+                0 => String::new(),
+                _ => {
+                    let left = bar.elapsed().as_secs_f64() * (len.saturating_sub(pos)) as f64 / pos as f64;
+                    format!("about {}s left in this stage", left.ceil())
+                }
+            };
+            bar.set_message(
+                [what.unwrap_or(""), &eta].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", "),
+            );
         }
-        Some("stage") => {
-            bar.set_message(format!("{} {}", ev["stage"].as_str().unwrap_or(""), ev["state"].as_str().unwrap_or("")))
+        Some("stage") if ev["state"] == "running" => {
+            // A new stage starts its bar (and its time left) from zero.
+            bar.reset();
+            bar.set_length(1);
+            bar.set_prefix(stage_label(stages, ev["stage"].as_str().unwrap_or("")));
+            bar.set_message("");
         }
+        Some("stage") => {}
         Some("log") => {
             bar.println(format!("{}: {}", ev["level"].as_str().unwrap_or(""), ev["message"].as_str().unwrap_or("")))
         }
@@ -295,4 +332,32 @@ fn show_event(bar: &ProgressBar, ev: &Value) -> Option<String> {
         _ => {}
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_says_which_stage_of_how_many_in_words() {
+        let stages: Vec<String> = ["plan", "keyframes", "narration", "talking_head"].map(String::from).to_vec();
+        assert_eq!(stage_label(&stages, "talking_head"), "stage 4/4 talking head");
+        assert_eq!(stage_label(&stages[..1], "plan"), "plan", "one stage needs no count");
+        assert_eq!(stage_label(&stages, "new_stage"), "new stage", "a stage this CLI does not know");
+    }
+
+    #[test]
+    fn progress_shows_what_the_stage_is_at_and_a_new_stage_starts_from_zero() {
+        let bar = ProgressBar::hidden();
+        let stages: Vec<String> = ["plan", "keyframes"].map(String::from).to_vec();
+        let progress = json!({"type": "progress", "stage": "keyframes", "step": 1, "total": 3,
+                              "message": "scene 1/3: step 8/8"});
+        show_event(&bar, &stages, &progress);
+        assert_eq!(bar.prefix(), "stage 2/2 keyframes");
+        assert!(bar.message().starts_with("scene 1/3: step 8/8, about "), "{}", bar.message());
+        show_event(&bar, &stages, &json!({"type": "stage", "stage": "plan", "state": "running"}));
+        assert_eq!((bar.position(), bar.prefix(), bar.message()), (0, "stage 1/2 plan".to_string(), String::new()));
+        let done = json!({"type": "state", "state": "succeeded"});
+        assert_eq!(show_event(&bar, &stages, &done).as_deref(), Some("succeeded"));
+    }
 }

@@ -149,12 +149,13 @@ fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(p)?);
     } else {
         println!(
-            "profile  {}\nname     {}\nvoice    {}\nportrait {}\nface box {:?}\nimage model {}",
+            "profile  {}\nname     {}\nvoice    {}\nportrait {}\nface box {}\nimage model {}",
             p.id,
             p.name,
             p.voice.model,
             p.portrait.clone().unwrap_or_default(),
-            p.face_box,
+            // As `--face-box` takes it (x,y,w,h), not Rust's `Some([80, 56, 96, 96])`.
+            p.face_box.map_or_else(|| "(none)".to_string(), |[x, y, w, h]| format!("{x},{y},{w},{h}")),
             p.style.image_model.as_deref().unwrap_or("(the render's default)")
         );
     }

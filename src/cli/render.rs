@@ -20,14 +20,23 @@ use super::client::Client;
 /// Arguments of `reelbox render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Script file: paragraphs become scenes. A single line makes a one-scene film.
+    /// Script file (`-`: standard input): paragraphs become scenes, `[brackets]` describe
+    /// a scene's picture, the rest is spoken. A single line makes a one-scene film.
     pub script: PathBuf,
     /// Output MP4.
     #[arg(short, long, default_value = "film.mp4")]
     pub output: PathBuf,
-    /// Profile id (presenter portrait, voice, style).
+    /// Profile id or name (`reelbox profiles list`): its presenter, voice, style and picture
+    /// model fill what the other flags leave out.
     #[arg(long)]
     pub profile: Option<String>,
+    /// Voice of the narration (an installed TTS voice; default: the profile's, else the
+    /// default `reelbox models list` tags).
+    #[arg(long)]
+    pub voice: Option<String>,
+    /// Words put before every scene's picture prompt (`"oil painting"`; default: the profile's).
+    #[arg(long)]
+    pub style: Option<String>,
     /// Preset (fast, quality, max).
     #[arg(long)]
     pub preset: Option<String>,
@@ -85,15 +94,56 @@ async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyh
     if g.json {
         println!("{}", json!({"job": job.id, "output": output}));
     } else {
-        println!("{} (subtitles beside it; job {})", output.display(), job.id);
+        // The whole path: a film rendered from a script run elsewhere is found at once.
+        let film = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
+        let name = |ext: &str| output.with_extension(ext).file_name().map(|n| n.to_string_lossy().into_owned());
+        let (srt, vtt) = (name("srt").unwrap_or_default(), name("vtt").unwrap_or_default());
+        println!("{} (subtitles beside it: {srt}, {vtt}; job {})", film.display(), job.id);
     }
     Ok(())
+}
+
+/// An upload's refusal in the words of `--music`: the daemon's message names its form
+/// field (`… 400 Bad Request: file: not a readable …`), which the user never typed.
+fn upload_refusal(e: &anyhow::Error) -> String {
+    let text = e.to_string();
+    text.split_once(": file: ").map_or(text.clone(), |(_, why)| why.to_string())
+}
+
+/// Refuses an `-o` that does not end in `.mp4` (or `.m4v`/`.mov`, the same container): the
+/// film is an MP4 whatever it is called, and a player trusts the name.
+fn check_film_name(path: &Path) -> anyhow::Result<()> {
+    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("mp4" | "m4v" | "mov") => Ok(()),
+        _ => anyhow::bail!("-o {}: the film is an MP4; give a name ending in .mp4", path.display()),
+    }
+}
+
+/// The script from its file, or from standard input for `-`. A missing file whose name
+/// reads like a sentence was meant as the script itself: say how to give one line.
+fn read_script(path: &Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        return std::io::read_to_string(std::io::stdin()).context("cannot read the script from standard input");
+    }
+    std::fs::read_to_string(path).map_err(|e| {
+        let text = path.display().to_string();
+        if e.kind() == std::io::ErrorKind::NotFound && text.contains(' ') {
+            anyhow!(
+                "cannot read the script file {text:?}: no such file. SCRIPT is a file; to film one line, \
+                 `echo {text:?} | reelbox render - -o film.mp4`"
+            )
+        } else {
+            anyhow!("cannot read the script file {text}: {e}")
+        }
+    })
 }
 
 /// Runs `reelbox render`.
 pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&a.output)?;
-    let script = std::fs::read_to_string(&a.script).with_context(|| format!("cannot read {}", a.script.display()))?;
+    check_film_name(&a.output)?;
+    let script = read_script(&a.script)?;
     let reach = Reach::new(g).await?;
     let c = &reach.client;
     let mut body = json!({"script": script, "upscale": a.upscale, "burn_subtitles": a.burn_subtitles});
@@ -106,6 +156,8 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
         ("fps", json!(a.fps)),
         ("layout", json!(a.layout)),
         ("seed", json!(a.seed)),
+        ("voice", json!(a.voice)),
+        ("style", json!(a.style)),
     ] {
         if !v.is_null() {
             body[k] = v;
@@ -113,7 +165,9 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     let result = async {
         if let Some(m) = &a.music {
-            body["music"] = json!(upload(c, m).await?);
+            // The upload's refusal names its form field (`file`); the user typed --music.
+            let id = upload(c, m).await.map_err(|e| anyhow!("--music {}: {}", m.display(), upload_refusal(&e)))?;
+            body["music"] = json!(id);
         }
         render_with(c, g, body, &a.output).await
     }
@@ -189,6 +243,7 @@ pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Res
 /// with the bundled presenter on the installed (or bundled demo) models.
 pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&a.output)?;
+    check_film_name(&a.output)?;
     let inputs = demo_inputs()?;
     let config = Config::load(g.config.as_deref())?;
     // A login user beside the packaged service cannot set up the service's data dir, and

@@ -1,4 +1,4 @@
-//! Profile expansion: a request's `profile` id becomes the parameters it stands for
+//! Profile expansion: a request's `profile` (id or name) becomes the parameters it stands for
 //! (presenter, voice, style, picture model), folded in at submission so a later profile edit cannot
 //! change a queued job. Fields the request sets itself win.
 
@@ -148,17 +148,33 @@ impl Service {
         fill(params, defaults)
     }
 
-    /// Takes the `profile` field out of `params`: the submitter's profile, or a field error
-    /// (one the submitter may not see is reported like a missing one).
+    /// Takes the `profile` field out of `params`: the submitter's profile by id or by name
+    /// (as `reelbox profiles list` shows both), or a field error (one the submitter may
+    /// not see is reported like a missing one).
     fn take_profile(&self, who: &Submitter, params: &mut Map<String, Value>) -> Result<Option<Profile>, Error> {
         let Some(raw) = params.remove("profile").filter(|v| !v.is_null()) else { return Ok(None) };
-        let raw = raw.as_str().ok_or_else(|| ParamError::new("profile", "must be a profile id"))?.to_string();
-        let id = parse_id("profile", &raw)
-            .map_err(|_| ParamError::new("profile", format!("{raw:?} is not a profile id")))?;
-        match self.store().profile(id)? {
-            Some(p) if who.may_see(&p.owner) => Ok(Some(p)),
-            _ => Err(ParamError::new("profile", format!("no profile {raw}")).into()),
-        }
+        let raw = raw.as_str().ok_or_else(|| ParamError::new("profile", "must be a profile id or name"))?.to_string();
+        let found = match parse_id("profile", &raw) {
+            Ok(id) => self.store().profile(id)?.filter(|p| who.may_see(&p.owner)),
+            Err(_) => {
+                let mut named: Vec<Profile> = self
+                    .store()
+                    .profiles(None)?
+                    .into_iter()
+                    .filter(|p| p.name == raw && who.may_see(&p.owner))
+                    .collect();
+                if named.len() > 1 {
+                    let ids: Vec<String> = named.iter().map(|p| p.id.to_string()).collect();
+                    let msg = format!("{} profiles are named {raw:?}; give one's id ({})", named.len(), ids.join(", "));
+                    return Err(ParamError::new("profile", msg).into());
+                }
+                named.pop()
+            }
+        };
+        found.map(Some).ok_or_else(|| {
+            ParamError::new("profile", format!("no profile {raw:?} (id or name; `reelbox profiles list` shows them)"))
+                .into()
+        })
     }
 }
 

@@ -154,7 +154,7 @@ impl LipsyncRequest {
         if let Some(text) = &self.text {
             // Spoken text's length is estimated as a render's narration is.
             let scale = self.length_scale.unwrap_or(1.0);
-            let words = text.split_whitespace().count() as f64;
+            let words = crate::pipelines::render::plan::spoken_words(text) as f64;
             let seconds = words / crate::pipelines::render::plan::WORDS_PER_SECOND * scale;
             super::bounds::media_fits(seconds, f64::from(fps), &config.limits)
                 .map_err(|m| ParamError::new("text", format!("would make {m}")))?;

@@ -103,11 +103,15 @@ pub fn ducking_gains(narration: &[f32], sample_rate: u32, d: &Ducking) -> Vec<f3
         .collect()
 }
 
-/// Mixes narration over a ducked music bed. Both are brought to the narration's sample
-/// rate; the result is stereo, as long as the narration, and clipped to [-1, 1].
+/// Mixes narration over a ducked music bed. Both are brought to the higher of their
+/// sample rates (at most 48 kHz); the result is stereo, as long as the narration, and
+/// clipped to [-1, 1].
 pub fn mix_with_ducking(narration: &Audio, music: &Audio, d: &Ducking) -> Result<Audio, AudioError> {
-    let rate = narration.sample_rate;
+    // At the better of the two rates (up to 48 kHz): a voice's 22.05 kHz would take the
+    // music's treble above 11 kHz away; a voice loses nothing going up.
+    let rate = narration.sample_rate.max(music.sample_rate).min(48_000);
     let music = music.resampled(rate)?.to_stereo();
+    let narration = narration.resampled(rate)?;
     let voice = narration.to_stereo();
     let gains = ducking_gains(&narration.to_mono(), rate, d);
     let n = voice.frames();

@@ -160,22 +160,32 @@ impl RenderRequest {
     /// Fills the defaults and checks sizes, models, length and the first keyframe.
     pub fn resolve(self, ctx: &ValidateCtx) -> Result<RenderParams, ParamError> {
         let config = ctx.config;
-        let script = self.script.as_deref().or(self.prompt.as_deref()).map(str::trim).unwrap_or_default();
+        if self.script.is_some() && self.prompt.is_some() {
+            return Err(ParamError::new("prompt", "give a `script` or a one-line `prompt`, not both"));
+        }
+        let (field, script) = match (&self.script, &self.prompt) {
+            (None, Some(prompt)) => ("prompt", prompt.trim()),
+            (script, _) => ("script", script.as_deref().map(str::trim).unwrap_or_default()),
+        };
         if script.is_empty() {
             return Err(ParamError::new("script", "is required (or give a single `prompt`)"));
         }
         if script.chars().count() > config.limits.max_prompt_chars {
             return Err(ParamError::new(
-                "script",
+                field,
                 format!("is longer than {} characters", config.limits.max_prompt_chars),
             ));
         }
         let max_side = i64::from(config.limits.max_image_side);
         let width = u32_in("width", self.width.unwrap_or(512), 64..=max_side)?;
         let height = u32_in("height", self.height.unwrap_or(512), 64..=max_side)?;
-        if width % 8 != 0 || height % 8 != 0 {
-            let field = if width % 8 != 0 { "width" } else { "height" };
-            return Err(ParamError::new(field, "must be a multiple of 8"));
+        for (field, side) in [("width", width), ("height", height)] {
+            if side % 8 != 0 {
+                // The pictures are drawn in blocks of 8 pixels; say the two sizes that fit.
+                let (below, above) = (side / 8 * 8, side / 8 * 8 + 8);
+                let near = if below >= 64 { format!("{below} or {above}") } else { above.to_string() };
+                return Err(ParamError::new(field, format!("must be a multiple of 8 ({near}), got {side}")));
+            }
         }
         let layout = match self.layout.as_deref() {
             None if self.presenter.is_some() => Layout::Inset,
@@ -230,9 +240,25 @@ impl RenderRequest {
         // The voice (the request's, its profile's or the default) must be installed now: a
         // render would otherwise fail at its narration, after its keyframes.
         require_installed("voice", ModelKind::Tts, &params.voice, config)?;
-        params.limits(&plan(&params.script, &params.style, params.seed), &config.limits)?;
-        // The first scene's keyframe request validates model, scheduler, preset and sizes.
-        keyframe_request(&params, &params.script, params.seed)?.resolve(config)?;
+        let planned = plan(&params.script, &params.style, params.seed);
+        if planned.scenes.is_empty() {
+            // Every scene would be dropped: a film of nothing would fail at its last stage.
+            return Err(ParamError::new(
+                field,
+                "has no words to speak: write the narration outside [brackets] (a [direction] alone is only a \
+                 picture's description, punctuation alone says nothing)",
+            ));
+        }
+        params.limits(&planned, &config.limits)?;
+        // The first scene's keyframe request validates model, scheduler, preset and sizes;
+        // a size it refuses is the keyframe's own when one was given.
+        keyframe_request(&params, &params.script, params.seed)?.resolve(config).map_err(|e| {
+            match (e.field.as_str(), params.keyframe_width, params.keyframe_height) {
+                ("width", Some(_), _) => ParamError::new("keyframe_width", e.message),
+                ("height", _, Some(_)) => ParamError::new("keyframe_height", e.message),
+                _ => e,
+            }
+        })?;
         Ok(params)
     }
 }

@@ -17,7 +17,7 @@ use crate::kinds::{Failure, StageError};
 use crate::media::audio::{Audio, decode_file, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoReader, VideoWriter};
 use crate::media::mix::{Ducking, mix_with_ducking};
-use crate::media::subtitles::{to_srt, to_webvtt};
+use crate::media::subtitles::{iso639_2, line_columns, to_srt, to_webvtt};
 use crate::models::ModelKind;
 use crate::pipelines::lipsync::{DEFAULT_BATCH, FaceBox, FaceTrack, Wav2Lip, lipsync_frames};
 use crate::pipelines::motion::{CameraMotion, ClipSpec, ImageToVideo, Sequence};
@@ -129,7 +129,8 @@ pub(super) fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageErr
         scenes.push((start, samples.len() as f64 / f64::from(rate)));
         run.sink.progress(scene.index as u64 + 1, n, Some("narration"));
     }
-    let timeline = Timeline { duration: samples.len() as f64 / f64::from(rate), scenes, sentences };
+    let language = iso639_2(&voice.config.espeak_voice).unwrap_or_default().to_string();
+    let timeline = Timeline { duration: samples.len() as f64 / f64::from(rate), scenes, sentences, language };
     // The estimate at submission may have been short (a slow voice, long words).
     crate::kinds::bounds::media_fits(timeline.duration, f64::from(p.fps), &run.config.limits)
         .map_err(|m| StageError::fatal(format!("the narration would make {m}")))?;
@@ -279,7 +280,7 @@ pub(super) fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let scratch = run.sink.scratch_dir();
     let srt = scratch.join("film.srt");
     let vtt = scratch.join("film.vtt");
-    let cues = timeline.cues();
+    let cues = timeline.cues(line_columns(p.width, p.height));
     std::fs::write(&srt, to_srt(&cues)).map_err(|e| err.fail(e))?;
     std::fs::write(&vtt, to_webvtt(&cues)).map_err(|e| err.fail(e))?;
     let narration = stage_file(run, StageName::Narration, "narration.wav")
@@ -305,7 +306,16 @@ pub(super) fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     opts.encoder = H264Encoder::for_device(run.device);
     opts.audio = Some(audio);
     opts.subtitles = Some(srt.clone());
+    // A player lists the track by its language: the voice's, `und` when it is not known.
+    opts.subtitle_language = if timeline.language.is_empty() { "und".into() } else { timeline.language.clone() };
     opts.burn_subtitles = p.burn_subtitles.then(|| srt.clone());
+    // A viewer skipping through the film lands on a keyframe every two seconds and at
+    // each scene's start, not ten seconds back (x264's default).
+    opts.keyframe_interval = Some(p.fps * 2);
+    // At the time of the scene's first frame (its start, rounded as the motion stage cut
+    // it): ffmpeg takes the frame nearest each time.
+    let fps = f64::from(p.fps);
+    opts.keyframes_at = timeline.scenes.iter().skip(1).map(|(start, _)| (start * fps).round() / fps).collect();
     let out = scratch.join("film.mp4");
     let mut video = VideoWriter::create(&out, &opts).map_err(|e| err.fail(e))?;
     let total = total_frames(timeline.duration, p.fps) as u64;

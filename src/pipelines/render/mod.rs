@@ -6,7 +6,7 @@ use image::RgbImage;
 use image::imageops::FilterType;
 use serde::{Deserialize, Serialize};
 
-use crate::media::subtitles::Cue;
+use crate::media::subtitles::{Cue, fit_cue};
 
 pub mod plan;
 
@@ -38,12 +38,28 @@ pub struct Timeline {
     /// `[start, end)` of each scene.
     pub scenes: Vec<(f64, f64)>,
     pub sentences: Vec<TimedSentence>,
+    /// The voice's language as an ISO 639-2 code (`eng`, `deu`): the subtitle track's.
+    /// Empty when unknown, and in timelines written before it was kept.
+    #[serde(default)]
+    pub language: String,
 }
 
 impl Timeline {
-    /// Subtitle cues, one per sentence.
-    pub fn cues(&self) -> Vec<Cue> {
-        self.sentences.iter().map(|s| Cue::new(s.start, s.end, s.text.clone())).collect()
+    /// Subtitle cues: one per sentence, or a long sentence in turns that fit lines of
+    /// `line_columns` (see [`fit_cue`]). A title the voice ends a sentence at ("Dr.",
+    /// "Mr.") is shown with the words it belongs to, not as a cue of its own.
+    pub fn cues(&self, line_columns: usize) -> Vec<Cue> {
+        let mut joined: Vec<(usize, Cue)> = Vec::new();
+        for s in &self.sentences {
+            match joined.last_mut() {
+                Some((scene, cue)) if *scene == s.scene && is_title(&cue.text) => {
+                    cue.text = format!("{} {}", cue.text, s.text);
+                    cue.end_s = s.end;
+                }
+                _ => joined.push((s.scene, Cue::new(s.start, s.end, s.text.clone()))),
+            }
+        }
+        joined.iter().flat_map(|(_, cue)| fit_cue(cue, line_columns)).collect()
     }
 
     /// Frames per scene at `fps` so that, with `transition` frames of crossfade between
@@ -66,6 +82,17 @@ impl Timeline {
             })
             .collect()
     }
+}
+
+/// A "sentence" that is only a short capitalised word with a full stop ("Dr.", "Mrs.",
+/// "St."): a title or abbreviation the voice's sentence splitter took for an ending.
+fn is_title(text: &str) -> bool {
+    let t = text.trim();
+    let Some(word) = t.strip_suffix('.') else { return false };
+    !word.is_empty()
+        && word.chars().count() <= 3
+        && word.chars().all(char::is_alphabetic)
+        && word.chars().next().is_some_and(char::is_uppercase)
 }
 
 /// Frames in `duration` seconds at `fps`, at least one.
@@ -111,7 +138,12 @@ mod tests {
     use super::*;
 
     fn timeline(scenes: &[(f64, f64)]) -> Timeline {
-        Timeline { duration: scenes.last().map_or(0.0, |s| s.1), scenes: scenes.to_vec(), sentences: vec![] }
+        Timeline {
+            duration: scenes.last().map_or(0.0, |s| s.1),
+            scenes: scenes.to_vec(),
+            sentences: vec![],
+            language: String::new(),
+        }
     }
 
     #[test]
@@ -121,6 +153,26 @@ mod tests {
         let total: usize = frames.iter().sum::<usize>() - 2 * 6;
         assert_eq!(total, total_frames(4.01, 25));
         assert_eq!(frames.len(), 3);
+    }
+
+    #[test]
+    fn a_title_split_off_by_the_voice_is_shown_with_its_name() {
+        let sentence = |scene, text: &str, start, end| TimedSentence { scene, text: text.into(), start, end };
+        let t = Timeline {
+            duration: 4.0,
+            scenes: vec![(0.0, 3.0), (3.0, 4.0)],
+            sentences: vec![
+                sentence(0, "Dr.", 0.0, 0.6),
+                sentence(0, "Smith is here.", 0.6, 2.0),
+                sentence(0, "Yes.", 2.0, 3.0),
+                sentence(1, "Go.", 3.0, 4.0),
+            ],
+            language: "eng".into(),
+        };
+        let cues = t.cues(42);
+        let texts: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["Dr. Smith is here.", "Yes.", "Go."]);
+        assert_eq!((cues[0].start_s, cues[0].end_s), (0.0, 2.0));
     }
 
     #[test]

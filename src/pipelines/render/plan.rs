@@ -35,18 +35,25 @@ impl Plan {
     /// About how long the narration will be, seconds: the spoken words at
     /// [`WORDS_PER_SECOND`] stretched by `length_scale`, plus `gap_s` between scenes.
     pub fn estimated_seconds(&self, length_scale: f64, gap_s: f64) -> f64 {
-        let words: usize = self.scenes.iter().flat_map(|s| &s.sentences).map(|t| t.split_whitespace().count()).sum();
+        let words: usize = self.scenes.iter().flat_map(|s| &s.sentences).map(|t| spoken_words(t)).sum();
         words as f64 / WORDS_PER_SECOND * length_scale + gap_s * self.scenes.len().saturating_sub(1) as f64
     }
 }
 
+/// About how many words `text` takes to say: one a written word, and a number by its
+/// digits, two to a word ("1999" is "nineteen ninety-nine", "$3.50" "three fifty"), which
+/// is still no more than a voice says, so an honest script is not refused for it.
+pub fn spoken_words(text: &str) -> usize {
+    text.split_whitespace()
+        .map(|token| {
+            let digits = token.chars().filter(char::is_ascii_digit).count();
+            digits.div_ceil(2).max(1)
+        })
+        .sum()
+}
+
 pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
-    let paragraphs = script
-        .replace("\r\n", "\n")
-        .split("\n\n")
-        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>();
+    let paragraphs = paragraphs(script);
     let scenes = paragraphs
         .iter()
         .enumerate()
@@ -54,12 +61,28 @@ pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
             let (direction, spoken) = split_directions(text);
             let visual = if direction.is_empty() { spoken.clone() } else { direction };
             let prompt = styled_prompt(style, &visual);
-            let lines = if spoken.is_empty() { Vec::new() } else { sentences(&spoken) };
+            // Punctuation alone ("...", "!?") is nothing to say: such a scene is dropped too.
+            let lines = if spoken.chars().any(char::is_alphanumeric) { sentences(&spoken) } else { Vec::new() };
             Scene { index, sentences: lines, prompt, seed: seed.wrapping_add(index as u64 * 7919) }
         })
         .filter(|s| !s.sentences.is_empty())
         .collect();
     Plan { scenes }
+}
+
+/// The script's paragraphs, each on one line: a line that is empty or only spaces and
+/// tabs (as editors leave them) ends one.
+fn paragraphs(script: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for line in script.lines() {
+        if line.trim().is_empty() {
+            out.push(String::new());
+        } else if let Some(last) = out.last_mut() {
+            last.push(' ');
+            last.push_str(line);
+        }
+    }
+    out.iter().map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|p| !p.is_empty()).collect()
 }
 
 /// A picture's prompt in a style: the style prefix, a comma, the picture's own words (the
@@ -138,6 +161,13 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_line_with_spaces_or_tabs_still_separates_scenes() {
+        let p = plan("A red circle.\r\n  \t\r\nA blue square.\n \nA green one.\nStill green.", "", 1);
+        let spoken: Vec<&[String]> = p.scenes.iter().map(|s| s.sentences.as_slice()).collect();
+        assert_eq!(spoken, [&["A red circle."][..], &["A blue square."], &["A green one.", "Still green."]]);
+    }
+
+    #[test]
     fn a_single_prompt_makes_a_one_scene_film() {
         let p = plan("a yellow triangle on a green background", "", 1);
         assert_eq!(p.scenes.len(), 1);
@@ -146,10 +176,17 @@ mod tests {
 
     #[test]
     fn bracketed_directions_become_the_prompt_and_are_not_spoken() {
-        let p = plan("[a red circle on a blue background] Welcome. Enjoy!\n\n[only a picture]", "", 3);
+        let p = plan("[a red circle on a blue background] Welcome. Enjoy!\n\n[only a picture]\n\n... !?", "", 3);
         assert_eq!(p.scenes.len(), 1, "a scene with nothing to say is dropped");
         assert_eq!(p.scenes[0].prompt, "a red circle on a blue background");
         assert_eq!(p.scenes[0].sentences, vec!["Welcome.", "Enjoy!"]);
+    }
+
+    #[test]
+    fn numbers_count_by_their_digits_when_a_narration_is_estimated() {
+        assert_eq!(spoken_words("They met in 1999 and paid $3.50."), 4 + 2 + 1 + 2);
+        let p = plan("In 1876, 1999 and 2024.", "", 0);
+        assert!((p.estimated_seconds(1.0, 0.35) - 8.0 / WORDS_PER_SECOND).abs() < 1e-9);
     }
 
     #[test]

@@ -1,0 +1,171 @@
+//! `reelbox render` as a hobbyist types it, against the real daemon: Ctrl-C stops the
+//! render it started (and says how to go on), the profile by name with `--voice` and
+//! `--style`, and mistakes named by the flag the user typed.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, get_json, is_final, wait_job};
+use common::provision;
+use common::render::{models_dir, portrait_png};
+use serde_json::{Value, json};
+
+fn start(dir: &Path) -> DaemonProc {
+    let models = models_dir(dir);
+    let runtime = provision::runtime();
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
+    ];
+    DaemonProc::start(&dir.join("data"), &env)
+}
+
+/// `reelbox render SCRIPT_ARG --url <d> ARGS…` on the tiny models, run from `dir`.
+fn cli(d: &DaemonProc, dir: &Path, script_arg: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
+    cmd.args(["render", script_arg])
+        .args(["--url", &d.at("")])
+        .args(["--model", "tiny-sd", "--width", "128", "--height", "96"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("REELBOX_KEY")
+        .env_remove("REELBOX_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `reelbox render` of `script` written to a file in `dir`.
+fn render(d: &DaemonProc, dir: &Path, script: &str, args: &[&str]) -> Command {
+    std::fs::write(dir.join("script.txt"), script).expect("script");
+    cli(d, dir, "script.txt", args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    let c = reqwest::Client::new();
+    let script = ["A red circle rolls slowly across a wide blue field."; 6].join("\n\n");
+    let mut cli = render(&d, dir.path(), &script, &["-o", "film.mp4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reelbox render");
+    // Wait until the render has finished its narration, then press Ctrl-C.
+    let id = loop {
+        let jobs = get_json(&c, &d, "/api/v1/jobs").await;
+        let narrated = jobs["jobs"].as_array().and_then(|a| a.first()).filter(|j| j["stages"][2]["state"] == "done");
+        if let Some(job) = narrated {
+            break job["id"].as_str().expect("id").to_string();
+        }
+        assert!(cli.try_wait().expect("poll").is_none(), "reelbox render ended before Ctrl-C");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let sent = Command::new("kill").args(["-INT", &cli.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+    let out = cli.wait_with_output().expect("reelbox render");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("job {id} canceled")), "{stderr}");
+    assert!(stderr.contains(&format!("reelbox jobs retry {id}")), "{stderr}");
+    // Before, the CLI died and the daemon went on rendering a film nobody would save.
+    let canceled = wait_job(&c, &d, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(canceled["state"], "canceled", "{canceled}");
+    assert!(!dir.path().join("film.mp4").exists());
+
+    let retried = c.post(d.at(&format!("/api/v1/jobs/{id}/retry"))).send().await.expect("retry");
+    assert!(retried.status().is_success());
+    let done = wait_job(&c, &d, &id, Duration::from_secs(600), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    for i in 0..3 {
+        assert_eq!(done["stages"][i]["finished_at"], canceled["stages"][i]["finished_at"], "stage {i} was redone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_reach_the_render_and_mistakes_name_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    let c = reqwest::Client::new();
+    let form = reqwest::multipart::Form::new()
+        .text("name", "anna")
+        .text("face_box", "24,12,80,96")
+        .part("portrait", reqwest::multipart::Part::bytes(portrait_png()).file_name("portrait.png"));
+    let anna: Value =
+        c.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile").json().await.expect("json");
+    // The profile a presenter is made with reads back as it was typed.
+    std::fs::write(dir.path().join("bo.png"), portrait_png()).expect("portrait");
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["profiles", "create", "--name", "bo", "--portrait", "bo.png", "--face-box", "24,12,80,96"])
+        .args(["--url", &d.at("")])
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .output()
+        .expect("profiles create");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("face box 24,12,80,96\n"), "not Some([24, 12, 80, 96]): {stdout}");
+    // Music at 44.1 kHz, as a song file has it.
+    let tone = dir.path().join("tone.wav");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=5:sample_rate=44100"])
+        .arg(&tone)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    let out = render(&d, dir.path(), "Hello there.", &["--profile", "anna", "--voice", provision::JOE])
+        .args(["--music", "tone.wav"])
+        // No lip-sync model is installed under a default name here: the presenter stays out.
+        .args(["--style", "flat colours", "--layout", "none", "--json", "-o", "hello.mp4"])
+        .output()
+        .expect("reelbox render");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said: Value = serde_json::from_slice(&out.stdout).expect("JSON line");
+    let job = get_json(&c, &d, &format!("/api/v1/jobs/{}", said["job"].as_str().expect("job"))).await;
+    assert_eq!(job["params"]["presenter"]["portrait"], anna["portrait"], "{job}");
+    assert_eq!(job["params"]["voice"], provision::JOE);
+    assert_eq!(job["params"]["style"], "flat colours");
+    assert!(dir.path().join("hello.mp4").is_file() && dir.path().join("hello.vtt").is_file());
+    // The music keeps its treble: mixed at its 44.1 kHz, not the voice's 22.05 kHz.
+    let info = reelbox::media::ffprobe::probe(&dir.path().join("hello.mp4")).expect("ffprobe");
+    let audio = info.audio().expect("audio");
+    assert_eq!((audio.sample_rate, audio.channels), (Some(44_100), Some(2)), "{audio:?}");
+
+    // Music that is not audio was refused as `file: …`, a field the user never typed.
+    std::fs::write(dir.path().join("notes.txt"), "not music").expect("notes");
+    let out = render(&d, dir.path(), "Hello.", &["--music", "notes.txt", "-o", "m.mp4"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--music notes.txt: not a readable"), "{stderr}");
+    assert!(!stderr.contains(": file: "), "{stderr}");
+    // An MP4 written under another container's name was accepted (and would not play as one).
+    let out = render(&d, dir.path(), "Hello.", &["-o", "film.mkv"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("-o film.mkv: the film is an MP4"), "{stderr}");
+    let jobs = get_json(&c, &d, "/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "only the first render ran: {}", json!(jobs));
+
+    // A sentence typed where the file goes says how to film one line: from standard input.
+    let out = cli(&d, dir.path(), "A cat on a mat.", &["-o", "short.mp4"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("reelbox render - -o film.mp4"), "{stderr}");
+    let mut child = cli(&d, dir.path(), "-", &["-o", "short.mp4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reelbox render -");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"Hello.\n").expect("write script");
+    // The end says where the film is, whole path and subtitle files.
+    let out = child.wait_with_output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let film = dir.path().join("short.mp4");
+    assert!(stdout.starts_with(&format!("{} (subtitles beside it: short.srt, short.vtt;", film.display())), "{stdout}");
+}

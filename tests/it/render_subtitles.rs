@@ -1,0 +1,162 @@
+//! The film's subtitles as a viewer meets them, on the real daemon with real ffmpeg: a
+//! long sentence on a narrow film is shown in turns of at most two lines, each while its
+//! words are spoken, a word wider than the film is cut to fit, and a title the voice
+//! pauses after ("Dr.") stays with its name; the film seeks to every two seconds and to
+//! each scene's start, and its subtitle track is labelled in the voice's language.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, is_final, wait_job};
+use common::provision;
+use common::render::{artifact, models_dir};
+use reelbox::media::ffprobe::probe_with;
+use serde_json::{Value, json};
+
+/// `HH:MM:SS.mmm` as seconds.
+fn seconds(t: &str) -> f64 {
+    t.split(':').fold(0.0, |acc, part| acc * 60.0 + part.parse::<f64>().unwrap_or(f64::NAN))
+}
+
+/// The cues of a WebVTT file: (start, end, text with its lines joined by spaces).
+fn vtt_cues(vtt: &str) -> Vec<(f64, f64, String)> {
+    vtt.split("\n\n")
+        .filter_map(|block| {
+            let mut lines = block.lines();
+            let (start, end) = lines.next()?.split_once(" --> ")?;
+            Some((seconds(start), seconds(end), lines.collect::<Vec<_>>().join(" ")))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sentence_on_a_narrow_film_is_subtitled_in_turns_that_fit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(dir.path());
+    let runtime = provision::runtime();
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
+    ];
+    let d = DaemonProc::start(&dir.path().join("data"), &env);
+    let c = reqwest::Client::new();
+    let script = "This is a rather long sentence that should wrap onto several lines on a narrow film \
+                  because it keeps going.\n\nSupercalifragilisticexpialidocious is long. Dr. Jones agrees.";
+    // A phone-shaped film: 13 columns a line at the burned-in size (16/288 of its height).
+    let body = json!({"script": script, "model": "tiny-sd", "steps": 2, "width": 128, "height": 256,
+                      "burn_subtitles": true});
+    let resp = c.post(d.at("/api/v1/renders")).json(&body).send().await.expect("submit");
+    assert_eq!(resp.status(), 202);
+    let job: Value = resp.json().await.expect("json");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(&c, &d, &id, Duration::from_secs(600), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    let timeline: Value = serde_json::from_slice(&artifact(&c, &d, &id, "timeline.json").await).expect("timeline");
+    let sentences = timeline["sentences"].as_array().expect("sentences");
+    // The voice ends a sentence at "Dr." (as Piper does): four sentences spoken.
+    assert_eq!(sentences.len(), 4, "{timeline}");
+    let vtt = String::from_utf8(artifact(&c, &d, &id, "film.vtt").await).expect("utf8");
+    let cues = vtt_cues(&vtt);
+    assert!(cues.len() >= 5, "the first sentence alone is 9 lines on this film: {cues:?}");
+    for (_, _, text) in &cues {
+        // Two lines of at most 13 columns and the space between them.
+        assert!(text.chars().count() <= 27, "a cue covers more than two lines: {text:?}\n{vtt}");
+        assert!(text.split_whitespace().all(|w| w.chars().count() <= 13), "a word wider than the film: {text:?}");
+    }
+    // Every word once, in order, and each sentence's turns fill its time without a gap.
+    let shown: Vec<&str> = cues.iter().map(|(_, _, t)| t.as_str()).collect();
+    let spoken: Vec<&str> = sentences.iter().filter_map(|s| s["text"].as_str()).collect();
+    assert_eq!(shown.join(" ").replace("- ", ""), spoken.join(" "), "{vtt}");
+    let start = |s: &Value| s["start"].as_f64().expect("start");
+    let end = |s: &Value| s["end"].as_f64().expect("end");
+    assert!((cues[0].0 - start(&sentences[0])).abs() < 0.002, "{vtt}");
+    assert!((cues[cues.len() - 1].1 - end(&sentences[sentences.len() - 1])).abs() < 0.002, "{vtt}");
+    // A title is shown with the name it belongs to, not flashed alone.
+    assert!(cues.iter().any(|(_, _, t)| t.starts_with("Dr. Jones")), "{vtt}");
+    for pair in cues.windows(2) {
+        assert!(pair[1].0 >= pair[0].1 - 0.001, "cues overlap: {pair:?}");
+        assert!(pair[1].0 > pair[0].0, "each turn starts later than the last: {pair:?}");
+    }
+    let word_at = |word: &str| cues.iter().find(|(_, _, t)| t.contains(word)).map(|c| c.0).expect("word shown");
+    assert!(word_at("film") > word_at("rather"), "later words are shown later");
+
+    // The film carries the same turns as its subtitle track, and is a film a browser plays
+    // from the first byte: H.264 yuv420p, AAC, the index (moov) before the media (mdat).
+    let film = artifact(&c, &d, &id, "film.mp4").await;
+    let path = dir.path().join("film.mp4");
+    std::fs::write(&path, &film).expect("write");
+    let info = probe_with(&path, true).expect("ffprobe");
+    let v = info.video().expect("video");
+    assert_eq!((v.codec_name.as_str(), v.pix_fmt.as_deref()), ("h264", Some("yuv420p")));
+    assert_eq!(info.audio().expect("audio").codec_name, "aac");
+    let narration = timeline["duration"].as_f64().expect("duration");
+    let frames = v.frames.expect("frames") as f64;
+    assert!((frames - (narration * 25.0).round()).abs() <= 1.0, "{frames} frames for {narration} s");
+    let at = |tag: &[u8]| film.windows(4).position(|w| w == tag).expect("mp4 box");
+    assert!(at(b"moov") < at(b"mdat"), "+faststart: the index comes first");
+    // Keyframes every two seconds and at the second scene's start, so a viewer skipping
+    // lands where they aimed (x264's default put one every ten seconds, none at scenes).
+    let frames = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=key_frame", "-of", "json"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    let frames: Value = serde_json::from_slice(&frames.stdout).expect("ffprobe json");
+    let keys: Vec<usize> = frames["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f["key_frame"] == 1)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(keys.windows(2).all(|k| k[1] - k[0] <= 50), "keyframes at frames {keys:?}");
+    let second = (timeline["scenes"][1][0].as_f64().expect("scene 2 start") * 25.0).round() as usize;
+    assert!(keys.contains(&second), "no keyframe at scene 2 (frame {second}): {keys:?}");
+    let packets = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "s:0", "-count_packets", "-show_entries"])
+        .args(["stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    let n: usize = String::from_utf8_lossy(&packets.stdout).trim().parse().expect("packet count");
+    // mov_text writes an empty sample for each gap between cues; at least one per cue.
+    assert!(n >= cues.len(), "{n} subtitle samples for {} cues", cues.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subtitle_track_is_labelled_in_the_voice_s_language() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(dir.path());
+    let voice = models.join("de_DE-tiny");
+    std::fs::create_dir_all(&voice).expect("voice dir");
+    for ext in ["onnx", "onnx.json"] {
+        let from = common::fixture(&format!("models/tiny-piper/de/tiny-de.{ext}"));
+        std::fs::copy(from, voice.join(format!("de_DE-tiny.{ext}"))).expect("voice file");
+    }
+    let runtime = provision::runtime();
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
+    ];
+    let d = DaemonProc::start(&dir.path().join("data"), &env);
+    let c = reqwest::Client::new();
+    let body = json!({"script": "Guten Abend.", "voice": "de_DE-tiny", "model": "tiny-sd", "steps": 2,
+                      "width": 64, "height": 64});
+    let job: Value =
+        c.post(d.at("/api/v1/renders")).json(&body).send().await.expect("submit").json().await.expect("json");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = wait_job(&c, &d, &id, Duration::from_secs(600), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let path = dir.path().join("film.mp4");
+    std::fs::write(&path, artifact(&c, &d, &id, "film.mp4").await).expect("write");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "s:0", "-show_entries", "stream_tags=language", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    // It said `eng` for every film: a player offered "English" subtitles under German speech.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deu");
+}
