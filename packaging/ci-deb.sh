@@ -94,7 +94,9 @@ getent passwd reelbox >/dev/null || fail "system user reelbox missing"
 [ -f /usr/share/reelbox/models/README ] || fail "bundled models dir /usr/share/reelbox/models missing"
 /usr/share/reelbox/gpu-check.sh --help | grep -q -- "--runtime DIR" || fail "gpu-check.sh is not installed and runnable"
 dpkg-query --control-show reelbox conffiles | grep -q /etc/reelbox/config.toml || fail "config.toml is not a conffile"
-/usr/bin/reelbox --config /etc/reelbox/config.toml config show | grep -q '^bind = "127.0.0.1:8470"' ||
+# Read whole, then matched (a `| grep -q` that ends early breaks the writer's pipe: under
+# pipefail a failure however the output reads).
+grep -q '^bind = "127.0.0.1:8470"' <<<"$(/usr/bin/reelbox --config /etc/reelbox/config.toml config show)" ||
     fail "the packaged config does not load"
 
 step "as root, as the service, as a login user"

@@ -105,7 +105,9 @@ if [ -n "$nats" ] || nats="$(command -v nats-server)"; then
     worker_pid=$!
     url="http://127.0.0.1:$api"
     for _ in $(seq 1 60); do
-        "$bin" cluster status --url "$url" 2>/dev/null | grep -q "gpucheck/${device}" && break
+        # Read whole, then matched: `| grep -q` ends the pipe early and, under pipefail, the
+        # writer's broken pipe fails the test however the output reads.
+        [[ $("$bin" cluster status --url "$url" 2>/dev/null) == *"gpucheck/${device}"* ]] && break
         sleep 0.5
     done
     step "$bin" cluster status --url "$url"
@@ -123,9 +125,9 @@ sys.exit(0 if s.get("remote_gpus") or not sys.argv[2].startswith("cuda") else 1)
 PY
     fi
     step "$bin" --url "$url" image "a red circle on a blue background" --model demo-shapes --steps 4 -o "$data/worker.png"
-    "$bin" --url "$url" --json jobs list --limit 1 | grep -o '"device": *"[^"]*"' | sort -u | sed 's/^/placed: /'
-    "$bin" --url "$url" --json jobs list --limit 1 | grep -q "\"gpucheck/${device}\"" ||
-        { echo "!! the job was not placed on gpucheck/${device}"; failed=1; }
+    newest=$("$bin" --url "$url" --json jobs list --limit 1)
+    grep -o '"device": *"[^"]*"' <<<"$newest" | sort -u | sed 's/^/placed: /'
+    [[ $newest == *"\"gpucheck/${device}\""* ]] || { echo "!! the job was not placed on gpucheck/${device}"; failed=1; }
     kill "$worker_pid" "$head_pid" 2>/dev/null; wait "$worker_pid" "$head_pid" 2>/dev/null
     kill "$nats_pid" 2>/dev/null; wait "$nats_pid" 2>/dev/null
 else
