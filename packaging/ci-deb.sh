@@ -64,6 +64,9 @@ lintian --fail-on error --suppress-tags-from-file packaging/debian/lintian-ignor
 
 step "install"
 if dpkg-query -W reelbox >/dev/null 2>&1; then $sudo dpkg --purge reelbox >/dev/null; fi
+# A failed check must not leave the package installed: its /etc/reelbox/config.toml would
+# change what every later test run on this machine reads.
+trap 'if dpkg-query -W reelbox >/dev/null 2>&1; then $sudo dpkg --purge reelbox >/dev/null 2>&1; fi' EXIT
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "./$deb" >/dev/null ||
     fail "installing $deb"
 
@@ -102,7 +105,7 @@ grep -q '^bind = "127.0.0.1:8470"' <<<"$(/usr/bin/reelbox --config /etc/reelbox/
 step "as root, as the service, as a login user"
 # What an admin runs with sudo must stay the service's: a root-made database once stopped
 # the service starting, root-owned model dirs could not be replaced or removed by it.
-$sudo /usr/bin/reelbox keys create --offline --name ci-admin --scope admin >/dev/null ||
+admin_key=$($sudo /usr/bin/reelbox keys create --offline --name ci-admin --scope admin) ||
     fail "sudo reelbox keys create --offline"
 root_owned=$($sudo find /var/lib/reelbox -uid 0 | head -3)
 [ -z "$root_owned" ] || fail "root-owned files in /var/lib/reelbox after a root CLI run: $root_owned"
@@ -113,9 +116,11 @@ $sudo runuser -u reelbox -- env -i PATH=/usr/bin:/bin HOME=/var/lib/reelbox REEL
     sh -c 'umask 0027; exec timeout 20 /usr/bin/reelbox serve' >"$log" 2>&1 &
 for _ in $(seq 100); do grep -q "reelbox listening" "$log" && break; sleep 0.1; done
 grep -q "reelbox listening" "$log" || fail "the service does not start after a root CLI run: $(cat "$log")"
-# A login user's pull is done by the running service, into its dir, as its user.
+# A login user's pull (with the admin key a pull needs once keys exist) is done by the
+# running service, into its dir, as its user.
 url=$(sed -n 's/^reelbox listening on //p' "$log" | head -1)
-pulled=$($sudo runuser -u nobody -- env -i PATH=/usr/bin:/bin HOME=/tmp /usr/bin/reelbox --url "$url" pull demo-shapes 2>&1) ||
+pulled=$($sudo runuser -u nobody -- env -i PATH=/usr/bin:/bin HOME=/tmp REELBOX_KEY="$admin_key" \
+    /usr/bin/reelbox --url "$url" pull demo-shapes 2>&1) ||
     fail "a user's pull through the service: $pulled"
 echo "$pulled" | grep -q "demo-shapes installed at /var/lib/reelbox/models/demo-shapes" || fail "a user's pull says: $pulled"
 [ "$($sudo stat -c %U /var/lib/reelbox/models/demo-shapes)" = reelbox ] || fail "the service's pull is not the service's"

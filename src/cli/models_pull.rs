@@ -68,6 +68,9 @@ pub async fn through_daemon(
         let text = e.to_string();
         if text.contains("\"accept_license\": true") {
             anyhow!("{}", text.replace("send \"accept_license\": true", "pull with `--accept-license`"))
+        } else if text.contains("answered 401") || text.contains("answered 403") {
+            // A box with keys takes pulls from admin keys only; root may still pull itself.
+            anyhow!("{text}; pull with an admin key (REELBOX_KEY), or as root: `sudo reelbox pull {name}`")
         } else {
             e
         }
