@@ -100,3 +100,13 @@ pub async fn check_film(c: &reqwest::Client, d: &DaemonProc, id: &str, scratch: 
     let srt = String::from_utf8(artifact(c, d, id, "film.srt").await).expect("utf8");
     assert!(srt.starts_with("1\n00:00:00,"), "{srt}");
 }
+
+/// `reelbox serve` on `root/data` with the models in `models` and the provisioned ONNX Runtime.
+pub fn daemon(root: &Path, models: &Path) -> DaemonProc {
+    let runtime = provision::runtime();
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
+    ];
+    DaemonProc::start(&root.join("data"), &env)
+}

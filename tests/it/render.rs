@@ -123,12 +123,7 @@ async fn a_render_too_long_to_make_is_refused_naming_the_limit() {
 async fn demo_script_keyframes_show_each_scene_s_background_colour() {
     let dir = tempfile::tempdir().expect("tempdir");
     let models = demo_models_dir(dir.path());
-    let runtime = provision::runtime();
-    let env = [
-        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
-        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
-    ];
-    let d = DaemonProc::start(&dir.path().join("data"), &env);
+    let d = common::render::daemon(dir.path(), &models);
     let c = reqwest::Client::new();
     let root = common::source_tree();
     let script = std::fs::read_to_string(root.join("assets/demo/script.txt")).expect("demo script");

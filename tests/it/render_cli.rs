@@ -15,12 +15,7 @@ use serde_json::{Value, json};
 
 fn start(dir: &Path) -> DaemonProc {
     let models = models_dir(dir);
-    let runtime = provision::runtime();
-    let env = [
-        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
-        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
-    ];
-    DaemonProc::start(&dir.join("data"), &env)
+    common::render::daemon(dir, &models)
 }
 
 /// `reelbox render SCRIPT_ARG --url <d> ARGS…` on the tiny models, run from `dir`.

@@ -8,8 +8,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::daemon::{DaemonProc, is_final, wait_job};
-use common::provision;
+use common::daemon::{is_final, wait_job};
 use common::render::{artifact, models_dir};
 use reelbox::media::ffprobe::probe_with;
 use serde_json::{Value, json};
@@ -34,12 +33,7 @@ fn vtt_cues(vtt: &str) -> Vec<(f64, f64, String)> {
 async fn a_long_sentence_on_a_narrow_film_is_subtitled_in_turns_that_fit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let models = models_dir(dir.path());
-    let runtime = provision::runtime();
-    let env = [
-        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
-        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
-    ];
-    let d = DaemonProc::start(&dir.path().join("data"), &env);
+    let d = common::render::daemon(dir.path(), &models);
     let c = reqwest::Client::new();
     let script = "This is a rather long sentence that should wrap onto several lines on a narrow film \
                   because it keeps going.\n\nSupercalifragilisticexpialidocious is long. Dr. Jones agrees.";
@@ -136,12 +130,7 @@ async fn the_subtitle_track_is_labelled_in_the_voice_s_language() {
         let from = common::fixture(&format!("models/tiny-piper/de/tiny-de.{ext}"));
         std::fs::copy(from, voice.join(format!("de_DE-tiny.{ext}"))).expect("voice file");
     }
-    let runtime = provision::runtime();
-    let env = [
-        ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
-        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
-    ];
-    let d = DaemonProc::start(&dir.path().join("data"), &env);
+    let d = common::render::daemon(dir.path(), &models);
     let c = reqwest::Client::new();
     let body = json!({"script": "Guten Abend.", "voice": "de_DE-tiny", "model": "tiny-sd", "steps": 2,
                       "width": 64, "height": 64});
