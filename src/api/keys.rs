@@ -124,8 +124,16 @@ pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(
         "admin" => Scope::Admin,
         other => return Err(ApiError::field("scope", format!("must be client or admin, not {other:?}"))),
     };
-    if req.max_queued == Some(0) {
-        return Err(ApiError::field("max_queued", "must be at least 1 (leave it out for no quota)"));
+    // 0 reads as "no limit" to many people, but would refuse every job or upload: refused,
+    // as one key's "no quota" is the field left out.
+    for (field, value) in [
+        ("max_queued", req.max_queued),
+        ("gpu_seconds_per_day", req.gpu_seconds_per_day),
+        ("max_storage_bytes", req.max_storage_bytes),
+    ] {
+        if value == Some(0) {
+            return Err(ApiError::field(field, "must be at least 1 (leave it out for no quota)"));
+        }
     }
     if first && scope != Scope::Admin {
         return Err(ApiError::field("scope", "the first key must be an admin key (use --scope admin)"));
@@ -153,7 +161,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     Ok(Json(visible.map(|k| key_view(&state.store, k, None).map_err(ApiError::from)).collect::<Result<_, _>>()?))
 }
 
-/// Revoke a key (admin, or the key itself). It stops working at once.
+/// Revoke a key by id or name (admin, or the key itself). It stops working at once.
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", params(("id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 404, body = super::error::ErrorBody)))]
 pub async fn revoke(
@@ -161,17 +169,36 @@ pub async fn revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
-    let key_id = parse_id("key", &id)?;
-    if !caller.admin && caller.key_id != Some(key_id) {
-        return Err(ApiError::not_found("key", &id));
-    }
-    if state.store.key(key_id)?.is_none() {
-        return Err(ApiError::not_found("key", &id));
-    }
+    let key_id = key_id(&state.store, &caller, &id)?;
     let key = state.store.revoke_key(key_id).await?;
     state.gate.refresh(&state.store)?;
     tracing::info!(key = %key.id, name = %key.name, by = %caller.label, "API key revoked");
     Ok(Json(key_view(&state.store, &key, None)?))
+}
+
+/// The key `raw` names among those the caller may revoke: by id, or by name when one
+/// active key has it (names need not be unique; two share it → an error listing their ids).
+fn key_id(store: &Store, caller: &Caller, raw: &str) -> Result<ulid::Ulid, ApiError> {
+    let mine = |k: &ApiKey| caller.admin || caller.key_id == Some(k.id);
+    if let Ok(id) = parse_id("key", raw) {
+        return match store.key(id)? {
+            Some(k) if mine(&k) => Ok(id),
+            _ => Err(ApiError::not_found("key", raw)),
+        };
+    }
+    let named: Vec<ApiKey> =
+        store.keys()?.into_iter().filter(|k| k.name == raw.trim() && k.revoked_at.is_none() && mine(k)).collect();
+    match named.as_slice() {
+        [] => Err(ApiError::not_found("key", raw)),
+        [k] => Ok(k.id),
+        many => {
+            let ids: Vec<String> = many.iter().map(|k| k.id.to_string()).collect();
+            Err(ApiError::field(
+                "id",
+                format!("{} keys are named {raw:?}; give one's id ({})", many.len(), ids.join(", ")),
+            ))
+        }
+    }
 }
 
 /// Adds the `Authorization: Bearer` scheme to the OpenAPI document, required everywhere

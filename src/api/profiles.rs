@@ -60,7 +60,8 @@ pub async fn show(
     Ok(Json(ProfileView::from(&visible_profile(&state, &caller, &id)?)))
 }
 
-/// Delete a profile.
+/// Delete a profile with its portrait and voice sample (unless a job or another profile
+/// uses them), freeing their bytes from the owner's storage quota.
 #[utoipa::path(delete, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -167,12 +168,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ProfileView::from(&profile))))
 }
 
+/// The caller's profile by id or by name (as renders take it); one it may not see is
+/// missing.
 fn visible_profile(state: &AppState, caller: &Caller, raw: &str) -> Result<Profile, ApiError> {
-    let id = parse_id("profile", raw)?;
-    match state.store.profile(id)? {
-        Some(p) if caller.may_see(&p.owner) => Ok(p),
-        _ => Err(ApiError::not_found("profile", raw)),
-    }
+    state.jobs.find_profile(&caller.into(), "id", raw)?.ok_or_else(|| ApiError::not_found("profile", raw))
 }
 
 fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) -> Result<(), ApiError> {

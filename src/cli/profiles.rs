@@ -36,6 +36,7 @@ pub enum ProfilesAction {
     },
     /// Change a profile's name, voice or style.
     Update {
+        /// The profile's id or name (as `profiles list` shows them).
         id: String,
         /// New profile name.
         #[arg(long)]
@@ -44,9 +45,15 @@ pub enum ProfilesAction {
         settings: ProfileSettings,
     },
     /// Show one profile.
-    Show { id: String },
-    /// Delete a profile.
-    Rm { id: String },
+    Show {
+        /// The profile's id or name.
+        id: String,
+    },
+    /// Delete a profile, and its portrait and voice sample unless a job still uses them.
+    Rm {
+        /// The profile's id or name.
+        id: String,
+    },
 }
 
 /// The voice and style settings `profiles create` and `update` share.
