@@ -267,9 +267,13 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError>
         return Ok(Caller::local());
     }
     if let Some(secret) = token(parts)? {
-        return match state.store.key_by_hash(&hash_secret(&secret))? {
+        let hash = hash_secret(&secret);
+        return match state.store.key_by_hash(&hash)? {
             Some(key) => Ok(Caller::from_key(&key)),
-            None => Err(unauthorized("invalid_key", "the API key is not valid (mistyped or revoked)")),
+            None => {
+                let fallback = "the API key is not valid (mistyped or revoked)";
+                Err(unauthorized("invalid_key", super::keys::refused_key_message(&state.store, &hash, fallback)))
+            }
         };
     }
     if let Some(caller) = session_caller(state, parts)? {
@@ -311,9 +315,11 @@ fn session_caller(state: &AppState, parts: &Parts) -> Result<Option<Caller>, Api
     let Some(key_id) = state.gate.sessions.key_of(&token) else { return Err(expired()) };
     match state.store.key(key_id)? {
         Some(key) if key.revoked_at.is_none() => Ok(Some(Caller::from_key(&key))),
-        _ => {
+        revoked => {
             state.gate.sessions.close_key(key_id);
-            Err(expired())
+            let why = revoked.map(|k| super::keys::revoked_message(&k));
+            Err(why
+                .map_or_else(expired, |why| unauthorized("session_expired", format!("the session has ended: {why}"))))
         }
     }
 }

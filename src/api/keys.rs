@@ -94,6 +94,21 @@ pub fn key_view(store: &Store, k: &ApiKey, secret: Option<String>) -> Result<Key
     })
 }
 
+/// What a refused key's holder is told: when it was revoked and what to do, else
+/// `fallback` (a mistyped key, or one from another box).
+pub fn refused_key_message(store: &Store, hash: &str, fallback: &str) -> String {
+    match store.revoked_key_by_hash(hash) {
+        Ok(Some(k)) => revoked_message(&k),
+        _ => fallback.to_string(),
+    }
+}
+
+/// The refusal of key `k`, revoked: when, and who can give a new one.
+pub fn revoked_message(k: &ApiKey) -> String {
+    let when = k.revoked_at.map(time).unwrap_or_default();
+    format!("the key {:?} was revoked at {when}; ask whoever runs the box for a new key", k.name)
+}
+
 /// Create a key (admin; or, while no key exists, a loopback caller).
 #[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKeyRequest,
     responses((status = 201, body = KeyView), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]

@@ -1,10 +1,12 @@
 //! `reelbox profiles ...`: mirrors of the profile routes.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
+use reelbox::api::keys::KeyView;
 use reelbox::api::views::ProfileView;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
@@ -97,18 +99,7 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            p.id.clone(),
-                            p.name.clone(),
-                            p.voice.model.clone(),
-                            p.portrait.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                table::print(&["ID", "NAME", "VOICE", "PORTRAIT"], &rows);
+                print_list(&c, &list).await?;
             }
         }
         ProfilesAction::Create { name, portrait, face_box, voice_sample, settings } => {
@@ -149,6 +140,34 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The profiles as a table; an admin's list of several people's profiles says whose each
+/// one is, by the name of the key that made it (two people may both have a "me").
+async fn print_list(c: &Client, list: &[ProfileView]) -> anyhow::Result<()> {
+    let several = list.iter().any(|p| p.owner != list[0].owner);
+    let names: HashMap<String, String> = if several {
+        let keys: Vec<KeyView> = c.get("/api/v1/keys").await.unwrap_or_default();
+        keys.into_iter().map(|k| (k.id, k.name)).collect()
+    } else {
+        HashMap::new()
+    };
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            let mut row = vec![p.id.clone(), p.name.clone()];
+            if several {
+                row.push(names.get(&p.owner).cloned().unwrap_or_else(|| p.owner.clone()));
+            }
+            row.push(p.voice.model.clone());
+            row.push(p.portrait.clone().unwrap_or_default());
+            row
+        })
+        .collect();
+    let headers: &[&str] =
+        if several { &["ID", "NAME", "OWNER", "VOICE", "PORTRAIT"] } else { &["ID", "NAME", "VOICE", "PORTRAIT"] };
+    table::print(headers, &rows);
+    Ok(())
 }
 
 fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {

@@ -67,6 +67,12 @@ impl Store {
         Ok((key.revoked_at.is_none() && hashes_match(&key.hash, hash)).then_some(key))
     }
 
+    /// The revoked key whose hash is `hash`, if any: read only for a refused key, to tell
+    /// its holder why (a scan: few keys, and only on a failure).
+    pub fn revoked_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self.keys()?.into_iter().find(|k| k.revoked_at.is_some() && hashes_match(&k.hash, hash)))
+    }
+
     /// One key record by id (revoked ones included).
     pub fn key(&self, id: Ulid) -> Result<Option<ApiKey>, StoreError> {
         self.get(API_KEYS, id)

@@ -1,6 +1,6 @@
 //! A family's presenter profiles on the real daemon: made with a portrait and a voice
 //! sample, shown, changed and deleted by their name as `reelbox profiles list` shows it,
-//! hidden from the other keys, and deleting one gives its uploads' bytes back to its
+//! hidden from the other keys (an admin's list says whose each is), and deleting one gives its uploads' bytes back to its
 //! owner's storage quota, except what a queued job still uses.
 
 use crate::common;
@@ -9,6 +9,7 @@ use std::path::Path;
 
 use common::compat::{TINY_SD, models_dir, start_daemon_with};
 use common::daemon::DaemonProc;
+use common::tools::{reelbox_cli, run_ok};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -110,6 +111,21 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     }
     let (_, dads) = call(&dad, Method::GET, d.at("/api/v1/profiles"), None).await;
     assert_eq!(dads, json!([]), "dad sees mum's profile");
+    // Dad's own "grandma" is his by that name; the admin, seeing both, is asked for an id.
+    let his = create_profile(&d, &dad, "grandma", false).await;
+    let (_, shown) = call(&dad, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    assert_eq!(shown["id"], his["id"]);
+    let (_, shown) = call(&mum, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    assert_eq!(shown["id"], grandma["id"]);
+    let (status, v) = call(&admin, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains(his["id"].as_str().expect("id")), "{v}");
+    // The admin's list says whose each one is, by key name.
+    let home_dir = home.path();
+    let out = run_ok(reelbox_cli(home_dir, models.path()).args(["profiles", "list", "--url", &d.url, "--key", &admin]));
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    let owners: Vec<&str> = list.lines().skip(1).filter_map(|l| l.split_whitespace().nth(2)).collect();
+    assert_eq!(owners, ["mum", "dad"], "{list}");
 
     // A second profile whose portrait a queued picture job starts from.
     let grandpa = create_profile(&d, &mum, "grandpa", false).await;
