@@ -17,6 +17,7 @@ use super::{ApiError, AppState};
 use crate::config::defaults::DEFAULT_VOICE;
 use crate::kinds::ParamError;
 use crate::models::{Availability, Catalog, ModelKind};
+use crate::pipelines::diffusion::preset::Presets;
 use crate::store::records::{Profile, Style, Voice, now_ms};
 
 /// Profile fields (JSON body, or the text fields of the multipart form).
@@ -205,8 +206,17 @@ fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) 
     if let Some(s) = r.negative_prompt {
         p.style.negative_prompt = s;
     }
-    if r.preset.is_some() {
-        p.style.preset = r.preset;
+    if let Some(name) = r.preset {
+        // Checked now, not when a render from the profile is refused for it ("" clears).
+        let name = name.trim();
+        p.style.preset = if name.is_empty() {
+            None
+        } else {
+            let presets =
+                Presets::load(&state.config.data_dir).map_err(|e| ApiError::field("preset", e.to_string()))?;
+            presets.named(name).map_err(|e| ApiError::field("preset", e.to_string()))?;
+            Some(name.to_string())
+        };
     }
     if let Some(m) = r.image_model {
         p.style.image_model = picture_model(state, m)?;

@@ -43,6 +43,9 @@ pub enum ProfilesAction {
         /// New profile name.
         #[arg(long)]
         name: Option<String>,
+        /// The face box in the portrait as x,y,w,h.
+        #[arg(long)]
+        face_box: Option<String>,
         #[command(flatten)]
         settings: ProfileSettings,
     },
@@ -70,6 +73,10 @@ pub struct ProfileSettings {
     /// Negative prompt for every scene.
     #[arg(long)]
     negative_prompt: Option<String>,
+    /// Generation preset for the pictures (`fast`, `quality`, `max`, or one of
+    /// `presets.toml`; "" clears it on update).
+    #[arg(long)]
+    preset: Option<String>,
     /// Installed diffusion model (e.g. a LoRA-fused import) for the keyframes of renders
     /// that name no model ("" clears it on update).
     #[arg(long)]
@@ -83,6 +90,7 @@ impl ProfileSettings {
             ("voice", self.voice),
             ("prompt_prefix", self.style),
             ("negative_prompt", self.negative_prompt),
+            ("preset", self.preset),
             ("image_model", self.image_model),
         ]
         .into_iter()
@@ -118,11 +126,19 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             let p: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
             print_profile(g, &p)?;
         }
-        ProfilesAction::Update { id, name, settings } => {
+        ProfilesAction::Update { id, name, face_box, settings } => {
             let mut body: serde_json::Map<String, serde_json::Value> =
                 settings.fields().map(|(k, v)| (k.to_string(), v.into())).collect();
             if let Some(name) = name {
                 body.insert("name".into(), name.into());
+            }
+            if let Some(raw) = face_box {
+                // As `create` sends it to the form: x,y,w,h.
+                let nums: Result<Vec<u32>, _> = raw.split(',').map(|n| n.trim().parse::<u32>()).collect();
+                match nums {
+                    Ok(v) if v.len() == 4 => body.insert("face_box".into(), v.into()),
+                    _ => anyhow::bail!("--face-box {raw:?}: write it as four whole numbers x,y,w,h"),
+                };
             }
             let req = c.request(Method::PATCH, &format!("/api/v1/profiles/{id}")).json(&body);
             let p: ProfileView = c.send(req).await?;

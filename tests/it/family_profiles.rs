@@ -1,5 +1,5 @@
 //! A family's presenter profiles on the real daemon: made with a portrait and a voice
-//! sample, shown, changed and deleted by their name as `reelbox profiles list` shows it,
+//! sample, shown, changed (face box and preset from the CLI too) and deleted by their name as `reelbox profiles list` shows it,
 //! hidden from the other keys (an admin's list says whose each is), and deleting one gives its uploads' bytes back to its
 //! owner's storage quota, except what a queued job still uses.
 
@@ -126,6 +126,17 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     let list = String::from_utf8_lossy(&out.stdout).to_string();
     let owners: Vec<&str> = list.lines().skip(1).filter_map(|l| l.split_whitespace().nth(2)).collect();
     assert_eq!(owners, ["mum", "dad"], "{list}");
+
+    // A preset the box has not is refused when set, not when a render later uses it; the
+    // CLI moves the face box and sets the preset, as the API does.
+    let (status, v) =
+        call(&mum, Method::PATCH, d.at("/api/v1/profiles/grandma"), Some(json!({"preset": "nonsense"}))).await;
+    assert_eq!((status, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("preset")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("known: "), "{v}");
+    let update = ["--json", "profiles", "update", "grandma", "--face-box", "8,8,40,40", "--preset", "fast"];
+    let out = run_ok(reelbox_cli(home_dir, models.path()).args(update).args(["--url", &d.url, "--key", &mum]));
+    let updated: Value = serde_json::from_slice(&out.stdout).expect("profile JSON");
+    assert_eq!((&updated["face_box"], &updated["style"]["preset"]), (&json!([8, 8, 40, 40]), &json!("fast")));
 
     // A second profile whose portrait a queued picture job starts from.
     let grandpa = create_profile(&d, &mum, "grandpa", false).await;
