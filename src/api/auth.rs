@@ -112,6 +112,8 @@ pub struct Gate {
     pub streams: Arc<StreamSlots>,
     /// The web studio's logged-in browsers.
     pub sessions: super::web::session::Sessions,
+    /// Bumped whenever keys change, so open event streams can end when their key is revoked.
+    pub key_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Gate {
@@ -129,6 +131,7 @@ impl Gate {
             rate: RateLimiter::default(),
             streams: Arc::default(),
             sessions: Default::default(),
+            key_changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -136,6 +139,7 @@ impl Gate {
     pub fn refresh(&self, store: &Store) -> Result<u64, StoreError> {
         let n = store.active_key_count()?;
         self.active_keys.store(n, Ordering::SeqCst);
+        self.key_changes.send_modify(|v| *v = v.wrapping_add(1));
         Ok(n)
     }
 
@@ -355,8 +359,14 @@ pub async fn require_caller(State(state): State<AppState>, req: Request, next: N
     if let Err(e) = state.gate.rate.check(&caller, &state.config.limits) {
         return if openai { super::openai::OpenAiError::from(e).into_response() } else { e.into_response() };
     }
+    let key = caller.key_id;
     parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, body)).await
+    let resp = next.run(Request::from_parts(parts, body)).await;
+    // A stream outlives the request's check: it ends when its key is revoked.
+    match key {
+        Some(key) => super::keys::end_stream_on_revoke(&state, key, resp),
+        None => resp,
+    }
 }
 
 fn challenge(e: ApiError) -> Response {

@@ -109,6 +109,39 @@ pub fn revoked_message(k: &ApiKey) -> String {
     format!("the key {:?} was revoked at {when}; ask whoever runs the box for a new key", k.name)
 }
 
+/// An event stream (`text/event-stream`) of key `key` that ends once the key is revoked;
+/// any other response as it is. Checked when keys change, not per event.
+pub fn end_stream_on_revoke(
+    state: &AppState,
+    key: ulid::Ulid,
+    resp: axum::response::Response,
+) -> axum::response::Response {
+    use futures::StreamExt;
+    let is_stream = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_stream {
+        return resp;
+    }
+    let mut changes = state.gate.key_changes.subscribe();
+    let store = state.store.clone();
+    let revoked = async move {
+        while changes.changed().await.is_ok() {
+            if store.key(key).ok().flatten().is_none_or(|k| k.revoked_at.is_some()) {
+                tracing::info!(key = %key, "an event stream of a revoked key ended");
+                return;
+            }
+        }
+        // The gate is gone (shutdown): the stream ends with the server.
+        std::future::pending::<()>().await;
+    };
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::Body::from_stream(body.into_data_stream().take_until(revoked));
+    axum::response::Response::from_parts(parts, body)
+}
+
 /// Create a key (admin; or, while no key exists, a loopback caller).
 #[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKeyRequest,
     responses((status = 201, body = KeyView), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]

@@ -142,3 +142,35 @@ async fn quota_refusals_name_the_key_as_people_know_it_and_a_fix_they_can_make()
     assert!(msg.starts_with("key \"kid\" holds 0 bytes") && !msg.contains(&id), "{msg}");
     assert!(msg.contains("delete finished jobs or profiles") && !msg.contains("delete artifacts"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_opened_before_its_key_was_revoked_ends_with_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let (kid_id, kid) = create_key(&d, Some(&admin), json!({"name": "kid"})).await;
+    // Runs 30 s: the stream would flow all that time.
+    let job = json!({"kind": "testcard", "params": {"steps": 300, "step_ms": 100}});
+    let (status, v) = call(Some(&kid), Method::POST, d.at("/api/v1/jobs"), Some(job)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let id = v["id"].as_str().expect("id");
+    let resp = reqwest::Client::new().get(d.at(&format!("/api/v1/jobs/{id}/events"))).bearer_auth(&kid);
+    let mut stream = resp.send().await.expect("stream").bytes_stream();
+    use futures::StreamExt;
+    assert!(stream.next().await.is_some(), "the stream flows");
+
+    let (status, _) = call(Some(&admin), Method::DELETE, d.at(&format!("/api/v1/keys/{kid_id}")), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the revoked key's event stream still flows 5 s later");
+    // The job itself is the family's to cancel or keep: an admin still sees it running.
+    let (_, v) = call(Some(&admin), Method::GET, d.at(&format!("/api/v1/jobs/{id}")), None).await;
+    assert_eq!(v["state"], "running", "{v}");
+}
