@@ -288,7 +288,7 @@ pub fn check_room(state: &AppState, caller: &Caller, size: u64) -> Result<(), Ap
     let Some(limit) = caller.max_storage_bytes else { return Ok(()) };
     let used = state.store.owner_bytes(&caller.owner)?;
     if used.saturating_add(size) > limit {
-        let owner = caller.owner.clone();
+        let owner = caller.label.clone();
         return Err(StoreError::StorageQuotaExceeded { owner, used, adding: size, limit }.into());
     }
     Ok(())
@@ -305,7 +305,13 @@ pub async fn commit_upload(state: &AppState, caller: &Caller, art: Artifact) -> 
             if let Err(rm) = tokio::fs::remove_file(&path).await {
                 tracing::warn!(path = %path.display(), "could not remove a refused upload: {rm}");
             }
-            Err(e.into())
+            // Named as people know the key, not by its id.
+            Err(match e {
+                StoreError::StorageQuotaExceeded { used, adding, limit, .. } => {
+                    StoreError::StorageQuotaExceeded { owner: caller.label.clone(), used, adding, limit }.into()
+                }
+                other => other.into(),
+            })
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct Gate {
     pub streams: Arc<StreamSlots>,
     /// The web studio's logged-in browsers.
     pub sessions: super::web::session::Sessions,
+    /// Bumped whenever keys change, so open event streams can end when their key is revoked.
+    pub key_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Gate {
@@ -129,6 +131,7 @@ impl Gate {
             rate: RateLimiter::default(),
             streams: Arc::default(),
             sessions: Default::default(),
+            key_changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -136,6 +139,7 @@ impl Gate {
     pub fn refresh(&self, store: &Store) -> Result<u64, StoreError> {
         let n = store.active_key_count()?;
         self.active_keys.store(n, Ordering::SeqCst);
+        self.key_changes.send_modify(|v| *v = v.wrapping_add(1));
         Ok(n)
     }
 
@@ -267,9 +271,13 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError>
         return Ok(Caller::local());
     }
     if let Some(secret) = token(parts)? {
-        return match state.store.key_by_hash(&hash_secret(&secret))? {
+        let hash = hash_secret(&secret);
+        return match state.store.key_by_hash(&hash)? {
             Some(key) => Ok(Caller::from_key(&key)),
-            None => Err(unauthorized("invalid_key", "the API key is not valid (mistyped or revoked)")),
+            None => {
+                let fallback = "the API key is not valid (mistyped or revoked)";
+                Err(unauthorized("invalid_key", super::keys::refused_key_message(&state.store, &hash, fallback)))
+            }
         };
     }
     if let Some(caller) = session_caller(state, parts)? {
@@ -311,9 +319,11 @@ fn session_caller(state: &AppState, parts: &Parts) -> Result<Option<Caller>, Api
     let Some(key_id) = state.gate.sessions.key_of(&token) else { return Err(expired()) };
     match state.store.key(key_id)? {
         Some(key) if key.revoked_at.is_none() => Ok(Some(Caller::from_key(&key))),
-        _ => {
+        revoked => {
             state.gate.sessions.close_key(key_id);
-            Err(expired())
+            let why = revoked.map(|k| super::keys::revoked_message(&k));
+            Err(why
+                .map_or_else(expired, |why| unauthorized("session_expired", format!("the session has ended: {why}"))))
         }
     }
 }
@@ -349,8 +359,14 @@ pub async fn require_caller(State(state): State<AppState>, req: Request, next: N
     if let Err(e) = state.gate.rate.check(&caller, &state.config.limits) {
         return if openai { super::openai::OpenAiError::from(e).into_response() } else { e.into_response() };
     }
+    let key = caller.key_id;
     parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, body)).await
+    let resp = next.run(Request::from_parts(parts, body)).await;
+    // A stream outlives the request's check: it ends when its key is revoked.
+    match key {
+        Some(key) => super::keys::end_stream_on_revoke(&state, key, resp),
+        None => resp,
+    }
 }
 
 fn challenge(e: ApiError) -> Response {

@@ -115,7 +115,8 @@ impl From<StoreError> for ApiError {
             StoreError::StorageQuotaExceeded { .. } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "quota_exceeded",
-                format!("{e}; delete artifacts or jobs to free space"),
+                // Uploads have no delete route: deleting jobs and profiles is what frees room.
+                format!("{e}; delete finished jobs or profiles to free space, or ask whoever runs the box for more"),
             ),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::NotFinished { .. } => ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string()),

@@ -94,6 +94,54 @@ pub fn key_view(store: &Store, k: &ApiKey, secret: Option<String>) -> Result<Key
     })
 }
 
+/// What a refused key's holder is told: when it was revoked and what to do, else
+/// `fallback` (a mistyped key, or one from another box).
+pub fn refused_key_message(store: &Store, hash: &str, fallback: &str) -> String {
+    match store.revoked_key_by_hash(hash) {
+        Ok(Some(k)) => revoked_message(&k),
+        _ => fallback.to_string(),
+    }
+}
+
+/// The refusal of key `k`, revoked: when, and who can give a new one.
+pub fn revoked_message(k: &ApiKey) -> String {
+    let when = k.revoked_at.map(time).unwrap_or_default();
+    format!("the key {:?} was revoked at {when}; ask whoever runs the box for a new key", k.name)
+}
+
+/// An event stream (`text/event-stream`) of key `key` that ends once the key is revoked;
+/// any other response as it is. Checked when keys change, not per event.
+pub fn end_stream_on_revoke(
+    state: &AppState,
+    key: ulid::Ulid,
+    resp: axum::response::Response,
+) -> axum::response::Response {
+    use futures::StreamExt;
+    let is_stream = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_stream {
+        return resp;
+    }
+    let mut changes = state.gate.key_changes.subscribe();
+    let store = state.store.clone();
+    let revoked = async move {
+        while changes.changed().await.is_ok() {
+            if store.key(key).ok().flatten().is_none_or(|k| k.revoked_at.is_some()) {
+                tracing::info!(key = %key, "an event stream of a revoked key ended");
+                return;
+            }
+        }
+        // The gate is gone (shutdown): the stream ends with the server.
+        std::future::pending::<()>().await;
+    };
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::Body::from_stream(body.into_data_stream().take_until(revoked));
+    axum::response::Response::from_parts(parts, body)
+}
+
 /// Create a key (admin; or, while no key exists, a loopback caller).
 #[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKeyRequest,
     responses((status = 201, body = KeyView), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
@@ -124,8 +172,16 @@ pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(
         "admin" => Scope::Admin,
         other => return Err(ApiError::field("scope", format!("must be client or admin, not {other:?}"))),
     };
-    if req.max_queued == Some(0) {
-        return Err(ApiError::field("max_queued", "must be at least 1 (leave it out for no quota)"));
+    // 0 reads as "no limit" to many people, but would refuse every job or upload: refused,
+    // as one key's "no quota" is the field left out.
+    for (field, value) in [
+        ("max_queued", req.max_queued),
+        ("gpu_seconds_per_day", req.gpu_seconds_per_day),
+        ("max_storage_bytes", req.max_storage_bytes),
+    ] {
+        if value == Some(0) {
+            return Err(ApiError::field(field, "must be at least 1 (leave it out for no quota)"));
+        }
     }
     if first && scope != Scope::Admin {
         return Err(ApiError::field("scope", "the first key must be an admin key (use --scope admin)"));
@@ -153,7 +209,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     Ok(Json(visible.map(|k| key_view(&state.store, k, None).map_err(ApiError::from)).collect::<Result<_, _>>()?))
 }
 
-/// Revoke a key (admin, or the key itself). It stops working at once.
+/// Revoke a key by id or name (admin, or the key itself). It stops working at once.
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", params(("id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 404, body = super::error::ErrorBody)))]
 pub async fn revoke(
@@ -161,17 +217,36 @@ pub async fn revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
-    let key_id = parse_id("key", &id)?;
-    if !caller.admin && caller.key_id != Some(key_id) {
-        return Err(ApiError::not_found("key", &id));
-    }
-    if state.store.key(key_id)?.is_none() {
-        return Err(ApiError::not_found("key", &id));
-    }
+    let key_id = key_id(&state.store, &caller, &id)?;
     let key = state.store.revoke_key(key_id).await?;
     state.gate.refresh(&state.store)?;
     tracing::info!(key = %key.id, name = %key.name, by = %caller.label, "API key revoked");
     Ok(Json(key_view(&state.store, &key, None)?))
+}
+
+/// The key `raw` names among those the caller may revoke: by id, or by name when one
+/// active key has it (names need not be unique; two share it → an error listing their ids).
+fn key_id(store: &Store, caller: &Caller, raw: &str) -> Result<ulid::Ulid, ApiError> {
+    let mine = |k: &ApiKey| caller.admin || caller.key_id == Some(k.id);
+    if let Ok(id) = parse_id("key", raw) {
+        return match store.key(id)? {
+            Some(k) if mine(&k) => Ok(id),
+            _ => Err(ApiError::not_found("key", raw)),
+        };
+    }
+    let named: Vec<ApiKey> =
+        store.keys()?.into_iter().filter(|k| k.name == raw.trim() && k.revoked_at.is_none() && mine(k)).collect();
+    match named.as_slice() {
+        [] => Err(ApiError::not_found("key", raw)),
+        [k] => Ok(k.id),
+        many => {
+            let ids: Vec<String> = many.iter().map(|k| k.id.to_string()).collect();
+            Err(ApiError::field(
+                "id",
+                format!("{} keys are named {raw:?}; give one's id ({})", many.len(), ids.join(", ")),
+            ))
+        }
+    }
 }
 
 /// Adds the `Authorization: Bearer` scheme to the OpenAPI document, required everywhere

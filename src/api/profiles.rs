@@ -17,6 +17,7 @@ use super::{ApiError, AppState};
 use crate::config::defaults::DEFAULT_VOICE;
 use crate::kinds::ParamError;
 use crate::models::{Availability, Catalog, ModelKind};
+use crate::pipelines::diffusion::preset::Presets;
 use crate::store::records::{Profile, Style, Voice, now_ms};
 
 /// Profile fields (JSON body, or the text fields of the multipart form).
@@ -60,7 +61,8 @@ pub async fn show(
     Ok(Json(ProfileView::from(&visible_profile(&state, &caller, &id)?)))
 }
 
-/// Delete a profile.
+/// Delete a profile with its portrait and voice sample (unless a job or another profile
+/// uses them), freeing their bytes from the owner's storage quota.
 #[utoipa::path(delete, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -167,12 +169,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ProfileView::from(&profile))))
 }
 
+/// The caller's profile by id or by name (as renders take it); one it may not see is
+/// missing.
 fn visible_profile(state: &AppState, caller: &Caller, raw: &str) -> Result<Profile, ApiError> {
-    let id = parse_id("profile", raw)?;
-    match state.store.profile(id)? {
-        Some(p) if caller.may_see(&p.owner) => Ok(p),
-        _ => Err(ApiError::not_found("profile", raw)),
-    }
+    state.jobs.find_profile(&caller.into(), "id", raw)?.ok_or_else(|| ApiError::not_found("profile", raw))
 }
 
 fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) -> Result<(), ApiError> {
@@ -206,8 +206,17 @@ fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) 
     if let Some(s) = r.negative_prompt {
         p.style.negative_prompt = s;
     }
-    if r.preset.is_some() {
-        p.style.preset = r.preset;
+    if let Some(name) = r.preset {
+        // Checked now, not when a render from the profile is refused for it ("" clears).
+        let name = name.trim();
+        p.style.preset = if name.is_empty() {
+            None
+        } else {
+            let presets =
+                Presets::load(&state.config.data_dir).map_err(|e| ApiError::field("preset", e.to_string()))?;
+            presets.named(name).map_err(|e| ApiError::field("preset", e.to_string()))?;
+            Some(name.to_string())
+        };
     }
     if let Some(m) = r.image_model {
         p.style.image_model = picture_model(state, m)?;

@@ -11,6 +11,7 @@ use reelbox::store::Store;
 use reqwest::Method;
 
 use super::client::Client;
+use super::models::human_bytes;
 use super::{Global, table};
 
 /// `reelbox keys ...`
@@ -24,7 +25,8 @@ pub enum KeysAction {
         /// `client` (own jobs, artifacts and profiles only) or `admin` (everything).
         #[arg(long, default_value = "client", value_parser = ["client", "admin"])]
         scope: String,
-        /// Quotas as `max_queued=N,gpu_seconds_per_day=N,max_storage_bytes=N` (repeatable).
+        /// Quotas as `max_queued=N,gpu_seconds_per_day=N,max_storage_bytes=N` (repeatable;
+        /// the storage also as a size: `max_storage_bytes=2GB`, `500MB`, `1.5GiB`).
         #[arg(long, value_delimiter = ',')]
         quota: Vec<String>,
         /// Write into the database directly instead of asking the daemon, which must be
@@ -34,18 +36,25 @@ pub enum KeysAction {
     },
     /// List keys with their quotas and today's usage.
     List,
-    /// Revoke a key by id; it stops working at once.
-    Revoke { id: String },
+    /// Revoke a key; it stops working at once.
+    Revoke {
+        /// The key's id, or its name when no other active key has it (`keys list` shows both).
+        id: String,
+    },
 }
 
 fn parse_quota(items: &[String], req: &mut CreateKeyRequest) -> anyhow::Result<()> {
     for item in items.iter().filter(|i| !i.trim().is_empty()) {
         let (k, v) = item.split_once('=').ok_or_else(|| anyhow!("--quota {item:?}: write it as NAME=NUMBER"))?;
-        let n: u64 = v.trim().parse().with_context(|| format!("--quota {item:?}: {v:?} is not a whole number"))?;
+        let whole = || -> anyhow::Result<u64> {
+            v.trim().parse().with_context(|| format!("--quota {item:?}: {v:?} is not a whole number"))
+        };
         match k.trim() {
-            "max_queued" => req.max_queued = Some(n),
-            "gpu_seconds_per_day" => req.gpu_seconds_per_day = Some(n),
-            "max_storage_bytes" => req.max_storage_bytes = Some(n),
+            "max_queued" => req.max_queued = Some(whole()?),
+            "gpu_seconds_per_day" => req.gpu_seconds_per_day = Some(whole()?),
+            "max_storage_bytes" => {
+                req.max_storage_bytes = Some(parse_size(v).with_context(|| format!("--quota {item:?}"))?);
+            }
             other => {
                 return Err(anyhow!(
                     "--quota: unknown quota {other:?}; known: max_queued, gpu_seconds_per_day, max_storage_bytes"
@@ -54,6 +63,51 @@ fn parse_quota(items: &[String], req: &mut CreateKeyRequest) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// A size as people write it: `500000000`, `500MB`, `2 GB`, `1.5G`, `512MiB` (decimal units
+/// as `keys list` prints them, and binary ones).
+fn parse_size(raw: &str) -> anyhow::Result<u64> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => return Err(anyhow!("unknown unit {other:?}; write bytes, or a size like 500MB, 2GB, 1.5GiB")),
+    };
+    let n: f64 =
+        number.parse().map_err(|_| anyhow!("{raw:?} is not a size; write bytes, or a size like 500MB, 2GB"))?;
+    let bytes = n * factor as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(anyhow!("{raw:?} is too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// One row of `keys list`: usage against each quota, sizes and times in units people read.
+fn row(k: &KeyView) -> Vec<String> {
+    let opt = |v: Option<u64>, f: fn(u64) -> String| v.map_or_else(|| "-".to_string(), f);
+    let mut gpu = format!("{}/{}", k.gpu_seconds_today, opt(k.gpu_seconds_per_day, |n| n.to_string()));
+    if k.gpu_seconds_reserved > 0 {
+        gpu.push_str(&format!(" +{} reserved", k.gpu_seconds_reserved));
+    }
+    vec![
+        k.id.clone(),
+        k.name.clone(),
+        k.scope.clone(),
+        format!("{}/{}", k.queued, opt(k.max_queued, |n| n.to_string())),
+        gpu,
+        format!("{}/{}", human_bytes(k.storage_bytes), opt(k.max_storage_bytes, human_bytes)),
+        k.revoked_at.clone().map(|t| format!("revoked {t}")).unwrap_or_else(|| "active".into()),
+    ]
 }
 
 /// Runs a `keys` action.
@@ -88,22 +142,11 @@ pub async fn run(g: &Global, action: KeysAction) -> anyhow::Result<ExitCode> {
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
             } else {
-                let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-                let rows: Vec<Vec<String>> = keys
-                    .iter()
-                    .map(|k| {
-                        vec![
-                            k.id.clone(),
-                            k.name.clone(),
-                            k.scope.clone(),
-                            format!("{}/{}", k.queued, opt(k.max_queued)),
-                            format!("{}/{}", k.gpu_seconds_today, opt(k.gpu_seconds_per_day)),
-                            format!("{}/{}", k.storage_bytes, opt(k.max_storage_bytes)),
-                            k.revoked_at.clone().map(|t| format!("revoked {t}")).unwrap_or_else(|| "active".into()),
-                        ]
-                    })
-                    .collect();
-                table::print(&["ID", "NAME", "SCOPE", "QUEUED/MAX", "GPU-S TODAY/MAX", "BYTES/MAX", "STATE"], &rows);
+                let rows: Vec<Vec<String>> = keys.iter().map(row).collect();
+                table::print(
+                    &["ID", "NAME", "SCOPE", "QUEUED/MAX", "GPU-S TODAY (UTC)/MAX", "STORAGE/MAX", "STATE"],
+                    &rows,
+                );
             }
         }
         KeysAction::Revoke { id } => {
@@ -136,4 +179,32 @@ async fn create_offline(g: &Global, req: &CreateKeyRequest) -> anyhow::Result<Ke
     // A database root made must stay the service's to open.
     reelbox::setup::owner::hand_back(&config)?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_quotas_take_sizes_as_people_write_them() {
+        assert_eq!(parse_size("500000000").expect("bytes"), 500_000_000);
+        assert_eq!(parse_size("2GB").expect("GB"), 2_000_000_000);
+        assert_eq!(parse_size("1.5 g").expect("g"), 1_500_000_000);
+        assert_eq!(parse_size("512MiB").expect("MiB"), 512 << 20);
+        assert!(parse_size("2 GiBs").expect_err("unit").to_string().contains("unknown unit"));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn the_list_shows_sizes_and_reserved_seconds_readably() {
+        let k: KeyView = serde_json::from_value(serde_json::json!({
+            "id": "01", "name": "kid", "scope": "client", "max_queued": 2, "gpu_seconds_per_day": 600,
+            "max_storage_bytes": 1_000_000_000u64, "storage_bytes": 12_655, "created_at": "t", "revoked_at": null,
+            "queued": 1, "gpu_seconds_today": 10, "gpu_seconds_reserved": 30
+        }))
+        .expect("view");
+        let r = row(&k);
+        assert_eq!(r[4], "10/600 +30 reserved");
+        assert_eq!(r[5], "12.7 kB/1.0 GB");
+    }
 }

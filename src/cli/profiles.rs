@@ -1,10 +1,12 @@
 //! `reelbox profiles ...`: mirrors of the profile routes.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
+use reelbox::api::keys::KeyView;
 use reelbox::api::views::ProfileView;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
@@ -36,17 +38,27 @@ pub enum ProfilesAction {
     },
     /// Change a profile's name, voice or style.
     Update {
+        /// The profile's id or name (as `profiles list` shows them).
         id: String,
         /// New profile name.
         #[arg(long)]
         name: Option<String>,
+        /// The face box in the portrait as x,y,w,h.
+        #[arg(long)]
+        face_box: Option<String>,
         #[command(flatten)]
         settings: ProfileSettings,
     },
     /// Show one profile.
-    Show { id: String },
-    /// Delete a profile.
-    Rm { id: String },
+    Show {
+        /// The profile's id or name.
+        id: String,
+    },
+    /// Delete a profile, and its portrait and voice sample unless a job still uses them.
+    Rm {
+        /// The profile's id or name.
+        id: String,
+    },
 }
 
 /// The voice and style settings `profiles create` and `update` share.
@@ -61,6 +73,10 @@ pub struct ProfileSettings {
     /// Negative prompt for every scene.
     #[arg(long)]
     negative_prompt: Option<String>,
+    /// Generation preset for the pictures (`fast`, `quality`, `max`, or one of
+    /// `presets.toml`; "" clears it on update).
+    #[arg(long)]
+    preset: Option<String>,
     /// Installed diffusion model (e.g. a LoRA-fused import) for the keyframes of renders
     /// that name no model ("" clears it on update).
     #[arg(long)]
@@ -74,6 +90,7 @@ impl ProfileSettings {
             ("voice", self.voice),
             ("prompt_prefix", self.style),
             ("negative_prompt", self.negative_prompt),
+            ("preset", self.preset),
             ("image_model", self.image_model),
         ]
         .into_iter()
@@ -90,18 +107,7 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            p.id.clone(),
-                            p.name.clone(),
-                            p.voice.model.clone(),
-                            p.portrait.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                table::print(&["ID", "NAME", "VOICE", "PORTRAIT"], &rows);
+                print_list(&c, &list).await?;
             }
         }
         ProfilesAction::Create { name, portrait, face_box, voice_sample, settings } => {
@@ -120,11 +126,19 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             let p: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
             print_profile(g, &p)?;
         }
-        ProfilesAction::Update { id, name, settings } => {
+        ProfilesAction::Update { id, name, face_box, settings } => {
             let mut body: serde_json::Map<String, serde_json::Value> =
                 settings.fields().map(|(k, v)| (k.to_string(), v.into())).collect();
             if let Some(name) = name {
                 body.insert("name".into(), name.into());
+            }
+            if let Some(raw) = face_box {
+                // As `create` sends it to the form: x,y,w,h.
+                let nums: Result<Vec<u32>, _> = raw.split(',').map(|n| n.trim().parse::<u32>()).collect();
+                match nums {
+                    Ok(v) if v.len() == 4 => body.insert("face_box".into(), v.into()),
+                    _ => anyhow::bail!("--face-box {raw:?}: write it as four whole numbers x,y,w,h"),
+                };
             }
             let req = c.request(Method::PATCH, &format!("/api/v1/profiles/{id}")).json(&body);
             let p: ProfileView = c.send(req).await?;
@@ -142,6 +156,34 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The profiles as a table; an admin's list of several people's profiles says whose each
+/// one is, by the name of the key that made it (two people may both have a "me").
+async fn print_list(c: &Client, list: &[ProfileView]) -> anyhow::Result<()> {
+    let several = list.iter().any(|p| p.owner != list[0].owner);
+    let names: HashMap<String, String> = if several {
+        let keys: Vec<KeyView> = c.get("/api/v1/keys").await.unwrap_or_default();
+        keys.into_iter().map(|k| (k.id, k.name)).collect()
+    } else {
+        HashMap::new()
+    };
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            let mut row = vec![p.id.clone(), p.name.clone()];
+            if several {
+                row.push(names.get(&p.owner).cloned().unwrap_or_else(|| p.owner.clone()));
+            }
+            row.push(p.voice.model.clone());
+            row.push(p.portrait.clone().unwrap_or_default());
+            row
+        })
+        .collect();
+    let headers: &[&str] =
+        if several { &["ID", "NAME", "OWNER", "VOICE", "PORTRAIT"] } else { &["ID", "NAME", "VOICE", "PORTRAIT"] };
+    table::print(headers, &rows);
+    Ok(())
 }
 
 fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {

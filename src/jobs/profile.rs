@@ -154,27 +154,26 @@ impl Service {
     fn take_profile(&self, who: &Submitter, params: &mut Map<String, Value>) -> Result<Option<Profile>, Error> {
         let Some(raw) = params.remove("profile").filter(|v| !v.is_null()) else { return Ok(None) };
         let raw = raw.as_str().ok_or_else(|| ParamError::new("profile", "must be a profile id or name"))?.to_string();
-        let found = match parse_id("profile", &raw) {
-            Ok(id) => self.store().profile(id)?.filter(|p| who.may_see(&p.owner)),
-            Err(_) => {
-                let mut named: Vec<Profile> = self
-                    .store()
-                    .profiles(None)?
-                    .into_iter()
-                    .filter(|p| p.name == raw && who.may_see(&p.owner))
-                    .collect();
-                if named.len() > 1 {
-                    let ids: Vec<String> = named.iter().map(|p| p.id.to_string()).collect();
-                    let msg = format!("{} profiles are named {raw:?}; give one's id ({})", named.len(), ids.join(", "));
-                    return Err(ParamError::new("profile", msg).into());
-                }
-                named.pop()
-            }
-        };
-        found.map(Some).ok_or_else(|| {
+        self.find_profile(who, "profile", &raw)?.map(Some).ok_or_else(|| {
             ParamError::new("profile", format!("no profile {raw:?} (id or name; `reelbox profiles list` shows them)"))
                 .into()
         })
+    }
+
+    /// The profile `raw` names, by id or by name, among those `who` may see: `None` when
+    /// there is none, an error naming `field` when two or more share the name.
+    pub fn find_profile(&self, who: &Submitter, field: &str, raw: &str) -> Result<Option<Profile>, Error> {
+        if let Ok(id) = parse_id("profile", raw) {
+            return Ok(self.store().profile(id)?.filter(|p| who.may_see(&p.owner)));
+        }
+        let mut named: Vec<Profile> =
+            self.store().profiles(None)?.into_iter().filter(|p| p.name == raw && who.may_see(&p.owner)).collect();
+        if named.len() > 1 {
+            let ids: Vec<String> = named.iter().map(|p| p.id.to_string()).collect();
+            let msg = format!("{} profiles are named {raw:?}; give one's id ({})", named.len(), ids.join(", "));
+            return Err(ParamError::new(field, msg).into());
+        }
+        Ok(named.pop())
     }
 }
 

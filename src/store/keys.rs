@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 use ulid::Ulid;
 
 use super::codec::{decode, encode};
-use super::records::{ApiKey, now_ms};
+use super::records::{ApiKey, Scope, now_ms};
 use super::{API_KEYS, Store, StoreError};
 
 /// sha256 hex of a key → key id; only keys that are not revoked are indexed.
@@ -67,6 +67,12 @@ impl Store {
         Ok((key.revoked_at.is_none() && hashes_match(&key.hash, hash)).then_some(key))
     }
 
+    /// The revoked key whose hash is `hash`, if any: read only for a refused key, to tell
+    /// its holder why (a scan: few keys, and only on a failure).
+    pub fn revoked_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self.keys()?.into_iter().find(|k| k.revoked_at.is_some() && hashes_match(&k.hash, hash)))
+    }
+
     /// One key record by id (revoked ones included).
     pub fn key(&self, id: Ulid) -> Result<Option<ApiKey>, StoreError> {
         self.get(API_KEYS, id)
@@ -90,6 +96,8 @@ impl Store {
     }
 
     /// Revokes a key: it stops working at once; the record stays for the audit trail.
+    /// The last active admin key is refused (conflict): without one nobody could manage
+    /// keys, pause the queue or pull models until the daemon was stopped for `--offline`.
     pub async fn revoke_key(&self, id: Ulid) -> Result<ApiKey, StoreError> {
         self.write(true, move |ctx| {
             let mut keys = ctx.txn.open_table(API_KEYS)?;
@@ -98,6 +106,15 @@ impl Store {
                 None => return Err(StoreError::NotFound { what: "key", id: id.to_string() }),
             };
             if key.revoked_at.is_none() {
+                // Checked in the same transaction, so two admins revoking each other at
+                // once cannot both succeed.
+                if key.scope == Scope::Admin && other_active_admins(&ctx.txn.open_table(KEY_HASHES)?, &keys, id)? == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "key {:?} ({id}) is the last admin key; create another first \
+                         (`reelbox keys create --name NAME --scope admin`), then revoke this one",
+                        key.name
+                    )));
+                }
                 key.revoked_at = Some(now_ms());
                 ctx.txn.open_table(KEY_HASHES)?.remove(key.hash.as_str())?;
                 keys.insert(key.id.0, encode(&key).as_slice())?;
@@ -108,10 +125,30 @@ impl Store {
     }
 }
 
+/// How many active admin keys other than `id` there are.
+fn other_active_admins(
+    hashes: &impl ReadableTable<&'static str, u128>,
+    keys: &impl ReadableTable<u128, &'static [u8]>,
+    id: Ulid,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for entry in hashes.iter()? {
+        let other = entry?.1.value();
+        if other == id.0 {
+            continue;
+        }
+        if let Some(g) = keys.get(other)?
+            && decode::<ApiKey>(g.value())?.scope == Scope::Admin
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::records::Scope;
 
     fn key(secret: &str) -> ApiKey {
         ApiKey {
@@ -152,6 +189,21 @@ mod tests {
         assert!(store.key_by_hash(&hash_secret("one")).expect("read").is_none());
         assert_eq!(store.active_key_count().expect("count"), 1);
         assert!(store.key(first.id).expect("read").expect("kept").revoked_at.is_some());
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn the_last_admin_key_cannot_be_revoked_but_one_of_two_can() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, 8).expect("open");
+        let admin = |secret: &str| ApiKey { scope: Scope::Admin, ..key(secret) };
+        let first = store.create_key(admin("a1"), true).await.expect("first admin");
+        store.create_key(key("client"), false).await.expect("client");
+        assert!(matches!(store.revoke_key(first.id).await, Err(StoreError::Conflict(_))), "last admin revoked");
+        let second = store.create_key(admin("a2"), false).await.expect("second admin");
+        store.revoke_key(first.id).await.expect("one of two admins");
+        let err = store.revoke_key(second.id).await.expect_err("the remaining admin");
+        assert!(err.to_string().contains("--scope admin"), "{err}");
         store.close();
     }
 }

@@ -1,10 +1,14 @@
 //! Profiles: presenter portrait, voice and style, one record each in `PROFILES`.
 
+use std::collections::HashSet;
+
 use redb::{ReadableDatabase, ReadableTable};
 use ulid::Ulid;
 
 use super::codec::{decode, encode};
 use super::records::Profile;
+use super::references::References;
+use super::retention::{Plan, Removal, execute, snapshot};
 use super::{PROFILES, Store, StoreError};
 
 impl Store {
@@ -37,8 +41,30 @@ impl Store {
         .await
     }
 
-    /// Deletes a profile; false if it did not exist.
-    pub async fn delete_profile(&self, id: Ulid) -> Result<bool, StoreError> {
-        self.write(true, move |ctx| Ok(ctx.txn.open_table(PROFILES)?.remove(id.0)?.is_some())).await
+    /// Deletes a profile with its portrait and voice sample (records, then files), freeing
+    /// their bytes from the owner's storage; one that another profile or any job (queued,
+    /// running or finished and kept) names stays, as an upload of its owner.
+    pub async fn delete_profile(&self, id: Ulid) -> Result<Removal, StoreError> {
+        let (removal, files) = self
+            .write(true, move |ctx| {
+                let removed = ctx.txn.open_table(PROFILES)?.remove(id.0)?.map(|g| decode::<Profile>(g.value()));
+                let profile =
+                    removed.transpose()?.ok_or_else(|| StoreError::NotFound { what: "profile", id: id.to_string() })?;
+                let own: HashSet<Ulid> = profile.portrait.into_iter().chain(profile.voice_sample).collect();
+                let snap = snapshot(ctx.txn)?;
+                let refs = References::of(&snap.jobs, &snap.profiles);
+                let plan = Plan {
+                    remove: snap
+                        .artifacts
+                        .into_iter()
+                        .filter(|a| own.contains(&a.id) && a.job.is_none() && !refs.needed(a.id, &HashSet::new()))
+                        .collect(),
+                    ..Plan::default()
+                };
+                execute(ctx, &plan, false)
+            })
+            .await?;
+        self.remove_files(files).await;
+        Ok(removal)
     }
 }

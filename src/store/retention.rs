@@ -53,20 +53,20 @@ pub struct SweepPolicy {
 }
 
 /// The tables a plan is made from, read inside the transaction that carries it out.
-struct Snapshot {
-    jobs: Vec<Job>,
-    profiles: Vec<Profile>,
-    artifacts: Vec<Artifact>,
+pub(super) struct Snapshot {
+    pub(super) jobs: Vec<Job>,
+    pub(super) profiles: Vec<Profile>,
+    pub(super) artifacts: Vec<Artifact>,
 }
 
 /// What to remove, decided before the first write.
 #[derive(Debug, Default)]
-struct Plan {
-    jobs: Vec<Job>,
+pub(super) struct Plan {
+    pub(super) jobs: Vec<Job>,
     /// Artifact records (and then files) to remove.
-    remove: Vec<Artifact>,
+    pub(super) remove: Vec<Artifact>,
     /// Artifacts of removed jobs that stay because they are in use.
-    detach: Vec<Artifact>,
+    pub(super) detach: Vec<Artifact>,
 }
 
 fn read_all<T: Record>(txn: &WriteTransaction, def: TableDefinition<u128, &[u8]>) -> Result<Vec<T>, StoreError> {
@@ -78,7 +78,7 @@ fn read_all<T: Record>(txn: &WriteTransaction, def: TableDefinition<u128, &[u8]>
     Ok(out)
 }
 
-fn snapshot(txn: &WriteTransaction) -> Result<Snapshot, StoreError> {
+pub(super) fn snapshot(txn: &WriteTransaction) -> Result<Snapshot, StoreError> {
     Ok(Snapshot {
         jobs: read_all(txn, JOBS)?,
         profiles: read_all(txn, PROFILES)?,
@@ -128,7 +128,7 @@ fn event_seqs(txn: &WriteTransaction, job: Ulid) -> Result<Vec<u64>, StoreError>
 
 /// Counts what `plan` removes and, unless `dry_run`, removes the records. Returns the
 /// removal and the files to delete once committed.
-fn execute(ctx: &mut WriteCtx, plan: &Plan, dry_run: bool) -> Result<(Removal, Vec<String>), StoreError> {
+pub(super) fn execute(ctx: &mut WriteCtx, plan: &Plan, dry_run: bool) -> Result<(Removal, Vec<String>), StoreError> {
     let txn = ctx.txn;
     let mut removal = Removal {
         jobs: plan.jobs.len() as u64,
@@ -252,7 +252,7 @@ impl Store {
 
     /// Deletes artifact files whose records are gone; a failure only leaves an orphan
     /// for the next sweep, so it is logged, not returned.
-    async fn remove_files(&self, files: Vec<String>) {
+    pub(super) async fn remove_files(&self, files: Vec<String>) {
         let dir = self.artifacts_dir.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || artifacts::remove_files(&dir, &files)).await {
             tracing::warn!("removing artifact files stopped: {e}");

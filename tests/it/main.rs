@@ -40,6 +40,8 @@ mod diskfull;
 mod durable_core;
 mod engine;
 mod face_detect;
+mod family_keys;
+mod family_profiles;
 mod frozen_db;
 mod gpu_check;
 mod gpu_placement;

@@ -178,11 +178,14 @@ pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginReq
     if key.is_empty() {
         return Err(ApiError::field("key", "is required"));
     }
-    let Some(record) = state.store.key_by_hash(&hash_secret(key))? else {
+    let hash = hash_secret(key);
+    let Some(record) = state.store.key_by_hash(&hash)? else {
+        let message =
+            crate::api::keys::refused_key_message(&state.store, &hash, "this key is not valid (mistyped or revoked)");
         return Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "invalid_key",
-            ..ApiError::field("key", "this key is not valid (mistyped or revoked)")
+            ..ApiError::field("key", message)
         });
     };
     let token = state.gate.sessions.open(record.id)?;

@@ -163,9 +163,7 @@ impl ImageRequest {
         self.limits(&prompt, config)?;
         let presets = Presets::load(&config.data_dir).map_err(|e| ParamError::new("preset", e.to_string()))?;
         let preset = match &self.preset {
-            Some(name) => Some(presets.get(name).ok_or_else(|| {
-                ParamError::new("preset", format!("unknown preset {name:?}; known: {}", presets.names().join(", ")))
-            })?),
+            Some(name) => Some(presets.named(name).map_err(|e| ParamError::new("preset", e.to_string()))?),
             None => None,
         };
 

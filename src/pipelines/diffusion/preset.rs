@@ -38,6 +38,9 @@ pub enum PresetError {
         #[source]
         source: super::samplers::SchedulerError,
     },
+    /// A request names a preset the box has not.
+    #[error("unknown preset {name:?}; known: {known}")]
+    Unknown { name: String, known: String },
     #[error("presets {source_name}: [{preset}] steps, width and height must be positive")]
     NotPositive { source_name: String, preset: String },
 }
@@ -135,6 +138,11 @@ impl Presets {
     /// Preset names, sorted.
     pub fn names(&self) -> Vec<&str> {
         self.by_name.keys().map(String::as_str).collect()
+    }
+
+    /// The preset called `name`, or the refusal naming the known ones.
+    pub fn named(&self, name: &str) -> Result<&Preset, PresetError> {
+        self.get(name).ok_or_else(|| PresetError::Unknown { name: name.to_string(), known: self.names().join(", ") })
     }
 }
 

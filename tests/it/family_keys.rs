@@ -1,0 +1,176 @@
+//! A family box's keys over a week, as its owner meets them on the real daemon: one admin
+//! key, a key per person with quotas, `reelbox keys list` read by a person, a second admin,
+//! revoking by name, and the last admin key kept from being revoked (a lost one is replaced offline, as
+//! README's "Keys, quotas and limits" says).
+
+use crate::common;
+
+use std::path::Path;
+
+use common::daemon::DaemonProc;
+use common::tools::{reelbox_cli, run_ok};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn call(key: Option<&str>, method: Method, url: String, body: Option<Value>) -> (StatusCode, Value) {
+    let mut r = reqwest::Client::new().request(method, url);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Creates a key; its id and secret.
+async fn create_key(d: &DaemonProc, by: Option<&str>, body: Value) -> (String, String) {
+    let (status, v) = call(by, Method::POST, d.at("/api/v1/keys"), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    (v["id"].as_str().expect("id").to_string(), v["key"].as_str().expect("key").to_string())
+}
+
+/// `reelbox ARGS` on the data dir `data` (no daemon needed for `--offline`).
+fn cli(data: &Path, args: &[&str]) -> std::process::Output {
+    let home = data.parent().expect("home");
+    run_ok(reelbox_cli(home, &home.join("models")).env("REELBOX_DATA_DIR", data).args(args))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_admin_key_cannot_be_revoked_and_a_lost_one_is_replaced_offline() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let mut d = DaemonProc::start(&data, &[]);
+    let (admin_id, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum", "max_queued": 3})).await;
+    let (_, kid) = create_key(&d, Some(&admin), json!({"name": "kid", "max_storage_bytes": 50_000_000})).await;
+
+    // Revoking the only admin key would leave the family's keys with nobody to manage them.
+    let (status, v) = call(Some(&admin), Method::DELETE, d.at(&format!("/api/v1/keys/{admin_id}")), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("last admin key") && msg.contains("--scope admin"), "{msg}");
+    assert_eq!(call(Some(&admin), Method::GET, d.at("/api/v1/keys"), None).await.0, StatusCode::OK, "still works");
+
+    // With a second admin, the first can go; the second then is the last one.
+    let (second_id, second) = create_key(&d, Some(&admin), json!({"name": "dad", "scope": "admin"})).await;
+    let (status, v) = call(Some(&second), Method::DELETE, d.at(&format!("/api/v1/keys/{admin_id}")), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(call(Some(&admin), Method::GET, d.at("/api/v1/keys"), None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(Some(&second), Method::DELETE, d.at(&format!("/api/v1/keys/{second_id}")), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the remaining admin key was revoked");
+
+    // Lost: stop the daemon, write a new admin key into its database, start it again.
+    assert!(d.terminate().0.success());
+    let out = cli(&data, &["keys", "create", "--name", "rescue", "--scope", "admin", "--offline"]);
+    let rescue = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(rescue.starts_with("rb_"), "{rescue}");
+    let d = DaemonProc::start(&data, &[]);
+    let (status, v) = call(Some(&rescue), Method::DELETE, d.at(&format!("/api/v1/keys/{second_id}")), None).await;
+    assert_eq!(status, StatusCode::OK, "the rescue key revokes the lost one: {v}");
+    assert_eq!(call(Some(&mum), Method::GET, d.at("/api/v1/keys"), None).await.0, StatusCode::OK, "mum's key lives on");
+
+    // The kid is logged in to the web studio when the key goes.
+    let browser = reqwest::Client::new();
+    let login = browser.post(d.at("/api/v1/session")).header("Origin", &d.url).json(&json!({"key": kid}));
+    let login = login.send().await.expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    let set_cookie = login.headers()[reqwest::header::SET_COOKIE].to_str().expect("ascii").to_string();
+    let cookie = set_cookie.split(';').next().expect("cookie").to_string();
+
+    // The owner reads the list and revokes by the name it shows.
+    let list = cli(&data, &["keys", "list", "--url", &d.url, "--key", &rescue]);
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(list.contains("0 B/50.0 MB"), "storage in units people read:\n{list}");
+    let out = cli(&data, &["keys", "revoke", "kid", "--url", &d.url, "--key", &rescue]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked key \"kid\""));
+    // Everywhere the kid is told the key was revoked and who gives a new one.
+    let told = |v: &Value| {
+        let msg = v["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert!(msg.contains("\"kid\" was revoked at") && msg.contains("ask whoever runs the box"), "{v}");
+    };
+    let (status, v) = call(Some(&kid), Method::GET, d.at("/api/v1/keys"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    told(&v);
+    let page = browser.get(d.at("/api/v1/jobs")).header("Origin", &d.url).header("Cookie", &cookie);
+    let page = page.send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = page.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "session_expired", "{v}");
+    told(&v);
+    let again = browser.post(d.at("/api/v1/session")).header("Origin", &d.url).json(&json!({"key": kid}));
+    let again = again.send().await.expect("login again");
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    told(&again.json().await.expect("json"));
+    let home = data.parent().expect("home");
+    let out = reelbox_cli(home, &home.join("models")).args(["jobs", "list", "--url", &d.url, "--key", &kid]).output();
+    let stderr = String::from_utf8_lossy(&out.expect("cli").stderr).to_string();
+    assert!(stderr.contains("was revoked") && stderr.contains("new key"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_refusals_name_the_key_as_people_know_it_and_a_fix_they_can_make() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let (id, kid) =
+        create_key(&d, Some(&admin), json!({"name": "kid", "max_queued": 1, "max_storage_bytes": 1000})).await;
+    assert_eq!(call(Some(&admin), Method::POST, d.at("/api/v1/queue/pause"), None).await.0, StatusCode::OK);
+    let job = json!({"kind": "testcard", "params": {"steps": 1}});
+    assert_eq!(call(Some(&kid), Method::POST, d.at("/api/v1/jobs"), Some(job.clone())).await.0, StatusCode::ACCEPTED);
+    let (status, v) = call(Some(&kid), Method::POST, d.at("/api/v1/jobs"), Some(job)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("key \"kid\" already has 1 queued") && !msg.contains(&id), "{msg}");
+
+    // A 32×32 picture of noise: a few kB of PNG, over the 1000-byte quota.
+    let mut png = Vec::new();
+    image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([((x * 97) ^ (y * 31)) as u8, (x * y * 13) as u8, (x + y * 57) as u8])
+    })
+    .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+    .expect("png");
+    assert!(png.len() > 1000, "{} bytes", png.len());
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(png).file_name("me.png"));
+    let resp = reqwest::Client::new().post(d.at("/api/v1/artifacts")).bearer_auth(&kid).multipart(form);
+    let resp = resp.send().await.expect("upload");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = resp.json().await.expect("json");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("key \"kid\" holds 0 bytes") && !msg.contains(&id), "{msg}");
+    assert!(msg.contains("delete finished jobs or profiles") && !msg.contains("delete artifacts"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_opened_before_its_key_was_revoked_ends_with_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let (kid_id, kid) = create_key(&d, Some(&admin), json!({"name": "kid"})).await;
+    // Runs 30 s: the stream would flow all that time.
+    let job = json!({"kind": "testcard", "params": {"steps": 300, "step_ms": 100}});
+    let (status, v) = call(Some(&kid), Method::POST, d.at("/api/v1/jobs"), Some(job)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let id = v["id"].as_str().expect("id");
+    let resp = reqwest::Client::new().get(d.at(&format!("/api/v1/jobs/{id}/events"))).bearer_auth(&kid);
+    let mut stream = resp.send().await.expect("stream").bytes_stream();
+    use futures::StreamExt;
+    assert!(stream.next().await.is_some(), "the stream flows");
+
+    let (status, _) = call(Some(&admin), Method::DELETE, d.at(&format!("/api/v1/keys/{kid_id}")), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the revoked key's event stream still flows 5 s later");
+    // The job itself is the family's to cancel or keep: an admin still sees it running.
+    let (_, v) = call(Some(&admin), Method::GET, d.at(&format!("/api/v1/jobs/{id}")), None).await;
+    assert_eq!(v["state"], "running", "{v}");
+}

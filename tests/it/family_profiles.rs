@@ -1,0 +1,164 @@
+//! A family's presenter profiles on the real daemon: made with a portrait and a voice
+//! sample, shown, changed (face box and preset from the CLI too) and deleted by their name as `reelbox profiles list` shows it,
+//! hidden from the other keys (an admin's list says whose each is), and deleting one gives its uploads' bytes back to its
+//! owner's storage quota, except what a queued job still uses.
+
+use crate::common;
+
+use std::path::Path;
+
+use common::compat::{TINY_SD, models_dir, start_daemon_with};
+use common::daemon::DaemonProc;
+use common::tools::{reelbox_cli, run_ok};
+use reqwest::multipart::{Form, Part};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn call(key: &str, method: Method, url: String, body: Option<Value>) -> (StatusCode, Value) {
+    let mut r = reqwest::Client::new().request(method, url).bearer_auth(key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn create_key(d: &DaemonProc, by: Option<&str>, body: Value) -> String {
+    let mut r = reqwest::Client::new().post(d.at("/api/v1/keys")).json(&body);
+    if let Some(k) = by {
+        r = r.bearer_auth(k);
+    }
+    let v: Value = r.send().await.expect("request").json().await.expect("json");
+    v["key"].as_str().expect("key").to_string()
+}
+
+fn png(side: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::RgbImage::from_fn(side, side, |x, y| image::Rgb([(x * 3) as u8, (y * 3) as u8, 90]))
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("png");
+    out
+}
+
+/// One second of a quiet tone, as a phone's voice memo turned WAV.
+fn wav() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::new(&mut out, spec).expect("wav");
+    for i in 0..8000 {
+        w.write_sample(((i as f32 * 0.3).sin() * 3000.0) as i16).expect("sample");
+    }
+    w.finalize().expect("finalize");
+    out.into_inner()
+}
+
+/// Creates a profile `name` for `key` with a portrait (and a voice sample); its JSON.
+async fn create_profile(d: &DaemonProc, key: &str, name: &str, sample: bool) -> Value {
+    let mut form =
+        Form::new().text("name", name.to_string()).part("portrait", Part::bytes(png(64)).file_name("me.png"));
+    if sample {
+        form = form.part("voice_sample", Part::bytes(wav()).file_name("hello.wav"));
+    }
+    let resp = reqwest::Client::new().post(d.at("/api/v1/profiles")).bearer_auth(key).multipart(form);
+    let resp = resp.send().await.expect("create");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    resp.json().await.expect("json")
+}
+
+/// Bytes of artifacts the key holds, as `GET /api/v1/keys` tells it.
+async fn storage_bytes(d: &DaemonProc, key: &str) -> u64 {
+    let (_, keys) = call(key, Method::GET, d.at("/api/v1/keys"), None).await;
+    keys[0]["storage_bytes"].as_u64().expect("storage_bytes")
+}
+
+/// Whether artifact `id` has a file under the data dir (sharded by its last two characters).
+fn on_disk(data: &Path, id: &str) -> bool {
+    let shard = data.join("artifacts").join(&id[id.len() - 2..]);
+    std::fs::read_dir(shard).is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(id)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let models = models_dir(false);
+    let d = start_daemon_with(&data, models.path(), &[]);
+    let admin = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let mum = create_key(&d, Some(&admin), json!({"name": "mum", "max_storage_bytes": 10_000_000})).await;
+    let dad = create_key(&d, Some(&admin), json!({"name": "dad"})).await;
+
+    let grandma = create_profile(&d, &mum, "grandma", true).await;
+    let (portrait, sample) = (grandma["portrait"].as_str().expect("portrait"), grandma["voice_sample"].as_str());
+    let sample = sample.expect("voice sample").to_string();
+    let held = storage_bytes(&d, &mum).await;
+    assert!(held > 0, "the uploads count against mum's storage");
+
+    // By the name `profiles list` shows, as renders take it.
+    let (status, shown) = call(&mum, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["id"], grandma["id"]);
+    let (status, changed) =
+        call(&mum, Method::PATCH, d.at("/api/v1/profiles/grandma"), Some(json!({"prompt_prefix": "warm light"}))).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    // Another person's key finds nothing by id or by name.
+    let id = grandma["id"].as_str().expect("id");
+    for path in ["/api/v1/profiles/grandma".to_string(), format!("/api/v1/profiles/{id}")] {
+        let (status, v) = call(&dad, Method::GET, d.at(&path), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {v}");
+        assert_eq!(call(&dad, Method::DELETE, d.at(&path), None).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (_, dads) = call(&dad, Method::GET, d.at("/api/v1/profiles"), None).await;
+    assert_eq!(dads, json!([]), "dad sees mum's profile");
+    // Dad's own "grandma" is his by that name; the admin, seeing both, is asked for an id.
+    let his = create_profile(&d, &dad, "grandma", false).await;
+    let (_, shown) = call(&dad, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    assert_eq!(shown["id"], his["id"]);
+    let (_, shown) = call(&mum, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    assert_eq!(shown["id"], grandma["id"]);
+    let (status, v) = call(&admin, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains(his["id"].as_str().expect("id")), "{v}");
+    // The admin's list says whose each one is, by key name.
+    let home_dir = home.path();
+    let out = run_ok(reelbox_cli(home_dir, models.path()).args(["profiles", "list", "--url", &d.url, "--key", &admin]));
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    let owners: Vec<&str> = list.lines().skip(1).filter_map(|l| l.split_whitespace().nth(2)).collect();
+    assert_eq!(owners, ["mum", "dad"], "{list}");
+
+    // A preset the box has not is refused when set, not when a render later uses it; the
+    // CLI moves the face box and sets the preset, as the API does.
+    let (status, v) =
+        call(&mum, Method::PATCH, d.at("/api/v1/profiles/grandma"), Some(json!({"preset": "nonsense"}))).await;
+    assert_eq!((status, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("preset")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("known: "), "{v}");
+    let update = ["--json", "profiles", "update", "grandma", "--face-box", "8,8,40,40", "--preset", "fast"];
+    let out = run_ok(reelbox_cli(home_dir, models.path()).args(update).args(["--url", &d.url, "--key", &mum]));
+    let updated: Value = serde_json::from_slice(&out.stdout).expect("profile JSON");
+    assert_eq!((&updated["face_box"], &updated["style"]["preset"]), (&json!([8, 8, 40, 40]), &json!("fast")));
+
+    // A second profile whose portrait a queued picture job starts from.
+    let grandpa = create_profile(&d, &mum, "grandpa", false).await;
+    let in_use = grandpa["portrait"].as_str().expect("portrait").to_string();
+    assert_eq!(call(&admin, Method::POST, d.at("/api/v1/queue/pause"), None).await.0, StatusCode::OK);
+    let job = json!({"kind": "image", "params": {"prompt": "a portrait", "model": TINY_SD, "steps": 2,
+        "width": 64, "height": 64, "init_image": in_use, "strength": 0.5}});
+    let (status, queued) = call(&mum, Method::POST, d.at("/api/v1/jobs"), Some(job)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let before = storage_bytes(&d, &mum).await;
+    assert_eq!(call(&mum, Method::DELETE, d.at("/api/v1/profiles/grandpa"), None).await.0, StatusCode::NO_CONTENT);
+    assert!(on_disk(&data, &in_use), "the queued job's starting picture was deleted with the profile");
+    assert_eq!(storage_bytes(&d, &mum).await, before, "bytes a queued job holds stay counted");
+
+    // Deleting grandma (by name) removes her portrait and voice sample and frees their bytes.
+    assert!(on_disk(&data, portrait) && on_disk(&data, &sample));
+    assert_eq!(call(&mum, Method::DELETE, d.at("/api/v1/profiles/grandma"), None).await.0, StatusCode::NO_CONTENT);
+    assert!(!on_disk(&data, portrait) && !on_disk(&data, &sample), "the profile's uploads stayed on disk");
+    let after = storage_bytes(&d, &mum).await;
+    assert_eq!(after, before - held, "deleting grandma gives back her uploads' bytes, no more");
+    let (status, _) = call(&mum, Method::GET, d.at(&format!("/api/v1/artifacts/{portrait}")), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&mum, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
