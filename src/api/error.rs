@@ -119,6 +119,9 @@ impl From<StoreError> for ApiError {
                 format!("{e}; delete finished jobs or profiles to free space, or ask whoever runs the box for more"),
             ),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::ProfileNameTaken { .. } => {
+                ApiError { status: StatusCode::CONFLICT, code: "name_taken", ..ApiError::field("name", e.to_string()) }
+            }
             StoreError::NotFinished { .. } => ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string()),
             StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
             other => ApiError::internal(other.to_string()),

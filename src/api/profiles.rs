@@ -24,6 +24,7 @@ use crate::store::records::{Profile, Style, Voice, now_ms};
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileRequest {
+    /// Unique among the owner's profiles (they are found by name); other owners may use it.
     pub name: Option<String>,
     /// Face box in portrait pixels `[x, y, w, h]` (multipart: "x,y,w,h").
     pub face_box: Option<[u32; 4]>,
@@ -74,8 +75,10 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Change a profile's fields.
-#[utoipa::path(patch, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), request_body = ProfileRequest, responses((status = 200, body = ProfileView)))]
+/// Change a profile's fields. A new name the owner already uses for another profile is
+/// refused (409 `name_taken` naming `name` and that profile's id).
+#[utoipa::path(patch, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), request_body = ProfileRequest,
+    responses((status = 200, body = ProfileView), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -89,9 +92,11 @@ pub async fn update(
 }
 
 /// Create a profile: multipart with text fields plus `portrait` (image) and
-/// `voice_sample` (audio) files, or JSON without files.
+/// `voice_sample` (audio) files, or JSON without files. A name the owner already uses is
+/// refused (409 `name_taken` naming `name` and the existing profile's id); other owners'
+/// names do not count.
 #[utoipa::path(post, path = "/api/v1/profiles", request_body(content = ProfileRequest, description = "JSON, or multipart/form-data with the same fields plus portrait and voice_sample files"),
-    responses((status = 201, body = ProfileView), (status = 400, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
+    responses((status = 201, body = ProfileView), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,6 +156,8 @@ pub async fn create(
         checked.push((up, media_type));
     }
     apply(&state, &caller, &mut profile, fields)?;
+    // A name the owner already uses is refused before the uploads cost anything.
+    state.store.check_profile_name(&profile)?;
     // All files together against the storage quota first, so a portrait is not kept when
     // the voice sample after it cannot fit (each store still re-checks atomically).
     let total = checked.iter().map(|(up, _)| up.bytes.len() as u64).fold(0u64, u64::saturating_add);
@@ -177,10 +184,12 @@ fn visible_profile(state: &AppState, caller: &Caller, raw: &str) -> Result<Profi
 
 fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) -> Result<(), ApiError> {
     if let Some(n) = r.name {
-        if n.trim().is_empty() || n.len() > 200 {
+        // Trimmed: "anna " and "anna" look the same in a list and must not be two names.
+        let n = n.trim();
+        if n.is_empty() || n.len() > 200 {
             return Err(ApiError::field("name", "must be 1–200 characters"));
         }
-        p.name = n;
+        p.name = n.to_string();
     }
     if let Some(v) = r.voice {
         p.voice.model = known_model(state, "voice", ModelKind::Tts, v.trim())?;

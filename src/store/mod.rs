@@ -78,6 +78,9 @@ pub enum StoreError {
     StorageQuotaExceeded { owner: String, used: u64, adding: u64, limit: u64 },
     #[error("{0}")]
     Conflict(String),
+    /// The owner already has another profile of this name (profiles are found by name).
+    #[error("a profile named {name:?} already exists (id {id}); pick another name, or rename or delete that one")]
+    ProfileNameTaken { name: String, id: String },
     #[error("job {id} is {state}; cancel it first, then delete it")]
     NotFinished { id: String, state: &'static str },
     #[error("the store is shutting down")]

@@ -32,13 +32,31 @@ impl Store {
         Ok(out)
     }
 
-    /// Creates or replaces a profile.
+    /// Creates or replaces a profile. A new name its owner already uses for another profile
+    /// is refused ([`StoreError::ProfileNameTaken`]), checked in the writing transaction so
+    /// two creates at once cannot both take it; a profile that keeps its name is stored as
+    /// is (a store from before this rule may hold two of one name: each stays editable).
     pub async fn put_profile(&self, profile: Profile) -> Result<Profile, StoreError> {
         self.write(true, move |ctx| {
-            ctx.txn.open_table(PROFILES)?.insert(profile.id.0, encode(&profile).as_slice())?;
+            let mut table = ctx.txn.open_table(PROFILES)?;
+            let stored = table.get(profile.id.0)?.map(|g| decode::<Profile>(g.value())).transpose()?;
+            if stored.is_none_or(|old| old.name != profile.name) {
+                let mut others = Vec::new();
+                for entry in table.iter()? {
+                    others.push(decode::<Profile>(entry?.1.value())?);
+                }
+                name_free(&profile, &others)?;
+            }
+            table.insert(profile.id.0, encode(&profile).as_slice())?;
             Ok(profile)
         })
         .await
+    }
+
+    /// Refuses `profile`'s name when its owner already has another profile of that name
+    /// (the same check as [`Store::put_profile`], before a create stores its uploads).
+    pub fn check_profile_name(&self, profile: &Profile) -> Result<(), StoreError> {
+        name_free(profile, &self.profiles(Some(&profile.owner))?)
     }
 
     /// Deletes a profile with its portrait and voice sample (records, then files), freeing
@@ -66,5 +84,14 @@ impl Store {
             .await?;
         self.remove_files(files).await;
         Ok(removal)
+    }
+}
+
+/// Ok when no profile in `others` but `profile` itself has its owner and its name; names
+/// compare as `profiles show NAME` finds them.
+fn name_free(profile: &Profile, others: &[Profile]) -> Result<(), StoreError> {
+    match others.iter().find(|o| o.id != profile.id && o.owner == profile.owner && o.name == profile.name) {
+        Some(o) => Err(StoreError::ProfileNameTaken { name: o.name.clone(), id: o.id.to_string() }),
+        None => Ok(()),
     }
 }

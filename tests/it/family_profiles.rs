@@ -1,7 +1,8 @@
 //! A family's presenter profiles on the real daemon: made with a portrait and a voice
 //! sample, shown, changed (face box and preset from the CLI too) and deleted by their name as `reelbox profiles list` shows it,
 //! hidden from the other keys (an admin's list says whose each is), and deleting one gives its uploads' bytes back to its
-//! owner's storage quota, except what a queued job still uses.
+//! owner's storage quota, except what a queued job still uses; one person's two profiles
+//! cannot share a name, and two that an older version let share one are never guessed between.
 
 use crate::common;
 
@@ -10,6 +11,8 @@ use std::path::Path;
 use common::compat::{TINY_SD, models_dir, start_daemon_with};
 use common::daemon::DaemonProc;
 use common::tools::{reelbox_cli, run_ok};
+use reelbox::store::codec::{decode, encode};
+use reelbox::store::records::Profile;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -161,4 +164,92 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = call(&mum, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// An error's message, field and code.
+fn refusal(v: &Value) -> (&str, &str, &str) {
+    let e = &v["error"];
+    (
+        e["message"].as_str().unwrap_or_default(),
+        e["field"].as_str().unwrap_or_default(),
+        e["code"].as_str().unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_cannot_have_two_profiles_of_one_name_and_old_duplicates_are_never_guessed() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let mut d = DaemonProc::start(&data, &[]);
+    let admin = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let mum = create_key(&d, Some(&admin), json!({"name": "mum"})).await;
+    let dad = create_key(&d, Some(&admin), json!({"name": "dad"})).await;
+    let anna = create_profile(&d, &mum, "anna", false).await;
+    let anna_id = anna["id"].as_str().expect("id").to_string();
+
+    // A second "anna" of mum's, with a portrait: refused naming the first, nothing kept.
+    let held = storage_bytes(&d, &mum).await;
+    let form = Form::new().text("name", "anna ").part("portrait", Part::bytes(png(64)).file_name("me.png"));
+    let resp = reqwest::Client::new().post(d.at("/api/v1/profiles")).bearer_auth(&mum).multipart(form);
+    let resp = resp.send().await.expect("create");
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let v: Value = resp.json().await.expect("json");
+    let (msg, field, code) = refusal(&v);
+    assert!((field, code) == ("name", "name_taken") && msg.contains("\"anna\"") && msg.contains(&anna_id), "{v}");
+    assert_eq!(storage_bytes(&d, &mum).await, held, "the refused profile's portrait was kept");
+    let (_, mine) = call(&mum, Method::GET, d.at("/api/v1/profiles"), None).await;
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
+    // Nor by renaming another one to it; keeping one's own name is no clash.
+    let ben = create_profile(&d, &mum, "ben", false).await;
+    let (status, v) = call(&mum, Method::PATCH, d.at("/api/v1/profiles/ben"), Some(json!({"name": "anna"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(refusal(&v).0.contains(&anna_id) && refusal(&v).1 == "name", "{v}");
+    let (status, v) = call(&mum, Method::PATCH, d.at("/api/v1/profiles/ben"), Some(json!({"name": "ben"}))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // The CLI says the same.
+    let models = home.path().join("models");
+    let create = ["profiles", "create", "--name", "anna", "--url", &d.url, "--key", &mum];
+    let out = reelbox_cli(home.path(), &models).args(create).output().expect("cli");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && stderr.contains("already exists") && stderr.contains(&anna_id), "{stderr}");
+    // Dad may have his own "anna".
+    create_profile(&d, &dad, "anna", false).await;
+
+    // A store from before this rule may hold two of mum's "anna": write one in, as it did.
+    assert!(d.terminate().0.success());
+    let copy_id = ulid::Ulid::new();
+    {
+        use redb::ReadableTable;
+        let table = redb::TableDefinition::<u128, &[u8]>::new("profiles");
+        let db = redb::Database::open(data.join("reelbox.redb")).expect("the daemon's database");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut profiles = txn.open_table(table).expect("profiles");
+            let first = ulid::Ulid::from_string(&anna_id).expect("ulid").0;
+            let stored = profiles.get(first).expect("read").expect("anna").value().to_vec();
+            let mut copy: Profile = decode(&stored).expect("decode");
+            copy.id = copy_id;
+            profiles.insert(copy_id.0, encode(&copy).as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let d = DaemonProc::start(&data, &[]);
+    // The name is not resolved to either: the error lists both, for profiles and renders.
+    let (status, v) = call(&mum, Method::GET, d.at("/api/v1/profiles/anna"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let msg = refusal(&v).0;
+    assert!(msg.contains(&anna_id) && msg.contains(&copy_id.to_string()), "{v}");
+    let picture = json!({"kind": "image", "params": {"prompt": "a cat", "profile": "anna"}});
+    let (status, v) = call(&mum, Method::POST, d.at("/api/v1/jobs"), Some(picture)).await;
+    assert_eq!((status, refusal(&v).1), (StatusCode::BAD_REQUEST, "profile"), "{v}");
+    assert!(refusal(&v).0.contains(&copy_id.to_string()), "{v}");
+    // Each stays editable by id; renaming one sorts the name out.
+    let copy_path = format!("/api/v1/profiles/{copy_id}");
+    let (status, v) = call(&mum, Method::PATCH, d.at(&copy_path), Some(json!({"prompt_prefix": "oil"}))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = call(&mum, Method::PATCH, d.at(&copy_path), Some(json!({"name": "anna 2"}))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, shown) = call(&mum, Method::GET, d.at("/api/v1/profiles/anna"), None).await;
+    assert_eq!((status, shown["id"].as_str()), (StatusCode::OK, Some(anna_id.as_str())), "{shown}");
+    assert_eq!(ben["name"], "ben");
 }
