@@ -67,6 +67,18 @@ pub struct KeyView {
     pub key: Option<String>,
 }
 
+/// The answer to a revoke: the key, whether it was revoked before, and what it stopped.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevokedKeyView {
+    #[serde(flatten)]
+    pub key: KeyView,
+    /// True when the key was revoked before this request; `revoked_at` is that earlier time.
+    pub already_revoked: bool,
+    /// Queued and running jobs of the key this revoke canceled (each `canceled` event says
+    /// the key was revoked); finished jobs and their files stay.
+    pub canceled_jobs: u64,
+}
+
 fn scope_name(s: Scope) -> &'static str {
     match s {
         Scope::Admin => "admin",
@@ -209,23 +221,38 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     Ok(Json(visible.map(|k| key_view(&state.store, k, None).map_err(ApiError::from)).collect::<Result<_, _>>()?))
 }
 
-/// Revoke a key by id or name (admin, or the key itself). It stops working at once.
+/// Revoke a key by id or name (admin, or the key itself). It stops working at once and
+/// its queued and running jobs are canceled. Revoking a revoked key changes nothing but
+/// cancels what of its jobs still waits or runs (an earlier revoke was cut short).
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = KeyView), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = RevokedKeyView), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<KeyView>, ApiError> {
+) -> Result<Json<RevokedKeyView>, ApiError> {
     let key_id = key_id(&state.store, &caller, &id)?;
-    let key = state.store.revoke_key(key_id).await?;
-    state.gate.refresh(&state.store)?;
-    tracing::info!(key = %key.id, name = %key.name, by = %caller.label, "API key revoked");
-    Ok(Json(key_view(&state.store, &key, None)?))
+    let revoked = state.store.revoke_key(key_id).await?;
+    let key = revoked.key;
+    if !revoked.already {
+        state.gate.refresh(&state.store)?;
+        tracing::info!(key = %key.id, name = %key.name, by = %caller.label, "API key revoked");
+    }
+    let reason = format!("canceled because the key {:?} was revoked", key.name);
+    let canceled_jobs = state.jobs.cancel_all_of(&key.id.to_string(), &reason).await?;
+    if canceled_jobs > 0 {
+        tracing::info!(key = %key.id, canceled_jobs, "jobs of a revoked key canceled");
+    }
+    Ok(Json(RevokedKeyView {
+        key: key_view(&state.store, &key, None)?,
+        already_revoked: revoked.already,
+        canceled_jobs,
+    }))
 }
 
 /// The key `raw` names among those the caller may revoke: by id, or by name when one
-/// active key has it (names need not be unique; two share it → an error listing their ids).
+/// active key has it (names need not be unique; two share it → an error listing their
+/// ids), else the last revoked key of that name (revoking it again says when it was).
 fn key_id(store: &Store, caller: &Caller, raw: &str) -> Result<ulid::Ulid, ApiError> {
     let mine = |k: &ApiKey| caller.admin || caller.key_id == Some(k.id);
     if let Ok(id) = parse_id("key", raw) {
@@ -234,10 +261,10 @@ fn key_id(store: &Store, caller: &Caller, raw: &str) -> Result<ulid::Ulid, ApiEr
             _ => Err(ApiError::not_found("key", raw)),
         };
     }
-    let named: Vec<ApiKey> =
-        store.keys()?.into_iter().filter(|k| k.name == raw.trim() && k.revoked_at.is_none() && mine(k)).collect();
-    match named.as_slice() {
-        [] => Err(ApiError::not_found("key", raw)),
+    let (active, revoked): (Vec<ApiKey>, Vec<ApiKey>) =
+        store.keys()?.into_iter().filter(|k| k.name == raw.trim() && mine(k)).partition(|k| k.revoked_at.is_none());
+    match active.as_slice() {
+        [] => revoked.iter().max_by_key(|k| k.revoked_at).map(|k| k.id).ok_or_else(|| ApiError::not_found("key", raw)),
         [k] => Ok(k.id),
         many => {
             let ids: Vec<String> = many.iter().map(|k| k.id.to_string()).collect();

@@ -103,6 +103,7 @@ use super::{
         presets::PresetList,
         keys::CreateKeyRequest,
         keys::KeyView,
+        keys::RevokedKeyView,
         web::session::LoginRequest,
         web::session::BrowserSession,
     ))

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
-use reelbox::api::keys::{CreateKeyRequest, KeyView, build_key, key_view};
+use reelbox::api::keys::{CreateKeyRequest, KeyView, RevokedKeyView, build_key, key_view};
 use reelbox::config::Config;
 use reelbox::store::Store;
 use reqwest::Method;
@@ -110,6 +110,22 @@ fn row(k: &KeyView) -> Vec<String> {
     ]
 }
 
+/// What `keys revoke` did, in a line: revoked now or before (and when), and the jobs it
+/// canceled.
+fn revoked_line(r: &RevokedKeyView) -> String {
+    let k = &r.key;
+    let head = if r.already_revoked {
+        format!("key {:?} ({}) was already revoked at {}", k.name, k.id, k.revoked_at.as_deref().unwrap_or("?"))
+    } else {
+        format!("revoked key {:?} ({})", k.name, k.id)
+    };
+    match (r.canceled_jobs, r.already_revoked) {
+        (0, true) => format!("{head}; nothing changed"),
+        (0, false) => format!("{head}; it had no queued or running jobs"),
+        (n, _) => format!("{head}; canceled {n} of its jobs"),
+    }
+}
+
 /// Runs a `keys` action.
 pub async fn run(g: &Global, action: KeysAction) -> anyhow::Result<ExitCode> {
     match action {
@@ -151,11 +167,11 @@ pub async fn run(g: &Global, action: KeysAction) -> anyhow::Result<ExitCode> {
         }
         KeysAction::Revoke { id } => {
             let c = Client::new(g)?;
-            let key: KeyView = c.send(c.request(Method::DELETE, &format!("/api/v1/keys/{id}"))).await?;
+            let revoked: RevokedKeyView = c.send(c.request(Method::DELETE, &format!("/api/v1/keys/{id}"))).await?;
             if g.json {
-                println!("{}", serde_json::to_string_pretty(&key)?);
+                println!("{}", serde_json::to_string_pretty(&revoked)?);
             } else {
-                println!("revoked key {:?} ({})", key.name, key.id);
+                println!("{}", revoked_line(&revoked));
             }
         }
     }
@@ -193,6 +209,24 @@ mod tests {
         assert_eq!(parse_size("512MiB").expect("MiB"), 512 << 20);
         assert!(parse_size("2 GiBs").expect_err("unit").to_string().contains("unknown unit"));
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn a_revoke_says_what_it_stopped_and_a_second_one_when_the_first_was() {
+        let view = |already: bool, canceled: u64| -> RevokedKeyView {
+            serde_json::from_value(serde_json::json!({
+                "id": "01K", "name": "kid", "scope": "client", "max_queued": null, "gpu_seconds_per_day": null,
+                "created_at": "t0", "revoked_at": "2026-12-05T15:22:26.000Z", "queued": 0, "gpu_seconds_today": 0,
+                "already_revoked": already, "canceled_jobs": canceled
+            }))
+            .expect("view")
+        };
+        assert_eq!(revoked_line(&view(false, 3)), "revoked key \"kid\" (01K); canceled 3 of its jobs");
+        assert_eq!(revoked_line(&view(false, 0)), "revoked key \"kid\" (01K); it had no queued or running jobs");
+        assert_eq!(
+            revoked_line(&view(true, 0)),
+            "key \"kid\" (01K) was already revoked at 2026-12-05T15:22:26.000Z; nothing changed"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use ulid::Ulid;
 use super::submit::check_priority;
 use super::{Error, Service, Submitter, parse_id};
 use crate::kinds::ParamError;
+use crate::scheduler::ControlError;
 use crate::store::records::{Job, JobStatus};
 use crate::store::{JobFilter, Removal};
 
@@ -72,6 +73,39 @@ impl Service {
     pub async fn cancel(&self, who: &Submitter, raw_id: &str) -> Result<Job, Error> {
         let job = self.visible(who, raw_id)?;
         Ok(self.scheduler.cancel(job.id).await?)
+    }
+
+    /// Cancels every queued and running job of `owner` (a revoked key's) through the same
+    /// path as [`Service::cancel`], each with `reason` on its `canceled` event; how many it
+    /// canceled. Finished jobs and their files stay; one that ends meanwhile stays as it ended.
+    pub async fn cancel_all_of(&self, owner: &str, reason: &str) -> Result<u64, Error> {
+        const PAGE: usize = 500;
+        let mut ids = Vec::new();
+        for state in [JobStatus::Queued, JobStatus::Running] {
+            let filter = JobFilter { state: Some(state), kind: None, owner: Some(owner.to_string()) };
+            let mut before = None;
+            loop {
+                let page = self.store().list_jobs(&filter, before, PAGE)?;
+                before = page.last().map(|j| j.id);
+                let more = page.len() == PAGE;
+                ids.extend(page.into_iter().map(|j| j.id));
+                if !more {
+                    break;
+                }
+            }
+        }
+        // A job claimed between the two listings is in both.
+        ids.sort();
+        ids.dedup();
+        let mut canceled = 0;
+        for id in ids {
+            match self.scheduler.cancel_because(id, Some(reason.to_string())).await {
+                Ok(_) => canceled += 1,
+                Err(ControlError::WrongState(..)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(canceled)
     }
 
     /// Re-queues a failed or canceled job.

@@ -15,10 +15,11 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::{DeviceId, DeviceInfo, Telemetry};
 use crate::kinds::JobKind;
-use crate::store::records::{EventBody, Job, JobState, JobStatus, now_ms};
-use crate::store::{Store, StoreError, requeue};
+use crate::store::records::{Job, JobState};
+use crate::store::{Store, StoreError};
 
 mod admission;
+mod control;
 pub mod gpus;
 mod need;
 mod pause;
@@ -29,6 +30,7 @@ mod sink;
 mod waiting;
 
 pub use admission::{NeedsCuda, TooBigForGpus};
+pub use control::ControlError;
 use need::ClaimPass;
 use placement::{Candidate, Ledger, Need};
 pub use remote::{RemoteBoxes, RemoteDevice, RemoteStage};
@@ -46,15 +48,8 @@ pub struct LiveProgress {
 struct RunningJob {
     cancel: CancellationToken,
     progress: Arc<Mutex<LiveProgress>>,
-}
-
-/// Why a cancel or retry was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the job's state is {0}; only {1} jobs can be {2}")]
-    WrongState(JobStatus, &'static str, &'static str),
+    /// Why it was canceled, when the cancel said (a revoked key): its end event carries it.
+    cancel_reason: Arc<std::sync::OnceLock<String>>,
 }
 
 /// A worker's answer for one queued job.
@@ -319,61 +314,6 @@ impl Scheduler {
     /// Number of jobs running now.
     pub fn running_count(&self) -> usize {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Cancels a job: a queued one at once, a running one through its token (its
-    /// pipeline sees it between steps).
-    pub async fn cancel(&self, id: Ulid) -> Result<Job, ControlError> {
-        for _ in 0..50 {
-            let job = self
-                .store
-                .update_job(id, true, |j| match j.state {
-                    JobState::Queued { .. } => {
-                        j.state = JobState::Canceled { canceled_at: now_ms() };
-                        Ok(vec![EventBody::State { state: JobStatus::Canceled, error: None }])
-                    }
-                    _ => Ok(vec![]),
-                })
-                .await?;
-            match job.state {
-                JobState::Canceled { .. } => {
-                    self.waiting.forget(id);
-                    return Ok(job);
-                }
-                JobState::Running { .. } => {
-                    let token =
-                        self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|r| r.cancel.clone());
-                    if let Some(token) = token {
-                        token.cancel();
-                        return Ok(job);
-                    }
-                    // Claimed but not yet registered by its worker: try again shortly.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                _ => return Err(ControlError::WrongState(job.state.status(), "queued or running", "canceled")),
-            }
-        }
-        Err(ControlError::WrongState(JobStatus::Running, "queued or running", "canceled"))
-    }
-
-    /// Re-queues a failed or canceled job; finished stages are kept.
-    pub async fn retry(&self, id: Ulid) -> Result<Job, ControlError> {
-        let job = self
-            .store
-            .update_job(id, true, |j| match j.state {
-                JobState::Failed { .. } | JobState::Canceled { .. } => {
-                    requeue(j, None);
-                    j.attempts = 0;
-                    Ok(vec![EventBody::State { state: JobStatus::Queued, error: None }])
-                }
-                _ => Ok(vec![]),
-            })
-            .await?;
-        if !matches!(job.state, JobState::Queued { .. }) {
-            return Err(ControlError::WrongState(job.state.status(), "failed or canceled", "retried"));
-        }
-        self.notify();
-        Ok(job)
     }
 
     /// Stops taking jobs, checkpoints running ones back into the queue, and waits (up to

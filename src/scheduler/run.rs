@@ -8,7 +8,7 @@
 //! shutdown leaves the job `running` on disk, which crash recovery re-queues at the next
 //! start. Stage-start/end writes that fail end the attempt as retriable instead.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
@@ -33,21 +33,28 @@ impl Scheduler {
     pub(super) async fn run_job(self: Arc<Self>, job: Job, device: DeviceId) {
         let cancel = self.shutdown.child_token();
         let progress = Arc::new(Mutex::new(LiveProgress::default()));
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(job.id, RunningJob { cancel: cancel.clone(), progress: progress.clone() });
+        let reason = Arc::new(OnceLock::new());
+        let running = RunningJob { cancel: cancel.clone(), progress: progress.clone(), cancel_reason: reason.clone() };
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id, running);
         let id = job.id;
         let me = self.clone();
-        let result = tokio::task::spawn_blocking(move || me.execute(job, device, &cancel, &progress)).await;
+        let result = tokio::task::spawn_blocking(move || me.execute(job, device, &cancel, &progress, &reason)).await;
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         if let Err(e) = result {
             tracing::error!(job = %id, "job thread failed: {e}");
         }
     }
 
-    fn execute(&self, job: Job, device: DeviceId, cancel: &CancellationToken, progress: &Arc<Mutex<LiveProgress>>) {
+    fn execute(
+        &self,
+        job: Job,
+        device: DeviceId,
+        cancel: &CancellationToken,
+        progress: &Arc<Mutex<LiveProgress>>,
+        cancel_reason: &OnceLock<String>,
+    ) {
         let outcome = self.run_stages(&job, device, cancel, progress);
+        let cancel_reason = cancel_reason.get().cloned();
         let store = &self.store;
         let max_attempts = self.config.queue.max_attempts;
         let backoff_ms = self.config.queue.retry_backoff_s.saturating_mul(1000) as i64;
@@ -71,7 +78,7 @@ impl Scheduler {
                             stage.state = StageState::Pending;
                         }
                     }
-                    vec![EventBody::State { state: JobStatus::Canceled, error: None }]
+                    vec![EventBody::State { state: JobStatus::Canceled, error: cancel_reason.clone() }]
                 }
                 Outcome::Checkpointed => {
                     // Shutdown is not the job's fault: the attempt does not count.

@@ -98,14 +98,16 @@ impl Store {
     /// Revokes a key: it stops working at once; the record stays for the audit trail.
     /// The last active admin key is refused (conflict): without one nobody could manage
     /// keys, pause the queue or pull models until the daemon was stopped for `--offline`.
-    pub async fn revoke_key(&self, id: Ulid) -> Result<ApiKey, StoreError> {
+    /// A key revoked before keeps its `revoked_at`, and the answer says it was.
+    pub async fn revoke_key(&self, id: Ulid) -> Result<Revocation, StoreError> {
         self.write(true, move |ctx| {
             let mut keys = ctx.txn.open_table(API_KEYS)?;
             let mut key: ApiKey = match keys.get(id.0)? {
                 Some(g) => decode(g.value())?,
                 None => return Err(StoreError::NotFound { what: "key", id: id.to_string() }),
             };
-            if key.revoked_at.is_none() {
+            let already = key.revoked_at.is_some();
+            if !already {
                 // Checked in the same transaction, so two admins revoking each other at
                 // once cannot both succeed.
                 if key.scope == Scope::Admin && other_active_admins(&ctx.txn.open_table(KEY_HASHES)?, &keys, id)? == 0 {
@@ -119,10 +121,20 @@ impl Store {
                 ctx.txn.open_table(KEY_HASHES)?.remove(key.hash.as_str())?;
                 keys.insert(key.id.0, encode(&key).as_slice())?;
             }
-            Ok(key)
+            Ok(Revocation { key, already })
         })
         .await
     }
+}
+
+/// A revoked key, and whether it was revoked before this revoke (decided in the revoking
+/// transaction, so of two revokes at once exactly one is the first).
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    /// The key's record, `revoked_at` set.
+    pub key: ApiKey,
+    /// True when it was revoked already; its `revoked_at` is that earlier time.
+    pub already: bool,
 }
 
 /// How many active admin keys other than `id` there are.
@@ -185,10 +197,14 @@ mod tests {
         store.create_key(key("two"), false).await.expect("admin-made key");
         assert_eq!(store.active_key_count().expect("count"), 2);
         assert_eq!(store.key_by_hash(&hash_secret("one")).expect("read").map(|k| k.id), Some(first.id));
-        store.revoke_key(first.id).await.expect("revoke");
+        let revoked = store.revoke_key(first.id).await.expect("revoke");
+        assert!(!revoked.already);
         assert!(store.key_by_hash(&hash_secret("one")).expect("read").is_none());
         assert_eq!(store.active_key_count().expect("count"), 1);
         assert!(store.key(first.id).expect("read").expect("kept").revoked_at.is_some());
+        let again = store.revoke_key(first.id).await.expect("revoke again");
+        assert!(again.already, "a second revoke says the key was revoked before");
+        assert_eq!(again.key.revoked_at, revoked.key.revoked_at, "and keeps the first time");
         store.close();
     }
 

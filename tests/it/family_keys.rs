@@ -1,13 +1,16 @@
 //! A family box's keys over a week, as its owner meets them on the real daemon: one admin
 //! key, a key per person with quotas, `reelbox keys list` read by a person, a second admin,
 //! revoking by name, and the last admin key kept from being revoked (a lost one is replaced offline, as
-//! README's "Keys, quotas and limits" says).
+//! README's "Keys, quotas and limits" says); a revoked key's jobs canceled, its event streams
+//! ended, and a second revoke saying when the first was.
 
 use crate::common;
 
 use std::path::Path;
+use std::time::Duration;
 
-use common::daemon::DaemonProc;
+use common::daemon::{DaemonProc, get_json, is_final, submit_testcard, wait_job};
+use common::sse::read_events;
 use common::tools::{reelbox_cli, run_ok};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -30,6 +33,15 @@ async fn create_key(d: &DaemonProc, by: Option<&str>, body: Value) -> (String, S
     let (status, v) = call(by, Method::POST, d.at("/api/v1/keys"), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     (v["id"].as_str().expect("id").to_string(), v["key"].as_str().expect("key").to_string())
+}
+
+/// A daemon on `data` with an admin key and the kid's client key: (daemon, admin key, the
+/// kid's key id, the kid's key).
+async fn box_with_a_kid(data: &Path) -> (DaemonProc, String, String, String) {
+    let d = DaemonProc::start(data, &[]);
+    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let (kid_id, kid) = create_key(&d, Some(&admin), json!({"name": "kid"})).await;
+    (d, admin, kid_id, kid)
 }
 
 /// `reelbox ARGS` on the data dir `data` (no daemon needed for `--offline`).
@@ -146,15 +158,13 @@ async fn quota_refusals_name_the_key_as_people_know_it_and_a_fix_they_can_make()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_opened_before_its_key_was_revoked_ends_with_it() {
     let home = tempfile::tempdir().expect("tempdir");
-    let d = DaemonProc::start(&home.path().join("data"), &[]);
-    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
-    let (kid_id, kid) = create_key(&d, Some(&admin), json!({"name": "kid"})).await;
-    // Runs 30 s: the stream would flow all that time.
+    let (d, admin, kid_id, kid) = box_with_a_kid(&home.path().join("data")).await;
     let job = json!({"kind": "testcard", "params": {"steps": 300, "step_ms": 100}});
     let (status, v) = call(Some(&kid), Method::POST, d.at("/api/v1/jobs"), Some(job)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    let id = v["id"].as_str().expect("id");
-    let resp = reqwest::Client::new().get(d.at(&format!("/api/v1/jobs/{id}/events"))).bearer_auth(&kid);
+    // The stream of all the kid's events, which outlives any one job (the revoke cancels
+    // this one): it would flow on, keep-alives at least, for as long as the box runs.
+    let resp = reqwest::Client::new().get(d.at("/api/v1/events")).bearer_auth(&kid);
     let mut stream = resp.send().await.expect("stream").bytes_stream();
     use futures::StreamExt;
     assert!(stream.next().await.is_some(), "the stream flows");
@@ -170,7 +180,77 @@ async fn an_event_stream_opened_before_its_key_was_revoked_ends_with_it() {
     })
     .await;
     assert!(ended.is_ok(), "the revoked key's event stream still flows 5 s later");
-    // The job itself is the family's to cancel or keep: an admin still sees it running.
-    let (_, v) = call(Some(&admin), Method::GET, d.at(&format!("/api/v1/jobs/{id}")), None).await;
-    assert_eq!(v["state"], "running", "{v}");
+}
+
+/// A client that sends the admin key with every request (for the shared job helpers).
+fn as_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {key}").parse().expect("header");
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
+    reqwest::Client::builder().default_headers(headers).build().expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_key_cancels_its_waiting_and_running_jobs_and_keeps_its_finished_ones() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let (d, admin, kid_id, kid) = box_with_a_kid(&data).await;
+    let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum"})).await;
+    let (kid_http, admin_http) = (as_key(&kid), as_key(&admin));
+
+    // One render the kid already has, then two that run (the box runs two at once) and
+    // one that waits behind them, 30 s each; mum's quick one waits behind those.
+    let done = submit_testcard(&kid_http, &d, json!({"steps": 1, "step_ms": 0})).await;
+    let done = wait_job(&kid_http, &d, &done, Duration::from_secs(60), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.push(submit_testcard(&kid_http, &d, json!({"steps": 300, "step_ms": 100})).await);
+    }
+    let mums = submit_testcard(&as_key(&mum), &d, json!({"steps": 2, "step_ms": 10})).await;
+    for id in &live[..2] {
+        wait_job(&admin_http, &d, id, Duration::from_secs(60), |j| j["state"] == "running").await;
+    }
+
+    let out = cli(&data, &["keys", "revoke", "kid", "--url", &d.url, "--key", &admin]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("revoked key \"kid\"") && said.contains("canceled 3 of its jobs"), "{said}");
+
+    // Each ends canceled, saying why, on the events its watchers read.
+    for id in &live {
+        let job = wait_job(&admin_http, &d, id, Duration::from_secs(30), is_final).await;
+        assert_eq!(job["state"], "canceled", "{job}");
+        let resp = admin_http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+        let events = read_events(resp, |e| e.last().is_some_and(|(_, v)| v["state"] == "canceled")).await;
+        let end = events.last().map(|(_, v)| v.clone()).unwrap_or_default();
+        assert_eq!(end["error"], "canceled because the key \"kid\" was revoked", "{end}");
+    }
+    // The finished one stays, with its picture; mum's job runs as it would have.
+    let kept = get_json(&admin_http, &d, &format!("/api/v1/jobs/{}", done["id"].as_str().expect("id"))).await;
+    assert_eq!(kept["state"], "succeeded", "{kept}");
+    let artifact = kept["stages"][0]["artifacts"][0].as_str().expect("an artifact");
+    let file = admin_http.get(d.at(&format!("/api/v1/artifacts/{artifact}"))).send().await.expect("file");
+    assert_eq!(file.status(), StatusCode::OK);
+    let mums = wait_job(&admin_http, &d, &mums, Duration::from_secs(60), is_final).await;
+    assert_eq!(mums["state"], "succeeded", "{mums}");
+
+    // Again: the same answer, truthful: revoked when it was, nothing canceled twice.
+    let (_, first) = call(Some(&admin), Method::GET, d.at("/api/v1/keys"), None).await;
+    let revoked_at = first.as_array().and_then(|ks| ks.iter().find(|k| k["id"] == kid_id.as_str()));
+    let revoked_at = revoked_at.map(|k| k["revoked_at"].clone()).unwrap_or_default();
+    assert!(revoked_at.is_string(), "{first}");
+    let (status, v) = call(Some(&admin), Method::DELETE, d.at(&format!("/api/v1/keys/{kid_id}")), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["already_revoked"].clone(), v["canceled_jobs"].clone()), (json!(true), json!(0)), "{v}");
+    assert_eq!(v["revoked_at"], revoked_at, "a second revoke moved the revoke time");
+    let out = cli(&data, &["keys", "revoke", "kid", "--url", &d.url, "--key", &admin]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let when = revoked_at.as_str().unwrap_or_default();
+    assert!(said.contains(&format!("was already revoked at {when}")) && said.contains("nothing changed"), "{said}");
+    // The answer is documented as it is.
+    let doc = get_json(&admin_http, &d, "/openapi.json").await;
+    let answer = &doc["paths"]["/api/v1/keys/{id}"]["delete"]["responses"]["200"]["content"]["application/json"];
+    assert!(answer["schema"]["$ref"].as_str().is_some_and(|r| r.ends_with("/RevokedKeyView")), "{answer}");
+    let view = doc["components"]["schemas"]["RevokedKeyView"].to_string();
+    assert!(view.contains("canceled_jobs") && view.contains("already_revoked") && view.contains("KeyView"), "{view}");
 }

@@ -1,0 +1,87 @@
+//! Cancel and retry: what a user's (or a revoke's) control of one job does to it.
+
+use std::time::Duration;
+
+use ulid::Ulid;
+
+use super::Scheduler;
+use crate::store::records::{EventBody, Job, JobState, JobStatus, now_ms};
+use crate::store::{StoreError, requeue};
+
+/// Why a cancel or retry was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the job's state is {0}; only {1} jobs can be {2}")]
+    WrongState(JobStatus, &'static str, &'static str),
+}
+
+impl Scheduler {
+    /// Cancels a job: a queued one at once, a running one through its token (its
+    /// pipeline sees it between steps).
+    pub async fn cancel(&self, id: Ulid) -> Result<Job, ControlError> {
+        self.cancel_because(id, None).await
+    }
+
+    /// As [`Scheduler::cancel`], with `reason` as the error of the job's `canceled` event
+    /// (why it ended, for whoever reads its events: "the key … was revoked").
+    pub async fn cancel_because(&self, id: Ulid, reason: Option<String>) -> Result<Job, ControlError> {
+        for _ in 0..50 {
+            let error = reason.clone();
+            let job = self
+                .store
+                .update_job(id, true, move |j| match j.state {
+                    JobState::Queued { .. } => {
+                        j.state = JobState::Canceled { canceled_at: now_ms() };
+                        Ok(vec![EventBody::State { state: JobStatus::Canceled, error }])
+                    }
+                    _ => Ok(vec![]),
+                })
+                .await?;
+            match job.state {
+                JobState::Canceled { .. } => {
+                    self.waiting.forget(id);
+                    return Ok(job);
+                }
+                JobState::Running { .. } => {
+                    let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|r| {
+                        if let Some(why) = &reason {
+                            // Set before the token fires, so the job's end finds it.
+                            let _ = r.cancel_reason.set(why.clone());
+                        }
+                        r.cancel.clone()
+                    });
+                    if let Some(token) = running {
+                        token.cancel();
+                        return Ok(job);
+                    }
+                    // Claimed but not yet registered by its worker: try again shortly.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ => return Err(ControlError::WrongState(job.state.status(), "queued or running", "canceled")),
+            }
+        }
+        Err(ControlError::WrongState(JobStatus::Running, "queued or running", "canceled"))
+    }
+
+    /// Re-queues a failed or canceled job; finished stages are kept.
+    pub async fn retry(&self, id: Ulid) -> Result<Job, ControlError> {
+        let job = self
+            .store
+            .update_job(id, true, |j| match j.state {
+                JobState::Failed { .. } | JobState::Canceled { .. } => {
+                    requeue(j, None);
+                    j.attempts = 0;
+                    Ok(vec![EventBody::State { state: JobStatus::Queued, error: None }])
+                }
+                _ => Ok(vec![]),
+            })
+            .await?;
+        if !matches!(job.state, JobState::Queued { .. }) {
+            return Err(ControlError::WrongState(job.state.status(), "failed or canceled", "retried"));
+        }
+        self.notify();
+        Ok(job)
+    }
+}
