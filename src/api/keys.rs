@@ -121,8 +121,33 @@ pub fn revoked_message(k: &ApiKey) -> String {
     format!("the key {:?} was revoked at {when}; ask whoever runs the box for a new key", k.name)
 }
 
-/// An event stream (`text/event-stream`) of key `key` that ends once the key is revoked;
-/// any other response as it is. Checked when keys change, not per event.
+/// Resolves once key `key` is revoked (or its record is gone or unreadable), with its
+/// record when there is one; checked now and whenever keys change, never per message. An
+/// event stream and a ComfyUI socket of the key end on it. Pending forever after shutdown.
+pub fn key_revoked(state: &AppState, key: ulid::Ulid) -> impl Future<Output = Option<ApiKey>> + Send + 'static {
+    // Subscribed before the first check, so a revoke between the two is not missed.
+    let mut changes = state.gate.key_changes.subscribe();
+    let store = state.store.clone();
+    async move {
+        loop {
+            match store.key(key) {
+                Ok(Some(k)) if k.revoked_at.is_none() => {}
+                Ok(k) => return k,
+                Err(e) => {
+                    tracing::warn!(key = %key, "cannot read the key of an open stream; ending it: {e}");
+                    return None;
+                }
+            }
+            if changes.changed().await.is_err() {
+                // The gate is gone (shutdown): the stream ends with the server.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// An event stream (`text/event-stream`) of key `key` that ends once the key is revoked
+/// ([`key_revoked`]); any other response as it is.
 pub fn end_stream_on_revoke(
     state: &AppState,
     key: ulid::Ulid,
@@ -137,21 +162,25 @@ pub fn end_stream_on_revoke(
     if !is_stream {
         return resp;
     }
-    let mut changes = state.gate.key_changes.subscribe();
-    let store = state.store.clone();
+    let revoked = key_revoked(state, key);
     let revoked = async move {
-        while changes.changed().await.is_ok() {
-            if store.key(key).ok().flatten().is_none_or(|k| k.revoked_at.is_some()) {
-                tracing::info!(key = %key, "an event stream of a revoked key ended");
-                return;
-            }
-        }
-        // The gate is gone (shutdown): the stream ends with the server.
-        std::future::pending::<()>().await;
+        revoked.await;
+        tracing::info!(key = %key, "an event stream of a revoked key ended");
     };
     let (parts, body) = resp.into_parts();
     let body = axum::body::Body::from_stream(body.into_data_stream().take_until(revoked));
     axum::response::Response::from_parts(parts, body)
+}
+
+/// [`revoked_message`] as the reason of a WebSocket close frame, which holds at most 123
+/// bytes: without the key's name when a long name would not fit.
+pub fn revoked_close_reason(k: Option<&ApiKey>) -> String {
+    const MAX: usize = 123;
+    let whole = k.map(revoked_message).filter(|m| m.len() <= MAX);
+    whole.unwrap_or_else(|| {
+        let when = k.and_then(|k| k.revoked_at).map(|t| format!(" at {}", time(t))).unwrap_or_default();
+        format!("the key was revoked{when}; ask whoever runs the box for a new key")
+    })
 }
 
 /// Create a key (admin; or, while no key exists, a loopback caller).
@@ -294,5 +323,31 @@ impl utoipa::Modify for BearerAuth {
             ),
         );
         openapi.security = Some(vec![SecurityRequirement::new("api_key", Vec::<String>::new())]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_reason_fits_a_close_frame_whatever_the_keys_name() {
+        let key = |name: &str| ApiKey {
+            id: ulid::Ulid::nil(),
+            name: name.into(),
+            hash: String::new(),
+            scope: Scope::Client,
+            max_queued: None,
+            gpu_seconds_per_day: None,
+            created_at: 0,
+            revoked_at: Some(1_700_000_000_000),
+            max_storage_bytes: None,
+        };
+        let kid = key("kid");
+        assert_eq!(revoked_close_reason(Some(&kid)), revoked_message(&kid), "the same words where they fit");
+        let long = revoked_close_reason(Some(&key(&"ä".repeat(64))));
+        assert!(long.len() <= 123, "{} bytes", long.len());
+        assert!(long.contains("was revoked at 2023-11-14T22:13:20.000Z") && long.contains("ask whoever"), "{long}");
+        assert!(revoked_close_reason(None).len() <= 123);
     }
 }

@@ -2,7 +2,7 @@
 //! key, a key per person with quotas, `reelbox keys list` read by a person, a second admin,
 //! revoking by name, and the last admin key kept from being revoked (a lost one is replaced offline, as
 //! README's "Keys, quotas and limits" says); a revoked key's jobs canceled, its event streams
-//! ended, and a second revoke saying when the first was.
+//! and ComfyUI sockets ended, and a second revoke saying when the first was.
 
 use crate::common;
 
@@ -253,4 +253,33 @@ async fn revoking_a_key_cancels_its_waiting_and_running_jobs_and_keeps_its_finis
     assert!(answer["schema"]["$ref"].as_str().is_some_and(|r| r.ends_with("/RevokedKeyView")), "{answer}");
     let view = doc["components"]["schemas"]["RevokedKeyView"].to_string();
     assert!(view.contains("canceled_jobs") && view.contains("already_revoked") && view.contains("KeyView"), "{view}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comfyui_socket_of_a_revoked_key_is_closed_saying_so() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let home = tempfile::tempdir().expect("tempdir");
+    let (d, admin, kid_id, kid) = box_with_a_kid(&home.path().join("data")).await;
+    let url = format!("{}/ws?clientId=laptop&token={kid}", d.url.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.expect("the kid's socket opens");
+    let hello = socket.next().await.expect("a message").expect("readable");
+    assert!(hello.to_text().is_ok_and(|t| t.contains("\"status\"")), "{hello:?}");
+
+    let (status, _) = call(Some(&admin), Method::DELETE, d.at(&format!("/api/v1/keys/{kid_id}")), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(msg) = socket.next().await {
+            match msg {
+                Ok(Message::Close(frame)) => return frame.map(|f| f.reason.as_str().to_string()),
+                Ok(_) => {}
+                Err(e) => panic!("the socket broke instead of closing: {e}"),
+            }
+        }
+        None
+    })
+    .await
+    .expect("the revoked key's socket is still open 5 s later");
+    let reason = closed.expect("a close frame with a reason");
+    assert!(reason.contains("\"kid\" was revoked at") && reason.contains("ask whoever runs the box"), "{reason}");
 }

@@ -1,12 +1,13 @@
 //! `/ws?clientId=`: ComfyUI's execution messages, translated from the store's event
 //! broadcast. A client hears about its own prompts (and prompts sent without a client
-//! id, which ComfyUI broadcasts); `status` goes to everyone.
+//! id, which ComfyUI broadcasts); `status` goes to everyone. A socket opened with a key
+//! is closed (policy, with the revoke message as its reason) when the key is revoked.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -82,6 +83,14 @@ impl Session {
         self.opened_at_seq = self.state.store.last_event_seq().unwrap_or(0);
         // Subscribed before the first message, so nothing falls between status and events.
         let mut events = self.state.store.subscribe();
+        // Closes the socket when its key is revoked, as event streams end (`key_revoked`).
+        let key = self.caller.key_id.map(|k| crate::api::keys::key_revoked(&self.state, k));
+        let mut revoked = std::pin::pin!(async move {
+            match key {
+                Some(revoked) => revoked.await,
+                None => std::future::pending().await,
+            }
+        });
         let hello = messages::status(queue_remaining(&self.state), Some(&self.client_id));
         if send(&mut socket, Out::Text(hello)).await.is_err() {
             return;
@@ -116,6 +125,13 @@ impl Session {
                     Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return,
                     Some(Ok(_)) => {}
                 },
+                key = &mut revoked => {
+                    let reason = crate::api::keys::revoked_close_reason(key.as_ref());
+                    tracing::info!(client = %self.client_id, "a ComfyUI socket of a revoked key closed");
+                    let frame = CloseFrame { code: close_code::POLICY, reason: reason.into() };
+                    let _ = socket.send(WsMessage::Close(Some(frame))).await;
+                    return;
+                }
                 _ = self.state.shutdown.cancelled() => {
                     let _ = socket.send(WsMessage::Close(None)).await;
                     return;
