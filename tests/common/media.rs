@@ -19,6 +19,13 @@ pub fn test_picture(w: u32, h: u32, seed: u32) -> RgbImage {
     })
 }
 
+/// `img` as PNG file bytes, as an upload sends them.
+pub fn png(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("png");
+    out
+}
+
 /// `n` samples of a 16 kHz speech-like signal: a gliding tone switched on and off.
 pub fn speechy_16k(n: usize) -> Vec<f32> {
     (0..n)

@@ -3,6 +3,7 @@
 //! those uses only part of it, hence `dead_code` is allowed here.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod byo;
 pub mod compat;
 pub mod daemon;

@@ -9,31 +9,12 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::api::{call, create_key};
 use common::daemon::{DaemonProc, get_json, is_final, submit_testcard, wait_job};
 use common::sse::read_events;
 use common::tools::{reelbox_cli, run_ok};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn call(key: Option<&str>, method: Method, url: String, body: Option<Value>) -> (StatusCode, Value) {
-    let mut r = reqwest::Client::new().request(method, url);
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.expect("request");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-/// Creates a key; its id and secret.
-async fn create_key(d: &DaemonProc, by: Option<&str>, body: Value) -> (String, String) {
-    let (status, v) = call(by, Method::POST, d.at("/api/v1/keys"), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    (v["id"].as_str().expect("id").to_string(), v["key"].as_str().expect("key").to_string())
-}
 
 /// A daemon on `data` with an admin key and the kid's client key: (daemon, admin key, the
 /// kid's key id, the kid's key).

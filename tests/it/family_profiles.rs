@@ -8,41 +8,16 @@ use crate::common;
 
 use std::path::Path;
 
+use common::api::{call, create_key};
 use common::compat::{TINY_SD, models_dir, start_daemon_with};
 use common::daemon::DaemonProc;
+use common::media::{png, test_picture};
 use common::tools::{reelbox_cli, run_ok};
 use reelbox::store::codec::{decode, encode};
 use reelbox::store::records::Profile;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn call(key: &str, method: Method, url: String, body: Option<Value>) -> (StatusCode, Value) {
-    let mut r = reqwest::Client::new().request(method, url).bearer_auth(key);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.expect("request");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn create_key(d: &DaemonProc, by: Option<&str>, body: Value) -> String {
-    let mut r = reqwest::Client::new().post(d.at("/api/v1/keys")).json(&body);
-    if let Some(k) = by {
-        r = r.bearer_auth(k);
-    }
-    let v: Value = r.send().await.expect("request").json().await.expect("json");
-    v["key"].as_str().expect("key").to_string()
-}
-
-fn png(side: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::RgbImage::from_fn(side, side, |x, y| image::Rgb([(x * 3) as u8, (y * 3) as u8, 90]))
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .expect("png");
-    out
-}
 
 /// One second of a quiet tone, as a phone's voice memo turned WAV.
 fn wav() -> Vec<u8> {
@@ -59,8 +34,9 @@ fn wav() -> Vec<u8> {
 
 /// Creates a profile `name` for `key` with a portrait (and a voice sample); its JSON.
 async fn create_profile(d: &DaemonProc, key: &str, name: &str, sample: bool) -> Value {
-    let mut form =
-        Form::new().text("name", name.to_string()).part("portrait", Part::bytes(png(64)).file_name("me.png"));
+    let mut form = Form::new()
+        .text("name", name.to_string())
+        .part("portrait", Part::bytes(png(&test_picture(64, 64, 0))).file_name("me.png"));
     if sample {
         form = form.part("voice_sample", Part::bytes(wav()).file_name("hello.wav"));
     }
@@ -72,7 +48,7 @@ async fn create_profile(d: &DaemonProc, key: &str, name: &str, sample: bool) -> 
 
 /// Bytes of artifacts the key holds, as `GET /api/v1/keys` tells it.
 async fn storage_bytes(d: &DaemonProc, key: &str) -> u64 {
-    let (_, keys) = call(key, Method::GET, d.at("/api/v1/keys"), None).await;
+    let (_, keys) = call(Some(key), Method::GET, d.at("/api/v1/keys"), None).await;
     keys[0]["storage_bytes"].as_u64().expect("storage_bytes")
 }
 
@@ -88,9 +64,9 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     let data = home.path().join("data");
     let models = models_dir(false);
     let d = start_daemon_with(&data, models.path(), &[]);
-    let admin = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
-    let mum = create_key(&d, Some(&admin), json!({"name": "mum", "max_storage_bytes": 10_000_000})).await;
-    let dad = create_key(&d, Some(&admin), json!({"name": "dad"})).await;
+    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum", "max_storage_bytes": 10_000_000})).await;
+    let (_, dad) = create_key(&d, Some(&admin), json!({"name": "dad"})).await;
 
     let grandma = create_profile(&d, &mum, "grandma", true).await;
     let (portrait, sample) = (grandma["portrait"].as_str().expect("portrait"), grandma["voice_sample"].as_str());
@@ -99,28 +75,29 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     assert!(held > 0, "the uploads count against mum's storage");
 
     // By the name `profiles list` shows, as renders take it.
-    let (status, shown) = call(&mum, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    let (status, shown) = call(Some(&mum), Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
     assert_eq!(status, StatusCode::OK, "{shown}");
     assert_eq!(shown["id"], grandma["id"]);
     let (status, changed) =
-        call(&mum, Method::PATCH, d.at("/api/v1/profiles/grandma"), Some(json!({"prompt_prefix": "warm light"}))).await;
+        call(Some(&mum), Method::PATCH, d.at("/api/v1/profiles/grandma"), Some(json!({"prompt_prefix": "warm light"})))
+            .await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     // Another person's key finds nothing by id or by name.
     let id = grandma["id"].as_str().expect("id");
     for path in ["/api/v1/profiles/grandma".to_string(), format!("/api/v1/profiles/{id}")] {
-        let (status, v) = call(&dad, Method::GET, d.at(&path), None).await;
+        let (status, v) = call(Some(&dad), Method::GET, d.at(&path), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {v}");
-        assert_eq!(call(&dad, Method::DELETE, d.at(&path), None).await.0, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(call(Some(&dad), Method::DELETE, d.at(&path), None).await.0, StatusCode::NOT_FOUND, "{path}");
     }
-    let (_, dads) = call(&dad, Method::GET, d.at("/api/v1/profiles"), None).await;
+    let (_, dads) = call(Some(&dad), Method::GET, d.at("/api/v1/profiles"), None).await;
     assert_eq!(dads, json!([]), "dad sees mum's profile");
     // Dad's own "grandma" is his by that name; the admin, seeing both, is asked for an id.
     let his = create_profile(&d, &dad, "grandma", false).await;
-    let (_, shown) = call(&dad, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    let (_, shown) = call(Some(&dad), Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
     assert_eq!(shown["id"], his["id"]);
-    let (_, shown) = call(&mum, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    let (_, shown) = call(Some(&mum), Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
     assert_eq!(shown["id"], grandma["id"]);
-    let (status, v) = call(&admin, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    let (status, v) = call(Some(&admin), Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"]["message"].as_str().unwrap_or_default().contains(his["id"].as_str().expect("id")), "{v}");
     // The admin's list says whose each one is, by key name.
@@ -133,7 +110,7 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     // A preset the box has not is refused when set, not when a render later uses it; the
     // CLI moves the face box and sets the preset, as the API does.
     let (status, v) =
-        call(&mum, Method::PATCH, d.at("/api/v1/profiles/grandma"), Some(json!({"preset": "nonsense"}))).await;
+        call(Some(&mum), Method::PATCH, d.at("/api/v1/profiles/grandma"), Some(json!({"preset": "nonsense"}))).await;
     assert_eq!((status, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("preset")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap_or_default().contains("known: "), "{v}");
     let update = ["--json", "profiles", "update", "grandma", "--face-box", "8,8,40,40", "--preset", "fast"];
@@ -144,25 +121,31 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     // A second profile whose portrait a queued picture job starts from.
     let grandpa = create_profile(&d, &mum, "grandpa", false).await;
     let in_use = grandpa["portrait"].as_str().expect("portrait").to_string();
-    assert_eq!(call(&admin, Method::POST, d.at("/api/v1/queue/pause"), None).await.0, StatusCode::OK);
+    assert_eq!(call(Some(&admin), Method::POST, d.at("/api/v1/queue/pause"), None).await.0, StatusCode::OK);
     let job = json!({"kind": "image", "params": {"prompt": "a portrait", "model": TINY_SD, "steps": 2,
         "width": 64, "height": 64, "init_image": in_use, "strength": 0.5}});
-    let (status, queued) = call(&mum, Method::POST, d.at("/api/v1/jobs"), Some(job)).await;
+    let (status, queued) = call(Some(&mum), Method::POST, d.at("/api/v1/jobs"), Some(job)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     let before = storage_bytes(&d, &mum).await;
-    assert_eq!(call(&mum, Method::DELETE, d.at("/api/v1/profiles/grandpa"), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(Some(&mum), Method::DELETE, d.at("/api/v1/profiles/grandpa"), None).await.0,
+        StatusCode::NO_CONTENT
+    );
     assert!(on_disk(&data, &in_use), "the queued job's starting picture was deleted with the profile");
     assert_eq!(storage_bytes(&d, &mum).await, before, "bytes a queued job holds stay counted");
 
     // Deleting grandma (by name) removes her portrait and voice sample and frees their bytes.
     assert!(on_disk(&data, portrait) && on_disk(&data, &sample));
-    assert_eq!(call(&mum, Method::DELETE, d.at("/api/v1/profiles/grandma"), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(Some(&mum), Method::DELETE, d.at("/api/v1/profiles/grandma"), None).await.0,
+        StatusCode::NO_CONTENT
+    );
     assert!(!on_disk(&data, portrait) && !on_disk(&data, &sample), "the profile's uploads stayed on disk");
     let after = storage_bytes(&d, &mum).await;
     assert_eq!(after, before - held, "deleting grandma gives back her uploads' bytes, no more");
-    let (status, _) = call(&mum, Method::GET, d.at(&format!("/api/v1/artifacts/{portrait}")), None).await;
+    let (status, _) = call(Some(&mum), Method::GET, d.at(&format!("/api/v1/artifacts/{portrait}")), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(&mum, Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    let (status, _) = call(Some(&mum), Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -181,15 +164,17 @@ async fn one_person_cannot_have_two_profiles_of_one_name_and_old_duplicates_are_
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let mut d = DaemonProc::start(&data, &[]);
-    let admin = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
-    let mum = create_key(&d, Some(&admin), json!({"name": "mum"})).await;
-    let dad = create_key(&d, Some(&admin), json!({"name": "dad"})).await;
+    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum"})).await;
+    let (_, dad) = create_key(&d, Some(&admin), json!({"name": "dad"})).await;
     let anna = create_profile(&d, &mum, "anna", false).await;
     let anna_id = anna["id"].as_str().expect("id").to_string();
 
     // A second "anna" of mum's, with a portrait: refused naming the first, nothing kept.
     let held = storage_bytes(&d, &mum).await;
-    let form = Form::new().text("name", "anna ").part("portrait", Part::bytes(png(64)).file_name("me.png"));
+    let form = Form::new()
+        .text("name", "anna ")
+        .part("portrait", Part::bytes(png(&test_picture(64, 64, 0))).file_name("me.png"));
     let resp = reqwest::Client::new().post(d.at("/api/v1/profiles")).bearer_auth(&mum).multipart(form);
     let resp = resp.send().await.expect("create");
     assert_eq!(resp.status(), StatusCode::CONFLICT);
@@ -197,14 +182,15 @@ async fn one_person_cannot_have_two_profiles_of_one_name_and_old_duplicates_are_
     let (msg, field, code) = refusal(&v);
     assert!((field, code) == ("name", "name_taken") && msg.contains("\"anna\"") && msg.contains(&anna_id), "{v}");
     assert_eq!(storage_bytes(&d, &mum).await, held, "the refused profile's portrait was kept");
-    let (_, mine) = call(&mum, Method::GET, d.at("/api/v1/profiles"), None).await;
+    let (_, mine) = call(Some(&mum), Method::GET, d.at("/api/v1/profiles"), None).await;
     assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
     // Nor by renaming another one to it; keeping one's own name is no clash.
     let ben = create_profile(&d, &mum, "ben", false).await;
-    let (status, v) = call(&mum, Method::PATCH, d.at("/api/v1/profiles/ben"), Some(json!({"name": "anna"}))).await;
+    let (status, v) =
+        call(Some(&mum), Method::PATCH, d.at("/api/v1/profiles/ben"), Some(json!({"name": "anna"}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     assert!(refusal(&v).0.contains(&anna_id) && refusal(&v).1 == "name", "{v}");
-    let (status, v) = call(&mum, Method::PATCH, d.at("/api/v1/profiles/ben"), Some(json!({"name": "ben"}))).await;
+    let (status, v) = call(Some(&mum), Method::PATCH, d.at("/api/v1/profiles/ben"), Some(json!({"name": "ben"}))).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     // The CLI says the same.
     let models = home.path().join("models");
@@ -235,21 +221,21 @@ async fn one_person_cannot_have_two_profiles_of_one_name_and_old_duplicates_are_
     }
     let d = DaemonProc::start(&data, &[]);
     // The name is not resolved to either: the error lists both, for profiles and renders.
-    let (status, v) = call(&mum, Method::GET, d.at("/api/v1/profiles/anna"), None).await;
+    let (status, v) = call(Some(&mum), Method::GET, d.at("/api/v1/profiles/anna"), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     let msg = refusal(&v).0;
     assert!(msg.contains(&anna_id) && msg.contains(&copy_id.to_string()), "{v}");
     let picture = json!({"kind": "image", "params": {"prompt": "a cat", "profile": "anna"}});
-    let (status, v) = call(&mum, Method::POST, d.at("/api/v1/jobs"), Some(picture)).await;
+    let (status, v) = call(Some(&mum), Method::POST, d.at("/api/v1/jobs"), Some(picture)).await;
     assert_eq!((status, refusal(&v).1), (StatusCode::BAD_REQUEST, "profile"), "{v}");
     assert!(refusal(&v).0.contains(&copy_id.to_string()), "{v}");
     // Each stays editable by id; renaming one sorts the name out.
     let copy_path = format!("/api/v1/profiles/{copy_id}");
-    let (status, v) = call(&mum, Method::PATCH, d.at(&copy_path), Some(json!({"prompt_prefix": "oil"}))).await;
+    let (status, v) = call(Some(&mum), Method::PATCH, d.at(&copy_path), Some(json!({"prompt_prefix": "oil"}))).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    let (status, v) = call(&mum, Method::PATCH, d.at(&copy_path), Some(json!({"name": "anna 2"}))).await;
+    let (status, v) = call(Some(&mum), Method::PATCH, d.at(&copy_path), Some(json!({"name": "anna 2"}))).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    let (status, shown) = call(&mum, Method::GET, d.at("/api/v1/profiles/anna"), None).await;
+    let (status, shown) = call(Some(&mum), Method::GET, d.at("/api/v1/profiles/anna"), None).await;
     assert_eq!((status, shown["id"].as_str()), (StatusCode::OK, Some(anna_id.as_str())), "{shown}");
     assert_eq!(ben["name"], "ben");
 }

@@ -4,49 +4,28 @@ use crate::common;
 
 use std::time::Duration;
 
+use common::api::{call, create_key};
 use common::daemon::{DaemonProc, is_final};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn call(http: &Client, key: &str, method: Method, url: String, body: Option<Value>) -> (StatusCode, Value) {
-    let mut r = http.request(method, url).bearer_auth(key);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.expect("request");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn create_key(d: &DaemonProc, http: &Client, by: Option<&str>, body: Value) -> (String, String) {
-    let mut r = http.post(d.at("/api/v1/keys")).json(&body);
-    if let Some(k) = by {
-        r = r.bearer_auth(k);
-    }
-    let resp = r.send().await.expect("request");
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let v: Value = resp.json().await.expect("json");
-    (v["id"].as_str().expect("id").to_string(), v["key"].as_str().expect("key").to_string())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_submissions_cannot_overshoot_the_gpu_seconds_quota() {
     let dir = tempfile::tempdir().expect("tempdir");
     // One (fake) GPU: jobs may run on it, so they reserve their estimated GPU time.
     let d = DaemonProc::start(dir.path(), &[("REELBOX_FAKE_GPUS", "8192")]);
-    let http = Client::new();
-    let (_, admin) = create_key(&d, &http, None, json!({"name": "root", "scope": "admin"})).await;
+    let (_, admin) = create_key(&d, None, json!({"name": "root", "scope": "admin"})).await;
     let quota = json!({"name": "tiny", "gpu_seconds_per_day": 1, "max_queued": 100});
-    let (id, key) = create_key(&d, &http, Some(&admin), quota).await;
+    let (id, key) = create_key(&d, Some(&admin), quota).await;
     // Paused, nothing runs, so only reservations decide.
-    assert!(call(&http, &admin, Method::POST, d.at("/api/v1/queue/pause"), None).await.0.is_success());
+    assert!(call(Some(&admin), Method::POST, d.at("/api/v1/queue/pause"), None).await.0.is_success());
 
     // Each testcard is estimated at steps × step_ms = 0.2 s: five fit in 1 s.
     let job = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 200}});
     let burst: Vec<_> = (0..50)
         .map(|_| {
-            let (http, key, url, job) = (http.clone(), key.clone(), d.at("/api/v1/jobs"), job.clone());
-            tokio::spawn(async move { call(&http, &key, Method::POST, url, Some(job)).await })
+            let (key, url, job) = (key.clone(), d.at("/api/v1/jobs"), job.clone());
+            tokio::spawn(async move { call(Some(&key), Method::POST, url, Some(job)).await })
         })
         .collect();
     let (mut accepted, mut refused) = (Vec::new(), 0);
@@ -69,11 +48,11 @@ async fn a_burst_of_submissions_cannot_overshoot_the_gpu_seconds_quota() {
     assert_eq!((accepted.len(), refused), (5, 45));
 
     // Once they ran, reservations are released and real GPU time is charged instead.
-    assert!(call(&http, &admin, Method::POST, d.at("/api/v1/queue/resume"), None).await.0.is_success());
+    assert!(call(Some(&admin), Method::POST, d.at("/api/v1/queue/resume"), None).await.0.is_success());
     for job in &accepted {
         let mut done = false;
         for _ in 0..200 {
-            let (_, v) = call(&http, &key, Method::GET, d.at(&format!("/api/v1/jobs/{job}")), None).await;
+            let (_, v) = call(Some(&key), Method::GET, d.at(&format!("/api/v1/jobs/{job}")), None).await;
             if is_final(&v) {
                 done = true;
                 break;
@@ -82,7 +61,7 @@ async fn a_burst_of_submissions_cannot_overshoot_the_gpu_seconds_quota() {
         }
         assert!(done, "job {job} finished");
     }
-    let (_, keys) = call(&http, &admin, Method::GET, d.at("/api/v1/keys"), None).await;
+    let (_, keys) = call(Some(&admin), Method::GET, d.at("/api/v1/keys"), None).await;
     let tiny = keys.as_array().expect("keys").iter().find(|k| k["id"] == id.as_str()).cloned().expect("listed");
     assert_eq!(tiny["gpu_seconds_reserved"], 0, "{tiny}");
 }
@@ -134,8 +113,8 @@ async fn upload(http: &Client, key: &str, url: String, field: &str, name: &str, 
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn storage_bytes(d: &DaemonProc, http: &Client, key: &str) -> u64 {
-    let (_, keys) = call(http, key, Method::GET, d.at("/api/v1/keys"), None).await;
+async fn storage_bytes(d: &DaemonProc, key: &str) -> u64 {
+    let (_, keys) = call(Some(key), Method::GET, d.at("/api/v1/keys"), None).await;
     keys[0]["storage_bytes"].as_u64().expect("storage_bytes")
 }
 
@@ -152,24 +131,24 @@ async fn uploads_past_max_storage_bytes_are_refused_on_every_route_and_deleting_
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(dir.path(), &[]);
     let http = Client::new();
-    let (_, admin) = create_key(&d, &http, None, json!({"name": "root", "scope": "admin"})).await;
-    let (_, key) = create_key(&d, &http, Some(&admin), json!({"name": "small", "max_storage_bytes": QUOTA})).await;
-    let (_, keys) = call(&http, &key, Method::GET, d.at("/api/v1/keys"), None).await;
+    let (_, admin) = create_key(&d, None, json!({"name": "root", "scope": "admin"})).await;
+    let (_, key) = create_key(&d, Some(&admin), json!({"name": "small", "max_storage_bytes": QUOTA})).await;
+    let (_, keys) = call(Some(&key), Method::GET, d.at("/api/v1/keys"), None).await;
     assert_eq!(keys[0]["max_storage_bytes"], QUOTA, "{keys}");
 
     // The first upload fits.
     let (status, v) = upload(&http, &key, d.at("/api/v1/artifacts"), "file", "a.wav", wav_of_size(2_000)).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
-    assert_eq!(storage_bytes(&d, &http, &key).await, 2_000);
+    assert_eq!(storage_bytes(&d, &key).await, 2_000);
 
     // Job outputs count against the quota (and are never refused).
     let job = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "width": 64, "height": 36}});
-    let (status, v) = call(&http, &key, Method::POST, d.at("/api/v1/jobs"), Some(job)).await;
+    let (status, v) = call(Some(&key), Method::POST, d.at("/api/v1/jobs"), Some(job)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     let job_id = v["id"].as_str().expect("id").to_string();
     let mut finished = Value::Null;
     for _ in 0..400 {
-        let (_, v) = call(&http, &key, Method::GET, d.at(&format!("/api/v1/jobs/{job_id}")), None).await;
+        let (_, v) = call(Some(&key), Method::GET, d.at(&format!("/api/v1/jobs/{job_id}")), None).await;
         if is_final(&v) {
             finished = v;
             break;
@@ -177,7 +156,7 @@ async fn uploads_past_max_storage_bytes_are_refused_on_every_route_and_deleting_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(finished["state"], "succeeded", "{finished}");
-    let used = storage_bytes(&d, &http, &key).await;
+    let used = storage_bytes(&d, &key).await;
     let outputs = used - 2_000;
     assert!(outputs > 2 && used < QUOTA - 100, "job outputs {outputs} bytes");
 
@@ -195,12 +174,12 @@ async fn uploads_past_max_storage_bytes_are_refused_on_every_route_and_deleting_
     let resp = http.post(d.at("/api/v1/profiles")).bearer_auth(&key).multipart(form).send().await.expect("profile");
     let status = resp.status();
     assert_storage_refused(status, &resp.json().await.unwrap_or(Value::Null));
-    assert_eq!(storage_bytes(&d, &http, &key).await, used, "refused uploads hold no bytes");
+    assert_eq!(storage_bytes(&d, &key).await, used, "refused uploads hold no bytes");
 
     // Deleting the job frees its outputs' bytes, and the same upload then fits.
-    let (status, v) = call(&http, &key, Method::DELETE, d.at(&format!("/api/v1/jobs/{job_id}")), None).await;
+    let (status, v) = call(Some(&key), Method::DELETE, d.at(&format!("/api/v1/jobs/{job_id}")), None).await;
     assert!(status.is_success(), "{status} {v}");
-    assert_eq!(storage_bytes(&d, &http, &key).await, 2_000);
+    assert_eq!(storage_bytes(&d, &key).await, 2_000);
     let (status, v) = upload(&http, &key, d.at("/api/v1/artifacts"), "file", "b.wav", wav_of_size(over)).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
 }

@@ -8,22 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::api::call;
 use common::compat::{TINY_SD, models_dir, start_daemon_with};
 use common::daemon::{DaemonProc, is_final, wait_job};
+use common::media::{png, test_picture};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Nothing listens here: port 1 on loopback refuses at once.
 const NO_DAEMON: &str = "http://127.0.0.1:1";
-
-fn png(side: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::RgbImage::from_fn(side, side, |x, y| image::Rgb([(x * 3) as u8, (y * 3) as u8, 90]))
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .expect("png");
-    out
-}
 
 /// The files of artifact `id` under the daemon's data dir (sharded by its last two characters).
 fn files_of(data: &Path, id: &str) -> Vec<PathBuf> {
@@ -32,34 +26,15 @@ fn files_of(data: &Path, id: &str) -> Vec<PathBuf> {
     entries.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().contains(id)).collect()
 }
 
-async fn call(
-    c: &reqwest::Client,
-    key: Option<&str>,
-    method: Method,
-    url: String,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut r = c.request(method, url);
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.expect("request");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn testcard(c: &reqwest::Client, d: &DaemonProc, key: Option<&str>, params: Value) -> String {
+async fn testcard(d: &DaemonProc, key: Option<&str>, params: Value) -> String {
     let body = json!({"kind": "testcard", "params": params});
-    let (status, job) = call(c, key, Method::POST, d.at("/api/v1/jobs"), Some(body)).await;
+    let (status, job) = call(key, Method::POST, d.at("/api/v1/jobs"), Some(body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     job["id"].as_str().expect("id").to_string()
 }
 
-async fn artifact_ids(c: &reqwest::Client, d: &DaemonProc, job: &str) -> Vec<String> {
-    let (_, arts) = call(c, None, Method::GET, d.at(&format!("/api/v1/jobs/{job}/artifacts")), None).await;
+async fn artifact_ids(d: &DaemonProc, job: &str) -> Vec<String> {
+    let (_, arts) = call(None, Method::GET, d.at(&format!("/api/v1/jobs/{job}/artifacts")), None).await;
     arts.as_array().expect("artifact list").iter().map(|a| a["id"].as_str().expect("id").to_string()).collect()
 }
 
@@ -68,14 +43,14 @@ async fn deleting_a_job_removes_its_files_events_and_record() {
     let data = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(data.path(), &[]);
     let c = reqwest::Client::new();
-    let id = testcard(&c, &d, None, json!({"steps": 2, "step_ms": 10})).await;
+    let id = testcard(&d, None, json!({"steps": 2, "step_ms": 10})).await;
     let done = wait_job(&c, &d, &id, Duration::from_secs(30), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    let arts = artifact_ids(&c, &d, &id).await;
+    let arts = artifact_ids(&d, &id).await;
     assert_eq!(arts.len(), 2, "a card and a summary");
     assert!(arts.iter().all(|a| files_of(data.path(), a).len() == 1), "each artifact has its file");
 
-    let (status, removed) = call(&c, None, Method::DELETE, d.at(&format!("/api/v1/jobs/{id}")), None).await;
+    let (status, removed) = call(None, Method::DELETE, d.at(&format!("/api/v1/jobs/{id}")), None).await;
     assert_eq!(status, StatusCode::OK, "{removed}");
     assert_eq!(removed["jobs"], 1);
     assert_eq!(removed["artifacts"], 2);
@@ -84,19 +59,19 @@ async fn deleting_a_job_removes_its_files_events_and_record() {
 
     for a in &arts {
         assert!(files_of(data.path(), a).is_empty(), "artifact {a}'s file is still on disk");
-        let (status, _) = call(&c, None, Method::GET, d.at(&format!("/api/v1/artifacts/{a}")), None).await;
+        let (status, _) = call(None, Method::GET, d.at(&format!("/api/v1/artifacts/{a}")), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
     for path in [format!("/api/v1/jobs/{id}"), format!("/api/v1/jobs/{id}/events")] {
-        let (status, body) = call(&c, None, Method::GET, d.at(&path), None).await;
+        let (status, body) = call(None, Method::GET, d.at(&path), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
     }
-    let (_, page) = call(&c, None, Method::GET, d.at("/api/v1/jobs"), None).await;
+    let (_, page) = call(None, Method::GET, d.at("/api/v1/jobs"), None).await;
     assert_eq!(page["jobs"], json!([]));
-    let (status, body) = call(&c, None, Method::DELETE, d.at(&format!("/api/v1/jobs/{id}")), None).await;
+    let (status, body) = call(None, Method::DELETE, d.at(&format!("/api/v1/jobs/{id}")), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "deleting twice: {body}");
     assert_eq!(body["error"]["code"], "not_found");
-    let (_, doc) = call(&c, None, Method::GET, d.at("/openapi.json"), None).await;
+    let (_, doc) = call(None, Method::GET, d.at("/openapi.json"), None).await;
     assert!(doc["paths"]["/api/v1/jobs/{id}"]["delete"].is_object() && doc["paths"]["/api/v1/gc"]["post"].is_object());
 }
 
@@ -105,27 +80,27 @@ async fn a_queued_or_running_job_cannot_be_deleted_until_it_is_canceled() {
     let data = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(data.path(), &[]);
     let c = reqwest::Client::new();
-    let running = testcard(&c, &d, None, json!({"steps": 400, "step_ms": 50})).await;
+    let running = testcard(&d, None, json!({"steps": 400, "step_ms": 50})).await;
     wait_job(&c, &d, &running, Duration::from_secs(30), |j| j["state"] == "running").await;
-    let (status, _) = call(&c, None, Method::POST, d.at("/api/v1/queue/pause"), None).await;
+    let (status, _) = call(None, Method::POST, d.at("/api/v1/queue/pause"), None).await;
     assert_eq!(status, StatusCode::OK);
-    let queued = testcard(&c, &d, None, json!({"steps": 1})).await;
+    let queued = testcard(&d, None, json!({"steps": 1})).await;
 
     for (id, state) in [(&running, "running"), (&queued, "queued")] {
-        let (status, body) = call(&c, None, Method::DELETE, d.at(&format!("/api/v1/jobs/{id}")), None).await;
+        let (status, body) = call(None, Method::DELETE, d.at(&format!("/api/v1/jobs/{id}")), None).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert_eq!(body["error"]["code"], "wrong_state", "{body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(state) && message.contains("cancel it first"), "{message}");
-        let (_, job) = call(&c, None, Method::GET, d.at(&format!("/api/v1/jobs/{id}")), None).await;
+        let (_, job) = call(None, Method::GET, d.at(&format!("/api/v1/jobs/{id}")), None).await;
         assert_eq!(job["state"], state, "a refused delete changes nothing");
     }
 
     for id in [&running, &queued] {
-        let (status, _) = call(&c, None, Method::POST, d.at(&format!("/api/v1/jobs/{id}/cancel")), None).await;
+        let (status, _) = call(None, Method::POST, d.at(&format!("/api/v1/jobs/{id}/cancel")), None).await;
         assert_eq!(status, StatusCode::OK);
         wait_job(&c, &d, id, Duration::from_secs(30), is_final).await;
-        let (status, body) = call(&c, None, Method::DELETE, d.at(&format!("/api/v1/jobs/{id}")), None).await;
+        let (status, body) = call(None, Method::DELETE, d.at(&format!("/api/v1/jobs/{id}")), None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 }
@@ -134,20 +109,19 @@ async fn a_queued_or_running_job_cannot_be_deleted_until_it_is_canceled() {
 async fn a_client_cannot_delete_another_clients_job_nor_sweep_but_an_admin_can() {
     let data = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(data.path(), &[]);
-    let c = reqwest::Client::new();
     let key = |v: &Value| v["key"].as_str().expect("key").to_string();
     let body = json!({"name": "root", "scope": "admin"});
-    let (_, root) = call(&c, None, Method::POST, d.at("/api/v1/keys"), Some(body)).await;
+    let (_, root) = call(None, Method::POST, d.at("/api/v1/keys"), Some(body)).await;
     let admin = key(&root);
-    let (_, alice) = call(&c, Some(&admin), Method::POST, d.at("/api/v1/keys"), Some(json!({"name": "alice"}))).await;
-    let (_, bob) = call(&c, Some(&admin), Method::POST, d.at("/api/v1/keys"), Some(json!({"name": "bob"}))).await;
+    let (_, alice) = call(Some(&admin), Method::POST, d.at("/api/v1/keys"), Some(json!({"name": "alice"}))).await;
+    let (_, bob) = call(Some(&admin), Method::POST, d.at("/api/v1/keys"), Some(json!({"name": "bob"}))).await;
     let (alice, bob) = (key(&alice), key(&bob));
 
     let mut jobs = Vec::new();
     for _ in 0..2 {
-        let id = testcard(&c, &d, Some(&alice), json!({"steps": 1, "step_ms": 0})).await;
+        let id = testcard(&d, Some(&alice), json!({"steps": 1, "step_ms": 0})).await;
         for _ in 0..200 {
-            let (_, job) = call(&c, Some(&alice), Method::GET, d.at(&format!("/api/v1/jobs/{id}")), None).await;
+            let (_, job) = call(Some(&alice), Method::GET, d.at(&format!("/api/v1/jobs/{id}")), None).await;
             if is_final(&job) {
                 break;
             }
@@ -156,20 +130,20 @@ async fn a_client_cannot_delete_another_clients_job_nor_sweep_but_an_admin_can()
         jobs.push(id);
     }
     let url = |id: &str| d.at(&format!("/api/v1/jobs/{id}"));
-    let (status, body) = call(&c, Some(&bob), Method::DELETE, url(&jobs[0]), None).await;
+    let (status, body) = call(Some(&bob), Method::DELETE, url(&jobs[0]), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another client's job does not exist for bob: {body}");
-    let (status, _) = call(&c, Some(&alice), Method::GET, url(&jobs[0]), None).await;
+    let (status, _) = call(Some(&alice), Method::GET, url(&jobs[0]), None).await;
     assert_eq!(status, StatusCode::OK, "and it is still there");
-    let (status, body) = call(&c, Some(&bob), Method::POST, d.at("/api/v1/gc"), Some(json!({"dry_run": true}))).await;
+    let (status, body) = call(Some(&bob), Method::POST, d.at("/api/v1/gc"), Some(json!({"dry_run": true}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "admin_only");
 
-    let (status, _) = call(&c, Some(&alice), Method::DELETE, url(&jobs[0]), None).await;
+    let (status, _) = call(Some(&alice), Method::DELETE, url(&jobs[0]), None).await;
     assert_eq!(status, StatusCode::OK, "the owner deletes her own");
-    let (status, _) = call(&c, Some(&admin), Method::DELETE, url(&jobs[1]), None).await;
+    let (status, _) = call(Some(&admin), Method::DELETE, url(&jobs[1]), None).await;
     assert_eq!(status, StatusCode::OK, "an admin deletes anyone's");
     for id in &jobs {
-        let (status, _) = call(&c, Some(&alice), Method::GET, url(id), None).await;
+        let (status, _) = call(Some(&alice), Method::GET, url(id), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
@@ -206,20 +180,24 @@ async fn gc_removes_expired_jobs_and_unused_uploads_but_never_what_a_profile_or_
     let d = start_daemon_with(&data, models.path(), &[("REELBOX_CONFIG", &config_env)]);
     let c = reqwest::Client::new();
 
-    let old_job = testcard(&c, &d, None, json!({"steps": 1, "step_ms": 0})).await;
+    let old_job = testcard(&d, None, json!({"steps": 1, "step_ms": 0})).await;
     wait_job(&c, &d, &old_job, Duration::from_secs(30), is_final).await;
-    let old_outputs = artifact_ids(&c, &d, &old_job).await;
-    let form = Form::new().part("file", Part::bytes(png(32)).file_name("unused.png"));
+    let old_outputs = artifact_ids(&d, &old_job).await;
+    let form = Form::new().part("file", Part::bytes(png(&test_picture(32, 32, 0))).file_name("unused.png"));
     let unused: Value =
         c.post(d.at("/api/v1/artifacts")).multipart(form).send().await.expect("upload").json().await.expect("json");
     let unused = unused["id"].as_str().expect("id").to_string();
-    let form = Form::new().text("name", "presenter").part("portrait", Part::bytes(png(64)).file_name("me.png"));
+    let form = Form::new()
+        .text("name", "presenter")
+        .part("portrait", Part::bytes(png(&test_picture(64, 64, 0))).file_name("me.png"));
     let profile: Value =
         c.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile").json().await.expect("json");
     let portrait = profile["portrait"].as_str().expect("portrait").to_string();
     // A ComfyUI image-to-image prompt held in the queue names an uploaded picture.
-    let form =
-        Form::new().part("image", Part::bytes(png(64)).file_name("start.png").mime_str("image/png").expect("mime"));
+    let form = Form::new().part(
+        "image",
+        Part::bytes(png(&test_picture(64, 64, 0))).file_name("start.png").mime_str("image/png").expect("mime"),
+    );
     let up: Value =
         c.post(d.at("/upload/image")).multipart(form).send().await.expect("upload").json().await.expect("json");
     let name = up["name"].as_str().expect("name").to_string();
@@ -237,7 +215,7 @@ async fn gc_removes_expired_jobs_and_unused_uploads_but_never_what_a_profile_or_
         "10": {"class_type": "LoadImage", "inputs": {"image": name}},
         "11": {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}
     });
-    let (status, queued) = call(&c, None, Method::POST, d.at("/prompt"), Some(json!({"prompt": prompt}))).await;
+    let (status, queued) = call(None, Method::POST, d.at("/prompt"), Some(json!({"prompt": prompt}))).await;
     assert_eq!(status, StatusCode::OK, "{queued}");
     let queued = queued["prompt_id"].as_str().expect("prompt id").to_string();
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -251,7 +229,7 @@ async fn gc_removes_expired_jobs_and_unused_uploads_but_never_what_a_profile_or_
     for id in old_outputs.iter().chain([&unused, &portrait, &init]) {
         assert_eq!(files_of(&data, id).len(), 1, "the dry run removed artifact {id}'s file");
     }
-    let (status, _) = call(&c, None, Method::GET, d.at(&format!("/api/v1/jobs/{old_job}")), None).await;
+    let (status, _) = call(None, Method::GET, d.at(&format!("/api/v1/jobs/{old_job}")), None).await;
     assert_eq!(status, StatusCode::OK, "the dry run removed the job");
 
     // With the daemon stopped, `reelbox gc` sweeps the data dir itself.
@@ -269,13 +247,13 @@ async fn gc_removes_expired_jobs_and_unused_uploads_but_never_what_a_profile_or_
 
     let config_env = config.to_string_lossy().into_owned();
     let d = start_daemon_with(&data, models.path(), &[("REELBOX_CONFIG", &config_env)]);
-    let (status, _) = call(&c, None, Method::GET, d.at(&format!("/api/v1/jobs/{old_job}")), None).await;
+    let (status, _) = call(None, Method::GET, d.at(&format!("/api/v1/jobs/{old_job}")), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(&c, None, Method::GET, d.at(&format!("/api/v1/artifacts/{unused}")), None).await;
+    let (status, _) = call(None, Method::GET, d.at(&format!("/api/v1/artifacts/{unused}")), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(&c, None, Method::GET, d.at(&format!("/api/v1/artifacts/{portrait}")), None).await;
+    let (status, _) = call(None, Method::GET, d.at(&format!("/api/v1/artifacts/{portrait}")), None).await;
     assert_eq!(status, StatusCode::OK, "the profile's portrait still downloads");
-    let (status, job) = call(&c, None, Method::GET, d.at(&format!("/api/v1/jobs/{queued}")), None).await;
+    let (status, job) = call(None, Method::GET, d.at(&format!("/api/v1/jobs/{queued}")), None).await;
     assert_eq!(status, StatusCode::OK, "{job}");
     assert_eq!(job["params"]["init_image"], init.as_str(), "the queued prompt still names its picture");
 }
@@ -301,7 +279,7 @@ async fn comfyui_history_delete_and_clear_remove_the_prompts_pictures() {
     };
     let mut prompts = Vec::new();
     for seed in [1, 2] {
-        let (status, v) = call(&c, None, Method::POST, d.at("/prompt"), Some(graph(seed))).await;
+        let (status, v) = call(None, Method::POST, d.at("/prompt"), Some(graph(seed))).await;
         assert_eq!(status, StatusCode::OK, "{v}");
         let id = v["prompt_id"].as_str().expect("prompt id").to_string();
         let job = wait_job(&c, &d, &id, Duration::from_secs(120), is_final).await;
@@ -311,26 +289,26 @@ async fn comfyui_history_delete_and_clear_remove_the_prompts_pictures() {
     let outputs: Vec<Vec<String>> = {
         let mut all = Vec::new();
         for id in &prompts {
-            all.push(artifact_ids(&c, &d, id).await);
+            all.push(artifact_ids(&d, id).await);
         }
         all
     };
     assert!(outputs.iter().all(|o| !o.is_empty() && o.iter().all(|a| !files_of(data.path(), a).is_empty())));
 
-    let (status, _) = call(&c, None, Method::POST, d.at("/history"), Some(json!({"delete": [prompts[0]]}))).await;
+    let (status, _) = call(None, Method::POST, d.at("/history"), Some(json!({"delete": [prompts[0]]}))).await;
     assert_eq!(status, StatusCode::OK);
-    let (_, history) = call(&c, None, Method::GET, d.at("/history"), None).await;
+    let (_, history) = call(None, Method::GET, d.at("/history"), None).await;
     assert!(history.get(&prompts[0]).is_none() && history.get(&prompts[1]).is_some(), "{history}");
-    let (status, _) = call(&c, None, Method::GET, d.at(&format!("/api/v1/jobs/{}", prompts[0])), None).await;
+    let (status, _) = call(None, Method::GET, d.at(&format!("/api/v1/jobs/{}", prompts[0])), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the prompt's job went with its history entry");
     assert!(outputs[0].iter().all(|a| files_of(data.path(), a).is_empty()), "its pictures left the disk");
     assert!(outputs[1].iter().all(|a| !files_of(data.path(), a).is_empty()), "the other prompt's stayed");
 
-    let (status, _) = call(&c, None, Method::POST, d.at("/api/history"), Some(json!({"clear": true}))).await;
+    let (status, _) = call(None, Method::POST, d.at("/api/history"), Some(json!({"clear": true}))).await;
     assert_eq!(status, StatusCode::OK);
-    let (_, history) = call(&c, None, Method::GET, d.at("/history"), None).await;
+    let (_, history) = call(None, Method::GET, d.at("/history"), None).await;
     assert_eq!(history, json!({}));
     assert!(outputs[1].iter().all(|a| files_of(data.path(), a).is_empty()));
-    let (_, page) = call(&c, None, Method::GET, d.at("/api/v1/jobs"), None).await;
+    let (_, page) = call(None, Method::GET, d.at("/api/v1/jobs"), None).await;
     assert_eq!(page["jobs"], json!([]));
 }

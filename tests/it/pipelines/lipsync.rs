@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::common::fixture;
-use super::common::media::{ffmpeg, speechy_16k, test_picture};
+use super::common::media::{ffmpeg, png, speechy_16k, test_picture};
 use super::common::sink::{DirSink, fixture_config, run_kind};
 use super::{engine, no_progress};
 
@@ -163,12 +163,6 @@ fn a_non_wav2lip_model_is_refused_with_its_tensors_listed() {
     let err = Wav2Lip::load(engine(), DeviceId::Cpu, &model("tiny-esrgan-x4")).err().expect("not wav2lip");
     assert!(matches!(err, LipsyncError::Interface { .. }), "{err}");
     assert!(err.to_string().contains("input"), "{err}");
-}
-
-fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("png");
-    out
 }
 
 fn wav_bytes(samples: Vec<f32>, rate: u32) -> Vec<u8> {

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::common::fixture;
-use super::common::media::{ffmpeg, test_picture};
+use super::common::media::{ffmpeg, png, test_picture};
 use super::common::sink::{DirSink, fixture_config, run_kind};
 use super::{engine, no_progress};
 
@@ -110,12 +110,6 @@ fn cancel_stops_between_tiles() {
     cancel.cancel();
     let r = up.upscale_image(&test_picture(64, 64, 0), TileOptions::default(), &cancel, &no_progress);
     assert!(matches!(r, Err(reelbox::pipelines::upscale::UpscaleError::Canceled)));
-}
-
-fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("png");
-    out
 }
 
 #[test]

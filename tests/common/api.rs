@@ -1,0 +1,28 @@
+//! Plain API calls as a key's holder makes them: status and JSON, nothing assumed.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::daemon::DaemonProc;
+
+/// One request with `key` (none: unauthenticated) and a JSON `body`; the status and the
+/// JSON answer (null when the answer is not JSON).
+pub async fn call(key: Option<&str>, method: Method, url: String, body: Option<Value>) -> (StatusCode, Value) {
+    let mut r = reqwest::Client::new().request(method, url);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Creates a key with `by`'s key (none: the first key of a keyless box); its id and secret.
+pub async fn create_key(d: &DaemonProc, by: Option<&str>, body: Value) -> (String, String) {
+    let (status, v) = call(by, Method::POST, d.at("/api/v1/keys"), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    (v["id"].as_str().expect("id").to_string(), v["key"].as_str().expect("key").to_string())
+}
