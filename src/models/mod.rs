@@ -439,9 +439,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// `1.5 MB`-style sizes, in decimal units as disks are sold.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_decimal_units() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(63_200_000), "63.2 MB");
+    }
 
     #[test]
     fn an_unknown_name_with_no_catalog_anywhere_says_where_it_looked() {
