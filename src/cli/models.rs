@@ -273,25 +273,5 @@ fn verify(g: &Global, store: &ModelStore, name: Option<String>) -> anyhow::Resul
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// `1.5 MB`-style sizes for tables.
-pub(super) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_bytes;
-
-    #[test]
-    fn sizes_read_in_decimal_units() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(63_200_000), "63.2 MB");
-    }
-}
+/// `1.5 MB`-style sizes for tables (the library's, shared with the daemon's job logs).
+pub(super) use reelbox::models::human_bytes;

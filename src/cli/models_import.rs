@@ -13,7 +13,6 @@ use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::model_import::{ImportRequest, import_model};
-use reelbox::models::ModelStore;
 use reelbox::models::convert::PyEnv;
 
 use super::Global;
@@ -73,19 +72,6 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
         "path" => anyhow::anyhow!("PATH {}", e.message),
         _ => anyhow::anyhow!("--{}", e),
     })?;
-    // An import killed before it could clean up (a crash, `kill -9`, a closed SSH session)
-    // left its staging folder, gigabytes for a real SD, and a CLI import has no daemon to
-    // resume it. The next import is where it goes: the command that needs the room, run
-    // where the crash happened. Pulls' partial downloads and running imports stay.
-    let store = ModelStore::new(config);
-    for stale in store.remove_stale_imports() {
-        log(&format!(
-            "removed {} left by an import of {} that did not finish ({})",
-            store.models_dir().join(".staging").join(&stale.name).display(),
-            stale.name,
-            super::models::human_bytes(stale.bytes)
-        ));
-    }
     let engine = Engine::new(config);
     let progress = |step: u64, total: u64, message: &str| {
         if total > 0 {

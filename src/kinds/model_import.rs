@@ -109,6 +109,14 @@ pub fn import_model(
     canceled: &dyn Fn() -> bool,
 ) -> Result<ImportReport, ImportError> {
     let store = ModelStore::new(config);
+    // An import killed before it could clean up (a crash, `kill -9`, a closed SSH session,
+    // a daemon that died mid-conversion) left its staging folder, gigabytes for a real SD,
+    // and nothing carries on from it (a re-run starts over). The next import is where it goes: the command
+    // that needs the room, on the box where the crash happened, CLI or daemon alike.
+    // Pulls' partial downloads and running imports (this daemon's too) stay.
+    for stale in store.remove_stale_imports() {
+        progress(0, 0, &stale.to_string());
+    }
     if !import::needs_conversion(&p.path) && p.loras.is_empty() && !p.fp16 && p.prediction.is_none() {
         let m = store.import(&p.path, p.name.as_deref(), p.kind)?;
         let dir = store.model_dir(&m.name);

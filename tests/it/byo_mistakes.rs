@@ -387,3 +387,55 @@ fn the_next_import_removes_what_a_killed_import_left_and_keeps_pulls_and_running
     // Nothing of the mark is left in what was installed.
     assert!(!models.join("voice/.reelbox-import").exists() && !models.join("running/.reelbox-import").exists());
 }
+
+/// On a packaged box imports go through the service: a daemon that died mid-import (or a
+/// CLI import killed beside it) left `.staging/NAME` with the import mark, and the
+/// service's imports never removed it. The next `POST /api/v1/models/import` does, and its
+/// job's log says what it freed; a pull's partial download and a running import stay.
+#[tokio::test]
+async fn a_daemon_import_removes_what_a_killed_import_left_and_says_so_in_its_log() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(home.path());
+    // What `import_staging` leaves when its process dies: the mark and half the files.
+    let staging = |name: &str, marked: bool| {
+        let dir = models.join(".staging").join(name);
+        std::fs::create_dir_all(dir.join("unet")).expect("mkdir");
+        std::fs::write(dir.join("unet/model.onnx"), vec![7u8; 4096]).expect("write");
+        if marked {
+            std::fs::write(dir.join(".reelbox-import"), "pid 4000000\n").expect("mark");
+        }
+        dir
+    };
+    let left = staging("crashed", true);
+    let partial = staging("sd-turbo", false);
+    // An import running in another process holds its name's lock (a CLI import beside the service).
+    let busy = staging("running", true);
+    std::fs::create_dir_all(models.join(".locks")).expect("locks");
+    let lock = std::fs::File::create(models.join(".locks/running.lock")).expect("lock file");
+    fs4::FileExt::lock(&lock).expect("lock");
+
+    let voice = home.path().join("voice.onnx");
+    std::fs::write(&voice, b"onnx").expect("write");
+    std::fs::write(home.path().join("voice.onnx.json"), b"{}").expect("write");
+    let runtime = common::provision::runtime();
+    let env = [
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),
+        ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf-8")),
+    ];
+    let d = common::daemon::DaemonProc::start(&home.path().join("data"), &env);
+    let http = reqwest::Client::new();
+    let (s, job) = post_json(&http, &d, "/api/v1/models/import", json!({"path": voice})).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().expect("id");
+    let done = wait_job(&http, &d, id, Duration::from_secs(60), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    let log = events.text().await.expect("event text");
+    let said = format!("removed {} left by an import of crashed that did not finish (4.1 kB)", left.display());
+    assert!(log.contains(&said), "{log}");
+    assert!(!left.exists(), "the killed import's folder is gone");
+    assert!(partial.join("unet/model.onnx").exists(), "a pull's partial download stays");
+    assert!(busy.join("unet/model.onnx").exists(), "a running import's folder stays");
+    assert!(!log.contains("import of running") && !log.contains("import of sd-turbo"), "{log}");
+    assert_eq!(installed(&models), ["voice", "voice.toml"]);
+}

@@ -63,6 +63,7 @@ mod render_scripts;
 mod render_subtitles;
 mod retention;
 mod setup;
+mod setup_offline;
 mod speech_kind;
 mod systemd;
 mod top_client;

@@ -92,7 +92,7 @@ fn pinned_espeak() {
             let config = config.clone();
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-                rt.block_on(reelbox::setup::espeak::install(&config, false, &|_| {}))
+                rt.block_on(reelbox::setup::espeak::install(&config, false, &Default::default(), &|_| {}))
             })
             .join()
             .expect("install thread")

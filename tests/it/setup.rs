@@ -15,6 +15,7 @@ fn opts() -> SetupOptions {
         force: false,
         quiet: true,
         make_defaults: false,
+        wheels: Default::default(),
     }
 }
 
