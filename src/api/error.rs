@@ -123,6 +123,9 @@ impl From<StoreError> for ApiError {
                 ApiError { status: StatusCode::CONFLICT, code: "name_taken", ..ApiError::field("name", e.to_string()) }
             }
             StoreError::NotFinished { .. } => ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string()),
+            StoreError::KeyRevoked(k) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_key", super::keys::revoked_message(&k))
+            }
             StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
             other => ApiError::internal(other.to_string()),
         }

@@ -38,6 +38,21 @@ pub fn hashes_match(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// Refuses work for `owner` when it is a revoked key: checked in the transaction that
+/// would queue the work, so a request whose key passed the check just before a revoke
+/// cannot queue a job after the revoke has canceled the key's jobs. Owners that are no
+/// key (the box's local admin) pass.
+pub(crate) fn refuse_revoked_owner(ctx: &super::writer::WriteCtx, owner: &str) -> Result<(), StoreError> {
+    let Ok(id) = Ulid::from_string(owner) else { return Ok(()) };
+    let table = ctx.txn.open_table(API_KEYS)?;
+    let Some(raw) = table.get(id.0)? else { return Ok(()) };
+    let key: ApiKey = decode(raw.value())?;
+    match key.revoked_at {
+        Some(_) => Err(StoreError::KeyRevoked(Box::new(key))),
+        None => Ok(()),
+    }
+}
+
 impl Store {
     /// Stores a new key. With `only_if_none`, refuses (conflict) when an active key
     /// exists — checked in the same transaction, so two racing bootstraps cannot both win.
@@ -220,6 +235,23 @@ mod tests {
         store.revoke_key(first.id).await.expect("one of two admins");
         let err = store.revoke_key(second.id).await.expect_err("the remaining admin");
         assert!(err.to_string().contains("--scope admin"), "{err}");
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_queues_nothing_even_past_the_request_check() {
+        // A request whose key passed the check before the revoke reaches the store after it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, 8).expect("open");
+        let admin = store.create_key(ApiKey { scope: Scope::Admin, ..key("a") }, true).await.expect("admin");
+        let kid = store.create_key(key("kid"), false).await.expect("kid");
+        let job = crate::store::quota::tests::job;
+        store.submit(job(&store, &kid.id.to_string()), 100).await.expect("before the revoke");
+        store.revoke_key(kid.id).await.expect("revoke");
+        let refused = store.submit(job(&store, &kid.id.to_string()), 100).await;
+        assert!(matches!(refused, Err(StoreError::KeyRevoked(ref k)) if k.id == kid.id), "{refused:?}");
+        store.submit(job(&store, &admin.id.to_string()), 100).await.expect("another key's");
+        store.submit(job(&store, "local"), 100).await.expect("the box's local admin");
         store.close();
     }
 }

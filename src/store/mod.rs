@@ -83,6 +83,8 @@ pub enum StoreError {
     ProfileNameTaken { name: String, id: String },
     #[error("job {id} is {state}; cancel it first, then delete it")]
     NotFinished { id: String, state: &'static str },
+    #[error("the key {:?} was revoked", .0.name)]
+    KeyRevoked(Box<records::ApiKey>),
     #[error("the store is shutting down")]
     Closed,
     /// A write could not be committed (a full disk, most often); see `handle`.
@@ -251,6 +253,7 @@ impl Store {
                     return Ok(Submitted { job: found, existing: true });
                 }
             }
+            keys::refuse_revoked_owner(ctx, &job.owner)?;
             let queued = ctx.txn.open_table(QUEUE)?.len()?;
             if queued >= max_queued {
                 return Err(StoreError::QueueFull { queued, limit: max_queued });

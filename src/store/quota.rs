@@ -193,12 +193,13 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::StoreError;
     use crate::store::records::Job;
 
-    fn job(store: &Store, owner: &str) -> Job {
+    /// A queued testcard job of `owner`.
+    pub(crate) fn job(store: &Store, owner: &str) -> Job {
         Job {
             id: store.new_id(),
             owner: owner.into(),
