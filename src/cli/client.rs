@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use futures::StreamExt;
 use reelbox::client::{ApiClient, ClientError};
-use reqwest::{Method, RequestBuilder, Response};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
@@ -47,6 +47,20 @@ impl Client {
     /// A request to `path` (starting with `/`).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.api.request(method, path)
+    }
+
+    /// As [`Client::send`], with `None` when the daemon answers `refusal`: a refusal the
+    /// caller handles (409 for a name already taken).
+    pub async fn send_unless<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+        refusal: StatusCode,
+    ) -> anyhow::Result<Option<T>> {
+        match self.api.send(req).await {
+            Ok(resp) => resp.json().await.map(Some).context("the daemon sent an unreadable answer"),
+            Err(ClientError::Status { status, .. }) if status == refusal => Ok(None),
+            Err(e) => Err(anyhow!("{e}")),
+        }
     }
 
     /// Sends and decodes a JSON answer, turning API errors into readable ones.

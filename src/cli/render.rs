@@ -9,8 +9,8 @@ use anyhow::{Context, anyhow};
 use clap::Args;
 use reelbox::api::views::ProfileView;
 use reelbox::config::Config;
-use reqwest::Method;
 use reqwest::multipart::{Form, Part};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::Global;
@@ -223,19 +223,35 @@ pub(super) async fn setup_demo(config: &Config, inputs: &DemoInputs) -> anyhow::
     Ok(())
 }
 
-/// Creates the demo presenter's profile on the daemon and returns the demo render's body.
-pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Result<Value> {
+/// The demo presenter's profile name; one per key, so a second demo reuses the first's.
+const DEMO_PROFILE: &str = "demo presenter";
+
+/// The demo presenter's profile id on the daemon: a new one, or the one an earlier demo
+/// made (a key has one profile of a name), given this demo's voice and face box again.
+async fn demo_profile(c: &Client, inputs: &DemoInputs) -> anyhow::Result<String> {
     let bytes = tokio::fs::read(&inputs.portrait)
         .await
         .with_context(|| format!("cannot read {}", inputs.portrait.display()))?;
     let [x, y, w, h] = inputs.face_box;
     let form = Form::new()
-        .text("name", "demo presenter")
+        .text("name", DEMO_PROFILE)
         .text("voice", inputs.voice.clone())
         .text("face_box", format!("{x},{y},{w},{h}"))
         .part("portrait", Part::bytes(bytes).file_name("portrait.png"));
-    let profile: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
-    Ok(json!({"script": inputs.script, "profile": profile.id, "width": 256, "height": 256, "upscale": true,
+    let create = c.request(Method::POST, "/api/v1/profiles").multipart(form);
+    if let Some(made) = c.send_unless::<ProfileView>(create, StatusCode::CONFLICT).await? {
+        return Ok(made.id);
+    }
+    let body = json!({"voice": inputs.voice, "face_box": inputs.face_box});
+    let path = format!("/api/v1/profiles/{}", DEMO_PROFILE.replace(' ', "%20"));
+    let kept: ProfileView = c.send(c.request(Method::PATCH, &path).json(&body)).await?;
+    Ok(kept.id)
+}
+
+/// The demo render's body, with the demo presenter's profile (made or reused).
+pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Result<Value> {
+    let profile = demo_profile(c, inputs).await?;
+    Ok(json!({"script": inputs.script, "profile": profile, "width": 256, "height": 256, "upscale": true,
               "model": "demo-shapes", "lipsync_model": "demo-presenter", "upscale_model": "demo-upscaler"}))
 }
 

@@ -168,6 +168,11 @@ impl Service {
         }
         let mut named: Vec<Profile> =
             self.store().profiles(None)?.into_iter().filter(|p| p.name == raw && who.may_see(&p.owner)).collect();
+        // An admin sees everyone's profiles, and names are one per owner: their own profile
+        // of that name is the one they mean (a family's admin and child may both have "me").
+        if named.len() > 1 && named.iter().filter(|p| p.owner == who.owner).count() == 1 {
+            named.retain(|p| p.owner == who.owner);
+        }
         if named.len() > 1 {
             let ids: Vec<String> = named.iter().map(|p| p.id.to_string()).collect();
             let msg = format!("{} profiles are named {raw:?}; give one's id ({})", named.len(), ids.join(", "));

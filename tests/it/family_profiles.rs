@@ -106,6 +106,10 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     let list = String::from_utf8_lossy(&out.stdout).to_string();
     let owners: Vec<&str> = list.lines().skip(1).filter_map(|l| l.split_whitespace().nth(2)).collect();
     assert_eq!(owners, ["mum", "dad"], "{list}");
+    // Once the admin has a "grandma" of their own, that is the one they mean by the name.
+    let own = create_profile(&d, &admin, "grandma", false).await;
+    let (_, shown) = call(Some(&admin), Method::GET, d.at("/api/v1/profiles/grandma"), None).await;
+    assert_eq!(shown["id"], own["id"], "{shown}");
 
     // A preset the box has not is refused when set, not when a render later uses it; the
     // CLI moves the face box and sets the preset, as the API does.

@@ -164,3 +164,29 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
     let film = dir.path().join("short.mp4");
     assert!(stdout.starts_with(&format!("{} (subtitles beside it: short.srt, short.vtt;", film.display())), "{stdout}");
 }
+
+/// README's first command, `reelbox demo -o FILE`, twice on one box: a family runs it again
+/// (a second film, or after an upgrade) and it must not trip over the presenter profile the
+/// first run made, since a key's profile names are one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_renders_again_on_a_box_where_it_ran_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = common::render::demo_models_dir(dir.path());
+    let d = common::render::daemon(dir.path(), &models);
+    for n in 1..=2 {
+        let film = dir.path().join(format!("demo{n}.mp4"));
+        let out = common::tools::reelbox_cli(dir.path(), &models)
+            .args(["--url", &d.at(""), "demo", "-o"])
+            .arg(&film)
+            .stdin(Stdio::null())
+            .output()
+            .expect("reelbox demo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "demo run {n} failed: {stderr}");
+        let (format, seconds) = common::compat::ffprobe(&film);
+        assert!(format.contains("mp4") && seconds > 5.0, "demo run {n}: {format}, {seconds} s");
+    }
+    let profiles = get_json(&reqwest::Client::new(), &d, "/api/v1/profiles").await;
+    let presenters = profiles.as_array().expect("list").iter().filter(|p| p["name"] == "demo presenter").count();
+    assert_eq!(presenters, 1, "{profiles}");
+}
