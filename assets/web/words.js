@@ -115,6 +115,7 @@ const CODES = {
   upload_too_large: () => `That file is larger than the box accepts. Try a smaller one, or ${owner} raise its limit.`,
   session_expired: () => "Your login has ended (the box may have restarted). Log in again with your key.",
   missing_key: () => "The box needs your key. Log in again with it.",
+  name_taken: () => "You already have a profile of that name. Pick another name, or rename or delete that one.",
   admin_only: () => `Only the box's admin may do that. ${OWNER} do it for you.`,
   forbidden_origin: () => `The box refused this page's address. Open the studio at the box's own address, or ${owner} allow this one.`,
   forbidden_host: () => `The box does not answer to this name. Open it by its address, or ${owner} allow the name.`,

@@ -180,6 +180,7 @@ const CODES: &str = "const done = arguments[arguments.length - 1]; import('/web/
     {code: 'body_too_large', status: 413, message: 'request body is larger than limits.max_body_bytes'},\
     {code: 'quota_exceeded', status: 413, message: 'storage'},\
     {code: 'admin_only', status: 403, message: 'this needs an admin key'},\
+    {code: 'name_taken', status: 409, field: 'name', message: 'a profile named \"anna\" already exists (id 01J)'},\
     {code: 'session_expired', status: 401, message: 'the session has ended'},\
     {code: 'unreachable', status: 0, message: 'x'},\
     {code: 'internal', status: 500, message: 'disk I/O error'},\
@@ -250,6 +251,7 @@ async fn a_line_is_spoken_in_the_page_and_downloads_as_wav_and_a_key_over_its_qu
             "That is more than the box accepts in one go. Try something smaller, or ask whoever runs the box to raise its limit.",
             "Your space on the box is full. Delete some of your work in Library, or ask whoever runs the box to give you more.",
             "Only the box's admin may do that. Ask whoever runs the box to do it for you.",
+            "You already have a profile of that name. Pick another name, or rename or delete that one.",
             "Your login has ended (the box may have restarted). Log in again with your key.",
             "Cannot reach the box: check that it is switched on and that this device is on its network.",
             "Something went wrong on the box. Try again; if it keeps happening, ask whoever runs the box to look at its log.",
