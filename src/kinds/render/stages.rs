@@ -207,9 +207,8 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
     let err = step(run.cancel, "talking head");
     let id = ulid::Ulid::from_string(&presenter.portrait).map_err(|e| err.fail(e))?;
     let art = run.sink.artifact(id).ok_or_else(|| StageError::fatal(format!("presenter portrait {id} not found")))?;
-    let portrait = image::open(run.sink.artifact_path(&art))
-        .map_err(|e| StageError::context(format!("presenter portrait {id}"), e))?
-        .to_rgb8();
+    let portrait = crate::media::picture::open(&run.sink.artifact_path(&art))
+        .map_err(|e| StageError::context(format!("presenter portrait {id}"), e))?;
     let wav = stage_file(run, StageName::Narration, "narration.wav")
         .ok_or_else(|| StageError::fatal("narration.wav is missing"))?;
     let audio_16k = decode_file(&wav).and_then(|a| a.mono_at(16_000)).map_err(|e| err.fail(e))?;
