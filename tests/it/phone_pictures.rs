@@ -45,18 +45,18 @@ fn mean_diff(a: &RgbImage, b: &RgbImage) -> f64 {
     a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.as_raw().len() as f64
 }
 
-/// The render fixtures (tiny SD, Wav2Lip, ×4 upscaler) plus the face detector.
-fn daemon(root: &std::path::Path) -> DaemonProc {
+/// The render fixtures (tiny SD, Wav2Lip, ×4 upscaler) plus the face detector, and `env`.
+fn daemon(root: &std::path::Path, env: &[(&str, &str)]) -> DaemonProc {
     let models = common::render::models_dir(root);
     let detector = common::fixture("models/tiny-face-detector");
     std::os::unix::fs::symlink(&detector, models.join("face-detector")).expect("install the detector");
-    common::render::daemon(root, &models)
+    common::compat::start_daemon_with(&root.join("data"), &models, env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_portrait_is_upright_wherever_it_is_used() {
     let root = tempfile::tempdir().expect("tempdir");
-    let d = daemon(root.path());
+    let d = daemon(root.path(), &[]);
     let http = reqwest::Client::new();
     // What the user saw when taking it: 120 wide, 160 tall. The phone stores it turned.
     let upright = test_picture(120, 160, 5);
@@ -137,6 +137,28 @@ async fn a_phone_portrait_is_upright_wherever_it_is_used() {
     let left = image::imageops::crop_imm(&big, 8, 8, 96, 240).to_image();
     let mean = left.as_raw().iter().map(|v| f64::from(*v)).sum::<f64>() / left.as_raw().len() as f64;
     assert!(mean > 220.0, "the transparent half upscaled to a mean of {mean:.0}/255, not white");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_phone_photo_is_lip_synced_upright_at_a_size_phones_play() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = root.path().join("config.toml");
+    std::fs::write(&config, "[limits]\nmax_image_side = 4096\n").expect("config");
+    let d = daemon(root.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf8"))]);
+    let http = reqwest::Client::new();
+    // 1800×2400 as seen; the phone (turned the other way) stored it 2400×1800 with tag 8.
+    let upright = test_picture(1800, 2400, 3);
+    let photo = phone_jpeg(&image::imageops::rotate90(&upright), 8);
+    let phone = uploaded(&http, &d, "IMG_0003.jpg", photo).await;
+    assert_eq!(size(&phone), (Some(1800), Some(2400)), "{phone}");
+    let narration = uploaded(&http, &d, "hello.wav", wav_bytes(speechy_16k(8_000), 16_000)).await;
+    let params = json!({"portrait": phone["id"], "audio": narration["id"], "model": "tiny-wav2lip"});
+    let film = job_output(&http, &d, json!({"kind": "lipsync", "params": params}), "lipsync.mp4").await;
+    let path = root.path().join("lipsync.mp4");
+    std::fs::write(&path, film).expect("write");
+    let info = reelbox::media::ffprobe::probe_with(&path, true).expect("ffprobe");
+    let video = info.video().expect("a video stream");
+    assert_eq!((video.width, video.height), (Some(1440), Some(1920)), "Full HD at most, upright");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
