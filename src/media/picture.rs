@@ -34,7 +34,11 @@ pub enum PictureError {
     NotAPicture,
     #[error("not a readable image: {0}")]
     Decode(#[source] image::ImageError),
-    #[error("image is {width}×{height}; limit is {max_side} px a side (limits.max_image_side)")]
+    /// Phone photos (4032×3024 and up) and screenshots meet this first: it says what to do.
+    #[error(
+        "image is {width}×{height}; limit is {max_side} px a side (limits.max_image_side): send a smaller copy \
+         (a phone's share or export can resize it), or raise limits.max_image_side in the box's config"
+    )]
     TooLarge { width: u32, height: u32, max_side: u32 },
 }
 

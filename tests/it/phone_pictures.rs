@@ -1,7 +1,8 @@
 //! Pictures from phones through the real daemon: a portrait photo stored as landscape
 //! sensor pixels plus an EXIF Orientation is upright in the upload's answer, the profile's
 //! face box, face detection, upscale, lip-sync and image edits; a cut-out PNG's transparent
-//! background is white; HEIC and AVIF are refused naming the field and saying what to send.
+//! background is white; a big photo is lip-synced at a size phones play; HEIC, AVIF and a
+//! photo past `limits.max_image_side` are refused naming the field and saying what to do.
 
 use crate::common;
 
@@ -162,7 +163,7 @@ async fn a_big_phone_photo_is_lip_synced_upright_at_a_size_phones_play() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heic_and_avif_are_refused_naming_the_field_and_what_to_send() {
+async fn heic_avif_and_oversized_photos_are_refused_naming_the_field_and_what_to_do() {
     let models = common::compat::models_dir(false);
     let data = tempfile::tempdir().expect("tempdir");
     let d = common::compat::start_daemon(data.path(), models.path());
@@ -211,6 +212,16 @@ async fn heic_and_avif_are_refused_naming_the_field_and_what_to_send() {
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(body["error"]["param"] == "image" && message.contains(says), "{body}");
     }
+    // A phone photo past limits.max_image_side (2048 by default) says what to do about it.
+    let big = phone_jpeg(&test_picture(2100, 1500, 2), 6);
+    let form = Form::new().text("name", "big").part("portrait", Part::bytes(big).file_name("IMG_0004.jpg"));
+    let resp = http.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(body["error"]["field"] == "portrait" && message.contains("1500×2100"), "{body}");
+    assert!(message.contains("limits.max_image_side") && message.contains("smaller copy"), "{body}");
+
     // Nothing refused was kept, and the daemon is still there.
     assert!(http.get(d.at("/healthz")).send().await.expect("healthz").status().is_success());
     let (_, kept) = upload(&http, &d, "ok.png", png(&test_picture(64, 48, 1))).await;
