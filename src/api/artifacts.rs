@@ -12,7 +12,8 @@ use super::auth::Caller;
 use super::jobs::{parse_id, visible_job};
 use super::views::ArtifactView;
 use super::{ApiError, AppState};
-use crate::media::probe::{ProbeError, probe_audio, probe_image};
+use crate::media::picture::{self, Header, PictureError};
+use crate::media::probe::{ProbeError, probe_audio};
 use crate::store::StoreError;
 use crate::store::artifacts;
 use crate::store::records::Artifact;
@@ -46,14 +47,21 @@ pub async fn of_job(
     Ok(Json(out))
 }
 
-/// Artifact metadata.
+/// Artifact metadata; a picture's with its upright `width` and `height`.
 #[utoipa::path(get, path = "/api/v1/artifacts/{id}/meta", params(("id" = String, Path)), responses((status = 200, body = ArtifactView)))]
 pub async fn meta(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ArtifactView>, ApiError> {
-    Ok(Json(ArtifactView::from(&visible_artifact(&state, &caller, &id)?)))
+    let art = visible_artifact(&state, &caller, &id)?;
+    let picture = if art.media_type.starts_with("image/") {
+        let path = state.store.artifacts_dir().join(&art.path);
+        tokio::task::spawn_blocking(move || picture::header_at(&path).ok()).await.ok().flatten()
+    } else {
+        None
+    };
+    Ok(Json(ArtifactView::from(&art).with_picture(picture)))
 }
 
 /// Download an artifact's bytes (supports `Range` and `If-None-Match`).
@@ -185,19 +193,20 @@ pub async fn upload(
         }
         let file_name = field.file_name().unwrap_or("upload").to_string();
         let bytes = field.bytes().await.map_err(bad)?.to_vec();
-        let media_type = upload_media_type(&state, &file_name, &bytes).await?;
+        let (media_type, picture) = upload_media_type(&state, &file_name, &bytes).await?;
         let up = Upload { field: "file", file_name, bytes };
         let art = store_upload(&state, &caller, &up, media_type).await?;
-        return Ok((StatusCode::CREATED, Json(ArtifactView::from(&art))));
+        return Ok((StatusCode::CREATED, Json(ArtifactView::from(&art).with_picture(picture))));
     }
     Err(ApiError::field("file", "is required (multipart field `file`)"))
 }
 
-/// Checks an uploaded image against `limits.max_image_side` (header first, then a bounded
-/// decode) on a blocking thread, so big decodes never stall the async runtime.
-pub async fn checked_image(state: &AppState, bytes: &[u8]) -> Result<(u32, u32), UploadCheckError> {
+/// Checks an uploaded picture against `limits.max_image_side` (header first, then a bounded
+/// decode) on a blocking thread, so big decodes never stall the async runtime; returns its
+/// format and upright size.
+pub async fn checked_image(state: &AppState, bytes: &[u8]) -> Result<Header, UploadCheckError> {
     let limit = state.config.limits.max_image_side;
-    off_runtime(bytes, "image", move |b| probe_image(b, limit)).await
+    off_runtime(bytes, "image", move |b| Ok(picture::check(b, limit)?)).await
 }
 
 /// Why an uploaded file was refused; its text is the 400's message.
@@ -215,6 +224,12 @@ impl UploadCheckError {
     pub fn is_over_limit(&self) -> bool {
         matches!(self, Self::Probe(p) if p.is_over_limit())
     }
+
+    /// Whether the bytes are no picture at all (so may still be audio or video); a picture
+    /// in a format reelbox cannot read (HEIC, AVIF) is one, refused as such.
+    pub fn is_not_a_picture(&self) -> bool {
+        matches!(self, Self::Probe(ProbeError::Picture(PictureError::NotAPicture)))
+    }
 }
 
 /// Runs a blocking check of uploaded bytes on a blocking thread (`what` names it if the
@@ -229,11 +244,17 @@ async fn off_runtime<T: Send + 'static>(
     Ok(checked.map_err(|source| UploadCheckError::Stopped { what, source })??)
 }
 
-/// Decides what an upload is by decoding it: image, audio, or (ffprobe) MP4 video.
-async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> Result<&'static str, ApiError> {
-    if let Ok(format) = image::guess_format(bytes) {
-        checked_image(state, bytes).await.map_err(|e| ApiError::field("file", e.to_string()))?;
-        return Ok(format.to_mime_type());
+/// Decides what an upload is by decoding it: image (with its header), audio, or (ffprobe)
+/// MP4 video.
+async fn upload_media_type(
+    state: &AppState,
+    file_name: &str,
+    bytes: &[u8],
+) -> Result<(&'static str, Option<Header>), ApiError> {
+    match checked_image(state, bytes).await {
+        Ok(header) => return Ok((header.format.to_mime_type(), Some(header))),
+        Err(why) if why.is_not_a_picture() => {}
+        Err(why) => return Err(ApiError::field("file", why.to_string())),
     }
     let is_video = file_name.to_ascii_lowercase().ends_with(".mp4") || bytes.get(4..8) == Some(b"ftyp".as_slice());
     if is_video {
@@ -254,11 +275,11 @@ async fn upload_media_type(state: &AppState, file_name: &str, bytes: &[u8]) -> R
             let fps = video.fps.filter(|f| f.is_finite() && *f > 0.0).unwrap_or(25.0);
             crate::kinds::bounds::media_fits(seconds, fps, &state.config.limits)
                 .map_err(|m| ApiError::field("file", format!("this video is {m}")))?;
-            return Ok("video/mp4");
+            return Ok(("video/mp4", None));
         }
     }
     match checked_audio(state, bytes).await {
-        Ok(_) => Ok(audio_media_type(file_name)),
+        Ok(_) => Ok((audio_media_type(file_name), None)),
         Err(why) if why.is_over_limit() => Err(ApiError::field("file", why.to_string())),
         Err(why) => Err(ApiError::field("file", format!("not a readable image, audio or MP4 file ({why})"))),
     }

@@ -141,10 +141,10 @@ pub async fn create(
     for up in uploads {
         let media_type = match up.field {
             "portrait" => {
-                super::artifacts::checked_image(&state, &up.bytes)
+                let header = super::artifacts::checked_image(&state, &up.bytes)
                     .await
                     .map_err(|m| ApiError::field("portrait", m.to_string()))?;
-                image::guess_format(&up.bytes).map(|f| f.to_mime_type()).unwrap_or("image/png")
+                header.format.to_mime_type()
             }
             _ => {
                 super::artifacts::checked_audio(&state, &up.bytes)
@@ -276,8 +276,9 @@ fn known_model(state: &AppState, field: &str, kind: ModelKind, name: &str) -> Re
 
 fn check_face_box(state: &AppState, portrait: Ulid, b: [u32; 4]) -> Result<(), ApiError> {
     let Some(art) = state.store.artifact(portrait)? else { return Ok(()) };
-    let dims = image::image_dimensions(state.store.artifacts_dir().join(&art.path)).ok();
-    if let Some((w, h)) = dims
+    // Upright, as the face box is drawn on it (a phone photo's EXIF orientation applied).
+    let dims = crate::media::picture::header_at(&state.store.artifacts_dir().join(&art.path)).ok();
+    if let Some(crate::media::picture::Header { width: w, height: h, .. }) = dims
         && (b[0].saturating_add(b[2]) > w || b[1].saturating_add(b[3]) > h)
     {
         return Err(ApiError::field("face_box", format!("{b:?} does not fit in the {w}×{h} portrait")));

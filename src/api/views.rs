@@ -210,6 +210,22 @@ pub struct ArtifactView {
     pub sha256: String,
     pub url: String,
     pub created_at: String,
+    /// A picture's width as it is seen (a phone photo's EXIF orientation applied); in an
+    /// upload's answer and `/meta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// A picture's height as it is seen; with `width`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+}
+
+impl ArtifactView {
+    /// The view with a picture's upright size from its header.
+    pub fn with_picture(mut self, header: Option<crate::media::picture::Header>) -> Self {
+        self.width = header.map(|h| h.width);
+        self.height = header.map(|h| h.height);
+        self
+    }
 }
 
 impl From<&Artifact> for ArtifactView {
@@ -224,6 +240,8 @@ impl From<&Artifact> for ArtifactView {
             sha256: a.sha256.clone(),
             url: format!("/api/v1/artifacts/{}", a.id),
             created_at: time(a.created_at),
+            width: None,
+            height: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 use crate::engine::EngineError;
 use crate::media::audio::AudioError;
 use crate::media::ffmpeg::FfmpegError;
+use crate::media::picture::PictureError;
 use crate::media::visual::VisualError;
 use crate::models::ModelError;
 use crate::pipelines::Canceled;
@@ -62,7 +63,15 @@ macro_rules! never_retried {
     )+};
 }
 
-never_retried!(VisualError, FfmpegError, image::ImageError, ulid::DecodeError, serde_json::Error, super::ParamError,);
+never_retried!(
+    VisualError,
+    PictureError,
+    FfmpegError,
+    image::ImageError,
+    ulid::DecodeError,
+    serde_json::Error,
+    super::ParamError,
+);
 
 /// Disks and the database recover (space freed, a lock released).
 impl Failure for std::io::Error {

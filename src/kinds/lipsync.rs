@@ -19,11 +19,12 @@ use crate::kinds::StageName;
 use crate::media::audio::{Audio, decode_bytes, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoWriter};
 use crate::media::mel::MEL_SAMPLE_RATE;
-use crate::media::visual::open_visual;
+use crate::media::visual::{Visual, open_visual};
 use crate::models::{Catalog, ModelKind, model_file};
 use crate::pipelines::Progress;
 use crate::pipelines::lipsync::{
-    DEFAULT_BATCH, DEFAULT_FPS, FaceBox, FaceTrack, OnnxFaceDetector, Wav2Lip, lipsync_frames,
+    DEFAULT_BATCH, DEFAULT_FPS, FaceBox, FaceTrack, MAX_STILL_SIDE, OnnxFaceDetector, Wav2Lip, fit_still,
+    lipsync_frames,
 };
 
 /// The `lipsync` job kind.
@@ -194,11 +195,10 @@ impl TypedKind for Lipsync {
             return Err(StageError::fatal(format!("lipsync has no stage {stage:?}")));
         }
         let (fps, batch) = (p.fps, p.batch_size as usize);
-        let face = p.face_box.map(FaceBox::from_xywh);
         let model_name = p.model.as_str();
 
         let portrait = input_file(run, "portrait", &p.portrait)?;
-        let frames = portrait_frames(&portrait)?;
+        let (frames, face) = portrait_frames(&portrait, p.face_box.map(FaceBox::from_xywh))?;
         let audio = narration(run, p)?;
         super::bounds::media_fits(audio.duration_s(), f64::from(fps), &run.config.limits)
             .map_err(|m| StageError::fatal(format!("this narration would make {m}")))?;
@@ -246,13 +246,22 @@ impl TypedKind for Lipsync {
     }
 }
 
-/// The portrait's frames: one for an image; for a video up to [`MAX_SOURCE_FRAMES`] within
-/// [`MAX_SOURCE_BYTES`].
-fn portrait_frames(portrait: &InputFile) -> Result<Vec<RgbImage>, StageError> {
+/// The portrait's frames and the face box on them: one frame for an image, scaled to fit
+/// [`MAX_STILL_SIDE`] (a phone photo makes a film a phone plays); for a video up to
+/// [`MAX_SOURCE_FRAMES`] within [`MAX_SOURCE_BYTES`].
+fn portrait_frames(
+    portrait: &InputFile,
+    face: Option<FaceBox>,
+) -> Result<(Vec<RgbImage>, Option<FaceBox>), StageError> {
     let visual = open_visual(&portrait.path, &portrait.label, Some(&portrait.artifact.media_type))?;
+    if let Visual::Image(img) = visual {
+        let (img, scale) = fit_still(img, MAX_STILL_SIDE);
+        let face = face.map(|b| b.scaled(scale));
+        return Ok((vec![img], face));
+    }
     let (w, h) = visual.size();
     let max_frames = (MAX_SOURCE_BYTES / (w as usize * h as usize * 3).max(1)).clamp(1, MAX_SOURCE_FRAMES);
-    Ok(visual.frames(&portrait.label, max_frames)?)
+    Ok((visual.frames(&portrait.label, max_frames)?, face))
 }
 
 /// The narration to lip-sync: the speech stage's WAV when the job speaks `text`, else the

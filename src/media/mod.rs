@@ -3,7 +3,9 @@
 //! `audio` decodes (symphonia), resamples (rubato) and writes WAV; `mix` lays narration
 //! over a ducked music bed; `mel` is Wav2Lip's spectrogram; `subtitles` writes SRT and
 //! WebVTT; `ffmpeg` encodes and decodes video through the system binary and `ffprobe`
-//! describes media files; `visual` opens an input that may be an image or a video;
+//! describes media files; `picture` reads a user's picture upright (EXIF orientation) and
+//! refuses formats it cannot read saying what to send; `visual` opens an input that may be
+//! an image or a video;
 //! `probe` checks uploads at the API edge; `diff` measures how far two outputs are apart.
 
 pub mod audio;
@@ -12,6 +14,7 @@ pub mod ffmpeg;
 pub mod ffprobe;
 pub mod mel;
 pub mod mix;
+pub mod picture;
 pub mod probe;
 pub mod subtitles;
 pub mod visual;

@@ -1,6 +1,7 @@
 //! Quick checks that uploaded bytes really are what they claim, by decoding them. Sizes are
 //! read from the header first: a 12000×12000 PNG compresses to a few hundred KB and would
-//! take half a gigabyte to decode.
+//! take half a gigabyte to decode. Pictures are checked by [`super::picture::check`]; its
+//! refusals are [`ProbeError::Picture`].
 
 use std::io::Cursor;
 
@@ -11,18 +12,13 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
-/// Most bytes one image decode may allocate, whatever its header claims.
-const MAX_DECODE_BYTES: u64 = 512 << 20;
+use super::picture::PictureError;
 
 /// Why uploaded bytes are refused; the text is what the caller is told (a field error).
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("not a readable image: {0}")]
-    ImageFormat(#[source] std::io::Error),
-    #[error("not a readable image: {0}")]
-    Image(#[source] image::ImageError),
-    #[error("image is {width}×{height}; limit is {max_side} px a side (limits.max_image_side)")]
-    ImageTooLarge { width: u32, height: u32, max_side: u32 },
+    #[error(transparent)]
+    Picture(#[from] PictureError),
     #[error("the file is empty")]
     Empty,
     #[error("not a readable audio file: {0}")]
@@ -49,26 +45,8 @@ pub enum ProbeError {
 impl ProbeError {
     /// True when the bytes are readable but exceed a configured limit (`limits.*`).
     pub fn is_over_limit(&self) -> bool {
-        matches!(self, Self::ImageTooLarge { .. } | Self::AudioTooLong { .. })
+        matches!(self, Self::Picture(PictureError::TooLarge { .. }) | Self::AudioTooLong { .. })
     }
-}
-
-/// Checks an image no larger than `max_side` pixels a side: its header's size first, then a
-/// full decode under that limit; returns its size or why it is refused. Blocking (decodes).
-pub fn probe_image(bytes: &[u8], max_side: u32) -> Result<(u32, u32), ProbeError> {
-    let reader = || image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(ProbeError::ImageFormat);
-    let (width, height) = reader()?.into_dimensions().map_err(ProbeError::Image)?;
-    if width > max_side || height > max_side {
-        return Err(ProbeError::ImageTooLarge { width, height, max_side });
-    }
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(max_side);
-    limits.max_image_height = Some(max_side);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    let mut r = reader()?;
-    r.limits(limits);
-    let img = r.decode().map_err(ProbeError::Image)?;
-    Ok((img.width(), img.height()))
 }
 
 /// Checks audio no longer than `max_seconds`: the length the container states is refused
@@ -126,20 +104,6 @@ pub fn probe_audio(bytes: &[u8], max_seconds: f64) -> Result<f64, ProbeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn png(w: u32, h: u32) -> Vec<u8> {
-        let mut out = Vec::new();
-        image::RgbImage::new(w, h).write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).expect("png");
-        out
-    }
-
-    #[test]
-    fn an_oversized_image_is_refused_from_its_header_and_a_fitting_one_decodes() {
-        assert_eq!(probe_image(&png(64, 32), 64).expect("fits"), (64, 32));
-        let err = probe_image(&png(65, 8), 64).expect_err("too wide").to_string();
-        assert!(err.contains("65×8") && err.contains("limits.max_image_side"), "{err}");
-        assert!(probe_image(b"not an image", 64).is_err());
-    }
 
     fn wav(seconds: f64) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());

@@ -7,6 +7,7 @@ use image::RgbImage;
 
 use super::ffmpeg::{FfmpegError, VideoInfo, read_video_frames};
 use super::ffprobe::probe;
+use super::picture::{self, PictureError};
 
 /// Errors from opening a picture input.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,9 @@ pub enum VisualError {
     Empty { input: String },
     #[error("{input} is neither an image (PNG, JPEG, WebP) nor a video: {reason}")]
     NotVisual { input: String, reason: String },
+    /// A picture in a format reelbox cannot read (HEIC, AVIF, ...), with what to send.
+    #[error("{input} {source}")]
+    Picture { input: String, source: PictureError },
     #[error("{input}: {source}")]
     Video { input: String, source: FfmpegError },
 }
@@ -38,14 +42,16 @@ pub fn open_visual(path: &Path, input: &str, media_type: Option<&str>) -> Result
         return Err(VisualError::Empty { input: input.to_string() });
     }
     if !is_video_type {
-        // Sniff the header first, so a large video is not read into memory as an image.
-        let reader = image::ImageReader::open(path).map_err(read_err)?.with_guessed_format().map_err(read_err)?;
-        match reader.format() {
-            Some(_) => match reader.decode() {
-                Ok(img) => return Ok(Visual::Image(img.to_rgb8())),
-                Err(e) => image_reason = e.to_string(),
-            },
-            None => image_reason = "not a PNG, JPEG or WebP file".into(),
+        // The header is sniffed first, so a large video is not read into memory as an image.
+        match picture::open(path) {
+            Ok(img) => return Ok(Visual::Image(img)),
+            Err(PictureError::NotAPicture) => image_reason = PictureError::NotAPicture.to_string(),
+            // A picture in a format reelbox cannot read is not tried as a video: what to send
+            // instead is the answer, not ffmpeg's view of it.
+            Err(e @ (PictureError::Heic | PictureError::Unsupported(_))) => {
+                return Err(VisualError::Picture { input: input.to_string(), source: e });
+            }
+            Err(e) => image_reason = e.to_string(),
         }
     }
     let info = probe(path).map_err(|e| not_visual(input, &image_reason, &e.to_string()))?;

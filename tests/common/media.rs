@@ -26,6 +26,14 @@ pub fn png(img: &RgbImage) -> Vec<u8> {
     out
 }
 
+/// Mono `samples` at `rate` Hz as WAV file bytes, as reelbox writes them.
+pub fn wav_bytes(samples: Vec<f32>, rate: u32) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("a.wav");
+    reelbox::media::write_wav(&p, &reelbox::media::Audio::mono(samples, rate)).expect("wav");
+    std::fs::read(p).expect("read")
+}
+
 /// `n` samples of a 16 kHz speech-like signal: a gliding tone switched on and off.
 pub fn speechy_16k(n: usize) -> Vec<f32> {
     (0..n)
@@ -35,4 +43,29 @@ pub fn speechy_16k(n: usize) -> Vec<f32> {
             on * 0.5 * (2.0 * std::f32::consts::PI * (180.0 + 60.0 * (t * 2.0).sin()) * t).sin()
         })
         .collect()
+}
+
+/// `img` as a phone writes a photo: a JPEG of the pixels as the sensor stored them, with an
+/// EXIF APP1 segment whose one tag, Orientation (0x0112), says how to turn them to show it
+/// (6: a quarter turn clockwise, a phone held upright; 8: anticlockwise; 3: upside down).
+pub fn phone_jpeg(img: &RgbImage, orientation: u16) -> Vec<u8> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(img).expect("jpeg");
+    // TIFF header (big-endian, first IFD at 8), one IFD entry: tag, SHORT, count 1, value.
+    let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // value padding, no next IFD
+    let payload = [b"Exif\0\0".as_slice(), &tiff].concat();
+    let length = u16::try_from(payload.len() + 2).expect("small segment");
+    let app1 = [[0xFF, 0xE1].as_slice(), &length.to_be_bytes(), &payload].concat();
+    // Right after SOI, where cameras put it.
+    [&jpeg[..2], &app1, &jpeg[2..]].concat()
+}
+
+/// The first bytes of an iPhone's HEIC photo: an ISO-BMFF `ftyp` box branded `heic` and the
+/// start of its `meta` box (`hdlr` of type `pict`); enough for anything that sniffs it.
+pub fn heic_head() -> Vec<u8> {
+    let mut out = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
+    out.extend_from_slice(b"\0\0\0\x2emeta\0\0\0\0\0\0\0\x22hdlr\0\0\0\0\0\0\0\0pict\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+    out
 }

@@ -51,6 +51,7 @@ mod models;
 mod openai_compat;
 mod ops_metrics;
 mod origin;
+mod phone_pictures;
 mod pipelines;
 mod piper_parity;
 mod piper_voices;

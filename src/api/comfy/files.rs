@@ -186,13 +186,8 @@ pub async fn store_picture(
     original: &str,
     bytes: Vec<u8>,
 ) -> Result<Artifact, ApiError> {
-    let media_type = match image::guess_format(&bytes) {
-        Ok(image::ImageFormat::Png) => "image/png",
-        Ok(image::ImageFormat::Jpeg) => "image/jpeg",
-        Ok(image::ImageFormat::WebP) => "image/webp",
-        _ => return Err(ApiError::field(field, "must be a PNG, JPEG or WebP picture")),
-    };
-    checked_image(state, &bytes).await.map_err(|e| ApiError::field(field, e.to_string()))?;
+    let header = checked_image(state, &bytes).await.map_err(|e| ApiError::field(field, e.to_string()))?;
+    let media_type = header.format.to_mime_type();
     check_room(state, caller, bytes.len() as u64)?;
     let id = state.store.new_id();
     let ext = artifacts::extension_for(media_type);

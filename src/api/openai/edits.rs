@@ -3,8 +3,6 @@
 //! masks (inpainting) are refused by name. `strength` (an extension, 0–1, default the image
 //! kind's 0.75) says how far the picture may change.
 
-use std::io::Cursor;
-
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
 use axum::http::HeaderMap;
@@ -33,11 +31,12 @@ fn typed(name: &str, text: String) -> Value {
     }
 }
 
-/// The picture's size for the job when the request gives none: its own, each side rounded
-/// down to a multiple of 8, when that fits `limits.max_image_side`.
+/// The picture's size for the job when the request gives none: its own as it is seen (a
+/// phone photo's EXIF orientation applied), each side rounded down to a multiple of 8, when
+/// that fits `limits.max_image_side`.
 fn own_size(bytes: &[u8], max_side: u32) -> Option<String> {
-    let (w, h) = image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?.into_dimensions().ok()?;
-    let (w, h) = (w / 8 * 8, h / 8 * 8);
+    let header = crate::media::picture::header(bytes).ok()?;
+    let (w, h) = (header.width / 8 * 8, header.height / 8 * 8);
     (w >= 64 && h >= 64 && w <= max_side && h <= max_side).then(|| format!("{w}x{h}"))
 }
 

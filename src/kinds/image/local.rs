@@ -93,9 +93,8 @@ pub fn render_local(
     let params = args.request()?.resolve(config)?;
     let init = match &args.init {
         Some(path) => Some(
-            image::open(path)
-                .map_err(|e| LocalImageError::Init { path: path.clone(), reason: e.to_string() })?
-                .to_rgb8(),
+            crate::media::picture::open(path)
+                .map_err(|e| LocalImageError::Init { path: path.clone(), reason: e.to_string() })?,
         ),
         None => None,
     };

@@ -158,9 +158,8 @@ impl TypedKind for Image {
                 let artifact =
                     run.sink.artifact(ulid).ok_or_else(|| StageError::fatal(format!("init_image {id} not found")))?;
                 let path = run.sink.artifact_path(&artifact);
-                let img = image::open(&path)
-                    .map_err(|e| StageError::context(format!("init_image {id} is not a readable image"), e))?
-                    .to_rgb8();
+                let img = crate::media::picture::open(&path)
+                    .map_err(|e| StageError::context(format!("init_image {id} is not a readable image"), e))?;
                 Some(img)
             }
             None => None,

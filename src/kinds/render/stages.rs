@@ -19,7 +19,9 @@ use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoReader, VideoWriter};
 use crate::media::mix::{Ducking, mix_with_ducking};
 use crate::media::subtitles::{iso639_2, line_columns, to_srt, to_webvtt};
 use crate::models::ModelKind;
-use crate::pipelines::lipsync::{DEFAULT_BATCH, FaceBox, FaceTrack, Wav2Lip, lipsync_frames};
+use crate::pipelines::lipsync::{
+    DEFAULT_BATCH, FaceBox, FaceTrack, MAX_STILL_SIDE, Wav2Lip, fit_still, lipsync_frames,
+};
 use crate::pipelines::motion::{CameraMotion, ClipSpec, ImageToVideo, Sequence};
 use crate::pipelines::render::plan::Plan;
 use crate::pipelines::render::{Layout, TimedSentence, Timeline, composite, total_frames};
@@ -207,9 +209,8 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
     let err = step(run.cancel, "talking head");
     let id = ulid::Ulid::from_string(&presenter.portrait).map_err(|e| err.fail(e))?;
     let art = run.sink.artifact(id).ok_or_else(|| StageError::fatal(format!("presenter portrait {id} not found")))?;
-    let portrait = image::open(run.sink.artifact_path(&art))
-        .map_err(|e| StageError::context(format!("presenter portrait {id}"), e))?
-        .to_rgb8();
+    let portrait = crate::media::picture::open(&run.sink.artifact_path(&art))
+        .map_err(|e| StageError::context(format!("presenter portrait {id}"), e))?;
     let wav = stage_file(run, StageName::Narration, "narration.wav")
         .ok_or_else(|| StageError::fatal("narration.wav is missing"))?;
     let audio_16k = decode_file(&wav).and_then(|a| a.mono_at(16_000)).map_err(|e| err.fail(e))?;
@@ -219,7 +220,12 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
         &stage_model_file(run.config, "lipsync_model", ModelKind::Lipsync, &p.lipsync_model)?,
     )
     .map_err(|e| err.fail(e))?;
-    let track = FaceTrack::still(&portrait, FaceBox::from_xywh(presenter.face_box)).map_err(|e| err.fail(e))?;
+    // Never lip-synced larger than the film shows it: a phone photo's full size would only
+    // cost memory (a batch of frames each its size) and time.
+    let cap = p.width.max(p.height).min(MAX_STILL_SIDE);
+    let (portrait, scale) = fit_still(portrait, cap);
+    let face = FaceBox::from_xywh(presenter.face_box).scaled(scale);
+    let track = FaceTrack::still(&portrait, face).map_err(|e| err.fail(e))?;
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, Some("lip-sync"));
     let mut faces = lipsync_frames(&model, track, &audio_16k, p.fps, DEFAULT_BATCH, run.cancel, &progress)
         .map_err(|e| err.fail(e))?;

@@ -12,6 +12,24 @@ pub const FACE_SIZE: usize = 96;
 pub const WAV2LIP_PADS: [u32; 4] = [0, 10, 0, 0];
 /// Frames averaged when smoothing detected boxes (Wav2Lip's `T`).
 pub const SMOOTH_WINDOW: usize = 5;
+/// Longest side a still portrait is lip-synced at: Full HD, which phones and browsers play.
+/// Wav2Lip sees a 96×96 face crop, so the lips lose nothing, while a batch of frames the
+/// size of a 48-megapixel phone photo would hold gigabytes.
+pub const MAX_STILL_SIDE: u32 = 1920;
+
+/// `portrait` scaled down to at most `max_side` pixels a side (even sides, as H.264 wants)
+/// and the scale applied (1 when it fits, and it is returned as it is); boxes on it follow
+/// with [`FaceBox::scaled`].
+pub fn fit_still(portrait: RgbImage, max_side: u32) -> (RgbImage, f64) {
+    let (w, h) = portrait.dimensions();
+    let long = w.max(h);
+    if long <= max_side {
+        return (portrait, 1.0);
+    }
+    let scale = f64::from(max_side) / f64::from(long);
+    let side = |v: u32| (((f64::from(v) * scale) as u32) & !1).max(2);
+    (resize(&portrait, side(w), side(h), FilterType::Triangle), scale)
+}
 
 /// A face rectangle in image pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +59,13 @@ impl FaceBox {
         let x2 = self.x.saturating_add(self.w).saturating_add(pads[3]).min(width);
         let y2 = self.y.saturating_add(self.h).saturating_add(pads[1]).min(height);
         (x2 > x1 && y2 > y1).then(|| FaceBox::new(x1, y1, x2 - x1, y2 - y1))
+    }
+
+    /// The box on the picture scaled by `scale` ([`fit_still`]); like the picture's, its
+    /// edges are clipped where it is used ([`FaceBox::padded`]).
+    pub fn scaled(&self, scale: f64) -> FaceBox {
+        let at = |v: u32| (f64::from(v) * scale).round() as u32;
+        FaceBox::new(at(self.x), at(self.y), at(self.w).max(1), at(self.h).max(1))
     }
 
     /// Whether pixel (x, y) lies inside the box.
@@ -145,6 +170,16 @@ pub fn paste_face(frame: &mut RgbImage, face: FaceBox, pred: &[f32], mask: &[f32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_still_is_scaled_to_fit_with_its_face_box_and_a_small_one_is_kept() {
+        let (small, scale) = fit_still(RgbImage::new(3000, 4000), MAX_STILL_SIDE);
+        assert_eq!(small.dimensions(), (1440, 1920));
+        assert_eq!(FaceBox::new(1000, 2000, 600, 800).scaled(scale), FaceBox::new(480, 960, 288, 384));
+        let (kept, scale) = fit_still(RgbImage::new(121, 160), MAX_STILL_SIDE);
+        assert_eq!((kept.dimensions(), scale), ((121, 160), 1.0));
+        assert_eq!(FaceBox::new(5, 6, 7, 8).scaled(scale), FaceBox::new(5, 6, 7, 8));
+    }
 
     #[test]
     fn padding_grows_the_chin_and_clips_to_the_image() {

@@ -4,7 +4,6 @@
 use image::RgbImage;
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::lipsync::Lipsync;
-use reelbox::media::audio::{Audio, write_wav};
 use reelbox::media::ffprobe::probe_with;
 use reelbox::pipelines::lipsync::{
     BatchAxis, FaceBox, FaceTrack, LipsyncError, Wav2Lip, face::WAV2LIP_PADS, lipsync, lipsync_frames,
@@ -13,7 +12,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::common::fixture;
-use super::common::media::{ffmpeg, png, speechy_16k, test_picture};
+use super::common::media::{ffmpeg, png, speechy_16k, test_picture, wav_bytes};
 use super::common::sink::{DirSink, fixture_config, run_kind};
 use super::{engine, no_progress};
 
@@ -163,13 +162,6 @@ fn a_non_wav2lip_model_is_refused_with_its_tensors_listed() {
     let err = Wav2Lip::load(engine(), DeviceId::Cpu, &model("tiny-esrgan-x4")).err().expect("not wav2lip");
     assert!(matches!(err, LipsyncError::Interface { .. }), "{err}");
     assert!(err.to_string().contains("input"), "{err}");
-}
-
-fn wav_bytes(samples: Vec<f32>, rate: u32) -> Vec<u8> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let p = dir.path().join("a.wav");
-    write_wav(&p, &Audio::mono(samples, rate)).expect("wav");
-    std::fs::read(p).expect("read")
 }
 
 #[test]
