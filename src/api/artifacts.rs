@@ -201,11 +201,11 @@ pub async fn upload(
     Err(ApiError::field("file", "is required (multipart field `file`)"))
 }
 
-/// Checks an uploaded picture against `limits.max_image_side` (header first, then a bounded
+/// Checks an uploaded picture against `limits.max_upload_side` (header first, then a bounded
 /// decode) on a blocking thread, so big decodes never stall the async runtime; returns its
 /// format and upright size.
 pub async fn checked_image(state: &AppState, bytes: &[u8]) -> Result<Header, UploadCheckError> {
-    let limit = state.config.limits.max_image_side;
+    let limit = state.config.limits.max_upload_side;
     off_runtime(bytes, "image", move |b| Ok(picture::check(b, limit)?)).await
 }
 

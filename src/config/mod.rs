@@ -122,8 +122,12 @@ pub struct LimitsConfig {
     pub max_upload_bytes: usize,
     /// Longest prompt or script, characters.
     pub max_prompt_chars: usize,
-    /// Largest image side, pixels.
+    /// Largest side of a picture made or upscaled, pixels.
     pub max_image_side: u32,
+    /// Largest side of a picture sent in (a portrait, a start picture, an upload), pixels:
+    /// phone photos are 4032–8064 px, and each use scales them to what it needs (a
+    /// portrait to the film, a start picture to the requested size).
+    pub max_upload_side: u32,
     /// Most diffusion steps per image.
     pub max_steps: u32,
     /// Longest audio input or narration, seconds.
@@ -282,6 +286,7 @@ impl Default for LimitsConfig {
             max_upload_bytes: 32 << 20,
             max_prompt_chars: 8_000,
             max_image_side: 2048,
+            max_upload_side: 8192,
             max_steps: 150,
             max_audio_seconds: 600.0,
             max_frames: 2_000,

@@ -36,8 +36,8 @@ pub enum PictureError {
     Decode(#[source] image::ImageError),
     /// Phone photos (4032×3024 and up) and screenshots meet this first: it says what to do.
     #[error(
-        "image is {width}×{height}; limit is {max_side} px a side (limits.max_image_side): send a smaller copy \
-         (a phone's share or export can resize it), or raise limits.max_image_side in the box's config"
+        "image is {width}×{height}; limit is {max_side} px a side (limits.max_upload_side): send a smaller copy \
+         (a phone's share or export can resize it), or raise limits.max_upload_side in the box's config"
     )]
     TooLarge { width: u32, height: u32, max_side: u32 },
 }
@@ -190,7 +190,7 @@ mod tests {
         let fits = png(&DynamicImage::new_rgb8(64, 32));
         assert_eq!(check(&fits, 64).expect("fits").width, 64);
         let err = check(&png(&DynamicImage::new_rgb8(65, 8)), 64).expect_err("too wide").to_string();
-        assert!(err.contains("65×8") && err.contains("limits.max_image_side"), "{err}");
+        assert!(err.contains("65×8") && err.contains("limits.max_upload_side"), "{err}");
         assert!(matches!(check(b"not an image", 64), Err(PictureError::NotAPicture)));
     }
 

@@ -2,7 +2,7 @@
 //! sensor pixels plus an EXIF Orientation is upright in the upload's answer, the profile's
 //! face box, face detection, upscale, lip-sync and image edits; a cut-out PNG's transparent
 //! background is white; a big photo is lip-synced at a size phones play; HEIC, AVIF and a
-//! photo past `limits.max_image_side` are refused naming the field and saying what to do.
+//! photo past `limits.max_upload_side` are refused naming the field and saying what to do.
 
 use crate::common;
 
@@ -144,7 +144,8 @@ async fn a_phone_portrait_is_upright_wherever_it_is_used() {
 async fn a_big_phone_photo_is_lip_synced_upright_at_a_size_phones_play() {
     let root = tempfile::tempdir().expect("tempdir");
     let config = root.path().join("config.toml");
-    std::fs::write(&config, "[limits]\nmax_image_side = 4096\n").expect("config");
+    // The default limits take it: phone photos are sent in larger than pictures are made.
+    std::fs::write(&config, "").expect("config");
     let d = daemon(root.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf8"))]);
     let http = reqwest::Client::new();
     // 1800×2400 as seen; the phone (turned the other way) stored it 2400×1800 with tag 8.
@@ -212,15 +213,21 @@ async fn heic_avif_and_oversized_photos_are_refused_naming_the_field_and_what_to
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(body["error"]["param"] == "image" && message.contains(says), "{body}");
     }
-    // A phone photo past limits.max_image_side (2048 by default) says what to do about it.
-    let big = phone_jpeg(&test_picture(2100, 1500, 2), 6);
-    let form = Form::new().text("name", "big").part("portrait", Part::bytes(big).file_name("IMG_0004.jpg"));
+    // A phone photo larger than pictures are made (limits.max_image_side, 2048) is taken as a
+    // portrait: phones' are 4032×3024 and up, and the lip-sync scales it.
+    let photo = phone_jpeg(&test_picture(2100, 1500, 2), 6);
+    let form = Form::new().text("name", "photo").part("portrait", Part::bytes(photo).file_name("IMG_0004.jpg"));
+    let resp = http.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile");
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    // One past limits.max_upload_side (8192 by default) says what to do about it.
+    let big = phone_jpeg(&test_picture(8200, 16, 2), 6);
+    let form = Form::new().text("name", "big").part("portrait", Part::bytes(big).file_name("IMG_0005.jpg"));
     let resp = http.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile");
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.expect("json");
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(body["error"]["field"] == "portrait" && message.contains("1500×2100"), "{body}");
-    assert!(message.contains("limits.max_image_side") && message.contains("smaller copy"), "{body}");
+    assert!(body["error"]["field"] == "portrait" && message.contains("16×8200"), "{body}");
+    assert!(message.contains("limits.max_upload_side") && message.contains("smaller copy"), "{body}");
 
     // Nothing refused was kept, and the daemon is still there.
     assert!(http.get(d.at("/healthz")).send().await.expect("healthz").status().is_success());

@@ -1,5 +1,5 @@
 //! Uploads are checked before they cost anything: a picture whose header claims more pixels
-//! than `limits.max_image_side` is refused on every upload path without being decoded, and
+//! than `limits.max_upload_side` is refused on every upload path without being decoded, and
 //! the daemon stays responsive and small while a client keeps sending them.
 
 use crate::common;

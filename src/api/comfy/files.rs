@@ -176,7 +176,7 @@ pub async fn upload_image(
     Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
 }
 
-/// Checks and keeps an uploaded picture (PNG, JPEG or WebP, within `limits.max_image_side`
+/// Checks and keeps an uploaded picture (PNG, JPEG or WebP, within `limits.max_upload_side`
 /// and the caller's storage quota) as an upload artifact named `<stem>_<id>.<ext>`;
 /// refusals name `field`. ComfyUI's `/upload/image` and OpenAI's image edits share it.
 pub async fn store_picture(

@@ -32,12 +32,15 @@ fn typed(name: &str, text: String) -> Value {
 }
 
 /// The picture's size for the job when the request gives none: its own as it is seen (a
-/// phone photo's EXIF orientation applied), each side rounded down to a multiple of 8, when
-/// that fits `limits.max_image_side`.
+/// phone photo's EXIF orientation applied), scaled down to fit `limits.max_image_side`, each
+/// side rounded down to a multiple of 8.
 fn own_size(bytes: &[u8], max_side: u32) -> Option<String> {
     let header = crate::media::picture::header(bytes).ok()?;
-    let (w, h) = (header.width / 8 * 8, header.height / 8 * 8);
-    (w >= 64 && h >= 64 && w <= max_side && h <= max_side).then(|| format!("{w}x{h}"))
+    // A phone photo (4032×3024) is larger than pictures are made: its shape, scaled to fit.
+    let scale = (f64::from(max_side) / f64::from(header.width.max(header.height))).min(1.0);
+    let fit = |side: u32| ((f64::from(side) * scale) as u32) / 8 * 8;
+    let (w, h) = (fit(header.width), fit(header.height));
+    (w >= 64 && h >= 64).then(|| format!("{w}x{h}"))
 }
 
 /// Redraw a picture after a prompt (OpenAI-compatible `images.edit`, image-to-image).
