@@ -79,24 +79,21 @@ impl Service {
     /// path as [`Service::cancel`], each with `reason` on its `canceled` event; how many it
     /// canceled. Finished jobs and their files stay; one that ends meanwhile stays as it ended.
     pub async fn cancel_all_of(&self, owner: &str, reason: &str) -> Result<u64, Error> {
+        // One pass over the owner's jobs, a page at a time (a listing per state read the
+        // whole table once per state).
         const PAGE: usize = 500;
-        let mut ids = Vec::new();
-        for state in [JobStatus::Queued, JobStatus::Running] {
-            let filter = JobFilter { state: Some(state), kind: None, owner: Some(owner.to_string()) };
-            let mut before = None;
-            loop {
-                let page = self.store().list_jobs(&filter, before, PAGE)?;
-                before = page.last().map(|j| j.id);
-                let more = page.len() == PAGE;
-                ids.extend(page.into_iter().map(|j| j.id));
-                if !more {
-                    break;
-                }
+        let filter = JobFilter { state: None, kind: None, owner: Some(owner.to_string()) };
+        let (mut ids, mut before) = (Vec::new(), None);
+        loop {
+            let page = self.store().list_jobs(&filter, before, PAGE)?;
+            before = page.last().map(|j| j.id);
+            let more = page.len() == PAGE;
+            let live = page.into_iter().filter(|j| matches!(j.state.status(), JobStatus::Queued | JobStatus::Running));
+            ids.extend(live.map(|j| j.id));
+            if !more {
+                break;
             }
         }
-        // A job claimed between the two listings is in both.
-        ids.sort();
-        ids.dedup();
         let mut canceled = 0;
         for id in ids {
             match self.scheduler.cancel_because(id, Some(reason.to_string())).await {

@@ -109,14 +109,26 @@ impl TypedKind for Upscale {
         let model_name = p.model.as_str();
 
         let input = input_file(run, "input", &p.input)?;
+        let max_side = run.config.limits.max_image_side;
+        let too_large = |w: u32, h: u32| {
+            (w.max(h) > max_side).then(|| {
+                StageError::fatal(format!(
+                    "{} is {w}x{h}; the largest side allowed is {max_side} (limits.max_image_side)",
+                    input.label
+                ))
+            })
+        };
+        // Uploads may be larger than upscale takes (limits.max_upload_side): a picture's
+        // header refuses one before its pixels are decoded.
+        if let Ok(header) = crate::media::picture::header_at(&input.path)
+            && let Some(refused) = too_large(header.width, header.height)
+        {
+            return Err(refused);
+        }
         let visual = open_visual(&input.path, &input.label, Some(&input.artifact.media_type))?;
         let (w, h) = visual.size();
-        let max_side = run.config.limits.max_image_side;
-        if w.max(h) > max_side {
-            return Err(StageError::fatal(format!(
-                "{} is {w}x{h}; the largest side allowed is {max_side} (limits.max_image_side)",
-                input.label
-            )));
+        if let Some(refused) = too_large(w, h) {
+            return Err(refused);
         }
         let upscaler = Upscaler::load(
             run.engine,

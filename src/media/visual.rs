@@ -45,7 +45,6 @@ pub fn open_visual(path: &Path, input: &str, media_type: Option<&str>) -> Result
         // The header is sniffed first, so a large video is not read into memory as an image.
         match picture::open(path) {
             Ok(img) => return Ok(Visual::Image(img)),
-            Err(PictureError::NotAPicture) => image_reason = PictureError::NotAPicture.to_string(),
             // A picture in a format reelbox cannot read is not tried as a video: what to send
             // instead is the answer, not ffmpeg's view of it.
             Err(e @ (PictureError::Heic | PictureError::Unsupported(_))) => {

@@ -101,13 +101,11 @@ impl Scheduler {
                     // The stage the last attempt stopped in failed with it (a retriable error
                     // left it `running`: views and the dashboard showed it running on a
                     // failed job).
-                    let mut events = Vec::new();
-                    for stage in &mut j.stages {
-                        if let StageState::Running { started_at, .. } = stage.state {
-                            stage.state = StageState::Failed { started_at, finished_at: now, error: msg.clone() };
-                            events.push(EventBody::Stage { stage: stage.name, state: StageStatus::Failed });
-                        }
-                    }
+                    let failed = j.fail_running_stages(now, &msg);
+                    let mut events: Vec<EventBody> = failed
+                        .into_iter()
+                        .map(|stage| EventBody::Stage { stage, state: StageStatus::Failed })
+                        .collect();
                     j.state = JobState::Failed { started_at, finished_at: now, error: msg.clone() };
                     events.push(EventBody::State { state: JobStatus::Failed, error: Some(msg) });
                     events

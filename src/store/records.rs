@@ -27,6 +27,21 @@ pub struct Job {
     pub created_at: Millis,
 }
 
+impl Job {
+    /// Marks the stages still running failed with `error` (the job ends failed: they must
+    /// not stay `running` in views); the names of those it marked.
+    pub fn fail_running_stages(&mut self, now: Millis, error: &str) -> Vec<StageName> {
+        let mut failed = Vec::new();
+        for stage in &mut self.stages {
+            if let StageState::Running { started_at, .. } = stage.state {
+                stage.state = StageState::Failed { started_at, finished_at: now, error: error.to_string() };
+                failed.push(stage.name);
+            }
+        }
+        failed
+    }
+}
+
 /// Where a job is in its life; each variant carries the times that define it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobState {

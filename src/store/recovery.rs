@@ -8,7 +8,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use ulid::Ulid;
 
 use super::codec::decode;
-use super::records::{EventBody, Job, JobState, JobStatus, StageState, now_ms};
+use super::records::{EventBody, Job, JobState, JobStatus, now_ms};
 use super::{JOBS, Store, StoreError, requeue};
 
 /// Times a job was found running at start (job id → count). Kept apart from the job
@@ -94,11 +94,7 @@ fn recover(j: &mut Job, crashes: u32, max_attempts: u32) -> Vec<EventBody> {
          (queue.max_attempts = {max_attempts})",
         j.attempts
     );
-    for stage in &mut j.stages {
-        if let StageState::Running { started_at, .. } = stage.state {
-            stage.state = StageState::Failed { started_at, finished_at: now, error: error.clone() };
-        }
-    }
+    j.fail_running_stages(now, &error);
     j.state = JobState::Failed { started_at, finished_at: now, error: error.clone() };
     vec![
         EventBody::Log { level: "error".into(), message: error.clone() },
@@ -110,7 +106,7 @@ fn recover(j: &mut Job, crashes: u32, max_attempts: u32) -> Vec<EventBody> {
 mod tests {
     use super::*;
     use crate::gpu::DeviceId;
-    use crate::store::records::Stage;
+    use crate::store::records::{Stage, StageState};
 
     fn running(attempts: u32) -> Job {
         Job {
