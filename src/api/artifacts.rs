@@ -251,10 +251,14 @@ async fn upload_media_type(
     file_name: &str,
     bytes: &[u8],
 ) -> Result<(&'static str, Option<Header>), ApiError> {
-    match checked_image(state, bytes).await {
-        Ok(header) => return Ok((header.format.to_mime_type(), Some(header))),
-        Err(why) if why.is_not_a_picture() => {}
-        Err(why) => return Err(ApiError::field("file", why.to_string())),
+    // The magic bytes tell a picture at once: audio and video skip the picture check
+    // (it copies the whole body to a blocking thread to say the same).
+    if !matches!(picture::format_of(&bytes[..bytes.len().min(32)]), Err(PictureError::NotAPicture)) {
+        match checked_image(state, bytes).await {
+            Ok(header) => return Ok((header.format.to_mime_type(), Some(header))),
+            Err(why) if why.is_not_a_picture() => {}
+            Err(why) => return Err(ApiError::field("file", why.to_string())),
+        }
     }
     let is_video = file_name.to_ascii_lowercase().ends_with(".mp4") || bytes.get(4..8) == Some(b"ftyp".as_slice());
     if is_video {

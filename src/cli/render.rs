@@ -243,7 +243,7 @@ async fn demo_profile(c: &Client, inputs: &DemoInputs) -> anyhow::Result<String>
         return Ok(made.id);
     }
     let body = json!({"voice": inputs.voice, "face_box": inputs.face_box});
-    let path = format!("/api/v1/profiles/{}", DEMO_PROFILE.replace(' ', "%20"));
+    let path = format!("/api/v1/profiles/{DEMO_PROFILE}");
     let kept: ProfileView = c.send(c.request(Method::PATCH, &path).json(&body)).await?;
     Ok(kept.id)
 }

@@ -134,8 +134,10 @@ fn head<R: Read + Seek>(source: &mut R) -> std::io::Result<Vec<u8>> {
     Ok(head)
 }
 
-/// The format of a picture from its first bytes; others are refused saying what to send.
-fn format_of(head: &[u8]) -> Result<ImageFormat, PictureError> {
+/// The format of a picture from its first 32 bytes (magic bytes alone, nothing decoded);
+/// others are refused saying what to send, and what is no picture (audio, video) is
+/// `NotAPicture`.
+pub fn format_of(head: &[u8]) -> Result<ImageFormat, PictureError> {
     match image::guess_format(head) {
         Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP)) => Ok(f),
         Ok(ImageFormat::Avif) => Err(PictureError::Unsupported("an AVIF picture")),

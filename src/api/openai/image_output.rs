@@ -77,9 +77,17 @@ pub fn encode(png: Vec<u8>, format: OutputFormat, quality: u8) -> Result<Vec<u8>
     Ok(out.into_inner())
 }
 
-/// The picture as base64, in the asked format.
-pub fn b64(png: Vec<u8>, format: OutputFormat, quality: u8) -> Result<String, OpenAiError> {
-    Ok(base64::engine::general_purpose::STANDARD.encode(encode(png, format, quality)?))
+/// The picture as base64, in the asked format; a re-encode (JPEG, WebP: a decode and an
+/// encode, hundreds of ms) runs on a blocking thread, off the async runtime.
+pub async fn b64(png: Vec<u8>, format: OutputFormat, quality: u8) -> Result<String, OpenAiError> {
+    let bytes = if format == OutputFormat::Png {
+        png
+    } else {
+        tokio::task::spawn_blocking(move || encode(png, format, quality))
+            .await
+            .map_err(|e| OpenAiError::internal(format!("the picture's encoding stopped: {e}")))??
+    };
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// Token counts as OpenAI reports them for its GPT image models. reelbox counts no tokens:

@@ -309,7 +309,7 @@ async fn answer_pictures(
                 revised_prompt: None,
             },
             ResponseFormat::B64 => {
-                let b64 = b64(read_artifact(state, &a).await?, answer.output, answer.compression)?;
+                let b64 = b64(read_artifact(state, &a).await?, answer.output, answer.compression).await?;
                 ImageData { b64_json: Some(b64), url: None, revised_prompt: None }
             }
         };
@@ -355,7 +355,7 @@ async fn stream_pictures(
                 }
                 let mut e = event(
                     &format!("{}.partial_image", answer.events),
-                    b64(read_artifact(&state, &a).await?, answer.output, answer.compression)?,
+                    b64(read_artifact(&state, &a).await?, answer.output, answer.compression).await?,
                     None,
                 );
                 e["partial_image_index"] = json!(partials);
@@ -372,7 +372,7 @@ async fn stream_pictures(
     for a in images {
         let mut e = event(
             &format!("{}.completed", answer.events),
-            b64(read_artifact(&state, &a).await?, answer.output, answer.compression)?,
+            b64(read_artifact(&state, &a).await?, answer.output, answer.compression).await?,
             Some(&job),
         );
         e["usage"] = json!(Usage::default());
