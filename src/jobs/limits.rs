@@ -123,7 +123,8 @@ pub(super) fn gpu_quota_refusal(
     let now = now_ms();
     let reset = (day_of(now) + 1) * DAY_MS;
     let reset_at = chrono::DateTime::from_timestamp_millis(reset).map(|t| t.to_rfc3339()).unwrap_or_default();
-    let until_reset = u64::try_from((reset - now) / 1000).unwrap_or(1).max(1);
+    // Rounded up: a client that waits the whole seconds said must find the quota reset.
+    let until_reset = u64::try_from(reset - now).map_or(1, |ms| ms.div_ceil(1000)).max(1);
     // Reservations free up as the submitter's jobs end; only today's use waits for midnight.
     let retry_after_s =
         if used_ms.saturating_add(estimate_ms.max(1)) <= limit_ms { until_reset.min(5) } else { until_reset };

@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::kinds::StageName;
 use crate::models::manifest::valid_name;
-use crate::models::{Availability, Catalog, ModelKind};
+use crate::models::{Catalog, ModelKind};
 use crate::pipelines::Progress;
 use crate::pipelines::tts::{
     self, DEFAULT_SENTENCE_SILENCE, DEFAULT_VOICE, Speech, SpeechOptions, SynthesisRun, TtsError, Voice,
@@ -167,10 +167,8 @@ impl SpeechRequest {
             // A voice the catalog can pull gets that pull (`piper:NAME` for the voice index), an
             // unknown one the close names (not a pull that cannot work, nor the daemon's
             // paths); an installed one that does not load, the loader's reason.
-            let availability = Availability::of(config, ModelKind::Tts, &p.voice);
-            let why = availability.refusal(ModelKind::Tts, &p.voice);
-            return Err(ParamError::new("voice", why.unwrap_or_else(|| e.to_string()))
-                .with_model(availability.problem(ModelKind::Tts, &p.voice)));
+            super::inputs::require_installed("voice", ModelKind::Tts, &p.voice, config)?;
+            return Err(ParamError::new("voice", e.to_string()));
         }
         Ok(p)
     }
