@@ -138,12 +138,14 @@ pub async fn create(
     };
     // Validate every upload before storing any, so a bad file leaves nothing behind.
     let mut checked = Vec::new();
+    let mut uploaded_portrait = None;
     for up in uploads {
         let media_type = match up.field {
             "portrait" => {
                 let header = super::artifacts::checked_image(&state, &up.bytes)
                     .await
                     .map_err(|m| ApiError::field("portrait", m.to_string()))?;
+                uploaded_portrait = Some((header.width, header.height));
                 header.format.to_mime_type()
             }
             _ => {
@@ -156,6 +158,10 @@ pub async fn create(
         checked.push((up, media_type));
     }
     apply(&state, &caller, &mut profile, fields)?;
+    // A face box is checked against an uploaded portrait's header before anything is kept.
+    if let (Some(b), Some((w, h))) = (profile.face_box, uploaded_portrait) {
+        face_box_fits(b, w, h)?;
+    }
     // A name the owner already uses is refused before the uploads cost anything.
     state.store.check_profile_name(&profile)?;
     // All files together against the storage quota first, so a portrait is not kept when
@@ -169,7 +175,10 @@ pub async fn create(
             _ => profile.voice_sample = Some(art.id),
         }
     }
-    if let (Some(b), Some(pid)) = (profile.face_box, profile.portrait) {
+    // A portrait named by artifact id (not uploaded here) is read from the store.
+    if uploaded_portrait.is_none()
+        && let (Some(b), Some(pid)) = (profile.face_box, profile.portrait)
+    {
         check_face_box(&state, pid, b)?;
     }
     let profile = state.store.put_profile(profile).await?;
@@ -278,9 +287,15 @@ fn check_face_box(state: &AppState, portrait: Ulid, b: [u32; 4]) -> Result<(), A
     let Some(art) = state.store.artifact(portrait)? else { return Ok(()) };
     // Upright, as the face box is drawn on it (a phone photo's EXIF orientation applied).
     let dims = crate::media::picture::header_at(&state.store.artifacts_dir().join(&art.path)).ok();
-    if let Some(crate::media::picture::Header { width: w, height: h, .. }) = dims
-        && (b[0].saturating_add(b[2]) > w || b[1].saturating_add(b[3]) > h)
-    {
+    match dims {
+        Some(crate::media::picture::Header { width, height, .. }) => face_box_fits(b, width, height),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a face box that does not fit in a `w`×`h` portrait (as it is seen, upright).
+fn face_box_fits(b: [u32; 4], w: u32, h: u32) -> Result<(), ApiError> {
+    if b[0].saturating_add(b[2]) > w || b[1].saturating_add(b[3]) > h {
         return Err(ApiError::field("face_box", format!("{b:?} does not fit in the {w}×{h} portrait")));
     }
     Ok(())

@@ -138,6 +138,19 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     assert!(on_disk(&data, &in_use), "the queued job's starting picture was deleted with the profile");
     assert_eq!(storage_bytes(&d, &mum).await, before, "bytes a queued job holds stay counted");
 
+    // A face box that does not fit the uploaded portrait is refused, and nothing is kept.
+    let holding = storage_bytes(&d, &mum).await;
+    let form = Form::new()
+        .text("name", "grandpa")
+        .text("face_box", "40,40,40,40")
+        .part("portrait", Part::bytes(png(&test_picture(64, 64, 0))).file_name("me.png"));
+    let resp = reqwest::Client::new().post(d.at("/api/v1/profiles")).bearer_auth(&mum).multipart(form);
+    let resp = resp.send().await.expect("create");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["field"], "face_box", "{v}");
+    assert_eq!(storage_bytes(&d, &mum).await, holding, "the refused profile's portrait was kept");
+
     // Deleting grandma (by name) removes her portrait and voice sample and frees their bytes.
     assert!(on_disk(&data, portrait) && on_disk(&data, &sample));
     assert_eq!(
