@@ -23,7 +23,7 @@ use crate::media::visual::{Visual, open_visual};
 use crate::models::{Catalog, ModelKind, model_file};
 use crate::pipelines::Progress;
 use crate::pipelines::lipsync::{
-    DEFAULT_BATCH, DEFAULT_FPS, FaceBox, FaceTrack, MAX_STILL_SIDE, OnnxFaceDetector, Wav2Lip, fit_still,
+    DEFAULT_BATCH, DEFAULT_FPS, FaceBox, FaceTrack, MAX_PORTRAIT_SIDE, OnnxFaceDetector, Wav2Lip, fit_size, fit_still,
     lipsync_frames,
 };
 
@@ -246,22 +246,22 @@ impl TypedKind for Lipsync {
     }
 }
 
-/// The portrait's frames and the face box on them: one frame for an image, scaled to fit
-/// [`MAX_STILL_SIDE`] (a phone photo makes a film a phone plays); for a video up to
-/// [`MAX_SOURCE_FRAMES`] within [`MAX_SOURCE_BYTES`].
+/// The portrait's frames and the face box on them, scaled to fit [`MAX_PORTRAIT_SIDE`] (a
+/// phone's photo or 4K video makes a film a phone plays): one frame for an image; for a
+/// video up to [`MAX_SOURCE_FRAMES`] within [`MAX_SOURCE_BYTES`].
 fn portrait_frames(
     portrait: &InputFile,
     face: Option<FaceBox>,
 ) -> Result<(Vec<RgbImage>, Option<FaceBox>), StageError> {
     let visual = open_visual(&portrait.path, &portrait.label, Some(&portrait.artifact.media_type))?;
     if let Visual::Image(img) = visual {
-        let (img, scale) = fit_still(img, MAX_STILL_SIDE);
-        let face = face.map(|b| b.scaled(scale));
-        return Ok((vec![img], face));
+        let (img, scale) = fit_still(img, MAX_PORTRAIT_SIDE);
+        return Ok((vec![img], face.map(|b| b.scaled(scale))));
     }
     let (w, h) = visual.size();
+    let (w, h, scale) = fit_size(w, h, MAX_PORTRAIT_SIDE);
     let max_frames = (MAX_SOURCE_BYTES / (w as usize * h as usize * 3).max(1)).clamp(1, MAX_SOURCE_FRAMES);
-    Ok((visual.frames(&portrait.label, max_frames)?, face))
+    Ok((visual.frames(&portrait.label, max_frames, (w, h))?, face.map(|b| b.scaled(scale))))
 }
 
 /// The narration to lip-sync: the speech stage's WAV when the job speaks `text`, else the

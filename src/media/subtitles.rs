@@ -126,11 +126,10 @@ fn balanced(pieces: &[String], turns: usize) -> Vec<String> {
 /// the characters it holds, so the words on screen are the ones being said.
 pub fn fit_cue(cue: &Cue, max_columns: usize) -> Vec<Cue> {
     // The words, those wider than a line already cut: lines are wrapped from these.
-    let pieces: Vec<String> = wrap_lines(&cue.text, max_columns.max(2))
-        .iter()
-        .flat_map(|line| line.split(' ').map(str::to_string).collect::<Vec<_>>())
-        .collect();
-    let lines = wrap_lines(&cue.text, max_columns).len();
+    let wrapped = wrap_lines(&cue.text, max_columns);
+    let lines = wrapped.len();
+    let pieces: Vec<String> =
+        wrapped.iter().flat_map(|line| line.split(' ').map(str::to_string).collect::<Vec<_>>()).collect();
     // As few turns as the lines need, more only when balancing left one too long. Lines
     // are joined with spaces, not breaks: the player (or the burning filter) wraps them
     // at its own width, which a track shown larger than the film may have.

@@ -89,12 +89,14 @@ impl Visual {
         }
     }
 
-    /// All frames (one for an image), at most `max_frames`, decoded into memory.
-    pub fn frames(&self, input: &str, max_frames: usize) -> Result<Vec<RgbImage>, VisualError> {
+    /// A video's frames, at most `max_frames`, decoded into memory at `size` (width,
+    /// height); an image is its one frame as it is.
+    pub fn frames(&self, input: &str, max_frames: usize, size: (u32, u32)) -> Result<Vec<RgbImage>, VisualError> {
         match self {
             Visual::Image(img) => Ok(vec![img.clone()]),
-            Visual::Video { path, .. } => {
-                let (_, frames) = read_video_frames(path, max_frames)
+            Visual::Video { path, info } => {
+                let size = (size != (info.width, info.height)).then_some(size);
+                let (_, frames) = read_video_frames(path, max_frames, size)
                     .map_err(|source| VisualError::Video { input: input.to_string(), source })?;
                 if frames.is_empty() {
                     return Err(VisualError::NotVisual {

@@ -1,7 +1,7 @@
 //! Pictures from phones through the real daemon: a portrait photo stored as landscape
 //! sensor pixels plus an EXIF Orientation is upright in the upload's answer, the profile's
 //! face box, face detection, upscale, lip-sync and image edits; a cut-out PNG's transparent
-//! background is white; a big photo is lip-synced at a size phones play; HEIC, AVIF and a
+//! background is white; a big photo and a big phone video are lip-synced at a size phones play; HEIC, AVIF and a
 //! photo past `limits.max_upload_side` are refused naming the field and saying what to do.
 
 use crate::common;
@@ -161,6 +161,37 @@ async fn a_big_phone_photo_is_lip_synced_upright_at_a_size_phones_play() {
     let info = reelbox::media::ffprobe::probe_with(&path, true).expect("ffprobe");
     let video = info.video().expect("a video stream");
     assert_eq!((video.width, video.height), (Some(1440), Some(1920)), "Full HD at most, upright");
+
+    // A phone video held upright: 2560×1440 pixels stored with a 90° display rotation is read
+    // upright and scaled to 1080×1920 (it was lip-synced at its full size).
+    let frame = root.path().join("frame.png");
+    std::fs::write(&frame, common::media::png(&test_picture(2560, 1440, 5))).expect("frame");
+    let (plain, clip) = (root.path().join("plain.mp4"), root.path().join("VID_0001.mp4"));
+    let [frame, plain_s, clip_s] = [&frame, &plain, &clip].map(|p| p.to_str().expect("utf8"));
+    let encode = "-loop 1 -framerate 25 -i FRAME -t 0.4 -c:v libx264 -preset ultrafast -pix_fmt yuv420p OUT";
+    let args: Vec<&str> = encode
+        .split(' ')
+        .map(|a| {
+            if a == "FRAME" {
+                frame
+            } else if a == "OUT" {
+                plain_s
+            } else {
+                a
+            }
+        })
+        .collect();
+    common::media::ffmpeg(&args);
+    // ffmpeg 5 sets the display rotation only when the stream is copied, as a phone's is.
+    common::media::ffmpeg(&["-i", plain_s, "-c", "copy", "-metadata:s:v:0", "rotate=90", clip_s]);
+    let phone = uploaded(&http, &d, "VID_0001.mp4", std::fs::read(&clip).expect("clip")).await;
+    let params = json!({"portrait": phone["id"], "audio": narration["id"], "model": "tiny-wav2lip",
+        "face_box": [400, 900, 500, 600]});
+    let film = job_output(&http, &d, json!({"kind": "lipsync", "params": params}), "lipsync.mp4").await;
+    std::fs::write(&path, film).expect("write");
+    let info = reelbox::media::ffprobe::probe_with(&path, true).expect("ffprobe");
+    let video = info.video().expect("a video stream");
+    assert_eq!(video.display_size(), Some((1080, 1920)), "a phone video is fitted as a photo is");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

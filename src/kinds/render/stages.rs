@@ -20,7 +20,7 @@ use crate::media::mix::{Ducking, mix_with_ducking};
 use crate::media::subtitles::{iso639_2, line_columns, to_srt, to_webvtt};
 use crate::models::ModelKind;
 use crate::pipelines::lipsync::{
-    DEFAULT_BATCH, FaceBox, FaceTrack, MAX_STILL_SIDE, Wav2Lip, fit_still, lipsync_frames,
+    DEFAULT_BATCH, FaceBox, FaceTrack, MAX_PORTRAIT_SIDE, Wav2Lip, fit_still, lipsync_frames,
 };
 use crate::pipelines::motion::{CameraMotion, ClipSpec, ImageToVideo, Sequence};
 use crate::pipelines::render::plan::Plan;
@@ -222,7 +222,7 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
     .map_err(|e| err.fail(e))?;
     // Never lip-synced larger than the film shows it: a phone photo's full size would only
     // cost memory (a batch of frames each its size) and time.
-    let cap = p.width.max(p.height).min(MAX_STILL_SIDE);
+    let cap = p.width.max(p.height).min(MAX_PORTRAIT_SIDE);
     let (portrait, scale) = fit_still(portrait, cap);
     let face = FaceBox::from_xywh(presenter.face_box).scaled(scale);
     let track = FaceTrack::still(&portrait, face).map_err(|e| err.fail(e))?;

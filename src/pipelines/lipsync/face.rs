@@ -12,23 +12,32 @@ pub const FACE_SIZE: usize = 96;
 pub const WAV2LIP_PADS: [u32; 4] = [0, 10, 0, 0];
 /// Frames averaged when smoothing detected boxes (Wav2Lip's `T`).
 pub const SMOOTH_WINDOW: usize = 5;
-/// Longest side a still portrait is lip-synced at: Full HD, which phones and browsers play.
-/// Wav2Lip sees a 96×96 face crop, so the lips lose nothing, while a batch of frames the
-/// size of a 48-megapixel phone photo would hold gigabytes.
-pub const MAX_STILL_SIDE: u32 = 1920;
+/// Longest side a portrait (still or video) is lip-synced at: Full HD, which phones and
+/// browsers play. Wav2Lip sees a 96×96 face crop, so the lips lose nothing, while a batch of
+/// frames the size of a 48-megapixel phone photo would hold gigabytes, and a 4K phone video
+/// would fit only a second of frames in the source-frame budget.
+pub const MAX_PORTRAIT_SIDE: u32 = 1920;
 
-/// `portrait` scaled down to at most `max_side` pixels a side (even sides, as H.264 wants)
-/// and the scale applied (1 when it fits, and it is returned as it is); boxes on it follow
-/// with [`FaceBox::scaled`].
-pub fn fit_still(portrait: RgbImage, max_side: u32) -> (RgbImage, f64) {
-    let (w, h) = portrait.dimensions();
-    let long = w.max(h);
+/// A `width`×`height` frame's size scaled down to at most `max_side` pixels a side (even
+/// sides, as H.264 wants), and the scale applied; the size as it is and 1 when it fits.
+pub fn fit_size(width: u32, height: u32, max_side: u32) -> (u32, u32, f64) {
+    let long = width.max(height);
     if long <= max_side {
-        return (portrait, 1.0);
+        return (width, height, 1.0);
     }
     let scale = f64::from(max_side) / f64::from(long);
     let side = |v: u32| (((f64::from(v) * scale) as u32) & !1).max(2);
-    (resize(&portrait, side(w), side(h), FilterType::Triangle), scale)
+    (side(width), side(height), scale)
+}
+
+/// `portrait` scaled down by [`fit_size`] (returned as it is when it fits) and the scale
+/// applied; boxes on it follow with [`FaceBox::scaled`].
+pub fn fit_still(portrait: RgbImage, max_side: u32) -> (RgbImage, f64) {
+    let (w, h, scale) = fit_size(portrait.width(), portrait.height(), max_side);
+    if scale == 1.0 {
+        return (portrait, scale);
+    }
+    (resize(&portrait, w, h, FilterType::Triangle), scale)
 }
 
 /// A face rectangle in image pixels.
@@ -61,7 +70,7 @@ impl FaceBox {
         (x2 > x1 && y2 > y1).then(|| FaceBox::new(x1, y1, x2 - x1, y2 - y1))
     }
 
-    /// The box on the picture scaled by `scale` ([`fit_still`]); like the picture's, its
+    /// The box on the picture scaled by `scale` ([`fit_size`], [`fit_still`]); like the picture's, its
     /// edges are clipped where it is used ([`FaceBox::padded`]).
     pub fn scaled(&self, scale: f64) -> FaceBox {
         let at = |v: u32| (f64::from(v) * scale).round() as u32;
@@ -173,12 +182,15 @@ mod tests {
 
     #[test]
     fn a_large_still_is_scaled_to_fit_with_its_face_box_and_a_small_one_is_kept() {
-        let (small, scale) = fit_still(RgbImage::new(3000, 4000), MAX_STILL_SIDE);
+        let (small, scale) = fit_still(RgbImage::new(3000, 4000), MAX_PORTRAIT_SIDE);
         assert_eq!(small.dimensions(), (1440, 1920));
         assert_eq!(FaceBox::new(1000, 2000, 600, 800).scaled(scale), FaceBox::new(480, 960, 288, 384));
-        let (kept, scale) = fit_still(RgbImage::new(121, 160), MAX_STILL_SIDE);
+        let (kept, scale) = fit_still(RgbImage::new(121, 160), MAX_PORTRAIT_SIDE);
         assert_eq!((kept.dimensions(), scale), ((121, 160), 1.0));
         assert_eq!(FaceBox::new(5, 6, 7, 8).scaled(scale), FaceBox::new(5, 6, 7, 8));
+        // A 4K phone video's frames; odd sides rounded down to even.
+        assert_eq!(fit_size(3840, 2160, MAX_PORTRAIT_SIDE), (1920, 1080, 0.5));
+        assert_eq!(fit_size(1921, 1081, 1920).0 % 2, 0);
     }
 
     #[test]

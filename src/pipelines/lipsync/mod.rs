@@ -23,7 +23,7 @@ pub mod face;
 pub mod model;
 
 pub use detector::OnnxFaceDetector;
-pub use face::{FaceBox, FaceDetector, MAX_STILL_SIDE, fit_still};
+pub use face::{FaceBox, FaceDetector, MAX_PORTRAIT_SIDE, fit_size, fit_still};
 pub use model::{BatchAxis, Wav2Lip};
 
 use face::{FACE_SIZE, SMOOTH_WINDOW, WAV2LIP_PADS, face_input, feather_for, feather_mask, paste_face, smooth_boxes};
