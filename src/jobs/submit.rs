@@ -3,9 +3,9 @@
 
 use super::limits::{check_params, gpu_quota_refusal};
 use super::{Error, Service, Submitter};
-use crate::kinds::{ParamError, ValidateCtx};
-use crate::store::records::{Job, JobState, Stage, StageState, now_ms};
-use crate::store::{StoreError, Submitted};
+use crate::kinds::{OwnArtifacts, ParamError, ValidateCtx};
+use crate::store::records::{Artifact, Job, JobState, Stage, StageState, now_ms};
+use crate::store::{Store, StoreError, Submitted};
 
 /// Priorities a job may have; higher runs first.
 const PRIORITIES: std::ops::RangeInclusive<i32> = -1000..=1000;
@@ -29,6 +29,22 @@ pub(super) fn check_priority(priority: i32) -> Result<(), Error> {
         Ok(())
     } else {
         Err(ParamError::new("priority", "must be between -1000 and 1000").into())
+    }
+}
+
+/// The submitter's artifacts in the store, for the inputs a job names.
+struct Owned<'a> {
+    store: &'a Store,
+    owner: &'a str,
+}
+
+impl OwnArtifacts for Owned<'_> {
+    fn artifact(&self, id: ulid::Ulid) -> Option<Artifact> {
+        self.store.owned_artifact(id, self.owner)
+    }
+
+    fn artifact_path(&self, artifact: &Artifact) -> std::path::PathBuf {
+        self.store.artifacts_dir().join(&artifact.path)
     }
 }
 
@@ -64,7 +80,8 @@ impl Service {
         }
         check_params(&s.kind, &s.params, limits)?;
         self.check_gpu_quota(who)?;
-        let params = kind.validate(s.params, &ValidateCtx { config: self.config() })?;
+        let artifacts = Owned { store: self.store(), owner: &who.owner };
+        let params = kind.validate(s.params, &ValidateCtx { config: self.config(), artifacts: &artifacts })?;
         // After the parameters, so a bad field is named first. A 4xx, not a 503: nothing
         // changes by retrying until someone runs `reelbox setup`, and a box without its
         // runtime must still answer every request without a server error.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::fields::{artifact_param, reject_unknown, string_field};
-use super::inputs::{input_file, installed_model, stage_model_file};
+use super::inputs::{Takes, input_file, installed_model, require_input, stage_model_file};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::kinds::StageName;
@@ -72,7 +72,9 @@ impl TypedKind for FaceDetect {
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<FaceDetectParams, ParamError> {
-        FaceDetectRequest::from_json(params)?.resolve(ctx.config)
+        let p = FaceDetectRequest::from_json(params)?.resolve(ctx.config)?;
+        require_input(ctx, "input", &p.input, Takes::Picture)?;
+        Ok(p)
     }
 
     fn stages(&self, _p: &FaceDetectParams) -> Vec<StageName> {

@@ -1,11 +1,12 @@
 //! Parameter helpers shared by kinds that take uploaded files and installed models:
-//! model names checked against the install, and input artifacts found while running.
+//! model names checked against the install, and input artifacts checked at submission and
+//! found while running.
 
 use std::path::PathBuf;
 
 use ulid::Ulid;
 
-use super::{ParamError, StageError, StageRun};
+use super::{ParamError, StageError, StageRun, ValidateCtx};
 use crate::config::Config;
 use crate::kinds::StageName;
 use crate::models::{Availability, Catalog, ModelKind};
@@ -93,4 +94,71 @@ pub fn input_file(run: &StageRun, field: &str, id: &str) -> Result<InputFile, St
     let path = run.sink.artifact_path(&artifact);
     let label = format!("{field} artifact {id} ({})", artifact.name);
     Ok(InputFile { artifact, path, label })
+}
+
+/// What an input parameter takes, by the artifact's media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// A still picture.
+    Picture,
+    /// A picture or a video.
+    Visual,
+    /// Sound: audio, or a video's sound track.
+    Sound,
+}
+
+impl Takes {
+    /// The media type families (`image/...`) it takes, and how to say so.
+    fn families(self) -> (&'static [&'static str], &'static str) {
+        match self {
+            Takes::Picture => (&["image"], "a picture (PNG, JPEG or WebP)"),
+            Takes::Visual => (&["image", "video"], "a picture (PNG, JPEG or WebP) or an MP4 video"),
+            Takes::Sound => (&["audio", "video"], "audio (WAV, MP3, FLAC, Ogg) or a video with sound"),
+        }
+    }
+}
+
+/// Artifact `id` that parameter `field` names, checked at submission: the submitter must
+/// have it (their own upload or job output) and it must be what the field takes. Without
+/// this a typo'd or foreign id was queued and failed at the job's first stage.
+pub fn require_input(ctx: &ValidateCtx, field: &str, id: &str, takes: Takes) -> Result<Artifact, ParamError> {
+    let ulid =
+        Ulid::from_string(id.trim()).map_err(|_| ParamError::new(field, format!("{id:?} is not an artifact id")))?;
+    // Another key's artifact reads as missing: its id says nothing about it.
+    let artifact = ctx.artifacts.artifact(ulid).ok_or_else(|| {
+        ParamError::new(
+            field,
+            format!(
+                "this key has no artifact {ulid}: upload the file (POST /api/v1/artifacts) and send the id it answers"
+            ),
+        )
+    })?;
+    let (families, words) = takes.families();
+    let family = artifact.media_type.split('/').next().unwrap_or_default();
+    if !families.contains(&family) {
+        return Err(ParamError::new(
+            field,
+            format!("artifact {ulid} ({}) is {}; {field} takes {words}", artifact.name, artifact.media_type),
+        ));
+    }
+    Ok(artifact)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::kinds::OwnArtifacts;
+
+    /// A submitter with no artifacts.
+    pub(crate) struct NoArtifacts;
+
+    impl OwnArtifacts for NoArtifacts {
+        fn artifact(&self, _id: Ulid) -> Option<Artifact> {
+            None
+        }
+
+        fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
+            PathBuf::from(&artifact.path)
+        }
+    }
 }

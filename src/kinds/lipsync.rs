@@ -11,7 +11,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::fields::{artifact_param, box_param, float_field, int_field, reject_unknown, string_field, u32_in};
-use super::inputs::{InputFile, input_file, installed_model, stage_file, stage_model_file};
+use super::inputs::{InputFile, Takes, input_file, installed_model, require_input, stage_file, stage_model_file};
 use super::speech::{SpeechParams, SpeechRequest, speak};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
@@ -179,7 +179,12 @@ impl TypedKind for Lipsync {
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<LipsyncParams, ParamError> {
-        LipsyncRequest::from_json(params)?.resolve(ctx.config)
+        let p = LipsyncRequest::from_json(params)?.resolve(ctx.config)?;
+        require_input(ctx, "portrait", &p.portrait, Takes::Visual)?;
+        if let Some(audio) = &p.audio {
+            require_input(ctx, "audio", audio, Takes::Sound)?;
+        }
+        Ok(p)
     }
 
     fn stages(&self, p: &LipsyncParams) -> Vec<StageName> {

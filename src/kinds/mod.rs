@@ -169,6 +169,17 @@ pub struct StageRun<'a> {
 /// What validation may consult.
 pub struct ValidateCtx<'a> {
     pub config: &'a Config,
+    /// The submitter's own artifacts: an input parameter must name one of these
+    /// ([`inputs::require_input`]), as a running stage can read no other.
+    pub artifacts: &'a dyn OwnArtifacts,
+}
+
+/// The artifacts a submitter may give a job as inputs: their own.
+pub trait OwnArtifacts: Sync {
+    /// Artifact `id`, when the submitter owns it.
+    fn artifact(&self, id: Ulid) -> Option<Artifact>;
+    /// Absolute path of an artifact's bytes.
+    fn artifact_path(&self, artifact: &Artifact) -> PathBuf;
 }
 
 /// One job kind.

@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn validated_params_keep_the_stored_form_and_old_stores_still_read() {
         let config = Config::default();
-        let ctx = ValidateCtx { config: &config };
+        let ctx = ValidateCtx { config: &config, artifacts: &crate::kinds::inputs::tests::NoArtifacts };
         let stored = JobKind::validate(&Testcard, json!({"steps": "2", "fail": "fatal"}), &ctx).expect("valid");
         assert_eq!(
             stored,

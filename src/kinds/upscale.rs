@@ -9,7 +9,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 use super::fields::{artifact_param, int_field, reject_unknown, string_field, u32_in};
-use super::inputs::{input_file, installed_model, stage_model_file};
+use super::inputs::{Takes, input_file, installed_model, require_input, stage_model_file};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::kinds::StageName;
@@ -80,6 +80,14 @@ impl UpscaleRequest {
     }
 }
 
+/// Why upscale refuses a `w`×`h` input (`label` names it), when it does: its output is 4×
+/// larger, so it takes what pictures made may be (limits.max_image_side), not uploads.
+fn too_large(label: &str, w: u32, h: u32, config: &Config) -> Option<String> {
+    let max_side = config.limits.max_image_side;
+    (w.max(h) > max_side)
+        .then(|| format!("{label} is {w}x{h}; the largest side allowed is {max_side} (limits.max_image_side)"))
+}
+
 impl TypedKind for Upscale {
     type Params = UpscaleParams;
     const NAME: &'static str = "upscale";
@@ -94,7 +102,16 @@ impl TypedKind for Upscale {
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<UpscaleParams, ParamError> {
-        UpscaleRequest::from_json(params)?.resolve(ctx.config)
+        let p = UpscaleRequest::from_json(params)?.resolve(ctx.config)?;
+        let input = require_input(ctx, "input", &p.input, Takes::Visual)?;
+        // Uploads may be larger than upscale takes (limits.max_upload_side): a picture's
+        // header refuses one now, not when its turn comes.
+        if let Ok(header) = crate::media::picture::header_at(&ctx.artifacts.artifact_path(&input))
+            && let Some(why) = too_large(&format!("artifact {}", input.id), header.width, header.height, ctx.config)
+        {
+            return Err(ParamError::new("input", why));
+        }
+        Ok(p)
     }
 
     fn stages(&self, _p: &UpscaleParams) -> Vec<StageName> {
@@ -109,26 +126,11 @@ impl TypedKind for Upscale {
         let model_name = p.model.as_str();
 
         let input = input_file(run, "input", &p.input)?;
-        let max_side = run.config.limits.max_image_side;
-        let too_large = |w: u32, h: u32| {
-            (w.max(h) > max_side).then(|| {
-                StageError::fatal(format!(
-                    "{} is {w}x{h}; the largest side allowed is {max_side} (limits.max_image_side)",
-                    input.label
-                ))
-            })
-        };
-        // Uploads may be larger than upscale takes (limits.max_upload_side): a picture's
-        // header refuses one before its pixels are decoded.
-        if let Ok(header) = crate::media::picture::header_at(&input.path)
-            && let Some(refused) = too_large(header.width, header.height)
-        {
-            return Err(refused);
-        }
         let visual = open_visual(&input.path, &input.label, Some(&input.artifact.media_type))?;
         let (w, h) = visual.size();
-        if let Some(refused) = too_large(w, h) {
-            return Err(refused);
+        // A picture was measured at submission; a video (or a limit lowered since) here.
+        if let Some(why) = too_large(&input.label, w, h, run.config) {
+            return Err(StageError::fatal(why));
         }
         let upscaler = Upscaler::load(
             run.engine,

@@ -121,8 +121,7 @@ impl StageSink for JobSink {
     }
 
     fn artifact(&self, id: Ulid) -> Option<Artifact> {
-        // A job may read only its owner's artifacts, whatever id its request names.
-        self.store.artifact(id).ok().flatten().filter(|a| a.owner == self.job.owner)
+        self.store.owned_artifact(id, &self.job.owner)
     }
 
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {

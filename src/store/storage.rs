@@ -6,6 +6,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use super::codec::{decode, encode};
 use super::records::Artifact;
 use super::{ARTIFACTS, Store, StoreError};
+use ulid::Ulid;
 
 /// owner → bytes of its artifacts.
 pub(crate) const OWNER_BYTES: TableDefinition<&str, u64> = TableDefinition::new("owner_bytes");
@@ -54,6 +55,12 @@ pub(crate) fn rebuild(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 impl Store {
+    /// Artifact `id` when `owner` holds it: what a job of theirs may read, whatever id its
+    /// request names.
+    pub fn owned_artifact(&self, id: Ulid, owner: &str) -> Option<Artifact> {
+        self.artifact(id).ok().flatten().filter(|a| a.owner == owner)
+    }
+
     /// Bytes of artifacts `owner` holds.
     pub fn owner_bytes(&self, owner: &str) -> Result<u64, StoreError> {
         let txn = self.db.get()?.begin_read()?;

@@ -26,3 +26,16 @@ pub async fn create_key(d: &DaemonProc, by: Option<&str>, body: Value) -> (Strin
     assert_eq!(status, StatusCode::CREATED, "{v}");
     (v["id"].as_str().expect("id").to_string(), v["key"].as_str().expect("key").to_string())
 }
+
+/// Uploads `bytes` as `name` with `key` (none: unauthenticated); the artifact's answer.
+pub async fn upload(d: &DaemonProc, key: Option<&str>, name: &str, bytes: Vec<u8>) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
+    let mut r = reqwest::Client::new().post(d.at("/api/v1/artifacts")).multipart(form);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    let resp = r.send().await.expect("upload");
+    assert_eq!(resp.status(), StatusCode::CREATED, "upload of {name}");
+    resp.json().await.expect("artifact json")
+}

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
-use reelbox::kinds::{JobKind, StageError, StageName, StageRun, StageSink, ValidateCtx};
+use reelbox::kinds::{JobKind, OwnArtifacts, StageError, StageName, StageRun, StageSink, ValidateCtx};
 use reelbox::store::records::Artifact;
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
@@ -99,6 +99,28 @@ impl StageSink for DirSink {
     }
 }
 
+/// The sink's uploads are the submitter's artifacts, as a daemon's key holds its own.
+impl OwnArtifacts for DirSink {
+    fn artifact(&self, id: Ulid) -> Option<Artifact> {
+        StageSink::artifact(self, id)
+    }
+    fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
+        StageSink::artifact_path(self, artifact)
+    }
+}
+
+/// A submitter with no artifacts, for kinds validated without inputs.
+pub struct NoArtifacts;
+
+impl OwnArtifacts for NoArtifacts {
+    fn artifact(&self, _id: Ulid) -> Option<Artifact> {
+        None
+    }
+    fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
+        PathBuf::from(&artifact.path)
+    }
+}
+
 /// A config whose models dir is the test fixtures' model folder.
 pub fn fixture_config() -> Config {
     Config { models_dir: Some(super::fixture("models")), ..Config::default() }
@@ -112,7 +134,8 @@ pub fn run_kind(
     sink: &DirSink,
     params: serde_json::Value,
 ) -> Result<(), String> {
-    let params = kind.validate(params, &ValidateCtx { config }).map_err(|e| format!("validate: {e}"))?;
+    let params =
+        kind.validate(params, &ValidateCtx { config, artifacts: sink }).map_err(|e| format!("validate: {e}"))?;
     let cancel = CancellationToken::new();
     for stage in kind.stages(&params) {
         *sink.stage.lock().expect("lock") = stage.to_string();

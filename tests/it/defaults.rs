@@ -120,7 +120,11 @@ impl Box_ {
     /// jobs' params: a picture, speech, lip-sync (its model and face detector), upscale,
     /// face detection, and a render with a presenter and upscaling.
     async fn used(&self, http: &reqwest::Client) -> BTreeMap<String, Value> {
-        let id = ulid::Ulid::new().to_string();
+        // Inputs are checked at submission: a picture and a voice of this box's own.
+        let picture = common::media::png(&common::media::test_picture(64, 64, 1));
+        let picture = common::api::upload(&self.daemon, None, "face.png", picture).await["id"].clone();
+        let voice = common::media::wav_bytes(common::media::speechy_16k(8_000), 16_000);
+        let voice = common::api::upload(&self.daemon, None, "hello.wav", voice).await["id"].clone();
         let mut used = BTreeMap::new();
         let post = async |path: &str, body: Value| -> Value {
             let (status, job) = post_json(http, &self.daemon, path, body).await;
@@ -131,15 +135,15 @@ impl Box_ {
         used.insert("image".into(), image["model"].clone());
         let speech = post("/api/v1/speech", json!({"text": "Hello."})).await;
         used.insert("speech".into(), speech["voice"].clone());
-        let lipsync = post("/api/v1/lipsync", json!({"portrait": id, "audio": id})).await;
+        let lipsync = post("/api/v1/lipsync", json!({"portrait": picture, "audio": voice})).await;
         used.insert("lipsync".into(), lipsync["model"].clone());
         used.insert("lipsync face".into(), lipsync["face_model"].clone());
-        let upscale = post("/api/v1/upscale", json!({"input": id})).await;
+        let upscale = post("/api/v1/upscale", json!({"input": picture})).await;
         used.insert("upscale".into(), upscale["model"].clone());
-        let face = post("/api/v1/jobs", json!({"kind": "face_detect", "params": {"input": id}})).await;
+        let face = post("/api/v1/jobs", json!({"kind": "face_detect", "params": {"input": picture}})).await;
         used.insert("face_detect".into(), face["model"].clone());
         let render = json!({"script": "A red circle.", "width": 64, "height": 64, "steps": 1, "upscale": true,
-            "presenter": {"portrait": id, "face_box": [0, 0, 8, 8]}});
+            "presenter": {"portrait": picture, "face_box": [0, 0, 8, 8]}});
         let render = post("/api/v1/renders", render).await;
         for (stage, field) in
             [("diffusion", "model"), ("tts", "voice"), ("lipsync", "lipsync_model"), ("upscale", "upscale_model")]

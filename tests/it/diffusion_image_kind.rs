@@ -14,7 +14,7 @@ use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::image::{Image, LocalImageArgs, render_local};
-use reelbox::kinds::{JobKind, StageError, StageName, StageRun, StageSink, ValidateCtx};
+use reelbox::kinds::{JobKind, OwnArtifacts, StageError, StageName, StageRun, StageSink, ValidateCtx};
 use reelbox::pipelines::diffusion::{GenerateRequest, Hooks, SchedulerChoice, SdModel, SeededNoise, generate};
 use reelbox::pipelines::{Progress, diffusion::DiffusionError};
 use reelbox::store::records::Artifact;
@@ -140,9 +140,26 @@ impl StageSink for Sink {
     }
 }
 
+impl OwnArtifacts for Sink {
+    fn artifact(&self, id: Ulid) -> Option<Artifact> {
+        StageSink::artifact(self, id)
+    }
+    fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
+        StageSink::artifact_path(self, artifact)
+    }
+}
+
 fn validate(params: serde_json::Value) -> Result<serde_json::Value, reelbox::kinds::ParamError> {
+    validate_for(params, &common::sink::NoArtifacts)
+}
+
+/// Validates as a submitter holding `artifacts`.
+fn validate_for(
+    params: serde_json::Value,
+    artifacts: &dyn OwnArtifacts,
+) -> Result<serde_json::Value, reelbox::kinds::ParamError> {
     let config = config();
-    kind().validate(params, &ValidateCtx { config: &config })
+    kind().validate(params, &ValidateCtx { config: &config, artifacts })
 }
 
 fn run(params: &serde_json::Value, sink: &Sink, cancel: &CancellationToken) -> Result<(), StageError> {
@@ -315,17 +332,19 @@ fn img2img_reads_the_init_image_artifact() {
     let init = std::fs::read(fixture("reference/sd/init_64.png")).expect("init png");
     let sink = Sink::new();
     let id = sink.upload("init.png", &init);
-    let params =
-        validate(with(with(base(), "init_image", json!(id.to_string())), "strength", json!(0.5))).expect("valid");
+    let params = validate_for(with(with(base(), "init_image", json!(id.to_string())), "strength", json!(0.5)), &sink)
+        .expect("valid");
     run(&params, &sink, &CancellationToken::new()).expect("img2img renders");
     // diffusers' get_timesteps: strength 0.5 of 4 steps starts at index 2 of PLMS's 5 timesteps.
     assert_eq!(sink.progress.lock().expect("lock").last(), Some(&(3, 3)), "strength 0.5 of 4 PLMS steps runs 3");
     let out = image::load_from_memory(&sink.output("image.png")).expect("png").to_rgb8();
     let txt = image::load_from_memory(&render(base()).output("image.png")).expect("png").to_rgb8();
     assert_ne!(out, txt, "the init picture changes the result");
-    let missing = validate(with(base(), "init_image", json!(Ulid::new().to_string()))).expect("valid id");
+    // An id the submitter has no artifact of is refused at submission; one gone since, when run.
+    let err = validate(with(base(), "init_image", json!(Ulid::new().to_string()))).expect_err("no such artifact");
+    assert_eq!(err.field, "init_image");
     assert!(
-        matches!(run(&missing, &Sink::new(), &CancellationToken::new()), Err(e) if !e.is_retriable() && e.to_string().contains("init_image"))
+        matches!(run(&params, &Sink::new(), &CancellationToken::new()), Err(e) if !e.is_retriable() && e.to_string().contains("init_image"))
     );
 }
 

@@ -46,6 +46,7 @@ mod frozen_db;
 mod gpu_check;
 mod gpu_placement;
 mod hf_hub;
+mod job_inputs;
 mod media;
 mod models;
 mod openai_compat;

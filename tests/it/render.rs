@@ -222,7 +222,7 @@ fn a_render_without_model_or_voice_takes_the_configured_defaults() {
     config.defaults.image_model = Some("tiny-sd".into());
     config.defaults.voice = "de_DE-thorsten-medium".into();
     let render = reelbox::kinds::registry().into_iter().find(|k| k.name() == "render").expect("render kind");
-    let ctx = reelbox::kinds::ValidateCtx { config: &config };
+    let ctx = reelbox::kinds::ValidateCtx { config: &config, artifacts: &common::sink::NoArtifacts };
     let params = render.validate(json!({"script": "A lighthouse at dusk."}), &ctx).expect("valid render");
     assert_eq!(params["model"], "tiny-sd", "{params}");
     assert_eq!(params["voice"], "de_DE-thorsten-medium", "{params}");

@@ -81,7 +81,7 @@ fn speech_job_writes_a_wav_and_sentence_timings_with_progress_per_sentence() {
     let params = kind
         .validate(
             json!({"text": "First sentence here. And a second one!", "noise_scale": 0, "noise_w": 0, "sentence_silence": 0.1}),
-            &ValidateCtx { config: &config },
+            &ValidateCtx { config: &config, artifacts: &common::sink::NoArtifacts },
         )
         .expect("valid");
     assert_eq!(params["voice"], "en_US-joe-medium");
@@ -131,7 +131,10 @@ fn unknown_voice_is_refused_at_validation_naming_what_is_installed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = config(tmp.path());
     let err = speech_kind()
-        .validate(json!({"text": "Hi", "voice": "en_GB-nobody-low"}), &ValidateCtx { config: &config })
+        .validate(
+            json!({"text": "Hi", "voice": "en_GB-nobody-low"}),
+            &ValidateCtx { config: &config, artifacts: &common::sink::NoArtifacts },
+        )
         .expect_err("not installed");
     assert_eq!(err.field, "voice");
     // No catalog knows it, so no pull is offered (it would fail); what is installed is.
@@ -153,7 +156,12 @@ fn canceled_job_stops_before_writing_artifacts() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = config(tmp.path());
     let kind = speech_kind();
-    let params = kind.validate(json!({"text": "One. Two. Three."}), &ValidateCtx { config: &config }).expect("valid");
+    let params = kind
+        .validate(
+            json!({"text": "One. Two. Three."}),
+            &ValidateCtx { config: &config, artifacts: &common::sink::NoArtifacts },
+        )
+        .expect("valid");
     let engine = Engine::new(&config);
     let sink = RecordingSink {
         dir: tmp.path().to_path_buf(),

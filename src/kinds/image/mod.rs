@@ -7,6 +7,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
+use super::inputs::{Takes, require_input};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -140,7 +141,11 @@ impl TypedKind for Image {
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImageParams, ParamError> {
-        validate_params(params, ctx.config)
+        let p = validate_params(params, ctx.config)?;
+        if let Some(init) = &p.init_image {
+            require_input(ctx, "init_image", init, Takes::Picture)?;
+        }
+        Ok(p)
     }
 
     fn stages(&self, _p: &ImageParams) -> Vec<StageName> {

@@ -3,6 +3,7 @@
 //! first unfinished stage: plan → keyframes → narration → motion → talking head →
 //! upscale → mux. Parameters are in `params`, the stages' work in `stages`.
 
+use super::inputs::{Takes, require_input};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::kinds::StageName;
@@ -58,7 +59,14 @@ impl TypedKind for Render {
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<RenderParams, ParamError> {
-        validate_params(params, ctx)
+        let p = validate_params(params, ctx)?;
+        if let Some(presenter) = &p.presenter {
+            require_input(ctx, "presenter.portrait", &presenter.portrait, Takes::Picture)?;
+        }
+        if let Some(music) = &p.music {
+            require_input(ctx, "music", music, Takes::Sound)?;
+        }
+        Ok(p)
     }
 
     fn stages(&self, _p: &RenderParams) -> Vec<StageName> {

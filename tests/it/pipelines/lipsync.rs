@@ -248,10 +248,13 @@ fn bad_inputs_fail_with_errors_naming_them() {
 #[test]
 fn validation_names_the_bad_field() {
     let config = fixture_config();
-    let ctx = reelbox::kinds::ValidateCtx { config: &config };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sink = DirSink::new(tmp.path());
+    let ctx = reelbox::kinds::ValidateCtx { config: &config, artifacts: &sink };
     use reelbox::kinds::JobKind;
-    let id = ulid::Ulid::new().to_string();
-    let base = json!({"portrait": id, "audio": id, "face_box": [1, 2, 3, 4], "model": "tiny-wav2lip"});
+    let portrait = sink.upload("face.png", "image/png", b"png").to_string();
+    let audio = sink.upload("hello.wav", "audio/wav", b"wav").to_string();
+    let base = json!({"portrait": portrait, "audio": audio, "face_box": [1, 2, 3, 4], "model": "tiny-wav2lip"});
     assert!(Lipsync.validate(base.clone(), &ctx).is_ok());
     let field = |mut v: serde_json::Value, k: &str, x: serde_json::Value| {
         v[k] = x;
@@ -261,6 +264,8 @@ fn validation_names_the_bad_field() {
     assert_eq!(field(base.clone(), "model", json!("not-installed")), "model");
     assert_eq!(field(base.clone(), "model", json!("../etc")), "model");
     assert_eq!(field(base.clone(), "portrait", json!("nope")), "portrait");
+    assert_eq!(field(base.clone(), "portrait", json!(ulid::Ulid::new().to_string())), "portrait", "not this key's");
+    assert_eq!(field(base.clone(), "portrait", json!(audio)), "portrait", "a WAV is no portrait");
     assert_eq!(field(base.clone(), "text", json!("hello")), "text");
     assert_eq!(field(base.clone(), "voice", json!("en_US-joe-medium")), "voice");
     assert_eq!(field(base, "fps", json!(0)), "fps");

@@ -161,8 +161,13 @@ fn upscale_job_keeps_video_frames_and_sound() {
 fn upscale_job_refuses_a_non_image_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = DirSink::new(dir.path());
+    // Refused at submission by its type; one typed as a picture, when it is read.
     let input = sink.upload("readme.txt", "text/plain", b"hello");
     let params = json!({"input": input.to_string(), "model": "tiny-esrgan-x4"});
     let err = run_kind(&Upscale, &fixture_config(), engine(), &sink, params).expect_err("not an image");
-    assert!(err.contains("readme.txt") && err.contains("neither an image"), "{err}");
+    assert!(err.contains("readme.txt") && err.contains("input takes a picture"), "{err}");
+    let input = sink.upload("readme.png", "image/png", b"hello");
+    let params = json!({"input": input.to_string(), "model": "tiny-esrgan-x4"});
+    let err = run_kind(&Upscale, &fixture_config(), engine(), &sink, params).expect_err("not an image");
+    assert!(err.contains("readme.png") && err.contains("neither an image"), "{err}");
 }
