@@ -12,6 +12,7 @@ use reelbox::api::views::{ArtifactView, JobView};
 use reelbox::config::Config;
 use reelbox::daemon::Daemon;
 use reqwest::Method;
+use reqwest::multipart::{Form, Part};
 
 use super::Global;
 use super::client::Client;
@@ -148,6 +149,23 @@ pub async fn save_artifacts(
         files.push(dest);
     }
     Ok(files)
+}
+
+/// Uploads the file at `path`, given as `flag`, as an input artifact; its id. A refusal is
+/// said in the words of `flag`: the daemon's names its form field (`… 400 Bad Request:
+/// file: not a readable …`), which the user never typed.
+pub async fn upload(c: &Client, path: &Path, flag: &str) -> anyhow::Result<String> {
+    let bytes = tokio::fs::read(path).await.with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
+    let form = Form::new().part("file", Part::bytes(bytes).file_name(name));
+    let sent: anyhow::Result<serde_json::Value> =
+        c.send(c.request(Method::POST, "/api/v1/artifacts").multipart(form)).await;
+    let art = sent.map_err(|e| {
+        let text = e.to_string();
+        let why = text.split_once(": file: ").map_or(text.as_str(), |(_, why)| why);
+        anyhow!("{flag} {}: {why}", path.display())
+    })?;
+    art["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("the daemon answered the upload without an id"))
 }
 
 /// Refuses an `-o` whose directory does not exist before any work starts (a render of

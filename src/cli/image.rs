@@ -15,7 +15,7 @@ use reelbox::pipelines::Progress;
 use serde_json::json;
 
 use super::Global;
-use super::backend::{Backend, local, run_job, save_artifacts};
+use super::backend::{Backend, local, run_job, save_artifacts, upload};
 
 /// Arguments of `reelbox image`.
 #[derive(Debug, Args)]
@@ -73,12 +73,6 @@ pub struct ImageArgs {
 /// Runs `reelbox image`.
 pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&args.output)?;
-    // The daemon takes init pictures as artifact ids and has no upload route yet, so a
-    // local picture is rendered here.
-    let force_local = args.local || args.init.is_some();
-    if args.init.is_some() && !args.local {
-        eprintln!("reelbox: --init reads a local file; rendering in this process");
-    }
     let local_args = LocalImageArgs {
         prompt: args.prompt,
         output: args.output,
@@ -95,10 +89,17 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
         init: args.init,
         strength: args.strength,
     };
-    match Backend::choose(g, force_local).await? {
+    match Backend::choose(g, args.local).await? {
         Backend::Daemon(c) => {
+            // An init picture is sent to the daemon, so image-to-image runs where the GPU
+            // and the loaded model are (it ran in this process, on the CPU).
+            let init_image = match &local_args.init {
+                Some(path) => Some(upload(&c, path, "--init").await?),
+                None => None,
+            };
             // The daemon's own preview default applies (the local render makes none).
-            let mut body = serde_json::to_value(ImageRequest { preview_every: None, ..local_args.request()? })?;
+            let request = local_args.request()?;
+            let mut body = serde_json::to_value(ImageRequest { preview_every: None, init_image, ..request })?;
             if let (Some(profile), Some(obj)) = (&args.profile, body.as_object_mut()) {
                 obj.insert("profile".into(), json!(profile));
             }
@@ -111,7 +112,7 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
             report(g, &files, &job.params, c.base());
         }
         Backend::Local if args.profile.is_some() => {
-            anyhow::bail!("--profile: profiles live in the daemon; start `reelbox serve` (or drop --local/--init)")
+            anyhow::bail!("--profile: profiles live in the daemon; start `reelbox serve` (or drop --local)")
         }
         Backend::Local => {
             let config = Config::load(g.config.as_deref())?;

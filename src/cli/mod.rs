@@ -19,6 +19,7 @@ mod gc;
 mod image;
 mod jobs;
 mod keys;
+mod lipsync;
 mod models;
 mod models_import;
 mod models_pull;
@@ -29,6 +30,7 @@ mod serve;
 mod setup;
 mod table;
 mod top;
+mod upscale;
 mod voices;
 mod worker;
 
@@ -145,6 +147,10 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Render a script into a narrated, lip-synced, subtitled MP4.
     Render(render::RenderArgs),
+    /// Make a picture or video larger with the upscale model.
+    Upscale(upscale::UpscaleArgs),
+    /// Lip-sync a portrait (photo or video) to a narration or to text it speaks.
+    Lipsync(lipsync::LipsyncArgs),
     /// Render the bundled demo (runs setup first when pieces are missing).
     Demo(render::DemoArgs),
     /// Remove finished jobs and unused uploads older than `[retention]` allows, and files
@@ -245,6 +251,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Say(args) => say::run(&g, args).await,
         Command::Image(args) => image::run(&g, args).await,
         Command::Render(args) => render::run(&g, args).await,
+        Command::Upscale(args) => upscale::run(&g, args).await,
+        Command::Lipsync(args) => lipsync::run(&g, args).await,
         Command::Demo(args) => render::demo(&g, args).await,
         Command::Keys { action } => keys::run(&g, action).await,
         Command::Gc(args) => gc::run(&g, args).await,

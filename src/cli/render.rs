@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::Global;
-use super::backend::{Reach, run_job, save_artifacts};
+use super::backend::{Reach, run_job, save_artifacts, upload};
 use super::client::Client;
 
 /// Arguments of `reelbox render`.
@@ -77,14 +77,6 @@ pub struct DemoArgs {
     pub output: PathBuf,
 }
 
-async fn upload(c: &Client, path: &Path) -> anyhow::Result<String> {
-    let bytes = tokio::fs::read(path).await.with_context(|| format!("cannot read {}", path.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
-    let form = Form::new().part("file", Part::bytes(bytes).file_name(name));
-    let art: Value = c.send(c.request(Method::POST, "/api/v1/artifacts").multipart(form)).await?;
-    art["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("the daemon answered the upload without an id"))
-}
-
 async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyhow::Result<()> {
     let job = run_job(c, g, "/api/v1/renders", &body, None).await?;
     save_artifacts(c, &job, output, |a| a.name == "film.mp4").await?;
@@ -101,13 +93,6 @@ async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyh
         println!("{} (subtitles beside it: {srt}, {vtt}; job {})", film.display(), job.id);
     }
     Ok(())
-}
-
-/// An upload's refusal in the words of `--music`: the daemon's message names its form
-/// field (`… 400 Bad Request: file: not a readable …`), which the user never typed.
-fn upload_refusal(e: &anyhow::Error) -> String {
-    let text = e.to_string();
-    text.split_once(": file: ").map_or(text.clone(), |(_, why)| why.to_string())
 }
 
 /// Refuses an `-o` that does not end in `.mp4` (or `.m4v`/`.mov`, the same container): the
@@ -165,9 +150,7 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     let result = async {
         if let Some(m) = &a.music {
-            // The upload's refusal names its form field (`file`); the user typed --music.
-            let id = upload(c, m).await.map_err(|e| anyhow!("--music {}: {}", m.display(), upload_refusal(&e)))?;
-            body["music"] = json!(id);
+            body["music"] = json!(upload(c, m, "--music").await?);
         }
         render_with(c, g, body, &a.output).await
     }

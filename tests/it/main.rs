@@ -48,6 +48,7 @@ mod gpu_placement;
 mod hf_hub;
 mod job_inputs;
 mod media;
+mod media_cli;
 mod models;
 mod openai_compat;
 mod ops_metrics;

@@ -1,0 +1,80 @@
+//! `reelbox lipsync PORTRAIT`: a talking head from a photo (or video) and a narration,
+//! given as a sound file or as text to speak, on the daemon at `--url` when one answers,
+//! else on one started here (as `render` does).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::Global;
+use super::backend::{Reach, run_job, save_artifacts, upload};
+
+/// Arguments of `reelbox lipsync`.
+#[derive(Debug, Args)]
+pub struct LipsyncArgs {
+    /// The face: a picture (PNG, JPEG, WebP) or an MP4 video.
+    pub portrait: PathBuf,
+    /// The narration to lip-sync: WAV, MP3, FLAC or Ogg.
+    #[arg(long, required_unless_present = "text", conflicts_with = "text")]
+    pub audio: Option<PathBuf>,
+    /// Text to speak first with `--voice`, instead of `--audio`.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Voice for `--text` (default: the TTS default `reelbox models list` tags).
+    #[arg(long, requires = "text")]
+    pub voice: Option<String>,
+    /// Output MP4.
+    #[arg(short, long, default_value = "lipsync.mp4")]
+    pub output: PathBuf,
+    /// The face's box in the portrait, `x,y,w,h` in pixels (default: found by the face
+    /// detector).
+    #[arg(long)]
+    pub face_box: Option<String>,
+    /// Installed lip-sync model (default: the lip-sync default `reelbox models list` tags).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Frames per second of a still portrait's film.
+    #[arg(long)]
+    pub fps: Option<u32>,
+}
+
+/// Runs `reelbox lipsync`.
+pub async fn run(g: &Global, a: LipsyncArgs) -> anyhow::Result<ExitCode> {
+    super::backend::check_output(&a.output)?;
+    let face_box = a.face_box.as_deref().map(face_box).transpose()?;
+    let reach = Reach::new(g).await?;
+    let c = &reach.client;
+    let result = async {
+        let portrait = upload(c, &a.portrait, "portrait").await?;
+        let audio = match &a.audio {
+            Some(path) => Some(upload(c, path, "--audio").await?),
+            None => None,
+        };
+        let params = json!({"portrait": portrait, "audio": audio, "text": a.text, "voice": a.voice,
+            "face_box": face_box, "model": a.model, "fps": a.fps});
+        let job = run_job(c, g, "/api/v1/jobs", &json!({"kind": "lipsync", "params": params}), None).await?;
+        save_artifacts(c, &job, &a.output, |a| a.name == "lipsync.mp4").await?;
+        if g.json {
+            println!("{}", json!({"job": job.id, "output": a.output, "model": job.params["model"]}));
+        } else {
+            let film = std::path::absolute(&a.output).unwrap_or_else(|_| a.output.clone());
+            eprintln!("{} · job {}", job.params["model"].as_str().unwrap_or("?"), job.id);
+            println!("{}", film.display());
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    reach.close().await;
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+/// `x,y,w,h` as the API's `[x, y, w, h]`.
+fn face_box(text: &str) -> anyhow::Result<[u32; 4]> {
+    let parts: Vec<Option<u32>> = text.split(',').map(|p| p.trim().parse().ok()).collect();
+    match parts.as_slice() {
+        [Some(x), Some(y), Some(w), Some(h)] if *w > 0 && *h > 0 => Ok([*x, *y, *w, *h]),
+        _ => anyhow::bail!("--face-box {text:?}: give x,y,w,h in pixels, e.g. 120,80,200,240"),
+    }
+}

@@ -1,0 +1,76 @@
+//! `reelbox upscale FILE`: a picture or video made larger by the upscale model, on the
+//! daemon at `--url` when one answers, else on one started here (as `render` does).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::Global;
+use super::backend::{Reach, run_job, save_artifacts, upload};
+
+/// Arguments of `reelbox upscale`.
+#[derive(Debug, Args)]
+pub struct UpscaleArgs {
+    /// The picture (PNG, JPEG, WebP) or MP4 video to upscale.
+    pub input: PathBuf,
+    /// File to write (default: beside the input, `NAME-upscaled.png`, or `.mp4` for a video).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Installed upscale model (default: the upscale default `reelbox models list` tags).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Tile side in pixels (0: automatic; smaller uses less memory).
+    #[arg(long)]
+    pub tile: Option<u32>,
+}
+
+/// Whether the daemon makes a video of `input` (it keeps a video a video).
+fn is_video(input: &Path) -> bool {
+    let ext = input.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+    matches!(ext.as_deref(), Some("mp4" | "m4v" | "mov" | "webm" | "mkv"))
+}
+
+/// `NAME-upscaled.EXT` beside `input`, EXT as the daemon's output is.
+fn default_output(input: &Path) -> PathBuf {
+    let stem = input.file_stem().map_or_else(|| "output".into(), |s| s.to_string_lossy().into_owned());
+    input.with_file_name(format!("{stem}-upscaled.{}", if is_video(input) { "mp4" } else { "png" }))
+}
+
+/// Runs `reelbox upscale`.
+pub async fn run(g: &Global, a: UpscaleArgs) -> anyhow::Result<ExitCode> {
+    let output = a.output.clone().unwrap_or_else(|| default_output(&a.input));
+    super::backend::check_output(&output)?;
+    let reach = Reach::new(g).await?;
+    let c = &reach.client;
+    let result = async {
+        let input = upload(c, &a.input, "input").await?;
+        let body = json!({"kind": "upscale", "params": {"input": input, "model": a.model, "tile": a.tile}});
+        let job = run_job(c, g, "/api/v1/jobs", &body, None).await?;
+        let files = save_artifacts(c, &job, &output, |a| a.name.starts_with("upscaled.")).await?;
+        if g.json {
+            println!("{}", json!({"job": job.id, "files": files, "model": job.params["model"]}));
+        } else {
+            eprintln!("{} · job {}", job.params["model"].as_str().unwrap_or("?"), job.id);
+            for f in &files {
+                println!("{}", f.display());
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    reach.close().await;
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_lies_beside_the_input_and_keeps_a_video_a_video() {
+        assert_eq!(default_output(Path::new("photos/IMG_0001.JPG")), PathBuf::from("photos/IMG_0001-upscaled.png"));
+        assert_eq!(default_output(Path::new("clip.MOV")), PathBuf::from("clip-upscaled.mp4"));
+    }
+}
