@@ -19,7 +19,12 @@ pub fn job_artifacts(store: &Store, job: &Job) -> Result<Vec<Artifact>, StoreErr
 
 /// True for the low-resolution step previews an `image` job stores while it denoises.
 pub fn is_preview(artifact: &Artifact) -> bool {
-    artifact.stage.as_deref() == Some("preview") || artifact.name.starts_with("preview")
+    is_preview_named(artifact.stage.as_deref(), &artifact.name)
+}
+
+/// [`is_preview`] of an artifact known by its stage and name (a client's view of it).
+pub fn is_preview_named(stage: Option<&str>, name: &str) -> bool {
+    stage == Some("preview") || name.starts_with("preview")
 }
 
 /// The finished pictures of a job, in order.

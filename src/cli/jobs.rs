@@ -1,6 +1,7 @@
 //! `reelbox jobs ...`, `reelbox submit` and `reelbox queue ...`: mirrors of the daemon's
 //! job routes.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -40,6 +41,20 @@ pub enum JobsAction {
     Retry { id: String },
     /// Follow a job's progress until it ends.
     Watch { id: String },
+    /// Save a finished job's results (a render's film and subtitles, an image job's
+    /// pictures, ...) as files.
+    Get {
+        id: String,
+        /// Folder to save into.
+        #[arg(short, long, default_value = ".")]
+        output: PathBuf,
+        /// Every file of every stage (keyframes, narration, ...), also of a job that failed.
+        #[arg(long)]
+        all: bool,
+        /// Replace files that are there.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `reelbox submit KIND --param k=v ...`
@@ -117,6 +132,9 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
             print_job(g, &job)?;
         }
         JobsAction::Watch { id } => return watch(&c, g, &id).await,
+        JobsAction::Get { id, output, all, force } => {
+            super::jobs_get::run(&c, g, super::jobs_get::GetArgs { id, dir: output, all, force }).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@ mod cluster;
 mod gc;
 mod image;
 mod jobs;
+mod jobs_get;
 mod keys;
 mod lipsync;
 mod models;

@@ -1,7 +1,8 @@
 //! `reelbox upscale`, `reelbox lipsync` and `reelbox image --init` as a hobbyist types them
 //! against the real daemon: the local files are sent to the daemon, the jobs run in its
 //! queue (where its GPU and loaded models are) and the results land at `-o` or beside the
-//! input; a file the daemon refuses is named by the flag the user typed.
+//! input; `reelbox jobs get` saves a job's results by id; a file the daemon refuses is
+//! named by the flag the user typed.
 
 use crate::common;
 
@@ -52,6 +53,17 @@ async fn upscale_lipsync_and_image_to_image_send_local_files_to_the_daemon() {
         jobs.iter().filter(|j| j["state"] == "succeeded").filter_map(|j| j["kind"].as_str()).collect();
     assert_eq!(kinds, ["image", "lipsync", "upscale"], "newest first: {jobs:?}");
     assert!(jobs[0]["params"]["init_image"].is_string(), "{}", jobs[0]);
+
+    // Any job's results are fetched by id, as from another laptop: the edited picture
+    // without its step previews; a second fetch does not overwrite them unless told to.
+    let image_job = jobs[0]["id"].as_str().expect("id");
+    std::fs::create_dir(dir.join("got")).expect("dir");
+    let out = run_ok(&mut cli(&d, dir, &models, &["jobs", "get", image_job, "-o", "got"]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "got/image.png");
+    assert_eq!(std::fs::read(dir.join("got/image.png")).ok(), std::fs::read(dir.join("edit.png")).ok());
+    let again = cli(&d, dir, &models, &["jobs", "get", image_job, "-o", "got"]).output().expect("run");
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"), "{again:?}");
+    run_ok(&mut cli(&d, dir, &models, &["jobs", "get", image_job, "-o", "got", "--force"]));
 
     // A file the daemon will not take is named as the user gave it.
     std::fs::write(dir.join("notes.txt"), "not a picture").expect("notes");
