@@ -206,6 +206,9 @@ pub fn image_params(config: &Config, req: &ImageRequest) -> Result<image::ImageR
         negative_prompt: req.negative_prompt.clone(),
         seed,
         steps: req.steps.map(i64::from),
+        // Step previews serve only a stream's partial images; otherwise each would be one
+        // more stored artifact in the job's list and the dashboard, and nobody reads it.
+        preview_every: (!(req.stream && req.partial_images.unwrap_or(0) > 0)).then_some(0),
         ..image::ImageRequest::default()
     })
 }
@@ -278,9 +281,8 @@ pub async fn respond(
     Ok(resp)
 }
 
-/// The finished pictures of a job that succeeded.
-async fn pictures(state: &AppState, waiting: Waiting) -> Result<(Job, Vec<Artifact>), OpenAiError> {
-    let job = waiting.finish().await?;
+/// The finished pictures of a job that ended (an error unless it succeeded).
+fn pictures(state: &AppState, job: Job) -> Result<(Job, Vec<Artifact>), OpenAiError> {
     if !matches!(job.state, JobState::Succeeded { .. }) {
         return Err(job_failure(&job));
     }
@@ -298,7 +300,7 @@ async fn answer_pictures(
     waiting: Waiting,
     answer: &Answer,
 ) -> Result<Response, OpenAiError> {
-    let (job, images) = pictures(state, waiting).await?;
+    let (job, images) = pictures(state, waiting.finish().await?)?;
     let base = base_url(headers, &state.config);
     let mut data = Vec::with_capacity(images.len());
     for a in images {
@@ -346,7 +348,7 @@ async fn stream_pictures(
         })
     };
     let mut partials = 0;
-    loop {
+    let job = loop {
         match waiting.next().await? {
             Progress::Preview(id) if partials < answer.partial_images => {
                 let Ok(Some(a)) = state.store.artifact(id) else { continue };
@@ -365,10 +367,10 @@ async fn stream_pictures(
                 partials += 1;
             }
             Progress::Preview(_) => {}
-            Progress::Done(_) => break,
+            Progress::Done(job) => break job,
         }
-    }
-    let (job, images) = pictures(&state, waiting).await?;
+    };
+    let (job, images) = pictures(&state, job)?;
     for a in images {
         let mut e = event(
             &format!("{}.completed", answer.events),
