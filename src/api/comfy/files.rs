@@ -172,7 +172,7 @@ pub async fn upload_image(
     // ComfyUI's `overwrite` replaces the file (without it ComfyUI would rename; the answer's
     // name is the one to use either way).
     let own = original.rsplit(['/', '\\']).next().unwrap_or(&original);
-    comfy.uploads.record(&caller.owner, &joined(&subfolder, own), art.id);
+    comfy.uploads.record(&caller.owner, &joined(&subfolder, own), art.id).await;
     Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
 }
 
