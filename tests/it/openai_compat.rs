@@ -185,6 +185,20 @@ async fn errors_come_in_openais_shape_naming_the_param() {
     let missing = c.get(d.at("/v1/models/nope")).send().await.expect("model");
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.json::<Value>().await.expect("json")["error"]["type"], "not_found_error");
+    // A client behind an HTTPS proxy that left out /v1 is told the base URL it uses, on the
+    // OpenAI paths and on the `/models` it shares with ComfyUI.
+    let proxied = |req: reqwest::RequestBuilder| {
+        req.header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "studio.example")
+            .header("x-stainless-lang", "python")
+    };
+    for req in [c.post(d.at("/images/generations")).json(&json!({"prompt": "x"})), c.get(d.at("/models"))] {
+        let resp = proxied(req).send().await.expect("request");
+        assert_eq!(resp.status(), 404);
+        let err: Value = resp.json().await.expect("json");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("base_url https://studio.example/v1"), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
 use axum::extract::rejection::BytesRejection;
 
 use crate::api::auth::Caller;
+use crate::api::origin::base_url;
 use crate::api::outputs::{final_images, is_preview};
 use crate::api::{ApiError, AppState};
 use crate::config::Config;
@@ -223,18 +224,6 @@ fn openai_param(field: &str) -> &str {
     }
 }
 
-/// The absolute base URL the client reached us at (`Host`, `X-Forwarded-Proto`).
-pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let scheme = header("x-forwarded-proto").filter(|s| *s == "https" || *s == "http").unwrap_or("http");
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| config.bind.to_string());
-    format!("{scheme}://{host}")
-}
-
 /// Generate pictures (OpenAI-compatible).
 #[utoipa::path(post, path = "/v1/images/generations", request_body = ImageRequest, tag = "openai",
     responses((status = 200, body = ImagesResponse, description = "the pictures; with `stream: true` server-sent events"),
@@ -407,15 +396,5 @@ mod tests {
         assert_eq!(quality_preset("low").expect("ok"), Some("fast"));
         assert_eq!(quality_preset("auto").expect("ok"), None);
         assert!(quality_preset("ultra").is_err());
-    }
-
-    #[test]
-    fn base_url_follows_the_host_header() {
-        let mut h = HeaderMap::new();
-        h.insert("host", "box.lan:8470".parse().expect("hv"));
-        assert_eq!(base_url(&h, &Config::default()), "http://box.lan:8470");
-        h.insert("x-forwarded-proto", "https".parse().expect("hv"));
-        assert_eq!(base_url(&h, &Config::default()), "https://box.lan:8470");
-        assert_eq!(base_url(&HeaderMap::new(), &Config::default()), "http://127.0.0.1:8470");
     }
 }
