@@ -345,13 +345,7 @@ pub async fn commit_upload(state: &AppState, caller: &Caller, art: Artifact) -> 
             if let Err(rm) = tokio::fs::remove_file(&path).await {
                 tracing::warn!(path = %path.display(), "could not remove a refused upload: {rm}");
             }
-            // Named as people know the key, not by its id.
-            Err(match e {
-                StoreError::StorageQuotaExceeded { used, adding, limit, .. } => {
-                    StoreError::StorageQuotaExceeded { owner: caller.label.clone(), used, adding, limit }.into()
-                }
-                other => other.into(),
-            })
+            Err(e.naming_owner(&caller.label).into())
         }
     }
 }
