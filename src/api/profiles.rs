@@ -231,9 +231,7 @@ fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) 
         p.style.preset = if name.is_empty() {
             None
         } else {
-            let presets =
-                Presets::load(&state.config.data_dir).map_err(|e| ApiError::field("preset", e.to_string()))?;
-            presets.named(name).map_err(|e| ApiError::field("preset", e.to_string()))?;
+            Presets::check(&state.config.data_dir, Some(name)).map_err(|e| ApiError::field("preset", e.to_string()))?;
             Some(name.to_string())
         };
     }
