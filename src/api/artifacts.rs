@@ -172,6 +172,22 @@ pub struct Upload {
     pub bytes: Vec<u8>,
 }
 
+impl Upload {
+    /// Stores the file (see [`store_upload`]) under the name it was sent with, or
+    /// `<field>.<ext>` when it came without one.
+    pub async fn store(self, state: &AppState, caller: &Caller, media_type: &str) -> Result<Artifact, ApiError> {
+        let Upload { field, file_name, bytes } = self;
+        let name = |a: &Artifact| {
+            if file_name.is_empty() {
+                format!("{field}.{}", artifacts::extension_for(&a.media_type))
+            } else {
+                file_name
+            }
+        };
+        store_upload(state, caller, bytes, media_type, "profile", name).await
+    }
+}
+
 /// Upload an input file (image, audio or MP4 video) as an artifact: multipart field `file`.
 #[utoipa::path(post, path = "/api/v1/artifacts", request_body(content_type = "multipart/form-data", content = Object, description = "field `file`"),
     responses((status = 201, body = ArtifactView), (status = 400, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
@@ -194,8 +210,7 @@ pub async fn upload(
         let file_name = field.file_name().unwrap_or("upload").to_string();
         let bytes = field.bytes().await.map_err(bad)?.to_vec();
         let (media_type, picture) = upload_media_type(&state, &file_name, &bytes).await?;
-        let up = Upload { field: "file", file_name, bytes };
-        let art = store_upload(&state, &caller, &up, media_type).await?;
+        let art = Upload { field: "file", file_name, bytes }.store(&state, &caller, media_type).await?;
         return Ok((StatusCode::CREATED, Json(ArtifactView::from(&art).with_picture(picture))));
     }
     Err(ApiError::field("file", "is required (multipart field `file`)"))
@@ -330,46 +345,41 @@ pub async fn commit_upload(state: &AppState, caller: &Caller, art: Artifact) -> 
             if let Err(rm) = tokio::fs::remove_file(&path).await {
                 tracing::warn!(path = %path.display(), "could not remove a refused upload: {rm}");
             }
-            // Named as people know the key, not by its id.
-            Err(match e {
-                StoreError::StorageQuotaExceeded { used, adding, limit, .. } => {
-                    StoreError::StorageQuotaExceeded { owner: caller.label.clone(), used, adding, limit }.into()
-                }
-                other => other.into(),
-            })
+            Err(e.naming_owner(&caller.label).into())
         }
     }
 }
 
-/// Stores validated upload bytes durably as an artifact of the caller, within its
-/// storage quota.
+/// Stores validated upload bytes durably as an artifact of the caller at `stage`, within its
+/// storage quota; `name` names it from its record (ComfyUI's names carry the artifact id).
 pub async fn store_upload(
     state: &AppState,
     caller: &Caller,
-    up: &Upload,
+    bytes: Vec<u8>,
     media_type: &str,
+    stage: &str,
+    name: impl FnOnce(&Artifact) -> String,
 ) -> Result<Artifact, ApiError> {
-    check_room(state, caller, up.bytes.len() as u64)?;
+    check_room(state, caller, bytes.len() as u64)?;
     let id = state.store.new_id();
     let dir = state.store.artifacts_dir().to_path_buf();
-    let bytes = up.bytes.clone();
     let ext = artifacts::extension_for(media_type);
     let stored = tokio::task::spawn_blocking(move || artifacts::write_bytes(&dir, &id.to_string(), ext, &bytes))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
-    let name = if up.file_name.is_empty() { format!("{}.{ext}", up.field) } else { up.file_name.clone() };
-    let art = Artifact {
+    let mut art = Artifact {
         id,
         owner: caller.owner.clone(),
         job: None,
-        stage: Some("profile".into()),
-        name,
+        stage: Some(stage.into()),
+        name: String::new(),
         media_type: media_type.to_string(),
         size: stored.size,
         sha256: stored.sha256,
         path: stored.rel_path,
         created_at: now_ms(),
     };
+    art.name = name(&art);
     commit_upload(state, caller, art).await
 }
 

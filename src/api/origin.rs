@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::config::ServerConfig;
+use crate::config::{Config, ServerConfig};
 
 /// Name suffixes of private networks (mDNS, home routers, RFC 8375) accepted as hosts.
 const LAN_SUFFIXES: &[&str] = &[".local", ".lan", ".internal", ".home.arpa", ".localhost"];
@@ -48,7 +48,7 @@ impl Guard {
     }
 
     /// The guard of the running machine.
-    pub fn for_config(config: &crate::config::Config) -> Self {
+    pub fn for_config(config: &Config) -> Self {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
         let scheme = if config.tls.cert.is_some() { "https" } else { "http" };
         Self::new(&config.server, hostname, scheme)
@@ -116,6 +116,19 @@ fn with_default_port(authority: &str, scheme: &str) -> String {
 /// The request's host: HTTP/2's `:authority` (in the URI) or the `Host` header.
 pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
     uri.authority().map(|a| a.as_str()).or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+}
+
+/// The absolute base URL the client reached us at (`Host`, or a proxy's `X-Forwarded-Host`
+/// and `X-Forwarded-Proto`; the bind address when no usable host was sent).
+pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let scheme = header("x-forwarded-proto").filter(|s| *s == "https" || *s == "http").unwrap_or("http");
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| config.bind.to_string());
+    format!("{scheme}://{host}")
 }
 
 fn forbidden(code: &'static str, message: String) -> Response {
@@ -235,5 +248,15 @@ mod tests {
         assert!(!g.origin_allowed("null", Some("127.0.0.1:8470")), "sandboxed pages and files");
         assert!(!g.origin_allowed("http://127.0.0.1:8470", None));
         assert!(guard(&[], &["*"]).origin_allowed("http://evil.example", None));
+    }
+
+    #[test]
+    fn base_url_follows_the_host_header() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "box.lan:8470".parse().expect("hv"));
+        assert_eq!(base_url(&h, &Config::default()), "http://box.lan:8470");
+        h.insert("x-forwarded-proto", "https".parse().expect("hv"));
+        assert_eq!(base_url(&h, &Config::default()), "https://box.lan:8470");
+        assert_eq!(base_url(&HeaderMap::new(), &Config::default()), "http://127.0.0.1:8470");
     }
 }

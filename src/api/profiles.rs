@@ -8,7 +8,7 @@ use serde::Deserialize;
 use ulid::Ulid;
 use utoipa::ToSchema;
 
-use super::artifacts::{Upload, audio_media_type, store_upload};
+use super::artifacts::{Upload, audio_media_type};
 use super::auth::Caller;
 use super::jobs::parse_id;
 use super::json::ApiJson;
@@ -169,8 +169,9 @@ pub async fn create(
     let total = checked.iter().map(|(up, _)| up.bytes.len() as u64).fold(0u64, u64::saturating_add);
     super::artifacts::check_room(&state, &caller, total)?;
     for (up, media_type) in checked {
-        let art = store_upload(&state, &caller, &up, media_type).await?;
-        match up.field {
+        let field = up.field;
+        let art = up.store(&state, &caller, media_type).await?;
+        match field {
             "portrait" => profile.portrait = Some(art.id),
             _ => profile.voice_sample = Some(art.id),
         }
@@ -230,9 +231,7 @@ fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) 
         p.style.preset = if name.is_empty() {
             None
         } else {
-            let presets =
-                Presets::load(&state.config.data_dir).map_err(|e| ApiError::field("preset", e.to_string()))?;
-            presets.named(name).map_err(|e| ApiError::field("preset", e.to_string()))?;
+            Presets::check(&state.config.data_dir, Some(name)).map_err(|e| ApiError::field("preset", e.to_string()))?;
             Some(name.to_string())
         };
     }

@@ -135,11 +135,7 @@ impl Service {
             Err(StoreError::GpuQuotaExceeded { used_ms, reserved_ms, estimate_ms, limit_ms, .. }) => {
                 return Err(gpu_quota_refusal(who, used_ms, reserved_ms, estimate_ms, limit_ms).into());
             }
-            // Named as people know the key (`key "kid"`), not by its id.
-            Err(StoreError::OwnerQueueFull { queued, limit, .. }) => {
-                return Err(StoreError::OwnerQueueFull { owner: who.label.clone(), queued, limit }.into());
-            }
-            other => other?,
+            other => other.map_err(|e| e.naming_owner(&who.label))?,
         };
         if !submitted.existing {
             self.scheduler.notify();

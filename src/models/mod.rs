@@ -449,11 +449,10 @@ fn read_manifests(dir: &Path) -> Vec<(Manifest, PathBuf)> {
         .collect()
 }
 
-/// Writes a file through a temp file and rename, so readers never see half of it.
+/// Writes a file durably (`durable::write`: temp file, fsync, rename), so readers never
+/// see half of it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    crate::durable::write(path, bytes).map_err(io_err(path))
 }
 
 /// `1.5 MB`-style sizes, in decimal units as disks are sold.

@@ -3,14 +3,14 @@
 //! a crash left behind are removed at start.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::StoreError;
+use crate::durable::{self, TEMP_SUFFIX, sync_dir};
 
-const TEMP_SUFFIX: &str = ".partial";
+use super::StoreError;
 
 /// Where an artifact's bytes landed.
 #[derive(Debug, Clone)]
@@ -42,14 +42,7 @@ fn rel_path(id: &str, ext: &str) -> String {
 pub fn write_bytes(dir: &Path, id: &str, ext: &str, bytes: &[u8]) -> Result<StoredFile, StoreError> {
     let rel = rel_path(id, ext);
     let dest = dir.join(&rel);
-    let parent = dest.parent().unwrap_or(dir).to_path_buf();
-    std::fs::create_dir_all(&parent).map_err(|e| file_err(&parent, e))?;
-    let tmp = PathBuf::from(format!("{}{TEMP_SUFFIX}", dest.display()));
-    let mut f = File::create(&tmp).map_err(|e| file_err(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| file_err(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, &dest).map_err(|e| file_err(&dest, e))?;
-    sync_dir(&parent);
+    durable::write(&dest, bytes).map_err(|e| file_err(&dest, e))?;
     Ok(StoredFile { rel_path: rel, size: bytes.len() as u64, sha256: hex::encode(Sha256::digest(bytes)) })
 }
 
@@ -60,7 +53,7 @@ pub fn adopt_file(dir: &Path, id: &str, ext: &str, src: &Path) -> Result<StoredF
     let dest = dir.join(&rel);
     let parent = dest.parent().unwrap_or(dir).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(|e| file_err(&parent, e))?;
-    let tmp = PathBuf::from(format!("{}{TEMP_SUFFIX}", dest.display()));
+    let tmp = durable::temp_of(&dest);
     if std::fs::rename(src, &tmp).is_err() {
         std::fs::copy(src, &tmp).map_err(|e| file_err(&tmp, e))?;
     }
@@ -99,13 +92,6 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
 /// Size and sha256 of a file, as a store error naming the path.
 pub fn hash_file(path: &Path) -> Result<(u64, String), StoreError> {
     sha256_file(path).map_err(|e| file_err(path, e))
-}
-
-fn sync_dir(dir: &Path) {
-    // Makes the rename itself durable; failure only weakens crash safety, so log it.
-    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
-        tracing::warn!("cannot fsync {}: {e}", dir.display());
-    }
 }
 
 /// Removes temp files a crash left in the artifacts dir.

@@ -26,6 +26,21 @@ pub(crate) const GPU_RESERVED: TableDefinition<&str, u64> = TableDefinition::new
 
 pub use crate::time::{DAY_MS, day_of};
 
+// The refusals these tables lead to are built with the owner id the store keeps.
+impl StoreError {
+    /// The same error with a quota refusal naming its owner as people know it (`key "kid"`)
+    /// instead of by the owner id the store keeps; other errors are unchanged.
+    pub fn naming_owner(mut self, label: &str) -> Self {
+        if let Self::OwnerQueueFull { owner, .. }
+        | Self::GpuQuotaExceeded { owner, .. }
+        | Self::StorageQuotaExceeded { owner, .. } = &mut self
+        {
+            *owner = label.to_string();
+        }
+        self
+    }
+}
+
 /// Keeps the per-owner tables in step with one job write (`old` → `new`).
 pub(crate) fn on_job_write(txn: &WriteTransaction, old: Option<&Job>, new: &Job) -> Result<(), StoreError> {
     let was_queued = old.is_some_and(|j| matches!(j.state, JobState::Queued { .. }));
@@ -197,6 +212,19 @@ pub(crate) mod tests {
     use super::*;
     use crate::store::StoreError;
     use crate::store::records::Job;
+
+    #[test]
+    fn quota_refusals_name_the_owner_as_people_know_it() {
+        let full = StoreError::OwnerQueueFull { owner: "01KEYID".into(), queued: 3, limit: 3 };
+        assert_eq!(
+            full.naming_owner("key \"kid\"").to_string(),
+            "key \"kid\" already has 3 queued jobs; its quota max_queued is 3"
+        );
+        let storage = StoreError::StorageQuotaExceeded { owner: "01KEYID".into(), used: 1, adding: 2, limit: 2 };
+        assert!(storage.naming_owner("key \"kid\"").to_string().starts_with("key \"kid\" holds 1 bytes"));
+        let other = StoreError::QueueFull { queued: 3, limit: 3 };
+        assert_eq!(other.naming_owner("key \"kid\"").to_string(), "queue is full (3 queued, limit 3)");
+    }
 
     /// A queued testcard job of `owner`.
     pub(crate) fn job(store: &Store, owner: &str) -> Job {

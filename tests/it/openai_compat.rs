@@ -6,9 +6,11 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
+use common::api::call;
 use common::compat::{TINY_SD, ffprobe, models_dir, run_client, start_daemon, start_daemon_with};
 use common::daemon::DaemonProc;
 use common::provision::JOE;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 fn http() -> reqwest::Client {
@@ -183,6 +185,20 @@ async fn errors_come_in_openais_shape_naming_the_param() {
     let missing = c.get(d.at("/v1/models/nope")).send().await.expect("model");
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.json::<Value>().await.expect("json")["error"]["type"], "not_found_error");
+    // A client behind an HTTPS proxy that left out /v1 is told the base URL it uses, on the
+    // OpenAI paths and on the `/models` it shares with ComfyUI.
+    let proxied = |req: reqwest::RequestBuilder| {
+        req.header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "studio.example")
+            .header("x-stainless-lang", "python")
+    };
+    for req in [c.post(d.at("/images/generations")).json(&json!({"prompt": "x"})), c.get(d.at("/models"))] {
+        let resp = proxied(req).send().await.expect("request");
+        assert_eq!(resp.status(), 404);
+        let err: Value = resp.json().await.expect("json");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("base_url https://studio.example/v1"), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +257,7 @@ async fn url_responses_point_at_the_artifact_through_the_callers_host() {
     let data = tempfile::tempdir().expect("tempdir");
     let d = start_daemon(data.path(), models.path());
     let c = http();
-    let body = json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64", "n": 2, "seed": 7, "steps": 4,
+    let body = json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64", "n": 2, "seed": 7, "steps": 6,
         "negative_prompt": "blurry", "response_format": "url"});
     let resp = c
         .post(d.at("/v1/images/generations"))
@@ -268,8 +284,13 @@ async fn url_responses_point_at_the_artifact_through_the_callers_host() {
     // The extensions reached the job.
     let job: Value =
         c.get(d.at(&format!("/api/v1/jobs/{job_id}"))).send().await.expect("job").json().await.expect("json");
-    assert_eq!((job["params"]["seed"].as_u64(), job["params"]["steps"].as_u64()), (Some(7), Some(4)));
+    assert_eq!((job["params"]["seed"].as_u64(), job["params"]["steps"].as_u64()), (Some(7), Some(6)));
     assert_eq!(job["params"]["negative_prompt"], "blurry");
+    // Nothing streamed, so the job made no step previews: its artifacts are the two pictures.
+    let (_, artifacts) = call(None, Method::GET, d.at(&format!("/api/v1/jobs/{job_id}/artifacts")), None).await;
+    let names: Vec<&str> = artifacts.as_array().expect("list").iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with("preview")), "{names:?}");
     // Both compatibility layers are described in the OpenAPI document.
     let doc: Value = c.get(d.at("/openapi.json")).send().await.expect("doc").json().await.expect("json");
     for path in ["/v1/images/generations", "/v1/audio/speech", "/v1/models", "/prompt", "/history/{prompt_id}", "/ws"] {

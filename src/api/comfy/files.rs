@@ -14,10 +14,11 @@ use utoipa::IntoParams;
 
 use super::Comfy;
 use super::uploads::{Uploads, joined};
-use crate::api::artifacts::{check_room, checked_image, commit_upload, serve_artifact};
+use crate::api::artifacts::{checked_image, serve_artifact, store_upload};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
-use crate::store::records::{Artifact, now_ms};
+use crate::media::picture::Header;
+use crate::store::records::Artifact;
 use crate::store::{StoreError, artifacts};
 
 /// Keeps a name to characters every filesystem and URL takes.
@@ -30,17 +31,21 @@ fn clean(name: &str) -> String {
     s.trim_matches('.').to_string()
 }
 
+/// A name's last part, after any `/` or `\\` (clients send Windows and POSIX paths alike).
+fn base_name(name: &str) -> &str {
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
 /// The ComfyUI file name of an artifact: `<prefix>_<artifact id>.<ext>`.
 pub fn file_name(prefix: &str, artifact: &Artifact) -> String {
-    let base = prefix.rsplit(['/', '\\']).next().unwrap_or(prefix);
-    let base = clean(base);
+    let base = clean(base_name(prefix));
     let ext = artifacts::extension_for(&artifact.media_type);
     if base.is_empty() { format!("{}.{ext}", artifact.id) } else { format!("{base}_{}.{ext}", artifact.id) }
 }
 
 /// The artifact id at the end of a ComfyUI file name.
 pub fn artifact_id(name: &str) -> Option<Ulid> {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let base = base_name(name);
     let stem = base.rsplit_once('.').map_or(base, |(s, _)| s);
     let tail = stem.rsplit('_').next().unwrap_or(stem);
     Ulid::from_string(tail).ok()
@@ -167,50 +172,28 @@ pub async fn upload_image(
     }
     let (original, bytes) =
         image.ok_or_else(|| ApiError::field("image", "send the picture as multipart field \"image\""))?;
-    let art = store_picture(&state, &caller, "image", &original, bytes).await?;
+    let header = checked_image(&state, &bytes).await.map_err(|e| ApiError::field("image", e.to_string()))?;
+    let art = store_picture(&state, &caller, &original, bytes, &header).await?;
     // Also under the client's own name: the newest upload of a name is what it means, as
     // ComfyUI's `overwrite` replaces the file (without it ComfyUI would rename; the answer's
     // name is the one to use either way).
-    let own = original.rsplit(['/', '\\']).next().unwrap_or(&original);
-    comfy.uploads.record(&caller.owner, &joined(&subfolder, own), art.id);
+    comfy.uploads.record(&caller.owner, &joined(&subfolder, base_name(&original)), art.id).await;
     Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
 }
 
-/// Checks and keeps an uploaded picture (PNG, JPEG or WebP, within `limits.max_upload_side`
-/// and the caller's storage quota) as an upload artifact named `<stem>_<id>.<ext>`;
-/// refusals name `field`. ComfyUI's `/upload/image` and OpenAI's image edits share it.
+/// Keeps an uploaded picture that `checked_image` passed (its `header`) as an upload artifact
+/// named `<stem>_<id>.<ext>`, within the caller's storage quota. ComfyUI's `/upload/image`
+/// and OpenAI's image edits share it.
 pub async fn store_picture(
     state: &AppState,
     caller: &Caller,
-    field: &str,
     original: &str,
     bytes: Vec<u8>,
+    header: &Header,
 ) -> Result<Artifact, ApiError> {
-    let header = checked_image(state, &bytes).await.map_err(|e| ApiError::field(field, e.to_string()))?;
-    let media_type = header.format.to_mime_type();
-    check_room(state, caller, bytes.len() as u64)?;
-    let id = state.store.new_id();
-    let ext = artifacts::extension_for(media_type);
-    let dir = state.store.artifacts_dir().to_path_buf();
-    let stored = tokio::task::spawn_blocking(move || artifacts::write_bytes(&dir, &id.to_string(), ext, &bytes))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-    let stem = original.rsplit(['/', '\\']).next().unwrap_or(original);
-    let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
-    let mut art = Artifact {
-        id,
-        owner: caller.owner.clone(),
-        job: None,
-        stage: Some("upload".into()),
-        name: String::new(),
-        media_type: media_type.to_string(),
-        size: stored.size,
-        sha256: stored.sha256,
-        path: stored.rel_path,
-        created_at: now_ms(),
-    };
-    art.name = file_name(stem, &art);
-    commit_upload(state, caller, art).await
+    let base = base_name(original);
+    let stem = base.rsplit_once('.').map_or(base, |(s, _)| s);
+    store_upload(state, caller, bytes, header.format.to_mime_type(), "upload", |a| file_name(stem, a)).await
 }
 
 #[cfg(test)]

@@ -46,10 +46,10 @@ pub async fn object_info_one(State(state): State<AppState>, _caller: Caller, Pat
 /// Model folders (`["checkpoints"]`). An OpenAI SDK whose `base_url` lacks `/v1` lands
 /// here for `models.list()`: it is told to add `/v1` instead of getting a list it cannot read.
 #[utoipa::path(get, path = "/models", tag = "comfyui", responses((status = 200, description = "model folder names")))]
-pub async fn model_folders(_caller: Caller, headers: HeaderMap) -> Response {
+pub async fn model_folders(State(state): State<AppState>, _caller: Caller, headers: HeaderMap) -> Response {
     if crate::api::openai::from_openai_sdk(&headers) {
-        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("HOST:PORT");
-        return crate::api::openai::missing_v1_error(host).into_response();
+        let base = crate::api::origin::base_url(&headers, &state.config);
+        return crate::api::openai::missing_v1_error(&base).into_response();
     }
     Json(json!(["checkpoints"])).into_response()
 }

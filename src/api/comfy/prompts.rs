@@ -6,8 +6,6 @@
 //! by prompt id and by client.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -124,11 +122,10 @@ impl Prompts {
     /// Writes a record durably and indexes it.
     pub async fn put(&self, record: PromptRecord) -> Result<Arc<PromptMeta>, PromptStoreError> {
         let path = self.path(record.job);
-        let dir = self.dir.clone();
         let bytes =
             serde_json::to_vec(&record).map_err(|e| PromptStoreError { path: path.clone(), reason: e.to_string() })?;
         let target = path.clone();
-        tokio::task::spawn_blocking(move || write_durably(&dir, &target, &bytes))
+        tokio::task::spawn_blocking(move || crate::durable::write(&target, &bytes))
             .await
             .map_err(|e| PromptStoreError { path: path.clone(), reason: e.to_string() })?
             .map_err(|e| PromptStoreError { path: path.clone(), reason: e.to_string() })?;
@@ -170,15 +167,4 @@ impl Prompts {
         let bytes = std::fs::read(self.path(job)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
-}
-
-fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.partial");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
 }

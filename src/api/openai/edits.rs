@@ -12,8 +12,10 @@ use serde_json::{Map, Value};
 use super::image_output::Answer;
 use super::images::{ImageRequest, image_params, respond};
 use super::{OpenAiCaller, OpenAiError, parse_body};
-use crate::api::AppState;
+use crate::api::artifacts::checked_image;
 use crate::api::comfy::files::store_picture;
+use crate::api::{ApiError, AppState};
+use crate::media::picture::Header;
 
 /// Form fields sent as text that the request reads as numbers or a flag.
 const NUMBERS: [&str; 5] = ["n", "output_compression", "partial_images", "seed", "steps"];
@@ -34,8 +36,7 @@ fn typed(name: &str, text: String) -> Value {
 /// The picture's size for the job when the request gives none: its own as it is seen (a
 /// phone photo's EXIF orientation applied), scaled down to fit `limits.max_image_side`, each
 /// side rounded down to a multiple of 8.
-fn own_size(bytes: &[u8], max_side: u32) -> Option<String> {
-    let header = crate::media::picture::header(bytes).ok()?;
+fn own_size(header: &Header, max_side: u32) -> Option<String> {
     // A phone photo (4032×3024) is larger than pictures are made: its shape, scaled to fit.
     let scale = (f64::from(max_side) / f64::from(header.width.max(header.height))).min(1.0);
     let fit = |side: u32| ((f64::from(side) * scale) as u32) / 8 * 8;
@@ -90,8 +91,11 @@ pub async fn edits(
         0 => return Err(OpenAiError::param("image", "send the picture to edit as the multipart field image")),
         n => return Err(OpenAiError::param("image", format!("reelbox edits one picture at a time; got {n}"))),
     };
+    // Read once; a picture it refuses is refused after the other fields, as it always was.
+    let checked = checked_image(&state, &bytes).await.map_err(|e| ApiError::field("image", e.to_string()));
     if !fields.contains_key("size")
-        && let Some(size) = own_size(&bytes, state.config.limits.max_image_side)
+        && let Ok(header) = &checked
+        && let Some(size) = own_size(header, state.config.limits.max_image_side)
     {
         fields.insert("size".into(), Value::String(size));
     }
@@ -99,7 +103,7 @@ pub async fn edits(
     let req: ImageRequest = parse_body(&body)?;
     let answer = Answer::of(&req)?.for_edit();
     let mut params = image_params(&state.config, &req)?;
-    let picture = store_picture(&state, &caller, "image", &file, bytes).await?;
+    let picture = store_picture(&state, &caller, &file, bytes, &checked?).await?;
     params.init_image = Some(picture.id.to_string());
     params.strength = strength;
     respond(state, &caller, &headers, params, answer, req.stream).await

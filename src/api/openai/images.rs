@@ -16,6 +16,7 @@ use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
 use axum::extract::rejection::BytesRejection;
 
 use crate::api::auth::Caller;
+use crate::api::origin::base_url;
 use crate::api::outputs::{final_images, is_preview};
 use crate::api::{ApiError, AppState};
 use crate::config::Config;
@@ -206,6 +207,9 @@ pub fn image_params(config: &Config, req: &ImageRequest) -> Result<image::ImageR
         negative_prompt: req.negative_prompt.clone(),
         seed,
         steps: req.steps.map(i64::from),
+        // Step previews serve only a stream's partial images; otherwise each would be one
+        // more stored artifact in the job's list and the dashboard, and nobody reads it.
+        preview_every: (!(req.stream && req.partial_images.unwrap_or(0) > 0)).then_some(0),
         ..image::ImageRequest::default()
     })
 }
@@ -218,18 +222,6 @@ fn openai_param(field: &str) -> &str {
         "init_image" => "image",
         other => other,
     }
-}
-
-/// The absolute base URL the client reached us at (`Host`, `X-Forwarded-Proto`).
-pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let scheme = header("x-forwarded-proto").filter(|s| *s == "https" || *s == "http").unwrap_or("http");
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| config.bind.to_string());
-    format!("{scheme}://{host}")
 }
 
 /// Generate pictures (OpenAI-compatible).
@@ -278,9 +270,8 @@ pub async fn respond(
     Ok(resp)
 }
 
-/// The finished pictures of a job that succeeded.
-async fn pictures(state: &AppState, waiting: Waiting) -> Result<(Job, Vec<Artifact>), OpenAiError> {
-    let job = waiting.finish().await?;
+/// The finished pictures of a job that ended (an error unless it succeeded).
+fn pictures(state: &AppState, job: Job) -> Result<(Job, Vec<Artifact>), OpenAiError> {
     if !matches!(job.state, JobState::Succeeded { .. }) {
         return Err(job_failure(&job));
     }
@@ -298,7 +289,7 @@ async fn answer_pictures(
     waiting: Waiting,
     answer: &Answer,
 ) -> Result<Response, OpenAiError> {
-    let (job, images) = pictures(state, waiting).await?;
+    let (job, images) = pictures(state, waiting.finish().await?)?;
     let base = base_url(headers, &state.config);
     let mut data = Vec::with_capacity(images.len());
     for a in images {
@@ -346,7 +337,7 @@ async fn stream_pictures(
         })
     };
     let mut partials = 0;
-    loop {
+    let job = loop {
         match waiting.next().await? {
             Progress::Preview(id) if partials < answer.partial_images => {
                 let Ok(Some(a)) = state.store.artifact(id) else { continue };
@@ -365,10 +356,10 @@ async fn stream_pictures(
                 partials += 1;
             }
             Progress::Preview(_) => {}
-            Progress::Done(_) => break,
+            Progress::Done(job) => break job,
         }
-    }
-    let (job, images) = pictures(&state, waiting).await?;
+    };
+    let (job, images) = pictures(&state, job)?;
     for a in images {
         let mut e = event(
             &format!("{}.completed", answer.events),
@@ -405,15 +396,5 @@ mod tests {
         assert_eq!(quality_preset("low").expect("ok"), Some("fast"));
         assert_eq!(quality_preset("auto").expect("ok"), None);
         assert!(quality_preset("ultra").is_err());
-    }
-
-    #[test]
-    fn base_url_follows_the_host_header() {
-        let mut h = HeaderMap::new();
-        h.insert("host", "box.lan:8470".parse().expect("hv"));
-        assert_eq!(base_url(&h, &Config::default()), "http://box.lan:8470");
-        h.insert("x-forwarded-proto", "https".parse().expect("hv"));
-        assert_eq!(base_url(&h, &Config::default()), "https://box.lan:8470");
-        assert_eq!(base_url(&HeaderMap::new(), &Config::default()), "http://127.0.0.1:8470");
     }
 }

@@ -74,19 +74,19 @@ async fn not_served(uri: axum::http::Uri) -> OpenAiError {
     )
 }
 
-/// The message for an OpenAI client whose `base_url` lacks `/v1`.
-pub fn missing_v1_error(host: &str) -> OpenAiError {
+/// The message for an OpenAI client whose `base_url` lacks `/v1`; `base` is the URL it
+/// reached the box at (`origin::base_url`).
+pub fn missing_v1_error(base: &str) -> OpenAiError {
     OpenAiError::new(
         StatusCode::NOT_FOUND,
         "missing_v1",
-        format!("OpenAI clients reach reelbox at base_url http://{host}/v1 (this request left out /v1)"),
+        format!("OpenAI clients reach reelbox at base_url {base}/v1 (this request left out /v1)"),
     )
 }
 
 /// An OpenAI path without `/v1`: a client whose `base_url` lacks it.
-async fn missing_v1(headers: axum::http::HeaderMap) -> OpenAiError {
-    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("HOST:PORT");
-    missing_v1_error(host)
+async fn missing_v1(State(state): State<AppState>, headers: axum::http::HeaderMap) -> OpenAiError {
+    missing_v1_error(&crate::api::origin::base_url(&headers, &state.config))
 }
 
 /// Whether a request comes from an OpenAI SDK (they send `X-Stainless-*` headers), for

@@ -161,11 +161,8 @@ impl ImageRequest {
             return Err(ParamError::new("prompt", "required"));
         }
         self.limits(&prompt, config)?;
-        let presets = Presets::load(&config.data_dir).map_err(|e| ParamError::new("preset", e.to_string()))?;
-        let preset = match &self.preset {
-            Some(name) => Some(presets.named(name).map_err(|e| ParamError::new("preset", e.to_string()))?),
-            None => None,
-        };
+        let preset = Presets::check(&config.data_dir, self.preset.as_deref())
+            .map_err(|e| ParamError::new("preset", e.to_string()))?;
 
         // The whole catalog is read only to pick a default or to name the choices in an
         // error: a named, installed model is checked by its own directory.
@@ -194,8 +191,8 @@ impl ImageRequest {
         let (mut model_steps, mut model_guidance, model_scheduler) = model_defaults(&info);
         // A model's manifest may give its own steps and guidance (Turbo: 1–4, 0); presets follow it.
         let tuning = Catalog::tuning_of(config, &model);
-        let tuned = preset.zip(tuning).map(|(p, t)| p.tuned(t.max_steps, t.guidance, model_scheduler.name()));
-        let preset = tuned.as_ref().or(preset);
+        let tuned = preset.as_ref().zip(tuning).map(|(p, t)| p.tuned(t.max_steps, t.guidance, model_scheduler.name()));
+        let preset = tuned.as_ref().or(preset.as_ref());
         if let Some(t) = tuning {
             (model_steps, model_guidance) = (i64::from(t.steps), f64::from(t.guidance));
         }

@@ -125,6 +125,13 @@ impl Presets {
         Self::from_toml(&text, &path.display().to_string())
     }
 
+    /// The one check of a request's `preset`: `<data_dir>/presets.toml` (or the built-in
+    /// presets) must read, and `name`, when given, must be one of them.
+    pub fn check(data_dir: &Path, name: Option<&str>) -> Result<Option<Preset>, PresetError> {
+        let presets = Self::load(data_dir)?;
+        name.map(|n| presets.named(n).cloned()).transpose()
+    }
+
     /// The preset called `name`.
     pub fn get(&self, name: &str) -> Option<&Preset> {
         self.by_name.get(name)
