@@ -107,7 +107,12 @@ impl TypedKind for Upscale {
         // Uploads may be larger than upscale takes (limits.max_upload_side): a picture's
         // header refuses one now, not when its turn comes.
         if let Ok(header) = crate::media::picture::header_at(&ctx.artifacts.artifact_path(&input))
-            && let Some(why) = too_large(&format!("artifact {}", input.id), header.width, header.height, ctx.config)
+            && let Some(why) = too_large(
+                &format!("input artifact {} ({})", input.id, input.name),
+                header.width,
+                header.height,
+                ctx.config,
+            )
         {
             return Err(ParamError::new("input", why));
         }
