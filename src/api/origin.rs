@@ -50,8 +50,7 @@ impl Guard {
     /// The guard of the running machine.
     pub fn for_config(config: &Config) -> Self {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
-        let scheme = if config.tls.cert.is_some() { "https" } else { "http" };
-        Self::new(&config.server, hostname, scheme)
+        Self::new(&config.server, hostname, config.tls.scheme())
     }
 
     /// Whether `host` (a `Host` header value, port optional) names this box acceptably.
@@ -122,7 +121,8 @@ pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str>
 /// and `X-Forwarded-Proto`; the bind address when no usable host was sent).
 pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let scheme = header("x-forwarded-proto").filter(|s| *s == "https" || *s == "http").unwrap_or("http");
+    // Behind a proxy its scheme; else the daemon's own (HTTPS when it holds a certificate).
+    let scheme = header("x-forwarded-proto").filter(|s| *s == "https" || *s == "http").unwrap_or(config.tls.scheme());
     let host = header("x-forwarded-host")
         .or_else(|| header("host"))
         .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))

@@ -194,6 +194,14 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
+impl TlsConfig {
+    /// The scheme the API is served with: `https` with a certificate and its key (the
+    /// daemon refuses to start with one alone).
+    pub fn scheme(&self) -> &'static str {
+        if self.cert.is_some() && self.key.is_some() { "https" } else { "http" }
+    }
+}
+
 /// ONNX Runtime settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -431,6 +431,11 @@ async fn tls_serves_https_with_the_configured_certificate() {
         .expect("client");
     let resp = client.get(format!("https://localhost:{port}/healthz")).send().await.expect("https request");
     assert_eq!(resp.status(), 200);
+    // URLs the box hands out are the https ones it serves (an OpenAI client told its base URL).
+    let resp = client.post(format!("https://localhost:{port}/images/generations")).json(&serde_json::json!({}));
+    let told: serde_json::Value = resp.send().await.expect("https request").json().await.expect("json");
+    let message = told["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("base_url https://localhost:{port}/v1")), "{told}");
     let cli = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_reelbox"))
             .args(["--json", "--url", &format!("https://localhost:{port}")])

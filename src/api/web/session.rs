@@ -160,7 +160,7 @@ impl BrowserSession {
 
 /// The `Set-Cookie` value for `token` (`None`: expire the cookie now).
 fn set_cookie(state: &AppState, token: Option<&str>) -> Result<HeaderValue, ApiError> {
-    let secure = if state.config.tls.cert.is_some() { "; Secure" } else { "" };
+    let secure = if state.config.tls.scheme() == "https" { "; Secure" } else { "" };
     let (value, age) = match token {
         Some(t) => (t, LIFETIME.as_secs()),
         None => ("", 0),
