@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use reelbox::api::keys::KeyView;
 use reelbox::api::views::ProfileView;
+use reelbox::client::profile_path;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 
@@ -140,16 +141,16 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
                     _ => anyhow::bail!("--face-box {raw:?}: write it as four whole numbers x,y,w,h"),
                 };
             }
-            let req = c.request(Method::PATCH, &format!("/api/v1/profiles/{id}")).json(&body);
+            let req = c.request(Method::PATCH, &profile_path(&id)).json(&body);
             let p: ProfileView = c.send(req).await?;
             print_profile(g, &p)?;
         }
         ProfilesAction::Show { id } => {
-            let p: ProfileView = c.get(&format!("/api/v1/profiles/{id}")).await?;
+            let p: ProfileView = c.get(&profile_path(&id)).await?;
             print_profile(g, &p)?;
         }
         ProfilesAction::Rm { id } => {
-            c.send_raw(c.request(Method::DELETE, &format!("/api/v1/profiles/{id}"))).await?;
+            c.send_raw(c.request(Method::DELETE, &profile_path(&id))).await?;
             if !g.json {
                 println!("removed {id}");
             }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::Args;
 use reelbox::api::views::ProfileView;
+use reelbox::client::profile_path;
 use reelbox::config::Config;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
@@ -243,8 +244,7 @@ async fn demo_profile(c: &Client, inputs: &DemoInputs) -> anyhow::Result<String>
         return Ok(made.id);
     }
     let body = json!({"voice": inputs.voice, "face_box": inputs.face_box});
-    let path = format!("/api/v1/profiles/{DEMO_PROFILE}");
-    let kept: ProfileView = c.send(c.request(Method::PATCH, &path).json(&body)).await?;
+    let kept: ProfileView = c.send(c.request(Method::PATCH, &profile_path(DEMO_PROFILE)).json(&body)).await?;
     Ok(kept.id)
 }
 
