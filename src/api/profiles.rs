@@ -275,9 +275,7 @@ fn picture_model(state: &AppState, name: String) -> Result<Option<String>, ApiEr
 fn known_model(state: &AppState, field: &str, kind: ModelKind, name: &str) -> Result<String, ApiError> {
     match Availability::of(&state.config, kind, name) {
         unknown @ Availability::Unknown { .. } => {
-            Err(ParamError::new(field, unknown.refusal(kind, name).unwrap_or_default())
-                .with_model(unknown.problem(kind, name))
-                .into())
+            Err(ParamError::unavailable_model(field, kind, name, &unknown).into())
         }
         Availability::Installed | Availability::Pullable { .. } => Ok(name.to_string()),
     }
