@@ -14,9 +14,6 @@ use super::Global;
 use super::backend::run_job;
 use super::client::Client;
 
-/// How long the daemon has to answer before the refusal to write stands.
-const PROBE_WAIT: Duration = Duration::from_millis(1500);
-
 /// Pulls model `name` into this process's models dir with a byte progress bar.
 pub async fn pull(g: &Global, store: &ModelStore, name: &str, force: bool) -> anyhow::Result<ExitCode> {
     let bar = if g.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
@@ -42,12 +39,6 @@ pub async fn pull(g: &Global, store: &ModelStore, name: &str, force: bool) -> an
         println!("{name} installed at {}", report.dir.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The daemon at `--url`, when one answers.
-pub async fn daemon(g: &Global) -> Option<Client> {
-    let client = Client::new(g).ok()?;
-    client.answers(PROBE_WAIT).await.then_some(client)
 }
 
 /// Pulls `name` as the daemon's `model_pull` job (the daemon writes its own models dir),
