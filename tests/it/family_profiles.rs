@@ -122,6 +122,12 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     let out = run_ok(reelbox_cli(home_dir, models.path()).args(update).args(["--url", &d.url, "--key", &mum]));
     let updated: Value = serde_json::from_slice(&out.stdout).expect("profile JSON");
     assert_eq!((&updated["face_box"], &updated["style"]["preset"]), (&json!([8, 8, 40, 40]), &json!("fast")));
+    // A face box that is not x,y,w,h is refused by the CLI naming the flag, for create as for update.
+    for args in [&["profiles", "create", "--name", "grandpa"][..], &["profiles", "update", "grandma"]] {
+        let out = reelbox_cli(home_dir, models.path()).args(args).args(["--face-box", "8,8,40"]).output().expect("cli");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && stderr.contains("--face-box") && stderr.contains("x,y,w,h"), "{stderr}");
+    }
 
     // A second profile whose portrait a queued picture job starts from.
     let grandpa = create_profile(&d, &mum, "grandpa", false).await;
