@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::api::views::ArtifactView;
+use reelbox::client::ClientError;
 use reelbox::models::{ModelStore, PullProgress};
+use reqwest::StatusCode;
 
 use super::Global;
 use super::backend::run_job;
@@ -55,15 +57,12 @@ pub async fn through_daemon(
     }
     let body = serde_json::json!({"name": name, "force": force, "accept_license": accept_license});
     let job = run_job(c, g, "/api/v1/models/pull", &body, None).await.map_err(|e| {
-        // The API names its body field; on the command line it is a flag.
-        let text = e.to_string();
-        if text.contains("\"accept_license\": true") {
-            anyhow!("{}", text.replace("send \"accept_license\": true", "pull with `--accept-license`"))
-        } else if text.contains("answered 401") || text.contains("answered 403") {
+        match e.downcast_ref::<ClientError>() {
             // A box with keys takes pulls from admin keys only; root may still pull itself.
-            anyhow!("{text}; pull with an admin key (REELBOX_KEY), or as root: `sudo reelbox pull {name}`")
-        } else {
-            e
+            Some(ClientError::Status { status: StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, .. }) => {
+                anyhow!("{e}; pull with an admin key (REELBOX_KEY), or as root: `sudo reelbox pull {name}`")
+            }
+            _ => e,
         }
     })?;
     let artifacts: Vec<ArtifactView> = c.get(&format!("/api/v1/jobs/{}/artifacts", job.id)).await?;

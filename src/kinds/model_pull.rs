@@ -73,14 +73,10 @@ impl PullRequest {
         // Refuse unknown names now rather than fail on a worker later.
         let manifest = store.manifest(name).map_err(|e| ParamError::new("name", e.to_string()))?;
         let accept_license = self.accept_license.unwrap_or(false);
-        if !accept_license && !store.license_accepted(&manifest) {
-            let license = manifest.license.unwrap_or_default();
-            return Err(ParamError::new(
-                "accept_license",
-                format!(
-                    "model {name} is under the licence {license:?}, which forbids commercial use; read it, then send \"accept_license\": true (remembered)"
-                ),
-            ));
+        if !accept_license && let Err(refusal) = store.check_license(&manifest) {
+            // The CLI's words (`reelbox pull` passes them on as they are), and this field's.
+            let why = format!("{refusal}; through the API, send \"accept_license\": true");
+            return Err(ParamError::new("accept_license", why));
         }
         Ok(PullParams { name: name.to_string(), force: self.force.unwrap_or(false), accept_license })
     }
