@@ -44,7 +44,9 @@ cargo generate-rpm --profile "$profile" --payload-compress gzip -s 'version = "0
 mkdir -p "$work/pkgs"
 cp target/generate-rpm/reelbox-0.1.0-1.*.rpm "$work/pkgs/old.rpm"
 cp target/generate-rpm/reelbox-0.1.1-1.*.rpm "$work/pkgs/new.rpm"
-rpm -qp --scripts "$work/pkgs/new.rpm" | grep -q "preuninstall scriptlet" || fail "the rpm has no %preun"
+# Read whole, then matched, as ci-deb.sh does (a `| grep -q` that ends early breaks the
+# writer's pipe: under pipefail a failure however the output reads).
+grep -q "preuninstall scriptlet" <<<"$(rpm -qp --scripts "$work/pkgs/new.rpm")" || fail "the rpm has no %preun"
 
 step "arch: 0.1.0-1 and 0.1.0-2"
 # makepkg runs as a normal user in a copy of what package() reads.

@@ -274,9 +274,7 @@ fn picture_model(state: &AppState, name: String) -> Result<Option<String>, ApiEr
 fn known_model(state: &AppState, field: &str, kind: ModelKind, name: &str) -> Result<String, ApiError> {
     match Availability::of(&state.config, kind, name) {
         unknown @ Availability::Unknown { .. } => {
-            Err(ParamError::new(field, unknown.refusal(kind, name).unwrap_or_default())
-                .with_model(unknown.problem(kind, name))
-                .into())
+            Err(ParamError::unavailable_model(field, kind, name, &unknown).into())
         }
         Availability::Installed | Availability::Pullable { .. } => Ok(name.to_string()),
     }
@@ -327,13 +325,9 @@ async fn read_form(mut form: Multipart) -> Result<(ProfileRequest, Vec<Upload>),
             _ => {
                 let value = field.text().await.map_err(|e| upload_error(&name, e))?;
                 let json = match name.as_str() {
-                    "face_box" => {
-                        let nums: Result<Vec<u32>, _> = value.split(',').map(|s| s.trim().parse()).collect();
-                        match nums {
-                            Ok(v) if v.len() == 4 => serde_json::json!(v),
-                            _ => return Err(ApiError::field("face_box", "must be four integers x,y,w,h")),
-                        }
-                    }
+                    "face_box" => serde_json::json!(
+                        super::views::parse_face_box(&value).map_err(|e| ApiError::field("face_box", e.to_string()))?
+                    ),
                     "length_scale" | "noise_scale" | "noise_w" => {
                         serde_json::json!(
                             value

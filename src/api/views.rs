@@ -246,6 +246,23 @@ impl From<&Artifact> for ArtifactView {
     }
 }
 
+/// A face box that is not written `x,y,w,h`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be four whole numbers x,y,w,h")]
+pub struct BadFaceBox;
+
+/// A face box as a profile form's `face_box` field and `--face-box` take it: `x,y,w,h`,
+/// four whole numbers (spaces around them allowed).
+pub fn parse_face_box(text: &str) -> Result<[u32; 4], BadFaceBox> {
+    let nums: Vec<u32> = text.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>().ok_or(BadFaceBox)?;
+    nums.try_into().map_err(|_| BadFaceBox)
+}
+
+/// A face box written as [`parse_face_box`] reads it (not Rust's `[80, 56, 96, 96]`).
+pub fn face_box_text([x, y, w, h]: [u32; 4]) -> String {
+    format!("{x},{y},{w},{h}")
+}
+
 /// A profile as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProfileView {
@@ -338,5 +355,14 @@ mod tests {
         let live = |stage: &str, step| LiveProgress { stage: stage.into(), step, total: 4, message: None };
         assert_eq!(JobView::new(&job, Some(live("plan", 4))).progress.fraction, 0.5);
         assert_eq!(JobView::new(&job, Some(live("keyframes", 2))).progress.fraction, 0.75);
+    }
+
+    #[test]
+    fn a_face_box_reads_back_as_it_is_written() {
+        assert_eq!(parse_face_box(" 80, 56 ,96,96"), Ok([80, 56, 96, 96]));
+        assert_eq!(face_box_text([80, 56, 96, 96]), "80,56,96,96");
+        for bad in ["80,56,96", "80,56,96,96,1", "80,-56,96,96", "a,b,c,d", ""] {
+            assert_eq!(parse_face_box(bad), Err(BadFaceBox), "{bad:?}");
+        }
     }
 }

@@ -36,13 +36,19 @@ impl Backend {
         if force_local {
             return Ok(Backend::Local);
         }
-        let client = Client::new(g)?;
-        if client.answers(PROBE_WAIT).await {
+        if let Some(client) = daemon(g).await? {
             return Ok(Backend::Daemon(client));
         }
-        eprintln!("reelbox: no daemon answers at {}; running in this process", client.base());
+        eprintln!("reelbox: no daemon answers at {}; running in this process", g.url.trim_end_matches('/'));
         Ok(Backend::Local)
     }
+}
+
+/// The daemon at `--url` when it answers `/healthz` within [`PROBE_WAIT`]; a `--url` or
+/// `--cacert` no client can be made of is an error, not "no daemon".
+pub async fn daemon(g: &Global) -> anyhow::Result<Option<Client>> {
+    let client = Client::new(g)?;
+    Ok(client.answers(PROBE_WAIT).await.then_some(client))
 }
 
 /// A daemon to talk to: the one at `--url`, or one started in this process on the

@@ -73,7 +73,12 @@ impl Client {
     pub async fn send_raw(&self, req: RequestBuilder) -> anyhow::Result<Response> {
         // One line per failure: the message already names the cause, so the chain is not
         // printed again under it.
-        self.api.send(req).await.map_err(|e: ClientError| anyhow!("{e}"))
+        self.api.send(req).await.map_err(|e: ClientError| match e {
+            // Kept typed, so a caller can tell a status apart without reading words (it has
+            // no cause to be printed twice).
+            status @ ClientError::Status { .. } => anyhow::Error::new(status),
+            e => anyhow!("{e}"),
+        })
     }
 
     /// GET a JSON document.

@@ -73,7 +73,7 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
     {
         // A user's pull on the packaged box: the service owns the dir, so it pulls.
         if let ModelsAction::Pull { name, force, accept_license } = &action {
-            if let Some(client) = super::models_pull::daemon(g).await {
+            if let Ok(Some(client)) = super::backend::daemon(g).await {
                 return super::models_pull::through_daemon(g, &client, name, *force, *accept_license).await;
             }
             anyhow::bail!("{refused}; or start the service (`sudo systemctl start reelbox`), which pulls for you");

@@ -8,14 +8,13 @@ use std::time::Duration;
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::api::views::ArtifactView;
+use reelbox::client::ClientError;
 use reelbox::models::{ModelStore, PullProgress};
+use reqwest::StatusCode;
 
 use super::Global;
 use super::backend::run_job;
 use super::client::Client;
-
-/// How long the daemon has to answer before the refusal to write stands.
-const PROBE_WAIT: Duration = Duration::from_millis(1500);
 
 /// Pulls model `name` into this process's models dir with a byte progress bar.
 pub async fn pull(g: &Global, store: &ModelStore, name: &str, force: bool) -> anyhow::Result<ExitCode> {
@@ -44,12 +43,6 @@ pub async fn pull(g: &Global, store: &ModelStore, name: &str, force: bool) -> an
     Ok(ExitCode::SUCCESS)
 }
 
-/// The daemon at `--url`, when one answers.
-pub async fn daemon(g: &Global) -> Option<Client> {
-    let client = Client::new(g).ok()?;
-    client.answers(PROBE_WAIT).await.then_some(client)
-}
-
 /// Pulls `name` as the daemon's `model_pull` job (the daemon writes its own models dir),
 /// following its progress; prints what a local pull prints.
 pub async fn through_daemon(
@@ -64,15 +57,12 @@ pub async fn through_daemon(
     }
     let body = serde_json::json!({"name": name, "force": force, "accept_license": accept_license});
     let job = run_job(c, g, "/api/v1/models/pull", &body, None).await.map_err(|e| {
-        // The API names its body field; on the command line it is a flag.
-        let text = e.to_string();
-        if text.contains("\"accept_license\": true") {
-            anyhow!("{}", text.replace("send \"accept_license\": true", "pull with `--accept-license`"))
-        } else if text.contains("answered 401") || text.contains("answered 403") {
+        match e.downcast_ref::<ClientError>() {
             // A box with keys takes pulls from admin keys only; root may still pull itself.
-            anyhow!("{text}; pull with an admin key (REELBOX_KEY), or as root: `sudo reelbox pull {name}`")
-        } else {
-            e
+            Some(ClientError::Status { status: StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, .. }) => {
+                anyhow!("{e}; pull with an admin key (REELBOX_KEY), or as root: `sudo reelbox pull {name}`")
+            }
+            _ => e,
         }
     })?;
     let artifacts: Vec<ArtifactView> = c.get(&format!("/api/v1/jobs/{}/artifacts", job.id)).await?;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 use reelbox::api::keys::KeyView;
-use reelbox::api::views::ProfileView;
+use reelbox::api::views::{ProfileView, face_box_text, parse_face_box};
+use reelbox::client::profile_path;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 
@@ -28,8 +29,8 @@ pub enum ProfilesAction {
         #[arg(long)]
         portrait: Option<PathBuf>,
         /// Face box in the portrait as x,y,w,h.
-        #[arg(long)]
-        face_box: Option<String>,
+        #[arg(long, value_parser = parse_face_box)]
+        face_box: Option<[u32; 4]>,
         /// A voice sample (audio file) kept with the profile.
         #[arg(long)]
         voice_sample: Option<PathBuf>,
@@ -44,8 +45,8 @@ pub enum ProfilesAction {
         #[arg(long)]
         name: Option<String>,
         /// The face box in the portrait as x,y,w,h.
-        #[arg(long)]
-        face_box: Option<String>,
+        #[arg(long, value_parser = parse_face_box)]
+        face_box: Option<[u32; 4]>,
         #[command(flatten)]
         settings: ProfileSettings,
     },
@@ -112,7 +113,7 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
         }
         ProfilesAction::Create { name, portrait, face_box, voice_sample, settings } => {
             let mut form = Form::new().text("name", name);
-            for (k, v) in face_box.map(|f| ("face_box", f)).into_iter().chain(settings.fields()) {
+            for (k, v) in face_box.map(|b| ("face_box", face_box_text(b))).into_iter().chain(settings.fields()) {
                 form = form.text(k, v);
             }
             for (k, path) in [("portrait", portrait), ("voice_sample", voice_sample)] {
@@ -132,24 +133,19 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             if let Some(name) = name {
                 body.insert("name".into(), name.into());
             }
-            if let Some(raw) = face_box {
-                // As `create` sends it to the form: x,y,w,h.
-                let nums: Result<Vec<u32>, _> = raw.split(',').map(|n| n.trim().parse::<u32>()).collect();
-                match nums {
-                    Ok(v) if v.len() == 4 => body.insert("face_box".into(), v.into()),
-                    _ => anyhow::bail!("--face-box {raw:?}: write it as four whole numbers x,y,w,h"),
-                };
+            if let Some(b) = face_box {
+                body.insert("face_box".into(), b.into());
             }
-            let req = c.request(Method::PATCH, &format!("/api/v1/profiles/{id}")).json(&body);
+            let req = c.request(Method::PATCH, &profile_path(&id)).json(&body);
             let p: ProfileView = c.send(req).await?;
             print_profile(g, &p)?;
         }
         ProfilesAction::Show { id } => {
-            let p: ProfileView = c.get(&format!("/api/v1/profiles/{id}")).await?;
+            let p: ProfileView = c.get(&profile_path(&id)).await?;
             print_profile(g, &p)?;
         }
         ProfilesAction::Rm { id } => {
-            c.send_raw(c.request(Method::DELETE, &format!("/api/v1/profiles/{id}"))).await?;
+            c.send_raw(c.request(Method::DELETE, &profile_path(&id))).await?;
             if !g.json {
                 println!("removed {id}");
             }
@@ -196,8 +192,7 @@ fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {
             p.name,
             p.voice.model,
             p.portrait.clone().unwrap_or_default(),
-            // As `--face-box` takes it (x,y,w,h), not Rust's `Some([80, 56, 96, 96])`.
-            p.face_box.map_or_else(|| "(none)".to_string(), |[x, y, w, h]| format!("{x},{y},{w},{h}")),
+            p.face_box.map_or_else(|| "(none)".to_string(), face_box_text),
             p.style.image_model.as_deref().unwrap_or("(the render's default)")
         );
     }

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use reelbox::api::views::ProfileView;
+use reelbox::api::views::{ProfileView, face_box_text};
+use reelbox::client::profile_path;
 use reelbox::config::Config;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
@@ -215,19 +216,17 @@ async fn demo_profile(c: &Client, inputs: &DemoInputs) -> anyhow::Result<String>
     let bytes = tokio::fs::read(&inputs.portrait)
         .await
         .with_context(|| format!("cannot read {}", inputs.portrait.display()))?;
-    let [x, y, w, h] = inputs.face_box;
     let form = Form::new()
         .text("name", DEMO_PROFILE)
         .text("voice", inputs.voice.clone())
-        .text("face_box", format!("{x},{y},{w},{h}"))
+        .text("face_box", face_box_text(inputs.face_box))
         .part("portrait", Part::bytes(bytes).file_name("portrait.png"));
     let create = c.request(Method::POST, "/api/v1/profiles").multipart(form);
     if let Some(made) = c.send_unless::<ProfileView>(create, StatusCode::CONFLICT).await? {
         return Ok(made.id);
     }
     let body = json!({"voice": inputs.voice, "face_box": inputs.face_box});
-    let path = format!("/api/v1/profiles/{DEMO_PROFILE}");
-    let kept: ProfileView = c.send(c.request(Method::PATCH, &path).json(&body)).await?;
+    let kept: ProfileView = c.send(c.request(Method::PATCH, &profile_path(DEMO_PROFILE)).json(&body)).await?;
     Ok(kept.id)
 }
 

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::anyhow;
 use clap::Args;
 use reelbox::config::Config;
-use reelbox::kinds::speech::{SayRequest, SpeechRequest, say_local};
-use reelbox::models::ModelKind;
+use reelbox::kinds::speech::{SayError, SayRequest, SpeechRequest, say_local};
 use serde_json::json;
 
 use super::Global;
@@ -72,12 +71,6 @@ pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
         }
         Backend::Local => {
             let config = Config::load(g.config.as_deref())?;
-            // A voice by name is checked as the daemon checks it: the pull that installs
-            // it, or the close names of one no catalog knows (not a pull that cannot work).
-            if let Some(name) = args.voice.as_deref().filter(|_| !voice_is_file) {
-                reelbox::kinds::inputs::require_installed("--voice", ModelKind::Tts, name, &config)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-            }
             let req = SayRequest {
                 text: args.text,
                 voice: args.voice,
@@ -89,7 +82,11 @@ pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
                 device: None,
             };
             let out = args.output.clone();
-            let report = local(move || say_local(&config, &req, &out)).await?.context("speech synthesis failed")?;
+            let report = local(move || say_local(&config, &req, &out)).await?.map_err(|e| match e {
+                // A refused --voice names the flag and the fix; it is no synthesis failure.
+                SayError::Voice(refused) => anyhow!("{refused}"),
+                SayError::Tts(e) => anyhow::Error::new(e).context("speech synthesis failed"),
+            })?;
             let seconds = report.speech.duration();
             if g.json {
                 println!(

@@ -7,11 +7,35 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::api::http_client::{HttpClientError, check_daemon_url, http_client};
 use crate::api::sse::{SseMessage, SseParser};
+
+/// What one path segment must encode: the URL standard's path set, plus `/` and `%` (and
+/// `\`, which URL parsing reads as `/` in an `http` path), so the segment stays one segment
+/// and the daemon decodes it back to what was written.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%')
+    .add(b'\\');
+
+/// The API path of one profile by its id or name: a name may hold `/ ? # %` or spaces
+/// (`mum/dad`, `50% off`), which must reach the profile's route as one path segment.
+pub fn profile_path(id_or_name: &str) -> String {
+    format!("/api/v1/profiles/{}", utf8_percent_encode(id_or_name, SEGMENT))
+}
 
 /// Why a call to the daemon failed.
 #[derive(Debug, thiserror::Error)]

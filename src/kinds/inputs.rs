@@ -16,18 +16,18 @@ use crate::store::records::Artifact;
 /// the kind has none, an error naming `field` that says how to pull or choose one.
 pub fn default_model(field: &str, kind: ModelKind, config: &Config) -> Result<String, ParamError> {
     Catalog::default_model(config, kind).ok_or_else(|| {
-        ParamError::new(field, format!("required: {}", Catalog::no_default(config, kind)))
-            .with_model(Some(Catalog::no_default_problem(config, kind)))
+        // Read once (the whole catalog), then worded.
+        let problem = Catalog::no_default_problem(config, kind);
+        ParamError::new(field, format!("required: {}", problem.no_default_text())).with_model(Some(problem))
     })
 }
 
 /// Refuses model `name` of `kind` unless it is installed, naming `field` and saying how to
 /// pull it (or, for an unknown name, the close names): at submission, not mid-run.
 pub fn require_installed(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {
-    let availability = Availability::of(config, kind, name);
-    match availability.refusal(kind, name) {
-        Some(why) => Err(ParamError::new(field, why).with_model(availability.problem(kind, name))),
-        None => Ok(()),
+    match Availability::of(config, kind, name) {
+        Availability::Installed => Ok(()),
+        missing => Err(ParamError::unavailable_model(field, kind, name, &missing)),
     }
 }
 

@@ -13,7 +13,7 @@ use ulid::Ulid;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
-use crate::models::ModelProblem;
+use crate::models::{Availability, ModelKind, ModelProblem};
 use crate::store::records::Artifact;
 pub use crate::store::records::StageName;
 
@@ -52,6 +52,13 @@ impl ParamError {
     /// Error for `field` with a human message.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into(), model: None }
+    }
+
+    /// The refusal of model `name` of `kind`, which `availability` says is not installed,
+    /// naming `field`: [`Availability`]'s sentence with its problem as data.
+    pub fn unavailable_model(field: &str, kind: ModelKind, name: &str, availability: &Availability) -> Self {
+        Self::new(field, availability.refusal(kind, name).unwrap_or_default())
+            .with_model(availability.problem(kind, name))
     }
 
     /// The same error carrying the model problem behind it.

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use super::fields::{reject_unknown, string_field};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::kinds::StageName;
-use crate::models::availability::close_names;
 use crate::models::piper::{self, PiperError};
 use crate::models::{ModelError, ModelStore, PullProgress, PullReport};
 
@@ -73,14 +72,10 @@ impl PullRequest {
         // Refuse unknown names now rather than fail on a worker later.
         let manifest = store.manifest(name).map_err(|e| ParamError::new("name", e.to_string()))?;
         let accept_license = self.accept_license.unwrap_or(false);
-        if !accept_license && !store.license_accepted(&manifest) {
-            let license = manifest.license.unwrap_or_default();
-            return Err(ParamError::new(
-                "accept_license",
-                format!(
-                    "model {name} is under the licence {license:?}, which forbids commercial use; read it, then send \"accept_license\": true (remembered)"
-                ),
-            ));
+        if !accept_license && let Err(refusal) = store.check_license(&manifest) {
+            // The CLI's words (`reelbox pull` passes them on as they are), and this field's.
+            let why = format!("{refusal}; through the API, send \"accept_license\": true");
+            return Err(ParamError::new("accept_license", why));
         }
         Ok(PullParams { name: name.to_string(), force: self.force.unwrap_or(false), accept_license })
     }
@@ -96,8 +91,7 @@ impl PullRequest {
     ) -> Result<PullParams, ParamError> {
         let cached = store.cached_piper_voices();
         if voice.is_empty() || (!cached.is_empty() && !cached.iter().any(|v| v == voice)) {
-            let unknown = PiperError::Unknown { name: voice.to_string(), close: close_names(voice, &cached) };
-            return Err(ParamError::new("name", unknown.to_string()));
+            return Err(ParamError::new("name", PiperError::unknown(voice, &cached).to_string()));
         }
         // Piper voices carry no licence to accept.
         Ok(PullParams { name: name.to_string(), force: force.unwrap_or(false), accept_license: false })
@@ -135,6 +129,7 @@ impl TypedKind for ModelPull {
             store.accept_license(&name)?;
         }
         // A voice's size is known once the index is read: then from the files' own totals.
+        // A model's manifest, read here once, is also what is pulled.
         let manifest = if name.starts_with(piper::PREFIX) { None } else { Some(store.manifest(&name)?) };
         let latest: Mutex<Latest> = Mutex::new(Latest::default());
         let progress = |p: PullProgress| {
@@ -158,7 +153,12 @@ impl TypedKind for ModelPull {
                 };
                 rt.block_on(async {
                     tokio::select! {
-                        r = store.pull(&name, force, &progress) => Some(r),
+                        r = async {
+                            match &manifest {
+                                Some(m) => store.pull_manifest(m, force, &progress).await,
+                                None => store.pull(&name, force, &progress).await,
+                            }
+                        } => Some(r),
                         _ = cancel.cancelled() => None,
                     }
                 })

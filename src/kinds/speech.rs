@@ -262,8 +262,20 @@ pub struct SayReport {
     pub first_sentence: Duration,
 }
 
+/// Why `reelbox say --local` wrote no WAV.
+#[derive(Debug, thiserror::Error)]
+pub enum SayError {
+    /// The voice named is not installed: refused as the daemon refuses it at submission
+    /// (the pull that installs it, or the close names of one no catalog knows).
+    #[error(transparent)]
+    Voice(#[from] ParamError),
+    /// Synthesis failed (a voice that is there but does not load among it).
+    #[error(transparent)]
+    Tts(#[from] TtsError),
+}
+
 /// `reelbox say TEXT -o FILE --local`: synthesizes in this process and writes the WAV.
-pub fn say_local(config: &Config, req: &SayRequest, out: &Path) -> Result<SayReport, TtsError> {
+pub fn say_local(config: &Config, req: &SayRequest, out: &Path) -> Result<SayReport, SayError> {
     let started = Instant::now();
     let engine = Engine::new(config);
     say_with(&engine, config, req, out, started)
@@ -276,13 +288,22 @@ pub fn say_with(
     req: &SayRequest,
     out: &Path,
     started: Instant,
-) -> Result<SayReport, TtsError> {
+) -> Result<SayReport, SayError> {
     let name = req
         .voice
         .clone()
         .or_else(|| Catalog::default_model(config, ModelKind::Tts))
         .unwrap_or_else(|| DEFAULT_VOICE.to_string());
-    let voice = Voice::find(&config.models_dir(), &name)?;
+    let voice = match Voice::find(&config.models_dir(), &name) {
+        Ok(voice) => voice,
+        // A voice named by name and not installed: the pull or the close names, as
+        // [`SpeechRequest::resolve`] says it (not a pull that cannot work).
+        Err(e @ TtsError::VoiceNotInstalled { .. }) if req.voice.is_some() => {
+            super::inputs::require_installed("--voice", ModelKind::Tts, &name, config)?;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let opts = SpeechOptions {
         noise_scale: req.noise_scale,
         length_scale: req.length_scale,

@@ -35,6 +35,27 @@ pub struct ModelProblem {
     pub installed: Vec<String>,
 }
 
+impl ModelProblem {
+    /// A kind's missing default ([`Catalog::no_default_problem`]) in words, for the error a
+    /// request naming no model gets: pull one when none is installed, else choose one.
+    pub fn no_default_text(&self) -> String {
+        let k = &self.kind;
+        if self.installed.is_empty() {
+            format!(
+                "no {k} model is installed (installed: none); `reelbox pull {}` installs one \
+                 (`reelbox models list --available` lists them)",
+                self.pull.as_deref().unwrap_or("NAME")
+            )
+        } else {
+            format!(
+                "no {k} model is the default (installed: {}): name one, or choose one with \
+                 `reelbox models default {k} NAME`",
+                self.installed.join(", ")
+            )
+        }
+    }
+}
+
 /// How a named model of a kind stands on this box.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {

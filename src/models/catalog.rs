@@ -224,23 +224,10 @@ impl Catalog {
     }
 
     /// Why `kind` has no default model, and what to do: pull one, or choose among those
-    /// installed (for the error a request naming no model gets; [`Catalog::no_default_problem`]
-    /// is the same as data).
+    /// installed (the words of [`Catalog::no_default_problem`], for callers with no use for
+    /// the data).
     pub fn no_default(config: &Config, kind: ModelKind) -> String {
-        let k = kind.as_str();
-        let problem = Self::no_default_problem(config, kind);
-        match (problem.installed.as_slice(), problem.pull.as_deref()) {
-            ([], pull) => format!(
-                "no {k} model is installed (installed: none); `reelbox pull {}` installs one \
-                 (`reelbox models list --available` lists them)",
-                pull.unwrap_or("NAME")
-            ),
-            (installed, _) => format!(
-                "no {k} model is the default (installed: {}): name one, or choose one with \
-                 `reelbox models default {k} NAME`",
-                installed.join(", ")
-            ),
-        }
+        Self::no_default_problem(config, kind).no_default_text()
     }
 
     /// Why `kind` has no default model, as data: none installed (with the pull of a small

@@ -161,7 +161,7 @@ impl super::ModelStore {
     /// A fresh, empty staging directory for importing `name` (whatever an earlier try left
     /// there is removed), marked as an import's. The caller holds the name's claim.
     pub fn import_staging(&self, name: &str) -> Result<PathBuf, ModelError> {
-        let staging = self.models_dir.join(".staging").join(name);
+        let staging = self.staging_dir(name);
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(super::io_err(&staging))?;
         let marker = staging.join(IMPORT_MARKER);
@@ -187,7 +187,7 @@ impl super::ModelStore {
     /// names' locks, and a second lock of one file conflicts with the first whoever takes
     /// it. Returns what went, by name.
     pub fn remove_stale_imports(&self) -> Vec<StaleStaging> {
-        let root = self.models_dir.join(".staging");
+        let root = self.staging_dir("");
         let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
         let mut gone = Vec::new();
         for entry in entries.flatten() {

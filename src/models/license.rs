@@ -31,7 +31,7 @@ impl ModelStore {
     }
 
     /// The refusal for a model whose licence is not accepted yet.
-    pub(super) fn check_license(&self, m: &Manifest) -> Result<(), ModelError> {
+    pub fn check_license(&self, m: &Manifest) -> Result<(), ModelError> {
         if self.license_accepted(m) {
             return Ok(());
         }

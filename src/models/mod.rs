@@ -237,6 +237,12 @@ impl ModelStore {
         self.models_dir.join(name)
     }
 
+    /// Where pulls and imports fill a model's files before installing them:
+    /// `<models>/.staging/NAME/` (`.staging` itself without a name).
+    pub fn staging_dir(&self, name: &str) -> PathBuf {
+        self.models_dir.join(".staging").join(name)
+    }
+
     fn installed_manifest_path(&self, name: &str) -> PathBuf {
         self.models_dir.join(format!("{name}.toml"))
     }
@@ -387,7 +393,7 @@ impl ModelStore {
         }
         // A staging folder that an import or pull of the name is filling now is theirs.
         if let Ok(Some(_lock)) = self.try_lock_name(name) {
-            let _ = std::fs::remove_dir_all(self.models_dir.join(".staging").join(name));
+            let _ = std::fs::remove_dir_all(self.staging_dir(name));
         }
         Ok(existed)
     }

@@ -50,6 +50,14 @@ pub enum PiperError {
     Md5 { file: String, expected: String, actual: String },
 }
 
+impl PiperError {
+    /// No voice `name` among the `known` ones, with the close names (the pull's refusal, at
+    /// submission and when it runs).
+    pub fn unknown(name: &str, known: &[String]) -> Self {
+        Self::Unknown { name: name.to_string(), close: super::availability::close_names(name, known) }
+    }
+}
+
 /// A voice's language as the index names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Language {
@@ -203,8 +211,7 @@ impl ModelStore {
         let voices = self.piper_voices(false).await?;
         let Some(voice) = voices.get(key) else {
             let keys: Vec<String> = voices.keys().cloned().collect();
-            let close = super::availability::close_names(key, &keys);
-            return Err(PiperError::Unknown { name: key.to_string(), close }.into());
+            return Err(PiperError::unknown(key, &keys).into());
         };
         let manifest = voice.manifest()?;
         let report = self.pull_manifest(&manifest, force, progress).await?;

@@ -42,10 +42,10 @@ impl ModelStore {
         }
         self.check_license(m)?;
         // Asked before a folder is listed on the hub: with a wheels folder that is the network.
-        self.usable_sources(m)?;
-        let m = &super::folders::expand(m).await?;
+        // Listing keeps the sources, so this is the answer after it too.
         let sources = self.usable_sources(m)?;
-        let staging = self.models_dir.join(".staging").join(&m.name);
+        let m = &super::folders::expand(m).await?;
+        let staging = self.staging_dir(&m.name);
         std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
         let mut done: BTreeMap<String, String> = BTreeMap::new();
         let mut delivered: BTreeMap<String, Delivered> = BTreeMap::new();

@@ -117,8 +117,10 @@ pub async fn download(
 }
 
 /// Checks a wheels folder before setup installs from it: it is a folder, and when it has
-/// [`MANIFEST`], its wheels are for this machine and every one arrived whole. A folder
-/// without one (filled with `pip download` by hand) is left to pip, which names what it lacks.
+/// [`MANIFEST`], its wheels are for this machine and every one arrived whole and unchanged
+/// (its size, then its sha256: a stick can hand back a wheel of the right size with damaged
+/// bytes). A folder without one (filled with `pip download` by hand) is left to pip, which
+/// names what it lacks.
 pub fn check_folder(folder: &Path) -> Result<Option<WheelFolder>, SetupError> {
     let fail = |problem: String| SetupError::WheelFolder { folder: folder.to_path_buf(), problem };
     if !folder.is_dir() {
@@ -140,22 +142,37 @@ pub fn check_folder(folder: &Path) -> Result<Option<WheelFolder>, SetupError> {
             std::env::consts::ARCH
         )));
     }
-    let problems: Vec<String> = list
-        .wheels
-        .iter()
-        .filter_map(|w| match std::fs::metadata(folder.join(&w.file)) {
-            Err(_) => Some(format!("{} ({}) is missing", w.file, w.purpose)),
+    // Two remedies: a wheel missing or short was not copied over whole; one whose bytes
+    // differ is damaged, perhaps in the folder it was copied from too.
+    let (mut short, mut damaged) = (Vec::new(), Vec::new());
+    for w in &list.wheels {
+        let file = folder.join(&w.file);
+        match std::fs::metadata(&file) {
+            Err(_) => short.push(format!("{} ({}) is missing", w.file, w.purpose)),
             Ok(m) if m.len() != w.size => {
-                Some(format!("{} has {} of its {} bytes (copied in part?)", w.file, m.len(), w.size))
+                short.push(format!("{} has {} of its {} bytes (copied in part?)", w.file, m.len(), w.size))
             }
-            Ok(_) => None,
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Err(fail(format!(
-            "{}, though {MANIFEST} lists it; copy the whole folder over again",
-            problems.join("; ")
-        )));
+            Ok(_) => {
+                let (sha256, _) = fetch::hash_file(&file).map_err(|e| SetupError::io(&file, e))?;
+                if !sha256.eq_ignore_ascii_case(&w.sha256) {
+                    damaged.push(format!("{} ({}) is damaged", w.file, w.purpose));
+                }
+            }
+        }
+    }
+    let mut said = Vec::new();
+    if !short.is_empty() {
+        said.push(format!("{}, though {MANIFEST} lists it; copy the whole folder over again", short.join("; ")));
+    }
+    if !damaged.is_empty() {
+        said.push(format!(
+            "{}: its bytes are not those {MANIFEST} lists (sha256); download it again with \
+             `reelbox setup --download DIR` and copy it over",
+            damaged.join("; ")
+        ));
+    }
+    if !said.is_empty() {
+        return Err(fail(said.join("; ")));
     }
     Ok(Some(list))
 }

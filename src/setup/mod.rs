@@ -40,7 +40,7 @@ pub enum SetupError {
     Io { path: PathBuf, reason: String },
     #[error("{what} does not work: {reason}")]
     Check { what: String, reason: String },
-    /// A wheels folder that is not what `setup --download` left (a file short or missing).
+    /// A wheels folder that is not what `setup --download` left (a file short, missing or damaged).
     #[error("{}: {problem}", .folder.display())]
     WheelFolder { folder: PathBuf, problem: String },
     /// A model's wheels could not be found.

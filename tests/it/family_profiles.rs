@@ -2,7 +2,8 @@
 //! sample, shown, changed (face box and preset from the CLI too) and deleted by their name as `reelbox profiles list` shows it,
 //! hidden from the other keys (an admin's list says whose each is), and deleting one gives its uploads' bytes back to its
 //! owner's storage quota, except what a queued job still uses; one person's two profiles
-//! cannot share a name, and two that an older version let share one are never guessed between.
+//! cannot share a name, and two that an older version let share one are never guessed between;
+//! a name with `/ ? # %` in it is one path segment to the CLI, so it reaches its own profile.
 
 use crate::common;
 
@@ -121,6 +122,12 @@ async fn profiles_go_by_name_stay_private_and_deleting_one_frees_its_uploads() {
     let out = run_ok(reelbox_cli(home_dir, models.path()).args(update).args(["--url", &d.url, "--key", &mum]));
     let updated: Value = serde_json::from_slice(&out.stdout).expect("profile JSON");
     assert_eq!((&updated["face_box"], &updated["style"]["preset"]), (&json!([8, 8, 40, 40]), &json!("fast")));
+    // A face box that is not x,y,w,h is refused by the CLI naming the flag, for create as for update.
+    for args in [&["profiles", "create", "--name", "grandpa"][..], &["profiles", "update", "grandma"]] {
+        let out = reelbox_cli(home_dir, models.path()).args(args).args(["--face-box", "8,8,40"]).output().expect("cli");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && stderr.contains("--face-box") && stderr.contains("x,y,w,h"), "{stderr}");
+    }
 
     // A second profile whose portrait a queued picture job starts from.
     let grandpa = create_profile(&d, &mum, "grandpa", false).await;
@@ -255,4 +262,37 @@ async fn one_person_cannot_have_two_profiles_of_one_name_and_old_duplicates_are_
     let (status, shown) = call(Some(&mum), Method::GET, d.at("/api/v1/profiles/anna"), None).await;
     assert_eq!((status, shown["id"].as_str()), (StatusCode::OK, Some(anna_id.as_str())), "{shown}");
     assert_eq!(ben["name"], "ben");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_with_slash_question_hash_or_percent_is_shown_changed_and_deleted_from_the_cli() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let (_, mum) = create_key(&d, None, json!({"name": "mum", "scope": "admin"})).await;
+    let models = home.path().join("models");
+    let cli = |args: &[&str]| {
+        let mut cmd = reelbox_cli(home.path(), &models);
+        cmd.arg("--json").args(args).args(["--url", &d.url, "--key", &mum]);
+        cmd
+    };
+    // "who? #1" written into the path as it is would be "who" with a query: that profile
+    // would be shown, changed and deleted instead.
+    let who = create_profile(&d, &mum, "who", false).await;
+    for name in ["who? #1", "mum/dad 50% off", "back\\slash"] {
+        let made: Value = serde_json::from_slice(&run_ok(&mut cli(&["profiles", "create", "--name", name])).stdout)
+            .expect("profile JSON");
+        let shown: Value =
+            serde_json::from_slice(&run_ok(&mut cli(&["profiles", "show", name])).stdout).expect("profile JSON");
+        assert_eq!((&shown["id"], shown["name"].as_str()), (&made["id"], Some(name)), "{name}: {shown}");
+        let update = ["profiles", "update", name, "--style", "warm light"];
+        let changed: Value = serde_json::from_slice(&run_ok(&mut cli(&update)).stdout).expect("profile JSON");
+        assert_eq!((&changed["id"], &changed["style"]["prompt_prefix"]), (&made["id"], &json!("warm light")), "{name}");
+        run_ok(&mut cli(&["profiles", "rm", name]));
+        let out = cli(&["profiles", "show", name]).output().expect("cli");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && stderr.contains("404"), "{name} is still there: {stderr}");
+    }
+    let who_path = format!("/api/v1/profiles/{}", who["id"].as_str().expect("id"));
+    let (status, kept) = call(Some(&mum), Method::GET, d.at(&who_path), None).await;
+    assert_eq!((status, &kept["style"]["prompt_prefix"]), (StatusCode::OK, &json!("")), "{kept}");
 }

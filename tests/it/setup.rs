@@ -150,7 +150,7 @@ fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
 
 /// On the packaged box the models dir is the service's: a login user's `reelbox pull` is
 /// done by the daemon that owns it (a `model_pull` job, with its progress), not refused
-/// with "use sudo".
+/// with "use sudo"; its refusals say what the user can do (the licence flag, an admin key).
 #[test]
 fn a_user_who_cannot_write_the_models_dir_pulls_through_the_daemon() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -175,23 +175,44 @@ fn a_user_who_cannot_write_the_models_dir_pulls_through_the_daemon() {
     std::fs::set_permissions(&user_home, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let bin = home.path().join("reelbox");
     std::fs::copy(env!("CARGO_BIN_EXE_reelbox"), &bin).expect("copy the binary");
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
-        .args(["--url", &daemon.url, "pull", "demo-shapes"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &user_home)
-        .env("XDG_CONFIG_HOME", user_home.join("config"))
-        .env("XDG_CACHE_HOME", user_home.join("cache"))
-        .env("REELBOX_DATA_DIR", &data)
-        .env("REELBOX_MODELS_DIR", &models)
-        .env("REELBOX_LOG", "warn")
-        .output()
-        .expect("run setpriv");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the user's pull failed:\n{stdout}\n{stderr}");
+    let user_pull = |name: &str, key: Option<&str>| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(["--url", &daemon.url, "pull", name])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &user_home)
+            .env("XDG_CONFIG_HOME", user_home.join("config"))
+            .env("XDG_CACHE_HOME", user_home.join("cache"))
+            .env("REELBOX_DATA_DIR", &data)
+            .env("REELBOX_MODELS_DIR", &models)
+            .env("REELBOX_LOG", "warn");
+        if let Some(k) = key {
+            cmd.env("REELBOX_KEY", k);
+        }
+        let out = cmd.output().expect("run setpriv");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = user_pull("demo-shapes", None);
+    assert!(ok, "the user's pull failed:\n{stdout}\n{stderr}");
     assert!(stderr.contains(&format!("the daemon at {} pulls demo-shapes", daemon.url)), "{stderr}");
     assert!(stdout.contains("demo-shapes installed at"), "{stdout}");
     assert!(models.join("demo-shapes.toml").is_file() && models.join("demo-shapes").is_dir(), "installed");
+    // A non-commercial licence is accepted with the flag the user types.
+    let (ok, _, stderr) = user_pull("wav2lip", None);
+    assert!(!ok && stderr.contains("then pull with `--accept-license`"), "{stderr}");
+    // A box with keys takes pulls from an admin key only; the user is told how else.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (_, admin) =
+        rt.block_on(common::api::create_key(&daemon, None, serde_json::json!({"name": "admin", "scope": "admin"})));
+    let (_, own) = rt.block_on(common::api::create_key(&daemon, Some(&admin), serde_json::json!({"name": "me"})));
+    for key in [None, Some(own.as_str())] {
+        let (ok, _, stderr) = user_pull("demo-upscaler", key);
+        assert!(!ok && stderr.contains("pull with an admin key (REELBOX_KEY), or as root"), "{key:?}: {stderr}");
+    }
 }

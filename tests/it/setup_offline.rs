@@ -2,7 +2,8 @@
 //! folder with every wheel setup fetches, and `reelbox setup --from DIR` on the box installs
 //! from that folder alone into a fresh data dir, where ONNX Runtime then loads. The box's
 //! "network" is a loopback listener standing in as pip's index and every HTTP proxy: the
-//! install must not open one connection to it. The CPU build only: the GPU build's CUDA
+//! install must not open one connection to it. A wheel missing, cut short or damaged on the
+//! way is named before anything is installed. The CPU build only: the GPU build's CUDA
 //! wheels are gigabytes (their list comes from the same `runtime::fetch_wheels`).
 
 use std::net::TcpListener;
@@ -59,7 +60,7 @@ fn text(out: &Output) -> String {
 }
 
 #[test]
-fn setup_from_a_downloaded_folder_installs_without_network_and_names_a_missing_wheel() {
+fn setup_from_a_downloaded_folder_installs_without_network_and_names_a_missing_or_damaged_wheel() {
     let home = tempfile::tempdir().expect("tempdir");
     let wheels = home.path().join("wheels");
     let here = home.path().join("here");
@@ -120,6 +121,19 @@ fn setup_from_a_downloaded_folder_installs_without_network_and_names_a_missing_w
     let said = text(&out);
     assert!(!out.status.success() && said.contains(&format!("{} (ONNX Runtime", files[0])), "{said}");
     assert!(said.contains("is missing") && !fresh.join("runtime/libonnxruntime.so").exists(), "{said}");
+    // A wheel of the right size whose bytes changed on the way (a bit flipped on the stick)
+    // is named too, before pip or ONNX Runtime meet it.
+    let flipped = home.path().join("flipped");
+    common::copy_dir(&wheels, &flipped);
+    let damaged = flipped.join(files[1]);
+    let mut bytes = std::fs::read(&damaged).expect("wheel");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&damaged, bytes).expect("flip a bit");
+    let out = on_the_box(home.path(), &fresh, &network, &["setup", "--from", flipped.to_str().expect("utf-8")]);
+    let said = text(&out);
+    assert!(!out.status.success() && said.contains(&format!("{} (espeak-ng 1.52) is damaged", files[1])), "{said}");
+    assert!(said.contains("download it again") && !fresh.join("runtime/libonnxruntime.so").exists(), "{said}");
     // The GPU build from a folder fetched for the CPU: pip finds no wheel, named with the fix.
     let out = on_the_box(home.path(), &fresh, &network, &["setup", "--from", from, "--gpu", "yes", "--no-models"]);
     let said = text(&out);

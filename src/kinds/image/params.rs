@@ -180,8 +180,7 @@ impl ImageRequest {
             match Availability::of(config, ModelKind::Diffusion, &model) {
                 // Known to the catalog (a profile may name one before it is pulled): the pull to make.
                 pullable @ Availability::Pullable { .. } => {
-                    ParamError::new("model", pullable.refusal(ModelKind::Diffusion, &model).unwrap_or_default())
-                        .with_model(pullable.problem(ModelKind::Diffusion, &model))
+                    ParamError::unavailable_model("model", ModelKind::Diffusion, &model, &pullable)
                 }
                 other => ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed()))
                     .with_model(other.problem(ModelKind::Diffusion, &model)),
