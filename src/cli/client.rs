@@ -26,8 +26,7 @@ pub fn url_of_config(path: Option<&Path>) -> Option<String> {
         std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let scheme = if config.tls.cert.is_some() && config.tls.key.is_some() { "https" } else { "http" };
-    let url = format!("{scheme}://{}", std::net::SocketAddr::new(ip, bind.port()));
+    let url = format!("{}://{}", config.tls.scheme(), std::net::SocketAddr::new(ip, bind.port()));
     (url != super::DEFAULT_URL).then_some(url)
 }
 
