@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use reelbox::api::views::parse_face_box;
 use serde_json::json;
 
 use super::Global;
@@ -30,8 +31,8 @@ pub struct LipsyncArgs {
     pub output: PathBuf,
     /// The face's box in the portrait, `x,y,w,h` in pixels (default: found by the face
     /// detector).
-    #[arg(long)]
-    pub face_box: Option<String>,
+    #[arg(long, value_parser = parse_face_box)]
+    pub face_box: Option<[u32; 4]>,
     /// Installed lip-sync model (default: the lip-sync default `reelbox models list` tags).
     #[arg(long)]
     pub model: Option<String>,
@@ -43,7 +44,6 @@ pub struct LipsyncArgs {
 /// Runs `reelbox lipsync`.
 pub async fn run(g: &Global, a: LipsyncArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&a.output)?;
-    let face_box = a.face_box.as_deref().map(face_box).transpose()?;
     let reach = Reach::new(g).await?;
     let c = &reach.client;
     let result = async {
@@ -53,7 +53,7 @@ pub async fn run(g: &Global, a: LipsyncArgs) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let params = json!({"portrait": portrait, "audio": audio, "text": a.text, "voice": a.voice,
-            "face_box": face_box, "model": a.model, "fps": a.fps});
+            "face_box": a.face_box, "model": a.model, "fps": a.fps});
         let job = run_job(c, g, "/api/v1/jobs", &json!({"kind": "lipsync", "params": params}), None).await?;
         save_artifacts(c, &job, &a.output, |a| a.name == "lipsync.mp4").await?;
         if g.json {
@@ -68,13 +68,4 @@ pub async fn run(g: &Global, a: LipsyncArgs) -> anyhow::Result<ExitCode> {
     .await;
     reach.close().await;
     result.map(|_| ExitCode::SUCCESS)
-}
-
-/// `x,y,w,h` as the API's `[x, y, w, h]`.
-fn face_box(text: &str) -> anyhow::Result<[u32; 4]> {
-    let parts: Vec<Option<u32>> = text.split(',').map(|p| p.trim().parse().ok()).collect();
-    match parts.as_slice() {
-        [Some(x), Some(y), Some(w), Some(h)] if *w > 0 && *h > 0 => Ok([*x, *y, *w, *h]),
-        _ => anyhow::bail!("--face-box {text:?}: give x,y,w,h in pixels, e.g. 120,80,200,240"),
-    }
 }
