@@ -4,13 +4,14 @@ import { clearErrors, h, showError } from "./ui.js";
 import { refusal } from "./words.js";
 import { newFilm } from "./film.js";
 import { picture } from "./picture.js";
+import { photo } from "./photo.js";
 import { speech } from "./speech.js";
 import { watch } from "./watch.js";
 import { library } from "./library.js";
 import { profiles } from "./profiles.js";
 import { box } from "./box.js";
 
-const views = { new: newFilm, picture, speech, watch, library, profiles, box };
+const views = { new: newFilm, picture, photo, speech, watch, library, profiles, box };
 const main = document.getElementById("view");
 /** Who is signed in (`/api/v1/session`), shared with the views. */
 export const session = { current: null };

@@ -3,7 +3,7 @@
 // its PNG download); "Make another" brings the form back with its fields as they were.
 import { api, installed } from "./api.js";
 import { followProfile, modelSelect, select, sizeSelect } from "./choices.js";
-import { clearErrors, field, h, showError } from "./ui.js";
+import { clearErrors, field, h, keepFields, showError } from "./ui.js";
 import { follow } from "./watch.js";
 
 /** Where the fields are kept between visits (this tab only, like New film's script). */
@@ -20,11 +20,7 @@ export async function picture(root) {
   const profile = select([["", "No presenter"], ...profiles.map((p) => [p.id, p.name])], "");
   followProfile(profile, model, profiles);
   const controls = { prompt, negative, model, size, seed, profile };
-  const kept = JSON.parse(sessionStorage.getItem(KEPT) || "{}");
-  for (const [k, c] of Object.entries(controls)) {
-    // A kept model or profile that is gone is left at what the lists picked.
-    if (kept[k] !== undefined && (c.tagName !== "SELECT" || [...c.options].some((o) => o.value === kept[k]))) c.value = kept[k];
-  }
+  const keep = keepFields(KEPT, controls);
   const submit = h("button", { type: "submit", class: "primary" }, "Make picture");
   const form = h("form", { class: "card picture-form", novalidate: true },
     h("h1", {}, "Picture"),
@@ -52,7 +48,7 @@ export async function picture(root) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     clearErrors(form);
-    sessionStorage.setItem(KEPT, JSON.stringify(Object.fromEntries(Object.entries(controls).map(([k, c]) => [k, c.value]))));
+    keep();
     submit.disabled = true;
     try {
       const body = { prompt: prompt.value, width: Number(size.value), height: Number(size.value) };

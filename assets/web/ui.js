@@ -1,5 +1,5 @@
 // Small DOM helpers shared by the views: element building, field errors, formatting.
-import { refusal } from "./words.js";
+import { kindWord, refusal } from "./words.js";
 
 /** Builds an element: `h("button", {type: "button", onclick}, "Text")`. */
 export function h(tag, attrs = {}, ...children) {
@@ -36,6 +36,19 @@ export function field(id, label, control, hint) {
   control.addEventListener("input", clear);
   control.addEventListener("change", clear);
   return h("div", { class: "field" }, h("label", { for: id }, label), control, hintEl, err);
+}
+
+/**
+ * A form's fields kept in this tab (sessionStorage `key`; `controls` by name): puts back
+ * what was kept, except a choice no longer offered (a model or profile that is gone stays
+ * at what the list picked); returns what keeps them as they are now.
+ */
+export function keepFields(key, controls) {
+  const kept = JSON.parse(sessionStorage.getItem(key) || "{}");
+  for (const [k, c] of Object.entries(controls)) {
+    if (kept[k] !== undefined && (c.tagName !== "SELECT" || [...c.options].some((o) => o.value === kept[k]))) c.value = kept[k];
+  }
+  return () => sessionStorage.setItem(key, JSON.stringify(Object.fromEntries(Object.entries(controls).map(([k, c]) => [k, c.value]))));
 }
 
 /** Clears every field error of a form. */
@@ -114,7 +127,8 @@ export function sparkline(canvas, values, max = 100) {
 /** What a job is about, in a line: its prompt, script or text, cut at `max` characters with an ellipsis. */
 export function summary(job, max = Infinity) {
   const p = job.params || {};
-  const text = (p.prompt || p.script || p.text || p.name || job.kind).replace(/\s+/g, " ").trim();
+  // A talking photo keeps its typed narration with the speech it makes first.
+  const text = (p.prompt || p.script || p.text || (p.speech && p.speech.text) || p.name || kindWord(job.kind)).replace(/\s+/g, " ").trim();
   if (text.length <= max) return text;
   // Cut at the last word that fits and say it was cut.
   const cut = text.slice(0, max - 1);

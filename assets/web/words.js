@@ -35,7 +35,7 @@ export function stageLabel(name) {
 
 /** What each kind of job is called on the page ("film", not "render"). */
 export function kindWord(kind) {
-  return { render: "film", image: "picture", speech: "speech" }[kind] || kind;
+  return { render: "film", image: "picture", speech: "speech", upscale: "larger picture", lipsync: "talking picture" }[kind] || kind;
 }
 
 /** What a model of each kind is called on the page. */
@@ -64,7 +64,9 @@ function problemOf(msg) {
     return { kind: m[1] || "diffusion", name: m[2], state: "unknown", close: close ? close[1].split(", ") : [] };
   }
   m = msg.match(/no (\w+) model is installed/);
-  if (m) return { kind: m[1], state: "none_installed" };
+  // The daemon names the catalog's model that installs one.
+  const pull = msg.match(/`reelbox pull ([^`\s]+)` installs one/);
+  if (m) return { kind: m[1], state: "none_installed", pull: pull ? pull[1] : null };
   m = msg.match(/no (\w+) model is the default/);
   return m ? { kind: m[1], state: "no_default" } : null;
 }
@@ -87,9 +89,10 @@ function modelWords(p) {
       return { at: `the box does not know “${p.name}” and cannot fetch it.${tail}`,
         text: `The box does not know the ${thing} “${p.name}” and cannot fetch it.${tail}` };
     }
-    case "none_installed":
-      return { at: `the box has none yet. ${OWNER} install one (Box, then Pull).`,
-        text: `The box has no ${thing} yet. ${OWNER} install one (Box, then Pull).` };
+    case "none_installed": {
+      const how = `${OWNER} install one (Box, then Pull${p.pull ? ` “${p.pull}”` : ""}).`;
+      return { at: `the box has none yet. ${how}`, text: `The box has no ${thing} yet. ${how}` };
+    }
     case "no_default":
       return { at: "the box has several and none is its default: pick one.",
         text: `Pick a ${thing}: the box has several and none is its default.` };
@@ -132,6 +135,27 @@ function limitWords(msg) {
 }
 
 /**
+ * A picture the box cannot take (the upload refusals of src/media/picture.rs), said with
+ * what to do about it on a phone; null for any other message.
+ */
+function pictureWords(msg) {
+  if (/HEIC\/HEIF/.test(msg)) {
+    return "This is an iPhone photo in HEIC, which the box cannot read. Share it as JPEG, or set the iPhone's " +
+      "Settings › Camera › Formats to Most Compatible.";
+  }
+  let m = msg.match(/^image is (\d+)×(\d+); limit is (\d+) px a side/);
+  if (m) {
+    return `The photo is ${m[1]} × ${m[2]} pixels; the box takes at most ${m[3]} a side. Send a smaller copy ` +
+      `(your phone's share or export can make one), or ${owner} raise its limit.`;
+  }
+  m = msg.match(/^is (\S+), which reelbox cannot read/);
+  return m ? `The box cannot read ${m[1]} pictures. Save or share it as JPEG or PNG and pick that.` : null;
+}
+
+/** What a face is found with: said before why the box cannot find one. */
+const FACE = "To find the face in the photo the box needs a face detector: ";
+
+/**
  * Plain words for an error of the API, of the network or of a failed job:
  * `{ text, at, details }`. `text` stands alone; `at` goes under the control the error names
  * (after its label); `details` is the daemon's own message when the words differ from it.
@@ -147,10 +171,18 @@ export function plainError(err) {
     const w = limitWords(own);
     if (w) return { text: `${err.field}: ${w}`, at: w, details: msg };
   }
+  const picture = pictureWords(own);
+  if (picture) return said(picture);
   // Models the box lacks are field errors (`invalid_param` naming `model`/`voice`, with
   // the model as data) or a failed job's error (text only).
   const problem = (err && err.model) || problemOf(own);
   const model = problem && modelWords(problem);
+  // A lip-sync that was given no face box and has no detector to find it (no form asks
+  // for a box: the detector is what is missing).
+  if (model && err.field === "face_box") {
+    const at = problem.state === "no_default" ? `it has several and none is chosen. ${OWNER} choose one.` : model.at;
+    return { text: FACE + at, at, details: msg };
+  }
   if (model) return { text: model.text, at: model.at, details: msg };
   if (!code && /onnx ?runtime|libonnxruntime/i.test(msg) && /not (found|installed|available|load)|cannot load|missing/i.test(msg)) {
     return said(RUNTIME);

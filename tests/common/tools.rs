@@ -35,6 +35,13 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Installs the bare `model.onnx` folder `from` as model `name` of `kind`, as a user
+/// bringing their own does (`reelbox models import --kind`: the file does not say whether it
+/// upscales, lip-syncs or finds faces), so the box lists it and uses it by default.
+pub fn import_bare(home: &Path, models: &Path, name: &str, kind: &str, from: &Path) {
+    run_ok(reelbox_cli(home, models).args(["models", "import", "--name", name, "--kind", kind]).arg(from));
+}
+
 /// The CLI with a clean environment: no user config or daemon settings, the provisioned
 /// runtime, `models` as the models dir, data under `home`.
 pub fn reelbox_cli(home: &Path, models: &Path) -> Command {

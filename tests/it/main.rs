@@ -75,6 +75,7 @@ mod top_snapshots;
 mod top_tmux;
 mod tts;
 mod uploads;
+mod web_photo;
 mod web_session;
 mod web_studio;
 mod web_studio_forms;

@@ -10,7 +10,6 @@ use crate::common;
 pub(crate) mod browser;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use browser::{both_shots, browser, find, go, js, shot, wait_js};
@@ -33,14 +32,7 @@ pub(crate) fn demo_models(root: &Path) -> PathBuf {
     copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
     // The UltraFace-interface fixture imported as the face detector (a bare model.onnx
     // needs its kind named), so the profile editor detects.
-    let imported = Command::new(env!("CARGO_BIN_EXE_reelbox"))
-        .args(["models", "import", "--name", "face-detector", "--kind", "face"])
-        .arg(common::fixture("models/tiny-face-detector"))
-        .env("REELBOX_MODELS_DIR", &models)
-        .env("REELBOX_DATA_DIR", root.join("import-data"))
-        .status()
-        .expect("run reelbox models import");
-    assert!(imported.success(), "importing the face detector failed");
+    common::tools::import_bare(root, &models, "face-detector", "face", &common::fixture("models/tiny-face-detector"));
     models
 }
 

@@ -30,7 +30,7 @@ fn daemon(dir: &Path) -> DaemonProc {
 }
 
 /// The bytes of the one file the browser downloads into `dir` whose name ends in `ext`.
-async fn downloaded(dir: &Path, ext: &str) -> Vec<u8> {
+pub(crate) async fn downloaded(dir: &Path, ext: &str) -> Vec<u8> {
     let t0 = Instant::now();
     loop {
         let done: Vec<_> = std::fs::read_dir(dir)
@@ -47,6 +47,13 @@ async fn downloaded(dir: &Path, ext: &str) -> Vec<u8> {
     }
 }
 
+/// Width and height of a PNG from its header.
+pub(crate) fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let side = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    (side(16), side(20))
+}
+
 /// Opens the Library on everything and waits for job `id`'s card to show `what`.
 async fn in_library(c: &Client, d: &DaemonProc, id: &str, what: &str) {
     go(c, d, "#/library", "#lib-kind").await;
@@ -56,7 +63,7 @@ async fn in_library(c: &Client, d: &DaemonProc, id: &str, what: &str) {
 }
 
 /// The refusal shown in `slot` (a CSS selector): its sentence, and the Details text once opened.
-async fn refusal(c: &Client, slot: &str) -> (String, String) {
+pub(crate) async fn refusal(c: &Client, slot: &str) -> (String, String) {
     let said = wait_js(
         c,
         "the refusal",
@@ -90,8 +97,8 @@ async fn a_picture_is_made_in_the_page_downloads_as_a_png_of_its_size_and_a_miss
     let c = &b.client;
 
     go(c, &d, "#/picture", "#pic-prompt").await;
-    let nav = js(c, "return [...document.querySelectorAll('nav a')].slice(0, 3).map(a => a.textContent)").await;
-    assert_eq!(nav, json!(["New film", "Picture", "Speech"]), "Picture sits beside New film");
+    let nav = js(c, "return [...document.querySelectorAll('nav a')].slice(0, 4).map(a => a.textContent)").await;
+    assert_eq!(nav, json!(["New film", "Picture", "Photo", "Speech"]), "Picture sits beside New film");
     let picked = js(c, "return document.getElementById('pic-model').value").await;
     assert_eq!(picked, "demo-shapes", "the default diffusion model `models list` tags is picked");
     let sizes = js(c, "return [...document.querySelectorAll('#pic-size option')].map(o => o.value)").await;
@@ -133,9 +140,7 @@ async fn a_picture_is_made_in_the_page_downloads_as_a_png_of_its_size_and_a_miss
     assert_eq!(label, "Download PNG");
     find(c, ".picture-view a[download]").await.click().await.expect("download");
     let png = downloaded(&downloads, "png").await;
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
-    let side = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
-    assert_eq!((side(16), side(20)), (256, 256), "of the asked size");
+    assert_eq!(png_size(&png), (256, 256), "a PNG of the asked size");
 
     // "Make another" brings the form back as it was.
     find(c, "#pic-again").await.click().await.expect("make another");

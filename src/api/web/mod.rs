@@ -40,6 +40,7 @@ const ASSETS: &[Asset] = &[
     asset!("choices.js", JS),
     asset!("film.js", JS),
     asset!("picture.js", JS),
+    asset!("photo.js", JS),
     asset!("speech.js", JS),
     asset!("watch.js", JS),
     asset!("library.js", JS),

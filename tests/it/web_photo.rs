@@ -1,0 +1,193 @@
+//! The web studio's Photo view in the tests' Chromium against the real daemon with the tiny
+//! fixture models and the face detector: a phone photo
+//! picked in the page is made larger (its PNG downloads at 4× the upright photo) and made to
+//! talk from typed text (an MP4 plays in the page and downloads); without a face detector the
+//! page says the box needs one and which to pull; a HEIC photo and one past
+//! `limits.max_upload_side` are refused at the photo field in plain words.
+
+use crate::common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::media::{heic_head, phone_jpeg, png, test_picture};
+use serde_json::{Value, json};
+
+use crate::web_studio::browser::{both_shots, browser, find, go, js, wait_js};
+use crate::web_studio_forms::{downloaded, png_size, refusal};
+use common::daemon::DaemonProc;
+use common::tools::import_bare;
+
+/// The picked photo as the page shows it: its size once loaded, null while it is not shown.
+const PREVIEW: &str = "const i = document.querySelector('.photo-form .photo-preview'); \
+    return !i.hidden && i.complete && i.naturalWidth > 0 && [i.naturalWidth, i.naturalHeight]";
+
+/// The tiny fixture models a photo needs, installed as their kinds (bare ONNX files, so
+/// imported as a user bringing their own would), and the joe voice; a daemon over them
+/// with `env`. No face detector yet: [`install_face_detector`] adds it.
+fn daemon(root: &Path, env: &[(&str, &str)]) -> DaemonProc {
+    let models = root.join("models");
+    for (name, kind) in [("tiny-esrgan-x4", "upscale"), ("tiny-wav2lip", "lipsync")] {
+        import_bare(root, &models, name, kind, &common::fixture(&format!("models/{name}")));
+    }
+    let joe = common::provision::joe_voice();
+    common::copy_dir(joe.parent().expect("voice dir"), &models.join("en_US-joe-medium"));
+    common::compat::start_daemon_with(&root.join("data"), &models, env)
+}
+
+/// The face detector fixture installed under `root`'s models, as the owner would.
+fn install_face_detector(root: &Path) {
+    import_bare(root, &root.join("models"), "face-detector", "face", &common::fixture("models/tiny-face-detector"));
+}
+
+/// Jobs of `kind` the daemon has.
+async fn jobs(http: &reqwest::Client, d: &DaemonProc, kind: &str) -> Vec<Value> {
+    let page = common::daemon::get_json(http, d, &format!("/api/v1/jobs?kind={kind}")).await;
+    page["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_photo_is_made_larger_and_made_to_talk_in_the_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = daemon(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).expect("downloads dir");
+    // Seen 120 wide and 160 tall; the phone stored it turned, with EXIF Orientation 6.
+    let photo = dir.path().join("IMG_0001.jpg");
+    std::fs::write(&photo, phone_jpeg(&image::imageops::rotate270(&test_picture(120, 160, 5)), 6)).expect("photo");
+    let b = browser(&downloads).await;
+    let c = &b.client;
+
+    go(c, &d, "#/photo", "#photo-file").await;
+    let nav = js(c, "return [...document.querySelectorAll('nav a')].slice(1, 4).map(a => a.textContent)").await;
+    assert_eq!(nav, json!(["Picture", "Photo", "Speech"]), "Photo sits between Picture and Speech");
+    let accept = js(c, "return document.getElementById('photo-file').accept").await;
+    assert_eq!(accept, "image/*", "a phone offers its camera and its photos");
+    let asked = js(c, "return !!document.getElementById('photo-model')").await;
+    assert_eq!(asked, false, "one upscaler is installed: no model to pick");
+    find(c, "#photo-file").await.send_keys(&photo.display().to_string()).await.expect("pick the photo");
+    let shown = wait_js(c, "the photo's preview", PREVIEW, Duration::from_secs(10)).await;
+    assert_eq!(shown, json!([120, 160]), "the photo is shown upright");
+    both_shots(c, "photo").await;
+
+    // Larger: progress as Picture shows it, then the picture large and its PNG at 4×.
+    find(c, "#photo-larger").await.click().await.expect("make it larger");
+    let big = wait_js(
+        c,
+        "the larger photo",
+        "const i = document.querySelector('.photo-view .result img.picture'); \
+         return i && i.complete && i.naturalWidth > 0 && [i.naturalWidth, i.naturalHeight]",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(big, json!([480, 640]), "4× the upright photo");
+    let progress = js(c, "return document.querySelector('.photo-view .watch #percent').textContent").await;
+    assert_eq!(progress, "100 %", "followed live to its end");
+    let what = js(c, "return document.querySelector('.photo-view .watch .summary').textContent").await;
+    assert_eq!(what, "larger picture", "said in words, not the API's kind");
+    both_shots(c, "photo-larger").await;
+    assert_eq!(js(c, "return document.querySelector('.photo-view a[download]').textContent").await, "Download PNG");
+    find(c, ".photo-view a[download]").await.click().await.expect("download");
+    assert_eq!(png_size(&downloaded(&downloads, "png").await), (480, 640), "the download is 4× the photo");
+    let upscaled = jobs(&http, &d, "upscale").await;
+    assert_eq!((upscaled.len(), &upscaled[0]["state"]), (1, &json!("succeeded")), "{upscaled:?}");
+
+    // Back to the same photo, which is made to talk. The box has no face detector yet: the
+    // page says it needs one and which installs it (the catalog's, which Box offers to pull).
+    // WebDriver scrolls a button to the top, under the sticky header: to the middle instead.
+    js(c, "document.getElementById('photo-again').scrollIntoView({block: 'center'})").await;
+    find(c, "#photo-again").await.click().await.expect("back to the photo");
+    wait_js(c, "the photo again", PREVIEW, Duration::from_secs(10)).await;
+    find(c, "#photo-text").await.send_keys("Hello from the photo in the hall.").await.expect("type");
+    assert_eq!(js(c, "return document.getElementById('photo-voice').value").await, "en_US-joe-medium");
+    find(c, "#photo-talk").await.click().await.expect("make it talk");
+    let (said, details) = refusal(c, ".photo-form .form-error").await;
+    assert_eq!(
+        said,
+        "To find the face in the photo the box needs a face detector: the box has none yet. \
+         Ask whoever runs the box to install one (Box, then Pull “ultraface-320”)."
+    );
+    assert!(details.starts_with("face_box: ") && details.contains("`reelbox pull ultraface-320`"), "{details}");
+    let models = common::daemon::get_json(&http, &d, "/api/v1/models").await;
+    let pullable = models["models"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "ultraface-320"));
+    let pullable = pullable.unwrap_or_else(|| panic!("the catalog has ultraface-320: {models}"));
+    assert_eq!(pullable["kind"], "face");
+    assert!(pullable["sources"].as_array().is_some_and(|s| !s.is_empty()), "Box offers to pull it: {pullable}");
+    let beside = js(c, "return document.querySelector('.photo-form .form-error').nextElementSibling.contains(document.getElementById('photo-talk'))").await;
+    assert_eq!(beside, true, "the refusal is beside the action refused");
+    both_shots(c, "photo-no-detector").await;
+
+    install_face_detector(dir.path());
+    find(c, "#photo-talk").await.click().await.expect("make it talk");
+    let played = wait_js(
+        c,
+        "the talking photo",
+        "const v = document.querySelector('.photo-view .result video'); \
+         return v && v.readyState >= 1 && v.duration > 0 && [v.videoWidth, v.videoHeight, v.duration]",
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!((&played[0], &played[1]), (&json!(120), &json!(160)), "the upright photo talks: {played}");
+    assert!(played[2].as_f64().is_some_and(|s| s > 0.5), "it says the line: {played}");
+    let what = js(c, "return document.querySelector('.photo-view .watch .summary').textContent").await;
+    assert_eq!(what, "Hello from the photo in the hall.", "what the photo says");
+    both_shots(c, "photo-talking").await;
+    assert_eq!(js(c, "return document.querySelector('.photo-view a[download]').textContent").await, "Download MP4");
+    find(c, ".photo-view a[download]").await.click().await.expect("download");
+    let mp4 = downloaded(&downloads, "mp4").await;
+    assert_eq!(&mp4[4..8], b"ftyp", "an MP4");
+    let talked = jobs(&http, &d, "lipsync").await;
+    assert_eq!(
+        (talked.len(), &talked[0]["state"]),
+        (1, &json!("succeeded")),
+        "one job, the refused one never was: {talked:?}"
+    );
+    // Coming back to the view, what they said is still there (this tab keeps it).
+    go(c, &d, "#/speech", "#speech-text").await;
+    go(c, &d, "#/photo", "#photo-file").await;
+    let kept = js(c, "return ['photo-narration', 'photo-text'].map(id => document.getElementById(id).value)").await;
+    assert_eq!(kept, json!(["text", "Hello from the photo in the hall."]), "the fields are kept");
+    b.client.clone().close().await.expect("close the browser");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heic_photo_and_one_too_large_are_refused_at_the_photo_field_in_plain_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[limits]\nmax_upload_side = 256\n").expect("config");
+    let d = daemon(dir.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf8"))]);
+    let http = reqwest::Client::new();
+    let heic = dir.path().join("IMG_0002.HEIC");
+    std::fs::write(&heic, heic_head()).expect("heic");
+    let wide = dir.path().join("panorama.png");
+    std::fs::write(&wide, png(&test_picture(300, 40, 2))).expect("png");
+    let b = browser(dir.path()).await;
+    let c = &b.client;
+
+    go(c, &d, "#/photo", "#photo-file").await;
+    find(c, "#photo-file").await.send_keys(&heic.display().to_string()).await.expect("pick the HEIC");
+    let (said, details) = refusal(c, "#photo-file-error").await;
+    assert_eq!(
+        said,
+        "Photo: this is an iPhone photo in HEIC, which the box cannot read. Share it as JPEG, or set the \
+         iPhone's Settings › Camera › Formats to Most Compatible."
+    );
+    assert!(details.starts_with("file: is a HEIC/HEIF picture"), "the daemon's words under Details: {details}");
+    assert_eq!(js(c, "return document.getElementById('photo-file').getAttribute('aria-invalid')").await, "true");
+    both_shots(c, "photo-heic").await;
+    // Asked to make it larger all the same, the page says it again and sends nothing.
+    find(c, "#photo-larger").await.click().await.expect("make it larger");
+    let (again, _) = refusal(c, "#photo-file-error").await;
+    assert_eq!(again, said);
+    assert_eq!(jobs(&http, &d, "upscale").await, Vec::<Value>::new(), "nothing was sent to be made");
+
+    find(c, "#photo-file").await.send_keys(&wide.display().to_string()).await.expect("pick the panorama");
+    let (said, _) = refusal(c, "#photo-file-error").await;
+    assert_eq!(
+        said,
+        "Photo: the photo is 300 × 40 pixels; the box takes at most 256 a side. Send a smaller copy (your \
+         phone's share or export can make one), or ask whoever runs the box to raise its limit."
+    );
+    b.client.clone().close().await.expect("close the browser");
+}
