@@ -184,7 +184,9 @@ impl Upload {
                 file_name
             }
         };
-        store_upload(state, caller, bytes, media_type, "profile", name).await
+        // What brought it in, as an artifact's stage says: a profile's field, or a plain upload.
+        let stage = if field == "file" { "upload" } else { "profile" };
+        store_upload(state, caller, bytes, media_type, stage, name).await
     }
 }
 

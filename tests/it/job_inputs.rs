@@ -28,7 +28,9 @@ async fn a_job_naming_an_input_it_cannot_use_is_refused_at_submission_naming_the
     let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum"})).await;
     let (_, kid) = create_key(&d, Some(&admin), json!({"name": "kid"})).await;
 
-    let mums_photo = upload(&d, &mum, "mum.png", png(&test_picture(96, 128, 1))).await;
+    let mums = common::api::upload(&d, Some(&mum), "mum.png", png(&test_picture(96, 128, 1))).await;
+    assert_eq!(mums["stage"], "upload", "what brought it in: {mums}");
+    let mums_photo = mums["id"].as_str().expect("id").to_string();
     let photo = upload(&d, &kid, "me.png", png(&test_picture(96, 128, 2))).await;
     let voice = upload(&d, &kid, "hello.wav", wav_bytes(speechy_16k(8_000), 16_000)).await;
     // Within what uploads may be (limits.max_upload_side), past what upscale takes.
