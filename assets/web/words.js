@@ -89,6 +89,10 @@ function modelWords(p) {
       return { at: `the box does not know “${p.name}” and cannot fetch it.${tail}`,
         text: `The box does not know the ${thing} “${p.name}” and cannot fetch it.${tail}` };
     }
+    case "gone": {
+      const at = `“${p.name}” was added to the box by hand and its files are gone. ${OWNER} add it again.`;
+      return { at, text: `The ${thing} ${at}` };
+    }
     case "none_installed": {
       const how = `${OWNER} install one (Box, then Pull${p.pull ? ` “${p.pull}”` : ""}).`;
       return { at: `the box has none yet. ${how}`, text: `The box has no ${thing} yet. ${how}` };

@@ -21,8 +21,9 @@ pub struct ModelProblem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `not_installed` (the catalog knows it: pull it), `unknown` (neither installed nor in
-    /// the catalog), `none_installed` (no model of the kind at all), `no_default` (several
-    /// installed, none chosen).
+    /// the catalog), `gone` (imported here, its files since removed: import it again),
+    /// `none_installed` (no model of the kind at all), `no_default` (several installed, none
+    /// chosen).
     pub state: String,
     /// What `reelbox pull` (or `POST /api/v1/models/pull`'s `name`) takes to install it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,6 +68,9 @@ pub enum Availability {
     /// Neither: a typo or a model of another kind. `close` are the known names like it,
     /// `installed` the installed models of the kind.
     Unknown { close: Vec<String>, installed: Vec<String> },
+    /// Imported on this box (its manifest is here, naming no sources) and its files are
+    /// gone: nothing pulls it, it is imported again.
+    Gone,
 }
 
 impl Availability {
@@ -80,8 +84,8 @@ impl Availability {
         let catalog = Catalog::load(config);
         let mut known: Vec<String> =
             catalog.models().iter().filter(|m| m.kind() == kind).map(|m| m.name().into()).collect();
-        if known.iter().any(|k| k == name) {
-            return Self::Pullable { pull: name.to_string() };
+        if let Some(m) = catalog.models().iter().find(|m| m.kind() == kind && m.name() == name) {
+            return if m.pullable() { Self::Pullable { pull: name.to_string() } } else { Self::Gone };
         }
         if kind == ModelKind::Tts {
             let voices = ModelStore::new(config).cached_piper_voices();
@@ -109,6 +113,7 @@ impl Availability {
             Self::Unknown { close, installed } => {
                 Some(ModelProblem { close: close.clone(), installed: installed.clone(), ..problem("unknown") })
             }
+            Self::Gone => Some(problem("gone")),
         }
     }
 
@@ -126,6 +131,11 @@ impl Availability {
                 did_you_mean(close),
                 if installed.is_empty() { "none".to_string() } else { installed.join(", ") },
                 kind = kind.as_str(),
+            )),
+            Self::Gone => Some(format!(
+                "{kind} model {name:?} was imported on this box and its files are gone; import it again \
+                 (`reelbox models import PATH --name {name}`)",
+                kind = kind.as_str()
             )),
         }
     }
@@ -167,5 +177,28 @@ mod tests {
         assert_eq!(close_names("TURBO", &known), ["sd-turbo", "sdxl-turbo"]);
         assert!(close_names("nothing", &known).is_empty());
         assert_eq!(did_you_mean(&known[..1]), " (did you mean en_US-joe-medium?)");
+    }
+
+    #[test]
+    fn an_imported_model_whose_files_are_gone_is_imported_again_not_pulled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(&models).expect("mkdir");
+        // What `reelbox models import --kind face --name face-detector` leaves once its
+        // folder is deleted by hand: the installed manifest, naming no sources.
+        let sha = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06";
+        let manifest = format!(
+            "name = \"face-detector\"\nkind = \"face\"\n[[files]]\npath = \"model.onnx\"\nsize = 2\nsha256 = \"{sha}\"\n"
+        );
+        std::fs::write(models.join("face-detector.toml"), manifest).expect("manifest");
+        let config = Config { models_dir: Some(models), ..Config::default() };
+        let gone = Availability::of(&config, ModelKind::Face, "face-detector");
+        assert_eq!(gone, Availability::Gone);
+        let why = gone.refusal(ModelKind::Face, "face-detector").unwrap_or_default();
+        assert!(why.contains("import it again") && !why.contains("pull"), "{why}");
+        assert_eq!(gone.problem(ModelKind::Face, "face-detector").map(|p| p.state), Some("gone".into()));
+        // With no face model installed, the pull offered is the shipped one.
+        let none = Catalog::no_default_problem(&config, ModelKind::Face);
+        assert_eq!(none.pull.as_deref(), Some("ultraface-320"), "{none:?}");
     }
 }

@@ -65,6 +65,12 @@ impl CatalogModel {
     pub fn dir(&self) -> Option<&Path> {
         self.entry.path.as_deref()
     }
+
+    /// Whether `reelbox pull` can install it: its manifest names sources. An imported
+    /// model's manifest names none (its files came from the user's own checkpoint).
+    pub fn pullable(&self) -> bool {
+        self.manifest.as_ref().is_some_and(|m| !m.sources.is_empty())
+    }
 }
 
 /// Installed and available models of one models dir, sorted by name.
@@ -235,8 +241,13 @@ impl Catalog {
     pub fn no_default_problem(config: &Config, kind: ModelKind) -> ModelProblem {
         let catalog = Self::load(config);
         let installed = catalog.installed_names(kind);
-        // The last built-in default the catalog can pull is the small one (a demo model).
-        let pull = builtin_defaults(kind).iter().rev().find(|n| catalog.get(n).is_some()).map(|n| n.to_string());
+        // The last built-in default the catalog can pull is the small one (a demo model); an
+        // imported model of a built-in default's name (`face-detector`) cannot be pulled.
+        let pull = builtin_defaults(kind)
+            .iter()
+            .rev()
+            .find(|n| catalog.get(n).is_some_and(CatalogModel::pullable))
+            .map(|n| n.to_string());
         ModelProblem {
             kind: kind.as_str().to_string(),
             name: None,

@@ -179,8 +179,8 @@ impl ImageRequest {
         let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, &model).ok_or_else(|| {
             match Availability::of(config, ModelKind::Diffusion, &model) {
                 // Known to the catalog (a profile may name one before it is pulled): the pull to make.
-                pullable @ Availability::Pullable { .. } => {
-                    ParamError::unavailable_model("model", ModelKind::Diffusion, &model, &pullable)
+                known @ (Availability::Pullable { .. } | Availability::Gone) => {
+                    ParamError::unavailable_model("model", ModelKind::Diffusion, &model, &known)
                 }
                 other => ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed()))
                     .with_model(other.problem(ModelKind::Diffusion, &model)),
