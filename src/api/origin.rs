@@ -14,7 +14,7 @@
 //! It runs before authentication on every route, probes included.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -173,7 +173,7 @@ fn unknown_host_page(host: &str) -> Response {
 }
 
 /// Middleware: refuses requests for an unknown host or from a foreign web page.
-pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let guard = &state.guard;
     let host = request_host(req.uri(), req.headers());
     if let Some(h) = host
@@ -195,6 +195,13 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 format!("requests from web pages of {origin:?} are refused; add the origin to server.allowed_origins"),
             );
         }
+    }
+    // HTTP/2 names the host in `:authority`, with no Host header: set one here, once, so
+    // every URL built from the request's host (`base_url`) has the name the client used.
+    if !req.headers().contains_key(header::HOST)
+        && let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, host);
     }
     next.run(req).await
 }

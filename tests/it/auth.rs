@@ -431,9 +431,12 @@ async fn tls_serves_https_with_the_configured_certificate() {
         .expect("client");
     let resp = client.get(format!("https://localhost:{port}/healthz")).send().await.expect("https request");
     assert_eq!(resp.status(), 200);
-    // URLs the box hands out are the https ones it serves (an OpenAI client told its base URL).
+    // URLs the box hands out are the https ones it serves (an OpenAI client told its base
+    // URL), over HTTP/2 too, which names the host in `:authority`, not in a Host header.
     let resp = client.post(format!("https://localhost:{port}/images/generations")).json(&serde_json::json!({}));
-    let told: serde_json::Value = resp.send().await.expect("https request").json().await.expect("json");
+    let resp = resp.send().await.expect("https request");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2, "the client and the daemon speak HTTP/2");
+    let told: serde_json::Value = resp.json().await.expect("json");
     let message = told["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(&format!("base_url https://localhost:{port}/v1")), "{told}");
     let cli = |extra: &[&str]| {
