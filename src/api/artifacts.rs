@@ -174,8 +174,15 @@ pub struct Upload {
 
 impl Upload {
     /// Stores the file (see [`store_upload`]) under the name it was sent with, or
-    /// `<field>.<ext>` when it came without one.
-    pub async fn store(self, state: &AppState, caller: &Caller, media_type: &str) -> Result<Artifact, ApiError> {
+    /// `<field>.<ext>` when it came without one; `stage` says what brought it in (`upload`,
+    /// `profile`).
+    pub async fn store(
+        self,
+        state: &AppState,
+        caller: &Caller,
+        media_type: &str,
+        stage: &str,
+    ) -> Result<Artifact, ApiError> {
         let Upload { field, file_name, bytes } = self;
         let name = |a: &Artifact| {
             if file_name.is_empty() {
@@ -184,8 +191,6 @@ impl Upload {
                 file_name
             }
         };
-        // What brought it in, as an artifact's stage says: a profile's field, or a plain upload.
-        let stage = if field == "file" { "upload" } else { "profile" };
         store_upload(state, caller, bytes, media_type, stage, name).await
     }
 }
@@ -212,7 +217,7 @@ pub async fn upload(
         let file_name = field.file_name().unwrap_or("upload").to_string();
         let bytes = field.bytes().await.map_err(bad)?.to_vec();
         let (media_type, picture) = upload_media_type(&state, &file_name, &bytes).await?;
-        let art = Upload { field: "file", file_name, bytes }.store(&state, &caller, media_type).await?;
+        let art = Upload { field: "file", file_name, bytes }.store(&state, &caller, media_type, "upload").await?;
         return Ok((StatusCode::CREATED, Json(ArtifactView::from(&art).with_picture(picture))));
     }
     Err(ApiError::field("file", "is required (multipart field `file`)"))

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use reelbox::api::views::{ArtifactView, JobView};
+use reelbox::client::ClientError;
 use reelbox::config::Config;
 use reelbox::daemon::Daemon;
 use reqwest::Method;
@@ -157,21 +158,22 @@ pub async fn save_artifacts(
     Ok(files)
 }
 
-/// Uploads the file at `path`, given as `flag`, as an input artifact; its id. A refusal is
-/// said in the words of `flag`: the daemon's names its form field (`… 400 Bad Request:
-/// file: not a readable …`), which the user never typed.
-pub async fn upload(c: &Client, path: &Path, flag: &str) -> anyhow::Result<String> {
+/// Uploads the file at `path`, given as `flag`, as an input artifact (the daemon's answer:
+/// its id, and its media type as the daemon read the bytes). A refusal is said in the words
+/// of `flag`: the daemon's message names its form field (`file: not a readable …`), which
+/// the user never typed.
+pub async fn upload(c: &Client, path: &Path, flag: &str) -> anyhow::Result<ArtifactView> {
     let bytes = tokio::fs::read(path).await.with_context(|| format!("{flag}: cannot read {}", path.display()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
     let form = Form::new().part("file", Part::bytes(bytes).file_name(name));
-    let sent: anyhow::Result<serde_json::Value> =
-        c.send(c.request(Method::POST, "/api/v1/artifacts").multipart(form)).await;
-    let art = sent.map_err(|e| {
-        let text = e.to_string();
-        let why = text.split_once(": file: ").map_or(text.as_str(), |(_, why)| why);
-        anyhow!("{flag} {}: {why}", path.display())
-    })?;
-    art["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("the daemon answered the upload without an id"))
+    c.send(c.request(Method::POST, "/api/v1/artifacts").multipart(form)).await.map_err(|e| {
+        match e.downcast_ref::<ClientError>() {
+            Some(ClientError::Status { status, message }) if status.is_client_error() => {
+                anyhow!("{flag} {}: {}", path.display(), message.strip_prefix("file: ").unwrap_or(message))
+            }
+            _ => e.context(format!("{flag} {}: the upload failed", path.display())),
+        }
+    })
 }
 
 /// Refuses an `-o` whose directory does not exist before any work starts (a render of

@@ -91,14 +91,15 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
     };
     match Backend::choose(g, args.local).await? {
         Backend::Daemon(c) => {
+            // Checked before the picture is sent, so a refused flag leaves nothing stored.
+            let request = local_args.request()?;
             // An init picture is sent to the daemon, so image-to-image runs where the GPU
             // and the loaded model are (it ran in this process, on the CPU).
             let init_image = match &local_args.init {
-                Some(path) => Some(upload(&c, path, "--init").await?),
+                Some(path) => Some(upload(&c, path, "--init").await?.id),
                 None => None,
             };
             // The daemon's own preview default applies (the local render makes none).
-            let request = local_args.request()?;
             let mut body = serde_json::to_value(ImageRequest { preview_every: None, init_image, ..request })?;
             if let (Some(profile), Some(obj)) = (&args.profile, body.as_object_mut()) {
                 obj.insert("profile".into(), json!(profile));

@@ -47,9 +47,9 @@ pub async fn run(g: &Global, a: LipsyncArgs) -> anyhow::Result<ExitCode> {
     let reach = Reach::new(g).await?;
     let c = &reach.client;
     let result = async {
-        let portrait = upload(c, &a.portrait, "portrait").await?;
+        let portrait = upload(c, &a.portrait, "portrait").await?.id;
         let audio = match &a.audio {
-            Some(path) => Some(upload(c, path, "--audio").await?),
+            Some(path) => Some(upload(c, path, "--audio").await?.id),
             None => None,
         };
         let params = json!({"portrait": portrait, "audio": audio, "text": a.text, "voice": a.voice,

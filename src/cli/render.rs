@@ -151,7 +151,7 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     let result = async {
         if let Some(m) = &a.music {
-            body["music"] = json!(upload(c, m, "--music").await?);
+            body["music"] = json!(upload(c, m, "--music").await?.id);
         }
         render_with(c, g, body, &a.output).await
     }

@@ -26,27 +26,24 @@ pub struct UpscaleArgs {
     pub tile: Option<u32>,
 }
 
-/// Whether the daemon makes a video of `input` (it keeps a video a video).
-fn is_video(input: &Path) -> bool {
-    let ext = input.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
-    matches!(ext.as_deref(), Some("mp4" | "m4v" | "mov" | "webm" | "mkv"))
-}
-
-/// `NAME-upscaled.EXT` beside `input`, EXT as the daemon's output is.
-fn default_output(input: &Path) -> PathBuf {
+/// `NAME-upscaled.EXT` beside `input`: `.mp4` when the daemon read it as a video (it keeps a
+/// video a video, with its sound), else `.png`.
+fn default_output(input: &Path, media_type: &str) -> PathBuf {
     let stem = input.file_stem().map_or_else(|| "output".into(), |s| s.to_string_lossy().into_owned());
-    input.with_file_name(format!("{stem}-upscaled.{}", if is_video(input) { "mp4" } else { "png" }))
+    input.with_file_name(format!("{stem}-upscaled.{}", if media_type.starts_with("video/") { "mp4" } else { "png" }))
 }
 
 /// Runs `reelbox upscale`.
 pub async fn run(g: &Global, a: UpscaleArgs) -> anyhow::Result<ExitCode> {
-    let output = a.output.clone().unwrap_or_else(|| default_output(&a.input));
-    super::backend::check_output(&output)?;
+    if let Some(output) = &a.output {
+        super::backend::check_output(output)?;
+    }
     let reach = Reach::new(g).await?;
     let c = &reach.client;
     let result = async {
         let input = upload(c, &a.input, "input").await?;
-        let body = json!({"kind": "upscale", "params": {"input": input, "model": a.model, "tile": a.tile}});
+        let output = a.output.clone().unwrap_or_else(|| default_output(&a.input, &input.media_type));
+        let body = json!({"kind": "upscale", "params": {"input": input.id, "model": a.model, "tile": a.tile}});
         let job = run_job(c, g, "/api/v1/jobs", &body, None).await?;
         let files = save_artifacts(c, &job, &output, |a| a.name.starts_with("upscaled.")).await?;
         if g.json {
@@ -70,7 +67,9 @@ mod tests {
 
     #[test]
     fn the_output_lies_beside_the_input_and_keeps_a_video_a_video() {
-        assert_eq!(default_output(Path::new("photos/IMG_0001.JPG")), PathBuf::from("photos/IMG_0001-upscaled.png"));
-        assert_eq!(default_output(Path::new("clip.MOV")), PathBuf::from("clip-upscaled.mp4"));
+        let photo = default_output(Path::new("photos/IMG_0001.JPG"), "image/jpeg");
+        assert_eq!(photo, PathBuf::from("photos/IMG_0001-upscaled.png"));
+        // A video is told by its bytes, whatever its name says.
+        assert_eq!(default_output(Path::new("clip.3gp"), "video/mp4"), PathBuf::from("clip-upscaled.mp4"));
     }
 }

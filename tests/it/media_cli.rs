@@ -35,6 +35,16 @@ async fn upscale_lipsync_and_image_to_image_send_local_files_to_the_daemon() {
     let big = image::open(dir.join("photo-upscaled.png")).expect("the upscaled picture");
     assert_eq!((big.width(), big.height()), (512, 512), "×4");
 
+    // A phone's video is told by its bytes, whatever it is called: upscaled to an MP4.
+    let clip = dir.join("clip.3gp");
+    let spec = "testsrc=size=32x24:rate=10:duration=0.3";
+    let clip_s = clip.to_str().expect("utf8");
+    common::media::ffmpeg(&["-f", "lavfi", "-i", spec, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4", clip_s]);
+    run_ok(&mut cli(&d, dir, &models, &["upscale", "clip.3gp", "--model", "tiny-esrgan-x4"]));
+    let video = reelbox::media::ffprobe::probe_with(&dir.join("clip-upscaled.mp4"), true).expect("an MP4");
+    let video = video.video().expect("a video stream");
+    assert_eq!((video.width, video.height), (Some(128), Some(96)), "×4");
+
     let args = ["lipsync", "photo.png", "--audio", "hello.wav", "--face-box", "24,12,80,96", "-o", "talk.mp4"];
     run_ok(cli(&d, dir, &models, &args).args(["--model", "tiny-wav2lip"]));
     let film = reelbox::media::ffprobe::probe_with(&dir.join("talk.mp4"), true).expect("ffprobe");
@@ -51,7 +61,7 @@ async fn upscale_lipsync_and_image_to_image_send_local_files_to_the_daemon() {
     let jobs = jobs["jobs"].as_array().expect("jobs");
     let kinds: Vec<&str> =
         jobs.iter().filter(|j| j["state"] == "succeeded").filter_map(|j| j["kind"].as_str()).collect();
-    assert_eq!(kinds, ["image", "lipsync", "upscale"], "newest first: {jobs:?}");
+    assert_eq!(kinds, ["image", "lipsync", "upscale", "upscale"], "newest first: {jobs:?}");
     assert!(jobs[0]["params"]["init_image"].is_string(), "{}", jobs[0]);
 
     // Any job's results are fetched by id, as from another laptop: the edited picture
