@@ -81,11 +81,12 @@ impl Availability {
         if Catalog::installed_dir_of(config, kind, name).is_some() {
             return Self::Installed;
         }
-        let catalog = Catalog::load(config);
+        let store = ModelStore::new(config);
+        let catalog = Catalog::of(&store);
         let mut known: Vec<String> =
             catalog.models().iter().filter(|m| m.kind() == kind).map(|m| m.name().into()).collect();
-        if let Some(m) = catalog.models().iter().find(|m| m.kind() == kind && m.name() == name) {
-            return if m.pullable() { Self::Pullable { pull: name.to_string() } } else { Self::Gone };
+        if known.iter().any(|k| k == name) {
+            return if store.can_pull(name) { Self::Pullable { pull: name.to_string() } } else { Self::Gone };
         }
         if kind == ModelKind::Tts {
             let voices = ModelStore::new(config).cached_piper_voices();
@@ -200,5 +201,13 @@ mod tests {
         // With no face model installed, the pull offered is the shipped one.
         let none = Catalog::no_default_problem(&config, ModelKind::Face);
         assert_eq!(none.pull.as_deref(), Some("ultraface-320"), "{none:?}");
+        // One imported under a shipped model's name is pulled by that name (a pull reads the
+        // shipped manifest first).
+        let models = config.models_dir();
+        let shipped = std::fs::read_to_string(models.join("face-detector.toml")).expect("manifest");
+        std::fs::write(models.join("ultraface-320.toml"), shipped.replace("face-detector", "ultraface-320"))
+            .expect("manifest");
+        let pull = Availability::of(&config, ModelKind::Face, "ultraface-320");
+        assert_eq!(pull, Availability::Pullable { pull: "ultraface-320".into() });
     }
 }

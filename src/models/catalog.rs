@@ -65,12 +65,6 @@ impl CatalogModel {
     pub fn dir(&self) -> Option<&Path> {
         self.entry.path.as_deref()
     }
-
-    /// Whether `reelbox pull` can install it: its manifest names sources. An imported
-    /// model's manifest names none (its files came from the user's own checkpoint).
-    pub fn pullable(&self) -> bool {
-        self.manifest.as_ref().is_some_and(|m| !m.sources.is_empty())
-    }
 }
 
 /// Installed and available models of one models dir, sorted by name.
@@ -239,15 +233,11 @@ impl Catalog {
     /// Why `kind` has no default model, as data: none installed (with the pull of a small
     /// one the catalog has), or several installed and none chosen.
     pub fn no_default_problem(config: &Config, kind: ModelKind) -> ModelProblem {
-        let catalog = Self::load(config);
-        let installed = catalog.installed_names(kind);
-        // The last built-in default the catalog can pull is the small one (a demo model); an
+        let store = ModelStore::new(config);
+        let installed = Self::of(&store).installed_names(kind);
+        // The last built-in default a pull can fetch is the small one (a demo model); an
         // imported model of a built-in default's name (`face-detector`) cannot be pulled.
-        let pull = builtin_defaults(kind)
-            .iter()
-            .rev()
-            .find(|n| catalog.get(n).is_some_and(CatalogModel::pullable))
-            .map(|n| n.to_string());
+        let pull = builtin_defaults(kind).iter().rev().find(|n| store.can_pull(n)).map(|n| n.to_string());
         ModelProblem {
             kind: kind.as_str().to_string(),
             name: None,

@@ -13,6 +13,13 @@ use super::{InstallState, ModelError, ModelStore, PullReport, VERIFIED_MARKER, i
 use crate::store::records::now_ms;
 
 impl ModelStore {
+    /// Whether `reelbox pull NAME` has somewhere to fetch it from: the manifest a pull would
+    /// use ([`ModelStore::manifest`]) names sources. An imported model's names none (its files
+    /// came from the user's own checkpoint), unless a shipped manifest has its name.
+    pub fn can_pull(&self, name: &str) -> bool {
+        self.manifest(name).is_ok_and(|m| !m.sources.is_empty())
+    }
+
     /// Pulls a model by name (see [`ModelStore::pull_manifest`]).
     pub async fn pull(&self, name: &str, force: bool, progress: PullProgressFn<'_>) -> Result<PullReport, ModelError> {
         if let Some(voice) = name.strip_prefix(super::piper::PREFIX) {
