@@ -96,6 +96,25 @@ impl LipsyncDefaults {
     }
 }
 
+/// Refuses, naming `profile`, another key's profile whose portrait a job would use: a job
+/// reads only its own key's files (an admin sees every profile, but their jobs cannot read
+/// a family member's portrait; the refusal came at the talking-head stage, or as a missing
+/// `presenter.portrait` they never typed).
+fn portrait_readable(who: &Submitter, profile: &Profile) -> Result<(), Error> {
+    if profile.portrait.is_none() || profile.owner == who.owner {
+        return Ok(());
+    }
+    Err(ParamError::new(
+        "profile",
+        format!(
+            "profile {:?} ({}) is another key's: a job reads only its own key's files, so its portrait cannot be \
+             used; make a profile of your own with that portrait, or give `presenter`/`portrait` yourself",
+            profile.name, profile.id
+        ),
+    )
+    .into())
+}
+
 fn is_set(params: &Map<String, Value>, key: &str) -> bool {
     params.get(key).is_some_and(|v| !v.is_null())
 }
@@ -123,6 +142,10 @@ impl Service {
             return Err(ParamError::new("params", "must be a JSON object").into());
         };
         let Some(profile) = self.take_profile(who, obj)? else { return Ok(()) };
+        let shown = obj.get("layout").and_then(Value::as_str).is_none_or(|l| l.trim() != "none");
+        if shown && !is_set(obj, "presenter") {
+            portrait_readable(who, &profile)?;
+        }
         fill(obj, RenderDefaults::of(profile))
     }
 
@@ -144,6 +167,9 @@ impl Service {
     /// no portrait of its own) and, for spoken text, its voice.
     pub fn expand_lipsync_profile(&self, who: &Submitter, params: &mut Map<String, Value>) -> Result<(), Error> {
         let Some(profile) = self.take_profile(who, params)? else { return Ok(()) };
+        if !is_set(params, "portrait") {
+            portrait_readable(who, &profile)?;
+        }
         let defaults = LipsyncDefaults::of(profile, params);
         fill(params, defaults)
     }

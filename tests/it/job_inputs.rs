@@ -68,6 +68,40 @@ async fn a_job_naming_an_input_it_cannot_use_is_refused_at_submission_naming_the
     let (_, jobs) = call(Some(&kid), Method::GET, d.at("/api/v1/jobs"), None).await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "nothing was queued: {jobs}");
 
+    // An admin sees the kid's profile, but a job of theirs cannot read its portrait: the
+    // profile is refused by name, unless the render shows no presenter.
+    let form = reqwest::multipart::Form::new()
+        .text("name", "kid")
+        .text("face_box", "10,10,40,40")
+        .part("portrait", reqwest::multipart::Part::bytes(png(&test_picture(96, 128, 4))).file_name("kid.png"));
+    let made = reqwest::Client::new().post(d.at("/api/v1/profiles")).bearer_auth(&kid).multipart(form);
+    let profile: Value = made.send().await.expect("profile").json().await.expect("json");
+    let profile = profile["id"].as_str().expect("profile id").to_string();
+    let by_admin = [
+        (
+            "render",
+            json!({"script": "Hello.", "model": "tiny-sd", "lipsync_model": "tiny-wav2lip", "profile": profile}),
+        ),
+        ("lipsync", json!({"text": "Hello.", "model": "tiny-wav2lip", "profile": profile})),
+    ];
+    for (kind, params) in by_admin {
+        // Lip-sync takes a profile on its own route.
+        let (route, body) = match kind {
+            "lipsync" => ("/api/v1/lipsync", params),
+            _ => ("/api/v1/jobs", json!({"kind": kind, "params": params})),
+        };
+        let (status, v) = call(Some(&admin), Method::POST, d.at(route), Some(body)).await;
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{kind}: {v}");
+        assert!(v["error"]["field"] == "profile" && message.contains("another key's"), "{kind}: {v}");
+    }
+    let params = json!({"script": "Hello.", "model": "tiny-sd", "profile": profile, "layout": "none"});
+    let body = json!({"kind": "render", "params": params, "priority": -1});
+    let (status, job) = call(Some(&admin), Method::POST, d.at("/api/v1/jobs"), Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "no presenter shown, no portrait read: {job}");
+    let cancel = d.at(&format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id")));
+    assert_eq!(call(Some(&admin), Method::POST, cancel, None).await.0, StatusCode::OK);
+
     // Their own files of the right kind are taken and the jobs run.
     let body = json!({"kind": "upscale", "params": {"input": photo, "model": "tiny-esrgan-x4"}});
     let (status, job) = call(Some(&kid), Method::POST, d.at("/api/v1/jobs"), Some(body)).await;

@@ -7,6 +7,7 @@ use super::inputs::{Takes, require_input};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::kinds::StageName;
+use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::plan;
 
 mod params;
@@ -60,7 +61,8 @@ impl TypedKind for Render {
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<RenderParams, ParamError> {
         let p = validate_params(params, ctx)?;
-        if let Some(presenter) = &p.presenter {
+        // A presenter shown (layout inset or full): layout none never reads its portrait.
+        if let Some(presenter) = p.presenter.as_ref().filter(|_| p.layout != Layout::None) {
             require_input(ctx, "presenter.portrait", &presenter.portrait, Takes::Picture)?;
         }
         if let Some(music) = &p.music {
