@@ -20,6 +20,11 @@ function missing(field, message) {
   return new ApiError(400, { error: { code: "invalid_param", field, message } });
 }
 
+/** Whether an upload's error refuses the file itself (sending it again would not help). */
+function refused(e) {
+  return e.status === 400 || e.status === 415 || ["upload_too_large", "body_too_large"].includes(e.code);
+}
+
 /** Renders the Photo view into `root`. */
 export async function photo(root) {
   const [upscalers, voices] = await Promise.all([installed("upscale"), installed("tts")]);
@@ -62,6 +67,11 @@ export async function photo(root) {
 
   // The uploaded photo's id, as a promise (null until one is picked).
   let photoId = null;
+  // The sound file's, as a promise: uploaded at the first "Make it talk" that uses it and
+  // kept for the next, so a refused try does not store it again (the box keeps uploads, and
+  // they count against the key's space). Null until then, and again when another is picked.
+  let soundId = null;
+  audio.addEventListener("change", () => { soundId = null; });
   preview.addEventListener("error", () => { preview.hidden = true; });
   file.addEventListener("change", () => {
     if (preview.src) URL.revokeObjectURL(preview.src);
@@ -98,15 +108,22 @@ export async function photo(root) {
     larger.disabled = talk.disabled = true;
     try {
       if (!photoId) throw missing("file", "Pick a photo first.");
+      // A pick-time upload that failed for a reason that passes (the box away, busy or full)
+      // is tried again; a photo the box refused is not (picking the same file again fires no
+      // `change`, so this is the only way to send it).
+      photoId = photoId.catch((e) => (refused(e) || !file.files[0] ? Promise.reject(e) : upload(file.files[0])));
       const id = await photoId;
       let job;
       if (talking) {
         const body = { portrait: id };
         if (narration.value === "audio") {
           if (!audio.files[0]) throw missing("audio", "Pick a sound file first, or type what they say.");
+          const sound = (soundId ??= upload(audio.files[0]));
           try {
-            body.audio = await upload(audio.files[0]);
+            body.audio = await sound;
           } catch (e) {
+            // Not stored: the next try sends it again.
+            if (soundId === sound) soundId = null;
             // The upload names its own field (`file`): here that is the sound file.
             showError(form, e, { file: "photo-audio" });
             return;

@@ -52,23 +52,17 @@ function later(seconds) {
 
 /**
  * A model the box cannot run, as the API sends it beside a refusal (`error.model`: kind,
- * name, state, close). A failed job's error is only text: `problemOf` reads the same
- * facts from the daemon's wording there.
+ * name, state, pull, close). A failed job's error is only text: `problemOf` reads the
+ * facts a job can fail with (a named model not installed, or unknown) from the daemon's
+ * wording there. A kind with no model at all is refused at submission, always with the data.
  */
 function problemOf(msg) {
   let m = msg.match(/(\w+) model "([^"]+)" is not installed/) || msg.match(/\b(model|voice) "([^"]+)" is not installed/);
   if (m) return { kind: m[1] === "voice" ? "tts" : m[1], name: m[2], state: "not_installed" };
   m = msg.match(/no (\w+) model "([^"]+)" is installed or in the catalog/) || msg.match(/^()unknown model "([^"]+)"/);
-  if (m) {
-    const close = msg.match(/\(did you mean ([^?]+)\?\)/);
-    return { kind: m[1] || "diffusion", name: m[2], state: "unknown", close: close ? close[1].split(", ") : [] };
-  }
-  m = msg.match(/no (\w+) model is installed/);
-  // The daemon names the catalog's model that installs one.
-  const pull = msg.match(/`reelbox pull ([^`\s]+)` installs one/);
-  if (m) return { kind: m[1], state: "none_installed", pull: pull ? pull[1] : null };
-  m = msg.match(/no (\w+) model is the default/);
-  return m ? { kind: m[1], state: "no_default" } : null;
+  if (!m) return null;
+  const close = msg.match(/\(did you mean ([^?]+)\?\)/);
+  return { kind: m[1] || "diffusion", name: m[2], state: "unknown", close: close ? close[1].split(", ") : [] };
 }
 
 /**
@@ -182,7 +176,7 @@ export function plainError(err) {
   const problem = (err && err.model) || problemOf(own);
   const model = problem && modelWords(problem);
   // A lip-sync that was given no face box and has no detector to find it (no form asks
-  // for a box: the detector is what is missing).
+  // for a box: the detector is what is missing, which the refusal carries as `model`).
   if (model && err.field === "face_box") {
     const at = problem.state === "no_default" ? `it has several and none is chosen. ${OWNER} choose one.` : model.at;
     return { text: FACE + at, at, details: msg };

@@ -142,11 +142,15 @@ impl LipsyncRequest {
                 let detector =
                     Catalog::default_model(config, ModelKind::Face).filter(|d| model_file(config, d).is_file());
                 Some(detector.ok_or_else(|| {
-                    let why = Catalog::no_default(config, ModelKind::Face);
+                    // Read once (the whole catalog), then worded; the model goes along as data
+                    // so a client offers the pull without reading the words.
+                    let problem = Catalog::no_default_problem(config, ModelKind::Face);
+                    let why = problem.no_default_text();
                     ParamError::new(
                         "face_box",
                         format!("required: [x, y, w, h] of the face, or a face detector: {why}"),
                     )
+                    .with_model(Some(problem))
                 })?)
             }
         };

@@ -39,3 +39,9 @@ pub async fn upload(d: &DaemonProc, key: Option<&str>, name: &str, bytes: Vec<u8
     assert_eq!(resp.status(), StatusCode::CREATED, "upload of {name}");
     resp.json().await.expect("artifact json")
 }
+
+/// The bytes the holder of `key` has stored (`GET /api/v1/keys`: a client key sees its own).
+pub async fn storage_bytes(d: &DaemonProc, key: &str) -> u64 {
+    let (_, keys) = call(Some(key), Method::GET, d.at("/api/v1/keys"), None).await;
+    keys[0]["storage_bytes"].as_u64().unwrap_or_else(|| panic!("storage_bytes: {keys}"))
+}

@@ -36,12 +36,17 @@ pub fn start_daemon(data_dir: &Path, models: &Path) -> DaemonProc {
 
 /// As [`start_daemon`], with more environment.
 pub fn start_daemon_with(data_dir: &Path, models: &Path, env: &[(&str, &str)]) -> DaemonProc {
+    start_daemon_at(data_dir, models, "127.0.0.1:0", env)
+}
+
+/// As [`start_daemon_with`] on `bind` (a restart on the same port keeps a page's address).
+pub fn start_daemon_at(data_dir: &Path, models: &Path, bind: &str, env: &[(&str, &str)]) -> DaemonProc {
     let runtime = provision::runtime();
     let runtime = runtime.to_string_lossy().into_owned();
     let models = models.to_string_lossy().into_owned();
     let mut all = vec![("REELBOX_MODELS_DIR", models.as_str()), ("REELBOX_ONNXRUNTIME", runtime.as_str())];
     all.extend_from_slice(env);
-    DaemonProc::start(data_dir, &all)
+    DaemonProc::start_on(data_dir, bind, &all)
 }
 
 /// What the client scripts need from the Python package index, pinned: a new SDK release

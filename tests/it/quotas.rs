@@ -4,7 +4,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::api::{call, create_key};
+use common::api::{call, create_key, storage_bytes};
 use common::daemon::{DaemonProc, is_final};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -111,11 +111,6 @@ async fn upload(http: &Client, key: &str, url: String, field: &str, name: &str, 
     let resp = http.post(url).bearer_auth(key).multipart(form).send().await.expect("upload");
     let status = resp.status();
     (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn storage_bytes(d: &DaemonProc, key: &str) -> u64 {
-    let (_, keys) = call(Some(key), Method::GET, d.at("/api/v1/keys"), None).await;
-    keys[0]["storage_bytes"].as_u64().expect("storage_bytes")
 }
 
 fn assert_storage_refused(status: StatusCode, v: &Value) {

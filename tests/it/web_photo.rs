@@ -2,18 +2,22 @@
 //! fixture models and the face detector: a phone photo
 //! picked in the page is made larger (its PNG downloads at 4× the upright photo) and made to
 //! talk from typed text (an MP4 plays in the page and downloads); without a face detector the
-//! page says the box needs one and which to pull; a HEIC photo and one past
-//! `limits.max_upload_side` are refused at the photo field in plain words.
+//! page says the box needs one and which to pull (the API's refusal carries the pull as
+//! data), and trying again with a sound file does not store the sound again; a HEIC photo
+//! and one past `limits.max_upload_side` are refused at the photo field in plain words, and a
+//! photo picked while the box was away is sent when asked once it is back.
 
 use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::media::{heic_head, phone_jpeg, png, test_picture};
+use common::api::{call, create_key, storage_bytes};
+use common::media::{heic_head, phone_jpeg, png, speechy_16k, test_picture, wav_bytes};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::web_studio::browser::{both_shots, browser, find, go, js, wait_js};
+use crate::web_studio::browser::{both_shots, browser, find, go, js, log_in, wait_js};
 use crate::web_studio_forms::{downloaded, png_size, refusal};
 use common::daemon::DaemonProc;
 use common::tools::import_bare;
@@ -38,6 +42,19 @@ fn daemon(root: &Path, env: &[(&str, &str)]) -> DaemonProc {
 /// The face detector fixture installed under `root`'s models, as the owner would.
 fn install_face_detector(root: &Path) {
     import_bare(root, &root.join("models"), "face-detector", "face", &common::fixture("models/tiny-face-detector"));
+}
+
+/// Presses "Make it larger" and waits for the larger photo; its size.
+async fn made_larger(c: &fantoccini::Client) -> Value {
+    find(c, "#photo-larger").await.click().await.expect("make it larger");
+    wait_js(
+        c,
+        "the larger photo",
+        "const i = document.querySelector('.photo-view .result img.picture'); \
+         return i && i.complete && i.naturalWidth > 0 && [i.naturalWidth, i.naturalHeight]",
+        Duration::from_secs(120),
+    )
+    .await
 }
 
 /// Jobs of `kind` the daemon has.
@@ -72,15 +89,7 @@ async fn a_phone_photo_is_made_larger_and_made_to_talk_in_the_page() {
     both_shots(c, "photo").await;
 
     // Larger: progress as Picture shows it, then the picture large and its PNG at 4×.
-    find(c, "#photo-larger").await.click().await.expect("make it larger");
-    let big = wait_js(
-        c,
-        "the larger photo",
-        "const i = document.querySelector('.photo-view .result img.picture'); \
-         return i && i.complete && i.naturalWidth > 0 && [i.naturalWidth, i.naturalHeight]",
-        Duration::from_secs(120),
-    )
-    .await;
+    let big = made_larger(c).await;
     assert_eq!(big, json!([480, 640]), "4× the upright photo");
     let progress = js(c, "return document.querySelector('.photo-view .watch #percent').textContent").await;
     assert_eq!(progress, "100 %", "followed live to its end");
@@ -152,11 +161,13 @@ async fn a_phone_photo_is_made_larger_and_made_to_talk_in_the_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_heic_photo_and_one_too_large_are_refused_at_the_photo_field_in_plain_words() {
+async fn a_heic_photo_and_one_too_large_are_refused_in_plain_words_and_one_picked_while_the_box_was_away_is_sent_later()
+{
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "[limits]\nmax_upload_side = 256\n").expect("config");
-    let d = daemon(dir.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf8"))]);
+    let env = [("REELBOX_CONFIG", config.to_str().expect("utf8"))];
+    let mut d = daemon(dir.path(), &env);
     let http = reqwest::Client::new();
     let heic = dir.path().join("IMG_0002.HEIC");
     std::fs::write(&heic, heic_head()).expect("heic");
@@ -189,5 +200,68 @@ async fn a_heic_photo_and_one_too_large_are_refused_at_the_photo_field_in_plain_
         "Photo: the photo is 300 × 40 pixels; the box takes at most 256 a side. Send a smaller copy (your \
          phone's share or export can make one), or ask whoever runs the box to raise its limit."
     );
+
+    // A photo picked while the box is away cannot go up; asked to make it larger once the box
+    // is back, the page sends it (picking the same file again would fire nothing).
+    let small = dir.path().join("IMG_0003.jpg");
+    std::fs::write(&small, phone_jpeg(&test_picture(40, 30, 3), 1)).expect("photo");
+    let bind = d.url.trim_start_matches("http://").to_string();
+    d.kill9();
+    find(c, "#photo-file").await.send_keys(&small.display().to_string()).await.expect("pick the photo");
+    let away = "const s = document.querySelector('.photo-form .form-error .said'); \
+        return !!s && s.textContent.startsWith('Cannot reach the box')";
+    wait_js(c, "the box is away", away, Duration::from_secs(20)).await;
+    // Back on the same port, so the page's address stays right.
+    let d = common::compat::start_daemon_at(&dir.path().join("data"), &dir.path().join("models"), &bind, &env);
+    let big = made_larger(c).await;
+    assert_eq!(big, json!([160, 120]), "the photo picked while the box was away, 4× larger");
+    assert_eq!(jobs(&http, &d, "upscale").await.len(), 1, "one job, made once the box was back");
+    b.client.clone().close().await.expect("close the browser");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_talk_refused_for_want_of_a_face_detector_says_which_to_pull_and_keeps_one_copy_of_its_sound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = daemon(dir.path(), &[]);
+    let (_, admin) = create_key(&d, None, json!({"name": "root", "scope": "admin"})).await;
+    let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum"})).await;
+
+    // The API says which detector to pull as data, not only in words.
+    let photo_bytes = phone_jpeg(&test_picture(120, 160, 5), 1);
+    let portrait = common::api::upload(&d, Some(&mum), "IMG_0004.jpg", photo_bytes.clone()).await;
+    let body = json!({"portrait": portrait["id"], "text": "Hello."});
+    let (status, v) = call(Some(&mum), Method::POST, d.at("/api/v1/lipsync"), Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "face_box", "{v}");
+    assert_eq!(
+        (&v["error"]["model"]["kind"], &v["error"]["model"]["state"], &v["error"]["model"]["pull"]),
+        (&json!("face"), &json!("none_installed"), &json!("ultraface-320")),
+        "{v}"
+    );
+
+    // In the page, with a sound file: refused, and refused again after another press.
+    let photo = dir.path().join("IMG_0004.jpg");
+    std::fs::write(&photo, &photo_bytes).expect("photo");
+    let wav = wav_bytes(speechy_16k(16_000), 16_000);
+    let sound = dir.path().join("hello.wav");
+    std::fs::write(&sound, &wav).expect("sound");
+    let b = browser(dir.path()).await;
+    let c = &b.client;
+    log_in(c, &d, &mum).await;
+    go(c, &d, "#/photo", "#photo-file").await;
+    find(c, "#photo-file").await.send_keys(&photo.display().to_string()).await.expect("pick the photo");
+    wait_js(c, "the photo's preview", PREVIEW, Duration::from_secs(10)).await;
+    find(c, "#photo-narration").await.select_by_value("audio").await.expect("narrate with a sound file");
+    find(c, "#photo-audio").await.send_keys(&sound.display().to_string()).await.expect("pick the sound");
+    let mut stored = Vec::new();
+    for _ in 0..2 {
+        find(c, "#photo-talk").await.click().await.expect("make it talk");
+        let (said, _) = refusal(c, ".photo-form .form-error").await;
+        assert!(said.starts_with("To find the face in the photo the box needs a face detector"), "{said}");
+        stored.push(storage_bytes(&d, &mum).await);
+    }
+    // The photo went up once at its pick and the sound once at the first press.
+    assert!(stored[0] >= (2 * photo_bytes.len() + wav.len()) as u64, "{stored:?}");
+    assert_eq!(stored[1], stored[0], "the second press stored nothing more");
     b.client.clone().close().await.expect("close the browser");
 }

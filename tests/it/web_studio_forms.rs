@@ -15,7 +15,7 @@ use common::provision;
 use fantoccini::Client;
 use serde_json::{Value, json};
 
-use crate::web_studio::browser::{both_shots, browser, find, go, js, wait_js};
+use crate::web_studio::browser::{both_shots, browser, find, go, js, log_in, wait_js};
 use crate::web_studio::demo_models;
 
 /// A daemon over the demo models (demo-shapes, the joe voice) in `dir`.
@@ -287,10 +287,7 @@ async fn a_line_is_spoken_in_the_page_and_downloads_as_wav_and_a_key_over_its_qu
     assert_eq!(pause.status(), 200);
     let first = http.post(d.at("/api/v1/speech")).bearer_auth(&mum).json(&json!({"text": "First."})).send();
     assert_eq!(first.await.expect("speech").status(), 202, "mum's first line waits in the queue");
-    go(c, &d, "", "#login:not([hidden])").await;
-    find(c, "#login-key").await.send_keys(&mum).await.expect("type");
-    find(c, "#login-form button[type=submit]").await.click().await.expect("log in");
-    wait_js(c, "signed in", "return !document.getElementById('who').hidden", Duration::from_secs(10)).await;
+    log_in(c, &d, &mum).await;
     go(c, &d, "#/speech", "#speech-text").await;
     find(c, "#speech-text").await.clear().await.expect("clear");
     find(c, "#speech-text").await.send_keys("Second.").await.expect("type");

@@ -144,3 +144,11 @@ pub(crate) async fn go(c: &Client, d: &DaemonProc, hash: &str, ready_css: &str) 
     let script = format!("return !!document.querySelector({ready_css:?})");
     wait_js(c, ready_css, &script, Duration::from_secs(20)).await;
 }
+
+/// Logs in at the page's login form with `key` and waits until signed in.
+pub(crate) async fn log_in(c: &Client, d: &DaemonProc, key: &str) {
+    go(c, d, "", "#login:not([hidden])").await;
+    find(c, "#login-key").await.send_keys(key).await.expect("type");
+    find(c, "#login-form button[type=submit]").await.click().await.expect("log in");
+    wait_js(c, "signed in", "return !document.getElementById('who').hidden", Duration::from_secs(10)).await;
+}
