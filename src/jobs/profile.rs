@@ -142,7 +142,7 @@ impl Service {
             return Err(ParamError::new("params", "must be a JSON object").into());
         };
         let Some(profile) = self.take_profile(who, obj)? else { return Ok(()) };
-        let shown = obj.get("layout").and_then(Value::as_str).is_none_or(|l| l.trim() != "none");
+        let shown = obj.get("layout").and_then(Value::as_str).is_none_or(|l| l != "none");
         if shown && !is_set(obj, "presenter") {
             portrait_readable(who, &profile)?;
         }

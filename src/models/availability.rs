@@ -89,7 +89,7 @@ impl Availability {
             return if store.can_pull(name) { Self::Pullable { pull: name.to_string() } } else { Self::Gone };
         }
         if kind == ModelKind::Tts {
-            let voices = ModelStore::new(config).cached_piper_voices();
+            let voices = store.cached_piper_voices();
             if voices.iter().any(|v| v == name) {
                 return Self::Pullable { pull: format!("{}{name}", piper::PREFIX) };
             }

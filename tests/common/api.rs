@@ -45,3 +45,12 @@ pub async fn storage_bytes(d: &DaemonProc, key: &str) -> u64 {
     let (_, keys) = call(Some(key), Method::GET, d.at("/api/v1/keys"), None).await;
     keys[0]["storage_bytes"].as_u64().unwrap_or_else(|| panic!("storage_bytes: {keys}"))
 }
+
+/// A client that sends `key` with every request (for the shared job helpers that take a
+/// client: `submit`, `wait_job`, `get_json`).
+pub fn keyed_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {key}").parse().expect("header");
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
+    reqwest::Client::builder().default_headers(headers).build().expect("client")
+}

@@ -173,9 +173,7 @@ async fn only_workers_with_the_token_and_ca_join_and_foreign_results_are_discard
     let made = http.post(head.at("/api/v1/keys")).json(&json!({"name": "root", "scope": "admin"})).send().await;
     let made: serde_json::Value = made.expect("create key").json().await.expect("json");
     let key = made["key"].as_str().unwrap_or_else(|| panic!("no key in {made}")).to_string();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().expect("header"));
-    let keyed = reqwest::Client::builder().default_headers(headers).build().expect("client");
+    let keyed = common::api::keyed_client(&key);
     let mut everything = client.subscribe(">").await.expect("subscribe to every subject");
     let id = submit_testcard(&keyed, &head, json!({"steps": 3, "step_ms": 100})).await;
     let j = wait_job(&keyed, &head, &id, Duration::from_secs(60), is_final).await;

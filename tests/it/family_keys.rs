@@ -9,7 +9,7 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::api::{call, create_key};
+use common::api::{call, create_key, keyed_client};
 use common::daemon::{DaemonProc, get_json, is_final, submit_testcard, wait_job};
 use common::sse::read_events;
 use common::tools::{reelbox_cli, run_ok};
@@ -163,21 +163,13 @@ async fn an_event_stream_opened_before_its_key_was_revoked_ends_with_it() {
     assert!(ended.is_ok(), "the revoked key's event stream still flows 5 s later");
 }
 
-/// A client that sends the admin key with every request (for the shared job helpers).
-fn as_key(key: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    let bearer = format!("Bearer {key}").parse().expect("header");
-    headers.insert(reqwest::header::AUTHORIZATION, bearer);
-    reqwest::Client::builder().default_headers(headers).build().expect("client")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_key_cancels_its_waiting_and_running_jobs_and_keeps_its_finished_ones() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let (d, admin, kid_id, kid) = box_with_a_kid(&data).await;
     let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum"})).await;
-    let (kid_http, admin_http) = (as_key(&kid), as_key(&admin));
+    let (kid_http, admin_http) = (keyed_client(&kid), keyed_client(&admin));
 
     // One render the kid already has, then two that run (the box runs two at once) and
     // one that waits behind them, 30 s each; mum's quick one waits behind those.
@@ -188,7 +180,7 @@ async fn revoking_a_key_cancels_its_waiting_and_running_jobs_and_keeps_its_finis
     for _ in 0..3 {
         live.push(submit_testcard(&kid_http, &d, json!({"steps": 300, "step_ms": 100})).await);
     }
-    let mums = submit_testcard(&as_key(&mum), &d, json!({"steps": 2, "step_ms": 10})).await;
+    let mums = submit_testcard(&keyed_client(&mum), &d, json!({"steps": 2, "step_ms": 10})).await;
     for id in &live[..2] {
         wait_job(&admin_http, &d, id, Duration::from_secs(60), |j| j["state"] == "running").await;
     }

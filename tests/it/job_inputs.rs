@@ -106,12 +106,7 @@ async fn a_job_naming_an_input_it_cannot_use_is_refused_at_submission_naming_the
     let body = json!({"kind": "upscale", "params": {"input": photo, "model": "tiny-esrgan-x4"}});
     let (status, job) = call(Some(&kid), Method::POST, d.at("/api/v1/jobs"), Some(body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
-    let http = reqwest::Client::builder()
-        .default_headers(
-            [(reqwest::header::AUTHORIZATION, format!("Bearer {kid}").parse().expect("header"))].into_iter().collect(),
-        )
-        .build()
-        .expect("client");
+    let http = common::api::keyed_client(&kid);
     let done =
         wait_job(&http, &d, job["id"].as_str().expect("id"), std::time::Duration::from_secs(120), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");

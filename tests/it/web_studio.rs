@@ -316,14 +316,7 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
         let line = format!("{name} reads this line.");
         let resp = http.post(d.at("/api/v1/speech")).bearer_auth(&k).json(&json!({"text": line})).send().await;
         let job: Value = resp.expect("speech").json().await.expect("json");
-        let as_key = reqwest::Client::builder()
-            .default_headers(
-                [(reqwest::header::AUTHORIZATION, format!("Bearer {k}").parse().expect("header"))]
-                    .into_iter()
-                    .collect(),
-            )
-            .build()
-            .expect("client");
+        let as_key = common::api::keyed_client(&k);
         wait_job(&as_key, &d, job["id"].as_str().expect("id"), Duration::from_secs(120), is_final).await;
         client_keys.push(k);
     }
