@@ -14,7 +14,7 @@ use ulid::Ulid;
 use super::objects;
 use super::protocol::{Live, ObjectRef, RunKey, progress_subject};
 use super::{Bus, ClusterError};
-use crate::kinds::{StageError, StageSink};
+use crate::kinds::{OwnArtifacts, StageError, StageSink};
 use crate::store::records::{Artifact, StageName, now_ms};
 
 /// Progress lines are throttled to this rate, as on the head.
@@ -161,6 +161,15 @@ impl StageSink for WorkerSink {
             .collect()
     }
 
+    fn scratch_dir(&self) -> PathBuf {
+        if let Err(e) = std::fs::create_dir_all(&self.scratch) {
+            tracing::warn!("cannot create scratch dir {}: {e}", self.scratch.display());
+        }
+        self.scratch.clone()
+    }
+}
+
+impl OwnArtifacts for WorkerSink {
     fn artifact(&self, id: Ulid) -> Option<Artifact> {
         self.inputs.iter().find(|(r, _)| r.id == id).map(|(r, f)| self.as_artifact(r, f))
     }
@@ -168,12 +177,5 @@ impl StageSink for WorkerSink {
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
         // Artifacts here carry their local file as `path` (inputs and outputs alike).
         PathBuf::from(&artifact.path)
-    }
-
-    fn scratch_dir(&self) -> PathBuf {
-        if let Err(e) = std::fs::create_dir_all(&self.scratch) {
-            tracing::warn!("cannot create scratch dir {}: {e}", self.scratch.display());
-        }
-        self.scratch.clone()
     }
 }

@@ -141,8 +141,9 @@ impl<E: Failure> From<E> for StageError {
     }
 }
 
-/// What a stage can do besides computing: report, log, store and find artifacts.
-pub trait StageSink: Send + Sync {
+/// What a stage can do besides computing: report, log, store artifacts, and find them as
+/// its job's owner may ([`OwnArtifacts`], what validation checked the inputs against).
+pub trait StageSink: OwnArtifacts + Send + Sync {
     /// Reports step progress of the current stage.
     fn progress(&self, step: u64, total: u64, message: Option<&str>);
     /// Adds a line to the job's events (`info`, `warn`, `error`).
@@ -153,10 +154,6 @@ pub trait StageSink: Send + Sync {
     fn put_artifact_file(&self, name: &str, media_type: &str, file: &std::path::Path) -> Result<Artifact, StageError>;
     /// Artifacts of an earlier finished stage of this job, in creation order.
     fn stage_artifacts(&self, stage: StageName) -> Vec<Artifact>;
-    /// Looks up any artifact the job's owner may read (inputs given by id).
-    fn artifact(&self, id: Ulid) -> Option<Artifact>;
-    /// Absolute path of an artifact's bytes.
-    fn artifact_path(&self, artifact: &Artifact) -> PathBuf;
     /// A private scratch directory for this stage, removed after the stage.
     fn scratch_dir(&self) -> PathBuf;
 }

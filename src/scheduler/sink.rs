@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ulid::Ulid;
 
 use super::LiveProgress;
-use crate::kinds::{StageError, StageSink};
+use crate::kinds::{OwnArtifacts, StageError, StageSink};
 use crate::store::Store;
 use crate::store::artifacts::{self, StoredFile};
 use crate::store::records::{Artifact, EventBody, Job, StageName, now_ms};
@@ -120,18 +120,20 @@ impl StageSink for JobSink {
             .collect()
     }
 
+    fn scratch_dir(&self) -> PathBuf {
+        if let Err(e) = std::fs::create_dir_all(&self.scratch) {
+            tracing::warn!("cannot create scratch dir {}: {e}", self.scratch.display());
+        }
+        self.scratch.clone()
+    }
+}
+
+impl OwnArtifacts for JobSink {
     fn artifact(&self, id: Ulid) -> Option<Artifact> {
         self.store.owned_artifact(id, &self.job.owner)
     }
 
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
         self.store.artifacts_dir().join(&artifact.path)
-    }
-
-    fn scratch_dir(&self) -> PathBuf {
-        if let Err(e) = std::fs::create_dir_all(&self.scratch) {
-            tracing::warn!("cannot create scratch dir {}: {e}", self.scratch.display());
-        }
-        self.scratch.clone()
     }
 }

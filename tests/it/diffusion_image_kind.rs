@@ -129,12 +129,7 @@ impl StageSink for Sink {
     fn stage_artifacts(&self, _stage: StageName) -> Vec<Artifact> {
         self.artifacts.lock().expect("lock").iter().map(|(a, _)| a.clone()).collect()
     }
-    fn artifact(&self, id: Ulid) -> Option<Artifact> {
-        self.inputs.lock().expect("lock").iter().find(|a| a.id == id).cloned()
-    }
-    fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
-        self.dir.path().join(&artifact.path)
-    }
+
     fn scratch_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
@@ -142,10 +137,11 @@ impl StageSink for Sink {
 
 impl OwnArtifacts for Sink {
     fn artifact(&self, id: Ulid) -> Option<Artifact> {
-        StageSink::artifact(self, id)
+        self.inputs.lock().expect("lock").iter().find(|a| a.id == id).cloned()
     }
+
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
-        StageSink::artifact_path(self, artifact)
+        self.dir.path().join(&artifact.path)
     }
 }
 

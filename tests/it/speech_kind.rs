@@ -10,7 +10,7 @@ use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::speech::{SayRequest, say_local};
-use reelbox::kinds::{JobKind, StageError, StageName, StageRun, StageSink, ValidateCtx, registry};
+use reelbox::kinds::{JobKind, OwnArtifacts, StageError, StageName, StageRun, StageSink, ValidateCtx, registry};
 use reelbox::store::records::{Artifact, now_ms};
 use serde_json::json;
 use sha2::Digest;
@@ -53,14 +53,19 @@ impl StageSink for RecordingSink {
     fn stage_artifacts(&self, _stage: StageName) -> Vec<Artifact> {
         self.artifacts.lock().expect("lock").clone()
     }
+
+    fn scratch_dir(&self) -> PathBuf {
+        self.dir.clone()
+    }
+}
+
+impl OwnArtifacts for RecordingSink {
     fn artifact(&self, _id: Ulid) -> Option<Artifact> {
         None
     }
+
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
         self.dir.join(&artifact.path)
-    }
-    fn scratch_dir(&self) -> PathBuf {
-        self.dir.clone()
     }
 }
 
