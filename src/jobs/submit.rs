@@ -36,11 +36,20 @@ pub(super) fn check_priority(priority: i32) -> Result<(), Error> {
 struct Owned<'a> {
     store: &'a Store,
     owner: &'a str,
+    /// A store read error met during validation. The kinds see "none", and the submission
+    /// answers this error (a 500) instead of their "no such artifact" refusal (a 400 that
+    /// would send the user hunting for an upload they have).
+    failed: std::sync::Mutex<Option<StoreError>>,
 }
 
 impl OwnArtifacts for Owned<'_> {
     fn artifact(&self, id: ulid::Ulid) -> Option<Artifact> {
-        self.store.owned_artifact(id, self.owner)
+        self.store.owned_artifact(id, self.owner).unwrap_or_else(|e| {
+            if let Ok(mut failed) = self.failed.lock() {
+                failed.get_or_insert(e);
+            }
+            None
+        })
     }
 
     fn artifact_path(&self, artifact: &Artifact) -> std::path::PathBuf {
@@ -80,8 +89,12 @@ impl Service {
         }
         check_params(&s.kind, &s.params, limits)?;
         self.check_gpu_quota(who)?;
-        let artifacts = Owned { store: self.store(), owner: &who.owner };
-        let params = kind.validate(s.params, &ValidateCtx { config: self.config(), artifacts: &artifacts })?;
+        let artifacts = Owned { store: self.store(), owner: &who.owner, failed: Default::default() };
+        let params = kind.validate(s.params, &ValidateCtx { config: self.config(), artifacts: &artifacts });
+        if let Some(e) = artifacts.failed.into_inner().ok().flatten() {
+            return Err(e.into());
+        }
+        let params = params?;
         // After the parameters, so a bad field is named first. A 4xx, not a 503: nothing
         // changes by retrying until someone runs `reelbox setup`, and a box without its
         // runtime must still answer every request without a server error.

@@ -80,6 +80,14 @@ pub struct InputFile {
     pub label: String,
 }
 
+impl InputFile {
+    /// `artifact` (at `path`) as parameter `field` names it.
+    fn new(field: &str, artifact: Artifact, path: PathBuf) -> Self {
+        let label = format!("{field} artifact {} ({})", artifact.id, artifact.name);
+        Self { artifact, path, label }
+    }
+}
+
 /// The file of artifact `name` that an earlier stage of this job stored.
 pub fn stage_file(run: &StageRun, stage: StageName, name: &str) -> Option<PathBuf> {
     run.sink.stage_artifacts(stage).into_iter().find(|a| a.name == name).map(|a| run.sink.artifact_path(&a))
@@ -92,8 +100,7 @@ pub fn input_file(run: &StageRun, field: &str, id: &str) -> Result<InputFile, St
     let artifact =
         run.sink.artifact(id).ok_or_else(|| StageError::fatal(format!("{field}: artifact {id} not found")))?;
     let path = run.sink.artifact_path(&artifact);
-    let label = format!("{field} artifact {id} ({})", artifact.name);
-    Ok(InputFile { artifact, path, label })
+    Ok(InputFile::new(field, artifact, path))
 }
 
 /// What an input parameter takes, by the artifact's media type.
@@ -121,7 +128,7 @@ impl Takes {
 /// Artifact `id` that parameter `field` names, checked at submission: the submitter must
 /// have it (their own upload or job output) and it must be what the field takes. Without
 /// this a typo'd or foreign id was queued and failed at the job's first stage.
-pub fn require_input(ctx: &ValidateCtx, field: &str, id: &str, takes: Takes) -> Result<Artifact, ParamError> {
+pub fn require_input(ctx: &ValidateCtx, field: &str, id: &str, takes: Takes) -> Result<InputFile, ParamError> {
     let ulid =
         Ulid::from_string(id.trim()).map_err(|_| ParamError::new(field, format!("{id:?} is not an artifact id")))?;
     // Another key's artifact reads as missing: its id says nothing about it.
@@ -141,7 +148,8 @@ pub fn require_input(ctx: &ValidateCtx, field: &str, id: &str, takes: Takes) -> 
             format!("artifact {ulid} ({}) is {}; {field} takes {words}", artifact.name, artifact.media_type),
         ));
     }
-    Ok(artifact)
+    let path = ctx.artifacts.artifact_path(&artifact);
+    Ok(InputFile::new(field, artifact, path))
 }
 
 #[cfg(test)]

@@ -106,13 +106,8 @@ impl TypedKind for Upscale {
         let input = require_input(ctx, "input", &p.input, Takes::Visual)?;
         // Uploads may be larger than upscale takes (limits.max_upload_side): a picture's
         // header refuses one now, not when its turn comes.
-        if let Ok(header) = crate::media::picture::header_at(&ctx.artifacts.artifact_path(&input))
-            && let Some(why) = too_large(
-                &format!("input artifact {} ({})", input.id, input.name),
-                header.width,
-                header.height,
-                ctx.config,
-            )
+        if let Ok(header) = crate::media::picture::header_at(&input.path)
+            && let Some(why) = too_large(&input.label, header.width, header.height, ctx.config)
         {
             return Err(ParamError::new("input", why));
         }

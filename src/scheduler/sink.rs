@@ -130,7 +130,11 @@ impl StageSink for JobSink {
 
 impl OwnArtifacts for JobSink {
     fn artifact(&self, id: Ulid) -> Option<Artifact> {
-        self.store.owned_artifact(id, &self.job.owner)
+        // The stage then fails naming the input; the log says it was the store.
+        self.store.owned_artifact(id, &self.job.owner).unwrap_or_else(|e| {
+            tracing::warn!(job = %self.job.id, "reading input artifact {id}: {e}");
+            None
+        })
     }
 
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {

@@ -56,9 +56,10 @@ pub(crate) fn rebuild(txn: &WriteTransaction) -> Result<(), StoreError> {
 
 impl Store {
     /// Artifact `id` when `owner` holds it: what a job of theirs may read, whatever id its
-    /// request names.
-    pub fn owned_artifact(&self, id: Ulid, owner: &str) -> Option<Artifact> {
-        self.artifact(id).ok().flatten().filter(|a| a.owner == owner)
+    /// request names. A read error is the store's, not the request's: callers must not
+    /// answer it as "no such artifact".
+    pub fn owned_artifact(&self, id: Ulid, owner: &str) -> Result<Option<Artifact>, StoreError> {
+        Ok(self.artifact(id)?.filter(|a| a.owner == owner))
     }
 
     /// Bytes of artifacts `owner` holds.
@@ -119,6 +120,28 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path(), true, 64).expect("reopen");
         assert_eq!(store.owner_bytes("k1").expect("bytes"), 600);
+        store.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreadable_record_is_an_error_not_someone_elses_artifact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, 64).expect("open");
+        let mine = store.put_artifact_within(artifact(&store, "k1", 10), None).await.expect("stored");
+        assert_eq!(store.owned_artifact(mine.id, "k1").expect("read").map(|a| a.id), Some(mine.id));
+        assert_eq!(store.owned_artifact(mine.id, "k2").expect("read"), None, "another key's reads as none");
+        // A record this build cannot read (a newer reelbox wrote it): the submission must
+        // answer the store's error, not "no such artifact, upload it".
+        let id = mine.id.0;
+        store
+            .write(true, move |ctx| {
+                ctx.txn.open_table(ARTIFACTS)?.insert(id, [u8::MAX, 0].as_slice())?;
+                Ok(())
+            })
+            .await
+            .expect("overwrite");
+        let err = store.owned_artifact(mine.id, "k1").expect_err("unreadable");
+        assert!(err.to_string().contains("newer"), "{err}");
         store.close();
     }
 }
