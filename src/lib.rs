@@ -9,6 +9,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod disk;
 pub mod durable;
 pub mod engine;
 pub mod error_text;

@@ -329,9 +329,12 @@ pub fn audio_media_type(file_name: &str) -> &'static str {
     }
 }
 
-/// Refuses an upload of `size` bytes that plainly cannot fit the caller's
-/// `max_storage_bytes`, before its bytes are written; [`commit_upload`] decides for real.
+/// Refuses an upload of `size` bytes that would take the data dir's disk below
+/// `limits.min_free_disk_bytes`, or plainly cannot fit the caller's `max_storage_bytes`,
+/// before its bytes are written; [`commit_upload`] decides the quota for real.
 pub fn check_room(state: &AppState, caller: &Caller, size: u64) -> Result<(), ApiError> {
+    let min_free = state.config.limits.min_free_disk_bytes;
+    crate::disk::check_room("data dir", state.store.data_dir(), size, min_free)?;
     let Some(limit) = caller.max_storage_bytes else { return Ok(()) };
     let used = state.store.owner_bytes(&caller.owner)?;
     if used.saturating_add(size) > limit {

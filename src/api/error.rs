@@ -132,6 +132,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::disk::DiskLow> for ApiError {
+    fn from(e: crate::disk::DiskLow) -> Self {
+        // 507: the server cannot store what the request needs; retrying helps once space is freed.
+        ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_low", e.to_string())
+    }
+}
+
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         match e {

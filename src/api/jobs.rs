@@ -99,6 +99,7 @@ impl From<jobs::Error> for ApiError {
             jobs::Error::JobNotFound(id) => ApiError::not_found("job", &id),
             jobs::Error::Store(s) => s.into(),
             jobs::Error::Control(c) => c.into(),
+            jobs::Error::DiskLow(low) => low.into(),
         }
     }
 }

@@ -177,6 +177,25 @@ pub fn spawn_collector(state: &AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// The operations metrics as Prometheus text.
+/// Free and total bytes of the data dir's and the models dir's disks, and the floor below
+/// which work is refused: what an alert on a filling disk watches.
+fn disk_gauges(out: &mut String, disk: &super::system::DiskView) {
+    let disks = [("data", disk.data), ("models", disk.models)];
+    let mut gauge = |name: &str, help: &str, value: fn(&crate::disk::Space) -> u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (dir, space) in &disks {
+            if let Some(space) = space {
+                let _ = writeln!(out, "{name}{{dir=\"{dir}\"}} {}", value(space));
+            }
+        }
+    };
+    gauge("reelbox_disk_free_bytes", "Bytes free on the disk of the data or models dir.", |s| s.free_bytes);
+    gauge("reelbox_disk_size_bytes", "Size of the disk of the data or models dir.", |s| s.total_bytes);
+    let floor = "reelbox_disk_min_free_bytes";
+    let _ = writeln!(out, "# HELP {floor} limits.min_free_disk_bytes: below it work is refused.\n# TYPE {floor} gauge");
+    let _ = writeln!(out, "{floor} {}", disk.min_free_bytes);
+}
+
 pub fn render(state: &AppState) -> String {
     let mut out = String::new();
     let mut jobs: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
@@ -213,6 +232,7 @@ pub fn render(state: &AppState) -> String {
         "# HELP reelbox_uptime_seconds Seconds since the daemon started.\n# TYPE reelbox_uptime_seconds gauge"
     );
     let _ = writeln!(out, "reelbox_uptime_seconds {}", state.started.elapsed().as_secs());
+    disk_gauges(&mut out, &super::system::DiskView::now(&state.config));
     let counts = state.scheduler.engine().load_counts();
     let label = |(m, d): &(String, String)| format!("model=\"{}\",device=\"{}\"", escape(m), escape(d));
     let loads = counts.iter().map(|(k, c)| (k.clone(), c.loads)).collect();

@@ -34,6 +34,42 @@ pub struct SystemView {
     /// Model sessions the engine holds loaded, most recently used first.
     #[serde(default)]
     pub sessions: Vec<SessionView>,
+    /// Free space where the box writes.
+    #[serde(default)]
+    pub disk: DiskView,
+}
+
+/// Free space on the disks of the data dir and the models dir (`None` where it cannot be
+/// read); below `min_free_bytes` new jobs, uploads and pulls are refused (HTTP 507).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct DiskView {
+    pub data: Option<crate::disk::Space>,
+    pub models: Option<crate::disk::Space>,
+    /// `limits.min_free_disk_bytes`; 0 when the check is off.
+    pub min_free_bytes: u64,
+}
+
+impl DiskView {
+    /// The box's disks now, as `config` places and guards them.
+    pub fn now(config: &crate::config::Config) -> Self {
+        Self {
+            data: crate::disk::space(&config.data_dir),
+            models: crate::disk::space(&config.models_dir()),
+            min_free_bytes: config.limits.min_free_disk_bytes,
+        }
+    }
+
+    /// Which of the disks is below the minimum, as the refusals name it.
+    pub fn low(&self) -> Option<&'static str> {
+        let low = |s: &Option<crate::disk::Space>| s.is_some_and(|s| s.is_low(self.min_free_bytes));
+        if low(&self.data) {
+            Some("data dir")
+        } else if low(&self.models) {
+            Some("models dir")
+        } else {
+            None
+        }
+    }
 }
 
 /// A loaded model session (unloaded after `runtime.keep_alive_s` idle).
@@ -175,6 +211,7 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
             currency: state.config.energy.currency.clone(),
         },
         sessions: state.scheduler.engine().loaded_sessions().into_iter().map(SessionView::from).collect(),
+        disk: DiskView::now(&state.config),
     }))
 }
 

@@ -11,11 +11,13 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::api::jobs::JobPage;
 use reelbox::api::views::JobView;
+use reelbox::store::Removal;
 use reelbox::store::records::JobStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::client::Client;
+use super::models::human_bytes;
 use super::{Global, table};
 
 /// `reelbox jobs ...`
@@ -41,6 +43,12 @@ pub enum JobsAction {
     Retry { id: String },
     /// Follow a job's progress until it ends.
     Watch { id: String },
+    /// Delete finished jobs (succeeded, failed or canceled) with their files and events,
+    /// freeing their disk space; files a profile or a queued job uses stay.
+    Rm {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Save a finished job's results (a render's film and subtitles, an image job's
     /// pictures, ...) as files.
     Get {
@@ -55,6 +63,34 @@ pub enum JobsAction {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// Deletes each job in turn: one that cannot go (still running, not found) is said on
+/// standard error and the rest still go; the exit status is 1 when any stayed.
+async fn remove(c: &Client, g: &Global, ids: &[String]) -> anyhow::Result<ExitCode> {
+    let mut removed = Vec::new();
+    let mut failed = false;
+    for id in ids {
+        let req = c.request(Method::DELETE, &format!("/api/v1/jobs/{id}"));
+        match c.send::<Removal>(req).await {
+            Ok(r) => {
+                if !g.json {
+                    let kept =
+                        if r.kept_in_use > 0 { format!(" ({} kept: in use)", r.kept_in_use) } else { String::new() };
+                    println!("removed {id}: {} files, {}{kept}", r.artifacts, human_bytes(r.bytes));
+                }
+                removed.push(json!({"id": id, "removed": r}));
+            }
+            Err(e) => {
+                eprintln!("{id}: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&removed)?);
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// `reelbox submit KIND --param k=v ...`
@@ -132,6 +168,7 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
             print_job(g, &job)?;
         }
         JobsAction::Watch { id } => return watch(&c, g, &id).await,
+        JobsAction::Rm { ids } => return remove(&c, g, &ids).await,
         JobsAction::Get { id, output, all, force } => {
             super::jobs_get::run(&c, g, super::jobs_get::GetArgs { id, dir: output, all, force }).await?;
         }

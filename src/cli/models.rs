@@ -274,4 +274,4 @@ fn verify(g: &Global, store: &ModelStore, name: Option<String>) -> anyhow::Resul
 }
 
 /// `1.5 MB`-style sizes for tables (the library's, shared with the daemon's job logs).
-pub(super) use reelbox::models::human_bytes;
+pub(super) use reelbox::disk::human_bytes;

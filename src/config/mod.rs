@@ -150,6 +150,10 @@ pub struct LimitsConfig {
     pub max_job_seconds: u64,
     /// Jobs a client key may have queued or running when its own quota sets none.
     pub client_max_queued: u64,
+    /// Bytes left free on the data dir's and the models dir's disks: jobs, uploads and
+    /// model pulls that would go below are refused (HTTP 507) instead of failing half-way
+    /// with a full disk; 0 turns the check off.
+    pub min_free_disk_bytes: u64,
 }
 
 /// Who may call the API. See `assets/config.example.toml` for the modes.
@@ -306,6 +310,7 @@ impl Default for LimitsConfig {
             max_client_priority: 100,
             max_job_seconds: 3600,
             client_max_queued: 100,
+            min_free_disk_bytes: 1 << 30,
         }
     }
 }

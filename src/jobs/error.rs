@@ -35,6 +35,9 @@ pub enum Error {
     /// Cancel or retry of a job in the wrong state.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The data dir's disk is below `limits.min_free_disk_bytes`.
+    #[error(transparent)]
+    DiskLow(#[from] crate::disk::DiskLow),
 }
 
 /// A submission refused by the daily GPU-time quota: the message names the key, its use

@@ -89,6 +89,8 @@ impl Service {
         }
         check_params(&s.kind, &s.params, limits)?;
         self.check_gpu_quota(who)?;
+        // Every job writes its outputs, events and scratch under the data dir.
+        crate::disk::check_room("data dir", self.store().data_dir(), 0, limits.min_free_disk_bytes)?;
         let artifacts = Owned { store: self.store(), owner: &who.owner, failed: Default::default() };
         let params = kind.validate(s.params, &ValidateCtx { config: self.config(), artifacts: &artifacts });
         if let Some(e) = artifacts.failed.into_inner().ok().flatten() {

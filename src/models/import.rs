@@ -137,7 +137,7 @@ impl std::fmt::Display for StaleStaging {
             "removed {} left by an import of {} that did not finish ({})",
             self.dir.display(),
             self.name,
-            super::human_bytes(self.bytes)
+            crate::disk::human_bytes(self.bytes)
         )
     }
 }

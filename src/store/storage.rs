@@ -55,6 +55,12 @@ pub(crate) fn rebuild(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 impl Store {
+    /// The data dir: the database and the artifacts dir under it, on the disk whose free
+    /// space `limits.min_free_disk_bytes` guards.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.db.data_dir()
+    }
+
     /// Artifact `id` when `owner` holds it: what a job of theirs may read, whatever id its
     /// request names. A read error is the store's, not the request's: callers must not
     /// answer it as "no such artifact".

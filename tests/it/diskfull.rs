@@ -1,4 +1,5 @@
-//! The store survives a full disk: a real daemon on a small tmpfs, filled during a job.
+//! The store survives a full disk: a real daemon on a small tmpfs, filled during a job;
+//! and below `limits.min_free_disk_bytes` new work is refused before it starts.
 //! Needs root (mount); skipped with a line on stderr otherwise.
 
 use crate::common;
@@ -72,9 +73,11 @@ async fn a_full_disk_fails_the_job_and_the_daemon_recovers_when_space_returns() 
     let data = outer.path().join("data");
     std::fs::create_dir_all(&data).expect("mkdir");
     let Some(_mount) = mount_tmpfs(&data) else { return };
-    // One attempt, so the job ends `failed` rather than being retried after space returns.
+    // One attempt, so the job ends `failed` rather than being retried after space returns;
+    // no free-space floor, so the job starts on the small disk and meets it full.
     let cfg = outer.path().join("c.toml");
-    std::fs::write(&cfg, "[queue]\nmax_attempts = 1\nretry_backoff_s = 0\n").expect("config");
+    let toml = "[queue]\nmax_attempts = 1\nretry_backoff_s = 0\n[limits]\nmin_free_disk_bytes = 0\n";
+    std::fs::write(&cfg, toml).expect("config");
     let env = [("REELBOX_CONFIG", cfg.to_str().expect("utf8"))];
     let c = reqwest::Client::new();
     let d = DaemonProc::start(&data, &env);
@@ -122,4 +125,58 @@ async fn a_full_disk_fails_the_job_and_the_daemon_recovers_when_space_returns() 
     let list: Value = c.get(d.at("/api/v1/jobs")).send().await.expect("list").json().await.expect("list json");
     let text = list.to_string();
     assert!(text.contains(&id) && text.contains(&again), "both jobs listed after restart: {list}");
+}
+
+async fn disk_view(c: &reqwest::Client, d: &DaemonProc) -> Value {
+    let v: Value = c.get(d.at("/api/v1/system")).send().await.expect("system").json().await.expect("json");
+    v["disk"].clone()
+}
+
+/// A 16 MiB disk keeping 8 MiB free: work is taken while there is room, refused (507,
+/// saying what to delete) once a file takes the disk below the floor, nothing of it is
+/// queued or stored, and it is taken again once the file is gone; `/api/v1/system` shows
+/// the disk as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_free_space_floor_new_work_is_refused_until_space_returns() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let data = outer.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let Some(_mount) = mount_tmpfs(&data) else { return };
+    let cfg = outer.path().join("c.toml");
+    std::fs::write(&cfg, format!("[limits]\nmin_free_disk_bytes = {}\n", 8 << 20)).expect("config");
+    let c = reqwest::Client::new();
+    let d = DaemonProc::start(&data, &[("REELBOX_CONFIG", cfg.to_str().expect("utf8"))]);
+    let card = json!({"steps": 1, "step_ms": 0, "width": 64, "height": 36});
+    let first = submit_testcard(&c, &d, card.clone()).await;
+    wait_job(&c, &d, &first, Duration::from_secs(10), is_final).await;
+
+    // Leave 4 MiB free.
+    let disk = disk_view(&c, &d).await;
+    let free = disk["data"]["free_bytes"].as_u64().expect("free bytes");
+    assert_eq!(disk["min_free_bytes"], 8 << 20, "{disk}");
+    let filler = data.join("filler");
+    std::fs::write(&filler, vec![0u8; (free - (4 << 20)) as usize]).expect("fill");
+    let disk = disk_view(&c, &d).await;
+    assert!(disk["data"]["free_bytes"].as_u64().is_some_and(|f| f < 8 << 20), "{disk}");
+
+    let resp = c.post(d.at("/api/v1/jobs")).json(&json!({"kind": "testcard", "params": card})).send().await;
+    let resp = resp.expect("submit");
+    assert_eq!(resp.status().as_u16(), 507);
+    let v: Value = resp.json().await.expect("json");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(v["error"]["code"], "disk_low", "{v}");
+    assert!(message.contains("data dir") && message.contains("limits.min_free_disk_bytes"), "{v}");
+    assert!(message.contains("reelbox jobs rm"), "says how to free space: {v}");
+    let picture = common::media::png(&common::media::test_picture(32, 32, 1));
+    let form =
+        reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(picture).file_name("a.png"));
+    let resp = c.post(d.at("/api/v1/artifacts")).multipart(form).send().await.expect("upload");
+    assert_eq!(resp.status().as_u16(), 507, "an upload too");
+    let list: Value = c.get(d.at("/api/v1/jobs")).send().await.expect("list").json().await.expect("json");
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(1), "nothing more queued: {list}");
+
+    std::fs::remove_file(&filler).expect("free space");
+    let again = submit_testcard(&c, &d, card).await;
+    let done = wait_job(&c, &d, &again, Duration::from_secs(10), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
 }

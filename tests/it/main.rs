@@ -36,6 +36,7 @@ mod defaults;
 mod demo_models;
 mod diffusion_image_kind;
 mod diffusion_reference;
+mod disk_space;
 mod diskfull;
 mod durable_core;
 mod engine;

@@ -78,6 +78,10 @@ async fn metrics_parse_and_count_a_finished_job() {
     assert_eq!(value(&after, "reelbox_jobs_finished_total", &[("kind", "testcard"), ("state", "succeeded")]), 1.0);
     assert!(histogram_count(&after, "reelbox_stage_duration_seconds", &[("kind", "testcard")]) >= 1);
     assert_eq!(value(&after, "reelbox_queue_depth", &[]), 0.0);
+    // The data dir's disk as the daemon sees it, and the floor an alert compares with.
+    let free = value(&after, "reelbox_disk_free_bytes", &[("dir", "data")]);
+    assert!(free > 0.0 && free <= value(&after, "reelbox_disk_size_bytes", &[("dir", "data")]), "{free}");
+    assert_eq!(value(&after, "reelbox_disk_min_free_bytes", &[]), f64::from(1u32 << 30));
     let submits = value(
         &after,
         "reelbox_http_requests_total",

@@ -244,6 +244,23 @@ fn gpus_the_cuda_provider_cannot_use_are_called_out() {
     snap!("gpus_unusable", app);
 }
 
+/// The data dir's disk is below `limits.min_free_disk_bytes`: new jobs are refused until
+/// someone frees space, and the header says so before anything else; otherwise it shows
+/// the free space quietly.
+#[test]
+fn a_full_disk_is_called_out_and_free_space_shown() {
+    let with_free = |free: u64| {
+        let mut app = quiet(&[8192]);
+        let space = Some(reelbox::disk::Space { free_bytes: free, total_bytes: 512_000_000_000 });
+        if let Some(s) = app.system.as_mut() {
+            s.disk = reelbox::api::system::DiskView { data: space, models: space, min_free_bytes: 1 << 30 };
+        }
+        app
+    };
+    snap!("disk_low", with_free(412_000_000));
+    snap!("disk_free", with_free(231_400_000_000));
+}
+
 #[test]
 fn busy_queue_lists_running_queued_by_priority_and_recent() {
     let app = busy(&[8192, 24576]);

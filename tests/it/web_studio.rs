@@ -256,6 +256,10 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     go(c, &d, "#/box", "table tbody tr").await;
     wait_js(c, "telemetry", "return document.querySelectorAll('.gauge').length > 0", Duration::from_secs(10)).await;
     both_shots(c, "box").await;
+    let disk = "return [...document.querySelectorAll('.box h2')].find(h => h.textContent === 'Disk')\
+                ?.nextElementSibling?.textContent";
+    let disk = js(c, disk).await;
+    assert!(disk.as_str().is_some_and(|t| t.contains("Films and uploads: ") && t.contains(" free of ")), "{disk}");
     // Pull, as the admin a keyless box's own user is: a non-commercial model asks first (and
     // nothing is pulled when the answer is no); the bundled demo upscaler installs.
     let pull = |name: &str| {

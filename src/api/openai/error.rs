@@ -100,7 +100,8 @@ impl From<ApiError> for OpenAiError {
             param: e.field,
             code: Some(e.code.to_string()),
             retry_after: e.retry_after,
-            should_retry: None,
+            // A full disk (507) stays full through the SDKs' automatic retries of a 5xx.
+            should_retry: (e.status == StatusCode::INSUFFICIENT_STORAGE).then_some(false),
         }
     }
 }

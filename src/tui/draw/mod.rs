@@ -114,12 +114,20 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App) {
         // Jobs run on the CPU although GPUs are there: the one thing an owner must fix.
         spans.push(Span::styled(" · GPUs unused: CUDA does not register (reelbox doctor)", t.bad()));
     }
+    if let Some(low) = app.system.as_ref().and_then(|s| s.disk.low()) {
+        // New work is refused until someone frees space: as urgent as unused GPUs.
+        spans.push(Span::styled(format!(" · DISK LOW ({low}): new jobs refused"), t.bad()));
+    }
     if app.readonly {
         spans.push(Span::styled(" · read-only", t.warn()));
     }
     if let Some(s) = &app.system {
         let q = &s.queue.by_state;
         spans.push(Span::raw(format!(" · {} running {} queued {} failed", q.running, q.queued, q.failed)));
+        if let Some(data) = s.disk.data {
+            let free = crate::disk::human_bytes(data.free_bytes);
+            spans.push(Span::styled(format!(" · disk {free} free"), t.dim()));
+        }
     }
     spans.push(Span::styled(format!(" · {}", app.url), t.dim()));
     if let Some(s) = &app.system {
