@@ -129,5 +129,6 @@ async fn jobs_rm_deletes_finished_jobs_and_their_files_and_names_the_one_it_coul
     assert!(stderr.contains(&running) && stderr.contains("cancel"), "says why it stayed: {stderr}");
     let cancel = c.post(d.at(&format!("/api/v1/jobs/{running}/cancel"))).send().await.expect("cancel");
     assert!(cancel.status().is_success());
+    wait_job(&c, &d, &running, Duration::from_secs(30), is_final).await;
     run_ok(reelbox_cli(home.path(), home.path()).args(["--url", &d.url, "jobs", "rm", &running]));
 }
