@@ -18,6 +18,7 @@ use crate::store::StoreError;
 use crate::store::artifacts;
 use crate::store::records::Artifact;
 use crate::store::records::now_ms;
+use crate::store::uploads::Uploaded;
 
 /// Loads artifact metadata the caller may see (404 otherwise).
 pub fn visible_artifact(state: &AppState, caller: &Caller, raw: &str) -> Result<Artifact, ApiError> {
@@ -182,7 +183,7 @@ impl Upload {
         caller: &Caller,
         media_type: &str,
         stage: &str,
-    ) -> Result<Artifact, ApiError> {
+    ) -> Result<Uploaded, ApiError> {
         let Upload { field, file_name, bytes } = self;
         let name = |a: &Artifact| {
             if file_name.is_empty() {
@@ -196,8 +197,12 @@ impl Upload {
 }
 
 /// Upload an input file (image, audio or MP4 video) as an artifact: multipart field `file`.
+/// The same bytes sent again by the same key are answered with the artifact that holds
+/// them (200 instead of 201), costing no more storage.
 #[utoipa::path(post, path = "/api/v1/artifacts", request_body(content_type = "multipart/form-data", content = Object, description = "field `file`"),
-    responses((status = 201, body = ArtifactView), (status = 400, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
+    responses((status = 201, body = ArtifactView, description = "stored"),
+        (status = 200, body = ArtifactView, description = "this key uploaded the same bytes before: that artifact, kept as long as a fresh upload"),
+        (status = 400, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -217,8 +222,9 @@ pub async fn upload(
         let file_name = field.file_name().unwrap_or("upload").to_string();
         let bytes = field.bytes().await.map_err(bad)?.to_vec();
         let (media_type, picture) = upload_media_type(&state, &file_name, &bytes).await?;
-        let art = Upload { field: "file", file_name, bytes }.store(&state, &caller, media_type, "upload").await?;
-        return Ok((StatusCode::CREATED, Json(ArtifactView::from(&art).with_picture(picture))));
+        let up = Upload { field: "file", file_name, bytes }.store(&state, &caller, media_type, "upload").await?;
+        let status = if up.existing { StatusCode::OK } else { StatusCode::CREATED };
+        return Ok((status, Json(ArtifactView::from(&up.artifact).with_picture(picture))));
     }
     Err(ApiError::field("file", "is required (multipart field `file`)"))
 }
@@ -346,22 +352,22 @@ pub fn check_room(state: &AppState, caller: &Caller, size: u64) -> Result<(), Ap
 
 /// Commits an uploaded artifact's record within the caller's `max_storage_bytes` (checked
 /// in the write transaction, so concurrent uploads cannot overshoot); a refused upload's
-/// file is removed so it does not linger until the orphan sweep.
-pub async fn commit_upload(state: &AppState, caller: &Caller, art: Artifact) -> Result<Artifact, ApiError> {
+/// file is removed so it does not linger until the orphan sweep, as is one that the
+/// caller's same bytes, stored meanwhile, make a copy.
+pub async fn commit_upload(state: &AppState, caller: &Caller, art: Artifact) -> Result<Uploaded, ApiError> {
     let path = state.store.artifacts_dir().join(&art.path);
-    match state.store.put_artifact_within(art, caller.max_storage_bytes).await {
-        Ok(art) => Ok(art),
-        Err(e) => {
-            if let Err(rm) = tokio::fs::remove_file(&path).await {
-                tracing::warn!(path = %path.display(), "could not remove a refused upload: {rm}");
-            }
-            Err(e.naming_owner(&caller.label).into())
-        }
+    let put = state.store.put_upload_within(art, caller.max_storage_bytes).await;
+    let kept = put.as_ref().is_ok_and(|up| !up.existing);
+    if !kept && let Err(rm) = tokio::fs::remove_file(&path).await {
+        tracing::warn!(path = %path.display(), "could not remove a refused or repeated upload: {rm}");
     }
+    put.map_err(|e| e.naming_owner(&caller.label).into())
 }
 
 /// Stores validated upload bytes durably as an artifact of the caller at `stage`, within its
 /// storage quota; `name` names it from its record (ComfyUI's names carry the artifact id).
+/// Bytes the caller already uploaded are answered with that upload (`existing`), its name
+/// kept, and cost nothing.
 pub async fn store_upload(
     state: &AppState,
     caller: &Caller,
@@ -369,14 +375,26 @@ pub async fn store_upload(
     media_type: &str,
     stage: &str,
     name: impl FnOnce(&Artifact) -> String,
-) -> Result<Artifact, ApiError> {
+) -> Result<Uploaded, ApiError> {
+    // Hashed once, before anything is written or counted: a copy is never written, and a
+    // key at its quota may still send again what it holds.
+    let (bytes, sha256) = tokio::task::spawn_blocking(move || {
+        let sha256 = artifacts::sha256_bytes(&bytes);
+        (bytes, sha256)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(artifact) = state.store.reuse_upload(&caller.owner, &sha256).await? {
+        return Ok(Uploaded { artifact, existing: true });
+    }
     check_room(state, caller, bytes.len() as u64)?;
     let id = state.store.new_id();
     let dir = state.store.artifacts_dir().to_path_buf();
     let ext = artifacts::extension_for(media_type);
-    let stored = tokio::task::spawn_blocking(move || artifacts::write_bytes(&dir, &id.to_string(), ext, &bytes))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let stored =
+        tokio::task::spawn_blocking(move || artifacts::write_hashed(&dir, &id.to_string(), ext, &bytes, sha256))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
     let mut art = Artifact {
         id,
         owner: caller.owner.clone(),

@@ -170,7 +170,7 @@ pub async fn create(
     super::artifacts::check_room(&state, &caller, total)?;
     for (up, media_type) in checked {
         let field = up.field;
-        let art = up.store(&state, &caller, media_type, "profile").await?;
+        let art = up.store(&state, &caller, media_type, "profile").await?.artifact;
         match field {
             "portrait" => profile.portrait = Some(art.id),
             _ => profile.voice_sample = Some(art.id),

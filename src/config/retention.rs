@@ -11,7 +11,7 @@ pub struct RetentionConfig {
     /// artifacts and events.
     pub finished_job_days: f64,
     /// Days an uploaded artifact (portrait, voice sample, ComfyUI input) that nothing refers
-    /// to is kept after its upload.
+    /// to is kept after its last upload (its key sending the same bytes again counts).
     pub unused_upload_days: f64,
 }
 

@@ -40,10 +40,21 @@ fn rel_path(id: &str, ext: &str) -> String {
 
 /// Writes `bytes` durably as artifact `id`.
 pub fn write_bytes(dir: &Path, id: &str, ext: &str, bytes: &[u8]) -> Result<StoredFile, StoreError> {
+    write_hashed(dir, id, ext, bytes, sha256_bytes(bytes))
+}
+
+/// As [`write_bytes`] for bytes whose sha256 (hex) the caller already has: an upload is
+/// hashed before it is written, to find the owner's copy of the same bytes.
+pub fn write_hashed(dir: &Path, id: &str, ext: &str, bytes: &[u8], sha256: String) -> Result<StoredFile, StoreError> {
     let rel = rel_path(id, ext);
     let dest = dir.join(&rel);
     durable::write(&dest, bytes).map_err(|e| file_err(&dest, e))?;
-    Ok(StoredFile { rel_path: rel, size: bytes.len() as u64, sha256: hex::encode(Sha256::digest(bytes)) })
+    Ok(StoredFile { rel_path: rel, size: bytes.len() as u64, sha256 })
+}
+
+/// The sha256 (hex) of bytes in memory, as artifact records keep it.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Moves (or copies, across filesystems) a finished file in as artifact `id`.

@@ -23,6 +23,7 @@ mod recovery;
 mod references;
 pub mod retention;
 pub mod storage;
+pub mod uploads;
 mod writer;
 
 use codec::{Record, decode};
@@ -471,6 +472,7 @@ fn init_tables(db: &Database) -> Result<writer::SeqStart, StoreError> {
         txn.open_table(recovery::JOB_CRASHES)?;
         quota::rebuild_owner_queued(&txn)?;
         storage::rebuild(&txn)?;
+        uploads::backfill(&txn)?;
         let mut meta = txn.open_table(META)?;
         let schema = meta.get("schema")?.map(|g| g.value());
         match schema {

@@ -251,6 +251,14 @@ pub struct Artifact {
     pub created_at: Millis,
 }
 
+impl Artifact {
+    /// Whether a client sent it (`upload`, `profile`) rather than a job made it: only
+    /// uploads are found again by their bytes (`store::uploads`).
+    pub fn is_upload(&self) -> bool {
+        self.job.is_none() && matches!(self.stage.as_deref(), Some("upload" | "profile"))
+    }
+}
+
 /// A presenter: portrait, voice and style reused across renders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {

@@ -1,8 +1,9 @@
 //! Deleting finished jobs and sweeping what nobody needs. One write transaction removes
-//! the records (jobs, their events, their artifacts' metadata); the files go after the
-//! commit, so a crash in between leaves only files without records, which no route can
-//! reach and the sweep removes later. What `References` says is in use is never removed:
-//! an in-use artifact of a deleted job stays, as an artifact of its owner without a job.
+//! the records (jobs, their events, their artifacts' metadata, an upload's entry in the
+//! index by bytes, `uploads.rs`); the files go after the commit, so a crash in between
+//! leaves only files without records, which no route can reach and the sweep removes later.
+//! What `References` says is in use is never removed: an in-use artifact of a deleted job
+//! stays, as an artifact of its owner without a job.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -174,6 +175,7 @@ pub(super) fn execute(ctx: &mut WriteCtx, plan: &Plan, dry_run: bool) -> Result<
         for a in &plan.remove {
             if table.remove(a.id.0)?.is_some() {
                 super::storage::adjust(txn, &a.owner, a.size, false)?;
+                super::uploads::unindex(txn, a)?;
             }
         }
         for a in &plan.detach {

@@ -38,6 +38,18 @@ pub(crate) fn put(txn: &WriteTransaction, artifact: &Artifact) -> Result<(), Sto
     adjust(txn, &artifact.owner, artifact.size, true)
 }
 
+/// Refuses `artifact` when it would take its owner past `limit` bytes; run in the
+/// transaction that then writes it, so concurrent uploads cannot overshoot.
+pub(crate) fn refuse_past(txn: &WriteTransaction, artifact: &Artifact, limit: Option<u64>) -> Result<(), StoreError> {
+    let Some(limit) = limit else { return Ok(()) };
+    let used = txn.open_table(OWNER_BYTES)?.get(artifact.owner.as_str())?.map(|g| g.value()).unwrap_or(0);
+    if used.saturating_add(artifact.size) > limit {
+        let owner = artifact.owner.clone();
+        return Err(StoreError::StorageQuotaExceeded { owner, used, adding: artifact.size, limit });
+    }
+    Ok(())
+}
+
 /// Recounts every owner's bytes from the artifacts table (run on open).
 pub(crate) fn rebuild(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut counts = std::collections::BTreeMap::<String, u64>::new();
@@ -73,24 +85,6 @@ impl Store {
         let txn = self.db.get()?.begin_read()?;
         Ok(txn.open_table(OWNER_BYTES)?.get(owner)?.map(|g| g.value()).unwrap_or(0))
     }
-
-    /// Stores artifact metadata unless it would take its owner past `limit` bytes
-    /// (checked in the same transaction, so concurrent uploads cannot overshoot).
-    pub async fn put_artifact_within(&self, artifact: Artifact, limit: Option<u64>) -> Result<Artifact, StoreError> {
-        self.write(true, move |ctx| {
-            if let Some(limit) = limit {
-                let used = ctx.txn.open_table(OWNER_BYTES)?.get(artifact.owner.as_str())?.map(|g| g.value());
-                let used = used.unwrap_or(0);
-                if used.saturating_add(artifact.size) > limit {
-                    let owner = artifact.owner.clone();
-                    return Err(StoreError::StorageQuotaExceeded { owner, used, adding: artifact.size, limit });
-                }
-            }
-            put(ctx.txn, &artifact)?;
-            Ok(artifact)
-        })
-        .await
-    }
 }
 
 #[cfg(test)]
@@ -98,16 +92,18 @@ mod tests {
     use super::*;
     use crate::store::records::now_ms;
 
+    /// An upload of `size` bytes, each with bytes of its own (its sha256 is its id).
     fn artifact(store: &Store, owner: &str, size: u64) -> Artifact {
+        let id = store.new_id();
         Artifact {
-            id: store.new_id(),
+            id,
             owner: owner.into(),
             job: None,
-            stage: None,
+            stage: Some("upload".into()),
             name: "a.bin".into(),
             media_type: "application/octet-stream".into(),
             size,
-            sha256: String::new(),
+            sha256: id.to_string(),
             path: "none".into(),
             created_at: now_ms(),
         }
@@ -117,10 +113,10 @@ mod tests {
     async fn uploads_past_the_storage_quota_are_refused_and_counts_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), true, 64).expect("open");
-        store.put_artifact_within(artifact(&store, "k1", 600), Some(1000)).await.expect("fits");
-        let err = store.put_artifact_within(artifact(&store, "k1", 500), Some(1000)).await.expect_err("over");
+        store.put_upload_within(artifact(&store, "k1", 600), Some(1000)).await.expect("fits");
+        let err = store.put_upload_within(artifact(&store, "k1", 500), Some(1000)).await.expect_err("over");
         assert!(err.to_string().contains("max_storage_bytes"), "{err}");
-        store.put_artifact_within(artifact(&store, "k2", 500), Some(1000)).await.expect("other owner");
+        store.put_upload_within(artifact(&store, "k2", 500), Some(1000)).await.expect("other owner");
         assert_eq!(store.owner_bytes("k1").expect("bytes"), 600);
         store.close();
         drop(store);

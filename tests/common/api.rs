@@ -27,8 +27,16 @@ pub async fn create_key(d: &DaemonProc, by: Option<&str>, body: Value) -> (Strin
     (v["id"].as_str().expect("id").to_string(), v["key"].as_str().expect("key").to_string())
 }
 
-/// Uploads `bytes` as `name` with `key` (none: unauthenticated); the artifact's answer.
+/// Uploads `bytes` as `name` with `key` (none: unauthenticated); the artifact's answer,
+/// stored now (201) or the one the key already held with these bytes (200).
 pub async fn upload(d: &DaemonProc, key: Option<&str>, name: &str, bytes: Vec<u8>) -> Value {
+    let (status, art) = upload_answer(d, key, name, bytes).await;
+    assert!(matches!(status, StatusCode::CREATED | StatusCode::OK), "upload of {name}: {status} {art}");
+    art
+}
+
+/// As [`upload`], whatever the answer: its status and JSON (null when it is not JSON).
+pub async fn upload_answer(d: &DaemonProc, key: Option<&str>, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
     let form = reqwest::multipart::Form::new()
         .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
     let mut r = reqwest::Client::new().post(d.at("/api/v1/artifacts")).multipart(form);
@@ -36,8 +44,8 @@ pub async fn upload(d: &DaemonProc, key: Option<&str>, name: &str, bytes: Vec<u8
         r = r.bearer_auth(k);
     }
     let resp = r.send().await.expect("upload");
-    assert_eq!(resp.status(), StatusCode::CREATED, "upload of {name}");
-    resp.json().await.expect("artifact json")
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// The bytes the holder of `key` has stored (`GET /api/v1/keys`: a client key sees its own).

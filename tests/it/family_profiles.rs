@@ -33,11 +33,13 @@ fn wav() -> Vec<u8> {
     out.into_inner()
 }
 
-/// Creates a profile `name` for `key` with a portrait (and a voice sample); its JSON.
+/// Creates a profile `name` for `key` with a portrait (and a voice sample); its JSON. Each
+/// name has a picture of its own: one person's same photo would be one upload, shared.
 async fn create_profile(d: &DaemonProc, key: &str, name: &str, sample: bool) -> Value {
+    let seed = name.bytes().map(u32::from).sum();
     let mut form = Form::new()
         .text("name", name.to_string())
-        .part("portrait", Part::bytes(png(&test_picture(64, 64, 0))).file_name("me.png"));
+        .part("portrait", Part::bytes(png(&test_picture(64, 64, seed))).file_name("me.png"));
     if sample {
         form = form.part("voice_sample", Part::bytes(wav()).file_name("hello.wav"));
     }

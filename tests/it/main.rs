@@ -75,6 +75,7 @@ mod top_daily;
 mod top_snapshots;
 mod top_tmux;
 mod tts;
+mod upload_dedupe;
 mod uploads;
 mod web_photo;
 mod web_session;

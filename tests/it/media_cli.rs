@@ -2,7 +2,7 @@
 //! against the real daemon: the local files are sent to the daemon, the jobs run in its
 //! queue (where its GPU and loaded models are) and the results land at `-o` or beside the
 //! input; `reelbox jobs get` saves a job's results by id; a file the daemon refuses is
-//! named by the flag the user typed.
+//! named by the flag the user typed; a run refused and tried again sends its file once.
 
 use crate::common;
 
@@ -90,4 +90,28 @@ async fn upscale_lipsync_and_image_to_image_send_local_files_to_the_daemon() {
     .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("audio") && stderr.contains("takes audio"), "{stderr}");
+}
+
+/// How many of the daemon's artifact files under `data` hold exactly `bytes`.
+fn copies_of(data: &Path, bytes: &[u8]) -> usize {
+    let shards = std::fs::read_dir(data.join("artifacts")).expect("artifacts dir").flatten();
+    let files = shards.flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten());
+    files.filter(|f| std::fs::read(f.path()).is_ok_and(|b| b == bytes)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upscale_refused_for_its_model_then_run_right_keeps_one_copy_of_the_photo() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let models = models_dir(dir);
+    let d = common::render::daemon(dir, &models);
+    let photo = portrait_png();
+    std::fs::write(dir.join("photo.png"), &photo).expect("photo");
+
+    let out = cli(&d, dir, &models, &["upscale", "photo.png", "--model", "nosuch"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("nosuch"), "{stderr}");
+    run_ok(&mut cli(&d, dir, &models, &["upscale", "photo.png", "--model", "tiny-esrgan-x4"]));
+    assert!(dir.join("photo-upscaled.png").is_file());
+    assert_eq!(copies_of(&dir.join("data"), &photo), 1, "the retry stored the photo again");
 }

@@ -178,12 +178,20 @@ pub async fn upload_image(
     // ComfyUI's `overwrite` replaces the file (without it ComfyUI would rename; the answer's
     // name is the one to use either way).
     comfy.uploads.record(&caller.owner, &joined(&subfolder, base_name(&original)), art.id).await;
-    Ok(Json(json!({"name": art.name, "subfolder": "", "type": folder})))
+    // Named from this upload, not the stored record: a picture the caller sent before (as
+    // a native upload, a portrait) is answered with its artifact, whose name may carry no id.
+    Ok(Json(json!({"name": sent_name(&original, &art), "subfolder": "", "type": folder})))
+}
+
+/// The ComfyUI name of `artifact` as a picture sent as `original`: `<stem>_<id>.<ext>`.
+fn sent_name(original: &str, artifact: &Artifact) -> String {
+    let base = base_name(original);
+    file_name(base.rsplit_once('.').map_or(base, |(s, _)| s), artifact)
 }
 
 /// Keeps an uploaded picture that `checked_image` passed (its `header`) as an upload artifact
-/// named `<stem>_<id>.<ext>`, within the caller's storage quota. ComfyUI's `/upload/image`
-/// and OpenAI's image edits share it.
+/// named `<stem>_<id>.<ext>`, within the caller's storage quota; a picture the caller sent
+/// before is that upload. ComfyUI's `/upload/image` and OpenAI's image edits share it.
 pub async fn store_picture(
     state: &AppState,
     caller: &Caller,
@@ -191,9 +199,8 @@ pub async fn store_picture(
     bytes: Vec<u8>,
     header: &Header,
 ) -> Result<Artifact, ApiError> {
-    let base = base_name(original);
-    let stem = base.rsplit_once('.').map_or(base, |(s, _)| s);
-    store_upload(state, caller, bytes, header.format.to_mime_type(), "upload", |a| file_name(stem, a)).await
+    let mime = header.format.to_mime_type();
+    Ok(store_upload(state, caller, bytes, mime, "upload", |a| sent_name(original, a)).await?.artifact)
 }
 
 #[cfg(test)]

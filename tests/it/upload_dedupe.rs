@@ -1,0 +1,111 @@
+//! A file sent again is the upload its sender already has: the same key's same bytes, on any
+//! upload route and after a restart, are answered with that artifact (200 on the native
+//! route) and stored and counted once; another key's same photo is its own; an upload its
+//! owner deleted is stored afresh when sent again.
+
+use crate::common;
+
+use common::api::{create_key, storage_bytes, upload_answer};
+use common::daemon::DaemonProc;
+use common::media::{png, test_picture};
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+/// Creates profile `name` with `portrait` for `key`; its JSON.
+async fn profile_with(d: &DaemonProc, key: &str, name: &str, portrait: Vec<u8>) -> Value {
+    let form = Form::new().text("name", name.to_string()).part("portrait", Part::bytes(portrait).file_name("me.png"));
+    let resp = reqwest::Client::new().post(d.at("/api/v1/profiles")).bearer_auth(key).multipart(form);
+    let resp = resp.send().await.expect("create profile");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    resp.json().await.expect("profile json")
+}
+
+/// The bytes of artifact `id` as `key` downloads them, or the status when it cannot.
+async fn download(d: &DaemonProc, key: &str, id: &str) -> Result<Vec<u8>, StatusCode> {
+    let resp = reqwest::Client::new().get(d.at(&format!("/api/v1/artifacts/{id}"))).bearer_auth(key).send().await;
+    let resp = resp.expect("download");
+    match resp.status() {
+        StatusCode::OK => Ok(resp.bytes().await.expect("bytes").to_vec()),
+        other => Err(other),
+    }
+}
+
+/// The names of a JSON object's fields, sorted.
+fn fields(v: &Value) -> Vec<String> {
+    let mut names: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_photo_sent_again_by_one_key_is_one_upload_on_every_route_and_after_a_restart() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let mut d = DaemonProc::start(&data, &[]);
+    let (_, admin) = create_key(&d, None, json!({"name": "root", "scope": "admin"})).await;
+    let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum"})).await;
+    let (_, dad) = create_key(&d, Some(&admin), json!({"name": "dad"})).await;
+    let photo = png(&test_picture(64, 48, 3));
+    let size = photo.len() as u64;
+
+    let (status, first) = upload_answer(&d, Some(&mum), "IMG_0001.png", photo.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let id = first["id"].as_str().expect("id").to_string();
+    assert_eq!(storage_bytes(&d, &mum).await, size);
+
+    // The phone sends it again after the box restarted: the same upload, charged once.
+    assert!(d.terminate().0.success());
+    let d = DaemonProc::start(&data, &[]);
+    let (status, again) = upload_answer(&d, Some(&mum), "IMG_0001 (1).png", photo.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], id.as_str(), "{again}");
+    assert_eq!(fields(&again), fields(&first), "a fresh upload's answer: {again}");
+    assert_eq!((&again["width"], &again["height"]), (&json!(64), &json!(48)));
+    assert_eq!(storage_bytes(&d, &mum).await, size, "counted once");
+
+    // ComfyUI's upload and a profile's portrait are that upload too.
+    let form = Form::new()
+        .part("image", Part::bytes(photo.clone()).file_name("door.png").mime_str("image/png").expect("mime"));
+    let resp = reqwest::Client::new().post(d.at("/upload/image")).bearer_auth(&mum).multipart(form);
+    let comfy: Value = resp.send().await.expect("comfy upload").json().await.expect("json");
+    let name = comfy["name"].as_str().expect("name");
+    assert_eq!(name, format!("door_{id}.png"), "a name LoadImage finds: {comfy}");
+    let view = reqwest::Client::new().get(d.at("/view")).query(&[("filename", name)]).bearer_auth(&mum);
+    assert_eq!(view.send().await.expect("view").bytes().await.expect("bytes").as_ref(), photo.as_slice());
+    let profile = profile_with(&d, &mum, "grandma", photo.clone()).await;
+    assert_eq!(profile["portrait"], id.as_str(), "{profile}");
+    assert_eq!(storage_bytes(&d, &mum).await, size, "still counted once");
+
+    // Another key's same photo is its own: nothing says one key holds the other's bytes.
+    let (status, dads) = upload_answer(&d, Some(&dad), "IMG_0001.png", photo.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{dads}");
+    assert_ne!(dads["id"], id.as_str());
+    assert_eq!((storage_bytes(&d, &dad).await, storage_bytes(&d, &mum).await), (size, size));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_its_owner_deleted_is_stored_afresh_when_sent_again() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let (_, mum) = create_key(&d, None, json!({"name": "mum", "scope": "admin"})).await;
+    let photo = png(&test_picture(64, 48, 4));
+
+    let portrait = profile_with(&d, &mum, "grandma", photo.clone()).await["portrait"].clone();
+    let (status, sent) = upload_answer(&d, Some(&mum), "grandma.png", photo.clone()).await;
+    assert_eq!((status, &sent["id"]), (StatusCode::OK, &portrait), "the portrait it already holds: {sent}");
+
+    // Deleting the profile deletes its portrait, the one upload of these bytes.
+    let gone = reqwest::Client::new().delete(d.at("/api/v1/profiles/grandma")).bearer_auth(&mum).send().await;
+    assert_eq!(gone.expect("delete").status(), StatusCode::NO_CONTENT);
+    let portrait = portrait.as_str().expect("portrait id");
+    assert_eq!(download(&d, &mum, portrait).await, Err(StatusCode::NOT_FOUND));
+    assert_eq!(storage_bytes(&d, &mum).await, 0);
+
+    let (status, fresh) = upload_answer(&d, Some(&mum), "grandma.png", photo.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{fresh}");
+    let fresh = fresh["id"].as_str().expect("id");
+    assert_ne!(fresh, portrait);
+    assert_eq!(download(&d, &mum, fresh).await.as_deref(), Ok(photo.as_slice()), "its file reads back");
+    assert_eq!(storage_bytes(&d, &mum).await, photo.len() as u64);
+}
