@@ -129,7 +129,7 @@ mod tests {
     async fn an_unreadable_record_is_an_error_not_someone_elses_artifact() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), true, 64).expect("open");
-        let mine = store.put_artifact_within(artifact(&store, "k1", 10), None).await.expect("stored");
+        let mine = store.put_upload_within(artifact(&store, "k1", 10), None).await.expect("stored").artifact;
         assert_eq!(store.owned_artifact(mine.id, "k1").expect("read").map(|a| a.id), Some(mine.id));
         assert_eq!(store.owned_artifact(mine.id, "k2").expect("read"), None, "another key's reads as none");
         // A record this build cannot read (a newer reelbox wrote it): the submission must
