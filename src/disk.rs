@@ -62,7 +62,8 @@ pub struct DiskLow {
 }
 
 impl DiskLow {
-    fn sentence(&self) -> String {
+    /// What is short: the disk, its free space, and what it would need.
+    fn shortage(&self) -> String {
         let kept = format!("the {} kept free for running work (limits.min_free_disk_bytes)", human_bytes(self.min));
         let short = match (self.needs, self.min) {
             (0, _) => format!("below {kept}"),
@@ -70,12 +71,20 @@ impl DiskLow {
             (needs, _) => format!("and this needs {} besides {kept}", human_bytes(needs)),
         };
         format!(
-            "the disk holding the {} ({}) has {} free, {short}: free space on it ({}), then send again",
+            "the disk holding the {} ({}) has {} free, {short}",
             self.what,
             self.dir.display(),
-            human_bytes(self.free),
-            advice(self.what)
+            human_bytes(self.free)
         )
+    }
+
+    fn sentence(&self) -> String {
+        format!("{}: free space on it ({}), then send again", self.shortage(), advice(self.what))
+    }
+
+    /// Why queued jobs do not start: they start by themselves once space is freed.
+    pub fn waiting_text(&self) -> String {
+        format!("{}: queued jobs start once space is freed ({})", self.shortage(), advice(self.what))
     }
 }
 

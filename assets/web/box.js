@@ -52,15 +52,17 @@ export async function box(root, _arg, me) {
     jobs.length ? h("ul", { class: "jobs" }, jobs.map((j) => h("li", {},
       h("a", { href: `#/watch/${j.id}` }, `${kindWord(j.kind)} · ${j.state} · ${Math.floor(j.progress.fraction * 100)} % · ${summary(j, 60)}`)))) : null);
 
-  // Below the floor the daemon refuses new work (507): say so where the owner looks.
+  // Below the floor the daemon holds and refuses work (507): say so where the owner looks.
   const disk = system.disk || {};
   const diskLine = (what, space) => space ? `${what}: ${bytes(space.free_bytes)} free of ${bytes(space.total_bytes)}` : null;
   const low = [["data", disk.data], ["models", disk.models]]
     .filter(([, s]) => s && disk.min_free_bytes && s.free_bytes < disk.min_free_bytes).map(([w]) => w);
   const disks = h("section", { class: "card" }, h("h2", {}, "Disk"),
     h("p", {}, [diskLine("Films and uploads", disk.data), diskLine("Models", disk.models)].filter(Boolean).join("; ") || "–"),
-    low.length ? h("p", { class: "form-error", role: "alert" },
-      `The ${low.join(" and ")} disk is below the ${bytes(disk.min_free_bytes)} kept free: new jobs and uploads are refused. Delete finished jobs in the Library, or remove models you no longer use.`) : null);
+    low.includes("data") ? h("p", { class: "form-error", role: "alert" },
+      `The disk of films and uploads has less than the ${bytes(disk.min_free_bytes)} kept free: queued jobs wait and new jobs and uploads are refused. Delete finished jobs in the Library to free space.`) : null,
+    low.includes("models") ? h("p", { class: "form-error", role: "alert" },
+      `The disk of models has less than the ${bytes(disk.min_free_bytes)} kept free: model pulls are refused. Remove models you no longer use (reelbox rm NAME).`) : null);
 
   const rows = models.models.map((m) => {
     const cell = h("td", {}, m.state.replace("_", " "));

@@ -75,6 +75,8 @@ pub struct Scheduler {
     ledger: Mutex<Ledger>,
     wake: Notify,
     paused: AtomicBool,
+    /// Whether the last look found the data dir's disk too full to start jobs (`pause.rs`).
+    disk_held: AtomicBool,
     running: Mutex<HashMap<Ulid, RunningJob>>,
     shutdown: CancellationToken,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -117,6 +119,7 @@ impl Scheduler {
             ledger: Mutex::new(Ledger::default()),
             wake: Notify::new(),
             paused: AtomicBool::new(paused),
+            disk_held: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             workers: Mutex::new(Vec::new()),
@@ -302,6 +305,9 @@ impl Scheduler {
         if self.is_paused() {
             return Some(waiting::PAUSED.into());
         }
+        if let Some(low) = self.held_for_disk() {
+            return Some(low.waiting_text());
+        }
         self.waiting.reason(id)
     }
 
@@ -341,7 +347,7 @@ impl Scheduler {
         let at = device.map_or_else(|| "remote".to_string(), |d| d.name());
         tracing::debug!(device = %at, slot, "worker started");
         while !self.shutdown.is_cancelled() {
-            if self.is_paused() {
+            if self.is_paused() || self.held_for_disk().is_some() {
                 self.idle().await;
                 continue;
             }

@@ -1,10 +1,12 @@
 //! Pausing the queue: running jobs go on, no new one starts. The state is kept in the
 //! store first, so a pause outlives a restart (an upgrade or reboot while the operator
-//! works on the box does not start the whole queue).
+//! works on the box does not start the whole queue). A data dir's disk below
+//! `limits.min_free_disk_bytes` holds the queue the same way until space is freed.
 
 use std::sync::atomic::Ordering;
 
 use super::Scheduler;
+use crate::disk::DiskLow;
 use crate::store::{Store, StoreError};
 
 /// The state the queue was left in, read once at start; an unreadable store starts it
@@ -27,6 +29,23 @@ impl Scheduler {
     /// True while the queue is paused.
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Why no new job may start although the queue runs: the data dir's disk is below
+    /// `limits.min_free_disk_bytes`. A job started now would likely fail writing its
+    /// results (and the database needs room to commit); queued jobs start by themselves
+    /// once space is freed, as idle workers look again every half second.
+    pub fn held_for_disk(&self) -> Option<DiskLow> {
+        let min = self.config.limits.min_free_disk_bytes;
+        let low = crate::disk::check_room("data dir", self.store.data_dir(), 0, min).err();
+        // Said once each way in the log, not at every look.
+        if self.disk_held.swap(low.is_some(), Ordering::Relaxed) != low.is_some() {
+            match &low {
+                Some(low) => tracing::warn!("no job starts: {}", low.waiting_text()),
+                None => tracing::info!("the data dir's disk has room again: queued jobs start"),
+            }
+        }
+        low
     }
 
     /// Pauses or resumes taking new jobs; running jobs continue. Kept durably before it

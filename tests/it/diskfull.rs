@@ -134,8 +134,8 @@ async fn disk_view(c: &reqwest::Client, d: &DaemonProc) -> Value {
 
 /// A 16 MiB disk keeping 8 MiB free: work is taken while there is room, refused (507,
 /// saying what to delete) once a file takes the disk below the floor, nothing of it is
-/// queued or stored, and it is taken again once the file is gone; `/api/v1/system` shows
-/// the disk as it is.
+/// queued or stored, a job queued before waits saying why, and work is taken and the
+/// waiting job runs once the file is gone; `/api/v1/system` shows the disk as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_free_space_floor_new_work_is_refused_until_space_returns() {
     let outer = tempfile::tempdir().expect("tempdir");
@@ -149,6 +149,11 @@ async fn below_the_free_space_floor_new_work_is_refused_until_space_returns() {
     let card = json!({"steps": 1, "step_ms": 0, "width": 64, "height": 36});
     let first = submit_testcard(&c, &d, card.clone()).await;
     wait_job(&c, &d, &first, Duration::from_secs(10), is_final).await;
+
+    // A job queued while there was room, held behind a pause until the disk is low.
+    let pause = |what: &'static str| c.post(d.at(&format!("/api/v1/queue/{what}"))).send();
+    assert!(pause("pause").await.expect("pause").status().is_success());
+    let held = submit_testcard(&c, &d, card.clone()).await;
 
     // Leave 4 MiB free.
     let disk = disk_view(&c, &d).await;
@@ -173,9 +178,20 @@ async fn below_the_free_space_floor_new_work_is_refused_until_space_returns() {
     let resp = c.post(d.at("/api/v1/artifacts")).multipart(form).send().await.expect("upload");
     assert_eq!(resp.status().as_u16(), 507, "an upload too");
     let list: Value = c.get(d.at("/api/v1/jobs")).send().await.expect("list").json().await.expect("json");
-    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(1), "nothing more queued: {list}");
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(2), "nothing more queued: {list}");
+
+    // Accepted work does not start while the disk is low, and says why it waits.
+    assert!(pause("resume").await.expect("resume").status().is_success());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let job: Value =
+        c.get(d.at(&format!("/api/v1/jobs/{held}"))).send().await.expect("job").json().await.expect("json");
+    assert_eq!(job["state"], "queued", "{job}");
+    assert!(job["waiting"].as_str().is_some_and(|w| w.contains("start once space is freed")), "{job}");
 
     std::fs::remove_file(&filler).expect("free space");
+    // It starts by itself once there is room.
+    let done = wait_job(&c, &d, &held, Duration::from_secs(10), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
     let again = submit_testcard(&c, &d, card).await;
     let done = wait_job(&c, &d, &again, Duration::from_secs(10), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");

@@ -115,8 +115,9 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled(" · GPUs unused: CUDA does not register (reelbox doctor)", t.bad()));
     }
     if let Some(low) = app.system.as_ref().and_then(|s| s.disk.low()) {
-        // New work is refused until someone frees space: as urgent as unused GPUs.
-        spans.push(Span::styled(format!(" · DISK LOW ({low}): new jobs refused"), t.bad()));
+        // Work stops until someone frees space: as urgent as unused GPUs.
+        let means = if low == "data dir" { "jobs wait, new ones refused" } else { "model pulls refused" };
+        spans.push(Span::styled(format!(" · DISK LOW ({low}): {means}"), t.bad()));
     }
     if app.readonly {
         spans.push(Span::styled(" · read-only", t.warn()));
