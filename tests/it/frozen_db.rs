@@ -1,6 +1,7 @@
-//! Backward compatibility: a database written by schema version 1 must keep opening.
-//! `tests/fixtures/db/v1.redb` is frozen; regenerate only with a new schema version, never
-//! overwrite it (`cargo test --test it frozen_db -- --ignored write_frozen_v1` writes a new one).
+//! Backward compatibility: databases written by older schemas must keep opening. The files
+//! under `tests/fixtures/db/` are frozen, one per schema, never overwritten: before a record
+//! version is bumped, `cargo test --test it frozen_db -- --ignored write_frozen` freezes the
+//! schema it replaces as [`NEXT_FROZEN`].
 
 use crate::common;
 
@@ -11,10 +12,17 @@ use ulid::Ulid;
 
 /// The frozen schema-version-1 database, under `tests/fixtures/`.
 const V1: &str = "db/v1.redb";
+/// Schema 2: key and profile records version 2, job records version 1 (a canceled job did
+/// not keep why).
+const V2: &str = "db/v2.redb";
+/// Where [`write_frozen`] writes the current schema.
+const NEXT_FROZEN: &str = V2;
 
 const QUEUED: &str = "01JQ0000000000000000000001";
 const DONE: &str = "01JQ0000000000000000000002";
 const FAILED: &str = "01JQ0000000000000000000003";
+/// Canceled before it ran (only in v2 and later).
+const CANCELED: &str = "01JQ0000000000000000000004";
 
 #[test]
 fn frozen_v1_database_opens_and_its_jobs_list() {
@@ -40,10 +48,20 @@ fn frozen_v1_database_opens_and_its_jobs_list() {
 }
 
 #[test]
-#[ignore = "writes the frozen fixture; run by hand only when adding a new schema version"]
-fn write_frozen_v1() {
+fn frozen_v2_database_opens_with_its_canceled_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(fixture(V2), dir.path().join("reelbox.redb")).expect("copy fixture");
+    let store = Store::open(dir.path(), true, 8).expect("a v2 database opens");
+    let canceled = store.job(Ulid::from_string(CANCELED).expect("ulid")).expect("read").expect("exists");
+    assert!(matches!(canceled.state, JobState::Canceled { .. }), "{:?}", canceled.state);
+    store.close();
+}
+
+#[test]
+#[ignore = "writes the frozen fixture; run by hand only before a record version is bumped"]
+fn write_frozen() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let out = fixture(V1);
+    let out = fixture(NEXT_FROZEN);
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), true, 8).expect("open");
@@ -105,6 +123,11 @@ fn write_frozen_v1() {
                     StageState::Failed { started_at: 1, finished_at: 2, error: "bad model file".into() },
                     vec![],
                 )],
+            ),
+            base(
+                CANCELED,
+                JobState::Canceled { canceled_at: 1_700_000_001_000 },
+                vec![stage("card", StageState::Pending, vec![])],
             ),
         ];
         for job in jobs {
