@@ -5,7 +5,9 @@
 
 use crate::common;
 
+use common::daemon::{DaemonProc, get_json};
 use common::fixture;
+use common::tools::{reelbox_cli, run_ok};
 use reelbox::store::records::*;
 use reelbox::store::{JobFilter, Store};
 use ulid::Ulid;
@@ -15,8 +17,8 @@ const V1: &str = "db/v1.redb";
 /// Schema 2: key and profile records version 2, job records version 1 (a canceled job did
 /// not keep why).
 const V2: &str = "db/v2.redb";
-/// Where [`write_frozen`] writes the current schema.
-const NEXT_FROZEN: &str = V2;
+/// Where [`write_frozen`] writes the current schema (job records version 2).
+const NEXT_FROZEN: &str = "db/v3.redb";
 
 const QUEUED: &str = "01JQ0000000000000000000001";
 const DONE: &str = "01JQ0000000000000000000002";
@@ -47,14 +49,22 @@ fn frozen_v1_database_opens_and_its_jobs_list() {
     store.close();
 }
 
-#[test]
-fn frozen_v2_database_opens_with_its_canceled_job() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(fixture(V2), dir.path().join("reelbox.redb")).expect("copy fixture");
-    let store = Store::open(dir.path(), true, 8).expect("a v2 database opens");
-    let canceled = store.job(Ulid::from_string(CANCELED).expect("ulid")).expect("read").expect("exists");
-    assert!(matches!(canceled.state, JobState::Canceled { .. }), "{:?}", canceled.state);
-    store.close();
+/// A job canceled before reelbox kept why is shown canceled, without a reason, by the
+/// daemon and `reelbox jobs show`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_canceled_before_reasons_were_kept_shows_canceled_without_one() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::copy(fixture(V2), data.join("reelbox.redb")).expect("copy fixture");
+    let d = DaemonProc::start(&data, &[]);
+    let job = get_json(&reqwest::Client::new(), &d, &format!("/api/v1/jobs/{CANCELED}")).await;
+    assert_eq!((job["state"].as_str(), &job["error"]), (Some("canceled"), &serde_json::Value::Null), "{job}");
+    assert_eq!(job["finished_at"], "2023-11-14T22:13:21.000Z", "{job}");
+    let out =
+        run_ok(reelbox_cli(home.path(), &home.path().join("models")).args(["jobs", "show", CANCELED, "--url", &d.url]));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("state    canceled") && !shown.contains("reason"), "{shown}");
 }
 
 #[test]
@@ -126,7 +136,7 @@ fn write_frozen() {
             ),
             base(
                 CANCELED,
-                JobState::Canceled { canceled_at: 1_700_000_001_000 },
+                JobState::Canceled { canceled_at: 1_700_000_001_000, reason: Some("canceled by its owner".into()) },
                 vec![stage("card", StageState::Pending, vec![])],
             ),
         ];
