@@ -3,7 +3,7 @@
 import { api, artifacts, waitJob } from "./api.js";
 import { bytes, h, say, summary, when } from "./ui.js";
 import { result } from "./watch.js";
-import { kindWord } from "./words.js";
+import { canceledWhy, kindWord } from "./words.js";
 
 const KINDS = [["render", "Films"], ["image", "Pictures"], ["speech", "Speech"], ["", "Everything"]];
 
@@ -20,6 +20,7 @@ async function card(job, onGone) {
   const item = h("li", { class: "card item", "data-job": job.id },
     h("h2", {}, h("a", { href: `#/watch/${job.id}` }, summary(job, 90) || word)),
     h("p", { class: "hint" }, `${word} · ${job.state} · ${when(job.created_at)}`),
+    canceledWhy(job) ? h("p", { class: "hint why" }, canceledWhy(job)) : null,
     body, h("div", { class: "row" }, live ? stop : del), status);
   stop.addEventListener("click", async () => {
     stop.disabled = true;

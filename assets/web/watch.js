@@ -3,7 +3,7 @@
 // that card on its own, so the Picture view shows a picture being made the same way.
 import { api, artifacts } from "./api.js";
 import { duration, h, say, summary, when } from "./ui.js";
-import { kindWord, plain, stageLabel, STAGES } from "./words.js";
+import { canceledWhy, kindWord, plain, stageLabel, STAGES } from "./words.js";
 
 const FINAL = ["succeeded", "failed", "canceled"];
 
@@ -78,6 +78,8 @@ export async function follow(root, id, title) {
   const error = h("div", { class: "form-error", role: "alert" });
   // Why the job failed, in plain words with the daemon's message under "Details".
   const failure = h("div", { class: "form-error failure", role: "alert" });
+  // Why it was canceled and by whom (a cancel is no failure: no alert).
+  const canceled = h("p", { class: "hint why", role: "status" });
   const resultSlot = h("div");
   const seen = new Set();
   let best = 0;
@@ -109,8 +111,11 @@ export async function follow(root, id, title) {
       eta.textContent = left < 1.5 ? "almost done" : `about ${duration(left)} left`;
     } else eta.textContent = job.state === "queued" ? "waiting for a free device" : "";
     const said = job.progress.message;
-    message.textContent = job.error ? "Failed." : (said && STAGES[said] ? STAGES[said] : plain(said)) || "\u00a0";
-    if (job.error) { if (!failure.childElementCount) say(failure, new Error(job.error)); } else failure.replaceChildren();
+    const why = canceledWhy(job);
+    canceled.textContent = why;
+    const failed = job.error && !why;
+    message.textContent = failed ? "Failed." : (said && STAGES[said] ? STAGES[said] : plain(said)) || "\u00a0";
+    if (failed) { if (!failure.childElementCount) say(failure, new Error(job.error)); } else failure.replaceChildren();
     for (const s of job.stages) {
       if (!stages.has(s.name)) { const r = stageRow(s); stages.set(s.name, r); stageList.append(r.row); }
       const r = stages.get(s.name);
@@ -201,6 +206,7 @@ export async function follow(root, id, title) {
     h("p", { class: "summary" }, summary(job, 160)),
     h("div", { class: "overall" }, overall, percent, eta),
     message,
+    canceled,
     failure,
     resultSlot,
     stageList,

@@ -28,6 +28,17 @@ export function plain(msg) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
+/**
+ * Why a canceled job was canceled, as a sentence ("Canceled because the key "kid" was
+ * revoked", "Canceled by its owner", "Canceled: wrong prompt" for a reason its owner gave);
+ * "" for any other job, and for one canceled before the box kept why.
+ */
+export function canceledWhy(job) {
+  const why = job.state === "canceled" && job.error;
+  if (!why) return "";
+  return /^canceled /.test(why) ? plain(why) : `Canceled: ${why}`;
+}
+
 /** A stage's name for people. */
 export function stageLabel(name) {
   return STAGES[name] || String(name).replace(/_/g, " ");

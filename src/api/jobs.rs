@@ -9,7 +9,7 @@ use ulid::Ulid;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::json::{ApiJson, ApiQuery};
+use super::json::{ApiJson, ApiJsonOrDefault, ApiQuery};
 use super::views::JobView;
 use super::{ApiError, AppState};
 use crate::jobs::{self, JobList, ListRequest, Submission, Submitter};
@@ -40,6 +40,22 @@ pub struct PatchRequest {
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
 }
+
+/// Body of `POST /api/v1/jobs/{id}/cancel`; optional, so no body at all cancels without a
+/// reason.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Why, in a line (at most 200 characters): the job keeps it and shows it as its `error`.
+    /// Without one the job says who canceled it: `canceled by its owner`, or `canceled by an
+    /// admin (key "NAME")` (an admin's reason follows that).
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub reason: Option<String>,
+}
+
+// utoipa takes only a literal for `max_length`: the build stops if the limit moves without it.
+const _: () = assert!(jobs::CANCEL_REASON_MAX_CHARS == 200);
 
 /// Query of `GET /api/v1/jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -206,14 +222,19 @@ pub async fn show(
     Ok(Json(view(&state, &job)))
 }
 
-/// Cancel a queued or running job.
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", params(("id" = String, Path)), responses((status = 200, body = JobView), (status = 409, body = super::error::ErrorBody)))]
+/// Cancel a queued or running job. It keeps why (the body's `reason`, else who canceled it),
+/// shown as its `error`.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", params(("id" = String, Path)),
+    request_body(content = Option<CancelRequest>, description = "optional: no body cancels without a reason"),
+    responses((status = 200, body = JobView), (status = 400, description = "`reason` too long, not one line or not a string", body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiJsonOrDefault(req): ApiJsonOrDefault<CancelRequest>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = state.jobs.cancel(&(&caller).into(), &id).await?;
+    let job = state.jobs.cancel(&(&caller).into(), &id, req.reason).await?;
     Ok(Json(view(&state, &job)))
 }
 

@@ -64,6 +64,7 @@ use super::{
         error::ErrorDetail,
         jobs::SubmitRequest,
         jobs::PatchRequest,
+        jobs::CancelRequest,
         jobs::JobPage,
         jobs::QueueState,
         gc::GcRequest,

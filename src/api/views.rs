@@ -26,6 +26,10 @@ pub struct JobView {
     pub progress: ProgressView,
     pub stages: Vec<StageView>,
     pub attempts: u32,
+    /// Why it ended when it failed or was canceled: the failure, or the cancel's reason
+    /// (`canceled because the key "kid" was revoked`, `canceled by its owner`, `canceled by
+    /// an admin (key "mum")`, or the reason its owner gave; `null` for a job canceled
+    /// before reelbox kept why). On a queued job that will try again, the last attempt's error.
     pub error: Option<String>,
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
@@ -96,7 +100,7 @@ impl JobView {
             JobState::Failed { started_at, finished_at, error } => {
                 (None, *started_at, Some(*finished_at), None, Some(error.clone()))
             }
-            JobState::Canceled { canceled_at } => (None, None, Some(*canceled_at), None, None),
+            JobState::Canceled { canceled_at, reason } => (None, None, Some(*canceled_at), None, reason.clone()),
         };
         let stages: Vec<StageView> = job.stages.iter().map(stage_view).collect();
         let n = job.stages.len().max(1) as f64;

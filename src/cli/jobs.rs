@@ -38,7 +38,13 @@ pub enum JobsAction {
     /// Show one job with its stages.
     Show { id: String },
     /// Cancel a queued or running job.
-    Cancel { id: String },
+    Cancel {
+        id: String,
+        /// Why, in a line (at most 200 characters): the job shows it. Without it the job
+        /// says who canceled it.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Re-queue a failed or canceled job.
     Retry { id: String },
     /// Follow a job's progress until it ends.
@@ -152,15 +158,15 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
                         ]
                     })
                     .collect();
-                table::print(&["ID", "KIND", "STATE", "PRIO", "PROGRESS", "CREATED", "ERROR"], &rows);
+                table::print(&["ID", "KIND", "STATE", "PRIO", "PROGRESS", "CREATED", "ERROR/REASON"], &rows);
             }
         }
         JobsAction::Show { id } => {
             let job: JobView = c.get(&format!("/api/v1/jobs/{id}")).await?;
             print_job(g, &job)?;
         }
-        JobsAction::Cancel { id } => {
-            let job: JobView = c.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({})).await?;
+        JobsAction::Cancel { id, reason } => {
+            let job: JobView = c.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({"reason": reason})).await?;
             print_job(g, &job)?;
         }
         JobsAction::Retry { id } => {
@@ -236,7 +242,9 @@ fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()> {
         println!("waiting  {w}");
     }
     if let Some(e) = &job.error {
-        println!("error    {e}");
+        // A canceled job's `error` is why it was canceled, not a fault.
+        let label = if job.state == JobStatus::Canceled { "reason" } else { "error" };
+        println!("{label:<8} {e}");
     }
     let rows: Vec<Vec<String>> = job
         .stages

@@ -10,6 +10,38 @@ use crate::scheduler::ControlError;
 use crate::store::records::{Job, JobStatus};
 use crate::store::{JobFilter, Removal};
 
+/// The longest reason a cancel may give, in characters: a sentence, which views, tables
+/// and the dashboard show on one line.
+pub const CANCEL_REASON_MAX_CHARS: usize = 200;
+
+/// What a cancel by `who` of a job of `owner` keeps as why: the reason given (after "canceled
+/// by an admin (…): " when `who` is not the owner), else who canceled. A reason past
+/// [`CANCEL_REASON_MAX_CHARS`] or of more than one line is refused naming `reason`; a blank
+/// one is no reason.
+fn cancel_reason(who: &Submitter, owner: &str, given: Option<String>) -> Result<String, ParamError> {
+    let given = given.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    if let Some(r) = &given {
+        let chars = r.chars().count();
+        if chars > CANCEL_REASON_MAX_CHARS {
+            let most = CANCEL_REASON_MAX_CHARS;
+            return Err(ParamError::new("reason", format!("must be at most {most} characters; it has {chars}")));
+        }
+        if r.chars().any(char::is_control) {
+            return Err(ParamError::new(
+                "reason",
+                "must be one line of text, without line breaks or control characters",
+            ));
+        }
+    }
+    let by_admin = (who.owner != owner).then(|| format!("canceled by an admin ({})", who.label));
+    Ok(match (by_admin, given) {
+        (None, Some(reason)) => reason,
+        (None, None) => "canceled by its owner".to_string(),
+        (Some(by), Some(reason)) => format!("{by}: {reason}"),
+        (Some(by), None) => by,
+    })
+}
+
 /// Which jobs to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListRequest {
@@ -69,15 +101,24 @@ impl Service {
         Ok(JobList { jobs, next_cursor })
     }
 
-    /// Cancels a queued or running job.
-    pub async fn cancel(&self, who: &Submitter, raw_id: &str) -> Result<Job, Error> {
+    /// Cancels a queued or running job, keeping on it the `reason` the submitter gave (one
+    /// line, at most [`CANCEL_REASON_MAX_CHARS`] characters; 400 naming `reason` otherwise)
+    /// or, without one, who canceled it.
+    pub async fn cancel(&self, who: &Submitter, raw_id: &str, reason: Option<String>) -> Result<Job, Error> {
         let job = self.visible(who, raw_id)?;
-        Ok(self.scheduler.cancel(job.id).await?)
+        self.cancel_job(who, &job, reason).await
+    }
+
+    /// [`Service::cancel`] of a job already read as one the submitter may see (ComfyUI's
+    /// queue and interrupt pick theirs from a listing).
+    pub async fn cancel_job(&self, who: &Submitter, job: &Job, reason: Option<String>) -> Result<Job, Error> {
+        let why = cancel_reason(who, &job.owner, reason)?;
+        Ok(self.scheduler.cancel(job.id, Some(why)).await?)
     }
 
     /// Cancels every queued and running job of `owner` (a revoked key's) through the same
-    /// path as [`Service::cancel`], each with `reason` on its `canceled` event; how many it
-    /// canceled. Finished jobs and their files stay; one that ends meanwhile stays as it ended.
+    /// path as [`Service::cancel`], each keeping `reason` (also on its `canceled` event); how
+    /// many it canceled. Finished jobs and their files stay; one that ends meanwhile stays as it ended.
     pub async fn cancel_all_of(&self, owner: &str, reason: &str) -> Result<u64, Error> {
         // One pass over the owner's jobs, a page at a time (a listing per state read the
         // whole table once per state).
@@ -96,7 +137,7 @@ impl Service {
         }
         let mut canceled = 0;
         for id in ids {
-            match self.scheduler.cancel_because(id, Some(reason.to_string())).await {
+            match self.scheduler.cancel(id, Some(reason.to_string())).await {
                 Ok(_) => canceled += 1,
                 Err(ControlError::WrongState(..)) => {}
                 Err(e) => return Err(e.into()),
@@ -129,5 +170,36 @@ impl Service {
     pub async fn delete(&self, who: &Submitter, raw_id: &str) -> Result<Removal, Error> {
         let job = self.visible(who, raw_id)?;
         Ok(self.store().delete_job(job.id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(owner: &str, label: &str) -> Submitter {
+        Submitter {
+            owner: owner.into(),
+            label: label.into(),
+            admin: owner == "admin",
+            max_queued: None,
+            gpu_seconds_per_day: None,
+        }
+    }
+
+    #[test]
+    fn a_cancel_keeps_the_reason_given_or_who_canceled() {
+        let (kid, admin) = (who("kid", "key \"kid\""), who("admin", "key \"mum\""));
+        let reason =
+            |w: &Submitter, r: Option<&str>| cancel_reason(w, "kid", r.map(str::to_string)).map_err(|e| e.field);
+        assert_eq!(reason(&kid, None).as_deref(), Ok("canceled by its owner"));
+        assert_eq!(reason(&kid, Some("  wrong prompt ")).as_deref(), Ok("wrong prompt"));
+        assert_eq!(reason(&kid, Some(" ")).as_deref(), Ok("canceled by its owner"), "blank is no reason");
+        assert_eq!(reason(&admin, None).as_deref(), Ok("canceled by an admin (key \"mum\")"));
+        assert_eq!(reason(&admin, Some("too loud")).as_deref(), Ok("canceled by an admin (key \"mum\"): too loud"));
+        let most = "é".repeat(CANCEL_REASON_MAX_CHARS);
+        assert_eq!(reason(&kid, Some(&most)).as_deref(), Ok(most.as_str()), "characters count, not bytes");
+        assert_eq!(reason(&kid, Some(&format!("{most}e"))), Err("reason".to_string()));
+        assert_eq!(reason(&kid, Some("one\ntwo")), Err("reason".to_string()));
     }
 }

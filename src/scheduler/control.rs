@@ -19,22 +19,18 @@ pub enum ControlError {
 
 impl Scheduler {
     /// Cancels a job: a queued one at once, a running one through its token (its
-    /// pipeline sees it between steps).
-    pub async fn cancel(&self, id: Ulid) -> Result<Job, ControlError> {
-        self.cancel_because(id, None).await
-    }
-
-    /// As [`Scheduler::cancel`], with `reason` as the error of the job's `canceled` event
-    /// (why it ended, for whoever reads its events: "the key … was revoked").
-    pub async fn cancel_because(&self, id: Ulid, reason: Option<String>) -> Result<Job, ControlError> {
+    /// pipeline sees it between steps). `reason` (why, and by whom: "canceled because the
+    /// key … was revoked") is kept on the canceled job and is the error of its `canceled`
+    /// event, for whoever reads its views or events.
+    pub async fn cancel(&self, id: Ulid, reason: Option<String>) -> Result<Job, ControlError> {
         for _ in 0..50 {
-            let error = reason.clone();
+            let why = reason.clone();
             let job = self
                 .store
                 .update_job(id, true, move |j| match j.state {
                     JobState::Queued { .. } => {
-                        j.state = JobState::Canceled { canceled_at: now_ms() };
-                        Ok(vec![EventBody::State { state: JobStatus::Canceled, error }])
+                        j.state = JobState::Canceled { canceled_at: now_ms(), reason: why.clone() };
+                        Ok(vec![EventBody::State { state: JobStatus::Canceled, error: why }])
                     }
                     _ => Ok(vec![]),
                 })

@@ -70,7 +70,7 @@ impl Scheduler {
                     vec![EventBody::State { state: JobStatus::Succeeded, error: None }]
                 }
                 Outcome::Canceled => {
-                    j.state = JobState::Canceled { canceled_at: now };
+                    j.state = JobState::Canceled { canceled_at: now, reason: cancel_reason.clone() };
                     // The stage it stopped did not finish: pending again, as a retry will
                     // run it (left `running`, views and the dashboard showed it running on).
                     for stage in &mut j.stages {

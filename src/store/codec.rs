@@ -57,11 +57,16 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
 macro_rules! record_v1 {
     ($($t:ty),*) => { $(impl Record for $t { const VERSION: u8 = 1; })* };
 }
-use super::records::{ApiKey, Artifact, Event, Job, Profile, Scope, Style, Voice};
-record_v1!(Job, Artifact, Event);
+use super::records::{ApiKey, Artifact, Event, Job, JobState, Millis, Profile, Scope, Stage, Style, Voice};
+use crate::gpu::DeviceId;
+record_v1!(Artifact, Event);
 
-/// Decodes a payload of an older record layout.
-fn decode_old<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+/// Decodes a payload of `what`'s record version 1, the only older layout each record has so
+/// far; another version is corrupt.
+fn decode_v1<T: DeserializeOwned>(what: &str, version: u8, payload: &[u8]) -> Result<T, CodecError> {
+    if version != 1 {
+        return Err(CodecError::Corrupt(format!("no migration from {what} record version {version}")));
+    }
     let (old, _) =
         bincode::serde::decode_from_slice(payload, bincode_config()).map_err(|e| CodecError::Corrupt(e.to_string()))?;
     Ok(old)
@@ -77,17 +82,14 @@ struct ApiKeyV1 {
     scope: Scope,
     max_queued: Option<u64>,
     gpu_seconds_per_day: Option<u64>,
-    created_at: super::records::Millis,
-    revoked_at: Option<super::records::Millis>,
+    created_at: Millis,
+    revoked_at: Option<Millis>,
 }
 
 impl Record for ApiKey {
     const VERSION: u8 = 2;
     fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
-        if version != 1 {
-            return Err(CodecError::Corrupt(format!("no migration from api key record version {version}")));
-        }
-        let v1: ApiKeyV1 = decode_old(payload)?;
+        let v1: ApiKeyV1 = decode_v1("api key", version, payload)?;
         // Keys from before storage quotas had none; keep them unlimited.
         Ok(ApiKey {
             id: v1.id,
@@ -116,7 +118,7 @@ struct ProfileV1 {
     // The live struct, unchanged since v1: a change to `Voice`'s layout needs a `VoiceV1` here.
     voice: Voice,
     style: StyleV1,
-    created_at: super::records::Millis,
+    created_at: Millis,
 }
 
 /// `Style` as profile record version 1 wrote it.
@@ -130,10 +132,7 @@ struct StyleV1 {
 impl Record for Profile {
     const VERSION: u8 = 2;
     fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
-        if version != 1 {
-            return Err(CodecError::Corrupt(format!("no migration from profile record version {version}")));
-        }
-        let v1: ProfileV1 = decode_old(payload)?;
+        let v1: ProfileV1 = decode_v1("profile", version, payload)?;
         // Profiles from before picture models leave the model to the render's default.
         let style = Style {
             prompt_prefix: v1.style.prompt_prefix,
@@ -150,6 +149,67 @@ impl Record for Profile {
             voice_sample: v1.voice_sample,
             voice: v1.voice,
             style,
+            created_at: v1.created_at,
+        })
+    }
+}
+
+/// `Job` as record version 1 wrote it, before a canceled job kept why. Frozen, like
+/// [`ApiKeyV1`]; tests write it too.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct JobV1 {
+    id: ulid::Ulid,
+    owner: String,
+    kind: String,
+    params: String,
+    priority: i32,
+    state: JobStateV1,
+    attempts: u32,
+    // The live struct, unchanged since v1: a change to `Stage`'s layout needs a `StageV1` here.
+    stages: Vec<Stage>,
+    idempotency_key: Option<String>,
+    created_at: Millis,
+}
+
+/// `JobState` as job record version 1 wrote it: every variant, in order (bincode reads the
+/// variant by its index).
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+enum JobStateV1 {
+    Queued { enqueued_at: Millis, not_before: Option<Millis> },
+    Running { enqueued_at: Millis, started_at: Millis, device: DeviceId },
+    Succeeded { started_at: Millis, finished_at: Millis },
+    Failed { started_at: Option<Millis>, finished_at: Millis, error: String },
+    Canceled { canceled_at: Millis },
+}
+
+impl Record for Job {
+    const VERSION: u8 = 2;
+    fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
+        let v1: JobV1 = decode_v1("job", version, payload)?;
+        let state = match v1.state {
+            JobStateV1::Queued { enqueued_at, not_before } => JobState::Queued { enqueued_at, not_before },
+            JobStateV1::Running { enqueued_at, started_at, device } => {
+                JobState::Running { enqueued_at, started_at, device }
+            }
+            JobStateV1::Succeeded { started_at, finished_at } => JobState::Succeeded { started_at, finished_at },
+            JobStateV1::Failed { started_at, finished_at, error } => {
+                JobState::Failed { started_at, finished_at, error }
+            }
+            // Nobody recorded why: views show the job canceled, without a reason.
+            JobStateV1::Canceled { canceled_at } => JobState::Canceled { canceled_at, reason: None },
+        };
+        Ok(Job {
+            id: v1.id,
+            owner: v1.owner,
+            kind: v1.kind,
+            params: v1.params,
+            priority: v1.priority,
+            state,
+            attempts: v1.attempts,
+            stages: v1.stages,
+            idempotency_key: v1.idempotency_key,
             created_at: v1.created_at,
         })
     }
@@ -283,5 +343,56 @@ mod profile_tests {
         let bytes = encode(&new);
         assert_eq!(bytes[0], 2);
         assert_eq!(decode::<Profile>(&bytes).expect("v2 round-trips"), new);
+    }
+}
+
+#[cfg(test)]
+mod job_tests {
+    use super::*;
+    use crate::store::records::*;
+
+    /// A job as reelbox before cancel reasons stored it.
+    fn v1_bytes(state: JobStateV1) -> Vec<u8> {
+        let stage = Stage {
+            name: StageName::Card,
+            state: StageState::Done { started_at: 2, finished_at: 3, device: DeviceId::Cpu },
+            artifacts: vec![ulid::Ulid::nil()],
+            energy_wh: Some(0.5),
+        };
+        let old = JobV1 {
+            id: ulid::Ulid::nil(),
+            owner: "kid".into(),
+            kind: "testcard".into(),
+            params: "{}".into(),
+            priority: -2,
+            state,
+            attempts: 1,
+            stages: vec![stage],
+            idempotency_key: Some("k".into()),
+            created_at: 1,
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode_config()).expect("encode v1"));
+        bytes
+    }
+
+    #[test]
+    fn version_1_canceled_jobs_migrate_without_a_reason() {
+        let job = decode::<Job>(&v1_bytes(JobStateV1::Canceled { canceled_at: 9 })).expect("v1 migrates");
+        assert_eq!(job.state, JobState::Canceled { canceled_at: 9, reason: None });
+        assert_eq!((job.owner.as_str(), job.priority, job.attempts, job.created_at), ("kid", -2, 1, 1));
+        assert_eq!((job.stages[0].energy_wh, job.idempotency_key.as_deref()), (Some(0.5), Some("k")));
+        // The other states read as they were written, variant by variant.
+        let failed = JobStateV1::Failed { started_at: Some(2), finished_at: 3, error: "bad model".into() };
+        let failed = decode::<Job>(&v1_bytes(failed)).expect("v1 migrates").state;
+        assert_eq!(failed, JobState::Failed { started_at: Some(2), finished_at: 3, error: "bad model".into() });
+        let running = JobStateV1::Running { enqueued_at: 1, started_at: 2, device: DeviceId::Cuda(1) };
+        let running = decode::<Job>(&v1_bytes(running)).expect("v1 migrates").state;
+        assert_eq!(running, JobState::Running { enqueued_at: 1, started_at: 2, device: DeviceId::Cuda(1) });
+        let why = Some("canceled because the key \"kid\" was revoked".to_string());
+        let new = Job { state: JobState::Canceled { canceled_at: 9, reason: why }, ..job };
+        let bytes = encode(&new);
+        assert_eq!(bytes[0], 2);
+        assert_eq!(decode::<Job>(&bytes).expect("v2 round-trips"), new);
     }
 }

@@ -317,7 +317,7 @@ pub(crate) mod tests {
         // Ending (here: canceling) releases what is left; the others survive a reopen.
         store
             .update_job(first, true, |j| {
-                j.state = JobState::Canceled { canceled_at: now_ms() };
+                j.state = JobState::Canceled { canceled_at: now_ms(), reason: None };
                 Ok(vec![])
             })
             .await

@@ -45,11 +45,31 @@ impl Job {
 /// Where a job is in its life; each variant carries the times that define it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobState {
-    Queued { enqueued_at: Millis, not_before: Option<Millis> },
-    Running { enqueued_at: Millis, started_at: Millis, device: DeviceId },
-    Succeeded { started_at: Millis, finished_at: Millis },
-    Failed { started_at: Option<Millis>, finished_at: Millis, error: String },
-    Canceled { canceled_at: Millis },
+    Queued {
+        enqueued_at: Millis,
+        not_before: Option<Millis>,
+    },
+    Running {
+        enqueued_at: Millis,
+        started_at: Millis,
+        device: DeviceId,
+    },
+    Succeeded {
+        started_at: Millis,
+        finished_at: Millis,
+    },
+    Failed {
+        started_at: Option<Millis>,
+        finished_at: Millis,
+        error: String,
+    },
+    /// `reason` says why and by whom (`canceled because the key "kid" was revoked`,
+    /// `canceled by an admin (key "mum")`, or what the owner gave); `None` for jobs
+    /// canceled before job record version 2 kept it.
+    Canceled {
+        canceled_at: Millis,
+        reason: Option<String>,
+    },
 }
 
 impl JobState {
@@ -79,7 +99,7 @@ impl JobState {
     pub fn finished_at(&self) -> Option<Millis> {
         match self {
             JobState::Succeeded { finished_at, .. } | JobState::Failed { finished_at, .. } => Some(*finished_at),
-            JobState::Canceled { canceled_at } => Some(*canceled_at),
+            JobState::Canceled { canceled_at, .. } => Some(*canceled_at),
             JobState::Queued { .. } | JobState::Running { .. } => None,
         }
     }

@@ -403,6 +403,9 @@ async fn interrupt_stops_the_running_prompt_and_the_socket_says_so() {
             assert_eq!(resp.status(), 200);
             interrupted = true;
         }
+        if kind == "execution_interrupted" {
+            assert_eq!(v["data"]["reason"], "canceled by its owner", "the socket says who interrupted it: {v}");
+        }
         let done = kind == "executing" && v["data"]["node"].is_null();
         types.push(kind);
         if done {
@@ -414,6 +417,10 @@ async fn interrupt_stops_the_running_prompt_and_the_socket_says_so() {
     let entry = history_of(&c, &d, &id, Duration::from_secs(5)).await;
     assert_eq!(entry["status"]["status_str"], "error");
     assert_eq!(entry["outputs"], json!({}));
+    // The history's status messages say who interrupted it, as the socket did.
+    let messages = entry["status"]["messages"].as_array().cloned().unwrap_or_default();
+    let end = messages.iter().find(|m| m[0] == "execution_interrupted");
+    assert_eq!(end.map(|m| m[1]["reason"].clone()), Some(json!("canceled by its owner")), "{messages:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

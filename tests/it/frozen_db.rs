@@ -1,20 +1,30 @@
-//! Backward compatibility: a database written by schema version 1 must keep opening.
-//! `tests/fixtures/db/v1.redb` is frozen; regenerate only with a new schema version, never
-//! overwrite it (`cargo test --test it frozen_db -- --ignored write_frozen_v1` writes a new one).
+//! Backward compatibility: databases written by older schemas must keep opening. The files
+//! under `tests/fixtures/db/` are frozen, one per schema, never overwritten: before a record
+//! version is bumped, `cargo test --test it frozen_db -- --ignored write_frozen` freezes the
+//! schema it replaces as [`NEXT_FROZEN`].
 
 use crate::common;
 
+use common::daemon::{DaemonProc, get_json};
 use common::fixture;
+use common::tools::{reelbox_cli, run_ok};
 use reelbox::store::records::*;
 use reelbox::store::{JobFilter, Store};
 use ulid::Ulid;
 
 /// The frozen schema-version-1 database, under `tests/fixtures/`.
 const V1: &str = "db/v1.redb";
+/// Schema 2: key and profile records version 2, job records version 1 (a canceled job did
+/// not keep why).
+const V2: &str = "db/v2.redb";
+/// Where [`write_frozen`] writes the current schema (job records version 2).
+const NEXT_FROZEN: &str = "db/v3.redb";
 
 const QUEUED: &str = "01JQ0000000000000000000001";
 const DONE: &str = "01JQ0000000000000000000002";
 const FAILED: &str = "01JQ0000000000000000000003";
+/// Canceled before it ran (only in v2 and later).
+const CANCELED: &str = "01JQ0000000000000000000004";
 
 #[test]
 fn frozen_v1_database_opens_and_its_jobs_list() {
@@ -39,11 +49,29 @@ fn frozen_v1_database_opens_and_its_jobs_list() {
     store.close();
 }
 
+/// A job canceled before reelbox kept why is shown canceled, without a reason, by the
+/// daemon and `reelbox jobs show`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_canceled_before_reasons_were_kept_shows_canceled_without_one() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::copy(fixture(V2), data.join("reelbox.redb")).expect("copy fixture");
+    let d = DaemonProc::start(&data, &[]);
+    let job = get_json(&reqwest::Client::new(), &d, &format!("/api/v1/jobs/{CANCELED}")).await;
+    assert_eq!((job["state"].as_str(), &job["error"]), (Some("canceled"), &serde_json::Value::Null), "{job}");
+    assert_eq!(job["finished_at"], "2023-11-14T22:13:21.000Z", "{job}");
+    let out =
+        run_ok(reelbox_cli(home.path(), &home.path().join("models")).args(["jobs", "show", CANCELED, "--url", &d.url]));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("state    canceled") && !shown.contains("reason"), "{shown}");
+}
+
 #[test]
-#[ignore = "writes the frozen fixture; run by hand only when adding a new schema version"]
-fn write_frozen_v1() {
+#[ignore = "writes the frozen fixture; run by hand only before a record version is bumped"]
+fn write_frozen() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let out = fixture(V1);
+    let out = fixture(NEXT_FROZEN);
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), true, 8).expect("open");
@@ -105,6 +133,11 @@ fn write_frozen_v1() {
                     StageState::Failed { started_at: 1, finished_at: 2, error: "bad model file".into() },
                     vec![],
                 )],
+            ),
+            base(
+                CANCELED,
+                JobState::Canceled { canceled_at: 1_700_000_001_000, reason: Some("canceled by its owner".into()) },
+                vec![stage("card", StageState::Pending, vec![])],
             ),
         ];
         for job in jobs {

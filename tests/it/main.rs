@@ -19,6 +19,7 @@ mod byo_import;
 mod byo_lora;
 mod byo_mistakes;
 mod byo_sdxl;
+mod cancel_reasons;
 mod catalog;
 mod cli;
 mod cluster;

@@ -244,6 +244,9 @@ async fn a_client_that_hangs_up_cancels_its_job() {
             c.get(d.at("/api/v1/jobs?kind=image")).send().await.expect("jobs").json().await.expect("json");
         let job = &jobs["jobs"][0];
         if job["state"] == "canceled" {
+            // Whoever looks at the job later learns why it never made its picture.
+            let why = "canceled because the client that asked for it disconnected before it finished";
+            assert_eq!(job["error"], why, "{job}");
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(10), "job not canceled after the client left: {job}");
@@ -340,7 +343,8 @@ async fn a_job_canceled_under_a_waiting_client_tells_the_sdks_not_to_send_it_aga
     assert_eq!(resp.status(), 409);
     assert_eq!(resp.headers().get("x-should-retry").and_then(|v| v.to_str().ok()), Some("false"));
     let err: Value = resp.json().await.expect("json");
-    assert!(err["error"]["message"].as_str().is_some_and(|m| m.contains("canceled")), "{err}");
+    let said = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(said.ends_with("was canceled: canceled by its owner"), "the client is told who canceled it: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

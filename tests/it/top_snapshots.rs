@@ -196,7 +196,13 @@ pub(crate) fn busy(gpus: &[u64]) -> App {
         succeeded("S1", 42, Some(1.25)),
         failed("F1", "stage keyframe: out of memory allocating 1.5 GiB on cuda:0"),
         succeeded("S2", 3725, None),
-        job("C1", "render", "canceled", 0, json!({"finished_at": at(-50)})),
+        job(
+            "C1",
+            "render",
+            "canceled",
+            0,
+            json!({"finished_at": at(-50), "error": "canceled because the key \"kid\" was revoked"}),
+        ),
     ];
     app(gpus, Snapshot { system: system(gpus, 12, 3, 1, true), running, queued, recent, admin: None })
 }
@@ -279,6 +285,25 @@ fn failed_job_shows_its_error_when_selected_and_filtered() {
     app.on_key(KeyEvent::from(KeyCode::Enter));
     assert_eq!(app.selected_job().map(|j| j.state.as_str()), Some("failed"));
     snap!("failed_job", app);
+}
+
+#[test]
+fn a_canceled_job_says_why_in_the_list_and_its_detail() {
+    let why = "canceled because the key \"kid\" was revoked";
+    let mut app = busy(&[8192, 24576]);
+    for c in "/revoked".chars() {
+        app.on_key(KeyEvent::from(KeyCode::Char(c)));
+    }
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    let listed = draw(&app, 160, 48).backend().to_string();
+    assert!(listed.lines().any(|l| l.contains("canceled") && l.contains(why)), "{listed}");
+    let job = app.selected_job().cloned().expect("the canceled job is selected");
+    assert_eq!(job.state.as_str(), "canceled");
+    let cmd = app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert!(matches!(cmd, Some(Command::Follow(_))), "{cmd:?}");
+    app.apply(Update::Detail(Box::new(job), Vec::new()));
+    let detail = draw(&app, 160, 48).backend().to_string();
+    assert!(detail.lines().any(|l| l.contains(&format!("why {why}"))), "{detail}");
 }
 
 fn gradient() -> Preview {

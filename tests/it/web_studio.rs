@@ -394,6 +394,20 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     );
     let shown = wait_js(c, "canceled card", &after, Duration::from_secs(10)).await;
     assert!(shown.as_str().is_some_and(|t| t.contains("speech · canceled")), "{shown}");
+    assert!(
+        shown.as_str().is_some_and(|t| t.contains("Canceled by its owner")),
+        "the card says who canceled it: {shown}"
+    );
+    // So does its Watch view.
+    go(c, &d, &format!("#/watch/{waiting}"), "#job-state").await;
+    let why = wait_js(
+        c,
+        "why it was canceled",
+        "const w = document.querySelector('.watch .why'); return w && w.textContent.trim()",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(why, "Canceled by its owner", "the reason shown for a canceled job");
     assert_eq!(queue("resume").await.expect("resume").status(), 200);
     let stored = js(c, "return [document.cookie, localStorage.length, sessionStorage.getItem('reelbox.key')]").await;
     assert_eq!(stored, json!(["", 0, null]), "the session is HttpOnly and no key is stored by the page");

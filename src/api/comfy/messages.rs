@@ -78,12 +78,14 @@ pub fn execution_error(p: &PromptMeta, error: &str, at: Millis) -> Message {
     )
 }
 
-/// `execution_interrupted`.
-pub fn execution_interrupted(p: &PromptMeta, at: Millis) -> Message {
-    (
-        "execution_interrupted",
-        json!({"prompt_id": p.prompt_id, "node_id": p.roles.sampler, "node_type": "KSampler", "executed": [], "timestamp": at}),
-    )
+/// `execution_interrupted`, with why and by whom as `reason` when the box knows it (a field
+/// of reelbox's: ComfyUI's own interrupts are always the user's, so it sends none).
+pub fn execution_interrupted(p: &PromptMeta, reason: Option<&str>, at: Millis) -> Message {
+    let mut data = json!({"prompt_id": p.prompt_id, "node_id": p.roles.sampler, "node_type": "KSampler", "executed": [], "timestamp": at});
+    if let Some(why) = reason {
+        data["reason"] = json!(why);
+    }
+    ("execution_interrupted", data)
 }
 
 /// Preview frame: 4-byte big-endian event type 1, 4-byte format (1 JPEG, 2 PNG), the bytes.

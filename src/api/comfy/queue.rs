@@ -233,7 +233,7 @@ pub async fn post_queue(
     for (job, meta) in pending {
         if req.clear || req.delete.contains(&meta.prompt_id) {
             // A prompt that started meanwhile stays running: ComfyUI deletes only pending ones.
-            let _ = state.scheduler.cancel(job.id).await;
+            let _ = state.jobs.cancel_job(&(&caller).into(), &job, None).await;
         }
     }
     Ok(StatusCode::OK)
@@ -256,7 +256,7 @@ pub async fn interrupt(
     let req: InterruptRequest = parse_or_default(&body)?;
     for (job, meta) in prompts_in_state(&state, &comfy, &caller, JobStatus::Running)? {
         if req.prompt_id.as_ref().is_none_or(|id| *id == meta.prompt_id) {
-            let _ = state.scheduler.cancel(job.id).await;
+            let _ = state.jobs.cancel_job(&(&caller).into(), &job, None).await;
         }
     }
     Ok(StatusCode::OK)
@@ -276,7 +276,7 @@ pub fn history_entry(state: &AppState, comfy: &Comfy, meta: &PromptMeta, job: &J
         JobState::Canceled { .. } if job.attempts == 0 => return Ok(None),
         JobState::Succeeded { started_at, finished_at } => (*started_at, *finished_at),
         JobState::Failed { started_at, finished_at, .. } => (started_at.unwrap_or(*finished_at), *finished_at),
-        JobState::Canceled { canceled_at } => (*canceled_at, *canceled_at),
+        JobState::Canceled { canceled_at, .. } => (*canceled_at, *canceled_at),
         _ => return Ok(None),
     };
     let images = final_images(&state.store, job)?;
@@ -302,8 +302,9 @@ pub fn history_entry(state: &AppState, comfy: &Comfy, meta: &PromptMeta, job: &J
             msgs.push(messages::execution_error(meta, error, finished));
             ("error", false)
         }
-        _ => {
-            msgs.push(messages::execution_interrupted(meta, finished));
+        other => {
+            let reason = if let JobState::Canceled { reason, .. } = other { reason.as_deref() } else { None };
+            msgs.push(messages::execution_interrupted(meta, reason, finished));
             ("error", false)
         }
     };

@@ -46,7 +46,8 @@ impl Drop for CancelOnDrop {
         tracing::info!(%job, "client went away; canceling its job");
         // Drop cannot await: the cancel runs as its own task.
         runtime.spawn(async move {
-            if let Err(e) = scheduler.cancel(job).await {
+            let why = "canceled because the client that asked for it disconnected before it finished";
+            if let Err(e) = scheduler.cancel(job, Some(why.to_string())).await {
                 tracing::debug!(%job, "cancel after disconnect: {e}");
             }
         });
@@ -161,8 +162,9 @@ pub fn job_failure(job: &Job) -> OpenAiError {
     // own retries on 409 and 5xx would only queue the same work again as new jobs.
     let e = match &job.state {
         JobState::Failed { error, .. } => OpenAiError::internal(format!("job {} failed: {error}", job.id)),
-        JobState::Canceled { .. } => {
-            OpenAiError::new(StatusCode::CONFLICT, "canceled", format!("job {} was canceled", job.id))
+        JobState::Canceled { reason, .. } => {
+            let why = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            OpenAiError::new(StatusCode::CONFLICT, "canceled", format!("job {} was canceled{why}", job.id))
         }
         other => OpenAiError::internal(format!("job {} ended {}", job.id, other.name())),
     };

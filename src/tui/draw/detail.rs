@@ -8,6 +8,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::{Theme, preview};
 use crate::api::views::JobView;
+use crate::store::records::JobStatus;
 use crate::tui::app::App;
 use crate::tui::format::{self, fit, parse_time, short_id};
 
@@ -134,9 +135,11 @@ fn info_lines(job: &JobView, app: &App, t: Theme, w: usize) -> Vec<Line<'static>
         ]));
     }
     if let Some(e) = &job.error {
+        // A canceled job's `error` is why it was canceled ("canceled by its owner"), not a fault.
+        let (what, style) = if job.state == JobStatus::Canceled { ("why ", t.warn()) } else { ("error ", t.bad()) };
         lines.push(Line::from(vec![
-            Span::styled("error ", t.bad()),
-            Span::styled(fit(e, w.saturating_sub(6)), t.bad()),
+            Span::styled(what, style),
+            Span::styled(fit(e, w.saturating_sub(what.len())), style),
         ]));
     }
     lines.push(Line::from(Span::styled(

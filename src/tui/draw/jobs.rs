@@ -195,6 +195,9 @@ fn info(j: &JobView, w: usize, t: Theme) -> Line<'static> {
             Line::from(Span::styled(fit(&text, w), t.warn()))
         }
         "failed" => Line::from(Span::styled(fit(j.error.as_deref().unwrap_or("failed"), w), t.bad())),
+        // Why and by whom ("canceled because the key \"kid\" was revoked"); jobs canceled
+        // before the box kept why just say canceled.
+        "canceled" => Line::from(Span::styled(fit(j.error.as_deref().unwrap_or("canceled"), w), t.dim())),
         "succeeded" => {
             let n = j.stages.len();
             Line::from(Span::styled(fit(&format!("{n} stage{} done", if n == 1 { "" } else { "s" }), w), t.dim()))
