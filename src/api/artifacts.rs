@@ -171,6 +171,8 @@ pub struct Upload {
     pub field: &'static str,
     pub file_name: String,
     pub bytes: Vec<u8>,
+    /// The bytes' sha256 when already known ([`Upload::hash`]), so they are hashed once.
+    pub sha256: Option<String>,
 }
 
 impl Upload {
@@ -184,7 +186,7 @@ impl Upload {
         media_type: &str,
         stage: &str,
     ) -> Result<Uploaded, ApiError> {
-        let Upload { field, file_name, bytes } = self;
+        let Upload { field, file_name, bytes, sha256 } = self;
         let name = |a: &Artifact| {
             if file_name.is_empty() {
                 format!("{field}.{}", artifacts::extension_for(&a.media_type))
@@ -192,8 +194,29 @@ impl Upload {
                 file_name
             }
         };
-        store_upload(state, caller, bytes, media_type, stage, name).await
+        let sha256 = match sha256 {
+            Some(known) => known,
+            None => sha256_off_runtime(&bytes).await?,
+        };
+        store_hashed(state, caller, (bytes, sha256), media_type, stage, name).await
     }
+
+    /// Hashes the bytes (once) and says whether the caller already holds them: then storing
+    /// them costs nothing against its storage quota or the disk.
+    pub async fn hash(&mut self, state: &AppState, caller: &Caller) -> Result<bool, ApiError> {
+        let sha256 = sha256_off_runtime(&self.bytes).await?;
+        let held = state.store.holds_upload(&caller.owner, &sha256)?;
+        self.sha256 = Some(sha256);
+        Ok(held)
+    }
+}
+
+/// The sha256 (hex) of upload bytes, on a blocking thread: an upload may be 32 MiB.
+async fn sha256_off_runtime(bytes: &[u8]) -> Result<String, ApiError> {
+    let owned = bytes.to_vec();
+    tokio::task::spawn_blocking(move || artifacts::sha256_bytes(&owned))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Upload an input file (image, audio or MP4 video) as an artifact: multipart field `file`.
@@ -222,7 +245,9 @@ pub async fn upload(
         let file_name = field.file_name().unwrap_or("upload").to_string();
         let bytes = field.bytes().await.map_err(bad)?.to_vec();
         let (media_type, picture) = upload_media_type(&state, &file_name, &bytes).await?;
-        let up = Upload { field: "file", file_name, bytes }.store(&state, &caller, media_type, "upload").await?;
+        let up = Upload { field: "file", file_name, bytes, sha256: None }
+            .store(&state, &caller, media_type, "upload")
+            .await?;
         let status = if up.existing { StatusCode::OK } else { StatusCode::CREATED };
         return Ok((status, Json(ArtifactView::from(&up.artifact).with_picture(picture))));
     }
@@ -378,13 +403,20 @@ pub async fn store_upload(
 ) -> Result<Uploaded, ApiError> {
     // Hashed once, before anything is written or counted: a copy is never written, and a
     // key at its quota may still send again what it holds.
-    let (bytes, sha256) = tokio::task::spawn_blocking(move || {
-        let sha256 = artifacts::sha256_bytes(&bytes);
-        (bytes, sha256)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    if let Some(artifact) = state.store.reuse_upload(&caller.owner, &sha256).await? {
+    let sha256 = sha256_off_runtime(&bytes).await?;
+    store_hashed(state, caller, (bytes, sha256), media_type, stage, name).await
+}
+
+/// [`store_upload`] of bytes with their sha256.
+async fn store_hashed(
+    state: &AppState,
+    caller: &Caller,
+    (bytes, sha256): (Vec<u8>, String),
+    media_type: &str,
+    stage: &str,
+    name: impl FnOnce(&Artifact) -> String,
+) -> Result<Uploaded, ApiError> {
+    if let Some(artifact) = state.store.reuse_upload(&caller.owner, &sha256, stage).await? {
         return Ok(Uploaded { artifact, existing: true });
     }
     check_room(state, caller, bytes.len() as u64)?;

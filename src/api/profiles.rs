@@ -164,10 +164,18 @@ pub async fn create(
     }
     // A name the owner already uses is refused before the uploads cost anything.
     state.store.check_profile_name(&profile)?;
-    // All files together against the storage quota first, so a portrait is not kept when
-    // the voice sample after it cannot fit (each store still re-checks atomically).
-    let total = checked.iter().map(|(up, _)| up.bytes.len() as u64).fold(0u64, u64::saturating_add);
-    super::artifacts::check_room(&state, &caller, total)?;
+    // All new files together against the storage quota first, so a portrait is not kept
+    // when the voice sample after it cannot fit (each store still re-checks atomically);
+    // a file the key already holds costs nothing.
+    let mut total = 0u64;
+    for (up, _) in &mut checked {
+        if !up.hash(&state, &caller).await? {
+            total = total.saturating_add(up.bytes.len() as u64);
+        }
+    }
+    if total > 0 {
+        super::artifacts::check_room(&state, &caller, total)?;
+    }
     for (up, media_type) in checked {
         let field = up.field;
         let art = up.store(&state, &caller, media_type, "profile").await?.artifact;
@@ -320,7 +328,7 @@ async fn read_form(mut form: Multipart) -> Result<(ProfileRequest, Vec<Upload>),
                 let file_name = field.file_name().unwrap_or_default().to_string();
                 let bytes = field.bytes().await.map_err(|e| upload_error(&name, e))?;
                 let field = if name == "portrait" { "portrait" } else { "voice_sample" };
-                uploads.push(Upload { field, file_name, bytes: bytes.to_vec() });
+                uploads.push(Upload { field, file_name, bytes: bytes.to_vec(), sha256: None });
             }
             _ => {
                 let value = field.text().await.map_err(|e| upload_error(&name, e))?;

@@ -61,7 +61,8 @@ impl Store {
 
     /// Deletes a profile with its portrait and voice sample (records, then files), freeing
     /// their bytes from the owner's storage; one that another profile or any job (queued,
-    /// running or finished and kept) names stays, as an upload of its owner.
+    /// running or finished and kept) names stays, as an upload of its owner, and so does one
+    /// the key also sent on its own (its stage is `upload`, see `uploads::refresh`).
     pub async fn delete_profile(&self, id: Ulid) -> Result<Removal, StoreError> {
         let (removal, files) = self
             .write(true, move |ctx| {
@@ -75,7 +76,9 @@ impl Store {
                     remove: snap
                         .artifacts
                         .into_iter()
-                        .filter(|a| own.contains(&a.id) && a.job.is_none() && !refs.needed(a.id, &HashSet::new()))
+                        // A portrait the key also sent on its own is an upload now: it stays.
+                        .filter(|a| own.contains(&a.id) && a.stage.as_deref() == Some("profile"))
+                        .filter(|a| a.job.is_none() && !refs.needed(a.id, &HashSet::new()))
                         .collect(),
                     ..Plan::default()
                 };

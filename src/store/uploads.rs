@@ -17,6 +17,9 @@ use super::{ARTIFACTS, META, Store, StoreError, storage};
 /// (owner, sha256 hex) → the id of the owner's upload with those bytes.
 pub(crate) const UPLOADS: TableDefinition<(&str, &str), u128> = TableDefinition::new("uploads_by_sha256");
 
+/// The stage of a file a key sent on its own (not as part of a profile).
+const UPLOAD_STAGE: &str = "upload";
+
 /// META key, set once the uploads stored before the index existed have been indexed.
 const INDEXED: &str = "uploads_indexed";
 
@@ -49,10 +52,16 @@ fn live_in(txn: &WriteTransaction, dir: &Path, owner: &str, sha256: &str) -> Res
     live(&txn.open_table(UPLOADS)?, &txn.open_table(ARTIFACTS)?, dir, owner, sha256)
 }
 
-/// Marks `found` uploaded now and keeps it: `[retention] unused_upload_days` counts from an
-/// upload's `created_at`, so sending the same file again keeps it as long as a fresh upload.
-fn refresh(txn: &WriteTransaction, found: Artifact) -> Result<Artifact, StoreError> {
-    let refreshed = Artifact { created_at: now_ms(), ..found };
+/// Marks `found` uploaded now, as sent again at `stage`, and keeps it: `[retention]
+/// unused_upload_days` counts from an upload's `created_at`, so sending the same file again
+/// keeps it as long as a fresh upload. A profile's portrait sent on its own becomes an
+/// upload: deleting the profile then leaves it, as the key holds it for itself too.
+fn refresh(txn: &WriteTransaction, found: Artifact, stage: Option<&str>) -> Result<Artifact, StoreError> {
+    let stage = match stage {
+        Some(UPLOAD_STAGE) => Some(UPLOAD_STAGE.to_string()),
+        _ => found.stage.clone(),
+    };
+    let refreshed = Artifact { created_at: now_ms(), stage, ..found };
     storage::put(txn, &refreshed)?;
     Ok(refreshed)
 }
@@ -93,22 +102,27 @@ pub(crate) fn backfill(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// `owner`'s upload with bytes `sha256`, marked uploaded now (see [`refresh`]), when it
-    /// holds one whose file is whole; `None` writes nothing.
-    pub async fn reuse_upload(&self, owner: &str, sha256: &str) -> Result<Option<Artifact>, StoreError> {
-        let dir = self.artifacts_dir.clone();
-        {
-            // Most uploads are new: a read answers them without a commit.
-            let txn = self.db.get()?.begin_read()?;
-            if live(&txn.open_table(UPLOADS)?, &txn.open_table(ARTIFACTS)?, &dir, owner, sha256)?.is_none() {
-                return Ok(None);
-            }
+    /// Whether `owner` holds an upload with bytes `sha256` whose file is whole: sending
+    /// those bytes again costs nothing (read only).
+    pub fn holds_upload(&self, owner: &str, sha256: &str) -> Result<bool, StoreError> {
+        let txn = self.db.get()?.begin_read()?;
+        let (index, artifacts) = (txn.open_table(UPLOADS)?, txn.open_table(ARTIFACTS)?);
+        Ok(live(&index, &artifacts, &self.artifacts_dir, owner, sha256)?.is_some())
+    }
+
+    /// `owner`'s upload with bytes `sha256`, marked sent again now at `stage` (see
+    /// [`refresh`]), when it holds one whose file is whole; `None` writes nothing.
+    pub async fn reuse_upload(&self, owner: &str, sha256: &str, stage: &str) -> Result<Option<Artifact>, StoreError> {
+        // Most uploads are new: a read answers them without a commit.
+        if !self.holds_upload(owner, sha256)? {
+            return Ok(None);
         }
-        let (owner, sha256) = (owner.to_string(), sha256.to_string());
+        let dir = self.artifacts_dir.clone();
+        let (owner, sha256, stage) = (owner.to_string(), sha256.to_string(), stage.to_string());
         // Looked up again in the writing transaction: a sweep or a profile's deletion may
         // have removed it since the read, and once refreshed no sweep takes it for unused.
         self.write(true, move |ctx| match live_in(ctx.txn, &dir, &owner, &sha256)? {
-            Some(found) => refresh(ctx.txn, found).map(Some),
+            Some(found) => refresh(ctx.txn, found, Some(&stage)).map(Some),
             None => Ok(None),
         })
         .await
@@ -122,7 +136,8 @@ impl Store {
         let dir = self.artifacts_dir.clone();
         self.write(true, move |ctx| {
             if let Some(found) = live_in(ctx.txn, &dir, &artifact.owner, &artifact.sha256)? {
-                return Ok(Uploaded { artifact: refresh(ctx.txn, found)?, existing: true });
+                let artifact = refresh(ctx.txn, found, artifact.stage.as_deref())?;
+                return Ok(Uploaded { artifact, existing: true });
             }
             storage::refuse_past(ctx.txn, &artifact, limit)?;
             storage::put(ctx.txn, &artifact)?;
@@ -165,9 +180,9 @@ mod tests {
         let old = upload(&store, "mum", b"photo", 10);
         let first = store.put_upload_within(old.clone(), None).await.expect("first");
         assert!(!first.existing);
-        let again = store.reuse_upload("mum", &old.sha256).await.expect("reuse").expect("the same bytes");
+        let again = store.reuse_upload("mum", &old.sha256, "upload").await.expect("reuse").expect("the same bytes");
         assert_eq!(again.id, old.id);
-        assert!(store.reuse_upload("kid", &old.sha256).await.expect("reuse").is_none(), "another owner's");
+        assert!(store.reuse_upload("kid", &old.sha256, "upload").await.expect("reuse").is_none(), "another owner's");
         assert_eq!(store.owner_bytes("mum").expect("bytes"), old.size, "counted once");
 
         // Sent again today, it is no longer an upload unused for a week.
@@ -176,7 +191,10 @@ mod tests {
         assert_eq!(store.sweep(policy, false).await.expect("sweep").artifacts, 0);
         let a_week_on = SweepPolicy { unused_before: Some(now_ms() + 1), ..SweepPolicy::default() };
         assert_eq!(store.sweep(a_week_on, false).await.expect("sweep").artifacts, 1);
-        assert!(store.reuse_upload("mum", &old.sha256).await.expect("reuse").is_none(), "gone with its record");
+        assert!(
+            store.reuse_upload("mum", &old.sha256, "upload").await.expect("reuse").is_none(),
+            "gone with its record"
+        );
         let next = store.put_upload_within(upload(&store, "mum", b"photo", 0), None).await.expect("next");
         assert!(!next.existing && next.artifact.id != old.id);
         store.close();
@@ -193,7 +211,7 @@ mod tests {
         assert_eq!(store.owner_bytes("mum").expect("bytes"), a.size);
 
         std::fs::remove_file(store.artifacts_dir().join(&a.path)).expect("lose the file");
-        assert!(store.reuse_upload("mum", &a.sha256).await.expect("reuse").is_none());
+        assert!(store.reuse_upload("mum", &a.sha256, "upload").await.expect("reuse").is_none());
         let c = upload(&store, "mum", b"photo", 0);
         let third = store.put_upload_within(c.clone(), None).await.expect("c");
         assert!(!third.existing && third.artifact.id == c.id);
@@ -220,9 +238,12 @@ mod tests {
         store.close();
         drop(store);
         let store = Store::open(dir.path(), true, 64).expect("reopen");
-        let found = store.reuse_upload("mum", &old.sha256).await.expect("reuse");
+        let found = store.reuse_upload("mum", &old.sha256, "upload").await.expect("reuse");
         assert_eq!(found.map(|a| a.id), Some(old.id));
-        assert!(store.reuse_upload("mum", &output.sha256).await.expect("reuse").is_none(), "outputs are no uploads");
+        assert!(
+            store.reuse_upload("mum", &output.sha256, "upload").await.expect("reuse").is_none(),
+            "outputs are no uploads"
+        );
         store.close();
     }
 }

@@ -44,10 +44,11 @@ async fn the_same_photo_sent_again_by_one_key_is_one_upload_on_every_route_and_a
     let data = home.path().join("data");
     let mut d = DaemonProc::start(&data, &[]);
     let (_, admin) = create_key(&d, None, json!({"name": "root", "scope": "admin"})).await;
-    let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum"})).await;
-    let (_, dad) = create_key(&d, Some(&admin), json!({"name": "dad"})).await;
     let photo = png(&test_picture(64, 48, 3));
     let size = photo.len() as u64;
+    // Room for this one photo: what it holds costs nothing more, on any route.
+    let (_, mum) = create_key(&d, Some(&admin), json!({"name": "mum", "max_storage_bytes": size})).await;
+    let (_, dad) = create_key(&d, Some(&admin), json!({"name": "dad"})).await;
 
     let (status, first) = upload_answer(&d, Some(&mum), "IMG_0001.png", photo.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
@@ -85,27 +86,34 @@ async fn the_same_photo_sent_again_by_one_key_is_one_upload_on_every_route_and_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_its_owner_deleted_is_stored_afresh_when_sent_again() {
+async fn a_profiles_deletion_keeps_the_photo_the_key_also_sent_and_a_deleted_one_is_stored_afresh() {
     let home = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(&home.path().join("data"), &[]);
     let (_, mum) = create_key(&d, None, json!({"name": "mum", "scope": "admin"})).await;
-    let photo = png(&test_picture(64, 48, 4));
+    let (photo, other) = (png(&test_picture(64, 48, 4)), png(&test_picture(64, 48, 5)));
+    let delete =
+        |name: &str| reqwest::Client::new().delete(d.at(&format!("/api/v1/profiles/{name}"))).bearer_auth(&mum).send();
 
+    // A portrait the key also sends on its own is the one upload of those bytes...
     let portrait = profile_with(&d, &mum, "grandma", photo.clone()).await["portrait"].clone();
     let (status, sent) = upload_answer(&d, Some(&mum), "grandma.png", photo.clone()).await;
     assert_eq!((status, &sent["id"]), (StatusCode::OK, &portrait), "the portrait it already holds: {sent}");
-
-    // Deleting the profile deletes its portrait, the one upload of these bytes.
-    let gone = reqwest::Client::new().delete(d.at("/api/v1/profiles/grandma")).bearer_auth(&mum).send().await;
-    assert_eq!(gone.expect("delete").status(), StatusCode::NO_CONTENT);
+    // ...and deleting the profile leaves it: the id the client kept still reads.
+    assert_eq!(delete("grandma").await.expect("delete").status(), StatusCode::NO_CONTENT);
     let portrait = portrait.as_str().expect("portrait id");
-    assert_eq!(download(&d, &mum, portrait).await, Err(StatusCode::NOT_FOUND));
-    assert_eq!(storage_bytes(&d, &mum).await, 0);
+    assert_eq!(download(&d, &mum, portrait).await.as_deref(), Ok(photo.as_slice()));
+    assert_eq!(storage_bytes(&d, &mum).await, photo.len() as u64);
 
-    let (status, fresh) = upload_answer(&d, Some(&mum), "grandma.png", photo.clone()).await;
+    // A portrait sent only as one goes with its profile; sent again, it is stored afresh.
+    let gone = profile_with(&d, &mum, "grandpa", other.clone()).await["portrait"].clone();
+    let gone = gone.as_str().expect("portrait id").to_string();
+    assert_eq!(delete("grandpa").await.expect("delete").status(), StatusCode::NO_CONTENT);
+    assert_eq!(download(&d, &mum, &gone).await, Err(StatusCode::NOT_FOUND));
+    assert_eq!(storage_bytes(&d, &mum).await, photo.len() as u64);
+    let (status, fresh) = upload_answer(&d, Some(&mum), "grandpa.png", other.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{fresh}");
     let fresh = fresh["id"].as_str().expect("id");
-    assert_ne!(fresh, portrait);
-    assert_eq!(download(&d, &mum, fresh).await.as_deref(), Ok(photo.as_slice()), "its file reads back");
-    assert_eq!(storage_bytes(&d, &mum).await, photo.len() as u64);
+    assert_ne!(fresh, gone);
+    assert_eq!(download(&d, &mum, fresh).await.as_deref(), Ok(other.as_slice()), "its file reads back");
+    assert_eq!(storage_bytes(&d, &mum).await, (photo.len() + other.len()) as u64);
 }
