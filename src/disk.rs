@@ -88,6 +88,11 @@ impl DiskLow {
     }
 }
 
+/// What a disk below the floor stops, for the disk of `what` (`data dir` or `models dir`).
+pub fn stops(what: &str) -> &'static str {
+    if what == "models dir" { "model pulls refused" } else { "jobs wait, new work refused" }
+}
+
 /// How to free space on the disk of `what` (`data dir` or `models dir`).
 pub fn advice(what: &str) -> &'static str {
     if what == "models dir" {

@@ -133,6 +133,7 @@ const CODES = {
   forbidden_host: () => `The box does not answer to this name. Open it by its address, or ${owner} allow the name.`,
   cross_origin_session: () => "The box refused a request from another page. Open the studio at the box's own address.",
   shutting_down: () => "The box is restarting or shutting down. Try again in a minute.",
+  disk_low: () => `The box's disk is nearly full, so it takes no new work for now. Delete finished work you have saved in Library, or ${owner} free space on it.`,
   store_unwritable: () => `The box cannot save anything right now (its disk may be full). ${OWNER} check it.`,
   internal: () => `Something went wrong on the box. Try again; if it keeps happening, ${owner} look at its log.`,
 };

@@ -158,7 +158,7 @@ pub fn visible_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Jo
 pub fn view(state: &AppState, job: &Job) -> JobView {
     let mut v = JobView::new(job, state.scheduler.progress(job.id))
         .with_energy(state.scheduler.live_stage_energy_wh(job.id), state.config.energy.price_per_kwh)
-        .with_waiting(state.scheduler.waiting(job.id));
+        .with_waiting(|| state.scheduler.waiting(job.id));
     (v.vram_mib, v.models) = state.scheduler.view_needs(job);
     v
 }

@@ -176,7 +176,6 @@ pub fn spawn_collector(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// The operations metrics as Prometheus text.
 /// Free and total bytes of the data dir's and the models dir's disks, and the floor below
 /// which work is refused: what an alert on a filling disk watches.
 fn disk_gauges(out: &mut String, disk: &super::system::DiskView) {
@@ -196,6 +195,7 @@ fn disk_gauges(out: &mut String, disk: &super::system::DiskView) {
     let _ = writeln!(out, "{floor} {}", disk.min_free_bytes);
 }
 
+/// The operations metrics as Prometheus text.
 pub fn render(state: &AppState) -> String {
     let mut out = String::new();
     let mut jobs: BTreeMap<(String, &'static str), u64> = BTreeMap::new();

@@ -155,9 +155,11 @@ impl JobView {
         }
     }
 
-    /// Adds why a queued job waits (from the scheduler), also as its progress message.
-    pub fn with_waiting(mut self, reason: Option<String>) -> Self {
+    /// Adds why a queued job waits (from the scheduler, asked only of a queued job: it may
+    /// read the disk's free space), also as its progress message.
+    pub fn with_waiting(mut self, reason: impl FnOnce() -> Option<String>) -> Self {
         if self.state == JobStatus::Queued {
+            let reason = reason();
             self.progress.message = reason.as_ref().map(|r| format!("waiting: {r}"));
             self.waiting = reason;
         }

@@ -89,8 +89,6 @@ impl Service {
         }
         check_params(&s.kind, &s.params, limits)?;
         self.check_gpu_quota(who)?;
-        // Every job writes its outputs, events and scratch under the data dir.
-        crate::disk::check_room("data dir", self.store().data_dir(), 0, limits.min_free_disk_bytes)?;
         let artifacts = Owned { store: self.store(), owner: &who.owner, failed: Default::default() };
         let params = kind.validate(s.params, &ValidateCtx { config: self.config(), artifacts: &artifacts });
         if let Some(e) = artifacts.failed.into_inner().ok().flatten() {
@@ -143,6 +141,17 @@ impl Service {
     /// Durably queues a job made by [`Service::prepare`] within the submitter's queue quota.
     pub async fn enqueue(&self, who: &Submitter, job: Job) -> Result<Submitted, Error> {
         let limits = &self.config().limits;
+        // Every job writes its outputs, events and scratch under the data dir. Checked after
+        // the parameters (a bad field is named first), and a repeat of a job queued before
+        // the disk filled is answered with that job, as always.
+        if let Err(low) = crate::disk::check_room("data dir", self.store().data_dir(), 0, limits.min_free_disk_bytes) {
+            if let Some(key) = &job.idempotency_key
+                && let Some(found) = self.store().idempotent_job(&job.owner, key)?
+            {
+                return Ok(Submitted { job: found, existing: true });
+            }
+            return Err(low.into());
+        }
         // A client key without its own quota still cannot fill the whole queue.
         let own = who.max_queued.or((!who.admin).then_some(limits.client_max_queued));
         let gpu = self.gpu_reservation(who, &job);

@@ -66,7 +66,16 @@ impl ModelStore {
         }
         // Before a byte is fetched: a full disk met at 90 % of a 5 GB download costs the
         // download, and can leave the database with no room to commit.
-        let needs = m.files.iter().filter(|f| !done.contains_key(&f.path)).map(|f| f.size).sum();
+        // What a resumed download already has in its in-progress file is not asked for again.
+        let needs = m
+            .files
+            .iter()
+            .filter(|f| !done.contains_key(&f.path))
+            .map(|f| {
+                let partial = std::fs::metadata(crate::durable::temp_of(&staging.join(&f.path)));
+                f.size.saturating_sub(partial.map(|m| m.len()).unwrap_or(0))
+            })
+            .sum();
         crate::disk::check_room("models dir", &self.models_dir, needs, self.min_free_disk)
             .map_err(|source| ModelError::DiskLow { name: m.name.clone(), source })?;
         std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;

@@ -179,7 +179,8 @@ fn disk_checks(config: &Config) -> Vec<Check> {
             let detail =
                 format!("{} free of {} ({})", human(space.free_bytes), human(space.total_bytes), dir.display());
             Some(if space.is_low(min) {
-                let why = format!("{detail}: below limits.min_free_disk_bytes ({}), new work is refused", human(min));
+                let (min, stops) = (human(min), crate::disk::stops(what));
+                let why = format!("{detail}: below limits.min_free_disk_bytes ({min}): {stops}");
                 Check::warn(&name, why, Some(format!("free space: {}", crate::disk::advice(what))))
             } else {
                 Check::ok(&name, detail)

@@ -245,7 +245,7 @@ impl Store {
         self.write(true, move |ctx| {
             // Every check comes before the first write: a refused submission must leave
             // nothing behind in the transaction it shares with others.
-            let idem_key = job.idempotency_key.as_ref().map(|k| format!("{}\n{}", job.owner, k));
+            let idem_key = job.idempotency_key.as_ref().map(|k| queue_state::idempotency_entry(&job.owner, k));
             if let Some(key) = &idem_key {
                 let existing = ctx.txn.open_table(IDEMPOTENCY)?.get(key.as_str())?.map(|g| g.value());
                 if let Some(id) = existing

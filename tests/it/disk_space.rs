@@ -19,15 +19,25 @@ const FLOOR: &str = "[limits]\nmin_free_disk_bytes = 1000000000000000000\n";
 async fn below_the_floor_every_route_that_queues_or_stores_work_refuses_with_507() {
     let root = tempfile::tempdir().expect("tempdir");
     let models = common::render::models_dir(root.path());
+    let data = root.path().join("data");
+    let c = reqwest::Client::new();
+    // A job sent while the disk had room, whose answer the client lost.
+    let card = json!({"kind": "testcard", "params": {"steps": 1}});
+    let once = |d: &DaemonProc| c.post(d.at("/api/v1/jobs")).header("Idempotency-Key", "once").json(&card).send();
+    let mut d = common::compat::start_daemon(&data, &models);
+    let sent: Value = once(&d).await.expect("first send").json().await.expect("json");
+    assert!(d.terminate().0.success());
+
     let config = root.path().join("config.toml");
     std::fs::write(&config, FLOOR).expect("config");
-    let d = common::compat::start_daemon_with(
-        &root.path().join("data"),
-        &models,
-        &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))],
-    );
-    let c = reqwest::Client::new();
+    let d = common::compat::start_daemon_with(&data, &models, &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))]);
     let post = |path: &str, body: Value| c.post(d.at(path)).json(&body).send();
+
+    // Its repeat is answered with it, as always; a bad field is named before the disk.
+    let again: Value = once(&d).await.expect("repeat").json().await.expect("json");
+    assert_eq!(again["id"], sent["id"], "{again}");
+    let bad = post("/api/v1/jobs", json!({"kind": "testcard", "params": {"steps": "many"}})).await.expect("bad");
+    assert_eq!(bad.status().as_u16(), 400);
 
     let native = post("/api/v1/jobs", json!({"kind": "testcard", "params": {"steps": 1}})).await.expect("native");
     assert_eq!(native.status().as_u16(), 507);
@@ -71,7 +81,7 @@ async fn below_the_floor_every_route_that_queues_or_stores_work_refuses_with_507
     assert_eq!(upload.status().as_u16(), 507, "ComfyUI's upload too");
 
     let list: Value = c.get(d.at("/api/v1/jobs")).send().await.expect("list").json().await.expect("json");
-    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(0), "nothing queued: {list}");
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(1), "nothing more queued: {list}");
     let system: Value = c.get(d.at("/api/v1/system")).send().await.expect("system").json().await.expect("json");
     assert!(system["disk"]["data"]["free_bytes"].as_u64().is_some_and(|f| f > 0), "{system}");
     assert!(system["disk"]["models"]["total_bytes"].as_u64().is_some_and(|t| t > 0), "{system}");

@@ -196,3 +196,39 @@ async fn below_the_free_space_floor_new_work_is_refused_until_space_returns() {
     let done = wait_job(&c, &d, &again, Duration::from_secs(10), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
 }
+
+/// A pull resumed after the disk filled asks only for what its in-progress file lacks: on a
+/// 16 MiB disk holding 11.5 MiB of a 12 MiB file, the check lets it go on (here to its
+/// source, which is missing), where counting the whole file refused it.
+#[test]
+fn a_resumed_pull_asks_the_disk_only_for_what_it_lacks() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("mkdir");
+    let Some(_mount) = mount_tmpfs(&models) else { return };
+    let share = home.path().join("share");
+    std::fs::create_dir_all(share.join("models")).expect("manifest dir");
+    let size = 12u64 << 20;
+    let manifest = format!(
+        "name = \"big\"\nkind = \"upscale\"\nsources = [\"bundled:payload\"]\n\n\
+         [[files]]\npath = \"model.onnx\"\nsize = {size}\nsha256 = \"{}\"\n",
+        "0".repeat(64)
+    );
+    std::fs::write(share.join("models/big.toml"), manifest).expect("manifest");
+    let staged = models.join(".staging/big");
+    std::fs::create_dir_all(&staged).expect("staging");
+    let partial = reelbox::durable::temp_of(&staged.join("model.onnx"));
+    std::fs::write(&partial, vec![0u8; (size - (1 << 19)) as usize]).expect("partial");
+    let config = home.path().join("c.toml");
+    std::fs::write(&config, "[limits]\nmin_free_disk_bytes = 0\n").expect("config");
+    let out = common::tools::reelbox_cli(home.path(), &models)
+        .args(["pull", "big"])
+        .env("REELBOX_SHARE_DIR", &share)
+        .env("REELBOX_CONFIG", &config)
+        .output()
+        .expect("pull");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("models dir"), "the disk check let it on: {err}");
+    assert!(err.contains("could not fetch big"), "{err}");
+}

@@ -344,7 +344,7 @@ async fn a_job_canceled_under_a_waiting_client_tells_the_sdks_not_to_send_it_aga
     assert_eq!(resp.headers().get("x-should-retry").and_then(|v| v.to_str().ok()), Some("false"));
     let err: Value = resp.json().await.expect("json");
     let said = err["error"]["message"].as_str().unwrap_or_default();
-    assert!(said.ends_with("was canceled: canceled by its owner"), "the client is told who canceled it: {err}");
+    assert!(said.ends_with("was canceled by its owner"), "the client is told who canceled it: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

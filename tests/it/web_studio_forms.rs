@@ -184,6 +184,7 @@ const CODES: &str = "const done = arguments[arguments.length - 1]; import('/web/
     {code: 'rate_limited', status: 429, message: 'rate', retryAfter: 2},\
     {code: 'body_too_large', status: 413, message: 'request body is larger than limits.max_body_bytes'},\
     {code: 'quota_exceeded', status: 413, message: 'storage'},\
+    {code: 'disk_low', status: 507, message: 'the disk holding the data dir (/var/lib/reelbox) has 412.0 MB free'},\
     {code: 'admin_only', status: 403, message: 'this needs an admin key'},\
     {code: 'name_taken', status: 409, field: 'name', message: 'a profile named \"anna\" already exists (id 01J)'},\
     {code: 'session_expired', status: 401, message: 'the session has ended'},\
@@ -255,6 +256,7 @@ async fn a_line_is_spoken_in_the_page_and_downloads_as_wav_and_a_key_over_its_qu
             "Too many requests from this device at once. Try again in 2 seconds.",
             "That is more than the box accepts in one go. Try something smaller, or ask whoever runs the box to raise its limit.",
             "Your space on the box is full. Delete some of your work in Library, or ask whoever runs the box to give you more.",
+            "The box's disk is nearly full, so it takes no new work for now. Delete finished work you have saved in Library, or ask whoever runs the box to free space on it.",
             "Only the box's admin may do that. Ask whoever runs the box to do it for you.",
             "You already have a profile of that name. Pick another name, or rename or delete that one.",
             "Your login has ended (the box may have restarted). Log in again with your key.",

@@ -163,8 +163,13 @@ pub fn job_failure(job: &Job) -> OpenAiError {
     let e = match &job.state {
         JobState::Failed { error, .. } => OpenAiError::internal(format!("job {} failed: {error}", job.id)),
         JobState::Canceled { reason, .. } => {
-            let why = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-            OpenAiError::new(StatusCode::CONFLICT, "canceled", format!("job {} was canceled{why}", job.id))
+            // "canceled by its owner" reads on after "was"; a reason someone typed follows a colon.
+            let how = match reason.as_deref() {
+                Some(r) if r.starts_with("canceled ") => r.to_string(),
+                Some(r) => format!("canceled: {r}"),
+                None => "canceled".to_string(),
+            };
+            OpenAiError::new(StatusCode::CONFLICT, "canceled", format!("job {} was {how}", job.id))
         }
         other => OpenAiError::internal(format!("job {} ended {}", job.id, other.name())),
     };

@@ -116,8 +116,7 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App) {
     }
     if let Some(low) = app.system.as_ref().and_then(|s| s.disk.low()) {
         // Work stops until someone frees space: as urgent as unused GPUs.
-        let means = if low == "data dir" { "jobs wait, new ones refused" } else { "model pulls refused" };
-        spans.push(Span::styled(format!(" · DISK LOW ({low}): {means}"), t.bad()));
+        spans.push(Span::styled(format!(" · DISK LOW ({low}): {}", crate::disk::stops(low)), t.bad()));
     }
     if app.readonly {
         spans.push(Span::styled(" · read-only", t.warn()));
