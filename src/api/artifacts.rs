@@ -14,7 +14,6 @@ use super::views::ArtifactView;
 use super::{ApiError, AppState};
 use crate::media::picture::{self, Header, PictureError};
 use crate::media::probe::{ProbeError, probe_audio};
-use crate::store::StoreError;
 use crate::store::artifacts;
 use crate::store::records::Artifact;
 use crate::store::records::now_ms;
@@ -368,11 +367,7 @@ pub fn check_room(state: &AppState, caller: &Caller, size: u64) -> Result<(), Ap
     crate::disk::check_room("data dir", state.store.data_dir(), size, min_free)?;
     let Some(limit) = caller.max_storage_bytes else { return Ok(()) };
     let used = state.store.owner_bytes(&caller.owner)?;
-    if used.saturating_add(size) > limit {
-        let owner = caller.label.clone();
-        return Err(StoreError::StorageQuotaExceeded { owner, used, adding: size, limit }.into());
-    }
-    Ok(())
+    Ok(crate::store::storage::within(&caller.label, used, size, limit)?)
 }
 
 /// Commits an uploaded artifact's record within the caller's `max_storage_bytes` (checked

@@ -260,7 +260,10 @@ impl Head {
         let earlier = s.job.stages[..s.index].iter().flat_map(|st| s.sink.stage_artifacts(st.name));
         let mut ids = Vec::new();
         super::protocol::named_ids(s.params, &mut ids);
-        for a in earlier.chain(ids.into_iter().filter_map(|id| s.sink.artifact(id))) {
+        // Ids in the parameters that are no artifact of the job's owner are skipped; a store
+        // that cannot answer fails the stage (retried) rather than sending it without an input.
+        let named: Vec<_> = ids.into_iter().map(|id| s.sink.artifact(id)).collect::<Result<_, _>>()?;
+        for a in earlier.chain(named.into_iter().flatten()) {
             if !files.iter().any(|(f, _)| f.id == a.id) {
                 let path = s.sink.artifact_path(&a);
                 files.push((a, path));

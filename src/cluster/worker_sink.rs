@@ -170,8 +170,8 @@ impl StageSink for WorkerSink {
 }
 
 impl OwnArtifacts for WorkerSink {
-    fn artifact(&self, id: Ulid) -> Option<Artifact> {
-        self.inputs.iter().find(|(r, _)| r.id == id).map(|(r, f)| self.as_artifact(r, f))
+    fn artifact(&self, id: Ulid) -> Result<Option<Artifact>, crate::store::StoreError> {
+        Ok(self.inputs.iter().find(|(r, _)| r.id == id).map(|(r, f)| self.as_artifact(r, f)))
     }
 
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {

@@ -43,12 +43,11 @@ struct Owned<'a> {
 }
 
 impl OwnArtifacts for Owned<'_> {
-    fn artifact(&self, id: ulid::Ulid) -> Option<Artifact> {
-        self.store.owned_artifact(id, self.owner).unwrap_or_else(|e| {
+    fn artifact(&self, id: ulid::Ulid) -> Result<Option<Artifact>, StoreError> {
+        self.store.owned_artifact(id, self.owner).inspect_err(|e| {
             if let Ok(mut failed) = self.failed.lock() {
-                failed.get_or_insert(e);
+                failed.get_or_insert_with(|| e.clone());
             }
-            None
         })
     }
 

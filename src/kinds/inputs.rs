@@ -98,7 +98,7 @@ pub fn input_file(run: &StageRun, field: &str, id: &str) -> Result<InputFile, St
     let id = Ulid::from_string(id.trim())
         .map_err(|_| StageError::fatal(format!("{field}: {id:?} is not an artifact id")))?;
     let artifact =
-        run.sink.artifact(id).ok_or_else(|| StageError::fatal(format!("{field}: artifact {id} not found")))?;
+        run.sink.artifact(id)?.ok_or_else(|| StageError::fatal(format!("{field}: artifact {id} not found")))?;
     let path = run.sink.artifact_path(&artifact);
     Ok(InputFile::new(field, artifact, path))
 }
@@ -132,7 +132,8 @@ pub fn require_input(ctx: &ValidateCtx, field: &str, id: &str, takes: Takes) -> 
     let ulid =
         Ulid::from_string(id.trim()).map_err(|_| ParamError::new(field, format!("{id:?} is not an artifact id")))?;
     // Another key's artifact reads as missing: its id says nothing about it.
-    let artifact = ctx.artifacts.artifact(ulid).ok_or_else(|| {
+    // A store error reads as none here: the submitter answers it as the server's error.
+    let artifact = ctx.artifacts.artifact(ulid).ok().flatten().ok_or_else(|| {
         ParamError::new(
             field,
             format!(
@@ -161,8 +162,8 @@ pub(crate) mod tests {
     pub(crate) struct NoArtifacts;
 
     impl OwnArtifacts for NoArtifacts {
-        fn artifact(&self, _id: Ulid) -> Option<Artifact> {
-            None
+        fn artifact(&self, _id: Ulid) -> Result<Option<Artifact>, crate::store::StoreError> {
+            Ok(None)
         }
 
         fn artifact_path(&self, artifact: &Artifact) -> PathBuf {

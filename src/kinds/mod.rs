@@ -180,8 +180,9 @@ pub struct ValidateCtx<'a> {
 
 /// The artifacts a submitter may give a job as inputs: their own.
 pub trait OwnArtifacts: Sync {
-    /// Artifact `id`, when the submitter owns it.
-    fn artifact(&self, id: Ulid) -> Option<Artifact>;
+    /// Artifact `id`, when the submitter owns it; an error is the store's (a running stage
+    /// fails as it would on any store error, retried, not as a missing input).
+    fn artifact(&self, id: Ulid) -> Result<Option<Artifact>, crate::store::StoreError>;
     /// Absolute path of an artifact's bytes.
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf;
 }

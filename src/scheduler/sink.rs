@@ -129,12 +129,8 @@ impl StageSink for JobSink {
 }
 
 impl OwnArtifacts for JobSink {
-    fn artifact(&self, id: Ulid) -> Option<Artifact> {
-        // The stage then fails naming the input; the log says it was the store.
-        self.store.owned_artifact(id, &self.job.owner).unwrap_or_else(|e| {
-            tracing::warn!(job = %self.job.id, "reading input artifact {id}: {e}");
-            None
-        })
+    fn artifact(&self, id: Ulid) -> Result<Option<Artifact>, crate::store::StoreError> {
+        self.store.owned_artifact(id, &self.job.owner)
     }
 
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {

@@ -43,9 +43,14 @@ pub(crate) fn put(txn: &WriteTransaction, artifact: &Artifact) -> Result<(), Sto
 pub(crate) fn refuse_past(txn: &WriteTransaction, artifact: &Artifact, limit: Option<u64>) -> Result<(), StoreError> {
     let Some(limit) = limit else { return Ok(()) };
     let used = txn.open_table(OWNER_BYTES)?.get(artifact.owner.as_str())?.map(|g| g.value()).unwrap_or(0);
-    if used.saturating_add(artifact.size) > limit {
-        let owner = artifact.owner.clone();
-        return Err(StoreError::StorageQuotaExceeded { owner, used, adding: artifact.size, limit });
+    within(&artifact.owner, used, artifact.size, limit)
+}
+
+/// Refuses `adding` bytes to `owner`'s `used` past `limit`: the one quota rule, in the
+/// writing transaction ([`refuse_past`]) and before an upload's bytes are written.
+pub fn within(owner: &str, used: u64, adding: u64, limit: u64) -> Result<(), StoreError> {
+    if used.saturating_add(adding) > limit {
+        return Err(StoreError::StorageQuotaExceeded { owner: owner.to_string(), used, adding, limit });
     }
     Ok(())
 }

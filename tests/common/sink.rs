@@ -95,8 +95,8 @@ impl StageSink for DirSink {
 }
 
 impl OwnArtifacts for DirSink {
-    fn artifact(&self, id: Ulid) -> Option<Artifact> {
-        self.artifacts.lock().expect("lock").iter().find(|a| a.id == id).cloned()
+    fn artifact(&self, id: Ulid) -> Result<Option<Artifact>, reelbox::store::StoreError> {
+        Ok(self.artifacts.lock().expect("lock").iter().find(|a| a.id == id).cloned())
     }
 
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
@@ -108,8 +108,8 @@ impl OwnArtifacts for DirSink {
 pub struct NoArtifacts;
 
 impl OwnArtifacts for NoArtifacts {
-    fn artifact(&self, _id: Ulid) -> Option<Artifact> {
-        None
+    fn artifact(&self, _id: Ulid) -> Result<Option<Artifact>, reelbox::store::StoreError> {
+        Ok(None)
     }
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {
         PathBuf::from(&artifact.path)

@@ -136,8 +136,8 @@ impl StageSink for Sink {
 }
 
 impl OwnArtifacts for Sink {
-    fn artifact(&self, id: Ulid) -> Option<Artifact> {
-        self.inputs.lock().expect("lock").iter().find(|a| a.id == id).cloned()
+    fn artifact(&self, id: Ulid) -> Result<Option<Artifact>, reelbox::store::StoreError> {
+        Ok(self.inputs.lock().expect("lock").iter().find(|a| a.id == id).cloned())
     }
 
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {

@@ -60,8 +60,8 @@ impl StageSink for RecordingSink {
 }
 
 impl OwnArtifacts for RecordingSink {
-    fn artifact(&self, _id: Ulid) -> Option<Artifact> {
-        None
+    fn artifact(&self, _id: Ulid) -> Result<Option<Artifact>, reelbox::store::StoreError> {
+        Ok(None)
     }
 
     fn artifact_path(&self, artifact: &Artifact) -> PathBuf {

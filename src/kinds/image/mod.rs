@@ -161,7 +161,7 @@ impl TypedKind for Image {
                 let ulid =
                     Ulid::from_string(id).map_err(|_| StageError::fatal(format!("init_image {id:?} is not an id")))?;
                 let artifact =
-                    run.sink.artifact(ulid).ok_or_else(|| StageError::fatal(format!("init_image {id} not found")))?;
+                    run.sink.artifact(ulid)?.ok_or_else(|| StageError::fatal(format!("init_image {id} not found")))?;
                 let path = run.sink.artifact_path(&artifact);
                 let img = crate::media::picture::open(&path)
                     .map_err(|e| StageError::context(format!("init_image {id} is not a readable image"), e))?;

@@ -208,7 +208,7 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
     };
     let err = step(run.cancel, "talking head");
     let id = ulid::Ulid::from_string(&presenter.portrait).map_err(|e| err.fail(e))?;
-    let art = run.sink.artifact(id).ok_or_else(|| StageError::fatal(format!("presenter portrait {id} not found")))?;
+    let art = run.sink.artifact(id)?.ok_or_else(|| StageError::fatal(format!("presenter portrait {id} not found")))?;
     let portrait = crate::media::picture::open(&run.sink.artifact_path(&art))
         .map_err(|e| StageError::context(format!("presenter portrait {id}"), e))?;
     let wav = stage_file(run, StageName::Narration, "narration.wav")
@@ -296,7 +296,7 @@ pub(super) fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
         Some(id) => {
             let id = ulid::Ulid::from_string(id).map_err(|e| err.fail(e))?;
             let art =
-                run.sink.artifact(id).ok_or_else(|| StageError::fatal(format!("music artifact {id} not found")))?;
+                run.sink.artifact(id)?.ok_or_else(|| StageError::fatal(format!("music artifact {id} not found")))?;
             let music = decode_file(&run.sink.artifact_path(&art)).map_err(|e| StageError::context("music", e))?;
             let voice: Audio = decode_file(&narration).map_err(|e| err.fail(e))?;
             let mixed = mix_with_ducking(&voice, &music, &Ducking::default()).map_err(|e| err.fail(e))?;
