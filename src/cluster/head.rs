@@ -258,12 +258,7 @@ impl Head {
         // run was claimed with predates the stages that finished since.
         let mut files: Vec<(crate::store::records::Artifact, std::path::PathBuf)> = Vec::new();
         let earlier = s.job.stages[..s.index].iter().flat_map(|st| s.sink.stage_artifacts(st.name));
-        let mut ids = Vec::new();
-        super::protocol::named_ids(s.params, &mut ids);
-        // Ids in the parameters that are no artifact of the job's owner are skipped; a store
-        // that cannot answer fails the stage (retried) rather than sending it without an input.
-        let named: Vec<_> = ids.into_iter().map(|id| s.sink.artifact(id)).collect::<Result<_, _>>()?;
-        for a in earlier.chain(named.into_iter().flatten()) {
+        for a in earlier.chain(super::protocol::named_artifacts(s.params, s.sink)?) {
             if !files.iter().any(|(f, _)| f.id == a.id) {
                 let path = s.sink.artifact_path(&a);
                 files.push((a, path));

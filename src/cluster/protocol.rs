@@ -134,6 +134,18 @@ pub fn named_ids(params: &serde_json::Value, out: &mut Vec<Ulid>) {
     }
 }
 
+/// The owner's artifacts `params` names (see [`named_ids`]): an id that is no artifact of
+/// theirs is skipped; a store that cannot answer is an error (the stage fails and is
+/// retried, rather than being sent without an input).
+pub fn named_artifacts(
+    params: &serde_json::Value,
+    own: &dyn crate::kinds::OwnArtifacts,
+) -> Result<Vec<crate::store::records::Artifact>, crate::store::StoreError> {
+    let mut ids = Vec::new();
+    named_ids(params, &mut ids);
+    Ok(ids.into_iter().map(|id| own.artifact(id)).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect())
+}
+
 /// How a stage ended on a worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "lowercase")]
