@@ -111,7 +111,7 @@ pub fn check_room(what: &'static str, dir: &Path, needs: u64, min: u64) -> Resul
         return Ok(());
     }
     let Some(space) = space(dir) else { return Ok(()) };
-    if space.free_bytes >= needs.saturating_add(min) {
+    if !space.is_low(needs.saturating_add(min)) {
         return Ok(());
     }
     Err(DiskLow { what, dir: dir.to_path_buf(), free: space.free_bytes, needs, min })

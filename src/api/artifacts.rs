@@ -193,29 +193,33 @@ impl Upload {
                 file_name
             }
         };
-        let sha256 = match sha256 {
-            Some(known) => known,
-            None => sha256_off_runtime(&bytes).await?,
+        let hashed = match sha256 {
+            Some(known) => (bytes, known),
+            None => hashed_off_runtime(bytes).await?,
         };
-        store_hashed(state, caller, (bytes, sha256), media_type, stage, name).await
+        store_hashed(state, caller, hashed, media_type, stage, name).await
     }
 
     /// Hashes the bytes (once) and says whether the caller already holds them: then storing
     /// them costs nothing against its storage quota or the disk.
     pub async fn hash(&mut self, state: &AppState, caller: &Caller) -> Result<bool, ApiError> {
-        let sha256 = sha256_off_runtime(&self.bytes).await?;
+        let (bytes, sha256) = hashed_off_runtime(std::mem::take(&mut self.bytes)).await?;
+        self.bytes = bytes;
         let held = state.store.holds_upload(&caller.owner, &sha256)?;
         self.sha256 = Some(sha256);
         Ok(held)
     }
 }
 
-/// The sha256 (hex) of upload bytes, on a blocking thread: an upload may be 32 MiB.
-async fn sha256_off_runtime(bytes: &[u8]) -> Result<String, ApiError> {
-    let owned = bytes.to_vec();
-    tokio::task::spawn_blocking(move || artifacts::sha256_bytes(&owned))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))
+/// Upload bytes with their sha256 (hex), hashed on a blocking thread (an upload may be
+/// 32 MiB); the bytes go there and back rather than being copied.
+async fn hashed_off_runtime(bytes: Vec<u8>) -> Result<(Vec<u8>, String), ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let sha256 = artifacts::sha256_bytes(&bytes);
+        (bytes, sha256)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Upload an input file (image, audio or MP4 video) as an artifact: multipart field `file`.
@@ -398,8 +402,7 @@ pub async fn store_upload(
 ) -> Result<Uploaded, ApiError> {
     // Hashed once, before anything is written or counted: a copy is never written, and a
     // key at its quota may still send again what it holds.
-    let sha256 = sha256_off_runtime(&bytes).await?;
-    store_hashed(state, caller, (bytes, sha256), media_type, stage, name).await
+    store_hashed(state, caller, hashed_off_runtime(bytes).await?, media_type, stage, name).await
 }
 
 /// [`store_upload`] of bytes with their sha256.

@@ -305,7 +305,11 @@ impl Scheduler {
         if self.is_paused() {
             return Some(waiting::PAUSED.into());
         }
-        if let Some(low) = self.held_for_disk() {
+        // The disk is read again only while the workers' last look found it low: job views
+        // are listed by the page, and a data dir may be a network share.
+        if self.disk_held.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(low) = self.held_for_disk()
+        {
             return Some(low.waiting_text());
         }
         self.waiting.reason(id)

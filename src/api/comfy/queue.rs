@@ -302,11 +302,12 @@ pub fn history_entry(state: &AppState, comfy: &Comfy, meta: &PromptMeta, job: &J
             msgs.push(messages::execution_error(meta, error, finished));
             ("error", false)
         }
-        other => {
-            let reason = if let JobState::Canceled { reason, .. } = other { reason.as_deref() } else { None };
-            msgs.push(messages::execution_interrupted(meta, reason, finished));
+        JobState::Canceled { reason, .. } => {
+            msgs.push(messages::execution_interrupted(meta, reason.as_deref(), finished));
             ("error", false)
         }
+        // Queued and running prompts have no history entry (returned above).
+        _ => return Ok(None),
     };
     let msgs: Vec<Value> = msgs.into_iter().map(|(t, d)| json!([t, d])).collect();
     Ok(Some(json!({
