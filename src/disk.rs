@@ -64,7 +64,7 @@ pub struct DiskLow {
 
 impl DiskLow {
     /// What is short: the disk, its free space, and what it would need.
-    fn shortage(&self) -> String {
+    pub fn shortage(&self) -> String {
         let kept = format!("the {} kept free for running work (limits.min_free_disk_bytes)", human_bytes(self.min));
         let short = match (self.needs, self.min) {
             (0, _) => format!("below {kept}"),

@@ -134,6 +134,9 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
             b.version,
             if b.models.is_empty() { "-".into() } else { b.models.join(", ") }
         );
+        if let Some(why) = &b.disk_low {
+            println!("{}: takes no new stages: {why}", b.host);
+        }
     }
     print_buckets(&buckets, &boxes);
     Ok(ExitCode::SUCCESS)

@@ -468,6 +468,7 @@ impl RemoteBoxes for Head {
                     free_mib: d.free_mib,
                     util: d.util,
                     installed: a.models.clone(),
+                    held: a.disk_low.as_ref().map(|why| format!("box {} takes no new stages: {why}", a.host)),
                 });
             }
         }

@@ -251,4 +251,8 @@ pub struct Advert {
     pub running: Vec<AdvertRunning>,
     /// When this heartbeat was sent, ms since the epoch.
     pub at_ms: i64,
+    /// Why the box takes no new stages: its data dir's disk (where a stage's scratch files
+    /// and outputs go) is below its `limits.min_free_disk_bytes`. Absent from older boxes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_low: Option<String>,
 }

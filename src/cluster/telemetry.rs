@@ -40,6 +40,7 @@ mod tests {
             kinds: vec![],
             running: vec![],
             at_ms: 0,
+            disk_low: None,
         };
         let got: Vec<GpuSample> = advert_gpus(&advert).collect();
         assert_eq!(got.len(), 1);

@@ -170,8 +170,17 @@ impl Worker {
     /// Puts this box's advert into the KV bucket at a third of its TTL.
     async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
         let every = Duration::from_millis((self.cluster.heartbeat_ttl_s * 1000 / 3).max(200));
+        let mut was_low = None;
         while !stop.is_cancelled() {
             let advert = self.advert();
+            if advert.disk_low != was_low {
+                match &advert.disk_low {
+                    Some(why) => tracing::warn!("taking no new stages: {why}"),
+                    None if was_low.is_some() => tracing::info!("disk space freed: taking stages again"),
+                    None => {}
+                }
+                was_low = advert.disk_low.clone();
+            }
             match serde_json::to_vec(&advert) {
                 Ok(body) => {
                     if let Err(e) = self.bus.boxes.put(self.host.as_str(), body.into()).await {
@@ -228,7 +237,16 @@ impl Worker {
             kinds,
             running: self.running.lock().unwrap_or_else(|p| p.into_inner()).values().map(|r| r.info.clone()).collect(),
             at_ms: crate::time::now_ms(),
+            disk_low: self.disk_low(),
         }
+    }
+
+    /// Why this box takes no new stages now: its data dir, where each stage's scratch files
+    /// and outputs go, is on a disk below the floor. The head places nothing here meanwhile,
+    /// so a stage is not sent to fail half-way with "No space left on device".
+    fn disk_low(&self) -> Option<String> {
+        let floor = self.config.limits.min_free_disk_bytes;
+        crate::disk::check_room("data dir", &self.config.data_dir, 0, floor).err().map(|low| low.shortage())
     }
 
     /// Cancels running stages of jobs the head cancels (core NATS: reaches us at once).

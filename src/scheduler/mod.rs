@@ -238,6 +238,7 @@ impl Scheduler {
                     util,
                     warm: ledger.warm(device, keep_alive),
                     installed: None,
+                    held: None,
                 }
             })
             .filter(|_| self.remote.get().is_none() || self.local_work)

@@ -56,6 +56,9 @@ pub struct Candidate {
     /// Models installed on a worker box (`None` here: this box loads any model it has).
     /// A box lacking one of the job's models never takes it.
     pub installed: Option<Vec<String>>,
+    /// Why a worker box's device takes no new job now (the box's disk is below its floor);
+    /// never set here, where a low disk holds the whole queue before placement.
+    pub held: Option<String>,
 }
 
 /// The device a job should run on now, or `None` when it must wait.
@@ -63,6 +66,7 @@ pub fn choose(need: &Need, devices: &[Candidate]) -> Option<DeviceId> {
     let has_gpu = devices.iter().any(|d| d.device.is_gpu());
     let eligible = |d: &&Candidate| {
         d.idle_slots > 0
+            && d.held.is_none()
             && d.installed.as_ref().is_none_or(|have| need.models.iter().all(|m| have.contains(m)))
             && if d.device.is_gpu() {
                 d.free_mib.is_none_or(|f| f >= need.vram_mib)
@@ -120,6 +124,11 @@ pub fn waiting_reason(need: &Need, devices: &[Candidate]) -> Option<String> {
             "no box has all of models {}",
             need.models.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ")
         ));
+    }
+    // Every box with the models says why it takes nothing new (a full disk): that, not
+    // its turn, is what the job waits for.
+    if let Some(held) = devices.iter().filter(with_models).map(|d| d.held.as_ref()).collect::<Option<Vec<_>>>() {
+        return held.first().map(|why| format!("{why}; it takes them again once space is freed there"));
     }
     // A GPU with the models has a free slot, and none of them (free slot or not) has
     // the memory: memory is what it waits for, not only its turn.
@@ -229,6 +238,7 @@ mod tests {
             util: None,
             warm: vec![],
             installed: None,
+            held: None,
         }
     }
 
@@ -241,6 +251,7 @@ mod tests {
             util: None,
             warm: vec![],
             installed: None,
+            held: None,
         }
     }
 
@@ -361,6 +372,29 @@ mod tests {
         assert_eq!(choose(&sd, std::slice::from_ref(&busy)), None);
         assert_eq!(waiting_reason(&sd, &[busy]), None);
         assert_eq!(waiting_reason(&sd, &[cpu()]), None, "this box loads any model it has");
+    }
+
+    #[test]
+    fn a_box_whose_disk_is_low_takes_nothing_and_a_job_only_it_could_take_says_why() {
+        let host = |n| crate::gpu::BoxName::new(n).expect("valid");
+        let remote = |name, held: Option<&str>| Candidate {
+            device: DeviceId::Remote { host: host(name), gpu: None },
+            installed: Some(vec!["tiny-sd".into()]),
+            held: held.map(str::to_string),
+            ..cpu()
+        };
+        let sd = need(0, &["tiny-sd"]);
+        let low = remote("attic", Some("box attic takes no new stages: its disk is low"));
+        assert_eq!(choose(&sd, std::slice::from_ref(&low)), None);
+        assert_eq!(
+            waiting_reason(&sd, std::slice::from_ref(&low)).as_deref(),
+            Some("box attic takes no new stages: its disk is low; it takes them again once space is freed there")
+        );
+        // Another box with the model takes it; a busy one means the job waits its turn.
+        let free = remote("den", None);
+        assert_eq!(choose(&sd, &[low.clone(), free.clone()]), Some(free.device));
+        let busy = Candidate { idle_slots: 0, running: 1, ..free };
+        assert_eq!(waiting_reason(&sd, &[low, busy]), None);
     }
 
     #[test]

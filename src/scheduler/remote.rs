@@ -27,6 +27,8 @@ pub struct RemoteDevice {
     pub util: Option<u32>,
     /// Models installed on that box.
     pub installed: Vec<String>,
+    /// Why the box takes no new stages now (its disk is below its floor), in a user's words.
+    pub held: Option<String>,
 }
 
 /// One stage to run on a worker box.
@@ -85,6 +87,7 @@ impl Scheduler {
                     util: d.util,
                     warm: ledger.warm(d.device, keep_alive),
                     installed: Some(d.installed),
+                    held: d.held,
                 }
             })
             .collect()

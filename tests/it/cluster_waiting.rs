@@ -8,8 +8,8 @@ use crate::common;
 
 use std::time::Duration;
 
-use cluster_support::{Nats, WorkerProc, stage_devices, start_head_with, wait_boxes};
-use common::daemon::{is_final, wait_job};
+use cluster_support::{Nats, WorkerProc, cluster_status, stage_devices, start_head_with, wait_boxes};
+use common::daemon::{is_final, submit_testcard, wait_job};
 use common::sse::read_events;
 use serde_json::{Value, json};
 
@@ -65,4 +65,45 @@ async fn a_job_no_box_can_take_says_what_is_missing_and_starts_when_a_box_can() 
         .rposition(|(_, e)| e["message"].as_str().is_some_and(|m| m.starts_with("waiting: ")))
         .expect("waiting events");
     assert!(last_wait < started, "the reasons came before the start: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_whose_disk_is_low_takes_no_stage_and_the_job_says_why_until_it_has_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let head = start_head_with(&dir.path().join("head"), &nats, false, &[]);
+    let http = reqwest::Client::new();
+    // A floor no disk meets: the box's disk is "low" whatever this machine has free.
+    let low = WorkerProc::start_cfg(
+        &dir.path().join("attic"),
+        &nats,
+        "attic",
+        "\n[limits]\nmin_free_disk_bytes = 1000000000000000000",
+    );
+    wait_boxes(&http, &head, &["attic"]).await;
+    let id = submit_testcard(&http, &head, json!({"steps": 1, "step_ms": 10})).await;
+    let said = |j: &Value| j["waiting"].as_str().is_some_and(|w| w.starts_with("box attic takes no new stages"));
+    let j = wait_job(&http, &head, &id, Duration::from_secs(20), said).await;
+    assert_eq!(j["state"], "queued", "{j}");
+    let waiting = j["waiting"].as_str().unwrap_or_default();
+    assert!(
+        waiting.contains("the disk holding the data dir (")
+            && waiting.contains("limits.min_free_disk_bytes")
+            && waiting.ends_with("it takes them again once space is freed there"),
+        "{waiting}"
+    );
+    // `reelbox cluster status` and the API say it of the box.
+    let status = cluster_status(dir.path(), &head, &[]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("attic: takes no new stages: the disk holding the data dir"), "{text}");
+    let view: Value = http.get(head.at("/api/v1/cluster")).send().await.expect("cluster").json().await.expect("json");
+    assert!(view["boxes"][0]["disk_low"].as_str().is_some_and(|w| w.contains("free")), "{view}");
+
+    // Space freed (the same box back with a floor it meets): the job runs there by itself.
+    drop(low);
+    let _attic =
+        WorkerProc::start_cfg(&dir.path().join("attic"), &nats, "attic", "\n[limits]\nmin_free_disk_bytes = 0");
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j), ["attic/cpu", "attic/cpu"], "{j}");
 }
