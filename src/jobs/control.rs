@@ -152,10 +152,15 @@ impl Service {
         Ok(self.scheduler.retry(job.id).await?)
     }
 
-    /// Changes a job's priority.
+    /// Changes a job's priority: one that may still run (a failed or canceled job keeps it
+    /// for a retry); a succeeded job's has nothing left to order.
     pub async fn reprioritise(&self, who: &Submitter, raw_id: &str, priority: i32) -> Result<Job, Error> {
-        check_priority(priority)?;
+        check_priority(who, priority, &self.config().limits)?;
         let job = self.visible(who, raw_id)?;
+        if job.state.status() == JobStatus::Succeeded {
+            let may = "queued, running, failed or canceled";
+            return Err(ControlError::WrongState(JobStatus::Succeeded, may, "reprioritised").into());
+        }
         let job = self
             .store()
             .update_job(job.id, true, move |j| {

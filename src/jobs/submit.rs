@@ -3,6 +3,7 @@
 
 use super::limits::{check_params, gpu_quota_refusal};
 use super::{Error, Service, Submitter};
+use crate::config::LimitsConfig as Limits;
 use crate::kinds::{OwnArtifacts, ParamError, ValidateCtx};
 use crate::store::records::{Artifact, Job, JobState, Stage, StageState, now_ms};
 use crate::store::{Store, StoreError, Submitted};
@@ -23,13 +24,22 @@ pub struct Submission {
     pub idempotency_key: Option<String>,
 }
 
-/// Refuses a priority outside -1000..=1000.
-pub(super) fn check_priority(priority: i32) -> Result<(), Error> {
-    if PRIORITIES.contains(&priority) {
-        Ok(())
-    } else {
-        Err(ParamError::new("priority", "must be between -1000 and 1000").into())
+/// Refuses a priority outside -1000..=1000, or above `limits.max_client_priority` from a
+/// client key: one rule for a submission and for a later change of priority, so a client
+/// cannot put its job ahead of everyone else's by changing it after it was accepted.
+pub(super) fn check_priority(who: &Submitter, priority: i32, limits: &Limits) -> Result<(), Error> {
+    if !PRIORITIES.contains(&priority) {
+        return Err(ParamError::new("priority", "must be between -1000 and 1000").into());
     }
+    if !who.admin && priority > limits.max_client_priority {
+        let most = limits.max_client_priority;
+        return Err(ParamError::new(
+            "priority",
+            format!("client keys may use priorities up to {most} (limits.max_client_priority)"),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The submitter's artifacts in the store, for the inputs a job names.
@@ -74,18 +84,8 @@ impl Service {
         if kind.admin_only() && !who.admin {
             return Err(Error::AdminOnly { kind: s.kind });
         }
-        check_priority(s.priority)?;
         let limits = &self.config().limits;
-        if !who.admin && s.priority > limits.max_client_priority {
-            return Err(ParamError::new(
-                "priority",
-                format!(
-                    "client keys may use priorities up to {} (limits.max_client_priority)",
-                    limits.max_client_priority
-                ),
-            )
-            .into());
-        }
+        check_priority(who, s.priority, limits)?;
         check_params(&s.kind, &s.params, limits)?;
         self.check_gpu_quota(who)?;
         let artifacts = Owned { store: self.store(), owner: &who.owner, failed: Default::default() };

@@ -1,5 +1,7 @@
 //! Cancel and retry: what a user's (or a revoke's) control of one job does to it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ulid::Ulid;
@@ -61,20 +63,24 @@ impl Scheduler {
         Err(ControlError::WrongState(JobStatus::Running, "queued or running", "canceled"))
     }
 
-    /// Re-queues a failed or canceled job; finished stages are kept.
+    /// Re-queues a failed or canceled job, or one waiting to try again after a failed
+    /// attempt (it may start now); finished stages are kept.
     pub async fn retry(&self, id: Ulid) -> Result<Job, ControlError> {
+        let requeued = Arc::new(AtomicBool::new(false));
+        let did = requeued.clone();
         let job = self
             .store
-            .update_job(id, true, |j| match j.state {
-                JobState::Failed { .. } | JobState::Canceled { .. } => {
+            .update_job(id, true, move |j| match j.state {
+                JobState::Failed { .. } | JobState::Canceled { .. } | JobState::Queued { not_before: Some(_), .. } => {
                     requeue(j, None);
                     j.attempts = 0;
+                    did.store(true, Ordering::Relaxed);
                     Ok(vec![EventBody::State { state: JobStatus::Queued, error: None }])
                 }
                 _ => Ok(vec![]),
             })
             .await?;
-        if !matches!(job.state, JobState::Queued { .. }) {
+        if !requeued.load(Ordering::Relaxed) {
             return Err(ControlError::WrongState(job.state.status(), "failed or canceled", "retried"));
         }
         self.notify();

@@ -19,6 +19,20 @@ use crate::kinds::{StageError, StageRun};
 use crate::store::records::{EventBody, Job, JobState, JobStatus, StageState, StageStatus, now_ms};
 use crate::store::requeue;
 
+/// One line in the daemon's log for a job that failed or will try again, so that
+/// `journalctl -u reelbox` answers "why did my render fail" without the API.
+fn log_end(job: &Job, error: &str) {
+    let (id, kind, attempt) = (job.id, job.kind.as_str(), job.attempts);
+    match &job.state {
+        JobState::Failed { .. } => tracing::warn!(job = %id, kind, attempt, "job failed: {error}"),
+        JobState::Queued { not_before: Some(due), .. } => {
+            let in_s = (due - now_ms()).max(0) / 1000;
+            tracing::warn!(job = %id, kind, attempt, "attempt failed, trying again in {in_s} s: {error}");
+        }
+        _ => {}
+    }
+}
+
 /// How a job's run ended.
 #[derive(Clone)]
 enum Outcome {
@@ -54,6 +68,10 @@ impl Scheduler {
         cancel_reason: &OnceLock<String>,
     ) {
         let outcome = self.run_stages(&job, device, cancel, progress);
+        let error = match &outcome {
+            Outcome::Retry(e) | Outcome::Failed(e) => e.clone(),
+            _ => String::new(),
+        };
         let cancel_reason = cancel_reason.get().cloned();
         let store = &self.store;
         let max_attempts = self.config.queue.max_attempts;
@@ -88,7 +106,16 @@ impl Scheduler {
                 }
                 Outcome::Retry(msg) if j.attempts < max_attempts => {
                     let delay = backoff_ms.saturating_mul(1 << j.attempts.saturating_sub(1).min(16));
+                    // The stage this attempt stopped in stays failed with its error until the
+                    // next attempt runs it again: the job's view (`error`, `jobs show`, top,
+                    // the web studio) says why it waits to try again, not only its events.
+                    let stopped = j.stages.clone();
                     requeue(j, Some(now + delay));
+                    for (stage, before) in j.stages.iter_mut().zip(stopped) {
+                        if let StageState::Running { started_at, .. } = before.state {
+                            stage.state = StageState::Failed { started_at, finished_at: now, error: msg.clone() };
+                        }
+                    }
                     vec![
                         EventBody::Log {
                             level: "warn".into(),
@@ -116,7 +143,13 @@ impl Scheduler {
         loop {
             // The closure is consumed per try and the outcome must survive a failed one.
             let finish = finish.clone();
-            let Err(e) = store.update_job_blocking(job.id, true, finish) else { break };
+            let e = match store.update_job_blocking(job.id, true, finish) {
+                Ok(ended) => {
+                    log_end(&ended, &error);
+                    break;
+                }
+                Err(e) => e,
+            };
             if matches!(e, crate::store::StoreError::NotFound { .. }) || self.shutdown.is_cancelled() {
                 tracing::error!(job = %job.id, "cannot record the job's end: {e}");
                 break;

@@ -499,6 +499,19 @@ async fn client_keys_cannot_jump_the_queue_hold_a_worker_for_days_or_fill_the_qu
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["field"], "priority", "{body}");
     assert!(body["error"]["message"].as_str().unwrap_or("").contains("limits.max_client_priority"), "{body}");
+    // Nor by raising it once the job is accepted (what `+` in `reelbox top` sends).
+    let (status, body) = client.json(Method::POST, d.at("/api/v1/jobs"), job(json!({"steps": 1}), 0)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let queued = d.at(&format!("/api/v1/jobs/{}", body["id"].as_str().expect("id")));
+    let (status, body) = client.json(Method::PATCH, queued.clone(), Some(json!({"priority": 1000}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "priority", "{body}");
+    let (status, body) = client.json(Method::PATCH, queued.clone(), Some(json!({"priority": 100}))).await;
+    assert_eq!((status, &body["priority"]), (StatusCode::OK, &json!(100)), "{body}");
+    let (status, body) = admin.json(Method::PATCH, queued.clone(), Some(json!({"priority": 1000}))).await;
+    assert_eq!((status, &body["priority"]), (StatusCode::OK, &json!(1000)), "{body}");
+    let (status, body) = client.json(Method::POST, format!("{queued}/cancel"), None).await;
+    assert!(status.is_success(), "the client cancels its own queued job: {status} {body}");
     // 10000 steps of 60 s: a week on one worker.
     let (status, body) =
         client.json(Method::POST, d.at("/api/v1/jobs"), job(json!({"steps": 10000, "step_ms": 60000}), 0)).await;

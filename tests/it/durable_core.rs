@@ -384,6 +384,51 @@ fn retriable_failures_back_off_then_fail_after_max_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_to_try_again_says_why_in_its_view_and_the_daemon_log_says_it_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[queue]\nmax_attempts = 3\nretry_backoff_s = 600\n").expect("write config");
+    let log = dir.path().join("serve.log");
+    let d = DaemonProc::start_logged(dir.path(), &[("REELBOX_CONFIG", cfg.to_str().expect("utf8"))], &log);
+    let c = http();
+    let job =
+        submit(&c, &d, json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "fail": "retriable"}})).await;
+    let id = job["id"].as_str().expect("id");
+    let backing_off = |j: &Value| j["state"] == "queued" && j["attempts"] == 1;
+    let j = wait_job(&c, &d, id, Duration::from_secs(20), backing_off).await;
+    // Its view said nothing while it waited ten minutes to try again: the reason was only
+    // an event on its stream.
+    assert!(j["error"].as_str().is_some_and(|e| e.contains("stage card: testcard asked to fail once more")), "{j}");
+    assert_eq!(j["stages"][0]["state"], "failed", "the stage it stopped in, until it runs again: {j}");
+    let text = std::fs::read_to_string(&log).expect("daemon log");
+    let line = text.lines().find(|l| l.contains(id)).unwrap_or_else(|| panic!("no line for the job in:\n{text}"));
+    assert!(line.contains("attempt failed, trying again in") && line.contains("fail once more"), "{line}");
+    // `reelbox jobs retry ID` tries it again now rather than in ten minutes (it answered 200
+    // and left it waiting): the second attempt fails the same way, and the log says so.
+    let r = c.post(d.at(&format!("/api/v1/jobs/{id}/retry"))).send().await.expect("retry");
+    assert_eq!(r.status(), 200);
+    let t0 = std::time::Instant::now();
+    let said = || std::fs::read_to_string(&log).unwrap_or_default().lines().filter(|l| l.contains(id)).count();
+    while said() < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the retried job did not run again:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A job that just waits its turn is not "retried" (that answered 200 and did nothing).
+    assert!(c.post(d.at("/api/v1/queue/pause")).send().await.expect("pause").status().is_success());
+    let waiting = submit(&c, &d, json!({"kind": "testcard", "params": {"steps": 1}})).await;
+    let r = c
+        .post(d.at(&format!("/api/v1/jobs/{}/retry", waiting["id"].as_str().expect("id"))))
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(r.status(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_query_strings_bodies_and_methods_get_json_errors_naming_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(dir.path(), &[]);
