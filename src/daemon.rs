@@ -87,27 +87,40 @@ impl Daemon {
                  (reelbox-worker.service) on a worker box, or set role = \"head\""
             );
         }
+        // Bound before the cluster is dialled: a port in use is said at once, not after
+        // NATS's patience.
+        let listener =
+            TcpListener::bind(config.bind).await.map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        let mut reconnect = None;
         if let Some(cluster) = config.cluster.as_ref().filter(|c| c.role == crate::config::ClusterRole::Head) {
+            scheduler = scheduler.expect_remote(cluster.local_work);
             // Before `start`: results that came while the head was down are in hand before
-            // recovered jobs run again.
-            match crate::cluster::Head::start(cluster.clone(), cluster_stop.clone()).await {
-                Ok(head) => {
-                    // The one line that says this box leads a cluster, and whether it works too.
-                    // Without any user:password@ a URL may carry.
-                    let nats = cluster.nats_url.rsplit('@').next().unwrap_or_default();
-                    tracing::info!(nats, local_work = cluster.local_work, "cluster head connected");
-                    scheduler.telemetry().attach_remote(crate::cluster::telemetry::readings(&head));
+            // recovered jobs run again. A server that does not answer soon (down, or the NATS
+            // box still booting) does not keep the studio down: the daemon serves and runs
+            // what it can while the head keeps dialling (`cluster::dial::reconnect`).
+            match tokio::time::timeout(
+                crate::cluster::HEAD_FIRST_WAIT,
+                crate::cluster::Head::start(cluster.clone(), cluster_stop.clone()),
+            )
+            .await
+            {
+                Ok(Ok(head)) => {
+                    crate::cluster::dial::connected(&scheduler, cluster, &head);
                     scheduler = scheduler.attach_remote(head, cluster.local_work);
                 }
-                Err(e) => {
+                // Refused credentials, failed TLS, another box's seed: a setting to fix.
+                Ok(Err(e)) if !e.is_unreachable() => {
                     scheduler.store().close();
                     return Err(StartError::Refused(format!("cannot join the cluster: {e}")));
                 }
+                Ok(Err(e)) => reconnect = Some(e.to_string()),
+                Err(_) => reconnect = Some("it does not answer".into()),
             }
         }
         scheduler.start().await?;
-        let listener =
-            TcpListener::bind(config.bind).await.map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        if let (Some(why), Some(cluster)) = (reconnect, config.cluster.clone()) {
+            crate::cluster::dial::reconnect(scheduler.clone(), cluster, cluster_stop.clone(), why);
+        }
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.bind, source })?;
         let shutdown = CancellationToken::new();
         let mut state = AppState::new(scheduler.clone());

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+use crate::config::ClusterRole;
 
 /// The head's worker boxes.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -35,9 +36,18 @@ pub struct ClusterView {
 #[utoipa::path(get, path = "/api/v1/cluster", responses(
     (status = 200, body = ClusterView),
     (status = 404, description = "this daemon is not a cluster head", body = super::error::ErrorBody),
+    (status = 503, description = "this head has not reached its NATS server yet", body = super::error::ErrorBody),
 ))]
 pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Json<ClusterView>, ApiError> {
     let Some(remote) = state.scheduler.remote() else {
+        if let Some(cluster) = state.scheduler.config().cluster.as_ref().filter(|c| c.role == ClusterRole::Head) {
+            let nats = cluster.nats_server();
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_unreachable",
+                format!("this head cannot reach its NATS server at {nats} yet; it keeps trying (see its log)"),
+            ));
+        }
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_cluster",

@@ -14,6 +14,7 @@
 //! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
 
 pub mod bus;
+pub mod dial;
 pub mod head;
 pub mod last_seen;
 pub mod leftovers;
@@ -26,6 +27,7 @@ pub mod worker;
 pub mod worker_sink;
 
 pub use bus::Bus;
+pub use dial::HEAD_FIRST_WAIT;
 pub use head::Head;
 
 /// What can go wrong talking to NATS or moving artifacts.

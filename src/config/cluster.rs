@@ -95,6 +95,11 @@ pub struct BadCluster {
 pub const MAX_NAME_LEN: usize = 16;
 
 impl ClusterConfig {
+    /// `nats_url` without any `user:password@` it may carry: for logs and answers.
+    pub fn nats_server(&self) -> &str {
+        self.nats_url.rsplit('@').next().unwrap_or_default()
+    }
+
     /// Refuses settings that cannot work, naming the key.
     pub fn check(&self) -> Result<(), BadCluster> {
         let bad = |key, reason: &str| Err(BadCluster { key, reason: reason.into() });

@@ -80,8 +80,11 @@ pub struct Scheduler {
     running: Mutex<HashMap<Ulid, RunningJob>>,
     shutdown: CancellationToken,
     workers: Mutex<Vec<JoinHandle<()>>>,
-    /// Worker boxes, when `[cluster]` attached them before `start`.
+    /// Worker boxes, once a cluster head reached its NATS server (before `start`, or later
+    /// when the server was down then: [`Scheduler::connect_remote`]).
     remote: std::sync::OnceLock<Arc<dyn RemoteBoxes>>,
+    /// Whether this box leads worker boxes (`[cluster]` as head), reached yet or not.
+    remote_expected: bool,
     /// Whether this box runs jobs itself (off: a head that only hands stages out).
     local_work: bool,
     /// Why queued jobs no box can take wait.
@@ -124,6 +127,7 @@ impl Scheduler {
             shutdown: CancellationToken::new(),
             workers: Mutex::new(Vec::new()),
             remote: std::sync::OnceLock::new(),
+            remote_expected: false,
             local_work: true,
             waiting: Default::default(),
         })
@@ -143,27 +147,54 @@ impl Scheduler {
         }
         self.telemetry.start();
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        let remote_only = self.remote.get().is_some_and(|_| !self.local_work);
+        let remote_only = self.remote_expected && !self.local_work;
         for &(device, slots) in self.devices.iter().filter(|_| !remote_only) {
             for slot in 0..slots {
                 let me = self.clone();
                 workers.push(tokio::spawn(async move { me.worker(Some(device), slot).await }));
             }
         }
-        for slot in 0..self.remote.get().map_or(0, |r| r.max_running()) {
-            let me = self.clone();
-            workers.push(tokio::spawn(async move { me.worker(None, slot).await }));
+        drop(workers);
+        if let Some(remote) = self.remote.get() {
+            self.start_remote_workers(remote.max_running());
         }
         Ok(())
     }
 
-    /// Attaches worker boxes (before `start`); `local_work` false leaves all work to them.
-    pub fn attach_remote(mut self: Arc<Self>, remote: Arc<dyn RemoteBoxes>, local_work: bool) -> Arc<Self> {
+    fn start_remote_workers(self: &Arc<Self>, slots: usize) {
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        for slot in 0..slots {
+            let me = self.clone();
+            workers.push(tokio::spawn(async move { me.worker(None, slot).await }));
+        }
+    }
+
+    /// Makes this box a cluster head (before `start`), whose worker boxes attach once its
+    /// NATS server answers; `local_work` false leaves all work to them, and jobs wait
+    /// (`no worker box is connected`) until then.
+    pub fn expect_remote(mut self: Arc<Self>, local_work: bool) -> Arc<Self> {
         if let Some(me) = Arc::get_mut(&mut self) {
+            me.remote_expected = true;
             me.local_work = local_work;
         }
-        let _ = self.remote.set(remote);
         self
+    }
+
+    /// Attaches worker boxes (before `start`); `local_work` false leaves all work to them.
+    pub fn attach_remote(self: Arc<Self>, remote: Arc<dyn RemoteBoxes>, local_work: bool) -> Arc<Self> {
+        let me = self.expect_remote(local_work);
+        let _ = me.remote.set(remote);
+        me
+    }
+
+    /// Attaches worker boxes to a running scheduler (a head whose NATS server answered only
+    /// after the daemon started), starting its remote worker tasks.
+    pub fn connect_remote(self: &Arc<Self>, remote: Arc<dyn RemoteBoxes>) {
+        let slots = remote.max_running();
+        if self.remote.set(remote).is_ok() && !self.shutdown.is_cancelled() {
+            self.start_remote_workers(slots);
+            self.notify();
+        }
     }
 
     /// The worker boxes, when a cluster is attached.
@@ -241,7 +272,7 @@ impl Scheduler {
                     held: None,
                 }
             })
-            .filter(|_| self.remote.get().is_none() || self.local_work)
+            .filter(|_| !self.remote_expected || self.local_work)
             .chain(self.remote_candidates(ledger))
             .collect()
     }
@@ -256,7 +287,7 @@ impl Scheduler {
         if !self.kinds.contains_key(job.kind.as_str()) || self.is_paused() {
             return (Placement::Skip, None);
         }
-        if let (Some(device), true) = (device, self.gpus().is_empty() && self.remote.get().is_none()) {
+        if let (Some(device), true) = (device, self.gpus().is_empty() && !self.remote_expected) {
             // Only CPU slots: every job fits, and only idle workers claim. Skipping the
             // placement work keeps the claim scan as cheap as it was on GPU-less boxes.
             let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
@@ -305,6 +336,11 @@ impl Scheduler {
     pub fn waiting(&self, id: Ulid) -> Option<String> {
         if self.is_paused() {
             return Some(waiting::PAUSED.into());
+        }
+        // No worker task places anything before the head reaches NATS: say it here.
+        if self.remote_expected && !self.local_work && self.remote.get().is_none() {
+            let nats = self.config.cluster.as_ref().map_or("", |c| c.nats_server());
+            return Some(format!("no worker box is connected: this head cannot reach its NATS server at {nats} yet"));
         }
         // The disk is read again only while the workers' last look found it low: job views
         // are listed by the page, and a data dir may be a network share.

@@ -1,6 +1,7 @@
 //! Restarts around remote stages, with real processes: the head killed with -9 mid-stage
 //! takes the result that arrived while it was down, and a NATS server restarted mid-stage
-//! (file storage) loses nothing.
+//! (file storage) loses nothing, and a head whose NATS server is down at its start serves
+//! at once and takes its worker boxes when the server comes up.
 
 use crate::cluster_support;
 use crate::common;
@@ -77,4 +78,34 @@ async fn restarting_nats_mid_stage_loses_nothing() {
         assert_eq!(j["state"], "succeeded", "{j}");
         assert_eq!(artifact_counts(&j), [1, 1], "one artifact per stage: {j}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_whose_nats_server_is_down_serves_at_once_and_takes_its_boxes_when_it_comes_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nats = Nats::start(dir.path());
+    nats.stop();
+    // It answered nothing for 60 s, then exited (and systemd restarted it, over and over).
+    let head = start_head(&dir.path().join("head"), &nats, false);
+    let http = reqwest::Client::new();
+    let r = http.get(head.at("/api/v1/cluster")).send().await.expect("cluster");
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "cluster_unreachable", "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains(&nats.url()[7..])), "{body}");
+    // Work is taken and waits for a box (local_work = false), saying so.
+    let id = submit_testcard(&http, &head, json!({"steps": 1, "step_ms": 10})).await;
+    let waits = |j: &Value| {
+        j["waiting"].as_str().is_some_and(|w| w.starts_with("no worker box is connected: this head cannot reach"))
+    };
+    wait_job(&http, &head, &id, Duration::from_secs(20), waits).await;
+
+    // The server comes up, a box joins: the head attaches it by itself and the job runs there.
+    nats.start_again();
+    let _w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j), ["w1/cpu", "w1/cpu"], "{j}");
+    let r = http.get(head.at("/api/v1/cluster")).send().await.expect("cluster");
+    assert_eq!(r.status(), 200);
 }

@@ -100,12 +100,22 @@ impl Nats {
         dir.join("nats")
     }
 
-    /// Stops the server (SIGTERM, then waits) and starts it again on the same port and store.
-    pub fn restart(&mut self) {
+    /// Stops the server (SIGTERM, then waits); [`Nats::start_again`] brings it back.
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
             let _ = c.wait();
         }
+    }
+
+    /// Starts a stopped server again on the same port and store.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
+    /// Stops the server and starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
         self.spawn();
     }
 }
