@@ -87,8 +87,9 @@ pub struct RenderBody {
 pub struct PresenterBody {
     /// Artifact id of the portrait (image or short video).
     pub portrait: String,
-    /// `[x, y, w, h]` of the face in the portrait's pixels.
-    pub face_box: [u32; 4],
+    /// `[x, y, w, h]` of the face in the portrait's pixels; found by the box's face detector
+    /// when left out (a 400 naming `presenter.face_box` when none is installed).
+    pub face_box: Option<[u32; 4]>,
 }
 
 /// Render a script (or one prompt) into a narrated MP4.

@@ -10,11 +10,13 @@ use crate::kinds::ParamError;
 use crate::pipelines::render::plan::styled_prompt;
 use crate::store::records::Profile;
 
-/// A render's presenter: the portrait artifact and the face in it.
+/// A render's presenter: the portrait artifact and the face in it (found by the face
+/// detector when the profile has no face box).
 #[derive(Serialize)]
 struct Presenter {
     portrait: String,
-    face_box: [u32; 4],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    face_box: Option<[u32; 4]>,
 }
 
 /// What a profile contributes to a render's parameters (in this order).
@@ -38,10 +40,7 @@ fn non_empty(s: String) -> Option<String> {
 impl RenderDefaults {
     fn of(p: Profile) -> Self {
         Self {
-            presenter: p
-                .portrait
-                .zip(p.face_box)
-                .map(|(portrait, face_box)| Presenter { portrait: portrait.to_string(), face_box }),
+            presenter: p.portrait.map(|portrait| Presenter { portrait: portrait.to_string(), face_box: p.face_box }),
             voice: p.voice.model,
             length_scale: p.voice.length_scale,
             style: non_empty(p.style.prompt_prefix),

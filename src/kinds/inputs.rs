@@ -22,6 +22,21 @@ pub fn default_model(field: &str, kind: ModelKind, config: &Config) -> Result<St
     })
 }
 
+/// The installed face detector (the `face` kind's default) that finds the face in a
+/// portrait given without a face box; when none is installed, an error naming `field` that
+/// says how to pull one (the model goes along as data, so a client can offer the pull).
+pub fn face_detector(field: &str, config: &Config) -> Result<String, ParamError> {
+    let detector =
+        Catalog::default_model(config, ModelKind::Face).filter(|d| crate::models::model_file(config, d).is_file());
+    detector.ok_or_else(|| {
+        // Read once (the whole catalog), then worded.
+        let problem = Catalog::no_default_problem(config, ModelKind::Face);
+        let why = problem.no_default_text();
+        ParamError::new(field, format!("required: [x, y, w, h] of the face, or a face detector: {why}"))
+            .with_model(Some(problem))
+    })
+}
+
 /// Refuses model `name` of `kind` unless it is installed, naming `field` and saying how to
 /// pull it (or, for an unknown name, the close names): at submission, not mid-run.
 pub fn require_installed(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {

@@ -11,7 +11,9 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::fields::{artifact_param, box_param, float_field, int_field, reject_unknown, string_field, u32_in};
-use super::inputs::{InputFile, Takes, input_file, installed_model, require_input, stage_file, stage_model_file};
+use super::inputs::{
+    InputFile, Takes, face_detector, input_file, installed_model, require_input, stage_file, stage_model_file,
+};
 use super::speech::{SpeechParams, SpeechRequest, speak};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
@@ -20,7 +22,7 @@ use crate::media::audio::{Audio, decode_bytes, write_wav};
 use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoWriter};
 use crate::media::mel::MEL_SAMPLE_RATE;
 use crate::media::visual::{Visual, open_visual};
-use crate::models::{Catalog, ModelKind, model_file};
+use crate::models::{Catalog, ModelKind};
 use crate::pipelines::Progress;
 use crate::pipelines::lipsync::{
     DEFAULT_BATCH, DEFAULT_FPS, FaceBox, FaceTrack, MAX_PORTRAIT_SIDE, OnnxFaceDetector, Wav2Lip, fit_size, fit_still,
@@ -138,21 +140,7 @@ impl LipsyncRequest {
         };
         let face_model = match self.face_box {
             Some(_) => None,
-            None => {
-                let detector =
-                    Catalog::default_model(config, ModelKind::Face).filter(|d| model_file(config, d).is_file());
-                Some(detector.ok_or_else(|| {
-                    // Read once (the whole catalog), then worded; the model goes along as data
-                    // so a client offers the pull without reading the words.
-                    let problem = Catalog::no_default_problem(config, ModelKind::Face);
-                    let why = problem.no_default_text();
-                    ParamError::new(
-                        "face_box",
-                        format!("required: [x, y, w, h] of the face, or a face detector: {why}"),
-                    )
-                    .with_model(Some(problem))
-                })?)
-            }
+            None => Some(face_detector("face_box", config)?),
         };
         let model = installed_model("model", self.model.as_deref(), ModelKind::Lipsync, config)?;
         let fps = u32_in("fps", self.fps.unwrap_or(i64::from(DEFAULT_FPS)), 1..=60)?;

@@ -88,3 +88,40 @@ async fn the_installed_detector_finds_the_face_in_an_uploaded_portrait_or_says_t
         assert!(body["error"]["field"] == "model" && message.contains(says), "{model}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_made_from_a_photo_alone_presents_the_face_the_detector_finds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = common::render::models_dir(dir.path());
+    let d = common::render::daemon(dir.path(), &models);
+    let http = reqwest::Client::new();
+    let mut png = Vec::new();
+    test_picture(160, 120, 2).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).expect("encode");
+    let form = Form::new().text("name", "mum").part("portrait", Part::bytes(png).file_name("mum.png"));
+    let r = http.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile");
+    assert_eq!(r.status(), 201, "profile answered {}", r.status());
+    let film = json!({"script": "Hello there. This is a short film.", "profile": "mum", "model": "tiny-sd",
+        "steps": 1, "width": 128, "height": 96, "lipsync_model": "tiny-wav2lip", "layout": "inset"});
+
+    // No face box and no face detector: refused, saying what would show the presenter. It
+    // was accepted and made a film of pictures only, without a word.
+    let r = http.post(d.at("/api/v1/renders")).json(&film).send().await.expect("render");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["field"], "presenter.face_box", "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("face detector")), "{body}");
+
+    // With a detector installed, the film shows the presenter where it finds the face.
+    drop(d);
+    let fixture = common::fixture("models/tiny-face-detector");
+    std::os::unix::fs::symlink(&fixture, models.join("face-detector")).expect("install the detector");
+    let d = common::render::daemon(dir.path(), &models);
+    let r = http.post(d.at("/api/v1/renders")).json(&film).send().await.expect("render");
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let done = wait_job(&http, &d, &id, Duration::from_secs(300), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["params"]["presenter"]["face_model"], "face-detector", "{done}");
+    let head = done["stages"].as_array().into_iter().flatten().find(|s| s["name"] == "talking_head").expect("stage");
+    assert_eq!(head["artifacts"].as_array().map(Vec::len), Some(1), "the presenter was composed in: {done}");
+}

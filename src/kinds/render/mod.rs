@@ -52,8 +52,10 @@ impl TypedKind for Render {
 
     fn models(&self, p: &RenderParams) -> Vec<String> {
         // A stage the render does not have may have no model (its default was none).
+        let face_model = p.presenter.as_ref().and_then(|pr| pr.face_model.as_ref());
         [&p.model, &p.voice, &p.lipsync_model, &p.upscale_model]
             .into_iter()
+            .chain(face_model)
             .filter(|m| !m.is_empty())
             .cloned()
             .collect()

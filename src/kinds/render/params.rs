@@ -11,7 +11,7 @@ use crate::kinds::fields::{
     reject_unknown, string_field, u32_in,
 };
 use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
-use crate::kinds::inputs::{default_model, require_installed, require_model_file};
+use crate::kinds::inputs::{default_model, face_detector, require_installed, require_model_file};
 use crate::kinds::{ParamError, ValidateCtx};
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::render::Layout;
@@ -45,11 +45,16 @@ pub const KNOWN: [&str; 24] = [
     "burn_subtitles",
 ];
 
-/// The presenter of a render: portrait artifact and face box.
+/// The presenter of a render: portrait artifact and face box, or the face detector that
+/// finds the face when no box was given (a profile made from a photo alone).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Presenter {
     pub portrait: String,
-    pub face_box: [u32; 4],
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_box: Option<[u32; 4]>,
+    /// Chosen at submission when `face_box` is unset and the presenter is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_model: Option<String>,
 }
 
 /// Validated render parameters.
@@ -119,10 +124,8 @@ fn presenter(v: &serde_json::Value) -> Result<Presenter, ParamError> {
     let portrait = artifact_param(v, "portrait")
         .map_err(|e| ParamError::new("presenter.portrait", e.message))?
         .ok_or_else(|| ParamError::new("presenter.portrait", "is required"))?;
-    let face_box = box_param(v, "face_box")
-        .map_err(|e| ParamError::new("presenter.face_box", e.message))?
-        .ok_or_else(|| ParamError::new("presenter.face_box", "is required"))?;
-    Ok(Presenter { portrait: portrait.to_string(), face_box })
+    let face_box = box_param(v, "face_box").map_err(|e| ParamError::new("presenter.face_box", e.message))?;
+    Ok(Presenter { portrait: portrait.to_string(), face_box, face_model: None })
 }
 
 impl RenderRequest {
@@ -206,8 +209,15 @@ impl RenderRequest {
         let presenting = self.presenter.is_some() && layout != Layout::None;
         let lipsync_model = model_for("lipsync_model", self.lipsync_model, ModelKind::Lipsync, presenting)?;
         let upscale_model = model_for("upscale_model", self.upscale_model, ModelKind::Upscale, upscale)?;
+        let mut presenter = self.presenter;
         if presenting {
             require_model_file("lipsync_model", ModelKind::Lipsync, &lipsync_model, config)?;
+            // A portrait without a face box (a profile made from a photo alone) is shown
+            // with the face the detector finds, or refused now: it was left out of the film
+            // without a word.
+            if let Some(p) = presenter.as_mut().filter(|p| p.face_box.is_none()) {
+                p.face_model = Some(face_detector("presenter.face_box", config)?);
+            }
         }
         if upscale {
             require_model_file("upscale_model", ModelKind::Upscale, &upscale_model, config)?;
@@ -229,7 +239,7 @@ impl RenderRequest {
             fps: u32_in("fps", self.fps.unwrap_or(25), 1..=60)?,
             voice: model_for("voice", self.voice, ModelKind::Tts, true)?,
             length_scale: opt_f32_in("length_scale", self.length_scale, 0.25..=4.0)?,
-            presenter: self.presenter,
+            presenter,
             layout,
             lipsync_model,
             upscale,

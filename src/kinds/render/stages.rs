@@ -20,7 +20,8 @@ use crate::media::mix::{Ducking, mix_with_ducking};
 use crate::media::subtitles::{iso639_2, line_columns, to_srt, to_webvtt};
 use crate::models::ModelKind;
 use crate::pipelines::lipsync::{
-    DEFAULT_BATCH, FaceBox, FaceTrack, MAX_PORTRAIT_SIDE, Wav2Lip, fit_still, lipsync_frames,
+    DEFAULT_BATCH, FaceBox, FaceDetector, FaceTrack, MAX_PORTRAIT_SIDE, OnnxFaceDetector, Wav2Lip, fit_still,
+    lipsync_frames,
 };
 use crate::pipelines::motion::{CameraMotion, ClipSpec, ImageToVideo, Sequence};
 use crate::pipelines::render::plan::Plan;
@@ -224,7 +225,11 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
     // cost memory (a batch of frames each its size) and time.
     let cap = p.width.max(p.height).min(MAX_PORTRAIT_SIDE);
     let (portrait, scale) = fit_still(portrait, cap);
-    let face = FaceBox::from_xywh(presenter.face_box).scaled(scale);
+    let face = match (presenter.face_box, &presenter.face_model) {
+        (Some(b), _) => FaceBox::from_xywh(b).scaled(scale),
+        (None, Some(name)) => find_face(run, name, &portrait)?,
+        (None, None) => return Err(StageError::fatal("the presenter has no face box and no face detector")),
+    };
     let track = FaceTrack::still(&portrait, face).map_err(|e| err.fail(e))?;
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, Some("lip-sync"));
     let mut faces = lipsync_frames(&model, track, &audio_16k, p.fps, DEFAULT_BATCH, run.cancel, &progress)
@@ -249,6 +254,18 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
     }
     video.finish().map_err(|e| err.fail(e))?;
     run.sink.put_artifact_file("composed.mp4", "video/mp4", &out).map(|_| ())
+}
+
+/// The face the detector `name` finds in the (scaled) presenter portrait.
+fn find_face(run: &StageRun, name: &str, portrait: &RgbImage) -> Result<FaceBox, StageError> {
+    let file = stage_model_file(run.config, "presenter.face_model", ModelKind::Face, name)?;
+    let detector = OnnxFaceDetector::load(run.engine, run.device, &file)?;
+    detector.detect(portrait)?.ok_or_else(|| {
+        StageError::fatal(format!(
+            "the face detector {name} found no face in the presenter portrait; give its face box \
+             (`reelbox profiles update NAME --face-box x,y,w,h`, or the web studio's profile editor)"
+        ))
+    })
 }
 
 fn latest_video(run: &StageRun) -> Result<PathBuf, StageError> {
