@@ -66,8 +66,9 @@ pub enum Availability {
     /// knows it: `reelbox pull PULL` installs it.
     Pullable { pull: String },
     /// Neither: a typo or a model of another kind. `close` are the known names like it,
-    /// `installed` the installed models of the kind.
-    Unknown { close: Vec<String>, installed: Vec<String> },
+    /// `installed` the installed models of the kind; `no_voice_index` when a voice was asked
+    /// for and the Piper voice index was never fetched here (any Piper voice is "unknown").
+    Unknown { close: Vec<String>, installed: Vec<String>, no_voice_index: bool },
     /// Imported on this box (its manifest is here, naming no sources) and its files are
     /// gone: nothing pulls it, it is imported again.
     Gone,
@@ -88,14 +89,16 @@ impl Availability {
         if known.iter().any(|k| k == name) {
             return if store.can_pull(name) { Self::Pullable { pull: name.to_string() } } else { Self::Gone };
         }
+        let mut no_voice_index = false;
         if kind == ModelKind::Tts {
             let voices = store.cached_piper_voices();
             if voices.iter().any(|v| v == name) {
                 return Self::Pullable { pull: format!("{}{name}", piper::PREFIX) };
             }
+            no_voice_index = voices.is_empty();
             known.extend(voices);
         }
-        Self::Unknown { close: close_names(name, &known), installed: catalog.installed_names(kind) }
+        Self::Unknown { close: close_names(name, &known), installed: catalog.installed_names(kind), no_voice_index }
     }
 
     /// [`Availability::refusal`] as data (`None` when installed).
@@ -111,7 +114,7 @@ impl Availability {
         match self {
             Self::Installed => None,
             Self::Pullable { pull } => Some(ModelProblem { pull: Some(pull.clone()), ..problem("not_installed") }),
-            Self::Unknown { close, installed } => {
+            Self::Unknown { close, installed, .. } => {
                 Some(ModelProblem { close: close.clone(), installed: installed.clone(), ..problem("unknown") })
             }
             Self::Gone => Some(problem("gone")),
@@ -127,10 +130,18 @@ impl Availability {
                 "{kind} model {name:?} is not installed; `reelbox pull {pull}` installs it",
                 kind = kind.as_str()
             )),
-            Self::Unknown { close, installed } => Some(format!(
-                "no {kind} model {name:?} is installed or in the catalog{}; installed: {}",
+            Self::Unknown { close, installed, no_voice_index } => Some(format!(
+                "no {kind} model {name:?} is installed or in the catalog{}; installed: {}{}",
                 did_you_mean(close),
                 if installed.is_empty() { "none".to_string() } else { installed.join(", ") },
+                if *no_voice_index {
+                    // Else every real Piper voice is refused here without a way forward.
+                    " (this box has not fetched the Piper voice list yet, so it knows no Piper voice it has not \
+                     installed: `reelbox voices list --refresh` fetches the list, then any Piper voice may be named)"
+                        .to_string()
+                } else {
+                    String::new()
+                },
                 kind = kind.as_str(),
             )),
             Self::Gone => Some(format!(

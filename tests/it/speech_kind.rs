@@ -153,6 +153,9 @@ fn unknown_voice_is_refused_at_validation_naming_what_is_installed() {
         "{}",
         err.message
     );
+    // This box never fetched the Piper voice list, so a real voice would read the same: say
+    // how to get the list (a profile naming `en_US-lessac-medium` was refused with no way on).
+    assert!(err.message.contains("`reelbox voices list --refresh` fetches the list"), "{}", err.message);
     assert_eq!(err.model.as_ref().map(|m| m.state.as_str()), Some("unknown"));
 }
 
