@@ -69,6 +69,12 @@ pub enum HubError {
     NoFileHeaders { status: reqwest::StatusCode, url: String },
     #[error("too many redirects from {url}")]
     Redirects { url: String },
+    #[error(
+        "cannot reach {host} ({cause}): is this box online? Behind a proxy, set HTTPS_PROXY; a mirror of the hub \
+         is HF_ENDPOINT; with no network here, pull on a box that has one and bring the model's folder over with \
+         `reelbox models import`"
+    )]
+    Unreachable { host: String, cause: String },
     #[error("request to {url} failed")]
     Request {
         url: String,
@@ -95,6 +101,23 @@ pub enum HubError {
         #[source]
         last: Box<HubError>,
     },
+}
+
+impl HubError {
+    /// A failed request. One that never reached the server (no network, no DNS, a refused
+    /// or timed-out connection) says so once, with what to do, rather than the URL twice
+    /// around reqwest's and hyper's layers.
+    fn request(url: &str, source: reqwest::Error) -> Self {
+        if source.is_connect() {
+            let host = source.url().and_then(|u| u.host_str()).unwrap_or(url).to_string();
+            let mut cause: &dyn std::error::Error = &source;
+            while let Some(inner) = cause.source() {
+                cause = inner;
+            }
+            return HubError::Unreachable { host, cause: cause.to_string() };
+        }
+        HubError::Request { url: url.to_string(), source }
+    }
 }
 
 /// The hash a downloaded file is checked against.
@@ -222,7 +245,7 @@ impl Hub {
                 .request(reqwest::Method::HEAD, &url)
                 .send()
                 .await
-                .map_err(|source| HubError::Request { url: url.clone(), source })?;
+                .map_err(|source| HubError::request(&url, source))?;
             let status = resp.status();
             let headers = resp.headers();
             let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -325,7 +348,7 @@ impl Hub {
             .header(reqwest::header::RANGE, format!("bytes={from}-{}", end - 1))
             .send()
             .await
-            .map_err(|source| HubError::Request { url: url.to_string(), source })?;
+            .map_err(|source| HubError::request(url, source))?;
         let status = resp.status();
         let whole = from == 0 && end == parts.size;
         if !(status == reqwest::StatusCode::PARTIAL_CONTENT || (status == reqwest::StatusCode::OK && whole)) {

@@ -119,6 +119,25 @@ async fn sha256_mismatch_installs_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_cannot_be_reached_is_said_once_with_what_to_do() {
+    // A port nothing listens on: the connection is refused, as on a box without network.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let manifest = format!(
+        "name = \"hf-far\"\nkind = \"lipsync\"\nsources = [\"hf:org/plain@{COMMIT}/wav2lip.onnx\"]\n\n[[files]]\npath = \"model.onnx\"\nsize = 1000\n"
+    );
+    let home = home_with(&manifest);
+    let out = pull(home.path(), &endpoint, None, "hf-far").await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    // It said the URL twice around reqwest's layers ("request to URL failed: error sending
+    // request for url (URL): client error (Connect): …") and nothing to do.
+    assert!(said.contains("cannot reach 127.0.0.1 (") && said.contains("HF_ENDPOINT"), "{said}");
+    assert!(!said.contains("error sending request"), "{said}");
+    assert!(!models_dir(home.path()).join("hf-far").exists(), "nothing installed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpinned_files_are_checked_by_lfs_sha256_and_git_blob_sha1() {
     let weights = payload(5000, 3);
     let config = br#"{"sample_size": 64}"#;
