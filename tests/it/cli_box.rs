@@ -1,0 +1,53 @@
+//! The CLI as a family member runs it from a laptop against the box (`--url`, `--key`): a
+//! missing or refused key is said in the CLI's own terms.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::api::{call, create_key};
+use common::daemon::DaemonProc;
+use common::tools::reelbox_cli;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// `reelbox --url <d> ARGS…` as the laptop runs it, with no key unless `ARGS` give one.
+fn cli(d: &DaemonProc, home: &Path, args: &[&str]) -> Command {
+    let mut cmd = reelbox_cli(home, &home.join("models"));
+    cmd.args(["--url", &d.url]).args(args).stdin(Stdio::null());
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laptop_without_a_key_or_with_a_revoked_one_is_told_what_to_pass() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let (_, mum) = create_key(&d, None, json!({"name": "mum", "scope": "admin"})).await;
+    let (kid_id, kid) = create_key(&d, Some(&mum), json!({"name": "kid"})).await;
+    let refused = |key: Option<&str>| {
+        let mut cmd = cli(&d, home.path(), &["profiles", "list"]);
+        if let Some(k) = key {
+            cmd.args(["--key", k]);
+        }
+        let out = cmd.output().expect("reelbox profiles list");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "{stderr}");
+        stderr
+    };
+
+    // Before: "send `Authorization: Bearer KEY`", words for an HTTP client, not a CLI user.
+    let missing = refused(None);
+    assert!(missing.contains("pass --key KEY or set REELBOX_KEY"), "{missing}");
+    assert!(missing.contains("whoever runs the box makes one with `reelbox keys create NAME`"), "{missing}");
+    assert!(!missing.contains("Authorization"), "{missing}");
+
+    let mistyped = refused(Some("rb_not-the-key"));
+    assert!(mistyped.contains("refused the key given with --key or REELBOX_KEY"), "{mistyped}");
+    assert!(mistyped.contains("not valid (mistyped or revoked)"), "the daemon's reason stays: {mistyped}");
+
+    let (status, v) = call(Some(&mum), Method::DELETE, d.at(&format!("/api/v1/keys/{kid_id}")), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let revoked = refused(Some(&kid));
+    assert!(revoked.contains("--key or REELBOX_KEY") && revoked.contains("\"kid\" was revoked at"), "{revoked}");
+}
