@@ -30,6 +30,17 @@ pub fn url_of_config(path: Option<&Path>) -> Option<String> {
     (url != super::DEFAULT_URL).then_some(url)
 }
 
+/// A call the box did not answer: nothing listened at the URL, the connection broke, or it
+/// timed out (as opposed to an answer refusing it). Someone following a job waits this out.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoAnswer(String);
+
+/// True when `e` is a call the box did not answer ([`NoAnswer`]).
+pub fn no_answer(e: &anyhow::Error) -> bool {
+    e.is::<NoAnswer>()
+}
+
 /// A client bound to one daemon URL and key: the library's [`ApiClient`] with errors
 /// worded for the terminal.
 #[derive(Clone)]
@@ -70,6 +81,9 @@ impl Client {
                 anyhow::Error::new(ClientError::Status { status: StatusCode::UNAUTHORIZED, message })
             }
             status @ ClientError::Status { .. } => anyhow::Error::new(status),
+            e @ (ClientError::Unreachable { .. } | ClientError::Request { .. } | ClientError::Body { .. }) => {
+                anyhow::Error::new(NoAnswer(e.to_string()))
+            }
             e => anyhow!("{e}"),
         }
     }

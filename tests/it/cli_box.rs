@@ -1,5 +1,6 @@
 //! The CLI as a family member runs it from a laptop against the box (`--url`, `--key`): a
-//! missing or refused key is said in the CLI's own terms.
+//! job followed off a terminal says each stage as it goes, and a missing or refused key is
+//! said in the CLI's own terms.
 
 use crate::common;
 
@@ -8,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use common::api::{call, create_key};
 use common::daemon::DaemonProc;
-use common::tools::reelbox_cli;
+use common::tools::{Lines, reelbox_cli, run_ok};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -17,6 +18,31 @@ fn cli(d: &DaemonProc, home: &Path, args: &[&str]) -> Command {
     let mut cmd = reelbox_cli(home, &home.join("models"));
     cmd.args(["--url", &d.url]).args(args).stdin(Stdio::null());
     cmd
+}
+
+#[test]
+fn off_a_terminal_watch_says_each_stage_as_it_goes() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    // A testcard of a minute: running for certain when it is canceled.
+    let out = run_ok(&mut cli(&d, home.path(), &["submit", "testcard", "-p", "steps=600", "-p", "step_ms=100"]));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut watch = cli(&d, home.path(), &["jobs", "watch", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reelbox jobs watch");
+    let mut said = Lines::of(watch.stderr.take().expect("stderr"));
+    // Before, a script or a pipe got nothing at all until the job ended.
+    assert!(said.until("stage 1/2 card: started"), "{}", said.seen.join("\n"));
+
+    run_ok(&mut cli(&d, home.path(), &["jobs", "cancel", &id]));
+
+    let out = watch.wait_with_output().expect("reelbox jobs watch");
+    let stderr = said.rest();
+    assert!(!out.status.success(), "a canceled job is no success: {stderr}");
+    assert!(stderr.contains(&format!("job {id} canceled")), "{stderr}");
+    assert!(!stderr.contains('\r'), "no bar drawn into a pipe: {stderr:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
