@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -165,7 +166,12 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
         }
         JobsAction::Cancel { id, reason } => {
             let job: JobView = c.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({"reason": reason})).await?;
+            let job = settled(&c, job).await?;
             print_job(g, &job)?;
+            if !job.state.is_terminal() {
+                let note = "cancel requested; the running stage stops at its next step";
+                if g.json { eprintln!("reelbox: {note}") } else { println!("{note}") }
+            }
         }
         JobsAction::Retry { id } => {
             let job: JobView = c.post(&format!("/api/v1/jobs/{id}/retry"), &json!({})).await?;
@@ -178,6 +184,21 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long `jobs cancel` waits for a running job to reach its final state: a stage stops
+/// at its next step, mostly well within a second.
+const CANCEL_SETTLE: Duration = Duration::from_secs(5);
+
+/// The job once its cancel has taken effect, or as it is after [`CANCEL_SETTLE`]: the
+/// answer to a cancel is the running job, and "running" would read as refused.
+async fn settled(c: &Client, mut job: JobView) -> anyhow::Result<JobView> {
+    let t0 = Instant::now();
+    while !job.state.is_terminal() && t0.elapsed() < CANCEL_SETTLE {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        job = c.get(&format!("/api/v1/jobs/{}", job.id)).await?;
+    }
+    Ok(job)
 }
 
 /// Submits a job from `--param` pairs.

@@ -1,6 +1,6 @@
 //! The CLI as a family member runs it from a laptop against the box (`--url`, `--key`): a
-//! job followed off a terminal says each stage as it goes, and a missing or refused key is
-//! said in the CLI's own terms.
+//! job followed off a terminal says each stage as it goes, `jobs cancel` shows the cancel
+//! taking effect, and a missing or refused key is said in the CLI's own terms.
 
 use crate::common;
 
@@ -21,7 +21,7 @@ fn cli(d: &DaemonProc, home: &Path, args: &[&str]) -> Command {
 }
 
 #[test]
-fn off_a_terminal_watch_says_each_stage_as_it_goes() {
+fn off_a_terminal_watch_says_each_stage_and_cancel_shows_the_job_canceled() {
     let home = tempfile::tempdir().expect("tempdir");
     let d = DaemonProc::start(&home.path().join("data"), &[]);
     // A testcard of a minute: running for certain when it is canceled.
@@ -36,7 +36,12 @@ fn off_a_terminal_watch_says_each_stage_as_it_goes() {
     // Before, a script or a pipe got nothing at all until the job ended.
     assert!(said.until("stage 1/2 card: started"), "{}", said.seen.join("\n"));
 
-    run_ok(&mut cli(&d, home.path(), &["jobs", "cancel", &id]));
+    let out = run_ok(&mut cli(&d, home.path(), &["jobs", "cancel", &id]));
+    let answer = String::from_utf8_lossy(&out.stdout);
+    // Before, the answer showed the job still `running`, which reads as a refused cancel.
+    let state = answer.lines().find_map(|l| l.strip_prefix("state")).map(str::trim);
+    assert_eq!(state, Some("canceled"), "{answer}");
+    assert!(answer.contains("canceled by"), "says why: {answer}");
 
     let out = watch.wait_with_output().expect("reelbox jobs watch");
     let stderr = said.rest();
