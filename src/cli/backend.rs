@@ -16,8 +16,12 @@ use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 
 use super::Global;
-use super::client::Client;
-use super::jobs::{Follow, follow};
+use super::client::{Client, no_answer};
+use super::follow::{Follow, follow};
+
+/// How long the cancel of an interrupted job may take: a box that does not answer must not
+/// hold a Ctrl-C for the minutes a connection to it takes to fail.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a daemon has to answer `/healthz` before the command runs locally.
 const PROBE_WAIT: Duration = Duration::from_millis(1500);
@@ -95,7 +99,8 @@ impl Reach {
 
 /// Submits a job to a kind's route, follows it to the end and returns it; an error when it
 /// did not succeed, with the job's own error. Ctrl-C cancels the job (a daemon's job would
-/// otherwise run on for nobody) and says how to retry it.
+/// otherwise run on for nobody) and says how to retry it; while the box does not answer it
+/// only stops waiting, and says how to fetch the job's results later.
 pub async fn run_job(
     c: &Client,
     g: &Global,
@@ -112,13 +117,23 @@ pub async fn run_job(
         eprintln!("job {} queued on {}", job.id, c.base());
     }
     let job = tokio::select! {
-        followed = follow(c, &job.id, Follow { events_to_stdout: false, bar: !g.json }) => followed?,
+        followed = follow(c, &job.id, Follow { events_to_stdout: false, progress: !g.json }) => followed?,
         signal = tokio::signal::ctrl_c() => {
             signal.context("cannot watch for Ctrl-C")?;
             // The job is the daemon's: left running, it would go on using the box for a
             // result nobody waits for. Canceled, it keeps its finished stages for a retry.
             let id = &job.id;
-            c.send_raw(c.request(Method::POST, &format!("/api/v1/jobs/{id}/cancel"))).await?;
+            let cancel = c.request(Method::POST, &format!("/api/v1/jobs/{id}/cancel")).timeout(CANCEL_WAIT);
+            match c.send_raw(cancel).await {
+                Err(e) if no_answer(&e) => {
+                    return Err(anyhow!(
+                        "interrupted: the box at {} does not answer, so job {id} goes on there: `reelbox jobs get \
+                         {id} -o DIR` saves what it made once it is done, `reelbox jobs cancel {id}` stops it",
+                        c.base()
+                    ));
+                }
+                answer => answer?,
+            };
             return Err(anyhow!(
                 "interrupted: job {id} canceled; `reelbox jobs retry {id}` runs it again (a render from its last finished stage)"
             ));

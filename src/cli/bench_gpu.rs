@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::Global;
 use super::backend::Reach;
 use super::client::Client;
-use super::jobs::{Follow, follow};
+use super::follow::{Follow, follow};
 use super::render::{DemoInputs, demo_inputs, demo_request};
 
 mod models;
@@ -197,7 +197,7 @@ async fn run_spec(c: &Client, spec: &Spec, dir: &Path, runs: usize, gpu: u32) ->
         let stop = CancellationToken::new();
         let held = Arc::new(AtomicU64::new(0));
         let poller = tokio::spawn(watch_memory(c.clone(), gpu, held.clone(), stop.clone()));
-        let view = follow(c, &job.id, Follow { events_to_stdout: false, bar: false }).await?;
+        let view = follow(c, &job.id, Follow { events_to_stdout: false, progress: false }).await?;
         stop.cancel();
         let _ = poller.await;
         let seen = held.load(Ordering::Relaxed);

@@ -30,17 +30,62 @@ pub fn url_of_config(path: Option<&Path>) -> Option<String> {
     (url != super::DEFAULT_URL).then_some(url)
 }
 
+/// A call the box did not answer: nothing listened at the URL, the connection broke, or it
+/// timed out (as opposed to an answer refusing it). Someone following a job waits this out.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoAnswer(String);
+
+/// True when `e` is a call the box did not answer ([`NoAnswer`]).
+pub fn no_answer(e: &anyhow::Error) -> bool {
+    e.is::<NoAnswer>()
+}
+
 /// A client bound to one daemon URL and key: the library's [`ApiClient`] with errors
 /// worded for the terminal.
 #[derive(Clone)]
 pub struct Client {
     api: ApiClient,
+    /// Whether a key goes with each call: a 401 then means that key was refused, not that
+    /// one is missing.
+    keyed: bool,
 }
 
 impl Client {
     /// Builds a client from the global options.
     pub fn new(g: &Global) -> anyhow::Result<Self> {
-        Ok(Self { api: ApiClient::new(&g.url, g.key.clone(), g.cacert.as_deref(), None)? })
+        Ok(Self { api: ApiClient::new(&g.url, g.key.clone(), g.cacert.as_deref(), None)?, keyed: g.key.is_some() })
+    }
+
+    /// The one place an API error becomes the CLI's message. A 401 is said in the CLI's
+    /// terms (`--key`, `REELBOX_KEY`) with the daemon's reason for a refused key; the status
+    /// stays a typed [`ClientError::Status`] so a caller can tell it apart without reading
+    /// words. The rest is one line: the message already names its cause, so the chain is not
+    /// printed again under it.
+    fn worded(&self, e: ClientError) -> anyhow::Error {
+        match e {
+            ClientError::Status { status: StatusCode::UNAUTHORIZED, message } => {
+                let message = if self.keyed {
+                    format!(
+                        "the box at {} refused the key given with --key or REELBOX_KEY: {message} (whoever runs \
+                         the box makes a new one with `reelbox keys create NAME`)",
+                        self.base()
+                    )
+                } else {
+                    format!(
+                        "the box at {} needs a key: pass --key KEY or set REELBOX_KEY; whoever runs the box makes \
+                         one with `reelbox keys create NAME`",
+                        self.base()
+                    )
+                };
+                anyhow::Error::new(ClientError::Status { status: StatusCode::UNAUTHORIZED, message })
+            }
+            status @ ClientError::Status { .. } => anyhow::Error::new(status),
+            e @ (ClientError::Unreachable { .. } | ClientError::Request { .. } | ClientError::Body { .. }) => {
+                anyhow::Error::new(NoAnswer(e.to_string()))
+            }
+            e => anyhow!("{e}"),
+        }
     }
 
     /// A request to `path` (starting with `/`).
@@ -58,7 +103,7 @@ impl Client {
         match self.api.send(req).await {
             Ok(resp) => resp.json().await.map(Some).context("the daemon sent an unreadable answer"),
             Err(ClientError::Status { status, .. }) if status == refusal => Ok(None),
-            Err(e) => Err(anyhow!("{e}")),
+            Err(e) => Err(self.worded(e)),
         }
     }
 
@@ -70,14 +115,7 @@ impl Client {
 
     /// Sends and checks the status, returning the raw response.
     pub async fn send_raw(&self, req: RequestBuilder) -> anyhow::Result<Response> {
-        // One line per failure: the message already names the cause, so the chain is not
-        // printed again under it.
-        self.api.send(req).await.map_err(|e: ClientError| match e {
-            // Kept typed, so a caller can tell a status apart without reading words (it has
-            // no cause to be printed twice).
-            status @ ClientError::Status { .. } => anyhow::Error::new(status),
-            e => anyhow!("{e}"),
-        })
+        self.api.send(req).await.map_err(|e| self.worded(e))
     }
 
     /// GET a JSON document.

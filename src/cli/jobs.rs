@@ -3,12 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::api::jobs::JobPage;
 use reelbox::api::views::JobView;
 use reelbox::store::Removal;
@@ -17,6 +15,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::client::Client;
+use super::follow::{Follow, follow};
 use super::models::human_bytes;
 use super::{Global, table};
 
@@ -167,7 +166,12 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
         }
         JobsAction::Cancel { id, reason } => {
             let job: JobView = c.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({"reason": reason})).await?;
+            let job = settled(&c, job).await?;
             print_job(g, &job)?;
+            if !job.state.is_terminal() {
+                let note = "cancel requested; the running stage stops at its next step";
+                if g.json { eprintln!("reelbox: {note}") } else { println!("{note}") }
+            }
         }
         JobsAction::Retry { id } => {
             let job: JobView = c.post(&format!("/api/v1/jobs/{id}/retry"), &json!({})).await?;
@@ -180,6 +184,21 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long `jobs cancel` waits for a running job to reach its final state: a stage stops
+/// at its next step, mostly well within a second.
+const CANCEL_SETTLE: Duration = Duration::from_secs(5);
+
+/// The job once its cancel has taken effect, or as it is after [`CANCEL_SETTLE`]: the
+/// answer to a cancel is the running job, and "running" would read as refused.
+async fn settled(c: &Client, mut job: JobView) -> anyhow::Result<JobView> {
+    let t0 = Instant::now();
+    while !job.state.is_terminal() && t0.elapsed() < CANCEL_SETTLE {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        job = c.get(&format!("/api/v1/jobs/{}", job.id)).await?;
+    }
+    Ok(job)
 }
 
 /// Submits a job from `--param` pairs.
@@ -264,163 +283,11 @@ fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Follows a job's event stream with a progress bar; exit code 1 unless it succeeded.
+/// Follows a job's event stream with its progress; exit code 1 unless it succeeded.
 pub async fn watch(c: &Client, g: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    let job = follow(c, id, Follow { events_to_stdout: g.json, bar: !g.json }).await?;
+    let job = follow(c, id, Follow { events_to_stdout: g.json, progress: !g.json }).await?;
     if !g.json {
         print_job(g, &job)?;
     }
     Ok(if job.state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// How [`follow`] shows a job's progress.
-#[derive(Debug, Clone, Copy)]
-pub struct Follow {
-    /// Print every event as a JSON line on stdout.
-    pub events_to_stdout: bool,
-    /// Draw a progress bar on stderr.
-    pub bar: bool,
-}
-
-/// Follows a job's event stream until it ends and returns the final job. The stream is
-/// resumed with `Last-Event-ID` when it drops before the job ends.
-pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView> {
-    let bar = if how.bar { ProgressBar::new(1) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {percent:>3}% {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    // The stage names, so the bar can say "stage 3 of 7" (a job of one stage says its name),
-    // and, while the job waits its turn, that it does and why.
-    let view = c.get::<JobView>(&format!("/api/v1/jobs/{id}")).await.ok();
-    if let Some(v) = view.as_ref().filter(|v| v.state == JobStatus::Queued) {
-        bar.set_prefix("queued");
-        bar.set_message(v.waiting.clone().unwrap_or_else(|| "waiting for the jobs ahead of it".into()));
-    }
-    let stages: Vec<String> = view.map(|j| j.stages.into_iter().map(|s| s.name).collect()).unwrap_or_default();
-    let mut last_id: Option<String> = None;
-    let mut final_state: Option<String> = None;
-    for _attempt in 0..20 {
-        let mut req = c.request(Method::GET, &format!("/api/v1/jobs/{id}/events"));
-        if let Some(l) = &last_id {
-            req = req.header("Last-Event-ID", l);
-        }
-        let resp = match c.send_raw(req).await {
-            Ok(r) => r,
-            Err(e) if last_id.is_some() => {
-                bar.set_message(format!("reconnecting: {e}"));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let mut stream = resp.bytes_stream();
-        let mut parser = reelbox::api::sse::SseParser::default();
-        while let Some(chunk) = stream.next().await {
-            let Ok(chunk) = chunk else { break };
-            for msg in parser.push(&chunk) {
-                if msg.id.is_some() {
-                    last_id = msg.id;
-                }
-                let Ok(ev) = serde_json::from_str::<Value>(&msg.data) else { continue };
-                if how.events_to_stdout {
-                    println!("{ev}");
-                }
-                if let Some(s) = show_event(&bar, &stages, &ev) {
-                    final_state = Some(s);
-                }
-            }
-            if final_state.is_some() {
-                break;
-            }
-        }
-        if final_state.is_some() {
-            break;
-        }
-    }
-    bar.finish_and_clear();
-    c.get(&format!("/api/v1/jobs/{id}")).await
-}
-
-/// "stage 3/7 narration" for a job of several stages, the name alone for one.
-fn stage_label(stages: &[String], stage: &str) -> String {
-    let name = stage.replace('_', " ");
-    match stages.iter().position(|s| s == stage) {
-        Some(i) if stages.len() > 1 => format!("stage {}/{} {name}", i + 1, stages.len()),
-        _ => name,
-    }
-}
-
-/// Shows one event on the bar; returns the job's final state when the event ends it.
-fn show_event(bar: &ProgressBar, stages: &[String], ev: &Value) -> Option<String> {
-    match ev["type"].as_str() {
-        Some("progress") => {
-            bar.set_prefix(stage_label(stages, ev["stage"].as_str().unwrap_or("")));
-            bar.set_length(ev["total"].as_u64().unwrap_or(1).max(1));
-            bar.set_position(ev["step"].as_u64().unwrap_or(0));
-            // What the stage is at ("scene 2/3: step 4/25"), and how long it has left.
-            let what = ev["message"].as_str().filter(|m| !m.is_empty() && !stages.iter().any(|s| s == m));
-            // Time left at the stage's pace so far (the bar is reset when a stage starts).
-            let (pos, len) = (bar.position(), bar.length().unwrap_or(1));
-            let eta = match pos {
-                0 => String::new(),
-                _ => {
-                    let left = bar.elapsed().as_secs_f64() * (len.saturating_sub(pos)) as f64 / pos as f64;
-                    format!("about {}s left in this stage", left.ceil())
-                }
-            };
-            bar.set_message(
-                [what.unwrap_or(""), &eta].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", "),
-            );
-        }
-        Some("stage") if ev["state"] == "running" => {
-            // A new stage starts its bar (and its time left) from zero.
-            bar.reset();
-            bar.set_length(1);
-            bar.set_prefix(stage_label(stages, ev["stage"].as_str().unwrap_or("")));
-            bar.set_message("");
-        }
-        Some("stage") => {}
-        Some("log") => {
-            bar.println(format!("{}: {}", ev["level"].as_str().unwrap_or(""), ev["message"].as_str().unwrap_or("")))
-        }
-        Some("state") => {
-            let s = ev["state"].as_str().unwrap_or("");
-            if ["succeeded", "failed", "canceled"].contains(&s) {
-                return Some(s.to_string());
-            }
-        }
-        _ => {}
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bar_says_which_stage_of_how_many_in_words() {
-        let stages: Vec<String> = ["plan", "keyframes", "narration", "talking_head"].map(String::from).to_vec();
-        assert_eq!(stage_label(&stages, "talking_head"), "stage 4/4 talking head");
-        assert_eq!(stage_label(&stages[..1], "plan"), "plan", "one stage needs no count");
-        assert_eq!(stage_label(&stages, "new_stage"), "new stage", "a stage this CLI does not know");
-    }
-
-    #[test]
-    fn progress_shows_what_the_stage_is_at_and_a_new_stage_starts_from_zero() {
-        let bar = ProgressBar::hidden();
-        let stages: Vec<String> = ["plan", "keyframes"].map(String::from).to_vec();
-        let progress = json!({"type": "progress", "stage": "keyframes", "step": 1, "total": 3,
-                              "message": "scene 1/3: step 8/8"});
-        show_event(&bar, &stages, &progress);
-        assert_eq!(bar.prefix(), "stage 2/2 keyframes");
-        assert!(bar.message().starts_with("scene 1/3: step 8/8, about "), "{}", bar.message());
-        show_event(&bar, &stages, &json!({"type": "stage", "stage": "plan", "state": "running"}));
-        assert_eq!((bar.position(), bar.prefix(), bar.message()), (0, "stage 1/2 plan".to_string(), String::new()));
-        let done = json!({"type": "state", "state": "succeeded"});
-        assert_eq!(show_event(&bar, &stages, &done).as_deref(), Some("succeeded"));
-    }
 }

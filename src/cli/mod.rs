@@ -15,6 +15,7 @@ mod bench_render;
 mod bench_top;
 mod client;
 mod cluster;
+mod follow;
 mod gc;
 mod image;
 mod jobs;

@@ -40,8 +40,8 @@ pub fn profile_path(id_or_name: &str) -> String {
 /// Why a call to the daemon failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// Nothing accepted the connection (no daemon there, or a wrong `--url`).
-    #[error("no reelbox daemon answers at {base} (start one with `reelbox serve`, or pass --url)")]
+    /// Nothing accepted the connection (no daemon there, the box is off, or a wrong `--url`).
+    #[error("{}", unreachable_text(base))]
     Unreachable {
         base: String,
         #[source]
@@ -71,6 +71,21 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+}
+
+/// What a failed connection to `base` means: on this machine's loopback no daemon runs
+/// (start one here); elsewhere it is someone's box, which only its owner can start.
+fn unreachable_text(base: &str) -> String {
+    let host =
+        reqwest::Url::parse(base).ok().and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()));
+    let local = host.is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    });
+    if local {
+        format!("no reelbox daemon answers at {base} (start one with `reelbox serve`, or pass --url)")
+    } else {
+        format!("the box at {base} does not answer: is it on, and is the address right?")
+    }
 }
 
 /// A client of one daemon: its URL and an optional API key.
@@ -178,5 +193,19 @@ impl ApiClient {
 
     fn broke_off(&self, source: reqwest::Error) -> ClientError {
         ClientError::Body { base: self.base.clone(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_loopback_url_is_told_to_start_a_daemon() {
+        for local in ["http://127.0.0.1:8470", "http://localhost:8470", "https://[::1]:8470"] {
+            assert!(unreachable_text(local).contains("reelbox serve"), "{local}");
+        }
+        let remote = unreachable_text("http://192.0.2.2:18471");
+        assert_eq!(remote, "the box at http://192.0.2.2:18471 does not answer: is it on, and is the address right?");
     }
 }

@@ -103,10 +103,15 @@ pub async fn check_film(c: &reqwest::Client, d: &DaemonProc, id: &str, scratch: 
 
 /// `reelbox serve` on `root/data` with the models in `models` and the provisioned ONNX Runtime.
 pub fn daemon(root: &Path, models: &Path) -> DaemonProc {
+    daemon_at(root, models, "127.0.0.1:0")
+}
+
+/// As [`daemon`], bound to `bind` (the address of one stopped, to start it again there).
+pub fn daemon_at(root: &Path, models: &Path, bind: &str) -> DaemonProc {
     let runtime = provision::runtime();
     let env = [
         ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
         ("REELBOX_ONNXRUNTIME", runtime.to_str().expect("utf8")),
     ];
-    DaemonProc::start(&root.join("data"), &env)
+    DaemonProc::start_at(&root.join("data"), bind, &env)
 }

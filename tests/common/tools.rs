@@ -35,6 +35,47 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// What a running command writes to a pipe (its standard error), line by line as it comes:
+/// a thread forwards each line, so a test can act on one while the command runs on.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    /// Starts reading `pipe` (a child's `stderr.take()`).
+    pub fn of(pipe: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { rx, seen: Vec::new() }
+    }
+
+    /// Reads until a line holding `needle` (true) or the end of the pipe (false).
+    pub fn until(&mut self, needle: &str) -> bool {
+        while let Ok(line) = self.rx.recv() {
+            let found = line.contains(needle);
+            self.seen.push(line);
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Reads to the end of the pipe; everything read, one line each.
+    pub fn rest(&mut self) -> String {
+        self.seen.extend(self.rx.iter());
+        self.seen.join("\n")
+    }
+}
+
 /// Installs the bare `model.onnx` folder `from` as model `name` of `kind`, as a user
 /// bringing their own does (`reelbox models import --kind`: the file does not say whether it
 /// upscales, lip-syncs or finds faces), so the box lists it and uses it by default.

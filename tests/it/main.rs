@@ -22,6 +22,7 @@ mod byo_sdxl;
 mod cancel_reasons;
 mod catalog;
 mod cli;
+mod cli_box;
 mod cluster;
 mod cluster_creds;
 mod cluster_grow;

@@ -1,6 +1,7 @@
 //! `reelbox render` as a hobbyist types it, against the real daemon: Ctrl-C stops the
-//! render it started (and says how to go on), the profile by name with `--voice` and
-//! `--style`, and mistakes named by the flag the user typed.
+//! render it started (and says how to go on), a box restarted under a render is waited for
+//! and the film still saved, the profile by name with `--voice` and `--style`, and mistakes
+//! named by the flag the user typed.
 
 use crate::common;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 use common::daemon::{DaemonProc, get_json, is_final, wait_job};
 use common::provision;
 use common::render::{models_dir, portrait_png};
+use common::tools::Lines;
 use serde_json::{Value, json};
 
 fn start(dir: &Path) -> DaemonProc {
@@ -79,6 +81,38 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     for i in 0..3 {
         assert_eq!(done["stages"][i]["finished_at"], canceled["stages"][i]["finished_at"], "stage {i} was redone");
     }
+}
+
+/// The box restarts under a render (an upgrade, a reboot): the laptop's CLI says once that
+/// it waits for the job, goes on when the box answers again and saves the film. Off a
+/// terminal (a script, a pipe) it says each stage on a line of its own as it goes.
+#[test]
+fn a_render_waits_through_a_box_restart_and_saves_its_film() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = start(dir.path());
+    let bind = d.url.trim_start_matches("http://").to_string();
+    let script = "A red circle rolls slowly across a wide blue field.";
+    let mut cli = render(&d, dir.path(), script, &["-o", "restart-film.mp4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reelbox render");
+    let mut said = Lines::of(cli.stderr.take().expect("stderr"));
+    // Before, a render off a terminal said nothing at all until it ended.
+    assert!(said.until("keyframes: started"), "{}", said.seen.join("\n"));
+    d.terminate();
+    // Before, the CLI gave up 20 s into the downtime, told the laptop to start a daemon, and
+    // saved no film of the job the box went on to finish.
+    assert!(said.until("does not answer; still waiting for job"), "{}", said.rest());
+    let _d = common::render::daemon_at(dir.path(), &dir.path().join("models"), &bind);
+    let out = cli.wait_with_output().expect("reelbox render");
+    let stderr = said.rest();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("answers again"), "{stderr}");
+    assert_eq!(stderr.matches("does not answer").count(), 1, "said once: {stderr}");
+    assert!(stderr.contains("mux: done"), "the stages after the restart are said too: {stderr}");
+    let (format, seconds) = common::compat::ffprobe(&dir.path().join("restart-film.mp4"));
+    assert!(format.contains("mp4") && seconds > 1.0, "{format}, {seconds} s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
