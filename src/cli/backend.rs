@@ -35,14 +35,21 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The daemon when it answers (unless `force_local`), else this process. Says on
-    /// stderr when it falls back, so a user who expected the daemon knows.
+    /// The daemon when it answers (unless `force_local`), else this process when `--url`
+    /// is this machine's (said on stderr, so a user who expected the daemon knows); another
+    /// box that does not answer is an error.
     pub async fn choose(g: &Global, force_local: bool) -> anyhow::Result<Self> {
         if force_local {
             return Ok(Backend::Local);
         }
         if let Some(client) = daemon(g).await? {
             return Ok(Backend::Daemon(client));
+        }
+        // Another box's address: running here instead would use this machine's models (a
+        // laptop has none) for work meant for that box.
+        let url = g.url.trim_end_matches('/');
+        if !reelbox::client::is_this_machine(url) {
+            anyhow::bail!("{}; nothing was sent", reelbox::client::unreachable_text(url));
         }
         eprintln!("reelbox: no daemon answers at {}; running in this process", g.url.trim_end_matches('/'));
         Ok(Backend::Local)

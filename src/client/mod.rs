@@ -73,15 +73,19 @@ pub enum ClientError {
     },
 }
 
-/// What a failed connection to `base` means: on this machine's loopback no daemon runs
-/// (start one here); elsewhere it is someone's box, which only its owner can start.
-fn unreachable_text(base: &str) -> String {
+/// Whether `base` is this machine's loopback (where a command may run in-process instead).
+pub fn is_this_machine(base: &str) -> bool {
     let host =
         reqwest::Url::parse(base).ok().and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()));
-    let local = host.is_some_and(|h| {
+    host.is_some_and(|h| {
         h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    });
-    if local {
+    })
+}
+
+/// What a failed connection to `base` means: on this machine's loopback no daemon runs
+/// (start one here); elsewhere it is someone's box, which only its owner can start.
+pub fn unreachable_text(base: &str) -> String {
+    if is_this_machine(base) {
         format!("no reelbox daemon answers at {base} (start one with `reelbox serve`, or pass --url)")
     } else {
         format!("the box at {base} does not answer: is it on, and is the address right?")

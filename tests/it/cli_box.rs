@@ -82,3 +82,19 @@ async fn a_laptop_without_a_key_or_with_a_revoked_one_is_told_what_to_pass() {
     let revoked = refused(Some(&kid));
     assert!(revoked.contains("--key or REELBOX_KEY") && revoked.contains("\"kid\" was revoked at"), "{revoked}");
 }
+
+#[test]
+fn a_box_that_does_not_answer_is_said_and_its_work_is_not_run_on_the_laptop_instead() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out_file = home.path().join("hello.wav");
+    // A documentation address (TEST-NET-1): nothing answers there.
+    let mut cmd = reelbox_cli(home.path(), &home.path().join("models"));
+    cmd.args(["--url", "http://192.0.2.7:8470", "say", "Hello.", "-o"]).arg(&out_file).stdin(Stdio::null());
+    let out = cmd.output().expect("reelbox say");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // It ran "in this process" on the laptop, with the laptop's models (none).
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("the box at http://192.0.2.7:8470 does not answer"), "{stderr}");
+    assert!(stderr.contains("nothing was sent") && !stderr.contains("running in this process"), "{stderr}");
+    assert!(!out_file.exists());
+}
