@@ -10,6 +10,7 @@ use tokio_util::io::ReaderStream;
 
 use super::auth::Caller;
 use super::jobs::{parse_id, visible_job};
+use super::upload_form::{file_bytes, form_error};
 use super::views::ArtifactView;
 use super::{ApiError, AppState};
 use crate::media::picture::{self, Header, PictureError};
@@ -228,25 +229,20 @@ async fn hashed_off_runtime(bytes: Vec<u8>) -> Result<(Vec<u8>, String), ApiErro
 #[utoipa::path(post, path = "/api/v1/artifacts", request_body(content_type = "multipart/form-data", content = Object, description = "field `file`"),
     responses((status = 201, body = ArtifactView, description = "stored"),
         (status = 200, body = ArtifactView, description = "this key uploaded the same bytes before: that artifact, kept as long as a fresh upload"),
-        (status = 400, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
+        (status = 400, body = super::error::ErrorBody),
+        (status = 413, body = super::error::ErrorBody, description = "`upload_too_large`: the file is past `limits.max_upload_bytes`; or `quota_exceeded`")))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     mut form: axum::extract::Multipart,
 ) -> Result<(StatusCode, Json<ArtifactView>), ApiError> {
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        let status = e.status();
-        ApiError {
-            field: Some("file".into()),
-            ..ApiError::new(status, "bad_upload", format!("file: {}", e.body_text()))
-        }
-    };
-    while let Some(field) = form.next_field().await.map_err(bad)? {
+    let limits = &state.config.limits;
+    while let Some(field) = form.next_field().await.map_err(|e| form_error("file", limits, e))? {
         if field.name() != Some("file") {
             continue;
         }
         let file_name = field.file_name().unwrap_or("upload").to_string();
-        let bytes = field.bytes().await.map_err(bad)?.to_vec();
+        let bytes = file_bytes(field, "file", limits).await?;
         let (media_type, picture) = upload_media_type(&state, &file_name, &bytes).await?;
         let up = Upload { field: "file", file_name, bytes, sha256: None }
             .store(&state, &caller, media_type, "upload")

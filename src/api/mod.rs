@@ -40,6 +40,7 @@ pub mod speech;
 pub mod sse;
 pub mod system;
 pub mod telemetry;
+pub mod upload_form;
 pub mod views;
 pub mod web;
 
@@ -106,11 +107,14 @@ impl AppState {
 /// All routes.
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
+    // A profile's form carries a portrait and a voice sample, each up to the file limit.
     let uploads = Router::new()
-        .route("/api/v1/profiles", get(profiles::list).post(profiles::create))
         .route("/api/v1/artifacts", post(artifacts::upload))
+        .layer(DefaultBodyLimit::max(upload_form::body_limit(limits, 1)))
+        .route("/api/v1/profiles", get(profiles::list).post(profiles::create))
         .route("/api/v1/profiles/{id}", get(profiles::show).delete(profiles::remove).patch(profiles::update))
-        .layer(DefaultBodyLimit::max(limits.max_upload_bytes));
+        .layer(DefaultBodyLimit::max(upload_form::body_limit(limits, 2)))
+        .layer(axum::middleware::map_response(upload_form::close_after_too_large));
     Router::new()
         .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/api/v1/jobs/{id}", get(jobs::show).patch(jobs::patch).delete(jobs::delete))
