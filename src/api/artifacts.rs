@@ -10,6 +10,7 @@ use tokio_util::io::ReaderStream;
 
 use super::auth::Caller;
 use super::jobs::{parse_id, visible_job};
+use super::links::Reader;
 use super::upload_form::{file_bytes, form_error};
 use super::views::ArtifactView;
 use super::{ApiError, AppState};
@@ -65,16 +66,21 @@ pub async fn meta(
     Ok(Json(ArtifactView::from(&art).with_picture(picture)))
 }
 
-/// Download an artifact's bytes (supports `Range` and `If-None-Match`).
-#[utoipa::path(get, path = "/api/v1/artifacts/{id}", params(("id" = String, Path)),
-    responses((status = 200, description = "the bytes"), (status = 206, description = "a byte range"), (status = 304), (status = 404, body = super::error::ErrorBody), (status = 416)))]
+/// Download an artifact's bytes (supports `Range` and `If-None-Match`), with a key, or
+/// without one through a signed link (`?expires=&sig=`, as the OpenAI image routes answer).
+#[utoipa::path(get, path = "/api/v1/artifacts/{id}",
+    params(("id" = String, Path), ("expires" = Option<u64>, Query, description = "a signed link's expiry, Unix seconds"),
+        ("sig" = Option<String>, Query, description = "a signed link's signature: with `expires`, opens this artifact without a key")),
+    responses((status = 200, description = "the bytes"), (status = 206, description = "a byte range"), (status = 304),
+        (status = 403, body = super::error::ErrorBody, description = "`bad_link` (altered) or `link_expired`"),
+        (status = 404, body = super::error::ErrorBody), (status = 416)))]
 pub async fn download(
     State(state): State<AppState>,
-    caller: Caller,
+    reader: Reader,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let art = visible_artifact(&state, &caller, &id)?;
+    let art = reader.artifact(&state, &id)?;
     serve_artifact(&state, &art, &headers).await
 }
 

@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod json;
 pub mod keys;
 pub mod limits;
+pub mod links;
 pub mod media;
 pub mod metrics;
 pub mod models;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub guard: Arc<origin::Guard>,
     /// Submission, cancel, retry and the rest of the jobs' rules.
     pub jobs: crate::jobs::Service,
+    /// Signs and checks the links to one artifact that work without a key.
+    pub links: Arc<links::Links>,
 }
 
 impl AppState {
@@ -97,6 +100,7 @@ impl AppState {
             ops: Arc::default(),
             guard: Arc::new(origin::Guard::for_config(scheduler.config())),
             jobs: crate::jobs::Service::new(scheduler.clone()),
+            links: Arc::new(links::Links::open(&scheduler.config().data_dir)),
             scheduler,
             started: Instant::now(),
             shutdown: Default::default(),

@@ -197,7 +197,7 @@ impl Answer {
 /// `response_format`: `url` or `b64_json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFormat {
-    /// An absolute `/api/v1/artifacts/ID` URL.
+    /// An absolute `/api/v1/artifacts/ID` link, signed to work without a key for a while.
     Url,
     /// The file in base64.
     B64,

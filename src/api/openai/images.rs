@@ -40,8 +40,9 @@ pub struct ImageRequest {
     pub n: Option<u32>,
     /// `WIDTHxHEIGHT` (multiples of 8), or `auto`.
     pub size: Option<String>,
-    /// `url` (default; an absolute `/api/v1/artifacts/ID` URL) or `b64_json` (the default
-    /// for GPT image model names, as OpenAI answers them).
+    /// `url` (default; an absolute `/api/v1/artifacts/ID?expires=&sig=` link that works
+    /// without a key for `openai.image_url_lifetime_s`) or `b64_json` (the default for GPT
+    /// image model names, as OpenAI answers them).
     pub response_format: Option<String>,
     /// `low` → preset fast, `standard`/`medium` → quality, `hd`/`high`/`xhigh`/`max` → max, `auto`.
     pub quality: Option<String>,
@@ -291,12 +292,14 @@ async fn answer_pictures(
 ) -> Result<Response, OpenAiError> {
     let (job, images) = pictures(state, waiting.finish().await?)?;
     let base = base_url(headers, &state.config);
+    // Like OpenAI's, a link works without a key for a while (an `<img src>`, a chat UI).
+    let lifetime_s = state.config.openai.image_url_lifetime_s;
     let mut data = Vec::with_capacity(images.len());
     for a in images {
         let item = match answer.format {
             ResponseFormat::Url => ImageData {
                 b64_json: None,
-                url: Some(format!("{base}/api/v1/artifacts/{}", a.id)),
+                url: Some(format!("{base}{}", state.links.path_for(a.id, lifetime_s))),
                 revised_prompt: None,
             },
             ResponseFormat::B64 => {
