@@ -344,7 +344,9 @@ async fn a_picture_url_opens_without_a_key_until_it_expires_and_opens_nothing_el
     let mut d = start_daemon(data.path(), models.path());
     let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
     let keyed = keyed_client(&admin);
-    let (urls, _) = picture_urls(&keyed, &d, 2).await;
+    let (urls, answer) = picture_urls(&keyed, &d, 2).await;
+    // Asked for no quality, the answer says the one used, as OpenAI's do.
+    assert_eq!(answer["quality"], "medium", "{answer}");
 
     // Fetched as an `<img src>` or `requests.get(url)` would: no key, the picture's bytes.
     for url in &urls {

@@ -75,7 +75,8 @@ pub struct ImagesResponse {
     /// `WIDTHxHEIGHT` of the pictures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
-    /// The quality asked for (absent for `auto`).
+    /// The quality used: `low`, `medium`, `high`, `xhigh` or `max` (see
+    /// `image_output::quality_used`; absent only for a preset of the box's own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quality: Option<String>,
     /// `png`, `jpeg` or `webp`.
@@ -335,7 +336,8 @@ async fn stream_pictures(
         json!({
             "type": kind, "b64_json": b64, "created_at": chrono::Utc::now().timestamp(),
             "size": d.as_ref().and_then(|d| d.size.clone()).unwrap_or_else(|| "auto".into()),
-            "quality": answer.quality.clone().unwrap_or_else(|| "auto".into()),
+            "quality": d.as_ref().and_then(|d| d.quality.clone()).or_else(|| answer.quality.clone())
+                .unwrap_or_else(|| "auto".into()),
             "output_format": answer.output.name(), "background": "opaque",
         })
     };
