@@ -1,5 +1,6 @@
 // The API as the page uses it: same-origin fetches with the session cookie (never a key in
 // storage); errors carry the API's field name so forms can show them next to the input.
+import { bytes } from "./ui.js";
 
 /** An error answer of the API. */
 export class ApiError extends Error {
@@ -62,12 +63,43 @@ export function artifacts(id) {
   return api("GET", `/api/v1/jobs/${id}/artifacts`);
 }
 
+/**
+ * The largest file the box takes (`limits.max_upload_bytes`, from the session; 0 while it
+ * is not known, when the box decides).
+ */
+export const uploadLimit = { bytes: 0 };
+
+/**
+ * The box's refusal of `file`, sent as `field`, as too large, carrying its size and the
+ * limit for words.js; `answer` is the box's own, when it sent one.
+ */
+function tooLarge(file, field, answer) {
+  const e = answer || new ApiError(413, { error: { code: "upload_too_large", field,
+    message: `${field}: ${file.name} is ${bytes(file.size)}; the box takes files up to ${bytes(uploadLimit.bytes)} (limits.max_upload_bytes)` } });
+  e.size = file.size;
+  e.limit = uploadLimit.bytes;
+  return e;
+}
+
+/**
+ * Refuses `file`, to be sent as `field`, when it is larger than the box takes: said before
+ * a byte is sent (a phone would send 40 MB only to hear no).
+ */
+export function checkSize(file, field) {
+  if (uploadLimit.bytes && file.size > uploadLimit.bytes) throw tooLarge(file, field);
+}
+
 /** Uploads a file as an artifact; returns its id. */
 export async function upload(file) {
+  checkSize(file, "file");
   const form = new FormData();
   form.append("file", file, file.name);
-  const art = await api("POST", "/api/v1/artifacts", form);
-  return art.id;
+  try {
+    const art = await api("POST", "/api/v1/artifacts", form);
+    return art.id;
+  } catch (e) {
+    throw e.code === "upload_too_large" ? tooLarge(file, "file", e) : e;
+  }
 }
 
 /** Installed models of a kind (`tts`, `diffusion`, `lipsync`, `upscale`, `face`). */

@@ -1,5 +1,5 @@
 // The studio's shell: login, navigation between views (hash routes), who is signed in.
-import { api, ApiError } from "./api.js";
+import { api, ApiError, uploadLimit } from "./api.js";
 import { clearErrors, h, showError } from "./ui.js";
 import { refusal } from "./words.js";
 import { newFilm } from "./film.js";
@@ -46,6 +46,7 @@ function showLogin(show) {
 async function start() {
   try {
     session.current = await api("GET", "/api/v1/session");
+    uploadLimit.bytes = session.current.max_upload_bytes || 0;
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) { showLogin(true); return; }
     throw e;

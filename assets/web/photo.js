@@ -20,9 +20,13 @@ function missing(field, message) {
   return new ApiError(400, { error: { code: "invalid_param", field, message } });
 }
 
-/** Whether an upload's error refuses the file itself (sending it again would not help). */
+/**
+ * Whether an upload's error refuses the file itself (sending it again would not help): a
+ * file the box cannot read, or one past its size limit, whether the page said so before
+ * sending it or the box did (413).
+ */
 function refused(e) {
-  return e.status === 400 || e.status === 415 || ["upload_too_large", "body_too_large"].includes(e.code);
+  return e.status === 400 || e.status === 415 || (e.status === 413 && e.code !== "quota_exceeded");
 }
 
 /** Renders the Photo view into `root`. */

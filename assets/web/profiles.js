@@ -1,6 +1,6 @@
 // Profiles: presenters with a portrait, the face box drawn on it (drag to move, the corner
 // to resize, or arrow keys), a voice and a style.
-import { api, artifacts, installed, upload, waitJob } from "./api.js";
+import { api, artifacts, checkSize, installed, upload, waitJob } from "./api.js";
 import { clearErrors, field, h, say, showError } from "./ui.js";
 import { plainError } from "./words.js";
 
@@ -193,6 +193,7 @@ export async function profiles(root) {
         if (voice.value) f.append("voice", voice.value);
         if (picture.value) f.append("image_model", picture.value);
         if (portrait.files.length) {
+          checkSize(portrait.files[0], "portrait");
           f.append("portrait", portrait.files[0], portrait.files[0].name);
           if (fb) f.append("face_box", fb.join(","));
         }

@@ -4,7 +4,7 @@
 // box: settings, commands) stays one tap away under "Details", so nothing is hidden from
 // them. Codes are the API's `error.code`s (src/api/error.rs and where they are made); a code
 // not listed here keeps the daemon's message.
-import { h } from "./ui.js";
+import { bytes, h } from "./ui.js";
 
 /** Who can fix what the person at the page cannot, as a sentence starts and inside one. */
 const OWNER = "Ask whoever runs the box to";
@@ -124,7 +124,11 @@ const CODES = {
   too_many_streams: () => "Too many pages are watching the box at once. Close some tabs and try again.",
   queue_full: (e) => `The box has too much work waiting. Try again ${later(e.retryAfter)}.`,
   body_too_large: () => `That is more than the box accepts in one go. Try something smaller, or ${owner} raise its limit.`,
-  upload_too_large: () => `That file is larger than the box accepts. Try a smaller one, or ${owner} raise its limit.`,
+  // The page knows the file's size and the box's limit (api.js `upload`) whether it
+  // refused the file itself or the box did.
+  upload_too_large: (e) => (e.size && e.limit
+    ? `This file is ${bytes(e.size)}; the box takes files up to ${bytes(e.limit)}. Pick a smaller one (a phone's share or export can make one), or ${owner} raise its limit.`
+    : `That file is larger than the box accepts. Try a smaller one, or ${owner} raise its limit.`),
   session_expired: () => "Your login has ended (the box may have restarted). Log in again with your key.",
   missing_key: () => "The box needs your key. Log in again with it.",
   name_taken: () => "You already have a profile of that name. Pick another name, or rename or delete that one.",

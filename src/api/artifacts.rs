@@ -10,6 +10,8 @@ use tokio_util::io::ReaderStream;
 
 use super::auth::Caller;
 use super::jobs::{parse_id, visible_job};
+use super::links::Reader;
+use super::upload_form::{file_bytes, form_error};
 use super::views::ArtifactView;
 use super::{ApiError, AppState};
 use crate::media::picture::{self, Header, PictureError};
@@ -64,16 +66,21 @@ pub async fn meta(
     Ok(Json(ArtifactView::from(&art).with_picture(picture)))
 }
 
-/// Download an artifact's bytes (supports `Range` and `If-None-Match`).
-#[utoipa::path(get, path = "/api/v1/artifacts/{id}", params(("id" = String, Path)),
-    responses((status = 200, description = "the bytes"), (status = 206, description = "a byte range"), (status = 304), (status = 404, body = super::error::ErrorBody), (status = 416)))]
+/// Download an artifact's bytes (supports `Range` and `If-None-Match`), with a key, or
+/// without one through a signed link (`?expires=&sig=`, as the OpenAI image routes answer).
+#[utoipa::path(get, path = "/api/v1/artifacts/{id}",
+    params(("id" = String, Path), ("expires" = Option<u64>, Query, description = "a signed link's expiry, Unix seconds"),
+        ("sig" = Option<String>, Query, description = "a signed link's signature: with `expires`, opens this artifact without a key")),
+    responses((status = 200, description = "the bytes"), (status = 206, description = "a byte range"), (status = 304),
+        (status = 403, body = super::error::ErrorBody, description = "`bad_link` (altered) or `link_expired`"),
+        (status = 404, body = super::error::ErrorBody), (status = 416)))]
 pub async fn download(
     State(state): State<AppState>,
-    caller: Caller,
+    reader: Reader,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let art = visible_artifact(&state, &caller, &id)?;
+    let art = reader.artifact(&state, &id)?;
     serve_artifact(&state, &art, &headers).await
 }
 
@@ -228,25 +235,20 @@ async fn hashed_off_runtime(bytes: Vec<u8>) -> Result<(Vec<u8>, String), ApiErro
 #[utoipa::path(post, path = "/api/v1/artifacts", request_body(content_type = "multipart/form-data", content = Object, description = "field `file`"),
     responses((status = 201, body = ArtifactView, description = "stored"),
         (status = 200, body = ArtifactView, description = "this key uploaded the same bytes before: that artifact, kept as long as a fresh upload"),
-        (status = 400, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
+        (status = 400, body = super::error::ErrorBody),
+        (status = 413, body = super::error::ErrorBody, description = "`upload_too_large`: the file is past `limits.max_upload_bytes`; or `quota_exceeded`")))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     mut form: axum::extract::Multipart,
 ) -> Result<(StatusCode, Json<ArtifactView>), ApiError> {
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        let status = e.status();
-        ApiError {
-            field: Some("file".into()),
-            ..ApiError::new(status, "bad_upload", format!("file: {}", e.body_text()))
-        }
-    };
-    while let Some(field) = form.next_field().await.map_err(bad)? {
+    let limits = &state.config.limits;
+    while let Some(field) = form.next_field().await.map_err(|e| form_error("file", limits, e))? {
         if field.name() != Some("file") {
             continue;
         }
         let file_name = field.file_name().unwrap_or("upload").to_string();
-        let bytes = field.bytes().await.map_err(bad)?.to_vec();
+        let bytes = file_bytes(field, "file", limits).await?;
         let (media_type, picture) = upload_media_type(&state, &file_name, &bytes).await?;
         let up = Upload { field: "file", file_name, bytes, sha256: None }
             .store(&state, &caller, media_type, "upload")

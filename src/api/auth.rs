@@ -348,6 +348,18 @@ pub async fn require_caller(State(state): State<AppState>, req: Request, next: N
     if is_public(&state, req.method(), req.uri().path()) {
         return next.run(req).await;
     }
+    // A signed link stands for no caller: it opens one artifact's bytes, which the download
+    // route reads from the grant (`links::Reader`); every other route still authenticates.
+    if let Some(link) = state.links.granted(req.method(), req.uri()) {
+        return match link {
+            Ok(granted) => {
+                let mut req = req;
+                req.extensions_mut().insert(granted);
+                next.run(req).await
+            }
+            Err(e) => e.into_response(),
+        };
+    }
     // OpenAI SDKs read errors in OpenAI's shape; the `/v1` routes answer in it from here on.
     let openai = req.uri().path().starts_with("/v1/");
     let (mut parts, body) = req.into_parts();

@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod json;
 pub mod keys;
 pub mod limits;
+pub mod links;
 pub mod media;
 pub mod metrics;
 pub mod models;
@@ -40,6 +41,7 @@ pub mod speech;
 pub mod sse;
 pub mod system;
 pub mod telemetry;
+pub mod upload_form;
 pub mod views;
 pub mod web;
 
@@ -78,6 +80,8 @@ pub struct AppState {
     pub guard: Arc<origin::Guard>,
     /// Submission, cancel, retry and the rest of the jobs' rules.
     pub jobs: crate::jobs::Service,
+    /// Signs and checks the links to one artifact that work without a key.
+    pub links: Arc<links::Links>,
 }
 
 impl AppState {
@@ -96,6 +100,7 @@ impl AppState {
             ops: Arc::default(),
             guard: Arc::new(origin::Guard::for_config(scheduler.config())),
             jobs: crate::jobs::Service::new(scheduler.clone()),
+            links: Arc::new(links::Links::open(&scheduler.config().data_dir)),
             scheduler,
             started: Instant::now(),
             shutdown: Default::default(),
@@ -106,11 +111,14 @@ impl AppState {
 /// All routes.
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
+    // A profile's form carries a portrait and a voice sample, each up to the file limit.
     let uploads = Router::new()
-        .route("/api/v1/profiles", get(profiles::list).post(profiles::create))
         .route("/api/v1/artifacts", post(artifacts::upload))
+        .layer(DefaultBodyLimit::max(upload_form::body_limit(limits, 1)))
+        .route("/api/v1/profiles", get(profiles::list).post(profiles::create))
         .route("/api/v1/profiles/{id}", get(profiles::show).delete(profiles::remove).patch(profiles::update))
-        .layer(DefaultBodyLimit::max(limits.max_upload_bytes));
+        .layer(DefaultBodyLimit::max(upload_form::body_limit(limits, 2)))
+        .layer(axum::middleware::map_response(upload_form::close_after_too_large));
     Router::new()
         .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/api/v1/jobs/{id}", get(jobs::show).patch(jobs::patch).delete(jobs::delete))

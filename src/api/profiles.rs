@@ -12,8 +12,10 @@ use super::artifacts::{Upload, audio_media_type};
 use super::auth::Caller;
 use super::jobs::parse_id;
 use super::json::ApiJson;
+use super::upload_form::{file_bytes, form_error};
 use super::views::ProfileView;
 use super::{ApiError, AppState};
+use crate::config::LimitsConfig;
 use crate::config::defaults::DEFAULT_VOICE;
 use crate::kinds::ParamError;
 use crate::models::{Availability, Catalog, ModelKind};
@@ -111,7 +113,7 @@ pub async fn create(
         let form = Multipart::from_request(req, &state)
             .await
             .map_err(|e| ApiError::new(e.status(), "bad_multipart", e.body_text()))?;
-        read_form(form).await?
+        read_form(form, &state.config.limits).await?
     } else {
         let ApiJson(fields) = ApiJson::<ProfileRequest>::from_request(req, &state).await?;
         (fields, Vec::new())
@@ -306,32 +308,29 @@ fn face_box_fits(b: [u32; 4], w: u32, h: u32) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn read_form(mut form: Multipart) -> Result<(ProfileRequest, Vec<Upload>), ApiError> {
+async fn read_form(mut form: Multipart, limits: &LimitsConfig) -> Result<(ProfileRequest, Vec<Upload>), ApiError> {
     let mut text = serde_json::Map::new();
     let mut uploads = Vec::new();
+    // A form that breaks off between fields is named by the file last begun (the one that
+    // ran past the limit), else the portrait.
+    let mut last_file = "portrait";
     loop {
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::new(
-                    e.status(),
-                    "upload_too_large",
-                    "the upload is larger than limits.max_upload_bytes",
-                ));
-            }
-            Err(e) => return Err(ApiError::new(e.status(), "bad_multipart", e.body_text())),
+            Err(e) => return Err(form_error(last_file, limits, e)),
         };
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "portrait" | "voice_sample" => {
                 let file_name = field.file_name().unwrap_or_default().to_string();
-                let bytes = field.bytes().await.map_err(|e| upload_error(&name, e))?;
-                let field = if name == "portrait" { "portrait" } else { "voice_sample" };
-                uploads.push(Upload { field, file_name, bytes: bytes.to_vec(), sha256: None });
+                let field_name = if name == "portrait" { "portrait" } else { "voice_sample" };
+                last_file = field_name;
+                let bytes = file_bytes(field, field_name, limits).await?;
+                uploads.push(Upload { field: field_name, file_name, bytes, sha256: None });
             }
             _ => {
-                let value = field.text().await.map_err(|e| upload_error(&name, e))?;
+                let value = field.text().await.map_err(|e| form_error(&name, limits, e))?;
                 let json = match name.as_str() {
                     "face_box" => serde_json::json!(
                         super::views::parse_face_box(&value).map_err(|e| ApiError::field("face_box", e.to_string()))?
@@ -355,19 +354,4 @@ async fn read_form(mut form: Multipart) -> Result<(ProfileRequest, Vec<Upload>),
         ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_param", e.to_string()) }
     })?;
     Ok((fields, uploads))
-}
-
-fn upload_error(field: &str, e: axum::extract::multipart::MultipartError) -> ApiError {
-    let status = e.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError {
-            field: Some(field.to_string()),
-            ..ApiError::new(status, "upload_too_large", format!("{field}: larger than limits.max_upload_bytes"))
-        }
-    } else {
-        ApiError {
-            field: Some(field.to_string()),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", format!("{field}: {}", e.body_text()))
-        }
-    }
 }

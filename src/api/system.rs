@@ -37,6 +37,18 @@ pub struct SystemView {
     /// Free space where the box writes.
     #[serde(default)]
     pub disk: DiskView,
+    /// What the box takes in one request.
+    #[serde(default)]
+    pub limits: LimitsView,
+}
+
+/// What the box takes in one request, for clients to check before they send.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct LimitsView {
+    /// `limits.max_upload_bytes`: the largest file an upload may carry (0 from a daemon
+    /// that did not say).
+    #[serde(default)]
+    pub max_upload_bytes: u64,
 }
 
 /// Free space on the disks of the data dir and the models dir (`None` where it cannot be
@@ -212,6 +224,7 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
         },
         sessions: state.scheduler.engine().loaded_sessions().into_iter().map(SessionView::from).collect(),
         disk: DiskView::now(&state.config),
+        limits: LimitsView { max_upload_bytes: state.config.limits.max_upload_bytes as u64 },
     }))
 }
 

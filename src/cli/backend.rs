@@ -13,7 +13,7 @@ use reelbox::client::ClientError;
 use reelbox::config::Config;
 use reelbox::daemon::Daemon;
 use reqwest::Method;
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Form;
 
 use super::Global;
 use super::client::{Client, no_answer};
@@ -185,9 +185,7 @@ pub async fn save_artifacts(
 /// of `flag`: the daemon's message names its form field (`file: not a readable …`), which
 /// the user never typed.
 pub async fn upload(c: &Client, path: &Path, flag: &str) -> anyhow::Result<ArtifactView> {
-    let bytes = tokio::fs::read(path).await.with_context(|| format!("{flag}: cannot read {}", path.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
-    let form = Form::new().part("file", Part::bytes(bytes).file_name(name));
+    let form = Form::new().part("file", c.local_file(path, flag).await?.part());
     c.send(c.request(Method::POST, "/api/v1/artifacts").multipart(form)).await.map_err(|e| {
         match e.downcast_ref::<ClientError>() {
             Some(ClientError::Status { status, message }) if status.is_client_error() => {

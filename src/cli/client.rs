@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use futures::StreamExt;
+use reelbox::client::upload::LocalFile;
 use reelbox::client::{ApiClient, ClientError};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -116,6 +117,13 @@ impl Client {
     /// Sends and checks the status, returning the raw response.
     pub async fn send_raw(&self, req: RequestBuilder) -> anyhow::Result<Response> {
         self.api.send(req).await.map_err(|e| self.worded(e))
+    }
+
+    /// Reads `path`, given as `what` (the flag typed), to be uploaded: refused, naming the
+    /// file and the box's limit, when it is larger than the box takes.
+    pub async fn local_file(&self, path: &Path, what: &str) -> anyhow::Result<LocalFile> {
+        // One line: the message names the file and why.
+        self.api.local_file(path, what).await.map_err(|e| anyhow!("{e}"))
     }
 
     /// GET a JSON document.

@@ -4,13 +4,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Subcommand;
 use reelbox::api::keys::KeyView;
 use reelbox::api::views::{ProfileView, face_box_text, parse_face_box};
 use reelbox::client::profile_path;
 use reqwest::Method;
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Form;
 
 use super::client::Client;
 use super::{Global, table};
@@ -116,12 +115,11 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             for (k, v) in face_box.map(|b| ("face_box", face_box_text(b))).into_iter().chain(settings.fields()) {
                 form = form.text(k, v);
             }
-            for (k, path) in [("portrait", portrait), ("voice_sample", voice_sample)] {
+            for (k, flag, path) in
+                [("portrait", "--portrait", portrait), ("voice_sample", "--voice-sample", voice_sample)]
+            {
                 if let Some(path) = path {
-                    let bytes =
-                        tokio::fs::read(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
-                    let fname = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
-                    form = form.part(k, Part::bytes(bytes).file_name(fname));
+                    form = form.part(k, c.local_file(&path, flag).await?.part());
                 }
             }
             let p: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;

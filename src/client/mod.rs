@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use crate::api::http_client::{HttpClientError, check_daemon_url, http_client};
 use crate::api::sse::{SseMessage, SseParser};
 
+pub mod upload;
+
 /// What one path segment must encode: the URL standard's path set, plus `/` and `%` (and
 /// `\`, which URL parsing reads as `/` in an `http` path), so the segment stays one segment
 /// and the daemon decodes it back to what was written.

@@ -422,6 +422,7 @@ mod tests {
         assert!(parsed.tls.cert.is_none() && parsed.tls.key.is_none());
         assert_eq!(parsed.retention, defaults.retention);
         assert_eq!(parsed.defaults, defaults.defaults);
+        assert_eq!(parsed.openai, defaults.openai);
         assert!(!parsed.retention.enabled(), "nothing is removed unless configured");
         assert!(parsed.cluster.is_none(), "no NATS unless [cluster] is set");
         let with_cluster: Config = toml::from_str(&example_cluster_section(&path)).expect("[cluster] parses");

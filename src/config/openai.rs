@@ -1,11 +1,13 @@
-//! The `[openai]` section: how OpenAI-style requests name reelbox's models and voices.
+//! The `[openai]` section: how OpenAI-style requests name reelbox's models and voices, and
+//! how long the picture links it answers with work.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Names OpenAI clients use, mapped onto installed models.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Names OpenAI clients use, mapped onto installed models, and how long the links to
+/// pictures it answers with work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpenAiConfig {
     /// OpenAI voice name (`alloy`, `echo`, `fable`, `onyx`, `nova`, `shimmer`, ...) → installed Piper voice.
@@ -16,4 +18,14 @@ pub struct OpenAiConfig {
     /// Diffusion model for requests naming an OpenAI model (`dall-e-3`, `gpt-image-1`) or none;
     /// `None` (or a model that is not installed) takes the box's default diffusion model.
     pub default_image_model: Option<String>,
+    /// Seconds a picture's `url` (`response_format: "url"`) opens it without a key, as
+    /// OpenAI's links do for about an hour; after that the link is refused (403
+    /// `link_expired`) and a key reads the picture as before.
+    pub image_url_lifetime_s: u64,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self { voices: BTreeMap::new(), default_voice: None, default_image_model: None, image_url_lifetime_s: 3600 }
+    }
 }

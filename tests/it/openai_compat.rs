@@ -1,13 +1,14 @@
 //! The OpenAI-compatible API against the real daemon, real models and real HTTP: the
 //! official Python client generates a picture and speech; errors come in OpenAI's shape;
-//! a client that hangs up cancels its job.
+//! a client that hangs up cancels its job; a picture's `url` opens it without a key until
+//! it expires, and opens nothing else.
 
 use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::api::call;
-use common::compat::{TINY_SD, ffprobe, models_dir, run_client, start_daemon, start_daemon_with};
+use common::api::{call, create_key, keyed_client};
+use common::compat::{TINY_SD, ffprobe, models_dir, run_client, start_daemon, start_daemon_at, start_daemon_with};
 use common::daemon::DaemonProc;
 use common::provision::JOE;
 use reqwest::Method;
@@ -31,6 +32,7 @@ async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech
     let summary = run_client("openai_client.py", args).await;
     assert_eq!(summary["image_size"], json!([96, 64]), "{summary}");
     assert_eq!(summary["image_count"], 1);
+    assert_eq!(summary["default_quality"], "medium", "the quality used, though none was asked");
     assert_eq!(summary["bad_size"], json!({"status": 400, "param": "size", "type": "invalid_request_error"}));
     assert_eq!(
         summary["gpt"],
@@ -314,6 +316,90 @@ async fn url_responses_point_at_the_artifact_through_the_callers_host() {
         &doc["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
     let name = listed.as_str().and_then(|r| r.rsplit('/').next()).unwrap_or_default();
     assert!(doc["components"]["schemas"][name]["properties"].get("data").is_some(), "/v1/models answers `data`");
+}
+
+/// The `url`s of pictures `client` asks `d` for.
+async fn picture_urls(client: &reqwest::Client, d: &DaemonProc, n: u32) -> (Vec<String>, Value) {
+    let body = json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64", "n": n, "steps": 2,
+        "response_format": "url"});
+    let resp = client.post(d.at("/v1/images/generations")).json(&body).send().await.expect("generate");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    let urls =
+        v["data"].as_array().expect("data").iter().map(|i| i["url"].as_str().expect("url").to_string()).collect();
+    (urls, v)
+}
+
+/// The error code of a refused plain GET of `url` (no key), and its status.
+async fn refused(url: &str) -> (u16, Value) {
+    let resp = http().get(url).send().await.expect("get");
+    let status = resp.status().as_u16();
+    (status, resp.json::<Value>().await.unwrap_or_default()["error"]["code"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_url_opens_without_a_key_until_it_expires_and_opens_nothing_else() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut d = start_daemon(data.path(), models.path());
+    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let keyed = keyed_client(&admin);
+    let (urls, answer) = picture_urls(&keyed, &d, 2).await;
+    // Asked for no quality, the answer says the one used, as OpenAI's do.
+    assert_eq!(answer["quality"], "medium", "{answer}");
+
+    // Fetched as an `<img src>` or `requests.get(url)` would: no key, the picture's bytes.
+    for url in &urls {
+        let resp = http().get(url).send().await.expect("get");
+        assert_eq!(resp.status(), 200, "{url}");
+        assert_eq!(resp.headers()["content-type"], "image/png");
+        let bytes = resp.bytes().await.expect("bytes");
+        let (path, _) = url.split_once('?').expect("a signed link");
+        let with_key = keyed.get(path).send().await.expect("get").bytes().await.expect("bytes");
+        assert_eq!(bytes, with_key, "the artifact's own bytes");
+    }
+    // Without its signature the artifact needs a key, as before.
+    let (path, query) = urls[0].split_once('?').expect("a signed link");
+    assert_eq!(refused(path).await.0, 401);
+    // An altered link opens nothing: another picture's id, a later expiry, another signature.
+    let other = urls[1].split_once('?').expect("a signed link").0;
+    let expires: u64 = query.split('&').find_map(|p| p.strip_prefix("expires=")).expect("expires").parse().expect("n");
+    let sig = query.split('&').find_map(|p| p.strip_prefix("sig=")).expect("sig");
+    let flipped = format!("{}{}", &sig[..sig.len() - 1], if sig.ends_with('0') { '1' } else { '0' });
+    for altered in [
+        format!("{other}?{query}"),
+        format!("{path}?expires={}&sig={sig}", expires + 3600),
+        format!("{path}?expires={expires}&sig={flipped}"),
+        format!("{path}?expires={expires}"),
+    ] {
+        assert_eq!(refused(&altered).await, (403, json!("bad_link")), "{altered}");
+    }
+    // A link opens the bytes only: not the metadata, not a listing.
+    assert_eq!(refused(&format!("{path}/meta?{query}")).await.0, 401);
+    let base = path.split("/api/").next().expect("base");
+    assert_eq!(refused(&format!("{base}/api/v1/jobs?{query}")).await.0, 401);
+
+    // The box's secret is kept in its data dir: links outlive a restart.
+    let bind = d.url.trim_start_matches("http://").to_string();
+    d.terminate();
+    let config = data.path().join("config.toml");
+    std::fs::write(&config, "[openai]\nimage_url_lifetime_s = 1\n").expect("config");
+    let env = [("REELBOX_CONFIG", config.to_str().expect("utf-8 path"))];
+    let d = start_daemon_at(data.path(), models.path(), &bind, &env);
+    assert_eq!(http().get(&urls[0]).send().await.expect("get").status(), 200, "after a restart");
+    // Past `openai.image_url_lifetime_s` a link is refused, saying it expired.
+    let (short, _) = picture_urls(&keyed, &d, 1).await;
+    let mut ended = None;
+    for _ in 0..80 {
+        match refused(&short[0]).await {
+            (200, _) => tokio::time::sleep(Duration::from_millis(250)).await,
+            other => {
+                ended = Some(other);
+                break;
+            }
+        }
+    }
+    assert_eq!(ended, Some((403, json!("link_expired"))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

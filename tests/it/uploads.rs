@@ -1,15 +1,19 @@
 //! Uploads are checked before they cost anything: a picture whose header claims more pixels
 //! than `limits.max_upload_side` is refused on every upload path without being decoded, and
-//! the daemon stays responsive and small while a client keeps sending them.
+//! the daemon stays responsive and small while a client keeps sending them. A file past
+//! `limits.max_upload_bytes` gets one refusal on every route that takes files, naming the
+//! field, the limit and its config key; the CLI says so before sending it.
 
 use crate::common;
 
 use std::time::{Duration, Instant};
 
 use common::daemon::DaemonProc;
+use common::media::{png, test_picture};
+use common::tools::reelbox_cli;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A real 12000×12000 grayscale PNG (144 megapixels, a few hundred KB), written row by row.
 fn huge_png() -> Vec<u8> {
@@ -117,4 +121,83 @@ async fn a_video_with_more_frames_than_the_limit_is_refused_at_upload() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["field"], "file", "{body}");
     assert!(body["error"]["message"].as_str().unwrap_or("").contains("limits.max_frames"), "{body}");
+}
+
+/// A daemon whose `limits.max_upload_bytes` is `limit`, on a data dir under `home`.
+fn daemon_taking_files_up_to(home: &std::path::Path, limit: usize) -> DaemonProc {
+    let config = home.join("config.toml");
+    std::fs::write(&config, format!("[limits]\nmax_upload_bytes = {limit}\n")).expect("config");
+    DaemonProc::start(&home.join("data"), &[("REELBOX_CONFIG", config.to_str().expect("utf-8 path"))])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_past_the_upload_limit_is_refused_alike_on_every_route_naming_the_limit() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // The limit is a file's: a picture of exactly that many bytes is taken.
+    let fits = png(&test_picture(120, 90, 1));
+    let limit = fits.len();
+    let big = png(&test_picture(400, 300, 2));
+    assert!(big.len() > limit, "{} vs {limit}", big.len());
+    let d = daemon_taking_files_up_to(home.path(), limit);
+    let http = reqwest::Client::new();
+    let form = |field: &'static str, bytes: Vec<u8>| {
+        let form =
+            Form::new().part(field, Part::bytes(bytes).file_name("photo.png").mime_str("image/png").expect("mime"));
+        match field {
+            "portrait" => form.text("name", "big"),
+            "image" => form.text("prompt", "a red door"),
+            _ => form,
+        }
+    };
+    let fitting = http.post(d.at("/api/v1/artifacts")).multipart(form("file", fits)).send().await.expect("upload");
+    assert_eq!(fitting.status(), StatusCode::CREATED, "a file at the limit is taken");
+
+    let said = format!("larger than the {} this box takes", reelbox::disk::human_bytes(limit as u64));
+    for (path, field) in [
+        ("/api/v1/artifacts", "file"),
+        ("/api/v1/profiles", "portrait"),
+        ("/upload/image", "image"),
+        ("/v1/images/edits", "image"),
+    ] {
+        let resp = http.post(d.at(path)).multipart(form(field, big.clone())).send().await.expect("upload");
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        // The rest of the file is left unread: the client is told to send its next request
+        // on a new connection (it failed, sent down this one as the daemon closed it).
+        assert_eq!(resp.headers().get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]), "{path}");
+        let body: Value = resp.json().await.expect("json");
+        let error = &body["error"];
+        // OpenAI's shape names the field as `param`.
+        let named = if path.starts_with("/v1/") { &error["param"] } else { &error["field"] };
+        assert_eq!((&error["code"], named), (&json!("upload_too_large"), &json!(field)), "{path}: {body}");
+        let message = error["message"].as_str().unwrap_or("");
+        assert!(message.contains(&said) && message.contains("limits.max_upload_bytes"), "{path}: {message}");
+    }
+    assert!(http.get(d.at("/healthz")).send().await.expect("healthz").status().is_success(), "the daemon stays up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_names_a_file_past_the_boxs_limit_instead_of_a_failed_request() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let limit = 64 << 10;
+    let d = daemon_taking_files_up_to(home.path(), limit);
+    // Large enough that a daemon refusing it mid-body breaks the request off.
+    let big = home.path().join("big.jpg");
+    std::fs::write(&big, vec![0u8; 8 << 20]).expect("big file");
+    let big_name = big.display().to_string();
+    for args in [vec!["upscale", &big_name], vec!["profiles", "create", "--name", "big", "--portrait", &big_name]] {
+        let out = reelbox_cli(home.path(), &home.path().join("models"))
+            .args(["--url", &d.url])
+            .args(&args)
+            .output()
+            .expect("run reelbox");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{big_name}: the file is 8.4 MB; the box takes files up to 65.5 kB")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("limits.max_upload_bytes"), "{args:?}: {stderr}");
+    }
+    let (_, jobs) = common::api::call(None, reqwest::Method::GET, d.at("/api/v1/jobs"), None).await;
+    assert_eq!(jobs["jobs"], json!([]), "nothing was made");
 }

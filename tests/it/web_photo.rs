@@ -5,7 +5,9 @@
 //! page says the box needs one and which to pull (the API's refusal carries the pull as
 //! data), and trying again with a sound file does not store the sound again; a HEIC photo
 //! and one past `limits.max_upload_side` are refused at the photo field in plain words, and a
-//! photo picked while the box was away is sent when asked once it is back.
+//! photo picked while the box was away is sent when asked once it is back; a photo past
+//! `limits.max_upload_bytes` is refused in the page, saying its size and the box's limit,
+//! and never sent.
 
 use crate::common;
 
@@ -264,5 +266,55 @@ async fn a_talk_refused_for_want_of_a_face_detector_says_which_to_pull_and_keeps
     // so the box keeps one copy of it.
     assert_eq!(stored[0], (photo_bytes.len() + wav.len()) as u64, "{stored:?}");
     assert_eq!(stored[1], stored[0], "the second press stored nothing more");
+    b.client.clone().close().await.expect("close the browser");
+}
+
+/// Kilobytes or megabytes as the page writes them (ui.js `bytes`).
+fn page_bytes(n: usize) -> String {
+    if n < 1_000_000 { format!("{:.1} KB", n as f64 / 1e3) } else { format!("{:.1} MB", n as f64 / 1e6) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_past_the_upload_limit_is_refused_in_the_page_saying_both_sizes_and_never_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[limits]\nmax_upload_bytes = 65536\n").expect("config");
+    let d = daemon(dir.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf8"))]);
+    let http = reqwest::Client::new();
+    let bytes = phone_jpeg(&test_picture(1600, 1200, 4), 1);
+    assert!(bytes.len() > 65536, "{} bytes", bytes.len());
+    let photo = dir.path().join("IMG_0005.jpg");
+    std::fs::write(&photo, &bytes).expect("photo");
+    let b = browser(dir.path()).await;
+    let c = &b.client;
+
+    go(c, &d, "#/photo", "#photo-file").await;
+    // Every upload the page makes is counted.
+    js(
+        c,
+        "window.uploads = 0; const send = window.fetch; \
+         window.fetch = function (url) { if (String(url).includes('/api/v1/artifacts')) window.uploads++; \
+         return send.apply(this, arguments); }",
+    )
+    .await;
+    find(c, "#photo-file").await.send_keys(&photo.display().to_string()).await.expect("pick the photo");
+    let (said, details) = refusal(c, "#photo-file-error").await;
+    let words = format!(
+        "Photo: this file is {}; the box takes files up to 65.5 KB. Pick a smaller one (a phone's share or export \
+         can make one), or ask whoever runs the box to raise its limit.",
+        page_bytes(bytes.len())
+    );
+    assert_eq!(said, words);
+    assert!(details.contains("limits.max_upload_bytes"), "the setting under Details: {details}");
+    both_shots(c, "photo-too-large").await;
+    // Asked to make it larger, or to talk, the page says it again and sends nothing.
+    for button in ["#photo-larger", "#photo-larger", "#photo-talk"] {
+        js(c, &format!("document.querySelector('{button}').scrollIntoView({{block: 'center'}})")).await;
+        find(c, button).await.click().await.expect("press");
+        let (again, _) = refusal(c, "#photo-file-error").await;
+        assert_eq!(again, words, "{button}");
+    }
+    assert_eq!(js(c, "return window.uploads").await, json!(0), "the photo was never sent");
+    assert_eq!(jobs(&http, &d, "upscale").await, Vec::<Value>::new(), "nothing was made");
     b.client.clone().close().await.expect("close the browser");
 }

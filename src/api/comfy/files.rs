@@ -16,6 +16,7 @@ use super::Comfy;
 use super::uploads::{Uploads, joined};
 use crate::api::artifacts::{checked_image, serve_artifact, store_upload};
 use crate::api::auth::Caller;
+use crate::api::upload_form::{file_bytes, form_error};
 use crate::api::{ApiError, AppState};
 use crate::media::picture::Header;
 use crate::store::records::Artifact;
@@ -138,7 +139,8 @@ pub async fn view(
 
 /// Upload a picture for `LoadImage` (multipart field `image`).
 #[utoipa::path(post, path = "/upload/image", tag = "comfyui",
-    responses((status = 200, description = "{name, subfolder, type}"), (status = 400, description = "no image or not a picture")))]
+    responses((status = 200, description = "{name, subfolder, type}"), (status = 400, description = "no image or not a picture"),
+        (status = 413, description = "`upload_too_large`: the picture is past `limits.max_upload_bytes`")))]
 pub async fn upload_image(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
@@ -148,21 +150,21 @@ pub async fn upload_image(
     let mut image: Option<(String, Vec<u8>)> = None;
     let mut folder = "input".to_string();
     let mut subfolder = String::new();
-    while let Some(field) = form.next_field().await.map_err(|e| ApiError::field("image", e.body_text()))? {
+    let limits = &state.config.limits;
+    while let Some(field) = form.next_field().await.map_err(|e| form_error("image", limits, e))? {
         match field.name().unwrap_or_default() {
             "image" => {
                 let name = field.file_name().unwrap_or("image.png").to_string();
-                let bytes = field.bytes().await.map_err(|e| ApiError::field("image", e.body_text()))?;
-                image = Some((name, bytes.to_vec()));
+                image = Some((name, file_bytes(field, "image", limits).await?));
             }
             "subfolder" => {
-                subfolder = field.text().await.map_err(|e| ApiError::field("subfolder", e.body_text()))?;
+                subfolder = field.text().await.map_err(|e| form_error("subfolder", limits, e))?;
                 if is_traversal(&subfolder) {
                     return Err(ApiError::field("subfolder", "must stay inside the input folder"));
                 }
             }
             "type" => {
-                let t = field.text().await.map_err(|e| ApiError::field("type", e.body_text()))?;
+                let t = field.text().await.map_err(|e| form_error("type", limits, e))?;
                 if ["input", "temp", "output"].contains(&t.as_str()) {
                     folder = t;
                 }

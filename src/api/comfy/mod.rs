@@ -12,6 +12,7 @@ use axum::routing::{MethodRouter, get, post};
 use utoipa::OpenApi;
 
 use super::AppState;
+use super::upload_form::{body_limit, close_after_too_large};
 
 pub mod compile;
 pub mod files;
@@ -45,7 +46,12 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ("/history", get(queue::history).post(queue::post_history)),
         ("/history/{prompt_id}", get(queue::history_one)),
         ("/view", get(files::view)),
-        ("/upload/image", post(files::upload_image).layer(DefaultBodyLimit::max(limits.max_upload_bytes))),
+        (
+            "/upload/image",
+            post(files::upload_image)
+                .layer(DefaultBodyLimit::max(body_limit(limits, 1)))
+                .layer(axum::middleware::map_response(close_after_too_large)),
+        ),
         ("/system_stats", get(info::system_stats)),
         ("/object_info", get(info::object_info)),
         ("/object_info/{node_class}", get(info::object_info_one)),

@@ -3,9 +3,9 @@
 //! masks (inpainting) are refused by name. `strength` (an extension, 0–1, default the image
 //! kind's 0.75) says how far the picture may change.
 
-use axum::extract::multipart::MultipartRejection;
+use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value};
 
@@ -14,6 +14,7 @@ use super::images::{ImageRequest, image_params, respond};
 use super::{OpenAiCaller, OpenAiError, parse_body};
 use crate::api::artifacts::checked_image;
 use crate::api::comfy::files::store_picture;
+use crate::api::upload_form::{file_bytes, form_error};
 use crate::api::{ApiError, AppState};
 use crate::media::picture::Header;
 
@@ -47,7 +48,8 @@ fn own_size(header: &Header, max_side: u32) -> Option<String> {
 /// Redraw a picture after a prompt (OpenAI-compatible `images.edit`, image-to-image).
 #[utoipa::path(post, path = "/v1/images/edits", tag = "openai",
     request_body(content_type = "multipart/form-data", description = "`image` (one picture), `prompt`, and the generation fields; `strength` 0–1"),
-    responses((status = 200, body = super::images::ImagesResponse), (status = 400, body = super::error::OpenAiErrorBody)))]
+    responses((status = 200, body = super::images::ImagesResponse), (status = 400, body = super::error::OpenAiErrorBody),
+        (status = 413, body = super::error::OpenAiErrorBody, description = "`upload_too_large`: the picture is past `limits.max_upload_bytes`")))]
 pub async fn edits(
     State(state): State<AppState>,
     caller: OpenAiCaller,
@@ -58,16 +60,21 @@ pub async fn edits(
     let bad_form =
         |e: String| OpenAiError::param("image", format!("send a multipart form with the picture as image: {e}"));
     let mut form = form.map_err(|e| bad_form(e.body_text()))?;
+    let limits = &state.config.limits;
+    // Past the limit, the native refusal (413 `upload_too_large`) in OpenAI's shape.
+    let broke_off = |e: MultipartError| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => OpenAiError::from(form_error("image", limits, e)),
+        _ => bad_form(e.body_text()),
+    };
     let mut fields = Map::new();
     let mut pictures = Vec::new();
     let mut strength = None;
-    while let Some(field) = form.next_field().await.map_err(|e| bad_form(e.body_text()))? {
+    while let Some(field) = form.next_field().await.map_err(broke_off)? {
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "image" | "image[]" => {
                 let file = field.file_name().unwrap_or("image.png").to_string();
-                let bytes = field.bytes().await.map_err(|e| bad_form(e.body_text()))?;
-                pictures.push((file, bytes.to_vec()));
+                pictures.push((file, file_bytes(field, "image", limits).await?));
             }
             "mask" => {
                 return Err(OpenAiError::param(

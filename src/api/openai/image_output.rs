@@ -113,20 +113,38 @@ pub struct TokenDetails {
 pub struct Described {
     /// `WIDTHxHEIGHT` of the pictures made.
     pub size: Option<String>,
-    /// The `quality` asked for (left out for `auto` or none).
+    /// The `quality` used ([`quality_used`]).
     pub quality: Option<String>,
     pub output_format: &'static str,
     /// Always `opaque`: diffusion models draw no transparency.
     pub background: &'static str,
 }
 
-/// What a finished image job made, in a response's words.
+/// The `quality` a response reports, as OpenAI's do, in the names the SDKs know (`low`,
+/// `medium`, `high`, `xhigh`, `max`): the one `asked` for (DALL·E's `standard` and `hd` as
+/// `medium` and `high`); for `auto` or none, the `preset` the job ran with (`fast` → low,
+/// `quality` → medium, `max` → high), and with no preset `medium`: the model's own settings,
+/// which the `quality` preset matches but for its scheduler. `None` for a preset of the
+/// box's own under another name.
+pub fn quality_used(asked: Option<&str>, preset: Option<&str>) -> Option<&'static str> {
+    match (asked, preset) {
+        (Some("low"), _) | (None | Some("auto"), Some("fast")) => Some("low"),
+        (Some("medium" | "standard"), _) | (None | Some("auto"), None | Some("quality")) => Some("medium"),
+        (Some("high" | "hd"), _) | (None | Some("auto"), Some("max")) => Some("high"),
+        (Some("xhigh"), _) => Some("xhigh"),
+        (Some("max"), _) => Some("max"),
+        _ => None,
+    }
+}
+
+/// What a finished image job made, in a response's words (`quality` as asked).
 pub fn describe(job: &Job, quality: Option<&str>, format: OutputFormat) -> Described {
     let params: serde_json::Value = serde_json::from_str(&job.params).unwrap_or_default();
     let side = |k: &str| params.get(k).and_then(serde_json::Value::as_u64);
+    let preset = params.get("preset").and_then(serde_json::Value::as_str);
     Described {
         size: side("width").zip(side("height")).map(|(w, h)| format!("{w}x{h}")),
-        quality: quality.filter(|q| *q != "auto").map(str::to_owned),
+        quality: quality_used(quality, preset).map(str::to_owned),
         output_format: format.name(),
         background: "opaque",
     }
@@ -140,7 +158,7 @@ pub struct Answer {
     pub output: OutputFormat,
     /// JPEG quality.
     pub compression: u8,
-    /// The `quality` asked for, echoed in the answer.
+    /// The `quality` asked for (the answer says the one used, [`quality_used`]).
     pub quality: Option<String>,
     /// Step previews to stream as partial images.
     pub partial_images: u32,
@@ -197,7 +215,7 @@ impl Answer {
 /// `response_format`: `url` or `b64_json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFormat {
-    /// An absolute `/api/v1/artifacts/ID` URL.
+    /// An absolute `/api/v1/artifacts/ID` link, signed to work without a key for a while.
     Url,
     /// The file in base64.
     B64,
@@ -227,6 +245,17 @@ mod tests {
             let back = image::load_from_memory(&bytes).expect("decodes");
             assert_eq!((back.width(), back.height()), (16, 8));
         }
+    }
+
+    #[test]
+    fn the_quality_used_is_said_in_the_sdks_names() {
+        assert_eq!(quality_used(None, None), Some("medium"), "the model's own settings");
+        assert_eq!(quality_used(Some("auto"), Some("fast")), Some("low"));
+        assert_eq!(quality_used(None, Some("max")), Some("high"));
+        assert_eq!(quality_used(Some("hd"), Some("max")), Some("high"));
+        assert_eq!(quality_used(Some("standard"), Some("quality")), Some("medium"));
+        assert_eq!(quality_used(Some("xhigh"), Some("max")), Some("xhigh"));
+        assert_eq!(quality_used(None, Some("poster")), None, "a preset of the box's own");
     }
 
     #[test]

@@ -40,8 +40,9 @@ pub struct ImageRequest {
     pub n: Option<u32>,
     /// `WIDTHxHEIGHT` (multiples of 8), or `auto`.
     pub size: Option<String>,
-    /// `url` (default; an absolute `/api/v1/artifacts/ID` URL) or `b64_json` (the default
-    /// for GPT image model names, as OpenAI answers them).
+    /// `url` (default; an absolute `/api/v1/artifacts/ID?expires=&sig=` link that works
+    /// without a key for `openai.image_url_lifetime_s`) or `b64_json` (the default for GPT
+    /// image model names, as OpenAI answers them).
     pub response_format: Option<String>,
     /// `low` → preset fast, `standard`/`medium` → quality, `hd`/`high`/`xhigh`/`max` → max, `auto`.
     pub quality: Option<String>,
@@ -74,7 +75,8 @@ pub struct ImagesResponse {
     /// `WIDTHxHEIGHT` of the pictures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
-    /// The quality asked for (absent for `auto`).
+    /// The quality used: `low`, `medium`, `high`, `xhigh` or `max` (see
+    /// `image_output::quality_used`; absent only for a preset of the box's own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quality: Option<String>,
     /// `png`, `jpeg` or `webp`.
@@ -291,12 +293,14 @@ async fn answer_pictures(
 ) -> Result<Response, OpenAiError> {
     let (job, images) = pictures(state, waiting.finish().await?)?;
     let base = base_url(headers, &state.config);
+    // Like OpenAI's, a link works without a key for a while (an `<img src>`, a chat UI).
+    let lifetime_s = state.config.openai.image_url_lifetime_s;
     let mut data = Vec::with_capacity(images.len());
     for a in images {
         let item = match answer.format {
             ResponseFormat::Url => ImageData {
                 b64_json: None,
-                url: Some(format!("{base}/api/v1/artifacts/{}", a.id)),
+                url: Some(format!("{base}{}", state.links.path_for(a.id, lifetime_s))),
                 revised_prompt: None,
             },
             ResponseFormat::B64 => {
@@ -332,7 +336,8 @@ async fn stream_pictures(
         json!({
             "type": kind, "b64_json": b64, "created_at": chrono::Utc::now().timestamp(),
             "size": d.as_ref().and_then(|d| d.size.clone()).unwrap_or_else(|| "auto".into()),
-            "quality": answer.quality.clone().unwrap_or_else(|| "auto".into()),
+            "quality": d.as_ref().and_then(|d| d.quality.clone()).or_else(|| answer.quality.clone())
+                .unwrap_or_else(|| "auto".into()),
             "output_format": answer.output.name(), "background": "opaque",
         })
     };

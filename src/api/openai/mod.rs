@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use super::auth::Caller;
+use super::upload_form::{body_limit, close_after_too_large};
 use super::{ApiError, AppState};
 use crate::models::{Catalog, ModelKind};
 
@@ -39,7 +40,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/models/{model}", get(model))
         .route(
             "/v1/images/edits",
-            post(edits::edits).layer(DefaultBodyLimit::max(state.config.limits.max_upload_bytes)),
+            post(edits::edits)
+                .layer(DefaultBodyLimit::max(body_limit(&state.config.limits, 1)))
+                .layer(axum::middleware::map_response(close_after_too_large)),
         )
         .route("/v1/images/variations", post(no_variations))
         .route("/v1/{*rest}", axum::routing::any(not_served))

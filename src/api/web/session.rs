@@ -144,6 +144,10 @@ pub struct BrowserSession {
     /// `limits.max_prompt_chars`: the most characters a prompt, script or spoken text may
     /// have (the page counts them as they are typed).
     pub max_prompt_chars: usize,
+    /// `limits.max_upload_bytes`: the largest file the box takes (the page refuses a larger
+    /// one before sending it).
+    #[serde(default)]
+    pub max_upload_bytes: usize,
 }
 
 impl BrowserSession {
@@ -154,6 +158,7 @@ impl BrowserSession {
             admin: c.admin,
             keys_required: !state.gate.keyless(),
             max_prompt_chars: state.config.limits.max_prompt_chars,
+            max_upload_bytes: state.config.limits.max_upload_bytes,
         }
     }
 }
