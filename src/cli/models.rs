@@ -2,6 +2,7 @@
 //! (list, pull, verify, rm, import, default). `list --json` prints what `GET /api/v1/models`
 //! answers.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +10,11 @@ use anyhow::Context;
 use clap::Subcommand;
 use reelbox::api::models::catalog;
 use reelbox::config::Config;
-use reelbox::models::{Catalog, ModelKind, ModelStore};
+use reelbox::engine::Engine;
+use reelbox::error_text::chain_text;
+use reelbox::gpu::DeviceId;
+use reelbox::kinds::model_import::check_loads;
+use reelbox::models::{Catalog, Manifest, ModelKind, ModelStore};
 
 use super::{Global, table};
 
@@ -98,7 +103,7 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
             super::models_pull::pull(g, store, &name, force).await
         }
         ModelsAction::Default { kind, name } => default(g, config, store, kind.as_deref(), name.as_deref()),
-        ModelsAction::Verify { name } => verify(g, store, name),
+        ModelsAction::Verify { name } => verify(g, config, store, name),
         ModelsAction::Rm { name, force } => {
             let needed = if force || store.installed_manifest(&name).is_none() {
                 Vec::new()
@@ -247,14 +252,23 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(g: &Global, store: &ModelStore, name: Option<String>) -> anyhow::Result<ExitCode> {
+fn verify(g: &Global, config: &Config, store: &ModelStore, name: Option<String>) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = match name {
         Some(n) => vec![n],
         None => store.list().into_iter().filter(|e| e.path.is_some()).map(|e| e.name).collect(),
     };
+    let engine = Engine::new(config);
+    // An imported model's sha256s are only those of what was imported, files that may never
+    // have been a model of its kind (imports before they were loaded first): it is loaded
+    // too. A pulled one matches the catalog's pinned files.
+    let loads = |m: &Manifest, dir: &Path| {
+        let imported = m.sources.is_empty();
+        let failed = imported.then(|| check_loads(&engine, DeviceId::Cpu, m.kind, dir).err()).flatten();
+        failed.map(|e| chain_text(&e))
+    };
     let mut reports = Vec::new();
     for n in &names {
-        reports.push(store.verify(n)?);
+        reports.push(store.verify_with(n, loads)?);
     }
     if g.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -263,9 +277,17 @@ fn verify(g: &Global, store: &ModelStore, name: Option<String>) -> anyhow::Resul
             println!("no models installed");
         }
         for r in &reports {
-            println!("{} {}", if r.ok { "ok     " } else { "DAMAGED" }, r.name);
+            let state = match (r.ok, &r.unusable) {
+                (true, _) => "ok     ",
+                (false, Some(_)) => "BROKEN ",
+                (false, None) => "DAMAGED",
+            };
+            println!("{state} {}", r.name);
             for f in r.files.iter().filter(|f| !f.ok) {
                 println!("        {}: {}", f.path, f.problem.as_deref().unwrap_or("mismatch"));
+            }
+            if let Some(why) = &r.unusable {
+                println!("        does not load: {why}");
             }
         }
     }

@@ -121,5 +121,8 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
         report.files,
         report.dir.display()
     );
+    if !report.left_out.is_empty() {
+        println!("left out (not part of the model): {}", report.left_out.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,11 @@
 //! What can go wrong in the engine, each failure with the error that caused it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::GpuProvider;
 use super::runtime::NotFound;
+use crate::config::Config;
 
 /// Why a model transform (a session variant) could not rewrite a model.
 pub type TransformError = Box<dyn std::error::Error + Send + Sync>;
@@ -22,15 +23,16 @@ pub enum EngineError {
         #[source]
         source: Arc<InitCause>,
     },
-    #[error("model file {path} is missing; fix: `reelbox pull` the model again")]
-    ModelMissing { path: PathBuf },
-    #[error(
-        "cannot load model {path} (truncated or not an ONNX model?): {source}; fix: pull the model again (`reelbox pull --force NAME`)"
-    )]
+    /// `fix` says how to get the file back, as fits where the model came from (see
+    /// [`EngineError::model_missing`]).
+    #[error("model file {path} is missing{}", fix_text(.fix))]
+    ModelMissing { path: PathBuf, fix: Option<String> },
+    #[error("cannot load model {path} (truncated or not an ONNX model?): {source}{}", fix_text(.fix))]
     ModelLoad {
         path: PathBuf,
         #[source]
         source: LoadCause,
+        fix: Option<String>,
     },
     #[error("{} is not available for {device}: {source}; fix: {}", .provider.name(), .provider.fix())]
     ProviderUnavailable {
@@ -76,11 +78,28 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// Model file `path` is not there; the fix fits the model it belongs to: a pull for a
+    /// pulled model, `rm` and import again for one imported here, none for a file outside
+    /// the models dir ([`crate::models::repair_advice`]).
+    pub fn model_missing(config: &Config, path: &Path) -> Self {
+        EngineError::ModelMissing { path: path.to_path_buf(), fix: crate::models::repair_advice(config, path) }
+    }
+
+    /// Model file `path` does not load; the fix as for [`EngineError::model_missing`].
+    pub fn model_load(config: &Config, path: &Path, source: LoadCause) -> Self {
+        EngineError::ModelLoad { path: path.to_path_buf(), source, fix: crate::models::repair_advice(config, path) }
+    }
+
     /// The error for an ort failure building input `input` of `model` (a `map_err` argument).
     pub fn input(model: &str, input: &str) -> impl FnOnce(ort::Error) -> EngineError + use<> {
         let (model, input) = (model.to_string(), input.to_string());
         move |source| EngineError::Input { model, input, source }
     }
+}
+
+/// `; fix: …` when there is a fix to give.
+fn fix_text(fix: &Option<String>) -> String {
+    fix.as_deref().map(|f| format!("; fix: {f}")).unwrap_or_default()
 }
 
 /// Why ONNX Runtime could not be initialised.

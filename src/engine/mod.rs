@@ -191,7 +191,7 @@ impl Engine {
     fn load(&self, key: &Key, transform: &ModelTransform) -> Result<SharedSession, EngineError> {
         let (model_file, device) = (key.model.as_path(), key.device);
         if !model_file.is_file() {
-            return Err(EngineError::ModelMissing { path: model_file.to_path_buf() });
+            return Err(EngineError::model_missing(&self.config, model_file));
         }
         let bytes = model_bytes(model_file);
         {
@@ -210,7 +210,7 @@ impl Engine {
         let rewritten = if key.variant.is_empty() {
             None
         } else {
-            let load_err = |source: LoadCause| EngineError::ModelLoad { path: model_file.to_path_buf(), source };
+            let load_err = |source: LoadCause| EngineError::model_load(&self.config, model_file, source);
             let bytes = std::fs::read(model_file).map_err(|e| load_err(e.into()))?;
             transform(&bytes).map_err(|source| load_err(LoadCause::Transform { variant: key.variant, source }))?
         };
@@ -247,10 +247,10 @@ impl Engine {
         profile: SessionProfile,
     ) -> Result<Session, EngineError> {
         if !model_file.is_file() {
-            return Err(EngineError::ModelMissing { path: model_file.to_path_buf() });
+            return Err(EngineError::model_missing(&self.config, model_file));
         }
         let env = self.environment()?;
-        let load_err = |e: ort::Error| EngineError::ModelLoad { path: model_file.to_path_buf(), source: e.into() };
+        let load_err = |e: ort::Error| EngineError::model_load(&self.config, model_file, e.into());
         let level = parse_optimization(&self.config.runtime.optimization)
             .ok_or_else(|| EngineError::BadOptimization { value: self.config.runtime.optimization.clone() })?;
         let mut builder = Session::builder(env).map_err(load_err)?;

@@ -183,7 +183,7 @@ mod tests {
         assert!(StageError::from(DiffusionError::Inference(run_failed())).is_retriable());
         assert!(StageError::from(UpscaleError::Engine(run_failed())).is_retriable());
         assert!(StageError::from(TtsError::Engine(run_failed())).is_retriable());
-        let missing = || EngineError::ModelMissing { path: PathBuf::from("m.onnx") };
+        let missing = || EngineError::ModelMissing { path: PathBuf::from("m.onnx"), fix: None };
         assert!(!StageError::from(LipsyncError::Engine(missing())).is_retriable());
         assert!(!StageError::from(TtsError::Engine(missing())).is_retriable());
     }

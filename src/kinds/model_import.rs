@@ -1,5 +1,5 @@
 //! `model_import`: brings a user's own model in. Ready ONNX layouts and Piper voices are
-//! copied as they are; checkpoints (upscaler and Wav2Lip `.pth`) are converted in the
+//! loaded through their kind's pipeline (`usable.rs`), then copied as they are; checkpoints (upscaler and Wav2Lip `.pth`) are converted in the
 //! managed Python environment ([`crate::models::convert`]) and proven before they are
 //! installed: the converter's PyTorch outputs are compared with reelbox's own pipeline on
 //! the same inputs (a tile for upscalers, a batch of frames for Wav2Lip), and the model is
@@ -25,8 +25,10 @@ use crate::pipelines::upscale::{UpscaleError, Upscaler};
 
 mod diffusion;
 mod request;
+mod usable;
 
 pub use request::{ImportParams, ImportRequest, MAX_LORA_SCALE, parse_lora};
+pub use usable::{Unusable, check_loads};
 
 /// The `model_import` job kind.
 pub struct ModelImport;
@@ -51,6 +53,9 @@ pub struct ImportReport {
     pub kind: ModelKind,
     pub dir: PathBuf,
     pub files: usize,
+    /// Files at the imported folder that are not part of the model, not copied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
     /// The source format when it was converted (`ESRGAN`, `wav2lip`, ...).
     pub converted_from: Option<String>,
     /// The self-check of a conversion.
@@ -86,6 +91,15 @@ pub enum ImportError {
     Mismatch { input: PathBuf, compared: String, max_abs_diff: f32, tolerance: f32 },
     #[error("{}: {reason}", .input.display())]
     Refused { input: PathBuf, reason: String },
+    /// Ready ONNX files that do not load as a model of the kind they were given as.
+    #[error("{}: not usable as {} model: {source}; nothing was installed", .input.display(), a_kind(*.kind))]
+    Unusable {
+        input: PathBuf,
+        kind: ModelKind,
+        /// Boxed: the pipelines' errors are large and every import returns this type.
+        #[source]
+        source: Box<Unusable>,
+    },
 }
 
 impl Failure for ImportError {
@@ -118,13 +132,23 @@ pub fn import_model(
         progress(0, 0, &stale.to_string());
     }
     if !import::needs_conversion(&p.path) && p.loras.is_empty() && !p.fp16 && p.prediction.is_none() {
-        let m = store.import(&p.path, p.name.as_deref(), p.kind)?;
+        // Loaded where it lies before a byte is copied: installed means usable.
+        let plan = store.import(&p.path, p.name.as_deref(), p.kind, |plan| {
+            progress(0, 0, &format!("loading {} as {} model", plan.load_from.display(), a_kind(plan.manifest.kind)));
+            check_loads(engine, device, plan.manifest.kind, &plan.load_from).map_err(|source| ImportError::Unusable {
+                input: p.path.clone(),
+                kind: plan.manifest.kind,
+                source: Box::new(source),
+            })
+        })?;
+        let m = plan.manifest;
         let dir = store.model_dir(&m.name);
         return Ok(ImportReport {
             name: m.name,
             kind: m.kind,
             dir,
             files: m.files.len(),
+            left_out: plan.left_out,
             converted_from: None,
             self_check: None,
         });
@@ -179,6 +203,7 @@ pub fn import_model(
         kind: m.kind,
         dir,
         files: m.files.len(),
+        left_out: Vec::new(),
         converted_from: Some(format),
         self_check: Some(check),
     })
@@ -260,7 +285,7 @@ impl TypedKind for ModelImport {
             if import::needs_conversion(&p.path) {
                 Some(convert::default_name(&p.path))
             } else {
-                p.path.is_file().then(|| p.path.file_stem().map(|s| s.to_string_lossy().into_owned())).flatten()
+                p.path.is_file().then(|| import::default_file_name(&p.path, p.kind))
             }
         });
         if let Some(name) = name {
@@ -290,6 +315,9 @@ impl TypedKind for ModelImport {
         };
         let report = import_model(run.config, run.engine, run.device, p, &progress, &|| run.cancel.is_cancelled())?;
         run.sink.log("info", &format!("{} installed at {}", report.name, report.dir.display()));
+        if !report.left_out.is_empty() {
+            run.sink.log("info", &format!("left out (not part of the model): {}", report.left_out.join(", ")));
+        }
         let bytes = serde_json::to_vec_pretty(&report)
             .map_err(|e| StageError::context("cannot encode the import report", e))?;
         run.sink.put_artifact("import.json", "application/json", &bytes)?;

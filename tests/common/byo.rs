@@ -31,6 +31,35 @@ pub fn fixture_once(env: &Path, script: &'static str) -> &'static Path {
     })
 }
 
+/// `HOME/models`, made.
+pub fn models_dir(home: &Path) -> PathBuf {
+    let models = home.join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    models
+}
+
+/// Names under `models` other than the hidden working folders (`.locks`, `.staging`).
+pub fn installed(models: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(models)
+        .expect("models dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A real (tiny) Piper voice as `DIR/NAME.onnx` with its `NAME.onnx.json`, as a user's
+/// download holds one; the `.onnx`.
+pub fn voice_pair(dir: &Path, name: &str) -> PathBuf {
+    let from = super::fixture("models/tiny-piper/en/tiny-en.onnx");
+    let onnx = dir.join(format!("{name}.onnx"));
+    std::fs::copy(&from, &onnx).expect("copy voice");
+    std::fs::copy(from.with_extension("onnx.json"), dir.join(format!("{name}.onnx.json"))).expect("copy config");
+    onnx
+}
+
 /// `reelbox models import` on `home` and `models`, run with the converter's environment
 /// `env`; callers add the flags and the path.
 pub fn import_cmd(env: &Path, home: &Path, models: &Path) -> Command {
@@ -112,6 +141,29 @@ pub async fn render_rgb(http: &reqwest::Client, d: &DaemonProc, model: &str, see
     let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG").to_rgb8();
     assert_eq!(img.dimensions(), (64, 64));
     img.into_raw()
+}
+
+/// Upscales a 32×24 test card with `model` in `d`; the upscale job once it has ended.
+pub async fn upscale_card(http: &reqwest::Client, d: &DaemonProc, model: &str) -> Value {
+    let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "width": 32, "height": 24}});
+    let (s, card) = post_json(http, d, "/api/v1/jobs", card).await;
+    assert_eq!(s, 202, "{card}");
+    let card = wait_job(http, d, card["id"].as_str().expect("id"), Duration::from_secs(30), is_final).await;
+    let png = card["stages"][0]["artifacts"][0].as_str().expect("testcard png").to_string();
+    let (s, job) = post_json(http, d, "/api/v1/upscale", json!({"input": png, "model": model})).await;
+    assert_eq!(s, 202, "{job}");
+    wait_job(http, d, job["id"].as_str().expect("id"), Duration::from_secs(60), is_final).await
+}
+
+/// Upscales a 32×24 test card with `model`, which must succeed; returns the output's size.
+pub async fn upscale_size(http: &reqwest::Client, d: &DaemonProc, model: &str) -> (u32, u32) {
+    let done = upscale_card(http, d, model).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let id = done["id"].as_str().expect("id");
+    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let bytes = http.get(d.at(out[0]["url"].as_str().expect("url"))).send().await.expect("get");
+    let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG");
+    (img.width(), img.height())
 }
 
 /// The largest difference of one channel of one pixel between two pictures of one size.

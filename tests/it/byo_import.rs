@@ -11,37 +11,12 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::byo::{fixture_once, import_cmd, import_daemon};
-use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
+use common::byo::{fixture_once, import_cmd, import_daemon, models_dir, upscale_size};
+use common::daemon::{get_json, is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, reelbox_cli, run_ok};
 use serde_json::{Value, json};
-
-fn models_dir(home: &Path) -> PathBuf {
-    let models = home.join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
-    models
-}
-
-/// Upscales a 32×24 test card with `model`; returns the output's size.
-async fn upscale_size(http: &reqwest::Client, d: &DaemonProc, model: &str) -> (u32, u32) {
-    let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "width": 32, "height": 24}});
-    let (s, card) = post_json(http, d, "/api/v1/jobs", card).await;
-    assert_eq!(s, 202, "{card}");
-    let card = wait_job(http, d, card["id"].as_str().expect("id"), Duration::from_secs(30), is_final).await;
-    let png = card["stages"][0]["artifacts"][0].as_str().expect("testcard png").to_string();
-    let (s, job) = post_json(http, d, "/api/v1/upscale", json!({"input": png, "model": model})).await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["id"].as_str().expect("id").to_string();
-    let done = wait_job(http, d, &id, Duration::from_secs(60), is_final).await;
-    assert_eq!(done["state"], "succeeded", "{done}");
-    let out = get_json(http, d, &format!("/api/v1/jobs/{id}/artifacts")).await;
-    let bytes = http.get(d.at(out[0]["url"].as_str().expect("url"))).send().await.expect("get");
-    let img = image::load_from_memory(&bytes.bytes().await.expect("bytes")).expect("PNG");
-    (img.width(), img.height())
-}
 
 #[tokio::test]
 async fn esrgan_checkpoints_convert_pass_the_self_check_and_upscale_in_the_daemon() {

@@ -8,36 +8,18 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::byo::{fixture_once, import_cmd, import_daemon, read_json};
+use common::byo::{fixture_once, import_cmd, import_daemon, installed, models_dir, read_json, voice_pair};
 use common::daemon::{get_json, is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, reelbox_cli, run_ok};
 use serde_json::json;
-
-fn models_dir(home: &Path) -> PathBuf {
-    let models = home.join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
-    models
-}
 
 /// `models import ARGS PATH` with the CLI: (success, stderr).
 fn import(env: &Path, home: &Path, models: &Path, args: &[&str], path: &Path) -> (bool, String) {
     let out = import_cmd(env, home, models).args(args).arg(path).output().expect("run reelbox");
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-/// Names under `models` other than the hidden working folders (`.locks`, `.staging`).
-fn installed(models: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(models)
-        .expect("models dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]
@@ -46,9 +28,7 @@ async fn mistakes_are_refused_at_once_naming_the_flag_or_field_and_what_is_insta
     let home = tempfile::tempdir().expect("tempdir");
     let models = models_dir(home.path());
     // An installed (copied) Piper voice named "voice".
-    let voice = home.path().join("voice.onnx");
-    std::fs::write(&voice, b"onnx").expect("write");
-    std::fs::write(home.path().join("voice.onnx.json"), b"{}").expect("write");
+    let voice = voice_pair(home.path(), "voice");
     run_ok(import_cmd(&env, home.path(), &models).arg(&voice));
 
     // A folder of pictures and notes given a kind was installed as an "upscale model".
@@ -69,8 +49,9 @@ async fn mistakes_are_refused_at_once_naming_the_flag_or_field_and_what_is_insta
     std::fs::create_dir_all(diffusers.join("unet")).expect("mkdir");
     std::fs::write(diffusers.join("model_index.json"), b"{}").expect("write");
     std::fs::write(diffusers.join("unet/config.json"), b"{}").expect("write");
+    // (A pickle's opening, so the look at the file before the converter passes it.)
     let ckpt = home.path().join("thing.pth");
-    std::fs::write(&ckpt, b"not read").expect("write");
+    std::fs::write(&ckpt, b"\x80\x02not read").expect("write");
     let lora = home.path().join("style.safetensors");
     std::fs::write(&lora, b"not read").expect("write");
     let lora_arg = lora.display().to_string();
@@ -108,13 +89,11 @@ async fn mistakes_are_refused_at_once_naming_the_flag_or_field_and_what_is_insta
     assert!(message.contains("already installed (kept as it is)"), "{message}");
     let jobs = get_json(&http, &d, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
-    assert_eq!(std::fs::read(models.join("voice/voice.onnx")).expect("kept"), b"onnx");
+    assert_eq!(std::fs::read(models.join("voice/voice.onnx")).expect("kept"), std::fs::read(&voice).expect("voice"));
 
     // `models rm` of a model a queued job names: it removed it, and the job failed later
     // with "unknown model"; now it is refused naming the job, and `--force` removes it.
-    let onnx = home.path().join("my-upscaler");
-    std::fs::create_dir_all(&onnx).expect("mkdir");
-    std::fs::write(onnx.join("model.onnx"), b"onnx").expect("write");
+    let onnx = common::fixture("models/tiny-esrgan-x4");
     run_ok(import_cmd(&env, home.path(), &models).args(["--kind", "upscale", "--name", "up"]).arg(&onnx));
     let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "width": 32, "height": 24}});
     let (_, card) = post_json(&http, &d, "/api/v1/jobs", card).await;
@@ -362,12 +341,7 @@ fn the_next_import_removes_what_a_killed_import_left_and_keeps_pulls_and_running
     let partial = models.join(".staging/sd-turbo/unet");
     std::fs::create_dir_all(&partial).expect("mkdir");
     std::fs::write(partial.join("model.onnx"), vec![7u8; 4096]).expect("write");
-    let voice = |name: &str| {
-        let onnx = home.path().join(format!("{name}.onnx"));
-        std::fs::write(&onnx, b"onnx").expect("write");
-        std::fs::write(home.path().join(format!("{name}.onnx.json")), b"{}").expect("write");
-        import(&env, home.path(), &models, &[], &onnx)
-    };
+    let voice = |name: &str| import(&env, home.path(), &models, &[], &voice_pair(home.path(), name));
     let (ok, err) = voice("voice");
     assert!(ok, "{err}");
     let said = format!("removed {} left by an import of crashed that did not finish (", left.display());
@@ -414,9 +388,7 @@ async fn a_daemon_import_removes_what_a_killed_import_left_and_says_so_in_its_lo
     let lock = std::fs::File::create(models.join(".locks/running.lock")).expect("lock file");
     fs4::FileExt::lock(&lock).expect("lock");
 
-    let voice = home.path().join("voice.onnx");
-    std::fs::write(&voice, b"onnx").expect("write");
-    std::fs::write(home.path().join("voice.onnx.json"), b"{}").expect("write");
+    let voice = voice_pair(home.path(), "voice");
     let runtime = common::provision::runtime();
     let env = [
         ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")),

@@ -18,6 +18,7 @@ mod byo_diffusion;
 mod byo_import;
 mod byo_lora;
 mod byo_mistakes;
+mod byo_onnx;
 mod byo_sdxl;
 mod cancel_reasons;
 mod catalog;

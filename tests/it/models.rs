@@ -222,7 +222,9 @@ fn import_of_a_piper_pair_writes_a_manifest_that_verifies() {
     std::fs::write(drop_dir.join("de_DE-test-low.onnx"), payload(1000, 4)).expect("write");
     std::fs::write(drop_dir.join("de_DE-test-low.onnx.json"), b"{\"audio\":{\"sample_rate\":16000}}").expect("write");
     let store = store_in(tmp.path());
-    let m = store.import(&drop_dir, None, None).expect("import");
+    // The store's own part: the files' load check is its caller's (`kinds::model_import`).
+    let unchecked = |_: &reelbox::models::import::ImportPlan| Ok::<_, reelbox::models::ModelError>(());
+    let m = store.import(&drop_dir, None, None, unchecked).expect("import").manifest;
     assert_eq!(m.name, "de_DE-test-low");
     assert_eq!(m.kind, ModelKind::Tts);
     let written =
@@ -230,7 +232,7 @@ fn import_of_a_piper_pair_writes_a_manifest_that_verifies() {
             .expect("valid manifest");
     assert_eq!(written, m);
     assert!(store.verify("de_DE-test-low").expect("verify").ok);
-    let err = store.import(&drop_dir, None, None).expect_err("name taken").to_string();
+    let err = store.import(&drop_dir, None, None, unchecked).expect_err("name taken").to_string();
     assert!(err.contains("already installed"), "{err}");
     let dir: PathBuf = store.installed_dir("de_DE-test-low").expect("installed");
     assert!(dir.join("de_DE-test-low.onnx.json").is_file());

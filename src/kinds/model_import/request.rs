@@ -135,6 +135,15 @@ impl ImportRequest {
                 ),
             ));
         }
+        // Last, so a flag that cannot apply is named first; before the converter's
+        // environment (PyTorch, gigabytes on first use) is made for a file that is no
+        // checkpoint at all.
+        if path.is_file() && import::needs_conversion(&path) {
+            import::check_checkpoint(&path).map_err(|e| ParamError::new("path", e.to_string()))?;
+        }
+        for (file, _) in &loras {
+            import::check_checkpoint(file).map_err(|e| ParamError::new("loras", e.to_string()))?;
+        }
         Ok(ImportParams { path, name, kind, loras, fp16, prediction })
     }
 }

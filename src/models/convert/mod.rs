@@ -164,7 +164,7 @@ impl Conversion {
             .map_err(|source| ConvertError::BadResult { input: self.request.input.clone(), source })?;
         std::fs::write(&path, text).map_err(|source| ConvertError::Io { path: path.clone(), source })?;
         store.unmark_import_staging(&self.staging)?;
-        let summary = format!("{} converted from {}", self.result.summary, self.request.input.display());
+        let summary = format!("{}{CONVERTED_FROM}{}", self.result.summary, self.request.input.display());
         let manifest = import::plan_converted(&self.staging, &self.request.name, self.kind, summary)?;
         store.install_dir(&self.staging, &manifest)?;
         self.installed = true;
@@ -194,6 +194,10 @@ pub fn fused_of(dir: &Path) -> Option<String> {
     }
     Some(parts.join(" + "))
 }
+
+/// What a converted model's manifest summary says before its source's path
+/// (`import::source_of` reads it back).
+pub(crate) const CONVERTED_FROM: &str = " converted from ";
 
 /// A name for a converted model from its file: the stem with other characters as `-`.
 pub fn default_name(input: &Path) -> String {

@@ -1,78 +1,21 @@
-//! Importing a user's own model: a Piper voice (`X.onnx` + `X.onnx.json`) or a Stable
-//! Diffusion ONNX layout directory (`model_index.json`, `unet/model.onnx`, ...). Import
-//! computes sizes and sha256s and writes a manifest, so imported models verify like pulled ones.
+//! Importing a user's own model: ready ONNX files copied as they are (`plan.rs`: a Piper
+//! voice, a Stable Diffusion ONNX folder, a single-file model's `.onnx`), checked by the
+//! caller before they are installed; checkpoints looked at before they go to the
+//! converter (`checkpoint.rs`); the staging folder, its mark, and one import per name.
+//! Import computes sizes and sha256s and writes a manifest, so imported models verify like
+//! pulled ones.
 
 use std::path::{Path, PathBuf};
 
-use super::ModelError;
-use super::fetch::hash_file;
-use super::layout;
-use super::manifest::{self, Manifest, ManifestFile, ModelKind};
+use super::manifest::{self, ModelKind};
+use super::{ModelError, VERIFIED_MARKER, io_err, layout};
+use crate::time::now_ms;
 
-/// What an import will copy and the manifest it will write.
-#[derive(Debug, Clone)]
-pub struct ImportPlan {
-    pub manifest: Manifest,
-    /// (path inside the model dir, source file).
-    pub copies: Vec<(String, PathBuf)>,
-}
+mod checkpoint;
+mod plan;
 
-/// Works out an import of `path` (a Piper `.onnx`, or a directory).
-pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<ImportPlan, ModelError> {
-    let fail = |reason: String| ModelError::Import { path: path.to_path_buf(), reason };
-    if !path.exists() {
-        return Err(fail("no such file or directory".into()));
-    }
-    let (default_name, detected, copies) = if path.is_file() {
-        piper_pair(path)
-            .ok_or_else(|| fail("a file import must be a Piper voice X.onnx with X.onnx.json beside it".into()))?
-    } else if layout::is_diffusion(path) {
-        (dir_name(path), Some(ModelKind::Diffusion), walk(path).map_err(|e| fail(e.to_string()))?)
-    } else {
-        std::fs::read_dir(path).map_err(|e| fail(e.to_string()))?;
-        let pairs: Vec<_> = layout::onnx_files(path).iter().filter_map(|p| piper_pair(p)).collect();
-        match (pairs.len(), kind) {
-            (1, None | Some(ModelKind::Tts)) => pairs.into_iter().next().ok_or_else(|| fail("no voice".into()))?,
-            (n, None) if n > 1 => {
-                return Err(fail("more than one Piper voice here; import the .onnx file itself".into()));
-            }
-            (_, Some(k)) => {
-                let files = walk(path).map_err(|e| fail(e.to_string()))?;
-                // A folder is copied as its ONNX model: one without any would install as
-                // a model that fails at its first job.
-                if !files.iter().any(|(rel, _)| rel.ends_with(".onnx")) {
-                    return Err(fail(format!(
-                        "no .onnx file in this folder, so it is no {} model to copy; checkpoints \
-                         (.safetensors, .ckpt, .pth) are imported as the file itself",
-                        k.as_str()
-                    )));
-                }
-                (dir_name(path), Some(k), files)
-            }
-            _ => {
-                return Err(fail(
-                    "no model reelbox knows in this folder: not a Piper voice (X.onnx + X.onnx.json), nor a \
-                     Stable Diffusion folder (model_index.json); checkpoints (.safetensors, .ckpt, .pth) are \
-                     imported as the file itself; name the kind (--kind) to import another ONNX folder"
-                        .into(),
-                ));
-            }
-        }
-    };
-    let kind = kind.or(detected).ok_or_else(|| fail("cannot tell the model's kind; name it".into()))?;
-    let name = name.map(str::to_owned).unwrap_or(default_name);
-    if !manifest::valid_name(&name) {
-        return Err(fail(format!("name {name:?} may only use letters, digits, '-', '_' and '.'")));
-    }
-    let manifest = manifest_of(path, name, kind, format!("imported from {}", path.display()), &copies)?;
-    Ok(ImportPlan { manifest, copies })
-}
-
-/// The manifest of a converted model in `dir` (every file in it, hashed).
-pub fn plan_converted(dir: &Path, name: &str, kind: ModelKind, summary: String) -> Result<Manifest, ModelError> {
-    let copies = walk(dir).map_err(|e| ModelError::Import { path: dir.to_path_buf(), reason: e.to_string() })?;
-    manifest_of(dir, name.to_string(), kind, summary, &copies)
-}
+pub use checkpoint::{CheckpointError, check_checkpoint};
+pub use plan::{ImportPlan, default_file_name, plan, plan_converted, source_of};
 
 /// True when `path` is a checkpoint to convert rather than ONNX files to copy: a file
 /// that is not `.onnx` (`.pth`, `.pt`, `.ckpt`, `.safetensors`, `.bin`, or anything else,
@@ -207,6 +150,45 @@ impl super::ModelStore {
         gone
     }
 
+    /// Imports a user's ready model ([`plan`]) and writes its manifest. `check` looks at
+    /// the files where they lie (the caller loads them in the pipeline that runs the kind)
+    /// once the name is claimed and before anything is copied: a refused model installs
+    /// nothing.
+    pub fn import<E: From<ModelError>>(
+        &self,
+        path: &Path,
+        name: Option<&str>,
+        kind: Option<ModelKind>,
+        check: impl FnOnce(&ImportPlan) -> Result<(), E>,
+    ) -> Result<ImportPlan, E> {
+        let plan = plan(path, name, kind)?;
+        // Any installed model of that name, with a manifest or found as a directory: the
+        // install below would otherwise move a manifest-less model directory aside.
+        let _claim = self.claim_name(&plan.manifest.name, path)?;
+        check(&plan)?;
+        let staging = self.import_staging(&plan.manifest.name)?;
+        let installed = self.install_copies(&staging, &plan);
+        if installed.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        installed?;
+        Ok(plan)
+    }
+
+    /// Copies `plan`'s files into `staging` and installs them as its model.
+    fn install_copies(&self, staging: &Path, plan: &ImportPlan) -> Result<(), ModelError> {
+        for (rel, src) in &plan.copies {
+            let dest = staging.join(rel);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            std::fs::copy(src, &dest).map_err(io_err(src))?;
+        }
+        std::fs::write(staging.join(VERIFIED_MARKER), now_ms().to_string()).map_err(io_err(staging))?;
+        self.unmark_import_staging(staging)?;
+        self.install_dir(staging, &plan.manifest)
+    }
+
     /// Claims `name` for importing `path`: refused while another import or pull of the
     /// name runs, or when a model of that name is installed (the old one is kept).
     pub fn claim_name(&self, name: &str, path: &Path) -> Result<NameClaim, ModelError> {
@@ -228,104 +210,8 @@ fn taken(name: &str) -> String {
     format!("a model named {name} is already installed (kept as it is); `reelbox rm {name}` first or pick another name")
 }
 
-/// A manifest listing `copies` (hashed) under `name`; `path` is what errors name.
-fn manifest_of(
-    path: &Path,
-    name: String,
-    kind: ModelKind,
-    summary: String,
-    copies: &[(String, PathBuf)],
-) -> Result<Manifest, ModelError> {
-    let fail = |reason: String| ModelError::Import { path: path.to_path_buf(), reason };
-    if copies.is_empty() {
-        return Err(fail("nothing to import".into()));
-    }
-    let mut files = Vec::with_capacity(copies.len());
-    for (rel, src) in copies {
-        let (sha256, size) = hash_file(src).map_err(|e| fail(format!("{}: {e}", src.display())))?;
-        files.push(ManifestFile { path: rel.clone(), size, sha256 });
-    }
-    let manifest = Manifest { summary, ..Manifest::new(name, kind, files) };
-    manifest.validate().map_err(|e| fail(e.to_string()))?;
-    Ok(manifest)
-}
-
-fn dir_name(path: &Path) -> String {
-    path.canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "imported".into())
-}
-
-type Found = (String, Option<ModelKind>, Vec<(String, PathBuf)>);
-
-/// `X.onnx` with `X.onnx.json` (or `X.json`) → name X and the two files.
-fn piper_pair(onnx: &Path) -> Option<Found> {
-    let json = layout::piper_config(onnx)?;
-    let file = onnx.file_name()?.to_string_lossy().into_owned();
-    let stem = onnx.file_stem()?.to_string_lossy().into_owned();
-    // Installed voices keep Piper's naming, which Voice::load looks for.
-    Some((stem, Some(ModelKind::Tts), vec![(file.clone(), onnx.to_path_buf()), (format!("{file}.json"), json)]))
-}
-
-/// Every regular file under `root` (dotfiles skipped), as (relative path, file).
-fn walk(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let e = e?;
-            let p = e.path();
-            if e.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.is_file()
-                && let Ok(rel) = p.strip_prefix(root)
-            {
-                out.push((rel.to_string_lossy().replace('\\', "/"), p.clone()));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn piper_pair_is_found_from_its_directory() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("v.onnx"), b"onnx").expect("write");
-        std::fs::write(dir.path().join("v.onnx.json"), b"{}").expect("write");
-        let plan = plan(dir.path(), None, None).expect("plan");
-        assert_eq!(plan.manifest.name, "v");
-        assert_eq!(plan.manifest.kind, ModelKind::Tts);
-        let paths: Vec<_> = plan.manifest.files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, ["v.onnx", "v.onnx.json"]);
-        // `printf onnx | sha256sum`
-        assert_eq!(plan.manifest.files[0].sha256, "87e93f89f2be0db364e8be052f79f389e6c2da239831922e24513288af522a43");
-        assert_eq!(plan.manifest.files[0].size, 4);
-    }
-
-    #[test]
-    fn diffusion_layout_is_recognised_and_walked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("my-sd");
-        std::fs::create_dir_all(root.join("unet")).expect("mkdir");
-        std::fs::write(root.join("model_index.json"), b"{}").expect("write");
-        std::fs::write(root.join("unet/model.onnx"), b"x").expect("write");
-        std::fs::write(root.join(".DS_Store"), b"x").expect("write");
-        let plan = plan(&root, None, None).expect("plan");
-        assert_eq!(plan.manifest.name, "my-sd");
-        assert_eq!(plan.manifest.kind, ModelKind::Diffusion);
-        let paths: Vec<_> = plan.manifest.files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, ["model_index.json", "unet/model.onnx"]);
-    }
-
     /// The daemon runs imports on its own threads: a sweep there must pass over the folder
     /// of an import this very process is running, not only other processes' ones.
     #[test]
@@ -346,14 +232,5 @@ mod tests {
         assert!(gone[0].to_string().contains("an import of crashed that did not finish (2.0 kB)"), "{}", gone[0]);
         assert!(!left.exists() && busy.exists());
         drop(running);
-    }
-
-    #[test]
-    fn unknown_layout_asks_for_a_kind() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("model.onnx"), b"x").expect("write");
-        let err = plan(dir.path(), None, None).expect_err("needs kind").to_string();
-        assert!(err.contains("name the kind"), "{err}");
-        assert!(plan(dir.path(), Some("up"), Some(ModelKind::Upscale)).is_ok());
     }
 }
