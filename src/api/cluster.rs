@@ -11,7 +11,6 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::config::ClusterRole;
 
 /// The head's worker boxes.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -40,8 +39,7 @@ pub struct ClusterView {
 ))]
 pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Json<ClusterView>, ApiError> {
     let Some(remote) = state.scheduler.remote() else {
-        if let Some(cluster) = state.scheduler.config().cluster.as_ref().filter(|c| c.role == ClusterRole::Head) {
-            let nats = cluster.nats_server();
+        if let Some(nats) = state.scheduler.unreached_nats() {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cluster_unreachable",

@@ -51,7 +51,7 @@ impl Backend {
         if !reelbox::client::is_this_machine(url) {
             anyhow::bail!("{}; nothing was sent", reelbox::client::unreachable_text(url));
         }
-        eprintln!("reelbox: no daemon answers at {}; running in this process", g.url.trim_end_matches('/'));
+        eprintln!("reelbox: no daemon answers at {url}; running in this process");
         Ok(Backend::Local)
     }
 }

@@ -197,6 +197,13 @@ impl Scheduler {
         }
     }
 
+    /// The NATS server of a cluster head that has not reached it yet (its worker boxes are
+    /// not attached; `cluster::dial` keeps trying).
+    pub fn unreached_nats(&self) -> Option<&str> {
+        let cluster = self.config.cluster.as_ref().filter(|_| self.remote_expected && self.remote.get().is_none());
+        cluster.map(|c| c.nats_server())
+    }
+
     /// The worker boxes, when a cluster is attached.
     pub fn remote(&self) -> Option<&Arc<dyn RemoteBoxes>> {
         self.remote.get()
@@ -338,8 +345,7 @@ impl Scheduler {
             return Some(waiting::PAUSED.into());
         }
         // No worker task places anything before the head reaches NATS: say it here.
-        if self.remote_expected && !self.local_work && self.remote.get().is_none() {
-            let nats = self.config.cluster.as_ref().map_or("", |c| c.nats_server());
+        if let Some(nats) = self.unreached_nats().filter(|_| !self.local_work) {
             return Some(format!("no worker box is connected: this head cannot reach its NATS server at {nats} yet"));
         }
         // The disk is read again only while the workers' last look found it low: job views
