@@ -122,9 +122,8 @@ impl Daemon {
             crate::cluster::dial::reconnect(scheduler.clone(), cluster, cluster_stop.clone(), why);
         }
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.bind, source })?;
-        let shutdown = CancellationToken::new();
-        let mut state = AppState::new(scheduler.clone());
-        state.shutdown = shutdown.clone();
+        let state = AppState::new(scheduler.clone());
+        let shutdown = state.shutdown.clone();
         api::ops_metrics::spawn_collector(&state);
         let app = api::router(state);
         let stop = shutdown.clone();

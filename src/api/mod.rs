@@ -2,7 +2,7 @@
 //! Handlers validate at the edge and hand work to the scheduler; they never touch ort.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -82,6 +82,8 @@ pub struct AppState {
     pub jobs: crate::jobs::Service,
     /// Signs and checks the links to one artifact that work without a key.
     pub links: Arc<links::Links>,
+    /// OpenAI jobs whose clients hung up, kept a while for the same request sent again.
+    pub abandoned: Arc<openai::rejoin::Abandoned>,
 }
 
 impl AppState {
@@ -92,8 +94,11 @@ impl AppState {
         if let Some(remote) = scheduler.remote() {
             metrics.register(Arc::new(metrics::RemoteCollector(remote.clone())));
         }
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let grace = Duration::from_secs(scheduler.config().openai.hangup_grace_s);
         Self {
             metrics,
+            abandoned: Arc::new(openai::rejoin::Abandoned::new(scheduler.clone(), grace, shutdown.clone())),
             store: scheduler.store().clone(),
             config: scheduler.config().clone(),
             gate: Arc::new(auth::Gate::new(scheduler.config(), scheduler.store())),
@@ -103,7 +108,7 @@ impl AppState {
             links: Arc::new(links::Links::open(&scheduler.config().data_dir)),
             scheduler,
             started: Instant::now(),
-            shutdown: Default::default(),
+            shutdown,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The `[openai]` section: how OpenAI-style requests name reelbox's models and voices, and
-//! how long the picture links it answers with work.
+//! how long the picture links it answers with work and a hung-up request's job waits for it.
 
 use std::collections::BTreeMap;
 
@@ -22,10 +22,20 @@ pub struct OpenAiConfig {
     /// OpenAI's links do for about an hour; after that the link is refused (403
     /// `link_expired`) and a key reads the picture as before.
     pub image_url_lifetime_s: u64,
+    /// Seconds a job keeps going after the client waiting on it hung up, for the same
+    /// request sent again to wait on it (OpenAI's SDKs send it again after their timeout);
+    /// canceled if none comes. 0 cancels at once.
+    pub hangup_grace_s: u64,
 }
 
 impl Default for OpenAiConfig {
     fn default() -> Self {
-        Self { voices: BTreeMap::new(), default_voice: None, default_image_model: None, image_url_lifetime_s: 3600 }
+        Self {
+            voices: BTreeMap::new(),
+            default_voice: None,
+            default_image_model: None,
+            image_url_lifetime_s: 3600,
+            hangup_grace_s: 60,
+        }
     }
 }

@@ -55,6 +55,7 @@ mod media;
 mod media_cli;
 mod models;
 mod openai_compat;
+mod openai_rejoin;
 mod ops_metrics;
 mod origin;
 mod phone_pictures;

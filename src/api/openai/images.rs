@@ -10,6 +10,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::image_output::{Answer, ResponseFormat, Usage, b64, describe};
+use super::rejoin::is_retry;
 use super::run::{Progress, Waiting, job_failure, read_artifact, submit};
 use super::stream::{Events, stream};
 use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
@@ -254,7 +255,7 @@ pub async fn respond(
 ) -> Result<Response, OpenAiError> {
     let params =
         serde_json::to_value(params).map_err(|e| OpenAiError::internal(format!("cannot encode params: {e}")))?;
-    let waiting = submit(&state, caller, "image", params).await.map_err(|mut e| {
+    let waiting = submit(&state, caller, "image", params, is_retry(headers)).await.map_err(|mut e| {
         if let Some(p) = e.param.as_deref() {
             e.param = Some(openai_param(p).to_string());
         }

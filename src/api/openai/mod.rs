@@ -1,6 +1,7 @@
 //! The OpenAI-compatible subset under `/v1`: image generation, speech and the model list.
 //! Requests become ordinary jobs (same queue, owner and artifacts as the native API); the
-//! client waits on its request, and a disconnect cancels the job. Errors use OpenAI's
+//! client waits on its request, and a disconnect cancels the job unless the same request
+//! comes again ([`rejoin`]). Errors use OpenAI's
 //! shape so the official SDKs raise their usual exceptions.
 
 use axum::Json;
@@ -21,6 +22,7 @@ pub mod edits;
 pub mod error;
 pub mod image_output;
 pub mod images;
+pub mod rejoin;
 pub mod run;
 pub mod speech;
 pub mod stream;

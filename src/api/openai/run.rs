@@ -1,6 +1,7 @@
 //! Runs a job for a client that waits on the same request. The job is an ordinary job
-//! (queue, dashboard, artifacts); a guard cancels it when the request future is dropped,
-//! which hyper does when the client disconnects mid-request.
+//! (queue, dashboard, artifacts); when the request future is dropped, which hyper does when
+//! the client disconnects mid-request, a guard leaves the job for the same request sent
+//! again and cancels it if none comes ([`super::rejoin`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,49 +11,15 @@ use tokio::sync::broadcast::error::RecvError;
 use ulid::Ulid;
 
 use super::OpenAiError;
+use super::rejoin::{Fingerprint, Watch};
 use crate::api::ApiError;
 use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::jobs::Submission;
-use crate::scheduler::Scheduler;
 use crate::store::records::{Artifact, EventBody, Job, JobState};
 
 /// How often the job is re-read even without an event (a lagged subscriber misses some).
 const RECHECK: Duration = Duration::from_secs(1);
-
-/// Cancels a job through the scheduler when dropped, unless disarmed.
-pub struct CancelOnDrop {
-    scheduler: Arc<Scheduler>,
-    job: Option<Ulid>,
-}
-
-impl CancelOnDrop {
-    /// Arms the guard for `job`.
-    pub fn new(scheduler: Arc<Scheduler>, job: Ulid) -> Self {
-        Self { scheduler, job: Some(job) }
-    }
-
-    /// The job ended on its own; nothing to cancel.
-    pub fn disarm(&mut self) {
-        self.job = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some(job) = self.job.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let scheduler = self.scheduler.clone();
-        tracing::info!(%job, "client went away; canceling its job");
-        // Drop cannot await: the cancel runs as its own task.
-        runtime.spawn(async move {
-            let why = "canceled because the client that asked for it disconnected before it finished";
-            if let Err(e) = scheduler.cancel(job, Some(why.to_string())).await {
-                tracing::debug!(%job, "cancel after disconnect: {e}");
-            }
-        });
-    }
-}
 
 /// What a waiting request learns about its job.
 pub enum Progress {
@@ -63,39 +30,60 @@ pub enum Progress {
 }
 
 /// A queued job its client waits on: holds the client's stream slot, the event
-/// subscription and the guard that cancels the job if the waiting is dropped.
+/// subscription and its [`Watch`] on the job, which leaves the job for the request sent
+/// again if the waiting is dropped.
 pub struct Waiting {
     state: AppState,
     id: Ulid,
     events: tokio::sync::broadcast::Receiver<Arc<crate::store::records::Event>>,
-    guard: CancelOnDrop,
+    watch: Watch,
     _permit: crate::api::limits::StreamPermit,
 }
 
-/// Validates and queues a job for a client that waits on it. Dropping the returned
-/// [`Waiting`] (client disconnect) cancels the job.
+/// Validates and queues a job for a client that waits on it, or waits on the job this same
+/// request started before ([`super::rejoin`]; `retry` when the request says it is sent
+/// again). Dropping the returned [`Waiting`] (client disconnect) leaves the job for the
+/// request sent again, canceled if it is not.
 pub async fn submit(
     state: &AppState,
     caller: &Caller,
     kind: &str,
     params: serde_json::Value,
+    retry: bool,
 ) -> Result<Waiting, OpenAiError> {
+    let fingerprint = Fingerprint::new(&caller.owner, kind, &params);
     let submission = Submission { kind: kind.to_string(), params, priority: 0, idempotency_key: None };
     let job = state.jobs.prepare(&caller.into(), submission).map_err(ApiError::from)?;
     // A request held open until its job ends is a stream too: it takes a slot meanwhile.
     let permit = state.gate.streams.acquire(caller, &state.config.limits)?;
     // Subscribed before the job exists, so its final event cannot slip past.
     let events = state.store.subscribe();
-    let mut guard = CancelOnDrop::new(state.scheduler.clone(), job.id);
+    if let Some((id, watch)) = rejoin(state, &fingerprint, retry)? {
+        return Ok(Waiting { state: state.clone(), id, events, watch, _permit: permit });
+    }
+    let mut watch = state.abandoned.track(fingerprint, job.id);
     let job = match state.jobs.enqueue(&caller.into(), job).await {
         Ok(submitted) => submitted.job,
         Err(e) => {
-            // Refused (queue full, shutting down): there is no job to cancel.
-            guard.disarm();
+            // Refused (queue full, shutting down): there is no job to leave.
+            watch.ended();
             return Err(ApiError::from(e).into());
         }
     };
-    Ok(Waiting { state: state.clone(), id: job.id, events, guard, _permit: permit })
+    Ok(Waiting { state: state.clone(), id: job.id, events, watch, _permit: permit })
+}
+
+/// The job this same request started before, while it may still give the answer: queued,
+/// running or succeeded (after a failure or a cancel the request makes a new job).
+fn rejoin(state: &AppState, fingerprint: &Fingerprint, retry: bool) -> Result<Option<(Ulid, Watch)>, OpenAiError> {
+    let Some((id, mut watch)) = state.abandoned.join(fingerprint, retry) else { return Ok(None) };
+    let job = state.store.job(id).map_err(|e| OpenAiError::internal(e.to_string()))?;
+    if job.is_some_and(|j| !j.state.is_terminal() || matches!(j.state, JobState::Succeeded { .. })) {
+        tracing::info!(job = %id, "a request came again; it waits on the job its first try started");
+        return Ok(Some((id, watch)));
+    }
+    watch.ended();
+    Ok(None)
 }
 
 impl Waiting {
@@ -111,7 +99,7 @@ impl Waiting {
             let current = self.state.store.job(id).map_err(|e| OpenAiError::internal(e.to_string()))?;
             match current {
                 Some(j) if j.state.is_terminal() => {
-                    self.guard.disarm();
+                    self.watch.ended();
                     return Ok(Progress::Done(j));
                 }
                 Some(_) => {}

@@ -2,13 +2,14 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::rejoin::is_retry;
 use super::run::{Waiting, job_failure, read_artifact, submit};
 use super::stream::{Events, stream};
 use super::transcode::{SpeechFormat, transcode};
@@ -154,6 +155,7 @@ pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<SpeechParam
 pub async fn speech(
     State(state): State<AppState>,
     caller: super::OpenAiCaller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
     let caller = caller.0?;
@@ -169,7 +171,7 @@ pub async fn speech(
     };
     let params = serde_json::to_value(speech_params(&state.config, &req)?)
         .map_err(|e| OpenAiError::internal(format!("cannot encode params: {e}")))?;
-    let waiting = submit(&state, &caller, "speech", params).await.map_err(|mut e| {
+    let waiting = submit(&state, &caller, "speech", params, is_retry(&headers)).await.map_err(|mut e| {
         if e.param.as_deref() == Some("text") {
             e.param = Some("input".into());
         }
