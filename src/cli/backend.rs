@@ -84,7 +84,7 @@ impl Reach {
         config.bind = "127.0.0.1:0".parse()?;
         let daemon = Daemon::start(config.clone()).await.context("no daemon answers and one cannot be started here")?;
         let local = Global { url: format!("http://{}", daemon.addr), ..g.clone() };
-        Ok(Self { client: Client::new(&local)?, own: Some((daemon, config)) })
+        Ok(Self { client: Client::new(&local)?.in_this_process(), own: Some((daemon, config)) })
     }
 
     /// The daemon this process runs, when it runs one.
@@ -121,7 +121,7 @@ pub async fn run_job(
     }
     let job: JobView = c.send(req).await?;
     if !g.json {
-        eprintln!("job {} queued on {}", job.id, c.base());
+        eprintln!("job {} queued on {}", job.id, c.place());
     }
     let job = tokio::select! {
         followed = follow(c, &job.id, Follow { events_to_stdout: false, progress: !g.json }) => followed?,

@@ -19,7 +19,13 @@ use super::Global;
 /// address (`0.0.0.0`) through loopback. `None` when the config cannot be read (the command
 /// reports that itself where it needs the config).
 pub fn url_of_config(path: Option<&Path>) -> Option<String> {
-    let config = reelbox::config::Config::load(path).ok()?;
+    let url = serve_url(&reelbox::config::Config::load(path).ok()?)?;
+    (url != super::DEFAULT_URL).then_some(url)
+}
+
+/// The URL `reelbox serve` answers at on this box with `config` (see [`url_of_config`]);
+/// `None` for port 0, which picks a free port at start.
+pub fn serve_url(config: &reelbox::config::Config) -> Option<String> {
     // Port 0 picks a free port at start: nothing here can know it.
     let bind = Some(config.bind).filter(|b| b.port() != 0)?;
     let ip = match bind.ip() {
@@ -27,8 +33,7 @@ pub fn url_of_config(path: Option<&Path>) -> Option<String> {
         std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let url = format!("{}://{}", config.tls.scheme(), std::net::SocketAddr::new(ip, bind.port()));
-    (url != super::DEFAULT_URL).then_some(url)
+    Some(format!("{}://{}", config.tls.scheme(), std::net::SocketAddr::new(ip, bind.port())))
 }
 
 /// A call the box did not answer: nothing listened at the URL, the connection broke, or it
@@ -50,12 +55,32 @@ pub struct Client {
     /// Whether a key goes with each call: a 401 then means that key was refused, not that
     /// one is missing.
     keyed: bool,
+    /// The daemon is one this command started in its own process: its URL is a loopback
+    /// port that is gone when the command ends, so it is never shown as a place to go.
+    in_process: bool,
 }
 
 impl Client {
     /// Builds a client from the global options.
     pub fn new(g: &Global) -> anyhow::Result<Self> {
-        Ok(Self { api: ApiClient::new(&g.url, g.key.clone(), g.cacert.as_deref(), None)?, keyed: g.key.is_some() })
+        let api = ApiClient::new(&g.url, g.key.clone(), g.cacert.as_deref(), None)?;
+        Ok(Self { api, keyed: g.key.is_some(), in_process: false })
+    }
+
+    /// This client, for a daemon this command started in its own process.
+    pub fn in_this_process(self) -> Self {
+        Self { in_process: true, ..self }
+    }
+
+    /// True when the daemon is one this command started in its own process.
+    pub fn is_in_process(&self) -> bool {
+        self.in_process
+    }
+
+    /// The daemon as a line to the user names it: its URL, or for one in this process what
+    /// it is (its URL would be opened after it is gone).
+    pub fn place(&self) -> String {
+        if self.in_process { "a daemon this command runs until it ends".into() } else { self.base().to_string() }
     }
 
     /// The one place an API error becomes the CLI's message. A 401 is said in the CLI's

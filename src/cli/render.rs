@@ -92,7 +92,26 @@ async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyh
         let name = |ext: &str| output.with_extension(ext).file_name().map(|n| n.to_string_lossy().into_owned());
         let (srt, vtt) = (name("srt").unwrap_or_default(), name("vtt").unwrap_or_default());
         println!("{} (subtitles beside it: {srt}, {vtt}; job {})", film.display(), job.id);
+        if c.is_in_process() {
+            later(g, &job.id)?;
+        }
     }
+    Ok(())
+}
+
+/// After a render in a daemon this command ran itself (none was running): how to see the
+/// job again, since that daemon's address is gone once the command ends. The job is in the
+/// data dir, which `reelbox serve` opens.
+fn later(g: &Global, id: &str) -> anyhow::Result<()> {
+    let config = Config::load(g.config.as_deref())?;
+    let studio =
+        super::client::serve_url(&config).map_or_else(|| "the address it prints".to_string(), |url| format!("{url}/"));
+    eprintln!(
+        "reelbox: no daemon was running, so this command ran one of its own, which stops now; job {id} stays in \
+         {}: to see it later, start `reelbox serve` and open the web studio at {studio} (Library), or run \
+         `reelbox jobs show {id}`",
+        config.data_dir.display()
+    );
     Ok(())
 }
 

@@ -94,9 +94,17 @@ impl Failure for StoreError {
 }
 
 impl Failure for ModelError {
-    // Networks and disks recover; a bad manifest or unknown name does not.
+    // Networks and disks recover; a bad manifest or unknown name does not. A pull whose
+    // hosts could not be reached at all (no network, DNS, a refused connection) is not
+    // retried either: the queue's tries (`queue.max_attempts`, 5 s then 10 s apart) made an
+    // offline `reelbox pull` wait ~16 s for the same "cannot reach HOST" three times, and a
+    // box that is offline now is offline 5 s later. The choice is made here, the one retry
+    // decision, rather than in the hub client: it already asks an unreachable host once per
+    // source and does not retry a request that never connected. Transfers that break after the
+    // host answered (a reset mid-download, a 5xx) keep their retries, in the hub client's
+    // ranged parts and here.
     fn is_retriable(&self) -> bool {
-        matches!(self, ModelError::Fetch { .. } | ModelError::Io { .. })
+        matches!(self, ModelError::Fetch { .. } | ModelError::Io { .. }) && !self.is_unreachable()
     }
 }
 
@@ -186,6 +194,26 @@ mod tests {
         let missing = || EngineError::ModelMissing { path: PathBuf::from("m.onnx"), fix: None };
         assert!(!StageError::from(LipsyncError::Engine(missing())).is_retriable());
         assert!(!StageError::from(TtsError::Engine(missing())).is_retriable());
+    }
+
+    #[test]
+    fn a_pull_that_reached_no_host_is_not_retried_and_one_cut_off_is() {
+        use crate::models::FetchError;
+        let failed = |failures| StageError::from(ModelError::Fetch { name: "m".into(), failures });
+        let (source_name, file) = ("hf:org/m@main".to_string(), "model.onnx".to_string());
+        let unreachable = || FetchError::Unreachable {
+            source_name: source_name.clone(),
+            file: file.clone(),
+            reason: "cannot reach huggingface.co (dns error)".into(),
+        };
+        let cut = || FetchError::Unavailable {
+            source_name: source_name.clone(),
+            file: file.clone(),
+            reason: "gave up on bytes 0-100 after 5 attempts".into(),
+        };
+        assert!(!failed(vec![unreachable()]).is_retriable());
+        assert!(failed(vec![unreachable(), cut()]).is_retriable());
+        assert!(failed(vec![cut()]).is_retriable());
     }
 
     #[test]

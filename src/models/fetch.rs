@@ -33,6 +33,11 @@ pub enum FetchError {
     /// The source does not have the file or cannot be reached; the next source is tried.
     #[error("{source_name}: {file}: {reason}")]
     Unavailable { source_name: String, file: String, reason: String },
+    /// The source's host cannot be reached at all (no network, no DNS, a refused or
+    /// timed-out connection): the next source is tried, but none of this source's other
+    /// files, and a pull that met only these is not tried again (`kinds/failure.rs`).
+    #[error("{source_name}: {file}: {reason}")]
+    Unreachable { source_name: String, file: String, reason: String },
     /// The bytes arrived but are not the manifest's; the partial file was deleted.
     #[error(
         "{source_name}: {file}: sha256 mismatch (expected {expected}, got {actual}, {size} bytes); the partial download was deleted"
@@ -43,6 +48,17 @@ pub enum FetchError {
         "{source_name}: {file}: git blob SHA-1 mismatch (the hub says {expected}, got {actual}); the partial download was deleted"
     )]
     BlobMismatch { source_name: String, file: String, expected: String, actual: String },
+}
+
+impl FetchError {
+    /// Why the file could not be had, without the source and file it names (for a line
+    /// that already says which file it wanted).
+    pub fn reason(&self) -> String {
+        match self {
+            FetchError::Unavailable { reason, .. } | FetchError::Unreachable { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What a source delivered for one file, checked: what the installed manifest records.
@@ -138,10 +154,12 @@ pub async fn http_file(
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() || e.is_builder() => {
+            Err(e) if e.is_connect() => {
                 // Unreachable host (no network, DNS): no point in retrying this source.
-                return Err(unavailable(chain_text(&e)));
+                let reason = chain_text(&e);
+                return Err(FetchError::Unreachable { source_name: url.to_string(), file: file.path.clone(), reason });
             }
+            Err(e) if e.is_builder() => return Err(unavailable(chain_text(&e))),
             Err(e) => {
                 last_error = chain_text(&e);
                 continue;

@@ -9,7 +9,6 @@ use super::ModelError;
 use super::fetch::FetchError;
 use super::hf::{HfSource, Hub, TreeEntry};
 use super::manifest::{Manifest, ManifestFile, Source, check_relative};
-use crate::error_text::chain_text;
 
 /// `m` with its folders listed into files (unchanged when it has none); the first `hf:`
 /// source whose hub answers is asked.
@@ -37,7 +36,7 @@ async fn list(hub: &Hub, hf: &HfSource, m: &Manifest) -> Result<Vec<ManifestFile
         let entries = hub
             .tree(&hf.repo, &hf.revision, &hf.remote_path(folder))
             .await
-            .map_err(|e| unavailable(format!("listing the folder: {}", chain_text(&e))))?;
+            .map_err(|e| e.for_source(&hf.describe(), &format!("{folder}/"), "listing the folder: "))?;
         let files = files_of(&entries, &hf.dir, &m.exclude);
         if files.is_empty() {
             return Err(unavailable("the hub lists no files there".into()));

@@ -58,7 +58,8 @@ struct FileInfo {
 }
 
 /// Why a file could not be had from the hub or its CDN (reported as
-/// [`FetchError::Unavailable`], so the next source is tried).
+/// [`FetchError::Unavailable`], or [`FetchError::Unreachable`] for a host that cannot be
+/// reached, so the next source is tried).
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     #[error("HTTP {status}: a gated or private repository; {hint} (and accept its terms on the hub)")]
@@ -117,6 +118,18 @@ impl HubError {
             return HubError::Unreachable { host, cause: cause.to_string() };
         }
         HubError::Request { url: url.to_string(), source }
+    }
+
+    /// This failure as source `source_name`'s [`FetchError`] for `file`, its text after
+    /// `doing` (what was asked, or empty): [`FetchError::Unreachable`] when the host never
+    /// answered, so the pull neither asks it for the source's other files nor tries again.
+    pub(super) fn for_source(&self, source_name: &str, file: &str, doing: &str) -> FetchError {
+        let (source_name, file, reason) =
+            (source_name.to_string(), file.to_string(), format!("{doing}{}", chain_text(self)));
+        match self {
+            HubError::Unreachable { .. } => FetchError::Unreachable { source_name, file, reason },
+            _ => FetchError::Unavailable { source_name, file, reason },
+        }
     }
 }
 
@@ -181,7 +194,7 @@ impl Hub {
             reason,
         };
         let url = self.resolve_url(&source.repo, &source.revision, &source.remote_path(&file.path));
-        let info = self.head(&url).await.map_err(|e| unavailable(chain_text(&e)))?;
+        let info = self.head(&url).await.map_err(|e| e.for_source(&source_name, &file.path, ""))?;
         if let Some(commit) = &info.commit
             && source.is_commit()
             && !commit.eq_ignore_ascii_case(&source.revision)

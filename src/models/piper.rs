@@ -58,12 +58,13 @@ impl PiperError {
     }
 }
 
-/// A voice's language as the index names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A voice's language as the index (and an installed voice's `.onnx.json`) names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Language {
     /// `de_DE`.
     pub code: String,
-    /// `de`.
+    /// `de`; some voices' own configs leave it out (then it is read off `code`).
+    #[serde(default)]
     pub family: String,
     #[serde(default)]
     pub name_english: String,
@@ -160,6 +161,68 @@ impl PiperVoice {
     }
 }
 
+/// What an installed voice's own Piper config (`NAME.onnx.json`) says of it.
+#[derive(Debug, Default, Deserialize)]
+struct InstalledConfig {
+    #[serde(default)]
+    language: Option<Language>,
+    #[serde(default)]
+    audio: InstalledAudio,
+    #[serde(default)]
+    num_speakers: Option<u32>,
+    #[serde(default)]
+    speaker_id_map: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct InstalledAudio {
+    #[serde(default)]
+    quality: Option<String>,
+}
+
+impl PiperVoice {
+    /// An installed voice as far as its installed manifest and its config tell, for a
+    /// list made without the index: its key (`en_US-joe-medium`, read as
+    /// language-name-quality), the language and speakers its config names, each file's
+    /// size (no md5: the index's alone).
+    fn installed(m: &Manifest, dir: &Path) -> Self {
+        let config: InstalledConfig = m
+            .files
+            .iter()
+            .find(|f| f.path.ends_with(".onnx.json"))
+            .and_then(|f| std::fs::read_to_string(dir.join(&f.path)).ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let parts: Vec<&str> = m.name.splitn(3, '-').collect();
+        let (from_key, name, quality) = match parts.as_slice() {
+            [code, name, quality] => (*code, *name, Some(*quality)),
+            _ => ("", m.name.as_str(), None),
+        };
+        let mut language = config.language.unwrap_or_else(|| Language {
+            // `en_US`: the key's first part is its language only when it reads as one.
+            code: if from_key.contains('_') { from_key.to_string() } else { String::new() },
+            ..Language::default()
+        });
+        if language.family.is_empty() {
+            language.family = language.code.split('_').next().unwrap_or_default().to_string();
+        }
+        let files = m
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), IndexFile { size_bytes: f.size, md5_digest: String::new() }))
+            .collect();
+        PiperVoice {
+            key: m.name.clone(),
+            name: name.to_string(),
+            language,
+            quality: quality.map(str::to_string).or(config.audio.quality).unwrap_or_default(),
+            num_speakers: config.num_speakers.unwrap_or(1),
+            speaker_id_map: config.speaker_id_map,
+            files,
+        }
+    }
+}
+
 /// Parses `voices.json`.
 pub fn parse_index(text: &str, path: &Path) -> Result<BTreeMap<String, PiperVoice>, PiperError> {
     serde_json::from_str(text).map_err(|source| PiperError::Parse { path: path.to_path_buf(), source })
@@ -184,6 +247,17 @@ impl ModelStore {
         let path = self.voice_index_path();
         let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
         parse_index(&text, &path).map(|index| index.into_keys().collect()).unwrap_or_default()
+    }
+
+    /// The voices installed here (every installed `tts` model), by name, read from their
+    /// installed manifests and configs: what `reelbox voices list` shows when the index
+    /// cannot be had.
+    pub fn installed_piper_voices(&self) -> BTreeMap<String, PiperVoice> {
+        super::read_manifests(self.models_dir())
+            .into_iter()
+            .filter(|(m, _)| m.kind == ModelKind::Tts && self.model_dir(&m.name).is_dir())
+            .map(|(m, _)| (m.name.clone(), PiperVoice::installed(&m, &self.model_dir(&m.name))))
+            .collect()
     }
 
     /// The Piper voice index, fetched once (the tag is pinned) and read from the cache

@@ -202,7 +202,9 @@ impl ModelStore {
                     let dest = prep(f)?;
                     let url = format!("{base}/{}", f.path);
                     let r = fetch::http_file(&self.http, &url, &dest, f, &|n| report(f, n)).await;
-                    out.push((f.path.clone(), r.map(|()| Delivered::as_pinned(f))));
+                    if gone(&mut out, f, r.map(|()| Delivered::as_pinned(f))) {
+                        break;
+                    }
                 }
             }
             Source::HttpFile { url } => {
@@ -225,8 +227,9 @@ impl ModelStore {
                             total,
                         })
                     };
-                    let r = hub.fetch_file(hf, f, &dest, &report).await;
-                    out.push((f.path.clone(), r));
+                    if gone(&mut out, f, hub.fetch_file(hf, f, &dest, &report).await) {
+                        break;
+                    }
                 }
             }
             Source::Pip { requirement, dir } => {
@@ -299,6 +302,20 @@ impl ModelStore {
     }
 }
 
+impl ModelError {
+    /// True when a pull failed only for want of reaching its sources' hosts (every source
+    /// tried said [`FetchError::Unreachable`]): a box without network, a mistyped
+    /// `HF_ENDPOINT`. Another try seconds later meets the same closed door.
+    pub fn is_unreachable(&self) -> bool {
+        let unreachable = |f: &FetchError| matches!(f, FetchError::Unreachable { .. });
+        match self {
+            ModelError::Fetch { failures, .. } => !failures.is_empty() && failures.iter().all(unreachable),
+            ModelError::Piper(super::piper::PiperError::Fetch(f)) => unreachable(f),
+            _ => false,
+        }
+    }
+}
+
 /// True when installed manifest `old` (in `dir`, its files all present) is what pulling
 /// `m` would install: the same files, or for folders the same folders and every file `m`
 /// pins.
@@ -309,6 +326,19 @@ fn installed_as(m: &Manifest, old: &Manifest, dir: &Path) -> bool {
         old.folders == m.folders && m.files.iter().all(|f| old.files.iter().any(|o| f.is_satisfied_by(o)))
     };
     same_files && size_state(dir, old) == InstallState::Installed
+}
+
+/// Records one file's outcome; true when its host could not be reached at all, so the
+/// source's other files are not asked for: each would wait for the same answer (up to the
+/// connect timeout) and add the same sentence to the error.
+fn gone(
+    out: &mut Vec<(String, Result<Delivered, FetchError>)>,
+    f: &ManifestFile,
+    r: Result<Delivered, FetchError>,
+) -> bool {
+    let unreachable = matches!(r, Err(FetchError::Unreachable { .. }));
+    out.push((f.path.clone(), r));
+    unreachable
 }
 
 fn unavailable(source: &Source, file: &str, reason: String) -> FetchError {

@@ -44,7 +44,8 @@ impl Check {
     }
 }
 
-/// Checks every piece; never fails, never installs anything.
+/// Checks every piece, once each; never fails, and only looks: it installs, makes and
+/// leaves nothing (not even the data dir it checks).
 pub fn doctor(config: &Config) -> Vec<Check> {
     let mut checks = Vec::new();
     // Before any check loads espeak-ng: the pinned copy wins over the system's.
@@ -92,33 +93,31 @@ pub fn doctor(config: &Config) -> Vec<Check> {
         }
     }
 
+    // One line per piece: pip and espeak-ng each had a second line of their own (the
+    // python that runs pip, which espeak-ng speaks), listing them twice.
     for piece in Piece::ALL {
-        match piece.probe() {
-            Ok(detail) => checks.push(Check::ok(piece.name(), detail)),
-            Err(e) => checks.push(Check::missing(piece.name(), e.to_string(), system::fix_for(piece))),
-        }
-    }
-
-    if let Some(check) = espeak_version_check() {
-        checks.push(check);
-    }
-
-    let py = crate::models::fetch::python();
-    match std::process::Command::new(&py).args(["-m", "pip", "--version"]).output() {
-        Ok(o) if o.status.success() => checks.push(Check::ok(
-            "python-pip",
-            String::from_utf8_lossy(&o.stdout).split(" from ").next().unwrap_or("pip").trim().to_string(),
-        )),
-        _ => checks.push(Check::warn(
-            "python-pip",
-            format!("`{py} -m pip` does not run; setup and pip: model sources need it"),
-            Some("sudo apt-get install python3-pip   (or set REELBOX_PYTHON)".into()),
-        )),
+        checks.push(match (piece, piece.probe()) {
+            (Piece::Espeak, Ok(detail)) => {
+                espeak_check(piece.name()).unwrap_or_else(|| Check::ok(piece.name(), detail))
+            }
+            (Piece::Pip, Ok(detail)) => {
+                Check::ok(piece.name(), detail.split(" from ").next().unwrap_or(&detail).into())
+            }
+            (_, Ok(detail)) => Check::ok(piece.name(), detail),
+            (Piece::Pip, Err(e)) => Check::missing(
+                piece.name(),
+                format!("{e}; setup and pip: model sources need it"),
+                format!("{}   (or set REELBOX_PYTHON to a Python with pip)", system::fix_for(piece)),
+            ),
+            (_, Err(e)) => Check::missing(piece.name(), e.to_string(), system::fix_for(piece)),
+        });
     }
 
     let data = &config.data_dir;
-    let writable = std::fs::create_dir_all(data).is_ok() && tempfile::tempfile_in(data).is_ok();
-    if writable {
+    if !data.exists() && !foreign {
+        // A doctor only looks: making the dir (it did) changed the machine it examined.
+        checks.push(data_dir_to_make(data));
+    } else if data.is_dir() && tempfile::tempfile_in(data).is_ok() {
         checks.push(Check::ok("data-dir", data.display().to_string()));
     } else if foreign {
         // Nothing to fix, but what this user sees of the models is not what the service has.
@@ -166,6 +165,30 @@ pub fn doctor(config: &Config) -> Vec<Check> {
     checks
 }
 
+/// A data dir not made yet: `reelbox setup` (or `reelbox serve`) makes it, when this user
+/// may write where it goes. Asked without writing anything: an anonymous temporary file in
+/// the nearest folder that exists, gone when closed.
+fn data_dir_to_make(data: &std::path::Path) -> Check {
+    let parent = data.ancestors().skip(1).find(|a| a.is_dir());
+    match parent {
+        Some(p) if tempfile::tempfile_in(p).is_ok() => Check::warn(
+            "data-dir",
+            format!("{} is not made yet", data.display()),
+            Some("reelbox setup   (makes it, with the runtime, espeak-ng and the default models in it)".into()),
+        ),
+        _ => Check::missing(
+            "data-dir",
+            format!(
+                "{} does not exist and this user cannot make it{}",
+                data.display(),
+                parent.map(|p| format!(" ({} is not writable)", p.display())).unwrap_or_default()
+            ),
+            "set data_dir in the config, or REELBOX_DATA_DIR, to a folder this user can write; or sudo reelbox setup"
+                .into(),
+        ),
+    }
+}
+
 /// Free space on the data dir's and the models dir's disks: below
 /// `limits.min_free_disk_bytes` the daemon refuses new jobs, uploads and pulls.
 fn disk_checks(config: &Config) -> Vec<Check> {
@@ -189,12 +212,11 @@ fn disk_checks(config: &Config) -> Vec<Check> {
         .collect()
 }
 
-/// Which espeak-ng speaks: the pinned 1.52 is fine; the system's is a warning naming its
-/// version, since Piper voices were made with 1.52's phonemes. `None` when none loads
-/// (the espeak-ng piece already says so).
-fn espeak_version_check() -> Option<Check> {
+/// The espeak-ng check, `name`d as its piece, once it loads: which one speaks. The pinned
+/// 1.52 is fine; the system's is a warning naming its version, since Piper voices were made
+/// with 1.52's phonemes. `None` when none loads (the piece's probe says why).
+fn espeak_check(name: &str) -> Option<Check> {
     let e = espeak::loaded().ok()?;
-    let name = "espeak-ng-version";
     Some(if e.pinned {
         Check::ok(name, format!("pinned espeak-ng {} at {} (Piper's phonemes)", e.version, e.library))
     } else if e.version.starts_with(espeak::PIPER_VERSION) {

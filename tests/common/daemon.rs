@@ -130,6 +130,22 @@ pub fn is_final(job: &serde_json::Value) -> bool {
     matches!(job["state"].as_str(), Some("succeeded" | "failed" | "canceled"))
 }
 
+/// Pulls model `name` through the API (`POST /api/v1/models/pull`, as `reelbox pull` beside a
+/// daemon and the web studio's Pull do; 202 expected) and waits up to `timeout` for its
+/// `model_pull` job to end: the job's id and final view.
+pub async fn pull_job(
+    http: &reqwest::Client,
+    d: &DaemonProc,
+    name: &str,
+    timeout: Duration,
+) -> (String, serde_json::Value) {
+    let (status, job) = post_json(http, d, "/api/v1/models/pull", serde_json::json!({"name": name})).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().expect("job id").to_string();
+    let job = wait_job(http, d, &id, timeout, is_final).await;
+    (id, job)
+}
+
 /// The body of a `testcard` job (the daemon's built-in test kind) with `params`.
 pub fn testcard(params: serde_json::Value) -> serde_json::Value {
     serde_json::json!({"kind": "testcard", "params": params})

@@ -228,6 +228,13 @@ pub async fn start(hub: Shared) -> String {
     serve(router.with_state(hub)).await
 }
 
+/// A hub endpoint nothing listens on (a loopback port bound and let go): the connection is
+/// refused, as on a box without network.
+pub fn unreachable() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    format!("http://127.0.0.1:{port}")
+}
+
 /// `len` bytes that differ by `seed`.
 pub fn payload(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8).collect()

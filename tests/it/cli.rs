@@ -335,6 +335,34 @@ fn doctor_names_the_missing_runtime_and_its_fix_and_fails() {
     assert!(stdout.contains("found") && stdout.contains("ffmpeg"), "{stdout}");
 }
 
+/// A fresh user's `reelbox doctor --data-dir DIR`: a doctor only looks, so DIR is not made
+/// (it was: doctor changed the machine it examined) but said not made yet, with what makes
+/// it; and each piece is one check (pip and espeak-ng were two each).
+#[test]
+fn doctor_makes_no_data_dir_and_names_each_piece_once() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("x");
+    let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["doctor", "--json", "--data-dir"])
+        .arg(&data)
+        .env_remove("REELBOX_CONFIG")
+        .env_remove("REELBOX_DATA_DIR")
+        .env_remove("REELBOX_MODELS_DIR")
+        .env("XDG_CONFIG_HOME", home.path().join("no-config"))
+        .output()
+        .expect("run doctor");
+    assert!(!data.exists(), "doctor made {}", data.display());
+    let checks: Value = serde_json::from_slice(&out.stdout).expect("JSON checks");
+    let checks = checks.as_array().expect("list");
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    for piece in ["pip", "espeak", "ffmpeg", "onnxruntime", "data-dir"] {
+        assert_eq!(names.iter().filter(|n| n.contains(piece)).count(), 1, "{piece} once: {names:?}");
+    }
+    let dir = checks.iter().find(|c| c["name"] == "data-dir").expect("data-dir check");
+    assert!(dir["detail"].as_str().is_some_and(|d| d.contains("not made yet")), "{dir}");
+    assert!(dir["fix"].as_str().is_some_and(|f| f.starts_with("reelbox setup")), "{dir}");
+}
+
 #[test]
 fn setup_installs_the_runtime_that_doctor_then_finds() {
     let home = tempfile::tempdir().expect("tempdir");

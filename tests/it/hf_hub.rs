@@ -120,9 +120,7 @@ async fn sha256_mismatch_installs_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_that_cannot_be_reached_is_said_once_with_what_to_do() {
-    // A port nothing listens on: the connection is refused, as on a box without network.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let endpoint = common::hub::unreachable();
     let manifest = format!(
         "name = \"hf-far\"\nkind = \"lipsync\"\nsources = [\"hf:org/plain@{COMMIT}/wav2lip.onnx\"]\n\n[[files]]\npath = \"model.onnx\"\nsize = 1000\n"
     );
@@ -135,6 +133,34 @@ async fn a_hub_that_cannot_be_reached_is_said_once_with_what_to_do() {
     assert!(said.contains("cannot reach 127.0.0.1 (") && said.contains("HF_ENDPOINT"), "{said}");
     assert!(!said.contains("error sending request"), "{said}");
     assert!(!models_dir(home.path()).join("hf-far").exists(), "nothing installed");
+}
+
+/// `reelbox pull NAME` beside a running daemon (or the web studio's Pull) is a `model_pull`
+/// job: with the hub out of reach it fails on its first attempt, saying so once. It was
+/// tried three times, ~16 s of backoff, for the same sentence once per file each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_job_that_cannot_reach_the_hub_fails_at_once_saying_so() {
+    let endpoint = common::hub::unreachable();
+    let manifest = format!(
+        "name = \"hf-far\"\nkind = \"diffusion\"\nsources = [\"hf:org/plain@{COMMIT}/onnx\"]\n\n\
+         [[files]]\npath = \"unet/model.onnx\"\nsize = 1000\n\n[[files]]\npath = \"unet/config.json\"\nsize = 10\n"
+    );
+    let home = home_with(&manifest);
+    let (models, share) = (models_dir(home.path()), home.path().join("share"));
+    let env = [
+        ("HF_ENDPOINT", endpoint.as_str()),
+        ("REELBOX_MODELS_DIR", models.to_str().expect("utf-8 path")),
+        ("REELBOX_SHARE_DIR", share.to_str().expect("utf-8 path")),
+    ];
+    let d = common::daemon::DaemonProc::start(&home.path().join("data"), &env);
+    let http = reqwest::Client::new();
+    let (_, job) = common::daemon::pull_job(&http, &d, "hf-far", std::time::Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempts"], 1, "not tried again: {job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cannot reach 127.0.0.1 ("), "{error}");
+    assert_eq!(error.matches("cannot reach").count(), 1, "said once, not once per file: {error}");
+    assert!(!models.join("hf-far").exists(), "nothing installed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

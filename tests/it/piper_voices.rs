@@ -192,12 +192,8 @@ async fn the_api_pulls_a_piper_voice_by_name_and_refuses_an_unknown_one_naming_c
         &[("HF_ENDPOINT", endpoint.as_str()), ("REELBOX_MODELS_DIR", models_env)],
     );
     let http = reqwest::Client::new();
-    let body = serde_json::json!({"name": "piper:de_DE-thorsten-medium"});
-    let (status, job) = common::daemon::post_json(&http, &d, "/api/v1/models/pull", body).await;
-    assert_eq!(status, 202, "{job}");
-    let id = job["id"].as_str().expect("job id");
-    let job =
-        common::daemon::wait_job(&http, &d, id, std::time::Duration::from_secs(60), common::daemon::is_final).await;
+    let name = "piper:de_DE-thorsten-medium";
+    let (id, job) = common::daemon::pull_job(&http, &d, name, std::time::Duration::from_secs(60)).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
     let events = common::sse::read_events(events, |seen| {
@@ -218,4 +214,38 @@ async fn the_api_pulls_a_piper_voice_by_name_and_refuses_an_unknown_one_naming_c
     assert_eq!(err["error"]["field"], "name", "{err}");
     let message = err["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("de_DE-thorsten-medium"), "names the close voice: {message}");
+}
+
+/// `reelbox voices list` offline on a box whose voice was installed without the index being
+/// kept (the joe voice `reelbox setup` installs, a pull on another day): the installed voices
+/// are listed, table and `--json` alike, with one line saying why not the rest and how to
+/// fetch it. It failed outright. With no voice installed either it fails, naming the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voices_list_offline_shows_the_installed_voices_and_says_why_not_the_rest() {
+    let (endpoint, _) = start_hub().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let pull = reelbox(home.path(), &endpoint, &["pull", "piper:de_DE-thorsten-medium"]).await;
+    assert!(pull.status.success(), "pull failed: {}", text(&pull));
+    std::fs::remove_dir_all(home.path().join("models/.cache")).expect("the cached index goes");
+    let offline = common::hub::unreachable();
+
+    let out = reelbox(home.path(), &offline, &["voices", "list"]).await;
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let row = said.lines().find(|l| l.starts_with("de_DE-thorsten-medium")).unwrap_or_else(|| panic!("listed: {said}"));
+    assert!(row.contains("medium") && row.contains("installed"), "{row}");
+    let note: Vec<&str> = said.lines().filter(|l| l.contains("cannot reach 127.0.0.1 (")).collect();
+    assert_eq!(note.len(), 1, "one line says why: {said}");
+    assert!(note[0].contains("reelbox voices list --refresh"), "and how to fetch the rest: {}", note[0]);
+
+    let rows = listed(&reelbox(home.path(), &offline, &["voices", "list", "--json"]).await);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["name"], "de_DE-thorsten-medium");
+    assert_eq!(rows[0]["installed"], true);
+    assert!(rows[0]["size"].as_u64().is_some_and(|s| s > 0), "{rows:?}");
+
+    let bare = tempfile::tempdir().expect("tempdir");
+    let out = reelbox(bare.path(), &offline, &["voices", "list"]).await;
+    assert!(!out.status.success(), "nothing to list: {}", text(&out));
+    assert!(text(&out).contains("cannot reach 127.0.0.1 ("), "the cause is named: {}", text(&out));
 }

@@ -217,10 +217,45 @@ async fn the_demo_renders_again_on_a_box_where_it_ran_before() {
             .expect("reelbox demo");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "demo run {n} failed: {stderr}");
+        // A daemon that stays up is a place to go: its address is said.
+        assert!(stderr.contains(&format!("queued on {}", d.url)), "{stderr}");
         let (format, seconds) = common::compat::ffprobe(&film);
         assert!(format.contains("mp4") && seconds > 5.0, "demo run {n}: {format}, {seconds} s");
     }
     let profiles = get_json(&reqwest::Client::new(), &d, "/api/v1/profiles").await;
     let presenters = profiles.as_array().expect("list").iter().filter(|p| p["name"] == "demo presenter").count();
     assert_eq!(presenters, 1, "{profiles}");
+}
+
+/// `reelbox demo` with no daemon running renders in a daemon it runs itself, whose loopback
+/// address is gone when the command ends: it named that address, and users opened it. Now
+/// it names none but the box's own (`bind`), and says how to see the film later, which
+/// works: `reelbox serve` on the same data dir has the job and its film.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_without_a_daemon_names_no_address_that_dies_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = common::render::demo_models_dir(dir.path());
+    let bind = format!("127.0.0.1:{}", crate::cluster_support::free_port());
+    let film = dir.path().join("demo.mp4");
+    let out = common::tools::reelbox_cli(dir.path(), &models)
+        .env("REELBOX_BIND", &bind)
+        .args(["demo", "-o"])
+        .arg(&film)
+        .stdin(Stdio::null())
+        .output()
+        .expect("reelbox demo");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    let addresses: Vec<&str> =
+        said.split("http://").skip(1).filter_map(|rest| rest.split(['/', ' ', ';']).next()).collect();
+    assert!(!addresses.is_empty() && addresses.iter().all(|a| *a == bind), "only {bind} is named: {said}");
+    let id = said.split("job ").nth(1).and_then(|rest| rest.split([' ', ')', ';']).next()).expect("a job id");
+    assert!(said.contains("reelbox serve") && said.contains(&format!("reelbox jobs show {id}")), "{said}");
+
+    // What it says to do works: the box's daemon on that data dir has the job and its film.
+    let d = DaemonProc::start_at(&dir.path().join("cli-data"), &bind, &[]);
+    let job = get_json(&reqwest::Client::new(), &d, &format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let films = get_json(&reqwest::Client::new(), &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    assert!(films.as_array().is_some_and(|a| a.iter().any(|f| f["name"] == "film.mp4")), "{films}");
 }

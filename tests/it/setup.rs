@@ -74,7 +74,8 @@ fn doctor_reports_each_piece_found_with_its_path_or_version() {
     let ort = get("onnxruntime");
     assert_eq!(ort.status, CheckStatus::Ok, "{ort:?}");
     assert!(ort.detail.contains(&provision::runtime().display().to_string()), "{}", ort.detail);
-    assert_eq!(get("espeak-ng").status, CheckStatus::Ok, "fix: apt-get install libespeak-ng1 espeak-ng-data");
+    // Found: ok when it is Piper's 1.52, a warning naming the system's other version (tts.rs).
+    assert_ne!(get("espeak-ng").status, CheckStatus::Missing, "fix: apt-get install libespeak-ng1 espeak-ng-data");
     assert!(get("espeak-ng").detail.contains("espeak-ng 1."));
     assert_eq!(get("ffmpeg").status, CheckStatus::Ok, "fix: apt-get install ffmpeg");
     let joe = get("model en_US-joe-medium");

@@ -50,7 +50,7 @@ fn doctor_warns_when_the_systems_espeak_ng_is_not_pipers_version_and_names_it() 
     let tmp = tempfile::tempdir().expect("tempdir");
     // No pinned copy in this data dir: the system's espeak-ng speaks.
     let checks = reelbox::setup::doctor(&provision::test_config(tmp.path()));
-    let check = checks.iter().find(|c| c.name == "espeak-ng-version").expect("an espeak-ng version check");
+    let check = checks.iter().find(|c| c.name == "espeak-ng").expect("the espeak-ng check");
     let (version, _) = espeak::info().expect("espeak-ng loads");
     assert!(check.detail.contains(&version), "{}", check.detail);
     if version.starts_with(espeak::PIPER_VERSION) {
