@@ -67,12 +67,15 @@ pub async fn meta(
 }
 
 /// Download an artifact's bytes (supports `Range` and `If-None-Match`), with a key, or
-/// without one through a signed link (`?expires=&sig=`, as the OpenAI image routes answer).
+/// without one through a signed link (`?expires=&key=&sig=`, as the OpenAI image routes
+/// answer), while the key that shared it stands; its fetches count against that key's rate.
 #[utoipa::path(get, path = "/api/v1/artifacts/{id}",
     params(("id" = String, Path), ("expires" = Option<u64>, Query, description = "a signed link's expiry, Unix seconds"),
+        ("key" = Option<String>, Query, description = "a signed link's sharing key (its id), when a key asked for the link"),
         ("sig" = Option<String>, Query, description = "a signed link's signature: with `expires`, opens this artifact without a key")),
     responses((status = 200, description = "the bytes"), (status = 206, description = "a byte range"), (status = 304),
-        (status = 403, body = super::error::ErrorBody, description = "`bad_link` (altered) or `link_expired`"),
+        (status = 403, body = super::error::ErrorBody, description = "`bad_link` (altered), `link_expired` or `link_revoked` (the sharing key was revoked)"),
+        (status = 429, body = super::error::ErrorBody, description = "`rate_limited`: the sharing key's `limits.requests_per_second`"),
         (status = 404, body = super::error::ErrorBody), (status = 416)))]
 pub async fn download(
     State(state): State<AppState>,
