@@ -67,12 +67,15 @@ pub async fn meta(
 }
 
 /// Download an artifact's bytes (supports `Range` and `If-None-Match`), with a key, or
-/// without one through a signed link (`?expires=&sig=`, as the OpenAI image routes answer).
+/// without one through a signed link (`?expires=&key=&sig=`, as the OpenAI image routes
+/// answer), while the key that shared it stands; its fetches count against that key's rate.
 #[utoipa::path(get, path = "/api/v1/artifacts/{id}",
     params(("id" = String, Path), ("expires" = Option<u64>, Query, description = "a signed link's expiry, Unix seconds"),
+        ("key" = Option<String>, Query, description = "a signed link's sharing key (its id), when a key asked for the link"),
         ("sig" = Option<String>, Query, description = "a signed link's signature: with `expires`, opens this artifact without a key")),
     responses((status = 200, description = "the bytes"), (status = 206, description = "a byte range"), (status = 304),
-        (status = 403, body = super::error::ErrorBody, description = "`bad_link` (altered) or `link_expired`"),
+        (status = 403, body = super::error::ErrorBody, description = "`bad_link` (altered), `link_expired` or `link_revoked` (the sharing key was revoked)"),
+        (status = 429, body = super::error::ErrorBody, description = "`rate_limited`: the sharing key's `limits.requests_per_second`"),
         (status = 404, body = super::error::ErrorBody), (status = 416)))]
 pub async fn download(
     State(state): State<AppState>,
@@ -231,10 +234,10 @@ async fn hashed_off_runtime(bytes: Vec<u8>) -> Result<(Vec<u8>, String), ApiErro
 
 /// Upload an input file (image, audio or MP4 video) as an artifact: multipart field `file`.
 /// The same bytes sent again by the same key are answered with the artifact that holds
-/// them (200 instead of 201), costing no more storage.
+/// them (200 instead of 201), costing no more storage; it keeps its first `created_at`.
 #[utoipa::path(post, path = "/api/v1/artifacts", request_body(content_type = "multipart/form-data", content = Object, description = "field `file`"),
     responses((status = 201, body = ArtifactView, description = "stored"),
-        (status = 200, body = ArtifactView, description = "this key uploaded the same bytes before: that artifact, kept as long as a fresh upload"),
+        (status = 200, body = ArtifactView, description = "this key uploaded the same bytes before: that artifact, its `created_at` when it was first sent, kept as long as a fresh upload"),
         (status = 400, body = super::error::ErrorBody),
         (status = 413, body = super::error::ErrorBody, description = "`upload_too_large`: the file is past `limits.max_upload_bytes`; or `quota_exceeded`")))]
 pub async fn upload(
@@ -341,7 +344,7 @@ async fn upload_media_type(
         }
     }
     match checked_audio(state, bytes).await {
-        Ok(_) => Ok((audio_media_type(file_name), None)),
+        Ok(_) => Ok((audio_media_type(file_name, bytes), None)),
         Err(why) if why.is_over_limit() => Err(ApiError::field("file", why.to_string())),
         Err(why) => Err(ApiError::field("file", format!("not a readable image, audio or MP4 file ({why})"))),
     }
@@ -354,8 +357,23 @@ pub async fn checked_audio(state: &AppState, bytes: &[u8]) -> Result<f64, Upload
     off_runtime(bytes, "audio", move |b| probe_audio(b, limit)).await
 }
 
-/// Media type of an audio upload from its file name (content was checked by decoding).
-pub fn audio_media_type(file_name: &str) -> &'static str {
+/// Media type of an audio upload (its content was checked by decoding): what its first bytes
+/// say, else its file name's extension, else WAV. The bytes first, so one file is one type
+/// whatever name it is sent under (a re-send is the same upload, `store_hashed`).
+pub fn audio_media_type(file_name: &str, bytes: &[u8]) -> &'static str {
+    let by_content = match bytes {
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E', ..] => Some("audio/wav"),
+        [b'f', b'L', b'a', b'C', ..] => Some("audio/flac"),
+        [b'O', b'g', b'g', b'S', ..] => Some("audio/ogg"),
+        [b'I', b'D', b'3', ..] => Some("audio/mpeg"),
+        // A frame sync: ADTS AAC has layer bits 00, MPEG audio (an MP3 without a tag) not.
+        [0xFF, b, ..] if b & 0xF6 == 0xF0 => Some("audio/aac"),
+        [0xFF, b, ..] if b & 0xE0 == 0xE0 => Some("audio/mpeg"),
+        _ => None,
+    };
+    if let Some(media_type) = by_content {
+        return media_type;
+    }
     match file_name.rsplit('.').next().map(|e| e.to_ascii_lowercase()).as_deref() {
         Some("mp3") => "audio/mpeg",
         Some("flac") => "audio/flac",
@@ -416,7 +434,7 @@ async fn store_hashed(
     stage: &str,
     name: impl FnOnce(&Artifact) -> String,
 ) -> Result<Uploaded, ApiError> {
-    if let Some(artifact) = state.store.reuse_upload(&caller.owner, &sha256, stage).await? {
+    if let Some(artifact) = state.store.reuse_upload(&caller.owner, &sha256, stage, media_type).await? {
         return Ok(Uploaded { artifact, existing: true });
     }
     check_room(state, caller, bytes.len() as u64)?;
@@ -446,6 +464,19 @@ async fn store_hashed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_audio_files_type_is_what_its_bytes_are_whatever_its_name() {
+        assert_eq!(audio_media_type("memo.mp3", b"RIFF\x24\0\0\0WAVEfmt "), "audio/wav");
+        assert_eq!(audio_media_type("memo", b"fLaC\0\0\0\x22"), "audio/flac");
+        assert_eq!(audio_media_type("memo.wav", b"OggS\0\x02"), "audio/ogg");
+        assert_eq!(audio_media_type("memo.bin", b"ID3\x04\0"), "audio/mpeg");
+        assert_eq!(audio_media_type("memo", &[0xFF, 0xFB, 0x90, 0x64]), "audio/mpeg");
+        assert_eq!(audio_media_type("memo", &[0xFF, 0xF1, 0x50, 0x80]), "audio/aac");
+        // Bytes that say nothing: the name, else WAV.
+        assert_eq!(audio_media_type("memo.m4a", b"\0\0\0\x20ftypM4A "), "audio/aac");
+        assert_eq!(audio_media_type("memo", b"\0\0\0\x20ftypM4A "), "audio/wav");
+    }
 
     #[test]
     fn ranges_follow_rfc_9110() {

@@ -200,8 +200,9 @@ pub fn check_start(config: &Config, store: &Store) -> Result<(), UnsafeStart> {
     Ok(())
 }
 
-fn peer(parts: &Parts) -> Option<IpAddr> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_canonical())
+/// The address a request came from (its TCP peer).
+fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_canonical())
 }
 
 fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -236,7 +237,7 @@ fn token(parts: &Parts) -> Result<Option<String>, ApiError> {
 /// Works out who sent a request (see the module docs for the order).
 pub fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError> {
     let auth = &state.config.auth;
-    let peer = peer(parts);
+    let peer = peer(&parts.extensions);
     if auth.mode == AuthMode::TrustedProxy
         && let Some(user) = parts.headers.get(auth.user_header.as_str())
     {
@@ -349,8 +350,13 @@ pub async fn require_caller(State(state): State<AppState>, req: Request, next: N
         return next.run(req).await;
     }
     // A signed link stands for no caller: it opens one artifact's bytes, which the download
-    // route reads from the grant (`links::Reader`); every other route still authenticates.
+    // route reads from the grant (`links::Reader`), while the key that shared it stands and
+    // within its rate; every other route still authenticates.
     if let Some(link) = state.links.granted(req.method(), req.uri()) {
+        let link = link.and_then(|granted| {
+            super::links::admit(&state, granted, peer(req.extensions()))?;
+            Ok(granted)
+        });
         return match link {
             Ok(granted) => {
                 let mut req = req;

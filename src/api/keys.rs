@@ -55,6 +55,10 @@ pub struct KeyView {
     pub storage_bytes: u64,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// Who revoked it (`key "mum"`, `user alice`, `its own holder`); absent while it is
+    /// active and for keys revoked before reelbox kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
     /// Jobs of this key waiting in the queue now.
     pub queued: u64,
     /// GPU-seconds charged to this key today (UTC).
@@ -102,6 +106,7 @@ pub fn key_view(store: &Store, k: &ApiKey, secret: Option<String>) -> Result<Key
         max_storage_bytes: k.max_storage_bytes,
         created_at: time(k.created_at),
         revoked_at: k.revoked_at.map(time),
+        revoked_by: k.revoked_by.clone(),
         key: secret,
     })
 }
@@ -115,10 +120,22 @@ pub fn refused_key_message(store: &Store, hash: &str, fallback: &str) -> String 
     }
 }
 
-/// The refusal of key `k`, revoked: when, and who can give a new one.
+/// The refusal of key `k`, revoked: when, by whom (when kept), and who can give a new one.
 pub fn revoked_message(k: &ApiKey) -> String {
     let when = k.revoked_at.map(time).unwrap_or_default();
-    format!("the key {:?} was revoked at {when}; ask whoever runs the box for a new key", k.name)
+    let by = by_whom(k.revoked_by.as_deref());
+    format!("the key {:?} was revoked at {when}{by}; ask whoever runs the box for a new key", k.name)
+}
+
+/// ` by WHOM` after a revoke's time where who revoked the key is kept, else nothing.
+pub fn by_whom(revoked_by: Option<&str>) -> String {
+    revoked_by.map(|by| format!(" by {by}")).unwrap_or_default()
+}
+
+/// How a revoke's record names who made it: the revoking key or proxy user (its label), or
+/// the key's own holder.
+fn revoker(caller: &Caller, key: ulid::Ulid) -> String {
+    if caller.key_id == Some(key) { "its own holder".into() } else { caller.label.clone() }
 }
 
 /// Resolves once key `key` is revoked (or its record is gone or unreadable), with its
@@ -238,6 +255,7 @@ pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(
         created_at: now_ms(),
         revoked_at: None,
         max_storage_bytes: req.max_storage_bytes,
+        revoked_by: None,
     };
     Ok((key, secret))
 }
@@ -261,7 +279,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<RevokedKeyView>, ApiError> {
     let key_id = key_id(&state.store, &caller, &id)?;
-    let revoked = state.store.revoke_key(key_id).await?;
+    let revoked = state.store.revoke_key(key_id, revoker(&caller, key_id)).await?;
     let key = revoked.key;
     if !revoked.already {
         state.gate.refresh(&state.store)?;
@@ -342,9 +360,15 @@ mod tests {
             created_at: 0,
             revoked_at: Some(1_700_000_000_000),
             max_storage_bytes: None,
+            revoked_by: Some("key \"mum\"".into()),
         };
         let kid = key("kid");
         assert_eq!(revoked_close_reason(Some(&kid)), revoked_message(&kid), "the same words where they fit");
+        assert!(
+            revoked_message(&kid).contains("at 2023-11-14T22:13:20.000Z by key \"mum\";"),
+            "{}",
+            revoked_message(&kid)
+        );
         let long = revoked_close_reason(Some(&key(&"ä".repeat(64))));
         assert!(long.len() <= 123, "{} bytes", long.len());
         assert!(long.contains("was revoked at 2023-11-14T22:13:20.000Z") && long.contains("ask whoever"), "{long}");

@@ -1,13 +1,17 @@
 //! Links to one artifact that work without a key for a while, as OpenAI's image URLs do:
-//! `/api/v1/artifacts/ID?expires=UNIX&sig=HEX`, where `sig` is the HMAC-SHA256 of the id
-//! and the expiry under a secret the box makes once and keeps in its data dir ([`KEY_FILE`],
-//! readable by the daemon's user only). The OpenAI image routes answer
-//! `response_format: "url"` with one, so an `<img src>`, `requests.get(url)` or a chat UI
-//! fetches the picture with no key. A link opens that one artifact's bytes and nothing
-//! else (no metadata, no listing, no other id), until it expires
-//! (`openai.image_url_lifetime_s`).
+//! `/api/v1/artifacts/ID?expires=UNIX&key=KEY_ID&sig=HEX`, where `sig` is the HMAC-SHA256 of
+//! the id, the expiry and the id of the key that asked for the link, under a secret the box
+//! makes once and keeps in its data dir ([`KEY_FILE`], readable by the daemon's user only).
+//! The OpenAI image routes answer `response_format: "url"` with one, so an `<img src>`,
+//! `requests.get(url)` or a chat UI fetches the picture with no key. A link opens that one
+//! artifact's bytes and nothing else (no metadata, no listing, no other id), until it
+//! expires (`openai.image_url_lifetime_s`) or the key that shared it is revoked; its fetches
+//! count against that key's request rate ([`admit`]). A link made without a key (a keyless
+//! box's local admin, a proxy user) carries no `key=` and is counted per fetching address.
+//! Links of reelbox before keys were signed in open nothing (`bad_link`).
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -19,6 +23,7 @@ use ulid::Ulid;
 
 use super::artifacts::visible_artifact;
 use super::auth::Caller;
+use super::limits::Metered;
 use super::{ApiError, AppState};
 use crate::store::records::Artifact;
 
@@ -37,9 +42,13 @@ pub struct Links {
     key: hmac::Key,
 }
 
-/// A request a valid link lets through: it may read the bytes of this artifact only.
+/// A request a valid link lets through: it may read the bytes of artifact `id` only, while
+/// `key` (the key that shared it, when one did) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Granted(pub Ulid);
+pub struct Granted {
+    pub id: Ulid,
+    pub key: Option<Ulid>,
+}
 
 impl Links {
     /// The data dir's link secret, made on first start. One that cannot be read or written
@@ -61,20 +70,24 @@ impl Links {
         Self { key: hmac::Key::new(hmac::HMAC_SHA256, secret) }
     }
 
-    /// What is signed for a link to `id` until `expires`.
-    fn message(id: Ulid, expires: u64) -> String {
-        format!("reelbox artifact link\n{id}\n{expires}")
+    /// What is signed for a link to `id` until `expires`, shared by `key`. Worded apart from
+    /// the links before keys were signed in, so none of those verifies as a keyless link.
+    fn message(id: Ulid, expires: u64, key: Option<Ulid>) -> String {
+        let key = key.map(|k| k.to_string()).unwrap_or_default();
+        format!("reelbox artifact link, shared by key\n{id}\n{expires}\n{key}")
     }
 
-    /// The path and query of a link to artifact `id` that works for `lifetime_s` from now.
-    pub fn path_for(&self, id: Ulid, lifetime_s: u64) -> String {
-        self.path(id, now_s().saturating_add(lifetime_s))
+    /// The path and query of a link to artifact `id` that works for `lifetime_s` from now,
+    /// while `key` (the one that asks for it; `None` without one) is not revoked.
+    pub fn path_for(&self, id: Ulid, key: Option<Ulid>, lifetime_s: u64) -> String {
+        self.path(id, now_s().saturating_add(lifetime_s), key)
     }
 
     /// The path and query of a link to artifact `id` that works until `expires` (Unix seconds).
-    fn path(&self, id: Ulid, expires: u64) -> String {
-        let sig = hmac::sign(&self.key, Self::message(id, expires).as_bytes());
-        format!("{PREFIX}{id}?expires={expires}&sig={}", hex::encode(sig.as_ref()))
+    fn path(&self, id: Ulid, expires: u64, key: Option<Ulid>) -> String {
+        let sig = hmac::sign(&self.key, Self::message(id, expires, key).as_bytes());
+        let key = key.map(|k| format!("&key={k}")).unwrap_or_default();
+        format!("{PREFIX}{id}?expires={expires}{key}&sig={}", hex::encode(sig.as_ref()))
     }
 
     /// What a request says about links: `None` when it carries none (it is authenticated
@@ -96,10 +109,17 @@ impl Links {
         if expires.is_none() && sig.is_none() {
             return None;
         }
-        Some(self.check(raw_id, expires, sig, now_s))
+        Some(self.check(raw_id, expires, param("key"), sig, now_s))
     }
 
-    fn check(&self, raw_id: &str, expires: Option<&str>, sig: Option<&str>, now_s: u64) -> Result<Granted, ApiError> {
+    fn check(
+        &self,
+        raw_id: &str,
+        expires: Option<&str>,
+        key: Option<&str>,
+        sig: Option<&str>,
+        now_s: u64,
+    ) -> Result<Granted, ApiError> {
         let altered = || {
             ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -110,8 +130,9 @@ impl Links {
         let id = Ulid::from_string(raw_id).map_err(|_| altered())?;
         let expires = expires.and_then(|e| e.parse::<u64>().ok()).ok_or_else(altered)?;
         let sig = sig.and_then(|s| hex::decode(s).ok()).ok_or_else(altered)?;
+        let key = key.map(|k| Ulid::from_string(k).map_err(|_| altered())).transpose()?;
         // Constant time: how long a refusal takes says nothing about how much of a guess matched.
-        hmac::verify(&self.key, Self::message(id, expires).as_bytes(), &sig).map_err(|_| altered())?;
+        hmac::verify(&self.key, Self::message(id, expires, key).as_bytes(), &sig).map_err(|_| altered())?;
         if now_s > expires {
             let at = super::views::time(i64::try_from(expires).unwrap_or(i64::MAX / 1000).saturating_mul(1000));
             return Err(ApiError::new(
@@ -122,7 +143,69 @@ impl Links {
                 ),
             ));
         }
-        Ok(Granted(id))
+        Ok(Granted { id, key })
+    }
+}
+
+/// Lets a valid link's fetch through, or says why not: the key that shared it is revoked
+/// (403 `link_revoked`), or its fetches came faster than `limits.requests_per_second`
+/// (429, as any request). Counted against the sharing key's own bucket, so a link posted
+/// anywhere costs the box no more than its key could ask for itself, however many
+/// addresses fetch it; a link shared by no key is counted per fetching address.
+pub fn admit(state: &AppState, granted: Granted, peer: Option<IpAddr>) -> Result<(), ApiError> {
+    let fetch = match granted.key {
+        Some(id) => match state.store.key(id)? {
+            Some(k) if k.revoked_at.is_none() => LinkFetch {
+                owner: id.to_string(),
+                label: format!("key {:?} (with the links it shared)", k.name),
+                local: false,
+            },
+            revoked => return Err(revoked_link(granted.id, revoked.as_ref())),
+        },
+        None => {
+            let ip = peer.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
+            // The keyless box's local admin, whom the rate never limits, could read the bytes anyway.
+            let local = state.gate.keyless() && peer.is_some_and(|p| p.is_loopback());
+            LinkFetch { owner: format!("link fetches from {ip}"), label: format!("this address ({ip})"), local }
+        }
+    };
+    state.gate.rate.check(&fetch, &state.config.limits)
+}
+
+/// The refusal of a link to `id` whose sharing key `k` is revoked (or gone).
+fn revoked_link(id: Ulid, k: Option<&crate::store::records::ApiKey>) -> ApiError {
+    let who = match k {
+        Some(k) => {
+            let when = k.revoked_at.map(super::views::time).unwrap_or_default();
+            format!("({:?}) was revoked at {when}{}", k.name, super::keys::by_whom(k.revoked_by.as_deref()))
+        }
+        None => "no longer exists".to_string(),
+    };
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "link_revoked",
+        format!(
+            "the key that shared this link {who}, so it no longer opens artifact {id}: ask for the picture again with a key that works"
+        ),
+    )
+}
+
+/// Whom a link's fetch is counted against.
+struct LinkFetch {
+    owner: String,
+    label: String,
+    local: bool,
+}
+
+impl Metered for LinkFetch {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn is_local(&self) -> bool {
+        self.local
     }
 }
 
@@ -143,7 +226,7 @@ impl Reader {
     pub fn artifact(&self, state: &AppState, raw: &str) -> Result<Artifact, ApiError> {
         match self {
             Reader::Caller(caller) => visible_artifact(state, caller, raw),
-            Reader::Link(Granted(id)) => match state.store.artifact(*id)? {
+            Reader::Link(Granted { id, .. }) => match state.store.artifact(*id)? {
                 Some(a) if a.id.to_string() == raw => Ok(a),
                 _ => Err(ApiError::not_found("artifact", raw)),
             },
@@ -194,15 +277,32 @@ mod tests {
     fn a_link_opens_its_artifact_until_it_expires_and_nothing_else() {
         let links = Links::with_secret(b"0123456789abcdef0123456789abcdef");
         let id = Ulid::from_string("01J9ZQ3V6T8X4M2N5P7R9S1T3V").expect("ulid");
-        let path = links.path(id, 1_000);
-        assert_eq!(links.granted_at(&Method::GET, &uri(&path), 999).map(|r| r.ok()), Some(Some(Granted(id))));
-        assert_eq!(links.granted_at(&Method::HEAD, &uri(&path), 1_000).map(|r| r.ok()), Some(Some(Granted(id))));
+        let key = Ulid::from_string("01J9ZQ3V6T8X4M2N5P7R9S1T3K").expect("ulid");
+        let path = links.path(id, 1_000, Some(key));
+        let granted = Granted { id, key: Some(key) };
+        assert_eq!(links.granted_at(&Method::GET, &uri(&path), 999).map(|r| r.ok()), Some(Some(granted)));
+        assert_eq!(links.granted_at(&Method::HEAD, &uri(&path), 1_000).map(|r| r.ok()), Some(Some(granted)));
         let code = |p: &str, now| links.granted_at(&Method::GET, &uri(p), now).map(|r| r.err().map(|e| e.code));
         assert_eq!(code(&path, 1_001), Some(Some("link_expired")));
         assert_eq!(code(&path.replace("expires=1000", "expires=9000"), 999), Some(Some("bad_link")));
         let other = Ulid::from_string("01J9ZQ3V6T8X4M2N5P7R9S1T3W").expect("ulid");
         assert_eq!(code(&path.replace(&id.to_string(), &other.to_string()), 999), Some(Some("bad_link")));
         assert_eq!(code(&format!("{PREFIX}{id}?expires=1000"), 999), Some(Some("bad_link")));
+        // The key that shared it is signed in: another key's, or none, opens nothing.
+        assert_eq!(code(&path.replace(&key.to_string(), &other.to_string()), 999), Some(Some("bad_link")));
+        assert_eq!(code(&path.replace(&format!("&key={key}"), ""), 999), Some(Some("bad_link")));
+        assert_eq!(code(&path.replace(&key.to_string(), "nope"), 999), Some(Some("bad_link")));
+        // As links were signed before keys were: opens nothing.
+        let before = hmac::sign(&links.key, format!("reelbox artifact link\n{id}\n1000").as_bytes());
+        let before = format!("{PREFIX}{id}?expires=1000&sig={}", hex::encode(before.as_ref()));
+        assert_eq!(code(&before, 999), Some(Some("bad_link")));
+        // A link shared by no key (a keyless box) carries none.
+        let keyless = links.path(id, 1_000, None);
+        assert!(!keyless.contains("key="), "{keyless}");
+        assert_eq!(
+            links.granted_at(&Method::GET, &uri(&keyless), 999).map(|r| r.ok()),
+            Some(Some(Granted { id, key: None }))
+        );
         // Not links: other routes and methods, and requests without its parameters.
         assert_eq!(code(&format!("{PREFIX}{id}"), 999), None);
         assert_eq!(code(&path.replace(&id.to_string(), &format!("{id}/meta")), 999), None);

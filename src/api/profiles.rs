@@ -154,7 +154,7 @@ pub async fn create(
                 super::artifacts::checked_audio(&state, &up.bytes)
                     .await
                     .map_err(|m| ApiError::field("voice_sample", m.to_string()))?;
-                audio_media_type(&up.file_name)
+                audio_media_type(&up.file_name, &up.bytes)
             }
         };
         checked.push((up, media_type));

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
-use reelbox::api::keys::{CreateKeyRequest, KeyView, RevokedKeyView, build_key, key_view};
+use reelbox::api::keys::{CreateKeyRequest, KeyView, RevokedKeyView, build_key, by_whom, key_view};
 use reelbox::config::Config;
 use reelbox::store::Store;
 use reqwest::Method;
@@ -106,7 +106,10 @@ fn row(k: &KeyView) -> Vec<String> {
         format!("{}/{}", k.queued, opt(k.max_queued, |n| n.to_string())),
         gpu,
         format!("{}/{}", human_bytes(k.storage_bytes), opt(k.max_storage_bytes, human_bytes)),
-        k.revoked_at.clone().map(|t| format!("revoked {t}")).unwrap_or_else(|| "active".into()),
+        k.revoked_at
+            .as_ref()
+            .map(|t| format!("revoked {t}{}", by_whom(k.revoked_by.as_deref())))
+            .unwrap_or_else(|| "active".into()),
     ]
 }
 
@@ -115,7 +118,8 @@ fn row(k: &KeyView) -> Vec<String> {
 fn revoked_line(r: &RevokedKeyView) -> String {
     let k = &r.key;
     let head = if r.already_revoked {
-        format!("key {:?} ({}) was already revoked at {}", k.name, k.id, k.revoked_at.as_deref().unwrap_or("?"))
+        let at = k.revoked_at.as_deref().unwrap_or("?");
+        format!("key {:?} ({}) was already revoked at {at}{}", k.name, k.id, by_whom(k.revoked_by.as_deref()))
     } else {
         format!("revoked key {:?} ({})", k.name, k.id)
     };
@@ -217,7 +221,7 @@ mod tests {
             serde_json::from_value(serde_json::json!({
                 "id": "01K", "name": "kid", "scope": "client", "max_queued": null, "gpu_seconds_per_day": null,
                 "created_at": "t0", "revoked_at": "2026-12-05T15:22:26.000Z", "queued": 0, "gpu_seconds_today": 0,
-                "already_revoked": already, "canceled_jobs": canceled
+                "already_revoked": already, "canceled_jobs": canceled, "revoked_by": "key \"mum\""
             }))
             .expect("view")
         };
@@ -225,7 +229,7 @@ mod tests {
         assert_eq!(revoked_line(&view(false, 0)), "revoked key \"kid\" (01K); it had no queued or running jobs");
         assert_eq!(
             revoked_line(&view(true, 0)),
-            "key \"kid\" (01K) was already revoked at 2026-12-05T15:22:26.000Z; nothing changed"
+            "key \"kid\" (01K) was already revoked at 2026-12-05T15:22:26.000Z by key \"mum\"; nothing changed"
         );
     }
 
@@ -240,5 +244,8 @@ mod tests {
         let r = row(&k);
         assert_eq!(r[4], "10/600 +30 reserved");
         assert_eq!(r[5], "12.7 kB/1.0 GB");
+        assert_eq!(r[6], "active");
+        let revoked = KeyView { revoked_at: Some("T".into()), revoked_by: Some("key \"mum\"".into()), ..k };
+        assert_eq!(row(&revoked)[6], "revoked T by key \"mum\"");
     }
 }

@@ -61,15 +61,24 @@ use super::records::{ApiKey, Artifact, Event, Job, JobState, Millis, Profile, Sc
 use crate::gpu::DeviceId;
 record_v1!(Artifact, Event);
 
-/// Decodes a payload of `what`'s record version 1, the only older layout each record has so
-/// far; another version is corrupt.
+/// Decodes a payload of `what`'s record version 1, the only older layout most records have
+/// so far; another version is corrupt.
 fn decode_v1<T: DeserializeOwned>(what: &str, version: u8, payload: &[u8]) -> Result<T, CodecError> {
     if version != 1 {
-        return Err(CodecError::Corrupt(format!("no migration from {what} record version {version}")));
+        return Err(no_migration(what, version));
     }
+    decode_old(payload)
+}
+
+/// Decodes a payload in an older layout `T`.
+fn decode_old<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
     let (old, _) =
         bincode::serde::decode_from_slice(payload, bincode_config()).map_err(|e| CodecError::Corrupt(e.to_string()))?;
     Ok(old)
+}
+
+fn no_migration(what: &str, version: u8) -> CodecError {
+    CodecError::Corrupt(format!("no migration from {what} record version {version}"))
 }
 
 /// `ApiKey` as record version 1 wrote it, before `max_storage_bytes`. Frozen: bincode
@@ -86,11 +95,25 @@ struct ApiKeyV1 {
     revoked_at: Option<Millis>,
 }
 
+/// `ApiKey` as record version 2 wrote it, before `revoked_by`: version 1's fields, then
+/// `max_storage_bytes` (bincode lays a nested struct's fields out in place, so this is the
+/// flat v2 layout). Frozen, like [`ApiKeyV1`].
+#[derive(serde::Deserialize)]
+struct ApiKeyV2 {
+    v1: ApiKeyV1,
+    max_storage_bytes: Option<u64>,
+}
+
 impl Record for ApiKey {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
     fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
-        let v1: ApiKeyV1 = decode_v1("api key", version, payload)?;
-        // Keys from before storage quotas had none; keep them unlimited.
+        let ApiKeyV2 { v1, max_storage_bytes } = match version {
+            // Keys from before storage quotas had none; keep them unlimited.
+            1 => ApiKeyV2 { v1: decode_old(payload)?, max_storage_bytes: None },
+            2 => decode_old(payload)?,
+            other => return Err(no_migration("api key", other)),
+        };
+        // Who revoked a key before version 3 was not kept.
         Ok(ApiKey {
             id: v1.id,
             name: v1.name,
@@ -100,7 +123,8 @@ impl Record for ApiKey {
             gpu_seconds_per_day: v1.gpu_seconds_per_day,
             created_at: v1.created_at,
             revoked_at: v1.revoked_at,
-            max_storage_bytes: None,
+            max_storage_bytes,
+            revoked_by: None,
         })
     }
 }
@@ -283,12 +307,45 @@ mod tests {
                 created_at: 1_700_000_000_000,
                 revoked_at: Some(1_700_000_000_500),
                 max_storage_bytes: None,
+                revoked_by: None,
             }
         );
         let new = ApiKey { max_storage_bytes: Some(4096), ..key };
         let bytes = encode(&new);
-        assert_eq!(bytes[0], 2);
-        assert_eq!(decode::<ApiKey>(&bytes).expect("v2 round-trips"), new);
+        assert_eq!(bytes[0], 3);
+        assert_eq!(decode::<ApiKey>(&bytes).expect("v3 round-trips"), new);
+    }
+
+    #[test]
+    fn version_2_api_keys_migrate_without_who_revoked_them() {
+        let id = ulid::Ulid::from_string("01JQ00000000000000000000K2").expect("ulid");
+        // Written flat, field by field, as version 2's own struct was.
+        let old = (
+            id,
+            "kid",
+            "cd".repeat(32),
+            Scope::Client,
+            None::<u64>,
+            Some(600u64),
+            1_700_000_000_000i64,
+            Some(1_700_000_000_900i64),
+            Some(1u64 << 30),
+        );
+        let mut bytes = vec![2u8];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode_config()).expect("encode v2"));
+        let key = decode::<ApiKey>(&bytes).expect("v2 migrates");
+        assert_eq!(
+            (key.id, key.name.as_str(), key.hash.as_str(), key.scope),
+            (id, "kid", old.2.as_str(), Scope::Client)
+        );
+        assert_eq!((key.max_queued, key.gpu_seconds_per_day, key.max_storage_bytes), (None, Some(600), Some(1 << 30)));
+        assert_eq!((key.created_at, key.revoked_at), (1_700_000_000_000, Some(1_700_000_000_900)));
+        assert_eq!(key.revoked_by, None, "nobody was kept as its revoker");
+        let new = ApiKey { revoked_by: Some("key \"mum\"".into()), ..key };
+        let bytes = encode(&new);
+        assert_eq!(bytes[0], 3);
+        assert_eq!(decode::<ApiKey>(&bytes).expect("v3 round-trips"), new);
+        assert!(matches!(decode::<ApiKey>(&[4, 0]), Err(CodecError::TooNew { found: 4, max: 3 })));
     }
 }
 

@@ -113,8 +113,9 @@ impl Store {
     /// Revokes a key: it stops working at once; the record stays for the audit trail.
     /// The last active admin key is refused (conflict): without one nobody could manage
     /// keys, pause the queue or pull models until the daemon was stopped for `--offline`.
-    /// A key revoked before keeps its `revoked_at`, and the answer says it was.
-    pub async fn revoke_key(&self, id: Ulid) -> Result<Revocation, StoreError> {
+    /// A key revoked before keeps its `revoked_at` and `revoked_by`, and the answer says it
+    /// was. `by` says who revokes it, as people read it (`key "mum"`).
+    pub async fn revoke_key(&self, id: Ulid, by: String) -> Result<Revocation, StoreError> {
         self.write(true, move |ctx| {
             let mut keys = ctx.txn.open_table(API_KEYS)?;
             let mut key: ApiKey = match keys.get(id.0)? {
@@ -133,6 +134,7 @@ impl Store {
                     )));
                 }
                 key.revoked_at = Some(now_ms());
+                key.revoked_by = Some(by);
                 ctx.txn.open_table(KEY_HASHES)?.remove(key.hash.as_str())?;
                 keys.insert(key.id.0, encode(&key).as_slice())?;
             }
@@ -188,6 +190,7 @@ mod tests {
             max_storage_bytes: None,
             created_at: 1,
             revoked_at: None,
+            revoked_by: None,
         }
     }
 
@@ -212,14 +215,17 @@ mod tests {
         store.create_key(key("two"), false).await.expect("admin-made key");
         assert_eq!(store.active_key_count().expect("count"), 2);
         assert_eq!(store.key_by_hash(&hash_secret("one")).expect("read").map(|k| k.id), Some(first.id));
-        let revoked = store.revoke_key(first.id).await.expect("revoke");
+        let revoked = store.revoke_key(first.id, "key \"admin\"".into()).await.expect("revoke");
         assert!(!revoked.already);
         assert!(store.key_by_hash(&hash_secret("one")).expect("read").is_none());
         assert_eq!(store.active_key_count().expect("count"), 1);
-        assert!(store.key(first.id).expect("read").expect("kept").revoked_at.is_some());
-        let again = store.revoke_key(first.id).await.expect("revoke again");
+        let kept = store.key(first.id).expect("read").expect("kept");
+        assert!(kept.revoked_at.is_some());
+        assert_eq!(kept.revoked_by.as_deref(), Some("key \"admin\""));
+        let again = store.revoke_key(first.id, "key \"other\"".into()).await.expect("revoke again");
         assert!(again.already, "a second revoke says the key was revoked before");
         assert_eq!(again.key.revoked_at, revoked.key.revoked_at, "and keeps the first time");
+        assert_eq!(again.key.revoked_by.as_deref(), Some("key \"admin\""), "and who first revoked it");
         store.close();
     }
 
@@ -230,10 +236,13 @@ mod tests {
         let admin = |secret: &str| ApiKey { scope: Scope::Admin, ..key(secret) };
         let first = store.create_key(admin("a1"), true).await.expect("first admin");
         store.create_key(key("client"), false).await.expect("client");
-        assert!(matches!(store.revoke_key(first.id).await, Err(StoreError::Conflict(_))), "last admin revoked");
+        assert!(
+            matches!(store.revoke_key(first.id, "key \"admin\"".into()).await, Err(StoreError::Conflict(_))),
+            "last admin revoked"
+        );
         let second = store.create_key(admin("a2"), false).await.expect("second admin");
-        store.revoke_key(first.id).await.expect("one of two admins");
-        let err = store.revoke_key(second.id).await.expect_err("the remaining admin");
+        store.revoke_key(first.id, "key \"admin\"".into()).await.expect("one of two admins");
+        let err = store.revoke_key(second.id, "key \"admin\"".into()).await.expect_err("the remaining admin");
         assert!(err.to_string().contains("--scope admin"), "{err}");
         store.close();
     }
@@ -247,7 +256,7 @@ mod tests {
         let kid = store.create_key(key("kid"), false).await.expect("kid");
         let job = crate::store::quota::tests::job;
         store.submit(job(&store, &kid.id.to_string()), 100).await.expect("before the revoke");
-        store.revoke_key(kid.id).await.expect("revoke");
+        store.revoke_key(kid.id, "key \"admin\"".into()).await.expect("revoke");
         let refused = store.submit(job(&store, &kid.id.to_string()), 100).await;
         assert!(matches!(refused, Err(StoreError::KeyRevoked(ref k)) if k.id == kid.id), "{refused:?}");
         store.submit(job(&store, &admin.id.to_string()), 100).await.expect("another key's");

@@ -337,6 +337,9 @@ pub struct ApiKey {
     /// Most bytes of artifacts the key's owner may hold (record version 2; `None` for
     /// keys written before it).
     pub max_storage_bytes: Option<u64>,
+    /// Who revoked it, as people read it: `key "mum"`, `user alice` (record version 3;
+    /// `None` while active, and for keys revoked before it).
+    pub revoked_by: Option<String>,
 }
 
 /// A progress or state change of a job; `seq` orders all events of the daemon.

@@ -5,7 +5,7 @@
 //! What `References` says is in use is never removed: an in-use artifact of a deleted job
 //! stays, as an artifact of its owner without a job.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
@@ -58,6 +58,8 @@ pub(super) struct Snapshot {
     pub(super) jobs: Vec<Job>,
     pub(super) profiles: Vec<Profile>,
     pub(super) artifacts: Vec<Artifact>,
+    /// When uploads sent again were last sent (`uploads::last_sent`).
+    pub(super) sent: HashMap<Ulid, Millis>,
 }
 
 /// What to remove, decided before the first write.
@@ -84,11 +86,12 @@ pub(super) fn snapshot(txn: &WriteTransaction) -> Result<Snapshot, StoreError> {
         jobs: read_all(txn, JOBS)?,
         profiles: read_all(txn, PROFILES)?,
         artifacts: read_all(txn, ARTIFACTS)?,
+        sent: super::uploads::last_sent(txn)?,
     })
 }
 
 /// Removes the finished jobs in `leaving` with their artifacts, and unused artifacts of no
-/// job made before `unused_before`; what [`References`] needs stays.
+/// job made (or, uploads, last sent) before `unused_before`; what [`References`] needs stays.
 fn plan(snap: &Snapshot, leaving: &HashSet<Ulid>, unused_before: Option<Millis>) -> Plan {
     let refs = References::of(&snap.jobs, &snap.profiles);
     let kept_jobs: HashSet<Ulid> = snap.jobs.iter().map(|j| j.id).filter(|id| !leaving.contains(id)).collect();
@@ -108,7 +111,8 @@ fn plan(snap: &Snapshot, leaving: &HashSet<Ulid>, unused_before: Option<Millis>)
             Some(job) if kept_jobs.contains(&job) => {}
             // An upload, or an output whose job is gone.
             _ => {
-                if unused_before.is_some_and(|t| a.created_at < t) && !refs.needed(a.id, leaving) {
+                let since = snap.sent.get(&a.id).map_or(a.created_at, |&sent| sent.max(a.created_at));
+                if unused_before.is_some_and(|t| since < t) && !refs.needed(a.id, leaving) {
                     plan.remove.push(a.clone());
                 }
             }

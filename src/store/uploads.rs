@@ -4,18 +4,26 @@
 //! The index is written and cleared in the transactions that write and remove the artifact
 //! records; a lookup still checks the record and its file, so an entry a crash or an older
 //! reelbox left stale only costs a fresh upload. Owners never share: an entry is found only
-//! under its own owner, so one key's upload says nothing about another's files.
+//! under its own owner, so one key's upload says nothing about another's files. A re-send
+//! keeps the upload's `created_at` (when it was first sent, as the library sorts it) and is
+//! kept apart, in [`SENT`], for `[retention] unused_upload_days`.
+
+use std::collections::HashMap;
 
 use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use ulid::Ulid;
 
 use super::codec::decode;
-use super::records::{Artifact, now_ms};
+use super::records::{Artifact, Millis, now_ms};
 use super::{ARTIFACTS, META, Store, StoreError, storage};
 
 /// (owner, sha256 hex) → the id of the owner's upload with those bytes.
 pub(crate) const UPLOADS: TableDefinition<(&str, &str), u128> = TableDefinition::new("uploads_by_sha256");
+
+/// Upload id → when its owner last sent its bytes again (uploads never sent again have none).
+pub(crate) const SENT: TableDefinition<u128, Millis> = TableDefinition::new("uploads_last_sent");
 
 /// The stage of a file a key sent on its own (not as part of a profile).
 const UPLOAD_STAGE: &str = "upload";
@@ -52,23 +60,43 @@ fn live_in(txn: &WriteTransaction, dir: &Path, owner: &str, sha256: &str) -> Res
     live(&txn.open_table(UPLOADS)?, &txn.open_table(ARTIFACTS)?, dir, owner, sha256)
 }
 
-/// Marks `found` uploaded now, as sent again at `stage`, and keeps it: `[retention]
-/// unused_upload_days` counts from an upload's `created_at`, so sending the same file again
-/// keeps it as long as a fresh upload. A profile's portrait sent on its own becomes an
-/// upload: deleting the profile then leaves it, as the key holds it for itself too.
-fn refresh(txn: &WriteTransaction, found: Artifact, stage: Option<&str>) -> Result<Artifact, StoreError> {
+/// Marks `found` sent again now at `stage`, as `media_type`, and keeps it: `[retention]
+/// unused_upload_days` counts from an upload's last send ([`SENT`]), so sending the same
+/// file again keeps it as long as a fresh upload, while its `created_at` stays when it was
+/// first sent. The media type is what the re-send's bytes were read as, so one an older
+/// reelbox guessed from a file name is corrected. A profile's portrait sent on its own
+/// becomes an upload: deleting the profile then leaves it, as the key holds it for itself too.
+fn refresh(
+    txn: &WriteTransaction,
+    found: Artifact,
+    stage: Option<&str>,
+    media_type: &str,
+) -> Result<Artifact, StoreError> {
     let stage = match stage {
         Some(UPLOAD_STAGE) => Some(UPLOAD_STAGE.to_string()),
         _ => found.stage.clone(),
     };
-    let refreshed = Artifact { created_at: now_ms(), stage, ..found };
+    let refreshed = Artifact { stage, media_type: media_type.to_string(), ..found };
     storage::put(txn, &refreshed)?;
+    txn.open_table(SENT)?.insert(refreshed.id.0, now_ms())?;
     Ok(refreshed)
+}
+
+/// When each upload sent again was last sent ([`SENT`]), for the sweep: an upload counts as
+/// unused from then, or from its `created_at` when it was never sent again.
+pub(crate) fn last_sent(txn: &WriteTransaction) -> Result<HashMap<Ulid, Millis>, StoreError> {
+    let mut out = HashMap::new();
+    for entry in txn.open_table(SENT)?.iter()? {
+        let (id, at) = entry?;
+        out.insert(Ulid(id.value()), at.value());
+    }
+    Ok(out)
 }
 
 /// Forgets `artifact` as its owner's copy of its bytes (it is being removed); an entry that
 /// already names a newer upload stays.
 pub(crate) fn unindex(txn: &WriteTransaction, artifact: &Artifact) -> Result<(), StoreError> {
+    txn.open_table(SENT)?.remove(artifact.id.0)?;
     let mut index = txn.open_table(UPLOADS)?;
     let key = (artifact.owner.as_str(), artifact.sha256.as_str());
     if index.get(key)?.is_some_and(|g| g.value() == artifact.id.0) {
@@ -110,19 +138,27 @@ impl Store {
         Ok(live(&index, &artifacts, &self.artifacts_dir, owner, sha256)?.is_some())
     }
 
-    /// `owner`'s upload with bytes `sha256`, marked sent again now at `stage` (see
-    /// [`refresh`]), when it holds one whose file is whole; `None` writes nothing.
-    pub async fn reuse_upload(&self, owner: &str, sha256: &str, stage: &str) -> Result<Option<Artifact>, StoreError> {
+    /// `owner`'s upload with bytes `sha256`, marked sent again now at `stage` as
+    /// `media_type` (see [`refresh`]), when it holds one whose file is whole; `None` writes
+    /// nothing.
+    pub async fn reuse_upload(
+        &self,
+        owner: &str,
+        sha256: &str,
+        stage: &str,
+        media_type: &str,
+    ) -> Result<Option<Artifact>, StoreError> {
         // Most uploads are new: a read answers them without a commit.
         if !self.holds_upload(owner, sha256)? {
             return Ok(None);
         }
         let dir = self.artifacts_dir.clone();
-        let (owner, sha256, stage) = (owner.to_string(), sha256.to_string(), stage.to_string());
+        let (owner, sha256, stage, media_type) =
+            (owner.to_string(), sha256.to_string(), stage.to_string(), media_type.to_string());
         // Looked up again in the writing transaction: a sweep or a profile's deletion may
         // have removed it since the read, and once refreshed no sweep takes it for unused.
         self.write(true, move |ctx| match live_in(ctx.txn, &dir, &owner, &sha256)? {
-            Some(found) => refresh(ctx.txn, found, Some(&stage)).map(Some),
+            Some(found) => refresh(ctx.txn, found, Some(&stage), &media_type).map(Some),
             None => Ok(None),
         })
         .await
@@ -136,7 +172,7 @@ impl Store {
         let dir = self.artifacts_dir.clone();
         self.write(true, move |ctx| {
             if let Some(found) = live_in(ctx.txn, &dir, &artifact.owner, &artifact.sha256)? {
-                let artifact = refresh(ctx.txn, found, artifact.stage.as_deref())?;
+                let artifact = refresh(ctx.txn, found, artifact.stage.as_deref(), &artifact.media_type)?;
                 return Ok(Uploaded { artifact, existing: true });
             }
             storage::refuse_past(ctx.txn, &artifact, limit)?;
@@ -180,9 +216,22 @@ mod tests {
         let old = upload(&store, "mum", b"photo", 10);
         let first = store.put_upload_within(old.clone(), None).await.expect("first");
         assert!(!first.existing);
-        let again = store.reuse_upload("mum", &old.sha256, "upload").await.expect("reuse").expect("the same bytes");
+        let again = store
+            .reuse_upload("mum", &old.sha256, "upload", "image/png")
+            .await
+            .expect("reuse")
+            .expect("the same bytes");
         assert_eq!(again.id, old.id);
-        assert!(store.reuse_upload("kid", &old.sha256, "upload").await.expect("reuse").is_none(), "another owner's");
+        assert_eq!(again.created_at, old.created_at, "still first sent ten days ago");
+        // Read as another type this time (an older reelbox guessed it from the name): corrected.
+        let retyped = store.reuse_upload("mum", &old.sha256, "upload", "image/webp").await.expect("reuse");
+        assert_eq!(retyped.map(|a| a.media_type).as_deref(), Some("image/webp"));
+        let stored = store.artifact(old.id).expect("read").expect("kept");
+        assert_eq!((stored.media_type.as_str(), stored.created_at), ("image/webp", old.created_at));
+        assert!(
+            store.reuse_upload("kid", &old.sha256, "upload", "image/png").await.expect("reuse").is_none(),
+            "another owner's"
+        );
         assert_eq!(store.owner_bytes("mum").expect("bytes"), old.size, "counted once");
 
         // Sent again today, it is no longer an upload unused for a week.
@@ -192,7 +241,7 @@ mod tests {
         let a_week_on = SweepPolicy { unused_before: Some(now_ms() + 1), ..SweepPolicy::default() };
         assert_eq!(store.sweep(a_week_on, false).await.expect("sweep").artifacts, 1);
         assert!(
-            store.reuse_upload("mum", &old.sha256, "upload").await.expect("reuse").is_none(),
+            store.reuse_upload("mum", &old.sha256, "upload", "image/png").await.expect("reuse").is_none(),
             "gone with its record"
         );
         let next = store.put_upload_within(upload(&store, "mum", b"photo", 0), None).await.expect("next");
@@ -211,7 +260,7 @@ mod tests {
         assert_eq!(store.owner_bytes("mum").expect("bytes"), a.size);
 
         std::fs::remove_file(store.artifacts_dir().join(&a.path)).expect("lose the file");
-        assert!(store.reuse_upload("mum", &a.sha256, "upload").await.expect("reuse").is_none());
+        assert!(store.reuse_upload("mum", &a.sha256, "upload", "image/png").await.expect("reuse").is_none());
         let c = upload(&store, "mum", b"photo", 0);
         let third = store.put_upload_within(c.clone(), None).await.expect("c");
         assert!(!third.existing && third.artifact.id == c.id);
@@ -238,10 +287,10 @@ mod tests {
         store.close();
         drop(store);
         let store = Store::open(dir.path(), true, 64).expect("reopen");
-        let found = store.reuse_upload("mum", &old.sha256, "upload").await.expect("reuse");
+        let found = store.reuse_upload("mum", &old.sha256, "upload", "image/png").await.expect("reuse");
         assert_eq!(found.map(|a| a.id), Some(old.id));
         assert!(
-            store.reuse_upload("mum", &output.sha256, "upload").await.expect("reuse").is_none(),
+            store.reuse_upload("mum", &output.sha256, "upload", "image/png").await.expect("reuse").is_none(),
             "outputs are no uploads"
         );
         store.close();

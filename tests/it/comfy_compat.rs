@@ -311,10 +311,25 @@ async fn uploaded_image_feeds_image_to_image_and_pending_prompts_can_be_deleted(
     let job: Value =
         c.get(d.at(&format!("/api/v1/jobs/{doomed}"))).send().await.expect("job").json().await.expect("json");
     assert_eq!(job["state"], "canceled");
-    // It never ran, so ComfyUI clients find no history for it.
+    // It never ran, yet a client polling its history finds it ended, interrupted, with no
+    // outputs, as ComfyUI shows an interrupted prompt (rather than waiting forever).
     let h: Value =
         c.get(d.at(&format!("/history/{doomed}"))).send().await.expect("history").json().await.expect("json");
-    assert_eq!(h, json!({}));
+    let entry = &h[doomed.as_str()];
+    assert_eq!(
+        (&entry["status"]["status_str"], &entry["status"]["completed"]),
+        (&json!("error"), &json!(false)),
+        "{h}"
+    );
+    assert_eq!(entry["outputs"], json!({}), "{h}");
+    assert_eq!(entry["prompt"][1], doomed.as_str(), "{h}");
+    let messages = entry["status"]["messages"].as_array().expect("messages");
+    let kinds: Vec<&str> = messages.iter().filter_map(|m| m[0].as_str()).collect();
+    assert_eq!(kinds, ["execution_interrupted"], "{h}");
+    assert_eq!((&messages[0][1]["prompt_id"], &messages[0][1]["node_id"]), (&json!(doomed), &Value::Null), "{h}");
+    assert_eq!(messages[0][1]["reason"], "canceled by its owner", "{h}");
+    let all: Value = c.get(d.at("/history")).send().await.expect("history").json().await.expect("json");
+    assert_eq!(all[doomed.as_str()], *entry, "listed in the whole history too");
 
     assert_eq!(c.post(d.at("/api/v1/queue/resume")).send().await.expect("resume").status(), 200);
     let id = queue_prompt(&c, &d, json!({"prompt": g})).await;

@@ -79,10 +79,22 @@ async fn the_last_admin_key_cannot_be_revoked_and_a_lost_one_is_replaced_offline
     assert!(list.contains("0 B/50.0 MB"), "storage in units people read:\n{list}");
     let out = cli(&data, &["keys", "revoke", "kid", "--url", &d.url, "--key", &rescue]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked key \"kid\""));
-    // Everywhere the kid is told the key was revoked and who gives a new one.
+    // The list says who revoked each key: the kid's by the rescue key, the first admin's by dad's.
+    let list = cli(&data, &["keys", "list", "--url", &d.url, "--key", &rescue]);
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    let state_of = |name: &str| {
+        let row = list.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap_or_default();
+        row.split_once("revoked ").map(|(_, s)| s.to_string()).unwrap_or_default()
+    };
+    assert!(state_of("kid").ends_with(" by key \"rescue\""), "{list}");
+    assert!(state_of("admin").ends_with(" by key \"dad\""), "{list}");
+    // Everywhere the kid is told the key was revoked, by whom, and who gives a new one.
     let told = |v: &Value| {
         let msg = v["error"]["message"].as_str().unwrap_or_default().to_string();
-        assert!(msg.contains("\"kid\" was revoked at") && msg.contains("ask whoever runs the box"), "{v}");
+        assert!(
+            msg.contains("\"kid\" was revoked at") && msg.contains("by key \"rescue\"; ask whoever runs the box"),
+            "{v}"
+        );
     };
     let (status, v) = call(Some(&kid), Method::GET, d.at("/api/v1/keys"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -100,7 +112,17 @@ async fn the_last_admin_key_cannot_be_revoked_and_a_lost_one_is_replaced_offline
     let home = data.parent().expect("home");
     let out = reelbox_cli(home, &home.join("models")).args(["jobs", "list", "--url", &d.url, "--key", &kid]).output();
     let stderr = String::from_utf8_lossy(&out.expect("cli").stderr).to_string();
-    assert!(stderr.contains("was revoked") && stderr.contains("new key"), "{stderr}");
+    assert!(
+        stderr.contains("was revoked") && stderr.contains("by key \"rescue\"") && stderr.contains("new key"),
+        "{stderr}"
+    );
+
+    // Mum gives her own key up: she is told she did.
+    let (status, v) = call(Some(&mum), Method::DELETE, d.at("/api/v1/keys/mum"), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["revoked_by"], "its own holder", "{v}");
+    let (_, v) = call(Some(&mum), Method::GET, d.at("/api/v1/keys"), None).await;
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("by its own holder;")), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! The OpenAI-compatible API against the real daemon, real models and real HTTP: the
 //! official Python client generates a picture and speech; errors come in OpenAI's shape;
 //! a client that hangs up cancels its job; a picture's `url` opens it without a key until
-//! it expires, and opens nothing else.
+//! it expires or its key is revoked, opens nothing else, and counts against its key's rate.
 
 use crate::common;
 
@@ -20,6 +20,13 @@ fn http() -> reqwest::Client {
 
 async fn post(c: &reqwest::Client, d: &DaemonProc, path: &str, body: Value) -> reqwest::Response {
     c.post(d.at(path)).json(&body).send().await.expect("request")
+}
+
+/// A daemon on `data` and `models` with `config.toml` (in `data`) holding `toml`.
+fn start_configured(data: &std::path::Path, models: &std::path::Path, toml: &str) -> DaemonProc {
+    let config = data.join("config.toml");
+    std::fs::write(&config, toml).expect("config");
+    start_daemon_with(data, models, &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,13 +136,10 @@ async fn speech_formats_are_converted_and_pcm_is_24_khz_s16le() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_come_in_openais_shape_naming_the_param() {
-    let models = models_dir(false);
-    let data = tempfile::tempdir().expect("tempdir");
+    let (models, data) = (models_dir(false), tempfile::tempdir().expect("tempdir"));
     // A small body limit, so the over-limit body below is small too: a multi-megabyte one
     // can still be on its way when the daemon answers and closes (a broken pipe, not a 413).
-    let config = data.path().join("config.toml");
-    std::fs::write(&config, "[limits]\nmax_body_bytes = 4096\n").expect("config");
-    let d = start_daemon_with(data.path(), models.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))]);
+    let d = start_configured(data.path(), models.path(), "[limits]\nmax_body_bytes = 4096\n");
     let c = http();
     let cases = [
         ("/v1/images/generations", json!({"prompt": "x", "size": "64x63"}), 400, Some("size")),
@@ -375,6 +379,49 @@ async fn a_picture_url_opens_without_a_key_until_it_expires_and_opens_nothing_el
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_url_counts_against_its_keys_rate_and_stops_when_the_key_is_revoked() {
+    let (models, data) = (models_dir(false), tempfile::tempdir().expect("tempdir"));
+    // A token every 5 s: a burst of fetches cannot be refilled while it is sent.
+    let d = start_configured(data.path(), models.path(), "[limits]\nrequests_per_second = 0.2\nrequest_burst = 4\n");
+    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let (kid_id, kid) = create_key(&d, Some(&admin), json!({"name": "kid"})).await;
+    let (urls, _) = picture_urls(&keyed_client(&kid), &d, 1).await;
+    let url = &urls[0];
+    assert!(url.contains(&format!("&key={kid_id}&")), "the link names the key that shared it: {url}");
+    assert_eq!(http().get(url).send().await.expect("get").status(), 200, "the link opens the picture");
+
+    // Fetched over and over (a link posted where many fetch it), it is held to the kid's rate.
+    let mut limited = None;
+    for _ in 0..10 {
+        let resp = http().get(url).send().await.expect("get");
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status(), 200);
+    }
+    let limited = limited.expect("ten fetches in a row at 0.2/s with a burst of 4 were never refused");
+    assert!(limited.headers().contains_key("retry-after"), "{:?}", limited.headers());
+    let v: Value = limited.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("key \"kid\"")), "{v}");
+    // It is the kid's own bucket: the kid's requests wait too, other keys' do not.
+    assert_eq!(call(Some(&kid), Method::GET, d.at("/api/v1/jobs"), None).await.0, 429);
+    assert_eq!(call(Some(&admin), Method::GET, d.at("/api/v1/jobs"), None).await.0, 200);
+
+    // Revoked, the kid's key takes its links with it, and the refusal says so.
+    let (status, v) = call(Some(&admin), Method::DELETE, d.at(&format!("/api/v1/keys/{kid_id}")), None).await;
+    assert_eq!(status, 200, "{v}");
+    let resp = http().get(url).send().await.expect("get");
+    assert_eq!(resp.status(), 403);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "link_revoked", "{v}");
+    let said = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(said.starts_with("the key that shared this link (\"kid\") was revoked at "), "{said}");
+    assert!(said.contains("by key \"admin\"") && said.contains("ask for the picture again"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_canceled_under_a_waiting_client_tells_the_sdks_not_to_send_it_again() {
     let models = models_dir(false);
     let data = tempfile::tempdir().expect("tempdir");
@@ -407,11 +454,8 @@ async fn a_job_canceled_under_a_waiting_client_tells_the_sdks_not_to_send_it_aga
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_raises_auth_and_rate_limit_errors_and_its_retry_waits_out_retry_after() {
-    let models = models_dir(false);
-    let data = tempfile::tempdir().expect("tempdir");
-    let config = data.path().join("config.toml");
-    std::fs::write(&config, "[limits]\nrequests_per_second = 0.35\nrequest_burst = 2\n").expect("config");
-    let d = start_daemon_with(data.path(), models.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))]);
+    let (models, data) = (models_dir(false), tempfile::tempdir().expect("tempdir"));
+    let d = start_configured(data.path(), models.path(), "[limits]\nrequests_per_second = 0.35\nrequest_burst = 2\n");
     let created = post(&http(), &d, "/api/v1/keys", json!({"name": "laptop", "scope": "admin"})).await;
     assert_eq!(created.status(), 201);
     let key = created.json::<Value>().await.expect("json")["key"].as_str().expect("key").to_string();

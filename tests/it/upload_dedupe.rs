@@ -1,13 +1,14 @@
 //! A file sent again is the upload its sender already has: the same key's same bytes, on any
 //! upload route and after a restart, are answered with that artifact (200 on the native
 //! route) and stored and counted once; another key's same photo is its own; an upload its
-//! owner deleted is stored afresh when sent again.
+//! owner deleted is stored afresh when sent again. Sent again, it keeps when it was first
+//! sent, and is the type its bytes are whatever name it came under.
 
 use crate::common;
 
 use common::api::{create_key, storage_bytes, upload_answer};
 use common::daemon::DaemonProc;
-use common::media::{png, test_picture};
+use common::media::{png, speechy_16k, test_picture, wav_bytes};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -116,4 +117,43 @@ async fn a_profiles_deletion_keeps_the_photo_the_key_also_sent_and_a_deleted_one
     assert_ne!(fresh, gone);
     assert_eq!(download(&d, &mum, fresh).await.as_deref(), Ok(other.as_slice()), "its file reads back");
     assert_eq!(storage_bytes(&d, &mum).await, (photo.len() + other.len()) as u64);
+}
+
+/// The metadata of artifact `id` as `key` reads it.
+async fn meta(d: &DaemonProc, key: &str, id: &str) -> Value {
+    let resp = reqwest::Client::new().get(d.at(&format!("/api/v1/artifacts/{id}/meta"))).bearer_auth(key);
+    resp.send().await.expect("meta").json().await.expect("meta json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_sent_again_keeps_when_it_was_first_sent_and_is_the_type_its_bytes_are() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let (_, mum) = create_key(&d, None, json!({"name": "mum", "scope": "admin"})).await;
+
+    // A photo sent again later is the upload it was, still sent when it first was.
+    let photo = png(&test_picture(64, 48, 6));
+    let (_, first) = upload_answer(&d, Some(&mum), "IMG_0002.png", photo.clone()).await;
+    let id = first["id"].as_str().expect("id").to_string();
+    let sent = meta(&d, &mum, &id).await["created_at"].clone();
+    assert!(sent.is_string(), "{first}");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (status, again) = upload_answer(&d, Some(&mum), "IMG_0002.png", photo).await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &json!(id)), "{again}");
+    assert_eq!(again["created_at"], sent, "the answer: {again}");
+    assert_eq!(meta(&d, &mum, &id).await["created_at"], sent, "the record keeps its first created_at");
+
+    // A voice memo first sent under a wrong name, then under its own: one upload, a WAV.
+    let memo = wav_bytes(speechy_16k(8000), 16_000);
+    let (status, first) = upload_answer(&d, Some(&mum), "memo.mp3", memo.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let memo_id = first["id"].as_str().expect("id").to_string();
+    let (status, again) = upload_answer(&d, Some(&mum), "memo.wav", memo.clone()).await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &json!(memo_id)), "{again}");
+    assert_eq!(again["media_type"], "audio/wav", "{again}");
+    assert_eq!(meta(&d, &mum, &memo_id).await["media_type"], "audio/wav");
+    let resp = reqwest::Client::new().get(d.at(&format!("/api/v1/artifacts/{memo_id}"))).bearer_auth(&mum);
+    let resp = resp.send().await.expect("download");
+    assert_eq!(resp.headers()["content-type"], "audio/wav", "served as what it is");
+    assert_eq!(resp.bytes().await.expect("bytes").as_ref(), memo.as_slice());
 }

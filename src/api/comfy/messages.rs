@@ -79,9 +79,12 @@ pub fn execution_error(p: &PromptMeta, error: &str, at: Millis) -> Message {
 }
 
 /// `execution_interrupted`, with why and by whom as `reason` when the box knows it (a field
-/// of reelbox's: ComfyUI's own interrupts are always the user's, so it sends none).
-pub fn execution_interrupted(p: &PromptMeta, reason: Option<&str>, at: Millis) -> Message {
-    let mut data = json!({"prompt_id": p.prompt_id, "node_id": p.roles.sampler, "node_type": "KSampler", "executed": [], "timestamp": at});
+/// of reelbox's: ComfyUI's own interrupts are always the user's, so it sends none). A prompt
+/// that `ran` is attributed to the sampler; one that never started, to no node.
+pub fn execution_interrupted(p: &PromptMeta, reason: Option<&str>, at: Millis, ran: bool) -> Message {
+    let (node, node_type) = if ran { (Some(p.roles.sampler.as_str()), Some("KSampler")) } else { (None, None) };
+    let mut data =
+        json!({"prompt_id": p.prompt_id, "node_id": node, "node_type": node_type, "executed": [], "timestamp": at});
     if let Some(why) = reason {
         data["reason"] = json!(why);
     }

@@ -269,11 +269,16 @@ pub struct HistoryQuery {
     pub max_items: Option<usize>,
 }
 
-/// A finished prompt's history entry, or `None` while it has not finished (or was deleted
-/// from the queue before it ran, which ComfyUI keeps no history of).
+/// A finished prompt's history entry, or `None` while it has not finished. A prompt canceled
+/// before it ran (deleted from the queue, its key revoked) has one too, interrupted with no
+/// outputs: ComfyUI itself keeps none for a deleted pending prompt, and a client polling
+/// `/history/{id}` for it would wait forever.
 pub fn history_entry(state: &AppState, comfy: &Comfy, meta: &PromptMeta, job: &Job) -> Result<Option<Value>, ApiError> {
     let (started, finished) = match &job.state {
-        JobState::Canceled { .. } if job.attempts == 0 => return Ok(None),
+        JobState::Canceled { canceled_at, reason } if job.attempts == 0 => {
+            let never_ran = messages::execution_interrupted(meta, reason.as_deref(), *canceled_at, false);
+            return Ok(Some(entry(comfy, meta, Map::new(), Map::new(), ("error", false), vec![never_ran])));
+        }
         JobState::Succeeded { started_at, finished_at } => (*started_at, *finished_at),
         JobState::Failed { started_at, finished_at, .. } => (started_at.unwrap_or(*finished_at), *finished_at),
         JobState::Canceled { canceled_at, .. } => (*canceled_at, *canceled_at),
@@ -303,19 +308,32 @@ pub fn history_entry(state: &AppState, comfy: &Comfy, meta: &PromptMeta, job: &J
             ("error", false)
         }
         JobState::Canceled { reason, .. } => {
-            msgs.push(messages::execution_interrupted(meta, reason.as_deref(), finished));
+            msgs.push(messages::execution_interrupted(meta, reason.as_deref(), finished, true));
             ("error", false)
         }
         // Queued and running prompts have no history entry (returned above).
         _ => return Ok(None),
     };
+    Ok(Some(entry(comfy, meta, outputs, meta_out, (status_str, completed), msgs)))
+}
+
+/// A history entry in ComfyUI's shape: the queue item, the outputs by node, the status with
+/// its messages.
+fn entry(
+    comfy: &Comfy,
+    meta: &PromptMeta,
+    outputs: Map<String, Value>,
+    meta_out: Map<String, Value>,
+    (status_str, completed): (&str, bool),
+    msgs: Vec<Message>,
+) -> Value {
     let msgs: Vec<Value> = msgs.into_iter().map(|(t, d)| json!([t, d])).collect();
-    Ok(Some(json!({
+    json!({
         "prompt": queue_item(comfy, meta),
         "outputs": outputs,
         "status": {"status_str": status_str, "completed": completed, "messages": msgs},
         "meta": meta_out,
-    })))
+    })
 }
 
 /// Finished prompts, newest `max_items`.

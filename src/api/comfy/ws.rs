@@ -233,7 +233,7 @@ impl Session {
                 JobStatus::Canceled => {
                     // A prompt deleted while pending never started: ComfyUI sends nothing for it.
                     if self.started.contains(&meta.job) {
-                        self.finish(meta, messages::execution_interrupted(meta, error.as_deref(), e.at), out);
+                        self.finish(meta, messages::execution_interrupted(meta, error.as_deref(), e.at, true), out);
                     }
                 }
                 // Re-queued (retry, restart): it will start again.

@@ -265,7 +265,7 @@ pub async fn respond(
     let mut resp = if streamed {
         stream(move |events| stream_pictures(state, waiting, answer, events)).into_response()
     } else {
-        answer_pictures(&state, headers, waiting, &answer).await?
+        answer_pictures(&state, headers, caller.key_id, waiting, &answer).await?
     };
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         resp.headers_mut().insert(JOB_HEADER, v);
@@ -285,23 +285,25 @@ fn pictures(state: &AppState, job: Job) -> Result<(Job, Vec<Artifact>), OpenAiEr
     Ok((job, images))
 }
 
-/// The pictures as one JSON answer.
+/// The pictures as one JSON answer; their links are shared by `key`, the caller's.
 async fn answer_pictures(
     state: &AppState,
     headers: &HeaderMap,
+    key: Option<ulid::Ulid>,
     waiting: Waiting,
     answer: &Answer,
 ) -> Result<Response, OpenAiError> {
     let (job, images) = pictures(state, waiting.finish().await?)?;
     let base = base_url(headers, &state.config);
-    // Like OpenAI's, a link works without a key for a while (an `<img src>`, a chat UI).
+    // Like OpenAI's, a link works without a key for a while (an `<img src>`, a chat UI),
+    // while the key that asked for it stands.
     let lifetime_s = state.config.openai.image_url_lifetime_s;
     let mut data = Vec::with_capacity(images.len());
     for a in images {
         let item = match answer.format {
             ResponseFormat::Url => ImageData {
                 b64_json: None,
-                url: Some(format!("{base}{}", state.links.path_for(a.id, lifetime_s))),
+                url: Some(format!("{base}{}", state.links.path_for(a.id, key, lifetime_s))),
                 revised_prompt: None,
             },
             ResponseFormat::B64 => {
