@@ -47,7 +47,9 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
     // name), and, while the job waits its turn, that it does and why.
     let view = c.get::<JobView>(&format!("/api/v1/jobs/{id}")).await.ok();
     if let Some(v) = view.as_ref().filter(|v| v.state == JobStatus::Queued) {
-        progress.queued(id, v.waiting.as_deref().unwrap_or("waiting for the jobs ahead of it"));
+        // Only the box knows why a job waits; a job read in the moment before the scheduler
+        // takes it (an empty queue) has no reason, and none is made up for it.
+        progress.queued(id, v.waiting.as_deref());
     }
     // A box that never answered is a wrong `--url` (or a box that is off), not an outage.
     let mut contacted = view.is_some();
@@ -204,13 +206,16 @@ impl Progress {
     }
 
     /// The job waits its turn, for `why`.
-    fn queued(&self, id: &str, why: &str) {
+    fn queued(&self, id: &str, why: Option<&str>) {
         match self {
             Progress::Bar(bar) => {
                 bar.set_prefix("queued");
-                bar.set_message(why.to_string());
+                bar.set_message(why.unwrap_or_default().to_string());
             }
-            Progress::Lines => eprintln!("job {id} queued: {why}"),
+            Progress::Lines => match why {
+                Some(why) => eprintln!("job {id} queued: {why}"),
+                None => eprintln!("job {id} queued"),
+            },
             Progress::Quiet => {}
         }
     }

@@ -251,6 +251,8 @@ async fn a_demo_without_a_daemon_names_no_address_that_dies_with_it() {
     assert!(!addresses.is_empty() && addresses.iter().all(|a| *a == bind), "only {bind} is named: {said}");
     let id = said.split("job ").nth(1).and_then(|rest| rest.split([' ', ')', ';']).next()).expect("a job id");
     assert!(said.contains("reelbox serve") && said.contains(&format!("reelbox jobs show {id}")), "{said}");
+    // Nothing else was queued on this box: no jobs ahead are made up.
+    assert!(!said.contains("jobs ahead"), "{said}");
 
     // What it says to do works: the box's daemon on that data dir has the job and its film.
     let d = DaemonProc::start_at(&dir.path().join("cli-data"), &bind, &[]);
