@@ -83,7 +83,7 @@ pub struct AppState {
     /// Signs and checks the links to one artifact that work without a key.
     pub links: Arc<links::Links>,
     /// OpenAI jobs whose clients hung up, kept a while for the same request sent again.
-    pub abandoned: Arc<openai::rejoin::Abandoned>,
+    pub waits: Arc<openai::rejoin::Waits>,
 }
 
 impl AppState {
@@ -98,7 +98,7 @@ impl AppState {
         let grace = Duration::from_secs(scheduler.config().openai.hangup_grace_s);
         Self {
             metrics,
-            abandoned: Arc::new(openai::rejoin::Abandoned::new(scheduler.clone(), grace, shutdown.clone())),
+            waits: Arc::new(openai::rejoin::Waits::new(scheduler.clone(), grace, shutdown.clone())),
             store: scheduler.store().clone(),
             config: scheduler.config().clone(),
             gate: Arc::new(auth::Gate::new(scheduler.config(), scheduler.store())),

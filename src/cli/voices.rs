@@ -1,7 +1,8 @@
 //! `reelbox voices ...`: every Piper voice of `rhasspy/piper-voices` (its `voices.json`,
 //! cached in the models dir), with whether it is installed; `reelbox pull piper:NAME`
 //! installs one. Offline, before the index was ever fetched, the installed voices are
-//! listed from their own manifests and configs, with a line saying why the rest is not.
+//! listed from their own manifests and configs, with a line saying why the rest is not; a
+//! `--refresh` that cannot reach the hub lists the cached index and says so.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -38,12 +39,35 @@ pub async fn run(g: &Global, action: VoicesAction) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The voices to list: the index, or when it cannot be fetched the installed voices and why
-/// not the rest. Nothing to list at all is the fetch's error.
-async fn voices(store: &ModelStore, refresh: bool) -> anyhow::Result<(BTreeMap<String, PiperVoice>, Option<String>)> {
+/// What a list shows besides the index itself.
+enum Unfetched {
+    /// The index could not be fetched: only the installed voices, and why.
+    OnlyInstalled(String),
+    /// `--refresh` could not fetch it: the cached copy, and why it was not refreshed.
+    Cached(String),
+}
+
+/// The voices to list: the index, or when it cannot be fetched the cached copy (after a
+/// failed `--refresh`) or else the installed voices, and why. Nothing to list at all is the
+/// fetch's error.
+async fn voices(
+    store: &ModelStore,
+    refresh: bool,
+) -> anyhow::Result<(BTreeMap<String, PiperVoice>, Option<Unfetched>)> {
     match store.piper_voices(refresh).await {
         Ok(index) => Ok((index, None)),
         Err(PiperError::Fetch(e)) => {
+            if let Some((cached, fetched)) = store.cached_piper_index() {
+                let when = fetched.map_or_else(String::new, |t| {
+                    format!(" fetched {}", chrono::DateTime::<chrono::Local>::from(t).format("%Y-%m-%d %H:%M"))
+                });
+                let note = format!(
+                    "the voice index could not be refreshed ({}); listed from the copy{when} (the index is pinned to {}, so it is the same list)",
+                    e.reason(),
+                    reelbox::models::piper::REVISION
+                );
+                return Ok((cached, Some(Unfetched::Cached(note))));
+            }
             let installed = store.installed_piper_voices();
             if installed.is_empty() {
                 return Err(anyhow!(
@@ -59,15 +83,20 @@ async fn voices(store: &ModelStore, refresh: bool) -> anyhow::Result<(BTreeMap<S
                 reelbox::models::piper::REVISION,
                 e.reason()
             );
-            Ok((installed, Some(note)))
+            Ok((installed, Some(Unfetched::OnlyInstalled(note))))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// The line under a list of the installed voices alone, `note` saying why.
-fn only_installed(note: &str) -> String {
-    format!("only installed voices are listed: {note}")
+impl Unfetched {
+    /// The line under the list.
+    fn line(&self) -> String {
+        match self {
+            Self::OnlyInstalled(note) => format!("only installed voices are listed: {note}"),
+            Self::Cached(note) => note.clone(),
+        }
+    }
 }
 
 /// `reelbox voices list`: a table, or with `--json` the same rows as JSON.
@@ -80,13 +109,13 @@ async fn list(g: &Global, store: &ModelStore, lang: Option<&str>, refresh: bool)
         let mut langs: Vec<&str> = voices.values().map(|v| v.language.family.as_str()).collect();
         langs.dedup();
         match &unfetched {
-            Some(note) => {
+            Some(Unfetched::OnlyInstalled(note)) => {
                 anyhow::bail!(
                     "--lang {l}: no installed Piper voice speaks it (installed: {}), and {note}",
                     langs.join(", ")
                 )
             }
-            None => anyhow::bail!("--lang {l}: no Piper voice speaks it; languages: {}", langs.join(", ")),
+            _ => anyhow::bail!("--lang {l}: no Piper voice speaks it; languages: {}", langs.join(", ")),
         }
     }
     let installed = |v: &PiperVoice| store.installed_manifest(&v.key).is_some();
@@ -108,8 +137,8 @@ async fn list(g: &Global, store: &ModelStore, lang: Option<&str>, refresh: bool)
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         // Standard output stays the rows a script reads.
-        if let Some(note) = &unfetched {
-            eprintln!("reelbox: {}", only_installed(note));
+        if let Some(unfetched) = &unfetched {
+            eprintln!("reelbox: {}", unfetched.line());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -138,7 +167,7 @@ async fn list(g: &Global, store: &ModelStore, lang: Option<&str>, refresh: bool)
         .collect();
     table::print(&["NAME", "LANGUAGE", "QUALITY", "SIZE", "SPEAKERS", "STATE"], &rows);
     match &unfetched {
-        Some(note) => println!("\n{}", only_installed(note)),
+        Some(unfetched) => println!("\n{}", unfetched.line()),
         None => println!("\ninstall one with: reelbox pull piper:NAME"),
     }
     Ok(ExitCode::SUCCESS)

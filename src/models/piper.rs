@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -244,9 +245,17 @@ impl ModelStore {
     /// Names of the voices in the cached index, without fetching it (none before the first
     /// `reelbox voices list` or `piper:` pull): voices a `piper:` pull can install.
     pub fn cached_piper_voices(&self) -> Vec<String> {
+        self.cached_piper_index().map(|(index, _)| index.into_keys().collect()).unwrap_or_default()
+    }
+
+    /// The cached voice index and when it was fetched, without fetching it: what
+    /// `reelbox voices list --refresh` lists when the hub cannot be reached (the index is
+    /// pinned to a tag, so the cached copy is the same list).
+    pub fn cached_piper_index(&self) -> Option<(BTreeMap<String, PiperVoice>, Option<SystemTime>)> {
         let path = self.voice_index_path();
-        let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
-        parse_index(&text, &path).map(|index| index.into_keys().collect()).unwrap_or_default()
+        let text = std::fs::read_to_string(&path).ok()?;
+        let fetched = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        parse_index(&text, &path).ok().map(|index| (index, fetched))
     }
 
     /// The voices installed here (every installed `tts` model), by name, read from their
@@ -266,10 +275,18 @@ impl ModelStore {
         let path = self.voice_index_path();
         if refresh || !path.is_file() {
             let dir = path.parent().unwrap_or(self.models_dir()).to_path_buf();
-            std::fs::create_dir_all(&dir).map_err(|source| PiperError::Io { path: dir, source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| PiperError::Io { path: dir.clone(), source })?;
             let source = HfSource { repo: REPO.into(), revision: REVISION.into(), dir: String::new(), file: None };
             let file = ManifestFile { path: INDEX_FILE.into(), size: 0, sha256: String::new() };
-            Hub::from_env().fetch_file(&source, &file, &path, &|_, _| {}).await.map_err(PiperError::Fetch)?;
+            if let Err(e) = Hub::from_env().fetch_file(&source, &file, &path, &|_, _| {}).await {
+                // A failed first fetch leaves no empty cache folders behind in the models dir.
+                for empty in dir.ancestors().take_while(|d| *d != self.models_dir()) {
+                    if std::fs::remove_dir(empty).is_err() {
+                        break;
+                    }
+                }
+                return Err(PiperError::Fetch(e));
+            }
         }
         let text = std::fs::read_to_string(&path).map_err(|source| PiperError::Io { path: path.clone(), source })?;
         parse_index(&text, &path)

@@ -10,10 +10,32 @@ use common::compat::{TINY_SD, models_dir, run_client, start_daemon_with};
 use common::daemon::DaemonProc;
 use serde_json::{Value, json};
 
-fn with_grace(data: &std::path::Path, models: &std::path::Path, grace_s: u64) -> DaemonProc {
-    let config = data.join("config.toml");
-    std::fs::write(&config, format!("[openai]\nhangup_grace_s = {grace_s}\n")).expect("config");
-    start_daemon_with(data, models, &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))])
+/// A daemon on the demo models with `openai.hangup_grace_s = grace_s`, its queue paused (so a
+/// job stays queued until [`Paused::queue`] resumes it).
+struct Paused {
+    _models: tempfile::TempDir,
+    _data: tempfile::TempDir,
+    d: DaemonProc,
+    c: reqwest::Client,
+}
+
+impl Paused {
+    async fn start(grace_s: u64) -> Self {
+        let models = models_dir(false);
+        let data = tempfile::tempdir().expect("tempdir");
+        let config = data.path().join("config.toml");
+        std::fs::write(&config, format!("[openai]\nhangup_grace_s = {grace_s}\n")).expect("config");
+        let d = start_daemon_with(data.path(), models.path(), &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))]);
+        let b = Self { _models: models, _data: data, d, c: reqwest::Client::new() };
+        b.queue("pause").await;
+        b
+    }
+
+    /// `pause` or `resume`s the queue.
+    async fn queue(&self, action: &str) {
+        let resp = self.c.post(self.d.at(&format!("/api/v1/queue/{action}"))).send().await.expect(action);
+        assert_eq!(resp.status(), 200, "{action}");
+    }
 }
 
 /// Sends `body` with a client that gives up after 1.5 s, as an SDK does after its timeout;
@@ -31,14 +53,11 @@ async fn image_jobs(d: &DaemonProc) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_sent_again_after_its_client_gave_up_gets_the_job_the_first_try_started() {
-    let models = models_dir(false);
-    let data = tempfile::tempdir().expect("tempdir");
-    let d = with_grace(data.path(), models.path(), 60);
-    let c = reqwest::Client::new();
-    assert_eq!(c.post(d.at("/api/v1/queue/pause")).send().await.expect("pause").status(), 200);
+    let b = Paused::start(60).await;
+    let (d, c) = (&b.d, &b.c);
     let body = json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64", "response_format": "b64_json"});
-    give_up_waiting(&d, &body).await;
-    let first = image_jobs(&d).await;
+    give_up_waiting(d, &body).await;
+    let first = image_jobs(d).await;
     assert_eq!(first.len(), 1, "{first:?}");
     let first_id = first[0]["id"].as_str().expect("id").to_string();
 
@@ -50,42 +69,39 @@ async fn a_request_sent_again_after_its_client_gave_up_gets_the_job_the_first_tr
         // noticed the first try hang up.
         async move { c.post(url).header("x-stainless-retry-count", "1").json(&body).send().await.expect("again") }
     });
-    assert_eq!(c.post(d.at("/api/v1/queue/resume")).send().await.expect("resume").status(), 200);
+    b.queue("resume").await;
     let resp = again.await.expect("join");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-reelbox-job"].to_str().expect("header"), first_id, "answered by the first job");
     let answer: Value = resp.json().await.expect("json");
     assert!(answer["data"][0]["b64_json"].as_str().is_some_and(|b| !b.is_empty()), "{answer}");
-    let jobs = image_jobs(&d).await;
+    let jobs = image_jobs(d).await;
     assert_eq!(jobs.len(), 1, "no second job was queued: {jobs:?}");
     assert_eq!(jobs[0]["state"], "succeeded", "{jobs:?}");
 
     // Another request (another prompt) is another job, as before.
-    assert_eq!(c.post(d.at("/api/v1/queue/pause")).send().await.expect("pause").status(), 200);
-    give_up_waiting(&d, &json!({"prompt": "a blue door", "model": TINY_SD, "size": "64x64"})).await;
-    assert_eq!(image_jobs(&d).await.len(), 2);
+    b.queue("pause").await;
+    give_up_waiting(d, &json!({"prompt": "a blue door", "model": TINY_SD, "size": "64x64"})).await;
+    assert_eq!(image_jobs(d).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_client_retrying_after_its_timeout_gets_its_picture_from_one_job() {
-    let models = models_dir(false);
-    let data = tempfile::tempdir().expect("tempdir");
-    let d = with_grace(data.path(), models.path(), 60);
-    let c = reqwest::Client::new();
-    assert_eq!(c.post(d.at("/api/v1/queue/pause")).send().await.expect("pause").status(), 200);
+    let b = Paused::start(60).await;
+    let d = &b.d;
     let client = tokio::spawn(run_client("openai_retry.py", vec![d.url.clone(), TINY_SD.to_string()]));
     let t0 = Instant::now();
-    while image_jobs(&d).await.is_empty() {
+    while image_jobs(d).await.is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(60), "the client sent nothing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Held past the client's 2 s timeout, so it gives up at least once and sends again.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(c.post(d.at("/api/v1/queue/resume")).send().await.expect("resume").status(), 200);
+    b.queue("resume").await;
     let summary = client.await.expect("join");
     assert!(summary["retries"].as_u64().is_some_and(|n| n >= 1), "the client never tried again: {summary}");
     assert_eq!(summary["png"], true, "{summary}");
-    let jobs = image_jobs(&d).await;
+    let jobs = image_jobs(d).await;
     assert_eq!(jobs.len(), 1, "every try waited on one job: {jobs:?}");
     assert_eq!(summary["job"], jobs[0]["id"], "{summary}");
     assert_eq!(jobs[0]["state"], "succeeded", "{jobs:?}");
@@ -93,16 +109,13 @@ async fn the_official_python_client_retrying_after_its_timeout_gets_its_picture_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_nobody_asks_for_again_is_canceled_after_the_grace() {
-    let models = models_dir(false);
-    let data = tempfile::tempdir().expect("tempdir");
-    let d = with_grace(data.path(), models.path(), 1);
-    let c = reqwest::Client::new();
+    let b = Paused::start(1).await;
     // Paused, the job stays queued, so only the hang-up can end it.
-    assert_eq!(c.post(d.at("/api/v1/queue/pause")).send().await.expect("pause").status(), 200);
-    give_up_waiting(&d, &json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64"})).await;
+    let d = &b.d;
+    give_up_waiting(d, &json!({"prompt": "a red door", "model": TINY_SD, "size": "64x64"})).await;
     let t0 = Instant::now();
     loop {
-        let jobs = image_jobs(&d).await;
+        let jobs = image_jobs(d).await;
         let job = &jobs[0];
         if job["state"] == "canceled" {
             // Whoever looks at the job later learns why it never made its picture.

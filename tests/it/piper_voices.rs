@@ -219,15 +219,28 @@ async fn the_api_pulls_a_piper_voice_by_name_and_refuses_an_unknown_one_naming_c
 /// `reelbox voices list` offline on a box whose voice was installed without the index being
 /// kept (the joe voice `reelbox setup` installs, a pull on another day): the installed voices
 /// are listed, table and `--json` alike, with one line saying why not the rest and how to
-/// fetch it. It failed outright. With no voice installed either it fails, naming the cause.
+/// fetch it. It failed outright. With no voice installed either it fails, naming the cause,
+/// and leaves no empty cache folder behind. `--refresh` offline with the index cached lists
+/// the cached index (it listed only the installed voices), saying it was not refreshed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voices_list_offline_shows_the_installed_voices_and_says_why_not_the_rest() {
     let (endpoint, _) = start_hub().await;
     let home = tempfile::tempdir().expect("tempdir");
     let pull = reelbox(home.path(), &endpoint, &["pull", "piper:de_DE-thorsten-medium"]).await;
     assert!(pull.status.success(), "pull failed: {}", text(&pull));
-    std::fs::remove_dir_all(home.path().join("models/.cache")).expect("the cached index goes");
     let offline = common::hub::unreachable();
+
+    let out = reelbox(home.path(), &offline, &["voices", "list", "--refresh"]).await;
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    for voice in ["de_DE-thorsten-medium", "en_GB-vctk-medium", "fr_FR-siwis-low"] {
+        assert!(said.lines().any(|l| l.starts_with(voice)), "the cached index lists {voice}: {said}");
+    }
+    let note: Vec<&str> = said.lines().filter(|l| l.contains("could not be refreshed")).collect();
+    assert_eq!(note.len(), 1, "one line says it is the cached copy: {said}");
+    assert!(note[0].contains("cannot reach 127.0.0.1 ("), "and why: {}", note[0]);
+
+    std::fs::remove_dir_all(home.path().join("models/.cache")).expect("the cached index goes");
 
     let out = reelbox(home.path(), &offline, &["voices", "list"]).await;
     let said = text(&out);
@@ -248,4 +261,5 @@ async fn voices_list_offline_shows_the_installed_voices_and_says_why_not_the_res
     let out = reelbox(bare.path(), &offline, &["voices", "list"]).await;
     assert!(!out.status.success(), "nothing to list: {}", text(&out));
     assert!(text(&out).contains("cannot reach 127.0.0.1 ("), "the cause is named: {}", text(&out));
+    assert!(!bare.path().join("models/.cache").exists(), "a failed fetch leaves no empty cache folder");
 }

@@ -49,14 +49,14 @@ struct Tracked {
 }
 
 /// The jobs clients wait on through the OpenAI routes, by job id.
-pub struct Abandoned {
+pub struct Waits {
     scheduler: Arc<Scheduler>,
     grace: Duration,
     shutdown: CancellationToken,
     jobs: Mutex<HashMap<Ulid, Tracked>>,
 }
 
-impl Abandoned {
+impl Waits {
     /// Jobs left for `grace` before they are canceled (at once when the daemon shuts down).
     pub fn new(scheduler: Arc<Scheduler>, grace: Duration, shutdown: CancellationToken) -> Self {
         Self { scheduler, grace, shutdown, jobs: Mutex::default() }
@@ -65,7 +65,7 @@ impl Abandoned {
     /// Tracks a new job a client waits on; the guard lets go of it.
     pub fn track(self: &Arc<Self>, fingerprint: Fingerprint, job: Ulid) -> Watch {
         self.table().insert(job, Tracked { fingerprint, waiters: 1, hangups: 0 });
-        Watch { abandoned: self.clone(), job: Some(job) }
+        Watch { waits: self.clone(), job: Some(job) }
     }
 
     /// A job this same request may wait on: one whose clients all hung up, or, for a
@@ -82,7 +82,7 @@ impl Abandoned {
         if let Some(tracked) = jobs.get_mut(&job) {
             tracked.waiters += 1;
         }
-        Some((job, Watch { abandoned: self.clone(), job: Some(job) }))
+        Some((job, Watch { waits: self.clone(), job: Some(job) }))
     }
 
     /// One client stopped waiting on `job`: it ended (`ended`), or the client hung up.
@@ -142,7 +142,7 @@ async fn cancel(scheduler: &Scheduler, job: Ulid) {
 /// One client's wait on a tracked job. Dropped while armed (the client hung up), it leaves
 /// the job for the request sent again once no other client waits on it.
 pub struct Watch {
-    abandoned: Arc<Abandoned>,
+    waits: Arc<Waits>,
     job: Option<Ulid>,
 }
 
@@ -150,7 +150,7 @@ impl Watch {
     /// The job ended, or was never queued: nothing is left to anyone.
     pub fn ended(&mut self) {
         if let Some(job) = self.job.take() {
-            self.abandoned.release(job, true);
+            self.waits.release(job, true);
         }
     }
 }
@@ -158,7 +158,7 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
-            self.abandoned.release(job, false);
+            self.waits.release(job, false);
         }
     }
 }

@@ -61,7 +61,7 @@ pub async fn submit(
     if let Some((id, watch)) = rejoin(state, &fingerprint, retry)? {
         return Ok(Waiting { state: state.clone(), id, events, watch, _permit: permit });
     }
-    let mut watch = state.abandoned.track(fingerprint, job.id);
+    let mut watch = state.waits.track(fingerprint, job.id);
     let job = match state.jobs.enqueue(&caller.into(), job).await {
         Ok(submitted) => submitted.job,
         Err(e) => {
@@ -76,7 +76,7 @@ pub async fn submit(
 /// The job this same request started before, while it may still give the answer: queued,
 /// running or succeeded (after a failure or a cancel the request makes a new job).
 fn rejoin(state: &AppState, fingerprint: &Fingerprint, retry: bool) -> Result<Option<(Ulid, Watch)>, OpenAiError> {
-    let Some((id, mut watch)) = state.abandoned.join(fingerprint, retry) else { return Ok(None) };
+    let Some((id, mut watch)) = state.waits.join(fingerprint, retry) else { return Ok(None) };
     let job = state.store.job(id).map_err(|e| OpenAiError::internal(e.to_string()))?;
     if job.is_some_and(|j| !j.state.is_terminal() || matches!(j.state, JobState::Succeeded { .. })) {
         tracing::info!(job = %id, "a request came again; it waits on the job its first try started");
