@@ -78,6 +78,7 @@ impl Daemon {
             // Said at start, not only at the first job: a fresh package's service has none yet.
             tracing::warn!("{missing}; until then every job that runs a model is refused");
         }
+        warn_of_old_pieces(&config);
         let mut scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
         let cluster_stop = CancellationToken::new();
         if config.cluster.as_ref().is_some_and(|c| c.role == crate::config::ClusterRole::Worker) {
@@ -183,4 +184,17 @@ impl Daemon {
         scheduler.store().close();
         tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "reelbox stopped");
     }
+}
+
+/// Says at start what `reelbox doctor` would warn of in the pieces speech uses (a box
+/// upgraded from a build whose setup did not install them runs on the system's): on a
+/// blocking thread, so loading espeak-ng does not delay serving.
+fn warn_of_old_pieces(config: &Config) {
+    let pinned = crate::pipelines::tts::espeak::pinned_dir(&config.data_dir);
+    tokio::task::spawn_blocking(move || {
+        crate::pipelines::tts::espeak::use_pinned(&pinned);
+        if let Some(why) = crate::pipelines::tts::espeak::loaded().ok().and_then(|e| e.mismatch()) {
+            tracing::warn!("{why}; fix: {}", crate::pipelines::tts::espeak::SETUP_PINS);
+        }
+    });
 }

@@ -35,9 +35,13 @@ pub enum JobsAction {
         limit: usize,
     },
     /// Show one job with its stages.
-    Show { id: String },
+    Show {
+        /// The job id, or its last characters as `reelbox top` shows them.
+        id: String,
+    },
     /// Cancel a queued or running job.
     Cancel {
+        /// The job id, or its last characters as `reelbox top` shows them.
         id: String,
         /// Why, in a line (at most 200 characters): the job shows it. Without it the job
         /// says who canceled it.
@@ -45,18 +49,26 @@ pub enum JobsAction {
         reason: Option<String>,
     },
     /// Re-queue a failed or canceled job.
-    Retry { id: String },
+    Retry {
+        /// The job id, or its last characters as `reelbox top` shows them.
+        id: String,
+    },
     /// Follow a job's progress until it ends.
-    Watch { id: String },
+    Watch {
+        /// The job id, or its last characters as `reelbox top` shows them.
+        id: String,
+    },
     /// Delete finished jobs (succeeded, failed or canceled) with their files and events,
     /// freeing their disk space; files a profile or a queued job uses stay.
     Rm {
+        /// Job ids, or their last characters as `reelbox top` shows them.
         #[arg(required = true)]
         ids: Vec<String>,
     },
     /// Save a finished job's results (a render's film and subtitles, an image job's
     /// pictures, ...) as files.
     Get {
+        /// The job id, or its last characters as `reelbox top` shows them.
         id: String,
         /// Folder to save into.
         #[arg(short, long, default_value = ".")]
@@ -75,10 +87,14 @@ pub enum JobsAction {
 async fn remove(c: &Client, g: &Global, ids: &[String]) -> anyhow::Result<ExitCode> {
     let mut removed = Vec::new();
     let mut failed = false;
-    for id in ids {
-        let req = c.request(Method::DELETE, &format!("/api/v1/jobs/{id}"));
-        match c.send::<Removal>(req).await {
-            Ok(r) => {
+    for given in ids {
+        let removal = async {
+            let id = super::job_ref::resolve(c, given).await?;
+            let r = c.send::<Removal>(c.request(Method::DELETE, &format!("/api/v1/jobs/{id}"))).await?;
+            anyhow::Ok((id, r))
+        };
+        match removal.await {
+            Ok((id, r)) => {
                 if !g.json {
                     let kept =
                         if r.kept_in_use > 0 { format!(" ({} kept: in use)", r.kept_in_use) } else { String::new() };
@@ -87,7 +103,7 @@ async fn remove(c: &Client, g: &Global, ids: &[String]) -> anyhow::Result<ExitCo
                 removed.push(json!({"id": id, "removed": r}));
             }
             Err(e) => {
-                eprintln!("{id}: {e:#}");
+                eprintln!("{given}: {e:#}");
                 failed = true;
             }
         }
@@ -129,6 +145,10 @@ pub enum QueueAction {
 /// Runs a `jobs` action.
 pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
     let c = Client::new(g)?;
+    let id = |given: String| {
+        let c = &c;
+        async move { super::job_ref::resolve(c, &given).await }
+    };
     match action {
         JobsAction::List { state, kind, limit } => {
             let mut path = format!("/api/v1/jobs?limit={limit}");
@@ -160,11 +180,13 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
                 table::print(&["ID", "KIND", "STATE", "PRIO", "PROGRESS", "CREATED", "ERROR/REASON"], &rows);
             }
         }
-        JobsAction::Show { id } => {
+        JobsAction::Show { id: given } => {
+            let id = id(given).await?;
             let job: JobView = c.get(&format!("/api/v1/jobs/{id}")).await?;
             print_job(g, &job)?;
         }
-        JobsAction::Cancel { id, reason } => {
+        JobsAction::Cancel { id: given, reason } => {
+            let id = id(given).await?;
             let job: JobView = c.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({"reason": reason})).await?;
             let job = settled(&c, job).await?;
             print_job(g, &job)?;
@@ -173,13 +195,15 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
                 if g.json { eprintln!("reelbox: {note}") } else { println!("{note}") }
             }
         }
-        JobsAction::Retry { id } => {
+        JobsAction::Retry { id: given } => {
+            let id = id(given).await?;
             let job: JobView = c.post(&format!("/api/v1/jobs/{id}/retry"), &json!({})).await?;
             print_job(g, &job)?;
         }
-        JobsAction::Watch { id } => return watch(&c, g, &id).await,
+        JobsAction::Watch { id: given } => return watch(&c, g, &id(given).await?).await,
         JobsAction::Rm { ids } => return remove(&c, g, &ids).await,
-        JobsAction::Get { id, output, all, force } => {
+        JobsAction::Get { id: given, output, all, force } => {
+            let id = id(given).await?;
             super::jobs_get::run(&c, g, super::jobs_get::GetArgs { id, dir: output, all, force }).await?;
         }
     }

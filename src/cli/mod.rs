@@ -18,6 +18,7 @@ mod cluster;
 mod follow;
 mod gc;
 mod image;
+mod job_ref;
 mod jobs;
 mod jobs_get;
 mod keys;

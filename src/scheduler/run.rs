@@ -89,13 +89,7 @@ impl Scheduler {
                 }
                 Outcome::Canceled => {
                     j.state = JobState::Canceled { canceled_at: now, reason: cancel_reason.clone() };
-                    // The stage it stopped did not finish: pending again, as a retry will
-                    // run it (left `running`, views and the dashboard showed it running on).
-                    for stage in &mut j.stages {
-                        if matches!(stage.state, StageState::Running { .. }) {
-                            stage.state = StageState::Pending;
-                        }
-                    }
+                    j.stop_running_stages();
                     vec![EventBody::State { state: JobStatus::Canceled, error: cancel_reason.clone() }]
                 }
                 Outcome::Checkpointed => {

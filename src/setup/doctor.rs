@@ -217,23 +217,14 @@ fn disk_checks(config: &Config) -> Vec<Check> {
 /// with 1.52's phonemes. `None` when none loads (the piece's probe says why).
 fn espeak_check(name: &str) -> Option<Check> {
     let e = espeak::loaded().ok()?;
-    Some(if e.pinned {
+    Some(if let Some(why) = e.mismatch() {
+        Check::warn(name, why, Some(espeak::SETUP_PINS.into()))
+    } else if e.pinned {
         Check::ok(name, format!("pinned espeak-ng {} at {} (Piper's phonemes)", e.version, e.library))
-    } else if e.version.starts_with(espeak::PIPER_VERSION) {
+    } else {
         Check::ok(
             name,
             format!("the system's espeak-ng {} ({}), the version Piper voices are made with", e.version, e.library),
-        )
-    } else {
-        Check::warn(
-            name,
-            format!(
-                "the system's espeak-ng {} ({}) is used; Piper voices are made with {}, so some words may sound different",
-                e.version,
-                e.library,
-                espeak::PIPER_VERSION
-            ),
-            Some("reelbox setup   (installs the pinned espeak-ng 1.52 into the data dir)".into()),
         )
     })
 }

@@ -224,7 +224,7 @@ impl Record for Job {
             // Nobody recorded why: views show the job canceled, without a reason.
             JobStateV1::Canceled { canceled_at } => JobState::Canceled { canceled_at, reason: None },
         };
-        Ok(Job {
+        let mut job = Job {
             id: v1.id,
             owner: v1.owner,
             kind: v1.kind,
@@ -235,7 +235,17 @@ impl Record for Job {
             stages: v1.stages,
             idempotency_key: v1.idempotency_key,
             created_at: v1.created_at,
-        })
+        };
+        // Builds that wrote version 1 left the stage a cancel or failure stopped `running`:
+        // it is shown as the ends of such jobs are shown now, not running forever.
+        match job.state.clone() {
+            JobState::Canceled { .. } => job.stop_running_stages(),
+            JobState::Failed { finished_at, error, .. } => {
+                job.fail_running_stages(finished_at, &error);
+            }
+            _ => {}
+        }
+        Ok(job)
     }
 }
 
@@ -410,12 +420,12 @@ mod job_tests {
 
     /// A job as reelbox before cancel reasons stored it.
     fn v1_bytes(state: JobStateV1) -> Vec<u8> {
-        let stage = Stage {
-            name: StageName::Card,
-            state: StageState::Done { started_at: 2, finished_at: 3, device: DeviceId::Cpu },
-            artifacts: vec![ulid::Ulid::nil()],
-            energy_wh: Some(0.5),
-        };
+        v1_bytes_with(state, StageState::Done { started_at: 2, finished_at: 3, device: DeviceId::Cpu })
+    }
+
+    fn v1_bytes_with(state: JobStateV1, stage: StageState) -> Vec<u8> {
+        let stage =
+            Stage { name: StageName::Card, state: stage, artifacts: vec![ulid::Ulid::nil()], energy_wh: Some(0.5) };
         let old = JobV1 {
             id: ulid::Ulid::nil(),
             owner: "kid".into(),
@@ -451,5 +461,22 @@ mod job_tests {
         let bytes = encode(&new);
         assert_eq!(bytes[0], 2);
         assert_eq!(decode::<Job>(&bytes).expect("v2 round-trips"), new);
+    }
+
+    /// Builds that wrote version 1 left the stage a cancel stopped `running`, so an upgraded
+    /// box showed it running forever; it reads as pending (as a cancel leaves it now), and a
+    /// failed job's as failed with the job's error.
+    #[test]
+    fn version_1_jobs_that_ended_have_no_stage_left_running() {
+        let running = StageState::Running { started_at: 2, device: DeviceId::Cpu };
+        let canceled = decode::<Job>(&v1_bytes_with(JobStateV1::Canceled { canceled_at: 9 }, running.clone()))
+            .expect("v1 migrates");
+        assert_eq!(canceled.stages[0].state, StageState::Pending);
+        let failed = JobStateV1::Failed { started_at: Some(2), finished_at: 3, error: "bad model".into() };
+        let failed = decode::<Job>(&v1_bytes_with(failed, running.clone())).expect("v1 migrates");
+        let error = "bad model".to_string();
+        assert_eq!(failed.stages[0].state, StageState::Failed { started_at: 2, finished_at: 3, error });
+        let still = JobStateV1::Running { enqueued_at: 1, started_at: 2, device: DeviceId::Cpu };
+        assert_eq!(decode::<Job>(&v1_bytes_with(still, running.clone())).expect("v1").stages[0].state, running);
     }
 }

@@ -40,6 +40,17 @@ impl Job {
         }
         failed
     }
+
+    /// Puts the stages still running back to pending (a canceled job: the stage it stopped
+    /// did not finish and a retry runs it; left `running`, views and the dashboard showed it
+    /// running on).
+    pub fn stop_running_stages(&mut self) {
+        for stage in &mut self.stages {
+            if matches!(stage.state, StageState::Running { .. }) {
+                stage.state = StageState::Pending;
+            }
+        }
+    }
 }
 
 /// Where a job is in its life; each variant carries the times that define it.

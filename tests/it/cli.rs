@@ -570,3 +570,35 @@ fn the_cli_follows_the_configs_bind_when_no_url_is_given() {
         .expect("run");
     assert!(!wrong.status.success() && String::from_utf8_lossy(&wrong.stderr).contains("127.0.0.2:1"));
 }
+
+/// The ids `reelbox top` shows are their last 8 characters; `reelbox jobs` takes them (any
+/// case), as it takes whole ids. It refused them (`not a valid job id`). An end no job's id
+/// has is said plainly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_commands_take_the_short_ids_top_shows() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let http = reqwest::Client::new();
+    assert_eq!(http.post(d.at("/api/v1/queue/pause")).send().await.expect("pause").status(), 200);
+    let id = common::daemon::submit_testcard(&http, &d, serde_json::json!({"steps": 2})).await;
+    let other = common::daemon::submit_testcard(&http, &d, serde_json::json!({"steps": 2})).await;
+    let short = &id[id.len() - 8..];
+    let jobs = |args: &[&str]| {
+        reelbox_cli(home.path(), &home.path().join("models")).args(args).args(["--url", &d.url]).output().expect("run")
+    };
+
+    let shown =
+        run_ok(reelbox_cli(home.path(), &home.path().join("models")).args(["jobs", "show", short, "--url", &d.url]));
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains(&id) && !shown.contains(&other), "{shown}");
+    let canceled = jobs(&["jobs", "cancel", &short.to_ascii_lowercase()]);
+    assert!(canceled.status.success(), "{}", String::from_utf8_lossy(&canceled.stderr));
+    let job: Value =
+        http.get(d.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("get").json().await.expect("json");
+    assert_eq!(job["state"], "canceled", "{job}");
+
+    let none = jobs(&["jobs", "show", "ZZZZZZZZ"]);
+    assert!(!none.status.success());
+    let said = String::from_utf8_lossy(&none.stderr);
+    assert!(said.contains("no job's id ends with ZZZZZZZZ"), "{said}");
+}

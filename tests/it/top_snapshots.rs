@@ -287,6 +287,27 @@ fn failed_job_shows_its_error_when_selected_and_filtered() {
     snap!("failed_job", app);
 }
 
+/// A job on a worker box's GPU names the box and the GPU whole (it showed `garage/` on any
+/// terminal, so nobody could tell which GPU of which box); a terminal too narrow for it
+/// leaves the column out rather than cut it.
+#[test]
+fn a_worker_boxs_device_is_shown_whole() {
+    let app = app(
+        &[8192],
+        Snapshot {
+            system: system(&[8192], 0, 2, 0, false),
+            running: vec![running("R1", "garage/cuda:1", 0.4, 20, -30, 0.12), running("R2", "cuda:0", 0.1, 5, -3, 0.0)],
+            queued: vec![],
+            recent: vec![],
+            admin: None,
+        },
+    );
+    let wide = draw(&app, 140, 40).backend().to_string();
+    assert!(wide.lines().any(|l| l.contains("garage/cuda:1") && l.contains("testcard")), "{wide}");
+    let narrow = draw(&app, 80, 24).backend().to_string();
+    assert!(!narrow.contains("garage/") || narrow.contains("garage/cuda:1"), "cut rather than left out: {narrow}");
+}
+
 #[test]
 fn a_canceled_job_says_why_in_the_list_and_its_detail() {
     let why = "canceled because the key \"kid\" was revoked";

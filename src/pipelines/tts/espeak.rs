@@ -20,6 +20,8 @@ use super::clause::{self, Terminator};
 pub const LIBRARY_NAMES: &[&str] = &["libespeak-ng.so.1", "libespeak-ng.so"];
 /// The espeak-ng version Piper voices are made with (and `reelbox setup` pins).
 pub const PIPER_VERSION: &str = "1.52";
+/// What installs the pinned espeak-ng, said wherever the system's is found in its place.
+pub const SETUP_PINS: &str = "reelbox setup   (installs the pinned espeak-ng 1.52 into the data dir)";
 /// The pinned library's file name inside [`pinned_dir`].
 pub const PINNED_LIBRARY: &str = "libespeak-ng.so.1";
 /// The pinned data directory's name inside [`pinned_dir`].
@@ -222,6 +224,19 @@ pub struct Loaded {
     pub library: String,
     /// True for the copy `reelbox setup` installed.
     pub pinned: bool,
+}
+
+impl Loaded {
+    /// Why speech may sound off with this copy: the system's espeak-ng of another version
+    /// than Piper voices are made with (`None` for the pinned copy or a system 1.52).
+    pub fn mismatch(&self) -> Option<String> {
+        (!self.pinned && !self.version.starts_with(PIPER_VERSION)).then(|| {
+            format!(
+                "the system's espeak-ng {} ({}) is used; Piper voices are made with {PIPER_VERSION}, so some words may sound different",
+                self.version, self.library
+            )
+        })
+    }
 }
 
 /// The loaded espeak-ng (loading it when needed).

@@ -54,12 +54,15 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     let currency = app.system.as_ref().map(|s| s.energy.currency.clone()).unwrap_or_default();
     let priced = app.system.as_ref().is_some_and(|s| s.energy.price_per_kwh.is_some());
     let kind_w = if wide { 14 } else { 9 };
+    // As wide as the widest device shown (a worker box's `garage/cuda:0`), so none is cut;
+    // a table too narrow for it leaves the column out instead (`narrow`).
+    let device_w = rows.iter().map(|j| device(j).chars().count()).max().unwrap_or(0).clamp(7, 32);
     let mut columns = vec![
         (Column::Id, 8),
         (Column::Kind, kind_w),
         (Column::State, 9),
         (Column::Priority, 4),
-        (Column::Device, 7),
+        (Column::Device, device_w),
         (Column::Info, 0),
         (Column::Time, TIME_W),
         (Column::Energy, 8),
@@ -81,7 +84,7 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
                 Column::Kind => Cell::from(fit(&j.kind, kind_w)),
                 Column::State => Cell::from(Span::styled(j.state.as_str(), t.state(j.state.as_str()))),
                 Column::Priority => Cell::from(format!("{:>3}", j.priority)),
-                Column::Device => Cell::from(device(j)),
+                Column::Device => Cell::from(fit(&device(j), device_w)),
                 Column::Info => Cell::from(info(j, info_w, t)),
                 Column::Time => Cell::from(time(j, app.now)),
                 Column::Energy => Cell::from(j.energy_wh.map(format::energy).unwrap_or_else(|| "-".into())),
