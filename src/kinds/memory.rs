@@ -44,12 +44,8 @@ pub fn weights_bytes(dir: &Path) -> u64 {
 
 /// What one image job at `width`×`height` (`n` images) on diffusion model `model` reserves.
 pub fn diffusion_mib(config: &Config, model: &str, width: u32, height: u32, n: u32) -> u64 {
-    // Placement asks this per queued job: the model's directory is enough (no catalog
-    // scan); a missing one weighs nothing and the job fails its own lookup.
-    let named = crate::models::manifest::valid_name(model);
-    let weights = if named { weights_bytes(&crate::models::model_dir(config, model)) } else { 0 };
     let megapixels = f64::from(width) * f64::from(height) / 1e6 * f64::from(n.max(1));
-    weights.div_ceil(MIB) + WORKSPACE_MIB + (megapixels * DIFFUSION_MIB_PER_MEGAPIXEL).ceil() as u64
+    model_weights_mib(config, model) + WORKSPACE_MIB + (megapixels * DIFFUSION_MIB_PER_MEGAPIXEL).ceil() as u64
 }
 
 /// The daemon's peak memory making one picture on the CPU besides the model's weights,
@@ -72,9 +68,16 @@ const CPU_SYSTEM_MIB: u64 = 1024;
 /// CPU, MiB (a job makes its pictures one at a time there, so this is a job's whatever
 /// its `n`).
 pub fn cpu_picture_mib(config: &Config, model: &str, width: u32, height: u32) -> u64 {
+    model_weights_mib(config, model) + CPU_BASE_MIB + activations_mib(width, height)
+}
+
+/// Weights of installed model `model`, MiB. Placement asks this per queued job: the
+/// model's directory is enough (no catalog scan); a missing one weighs nothing and the job
+/// fails its own lookup.
+fn model_weights_mib(config: &Config, model: &str) -> u64 {
     let named = crate::models::manifest::valid_name(model);
     let weights = if named { weights_bytes(&crate::models::model_dir(config, model)) } else { 0 };
-    weights.div_ceil(MIB) + CPU_BASE_MIB + activations_mib(width, height)
+    weights.div_ceil(MIB)
 }
 
 fn activations_mib(width: u32, height: u32) -> u64 {
