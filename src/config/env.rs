@@ -162,6 +162,9 @@ impl Config {
         if let Some(v) = get("REELBOX_CPU_CONCURRENCY") {
             self.workers.cpu_concurrency = parse("REELBOX_CPU_CONCURRENCY", v)?;
         }
+        if let Some(v) = get("REELBOX_CPU_MEMORY_MIB") {
+            self.limits.cpu_memory_mib = parse("REELBOX_CPU_MEMORY_MIB", v)?;
+        }
         if let Some(v) = get("REELBOX_GROUP_COMMIT") {
             self.store.group_commit = parse("REELBOX_GROUP_COMMIT", v)?;
         }

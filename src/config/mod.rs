@@ -124,6 +124,11 @@ pub struct LimitsConfig {
     pub max_prompt_chars: usize,
     /// Largest side of a picture made or upscaled, pixels.
     pub max_image_side: u32,
+    /// Memory jobs on the CPU may use together, MiB; 0 (the default) is the box's total
+    /// less room for the system (`kinds::memory::cpu_budget_mib`). On a box whose pictures
+    /// are made on the CPU, one picture that needs more is refused at submission, and a job
+    /// waits in the queue while the CPU jobs already running hold the rest.
+    pub cpu_memory_mib: u64,
     /// Largest side of a picture sent in (a portrait, a start picture, an upload), pixels:
     /// phone photos are 4032–8064 px, and each use scales them to what it needs (a
     /// portrait to the film, a start picture to the requested size).
@@ -298,6 +303,7 @@ impl Default for LimitsConfig {
             max_upload_bytes: 32 << 20,
             max_prompt_chars: 8_000,
             max_image_side: 2048,
+            cpu_memory_mib: 0,
             max_upload_side: 8192,
             max_steps: 150,
             max_audio_seconds: 600.0,

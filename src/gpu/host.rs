@@ -44,6 +44,11 @@ pub fn parse_meminfo(meminfo: &str) -> Option<(u64, u64)> {
     Some((total_kib.saturating_sub(avail_kib) / 1024, total_kib / 1024))
 }
 
+/// The host's total memory, MiB, from `/proc/meminfo` (`None` where it cannot be read).
+pub fn mem_total_mib() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| parse_meminfo(&s)).map(|(_, total)| total)
+}
+
 /// Reads host figures, remembering the last CPU counters for the next delta.
 #[derive(Debug, Default)]
 pub struct HostReader {

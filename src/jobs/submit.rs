@@ -103,6 +103,7 @@ impl Service {
             return Err(Error::RuntimeMissing(e));
         }
         scheduler.check_fits(kind.as_ref(), &params).map_err(|m| ParamError::new("params", m.to_string()))?;
+        scheduler.check_ram(kind.as_ref(), &params)?;
         scheduler.check_device(kind.as_ref(), &params).map_err(|why| ParamError::new("model", why.to_string()))?;
         if let Some(secs) = kind.declared_seconds(&params)
             && !who.admin

@@ -3,10 +3,16 @@
 //! sessions take (measured on an H200: see README "GPU"). Kinds that run well on the CPU
 //! (speech) reserve nothing and may spill there; the rest reserve their estimate and wait
 //! for a GPU on boxes that have one.
+//!
+//! On the CPU a picture's memory is not linear: ONNX Runtime's CPU attention holds every
+//! head's T×T scores (T = latent cells, `(w/8)·(h/8)`), so it grows with the square of the
+//! pixels ([`cpu_picture_mib`]); a box making pictures there holds them to
+//! [`cpu_budget_mib`] (`limits.cpu_memory_mib`).
 
 use std::path::Path;
 
 use crate::config::Config;
+use crate::kinds::ParamError;
 
 /// Working memory besides weights a session takes on a GPU at its first run (ONNX
 /// Runtime's arena rounds allocations up; cuDNN and cuBLAS take workspaces), MiB.
@@ -38,12 +44,110 @@ pub fn weights_bytes(dir: &Path) -> u64 {
 
 /// What one image job at `width`×`height` (`n` images) on diffusion model `model` reserves.
 pub fn diffusion_mib(config: &Config, model: &str, width: u32, height: u32, n: u32) -> u64 {
-    // Placement asks this per queued job: the model's directory is enough (no catalog
-    // scan); a missing one weighs nothing and the job fails its own lookup.
+    let megapixels = f64::from(width) * f64::from(height) / 1e6 * f64::from(n.max(1));
+    model_weights_mib(config, model) + WORKSPACE_MIB + (megapixels * DIFFUSION_MIB_PER_MEGAPIXEL).ceil() as u64
+}
+
+/// The daemon's peak memory making one picture on the CPU besides the model's weights,
+/// per latent cell and per latent cell squared (the attention scores: ~8 heads of f32,
+/// the softmax's output beside them, as in Stable Diffusion 1.x, whose shape the demo
+/// model has). Fitted to the daemon's VmHWM making one demo-shapes image (2 steps, 2
+/// cores): 64² 84 MiB, 256² 181, 384² 503, 512² 1288, 640² 2994 (512² with n = 2: 1386,
+/// one image at a time) → 108 MiB + 5982 B·T + 72.9 B·T²; rounded up, so these give
+/// 5–15% more than measured.
+const CPU_BYTES_PER_CELL: f64 = 8192.0;
+const CPU_BYTES_PER_CELL_SQUARED: f64 = 76.0;
+/// The daemon with ONNX Runtime loaded and a model's sessions open, before activations.
+const CPU_BASE_MIB: u64 = 128;
+
+/// What the system keeps of the box's memory when `limits.cpu_memory_mib` is 0: an eighth,
+/// at least this much, MiB.
+const CPU_SYSTEM_MIB: u64 = 1024;
+
+/// Memory making one `width`×`height` picture with diffusion model `model` takes on the
+/// CPU, MiB (a job makes its pictures one at a time there, so this is a job's whatever
+/// its `n`).
+pub fn cpu_picture_mib(config: &Config, model: &str, width: u32, height: u32) -> u64 {
+    model_weights_mib(config, model) + CPU_BASE_MIB + activations_mib(width, height)
+}
+
+/// Weights of installed model `model`, MiB. Placement asks this per queued job: the
+/// model's directory is enough (no catalog scan); a missing one weighs nothing and the job
+/// fails its own lookup.
+fn model_weights_mib(config: &Config, model: &str) -> u64 {
     let named = crate::models::manifest::valid_name(model);
     let weights = if named { weights_bytes(&crate::models::model_dir(config, model)) } else { 0 };
-    let megapixels = f64::from(width) * f64::from(height) / 1e6 * f64::from(n.max(1));
-    weights.div_ceil(MIB) + WORKSPACE_MIB + (megapixels * DIFFUSION_MIB_PER_MEGAPIXEL).ceil() as u64
+    weights.div_ceil(MIB)
+}
+
+fn activations_mib(width: u32, height: u32) -> u64 {
+    let cells = f64::from(width / 8) * f64::from(height / 8);
+    ((cells * CPU_BYTES_PER_CELL + cells * cells * CPU_BYTES_PER_CELL_SQUARED) / MIB as f64).ceil() as u64
+}
+
+/// Memory jobs on this box's CPU may use together, MiB: `limits.cpu_memory_mib`, or
+/// when that is 0 the box's total less an eighth (at least [`CPU_SYSTEM_MIB`]) for the
+/// system and other programs.
+pub fn cpu_budget_mib(config: &Config) -> u64 {
+    match config.limits.cpu_memory_mib {
+        0 => crate::gpu::host::mem_total_mib()
+            .map_or(u64::MAX, |total| total.saturating_sub((total / 8).max(CPU_SYSTEM_MIB))),
+        set => set,
+    }
+}
+
+/// The largest picture a job makes with a diffusion model, and the request fields that set
+/// its size (an error about it names them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuPicture {
+    pub model: String,
+    pub width: u32,
+    pub height: u32,
+    /// The fields of the width and the height (`width`, `keyframe_width`, ...).
+    pub fields: (&'static str, &'static str),
+}
+
+impl CpuPicture {
+    /// Memory it takes on the CPU, MiB.
+    pub fn mib(&self, config: &Config) -> u64 {
+        cpu_picture_mib(config, &self.model, self.width, self.height)
+    }
+}
+
+/// Refuses a picture that needs more than `budget_mib` on the CPU, naming its larger
+/// side's field and the largest size of the same shape that fits.
+pub fn check_cpu_picture(config: &Config, picture: &CpuPicture, budget_mib: u64) -> Result<(), ParamError> {
+    let CpuPicture { width, height, fields, .. } = *picture;
+    let need = picture.mib(config);
+    if need <= budget_mib {
+        return Ok(());
+    }
+    let fixed = need - activations_mib(width, height);
+    // The largest picture of this shape that fits: sides in steps of 8, scaled together.
+    let fits = |k: u32| {
+        let (w, h) = scaled((width, height), k);
+        w >= 8 && h >= 8 && fixed + activations_mib(w, h) <= budget_mib
+    };
+    let largest = (1..=1024u32).rev().find(|&k| fits(k)).map(|k| scaled((width, height), k));
+    let room = match largest {
+        Some((w, h)) => format!("the largest {} that fits is {w}×{h}", if w == h { "square" } else { "of this shape" }),
+        None => "no picture of this model fits; raise limits.cpu_memory_mib or add a GPU".into(),
+    };
+    let field = if height > width { fields.1 } else { fields.0 };
+    Err(ParamError::new(
+        field,
+        format!(
+            "a {width}×{height} picture needs about {need} MiB of memory on this box's CPU, which lets jobs use \
+             {budget_mib} MiB (limits.cpu_memory_mib); {room}"
+        ),
+    ))
+}
+
+/// `(width, height)` scaled so the larger side is `k`·8 pixels, each side a multiple of 8.
+fn scaled((width, height): (u32, u32), k: u32) -> (u32, u32) {
+    let long = width.max(height).max(1);
+    let side = |v: u32| (u64::from(v) * u64::from(k) * 8 / u64::from(long)) as u32 / 8 * 8;
+    (side(width), side(height))
 }
 
 /// What a job on one single-file model (upscaler, lip-sync) reserves.
@@ -65,6 +169,24 @@ mod tests {
         std::fs::write(dir.path().join("unet/config.json"), vec![0u8; 700]).expect("write");
         std::fs::write(dir.path().join("model_index.json"), b"{}").expect("write");
         assert_eq!(weights_bytes(dir.path()), 6000);
+    }
+
+    #[test]
+    fn a_cpu_picture_grows_with_the_square_of_its_pixels_and_a_refusal_says_what_fits() {
+        let config =
+            Config { models_dir: Some(std::env::temp_dir().join("reelbox-no-models-here")), ..Config::default() };
+        let mib = |side| cpu_picture_mib(&config, "missing", side, side);
+        // Measured 1288 and 2994 MiB (module docs): the estimate is a little above.
+        assert!((1288..1500).contains(&mib(512)), "{}", mib(512));
+        assert!((2994..3400).contains(&mib(640)), "{}", mib(640));
+        let picture = |w, h| CpuPicture { model: "missing".into(), width: w, height: h, fields: ("width", "height") };
+        assert!(check_cpu_picture(&config, &picture(384, 384), 1000).is_ok());
+        let e = check_cpu_picture(&config, &picture(512, 512), 1000).expect_err("too big");
+        assert_eq!(e.field, "width");
+        assert!(e.message.contains("the largest square that fits is 464×464"), "{}", e.message);
+        let e = check_cpu_picture(&config, &picture(512, 1024), 1000).expect_err("too big");
+        assert_eq!(e.field, "height");
+        assert!(e.message.contains("the largest of this shape that fits is 328×664"), "{}", e.message);
     }
 
     #[test]

@@ -203,6 +203,13 @@ pub trait JobKind: Send + Sync {
     fn vram_mib(&self, _params: &serde_json::Value, _config: &Config) -> u64 {
         0
     }
+    /// The largest picture a job with these (validated) parameters makes with a diffusion
+    /// model, for the memory it takes on the CPU (`memory::cpu_picture_mib`), held to
+    /// `limits.cpu_memory_mib` at submission and by placement on boxes that make pictures
+    /// on the CPU.
+    fn cpu_picture(&self, _params: &serde_json::Value, _config: &Config) -> Option<memory::CpuPicture> {
+        None
+    }
     /// Whether only admins may submit it on any route: kinds that change the box (install
     /// models) rather than make media.
     fn admin_only(&self) -> bool {

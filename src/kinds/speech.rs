@@ -163,13 +163,18 @@ impl SpeechRequest {
         if !named {
             p.voice = super::inputs::default_model("voice", ModelKind::Tts, config)?;
         }
-        if let Err(e) = Voice::find(&config.models_dir(), &p.voice) {
-            // A voice the catalog can pull gets that pull (`piper:NAME` for the voice index), an
-            // unknown one the close names (not a pull that cannot work, nor the daemon's
-            // paths); an installed one that does not load, the loader's reason.
-            super::inputs::require_installed("voice", ModelKind::Tts, &p.voice, config)?;
-            return Err(ParamError::new("voice", e.to_string()));
-        }
+        let voice = match Voice::find(&config.models_dir(), &p.voice) {
+            Ok(voice) => voice,
+            Err(e) => {
+                // A voice the catalog can pull gets that pull (`piper:NAME` for the voice index),
+                // an unknown one the close names (not a pull that cannot work, nor the daemon's
+                // paths); an installed one that does not load, the loader's reason.
+                super::inputs::require_installed("voice", ModelKind::Tts, &p.voice, config)?;
+                return Err(ParamError::new("voice", e.to_string()));
+            }
+        };
+        // The speaker is the voice's to know: refused here, not by the job that would fail.
+        voice.config.speaker_id(p.speaker.as_deref()).map_err(|e| ParamError::new("speaker", e.to_string()))?;
         Ok(p)
     }
 }

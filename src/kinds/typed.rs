@@ -29,6 +29,10 @@ pub trait TypedKind: Send + Sync {
     fn vram_mib(&self, _params: &Self::Params, _config: &Config) -> u64 {
         0
     }
+    /// The largest picture it makes; see [`JobKind::cpu_picture`].
+    fn cpu_picture(&self, _params: &Self::Params, _config: &Config) -> Option<super::memory::CpuPicture> {
+        None
+    }
     /// Whether only admins may submit it; see [`JobKind::admin_only`].
     fn admin_only(&self) -> bool {
         false
@@ -79,6 +83,10 @@ impl<K: TypedKind> JobKind for K {
 
     fn vram_mib(&self, params: &serde_json::Value, config: &Config) -> u64 {
         stored::<K>(params).map_or(0, |p| TypedKind::vram_mib(self, &p, config))
+    }
+
+    fn cpu_picture(&self, params: &serde_json::Value, config: &Config) -> Option<super::memory::CpuPicture> {
+        stored::<K>(params).ok().and_then(|p| TypedKind::cpu_picture(self, &p, config))
     }
 
     fn admin_only(&self) -> bool {

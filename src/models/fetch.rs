@@ -155,9 +155,9 @@ pub async fn http_file(
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() => {
-                // Unreachable host (no network, DNS): no point in retrying this source.
-                let reason = chain_text(&e);
-                return Err(FetchError::Unreachable { source_name: url.to_string(), file: file.path.clone(), reason });
+                // Unreachable host (no network, DNS): no point in retrying this source. Said
+                // as the hub's are: the host, the cause, what to do.
+                return Err(super::hf::HubError::request(url, e).for_source(url, &file.path, ""));
             }
             Err(e) if e.is_builder() => return Err(unavailable(chain_text(&e))),
             Err(e) => {

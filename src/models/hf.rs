@@ -105,10 +105,10 @@ pub enum HubError {
 }
 
 impl HubError {
-    /// A failed request. One that never reached the server (no network, no DNS, a refused
+    /// A failed request (to the hub, or to any `https:` source, `fetch.rs`). One that never reached the server (no network, no DNS, a refused
     /// or timed-out connection) says so once, with what to do, rather than the URL twice
     /// around reqwest's and hyper's layers.
-    fn request(url: &str, source: reqwest::Error) -> Self {
+    pub(super) fn request(url: &str, source: reqwest::Error) -> Self {
         if source.is_connect() {
             let host = source.url().and_then(|u| u.host_str()).unwrap_or(url).to_string();
             let mut cause: &dyn std::error::Error = &source;

@@ -5,7 +5,7 @@
 use super::Scheduler;
 use super::placement::{self, Need};
 use crate::gpu::DeviceId;
-use crate::kinds::JobKind;
+use crate::kinds::{JobKind, ParamError, memory};
 
 /// A job that needs more GPU memory than any GPU here has (it would wait forever).
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,25 @@ impl Scheduler {
         let need = Need { models, cuda_only, ..Need::default() };
         let devices: Vec<DeviceId> = self.devices.iter().map(|(d, _)| *d).collect();
         placement::refusal(&need, &devices).map_or(Ok(()), |why| Err(NeedsCuda(why)))
+    }
+
+    /// Whether this box makes pictures on its CPU: it has no GPU to use and no worker boxes
+    /// (whose memory it does not know) to hand them to.
+    pub(super) fn pictures_on_cpu(&self) -> bool {
+        self.gpus().is_empty() && !self.remote_expected
+    }
+
+    /// Refuses up front, where pictures are made on the CPU, a job whose one picture needs
+    /// more memory than jobs there may use (`limits.cpu_memory_mib`): it would take the whole
+    /// daemon down when the kernel's OOM killer ends it. The error names the size's field
+    /// and the largest size that fits.
+    pub fn check_ram(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), ParamError> {
+        match kind.cpu_picture(params, &self.config) {
+            Some(picture) if self.pictures_on_cpu() => {
+                memory::check_cpu_picture(&self.config, &picture, memory::cpu_budget_mib(&self.config))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Refuses up front a job that no GPU here could ever hold (it would wait forever).

@@ -294,11 +294,23 @@ impl Scheduler {
         if !self.kinds.contains_key(job.kind.as_str()) || self.is_paused() {
             return (Placement::Skip, None);
         }
-        if let (Some(device), true) = (device, self.gpus().is_empty() && !self.remote_expected) {
-            // Only CPU slots: every job fits, and only idle workers claim. Skipping the
-            // placement work keeps the claim scan as cheap as it was on GPU-less boxes.
+        if let (Some(device), true) = (device, self.pictures_on_cpu()) {
+            // Only CPU slots, and only idle workers claim: a job fits unless its picture and
+            // those of the CPU jobs running pass `limits.cpu_memory_mib` (one alone always
+            // fits: submission refused bigger). Skipping the placement work keeps the claim
+            // scan as cheap as it was on GPU-less boxes.
+            let ram_mib = self.ram_need(job);
             let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-            ledger.reserve(job.id, device, Need::default());
+            let (running, held) = ledger.load(device);
+            if ram_mib > 0 && running > 0 {
+                let budget = crate::kinds::memory::cpu_budget_mib(&self.config);
+                if held + ram_mib > budget {
+                    self.waiting.note(job, Some(placement::cpu_memory_reason(ram_mib, budget)));
+                    return (Placement::Skip, None);
+                }
+            }
+            ledger.reserve(job.id, device, Need { ram_mib, ..Need::default() });
+            self.waiting.forget(job.id);
             return (Placement::Take, Some(device));
         }
         let need = self.need_in(job, pass);

@@ -50,7 +50,19 @@ impl Scheduler {
     pub(super) fn need_in(&self, job: &Job, pass: &ClaimPass) -> Need {
         let Some((kind, params)) = self.kind_and_params(job) else { return Need::default() };
         let models = kind.models(&params);
-        Need { vram_mib: kind.vram_mib(&params, &self.config), cuda_only: pass.cuda_only(self, &models), models }
+        Need {
+            vram_mib: kind.vram_mib(&params, &self.config),
+            cuda_only: pass.cuda_only(self, &models),
+            models,
+            ram_mib: 0,
+        }
+    }
+
+    /// The memory a job's picture takes on the CPU, MiB (0: it makes none).
+    pub(super) fn ram_need(&self, job: &Job) -> u64 {
+        self.kind_and_params(job)
+            .and_then(|(kind, params)| kind.cpu_picture(&params, &self.config))
+            .map_or(0, |picture| picture.mib(&self.config))
     }
 
     fn kind_and_params(&self, job: &Job) -> Option<(&dyn JobKind, serde_json::Value)> {

@@ -37,6 +37,9 @@ pub struct Need {
     pub models: Vec<String>,
     /// The CUDA-only model the job loads, if any: the CPU cannot run it.
     pub cuda_only: Option<String>,
+    /// Memory it takes on the CPU, MiB, where that is estimated (pictures); held to
+    /// `limits.cpu_memory_mib` with the other CPU jobs' on boxes that make pictures there.
+    pub ram_mib: u64,
 }
 
 /// A device as placement sees it at one moment.
@@ -142,6 +145,16 @@ pub fn waiting_reason(need: &Need, devices: &[Candidate]) -> Option<String> {
     None
 }
 
+/// Why a job waits on a box that makes pictures on its CPU: the CPU jobs running hold
+/// so much of `limits.cpu_memory_mib` that its picture would pass it. The words stay the
+/// same while it holds, so it is said once.
+pub fn cpu_memory_reason(need_mib: u64, budget_mib: u64) -> String {
+    format!(
+        "its picture needs about {need_mib} MiB of the {budget_mib} MiB the CPU's jobs may use \
+         (limits.cpu_memory_mib) and the jobs running there hold the rest; it starts when they end"
+    )
+}
+
 /// Why a job can never run on a box with these devices, when it cannot: it loads a
 /// CUDA-only model and the box has no CUDA device.
 pub fn refusal(need: &Need, devices: &[DeviceId]) -> Option<String> {
@@ -209,9 +222,11 @@ impl Ledger {
         warm.drain(..excess);
     }
 
-    /// Jobs running on a device and the GPU memory reserved for them.
+    /// Jobs running on a device and the memory reserved for them: GPU memory on a GPU,
+    /// the host's on the CPU.
     pub fn load(&self, device: DeviceId) -> (usize, u64) {
-        self.placed.values().filter(|p| p.device == device).fold((0, 0), |(n, mib), p| (n + 1, mib + p.need.vram_mib))
+        let mib = |need: &Need| if device.is_gpu() { need.vram_mib } else { need.ram_mib };
+        self.placed.values().filter(|p| p.device == device).fold((0, 0), |(n, held), p| (n + 1, held + mib(&p.need)))
     }
 
     /// Models in use on a device or used there within `keep_alive`.
@@ -256,7 +271,7 @@ mod tests {
     }
 
     fn need(vram_mib: u64, models: &[&str]) -> Need {
-        Need { vram_mib, models: models.iter().map(|m| m.to_string()).collect(), cuda_only: None }
+        Need { vram_mib, models: models.iter().map(|m| m.to_string()).collect(), cuda_only: None, ram_mib: 0 }
     }
 
     #[test]

@@ -135,6 +135,24 @@ async fn a_hub_that_cannot_be_reached_is_said_once_with_what_to_do() {
     assert!(!models_dir(home.path()).join("hf-far").exists(), "nothing installed");
 }
 
+/// A plain `https:` source (ultraface-320's, on GitHub) out of reach says the same as the
+/// hub's: it gave reqwest's raw chain ("error sending request for url (…): client error
+/// (Connect): dns error: …") with nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_source_that_cannot_be_reached_says_so_as_the_hub_does() {
+    let endpoint = common::hub::unreachable();
+    let manifest = format!(
+        "name = \"far-face\"\nkind = \"face\"\nsources = [\"{endpoint}/version-RFB-320.onnx\"]\n\n[[files]]\npath = \"model.onnx\"\nsize = 1000\nsha256 = \"{}\"\n",
+        "0".repeat(64)
+    );
+    let home = home_with(&manifest);
+    let out = pull(home.path(), &endpoint, None, "far-face").await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("cannot reach 127.0.0.1 (") && said.contains("is this box online?"), "{said}");
+    assert!(!said.contains("error sending request"), "{said}");
+}
+
 /// `reelbox pull NAME` beside a running daemon (or the web studio's Pull) is a `model_pull`
 /// job: with the hub out of reach it fails on its first attempt, saying so once. It was
 /// tried three times, ~16 s of backoff, for the same sentence once per file each time.

@@ -34,6 +34,7 @@ mod cluster_security;
 mod cluster_telemetry;
 mod cluster_waiting;
 mod comfy_compat;
+mod cpu_memory;
 mod crash;
 mod defaults;
 mod demo_models;

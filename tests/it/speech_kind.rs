@@ -159,6 +159,22 @@ fn unknown_voice_is_refused_at_validation_naming_what_is_installed() {
     assert_eq!(err.model.as_ref().map(|m| m.state.as_str()), Some("unknown"));
 }
 
+/// Every route's speech request goes through this validation: a speaker the voice does
+/// not have was accepted (202) and the job failed later at synthesis.
+#[test]
+fn a_speaker_the_voice_lacks_is_refused_at_validation_naming_speaker() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = config(tmp.path());
+    let err = speech_kind()
+        .validate(
+            json!({"text": "Hi.", "speaker": "3"}),
+            &ValidateCtx { config: &config, artifacts: &common::sink::NoArtifacts },
+        )
+        .expect_err("joe has one speaker");
+    assert_eq!(err.field, "speaker", "{err}");
+    assert!(err.message.contains("one speaker"), "{err}");
+}
+
 #[test]
 fn canceled_job_stops_before_writing_artifacts() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -132,6 +132,15 @@ impl TypedKind for Image {
         super::memory::diffusion_mib(config, &p.model, p.width, p.height, p.n)
     }
 
+    fn cpu_picture(&self, p: &ImageParams, _config: &Config) -> Option<super::memory::CpuPicture> {
+        Some(super::memory::CpuPicture {
+            model: p.model.clone(),
+            width: p.width,
+            height: p.height,
+            fields: ("width", "height"),
+        })
+    }
+
     fn gpu_seconds_estimate(&self, p: &ImageParams) -> f64 {
         f64::from(p.steps) * f64::from(p.n.max(1)) * super::IMAGE_GPU_SECONDS_PER_STEP
     }

@@ -50,6 +50,23 @@ impl TypedKind for Render {
         need
     }
 
+    /// Its keyframes, at the size their stage resolves (the model's own unless set).
+    fn cpu_picture(&self, p: &RenderParams, config: &Config) -> Option<super::memory::CpuPicture> {
+        let (width, height) = match (p.keyframe_width, p.keyframe_height) {
+            (Some(w), Some(h)) => (w, h),
+            _ => {
+                let kf = params::keyframe_request(p, &p.script, p.seed).and_then(|r| r.resolve(config)).ok()?;
+                (kf.width, kf.height)
+            }
+        };
+        Some(super::memory::CpuPicture {
+            model: p.model.clone(),
+            width,
+            height,
+            fields: ("keyframe_width", "keyframe_height"),
+        })
+    }
+
     fn models(&self, p: &RenderParams) -> Vec<String> {
         // A stage the render does not have may have no model (its default was none).
         let face_model = p.presenter.as_ref().and_then(|pr| pr.face_model.as_ref());

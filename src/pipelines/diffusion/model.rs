@@ -302,6 +302,12 @@ pub struct SdModel {
     pub unet: Unet,
     pub vae_decoder: Part,
     pub vae_encoder: Option<Part>,
+    /// Most items one UNet run takes. On the CPU, ONNX Runtime's attention holds every
+    /// head's T×T scores (T = latent cells), so a run's memory grows with its batch: there
+    /// each item (each image, each half of the guidance pair) runs alone and a job's peak
+    /// is one item's whatever its `n` (`kinds::memory::cpu_picture_mib`). GPUs use
+    /// memory-efficient attention and keep the export's batch.
+    pub unet_batch: usize,
 }
 
 impl SdModel {
@@ -326,10 +332,22 @@ impl SdModel {
             (None, None)
         };
         let unet = Unet::new(session("unet")?, info.family)?;
+        // An export with a fixed batch runs that many (padded) whatever it is given.
+        let unet_batch = if device.is_gpu() { unet.max_batch() } else { unet.sample.fixed(0).unwrap_or(1) };
         let vae_decoder = session("vae_decoder")?;
         let vae_encoder = if info.has_vae_encoder { Some(session("vae_encoder")?) } else { None };
         tracing::debug!(model = %info.name, family = ?info.family, native = info.native_size, "loaded diffusion model");
-        Ok(Self { info, tokenizer, tokenizer_2, text_encoder, text_encoder_2, unet, vae_decoder, vae_encoder })
+        Ok(Self {
+            info,
+            tokenizer,
+            tokenizer_2,
+            text_encoder,
+            text_encoder_2,
+            unet,
+            vae_decoder,
+            vae_encoder,
+            unet_batch,
+        })
     }
 
     /// Checks an output size against the model: a multiple of the VAE factor, at least one

@@ -211,7 +211,7 @@ pub fn generate(
 
     let total = (all_timesteps.len() - start) as u64;
     let batch = if cfg { 2 * n } else { n };
-    let chunk = unet.max_batch().min(batch).max(1);
+    let chunk = model.unet_batch.min(batch).max(1);
     let mut model_in = vec![0f32; batch * per];
     let mut eps = vec![0f32; n * per];
     let mut denoised = vec![0f32; n * per];
@@ -229,8 +229,8 @@ pub fn generate(
         if cfg {
             model_in.copy_within(..n * per, n * per);
         }
-        let shape = LatentShape { batch, per, ch, lh, lw };
-        let out_all = predict(unet, &cond, guidance_cond.as_ref(), &model_in, t, shape, &mut onnx)?;
+        let shape = LatentShape { batch, chunk, per, ch, lh, lw };
+        let out_all = predict(unet, &cond, guidance_cond.as_ref(), &model_in, t, shape, hooks.cancel, &mut onnx)?;
         unet_runs += batch.div_ceil(chunk) as u32;
         if cfg {
             let g = req.guidance;
@@ -268,17 +268,22 @@ pub fn generate(
     })
 }
 
-/// Latent layout of one UNet step: `batch` items of `per = ch·lh·lw` values.
+/// Latent layout of one UNet step: `batch` items of `per = ch·lh·lw` values, run
+/// `chunk` at a time.
 #[derive(Clone, Copy)]
 struct LatentShape {
     batch: usize,
+    chunk: usize,
     per: usize,
     ch: usize,
     lh: usize,
     lw: usize,
 }
 
-/// One UNet evaluation of the whole (CFG) batch, split into runs the export accepts.
+/// One UNet evaluation of the whole (CFG) batch, split into runs of `shape.chunk` items
+/// (what the export and the device take). A cancel is seen between runs, so a big batch
+/// on the CPU stops after the item it is on, not after the whole step.
+#[allow(clippy::too_many_arguments)]
 fn predict(
     unet: &Unet,
     cond: &Conditioning,
@@ -286,13 +291,16 @@ fn predict(
     model_in: &[f32],
     t: f64,
     shape: LatentShape,
+    cancel: Option<&CancellationToken>,
     onnx: &mut Duration,
 ) -> Result<Vec<f32>, DiffusionError> {
-    let LatentShape { batch, per, ch, lh, lw } = shape;
+    let LatentShape { batch, chunk, per, ch, lh, lw } = shape;
     let fixed_batch = unet.sample.fixed(0);
-    let chunk = unet.max_batch().min(batch).max(1);
     let mut out_all: Vec<f32> = Vec::with_capacity(batch * per);
     for a in (0..batch).step_by(chunk) {
+        if let Some(token) = cancel {
+            check_cancel(token)?;
+        }
         let b = (a + chunk).min(batch);
         // Exports with a fixed batch larger than what is left get the last item repeated.
         let m = fixed_batch.unwrap_or(b - a);

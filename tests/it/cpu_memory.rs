@@ -1,0 +1,92 @@
+//! Pictures made on the CPU are held to the memory the box lets jobs use
+//! (`limits.cpu_memory_mib`): one that cannot fit is refused when it is sent, on every route
+//! that makes pictures, naming its size field and the largest size that fits; a job's
+//! images are made one at a time, so its peak memory is one picture's whatever its `n`.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common;
+use common::api::call;
+use common::daemon::{DaemonProc, is_final, wait_job};
+
+/// Memory the daemon may use for CPU jobs in these tests, MiB: a 384² demo picture
+/// (~0.5 GiB measured) fits, a 512² one (~1.3 GiB) does not.
+const BUDGET_MIB: &str = "1000";
+
+fn start(dir: &std::path::Path) -> DaemonProc {
+    let models = common::models_with_demo_shapes(dir);
+    // A voice, so a render's request gets as far as its keyframes.
+    let joe = common::provision::joe_voice();
+    std::os::unix::fs::symlink(joe.parent().expect("voice dir"), models.join(common::provision::JOE))
+        .expect("link voice");
+    DaemonProc::start(
+        &dir.join("data"),
+        &[("REELBOX_MODELS_DIR", models.to_str().expect("utf-8")), ("REELBOX_CPU_MEMORY_MIB", BUDGET_MIB)],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_too_big_for_the_cpu_memory_is_refused_on_every_route_naming_its_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    let routes = [
+        ("/api/v1/images", json!({"prompt": "x", "model": "demo-shapes", "width": 512, "height": 512}), "width"),
+        (
+            "/api/v1/images",
+            json!({"prompt": "x", "model": "demo-shapes", "width": 384, "height": 768, "n": 2}),
+            "height",
+        ),
+        (
+            "/api/v1/jobs",
+            json!({"kind": "render", "params": {"script": "A red circle.", "model": "demo-shapes",
+                "keyframe_width": 512, "keyframe_height": 512}}),
+            "keyframe_width",
+        ),
+    ];
+    for (path, body, field) in routes {
+        let (status, answer) = call(None, Method::POST, d.at(path), Some(body.clone())).await;
+        assert_eq!((status.as_u16(), answer["error"]["field"].as_str()), (400, Some(field)), "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("limits.cpu_memory_mib") && message.contains("that fits is"),
+            "says the limit and what fits: {message}"
+        );
+    }
+    // The OpenAI route names its own field, `size`, through the same check.
+    let (status, answer) = call(
+        None,
+        Method::POST,
+        d.at("/v1/images/generations"),
+        Some(json!({"prompt": "x", "model": "demo-shapes", "size": "512x512"})),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap_or_default().contains("limits.cpu_memory_mib"), "{answer}");
+    // The daemon is still up and nothing was queued.
+    let (status, jobs) = call(None, Method::GET, d.at("/api/v1/jobs"), None).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_two_pictures_that_fit_makes_both_within_the_memory_of_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    let body =
+        json!({"prompt": "a red circle", "model": "demo-shapes", "width": 384, "height": 384, "n": 2, "steps": 2});
+    let (status, job) = call(None, Method::POST, d.at("/api/v1/images"), Some(body)).await;
+    assert_eq!(status.as_u16(), 202, "{job}");
+    let id = job["id"].as_str().expect("id");
+    let http = reqwest::Client::new();
+    let job = wait_job(&http, &d, id, Duration::from_secs(600), is_final).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    // Two steps make no previews: the stage's artifacts are the two images.
+    assert_eq!(job["stages"][0]["artifacts"].as_array().map(Vec::len), Some(2), "{job}");
+    // Both halves of the guidance pair of both images in one UNet run would take ~1.5 GiB
+    // here; one at a time, the daemon stays within what it lets jobs use.
+    let peak_mib = common::proc_status_kib(d.pid(), "VmHWM") / 1024;
+    assert!(peak_mib < BUDGET_MIB.parse().expect("number"), "peak {peak_mib} MiB");
+}
