@@ -68,7 +68,24 @@ const CPU_SYSTEM_MIB: u64 = 1024;
 /// CPU, MiB (a job makes its pictures one at a time there, so this is a job's whatever
 /// its `n`).
 pub fn cpu_picture_mib(config: &Config, model: &str, width: u32, height: u32) -> u64 {
-    model_weights_mib(config, model) + CPU_BASE_MIB + activations_mib(width, height)
+    model_weights_mib(config, model) + CPU_BASE_MIB + activations_mib(width, height, attention_halvings(config, model))
+}
+
+/// How many times the UNet halves the latent grid before its first attention: 0 for SD 1.x
+/// and 2.x (attention at full size, what the figures above measure), 1 for SDXL, whose first
+/// down block has none (`DownBlock2D`), so its scores are a sixteenth as many. Read from the
+/// export's `unet/config.json` (diffusers' layout); 0 when it is not there.
+fn attention_halvings(config: &Config, model: &str) -> u32 {
+    if !crate::models::manifest::valid_name(model) {
+        return 0;
+    }
+    let path = crate::models::model_dir(config, model).join("unet").join("config.json");
+    let Ok(text) = std::fs::read_to_string(path) else { return 0 };
+    let Ok(unet) = serde_json::from_str::<serde_json::Value>(&text) else { return 0 };
+    let Some(blocks) = unet["down_block_types"].as_array() else { return 0 };
+    let plain = blocks.iter().take_while(|b| b.as_str().is_some_and(|b| !b.contains("Attn"))).count();
+    // A UNet with no attention at all has no quadratic term worth counting past its last level.
+    u32::try_from(plain).unwrap_or(0).min(3)
 }
 
 /// Weights of installed model `model`, MiB. Placement asks this per queued job: the
@@ -80,9 +97,10 @@ fn model_weights_mib(config: &Config, model: &str) -> u64 {
     weights.div_ceil(MIB)
 }
 
-fn activations_mib(width: u32, height: u32) -> u64 {
+fn activations_mib(width: u32, height: u32, halvings: u32) -> u64 {
     let cells = f64::from(width / 8) * f64::from(height / 8);
-    ((cells * CPU_BYTES_PER_CELL + cells * cells * CPU_BYTES_PER_CELL_SQUARED) / MIB as f64).ceil() as u64
+    let attended = cells / f64::from(4u32.pow(halvings));
+    ((cells * CPU_BYTES_PER_CELL + attended * attended * CPU_BYTES_PER_CELL_SQUARED) / MIB as f64).ceil() as u64
 }
 
 /// Memory jobs on this box's CPU may use together, MiB: `limits.cpu_memory_mib`, or
@@ -122,11 +140,12 @@ pub fn check_cpu_picture(config: &Config, picture: &CpuPicture, budget_mib: u64)
     if need <= budget_mib {
         return Ok(());
     }
-    let fixed = need - activations_mib(width, height);
+    let halvings = attention_halvings(config, &picture.model);
+    let fixed = need - activations_mib(width, height, halvings);
     // The largest picture of this shape that fits: sides in steps of 8, scaled together.
     let fits = |k: u32| {
         let (w, h) = scaled((width, height), k);
-        w >= 8 && h >= 8 && fixed + activations_mib(w, h) <= budget_mib
+        w >= 8 && h >= 8 && fixed + activations_mib(w, h, halvings) <= budget_mib
     };
     let largest = (1..=1024u32).rev().find(|&k| fits(k)).map(|k| scaled((width, height), k));
     let room = match largest {
@@ -187,6 +206,25 @@ mod tests {
         let e = check_cpu_picture(&config, &picture(512, 1024), 1000).expect_err("too big");
         assert_eq!(e.field, "height");
         assert!(e.message.contains("the largest of this shape that fits is 328×664"), "{}", e.message);
+    }
+
+    /// SDXL's first attention is at half the latent grid: its scores are a sixteenth as many,
+    /// so a 1024² picture is not refused as if it were SD 1.5's.
+    #[test]
+    fn a_unet_whose_attention_starts_lower_counts_fewer_scores() {
+        let models = tempfile::tempdir().expect("tempdir");
+        let config = Config { models_dir: Some(models.path().to_path_buf()), ..Config::default() };
+        let unet = |name: &str, blocks: &str| {
+            let dir = models.path().join(name).join("unet");
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(dir.join("config.json"), format!(r#"{{"down_block_types": {blocks}}}"#)).expect("write");
+        };
+        unet("sd15", r#"["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]"#);
+        unet("sdxl", r#"["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]"#);
+        let sd15 = cpu_picture_mib(&config, "sd15", 1024, 1024);
+        assert_eq!(sd15, cpu_picture_mib(&config, "no-config", 1024, 1024));
+        let sdxl = cpu_picture_mib(&config, "sdxl", 1024, 1024);
+        assert!(sdxl * 8 < sd15, "{sdxl} {sd15}");
     }
 
     #[test]
