@@ -92,6 +92,7 @@ pub fn find_upload(
 
 /// Query of `GET /view`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ViewQuery {
     pub filename: String,
     #[serde(default)]

@@ -264,6 +264,7 @@ pub async fn interrupt(
 
 /// Query of `GET /history`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Most entries to return (newest).
     pub max_items: Option<usize>,
