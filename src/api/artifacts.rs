@@ -243,8 +243,9 @@ async fn hashed_off_runtime(bytes: Vec<u8>) -> Result<(Vec<u8>, String), ApiErro
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    mut form: axum::extract::Multipart,
+    form: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<ArtifactView>), ApiError> {
+    let mut form = form.map_err(|r| super::upload_form::not_a_form("file", &r))?;
     let limits = &state.config.limits;
     while let Some(field) = form.next_field().await.map_err(|e| form_error("file", limits, e))? {
         if field.name() != Some("file") {

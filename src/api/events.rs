@@ -24,6 +24,7 @@ use crate::store::records::{Event, EventBody};
 
 /// Query of the event streams.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Resume after this event id (same as the `Last-Event-ID` header).
     pub after: Option<u64>,

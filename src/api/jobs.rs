@@ -59,12 +59,14 @@ const _: () = assert!(jobs::CANCEL_REASON_MAX_CHARS == 200);
 
 /// Query of `GET /api/v1/jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs in this state.
     pub state: Option<String>,
     /// Only jobs of this kind.
     pub kind: Option<String>,
     /// Page size (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -1,12 +1,22 @@
-//! Request extractors (JSON body, query string) whose rejections use the API's error shape.
+//! Request extractors (JSON body, query string, raw body) whose refusals use the API's error
+//! shape and a person's words: which field, what it takes (from the same schema the OpenAPI
+//! document shows: "a whole number from 8 to 2048"), and what came instead — never a Rust
+//! type name (`expected u32`). The OpenAI and ComfyUI routes read their bodies through the
+//! same functions and only put the answer in their own shapes.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+use utoipa::{IntoParams, PartialSchema};
 
+use super::AppState;
 use super::error::ApiError;
+use crate::config::LimitsConfig;
+use crate::disk::human_bytes;
 
 /// For `#[serde(skip_serializing_if = "super::json::never")]`: a request field (`priority`)
 /// that never goes into the job's params. Plain `skip_serializing` would also drop it from
@@ -15,18 +25,77 @@ pub fn never<T>(_: &T) -> bool {
     true
 }
 
-/// Like `axum::Json`, but malformed, oversized or mistyped bodies become `ApiError`s.
-pub struct ApiJson<T>(pub T);
+/// The request body's bytes, or 413 `body_too_large` saying how large it was and the limit.
+pub struct ApiBytes(pub Bytes);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl FromRequest<AppState> for ApiBytes {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let sent = content_length(req.headers());
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(r) => Err(body_rejection(&r, sent, &state.config.limits)),
         }
     }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A body that could not be read: past the limit, [`body_too_large`]; otherwise 400.
+fn body_rejection(r: &BytesRejection, sent: Option<u64>, limits: &LimitsConfig) -> ApiError {
+    match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => body_too_large(sent, limits),
+        status => ApiError::new(status, "unreadable_body", format!("the body could not be read: {}", r.body_text())),
+    }
+}
+
+/// 413 `body_too_large`: the body's size (when it said it) against `limits.max_body_bytes`.
+pub fn body_too_large(sent: Option<u64>, limits: &LimitsConfig) -> ApiError {
+    let limit = limits.max_body_bytes as u64;
+    let size = match sent {
+        Some(n) => format!("the body is {n} bytes ({})", human_bytes(n)),
+        None => format!("the body is more than {limit} bytes"),
+    };
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "{size}; limits.max_body_bytes is {limit} ({}): send less, or ask whoever runs the box to raise it",
+            human_bytes(limit)
+        ),
+    )
+}
+
+/// Like `axum::Json`, but malformed, oversized or mistyped bodies become `ApiError`s in
+/// words, naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + PartialSchema> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
+        Ok(Self(read_json(&bytes)?))
+    }
+}
+
+/// Whether a request says its body is JSON (`application/json`, or a `+json` type).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 /// [`ApiJson`] for bodies whose every field is optional (`POST /api/v1/gc`): no body, an
@@ -34,112 +103,292 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// (it was a 415); a body that is there is read as JSON with `ApiJson`'s errors.
 pub struct ApiJsonOrDefault<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOrDefault<T> {
+impl<T: DeserializeOwned + PartialSchema + Default> FromRequest<AppState> for ApiJsonOrDefault<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let headers = req.headers().clone();
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(r.status(), "body_too_large", "request body is larger than limits.max_body_bytes")
-            }
-            status => ApiError::new(status, "unreadable_body", r.body_text()),
-        })?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        // A body sent without saying its type is taken as the JSON this route reads.
+        let typed = req.headers().contains_key(header::CONTENT_TYPE);
+        let json = is_json(req.headers());
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }
-        let mut json = Request::new(axum::body::Body::from(bytes));
-        *json.headers_mut() = headers;
-        // A body sent without saying its type is taken as the JSON this route reads.
-        json.headers_mut()
-            .entry(axum::http::header::CONTENT_TYPE)
-            .or_insert(axum::http::HeaderValue::from_static("application/json"));
-        let ApiJson(value) = ApiJson::<T>::from_request(json, state).await?;
-        Ok(Self(value))
+        if typed && !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json, or no body",
+            ));
+        }
+        Ok(Self(read_json(&bytes)?))
     }
 }
 
 /// Like `axum::extract::Query`, but a mistyped or missing parameter becomes an `ApiError`
-/// naming it (`limit=abc` → 400 `invalid_query`, field `limit`), not a plain-text 400.
+/// naming it and what it takes (`limit=abc` → 400 `invalid_query`, field `limit`: "must be
+/// a whole number from 1 to 500; got abc"), not a plain-text 400.
 pub struct ApiQuery<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+impl<S: Send + Sync, T: DeserializeOwned + IntoParams> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(rejection) => Err(query_rejection(&rejection)),
+            Err(rejection) => Err(query_rejection::<T>(&rejection, parts.uri.query().unwrap_or_default())),
         }
     }
 }
 
-fn query_rejection(r: &QueryRejection) -> ApiError {
-    let text = r.body_text();
-    let field = field_of(&text);
-    let detail = text.split_once("query string: ").map_or(text.as_str(), |(_, d)| d);
-    let message = match &field {
-        Some(f) if !detail.starts_with(f.as_str()) => format!("{f}: {detail}"),
-        _ => detail.to_string(),
+/// A request value that could not be read, in words: `field` (none for the body as a
+/// whole) and the message, which starts with the field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    pub field: Option<String>,
+    pub message: String,
+    /// Not JSON at all (a syntax error), rather than JSON of the wrong shape.
+    pub malformed: bool,
+}
+
+impl From<Unreadable> for ApiError {
+    fn from(u: Unreadable) -> Self {
+        let code = if u.malformed { "malformed_json" } else { "invalid_body" };
+        ApiError { field: u.field, ..ApiError::new(StatusCode::BAD_REQUEST, code, u.message) }
+    }
+}
+
+/// Reads a JSON body (whatever its content type) as `T`, refusing it in words taken from
+/// `T`'s schema.
+pub fn read_json<T: DeserializeOwned + PartialSchema>(body: &[u8]) -> Result<T, Unreadable> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| (e.path().to_string(), e.into_inner()));
+    // Like `serde_json::from_slice`: nothing but whitespace may follow the value.
+    let parsed = parsed.and_then(|v| de.end().map(|()| v).map_err(|e| (".".to_string(), e)));
+    parsed.map_err(|(path, e)| {
+        if e.is_syntax() || e.is_eof() {
+            return Unreadable { field: None, message: format!("the body is not valid JSON: {e}"), malformed: true };
+        }
+        let schema = serde_json::to_value(T::schema()).unwrap_or_default();
+        let text = e.to_string();
+        // serde reads a struct from a list too; the body as a whole is then the wrong shape.
+        let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        if schema["type"] == "object" && first != Some(b'{') {
+            return Unreadable { field: None, message: not_an_object(&schema, first), malformed: false };
+        }
+        let text = text.rsplit_once(" at line ").map_or(text.as_str(), |(t, _)| t);
+        let field = (path != ".").then_some(path);
+        let property = field.as_deref().map_or(&Value::Null, |f| &schema["properties"][f]);
+        let (field, message) = in_words(field, text, property, None, &schema);
+        Unreadable { field, message, malformed: false }
+    })
+}
+
+/// The refusal of a body that is not a JSON object: what it must be, with the fields.
+fn not_an_object(schema: &Value, first: Option<u8>) -> String {
+    let got = match first {
+        Some(b'[') => "a list",
+        Some(b'"') => "text",
+        Some(b't' | b'f') => "true or false",
+        Some(b'n') => "null",
+        Some(_) => "a number",
+        None => "nothing",
     };
+    let fields: Vec<&str> =
+        schema["properties"].as_object().map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+    let required: Vec<&str> =
+        schema["required"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let mut what = format!("the body must be a JSON object of this request's fields ({})", fields.join(", "));
+    if !required.is_empty() {
+        what.push_str(&format!(", with {}", required.join(", ")));
+    }
+    format!("{what}; got {got}")
+}
+
+fn query_rejection<T: IntoParams>(r: &QueryRejection, query: &str) -> ApiError {
+    let text = r.body_text();
+    let detail = text.split_once("query string: ").map_or(text.as_str(), |(_, d)| d);
+    // A wrongly typed value comes with its parameter first (`limit: invalid digit …`).
+    let (field, detail) = match detail.split_once(": ") {
+        Some((path, rest)) if !path.is_empty() && !path.contains([' ', '`']) => (Some(path.to_string()), rest),
+        _ => (None, detail),
+    };
+    let params = T::into_params(|| Some(utoipa::openapi::path::ParameterIn::Query));
+    let schema_of = |name: &str| {
+        let p = params.iter().find(|p| p.name == name);
+        p.and_then(|p| serde_json::to_value(&p.schema).ok()).unwrap_or_default()
+    };
+    let property = field.as_deref().map(schema_of).unwrap_or_default();
+    let raw = field.as_deref().and_then(|f| query_value(query, f));
+    let (field, message) = in_words(field, detail, &property, raw.as_deref(), &Value::Null);
     ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message) }
 }
 
-fn json_rejection(r: JsonRejection) -> ApiError {
-    let status = r.status();
-    let text = r.body_text();
-    match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(status, "body_too_large", "request body is larger than limits.max_body_bytes")
-        }
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ApiError::new(status, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
-        }
-        _ => match r {
-            // serde reads a struct from an array too, and then names an element (`[0]`).
-            JsonRejection::JsonDataError(_) if text.contains("target type: [") => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "the body must be a JSON object ({\"field\": value, ...}), not an array",
-            ),
-            JsonRejection::JsonDataError(_) => {
-                let field = field_of(&text);
-                ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", text) }
+/// The value of `name` as the query string sent it (decoded), to say what came.
+fn query_value(query: &str, name: &str) -> Option<String> {
+    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    query.split('&').filter_map(|pair| pair.split_once('=')).find(|(k, _)| decode(k) == name).map(|(_, v)| decode(v))
+}
+
+/// One refused value in words: `(field, message)`. `text` is serde's (or the query
+/// parser's) detail without its position; `property` the field's schema (what it takes);
+/// `raw` the value as sent, where serde's text leaves it out (query strings).
+fn in_words(
+    field: Option<String>,
+    text: &str,
+    property: &Value,
+    raw: Option<&str>,
+    schema: &Value,
+) -> (Option<String>, String) {
+    let quoted: Vec<&str> = text.split('`').skip(1).step_by(2).collect();
+    let say = |f: &Option<String>, what: String| match f {
+        Some(f) => (Some(f.clone()), format!("{f}: {what}")),
+        None => (None, what),
+    };
+    if let Some(name) = quoted.first().filter(|_| text.starts_with("missing field ")) {
+        let field = Some(field.filter(|f| f != name).map_or(name.to_string(), |f| format!("{f}.{name}")));
+        return say(&field, "is required".into());
+    }
+    if let Some(name) = quoted.first().filter(|_| text.starts_with("unknown field ")) {
+        let field = Some(field.unwrap_or_else(|| name.to_string()));
+        let known = match schema["properties"].as_object() {
+            Some(p) if quoted.len() < 2 => p.keys().map(String::as_str).collect(),
+            _ => quoted[1..].to_vec(),
+        };
+        return say(&field, format!("is not a field of this request; it takes {}", known.join(", ")));
+    }
+    if let Some(got) = quoted.first().filter(|_| text.starts_with("unknown variant ")) {
+        return say(&field, format!("must be one of {}; got {got:?}", quoted[1..].join(", ")));
+    }
+    let typed = text.strip_prefix("invalid type: ").or_else(|| text.strip_prefix("invalid value: "));
+    if let Some((unexpected, expected)) = typed.and_then(|t| t.split_once(", expected ")) {
+        let takes = takes(property).unwrap_or_else(|| serde_words(expected));
+        return say(&field, format!("must be {takes}; got {}", got(unexpected)));
+    }
+    match (takes(property), raw) {
+        (Some(takes), Some(raw)) => say(&field, format!("must be {takes}; got {raw:?}")),
+        _ => say(&field, text.to_string()),
+    }
+}
+
+/// What a field takes, from its schema: "a whole number from 1 to 500", "true or false".
+fn takes(property: &Value) -> Option<String> {
+    let ty = match &property["type"] {
+        Value::String(t) => t.as_str(),
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null")?,
+        _ => return None,
+    };
+    let mut words = match ty {
+        "integer" => "a whole number".to_string(),
+        "number" => "a number".to_string(),
+        "boolean" => return Some("true or false".into()),
+        "string" => match property["enum"].as_array() {
+            Some(names) => {
+                let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+                return Some(format!("one of {}", names.join(", ")));
             }
-            _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", text),
+            None => return Some("text".into()),
+        },
+        "array" => return Some("a list".into()),
+        "object" => return Some("an object".into()),
+        _ => return None,
+    };
+    match (number(&property["minimum"]), number(&property["maximum"])) {
+        (Some(min), Some(max)) => words.push_str(&format!(" from {min} to {max}")),
+        (Some(min), None) => words.push_str(&format!(", {min} or more")),
+        (None, Some(max)) => words.push_str(&format!(", at most {max}")),
+        (None, None) => {}
+    }
+    if let Some(step) = number(&property["multipleOf"]) {
+        words.push_str(&format!(", a multiple of {step}"));
+    }
+    Some(words)
+}
+
+/// A schema bound as people write it: `8`, not `8.0`.
+fn number(v: &Value) -> Option<String> {
+    let n = v.as_f64()?;
+    Some(if n.fract() == 0.0 && n.abs() < 1e15 { format!("{n:.0}") } else { n.to_string() })
+}
+
+/// serde's name of an expected type, in words, where the schema has none.
+fn serde_words(expected: &str) -> String {
+    let words = match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a string" | "a borrowed string" | "a char" => "text",
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        e if e.starts_with("struct ") || e == "a map" => "an object",
+        e => e,
+    };
+    words.to_string()
+}
+
+/// serde's description of the value that came, in words: `integer `-64`` → `-64`.
+fn got(unexpected: &str) -> String {
+    match unexpected {
+        "null" | "unit value" => "null".into(),
+        "sequence" => "a list".into(),
+        "map" => "an object".into(),
+        u => match u.strip_prefix("string ") {
+            Some(s) => s.to_string(),
+            None => u.split('`').nth(1).unwrap_or(u).to_string(),
         },
     }
 }
 
-/// The field a JSON data error is about. A wrongly typed value is reported with its path
-/// first (`width: invalid value: integer `-5`, expected u32`); a missing or unknown field
-/// only in backticks (`missing field `kind``).
-fn field_of(text: &str) -> Option<String> {
-    let detail =
-        text.split_once("target type: ").or_else(|| text.split_once("query string: ")).map_or(text, |(_, d)| d);
-    if let Some((path, _)) = detail.split_once(": ")
-        && !path.is_empty()
-        && !path.contains([' ', '`'])
-    {
-        return Some(path.to_string());
-    }
-    detail.split('`').nth(1).map(str::to_owned)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::field_of;
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Picture {
+        #[schema(minimum = 8, maximum = 2048, multiple_of = 8)]
+        width: Option<u32>,
+        seed: Option<u64>,
+        prompt: String,
+    }
+
+    fn refusal(body: &str) -> Unreadable {
+        read_json::<Picture>(body.as_bytes()).expect_err("refused")
+    }
 
     #[test]
-    fn data_errors_name_the_field_not_the_value() {
-        let prefix = "Failed to deserialize the JSON body into the target type: ";
-        let typed = format!("{prefix}width: invalid value: integer `-5`, expected u32 at line 1 column 24");
-        assert_eq!(field_of(&typed).as_deref(), Some("width"));
-        let missing = format!("{prefix}missing field `kind` at line 1 column 2");
-        assert_eq!(field_of(&missing).as_deref(), Some("kind"));
-        let unknown = format!("{prefix}unknown field `pitch`, expected one of `text`, `voice` at line 1 column 9");
-        assert_eq!(field_of(&unknown).as_deref(), Some("pitch"));
-        let query = "Failed to deserialize query string: limit: invalid digit found in string";
-        assert_eq!(field_of(query).as_deref(), Some("limit"));
+    fn a_mistyped_value_is_said_in_words_with_the_schemas_range() {
+        let u = refusal(r#"{"prompt":"x","width":-64}"#);
+        assert_eq!(u.field.as_deref(), Some("width"));
+        assert_eq!(u.message, "width: must be a whole number from 8 to 2048, a multiple of 8; got -64");
+        let u = refusal(r#"{"prompt":"x","seed":"lucky"}"#);
+        assert_eq!(u.message, r#"seed: must be a whole number, 0 or more; got "lucky""#);
+        assert_eq!(refusal(r#"{"width":64}"#).message, "prompt: is required");
+        let u = refusal(r#"{"prompt":"x","pitch":2}"#);
+        assert_eq!(
+            (u.field.as_deref(), u.message.as_str()),
+            (Some("pitch"), "pitch: is not a field of this request; it takes width, seed, prompt")
+        );
+        let u = refusal("[]");
+        assert_eq!(u.field, None);
+        assert!(
+            u.message.starts_with("the body must be a JSON object of this request's fields (")
+                && u.message.ends_with("with prompt; got a list"),
+            "{}",
+            u.message
+        );
+        let u = refusal("{nope");
+        assert!(u.malformed && u.message.starts_with("the body is not valid JSON: "), "{}", u.message);
+        for u in [refusal(r#"{"prompt":"x","width":-64}"#), refusal("[]")] {
+            assert!(!u.message.contains("u32") && !u.message.contains("struct"), "{}", u.message);
+        }
+    }
+
+    #[test]
+    fn a_query_value_is_read_back_as_sent() {
+        assert_eq!(query_value("a=1&limit=-1&b", "limit").as_deref(), Some("-1"));
+        assert_eq!(query_value("state=x%20y+z", "state").as_deref(), Some("x y z"));
+        assert_eq!(query_value("a=1", "limit"), None);
     }
 }

@@ -17,6 +17,7 @@ use crate::gpu::TelemetrySample;
 
 /// Query of the telemetry stream.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TelemetryQuery {
     /// Send the kept history first (default true).
     pub history: Option<bool>,

@@ -4,7 +4,7 @@
 //! gets the one refusal, 413 `upload_too_large`, naming the field, the limit in bytes a
 //! person reads and the config key.
 
-use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
@@ -55,6 +55,23 @@ pub fn form_error(field: &str, limits: &LimitsConfig, e: MultipartError) -> ApiE
     ApiError {
         field: Some(field.to_string()),
         ..ApiError::new(StatusCode::BAD_REQUEST, "bad_upload", format!("{field}: {}", e.body_text()))
+    }
+}
+
+/// 400 `not_multipart`: the body is not a multipart form (a raw file, JSON, a form with no
+/// boundary), said with what to send instead, `field` being the file's form field.
+pub fn not_a_form(field: &str, r: &MultipartRejection) -> ApiError {
+    ApiError {
+        field: Some(field.to_string()),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_multipart",
+            format!(
+                "{field}: send the file as multipart/form-data field `{field}` (curl -F {field}=@FILE); this body \
+                 could not be read as one: {}",
+                r.body_text()
+            ),
+        )
     }
 }
 

@@ -308,7 +308,17 @@ pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = env::log_filter().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new("info"));
+    let asked = env::log_filter();
+    let mut filter =
+        asked.as_deref().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new("info"));
+    // symphonia logs an ERROR for every file its probe cannot read (`probe reach EOF`): a
+    // user's upload that is not audio, which reelbox already answers with a 400. The probe
+    // returns the same as an error, so its own line is only noise, unless asked for by name.
+    if !asked.is_some_and(|f| f.contains("symphonia"))
+        && let Ok(quiet) = "symphonia_core::probe=off".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let format = env::log_format();
     let journald = format == "journald" || (format.is_empty() && stderr_is_journal());
     if journald {

@@ -11,6 +11,7 @@ mod common;
 mod cluster_support;
 
 mod api_models;
+mod api_wire;
 mod architecture;
 mod auth;
 mod byo_ckpt;

@@ -208,6 +208,34 @@ async fn errors_come_in_openais_shape_naming_the_param() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_raises_not_found_for_an_unknown_speech_model_and_reads_every_refusal() {
+    let (models, data) = (models_dir(true), tempfile::tempdir().expect("tempdir"));
+    let d = start_daemon(data.path(), models.path());
+    let summary = run_client("openai_refusals.py", vec![d.url.clone()]).await;
+    // An unknown speech model is refused as an unknown image model is (it was spoken).
+    let speech = &summary["speech_model"];
+    assert_eq!(
+        (&speech["class"], &speech["status"], &speech["param"], &speech["code"]),
+        (&json!("NotFoundError"), &json!(404), &json!("model"), &json!("model_not_found")),
+        "{summary}"
+    );
+    // A 405 on a /v1 route is in OpenAI's shape, so the SDK reads its type and code.
+    let wrong = &summary["wrong_method"];
+    assert_eq!(
+        (&wrong["status"], &wrong["type"], &wrong["code"]),
+        (&json!(405), &json!("invalid_request_error"), &json!("method_not_allowed")),
+        "{summary}"
+    );
+    // What is not served lists every route that is, edits included.
+    let chat = &summary["chat"];
+    assert_eq!(chat["class"], "NotFoundError", "{summary}");
+    let listed = chat["message"].as_str().unwrap_or_default();
+    for path in ["/v1/images/generations", "/v1/images/edits", "/v1/audio/speech", "/v1/models"] {
+        assert!(listed.contains(path), "{path} missing: {listed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_or_wrong_key_is_refused_in_openais_shape() {
     let models = models_dir(false);
     let data = tempfile::tempdir().expect("tempdir");

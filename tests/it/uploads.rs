@@ -65,7 +65,9 @@ async fn a_huge_picture_is_refused_on_every_upload_path_without_decoding_it() {
         for s in sends {
             let (path, field, status, body) = s.await.expect("task");
             assert_eq!(status, StatusCode::BAD_REQUEST, "round {round} {path}: {body}");
-            assert_eq!(body["error"]["field"], field, "{path}: {body}");
+            // ComfyUI's shape names the field as `details`.
+            let named = if path == "/upload/image" { "details" } else { "field" };
+            assert_eq!(body["error"][named], field, "{path}: {body}");
             assert!(body["error"]["message"].as_str().unwrap_or("").contains("12000×12000"), "{path}: {body}");
         }
     }
@@ -166,9 +168,13 @@ async fn a_file_past_the_upload_limit_is_refused_alike_on_every_route_naming_the
         assert_eq!(resp.headers().get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]), "{path}");
         let body: Value = resp.json().await.expect("json");
         let error = &body["error"];
-        // OpenAI's shape names the field as `param`.
-        let named = if path.starts_with("/v1/") { &error["param"] } else { &error["field"] };
-        assert_eq!((&error["code"], named), (&json!("upload_too_large"), &json!(field)), "{path}: {body}");
+        // OpenAI's shape names the field as `param`; ComfyUI's as `details`, the code as `type`.
+        let (code, named) = match path {
+            "/upload/image" => (&error["type"], &error["details"]),
+            p if p.starts_with("/v1/") => (&error["code"], &error["param"]),
+            _ => (&error["code"], &error["field"]),
+        };
+        assert_eq!((code, named), (&json!("upload_too_large"), &json!(field)), "{path}: {body}");
         let message = error["message"].as_str().unwrap_or("");
         assert!(message.contains(&said) && message.contains("limits.max_upload_bytes"), "{path}: {message}");
     }

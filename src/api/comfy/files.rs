@@ -4,19 +4,21 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Multipart, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use ulid::Ulid;
 use utoipa::IntoParams;
 
 use super::Comfy;
+use super::error::{ComfyError, ComfyQuery};
 use super::uploads::{Uploads, joined};
 use crate::api::artifacts::{checked_image, serve_artifact, store_upload};
 use crate::api::auth::Caller;
-use crate::api::upload_form::{file_bytes, form_error};
+use crate::api::upload_form::{file_bytes, form_error, not_a_form};
 use crate::api::{ApiError, AppState};
 use crate::media::picture::Header;
 use crate::store::records::Artifact;
@@ -92,6 +94,7 @@ pub fn find_upload(
 
 /// Query of `GET /view`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ViewQuery {
     pub filename: String,
     #[serde(default)]
@@ -101,10 +104,6 @@ pub struct ViewQuery {
     pub folder: Option<String>,
 }
 
-fn bad_request(message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, message.to_string()).into_response()
-}
-
 /// A picture by its ComfyUI name (`filename`, `subfolder`, `type`).
 #[utoipa::path(get, path = "/view", tag = "comfyui", params(ViewQuery),
     responses((status = 200, description = "the picture"), (status = 400, description = "bad or escaping name"), (status = 404)))]
@@ -112,28 +111,27 @@ pub async fn view(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
-    Query(q): Query<ViewQuery>,
+    ComfyQuery(q): ComfyQuery<ViewQuery>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    if q.filename.is_empty()
-        || is_traversal(&q.filename)
-        || q.filename.contains(['/', '\\'])
-        || is_traversal(&q.subfolder)
-    {
-        return Ok(bad_request("invalid filename or subfolder"));
+) -> Result<Response, ComfyError> {
+    if q.filename.is_empty() || is_traversal(&q.filename) || q.filename.contains(['/', '\\']) {
+        return Err(ApiError::field("filename", "must be a file name: not empty, no '..', '/', '\\' or ':'").into());
+    }
+    if is_traversal(&q.subfolder) {
+        return Err(ApiError::field("subfolder", "must stay inside its folder: no '..', leading '/' or ':'").into());
     }
     if let Some(f) = &q.folder
         && !["output", "input", "temp"].contains(&f.as_str())
     {
-        return Ok(bad_request("type must be output, input or temp"));
+        return Err(ApiError::field("type", "must be output, input or temp").into());
     }
     let own_name = || comfy.uploads.find(&caller.owner, &joined(&q.subfolder, &q.filename));
     let Some(id) = artifact_id(&q.filename).or_else(own_name) else {
-        return Err(ApiError::not_found("file", &q.filename));
+        return Err(ApiError::not_found("file", &q.filename).into());
     };
     match state.store.artifact(id)? {
-        Some(a) if caller.may_see(&a.owner) => serve_artifact(&state, &a, &headers).await,
-        _ => Err(ApiError::not_found("file", &q.filename)),
+        Some(a) if caller.may_see(&a.owner) => Ok(serve_artifact(&state, &a, &headers).await?),
+        _ => Err(ApiError::not_found("file", &q.filename).into()),
     }
 }
 
@@ -145,8 +143,9 @@ pub async fn upload_image(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
-    mut form: Multipart,
-) -> Result<Json<Value>, ApiError> {
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<Json<Value>, ComfyError> {
+    let mut form = form.map_err(|r| not_a_form("image", &r))?;
     let mut image: Option<(String, Vec<u8>)> = None;
     let mut folder = "input".to_string();
     let mut subfolder = String::new();
@@ -160,7 +159,7 @@ pub async fn upload_image(
             "subfolder" => {
                 subfolder = field.text().await.map_err(|e| form_error("subfolder", limits, e))?;
                 if is_traversal(&subfolder) {
-                    return Err(ApiError::field("subfolder", "must stay inside the input folder"));
+                    return Err(ApiError::field("subfolder", "must stay inside the input folder").into());
                 }
             }
             "type" => {

@@ -60,7 +60,12 @@ pub async fn model_folders(State(state): State<AppState>, _caller: Caller, heade
 pub async fn models_in(State(state): State<AppState>, _caller: Caller, Path(folder): Path<String>) -> Response {
     match folder.as_str() {
         "checkpoints" => Json(spec_context(&state).checkpoints).into_response(),
-        _ => (StatusCode::NOT_FOUND, format!("no model folder {folder:?}; reelbox has checkpoints")).into_response(),
+        _ => super::error::ComfyError::from(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no model folder {folder:?}; reelbox has checkpoints"),
+        ))
+        .into_response(),
     }
 }
 
@@ -159,9 +164,9 @@ pub struct FreeRequest {
 pub async fn free(
     State(state): State<AppState>,
     _caller: Caller,
-    body: axum::body::Bytes,
-) -> Result<StatusCode, ApiError> {
-    let req: FreeRequest = super::queue::parse_or_default(&body)?;
+    body: Result<crate::api::json::ApiBytes, ApiError>,
+) -> Result<StatusCode, super::error::ComfyError> {
+    let req: FreeRequest = super::error::parse_or_default(body)?;
     if req.unload_models || req.free_memory {
         let gone = state.scheduler.engine().unload_unused();
         tracing::info!(sessions = gone, "ComfyUI /free unloaded the models no job was using");

@@ -15,6 +15,7 @@ use super::AppState;
 use super::upload_form::{body_limit, close_after_too_large};
 
 pub mod compile;
+pub mod error;
 pub mod files;
 pub mod info;
 pub mod messages;

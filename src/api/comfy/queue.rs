@@ -1,10 +1,8 @@
 //! `/prompt`, `/queue`, `/interrupt` and `/history`: ComfyUI's queue over reelbox jobs.
 //! A prompt is one `image` job; its prompt id is the job id unless the client chose one.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -12,12 +10,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Comfy;
 use super::compile::{compile, input_error};
+use super::error::{ComfyError, ComfyQuery, parse_or_default};
 use super::files::find_upload;
 use super::info::spec_context;
 use super::messages::{self, Message};
 use super::prompts::{PromptMeta, PromptRecord};
-use super::validate::{PromptError, error_obj, validate};
+use super::validate::{PromptError, validate};
 use crate::api::auth::Caller;
+use crate::api::json::ApiBytes;
 use crate::api::outputs::final_images;
 use crate::api::{ApiError, AppState};
 use crate::jobs::Submission;
@@ -26,31 +26,6 @@ use crate::store::{JobFilter, StoreError};
 
 /// Priority of prompts queued with `"front": true`.
 pub const FRONT_PRIORITY: i32 = 100;
-
-/// A `/prompt` refusal in ComfyUI's shape.
-pub struct ComfyError {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl IntoResponse for ComfyError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
-    }
-}
-
-impl From<PromptError> for ComfyError {
-    fn from(e: PromptError) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, body: e.body() }
-    }
-}
-
-impl From<ApiError> for ComfyError {
-    fn from(e: ApiError) -> Self {
-        let body = json!({"error": error_obj(e.code, &e.message, e.field.as_deref().unwrap_or(""), json!({})), "node_errors": {}});
-        Self { status: e.status, body }
-    }
-}
 
 /// Jobs queued plus running: ComfyUI's `queue_remaining`.
 pub fn queue_remaining(state: &AppState) -> u64 {
@@ -81,10 +56,10 @@ pub async fn post_prompt(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
-    body: Bytes,
+    body: Result<ApiBytes, ApiError>,
 ) -> Result<Json<Value>, ComfyError> {
     // ComfyUI reads the body as JSON whatever its content type.
-    let req: Value = serde_json::from_slice(&body)
+    let req: Value = serde_json::from_slice(&body?.0)
         .map_err(|e| PromptError::top("invalid_prompt", "The request body is not JSON", &e.to_string()))?;
     let Some(prompt) = req.get("prompt").filter(|p| !p.is_null()) else {
         return Err(PromptError::top("no_prompt", "No prompt provided", "No prompt provided").into());
@@ -193,7 +168,7 @@ pub async fn get_queue(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ComfyError> {
     let running: Vec<Value> = prompts_in_state(&state, &comfy, &caller, JobStatus::Running)?
         .iter()
         .map(|(_, m)| queue_item(&comfy, m))
@@ -213,22 +188,15 @@ pub struct ClearOrDelete {
     pub delete: Vec<String>,
 }
 
-pub(super) fn parse_or_default<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))
-}
-
 /// Clear pending prompts or delete some by id (running ones are interrupted with `/interrupt`).
 #[utoipa::path(post, path = "/queue", tag = "comfyui", request_body = ClearOrDelete, responses((status = 200)))]
 pub async fn post_queue(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let req: ClearOrDelete = parse_or_default(&body)?;
+    body: Result<ApiBytes, ApiError>,
+) -> Result<StatusCode, ComfyError> {
+    let req: ClearOrDelete = parse_or_default(body)?;
     let pending = prompts_in_state(&state, &comfy, &caller, JobStatus::Queued)?;
     for (job, meta) in pending {
         if req.clear || req.delete.contains(&meta.prompt_id) {
@@ -251,9 +219,9 @@ pub async fn interrupt(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let req: InterruptRequest = parse_or_default(&body)?;
+    body: Result<ApiBytes, ApiError>,
+) -> Result<StatusCode, ComfyError> {
+    let req: InterruptRequest = parse_or_default(body)?;
     for (job, meta) in prompts_in_state(&state, &comfy, &caller, JobStatus::Running)? {
         if req.prompt_id.as_ref().is_none_or(|id| *id == meta.prompt_id) {
             let _ = state.jobs.cancel_job(&(&caller).into(), &job, None).await;
@@ -264,6 +232,7 @@ pub async fn interrupt(
 
 /// Query of `GET /history`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Most entries to return (newest).
     pub max_items: Option<usize>,
@@ -343,8 +312,8 @@ pub async fn history(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
-    Query(q): Query<HistoryQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ComfyQuery(q): ComfyQuery<HistoryQuery>,
+) -> Result<Json<Value>, ComfyError> {
     let limit = q.max_items.unwrap_or(usize::MAX);
     let mut out = Map::new();
     for meta in comfy.prompts.all_newest_first() {
@@ -370,7 +339,7 @@ pub async fn history_one(
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
     Path(prompt_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ComfyError> {
     let Some(meta) = comfy.prompts.by_prompt_id(&prompt_id) else { return Ok(Json(json!({}))) };
     let Some(job) = state.store.job(meta.job)?.filter(|j| caller.may_see(&j.owner)) else {
         return Ok(Json(json!({})));
@@ -389,9 +358,9 @@ pub async fn post_history(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let req: ClearOrDelete = parse_or_default(&body)?;
+    body: Result<ApiBytes, ApiError>,
+) -> Result<StatusCode, ComfyError> {
+    let req: ClearOrDelete = parse_or_default(body)?;
     for meta in comfy.prompts.all_newest_first() {
         if !(req.clear || req.delete.contains(&meta.prompt_id)) {
             continue;

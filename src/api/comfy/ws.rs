@@ -28,6 +28,7 @@ use crate::store::{Store, StoreError};
 
 /// Query of `/ws`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsQuery {
     /// The id the client also sends as `client_id` with its prompts.
     #[serde(rename = "clientId")]

@@ -14,7 +14,7 @@ use super::images::{ImageRequest, image_params, respond};
 use super::{OpenAiCaller, OpenAiError, parse_body};
 use crate::api::artifacts::checked_image;
 use crate::api::comfy::files::store_picture;
-use crate::api::upload_form::{file_bytes, form_error};
+use crate::api::upload_form::{file_bytes, form_error, not_a_form};
 use crate::api::{ApiError, AppState};
 use crate::media::picture::Header;
 
@@ -59,7 +59,7 @@ pub async fn edits(
     let caller = caller.0?;
     let bad_form =
         |e: String| OpenAiError::param("image", format!("send a multipart form with the picture as image: {e}"));
-    let mut form = form.map_err(|e| bad_form(e.body_text()))?;
+    let mut form = form.map_err(|r| OpenAiError::from(not_a_form("image", &r)))?;
     let limits = &state.config.limits;
     // Past the limit, the native refusal (413 `upload_too_large`) in OpenAI's shape.
     let broke_off = |e: MultipartError| match e.status() {

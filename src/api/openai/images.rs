@@ -1,7 +1,6 @@
 //! `POST /v1/images/generations`: an `image` job, waited for, answered in OpenAI's shape.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,8 +12,8 @@ use super::image_output::{Answer, ResponseFormat, Usage, b64, describe};
 use super::rejoin::is_retry;
 use super::run::{Progress, Waiting, job_failure, read_artifact, submit};
 use super::stream::{Events, stream};
-use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
-use axum::extract::rejection::BytesRejection;
+use super::{JOB_HEADER, OpenAiError, parse_body};
+use crate::api::json::ApiBytes;
 
 use crate::api::auth::Caller;
 use crate::api::origin::base_url;
@@ -174,14 +173,7 @@ pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String
         Some(name) if preset_names(config).iter().any(|p| p == name) => Ok((default_model()?, Some(name.to_string()))),
         Some(name) => match catalog.find(ModelKind::Diffusion, name) {
             Some(m) => Ok((m.name().to_string(), None)),
-            None => Err(OpenAiError {
-                param: Some("model".into()),
-                ..OpenAiError::new(
-                    StatusCode::NOT_FOUND,
-                    "model_not_found",
-                    format!("the model {name:?} is not an installed diffusion model or preset; see GET /v1/models"),
-                )
-            }),
+            None => Err(super::model_not_found(name, "an installed diffusion model or preset")),
         },
     }
 }
@@ -235,10 +227,10 @@ pub async fn generations(
     State(state): State<AppState>,
     caller: super::OpenAiCaller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<ApiBytes, ApiError>,
 ) -> Result<Response, OpenAiError> {
     let caller = caller.0?;
-    let req: ImageRequest = parse_body(&body_or_error(body)?)?;
+    let req: ImageRequest = parse_body(&body?.0)?;
     let answer = Answer::of(&req)?;
     let params = image_params(&state.config, &req)?;
     respond(state, &caller, &headers, params, answer, req.stream).await

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use super::auth::Caller;
 use super::upload_form::{body_limit, close_after_too_large};
@@ -53,7 +53,31 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/images/variations", post(missing_v1))
         .route("/audio/speech", post(missing_v1))
         .route("/chat/completions", post(missing_v1))
+        // Before the native fallback is set on the merged router, which keeps this one.
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+}
+
+/// 405 on a `/v1` route, in OpenAI's shape (the native one left the SDKs' `type` empty).
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}; see /openapi.json", uri.path()),
+    )
+}
+
+/// 404 `model_not_found` naming `model`: `name` is not one of `what` (the images' and the
+/// speech route's refusal of a model the box does not have, as OpenAI 404s both).
+pub fn model_not_found(name: &str, what: &str) -> OpenAiError {
+    OpenAiError {
+        param: Some("model".into()),
+        ..OpenAiError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("the model {name:?} is not {what}; see GET /v1/models"),
+        )
+    }
 }
 
 /// `images.create_variation`: not served, said in OpenAI's shape (the SDKs raise
@@ -67,15 +91,15 @@ async fn no_variations() -> OpenAiError {
     )
 }
 
-/// Any other path under `/v1`.
+/// Any other path under `/v1`; the message lists the served ones from [`OpenAiDoc`], the
+/// routes' own annotations, so a route added there is named here too.
 async fn not_served(uri: axum::http::Uri) -> OpenAiError {
+    let doc = OpenAiDoc::openapi();
+    let served: Vec<&str> = doc.paths.paths.keys().map(String::as_str).filter(|p| !p.contains('{')).collect();
     OpenAiError::new(
         StatusCode::NOT_FOUND,
         "unsupported_endpoint",
-        format!(
-            "reelbox does not serve {}; its OpenAI API is /v1/images/generations, /v1/audio/speech and /v1/models",
-            uri.path()
-        ),
+        format!("reelbox does not serve {}; its OpenAI API is {}", uri.path(), served.join(", ")),
     )
 }
 
@@ -120,40 +144,12 @@ pub fn from_openai_sdk(headers: &axum::http::HeaderMap) -> bool {
 )]
 pub struct OpenAiDoc;
 
-/// The request body, or its refusal in OpenAI's shape (413 past `limits.max_body_bytes`,
-/// which axum would answer in plain text).
-pub fn body_or_error(
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<axum::body::Bytes, OpenAiError> {
-    body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => OpenAiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "request body is larger than limits.max_body_bytes",
-        ),
-        status => OpenAiError::new(status, "invalid_request", r.body_text()),
-    })
-}
-
-/// Parses a JSON body whatever its content type, with OpenAI-shaped errors.
-pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| (e.path().to_string(), e.into_inner()));
-    // Like `serde_json::from_slice`: nothing but whitespace may follow the value.
-    let parsed = parsed.and_then(|v| de.end().map(|()| v).map_err(|e| (".".to_string(), e)));
-    parsed.map_err(|(path, e)| {
-        let text = e.to_string();
-        // A mistyped value is named by its path (`n`); a missing or unknown field only in
-        // backticks ("missing field `prompt`").
-        let (param, text) = if path != "." {
-            (Some(path.clone()), format!("{path}: {text}"))
-        } else {
-            (text.split('`').nth(1).map(str::to_owned), text)
-        };
-        OpenAiError {
-            param,
-            ..OpenAiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid JSON body: {text}"))
-        }
+/// Parses a JSON body whatever its content type, refused in OpenAI's shape with the native
+/// routes' words (`crate::api::json::read_json`).
+pub fn parse_body<T: DeserializeOwned + PartialSchema>(body: &[u8]) -> Result<T, OpenAiError> {
+    crate::api::json::read_json(body).map_err(|u| OpenAiError {
+        param: u.field,
+        ..OpenAiError::new(StatusCode::BAD_REQUEST, "invalid_request", u.message)
     })
 }
 
@@ -217,10 +213,9 @@ pub async fn model(
         None
     };
     let found = objects.into_iter().find(|m| m.id == name || alias.as_ref() == Some(&m.id));
-    found.map(|m| Json(ModelObject { id: name.clone(), ..m })).ok_or_else(|| OpenAiError {
-        param: Some("model".into()),
-        ..OpenAiError::new(StatusCode::NOT_FOUND, "model_not_found", format!("the model {name:?} does not exist"))
-    })
+    found
+        .map(|m| Json(ModelObject { id: name.clone(), ..m }))
+        .ok_or_else(|| model_not_found(&name, "an installed diffusion model or voice"))
 }
 
 /// The caller of an OpenAI route, with a failed authentication kept as a value so the

@@ -1,6 +1,6 @@
 //! `POST /v1/audio/speech`: a `speech` job, waited for, answered with the audio bytes.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,11 +13,11 @@ use super::rejoin::is_retry;
 use super::run::{Waiting, job_failure, read_artifact, submit};
 use super::stream::{Events, stream};
 use super::transcode::{SpeechFormat, transcode};
-use super::{JOB_HEADER, OpenAiError, body_or_error, parse_body};
-use axum::extract::rejection::BytesRejection;
+use super::{JOB_HEADER, OpenAiError, parse_body};
+use crate::api::json::ApiBytes;
 
-use crate::api::AppState;
 use crate::api::outputs::first_of_type;
+use crate::api::{ApiError, AppState};
 use crate::config::Config;
 use crate::kinds::speech::SpeechRequest as SpeechParams;
 use crate::models::{Catalog, ModelKind};
@@ -73,6 +73,20 @@ impl VoiceChoice {
 /// with the voice the request names.
 pub fn is_openai_speech_model(name: &str) -> bool {
     name.starts_with("tts-1") || name.starts_with("gpt-4o-mini-tts")
+}
+
+/// Refuses a `model` that is neither one of OpenAI's speech models nor an installed voice
+/// (404 `model_not_found`, as images refuse theirs): it was spoken with the default voice.
+fn check_model(config: &Config, model: Option<&str>) -> Result<(), OpenAiError> {
+    match model {
+        None | Some("") => Ok(()),
+        Some(m) if is_openai_speech_model(m) => Ok(()),
+        Some(m) if Catalog::load(config).installed_names(ModelKind::Tts).iter().any(|v| v == m) => Ok(()),
+        Some(m) => Err(super::model_not_found(
+            m,
+            "an OpenAI speech model (tts-1, tts-1-hd, gpt-4o-mini-tts) or an installed voice",
+        )),
+    }
 }
 
 /// Which installed Piper voice a request means.
@@ -135,6 +149,7 @@ pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<SpeechParam
     if !speed.is_finite() || !(0.25..=4.0).contains(&speed) {
         return Err(OpenAiError::param("speed", format!("speed must be between 0.25 and 4.0, got {speed}")));
     }
+    check_model(config, req.model.as_deref())?;
     let voice = resolve_voice(config, req.voice.name(), req.model.as_deref())?;
     Ok(SpeechParams {
         text: Some(req.input.clone()),
@@ -156,10 +171,10 @@ pub async fn speech(
     State(state): State<AppState>,
     caller: super::OpenAiCaller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<ApiBytes, ApiError>,
 ) -> Result<Response, OpenAiError> {
     let caller = caller.0?;
-    let req: SpeechRequest = parse_body(&body_or_error(body)?)?;
+    let req: SpeechRequest = parse_body(&body?.0)?;
     let format = match req.response_format.as_deref() {
         None => SpeechFormat::Mp3,
         Some(f) => SpeechFormat::parse(f).ok_or_else(|| {

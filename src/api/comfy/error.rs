@@ -1,0 +1,73 @@
+//! Refusals in ComfyUI's JSON shape, `{"error": {type, message, details, extra_info},
+//! "node_errors": {}}` (what its `/prompt` answers; its other routes answer a bare status),
+//! for every ComfyUI route: a client reads one shape, not reelbox's native one or plain text.
+
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use utoipa::IntoParams;
+
+use super::validate::{PromptError, error_obj};
+use crate::api::ApiError;
+use crate::api::json::{ApiBytes, ApiQuery, read_json};
+
+/// A refusal in ComfyUI's shape.
+pub struct ComfyError {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl IntoResponse for ComfyError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<PromptError> for ComfyError {
+    fn from(e: PromptError) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, body: e.body() }
+    }
+}
+
+/// The native error's code as `type`, its field as `details`.
+impl From<ApiError> for ComfyError {
+    fn from(e: ApiError) -> Self {
+        let body = json!({"error": error_obj(e.code, &e.message, e.field.as_deref().unwrap_or(""), json!({})), "node_errors": {}});
+        Self { status: e.status, body }
+    }
+}
+
+impl From<crate::store::StoreError> for ComfyError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+/// [`ApiQuery`] for the ComfyUI routes: a mistyped parameter refused in ComfyUI's shape.
+pub struct ComfyQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + IntoParams> FromRequestParts<S> for ComfyQuery<T> {
+    type Rejection = ComfyError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ApiQuery(q) = ApiQuery::from_request_parts(parts, state).await?;
+        Ok(Self(q))
+    }
+}
+
+/// A body whose every field is optional (`/queue`, `/history`, `/interrupt`, `/free`): none
+/// is the defaults; one that is there is read as JSON whatever its content type, as ComfyUI
+/// reads it.
+pub fn parse_or_default<T: Default + DeserializeOwned + utoipa::PartialSchema>(
+    body: Result<ApiBytes, ApiError>,
+) -> Result<T, ComfyError> {
+    let ApiBytes(body) = body?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    Ok(read_json(&body).map_err(ApiError::from)?)
+}

@@ -1,0 +1,126 @@
+//! What the API says on the wire, against the real daemon over real HTTP: the served
+//! OpenAPI document declares each parameter where it is sent, and refusals are JSON in the
+//! route family's own shape, naming the field and what it takes in a person's words.
+
+use crate::common;
+
+use std::collections::BTreeSet;
+
+use common::daemon::{DaemonProc, get_json, post_json};
+use serde_json::{Value, json};
+
+/// Query parameters a route cannot do without: each one is listed here on purpose.
+const REQUIRED_QUERY: [(&str, &str); 1] = [("/view", "filename")];
+
+/// A daemon with a small body limit (4 kB), its log in `log`.
+fn daemon(data: &std::path::Path, log: &std::path::Path) -> DaemonProc {
+    let config = data.join("config.toml");
+    std::fs::create_dir_all(data).expect("data dir");
+    std::fs::write(&config, "[limits]\nmax_body_bytes = 4096\n").expect("config");
+    DaemonProc::start_logged(data, &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))], log)
+}
+
+#[tokio::test]
+async fn the_openapi_document_declares_each_parameter_where_it_is_sent() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = daemon(&home.path().join("data"), &home.path().join("log"));
+    let doc = get_json(&reqwest::Client::new(), &d, "/openapi.json").await;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let template: BTreeSet<&str> =
+            path.split('{').skip(1).filter_map(|p| p.split_once('}')).map(|(name, _)| name).collect();
+        for (method, op) in item.as_object().expect("path item") {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let in_path: BTreeSet<&str> =
+                params.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect();
+            // Every path parameter is in the template and every `{name}` is declared.
+            assert_eq!(in_path, template, "{method} {path}: path parameters {in_path:?}");
+            for p in params.iter().filter(|p| p["in"] == "query") {
+                let name = p["name"].as_str().unwrap_or_default();
+                if p["required"] == true {
+                    assert!(REQUIRED_QUERY.contains(&(path.as_str(), name)), "{method} {path}: ?{name} required: {p}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} query parameters found");
+    let jobs = doc["paths"]["/api/v1/jobs"]["get"]["parameters"].as_array().expect("GET /api/v1/jobs parameters");
+    let limit = jobs.iter().find(|p| p["name"] == "limit").expect("limit");
+    assert_eq!(
+        (&limit["in"], &limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!("query"), &json!(1), &json!(500)),
+        "{limit}"
+    );
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text:?}")))
+}
+
+#[tokio::test]
+async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let log = home.path().join("log");
+    let d = daemon(&home.path().join("data"), &log);
+    let c = reqwest::Client::new();
+    let message = |b: &Value| b["error"]["message"].as_str().unwrap_or_default().to_string();
+
+    // Native: a mistyped value says what the field takes, from the documented range.
+    let (s, b) = post_json(&c, &d, "/api/v1/images", json!({"prompt": "x", "width": -64})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("width")), "{b}");
+    assert_eq!(message(&b), "width: must be a whole number from 8 to 2048, a multiple of 8; got -64", "{b}");
+    let (s, b) = post_json(&c, &d, "/api/v1/speech", json!({"text": "hi", "priority": "high"})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("priority")), "{b}");
+    assert!(message(&b).starts_with("priority: must be a whole number from -1000 to 1000"), "{b}");
+    let (s, b) = post_json(&c, &d, "/api/v1/jobs", json!([])).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(message(&b).contains("must be a JSON object") && message(&b).contains("kind"), "{b}");
+    let (s, b) = send(c.get(d.at("/api/v1/jobs?limit=-1"))).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("limit")), "{b}");
+    assert_eq!(message(&b), "limit: must be a whole number from 1 to 500; got \"-1\"", "{b}");
+    let big = json!({"kind": "testcard", "params": {"note": "x".repeat(5000)}});
+    let (s, b) = post_json(&c, &d, "/api/v1/jobs", big.clone()).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("body_too_large")), "{b}");
+    let size = big.to_string().len();
+    assert!(message(&b).starts_with(&format!("the body is {size} bytes")), "{b}");
+    assert!(message(&b).contains("limits.max_body_bytes is 4096"), "{b}");
+
+    // A file sent as the raw body instead of a form is told to send the form field.
+    let raw = |path: &str| c.post(d.at(path)).header("content-type", "image/png").body(&b"\x89PNG\r\n\x1a\n"[..]);
+    let (s, b) = send(raw("/api/v1/artifacts")).await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str(), b["error"]["code"].as_str()),
+        (400, Some("file"), Some("not_multipart")),
+        "{b}"
+    );
+    assert!(message(&b).contains("multipart/form-data field `file`"), "{b}");
+
+    // ComfyUI: the same refusals in ComfyUI's error shape, never plain text.
+    let comfy =
+        |b: &Value| (b["error"]["type"].as_str().map(str::to_owned), b["error"]["details"].as_str().map(str::to_owned));
+    let (s, b) = send(raw("/upload/image")).await;
+    assert_eq!((s, comfy(&b)), (400, (Some("not_multipart".into()), Some("image".into()))), "{b}");
+    assert!(b["node_errors"].is_object(), "{b}");
+    let (s, b) = send(c.post(d.at("/prompt")).json(&json!({"prompt": {"1": {"x": "y".repeat(5000)}}}))).await;
+    assert_eq!((s, comfy(&b).0.as_deref()), (413, Some("body_too_large")), "{b}");
+    let (s, b) = send(c.get(d.at("/history?max_items=abc"))).await;
+    assert_eq!((s, comfy(&b)), (400, (Some("invalid_query".into()), Some("max_items".into()))), "{b}");
+    assert!(message(&b).contains("must be a whole number"), "{b}");
+    let (s, b) = send(c.get(d.at("/api/view?type=output"))).await;
+    assert_eq!((s, comfy(&b).1.as_deref()), (400, Some("filename")), "{b}");
+    let (s, b) = send(c.post(d.at("/queue")).body("[1]")).await;
+    assert_eq!((s, comfy(&b).0.as_deref()), (400, Some("invalid_body")), "{b}");
+
+    // A text file where a picture or sound is expected is a 400, not an error in the log.
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(b"box\n".to_vec()).file_name("hostname"));
+    let resp = c.post(d.at("/api/v1/artifacts")).multipart(form).send().await.expect("upload");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(c.get(d.at("/healthz")).send().await.expect("healthz").status(), 200);
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(!logged.contains("probe reach EOF"), "{logged}");
+}
