@@ -175,6 +175,9 @@ pub fn router(state: AppState) -> Router {
         // Last, so it wraps every route above (and the fallback): nothing answers unauthenticated
         // except the probes it lets through.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller))
+        // Between the guard and authentication: a listed page's preflight (which carries no
+        // key) is answered, and its refusals carry CORS headers too, so the page can read them.
+        .layer(origin::cors(state.guard.clone()))
         // Outside authentication: a foreign page or name is refused before anything else.
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops_metrics::track))
