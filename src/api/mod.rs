@@ -16,6 +16,7 @@ pub mod artifacts;
 pub mod auth;
 pub mod cluster;
 pub mod comfy;
+pub mod download;
 pub mod error;
 pub mod events;
 pub mod gc;
