@@ -126,6 +126,10 @@ impl From<StoreError> for ApiError {
             StoreError::KeyRevoked(k) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "invalid_key", super::keys::revoked_message(&k))
             }
+            StoreError::IdempotencyKeyReused { .. } => ApiError {
+                field: Some("Idempotency-Key".into()),
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", e.to_string())
+            },
             StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
             other => ApiError::internal(other.to_string()),
         }

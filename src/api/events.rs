@@ -1,5 +1,7 @@
 //! Server-Sent Events: stored events first (from `Last-Event-ID`), then live ones. The
-//! subscription is taken before the replay so nothing falls between the two.
+//! subscription is taken before the replay so nothing falls between the two. A job's
+//! stream starts at its first event; the box-wide stream at what happens next, since its
+//! history is every event the box kept (without retention, all it ever sent).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,7 +28,9 @@ use crate::store::records::{Event, EventBody};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// Resume after this event id (same as the `Last-Event-ID` header).
+    /// Resume after this event id (same as the `Last-Event-ID` header); `0` replays every
+    /// stored event. Without either, `/api/v1/events` starts with the next event and a
+    /// job's stream with its first.
     pub after: Option<u64>,
 }
 
@@ -43,12 +47,13 @@ pub async fn job_events(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<EventStream, ApiError> {
     let job = visible_job(&state, &caller, &id)?;
-    let after = last_event_id(&headers, q.after)?;
+    let after = last_event_id(&headers, q.after)?.unwrap_or(0);
     let permit = state.gate.streams.acquire(&caller, &state.config.limits)?;
     Ok(stream(state, caller, Some(job.id), after, permit))
 }
 
-/// Events of all jobs the caller may see.
+/// Events of all jobs the caller may see, from the next one on (`after` or `Last-Event-ID`
+/// replays from an id).
 #[utoipa::path(get, path = "/api/v1/events", params(EventsQuery),
     responses((status = 200, description = "text/event-stream of all events")))]
 pub async fn all_events(
@@ -57,19 +62,25 @@ pub async fn all_events(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<EventStream, ApiError> {
-    let after = last_event_id(&headers, q.after)?;
+    let after = match last_event_id(&headers, q.after)? {
+        Some(after) => after,
+        // Read before the stream subscribes: an event sent in between is replayed, not lost.
+        None => state.store.last_event_seq()?,
+    };
     let permit = state.gate.streams.acquire(&caller, &state.config.limits)?;
     Ok(stream(state, caller, None, after, permit))
 }
 
-fn last_event_id(headers: &HeaderMap, after: Option<u64>) -> Result<u64, ApiError> {
+/// The id a client resumes after: `Last-Event-ID`, else `?after=`; none when it sent neither.
+fn last_event_id(headers: &HeaderMap, after: Option<u64>) -> Result<Option<u64>, ApiError> {
     match headers.get("last-event-id") {
         Some(v) => v
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse().ok())
+            .map(Some)
             .ok_or_else(|| ApiError::field("Last-Event-ID", "must be an event id (a number)")),
-        None => Ok(after.unwrap_or(0)),
+        None => Ok(after),
     }
 }
 

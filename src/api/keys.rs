@@ -164,7 +164,8 @@ pub fn key_revoked(state: &AppState, key: ulid::Ulid) -> impl Future<Output = Op
 }
 
 /// An event stream (`text/event-stream`) of key `key` that ends once the key is revoked
-/// ([`key_revoked`]); any other response as it is.
+/// ([`key_revoked`]), its last message a `revoked` event saying when and by whom (a
+/// follower would otherwise see a stream that just stopped); any other response as it is.
 pub fn end_stream_on_revoke(
     state: &AppState,
     key: ulid::Ulid,
@@ -179,14 +180,33 @@ pub fn end_stream_on_revoke(
     if !is_stream {
         return resp;
     }
+    // Set once the revoke ended the stream; a stream that ended by itself (the job's final
+    // state, shutdown) leaves it unset and gets no revoke message.
+    let fired = std::sync::Arc::new(std::sync::OnceLock::new());
     let revoked = key_revoked(state, key);
-    let revoked = async move {
-        revoked.await;
-        tracing::info!(key = %key, "an event stream of a revoked key ended");
+    let revoked = {
+        let fired = fired.clone();
+        async move {
+            let _ = fired.set(revoked.await);
+            tracing::info!(key = %key, "an event stream of a revoked key ended");
+        }
     };
+    let last = futures::stream::once(async move {
+        fired.get().map(|k: &Option<ApiKey>| Ok::<_, axum::Error>(axum::body::Bytes::from(revoked_event(k.as_ref()))))
+    })
+    .filter_map(std::future::ready);
     let (parts, body) = resp.into_parts();
-    let body = axum::body::Body::from_stream(body.into_data_stream().take_until(revoked));
+    let body = axum::body::Body::from_stream(body.into_data_stream().take_until(revoked).chain(last));
     axum::response::Response::from_parts(parts, body)
+}
+
+/// The Server-Sent Event that ends a revoked key's stream: `revoked`, without an id (it is
+/// no stored event to resume after), its `message` [`revoked_message`].
+fn revoked_event(k: Option<&ApiKey>) -> String {
+    // Without its record (gone), the words of a socket's close frame, which need none.
+    let message = k.map(revoked_message).unwrap_or_else(|| revoked_close_reason(None));
+    let data = serde_json::json!({"type": "revoked", "message": message});
+    format!("event: revoked\ndata: {data}\n\n")
 }
 
 /// [`revoked_message`] as the reason of a WebSocket close frame, which holds at most 123

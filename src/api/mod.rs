@@ -16,6 +16,7 @@ pub mod artifacts;
 pub mod auth;
 pub mod cluster;
 pub mod comfy;
+pub mod download;
 pub mod error;
 pub mod events;
 pub mod gc;
@@ -175,6 +176,9 @@ pub fn router(state: AppState) -> Router {
         // Last, so it wraps every route above (and the fallback): nothing answers unauthenticated
         // except the probes it lets through.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller))
+        // Between the guard and authentication: a listed page's preflight (which carries no
+        // key) is answered, and its refusals carry CORS headers too, so the page can read them.
+        .layer(origin::cors(state.guard.clone()))
         // Outside authentication: a foreign page or name is refused before anything else.
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops_metrics::track))

@@ -11,7 +11,11 @@
 //!   in `server.allowed_origins`. Clients without `Origin` (curl, SDKs, ComfyUI scripts)
 //!   are not affected.
 //!
-//! It runs before authentication on every route, probes included.
+//! It runs before authentication on every route, probes included. The pages of
+//! `server.allowed_origins` also get CORS ([`cors`]), without which a browser lets them send
+//! nothing but "simple" requests and read no answer.
+
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -73,11 +77,13 @@ impl Guard {
     /// Whether a request with this `Origin` sent to `host` comes from the daemon's own page
     /// or an allowed one.
     pub fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+        self.is_listed(origin) || self.is_same_origin(origin, host)
+    }
+
+    /// Whether `origin` is one of `server.allowed_origins` (or they are `*`).
+    pub fn is_listed(&self, origin: &str) -> bool {
         let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-        if self.allowed_origins.iter().any(|a| a == "*" || *a == origin) {
-            return true;
-        }
-        self.is_same_origin(&origin, host)
+        self.allowed_origins.iter().any(|a| a == "*" || *a == origin)
     }
 
     /// Whether `origin` is the daemon's own page under the name the request uses (what the
@@ -89,6 +95,28 @@ impl Guard {
         scheme == self.scheme
             && with_default_port(authority, scheme) == with_default_port(&host.to_ascii_lowercase(), scheme)
     }
+}
+
+/// CORS for the pages of `server.allowed_origins`: their preflights are answered (a key in
+/// `Authorization`, JSON bodies, `Idempotency-Key`, `Last-Event-ID`) and every answer to
+/// them, refusals included, says they may read it. No cookies: a listed page calls with a
+/// key, never the web studio's session. Other origins get no CORS headers (the guard has
+/// refused them before this layer); the daemon's own page needs none.
+pub fn cors(guard: Arc<Guard>) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let listed = move |o: &HeaderValue, _: &axum::http::request::Parts| o.to_str().is_ok_and(|o| guard.is_listed(o));
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(listed))
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::LOCATION, header::RETRY_AFTER, header::ETAG, header::CONTENT_DISPOSITION])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// The host part of a `Host` value: `[::1]:8470` → `::1`, `box.lan:8470` → `box.lan`.

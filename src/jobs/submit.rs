@@ -5,7 +5,7 @@ use super::limits::{check_params, gpu_quota_refusal};
 use super::{Error, Service, Submitter};
 use crate::config::LimitsConfig as Limits;
 use crate::kinds::{OwnArtifacts, ParamError, ValidateCtx};
-use crate::store::records::{Artifact, Job, JobState, Stage, StageState, now_ms};
+use crate::store::records::{Artifact, IdempotencyKey, Job, JobState, Stage, StageState, now_ms};
 use crate::store::{Store, StoreError, Submitted};
 
 /// Priorities a job may have; higher runs first.
@@ -20,8 +20,15 @@ pub struct Submission {
     pub params: serde_json::Value,
     /// Higher runs first.
     pub priority: i32,
-    /// The caller's `Idempotency-Key`: a repeat returns the earlier job.
+    /// The caller's `Idempotency-Key`: a repeat returns the earlier job; the key sent with
+    /// another kind or other parameters is refused.
     pub idempotency_key: Option<String>,
+}
+
+/// What an idempotency key remembers of its request: sha256 of the kind and the parameters
+/// as sent (before validation fills in defaults), so a repeat is recognised by what it asks.
+fn request_digest(kind: &str, params: &serde_json::Value) -> String {
+    crate::store::artifacts::sha256_bytes(format!("{kind}\n{params}").as_bytes())
 }
 
 /// Refuses a priority outside -1000..=1000, or above `limits.max_client_priority` from a
@@ -88,6 +95,9 @@ impl Service {
         check_priority(who, s.priority, limits)?;
         check_params(&s.kind, &s.params, limits)?;
         self.check_gpu_quota(who)?;
+        let idempotency_key = s
+            .idempotency_key
+            .map(|key| Box::new(IdempotencyKey { key, request: Some(request_digest(&s.kind, &s.params)) }));
         let artifacts = Owned { store: self.store(), owner: &who.owner, failed: Default::default() };
         let params = kind.validate(s.params, &ValidateCtx { config: self.config(), artifacts: &artifacts });
         if let Some(e) = artifacts.failed.into_inner().ok().flatten() {
@@ -133,7 +143,7 @@ impl Service {
             state: JobState::Queued { enqueued_at: now, not_before: None },
             attempts: 0,
             stages,
-            idempotency_key: s.idempotency_key,
+            idempotency_key,
             created_at: now,
         })
     }

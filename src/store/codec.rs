@@ -57,7 +57,9 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
 macro_rules! record_v1 {
     ($($t:ty),*) => { $(impl Record for $t { const VERSION: u8 = 1; })* };
 }
-use super::records::{ApiKey, Artifact, Event, Job, JobState, Millis, Profile, Scope, Stage, Style, Voice};
+use super::records::{
+    ApiKey, Artifact, Event, IdempotencyKey, Job, JobState, Millis, Profile, Scope, Stage, Style, Voice,
+};
 use crate::gpu::DeviceId;
 record_v1!(Artifact, Event);
 
@@ -208,10 +210,25 @@ enum JobStateV1 {
     Canceled { canceled_at: Millis },
 }
 
-impl Record for Job {
-    const VERSION: u8 = 2;
-    fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
-        let v1: JobV1 = decode_v1("job", version, payload)?;
+/// `Job` as record version 2 wrote it, before idempotency keys kept their request (frozen;
+/// `JobState` and `Stage` are the live types, unchanged since).
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct JobV2 {
+    id: ulid::Ulid,
+    owner: String,
+    kind: String,
+    params: String,
+    priority: i32,
+    state: JobState,
+    attempts: u32,
+    stages: Vec<Stage>,
+    idempotency_key: Option<String>,
+    created_at: Millis,
+}
+
+impl From<JobV1> for JobV2 {
+    fn from(v1: JobV1) -> Self {
         let state = match v1.state {
             JobStateV1::Queued { enqueued_at, not_before } => JobState::Queued { enqueued_at, not_before },
             JobStateV1::Running { enqueued_at, started_at, device } => {
@@ -224,20 +241,25 @@ impl Record for Job {
             // Nobody recorded why: views show the job canceled, without a reason.
             JobStateV1::Canceled { canceled_at } => JobState::Canceled { canceled_at, reason: None },
         };
-        let mut job = Job {
-            id: v1.id,
-            owner: v1.owner,
-            kind: v1.kind,
-            params: v1.params,
-            priority: v1.priority,
-            state,
-            attempts: v1.attempts,
-            stages: v1.stages,
-            idempotency_key: v1.idempotency_key,
-            created_at: v1.created_at,
+        let JobV1 { id, owner, kind, params, priority, attempts, stages, idempotency_key, created_at, .. } = v1;
+        JobV2 { id, owner, kind, params, priority, state, attempts, stages, idempotency_key, created_at }
+    }
+}
+
+impl Record for Job {
+    const VERSION: u8 = 3;
+    fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
+        let v2: JobV2 = match version {
+            1 => decode_old::<JobV1>(payload)?.into(),
+            2 => decode_old(payload)?,
+            other => return Err(no_migration("job", other)),
         };
-        // Builds that wrote version 1 left the stage a cancel or failure stopped `running`:
-        // it is shown as the ends of such jobs are shown now, not running forever.
+        let JobV2 { id, owner, kind, params, priority, state, attempts, stages, idempotency_key, created_at } = v2;
+        // What the key first asked for was not kept: it keeps answering with this job.
+        let idempotency_key = idempotency_key.map(|key| Box::new(IdempotencyKey { key, request: None }));
+        let mut job = Job { id, owner, kind, params, priority, state, attempts, stages, idempotency_key, created_at };
+        // Builds that wrote older versions could leave the stage a cancel or failure stopped
+        // `running`: it is shown as the ends of such jobs are shown now, not running forever.
         match job.state.clone() {
             JobState::Canceled { .. } => job.stop_running_stages(),
             JobState::Failed { finished_at, error, .. } => {
@@ -265,7 +287,7 @@ mod tests {
             state: JobState::Queued { enqueued_at: 1, not_before: None },
             attempts: 0,
             stages: vec![],
-            idempotency_key: Some("k".into()),
+            idempotency_key: Some(Box::new(IdempotencyKey { key: "k".into(), request: Some("ab".repeat(32)) })),
             created_at: 1,
         };
         let bytes = encode(&job);
@@ -448,7 +470,8 @@ mod job_tests {
         let job = decode::<Job>(&v1_bytes(JobStateV1::Canceled { canceled_at: 9 })).expect("v1 migrates");
         assert_eq!(job.state, JobState::Canceled { canceled_at: 9, reason: None });
         assert_eq!((job.owner.as_str(), job.priority, job.attempts, job.created_at), ("kid", -2, 1, 1));
-        assert_eq!((job.stages[0].energy_wh, job.idempotency_key.as_deref()), (Some(0.5), Some("k")));
+        let key = Some(Box::new(IdempotencyKey { key: "k".into(), request: None }));
+        assert_eq!((job.stages[0].energy_wh, &job.idempotency_key), (Some(0.5), &key));
         // The other states read as they were written, variant by variant.
         let failed = JobStateV1::Failed { started_at: Some(2), finished_at: 3, error: "bad model".into() };
         let failed = decode::<Job>(&v1_bytes(failed)).expect("v1 migrates").state;
@@ -459,8 +482,30 @@ mod job_tests {
         let why = Some("canceled because the key \"kid\" was revoked".to_string());
         let new = Job { state: JobState::Canceled { canceled_at: 9, reason: why }, ..job };
         let bytes = encode(&new);
-        assert_eq!(bytes[0], 2);
-        assert_eq!(decode::<Job>(&bytes).expect("v2 round-trips"), new);
+        assert_eq!(bytes[0], 3);
+        assert_eq!(decode::<Job>(&bytes).expect("v3 round-trips"), new);
+    }
+
+    #[test]
+    fn version_2_jobs_keep_their_idempotency_key_without_a_request() {
+        let old = JobV2 {
+            id: ulid::Ulid::nil(),
+            owner: "kid".into(),
+            kind: "speech".into(),
+            params: r#"{"text":"hi"}"#.into(),
+            priority: 4,
+            state: JobState::Canceled { canceled_at: 9, reason: Some("asked".into()) },
+            attempts: 2,
+            stages: vec![],
+            idempotency_key: Some("retry-1".into()),
+            created_at: 1,
+        };
+        let bytes = [vec![2u8], bincode::serde::encode_to_vec(&old, bincode_config()).expect("encode v2")].concat();
+        let job = decode::<Job>(&bytes).expect("v2 migrates");
+        // Its key still answers with it, whatever a repeat asks (what was asked is unknown).
+        assert_eq!(job.idempotency_key, Some(Box::new(IdempotencyKey { key: "retry-1".into(), request: None })));
+        let kept = (job.kind.as_str(), job.params.as_str(), job.priority, job.attempts, job.state);
+        assert_eq!(kept, ("speech", old.params.as_str(), 4, 2, old.state));
     }
 
     /// Builds that wrote version 1 left the stage a cancel stopped `running`, so an upgraded

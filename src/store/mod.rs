@@ -88,6 +88,11 @@ pub enum StoreError {
     KeyRevoked(Box<records::ApiKey>),
     #[error("the store is shutting down")]
     Closed,
+    /// An idempotency key sent with another request than the one it was first used for.
+    #[error(
+        "the Idempotency-Key {key:?} was first used for job {job} (kind {kind}) with other parameters; send a new key for a new request"
+    )]
+    IdempotencyKeyReused { key: String, job: Ulid, kind: String },
     /// A write could not be committed (a full disk, most often); see `handle`.
     #[error("cannot write the store in data dir {}: {reason}", dir.display())]
     Unwritable { dir: PathBuf, reason: String },
@@ -245,14 +250,8 @@ impl Store {
         self.write(true, move |ctx| {
             // Every check comes before the first write: a refused submission must leave
             // nothing behind in the transaction it shares with others.
-            let idem_key = job.idempotency_key.as_ref().map(|k| queue_state::idempotency_entry(&job.owner, k));
-            if let Some(key) = &idem_key {
-                let existing = ctx.txn.open_table(IDEMPOTENCY)?.get(key.as_str())?.map(|g| g.value());
-                if let Some(id) = existing
-                    && let Some(found) = ctx.job(Ulid(id))?
-                {
-                    return Ok(Submitted { job: found, existing: true });
-                }
+            if let Some(found) = queue_state::earlier_job(ctx, &job)? {
+                return Ok(Submitted { job: found, existing: true });
             }
             keys::refuse_revoked_owner(ctx, &job.owner)?;
             let queued = ctx.txn.open_table(QUEUE)?.len()?;
@@ -274,9 +273,7 @@ impl Store {
                     return Err(StoreError::GpuQuotaExceeded { owner, used_ms, reserved_ms, estimate_ms, limit_ms });
                 }
             }
-            if let Some(key) = &idem_key {
-                ctx.txn.open_table(IDEMPOTENCY)?.insert(key.as_str(), job.id.0)?;
-            }
+            queue_state::remember_key(ctx, &job)?;
             ctx.put_job(None, &job)?;
             if let Some(g) = gpu {
                 quota::reserve_gpu(ctx.txn, &job, g.estimate_ms)?;

@@ -3,11 +3,11 @@
 //! the daemon comes back (a package upgrade, a reboot, a crash). Also what a repeated
 //! submission finds before anything about the queue refuses it.
 
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 use ulid::Ulid;
 
-use super::records::Job;
-use super::{IDEMPOTENCY, META, Store, StoreError};
+use super::records::{IdempotencyKey, Job};
+use super::{IDEMPOTENCY, META, Store, StoreError, WriteCtx};
 
 /// META key: 1 while the queue is paused. Absent in databases from before it was kept
 /// (read as not paused, as those daemons started).
@@ -18,18 +18,46 @@ pub(super) fn idempotency_entry(owner: &str, key: &str) -> String {
     format!("{owner}\n{key}")
 }
 
+/// `earlier`, the job an idempotency key found, as the answer to `asked` (the same key
+/// sent again): refused when the key first came with another request, since answering
+/// with that job would hand a script a job it did not ask for.
+fn same_request(earlier: Job, asked: &IdempotencyKey) -> Result<Job, StoreError> {
+    match earlier.idempotency_key.as_ref().and_then(|k| k.request.as_deref()) {
+        Some(first) if asked.request.as_deref().is_some_and(|now| now != first) => {
+            Err(StoreError::IdempotencyKeyReused { key: asked.key.clone(), job: earlier.id, kind: earlier.kind })
+        }
+        _ => Ok(earlier),
+    }
+}
+
+/// The job `job`'s owner submitted before with `job`'s idempotency key, inside a write.
+pub(super) fn earlier_job(ctx: &WriteCtx, job: &Job) -> Result<Option<Job>, StoreError> {
+    let Some(asked) = &job.idempotency_key else { return Ok(None) };
+    let entry = idempotency_entry(&job.owner, &asked.key);
+    let Some(id) = ctx.txn.open_table(IDEMPOTENCY)?.get(entry.as_str())?.map(|g| g.value()) else { return Ok(None) };
+    ctx.job(Ulid(id))?.map(|earlier| same_request(earlier, asked)).transpose()
+}
+
+/// Records `job`'s idempotency key (after every check of its submission passed).
+pub(super) fn remember_key(ctx: &WriteCtx, job: &Job) -> Result<(), StoreError> {
+    if let Some(k) = &job.idempotency_key {
+        ctx.txn.open_table(IDEMPOTENCY)?.insert(idempotency_entry(&job.owner, &k.key).as_str(), job.id.0)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// The job `owner` submitted with idempotency key `key`, if it is still kept (read
     /// only): a client repeating a request whose answer it lost gets its job, even while a
-    /// new one would be refused (a low disk).
-    pub fn idempotent_job(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError> {
+    /// new one would be refused (a low disk); the key sent with another request is refused.
+    pub fn idempotent_job(&self, owner: &str, key: &IdempotencyKey) -> Result<Option<Job>, StoreError> {
         let id = {
             let txn = self.db.get()?.begin_read()?;
-            let found = txn.open_table(IDEMPOTENCY)?.get(idempotency_entry(owner, key).as_str())?;
+            let found = txn.open_table(IDEMPOTENCY)?.get(idempotency_entry(owner, &key.key).as_str())?;
             found.map(|g| g.value())
         };
         match id {
-            Some(id) => self.job(Ulid(id)),
+            Some(id) => self.job(Ulid(id))?.map(|earlier| same_request(earlier, key)).transpose(),
             None => Ok(None),
         }
     }

@@ -23,8 +23,19 @@ pub struct Job {
     /// Times the job has been started (recovery after a crash counts one).
     pub attempts: u32,
     pub stages: Vec<Stage>,
-    pub idempotency_key: Option<String>,
+    /// Boxed: most jobs have none, and a job is moved and cloned often.
+    pub idempotency_key: Option<Box<IdempotencyKey>>,
     pub created_at: Millis,
+}
+
+/// A client's `Idempotency-Key` with what it asked for when it first used it: the same
+/// key sent with another request is refused rather than answered with this job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// sha256 (hex) of the request's kind and parameters as sent; `None` on jobs kept before
+    /// it was recorded (their key answers any request with them, as it did then).
+    pub request: Option<String>,
 }
 
 impl Job {

@@ -166,8 +166,8 @@ pub(super) fn execute(ctx: &mut WriteCtx, plan: &Plan, dry_run: bool) -> Result<
         let mut idempotency = txn.open_table(IDEMPOTENCY)?;
         for job in &plan.jobs {
             jobs.remove(job.id.0)?;
-            if let Some(key) = &job.idempotency_key {
-                let key = format!("{}\n{key}", job.owner);
+            if let Some(k) = &job.idempotency_key {
+                let key = super::queue_state::idempotency_entry(&job.owner, &k.key);
                 if idempotency.get(key.as_str())?.is_some_and(|g| g.value() == job.id.0) {
                     idempotency.remove(key.as_str())?;
                 }
@@ -271,7 +271,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::store::records::{EventBody, JobState, Style, Voice, now_ms};
+    use crate::store::records::{EventBody, IdempotencyKey, JobState, Style, Voice, now_ms};
 
     const DAY: Millis = crate::time::DAY_MS;
 
@@ -289,7 +289,7 @@ mod tests {
             state,
             attempts: 1,
             stages: vec![],
-            idempotency_key: Some("k".into()),
+            idempotency_key: Some(Box::new(IdempotencyKey { key: "k".into(), request: None })),
             created_at: now_ms(),
         }
     }
@@ -304,7 +304,7 @@ mod tests {
         store
             .write(true, move |ctx| {
                 ctx.put_job(None, &job)?;
-                ctx.txn.open_table(IDEMPOTENCY)?.insert(format!("{}\nk", job.owner).as_str(), job.id.0)?;
+                crate::store::queue_state::remember_key(ctx, &job)?;
                 ctx.event(&job, EventBody::State { state: job.state.status(), error: None })?;
                 ctx.event(&job, EventBody::Log { level: "info".into(), message: "done".into() })
             })

@@ -159,6 +159,9 @@ async fn default_workflow_streams_progress_and_previews_then_lands_in_history_an
             .expect("view");
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "image/png");
+        // Saved under the name asked for, as ComfyUI does (not every prompt's "image-1.png").
+        let disposition = resp.headers()["content-disposition"].to_str().expect("ascii").to_string();
+        assert!(disposition.ends_with(&format!("filename=\"{filename}\"")), "{disposition}");
         let png = image::load_from_memory(&resp.bytes().await.expect("bytes")).expect("a picture");
         assert_eq!((png.width(), png.height()), (64, 64));
     }
@@ -477,6 +480,7 @@ async fn a_script_that_names_its_own_upload_gets_the_newest_one() {
             .text("type", "input");
         let up: Value =
             c.post(d.at("/upload/image")).multipart(form).send().await.expect("upload").json().await.expect("json");
+        assert_eq!((&up["subfolder"], &up["type"]), (&json!("pics"), &json!("input")), "echoed as ComfyUI does: {up}");
         let name = up["name"].as_str().expect("name");
         let id = name.trim_end_matches(".png").rsplit('_').next().expect("id").to_string();
         ids.push(id);
@@ -490,6 +494,12 @@ async fn a_script_that_names_its_own_upload_gets_the_newest_one() {
     assert_eq!(view.status(), 200);
     let seen = image::load_from_memory(&view.bytes().await.expect("bytes")).expect("a picture").to_rgb8();
     assert_eq!(seen.get_pixel(0, 0).0, [20, 20, 200], "the newest upload of the name");
+    // An upload is in the input folder only: ComfyUI's temp and output folders do not hold it.
+    for folder in ["temp", "output"] {
+        let query = [("filename", "door.png"), ("subfolder", "pics"), ("type", folder)];
+        let view = c.get(d.at("/view")).query(&query).send().await.expect("view");
+        assert_eq!(view.status(), 404, "{folder}");
+    }
 
     let mut g = default_workflow("tiny-sd", 4);
     g["10"] = json!({"class_type": "LoadImage", "inputs": {"image": "pics/door.png"}});

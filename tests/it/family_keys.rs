@@ -174,15 +174,22 @@ async fn an_event_stream_opened_before_its_key_was_revoked_ends_with_it() {
 
     let (status, _) = call(Some(&admin), Method::DELETE, d.at(&format!("/api/v1/keys/{kid_id}")), None).await;
     assert_eq!(status, StatusCode::OK);
+    let mut parser = reelbox::api::sse::SseParser::default();
+    let mut messages = Vec::new();
     let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        while let Some(chunk) = stream.next().await {
-            if chunk.is_err() {
-                break;
-            }
+        while let Some(Ok(chunk)) = stream.next().await {
+            messages.extend(parser.push(&chunk));
         }
     })
     .await;
     assert!(ended.is_ok(), "the revoked key's event stream still flows 5 s later");
+    // Its last event says so, in the words a request with the key now gets.
+    let last = messages.last().expect("events");
+    assert_eq!(last.event, "revoked", "{last:?}");
+    let said: Value = serde_json::from_str(&last.data).expect("json");
+    let (_, refusal) = call(Some(&kid), Method::GET, d.at("/api/v1/jobs"), None).await;
+    assert_eq!(said["message"], refusal["error"]["message"], "{said}");
+    assert!(said["message"].as_str().unwrap_or_default().starts_with("the key \"kid\" was revoked at "), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

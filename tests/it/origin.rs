@@ -138,3 +138,55 @@ async fn a_listed_origin_may_call_and_forwarded_loopback_requests_are_not_the_lo
     }
     assert_eq!(state_of(&d, &id).await, "queued");
 }
+
+/// A web page served on another loopback port (another origin); its origin.
+async fn serve_page() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let page = axum::Router::new()
+        .route("/", axum::routing::get(|| async { axum::response::Html("<!doctype html><title>tool</title>") }));
+    tokio::spawn(async move { axum::serve(listener, page).await });
+    origin
+}
+
+/// What the page's script sees of `GET /api/v1/system` and a JSON `POST /api/v1/jobs` with `key`.
+const CALLS: &str = r#"
+const [api, key, done] = arguments;
+(async () => {
+  try {
+    const auth = {Authorization: "Bearer " + key};
+    const system = await fetch(api + "/api/v1/system", {headers: auth});
+    const job = await fetch(api + "/api/v1/jobs", {method: "POST", body: JSON.stringify({kind: "testcard", params: {steps: 1}}),
+      headers: {...auth, "Content-Type": "application/json", "Idempotency-Key": "page-1"}});
+    done({system: system.status, version: (await system.json()).version ?? null, job: job.status, id: (await job.json()).id ?? null});
+  } catch (e) { done({error: String(e)}); }
+})();
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_page_calls_the_api_from_a_browser_and_an_unlisted_one_cannot() {
+    let (listed, unlisted) = (serve_page().await, serve_page().await);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(data.path(), &[("REELBOX_ALLOWED_ORIGINS", &listed)]);
+    let (_, key) = common::api::create_key(&d, None, json!({"name": "tool", "scope": "admin"})).await;
+    let downloads = tempfile::tempdir().expect("downloads");
+    let b = crate::web_studio::browser::browser(downloads.path()).await;
+
+    b.client.goto(&listed).await.expect("listed page");
+    let got = b.client.execute_async(CALLS, vec![json!(d.url), json!(key)]).await.expect("script");
+    assert_eq!((got["system"].as_u64(), got["job"].as_u64()), (Some(200), Some(202)), "{got}");
+    assert!(got["version"].is_string() && got["id"].is_string(), "the page reads the answers: {got}");
+
+    b.client.goto(&unlisted).await.expect("unlisted page");
+    let got = b.client.execute_async(CALLS, vec![json!(d.url), json!(key)]).await.expect("script");
+    assert!(got["error"].as_str().is_some_and(|e| e.contains("Failed to fetch")), "{got}");
+    let jobs: Value = common::api::call(Some(&key), reqwest::Method::GET, d.at("/api/v1/jobs"), None).await.1;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "only the listed page's job: {jobs}");
+
+    // What caches are told: the answer depends on the origin.
+    let resp = reqwest::Client::new().get(d.at("/api/v1/system")).bearer_auth(&key).header("origin", &listed);
+    let resp = resp.send().await.expect("get");
+    assert_eq!(resp.headers()["access-control-allow-origin"], listed.as_str());
+    let vary: Vec<_> = resp.headers().get_all("vary").iter().filter_map(|v| v.to_str().ok()).collect();
+    assert!(vary.iter().any(|v| v.to_ascii_lowercase().contains("origin")), "{vary:?}");
+}

@@ -16,8 +16,9 @@ use utoipa::IntoParams;
 use super::Comfy;
 use super::error::{ComfyError, ComfyQuery};
 use super::uploads::{Uploads, joined};
-use crate::api::artifacts::{checked_image, serve_artifact, store_upload};
+use crate::api::artifacts::{checked_image, store_upload};
 use crate::api::auth::Caller;
+use crate::api::download::serve_artifact;
 use crate::api::upload_form::{file_bytes, form_error, not_a_form};
 use crate::api::{ApiError, AppState};
 use crate::media::picture::Header;
@@ -130,7 +131,13 @@ pub async fn view(
         return Err(ApiError::not_found("file", &q.filename).into());
     };
     match state.store.artifact(id)? {
-        Some(a) if caller.may_see(&a.owner) => Ok(serve_artifact(&state, &a, &headers).await?),
+        // A folder named holds its own files, as in ComfyUI: `input` what clients sent,
+        // `output` and `temp` what prompts made (SaveImage's and PreviewImage's pictures);
+        // without a type the name alone finds it. Saved under the name asked for, so
+        // downloads of different prompts do not collide.
+        Some(a) if caller.may_see(&a.owner) && q.folder.as_ref().is_none_or(|f| (f == "input") == a.job.is_none()) => {
+            Ok(serve_artifact(&state, &a, &q.filename, &headers).await?)
+        }
         _ => Err(ApiError::not_found("file", &q.filename).into()),
     }
 }
@@ -181,7 +188,9 @@ pub async fn upload_image(
     comfy.uploads.record(&caller.owner, &joined(&subfolder, base_name(&original)), art.id).await;
     // Named from this upload, not the stored record: a picture the caller sent before (as
     // a native upload, a portrait) is answered with its artifact, whose name may carry no id.
-    Ok(Json(json!({"name": sent_name(&original, &art), "subfolder": "", "type": folder})))
+    // The subfolder echoed as ComfyUI does (its mask editor sends `clipspace`); the name
+    // carries the artifact id, so it is found under any subfolder.
+    Ok(Json(json!({"name": sent_name(&original, &art), "subfolder": subfolder, "type": folder})))
 }
 
 /// The ComfyUI name of `artifact` as a picture sent as `original`: `<stem>_<id>.<ext>`.

@@ -1,0 +1,173 @@
+//! An artifact's bytes as HTTP serves a file: its content type, a strong ETag (its
+//! sha256), conditional requests (`If-None-Match`, `If-Range`) and single byte ranges
+//! (RFC 9110), and a `Content-Disposition` that keeps any name (RFC 6266, RFC 8187).
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::{ApiError, AppState};
+use crate::store::records::Artifact;
+
+/// Serves artifact `art` as a file a client saves under `name`, honouring conditional and
+/// range headers.
+pub async fn serve_artifact(
+    state: &AppState,
+    art: &Artifact,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let etag = format!("\"{}\"", art.sha256);
+    let header_text = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+    if header_text(header::IF_NONE_MATCH).is_some_and(|v| none_match_fails(v, &etag)) {
+        return Ok(with_common(StatusCode::NOT_MODIFIED.into_response(), art, name, &etag));
+    }
+    let path = state.store.artifacts_dir().join(&art.path);
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("artifact {} bytes unreadable at {}: {e}", art.id, path.display())))?;
+    let size = art.size;
+    // A range of another version than the client holds would corrupt what it resumes: a
+    // failed `If-Range` sends the whole file.
+    let current = header_text(header::IF_RANGE).is_none_or(|v| v.trim() == etag);
+    let range = header_text(header::RANGE).filter(|_| current).map(|r| parse_range(r, size));
+    let resp = match range {
+        None | Some(RangeSpec::Ignore) => {
+            let mut r = Response::new(Body::from_stream(ReaderStream::new(file)));
+            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            r
+        }
+        Some(RangeSpec::Unsatisfiable) => {
+            let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+        Some(RangeSpec::Bytes(start, end)) => {
+            file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::internal(e.to_string()))?;
+            let len = end - start + 1;
+            let mut r = Response::new(Body::from_stream(ReaderStream::new(file.take(len))));
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+    };
+    Ok(with_common(resp, art, name, &etag))
+}
+
+/// Whether an `If-None-Match` list names `etag` (or is `*`): then the client's copy is
+/// current. The comparison is weak (RFC 9110 13.1.2), so a proxy's `W/"…"` matches too.
+fn none_match_fails(list: &str, etag: &str) -> bool {
+    list.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+fn with_common(mut r: Response, art: &Artifact, name: &str, etag: &str) -> Response {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&art.media_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    if let Ok(v) = HeaderValue::from_str(&content_disposition(name)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// RFC 8187's `attr-char`s are sent as they are; every other byte is percent-encoded.
+const ATTR_CHAR_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `inline` with the name to save as: a plain-ASCII `filename` every client reads (other
+/// characters as `_`) and, for a name that needs more, its UTF-8 `filename*` (`Café.png`).
+fn content_disposition(name: &str) -> String {
+    let plain = |c: char| (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\';
+    let ascii: String = name.chars().map(|c| if plain(c) { c } else { '_' }).collect();
+    if name.chars().all(plain) {
+        return format!("inline; filename=\"{ascii}\"");
+    }
+    let utf8 = utf8_percent_encode(name, ATTR_CHAR_ESCAPES);
+    format!("inline; filename=\"{ascii}\"; filename*=UTF-8''{utf8}")
+}
+
+/// A parsed `Range` header.
+#[derive(Debug, PartialEq)]
+pub enum RangeSpec {
+    /// Inclusive byte range.
+    Bytes(u64, u64),
+    Unsatisfiable,
+    /// Not a single bytes range we serve partially: send the whole file.
+    Ignore,
+}
+
+/// Parses a single `bytes=` range against a file of `size` bytes.
+pub fn parse_range(header: &str, size: u64) -> RangeSpec {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return RangeSpec::Ignore };
+    if spec.contains(',') {
+        return RangeSpec::Ignore;
+    }
+    let Some((a, b)) = spec.split_once('-') else { return RangeSpec::Ignore };
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
+        (Some(s), Some(e)) if s <= e => (s, e.min(size.saturating_sub(1))),
+        (Some(s), None) if b.is_empty() => (s, size.saturating_sub(1)),
+        (None, Some(n)) if a.is_empty() && n > 0 => (size.saturating_sub(n), size.saturating_sub(1)),
+        _ => return RangeSpec::Ignore,
+    };
+    if size == 0 || range.0 >= size { RangeSpec::Unsatisfiable } else { RangeSpec::Bytes(range.0, range.1) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(parse_range("bytes=0-99", 1000), RangeSpec::Bytes(0, 99));
+        assert_eq!(parse_range("bytes=900-", 1000), RangeSpec::Bytes(900, 999));
+        assert_eq!(parse_range("bytes=-10", 1000), RangeSpec::Bytes(990, 999));
+        assert_eq!(parse_range("bytes=990-5000", 1000), RangeSpec::Bytes(990, 999));
+        assert_eq!(parse_range("bytes=1000-", 1000), RangeSpec::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeSpec::Ignore);
+        assert_eq!(parse_range("items=0-1", 1000), RangeSpec::Ignore);
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly() {
+        let etag = "\"ab12\"";
+        for current in ["\"ab12\"", "W/\"ab12\"", "\"x\", W/\"ab12\"", "*"] {
+            assert!(none_match_fails(current, etag), "{current}");
+        }
+        assert!(!none_match_fails("\"ab1\", W/\"x\"", etag));
+    }
+
+    #[test]
+    fn names_keep_their_letters_in_filename_star() {
+        assert_eq!(content_disposition("frame 1.png"), "inline; filename=\"frame 1.png\"");
+        assert_eq!(
+            content_disposition("Café \"é\".png"),
+            "inline; filename=\"Caf_ ___.png\"; filename*=UTF-8''Caf%C3%A9%20%22%C3%A9%22.png"
+        );
+    }
+}
