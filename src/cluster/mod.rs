@@ -8,6 +8,7 @@
 //! - [`objects`]: artifacts in and out of the object store, digest-checked;
 //! - [`permissions`]: the nats-server configuration with one user per box;
 //! - [`head`]: the scheduler's [`RemoteBoxes`](crate::scheduler::RemoteBoxes);
+//! - [`reach`]: whether the NATS server answers now, said in the log when it changes;
 //! - [`sweep`]: the head forgets boxes long gone; [`leftovers`]: what a box leaves on the server;
 //!   [`last_seen`]: when each box was last seen, kept across head restarts;
 //! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
@@ -21,6 +22,7 @@ pub mod leftovers;
 pub mod objects;
 pub mod permissions;
 pub mod protocol;
+pub mod reach;
 pub mod sweep;
 pub mod telemetry;
 pub mod worker;

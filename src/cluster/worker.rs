@@ -183,8 +183,11 @@ impl Worker {
             }
             match serde_json::to_vec(&advert) {
                 Ok(body) => {
-                    if let Err(e) = self.bus.boxes.put(self.host.as_str(), body.into()).await {
-                        tracing::warn!("cannot send heartbeat: {e}");
+                    match self.bus.boxes.put(self.host.as_str(), body.into()).await {
+                        // Said once, as NATS not answering, while the server is away.
+                        Err(e) if !self.bus.reach.answers(&self.bus.client) => tracing::debug!("no heartbeat: {e}"),
+                        Err(e) => tracing::warn!("cannot send heartbeat: {e}"),
+                        Ok(_) => {}
                     }
                 }
                 Err(e) => tracing::error!("cannot encode heartbeat: {e}"),

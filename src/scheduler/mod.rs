@@ -33,7 +33,7 @@ pub use admission::{NeedsCuda, TooBigForGpus};
 pub use control::ControlError;
 use need::ClaimPass;
 use placement::{Candidate, Ledger, Need};
-pub use remote::{RemoteBoxes, RemoteDevice, RemoteStage};
+pub use remote::{RemoteBoxes, RemoteDevice, RemoteError, RemoteStage};
 pub use waiting::PAUSED as PAUSED_REASON;
 
 /// Live progress of a running job (kept in memory; events carry the history).
@@ -198,9 +198,10 @@ impl Scheduler {
     }
 
     /// The NATS server of a cluster head that has not reached it yet (its worker boxes are
-    /// not attached; `cluster::dial` keeps trying).
+    /// not attached; `cluster::dial` keeps trying), or that does not answer now.
     pub fn unreached_nats(&self) -> Option<&str> {
-        let cluster = self.config.cluster.as_ref().filter(|_| self.remote_expected && self.remote.get().is_none());
+        let unreached = self.remote.get().is_none_or(|r| r.unreachable());
+        let cluster = self.config.cluster.as_ref().filter(|_| self.remote_expected && unreached);
         cluster.map(|c| c.nats_server())
     }
 
