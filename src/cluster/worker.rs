@@ -46,6 +46,10 @@ struct Worker {
     /// The GPUs this box offers: none when the CUDA provider does not register here.
     gpus: Vec<crate::gpu::DeviceInfo>,
     running: Mutex<HashMap<RunKey, Running>>,
+    /// This run, in each heartbeat: another box under this name is told apart by it.
+    instance: super::protocol::Instance,
+    /// Set when a box that started earlier turned out to run under this name: this one stops.
+    clash: std::sync::OnceLock<super::protocol::Instance>,
 }
 
 /// Runs a worker box until `stop` fires; stages running then are left unacked, so the
@@ -62,6 +66,12 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
             return Ok(());
         }
     };
+    let instance = super::name_claim::this_instance();
+    let ttl = Duration::from_secs(cluster.heartbeat_ttl_s);
+    tokio::select! {
+        claimed = super::name_claim::claim(&bus, host.as_str(), &instance, ttl) => claimed?,
+        _ = stop.cancelled() => return Ok(()),
+    }
     let telemetry = Telemetry::new(crate::gpu::open_source());
     telemetry.start();
     let config = Arc::new(config);
@@ -77,7 +87,11 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
         telemetry,
         gpus,
         running: Mutex::new(HashMap::new()),
+        instance,
+        clash: std::sync::OnceLock::new(),
     });
+    // Stops the loop on `stop`, or when another box under this name turns up.
+    let stop = stop.child_token();
     let mut consumer = worker.consumer().await?;
     let mut looked = std::time::Instant::now();
     let heartbeat = tokio::spawn(worker.clone().heartbeat(stop.clone()));
@@ -131,8 +145,12 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
     }
     heartbeat.abort();
     cancels.abort();
-    let _ = worker.bus.boxes.delete(host.as_str()).await;
     worker.telemetry.stop();
+    if let Some(other) = worker.clash.get() {
+        // The heartbeat under this name is the other box's: it stays.
+        return Err(super::name_claim::taken(host.as_str(), other.clone()));
+    }
+    let _ = worker.bus.boxes.delete(host.as_str()).await;
     tracing::info!(host = %host, "worker left the cluster");
     Ok(())
 }
@@ -172,6 +190,12 @@ impl Worker {
         let every = Duration::from_millis((self.cluster.heartbeat_ttl_s * 1000 / 3).max(200));
         let mut was_low = None;
         while !stop.is_cancelled() {
+            let ttl = Duration::from_secs(self.cluster.heartbeat_ttl_s);
+            if let Some(clash) = super::name_claim::check(&self.bus, self.host.as_str(), &self.instance, ttl).await {
+                let _ = self.clash.set(clash);
+                stop.cancel();
+                return;
+            }
             let advert = self.advert();
             if advert.disk_low != was_low {
                 match &advert.disk_low {
@@ -241,6 +265,7 @@ impl Worker {
             running: self.running.lock().unwrap_or_else(|p| p.into_inner()).values().map(|r| r.info.clone()).collect(),
             at_ms: crate::time::now_ms(),
             disk_low: self.disk_low(),
+            instance: Some(self.instance.clone()),
         }
     }
 
