@@ -250,7 +250,8 @@ impl Worker {
                 temp_c: s.and_then(|s| s.temperature_c),
             });
         }
-        let mut kinds: Vec<String> = self.kinds.keys().map(|k| k.to_string()).collect();
+        let on_head = |k: &&&str| crate::scheduler::remote::HEAD_KINDS.contains(k);
+        let mut kinds: Vec<String> = self.kinds.keys().filter(|k| !on_head(k)).map(|k| k.to_string()).collect();
         kinds.sort();
         let used: Vec<DeviceId> = self.gpus().iter().map(|g| g.id).collect();
         Advert {
