@@ -21,10 +21,23 @@ pub fn this_instance() -> Instance {
     Instance { id: Ulid::new(), machine: super::hostname(), pid: std::process::id() }
 }
 
-/// The heartbeat under `host` now, when it is readable.
-async fn heartbeat(bus: &Bus, host: &str) -> Option<Advert> {
-    let body = bus.boxes.get(host).await.ok().flatten()?;
-    serde_json::from_slice(&body).ok()
+/// The heartbeat under `host` now (`None`: there is none); `Err` when it cannot be read. A
+/// server config written by an older `reelbox cluster nats-config` does not let a box read
+/// its own key, and the refused read would wait out the request timeout: a second is plenty
+/// for a direct get.
+async fn heartbeat(bus: &Bus, host: &str) -> Result<Option<Advert>, ()> {
+    let read = tokio::time::timeout(Duration::from_secs(1), bus.boxes.get(host)).await;
+    let body = read.map_err(|_| ())?.map_err(|_| ())?;
+    Ok(body.and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Says once that this box cannot read its own heartbeat, so names go unchecked.
+fn unreadable(host: &str) {
+    tracing::info!(
+        "cannot read this box's own heartbeat back (a NATS config from an older `reelbox cluster nats-config`?): \
+         not checking that no other box runs as {host}; `reelbox cluster nats-config --add-to FILE` updates \
+         the boxes' rights"
+    );
 }
 
 /// Another process's heartbeat under `host` sent within `ttl`, if any.
@@ -44,8 +57,13 @@ pub fn taken(host: &str, other: Instance) -> ClusterError {
 }
 
 /// Joins under `host` unless another running box sends heartbeats under it; see the module docs.
-pub async fn claim(bus: &Bus, host: &str, me: &Instance, ttl: Duration) -> Result<(), ClusterError> {
-    let Some((first, _)) = others(heartbeat(bus, host).await, me, ttl) else { return Ok(()) };
+/// `Ok(false)`: the heartbeat cannot be read here, so none is checked later either.
+pub async fn claim(bus: &Bus, host: &str, me: &Instance, ttl: Duration) -> Result<bool, ClusterError> {
+    let Ok(now) = heartbeat(bus, host).await else {
+        unreadable(host);
+        return Ok(false);
+    };
+    let Some((first, _)) = others(now, me, ttl) else { return Ok(true) };
     tracing::info!(
         "a heartbeat under the name {host} is {} ms old: watching it for {} s to tell whether another box \
          runs under this name or it is this box's own from before a restart",
@@ -55,18 +73,18 @@ pub async fn claim(bus: &Bus, host: &str, me: &Instance, ttl: Duration) -> Resul
     let t0 = std::time::Instant::now();
     while t0.elapsed() < ttl {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        match others(heartbeat(bus, host).await, me, ttl) {
+        match others(heartbeat(bus, host).await.ok().flatten(), me, ttl) {
             Some((a, other)) if a.at_ms != first.at_ms => return Err(taken(host, other)),
             Some(_) => {}
-            None => return Ok(()),
+            None => return Ok(true),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// While running: the box to stop for when its heartbeat is under `host` now and it
 /// started before this one (two that joined at the same moment).
 pub async fn check(bus: &Bus, host: &str, me: &Instance, ttl: Duration) -> Option<Instance> {
-    let (_, other) = others(heartbeat(bus, host).await, me, ttl)?;
+    let (_, other) = others(heartbeat(bus, host).await.ok().flatten(), me, ttl)?;
     (other.id < me.id).then_some(other)
 }

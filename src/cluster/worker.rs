@@ -48,6 +48,8 @@ struct Worker {
     running: Mutex<HashMap<RunKey, Running>>,
     /// This run, in each heartbeat: another box under this name is told apart by it.
     instance: super::protocol::Instance,
+    /// Whether this box can read its heartbeat back (not with an older NATS config's rights).
+    checks_name: bool,
     /// Set when a box that started earlier turned out to run under this name: this one stops.
     clash: std::sync::OnceLock<super::protocol::Instance>,
 }
@@ -68,10 +70,10 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
     };
     let instance = super::name_claim::this_instance();
     let ttl = Duration::from_secs(cluster.heartbeat_ttl_s);
-    tokio::select! {
+    let checks_name = tokio::select! {
         claimed = super::name_claim::claim(&bus, host.as_str(), &instance, ttl) => claimed?,
         _ = stop.cancelled() => return Ok(()),
-    }
+    };
     let telemetry = Telemetry::new(crate::gpu::open_source());
     telemetry.start();
     let config = Arc::new(config);
@@ -88,6 +90,7 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
         gpus,
         running: Mutex::new(HashMap::new()),
         instance,
+        checks_name,
         clash: std::sync::OnceLock::new(),
     });
     // Stops the loop on `stop`, or when another box under this name turns up.
@@ -191,7 +194,8 @@ impl Worker {
         let mut was_low = None;
         while !stop.is_cancelled() {
             let ttl = Duration::from_secs(self.cluster.heartbeat_ttl_s);
-            if let Some(clash) = super::name_claim::check(&self.bus, self.host.as_str(), &self.instance, ttl).await {
+            let check = super::name_claim::check(&self.bus, self.host.as_str(), &self.instance, ttl);
+            if let Some(clash) = if self.checks_name { check.await } else { None } {
                 let _ = self.clash.set(clash);
                 stop.cancel();
                 return;
