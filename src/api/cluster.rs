@@ -35,17 +35,18 @@ pub struct ClusterView {
 #[utoipa::path(get, path = "/api/v1/cluster", responses(
     (status = 200, body = ClusterView),
     (status = 404, description = "this daemon is not a cluster head", body = super::error::ErrorBody),
-    (status = 503, description = "this head has not reached its NATS server yet", body = super::error::ErrorBody),
+    (status = 503, description = "this head cannot reach its NATS server now", body = super::error::ErrorBody),
 ))]
 pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Json<ClusterView>, ApiError> {
+    // Before the boxes: while NATS does not answer, the last heartbeats read are no news.
+    if let Some(nats) = state.scheduler.unreached_nats() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unreachable",
+            format!("this head cannot reach its NATS server at {nats} now; it keeps trying (see its log)"),
+        ));
+    }
     let Some(remote) = state.scheduler.remote() else {
-        if let Some(nats) = state.scheduler.unreached_nats() {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cluster_unreachable",
-                format!("this head cannot reach its NATS server at {nats} yet; it keeps trying (see its log)"),
-            ));
-        }
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_cluster",

@@ -40,6 +40,8 @@ pub struct Bus {
     pub inline_bytes: u64,
     /// This box's name (empty when it has none: a status reader on an odd hostname).
     pub host: String,
+    /// Whether the server answers now (the connection's events; the head's reads add to it).
+    pub reach: Arc<super::reach::Reach>,
 }
 
 impl Bus {
@@ -49,7 +51,8 @@ impl Bus {
     /// credentials or failed TLS end at once.
     pub async fn connect(config: &ClusterConfig, client_name: &str) -> Result<Self, ClusterError> {
         config.check()?;
-        let (client, wrong_user) = first_connection(config, client_name).await?;
+        let meanwhile = "no stage is sent to a worker box meanwhile (stages wait, no attempt is counted)";
+        let (client, wrong_user, reach) = first_connection(config, client_name, meanwhile).await?;
         let js = jetstream::new(client.clone());
         let mut made = Vec::new();
         for wanted in streams(config) {
@@ -67,7 +70,7 @@ impl Bus {
             }
             made.push(s);
         }
-        Self::bound(client, js, made, config, true).await
+        Self::bound(client, js, made, config, true, reach).await
     }
 
     /// A box's connection: connects as [`Bus::connect`] does, then binds the streams the
@@ -76,7 +79,8 @@ impl Bus {
     /// box may start before the head, also on a server with per-box users.
     pub async fn join(config: &ClusterConfig, client_name: &str) -> Result<Self, ClusterError> {
         config.check()?;
-        let (client, wrong_user) = first_connection(config, client_name).await?;
+        let meanwhile = "results and heartbeats wait for it";
+        let (client, wrong_user, reach) = first_connection(config, client_name, meanwhile).await?;
         let js = jetstream::new(client.clone());
         let mut said = String::new();
         loop {
@@ -104,7 +108,7 @@ impl Bus {
                 }
             }
             if lacking.is_empty() {
-                return Self::bound(client, js, found, config, false).await;
+                return Self::bound(client, js, found, config, false, reach).await;
             }
             let now = lacking.join("; ");
             if now != said {
@@ -125,6 +129,7 @@ impl Bus {
         streams: Vec<stream::Stream>,
         config: &ClusterConfig,
         makes: bool,
+        reach: Arc<super::reach::Reach>,
     ) -> Result<Self, ClusterError> {
         let mut it = streams.into_iter();
         let (Some(work), Some(results)) = (it.next(), it.next()) else {
@@ -134,7 +139,7 @@ impl Bus {
         let host = super::box_name(config).map(|h| h.to_string()).unwrap_or_default();
         let buckets = Arc::new(Mutex::new(HashMap::new()));
         let inline_bytes = config.inline_kib * 1024;
-        Ok(Self { client, js, work, results, boxes, buckets, makes, inline_bytes, host })
+        Ok(Self { client, js, work, results, boxes, buckets, makes, inline_bytes, host, reach })
     }
 
     /// The artifact bucket of box `host`: its stages' inputs (the head writes them) and
@@ -280,18 +285,20 @@ const GREETING_PATIENCE: Duration = Duration::from_secs(10);
 async fn first_connection(
     config: &ClusterConfig,
     client_name: &str,
-) -> Result<(async_nats::Client, WrongUser), ClusterError> {
+    meanwhile: &'static str,
+) -> Result<(async_nats::Client, WrongUser, Arc<super::reach::Reach>), ClusterError> {
     use async_nats::ConnectErrorKind as Kind;
     let wrong_user = WrongUser::default();
+    let reach = Arc::new(super::reach::Reach::new(&config.nats_url, meanwhile));
     let url = config.nats_url.clone();
     let t0 = std::time::Instant::now();
     let mut said = false;
     loop {
         // The client's own timeout covers the TCP connect only: a port that accepts and says
         // nothing (an HTTP server) kept a box waiting for the server's INFO forever, silently.
-        let connect = options(config, client_name, &wrong_user).await?.connect(url.as_str());
+        let connect = options(config, client_name, &wrong_user, &reach).await?.connect(url.as_str());
         let err = match tokio::time::timeout(GREETING_PATIENCE, connect).await {
-            Ok(Ok(client)) => return Ok((client, wrong_user)),
+            Ok(Ok(client)) => return Ok((client, wrong_user, reach)),
             Ok(Err(e)) => e,
             Err(_) => return Err(ClusterError::NotNats { url, secs: GREETING_PATIENCE.as_secs() }),
         };
@@ -362,16 +369,18 @@ async fn said_wrong_user(wrong_user: &WrongUser) -> String {
 /// Says which credential a server refused after the connection was first made, and the
 /// likely cause, once per run of refusals: the client dials again forever, and async-nats
 /// alone logs only "authorization violation" at each try. Also notes (in `wrong_user`) a
-/// user that may not use this box's inbox: a seed made for another box.
+/// user that may not use this box's inbox: a seed made for another box. Tells `reach`
+/// when the connection goes and comes back.
 fn refused_later(
     config: &ClusterConfig,
     wrong_user: &WrongUser,
+    reach: &Arc<super::reach::Reach>,
 ) -> impl Fn(async_nats::Event) -> std::future::Ready<()> + Send + Sync + use<> {
     use async_nats::{ClientError, ConnectErrorKind, Event, ServerError};
     let (url, credential) = (config.nats_url.clone(), credential(config));
     let said = std::sync::atomic::AtomicBool::new(false);
     let host = super::box_name(config).map(|h| h.to_string()).unwrap_or_default();
-    let (inbox, wrong_user) = (inbox_prefix(&host), wrong_user.clone());
+    let (inbox, wrong_user, reach) = (inbox_prefix(&host), wrong_user.clone(), reach.clone());
     move |event| {
         if let Event::ServerError(ServerError::Other(e)) = &event
             && e.contains("Permissions Violation for Subscription to")
@@ -394,6 +403,11 @@ fn refused_later(
             }
             Event::Connected => {
                 said.store(false, std::sync::atomic::Ordering::Relaxed);
+                reach.answered();
+                false
+            }
+            Event::Disconnected => {
+                reach.unanswered();
                 false
             }
             _ => false,
@@ -422,6 +436,7 @@ async fn options(
     config: &ClusterConfig,
     client_name: &str,
     wrong_user: &WrongUser,
+    reach: &Arc<super::reach::Reach>,
 ) -> Result<async_nats::ConnectOptions, ClusterError> {
     let mut o = async_nats::ConnectOptions::new()
         .name(client_name)
@@ -432,7 +447,7 @@ async fn options(
         // network did (the cut test, once results carried their bytes inline).
         .ping_interval(Duration::from_secs(config.heartbeat_ttl_s.max(1)))
         .max_reconnects(None)
-        .event_callback(refused_later(config, wrong_user));
+        .event_callback(refused_later(config, wrong_user, reach));
     if let Some(token) = &config.token {
         o = o.token(token.clone());
     }

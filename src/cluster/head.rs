@@ -24,7 +24,9 @@ use super::{Bus, ClusterError};
 use crate::config::ClusterConfig;
 use crate::gpu::DeviceId;
 use crate::kinds::{StageError, StageSink};
-use crate::scheduler::{RemoteBoxes, RemoteDevice, RemoteStage};
+use crate::scheduler::{RemoteError, RemoteStage};
+
+mod boxes;
 
 /// How long a result nobody waits for is kept for a stage that may run again.
 const ORPHAN_KEEP: Duration = Duration::from_secs(600);
@@ -92,29 +94,6 @@ impl Head {
         tokio::spawn(head.clone().follow_boxes());
         tokio::spawn(head.clone().follow_results(consumer));
         Ok(head)
-    }
-
-    /// Live boxes' heartbeats, by name.
-    pub fn boxes(&self) -> Vec<Advert> {
-        let mut v: Vec<Advert> = self.boxes.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-        v.sort_by(|a, b| a.host.cmp(&b.host));
-        v
-    }
-
-    /// Re-reads the heartbeats. When NATS does not answer within a second (a restart, a
-    /// slow server) the boxes stay as last seen: no answer is no news, and a box is only
-    /// taken for gone on a heartbeat that is missing or too old.
-    async fn refresh_boxes(&self) {
-        let ttl_ms = (self.cluster.heartbeat_ttl_s * 1000) as i64;
-        let adverts = match tokio::time::timeout(Duration::from_secs(1), self.bus.adverts()).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return tracing::debug!("cannot read heartbeats: {e}"),
-            Err(_) => return tracing::debug!("no heartbeat listing within a second"),
-        };
-        let now = crate::time::now_ms();
-        let fresh = adverts.into_iter().filter(|a| now - a.at_ms <= ttl_ms).map(|a| (a.host.clone(), a)).collect();
-        let mut boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
-        super::last_seen::say_changes(self.cluster.heartbeat_ttl_s, &std::mem::replace(&mut *boxes, fresh), &boxes);
     }
 
     async fn follow_boxes(self: Arc<Self>) {
@@ -231,19 +210,15 @@ impl Head {
         (alive, busy)
     }
 
-    fn alive(&self, host: &str) -> bool {
-        self.boxes.lock().unwrap_or_else(|p| p.into_inner()).contains_key(host)
-    }
-
     /// Runs a stage on its box; see the module docs. Blocking: the sink writes the store,
     /// so it is called on this thread while a scoped thread drives the NATS exchange.
-    fn run_blocking(&self, s: RemoteStage<'_>) -> Result<(), StageError> {
+    fn run_blocking(&self, s: RemoteStage<'_>) -> Result<(), RemoteError> {
         let DeviceId::Remote { host, gpu } = s.device else {
-            return Err(StageError::fatal(format!("{} is not a worker box's device", s.device)));
+            return Err(StageError::fatal(format!("{} is not a worker box's device", s.device)).into());
         };
         let key = RunKey { job: s.job.id, stage: s.index, attempt: s.job.attempts };
         let Some(stage) = s.job.stages.get(s.index).map(|st| st.name) else {
-            return Err(StageError::fatal(format!("job has no stage {}", s.index)));
+            return Err(StageError::fatal(format!("job has no stage {}", s.index)).into());
         };
         let orphan = self.orphans.lock().unwrap_or_else(|p| p.into_inner()).remove(&(key.job, key.stage));
         if let Some((orphan, _)) = orphan {
@@ -252,13 +227,13 @@ impl Head {
                 "info",
                 &format!("stage {stage} finished on {} while the head was away; taking its result", orphan.host),
             );
-            return self.ingest(orphan, &[], s.sink);
+            return Ok(self.ingest(orphan, &[], s.sink)?);
         }
         // Earlier stages' outputs from the store through the sink: the job record this
         // run was claimed with predates the stages that finished since.
         let mut files: Vec<(crate::store::records::Artifact, std::path::PathBuf)> = Vec::new();
         let earlier = s.job.stages[..s.index].iter().flat_map(|st| s.sink.stage_artifacts(st.name));
-        for a in earlier.chain(super::protocol::named_artifacts(s.params, s.sink)?) {
+        for a in earlier.chain(super::protocol::named_artifacts(s.params, s.sink).map_err(StageError::from)?) {
             if !files.iter().any(|(f, _)| f.id == a.id) {
                 let path = s.sink.artifact_path(&a);
                 files.push((a, path));
@@ -284,10 +259,10 @@ impl Head {
                     Live::Log { level, message } => s.sink.log(&level, &format!("{host}: {message}")),
                 }
             }
-            exchange.join().unwrap_or_else(|_| Err(StageError::fatal("the cluster exchange panicked")))
+            exchange.join().unwrap_or_else(|_| Err(StageError::fatal("the cluster exchange panicked").into()))
         });
         let (result, inputs) = exchanged?;
-        self.ingest(result, &inputs, s.sink)
+        Ok(self.ingest(result, &inputs, s.sink)?)
     }
 
     /// Uploads the inputs, publishes the work, and waits for its result, forwarding live
@@ -300,15 +275,15 @@ impl Head {
         cancel: &CancellationToken,
         stopping: &CancellationToken,
         live_tx: std::sync::mpsc::Sender<Live>,
-    ) -> Result<(StageResult, Vec<ObjectRef>), StageError> {
+    ) -> Result<(StageResult, Vec<ObjectRef>), RemoteError> {
         let key = work.key;
         // The box's own bucket (made here on first use): only it and the head may read it.
         // Made even when every input is inline: the box writes its larger outputs there.
-        self.bus.bucket(host).await?;
+        self.bus.bucket(host).await.map_err(|e| self.unsent(e))?;
         let mut budget = self.bus.inline_bytes;
         for (a, path) in files {
             let object = format!("in-{}-{}", key.tag(), a.id);
-            let p = objects::pack(&self.bus, host, &object, &path, &mut budget).await?;
+            let p = objects::pack(&self.bus, host, &object, &path, &mut budget).await.map_err(|e| self.unsent(e))?;
             work.inputs.push(ObjectRef {
                 object,
                 id: a.id,
@@ -327,14 +302,14 @@ impl Head {
             Ok(l) => l,
             Err(e) => {
                 self.forget(key, None, host, &inputs).await;
-                return Err(ClusterError::js("progress subscribe", e).into());
+                return Err(self.unsent(ClusterError::js("progress subscribe", e)));
             }
         };
         let seq = match self.publish_work(host, &work).await {
             Ok(seq) => seq,
             Err(e) => {
                 self.forget(key, None, host, &inputs).await;
-                return Err(e.into());
+                return Err(self.unsent(e));
             }
         };
         tracing::info!(job = %key.job, stage = %work.stage, attempt = key.attempt, host, "stage sent to a worker");
@@ -343,7 +318,7 @@ impl Head {
             tokio::select! {
                 r = &mut rx => return match r {
                     Ok(r) => Ok((r, inputs)),
-                    Err(_) => Err(StageError::retriable("the head stopped waiting for the stage")),
+                    Err(_) => Err(StageError::retriable("the head stopped waiting for the stage").into()),
                 },
                 Some(m) = live.next() => {
                     if let Ok(line) = serde_json::from_slice::<Live>(&m.payload) {
@@ -354,14 +329,14 @@ impl Head {
                     if stopping.is_cancelled() {
                         // Shutdown: the box finishes; the restarted head takes its result.
                         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                        return Err(StageError::Canceled);
+                        return Err(StageError::Canceled.into());
                     }
                     let _ = self.bus.client.publish(cancel_subject(key.job), "".into()).await;
                     let _ = self.bus.client.flush().await;
                     // A short grace for the worker's answer; the job is canceled either way.
                     let _ = tokio::time::timeout(Duration::from_millis(300), &mut rx).await;
                     self.forget(key, Some(seq), host, &inputs).await;
-                    return Err(StageError::Canceled);
+                    return Err(StageError::Canceled.into());
                 }
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
                     if self.alive(host) {
@@ -372,7 +347,7 @@ impl Head {
                         tracing::warn!(job = %key.job, stage = %work.stage, "worker {host} stopped answering \
                             (its heartbeat expired): the stage goes back to the queue");
                         self.forget(key, Some(seq), host, &inputs).await;
-                        return Err(StageError::retriable(format!("worker {host} stopped answering")));
+                        return Err(StageError::retriable(format!("worker {host} stopped answering")).into());
                     }
                 }
             }
@@ -417,6 +392,23 @@ impl Head {
         outcome
     }
 
+    /// A failure before the box had its stage: not sent when NATS does not answer (the
+    /// connection is down, or the publish's ack timed out), so the attempt does not count;
+    /// otherwise the stage's failure.
+    fn unsent(&self, e: ClusterError) -> RemoteError {
+        use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+        let timed_out = matches!(&e, ClusterError::JetStream { source, .. }
+            if source.downcast_ref::<PublishError>().is_some_and(|p| p.kind() == PublishErrorKind::TimedOut));
+        if timed_out {
+            self.bus.reach.unanswered();
+        }
+        if !timed_out && self.bus.reach.answers(&self.bus.client) {
+            return RemoteError::Stage(e.into());
+        }
+        tracing::warn!("a stage was not sent, NATS does not answer: {e}; it waits for the server");
+        RemoteError::NotSent(format!("this head cannot reach its NATS server at {} ({e})", self.cluster.nats_server()))
+    }
+
     /// Stops waiting for a run: its work message and inputs (in `host`'s bucket) are deleted.
     async fn forget(&self, key: RunKey, seq: Option<u64>, host: &str, inputs: &[ObjectRef]) {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
@@ -445,55 +437,5 @@ impl Head {
 async fn discard(bus: &Bus, result: &StageResult) {
     if let Outcome::Done { outputs } = &result.outcome {
         objects::remove(bus, &result.host, outputs).await;
-    }
-}
-
-impl RemoteBoxes for Head {
-    fn devices(&self) -> Vec<RemoteDevice> {
-        let boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = Vec::new();
-        for a in boxes.values() {
-            let Ok(host) = crate::gpu::BoxName::new(&a.host) else { continue };
-            for d in &a.devices {
-                let Some(local) = DeviceId::parse(&d.device) else { continue };
-                let gpu = match local {
-                    DeviceId::Cuda(i) => Some(i),
-                    _ => None,
-                };
-                out.push(RemoteDevice {
-                    device: DeviceId::Remote { host, gpu },
-                    name: gpu.map(|_| d.name.clone()),
-                    total_mib: d.total_mib,
-                    slots: d.slots,
-                    free_mib: d.free_mib,
-                    util: d.util,
-                    installed: a.models.clone(),
-                    held: a.disk_low.as_ref().map(|why| format!("box {} takes no new stages: {why}", a.host)),
-                });
-            }
-        }
-        out.sort_by_key(|d| d.device);
-        out
-    }
-
-    fn run_stage(&self, stage: RemoteStage<'_>) -> Result<(), StageError> {
-        self.run_blocking(stage)
-    }
-
-    fn max_running(&self) -> usize {
-        self.cluster.remote_slots
-    }
-
-    fn adverts(&self) -> Vec<serde_json::Value> {
-        self.boxes().iter().filter_map(|a| serde_json::to_value(a).ok()).collect()
-    }
-
-    fn heartbeat_ttl_s(&self) -> u64 {
-        self.cluster.heartbeat_ttl_s
-    }
-
-    fn buckets(&self) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
-        let to_json = |b: &super::sweep::BoxBucket| serde_json::to_value(b).ok();
-        Box::pin(async move { self.sweeper.usage(&self.bus).await.iter().filter_map(to_json).collect() })
     }
 }

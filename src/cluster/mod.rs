@@ -8,9 +8,11 @@
 //! - [`objects`]: artifacts in and out of the object store, digest-checked;
 //! - [`permissions`]: the nats-server configuration with one user per box;
 //! - [`head`]: the scheduler's [`RemoteBoxes`](crate::scheduler::RemoteBoxes);
+//! - [`reach`]: whether the NATS server answers now, said in the log when it changes;
 //! - [`sweep`]: the head forgets boxes long gone; [`leftovers`]: what a box leaves on the server;
 //!   [`last_seen`]: when each box was last seen, kept across head restarts;
 //! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
+//! - [`name_claim`]: a box refuses to join under a name another running box uses;
 //! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
 
 pub mod bus;
@@ -18,9 +20,11 @@ pub mod dial;
 pub mod head;
 pub mod last_seen;
 pub mod leftovers;
+pub mod name_claim;
 pub mod objects;
 pub mod permissions;
 pub mod protocol;
+pub mod reach;
 pub mod sweep;
 pub mod telemetry;
 pub mod worker;
@@ -111,6 +115,22 @@ pub enum ClusterError {
         /// Expected against found.
         detail: String,
     },
+    /// Another running box already sends heartbeats under this box's name.
+    #[error(
+        "another box already calls itself {name} (reelbox worker pid {pid} on machine {machine:?}, up since \
+         {since}): give this box its own name with --name NAME or [cluster] name in its config (the default \
+         is the hostname, which cloned machines share)"
+    )]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The other box's machine.
+        machine: String,
+        /// Its process id.
+        pid: u32,
+        /// When it started (RFC 3339).
+        since: String,
+    },
     /// A local file of an artifact could not be read or written.
     #[error("artifact file {path}: {source}")]
     Io {
@@ -138,8 +158,14 @@ impl crate::kinds::Failure for ClusterError {
                 | ClusterError::Refused { .. }
                 | ClusterError::Tls { .. }
                 | ClusterError::WrongUser(_)
+                | ClusterError::NameTaken { .. }
         )
     }
+}
+
+/// This machine's hostname (empty when unreadable).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
 }
 
 /// This box's name: `[cluster] name`, else the hostname's first label (cut to a valid name).
@@ -147,9 +173,8 @@ pub fn box_name(config: &crate::config::ClusterConfig) -> Result<crate::gpu::Box
     if let Some(name) = &config.name {
         return Ok(crate::gpu::BoxName::new(name)?);
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = hostname();
     let label: String = host
-        .trim()
         .split('.')
         .next()
         .unwrap_or_default()

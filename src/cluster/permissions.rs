@@ -39,6 +39,8 @@ pub fn worker_rights(host: &str) -> (Vec<String>, Vec<String>) {
         format!("$JS.ACK.{WORK_STREAM}.{consumer}.>"),
         result_subject(host),
         format!("$KV.{BOXES_BUCKET}.{host}"),
+        // Reading its own heartbeat back: another box under its name is told apart by it.
+        format!("$JS.API.DIRECT.GET.{kv_stream}.$KV.{BOXES_BUCKET}.{host}"),
         format!("reelbox.progress.{host}.>"),
         // Its own artifact bucket: it reads its inputs there and writes its outputs.
         format!("$O.{bucket}.>"),

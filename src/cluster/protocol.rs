@@ -255,4 +255,19 @@ pub struct Advert {
     /// and outputs go) is below its `limits.min_free_disk_bytes`. Absent from older boxes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_low: Option<String>,
+    /// Which process sends it: two boxes under one name are told apart by it (absent
+    /// from older boxes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Instance>,
+}
+
+/// One run of `reelbox worker`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Made at its start (its time is when it started).
+    pub id: Ulid,
+    /// The machine's hostname.
+    pub machine: String,
+    /// Its process id there.
+    pub pid: u32,
 }

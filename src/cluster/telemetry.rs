@@ -41,6 +41,7 @@ mod tests {
             running: vec![],
             at_ms: 0,
             disk_low: None,
+            instance: None,
         };
         let got: Vec<GpuSample> = advert_gpus(&advert).collect();
         assert_eq!(got.len(), 1);

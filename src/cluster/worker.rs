@@ -46,6 +46,12 @@ struct Worker {
     /// The GPUs this box offers: none when the CUDA provider does not register here.
     gpus: Vec<crate::gpu::DeviceInfo>,
     running: Mutex<HashMap<RunKey, Running>>,
+    /// This run, in each heartbeat: another box under this name is told apart by it.
+    instance: super::protocol::Instance,
+    /// Whether this box can read its heartbeat back (not with an older NATS config's rights).
+    checks_name: bool,
+    /// Set when a box that started earlier turned out to run under this name: this one stops.
+    clash: std::sync::OnceLock<super::protocol::Instance>,
 }
 
 /// Runs a worker box until `stop` fires; stages running then are left unacked, so the
@@ -62,6 +68,12 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
             return Ok(());
         }
     };
+    let instance = super::name_claim::this_instance();
+    let ttl = Duration::from_secs(cluster.heartbeat_ttl_s);
+    let checks_name = tokio::select! {
+        claimed = super::name_claim::claim(&bus, host.as_str(), &instance, ttl) => claimed?,
+        _ = stop.cancelled() => return Ok(()),
+    };
     let telemetry = Telemetry::new(crate::gpu::open_source());
     telemetry.start();
     let config = Arc::new(config);
@@ -77,7 +89,12 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
         telemetry,
         gpus,
         running: Mutex::new(HashMap::new()),
+        instance,
+        checks_name,
+        clash: std::sync::OnceLock::new(),
     });
+    // Stops the loop on `stop`, or when another box under this name turns up.
+    let stop = stop.child_token();
     let mut consumer = worker.consumer().await?;
     let mut looked = std::time::Instant::now();
     let heartbeat = tokio::spawn(worker.clone().heartbeat(stop.clone()));
@@ -131,8 +148,12 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
     }
     heartbeat.abort();
     cancels.abort();
-    let _ = worker.bus.boxes.delete(host.as_str()).await;
     worker.telemetry.stop();
+    if let Some(other) = worker.clash.get() {
+        // The heartbeat under this name is the other box's: it stays.
+        return Err(super::name_claim::taken(host.as_str(), other.clone()));
+    }
+    let _ = worker.bus.boxes.delete(host.as_str()).await;
     tracing::info!(host = %host, "worker left the cluster");
     Ok(())
 }
@@ -172,6 +193,13 @@ impl Worker {
         let every = Duration::from_millis((self.cluster.heartbeat_ttl_s * 1000 / 3).max(200));
         let mut was_low = None;
         while !stop.is_cancelled() {
+            let ttl = Duration::from_secs(self.cluster.heartbeat_ttl_s);
+            let check = super::name_claim::check(&self.bus, self.host.as_str(), &self.instance, ttl);
+            if let Some(clash) = if self.checks_name { check.await } else { None } {
+                let _ = self.clash.set(clash);
+                stop.cancel();
+                return;
+            }
             let advert = self.advert();
             if advert.disk_low != was_low {
                 match &advert.disk_low {
@@ -183,8 +211,11 @@ impl Worker {
             }
             match serde_json::to_vec(&advert) {
                 Ok(body) => {
-                    if let Err(e) = self.bus.boxes.put(self.host.as_str(), body.into()).await {
-                        tracing::warn!("cannot send heartbeat: {e}");
+                    match self.bus.boxes.put(self.host.as_str(), body.into()).await {
+                        // Said once, as NATS not answering, while the server is away.
+                        Err(e) if !self.bus.reach.answers(&self.bus.client) => tracing::debug!("no heartbeat: {e}"),
+                        Err(e) => tracing::warn!("cannot send heartbeat: {e}"),
+                        Ok(_) => {}
                     }
                 }
                 Err(e) => tracing::error!("cannot encode heartbeat: {e}"),
@@ -223,7 +254,8 @@ impl Worker {
                 temp_c: s.and_then(|s| s.temperature_c),
             });
         }
-        let mut kinds: Vec<String> = self.kinds.keys().map(|k| k.to_string()).collect();
+        let on_head = |k: &&&str| crate::scheduler::remote::HEAD_KINDS.contains(k);
+        let mut kinds: Vec<String> = self.kinds.keys().filter(|k| !on_head(k)).map(|k| k.to_string()).collect();
         kinds.sort();
         let used: Vec<DeviceId> = self.gpus().iter().map(|g| g.id).collect();
         Advert {
@@ -238,6 +270,7 @@ impl Worker {
             running: self.running.lock().unwrap_or_else(|p| p.into_inner()).values().map(|r| r.info.clone()).collect(),
             at_ms: crate::time::now_ms(),
             disk_low: self.disk_low(),
+            instance: Some(self.instance.clone()),
         }
     }
 

@@ -33,7 +33,7 @@ pub use admission::{NeedsCuda, TooBigForGpus};
 pub use control::ControlError;
 use need::ClaimPass;
 use placement::{Candidate, Ledger, Need};
-pub use remote::{RemoteBoxes, RemoteDevice, RemoteStage};
+pub use remote::{RemoteBoxes, RemoteDevice, RemoteError, RemoteStage};
 pub use waiting::PAUSED as PAUSED_REASON;
 
 /// Live progress of a running job (kept in memory; events carry the history).
@@ -148,7 +148,10 @@ impl Scheduler {
         self.telemetry.start();
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let remote_only = self.remote_expected && !self.local_work;
-        for &(device, slots) in self.devices.iter().filter(|_| !remote_only) {
+        for &(device, slots) in &self.devices {
+            // A head that leaves work to its boxes still runs the jobs about its own models
+            // ([`remote::HEAD_KINDS`]), on one CPU slot.
+            let slots = if remote_only { usize::from(device == DeviceId::Cpu) } else { slots };
             for slot in 0..slots {
                 let me = self.clone();
                 workers.push(tokio::spawn(async move { me.worker(Some(device), slot).await }));
@@ -198,9 +201,10 @@ impl Scheduler {
     }
 
     /// The NATS server of a cluster head that has not reached it yet (its worker boxes are
-    /// not attached; `cluster::dial` keeps trying).
+    /// not attached; `cluster::dial` keeps trying), or that does not answer now.
     pub fn unreached_nats(&self) -> Option<&str> {
-        let cluster = self.config.cluster.as_ref().filter(|_| self.remote_expected && self.remote.get().is_none());
+        let unreached = self.remote.get().is_none_or(|r| r.unreachable());
+        let cluster = self.config.cluster.as_ref().filter(|_| self.remote_expected && unreached);
         cluster.map(|c| c.nats_server())
     }
 
@@ -279,7 +283,6 @@ impl Scheduler {
                     held: None,
                 }
             })
-            .filter(|_| !self.remote_expected || self.local_work)
             .chain(self.remote_candidates(ledger))
             .collect()
     }
@@ -315,7 +318,16 @@ impl Scheduler {
         }
         let need = self.need_in(job, pass);
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        let candidates = pass.candidates.get_or_init(|| self.candidates(&ledger));
+        let all = pass.candidates.get_or_init(|| self.candidates(&ledger));
+        // Jobs about the head's own models run here; with local_work off, all else on the boxes.
+        let head_kind = remote::HEAD_KINDS.contains(&job.kind.as_str());
+        let only: Vec<Candidate>;
+        let candidates = if head_kind || (self.remote_expected && !self.local_work) {
+            only = all.iter().filter(|c| matches!(c.device, DeviceId::Remote { .. }) != head_kind).cloned().collect();
+            &only
+        } else {
+            all
+        };
         match placement::choose(&need, candidates) {
             Some(d) if device.map_or(matches!(d, DeviceId::Remote { .. }), |mine| mine == d) => {
                 ledger.reserve(job.id, d, need);

@@ -10,6 +10,10 @@ use crate::gpu::DeviceId;
 use crate::kinds::{StageError, StageSink};
 use crate::store::records::Job;
 
+/// Job kinds that always run on the head, never on a worker box: they install into the
+/// head's own models dir (a box installs its own with `reelbox pull` there).
+pub const HEAD_KINDS: &[&str] = &["model_pull", "model_import"];
+
 /// A worker box's device as its last heartbeat described it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteDevice {
@@ -49,12 +53,32 @@ pub struct RemoteStage<'a> {
     pub sink: &'a dyn StageSink,
 }
 
+/// Why a stage placed on a worker box did not finish.
+#[derive(Debug)]
+pub enum RemoteError {
+    /// It failed (or was canceled) as a local stage would.
+    Stage(StageError),
+    /// It never reached its box: the head's NATS server does not answer. Not the job's
+    /// fault, so the attempt does not count; the job waits for the server.
+    NotSent(String),
+}
+
+impl From<StageError> for RemoteError {
+    fn from(e: StageError) -> Self {
+        RemoteError::Stage(e)
+    }
+}
+
 /// Worker boxes the scheduler may place stages on.
 pub trait RemoteBoxes: Send + Sync {
     /// Every live box's devices now.
     fn devices(&self) -> Vec<RemoteDevice>;
     /// Runs one stage on its box and brings its outputs in through the sink; blocking.
-    fn run_stage(&self, stage: RemoteStage<'_>) -> Result<(), StageError>;
+    fn run_stage(&self, stage: RemoteStage<'_>) -> Result<(), RemoteError>;
+    /// Whether the NATS server does not answer now: no box can be seen or sent work.
+    fn unreachable(&self) -> bool {
+        false
+    }
     /// How many stages may run remotely at once (the scheduler's remote worker tasks).
     fn max_running(&self) -> usize;
     /// The live boxes' last heartbeats by name, as JSON (`GET /api/v1/cluster`): their

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 use super::sink::JobSink;
-use super::{LiveProgress, RemoteStage, RunningJob, Scheduler};
+use super::{LiveProgress, RemoteError, RemoteStage, RunningJob, Scheduler};
 use crate::gpu::DeviceId;
 use crate::kinds::{StageError, StageRun};
 use crate::store::records::{EventBody, Job, JobState, JobStatus, StageState, StageStatus, now_ms};
@@ -39,6 +39,8 @@ enum Outcome {
     Succeeded,
     Canceled,
     Checkpointed,
+    /// A stage for a worker box was never sent: the head's NATS server does not answer.
+    NotSent(String),
     Retry(String),
     Failed(String),
 }
@@ -92,11 +94,17 @@ impl Scheduler {
                     j.stop_running_stages();
                     vec![EventBody::State { state: JobStatus::Canceled, error: cancel_reason.clone() }]
                 }
-                Outcome::Checkpointed => {
-                    // Shutdown is not the job's fault: the attempt does not count.
+                stopped @ (Outcome::Checkpointed | Outcome::NotSent(_)) => {
+                    // Shutdown, or a NATS server away, is not the job's fault: the attempt does not count.
                     requeue(j, None);
                     j.attempts = j.attempts.saturating_sub(1);
-                    vec![EventBody::State { state: JobStatus::Queued, error: None }]
+                    let mut events = Vec::new();
+                    if let Outcome::NotSent(msg) = &stopped {
+                        let message = format!("{msg}; it waits for the server, and this attempt does not count");
+                        events.push(EventBody::Log { level: "warn".into(), message });
+                    }
+                    events.push(EventBody::State { state: JobStatus::Queued, error: None });
+                    events
                 }
                 Outcome::Retry(msg) if j.attempts < max_attempts => {
                     let delay = backoff_ms.saturating_mul(1 << j.attempts.saturating_sub(1).min(16));
@@ -215,8 +223,10 @@ impl Scheduler {
                     stopping: &self.shutdown,
                     sink: &sink,
                 }),
-                (DeviceId::Remote { .. }, None) => Err(StageError::retriable(format!("{device} is not in a cluster"))),
-                _ => kind.run_stage(name, &run),
+                (DeviceId::Remote { .. }, None) => {
+                    Err(StageError::retriable(format!("{device} is not in a cluster")).into())
+                }
+                _ => kind.run_stage(name, &run).map_err(RemoteError::Stage),
             }))
             .unwrap_or_else(|panic| {
                 let what = panic
@@ -224,13 +234,18 @@ impl Scheduler {
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                Err(StageError::fatal(format!("internal error in stage {name}: {what}")))
+                Err(StageError::fatal(format!("internal error in stage {name}: {what}")).into())
             });
             let artifacts = sink.finish();
             // Whole-device energy: exact with one job per GPU (`gpu_concurrency = 1`);
             // with more, concurrent jobs' stages each count the device's total.
             let energy_wh =
                 energy_start.zip(self.telemetry.energy_mj(device)).map(|(a, b)| crate::gpu::telemetry::energy_wh(a, b));
+            let result = match result {
+                Err(RemoteError::NotSent(why)) => return Outcome::NotSent(format!("stage {name} was not sent: {why}")),
+                Err(RemoteError::Stage(e)) => Err(e),
+                Ok(()) => Ok(()),
+            };
             match result {
                 Ok(()) => {
                     let finished_at = now_ms();

@@ -1,14 +1,18 @@
 //! Restarts around remote stages, with real processes: the head killed with -9 mid-stage
 //! takes the result that arrived while it was down, and a NATS server restarted mid-stage
 //! (file storage) loses nothing, and a head whose NATS server is down at its start serves
-//! at once and takes its worker boxes when the server comes up.
+//! at once and takes its worker boxes when the server comes up; work submitted while the
+//! server is away waits for it without counting attempts. A second box under a name a
+//! running box holds refuses to join; the box itself, restarted after kill -9, joins.
 
 use crate::cluster_support;
 use crate::common;
 
 use std::time::Duration;
 
-use cluster_support::{Nats, WorkerProc, stage_devices, start_head, wait_boxes};
+use cluster_support::{
+    Nats, WorkerProc, cluster_status, run_testcards, stage_devices, start_head, wait_boxes, worker_command,
+};
 use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use common::sse::read_events;
 use serde_json::{Value, json};
@@ -108,4 +112,74 @@ async fn a_head_whose_nats_server_is_down_serves_at_once_and_takes_its_boxes_whe
     assert_eq!(stage_devices(&j), ["w1/cpu", "w1/cpu"], "{j}");
     let r = http.get(head.at("/api/v1/cluster")).send().await.expect("cluster");
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_submitted_while_nats_is_away_waits_for_it_without_counting_attempts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nats = Nats::start(dir.path());
+    let head = start_head(&dir.path().join("head"), &nats, false);
+    let _w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1"]).await;
+
+    nats.stop();
+    let id = submit_testcard(&http, &head, json!({"steps": 2, "step_ms": 100})).await;
+    let waits = |j: &Value| {
+        j["waiting"].as_str().is_some_and(|w| w.starts_with("no worker box is connected: this head cannot reach"))
+    };
+    wait_job(&http, &head, &id, Duration::from_secs(30), waits).await;
+    // Well past the three unacked publishes (5 s each) that failed such a job for good.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let j: Value =
+        http.get(head.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("job").json().await.expect("json");
+    assert_eq!(j["state"], "queued", "{j}");
+    assert_eq!(j["attempts"], 0, "no attempt counted while the server was away: {j}");
+    assert!(waits(&j), "{j}");
+    // `cluster status` says the server does not answer instead of listing w1 as alive.
+    let status = cluster_status(dir.path(), &head, &[]);
+    let said = String::from_utf8_lossy(&status.stderr);
+    assert!(!status.status.success() && said.contains("cannot reach its NATS server"), "{said}");
+
+    nats.start_again();
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j), ["w1/cpu", "w1/cpu"], "{j}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_box_under_a_taken_name_refuses_to_join_and_the_box_itself_rejoins_after_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let head = start_head(&dir.path().join("head"), &nats, false);
+    let mut attic = WorkerProc::start(&dir.path().join("attic"), &nats, "attic");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["attic"]).await;
+
+    // A clone of the machine, same name, no models.
+    let err = dir.path().join("clone.err");
+    let mut clone = worker_command(&dir.path().join("clone"), &nats, "attic", "", &[])
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("spawn the clone");
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = clone.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = clone.kill();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let said = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(status.is_some_and(|s| !s.success()), "the clone joined as attic: {said}");
+    assert!(said.contains("another box already calls itself attic") && said.contains("--name"), "{said}");
+
+    // attic dies without leaving (its last heartbeat lives on) and starts again: it joins.
+    attic.kill9();
+    let _attic = WorkerProc::start(&dir.path().join("attic"), &nats, "attic");
+    let (devices, _) = run_testcards(&http, &head, 1, 2, None).await;
+    assert_eq!(devices.into_iter().collect::<Vec<_>>(), ["attic/cpu"]);
 }

@@ -1,7 +1,8 @@
 //! A job no box can take says why instead of waiting silently: a head with
 //! `local_work = false` and no worker says "no worker box is connected"; once a box
 //! without the job's model joins it says which model no box has; it starts by itself as
-//! soon as a box with the model joins. Real processes: nats-server, the head, two workers.
+//! soon as a box with the model joins. A model pull asked of such a head installs on the
+//! head, not on a box. Real processes: nats-server, the head, two workers.
 
 use crate::cluster_support;
 use crate::common;
@@ -106,4 +107,31 @@ async fn a_box_whose_disk_is_low_takes_no_stage_and_the_job_says_why_until_it_ha
     let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
     assert_eq!(j["state"], "succeeded", "{j}");
     assert_eq!(stage_devices(&j), ["attic/cpu", "attic/cpu"], "{j}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_pull_asked_of_a_head_that_leaves_work_to_its_boxes_installs_on_the_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("head-models");
+    let nats = Nats::start(dir.path());
+    let head = start_head_with(
+        &dir.path().join("head"),
+        &nats,
+        false,
+        &[("REELBOX_MODELS_DIR", models.to_str().expect("utf-8"))],
+    );
+    let _w1 = WorkerProc::start(&dir.path().join("w1"), &nats, "w1");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1"]).await;
+
+    let r =
+        http.post(head.at("/api/v1/models/pull")).json(&json!({"name": "demo-upscaler"})).send().await.expect("pull");
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert!(stage_devices(&j).iter().all(|d| d == "cpu"), "ran on the head: {j}");
+    assert!(models.join("demo-upscaler/model.onnx").is_file(), "the head has the model now: {j}");
+    let listed: Value = http.get(head.at("/api/v1/models")).send().await.expect("models").json().await.expect("json");
+    assert!(listed.to_string().contains("demo-upscaler"), "{listed}");
 }
