@@ -2,10 +2,11 @@
 //! CUDA device, more GPU memory than any GPU has) are refused before they are stored, so
 //! they do not wait in the queue forever.
 
-use super::Scheduler;
 use super::placement::{self, Need};
+use super::{Placement, Scheduler};
 use crate::gpu::DeviceId;
 use crate::kinds::{JobKind, ParamError, memory};
+use crate::store::records::Job;
 
 /// A job that needs more GPU memory than any GPU here has (it would wait forever).
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,26 @@ impl Scheduler {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Placement on a box whose only slots are CPU ones (no GPU, no worker boxes), where only
+    /// idle workers claim: a job fits unless its picture and those of the CPU jobs running
+    /// pass `limits.cpu_memory_mib` (one alone always fits: submission refused bigger).
+    /// Skipping the rest of placement keeps the claim scan as cheap as on GPU-less boxes.
+    pub(super) fn place_on_cpu_only(&self, device: DeviceId, job: &Job) -> (Placement, Option<DeviceId>) {
+        let ram_mib = self.ram_need(job);
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        let (running, held) = ledger.load(device);
+        if ram_mib > 0 && running > 0 {
+            let budget = memory::cpu_budget_mib(&self.config);
+            if held + ram_mib > budget {
+                self.waiting.note(job, Some(placement::cpu_memory_reason(ram_mib, budget)));
+                return (Placement::Skip, None);
+            }
+        }
+        ledger.reserve(job.id, device, Need { ram_mib, ..Need::default() });
+        self.waiting.forget(job.id);
+        (Placement::Take, Some(device))
     }
 
     /// Refuses up front a job that no GPU here could ever hold (it would wait forever).

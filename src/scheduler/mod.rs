@@ -32,7 +32,7 @@ mod waiting;
 pub use admission::{NeedsCuda, TooBigForGpus};
 pub use control::ControlError;
 use need::ClaimPass;
-use placement::{Candidate, Ledger, Need};
+use placement::{Candidate, Ledger};
 pub use remote::{RemoteBoxes, RemoteDevice, RemoteError, RemoteStage};
 pub use waiting::PAUSED as PAUSED_REASON;
 
@@ -298,23 +298,7 @@ impl Scheduler {
             return (Placement::Skip, None);
         }
         if let (Some(device), true) = (device, self.pictures_on_cpu()) {
-            // Only CPU slots, and only idle workers claim: a job fits unless its picture and
-            // those of the CPU jobs running pass `limits.cpu_memory_mib` (one alone always
-            // fits: submission refused bigger). Skipping the placement work keeps the claim
-            // scan as cheap as it was on GPU-less boxes.
-            let ram_mib = self.ram_need(job);
-            let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-            let (running, held) = ledger.load(device);
-            if ram_mib > 0 && running > 0 {
-                let budget = crate::kinds::memory::cpu_budget_mib(&self.config);
-                if held + ram_mib > budget {
-                    self.waiting.note(job, Some(placement::cpu_memory_reason(ram_mib, budget)));
-                    return (Placement::Skip, None);
-                }
-            }
-            ledger.reserve(job.id, device, Need { ram_mib, ..Need::default() });
-            self.waiting.forget(job.id);
-            return (Placement::Take, Some(device));
+            return self.place_on_cpu_only(device, job);
         }
         let need = self.need_in(job, pass);
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
