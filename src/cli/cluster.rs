@@ -88,7 +88,7 @@ pub async fn run(g: &Global, action: ClusterAction) -> anyhow::Result<ExitCode> 
     };
     let view = match nats {
         Some(url) => from_nats(g, url).await?,
-        None => Client::new(g)?.get::<ClusterView>("/api/v1/cluster").await?,
+        None => from_head(g).await?,
     };
     if g.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
@@ -383,6 +383,32 @@ fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     name.into()
+}
+
+/// The boxes as the head's API lists them. On a worker box's config nothing serves the API
+/// at this box's own address (a worker has none): the way to the head is said instead of
+/// the advice to start `reelbox serve` here.
+async fn from_head(g: &Global) -> anyhow::Result<ClusterView> {
+    let client = Client::new(g)?;
+    let err = match client.get::<ClusterView>("/api/v1/cluster").await {
+        Ok(view) => return Ok(view),
+        Err(e) => e,
+    };
+    let on_worker = || {
+        Config::load(g.config.as_deref())
+            .ok()
+            .and_then(|c| c.cluster)
+            .is_some_and(|c| matches!(c.role, reelbox::config::ClusterRole::Worker))
+    };
+    if super::client::no_answer(&err) && reelbox::client::is_this_machine(client.base()) && on_worker() {
+        anyhow::bail!(
+            "nothing answers at {}: this box is a worker box ([cluster] role = \"worker\"), which serves no \
+             API; pass the head's address with --url (e.g. --url http://HEAD:8470), or read the heartbeats \
+             from NATS with --nats URL and credentials that may read every box's",
+            client.base()
+        );
+    }
+    Err(err)
 }
 
 /// The boxes from the NATS heartbeat bucket, with `[cluster]`'s credentials and TLS.

@@ -66,17 +66,7 @@ pub struct Candidate {
 
 /// The device a job should run on now, or `None` when it must wait.
 pub fn choose(need: &Need, devices: &[Candidate]) -> Option<DeviceId> {
-    let has_gpu = devices.iter().any(|d| d.device.is_gpu());
-    let eligible = |d: &&Candidate| {
-        d.idle_slots > 0
-            && d.held.is_none()
-            && d.installed.as_ref().is_none_or(|have| need.models.iter().all(|m| have.contains(m)))
-            && if d.device.is_gpu() {
-                d.free_mib.is_none_or(|f| f >= need.vram_mib)
-            } else {
-                need.cuda_only.is_none() && (!has_gpu || need.vram_mib == 0)
-            }
-    };
+    let eligible = |d: &&Candidate| d.idle_slots > 0 && fits(need, d, devices);
     // Larger is better; ties keep the first device (lowest index).
     let score = |d: &Candidate| {
         let affinity = need.models.iter().filter(|m| d.warm.contains(m)).count();
@@ -98,12 +88,24 @@ pub fn choose(need: &Need, devices: &[Candidate]) -> Option<DeviceId> {
     best.map(|d| d.device)
 }
 
+/// Whether `d` could take the job were one of its slots idle (rules 2 and 3, the box's
+/// models and disk), among `devices`.
+fn fits(need: &Need, d: &Candidate, devices: &[Candidate]) -> bool {
+    d.held.is_none()
+        && d.installed.as_ref().is_none_or(|have| need.models.iter().all(|m| have.contains(m)))
+        && if d.device.is_gpu() {
+            d.free_mib.is_none_or(|f| f >= need.vram_mib)
+        } else {
+            need.cuda_only.is_none() && (!devices.iter().any(|d| d.device.is_gpu()) || need.vram_mib == 0)
+        }
+}
+
 /// Why no device can take a job now, for a job [`choose`] found no device for, in the
-/// words a user reads after `waiting: ` (`None` when it only waits for a free slot, its
-/// turn like any queued job). Said for a head whose work all goes to worker boxes (no box
-/// connected, or none with the job's models or a CUDA device for them) and on any box for
-/// a job that waits for GPU memory other jobs hold. The memory reason keeps the same words
-/// while it holds, so it is said once, not at each change of the free amount.
+/// words a user reads after `waiting: ` (`None` when it only waits for a free slot of this
+/// box, its turn like any queued job). Said for a head whose work all goes to worker boxes
+/// (no box connected, none with the job's models or a CUDA device for them, or every box
+/// that could run it busy, named) and on any box for a job that waits for GPU memory other
+/// jobs hold. The memory reason keeps its words while it holds, so it is said once.
 pub fn waiting_reason(need: &Need, devices: &[Candidate]) -> Option<String> {
     if devices.is_empty() {
         return Some("no worker box is connected".into());
@@ -142,7 +144,17 @@ pub fn waiting_reason(need: &Need, devices: &[Candidate]) -> Option<String> {
             need.vram_mib
         ));
     }
-    None
+    // Only worker boxes could take it and all are busy: said, so a job on a head that hands
+    // work out does not look stuck (a busy device here is a queue's turn, said by nothing).
+    let mut hosts = (devices.iter().filter(|d| fits(need, d, devices)))
+        .map(|d| match d.device {
+            DeviceId::Remote { host, .. } if d.idle_slots == 0 => Some(host.to_string()),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    hosts.sort();
+    hosts.dedup();
+    (!hosts.is_empty()).then(|| format!("every box that can run it is busy ({})", hosts.join(", ")))
 }
 
 /// Why a job waits on a box that makes pictures on its CPU: the CPU jobs running hold
@@ -361,8 +373,9 @@ mod tests {
     }
 
     #[test]
-    fn a_job_no_box_can_take_says_what_is_missing_and_a_busy_one_says_nothing() {
-        let host = crate::gpu::BoxName::new("attic").expect("valid");
+    fn a_job_no_box_can_take_says_what_is_missing_and_one_waiting_for_busy_boxes_names_them() {
+        use crate::gpu::BoxName;
+        let host = BoxName::new("attic").expect("valid");
         let remote = |installed: &[&str]| Candidate {
             device: DeviceId::Remote { host, gpu: None },
             installed: Some(installed.iter().map(|m| m.to_string()).collect()),
@@ -382,10 +395,24 @@ mod tests {
             waiting_reason(&fused, &[remote(&["tiny-sd"])]).as_deref(),
             Some("no box with model \"tiny-sd\" has a CUDA device")
         );
-        // A box that has it but is busy: the job just waits its turn.
+        // A box that has it but is busy: the job waits for it, and says which.
         let busy = Candidate { idle_slots: 0, running: 1, ..remote(&["tiny-sd"]) };
         assert_eq!(choose(&sd, std::slice::from_ref(&busy)), None);
-        assert_eq!(waiting_reason(&sd, &[busy]), None);
+        assert_eq!(
+            waiting_reason(&sd, std::slice::from_ref(&busy)).as_deref(),
+            Some("every box that can run it is busy (attic)")
+        );
+        // Each box named once (two busy devices of den); one lacking the model is not.
+        let den = |installed| Candidate {
+            device: DeviceId::Remote { host: BoxName::new("den").expect("ok"), gpu: None },
+            ..remote(installed)
+        };
+        let den_busy = Candidate { idle_slots: 0, ..den(&["tiny-sd"]) };
+        let all = [busy.clone(), den_busy.clone(), den_busy, den(&[])];
+        assert_eq!(waiting_reason(&sd, &all).as_deref(), Some("every box that can run it is busy (attic, den)"));
+        // A busy device of this box is a queue's ordinary turn: nothing to say.
+        let busy_here = Candidate { idle_slots: 0, running: 2, ..cpu() };
+        assert_eq!(waiting_reason(&sd, &[busy_here, busy]), None);
         assert_eq!(waiting_reason(&sd, &[cpu()]), None, "this box loads any model it has");
     }
 
@@ -405,11 +432,11 @@ mod tests {
             waiting_reason(&sd, std::slice::from_ref(&low)).as_deref(),
             Some("box attic takes no new stages: its disk is low; it takes them again once space is freed there")
         );
-        // Another box with the model takes it; a busy one means the job waits its turn.
+        // Another box with the model takes it; when it is busy, the job waits for it.
         let free = remote("den", None);
         assert_eq!(choose(&sd, &[low.clone(), free.clone()]), Some(free.device));
         let busy = Candidate { idle_slots: 0, running: 1, ..free };
-        assert_eq!(waiting_reason(&sd, &[low, busy]), None);
+        assert_eq!(waiting_reason(&sd, &[low, busy]).as_deref(), Some("every box that can run it is busy (den)"));
     }
 
     #[test]

@@ -235,3 +235,25 @@ async fn a_worker_without_the_model_never_takes_its_stage() {
         assert!(bytes.starts_with(b"\x89PNG"), "the image came home as a PNG");
     }
 }
+
+/// `reelbox cluster status` with a worker box's config: a worker serves no API, so the
+/// error says to pass the head's address, not to start `reelbox serve` on the worker.
+#[test]
+fn cluster_status_with_a_worker_config_points_at_the_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The config's own address, where nothing listens (as on a worker box).
+    let bind = format!("bind = \"127.0.0.1:{}\"\n", cluster_support::free_port());
+    let worker = cluster_support::cluster_toml("nats://127.0.0.1:1", "worker", "attic", "");
+    let cfg = cluster_support::config_file(dir.path(), &(bind + &worker));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(["--config", &cfg, "cluster", "status"])
+        .env_remove("REELBOX_URL")
+        .env_remove("REELBOX_KEY")
+        .env_remove("REELBOX_CONFIG")
+        .output()
+        .expect("cluster status");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("worker box") && err.contains("--url"), "{err}");
+    assert!(!err.contains("reelbox serve"), "{err}");
+}
