@@ -254,8 +254,8 @@ impl Worker {
                 temp_c: s.and_then(|s| s.temperature_c),
             });
         }
-        let on_head = |k: &&&str| crate::scheduler::remote::HEAD_KINDS.contains(k);
-        let mut kinds: Vec<String> = self.kinds.keys().filter(|k| !on_head(k)).map(|k| k.to_string()).collect();
+        let mut kinds: Vec<String> =
+            self.kinds.iter().filter(|(_, k)| !k.runs_on_head()).map(|(name, _)| name.to_string()).collect();
         kinds.sort();
         let used: Vec<DeviceId> = self.gpus().iter().map(|g| g.id).collect();
         Advert {

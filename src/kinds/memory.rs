@@ -68,7 +68,15 @@ const CPU_SYSTEM_MIB: u64 = 1024;
 /// CPU, MiB (a job makes its pictures one at a time there, so this is a job's whatever
 /// its `n`).
 pub fn cpu_picture_mib(config: &Config, model: &str, width: u32, height: u32) -> u64 {
-    model_weights_mib(config, model) + CPU_BASE_MIB + activations_mib(width, height, attention_halvings(config, model))
+    let (fixed, halvings) = cpu_model_terms(config, model);
+    fixed + activations_mib(width, height, halvings)
+}
+
+/// What a picture's CPU memory takes from its model whatever its size: the weights and
+/// base (MiB), and where the UNet's attention starts ([`attention_halvings`]). Each reads
+/// the model's folder, so a caller sizing several pictures reads it once.
+fn cpu_model_terms(config: &Config, model: &str) -> (u64, u32) {
+    (model_weights_mib(config, model) + CPU_BASE_MIB, attention_halvings(config, model))
 }
 
 /// How many times the UNet halves the latent grid before its first attention: 0 for SD 1.x
@@ -136,12 +144,11 @@ impl CpuPicture {
 /// side's field and the largest size of the same shape that fits.
 pub fn check_cpu_picture(config: &Config, picture: &CpuPicture, budget_mib: u64) -> Result<(), ParamError> {
     let CpuPicture { width, height, fields, .. } = *picture;
-    let need = picture.mib(config);
+    let (fixed, halvings) = cpu_model_terms(config, &picture.model);
+    let need = fixed + activations_mib(width, height, halvings);
     if need <= budget_mib {
         return Ok(());
     }
-    let halvings = attention_halvings(config, &picture.model);
-    let fixed = need - activations_mib(width, height, halvings);
     // The largest picture of this shape that fits: sides in steps of 8, scaled together.
     let fits = |k: u32| {
         let (w, h) = scaled((width, height), k);

@@ -215,6 +215,11 @@ pub trait JobKind: Send + Sync {
     fn admin_only(&self) -> bool {
         false
     }
+    /// Whether it always runs on the box it was sent to, never on a worker box: kinds about
+    /// that box's own models dir (a worker box installs its own with `reelbox pull` there).
+    fn runs_on_head(&self) -> bool {
+        false
+    }
     /// How long a job with these (validated) parameters says it will run, seconds, when its
     /// parameters fix that (a testcard's steps × step_ms); clients are held to
     /// `limits.max_job_seconds`.

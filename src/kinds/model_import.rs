@@ -267,6 +267,10 @@ impl TypedKind for ModelImport {
         true
     }
 
+    fn runs_on_head(&self) -> bool {
+        true
+    }
+
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImportParams, ParamError> {
         let request = ImportRequest::from_json(params)?;
         // A relative path would be read from wherever the daemon happens to run.

@@ -107,6 +107,10 @@ impl TypedKind for ModelPull {
         true
     }
 
+    fn runs_on_head(&self) -> bool {
+        true
+    }
+
     fn needs_runtime(&self) -> bool {
         false
     }

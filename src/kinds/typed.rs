@@ -37,6 +37,10 @@ pub trait TypedKind: Send + Sync {
     fn admin_only(&self) -> bool {
         false
     }
+    /// Whether it never leaves the head; see [`JobKind::runs_on_head`].
+    fn runs_on_head(&self) -> bool {
+        false
+    }
     /// Run time the parameters fix, seconds; see [`JobKind::declared_seconds`].
     fn declared_seconds(&self, _params: &Self::Params) -> Option<f64> {
         None
@@ -91,6 +95,10 @@ impl<K: TypedKind> JobKind for K {
 
     fn admin_only(&self) -> bool {
         TypedKind::admin_only(self)
+    }
+
+    fn runs_on_head(&self) -> bool {
+        TypedKind::runs_on_head(self)
     }
 
     fn declared_seconds(&self, params: &serde_json::Value) -> Option<f64> {

@@ -150,7 +150,7 @@ impl Scheduler {
         let remote_only = self.remote_expected && !self.local_work;
         for &(device, slots) in &self.devices {
             // A head that leaves work to its boxes still runs the jobs about its own models
-            // ([`remote::HEAD_KINDS`]), on one CPU slot.
+            // (`JobKind::runs_on_head`), on one CPU slot.
             let slots = if remote_only { usize::from(device == DeviceId::Cpu) } else { slots };
             for slot in 0..slots {
                 let me = self.clone();
@@ -304,7 +304,7 @@ impl Scheduler {
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         let all = pass.candidates.get_or_init(|| self.candidates(&ledger));
         // Jobs about the head's own models run here; with local_work off, all else on the boxes.
-        let head_kind = remote::HEAD_KINDS.contains(&job.kind.as_str());
+        let head_kind = self.kinds.get(job.kind.as_str()).is_some_and(|k| k.runs_on_head());
         let only: Vec<Candidate>;
         let candidates = if head_kind || (self.remote_expected && !self.local_work) {
             only = all.iter().filter(|c| matches!(c.device, DeviceId::Remote { .. }) != head_kind).cloned().collect();

@@ -10,10 +10,6 @@ use crate::gpu::DeviceId;
 use crate::kinds::{StageError, StageSink};
 use crate::store::records::Job;
 
-/// Job kinds that always run on the head, never on a worker box: they install into the
-/// head's own models dir (a box installs its own with `reelbox pull` there).
-pub const HEAD_KINDS: &[&str] = &["model_pull", "model_import"];
-
 /// A worker box's device as its last heartbeat described it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteDevice {
