@@ -111,18 +111,25 @@ impl<T: DeserializeOwned + PartialSchema + Default> FromRequest<AppState> for Ap
         let typed = req.headers().contains_key(header::CONTENT_TYPE);
         let json = is_json(req.headers());
         let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self(T::default()));
-        }
-        if typed && !json {
+        if typed && !json && !is_blank(&bytes) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the body as JSON with Content-Type: application/json, or no body",
             ));
         }
-        Ok(Self(read_json(&bytes)?))
+        Ok(Self(read_json_or_default(&bytes)?))
     }
+}
+
+fn is_blank(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// [`read_json`] for a body whose every field is optional: none (or only whitespace), as
+/// `curl -X POST URL` sends it, is the defaults.
+pub fn read_json_or_default<T: DeserializeOwned + PartialSchema + Default>(body: &[u8]) -> Result<T, Unreadable> {
+    if is_blank(body) { Ok(T::default()) } else { read_json(body) }
 }
 
 /// Like `axum::extract::Query`, but a mistyped or missing parameter becomes an `ApiError`

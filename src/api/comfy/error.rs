@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 
 use super::validate::{PromptError, error_obj};
 use crate::api::ApiError;
-use crate::api::json::{ApiBytes, ApiQuery, read_json};
+use crate::api::json::{ApiBytes, ApiQuery, read_json_or_default};
 
 /// A refusal in ComfyUI's shape.
 pub struct ComfyError {
@@ -66,8 +66,5 @@ pub fn parse_or_default<T: Default + DeserializeOwned + utoipa::PartialSchema>(
     body: Result<ApiBytes, ApiError>,
 ) -> Result<T, ComfyError> {
     let ApiBytes(body) = body?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    Ok(read_json(&body).map_err(ApiError::from)?)
+    Ok(read_json_or_default(&body).map_err(ApiError::from)?)
 }
