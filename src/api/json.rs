@@ -33,9 +33,10 @@ impl FromRequest<AppState> for ApiBytes {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let sent = content_length(req.headers());
+        let files = req.extensions().get::<FormFiles>().map_or(0, |f| f.0);
         match Bytes::from_request(req, state).await {
             Ok(bytes) => Ok(Self(bytes)),
-            Err(r) => Err(body_rejection(&r, sent, &state.config.limits)),
+            Err(r) => Err(body_rejection(&r, sent, &state.config.limits, files)),
         }
     }
 }
@@ -44,29 +45,46 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// How many files a route's form may carry, as a request extension on the routes whose body
+/// limit makes room for them ([`super::upload_form::body_limit`]): a body refused there is
+/// quoted that limit, not `limits.max_body_bytes` alone.
+#[derive(Debug, Clone, Copy)]
+pub struct FormFiles(pub usize);
+
 /// A body that could not be read: past the limit, [`body_too_large`]; otherwise 400.
-fn body_rejection(r: &BytesRejection, sent: Option<u64>, limits: &LimitsConfig) -> ApiError {
+fn body_rejection(r: &BytesRejection, sent: Option<u64>, limits: &LimitsConfig, files: usize) -> ApiError {
     match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => body_too_large(sent, limits),
+        StatusCode::PAYLOAD_TOO_LARGE => body_too_large(sent, limits, files),
         status => ApiError::new(status, "unreadable_body", format!("the body could not be read: {}", r.body_text())),
     }
 }
 
-/// 413 `body_too_large`: the body's size (when it said it) against `limits.max_body_bytes`.
-pub fn body_too_large(sent: Option<u64>, limits: &LimitsConfig) -> ApiError {
-    let limit = limits.max_body_bytes as u64;
+/// 413 `body_too_large`: the body's size (when it said it) against the limit the route
+/// enforces: `limits.max_body_bytes`, plus `limits.max_upload_bytes` per file on a route
+/// whose form carries `files` files.
+pub fn body_too_large(sent: Option<u64>, limits: &LimitsConfig, files: usize) -> ApiError {
+    let limit = super::upload_form::body_limit(limits, files) as u64;
     let size = match sent {
         Some(n) => format!("the body is {n} bytes ({})", human_bytes(n)),
         None => format!("the body is more than {limit} bytes"),
     };
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+    let body = limits.max_body_bytes as u64;
+    let allowed = if files == 0 {
         format!(
-            "{size}; limits.max_body_bytes is {limit} ({}): send less, or ask whoever runs the box to raise it",
+            "limits.max_body_bytes is {limit} ({}): send less, or ask whoever runs the box to raise it",
             human_bytes(limit)
-        ),
-    )
+        )
+    } else {
+        let upload = limits.max_upload_bytes as u64;
+        format!(
+            "this route takes {limit} bytes ({}): limits.max_body_bytes {body} ({}) plus limits.max_upload_bytes \
+             {upload} ({}) for each of its {files} files; send less, or ask whoever runs the box to raise them",
+            human_bytes(limit),
+            human_bytes(body),
+            human_bytes(upload)
+        )
+    };
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("{size}; {allowed}"))
 }
 
 /// Like `axum::Json`, but malformed, oversized or mistyped bodies become `ApiError`s in
