@@ -76,6 +76,13 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     let (s, b) = post_json(&c, &d, "/api/v1/speech", json!({"text": "hi", "priority": "high"})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("priority")), "{b}");
     assert!(message(&b).starts_with("priority: must be a whole number from -1000 to 1000"), "{b}");
+    // Nested values too, in the words of their own schema: a list's length and items, a choice.
+    let (s, b) = post_json(&c, &d, "/api/v1/lipsync", json!({"face_box": [1, 2]})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("face_box")), "{b}");
+    assert_eq!(message(&b), "face_box: must be a list of 4 items, each a whole number, 0 or more; got 2", "{b}");
+    let (s, b) = post_json(&c, &d, "/v1/audio/speech", json!({"input": "hi", "voice": 5})).await;
+    assert_eq!((s, b["error"]["param"].as_str()), (400, Some("voice")), "{b}");
+    assert_eq!(b["error"]["message"], "voice: must be text or an object with id; got 5", "{b}");
     let (s, b) = post_json(&c, &d, "/api/v1/jobs", json!([])).await;
     assert_eq!(s, 400, "{b}");
     assert!(message(&b).contains("must be a JSON object") && message(&b).contains("kind"), "{b}");
