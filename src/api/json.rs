@@ -33,9 +33,10 @@ impl FromRequest<AppState> for ApiBytes {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let sent = content_length(req.headers());
+        let files = req.extensions().get::<FormFiles>().map_or(0, |f| f.0);
         match Bytes::from_request(req, state).await {
             Ok(bytes) => Ok(Self(bytes)),
-            Err(r) => Err(body_rejection(&r, sent, &state.config.limits)),
+            Err(r) => Err(body_rejection(&r, sent, &state.config.limits, files)),
         }
     }
 }
@@ -44,29 +45,46 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// How many files a route's form may carry, as a request extension on the routes whose body
+/// limit makes room for them ([`super::upload_form::body_limit`]): a body refused there is
+/// quoted that limit, not `limits.max_body_bytes` alone.
+#[derive(Debug, Clone, Copy)]
+pub struct FormFiles(pub usize);
+
 /// A body that could not be read: past the limit, [`body_too_large`]; otherwise 400.
-fn body_rejection(r: &BytesRejection, sent: Option<u64>, limits: &LimitsConfig) -> ApiError {
+fn body_rejection(r: &BytesRejection, sent: Option<u64>, limits: &LimitsConfig, files: usize) -> ApiError {
     match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => body_too_large(sent, limits),
+        StatusCode::PAYLOAD_TOO_LARGE => body_too_large(sent, limits, files),
         status => ApiError::new(status, "unreadable_body", format!("the body could not be read: {}", r.body_text())),
     }
 }
 
-/// 413 `body_too_large`: the body's size (when it said it) against `limits.max_body_bytes`.
-pub fn body_too_large(sent: Option<u64>, limits: &LimitsConfig) -> ApiError {
-    let limit = limits.max_body_bytes as u64;
+/// 413 `body_too_large`: the body's size (when it said it) against the limit the route
+/// enforces: `limits.max_body_bytes`, plus `limits.max_upload_bytes` per file on a route
+/// whose form carries `files` files.
+pub fn body_too_large(sent: Option<u64>, limits: &LimitsConfig, files: usize) -> ApiError {
+    let limit = super::upload_form::body_limit(limits, files) as u64;
     let size = match sent {
         Some(n) => format!("the body is {n} bytes ({})", human_bytes(n)),
         None => format!("the body is more than {limit} bytes"),
     };
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+    let body = limits.max_body_bytes as u64;
+    let allowed = if files == 0 {
         format!(
-            "{size}; limits.max_body_bytes is {limit} ({}): send less, or ask whoever runs the box to raise it",
+            "limits.max_body_bytes is {limit} ({}): send less, or ask whoever runs the box to raise it",
             human_bytes(limit)
-        ),
-    )
+        )
+    } else {
+        let upload = limits.max_upload_bytes as u64;
+        format!(
+            "this route takes {limit} bytes ({}): limits.max_body_bytes {body} ({}) plus limits.max_upload_bytes \
+             {upload} ({}) for each of its {files} files; send less, or ask whoever runs the box to raise them",
+            human_bytes(limit),
+            human_bytes(body),
+            human_bytes(upload)
+        )
+    };
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("{size}; {allowed}"))
 }
 
 /// Like `axum::Json`, but malformed, oversized or mistyped bodies become `ApiError`s in
@@ -185,9 +203,63 @@ pub fn read_json<T: DeserializeOwned + PartialSchema>(body: &[u8]) -> Result<T, 
         }
         let text = text.rsplit_once(" at line ").map_or(text.as_str(), |(t, _)| t);
         let field = (path != ".").then_some(path);
-        let property = field.as_deref().map_or(&Value::Null, |f| &schema["properties"][f]);
-        let (field, message) = in_words(field, text, property, None, &schema);
+        let property = field.as_deref().map_or(Value::Null, |f| property_at(&schema, f));
+        // What came, where serde's text leaves it out: a value none of a choice's forms reads.
+        let sent =
+            text.starts_with("data did not match any variant").then(|| serde_json::from_slice::<Value>(body).ok());
+        let raw = field.as_deref().zip(sent.flatten()).and_then(|(f, v)| value_at(&v, f).map(Value::to_string));
+        let (field, message) = in_words(field, text, &property, raw.as_deref(), &schema);
         Unreadable { field, message, malformed: false }
+    })
+}
+
+/// The parts of a field's path as serde_path_to_error writes it: `presenter.face_box[0]` is
+/// `presenter`, `face_box`, item 0.
+fn path_parts(path: &str) -> impl Iterator<Item = Result<&str, usize>> {
+    path.split('.').flat_map(|segment| {
+        let mut pieces = segment.split('[');
+        let name = pieces.next().filter(|n| !n.is_empty()).map(Ok);
+        name.into_iter().chain(pieces.filter_map(|i| i.trim_end_matches(']').parse().ok().map(Err)))
+    })
+}
+
+/// The schema of the field at `path` (nested objects' fields and list items included,
+/// through the document's named schemas), `Null` where the schema does not say.
+fn property_at(schema: &Value, path: &str) -> Value {
+    let mut at = schema.clone();
+    for part in path_parts(path) {
+        let object = resolved(&at);
+        at = match part {
+            Ok(name) => object["properties"][name].clone(),
+            Err(_) => object["items"].clone(),
+        };
+    }
+    resolved(&at)
+}
+
+/// `schema` with a `$ref` (alone, or as the one non-null choice of a nullable field)
+/// replaced by the named schema it points at in this API's OpenAPI document.
+fn resolved(schema: &Value) -> Value {
+    static NAMED: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let choices = schema["oneOf"].as_array().map(|c| c.iter().filter(|c| c["type"] != "null").collect::<Vec<_>>());
+    let target = match choices.as_deref() {
+        Some([one]) => *one,
+        _ => schema,
+    };
+    let Some(name) = target["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) else {
+        return target.clone();
+    };
+    let named = NAMED.get_or_init(|| {
+        serde_json::to_value(super::openapi::full()).map(|d| d["components"]["schemas"].clone()).unwrap_or_default()
+    });
+    named[name].clone()
+}
+
+/// The value sent at `path` in `body`.
+fn value_at<'v>(body: &'v Value, path: &str) -> Option<&'v Value> {
+    path_parts(path).try_fold(body, |at, part| match part {
+        Ok(name) => at.get(name),
+        Err(index) => at.get(index),
     })
 }
 
@@ -226,7 +298,7 @@ fn query_rejection<T: IntoParams>(r: &QueryRejection, query: &str) -> ApiError {
         p.and_then(|p| serde_json::to_value(&p.schema).ok()).unwrap_or_default()
     };
     let property = field.as_deref().map(schema_of).unwrap_or_default();
-    let raw = field.as_deref().and_then(|f| query_value(query, f));
+    let raw = field.as_deref().and_then(|f| query_value(query, f)).map(|v| format!("{v:?}"));
     let (field, message) = in_words(field, detail, &property, raw.as_deref(), &Value::Null);
     ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message) }
 }
@@ -239,7 +311,8 @@ fn query_value(query: &str, name: &str) -> Option<String> {
 
 /// One refused value in words: `(field, message)`. `text` is serde's (or the query
 /// parser's) detail without its position; `property` the field's schema (what it takes);
-/// `raw` the value as sent, where serde's text leaves it out (query strings).
+/// `raw` the value as sent, quoted when text, where serde's text leaves it out (query
+/// strings, a choice none of whose forms read it).
 fn in_words(
     field: Option<String>,
     text: &str,
@@ -272,14 +345,25 @@ fn in_words(
         let takes = takes(property).unwrap_or_else(|| serde_words(expected));
         return say(&field, format!("must be {takes}; got {}", got(unexpected)));
     }
+    // A fixed-length list (`face_box`) of another length: its length is serde's to say.
+    let length = text.strip_prefix("invalid length ").and_then(|t| t.split_once(", expected an array of length "));
+    if let (Some((sent, wanted)), Some(items)) = (length, takes(&property["items"])) {
+        return say(&field, format!("must be a list of {wanted} items, each {items}; got {sent}"));
+    }
     match (takes(property), raw) {
-        (Some(takes), Some(raw)) => say(&field, format!("must be {takes}; got {raw:?}")),
+        (Some(takes), Some(raw)) => say(&field, format!("must be {takes}; got {raw}")),
         _ => say(&field, text.to_string()),
     }
 }
 
 /// What a field takes, from its schema: "a whole number from 1 to 500", "true or false".
 fn takes(property: &Value) -> Option<String> {
+    // A choice (`VoiceChoice`: a name or `{"id": …}`) takes what any of its forms takes.
+    if let Some(choices) = property["oneOf"].as_array() {
+        let words: Option<Vec<String>> =
+            choices.iter().filter(|c| c["type"] != "null").map(|c| takes(&resolved(c))).collect();
+        return words.map(|w| w.join(" or "));
+    }
     let ty = match &property["type"] {
         Value::String(t) => t.as_str(),
         Value::Array(ts) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null")?,
@@ -296,8 +380,22 @@ fn takes(property: &Value) -> Option<String> {
             }
             None => return Some("text".into()),
         },
-        "array" => return Some("a list".into()),
-        "object" => return Some("an object".into()),
+        "array" => {
+            return Some(
+                takes(&property["items"]).map_or_else(|| "a list".into(), |i| format!("a list, each item {i}")),
+            );
+        }
+        "object" => {
+            let required: Vec<&str> = property["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            return Some(if required.is_empty() {
+                "an object".into()
+            } else {
+                format!("an object with {}", required.join(", "))
+            });
+        }
         _ => return None,
     };
     match (number(&property["minimum"]), number(&property["maximum"])) {
@@ -390,6 +488,34 @@ mod tests {
         for u in [refusal(r#"{"prompt":"x","width":-64}"#), refusal("[]")] {
             assert!(!u.message.contains("u32") && !u.message.contains("struct"), "{}", u.message);
         }
+    }
+
+    #[test]
+    fn a_nested_value_is_said_in_the_same_words_from_its_own_schema() {
+        #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        struct Sitting {
+            face_box: Option<[u32; 4]>,
+            voice: Option<crate::api::openai::speech::VoiceChoice>,
+        }
+        let refusal = |body: &str| read_json::<Sitting>(body.as_bytes()).expect_err("refused");
+        let u = refusal(r#"{"face_box":[1,2]}"#);
+        assert_eq!(
+            (u.field.as_deref(), u.message.as_str()),
+            (Some("face_box"), "face_box: must be a list of 4 items, each a whole number, 0 or more; got 2")
+        );
+        let u = refusal(r#"{"face_box":"x"}"#);
+        assert_eq!(u.message, r#"face_box: must be a list, each item a whole number, 0 or more; got "x""#);
+        assert_eq!(
+            refusal(r#"{"face_box":[0,-1,2,2]}"#).message,
+            "face_box[1]: must be a whole number, 0 or more; got -1"
+        );
+        let u = refusal(r#"{"voice":5}"#);
+        assert_eq!(
+            (u.field.as_deref(), u.message.as_str()),
+            (Some("voice"), "voice: must be text or an object with id; got 5")
+        );
+        assert_eq!(path_parts("presenter.face_box[0]").collect::<Vec<_>>(), [Ok("presenter"), Ok("face_box"), Err(0)]);
     }
 
     #[test]

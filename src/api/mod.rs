@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 
 use crate::config::Config;
 use crate::scheduler::Scheduler;
@@ -121,9 +121,11 @@ pub fn router(state: AppState) -> Router {
     let uploads = Router::new()
         .route("/api/v1/artifacts", post(artifacts::upload))
         .layer(DefaultBodyLimit::max(upload_form::body_limit(limits, 1)))
+        .layer(Extension(json::FormFiles(1)))
         .route("/api/v1/profiles", get(profiles::list).post(profiles::create))
         .route("/api/v1/profiles/{id}", get(profiles::show).delete(profiles::remove).patch(profiles::update))
         .layer(DefaultBodyLimit::max(upload_form::body_limit(limits, 2)))
+        .layer(Extension(json::FormFiles(2)))
         .layer(axum::middleware::map_response(upload_form::close_after_too_large));
     Router::new()
         .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))

@@ -63,6 +63,9 @@ pub enum EngineError {
         #[source]
         source: ort::Error,
     },
+    /// The run was stopped mid-graph because its job was canceled ([`super::stoppable`]).
+    #[error("the run of {model} was stopped: its job was canceled")]
+    Canceled { model: String },
     #[error("inference failed in {model}: no output {output}")]
     MissingOutput { model: String, output: String },
     /// An output that is not a float tensor, or could not be read as one.

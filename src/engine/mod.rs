@@ -13,12 +13,14 @@ use crate::config::Config;
 use crate::gpu::DeviceId;
 
 mod cache;
+mod cancel;
 mod error;
 mod providers;
 mod run;
 pub mod runtime;
 
 pub use cache::LoadedSession;
+pub use cancel::stoppable;
 pub use error::{EngineError, TransformError};
 pub use providers::{
     CudaLib, CudaLibOrigin, GpuProvider, cuda_search_dirs, locate_cuda_libraries, parse_optimization, provider_names,

@@ -1,6 +1,7 @@
 //! One model run, the only place a session runs: lock the session, time the run as model
 //! work (the accounting `reelbox bench render` splits a render's wall time by), and read
-//! the wanted outputs back as f32 with their shapes checked.
+//! the wanted outputs back as f32 with their shapes checked. A run inside
+//! [`super::stoppable`] ends mid-graph when its job is canceled.
 
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
@@ -9,8 +10,8 @@ use half::f16;
 use ort::session::{Session, SessionInputs};
 use ort::value::{DynValue, TensorElementType};
 
-use super::SharedSession;
 use super::error::{EngineError, OutputCause};
+use super::{SharedSession, cancel};
 use crate::busy::{self, Busy};
 
 /// An output a run must produce and the shape it must have.
@@ -78,8 +79,16 @@ pub fn run_locked<'i, 'v: 'i, const N: usize>(
     wants: &[Want<'_>],
 ) -> Result<Outputs, EngineError> {
     let started = Instant::now();
-    let outputs = busy::timed(Busy::Model, || session.run(inputs))
-        .map_err(|source| EngineError::Run { model: model.to_string(), source })?;
+    let stop = cancel::run_options();
+    let outputs = busy::timed(Busy::Model, || match &stop {
+        Some((options, _)) => session.run_with_options(inputs, &**options),
+        None => session.run(inputs),
+    })
+    .map_err(|source| match &stop {
+        // ONNX Runtime's "Exiting due to terminate flag" is the job's cancel, not a failure.
+        Some((_, token)) if token.is_cancelled() => EngineError::Canceled { model: model.to_string() },
+        _ => EngineError::Run { model: model.to_string(), source },
+    })?;
     let took = started.elapsed();
     let tensors = wants
         .iter()

@@ -114,6 +114,9 @@ impl Failure for EngineError {
     fn is_retriable(&self) -> bool {
         matches!(self, EngineError::Run { .. } | EngineError::Poisoned { .. })
     }
+    fn is_canceled(&self) -> bool {
+        matches!(self, EngineError::Canceled { .. })
+    }
 }
 
 impl Failure for DiffusionError {

@@ -82,7 +82,10 @@ impl<K: TypedKind> JobKind for K {
     fn run_stage(&self, stage: StageName, run: &StageRun) -> Result<(), StageError> {
         let p = stored::<K>(run.params)
             .map_err(|e| StageError::context(format!("stored {} parameters are unreadable", K::NAME), e))?;
-        TypedKind::run_stage(self, stage, &p, run)
+        // Model runs stop mid-graph on a cancel, and whatever a stopped run fails with
+        // (wrapped by a pipeline as its own error) is the cancel, not a failure.
+        crate::engine::stoppable(run.cancel, || TypedKind::run_stage(self, stage, &p, run))
+            .map_err(|e| if run.cancel.is_cancelled() { StageError::Canceled } else { e })
     }
 
     fn vram_mib(&self, params: &serde_json::Value, config: &Config) -> u64 {

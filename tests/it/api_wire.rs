@@ -16,7 +16,7 @@ const REQUIRED_QUERY: [(&str, &str); 1] = [("/view", "filename")];
 fn daemon(data: &std::path::Path, log: &std::path::Path) -> DaemonProc {
     let config = data.join("config.toml");
     std::fs::create_dir_all(data).expect("data dir");
-    std::fs::write(&config, "[limits]\nmax_body_bytes = 4096\n").expect("config");
+    std::fs::write(&config, "[limits]\nmax_body_bytes = 4096\nmax_upload_bytes = 8192\n").expect("config");
     DaemonProc::start_logged(data, &[("REELBOX_CONFIG", config.to_str().expect("utf-8"))], log)
 }
 
@@ -76,6 +76,13 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     let (s, b) = post_json(&c, &d, "/api/v1/speech", json!({"text": "hi", "priority": "high"})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("priority")), "{b}");
     assert!(message(&b).starts_with("priority: must be a whole number from -1000 to 1000"), "{b}");
+    // Nested values too, in the words of their own schema: a list's length and items, a choice.
+    let (s, b) = post_json(&c, &d, "/api/v1/lipsync", json!({"face_box": [1, 2]})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("face_box")), "{b}");
+    assert_eq!(message(&b), "face_box: must be a list of 4 items, each a whole number, 0 or more; got 2", "{b}");
+    let (s, b) = post_json(&c, &d, "/v1/audio/speech", json!({"input": "hi", "voice": 5})).await;
+    assert_eq!((s, b["error"]["param"].as_str()), (400, Some("voice")), "{b}");
+    assert_eq!(b["error"]["message"], "voice: must be text or an object with id; got 5", "{b}");
     let (s, b) = post_json(&c, &d, "/api/v1/jobs", json!([])).await;
     assert_eq!(s, 400, "{b}");
     assert!(message(&b).contains("must be a JSON object") && message(&b).contains("kind"), "{b}");
@@ -88,6 +95,19 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     let size = big.to_string().len();
     assert!(message(&b).starts_with(&format!("the body is {size} bytes")), "{b}");
     assert!(message(&b).contains("limits.max_body_bytes is 4096"), "{b}");
+    // A route whose form carries files takes more, and its refusal quotes what it takes.
+    let big = json!({"name": "x".repeat(21_000)});
+    let (s, b) = post_json(&c, &d, "/api/v1/profiles", big.clone()).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("body_too_large")), "{b}");
+    let size = big.to_string().len();
+    assert!(message(&b).starts_with(&format!("the body is {size} bytes")), "{b}");
+    assert!(
+        message(&b).contains(
+            "this route takes 20480 bytes (20.5 kB): limits.max_body_bytes 4096 (4.1 kB) plus limits.max_upload_bytes \
+             8192 (8.2 kB) for each of its 2 files"
+        ),
+        "{b}"
+    );
 
     // A file sent as the raw body instead of a form is told to send the form field.
     let raw = |path: &str| c.post(d.at(path)).header("content-type", "image/png").body(&b"\x89PNG\r\n\x1a\n"[..]);

@@ -500,6 +500,26 @@ async fn a_script_that_names_its_own_upload_gets_the_newest_one() {
         let view = c.get(d.at("/view")).query(&query).send().await.expect("view");
         assert_eq!(view.status(), 404, "{folder}");
     }
+    // One sent with `type=temp` (or `output`) is in that folder, by either name, and only there.
+    for (seed, folder) in [(3, "temp"), (4, "output")] {
+        let part = reqwest::multipart::Part::bytes(common::media::png(&common::media::test_picture(32, 32, seed)))
+            .file_name(format!("{folder}-scratch.png"))
+            .mime_str("image/png")
+            .expect("mime");
+        let form = reqwest::multipart::Form::new().part("image", part).text("type", folder);
+        let up: Value =
+            c.post(d.at("/upload/image")).multipart(form).send().await.expect("upload").json().await.expect("json");
+        assert_eq!(up["type"], folder, "{up}");
+        let answered = up["name"].as_str().expect("name").to_string();
+        for name in [answered, format!("{folder}-scratch.png")] {
+            for (asked, found) in
+                [(folder, 200), ("input", 404), (if folder == "temp" { "output" } else { "temp" }, 404)]
+            {
+                let view = c.get(d.at("/view")).query(&[("filename", name.as_str()), ("type", asked)]).send().await;
+                assert_eq!(view.expect("view").status(), found, "{name} sent to {folder}, asked in {asked}");
+            }
+        }
+    }
 
     let mut g = default_workflow("tiny-sd", 4);
     g["10"] = json!({"class_type": "LoadImage", "inputs": {"image": "pics/door.png"}});

@@ -23,6 +23,7 @@ mod byo_mistakes;
 mod byo_onnx;
 mod byo_sdxl;
 mod cancel_reasons;
+mod cancel_running;
 mod catalog;
 mod cli;
 mod cli_box;

@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 
 use super::Comfy;
 use super::error::{ComfyError, ComfyQuery};
-use super::uploads::{Uploads, joined};
+use super::uploads::{INPUT, Uploads, joined};
 use crate::api::artifacts::{checked_image, store_upload};
 use crate::api::auth::Caller;
 use crate::api::download::serve_artifact;
@@ -85,7 +85,9 @@ pub fn find_upload(
     caller: &Caller,
     name: &str,
 ) -> Result<Artifact, UploadNotFound> {
-    let id = artifact_id(name).or_else(|| uploads.find(&caller.owner, name)).ok_or(UploadNotFound::NotAnUploadName)?;
+    let id = artifact_id(name)
+        .or_else(|| uploads.find(&caller.owner, INPUT, name))
+        .ok_or(UploadNotFound::NotAnUploadName)?;
     match state.store.artifact(id) {
         Ok(Some(a)) if caller.may_see(&a.owner) && a.media_type.starts_with("image/") => Ok(a),
         Ok(_) => Err(UploadNotFound::NoSuchImage),
@@ -126,16 +128,21 @@ pub async fn view(
     {
         return Err(ApiError::field("type", "must be output, input or temp").into());
     }
-    let own_name = || comfy.uploads.find(&caller.owner, &joined(&q.subfolder, &q.filename));
+    let folder = q.folder.as_deref().unwrap_or(INPUT);
+    let own_name = || comfy.uploads.find(&caller.owner, folder, &joined(&q.subfolder, &q.filename));
     let Some(id) = artifact_id(&q.filename).or_else(own_name) else {
         return Err(ApiError::not_found("file", &q.filename).into());
     };
+    // A folder named holds its own files, as in ComfyUI: what clients sent to it (`input`
+    // unless the upload said `type`), and in `output` and `temp` what prompts made
+    // (SaveImage's and PreviewImage's pictures); without a type the name alone finds it.
+    let in_folder = |a: &Artifact, f: &str| match a.job {
+        Some(_) => f != INPUT,
+        None => comfy.uploads.holds(a.id, f),
+    };
     match state.store.artifact(id)? {
-        // A folder named holds its own files, as in ComfyUI: `input` what clients sent,
-        // `output` and `temp` what prompts made (SaveImage's and PreviewImage's pictures);
-        // without a type the name alone finds it. Saved under the name asked for, so
-        // downloads of different prompts do not collide.
-        Some(a) if caller.may_see(&a.owner) && q.folder.as_ref().is_none_or(|f| (f == "input") == a.job.is_none()) => {
+        // Saved under the name asked for, so downloads of different prompts do not collide.
+        Some(a) if caller.may_see(&a.owner) && q.folder.as_deref().is_none_or(|f| in_folder(&a, f)) => {
             Ok(serve_artifact(&state, &a, &q.filename, &headers).await?)
         }
         _ => Err(ApiError::not_found("file", &q.filename).into()),
@@ -154,7 +161,7 @@ pub async fn upload_image(
 ) -> Result<Json<Value>, ComfyError> {
     let mut form = form.map_err(|r| not_a_form("image", &r))?;
     let mut image: Option<(String, Vec<u8>)> = None;
-    let mut folder = "input".to_string();
+    let mut folder = INPUT.to_string();
     let mut subfolder = String::new();
     let limits = &state.config.limits;
     while let Some(field) = form.next_field().await.map_err(|e| form_error("image", limits, e))? {
@@ -185,7 +192,7 @@ pub async fn upload_image(
     // Also under the client's own name: the newest upload of a name is what it means, as
     // ComfyUI's `overwrite` replaces the file (without it ComfyUI would rename; the answer's
     // name is the one to use either way).
-    comfy.uploads.record(&caller.owner, &joined(&subfolder, base_name(&original)), art.id).await;
+    comfy.uploads.record(&caller.owner, &folder, &joined(&subfolder, base_name(&original)), art.id).await;
     // Named from this upload, not the stored record: a picture the caller sent before (as
     // a native upload, a portrait) is answered with its artifact, whose name may carry no id.
     // The subfolder echoed as ComfyUI does (its mask editor sends `clipspace`); the name
