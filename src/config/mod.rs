@@ -307,7 +307,8 @@ impl Default for LimitsConfig {
             max_upload_side: 8192,
             max_steps: 150,
             max_audio_seconds: 600.0,
-            max_frames: 2_000,
+            // 600 s (max_audio_seconds) at 25 fps: every render stage streams its frames.
+            max_frames: 15_000,
             requests_per_second: 20.0,
             request_burst: 100,
             max_streams: 256,

@@ -18,6 +18,19 @@ pub enum MediaTooLong {
     Frames { frames: u64, seconds: f64, fps: f64, limit: u32 },
 }
 
+impl MediaTooLong {
+    /// What a film's maker can do about it, said after the refusal of a render.
+    pub fn film_remedy(&self) -> &'static str {
+        match self {
+            MediaTooLong::Audio { .. } => "; shorten the script, or the box's owner raises limits.max_audio_seconds",
+            MediaTooLong::Frames { .. } => {
+                "; make fewer or shorter scenes, a lower fps (--fps / \"fps\"), or the box's owner raises \
+                 limits.max_frames"
+            }
+        }
+    }
+}
+
 /// Whether sound of `seconds`, and a video as long at `fps`, fit the limits.
 pub fn media_fits(seconds: f64, fps: f64, limits: &LimitsConfig) -> Result<(), MediaTooLong> {
     if seconds > limits.max_audio_seconds {
@@ -37,8 +50,17 @@ mod tests {
     #[test]
     fn audio_and_frames_are_held_to_their_own_keys() {
         let limits = LimitsConfig { max_audio_seconds: 600.0, max_frames: 2000, ..LimitsConfig::default() };
+        let frames = media_fits(100.0, 25.0, &limits).expect_err("many frames");
+        assert!(frames.film_remedy().contains("a lower fps"), "{}", frames.film_remedy());
         assert!(media_fits(60.0, 25.0, &limits).is_ok());
         assert!(media_fits(601.0, 1.0, &limits).expect_err("long").to_string().contains("limits.max_audio_seconds"));
         assert!(media_fits(100.0, 25.0, &limits).expect_err("many frames").to_string().contains("limits.max_frames"));
+    }
+
+    #[test]
+    fn the_default_limits_fit_the_longest_narration_at_the_default_fps() {
+        let limits = LimitsConfig::default();
+        let fps = f64::from(crate::pipelines::lipsync::DEFAULT_FPS);
+        assert!(media_fits(limits.max_audio_seconds, fps, &limits).is_ok(), "{limits:?}");
     }
 }

@@ -94,6 +94,7 @@ impl SpeechParams {
             max_batch: None,
             // The daemon serves many requests: build the session for run speed.
             fast_start_max_ids: 0,
+            titles_run_on: false,
         }
     }
 }
@@ -318,6 +319,7 @@ pub fn say_with(
         max_batch: None,
         // One process, one text: creating the session fast matters more than run speed.
         fast_start_max_ids: tts::FAST_START_MAX_IDS,
+        titles_run_on: false,
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut first = None;

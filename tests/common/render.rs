@@ -67,6 +67,18 @@ pub async fn render_request(c: &reqwest::Client, d: &DaemonProc, upscale: bool) 
     }})
 }
 
+/// Submits render `params` to `/api/v1/renders`, waits until it has finished, asserts that it
+/// succeeded and returns its id.
+pub async fn rendered(c: &reqwest::Client, d: &DaemonProc, params: Value) -> String {
+    let resp = c.post(d.at("/api/v1/renders")).json(&params).send().await.expect("submit");
+    assert_eq!(resp.status(), 202);
+    let job: Value = resp.json().await.expect("json");
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = super::daemon::wait_job(c, d, &id, std::time::Duration::from_secs(600), super::daemon::is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    id
+}
+
 /// A job's artifact's bytes, by name.
 pub async fn artifact(c: &reqwest::Client, d: &DaemonProc, job: &str, name: &str) -> Vec<u8> {
     let arts: Vec<Value> =

@@ -102,12 +102,14 @@ async fn a_render_too_long_to_make_is_refused_naming_the_limit() {
     let many = vec!["Hello."; 500].join("\n\n");
     // 1,300 words spoken four times slower: about 1,700 s of narration (within max_prompt_chars).
     let long = vec![vec!["word"; 130].join(" ") + "."; 10].join("\n\n");
-    // 1,000 words: about 330 s, within max_audio_seconds, but some 8,300 frames at 25 fps.
+    // 1,000 words: about 330 s, within max_audio_seconds, but some 20,000 frames at 60 fps.
     let film = vec![vec!["word"; 100].join(" ") + "."; 10].join("\n\n");
-    for (script, scale, key) in
-        [(many, 1.0, "limits.max_scenes"), (long, 4.0, "limits.max_audio_seconds"), (film, 1.0, "limits.max_frames")]
-    {
-        let params = json!({"script": script, "model": "tiny-sd", "length_scale": scale});
+    for (script, scale, fps, key) in [
+        (many, 1.0, 25, "limits.max_scenes"),
+        (long, 4.0, 25, "limits.max_audio_seconds"),
+        (film, 1.0, 60, "a lower fps (--fps / \"fps\"), or the box's owner raises limits.max_frames"),
+    ] {
+        let params = json!({"script": script, "model": "tiny-sd", "length_scale": scale, "fps": fps});
         let r =
             c.post(d.at("/api/v1/jobs")).json(&json!({"kind": "render", "params": params})).send().await.expect("post");
         assert_eq!(r.status(), 400);
@@ -165,7 +167,7 @@ async fn lipsync_speaks_text_first_with_the_profiles_voice_portrait_and_face_box
     let long = vec!["word"; 1000].join(" ");
     let resp = c
         .post(d.at("/api/v1/lipsync"))
-        .json(&json!({"profile": profile["id"], "text": long, "model": "tiny-wav2lip"}))
+        .json(&json!({"profile": profile["id"], "text": long, "model": "tiny-wav2lip", "fps": 60}))
         .send()
         .await
         .expect("post");

@@ -107,10 +107,11 @@ async fn audio_longer_than_the_limit_is_refused_on_both_audio_upload_paths() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_with_more_frames_than_the_limit_is_refused_at_upload() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // 100 s at 25 fps: 2,500 frames, over limits.max_frames (2,000); 16×16, so it is small.
+    // 550 s at 30 fps: 16,500 frames, over limits.max_frames (15,000, ten minutes at 25 fps),
+    // within max_audio_seconds (600); 16×16, so it is small.
     let video = dir.path().join("long.mp4");
     let made = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=blue:s=16x16:d=100:r=25"])
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=blue:s=16x16:d=550:r=30"])
         .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-y"])
         .arg(&video)
         .status()

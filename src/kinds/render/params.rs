@@ -236,7 +236,7 @@ impl RenderRequest {
             keyframe_height: opt_u32_in("keyframe_height", self.keyframe_height, 8..=max_side)?,
             width,
             height,
-            fps: u32_in("fps", self.fps.unwrap_or(25), 1..=60)?,
+            fps: u32_in("fps", self.fps.unwrap_or(i64::from(crate::pipelines::lipsync::DEFAULT_FPS)), 1..=60)?,
             voice: model_for("voice", self.voice, ModelKind::Tts, true)?,
             length_scale: opt_f32_in("length_scale", self.length_scale, 0.25..=4.0)?,
             presenter,
@@ -286,7 +286,7 @@ impl RenderParams {
         }
         let seconds = plan.estimated_seconds(f64::from(self.length_scale.unwrap_or(1.0)), SCENE_GAP_S);
         crate::kinds::bounds::media_fits(seconds, f64::from(self.fps), limits)
-            .map_err(|m| ParamError::new("script", format!("would make {m}")))
+            .map_err(|m| ParamError::new("script", format!("would make {m}{}", m.film_remedy())))
     }
 }
 

@@ -15,7 +15,7 @@ use crate::kinds::image::Image;
 use crate::kinds::inputs::{stage_file, stage_model_file};
 use crate::kinds::{Failure, StageError};
 use crate::media::audio::{Audio, decode_file, write_wav};
-use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoReader, VideoWriter};
+use crate::media::ffmpeg::{H264Encoder, VideoOptions, VideoReader, VideoWriter, loudness};
 use crate::media::mix::{Ducking, mix_with_ducking};
 use crate::media::subtitles::{iso639_2, line_columns, to_srt, to_webvtt};
 use crate::models::ModelKind;
@@ -98,7 +98,8 @@ pub(super) fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageErr
 pub(super) fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let plan: Plan = read_json(run, StageName::Plan, "plan.json")?;
     let voice = Voice::find(&run.config.models_dir(), &p.voice)?;
-    let opts = SpeechOptions { length_scale: p.length_scale, ..SpeechOptions::default() };
+    // A film's sentences are its subtitle cues: "Dr. Åsa Lindqvist" is one of them.
+    let opts = SpeechOptions { length_scale: p.length_scale, titles_run_on: true, ..SpeechOptions::default() };
     let rate = voice.config.sample_rate;
     let gap = vec![0i16; (SCENE_GAP_S * f64::from(rate)) as usize];
     let mut samples: Vec<i16> = Vec::new();
@@ -136,7 +137,7 @@ pub(super) fn narration(run: &StageRun, p: &RenderParams) -> Result<(), StageErr
     let timeline = Timeline { duration: samples.len() as f64 / f64::from(rate), scenes, sentences, language };
     // The estimate at submission may have been short (a slow voice, long words).
     crate::kinds::bounds::media_fits(timeline.duration, f64::from(p.fps), &run.config.limits)
-        .map_err(|m| StageError::fatal(format!("the narration would make {m}")))?;
+        .map_err(|m| StageError::fatal(format!("the narration would make {m}{}", m.film_remedy())))?;
     let wav = tts::Speech { sample_rate: rate, samples, sentences: Vec::new() }.wav_bytes()?;
     run.sink.put_artifact("narration.wav", "audio/wav", &wav)?;
     put_json(run, "timeline.json", &timeline)
@@ -327,7 +328,12 @@ pub(super) fn mux(run: &StageRun, p: &RenderParams) -> Result<(), StageError> {
     let info = reader.info();
     let mut opts = VideoOptions::new(info.width, info.height, p.fps);
     opts.encoder = H264Encoder::for_device(run.device);
+    // Every film as loud as the last (narration alone or over music), its peaks under
+    // full scale so the AAC never clips on playback.
+    opts.audio_filter = loudness::normalising_filter(&audio).map_err(|e| err.fail(e))?;
     opts.audio = Some(audio);
+    // A player or file manager lists the film by its opening words, not as "film.mp4".
+    opts.title = timeline.title();
     opts.subtitles = Some(srt.clone());
     // A player lists the track by its language: the voice's, `und` when it is not known.
     opts.subtitle_language = if timeline.language.is_empty() { "und".into() } else { timeline.language.clone() };

@@ -62,6 +62,11 @@ pub struct VideoOptions {
     pub quality: u8,
     /// A file whose first audio stream (if it has one) is encoded as AAC.
     pub audio: Option<PathBuf>,
+    /// An ffmpeg audio filter the sound goes through first (a film's loudness, see
+    /// [`super::loudness`]).
+    pub audio_filter: Option<String>,
+    /// The file's `title` tag, which players and file managers show.
+    pub title: Option<String>,
     /// An SRT or WebVTT file added as a selectable `mov_text` subtitle stream.
     pub subtitles: Option<PathBuf>,
     /// ISO 639-2 language of the subtitle stream.
@@ -87,6 +92,8 @@ impl VideoOptions {
             encoder: H264Encoder::Libx264,
             quality: 20,
             audio: None,
+            audio_filter: None,
+            title: None,
             subtitles: None,
             subtitle_language: "eng".into(),
             burn_subtitles: None,
@@ -170,7 +177,13 @@ pub fn encode_args(opts: &VideoOptions, output: &Path) -> Vec<String> {
     }
     a.extend(["-pix_fmt", "yuv420p"].map(String::from));
     if audio_input.is_some() {
+        if let Some(f) = &opts.audio_filter {
+            a.extend(["-af".to_string(), f.clone()]);
+        }
         a.extend(["-c:a", "aac", "-b:a", "192k"].map(String::from));
+    }
+    if let Some(title) = &opts.title {
+        a.extend(["-metadata".to_string(), format!("title={title}")]);
     }
     if sub_input.is_some() {
         a.extend(["-c:s".to_string(), "mov_text".into()]);
@@ -346,5 +359,16 @@ mod tests {
         assert!(args.contains("-c:s mov_text"), "{args}");
         assert!(args.ends_with("-movflags +faststart -f mp4 out.mp4"), "{args}");
         assert!(args.contains("-protocol_whitelist file,pipe -i a.wav"), "file inputs stay local: {args}");
+    }
+
+    #[test]
+    fn an_audio_filter_and_a_title_go_into_the_mux() {
+        let mut o = VideoOptions::new(64, 64, 25);
+        o.audio = Some("a.wav".into());
+        o.audio_filter = Some("volume=2dB".into());
+        o.title = Some("A red circle".into());
+        let args = encode_args(&o, Path::new("out.mp4"));
+        assert!(args.windows(2).any(|w| w == ["-af", "volume=2dB"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["-metadata", "title=A red circle"]), "{args:?}");
     }
 }

@@ -12,6 +12,7 @@ use crate::gpu::DeviceId;
 
 mod decode;
 mod encode;
+pub mod loudness;
 
 pub use decode::{VideoInfo, VideoReader, read_video_frames};
 pub use encode::{FrameRate, VideoOptions, VideoWriter, WrittenVideo, encode_args, write_video};

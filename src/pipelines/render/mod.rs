@@ -46,20 +46,29 @@ pub struct Timeline {
 
 impl Timeline {
     /// Subtitle cues: one per sentence, or a long sentence in turns that fit lines of
-    /// `line_columns` (see [`fit_cue`]). A title the voice ends a sentence at ("Dr.",
-    /// "Mr.") is shown with the words it belongs to, not as a cue of its own.
+    /// `line_columns` (see [`fit_cue`]). The narration reads a title on ("Dr. Åsa"), so a
+    /// title is in the sentence of the name it belongs to.
     pub fn cues(&self, line_columns: usize) -> Vec<Cue> {
-        let mut joined: Vec<(usize, Cue)> = Vec::new();
-        for s in &self.sentences {
-            match joined.last_mut() {
-                Some((scene, cue)) if *scene == s.scene && is_title(&cue.text) => {
-                    cue.text = format!("{} {}", cue.text, s.text);
-                    cue.end_s = s.end;
-                }
-                _ => joined.push((s.scene, Cue::new(s.start, s.end, s.text.clone()))),
+        self.sentences.iter().flat_map(|s| fit_cue(&Cue::new(s.start, s.end, s.text.clone()), line_columns)).collect()
+    }
+
+    /// The film's title: its first sentence as written, cut at a word to at most
+    /// [`TITLE_CHARS`] characters (`None` for a film with nothing said).
+    pub fn title(&self) -> Option<String> {
+        let first = self.sentences.first()?.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut title = String::new();
+        for word in first.split(' ') {
+            if !title.is_empty() && title.chars().count() + 1 + word.chars().count() > TITLE_CHARS {
+                title.push('…');
+                break;
             }
+            if !title.is_empty() {
+                title.push(' ');
+            }
+            title.push_str(word);
         }
-        joined.iter().flat_map(|(_, cue)| fit_cue(cue, line_columns)).collect()
+        let title = title.trim_end_matches(['.', ',', ';', ':']).to_string();
+        (!title.is_empty()).then_some(title)
     }
 
     /// Frames per scene at `fps` so that, with `transition` frames of crossfade between
@@ -84,16 +93,8 @@ impl Timeline {
     }
 }
 
-/// A "sentence" that is only a short capitalised word with a full stop ("Dr.", "Mrs.",
-/// "St."): a title or abbreviation the voice's sentence splitter took for an ending.
-fn is_title(text: &str) -> bool {
-    let t = text.trim();
-    let Some(word) = t.strip_suffix('.') else { return false };
-    !word.is_empty()
-        && word.chars().count() <= 3
-        && word.chars().all(char::is_alphabetic)
-        && word.chars().next().is_some_and(char::is_uppercase)
-}
+/// Most characters of a film's title (about what a file manager shows of a name).
+pub const TITLE_CHARS: usize = 60;
 
 /// Frames in `duration` seconds at `fps`, at least one.
 pub fn total_frames(duration: f64, fps: u32) -> usize {
@@ -156,23 +157,15 @@ mod tests {
     }
 
     #[test]
-    fn a_title_split_off_by_the_voice_is_shown_with_its_name() {
-        let sentence = |scene, text: &str, start, end| TimedSentence { scene, text: text.into(), start, end };
-        let t = Timeline {
-            duration: 4.0,
-            scenes: vec![(0.0, 3.0), (3.0, 4.0)],
-            sentences: vec![
-                sentence(0, "Dr.", 0.0, 0.6),
-                sentence(0, "Smith is here.", 0.6, 2.0),
-                sentence(0, "Yes.", 2.0, 3.0),
-                sentence(1, "Go.", 3.0, 4.0),
-            ],
-            language: "eng".into(),
-        };
-        let cues = t.cues(42);
-        let texts: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
-        assert_eq!(texts, ["Dr. Smith is here.", "Yes.", "Go."]);
-        assert_eq!((cues[0].start_s, cues[0].end_s), (0.0, 2.0));
+    fn a_film_is_titled_by_its_first_sentence() {
+        let sentence = |text: &str| TimedSentence { scene: 0, text: text.into(), start: 0.0, end: 1.0 };
+        let mut t = timeline(&[(0.0, 1.0)]);
+        assert_eq!(t.title(), None);
+        t.sentences = vec![sentence("In 1987, Dr. Åsa Lindqvist arrived."), sentence("Then rain.")];
+        assert_eq!(t.title().as_deref(), Some("In 1987, Dr. Åsa Lindqvist arrived"));
+        t.sentences = vec![sentence(&"word ".repeat(30))];
+        let long = t.title().unwrap_or_default();
+        assert!(long.ends_with("word…") && long.chars().count() <= TITLE_CHARS + 1, "{long}");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pipelines::tts::text::stop_continues;
+
 /// One scene of a film.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scene {
@@ -113,7 +115,8 @@ fn split_directions(text: &str) -> (String, String) {
 }
 
 /// Splits text into sentences at `.`, `!`, `?` (keeping the mark) followed by a space or the end,
-/// leaving abbreviation-like single capitals ("J. Smith") and decimals ("3.5") alone.
+/// leaving decimals ("3.5") and a full stop the voice reads on from ("Dr. Smith", "J. Smith",
+/// see [`stop_continues`]) alone.
 pub fn sentences(text: &str) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
@@ -127,11 +130,14 @@ pub fn sentences(text: &str) -> Vec<String> {
         if !(at_end || next_is_space) {
             continue;
         }
-        let word_start = chars[..i].iter().rposition(|c| c.is_whitespace()).map_or(0, |p| p + 1);
-        let word: String = chars[word_start..i].iter().collect();
-        let initial = chars[i] == '.' && word.chars().count() == 1 && word.chars().all(|c| c.is_uppercase());
-        if initial && !at_end {
-            continue;
+        if chars[i] == '.' && !at_end {
+            let word_start = chars[..i].iter().rposition(|c| c.is_whitespace()).map_or(0, |p| p + 1);
+            let word: String = chars[word_start..i].iter().collect();
+            let next: String =
+                chars[i + 1..].iter().skip_while(|c| c.is_whitespace()).take_while(|c| !c.is_whitespace()).collect();
+            if stop_continues(&word, &next) {
+                continue;
+            }
         }
         let s: String = chars[start..=i].iter().collect::<String>().trim().to_string();
         if !s.is_empty() {
@@ -192,5 +198,21 @@ mod tests {
     #[test]
     fn initials_and_decimals_do_not_end_sentences() {
         assert_eq!(sentences("J. Smith paid 3.5 dollars. Then left"), vec!["J. Smith paid 3.5 dollars.", "Then left"]);
+    }
+
+    #[test]
+    fn a_title_before_a_name_does_not_end_a_sentence() {
+        assert_eq!(
+            sentences(
+                "In 1987, Dr. Åsa Lindqvist arrived. At the Café Zoë, Mr. José Muñoz-García poured. Prof. Lee (vs. Mt. Fuji) said e.g. this. It was Smith Jr. Then he left."
+            ),
+            vec![
+                "In 1987, Dr. Åsa Lindqvist arrived.",
+                "At the Café Zoë, Mr. José Muñoz-García poured.",
+                "Prof. Lee (vs. Mt. Fuji) said e.g. this.",
+                "It was Smith Jr.",
+                "Then he left."
+            ]
+        );
     }
 }

@@ -21,6 +21,7 @@ pub mod clause;
 pub mod espeak;
 pub mod phonemes;
 pub mod synth;
+pub mod text;
 pub mod voice;
 
 pub use espeak::EspeakError;
@@ -97,6 +98,9 @@ pub struct SpeechOptions {
     /// Build a `FastStart` session (when none is loaded yet) for texts of at most this many
     /// phoneme ids; 0 never does. One-shot callers set it (see [`FAST_START_MAX_IDS`]).
     pub fast_start_max_ids: usize,
+    /// Read a title's full stop before a word ("Dr. Åsa") as part of its sentence, not as
+    /// the sentence's end (see [`text::for_voice`]). Off, sentences are Piper's own.
+    pub titles_run_on: bool,
 }
 
 /// Up to about this much text a one-shot synthesis finishes sooner on a `FastStart`
@@ -242,7 +246,10 @@ pub fn synthesize(
         length_scale: opts.length_scale.unwrap_or(cfg.length_scale),
         noise_w: opts.noise_w.unwrap_or(cfg.noise_w),
     };
-    let sentences = text_to_sentences(voice, text)?;
+    // Emoji are dropped (never read out by name); sentence texts are reported as written.
+    let prepared = text::for_voice(text, opts.titles_run_on);
+    let sentences = text_to_sentences(voice, &prepared.spoken)?;
+    let written = prepared.written(&sentences.iter().map(|s| s.text.clone()).collect::<Vec<_>>());
     if sentences.is_empty() {
         return Err(TtsError::EmptyText);
     }
@@ -279,7 +286,7 @@ pub fn synthesize(
             samples.extend_from_slice(&pcm);
             let rate = f64::from(cfg.sample_rate);
             timings.push(SentenceTiming {
-                text: sentences[done].text.clone(),
+                text: written.get(done).unwrap_or(&sentences[done].text).clone(),
                 start: start as f64 / rate,
                 end: samples.len() as f64 / rate,
             });
