@@ -123,6 +123,7 @@ mod tests {
             priority: 0,
             state: JobState::Failed { started_at: Some(at), finished_at: at, error: "x".into() },
             attempts: 1,
+            first_started_at: None,
             stages: vec![],
             idempotency_key: None,
             created_at: at,

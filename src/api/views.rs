@@ -36,6 +36,8 @@ pub struct JobView {
     pub device: Option<String>,
     pub created_at: String,
     pub enqueued_at: Option<String>,
+    /// When it first started (a job resumed after a crash or a retriable failure keeps its
+    /// first start; a retry by hand starts anew), so `finished_at` minus this is all it took.
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     /// Energy of its stages so far, Wh (GPU stages; `null` when no device reported any).
@@ -89,7 +91,7 @@ pub struct StageView {
 impl JobView {
     /// Builds the view, folding in live progress when the job runs.
     pub fn new(job: &Job, live: Option<LiveProgress>) -> Self {
-        let (enqueued_at, started_at, finished_at, device, error) = match &job.state {
+        let (enqueued_at, this_try, finished_at, device, error) = match &job.state {
             JobState::Queued { enqueued_at, .. } => (Some(*enqueued_at), None, None, None, None),
             JobState::Running { enqueued_at, started_at, device } => {
                 (Some(*enqueued_at), Some(*started_at), None, Some(device.name()), None)
@@ -102,6 +104,9 @@ impl JobView {
             }
             JobState::Canceled { canceled_at, reason } => (None, None, Some(*canceled_at), None, reason.clone()),
         };
+        // From the job's first start, not its last try's: a job resumed after a crash took
+        // the whole time, and top, the CLI and the web studio all count from this field.
+        let started_at = this_try.map(|t| job.first_started_at.map_or(t, |first| first.min(t)));
         let stages: Vec<StageView> = job.stages.iter().map(stage_view).collect();
         let n = job.stages.len().max(1) as f64;
         let done = job.stages.iter().filter(|s| matches!(s.state, StageState::Done { .. })).count() as f64;
@@ -354,6 +359,7 @@ mod tests {
             priority: 0,
             state: JobState::Running { enqueued_at: 1, started_at: 1, device: DeviceId::Cpu },
             attempts: 1,
+            first_started_at: None,
             stages: vec![stage(StageName::Plan, done), stage(StageName::Keyframes, StageState::Pending)],
             idempotency_key: None,
             created_at: 1,

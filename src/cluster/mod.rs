@@ -13,6 +13,7 @@
 //!   [`last_seen`]: when each box was last seen, kept across head restarts;
 //! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
 //! - [`name_claim`]: a box refuses to join under a name another running box uses;
+//!   [`take_back`]: a box that starts again takes back the stages it was running;
 //! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
 
 pub mod bus;
@@ -26,6 +27,7 @@ pub mod permissions;
 pub mod protocol;
 pub mod reach;
 pub mod sweep;
+pub mod take_back;
 pub mod telemetry;
 pub mod worker;
 pub mod worker_sink;

@@ -35,6 +35,8 @@ pub fn worker_rights(host: &str) -> (Vec<String>, Vec<String>) {
         format!("$JS.API.CONSUMER.CREATE.{WORK_STREAM}.{consumer}.>"),
         format!("$JS.API.CONSUMER.DURABLE.CREATE.{WORK_STREAM}.{consumer}"),
         format!("$JS.API.CONSUMER.INFO.{WORK_STREAM}.{consumer}"),
+        // Made anew at a restart after a crash, to take back its unfinished stages at once.
+        format!("$JS.API.CONSUMER.DELETE.{WORK_STREAM}.{consumer}"),
         format!("$JS.API.CONSUMER.MSG.NEXT.{WORK_STREAM}.{consumer}"),
         format!("$JS.ACK.{WORK_STREAM}.{consumer}.>"),
         result_subject(host),
@@ -248,6 +250,7 @@ mod tests {
         assert!(publish.contains(&"$KV.reelbox_boxes.w1".to_string()));
         assert!(publish.contains(&"reelbox.progress.w1.>".to_string()));
         assert!(publish.contains(&"$JS.API.CONSUMER.MSG.NEXT.REELBOX_WORK.box-w1".to_string()));
+        assert!(publish.contains(&"$JS.API.CONSUMER.DELETE.REELBOX_WORK.box-w1".to_string()));
         let all = publish.iter().chain(&subscribe).cloned().collect::<Vec<_>>().join(" ");
         assert!(!all.contains("w2") && !all.contains("reelbox.work") && !all.contains("reelbox.result.>"), "{all}");
         assert!(!all.contains("STREAM.CREATE") && !all.contains("STREAM.UPDATE"), "the head makes streams: {all}");

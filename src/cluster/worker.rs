@@ -70,15 +70,23 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
     };
     let instance = super::name_claim::this_instance();
     let ttl = Duration::from_secs(cluster.heartbeat_ttl_s);
-    let checks_name = tokio::select! {
-        claimed = super::name_claim::claim(&bus, host.as_str(), &instance, ttl) => claimed?,
-        _ = stop.cancelled() => return Ok(()),
-    };
+    // Before the claim: a box restarted after a crash has its first heartbeat out right
+    // after its old one expired, before the head would count it gone and send its stage
+    // anew while the box takes it back.
     let telemetry = Telemetry::new(crate::gpu::open_source());
     telemetry.start();
     let config = Arc::new(config);
     let engine = Arc::new(Engine::new(&config));
     let gpus = crate::scheduler::gpus::usable_gpus(&telemetry, &config, &engine).list;
+    let claimed = tokio::select! {
+        claimed = super::name_claim::claim(&bus, host.as_str(), &instance, ttl) => Some(claimed),
+        _ = stop.cancelled() => None,
+    };
+    let Some(Ok(checks_name)) = claimed else {
+        telemetry.stop();
+        return claimed.transpose().map(|_| ());
+    };
+    super::take_back::take_back(&bus, host.as_str(), checks_name).await;
     let worker = Arc::new(Worker {
         bus,
         engine,

@@ -142,6 +142,7 @@ impl Service {
             priority: s.priority,
             state: JobState::Queued { enqueued_at: now, not_before: None },
             attempts: 0,
+            first_started_at: None,
             stages,
             idempotency_key,
             created_at: now,

@@ -398,6 +398,10 @@ impl Store {
                     _ => now,
                 };
                 j.state = JobState::Running { enqueued_at, started_at: now, device };
+                // A by-hand retry sets attempts back to 0: it starts the job's time anew.
+                if j.attempts == 0 || j.first_started_at.is_none() {
+                    j.first_started_at = Some(now);
+                }
                 j.attempts += 1;
                 Ok(vec![EventBody::State { state: JobStatus::Running, error: None }])
             })?;

@@ -236,6 +236,7 @@ pub(crate) mod tests {
             priority: 0,
             state: JobState::Queued { enqueued_at: now_ms(), not_before: None },
             attempts: 0,
+            first_started_at: None,
             stages: vec![],
             idempotency_key: None,
             created_at: now_ms(),

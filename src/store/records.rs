@@ -22,6 +22,11 @@ pub struct Job {
     pub state: JobState,
     /// Times the job has been started (recovery after a crash counts one).
     pub attempts: u32,
+    /// When it first started since it was submitted or retried by hand. Each try has its own
+    /// start in `state` (what a GPU quota charges); a try that resumes the job after a crash
+    /// or a retriable failure keeps this one, so the job's time counts from its first start,
+    /// not its last try's. `None` before it started, and on records from before version 4.
+    pub first_started_at: Option<Millis>,
     pub stages: Vec<Stage>,
     /// Boxed: most jobs have none, and a job is moved and cloned often.
     pub idempotency_key: Option<Box<IdempotencyKey>>,

@@ -117,6 +117,7 @@ mod tests {
             priority: 0,
             state: JobState::Running { enqueued_at: 1, started_at: 2, device: DeviceId::Cpu },
             attempts,
+            first_started_at: Some(2),
             stages: vec![Stage {
                 name: crate::store::records::StageName::Card,
                 state: StageState::Running { started_at: 3, device: DeviceId::Cpu },

@@ -100,6 +100,7 @@ mod tests {
             priority: 0,
             state,
             attempts: 0,
+            first_started_at: None,
             stages: vec![],
             idempotency_key: None,
             created_at: 0,

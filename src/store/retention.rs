@@ -288,6 +288,7 @@ mod tests {
             priority: 0,
             state,
             attempts: 1,
+            first_started_at: None,
             stages: vec![],
             idempotency_key: Some(Box::new(IdempotencyKey { key: "k".into(), request: None })),
             created_at: now_ms(),

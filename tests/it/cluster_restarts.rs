@@ -3,7 +3,8 @@
 //! (file storage) loses nothing, and a head whose NATS server is down at its start serves
 //! at once and takes its worker boxes when the server comes up; work submitted while the
 //! server is away waits for it without counting attempts. A second box under a name a
-//! running box holds refuses to join; the box itself, restarted after kill -9, joins.
+//! running box holds refuses to join; the box itself, restarted after kill -9, joins, and
+//! takes back at once the stage it was running.
 
 use crate::cluster_support;
 use crate::common;
@@ -11,7 +12,8 @@ use crate::common;
 use std::time::Duration;
 
 use cluster_support::{
-    Nats, WorkerProc, cluster_status, run_testcards, stage_devices, start_head, wait_boxes, worker_command,
+    Nats, WorkerProc, cluster_status, run_testcards, stage_devices, start_head, start_head_cfg, wait_boxes,
+    worker_command,
 };
 use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use common::sse::read_events;
@@ -182,4 +184,27 @@ async fn a_second_box_under_a_taken_name_refuses_to_join_and_the_box_itself_rejo
     let _attic = WorkerProc::start(&dir.path().join("attic"), &nats, "attic");
     let (devices, _) = run_testcards(&http, &head, 1, 2, None).await;
     assert_eq!(devices.into_iter().collect::<Vec<_>>(), ["attic/cpu"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_restarted_after_kill_9_mid_stage_takes_its_stage_back_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    // JetStream would deliver the stage again only after 300 s, far past this test's waits.
+    let slow = "ack_wait_s = 300";
+    let head = start_head_cfg(&dir.path().join("head"), &nats, &format!("local_work = false\n{slow}"), &[]);
+    let attic_dir = dir.path().join("attic");
+    let mut attic = WorkerProc::start_cfg(&attic_dir, &nats, "attic", slow);
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["attic"]).await;
+
+    let id = submit_testcard(&http, &head, json!({"steps": 30, "step_ms": 100})).await;
+    running_remote(&http, &head, &id).await;
+    attic.kill9();
+    let _attic = WorkerProc::start_cfg(&attic_dir, &nats, "attic", slow);
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    // Taken back by the box, not sent anew after its heartbeat expired.
+    assert_eq!(j["attempts"], 1, "{j}");
+    assert_eq!(stage_devices(&j), ["attic/cpu", "attic/cpu"], "{j}");
 }

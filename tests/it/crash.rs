@@ -1,5 +1,6 @@
 //! Crash edges against the real daemon: event ids across `kill -9`, a second daemon on a
-//! data dir already in use, and a job whose runs keep taking the daemon down.
+//! data dir already in use, a job whose runs keep taking the daemon down, and the time of
+//! a job resumed after one.
 
 use crate::common;
 
@@ -26,14 +27,20 @@ fn config_file(dir: &Path, toml: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// A daemon on `dir` running a 3 s testcard: the daemon, its address, the job's id.
+async fn daemon_with_a_card(dir: &Path, c: &reqwest::Client) -> (DaemonProc, String, String) {
+    let d = DaemonProc::start(dir, &[]);
+    let bind = bind_of(&d);
+    let job = submit(c, &d, json!({"kind": "testcard", "params": {"steps": 30, "step_ms": 100}})).await;
+    let id = job["id"].as_str().expect("id").to_string();
+    (d, bind, id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_resumed_after_kill_9_gets_every_later_state_and_no_id_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = http();
-    let mut d = DaemonProc::start(dir.path(), &[]);
-    let bind = bind_of(&d);
-    let job = submit(&c, &d, json!({"kind": "testcard", "params": {"steps": 30, "step_ms": 100}})).await;
-    let id = job["id"].as_str().expect("id").to_string();
+    let (mut d, bind, id) = daemon_with_a_card(dir.path(), &c).await;
     let events_url = format!("/api/v1/jobs/{id}/events");
     // Progress events are committed without an fsync of their own: the newest ones are
     // exactly what a kill -9 takes away.
@@ -193,4 +200,23 @@ async fn a_paused_queue_stays_paused_across_a_restart_until_resumed() {
     assert_eq!(c.post(d.at("/api/v1/queue/resume")).send().await.expect("resume").status(), 200);
     let done = wait_job(&c, &d, &id, Duration::from_secs(20), is_final).await;
     assert_eq!(done["state"], "succeeded", "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_resumed_after_kill_9_counts_its_time_from_its_first_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = http();
+    let (mut d, bind, id) = daemon_with_a_card(dir.path(), &c).await;
+    let running = wait_job(&c, &d, &id, Duration::from_secs(20), |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let first = running["started_at"].as_str().expect("started_at").to_string();
+    d.kill9();
+
+    let d = DaemonProc::start_at(dir.path(), &bind, &[]);
+    let j = wait_job(&c, &d, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!((&j["state"], &j["attempts"]), (&json!("succeeded"), &json!(2)), "{j}");
+    // `reelbox top`'s `took` and the web studio count from here: the whole job, not its last try.
+    assert_eq!(j["started_at"], first, "{j}");
 }

@@ -102,6 +102,7 @@ fn write_frozen() {
             priority: 0,
             state,
             attempts: 1,
+            first_started_at: None,
             stages,
             idempotency_key: None,
             created_at: 1_700_000_000_000,

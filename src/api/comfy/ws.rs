@@ -304,6 +304,7 @@ mod tests {
             priority: 0,
             state: JobState::Queued { enqueued_at: 1, not_before: None },
             attempts: 0,
+            first_started_at: None,
             stages: vec![],
             idempotency_key: None,
             created_at: 1,

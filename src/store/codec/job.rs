@@ -1,5 +1,6 @@
 //! Job records' older layouts and how each is read now (a version per change: v1 before a
-//! canceled job kept why, v2 before an idempotency key kept its request).
+//! canceled job kept why, v2 before an idempotency key kept its request, v3 before a job
+//! kept its first start across tries).
 
 #[cfg(test)]
 use serde::Serialize;
@@ -74,18 +75,58 @@ impl From<JobV1> for JobV2 {
     }
 }
 
-impl Record for Job {
-    const VERSION: u8 = 3;
-    fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
-        let v2: JobV2 = match version {
-            1 => decode_old::<JobV1>(payload)?.into(),
-            2 => decode_old(payload)?,
-            other => return Err(no_migration("job", other)),
-        };
+/// `Job` as record version 3 wrote it, before a job kept its first start across tries
+/// (frozen; `JobState`, `Stage` and `IdempotencyKey` are the live types, unchanged since).
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct JobV3 {
+    id: ulid::Ulid,
+    owner: String,
+    kind: String,
+    params: String,
+    priority: i32,
+    state: JobState,
+    attempts: u32,
+    stages: Vec<Stage>,
+    idempotency_key: Option<Box<IdempotencyKey>>,
+    created_at: Millis,
+}
+
+impl From<JobV2> for JobV3 {
+    fn from(v2: JobV2) -> Self {
         let JobV2 { id, owner, kind, params, priority, state, attempts, stages, idempotency_key, created_at } = v2;
         // What the key first asked for was not kept: it keeps answering with this job.
         let idempotency_key = idempotency_key.map(|key| Box::new(IdempotencyKey { key, request: None }));
-        let mut job = Job { id, owner, kind, params, priority, state, attempts, stages, idempotency_key, created_at };
+        JobV3 { id, owner, kind, params, priority, state, attempts, stages, idempotency_key, created_at }
+    }
+}
+
+impl Record for Job {
+    const VERSION: u8 = 4;
+    fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
+        let v3: JobV3 = match version {
+            1 => JobV2::from(decode_old::<JobV1>(payload)?).into(),
+            2 => decode_old::<JobV2>(payload)?.into(),
+            3 => decode_old(payload)?,
+            other => return Err(no_migration("job", other)),
+        };
+        let JobV3 { id, owner, kind, params, priority, state, attempts, stages, idempotency_key, created_at } = v3;
+        // The first start of a job resumed before it was kept is unknown: its views count
+        // from its last try's, as they did.
+        let first_started_at = None;
+        let mut job = Job {
+            id,
+            owner,
+            kind,
+            params,
+            priority,
+            state,
+            attempts,
+            first_started_at,
+            stages,
+            idempotency_key,
+            created_at,
+        };
         // Builds that wrote older versions could leave the stage a cancel or failure stopped
         // `running`: it is shown as the ends of such jobs are shown now, not running forever.
         match job.state.clone() {
@@ -147,8 +188,8 @@ mod tests {
         let why = Some("canceled because the key \"kid\" was revoked".to_string());
         let new = Job { state: JobState::Canceled { canceled_at: 9, reason: why }, ..job };
         let bytes = encode(&new);
-        assert_eq!(bytes[0], 3);
-        assert_eq!(decode::<Job>(&bytes).expect("v3 round-trips"), new);
+        assert_eq!(bytes[0], 4);
+        assert_eq!(decode::<Job>(&bytes).expect("v4 round-trips"), new);
     }
 
     #[test]
@@ -171,6 +212,26 @@ mod tests {
         assert_eq!(job.idempotency_key, Some(Box::new(IdempotencyKey { key: "retry-1".into(), request: None })));
         let kept = (job.kind.as_str(), job.params.as_str(), job.priority, job.attempts, job.state);
         assert_eq!(kept, ("speech", old.params.as_str(), 4, 2, old.state));
+    }
+
+    #[test]
+    fn version_3_jobs_read_without_a_first_start() {
+        let old = JobV3 {
+            id: ulid::Ulid::nil(),
+            owner: "kid".into(),
+            kind: "testcard".into(),
+            params: "{}".into(),
+            priority: 1,
+            state: JobState::Succeeded { started_at: 5, finished_at: 9 },
+            attempts: 2,
+            stages: vec![],
+            idempotency_key: Some(Box::new(IdempotencyKey { key: "k".into(), request: Some("ab".into()) })),
+            created_at: 1,
+        };
+        let bytes = [vec![3u8], bincode::serde::encode_to_vec(&old, bincode_config()).expect("encode v3")].concat();
+        let job = decode::<Job>(&bytes).expect("v3 migrates");
+        assert_eq!((job.first_started_at, job.attempts, &job.state), (None, 2, &old.state));
+        assert_eq!(job.idempotency_key, old.idempotency_key);
     }
 
     /// Builds that wrote version 1 left the stage a cancel stopped `running`, so an upgraded

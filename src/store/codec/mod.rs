@@ -194,6 +194,7 @@ mod tests {
             priority: 3,
             state: JobState::Queued { enqueued_at: 1, not_before: None },
             attempts: 0,
+            first_started_at: None,
             stages: vec![],
             idempotency_key: Some(Box::new(IdempotencyKey { key: "k".into(), request: Some("ab".repeat(32)) })),
             created_at: 1,

@@ -129,10 +129,11 @@ impl Drop for Nats {
     }
 }
 
-/// `[cluster]` settings for tests: short heartbeats and ack waits.
+/// `[cluster]` settings for tests: short heartbeats and ack waits (unless `extra` sets its own).
 pub fn cluster_toml(url: &str, role: &str, name: &str, extra: &str) -> String {
+    let ack_wait = if extra.contains("ack_wait_s") { "" } else { "ack_wait_s = 3\n" };
     format!(
-        "[queue]\nretry_backoff_s = 0\n\n[cluster]\nnats_url = \"{url}\"\nrole = \"{role}\"\nname = \"{name}\"\nheartbeat_ttl_s = 2\nack_wait_s = 3\n{extra}\n"
+        "[queue]\nretry_backoff_s = 0\n\n[cluster]\nnats_url = \"{url}\"\nrole = \"{role}\"\nname = \"{name}\"\nheartbeat_ttl_s = 2\n{ack_wait}{extra}\n"
     )
 }
 
