@@ -8,8 +8,10 @@ use crate::common;
 
 use std::time::Duration;
 
-use cluster_support::{Nats, WorkerProc, stage_devices, start_head, wait_boxes};
+use cluster_support::{Nats, WorkerProc, stage_devices, start_head, start_head_with, wait_boxes};
 use common::daemon::{is_final, wait_job};
+use common::provision;
+use common::render::{check_film, models_dir, render_request};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,4 +59,55 @@ async fn a_picture_whose_model_only_a_worker_box_has_is_made_there() {
         let message = j["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(words), "{model}: {message}");
     }
+}
+
+/// The whole render, every model (the picture's, the voice, lip-sync, upscale) only on the
+/// worker box: accepted by a head that has none of them, and its film comes home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_whose_models_only_a_worker_box_has_comes_home() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(dir.path());
+    let models = models.to_str().expect("utf-8");
+    let runtime = provision::runtime();
+    let runtime = runtime.to_str().expect("utf-8");
+    let nats = Nats::start(dir.path());
+    let head = start_head_with(&dir.path().join("head"), &nats, false, &[("REELBOX_ONNXRUNTIME", runtime)]);
+    let args = ["--models-dir", models];
+    let _w1 = WorkerProc::start_env(&dir.path().join("w1"), &nats, "w1", &args, &[("REELBOX_ONNXRUNTIME", runtime)]);
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1"]).await;
+
+    let body = render_request(&http, &head, true).await;
+    let r = http.post(head.at("/api/v1/jobs")).json(&body).send().await.expect("submit");
+    let status = r.status();
+    let job: Value = r.json().await.expect("json");
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().expect("id");
+    let done = wait_job(&http, &head, id, Duration::from_secs(600), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(stage_devices(&done).iter().all(|d| d == "w1/cpu"), "a stage ran off the box: {done}");
+    check_film(&http, &head, id, dir.path()).await;
+}
+
+/// A head that runs work itself (`local_work = true`) keeps a model only a box has off its
+/// own devices: the picture is made on the box, not failed on the head for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_that_works_too_leaves_a_model_it_lacks_to_the_box() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = common::models_with_demo_shapes(dir.path());
+    let models = models.to_str().expect("utf-8");
+    let nats = Nats::start(dir.path());
+    let head = start_head(&dir.path().join("head"), &nats, true);
+    let _w1 = WorkerProc::start_with(&dir.path().join("w1"), &nats, "w1", &["--models-dir", models]);
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1"]).await;
+
+    let body = json!({"prompt": "a green triangle", "model": "demo-shapes", "width": 64, "height": 64, "steps": 1});
+    let r = http.post(head.at("/api/v1/images")).json(&body).send().await.expect("submit");
+    let status = r.status();
+    let j: Value = r.json().await.expect("json");
+    assert_eq!(status, 202, "{j}");
+    let done = wait_job(&http, &head, j["id"].as_str().expect("id"), Duration::from_secs(120), is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(stage_devices(&done), ["w1/cpu"], "made on the box with the model: {done}");
 }
