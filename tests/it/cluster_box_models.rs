@@ -45,6 +45,16 @@ async fn a_picture_whose_model_only_a_worker_box_has_is_made_there() {
         assert!(bytes.bytes().await.expect("bytes").starts_with(b"\x89PNG"), "the picture came home as a PNG");
     }
 
+    // An OpenAI client's picture, by the box's model and by the default.
+    for model in ["demo-shapes", "dall-e-2"] {
+        let body = json!({"prompt": "a red door", "model": model, "size": "64x64", "response_format": "b64_json"});
+        let r = http.post(head.at("/v1/images/generations")).json(&body).send().await.expect("submit");
+        let status = r.status();
+        let answer: Value = r.json().await.expect("json");
+        assert_eq!(status, 200, "{model}: {answer}");
+        assert!(answer["data"][0]["b64_json"].as_str().is_some_and(|b| !b.is_empty()), "{answer}");
+    }
+
     // Neither the head nor any box has these: refused at once, saying where it looked.
     for (model, words) in [
         ("sd-turbo", "diffusion model \"sd-turbo\" is not installed here nor on any worker box"),
