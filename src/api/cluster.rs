@@ -20,7 +20,9 @@ pub struct ClusterView {
     /// The head's clock when it answered, ms since the epoch (heartbeat ages are against it).
     pub now_ms: i64,
     /// Live boxes by name, as their last heartbeats describe them (host, version,
-    /// devices with slots and free memory, GPU readings, models, running stages, `at_ms`).
+    /// devices with slots and free memory, GPU readings, models, each model's details in
+    /// `model_details` (kind, weights' bytes, a diffusion model's sizes and defaults), running
+    /// stages, `at_ms`).
     #[schema(value_type = Vec<Object>)]
     pub boxes: Vec<serde_json::Value>,
     /// Each box's artifact bucket on the NATS server (`host`, `objects`, `bytes`), boxes

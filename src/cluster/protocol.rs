@@ -245,6 +245,10 @@ pub struct Advert {
     pub gpus: Vec<crate::gpu::GpuSample>,
     /// Models installed on the box (it never gets a stage that needs another).
     pub models: Vec<String>,
+    /// The same models with what the head checks and fills a request with when it lacks
+    /// them itself (absent from older boxes, whose models the head must have too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_details: Vec<crate::kinds::box_models::BoxModel>,
     /// Job kinds it runs.
     pub kinds: Vec<String>,
     /// Stages running now.

@@ -37,6 +37,7 @@ mod tests {
             devices: vec![],
             gpus: vec![gpu],
             models: vec![],
+            model_details: vec![],
             kinds: vec![],
             running: vec![],
             at_ms: 0,

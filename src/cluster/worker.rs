@@ -273,7 +273,8 @@ impl Worker {
             gpus: latest
                 .map(|s| s.gpus.iter().filter(|g| used.contains(&DeviceId::Cuda(g.index))).cloned().collect())
                 .unwrap_or_default(),
-            models: installed_models(&self.config),
+            models: crate::kinds::box_models::installed_names(&self.config),
+            model_details: crate::kinds::box_models::installed(&self.config),
             kinds,
             running: self.running.lock().unwrap_or_else(|p| p.into_inner()).values().map(|r| r.info.clone()).collect(),
             at_ms: crate::time::now_ms(),
@@ -475,22 +476,6 @@ impl Worker {
             Err(_) => failed(&StageError::fatal(format!("internal error in stage {stage} on a worker"))),
         }
     }
-}
-
-/// Models this box can load by name: the catalog's installed ones, and the single-file
-/// models (lip-sync, upscale, detectors) that stages open as `<models>/NAME/model.onnx`
-/// without a catalog entry. A box advertising fewer than it has would never get a render.
-fn installed_models(config: &Config) -> Vec<String> {
-    let catalog = crate::models::Catalog::load(config);
-    let mut names: Vec<String> =
-        catalog.models().iter().filter(|m| m.dir().is_some()).map(|m| m.name().to_string()).collect();
-    let dirs = std::fs::read_dir(config.models_dir()).into_iter().flatten().flatten();
-    names.extend(
-        dirs.filter(|e| e.path().join("model.onnx").is_file()).filter_map(|e| e.file_name().into_string().ok()),
-    );
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// A failed outcome carrying the error's text and retry decision.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ulid::Ulid;
 
-use super::{ParamError, StageError, StageRun, ValidateCtx};
+use super::{ParamError, StageError, StageRun, ValidateCtx, box_models};
 use crate::config::Config;
 use crate::kinds::StageName;
 use crate::models::{Availability, Catalog, ModelKind};
@@ -14,11 +14,13 @@ use crate::store::records::Artifact;
 
 /// The model of `kind` a request that names none runs ([`Catalog::default_model`]); when
 /// the kind has none, an error naming `field` that says how to pull or choose one.
+/// On a head, a default only its worker boxes have counts (the head's own first).
 pub fn default_model(field: &str, kind: ModelKind, config: &Config) -> Result<String, ParamError> {
-    Catalog::default_model(config, kind).ok_or_else(|| {
+    Catalog::default_model(config, kind).or_else(|| box_models::default_model(config, kind)).ok_or_else(|| {
         // Read once (the whole catalog), then worded.
         let problem = Catalog::no_default_problem(config, kind);
-        ParamError::new(field, format!("required: {}", problem.no_default_text())).with_model(Some(problem))
+        let why = problem.no_default_text_where(box_models::missing_where());
+        ParamError::new(field, format!("required: {why}")).with_model(Some(problem))
     })
 }
 
@@ -26,22 +28,25 @@ pub fn default_model(field: &str, kind: ModelKind, config: &Config) -> Result<St
 /// portrait given without a face box; when none is installed, an error naming `field` that
 /// says how to pull one (the model goes along as data, so a client can offer the pull).
 pub fn face_detector(field: &str, config: &Config) -> Result<String, ParamError> {
-    let detector =
-        Catalog::default_model(config, ModelKind::Face).filter(|d| crate::models::model_file(config, d).is_file());
+    let detector = Catalog::default_model(config, ModelKind::Face)
+        .filter(|d| crate::models::model_file(config, d).is_file())
+        .or_else(|| box_models::default_model(config, ModelKind::Face));
     detector.ok_or_else(|| {
         // Read once (the whole catalog), then worded.
         let problem = Catalog::no_default_problem(config, ModelKind::Face);
-        let why = problem.no_default_text();
+        let why = problem.no_default_text_where(box_models::missing_where());
         ParamError::new(field, format!("required: [x, y, w, h] of the face, or a face detector: {why}"))
             .with_model(Some(problem))
     })
 }
 
 /// Refuses model `name` of `kind` unless it is installed, naming `field` and saying how to
-/// pull it (or, for an unknown name, the close names): at submission, not mid-run.
+/// pull it (or, for an unknown name, the close names): at submission, not mid-run. On a
+/// head, a model a live worker box has counts: placement sends the job there.
 pub fn require_installed(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {
     match Availability::of(config, kind, name) {
         Availability::Installed => Ok(()),
+        _ if box_models::has(kind, name) => Ok(()),
         missing => Err(ParamError::unavailable_model(field, kind, name, &missing)),
     }
 }
@@ -69,7 +74,16 @@ pub fn installed_model(
 
 /// Refuses single-file model `name` (lip-sync, upscale, face) unless its `model.onnx` is
 /// there: the pull that installs it or the close names of a typo, naming `field`.
+/// On a head, a model a live worker box has counts: placement sends the job there.
 pub fn require_model_file(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {
+    if box_models::has(kind, name) {
+        return Ok(());
+    }
+    require_file_here(field, kind, name, config)
+}
+
+/// [`require_model_file`] on this box's own models only.
+fn require_file_here(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {
     let file = crate::models::model_file(config, name);
     if file.is_file() {
         return Ok(());
@@ -83,7 +97,7 @@ pub fn require_model_file(field: &str, kind: ModelKind, name: &str, config: &Con
 /// submission; one removed since (`reelbox rm --force`) fails the stage at once, saying how
 /// to get it back, instead of retrying ONNX Runtime's "file not found".
 pub fn stage_model_file(config: &Config, field: &str, kind: ModelKind, name: &str) -> Result<PathBuf, ParamError> {
-    require_model_file(field, kind, name, config)?;
+    require_file_here(field, kind, name, config)?;
     Ok(crate::models::model_file(config, name))
 }
 

@@ -102,6 +102,8 @@ fn attention_halvings(config: &Config, model: &str) -> u32 {
 fn model_weights_mib(config: &Config, model: &str) -> u64 {
     let named = crate::models::manifest::valid_name(model);
     let weights = if named { weights_bytes(&crate::models::model_dir(config, model)) } else { 0 };
+    // On a head, a model only a worker box has weighs what that box said.
+    let weights = if weights == 0 { super::box_models::weights_bytes(model) } else { weights };
     weights.div_ceil(MIB)
 }
 

@@ -20,6 +20,7 @@ pub use crate::store::records::StageName;
 pub use failure::{Failure, Message};
 
 pub mod bounds;
+pub mod box_models;
 pub mod face_detect;
 pub mod failure;
 pub mod fields;
@@ -57,7 +58,8 @@ impl ParamError {
     /// The refusal of model `name` of `kind`, which `availability` says is not installed,
     /// naming `field`: [`Availability`]'s sentence with its problem as data.
     pub fn unavailable_model(field: &str, kind: ModelKind, name: &str, availability: &Availability) -> Self {
-        Self::new(field, availability.refusal(kind, name).unwrap_or_default())
+        let looked = box_models::missing_where();
+        Self::new(field, availability.refusal_where(kind, name, looked).unwrap_or_default())
             .with_model(availability.problem(kind, name))
     }
 

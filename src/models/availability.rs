@@ -42,10 +42,16 @@ impl ModelProblem {
     /// A kind's missing default ([`Catalog::no_default_problem`]) in words, for the error a
     /// request naming no model gets: pull one when none is installed, else choose one.
     pub fn no_default_text(&self) -> String {
+        self.no_default_text_where("")
+    }
+
+    /// [`ModelProblem::no_default_text`] saying where none was found after "installed"
+    /// (`" here nor on any worker box"` on a head).
+    pub fn no_default_text_where(&self, looked: &str) -> String {
         let k = &self.kind;
         if self.installed.is_empty() {
             format!(
-                "no {k} model is installed (installed: none); `reelbox pull {}` installs one \
+                "no {k} model is installed{looked} (installed: none); `reelbox pull {}` installs one \
                  (`reelbox models list --available` lists them)",
                 self.pull.as_deref().unwrap_or("NAME")
             )
@@ -126,14 +132,20 @@ impl Availability {
     /// Why `name` cannot run now (`None` when installed): the pull that installs it, or
     /// that it is unknown with the close names and what is installed.
     pub fn refusal(&self, kind: ModelKind, name: &str) -> Option<String> {
+        self.refusal_where(kind, name, "")
+    }
+
+    /// [`Availability::refusal`] saying where the model was looked for after "installed"
+    /// (`" here nor on any worker box"` on a head).
+    pub fn refusal_where(&self, kind: ModelKind, name: &str, looked: &str) -> Option<String> {
         match self {
             Self::Installed => None,
             Self::Pullable { pull } => Some(format!(
-                "{kind} model {name:?} is not installed; `reelbox pull {pull}` installs it",
+                "{kind} model {name:?} is not installed{looked}; `reelbox pull {pull}` installs it",
                 kind = kind.as_str()
             )),
             Self::Unknown { close, installed, no_voice_index } => Some(format!(
-                "no {kind} model {name:?} is installed or in the catalog{}; installed: {}{}",
+                "no {kind} model {name:?} is installed{looked} or in the catalog{}; installed: {}{}",
                 did_you_mean(close),
                 if installed.is_empty() { "none".to_string() } else { installed.join(", ") },
                 if *no_voice_index {

@@ -223,6 +223,17 @@ impl Catalog {
         )
     }
 
+    /// [`Catalog::default_model`]'s rule over models installed elsewhere (a head's worker
+    /// boxes): `installed` says whether one is, `only_installed` names the only one.
+    pub fn default_among(
+        config: &Config,
+        kind: ModelKind,
+        installed: impl Fn(&str) -> bool,
+        only_installed: impl FnOnce() -> Option<String>,
+    ) -> Option<String> {
+        decide(kind, config, installed, only_installed)
+    }
+
     /// Why `kind` has no default model, and what to do: pull one, or choose among those
     /// installed (the words of [`Catalog::no_default_problem`], for callers with no use for
     /// the data).

@@ -259,6 +259,10 @@ impl Scheduler {
     fn candidates(&self, ledger: &Ledger) -> Vec<Candidate> {
         let latest = self.telemetry.latest();
         let keep_alive = Duration::from_secs(self.config.runtime.keep_alive_s);
+        // With worker boxes a job may name a model only they have: the head's own devices
+        // say what it has, or such a job would be placed here and fail for good. Alone,
+        // this box has every model a request passed validation with.
+        let installed = self.remote.get().map(|_| crate::kinds::box_models::installed_names(&self.config));
         self.devices
             .iter()
             .map(|&(device, slots)| {
@@ -279,7 +283,7 @@ impl Scheduler {
                     free_mib,
                     util,
                     warm: ledger.warm(device, keep_alive),
-                    installed: None,
+                    installed: installed.clone(),
                     held: None,
                 }
             })

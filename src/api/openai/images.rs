@@ -20,6 +20,7 @@ use crate::api::origin::base_url;
 use crate::api::outputs::{final_images, is_preview};
 use crate::api::{ApiError, AppState};
 use crate::config::Config;
+use crate::kinds::box_models;
 use crate::kinds::image::{self, wire_int};
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::diffusion::preset::Presets;
@@ -153,12 +154,14 @@ pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String
     let default_model = || -> Result<String, OpenAiError> {
         // Passed over when not installed, as `[defaults]` is.
         if let Some(name) = &config.openai.default_image_model
-            && catalog.find(ModelKind::Diffusion, name).is_some()
+            && (catalog.find(ModelKind::Diffusion, name).is_some() || box_models::has(ModelKind::Diffusion, name))
         {
             return Ok(name.clone());
         }
-        // The diffusion default `models list` tags, as the native route uses.
-        catalog.default_name(ModelKind::Diffusion, config).ok_or_else(|| OpenAiError {
+        // The diffusion default `models list` tags, as the native route uses (on a head,
+        // its worker boxes' when it has none).
+        let default = catalog.default_name(ModelKind::Diffusion, config);
+        default.or_else(|| box_models::default_model(config, ModelKind::Diffusion)).ok_or_else(|| OpenAiError {
             param: Some("model".into()),
             ..OpenAiError::new(
                 StatusCode::NOT_FOUND,
@@ -173,6 +176,7 @@ pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String
         Some(name) if preset_names(config).iter().any(|p| p == name) => Ok((default_model()?, Some(name.to_string()))),
         Some(name) => match catalog.find(ModelKind::Diffusion, name) {
             Some(m) => Ok((m.name().to_string(), None)),
+            None if box_models::has(ModelKind::Diffusion, name) => Ok((name.to_string(), None)),
             None => Err(super::model_not_found(name, "an installed diffusion model or preset")),
         },
     }

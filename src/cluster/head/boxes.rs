@@ -1,6 +1,7 @@
 //! The head's view of its boxes: their heartbeats as last read, and the scheduler's
 //! [`RemoteBoxes`] over them.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Head;
@@ -41,7 +42,9 @@ impl Head {
             self.bus.reach.unanswered();
             self.boxes()
         });
-        let fresh = adverts.into_iter().filter(|a| now - a.at_ms <= ttl_ms).map(|a| (a.host.clone(), a)).collect();
+        let fresh: HashMap<String, Advert> =
+            adverts.into_iter().filter(|a| now - a.at_ms <= ttl_ms).map(|a| (a.host.clone(), a)).collect();
+        crate::kinds::box_models::set_live(fresh.values().flat_map(|a| a.model_details.iter().cloned()).collect());
         let mut boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
         crate::cluster::last_seen::say_changes(
             self.cluster.heartbeat_ttl_s,

@@ -176,17 +176,27 @@ impl ImageRequest {
             Some(m) => m.clone(),
             None => crate::kinds::inputs::default_model("model", ModelKind::Diffusion, config)?,
         };
-        let dir = Catalog::installed_dir_of(config, ModelKind::Diffusion, &model).ok_or_else(|| {
-            match Availability::of(config, ModelKind::Diffusion, &model) {
-                // Known to the catalog (a profile may name one before it is pulled): the pull to make.
-                known @ (Availability::Pullable { .. } | Availability::Gone) => {
-                    ParamError::unavailable_model("model", ModelKind::Diffusion, &model, &known)
+        let info = match Catalog::installed_dir_of(config, ModelKind::Diffusion, &model) {
+            Some(dir) => ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?,
+            // On a head, a model only a worker box has: its sizes and defaults as that box sent them.
+            None => crate::kinds::box_models::diffusion(&model).ok_or_else(|| {
+                match Availability::of(config, ModelKind::Diffusion, &model) {
+                    // Known to the catalog (a profile may name one before it is pulled): the pull to make.
+                    known @ (Availability::Pullable { .. } | Availability::Gone) => {
+                        ParamError::unavailable_model("model", ModelKind::Diffusion, &model, &known)
+                    }
+                    other => {
+                        let text = match crate::kinds::box_models::missing_where() {
+                            "" => format!("unknown model {model:?}; installed: {}", installed()),
+                            looked => {
+                                format!("unknown model {model:?}: not installed{looked}; installed: {}", installed())
+                            }
+                        };
+                        ParamError::new("model", text).with_model(other.problem(ModelKind::Diffusion, &model))
+                    }
                 }
-                other => ParamError::new("model", format!("unknown model {model:?}; installed: {}", installed()))
-                    .with_model(other.problem(ModelKind::Diffusion, &model)),
-            }
-        })?;
-        let info = ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?;
+            })?,
+        };
         let (mut model_steps, mut model_guidance, model_scheduler) = model_defaults(&info);
         // A model's manifest may give its own steps and guidance (Turbo: 1–4, 0); presets follow it.
         let tuning = Catalog::tuning_of(config, &model);

@@ -14,16 +14,19 @@ use crate::engine::Engine;
 use crate::gpu::DeviceId;
 
 /// SD 1.x/2.x (one text encoder) or SDXL (two, plus pooled embeds and time ids).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Family {
     Sd,
     Sdxl,
 }
 
 /// What a model directory holds, read from its JSON files without loading any weights.
-#[derive(Debug, Clone)]
+/// A worker box's heartbeat carries it (without `dir`, a path on that box), so a head that
+/// lacks the model checks and fills a request with it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelInfo {
     pub name: String,
+    #[serde(skip)]
     pub dir: PathBuf,
     pub family: Family,
     /// Side in pixels the model was trained at (UNet `sample_size` × VAE factor).

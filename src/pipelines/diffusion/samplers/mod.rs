@@ -5,7 +5,7 @@
 //! a begin index (0, or later for img2img) to the end, calling `scale_model_input` before
 //! the UNet and `step` after it.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::noise::{NoiseError, NoiseSource};
 
@@ -33,7 +33,7 @@ pub const SCHEDULER_NAMES: [&str; 8] =
     ["euler", "euler_karras", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "pndm"];
 
 /// The scheduler families reelbox implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SchedulerKind {
     Euler,
     EulerAncestral,
@@ -44,7 +44,7 @@ pub enum SchedulerKind {
 }
 
 /// A scheduler choice: family plus the Karras-σ flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerChoice {
     pub kind: SchedulerKind,
     pub karras: bool,
@@ -120,7 +120,8 @@ impl SchedulerChoice {
 }
 
 /// `scheduler_config.json` as written by diffusers; every field optional, unknown ones ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Written back (a worker box's heartbeat carries its models' configs) under the same names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SchedulerConfigFile {
     #[serde(rename = "_class_name")]

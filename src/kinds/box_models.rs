@@ -1,0 +1,165 @@
+//! Models the live worker boxes have, as the head last read their heartbeats: a request
+//! naming a model only a box has is accepted, and filled from the details that box sent,
+//! so a head with `local_work = false` need not hold every model it hands out.
+//!
+//! Process-wide because the checks that read it (`kinds::inputs`, the image parameters)
+//! get only the config from their many callers (native routes, OpenAI, ComfyUI, profiles),
+//! and a process is at most one head. Never set on a single box or a worker, where it
+//! answers nothing, so those check requests exactly as before.
+
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::models::{Catalog, ModelKind};
+use crate::pipelines::diffusion::ModelInfo;
+
+/// One installed model as a box advertises it in its heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoxModel {
+    /// Its name (the folder under the box's models dir).
+    pub name: String,
+    /// Its kind; `None` for a bare `NAME/model.onnx` folder the catalog does not list,
+    /// which the single-file kinds (lip-sync, upscale, face) open by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ModelKind>,
+    /// Bytes of its ONNX weights, for the memory a job on it reserves.
+    #[serde(default)]
+    pub weights_bytes: u64,
+    /// A diffusion model's sizes and defaults, which fill an image request's blanks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diffusion: Option<ModelInfo>,
+}
+
+impl BoxModel {
+    /// Whether it is model `name` of `kind`.
+    fn is(&self, kind: ModelKind, name: &str) -> bool {
+        self.name == name && self.kind.map_or(single_file(kind), |k| k == kind)
+    }
+}
+
+/// Kinds a bare `NAME/model.onnx` folder serves.
+fn single_file(kind: ModelKind) -> bool {
+    !matches!(kind, ModelKind::Diffusion | ModelKind::Tts)
+}
+
+/// `None` until this process is a head; then the live boxes' models.
+static LIVE: RwLock<Option<Vec<BoxModel>>> = RwLock::new(None);
+
+/// This box's installed models: the catalog's, and the bare `NAME/model.onnx` folders
+/// stages open without a catalog entry (a box listing fewer than it has would never get
+/// a render), with each one's directory.
+fn listing(config: &Config) -> Vec<(String, Option<ModelKind>, PathBuf)> {
+    let catalog = Catalog::load(config);
+    let mut out: Vec<(String, Option<ModelKind>, PathBuf)> = catalog
+        .models()
+        .iter()
+        .filter_map(|m| m.dir().map(|d| (m.name().to_string(), Some(m.kind()), d.to_path_buf())))
+        .collect();
+    let dirs = std::fs::read_dir(config.models_dir()).into_iter().flatten().flatten();
+    for e in dirs.filter(|e| e.path().join("model.onnx").is_file()) {
+        let Ok(name) = e.file_name().into_string() else { continue };
+        if !out.iter().any(|(n, _, _)| *n == name) {
+            out.push((name, None, e.path()));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Names of the models installed on this box, sorted: what its heartbeat lists and what
+/// the head's own devices can run.
+pub fn installed_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = listing(config).into_iter().map(|(n, _, _)| n).collect();
+    names.dedup();
+    names
+}
+
+/// This box's installed models with what a head needs to check a request against them.
+/// A diffusion model whose folder does not read is left out: the head refuses it rather
+/// than send work this box would fail.
+pub fn installed(config: &Config) -> Vec<BoxModel> {
+    listing(config)
+        .into_iter()
+        .filter_map(|(name, kind, dir)| {
+            let diffusion = match kind {
+                Some(ModelKind::Diffusion) => Some(ModelInfo::inspect(&dir).ok()?),
+                _ => None,
+            };
+            Some(BoxModel { name, kind, weights_bytes: super::memory::weights_bytes(&dir), diffusion })
+        })
+        .collect()
+}
+
+/// Makes this process a head whose live boxes have `models` (each heartbeat read).
+pub fn set_live(models: Vec<BoxModel>) {
+    *LIVE.write().unwrap_or_else(|p| p.into_inner()) = Some(models);
+}
+
+/// Reads the live boxes' models (empty off a head).
+fn with_live<T>(f: impl FnOnce(&[BoxModel]) -> T) -> T {
+    let live = LIVE.read().unwrap_or_else(|p| p.into_inner());
+    f(live.as_deref().unwrap_or_default())
+}
+
+/// Whether a live worker box has model `name` of `kind`.
+pub fn has(kind: ModelKind, name: &str) -> bool {
+    with_live(|m| m.iter().any(|b| b.is(kind, name)))
+}
+
+/// Names of the live boxes' models of `kind`, sorted, each once.
+pub fn names(kind: ModelKind) -> Vec<String> {
+    let mut names: Vec<String> =
+        with_live(|m| m.iter().filter(|b| b.kind == Some(kind)).map(|b| b.name.clone()).collect());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Diffusion model `name`'s details as a live box sent them.
+pub fn diffusion(name: &str) -> Option<ModelInfo> {
+    with_live(|m| m.iter().find(|b| b.is(ModelKind::Diffusion, name)).and_then(|b| b.diffusion.clone()))
+}
+
+/// Bytes of model `name`'s weights on a live box (0 when none has it).
+pub fn weights_bytes(name: &str) -> u64 {
+    with_live(|m| m.iter().filter(|b| b.name == name).map(|b| b.weights_bytes).max().unwrap_or(0))
+}
+
+/// The model of `kind` a request naming none runs when the head has none: the catalog's
+/// one rule ([`Catalog::default_among`]) over the live boxes' models.
+pub fn default_model(config: &Config, kind: ModelKind) -> Option<String> {
+    let names = names(kind);
+    let only = match names.as_slice() {
+        [only] => Some(only.clone()),
+        _ => None,
+    };
+    Catalog::default_among(config, kind, |n| names.iter().any(|m| m == n), || only)
+}
+
+/// Where a missing model was looked for, after "not installed": on a head, its boxes too.
+pub fn missing_where() -> &'static str {
+    if LIVE.read().unwrap_or_else(|p| p.into_inner()).is_some() { " here nor on any worker box" } else { "" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_heartbeat_without_details_reads() {
+        let old: BoxModel = serde_json::from_value(serde_json::json!({"name": "x"})).expect("reads");
+        assert_eq!(old, BoxModel { name: "x".into(), kind: None, weights_bytes: 0, diffusion: None });
+    }
+
+    #[test]
+    fn a_bare_model_file_serves_single_file_kinds_only() {
+        let bare = BoxModel { name: "up".into(), kind: None, weights_bytes: 0, diffusion: None };
+        assert!(bare.is(ModelKind::Upscale, "up") && bare.is(ModelKind::Lipsync, "up"));
+        assert!(!bare.is(ModelKind::Diffusion, "up") && !bare.is(ModelKind::Tts, "up"));
+        let voice = BoxModel { kind: Some(ModelKind::Tts), ..bare };
+        assert!(voice.is(ModelKind::Tts, "up") && !voice.is(ModelKind::Upscale, "up"));
+    }
+}
