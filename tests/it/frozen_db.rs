@@ -5,11 +5,14 @@
 
 use crate::common;
 
-use common::daemon::{DaemonProc, get_json};
+use std::time::Duration;
+
+use common::daemon::{DaemonProc, get_json, is_final, wait_job};
 use common::fixture;
 use common::tools::{reelbox_cli, run_ok};
 use reelbox::store::records::*;
 use reelbox::store::{JobFilter, Store};
+use serde_json::json;
 use ulid::Ulid;
 
 /// The frozen schema-version-1 database, under `tests/fixtures/`.
@@ -17,14 +20,21 @@ const V1: &str = "db/v1.redb";
 /// Schema 2: key and profile records version 2, job records version 1 (a canceled job did
 /// not keep why).
 const V2: &str = "db/v2.redb";
-/// Where [`write_frozen`] writes the current schema (job records version 2).
-const NEXT_FROZEN: &str = "db/v3.redb";
+/// Schema 3: job records version 3 (an idempotency key keeps a digest of its request; no
+/// `first_started_at`), frozen from the code of 2026-12-06 before version 4.
+const V3: &str = "db/v3.redb";
+/// Where [`write_frozen`] writes the current schema (job records version 4).
+const NEXT_FROZEN: &str = "db/v4.redb";
 
 const QUEUED: &str = "01JQ0000000000000000000001";
 const DONE: &str = "01JQ0000000000000000000002";
 const FAILED: &str = "01JQ0000000000000000000003";
 /// Canceled before it ran (only in v2 and later).
 const CANCELED: &str = "01JQ0000000000000000000004";
+/// Running when the daemon stopped (only in v3 and later), second attempt.
+const RUNNING: &str = "01JQ0000000000000000000005";
+/// The Idempotency-Key the queued job was sent with (v3 and later keep its request's digest).
+const KEY: &str = "frozen-key";
 
 #[test]
 fn frozen_v1_database_opens_and_its_jobs_list() {
@@ -67,6 +77,30 @@ async fn a_job_canceled_before_reasons_were_kept_shows_canceled_without_one() {
     assert!(shown.contains("state    canceled") && !shown.contains("reason"), "{shown}");
 }
 
+/// A box upgraded from job records version 3: the job it was running resumes and ends, and
+/// an Idempotency-Key it kept still answers its own request with its job and refuses another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v3_database_resumes_its_running_job_and_keeps_its_idempotency_keys() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::copy(fixture(V3), data.join("reelbox.redb")).expect("copy fixture");
+    let d = DaemonProc::start(&data, &[]);
+    let http = reqwest::Client::new();
+    let resumed = wait_job(&http, &d, RUNNING, Duration::from_secs(60), is_final).await;
+    assert_eq!(resumed["state"], "succeeded", "{resumed}");
+    let keyed = |steps: u32| {
+        let body = json!({"kind": "testcard", "params": {"steps": steps, "step_ms": 0, "width": 64, "height": 36}});
+        http.post(d.at("/api/v1/jobs")).header("Idempotency-Key", KEY).json(&body).send()
+    };
+    let same = keyed(1).await.expect("post");
+    assert_eq!(same.status(), reqwest::StatusCode::OK);
+    let same: serde_json::Value = same.json().await.expect("json");
+    assert_eq!(same["id"], QUEUED, "the key kept by the older build answers with its job: {same}");
+    let other = keyed(2).await.expect("post");
+    assert_eq!(other.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY, "another request with the kept key");
+}
+
 #[test]
 #[ignore = "writes the frozen fixture; run by hand only before a record version is bumped"]
 fn write_frozen() {
@@ -107,12 +141,37 @@ fn write_frozen() {
             idempotency_key: None,
             created_at: 1_700_000_000_000,
         };
+        let card = serde_json::json!({"steps": 1, "step_ms": 0, "width": 64, "height": 36});
+        let keyed = IdempotencyKey {
+            key: KEY.into(),
+            request: Some(reelbox::store::artifacts::sha256_bytes(format!("testcard\n{card}").as_bytes())),
+        };
         let jobs = vec![
-            base(
-                QUEUED,
-                JobState::Queued { enqueued_at: 1_700_000_000_000, not_before: None },
-                vec![stage("card", StageState::Pending, vec![])],
-            ),
+            Job {
+                idempotency_key: Some(Box::new(keyed)),
+                ..base(
+                    QUEUED,
+                    JobState::Queued { enqueued_at: 1_700_000_000_000, not_before: None },
+                    vec![stage("card", StageState::Pending, vec![])],
+                )
+            },
+            Job {
+                attempts: 2,
+                first_started_at: Some(1_700_000_001_500),
+                ..base(
+                    RUNNING,
+                    JobState::Running {
+                        enqueued_at: 1_700_000_000_000,
+                        started_at: 1_700_000_002_000,
+                        device: reelbox::gpu::DeviceId::Cpu,
+                    },
+                    vec![stage(
+                        "card",
+                        StageState::Running { started_at: 1_700_000_002_000, device: reelbox::gpu::DeviceId::Cpu },
+                        vec![],
+                    )],
+                )
+            },
             base(
                 DONE,
                 JobState::Succeeded { started_at: 1_700_000_000_100, finished_at: 1_700_000_000_900 },
