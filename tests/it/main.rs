@@ -73,6 +73,7 @@ mod render_cli;
 mod render_scripts;
 mod render_subtitles;
 mod retention;
+mod service_start;
 mod setup;
 mod setup_offline;
 mod speech_kind;
