@@ -37,6 +37,12 @@ fn settings_a_restart_cannot_mend_stop_the_service_with_ex_config() {
     assert_eq!(code, Some(78), "{stderr}");
     assert!(stderr.contains("tls.cert"), "{stderr}");
 
+    // A `[retention]` that TOML reads but the sweep cannot use.
+    std::fs::write(&config, "[retention]\nfinished_job_days = -3\n").expect("cfg");
+    let (code, stderr) = refused(&data, "127.0.0.1:0", &[("REELBOX_CONFIG", config.to_str().expect("utf8"))]);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("retention.finished_job_days"), "{stderr}");
+
     // A port another program (here: the test) holds: named as `bind`, not retried every 5 s.
     let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
     let taken = holder.local_addr().expect("addr").to_string();
