@@ -94,6 +94,14 @@ systemd-analyze verify "$worker" || fail "systemd-analyze verify $worker"
 getent passwd reelbox >/dev/null || fail "system user reelbox missing"
 [ "$(stat -c %U /var/lib/reelbox)" = reelbox ] || fail "/var/lib/reelbox is not owned by reelbox"
 [ -f /etc/reelbox/config.toml ] || fail "/etc/reelbox/config.toml missing"
+grep -q "First steps after installing" /usr/share/doc/reelbox/README.Debian || fail "README.Debian missing or without first steps"
+! grep -q "cargo run" /usr/share/doc/reelbox/README.Debian || fail "README.Debian holds developer text"
+[ ! -e /usr/share/doc/reelbox/README.md ] || fail "the developer README is shipped"
+[ -f /usr/share/doc/reelbox/config.example.toml ] || fail "config.example.toml not under /usr/share/doc/reelbox"
+man_text=$(MANWIDTH=80 man reelbox 2>/dev/null)
+for want in FILES ENVIRONMENT /etc/reelbox/config.toml /etc/default/reelbox REELBOX_CONFIG REELBOX_LOG journalctl reelbox.service; do
+    grep -qF -- "$want" <<<"$man_text" || fail "man reelbox does not name $want"
+done
 [ -f /usr/share/reelbox/models/README ] || fail "bundled models dir /usr/share/reelbox/models missing"
 /usr/share/reelbox/gpu-check.sh --help | grep -q -- "--runtime DIR" || fail "gpu-check.sh is not installed and runnable"
 dpkg-query --control-show reelbox conffiles | grep -q /etc/reelbox/config.toml || fail "config.toml is not a conffile"

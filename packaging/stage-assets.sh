@@ -16,6 +16,14 @@ find models -type f ! -name '*.py' ! -name '*.pyc' ! -path '*/__pycache__/*' -pr
     while IFS= read -r -d '' f; do
         install -D -m 0644 "$f" "target/assets/$f"
     done
+# The package user's part of packaging/README.md (between its README.Debian marks), so
+# /usr/share/doc/reelbox holds first steps for the installed box, not the developer README.
+{
+    echo "reelbox for Debian: the service, first steps, keys and the LAN"
+    echo "Every config key: /usr/share/doc/reelbox/config.example.toml; man reelbox."
+    echo
+    awk '/^<!-- \/README.Debian -->/ { on = 0; print ""; next } /^<!-- README.Debian/ { on = 1; next } on' packaging/README.md
+} >target/assets/README.Debian
 # Keeps the package's asset glob matching while no model has been added yet.
 cat >target/assets/models/README <<'TXT'
 Model manifests and demo models bundled with reelbox; installed models live in the

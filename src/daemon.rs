@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::kinds;
 use crate::scheduler::Scheduler;
+use crate::store::records::{EventBody, Job, JobStatus};
 use crate::store::{Store, StoreError};
 use crate::sweeper::Sweeper;
 
@@ -24,13 +25,45 @@ pub enum StartError {
     DataDir { path: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}{}", bind_hint(source))]
     Bind { addr: SocketAddr, source: std::io::Error },
     /// A configuration that would expose the API (or cannot work); one line.
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+}
+
+impl StartError {
+    /// Whether a restart cannot mend this: the config (or another daemon on the same port or
+    /// data dir) must change first. `serve` exits with `EX_CONFIG` for these, which the
+    /// units' `RestartPreventExitStatus=` names, so systemd stops instead of looping.
+    pub fn is_config(&self) -> bool {
+        match self {
+            Self::Refused(_) | Self::Tls(_) | Self::Store(StoreError::InUse { .. }) => true,
+            // A taken port is nearly always another reelbox (or the port of another service),
+            // which a restart every 5 s does not move; a privileged port needs another bind.
+            Self::Bind { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied)
+            }
+            Self::DataDir { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+            Self::Store(_) => false,
+        }
+    }
+}
+
+/// What to do about a bind that failed, for the cases a user can act on.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another reelbox may be running there (`systemctl status reelbox`, `reelbox top`), or another \
+             program holds the port: stop it, or change `bind` in the config file (or pass --bind)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need privileges: set `bind` in the config file to a port from 1024 up (default 8470)"
+        }
+        _ => "",
+    }
 }
 
 /// A running daemon.
@@ -74,9 +107,11 @@ impl Daemon {
         };
         let config = Arc::new(config);
         let engine = Arc::new(Engine::new(&config));
-        if let Err(missing) = crate::engine::runtime::find(&config, crate::config::env::ort_dylib_path()) {
-            // Said at start, not only at the first job: a fresh package's service has none yet.
-            tracing::warn!("{missing}; until then every job that runs a model is refused");
+        // Said at start, not only at the first job (ORT loads lazily): a fresh package's
+        // service has none yet, and an admin reading the log wants to know which one runs.
+        match crate::engine::runtime::find(&config, crate::config::env::ort_dylib_path()) {
+            Ok(rt) => tracing::info!("ONNX Runtime {} found at {}", rt.version, rt.path.display()),
+            Err(missing) => tracing::warn!("{missing}; until then every job that runs a model is refused"),
         }
         warn_of_old_pieces(&config);
         let mut scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
@@ -118,6 +153,18 @@ impl Daemon {
                 Err(_) => reconnect = Some("it does not answer".into()),
             }
         }
+        // A stop puts running jobs back in the queue, a crash leaves them running: either
+        // way they started before (a `running` event, among a job's first) and run again now.
+        let store = scheduler.store();
+        let interrupted = job_list(store, |j| {
+            j.state.status() == JobStatus::Running
+                || store.events_after(Some(j.id), 0, 16).is_ok_and(|events| {
+                    events.iter().any(|e| matches!(e.body, EventBody::State { state: JobStatus::Running, .. }))
+                })
+        });
+        if !interrupted.is_empty() {
+            tracing::info!("resuming jobs that ran before this start (a stop or crash put them back): {interrupted}");
+        }
         scheduler.start().await?;
         if let (Some(why), Some(cluster)) = (reconnect, config.cluster.clone()) {
             crate::cluster::dial::reconnect(scheduler.clone(), cluster, cluster_stop.clone(), why);
@@ -158,7 +205,9 @@ impl Daemon {
             }
         };
         let sweeper = Sweeper::spawn(scheduler.store().clone(), config.retention.clone());
-        tracing::info!(%addr, tls = https, "reelbox listening");
+        say_models(&config);
+        let scheme = if https { "https" } else { "http" };
+        tracing::info!(%addr, tls = https, "reelbox listening; web studio at {scheme}://{addr}/");
         Ok(Self { addr, tls: https, scheduler, shutdown, server, sweeper, cluster_stop })
     }
 
@@ -179,11 +228,56 @@ impl Daemon {
             }
         };
         tokio::join!(server, sweeper);
+        // Read before they stop: an `apt upgrade` restarts the service mid-render, and the
+        // log should say which jobs go back in the queue.
+        let running = job_list(scheduler.store(), |j| j.state.status() == JobStatus::Running);
         scheduler.shutdown(SHUTDOWN_GRACE / 2).await;
+        if !running.is_empty() {
+            tracing::info!("put back in the queue, to run again at the next start: {running}");
+        }
         cluster_stop.cancel();
         scheduler.store().close();
         tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "reelbox stopped");
     }
+}
+
+/// The jobs in the store that `keep` picks, as `ID (kind)` separated by commas.
+fn job_list(store: &Store, keep: impl Fn(&Job) -> bool) -> String {
+    let mut out = Vec::new();
+    for status in [JobStatus::Running, JobStatus::Queued] {
+        let filter = crate::store::JobFilter { state: Some(status), ..Default::default() };
+        match store.list_jobs(&filter, None, 1000) {
+            Ok(jobs) => out.extend(jobs.iter().filter(|j| keep(j)).map(|j| format!("{} ({})", j.id, j.kind))),
+            Err(e) => tracing::warn!("cannot list jobs: {e}"),
+        }
+    }
+    out.join(", ")
+}
+
+/// Says at start which models are installed and which runs by default for each kind: on a
+/// blocking thread, since it reads the models dir.
+fn say_models(config: &Arc<Config>) {
+    use crate::models::ModelKind;
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let catalog = crate::models::Catalog::load(&config);
+        let kinds = [ModelKind::Tts, ModelKind::Diffusion, ModelKind::Lipsync, ModelKind::Upscale, ModelKind::Face];
+        let per_kind: Vec<String> = kinds
+            .into_iter()
+            .map(|kind| {
+                let n = catalog.installed(kind).count();
+                match catalog.default_name(kind, &config) {
+                    Some(d) => format!("{} {n} (default {d})", kind.as_str()),
+                    None => format!("{} {n}", kind.as_str()),
+                }
+            })
+            .collect();
+        tracing::info!(
+            "models in {}: {} (`reelbox models list`, `sudo reelbox setup` installs the defaults)",
+            catalog.models_dir().display(),
+            per_kind.join(", ")
+        );
+    });
 }
 
 /// Says at start what `reelbox doctor` would warn of in the pieces speech uses (a box

@@ -176,7 +176,7 @@ pub enum UnsafeStart {
     #[error("cannot read API keys: {0}")]
     Keys(#[source] StoreError),
     #[error(
-        "refusing to listen on {0} without an API key: create one with `reelbox keys create --offline --name admin --scope admin` (daemon stopped), bind to 127.0.0.1, or set auth.mode = \"trusted-proxy\""
+        "refusing to listen on {0} without an API key: create one with `reelbox keys create --offline --name admin --scope admin` (with the daemon stopped; as root on a packaged install), bind to 127.0.0.1, or set auth.mode = \"trusted-proxy\""
     )]
     OpenWithoutKeys(SocketAddr),
 }

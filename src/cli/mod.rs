@@ -21,8 +21,10 @@ mod image;
 mod job_ref;
 mod jobs;
 mod jobs_get;
+mod journald;
 mod keys;
 mod lipsync;
+mod man;
 mod models;
 mod models_import;
 mod models_pull;
@@ -267,8 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir } => {
-            std::fs::create_dir_all(&dir)?;
-            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)?;
+            man::generate(<Cli as clap::CommandFactory>::command(), &dir)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
@@ -302,7 +303,7 @@ fn quiet_on_closed_stdout() {
 }
 
 /// Initialises logging: human lines on a terminal, JSON when `REELBOX_LOG_FORMAT=json`,
-/// and straight to journald with structured fields when systemd runs us
+/// and straight to journald, fields in the message and kept apart, when systemd runs us
 /// (stderr is the `JOURNAL_STREAM`) or `REELBOX_LOG_FORMAT=journald`.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
@@ -320,14 +321,11 @@ pub fn init_tracing() {
         filter = filter.add_directive(quiet);
     }
     let format = env::log_format();
-    let journald = format == "journald" || (format.is_empty() && stderr_is_journal());
+    let journald = format == "journald" || (format.is_empty() && fd_is_journal(2));
     if journald {
-        match tracing_journald::layer() {
+        match journald::Journald::connect(std::path::Path::new(journald::JOURNALD_SOCKET), "reelbox") {
             Ok(layer) => {
-                let _ = tracing_subscriber::registry()
-                    .with(filter)
-                    .with(layer.with_syslog_identifier("reelbox".into()))
-                    .try_init();
+                let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
                 return;
             }
             Err(e) => eprintln!("reelbox: journald unavailable ({e}); logging to stderr"),
@@ -338,11 +336,12 @@ pub fn init_tracing() {
     let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
-/// True when stderr is the journal stream systemd gave us (not merely inherited).
-fn stderr_is_journal() -> bool {
+/// True when file descriptor `fd` (1 or 2) is the journal stream systemd gave us (not
+/// merely inherited).
+fn fd_is_journal(fd: u8) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Some(v) = env::journal_stream() else { return false };
     let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else { return false };
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
-    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+    std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }

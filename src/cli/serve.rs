@@ -40,6 +40,7 @@ fn settings(g: &Global, args: ServeArgs) -> anyhow::Result<Config> {
         config.models_dir = Some(m);
     }
     reelbox::setup::owner::check_not_root_over(&config, "serve")?;
+    reelbox::setup::owner::check_servable(&config.data_dir)?;
     Ok(config)
 }
 
@@ -50,10 +51,19 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(super::config_failure(&e)),
     };
-    let daemon = Daemon::start(config).await.context("cannot start the daemon")?;
-    // The first stdout line tells scripts and tests where we listen.
-    println!("reelbox listening on {}://{}", if daemon.tls { "https" } else { "http" }, daemon.addr);
-    let _ = std::io::stdout().flush();
+    let daemon = match Daemon::start(config).await {
+        Ok(d) => d,
+        Err(e) if e.is_config() => {
+            return Ok(super::config_failure(&anyhow::Error::new(e).context("cannot start the daemon")));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot start the daemon")),
+    };
+    // The first stdout line tells scripts and tests where we listen. Under systemd stdout is
+    // the journal, where the log already says it: once is enough there.
+    if !super::fd_is_journal(1) {
+        println!("reelbox listening on {}://{}", if daemon.tls { "https" } else { "http" }, daemon.addr);
+        let _ = std::io::stdout().flush();
+    }
     notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(daemon.scheduler.store().clone());
     wait_for_signal().await?;

@@ -34,6 +34,7 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP API listens on.
+    #[serde(deserialize_with = "socket_addr")]
     pub bind: SocketAddr,
     /// Where the redb database, artifacts and the ONNX Runtime live.
     pub data_dir: PathBuf,
@@ -358,6 +359,17 @@ impl Default for RuntimeConfig {
 pub const SYSTEM_DATA_DIR: &str = "/var/lib/reelbox";
 /// Where distro packages put read-only data: bundled model manifests and demo models.
 pub const SYSTEM_SHARE_DIR: &str = "/usr/share/reelbox";
+/// Reads an `IP:port`, saying what is wanted when given a host name (`localhost:8470`):
+/// the daemon binds an address, it does not resolve names.
+fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an IP:port; write an address, e.g. \"127.0.0.1:8470\" (this box only) or \"0.0.0.0:8470\" (the LAN)"
+        ))
+    })
+}
+
 /// The system-wide config file, read when present and no `--config` is given.
 pub const SYSTEM_CONFIG_FILE: &str = "/etc/reelbox/config.toml";
 

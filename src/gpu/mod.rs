@@ -155,9 +155,18 @@ pub fn open_source() -> Arc<dyn TelemetrySource> {
     match nvml::NvmlGpus::open() {
         Ok(n) => Arc::new(n),
         Err(e) => {
-            tracing::info!("NVML is not available ({e}); GPU telemetry off, CPU only");
+            tracing::info!("{}; GPU telemetry off, CPU only", nvml_unavailable(&e));
             Arc::new(NoGpus)
         }
+    }
+}
+
+/// Why NVML cannot be used, in the words `reelbox doctor` prints (a box without the NVIDIA
+/// driver is the usual case, and libloading's own text reads as a crash).
+pub fn nvml_unavailable(e: &nvml_wrapper::error::NvmlError) -> String {
+    match e {
+        nvml_wrapper::error::NvmlError::LibloadingError(_) => "no NVIDIA driver: libnvidia-ml.so.1 not found".into(),
+        e => format!("NVML unavailable: {e}"),
     }
 }
 

@@ -114,10 +114,7 @@ pub struct GpuSummary {
 pub fn detect_gpus() -> (Vec<GpuSummary>, Option<String>) {
     let nvml = match nvml_wrapper::Nvml::init() {
         Ok(n) => n,
-        Err(nvml_wrapper::error::NvmlError::LibloadingError(_)) => {
-            return (Vec::new(), Some("no NVIDIA driver: libnvidia-ml.so.1 not found".into()));
-        }
-        Err(e) => return (Vec::new(), Some(format!("NVML unavailable: {e}"))),
+        Err(e) => return (Vec::new(), Some(crate::gpu::nvml_unavailable(&e))),
     };
     let cuda = nvml.sys_cuda_driver_version().ok().map(|v| format!(", CUDA {}.{}", v / 1000, (v % 1000) / 10));
     let driver = nvml.sys_driver_version().ok().map(|d| format!("{d}{}", cuda.unwrap_or_default()));

@@ -18,6 +18,13 @@ pub enum OwnerError {
          run the command as root (`sudo reelbox {command}`), which hands what it writes to {owner}"
     )]
     NotYours { dir: PathBuf, owner: String, command: String },
+    /// `reelbox serve` by a user who cannot write the (service's) data dir.
+    #[error(
+        "{dir} belongs to the user {owner} (the reelbox service's data) and you cannot write there; the \
+         service runs that daemon (`sudo systemctl start reelbox`, its log: `journalctl -u reelbox`); for a \
+         daemon of your own, set data_dir (or --data-dir) to a dir of yours"
+    )]
+    ServiceData { dir: PathBuf, owner: String },
     /// A long-running command (`serve`, `worker`) started as root on another user's dir.
     #[error(
         "{dir} belongs to the user {owner}: run as root, `reelbox {command}` would leave files there that \
@@ -156,22 +163,38 @@ pub fn check_not_root_over(config: &Config, command: &str) -> Result<(), OwnerEr
 /// to another user and this one cannot write there (a user's `reelbox pull` against the
 /// packaged service's models dir). `command` is the subcommand with its arguments.
 pub fn check_writable(dir: &Path, command: &str) -> Result<(), OwnerError> {
+    match foreign_owner(dir) {
+        None => Ok(()),
+        Some(owner) => Err(OwnerError::NotYours { dir: dir.to_path_buf(), owner, command: command.to_string() }),
+    }
+}
+
+/// As [`check_writable`] for `reelbox serve` by a login user on the service's data dir: the
+/// way out is the service (or a data dir of one's own), not `sudo reelbox serve`, which
+/// [`check_not_root_over`] refuses.
+pub fn check_servable(dir: &Path) -> Result<(), OwnerError> {
+    match foreign_owner(dir) {
+        None => Ok(()),
+        Some(owner) => Err(OwnerError::ServiceData { dir: dir.to_path_buf(), owner }),
+    }
+}
+
+/// The name of the user `dir` belongs to, when that is another user and this one cannot
+/// write there; `None` when the dir is writable, absent, or this is root.
+fn foreign_owner(dir: &Path) -> Option<String> {
     // A dir inside one this user may not enter (the service's 0750 data dir) is judged by
     // that one: its owner is the one to name.
     let meta = match std::fs::metadata(dir) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            match dir.ancestors().skip(1).find_map(|a| std::fs::metadata(a).ok()) {
-                Some(meta) => meta,
-                None => return Ok(()),
-            }
+            dir.ancestors().skip(1).find_map(|a| std::fs::metadata(a).ok())?
         }
-        Err(_) => return Ok(()),
+        Err(_) => return None,
     };
     if [0, meta.uid()].contains(&euid()) || tempfile::tempfile_in(dir).is_ok() {
-        return Ok(());
+        return None;
     }
-    Err(OwnerError::NotYours { dir: dir.to_path_buf(), owner: user_name(meta.uid()), command: command.to_string() })
+    Some(user_name(meta.uid()))
 }
 
 #[cfg(test)]

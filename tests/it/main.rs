@@ -76,6 +76,7 @@ mod render_scripts;
 mod render_subtitles;
 mod render_voice;
 mod retention;
+mod service_start;
 mod setup;
 mod setup_offline;
 mod speech_kind;
