@@ -122,6 +122,14 @@ impl SpeechRequest {
         if text.is_empty() {
             return Err(ParamError::new("text", "is required and must not be empty"));
         }
+        // A voice is never given emoji (espeak-ng reads them by name), so text of only emoji,
+        // symbols and punctuation would run as a job that fails having nothing to say.
+        if !text.chars().any(|c| c.is_alphanumeric() && !crate::pipelines::tts::text::is_pictograph(c)) {
+            return Err(ParamError::new(
+                "text",
+                "has nothing to say: emoji, symbols and punctuation alone are not spoken; write a word",
+            ));
+        }
         let chars = text.chars().count();
         if chars > max_chars {
             return Err(ParamError::new("text", format!("is {chars} characters; the limit is {max_chars}")));
@@ -367,6 +375,8 @@ mod tests {
         );
         assert_eq!(parse_params(&json!({"text": "Hi", "noise_w": "x"}), 100).expect_err("type").field, "noise_w");
         assert_eq!(parse_params(&json!({"text": ""}), 100).expect_err("empty").field, "text");
+        assert_eq!(parse_params(&json!({"text": "😊 ✨ !"}), 100).expect_err("nothing to say").field, "text");
+        parse_params(&json!({"text": "1 😊"}), 100).expect("a number is spoken");
         assert_eq!(parse_params(&json!({"text": "abc"}), 2).expect_err("long").field, "text");
         assert_eq!(parse_params(&json!({"text": "Hi", "format": "mp3"}), 100).expect_err("format").field, "format");
     }

@@ -242,6 +242,9 @@ async fn lipsync_and_speech_refuse_bad_input_naming_the_field() {
 
     let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": ""})).await;
     assert_bad_field(s, &b, "text");
+    // Emoji are never spoken: text of nothing else is refused up front, not failed as a job.
+    let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": "😊 🌊!"})).await;
+    assert_bad_field(s, &b, "text");
     let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "length_scale": 9})).await;
     assert_bad_field(s, &b, "length_scale");
     let (s, b) = post_json(&http, &d, "/api/v1/speech", json!({"text": "Hi.", "voice": "nobody"})).await;

@@ -21,7 +21,8 @@ pub const LIBRARY_NAMES: &[&str] = &["libespeak-ng.so.1", "libespeak-ng.so"];
 /// The espeak-ng version Piper voices are made with (and `reelbox setup` pins).
 pub const PIPER_VERSION: &str = "1.52";
 /// What installs the pinned espeak-ng, said wherever the system's is found in its place.
-pub const SETUP_PINS: &str = "reelbox setup   (installs the pinned espeak-ng 1.52 into the data dir)";
+pub const SETUP_PINS: &str =
+    "reelbox setup   (as root on a packaged install; installs the pinned espeak-ng 1.52 into the data dir)";
 /// The pinned library's file name inside [`pinned_dir`].
 pub const PINNED_LIBRARY: &str = "libespeak-ng.so.1";
 /// The pinned data directory's name inside [`pinned_dir`].
