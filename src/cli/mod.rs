@@ -68,6 +68,10 @@ pub struct Global {
     /// Config file (default: /etc/reelbox/config.toml, then $XDG_CONFIG_HOME/reelbox/config.toml).
     #[arg(long, global = true, env = "REELBOX_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Why the config that names the daemon's URL could not be read (neither --url nor
+    /// REELBOX_URL given): a client command refuses with it instead of trying the default URL.
+    #[arg(skip)]
+    pub config_error: Option<String>,
 }
 
 /// Top-level commands.
@@ -190,10 +194,12 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     // Neither --url nor REELBOX_URL: a daemon this box's config binds elsewhere is the one meant.
-    if matches.value_source("url") == Some(clap::parser::ValueSource::DefaultValue)
-        && let Some(url) = client::url_of_config(cli.global.config.as_deref())
-    {
-        cli.global.url = url;
+    if matches.value_source("url") == Some(clap::parser::ValueSource::DefaultValue) {
+        match client::url_of_config(cli.global.config.as_deref()) {
+            Ok(Some(url)) => cli.global.url = url,
+            Ok(None) => {}
+            Err(e) => cli.global.config_error = Some(reelbox::error_text::chain_text(&e)),
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

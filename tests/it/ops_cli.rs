@@ -1,0 +1,45 @@
+//! The CLI as whoever looks after the box runs it over SSH: a broken config is said rather
+//! than guessed around, and keys are made the way the hints say.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::daemon::DaemonProc;
+use common::tools::{reelbox_cli, run_ok};
+
+/// `reelbox ARGS…` on the box, with no key, URL or config unless the test gives one.
+fn on_box(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = reelbox_cli(home, &home.join("models"));
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+fn failed(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = cmd.output().expect("run reelbox");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{cmd:?} should fail: {stderr}");
+    (out.status.code(), stderr)
+}
+
+#[test]
+fn a_broken_config_is_named_instead_of_sending_people_to_the_default_port() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let bind = d.url.trim_start_matches("http://");
+    let config = home.path().join("c.toml");
+    // The admin's typo in a config the running daemon has not read yet.
+    std::fs::write(&config, format!("bind = \"{bind}\"\n\n[queue]\nmax_queued = \"lots\"\n")).expect("config");
+
+    let (code, stderr) = failed(on_box(home.path(), &["jobs", "list"]).env("REELBOX_CONFIG", &config));
+    assert_eq!(code, Some(1), "{stderr}");
+    // Before: "no reelbox daemon answers at http://127.0.0.1:8470 (start one …)".
+    assert!(!stderr.contains("8470") && !stderr.contains("no reelbox daemon answers"), "{stderr}");
+    assert!(stderr.contains("the config is invalid"), "{stderr}");
+    assert!(stderr.contains(&config.display().to_string()) && stderr.contains("line 4"), "file:line: {stderr}");
+    assert!(stderr.contains("max_queued") && stderr.contains("pass --url"), "{stderr}");
+
+    // With the address given, the config is not needed to find the daemon.
+    run_ok(on_box(home.path(), &["--url", &d.url, "jobs", "list"]).env("REELBOX_CONFIG", &config));
+}
