@@ -109,9 +109,15 @@ impl Client {
                         self.base()
                     )
                 } else {
+                    // On the box itself people expect no key is needed; say that it is, once one exists.
+                    let here = if reelbox::client::is_this_machine(self.base()) {
+                        " (on this box too: once a key exists, every reelbox command needs one)"
+                    } else {
+                        ""
+                    };
                     format!(
-                        "the box at {} needs a key: pass --key KEY or set REELBOX_KEY; whoever runs the box makes \
-                         one with `reelbox keys create NAME`",
+                        "the box at {} needs a key: pass --key KEY or set REELBOX_KEY{here}; whoever runs the box \
+                         makes one with `reelbox keys create NAME`",
                         self.base()
                     )
                 };

@@ -43,3 +43,39 @@ fn a_broken_config_is_named_instead_of_sending_people_to_the_default_port() {
     // With the address given, the config is not needed to find the daemon.
     run_ok(on_box(home.path(), &["--url", &d.url, "jobs", "list"]).env("REELBOX_CONFIG", &config));
 }
+
+#[test]
+fn keys_are_made_as_the_hints_say_and_the_box_itself_is_told_it_needs_one() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let cli = |args: &[&str]| {
+        let mut cmd = on_box(home.path(), &["--url", &d.url]);
+        cmd.args(args);
+        cmd
+    };
+
+    // Before: "error: unexpected argument 'admin' found", exit 2.
+    let out = run_ok(&mut cli(&["keys", "create", "admin", "--scope", "admin"]));
+    let admin = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(admin.starts_with("rb_"), "{admin}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("every reelbox command needs one, on the box itself too"), "{said}");
+
+    // The 401 on the box itself says that its own CLI now needs the key too.
+    let (_, stderr) = failed(&mut cli(&["keys", "list"]));
+    assert!(stderr.contains("pass --key KEY or set REELBOX_KEY (on this box too"), "{stderr}");
+    let hint = "`reelbox keys create NAME`";
+    assert!(stderr.contains(hint), "{stderr}");
+
+    // The name as the hint writes it works, and as the flag it always was.
+    run_ok(cli(&["keys", "create", "laptop"]).env("REELBOX_KEY", &admin));
+    run_ok(cli(&["keys", "create", "--name", "phone"]).env("REELBOX_KEY", &admin));
+    let (code, stderr) = failed(cli(&["keys", "create", "a", "--name", "b"]).env("REELBOX_KEY", &admin));
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, stderr) = failed(cli(&["keys", "create"]).env("REELBOX_KEY", &admin));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("<NAME>"), "{stderr}");
+    let out = run_ok(cli(&["keys", "list"]).env("REELBOX_KEY", &admin));
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("laptop") && list.contains("phone") && !list.contains(" a "), "{list}");
+}
