@@ -31,6 +31,7 @@ mod render;
 mod say;
 mod serve;
 mod setup;
+mod status;
 mod table;
 mod top;
 mod upscale;
@@ -110,6 +111,8 @@ pub enum Command {
     },
     /// Dashboard of GPUs and the queue, with job actions (like nvtop plus pueue).
     Top(top::TopArgs),
+    /// The running daemon on one screen: version, address, devices, jobs, disk, models.
+    Status,
     /// Measure throughput (prints ratios against a baseline run side by side).
     Bench {
         #[command(subcommand)]
@@ -248,6 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue { action } => jobs::queue(&g, action).await,
         Command::Profiles { action } => profiles::run(&g, action).await,
         Command::Top(args) => top::run(&g, args).await,
+        Command::Status => status::run(&g).await,
         Command::Bench { what } => bench::run(&g, what).await,
         Command::Setup(args) => setup::run_setup(&g, args).await,
         Command::Doctor(args) => setup::run_doctor(&g, args),

@@ -79,3 +79,22 @@ fn keys_are_made_as_the_hints_say_and_the_box_itself_is_told_it_needs_one() {
     let list = String::from_utf8_lossy(&out.stdout);
     assert!(list.contains("laptop") && list.contains("phone") && !list.contains(" a "), "{list}");
 }
+
+#[test]
+fn status_sums_the_box_up_on_one_screen_and_says_when_no_daemon_answers() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    // Before: "unrecognized subcommand 'status'", with a tip pointing at `setup`.
+    let out = run_ok(&mut on_box(home.path(), &["--url", &d.url, "status"]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("reelbox  {} at {}", env!("CARGO_PKG_VERSION"), d.url)), "{said}");
+    assert!(said.lines().any(|l| l.starts_with("device   cpu: 0 of ")), "{said}");
+    assert!(said.contains("jobs     0 running, 0 queued"), "{said}");
+    assert!(said.contains("disk     data dir: ") && said.contains("models   "), "{said}");
+    drop(d);
+
+    // Port 9 (discard): nothing of reelbox answers there.
+    let (code, stderr) = failed(&mut on_box(home.path(), &["--url", "http://127.0.0.1:9", "status"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no reelbox daemon answers at http://127.0.0.1:9"), "{stderr}");
+}
