@@ -263,7 +263,14 @@ async fn submit_testcards(
 /// Makes the demo presenter's profiles, then submits the renders at once; returns when
 /// the clock started (after the profiles: their upload is not the render's time).
 async fn submit_renders(base: &str, jobs: usize, size: u32, demo: &DemoModels) -> anyhow::Result<Instant> {
-    let c = Client::new(&Global { url: base.to_string(), key: None, cacert: None, json: true, config: None })?;
+    let c = Client::new(&Global {
+        url: base.to_string(),
+        key: None,
+        cacert: None,
+        json: true,
+        config: None,
+        config_error: None,
+    })?;
     let mut bodies = Vec::with_capacity(jobs);
     for _ in 0..jobs {
         let mut body = demo_request(&c, &demo.inputs).await?;

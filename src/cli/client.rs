@@ -16,11 +16,22 @@ use super::Global;
 
 /// The daemon URL this box's config gives (`bind`, and https with `[tls]`), when it is not
 /// the default one: a daemon bound to one LAN address is reached there, one bound to every
-/// address (`0.0.0.0`) through loopback. `None` when the config cannot be read (the command
-/// reports that itself where it needs the config).
-pub fn url_of_config(path: Option<&Path>) -> Option<String> {
-    let url = serve_url(&reelbox::config::Config::load(path).ok()?)?;
-    (url != super::DEFAULT_URL).then_some(url)
+/// address (`0.0.0.0`) through loopback. A config that cannot be read is an error: guessing
+/// the default URL instead sent people to start a daemon that ran on its configured port.
+pub fn url_of_config(path: Option<&Path>) -> Result<Option<String>, reelbox::config::ConfigError> {
+    let url = serve_url(&reelbox::config::Config::load(path)?);
+    Ok(url.filter(|u| u != super::DEFAULT_URL))
+}
+
+/// The daemon URL a client command talks to: refused, with the config's error, when the
+/// config that would name it cannot be read.
+pub fn daemon_url(g: &Global) -> anyhow::Result<&str> {
+    match &g.config_error {
+        Some(why) => Err(anyhow!(
+            "the config is invalid, so the daemon's address is not known: {why} (fix it, or pass --url URL)"
+        )),
+        None => Ok(&g.url),
+    }
 }
 
 /// The URL `reelbox serve` answers at on this box with `config` (see [`url_of_config`]);
@@ -63,7 +74,7 @@ pub struct Client {
 impl Client {
     /// Builds a client from the global options.
     pub fn new(g: &Global) -> anyhow::Result<Self> {
-        let api = ApiClient::new(&g.url, g.key.clone(), g.cacert.as_deref(), None)?;
+        let api = ApiClient::new(daemon_url(g)?, g.key.clone(), g.cacert.as_deref(), None)?;
         Ok(Self { api, keyed: g.key.is_some(), in_process: false })
     }
 
@@ -98,9 +109,15 @@ impl Client {
                         self.base()
                     )
                 } else {
+                    // On the box itself people expect no key is needed; say that it is, once one exists.
+                    let here = if reelbox::client::is_this_machine(self.base()) {
+                        " (on this box too: once a key exists, every reelbox command needs one)"
+                    } else {
+                        ""
+                    };
                     format!(
-                        "the box at {} needs a key: pass --key KEY or set REELBOX_KEY; whoever runs the box makes \
-                         one with `reelbox keys create NAME`",
+                        "the box at {} needs a key: pass --key KEY or set REELBOX_KEY{here}; whoever runs the box \
+                         makes one with `reelbox keys create NAME`",
                         self.base()
                     )
                 };

@@ -20,8 +20,11 @@ pub enum KeysAction {
     /// Create a key; it is printed once and only its hash is kept.
     Create {
         /// A name for people (`laptop`, `open-webui`).
-        #[arg(long)]
-        name: String,
+        #[arg(value_name = "NAME", required_unless_present = "name_flag", conflicts_with = "name_flag")]
+        name: Option<String>,
+        /// The same name as a flag (`--name laptop`), as earlier versions took it.
+        #[arg(long = "name", id = "name_flag", value_name = "NAME")]
+        name_flag: Option<String>,
         /// `client` (own jobs, artifacts and profiles only) or `admin` (everything).
         #[arg(long, default_value = "client", value_parser = ["client", "admin"])]
         scope: String,
@@ -133,9 +136,10 @@ fn revoked_line(r: &RevokedKeyView) -> String {
 /// Runs a `keys` action.
 pub async fn run(g: &Global, action: KeysAction) -> anyhow::Result<ExitCode> {
     match action {
-        KeysAction::Create { name, scope, quota, offline } => {
+        KeysAction::Create { name, name_flag, scope, quota, offline } => {
             let mut req = CreateKeyRequest {
-                name,
+                // clap requires exactly one of the two.
+                name: name.or(name_flag).unwrap_or_default(),
                 scope: Some(scope),
                 max_queued: None,
                 gpu_seconds_per_day: None,
@@ -152,7 +156,9 @@ pub async fn run(g: &Global, action: KeysAction) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{}", key.key.as_deref().unwrap_or_default());
                 eprintln!(
-                    "created {} key {:?} (id {}); it is shown only now: store it, e.g. export REELBOX_KEY=...",
+                    "created {} key {:?} (id {}); it is shown only now: store it, e.g. export REELBOX_KEY=...\n\
+                     now that the box has a key, every reelbox command needs one, on the box itself too \
+                     (REELBOX_KEY or --key)",
                     key.scope, key.name, key.id
                 );
             }

@@ -33,6 +33,7 @@ mod render;
 mod say;
 mod serve;
 mod setup;
+mod status;
 mod table;
 mod top;
 mod upscale;
@@ -70,6 +71,10 @@ pub struct Global {
     /// Config file (default: /etc/reelbox/config.toml, then $XDG_CONFIG_HOME/reelbox/config.toml).
     #[arg(long, global = true, env = "REELBOX_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Why the config that names the daemon's URL could not be read (neither --url nor
+    /// REELBOX_URL given): a client command refuses with it instead of trying the default URL.
+    #[arg(skip)]
+    pub config_error: Option<String>,
 }
 
 /// Top-level commands.
@@ -108,6 +113,8 @@ pub enum Command {
     },
     /// Dashboard of GPUs and the queue, with job actions (like nvtop plus pueue).
     Top(top::TopArgs),
+    /// The running daemon on one screen: version, address, devices, jobs, disk, models.
+    Status,
     /// Measure throughput (prints ratios against a baseline run side by side).
     Bench {
         #[command(subcommand)]
@@ -192,10 +199,12 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     // Neither --url nor REELBOX_URL: a daemon this box's config binds elsewhere is the one meant.
-    if matches.value_source("url") == Some(clap::parser::ValueSource::DefaultValue)
-        && let Some(url) = client::url_of_config(cli.global.config.as_deref())
-    {
-        cli.global.url = url;
+    if matches.value_source("url") == Some(clap::parser::ValueSource::DefaultValue) {
+        match client::url_of_config(cli.global.config.as_deref()) {
+            Ok(Some(url)) => cli.global.url = url,
+            Ok(None) => {}
+            Err(e) => cli.global.config_error = Some(reelbox::error_text::chain_text(&e)),
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -244,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue { action } => jobs::queue(&g, action).await,
         Command::Profiles { action } => profiles::run(&g, action).await,
         Command::Top(args) => top::run(&g, args).await,
+        Command::Status => status::run(&g).await,
         Command::Bench { what } => bench::run(&g, what).await,
         Command::Setup(args) => setup::run_setup(&g, args).await,
         Command::Doctor(args) => setup::run_doctor(&g, args),

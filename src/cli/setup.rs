@@ -137,12 +137,19 @@ pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> 
         // The bars are gone when stderr is not a terminal; say what happened in plain lines.
         println!("onnxruntime  {} {} at {}", report.runtime.version, flavor(&report), report.runtime.library.display());
         match &report.espeak {
-            EspeakOutcome::Installed(e) => println!("espeak-ng    {} at {}", e.package, e.dir.display()),
+            EspeakOutcome::Installed(e) => {
+                println!("espeak-ng    pinned espeak-ng 1.52 ({}) at {}", e.package, e.dir.display())
+            }
             EspeakOutcome::Failed { error } => {
                 println!("espeak-ng    pinned 1.52 not installed ({error}); the system's is used")
             }
         }
         for (piece, outcome) in &report.system {
+            // The pieces are probed before the pinned espeak-ng is installed: the system's
+            // one they found is not the one used once the pinned one is there.
+            if *piece == Piece::Espeak && matches!(report.espeak, EspeakOutcome::Installed(_)) {
+                continue;
+            }
             match outcome {
                 PieceOutcome::Present { detail } => println!("{:11}  {detail}", piece.name()),
                 PieceOutcome::Installed { detail } => println!("{:11}  installed {detail}", piece.name()),

@@ -25,7 +25,7 @@ pub async fn run(g: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
         bail!("--refresh must be between 0.1 and 60 seconds, got {}", args.refresh);
     }
     reelbox::tui::run(reelbox::tui::TopOptions {
-        url: g.url.clone(),
+        url: super::client::daemon_url(g)?.to_string(),
         key: g.key.clone(),
         cacert: g.cacert.clone(),
         readonly: args.readonly,

@@ -78,6 +78,11 @@ pub fn no_color() -> bool {
     non_empty("NO_COLOR").is_some()
 }
 
+/// `TERM`: the terminal's type (`dumb` for one that takes no cursor or colour codes).
+pub fn term() -> Option<String> {
+    std::env::var("TERM").ok()
+}
+
 /// `REELBOX_LOG`: the log filter directives (`info`, `reelbox=debug`, ...).
 pub fn log_filter() -> Option<String> {
     std::env::var("REELBOX_LOG").ok()

@@ -19,6 +19,8 @@ pub enum CheckStatus {
     Ok,
     /// Works, but something is worth knowing (e.g. a GPU the runtime cannot use).
     Warn,
+    /// Nothing to fix: what the box has, said without claiming a piece was found (no GPU).
+    Info,
     Missing,
 }
 
@@ -38,6 +40,9 @@ impl Check {
     }
     fn missing(name: &str, detail: String, fix: String) -> Self {
         Self { name: name.into(), status: CheckStatus::Missing, detail, fix: Some(fix) }
+    }
+    fn info(name: &str, detail: String) -> Self {
+        Self { name: name.into(), status: CheckStatus::Info, detail, fix: None }
     }
     fn warn(name: &str, detail: String, fix: Option<String>) -> Self {
         Self { name: name.into(), status: CheckStatus::Warn, detail, fix }
@@ -80,7 +85,7 @@ pub fn doctor(config: &Config) -> Vec<Check> {
 
     let (gpus, note) = super::detect_gpus();
     if gpus.is_empty() {
-        checks.push(Check::ok(
+        checks.push(Check::info(
             "gpu",
             format!("no NVIDIA GPU found{}; jobs run on the CPU", note.map(|n| format!(" ({n})")).unwrap_or_default()),
         ));
@@ -287,6 +292,7 @@ pub fn render_checks(checks: &[Check]) -> String {
         let mark = match c.status {
             CheckStatus::Ok => "found  ",
             CheckStatus::Warn => "warning",
+            CheckStatus::Info => "info   ",
             CheckStatus::Missing => "MISSING",
         };
         out.push_str(&format!("{mark}  {:width$}  {}\n", c.name, c.detail));

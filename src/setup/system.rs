@@ -91,14 +91,19 @@ impl Piece {
                 .map(|(version, data)| format!("espeak-ng {version} (data {data})"))
                 .map_err(PieceError::Espeak),
             Piece::Ffmpeg => match Command::new("ffmpeg").arg("-version").output() {
-                Ok(out) if out.status.success() => {
-                    Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("ffmpeg").to_string())
-                }
+                Ok(out) if out.status.success() => Ok(ffmpeg_version(&String::from_utf8_lossy(&out.stdout))),
                 Ok(out) => Err(PieceError::FfmpegFailed(String::from_utf8_lossy(&out.stderr).trim().to_string())),
                 Err(source) => Err(PieceError::NoFfmpeg(source)),
             },
         }
     }
+}
+
+/// The version from `ffmpeg -version`'s first line, without the copyright text after it:
+/// `ffmpeg version 5.1.6-0+deb12u1 Copyright (c) 2000-2024 …` → `ffmpeg version 5.1.6-0+deb12u1`.
+fn ffmpeg_version(out: &str) -> String {
+    let first = out.lines().next().unwrap_or("ffmpeg");
+    first.split(" Copyright").next().unwrap_or(first).trim().to_string()
 }
 
 /// The package manager on this machine, if any known one is on PATH.
@@ -218,5 +223,12 @@ mod tests {
             "apt-get install -y --no-install-recommends libespeak-ng1 espeak-ng-data"
         );
         assert_eq!(Piece::Ffmpeg.packages(PackageManager::Dnf), &["ffmpeg-free"]);
+    }
+
+    #[test]
+    fn ffmpeg_is_its_version_without_the_copyright() {
+        let out = "ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026 the FFmpeg developers\nbuilt with gcc 12\n";
+        assert_eq!(ffmpeg_version(out), "ffmpeg version 5.1.9-0+deb12u1");
+        assert_eq!(ffmpeg_version("ffmpeg version n7.1\n"), "ffmpeg version n7.1");
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::event::{EventLine, Preview, Snapshot, Update};
+use super::format::short_id;
 use crate::api::system::SystemView;
 use crate::api::views::{ArtifactView, JobView};
 use crate::gpu::TelemetrySample;
@@ -111,6 +112,9 @@ pub struct App {
     pub flash_failed: bool,
     /// When the daemon last answered a poll.
     pub last_answer: Option<Millis>,
+    /// The job `c` asked to cancel, until the next key: `y` cancels it, any other keeps it
+    /// (one stray key over a laggy SSH link stopped a long render).
+    pub confirm_cancel: Option<String>,
 }
 
 impl App {
@@ -140,6 +144,7 @@ impl App {
             flash: None,
             flash_failed: false,
             last_answer: None,
+            confirm_cancel: None,
         }
     }
 
@@ -288,6 +293,13 @@ impl App {
         if key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c' | 'd')) {
             return Some(Command::Quit);
         }
+        if let Some(id) = self.confirm_cancel.take() {
+            if key.code == KeyCode::Char('y') {
+                return Some(Command::Cancel(id));
+            }
+            self.apply(Update::Flash(format!("not canceled: {} keeps running", short_id(&id))));
+            return None;
+        }
         if self.editing_filter {
             match key.code {
                 KeyCode::Enter => self.editing_filter = false,
@@ -358,7 +370,11 @@ impl App {
         }?;
         let id = job.id.clone();
         match c {
-            'c' => Some(Command::Cancel(id)),
+            'c' => {
+                // The status line asks until the next key answers.
+                self.confirm_cancel = Some(id);
+                None
+            }
             'r' => Some(Command::Retry(id)),
             '+' | '=' => Some(Command::SetPriority(id, (job.priority + 1).min(1000))),
             '-' => Some(Command::SetPriority(id, (job.priority - 1).max(-1000))),

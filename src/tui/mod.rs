@@ -64,10 +64,14 @@ impl Screen {
     fn enter() -> Result<Self, TopError> {
         use std::io::IsTerminal;
         // Checked first: restoring a terminal never entered wrote escape codes into a pipe.
-        if !std::io::stdout().is_terminal() {
-            return Err(TopError::Terminal(std::io::Error::other(
-                "standard output is not a terminal (run it in an SSH session, tmux or screen)",
-            )));
+        // A `TERM=dumb` terminal (an editor's shell, a serial console) shows the alternate
+        // screen's cursor and colour codes as text: refused as a pipe is.
+        let dumb = crate::config::env::term().is_some_and(|t| t == "dumb");
+        if dumb || !std::io::stdout().is_terminal() {
+            let what = if dumb { "the terminal is TERM=dumb" } else { "standard output is not a terminal" };
+            return Err(TopError::Terminal(std::io::Error::other(format!(
+                "{what} (run it in an SSH session, tmux or screen)"
+            ))));
         }
         let terminal = ratatui::try_init().map_err(|e| {
             ratatui::restore();

@@ -61,6 +61,7 @@ mod media_cli;
 mod models;
 mod openai_compat;
 mod openai_rejoin;
+mod ops_cli;
 mod ops_metrics;
 mod origin;
 mod phone_pictures;

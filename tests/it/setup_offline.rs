@@ -107,6 +107,22 @@ fn setup_from_a_downloaded_folder_installs_without_network_and_names_a_missing_o
     let runtime_dir = box_dir.join("runtime").display().to_string();
     assert!(ort["detail"].as_str().is_some_and(|d| d.contains(&runtime_dir) && d.contains(SETUP_VERSION)), "{ort}");
     assert_eq!(check("model en_US-joe-medium")["status"], "ok", "{checks}");
+    // As a person reads doctor: a box without a GPU has nothing "found" about it, and
+    // ffmpeg is its version, not its copyright.
+    let doctor = text(&on_the_box(home.path(), &box_dir, &network, &["doctor"]));
+    let line =
+        |name: &str| doctor.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap_or_default().to_string();
+    let gpu = line("gpu");
+    assert!(!(gpu.contains("no NVIDIA GPU") && gpu.starts_with("found")), "{doctor}");
+    assert!(line("ffmpeg").contains("ffmpeg version") && !doctor.contains("Copyright"), "{doctor}");
+    // setup in words on a fresh box: one espeak-ng line, the pinned one it uses (it also
+    // named the system's espeak-ng it had found before installing the pinned one).
+    let words =
+        on_the_box(home.path(), &home.path().join("words"), &network, &["setup", "--from", from, "--gpu", "no"]);
+    let said = String::from_utf8_lossy(&words.stdout);
+    let espeak: Vec<&str> = said.lines().filter(|l| l.starts_with("espeak-ng")).collect();
+    assert!(words.status.success(), "{}", text(&words));
+    assert!(espeak.len() == 1 && espeak[0].contains("1.52"), "{said}");
 
     // A wheel that did not make it across is named, and nothing is installed.
     let partial = home.path().join("partial");

@@ -102,3 +102,19 @@ fn top_without_a_terminal_says_so_cleanly() {
     assert!(!stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'), "escape codes: {stdout:?} {stderr:?}");
     assert!(stderr.contains("needs a terminal: standard output is not a terminal"), "{stderr}");
 }
+
+/// `reelbox top` on a terminal of `TERM=dumb` (an editor's shell, a serial console) is
+/// refused as a pipe is: it drew the full screen with cursor and colour codes there.
+#[test]
+fn top_on_a_dumb_terminal_says_so_cleanly() {
+    let top = format!("TERM=dumb '{}' top --url http://127.0.0.1:9", env!("CARGO_BIN_EXE_reelbox"));
+    // `script` gives top a terminal; `timeout` only ends a dashboard drawn by mistake.
+    let out = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", &top, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run top in script");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!said.contains("\u{1b}["), "escape codes: {said:?}");
+    assert!(said.contains("needs a terminal: the terminal is TERM=dumb"), "{said:?}");
+}

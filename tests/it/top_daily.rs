@@ -45,6 +45,10 @@ fn a_refused_key_is_not_called_a_daemon_down() {
         "401 Unauthorized: this API needs a key: send `Authorization: Bearer KEY` (see `reelbox keys`)".into(),
     ));
     assert!(matches!(app.link, Link::Refused { .. }), "{:?}", app.link);
+    // The daemon answered: the panels say it refused the key, not that it never answered.
+    let screen = draw(&app, 80, 24).backend().to_string();
+    assert!(!screen.contains("no answer from the daemon yet"), "{screen}");
+    assert!(screen.contains("the daemon refused the key"), "{screen}");
     insta::assert_snapshot!("key_refused_80x24", draw(&app, 80, 24).backend());
 }
 
@@ -68,8 +72,9 @@ fn a_selected_job_that_leaves_the_list_keeps_the_cursor_in_place() {
     app.apply(Update::Snapshot(Box::new(next)));
     assert_eq!(app.selected_index(), Some(last - 1), "the cursor stays at the bottom");
     assert_eq!(app.selected_job().map(|j| j.state.as_str()), Some("succeeded"));
+    assert_eq!(app.on_key(KeyEvent::from(KeyCode::Char('c'))), None, "asks first");
     assert!(
-        matches!(app.on_key(KeyEvent::from(KeyCode::Char('c'))), Some(Command::Cancel(id)) if !id.ends_with("00000000R1"))
+        matches!(app.on_key(KeyEvent::from(KeyCode::Char('y'))), Some(Command::Cancel(id)) if !id.ends_with("00000000R1"))
     );
 }
 

@@ -403,7 +403,8 @@ fn readonly_refuses_actions_and_says_so() {
     assert!(app.flash_text().is_some_and(|m| m.contains("read-only")));
     app.readonly = false;
     let id = app.selected_job().map(|j| j.id.clone()).expect("a job");
-    assert_eq!(app.on_key(KeyEvent::from(KeyCode::Char('c'))), Some(Command::Cancel(id.clone())));
+    assert_eq!(app.on_key(KeyEvent::from(KeyCode::Char('c'))), None, "asks first");
+    assert_eq!(app.on_key(KeyEvent::from(KeyCode::Char('y'))), Some(Command::Cancel(id.clone())));
     assert_eq!(app.on_key(KeyEvent::from(KeyCode::Char('+'))), Some(Command::SetPriority(id, 1)));
     assert_eq!(app.on_key(KeyEvent::from(KeyCode::Char('p'))), Some(Command::SetPaused(true)));
     app.readonly = true;

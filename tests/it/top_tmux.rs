@@ -1,5 +1,5 @@
 //! `reelbox top` driven through tmux against the real daemon, as a person on SSH would:
-//! it shows a running job, `c` cancels it, a daemon restart shows a status line and
+//! it shows a running job, `c` asks and `y` cancels it, a daemon restart shows a status line and
 //! recovers, and `q` exits with the terminal restored (main screen, canonical mode).
 
 use crate::common;
@@ -137,8 +137,20 @@ async fn top_shows_a_running_job_cancels_it_survives_a_restart_and_quits_cleanly
     });
     assert!(screen.contains("1 running"), "{screen}");
 
-    // The only job is the selected row: `c` cancels it through the API.
+    // The only job is the selected row: `c` asks first (one stray key over a laggy link
+    // stopped a long render), any other key keeps it, and `c` `y` cancels it.
     tmux.keys("c");
+    tmux.wait("the question", Duration::from_secs(10), |s| {
+        s.contains(&format!("cancel job {short}? y cancels it, any other key keeps it"))
+    });
+    tmux.keys("n");
+    tmux.wait("the answer", Duration::from_secs(10), |s| s.contains(&format!("not canceled: {short} keeps running")));
+    let (_, still) =
+        common::api::call(None, reqwest::Method::GET, daemon.at(&format!("/api/v1/jobs/{id}")), None).await;
+    assert_eq!(still["state"], "running", "{still}");
+    tmux.keys("c");
+    tmux.wait("the question again", Duration::from_secs(10), |s| s.contains("y cancels it"));
+    tmux.keys("y");
     let job = wait_job(&http, &daemon, &id, Duration::from_secs(15), |j| j["state"] == "canceled").await;
     assert_eq!(job["state"], "canceled");
     tmux.wait("the canceled row", Duration::from_secs(10), |s| {

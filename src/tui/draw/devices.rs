@@ -59,8 +59,7 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
         .collect();
     if app.system.is_none() && sample.is_none() {
         // Never reached: "no GPU" would be a guess.
-        let text = "no answer from the daemon yet (see the status line)";
-        f.render_widget(Paragraph::new(Span::styled(fit(text, w), t.dim())), inner);
+        f.render_widget(Paragraph::new(Span::styled(fit(super::no_data(app), w), t.dim())), inner);
         return;
     }
     let mut host = host_line(sample, w, t);

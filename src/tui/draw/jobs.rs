@@ -41,7 +41,7 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     let block = Block::default().borders(Borders::ALL).title(title);
     if rows.is_empty() {
         let msg = if app.system.is_none() {
-            "no answer from the daemon yet"
+            super::no_data(app)
         } else if app.filter.is_empty() {
             "no jobs yet — submit one with `reelbox submit testcard`"
         } else {
@@ -85,7 +85,7 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
                 Column::State => Cell::from(Span::styled(j.state.as_str(), t.state(j.state.as_str()))),
                 Column::Priority => Cell::from(format!("{:>3}", j.priority)),
                 Column::Device => Cell::from(fit(&device(j), device_w)),
-                Column::Info => Cell::from(info(j, info_w, t)),
+                Column::Info => Cell::from(info(j, &app.queued, info_w, t)),
                 Column::Time => Cell::from(time(j, app.now)),
                 Column::Energy => Cell::from(j.energy_wh.map(format::energy).unwrap_or_else(|| "-".into())),
                 Column::Cost => Cell::from(j.cost.map(|c| format::cost(c, &currency)).unwrap_or_else(|| "-".into())),
@@ -166,7 +166,9 @@ fn device(j: &JobView) -> String {
     }
 }
 
-fn info(j: &JobView, w: usize, t: Theme) -> Line<'static> {
+/// What a job is doing; a queued one without the daemon's reason says its place in
+/// `queued` (the queue in the order it runs).
+fn info(j: &JobView, queued: &[JobView], w: usize, t: Theme) -> Line<'static> {
     match j.state.as_str() {
         "running" => {
             // The bar is the current stage's steps; wide tables add the whole job's share.
@@ -190,7 +192,11 @@ fn info(j: &JobView, w: usize, t: Theme) -> Line<'static> {
                     // The daemon's words name the CLI command; here the key does it.
                     Some(crate::scheduler::PAUSED_REASON) => "waiting: queue paused (p resumes)".to_string(),
                     Some(w) => format!("waiting: {w}"),
-                    None => "waiting".to_string(),
+                    None => match queued.iter().position(|q| q.id == j.id) {
+                        Some(0) => "queued, next".to_string(),
+                        Some(ahead) => format!("queued, {ahead} ahead"),
+                        None => "waiting".to_string(),
+                    },
                 },
                 (_, Some(e)) => format!("retry after: {e}"),
                 (n, None) => format!("waiting (attempt {})", n + 1),
@@ -212,7 +218,8 @@ fn info(j: &JobView, w: usize, t: Theme) -> Line<'static> {
 /// What the time column says, each figure with a word for what it measures: the column
 /// holds four kinds of time (a bare `57.0s` could be a wait, a run or what is left).
 /// `eta` what is left of a running job, `run` how long one without an estimate has run,
-/// `wait` how long a queued job has waited, `took` how long a finished one ran.
+/// `wait` how long a queued job has waited, `took` how long a finished one ran, `ran` how
+/// long a canceled one ran before it stopped.
 fn time(j: &JobView, now: i64) -> Line<'static> {
     let started = parse_time(j.started_at.as_deref());
     let finished = parse_time(j.finished_at.as_deref());
@@ -222,8 +229,63 @@ fn time(j: &JobView, now: i64) -> Line<'static> {
             None => started.map(|s| ("run", now - s)),
         },
         "queued" => parse_time(j.enqueued_at.as_deref()).map(|q| ("wait", now - q)),
+        // A canceled job's view has no start: its finished stages say when it began to run
+        // (one canceled in its first stage has none left, and shows `-`).
+        "canceled" => {
+            let first = j.stages.iter().filter_map(|s| parse_time(s.started_at.as_deref())).min();
+            first.zip(finished).map(|(s, f)| ("ran", f - s))
+        }
         _ => started.zip(finished).map(|(s, f)| ("took", f - s)),
     };
     let text = said.map(|(word, ms)| format!("{word:<4} {}", format::duration(ms))).unwrap_or_else(|| "-".into());
     Line::from(Span::styled(text, Style::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, state: &str, extra: serde_json::Value) -> JobView {
+        let mut v = serde_json::json!({
+            "id": id, "kind": "testcard", "owner": "local", "state": state, "priority": 0,
+            "progress": {"fraction": 0.0, "stage": null, "step": 0, "total": 0, "message": null},
+            "stages": [], "artifacts": [], "created_at": "2026-12-06T10:00:00Z",
+            "enqueued_at": null, "started_at": null, "finished_at": null, "device": null, "error": null,
+            "attempts": 0, "vram_mib": 0, "params": {}
+        });
+        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(extra.clone());
+        }
+        serde_json::from_value(v).expect("job view")
+    }
+
+    fn text(line: &Line) -> String {
+        line.spans.iter().map(|s| s.content.as_ref()).collect()
+    }
+
+    #[test]
+    fn a_queued_job_without_a_reason_says_its_place_in_the_queue() {
+        let queue = vec![job("A", "queued", serde_json::json!({})), job("B", "queued", serde_json::json!({}))];
+        let t = Theme { color: false };
+        assert_eq!(text(&info(&queue[0], &queue, 30, t)).trim(), "queued, next");
+        assert_eq!(text(&info(&queue[1], &queue, 30, t)).trim(), "queued, 1 ahead");
+        let why = job("C", "queued", serde_json::json!({"waiting": "no GPU has 12 GiB free"}));
+        assert_eq!(text(&info(&why, &queue, 40, t)).trim(), "waiting: no GPU has 12 GiB free");
+    }
+
+    #[test]
+    fn a_canceled_job_says_how_long_it_ran() {
+        let stage = |start: &str| {
+            serde_json::json!({"name": "card", "state": "done", "artifacts": [], "device": "cpu",
+                "started_at": start, "finished_at": "2026-12-06T10:00:40Z", "error": null, "energy_wh": null})
+        };
+        let j = job(
+            "A",
+            "canceled",
+            serde_json::json!({"finished_at": "2026-12-06T10:01:05Z", "stages": [stage("2026-12-06T10:00:03Z")]}),
+        );
+        assert_eq!(text(&time(&j, 0)), "ran  1m02s");
+        let never_ran = job("B", "canceled", serde_json::json!({"finished_at": "2026-12-06T10:01:05Z"}));
+        assert_eq!(text(&time(&never_ran, 0)), "-");
+    }
 }

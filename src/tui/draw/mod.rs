@@ -176,7 +176,13 @@ pub(super) fn whole(spans: Vec<Span<'static>>, width: usize) -> Vec<Span<'static
 
 fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
     let t = Theme::of(app);
-    let line = if let Link::Down { since, error } = &app.link {
+    // The question first: whatever else happens, the next key answers it.
+    let line = if let Some(id) = &app.confirm_cancel {
+        Line::from(Span::styled(
+            format!("cancel job {}? y cancels it, any other key keeps it", format::short_id(id)),
+            t.warn().add_modifier(Modifier::BOLD),
+        ))
+    } else if let Link::Down { since, error } = &app.link {
         // The state and how long come first: a long error is what a narrow terminal cuts.
         Line::from(vec![
             Span::styled("✖ daemon down", t.bad()),
@@ -240,6 +246,16 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
         Line::from(key_spans(keys, area.width as usize, t))
     };
     f.render_widget(Paragraph::new(line), area);
+}
+
+/// What a panel says before any data came: the daemon refused the key (it did answer), or
+/// no answer yet; the status line says more.
+fn no_data(app: &App) -> &'static str {
+    if matches!(app.link, Link::Refused { .. }) {
+        "the daemon refused the key (see the status line)"
+    } else {
+        "no answer from the daemon yet (see the status line)"
+    }
 }
 
 /// The key hints that fit; when some must go, those before `? help` go first, so help and
