@@ -12,8 +12,9 @@ use super::super::client::Client;
 use super::super::models::human_bytes;
 use super::super::{Global, table};
 
-/// How much of the script's first line is shown: the rest of an 80-column line.
-const SCRIPT_COLUMNS: usize = 60;
+/// How much of the script's first line is shown: what an 80-column line leaves beside its
+/// label and `… (+999 lines)`.
+const SCRIPT_COLUMNS: usize = 56;
 
 /// Prints the job (its JSON with `--json`).
 pub(in crate::cli) fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()> {
@@ -158,6 +159,8 @@ mod tests {
         assert_eq!(first_line("\n  Hello there.  \n"), "Hello there.");
         let long = "word ".repeat(30);
         let shown = first_line(&format!("{long}\n\nSecond.\nThird."));
-        assert!(shown.ends_with("… (+2 lines)") && shown.chars().count() <= 80, "{shown}");
+        assert!(shown.ends_with("… (+2 lines)"), "{shown}");
+        let many = first_line(&format!("{long}{}", "\nMore.".repeat(999)));
+        assert!(format!("script   {many}").chars().count() <= 80, "{many}");
     }
 }
