@@ -105,10 +105,20 @@ impl Reach {
 }
 
 /// Submits a job to a kind's route, follows it to the end and returns it; an error when it
-/// did not succeed, with the job's own error. Ctrl-C cancels the job (a daemon's job would
-/// otherwise run on for nobody) and says how to retry it; while the box does not answer it
-/// only stops waiting, and says how to fetch the job's results later.
+/// did not succeed, with the job's own error (see [`follow_job`]).
 pub async fn run_job(
+    c: &Client,
+    g: &Global,
+    route: &str,
+    body: &serde_json::Value,
+    idempotency_key: Option<&str>,
+) -> anyhow::Result<JobView> {
+    let job = submit_job(c, g, route, body, idempotency_key).await?;
+    follow_job(c, g, &job.id, None).await
+}
+
+/// Submits a job to a kind's route and says where it was queued.
+pub async fn submit_job(
     c: &Client,
     g: &Global,
     route: &str,
@@ -123,13 +133,21 @@ pub async fn run_job(
     if !g.json {
         eprintln!("job {} queued on {}", job.id, c.place());
     }
+    Ok(job)
+}
+
+/// Follows job `id` to the end and returns it; an error when it did not succeed, with the
+/// job's own error. Ctrl-C cancels the job (a daemon's job would otherwise run on for
+/// nobody) and says how to retry it — saving to `save_to`, the film the user asked for,
+/// when there is one; while the box does not answer it only stops waiting, and says how to
+/// fetch the job's results later.
+pub async fn follow_job(c: &Client, g: &Global, id: &str, save_to: Option<&Path>) -> anyhow::Result<JobView> {
     let job = tokio::select! {
-        followed = follow(c, &job.id, Follow { events_to_stdout: false, progress: !g.json }) => followed?,
+        followed = follow(c, id, Follow { events_to_stdout: false, progress: !g.json }) => followed?,
         signal = tokio::signal::ctrl_c() => {
             signal.context("cannot watch for Ctrl-C")?;
             // The job is the daemon's: left running, it would go on using the box for a
             // result nobody waits for. Canceled, it keeps its finished stages for a retry.
-            let id = &job.id;
             let cancel = c.request(Method::POST, &format!("/api/v1/jobs/{id}/cancel")).timeout(CANCEL_WAIT);
             match c.send_raw(cancel).await {
                 Err(e) if no_answer(&e) => {
@@ -141,9 +159,16 @@ pub async fn run_job(
                 }
                 answer => answer?,
             };
-            return Err(anyhow!(
-                "interrupted: job {id} canceled; `reelbox jobs retry {id}` runs it again (a render from its last finished stage)"
-            ));
+            // `jobs retry` alone only queues the job: with `-o` it follows it and saves the
+            // film where this command would have.
+            let retry = match save_to {
+                Some(path) => format!(
+                    "`reelbox jobs retry {id} -o {}` runs it again (from its last finished stage) and saves the film there",
+                    path.display()
+                ),
+                None => format!("`reelbox jobs retry {id} --wait` runs it again (a render from its last finished stage)"),
+            };
+            return Err(anyhow!("interrupted: job {id} canceled; {retry}"));
         }
     };
     if job.state != "succeeded" {

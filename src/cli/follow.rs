@@ -94,8 +94,13 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
                 if how.events_to_stdout {
                     println!("{ev}");
                 }
+                // A retried job's stream holds the end of its earlier try: the job goes on.
+                let ended = final_state(&ev).is_some();
+                if ended && !still_ended(c, id).await {
+                    continue;
+                }
                 progress.event(id, &stages, &ev);
-                if final_state(&ev).is_some() {
+                if ended {
                     break 'streams;
                 }
             }
@@ -120,6 +125,14 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
     outage.over(c, id, &progress);
     progress.finish();
     job
+}
+
+/// Whether job `id` is in a final state now, asked when its stream says it ended: a retry
+/// (`reelbox jobs retry`) queues it again after that end, which the stream replays first.
+/// A job that cannot be read now counts as ended: the end is fetched after (waiting for a box
+/// that does not answer), and says what is wrong.
+async fn still_ended(c: &Client, id: &str) -> bool {
+    c.get::<JobView>(&format!("/api/v1/jobs/{id}")).await.map_or(true, |j| j.state.is_terminal())
 }
 
 /// A box that stopped answering while a job is followed: when it stopped.

@@ -1,7 +1,7 @@
 //! `reelbox jobs ...`, `reelbox submit` and `reelbox queue ...`: mirrors of the daemon's
 //! job routes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,6 @@ use clap::{Args, Subcommand};
 use reelbox::api::jobs::JobPage;
 use reelbox::api::views::JobView;
 use reelbox::store::Removal;
-use reelbox::store::records::JobStatus;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -18,6 +17,10 @@ use super::client::Client;
 use super::follow::{Follow, follow};
 use super::models::human_bytes;
 use super::{Global, table};
+
+#[path = "jobs_show.rs"]
+mod show;
+use show::print_job;
 
 /// `reelbox jobs ...`
 #[derive(Debug, Subcommand)]
@@ -48,10 +51,19 @@ pub enum JobsAction {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Re-queue a failed or canceled job.
+    /// Re-queue a failed or canceled job (a render from its last finished stage).
     Retry {
         /// The job id, or its last characters as `reelbox top` shows them.
         id: String,
+        /// Follow the job until it ends, as `reelbox render` does (Ctrl-C cancels it again).
+        #[arg(long)]
+        wait: bool,
+        /// Save the render's film here once it is done (subtitles beside it); implies --wait.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Replace the film and subtitle files that are there.
+        #[arg(long)]
+        force: bool,
     },
     /// Follow a job's progress until it ends.
     Watch {
@@ -70,7 +82,7 @@ pub enum JobsAction {
     Get {
         /// The job id, or its last characters as `reelbox top` shows them.
         id: String,
-        /// Folder to save into.
+        /// Folder to save into (made when it is not there).
         #[arg(short, long, default_value = ".")]
         output: PathBuf,
         /// Every file of every stage (keyframes, narration, ...), also of a job that failed.
@@ -183,7 +195,7 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
         JobsAction::Show { id: given } => {
             let id = id(given).await?;
             let job: JobView = c.get(&format!("/api/v1/jobs/{id}")).await?;
-            print_job(g, &job)?;
+            show::show(&c, g, &job).await?;
         }
         JobsAction::Cancel { id: given, reason } => {
             let id = id(given).await?;
@@ -195,7 +207,10 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
                 if g.json { eprintln!("reelbox: {note}") } else { println!("{note}") }
             }
         }
-        JobsAction::Retry { id: given } => {
+        JobsAction::Retry { id: given, wait, output, force } if wait || output.is_some() => {
+            return retry_and_wait(g, &given, output.as_deref(), force).await;
+        }
+        JobsAction::Retry { id: given, .. } => {
             let id = id(given).await?;
             let job: JobView = c.post(&format!("/api/v1/jobs/{id}/retry"), &json!({})).await?;
             print_job(g, &job)?;
@@ -208,6 +223,42 @@ pub async fn run(g: &Global, action: JobsAction) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs retry --wait` / `-o FILE`: retries the job, follows it as `reelbox render` does and
+/// saves a render's film to `output`. Without a daemon it runs one here on the data dir (the
+/// job a render there made is in it), as `reelbox render` did.
+async fn retry_and_wait(g: &Global, given: &str, output: Option<&Path>, force: bool) -> anyhow::Result<ExitCode> {
+    if let Some(path) = output {
+        super::render::check_film_output(path, force)?;
+    }
+    let reach = super::backend::Reach::new(g).await?;
+    let c = &reach.client;
+    let result = async {
+        let id = super::job_ref::resolve(c, given).await?;
+        if output.is_some() {
+            let job: JobView = c.get(&format!("/api/v1/jobs/{id}")).await?;
+            if job.kind != "render" {
+                anyhow::bail!(
+                    "-o FILE saves a render's film, and job {id} is a {} job: `reelbox jobs retry {id} --wait`, then \
+                     `reelbox jobs get {id} -o DIR` saves its files",
+                    job.kind
+                );
+            }
+        }
+        let job: JobView = c.post(&format!("/api/v1/jobs/{id}/retry"), &json!({})).await?;
+        if !g.json {
+            eprintln!("job {id} queued again on {}", c.place());
+        }
+        let job = super::backend::follow_job(c, g, &job.id, output).await?;
+        match output {
+            Some(path) => super::render::save_film(c, g, &job, path).await,
+            None => print_job(g, &job),
+        }
+    }
+    .await;
+    reach.close().await;
+    result.map(|_| ExitCode::SUCCESS)
 }
 
 /// How long `jobs cancel` waits for a running job to reach its final state: a stage stops
@@ -268,43 +319,6 @@ pub async fn queue(g: &Global, action: QueueAction) -> anyhow::Result<ExitCode> 
         println!("{}", if v["paused"].as_bool() == Some(true) { "queue paused" } else { "queue running" });
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()> {
-    if g.json {
-        println!("{}", serde_json::to_string_pretty(job)?);
-        return Ok(());
-    }
-    println!("job      {}", job.id);
-    println!("kind     {}", job.kind);
-    println!("state    {}", job.state);
-    println!("priority {}", job.priority);
-    println!("attempts {}", job.attempts);
-    println!("progress {:.0}%", job.progress.fraction * 100.0);
-    if let Some(w) = &job.waiting {
-        println!("waiting  {w}");
-    }
-    if let Some(e) = &job.error {
-        // A canceled job's `error` is why it was canceled, not a fault.
-        let label = if job.state == JobStatus::Canceled { "reason" } else { "error" };
-        println!("{label:<8} {e}");
-    }
-    let rows: Vec<Vec<String>> = job
-        .stages
-        .iter()
-        .map(|s| {
-            vec![
-                s.name.clone(),
-                s.state.to_string(),
-                s.device.clone().unwrap_or_default(),
-                s.started_at.clone().unwrap_or_default(),
-                s.finished_at.clone().unwrap_or_default(),
-                s.artifacts.join(","),
-            ]
-        })
-        .collect();
-    table::print(&["STAGE", "STATE", "DEVICE", "STARTED", "FINISHED", "ARTIFACTS"], &rows);
-    Ok(())
 }
 
 /// Follows a job's event stream with its progress; exit code 1 unless it succeeded.

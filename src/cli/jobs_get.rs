@@ -22,7 +22,7 @@ pub struct GetArgs {
 
 /// The job's results: the files of its last stage that made any (a render's film and
 /// subtitles, an image job's pictures without their step previews), or every file.
-fn results(job: &JobView, artifacts: Vec<ArtifactView>, all: bool) -> Vec<ArtifactView> {
+pub(super) fn results(job: &JobView, artifacts: Vec<ArtifactView>, all: bool) -> Vec<ArtifactView> {
     let kept = artifacts.into_iter().filter(|a| !is_preview_named(a.stage.as_deref(), &a.name));
     if all {
         return kept.collect();
@@ -61,8 +61,8 @@ pub async fn run(c: &Client, g: &Global, a: GetArgs) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    if !a.dir.is_dir() {
-        anyhow::bail!("-o {}: the directory does not exist", a.dir.display());
+    if a.dir.exists() && !a.dir.is_dir() {
+        anyhow::bail!("-o {}: not a directory; give the folder to save into", a.dir.display());
     }
     let artifacts: Vec<ArtifactView> = c.get(&format!("/api/v1/jobs/{id}/artifacts")).await?;
     let picked = results(&job, artifacts, a.all);
@@ -80,6 +80,8 @@ pub async fn run(c: &Client, g: &Global, a: GetArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("{} exists; give another -o DIR, or --force to replace it", there.display());
     }
+    // A new folder per film is how a family keeps them apart: made, not refused.
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("-o {}: cannot create the directory", a.dir.display()))?;
     for (art, dest) in picked.iter().zip(planned) {
         c.download(&art.url, &dest).await.with_context(|| format!("cannot save {} ({})", art.name, art.id))?;
         if !g.json {

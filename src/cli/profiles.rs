@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use reelbox::api::keys::KeyView;
+use reelbox::api::models::ModelList;
 use reelbox::api::views::{ProfileView, face_box_text, parse_face_box};
 use reelbox::client::profile_path;
 use reqwest::Method;
@@ -124,6 +125,7 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             }
             let p: ProfileView = c.send(c.request(Method::POST, "/api/v1/profiles").multipart(form)).await?;
             print_profile(g, &p)?;
+            warn_unfindable_face(&c, &p).await;
         }
         ProfilesAction::Update { id, name, face_box, settings } => {
             let mut body: serde_json::Map<String, serde_json::Value> =
@@ -137,6 +139,7 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
             let req = c.request(Method::PATCH, &profile_path(&id)).json(&body);
             let p: ProfileView = c.send(req).await?;
             print_profile(g, &p)?;
+            warn_unfindable_face(&c, &p).await;
         }
         ProfilesAction::Show { id } => {
             let p: ProfileView = c.get(&profile_path(&id)).await?;
@@ -150,6 +153,26 @@ pub async fn run(g: &Global, action: ProfilesAction) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warns when a render showing `p`'s portrait would be refused: it has no face box and the
+/// box has no face detector (the `face` kind's installed default) to find the face. The
+/// profile is kept (a detector may be pulled later); the fix a user can make now is named.
+async fn warn_unfindable_face(c: &Client, p: &ProfileView) {
+    if p.portrait.is_none() || p.face_box.is_some() {
+        return;
+    }
+    // A box that cannot list its models is not warned about: the render still says it.
+    let Ok(list) = c.get::<ModelList>("/api/v1/models").await else { return };
+    if list.models.iter().any(|m| m.kind == "face" && m.default && m.state == "installed") {
+        return;
+    }
+    eprintln!(
+        "reelbox: warning: this box has no face detector to find the face in {:?}'s portrait, so a render that \
+         shows it is refused until the profile has a face box: {}",
+        p.name,
+        reelbox::jobs::face_box_fix(&p.name)
+    );
 }
 
 /// The profiles as a table; an admin's list of several people's profiles says whose each

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use reelbox::api::views::{ProfileView, face_box_text};
+use reelbox::api::views::{JobView, ProfileView, face_box_text};
+use reelbox::api::web::session::BrowserSession;
 use reelbox::client::profile_path;
 use reelbox::config::Config;
 use reqwest::multipart::{Form, Part};
@@ -15,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::Global;
-use super::backend::{Reach, run_job, save_artifacts, upload};
+use super::backend::{Reach, follow_job, save_artifacts, submit_job, upload};
 use super::client::Client;
 
 /// Arguments of `reelbox render`.
@@ -24,9 +25,14 @@ pub struct RenderArgs {
     /// Script file (`-`: standard input): paragraphs become scenes, `[brackets]` describe
     /// a scene's picture, the rest is spoken. A single line makes a one-scene film.
     pub script: PathBuf,
-    /// Output MP4.
-    #[arg(short, long, default_value = "film.mp4")]
-    pub output: PathBuf,
+    /// Output MP4 (.mp4, .m4v or .mov; default: the script's name, `story.txt` →
+    /// `story.mp4`; from standard input the first free of `film.mp4`, `film-2.mp4`, ...).
+    /// Its subtitles go beside it (`story.srt`, `story.vtt`).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Replace the film and subtitle files that are there.
+    #[arg(long)]
+    pub force: bool,
     /// Profile id or name (`reelbox profiles list`): its presenter, voice, style and picture
     /// model fill what the other flags leave out.
     #[arg(long)]
@@ -79,10 +85,16 @@ pub struct DemoArgs {
 }
 
 async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyhow::Result<()> {
-    let job = run_job(c, g, "/api/v1/renders", &body, None).await?;
-    save_artifacts(c, &job, output, |a| a.name == "film.mp4").await?;
+    let job = submit_job(c, g, "/api/v1/renders", &body, None).await?;
+    let job = follow_job(c, g, &job.id, Some(output)).await?;
+    save_film(c, g, &job, output).await
+}
+
+/// Saves a finished render's film to `output` and its subtitles beside it, and says where.
+pub(super) async fn save_film(c: &Client, g: &Global, job: &JobView, output: &Path) -> anyhow::Result<()> {
+    save_artifacts(c, job, output, |a| a.name == "film.mp4").await?;
     for (ext, name) in [("srt", "film.srt"), ("vtt", "film.vtt")] {
-        save_artifacts(c, &job, &output.with_extension(ext), |a| a.name == name).await?;
+        save_artifacts(c, job, &output.with_extension(ext), |a| a.name == name).await?;
     }
     if g.json {
         println!("{}", json!({"job": job.id, "output": output}));
@@ -121,8 +133,72 @@ fn check_film_name(path: &Path) -> anyhow::Result<()> {
     let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
     match ext.as_deref() {
         Some("mp4" | "m4v" | "mov") => Ok(()),
-        _ => anyhow::bail!("-o {}: the film is an MP4; give a name ending in .mp4", path.display()),
+        _ => anyhow::bail!("-o {}: the film is an MP4; give a name ending in .mp4, .m4v or .mov", path.display()),
     }
+}
+
+/// The film and the subtitle files saved beside it.
+fn film_files(film: &Path) -> [PathBuf; 3] {
+    [film.to_path_buf(), film.with_extension("srt"), film.with_extension("vtt")]
+}
+
+/// Refuses an `-o` that cannot take the film before any work starts: its folder missing, a
+/// name no player reads as an MP4, or (unless `force`) a film or subtitle file there that
+/// saving would replace, as `reelbox jobs get` refuses to.
+pub(super) fn check_film_output(path: &Path, force: bool) -> anyhow::Result<()> {
+    super::backend::check_output(path)?;
+    check_film_name(path)?;
+    if !force && let Some(there) = film_files(path).iter().find(|p| p.exists()) {
+        anyhow::bail!("{} exists; give another -o FILE, or --force to replace it", there.display());
+    }
+    Ok(())
+}
+
+/// The film's name when no `-o` is given: the script's (`story.txt` → `story.mp4`, in this
+/// folder), so each script keeps its own film; from standard input the first of `film.mp4`,
+/// `film-2.mp4`, ... whose files are all free, so quick renders in a folder do not replace
+/// each other.
+fn default_film(script: &Path) -> PathBuf {
+    let film = Path::new("film.mp4");
+    if script.as_os_str() == "-" {
+        return (1..)
+            .map(|i| if i == 1 { film.to_path_buf() } else { super::backend::numbered(film, i) })
+            .find(|p| film_files(p).iter().all(|f| !f.exists()))
+            .unwrap_or_else(|| film.to_path_buf());
+    }
+    script.file_stem().map_or_else(|| film.to_path_buf(), |stem| Path::new(stem).with_extension("mp4"))
+}
+
+/// How the script is named in a message: its file, or standard input.
+fn script_label(path: &Path) -> String {
+    if path.as_os_str() == "-" { "the script from standard input".into() } else { path.display().to_string() }
+}
+
+/// Refuses an empty script in the user's words (the box's names its `script` field), before
+/// a daemon is reached.
+fn check_not_empty(path: &Path, script: &str) -> anyhow::Result<()> {
+    if script.trim().is_empty() {
+        anyhow::bail!("{} is empty: write what the film says in it (a paragraph a scene)", script_label(path));
+    }
+    Ok(())
+}
+
+/// Refuses a script longer than the box's `limits.max_prompt_chars` before it is uploaded
+/// (a long one otherwise meets the body limit first, a second limit after it); a box too old
+/// to say its limit checks the script itself.
+async fn check_length(c: &Client, path: &Path, script: &str) -> anyhow::Result<()> {
+    let label = script_label(path);
+    // The box counts the script as it reads it: without its surrounding blank space.
+    let script = script.trim();
+    let max = c.get::<BrowserSession>("/api/v1/session").await.ok().map(|s| s.max_prompt_chars);
+    let chars = script.chars().count();
+    if let Some(max) = max.filter(|m| chars > *m) {
+        anyhow::bail!(
+            "{label} has {chars} characters; this box takes a script of at most {max} (limits.max_prompt_chars): \
+             shorten it, or make it two films"
+        );
+    }
+    Ok(())
 }
 
 /// The script from its file, or from standard input for `-`. A missing file whose name
@@ -146,9 +222,10 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
 
 /// Runs `reelbox render`.
 pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
-    super::backend::check_output(&a.output)?;
-    check_film_name(&a.output)?;
+    let output = a.output.clone().unwrap_or_else(|| default_film(&a.script));
+    check_film_output(&output, a.force)?;
     let script = read_script(&a.script)?;
+    check_not_empty(&a.script, &script)?;
     let reach = Reach::new(g).await?;
     let c = &reach.client;
     let mut body = json!({"script": script, "upscale": a.upscale, "burn_subtitles": a.burn_subtitles});
@@ -169,10 +246,11 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let result = async {
+        check_length(c, &a.script, &script).await?;
         if let Some(m) = &a.music {
             body["music"] = json!(upload(c, m, "--music").await?.id);
         }
-        render_with(c, g, body, &a.output).await
+        render_with(c, g, body, &output).await
     }
     .await;
     reach.close().await;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{Error, Service, Submitter, parse_id};
+use crate::config::Config;
 use crate::kinds::ParamError;
 use crate::pipelines::render::plan::styled_prompt;
 use crate::store::records::Profile;
@@ -114,6 +115,44 @@ fn portrait_readable(who: &Submitter, profile: &Profile) -> Result<(), Error> {
     .into())
 }
 
+/// The command that gives profile `name` a face box, its name quoted for a shell when it
+/// needs it: what a render refused for want of one, and `profiles create`, both say.
+pub fn face_box_fix(name: &str) -> String {
+    let arg = if name.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '$' | '`')) {
+        format!("{name:?}")
+    } else {
+        name.to_string()
+    };
+    format!(
+        "`reelbox profiles update {arg} --face-box x,y,w,h` (the face's left, top, width and height in pixels, in \
+         the portrait)"
+    )
+}
+
+/// Refuses, naming `profile` and the fix, a profile whose portrait has no face box on a box
+/// with no face detector to find the face: the render's own refusal named
+/// `presenter.face_box`, a field the user never typed, and offered only a pull (which fails
+/// offline), while the profile's face box is what a user can give there and then.
+fn face_findable(profile: &Profile, config: &Config) -> Result<(), Error> {
+    if profile.portrait.is_none() || profile.face_box.is_some() {
+        return Ok(());
+    }
+    let Err(e) = crate::kinds::inputs::face_detector("profile", config) else { return Ok(()) };
+    let name = &profile.name;
+    let detector =
+        e.model.as_ref().map(|m| format!(" (or a face detector: {})", m.no_default_text())).unwrap_or_default();
+    Err(ParamError {
+        field: "profile".into(),
+        message: format!(
+            "profile {name:?} has no face box, and this box has no face detector to find the face in its portrait: \
+             {} gives it one{detector}; `--layout none` renders without the presenter",
+            face_box_fix(name)
+        ),
+        model: e.model,
+    }
+    .into())
+}
+
 fn is_set(params: &Map<String, Value>, key: &str) -> bool {
     params.get(key).is_some_and(|v| !v.is_null())
 }
@@ -144,6 +183,7 @@ impl Service {
         let shown = obj.get("layout").and_then(Value::as_str).is_none_or(|l| l != "none");
         if shown && !is_set(obj, "presenter") {
             portrait_readable(who, &profile)?;
+            face_findable(&profile, self.config())?;
         }
         fill(obj, RenderDefaults::of(profile))
     }

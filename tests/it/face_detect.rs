@@ -97,19 +97,37 @@ async fn a_profile_made_from_a_photo_alone_presents_the_face_the_detector_finds(
     let http = reqwest::Client::new();
     let mut png = Vec::new();
     test_picture(160, 120, 2).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).expect("encode");
+    let png_of_mum = png.clone();
     let form = Form::new().text("name", "mum").part("portrait", Part::bytes(png).file_name("mum.png"));
     let r = http.post(d.at("/api/v1/profiles")).multipart(form).send().await.expect("profile");
     assert_eq!(r.status(), 201, "profile answered {}", r.status());
     let film = json!({"script": "Hello there. This is a short film.", "profile": "mum", "model": "tiny-sd",
         "steps": 1, "width": 128, "height": 96, "lipsync_model": "tiny-wav2lip", "layout": "inset"});
 
+    // `profiles create` of a photo alone on this box says at once what a render would refuse
+    // (it was accepted without a word), naming the flag that fixes it.
+    std::fs::write(dir.path().join("dad.png"), &png_of_mum).expect("portrait");
+    let out = common::tools::run_ok(
+        common::tools::reelbox_cli(dir.path(), &models)
+            .args(["profiles", "create", "--name", "dad", "--portrait", "dad.png", "--url", &d.at("")])
+            .current_dir(dir.path()),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no face detector") && stderr.contains("reelbox profiles update dad --face-box x,y,w,h"),
+        "{stderr}"
+    );
+
     // No face box and no face detector: refused, saying what would show the presenter. It
-    // was accepted and made a film of pictures only, without a word.
+    // was accepted and made a film of pictures only, without a word; then refused as
+    // `presenter.face_box`, a field the user never typed, with only a pull (offline: none).
     let r = http.post(d.at("/api/v1/renders")).json(&film).send().await.expect("render");
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.expect("json");
-    assert_eq!(body["error"]["field"], "presenter.face_box", "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("face detector")), "{body}");
+    assert_eq!(body["error"]["field"], "profile", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("reelbox profiles update mum --face-box x,y,w,h"), "{body}");
+    assert!(message.contains("face detector"), "{body}");
 
     // With a detector installed, the film shows the presenter where it finds the face.
     drop(d);

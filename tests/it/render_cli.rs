@@ -35,6 +35,20 @@ fn cli(d: &DaemonProc, dir: &Path, script_arg: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// `reelbox ARGS… --url <d>` run from `dir`: the commands a filmmaker types after a render.
+fn reelbox(d: &DaemonProc, dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(args)
+        .args(["--url", &d.at("")])
+        .current_dir(dir)
+        .env_remove("REELBOX_KEY")
+        .env_remove("REELBOX_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("reelbox")
+}
+
 /// `reelbox render` of `script` written to a file in `dir`.
 fn render(d: &DaemonProc, dir: &Path, script: &str, args: &[&str]) -> Command {
     std::fs::write(dir.join("script.txt"), script).expect("script");
@@ -74,10 +88,39 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     assert_eq!(canceled["state"], "canceled", "{canceled}");
     assert!(!dir.path().join("film.mp4").exists());
 
-    let retried = c.post(d.at(&format!("/api/v1/jobs/{id}/retry"))).send().await.expect("retry");
-    assert!(retried.status().is_success());
-    let done = wait_job(&c, &d, &id, Duration::from_secs(600), is_final).await;
+    // What it says to run follows the job and saves the film where the render would have;
+    // `jobs retry` only queued it, and nothing wrote film.mp4.
+    let retry = format!("reelbox jobs retry {id} -o film.mp4");
+    assert!(stderr.contains(&retry), "{stderr}");
+    let out = reelbox(&d, dir.path(), &["jobs", "retry", &id, "-o", "film.mp4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (format, seconds) = common::compat::ffprobe(&dir.path().join("film.mp4"));
+    assert!(format.contains("mp4") && seconds > 1.0, "{format}, {seconds} s");
+    assert!(dir.path().join("film.srt").is_file() && dir.path().join("film.vtt").is_file());
+    let done = get_json(&c, &d, &format!("/api/v1/jobs/{id}")).await;
     assert_eq!(done["state"], "succeeded", "{done}");
+    // `jobs get -o DIR` makes the folder (it was refused as missing).
+    let out = reelbox(&d, dir.path(), &["jobs", "get", &id, "-o", "films/monday"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("films/monday/film.mp4").is_file());
+
+    // `jobs show` of the film says what a filmmaker asks of it on one screen (it listed 330
+    // characters of artifact ids): the script, picture and voice, how long it took, the
+    // film's length and size, its files by name, and how to save it.
+    let out = reelbox(&d, dir.path(), &["jobs", "show", &id]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = |label: &str| shown.lines().find(|l| l.starts_with(label)).unwrap_or_default().to_string();
+    assert!(line("script ").contains("A red circle rolls slowly") && line("script ").contains("(+5 lines)"), "{shown}");
+    assert!(line("picture ").contains("128x96, 25 fps, voice "), "{shown}");
+    assert!(!line("took ").is_empty(), "{shown}");
+    assert!(line("film ").contains("s, ") && line("film ").ends_with('B'), "length and size: {shown}");
+    let files = line("files ");
+    assert!(files.contains("film.mp4 ") && files.contains("film.srt ") && files.contains("film.vtt "), "{shown}");
+    assert!(shown.contains(&format!("reelbox jobs get {id}")), "{shown}");
+    let ids = done["stages"][1]["artifacts"].as_array().expect("keyframes");
+    assert!(ids.iter().filter_map(Value::as_str).all(|a| !shown.contains(a)), "no artifact ids: {shown}");
+    assert!(shown.lines().all(|l| l.chars().count() <= 80), "one screen of 80 columns: {shown}");
     for i in 0..3 {
         assert_eq!(done["stages"][i]["finished_at"], canceled["stages"][i]["finished_at"], "stage {i} was redone");
     }
@@ -158,6 +201,10 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
     assert_eq!(job["params"]["presenter"]["portrait"], anna["portrait"], "{job}");
     assert_eq!(job["params"]["voice"], provision::JOE);
     assert_eq!(job["params"]["style"], "flat colours");
+    // `jobs show` names the profile the presenter came from (the job keeps only its portrait).
+    let out = reelbox(&d, dir.path(), &["jobs", "show", said["job"].as_str().expect("job")]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.lines().any(|l| l == "profile  anna"), "{shown}");
     assert!(dir.path().join("hello.mp4").is_file() && dir.path().join("hello.vtt").is_file());
     // The music keeps its treble: mixed at its 44.1 kHz, not the voice's 22.05 kHz.
     let info = reelbox::media::ffprobe::probe(&dir.path().join("hello.mp4")).expect("ffprobe");
@@ -184,7 +231,9 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("reelbox render - -o film.mp4"), "{stderr}");
-    let mut child = cli(&d, dir.path(), "-", &["-o", "short.mp4"])
+    // A film of that name is there: the one from standard input takes the next free name.
+    std::fs::write(dir.path().join("film.mp4"), b"an earlier film").expect("earlier film");
+    let mut child = cli(&d, dir.path(), "-", &[])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -195,8 +244,53 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
     let out = child.wait_with_output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let film = dir.path().join("short.mp4");
-    assert!(stdout.starts_with(&format!("{} (subtitles beside it: short.srt, short.vtt;", film.display())), "{stdout}");
+    let film = dir.path().join("film-2.mp4");
+    assert!(
+        stdout.starts_with(&format!("{} (subtitles beside it: film-2.srt, film-2.vtt;", film.display())),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(dir.path().join("film.mp4")).expect("earlier film"), b"an earlier film");
+}
+
+/// Mistakes `reelbox render` refuses before anything is sent, in the user's words: a film
+/// that is there (it was replaced without a word; the default `film.mp4` made each render
+/// in a folder replace the last), an empty script, one longer than the box takes (it met
+/// the 1 MB body limit first), a name of another container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_keeps_the_films_that_are_there_and_refuses_scripts_in_the_users_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    let refused = |cmd: &mut Command| {
+        let out = cmd.output().expect("reelbox render");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Without -o the film is named after its script, so `story.mp4` is the one at stake.
+    std::fs::write(dir.path().join("story.txt"), "Hello there.").expect("script");
+    std::fs::write(dir.path().join("story.mp4"), b"last week's film").expect("film");
+    let stderr = refused(&mut cli(&d, dir.path(), "story.txt", &[]));
+    assert!(stderr.contains("story.mp4 exists") && stderr.contains("--force"), "{stderr}");
+    std::fs::write(dir.path().join("exist.srt"), b"1").expect("subtitles");
+    let stderr = refused(&mut cli(&d, dir.path(), "story.txt", &["-o", "exist.mp4"]));
+    assert!(stderr.contains("exist.srt exists") && stderr.contains("--force"), "{stderr}");
+
+    std::fs::write(dir.path().join("empty.txt"), "\n  \n").expect("script");
+    let stderr = refused(&mut cli(&d, dir.path(), "empty.txt", &["-o", "e.mp4"]));
+    assert!(stderr.contains("empty.txt is empty"), "not the API's `script: is required`: {stderr}");
+
+    let max = get_json(&reqwest::Client::new(), &d, "/api/v1/session").await["max_prompt_chars"]
+        .as_u64()
+        .expect("max_prompt_chars");
+    std::fs::write(dir.path().join("long.txt"), "word ".repeat(max as usize / 5 + 10)).expect("script");
+    let stderr = refused(&mut cli(&d, dir.path(), "long.txt", &["-o", "l.mp4"]));
+    assert!(stderr.contains(&format!("at most {max}")) && stderr.contains("max_prompt_chars"), "{stderr}");
+
+    let stderr = refused(&mut cli(&d, dir.path(), "story.txt", &["-o", "out.webm"]));
+    assert!(stderr.contains(".mp4, .m4v or .mov"), "{stderr}");
+
+    let jobs = get_json(&reqwest::Client::new(), &d, "/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "nothing was sent: {jobs}");
+    assert_eq!(std::fs::read(dir.path().join("story.mp4")).expect("film"), b"last week's film");
 }
 
 /// README's first command, `reelbox demo -o FILE`, twice on one box: a family runs it again

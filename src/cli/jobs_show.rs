@@ -1,0 +1,166 @@
+//! How `reelbox jobs show`, `cancel`, `retry` and `watch` print a job: on one screen of 80
+//! columns, a stage's files as a count (their ids are in `--json`), and a render with what a
+//! filmmaker asks of it: its script, picture, voice and profile, how long it took, the
+//! film's length and size, its files by name, and how to save it.
+
+use reelbox::api::views::{ArtifactView, JobView, ProfileView};
+use reelbox::store::records::JobStatus;
+use reelbox::tui::format::{duration, parse_time};
+use serde_json::Value;
+
+use super::super::client::Client;
+use super::super::models::human_bytes;
+use super::super::{Global, table};
+
+/// How much of the script's first line is shown: what an 80-column line leaves beside its
+/// label and `… (+999 lines)`.
+const SCRIPT_COLUMNS: usize = 56;
+
+/// Prints the job (its JSON with `--json`).
+pub(in crate::cli) fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()> {
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(job)?);
+        return Ok(());
+    }
+    head(job);
+    stages(job);
+    Ok(())
+}
+
+/// Prints the job as `jobs show` does: a render also with its film (what the box is asked
+/// for besides the job: its files, its narration's length, the profile of its presenter).
+pub(in crate::cli) async fn show(c: &Client, g: &Global, job: &JobView) -> anyhow::Result<()> {
+    if g.json || job.kind != "render" {
+        return print_job(g, job);
+    }
+    head(job);
+    let artifacts: Vec<ArtifactView> = c.get(&format!("/api/v1/jobs/{}/artifacts", job.id)).await?;
+    for (label, text) in render_lines(c, job, &artifacts).await {
+        println!("{label:<8} {text}");
+    }
+    stages(job);
+    if job.state == JobStatus::Succeeded {
+        println!("save it  reelbox jobs get {} (-o DIR: into that folder)", job.id);
+    }
+    Ok(())
+}
+
+/// The lines every job has: its id, kind, state and why it waits or ended.
+fn head(job: &JobView) {
+    println!("job      {}", job.id);
+    println!("kind     {}", job.kind);
+    println!("state    {}", job.state);
+    println!("priority {}", job.priority);
+    println!("attempts {}", job.attempts);
+    println!("progress {:.0}%", job.progress.fraction * 100.0);
+    if let Some(w) = &job.waiting {
+        println!("waiting  {w}");
+    }
+    if let Some(e) = &job.error {
+        // A canceled job's `error` is why it was canceled, not a fault.
+        let label = if job.state == JobStatus::Canceled { "reason" } else { "error" };
+        println!("{label:<8} {e}");
+    }
+}
+
+/// The stages, each with how long it took and how many files it made.
+fn stages(job: &JobView) {
+    let rows: Vec<Vec<String>> = job
+        .stages
+        .iter()
+        .map(|s| {
+            let took = parse_time(s.started_at.as_deref())
+                .zip(parse_time(s.finished_at.as_deref()))
+                .map(|(a, b)| duration(b - a))
+                .unwrap_or_default();
+            let files = if s.artifacts.is_empty() { String::new() } else { s.artifacts.len().to_string() };
+            vec![s.name.clone(), s.state.to_string(), s.device.clone().unwrap_or_default(), took, files]
+        })
+        .collect();
+    table::print(&["STAGE", "STATE", "DEVICE", "TOOK", "FILES"], &rows);
+}
+
+/// A render's own lines: label and text.
+async fn render_lines(c: &Client, job: &JobView, artifacts: &[ArtifactView]) -> Vec<(&'static str, String)> {
+    let p = &job.params;
+    let mut lines = Vec::new();
+    if let Some(script) = p["script"].as_str() {
+        lines.push(("script", first_line(script)));
+    }
+    let mut look = Vec::new();
+    if let (Some(w), Some(h)) = (p["width"].as_u64(), p["height"].as_u64()) {
+        look.push(format!("{w}x{h}"));
+    }
+    if let Some(fps) = p["fps"].as_u64() {
+        look.push(format!("{fps} fps"));
+    }
+    if let Some(voice) = p["voice"].as_str() {
+        look.push(format!("voice {voice}"));
+    }
+    if !look.is_empty() {
+        lines.push(("picture", look.join(", ")));
+    }
+    if let Some(portrait) = p["presenter"]["portrait"].as_str() {
+        lines.push(("profile", presenter_profile(c, portrait).await));
+    }
+    // The job view's own start (its first, across crashes) and end: what `reelbox top` says.
+    if let Some(ms) =
+        parse_time(job.started_at.as_deref()).zip(parse_time(job.finished_at.as_deref())).map(|(a, b)| b - a)
+    {
+        lines.push(("took", duration(ms)));
+    }
+    if let Some(film) = artifacts.iter().find(|a| a.name == "film.mp4") {
+        let length = film_seconds(c, artifacts).await.map(|s| format!("{}, ", duration((s * 1000.0) as i64)));
+        lines.push(("film", format!("{}{}", length.unwrap_or_default(), human_bytes(film.size))));
+    }
+    let mut results = super::super::jobs_get::results(job, artifacts.to_vec(), false);
+    results.sort_by(|a, b| a.name.cmp(&b.name));
+    if !results.is_empty() {
+        let named: Vec<String> = results.iter().map(|a| format!("{} {}", a.name, human_bytes(a.size))).collect();
+        lines.push(("files", named.join(", ")));
+    }
+    lines
+}
+
+/// The script's first line, cut to fit the screen, with how many more it has.
+fn first_line(script: &str) -> String {
+    let mut lines = script.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let cut: String = first.chars().take(SCRIPT_COLUMNS).collect();
+    let more = lines.count();
+    let cut = if cut.len() < first.len() { format!("{cut}…") } else { cut };
+    if more == 0 { cut } else { format!("{cut} (+{more} lines)") }
+}
+
+/// The profile whose portrait the presenter is (the render keeps the portrait, not the
+/// profile's name), or what the presenter is when no profile of the caller's has it.
+async fn presenter_profile(c: &Client, portrait: &str) -> String {
+    let profiles: Vec<ProfileView> = c.get("/api/v1/profiles").await.unwrap_or_default();
+    profiles
+        .into_iter()
+        .find(|p| p.portrait.as_deref() == Some(portrait))
+        .map_or_else(|| format!("none (presenter portrait {portrait})"), |p| p.name)
+}
+
+/// The film's length: its narration's, which the narration stage writes in `timeline.json`
+/// (the film is cut to it). `None` when the job has none (a render from before).
+async fn film_seconds(c: &Client, artifacts: &[ArtifactView]) -> Option<f64> {
+    let timeline = artifacts.iter().find(|a| a.name == "timeline.json")?;
+    let v: Value = c.get(&timeline.url).await.ok()?;
+    v["duration"].as_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_shows_its_first_line_cut_to_the_screen() {
+        assert_eq!(first_line("\n  Hello there.  \n"), "Hello there.");
+        let long = "word ".repeat(30);
+        let shown = first_line(&format!("{long}\n\nSecond.\nThird."));
+        assert!(shown.ends_with("… (+2 lines)"), "{shown}");
+        let many = first_line(&format!("{long}{}", "\nMore.".repeat(999)));
+        assert!(format!("script   {many}").chars().count() <= 80, "{many}");
+    }
+}
