@@ -80,7 +80,8 @@ pub struct StageView {
     /// The stage's name. A string, not `StageName`, on the client side of the wire: a
     /// dashboard must still read a newer daemon whose kinds have stages it does not know.
     pub name: String,
-    /// `pending`, `running`, `done` or `failed`.
+    /// `pending`, `running`, `done`, `failed` or `stopped` (a cancel stopped it there, at
+    /// `finished_at`; the job's `progress` keeps how far it had come; a retry runs it again).
     #[schema(value_type = String)]
     pub state: StageStatus,
     pub artifacts: Vec<String>,
@@ -145,6 +146,18 @@ impl JobView {
                     message: p.message,
                 }
             }
+            // A canceled job keeps how far the stage it stopped had come.
+            (JobState::Canceled { .. }, _) => match job.stages.iter().zip(&weights).find_map(|(s, w)| match s.state {
+                StageState::Stopped { step, total, .. } => Some((s.name, w, step, total)),
+                _ => None,
+            }) {
+                Some((name, w, step, total)) => {
+                    let within = if total > 0 { w * step as f64 / total as f64 } else { 0.0 };
+                    let stage = Some(name.to_string());
+                    ProgressView { fraction: (done + within).min(1.0), stage, step, total, message: None }
+                }
+                None => ProgressView { fraction: done.min(1.0), stage: None, step: 0, total: 0, message: None },
+            },
             _ => ProgressView { fraction: done.min(1.0), stage: None, step: 0, total: 0, message: None },
         };
         let energy: Vec<f64> = job.stages.iter().filter_map(|s| s.energy_wh).collect();
@@ -230,6 +243,7 @@ fn stage_view(s: &crate::store::records::Stage, weight: f64) -> StageView {
         StageState::Failed { started_at, finished_at, error } => {
             (None, Some(*started_at), Some(*finished_at), Some(error.clone()))
         }
+        StageState::Stopped { started_at, stopped_at, .. } => (None, Some(*started_at), Some(*stopped_at), None),
     };
     StageView {
         name: s.name.to_string(),
