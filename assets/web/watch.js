@@ -31,9 +31,27 @@ export function result(job, arts) {
     for (const p of pics) links.push([p, pics.length === 1 ? p.name.split(".").pop().toUpperCase() : p.name]);
   }
   const dl = links.filter(([a]) => a).map(([a, label]) =>
-    h("a", { href: a.url, download: a.name, class: "button secondary" }, `Download ${label}`));
+    h("a", { href: a.url, download: a.download_name || a.name, class: "button secondary" }, `Download ${label}`));
   if (dl.length) out.append(h("p", { class: "row downloads" }, dl));
   return out;
+}
+
+/**
+ * Seconds a running job has left once it is `f` done, or null when there is no pace yet.
+ * At the running stage's own pace where it has one (as the CLI's per-stage time left): a
+ * short first stage says nothing of a long lip-sync. The rest weighs by the stages' shares.
+ */
+export function timeLeft(job, f) {
+  if (job.state !== "running") return null;
+  const p = job.progress;
+  const cur = job.stages.find((s) => s.name === p.stage && s.state === "running");
+  if (cur && cur.started_at && cur.weight > 0 && p.total && p.step > 0) {
+    const spent = (Date.now() - Date.parse(cur.started_at)) / 1000;
+    return (spent / (cur.weight * (p.step / p.total))) * (1 - f);
+  }
+  if (!job.started_at || f <= 0.02) return null;
+  const spent = (Date.now() - Date.parse(job.started_at)) / 1000;
+  return (spent * (1 - f)) / f;
 }
 
 function stageRow(stage) {
@@ -105,11 +123,9 @@ export async function follow(root, id, title) {
     else best = 0;
     overall.value = f;
     percent.textContent = `${Math.floor(f * 100)} %`;
-    if (job.state === "running" && job.started_at && f > 0.02) {
-      const spent = (Date.now() - Date.parse(job.started_at)) / 1000;
-      const left = (spent * (1 - f)) / f;
-      eta.textContent = left < 1.5 ? "almost done" : `about ${duration(left)} left`;
-    } else eta.textContent = job.state === "queued" ? "waiting for a free device" : "";
+    const left = timeLeft(job, f);
+    if (left !== null) eta.textContent = left < 1.5 ? "almost done" : `about ${duration(left)} left`;
+    else eta.textContent = job.state === "queued" ? "waiting for a free device" : "";
     const said = job.progress.message;
     const why = canceledWhy(job);
     canceled.textContent = why;

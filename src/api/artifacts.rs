@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::auth::Caller;
-use super::download::serve_artifact;
+use super::download::{download_name, serve_artifact};
 use super::jobs::{parse_id, visible_job};
 use super::links::Reader;
 use super::upload_form::{file_bytes, form_error};
@@ -16,8 +16,8 @@ use super::{ApiError, AppState};
 use crate::media::picture::{self, Header, PictureError};
 use crate::media::probe::{ProbeError, probe_audio};
 use crate::store::artifacts;
-use crate::store::records::Artifact;
 use crate::store::records::now_ms;
+use crate::store::records::{Artifact, Job};
 use crate::store::uploads::Uploaded;
 
 /// Loads artifact metadata the caller may see (404 otherwise).
@@ -41,7 +41,7 @@ pub async fn of_job(
     for stage in &job.stages {
         for a in &stage.artifacts {
             if let Some(art) = state.store.artifact(*a)? {
-                out.push(ArtifactView::from(&art));
+                out.push(ArtifactView::of_job(&art, Some(&job)));
             }
         }
     }
@@ -62,7 +62,15 @@ pub async fn meta(
     } else {
         None
     };
-    Ok(Json(ArtifactView::from(&art).with_picture(picture)))
+    Ok(Json(ArtifactView::of_job(&art, job_of(&state, &art)?.as_ref()).with_picture(picture)))
+}
+
+/// The job that made `art`, when one did and it is still kept (its downloads' names).
+fn job_of(state: &AppState, art: &Artifact) -> Result<Option<Job>, ApiError> {
+    Ok(match art.job {
+        Some(id) => state.store.job(id)?,
+        None => None,
+    })
 }
 
 /// Download an artifact's bytes (supports `Range` and `If-None-Match`), with a key, or
@@ -83,7 +91,8 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let art = reader.artifact(&state, &id)?;
-    serve_artifact(&state, &art, &art.name, &headers).await
+    let name = download_name(&art, job_of(&state, &art)?.as_ref());
+    serve_artifact(&state, &art, &name, &headers).await
 }
 
 /// An uploaded file, before it is stored.

@@ -10,7 +10,47 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::{ApiError, AppState};
-use crate::store::records::Artifact;
+use crate::jobs::short_id;
+use crate::store::records::{Artifact, Job};
+
+/// Words of a job's text its downloads are named by: enough to tell films apart.
+const NAME_WORDS: usize = 5;
+/// The most characters those words take in a file name.
+const NAME_CHARS: usize = 40;
+
+/// The name a job's artifact downloads under: `<first words of its script, prompt or
+/// text>-<short id>.<ext>` (`foggy-harbour-at-dawn-7KQ2M4XZ.mp4`), so three films do not all
+/// save as `film.mp4`; other artifacts than the film keep their own name after it
+/// (`…-7KQ2M4XZ-keyframe-1.png`). An artifact of no job (an upload) keeps its name.
+pub fn download_name(art: &Artifact, job: Option<&Job>) -> String {
+    let Some(job) = job else { return art.name.clone() };
+    let params: serde_json::Value = serde_json::from_str(&job.params).unwrap_or_default();
+    // The text the web studio sums a job up by (its `summary`), else the kind's name.
+    let text = ["prompt", "script", "text", "name"]
+        .iter()
+        .find_map(|k| params[*k].as_str())
+        .or_else(|| params["speech"]["text"].as_str())
+        .unwrap_or(&job.kind);
+    let mut slug = String::new();
+    let words = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(NAME_WORDS);
+    for word in words {
+        if slug.chars().count() + word.chars().count() > NAME_CHARS {
+            break;
+        }
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    if slug.is_empty() {
+        slug = job.kind.clone();
+    }
+    let id = job.id.to_string();
+    match art.name.rsplit_once('.') {
+        Some(("film", ext)) => format!("{slug}-{}.{ext}", short_id(&id)),
+        _ => format!("{slug}-{}-{}", short_id(&id), art.name),
+    }
+}
 
 /// Serves artifact `art` as a file a client saves under `name`, honouring conditional and
 /// range headers.
@@ -160,6 +200,48 @@ mod tests {
             assert!(none_match_fails(current, etag), "{current}");
         }
         assert!(!none_match_fails("\"ab1\", W/\"x\"", etag));
+    }
+
+    #[test]
+    fn a_jobs_downloads_are_named_by_its_words_and_short_id() {
+        let id = ulid::Ulid::from_string("01M95CZR7KQ2M4XZ8E3VQWJ6TB").expect("ulid");
+        let job = |params: serde_json::Value| Job {
+            id,
+            owner: "local".into(),
+            kind: "render".into(),
+            params: params.to_string(),
+            priority: 0,
+            state: crate::store::records::JobState::Canceled { canceled_at: 1, reason: None },
+            attempts: 0,
+            first_started_at: None,
+            stages: Vec::new(),
+            idempotency_key: None,
+            created_at: 1,
+        };
+        let art = |name: &str| Artifact {
+            id: ulid::Ulid::new(),
+            owner: "local".into(),
+            job: Some(id),
+            stage: None,
+            name: name.into(),
+            media_type: "video/mp4".into(),
+            size: 0,
+            sha256: String::new(),
+            path: String::new(),
+            created_at: 1,
+        };
+        let foggy = job(serde_json::json!({"script": "Foggy harbour, at dawn: Åsa waits for the boats to come in."}));
+        assert_eq!(download_name(&art("film.mp4"), Some(&foggy)), "foggy-harbour-at-dawn-åsa-3VQWJ6TB.mp4");
+        assert_eq!(download_name(&art("film.srt"), Some(&foggy)), "foggy-harbour-at-dawn-åsa-3VQWJ6TB.srt");
+        assert_eq!(
+            download_name(&art("keyframe-1.png"), Some(&foggy)),
+            "foggy-harbour-at-dawn-åsa-3VQWJ6TB-keyframe-1.png"
+        );
+        assert_eq!(
+            download_name(&art("film.mp4"), Some(&job(serde_json::json!({"script": "🎬"})))),
+            "render-3VQWJ6TB.mp4"
+        );
+        assert_eq!(download_name(&art("photo.png"), None), "photo.png");
     }
 
     #[test]

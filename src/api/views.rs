@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::download::download_name;
+use crate::kinds::TypedKind;
+use crate::kinds::render::{self, Render, RenderParams};
 use crate::scheduler::LiveProgress;
 use crate::store::records::{Artifact, Job, JobState, JobStatus, Millis, Profile, StageState, StageStatus};
 
@@ -77,7 +80,8 @@ pub struct StageView {
     /// The stage's name. A string, not `StageName`, on the client side of the wire: a
     /// dashboard must still read a newer daemon whose kinds have stages it does not know.
     pub name: String,
-    /// `pending`, `running`, `done` or `failed`.
+    /// `pending`, `running`, `done`, `failed` or `stopped` (a cancel stopped it there, at
+    /// `finished_at`; the job's `progress` keeps how far it had come; a retry runs it again).
     #[schema(value_type = String)]
     pub state: StageStatus,
     pub artifacts: Vec<String>,
@@ -86,6 +90,10 @@ pub struct StageView {
     pub finished_at: Option<String>,
     pub error: Option<String>,
     pub energy_wh: Option<f64>,
+    /// Its expected share of the job's time, 0.0–1.0 (a render's from its plan: a lip-sync
+    /// weighs more than its keyframes); `progress.fraction` adds these up.
+    #[serde(default)]
+    pub weight: f64,
 }
 
 impl JobView {
@@ -107,9 +115,15 @@ impl JobView {
         // From the job's first start, not its last try's: a job resumed after a crash took
         // the whole time, and top, the CLI and the web studio all count from this field.
         let started_at = this_try.map(|t| job.first_started_at.map_or(t, |first| first.min(t)));
-        let stages: Vec<StageView> = job.stages.iter().map(stage_view).collect();
-        let n = job.stages.len().max(1) as f64;
-        let done = job.stages.iter().filter(|s| matches!(s.state, StageState::Done { .. })).count() as f64;
+        let weights = stage_weights(job);
+        let stages: Vec<StageView> = job.stages.iter().zip(&weights).map(|(s, &w)| stage_view(s, w)).collect();
+        let done: f64 = job
+            .stages
+            .iter()
+            .zip(&weights)
+            .filter(|(s, _)| matches!(s.state, StageState::Done { .. }))
+            .map(|(_, w)| w)
+            .sum();
         let progress = match (&job.state, live) {
             (JobState::Succeeded { .. }, _) => {
                 ProgressView { fraction: 1.0, stage: None, step: 0, total: 0, message: None }
@@ -117,18 +131,34 @@ impl JobView {
             (JobState::Running { .. }, Some(p)) => {
                 // Between a stage's end and the next one's first report the live progress is
                 // still the finished stage's: counting it again would jump ahead, then back.
-                let finished =
-                    job.stages.iter().any(|s| s.name.as_str() == p.stage && matches!(s.state, StageState::Done { .. }));
-                let within = if p.total > 0 && !finished { p.step as f64 / p.total as f64 } else { 0.0 };
+                let current = job.stages.iter().zip(&weights).find(|(s, _)| s.name.as_str() == p.stage);
+                let within = match current {
+                    Some((s, w)) if p.total > 0 && !matches!(s.state, StageState::Done { .. }) => {
+                        w * p.step as f64 / p.total as f64
+                    }
+                    _ => 0.0,
+                };
                 ProgressView {
-                    fraction: ((done + within) / n).min(1.0),
+                    fraction: (done + within).min(1.0),
                     stage: Some(p.stage).filter(|s| !s.is_empty()),
                     step: p.step,
                     total: p.total,
                     message: p.message,
                 }
             }
-            _ => ProgressView { fraction: done / n, stage: None, step: 0, total: 0, message: None },
+            // A canceled job keeps how far the stage it stopped had come.
+            (JobState::Canceled { .. }, _) => match job.stages.iter().zip(&weights).find_map(|(s, w)| match s.state {
+                StageState::Stopped { step, total, .. } => Some((s.name, w, step, total)),
+                _ => None,
+            }) {
+                Some((name, w, step, total)) => {
+                    let within = if total > 0 { w * step as f64 / total as f64 } else { 0.0 };
+                    let stage = Some(name.to_string());
+                    ProgressView { fraction: (done + within).min(1.0), stage, step, total, message: None }
+                }
+                None => ProgressView { fraction: done.min(1.0), stage: None, step: 0, total: 0, message: None },
+            },
+            _ => ProgressView { fraction: done.min(1.0), stage: None, step: 0, total: 0, message: None },
         };
         let energy: Vec<f64> = job.stages.iter().filter_map(|s| s.energy_wh).collect();
         Self {
@@ -186,7 +216,24 @@ pub fn energy_cost(energy_wh: Option<f64>, price_per_kwh: Option<f64>) -> Option
     Some(energy_wh? / 1000.0 * price_per_kwh?)
 }
 
-fn stage_view(s: &crate::store::records::Stage) -> StageView {
+/// Each stage's expected share of the job's time (summing to 1): a render's from its plan,
+/// so the overall fraction moves with the time spent; other kinds' stages weigh alike.
+fn stage_weights(job: &Job) -> Vec<f64> {
+    let planned = (job.kind == Render::NAME)
+        .then(|| serde_json::from_str::<RenderParams>(&job.params).ok())
+        .flatten()
+        .map(|p| render::stage_weights(&p));
+    let even = 1.0 / job.stages.len().max(1) as f64;
+    job.stages
+        .iter()
+        .map(|s| match &planned {
+            Some(w) => w.iter().find(|(name, _)| *name == s.name).map_or(0.0, |(_, w)| *w),
+            None => even,
+        })
+        .collect()
+}
+
+fn stage_view(s: &crate::store::records::Stage, weight: f64) -> StageView {
     let (device, started, finished, error) = match &s.state {
         StageState::Pending => (None, None, None, None),
         StageState::Running { started_at, device } => (Some(device.name()), Some(*started_at), None, None),
@@ -196,6 +243,7 @@ fn stage_view(s: &crate::store::records::Stage) -> StageView {
         StageState::Failed { started_at, finished_at, error } => {
             (None, Some(*started_at), Some(*finished_at), Some(error.clone()))
         }
+        StageState::Stopped { started_at, stopped_at, .. } => (None, Some(*started_at), Some(*stopped_at), None),
     };
     StageView {
         name: s.name.to_string(),
@@ -206,6 +254,7 @@ fn stage_view(s: &crate::store::records::Stage) -> StageView {
         finished_at: finished.map(time),
         error,
         energy_wh: s.energy_wh,
+        weight,
     }
 }
 
@@ -221,6 +270,11 @@ pub struct ArtifactView {
     pub sha256: String,
     pub url: String,
     pub created_at: String,
+    /// The name to save it as: a job's artifacts are named by the job's first words and
+    /// short id (`foggy-harbour-at-dawn-7KQ2M4XZ.mp4`), as the download's
+    /// `Content-Disposition` names them; an upload keeps `name`.
+    #[serde(default)]
+    pub download_name: String,
     /// A picture's width as it is seen (a phone photo's EXIF orientation applied); in an
     /// upload's answer and `/meta`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,6 +285,11 @@ pub struct ArtifactView {
 }
 
 impl ArtifactView {
+    /// The view of `art`, made by `job`, named to save as [`download_name`] says.
+    pub fn of_job(art: &Artifact, job: Option<&Job>) -> Self {
+        Self { download_name: download_name(art, job), ..Self::from(art) }
+    }
+
     /// The view with a picture's upright size from its header.
     pub fn with_picture(mut self, header: Option<crate::media::picture::Header>) -> Self {
         self.width = header.map(|h| h.width);
@@ -251,6 +310,7 @@ impl From<&Artifact> for ArtifactView {
             sha256: a.sha256.clone(),
             url: format!("/api/v1/artifacts/{}", a.id),
             created_at: time(a.created_at),
+            download_name: a.name.clone(),
             width: None,
             height: None,
         }

@@ -74,3 +74,9 @@ pub fn parse_id(what: &str, raw: &str) -> Result<ulid::Ulid, crate::kinds::Param
     ulid::Ulid::from_string(raw)
         .map_err(|_| crate::kinds::ParamError::new("id", format!("{raw:?} is not a valid {what} id")))
 }
+
+/// The short form of a job id, as `reelbox top` shows it: its last 8 characters (the first
+/// ones are a timestamp and repeat between jobs submitted together).
+pub fn short_id(id: &str) -> &str {
+    &id[id.len().saturating_sub(8)..]
+}

@@ -75,6 +75,8 @@ impl Scheduler {
             _ => String::new(),
         };
         let cancel_reason = cancel_reason.get().cloned();
+        // Where a cancel stopped the job, kept in the stage it stopped (views show it).
+        let last = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let store = &self.store;
         let max_attempts = self.config.queue.max_attempts;
         let backoff_ms = self.config.queue.retry_backoff_s.saturating_mul(1000) as i64;
@@ -91,7 +93,7 @@ impl Scheduler {
                 }
                 Outcome::Canceled => {
                     j.state = JobState::Canceled { canceled_at: now, reason: cancel_reason.clone() };
-                    j.stop_running_stages();
+                    j.stop_running_stages(now, Some((&last.stage, last.step, last.total)));
                     vec![EventBody::State { state: JobStatus::Canceled, error: cancel_reason.clone() }]
                 }
                 stopped @ (Outcome::Checkpointed | Outcome::NotSent(_)) => {

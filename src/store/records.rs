@@ -57,13 +57,19 @@ impl Job {
         failed
     }
 
-    /// Puts the stages still running back to pending (a canceled job: the stage it stopped
-    /// did not finish and a retry runs it; left `running`, views and the dashboard showed it
-    /// running on).
-    pub fn stop_running_stages(&mut self) {
+    /// Marks the stages still running stopped at `now` (a canceled job: left `running`,
+    /// views and the dashboard showed it running on; put back to pending, nothing showed
+    /// where it stopped). `progress` is the running stage's last report (`stage`, `step`,
+    /// `total`), kept with the stage it names. A retry runs a stopped stage again, as every
+    /// stage not done.
+    pub fn stop_running_stages(&mut self, now: Millis, progress: Option<(&str, u64, u64)>) {
         for stage in &mut self.stages {
-            if matches!(stage.state, StageState::Running { .. }) {
-                stage.state = StageState::Pending;
+            if let StageState::Running { started_at, .. } = stage.state {
+                let (step, total) = match progress {
+                    Some((name, step, total)) if name == stage.name.as_str() => (step, total),
+                    _ => (0, 0),
+                };
+                stage.state = StageState::Stopped { started_at, stopped_at: now, step, total };
             }
         }
     }
@@ -146,9 +152,28 @@ pub struct Stage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StageState {
     Pending,
-    Running { started_at: Millis, device: DeviceId },
-    Done { started_at: Millis, finished_at: Millis, device: DeviceId },
-    Failed { started_at: Millis, finished_at: Millis, error: String },
+    Running {
+        started_at: Millis,
+        device: DeviceId,
+    },
+    Done {
+        started_at: Millis,
+        finished_at: Millis,
+        device: DeviceId,
+    },
+    Failed {
+        started_at: Millis,
+        finished_at: Millis,
+        error: String,
+    },
+    /// Stopped by a cancel with `step` of `total` done (0 of 0 when nothing was reported);
+    /// run again by a retry. Last, so records before job version 5 read as they were.
+    Stopped {
+        started_at: Millis,
+        stopped_at: Millis,
+        step: u64,
+        total: u64,
+    },
 }
 
 impl StageState {
@@ -159,6 +184,7 @@ impl StageState {
             StageState::Running { .. } => StageStatus::Running,
             StageState::Done { .. } => StageStatus::Done,
             StageState::Failed { .. } => StageStatus::Failed,
+            StageState::Stopped { .. } => StageStatus::Stopped,
         }
     }
 
@@ -255,7 +281,7 @@ impl JobStatus {
 
 status_enum! {
     /// A stage's state without its times: what stage events and views carry.
-    StageStatus { Pending => "pending", Running => "running", Done => "done", Failed => "failed" }
+    StageStatus { Pending => "pending", Running => "running", Done => "done", Failed => "failed", Stopped => "stopped" }
 }
 
 status_enum! {

@@ -75,6 +75,7 @@ mod render;
 mod render_cli;
 mod render_scripts;
 mod render_subtitles;
+mod render_views;
 mod render_voice;
 mod retention;
 mod service_start;

@@ -12,8 +12,10 @@ use crate::pipelines::render::plan::plan;
 
 mod params;
 mod stages;
+mod weights;
 
 pub use params::{KNOWN as REQUEST_FIELDS, Presenter, RenderParams, RenderRequest, validate_params};
+pub use weights::stage_weights;
 
 /// Pause between scenes' narration, seconds.
 const SCENE_GAP_S: f64 = 0.35;

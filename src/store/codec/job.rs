@@ -1,6 +1,6 @@
 //! Job records' older layouts and how each is read now (a version per change: v1 before a
 //! canceled job kept why, v2 before an idempotency key kept its request, v3 before a job
-//! kept its first start across tries).
+//! kept its first start across tries, v4 before a canceled job's stage could be `Stopped`).
 
 #[cfg(test)]
 use serde::Serialize;
@@ -102,12 +102,15 @@ impl From<JobV2> for JobV3 {
 }
 
 impl Record for Job {
-    const VERSION: u8 = 4;
+    const VERSION: u8 = 5;
     fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
         let v3: JobV3 = match version {
             1 => JobV2::from(decode_old::<JobV1>(payload)?).into(),
             2 => decode_old::<JobV2>(payload)?.into(),
             3 => decode_old(payload)?,
+            // Version 4 is this layout before a stage could be `Stopped` (a new last variant):
+            // it reads as it is, and a stage its cancel put back to pending stays pending.
+            4 => return decode_old(payload),
             other => return Err(no_migration("job", other)),
         };
         let JobV3 { id, owner, kind, params, priority, state, attempts, stages, idempotency_key, created_at } = v3;
@@ -130,7 +133,7 @@ impl Record for Job {
         // Builds that wrote older versions could leave the stage a cancel or failure stopped
         // `running`: it is shown as the ends of such jobs are shown now, not running forever.
         match job.state.clone() {
-            JobState::Canceled { .. } => job.stop_running_stages(),
+            JobState::Canceled { canceled_at, .. } => job.stop_running_stages(canceled_at, None),
             JobState::Failed { finished_at, error, .. } => {
                 job.fail_running_stages(finished_at, &error);
             }
@@ -188,8 +191,8 @@ mod tests {
         let why = Some("canceled because the key \"kid\" was revoked".to_string());
         let new = Job { state: JobState::Canceled { canceled_at: 9, reason: why }, ..job };
         let bytes = encode(&new);
-        assert_eq!(bytes[0], 4);
-        assert_eq!(decode::<Job>(&bytes).expect("v4 round-trips"), new);
+        assert_eq!(bytes[0], 5);
+        assert_eq!(decode::<Job>(&bytes).expect("v5 round-trips"), new);
     }
 
     #[test]
@@ -234,15 +237,40 @@ mod tests {
         assert_eq!(job.idempotency_key, old.idempotency_key);
     }
 
+    /// A version 4 job (written before a stage could be stopped) reads as it was: the stage
+    /// its cancel put back to pending stays pending, its done stages done.
+    #[test]
+    fn version_4_jobs_read_as_they_were() {
+        let done = StageState::Done { started_at: 2, finished_at: 3, device: DeviceId::Cpu };
+        let stage = |name, state| Stage { name, state, artifacts: vec![], energy_wh: None };
+        let old = Job {
+            id: ulid::Ulid::nil(),
+            owner: "kid".into(),
+            kind: "render".into(),
+            params: "{}".into(),
+            priority: 0,
+            state: JobState::Canceled { canceled_at: 9, reason: Some("typo".into()) },
+            attempts: 1,
+            first_started_at: Some(2),
+            stages: vec![stage(StageName::Plan, done), stage(StageName::Keyframes, StageState::Pending)],
+            idempotency_key: None,
+            created_at: 1,
+        };
+        let bytes = [vec![4u8], bincode::serde::encode_to_vec(&old, bincode_config()).expect("encode v4")].concat();
+        assert_eq!(decode::<Job>(&bytes).expect("v4 reads"), old);
+    }
+
     /// Builds that wrote version 1 left the stage a cancel stopped `running`, so an upgraded
-    /// box showed it running forever; it reads as pending (as a cancel leaves it now), and a
-    /// failed job's as failed with the job's error.
+    /// box showed it running forever; it reads as stopped when the job was canceled (as a
+    /// cancel leaves it now, its progress unknown), and a failed job's as failed with the
+    /// job's error.
     #[test]
     fn version_1_jobs_that_ended_have_no_stage_left_running() {
         let running = StageState::Running { started_at: 2, device: DeviceId::Cpu };
         let canceled = decode::<Job>(&v1_bytes_with(JobStateV1::Canceled { canceled_at: 9 }, running.clone()))
             .expect("v1 migrates");
-        assert_eq!(canceled.stages[0].state, StageState::Pending);
+        let stopped = StageState::Stopped { started_at: 2, stopped_at: 9, step: 0, total: 0 };
+        assert_eq!(canceled.stages[0].state, stopped);
         let failed = JobStateV1::Failed { started_at: Some(2), finished_at: 3, error: "bad model".into() };
         let failed = decode::<Job>(&v1_bytes_with(failed, running.clone())).expect("v1 migrates");
         let error = "bad model".to_string();
