@@ -7,8 +7,8 @@ use std::time::Duration;
 use ulid::Ulid;
 
 use super::Scheduler;
+use crate::store::StoreError;
 use crate::store::records::{EventBody, Job, JobState, JobStatus, now_ms};
-use crate::store::{StoreError, requeue};
 
 /// Why a cancel or retry was refused.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ impl Scheduler {
             .store
             .update_job(id, true, move |j| match j.state {
                 JobState::Failed { .. } | JobState::Canceled { .. } | JobState::Queued { not_before: Some(_), .. } => {
-                    requeue(j, None);
+                    j.requeue(None);
                     j.attempts = 0;
                     did.store(true, Ordering::Relaxed);
                     Ok(vec![EventBody::State { state: JobStatus::Queued, error: None }])

@@ -17,7 +17,6 @@ use super::{LiveProgress, RemoteError, RemoteStage, RunningJob, Scheduler};
 use crate::gpu::DeviceId;
 use crate::kinds::{StageError, StageRun};
 use crate::store::records::{EventBody, Job, JobState, JobStatus, StageState, StageStatus, now_ms};
-use crate::store::requeue;
 
 /// One line in the daemon's log for a job that failed or will try again, so that
 /// `journalctl -u reelbox` answers "why did my render fail" without the API.
@@ -98,7 +97,7 @@ impl Scheduler {
                 }
                 stopped @ (Outcome::Checkpointed | Outcome::NotSent(_)) => {
                     // Shutdown, or a NATS server away, is not the job's fault: the attempt does not count.
-                    requeue(j, None);
+                    j.requeue(None);
                     j.attempts = j.attempts.saturating_sub(1);
                     let mut events = Vec::new();
                     if let Outcome::NotSent(msg) = &stopped {
@@ -114,7 +113,7 @@ impl Scheduler {
                     // next attempt runs it again: the job's view (`error`, `jobs show`, top,
                     // the web studio) says why it waits to try again, not only its events.
                     let stopped = j.stages.clone();
-                    requeue(j, Some(now + delay));
+                    j.requeue(Some(now + delay));
                     for (stage, before) in j.stages.iter_mut().zip(stopped) {
                         if let StageState::Running { started_at, .. } = before.state {
                             stage.state = StageState::Failed { started_at, finished_at: now, error: msg.clone() };

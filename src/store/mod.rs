@@ -27,7 +27,7 @@ pub mod uploads;
 mod writer;
 
 use codec::{Record, decode};
-use records::{Artifact, Event, EventBody, Job, JobState, JobStatus, Millis, now_ms};
+use records::{Artifact, Event, EventBody, Job, JobState, JobStatus, now_ms};
 pub use recovery::Recovered;
 pub use retention::{Removal, SweepPolicy};
 pub use writer::WriteCtx;
@@ -444,16 +444,6 @@ impl Store {
     /// Stops the writer after it has committed everything queued so far.
     pub fn close(&self) {
         self.writer.close();
-    }
-}
-
-/// Puts a job back in the queue (crash recovery, shutdown checkpoint, retry backoff).
-pub fn requeue(job: &mut Job, not_before: Option<Millis>) {
-    job.state = JobState::Queued { enqueued_at: now_ms(), not_before };
-    for stage in &mut job.stages {
-        if !matches!(stage.state, records::StageState::Done { .. }) {
-            stage.state = records::StageState::Pending;
-        }
     }
 }
 

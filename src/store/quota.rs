@@ -307,7 +307,7 @@ pub(crate) mod tests {
             .expect("run");
         store
             .update_job(first, true, |j| {
-                crate::store::requeue(j, None);
+                j.requeue(None);
                 Ok(vec![])
             })
             .await

@@ -57,6 +57,17 @@ impl Job {
         failed
     }
 
+    /// Puts the job back in the queue (crash recovery, shutdown checkpoint, retry backoff):
+    /// every stage not done runs again.
+    pub fn requeue(&mut self, not_before: Option<Millis>) {
+        self.state = JobState::Queued { enqueued_at: now_ms(), not_before };
+        for stage in &mut self.stages {
+            if !matches!(stage.state, StageState::Done { .. }) {
+                stage.state = StageState::Pending;
+            }
+        }
+    }
+
     /// Marks the stages still running stopped at `now` (a canceled job: left `running`,
     /// views and the dashboard showed it running on; put back to pending, nothing showed
     /// where it stopped). `progress` is the running stage's last report (`stage`, `step`,

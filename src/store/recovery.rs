@@ -9,7 +9,7 @@ use ulid::Ulid;
 
 use super::codec::decode;
 use super::records::{EventBody, Job, JobState, JobStatus, now_ms};
-use super::{JOBS, Store, StoreError, requeue};
+use super::{JOBS, Store, StoreError};
 
 /// Times a job was found running at start (job id → count). Kept apart from the job
 /// record so old databases open unchanged; cleared when the job reaches a final state, so
@@ -75,7 +75,7 @@ pub(super) fn forget_crashes(txn: &WriteTransaction, id: Ulid) -> Result<(), Sto
 /// Re-queues or fails one interrupted job; returns its events.
 fn recover(j: &mut Job, crashes: u32, max_attempts: u32) -> Vec<EventBody> {
     if j.attempts < max_attempts {
-        requeue(j, None);
+        j.requeue(None);
         return vec![
             EventBody::Log {
                 level: "warn".into(),

@@ -105,11 +105,8 @@ pub fn fit(s: &str, width: usize) -> String {
     out
 }
 
-/// The short form of a job id: its last 8 characters (the first ones are a timestamp
-/// and repeat between jobs submitted together).
-pub fn short_id(id: &str) -> &str {
-    &id[id.len().saturating_sub(8)..]
-}
+/// The short form of a job id, one rule for the dashboard, the CLI and the API's names.
+pub use crate::jobs::short_id;
 
 #[cfg(test)]
 mod tests {
