@@ -23,8 +23,11 @@ const V2: &str = "db/v2.redb";
 /// Schema 3: job records version 3 (an idempotency key keeps a digest of its request; no
 /// `first_started_at`), frozen from the code of 2026-12-06 before version 4.
 const V3: &str = "db/v3.redb";
-/// Where [`write_frozen`] writes the current schema (job records version 4).
-const NEXT_FROZEN: &str = "db/v4.redb";
+/// Schema 4: job records version 4 (a job keeps its first start; no stopped stages),
+/// frozen before version 5.
+const V4: &str = "db/v4.redb";
+/// Where [`write_frozen`] writes the current schema (job records version 5).
+const NEXT_FROZEN: &str = "db/v5.redb";
 
 const QUEUED: &str = "01JQ0000000000000000000001";
 const DONE: &str = "01JQ0000000000000000000002";
@@ -99,6 +102,23 @@ async fn a_v3_database_resumes_its_running_job_and_keeps_its_idempotency_keys() 
     assert_eq!(same["id"], QUEUED, "the key kept by the older build answers with its job: {same}");
     let other = keyed(2).await.expect("post");
     assert_eq!(other.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY, "another request with the kept key");
+}
+
+/// A box upgraded from job records version 4: the job it was running resumes, and its time
+/// still counts from its first start, kept by the older build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v4_database_resumes_its_running_job_from_its_first_start() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::copy(fixture(V4), data.join("reelbox.redb")).expect("copy fixture");
+    let d = DaemonProc::start(&data, &[]);
+    let resumed = wait_job(&reqwest::Client::new(), &d, RUNNING, Duration::from_secs(60), is_final).await;
+    assert_eq!(
+        (resumed["state"].as_str(), resumed["started_at"].as_str()),
+        (Some("succeeded"), Some("2023-11-14T22:13:21.500Z")),
+        "{resumed}"
+    );
 }
 
 #[test]
