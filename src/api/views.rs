@@ -122,8 +122,8 @@ impl JobView {
             .iter()
             .zip(&weights)
             .filter(|(s, _)| matches!(s.state, StageState::Done { .. }))
-            .map(|(_, w)| w)
-            .sum();
+            // Not `sum()`: an empty float sum is -0.0, which a queued job showed as "-0%".
+            .fold(0.0, |done, (_, w)| done + w);
         let progress = match (&job.state, live) {
             (JobState::Succeeded { .. }, _) => {
                 ProgressView { fraction: 1.0, stage: None, step: 0, total: 0, message: None }
@@ -427,6 +427,14 @@ mod tests {
         let live = |stage: &str, step| LiveProgress { stage: stage.into(), step, total: 4, message: None };
         assert_eq!(JobView::new(&job, Some(live("plan", 4))).progress.fraction, 0.5);
         assert_eq!(JobView::new(&job, Some(live("keyframes", 2))).progress.fraction, 0.75);
+        // A queued job has done nothing: 0, not -0 (which clients print as "-0%").
+        let queued = Job {
+            state: JobState::Queued { enqueued_at: 1, not_before: None },
+            stages: vec![stage(StageName::Plan, StageState::Pending)],
+            ..job
+        };
+        let fraction = JobView::new(&queued, None).progress.fraction;
+        assert!(fraction == 0.0 && fraction.is_sign_positive(), "{fraction}");
     }
 
     #[test]

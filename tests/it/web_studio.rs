@@ -219,14 +219,18 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     assert_eq!(inline, true, "an iPhone plays the film in the page, not straight to fullscreen");
     both_shots(c, "watch").await;
 
-    // The film downloads through its link.
-    find(c, "a[download='film.mp4']").await.click().await.expect("download");
-    let target = downloads.join("film.mp4");
+    // The film downloads through its link, under a name that tells it from the last one
+    // (its first words and the short id top shows), not every film's `film.mp4`.
+    let link = find(c, "a[download$='.mp4']").await;
+    let name = link.attr("download").await.expect("download attribute").unwrap_or_default();
+    assert!(name.ends_with(&format!("-{}.mp4", &id[id.len() - 8..])) && name != "film.mp4", "{name}");
+    link.click().await.expect("download");
+    let target = downloads.join(&name);
     let t0 = Instant::now();
     while std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0) != bytes.len() as u64 {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
-            "film.mp4 did not download: {:?}",
+            "{name} did not download: {:?}",
             std::fs::read_dir(&downloads).map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
