@@ -273,9 +273,10 @@ fn say_models(config: &Arc<Config>) {
             })
             .collect();
         tracing::info!(
-            "models in {}: {} (`reelbox models list`, `sudo reelbox setup` installs the defaults)",
+            "models in {}: {} (`reelbox models list`, `{}` installs the defaults)",
             catalog.models_dir().display(),
-            per_kind.join(", ")
+            per_kind.join(", "),
+            crate::engine::runtime::setup_command(catalog.models_dir())
         );
     });
 }

@@ -216,7 +216,7 @@ fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {
             match (p.face_box, &p.portrait) {
                 (Some(b), _) => face_box_text(b),
                 // Said here, as a render refuses a presenter without one on a box with no detector.
-                (None, Some(_)) => "(none: the box's face detector finds the face when a film shows it)".to_string(),
+                (None, Some(_)) => "(none: a face detector finds the face when a film shows it)".to_string(),
                 (None, None) => "(none)".to_string(),
             },
             p.style.image_model.as_deref().unwrap_or("(the render's default)")

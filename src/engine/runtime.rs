@@ -111,10 +111,10 @@ pub struct NotFound {
     pub runtime_dir: PathBuf,
 }
 
-/// The setup command for whoever reads the message: the packaged service's data dir is
-/// root's to set up (setup hands what it writes to the service's user).
-fn setup_command(runtime_dir: &Path) -> &'static str {
-    if runtime_dir.starts_with(crate::config::SYSTEM_DATA_DIR) { "sudo reelbox setup" } else { "reelbox setup" }
+/// The setup command for whoever reads a message about `dir` (in a data dir): the packaged
+/// service's data dir is root's to set up (setup hands what it writes to the service's user).
+pub fn setup_command(dir: &Path) -> &'static str {
+    if dir.starts_with(crate::config::SYSTEM_DATA_DIR) { "sudo reelbox setup" } else { "reelbox setup" }
 }
 
 fn describe(rejected: &[Rejected]) -> String {

@@ -12,10 +12,11 @@ use crate::config::Config;
 /// A data or models dir that cannot be written or handed back.
 #[derive(Debug, thiserror::Error)]
 pub enum OwnerError {
-    /// The dir belongs to another user (the service's) and this user may not write there.
+    /// The dir belongs to another user (the service's, as a rule) and this user may not write there.
     #[error(
-        "{dir} belongs to the user {owner} (the reelbox service's data) and you cannot write there; \
-         run the command as root (`sudo reelbox {command}`), which hands what it writes to {owner}"
+        "{dir} belongs to the user {owner}{whose} and you cannot write there; \
+         run the command as root (`sudo reelbox {command}`), which hands what it writes to {owner}",
+        whose = service_note(.owner)
     )]
     NotYours { dir: PathBuf, owner: String, command: String },
     /// `reelbox serve` by a user who cannot write the (service's) data dir.
@@ -25,6 +26,12 @@ pub enum OwnerError {
          daemon of your own, set data_dir (or --data-dir) to a dir of yours"
     )]
     ServiceData { dir: PathBuf, owner: String },
+    /// `reelbox serve` by a user who cannot write another user's data dir (not the service's).
+    #[error(
+        "{dir} belongs to the user {owner} and you cannot write there; set data_dir (or --data-dir) to a \
+         dir of yours, or run the daemon as {owner}"
+    )]
+    OthersData { dir: PathBuf, owner: String },
     /// A long-running command (`serve`, `worker`) started as root on another user's dir.
     #[error(
         "{dir} belongs to the user {owner}: run as root, `reelbox {command}` would leave files there that \
@@ -159,6 +166,14 @@ pub fn check_not_root_over(config: &Config, command: &str) -> Result<(), OwnerEr
     })
 }
 
+/// The user the packaged units run the service as (`User=` in systemd/reelbox.service).
+const SERVICE_USER: &str = "reelbox";
+
+/// Said after a dir's owner when that owner is the packaged service's user.
+fn service_note(owner: &str) -> &'static str {
+    if owner == SERVICE_USER { " (the reelbox service's data)" } else { "" }
+}
+
 /// Refuses, naming the owner and the `sudo` command to run, when `dir` exists and belongs
 /// to another user and this one cannot write there (a user's `reelbox pull` against the
 /// packaged service's models dir). `command` is the subcommand with its arguments.
@@ -175,7 +190,8 @@ pub fn check_writable(dir: &Path, command: &str) -> Result<(), OwnerError> {
 pub fn check_servable(dir: &Path) -> Result<(), OwnerError> {
     match foreign_owner(dir) {
         None => Ok(()),
-        Some(owner) => Err(OwnerError::ServiceData { dir: dir.to_path_buf(), owner }),
+        Some(owner) if owner == SERVICE_USER => Err(OwnerError::ServiceData { dir: dir.to_path_buf(), owner }),
+        Some(owner) => Err(OwnerError::OthersData { dir: dir.to_path_buf(), owner }),
     }
 }
 

@@ -34,6 +34,7 @@ async fn scripts_that_cannot_make_a_film_are_refused_naming_the_field() {
         // A film of nothing failed at its last stage ("has no video stream"), after the rest.
         (json!({"script": "[a lighthouse at dusk]\n\n[the sea]"}), "script", "no words to speak"),
         (json!({"script": "...\n\n!? --"}), "script", "no words to speak"),
+        (json!({"script": "😊 🌊\n\n✨"}), "script", "emoji, symbols and punctuation alone are not spoken"),
         (json!({"prompt": "[only a picture]"}), "prompt", "no words to speak"),
         // Both were taken, the prompt silently dropped.
         (json!({"script": "Hello.", "prompt": "a cat"}), "prompt", "not both"),

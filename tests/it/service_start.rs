@@ -35,7 +35,7 @@ fn settings_a_restart_cannot_mend_stop_the_service_with_ex_config() {
     std::fs::write(&config, "[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n").expect("cfg");
     let (code, stderr) = refused(&data, "127.0.0.1:0", &[("REELBOX_CONFIG", config.to_str().expect("utf8"))]);
     assert_eq!(code, Some(78), "{stderr}");
-    assert!(stderr.contains("tls.cert"), "{stderr}");
+    assert!(stderr.contains("tls.cert") && stderr.contains("cannot read the file"), "{stderr}");
 
     // A `[retention]` that TOML reads but the sweep cannot use.
     std::fs::write(&config, "[retention]\nfinished_job_days = -3\n").expect("cfg");

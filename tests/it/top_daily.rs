@@ -48,7 +48,7 @@ fn a_refused_key_is_not_called_a_daemon_down() {
     // The daemon answered: the panels say it refused the key, not that it never answered.
     let screen = draw(&app, 80, 24).backend().to_string();
     assert!(!screen.contains("no answer from the daemon yet"), "{screen}");
-    assert!(screen.contains("the daemon refused the key"), "{screen}");
+    assert!(screen.contains("the daemon refused: no key, or a wrong one"), "{screen}");
     insta::assert_snapshot!("key_refused_80x24", draw(&app, 80, 24).backend());
 }
 

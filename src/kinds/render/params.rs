@@ -256,7 +256,7 @@ impl RenderRequest {
             return Err(ParamError::new(
                 field,
                 "has no words to speak: write the narration outside [brackets] (a [direction] alone is only a \
-                 picture's description, punctuation alone says nothing)",
+                 picture's description; emoji, symbols and punctuation alone are not spoken)",
             ));
         }
         params.limits(&planned, &config.limits)?;

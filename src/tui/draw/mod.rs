@@ -252,7 +252,7 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
 /// no answer yet; the status line says more.
 fn no_data(app: &App) -> &'static str {
     if matches!(app.link, Link::Refused { .. }) {
-        "the daemon refused the key (see the status line)"
+        "the daemon refused: no key, or a wrong one (see the status line)"
     } else {
         "no answer from the daemon yet (see the status line)"
     }
