@@ -99,10 +99,36 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     assert!(dir.path().join("film.srt").is_file() && dir.path().join("film.vtt").is_file());
     let done = get_json(&c, &d, &format!("/api/v1/jobs/{id}")).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    // `jobs get -o DIR` makes the folder (it was refused as missing).
-    let out = reelbox(&d, dir.path(), &["jobs", "get", &id, "-o", "films/monday"]);
+    // `jobs get -o DIR` makes the folder (it was refused as missing), and a second film
+    // goes into it beside the first: each is saved under the name the API and the web
+    // studio download it as (both were film.mp4, and the second was refused).
+    let mut second = render(&d, dir.path(), "A green square waits.", &["-o", "second.mp4"]);
+    let out = second.output().expect("reelbox render");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(dir.path().join("films/monday/film.mp4").is_file());
+    let jobs = get_json(&c, &d, "/api/v1/jobs").await;
+    let second = jobs["jobs"][0]["id"].as_str().expect("id").to_string();
+    assert_ne!(second, id);
+    for job in [&id, &second] {
+        let out = reelbox(&d, dir.path(), &["jobs", "get", job, "-o", "films/monday"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let arts = get_json(&c, &d, &format!("/api/v1/jobs/{job}/artifacts")).await;
+        let films: Vec<&str> = arts
+            .as_array()
+            .expect("artifacts")
+            .iter()
+            .filter(|a| a["name"].as_str().is_some_and(|n| n.starts_with("film.")))
+            .filter_map(|a| a["download_name"].as_str())
+            .collect();
+        assert_eq!(films.len(), 3, "film, subtitles twice: {arts}");
+        for name in films {
+            assert!(name.starts_with("a-red-circle-") || name.starts_with("a-green-square-"), "{name}");
+            assert!(
+                dir.path().join("films/monday").join(name).is_file(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
 
     // `jobs show` of the film says what a filmmaker asks of it on one screen (it listed 330
     // characters of artifact ids): the script, picture and voice, how long it took, the
