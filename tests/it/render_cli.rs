@@ -93,7 +93,21 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     let retry = format!("reelbox jobs retry {id} -o film.mp4");
     assert!(stderr.contains(&retry), "{stderr}");
     let out = reelbox(&d, dir.path(), &["jobs", "retry", &id, "-o", "film.mp4"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    // It shows what the retry does, not the earlier try again (it printed plan, keyframes and
+    // narration as started and done, and the stage it was canceled in as started twice).
+    let stages = canceled["stages"].as_array().expect("stages");
+    for (i, stage) in stages.iter().enumerate() {
+        let label =
+            format!("stage {}/{} {}", i + 1, stages.len(), stage["name"].as_str().expect("name").replace('_', " "));
+        let started = said.matches(&format!("{label}: started")).count();
+        if stage["state"] == "done" {
+            assert!(!said.contains(&label), "{label} ran before the retry: {said}");
+        } else {
+            assert_eq!(started, 1, "{label}: {said}");
+        }
+    }
     let (format, seconds) = common::compat::ffprobe(&dir.path().join("film.mp4"));
     assert!(format.contains("mp4") && seconds > 1.0, "{format}, {seconds} s");
     assert!(dir.path().join("film.srt").is_file() && dir.path().join("film.vtt").is_file());
