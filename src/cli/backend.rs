@@ -17,7 +17,7 @@ use reqwest::multipart::Form;
 
 use super::Global;
 use super::client::{Client, no_answer};
-use super::follow::{Follow, follow};
+use super::follow::{Follow, follow_after};
 
 /// How long the cancel of an interrupted job may take: a box that does not answer must not
 /// hold a Ctrl-C for the minutes a connection to it takes to fail.
@@ -114,7 +114,7 @@ pub async fn run_job(
     idempotency_key: Option<&str>,
 ) -> anyhow::Result<JobView> {
     let job = submit_job(c, g, route, body, idempotency_key).await?;
-    follow_job(c, g, &job.id, None).await
+    follow_job(c, g, &job.id, None, None).await
 }
 
 /// Submits a job to a kind's route and says where it was queued.
@@ -140,10 +140,16 @@ pub async fn submit_job(
 /// job's own error. Ctrl-C cancels the job (a daemon's job would otherwise run on for
 /// nobody) and says how to retry it — saving to `save_to`, the film the user asked for,
 /// when there is one; while the box does not answer it only stops waiting, and says how to
-/// fetch the job's results later.
-pub async fn follow_job(c: &Client, g: &Global, id: &str, save_to: Option<&Path>) -> anyhow::Result<JobView> {
+/// fetch the job's results later. `after`: the event it follows from (see [`follow_after`]).
+pub async fn follow_job(
+    c: &Client,
+    g: &Global,
+    id: &str,
+    save_to: Option<&Path>,
+    after: Option<String>,
+) -> anyhow::Result<JobView> {
     let job = tokio::select! {
-        followed = follow(c, id, Follow { events_to_stdout: false, progress: !g.json }) => followed?,
+        followed = follow_after(c, id, Follow { events_to_stdout: false, progress: !g.json }, after) => followed?,
         signal = tokio::signal::ctrl_c() => {
             signal.context("cannot watch for Ctrl-C")?;
             // The job is the daemon's: left running, it would go on using the box for a

@@ -42,6 +42,12 @@ pub struct Follow {
 /// drops before the job ends is resumed with `Last-Event-ID`; a box that stops answering
 /// is waited for (said once on stderr) up to [`OUTAGE_WAIT`].
 pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView> {
+    follow_after(c, id, how, None).await
+}
+
+/// [`follow`] from after event `after` (an id of the job's stream) on: a retried job's
+/// stream holds its earlier tries, which a follower of the retry must not show again.
+pub async fn follow_after(c: &Client, id: &str, how: Follow, after: Option<String>) -> anyhow::Result<JobView> {
     let progress = Progress::new(how.progress);
     // The stage names, so progress can say "stage 3 of 7" (a job of one stage says its
     // name), and, while the job waits its turn, that it does and why.
@@ -55,7 +61,7 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
     let mut contacted = view.is_some();
     let stages: Vec<String> = view.map(|j| j.stages.into_iter().map(|s| s.name).collect()).unwrap_or_default();
     let mut outage = Outage::default();
-    let mut last_id: Option<String> = None;
+    let mut last_id = after;
     let mut empty_streams = 0;
     'streams: loop {
         let mut req = c.request(Method::GET, &format!("/api/v1/jobs/{id}/events"));
@@ -125,6 +131,27 @@ pub async fn follow(c: &Client, id: &str, how: Follow) -> anyhow::Result<JobView
     outage.over(c, id, &progress);
     progress.finish();
     job
+}
+
+/// Retries job `id` (`POST .../retry`) and returns it with the id its event stream resumes
+/// after to show only the retry: the event before the retry's own `queued` one, read from the
+/// box-wide stream opened before the retry (it starts after the box's newest event, and the
+/// job, failed or canceled, sends nothing until the retry). None when that stream does not
+/// say within [`SILENT_STREAM`]; then the job's whole stream is followed.
+pub async fn retry(c: &Client, id: &str) -> anyhow::Result<(JobView, Option<String>)> {
+    let watch = c.send_raw(c.request(Method::GET, "/api/v1/events")).await?;
+    let job: JobView = c.post(&format!("/api/v1/jobs/{id}/retry"), &serde_json::json!({})).await?;
+    let mut stream = watch.bytes_stream();
+    let mut parser = reelbox::api::sse::SseParser::default();
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(SILENT_STREAM, stream.next()).await {
+        for msg in parser.push(&chunk) {
+            let ours = serde_json::from_str::<Value>(&msg.data).is_ok_and(|ev| ev["job"] == job.id.as_str());
+            if let Some(seq) = msg.id.and_then(|s| s.parse::<u64>().ok()).filter(|_| ours) {
+                return Ok((job, Some(seq.saturating_sub(1).to_string())));
+            }
+        }
+    }
+    Ok((job, None))
 }
 
 /// Whether job `id` is in a final state now, asked when its stream says it ended: a retry

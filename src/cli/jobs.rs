@@ -246,11 +246,12 @@ async fn retry_and_wait(g: &Global, given: &str, output: Option<&Path>, force: b
                 );
             }
         }
-        let job: JobView = c.post(&format!("/api/v1/jobs/{id}/retry"), &json!({})).await?;
+        // Followed from the retry on: the earlier try's stages are not shown again.
+        let (job, after) = super::follow::retry(c, &id).await?;
         if !g.json {
             eprintln!("job {id} queued again on {}", c.place());
         }
-        let job = super::backend::follow_job(c, g, &job.id, output).await?;
+        let job = super::backend::follow_job(c, g, &job.id, output, after).await?;
         match output {
             Some(path) => super::render::save_film(c, g, &job, path).await,
             None => print_job(g, &job),

@@ -31,6 +31,13 @@ pub(super) fn results(job: &JobView, artifacts: Vec<ArtifactView>, all: bool) ->
     kept.filter(|a| last.is_some_and(|ids| ids.contains(&a.id))).collect()
 }
 
+/// The name `art` is saved under: the one the API and the web studio download it as (the
+/// film's first words and short id, so films of one folder keep apart), else its own name
+/// (a daemon older than `download_name`).
+fn saved_name(art: &ArtifactView) -> &str {
+    if art.download_name.is_empty() { &art.name } else { &art.download_name }
+}
+
 /// Where `name` is saved in `dir`: as it is, or `stem-2.ext`, ... when an earlier file of
 /// this download took the name (stages of one job may name files alike).
 fn destination(dir: &Path, name: &str, taken: &[PathBuf]) -> PathBuf {
@@ -71,7 +78,7 @@ pub async fn run(c: &Client, g: &Global, a: GetArgs) -> anyhow::Result<()> {
     }
     let mut saved: Vec<PathBuf> = Vec::new();
     let planned: Vec<PathBuf> = picked.iter().fold(Vec::new(), |mut taken, art| {
-        let dest = destination(&a.dir, &art.name, &taken);
+        let dest = destination(&a.dir, saved_name(art), &taken);
         taken.push(dest);
         taken
     });

@@ -86,7 +86,7 @@ pub struct DemoArgs {
 
 async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyhow::Result<()> {
     let job = submit_job(c, g, "/api/v1/renders", &body, None).await?;
-    let job = follow_job(c, g, &job.id, Some(output)).await?;
+    let job = follow_job(c, g, &job.id, Some(output), None).await?;
     save_film(c, g, &job, output).await
 }
 

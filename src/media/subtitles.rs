@@ -1,6 +1,8 @@
 //! Subtitle files from timed cues: SubRip (`.srt`) and WebVTT (`.vtt`), and cues cut to
 //! what a viewer can read at once ([`fit_cue`]).
 
+use crate::pipelines::tts::text::stop_continues;
+
 /// One subtitle: shown from `start_s` to `end_s` (seconds).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cue {
@@ -98,26 +100,54 @@ pub fn wrap_lines(text: &str, max: usize) -> Vec<String> {
 
 /// The words of `pieces` in `turns` runs of about equal width, so a sentence of three
 /// lines is shown as two of one and a half rather than two and a stray "own box.".
+///
+/// A turn never ends on a title or an initial the sentence reads on from ("the owner, Mr." |
+/// "José Muñoz-García"): the turn is cut before it instead, or after the name when the
+/// title opens the turn.
 fn balanced(pieces: &[String], turns: usize) -> Vec<String> {
     let total: usize = pieces.iter().map(|p| columns(p) + 1).sum();
     let target = total.div_ceil(turns.max(1));
-    let mut out: Vec<String> = vec![String::new()];
+    let mut out: Vec<Vec<&str>> = vec![Vec::new()];
     let mut width = 0;
     for piece in pieces {
         let next = columns(piece) + 1;
         if width > 0 && width + next / 2 > target && out.len() < turns {
-            out.push(String::new());
-            width = 0;
+            // Back to the nearest space the sentence may be cut at, keeping a word; the
+            // words after it open the next turn.
+            let mut carried: Vec<&str> = Vec::new();
+            let mut cut = false;
+            if let Some(last) = out.last_mut() {
+                while let Some(word) = last.last() {
+                    if may_cut_after(word, carried.last().copied().unwrap_or(piece)) {
+                        cut = true;
+                        break;
+                    }
+                    if last.len() == 1 {
+                        break;
+                    }
+                    carried.extend(last.pop());
+                }
+            }
+            carried.reverse();
+            if cut {
+                width = carried.iter().map(|p| columns(p) + 1).sum();
+                out.push(carried);
+            } else if let Some(last) = out.last_mut() {
+                last.extend(carried);
+            }
         }
         if let Some(last) = out.last_mut() {
-            if !last.is_empty() {
-                last.push(' ');
-            }
-            last.push_str(piece);
+            last.push(piece);
         }
         width += next;
     }
-    out
+    out.into_iter().map(|turn| turn.join(" ")).collect()
+}
+
+/// Whether a turn may end after `word` when `next` follows: not after a full stop the
+/// sentence reads on from (the voice's own rule, [`stop_continues`]).
+fn may_cut_after(word: &str, next: &str) -> bool {
+    !word.strip_suffix('.').is_some_and(|w| stop_continues(w, next))
 }
 
 /// A cue as a viewer can read it on a film whose lines hold `max_columns`: one cue of at
@@ -271,6 +301,25 @@ pub fn to_webvtt(cues: &[Cue]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_title_stays_with_the_name_it_goes_before() {
+        let texts = [
+            // A film's cue ended "…the owner, Mr." and the next began "José Muñoz-García…".
+            "At the Café Zoë, the owner, Mr. José Muñoz-García, poured her a coffee that was far too strong.",
+            "Then she asked Dr. J. Smith, who sat by the window of the café, about the weather in the hills.",
+        ];
+        // From the widest word on: a word wider than a line is cut (a test of its own).
+        for (text, width) in texts.iter().flat_map(|t| (18..60).map(move |w| (t, w))) {
+            let cues = fit_cue(&Cue::new(0.0, 9.0, *text), width);
+            let joined: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
+            assert_eq!(joined.join(" "), *text, "every word once, in order");
+            for c in &cues {
+                let last = c.text.rsplit(' ').next().unwrap_or_default();
+                assert!(!["Mr.", "Dr.", "J."].contains(&last), "width {width}: {cues:?}");
+            }
+        }
+    }
 
     #[test]
     fn a_long_sentence_becomes_cues_of_two_lines_timed_by_their_characters() {

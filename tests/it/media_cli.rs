@@ -69,8 +69,10 @@ async fn upscale_lipsync_and_image_to_image_send_local_files_to_the_daemon() {
     let image_job = jobs[0]["id"].as_str().expect("id");
     std::fs::create_dir(dir.join("got")).expect("dir");
     let out = run_ok(&mut cli(&d, dir, &models, &["jobs", "get", image_job, "-o", "got"]));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "got/image.png");
-    assert_eq!(std::fs::read(dir.join("got/image.png")).ok(), std::fs::read(dir.join("edit.png")).ok());
+    // Named as the API and the web studio download it: the prompt's first words and short id.
+    let saved = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(saved.starts_with("got/a-red-circle-") && saved.ends_with("-image.png"), "{saved}");
+    assert_eq!(std::fs::read(dir.join(&saved)).ok(), std::fs::read(dir.join("edit.png")).ok());
     let again = cli(&d, dir, &models, &["jobs", "get", image_job, "-o", "got"]).output().expect("run");
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"), "{again:?}");
     run_ok(&mut cli(&d, dir, &models, &["jobs", "get", image_job, "-o", "got", "--force"]));

@@ -93,16 +93,56 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     let retry = format!("reelbox jobs retry {id} -o film.mp4");
     assert!(stderr.contains(&retry), "{stderr}");
     let out = reelbox(&d, dir.path(), &["jobs", "retry", &id, "-o", "film.mp4"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    // It shows what the retry does, not the earlier try again (it printed plan, keyframes and
+    // narration as started and done, and the stage it was canceled in as started twice).
+    let stages = canceled["stages"].as_array().expect("stages");
+    for (i, stage) in stages.iter().enumerate() {
+        let label =
+            format!("stage {}/{} {}", i + 1, stages.len(), stage["name"].as_str().expect("name").replace('_', " "));
+        let started = said.matches(&format!("{label}: started")).count();
+        if stage["state"] == "done" {
+            assert!(!said.contains(&label), "{label} ran before the retry: {said}");
+        } else {
+            assert_eq!(started, 1, "{label}: {said}");
+        }
+    }
     let (format, seconds) = common::compat::ffprobe(&dir.path().join("film.mp4"));
     assert!(format.contains("mp4") && seconds > 1.0, "{format}, {seconds} s");
     assert!(dir.path().join("film.srt").is_file() && dir.path().join("film.vtt").is_file());
     let done = get_json(&c, &d, &format!("/api/v1/jobs/{id}")).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    // `jobs get -o DIR` makes the folder (it was refused as missing).
-    let out = reelbox(&d, dir.path(), &["jobs", "get", &id, "-o", "films/monday"]);
+    // `jobs get -o DIR` makes the folder (it was refused as missing), and a second film
+    // goes into it beside the first: each is saved under the name the API and the web
+    // studio download it as (both were film.mp4, and the second was refused).
+    let mut second = render(&d, dir.path(), "A green square waits.", &["-o", "second.mp4"]);
+    let out = second.output().expect("reelbox render");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(dir.path().join("films/monday/film.mp4").is_file());
+    let jobs = get_json(&c, &d, "/api/v1/jobs").await;
+    let second = jobs["jobs"][0]["id"].as_str().expect("id").to_string();
+    assert_ne!(second, id);
+    for job in [&id, &second] {
+        let out = reelbox(&d, dir.path(), &["jobs", "get", job, "-o", "films/monday"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let arts = get_json(&c, &d, &format!("/api/v1/jobs/{job}/artifacts")).await;
+        let films: Vec<&str> = arts
+            .as_array()
+            .expect("artifacts")
+            .iter()
+            .filter(|a| a["name"].as_str().is_some_and(|n| n.starts_with("film.")))
+            .filter_map(|a| a["download_name"].as_str())
+            .collect();
+        assert_eq!(films.len(), 3, "film, subtitles twice: {arts}");
+        for name in films {
+            assert!(name.starts_with("a-red-circle-") || name.starts_with("a-green-square-"), "{name}");
+            assert!(
+                dir.path().join("films/monday").join(name).is_file(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
 
     // `jobs show` of the film says what a filmmaker asks of it on one screen (it listed 330
     // characters of artifact ids): the script, picture and voice, how long it took, the
