@@ -118,7 +118,7 @@ fn stream(state: AppState, caller: Caller, job: Option<Ulid>, after: u64, permit
         let wanted = |e: &Event| job.is_none_or(|j| j == e.job) && caller.may_see(&e.owner);
         // Replay; also used to catch up after the live channel lagged.
         macro_rules! replay {
-            () => {
+            () => {{
                 loop {
                     let batch = match state.store.events_after(job, last, 500) {
                         Ok(b) => b,
@@ -135,20 +135,20 @@ fn stream(state: AppState, caller: Caller, job: Option<Ulid>, after: u64, permit
                         if !wanted(&e) {
                             continue;
                         }
+                        // A final event in the history need not be the job's end: a job
+                        // retried after it is queued again, and its history goes on. The
+                        // stream ends once the whole history is sent and the job is final.
                         if tx.send(Ok(to_sse(&e))).await.is_err() {
-                            return;
-                        }
-                        if job.is_some() && is_final(&e) && job_is_final(&state, job) {
                             return;
                         }
                     }
                 }
-            };
+                if job.is_some() && job_is_final(&state, job) {
+                    return;
+                }
+            }};
         }
         replay!();
-        if job.is_some() && job_is_final(&state, job) {
-            return;
-        }
         loop {
             tokio::select! {
                 got = live.recv() => match got {

@@ -69,6 +69,31 @@ async fn the_box_wide_event_stream_starts_with_what_happens_next() {
     assert_eq!(read_events(resumed, done).await, got, "resumed from an id");
 }
 
+/// A job retried after it ended has the retry's events in its stream, which ends at the
+/// retry's end, not at the first try's (a watch of it showed only the first try).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_jobs_stream_goes_on_past_its_first_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(dir.path(), &[]);
+    let c = reqwest::Client::new();
+    let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "fail": "fatal"}});
+    let id = submit(&c, &d, card).await["id"].as_str().expect("id").to_string();
+    wait_job(&c, &d, &id, Duration::from_secs(20), is_final).await;
+    let retried = c.post(d.at(&format!("/api/v1/jobs/{id}/retry"))).send().await.expect("retry");
+    assert!(retried.status().is_success(), "{:?}", retried.text().await);
+    // The retry queued it again before answering: final now means the retry ended.
+    wait_job(&c, &d, &id, Duration::from_secs(20), is_final).await;
+    let stream = c.get(d.at(&format!("/api/v1/jobs/{id}/events?after=0"))).send().await.expect("sse");
+    let events = tokio::time::timeout(Duration::from_secs(20), read_events(stream, |_| false))
+        .await
+        .expect("the stream of a final job ends");
+    // The job's own states (a stage's events carry their stage's).
+    let states: Vec<&str> =
+        events.iter().filter(|(_, e)| e["stage"].is_null()).filter_map(|(_, e)| e["state"].as_str()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "failed").count(), 2, "both tries' ends: {states:?}");
+    assert_eq!(states.last(), Some(&"failed"), "{states:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_answer_weak_etags_and_stale_if_range_and_keep_utf8_names() {
     let dir = tempfile::tempdir().expect("tempdir");
