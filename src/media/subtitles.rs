@@ -1,7 +1,7 @@
 //! Subtitle files from timed cues: SubRip (`.srt`) and WebVTT (`.vtt`), and cues cut to
 //! what a viewer can read at once ([`fit_cue`]).
 
-use crate::pipelines::tts::text::stop_continues;
+use super::titles::stop_continues;
 
 /// One subtitle: shown from `start_s` to `end_s` (seconds).
 #[derive(Debug, Clone, PartialEq)]

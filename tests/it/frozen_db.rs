@@ -39,6 +39,16 @@ const RUNNING: &str = "01JQ0000000000000000000005";
 /// The Idempotency-Key the queued job was sent with (v3 and later keep its request's digest).
 const KEY: &str = "frozen-key";
 
+/// A daemon on a copy of the frozen database `name`, with its home (kept alive with it).
+fn daemon_on(name: &str) -> (tempfile::TempDir, DaemonProc) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::copy(fixture(name), data.join("reelbox.redb")).expect("copy fixture");
+    let d = DaemonProc::start(&data, &[]);
+    (home, d)
+}
+
 #[test]
 fn frozen_v1_database_opens_and_its_jobs_list() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -66,11 +76,7 @@ fn frozen_v1_database_opens_and_its_jobs_list() {
 /// daemon and `reelbox jobs show`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_canceled_before_reasons_were_kept_shows_canceled_without_one() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let data = home.path().join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    std::fs::copy(fixture(V2), data.join("reelbox.redb")).expect("copy fixture");
-    let d = DaemonProc::start(&data, &[]);
+    let (home, d) = daemon_on(V2);
     let job = get_json(&reqwest::Client::new(), &d, &format!("/api/v1/jobs/{CANCELED}")).await;
     assert_eq!((job["state"].as_str(), &job["error"]), (Some("canceled"), &serde_json::Value::Null), "{job}");
     assert_eq!(job["finished_at"], "2023-11-14T22:13:21.000Z", "{job}");
@@ -84,11 +90,7 @@ async fn a_job_canceled_before_reasons_were_kept_shows_canceled_without_one() {
 /// an Idempotency-Key it kept still answers its own request with its job and refuses another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_v3_database_resumes_its_running_job_and_keeps_its_idempotency_keys() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let data = home.path().join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    std::fs::copy(fixture(V3), data.join("reelbox.redb")).expect("copy fixture");
-    let d = DaemonProc::start(&data, &[]);
+    let (_home, d) = daemon_on(V3);
     let http = reqwest::Client::new();
     let resumed = wait_job(&http, &d, RUNNING, Duration::from_secs(60), is_final).await;
     assert_eq!(resumed["state"], "succeeded", "{resumed}");
@@ -108,11 +110,7 @@ async fn a_v3_database_resumes_its_running_job_and_keeps_its_idempotency_keys() 
 /// still counts from its first start, kept by the older build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_v4_database_resumes_its_running_job_from_its_first_start() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let data = home.path().join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    std::fs::copy(fixture(V4), data.join("reelbox.redb")).expect("copy fixture");
-    let d = DaemonProc::start(&data, &[]);
+    let (_home, d) = daemon_on(V4);
     let resumed = wait_job(&reqwest::Client::new(), &d, RUNNING, Duration::from_secs(60), is_final).await;
     assert_eq!(
         (resumed["state"].as_str(), resumed["started_at"].as_str()),
