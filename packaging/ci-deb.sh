@@ -98,7 +98,9 @@ grep -q "First steps after installing" /usr/share/doc/reelbox/README.Debian || f
 ! grep -q "cargo run" /usr/share/doc/reelbox/README.Debian || fail "README.Debian holds developer text"
 [ ! -e /usr/share/doc/reelbox/README.md ] || fail "the developer README is shipped"
 [ -f /usr/share/doc/reelbox/config.example.toml ] || fail "config.example.toml not under /usr/share/doc/reelbox"
-man_text=$(MANWIDTH=80 man reelbox 2>/dev/null)
+# The installed file itself (`man -l`): `man reelbox` may show a page man-db formatted and
+# cached from an earlier install, whose source kept the same day-rounded mtime.
+man_text=$(MANWIDTH=80 man -l "$(man -w reelbox)" 2>/dev/null)
 for want in FILES ENVIRONMENT /etc/reelbox/config.toml /etc/default/reelbox REELBOX_CONFIG REELBOX_LOG journalctl reelbox.service; do
     grep -qF -- "$want" <<<"$man_text" || fail "man reelbox does not name $want"
 done
