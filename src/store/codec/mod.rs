@@ -85,6 +85,7 @@ fn no_migration(what: &str, version: u8) -> CodecError {
 /// `ApiKey` as record version 1 wrote it, before `max_storage_bytes`. Frozen: bincode
 /// reads fields by position, so this must keep the exact v1 layout.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct ApiKeyV1 {
     id: ulid::Ulid,
     name: String,
@@ -133,6 +134,7 @@ impl Record for ApiKey {
 /// `Profile` as record version 1 wrote it, before `Style::image_model`. Frozen, like
 /// [`ApiKeyV1`].
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct ProfileV1 {
     id: ulid::Ulid,
     owner: String,
@@ -148,6 +150,7 @@ struct ProfileV1 {
 
 /// `Style` as profile record version 1 wrote it.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct StyleV1 {
     prompt_prefix: String,
     negative_prompt: String,
@@ -207,23 +210,11 @@ mod tests {
         assert!(matches!(decode::<Job>(&[]), Err(CodecError::Empty)));
     }
 
-    /// The v1 layout, as a writer: what reelbox before storage quotas stored.
-    #[derive(Serialize)]
-    struct ApiKeyV1Writer {
-        id: ulid::Ulid,
-        name: String,
-        hash: String,
-        scope: Scope,
-        max_queued: Option<u64>,
-        gpu_seconds_per_day: Option<u64>,
-        created_at: Millis,
-        revoked_at: Option<Millis>,
-    }
-
     #[test]
     fn version_1_api_keys_migrate_without_a_storage_quota() {
         let id = ulid::Ulid::from_string("01JQ00000000000000000000K1").expect("ulid");
-        let old = ApiKeyV1Writer {
+        // The frozen v1 layout itself, written as reelbox before storage quotas stored it.
+        let old = ApiKeyV1 {
             id,
             name: "laptop".into(),
             hash: "ab".repeat(32),
@@ -295,25 +286,12 @@ mod profile_tests {
     use super::*;
     use crate::store::records::*;
 
-    /// The v1 layout, as a writer: what reelbox before profile picture models stored.
-    #[derive(Serialize)]
-    struct ProfileV1Writer {
-        id: ulid::Ulid,
-        owner: String,
-        name: String,
-        portrait: Option<ulid::Ulid>,
-        face_box: Option<[u32; 4]>,
-        voice_sample: Option<ulid::Ulid>,
-        voice: Voice,
-        style: (String, String, Option<String>),
-        created_at: Millis,
-    }
-
     #[test]
     fn version_1_profiles_migrate_without_a_picture_model() {
         let voice =
             Voice { model: "joe".into(), speaker: None, length_scale: Some(1.5), noise_scale: None, noise_w: None };
-        let old = ProfileV1Writer {
+        // The frozen v1 layout itself, written as reelbox before profile picture models stored it.
+        let old = ProfileV1 {
             id: ulid::Ulid::nil(),
             owner: "local".into(),
             name: "anna".into(),
@@ -321,7 +299,7 @@ mod profile_tests {
             face_box: Some([1, 2, 3, 4]),
             voice_sample: None,
             voice: voice.clone(),
-            style: ("oil".into(), "blur".into(), Some("fast".into())),
+            style: StyleV1 { prompt_prefix: "oil".into(), negative_prompt: "blur".into(), preset: Some("fast".into()) },
             created_at: 5,
         };
         let mut bytes = vec![1u8];
