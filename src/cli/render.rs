@@ -79,9 +79,13 @@ pub struct RenderArgs {
 /// Arguments of `reelbox demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Output MP4.
+    /// Output MP4 (an earlier demo's film there is replaced; any other file is kept unless
+    /// --force). Its subtitles go beside it.
     #[arg(short, long, default_value = "reelbox-demo.mp4")]
     pub output: PathBuf,
+    /// Replace the film and subtitle files that are there, whoever wrote them.
+    #[arg(long)]
+    pub force: bool,
 }
 
 async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyhow::Result<()> {
@@ -334,12 +338,21 @@ pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Res
               "model": "demo-shapes", "lipsync_model": "demo-presenter", "upscale_model": "demo-upscaler"}))
 }
 
+/// Whether `film` is one an earlier `reelbox demo` of `script` wrote: its `title` tag, which
+/// the mux writes from the film's first sentence, is the demo script's. A file ffprobe cannot
+/// read (not a film, or no ffprobe here) is not.
+fn is_demo_film(film: &Path, script: &str) -> bool {
+    let Some(want) = reelbox::pipelines::render::plan::plan(script, "", 0).title() else { return false };
+    film.is_file() && reelbox::media::ffprobe::probe(film).is_ok_and(|info| info.title.as_deref() == Some(&*want))
+}
+
 /// Runs `reelbox demo`: setup when pieces are missing, then a render of the bundled script
 /// with the bundled presenter on the installed (or bundled demo) models.
 pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
-    super::backend::check_output(&a.output)?;
-    check_film_name(&a.output)?;
     let inputs = demo_inputs()?;
+    // README's first command is run again as it is: the film it wrote then (and its
+    // subtitles) is replaced, and anything else there is kept as `render` keeps it.
+    check_film_output(&a.output, a.force || is_demo_film(&a.output, &inputs.script))?;
     let config = Config::load(g.config.as_deref())?;
     // A login user beside the packaged service cannot set up the service's data dir, and
     // need not: its daemon refuses a missing model naming the pull to make.

@@ -335,26 +335,58 @@ async fn render_keeps_the_films_that_are_there_and_refuses_scripts_in_the_users_
 
 /// README's first command, `reelbox demo -o FILE`, twice on one box: a family runs it again
 /// (a second film, or after an upgrade) and it must not trip over the presenter profile the
-/// first run made, since a key's profile names are one each.
+/// first run made, since a key's profile names are one each, nor over the film it wrote
+/// then. A file there that no demo wrote (a note, another render's film) is kept as `render`
+/// keeps it, unless `--force`: the demo replaced whatever had the name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_renders_again_on_a_box_where_it_ran_before() {
+    use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let models = common::render::demo_models_dir(dir.path());
     let d = common::render::daemon(dir.path(), &models);
-    for n in 1..=2 {
-        let film = dir.path().join(format!("demo{n}.mp4"));
-        let out = common::tools::reelbox_cli(dir.path(), &models)
+    let demo = |film: &Path, args: &[&str]| {
+        common::tools::reelbox_cli(dir.path(), &models)
             .args(["--url", &d.at(""), "demo", "-o"])
-            .arg(&film)
+            .arg(film)
+            .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("reelbox demo");
+            .expect("reelbox demo")
+    };
+    let film = dir.path().join("reelbox-demo.mp4");
+    std::fs::write(&film, "notes for Sunday").expect("note");
+    let holiday = dir.path().join("holiday.mp4");
+    let holiday_arg = holiday.to_str().expect("utf-8");
+    common::media::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=64x64:d=1",
+        "-metadata",
+        "title=Our holiday",
+        holiday_arg,
+    ]);
+    for path in [&film, &holiday] {
+        let before = std::fs::read(path).expect("the user's file");
+        let out = demo(path, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        let refusal = format!("{} exists; give another -o FILE, or --force", path.display());
+        assert!(stderr.contains(&refusal), "{stderr}");
+        assert_eq!(std::fs::read(path).expect("the user's file"), before, "{} was kept", path.display());
+    }
+    let mut last = None;
+    for (n, args) in [(1, &["--force"][..]), (2, &[][..])] {
+        let out = demo(&film, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "demo run {n} failed: {stderr}");
         // A daemon that stays up is a place to go: its address is said.
         assert!(stderr.contains(&format!("queued on {}", d.url)), "{stderr}");
         let (format, seconds) = common::compat::ffprobe(&film);
         assert!(format.contains("mp4") && seconds > 5.0, "demo run {n}: {format}, {seconds} s");
+        // Saved anew each time (a new file renamed over the name), not left as it was.
+        let inode = std::fs::metadata(&film).expect("film").ino();
+        assert_ne!(last.replace(inode), Some(inode), "demo run {n} wrote no new film");
     }
     let profiles = get_json(&reqwest::Client::new(), &d, "/api/v1/profiles").await;
     let presenters = profiles.as_array().expect("list").iter().filter(|p| p["name"] == "demo presenter").count();
