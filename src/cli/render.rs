@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::Global;
 use super::backend::{Reach, follow_job, save_artifacts, submit_job, upload};
 use super::client::Client;
+use super::hint::Hint;
 
 /// Arguments of `reelbox render`.
 #[derive(Debug, Args)]
@@ -124,9 +125,10 @@ fn later(g: &Global, id: &str) -> anyhow::Result<()> {
         super::client::serve_url(&config).map_or_else(|| "the address it prints".to_string(), |url| format!("{url}/"));
     eprintln!(
         "reelbox: no daemon was running, so this command ran one of its own, which stops now; job {id} stays in \
-         {}: to see it later, start `reelbox serve` and open the web studio at {studio} (Library), or run \
-         `reelbox jobs show {id}`",
-        config.data_dir.display()
+         {}: to see it later, start `{}` and open the web studio at {studio} (Library), or run `{}`",
+        config.data_dir.display(),
+        g.hint.on_this_box("serve"),
+        g.hint.on_this_box(&format!("jobs show {id}"))
     );
     Ok(())
 }
@@ -206,8 +208,9 @@ async fn check_length(c: &Client, path: &Path, script: &str) -> anyhow::Result<(
 }
 
 /// The script from its file, or from standard input for `-`. A missing file whose name
-/// reads like a sentence was meant as the script itself: say how to give one line.
-fn read_script(path: &Path) -> anyhow::Result<String> {
+/// reads like a sentence was meant as the script itself: say how to give one line (to the
+/// daemon `hint` reaches).
+fn read_script(path: &Path, hint: &Hint) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         return std::io::read_to_string(std::io::stdin()).context("cannot read the script from standard input");
     }
@@ -216,7 +219,8 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
         if e.kind() == std::io::ErrorKind::NotFound && text.contains(' ') {
             anyhow!(
                 "cannot read the script file {text:?}: no such file. SCRIPT is a file; to film one line, \
-                 `echo {text:?} | reelbox render - -o film.mp4`"
+                 `echo {text:?} | {}`",
+                hint.command("render - -o film.mp4")
             )
         } else {
             anyhow!("cannot read the script file {text}: {e}")
@@ -228,7 +232,7 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
 pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     let output = a.output.clone().unwrap_or_else(|| default_film(&a.script));
     check_film_output(&output, a.force)?;
-    let script = read_script(&a.script)?;
+    let script = read_script(&a.script, &g.hint)?;
     check_not_empty(&a.script, &script)?;
     let reach = Reach::new(g).await?;
     let c = &reach.client;
