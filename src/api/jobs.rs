@@ -56,6 +56,9 @@ pub struct CancelRequest {
 
 // utoipa takes only a literal for `max_length`: the build stops if the limit moves without it.
 const _: () = assert!(jobs::CANCEL_REASON_MAX_CHARS == 200);
+// Nor for `minimum`/`maximum` (a number literal; `schema_with` would drop the parameter's
+// description): `limit`'s bounds below are `jobs::PAGE_SIZES`, checked here the same way.
+const _: () = assert!(*jobs::PAGE_SIZES.start() == 1 && *jobs::PAGE_SIZES.end() == 500);
 
 /// Query of `GET /api/v1/jobs`.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -158,9 +158,11 @@ pub async fn follow_job(
             match c.send_raw(cancel).await {
                 Err(e) if no_answer(&e) => {
                     return Err(anyhow!(
-                        "interrupted: the box at {} does not answer, so job {id} goes on there: `reelbox jobs get \
-                         {id} -o DIR` saves what it made once it is done, `reelbox jobs cancel {id}` stops it",
-                        c.base()
+                        "interrupted: the box at {} does not answer, so job {id} goes on there: `{}` saves what it \
+                         made once it is done, `{}` stops it",
+                        c.base(),
+                        c.command(&format!("jobs get {id} -o DIR")),
+                        c.command(&format!("jobs cancel {id}"))
                     ));
                 }
                 answer => answer?,
@@ -169,10 +171,13 @@ pub async fn follow_job(
             // film where this command would have.
             let retry = match save_to {
                 Some(path) => format!(
-                    "`reelbox jobs retry {id} -o {}` runs it again (from its last finished stage) and saves the film there",
-                    path.display()
+                    "`{}` runs it again (from its last finished stage) and saves the film there",
+                    c.command(&format!("jobs retry {id} -o {}", path.display()))
                 ),
-                None => format!("`reelbox jobs retry {id} --wait` runs it again (a render from its last finished stage)"),
+                None => format!(
+                    "`{}` runs it again (a render from its last finished stage)",
+                    c.command(&format!("jobs retry {id} --wait"))
+                ),
             };
             return Err(anyhow!("interrupted: job {id} canceled; {retry}"));
         }

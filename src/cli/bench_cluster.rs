@@ -270,6 +270,7 @@ async fn submit_renders(base: &str, jobs: usize, size: u32, demo: &DemoModels) -
         json: true,
         config: None,
         config_error: None,
+        hint: Default::default(),
     })?;
     let mut bodies = Vec::with_capacity(jobs);
     for _ in 0..jobs {

@@ -69,13 +69,26 @@ pub struct Client {
     /// The daemon is one this command started in its own process: its URL is a loopback
     /// port that is gone when the command ends, so it is never shown as a place to go.
     in_process: bool,
+    /// How a command printed for the user to run next reaches the daemon the user meant.
+    hint: super::hint::Hint,
 }
 
 impl Client {
     /// Builds a client from the global options.
     pub fn new(g: &Global) -> anyhow::Result<Self> {
         let api = ApiClient::new(daemon_url(g)?, g.key.clone(), g.cacert.as_deref(), None)?;
-        Ok(Self { api, keyed: g.key.is_some(), in_process: false })
+        Ok(Self { api, keyed: g.key.is_some(), in_process: false, hint: g.hint.clone() })
+    }
+
+    /// `reelbox ARGS` as a message prints it for the user to run next: with the global
+    /// options that reach the daemon the user meant (see [`super::hint::Hint`]).
+    pub fn command(&self, args: &str) -> String {
+        self.hint.command(args)
+    }
+
+    /// The options commands printed for the user repeat.
+    pub fn hint(&self) -> &super::hint::Hint {
+        &self.hint
     }
 
     /// This client, for a daemon this command started in its own process.

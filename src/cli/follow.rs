@@ -114,8 +114,9 @@ pub async fn follow_after(c: &Client, id: &str, how: Follow, after: Option<Strin
         empty_streams = if got_any { 0 } else { empty_streams + 1 };
         if empty_streams > EMPTY_STREAMS {
             return Err(anyhow!(
-                "the box at {} keeps ending job {id}'s event stream; `reelbox jobs watch {id}` follows it again",
-                c.base()
+                "the box at {} keeps ending job {id}'s event stream; `{}` follows it again",
+                c.base(),
+                c.command(&format!("jobs watch {id}"))
             ));
         }
         if !got_any {
@@ -191,10 +192,11 @@ impl Outage {
             if since.elapsed() >= OUTAGE_WAIT {
                 return Err(anyhow!(
                     "the box at {} has not answered for {} minutes; stopped waiting for job {id}, which stays on \
-                     the box: `reelbox jobs watch {id}` follows it again, `reelbox jobs get {id} -o DIR` saves \
-                     what it made once it is done",
+                     the box: `{}` follows it again, `{}` saves what it made once it is done",
                     c.base(),
-                    OUTAGE_WAIT.as_secs() / 60
+                    OUTAGE_WAIT.as_secs() / 60,
+                    c.command(&format!("jobs watch {id}")),
+                    c.command(&format!("jobs get {id} -o DIR"))
                 ));
             }
         }

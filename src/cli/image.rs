@@ -113,7 +113,10 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
             report(g, &files, &job.params, c.base());
         }
         Backend::Local if args.profile.is_some() => {
-            anyhow::bail!("--profile: profiles live in the daemon; start `reelbox serve` (or drop --local)")
+            anyhow::bail!(
+                "--profile: profiles live in the daemon; start `{}` (or drop --local)",
+                g.hint.on_this_box("serve")
+            )
         }
         Backend::Local => {
             let config = Config::load(g.config.as_deref())?;

@@ -38,7 +38,7 @@ pub async fn resolve(c: &Client, given: &str) -> anyhow::Result<String> {
     }
     match found.as_slice() {
         [one] => Ok(one.clone()),
-        [] => bail!("no job's id ends with {end}; `reelbox jobs list` shows the jobs and their ids"),
+        [] => bail!("no job's id ends with {end}; `{}` shows the jobs and their ids", c.command("jobs list")),
         [a, b, ..] => bail!("{end} is the end of more than one job's id ({a}, {b}); give more of it"),
     }
 }

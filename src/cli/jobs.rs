@@ -240,9 +240,10 @@ async fn retry_and_wait(g: &Global, given: &str, output: Option<&Path>, force: b
             let job: JobView = c.get(&format!("/api/v1/jobs/{id}")).await?;
             if job.kind != "render" {
                 anyhow::bail!(
-                    "-o FILE saves a render's film, and job {id} is a {} job: `reelbox jobs retry {id} --wait`, then \
-                     `reelbox jobs get {id} -o DIR` saves its files",
-                    job.kind
+                    "-o FILE saves a render's film, and job {id} is a {} job: `{}`, then `{}` saves its files",
+                    job.kind,
+                    c.command(&format!("jobs retry {id} --wait")),
+                    c.command(&format!("jobs get {id} -o DIR"))
                 );
             }
         }

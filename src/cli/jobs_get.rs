@@ -58,8 +58,9 @@ pub async fn run(c: &Client, g: &Global, a: GetArgs) -> anyhow::Result<()> {
         JobStatus::Succeeded => {}
         JobStatus::Queued | JobStatus::Running if !a.all => {
             return Err(anyhow!(
-                "job {id} is {}; `reelbox jobs watch {id}` follows it (`--all` saves what its finished stages made)",
-                job.state
+                "job {id} is {}; `{}` follows it (`--all` saves what its finished stages made)",
+                job.state,
+                c.command(&format!("jobs watch {id}"))
             ));
         }
         JobStatus::Failed | JobStatus::Canceled if !a.all => {

@@ -12,6 +12,9 @@ use super::super::client::Client;
 use super::super::models::human_bytes;
 use super::super::{Global, table};
 
+/// The screen's width a job is printed for.
+const COLUMNS: usize = 80;
+
 /// How much of the script's first line is shown: what an 80-column line leaves beside its
 /// label and `… (+999 lines)`.
 const SCRIPT_COLUMNS: usize = 56;
@@ -40,7 +43,15 @@ pub(in crate::cli) async fn show(c: &Client, g: &Global, job: &JobView) -> anyho
     }
     stages(job);
     if job.state == JobStatus::Succeeded {
-        println!("save it  reelbox jobs get {} (-o DIR: into that folder)", job.id);
+        let save = c.command(&format!("jobs get {}", job.id));
+        let line = format!("save it  {save} (-o DIR: into that folder)");
+        // With a `--url` the command no longer fits beside its note: it goes whole on a line
+        // of its own, to be copied as it is.
+        if line.chars().count() <= COLUMNS {
+            println!("{line}");
+        } else {
+            println!("save it  (-o DIR: into that folder)\n  {save}");
+        }
     }
     Ok(())
 }

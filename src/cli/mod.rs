@@ -17,6 +17,7 @@ mod client;
 mod cluster;
 mod follow;
 mod gc;
+mod hint;
 mod image;
 mod job_ref;
 mod jobs;
@@ -75,6 +76,9 @@ pub struct Global {
     /// REELBOX_URL given): a client command refuses with it instead of trying the default URL.
     #[arg(skip)]
     pub config_error: Option<String>,
+    /// What a `reelbox …` command printed for the user to run next repeats of these options.
+    #[arg(skip)]
+    pub hint: hint::Hint,
 }
 
 /// Top-level commands.
@@ -198,14 +202,8 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    // Neither --url nor REELBOX_URL: a daemon this box's config binds elsewhere is the one meant.
-    if matches.value_source("url") == Some(clap::parser::ValueSource::DefaultValue) {
-        match client::url_of_config(cli.global.config.as_deref()) {
-            Ok(Some(url)) => cli.global.url = url,
-            Ok(None) => {}
-            Err(e) => cli.global.config_error = Some(reelbox::error_text::chain_text(&e)),
-        }
-    }
+    settle_url(&mut cli.global, &matches);
+    cli.global.hint = hint::Hint::of(&cli.global, &matches);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -218,6 +216,18 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("reelbox: {}", reelbox::error_text::chain_text(e.as_ref()));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Neither --url nor REELBOX_URL given (`matches`): a daemon this box's config binds
+/// elsewhere is the one meant, so `g.url` becomes the config's (or the config's error is kept).
+fn settle_url(g: &mut Global, matches: &clap::ArgMatches) {
+    if matches.value_source("url") == Some(clap::parser::ValueSource::DefaultValue) {
+        match client::url_of_config(g.config.as_deref()) {
+            Ok(Some(url)) => g.url = url,
+            Ok(None) => {}
+            Err(e) => g.config_error = Some(reelbox::error_text::chain_text(&e)),
         }
     }
 }

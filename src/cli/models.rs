@@ -113,8 +113,9 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
             if !needed.is_empty() {
                 anyhow::bail!(
                     "{name} is needed by queued or running job(s) {}, which would fail without it; cancel them \
-                     (`reelbox jobs cancel ID`) or remove it anyway with `reelbox models rm {name} --force`",
-                    needed.join(", ")
+                     (`{}`) or remove it anyway with `reelbox models rm {name} --force`",
+                    needed.join(", "),
+                    g.hint.command("jobs cancel ID")
                 );
             }
             let removed = store.rm(&name)?;

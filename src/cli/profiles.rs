@@ -171,7 +171,7 @@ async fn warn_unfindable_face(c: &Client, p: &ProfileView) {
         "reelbox: warning: this box has no face detector to find the face in {:?}'s portrait, so a render that \
          shows it is refused until the profile has a face box: {}",
         p.name,
-        reelbox::jobs::face_box_fix(&p.name)
+        reelbox::jobs::face_box_fix(&c.hint().reelbox(), &p.name)
     );
 }
 

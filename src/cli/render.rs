@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::Global;
 use super::backend::{Reach, follow_job, save_artifacts, submit_job, upload};
 use super::client::Client;
+use super::hint::Hint;
 
 /// Arguments of `reelbox render`.
 #[derive(Debug, Args)]
@@ -79,9 +80,13 @@ pub struct RenderArgs {
 /// Arguments of `reelbox demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Output MP4.
+    /// Output MP4 (an earlier demo's film there is replaced; any other file is kept unless
+    /// --force). Its subtitles go beside it.
     #[arg(short, long, default_value = "reelbox-demo.mp4")]
     pub output: PathBuf,
+    /// Replace the film and subtitle files that are there, whoever wrote them.
+    #[arg(long)]
+    pub force: bool,
 }
 
 async fn render_with(c: &Client, g: &Global, body: Value, output: &Path) -> anyhow::Result<()> {
@@ -120,9 +125,10 @@ fn later(g: &Global, id: &str) -> anyhow::Result<()> {
         super::client::serve_url(&config).map_or_else(|| "the address it prints".to_string(), |url| format!("{url}/"));
     eprintln!(
         "reelbox: no daemon was running, so this command ran one of its own, which stops now; job {id} stays in \
-         {}: to see it later, start `reelbox serve` and open the web studio at {studio} (Library), or run \
-         `reelbox jobs show {id}`",
-        config.data_dir.display()
+         {}: to see it later, start `{}` and open the web studio at {studio} (Library), or run `{}`",
+        config.data_dir.display(),
+        g.hint.on_this_box("serve"),
+        g.hint.on_this_box(&format!("jobs show {id}"))
     );
     Ok(())
 }
@@ -202,8 +208,9 @@ async fn check_length(c: &Client, path: &Path, script: &str) -> anyhow::Result<(
 }
 
 /// The script from its file, or from standard input for `-`. A missing file whose name
-/// reads like a sentence was meant as the script itself: say how to give one line.
-fn read_script(path: &Path) -> anyhow::Result<String> {
+/// reads like a sentence was meant as the script itself: say how to give one line (to the
+/// daemon `hint` reaches).
+fn read_script(path: &Path, hint: &Hint) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         return std::io::read_to_string(std::io::stdin()).context("cannot read the script from standard input");
     }
@@ -212,7 +219,8 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
         if e.kind() == std::io::ErrorKind::NotFound && text.contains(' ') {
             anyhow!(
                 "cannot read the script file {text:?}: no such file. SCRIPT is a file; to film one line, \
-                 `echo {text:?} | reelbox render - -o film.mp4`"
+                 `echo {text:?} | {}`",
+                hint.command("render - -o film.mp4")
             )
         } else {
             anyhow!("cannot read the script file {text}: {e}")
@@ -224,7 +232,7 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
 pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     let output = a.output.clone().unwrap_or_else(|| default_film(&a.script));
     check_film_output(&output, a.force)?;
-    let script = read_script(&a.script)?;
+    let script = read_script(&a.script, &g.hint)?;
     check_not_empty(&a.script, &script)?;
     let reach = Reach::new(g).await?;
     let c = &reach.client;
@@ -334,12 +342,21 @@ pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Res
               "model": "demo-shapes", "lipsync_model": "demo-presenter", "upscale_model": "demo-upscaler"}))
 }
 
+/// Whether `film` is one an earlier `reelbox demo` of `script` wrote: its `title` tag, which
+/// the mux writes from the film's first sentence, is the demo script's. A file ffprobe cannot
+/// read (not a film, or no ffprobe here) is not.
+fn is_demo_film(film: &Path, script: &str) -> bool {
+    let Some(want) = reelbox::pipelines::render::plan::plan(script, "", 0).title() else { return false };
+    film.is_file() && reelbox::media::ffprobe::probe(film).is_ok_and(|info| info.title.as_deref() == Some(&*want))
+}
+
 /// Runs `reelbox demo`: setup when pieces are missing, then a render of the bundled script
 /// with the bundled presenter on the installed (or bundled demo) models.
 pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
-    super::backend::check_output(&a.output)?;
-    check_film_name(&a.output)?;
     let inputs = demo_inputs()?;
+    // README's first command is run again as it is: the film it wrote then (and its
+    // subtitles) is replaced, and anything else there is kept as `render` keeps it.
+    check_film_output(&a.output, a.force || is_demo_film(&a.output, &inputs.script))?;
     let config = Config::load(g.config.as_deref())?;
     // A login user beside the packaged service cannot set up the service's data dir, and
     // need not: its daemon refuses a missing model naming the pull to make.

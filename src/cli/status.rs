@@ -10,6 +10,7 @@ use reelbox::tui::format;
 
 use super::Global;
 use super::client::Client;
+use super::hint::Hint;
 
 /// Prints the summary; a daemon that does not answer is the usual error (exit 1).
 pub async fn run(g: &Global) -> anyhow::Result<ExitCode> {
@@ -19,13 +20,13 @@ pub async fn run(g: &Global) -> anyhow::Result<ExitCode> {
     if g.json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({"system": system, "models": models}))?);
     } else {
-        print!("{}", summary(&c.place(), &system, &models));
+        print!("{}", summary(&c.place(), c.hint(), &system, &models));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The summary's lines: each a label and what the box says about it.
-fn summary(place: &str, s: &SystemView, models: &ModelList) -> String {
+fn summary(place: &str, hint: &Hint, s: &SystemView, models: &ModelList) -> String {
     let mut lines =
         vec![("reelbox", format!("{} at {place}, up {}", s.version, format::duration(s.uptime_s as i64 * 1000)))];
     for d in &s.devices {
@@ -39,7 +40,8 @@ fn summary(place: &str, s: &SystemView, models: &ModelList) -> String {
         lines.push(("gpus", format!("found but unused, jobs run on the CPU: {why}")));
     }
     let q = &s.queue.by_state;
-    let paused = if s.paused { "; the queue is PAUSED (reelbox queue resume)" } else { "" };
+    let paused =
+        if s.paused { format!("; the queue is PAUSED ({})", hint.command("queue resume")) } else { String::new() };
     lines.push((
         "jobs",
         format!(
@@ -98,7 +100,7 @@ mod tests {
              "state": "not_installed", "verified_at": null, "path": null, "sources": [], "origin": "manifest"}
         ]}))
         .expect("models");
-        let text = summary("http://127.0.0.1:8470", &system, &models);
+        let text = summary("http://127.0.0.1:8470", &Hint::default(), &system, &models);
         assert!(text.starts_with("reelbox  0.1.0 at http://127.0.0.1:8470, up 1h02m\n"), "{text}");
         assert!(text.contains("device   cpu: 1 of 2 workers busy\n"), "{text}");
         assert!(text.contains("device   cuda:0 RTX 4090 (24.0G): 0 of 1 workers busy\n"), "{text}");

@@ -30,6 +30,7 @@ pub async fn run(g: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
         cacert: g.cacert.clone(),
         readonly: args.readonly,
         refresh: Duration::from_secs_f64(args.refresh),
+        reelbox: g.hint.reelbox(),
     })
     .await?;
     Ok(ExitCode::SUCCESS)

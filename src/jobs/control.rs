@@ -14,6 +14,10 @@ use crate::store::{JobFilter, Removal};
 /// and the dashboard show on one line.
 pub const CANCEL_REASON_MAX_CHARS: usize = 200;
 
+/// The page sizes a job listing takes (`limit`); the API's `ListQuery` names the same bounds
+/// in its OpenAPI document, held to these by a build-time check.
+pub const PAGE_SIZES: std::ops::RangeInclusive<usize> = 1..=500;
+
 /// What a cancel by `who` of a job of `owner` keeps as why: the reason given (after "canceled
 /// by an admin (…): " when `who` is not the owner), else who canceled. A reason past
 /// [`CANCEL_REASON_MAX_CHARS`] or of more than one line is refused naming `reason`; a blank
@@ -78,8 +82,9 @@ impl Service {
     /// A page of the jobs the submitter may see.
     pub fn list(&self, who: &Submitter, req: ListRequest) -> Result<JobList, Error> {
         let limit = req.limit.unwrap_or(50);
-        if !(1..=500).contains(&limit) {
-            return Err(ParamError::new("limit", "must be between 1 and 500").into());
+        if !PAGE_SIZES.contains(&limit) {
+            let (least, most) = (PAGE_SIZES.start(), PAGE_SIZES.end());
+            return Err(ParamError::new("limit", format!("must be between {least} and {most}")).into());
         }
         let cursor: Option<Ulid> = req
             .cursor

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 
-pub use control::{CANCEL_REASON_MAX_CHARS, JobList, ListRequest};
+pub use control::{CANCEL_REASON_MAX_CHARS, JobList, ListRequest, PAGE_SIZES};
 pub use error::{Error, GpuQuotaRefusal};
 pub use limits::check_params;
 pub use profile::face_box_fix;

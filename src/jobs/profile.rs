@@ -117,14 +117,16 @@ fn portrait_readable(who: &Submitter, profile: &Profile) -> Result<(), Error> {
 
 /// The command that gives profile `name` a face box, its name quoted for a shell when it
 /// needs it: what a render refused for want of one, and `profiles create`, both say.
-pub fn face_box_fix(name: &str) -> String {
+/// `reelbox` is how the command starts: the CLI adds the `--url` its user typed; the
+/// daemon, which cannot know it, says `reelbox`.
+pub fn face_box_fix(reelbox: &str, name: &str) -> String {
     let arg = if name.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '$' | '`')) {
         format!("{name:?}")
     } else {
         name.to_string()
     };
     format!(
-        "`reelbox profiles update {arg} --face-box x,y,w,h` (the face's left, top, width and height in pixels, in \
+        "`{reelbox} profiles update {arg} --face-box x,y,w,h` (the face's left, top, width and height in pixels, in \
          the portrait)"
     )
 }
@@ -146,7 +148,7 @@ fn face_findable(profile: &Profile, config: &Config) -> Result<(), Error> {
         message: format!(
             "profile {name:?} has no face box, and this box has no face detector to find the face in its portrait: \
              {} gives it one{detector}; `--layout none` renders without the presenter",
-            face_box_fix(name)
+            face_box_fix("reelbox", name)
         ),
         model: e.model,
     }

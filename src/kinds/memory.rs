@@ -7,12 +7,14 @@
 //! On the CPU a picture's memory is not linear: ONNX Runtime's CPU attention holds every
 //! head's T×T scores (T = latent cells, `(w/8)·(h/8)`), so it grows with the square of the
 //! pixels ([`cpu_picture_mib`]); a box making pictures there holds them to
-//! [`cpu_budget_mib`] (`limits.cpu_memory_mib`).
+//! [`cpu_budget_mib`] (`limits.cpu_memory_mib`) with [`check_on_cpu`]: the daemon when a job
+//! is sent, every box (worker boxes too) before the stage that makes one on its CPU, and
+//! `reelbox image --local`.
 
 use std::path::Path;
 
 use crate::config::Config;
-use crate::kinds::ParamError;
+use crate::kinds::{ParamError, StageName};
 
 /// Working memory besides weights a session takes on a GPU at its first run (ONNX
 /// Runtime's arena rounds allocations up; cuDNN and cuBLAS take workspaces), MiB.
@@ -133,6 +135,9 @@ pub struct CpuPicture {
     pub height: u32,
     /// The fields of the width and the height (`width`, `keyframe_width`, ...).
     pub fields: (&'static str, &'static str),
+    /// The job's stage that makes it (`generate`, a render's `keyframes`): the one checked
+    /// on the CPU of the box it runs on.
+    pub stage: StageName,
 }
 
 impl CpuPicture {
@@ -142,9 +147,18 @@ impl CpuPicture {
     }
 }
 
-/// Refuses a picture that needs more than `budget_mib` on the CPU, naming its larger
-/// side's field and the largest size of the same shape that fits.
-pub fn check_cpu_picture(config: &Config, picture: &CpuPicture, budget_mib: u64) -> Result<(), ParamError> {
+/// Refuses a picture that needs more memory than jobs may use on this box's CPU
+/// ([`cpu_budget_mib`]), naming its larger side's field and the largest size of the same
+/// shape that fits. Past it, the kernel's OOM killer would end the whole process. The one
+/// check: the daemon's at submission (`Scheduler::check_ram`), each box's before the stage
+/// that makes the picture on its CPU (a worker box's memory is not known to the head that
+/// placed it there), and `reelbox image --local`'s before it loads the model.
+pub fn check_on_cpu(config: &Config, picture: &CpuPicture) -> Result<(), ParamError> {
+    check_cpu_picture(config, picture, cpu_budget_mib(config))
+}
+
+/// Refuses a picture that needs more than `budget_mib` on the CPU (see [`check_on_cpu`]).
+fn check_cpu_picture(config: &Config, picture: &CpuPicture, budget_mib: u64) -> Result<(), ParamError> {
     let CpuPicture { width, height, fields, .. } = *picture;
     let (fixed, halvings) = cpu_model_terms(config, &picture.model);
     let need = fixed + activations_mib(width, height, halvings);
@@ -207,7 +221,13 @@ mod tests {
         // Measured 1288 and 2994 MiB (module docs): the estimate is a little above.
         assert!((1288..1500).contains(&mib(512)), "{}", mib(512));
         assert!((2994..3400).contains(&mib(640)), "{}", mib(640));
-        let picture = |w, h| CpuPicture { model: "missing".into(), width: w, height: h, fields: ("width", "height") };
+        let picture = |w, h| CpuPicture {
+            model: "missing".into(),
+            width: w,
+            height: h,
+            fields: ("width", "height"),
+            stage: StageName::Generate,
+        };
         assert!(check_cpu_picture(&config, &picture(384, 384), 1000).is_ok());
         let e = check_cpu_picture(&config, &picture(512, 512), 1000).expect_err("too big");
         assert_eq!(e.field, "width");

@@ -82,6 +82,14 @@ impl<K: TypedKind> JobKind for K {
     fn run_stage(&self, stage: StageName, run: &StageRun) -> Result<(), StageError> {
         let p = stored::<K>(run.params)
             .map_err(|e| StageError::context(format!("stored {} parameters are unreadable", K::NAME), e))?;
+        // A picture made on this box's CPU must fit the memory jobs may use here: the daemon
+        // checked it when the job was sent only where it makes pictures on its own CPU, not
+        // on a worker box (whose memory the head does not know) nor on a head beside boxes.
+        if run.device == crate::gpu::DeviceId::Cpu
+            && let Some(picture) = TypedKind::cpu_picture(self, &p, run.config).filter(|pic| pic.stage == stage)
+        {
+            super::memory::check_on_cpu(run.config, &picture)?;
+        }
         // Model runs stop mid-graph on a cancel, and whatever a stopped run fails with
         // (wrapped by a pipeline as its own error) is the cancel, not a failure.
         crate::engine::stoppable(run.cancel, || TypedKind::run_stage(self, stage, &p, run))

@@ -17,6 +17,8 @@ pub struct MediaInfo {
     pub duration_s: Option<f64>,
     /// Container format names (`mov,mp4,m4a,3gp,3g2,mj2`, `wav`, ...).
     pub format_name: String,
+    /// The file's `title` tag (a render's film has its first sentence).
+    pub title: Option<String>,
     pub streams: Vec<StreamInfo>,
 }
 
@@ -82,6 +84,8 @@ struct RawProbe {
 struct RawFormat {
     duration: Option<String>,
     format_name: Option<String>,
+    #[serde(default)]
+    tags: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +169,7 @@ pub fn probe_with(path: &Path, count_frames: bool) -> Result<MediaInfo, FfmpegEr
     let format = raw.format;
     Ok(MediaInfo {
         duration_s: format.as_ref().and_then(|f| parse_num(f.duration.as_ref())),
+        title: format.as_ref().and_then(|f| f.tags.get("title")).and_then(|t| t.as_str()).map(str::to_string),
         format_name: format.and_then(|f| f.format_name).unwrap_or_default(),
         streams,
     })

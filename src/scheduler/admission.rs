@@ -46,9 +46,7 @@ impl Scheduler {
     /// and the largest size that fits.
     pub fn check_ram(&self, kind: &dyn JobKind, params: &serde_json::Value) -> Result<(), ParamError> {
         match kind.cpu_picture(params, &self.config) {
-            Some(picture) if self.pictures_on_cpu() => {
-                memory::check_cpu_picture(&self.config, &picture, memory::cpu_budget_mib(&self.config))
-            }
+            Some(picture) if self.pictures_on_cpu() => memory::check_on_cpu(&self.config, &picture),
             _ => Ok(()),
         }
     }

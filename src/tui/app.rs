@@ -79,6 +79,9 @@ pub struct Detail {
 #[derive(Debug, Clone)]
 pub struct App {
     pub url: String,
+    /// How a command the dashboard suggests starts (`reelbox`, or `reelbox --url URL` when
+    /// `top` was started with a `--url` that a bare command would not reach).
+    pub reelbox: String,
     pub readonly: bool,
     pub refresh: Duration,
     /// Colours on (off with `NO_COLOR`).
@@ -122,6 +125,7 @@ impl App {
     pub fn new(url: &str, readonly: bool, refresh: Duration, color: bool, now: Millis) -> Self {
         Self {
             url: url.to_string(),
+            reelbox: "reelbox".into(),
             readonly,
             refresh,
             color,

@@ -38,6 +38,9 @@ pub struct TopOptions {
     pub readonly: bool,
     /// Time between polls.
     pub refresh: Duration,
+    /// How a command the dashboard suggests starts: `reelbox` with the `--url` typed to
+    /// start it, when another daemon is reached without it (see [`App::reelbox`]).
+    pub reelbox: String,
 }
 
 /// Why the dashboard could not run.
@@ -93,6 +96,7 @@ pub async fn run(opts: TopOptions) -> Result<(), TopError> {
     let client = ApiClient::new(&opts.url, opts.key.clone(), opts.cacert.as_deref(), Some(client::CONNECT_TIMEOUT))?;
     let (tx, mut rx) = mpsc::channel::<Event>(256);
     let mut app = App::new(&opts.url, opts.readonly, opts.refresh, colors_wanted(), now());
+    app.reelbox = opts.reelbox.clone();
     let mut screen = Screen::enter()?;
 
     let stop_input = Arc::new(AtomicBool::new(false));

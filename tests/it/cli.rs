@@ -602,3 +602,40 @@ async fn jobs_commands_take_the_short_ids_top_shows() {
     let said = String::from_utf8_lossy(&none.stderr);
     assert!(said.contains("no job's id ends with ZZZZZZZZ"), "{said}");
 }
+
+/// A command the CLI prints for the user to run next reaches the daemon this one reached:
+/// it carries the `--url` typed when a bare command would reach another daemon, none when
+/// `REELBOX_URL` or the config gives the same anyway, and never the key. (Run as printed
+/// against a daemon of its own port: `render_cli`'s Ctrl-C test.)
+#[test]
+fn a_printed_command_carries_the_typed_url_and_never_the_key() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    // A sentence given as SCRIPT: the CLI says how to film it, before it asks any daemon.
+    let hint = |args: &[&str], env: &[(&str, &str)]| {
+        let out = reelbox_cli(home.path(), &models)
+            .args(args)
+            .args(["render", "A red circle rolls."])
+            .envs(env.iter().copied())
+            .current_dir(home.path())
+            .output()
+            .expect("run reelbox");
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && !said.contains("sk-secret"), "{said}");
+        let piped = said.split('`').nth(1).unwrap_or_else(|| panic!("a command: {said}"));
+        piped.split(" | ").nth(1).unwrap_or_else(|| panic!("{piped}")).to_string()
+    };
+    let other = "http://127.0.0.1:9";
+    let typed = hint(&["--url", other, "--key", "sk-secret"], &[]);
+    assert_eq!(typed, format!("reelbox --url {other} render - -o film.mp4"));
+    // REELBOX_URL is in the shell the command is pasted into: nothing to add.
+    assert_eq!(hint(&[], &[("REELBOX_URL", other)]), "reelbox render - -o film.mp4");
+    assert_eq!(hint(&["--url", other], &[("REELBOX_URL", other)]), "reelbox render - -o film.mp4");
+    // The address a bare command reaches anyway (the default here, no config).
+    assert_eq!(hint(&["--url", "http://127.0.0.1:8470/"], &[]), "reelbox render - -o film.mp4");
+    // A typed --config whose bind is another address: the command names that address.
+    let config = home.path().join("box.toml");
+    std::fs::write(&config, "bind = \"127.0.0.2:8471\"\n").expect("config");
+    let cfg = config.to_str().expect("utf-8");
+    assert_eq!(hint(&["--config", cfg], &[]), "reelbox --url http://127.0.0.2:8471 render - -o film.mp4");
+}

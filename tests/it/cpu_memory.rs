@@ -90,3 +90,61 @@ async fn a_job_of_two_pictures_that_fit_makes_both_within_the_memory_of_one() {
     let peak_mib = common::proc_status_kib(d.pid(), "VmHWM") / 1024;
     assert!(peak_mib < BUDGET_MIB.parse().expect("number"), "peak {peak_mib} MiB");
 }
+
+/// `reelbox image --local` holds its picture to the same memory as the daemon: one that
+/// cannot fit is refused before the model loads, in the same words, and nothing is written
+/// (it was made, or the kernel's OOM killer ended the command half-way).
+#[test]
+fn image_local_refuses_a_picture_too_big_for_the_cpu_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = common::models_with_demo_shapes(dir.path());
+    let out_png = dir.path().join("big.png");
+    let out = common::tools::reelbox_cli(dir.path(), &models)
+        .env("REELBOX_CPU_MEMORY_MIB", BUDGET_MIB)
+        .args(["image", "a red circle", "--local", "--model", "demo-shapes"])
+        .args(["--width", "512", "--height", "512", "--steps", "1", "-o"])
+        .arg(&out_png)
+        .output()
+        .expect("reelbox image");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("width: a 512×512 picture needs about")
+            && stderr.contains(&format!("lets jobs use {BUDGET_MIB} MiB (limits.cpu_memory_mib)"))
+            && stderr.contains("the largest square that fits is"),
+        "{stderr}"
+    );
+    assert!(!out_png.exists());
+}
+
+/// A head with worker boxes takes a picture without checking it (it does not know a box's
+/// memory); the box that would make it on its CPU holds it to its own
+/// `limits.cpu_memory_mib`: the job fails at once in the daemon's words, not retried, and
+/// the box stays up (the kernel's OOM killer ended it, or the box made it past its limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_box_refuses_a_picture_too_big_for_its_cpu_memory() {
+    use crate::cluster_support::{Nats, WorkerProc, start_head, wait_boxes};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = common::models_with_demo_shapes(dir.path());
+    let nats = Nats::start(dir.path());
+    let head = start_head(&dir.path().join("head"), &nats, false);
+    let args = ["--models-dir", models.to_str().expect("utf-8")];
+    let w1 = dir.path().join("w1");
+    let _w1 = WorkerProc::start_env(&w1, &nats, "w1", &args, &[("REELBOX_CPU_MEMORY_MIB", BUDGET_MIB)]);
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1"]).await;
+    let body = json!({"prompt": "a red circle", "model": "demo-shapes", "width": 512, "height": 512, "steps": 1});
+    let (status, job) = call(None, Method::POST, head.at("/api/v1/images"), Some(body)).await;
+    assert_eq!(status.as_u16(), 202, "{job}");
+    let id = job["id"].as_str().expect("id");
+    let job = wait_job(&http, &head, id, Duration::from_secs(300), is_final).await;
+    assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("failed"), Some(1)), "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("on w1: width: a 512×512 picture needs about")
+            && error.contains(&format!("lets jobs use {BUDGET_MIB} MiB (limits.cpu_memory_mib)")),
+        "{job}"
+    );
+    // Still there for the next job.
+    wait_boxes(&http, &head, &["w1"]).await;
+}

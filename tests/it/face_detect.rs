@@ -114,7 +114,8 @@ async fn a_profile_made_from_a_photo_alone_presents_the_face_the_detector_finds(
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("no face detector") && stderr.contains("reelbox profiles update dad --face-box x,y,w,h"),
+        stderr.contains("no face detector")
+            && stderr.contains(&format!("reelbox --url {} profiles update dad --face-box x,y,w,h", d.at(""))),
         "{stderr}"
     );
 

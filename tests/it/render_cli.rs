@@ -49,6 +49,24 @@ fn reelbox(d: &DaemonProc, dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("reelbox")
 }
 
+/// A command the CLI printed, run from `dir` as a user pastes it into a shell that names no
+/// daemon (no `REELBOX_URL`, no config), its data dir kept in `dir`.
+fn as_printed(dir: &Path, command: &str) -> std::process::Output {
+    let mut words = command.split_whitespace();
+    assert_eq!(words.next(), Some("reelbox"), "{command}");
+    Command::new(env!("CARGO_BIN_EXE_reelbox"))
+        .args(words)
+        .current_dir(dir)
+        .env_remove("REELBOX_URL")
+        .env_remove("REELBOX_KEY")
+        .env_remove("REELBOX_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .env("REELBOX_DATA_DIR", dir.join("pasted-data"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("reelbox")
+}
+
 /// `reelbox render` of `script` written to a file in `dir`.
 fn render(d: &DaemonProc, dir: &Path, script: &str, args: &[&str]) -> Command {
     std::fs::write(dir.join("script.txt"), script).expect("script");
@@ -82,17 +100,18 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("job {id} canceled")), "{stderr}");
-    assert!(stderr.contains(&format!("reelbox jobs retry {id}")), "{stderr}");
     // Before, the CLI died and the daemon went on rendering a film nobody would save.
     let canceled = wait_job(&c, &d, &id, Duration::from_secs(60), is_final).await;
     assert_eq!(canceled["state"], "canceled", "{canceled}");
     assert!(!dir.path().join("film.mp4").exists());
 
     // What it says to run follows the job and saves the film where the render would have;
-    // `jobs retry` only queued it, and nothing wrote film.mp4.
-    let retry = format!("reelbox jobs retry {id} -o film.mp4");
-    assert!(stderr.contains(&retry), "{stderr}");
-    let out = reelbox(&d, dir.path(), &["jobs", "retry", &id, "-o", "film.mp4"]);
+    // `jobs retry` only queued it, and nothing wrote film.mp4. Run as printed: the daemon is
+    // on a port of its own, typed with --url, which the command carries (without it, it
+    // went to the default address, where no daemon has this job).
+    let retry = stderr.split('`').find(|s| s.contains(&format!("jobs retry {id}"))).expect("a retry command");
+    assert!(retry.ends_with(&format!("jobs retry {id} -o film.mp4")), "{retry}");
+    let out = as_printed(dir.path(), retry);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     // It shows what the retry does, not the earlier try again (it printed plan, keyframes and
@@ -157,7 +176,8 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     assert!(line("film ").contains("s, ") && line("film ").ends_with('B'), "length and size: {shown}");
     let files = line("files ");
     assert!(files.contains("film.mp4 ") && files.contains("film.srt ") && files.contains("film.vtt "), "{shown}");
-    assert!(shown.contains(&format!("reelbox jobs get {id}")), "{shown}");
+    // The daemon's --url goes with it: a bare `reelbox jobs get` reaches another address.
+    assert!(shown.contains(&format!("reelbox --url {} jobs get {id}", d.at(""))), "{shown}");
     let ids = done["stages"][1]["artifacts"].as_array().expect("keyframes");
     assert!(ids.iter().filter_map(Value::as_str).all(|a| !shown.contains(a)), "no artifact ids: {shown}");
     assert!(shown.lines().all(|l| l.chars().count() <= 80), "one screen of 80 columns: {shown}");
@@ -270,7 +290,7 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
     let out = cli(&d, dir.path(), "A cat on a mat.", &["-o", "short.mp4"]).output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("reelbox render - -o film.mp4"), "{stderr}");
+    assert!(stderr.contains(&format!("| reelbox --url {} render - -o film.mp4", d.at(""))), "{stderr}");
     // A film of that name is there: the one from standard input takes the next free name.
     std::fs::write(dir.path().join("film.mp4"), b"an earlier film").expect("earlier film");
     let mut child = cli(&d, dir.path(), "-", &[])
@@ -335,26 +355,58 @@ async fn render_keeps_the_films_that_are_there_and_refuses_scripts_in_the_users_
 
 /// README's first command, `reelbox demo -o FILE`, twice on one box: a family runs it again
 /// (a second film, or after an upgrade) and it must not trip over the presenter profile the
-/// first run made, since a key's profile names are one each.
+/// first run made, since a key's profile names are one each, nor over the film it wrote
+/// then. A file there that no demo wrote (a note, another render's film) is kept as `render`
+/// keeps it, unless `--force`: the demo replaced whatever had the name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_renders_again_on_a_box_where_it_ran_before() {
+    use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let models = common::render::demo_models_dir(dir.path());
     let d = common::render::daemon(dir.path(), &models);
-    for n in 1..=2 {
-        let film = dir.path().join(format!("demo{n}.mp4"));
-        let out = common::tools::reelbox_cli(dir.path(), &models)
+    let demo = |film: &Path, args: &[&str]| {
+        common::tools::reelbox_cli(dir.path(), &models)
             .args(["--url", &d.at(""), "demo", "-o"])
-            .arg(&film)
+            .arg(film)
+            .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("reelbox demo");
+            .expect("reelbox demo")
+    };
+    let film = dir.path().join("reelbox-demo.mp4");
+    std::fs::write(&film, "notes for Sunday").expect("note");
+    let holiday = dir.path().join("holiday.mp4");
+    let holiday_arg = holiday.to_str().expect("utf-8");
+    common::media::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=64x64:d=1",
+        "-metadata",
+        "title=Our holiday",
+        holiday_arg,
+    ]);
+    for path in [&film, &holiday] {
+        let before = std::fs::read(path).expect("the user's file");
+        let out = demo(path, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        let refusal = format!("{} exists; give another -o FILE, or --force", path.display());
+        assert!(stderr.contains(&refusal), "{stderr}");
+        assert_eq!(std::fs::read(path).expect("the user's file"), before, "{} was kept", path.display());
+    }
+    let mut last = None;
+    for (n, args) in [(1, &["--force"][..]), (2, &[][..])] {
+        let out = demo(&film, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "demo run {n} failed: {stderr}");
         // A daemon that stays up is a place to go: its address is said.
         assert!(stderr.contains(&format!("queued on {}", d.url)), "{stderr}");
         let (format, seconds) = common::compat::ffprobe(&film);
         assert!(format.contains("mp4") && seconds > 5.0, "demo run {n}: {format}, {seconds} s");
+        // Saved anew each time (a new file renamed over the name), not left as it was.
+        let inode = std::fs::metadata(&film).expect("film").ino();
+        assert_ne!(last.replace(inode), Some(inode), "demo run {n} wrote no new film");
     }
     let profiles = get_json(&reqwest::Client::new(), &d, "/api/v1/profiles").await;
     let presenters = profiles.as_array().expect("list").iter().filter(|p| p["name"] == "demo presenter").count();

@@ -269,3 +269,23 @@ fn the_detail_views_events_scroll_back_to_the_first() {
     assert!(newest.contains("tile 70 done") && newest.contains("↑ older"), "{newest}");
     assert_eq!(app.screen, reelbox::tui::app::Screen::Detail, "the keys scroll, they do not leave");
 }
+
+/// An empty box's jobs panel says how to submit a job: to the daemon `top` watches, so a
+/// `top` started with `--url` (a bare command would reach another daemon) names it.
+#[test]
+fn the_empty_jobs_panel_names_the_daemon_top_watches() {
+    use crate::top_snapshots::{app, system};
+    let empty = || Snapshot {
+        system: system(&[], 0, 0, 0, false),
+        running: vec![],
+        queued: vec![],
+        recent: vec![],
+        admin: None,
+    };
+    let screen = draw(&app(&[], empty()), 100, 24).backend().to_string();
+    assert!(screen.contains("submit one with `reelbox submit testcard`"), "{screen}");
+    let mut there = app(&[], empty());
+    there.reelbox = "reelbox --url http://box:8470".into();
+    let screen = draw(&there, 100, 24).backend().to_string();
+    assert!(screen.contains("submit one with `reelbox --url http://box:8470 submit testcard`"), "{screen}");
+}

@@ -9,7 +9,7 @@ use super::{Image, ImageParams, ImageRequest, wire_int};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
-use crate::kinds::ParamError;
+use crate::kinds::{ParamError, TypedKind};
 use crate::pipelines::ProgressFn;
 use crate::pipelines::diffusion::{DiffusionError, Timings};
 
@@ -91,6 +91,13 @@ pub fn render_local(
     progress: Option<ProgressFn<'_>>,
 ) -> Result<LocalImageReport, LocalImageError> {
     let params = args.request()?.resolve(config)?;
+    // In this process, as on a daemon: a picture too big for the memory it may use is
+    // refused before the model loads, not ended by the kernel's OOM killer.
+    if device == DeviceId::Cpu
+        && let Some(picture) = TypedKind::cpu_picture(&Image, &params, config)
+    {
+        crate::kinds::memory::check_on_cpu(config, &picture)?;
+    }
     let init = match &args.init {
         Some(path) => Some(
             crate::media::picture::open(path)

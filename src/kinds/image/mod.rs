@@ -138,6 +138,7 @@ impl TypedKind for Image {
             width: p.width,
             height: p.height,
             fields: ("width", "height"),
+            stage: StageName::Generate,
         })
     }
 

@@ -66,6 +66,7 @@ impl TypedKind for Render {
             width,
             height,
             fields: ("keyframe_width", "keyframe_height"),
+            stage: StageName::Keyframes,
         })
     }
 

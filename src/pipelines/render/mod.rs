@@ -52,23 +52,10 @@ impl Timeline {
         self.sentences.iter().flat_map(|s| fit_cue(&Cue::new(s.start, s.end, s.text.clone()), line_columns)).collect()
     }
 
-    /// The film's title: its first sentence as written, cut at a word to at most
-    /// [`TITLE_CHARS`] characters (`None` for a film with nothing said).
+    /// The film's title: its first sentence, see [`film_title`] (`None` for a film with
+    /// nothing said).
     pub fn title(&self) -> Option<String> {
-        let first = self.sentences.first()?.text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let mut title = String::new();
-        for word in first.split(' ') {
-            if !title.is_empty() && title.chars().count() + 1 + word.chars().count() > TITLE_CHARS {
-                title.push('…');
-                break;
-            }
-            if !title.is_empty() {
-                title.push(' ');
-            }
-            title.push_str(word);
-        }
-        let title = title.trim_end_matches(['.', ',', ';', ':']).to_string();
-        (!title.is_empty()).then_some(title)
+        film_title(&self.sentences.first()?.text)
     }
 
     /// Frames per scene at `fps` so that, with `transition` frames of crossfade between
@@ -95,6 +82,25 @@ impl Timeline {
 
 /// Most characters of a film's title (about what a file manager shows of a name).
 pub const TITLE_CHARS: usize = 60;
+
+/// A film's title from its first sentence as written, cut at a word to at most
+/// [`TITLE_CHARS`] characters: what the mux writes as the film's `title` tag, and what
+/// `reelbox demo` knows its own earlier film by (`plan::Plan::title`).
+pub fn film_title(first_sentence: &str) -> Option<String> {
+    let mut title = String::new();
+    for word in first_sentence.split_whitespace() {
+        if !title.is_empty() && title.chars().count() + 1 + word.chars().count() > TITLE_CHARS {
+            title.push('…');
+            break;
+        }
+        if !title.is_empty() {
+            title.push(' ');
+        }
+        title.push_str(word);
+    }
+    let title = title.trim_end_matches(['.', ',', ';', ':']).to_string();
+    (!title.is_empty()).then_some(title)
+}
 
 /// Frames in `duration` seconds at `fps`, at least one.
 pub fn total_frames(duration: f64, fps: u32) -> usize {

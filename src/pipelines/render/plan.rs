@@ -34,6 +34,12 @@ pub struct Plan {
 pub const WORDS_PER_SECOND: f64 = 3.0;
 
 impl Plan {
+    /// The title its film gets: its first sentence (see [`super::film_title`]), as the
+    /// narration says it and the mux writes it.
+    pub fn title(&self) -> Option<String> {
+        super::film_title(self.scenes.first()?.sentences.first()?)
+    }
+
     /// About how long the narration will be, seconds: the spoken words at
     /// [`WORDS_PER_SECOND`] stretched by `length_scale`, plus `gap_s` between scenes.
     pub fn estimated_seconds(&self, length_scale: f64, gap_s: f64) -> f64 {

@@ -41,11 +41,11 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     let block = Block::default().borders(Borders::ALL).title(title);
     if rows.is_empty() {
         let msg = if app.system.is_none() {
-            super::no_data(app)
+            super::no_data(app).to_string()
         } else if app.filter.is_empty() {
-            "no jobs yet — submit one with `reelbox submit testcard`"
+            format!("no jobs yet — submit one with `{} submit testcard`", app.reelbox)
         } else {
-            "no job matches the filter (Esc clears it)"
+            "no job matches the filter (Esc clears it)".to_string()
         };
         f.render_widget(Paragraph::new(Span::styled(msg, t.dim())).block(block), area);
         return;
