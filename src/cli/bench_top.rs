@@ -26,6 +26,9 @@ pub struct BenchTopArgs {
     /// Fake GPUs for the daemon (MiB each); empty for the machine's own telemetry source.
     #[arg(long, default_value = "8192,24576")]
     pub fake_gpus: String,
+    /// Finished renders with long scripts per finished state (top lists the last 30 of each).
+    #[arg(long, default_value_t = 30)]
+    pub renders: usize,
 }
 
 /// Child processes killed on drop, whatever happens to the benchmark.
@@ -92,14 +95,13 @@ async fn measure(paths: &[String], span: Duration) -> anyhow::Result<Vec<f64>> {
     Ok(before.iter().zip(&after).map(|(a, b)| (b.saturating_sub(*a)) as f64 / hz / secs * 100.0).collect())
 }
 
-/// Renders of each finished state `reelbox top` lists (it asks for the last 30 of each).
-const RENDERS_PER_STATE: usize = 30;
 /// Polls timed in phase 3.
 const POLLS: u32 = 20;
 
-/// Writes finished renders with scripts near the 8000-character limit into the store under
-/// `dir` before the daemon opens it: their models need not be installed to be listed.
-async fn seed_renders(dir: &Path) -> anyhow::Result<()> {
+/// Writes `per_state` finished renders of each end with scripts near the 8000-character
+/// limit into the store under `dir` before the daemon opens it: their models need not be
+/// installed to be listed.
+async fn seed_renders(dir: &Path, per_state: usize) -> anyhow::Result<()> {
     use reelbox::kinds::JobKind as _;
     use reelbox::store::records::{Job, JobState, Stage, StageState};
     let scene = "The harbour was foggy that morning and the boats waited for the light to come. \
@@ -141,7 +143,7 @@ async fn seed_renders(dir: &Path) -> anyhow::Result<()> {
         JobState::Canceled { canceled_at: t0 + 60_000, reason: Some("benchmark".into()) },
     ];
     for state in ends {
-        for _ in 0..RENDERS_PER_STATE {
+        for _ in 0..per_state {
             let stages = names
                 .iter()
                 .map(|&name| Stage { name, state: done.clone(), artifacts: Vec::new(), energy_wh: None })
@@ -173,7 +175,7 @@ pub async fn run(args: BenchTopArgs) -> anyhow::Result<ExitCode> {
     }
     let exe = std::env::current_exe().context("cannot find this reelbox binary")?;
     let dir = std::env::temp_dir().join(format!("reelbox-bench-top-{}", std::process::id()));
-    seed_renders(&dir).await.context("cannot write the benchmark's renders")?;
+    seed_renders(&dir, args.renders).await.context("cannot write the benchmark's renders")?;
     let mut cmd = Command::new(&exe);
     cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
@@ -243,7 +245,7 @@ pub async fn run(args: BenchTopArgs) -> anyhow::Result<ExitCode> {
         reelbox::tui::client::snapshot(&api, Some(true)).await?;
     }
     let per_poll = t0.elapsed().as_secs_f64() * 1000.0 / f64::from(POLLS);
-    println!("phase 3, one top poll ({} renders listed): {per_poll:>8.1} ms (mean of {POLLS})", 3 * RENDERS_PER_STATE);
+    println!("phase 3, one top poll ({} renders listed): {per_poll:>8.1} ms (mean of {POLLS})", 3 * args.renders);
     drop(owned);
     Ok(ExitCode::SUCCESS)
 }
