@@ -40,6 +40,7 @@ export function result(job, arts) {
  * Seconds a running job has left once it is `f` done, or null when there is no pace yet.
  * At the running stage's own pace where it has one (as the CLI's per-stage time left): a
  * short first stage says nothing of a long lip-sync. The rest weighs by the stages' shares.
+ * `reelbox top` reckons it by the same rule (`eta_ms` in src/tui/format.rs): change both.
  */
 export function timeLeft(job, f) {
   if (job.state !== "running") return null;

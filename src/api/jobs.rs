@@ -161,7 +161,7 @@ pub fn visible_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Jo
 
 /// The view of a job with its live progress, energy and cost.
 pub fn view(state: &AppState, job: &Job) -> JobView {
-    let mut v = JobView::new(job, state.scheduler.progress(job.id))
+    let mut v = JobView::new(job, &state.jobs.stage_weights(job), state.scheduler.progress(job.id))
         .with_energy(state.scheduler.live_stage_energy_wh(job.id), state.config.energy.price_per_kwh)
         .with_waiting(|| state.scheduler.waiting(job.id));
     (v.vram_mib, v.models) = state.scheduler.view_needs(job);

@@ -4,8 +4,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::download::download_name;
-use crate::kinds::TypedKind;
-use crate::kinds::render::{self, Render, RenderParams};
 use crate::scheduler::LiveProgress;
 use crate::store::records::{Artifact, Job, JobState, JobStatus, Millis, Profile, StageState, StageStatus};
 
@@ -97,8 +95,10 @@ pub struct StageView {
 }
 
 impl JobView {
-    /// Builds the view, folding in live progress when the job runs.
-    pub fn new(job: &Job, live: Option<LiveProgress>) -> Self {
+    /// Builds the view, folding in live progress when the job runs. `weights` are its
+    /// stages' shares of its time, in their order (`jobs::Service::stage_weights`, its
+    /// kind's), which the overall fraction adds up.
+    pub fn new(job: &Job, weights: &[f64], live: Option<LiveProgress>) -> Self {
         let (enqueued_at, this_try, finished_at, device, error) = match &job.state {
             JobState::Queued { enqueued_at, .. } => (Some(*enqueued_at), None, None, None, None),
             JobState::Running { enqueued_at, started_at, device } => {
@@ -115,7 +115,8 @@ impl JobView {
         // From the job's first start, not its last try's: a job resumed after a crash took
         // the whole time, and top, the CLI and the web studio all count from this field.
         let started_at = this_try.map(|t| job.first_started_at.map_or(t, |first| first.min(t)));
-        let weights = stage_weights(job);
+        // One per stage whatever was handed in, so no stage drops out of the view.
+        let weights: Vec<f64> = (0..job.stages.len()).map(|i| weights.get(i).copied().unwrap_or(0.0)).collect();
         let stages: Vec<StageView> = job.stages.iter().zip(&weights).map(|(s, &w)| stage_view(s, w)).collect();
         let done: f64 = job
             .stages
@@ -214,23 +215,6 @@ impl JobView {
 /// Cost of `energy_wh` at a price per kWh.
 pub fn energy_cost(energy_wh: Option<f64>, price_per_kwh: Option<f64>) -> Option<f64> {
     Some(energy_wh? / 1000.0 * price_per_kwh?)
-}
-
-/// Each stage's expected share of the job's time (summing to 1): a render's from its plan,
-/// so the overall fraction moves with the time spent; other kinds' stages weigh alike.
-fn stage_weights(job: &Job) -> Vec<f64> {
-    let planned = (job.kind == Render::NAME)
-        .then(|| serde_json::from_str::<RenderParams>(&job.params).ok())
-        .flatten()
-        .map(|p| render::stage_weights(&p));
-    let even = 1.0 / job.stages.len().max(1) as f64;
-    job.stages
-        .iter()
-        .map(|s| match &planned {
-            Some(w) => w.iter().find(|(name, _)| *name == s.name).map_or(0.0, |(_, w)| *w),
-            None => even,
-        })
-        .collect()
 }
 
 fn stage_view(s: &crate::store::records::Stage, weight: f64) -> StageView {
@@ -425,15 +409,15 @@ mod tests {
             created_at: 1,
         };
         let live = |stage: &str, step| LiveProgress { stage: stage.into(), step, total: 4, message: None };
-        assert_eq!(JobView::new(&job, Some(live("plan", 4))).progress.fraction, 0.5);
-        assert_eq!(JobView::new(&job, Some(live("keyframes", 2))).progress.fraction, 0.75);
+        assert_eq!(JobView::new(&job, &[0.5, 0.5], Some(live("plan", 4))).progress.fraction, 0.5);
+        assert_eq!(JobView::new(&job, &[0.5, 0.5], Some(live("keyframes", 2))).progress.fraction, 0.75);
         // A queued job has done nothing: 0, not -0 (which clients print as "-0%").
         let queued = Job {
             state: JobState::Queued { enqueued_at: 1, not_before: None },
             stages: vec![stage(StageName::Plan, StageState::Pending)],
             ..job
         };
-        let fraction = JobView::new(&queued, None).progress.fraction;
+        let fraction = JobView::new(&queued, &[1.0], None).progress.fraction;
         assert!(fraction == 0.0 && fraction.is_sign_positive(), "{fraction}");
     }
 

@@ -2,9 +2,12 @@
 //! default) and a running job, then measures, from /proc/PID/stat utime+stime, the share
 //! of one core used by (1) the daemon's telemetry sampler thread and the whole daemon
 //! while nobody watches, and (2) `reelbox top` at its refresh rate (inside tmux, which
-//! gives it a real terminal) and the daemon while it serves that dashboard.
+//! gives it a real terminal) and the daemon while it serves that dashboard, and (3) how
+//! long the daemon takes to answer one of top's polls. The box holds finished renders with
+//! long scripts, as many as top lists, so what a render's view costs shows.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +26,9 @@ pub struct BenchTopArgs {
     /// Fake GPUs for the daemon (MiB each); empty for the machine's own telemetry source.
     #[arg(long, default_value = "8192,24576")]
     pub fake_gpus: String,
+    /// Finished renders with long scripts per finished state (top lists the last 30 of each).
+    #[arg(long, default_value_t = 30)]
+    pub renders: usize,
 }
 
 /// Child processes killed on drop, whatever happens to the benchmark.
@@ -89,6 +95,79 @@ async fn measure(paths: &[String], span: Duration) -> anyhow::Result<Vec<f64>> {
     Ok(before.iter().zip(&after).map(|(a, b)| (b.saturating_sub(*a)) as f64 / hz / secs * 100.0).collect())
 }
 
+/// Polls timed in phase 3.
+const POLLS: u32 = 20;
+
+/// Writes `per_state` finished renders of each end with scripts near the 8000-character
+/// limit into the store under `dir` before the daemon opens it: their models need not be
+/// installed to be listed.
+async fn seed_renders(dir: &Path, per_state: usize) -> anyhow::Result<()> {
+    use reelbox::kinds::JobKind as _;
+    use reelbox::store::records::{Job, JobState, Stage, StageState};
+    let scene = "The harbour was foggy that morning and the boats waited for the light to come. \
+                 Gulls circled the masts while the old ferry turned towards the pier.";
+    let script = vec![scene; 48].join("\n\n");
+    let params = reelbox::kinds::render::RenderParams {
+        script: script.chars().take(8000).collect(),
+        style: String::new(),
+        negative_prompt: None,
+        model: "demo-shapes".into(),
+        steps: None,
+        guidance: None,
+        scheduler: None,
+        preset: None,
+        seed: 1,
+        keyframe_width: None,
+        keyframe_height: None,
+        width: 192,
+        height: 320,
+        fps: 20,
+        voice: "en_US-joe-medium".into(),
+        length_scale: None,
+        presenter: None,
+        layout: reelbox::pipelines::render::Layout::None,
+        lipsync_model: "demo-presenter".into(),
+        upscale: false,
+        upscale_model: "demo-upscaler".into(),
+        music: None,
+        burn_subtitles: false,
+    };
+    let json = serde_json::to_value(&params)?;
+    let names = reelbox::kinds::render::Render.stages(&json);
+    let store = reelbox::store::Store::open(dir, true, 8)?;
+    let (t0, cpu) = (reelbox::time::now_ms() - 3_600_000, reelbox::gpu::DeviceId::Cpu);
+    let done = StageState::Done { started_at: t0, finished_at: t0 + 60_000, device: cpu };
+    let ends = [
+        JobState::Succeeded { started_at: t0, finished_at: t0 + 60_000 },
+        JobState::Failed { started_at: Some(t0), finished_at: t0 + 60_000, error: "benchmark".into() },
+        JobState::Canceled { canceled_at: t0 + 60_000, reason: Some("benchmark".into()) },
+    ];
+    for state in ends {
+        for _ in 0..per_state {
+            let stages = names
+                .iter()
+                .map(|&name| Stage { name, state: done.clone(), artifacts: Vec::new(), energy_wh: None })
+                .collect();
+            let job = Job {
+                id: store.new_id(),
+                owner: "local".into(),
+                kind: "render".into(),
+                params: json.to_string(),
+                priority: 0,
+                state: state.clone(),
+                attempts: 1,
+                first_started_at: Some(t0),
+                stages,
+                idempotency_key: None,
+                created_at: t0,
+            };
+            store.submit(job, u64::MAX).await?;
+        }
+    }
+    store.close();
+    Ok(())
+}
+
 /// Runs the benchmark.
 pub async fn run(args: BenchTopArgs) -> anyhow::Result<ExitCode> {
     if Command::new("tmux").arg("-V").output().map(|o| !o.status.success()).unwrap_or(true) {
@@ -96,6 +175,7 @@ pub async fn run(args: BenchTopArgs) -> anyhow::Result<ExitCode> {
     }
     let exe = std::env::current_exe().context("cannot find this reelbox binary")?;
     let dir = std::env::temp_dir().join(format!("reelbox-bench-top-{}", std::process::id()));
+    seed_renders(&dir, args.renders).await.context("cannot write the benchmark's renders")?;
     let mut cmd = Command::new(&exe);
     cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
@@ -157,6 +237,15 @@ pub async fn run(args: BenchTopArgs) -> anyhow::Result<ExitCode> {
     );
     let goal = |v: f64| if v <= 1.0 { "ok" } else { "OVER" };
     println!("goals (<= 1% of a core): top {}, sampler {}", goal(watched[0]), goal(idle[0].max(watched[1])));
+
+    // The daemon's side of one refresh, without the terminal: top's own poll, timed.
+    let api = reelbox::client::ApiClient::new(&url, None, None, None)?;
+    let t0 = Instant::now();
+    for _ in 0..POLLS {
+        reelbox::tui::client::snapshot(&api, Some(true)).await?;
+    }
+    let per_poll = t0.elapsed().as_secs_f64() * 1000.0 / f64::from(POLLS);
+    println!("phase 3, one top poll ({} renders listed): {per_poll:>8.1} ms (mean of {POLLS})", 3 * args.renders);
     drop(owned);
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ mod error;
 mod limits;
 mod profile;
 mod submit;
+mod weights;
 
 use std::sync::Arc;
 
@@ -52,12 +53,14 @@ impl Submitter {
 #[derive(Clone)]
 pub struct Service {
     scheduler: Arc<Scheduler>,
+    /// Stage weights of the jobs shown lately ([`Service::stage_weights`]).
+    weights: Arc<weights::WeightCache>,
 }
 
 impl Service {
     /// A service over a started scheduler.
     pub fn new(scheduler: Arc<Scheduler>) -> Self {
-        Self { scheduler }
+        Self { scheduler, weights: Arc::default() }
     }
 
     fn store(&self) -> &Store {

@@ -244,6 +244,18 @@ pub trait JobKind: Send + Sync {
     fn models(&self, _params: &serde_json::Value) -> Vec<String> {
         Vec::new()
     }
+    /// Each of a job's `stages` (as its record lists them) expected share of its time, in
+    /// order, summing to 1: what its overall fraction and the dashboards' time left weigh
+    /// the stages by. Alike unless the kind knows better (a render's from its plan).
+    /// Costly for some kinds, so asked once per job (`jobs::Service::stage_weights`).
+    fn stage_weights(&self, _params: &serde_json::Value, stages: &[StageName]) -> Vec<f64> {
+        even_weights(stages)
+    }
+}
+
+/// Stage weights that are all alike: each of `stages` `1/n` of the job.
+pub fn even_weights(stages: &[StageName]) -> Vec<f64> {
+    vec![1.0 / stages.len().max(1) as f64; stages.len()]
 }
 
 /// GPU seconds assumed for a job whose parameters do not fix its run time.

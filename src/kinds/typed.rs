@@ -7,7 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize as _, Serialize};
 
-use super::{DEFAULT_GPU_SECONDS, JobKind, ParamError, StageError, StageRun, ValidateCtx};
+use super::{DEFAULT_GPU_SECONDS, JobKind, ParamError, StageError, StageRun, ValidateCtx, even_weights};
 use crate::config::Config;
 use crate::kinds::StageName;
 
@@ -56,6 +56,10 @@ pub trait TypedKind: Send + Sync {
     /// Names of the models a job loads; see [`JobKind::models`].
     fn models(&self, _params: &Self::Params) -> Vec<String> {
         Vec::new()
+    }
+    /// Each stage's share of a job's time; see [`JobKind::stage_weights`].
+    fn stage_weights(&self, _params: &Self::Params, stages: &[StageName]) -> Vec<f64> {
+        even_weights(stages)
     }
 }
 
@@ -126,5 +130,10 @@ impl<K: TypedKind> JobKind for K {
 
     fn models(&self, params: &serde_json::Value) -> Vec<String> {
         stored::<K>(params).map(|p| TypedKind::models(self, &p)).unwrap_or_default()
+    }
+
+    fn stage_weights(&self, params: &serde_json::Value, stages: &[StageName]) -> Vec<f64> {
+        // Unreadable parameters still show a job whose stages weigh alike.
+        stored::<K>(params).map_or_else(|_| even_weights(stages), |p| TypedKind::stage_weights(self, &p, stages))
     }
 }

@@ -1,5 +1,7 @@
 //! Pure text formatting of figures for the dashboard.
 
+use crate::api::views::JobView;
+use crate::store::records::{JobStatus, StageStatus};
 use crate::time::Millis;
 
 /// `950ms`, `3.2s`, `4m05s`, `1h02m`, `3d04h`.
@@ -51,14 +53,29 @@ pub fn parse_time(t: Option<&str>) -> Option<Millis> {
     chrono::DateTime::parse_from_rfc3339(t?).ok().map(|d| d.timestamp_millis())
 }
 
-/// Time left for a job `fraction` done after running since `started`: elapsed time
-/// scaled by what is left. `None` before any progress.
-pub fn eta_ms(fraction: f64, started: Millis, now: Millis) -> Option<i64> {
-    if !(0.001..1.0).contains(&fraction) {
+/// Time left of running job `job` at `now`, ms; `None` while there is no pace to go by.
+/// The web studio's rule (`timeLeft` in `assets/web/watch.js`), so both say the same: at
+/// the running stage's own pace where it has one (the share of the job it has covered,
+/// its weight × step / total, took the time since the stage started), since a short first
+/// stage, the earlier tries of a resumed job or a wait between them say nothing of the
+/// stage running now; the stages after it go by their weights at that pace. Without one
+/// (no step reported yet, a stage that weighs nothing, a daemon that sends no weights),
+/// the whole job's pace since its first start, once it is past 2 %.
+pub fn eta_ms(job: &JobView, now: Millis) -> Option<i64> {
+    let p = &job.progress;
+    let f = p.fraction;
+    if job.state != JobStatus::Running || !(0.0..1.0).contains(&f) {
         return None;
     }
-    let elapsed = (now - started).max(0) as f64;
-    Some((elapsed * (1.0 - fraction) / fraction).round() as i64)
+    let stage = job.stages.iter().find(|s| p.stage.as_ref() == Some(&s.name) && s.state == StageStatus::Running);
+    let stage_pace = stage.and_then(|s| {
+        let started = parse_time(s.started_at.as_deref())?;
+        (s.weight > 0.0 && p.total > 0 && p.step > 0)
+            .then(|| (now - started, s.weight * p.step as f64 / p.total as f64))
+    });
+    let job_pace = || parse_time(job.started_at.as_deref()).filter(|_| f > 0.02).map(|started| (now - started, f));
+    let (spent, covered) = stage_pace.or_else(job_pace)?;
+    Some((spent.max(0) as f64 / covered * (1.0 - f)).round() as i64)
 }
 
 /// A bar of `width` cells, `fraction` filled, with eighth-block resolution.
@@ -121,11 +138,64 @@ mod tests {
         assert_eq!(duration(-5), "0ms");
     }
 
+    /// A running job of `stages` (name, state, weight, started `s` seconds before 0) that
+    /// first started `started` seconds before 0, at `stage` `step`/`total`, `fraction` done.
+    fn running(started: i64, stages: &[(&str, &str, f64, i64)], at: (&str, u64, u64), fraction: f64) -> JobView {
+        let time = |s: i64| crate::api::views::time(-s * 1000);
+        let stages: Vec<_> = stages
+            .iter()
+            .map(|&(name, state, weight, s)| {
+                serde_json::json!({"name": name, "state": state, "weight": weight, "artifacts": [],
+                    "started_at": (state != "pending").then(|| time(s)), "finished_at": null, "device": null,
+                    "error": null, "energy_wh": null})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "id": "J", "kind": "render", "owner": "local", "state": "running", "priority": 0,
+            "progress": {"fraction": fraction, "stage": at.0, "step": at.1, "total": at.2, "message": null},
+            "stages": stages, "attempts": 1, "error": null, "params": {}, "device": "cpu",
+            "created_at": time(started), "enqueued_at": time(started), "started_at": time(started),
+            "finished_at": null, "energy_wh": null,
+        }))
+        .expect("job view")
+    }
+
+    /// A render whose keyframes took 90 s on a slow box (planned at 4 % of it) is at motion
+    /// 50/100, 10 s into it: motion's pace says 10 s more and mux (weighing half of what
+    /// motion does) 10 s, not the 2m30s the whole job's pace since its start said.
     #[test]
-    fn eta_scales_elapsed_by_what_is_left() {
-        assert_eq!(eta_ms(0.25, 0, 10_000), Some(30_000));
-        assert_eq!(eta_ms(0.0, 0, 10_000), None);
-        assert_eq!(eta_ms(1.0, 0, 10_000), None);
+    fn time_left_goes_at_the_running_stages_pace() {
+        let stages = [
+            ("plan", "done", 0.01, 100),
+            ("keyframes", "done", 0.04, 99),
+            ("narration", "done", 0.05, 12),
+            ("motion", "running", 0.6, 10),
+            ("mux", "pending", 0.3, 0),
+        ];
+        let render = running(100, &stages, ("motion", 50, 100), 0.4);
+        assert_eq!(eta_ms(&render, 0), Some(20_000));
+
+        // A 60-step testcard (1 s a step) resumed after its first try ran 10 minutes ago:
+        // its card, started again 10 s ago, is at step 10. Counted from the first start it
+        // had 1h51m left; at the card's pace 110 s (50 s of card, and its summary stage,
+        // which weighs half of this kind's job, at that pace too).
+        let testcard = [("card", "running", 0.5, 10), ("summary", "pending", 0.5, 0)];
+        let resumed = running(610, &testcard, ("card", 10, 60), 0.5 * 10.0 / 60.0);
+        assert_eq!(eta_ms(&resumed, 0), Some(110_000));
+    }
+
+    /// Without a stage pace the whole job's since its first start, once past 2 %; nothing
+    /// before that, nor once it is all done, nor for a job not running.
+    #[test]
+    fn time_left_without_a_stage_pace_goes_by_the_whole_job() {
+        let unweighed = [("card", "running", 0.0, 10), ("summary", "pending", 0.0, 0)];
+        assert_eq!(eta_ms(&running(10, &unweighed, ("card", 10, 60), 0.25), 0), Some(30_000));
+        assert_eq!(eta_ms(&running(10, &unweighed, ("card", 1, 60), 0.02), 0), None);
+        let no_step = [("card", "running", 0.5, 10), ("summary", "pending", 0.5, 0)];
+        assert_eq!(eta_ms(&running(10, &no_step, ("card", 0, 0), 0.25), 0), Some(30_000));
+        assert_eq!(eta_ms(&running(10, &no_step, ("card", 60, 60), 1.0), 0), None);
+        let queued = JobView { state: JobStatus::Queued, ..running(10, &no_step, ("card", 10, 60), 0.25) };
+        assert_eq!(eta_ms(&queued, 0), None);
     }
 
     #[test]

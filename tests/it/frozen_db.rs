@@ -117,6 +117,8 @@ async fn a_v4_database_resumes_its_running_job_from_its_first_start() {
         (Some("succeeded"), Some("2023-11-14T22:13:21.500Z")),
         "{resumed}"
     );
+    // Weights were not kept in its record: its kind works them out as for a new job.
+    assert_eq!(resumed["stages"][0]["weight"], 1.0, "{resumed}");
 }
 
 #[test]

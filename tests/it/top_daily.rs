@@ -10,7 +10,7 @@ use ratatui::backend::TestBackend;
 use reelbox::tui::app::{App, Command, Link};
 use reelbox::tui::event::{Snapshot, Update};
 
-use crate::top_snapshots::{NOW, busy, detail_app, draw, quiet};
+use crate::top_snapshots::{NOW, at, busy, detail_app, draw, job, quiet};
 
 /// Small terminals (a phone's SSH app, a split pane) leave out whole columns and gauge
 /// parts instead of cutting every value: the state reads `succeeded`, not `succe`, the
@@ -221,6 +221,38 @@ fn every_time_in_the_jobs_table_says_what_it_measures() {
             assert!(screen.contains(said), "{w} columns, no {said:?}:\n{screen}");
         }
         assert!(!screen.contains('~'), "{screen}");
+    }
+}
+
+/// A render whose keyframes took most of its first 100 s (a slow diffusion model, planned
+/// at 4 % of it) is halfway through its motion, 10 s in: the time column says the 20 s
+/// that motion's pace leaves (as the web studio says), not the 2m30s the whole job's
+/// pace since its start said.
+#[test]
+fn a_running_jobs_eta_goes_at_its_running_stages_pace() {
+    let mut app = quiet(&[8192]);
+    let stage = |name: &str, state: &str, weight: f64, started: Option<i64>| {
+        serde_json::json!({"name": name, "state": state, "weight": weight, "artifacts": [], "device": "cuda:0",
+            "started_at": started.map(at), "finished_at": null, "error": null, "energy_wh": null})
+    };
+    let stages = [
+        stage("plan", "done", 0.01, Some(-100)),
+        stage("keyframes", "done", 0.04, Some(-99)),
+        stage("narration", "done", 0.05, Some(-12)),
+        stage("motion", "running", 0.6, Some(-10)),
+        stage("mux", "pending", 0.3, None),
+    ];
+    app.running = vec![job(
+        "R9",
+        "render",
+        "running",
+        0,
+        serde_json::json!({"device": "cuda:0", "attempts": 1, "started_at": at(-100), "stages": stages,
+            "progress": {"fraction": 0.4, "stage": "motion", "step": 50, "total": 100, "message": null}}),
+    )];
+    for w in [80, 160] {
+        let screen = draw(&app, w, 24).backend().to_string();
+        assert!(screen.contains("eta  20.0s") && !screen.contains("2m30s"), "{w} columns:\n{screen}");
     }
 }
 

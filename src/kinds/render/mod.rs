@@ -15,7 +15,6 @@ mod stages;
 mod weights;
 
 pub use params::{KNOWN as REQUEST_FIELDS, Presenter, RenderParams, RenderRequest, validate_params};
-pub use weights::stage_weights;
 
 /// Pause between scenes' narration, seconds.
 const SCENE_GAP_S: f64 = 0.35;
@@ -95,6 +94,11 @@ impl TypedKind for Render {
 
     fn stages(&self, _p: &RenderParams) -> Vec<StageName> {
         STAGES.to_vec()
+    }
+
+    /// From its plan: a lip-sync weighs more than its keyframes (it replans the script).
+    fn stage_weights(&self, p: &RenderParams, stages: &[StageName]) -> Vec<f64> {
+        weights::stage_weights(p, stages)
     }
 
     fn run_stage(&self, stage: StageName, p: &RenderParams, run: &StageRun) -> Result<(), StageError> {

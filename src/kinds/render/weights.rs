@@ -20,9 +20,17 @@ const UPSCALE_S_PER_S: f64 = 5.0;
 const MUX_S_PER_S: f64 = 0.2;
 const DEMO_FPS: f64 = 20.0;
 
-/// Each stage's expected share of the render's time, in stage order; they sum to 1. A
-/// stage the render skips (no presenter shown, no upscale) weighs nothing.
-pub fn stage_weights(p: &RenderParams) -> Vec<(StageName, f64)> {
+/// Each of `stages`' expected share of the render's time, in their order, from
+/// [`planned`]: one the render has not (a record from a build with other stages) weighs
+/// nothing.
+pub(super) fn stage_weights(p: &RenderParams, stages: &[StageName]) -> Vec<f64> {
+    let planned = planned(p);
+    stages.iter().map(|s| planned.iter().find(|(name, _)| name == s).map_or(0.0, |(_, w)| *w)).collect()
+}
+
+/// Each render stage's expected share of the render's time, in stage order; they sum to 1.
+/// A stage the render skips (no presenter shown, no upscale) weighs nothing.
+fn planned(p: &RenderParams) -> Vec<(StageName, f64)> {
     let plan = plan(&p.script, &p.style, p.seed);
     let film_s = plan.estimated_seconds(f64::from(p.length_scale.unwrap_or(1.0)), SCENE_GAP_S);
     let frames = film_s * f64::from(p.fps) / DEMO_FPS;
@@ -81,9 +89,22 @@ mod tests {
         w.iter().find(|(s, _)| *s == stage).map_or(0.0, |(_, w)| *w)
     }
 
+    /// A job's record lists its stages; each gets its planned share, in the record's order,
+    /// and a stage this build's renders lack weighs nothing.
+    #[test]
+    fn a_records_stages_get_their_planned_shares_in_its_order() {
+        let p = params(true, false);
+        let planned = planned(&p);
+        let asked = [StageName::Mux, StageName::Plan, StageName::Card, StageName::TalkingHead];
+        let want: Vec<f64> = asked.iter().map(|&s| weight(&planned, s)).collect();
+        assert_eq!(stage_weights(&p, &asked), want);
+        assert_eq!(want[2], 0.0);
+        assert!(want.iter().all(|&w| w < 1.0) && want[3] > want[0], "{want:?}");
+    }
+
     #[test]
     fn stages_weigh_what_they_take() {
-        let plain = stage_weights(&params(false, false));
+        let plain = planned(&params(false, false));
         assert_eq!(plain.iter().map(|(s, _)| *s).collect::<Vec<_>>(), STAGES.to_vec());
         assert!((plain.iter().map(|(_, w)| w).sum::<f64>() - 1.0).abs() < 1e-9);
         // Measured: motion 58 s of 86 s, keyframes 1.6 s; skipped stages take nothing.
@@ -93,14 +114,14 @@ mod tests {
         assert_eq!(weight(&plain, StageName::Upscale), 0.0);
 
         // Measured with a presenter: talking head 113 s of 208 s.
-        let presenter = stage_weights(&params(true, false));
+        let presenter = planned(&params(true, false));
         let head = weight(&presenter, StageName::TalkingHead);
         assert!((0.4..0.7).contains(&head), "{presenter:?}");
         let short: f64 =
             [StageName::Plan, StageName::Keyframes, StageName::Narration].iter().map(|&s| weight(&presenter, s)).sum();
         assert!(short < 0.15, "{presenter:?}");
 
-        let upscaled = stage_weights(&params(false, true));
+        let upscaled = planned(&params(false, true));
         assert!(weight(&upscaled, StageName::Upscale) > weight(&upscaled, StageName::Motion));
     }
 }

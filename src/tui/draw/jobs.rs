@@ -224,7 +224,7 @@ fn time(j: &JobView, now: i64) -> Line<'static> {
     let started = parse_time(j.started_at.as_deref());
     let finished = parse_time(j.finished_at.as_deref());
     let said = match j.state.as_str() {
-        "running" => match started.and_then(|s| format::eta_ms(j.progress.fraction, s, now)) {
+        "running" => match format::eta_ms(j, now) {
             Some(eta) => Some(("eta", eta)),
             None => started.map(|s| ("run", now - s)),
         },
