@@ -17,6 +17,10 @@ use crate::kinds::StageName;
 pub struct Testcard;
 
 const STAGES: [StageName; 2] = [StageName::Card, StageName::Summary];
+/// Rough milliseconds of the card's PNG encoding and of the summary's write, beside the
+/// card's declared `steps × step_ms`: only their ratio to it matters.
+const CARD_ENCODE_MS: f64 = 20.0;
+const SUMMARY_MS: f64 = 5.0;
 const KNOWN: [&str; 7] = ["steps", "step_ms", "width", "height", "fail", "vram_mib", "model"];
 /// Longest single sleep, so cancellation is seen well within a second.
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
@@ -130,6 +134,17 @@ impl TypedKind for Testcard {
 
     fn stages(&self, _p: &TestcardParams) -> Vec<StageName> {
         STAGES.to_vec()
+    }
+
+    /// The card's steps are the job's time; the summary is a file write. Alike weights made
+    /// a 60-step card at 8 % read "eta 1m53s" in top with under a minute left.
+    fn stage_weights(&self, p: &TestcardParams, stages: &[StageName]) -> Vec<f64> {
+        let cost = |stage: &StageName| match stage {
+            StageName::Card => p.steps as f64 * p.step_ms as f64 + CARD_ENCODE_MS,
+            _ => SUMMARY_MS,
+        };
+        let total: f64 = stages.iter().map(cost).sum();
+        stages.iter().map(|s| cost(s) / total).collect()
     }
 
     fn run_stage(&self, stage: StageName, p: &TestcardParams, run: &StageRun) -> Result<(), StageError> {
@@ -295,5 +310,20 @@ mod tests {
         assert_eq!((err.field.as_str(), err.message.as_str()), ("steps", "must be between 1 and 10000, got 0"));
         let err = JobKind::validate(&Testcard, json!({"fail": "maybe"}), &ctx).expect_err("fail");
         assert_eq!(err.field, "fail");
+    }
+
+    #[test]
+    fn the_cards_steps_weigh_nearly_the_whole_job() {
+        let stages = [StageName::Card, StageName::Summary];
+        let w = JobKind::stage_weights(
+            &Testcard,
+            &json!({"steps": 60, "step_ms": 1000, "width": 64, "height": 36}),
+            &stages,
+        );
+        assert!(w[0] > 0.99 && (w[0] + w[1] - 1.0).abs() < 1e-9, "{w:?}");
+        // No steps to wait for: the two stages still add up to the whole job.
+        let w =
+            JobKind::stage_weights(&Testcard, &json!({"steps": 1, "step_ms": 0, "width": 64, "height": 36}), &stages);
+        assert!(w[0] > w[1] && (w[0] + w[1] - 1.0).abs() < 1e-9, "{w:?}");
     }
 }
