@@ -8,7 +8,7 @@
 //! answers nothing, so those check requests exactly as before.
 
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -48,17 +48,44 @@ fn single_file(kind: ModelKind) -> bool {
 /// `None` until this process is a head; then the live boxes' models.
 static LIVE: RwLock<Option<Vec<BoxModel>>> = RwLock::new(None);
 
+/// This box's listing as worked out from one catalog reading; the heartbeat's details
+/// (each diffusion model's configs read, each model's weights summed) once, when asked.
+struct Own {
+    /// The [`Catalog::reading`] it was worked out from.
+    reading: u64,
+    listing: Vec<(String, Option<ModelKind>, PathBuf)>,
+    details: OnceLock<Vec<BoxModel>>,
+}
+
+/// The last [`Own`]: a heartbeat asks every beat and placement every pass, and the catalog
+/// says when the models dir changed.
+static OWN: Mutex<Option<Arc<Own>>> = Mutex::new(None);
+
+/// This box's listing, worked out again only when the catalog was read again.
+fn own(config: &Config) -> Arc<Own> {
+    let catalog = Catalog::load(config);
+    let mut kept = OWN.lock().unwrap_or_else(|p| p.into_inner());
+    match kept.as_ref() {
+        Some(own) if own.reading == catalog.reading() => own.clone(),
+        _ => {
+            let own =
+                Arc::new(Own { reading: catalog.reading(), listing: listing(&catalog), details: OnceLock::new() });
+            *kept = Some(own.clone());
+            own
+        }
+    }
+}
+
 /// This box's installed models: the catalog's, and the bare `NAME/model.onnx` folders
 /// stages open without a catalog entry (a box listing fewer than it has would never get
 /// a render), with each one's directory.
-fn listing(config: &Config) -> Vec<(String, Option<ModelKind>, PathBuf)> {
-    let catalog = Catalog::load(config);
+fn listing(catalog: &Catalog) -> Vec<(String, Option<ModelKind>, PathBuf)> {
     let mut out: Vec<(String, Option<ModelKind>, PathBuf)> = catalog
         .models()
         .iter()
         .filter_map(|m| m.dir().map(|d| (m.name().to_string(), Some(m.kind()), d.to_path_buf())))
         .collect();
-    let dirs = std::fs::read_dir(config.models_dir()).into_iter().flatten().flatten();
+    let dirs = std::fs::read_dir(catalog.models_dir()).into_iter().flatten().flatten();
     for e in dirs.filter(|e| e.path().join("model.onnx").is_file()) {
         let Ok(name) = e.file_name().into_string() else { continue };
         if !out.iter().any(|(n, _, _)| *n == name) {
@@ -72,7 +99,7 @@ fn listing(config: &Config) -> Vec<(String, Option<ModelKind>, PathBuf)> {
 /// Names of the models installed on this box, sorted: what its heartbeat lists and what
 /// the head's own devices can run.
 pub fn installed_names(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = listing(config).into_iter().map(|(n, _, _)| n).collect();
+    let mut names: Vec<String> = own(config).listing.iter().map(|(n, _, _)| n.clone()).collect();
     names.dedup();
     names
 }
@@ -81,14 +108,30 @@ pub fn installed_names(config: &Config) -> Vec<String> {
 /// A diffusion model whose folder does not read is left out: the head refuses it rather
 /// than send work this box would fail.
 pub fn installed(config: &Config) -> Vec<BoxModel> {
-    listing(config)
-        .into_iter()
+    let own = own(config);
+    own.details.get_or_init(|| details(&own.listing)).clone()
+}
+
+/// [`installed_names`] and [`installed`] worked out from the disk now, each from its own
+/// reading, as every heartbeat did before the listing was kept (`reelbox bench models`
+/// compares the two).
+pub fn heartbeat_unkept(config: &Config) -> (Vec<String>, Vec<BoxModel>) {
+    let read = || listing(&Catalog::of(&crate::models::ModelStore::new(config)));
+    let mut names: Vec<String> = read().into_iter().map(|(n, _, _)| n).collect();
+    names.dedup();
+    (names, details(&read()))
+}
+
+fn details(listing: &[(String, Option<ModelKind>, PathBuf)]) -> Vec<BoxModel> {
+    listing
+        .iter()
         .filter_map(|(name, kind, dir)| {
             let diffusion = match kind {
-                Some(ModelKind::Diffusion) => Some(ModelInfo::inspect(&dir).ok()?),
+                Some(ModelKind::Diffusion) => Some(ModelInfo::inspect(dir).ok()?),
                 _ => None,
             };
-            Some(BoxModel { name, kind, weights_bytes: super::memory::weights_bytes(&dir), diffusion })
+            let weights_bytes = super::memory::weights_bytes(dir);
+            Some(BoxModel { name: name.clone(), kind: *kind, weights_bytes, diffusion })
         })
         .collect()
 }
