@@ -102,8 +102,9 @@ export async function upload(file) {
   }
 }
 
-/** Installed models of a kind (`tts`, `diffusion`, `lipsync`, `upscale`, `face`). */
+/** Installed models of a kind (`tts`, `diffusion`, `lipsync`, `upscale`, `face`): this
+ * box's, and on a head its live worker boxes' (`boxes`), where jobs naming them are made. */
 export async function installed(kind) {
   const list = await api("GET", "/api/v1/models");
-  return list.models.filter((m) => m.kind === kind && m.state === "installed");
+  return list.models.filter((m) => m.kind === kind && (m.state === "installed" || (m.boxes || []).length > 0));
 }

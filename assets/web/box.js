@@ -65,7 +65,9 @@ export async function box(root, _arg, me) {
       `The disk of models has less than the ${bytes(disk.min_free_bytes)} kept free: model pulls are refused. Remove models you no longer use (reelbox rm NAME).`) : null);
 
   const rows = models.models.map((m) => {
-    const cell = h("td", {}, m.state.replace("_", " "));
+    // On a head, the live worker boxes that have it too.
+    const on = (m.boxes || []).length ? `; on ${m.boxes.join(", ")}` : "";
+    const cell = h("td", {}, m.state.replace("_", " "), on);
     if (me && me.admin && m.state !== "installed" && m.sources.length) {
       const pull = h("button", { type: "button", class: "secondary" }, "Pull");
       const bar = h("progress", { max: 1, value: 0, hidden: true, "aria-label": `Pulling ${m.name}` });

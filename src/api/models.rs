@@ -20,7 +20,8 @@ use super::json::ApiJson;
 use super::views::time;
 use super::{ApiError, AppState};
 use crate::config::Config;
-use crate::models::{Catalog, CatalogModel, InstallState};
+use crate::kinds::box_models::{self, LiveModel};
+use crate::models::{Catalog, CatalogModel, InstallState, ModelKind};
 
 /// A model as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -46,7 +47,8 @@ pub struct ModelView {
     pub path: Option<String>,
     /// Where a pull fetches it from, in order.
     pub sources: Vec<String>,
-    /// `manifest` (pullable, checked by sha256) or `directory` (found on disk).
+    /// `manifest` (pullable, checked by sha256), `directory` (found on disk) or `box` (only
+    /// live worker boxes have it: known from their heartbeats).
     pub origin: String,
     /// The licence its manifest names, when it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +65,10 @@ pub struct ModelView {
     /// A converted model's base and the LoRAs fused into it, `base + LoRA×scale + …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fused: Option<String>,
+    /// The live worker boxes that have it installed (a head's; `state` and `path` say this
+    /// box's own), sorted. Jobs naming it are made there.
+    #[serde(default)]
+    pub boxes: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -121,6 +127,33 @@ impl From<&CatalogModel> for ModelView {
             cpu: m.manifest.as_ref().is_none_or(|mf| mf.runs_on_cpu()),
             default: false,
             fused: e.path.as_deref().and_then(crate::models::convert::fused_of),
+            boxes: Vec::new(),
+        }
+    }
+}
+
+impl From<&LiveModel> for ModelView {
+    /// A model only live worker boxes have: not installed here, and nothing here pulls it.
+    fn from(m: &LiveModel) -> Self {
+        Self {
+            name: m.name.clone(),
+            kind: m.kind.as_str().to_string(),
+            demo: false,
+            test: false,
+            summary: String::new(),
+            size: m.weights_bytes,
+            state: "not_installed".into(),
+            problems: Vec::new(),
+            verified_at: None,
+            path: None,
+            sources: Vec::new(),
+            origin: "box".into(),
+            license: None,
+            noncommercial: false,
+            cpu: true,
+            default: false,
+            fused: None,
+            boxes: m.boxes.clone(),
         }
     }
 }
@@ -134,14 +167,41 @@ pub fn is_test_fixture(dir: &Path) -> bool {
         .any(|w| w[0].as_os_str() == "tests" && w[1].as_os_str() == "fixtures" && w[2].as_os_str() == "models")
 }
 
-/// The model list for `config`: every model of its [`Catalog`], once, sorted by name.
+/// The model list for `config`: every model of its [`Catalog`], once, and on a head the
+/// models only its live worker boxes have, sorted by name; each row says which live boxes
+/// have it. The default of a kind is this box's, else its boxes' (as requests run it).
 pub fn catalog(config: &Config) -> ModelList {
     let catalog = Catalog::load(config);
-    let views = catalog.models().iter().map(|m| {
-        let default = catalog.default_name(m.kind(), config).is_some_and(|d| d == m.name()) && m.dir().is_some();
-        ModelView { default, ..ModelView::from(m) }
-    });
-    ModelList { models_dir: catalog.models_dir().display().to_string(), models: views.collect() }
+    let mut live = box_models::live_models();
+    let mut defaults: Vec<(ModelKind, Option<String>)> = Vec::new();
+    let mut default_of = |kind: ModelKind| -> Option<String> {
+        if let Some((_, d)) = defaults.iter().find(|(k, _)| *k == kind) {
+            return d.clone();
+        }
+        let d = catalog.default_name(kind, config).or_else(|| box_models::default_model(config, kind));
+        defaults.push((kind, d.clone()));
+        d
+    };
+    let mut views: Vec<ModelView> = catalog
+        .models()
+        .iter()
+        .map(|m| {
+            // The head's own row takes the boxes' copies of the model along.
+            let boxes = match live.iter().position(|l| l.name == m.name() && l.kind == m.kind()) {
+                Some(i) => live.remove(i).boxes,
+                None => Vec::new(),
+            };
+            let usable = m.dir().is_some() || !boxes.is_empty();
+            let default = usable && default_of(m.kind()).is_some_and(|d| d == m.name());
+            ModelView { default, boxes, ..ModelView::from(m) }
+        })
+        .collect();
+    for l in &live {
+        let default = default_of(l.kind).is_some_and(|d| d == l.name);
+        views.push(ModelView { default, ..ModelView::from(l) });
+    }
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    ModelList { models_dir: catalog.models_dir().display().to_string(), models: views }
 }
 
 /// Installed and available models.

@@ -33,6 +33,10 @@ pub enum BenchWhat {
     /// Testcard and CPU demo-render throughput on the head alone and on 1, 2, 4 worker
     /// processes through a NATS server it starts, and the per-stage cost of going remote.
     Cluster(super::bench_cluster::BenchClusterArgs),
+    /// The installed-models listing (what `/object_info`, `/v1/models` and each worker
+    /// heartbeat read) kept while the models dir looks the same, against reading it at
+    /// every call.
+    Models(super::bench_models::BenchModelsArgs),
 }
 
 /// One configuration's figures.
@@ -50,6 +54,7 @@ pub async fn run(g: &Global, what: BenchWhat) -> anyhow::Result<ExitCode> {
         BenchWhat::Render(args) => super::bench_render::run(g, args).await,
         BenchWhat::Gpu(args) => super::bench_gpu::run(g, args).await,
         BenchWhat::Cluster(args) => super::bench_cluster::run(g, args).await,
+        BenchWhat::Models(args) => super::bench_models::run(args).await,
     }
 }
 

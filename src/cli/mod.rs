@@ -11,6 +11,7 @@ mod backend;
 mod bench;
 mod bench_cluster;
 mod bench_gpu;
+mod bench_models;
 mod bench_render;
 mod bench_top;
 mod client;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
-use reelbox::api::models::catalog;
+use reelbox::api::models::{ModelList, catalog};
 use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::error_text::chain_text;
@@ -95,7 +95,7 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
 
 async fn actions(g: &Global, config: &Config, store: &ModelStore, action: ModelsAction) -> anyhow::Result<ExitCode> {
     match action {
-        ModelsAction::List { available } => list(g, config, available),
+        ModelsAction::List { available } => list(g, config, available).await,
         ModelsAction::Pull { name, force, accept_license } => {
             if accept_license {
                 store.accept_license(&name)?;
@@ -189,10 +189,12 @@ fn default(
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode> {
+async fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode> {
     let mut list = catalog(config);
+    add_boxes(g, config, &mut list).await;
     if available {
-        list.models.retain(|m| m.state == "not_installed");
+        // What a pull here installs: a model only a box has names nothing to pull from.
+        list.models.retain(|m| m.state == "not_installed" && m.origin != "box");
     }
     if g.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -216,6 +218,8 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
         eprintln!("install one with `reelbox models pull NAME` (non-commercial licences: add --accept-license)");
         return Ok(ExitCode::SUCCESS);
     }
+    // Where each model is, once a head's boxes have any: alone, every model is here.
+    let with_boxes = list.models.iter().any(|m| !m.boxes.is_empty());
     let rows: Vec<Vec<String>> = list
         .models
         .iter()
@@ -233,7 +237,9 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
             if !m.cpu {
                 tags.push("cuda-only");
             }
-            vec![
+            let on = m.path.is_some().then(|| "this box".to_string()).into_iter().chain(m.boxes.iter().cloned());
+            let on = on.collect::<Vec<String>>().join(", ");
+            let mut row = vec![
                 m.name.clone(),
                 m.kind.clone(),
                 m.state.replace('_', " "),
@@ -241,16 +247,50 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
                 tags.join(","),
                 m.fused.clone().unwrap_or_else(|| "-".into()),
                 m.path.clone().unwrap_or_else(|| m.sources.first().cloned().unwrap_or_default()),
-            ]
+            ];
+            if with_boxes {
+                row.insert(3, if on.is_empty() { "-".into() } else { on });
+            }
+            row
         })
         .collect();
-    table::print(&["NAME", "KIND", "STATE", "SIZE", "TAGS", "BASE + LORAS", "PATH / SOURCE"], &rows);
+    let mut header = vec!["NAME", "KIND", "STATE", "SIZE", "TAGS", "BASE + LORAS", "PATH / SOURCE"];
+    if with_boxes {
+        header.insert(3, "ON");
+    }
+    table::print(&header, &rows);
     eprintln!("models dir: {}", list.models_dir);
     if std::fs::read_dir(&list.models_dir).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
         // The packaged service's 0750 dir seen from a login user: every model looks missing.
         eprintln!("this user cannot read it, so STATE is not what the service has: `sudo reelbox models list`");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds what the daemon's list knows and this machine's models dir cannot: which live
+/// worker boxes have each model, and the models only they have (a head's; nothing on a
+/// single box, or when no daemon answers).
+async fn add_boxes(g: &Global, config: &Config, list: &mut ModelList) {
+    let Ok(client) = super::client::Client::new(g) else { return };
+    if !client.answers(Duration::from_millis(500)).await {
+        return;
+    }
+    let theirs = match client.get::<ModelList>("/api/v1/models").await {
+        Ok(theirs) => theirs,
+        Err(e) => {
+            if config.cluster.as_ref().is_some_and(|c| c.role == reelbox::config::ClusterRole::Head) {
+                eprintln!("the worker boxes' models are not shown: {}", chain_text(e.as_ref()));
+            }
+            return;
+        }
+    };
+    for boxed in theirs.models.into_iter().filter(|m| !m.boxes.is_empty()) {
+        match list.models.iter_mut().find(|m| m.name == boxed.name && m.kind == boxed.kind) {
+            Some(mine) => mine.boxes = boxed.boxes,
+            None => list.models.push(boxed),
+        }
+    }
+    list.models.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
 fn verify(g: &Global, config: &Config, store: &ModelStore, name: Option<String>) -> anyhow::Result<ExitCode> {

@@ -8,7 +8,7 @@
 //! answers nothing, so those check requests exactly as before.
 
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -45,20 +45,47 @@ fn single_file(kind: ModelKind) -> bool {
     !matches!(kind, ModelKind::Diffusion | ModelKind::Tts)
 }
 
-/// `None` until this process is a head; then the live boxes' models.
-static LIVE: RwLock<Option<Vec<BoxModel>>> = RwLock::new(None);
+/// `None` until this process is a head; then each live box's models, with its name.
+static LIVE: RwLock<Option<Vec<(String, BoxModel)>>> = RwLock::new(None);
+
+/// This box's listing as worked out from one catalog reading; the heartbeat's details
+/// (each diffusion model's configs read, each model's weights summed) once, when asked.
+struct Own {
+    /// The [`Catalog::reading`] it was worked out from.
+    reading: u64,
+    listing: Vec<(String, Option<ModelKind>, PathBuf)>,
+    details: OnceLock<Vec<BoxModel>>,
+}
+
+/// The last [`Own`]: a heartbeat asks every beat and placement every pass, and the catalog
+/// says when the models dir changed.
+static OWN: Mutex<Option<Arc<Own>>> = Mutex::new(None);
+
+/// This box's listing, worked out again only when the catalog was read again.
+fn own(config: &Config) -> Arc<Own> {
+    let catalog = Catalog::load(config);
+    let mut kept = OWN.lock().unwrap_or_else(|p| p.into_inner());
+    match kept.as_ref() {
+        Some(own) if own.reading == catalog.reading() => own.clone(),
+        _ => {
+            let own =
+                Arc::new(Own { reading: catalog.reading(), listing: listing(&catalog), details: OnceLock::new() });
+            *kept = Some(own.clone());
+            own
+        }
+    }
+}
 
 /// This box's installed models: the catalog's, and the bare `NAME/model.onnx` folders
 /// stages open without a catalog entry (a box listing fewer than it has would never get
 /// a render), with each one's directory.
-fn listing(config: &Config) -> Vec<(String, Option<ModelKind>, PathBuf)> {
-    let catalog = Catalog::load(config);
+fn listing(catalog: &Catalog) -> Vec<(String, Option<ModelKind>, PathBuf)> {
     let mut out: Vec<(String, Option<ModelKind>, PathBuf)> = catalog
         .models()
         .iter()
         .filter_map(|m| m.dir().map(|d| (m.name().to_string(), Some(m.kind()), d.to_path_buf())))
         .collect();
-    let dirs = std::fs::read_dir(config.models_dir()).into_iter().flatten().flatten();
+    let dirs = std::fs::read_dir(catalog.models_dir()).into_iter().flatten().flatten();
     for e in dirs.filter(|e| e.path().join("model.onnx").is_file()) {
         let Ok(name) = e.file_name().into_string() else { continue };
         if !out.iter().any(|(n, _, _)| *n == name) {
@@ -72,7 +99,7 @@ fn listing(config: &Config) -> Vec<(String, Option<ModelKind>, PathBuf)> {
 /// Names of the models installed on this box, sorted: what its heartbeat lists and what
 /// the head's own devices can run.
 pub fn installed_names(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = listing(config).into_iter().map(|(n, _, _)| n).collect();
+    let mut names: Vec<String> = own(config).listing.iter().map(|(n, _, _)| n.clone()).collect();
     names.dedup();
     names
 }
@@ -81,38 +108,98 @@ pub fn installed_names(config: &Config) -> Vec<String> {
 /// A diffusion model whose folder does not read is left out: the head refuses it rather
 /// than send work this box would fail.
 pub fn installed(config: &Config) -> Vec<BoxModel> {
-    listing(config)
-        .into_iter()
+    let own = own(config);
+    own.details.get_or_init(|| details(&own.listing)).clone()
+}
+
+/// [`installed_names`] and [`installed`] worked out from the disk now, each from its own
+/// reading, as every heartbeat did before the listing was kept (`reelbox bench models`
+/// compares the two).
+pub fn heartbeat_unkept(config: &Config) -> (Vec<String>, Vec<BoxModel>) {
+    let read = || listing(&Catalog::of(&crate::models::ModelStore::new(config)));
+    let mut names: Vec<String> = read().into_iter().map(|(n, _, _)| n).collect();
+    names.dedup();
+    (names, details(&read()))
+}
+
+fn details(listing: &[(String, Option<ModelKind>, PathBuf)]) -> Vec<BoxModel> {
+    listing
+        .iter()
         .filter_map(|(name, kind, dir)| {
             let diffusion = match kind {
-                Some(ModelKind::Diffusion) => Some(ModelInfo::inspect(&dir).ok()?),
+                Some(ModelKind::Diffusion) => Some(ModelInfo::inspect(dir).ok()?),
                 _ => None,
             };
-            Some(BoxModel { name, kind, weights_bytes: super::memory::weights_bytes(&dir), diffusion })
+            let weights_bytes = super::memory::weights_bytes(dir);
+            Some(BoxModel { name: name.clone(), kind: *kind, weights_bytes, diffusion })
         })
         .collect()
 }
 
-/// Makes this process a head whose live boxes have `models` (each heartbeat read).
-pub fn set_live(models: Vec<BoxModel>) {
-    *LIVE.write().unwrap_or_else(|p| p.into_inner()) = Some(models);
+/// Makes this process a head whose live boxes have these models (each heartbeat read),
+/// by box name.
+pub fn set_live(by_box: impl IntoIterator<Item = (String, Vec<BoxModel>)>) {
+    let live = by_box.into_iter().flat_map(|(host, models)| models.into_iter().map(move |m| (host.clone(), m)));
+    *LIVE.write().unwrap_or_else(|p| p.into_inner()) = Some(live.collect());
 }
 
 /// Reads the live boxes' models (empty off a head).
-fn with_live<T>(f: impl FnOnce(&[BoxModel]) -> T) -> T {
+fn with_live<T>(f: impl FnOnce(&[(String, BoxModel)]) -> T) -> T {
     let live = LIVE.read().unwrap_or_else(|p| p.into_inner());
     f(live.as_deref().unwrap_or_default())
 }
 
+/// A model the live boxes have, with the boxes that have it: what the head's model lists
+/// add to its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveModel {
+    pub name: String,
+    pub kind: ModelKind,
+    /// The boxes that have it, sorted.
+    pub boxes: Vec<String>,
+    /// Bytes of its weights (the most any of them said).
+    pub weights_bytes: u64,
+}
+
+/// The live boxes' models, by name then kind, each once with the boxes that have it; a
+/// bare `model.onnx` folder, whose kind no catalog tells, is left out as the head's own
+/// listing leaves it out.
+pub fn live_models() -> Vec<LiveModel> {
+    let mut out: Vec<LiveModel> = Vec::new();
+    with_live(|models| {
+        for (host, m) in models.iter() {
+            let Some(kind) = m.kind else { continue };
+            match out.iter_mut().find(|l| l.name == m.name && l.kind == kind) {
+                Some(l) => {
+                    l.boxes.push(host.to_string());
+                    l.weights_bytes = l.weights_bytes.max(m.weights_bytes);
+                }
+                None => out.push(LiveModel {
+                    name: m.name.clone(),
+                    kind,
+                    boxes: vec![host.to_string()],
+                    weights_bytes: m.weights_bytes,
+                }),
+            }
+        }
+    });
+    for l in &mut out {
+        l.boxes.sort();
+        l.boxes.dedup();
+    }
+    out.sort_by(|a, b| (&a.name, a.kind.as_str()).cmp(&(&b.name, b.kind.as_str())));
+    out
+}
+
 /// Whether a live worker box has model `name` of `kind`.
 pub fn has(kind: ModelKind, name: &str) -> bool {
-    with_live(|m| m.iter().any(|b| b.is(kind, name)))
+    with_live(|m| m.iter().any(|(_, b)| b.is(kind, name)))
 }
 
 /// Names of the live boxes' models of `kind`, sorted, each once.
 pub fn names(kind: ModelKind) -> Vec<String> {
     let mut names: Vec<String> =
-        with_live(|m| m.iter().filter(|b| b.kind == Some(kind)).map(|b| b.name.clone()).collect());
+        with_live(|m| m.iter().filter(|(_, b)| b.kind == Some(kind)).map(|(_, b)| b.name.clone()).collect());
     names.sort();
     names.dedup();
     names
@@ -120,12 +207,12 @@ pub fn names(kind: ModelKind) -> Vec<String> {
 
 /// Diffusion model `name`'s details as a live box sent them.
 pub fn diffusion(name: &str) -> Option<ModelInfo> {
-    with_live(|m| m.iter().find(|b| b.is(ModelKind::Diffusion, name)).and_then(|b| b.diffusion.clone()))
+    with_live(|m| m.iter().map(|(_, b)| b).find(|b| b.is(ModelKind::Diffusion, name)).and_then(|b| b.diffusion.clone()))
 }
 
 /// Bytes of model `name`'s weights on a live box (0 when none has it).
 pub fn weights_bytes(name: &str) -> u64 {
-    with_live(|m| m.iter().filter(|b| b.name == name).map(|b| b.weights_bytes).max().unwrap_or(0))
+    with_live(|m| m.iter().filter(|(_, b)| b.name == name).map(|(_, b)| b.weights_bytes).max().unwrap_or(0))
 }
 
 /// The model of `kind` a request naming none runs when the head has none: the catalog's
@@ -137,6 +224,12 @@ pub fn default_model(config: &Config, kind: ModelKind) -> Option<String> {
         _ => None,
     };
     Catalog::default_among(config, kind, |n| names.iter().any(|m| m == n), || only)
+}
+
+/// The model of `kind` a request naming none runs: the box's own default
+/// ([`Catalog::default_model`]), else on a head its live boxes' ([`default_model`]).
+pub fn default_anywhere(config: &Config, kind: ModelKind) -> Option<String> {
+    Catalog::default_model(config, kind).or_else(|| default_model(config, kind))
 }
 
 /// Where a missing model was looked for, after "not installed": on a head, its boxes too.

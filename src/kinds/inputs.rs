@@ -16,7 +16,7 @@ use crate::store::records::Artifact;
 /// the kind has none, an error naming `field` that says how to pull or choose one.
 /// On a head, a default only its worker boxes have counts (the head's own first).
 pub fn default_model(field: &str, kind: ModelKind, config: &Config) -> Result<String, ParamError> {
-    Catalog::default_model(config, kind).or_else(|| box_models::default_model(config, kind)).ok_or_else(|| {
+    box_models::default_anywhere(config, kind).ok_or_else(|| {
         // Read once (the whole catalog), then worded.
         let problem = Catalog::no_default_problem(config, kind);
         let why = problem.no_default_text_where(box_models::missing_where());

@@ -179,6 +179,12 @@ impl SpeechRequest {
                 // an unknown one the close names (not a pull that cannot work, nor the daemon's
                 // paths); an installed one that does not load, the loader's reason.
                 super::inputs::require_installed("voice", ModelKind::Tts, &p.voice, config)?;
+                // On a head, a voice only its live worker boxes have is spoken there; the
+                // speaker is checked by the box that loads it.
+                let here = crate::models::Catalog::installed_dir_of(config, ModelKind::Tts, &p.voice).is_some();
+                if !here && super::box_models::has(ModelKind::Tts, &p.voice) {
+                    return Ok(p);
+                }
                 return Err(ParamError::new("voice", e.to_string()));
             }
         };

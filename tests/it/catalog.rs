@@ -165,3 +165,51 @@ async fn a_pull_through_the_api_needs_the_non_commercial_licence_accepted_once()
     let (status, body) = pull(json!({"name": "nc-tiny", "force": true})).await;
     assert_eq!(status, 202, "{body}");
 }
+
+/// The daemon keeps its models listing between requests (`models/catalog/kept.rs`), and a
+/// change made outside it shows at the very next request: a folder copied in, a `reelbox
+/// models rm` and a `reelbox models import` run by the CLI, each made once the listing had
+/// been kept (its files' times 2 s old).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_outside_the_daemon_show_at_the_next_request() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (data, models) = (tmp.path().join("data"), tmp.path().join("models"));
+    std::fs::create_dir_all(&models).expect("models dir");
+    link_tiny_sd(&models, "sd-a");
+    let daemon = start_daemon_with(&data, &models, &[]);
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let url = format!("{}{path}", daemon.url);
+        let http = http.clone();
+        async move { http.get(url).send().await.expect("get").json::<Value>().await.expect("json") }
+    };
+    let ids = |list: Value| -> Vec<String> {
+        list["data"].as_array().expect("data").iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect()
+    };
+    // Asked twice after the times settled: the second answer is the kept listing.
+    let settle = || async {
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        get("/models/checkpoints").await;
+        get("/models/checkpoints").await
+    };
+
+    assert_eq!(settle().await, json!(["sd-a"]));
+    common::copy_dir(&fixture("models/tiny-sd"), &models.join("sd-b"));
+    assert_eq!(get("/models/checkpoints").await, json!(["sd-a", "sd-b"]), "a folder copied in");
+    assert!(ids(get("/v1/models").await).contains(&"sd-b".to_string()));
+
+    assert_eq!(settle().await, json!(["sd-a", "sd-b"]));
+    let (ok, said) = reelbox(&data, &models, &["models", "rm", "sd-b"]);
+    assert!(ok, "{said}");
+    assert_eq!(get("/models/checkpoints").await, json!(["sd-a"]), "removed by the CLI");
+    assert!(!ids(get("/v1/models").await).contains(&"sd-b".to_string()));
+
+    settle().await;
+    let voice = fixture("models/tiny-piper/en/tiny-en.onnx");
+    let (ok, said) = reelbox(&data, &models, &["models", "import", voice.to_str().expect("utf-8")]);
+    assert!(ok, "{said}");
+    assert!(ids(get("/v1/models").await).contains(&"tiny-en".to_string()), "imported by the CLI");
+    let native = get("/api/v1/models").await;
+    let row = native["models"].as_array().expect("models").iter().find(|m| m["name"] == "tiny-en").cloned();
+    assert_eq!(row.map(|m| m["state"].clone()), Some(json!("installed")), "{native}");
+}

@@ -12,10 +12,15 @@ use crate::api::{ApiError, AppState};
 use crate::gpu::DeviceId;
 use crate::models::{Catalog, ModelKind};
 
-/// The spec context of this daemon: installed checkpoints and limits.
+/// The spec context of this daemon: installed checkpoints (on a head, its live worker
+/// boxes' too: a workflow naming one is made there) and limits.
 pub fn spec_context(state: &AppState) -> SpecContext {
+    let mut checkpoints = Catalog::load(&state.config).installed_names(ModelKind::Diffusion);
+    checkpoints.extend(crate::kinds::box_models::names(ModelKind::Diffusion));
+    checkpoints.sort();
+    checkpoints.dedup();
     SpecContext {
-        checkpoints: Catalog::load(&state.config).installed_names(ModelKind::Diffusion),
+        checkpoints,
         max_side: state.config.limits.max_image_side,
         max_steps: state.config.limits.max_steps,
         // EmptyLatentImage `batch_size` becomes the job's `n`.

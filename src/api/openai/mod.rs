@@ -173,18 +173,30 @@ pub struct ModelObject {
     pub owned_by: String,
 }
 
+/// Installed diffusion models and voices, this box's and (on a head) its live worker
+/// boxes', each once; one only a box has says it was installed at 0, unknown here.
 fn model_objects(state: &AppState) -> Vec<ModelObject> {
-    Catalog::load(&state.config)
+    let listed = |kind| matches!(kind, ModelKind::Diffusion | ModelKind::Tts);
+    let object = |id: &str, created| ModelObject {
+        id: id.to_string(),
+        object: "model".into(),
+        created,
+        owned_by: "reelbox".into(),
+    };
+    let catalog = Catalog::load(&state.config);
+    let mut objects: Vec<ModelObject> = catalog
         .models()
         .iter()
-        .filter(|m| m.dir().is_some() && matches!(m.kind(), ModelKind::Diffusion | ModelKind::Tts))
-        .map(|m| ModelObject {
-            id: m.name().to_string(),
-            object: "model".into(),
-            created: m.created,
-            owned_by: "reelbox".into(),
-        })
-        .collect()
+        .filter(|m| m.dir().is_some() && listed(m.kind()))
+        .map(|m| object(m.name(), m.created))
+        .collect();
+    for m in crate::kinds::box_models::live_models().into_iter().filter(|m| listed(m.kind)) {
+        if !objects.iter().any(|o| o.id == m.name) {
+            objects.push(object(&m.name, 0));
+        }
+    }
+    objects.sort_by(|a, b| a.id.cmp(&b.id));
+    objects
 }
 
 /// Installed diffusion models and voices.
@@ -208,7 +220,7 @@ pub async fn model(
     let alias = if images::is_openai_image_model(&name) {
         images::resolve_model(&state.config, Some(&name)).ok().map(|(m, _)| m)
     } else if speech::is_openai_speech_model(&name) {
-        Catalog::default_model(&state.config, ModelKind::Tts)
+        crate::kinds::box_models::default_anywhere(&state.config, ModelKind::Tts)
     } else {
         None
     };

@@ -19,6 +19,7 @@ use crate::api::json::ApiBytes;
 use crate::api::outputs::first_of_type;
 use crate::api::{ApiError, AppState};
 use crate::config::Config;
+use crate::kinds::box_models;
 use crate::kinds::speech::SpeechRequest as SpeechParams;
 use crate::models::{Catalog, ModelKind};
 use crate::store::records::JobState;
@@ -81,7 +82,7 @@ fn check_model(config: &Config, model: Option<&str>) -> Result<(), OpenAiError> 
     match model {
         None | Some("") => Ok(()),
         Some(m) if is_openai_speech_model(m) => Ok(()),
-        Some(m) if Catalog::load(config).installed_names(ModelKind::Tts).iter().any(|v| v == m) => Ok(()),
+        Some(m) if installed_voices(config).iter().any(|v| v == m) => Ok(()),
         Some(m) => Err(super::model_not_found(
             m,
             "an OpenAI speech model (tts-1, tts-1-hd, gpt-4o-mini-tts) or an installed voice",
@@ -89,9 +90,19 @@ fn check_model(config: &Config, model: Option<&str>) -> Result<(), OpenAiError> 
     }
 }
 
+/// The installed voices, sorted: this box's and, on a head, its live worker boxes' (a
+/// request naming one is spoken there).
+fn installed_voices(config: &Config) -> Vec<String> {
+    let mut voices = Catalog::load(config).installed_names(ModelKind::Tts);
+    voices.extend(box_models::names(ModelKind::Tts));
+    voices.sort();
+    voices.dedup();
+    voices
+}
+
 /// Which installed Piper voice a request means.
 pub fn resolve_voice(config: &Config, voice: &str, model: Option<&str>) -> Result<String, OpenAiError> {
-    let installed: Vec<String> = Catalog::load(config).installed_names(ModelKind::Tts);
+    let installed = installed_voices(config);
     if installed.iter().any(|v| v == voice) {
         return Ok(voice.to_string());
     }
@@ -109,8 +120,9 @@ pub fn resolve_voice(config: &Config, voice: &str, model: Option<&str>) -> Resul
         if let Some(d) = config.openai.default_voice.as_ref().filter(|d| installed.contains(d)) {
             return Ok(d.clone());
         }
-        // OpenAI's voice names mean the box's default voice, the one `models list` tags.
-        return Catalog::default_model(config, ModelKind::Tts).ok_or_else(|| OpenAiError {
+        // OpenAI's voice names mean the box's default voice, the one `models list` tags
+        // (on a head without voices, its boxes').
+        return box_models::default_anywhere(config, ModelKind::Tts).ok_or_else(|| OpenAiError {
             param: Some("voice".into()),
             ..OpenAiError::new(StatusCode::NOT_FOUND, "model_not_found", Catalog::no_default(config, ModelKind::Tts))
         });

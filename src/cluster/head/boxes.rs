@@ -44,7 +44,7 @@ impl Head {
         });
         let fresh: HashMap<String, Advert> =
             adverts.into_iter().filter(|a| now - a.at_ms <= ttl_ms).map(|a| (a.host.clone(), a)).collect();
-        crate::kinds::box_models::set_live(fresh.values().flat_map(|a| a.model_details.iter().cloned()).collect());
+        crate::kinds::box_models::set_live(fresh.values().map(|a| (a.host.clone(), a.model_details.clone())));
         let mut boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
         crate::cluster::last_seen::say_changes(
             self.cluster.heartbeat_ttl_s,

@@ -8,16 +8,23 @@
 //!   demo models are sources of those manifests, never a second installed model.
 //!
 //! Job kinds, the native and compatibility APIs and the CLI all ask this catalog, so what
-//! `reelbox models list` shows is what a job can use. Building one reads directory entries
-//! and a few small manifests: cheap enough per request.
+//! `reelbox models list` shows is what a job can use. Reading one (`read.rs`) parses every
+//! manifest and walks the model folders, so [`Catalog::load`], asked per request, per
+//! placement pass and per heartbeat, answers the last reading while the models dir looks
+//! the same (`kept.rs`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::availability::ModelProblem;
 use super::manifest::{Manifest, ModelKind};
-use super::{InstallState, ModelEntry, ModelStore, layout};
+use super::{ModelEntry, ModelStore};
 use crate::config::Config;
+
+mod kept;
+mod read;
+
+pub(in crate::models) use read::dir_size;
 
 /// Where a catalog entry's facts come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,47 +78,35 @@ impl CatalogModel {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     models_dir: PathBuf,
-    models: Vec<CatalogModel>,
+    /// Shared with the kept reading: a clone is a pointer's copy.
+    models: Arc<[CatalogModel]>,
+    /// Which reading this is (see [`Catalog::reading`]).
+    reading: u64,
 }
 
 impl Catalog {
-    /// The catalog of `config`'s models dir and the shipped manifests.
+    /// The catalog of `config`'s models dir and the shipped manifests, as they are now: the
+    /// last reading while no entry of those dirs changed since and it is under 30 s old,
+    /// else read again (`kept.rs` says what is looked at and why).
     pub fn load(config: &Config) -> Self {
-        Self::of(&ModelStore::new(config))
+        kept::catalog(&ModelStore::new(config))
     }
 
-    /// The catalog of a model store (its models dir and manifest dirs).
+    /// The catalog of a model store (its models dir and manifest dirs), read from disk now.
     pub fn of(store: &ModelStore) -> Self {
-        let mut by_name: BTreeMap<String, CatalogModel> = store
-            .manifests()
-            .into_values()
-            .map(|m| {
-                let entry = store.entry(&m);
-                let created = entry.path.as_deref().map_or(0, modified_secs);
-                (m.name.clone(), CatalogModel { entry, origin: Origin::Manifest, manifest: Some(m), created })
-            })
-            .collect();
-        for (name, dir) in model_dirs(store.models_dir()) {
-            if by_name.get(&name).is_some_and(|m| m.dir().is_some()) {
-                continue; // installed from a manifest: listed once, as that
-            }
-            let Some(kind) = dir_kind(&dir, &name) else { continue };
-            let shipped = by_name.remove(&name).and_then(|m| m.manifest);
-            let entry = ModelEntry {
-                name: name.clone(),
-                kind,
-                demo: false,
-                summary: String::new(),
-                size: dir_size(&dir),
-                state: InstallState::Installed,
-                verified_at: None,
-                path: Some(dir.clone()),
-                sources: Vec::new(),
-            };
-            let created = modified_secs(&dir);
-            by_name.insert(name, CatalogModel { entry, origin: Origin::Directory, manifest: shipped, created });
-        }
-        Self { models_dir: store.models_dir().to_path_buf(), models: by_name.into_values().collect() }
+        read::read(store)
+    }
+
+    /// Drops the kept reading of `models_dir`: this process changed it (installed, removed
+    /// or verified a model), so the next [`Catalog::load`] reads it again.
+    pub fn forget(models_dir: &Path) {
+        kept::forget(models_dir)
+    }
+
+    /// Which reading of the disk this catalog is: two catalogs with the same number are
+    /// the same reading, so what is worked out from one stays good for the other.
+    pub fn reading(&self) -> u64 {
+        self.reading
     }
 
     /// The installed directory of the model of `kind` named exactly `name`, reading only
@@ -133,7 +128,7 @@ impl Catalog {
         }
         let shown = match store.installed_manifest(name) {
             Some(m) => Some(m.kind),
-            None => dir_kind(&dir, name),
+            None => read::dir_kind(&dir, name),
         };
         (shown == Some(kind)).then_some(dir)
     }
@@ -300,17 +295,6 @@ pub fn builtin_defaults(kind: ModelKind) -> &'static [&'static str] {
     }
 }
 
-/// The kind a model directory without an installed manifest shows: its files' layout, else
-/// for a bare `model.onnx` (which does not tell lip-sync from upscale or face) the kind
-/// whose built-in default has its name (`wav2lip` linked or copied in by hand).
-fn dir_kind(dir: &Path, name: &str) -> Option<ModelKind> {
-    layout::detect(dir, name).or_else(|| {
-        let kinds = [ModelKind::Lipsync, ModelKind::Upscale, ModelKind::Face];
-        let named = kinds.into_iter().find(|k| builtin_defaults(*k).contains(&name))?;
-        dir.join("model.onnx").is_file().then_some(named)
-    })
-}
-
 /// The default `[defaults]` names for `kind`, when it names one.
 fn configured_default(kind: ModelKind, config: &Config) -> Option<String> {
     let configured = match kind {
@@ -327,50 +311,6 @@ fn configured_default(kind: ModelKind, config: &Config) -> Option<String> {
 pub fn strip_model_extension(name: &str) -> &str {
     const EXTS: [&str; 6] = [".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".onnx"];
     EXTS.iter().find_map(|ext| name.strip_suffix(ext)).unwrap_or(name)
-}
-
-/// Model directories in `models_dir` by name; the installer's staging, trash and lock
-/// directories start with a dot and are skipped.
-fn model_dirs(models_dir: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(rd) = std::fs::read_dir(models_dir) else { return Vec::new() };
-    let mut out: Vec<(String, PathBuf)> = rd
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_string();
-            let path = e.path();
-            (!name.starts_with('.') && path.is_dir()).then_some((name, path))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Modification time of `path` itself (a link's own, not its target's) in Unix seconds,
-/// 0 when unknown: when a linked model was installed, not when its files were made.
-fn modified_secs(path: &Path) -> i64 {
-    std::fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Bytes of the files under `dir` (links followed; model folders are small trees).
-pub(super) fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            match std::fs::metadata(&p) {
-                Ok(md) if md.is_dir() => stack.push(p),
-                Ok(md) => total += md.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
 }
 
 #[cfg(test)]
