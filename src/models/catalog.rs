@@ -187,18 +187,6 @@ impl Catalog {
         self.installed(kind).find(|m| m.name() == name).and_then(|m| m.dir()).map(Path::to_path_buf)
     }
 
-    /// An installed model of `kind` by its name or a checkpoint-style alias: a file name
-    /// with an extension (`tiny-sd.safetensors`, `tiny-sd.ckpt`) or a subfolder path
-    /// (`SD1.5/tiny-sd.safetensors`), as ComfyUI and A1111 clients send them.
-    pub fn find(&self, kind: ModelKind, requested: &str) -> Option<&CatalogModel> {
-        if let Some(m) = self.installed(kind).find(|m| m.name() == requested) {
-            return Some(m);
-        }
-        let base = requested.rsplit(['/', '\\']).next().unwrap_or(requested);
-        let stem = strip_model_extension(base);
-        self.installed(kind).find(|m| m.name() == stem || m.name().eq_ignore_ascii_case(stem))
-    }
-
     /// The model of `kind` a request naming none runs, and the one `models list` tags as
     /// default: see [`Catalog::default_model`]. Uses this listing instead of reading the
     /// models dir again.
@@ -323,12 +311,6 @@ fn configured_default(kind: ModelKind, config: &Config) -> Option<String> {
     configured.filter(|n| !n.is_empty())
 }
 
-/// `name` without a checkpoint file extension.
-pub fn strip_model_extension(name: &str) -> &str {
-    const EXTS: [&str; 6] = [".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".onnx"];
-    EXTS.iter().find_map(|ext| name.strip_suffix(ext)).unwrap_or(name)
-}
-
 /// Model directories in `models_dir` by name; the installer's staging, trash and lock
 /// directories start with a dot and are skipped.
 fn model_dirs(models_dir: &Path) -> Vec<(String, PathBuf)> {
@@ -374,14 +356,14 @@ pub(super) fn dir_size(dir: &Path) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const SHA: &str = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06";
 
     /// A models dir with a diffusion layout, a voice, an installer dir and an empty dir,
     /// and a manifest dir shipping `shipped-voice` and the installed `tiny-sd`.
-    fn fake() -> (tempfile::TempDir, ModelStore) {
+    pub(in crate::models) fn fake() -> (tempfile::TempDir, ModelStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let models = dir.path().join("models");
         let sd = models.join("tiny-sd");
@@ -439,17 +421,6 @@ mod tests {
         );
         assert_eq!(catalog.installed_names(ModelKind::Tts), ["en_US-joe-medium"]);
         assert!(catalog.get("tiny-sd").and_then(|m| m.manifest.as_ref()).is_some());
-    }
-
-    #[test]
-    fn checkpoint_file_names_find_the_model_directory() {
-        let (_dir, store) = fake();
-        let catalog = Catalog::of(&store);
-        for name in ["tiny-sd", "tiny-sd.safetensors", "SD1.5/tiny-sd.ckpt", "SD1.5\\tiny-sd.safetensors"] {
-            assert_eq!(catalog.find(ModelKind::Diffusion, name).map(CatalogModel::name), Some("tiny-sd"), "{name}");
-        }
-        assert!(catalog.find(ModelKind::Diffusion, "en_US-joe-medium").is_none());
-        assert!(catalog.find(ModelKind::Diffusion, "missing.safetensors").is_none());
     }
 
     #[test]

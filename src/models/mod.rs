@@ -17,6 +17,7 @@ mod catalog;
 mod choice;
 pub mod convert;
 pub mod fetch;
+mod file_names;
 mod folders;
 mod hf;
 pub mod import;
@@ -27,8 +28,9 @@ pub mod piper;
 mod pull;
 
 pub use availability::{Availability, ModelProblem, repair_advice};
-pub use catalog::{Catalog, CatalogModel, Origin, strip_model_extension};
+pub use catalog::{Catalog, CatalogModel, Origin};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
+pub use file_names::strip_model_extension;
 pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};
 
 /// Marker file in a model directory: when its files last matched their sha256s.
