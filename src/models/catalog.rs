@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::availability::ModelProblem;
 use super::manifest::{Manifest, ModelKind};
-use super::{InstallState, ModelEntry, ModelStore, layout};
+use super::{InstallState, ModelEntry, ModelError, ModelStore, layout};
 use crate::config::Config;
 
 /// Where a catalog entry's facts come from.
@@ -180,6 +180,17 @@ impl Catalog {
     /// Names of the installed models of `kind`, sorted.
     pub fn installed_names(&self, kind: ModelKind) -> Vec<String> {
         self.installed(kind).map(|m| m.name().to_string()).collect()
+    }
+
+    /// Refuses model `name` where a model of `wanted` is asked for and the catalog lists
+    /// `name` as another kind, installed or not (`"wav2lip_gan" is a lipsync model, not
+    /// upscale`): the one rule `reelbox models default` and every request's model field
+    /// apply. A name the catalog does not list passes (a folder whose files tell no kind).
+    pub fn refuse_other_kind(&self, name: &str, wanted: ModelKind) -> Result<(), ModelError> {
+        match self.get(name).map(CatalogModel::kind) {
+            Some(kind) if kind != wanted => Err(ModelError::WrongKind { name: name.to_string(), kind, wanted }),
+            _ => Ok(()),
+        }
     }
 
     /// The directory of the installed model of `kind` named exactly `name`.

@@ -71,8 +71,9 @@ pub enum ModelError {
         "model {name} is under the licence {license:?}, which forbids commercial use; read it, then pull with `--accept-license` (asked once per model)"
     )]
     LicenseNotAccepted { name: String, license: String },
-    #[error("model {name} is a {kind} model, not {wanted}")]
-    WrongKind { name: String, kind: &'static str, wanted: &'static str },
+    /// A model of another kind where one of `wanted` is asked for ([`Catalog::refuse_other_kind`]).
+    #[error("{name:?} is {} {} model, not {}", .kind.article(), .kind.as_str(), .wanted.as_str())]
+    WrongKind { name: String, kind: ModelKind, wanted: ModelKind },
     #[error("cannot pull {name}: {source}")]
     DiskLow { name: String, source: crate::disk::DiskLow },
 }

@@ -173,7 +173,10 @@ impl ImageRequest {
             names => names,
         };
         let model = match &self.model {
-            Some(m) => m.clone(),
+            Some(m) => {
+                crate::kinds::inputs::require_kind("model", ModelKind::Diffusion, m, config)?;
+                m.clone()
+            }
             None => crate::kinds::inputs::default_model("model", ModelKind::Diffusion, config)?,
         };
         let info = match Catalog::installed_dir_of(config, ModelKind::Diffusion, &model) {
