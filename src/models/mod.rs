@@ -30,7 +30,7 @@ mod pull;
 pub use availability::{Availability, ModelProblem, repair_advice};
 pub use catalog::{Catalog, CatalogModel, Origin};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
-pub use file_names::strip_model_extension;
+pub use file_names::{named_by_file, strip_model_extension};
 pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};
 
 /// Marker file in a model directory: when its files last matched their sha256s.
