@@ -20,7 +20,7 @@ use super::json::ApiJson;
 use super::views::time;
 use super::{ApiError, AppState};
 use crate::config::Config;
-use crate::models::{Catalog, CatalogModel, InstallState};
+use crate::models::{Catalog, CatalogModel, InstallState, ModelKind};
 
 /// A model as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -63,6 +63,19 @@ pub struct ModelView {
     /// A converted model's base and the LoRAs fused into it, `base + LoRA×scale + …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fused: Option<String>,
+    /// An installed diffusion model's native picture width, the side it was trained at
+    /// (1024 for SDXL, 512 for SD 1.5): what a request naming no size draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_width: Option<u32>,
+    /// An installed diffusion model's native picture height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_height: Option<u32>,
+    /// The steps an installed diffusion model draws with when a request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_steps: Option<u32>,
+    /// The guidance an installed diffusion model draws with when a request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_guidance: Option<f32>,
 }
 
 fn yes() -> bool {
@@ -121,6 +134,10 @@ impl From<&CatalogModel> for ModelView {
             cpu: m.manifest.as_ref().is_none_or(|mf| mf.runs_on_cpu()),
             default: false,
             fused: e.path.as_deref().and_then(crate::models::convert::fused_of),
+            native_width: None,
+            native_height: None,
+            default_steps: None,
+            default_guidance: None,
         }
     }
 }
@@ -139,7 +156,17 @@ pub fn catalog(config: &Config) -> ModelList {
     let catalog = Catalog::load(config);
     let views = catalog.models().iter().map(|m| {
         let default = catalog.default_name(m.kind(), config).is_some_and(|d| d == m.name()) && m.dir().is_some();
-        ModelView { default, ..ModelView::from(m) }
+        // How a request naming no size, steps or guidance draws it, as the image kind says.
+        let drawn = m.dir().filter(|_| m.kind() == ModelKind::Diffusion);
+        let drawn = drawn.and_then(|dir| crate::kinds::image::drawing_defaults(config, m.name(), dir));
+        ModelView {
+            default,
+            native_width: drawn.map(|d| d.side),
+            native_height: drawn.map(|d| d.side),
+            default_steps: drawn.map(|d| d.steps),
+            default_guidance: drawn.map(|d| d.guidance),
+            ..ModelView::from(m)
+        }
     });
     ModelList { models_dir: catalog.models_dir().display().to_string(), models: views.collect() }
 }
