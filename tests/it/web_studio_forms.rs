@@ -1,7 +1,9 @@
-//! The web studio's Picture and Speech views and its plain words for the daemon's refusals,
-//! in the tests' Chromium against the real daemon with the demo models (the harness of
-//! `web_studio`): a picture from the tiny demo model appears and downloads as a PNG of the
-//! asked size; a line is spoken, plays and downloads as WAV; a model that is not installed
+//! The web studio's Picture and Speech views, New film's model choices and its plain words
+//! for the daemon's refusals, in the tests' Chromium against the real daemon with the demo
+//! models (the harness of `web_studio`): a picture from the tiny demo model appears and
+//! downloads as a PNG of the asked size; picking a model picks its own size (1024 for
+//! SDXL); a film's lip-sync and upscale models are picked among the installed ones; a line
+//! is spoken, plays and downloads as WAV; a model that is not installed
 //! and a client key over its quota are said in one plain sentence with the daemon's own
 //! message under "Details".
 
@@ -245,6 +247,51 @@ async fn picking_an_sdxl_model_picks_its_own_size_1024_on_picture_and_new_film()
     let job = &jobs["jobs"][0];
     let p = &job["params"];
     assert_eq!((&p["model"], &p["width"], &p["height"]), (&json!("sdxl-base"), &json!(1024), &json!(1024)), "{job}");
+    let cancel = d.at(&format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id")));
+    assert_eq!(http.post(cancel).send().await.expect("cancel").status(), 200);
+}
+
+/// New film chooses its lip-sync and upscale models among the installed ones, the box's
+/// default picked: it had only an "Upscale" checkbox, so a user's imported wav2lip_gan and
+/// 4x-UltraSharp were never used while the built-in demo models were installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_film_picks_its_lipsync_and_upscale_models_among_the_installed_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = demo_models(dir.path());
+    common::copy_dir(&common::source_tree().join("models/demo/upscaler"), &models.join("demo-upscaler"));
+    let fixtures = common::fixture("models");
+    common::tools::import_bare(dir.path(), &models, "wav2lip_gan", "lipsync", &fixtures.join("tiny-wav2lip"));
+    common::tools::import_bare(dir.path(), &models, "4x-UltraSharp", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    let d = daemon_over(dir.path(), &models);
+    let http = reqwest::Client::new();
+    let b = browser(&dir.path().join("downloads")).await;
+    let c = &b.client;
+    go(c, &d, "#/new", "#upscale-model").await;
+    let choice = |id: &str| {
+        format!(
+            "const s = document.getElementById('{id}'); \
+             return [s.value, [...s.options].map(o => o.textContent)]"
+        )
+    };
+    let lipsync = js(c, &choice("lipsync-model")).await;
+    assert_eq!(lipsync, json!(["demo-presenter", ["demo-presenter (default)", "wav2lip_gan"]]));
+    let upscale = js(c, &choice("upscale-model")).await;
+    assert_eq!(upscale, json!(["demo-upscaler", ["4x-UltraSharp", "demo-upscaler (default)"]]));
+    find(c, "#lipsync-model").await.select_by_value("wav2lip_gan").await.expect("pick lip-sync");
+    find(c, "#upscale-model").await.select_by_value("4x-UltraSharp").await.expect("pick upscaler");
+    find(c, "form.film .checks input[type=checkbox]").await.click().await.expect("upscale the film");
+    both_shots(c, "new-film-models").await;
+    find(c, "form.film button[type=submit]").await.click().await.expect("render");
+    wait_js(c, "the watch view", "return location.hash.startsWith('#/watch/')", Duration::from_secs(20)).await;
+    let jobs: Value =
+        http.get(d.at("/api/v1/jobs?kind=render")).send().await.expect("jobs").json().await.expect("json");
+    let job = &jobs["jobs"][0];
+    let p = &job["params"];
+    assert_eq!(
+        (&p["lipsync_model"], &p["upscale_model"], &p["upscale"]),
+        (&json!("wav2lip_gan"), &json!("4x-UltraSharp"), &json!(true)),
+        "{job}"
+    );
     let cancel = d.at(&format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id")));
     assert_eq!(http.post(cancel).send().await.expect("cancel").status(), 200);
 }
