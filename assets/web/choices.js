@@ -19,19 +19,44 @@ export function modelSelect(models) {
   return select(models.map((m) => [m.name, m.default ? `${m.name} (default)` : m.name]), pick);
 }
 
-/** Square picture sizes; the small one first for the demo models (trained at 256). */
-const SIZES = [["256", "256 × 256 (fast)"], ["512", "512 × 512"], ["768", "768 × 768"]];
+/** Square picture sides every model is offered; each installed model's own side is added. */
+const SIDES = [256, 512, 768];
+
+/** Pictures smaller than this are too small to look at (the demo model's own are 64). */
+const SMALLEST = 256;
+
+/**
+ * The side a picked model draws at: the side it was trained at as `/api/v1/models` lists it
+ * (1024 for SDXL, what the CLI draws it at; 512 when it does not say), at least `SMALLEST`.
+ */
+function sideOf(m) {
+  return Math.max(SMALLEST, (m && m.native_width) || 512);
+}
 
 /**
  * The picture size choice for the model picked in `model` (`models` as `installed()` gives
- * them): 256 for a demo model, else 512, following the model until the size is changed by hand.
+ * them): the sizes every model takes and each model's own, the picked model's own picked and
+ * marked, following the model until the size is changed by hand.
  */
 export function sizeSelect(models, model) {
-  const fits = () => (models.find((m) => m.name === model.value)?.demo ? "256" : "512");
-  const size = select(SIZES, fits());
+  const sides = [...new Set([...SIDES, ...models.map(sideOf)])].sort((a, b) => a - b);
+  const picked = () => models.find((m) => m.name === model.value);
+  const size = select(sides.map((s) => [String(s), ""]), String(sideOf(picked())));
+  const label = () => {
+    const m = picked();
+    const own = m && m.native_width >= SMALLEST && m.native_width;
+    for (const o of size.options) {
+      const s = Number(o.value);
+      o.textContent = `${s} × ${s}${s === 256 ? " (fast)" : ""}${s === own ? " (the model's own size)" : ""}`;
+    }
+  };
+  label();
   let chosen = false;
   size.addEventListener("change", () => { chosen = true; });
-  model.addEventListener("change", () => { if (!chosen) size.value = fits(); });
+  model.addEventListener("change", () => {
+    label();
+    if (!chosen) size.value = String(sideOf(picked()));
+  });
   return size;
 }
 

@@ -45,8 +45,9 @@ async function listen(button, status, text, voice) {
 
 /** Renders the New film view into `root`. */
 export async function newFilm(root) {
-  const [profiles, voices, diffusion, presets] = await Promise.all([
+  const [profiles, voices, diffusion, presets, lipsyncs, upscalers] = await Promise.all([
     api("GET", "/api/v1/profiles"), installed("tts"), installed("diffusion"), api("GET", "/api/v1/presets"),
+    installed("lipsync"), installed("upscale"),
   ]);
   const script = h("textarea", { rows: 10, required: true, spellcheck: "true" });
   script.value = sessionStorage.getItem("reelbox.script") || EXAMPLE;
@@ -69,6 +70,10 @@ export async function newFilm(root) {
   const layout = select([["inset", "Presenter inset"], ["full", "Presenter full frame"], ["none", "Pictures only"]], "inset");
   const music = h("input", { type: "file", accept: "audio/*" });
   const upscale = h("input", { type: "checkbox" });
+  // The presenter's and the upscaler's models: the installed ones, the box's default picked
+  // (an imported wav2lip_gan or 4x-UltraSharp is chosen here, or with `models default`).
+  const lipsyncModel = modelSelect(lipsyncs);
+  const upscaleModel = modelSelect(upscalers);
   const burn = h("input", { type: "checkbox" });
   const listenBtn = h("button", { type: "button", class: "secondary" }, "Listen");
   const listenStatus = h("span", { class: "hint", "aria-live": "polite" });
@@ -90,6 +95,8 @@ export async function newFilm(root) {
       field("model", "Picture model", model),
       field("size", "Picture size", size),
       field("layout", "Layout", layout),
+      field("lipsync-model", "Lip-sync model", lipsyncModel, "Makes the presenter talk."),
+      field("upscale-model", "Upscale model", upscaleModel, "Used when the film is upscaled."),
       field("music", "Background music", music, "Optional: an audio file mixed under the voice."),
     ),
     h("div", { class: "checks" },
@@ -108,12 +115,15 @@ export async function newFilm(root) {
       if (preset.value) body.preset = preset.value;
       if (voice.value) body.voice = voice.value;
       if (model.value) body.model = model.value;
+      if (lipsyncModel.value) body.lipsync_model = lipsyncModel.value;
+      if (upscaleModel.value) body.upscale_model = upscaleModel.value;
       if (music.files.length) body.music = await upload(music.files[0]);
       const job = await api("POST", "/api/v1/renders", body);
       location.hash = `#/watch/${job.id}`;
     } catch (e) {
       showError(form, e, { script: "script", prompt: "script", profile: "profile", preset: "preset", voice: "voice",
-        model: "model", width: "size", height: "size", layout: "layout", music: "music", file: "music" });
+        model: "model", width: "size", height: "size", layout: "layout", music: "music", file: "music",
+        lipsync_model: "lipsync-model", upscale_model: "upscale-model" });
     } finally {
       submit.disabled = false;
     }

@@ -69,6 +69,19 @@ pub struct ModelView {
     /// box's own), sorted. Jobs naming it are made there.
     #[serde(default)]
     pub boxes: Vec<String>,
+    /// An installed diffusion model's native picture width, the side it was trained at
+    /// (1024 for SDXL, 512 for SD 1.5): what a request naming no size draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_width: Option<u32>,
+    /// An installed diffusion model's native picture height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_height: Option<u32>,
+    /// The steps an installed diffusion model draws with when a request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_steps: Option<u32>,
+    /// The guidance an installed diffusion model draws with when a request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_guidance: Option<f32>,
 }
 
 fn yes() -> bool {
@@ -128,6 +141,10 @@ impl From<&CatalogModel> for ModelView {
             default: false,
             fused: e.path.as_deref().and_then(crate::models::convert::fused_of),
             boxes: Vec::new(),
+            native_width: None,
+            native_height: None,
+            default_steps: None,
+            default_guidance: None,
         }
     }
 }
@@ -154,6 +171,10 @@ impl From<&LiveModel> for ModelView {
             default: false,
             fused: None,
             boxes: m.boxes.clone(),
+            native_width: None,
+            native_height: None,
+            default_steps: None,
+            default_guidance: None,
         }
     }
 }
@@ -193,7 +214,18 @@ pub fn catalog(config: &Config) -> ModelList {
             };
             let usable = m.dir().is_some() || !boxes.is_empty();
             let default = usable && default_of(m.kind()).is_some_and(|d| d == m.name());
-            ModelView { default, boxes, ..ModelView::from(m) }
+            // How a request naming no size, steps or guidance draws it, as the image kind says.
+            let drawn = m.dir().filter(|_| m.kind() == ModelKind::Diffusion);
+            let drawn = drawn.and_then(|dir| crate::kinds::image::drawing_defaults(config, m.name(), dir));
+            ModelView {
+                default,
+                boxes,
+                native_width: drawn.map(|d| d.side),
+                native_height: drawn.map(|d| d.side),
+                default_steps: drawn.map(|d| d.steps),
+                default_guidance: drawn.map(|d| d.guidance),
+                ..ModelView::from(m)
+            }
         })
         .collect();
     for l in &live {

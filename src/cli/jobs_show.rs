@@ -1,7 +1,7 @@
 //! How `reelbox jobs show`, `cancel`, `retry` and `watch` print a job: on one screen of 80
 //! columns, a stage's files as a count (their ids are in `--json`), and a render with what a
-//! filmmaker asks of it: its script, picture, voice and profile, how long it took, the
-//! film's length and size, its files by name, and how to save it.
+//! filmmaker asks of it: its script, picture, the models that made it and its profile, how
+//! long it took, the film's length and size, its files by name, and how to save it.
 
 use reelbox::api::views::{ArtifactView, JobView, ProfileView};
 use reelbox::store::records::JobStatus;
@@ -105,11 +105,11 @@ async fn render_lines(c: &Client, job: &JobView, artifacts: &[ArtifactView]) -> 
     if let Some(fps) = p["fps"].as_u64() {
         look.push(format!("{fps} fps"));
     }
-    if let Some(voice) = p["voice"].as_str() {
-        look.push(format!("voice {voice}"));
-    }
     if !look.is_empty() {
         lines.push(("picture", look.join(", ")));
+    }
+    for (i, text) in wrapped(&models_used(p)).into_iter().enumerate() {
+        lines.push((if i == 0 { "models" } else { "" }, text));
     }
     if let Some(portrait) = p["presenter"]["portrait"].as_str() {
         lines.push(("profile", presenter_profile(c, portrait).await));
@@ -129,6 +129,39 @@ async fn render_lines(c: &Client, job: &JobView, artifacts: &[ArtifactView]) -> 
     if !results.is_empty() {
         let named: Vec<String> = results.iter().map(|a| format!("{} {}", a.name, human_bytes(a.size))).collect();
         lines.push(("files", named.join(", ")));
+    }
+    lines
+}
+
+/// The models a render's stages ran, by what each made: the pictures' diffusion model, the
+/// voice, and the lip-sync (a presenter shown), face detector (one found the face) and
+/// upscale (`upscale`) models only where the film used them. Its `--json` lists the
+/// same names as `models`, without saying which made what (a default that no stage ran too).
+fn models_used(p: &Value) -> Vec<String> {
+    let presenting = p["presenter"].is_object() && p["layout"] != "none";
+    let used = [
+        ("pictures", p["model"].as_str(), true),
+        ("voice", p["voice"].as_str(), true),
+        ("lip-sync", p["lipsync_model"].as_str(), presenting),
+        ("face detector", p["presenter"]["face_model"].as_str(), presenting),
+        ("upscale", p["upscale_model"].as_str(), p["upscale"] == true),
+    ];
+    used.into_iter()
+        .filter_map(|(what, name, ran)| Some(format!("{what} {}", name.filter(|n| ran && !n.is_empty())?)))
+        .collect()
+}
+
+/// `items` joined by commas into lines that fit beside an 8-column label on 80 columns.
+fn wrapped(items: &[String]) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for item in items {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 2 + item.chars().count() <= 80 - 9 => {
+                line.push_str(", ");
+                line.push_str(item);
+            }
+            _ => lines.push(item.clone()),
+        }
     }
     lines
 }
@@ -173,5 +206,29 @@ mod tests {
         assert!(shown.ends_with("… (+2 lines)"), "{shown}");
         let many = first_line(&format!("{long}{}", "\nMore.".repeat(999)));
         assert!(format!("script   {many}").chars().count() <= 80, "{many}");
+    }
+
+    #[test]
+    fn the_models_line_names_what_each_stage_ran_and_fits_the_screen() {
+        let film = serde_json::json!({"model": "Realistic-Vision-V5.1-fp16", "voice": "en_US-joe-medium",
+            "lipsync_model": "wav2lip_gan", "upscale_model": "4x-UltraSharp", "upscale": true, "layout": "inset",
+            "presenter": {"portrait": "01J", "face_box": [1, 2, 3, 4]}});
+        let used = models_used(&film);
+        assert_eq!(
+            used,
+            [
+                "pictures Realistic-Vision-V5.1-fp16",
+                "voice en_US-joe-medium",
+                "lip-sync wav2lip_gan",
+                "upscale 4x-UltraSharp"
+            ]
+        );
+        let lines = wrapped(&used);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| format!("models   {l}").chars().count() <= 80), "{lines:?}");
+        // Without a presenter shown or upscaling, their defaults ran no stage.
+        let plain = serde_json::json!({"model": "sd", "voice": "joe", "lipsync_model": "wav2lip_gan",
+            "upscale_model": "x4", "upscale": false, "layout": "none", "presenter": {"portrait": "01J"}});
+        assert_eq!(models_used(&plain), ["pictures sd", "voice joe"]);
     }
 }

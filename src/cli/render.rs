@@ -69,6 +69,14 @@ pub struct RenderArgs {
     /// Render small and upscale with the upscale model.
     #[arg(long)]
     pub upscale: bool,
+    /// Lip-sync model that makes the presenter talk (an installed lipsync model, e.g. an
+    /// imported wav2lip_gan; default: the lipsync default `reelbox models list` tags).
+    #[arg(long, value_name = "NAME")]
+    pub lipsync_model: Option<String>,
+    /// Upscale model for --upscale (an installed upscale model, e.g. an imported
+    /// 4x-UltraSharp; default: the upscale default `reelbox models list` tags).
+    #[arg(long, value_name = "NAME")]
+    pub upscale_model: Option<String>,
     /// Burn the subtitles into the picture (they are always included as a track).
     #[arg(long)]
     pub burn_subtitles: bool,
@@ -248,6 +256,8 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
         ("seed", json!(a.seed)),
         ("voice", json!(a.voice)),
         ("style", json!(a.style)),
+        ("lipsync_model", json!(a.lipsync_model)),
+        ("upscale_model", json!(a.upscale_model)),
     ] {
         if !v.is_null() {
             body[k] = v;
@@ -262,7 +272,23 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     .await;
     reach.close().await;
-    result.map(|_| ExitCode::SUCCESS)
+    result.map(|_| ExitCode::SUCCESS).map_err(|e| flag_named(e, &a))
+}
+
+/// A refusal of a model given by flag, said with the flag typed (`--upscale-model wav2lip_gan:
+/// "wav2lip_gan" is a lipsync model, not upscale; …`) instead of the API's field name.
+fn flag_named(e: anyhow::Error, a: &RenderArgs) -> anyhow::Error {
+    let Some(reelbox::client::ClientError::Status { message, .. }) = e.downcast_ref() else { return e };
+    let flags = [
+        ("lipsync_model", "--lipsync-model", &a.lipsync_model),
+        ("upscale_model", "--upscale-model", &a.upscale_model),
+    ];
+    for (field, flag, given) in flags {
+        if let (Some(rest), Some(name)) = (message.strip_prefix(&format!("{field}: ")), given) {
+            return anyhow!("{flag} {name}: {rest}");
+        }
+    }
+    e
 }
 
 /// The bundled demo inputs: script, presenter portrait and its face box.

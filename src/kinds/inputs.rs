@@ -9,7 +9,7 @@ use ulid::Ulid;
 use super::{ParamError, StageError, StageRun, ValidateCtx, box_models};
 use crate::config::Config;
 use crate::kinds::StageName;
-use crate::models::{Availability, Catalog, ModelKind};
+use crate::models::{Availability, Catalog, ModelKind, ModelProblem};
 use crate::store::records::Artifact;
 
 /// The model of `kind` a request that names none runs ([`Catalog::default_model`]); when
@@ -44,11 +44,37 @@ pub fn face_detector(field: &str, config: &Config) -> Result<String, ParamError>
 /// pull it (or, for an unknown name, the close names): at submission, not mid-run. On a
 /// head, a model a live worker box has counts: placement sends the job there.
 pub fn require_installed(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {
+    require_kind(field, kind, name, config)?;
     match Availability::of(config, kind, name) {
         Availability::Installed => Ok(()),
         _ if box_models::has(kind, name) => Ok(()),
         missing => Err(ParamError::unavailable_model(field, kind, name, &missing)),
     }
+}
+
+/// Refuses model `name` for `field`, which takes a model of `kind`, when it is a model of
+/// another kind (`upscale_model: "wav2lip_gan" is a lipsync model, not upscale`), by the
+/// rule `reelbox models default` applies ([`Catalog::refuse_other_kind`]): a lip-sync model
+/// sent to the upscaler was accepted and failed its job on the graph's inputs. An installed
+/// model of `kind` is told by its own files; only another name reads the whole catalog.
+pub fn require_kind(field: &str, kind: ModelKind, name: &str, config: &Config) -> Result<(), ParamError> {
+    if Catalog::installed_dir_of(config, kind, name).is_some() || box_models::has(kind, name) {
+        return Ok(());
+    }
+    let catalog = Catalog::load(config);
+    catalog.refuse_other_kind(name, kind).map_err(|e| {
+        // What the field does take, as an unknown name's refusal lists it.
+        let installed = catalog.installed_names(kind);
+        let listed = if installed.is_empty() { "none".to_string() } else { installed.join(", ") };
+        ParamError::new(field, format!("{e}; installed: {listed}")).with_model(Some(ModelProblem {
+            kind: kind.as_str().to_string(),
+            name: Some(name.to_string()),
+            state: "other_kind".to_string(),
+            pull: None,
+            close: Vec::new(),
+            installed,
+        }))
+    })
 }
 
 /// Checks a single-file model's name (a directory under the models dir holding
@@ -79,6 +105,7 @@ pub fn require_model_file(field: &str, kind: ModelKind, name: &str, config: &Con
     if box_models::has(kind, name) {
         return Ok(());
     }
+    require_kind(field, kind, name, config)?;
     require_file_here(field, kind, name, config)
 }
 

@@ -42,8 +42,7 @@ const STAGE: StageName = StageName::Import;
 
 /// "a diffusion", "an upscale": a kind in a sentence.
 fn a_kind(kind: ModelKind) -> String {
-    let k = kind.as_str();
-    if k.starts_with(['a', 'e', 'i', 'o', 'u']) { format!("an {k}") } else { format!("a {k}") }
+    format!("{} {}", kind.article(), kind.as_str())
 }
 
 /// What an import did: the job's result (`import.json`) and the CLI's report.

@@ -322,6 +322,11 @@ pub fn say_with(
             super::inputs::require_installed("--voice", ModelKind::Tts, &name, config)?;
             return Err(e.into());
         }
+        // A model of another kind is said as one, not as "voice config not found".
+        Err(e @ TtsError::Voice { .. }) if req.voice.is_some() => {
+            super::inputs::require_kind("--voice", ModelKind::Tts, &name, config)?;
+            return Err(e.into());
+        }
         Err(e) => return Err(e.into()),
     };
     let opts = SpeechOptions {

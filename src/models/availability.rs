@@ -25,7 +25,7 @@ pub struct ModelProblem {
     /// `not_installed` (the catalog knows it: pull it), `unknown` (neither installed nor in
     /// the catalog), `gone` (imported here, its files since removed: import it again),
     /// `none_installed` (no model of the kind at all), `no_default` (several installed, none
-    /// chosen).
+    /// chosen), `other_kind` (a model of another kind: `installed` lists those of this one).
     pub state: String,
     /// What `reelbox pull` (or `POST /api/v1/models/pull`'s `name`) takes to install it.
     #[serde(skip_serializing_if = "Option::is_none")]

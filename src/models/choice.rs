@@ -40,13 +40,7 @@ impl ModelStore {
     pub fn set_default(&self, kind: ModelKind, name: &str) -> Result<ModelKind, ModelError> {
         let catalog = Catalog::of(self);
         let Some(model) = catalog.get(name) else { return Err(self.unknown(name)) };
-        if model.kind() != kind {
-            return Err(ModelError::WrongKind {
-                name: name.to_string(),
-                kind: model.kind().as_str(),
-                wanted: kind.as_str(),
-            });
-        }
+        catalog.refuse_other_kind(name, kind)?;
         if model.dir().is_none() {
             return Err(ModelError::NotInstalled { name: name.to_string() });
         }

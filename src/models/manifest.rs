@@ -57,6 +57,11 @@ impl ModelKind {
         }
     }
 
+    /// "a" or "an" before the kind's name in a sentence ("an upscale model").
+    pub fn article(self) -> &'static str {
+        if self.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+    }
+
     /// Parses a kind name.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {

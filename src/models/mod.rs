@@ -17,6 +17,7 @@ mod catalog;
 mod choice;
 pub mod convert;
 pub mod fetch;
+mod file_names;
 mod folders;
 mod hf;
 pub mod import;
@@ -27,8 +28,9 @@ pub mod piper;
 mod pull;
 
 pub use availability::{Availability, ModelProblem, repair_advice};
-pub use catalog::{Catalog, CatalogModel, Origin, strip_model_extension};
+pub use catalog::{Catalog, CatalogModel, Origin};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
+pub use file_names::{named_by_file, strip_model_extension};
 pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};
 
 /// Marker file in a model directory: when its files last matched their sha256s.
@@ -69,8 +71,9 @@ pub enum ModelError {
         "model {name} is under the licence {license:?}, which forbids commercial use; read it, then pull with `--accept-license` (asked once per model)"
     )]
     LicenseNotAccepted { name: String, license: String },
-    #[error("model {name} is a {kind} model, not {wanted}")]
-    WrongKind { name: String, kind: &'static str, wanted: &'static str },
+    /// A model of another kind where one of `wanted` is asked for ([`Catalog::refuse_other_kind`]).
+    #[error("{name:?} is {} {} model, not {}", .kind.article(), .kind.as_str(), .wanted.as_str())]
+    WrongKind { name: String, kind: ModelKind, wanted: ModelKind },
     #[error("cannot pull {name}: {source}")]
     DiskLow { name: String, source: crate::disk::DiskLow },
 }

@@ -171,3 +171,24 @@ pub fn max_diff(a: &[u8], b: &[u8]) -> u8 {
     assert_eq!(a.len(), b.len(), "pictures of one size");
     a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
 }
+
+/// The tiny SDXL fixture installed as `models/NAME` with the native size of a real SDXL base
+/// (its UNet's `sample_size` 128 × the VAE's 8 = 1024): the other files linked, so the
+/// listing and a request naming no size see a model trained at 1024, as
+/// `sd_xl_base_1.0.safetensors` imported is.
+pub fn sdxl_at_1024(models: &Path, name: &str) -> PathBuf {
+    let from = super::fixture("models/tiny-sdxl");
+    let dir = models.join(name);
+    std::fs::create_dir_all(dir.join("unet")).expect("model dir");
+    for entry in std::fs::read_dir(&from).expect("tiny-sdxl").flatten() {
+        if entry.file_name() != "unet" {
+            std::os::unix::fs::symlink(entry.path(), dir.join(entry.file_name())).expect("link");
+        }
+    }
+    std::os::unix::fs::symlink(from.join("unet/model.onnx"), dir.join("unet/model.onnx")).expect("link unet");
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(from.join("unet/config.json")).expect("unet config")).expect("json");
+    config["sample_size"] = json!(128);
+    std::fs::write(dir.join("unet/config.json"), config.to_string()).expect("unet config");
+    dir
+}

@@ -108,6 +108,39 @@ fn share_with_upscaler(home: &Path) -> PathBuf {
     share
 }
 
+/// The listing says how a request naming no size, steps or guidance draws each installed
+/// diffusion model, so a client can offer its own size: the web studio set 512 for an SDXL
+/// model the CLI draws at 1024.
+#[tokio::test]
+async fn the_listing_gives_a_diffusion_models_native_size_and_defaults_as_a_request_draws_them() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = tiny_sd_models(home.path());
+    common::byo::sdxl_at_1024(&models, "sdxl-base");
+    let d = daemon(home.path(), &models, None);
+    let http = reqwest::Client::new();
+    let list = get_json(&http, &d, "/api/v1/models").await;
+    let listed = |name: &str| {
+        let m = list["models"].as_array().expect("models").iter().find(|m| m["name"] == name).cloned();
+        m.unwrap_or_else(|| panic!("{name} not listed: {list}"))
+    };
+    for (name, side) in [("sdxl-base", 1024), ("tiny-sd", 64)] {
+        let m = listed(name);
+        assert_eq!((&m["native_width"], &m["native_height"]), (&json!(side), &json!(side)), "{m}");
+        // What a request naming none gets, as the image kind fills it in.
+        let (status, job) =
+            post_json(&http, &d, "/api/v1/images", json!({"prompt": "a red circle", "model": name})).await;
+        assert_eq!(status, 202, "{job}");
+        let p = &job["params"];
+        assert_eq!((&p["width"], &p["height"]), (&json!(side), &json!(side)), "{job}");
+        assert_eq!((&p["steps"], &p["guidance"]), (&m["default_steps"], &m["default_guidance"]), "{m} {job}");
+        let cancel = format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id"));
+        assert_eq!(post_json(&http, &d, &cancel, json!({})).await.0, 200);
+    }
+    // Other kinds have no picture size.
+    let others = list["models"].as_array().expect("models").iter().filter(|m| m["kind"] != "diffusion");
+    assert!(others.into_iter().all(|m| m.get("native_width").is_none()), "{list}");
+}
+
 #[tokio::test]
 async fn a_pull_is_a_queued_job_and_the_pulled_model_upscales() {
     let home = tempfile::tempdir().expect("tempdir");

@@ -245,6 +245,53 @@ async fn a_bad_graph_is_refused_with_errors_at_each_node() {
     assert_eq!(jobs["jobs"], json!([]));
 }
 
+/// A ComfyUI user's workflow names its checkpoint by the file they imported:
+/// `Realistic Vision V5.1 (fp16).safetensors` was refused `not in [...]` because the import
+/// had named the model `Realistic-Vision-V5.1--fp16-` and `/prompt` only stripped the folder
+/// and extension. The file name now finds the model its import named, under today's rule
+/// (runs of `-` joined, none at the ends) or the former one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_named_by_its_file_with_spaces_runs_the_model_its_import_named() {
+    let models = models_dir(false);
+    let home = tempfile::tempdir().expect("tempdir");
+    // Today's import of a file with spaces names it without runs of `-`.
+    let file = home.path().join("4x Ultra Sharp (1).onnx");
+    std::fs::copy(common::fixture("models/tiny-esrgan-x4/model.onnx"), &file).expect("copy");
+    let out = common::tools::run_ok(
+        common::tools::reelbox_cli(home.path(), models.path())
+            .args(["models", "import", "--kind", "upscale"])
+            .arg(&file),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("imported 4x-Ultra-Sharp-1 (upscale"), "{said}");
+    // Checkpoints imported under today's rule and under the former one.
+    let sd = common::fixture("models/tiny-sd");
+    for name in ["Realistic-Vision-V5.1-fp16", "Anything-V5--fp16-"] {
+        std::os::unix::fs::symlink(&sd, models.path().join(name)).expect("link");
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    for (ckpt, model) in [
+        ("SD1.5/Realistic Vision V5.1 (fp16).safetensors", "Realistic-Vision-V5.1-fp16"),
+        ("Anything V5 (fp16).ckpt", "Anything-V5--fp16-"),
+        ("SD1.5/tiny-sd.safetensors", "tiny-sd"),
+    ] {
+        let id = queue_prompt(&c, &d, json!({"prompt": default_workflow(ckpt, 2)})).await;
+        let job: Value =
+            c.get(d.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("job").json().await.expect("json");
+        assert_eq!(job["params"]["model"], model, "{ckpt}: {job}");
+        let entry = history_of(&c, &d, &id, Duration::from_secs(120)).await;
+        assert_eq!(entry["status"]["status_str"], "success", "{ckpt}: {entry}");
+    }
+    // A file no import named is still not in the list.
+    let g = default_workflow("Realistic Vision V6.0.safetensors", 2);
+    let resp = c.post(d.at("/prompt")).json(&json!({"prompt": g})).send().await.expect("post");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["node_errors"]["4"]["errors"][0]["type"], "value_not_in_list", "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_survives_a_restart_between_prompt_and_history() {
     let models = models_dir(false);

@@ -58,6 +58,7 @@ mod hf_hub;
 mod job_inputs;
 mod media;
 mod media_cli;
+mod model_kinds;
 mod models;
 mod openai_compat;
 mod openai_rejoin;

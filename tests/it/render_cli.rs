@@ -164,14 +164,15 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     }
 
     // `jobs show` of the film says what a filmmaker asks of it on one screen (it listed 330
-    // characters of artifact ids): the script, picture and voice, how long it took, the
+    // characters of artifact ids): the script, picture, models and voice, how long it took, the
     // film's length and size, its files by name, and how to save it.
     let out = reelbox(&d, dir.path(), &["jobs", "show", &id]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = |label: &str| shown.lines().find(|l| l.starts_with(label)).unwrap_or_default().to_string();
     assert!(line("script ").contains("A red circle rolls slowly") && line("script ").contains("(+5 lines)"), "{shown}");
-    assert!(line("picture ").contains("128x96, 25 fps, voice "), "{shown}");
+    assert!(line("picture ").contains("128x96, 25 fps"), "{shown}");
+    assert!(line("models ").contains("pictures tiny-sd, voice "), "{shown}");
     assert!(!line("took ").is_empty(), "{shown}");
     assert!(line("film ").contains("s, ") && line("film ").ends_with('B'), "length and size: {shown}");
     let files = line("files ");
@@ -446,4 +447,73 @@ async fn a_demo_without_a_daemon_names_no_address_that_dies_with_it() {
     assert_eq!(job["state"], "succeeded", "{job}");
     let films = get_json(&reqwest::Client::new(), &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
     assert!(films.as_array().is_some_and(|a| a.iter().any(|f| f["name"] == "film.mp4")), "{films}");
+}
+
+/// A film's lip-sync and upscale models are chosen from the CLI, and `jobs show` says which
+/// models made it: a render with `--upscale` quietly used the built-in demo upscaler though
+/// the user's own import was installed, and nothing but `--json` said so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_film_runs_the_lipsync_and_upscale_models_named_and_jobs_show_says_which_ran() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let models = models_dir(home);
+    // The built-in defaults as `reelbox setup` installs them, beside the user's imports.
+    let demo = common::source_tree().join("models/demo");
+    common::copy_dir(&demo.join("presenter"), &models.join("demo-presenter"));
+    common::copy_dir(&demo.join("upscaler"), &models.join("demo-upscaler"));
+    let fixtures = common::fixture("models");
+    common::tools::import_bare(home, &models, "wav2lip_gan", "lipsync", &fixtures.join("tiny-wav2lip"));
+    common::tools::import_bare(home, &models, "my-upscaler", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    let d = common::render::daemon(home, &models);
+    std::fs::write(home.join("anna.png"), portrait_png()).expect("portrait");
+    let anna = ["profiles", "create", "--name", "anna", "--portrait", "anna.png", "--face-box", "24,12,80,96"];
+    let made = reelbox(&d, home, &anna);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+
+    let models_flags = ["--lipsync-model", "wav2lip_gan", "--upscale", "--upscale-model", "my-upscaler"];
+    let out = render(&d, home, "Hello there.", &["--profile", "anna", "--voice", provision::JOE, "--json"])
+        .args(models_flags)
+        .args(["--fps", "10", "-o", "film.mp4"])
+        .output()
+        .expect("reelbox render");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said: Value = serde_json::from_slice(&out.stdout).expect("JSON line");
+    let id = said["job"].as_str().expect("job").to_string();
+    let job = get_json(&reqwest::Client::new(), &d, &format!("/api/v1/jobs/{id}")).await;
+    let p = &job["params"];
+    assert_eq!((&p["lipsync_model"], &p["upscale_model"]), (&json!("wav2lip_gan"), &json!("my-upscaler")), "{job}");
+    // The presenter was made at the film's size over the named upscaler's ×4 (the demo
+    // upscaler, the default, is ×2), and brought up to it.
+    for (name, size) in [("composed.mp4", (32, 24)), ("upscaled.mp4", (128, 96))] {
+        let bytes = common::render::artifact(&reqwest::Client::new(), &d, &id, name).await;
+        std::fs::write(home.join(name), bytes).expect("write");
+        let info = reelbox::media::ffprobe::probe(&home.join(name)).expect("ffprobe");
+        let video = info.video().expect("video");
+        assert_eq!((video.width, video.height), (Some(size.0), Some(size.1)), "{name}: {video:?}");
+    }
+
+    // `jobs show` names each model by what it made, within 80 columns.
+    let out = reelbox(&d, home, &["jobs", "show", &id]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("models ")).unwrap_or_else(|| panic!("no models line: {shown}"));
+    assert_eq!(
+        lines[at..at + 2],
+        ["models   pictures tiny-sd, voice en_US-joe-medium, lip-sync wav2lip_gan", "         upscale my-upscaler"],
+        "{shown}"
+    );
+    assert!(lines.iter().all(|l| l.chars().count() <= 80), "{shown}");
+
+    // A model of another kind is refused naming the flag typed; nothing is queued.
+    let out = render(&d, home, "Hello.", &["--upscale", "--upscale-model", "wav2lip_gan", "-o", "bad.mp4"])
+        .output()
+        .expect("reelbox render");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--upscale-model wav2lip_gan: \"wav2lip_gan\" is a lipsync model, not upscale; installed:"),
+        "{stderr}"
+    );
+    let jobs = get_json(&reqwest::Client::new(), &d, "/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs}");
 }

@@ -1,7 +1,9 @@
-//! The web studio's Picture and Speech views and its plain words for the daemon's refusals,
-//! in the tests' Chromium against the real daemon with the demo models (the harness of
-//! `web_studio`): a picture from the tiny demo model appears and downloads as a PNG of the
-//! asked size; a line is spoken, plays and downloads as WAV; a model that is not installed
+//! The web studio's Picture and Speech views, New film's model choices and its plain words
+//! for the daemon's refusals, in the tests' Chromium against the real daemon with the demo
+//! models (the harness of `web_studio`): a picture from the tiny demo model appears and
+//! downloads as a PNG of the asked size; picking a model picks its own size (1024 for
+//! SDXL); a film's lip-sync and upscale models are picked among the installed ones; a line
+//! is spoken, plays and downloads as WAV; a model that is not installed
 //! and a client key over its quota are said in one plain sentence with the daemon's own
 //! message under "Details".
 
@@ -20,7 +22,11 @@ use crate::web_studio::demo_models;
 
 /// A daemon over the demo models (demo-shapes, the joe voice) in `dir`.
 fn daemon(dir: &Path) -> DaemonProc {
-    let models = demo_models(dir);
+    daemon_over(dir, &demo_models(dir))
+}
+
+/// A daemon in `dir` over `models`.
+fn daemon_over(dir: &Path, models: &Path) -> DaemonProc {
     let runtime = provision::runtime();
     let env = [
         ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),
@@ -196,6 +202,99 @@ const CODES: &str = "const done = arguments[arguments.length - 1]; import('/web/
     {code: 'invalid_param', status: 400, field: 'model', message: 'model: worded otherwise',\
      model: {kind: 'upscale', name: 'realesrgan-x4', state: 'not_installed', pull: 'realesrgan-x4'}},\
   ].map(e => m.plainError(e).text)))";
+
+/// Picking a model picks the size it was trained at, as the CLI draws it: an SDXL model 1024
+/// on Picture and New film (the studio set 512 and offered nothing above 768), the demo
+/// model 256; on offer are the usual three sizes and each installed model's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn picking_an_sdxl_model_picks_its_own_size_1024_on_picture_and_new_film() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = demo_models(dir.path());
+    common::byo::sdxl_at_1024(&models, "sdxl-base");
+    let d = daemon_over(dir.path(), &models);
+    let http = reqwest::Client::new();
+    let b = browser(&dir.path().join("downloads")).await;
+    let c = &b.client;
+    for (route, model, size) in [("#/picture", "#pic-model", "#pic-size"), ("#/new", "#model", "#size")] {
+        go(c, &d, route, size).await;
+        let options = format!("return [...document.querySelectorAll('{size} option')].map(o => o.value)");
+        assert_eq!(js(c, &options).await, json!(["256", "512", "768", "1024"]), "{route}");
+        let picked = format!(
+            "const s = document.querySelector('{size}'); \
+             return [document.querySelector('{model}').value, s.value, s.selectedOptions[0].textContent]"
+        );
+        assert_eq!(js(c, &picked).await, json!(["demo-shapes", "256", "256 × 256 (fast)"]), "{route}");
+        find(c, model).await.select_by_value("sdxl-base").await.expect("pick SDXL");
+        let own = json!(["sdxl-base", "1024", "1024 × 1024 (the model's own size)"]);
+        assert_eq!(js(c, &picked).await, own, "{route}");
+        find(c, model).await.select_by_value("demo-shapes").await.expect("back to the demo");
+        assert_eq!(js(c, &picked).await, json!(["demo-shapes", "256", "256 × 256 (fast)"]), "{route}");
+    }
+    // The picture asked for is drawn at that size.
+    go(c, &d, "#/picture", "#pic-prompt").await;
+    find(c, "#pic-model").await.select_by_value("sdxl-base").await.expect("pick SDXL");
+    find(c, "#pic-prompt").await.send_keys("a red circle").await.expect("type");
+    both_shots(c, "picture-sdxl").await;
+    find(c, "form.picture-form button[type=submit]").await.click().await.expect("make it");
+    let job = wait_js(
+        c,
+        "the job",
+        "return document.querySelector('.picture-view .watch #percent') !== null",
+        Duration::from_secs(20),
+    );
+    job.await;
+    let jobs: Value = http.get(d.at("/api/v1/jobs?kind=image")).send().await.expect("jobs").json().await.expect("json");
+    let job = &jobs["jobs"][0];
+    let p = &job["params"];
+    assert_eq!((&p["model"], &p["width"], &p["height"]), (&json!("sdxl-base"), &json!(1024), &json!(1024)), "{job}");
+    let cancel = d.at(&format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id")));
+    assert_eq!(http.post(cancel).send().await.expect("cancel").status(), 200);
+}
+
+/// New film chooses its lip-sync and upscale models among the installed ones, the box's
+/// default picked: it had only an "Upscale" checkbox, so a user's imported wav2lip_gan and
+/// 4x-UltraSharp were never used while the built-in demo models were installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_film_picks_its_lipsync_and_upscale_models_among_the_installed_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = demo_models(dir.path());
+    common::copy_dir(&common::source_tree().join("models/demo/upscaler"), &models.join("demo-upscaler"));
+    let fixtures = common::fixture("models");
+    common::tools::import_bare(dir.path(), &models, "wav2lip_gan", "lipsync", &fixtures.join("tiny-wav2lip"));
+    common::tools::import_bare(dir.path(), &models, "4x-UltraSharp", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    let d = daemon_over(dir.path(), &models);
+    let http = reqwest::Client::new();
+    let b = browser(&dir.path().join("downloads")).await;
+    let c = &b.client;
+    go(c, &d, "#/new", "#upscale-model").await;
+    let choice = |id: &str| {
+        format!(
+            "const s = document.getElementById('{id}'); \
+             return [s.value, [...s.options].map(o => o.textContent)]"
+        )
+    };
+    let lipsync = js(c, &choice("lipsync-model")).await;
+    assert_eq!(lipsync, json!(["demo-presenter", ["demo-presenter (default)", "wav2lip_gan"]]));
+    let upscale = js(c, &choice("upscale-model")).await;
+    assert_eq!(upscale, json!(["demo-upscaler", ["4x-UltraSharp", "demo-upscaler (default)"]]));
+    find(c, "#lipsync-model").await.select_by_value("wav2lip_gan").await.expect("pick lip-sync");
+    find(c, "#upscale-model").await.select_by_value("4x-UltraSharp").await.expect("pick upscaler");
+    find(c, "form.film .checks input[type=checkbox]").await.click().await.expect("upscale the film");
+    both_shots(c, "new-film-models").await;
+    find(c, "form.film button[type=submit]").await.click().await.expect("render");
+    wait_js(c, "the watch view", "return location.hash.startsWith('#/watch/')", Duration::from_secs(20)).await;
+    let jobs: Value =
+        http.get(d.at("/api/v1/jobs?kind=render")).send().await.expect("jobs").json().await.expect("json");
+    let job = &jobs["jobs"][0];
+    let p = &job["params"];
+    assert_eq!(
+        (&p["lipsync_model"], &p["upscale_model"], &p["upscale"]),
+        (&json!("wav2lip_gan"), &json!("4x-UltraSharp"), &json!(true)),
+        "{job}"
+    );
+    let cancel = d.at(&format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id")));
+    assert_eq!(http.post(cancel).send().await.expect("cancel").status(), 200);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_is_spoken_in_the_page_and_downloads_as_wav_and_a_key_over_its_quota_is_said_plainly() {

@@ -9,7 +9,6 @@ use super::files::UploadNotFound;
 use super::nodes::reelbox_scheduler;
 use super::validate::{Node, PromptError, ValidGraph, error_obj, float_value, int_value};
 use crate::kinds::image::{ImageRequest, MAX_SEED};
-use crate::models::strip_model_extension;
 
 /// An output node and how its pictures are filed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -232,11 +231,11 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
                 &json!(text(sampler, input)),
             )
         })?;
-    let base = ckpt_name.rsplit(['/', '\\']).next().unwrap_or(&ckpt_name);
     let mut params = ImageRequest {
         prompt: Some(text(pos, "text")),
         negative_prompt: Some(text(neg, "text")),
-        model: Some(strip_model_extension(base).to_string()),
+        // The checked graph names the model itself (the file name a client sent is mapped).
+        model: Some(ckpt_name.clone()),
         steps: Some(wire(steps)),
         guidance: Some(cfg),
         scheduler: Some(scheduler.to_string()),

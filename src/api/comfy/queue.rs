@@ -93,7 +93,9 @@ pub async fn post_prompt(
             Some(field) => {
                 let (node, input) = compiled.roles.source_of(field);
                 let class_type = graph.nodes.get(&node).map_or("", |n| n.class_type.as_str());
-                let received = graph.nodes.get(&node).and_then(|n| n.inputs.get(input)).cloned().unwrap_or(Value::Null);
+                // As the client sent it (the checked graph holds a checkpoint's model name).
+                let received = prompt.get(&node).and_then(|n| n.get("inputs")).and_then(|i| i.get(input));
+                let received = received.cloned().unwrap_or(Value::Null);
                 ComfyError::from(input_error(
                     &node,
                     class_type,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::nodes::{InputKind, NodeSpec, SpecContext, is_optional, reelbox_scheduler, spec};
-use crate::models::strip_model_extension;
+use crate::models::named_by_file;
 
 /// A prompt that cannot run: the top-level error and the per-node ones.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,15 +96,13 @@ fn py_str(v: &Value) -> String {
     }
 }
 
-fn combo_accepts(input: &str, value: &str, choices: &[String]) -> bool {
-    if choices.iter().any(|c| c == value) {
-        return true;
-    }
-    // Checkpoints may be named as files ("tiny-sd.safetensors", "SD1.5/tiny-sd.ckpt").
-    input == "ckpt_name" && {
-        let base = value.rsplit(['/', '\\']).next().unwrap_or(value);
-        let stem = strip_model_extension(base);
-        choices.iter().any(|c| c == stem || c.eq_ignore_ascii_case(stem))
+/// The choice a combo's `value` means: itself, or for a checkpoint the model its file name
+/// names ("SD1.5/tiny-sd.ckpt", "Realistic Vision V5.1 (fp16).safetensors" for the model
+/// its import named `Realistic-Vision-V5.1-fp16`), as [`crate::models::Catalog::find`] says.
+fn combo_choice<'a>(input: &str, value: &str, choices: &'a [String]) -> Option<&'a String> {
+    match input {
+        "ckpt_name" => named_by_file(value, choices),
+        _ => choices.iter().find(|c| *c == value),
     }
 }
 
@@ -162,7 +160,7 @@ fn check_literal(name: &str, kind: &InputKind, v: &Value, config: &Value) -> Res
                 Value::Number(n) => n.to_string(),
                 _ => String::new(),
             };
-            if combo_accepts(name, &s, choices) {
+            if combo_choice(name, &s, choices).is_some() {
                 Ok(())
             } else {
                 Err(error_obj(
@@ -378,6 +376,18 @@ pub fn validate(prompt: &Value, ctx: &SpecContext) -> Result<ValidGraph, PromptE
     }
     if outputs.is_empty() {
         return Err(PromptError::top("prompt_no_outputs", "Prompt has no outputs", ""));
+    }
+    // From here a combo holds the choice it means (a checkpoint its model's name), so the
+    // compiled job names the model and two loaders of one file count as one checkpoint.
+    for (id, node_spec) in &specs {
+        let Some(node) = nodes.get_mut(id) else { continue };
+        for input in &node_spec.inputs {
+            let InputKind::Combo(choices) = &input.kind else { continue };
+            let Some(Value::String(value)) = node.inputs.get(input.name) else { continue };
+            if let Some(choice) = combo_choice(input.name, value, choices) {
+                node.inputs.insert(input.name.to_string(), json!(choice));
+            }
+        }
     }
     Ok(ValidGraph { nodes, outputs })
 }

@@ -177,7 +177,13 @@ pub fn resolve_model(config: &Config, requested: Option<&str>) -> Result<(String
         Some(name) => match catalog.find(ModelKind::Diffusion, name) {
             Some(m) => Ok((m.name().to_string(), None)),
             None if box_models::has(ModelKind::Diffusion, name) => Ok((name.to_string(), None)),
-            None => Err(super::model_not_found(name, "an installed diffusion model or preset")),
+            None => {
+                // A model of another kind is said as one (400), as the native routes say it.
+                catalog
+                    .refuse_other_kind(name, ModelKind::Diffusion)
+                    .map_err(|e| OpenAiError::param("model", e.to_string()))?;
+                Err(super::model_not_found(name, "an installed diffusion model or preset"))
+            }
         },
     }
 }

@@ -83,10 +83,9 @@ fn check_model(config: &Config, model: Option<&str>) -> Result<(), OpenAiError> 
         None | Some("") => Ok(()),
         Some(m) if is_openai_speech_model(m) => Ok(()),
         Some(m) if installed_voices(config).iter().any(|v| v == m) => Ok(()),
-        Some(m) => Err(super::model_not_found(
-            m,
-            "an OpenAI speech model (tts-1, tts-1-hd, gpt-4o-mini-tts) or an installed voice",
-        )),
+        Some(m) => Err(other_kind(config, "model", m).unwrap_or_else(|| {
+            super::model_not_found(m, "an OpenAI speech model (tts-1, tts-1-hd, gpt-4o-mini-tts) or an installed voice")
+        })),
     }
 }
 
@@ -98,6 +97,13 @@ fn installed_voices(config: &Config) -> Vec<String> {
     voices.sort();
     voices.dedup();
     voices
+}
+
+/// The 400 for `param` naming `name`, a model of another kind than a voice (an upscaler
+/// named as the voice), by the rule every model field applies.
+fn other_kind(config: &Config, param: &str, name: &str) -> Option<OpenAiError> {
+    let refused = Catalog::load(config).refuse_other_kind(name, ModelKind::Tts);
+    refused.err().map(|e| OpenAiError::param(param, e.to_string()))
 }
 
 /// Which installed Piper voice a request means.
@@ -126,6 +132,9 @@ pub fn resolve_voice(config: &Config, voice: &str, model: Option<&str>) -> Resul
             param: Some("voice".into()),
             ..OpenAiError::new(StatusCode::NOT_FOUND, "model_not_found", Catalog::no_default(config, ModelKind::Tts))
         });
+    }
+    if let Some(refused) = other_kind(config, "voice", voice) {
+        return Err(refused);
     }
     Err(OpenAiError::param(
         "voice",

@@ -25,7 +25,9 @@ mod local;
 mod params;
 
 pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
-pub use params::{ImageParams, ImageRequest, MAX_IMAGES, MAX_SEED, validate_params, wire_int};
+pub use params::{
+    DrawingDefaults, ImageParams, ImageRequest, MAX_IMAGES, MAX_SEED, drawing_defaults, validate_params, wire_int,
+};
 
 /// The `image` job kind. Models are opened per render: the engine's session cache keeps
 /// the sessions warm and decides when they unload, so nothing here pins them.

@@ -8,7 +8,7 @@ use ulid::Ulid;
 use crate::config::Config;
 use crate::kinds::ParamError;
 use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
-use crate::models::{Availability, Catalog, ModelKind};
+use crate::models::{Availability, Catalog, ModelKind, Tuning};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind};
@@ -107,7 +107,36 @@ fn request_error(e: DiffusionError) -> ParamError {
 
 /// Steps, guidance and scheduler a model is meant to run with when the request and
 /// preset say nothing: LCM and Turbo models need few steps and little or no guidance.
-fn model_defaults(info: &ModelInfo) -> (i64, f64, SchedulerChoice) {
+/// How a request naming no size, steps or guidance draws an installed diffusion model, as
+/// [`ImageRequest::resolve`] fills them in: `GET /api/v1/models` lists it, so a client (the
+/// web studio) offers a model the size it was trained at (1024 for SDXL).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DrawingDefaults {
+    /// The square side the model was trained at.
+    pub side: u32,
+    pub steps: u32,
+    pub guidance: f32,
+}
+
+/// [`DrawingDefaults`] of installed diffusion model `name` in `dir`; `None` when its
+/// configs do not read (a damaged model, whose request is refused saying why).
+pub fn drawing_defaults(config: &Config, name: &str, dir: &std::path::Path) -> Option<DrawingDefaults> {
+    let info = ModelInfo::inspect(dir).ok()?;
+    let (steps, guidance, _) = model_defaults(&info, Catalog::tuning_of(config, name));
+    Some(DrawingDefaults { side: info.native_size, steps: u32::try_from(steps).ok()?, guidance: guidance as f32 })
+}
+
+/// The steps, guidance and scheduler a request naming none uses: the model's own (LCM and
+/// Turbo models take few steps), its manifest's `[tuning]` steps and guidance over them.
+fn model_defaults(info: &ModelInfo, tuning: Option<Tuning>) -> (i64, f64, SchedulerChoice) {
+    let (steps, guidance, scheduler) = own_defaults(info);
+    match tuning {
+        Some(t) => (i64::from(t.steps), f64::from(t.guidance), scheduler),
+        None => (steps, guidance, scheduler),
+    }
+}
+
+fn own_defaults(info: &ModelInfo) -> (i64, f64, SchedulerChoice) {
     let fallback = SchedulerChoice { kind: SchedulerKind::DpmSolverMultistep, karras: true };
     let own = info.default_scheduler;
     if own.is_some_and(|c| c.kind == SchedulerKind::Lcm) {
@@ -173,7 +202,10 @@ impl ImageRequest {
             names => names,
         };
         let model = match &self.model {
-            Some(m) => m.clone(),
+            Some(m) => {
+                crate::kinds::inputs::require_kind("model", ModelKind::Diffusion, m, config)?;
+                m.clone()
+            }
             None => crate::kinds::inputs::default_model("model", ModelKind::Diffusion, config)?,
         };
         let info = match Catalog::installed_dir_of(config, ModelKind::Diffusion, &model) {
@@ -197,14 +229,11 @@ impl ImageRequest {
                 }
             })?,
         };
-        let (mut model_steps, mut model_guidance, model_scheduler) = model_defaults(&info);
         // A model's manifest may give its own steps and guidance (Turbo: 1–4, 0); presets follow it.
         let tuning = Catalog::tuning_of(config, &model);
+        let (model_steps, model_guidance, model_scheduler) = model_defaults(&info, tuning);
         let tuned = preset.as_ref().zip(tuning).map(|(p, t)| p.tuned(t.max_steps, t.guidance, model_scheduler.name()));
         let preset = tuned.as_ref().or(preset.as_ref());
-        if let Some(t) = tuning {
-            (model_steps, model_guidance) = (i64::from(t.steps), f64::from(t.guidance));
-        }
 
         let (pw, ph) = preset.map_or((info.native_size, info.native_size), |p| p.size_for(info.native_size));
         let max_side = i64::from(config.limits.max_image_side);

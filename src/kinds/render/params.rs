@@ -11,7 +11,7 @@ use crate::kinds::fields::{
     reject_unknown, string_field, u32_in,
 };
 use crate::kinds::image::{ImageRequest, MAX_SEED, wire_int};
-use crate::kinds::inputs::{default_model, face_detector, require_installed, require_model_file};
+use crate::kinds::inputs::{default_model, face_detector, require_installed, require_kind, require_model_file};
 use crate::kinds::{ParamError, ValidateCtx};
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::render::Layout;
@@ -202,7 +202,8 @@ impl RenderRequest {
         // render has that stage (left empty otherwise: no stage runs it).
         let model_for =
             |field: &str, v: Option<String>, kind: ModelKind, needed: bool| match v.filter(|s| !s.is_empty()) {
-                Some(name) => Ok(name),
+                // A model of another kind is refused even where no stage would run it.
+                Some(name) => require_kind(field, kind, &name, config).map(|()| name),
                 None if needed => default_model(field, kind, config),
                 None => Ok(Catalog::default_model(config, kind).unwrap_or_default()),
             };

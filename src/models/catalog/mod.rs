@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::availability::ModelProblem;
 use super::manifest::{Manifest, ModelKind};
-use super::{ModelEntry, ModelStore};
+use super::{ModelEntry, ModelError, ModelStore};
 use crate::config::Config;
 
 mod kept;
@@ -177,21 +177,20 @@ impl Catalog {
         self.installed(kind).map(|m| m.name().to_string()).collect()
     }
 
+    /// Refuses model `name` where a model of `wanted` is asked for and the catalog lists
+    /// `name` as another kind, installed or not (`"wav2lip_gan" is a lipsync model, not
+    /// upscale`): the one rule `reelbox models default` and every request's model field
+    /// apply. A name the catalog does not list passes (a folder whose files tell no kind).
+    pub fn refuse_other_kind(&self, name: &str, wanted: ModelKind) -> Result<(), ModelError> {
+        match self.get(name).map(CatalogModel::kind) {
+            Some(kind) if kind != wanted => Err(ModelError::WrongKind { name: name.to_string(), kind, wanted }),
+            _ => Ok(()),
+        }
+    }
+
     /// The directory of the installed model of `kind` named exactly `name`.
     pub fn installed_dir(&self, kind: ModelKind, name: &str) -> Option<PathBuf> {
         self.installed(kind).find(|m| m.name() == name).and_then(|m| m.dir()).map(Path::to_path_buf)
-    }
-
-    /// An installed model of `kind` by its name or a checkpoint-style alias: a file name
-    /// with an extension (`tiny-sd.safetensors`, `tiny-sd.ckpt`) or a subfolder path
-    /// (`SD1.5/tiny-sd.safetensors`), as ComfyUI and A1111 clients send them.
-    pub fn find(&self, kind: ModelKind, requested: &str) -> Option<&CatalogModel> {
-        if let Some(m) = self.installed(kind).find(|m| m.name() == requested) {
-            return Some(m);
-        }
-        let base = requested.rsplit(['/', '\\']).next().unwrap_or(requested);
-        let stem = strip_model_extension(base);
-        self.installed(kind).find(|m| m.name() == stem || m.name().eq_ignore_ascii_case(stem))
     }
 
     /// The model of `kind` a request naming none runs, and the one `models list` tags as
@@ -307,21 +306,15 @@ fn configured_default(kind: ModelKind, config: &Config) -> Option<String> {
     configured.filter(|n| !n.is_empty())
 }
 
-/// `name` without a checkpoint file extension.
-pub fn strip_model_extension(name: &str) -> &str {
-    const EXTS: [&str; 6] = [".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".onnx"];
-    EXTS.iter().find_map(|ext| name.strip_suffix(ext)).unwrap_or(name)
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const SHA: &str = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06";
 
     /// A models dir with a diffusion layout, a voice, an installer dir and an empty dir,
     /// and a manifest dir shipping `shipped-voice` and the installed `tiny-sd`.
-    fn fake() -> (tempfile::TempDir, ModelStore) {
+    pub(in crate::models) fn fake() -> (tempfile::TempDir, ModelStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let models = dir.path().join("models");
         let sd = models.join("tiny-sd");
@@ -379,17 +372,6 @@ mod tests {
         );
         assert_eq!(catalog.installed_names(ModelKind::Tts), ["en_US-joe-medium"]);
         assert!(catalog.get("tiny-sd").and_then(|m| m.manifest.as_ref()).is_some());
-    }
-
-    #[test]
-    fn checkpoint_file_names_find_the_model_directory() {
-        let (_dir, store) = fake();
-        let catalog = Catalog::of(&store);
-        for name in ["tiny-sd", "tiny-sd.safetensors", "SD1.5/tiny-sd.ckpt", "SD1.5\\tiny-sd.safetensors"] {
-            assert_eq!(catalog.find(ModelKind::Diffusion, name).map(CatalogModel::name), Some("tiny-sd"), "{name}");
-        }
-        assert!(catalog.find(ModelKind::Diffusion, "en_US-joe-medium").is_none());
-        assert!(catalog.find(ModelKind::Diffusion, "missing.safetensors").is_none());
     }
 
     #[test]

@@ -199,8 +199,18 @@ pub fn fused_of(dir: &Path) -> Option<String> {
 /// (`import::source_of` reads it back).
 pub(crate) const CONVERTED_FROM: &str = " converted from ";
 
-/// A name for a converted model from its file: the stem with other characters as `-`.
+/// A name for an imported model from its file: the stem with other characters as `-`, one
+/// `-` for a run of them and none at either end (`Realistic Vision V5.1 (fp16).safetensors`
+/// → `Realistic-Vision-V5.1-fp16`).
 pub fn default_name(input: &Path) -> String {
+    let name = former_default_name(input);
+    let parts: Vec<&str> = name.split('-').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() { "imported".into() } else { parts.join("-") }
+}
+
+/// The name [`default_name`] gave before it joined runs of `-` (`Realistic-Vision-V5.1--fp16-`):
+/// models imported then keep it, and a client naming their file still finds them.
+pub fn former_default_name(input: &Path) -> String {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let name: String =
         stem.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
@@ -407,7 +417,10 @@ mod tests {
     #[test]
     fn default_names_are_valid_model_names() {
         assert_eq!(default_name(Path::new("/x/4x-UltraSharp.pth")), "4x-UltraSharp");
-        assert_eq!(default_name(Path::new("wav2lip gan (1).pth")), "wav2lip-gan--1-");
+        assert_eq!(default_name(Path::new("wav2lip gan (1).pth")), "wav2lip-gan-1");
+        assert_eq!(default_name(Path::new("Realistic Vision V5.1 (fp16).safetensors")), "Realistic-Vision-V5.1-fp16");
+        assert_eq!(default_name(Path::new("(v2) ink--wash.ckpt")), "v2-ink-wash");
+        assert_eq!(former_default_name(Path::new("wav2lip gan (1).pth")), "wav2lip-gan--1-");
         assert_eq!(default_name(Path::new("/x/+++.pth")), "imported");
     }
 
