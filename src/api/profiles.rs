@@ -283,7 +283,7 @@ fn picture_model(state: &AppState, name: String) -> Result<Option<String>, ApiEr
 /// installed.
 fn known_model(state: &AppState, field: &str, kind: ModelKind, name: &str) -> Result<String, ApiError> {
     match Availability::of(&state.config, kind, name) {
-        refused @ (Availability::Unknown { .. } | Availability::Gone) => {
+        refused @ (Availability::Unknown { .. } | Availability::Gone { .. }) => {
             Err(ParamError::unavailable_model(field, kind, name, &refused).into())
         }
         Availability::Installed | Availability::Pullable { .. } => Ok(name.to_string()),

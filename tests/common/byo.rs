@@ -77,6 +77,16 @@ pub fn import_report(env: &Path, home: &Path, models: &Path, args: &[&str], path
     Ok(serde_json::from_slice(&out.stdout).expect("report JSON"))
 }
 
+/// The command `reelbox pull --force NAME` names as its fix for model `name`, which was
+/// imported on this box (no pull replaces it): `reelbox models import …`.
+pub fn import_again_command(home: &Path, models: &Path, name: &str) -> String {
+    let pull = super::tools::reelbox_cli(home, models).args(["pull", "--force", name]).output().expect("run reelbox");
+    let err = String::from_utf8_lossy(&pull.stderr);
+    assert!(!pull.status.success(), "a pull of {name} passed: {err}");
+    let command = err.split("import it again (`").nth(1).and_then(|c| c.split("`)").next());
+    command.unwrap_or_else(|| panic!("no import command in: {err}")).to_string()
+}
+
 /// A JSON file an import wrote (`conversion.json`, a scheduler config), parsed.
 pub fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

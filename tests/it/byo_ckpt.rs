@@ -15,7 +15,9 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::byo::{fixture_once, import_daemon, import_report as import, max_diff, read_json, render_rgb};
+use common::byo::{
+    fixture_once, import_again_command, import_daemon, import_report as import, max_diff, read_json, render_rgb,
+};
 use common::daemon::{is_final, post_json, wait_job};
 use common::tools::convert_pyenv;
 use reelbox::pipelines::diffusion::tokenizer::ClipTokenizer;
@@ -48,6 +50,12 @@ async fn single_file_checkpoints_convert_offline_and_render_like_their_diffusers
     assert!(vpred["self_check"]["max_abs_diff"].as_f64().expect("diff") <= 1e-3, "{vpred}");
     let sched = read_json(&models.join("sd1v/scheduler/scheduler_config.json"));
     assert_eq!(sched["prediction_type"], "v_prediction", "{sched}");
+    // Its fix imports it again with --prediction v (it came back epsilon); a guessed type
+    // is guessed alike again.
+    let again = import_again_command(h, m, "sd1v");
+    assert!(again.ends_with("--kind diffusion --name sd1v --prediction v"), "{again}");
+    let again = import_again_command(h, m, "sd1");
+    assert!(again.ends_with("--kind diffusion --name sd1"), "{again}");
 
     let daemon = import_daemon(h, &models, &env);
     let http = reqwest::Client::new();

@@ -195,6 +195,31 @@ pub fn fused_of(dir: &Path) -> Option<String> {
     Some(parts.join(" + "))
 }
 
+/// The `models import` flags that made the converted model in `dir`, read back from its
+/// `conversion.json`: `--lora FILE:SCALE` for each LoRA, `--fp16`, and `--prediction` when
+/// it was given (a guessed type is guessed alike again). `None` without a readable record.
+pub fn import_flags_of(dir: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let mut flags = Vec::new();
+    for l in record.get("loras").and_then(serde_json::Value::as_array).into_iter().flatten() {
+        let file = l.get("file")?.as_str()?;
+        // Kept as f32 (the request's type), so 0.7 reads back as 0.7, not 0.699999988.
+        let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0) as f32;
+        flags.extend(["--lora".to_string(), format!("{file}:{scale}")]);
+    }
+    if record.get("fp16").and_then(serde_json::Value::as_bool) == Some(true) {
+        flags.push("--fp16".into());
+    }
+    let details = record.get("details");
+    let given =
+        details.and_then(|d| d.get("prediction_from")).and_then(serde_json::Value::as_str) == Some("--prediction");
+    if given && let Some(p) = details.and_then(|d| d.get("prediction_type")).and_then(serde_json::Value::as_str) {
+        flags.extend(["--prediction".to_string(), if p == "v_prediction" { "v" } else { p }.to_string()]);
+    }
+    Some(flags)
+}
+
 /// What a converted model's manifest summary says before its source's path
 /// (`import::source_of` reads it back).
 pub(crate) const CONVERTED_FROM: &str = " converted from ";
