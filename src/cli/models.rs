@@ -289,6 +289,9 @@ fn verify(g: &Global, config: &Config, store: &ModelStore, name: Option<String>)
             if let Some(why) = &r.unusable {
                 println!("        does not load: {why}");
             }
+            if let Some(fix) = &r.fix {
+                println!("        fix: {fix}");
+            }
         }
     }
     let all_ok = reports.iter().all(|r| r.ok);

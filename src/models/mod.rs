@@ -26,7 +26,7 @@ pub mod manifest;
 pub mod piper;
 mod pull;
 
-pub use availability::{Availability, ModelProblem, repair_advice};
+pub use availability::{Availability, ModelProblem, refetch_advice, repair_advice};
 pub use catalog::{Catalog, CatalogModel, Origin, strip_model_extension};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
 pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};
@@ -183,6 +183,8 @@ pub struct VerifyReport {
     /// Why the model does not load, when its files match their sha256s but it fails the
     /// load check (an import of files that were never a model of its kind).
     pub unusable: Option<String>,
+    /// How to get the model whole again when it is not ok ([`refetch_advice`]).
+    pub fix: Option<String>,
 }
 
 /// The model manager over one models directory.
@@ -401,7 +403,8 @@ impl ModelStore {
         } else {
             let _ = std::fs::remove_file(&marker);
         }
-        Ok(VerifyReport { name: name.to_string(), ok, files, unusable })
+        let fix = (!ok).then(|| refetch_advice(self, name));
+        Ok(VerifyReport { name: name.to_string(), ok, files, unusable, fix })
     }
 
     /// Removes an installed model (directory and manifest); false if it was not installed.

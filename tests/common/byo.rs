@@ -153,13 +153,18 @@ pub async fn render_rgb(http: &reqwest::Client, d: &DaemonProc, model: &str, see
     img.into_raw()
 }
 
-/// Upscales a 32×24 test card with `model` in `d`; the upscale job once it has ended.
-pub async fn upscale_card(http: &reqwest::Client, d: &DaemonProc, model: &str) -> Value {
+/// A 32×24 test card made by `d`: its artifact id.
+pub async fn testcard_png(http: &reqwest::Client, d: &DaemonProc) -> String {
     let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "width": 32, "height": 24}});
     let (s, card) = post_json(http, d, "/api/v1/jobs", card).await;
     assert_eq!(s, 202, "{card}");
     let card = wait_job(http, d, card["id"].as_str().expect("id"), Duration::from_secs(30), is_final).await;
-    let png = card["stages"][0]["artifacts"][0].as_str().expect("testcard png").to_string();
+    card["stages"][0]["artifacts"][0].as_str().expect("testcard png").to_string()
+}
+
+/// Upscales a 32×24 test card with `model` in `d`; the upscale job once it has ended.
+pub async fn upscale_card(http: &reqwest::Client, d: &DaemonProc, model: &str) -> Value {
+    let png = testcard_png(http, d).await;
     let (s, job) = post_json(http, d, "/api/v1/upscale", json!({"input": png, "model": model})).await;
     assert_eq!(s, 202, "{job}");
     wait_job(http, d, job["id"].as_str().expect("id"), Duration::from_secs(60), is_final).await
