@@ -162,9 +162,11 @@ pub fn import_model(
         loras: p.loras.clone(),
         fp16: p.fp16,
         prediction: p.prediction.clone(),
+        kind: p.kind,
     };
     let forward = |c: ConvertProgress| progress(c.step, c.total, &c.message);
     let conv = convert::convert(config, &store, &req, &forward, canceled)?;
+    // The converter refuses another kind before exporting; this holds its result to it.
     if let Some(k) = p.kind
         && k != conv.kind
     {

@@ -16,7 +16,8 @@ use crate::common;
 use std::time::Duration;
 
 use common::byo::{
-    fixture_once, import_again_command, import_daemon, import_report as import, max_diff, read_json, render_rgb,
+    fixture_once, import_again_command, import_cmd, import_daemon, import_report as import, max_diff, read_json,
+    render_rgb,
 };
 use common::daemon::{is_final, post_json, wait_job};
 use common::tools::convert_pyenv;
@@ -102,6 +103,20 @@ fn a_checkpoint_that_does_not_fit_the_shipped_config_is_refused_naming_both() {
         .expect_err("wrong config");
     assert!(err.contains("tiny-sd1.safetensors") && err.contains("shipped v1-inference.yaml"), "{err}");
     assert!(!models.join("alone").exists() && !models.join(".staging/alone").exists(), "nothing installed");
+
+    // A checkpoint of another kind than --kind says was refused after its whole conversion
+    // (reference images, ONNX export); now as soon as the converter reads its keys.
+    let sd1 = src.join("tiny-sd1.safetensors");
+    let mut cmd = import_cmd(&env, home.path(), &models);
+    let out = cmd.args(["--kind", "upscale", "--name", "wrong"]).arg(&sd1).output().expect("run reelbox");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = format!("{}: is a diffusion model (stable-diffusion), not upscale", sd1.display());
+    assert!(!out.status.success() && err.contains(&said), "{err}");
+    assert!(
+        !err.contains("Stable Diffusion 1.x checkpoint") && !err.contains("exported"),
+        "refused before converting: {err}"
+    );
+    assert!(!models.join("wrong").exists() && !models.join(".staging/wrong").exists(), "nothing installed");
 }
 
 /// OpenAI CLIP's ids for the self-check's prompt (its `SimpleTokenizer`, as transformers).

@@ -87,6 +87,10 @@ pub struct ConvertRequest {
     /// A single-file checkpoint's prediction type (`epsilon`, `v_prediction`); guessed when unset.
     #[serde(default)]
     pub prediction: Option<String>,
+    /// The kind the user named: the converter refuses a checkpoint of another kind as soon
+    /// as it knows, before the export.
+    #[serde(default)]
+    pub kind: Option<ModelKind>,
 }
 
 /// A reference tensor the converter wrote: a raw little-endian f32 file and its shape.
@@ -294,6 +298,9 @@ pub fn convert(
     }
     if let Some(p) = &req.prediction {
         cmd.arg("--prediction").arg(p);
+    }
+    if let Some(k) = req.kind {
+        cmd.arg("--kind").arg(k.as_str());
     }
     let result = run_script(&mut cmd, &req.input, progress, canceled)?;
     conv.kind = ModelKind::parse(&result.kind).ok_or_else(|| ConvertError::Crashed {
