@@ -229,6 +229,15 @@ def convert_wav2lip(path, sd, out_dir, check_dir):
     return {"kind": "lipsync", "format": "wav2lip", "summary": "Wav2Lip generator", "details": {}, "check": check}
 
 
+def looks_like_vae(keys):
+    """A standalone VAE, as `models/vae/*.safetensors` (A1111, ComfyUI) hold one: only an
+    autoencoder's `encoder.`, `decoder.`, `quant_conv.` and `post_quant_conv.` weights (LDM or
+    diffusers names, maybe under `first_stage_model.`)."""
+    parts = {k.removeprefix("first_stage_model.").split(".")[0] for k in keys if isinstance(k, str)}
+    # (`loss.` is what a training checkpoint of one keeps beside them)
+    return {"decoder", "post_quant_conv"} <= parts <= {"encoder", "decoder", "quant_conv", "post_quant_conv", "loss"}
+
+
 def convert_file(args, loras):
     from wav2lip_arch import looks_like_wav2lip
 
@@ -246,6 +255,9 @@ def convert_file(args, loras):
         pipe, details = sd_single.load(path, sd, args)
         del sd
         return sd_export.convert_pipeline(path, pipe, args.out, args.check, details=details, loras=loras)
+    if looks_like_vae(keys) or (isinstance(inner, dict) and looks_like_vae(inner.keys())):
+        raise Refused(f"{path}: a standalone VAE (only an autoencoder's weights): not supported; a Stable Diffusion "
+                      "checkpoint carries its own VAE, so import the checkpoint")
     if loras:
         raise Refused(f"{path}: --lora applies to Stable Diffusion base models only")
     if args.prediction:

@@ -14,6 +14,7 @@ use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::model_import::{ImportRequest, import_model};
 use reelbox::models::convert::PyEnv;
+use reelbox::models::import::Via;
 
 use super::Global;
 
@@ -94,15 +95,16 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
         }
     });
     let canceled = || interrupted.load(Ordering::SeqCst);
-    let report = import_model(config, &engine, DeviceId::Cpu, &params, &progress, &canceled).map_err(|e| {
-        // Most refusals name the file already; say it once.
-        let path = params.path.display().to_string();
-        if e.to_string().contains(&path) {
-            anyhow::Error::new(e)
-        } else {
-            anyhow::Error::new(e).context(format!("cannot import {path}"))
-        }
-    })?;
+    let report =
+        import_model(config, &engine, DeviceId::Cpu, &params, Via::Cli, &progress, &canceled).map_err(|e| {
+            // Most refusals name the file already; say it once.
+            let path = params.path.display().to_string();
+            if e.to_string().contains(&path) {
+                anyhow::Error::new(e)
+            } else {
+                anyhow::Error::new(e).context(format!("cannot import {path}"))
+            }
+        })?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

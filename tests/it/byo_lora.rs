@@ -143,6 +143,15 @@ fn bad_loras_are_refused_naming_the_flag_and_the_file() {
         lora(&env, "other-arch.safetensors", ":1"),
         &["--lora", "other-arch.safetensors", "another architecture"],
     );
+    // A strong LoRA in float16 weights fails the self-check (2.2 on the UNet step; 3e-5 in
+    // float32): the refusal ended at "nothing was installed", saying nothing of --fp16.
+    let mut strong = lora(&env, "style-kohya.safetensors", ":10");
+    strong.push("--fp16".into());
+    refused(
+        "strong",
+        strong,
+        &["(allowed 2e-2); nothing was installed; float16 weights move this model too far: import it without --fp16"],
+    );
     let not_lora =
         fixture_once(&env, "make_byo_sd.py").join("tiny-sd-diffusers/unet/diffusion_pytorch_model.safetensors");
     refused(

@@ -89,6 +89,14 @@ async fn mistakes_are_refused_at_once_naming_the_flag_or_field_and_what_is_insta
     assert!(message.contains("already installed (kept as it is)"), "{message}");
     let jobs = get_json(&http, &d, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    // A folder's contents are its job's to check: its error named the CLI's flag (--kind),
+    // where the request sets the field "kind".
+    let (s, job) = post_json(&http, &d, "/api/v1/models/import", json!({"path": other})).await;
+    assert_eq!(s, 202, "{job}");
+    let job = wait_job(&http, &d, job["id"].as_str().expect("id"), Duration::from_secs(60), is_final).await;
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(job["state"] == "failed" && error.contains(r#"name the kind (the field "kind")"#), "{job}");
+    assert!(!error.contains("--kind"), "{error}");
     assert_eq!(std::fs::read(models.join("voice/voice.onnx")).expect("kept"), std::fs::read(&voice).expect("voice"));
 
     // `models rm` of a model a queued job names: it removed it, and the job failed later

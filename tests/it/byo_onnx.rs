@@ -132,7 +132,9 @@ async fn a_broken_models_job_error_gives_the_fix_for_where_it_came_from_and_veri
     std::fs::write(old.join("model.onnx"), SUBTITLES).expect("write");
     let store = reelbox::models::ModelStore::with_dirs(models.clone(), Vec::new(), Vec::new());
     let unchecked = |_: &reelbox::models::import::ImportPlan| Ok::<_, reelbox::models::ModelError>(());
-    store.import(&old, None, Some(reelbox::models::ModelKind::Upscale), unchecked).expect("import as before");
+    store
+        .import(&old, None, Some(reelbox::models::ModelKind::Upscale), reelbox::models::import::Via::Cli, unchecked)
+        .expect("import as before");
 
     // `models verify` said `ok old`: its files match what was imported.
     let out = reelbox_cli(home.path(), &models).args(["models", "verify", "old"]).output().expect("verify");
