@@ -239,7 +239,11 @@ fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode
                 human_bytes(m.size),
                 tags.join(","),
                 m.fused.clone().unwrap_or_else(|| "-".into()),
-                m.path.clone().unwrap_or_else(|| m.sources.first().cloned().unwrap_or_default()),
+                match (&m.imported_from, &m.path) {
+                    // Told apart from a catalog model of a like name (`wav2lip_gan`, `wav2lip-gan`).
+                    (Some(from), _) => format!("imported from {from}"),
+                    (None, path) => path.clone().unwrap_or_else(|| m.sources.first().cloned().unwrap_or_default()),
+                },
             ]
         })
         .collect();

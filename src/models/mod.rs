@@ -148,7 +148,8 @@ pub struct ModelEntry {
     pub size: u64,
     #[serde(flatten)]
     pub state: InstallState,
-    /// When the installed files last matched their sha256s (pull or verify), Unix ms.
+    /// When the installed files last matched their sha256s (a pull's or an import's install,
+    /// or `models verify`), Unix ms.
     pub verified_at: Option<Millis>,
     /// The model directory when installed.
     pub path: Option<PathBuf>,

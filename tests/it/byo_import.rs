@@ -84,7 +84,16 @@ fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check(
         run_ok(reelbox_cli(home.path(), &models).env("REELBOX_CONVERT_PYENV", &env).args(["models", "list", "--json"]));
     let list: Value = serde_json::from_slice(&listed.stdout).expect("list JSON");
     let entry = list["models"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "wav2lip-random").cloned());
-    assert_eq!(entry.map(|m| (m["kind"].clone(), m["state"].clone())), Some((json!("lipsync"), json!("installed"))));
+    let entry = entry.unwrap_or_else(|| panic!("wav2lip-random is not listed: {list}"));
+    assert_eq!((entry["kind"].as_str(), entry["state"].as_str()), (Some("lipsync"), Some("installed")), "{entry}");
+    // Where it came from, and that its files were checked (a conversion's were null).
+    let from = ckpt.join("wav2lip-random.pth").display().to_string();
+    assert_eq!(entry["imported_from"], from.as_str(), "{entry}");
+    assert!(entry["verified_at"].is_string(), "the self-check passed at install: {entry}");
+    let table = run_ok(reelbox_cli(home.path(), &models).args(["models", "list"]));
+    let table = String::from_utf8_lossy(&table.stdout);
+    let row = table.lines().find(|l| l.starts_with("wav2lip-random ")).unwrap_or_default();
+    assert!(row.contains(&format!("imported from {from}")), "{table}");
 }
 
 #[test]

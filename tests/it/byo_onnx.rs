@@ -105,6 +105,11 @@ async fn onnx_imports_load_before_they_install_and_an_upscaler_of_any_file_name_
         .collect();
     files.retain(|f| !f.starts_with('.'));
     assert_eq!(files, ["model.onnx"], "only the model is copied");
+    // The list said its install folder, as for any model: now where it was imported from.
+    let list = run_ok(reelbox_cli(home.path(), &models).args(["models", "list"]));
+    let list = text(&list.stdout);
+    let row = list.lines().find(|l| l.starts_with("esr ")).unwrap_or_default();
+    assert!(row.contains(&format!("imported from {}", esr.display())), "{list}");
 
     // The file itself, as someone who downloaded it tries first: it was refused as "a
     // Piper voice X.onnx with X.onnx.json beside it", whatever --kind said.

@@ -88,8 +88,12 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>, via: Via) 
 const IMPORTED_FROM: &str = "imported from ";
 
 /// Where an imported model came from, as its manifest's summary says (`imported from
-/// PATH`, or a conversion's `… converted from PATH`); `None` for a pulled model.
+/// PATH`, or a conversion's `… converted from PATH`); `None` for a catalog model, whose
+/// manifest names sources (and whose summary may say anything).
 pub fn source_of(m: &Manifest) -> Option<&str> {
+    if !m.sources.is_empty() {
+        return None;
+    }
     m.summary
         .strip_prefix(IMPORTED_FROM)
         .or_else(|| m.summary.rsplit_once(super::super::convert::CONVERTED_FROM).map(|(_, path)| path))
