@@ -252,7 +252,7 @@ pub fn convert(
     canceled: &dyn Fn() -> bool,
 ) -> Result<Conversion, ConvertError> {
     let env = PyEnv::for_config(config);
-    env.ensure(&|line| progress(ConvertProgress { step: 0, total: 0, message: line.to_string() }))?;
+    env.ensure(&|line| progress(ConvertProgress { step: 0, total: 0, message: line.to_string() }), canceled)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ConvertError::Io { path: path.clone(), source }
