@@ -37,6 +37,15 @@ def progress(step, total, message):
     print(f"PROGRESS {step} {total} {message}", flush=True)
 
 
+def expect_kind(path, wanted, kind, fmt):
+    """Refuses a checkpoint of another kind than --kind said as soon as its kind is known,
+    before the export (minutes for a real Stable Diffusion), in the words reelbox uses for a
+    result of another kind."""
+    if wanted and wanted != kind:
+        a = "an" if kind[0] in "aeiou" else "a"
+        raise Refused(f"{path}: is {a} {kind} model ({fmt}), not {wanted}")
+
+
 def setup_torch():
     import torch
 
@@ -146,7 +155,7 @@ def halve_weights(out_dir):
                         location="model.onnx_data", size_threshold=1024)
 
 
-def convert_upscaler(path, sd, out_dir, check_dir):
+def convert_upscaler(path, sd, out_dir, check_dir, kind=None):
     torch = setup_torch()
     import spandrel
 
@@ -163,6 +172,7 @@ def convert_upscaler(path, sd, out_dir, check_dir):
         raise Refused(f"{path}: {desc.architecture.name} is not an RGB image-to-image model")
     if desc.scale < 1:
         raise Refused(f"{path}: {desc.architecture.name} has scale {desc.scale}")
+    expect_kind(path, kind, "upscale", desc.architecture.name)
     progress(1, 3, f"loaded {desc.architecture.name} x{desc.scale}")
     model = desc.model.eval().float()
     req = desc.size_requirements
@@ -219,6 +229,15 @@ def convert_wav2lip(path, sd, out_dir, check_dir):
     return {"kind": "lipsync", "format": "wav2lip", "summary": "Wav2Lip generator", "details": {}, "check": check}
 
 
+def looks_like_vae(keys):
+    """A standalone VAE, as `models/vae/*.safetensors` (A1111, ComfyUI) hold one: only an
+    autoencoder's `encoder.`, `decoder.`, `quant_conv.` and `post_quant_conv.` weights (LDM or
+    diffusers names, maybe under `first_stage_model.`)."""
+    parts = {k.removeprefix("first_stage_model.").split(".")[0] for k in keys if isinstance(k, str)}
+    # (`loss.` is what a training checkpoint of one keeps beside them)
+    return {"decoder", "post_quant_conv"} <= parts <= {"encoder", "decoder", "quant_conv", "post_quant_conv", "loss"}
+
+
 def convert_file(args, loras):
     from wav2lip_arch import looks_like_wav2lip
 
@@ -229,17 +248,22 @@ def convert_file(args, loras):
         sd = inner  # an LDM training checkpoint: {"state_dict": ..., "global_step": ...}
     keys = list(sd.keys())
     if any(isinstance(k, str) and k.startswith("model.diffusion_model.") for k in keys):
+        expect_kind(path, args.kind, "diffusion", "stable-diffusion")
         import sd as sd_export
         import sd_single
 
         pipe, details = sd_single.load(path, sd, args)
         del sd
         return sd_export.convert_pipeline(path, pipe, args.out, args.check, details=details, loras=loras)
+    if looks_like_vae(keys) or (isinstance(inner, dict) and looks_like_vae(inner.keys())):
+        raise Refused(f"{path}: a standalone VAE (only an autoencoder's weights): not supported; a Stable Diffusion "
+                      "checkpoint carries its own VAE, so import the checkpoint")
     if loras:
         raise Refused(f"{path}: --lora applies to Stable Diffusion base models only")
     if args.prediction:
         raise Refused(f"{path}: --prediction applies to Stable Diffusion checkpoints only")
     if looks_like_wav2lip(keys) or (isinstance(sd.get("state_dict"), dict) and looks_like_wav2lip(sd["state_dict"].keys())):
+        expect_kind(path, args.kind, "lipsync", "wav2lip")
         return convert_wav2lip(path, sd, args.out, args.check)
     if any(".lora_down." in k or ".lora_A." in k or k.startswith("lora_") for k in keys if isinstance(k, str)):
         raise Refused(f"{path}: is a LoRA; import its base model with --lora {os.path.basename(path)}")
@@ -247,7 +271,7 @@ def convert_file(args, loras):
         sd = sd.get("params_ema") or sd["params"]
     if not all(hasattr(v, "shape") for v in sd.values()):
         raise Refused(f"{path}: unknown model format (no tensors at the top level)")
-    return convert_upscaler(path, sd, args.out, args.check)
+    return convert_upscaler(path, sd, args.out, args.check, args.kind)
 
 
 def parse_lora(text):
@@ -267,6 +291,7 @@ def main():
     ap.add_argument("--lora", action="append", default=[], help="FILE:SCALE")
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--prediction", choices=["epsilon", "v_prediction"], help="a single file's prediction type")
+    ap.add_argument("--kind", help="the kind reelbox was told (diffusion, lipsync, upscale): another is refused")
     ap.add_argument("--models", help="the models dir (installed tokenizers a single file may use)")
     ap.add_argument("--parent", type=int, help="reelbox's pid: the converter ends when it does")
     args = ap.parse_args()
@@ -278,6 +303,7 @@ def main():
         if os.path.isdir(args.input):
             if not os.path.isfile(os.path.join(args.input, "model_index.json")):
                 raise Refused(f"{args.input}: a directory that is neither a diffusers folder nor an ONNX layout")
+            expect_kind(args.input, args.kind, "diffusion", "stable-diffusion")
             import sd
 
             result = sd.convert_folder(args, loras)

@@ -189,11 +189,39 @@ def safetensors_source(path, sd, work):
     return src
 
 
-def load_error(path, what, e):
-    """A loading failure as a refusal naming the file and what it was read as."""
+def diffusers_words(e):
+    """What diffusers said when a file does not fit its config, the part that says what does
+    not fit, in one line: a weight's size in the file and in the config (without the advice to
+    load random weights in its place, which is never what an import wants), else the first
+    sentence of its message."""
+    text = re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", " ".join(str(e).split()))
+    m = re.match(r"Cannot load .*?because (\S+) expected shape (\S+(?: \S+)*?), but got (.+?)\. ", text + " ")
+    if m:
+        return f"its {m[1]} is {m[3]} in the file, {m[2]} in the config"
+    m = re.match(r"Cannot load (\S+) because it has shape (.+?) in the checkpoint but shape (.+?) in ", text)
+    if m:
+        return f"its {m[1]} is {m[2]} in the file, {m[3]} in the config"
+    if isinstance(e, KeyError):
+        return f"the config needs a weight the file does not have ({text})"
+    first = re.split(r"(?<=[.!?]) ", text, maxsplit=1)[0]
+    if len(first) > 400:
+        # a list of weights: the first of them say what it is about
+        first = first[:400].rsplit(", ", 1)[0] + ", …"
+    return f"{type(e).__name__}: {first}"
+
+
+def load_error(path, label, yaml_path, yaml_from, e):
+    """A loading failure as a refusal naming the file, the config it was read with and what
+    does not fit. Without its own config beside it, the shipped one was a guess: its original
+    `X.yaml` (A1111's convention) is what fits it."""
     if isinstance(e, Refused):
         return e
-    return Refused(f"{path}: does not load as {what} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+    why = diffusers_words(e)
+    if yaml_from.startswith("shipped"):
+        beside = os.path.basename(os.path.splitext(path)[0] + ".yaml")
+        return Refused(f"{path}: does not fit the shipped {label} config ({os.path.basename(yaml_path)}): {why}; put "
+                       f"the model's original config beside it as {beside} (A1111's convention)")
+    return Refused(f"{path}: does not load as {label} with its config {yaml_path} ({why})")
 
 
 def load(path, sd, args):
@@ -243,7 +271,7 @@ def load(path, sd, args):
                 src, original_config=yaml_path, config=cfg, local_files_only=True, torch_dtype=torch.float32,
                 safety_checker=None, requires_safety_checker=False)
         except Exception as e:  # noqa: BLE001 - any failure means the file does not fit its config
-            raise load_error(path, f"Stable Diffusion {fam[1]}.x with {yaml_from}", e)
+            raise load_error(path, f"SD {fam[1]}.x", yaml_path, yaml_from, e)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.prediction:

@@ -141,7 +141,7 @@ def load(path, sd, args):
             pipe = diffusers.StableDiffusionXLPipeline.from_single_file(
                 src, config=cfg, local_files_only=True, torch_dtype=torch.float32, add_watermarker=False)
         except Exception as e:  # noqa: BLE001 - any failure means the file does not fit its config
-            raise load_error(path, f"Stable Diffusion XL with {yaml_from}", e)
+            raise load_error(path, "SDXL", yaml_path, yaml_from, e)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.prediction:

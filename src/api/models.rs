@@ -41,7 +41,8 @@ pub struct ModelView {
     /// What is wrong with a damaged model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
-    /// When the files last matched their sha256s (RFC 3339).
+    /// When the files last matched their sha256s (RFC 3339): a pull's or an import's install
+    /// (a conversion's once its self-check passed), or `reelbox models verify`.
     pub verified_at: Option<String>,
     /// The model directory when installed.
     pub path: Option<String>,
@@ -82,6 +83,10 @@ pub struct ModelView {
     /// The guidance an installed diffusion model draws with when a request names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_guidance: Option<f32>,
+    /// Where a model imported on this box came from: the file or folder `models import` was
+    /// given (absent for the catalog's models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
 }
 
 fn yes() -> bool {
@@ -140,6 +145,7 @@ impl From<&CatalogModel> for ModelView {
             cpu: m.manifest.as_ref().is_none_or(|mf| mf.runs_on_cpu()),
             default: false,
             fused: e.path.as_deref().and_then(crate::models::convert::fused_of),
+            imported_from: m.manifest.as_ref().and_then(crate::models::import::source_of).map(str::to_owned),
             boxes: Vec::new(),
             native_width: None,
             native_height: None,
@@ -175,6 +181,7 @@ impl From<&LiveModel> for ModelView {
             native_height: None,
             default_steps: None,
             default_guidance: None,
+            imported_from: None,
         }
     }
 }

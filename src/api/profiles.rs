@@ -284,7 +284,7 @@ fn picture_model(state: &AppState, name: String) -> Result<Option<String>, ApiEr
 fn known_model(state: &AppState, field: &str, kind: ModelKind, name: &str) -> Result<String, ApiError> {
     crate::kinds::inputs::require_kind(field, kind, name, &state.config)?;
     match Availability::of(&state.config, kind, name) {
-        refused @ (Availability::Unknown { .. } | Availability::Gone) => {
+        refused @ (Availability::Unknown { .. } | Availability::Gone { .. }) => {
             Err(ParamError::unavailable_model(field, kind, name, &refused).into())
         }
         Availability::Installed | Availability::Pullable { .. } => Ok(name.to_string()),

@@ -246,7 +246,11 @@ async fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<Ex
                 human_bytes(m.size),
                 tags.join(","),
                 m.fused.clone().unwrap_or_else(|| "-".into()),
-                m.path.clone().unwrap_or_else(|| m.sources.first().cloned().unwrap_or_default()),
+                match (&m.imported_from, &m.path) {
+                    // Told apart from a catalog model of a like name (`wav2lip_gan`, `wav2lip-gan`).
+                    (Some(from), _) => format!("imported from {from}"),
+                    (None, path) => path.clone().unwrap_or_else(|| m.sources.first().cloned().unwrap_or_default()),
+                },
             ];
             if with_boxes {
                 row.insert(3, if on.is_empty() { "-".into() } else { on });
@@ -329,6 +333,9 @@ fn verify(g: &Global, config: &Config, store: &ModelStore, name: Option<String>)
             }
             if let Some(why) = &r.unusable {
                 println!("        does not load: {why}");
+            }
+            if let Some(fix) = &r.fix {
+                println!("        fix: {fix}");
             }
         }
     }

@@ -14,6 +14,7 @@ use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
 use reelbox::kinds::model_import::{ImportRequest, import_model};
 use reelbox::models::convert::PyEnv;
+use reelbox::models::import::Via;
 
 use super::Global;
 
@@ -50,9 +51,23 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
             eprintln!("{line}");
         }
     };
+    // Ctrl-C reaches pip and the converter too (one process group); caught here, it ends the
+    // import the way a canceled job ends, removing the staging folder (gigabytes for a real
+    // SD) or the half-made conversion environment. A second Ctrl-C ends reelbox at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("reelbox: interrupted; stopping the import (Ctrl-C again to quit at once)");
+        }
+    });
+    let canceled = || interrupted.load(Ordering::SeqCst);
     if args.prepare_env {
         let env = PyEnv::for_config(config);
-        env.ensure(&log)?;
+        env.ensure(&log, &canceled)?;
         println!("{}", env.dir().display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -80,29 +95,16 @@ pub fn run(g: &Global, config: &Config, args: ImportArgs) -> anyhow::Result<Exit
             log(message);
         }
     };
-    // Ctrl-C reaches the converter too (one process group); caught here, it ends the import
-    // the way a canceled job ends, removing the staging folder (gigabytes for a real SD).
-    // A second Ctrl-C ends reelbox at once.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
+    let report =
+        import_model(config, &engine, DeviceId::Cpu, &params, Via::Cli, &progress, &canceled).map_err(|e| {
+            // Most refusals name the file already; say it once.
+            let path = params.path.display().to_string();
+            if e.to_string().contains(&path) {
+                anyhow::Error::new(e)
+            } else {
+                anyhow::Error::new(e).context(format!("cannot import {path}"))
             }
-            eprintln!("reelbox: interrupted; stopping the import (Ctrl-C again to quit at once)");
-        }
-    });
-    let canceled = || interrupted.load(Ordering::SeqCst);
-    let report = import_model(config, &engine, DeviceId::Cpu, &params, &progress, &canceled).map_err(|e| {
-        // Most refusals name the file already; say it once.
-        let path = params.path.display().to_string();
-        if e.to_string().contains(&path) {
-            anyhow::Error::new(e)
-        } else {
-            anyhow::Error::new(e).context(format!("cannot import {path}"))
-        }
-    })?;
+        })?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

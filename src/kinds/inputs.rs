@@ -116,8 +116,10 @@ fn require_file_here(field: &str, kind: ModelKind, name: &str, config: &Config) 
         return Ok(());
     }
     require_installed(field, kind, name, config)?;
-    // The catalog sees the model's folder, but its graph is gone.
-    Err(ParamError::new(field, format!("model {name:?} is not installed (no {})", file.display())))
+    // The catalog sees the model's folder, but its graph is gone: the fix fits where the
+    // model came from, as a job's missing file says it (`EngineError::model_missing`).
+    let fix = crate::models::repair_advice(config, &file).map(|f| format!("; fix: {f}")).unwrap_or_default();
+    Err(ParamError::new(field, format!("model {name:?} is not installed (no {}){fix}", file.display())))
 }
 
 /// The file of single-file model `name` (named by `field`) for a running stage. Checked at

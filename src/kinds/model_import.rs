@@ -18,7 +18,8 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::models::convert::{self, Conversion, ConvertError, ConvertProgress, ConvertRequest};
-use crate::models::{ModelError, ModelKind, ModelStore, import};
+use crate::models::import::{self, Via};
+use crate::models::{ModelError, ModelKind, ModelStore};
 use crate::pipelines::diffusion::DiffusionError;
 use crate::pipelines::lipsync::{LipsyncError, model::Wav2Lip};
 use crate::pipelines::upscale::{UpscaleError, Upscaler};
@@ -39,6 +40,17 @@ pub const FP32_TOLERANCE: f32 = 1e-3;
 /// per layer; through a 4-step image that stays well inside this bound (README).
 pub const FP16_TOLERANCE: f32 = 2e-2;
 const STAGE: StageName = StageName::Import;
+
+/// What a self-check failed with `--fp16` ends with: the rounding to float16 moved the model
+/// too far (strong LoRAs fused in make weights it holds less closely); in float32 it is held
+/// to the float32 bound instead.
+fn fp16_mismatch(via: Via) -> String {
+    let off = match via {
+        Via::Cli => "without --fp16".to_string(),
+        Via::Api => format!("with {}", via.set("fp16", "false")),
+    };
+    format!("; float16 weights move this model too far: import it {off}")
+}
 
 /// "a diffusion", "an upscale": a kind in a sentence.
 fn a_kind(kind: ModelKind) -> String {
@@ -84,10 +96,18 @@ pub enum ImportError {
     #[error("the converted model does not run in reelbox's diffusion pipeline")]
     Diffusion(#[from] DiffusionError),
     #[error(
-        "{}: the converted model differs from PyTorch by {max_abs_diff:e} on {compared} (allowed {tolerance:e}); nothing was installed",
-        .input.display()
+        "{}: the converted model differs from PyTorch by {max_abs_diff:e} on {compared} (allowed {tolerance:e}); nothing was installed{}",
+        .input.display(),
+        .fp16.map(fp16_mismatch).unwrap_or_default()
     )]
-    Mismatch { input: PathBuf, compared: String, max_abs_diff: f32, tolerance: f32 },
+    Mismatch {
+        input: PathBuf,
+        compared: String,
+        max_abs_diff: f32,
+        tolerance: f32,
+        /// Where an import with float16 weights was asked for (`None`: float32).
+        fp16: Option<Via>,
+    },
     #[error("{}: {reason}", .input.display())]
     Refused { input: PathBuf, reason: String },
     /// Ready ONNX files that do not load as a model of the kind they were given as.
@@ -112,12 +132,14 @@ impl Failure for ImportError {
 }
 
 /// Imports `p` into the configured models dir: copies ready layouts, converts and checks
-/// checkpoints. `progress` gets (step, total, message); `canceled` is polled.
+/// checkpoints. `via` is where it was asked for (its refusals name that one's options);
+/// `progress` gets (step, total, message); `canceled` is polled.
 pub fn import_model(
     config: &Config,
     engine: &Engine,
     device: DeviceId,
     p: &ImportParams,
+    via: Via,
     progress: &dyn Fn(u64, u64, &str),
     canceled: &dyn Fn() -> bool,
 ) -> Result<ImportReport, ImportError> {
@@ -132,7 +154,7 @@ pub fn import_model(
     }
     if !import::needs_conversion(&p.path) && p.loras.is_empty() && !p.fp16 && p.prediction.is_none() {
         // Loaded where it lies before a byte is copied: installed means usable.
-        let plan = store.import(&p.path, p.name.as_deref(), p.kind, |plan| {
+        let plan = store.import(&p.path, p.name.as_deref(), p.kind, via, |plan| {
             progress(0, 0, &format!("loading {} as {} model", plan.load_from.display(), a_kind(plan.manifest.kind)));
             check_loads(engine, device, plan.manifest.kind, &plan.load_from).map_err(|source| ImportError::Unusable {
                 input: p.path.clone(),
@@ -161,9 +183,11 @@ pub fn import_model(
         loras: p.loras.clone(),
         fp16: p.fp16,
         prediction: p.prediction.clone(),
+        kind: p.kind,
     };
     let forward = |c: ConvertProgress| progress(c.step, c.total, &c.message);
     let conv = convert::convert(config, &store, &req, &forward, canceled)?;
+    // The converter refuses another kind before exporting; this holds its result to it.
     if let Some(k) = p.kind
         && k != conv.kind
     {
@@ -186,6 +210,7 @@ pub fn import_model(
             compared: check.compared,
             max_abs_diff: check.max_abs_diff,
             tolerance: check.tolerance,
+            fp16: p.fp16.then_some(via),
         });
     }
     progress(0, 0, &format!("self-check passed: largest difference {:e} on {}", check.max_abs_diff, check.compared));
@@ -316,7 +341,8 @@ impl TypedKind for ModelImport {
                 run.sink.progress(step, total, Some(message));
             }
         };
-        let report = import_model(run.config, run.engine, run.device, p, &progress, &|| run.cancel.is_cancelled())?;
+        let canceled = || run.cancel.is_cancelled();
+        let report = import_model(run.config, run.engine, run.device, p, Via::Api, &progress, &canceled)?;
         run.sink.log("info", &format!("{} installed at {}", report.name, report.dir.display()));
         if !report.left_out.is_empty() {
             run.sink.log("info", &format!("left out (not part of the model): {}", report.left_out.join(", ")));
@@ -325,5 +351,28 @@ impl TypedKind for ModelImport {
             .map_err(|e| StageError::context("cannot encode the import report", e))?;
         run.sink.put_artifact("import.json", "application/json", &bytes)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_float16_mismatch_says_to_import_without_fp16_as_the_asker_sets_it() {
+        let mismatch = |fp16| ImportError::Mismatch {
+            input: PathBuf::from("/m/sd"),
+            compared: "a tile".into(),
+            max_abs_diff: 2.2,
+            tolerance: FP16_TOLERANCE,
+            fp16,
+        };
+        let said = |fp16| mismatch(fp16).to_string();
+        assert!(
+            said(Some(Via::Cli))
+                .ends_with("nothing was installed; float16 weights move this model too far: import it without --fp16")
+        );
+        assert!(said(Some(Via::Api)).ends_with(r#"import it with "fp16": false"#), "{}", said(Some(Via::Api)));
+        assert!(said(None).ends_with("nothing was installed"), "{}", said(None));
     }
 }

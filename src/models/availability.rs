@@ -8,8 +8,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::catalog::Catalog;
-use super::manifest::{self, Manifest, ModelKind};
-use super::{ModelStore, import, piper};
+use super::manifest::{self, ModelKind};
+use super::{ModelStore, convert, import, piper};
 use crate::config::Config;
 
 /// A model a request cannot run, as data beside the refusal's sentence (the API error's
@@ -78,8 +78,8 @@ pub enum Availability {
     /// for and the Piper voice index was never fetched here (any Piper voice is "unknown").
     Unknown { close: Vec<String>, installed: Vec<String>, no_voice_index: bool },
     /// Imported on this box (its manifest is here, naming no sources) and its files are
-    /// gone: nothing pulls it, it is imported again.
-    Gone,
+    /// gone: nothing pulls it, it is imported again, as `again` says.
+    Gone { again: String },
 }
 
 impl Availability {
@@ -95,7 +95,11 @@ impl Availability {
         let mut known: Vec<String> =
             catalog.models().iter().filter(|m| m.kind() == kind).map(|m| m.name().into()).collect();
         if known.iter().any(|k| k == name) {
-            return if store.can_pull(name) { Self::Pullable { pull: name.to_string() } } else { Self::Gone };
+            return if store.can_pull(name) {
+                Self::Pullable { pull: name.to_string() }
+            } else {
+                Self::Gone { again: import_again(&store, name) }
+            };
         }
         let mut no_voice_index = false;
         if kind == ModelKind::Tts {
@@ -125,7 +129,7 @@ impl Availability {
             Self::Unknown { close, installed, .. } => {
                 Some(ModelProblem { close: close.clone(), installed: installed.clone(), ..problem("unknown") })
             }
-            Self::Gone => Some(problem("gone")),
+            Self::Gone { .. } => Some(problem("gone")),
         }
     }
 
@@ -158,9 +162,8 @@ impl Availability {
                 },
                 kind = kind.as_str(),
             )),
-            Self::Gone => Some(format!(
-                "{kind} model {name:?} was imported on this box and its files are gone; import it again \
-                 (`reelbox models import PATH --name {name}`)",
+            Self::Gone { again } => Some(format!(
+                "{kind} model {name:?} was imported on this box and its files are gone: {again}",
                 kind = kind.as_str()
             )),
         }
@@ -168,32 +171,67 @@ impl Availability {
 }
 
 /// The fix an error about model file `file` ends with when the file, in a model's folder
-/// under the models dir, is missing or does not load: pull it again when a pull can (its
-/// manifest names sources), else remove it and import it again ([`reimport_advice`]).
-/// `None` for a file elsewhere (an import's source, a voice given by its path), which no
-/// command of reelbox's mends.
+/// under the models dir, is missing or does not load ([`refetch_advice`]). `None` for a
+/// file elsewhere (an import's source, a voice given by its path), which no command of
+/// reelbox's mends.
 pub fn repair_advice(config: &Config, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(config.models_dir()).ok()?;
     let name = rel.components().next()?.as_os_str().to_str()?;
     if !manifest::valid_name(name) || rel == Path::new(name) {
         return None;
     }
-    let store = ModelStore::new(config);
+    Some(refetch_advice(&ModelStore::new(config), name))
+}
+
+/// How to get model `name`'s files back: pull it again when a pull can (its manifest names
+/// sources), else remove it and import it again ([`reimport_advice`]).
+pub fn refetch_advice(store: &ModelStore, name: &str) -> String {
     if store.can_pull(name) {
-        return Some(format!("pull the model again (`reelbox pull --force {name}`)"));
+        return format!("pull the model again (`reelbox pull --force {name}`)");
     }
-    Some(reimport_advice(name, store.installed_manifest(name).as_ref()))
+    reimport_advice(store, name)
 }
 
 /// How to replace the files of model `name` when nothing pulls it (imported on this box):
-/// remove it and import it again, from where its `installed` manifest says it came.
-pub fn reimport_advice(name: &str, installed: Option<&Manifest>) -> String {
-    let from = installed.and_then(import::source_of).unwrap_or("PATH");
-    let kind = installed.map(|m| format!(" --kind {}", m.kind.as_str())).unwrap_or_default();
-    format!(
-        "{name} was imported on this box and no pull replaces it: `reelbox rm {name}`, then import it again \
-         (`reelbox models import {from}{kind} --name {name}`)"
-    )
+/// remove it and import it again ([`import_again`]).
+pub fn reimport_advice(store: &ModelStore, name: &str) -> String {
+    format!("{name} was imported on this box and no pull replaces it: {}", import_again(store, name))
+}
+
+/// "`reelbox rm NAME`, then import it again (`COMMAND`)", the command from
+/// [`reimport_command`]; when a conversion's record is gone with its folder, it says to add
+/// the flags it was first imported with, which only that record kept.
+fn import_again(store: &ModelStore, name: &str) -> String {
+    let (command, flags_known) = reimport_command(store, name);
+    let lost = if flags_known {
+        ""
+    } else {
+        " with the --lora, --fp16 and --prediction flags it was first imported with, if any (its conversion.json is gone)"
+    };
+    format!("`reelbox rm {name}`, then import it again (`{command}`){lost}")
+}
+
+/// The `reelbox models import` command that installs model `name` as it was imported on this
+/// box, each word quoted for a POSIX shell where it needs it: the path its manifest says it
+/// came from, its kind and name, and for a conversion the LoRAs with their scales, `--fp16`
+/// and a given `--prediction` its `conversion.json` recorded (without them a fused model
+/// would come back unfused under the fused name, a v-prediction one as epsilon). The one
+/// place the command is built. False beside it when the model was converted and that record
+/// cannot be read.
+fn reimport_command(store: &ModelStore, name: &str) -> (String, bool) {
+    let installed = store.installed_manifest(name);
+    let from = installed.as_ref().and_then(import::source_of).unwrap_or("PATH");
+    let mut words: Vec<String> = ["reelbox", "models", "import", from].map(String::from).into();
+    if let Some(m) = &installed {
+        words.extend(["--kind".to_string(), m.kind.as_str().to_string()]);
+    }
+    words.extend(["--name".to_string(), name.to_string()]);
+    let converted = installed.as_ref().is_some_and(|m| m.files.iter().any(|f| f.path == convert::CONVERSION_FILE));
+    let flags = convert::import_flags_of(&store.model_dir(name));
+    let known = flags.is_some() || !converted;
+    words.extend(flags.unwrap_or_default());
+    let command = shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "));
+    (command, known)
 }
 
 /// Names of `known` like `name` (typo help in unknown-model errors): those that contain it,
@@ -248,9 +286,10 @@ mod tests {
         std::fs::write(models.join("face-detector.toml"), manifest).expect("manifest");
         let config = Config { models_dir: Some(models), ..Config::default() };
         let gone = Availability::of(&config, ModelKind::Face, "face-detector");
-        assert_eq!(gone, Availability::Gone);
+        assert!(matches!(gone, Availability::Gone { .. }), "{gone:?}");
         let why = gone.refusal(ModelKind::Face, "face-detector").unwrap_or_default();
         assert!(why.contains("import it again") && !why.contains("pull"), "{why}");
+        assert!(why.ends_with("(`reelbox models import PATH --kind face --name face-detector`)"), "{why}");
         assert_eq!(gone.problem(ModelKind::Face, "face-detector").map(|p| p.state), Some("gone".into()));
         // With no face model installed, the pull offered is the shipped one.
         let none = Catalog::no_default_problem(&config, ModelKind::Face);
@@ -263,5 +302,41 @@ mod tests {
             .expect("manifest");
         let pull = Availability::of(&config, ModelKind::Face, "ultraface-320");
         assert_eq!(pull, Availability::Pullable { pull: "ultraface-320".into() });
+    }
+
+    #[test]
+    fn a_conversion_is_imported_again_with_its_quoted_path_loras_fp16_and_given_prediction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ModelStore::with_dirs(dir.path().to_path_buf(), Vec::new(), Vec::new());
+        let sha = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06";
+        let from = "/m/Realistic Vision V5.1 (fp16).safetensors";
+        let manifest = format!(
+            "name = \"rv\"\nkind = \"diffusion\"\nsummary = \"Stable Diffusion converted from {from}\"\n\
+             [[files]]\npath = \"conversion.json\"\nsize = 2\nsha256 = \"{sha}\"\n"
+        );
+        std::fs::write(dir.path().join("rv.toml"), manifest).expect("manifest");
+        // Its folder is gone with the record: the flags cannot be known, and it says so.
+        let again = import_again(&store, "rv");
+        assert!(again.contains("(its conversion.json is gone)"), "{again}");
+        std::fs::create_dir_all(dir.path().join("rv")).expect("mkdir");
+        let record = serde_json::json!({"source": from, "fp16": true,
+            "loras": [{"file": "/l/Film Grain (v2).safetensors", "scale": 0.7f32}, {"file": "/l/ink.safetensors", "scale": 1.0}],
+            "details": {"prediction_from": "--prediction", "prediction_type": "v_prediction"}});
+        std::fs::write(dir.path().join("rv").join(convert::CONVERSION_FILE), record.to_string()).expect("record");
+        assert_eq!(
+            reimport_command(&store, "rv"),
+            (
+                "reelbox models import '/m/Realistic Vision V5.1 (fp16).safetensors' --kind diffusion --name rv \
+                 --lora '/l/Film Grain (v2).safetensors:0.7' --lora /l/ink.safetensors:1 --fp16 --prediction v"
+                    .to_string(),
+                true
+            )
+        );
+        // A guessed prediction type is guessed alike again: no flag.
+        let guessed = serde_json::json!({"fp16": false, "loras": [],
+            "details": {"prediction_from": "the default for SD 1.x", "prediction_type": "epsilon"}});
+        std::fs::write(dir.path().join("rv").join(convert::CONVERSION_FILE), guessed.to_string()).expect("record");
+        let (command, _) = reimport_command(&store, "rv");
+        assert!(command.ends_with("--kind diffusion --name rv"), "{command}");
     }
 }

@@ -27,7 +27,7 @@ pub mod manifest;
 pub mod piper;
 mod pull;
 
-pub use availability::{Availability, ModelProblem, repair_advice};
+pub use availability::{Availability, ModelProblem, refetch_advice, repair_advice};
 pub use catalog::{Catalog, CatalogModel, Origin};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
 pub use file_names::{named_by_file, strip_model_extension};
@@ -151,7 +151,8 @@ pub struct ModelEntry {
     pub size: u64,
     #[serde(flatten)]
     pub state: InstallState,
-    /// When the installed files last matched their sha256s (pull or verify), Unix ms.
+    /// When the installed files last matched their sha256s (a pull's or an import's install,
+    /// or `models verify`), Unix ms.
     pub verified_at: Option<Millis>,
     /// The model directory when installed.
     pub path: Option<PathBuf>,
@@ -186,6 +187,8 @@ pub struct VerifyReport {
     /// Why the model does not load, when its files match their sha256s but it fails the
     /// load check (an import of files that were never a model of its kind).
     pub unusable: Option<String>,
+    /// How to get the model whole again when it is not ok ([`refetch_advice`]).
+    pub fix: Option<String>,
 }
 
 /// The model manager over one models directory.
@@ -416,7 +419,8 @@ impl ModelStore {
         };
         Catalog::forget(&self.models_dir);
         marked?;
-        Ok(VerifyReport { name: name.to_string(), ok, files, unusable })
+        let fix = (!ok).then(|| refetch_advice(self, name));
+        Ok(VerifyReport { name: name.to_string(), ok, files, unusable, fix })
     }
 
     /// Removes an installed model (directory and manifest); false if it was not installed.

@@ -124,7 +124,7 @@ impl ModelStore {
     fn usable_sources(&self, m: &Manifest) -> Result<Vec<Source>, ModelError> {
         let mut sources = m.parsed_sources();
         if sources.is_empty() {
-            let fix = super::availability::reimport_advice(&m.name, self.installed_manifest(&m.name).as_ref());
+            let fix = super::availability::reimport_advice(self, &m.name);
             return Err(ModelError::NoSources { name: m.name.clone(), fix });
         }
         if let Some(folder) = self.wheels.folder() {

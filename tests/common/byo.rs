@@ -77,6 +77,16 @@ pub fn import_report(env: &Path, home: &Path, models: &Path, args: &[&str], path
     Ok(serde_json::from_slice(&out.stdout).expect("report JSON"))
 }
 
+/// The command `reelbox pull --force NAME` names as its fix for model `name`, which was
+/// imported on this box (no pull replaces it): `reelbox models import …`.
+pub fn import_again_command(home: &Path, models: &Path, name: &str) -> String {
+    let pull = super::tools::reelbox_cli(home, models).args(["pull", "--force", name]).output().expect("run reelbox");
+    let err = String::from_utf8_lossy(&pull.stderr);
+    assert!(!pull.status.success(), "a pull of {name} passed: {err}");
+    let command = err.split("import it again (`").nth(1).and_then(|c| c.split("`)").next());
+    command.unwrap_or_else(|| panic!("no import command in: {err}")).to_string()
+}
+
 /// A JSON file an import wrote (`conversion.json`, a scheduler config), parsed.
 pub fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -143,13 +153,18 @@ pub async fn render_rgb(http: &reqwest::Client, d: &DaemonProc, model: &str, see
     img.into_raw()
 }
 
-/// Upscales a 32×24 test card with `model` in `d`; the upscale job once it has ended.
-pub async fn upscale_card(http: &reqwest::Client, d: &DaemonProc, model: &str) -> Value {
+/// A 32×24 test card made by `d`: its artifact id.
+pub async fn testcard_png(http: &reqwest::Client, d: &DaemonProc) -> String {
     let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0, "width": 32, "height": 24}});
     let (s, card) = post_json(http, d, "/api/v1/jobs", card).await;
     assert_eq!(s, 202, "{card}");
     let card = wait_job(http, d, card["id"].as_str().expect("id"), Duration::from_secs(30), is_final).await;
-    let png = card["stages"][0]["artifacts"][0].as_str().expect("testcard png").to_string();
+    card["stages"][0]["artifacts"][0].as_str().expect("testcard png").to_string()
+}
+
+/// Upscales a 32×24 test card with `model` in `d`; the upscale job once it has ended.
+pub async fn upscale_card(http: &reqwest::Client, d: &DaemonProc, model: &str) -> Value {
+    let png = testcard_png(http, d).await;
     let (s, job) = post_json(http, d, "/api/v1/upscale", json!({"input": png, "model": model})).await;
     assert_eq!(s, 202, "{job}");
     wait_job(http, d, job["id"].as_str().expect("id"), Duration::from_secs(60), is_final).await

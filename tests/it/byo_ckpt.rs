@@ -15,7 +15,10 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::byo::{fixture_once, import_daemon, import_report as import, max_diff, read_json, render_rgb};
+use common::byo::{
+    fixture_once, import_again_command, import_cmd, import_daemon, import_report as import, max_diff, read_json,
+    render_rgb,
+};
 use common::daemon::{is_final, post_json, wait_job};
 use common::tools::convert_pyenv;
 use reelbox::pipelines::diffusion::tokenizer::ClipTokenizer;
@@ -48,6 +51,12 @@ async fn single_file_checkpoints_convert_offline_and_render_like_their_diffusers
     assert!(vpred["self_check"]["max_abs_diff"].as_f64().expect("diff") <= 1e-3, "{vpred}");
     let sched = read_json(&models.join("sd1v/scheduler/scheduler_config.json"));
     assert_eq!(sched["prediction_type"], "v_prediction", "{sched}");
+    // Its fix imports it again with --prediction v (it came back epsilon); a guessed type
+    // is guessed alike again.
+    let again = import_again_command(h, m, "sd1v");
+    assert!(again.ends_with("--kind diffusion --name sd1v --prediction v"), "{again}");
+    let again = import_again_command(h, m, "sd1");
+    assert!(again.ends_with("--kind diffusion --name sd1"), "{again}");
 
     let daemon = import_daemon(h, &models, &env);
     let http = reqwest::Client::new();
@@ -92,8 +101,26 @@ fn a_checkpoint_that_does_not_fit_the_shipped_config_is_refused_naming_both() {
     }
     let err = import(&env, home.path(), &models, &["--name", "alone"], &alone.join("tiny-sd1.safetensors"))
         .expect_err("wrong config");
-    assert!(err.contains("tiny-sd1.safetensors") && err.contains("shipped v1-inference.yaml"), "{err}");
+    // It was diffusers' words cut at 200 characters ("Cannot load  because … please make su").
+    let said = "tiny-sd1.safetensors: does not fit the shipped SD 1.x config (v1-inference.yaml): its \
+                time_embedding.linear_1.weight is [128, 32] in the file, [1280, 320] in the config; put the model's \
+                original config beside it as tiny-sd1.yaml (A1111's convention)";
+    assert!(err.contains(said), "{err}");
     assert!(!models.join("alone").exists() && !models.join(".staging/alone").exists(), "nothing installed");
+
+    // A checkpoint of another kind than --kind says was refused after its whole conversion
+    // (reference images, ONNX export); now as soon as the converter reads its keys.
+    let sd1 = src.join("tiny-sd1.safetensors");
+    let mut cmd = import_cmd(&env, home.path(), &models);
+    let out = cmd.args(["--kind", "upscale", "--name", "wrong"]).arg(&sd1).output().expect("run reelbox");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = format!("{}: is a diffusion model (stable-diffusion), not upscale", sd1.display());
+    assert!(!out.status.success() && err.contains(&said), "{err}");
+    assert!(
+        !err.contains("Stable Diffusion 1.x checkpoint") && !err.contains("exported"),
+        "refused before converting: {err}"
+    );
+    assert!(!models.join("wrong").exists() && !models.join(".staging/wrong").exists(), "nothing installed");
 }
 
 /// OpenAI CLIP's ids for the self-check's prompt (its `SimpleTokenizer`, as transformers).

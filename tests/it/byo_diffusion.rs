@@ -10,7 +10,7 @@
 
 use crate::common;
 
-use common::byo::{api_import, fixture_once, import_cmd, import_daemon, read_json, render_rgb};
+use common::byo::{api_import, fixture_once, import_again_command, import_cmd, import_daemon, read_json, render_rgb};
 use common::tools::convert_pyenv;
 use serde_json::{Value, json};
 
@@ -89,4 +89,9 @@ fn fp16_stores_half_size_weights_and_passes_the_looser_self_check() {
     assert!(s16 * 10 < s32 * 6, "fp16 UNet weights are {s16} bytes, fp32 {s32}");
     let record = read_json(&models.join("sd16/conversion.json"));
     assert_eq!(record["fp16"], true, "{record}");
+    // Its fix imports it again with --fp16 (it came back full size).
+    let again = import_again_command(home.path(), &models, "sd16");
+    assert!(again.ends_with("--kind diffusion --name sd16 --fp16"), "{again}");
+    let again = import_again_command(home.path(), &models, "sd32");
+    assert!(again.ends_with("--kind diffusion --name sd32"), "{again}");
 }

@@ -84,7 +84,16 @@ fn a_wav2lip_checkpoint_converts_with_a_dynamic_batch_and_passes_the_self_check(
         run_ok(reelbox_cli(home.path(), &models).env("REELBOX_CONVERT_PYENV", &env).args(["models", "list", "--json"]));
     let list: Value = serde_json::from_slice(&listed.stdout).expect("list JSON");
     let entry = list["models"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "wav2lip-random").cloned());
-    assert_eq!(entry.map(|m| (m["kind"].clone(), m["state"].clone())), Some((json!("lipsync"), json!("installed"))));
+    let entry = entry.unwrap_or_else(|| panic!("wav2lip-random is not listed: {list}"));
+    assert_eq!((entry["kind"].as_str(), entry["state"].as_str()), (Some("lipsync"), Some("installed")), "{entry}");
+    // Where it came from, and that its files were checked (a conversion's were null).
+    let from = ckpt.join("wav2lip-random.pth").display().to_string();
+    assert_eq!(entry["imported_from"], from.as_str(), "{entry}");
+    assert!(entry["verified_at"].is_string(), "the self-check passed at install: {entry}");
+    let table = run_ok(reelbox_cli(home.path(), &models).args(["models", "list"]));
+    let table = String::from_utf8_lossy(&table.stdout);
+    let row = table.lines().find(|l| l.starts_with("wav2lip-random ")).unwrap_or_default();
+    assert!(row.contains(&format!("imported from {from}")), "{table}");
 }
 
 #[test]
@@ -103,14 +112,39 @@ fn corrupt_and_unknown_files_are_refused_naming_them_and_nothing_is_installed() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("picture.png is not a model file"), "{stderr}");
     assert!(!no_env.exists(), "no conversion environment for a PNG");
-    for (file, says) in [("corrupt.pth", "not a readable checkpoint"), ("unknown.pth", "unknown model format")] {
-        let path = ckpt.join(file);
+    // A standalone VAE (`ComfyUI/models/vae/`) was "unknown model format".
+    let vae = home.path().join("vae-ft-mse-840000-ema-pruned.safetensors");
+    std::fs::write(&vae, vae_safetensors()).expect("write vae");
+    for (path, says) in [
+        (ckpt.join("corrupt.pth"), "not a readable checkpoint"),
+        (ckpt.join("unknown.pth"), "unknown model format"),
+        (
+            vae,
+            "a standalone VAE (only an autoencoder's weights): not supported; a Stable Diffusion checkpoint carries its own VAE",
+        ),
+    ] {
+        let file = path.file_name().and_then(|f| f.to_str()).expect("file name").to_string();
         let out = import_cmd(&env, home.path(), &models).arg(&path).output().expect("run");
         assert!(!out.status.success(), "{file} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(path.to_str().expect("utf-8")) && stderr.contains(says), "{file}: {stderr}");
-        let stem = file.trim_end_matches(".pth");
+        let stem = file.trim_end_matches(".pth").trim_end_matches(".safetensors");
         assert!(!models.join(stem).exists() && !models.join(format!("{stem}.toml")).exists());
         assert!(!models.join(".staging").join(stem).exists(), "a failed conversion leaves no staging");
     }
+}
+
+/// A tiny standalone VAE as `.safetensors` (an autoencoder's LDM names, float32 zeros).
+fn vae_safetensors() -> Vec<u8> {
+    let names = ["decoder.conv_in.weight", "encoder.conv_in.weight", "post_quant_conv.weight", "quant_conv.weight"];
+    let header: serde_json::Map<String, Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), json!({"dtype": "F32", "shape": [2, 2], "data_offsets": [i * 16, i * 16 + 16]})))
+        .collect();
+    let header = Value::Object(header).to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(0u8, names.len() * 16));
+    bytes
 }

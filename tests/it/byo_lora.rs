@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::byo::{fixture_once, import_cmd, import_daemon, max_diff, render_rgb};
+use common::byo::{fixture_once, import_again_command, import_cmd, import_daemon, max_diff, render_rgb};
 use common::daemon::{get_json, is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, reelbox_cli, run_ok};
 use serde_json::{Value, json};
@@ -50,8 +50,30 @@ async fn loras_fuse_at_import_and_change_the_pictures_by_their_scale() {
     let (h, m) = (home.path(), models.as_path());
     import_ok(&env, h, m, "plain", &[]);
     import_ok(&env, h, m, "zero", &lora(&env, "style-diffusers.safetensors", ":0"));
-    let kohya = import_ok(&env, h, m, "kohya", &lora(&env, "style-kohya.safetensors", ""));
+    // Kept where people keep them, in folders whose names a shell must have quoted.
+    let base = h.join("SD models (v1)/tiny-sd-diffusers");
+    common::copy_dir(&fixture_once(&env, "make_byo_sd.py").join("tiny-sd-diffusers"), &base);
+    let style = h.join("My LoRAs (kohya)/style-kohya.safetensors");
+    std::fs::create_dir_all(style.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(fixture_once(&env, "make_byo_lora.py").join("style-kohya.safetensors"), &style).expect("copy");
+    let out = import_cmd(&env, h, m).args(["--json", "--name", "kohya", "--lora"]).arg(&style).arg(&base).output();
+    let out = out.expect("run reelbox");
+    assert!(out.status.success(), "import kohya failed: {}", String::from_utf8_lossy(&out.stderr));
+    let kohya: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
     assert_eq!(kohya["converted_from"], "stable-diffusion", "{kohya}");
+
+    // No pull replaces it: the fix is the import that made it, which a shell runs as it is
+    // (it gave the path unquoted, and without the LoRA, so the fused name got the base).
+    let command = import_again_command(h, m, "kohya");
+    let words = std::process::Command::new("bash")
+        .args(["-c", &format!("printf '%s\\n' {}", command.trim_start_matches("reelbox "))])
+        .output()
+        .expect("bash");
+    assert!(words.status.success(), "bash refused {command}: {}", String::from_utf8_lossy(&words.stderr));
+    let words: Vec<String> = String::from_utf8_lossy(&words.stdout).lines().map(String::from).collect();
+    let (base, lora) = (base.display().to_string(), format!("{}:1", style.display()));
+    let expected = ["models", "import", &base, "--kind", "diffusion", "--name", "kohya", "--lora", &lora];
+    assert_eq!(words, expected, "{command}");
 
     // conversion.json records base + LoRAs + scales; `models list` shows them.
     let text = std::fs::read_to_string(models.join("kohya/conversion.json")).expect("conversion.json");
@@ -120,6 +142,15 @@ fn bad_loras_are_refused_naming_the_flag_and_the_file() {
         "other",
         lora(&env, "other-arch.safetensors", ":1"),
         &["--lora", "other-arch.safetensors", "another architecture"],
+    );
+    // A strong LoRA in float16 weights fails the self-check (2.2 on the UNet step; 3e-5 in
+    // float32): the refusal ended at "nothing was installed", saying nothing of --fp16.
+    let mut strong = lora(&env, "style-kohya.safetensors", ":10");
+    strong.push("--fp16".into());
+    refused(
+        "strong",
+        strong,
+        &["(allowed 2e-2); nothing was installed; float16 weights move this model too far: import it without --fp16"],
     );
     let not_lora =
         fixture_once(&env, "make_byo_sd.py").join("tiny-sd-diffusers/unet/diffusion_pytorch_model.safetensors");

@@ -8,6 +8,7 @@
 
 use crate::common;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,14 @@ async fn mistakes_are_refused_at_once_naming_the_flag_or_field_and_what_is_insta
     assert!(message.contains("already installed (kept as it is)"), "{message}");
     let jobs = get_json(&http, &d, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    // A folder's contents are its job's to check: its error named the CLI's flag (--kind),
+    // where the request sets the field "kind".
+    let (s, job) = post_json(&http, &d, "/api/v1/models/import", json!({"path": other})).await;
+    assert_eq!(s, 202, "{job}");
+    let job = wait_job(&http, &d, job["id"].as_str().expect("id"), Duration::from_secs(60), is_final).await;
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(job["state"] == "failed" && error.contains(r#"name the kind (the field "kind")"#), "{job}");
+    assert!(!error.contains("--kind"), "{error}");
     assert_eq!(std::fs::read(models.join("voice/voice.onnx")).expect("kept"), std::fs::read(&voice).expect("voice"));
 
     // `models rm` of a model a queued job names: it removed it, and the job failed later
@@ -236,6 +245,59 @@ fn ctrl_c_during_a_cli_import_stops_it_and_removes_its_staging_folder() {
     assert!(!out.status.success() && err.lines().last().unwrap_or_default().ends_with("canceled"), "{err}");
     assert!(!staging.exists(), "staging removed");
     assert!(installed(&models).is_empty(), "{:?}", installed(&models));
+}
+
+/// The first import makes the conversion environment (pip, minutes on a fast link): Ctrl-C
+/// there said "cannot prepare the conversion environment … ERROR: Operation cancelled by
+/// user" where the rest of an import says `canceled`, and left the half-made environment.
+#[test]
+fn ctrl_c_while_the_conversion_environment_is_made_says_canceled() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(home.path());
+    let env = home.path().join("pyenv");
+    // A package index that takes connections and never answers: pip waits on it.
+    let index = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/simple", index.local_addr().expect("address"));
+    std::thread::spawn(move || index.incoming().flatten().collect::<Vec<_>>());
+    let ckpt = home.path().join("thing.pth");
+    std::fs::write(&ckpt, b"\x80\x02 a pickle's opening").expect("write");
+    let child = reelbox_cli(home.path(), &models)
+        .env("REELBOX_CONVERT_PYENV", &env)
+        .env("PIP_INDEX_URL", &url)
+        .env("PIP_CONFIG_FILE", "/dev/null")
+        .args(["models", "import"])
+        .arg(&ckpt)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn reelbox");
+    let start = Instant::now();
+    while !pip_installing(&env) {
+        assert!(start.elapsed() < Duration::from_secs(120), "pip never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // As a terminal's Ctrl-C: to the whole foreground process group, pip included.
+    let sent = std::process::Command::new("kill").args(["-INT", "--", &format!("-{}", child.id())]).status();
+    assert!(sent.is_ok_and(|s| s.success()));
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.ends_with(": canceled") && !err.contains("Operation cancelled"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "the exit status of a canceled import: {err}");
+    assert!(!env.exists(), "the half-made environment is removed");
+}
+
+/// True while the conversion environment at `env` installs packages (reelbox's pip, not the
+/// venv's own ensurepip: its command line has reelbox's `--disable-pip-version-check`).
+fn pip_installing(env: &Path) -> bool {
+    let python = env.join("bin/python").display().to_string();
+    std::fs::read_dir("/proc").expect("/proc").flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+            args.first().is_some_and(|a| *a == python.as_bytes()) && args.contains(&&b"--disable-pip-version-check"[..])
+        })
+    })
 }
 
 /// Pids of converter processes working for `models` (their command line names it).

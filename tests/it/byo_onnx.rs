@@ -12,7 +12,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::byo::{import_daemon, installed, models_dir, upscale_card, upscale_size};
+use common::byo::{import_daemon, installed, models_dir, testcard_png, upscale_card, upscale_size};
 use common::daemon::{DaemonProc, post_json};
 use common::fixture;
 use common::tools::{reelbox_cli, run_ok};
@@ -105,6 +105,11 @@ async fn onnx_imports_load_before_they_install_and_an_upscaler_of_any_file_name_
         .collect();
     files.retain(|f| !f.starts_with('.'));
     assert_eq!(files, ["model.onnx"], "only the model is copied");
+    // The list said its install folder, as for any model: now where it was imported from.
+    let list = run_ok(reelbox_cli(home.path(), &models).args(["models", "list"]));
+    let list = text(&list.stdout);
+    let row = list.lines().find(|l| l.starts_with("esr ")).unwrap_or_default();
+    assert!(row.contains(&format!("imported from {}", esr.display())), "{list}");
 
     // The file itself, as someone who downloaded it tries first: it was refused as "a
     // Piper voice X.onnx with X.onnx.json beside it", whatever --kind said.
@@ -132,7 +137,9 @@ async fn a_broken_models_job_error_gives_the_fix_for_where_it_came_from_and_veri
     std::fs::write(old.join("model.onnx"), SUBTITLES).expect("write");
     let store = reelbox::models::ModelStore::with_dirs(models.clone(), Vec::new(), Vec::new());
     let unchecked = |_: &reelbox::models::import::ImportPlan| Ok::<_, reelbox::models::ModelError>(());
-    store.import(&old, None, Some(reelbox::models::ModelKind::Upscale), unchecked).expect("import as before");
+    store
+        .import(&old, None, Some(reelbox::models::ModelKind::Upscale), reelbox::models::import::Via::Cli, unchecked)
+        .expect("import as before");
 
     // `models verify` said `ok old`: its files match what was imported.
     let out = reelbox_cli(home.path(), &models).args(["models", "verify", "old"]).output().expect("verify");
@@ -156,6 +163,22 @@ async fn a_broken_models_job_error_gives_the_fix_for_where_it_came_from_and_veri
     let out = reelbox_cli(home.path(), &models).args(["pull", "--force", "old"]).output().expect("pull");
     let err = text(&out.stderr);
     assert!(!out.status.success() && err.contains("has no sources to pull from; fix: old was imported"), "{err}");
+    assert!(said.contains(&format!("        {fix}\n")), "verify says the same fix: {said}");
+
+    // Its model.onnx deleted: a request was refused "not installed (no …/model.onnx)", and
+    // verify said DAMAGED, each with no fix.
+    std::fs::remove_file(models.join("old/model.onnx")).expect("delete model.onnx");
+    let png = testcard_png(&http, &d).await;
+    let (s, b) = post_json(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "old"})).await;
+    let message = b["error"]["message"].as_str().unwrap_or_default();
+    let missing = format!("(no {}); {fix}", models.join("old/model.onnx").display());
+    assert!(s == 400 && message.contains(&missing), "{b}");
+    let out = reelbox_cli(home.path(), &models).args(["models", "verify", "old"]).output().expect("verify");
+    let said = text(&out.stdout);
+    assert!(
+        !out.status.success() && said.starts_with("DAMAGED old") && said.contains(&format!("        {fix}\n")),
+        "{said}"
+    );
 
     // A pulled model whose file broke is pulled again, as its error says, and works again.
     run_ok(reelbox_cli(home.path(), &models).args(["pull", "demo-upscaler"]));
@@ -167,6 +190,14 @@ async fn a_broken_models_job_error_gives_the_fix_for_where_it_came_from_and_veri
     assert!(error.contains("fix: pull the model again (`reelbox pull --force demo-upscaler`)"), "{job}");
     run_ok(reelbox_cli(home.path(), &models).args(["pull", "--force", "demo-upscaler"]));
     assert_eq!(upscale_size(&http, &d, "demo-upscaler").await, (64, 48));
+    // Its file deleted: pulled again, as both the refusal and verify say.
+    std::fs::remove_file(&file).expect("delete model.onnx");
+    let fix = "fix: pull the model again (`reelbox pull --force demo-upscaler`)";
+    let (s, b) = post_json(&http, &d, "/api/v1/upscale", json!({"input": png, "model": "demo-upscaler"})).await;
+    assert!(s == 400 && b["error"]["message"].as_str().unwrap_or_default().contains(fix), "{b}");
+    let out = reelbox_cli(home.path(), &models).args(["models", "verify", "demo-upscaler"]).output().expect("verify");
+    let said = text(&out.stdout);
+    assert!(said.starts_with("DAMAGED demo-upscaler") && said.contains(&format!("        {fix}\n")), "{said}");
 }
 
 #[tokio::test]

@@ -224,7 +224,7 @@ fn import_of_a_piper_pair_writes_a_manifest_that_verifies() {
     let store = store_in(tmp.path());
     // The store's own part: the files' load check is its caller's (`kinds::model_import`).
     let unchecked = |_: &reelbox::models::import::ImportPlan| Ok::<_, reelbox::models::ModelError>(());
-    let m = store.import(&drop_dir, None, None, unchecked).expect("import").manifest;
+    let m = store.import(&drop_dir, None, None, reelbox::models::import::Via::Cli, unchecked).expect("import").manifest;
     assert_eq!(m.name, "de_DE-test-low");
     assert_eq!(m.kind, ModelKind::Tts);
     let written =
@@ -232,7 +232,10 @@ fn import_of_a_piper_pair_writes_a_manifest_that_verifies() {
             .expect("valid manifest");
     assert_eq!(written, m);
     assert!(store.verify("de_DE-test-low").expect("verify").ok);
-    let err = store.import(&drop_dir, None, None, unchecked).expect_err("name taken").to_string();
+    let err = store
+        .import(&drop_dir, None, None, reelbox::models::import::Via::Cli, unchecked)
+        .expect_err("name taken")
+        .to_string();
     assert!(err.contains("already installed"), "{err}");
     let dir: PathBuf = store.installed_dir("de_DE-test-low").expect("installed");
     assert!(dir.join("de_DE-test-low.onnx.json").is_file());

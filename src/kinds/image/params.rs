@@ -214,7 +214,7 @@ impl ImageRequest {
             None => crate::kinds::box_models::diffusion(&model).ok_or_else(|| {
                 match Availability::of(config, ModelKind::Diffusion, &model) {
                     // Known to the catalog (a profile may name one before it is pulled): the pull to make.
-                    known @ (Availability::Pullable { .. } | Availability::Gone) => {
+                    known @ (Availability::Pullable { .. } | Availability::Gone { .. }) => {
                         ParamError::unavailable_model("model", ModelKind::Diffusion, &model, &known)
                     }
                     other => {

@@ -379,10 +379,11 @@ pub(super) mod tests {
         let (dir, store) = fake();
         let drop = dir.path().join("drop");
         std::fs::create_dir_all(&drop).expect("mkdir");
-        std::fs::write(drop.join("en_US-joe-medium.onnx"), "y").expect("write");
+        let voice = drop.join("en_US-joe-medium.onnx");
+        std::fs::write(&voice, "y").expect("write");
         std::fs::write(drop.join("en_US-joe-medium.onnx.json"), "{}").expect("write");
         let unchecked = |_: &crate::models::import::ImportPlan| Ok::<_, crate::models::ModelError>(());
-        let err = store.import(&drop.join("en_US-joe-medium.onnx"), None, None, unchecked).expect_err("taken");
+        let err = store.import(&voice, None, None, crate::models::import::Via::Cli, unchecked).expect_err("taken");
         assert!(err.to_string().contains("already installed"), "{err}");
         let kept = store.models_dir().join("en_US-joe-medium/en_US-joe-medium.onnx");
         assert_eq!(std::fs::read(kept).expect("kept"), b"x", "the installed voice is left alone");

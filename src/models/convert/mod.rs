@@ -87,6 +87,10 @@ pub struct ConvertRequest {
     /// A single-file checkpoint's prediction type (`epsilon`, `v_prediction`); guessed when unset.
     #[serde(default)]
     pub prediction: Option<String>,
+    /// The kind the user named: the converter refuses a checkpoint of another kind as soon
+    /// as it knows, before the export.
+    #[serde(default)]
+    pub kind: Option<ModelKind>,
 }
 
 /// A reference tensor the converter wrote: a raw little-endian f32 file and its shape.
@@ -166,6 +170,11 @@ impl Conversion {
         store.unmark_import_staging(&self.staging)?;
         let summary = format!("{}{CONVERTED_FROM}{}", self.result.summary, self.request.input.display());
         let manifest = import::plan_converted(&self.staging, &self.request.name, self.kind, summary)?;
+        // The manifest's sha256s were just read from these very files, and the self-check
+        // passed: checked now, as a pull's or a copied import's files are at install.
+        let marker = self.staging.join(super::VERIFIED_MARKER);
+        std::fs::write(&marker, crate::time::now_ms().to_string())
+            .map_err(|source| ConvertError::Io { path: marker.clone(), source })?;
         store.install_dir(&self.staging, &manifest)?;
         self.installed = true;
         Ok(manifest)
@@ -193,6 +202,31 @@ pub fn fused_of(dir: &Path) -> Option<String> {
         parts.push(format!("{}×{scale}", l.get("name")?.as_str()?));
     }
     Some(parts.join(" + "))
+}
+
+/// The `models import` flags that made the converted model in `dir`, read back from its
+/// `conversion.json`: `--lora FILE:SCALE` for each LoRA, `--fp16`, and `--prediction` when
+/// it was given (a guessed type is guessed alike again). `None` without a readable record.
+pub fn import_flags_of(dir: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let mut flags = Vec::new();
+    for l in record.get("loras").and_then(serde_json::Value::as_array).into_iter().flatten() {
+        let file = l.get("file")?.as_str()?;
+        // Kept as f32 (the request's type), so 0.7 reads back as 0.7, not 0.699999988.
+        let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0) as f32;
+        flags.extend(["--lora".to_string(), format!("{file}:{scale}")]);
+    }
+    if record.get("fp16").and_then(serde_json::Value::as_bool) == Some(true) {
+        flags.push("--fp16".into());
+    }
+    let details = record.get("details");
+    let given =
+        details.and_then(|d| d.get("prediction_from")).and_then(serde_json::Value::as_str) == Some("--prediction");
+    if given && let Some(p) = details.and_then(|d| d.get("prediction_type")).and_then(serde_json::Value::as_str) {
+        flags.extend(["--prediction".to_string(), if p == "v_prediction" { "v" } else { p }.to_string()]);
+    }
+    Some(flags)
 }
 
 /// What a converted model's manifest summary says before its source's path
@@ -228,7 +262,7 @@ pub fn convert(
     canceled: &dyn Fn() -> bool,
 ) -> Result<Conversion, ConvertError> {
     let env = PyEnv::for_config(config);
-    env.ensure(&|line| progress(ConvertProgress { step: 0, total: 0, message: line.to_string() }))?;
+    env.ensure(&|line| progress(ConvertProgress { step: 0, total: 0, message: line.to_string() }), canceled)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ConvertError::Io { path: path.clone(), source }
@@ -279,6 +313,9 @@ pub fn convert(
     }
     if let Some(p) = &req.prediction {
         cmd.arg("--prediction").arg(p);
+    }
+    if let Some(k) = req.kind {
+        cmd.arg("--kind").arg(k.as_str());
     }
     let result = run_script(&mut cmd, &req.input, progress, canceled)?;
     conv.kind = ModelKind::parse(&result.kind).ok_or_else(|| ConvertError::Crashed {

@@ -6,10 +6,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
-use super::{ConvertError, REQUIREMENTS};
+use super::{CANCEL_POLL, ConvertError, REQUIREMENTS};
 use crate::config::Config;
 
 /// What making the environment costs, said before pip starts: the pinned PyTorch is the
@@ -20,6 +21,12 @@ const DOWNLOAD: &str = "pip downloads PyTorch with its CUDA libraries, about 3 G
 
 /// Written last into a finished environment; without it the directory is made again.
 const READY_MARKER: &str = ".reelbox-ready";
+
+/// An I/O error on `path` as a [`ConvertError`].
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ConvertError {
+    let path = path.to_path_buf();
+    move |source| ConvertError::Io { path: path.clone(), source }
+}
 
 /// A conversion environment's place on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,15 +63,14 @@ impl PyEnv {
     }
 
     /// Creates the environment unless it is ready; `log` gets pip's progress lines. Two
-    /// processes creating it at once take turns on a lock file beside it.
-    pub fn ensure(&self, log: &dyn Fn(&str)) -> Result<(), ConvertError> {
+    /// processes creating it at once take turns on a lock file beside it. `canceled` is
+    /// polled while a setup command runs: it is stopped, the half-made environment removed,
+    /// and the result is [`ConvertError::Canceled`], whatever pip said as it stopped (a
+    /// terminal's Ctrl-C reaches pip too).
+    pub fn ensure(&self, log: &dyn Fn(&str), canceled: &dyn Fn() -> bool) -> Result<(), ConvertError> {
         if self.is_ready() {
             return Ok(());
         }
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ConvertError::Io { path: path.clone(), source }
-        };
         let parent = self.dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(io(parent))?;
         let lock_path = self.dir.with_extension("lock");
@@ -79,7 +85,18 @@ impl PyEnv {
         }
         let system_python = crate::config::env::python().unwrap_or_else(|| "python3".into());
         log(&format!("creating the conversion environment {} (first use): {DOWNLOAD}", self.dir.display()));
-        self.step(Command::new(&system_python).arg("-m").arg("venv").arg(&self.dir), "python3 -m venv", log)?;
+        let made = self.make(&system_python, log, canceled);
+        if matches!(made, Err(ConvertError::Canceled)) {
+            // Gigabytes, maybe; the next try starts over anyway.
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        made
+    }
+
+    /// The venv and its pinned packages, then the ready mark.
+    fn make(&self, system_python: &str, log: &dyn Fn(&str), canceled: &dyn Fn() -> bool) -> Result<(), ConvertError> {
+        let venv = &mut Command::new(system_python);
+        self.step(venv.arg("-m").arg("venv").arg(&self.dir), "python3 -m venv", log, canceled)?;
         let req = self.dir.join("requirements.txt");
         std::fs::write(&req, REQUIREMENTS).map_err(io(&req))?;
         let pip = || {
@@ -94,11 +111,13 @@ impl PyEnv {
             pip().args(["install", "--progress-bar", "off", "--upgrade", "pip"]),
             "pip install --upgrade pip",
             log,
+            canceled,
         )?;
         self.step(
             pip().args(["install", "--progress-bar", "off", "-r"]).arg(&req),
             "pip install -r requirements.txt",
             log,
+            canceled,
         )?;
         let marker = self.dir.join(READY_MARKER);
         std::fs::write(&marker, REQUIREMENTS).map_err(io(&marker))?;
@@ -106,8 +125,15 @@ impl PyEnv {
         Ok(())
     }
 
-    /// Runs one setup command, forwarding its output lines; fails with its last lines.
-    fn step(&self, cmd: &mut Command, what: &str, log: &dyn Fn(&str)) -> Result<(), ConvertError> {
+    /// Runs one setup command, forwarding its output lines; fails with its last lines, or
+    /// is stopped when `canceled` says so.
+    fn step(
+        &self,
+        cmd: &mut Command,
+        what: &str,
+        log: &dyn Fn(&str),
+        canceled: &dyn Fn() -> bool,
+    ) -> Result<(), ConvertError> {
         let fail = |reason: String| ConvertError::Env { dir: self.dir.clone(), step: what.to_string(), reason };
         let mut child = cmd
             .stdin(Stdio::null())
@@ -115,21 +141,46 @@ impl PyEnv {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| fail(e.to_string()))?;
-        let stderr = child.stderr.take();
-        let tail = std::thread::scope(|s| {
-            let err = s.spawn(move || {
-                stderr.map(|e| BufReader::new(e).lines().map_while(Result::ok).collect::<Vec<_>>()).unwrap_or_default()
-            });
-            if let Some(out) = child.stdout.take() {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if line.starts_with("Collecting") || line.starts_with("Successfully") {
-                        log(&line);
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let (tx, rx) = mpsc::channel();
+        let mut tail = Vec::new();
+        let status = std::thread::scope(|s| {
+            let tx_out = tx.clone();
+            if let Some(out) = out {
+                s.spawn(move || {
+                    for line in BufReader::new(out).lines().map_while(Result::ok) {
+                        let _ = tx_out.send((false, line));
                     }
+                });
+            }
+            if let Some(err) = err {
+                s.spawn(move || {
+                    for line in BufReader::new(err).lines().map_while(Result::ok) {
+                        let _ = tx.send((true, line));
+                    }
+                });
+            }
+            // Until both pipes close; pip's stdout says what it fetches, its stderr why it failed.
+            loop {
+                match rx.recv_timeout(CANCEL_POLL) {
+                    Ok((false, line)) if line.starts_with("Collecting") || line.starts_with("Successfully") => {
+                        log(&line)
+                    }
+                    Ok((false, _)) => {}
+                    Ok((true, line)) => tail.push(line),
+                    Err(mpsc::RecvTimeoutError::Timeout) if canceled() => {
+                        let _ = child.kill();
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            err.join().unwrap_or_default()
+            child.wait()
         });
-        let status = child.wait().map_err(|e| fail(e.to_string()))?;
+        let status = status.map_err(|e| fail(e.to_string()))?;
+        if canceled() {
+            return Err(ConvertError::Canceled);
+        }
         if status.success() {
             return Ok(());
         }

@@ -17,6 +17,37 @@ mod plan;
 pub use checkpoint::{CheckpointError, check_checkpoint};
 pub use plan::{ImportPlan, default_file_name, plan, plan_converted, source_of};
 
+/// Where an import was asked for, so that what it says to change names what the asker sets:
+/// a flag of `reelbox models import`, or a field of `POST /api/v1/models/import` (the
+/// `model_import` job's parameters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `reelbox models import` on this machine.
+    Cli,
+    /// A `model_import` job (the API, the web studio).
+    Api,
+}
+
+impl Via {
+    /// Option `field` (as the API spells it: `kind`, `fp16`) as the asker names it: `--kind`,
+    /// or the field "kind".
+    pub fn name(self, field: &str) -> String {
+        match self {
+            Via::Cli => format!("--{field}"),
+            Via::Api => format!("the field \"{field}\""),
+        }
+    }
+
+    /// Option `field` given `value` (a JSON literal for the API: `"upscale"`, `false`) as
+    /// the asker writes it: `--kind upscale`, or `"kind": "upscale"`.
+    pub fn set(self, field: &str, value: &str) -> String {
+        match self {
+            Via::Cli => format!("--{field} {}", value.trim_matches('"')),
+            Via::Api => format!("\"{field}\": {value}"),
+        }
+    }
+}
+
 /// True when `path` is a checkpoint to convert rather than ONNX files to copy: a file
 /// that is not `.onnx` (`.pth`, `.pt`, `.ckpt`, `.safetensors`, `.bin`, or anything else,
 /// which the converter then names as unknown), or a diffusers folder.
@@ -153,15 +184,16 @@ impl super::ModelStore {
     /// Imports a user's ready model ([`plan`]) and writes its manifest. `check` looks at
     /// the files where they lie (the caller loads them in the pipeline that runs the kind)
     /// once the name is claimed and before anything is copied: a refused model installs
-    /// nothing.
+    /// nothing. `via` is where it was asked for, which its refusals name options for.
     pub fn import<E: From<ModelError>>(
         &self,
         path: &Path,
         name: Option<&str>,
         kind: Option<ModelKind>,
+        via: Via,
         check: impl FnOnce(&ImportPlan) -> Result<(), E>,
     ) -> Result<ImportPlan, E> {
-        let plan = plan(path, name, kind)?;
+        let plan = plan(path, name, kind, via)?;
         // Any installed model of that name, with a manifest or found as a directory: the
         // install below would otherwise move a manifest-less model directory aside.
         let _claim = self.claim_name(&plan.manifest.name, path)?;

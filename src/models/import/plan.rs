@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::super::fetch::hash_file;
 use super::super::manifest::{self, Manifest, ManifestFile, ModelKind};
 use super::super::{MODEL_FILE, ModelError, layout};
+use super::Via;
 
 /// What an import will copy and the manifest it will write.
 #[derive(Debug, Clone)]
@@ -56,16 +57,17 @@ struct Picked {
 }
 
 /// Works out an import of `path` (an `.onnx` file, or a folder).
-pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<ImportPlan, ModelError> {
+/// `via` is where it was asked for: its refusals name the options the asker sets.
+pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>, via: Via) -> Result<ImportPlan, ModelError> {
     let fail = |reason: String| ModelError::Import { path: path.to_path_buf(), reason };
     if !path.exists() {
         return Err(fail("no such file or directory".into()));
     }
     let (picked, left_out) = if path.is_file() {
-        (file(path, kind).map_err(|r| fail(r.0))?, Vec::new())
+        (file(path, kind, via).map_err(|r| fail(r.0))?, Vec::new())
     } else {
         let all = walk(path).map_err(|e| fail(e.to_string()))?;
-        let picked = folder(path, kind).map_err(|r| fail(r.0))?;
+        let picked = folder(path, kind, via).map_err(|r| fail(r.0))?;
         let left_out = all
             .into_iter()
             .filter(|(_, src)| !picked.copies.iter().any(|(_, c)| c == src))
@@ -86,8 +88,12 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>) -> Result<
 const IMPORTED_FROM: &str = "imported from ";
 
 /// Where an imported model came from, as its manifest's summary says (`imported from
-/// PATH`, or a conversion's `… converted from PATH`); `None` for a pulled model.
+/// PATH`, or a conversion's `… converted from PATH`); `None` for a catalog model, whose
+/// manifest names sources (and whose summary may say anything).
 pub fn source_of(m: &Manifest) -> Option<&str> {
+    if !m.sources.is_empty() {
+        return None;
+    }
     m.summary
         .strip_prefix(IMPORTED_FROM)
         .or_else(|| m.summary.rsplit_once(super::super::convert::CONVERTED_FROM).map(|(_, path)| path))
@@ -106,15 +112,18 @@ pub fn default_file_name(path: &Path, kind: Option<ModelKind>) -> String {
 
 /// An `.onnx` file given itself: a Piper voice (its config beside it), or with `--kind` the
 /// one file of a single-file model.
-fn file(path: &Path, kind: Option<ModelKind>) -> Result<Picked, Refusal> {
+fn file(path: &Path, kind: Option<ModelKind>, via: Via) -> Result<Picked, Refusal> {
     if path.extension().is_none_or(|x| x != "onnx") {
         return Err("a file imported as it is must be an .onnx model".into());
     }
     match kind {
         None | Some(ModelKind::Tts) => piper_pair(path).ok_or_else(|| match kind {
-            None => "a lone .onnx file needs its kind named (--kind upscale, lipsync or face), or, for a \
-                     Piper voice, its X.onnx.json beside it"
-                .into(),
+            None => format!(
+                "a lone .onnx file needs its kind named ({}, lipsync or face), or, for a Piper voice, its \
+                 X.onnx.json beside it",
+                via.set("kind", "\"upscale\"")
+            )
+            .into(),
             _ => "a Piper voice needs its config beside it (X.onnx.json, or X.json)".into(),
         }),
         Some(ModelKind::Diffusion) => Err("a Stable Diffusion ONNX model is a folder (model_index.json, \
@@ -126,7 +135,7 @@ fn file(path: &Path, kind: Option<ModelKind>) -> Result<Picked, Refusal> {
 
 /// A folder: a Stable Diffusion ONNX layout, a Piper voice in it, or with `--kind` a
 /// single-file model's one ONNX file.
-fn folder(dir: &Path, kind: Option<ModelKind>) -> Result<Picked, Refusal> {
+fn folder(dir: &Path, kind: Option<ModelKind>, via: Via) -> Result<Picked, Refusal> {
     std::fs::read_dir(dir).map_err(|e| e.to_string())?;
     let diffusion = layout::is_diffusion(dir);
     match kind {
@@ -143,11 +152,13 @@ fn folder(dir: &Path, kind: Option<ModelKind>) -> Result<Picked, Refusal> {
             let mut voices: Vec<Picked> = layout::onnx_files(dir).iter().filter_map(|p| piper_pair(p)).collect();
             match (voices.len(), kind) {
                 (1, _) => Ok(voices.remove(0)),
-                (0, None) => Err("no model reelbox knows in this folder: not a Piper voice (X.onnx + X.onnx.json), \
-                                  nor a Stable Diffusion folder (model_index.json); checkpoints (.safetensors, .ckpt, \
-                                  .pth) are imported as the file itself; name the kind (--kind) to import another \
-                                  ONNX folder"
-                    .into()),
+                (0, None) => Err(format!(
+                    "no model reelbox knows in this folder: not a Piper voice (X.onnx + X.onnx.json), nor a \
+                     Stable Diffusion folder (model_index.json); checkpoints (.safetensors, .ckpt, .pth) are \
+                     imported as the file itself; name the kind ({}) to import another ONNX folder",
+                    via.name("kind")
+                )
+                .into()),
                 (0, _) => Err("no Piper voice in this folder (X.onnx with X.onnx.json beside it)".into()),
                 _ => Err("more than one Piper voice here; import the .onnx file itself".into()),
             }
@@ -166,14 +177,21 @@ fn folder(dir: &Path, kind: Option<ModelKind>) -> Result<Picked, Refusal> {
                 [one] => one,
                 many => many.iter().find(|p| p.file_name().is_some_and(|n| n == MODEL_FILE)).ok_or_else(|| {
                     let names: Vec<String> = many.iter().map(|p| file_name(p)).collect();
+                    let kind = via.set("kind", &format!("{:?}", k.as_str()));
+                    let again = match via {
+                        Via::Cli => {
+                            let file = many[0].display().to_string();
+                            let file = shlex::try_quote(&file).map_or_else(|_| file.clone(), |q| q.into_owned());
+                            format!("`reelbox models import {file} {kind}`")
+                        }
+                        Via::Api => format!("{}, {kind}", via.set("path", &format!("{:?}", many[0].display()))),
+                    };
                     format!(
                         "{} .onnx files here ({}) and none is {MODEL_FILE}, the one {} model file reelbox \
-                         opens: import the one you mean as the file itself (`reelbox models import {} --kind {}`)",
+                         opens: import the one you mean as the file itself ({again})",
                         many.len(),
                         names.join(", "),
                         k.as_str(),
-                        many[0].display(),
-                        k.as_str()
                     )
                 })?,
             };
@@ -302,7 +320,7 @@ mod tests {
         std::fs::write(dir.path().join("v.onnx"), b"onnx").expect("write");
         std::fs::write(dir.path().join("v.onnx.json"), b"{}").expect("write");
         std::fs::write(dir.path().join("README.md"), b"about v").expect("write");
-        let plan = plan(dir.path(), None, None).expect("plan");
+        let plan = plan(dir.path(), None, None, Via::Cli).expect("plan");
         assert_eq!(plan.manifest.name, "v");
         assert_eq!(plan.manifest.kind, ModelKind::Tts);
         let paths: Vec<_> = plan.manifest.files.iter().map(|f| f.path.as_str()).collect();
@@ -325,13 +343,13 @@ mod tests {
         std::fs::write(root.join("unet/diffusion_pytorch_model.safetensors"), b"x").expect("write");
         std::fs::write(root.join("README.md"), b"x").expect("write");
         std::fs::write(root.join(".DS_Store"), b"x").expect("write");
-        let plan = plan(&root, None, None).expect("plan");
+        let plan = plan(&root, None, None, Via::Cli).expect("plan");
         assert_eq!(plan.manifest.name, "my-sd");
         assert_eq!(plan.manifest.kind, ModelKind::Diffusion);
         let paths: Vec<_> = plan.manifest.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["model_index.json", "unet/model.onnx", "unet/model.onnx_data"]);
         assert_eq!(plan.left_out, ["README.md", "unet/diffusion_pytorch_model.safetensors"]);
-        let err = super::plan(&root, None, Some(ModelKind::Upscale)).expect_err("an SD folder").to_string();
+        let err = super::plan(&root, None, Some(ModelKind::Upscale), Via::Cli).expect_err("an SD folder").to_string();
         assert!(err.contains("is a diffusion model, not upscale"), "{err}");
     }
 
@@ -344,30 +362,34 @@ mod tests {
         std::fs::write(&file, b"x").expect("write");
         std::fs::write(esr.join("Real-ESRGAN x4plus.onnx.data"), b"weights").expect("write");
         std::fs::write(esr.join("notes.txt"), b"x").expect("write");
-        let one = plan(&file, None, Some(ModelKind::Upscale)).expect("file");
+        let one = plan(&file, None, Some(ModelKind::Upscale), Via::Cli).expect("file");
         assert_eq!(one.manifest.name, "Real-ESRGAN-x4plus");
         let paths: Vec<_> = one.manifest.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["model.onnx", "Real-ESRGAN x4plus.onnx.data"]);
-        let folder = plan(&esr, None, Some(ModelKind::Upscale)).expect("folder");
+        let folder = plan(&esr, None, Some(ModelKind::Upscale), Via::Cli).expect("folder");
         assert_eq!(folder.manifest.name, "esr");
         assert_eq!(folder.copies, one.copies);
         assert_eq!(folder.left_out, ["notes.txt"]);
         assert_eq!(folder.load_from, file);
         // Without a kind a lone ONNX file says which to name.
-        let err = plan(&file, None, None).expect_err("kind").to_string();
+        let err = plan(&file, None, None, Via::Cli).expect_err("kind").to_string();
         assert!(err.contains("--kind upscale, lipsync or face"), "{err}");
         // Two files, neither model.onnx: which one is meant is asked.
         std::fs::write(esr.join("other.onnx"), b"x").expect("write");
-        let err = plan(&esr, None, Some(ModelKind::Face)).expect_err("two").to_string();
+        let err = plan(&esr, None, Some(ModelKind::Face), Via::Cli).expect_err("two").to_string();
         assert!(err.contains("2 .onnx files here (Real-ESRGAN x4plus.onnx, other.onnx)"), "{err}");
+        assert!(err.contains(&format!("(`reelbox models import '{}' --kind face`)", file.display())), "{err}");
     }
 
     #[test]
     fn unknown_layout_asks_for_a_kind() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("model.onnx"), b"x").expect("write");
-        let err = plan(dir.path(), None, None).expect_err("needs kind").to_string();
-        assert!(err.contains("name the kind"), "{err}");
-        assert!(plan(dir.path(), Some("up"), Some(ModelKind::Upscale)).is_ok());
+        let err = plan(dir.path(), None, None, Via::Cli).expect_err("needs kind").to_string();
+        assert!(err.contains("name the kind (--kind)"), "{err}");
+        // A `model_import` job names the API's field, not the CLI's flag.
+        let err = plan(dir.path(), None, None, Via::Api).expect_err("needs kind").to_string();
+        assert!(err.contains(r#"name the kind (the field "kind")"#), "{err}");
+        assert!(plan(dir.path(), Some("up"), Some(ModelKind::Upscale), Via::Cli).is_ok());
     }
 }
