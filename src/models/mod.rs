@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::store::records::{Millis, now_ms};
+use crate::store::records::Millis;
 
 pub mod availability;
 mod catalog;
@@ -26,12 +26,14 @@ mod license;
 pub mod manifest;
 pub mod piper;
 mod pull;
+mod verify;
 
 pub use availability::{Availability, ModelProblem, refetch_advice, repair_advice};
 pub use catalog::{Catalog, CatalogModel, Origin};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
 pub use file_names::{named_by_file, strip_model_extension};
 pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};
+pub use verify::{FileCheck, VerifyReport};
 
 /// Marker file in a model directory: when its files last matched their sha256s.
 const VERIFIED_MARKER: &str = ".reelbox-verified";
@@ -168,27 +170,6 @@ pub struct PullReport {
     pub already_installed: bool,
     /// Which source each file came from.
     pub files: BTreeMap<String, String>,
-}
-
-/// One file's verification result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FileCheck {
-    pub path: String,
-    pub ok: bool,
-    pub problem: Option<String>,
-}
-
-/// Result of `verify`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VerifyReport {
-    pub name: String,
-    pub ok: bool,
-    pub files: Vec<FileCheck>,
-    /// Why the model does not load, when its files match their sha256s but it fails the
-    /// load check (an import of files that were never a model of its kind).
-    pub unusable: Option<String>,
-    /// How to get the model whole again when it is not ok ([`refetch_advice`]).
-    pub fix: Option<String>,
 }
 
 /// The model manager over one models directory.
@@ -374,53 +355,6 @@ impl ModelStore {
             InstallState::Installed => Ok(dir),
             _ => Err(ModelError::NotInstalled { name: name.to_string() }),
         }
-    }
-
-    /// Checks every installed file against its sha256; records the time when all match.
-    pub fn verify(&self, name: &str) -> Result<VerifyReport, ModelError> {
-        self.verify_with(name, |_, _| None)
-    }
-
-    /// [`ModelStore::verify`], and when every file matches, `loads` (given the manifest and
-    /// the model's folder) says why the model does not load, if it does not; the time is
-    /// recorded when both pass.
-    pub fn verify_with(
-        &self,
-        name: &str,
-        loads: impl FnOnce(&Manifest, &Path) -> Option<String>,
-    ) -> Result<VerifyReport, ModelError> {
-        let m = self.installed_manifest(name).ok_or_else(|| ModelError::NotInstalled { name: name.to_string() })?;
-        let dir = self.model_dir(name);
-        let files: Vec<FileCheck> = m
-            .files
-            .iter()
-            .map(|f| {
-                let problem = match fetch::hash_file(&dir.join(&f.path)) {
-                    Err(e) => Some(format!("cannot read: {e}")),
-                    Ok((_, size)) if size != f.size => Some(format!("size {size}, expected {}", f.size)),
-                    Ok((sha, _)) if !sha.eq_ignore_ascii_case(&f.sha256) => {
-                        Some(format!("sha256 {sha}, expected {}", f.sha256))
-                    }
-                    Ok(_) => None,
-                };
-                FileCheck { path: f.path.clone(), ok: problem.is_none(), problem }
-            })
-            .collect();
-        let unusable = if files.iter().all(|f| f.ok) { loads(&m, &dir) } else { None };
-        let ok = files.iter().all(|f| f.ok) && unusable.is_none();
-        let marker = dir.join(VERIFIED_MARKER);
-        // Written by a rename, which changes the model folder's own entries: a daemon's
-        // kept listing (`catalog/kept.rs`) sees a CLI's verify too.
-        let marked = if ok {
-            write_atomic(&marker, now_ms().to_string().as_bytes())
-        } else {
-            let _ = std::fs::remove_file(&marker);
-            Ok(())
-        };
-        Catalog::forget(&self.models_dir);
-        marked?;
-        let fix = (!ok).then(|| refetch_advice(self, name));
-        Ok(VerifyReport { name: name.to_string(), ok, files, unusable, fix })
     }
 
     /// Removes an installed model (directory and manifest); false if it was not installed.
