@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,9 @@ const FLAGS: &[&str] = &[
     "--window-size=1280,800",
 ];
 
-/// A chromedriver process with one browser session; both end on drop.
+/// A chromedriver process with one browser session; both end on drop: chromedriver runs in
+/// a process group of its own, which Chromium and its helpers join, and the whole group is
+/// killed (killing chromedriver alone left every test's Chromium running).
 pub(crate) struct Browser {
     pub(crate) client: Client,
     driver: Child,
@@ -34,6 +37,9 @@ pub(crate) struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The group's id is the driver's pid (`process_group(0)`); `kill -PGID` signals all of it.
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -49,6 +55,7 @@ pub(crate) async fn browser(downloads: &Path) -> Browser {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("chromedriver: install Debian's chromium and chromium-driver (.ci/test does)");
     let profile = tempfile::tempdir().expect("profile dir");
