@@ -346,7 +346,9 @@ pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Res
 /// the mux writes from the film's first sentence, is the demo script's. A file ffprobe cannot
 /// read (not a film, or no ffprobe here) is not.
 fn is_demo_film(film: &Path, script: &str) -> bool {
-    let Some(want) = reelbox::pipelines::render::plan::plan(script, "", 0).title() else { return false };
+    // The demo's voice is English (joe).
+    let english = reelbox::text::Language::of("en");
+    let Some(want) = reelbox::pipelines::render::plan::plan(script, "", 0, english).title() else { return false };
     film.is_file() && reelbox::media::ffprobe::probe(film).is_ok_and(|info| info.title.as_deref() == Some(&*want))
 }
 

@@ -250,7 +250,7 @@ impl RenderRequest {
         // The voice (the request's, its profile's or the default) must be installed now: a
         // render would otherwise fail at its narration, after its keyframes.
         require_installed("voice", ModelKind::Tts, &params.voice, config)?;
-        let planned = plan(&params.script, &params.style, params.seed);
+        let planned = plan(&params.script, &params.style, params.seed, super::voice_language(config, &params.voice));
         if planned.scenes.is_empty() {
             // Every scene would be dropped: a film of nothing would fail at its last stage.
             return Err(ParamError::new(

@@ -1,0 +1,8 @@
+//! The words of a script or a speech as reelbox reads them: which language's rules a voice
+//! reads them by (`language.rs`), and where a full stop ends a sentence in it (`stops.rs`).
+//! A leaf: every folder may use it.
+
+pub mod language;
+pub mod stops;
+
+pub use language::Language;
