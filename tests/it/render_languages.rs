@@ -1,7 +1,8 @@
 //! A storyteller's scripts in German, Spanish and French, filmed with the tiny voices of
 //! those languages on the real daemon, voice and ffmpeg, as the viewer meets them: the
 //! subtitles (`.srt` beside the film) and the film's `title` tag read on through the
-//! language's titles, abbreviations and ordinals.
+//! language's titles, abbreviations and ordinals; a line of Japanese or Arabic under a
+//! German voice is shown, not read out character by character, and the render says so.
 
 use crate::common;
 
@@ -10,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::daemon::DaemonProc;
 use common::render::models_dir;
+use serde_json::{Value, json};
 
 /// Installs the tiny fixture voice of `lang` (`de`, `es`, `fr`) as `<lang>-tiny` in `models`.
 fn install_voice(models: &Path, lang: &str) -> String {
@@ -47,19 +49,37 @@ fn reelbox(d: &DaemonProc, dir: &Path, args: &[&str], stdin: Stdio) -> std::proc
 }
 
 /// `reelbox render FILE --voice VOICE` of `script` (bytes as a file holds them) on the tiny
-/// picture model; the film's path.
-fn render(d: &DaemonProc, dir: &Path, name: &str, script: &[u8], voice: &str) -> PathBuf {
+/// picture model; the film's path and what the command printed.
+fn render_said(d: &DaemonProc, dir: &Path, name: &str, script: &[u8], voice: &str) -> (PathBuf, String) {
     std::fs::write(dir.join(format!("{name}.txt")), script).expect("script");
     let film = format!("{name}.mp4");
     let args = ["render", &format!("{name}.txt"), "-o", &film, "--voice", voice];
-    let out = reelbox(
-        d,
-        dir,
-        &[&args[..], &["--model", "tiny-sd", "--width", "448", "--height", "64"]].concat(),
-        Stdio::null(),
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    dir.join(film)
+    let size = ["--model", "tiny-sd", "--width", "448", "--height", "64"];
+    let out = reelbox(d, dir, &[&args[..], &size].concat(), Stdio::null());
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    (dir.join(film), said)
+}
+
+/// [`render_said`]'s film.
+fn render(d: &DaemonProc, dir: &Path, name: &str, script: &[u8], voice: &str) -> PathBuf {
+    render_said(d, dir, name, script, voice).0
+}
+
+/// A film's length in seconds.
+fn duration(film: &Path) -> f64 {
+    reelbox::media::ffprobe::probe(film).expect("ffprobe").duration_s.expect("a duration")
+}
+
+/// Seconds of `text` spoken by `voice` without noise (the same samples each time).
+async fn spoken_seconds(c: &reqwest::Client, d: &DaemonProc, voice: &str, text: &str) -> f64 {
+    let body = json!({"model": "tts-1", "voice": voice, "input": text, "response_format": "wav",
+                      "noise_scale": 0.0, "noise_w": 0.0});
+    let resp = c.post(d.at("/v1/audio/speech")).json(&body).send().await.expect("speech");
+    assert_eq!(resp.status(), 200, "{text}");
+    let wav = resp.bytes().await.expect("bytes");
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav)).expect("a WAV");
+    f64::from(reader.duration()) / f64::from(reader.spec().sample_rate)
 }
 
 /// The texts of the cues of the `.srt` beside `film`.
@@ -76,12 +96,7 @@ fn srt_cues(film: &Path) -> Vec<String> {
 
 /// The film's `title` tag, as players and file managers show it.
 fn title(film: &Path) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format_tags=title", "-of", "default=nw=1:nk=1"])
-        .arg(film)
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    reelbox::media::ffprobe::probe(film).expect("ffprobe").title.unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,4 +128,47 @@ async fn german_and_spanish_narration_reads_on_through_titles_abbreviations_and_
         ["El Sr. García y la Sra. López llegaron, p. ej. en tren.", "Compraron pan, leche, etc.", "Luego nada."]
     );
     assert_eq!(title(&film), "El Sr. García y la Sra. López llegaron, p. ej. en tren");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_in_a_writing_the_voice_does_not_read_is_shown_but_not_spoken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    let c = reqwest::Client::new();
+
+    // espeak-ng read each kana "japanischer Buchstabe" and each Arabic letter by its name:
+    // 5–6 s cues of noise. Now the voice says the German words and the sentence marks.
+    let script = "Oma las vor: 今日はとても良い天気ですね。明日は京都へ行きましょう。 \
+                  Dann sagte Opa auf Arabisch: مرحبا بكم في بيتنا. Schön!";
+    let heard = "Oma las vor: . Dann sagte Opa auf Arabisch: . Schön!";
+    assert_eq!(spoken_seconds(&c, &d, "de-tiny", script).await, spoken_seconds(&c, &d, "de-tiny", heard).await);
+
+    let (film, said) = render_said(&d, dir.path(), "mischung", script.as_bytes(), "de-tiny");
+    // Said once each, in the render's output (its job log).
+    for writing in
+        ["Japanese text (今日はとても良い天気ですね。明日は京都へ行きまし…)", "Arabic text (مرحبا بكم في بيتنا.)"]
+    {
+        let line = format!("{writing} is not spoken by the German voice de-tiny");
+        assert_eq!(said.matches(&line).count(), 1, "{line:?} in\n{said}");
+    }
+    // Shown with the words before it, while they are said.
+    let cues = srt_cues(&film);
+    assert!(cues.iter().any(|c| c.contains("今日は")) && cues.iter().any(|c| c.contains("مرحبا")), "{cues:?}");
+    assert_eq!(cues.last().map(String::as_str), Some("Schön!"), "{cues:?}");
+    let words = spoken_seconds(&c, &d, "de-tiny", heard).await;
+    assert!(duration(&film) < words + 1.0, "{} s of film for {words} s of German", duration(&film));
+
+    // Speech of such text alone has nothing to say, as emoji alone has.
+    let resp = c.post(d.at("/api/v1/speech")).json(&json!({"text": "今日は。", "voice": "de-tiny"})).send().await;
+    let resp = resp.expect("speech");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["field"], "text", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Japanese text (今日は。) is not spoken by the German voice de-tiny"), "{body}");
+    let body = json!({"model": "tts-1", "voice": "de-tiny", "input": "مرحبا بكم"});
+    let resp = c.post(d.at("/v1/audio/speech")).json(&body).send().await.expect("speech");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["param"], "input", "{body}");
 }

@@ -11,6 +11,7 @@ use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::plan;
 use crate::pipelines::tts::Voice;
 use crate::text::Language;
+use crate::text::scripts::unspoken_notes;
 
 mod params;
 mod stages;
@@ -114,8 +115,14 @@ impl TypedKind for Render {
     fn run_stage(&self, stage: StageName, p: &RenderParams, run: &StageRun) -> Result<(), StageError> {
         match stage {
             StageName::Plan => {
-                let planned = plan(&p.script, &p.style, p.seed, voice_language(run.config, &p.voice));
-                stages::put_json(run, "plan.json", &planned)
+                let language = voice_language(run.config, &p.voice);
+                // Said once, as the film is planned: what of the script the voice leaves unsaid.
+                for note in unspoken_notes(&p.script, language, &p.voice) {
+                    let what =
+                        "it is shown in the subtitles with the words before it; a scene of only such text is left out";
+                    run.sink.log("warn", &format!("{note}: {what}"));
+                }
+                stages::put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed, language))
             }
             StageName::Keyframes => stages::keyframes(run, p),
             StageName::Narration => stages::narration(run, p),

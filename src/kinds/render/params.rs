@@ -16,6 +16,7 @@ use crate::kinds::{ParamError, ValidateCtx};
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::{Plan, plan};
+use crate::text::scripts::unspoken_notes;
 
 /// Every field a render request may have (`profile` is folded in before the kind reads it).
 pub const KNOWN: [&str; 24] = [
@@ -250,7 +251,13 @@ impl RenderRequest {
         // The voice (the request's, its profile's or the default) must be installed now: a
         // render would otherwise fail at its narration, after its keyframes.
         require_installed("voice", ModelKind::Tts, &params.voice, config)?;
-        let planned = plan(&params.script, &params.style, params.seed, super::voice_language(config, &params.voice));
+        let language = super::voice_language(config, &params.voice);
+        let planned = plan(&params.script, &params.style, params.seed, language);
+        if let Some(note) =
+            unspoken_notes(&params.script, language, &params.voice).first().filter(|_| planned.scenes.is_empty())
+        {
+            return Err(ParamError::new(field, format!("has no words the voice can say: {note}")));
+        }
         if planned.scenes.is_empty() {
             // Every scene would be dropped: a film of nothing would fail at its last stage.
             return Err(ParamError::new(

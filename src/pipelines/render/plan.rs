@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::text::Language;
+use crate::text::scripts::has_words;
 use crate::text::stops::stop_continues;
 
 /// One scene of a film.
@@ -71,9 +72,9 @@ pub fn plan(script: &str, style: &str, seed: u64, language: &Language) -> Plan {
             let (direction, spoken) = split_directions(text);
             let visual = if direction.is_empty() { spoken.clone() } else { direction };
             let prompt = styled_prompt(style, &visual);
-            // Punctuation alone ("...", "!?") is nothing to say: such a scene is dropped too.
-            let lines =
-                if spoken.chars().any(char::is_alphanumeric) { sentences(&spoken, language) } else { Vec::new() };
+            // Punctuation alone ("...", "!?") is nothing to say, nor words in a writing system
+            // the voice does not read: such a scene is dropped too.
+            let lines = if has_words(&spoken, language) { sentences(&spoken, language) } else { Vec::new() };
             Scene { index, sentences: lines, prompt, seed: seed.wrapping_add(index as u64 * 7919) }
         })
         .filter(|s| !s.sentences.is_empty())

@@ -1,12 +1,14 @@
-//! The text a voice is given: what a reader sees (emoji, "Dr.", "am 3. Oktober") is not all
-//! what a voice should say. espeak-ng reads a pictograph by its Unicode name ("smiling face
-//! with smiling eyes"), and ends a sentence at a title's full stop before a capital ("Dr." |
+//! The text a voice is given: what a reader sees (emoji, "Dr.", "am 3. Oktober", a line of
+//! Japanese) is not all what a voice should say. espeak-ng reads a pictograph by its Unicode
+//! name ("smiling face with smiling eyes"), a character of a writing system its language
+//! does not use by its name ("japanischer Buchstabe"), and ends a sentence at a title's full stop before a capital ("Dr." |
 //! "Smith") or a German ordinal's before a month ("Am 3." | "Oktober"), closing it with a
-//! falling tone and a pause. Both are prepared away here, and the sentence texts the voice
-//! reports are mapped back onto the text as written, so subtitles still show the emoji and
-//! the title's full stop.
+//! falling tone and a pause. These are prepared away here, and the sentence texts the voice
+//! reports are mapped back onto the text as written, so subtitles still show the emoji, the
+//! Japanese and the title's full stop.
 
 use crate::text::Language;
+use crate::text::scripts::unspoken;
 use crate::text::stops::{is_ordinal_stop, stop_continues};
 
 /// A pictograph, emoji part or emoji modifier: spoken by its name, so never given to a voice.
@@ -36,7 +38,8 @@ pub struct VoiceText {
     original: String,
 }
 
-/// Drops pictographs from `text`; with `titles_run_on`, also the full stop after a title
+/// Drops pictographs from `text`, and words in a writing system `language` does not use
+/// (see [`unspoken`]: their sentence mark stays); with `titles_run_on`, also the full stop after a title
 /// or initial that continues its sentence in `language` (see [`stop_continues`]), which the
 /// voice says the same without it. An ordinal's full stop stays ("am 3. Oktober": without it
 /// espeak-ng says "drei", not "dritte"), and the word after it is given in lower case, which
@@ -47,8 +50,19 @@ pub fn for_voice(text: &str, titles_run_on: bool, language: &Language) -> VoiceT
     let mut chars = text.char_indices().peekable();
     // Where the word after an ordinal's stop starts: given in lower case.
     let mut lower_at = None;
+    let unspoken = unspoken(text, language);
+    let mut skip = unspoken.iter().peekable();
     while let Some((at, c)) = chars.next() {
         if is_pictograph(c) {
+            continue;
+        }
+        while skip.next_if(|u| u.range.end <= at).is_some() {}
+        if let Some(u) = skip.peek().filter(|u| u.range.contains(&at)) {
+            // A word the voice cannot say ends its sentence still, where it did.
+            if let Some(mark) = u.ends_sentence.filter(|_| at + c.len_utf8() == u.range.end) {
+                spoken.push(mark);
+                origin.push(at);
+            }
             continue;
         }
         if c == '.' && titles_run_on && chars.peek().is_some_and(|(_, n)| n.is_whitespace()) {
@@ -138,6 +152,15 @@ mod tests {
             for_voice("It was Smith Jr. Then he left.", true, english()).spoken,
             "It was Smith Jr. Then he left."
         );
+    }
+
+    #[test]
+    fn a_line_the_voice_cannot_say_is_shown_with_the_sentence_before_it() {
+        let t =
+            for_voice("Oma las vor: 今日は天気ですね。 Dann auf Arabisch: مرحبا بكم. Schön!", true, Language::of("de"));
+        assert_eq!(t.spoken, "Oma las vor: . Dann auf Arabisch:  . Schön!");
+        let written = t.written(&["Oma las vor: .".into(), "Dann auf Arabisch:  .".into(), "Schön!".into()]);
+        assert_eq!(written, ["Oma las vor: 今日は天気ですね。", "Dann auf Arabisch: مرحبا بكم.", "Schön!"]);
     }
 
     #[test]
