@@ -212,9 +212,10 @@ async fn check_length(c: &Client, path: &Path, script: &str) -> anyhow::Result<(
 /// daemon `hint` reaches).
 fn read_script(path: &Path, hint: &Hint) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
-        return std::io::read_to_string(std::io::stdin()).context("cannot read the script from standard input");
+        let script = std::io::read_to_string(std::io::stdin()).context("cannot read the script from standard input")?;
+        return Ok(reelbox::text::clean(&script));
     }
-    std::fs::read_to_string(path).map_err(|e| {
+    std::fs::read_to_string(path).map(|script| reelbox::text::clean(&script)).map_err(|e| {
         let text = path.display().to_string();
         if e.kind() == std::io::ErrorKind::NotFound && text.contains(' ') {
             anyhow!(

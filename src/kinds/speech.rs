@@ -120,7 +120,8 @@ impl SpeechRequest {
     /// Checks the parameters and fills the defaults; `max_chars` bounds the text. The voice
     /// is checked by name only ([`SpeechRequest::resolve`] also looks for it).
     pub fn check(self, max_chars: usize) -> Result<SpeechParams, ParamError> {
-        let text = self.text.as_deref().map(str::trim).unwrap_or_default();
+        let text = crate::text::clean(self.text.as_deref().unwrap_or_default());
+        let text = text.trim();
         if text.is_empty() {
             return Err(ParamError::new("text", "is required and must not be empty"));
         }
@@ -356,7 +357,7 @@ pub fn say_with(
     let speech = tts::synthesize(
         engine,
         &voice,
-        &req.text,
+        &crate::text::clean(&req.text),
         &opts,
         SynthesisRun {
             device: req.device.unwrap_or(DeviceId::Cpu),

@@ -172,3 +172,36 @@ async fn a_line_in_a_writing_the_voice_does_not_read_is_shown_but_not_spoken() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["param"], "input", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_saved_by_windows_notepad_starts_with_its_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    let c = reqwest::Client::new();
+
+    // Notepad's UTF-8: a byte-order mark and CRLF. The first cue started with the mark and a
+    // space, and so did the film's title and its plan.
+    let script = "\u{feff}Oma erzählt von früher.\r\nSie lachte.\r\n";
+    let film = render(&d, dir.path(), "notepad", script.as_bytes(), "de-tiny");
+    assert_eq!(srt_cues(&film), ["Oma erzählt von früher.", "Sie lachte."]);
+    assert_eq!(title(&film), "Oma erzählt von früher");
+    // From standard input too.
+    let file = std::fs::File::open(dir.path().join("notepad.txt")).expect("script");
+    let args = ["render", "-", "-o", "piped.mp4", "--voice", "de-tiny", "--model", "tiny-sd", "--width", "448"];
+    let out = reelbox(&d, dir.path(), &[&args[..], &["--height", "64"]].concat(), Stdio::from(file));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(title(&dir.path().join("piped.mp4")), "Oma erzählt von früher");
+
+    // The API's text: the speech's sentences as written.
+    let body = json!({"text": "\u{feff}Hallo Oma.", "voice": "de-tiny"});
+    let resp = c.post(d.at("/api/v1/speech")).json(&body).send().await.expect("speech");
+    assert_eq!(resp.status(), 202);
+    let job: Value = resp.json().await.expect("json");
+    let id = job["id"].as_str().expect("id");
+    let done =
+        common::daemon::wait_job(&c, &d, id, std::time::Duration::from_secs(120), common::daemon::is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let timing: Value =
+        serde_json::from_slice(&common::render::artifact(&c, &d, id, "speech.json").await).expect("timing");
+    assert_eq!(timing["sentences"][0]["text"], "Hallo Oma.", "{timing}");
+}

@@ -168,9 +168,10 @@ impl RenderRequest {
             return Err(ParamError::new("prompt", "give a `script` or a one-line `prompt`, not both"));
         }
         let (field, script) = match (&self.script, &self.prompt) {
-            (None, Some(prompt)) => ("prompt", prompt.trim()),
-            (script, _) => ("script", script.as_deref().map(str::trim).unwrap_or_default()),
+            (None, Some(prompt)) => ("prompt", crate::text::clean(prompt)),
+            (script, _) => ("script", crate::text::clean(script.as_deref().unwrap_or_default())),
         };
+        let script = script.trim();
         if script.is_empty() {
             return Err(ParamError::new("script", "is required (or give a single `prompt`)"));
         }
