@@ -211,21 +211,21 @@ async fn check_length(c: &Client, path: &Path, script: &str) -> anyhow::Result<(
 /// reads like a sentence was meant as the script itself: say how to give one line (to the
 /// daemon `hint` reaches).
 fn read_script(path: &Path, hint: &Hint) -> anyhow::Result<String> {
-    if path.as_os_str() == "-" {
-        let script = std::io::read_to_string(std::io::stdin()).context("cannot read the script from standard input")?;
-        return Ok(reelbox::text::clean(&script));
-    }
-    std::fs::read_to_string(path).map(|script| reelbox::text::clean(&script)).map_err(|e| {
-        let text = path.display().to_string();
-        if e.kind() == std::io::ErrorKind::NotFound && text.contains(' ') {
-            anyhow!(
-                "cannot read the script file {text:?}: no such file. SCRIPT is a file; to film one line, \
-                 `echo {text:?} | {}`",
-                hint.command("render - -o film.mp4")
-            )
-        } else {
-            anyhow!("cannot read the script file {text}: {e}")
+    super::text_file::read(path, "script").map_err(|e| match e.downcast::<std::io::Error>() {
+        Ok(e) if path.as_os_str() != "-" => {
+            let text = path.display().to_string();
+            if e.kind() == std::io::ErrorKind::NotFound && text.contains(' ') {
+                anyhow!(
+                    "cannot read the script file {text:?}: no such file. SCRIPT is a file; to film one line, \
+                     `echo {text:?} | {}`",
+                    hint.command("render - -o film.mp4")
+                )
+            } else {
+                anyhow!("cannot read the script file {text}: {e}")
+            }
         }
+        Ok(e) => anyhow::Error::new(e).context("cannot read the script from standard input"),
+        Err(e) => e,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The words of a script or a speech as reelbox reads them: which language's rules a voice
 //! reads them by (`language.rs`), where a full stop ends a sentence in it (`stops.rs`), and
 //! which words are in a writing system the voice does not read (`scripts.rs`); and text as
-//! it enters reelbox ([`clean`]).
+//! it enters reelbox ([`clean`], [`decode`]).
 //! A leaf: every folder may use it.
 
 pub mod language;
@@ -17,6 +17,32 @@ pub fn clean(text: &str) -> String {
     text.strip_prefix('\u{feff}').unwrap_or(text).to_string()
 }
 
+/// Bytes that are not UTF-8 text: where the first byte that is not is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("it is not UTF-8 text: byte {column} of line {line} is {byte:#04x}")]
+pub struct NotUtf8 {
+    /// The line it is on, from 1.
+    pub line: usize,
+    /// Its byte in that line, from 1 (an editor's column, for text before it in ASCII).
+    pub column: usize,
+    /// The byte itself (0xe4 is Latin-1's "ä").
+    pub byte: u8,
+}
+
+/// A file's or standard input's bytes as text (see [`clean`]), or where they are not UTF-8.
+pub fn decode(bytes: Vec<u8>) -> Result<String, NotUtf8> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(clean(&text)),
+        Err(e) => {
+            let bytes = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            let line_start = bytes[..at].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            Err(NotUtf8 { line, column: at - line_start + 1, byte: bytes.get(at).copied().unwrap_or_default() })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -25,5 +51,13 @@ mod tests {
     fn a_byte_order_mark_is_not_part_of_the_text() {
         assert_eq!(clean("\u{feff}Oma erzählt.\r\n"), "Oma erzählt.\r\n");
         assert_eq!(clean("Oma \u{feff}"), "Oma \u{feff}");
+    }
+
+    #[test]
+    fn latin_1_is_refused_naming_the_line_and_byte() {
+        let latin1 = b"Oma erz\xe4hlt.\nVon fr\xfcher.".to_vec();
+        assert_eq!(decode(latin1), Err(NotUtf8 { line: 1, column: 8, byte: 0xe4 }));
+        assert_eq!(decode(b"Ok.\r\nVon fr\xfcher.".to_vec()), Err(NotUtf8 { line: 2, column: 7, byte: 0xfc }));
+        assert_eq!(decode("\u{feff}Oma.".as_bytes().to_vec()).as_deref(), Ok("Oma."));
     }
 }

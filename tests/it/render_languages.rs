@@ -205,3 +205,50 @@ async fn a_script_saved_by_windows_notepad_starts_with_its_words() {
         serde_json::from_slice(&common::render::artifact(&c, &d, id, "speech.json").await).expect("timing");
     assert_eq!(timing["sentences"][0]["text"], "Hallo Oma.", "{timing}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latin_1_script_is_refused_saying_where_and_how_to_convert_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    // "Oma erzählt.\nVon früher." as an old editor saves it: ä is 0xe4, ü 0xfc.
+    let latin1: &[u8] = b"Oma erz\xe4hlt.\nVon fr\xfcher.\n";
+    std::fs::write(dir.path().join("latin1.txt"), latin1).expect("script");
+    let text = |out: &std::process::Output| {
+        assert!(!out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // It said `stream did not contain valid UTF-8`, and nothing of where or what to do.
+    let said = text(&reelbox(&d, dir.path(), &["render", "latin1.txt", "--voice", "de-tiny"], Stdio::null()));
+    assert!(
+        said.contains("cannot read the script file latin1.txt: it is not UTF-8 text: byte 8 of line 1 is 0xe4"),
+        "{said}"
+    );
+    assert!(said.contains("save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 latin1.txt > latin1-utf8.txt`"), "{said}");
+
+    let stdin = || Stdio::from(std::fs::File::open(dir.path().join("latin1.txt")).expect("script"));
+    let said = text(&reelbox(&d, dir.path(), &["render", "-", "--voice", "de-tiny"], stdin()));
+    assert!(
+        said.contains("cannot read the script from standard input: it is not UTF-8 text: byte 8 of line 1"),
+        "{said}"
+    );
+    assert!(said.contains("`iconv -f latin1 -t utf-8`"), "{said}");
+
+    let said = text(&reelbox(&d, dir.path(), &["say", "--file", "latin1.txt", "-o", "o.wav"], Stdio::null()));
+    assert!(
+        said.contains("cannot read the text file latin1.txt: it is not UTF-8 text: byte 8 of line 1 is 0xe4"),
+        "{said}"
+    );
+    let said = text(&reelbox(&d, dir.path(), &["say", "-", "-o", "o.wav"], stdin()));
+    assert!(said.contains("cannot read the text from standard input: it is not UTF-8 text"), "{said}");
+
+    // The same file as UTF-8 (the iconv it names) is said.
+    std::fs::write(dir.path().join("story.txt"), "Oma erzählt.\nVon früher.\n").expect("script");
+    let out = reelbox(
+        &d,
+        dir.path(),
+        &["say", "--file", "story.txt", "-o", "story.wav", "--voice", "de-tiny"],
+        Stdio::null(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("story.wav").is_file());
+}
