@@ -10,11 +10,21 @@ pub mod stops;
 
 pub use language::Language;
 
-/// Text as it enters reelbox (a script or a speech, from a file, standard input or the API):
-/// without the byte-order mark Windows Notepad starts a UTF-8 file with, which would
-/// otherwise start the film's first cue, its title and its plan.
+use unicode_normalization::UnicodeNormalization;
+
+/// Text as it enters reelbox (a script or a speech, from a file, standard input or the API;
+/// a profile's or a key's name): without the byte-order mark Windows Notepad starts a UTF-8
+/// file with, which would otherwise start the film's first cue, its title and its plan, and
+/// composed (NFC): text pasted from a Mac writes "ü" as "u" and a combining mark, which
+/// espeak-ng reads as two sounds and a name compares unequal to the same name typed.
 pub fn clean(text: &str) -> String {
-    text.strip_prefix('\u{feff}').unwrap_or(text).to_string()
+    text.strip_prefix('\u{feff}').unwrap_or(text).nfc().collect()
+}
+
+/// Whether two names are the same as a reader sees them ("Müller" composed or not): how
+/// names kept before they were composed ([`clean`]) are still found.
+pub fn same(a: &str, b: &str) -> bool {
+    a == b || a.nfc().eq(b.nfc())
 }
 
 /// Bytes that are not UTF-8 text: where the first byte that is not is.
@@ -51,6 +61,13 @@ mod tests {
     fn a_byte_order_mark_is_not_part_of_the_text() {
         assert_eq!(clean("\u{feff}Oma erzählt.\r\n"), "Oma erzählt.\r\n");
         assert_eq!(clean("Oma \u{feff}"), "Oma \u{feff}");
+    }
+
+    #[test]
+    fn text_pasted_from_a_mac_is_composed() {
+        let nfd = "Mu\u{308}ller fa\u{308}hrt";
+        assert_eq!(clean(nfd), "Müller fährt");
+        assert!(same(nfd, "Müller fährt") && !same("Muller", "Müller"));
     }
 
     #[test]

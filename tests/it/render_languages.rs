@@ -252,3 +252,69 @@ async fn a_latin_1_script_is_refused_saying_where_and_how_to_convert_it() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.path().join("story.wav").is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_and_names_pasted_from_a_mac_are_the_words_they_look_like() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    // A profile named on a Mac before names were composed: "Mu" and a combining diaeresis.
+    let nfd_name = "Mu\u{308}ller";
+    {
+        let store = reelbox::store::Store::open(&data, true, 8).expect("open");
+        let style = reelbox::store::records::Style::default();
+        let voice = reelbox::store::records::Voice {
+            model: "de-tiny".into(),
+            speaker: None,
+            length_scale: None,
+            noise_scale: None,
+            noise_w: None,
+        };
+        let profile = reelbox::store::records::Profile {
+            id: store.new_id(),
+            owner: "local".into(),
+            name: nfd_name.into(),
+            portrait: None,
+            face_box: None,
+            voice_sample: None,
+            voice,
+            style,
+            created_at: 0,
+        };
+        store.put_profile(profile).await.expect("profile");
+        store.close();
+    }
+    let d = start(dir.path());
+    let c = reqwest::Client::new();
+
+    // espeak-ng read "Müller fährt" pasted from a Mac as "mˈuːlɜ fˈɑhɾt": other sounds.
+    let nfd = "Mu\u{308}ller fa\u{308}hrt nach Lo\u{301}dz\u{301}.";
+    assert_eq!(
+        spoken_seconds(&c, &d, "de-tiny", nfd).await,
+        spoken_seconds(&c, &d, "de-tiny", "Müller fährt nach Lódź.").await
+    );
+
+    // Its download is named by its words (it was `mu-ller-fa-hrt-…`).
+    let resp = c.post(d.at("/api/v1/speech")).json(&json!({"text": nfd, "voice": "de-tiny"})).send().await;
+    let job: Value = resp.expect("speech").json().await.expect("json");
+    let id = job["id"].as_str().expect("id");
+    common::daemon::wait_job(&c, &d, id, std::time::Duration::from_secs(120), common::daemon::is_final).await;
+    let arts: Value =
+        c.get(d.at(&format!("/api/v1/jobs/{id}/artifacts"))).send().await.expect("list").json().await.expect("json");
+    let name = arts[0]["download_name"].as_str().unwrap_or_default();
+    assert!(name.starts_with("müller-fährt-nach-lódź-"), "{arts}");
+
+    // The old profile is found by its name typed on Linux, and the same name is not taken twice.
+    let found = c.get(d.at("/api/v1/profiles/M%C3%BCller")).send().await.expect("get");
+    assert_eq!(found.status(), 200, "the NFD profile by its NFC name");
+    let again = c.post(d.at("/api/v1/profiles")).json(&json!({"name": "Müller"})).send().await.expect("create");
+    assert_eq!(again.status(), 409, "a look-alike of an existing name");
+    // A new one from a Mac is kept composed, and found typed.
+    let made = c.post(d.at("/api/v1/profiles")).json(&json!({"name": "Scha\u{308}fer"})).send().await.expect("create");
+    assert_eq!(made.status(), 201);
+    assert_eq!(made.json::<Value>().await.expect("json")["name"], "Schäfer");
+    let render = json!({"script": "Guten Abend.", "profile": "Schäfer", "model": "tiny-sd", "steps": 2,
+                        "width": 64, "height": 64});
+    let resp = c.post(d.at("/api/v1/renders")).json(&render).send().await.expect("render");
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap_or_default());
+}
