@@ -23,6 +23,7 @@ pub mod scheduler;
 pub mod setup;
 pub mod store;
 pub mod sweeper;
+pub mod text;
 pub mod time;
 pub mod tls;
 pub mod tui;

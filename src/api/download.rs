@@ -31,6 +31,8 @@ pub fn download_name(art: &Artifact, job: Option<&Job>) -> String {
         .find_map(|k| params[*k].as_str())
         .or_else(|| params["speech"]["text"].as_str())
         .unwrap_or(&job.kind);
+    // Composed, so "Müller" from a Mac (a "u" and a combining mark) is one word.
+    let text = crate::text::clean(text);
     let mut slug = String::new();
     let words = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(NAME_WORDS);
     for word in words {

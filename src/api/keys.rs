@@ -241,7 +241,7 @@ pub async fn create(
 
 /// Validates a creation request and makes the key and its record (not yet stored).
 pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(ApiKey, String), ApiError> {
-    let name = req.name.trim().to_string();
+    let name = crate::text::clean(req.name.trim());
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::field("name", "must be 1–64 printable characters"));
     }
@@ -328,8 +328,11 @@ fn key_id(store: &Store, caller: &Caller, raw: &str) -> Result<ulid::Ulid, ApiEr
             _ => Err(ApiError::not_found("key", raw)),
         };
     }
-    let (active, revoked): (Vec<ApiKey>, Vec<ApiKey>) =
-        store.keys()?.into_iter().filter(|k| k.name == raw.trim() && mine(k)).partition(|k| k.revoked_at.is_none());
+    let (active, revoked): (Vec<ApiKey>, Vec<ApiKey>) = store
+        .keys()?
+        .into_iter()
+        .filter(|k| crate::text::same(&k.name, raw.trim()) && mine(k))
+        .partition(|k| k.revoked_at.is_none());
     match active.as_slice() {
         [] => revoked.iter().max_by_key(|k| k.revoked_at).map(|k| k.id).ok_or_else(|| ApiError::not_found("key", raw)),
         [k] => Ok(k.id),

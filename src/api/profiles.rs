@@ -204,7 +204,9 @@ fn visible_profile(state: &AppState, caller: &Caller, raw: &str) -> Result<Profi
 
 fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) -> Result<(), ApiError> {
     if let Some(n) = r.name {
-        // Trimmed: "anna " and "anna" look the same in a list and must not be two names.
+        // Trimmed and composed: "anna " and "anna", or "Müller" from a Mac and typed, look
+        // the same in a list and must not be two names.
+        let n = crate::text::clean(&n);
         let n = n.trim();
         if n.is_empty() || n.len() > 200 {
             return Err(ApiError::field("name", "must be 1–200 characters"));

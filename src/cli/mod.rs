@@ -37,6 +37,7 @@ mod serve;
 mod setup;
 mod status;
 mod table;
+mod text_file;
 mod top;
 mod upscale;
 mod voices;

@@ -219,20 +219,21 @@ async fn check_length(c: &Client, path: &Path, script: &str) -> anyhow::Result<(
 /// reads like a sentence was meant as the script itself: say how to give one line (to the
 /// daemon `hint` reaches).
 fn read_script(path: &Path, hint: &Hint) -> anyhow::Result<String> {
-    if path.as_os_str() == "-" {
-        return std::io::read_to_string(std::io::stdin()).context("cannot read the script from standard input");
-    }
-    std::fs::read_to_string(path).map_err(|e| {
-        let text = path.display().to_string();
-        if e.kind() == std::io::ErrorKind::NotFound && text.contains(' ') {
-            anyhow!(
-                "cannot read the script file {text:?}: no such file. SCRIPT is a file; to film one line, \
-                 `echo {text:?} | {}`",
-                hint.command("render - -o film.mp4")
-            )
-        } else {
-            anyhow!("cannot read the script file {text}: {e}")
+    super::text_file::read(path, "script").map_err(|e| match e.downcast::<std::io::Error>() {
+        Ok(e) if path.as_os_str() != "-" => {
+            let text = path.display().to_string();
+            if e.kind() == std::io::ErrorKind::NotFound && text.contains(' ') {
+                anyhow!(
+                    "cannot read the script file {text:?}: no such file. SCRIPT is a file; to film one line, \
+                     `echo {text:?} | {}`",
+                    hint.command("render - -o film.mp4")
+                )
+            } else {
+                anyhow!("cannot read the script file {text}: {e}")
+            }
         }
+        Ok(e) => anyhow::Error::new(e).context("cannot read the script from standard input"),
+        Err(e) => e,
     })
 }
 
@@ -372,7 +373,9 @@ pub(super) async fn demo_request(c: &Client, inputs: &DemoInputs) -> anyhow::Res
 /// the mux writes from the film's first sentence, is the demo script's. A file ffprobe cannot
 /// read (not a film, or no ffprobe here) is not.
 fn is_demo_film(film: &Path, script: &str) -> bool {
-    let Some(want) = reelbox::pipelines::render::plan::plan(script, "", 0).title() else { return false };
+    // The demo's voice is English (joe).
+    let english = reelbox::text::Language::of("en");
+    let Some(want) = reelbox::pipelines::render::plan::plan(script, "", 0, english).title() else { return false };
     film.is_file() && reelbox::media::ffprobe::probe(film).is_ok_and(|info| info.title.as_deref() == Some(&*want))
 }
 

@@ -1,7 +1,8 @@
-//! `reelbox say TEXT -o FILE`: text to a WAV file with a Piper voice, on the daemon
-//! (`POST /api/v1/speech`) when one answers, else in this process.
+//! `reelbox say TEXT -o FILE` (or `--file FILE`, or `-` for standard input): text to a WAV
+//! file with a Piper voice, on the daemon (`POST /api/v1/speech`) when one answers, else in
+//! this process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
@@ -16,8 +17,12 @@ use super::backend::{Backend, local, run_job, save_artifacts};
 /// Arguments of `reelbox say`.
 #[derive(Debug, Args)]
 pub struct SayArgs {
-    /// What to say.
-    pub text: String,
+    /// What to say (`-` reads it from standard input).
+    #[arg(required_unless_present = "file")]
+    pub text: Option<String>,
+    /// A UTF-8 text file to say, instead of TEXT.
+    #[arg(long, conflicts_with = "text")]
+    pub file: Option<PathBuf>,
     /// WAV file to write.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -47,12 +52,23 @@ pub struct SayArgs {
 /// Runs `reelbox say`.
 pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&args.output)?;
+    let text = match (&args.text, &args.file) {
+        (Some(text), _) if text == "-" => super::text_file::read(Path::new("-"), "text")?,
+        (Some(text), _) => reelbox::text::clean(text),
+        (None, Some(file)) => {
+            super::text_file::read(file, "text").map_err(|e| match e.downcast::<std::io::Error>() {
+                Ok(e) => anyhow!("cannot read the text file {}: {e}", file.display()),
+                Err(e) => e,
+            })?
+        }
+        (None, None) => anyhow::bail!("give the TEXT to say, or --file FILE"),
+    };
     // A voice given as a file exists only on this machine.
     let voice_is_file = args.voice.as_deref().is_some_and(|v| v.contains('/') || v.ends_with(".onnx"));
     match Backend::choose(g, args.local || voice_is_file).await? {
         Backend::Daemon(c) => {
             let body = SpeechRequest {
-                text: Some(args.text),
+                text: Some(text),
                 voice: args.voice,
                 speaker: args.speaker.map(serde_json::Value::String),
                 noise_scale: args.noise_scale.map(f64::from),
@@ -72,7 +88,7 @@ pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
         Backend::Local => {
             let config = Config::load(g.config.as_deref())?;
             let req = SayRequest {
-                text: args.text,
+                text,
                 voice: args.voice,
                 noise_scale: args.noise_scale,
                 noise_w: args.noise_w,

@@ -233,8 +233,12 @@ impl Service {
         if let Ok(id) = parse_id("profile", raw) {
             return Ok(self.store().profile(id)?.filter(|p| who.may_see(&p.owner)));
         }
-        let mut named: Vec<Profile> =
-            self.store().profiles(None)?.into_iter().filter(|p| p.name == raw && who.may_see(&p.owner)).collect();
+        let mut named: Vec<Profile> = self
+            .store()
+            .profiles(None)?
+            .into_iter()
+            .filter(|p| crate::text::same(&p.name, raw) && who.may_see(&p.owner))
+            .collect();
         // An admin sees everyone's profiles, and names are one per owner: their own profile
         // of that name is the one they mean (a family's admin and child may both have "me").
         if named.len() > 1 && named.iter().filter(|p| p.owner == who.owner).count() == 1 {

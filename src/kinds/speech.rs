@@ -18,6 +18,8 @@ use crate::pipelines::Progress;
 use crate::pipelines::tts::{
     self, DEFAULT_SENTENCE_SILENCE, DEFAULT_VOICE, Speech, SpeechOptions, SynthesisRun, TtsError, Voice,
 };
+use crate::text::Language;
+use crate::text::scripts::{has_words, unspoken_notes};
 
 /// The `speech` job kind.
 pub struct SpeechKind;
@@ -118,7 +120,8 @@ impl SpeechRequest {
     /// Checks the parameters and fills the defaults; `max_chars` bounds the text. The voice
     /// is checked by name only ([`SpeechRequest::resolve`] also looks for it).
     pub fn check(self, max_chars: usize) -> Result<SpeechParams, ParamError> {
-        let text = self.text.as_deref().map(str::trim).unwrap_or_default();
+        let text = crate::text::clean(self.text.as_deref().unwrap_or_default());
+        let text = text.trim();
         if text.is_empty() {
             return Err(ParamError::new("text", "is required and must not be empty"));
         }
@@ -188,6 +191,14 @@ impl SpeechRequest {
                 return Err(ParamError::new("voice", e.to_string()));
             }
         };
+        // Words only in a writing system the voice does not read are not spoken (espeak-ng
+        // would say their characters' names): a job of them would fail having nothing to say.
+        let language = Language::of(&voice.config.espeak_voice);
+        if let Some(note) =
+            unspoken_notes(&p.text, language, &p.voice).first().filter(|_| !has_words(&p.text, language))
+        {
+            return Err(ParamError::new("text", format!("has nothing the voice can say: {note}")));
+        }
         // The speaker is the voice's to know: refused here, not by the job that would fail.
         voice.config.speaker_id(p.speaker.as_deref()).map_err(|e| ParamError::new("speaker", e.to_string()))?;
         Ok(p)
@@ -234,6 +245,9 @@ impl TypedKind for SpeechKind {
 /// timings). Other kinds that speak first (lip-sync from text) run this as their own stage.
 pub fn speak(run: &StageRun, p: &SpeechParams) -> Result<(), StageError> {
     let voice = Voice::find(&run.config.models_dir(), &p.voice)?;
+    for note in unspoken_notes(&p.text, Language::of(&voice.config.espeak_voice), &p.voice) {
+        run.sink.log("warn", &format!("{note}: it is left out of the speech"));
+    }
     let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
     let speech = tts::synthesize(
         run.engine,
@@ -348,7 +362,7 @@ pub fn say_with(
     let speech = tts::synthesize(
         engine,
         &voice,
-        &req.text,
+        &crate::text::clean(&req.text),
         &opts,
         SynthesisRun {
             device: req.device.unwrap_or(DeviceId::Cpu),

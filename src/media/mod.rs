@@ -17,7 +17,6 @@ pub mod mix;
 pub mod picture;
 pub mod probe;
 pub mod subtitles;
-pub mod titles;
 pub mod visual;
 
 pub use audio::{Audio, AudioError, decode_bytes, decode_file, write_wav};

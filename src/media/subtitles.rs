@@ -1,7 +1,7 @@
 //! Subtitle files from timed cues: SubRip (`.srt`) and WebVTT (`.vtt`), and cues cut to
 //! what a viewer can read at once ([`fit_cue`]).
 
-use super::titles::stop_continues;
+use crate::text::stops::stop_continues_in_any;
 
 /// One subtitle: shown from `start_s` to `end_s` (seconds).
 #[derive(Debug, Clone, PartialEq)]
@@ -144,10 +144,10 @@ fn balanced(pieces: &[String], turns: usize) -> Vec<String> {
     out.into_iter().map(|turn| turn.join(" ")).collect()
 }
 
-/// Whether a turn may end after `word` when `next` follows: not after a full stop the
-/// sentence reads on from (the voice's own rule, [`stop_continues`]).
+/// Whether a turn may end after `word` when `next` follows: not after a full stop a
+/// sentence reads on from in any language (the voice's own rule, [`stop_continues_in_any`]).
 fn may_cut_after(word: &str, next: &str) -> bool {
-    !word.strip_suffix('.').is_some_and(|w| stop_continues(w, next))
+    !word.strip_suffix('.').is_some_and(|w| stop_continues_in_any(w, next))
 }
 
 /// A cue as a viewer can read it on a film whose lines hold `max_columns`: one cue of at

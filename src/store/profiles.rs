@@ -93,7 +93,10 @@ impl Store {
 /// Ok when no profile in `others` but `profile` itself has its owner and its name; names
 /// compare as `profiles show NAME` finds them.
 fn name_free(profile: &Profile, others: &[Profile]) -> Result<(), StoreError> {
-    match others.iter().find(|o| o.id != profile.id && o.owner == profile.owner && o.name == profile.name) {
+    match others
+        .iter()
+        .find(|o| o.id != profile.id && o.owner == profile.owner && crate::text::same(&o.name, &profile.name))
+    {
         Some(o) => Err(StoreError::ProfileNameTaken { name: o.name.clone(), id: o.id.to_string() }),
         None => Ok(()),
     }

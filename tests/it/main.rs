@@ -74,6 +74,7 @@ mod profile_model;
 mod quotas;
 mod render;
 mod render_cli;
+mod render_languages;
 mod render_scripts;
 mod render_subtitles;
 mod render_views;

@@ -9,6 +9,9 @@ use crate::config::Config;
 use crate::kinds::StageName;
 use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::plan;
+use crate::pipelines::tts::Voice;
+use crate::text::Language;
+use crate::text::scripts::unspoken_notes;
 
 mod params;
 mod stages;
@@ -28,6 +31,14 @@ const STAGES: [StageName; 7] = [
     StageName::Upscale,
     StageName::Mux,
 ];
+
+/// The language of the voice `voice` (its `espeak.voice`), which the script is read in:
+/// where its sentences end. Unknown (English's titles) when the voice is not on this box (a
+/// head whose worker boxes have it): the narration, on the box, still reads by its own.
+fn voice_language(config: &Config, voice: &str) -> &'static Language {
+    Voice::find(&config.models_dir(), voice)
+        .map_or(&crate::text::language::UNKNOWN, |v| Language::of(&v.config.espeak_voice))
+}
 
 /// The `render` job kind.
 #[derive(Debug, Default)]
@@ -103,7 +114,16 @@ impl TypedKind for Render {
 
     fn run_stage(&self, stage: StageName, p: &RenderParams, run: &StageRun) -> Result<(), StageError> {
         match stage {
-            StageName::Plan => stages::put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed)),
+            StageName::Plan => {
+                let language = voice_language(run.config, &p.voice);
+                // Said once, as the film is planned: what of the script the voice leaves unsaid.
+                for note in unspoken_notes(&p.script, language, &p.voice) {
+                    let what =
+                        "it is shown in the subtitles with the words before it; a scene of only such text is left out";
+                    run.sink.log("warn", &format!("{note}: {what}"));
+                }
+                stages::put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed, language))
+            }
             StageName::Keyframes => stages::keyframes(run, p),
             StageName::Narration => stages::narration(run, p),
             StageName::Motion => stages::motion(run, p),

@@ -16,6 +16,7 @@ use crate::kinds::{ParamError, ValidateCtx};
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::{Plan, plan};
+use crate::text::scripts::unspoken_notes;
 
 /// Every field a render request may have (`profile` is folded in before the kind reads it).
 pub const KNOWN: [&str; 24] = [
@@ -167,9 +168,10 @@ impl RenderRequest {
             return Err(ParamError::new("prompt", "give a `script` or a one-line `prompt`, not both"));
         }
         let (field, script) = match (&self.script, &self.prompt) {
-            (None, Some(prompt)) => ("prompt", prompt.trim()),
-            (script, _) => ("script", script.as_deref().map(str::trim).unwrap_or_default()),
+            (None, Some(prompt)) => ("prompt", crate::text::clean(prompt)),
+            (script, _) => ("script", crate::text::clean(script.as_deref().unwrap_or_default())),
         };
+        let script = script.trim();
         if script.is_empty() {
             return Err(ParamError::new("script", "is required (or give a single `prompt`)"));
         }
@@ -251,7 +253,13 @@ impl RenderRequest {
         // The voice (the request's, its profile's or the default) must be installed now: a
         // render would otherwise fail at its narration, after its keyframes.
         require_installed("voice", ModelKind::Tts, &params.voice, config)?;
-        let planned = plan(&params.script, &params.style, params.seed);
+        let language = super::voice_language(config, &params.voice);
+        let planned = plan(&params.script, &params.style, params.seed, language);
+        if let Some(note) =
+            unspoken_notes(&params.script, language, &params.voice).first().filter(|_| planned.scenes.is_empty())
+        {
+            return Err(ParamError::new(field, format!("has no words the voice can say: {note}")));
+        }
         if planned.scenes.is_empty() {
             // Every scene would be dropped: a film of nothing would fail at its last stage.
             return Err(ParamError::new(

@@ -31,7 +31,8 @@ pub(super) fn stage_weights(p: &RenderParams, stages: &[StageName]) -> Vec<f64> 
 /// Each render stage's expected share of the render's time, in stage order; they sum to 1.
 /// A stage the render skips (no presenter shown, no upscale) weighs nothing.
 fn planned(p: &RenderParams) -> Vec<(StageName, f64)> {
-    let plan = plan(&p.script, &p.style, p.seed);
+    // Its words and scenes, which do not hang on where its sentences end: no voice read.
+    let plan = plan(&p.script, &p.style, p.seed, &crate::text::language::UNKNOWN);
     let film_s = plan.estimated_seconds(f64::from(p.length_scale.unwrap_or(1.0)), SCENE_GAP_S);
     let frames = film_s * f64::from(p.fps) / DEMO_FPS;
     let presenter = p.presenter.is_some() && p.layout != Layout::None;

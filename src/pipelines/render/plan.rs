@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipelines::tts::text::stop_continues;
+use crate::text::Language;
+use crate::text::scripts::has_words;
+use crate::text::stops::stop_continues;
 
 /// One scene of a film.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,10 +26,6 @@ pub struct Plan {
     pub scenes: Vec<Scene>,
 }
 
-/// Splits `script` into scenes by blank-line paragraphs; a single line is a one-scene film.
-/// Text in `[brackets]` is a screen direction: it becomes the keyframe prompt and is not
-/// spoken. Without one, the prompt is the scene's text. `style` is prepended to every
-/// prompt; seeds derive from `seed` and the index.
 /// Words a second a voice is assumed to speak when a narration's length is estimated from
 /// its script (Piper voices speak about 2.5 to 3.5): the faster figure, so an honest script
 /// is never refused for a length it will not have.
@@ -60,7 +58,12 @@ pub fn spoken_words(text: &str) -> usize {
         .sum()
 }
 
-pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
+/// Splits `script` into scenes by blank-line paragraphs; a single line is a one-scene film.
+/// Text in `[brackets]` is a screen direction: it becomes the keyframe prompt and is not
+/// spoken. Without one, the prompt is the scene's text. `style` is prepended to every
+/// prompt; seeds derive from `seed` and the index. Sentences end where they do in
+/// `language`, the voice's (see [`sentences`]).
+pub fn plan(script: &str, style: &str, seed: u64, language: &Language) -> Plan {
     let paragraphs = paragraphs(script);
     let scenes = paragraphs
         .iter()
@@ -69,8 +72,9 @@ pub fn plan(script: &str, style: &str, seed: u64) -> Plan {
             let (direction, spoken) = split_directions(text);
             let visual = if direction.is_empty() { spoken.clone() } else { direction };
             let prompt = styled_prompt(style, &visual);
-            // Punctuation alone ("...", "!?") is nothing to say: such a scene is dropped too.
-            let lines = if spoken.chars().any(char::is_alphanumeric) { sentences(&spoken) } else { Vec::new() };
+            // Punctuation alone ("...", "!?") is nothing to say, nor words in a writing system
+            // the voice does not read: such a scene is dropped too.
+            let lines = if has_words(&spoken, language) { sentences(&spoken, language) } else { Vec::new() };
             Scene { index, sentences: lines, prompt, seed: seed.wrapping_add(index as u64 * 7919) }
         })
         .filter(|s| !s.sentences.is_empty())
@@ -121,9 +125,9 @@ fn split_directions(text: &str) -> (String, String) {
 }
 
 /// Splits text into sentences at `.`, `!`, `?` (keeping the mark) followed by a space or the end,
-/// leaving decimals ("3.5") and a full stop the voice reads on from ("Dr. Smith", "J. Smith",
-/// see [`stop_continues`]) alone.
-pub fn sentences(text: &str) -> Vec<String> {
+/// leaving decimals ("3.5") and a full stop the voice reads on from in `language` ("Dr.
+/// Smith", "J. Smith", "Sr. García", "am 3. Oktober", see [`stop_continues`]) alone.
+pub fn sentences(text: &str, language: &Language) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut start = 0;
@@ -137,11 +141,10 @@ pub fn sentences(text: &str) -> Vec<String> {
             continue;
         }
         if chars[i] == '.' && !at_end {
-            let word_start = chars[..i].iter().rposition(|c| c.is_whitespace()).map_or(0, |p| p + 1);
-            let word: String = chars[word_start..i].iter().collect();
+            let before: String = chars[start..i].iter().collect();
             let next: String =
                 chars[i + 1..].iter().skip_while(|c| c.is_whitespace()).take_while(|c| !c.is_whitespace()).collect();
-            if stop_continues(&word, &next) {
+            if stop_continues(&before, &next, language) {
                 continue;
             }
         }
@@ -162,9 +165,13 @@ pub fn sentences(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn english() -> &'static Language {
+        Language::of("en")
+    }
+
     #[test]
     fn paragraphs_become_scenes_and_sentences_split() {
-        let p = plan("A red circle. It rolls!\n\nA blue square?  Yes.\n\n\n", "flat colours", 42);
+        let p = plan("A red circle. It rolls!\n\nA blue square?  Yes.\n\n\n", "flat colours", 42, english());
         assert_eq!(p.scenes.len(), 2);
         assert_eq!(p.scenes[0].sentences, vec!["A red circle.", "It rolls!"]);
         assert_eq!(p.scenes[1].sentences, vec!["A blue square?", "Yes."]);
@@ -174,21 +181,22 @@ mod tests {
 
     #[test]
     fn a_blank_line_with_spaces_or_tabs_still_separates_scenes() {
-        let p = plan("A red circle.\r\n  \t\r\nA blue square.\n \nA green one.\nStill green.", "", 1);
+        let p = plan("A red circle.\r\n  \t\r\nA blue square.\n \nA green one.\nStill green.", "", 1, english());
         let spoken: Vec<&[String]> = p.scenes.iter().map(|s| s.sentences.as_slice()).collect();
         assert_eq!(spoken, [&["A red circle."][..], &["A blue square."], &["A green one.", "Still green."]]);
     }
 
     #[test]
     fn a_single_prompt_makes_a_one_scene_film() {
-        let p = plan("a yellow triangle on a green background", "", 1);
+        let p = plan("a yellow triangle on a green background", "", 1, english());
         assert_eq!(p.scenes.len(), 1);
         assert_eq!(p.scenes[0].sentences, vec!["a yellow triangle on a green background"]);
     }
 
     #[test]
     fn bracketed_directions_become_the_prompt_and_are_not_spoken() {
-        let p = plan("[a red circle on a blue background] Welcome. Enjoy!\n\n[only a picture]\n\n... !?", "", 3);
+        let p =
+            plan("[a red circle on a blue background] Welcome. Enjoy!\n\n[only a picture]\n\n... !?", "", 3, english());
         assert_eq!(p.scenes.len(), 1, "a scene with nothing to say is dropped");
         assert_eq!(p.scenes[0].prompt, "a red circle on a blue background");
         assert_eq!(p.scenes[0].sentences, vec!["Welcome.", "Enjoy!"]);
@@ -197,20 +205,24 @@ mod tests {
     #[test]
     fn numbers_count_by_their_digits_when_a_narration_is_estimated() {
         assert_eq!(spoken_words("They met in 1999 and paid $3.50."), 4 + 2 + 1 + 2);
-        let p = plan("In 1876, 1999 and 2024.", "", 0);
+        let p = plan("In 1876, 1999 and 2024.", "", 0, english());
         assert!((p.estimated_seconds(1.0, 0.35) - 8.0 / WORDS_PER_SECOND).abs() < 1e-9);
     }
 
     #[test]
     fn initials_and_decimals_do_not_end_sentences() {
-        assert_eq!(sentences("J. Smith paid 3.5 dollars. Then left"), vec!["J. Smith paid 3.5 dollars.", "Then left"]);
+        assert_eq!(
+            sentences("J. Smith paid 3.5 dollars. Then left", english()),
+            vec!["J. Smith paid 3.5 dollars.", "Then left"]
+        );
     }
 
     #[test]
     fn a_title_before_a_name_does_not_end_a_sentence() {
         assert_eq!(
             sentences(
-                "In 1987, Dr. Åsa Lindqvist arrived. At the Café Zoë, Mr. José Muñoz-García poured. Prof. Lee (vs. Mt. Fuji) said e.g. this. It was Smith Jr. Then he left."
+                "In 1987, Dr. Åsa Lindqvist arrived. At the Café Zoë, Mr. José Muñoz-García poured. Prof. Lee (vs. Mt. Fuji) said e.g. this. It was Smith Jr. Then he left.",
+                english()
             ),
             vec![
                 "In 1987, Dr. Åsa Lindqvist arrived.",
@@ -220,5 +232,32 @@ mod tests {
                 "Then he left."
             ]
         );
+    }
+
+    #[test]
+    fn german_and_spanish_titles_and_ordinals_do_not_end_sentences() {
+        let de = "Am 3. Oktober 1987 kam Dr. Müller nach Ærø – z. B. mit der Fähre Nr. 5. Oma sagte: „Grüß Gott!“ \
+                  Am 24. Dezember kam Nr. 7 zurück. Das war 1987. Dann nichts.";
+        assert_eq!(
+            sentences(de, Language::of("de")),
+            [
+                "Am 3. Oktober 1987 kam Dr. Müller nach Ærø – z. B. mit der Fähre Nr. 5.",
+                "Oma sagte: „Grüß Gott!“ Am 24. Dezember kam Nr. 7 zurück.",
+                "Das war 1987.",
+                "Dann nichts."
+            ]
+        );
+        let es =
+            "El Sr. García y la Sra. López llegaron el 1.º de mayo, p. ej. en tren. Compraron pan, etc. Luego nada.";
+        assert_eq!(
+            sentences(es, Language::of("es")),
+            [
+                "El Sr. García y la Sra. López llegaron el 1.º de mayo, p. ej. en tren.",
+                "Compraron pan, etc.",
+                "Luego nada."
+            ]
+        );
+        // In English "Sr." is "Senior", which may end a sentence.
+        assert_eq!(sentences("It was Smith Sr. Then he left.", english()), ["It was Smith Sr.", "Then he left."]);
     }
 }

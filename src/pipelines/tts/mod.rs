@@ -98,8 +98,9 @@ pub struct SpeechOptions {
     /// Build a `FastStart` session (when none is loaded yet) for texts of at most this many
     /// phoneme ids; 0 never does. One-shot callers set it (see [`FAST_START_MAX_IDS`]).
     pub fast_start_max_ids: usize,
-    /// Read a title's full stop before a word ("Dr. Åsa") as part of its sentence, not as
-    /// the sentence's end (see [`text::for_voice`]). Off, sentences are Piper's own.
+    /// Read a title's full stop before a word ("Dr. Åsa", "Sr. García") as part of its
+    /// sentence in the voice's language, not as the sentence's end (see
+    /// [`text::for_voice`]). Off, sentences are Piper's own.
     pub titles_run_on: bool,
 }
 
@@ -247,7 +248,7 @@ pub fn synthesize(
         noise_w: opts.noise_w.unwrap_or(cfg.noise_w),
     };
     // Emoji are dropped (never read out by name); sentence texts are reported as written.
-    let prepared = text::for_voice(text, opts.titles_run_on);
+    let prepared = text::for_voice(text, opts.titles_run_on, crate::text::Language::of(&cfg.espeak_voice));
     let sentences = text_to_sentences(voice, &prepared.spoken)?;
     let written = prepared.written(&sentences.iter().map(|s| s.text.clone()).collect::<Vec<_>>());
     if sentences.is_empty() {

@@ -1,13 +1,15 @@
-//! The text a voice is given: what a reader sees (emoji, "Dr.") is not all what a voice
-//! should say. espeak-ng reads a pictograph by its Unicode name ("smiling face with
-//! smiling eyes"), and ends a sentence at a title's full stop before a capital ("Dr." |
-//! "Smith"), closing it with a falling tone and a pause. Both are prepared away here, and
-//! the sentence texts the voice reports are mapped back onto the text as written, so
-//! subtitles still show the emoji and the title's full stop.
+//! The text a voice is given: what a reader sees (emoji, "Dr.", "am 3. Oktober", a line of
+//! Japanese) is not all what a voice should say. espeak-ng reads a pictograph by its Unicode
+//! name ("smiling face with smiling eyes"), a character of a writing system its language
+//! does not use by its name ("japanischer Buchstabe"), and ends a sentence at a title's full stop before a capital ("Dr." |
+//! "Smith") or a German ordinal's before a month ("Am 3." | "Oktober"), closing it with a
+//! falling tone and a pause. These are prepared away here, and the sentence texts the voice
+//! reports are mapped back onto the text as written, so subtitles still show the emoji, the
+//! Japanese and the title's full stop.
 
-/// Where a full stop does not end a sentence: one rule for the voice, the render's plan and
-/// the subtitles' cues, kept in `media` (the lower of the two folders).
-pub use crate::media::titles::stop_continues;
+use crate::text::Language;
+use crate::text::scripts::unspoken;
+use crate::text::stops::{is_ordinal_stop, stop_continues};
 
 /// A pictograph, emoji part or emoji modifier: spoken by its name, so never given to a voice.
 /// Letters, digits, punctuation, currency, maths and ° © ® ™ stay (a voice says them well).
@@ -36,23 +38,50 @@ pub struct VoiceText {
     original: String,
 }
 
-/// Drops pictographs from `text`; with `titles_run_on`, also the full stop after a title
-/// or initial that continues its sentence (see [`stop_continues`]), which the voice says
-/// the same without it.
-pub fn for_voice(text: &str, titles_run_on: bool) -> VoiceText {
+/// Drops pictographs from `text`, and words in a writing system `language` does not use
+/// (see [`unspoken`]: their sentence mark stays); with `titles_run_on`, also the full stop after a title
+/// or initial that continues its sentence in `language` (see [`stop_continues`]), which the
+/// voice says the same without it. An ordinal's full stop stays ("am 3. Oktober": without it
+/// espeak-ng says "drei", not "dritte"), and the word after it is given in lower case, which
+/// espeak-ng reads on into.
+pub fn for_voice(text: &str, titles_run_on: bool, language: &Language) -> VoiceText {
     let mut spoken = String::with_capacity(text.len());
     let mut origin = Vec::with_capacity(text.len() + 1);
     let mut chars = text.char_indices().peekable();
+    // Where the word after an ordinal's stop starts: given in lower case.
+    let mut lower_at = None;
+    let unspoken = unspoken(text, language);
+    let mut skip = unspoken.iter().peekable();
     while let Some((at, c)) = chars.next() {
         if is_pictograph(c) {
             continue;
         }
-        if c == '.' && titles_run_on && chars.peek().is_some_and(|(_, n)| n.is_whitespace()) {
-            let word = text[..at].rsplit(char::is_whitespace).next().unwrap_or_default();
-            let next = text[at + 1..].split_whitespace().next().unwrap_or_default();
-            if !word.is_empty() && stop_continues(word, next) {
-                continue;
+        while skip.next_if(|u| u.range.end <= at).is_some() {}
+        if let Some(u) = skip.peek().filter(|u| u.range.contains(&at)) {
+            // A word the voice cannot say ends its sentence still, where it did.
+            if let Some(mark) = u.ends_sentence.filter(|_| at + c.len_utf8() == u.range.end) {
+                spoken.push(mark);
+                origin.push(at);
             }
+            continue;
+        }
+        if c == '.' && titles_run_on && chars.peek().is_some_and(|(_, n)| n.is_whitespace()) {
+            let before = &text[..at];
+            let next = text[at + 1..].split_whitespace().next().unwrap_or_default();
+            if stop_continues(before, next, language) {
+                if !is_ordinal_stop(before) {
+                    continue;
+                }
+                let rest = &text[at + 1..];
+                lower_at = Some(at + 1 + rest.len() - rest.trim_start().len());
+            }
+        }
+        if lower_at == Some(at) && c.is_uppercase() {
+            for lower in c.to_lowercase() {
+                spoken.push(lower);
+                origin.extend(std::iter::repeat_n(at, lower.len_utf8()));
+            }
+            continue;
         }
         spoken.push(c);
         origin.extend(std::iter::repeat_n(at, c.len_utf8()));
@@ -92,28 +121,53 @@ impl VoiceText {
 mod tests {
     use super::*;
 
+    fn english() -> &'static Language {
+        Language::of("en")
+    }
+
     #[test]
     fn emoji_are_not_spoken_but_stay_in_the_written_sentences() {
-        let t = for_voice("Good night! 😊 See you 👨‍👩‍👧. ❤️", false);
+        let t = for_voice("Good night! 😊 See you 👨‍👩‍👧. ❤️", false, english());
         assert_eq!(t.spoken, "Good night!  See you . ");
         let written = t.written(&["Good night!".into(), "See you .".into()]);
         assert_eq!(written, ["Good night! 😊", "See you 👨‍👩‍👧. ❤️"]);
-        assert_eq!(for_voice("25 °C, © 2024, $5 ™", false).spoken, "25 °C, © 2024, $5 ™");
-        assert!(for_voice("😊 ✨", false).spoken.trim().is_empty());
+        assert_eq!(for_voice("25 °C, © 2024, $5 ™", false, english()).spoken, "25 °C, © 2024, $5 ™");
+        assert!(for_voice("😊 ✨", false, english()).spoken.trim().is_empty());
     }
 
     #[test]
     fn a_title_before_a_word_keeps_its_sentence_going() {
-        let t = for_voice("In 1987, Dr. Åsa arrived. Mr. and Mrs. Jones met J. Smith Jr. today. Done.", true);
+        let t =
+            for_voice("In 1987, Dr. Åsa arrived. Mr. and Mrs. Jones met J. Smith Jr. today. Done.", true, english());
         assert_eq!(t.spoken, "In 1987, Dr Åsa arrived. Mr and Mrs Jones met J Smith Jr today. Done.");
         let written = t.written(&["In 1987, Dr Åsa arrived.".into(), "Mr and Mrs Jones met J Smith Jr today.".into()]);
         assert_eq!(written, ["In 1987, Dr. Åsa arrived.", "Mr. and Mrs. Jones met J. Smith Jr. today. Done."]);
         // Off (Piper's own reading, which its parity tests compare), the stops stay.
-        assert_eq!(for_voice("Dr. Åsa arrived.", false).spoken, "Dr. Åsa arrived.");
+        assert_eq!(for_voice("Dr. Åsa arrived.", false, english()).spoken, "Dr. Åsa arrived.");
     }
 
     #[test]
     fn an_abbreviation_before_a_capital_still_ends_its_sentence() {
-        assert_eq!(for_voice("It was Smith Jr. Then he left.", true).spoken, "It was Smith Jr. Then he left.");
+        assert_eq!(
+            for_voice("It was Smith Jr. Then he left.", true, english()).spoken,
+            "It was Smith Jr. Then he left."
+        );
+    }
+
+    #[test]
+    fn a_line_the_voice_cannot_say_is_shown_with_the_sentence_before_it() {
+        let t =
+            for_voice("Oma las vor: 今日は天気ですね。 Dann auf Arabisch: مرحبا بكم. Schön!", true, Language::of("de"));
+        assert_eq!(t.spoken, "Oma las vor: . Dann auf Arabisch:  . Schön!");
+        let written = t.written(&["Oma las vor: .".into(), "Dann auf Arabisch:  .".into(), "Schön!".into()]);
+        assert_eq!(written, ["Oma las vor: 今日は天気ですね。", "Dann auf Arabisch: مرحبا بكم.", "Schön!"]);
+    }
+
+    #[test]
+    fn a_german_ordinal_keeps_its_stop_and_reads_on_into_its_month() {
+        let t = for_voice("Am 3. Oktober kam Dr. Müller – z. B. mit Nr. 5. Oma lachte.", true, Language::of("de"));
+        assert_eq!(t.spoken, "Am 3. oktober kam Dr Müller – z B mit Nr 5. Oma lachte.");
+        let written = t.written(&["Am 3. oktober kam Dr Müller – z B mit Nr 5.".into(), "Oma lachte.".into()]);
+        assert_eq!(written, ["Am 3. Oktober kam Dr. Müller – z. B. mit Nr. 5.", "Oma lachte."]);
     }
 }
