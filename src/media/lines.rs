@@ -24,8 +24,14 @@ pub fn closes(c: char, next: Option<char>) -> bool {
 }
 
 /// A space a line may end at: an ordinary one, not a no-break space (U+00A0, U+202F, U+2007).
-fn breaks_here(c: char) -> bool {
+pub fn breaks_here(c: char) -> bool {
     c.is_whitespace() && !matches!(c, '\u{a0}' | '\u{202f}' | '\u{2007}')
+}
+
+/// `text` with each run of spaces a line may end at (newlines, tabs) made one space and
+/// none at either end; a no-break space is kept as written (French `crié\u{a0}:`).
+pub fn collapse_spaces(text: &str) -> String {
+    text.split(breaks_here).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// A piece of text a line may end after: a word with the marks that stick to it, or one

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::media::lines::{breaks_here, collapse_spaces};
 use crate::pipelines::tts::text::stop_continues;
 
 /// One scene of a film.
@@ -90,7 +91,7 @@ fn paragraphs(script: &str) -> Vec<String> {
             last.push_str(line);
         }
     }
-    out.iter().map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|p| !p.is_empty()).collect()
+    out.iter().map(|p| collapse_spaces(p)).filter(|p| !p.is_empty()).collect()
 }
 
 /// A picture's prompt in a style: the style prefix, a comma, the picture's own words (the
@@ -116,7 +117,7 @@ fn split_directions(text: &str) -> (String, String) {
             _ => spoken.push(c),
         }
     }
-    let tidy = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let tidy = |s: String| collapse_spaces(&s);
     (tidy(direction), tidy(spoken))
 }
 
@@ -132,7 +133,8 @@ pub fn sentences(text: &str) -> Vec<String> {
             continue;
         }
         let at_end = i + 1 == chars.len();
-        let next_is_space = chars.get(i + 1).is_some_and(|c| c.is_whitespace());
+        // Not before a no-break space: `Zoë\u{202f}!\u{a0}»` goes on to its closing quote.
+        let next_is_space = chars.get(i + 1).is_some_and(|c| breaks_here(*c));
         if !(at_end || next_is_space) {
             continue;
         }
@@ -161,6 +163,12 @@ pub fn sentences(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_break_spaces_are_kept_and_no_sentence_ends_before_one() {
+        let p = plan("Elle a crié\u{a0}: «\u{202f}Attention\u{202f}!\u{a0}» Mais\n  non.", "", 1);
+        assert_eq!(p.scenes[0].sentences, ["Elle a crié\u{a0}: «\u{202f}Attention\u{202f}!\u{a0}» Mais non."]);
+    }
 
     #[test]
     fn paragraphs_become_scenes_and_sentences_split() {
