@@ -136,6 +136,36 @@ pub fn fit_cue(cue: &Cue, max_columns: usize) -> Vec<Cue> {
         .collect()
 }
 
+/// The cues of one scene's timed sentences, each fitted by [`fit_cue`]. A sentence the
+/// voice ended where the writer's goes on ("„Komm her!“," | "rief Oma.", "« Bonjour, Zoë !
+/// »" | "dit-il…": Piper ends a sentence at every `!` and `?`) is shown with the next one
+/// as one cue, from the first's start to the second's end, when both fit one cue's lines.
+pub fn sentence_cues(sentences: &[Cue], max_columns: usize) -> Vec<Cue> {
+    let mut kept: Vec<Cue> = Vec::with_capacity(sentences.len());
+    for s in sentences {
+        match kept.last_mut() {
+            Some(last) if goes_on(&last.text, &s.text) => {
+                let both = format!("{} {}", last.text, s.text);
+                if layout(&units(&both), max_columns).len() <= MAX_CUE_LINES {
+                    *last = Cue::new(last.start_s, s.end_s, both);
+                } else {
+                    kept.push(s.clone());
+                }
+            }
+            _ => kept.push(s.clone()),
+        }
+    }
+    kept.iter().flat_map(|c| fit_cue(c, max_columns)).collect()
+}
+
+/// Whether the sentence after `text` continues it: `text` ends with a comma, colon,
+/// semicolon or dash (closing quotes aside), or `next` opens with a small letter.
+fn goes_on(text: &str, next: &str) -> bool {
+    let end = text.trim_end_matches(|c: char| "\"'»›“”‘’)]".contains(c)).chars().last();
+    let first = next.chars().find(|c| c.is_alphanumeric());
+    end.is_some_and(|c| ",;:–—".contains(c)) || first.is_some_and(char::is_lowercase)
+}
+
 /// The ISO 639-2 code an MP4 track's language is written in, from a voice's language
 /// ("en-us", "de", "pt_BR": the part before `-`/`_`); `None` for one this table lacks
 /// (ffmpeg writes a two-letter code as no language at all).
@@ -288,6 +318,26 @@ mod tests {
         let demo = fit_cue(&Cue::new(0.0, 4.0, "Welcome to reelbox, a film studio that lives in your own box."), 26);
         let texts: Vec<&str> = demo.iter().map(|c| c.text.as_str()).collect();
         assert_eq!(texts, ["Welcome to reelbox, a film studio", "that lives in your own box."]);
+    }
+
+    #[test]
+    fn a_quotation_the_voice_cut_is_one_cue_with_the_words_that_go_on() {
+        let cue = |a: f64, b: f64, t: &str| Cue::new(a, b, t);
+        let german = [cue(0.0, 1.0, "„Komm her!“,"), cue(1.2, 2.0, "rief Oma."), cue(2.0, 3.0, "Dann ging sie.")];
+        assert_eq!(
+            sentence_cues(&german, 42),
+            [cue(0.0, 2.0, "„Komm her!“, rief Oma."), cue(2.0, 3.0, "Dann ging sie.")]
+        );
+        let french = [cue(0.0, 1.0, "« Bonjour, Zoë ! »"), cue(1.0, 2.0, "dit-il… Puis — plus rien.")];
+        assert_eq!(sentence_cues(&french, 42), [cue(0.0, 2.0, "« Bonjour, Zoë ! » dit-il… Puis — plus rien.")]);
+        // Two sentences of their own stay two cues; one that does not fit beside the quote
+        // is shown after it.
+        let two = [cue(0.0, 1.0, "Quelle journée !"), cue(1.0, 2.0, "Rien.")];
+        assert_eq!(sentence_cues(&two, 42), two);
+        let long = [cue(0.0, 1.0, "«¡Qué calor!»,"), cue(1.0, 5.0, &"dijo ella, y luego otra vez ".repeat(3))];
+        let cues = sentence_cues(&long, 42);
+        assert_eq!(cues[0], cue(0.0, 1.0, "«¡Qué calor!»,"));
+        assert!(cues.iter().all(|c| !c.text.starts_with([',', '»', '.', '!'])), "{cues:?}");
     }
 
     #[test]
