@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use clap::Args;
 use reelbox::config::Config;
 use reelbox::kinds::speech::{SayError, SayRequest, SpeechRequest, say_local};
@@ -16,7 +16,7 @@ use super::backend::{Backend, local, run_job, save_artifacts};
 /// Arguments of `reelbox say`.
 #[derive(Debug, Args)]
 pub struct SayArgs {
-    /// What to say.
+    /// What to say; `-` reads it from standard input (as `render -` reads a script).
     pub text: String,
     /// WAV file to write.
     #[arg(short, long)]
@@ -45,8 +45,13 @@ pub struct SayArgs {
 }
 
 /// Runs `reelbox say`.
-pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(g: &Global, mut args: SayArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&args.output)?;
+    if args.text == "-" {
+        // It said "-" (a voice reads the dash as "minus").
+        let text = std::io::read_to_string(std::io::stdin()).context("cannot read the text from standard input")?;
+        args.text = text.trim().to_string();
+    }
     // A voice given as a file exists only on this machine.
     let voice_is_file = args.voice.as_deref().is_some_and(|v| v.contains('/') || v.ends_with(".onnx"));
     match Backend::choose(g, args.local || voice_is_file).await? {
