@@ -112,7 +112,9 @@ async fn render_lines(c: &Client, job: &JobView, artifacts: &[ArtifactView]) -> 
     if !look.is_empty() {
         lines.push(("picture", look.join(", ")));
     }
-    if let Some(portrait) = p["presenter"]["portrait"].as_str() {
+    if let Some(id) = p["profile"].as_str() {
+        lines.push(("profile", submitted_profile(c, id).await));
+    } else if let Some(portrait) = p["presenter"]["portrait"].as_str() {
         lines.push(("profile", presenter_profile(c, portrait).await));
     }
     // The job view's own start (its first, across crashes) and end: what `reelbox top` says.
@@ -144,8 +146,15 @@ fn first_line(script: &str) -> String {
     if more == 0 { cut } else { format!("{cut} (+{more} lines)") }
 }
 
-/// The profile whose portrait the presenter is (the render keeps the portrait, not the
-/// profile's name), or what the presenter is when no profile of the caller's has it.
+/// The name of the profile the render was submitted with (it keeps the id), or the id of
+/// one since deleted.
+async fn submitted_profile(c: &Client, id: &str) -> String {
+    let profile: Option<ProfileView> = c.get(&format!("/api/v1/profiles/{id}")).await.ok();
+    profile.map_or_else(|| format!("{id} (deleted)"), |p| p.name)
+}
+
+/// For a render from before it kept its profile: the profile whose portrait the presenter
+/// is, or what the presenter is when no profile of the caller's has it.
 async fn presenter_profile(c: &Client, portrait: &str) -> String {
     let profiles: Vec<ProfileView> = c.get("/api/v1/profiles").await.unwrap_or_default();
     profiles

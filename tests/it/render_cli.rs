@@ -450,7 +450,8 @@ async fn a_demo_without_a_daemon_names_no_address_that_dies_with_it() {
 
 /// A Japanese or German family's names and scripts line up: `profiles list` pads by display
 /// columns (a CJK name pushed its row six columns right, an NFD `Zoë` one left), and
-/// `jobs show` cuts a Japanese script's first line at 80 columns, not 56 characters (111).
+/// `jobs show` cuts a Japanese script's first line at 80 columns, not 56 characters (111),
+/// and names the profile a render was made with among profiles sharing a portrait.
 #[test]
 fn wide_and_decomposed_names_line_up_and_jobs_show_stays_in_80_columns() {
     use unicode_width::UnicodeWidthStr;
@@ -476,8 +477,8 @@ fn wide_and_decomposed_names_line_up_and_jobs_show_stays_in_80_columns() {
 
     let script =
         "今日はとても良い天気ですね、おばあちゃんと一緒に京都の古いお寺を見に行きました。とても楽しかったです。";
-    let out =
-        render(&d, dir.path(), script, &["--layout", "none", "--json", "-o", "kyoto.mp4"]).output().expect("render");
+    let args = ["--profile", "anna", "--layout", "none", "--json", "-o", "kyoto.mp4"];
+    let out = render(&d, dir.path(), script, &args).output().expect("render");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let said: Value = serde_json::from_slice(&out.stdout).expect("JSON line");
     let out = reelbox(&d, dir.path(), &["jobs", "show", said["job"].as_str().expect("job")]);
@@ -485,4 +486,7 @@ fn wide_and_decomposed_names_line_up_and_jobs_show_stays_in_80_columns() {
     let line = shown.lines().find(|l| l.starts_with("script ")).unwrap_or_default();
     assert!(line.ends_with('…') && line.width() <= 80, "{} columns: {shown}", line.width());
     assert!(shown.lines().all(|l| l.width() <= 80), "one screen of 80 columns: {shown}");
+    // The three profiles share one portrait (an upload is kept once): the profile named is
+    // the one the render was made with, not the first with that portrait.
+    assert!(shown.lines().any(|l| l == "profile  anna"), "{shown}");
 }
