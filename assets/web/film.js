@@ -2,6 +2,7 @@
 // the film's settings, "listen" for the voice, submit.
 import { api, installed, upload } from "./api.js";
 import { followProfile, modelSelect, select, sizeSelect } from "./choices.js";
+import { firstSentence } from "./sentences.js";
 import { speak, speaking } from "./speech.js";
 import { clearErrors, field, h, say, showError } from "./ui.js";
 
@@ -74,7 +75,8 @@ export async function newFilm(root) {
   const listenStatus = h("span", { class: "hint", "aria-live": "polite" });
   listenBtn.addEventListener("click", () => {
     const first = scenes(script.value).find((s) => s.spoken);
-    const sentence = (first ? first.spoken : "Hello from reelbox.").split(/(?<=[.!?])\s/)[0];
+    // The render's own rule: a split at every full stop spoke "Dr." of "Dr. Müller kam…".
+    const sentence = firstSentence(first ? first.spoken : "Hello from reelbox.");
     listen(listenBtn, listenStatus, sentence, voice.value);
   });
   const submit = h("button", { type: "submit", class: "primary" }, "Render film");
