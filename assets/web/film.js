@@ -18,6 +18,12 @@ export function scenes(script) {
   });
 }
 
+/** The language a Piper voice's name says (`de_DE-thorsten-medium` → `de-DE`), else "". */
+export function voiceLanguage(name) {
+  const m = /^([a-z]{2,3})_([A-Z]{2})-/.exec(name || "");
+  return m ? `${m[1]}-${m[2]}` : "";
+}
+
 function explain(list, script) {
   const found = scenes(script);
   list.replaceChildren(...found.map((s, i) => h("li", {},
@@ -49,7 +55,9 @@ export async function newFilm(root) {
   const [profiles, voices, diffusion, presets] = await Promise.all([
     api("GET", "/api/v1/profiles"), installed("tts"), installed("diffusion"), api("GET", "/api/v1/presets"),
   ]);
-  const script = h("textarea", { rows: 10, required: true, spellcheck: "true" });
+  // No page language for the script (the page's `en` had German checked as English): the
+  // chosen voice's, when its name says it (`de_DE-…`), else none, so the checker follows the text.
+  const script = h("textarea", { rows: 10, required: true, spellcheck: "true", lang: "" });
   script.value = sessionStorage.getItem("reelbox.script") || EXAMPLE;
   const list = h("ol", { class: "scenes", "aria-label": "Scenes of the script" });
   const count = h("span", { class: "hint" });
@@ -64,6 +72,7 @@ export async function newFilm(root) {
   const preset = select([["", "Model default"],
     ...presets.presets.map((p) => [p.name, p.description ? `${p.name}: ${p.description}` : p.name])], "");
   const voice = select([["", "Default voice"], ...voices.map((v) => [v.name, v.name])], "");
+  voice.addEventListener("change", () => { script.lang = voiceLanguage(voice.value); });
   const model = modelSelect(diffusion);
   const size = sizeSelect(diffusion, model);
   followProfile(profile, model, profiles);
