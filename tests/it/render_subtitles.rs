@@ -9,9 +9,7 @@
 
 use crate::common;
 
-use std::path::Path;
-
-use common::render::{artifact, models_dir, rendered};
+use common::render::{artifact, models_dir, rendered, tiny_voice};
 use reelbox::media::ffprobe::probe_with;
 use serde_json::{Value, json};
 
@@ -136,18 +134,6 @@ async fn the_subtitle_track_is_labelled_in_the_voice_s_language() {
         .expect("ffprobe");
     // It said `eng` for every film: a player offered "English" subtitles under German speech.
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deu");
-}
-
-/// Installs the tiny Piper voice of `lang` (`de`, `es`, `fr`) in `models`; its name.
-fn tiny_voice(models: &Path, lang: &str) -> String {
-    let name = format!("{lang}_{}-tiny", lang.to_uppercase());
-    let voice = models.join(&name);
-    std::fs::create_dir_all(&voice).expect("voice dir");
-    for ext in ["onnx", "onnx.json"] {
-        let from = common::fixture(&format!("models/tiny-piper/{lang}/tiny-{lang}.{ext}"));
-        std::fs::copy(from, voice.join(format!("{name}.{ext}"))).expect("voice file");
-    }
-    name
 }
 
 /// The texts of a SubRip file's cues, each cue's lines joined by line breaks.
