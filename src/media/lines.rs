@@ -99,10 +99,13 @@ pub fn units(text: &str) -> Vec<Unit<'_>> {
             units.push((start, unit.1, unit.2));
         }
     }
-    if let Some((start, last)) = opening.zip(units.last_mut()) {
-        // Nothing after it: it ends the text, so it stays with what came before.
-        last.1 = text.trim_end_matches(breaks_here).len().max(start);
-        last.2 = false;
+    if let Some(start) = opening {
+        // Nothing after it: it ends the text, so it stays with what came before (if any).
+        let end = text.trim_end_matches(breaks_here).len().max(start);
+        match units.last_mut() {
+            Some(last) => *last = (last.0, end, false),
+            None => units.push((start, end, false)),
+        }
     }
     units.into_iter().map(|(a, b, spaced)| Unit { text: &text[a..b], spaced }).collect()
 }
@@ -266,5 +269,7 @@ mod tests {
             }
         }
         assert!(closes('“', Some(',')) && !closes('“', Some('Y')) && !closes('«', Some(' ')));
+        assert_eq!(wrap_lines("« ", 10), ["«"], "a lone mark is kept");
+        assert_eq!(wrap_lines("Er sagte „ ", 20), ["Er sagte „"]);
     }
 }
