@@ -2,6 +2,7 @@
 // the film's settings, "listen" for the voice, submit.
 import { api, installed, upload } from "./api.js";
 import { followProfile, modelSelect, select, sizeSelect } from "./choices.js";
+import { firstSentence } from "./sentences.js";
 import { speak, speaking } from "./speech.js";
 import { clearErrors, field, h, say, showError } from "./ui.js";
 
@@ -15,6 +16,12 @@ export function scenes(script) {
     const spoken = p.replace(/\[[^\]]*\]/g, " ").replace(/\s+/g, " ").trim();
     return { picture: directions.join(", ") || spoken, spoken };
   });
+}
+
+/** The language a Piper voice's name says (`de_DE-thorsten-medium` → `de-DE`), else "". */
+export function voiceLanguage(name) {
+  const m = /^([a-z]{2,3})_([A-Z]{2})-/.exec(name || "");
+  return m ? `${m[1]}-${m[2]}` : "";
 }
 
 function explain(list, script) {
@@ -49,7 +56,9 @@ export async function newFilm(root) {
     api("GET", "/api/v1/profiles"), installed("tts"), installed("diffusion"), api("GET", "/api/v1/presets"),
     installed("lipsync"), installed("upscale"),
   ]);
-  const script = h("textarea", { rows: 10, required: true, spellcheck: "true" });
+  // No page language for the script (the page's `en` had German checked as English): the
+  // chosen voice's, when its name says it (`de_DE-…`), else none, so the checker follows the text.
+  const script = h("textarea", { rows: 10, required: true, spellcheck: "true", lang: "" });
   script.value = sessionStorage.getItem("reelbox.script") || EXAMPLE;
   const list = h("ol", { class: "scenes", "aria-label": "Scenes of the script" });
   const count = h("span", { class: "hint" });
@@ -64,6 +73,7 @@ export async function newFilm(root) {
   const preset = select([["", "Model default"],
     ...presets.presets.map((p) => [p.name, p.description ? `${p.name}: ${p.description}` : p.name])], "");
   const voice = select([["", "Default voice"], ...voices.map((v) => [v.name, v.name])], "");
+  voice.addEventListener("change", () => { script.lang = voiceLanguage(voice.value); });
   const model = modelSelect(diffusion);
   const size = sizeSelect(diffusion, model);
   followProfile(profile, model, profiles);
@@ -79,7 +89,8 @@ export async function newFilm(root) {
   const listenStatus = h("span", { class: "hint", "aria-live": "polite" });
   listenBtn.addEventListener("click", () => {
     const first = scenes(script.value).find((s) => s.spoken);
-    const sentence = (first ? first.spoken : "Hello from reelbox.").split(/(?<=[.!?])\s/)[0];
+    // The render's own rule: a split at every full stop spoke "Dr." of "Dr. Müller kam…".
+    const sentence = firstSentence(first ? first.spoken : "Hello from reelbox.");
     listen(listenBtn, listenStatus, sentence, voice.value);
   });
   const submit = h("button", { type: "submit", class: "primary" }, "Render film");

@@ -48,6 +48,11 @@ async function card(job, onGone) {
   return item;
 }
 
+/** `s` without case and accents, so "zoe" finds "Zoë" (and an NFD "Zoë" a typed one). */
+function folded(s) {
+  return s.normalize("NFD").replace(/\p{M}/gu, "").toLowerCase();
+}
+
 /** Renders the Library view into `root`. */
 export async function library(root) {
   const kind = h("select", { id: "lib-kind" }, KINDS.map(([v, l]) => h("option", { value: v }, l)));
@@ -56,8 +61,8 @@ export async function library(root) {
   const note = h("p", { class: "hint", role: "status" });
   let jobs = [];
   const show = async () => {
-    const q = search.value.trim().toLowerCase();
-    const shown = jobs.filter((j) => (!kind.value || j.kind === kind.value) && summary(j).toLowerCase().includes(q));
+    const q = folded(search.value.trim());
+    const shown = jobs.filter((j) => (!kind.value || j.kind === kind.value) && folded(summary(j)).includes(q));
     note.textContent = shown.length ? `${shown.length} shown, newest first` : "Nothing here yet.";
     list.replaceChildren(...(await Promise.all(shown.slice(0, 30).map((j) => card(j, () => {
       jobs = jobs.filter((x) => x.id !== j.id);

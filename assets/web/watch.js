@@ -7,6 +7,22 @@ import { canceledWhy, kindWord, plain, stageLabel, STAGES } from "./words.js";
 
 const FINAL = ["succeeded", "failed", "canceled"];
 
+/**
+ * A subtitle track's language from its ISO 639-2 code (`deu`): the BCP 47 tag (`de`) and
+ * its name in that language ("Deutsch"); null when unknown.
+ */
+export function subtitleLanguage(code) {
+  if (!code) return null;
+  try {
+    const tag = Intl.getCanonicalLocales(code)[0];
+    const name = new Intl.DisplayNames([tag], { type: "language" }).of(tag);
+    if (!name || name === tag || name === code) return { tag, name: `Subtitles (${code})` };
+    return { tag, name: name[0].toLocaleUpperCase(tag) + name.slice(1) };
+  } catch {
+    return null;
+  }
+}
+
 /** The main output of a finished job as page elements: player and download links. */
 export function result(job, arts) {
   const by = (pred) => arts.filter(pred);
@@ -17,7 +33,18 @@ export function result(job, arts) {
   if (film) {
     const video = h("video", { controls: true, playsinline: true, preload: "metadata", src: film.url, class: "player" });
     const vtt = named("film.vtt") || arts.find((a) => a.media_type === "text/vtt");
-    if (vtt) video.append(h("track", { kind: "subtitles", src: vtt.url, srclang: "en", label: "Subtitles", default: true }));
+    if (vtt) {
+      // Labelled in the film's language (its timeline's, the voice's): every track said English.
+      const track = h("track", { kind: "subtitles", src: vtt.url, label: "Subtitles", default: true });
+      video.append(track);
+      const timeline = named("timeline.json");
+      if (timeline) {
+        api("GET", timeline.url).then((t) => {
+          const lang = subtitleLanguage(t.language);
+          if (lang) Object.assign(track, { srclang: lang.tag, label: lang.name });
+        }).catch(() => {});
+      }
+    }
     out.append(video);
     links.push([film, "MP4"], [named("film.srt"), "SRT"], [vtt, "VTT"]);
   } else if (by((a) => a.media_type.startsWith("audio/")).length) {

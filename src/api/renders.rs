@@ -123,7 +123,7 @@ mod tests {
         let props = doc["components"]["schemas"]["RenderBody"]["properties"].as_object().cloned().unwrap_or_default();
         let mut documented: Vec<&str> = props.keys().map(String::as_str).collect();
         let mut read: Vec<&str> = crate::kinds::render::REQUEST_FIELDS.to_vec();
-        read.extend(["profile", "priority"]);
+        read.push("priority");
         documented.sort_unstable();
         read.sort_unstable();
         assert_eq!(documented, read);

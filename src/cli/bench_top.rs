@@ -131,6 +131,7 @@ async fn seed_renders(dir: &Path, per_state: usize) -> anyhow::Result<()> {
         upscale_model: "demo-upscaler".into(),
         music: None,
         burn_subtitles: false,
+        profile: None,
     };
     let json = serde_json::to_value(&params)?;
     let names = reelbox::kinds::render::Render.stages(&json);

@@ -5,8 +5,9 @@
 
 use reelbox::api::views::{ArtifactView, JobView, ProfileView};
 use reelbox::store::records::JobStatus;
-use reelbox::tui::format::{duration, parse_time};
+use reelbox::tui::format::{duration, fit, parse_time};
 use serde_json::Value;
+use unicode_width::UnicodeWidthStr;
 
 use super::super::client::Client;
 use super::super::models::human_bytes;
@@ -15,8 +16,8 @@ use super::super::{Global, table};
 /// The screen's width a job is printed for.
 const COLUMNS: usize = 80;
 
-/// How much of the script's first line is shown: what an 80-column line leaves beside its
-/// label and `… (+999 lines)`.
+/// How much of the script's first line is shown, in display columns (a CJK character
+/// takes two): what an 80-column line leaves beside its label and `… (+999 lines)`.
 const SCRIPT_COLUMNS: usize = 56;
 
 /// Prints the job (its JSON with `--json`).
@@ -47,7 +48,7 @@ pub(in crate::cli) async fn show(c: &Client, g: &Global, job: &JobView) -> anyho
         let line = format!("save it  {save} (-o DIR: into that folder)");
         // With a `--url` the command no longer fits beside its note: it goes whole on a line
         // of its own, to be copied as it is.
-        if line.chars().count() <= COLUMNS {
+        if line.width() <= COLUMNS {
             println!("{line}");
         } else {
             println!("save it  (-o DIR: into that folder)\n  {save}");
@@ -111,7 +112,9 @@ async fn render_lines(c: &Client, job: &JobView, artifacts: &[ArtifactView]) -> 
     for (i, text) in wrapped(&models_used(p)).into_iter().enumerate() {
         lines.push((if i == 0 { "models" } else { "" }, text));
     }
-    if let Some(portrait) = p["presenter"]["portrait"].as_str() {
+    if let Some(id) = p["profile"].as_str() {
+        lines.push(("profile", submitted_profile(c, id).await));
+    } else if let Some(portrait) = p["presenter"]["portrait"].as_str() {
         lines.push(("profile", presenter_profile(c, portrait).await));
     }
     // The job view's own start (its first, across crashes) and end: what `reelbox top` says.
@@ -170,14 +173,21 @@ fn wrapped(items: &[String]) -> Vec<String> {
 fn first_line(script: &str) -> String {
     let mut lines = script.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default();
-    let cut: String = first.chars().take(SCRIPT_COLUMNS).collect();
+    // Cut by columns with its `…`: 56 Japanese characters took 111 columns.
+    let cut = fit(first, SCRIPT_COLUMNS + 1);
     let more = lines.count();
-    let cut = if cut.len() < first.len() { format!("{cut}…") } else { cut };
     if more == 0 { cut } else { format!("{cut} (+{more} lines)") }
 }
 
-/// The profile whose portrait the presenter is (the render keeps the portrait, not the
-/// profile's name), or what the presenter is when no profile of the caller's has it.
+/// The name of the profile the render was submitted with (it keeps the id), or the id of
+/// one since deleted.
+async fn submitted_profile(c: &Client, id: &str) -> String {
+    let profile: Option<ProfileView> = c.get(&format!("/api/v1/profiles/{id}")).await.ok();
+    profile.map_or_else(|| format!("{id} (deleted)"), |p| p.name)
+}
+
+/// For a render from before it kept its profile: the profile whose portrait the presenter
+/// is, or what the presenter is when no profile of the caller's has it.
 async fn presenter_profile(c: &Client, portrait: &str) -> String {
     let profiles: Vec<ProfileView> = c.get("/api/v1/profiles").await.unwrap_or_default();
     profiles
@@ -205,7 +215,10 @@ mod tests {
         let shown = first_line(&format!("{long}\n\nSecond.\nThird."));
         assert!(shown.ends_with("… (+2 lines)"), "{shown}");
         let many = first_line(&format!("{long}{}", "\nMore.".repeat(999)));
-        assert!(format!("script   {many}").chars().count() <= 80, "{many}");
+        assert!(format!("script   {many}").width() <= 80, "{many}");
+        let kyoto = first_line(&"今日はとても良い天気ですね。".repeat(8));
+        assert_eq!(format!("script   {kyoto}").width(), 9 + 56 + 1, "{kyoto}");
+        assert!(kyoto.ends_with('…'), "{kyoto}");
     }
 
     #[test]

@@ -176,7 +176,8 @@ fn fill(params: &mut Map<String, Value>, defaults: impl Serialize) -> Result<(),
 
 impl Service {
     /// Folds a render request's `profile` into its `presenter`, `voice`, `length_scale`,
-    /// `style`, `negative_prompt`, `preset` and (from its `image_model`) `model`.
+    /// `style`, `negative_prompt`, `preset` and (from its `image_model`) `model`, and leaves
+    /// `profile` as the profile's id, which the render keeps (profiles may share a portrait).
     pub fn expand_render_profile(&self, who: &Submitter, params: &mut Value) -> Result<(), Error> {
         let Some(obj) = params.as_object_mut() else {
             return Err(ParamError::new("params", "must be a JSON object").into());
@@ -187,7 +188,10 @@ impl Service {
             portrait_readable(who, &profile)?;
             face_findable(&profile, self.config())?;
         }
-        fill(obj, RenderDefaults::of(profile))
+        let id = profile.id.to_string();
+        fill(obj, RenderDefaults::of(profile))?;
+        obj.insert("profile".into(), Value::String(id));
+        Ok(())
     }
 
     /// Folds an image request's `profile` into its `negative_prompt`, `preset` and (from

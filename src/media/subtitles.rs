@@ -2,6 +2,9 @@
 //! what a viewer can read at once ([`fit_cue`]).
 
 use crate::text::stops::stop_continues_in_any;
+use unicode_width::UnicodeWidthChar;
+
+use super::lines::{Line, Unit, joined, layout, units};
 
 /// One subtitle: shown from `start_s` to `end_s` (seconds).
 #[derive(Debug, Clone, PartialEq)]
@@ -33,92 +36,29 @@ pub fn line_columns(width: u32, height: u32) -> usize {
     (columns as usize).clamp(8, MAX_LINE_COLUMNS)
 }
 
-/// Columns a character takes on screen: two for the wide scripts (CJK, Hangul, full-width
-/// forms, emoji), one for the rest.
-fn columns_of(c: char) -> usize {
-    let wide = matches!(u32::from(c),
-        0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F
-        | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x1F300..=0x1FAFF | 0x20000..=0x3FFFD);
-    if wide { 2 } else { 1 }
-}
-
-fn columns(s: &str) -> usize {
-    s.chars().map(columns_of).sum()
-}
-
-/// Cuts a word wider than `max` columns into pieces that fit, with a hyphen where it is
-/// cut between two letters or digits (scripts without spaces, such as Chinese, take none).
-fn break_word(word: &str, max: usize) -> Vec<String> {
-    let chars: Vec<char> = word.chars().collect();
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    while start < chars.len() {
-        let (mut end, mut used) = (start, 0);
-        while end < chars.len() && used + columns_of(chars[end]) <= max {
-            used += columns_of(chars[end]);
-            end += 1;
-        }
-        end = end.max(start + 1);
-        let hyphen = |at: usize| {
-            at < chars.len()
-                && chars[at - 1].is_alphanumeric()
-                && chars[at].is_alphanumeric()
-                && columns_of(chars[at]) == 1
-        };
-        if hyphen(end) && end - start > 1 {
-            end -= 1;
-            pieces.push(chars[start..end].iter().collect::<String>() + "-");
-        } else {
-            pieces.push(chars[start..end].iter().collect());
-        }
-        start = end;
-    }
-    pieces
-}
-
-/// Lines of at most `max` columns, broken between words (a word too wide is cut).
-pub fn wrap_lines(text: &str, max: usize) -> Vec<String> {
-    let max = max.max(2);
-    let mut lines: Vec<String> = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        for piece in if columns(word) > max { break_word(word, max) } else { vec![word.to_string()] } {
-            if !line.is_empty() && columns(&line) + 1 + columns(&piece) > max {
-                lines.push(std::mem::take(&mut line));
-            }
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(&piece);
-        }
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
-}
-
-/// The words of `pieces` in `turns` runs of about equal width, so a sentence of three
+/// The units of `pieces` in `turns` runs of about equal width, so a sentence of three
 /// lines is shown as two of one and a half rather than two and a stray "own box.".
 ///
-/// A turn never ends on a title or an initial the sentence reads on from ("the owner, Mr." |
-/// "José Muñoz-García"): the turn is cut before it instead, or after the name when the
-/// title opens the turn.
-fn balanced(pieces: &[String], turns: usize) -> Vec<String> {
-    let total: usize = pieces.iter().map(|p| columns(p) + 1).sum();
+/// A turn ends only where a line may (between words, or between the characters of a
+/// script written without spaces), and never on a title or an initial the sentence reads
+/// on from ("the owner, Mr." | "José Muñoz-García"): the turn is cut before it instead, or
+/// after the name when the title opens the turn.
+fn balanced<'a>(pieces: &[Unit<'a>], turns: usize) -> Vec<Vec<Unit<'a>>> {
+    let width = |u: &Unit| u.columns() + usize::from(u.spaced);
+    let total: usize = pieces.iter().map(width).sum();
     let target = total.div_ceil(turns.max(1));
-    let mut out: Vec<Vec<&str>> = vec![Vec::new()];
-    let mut width = 0;
+    let mut out: Vec<Vec<Unit>> = vec![Vec::new()];
+    let mut used = 0;
     for piece in pieces {
-        let next = columns(piece) + 1;
-        if width > 0 && width + next / 2 > target && out.len() < turns {
-            // Back to the nearest space the sentence may be cut at, keeping a word; the
-            // words after it open the next turn.
-            let mut carried: Vec<&str> = Vec::new();
+        let next = width(piece);
+        if used > 0 && used + next / 2 > target && out.len() < turns {
+            // Back to the nearest place the sentence may be cut at, keeping a unit; the
+            // units after it open the next turn.
+            let mut carried: Vec<Unit> = Vec::new();
             let mut cut = false;
             if let Some(last) = out.last_mut() {
-                while let Some(word) = last.last() {
-                    if may_cut_after(word, carried.last().copied().unwrap_or(piece)) {
+                while let Some(unit) = last.last() {
+                    if may_cut_after(unit, carried.last().unwrap_or(piece)) {
                         cut = true;
                         break;
                     }
@@ -130,49 +70,55 @@ fn balanced(pieces: &[String], turns: usize) -> Vec<String> {
             }
             carried.reverse();
             if cut {
-                width = carried.iter().map(|p| columns(p) + 1).sum();
+                used = carried.iter().map(width).sum();
                 out.push(carried);
             } else if let Some(last) = out.last_mut() {
                 last.extend(carried);
             }
         }
         if let Some(last) = out.last_mut() {
-            last.push(piece);
+            last.push(*piece);
         }
-        width += next;
+        used += next;
     }
-    out.into_iter().map(|turn| turn.join(" ")).collect()
+    out
 }
 
-/// Whether a turn may end after `word` when `next` follows: not after a full stop a
-/// sentence reads on from in any language (the voice's own rule, [`stop_continues_in_any`]).
-fn may_cut_after(word: &str, next: &str) -> bool {
-    !word.strip_suffix('.').is_some_and(|w| stop_continues_in_any(w, next))
+/// Whether a turn may end after `unit` when `next` follows: where a line may end, and not
+/// after a full stop the sentence reads on from in any language (the voice's own rule, [`stop_continues_in_any`]).
+fn may_cut_after(unit: &Unit, next: &Unit) -> bool {
+    (unit.spaced || unit.wide_edge(next))
+        && !unit.text.strip_suffix('.').is_some_and(|w| stop_continues_in_any(w, next.text))
 }
 
 /// A cue as a viewer can read it on a film whose lines hold `max_columns`: one cue of at
-/// most [`MAX_CUE_LINES`] lines' worth of words (a word too wide for a line cut), or
-/// several of about equal length in turn, each shown for its share of the cue's time by
-/// the characters it holds, so the words on screen are the ones being said.
+/// most [`MAX_CUE_LINES`] lines, or several of about equal length in turn, each shown for
+/// its share of the cue's time by the columns it holds, so the words on screen are the
+/// ones being said. A word wider than a line is cut where its line ends (the room left on
+/// it filled first), and its pieces stay in one cue when they fit.
+///
+/// A cue's lines are joined by a space where the text had one: the player (or the burning
+/// filter) wraps them at its own width, which a track shown larger than the film may have.
+/// Where the text had none (CJK, a cut word) the cue keeps a line break.
 pub fn fit_cue(cue: &Cue, max_columns: usize) -> Vec<Cue> {
-    // The words, those wider than a line already cut: lines are wrapped from these.
-    let wrapped = wrap_lines(&cue.text, max_columns);
-    let lines = wrapped.len();
-    let pieces: Vec<String> =
-        wrapped.iter().flat_map(|line| line.split(' ').map(str::to_string).collect::<Vec<_>>()).collect();
-    // As few turns as the lines need, more only when balancing left one too long. Lines
-    // are joined with spaces, not breaks: the player (or the burning filter) wraps them
-    // at its own width, which a track shown larger than the film may have.
-    let mut turns = lines.div_ceil(MAX_CUE_LINES).max(1);
-    let chunks = loop {
-        let chunks = balanced(&pieces, turns);
-        let fits = chunks.iter().all(|c| wrap_lines(c, max_columns).len() <= MAX_CUE_LINES);
-        if fits || turns >= pieces.len() {
-            break chunks;
+    let pieces = units(&cue.text);
+    let lines = layout(&pieces, max_columns);
+    let chunks: Vec<String> = if pieces.iter().any(|u| u.columns() > max_columns) {
+        // A word is cut: the lines as filled, two to a cue.
+        lines.chunks(MAX_CUE_LINES).map(joined).collect()
+    } else {
+        // As few turns as the lines need, more only when balancing left one too long.
+        let mut turns = lines.len().div_ceil(MAX_CUE_LINES).max(1);
+        loop {
+            let laid: Vec<Vec<Line>> = balanced(&pieces, turns).iter().map(|c| layout(c, max_columns)).collect();
+            if laid.iter().all(|l| l.len() <= MAX_CUE_LINES) || turns >= pieces.len() {
+                break laid.iter().map(|l| joined(l)).collect();
+            }
+            turns += 1;
         }
-        turns += 1;
     };
-    let weight = |s: &str| s.chars().filter(|c| !c.is_whitespace()).map(columns_of).sum::<usize>().max(1) as f64;
+    let weight =
+        |s: &str| s.chars().filter(|c| !c.is_whitespace()).map(|c| c.width().unwrap_or(0)).sum::<usize>().max(1) as f64;
     let total: f64 = chunks.iter().map(|c| weight(c)).sum();
     let span = cue.end_s - cue.start_s;
     let mut at = cue.start_s;
@@ -189,6 +135,36 @@ pub fn fit_cue(cue: &Cue, max_columns: usize) -> Vec<Cue> {
             out
         })
         .collect()
+}
+
+/// The cues of one scene's timed sentences, each fitted by [`fit_cue`]. A sentence the
+/// voice ended where the writer's goes on ("„Komm her!“," | "rief Oma.", "« Bonjour, Zoë !
+/// »" | "dit-il…": Piper ends a sentence at every `!` and `?`) is shown with the next one
+/// as one cue, from the first's start to the second's end, when both fit one cue's lines.
+pub fn sentence_cues(sentences: &[Cue], max_columns: usize) -> Vec<Cue> {
+    let mut kept: Vec<Cue> = Vec::with_capacity(sentences.len());
+    for s in sentences {
+        match kept.last_mut() {
+            Some(last) if goes_on(&last.text, &s.text) => {
+                let both = format!("{} {}", last.text, s.text);
+                if layout(&units(&both), max_columns).len() <= MAX_CUE_LINES {
+                    *last = Cue::new(last.start_s, s.end_s, both);
+                } else {
+                    kept.push(s.clone());
+                }
+            }
+            _ => kept.push(s.clone()),
+        }
+    }
+    kept.iter().flat_map(|c| fit_cue(c, max_columns)).collect()
+}
+
+/// Whether the sentence after `text` continues it: `text` ends with a comma, colon,
+/// semicolon or dash (closing quotes aside), or `next` opens with a small letter.
+fn goes_on(text: &str, next: &str) -> bool {
+    let end = text.trim_end_matches(|c: char| "\"'»›“”‘’)]".contains(c)).chars().last();
+    let first = next.chars().find(|c| c.is_alphanumeric());
+    end.is_some_and(|c| ",;:–—".contains(c)) || first.is_some_and(char::is_lowercase)
 }
 
 /// The ISO 639-2 code an MP4 track's language is written in, from a voice's language
@@ -301,6 +277,7 @@ pub fn to_webvtt(cues: &[Cue]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::lines::{columns, wrap_lines};
 
     #[test]
     fn a_title_stays_with_the_name_it_goes_before() {
@@ -313,7 +290,8 @@ mod tests {
         for (text, width) in texts.iter().flat_map(|t| (18..60).map(move |w| (t, w))) {
             let cues = fit_cue(&Cue::new(0.0, 9.0, *text), width);
             let joined: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
-            assert_eq!(joined.join(" "), *text, "every word once, in order");
+            // A line break after the hyphen of "Muñoz-García" is kept as one.
+            assert_eq!(joined.join(" ").replace('\n', ""), *text, "every word once, in order");
             for c in &cues {
                 let last = c.text.rsplit(' ').next().unwrap_or_default();
                 assert!(!["Mr.", "Dr.", "J."].contains(&last), "width {width}: {cues:?}");
@@ -344,9 +322,59 @@ mod tests {
     }
 
     #[test]
-    fn words_wider_than_a_line_are_cut_and_wide_scripts_count_double() {
-        assert_eq!(wrap_lines("Supercalifragilistic is long", 8), ["Superca-", "lifragi-", "listic", "is long"]);
-        assert_eq!(wrap_lines("你好世界你好世界", 8), ["你好世界", "你好世界"]);
+    fn a_quotation_the_voice_cut_is_one_cue_with_the_words_that_go_on() {
+        let cue = |a: f64, b: f64, t: &str| Cue::new(a, b, t);
+        let german = [cue(0.0, 1.0, "„Komm her!“,"), cue(1.2, 2.0, "rief Oma."), cue(2.0, 3.0, "Dann ging sie.")];
+        assert_eq!(
+            sentence_cues(&german, 42),
+            [cue(0.0, 2.0, "„Komm her!“, rief Oma."), cue(2.0, 3.0, "Dann ging sie.")]
+        );
+        let french = [cue(0.0, 1.0, "« Bonjour, Zoë ! »"), cue(1.0, 2.0, "dit-il… Puis — plus rien.")];
+        assert_eq!(sentence_cues(&french, 42), [cue(0.0, 2.0, "« Bonjour, Zoë ! » dit-il… Puis — plus rien.")]);
+        // Two sentences of their own stay two cues; one that does not fit beside the quote
+        // is shown after it.
+        let two = [cue(0.0, 1.0, "Quelle journée !"), cue(1.0, 2.0, "Rien.")];
+        assert_eq!(sentence_cues(&two, 42), two);
+        let long = [cue(0.0, 1.0, "«¡Qué calor!»,"), cue(1.0, 5.0, &"dijo ella, y luego otra vez ".repeat(3))];
+        let cues = sentence_cues(&long, 42);
+        assert_eq!(cues[0], cue(0.0, 1.0, "«¡Qué calor!»,"));
+        assert!(cues.iter().all(|c| !c.text.starts_with([',', '»', '.', '!'])), "{cues:?}");
+    }
+
+    #[test]
+    fn text_without_spaces_is_cut_between_characters_and_joined_without_spaces() {
+        let text = "今日はとても良い天気ですね、おばあちゃんと一緒に京都の古いお寺を見に行きました。";
+        let cues = fit_cue(&Cue::new(0.0, 4.0, text), 26);
+        let shown: String = cues.iter().map(|c| c.text.replace('\n', "")).collect();
+        assert_eq!(shown, text, "no space added: {cues:?}");
+        for c in &cues {
+            let lines: Vec<&str> = c.text.lines().collect();
+            assert!(lines.len() <= MAX_CUE_LINES, "{c:?}");
+            assert!(lines.iter().all(|l| columns(l) <= 26 && !l.starts_with(['、', '。'])), "{c:?}");
+        }
+        // Three lines' worth: two turns of a line and a half.
+        assert_eq!(cues[0].text, "今日はとても良い天気です\nね、おばあちゃん");
+    }
+
+    #[test]
+    fn a_long_compound_fills_its_line_and_its_pieces_stay_in_one_cue() {
+        let cues = fit_cue(&Cue::new(0.0, 2.0, "Die Donaudampfschifffahrtsgesellschaft grüßt Zoë."), 26);
+        assert_eq!(cues, [Cue::new(0.0, 2.0, "Die Donaudampfschifffahrt-\nsgesellschaft grüßt Zoë.")]);
+        let text = "Die Donaudampfschifffahrtsgesellschaftskapitänsmütze lag auf dem Tisch, ca. 300 m vom \
+                    Bahnhof entfernt, d. h. gleich um die Ecke.";
+        let cues = fit_cue(&Cue::new(0.0, 9.0, text), 26);
+        let first: Vec<&str> = cues[0].text.lines().collect();
+        assert_eq!(first, ["Die Donaudampfschifffahrt-", "sgesellschaftskapitänsmüt-"], "{cues:?}");
+        for c in &cues {
+            assert!(wrap_lines(&c.text, 26).len() <= MAX_CUE_LINES, "{c:?}");
+        }
+        // Cut only where a line ends: within a cue and, for what does not fit two lines, between cues.
+        let shown: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(shown.join("\n").replace("-\n", "").replace('\n', " "), text);
+    }
+
+    #[test]
+    fn line_columns_follow_the_burned_in_font() {
         assert_eq!(line_columns(128, 256), 13);
         assert_eq!(line_columns(512, 512), 26);
         assert_eq!(line_columns(1920, 1080), 42);

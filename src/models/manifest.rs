@@ -81,7 +81,7 @@ pub enum ManifestError {
     /// Not TOML of the manifest's shape.
     #[error(transparent)]
     Syntax(#[from] toml::de::Error),
-    #[error("name {name:?} may only use letters, digits, '-', '_' and '.'")]
+    #[error("name {name:?} {NAME_RULE}")]
     BadName { name: String },
     #[error("a manifest lists at least one file")]
     NoFiles,
@@ -293,6 +293,10 @@ pub fn check_relative(path: &str) -> Result<(), PathError> {
     }
     Ok(())
 }
+
+/// What [`valid_name`] allows, in the words every refusal of a name uses (`ü` is a letter,
+/// so "letters" alone misled).
+pub const NAME_RULE: &str = "may only use ASCII letters (a-z, A-Z), digits, '-', '_' and '.'";
 
 /// True for names usable as directory names and in URLs.
 pub fn valid_name(name: &str) -> bool {

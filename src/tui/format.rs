@@ -3,6 +3,7 @@
 use crate::api::views::JobView;
 use crate::store::records::{JobStatus, StageStatus};
 use crate::time::Millis;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// `950ms`, `3.2s`, `4m05s`, `1h02m`, `3d04h`.
 pub fn duration(ms: i64) -> String {
@@ -109,15 +110,26 @@ pub fn spark(values: &[f64], width: usize, max: f64) -> String {
     s
 }
 
-/// Cuts `s` to `width` characters, marking the cut with `…`.
+/// Cuts `s` to `width` display columns (a CJK character takes two), marking the cut with
+/// `…`. Counted in characters, a Japanese reason "fitted" at twice its room and the
+/// terminal cut it silently, its `…` lost.
 pub fn fit(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
+    if s.width() <= width {
         return s.to_string();
     }
     if width == 0 {
         return String::new();
     }
-    let mut out: String = s.chars().take(width - 1).collect();
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > width - 1 {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
     out.push('…');
     out
 }
@@ -219,6 +231,10 @@ mod tests {
         assert_eq!(cost(0.00123, "EUR"), "0.0012 EUR");
         assert_eq!(cost(0.000003, ""), "<0.0001");
         assert_eq!(fit("abcdef", 4), "abc…");
+        // Wide characters take two columns: the cut is by columns, the `…` always shown.
+        assert_eq!(fit("モデルが見つかりません", 10), "モデルが…");
+        assert_eq!(fit("モデルが見つかりません", 9), "モデルが…");
+        assert_eq!(fit("モデル", 6), "モデル");
         assert_eq!(short_id("01JD0000000000000000ABCDEF"), "00ABCDEF");
     }
 }

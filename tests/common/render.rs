@@ -28,6 +28,19 @@ pub fn models_dir(root: &Path) -> PathBuf {
     models
 }
 
+/// Installs the tiny Piper voice of `lang` (`de`, `es`, `fr`) in `models` as
+/// `{lang}_{LANG}-tiny` (a Piper voice's name says its language); its name.
+pub fn tiny_voice(models: &Path, lang: &str) -> String {
+    let name = format!("{lang}_{}-tiny", lang.to_uppercase());
+    let voice = models.join(&name);
+    std::fs::create_dir_all(&voice).expect("voice dir");
+    for ext in ["onnx", "onnx.json"] {
+        let from = super::fixture(&format!("models/tiny-piper/{lang}/tiny-{lang}.{ext}"));
+        std::fs::copy(from, voice.join(format!("{name}.{ext}"))).expect("voice file");
+    }
+    name
+}
+
 /// The bundled demo models under the names the render defaults to, plus the joe voice.
 pub fn demo_models_dir(root: &Path) -> PathBuf {
     let demo = super::source_tree().join("models/demo");

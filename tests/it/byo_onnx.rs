@@ -119,6 +119,10 @@ async fn onnx_imports_load_before_they_install_and_an_upscaler_of_any_file_name_
     // Without a kind it says which to name.
     let out = import(home.path(), &models, &["--name", "guess"], &file);
     assert!(!out.status.success() && text(&out.stderr).contains("--kind upscale, lipsync or face"), "{out:?}");
+    // A name with `ü` was refused as using something other than "letters": ü is one.
+    let out = import(home.path(), &models, &["--kind", "upscale", "--name", "Omas-Stimme-für-Zoë"], &file);
+    let said = text(&out.stderr);
+    assert!(!out.status.success() && said.contains("may only use ASCII letters (a-z, A-Z), digits"), "{said}");
 
     // Installed means usable: both upscale ×4 in the daemon.
     let d = import_daemon(home.path(), &models, &home.path().join("no-env"));

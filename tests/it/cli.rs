@@ -83,6 +83,22 @@ async fn say_goes_through_a_running_daemon_and_writes_its_wav() {
     assert_eq!(jobs[0]["state"], "succeeded");
     assert_eq!(jobs[0]["params"]["text"], "This is a test.");
     assert_eq!(jobs[0]["params"]["noise_scale"], 0.0);
+
+    // `-` reads the text from standard input, as `render -` reads a script (it said "-").
+    let mut child = reelbox_cli(home.path(), &models)
+        .args(["say", "-", "-o"])
+        .arg(home.path().join("stdin.wav"))
+        .args(["--url", &d.url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"Guten Abend, Zo\xc3\xab.\n").expect("write");
+    let out = child.wait_with_output().expect("say -");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let jobs = jobs_of_kind(&d, "speech").await;
+    assert!(jobs.iter().any(|j| j["params"]["text"] == "Guten Abend, Zoë."), "{jobs:?}");
 }
 
 #[test]

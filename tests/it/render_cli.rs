@@ -517,3 +517,48 @@ async fn a_film_runs_the_lipsync_and_upscale_models_named_and_jobs_show_says_whi
     let jobs = get_json(&reqwest::Client::new(), &d, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs}");
 }
+
+/// A Japanese or German family's names and scripts line up: `profiles list` pads by display
+/// columns (a CJK name pushed its row six columns right, an NFD `Zoë` one left), and
+/// `jobs show` cuts a Japanese script's first line at 80 columns, not 56 characters (111),
+/// and names the profile a render was made with among profiles sharing a portrait.
+#[test]
+fn wide_and_decomposed_names_line_up_and_jobs_show_stays_in_80_columns() {
+    use unicode_width::UnicodeWidthStr;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path());
+    std::fs::write(dir.path().join("p.png"), portrait_png()).expect("portrait");
+    for name in ["京都のおばあちゃん", "Zoe\u{308}", "anna"] {
+        let out = reelbox(&d, dir.path(), &["profiles", "create", "--name", name, "--portrait", "p.png"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = reelbox(&d, dir.path(), &["profiles", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = table.lines();
+    let header = lines.next().expect("header");
+    let at = header.find("VOICE").expect("VOICE column");
+    for row in lines {
+        // The column after the name starts where its header does, in display columns.
+        // The NFD name is kept as the NFC one it looks like.
+        let name = ["京都のおばあちゃん", "Zo\u{eb}", "anna"].into_iter().find(|n| row.contains(n)).expect("a name");
+        let after = row.find(name).expect("name") + name.len();
+        let third = row[after..].trim_start();
+        assert_eq!(row[..row.len() - third.len()].width(), at, "{table}");
+    }
+
+    // "Kyoto" is what the English voice says; the Japanese is shown, not spoken.
+    let script =
+        "Kyoto: 今日はとても良い天気ですね、おばあちゃんと一緒に京都の古いお寺を見に行きました。とても楽しかったです。";
+    let args = ["--profile", "anna", "--layout", "none", "--json", "-o", "kyoto.mp4"];
+    let out = render(&d, dir.path(), script, &args).output().expect("render");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said: Value = serde_json::from_slice(&out.stdout).expect("JSON line");
+    let out = reelbox(&d, dir.path(), &["jobs", "show", said["job"].as_str().expect("job")]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let line = shown.lines().find(|l| l.starts_with("script ")).unwrap_or_default();
+    assert!(line.ends_with('…') && line.width() <= 80, "{} columns: {shown}", line.width());
+    assert!(shown.lines().all(|l| l.width() <= 80), "one screen of 80 columns: {shown}");
+    // The three profiles share one portrait (an upload is kept once): the profile named is
+    // the one the render was made with, not the first with that portrait.
+    assert!(shown.lines().any(|l| l == "profile  anna"), "{shown}");
+}

@@ -2,11 +2,14 @@
 //! long sentence on a narrow film is shown in turns of at most two lines, each while its
 //! words are spoken, a word wider than the film is cut to fit, and a title the voice
 //! pauses after ("Dr.") stays with its name; the film seeks to every two seconds and to
-//! each scene's start, and its subtitle track is labelled in the voice's language.
+//! each scene's start, and its subtitle track is labelled in the voice's language. Films
+//! in German, French, Spanish and Japanese are subtitled as written: a quotation the voice
+//! cut is one cue with the words that go on, no cue starts with closing punctuation, text
+//! without spaces gets none, no-break spaces stay, and a long compound fills its lines.
 
 use crate::common;
 
-use common::render::{artifact, models_dir, rendered};
+use common::render::{artifact, models_dir, rendered, tiny_voice};
 use reelbox::media::ffprobe::probe_with;
 use serde_json::{Value, json};
 
@@ -116,12 +119,7 @@ async fn a_long_sentence_on_a_narrow_film_is_subtitled_in_turns_that_fit() {
 async fn the_subtitle_track_is_labelled_in_the_voice_s_language() {
     let dir = tempfile::tempdir().expect("tempdir");
     let models = models_dir(dir.path());
-    let voice = models.join("de_DE-tiny");
-    std::fs::create_dir_all(&voice).expect("voice dir");
-    for ext in ["onnx", "onnx.json"] {
-        let from = common::fixture(&format!("models/tiny-piper/de/tiny-de.{ext}"));
-        std::fs::copy(from, voice.join(format!("de_DE-tiny.{ext}"))).expect("voice file");
-    }
+    tiny_voice(&models, "de");
     let d = common::render::daemon(dir.path(), &models);
     let c = reqwest::Client::new();
     let body = json!({"script": "Guten Abend.", "voice": "de_DE-tiny", "model": "tiny-sd", "steps": 2,
@@ -136,4 +134,66 @@ async fn the_subtitle_track_is_labelled_in_the_voice_s_language() {
         .expect("ffprobe");
     // It said `eng` for every film: a player offered "English" subtitles under German speech.
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deu");
+}
+
+/// The texts of a SubRip file's cues, each cue's lines joined by line breaks.
+fn srt_texts(srt: &str) -> Vec<String> {
+    srt.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| b.lines().skip(2).collect::<Vec<_>>().join("\n"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn films_in_other_languages_are_subtitled_as_they_are_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(dir.path());
+    let (de, fr, es) = (tiny_voice(&models, "de"), tiny_voice(&models, "fr"), tiny_voice(&models, "es"));
+    let d = common::render::daemon(dir.path(), &models);
+    let c = reqwest::Client::new();
+    // A square film: 26 columns a line, as the tester's burned-in film.
+    let srt = async |voice: &str, script: &str| {
+        let body = json!({"script": script, "voice": voice, "model": "tiny-sd", "steps": 2, "width": 64, "height": 64});
+        let id = rendered(&c, &d, body).await;
+        let srt = String::from_utf8(artifact(&c, &d, &id, "film.srt").await).expect("utf8");
+        let cues = srt_texts(&srt);
+        for cue in &cues {
+            // It was `, rief Oma.`, `, dijo ella…`, `» dit-il…`: what closed a quotation
+            // opened the next cue.
+            assert!(!cue.starts_with([',', '.', ';', ':', '!', '?', '»', '“', '”', '’', ')', ']']), "{srt}");
+        }
+        cues
+    };
+
+    let german =
+        srt(&de, "„Komm her!“, rief Oma. Sie ging.\n\nDie Donaudampfschifffahrtsgesellschaft grüßt Zoë.").await;
+    // The compound was `Die Donaudampfschifffahrtsges-` | `ellschaft grüßt Zoë.`: two cues,
+    // the first line cut short. Now the line is filled and the word's pieces share a cue.
+    assert_eq!(german, ["„Komm her!“, rief Oma.", "Sie ging.", "Die Donaudampfschifffahrt-\nsgesellschaft grüßt Zoë."]);
+
+    let nbsp = "Elle a crié\u{a0}: «\u{202f}Attention, mon petit Zoë\u{202f}!\u{a0}» Mais le chat dormait.";
+    let french = srt(&fr, &format!("{nbsp}\n\n« Bonjour, Zoë ! » dit-il… Puis — plus rien.")).await;
+    // Every U+00A0 and U+202F was an ordinary space, and a line could end at one.
+    assert_eq!(french.join(" "), format!("{nbsp} « Bonjour, Zoë ! » dit-il… Puis — plus rien."), "{french:?}");
+    assert_eq!(french.last().map(String::as_str), Some("« Bonjour, Zoë ! » dit-il… Puis — plus rien."));
+
+    let spanish = srt(&es, "«¡Qué calor!», dijo ella… ¿Y después?").await;
+    assert_eq!(spanish, ["«¡Qué calor!», dijo ella… ¿Y después?"]);
+
+    let kyoto =
+        "今日はとても良い天気ですね、おばあちゃんと一緒に京都の古いお寺を見に行きました。とても楽しかったです。";
+    // The English voice says only "Kyoto" (it does not read Japanese); all of it is shown.
+    let japanese = srt("en_US-joe-medium", &format!("Kyoto: {kyoto}")).await;
+    let mut shown = japanese.clone();
+    shown[0] = shown[0].strip_prefix("Kyoto:").expect("the spoken word first").trim_start().to_string();
+    // It was `今日はとても良い天気ですね 、おばあちゃんと一緒に京都` | `の古いお寺を見に行きました 。`.
+    assert_eq!(shown.concat().replace('\n', ""), kyoto, "no space added: {japanese:?}");
+    for cue in &japanese {
+        let lines: Vec<&str> = cue.lines().collect();
+        assert!(lines.len() <= 2, "{japanese:?}");
+        for line in lines {
+            assert!(line.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum::<usize>() <= 26, "{japanese:?}");
+            assert!(!line.starts_with(['、', '。']), "{japanese:?}");
+        }
+    }
 }

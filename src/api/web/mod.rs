@@ -39,6 +39,7 @@ const ASSETS: &[Asset] = &[
     asset!("words.js", JS),
     asset!("choices.js", JS),
     asset!("film.js", JS),
+    asset!("sentences.js", JS),
     asset!("picture.js", JS),
     asset!("photo.js", JS),
     asset!("speech.js", JS),

@@ -92,7 +92,7 @@ impl ImportRequest {
         if let Some(n) = &name
             && !manifest::valid_name(n)
         {
-            return Err(ParamError::new("name", format!("{n:?} may only use letters, digits, '-', '_' and '.'")));
+            return Err(ParamError::new("name", format!("{n:?} {}", manifest::NAME_RULE)));
         }
         let kind = match self.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
             None => None,

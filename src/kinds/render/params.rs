@@ -18,8 +18,9 @@ use crate::pipelines::render::Layout;
 use crate::pipelines::render::plan::{Plan, plan};
 use crate::text::scripts::unspoken_notes;
 
-/// Every field a render request may have (`profile` is folded in before the kind reads it).
-pub const KNOWN: [&str; 24] = [
+/// Every field a render request may have (`profile` is folded in before the kind reads it,
+/// and left as the id of the profile it named: see [`RenderRequest::profile`]).
+pub const KNOWN: [&str; 25] = [
     "script",
     "prompt",
     "style",
@@ -44,6 +45,7 @@ pub const KNOWN: [&str; 24] = [
     "upscale_model",
     "music",
     "burn_subtitles",
+    "profile",
 ];
 
 /// The presenter of a render: portrait artifact and face box, or the face detector that
@@ -84,6 +86,11 @@ pub struct RenderParams {
     pub upscale_model: String,
     pub music: Option<String>,
     pub burn_subtitles: bool,
+    /// The profile the render was submitted with, by id: what `jobs show` names (a match on
+    /// the portrait named the wrong one of two profiles sharing it). None in a render made
+    /// without one, and in those from before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// `render` parameters as a request gives them.
@@ -118,6 +125,9 @@ pub struct RenderRequest {
     /// Artifact id of background music.
     pub music: Option<String>,
     pub burn_subtitles: Option<bool>,
+    /// The id of the profile folded in at submission (`jobs::Service::expand_render_profile`
+    /// replaces the id or name the client sent with it).
+    pub profile: Option<String>,
 }
 
 /// Reads the presenter object; its errors name `presenter.portrait` / `presenter.face_box`.
@@ -158,6 +168,7 @@ impl RenderRequest {
             upscale_model: string_field(p, "upscale_model")?,
             music: artifact_param(p, "music")?.map(|u| u.to_string()),
             burn_subtitles: bool_field(p, "burn_subtitles")?,
+            profile: string_field(p, "profile")?,
         })
     }
 
@@ -249,6 +260,7 @@ impl RenderRequest {
             upscale_model,
             music: self.music,
             burn_subtitles: self.burn_subtitles.unwrap_or(false),
+            profile: self.profile,
         };
         // The voice (the request's, its profile's or the default) must be installed now: a
         // render would otherwise fail at its narration, after its keyframes.

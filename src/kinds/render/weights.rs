@@ -83,6 +83,7 @@ mod tests {
             upscale_model: "demo-upscaler".into(),
             music: None,
             burn_subtitles: false,
+            profile: None,
         }
     }
 

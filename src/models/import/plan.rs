@@ -77,7 +77,7 @@ pub fn plan(path: &Path, name: Option<&str>, kind: Option<ModelKind>, via: Via) 
     };
     let name = name.map(str::to_owned).unwrap_or(picked.name);
     if !manifest::valid_name(&name) {
-        return Err(fail(format!("name {name:?} may only use letters, digits, '-', '_' and '.'")));
+        return Err(fail(format!("name {name:?} {}", manifest::NAME_RULE)));
     }
     let summary = format!("{IMPORTED_FROM}{}", path.display());
     let manifest = manifest_of(path, name, picked.kind, summary, &picked.copies)?;

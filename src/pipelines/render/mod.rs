@@ -6,7 +6,7 @@ use image::RgbImage;
 use image::imageops::FilterType;
 use serde::{Deserialize, Serialize};
 
-use crate::media::subtitles::{Cue, fit_cue};
+use crate::media::subtitles::{Cue, sentence_cues};
 
 pub mod plan;
 
@@ -46,10 +46,17 @@ pub struct Timeline {
 
 impl Timeline {
     /// Subtitle cues: one per sentence, or a long sentence in turns that fit lines of
-    /// `line_columns` (see [`fit_cue`]). The narration reads a title on ("Dr. Åsa"), so a
-    /// title is in the sentence of the name it belongs to.
+    /// `line_columns`, or a sentence the voice cut inside the writer's with what follows
+    /// it in its scene (see [`sentence_cues`]). The narration reads a title on ("Dr.
+    /// Åsa"), so a title is in the sentence of the name it belongs to.
     pub fn cues(&self, line_columns: usize) -> Vec<Cue> {
-        self.sentences.iter().flat_map(|s| fit_cue(&Cue::new(s.start, s.end, s.text.clone()), line_columns)).collect()
+        self.sentences
+            .chunk_by(|a, b| a.scene == b.scene)
+            .flat_map(|scene| {
+                let cues: Vec<Cue> = scene.iter().map(|s| Cue::new(s.start, s.end, s.text.clone())).collect();
+                sentence_cues(&cues, line_columns)
+            })
+            .collect()
     }
 
     /// The film's title: its first sentence, see [`film_title`] (`None` for a film with

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::media::lines::{breaks_here, collapse_spaces};
 use crate::text::Language;
 use crate::text::scripts::has_words;
 use crate::text::stops::stop_continues;
@@ -94,7 +95,7 @@ fn paragraphs(script: &str) -> Vec<String> {
             last.push_str(line);
         }
     }
-    out.iter().map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|p| !p.is_empty()).collect()
+    out.iter().map(|p| collapse_spaces(p)).filter(|p| !p.is_empty()).collect()
 }
 
 /// A picture's prompt in a style: the style prefix, a comma, the picture's own words (the
@@ -120,7 +121,7 @@ fn split_directions(text: &str) -> (String, String) {
             _ => spoken.push(c),
         }
     }
-    let tidy = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let tidy = |s: String| collapse_spaces(&s);
     (tidy(direction), tidy(spoken))
 }
 
@@ -136,7 +137,8 @@ pub fn sentences(text: &str, language: &Language) -> Vec<String> {
             continue;
         }
         let at_end = i + 1 == chars.len();
-        let next_is_space = chars.get(i + 1).is_some_and(|c| c.is_whitespace());
+        // Not before a no-break space: `Zoë\u{202f}!\u{a0}»` goes on to its closing quote.
+        let next_is_space = chars.get(i + 1).is_some_and(|c| breaks_here(*c));
         if !(at_end || next_is_space) {
             continue;
         }
@@ -167,6 +169,12 @@ mod tests {
 
     fn english() -> &'static Language {
         Language::of("en")
+    }
+
+    #[test]
+    fn no_break_spaces_are_kept_and_no_sentence_ends_before_one() {
+        let p = plan("Elle a crié\u{a0}: «\u{202f}Attention\u{202f}!\u{a0}» Mais\n  non.", "", 1, Language::of("fr"));
+        assert_eq!(p.scenes[0].sentences, ["Elle a crié\u{a0}: «\u{202f}Attention\u{202f}!\u{a0}» Mais non."]);
     }
 
     #[test]

@@ -11,6 +11,8 @@ use crate::text::Language;
 use crate::text::scripts::unspoken;
 use crate::text::stops::{is_ordinal_stop, stop_continues};
 
+use crate::media::lines::closes;
+
 /// A pictograph, emoji part or emoji modifier: spoken by its name, so never given to a voice.
 /// Letters, digits, punctuation, currency, maths and ° © ® ™ stay (a voice says them well).
 pub fn is_pictograph(c: char) -> bool {
@@ -106,14 +108,29 @@ impl VoiceText {
             let end = cursor + found + s.len();
             cursor = end;
             // Up to the next word spoken, so what was dropped in between (an emoji) shows
-            // with this sentence; the last takes everything to the text's end.
+            // with this sentence, and so does the closing punctuation the voice starts its
+            // next sentence with ("„Komm her!“" | ", rief Oma."); the last takes everything
+            // to the text's end.
             let rest = &self.spoken[end..];
-            let next = end + rest.len() - rest.trim_start().len();
+            let next = end + rest.len() - after_closing(rest).len();
             let to = if i + 1 == sentences.len() { self.original.len() } else { self.origin[next] };
             out.push(self.original.get(from..to).map_or_else(|| s.clone(), |w| w.trim().to_string()));
             from = to;
         }
         out
+    }
+}
+
+/// `rest` from its first word on: past spaces and the marks that close the sentence
+/// before it ([`closes`]: `,` `»` after a space).
+fn after_closing(rest: &str) -> &str {
+    let mut left = rest.trim_start();
+    loop {
+        let mut chars = left.chars();
+        match chars.next() {
+            Some(c) if closes(c, chars.clone().next()) => left = chars.as_str().trim_start(),
+            _ => return left,
+        }
     }
 }
 
@@ -144,6 +161,18 @@ mod tests {
         assert_eq!(written, ["In 1987, Dr. Åsa arrived.", "Mr. and Mrs. Jones met J. Smith Jr. today. Done."]);
         // Off (Piper's own reading, which its parity tests compare), the stops stay.
         assert_eq!(for_voice("Dr. Åsa arrived.", false, english()).spoken, "Dr. Åsa arrived.");
+    }
+
+    #[test]
+    fn closing_punctuation_stays_with_the_sentence_it_closes() {
+        // Piper ends a sentence at `!`; the voice's next one starts with what closes it.
+        let t = for_voice("„Komm her!“, rief Oma. «¡Qué calor!», dijo ella.", true, Language::of("de"));
+        let written =
+            t.written(&["„Komm her!“".into(), ", rief Oma.".into(), "«¡Qué calor!»".into(), ", dijo ella.".into()]);
+        assert_eq!(written, ["„Komm her!“,", "rief Oma.", "«¡Qué calor!»,", "dijo ella."]);
+        let t = for_voice("« Bonjour, Zoë ! » dit-il. « Oui ! »", true, Language::of("fr"));
+        let written = t.written(&["« Bonjour, Zoë !".into(), "» dit-il.".into(), "« Oui !".into()]);
+        assert_eq!(written, ["« Bonjour, Zoë ! »", "dit-il.", "« Oui ! »"]);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! `chromium-driver` (WebDriver), screenshots, and waiting on what the page shows.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
