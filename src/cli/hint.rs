@@ -74,14 +74,10 @@ fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-/// `word` as one shell word: as it is when the shell leaves it alone, else in single quotes.
+/// `word` as one shell word, quoted only where a shell would split or expand it (`shlex`,
+/// as the import's fix commands are quoted).
 fn shell_word(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    shlex::try_quote(word).map_or_else(|_| word.to_string(), |q| q.into_owned())
 }
 
 /// A path as one shell word.
@@ -96,10 +92,12 @@ mod tests {
     #[test]
     fn a_word_the_shell_would_split_is_quoted() {
         assert_eq!(shell_word("http://box.lan:8470"), "http://box.lan:8470");
-        // A bracket is a glob: zsh refuses the command when nothing matches.
-        assert_eq!(shell_word("http://[::1]:8470"), "'http://[::1]:8470'");
-        assert_eq!(shell_word("/home/me/my ca.pem"), "'/home/me/my ca.pem'");
-        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        // A bracket is a glob (zsh refuses the command when nothing matches), a space splits.
+        for word in ["http://[::1]:8470", "/home/me/my ca.pem", "it's"] {
+            let quoted = shell_word(word);
+            assert_ne!(quoted, word);
+            assert_eq!(shlex::split(&quoted), Some(vec![word.to_string()]), "{quoted}");
+        }
         assert!(same_url("http://box:8470/", "http://box:8470"));
     }
 }

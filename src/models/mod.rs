@@ -21,6 +21,7 @@ mod file_names;
 mod folders;
 mod hf;
 pub mod import;
+mod kind;
 mod layout;
 mod license;
 pub mod manifest;
