@@ -69,7 +69,10 @@ async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech
     assert_eq!(wav_format, "wav");
     let (mp3_format, mp3_secs) = ffprobe(&out.path().join("speech.mp3"));
     assert_eq!(mp3_format, "mp3");
-    assert!(wav_secs > 1.0 && (wav_secs - mp3_secs).abs() < 0.2, "wav {wav_secs} s, mp3 {mp3_secs} s");
+    // Two requests are two syntheses, and a Piper voice's durations are drawn with noise (its
+    // noise_w): the same line came out 2.67 s and 2.93 s in one CI run. Some 15 % either way is
+    // that noise plus the MP3's encoder padding; a cut or doubled MP3 is far outside it.
+    assert!(wav_secs > 1.0 && (wav_secs - mp3_secs).abs() < 0.15 * wav_secs, "wav {wav_secs} s, mp3 {mp3_secs} s");
 
     // The requests ran as ordinary jobs, visible in the native API.
     let jobs: Value = http().get(d.at("/api/v1/jobs")).send().await.expect("jobs").json().await.expect("json");
