@@ -6,6 +6,7 @@
 
 use std::io::Cursor;
 
+use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::fields::{artifact_param, int_field, reject_unknown, string_field, u32_in};
@@ -82,7 +83,8 @@ impl UpscaleRequest {
 
 /// Why upscale refuses a `w`×`h` input (`label` names it), when it does: its output is 4×
 /// larger, so it takes what pictures made may be (limits.max_image_side), not uploads.
-fn too_large(label: &str, w: u32, h: u32, config: &Config) -> Option<String> {
+/// The `image` kind's `upscale` stage holds its pictures to the same rule.
+pub(crate) fn too_large(label: &str, w: u32, h: u32, config: &Config) -> Option<String> {
     let max_side = config.limits.max_image_side;
     (w.max(h) > max_side)
         .then(|| format!("{label} is {w}x{h}; the largest side allowed is {max_side} (limits.max_image_side)"))
@@ -132,21 +134,11 @@ impl TypedKind for Upscale {
         if let Some(why) = too_large(&input.label, w, h, run.config) {
             return Err(StageError::fatal(why));
         }
-        let upscaler = Upscaler::load(
-            run.engine,
-            run.device,
-            &stage_model_file(run.config, "model", ModelKind::Upscale, model_name)?,
-        )?;
+        let upscaler = load(run, "model", model_name)?;
         run.sink.log("info", &format!("upscaling {w}x{h} ×{} with {model_name}", upscaler.scale()));
         let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
         match visual {
-            Visual::Image(img) => {
-                let out = upscaler.upscale_image(&img, opts, run.cancel, &progress)?;
-                let mut png = Vec::new();
-                out.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-                    .map_err(|e| StageError::context("cannot encode PNG", e))?;
-                run.sink.put_artifact("upscaled.png", "image/png", &png)?;
-            }
+            Visual::Image(img) => store_upscaled(run, &upscaler, &img, opts, "upscaled.png")?,
             Visual::Video { path, info } => {
                 if let Some(seconds) = info.duration_s {
                     super::bounds::media_fits(seconds, info.fps, &run.config.limits)
@@ -164,4 +156,27 @@ impl TypedKind for Upscale {
         }
         Ok(())
     }
+}
+
+/// Loads upscale model `model` (named by parameter `field`) for a running stage.
+pub(crate) fn load(run: &StageRun, field: &str, model: &str) -> Result<Upscaler, StageError> {
+    Ok(Upscaler::load(run.engine, run.device, &stage_model_file(run.config, field, ModelKind::Upscale, model)?)?)
+}
+
+/// Upscales picture `img` and stores it as PNG artifact `name`, its tiles as the stage's
+/// progress: this kind's pictures and the `image` kind's `upscale` stage alike.
+pub(crate) fn store_upscaled(
+    run: &StageRun,
+    upscaler: &Upscaler,
+    img: &RgbImage,
+    opts: TileOptions,
+    name: &str,
+) -> Result<(), StageError> {
+    let progress = |pr: Progress| run.sink.progress(pr.step, pr.total, pr.message.as_deref());
+    let out = upscaler.upscale_image(img, opts, run.cancel, &progress)?;
+    let mut png = Vec::new();
+    out.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| StageError::context("cannot encode PNG", e))?;
+    run.sink.put_artifact(name, "image/png", &png)?;
+    Ok(())
 }

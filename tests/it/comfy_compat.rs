@@ -12,14 +12,14 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
 /// ComfyUI's default text-to-image workflow (API format), sized for the tiny model.
-fn default_workflow(ckpt: &str, steps: u32) -> Value {
+pub(crate) fn default_workflow(ckpt: &str, steps: u32) -> Value {
     json!({
         "3": {"class_type": "KSampler", "inputs": {"cfg": 8, "denoise": 1, "latent_image": ["5", 0],
             "model": ["4", 0], "negative": ["7", 0], "positive": ["6", 0], "sampler_name": "euler",
@@ -34,7 +34,7 @@ fn default_workflow(ckpt: &str, steps: u32) -> Value {
     })
 }
 
-async fn connect(d: &DaemonProc, client_id: &str) -> Socket {
+pub(crate) async fn connect(d: &DaemonProc, client_id: &str) -> Socket {
     let url = format!("{}/ws?clientId={client_id}", d.url.replace("http://", "ws://"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
     let first = next_json(&mut socket, Duration::from_secs(5)).await.expect("a first message");
@@ -44,7 +44,7 @@ async fn connect(d: &DaemonProc, client_id: &str) -> Socket {
 }
 
 /// The next text message as JSON, skipping binary frames.
-async fn next_json(socket: &mut Socket, timeout: Duration) -> Option<Value> {
+pub(crate) async fn next_json(socket: &mut Socket, timeout: Duration) -> Option<Value> {
     loop {
         match tokio::time::timeout(timeout, socket.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).expect("json message")),
@@ -54,7 +54,7 @@ async fn next_json(socket: &mut Socket, timeout: Duration) -> Option<Value> {
     }
 }
 
-async fn queue_prompt(c: &reqwest::Client, d: &DaemonProc, body: Value) -> String {
+pub(crate) async fn queue_prompt(c: &reqwest::Client, d: &DaemonProc, body: Value) -> String {
     let resp = c.post(d.at("/prompt")).json(&body).send().await.expect("post prompt");
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.expect("json");
@@ -63,7 +63,7 @@ async fn queue_prompt(c: &reqwest::Client, d: &DaemonProc, body: Value) -> Strin
     v["prompt_id"].as_str().expect("prompt_id").to_string()
 }
 
-async fn history_of(c: &reqwest::Client, d: &DaemonProc, id: &str, timeout: Duration) -> Value {
+pub(crate) async fn history_of(c: &reqwest::Client, d: &DaemonProc, id: &str, timeout: Duration) -> Value {
     let t0 = Instant::now();
     loop {
         let h: Value =
@@ -423,7 +423,7 @@ async fn node_and_system_descriptions_answer_in_comfyuis_shape() {
     assert_eq!(*samplers, json!(["euler", "euler_ancestral", "ddim", "dpmpp_2m", "lcm"]));
     assert_eq!(info["SaveImage"]["output_node"], true);
     assert_eq!(get("/api/object_info/KSampler").await["KSampler"]["output"], json!(["LATENT"]));
-    assert_eq!(get("/models").await, json!(["checkpoints"]));
+    assert_eq!(get("/models").await, json!(["checkpoints", "upscale_models"]));
     assert_eq!(get("/models/checkpoints").await, ckpts);
     let stats = get("/system_stats").await;
     let devices = stats["devices"].as_array().expect("devices");

@@ -238,6 +238,7 @@ fn bad_requests_name_the_field() {
         (with(base(), "n", json!(100)), "n"),
         (with(base(), "sampler", json!("euler")), "sampler"),
         (with(with(base(), "scheduler", json!("lcm")), "steps", json!(80)), "steps"),
+        (with(base(), "upscale_model", json!("no-such-upscaler")), "upscale_model"),
     ];
     for (params, field) in cases {
         let err = validate(params.clone()).expect_err(&format!("{params} must be rejected"));
@@ -255,6 +256,19 @@ fn validation_fills_defaults_from_preset_and_model() {
     let plain = validate(json!({"prompt": "a cat", "model": "tiny-sdxl"})).expect("valid");
     assert_eq!(plain["width"], 64);
     assert_eq!(plain["scheduler"], "euler", "the model's own scheduler class");
+}
+
+/// ComfyUI's ImageUpscaleWithModel after VAEDecode: the pictures upscaled in a second stage,
+/// with the upscaler's memory reserved and placed like the diffusion model's.
+#[test]
+fn an_upscale_model_adds_the_upscale_stage() {
+    let v = validate(with(base(), "upscale_model", json!("tiny-esrgan-x4"))).expect("valid");
+    assert_eq!(v["upscale_model"], "tiny-esrgan-x4");
+    assert_eq!(kind().stages(&v), [StageName::Generate, StageName::Upscale]);
+    assert_eq!(kind().models(&v), ["tiny-sd", "tiny-esrgan-x4"]);
+    let plain = validate(base()).expect("valid");
+    assert_eq!(kind().stages(&plain), [StageName::Generate], "no upscale unless asked");
+    assert!(plain.get("upscale_model").is_none(), "stored as jobs before it were: {plain}");
 }
 
 #[test]

@@ -1,76 +1,28 @@
-//! A checked graph → one `image` job. reelbox runs one sampling chain per prompt:
-//! checkpoint → prompts → (empty latent | uploaded image → VAEEncode) → KSampler →
-//! VAEDecode → SaveImage/PreviewImage. Anything else is refused at the node that breaks it.
+//! A checked graph → one job. reelbox runs one sampling chain per prompt, checkpoint →
+//! prompts → (empty latent | uploaded image → VAEEncode) → KSampler → VAEDecode →
+//! SaveImage/PreviewImage, as an `image` job, whose pictures an ImageUpscaleWithModel may
+//! take (the job's second stage, `upscale`); or the upscale of an uploaded picture alone,
+//! LoadImage → ImageUpscaleWithModel → outputs, as an `upscale` job. Anything else is
+//! refused at the node that breaks it.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::files::UploadNotFound;
-use super::nodes::reelbox_scheduler;
-use super::validate::{Node, PromptError, ValidGraph, error_obj, float_value, int_value};
-use crate::kinds::image::{ImageRequest, MAX_SEED};
+use super::literals::{float_value, int_value};
+use super::nodes::{UPSCALE, reelbox_scheduler};
+pub use super::roles::{OutputNode, Roles, Sampling, Upscaling};
+use super::validate::{Node, PromptError, ValidGraph, error_obj};
+use crate::kinds::TypedKind;
+use crate::kinds::image::{Image, ImageRequest, MAX_SEED};
+use crate::kinds::upscale::{Upscale, UpscaleRequest};
+use crate::store::records::StageName;
 
-/// An output node and how its pictures are filed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutputNode {
-    pub id: String,
-    pub class_type: String,
-    /// `output` (SaveImage) or `temp` (PreviewImage), as ComfyUI files them.
-    pub folder: String,
-    pub filename_prefix: String,
-}
-
-/// The nodes of a prompt by role, for progress messages and error mapping.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Roles {
-    pub checkpoint: String,
-    pub positive: String,
-    pub negative: String,
-    /// EmptyLatentImage, or VAEEncode for image to image.
-    pub latent: String,
-    pub load_image: Option<String>,
-    pub sampler: String,
-    pub decode: String,
-    pub outputs: Vec<OutputNode>,
-}
-
-impl Roles {
-    /// Nodes in the order ComfyUI would execute them.
-    pub fn execution_order(&self) -> Vec<String> {
-        let mut order = vec![self.checkpoint.clone(), self.positive.clone(), self.negative.clone()];
-        order.extend(self.load_image.clone());
-        order.push(self.latent.clone());
-        order.push(self.sampler.clone());
-        order.push(self.decode.clone());
-        order.extend(self.outputs.iter().map(|o| o.id.clone()));
-        let mut seen = std::collections::HashSet::new();
-        order.retain(|id| seen.insert(id.clone()));
-        order
-    }
-
-    /// The node and input an `image` job parameter came from.
-    pub fn source_of(&self, param: &str) -> (String, &'static str) {
-        match param {
-            "prompt" => (self.positive.clone(), "text"),
-            "negative_prompt" => (self.negative.clone(), "text"),
-            "model" => (self.checkpoint.clone(), "ckpt_name"),
-            "width" => (self.latent.clone(), "width"),
-            "height" => (self.latent.clone(), "height"),
-            "n" => (self.latent.clone(), "batch_size"),
-            "init_image" => (self.load_image.clone().unwrap_or_else(|| self.latent.clone()), "image"),
-            "steps" => (self.sampler.clone(), "steps"),
-            "guidance" => (self.sampler.clone(), "cfg"),
-            "scheduler" => (self.sampler.clone(), "sampler_name"),
-            "strength" => (self.sampler.clone(), "denoise"),
-            _ => (self.sampler.clone(), "seed"),
-        }
-    }
-}
-
-/// A compiled prompt: the job parameters (the `image` kind's request, serialised for
+/// A compiled prompt: the job to submit (its kind and its request, serialised for
 /// submission) and the node roles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compiled {
+    pub kind: &'static str,
     pub params: Value,
     pub roles: Roles,
 }
@@ -163,27 +115,32 @@ fn wire(v: i128) -> i64 {
     i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
-/// Turns a checked graph into `image` job parameters.
+/// Turns a checked graph into the job it runs: an `image` job for a sampling chain (its
+/// pictures upscaled in a second stage when an ImageUpscaleWithModel takes them), an
+/// `upscale` job for an uploaded picture's upscale.
 pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, PromptError> {
     let mut roles = Roles::default();
-    let mut chain: Option<(String, String)> = None;
+    // Each node that takes a VAEDecode's picture (an output, the upscale) and that decode.
+    let mut decoded: Vec<(String, String)> = Vec::new();
+    let mut upscale: Option<String> = None;
     for out_id in &g.outputs {
         let out = &g.nodes[out_id];
-        let (decode_id, _) = follow(g, out_id, "images", &["VAEDecode"], 0)?;
-        let (sampler_id, _) = follow(g, &decode_id, "samples", &["KSampler"], 0)?;
-        match &chain {
-            Some((_, s)) if *s != sampler_id => {
-                return Err(unsupported(
-                    out_id,
-                    out,
-                    format!(
-                        "reelbox runs one KSampler per prompt; this output comes from node {sampler_id}, another from node {s}"
-                    ),
-                ));
+        let (source_id, source) = follow(g, out_id, "images", &["VAEDecode", UPSCALE], 0)?;
+        let stage = if source.class_type == UPSCALE {
+            match &upscale {
+                Some(other) if *other != source_id => {
+                    let why = format!(
+                        "reelbox runs one {UPSCALE} per prompt; this output comes from node {source_id}, another from node {other}"
+                    );
+                    return Err(unsupported(out_id, out, why));
+                }
+                _ => upscale = Some(source_id),
             }
-            Some(_) => {}
-            None => chain = Some((decode_id.clone(), sampler_id)),
-        }
+            StageName::Upscale
+        } else {
+            decoded.push((out_id.clone(), source_id));
+            StageName::Generate
+        };
         let folder = if out.class_type == "SaveImage" { "output" } else { "temp" };
         let prefix = if out.class_type == "SaveImage" { text(out, "filename_prefix") } else { "ComfyUI_temp".into() };
         roles.outputs.push(OutputNode {
@@ -191,11 +148,84 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
             class_type: out.class_type.clone(),
             folder: folder.into(),
             filename_prefix: if prefix.is_empty() { "ComfyUI".into() } else { prefix },
+            stage: Some(stage),
         });
+    }
+    let mut upscale_model = None;
+    if let Some(up_id) = upscale {
+        let (loader_id, loader) = follow(g, &up_id, "upscale_model", &["UpscaleModelLoader"], 0)?;
+        // The checked graph names the model itself (the file name a client sent is mapped).
+        let model = text(loader, "model_name");
+        let (source_id, source) = follow(g, &up_id, "image", &["VAEDecode", "LoadImage"], 0)?;
+        if source.class_type == "LoadImage" {
+            if let Some((out_id, decode_id)) = decoded.first() {
+                let why = format!(
+                    "reelbox runs one chain per prompt; this output comes from node {decode_id}, the upscale \
+                     (node {up_id}) from an uploaded picture (node {source_id})"
+                );
+                return Err(unsupported(out_id, &g.nodes[out_id], why));
+            }
+            let input = uploaded(g, &source_id, uploads)?;
+            roles.upscale = Some(Upscaling { loader: loader_id, node: up_id, load_image: Some(source_id) });
+            let params = UpscaleRequest { input: Some(input), model: Some(model), ..UpscaleRequest::default() };
+            return Ok(Compiled { kind: Upscale::NAME, params: wire_params(&params)?, roles });
+        }
+        decoded.push((up_id.clone(), source_id));
+        roles.upscale = Some(Upscaling { loader: loader_id, node: up_id, load_image: None });
+        upscale_model = Some(model);
+    }
+    let mut chain: Option<(String, String)> = None;
+    for (taker_id, decode_id) in decoded {
+        let (sampler_id, _) = follow(g, &decode_id, "samples", &["KSampler"], 0)?;
+        match &chain {
+            Some((_, s)) if *s != sampler_id => {
+                let why = format!(
+                    "reelbox runs one KSampler per prompt; this node's picture comes from node {sampler_id}, another from node {s}"
+                );
+                return Err(unsupported(&taker_id, &g.nodes[&taker_id], why));
+            }
+            Some(_) => {}
+            None => chain = Some((decode_id, sampler_id)),
+        }
     }
     let Some((decode_id, sampler_id)) = chain else {
         return Err(PromptError::top("prompt_no_outputs", "Prompt has no outputs", ""));
     };
+    let (mut params, sampling) = sampling_chain(g, decode_id, sampler_id, uploads)?;
+    params.upscale_model = upscale_model;
+    roles.sampling = Some(sampling);
+    Ok(Compiled { kind: Image::NAME, params: wire_params(&params)?, roles })
+}
+
+/// A typed request as the JSON submission takes: serialised here, at its edge.
+fn wire_params(request: &impl Serialize) -> Result<Value, PromptError> {
+    serde_json::to_value(request).map_err(|e| {
+        PromptError::top("prompt_outputs_failed_validation", "Prompt outputs failed validation", &e.to_string())
+    })
+}
+
+/// The artifact id of the upload a LoadImage names, or its node error.
+fn uploaded(g: &ValidGraph, load_id: &str, uploads: UploadLookup) -> Result<String, PromptError> {
+    let name = text(&g.nodes[load_id], "image");
+    uploads(&name).map_err(|why| {
+        input_error(
+            load_id,
+            "LoadImage",
+            "image",
+            "custom_validation_failed",
+            &format!("Invalid image file: {name} ({why})"),
+            &json!(name),
+        )
+    })
+}
+
+/// The `image` request of the sampling chain that ends in `decode_id` after `sampler_id`.
+fn sampling_chain(
+    g: &ValidGraph,
+    decode_id: String,
+    sampler_id: String,
+    uploads: UploadLookup,
+) -> Result<(ImageRequest, Sampling), PromptError> {
     let sampler = &g.nodes[&sampler_id];
     let (ckpt_id, ckpt) = follow(g, &sampler_id, "model", &["CheckpointLoaderSimple"], 0)?;
     let ckpt_name = text(ckpt, "ckpt_name");
@@ -243,6 +273,7 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
         ..ImageRequest::default()
     };
     let (latent_id, latent) = follow(g, &sampler_id, "latent_image", &["EmptyLatentImage", "VAEEncode"], 0)?;
+    let mut load_image = None;
     if latent.class_type == "EmptyLatentImage" {
         // ComfyUI's latents are width // 8 wide: sizes round down to multiples of 8.
         let side = |input: &str| latent.inputs.get(input).and_then(int_value).unwrap_or(512) / 8 * 8;
@@ -251,33 +282,21 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
         params.n = Some(wire(latent.inputs.get("batch_size").and_then(int_value).unwrap_or(1)));
     } else {
         same_checkpoint(&latent_id, "vae", 2)?;
-        let (load_id, load) = follow(g, &latent_id, "pixels", &["LoadImage"], 0)?;
-        let name = text(load, "image");
-        let artifact = uploads(&name).map_err(|why| {
-            input_error(
-                &load_id,
-                "LoadImage",
-                "image",
-                "custom_validation_failed",
-                &format!("Invalid image file: {name} ({why})"),
-                &json!(name),
-            )
-        })?;
-        params.init_image = Some(artifact);
+        let (load_id, _) = follow(g, &latent_id, "pixels", &["LoadImage"], 0)?;
+        params.init_image = Some(uploaded(g, &load_id, uploads)?);
         params.strength = Some(denoise);
-        roles.load_image = Some(load_id);
+        load_image = Some(load_id);
     }
-    roles.checkpoint = ckpt_id;
-    roles.positive = pos_id;
-    roles.negative = neg_id;
-    roles.latent = latent_id;
-    roles.sampler = sampler_id;
-    roles.decode = decode_id;
-    // Submission takes JSON: serialised here, at the edge of the typed request.
-    let params = serde_json::to_value(&params).map_err(|e| {
-        PromptError::top("prompt_outputs_failed_validation", "Prompt outputs failed validation", &e.to_string())
-    })?;
-    Ok(Compiled { params, roles })
+    let sampling = Sampling {
+        checkpoint: ckpt_id,
+        positive: pos_id,
+        negative: neg_id,
+        latent: latent_id,
+        load_image,
+        sampler: sampler_id,
+        decode: decode_id,
+    };
+    Ok((params, sampling))
 }
 
 #[cfg(test)]
@@ -310,7 +329,8 @@ mod tests {
         assert_eq!(c.params["guidance"], 8.0);
         assert_eq!(c.roles.execution_order(), vec!["4", "6", "7", "5", "3", "8", "9"]);
         assert_eq!(c.roles.outputs[0].folder, "output");
-        assert_eq!(c.roles.source_of("width"), ("5".to_string(), "width"));
+        assert_eq!(c.roles.source_of("width"), Some(("5".to_string(), "width")));
+        assert_eq!(c.kind, "image");
     }
 
     #[test]
@@ -345,5 +365,57 @@ mod tests {
         g["19"] = json!({"class_type": "PreviewImage", "inputs": {"images": ["18", 0]}});
         let err = compile(&checked(g), &no_uploads).expect_err("two chains");
         assert_eq!(err.node_errors["9"]["errors"][0]["type"], "unsupported_graph");
+    }
+
+    /// An upscale of the default workflow's picture, saved beside the picture itself.
+    fn upscaled_workflow() -> Value {
+        let mut g = default_workflow();
+        g["10"] = json!({"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}});
+        g["11"] =
+            json!({"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["10", 0], "image": ["8", 0]}});
+        g["12"] = json!({"class_type": "SaveImage", "inputs": {"filename_prefix": "up", "images": ["11", 0]}});
+        g
+    }
+
+    #[test]
+    fn an_upscale_of_the_samplers_picture_is_the_image_jobs_second_stage() {
+        let c = compile(&checked(upscaled_workflow()), &no_uploads).expect("compiles");
+        assert_eq!((c.kind, &c.params["upscale_model"]), ("image", &json!("4x-UltraSharp")));
+        assert_eq!(c.roles.upscale, Some(Upscaling { loader: "10".into(), node: "11".into(), load_image: None }));
+        let stages: Vec<_> = c.roles.outputs.iter().map(|o| (o.id.as_str(), o.stage)).collect();
+        assert_eq!(stages, [("12", Some(StageName::Upscale)), ("9", Some(StageName::Generate))]);
+        assert_eq!(c.roles.execution_order(), ["4", "6", "7", "5", "3", "8", "9", "10", "11", "12"]);
+    }
+
+    #[test]
+    fn an_uploads_upscale_alone_is_an_upscale_job() {
+        let g = json!({
+            "1": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}},
+            "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp"}},
+            "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
+            "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}
+        });
+        let found = |name: &str| Ok::<_, UploadNotFound>(format!("id-of-{name}"));
+        let c = compile(&validate(&g, &ctx()).expect("valid"), &found).expect("compiles");
+        assert_eq!(c.kind, "upscale");
+        assert_eq!((&c.params["input"], &c.params["model"]), (&json!("id-of-cat.png"), &json!("4x-UltraSharp")));
+        assert_eq!(c.roles.sampling, None);
+        assert_eq!(c.roles.execution_order(), ["1", "2", "3", "4"]);
+        let err = compile(&validate(&g, &ctx()).expect("valid"), &no_uploads).expect_err("no such upload");
+        assert_eq!(err.node_errors["1"]["errors"][0]["type"], "custom_validation_failed");
+    }
+
+    #[test]
+    fn an_uploads_upscale_beside_a_sampler_and_two_upscales_are_refused_at_an_output() {
+        let mut g = upscaled_workflow();
+        g["13"] = json!({"class_type": "LoadImage", "inputs": {"image": "cat.png"}});
+        g["11"]["inputs"]["image"] = json!(["13", 0]);
+        let err = compile(&checked(g), &no_uploads).expect_err("two chains");
+        assert_eq!(err.node_errors["9"]["errors"][0]["type"], "unsupported_graph");
+        let mut g = upscaled_workflow();
+        g["14"] = g["11"].clone();
+        g["15"] = json!({"class_type": "PreviewImage", "inputs": {"images": ["14", 0]}});
+        let err = compile(&checked(g), &no_uploads).expect_err("two upscales");
+        assert_eq!(err.node_errors["15"]["errors"][0]["type"], "unsupported_graph", "{:?}", err.node_errors);
     }
 }

@@ -12,15 +12,22 @@ use crate::api::{ApiError, AppState};
 use crate::gpu::DeviceId;
 use crate::models::{Catalog, ModelKind};
 
-/// The spec context of this daemon: installed checkpoints (on a head, its live worker
-/// boxes' too: a workflow naming one is made there) and limits.
+/// Installed models of `kind` (on a head, its live worker boxes' too: a workflow naming
+/// one is run there), sorted, each once.
+fn installed(catalog: &Catalog, kind: ModelKind) -> Vec<String> {
+    let mut names = catalog.installed_names(kind);
+    names.extend(crate::kinds::box_models::names(kind));
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The spec context of this daemon: installed checkpoints and upscale models, and limits.
 pub fn spec_context(state: &AppState) -> SpecContext {
-    let mut checkpoints = Catalog::load(&state.config).installed_names(ModelKind::Diffusion);
-    checkpoints.extend(crate::kinds::box_models::names(ModelKind::Diffusion));
-    checkpoints.sort();
-    checkpoints.dedup();
+    let catalog = Catalog::load(&state.config);
     SpecContext {
-        checkpoints,
+        checkpoints: installed(&catalog, ModelKind::Diffusion),
+        upscale_models: installed(&catalog, ModelKind::Upscale),
         max_side: state.config.limits.max_image_side,
         max_steps: state.config.limits.max_steps,
         // EmptyLatentImage `batch_size` becomes the job's `n`.
@@ -48,7 +55,7 @@ pub async fn object_info_one(State(state): State<AppState>, _caller: Caller, Pat
     })
 }
 
-/// Model folders (`["checkpoints"]`). An OpenAI SDK whose `base_url` lacks `/v1` lands
+/// Model folders (`["checkpoints", "upscale_models"]`). An OpenAI SDK whose `base_url` lacks `/v1` lands
 /// here for `models.list()`: it is told to add `/v1` instead of getting a list it cannot read.
 #[utoipa::path(get, path = "/models", tag = "comfyui", responses((status = 200, description = "model folder names")))]
 pub async fn model_folders(State(state): State<AppState>, _caller: Caller, headers: HeaderMap) -> Response {
@@ -56,19 +63,24 @@ pub async fn model_folders(State(state): State<AppState>, _caller: Caller, heade
         let base = crate::api::origin::base_url(&headers, &state.config);
         return crate::api::openai::missing_v1_error(&base).into_response();
     }
-    Json(json!(["checkpoints"])).into_response()
+    Json(json!(MODEL_FOLDERS)).into_response()
 }
 
-/// The models of a folder (`checkpoints`: installed diffusion models).
+/// ComfyUI's model folders reelbox has: what the loaders' choices list.
+const MODEL_FOLDERS: [&str; 2] = ["checkpoints", "upscale_models"];
+
+/// The models of a folder (`checkpoints`: installed diffusion models; `upscale_models`:
+/// installed upscale models).
 #[utoipa::path(get, path = "/models/{folder}", tag = "comfyui", params(("folder" = String, Path)),
     responses((status = 200, description = "model names"), (status = 404)))]
 pub async fn models_in(State(state): State<AppState>, _caller: Caller, Path(folder): Path<String>) -> Response {
     match folder.as_str() {
         "checkpoints" => Json(spec_context(&state).checkpoints).into_response(),
+        "upscale_models" => Json(spec_context(&state).upscale_models).into_response(),
         _ => super::error::ComfyError::from(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no model folder {folder:?}; reelbox has checkpoints"),
+            format!("no model folder {folder:?}; reelbox has {}", MODEL_FOLDERS.join(", ")),
         ))
         .into_response(),
     }

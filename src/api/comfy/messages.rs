@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::files::image_ref;
 use super::prompts::PromptMeta;
-use crate::store::records::{Artifact, Millis};
+use crate::store::records::{Artifact, Job, Millis, StageStatus};
 
 /// One message: its `type` and `data`.
 pub type Message = (&'static str, Value);
@@ -34,16 +34,19 @@ pub fn executing(p: &PromptMeta, node: Option<&str>) -> Message {
     ("executing", json!({"node": node, "display_node": node, "prompt_id": p.prompt_id}))
 }
 
-/// `progress` of the sampler's steps.
-pub fn progress(p: &PromptMeta, value: u64, max: u64) -> Message {
-    ("progress", json!({"value": value, "max": max, "prompt_id": p.prompt_id, "node": p.roles.sampler}))
+/// `progress` of the running node's steps (the sampler's, the upscale's tiles).
+pub fn progress(p: &PromptMeta, node: &str, value: u64, max: u64) -> Message {
+    ("progress", json!({"value": value, "max": max, "prompt_id": p.prompt_id, "node": node}))
 }
 
-/// The `{images: [...]}` output of one output node.
+/// The `{images: [...]}` output of one output node: of a job's final `images`, those of the
+/// stage it shows (the sampler's or the upscale's).
 pub fn node_output(p: &PromptMeta, node: &str, images: &[Artifact]) -> Value {
     let out = p.roles.outputs.iter().find(|o| o.id == node);
     let (prefix, folder) = out.map_or(("ComfyUI", "output"), |o| (o.filename_prefix.as_str(), o.folder.as_str()));
-    json!({"images": images.iter().map(|a| image_ref(prefix, folder, a)).collect::<Vec<_>>()})
+    let stage = out.and_then(|o| o.stage);
+    let shown = images.iter().filter(|a| stage.is_none_or(|s| a.stage.as_deref() == Some(s.as_str())));
+    json!({"images": shown.map(|a| image_ref(prefix, folder, a)).collect::<Vec<_>>()})
 }
 
 /// `executed` for an output node with its pictures.
@@ -59,14 +62,16 @@ pub fn execution_success(p: &PromptMeta, at: Millis) -> Message {
     ("execution_success", json!({"prompt_id": p.prompt_id, "timestamp": at}))
 }
 
-/// `execution_error`, attributed to the sampler (the node that runs the model).
-pub fn execution_error(p: &PromptMeta, error: &str, at: Millis) -> Message {
+/// `execution_error`, attributed to the node (id, class type) that was running: the
+/// sampler or the upscale, as [`stopped_node`] finds it.
+pub fn execution_error(p: &PromptMeta, node: Option<(&str, &str)>, error: &str, at: Millis) -> Message {
+    let (node_id, node_type) = node.unzip();
     (
         "execution_error",
         json!({
             "prompt_id": p.prompt_id,
-            "node_id": p.roles.sampler,
-            "node_type": "KSampler",
+            "node_id": node_id,
+            "node_type": node_type,
             "executed": [],
             "exception_message": error,
             "exception_type": "RuntimeError",
@@ -80,15 +85,22 @@ pub fn execution_error(p: &PromptMeta, error: &str, at: Millis) -> Message {
 
 /// `execution_interrupted`, with why and by whom as `reason` when the box knows it (a field
 /// of reelbox's: ComfyUI's own interrupts are always the user's, so it sends none). A prompt
-/// that `ran` is attributed to the sampler; one that never started, to no node.
-pub fn execution_interrupted(p: &PromptMeta, reason: Option<&str>, at: Millis, ran: bool) -> Message {
-    let (node, node_type) = if ran { (Some(p.roles.sampler.as_str()), Some("KSampler")) } else { (None, None) };
+/// that ran is attributed to the node that was running; one that never started, to none.
+pub fn execution_interrupted(p: &PromptMeta, reason: Option<&str>, at: Millis, node: Option<(&str, &str)>) -> Message {
+    let (node, node_type) = node.unzip();
     let mut data =
         json!({"prompt_id": p.prompt_id, "node_id": node, "node_type": node_type, "executed": [], "timestamp": at});
     if let Some(why) = reason {
         data["reason"] = json!(why);
     }
     ("execution_interrupted", data)
+}
+
+/// The node (id, class type) that was running when `job` stopped: the one of its first
+/// stage not done (the stage that failed or was stopped); its first stage's when none is.
+pub fn stopped_node<'p>(p: &'p PromptMeta, job: &Job) -> Option<(&'p str, &'static str)> {
+    let stopped = job.stages.iter().find(|s| s.state.status() != StageStatus::Done);
+    stopped.and_then(|s| p.roles.node_of(s.name)).or_else(|| p.roles.first_node())
 }
 
 /// Preview frame: 4-byte big-endian event type 1, 4-byte format (1 JPEG, 2 PNG), the bytes.

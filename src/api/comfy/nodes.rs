@@ -50,6 +50,8 @@ pub struct NodeSpec {
     pub outputs: &'static [&'static str],
     /// True for nodes that make results (SaveImage, PreviewImage).
     pub output_node: bool,
+    /// The ComfyUI module that defines it (`nodes`, `comfy_extras.…`), as `/object_info` says.
+    pub python_module: &'static str,
 }
 
 /// The lists and limits the specs depend on.
@@ -57,13 +59,18 @@ pub struct NodeSpec {
 pub struct SpecContext {
     /// Installed diffusion models as `ckpt_name` values.
     pub checkpoints: Vec<String>,
+    /// Installed upscale models as `model_name` values.
+    pub upscale_models: Vec<String>,
     pub max_side: u32,
     pub max_steps: u32,
     pub max_batch: u32,
 }
 
+/// ComfyUI's node that upscales pictures with a model.
+pub const UPSCALE: &str = "ImageUpscaleWithModel";
+
 /// The class types reelbox runs.
-pub const CLASS_TYPES: [&str; 9] = [
+pub const CLASS_TYPES: [&str; 11] = [
     "CheckpointLoaderSimple",
     "CLIPTextEncode",
     "EmptyLatentImage",
@@ -73,6 +80,8 @@ pub const CLASS_TYPES: [&str; 9] = [
     "LoadImage",
     "SaveImage",
     "PreviewImage",
+    "UpscaleModelLoader",
+    UPSCALE,
 ];
 
 /// ComfyUI sampler names reelbox has.
@@ -117,6 +126,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             inputs: vec![InputSpec { name: "ckpt_name", kind: InputKind::Combo(ctx.checkpoints.clone()) }],
             outputs: &["MODEL", "CLIP", "VAE"],
             output_node: false,
+            python_module: "nodes",
         },
         "CLIPTextEncode" => NodeSpec {
             class_type: "CLIPTextEncode",
@@ -129,6 +139,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             ],
             outputs: &["CONDITIONING"],
             output_node: false,
+            python_module: "nodes",
         },
         "EmptyLatentImage" => NodeSpec {
             class_type: "EmptyLatentImage",
@@ -142,6 +153,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             ],
             outputs: &["LATENT"],
             output_node: false,
+            python_module: "nodes",
         },
         "KSampler" => NodeSpec {
             class_type: "KSampler",
@@ -162,6 +174,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             ],
             outputs: &["LATENT"],
             output_node: false,
+            python_module: "nodes",
         },
         "VAEDecode" => NodeSpec {
             class_type: "VAEDecode",
@@ -171,6 +184,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             inputs: vec![link("samples", "LATENT"), link("vae", "VAE")],
             outputs: &["IMAGE"],
             output_node: false,
+            python_module: "nodes",
         },
         "VAEEncode" => NodeSpec {
             class_type: "VAEEncode",
@@ -180,6 +194,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             inputs: vec![link("pixels", "IMAGE"), link("vae", "VAE")],
             outputs: &["LATENT"],
             output_node: false,
+            python_module: "nodes",
         },
         "LoadImage" => NodeSpec {
             class_type: "LoadImage",
@@ -190,6 +205,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             inputs: vec![InputSpec { name: "image", kind: InputKind::Text { default: "", multiline: false } }],
             outputs: &["IMAGE", "MASK"],
             output_node: false,
+            python_module: "nodes",
         },
         "SaveImage" => NodeSpec {
             class_type: "SaveImage",
@@ -202,6 +218,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             ],
             outputs: &[],
             output_node: true,
+            python_module: "nodes",
         },
         "PreviewImage" => NodeSpec {
             class_type: "PreviewImage",
@@ -211,10 +228,34 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             inputs: vec![link("images", "IMAGE")],
             outputs: &[],
             output_node: true,
+            python_module: "nodes",
+        },
+        "UpscaleModelLoader" => NodeSpec {
+            class_type: "UpscaleModelLoader",
+            display_name: "Load Upscale Model",
+            category: "loaders",
+            description: "Loads an installed upscale model.",
+            inputs: vec![InputSpec { name: "model_name", kind: InputKind::Combo(ctx.upscale_models.clone()) }],
+            outputs: &["UPSCALE_MODEL"],
+            output_node: false,
+            python_module: UPSCALE_MODULE,
+        },
+        UPSCALE => NodeSpec {
+            class_type: UPSCALE,
+            display_name: "Upscale Image (using Model)",
+            category: "image/upscaling",
+            description: "Upscales pictures with the model (its scale, 4x for Real-ESRGAN x4).",
+            inputs: vec![link("upscale_model", "UPSCALE_MODEL"), link("image", "IMAGE")],
+            outputs: &["IMAGE"],
+            output_node: false,
+            python_module: UPSCALE_MODULE,
         },
         _ => return None,
     })
 }
+
+/// Where ComfyUI defines its upscale nodes.
+const UPSCALE_MODULE: &str = "comfy_extras.nodes_upscale_model";
 
 /// Inputs that are optional in the graph (ComfyUI fills their defaults).
 pub fn is_optional(class_type: &str, input: &str) -> bool {
@@ -265,7 +306,7 @@ pub fn object_info(spec: &NodeSpec) -> Value {
         "name": spec.class_type,
         "display_name": spec.display_name,
         "description": spec.description,
-        "python_module": "nodes",
+        "python_module": spec.python_module,
         "category": spec.category,
         "output_node": spec.output_node,
     })
@@ -276,7 +317,13 @@ mod tests {
     use super::*;
 
     fn ctx() -> SpecContext {
-        SpecContext { checkpoints: vec!["tiny-sd".into()], max_side: 2048, max_steps: 150, max_batch: 8 }
+        SpecContext {
+            checkpoints: vec!["tiny-sd".into()],
+            upscale_models: vec!["tiny-esrgan-x4".into()],
+            max_side: 2048,
+            max_steps: 150,
+            max_batch: 8,
+        }
     }
 
     #[test]
@@ -303,6 +350,18 @@ mod tests {
         let ks = object_info(&spec("KSampler", &ctx()).expect("KSampler"));
         assert_eq!(ks["input"]["required"]["sampler_name"][0], json!(SAMPLERS));
         assert_eq!(ks["input"]["required"]["seed"][1]["max"], json!(u64::MAX));
-        assert!(spec("UpscaleModelLoader", &ctx()).is_none());
+        assert!(spec("UltimateSDUpscale", &ctx()).is_none());
+    }
+
+    #[test]
+    fn the_upscale_nodes_have_comfyuis_shapes() {
+        let loader = object_info(&spec("UpscaleModelLoader", &ctx()).expect("loader"));
+        assert_eq!(loader["input"]["required"]["model_name"], json!([["tiny-esrgan-x4"]]));
+        assert_eq!((&loader["output"], &loader["category"]), (&json!(["UPSCALE_MODEL"]), &json!("loaders")));
+        let up = object_info(&spec(UPSCALE, &ctx()).expect("upscale"));
+        assert_eq!(up["input"]["required"], json!({"upscale_model": ["UPSCALE_MODEL"], "image": ["IMAGE"]}));
+        assert_eq!(up["input_order"]["required"], json!(["upscale_model", "image"]));
+        assert_eq!((&up["output"], &up["output_node"]), (&json!(["IMAGE"]), &json!(false)));
+        assert_eq!(up["python_module"], "comfy_extras.nodes_upscale_model");
     }
 }

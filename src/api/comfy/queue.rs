@@ -86,12 +86,12 @@ pub async fn post_prompt(
         compile(&graph, &|name| find_upload(&state, &comfy.uploads, &caller, name).map(|a| a.id.to_string()))?;
     let front = req.get("front").and_then(Value::as_bool).unwrap_or(false);
     let priority = if front { FRONT_PRIORITY } else { 0 };
-    let submission = Submission { kind: "image".into(), params: compiled.params, priority, idempotency_key: None };
-    let job =
-        state.jobs.prepare(&(&caller).into(), submission).map_err(ApiError::from).map_err(|e| match &e.field {
-            // The image kind names its own parameter; point at the node input it came from.
-            Some(field) => {
-                let (node, input) = compiled.roles.source_of(field);
+    let submission =
+        Submission { kind: compiled.kind.into(), params: compiled.params, priority, idempotency_key: None };
+    let job = state.jobs.prepare(&(&caller).into(), submission).map_err(ApiError::from).map_err(|e| {
+        match e.field.as_deref().and_then(|f| compiled.roles.source_of(f)) {
+            // The kind names its own parameter; point at the node input it came from.
+            Some((node, input)) => {
                 let class_type = graph.nodes.get(&node).map_or("", |n| n.class_type.as_str());
                 // As the client sent it (the checked graph holds a checkpoint's model name).
                 let received = prompt.get(&node).and_then(|n| n.get("inputs")).and_then(|i| i.get(input));
@@ -106,7 +106,8 @@ pub async fn post_prompt(
                 ))
             }
             None => ComfyError::from(e),
-        })?;
+        }
+    })?;
     let mut extra_data = req.get("extra_data").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     if let Some(c) = &client_id {
         extra_data["client_id"] = json!(c);
@@ -152,14 +153,15 @@ fn queue_item(comfy: &Comfy, meta: &PromptMeta) -> Value {
     json!([meta.number, meta.prompt_id, graph, extra, outputs])
 }
 
-/// Prompts of the caller's jobs in one state, with their jobs.
+/// Prompts of the caller's jobs in one state, with their jobs (of any kind a prompt makes:
+/// the prompts' own index tells them from other jobs).
 fn prompts_in_state(
     state: &AppState,
     comfy: &Comfy,
     caller: &Caller,
     job_state: JobStatus,
 ) -> Result<Vec<(Job, std::sync::Arc<PromptMeta>)>, ApiError> {
-    let filter = JobFilter { state: Some(job_state), kind: Some("image".into()), owner: caller.owner_filter() };
+    let filter = JobFilter { state: Some(job_state), kind: None, owner: caller.owner_filter() };
     let jobs = state.store.list_jobs(&filter, None, 100_000)?;
     Ok(jobs.into_iter().filter_map(|j| comfy.prompts.by_job(j.id).map(|m| (j, m))).collect())
 }
@@ -247,7 +249,7 @@ pub struct HistoryQuery {
 pub fn history_entry(state: &AppState, comfy: &Comfy, meta: &PromptMeta, job: &Job) -> Result<Option<Value>, ApiError> {
     let (started, finished) = match &job.state {
         JobState::Canceled { canceled_at, reason } if job.attempts == 0 => {
-            let never_ran = messages::execution_interrupted(meta, reason.as_deref(), *canceled_at, false);
+            let never_ran = messages::execution_interrupted(meta, reason.as_deref(), *canceled_at, None);
             return Ok(Some(entry(comfy, meta, Map::new(), Map::new(), ("error", false), vec![never_ran])));
         }
         JobState::Succeeded { started_at, finished_at } => (*started_at, *finished_at),
@@ -275,11 +277,12 @@ pub fn history_entry(state: &AppState, comfy: &Comfy, meta: &PromptMeta, job: &J
             ("success", true)
         }
         JobState::Failed { error, .. } => {
-            msgs.push(messages::execution_error(meta, error, finished));
+            msgs.push(messages::execution_error(meta, messages::stopped_node(meta, job), error, finished));
             ("error", false)
         }
         JobState::Canceled { reason, .. } => {
-            msgs.push(messages::execution_interrupted(meta, reason.as_deref(), finished, true));
+            let node = messages::stopped_node(meta, job);
+            msgs.push(messages::execution_interrupted(meta, reason.as_deref(), finished, node));
             ("error", false)
         }
         // Queued and running prompts have no history entry (returned above).

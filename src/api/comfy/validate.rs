@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
+use super::literals::{check_literal, combo_choice, py_list, py_str, widget_type};
 use super::nodes::{InputKind, NodeSpec, SpecContext, is_optional, reelbox_scheduler, spec};
-use crate::models::named_by_file;
 
 /// A prompt that cannot run: the top-level error and the per-node ones.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,135 +76,6 @@ impl ValidGraph {
         let link = as_link(self.nodes.get(id)?.inputs.get(input)?)?;
         let node = self.nodes.get(&link.node)?;
         Some((link, node))
-    }
-}
-
-/// Python's `str()` of a list of strings, as ComfyUI's messages show lists.
-fn py_list(items: &[String]) -> String {
-    if items.len() > 20 {
-        return format!("(list of length {})", items.len());
-    }
-    let quoted: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
-/// Python's `str()` of a JSON value, for `details`.
-fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The choice a combo's `value` means: itself, or for a checkpoint the model its file name
-/// names ("SD1.5/tiny-sd.ckpt", "Realistic Vision V5.1 (fp16).safetensors" for the model
-/// its import named `Realistic-Vision-V5.1-fp16`), as [`crate::models::Catalog::find`] says.
-fn combo_choice<'a>(input: &str, value: &str, choices: &'a [String]) -> Option<&'a String> {
-    match input {
-        "ckpt_name" => named_by_file(value, choices),
-        _ => choices.iter().find(|c| *c == value),
-    }
-}
-
-/// Checks one literal against its input kind; `Err` is a ComfyUI error object.
-fn check_literal(name: &str, kind: &InputKind, v: &Value, config: &Value) -> Result<(), Value> {
-    let extra = || json!({"input_name": name, "input_config": config, "received_value": v});
-    let convert_err = |ty: &str| {
-        error_obj(
-            "invalid_input_type",
-            &format!("Failed to convert an input value to a {ty} value"),
-            &format!("{name}, {}, invalid literal for {ty}", py_str(v)),
-            extra(),
-        )
-    };
-    let range_err = |below: bool, limit: String| {
-        let (kind, word) =
-            if below { ("value_smaller_than_min", "smaller") } else { ("value_bigger_than_max", "bigger") };
-        let which = if below { "min" } else { "max" };
-        error_obj(kind, &format!("Value {} {word} than {which} of {limit}", py_str(v)), name, extra())
-    };
-    match kind {
-        InputKind::Link(_) => Err(error_obj(
-            "bad_linked_input",
-            "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-            &format!("{name}, {}", py_str(v)),
-            json!({"input_name": name, "input_config": config, "received_value": v}),
-        )),
-        InputKind::Int { min, max, .. } => {
-            let n = int_value(v).ok_or_else(|| convert_err("INT"))?;
-            if n < *min {
-                return Err(range_err(true, min.to_string()));
-            }
-            if n > *max {
-                return Err(range_err(false, max.to_string()));
-            }
-            Ok(())
-        }
-        InputKind::Float { min, max, .. } => {
-            let f = float_value(v).ok_or_else(|| convert_err("FLOAT"))?;
-            if f < *min {
-                return Err(range_err(true, min.to_string()));
-            }
-            if f > *max {
-                return Err(range_err(false, max.to_string()));
-            }
-            Ok(())
-        }
-        InputKind::Text { .. } => match v {
-            Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(()),
-            _ => Err(convert_err("STRING")),
-        },
-        InputKind::Combo(choices) => {
-            let s = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => String::new(),
-            };
-            if combo_choice(name, &s, choices).is_some() {
-                Ok(())
-            } else {
-                Err(error_obj(
-                    "value_not_in_list",
-                    "Value not in list",
-                    &format!("{name}: '{}' not in {}", py_str(v), py_list(choices)),
-                    extra(),
-                ))
-            }
-        }
-    }
-}
-
-/// An integer input's value (numbers, integral floats and numeric strings, as ComfyUI's `int()`).
-pub fn int_value(v: &Value) -> Option<i128> {
-    match v {
-        Value::Number(n) => n
-            .as_u64()
-            .map(i128::from)
-            .or_else(|| n.as_i64().map(i128::from))
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.trunc() as i128)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// A float input's value.
-pub fn float_value(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|f| f.is_finite())
-}
-
-/// The type name a widget input has, for link type checks.
-fn widget_type(kind: &InputKind) -> &'static str {
-    match kind {
-        InputKind::Link(ty) => ty,
-        InputKind::Int { .. } => "INT",
-        InputKind::Float { .. } => "FLOAT",
-        InputKind::Text { .. } => "STRING",
-        InputKind::Combo(_) => "COMBO",
     }
 }
 
@@ -397,7 +268,13 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn ctx() -> SpecContext {
-        SpecContext { checkpoints: vec!["tiny-sd".into()], max_side: 2048, max_steps: 150, max_batch: 8 }
+        SpecContext {
+            checkpoints: vec!["tiny-sd".into()],
+            upscale_models: vec!["4x-UltraSharp".into()],
+            max_side: 2048,
+            max_steps: 150,
+            max_batch: 8,
+        }
     }
 
     /// ComfyUI's default text-to-image workflow in API format.
@@ -442,13 +319,13 @@ pub(crate) mod tests {
     #[test]
     fn unknown_node_missing_input_and_bad_sampler_are_each_reported_at_their_node() {
         let mut g = with_ckpt(default_workflow(), "tiny-sd");
-        g["10"] = json!({"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x4.pth"}});
+        g["10"] = json!({"class_type": "UltimateSDUpscale", "inputs": {"image": ["8", 0]}});
         g["3"]["inputs"]["sampler_name"] = json!("heun");
         g["7"]["inputs"].as_object_mut().expect("inputs").remove("text");
         let err = validate(&g, &ctx()).expect_err("three problems");
         assert_eq!(err.error["type"], "missing_node_type");
         assert_eq!(err.node_errors["10"]["errors"][0]["type"], "missing_node_type");
-        assert_eq!(err.node_errors["10"]["class_type"], "UpscaleModelLoader");
+        assert_eq!(err.node_errors["10"]["class_type"], "UltimateSDUpscale");
         let missing = &err.node_errors["7"]["errors"][0];
         assert_eq!(missing["type"], "required_input_missing");
         assert_eq!(missing["extra_info"]["input_name"], "text");
@@ -493,5 +370,30 @@ pub(crate) mod tests {
         g.as_object_mut().expect("graph").remove("9");
         assert_eq!(validate(&g, &ctx()).expect_err("no outputs").error["type"], "prompt_no_outputs");
         assert_eq!(validate(&json!([1]), &ctx()).expect_err("not an object").error["type"], "invalid_prompt");
+    }
+
+    #[test]
+    fn an_upscale_model_is_named_by_its_file_and_its_link_type_checked() {
+        let mut g = with_ckpt(default_workflow(), "tiny-sd");
+        g["10"] = json!({"class_type": "UpscaleModelLoader", "inputs": {"model_name": "upscalers/4x-UltraSharp.pth"}});
+        g["11"] =
+            json!({"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["10", 0], "image": ["8", 0]}});
+        g["9"]["inputs"]["images"] = json!(["11", 0]);
+        let checked = validate(&g, &ctx()).expect("valid");
+        assert_eq!(checked.nodes["10"].inputs["model_name"], "4x-UltraSharp", "the checked graph names the model");
+        g["10"]["inputs"]["model_name"] = json!("RealESRGAN_x4plus.pth");
+        g["11"]["inputs"]["upscale_model"] = json!(["4", 0]);
+        let err = validate(&g, &ctx()).expect_err("unknown model, MODEL for UPSCALE_MODEL");
+        let loader = &err.node_errors["10"]["errors"][0];
+        assert_eq!(
+            (&loader["type"], &loader["extra_info"]["input_name"]),
+            (&json!("value_not_in_list"), &json!("model_name"))
+        );
+        let link = &err.node_errors["11"]["errors"][0];
+        assert_eq!(
+            (&link["type"], &link["extra_info"]["input_name"]),
+            (&json!("return_type_mismatch"), &json!("upscale_model"))
+        );
+        assert_eq!(link["extra_info"]["received_type"], "MODEL");
     }
 }

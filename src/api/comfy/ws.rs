@@ -3,7 +3,7 @@
 //! id, which ComfyUI broadcasts); `status` goes to everyone. A socket opened with a key
 //! is closed (policy, with the revoke message as its reason) when the key is revoked.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Extension;
@@ -23,7 +23,7 @@ use super::queue::queue_remaining;
 use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::outputs::{final_images, is_preview};
-use crate::store::records::{Event, EventBody, JobStatus, now_ms};
+use crate::store::records::{Event, EventBody, JobStatus, StageStatus, now_ms};
 use crate::store::{Store, StoreError};
 
 /// Query of `/ws`.
@@ -52,7 +52,7 @@ pub async fn ws(
     };
     let client_id = q.client_id.filter(|c| !c.is_empty()).unwrap_or_else(|| Ulid::new().to_string().to_lowercase());
     upgrade.on_upgrade(move |socket| async move {
-        Session { state, comfy, caller, client_id, started: HashSet::new(), opened_at_seq: 0, last_seq: None }
+        Session { state, comfy, caller, client_id, reached: HashMap::new(), opened_at_seq: 0, last_seq: None }
             .run(socket)
             .await;
         drop(permit);
@@ -64,8 +64,9 @@ struct Session {
     comfy: Comfy,
     caller: Caller,
     client_id: String,
-    /// Prompts whose `execution_start` this connection has sent.
-    started: HashSet<Ulid>,
+    /// Prompts whose `execution_start` this connection has sent, with how many nodes of
+    /// their execution order it has sent `executing` for.
+    reached: HashMap<Ulid, usize>,
     /// The newest stored event when the connection opened.
     opened_at_seq: u64,
     /// The newest event this connection has handled (or caught up to).
@@ -188,25 +189,54 @@ impl Session {
     }
 
     fn start(&mut self, meta: &PromptMeta, out: &mut Vec<Out>) {
-        if !self.started.insert(meta.job) {
+        if self.reached.contains_key(&meta.job) {
             return;
         }
+        self.reached.insert(meta.job, 0);
         let now = now_ms();
         out.push(Out::Text(messages::execution_start(meta, now)));
         out.push(Out::Text(messages::execution_cached(meta, now)));
-        // The loaders and encoders run inside the job's first stage, before the sampler.
-        for node in meta.roles.execution_order() {
-            out.push(Out::Text(messages::executing(meta, Some(&node))));
-            if node == meta.roles.sampler {
-                break;
+        // The loaders and encoders run inside the job's first stage, before its node.
+        if let Some((node, _)) = meta.roles.first_node() {
+            self.advance(meta, Some(node), out);
+        }
+    }
+
+    /// Sends `executing` for each node after those already sent, up to `node` (every node
+    /// when `None`), and `executed` for the outputs among them with their stage's pictures.
+    fn advance(&mut self, meta: &PromptMeta, node: Option<&str>, out: &mut Vec<Out>) {
+        let order = meta.roles.execution_order();
+        let from = self.reached.get(&meta.job).copied().unwrap_or(0);
+        let to = node.and_then(|n| order.iter().position(|o| o == n)).map_or(order.len(), |i| i + 1);
+        let mut images = None;
+        for id in order.iter().take(to).skip(from) {
+            out.push(Out::Text(messages::executing(meta, Some(id))));
+            if meta.roles.outputs.iter().any(|o| o.id == *id) {
+                // Read once, when the first output is reached: its stage has finished.
+                let images = images.get_or_insert_with(|| match self.state.store.job(meta.job) {
+                    Ok(Some(job)) => final_images(&self.state.store, &job).unwrap_or_default(),
+                    _ => Vec::new(),
+                });
+                out.push(Out::Text(messages::executed(meta, id, images)));
             }
+        }
+        if to > from {
+            self.reached.insert(meta.job, to);
         }
     }
 
     fn finish(&mut self, meta: &PromptMeta, end: Message, out: &mut Vec<Out>) {
         out.push(Out::Text(end));
         out.push(Out::Text(messages::executing(meta, None)));
-        self.started.remove(&meta.job);
+        self.reached.remove(&meta.job);
+    }
+
+    /// The node that was running when the prompt's job stopped, from the store.
+    fn stopped_node<'m>(&self, meta: &'m PromptMeta) -> Option<(&'m str, &'static str)> {
+        match self.state.store.job(meta.job) {
+            Ok(Some(job)) => messages::stopped_node(meta, &job),
+            _ => meta.roles.first_node(),
+        }
     }
 
     async fn prompt_messages(&mut self, meta: &PromptMeta, e: &Event, out: &mut Vec<Out>) {
@@ -215,36 +245,41 @@ impl Session {
                 JobStatus::Running => self.start(meta, out),
                 JobStatus::Succeeded => {
                     self.start(meta, out);
-                    out.push(Out::Text(messages::executing(meta, Some(&meta.roles.decode))));
-                    let images = match self.state.store.job(meta.job) {
-                        Ok(Some(job)) => final_images(&self.state.store, &job).unwrap_or_default(),
-                        _ => Vec::new(),
-                    };
-                    for node in &meta.roles.outputs {
-                        out.push(Out::Text(messages::executing(meta, Some(&node.id))));
-                        out.push(Out::Text(messages::executed(meta, &node.id, &images)));
-                    }
+                    self.advance(meta, None, out);
                     self.finish(meta, messages::execution_success(meta, e.at), out);
                 }
                 JobStatus::Failed => {
                     self.start(meta, out);
+                    let node = self.stopped_node(meta);
+                    self.advance(meta, node.map(|(id, _)| id), out);
                     let error = error.clone().unwrap_or_else(|| "the job failed".into());
-                    self.finish(meta, messages::execution_error(meta, &error, e.at), out);
+                    self.finish(meta, messages::execution_error(meta, node, &error, e.at), out);
                 }
                 JobStatus::Canceled => {
                     // A prompt deleted while pending never started: ComfyUI sends nothing for it.
-                    if self.started.contains(&meta.job) {
-                        self.finish(meta, messages::execution_interrupted(meta, error.as_deref(), e.at, true), out);
+                    if self.reached.contains_key(&meta.job) {
+                        let node = self.stopped_node(meta);
+                        self.finish(meta, messages::execution_interrupted(meta, error.as_deref(), e.at, node), out);
                     }
                 }
                 // Re-queued (retry, restart): it will start again.
                 JobStatus::Queued => {
-                    self.started.remove(&meta.job);
+                    self.reached.remove(&meta.job);
                 }
             },
-            EventBody::Progress { step, total, .. } => {
+            // A later stage's node (the upscale after the sampler) starts executing.
+            EventBody::Stage { stage, state: StageStatus::Running } => {
                 self.start(meta, out);
-                out.push(Out::Text(messages::progress(meta, *step, *total)));
+                if let Some((node, _)) = meta.roles.node_of(*stage) {
+                    self.advance(meta, Some(node), out);
+                }
+            }
+            EventBody::Progress { stage, step, total, .. } => {
+                self.start(meta, out);
+                if let Some((node, _)) = meta.roles.node_of(*stage) {
+                    self.advance(meta, Some(node), out);
+                    out.push(Out::Text(messages::progress(meta, node, *step, *total)));
+                }
             }
             EventBody::Artifact { artifact, media_type, .. } => {
                 let Ok(Some(a)) = self.state.store.artifact(*artifact) else { return };

@@ -53,6 +53,7 @@ impl LocalImageArgs {
             strength: self.strength.filter(|_| init),
             preset: self.preset.clone(),
             preview_every: Some(0),
+            upscale_model: None,
         })
     }
 }

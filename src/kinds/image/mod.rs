@@ -1,7 +1,9 @@
 //! `image`: text-to-image and image-to-image with a Stable Diffusion model. Parameters
 //! ([`ImageRequest`] → [`ImageParams`], in `params`) fill every default so a stored job
-//! renders the same pixels after a restart; the one stage writes PNGs with A1111-style
-//! parameters and previews as they come; `local` renders without a daemon.
+//! renders the same pixels after a restart; the `generate` stage writes PNGs with
+//! A1111-style parameters and previews as they come, and with an `upscale_model` the
+//! `upscale` stage upscales each picture (ComfyUI's ImageUpscaleWithModel after VAEDecode);
+//! `local` renders without a daemon.
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +22,7 @@ use crate::pipelines::diffusion::samplers::SchedulerChoice;
 use crate::pipelines::diffusion::{
     DiffusionError, GenerateRequest, Hooks, InitImage, Preview, SdModel, SeededNoise, Timings, generate,
 };
+use crate::pipelines::upscale::TileOptions;
 
 mod local;
 mod params;
@@ -111,7 +114,7 @@ impl Image {
                 strength: params.strength,
             }
             .to_text();
-            let name = if params.n == 1 { "image.png".to_string() } else { format!("image-{}.png", i + 1) };
+            let name = picture_name("image", i, params.n);
             images.push((name, encode_png(&img.to_rgb8(), Some(&text))?));
         }
         tracing::info!(
@@ -130,8 +133,10 @@ impl TypedKind for Image {
     const NAME: &'static str = "image";
     const FIRST_STAGE: StageName = StageName::Generate;
 
+    /// The larger of its stages' (they run one at a time).
     fn vram_mib(&self, p: &ImageParams, config: &Config) -> u64 {
-        super::memory::diffusion_mib(config, &p.model, p.width, p.height, p.n)
+        let upscale = p.upscale_model.as_ref().map_or(0, |m| super::memory::single_model_mib(config, m));
+        super::memory::diffusion_mib(config, &p.model, p.width, p.height, p.n).max(upscale)
     }
 
     fn cpu_picture(&self, p: &ImageParams, _config: &Config) -> Option<super::memory::CpuPicture> {
@@ -149,7 +154,7 @@ impl TypedKind for Image {
     }
 
     fn models(&self, p: &ImageParams) -> Vec<String> {
-        vec![p.model.clone()]
+        std::iter::once(&p.model).chain(&p.upscale_model).cloned().collect()
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImageParams, ParamError> {
@@ -160,14 +165,48 @@ impl TypedKind for Image {
         Ok(p)
     }
 
-    fn stages(&self, _p: &ImageParams) -> Vec<StageName> {
-        vec![StageName::Generate]
+    fn stages(&self, p: &ImageParams) -> Vec<StageName> {
+        std::iter::once(StageName::Generate).chain(p.upscale_model.as_ref().map(|_| StageName::Upscale)).collect()
     }
 
     fn run_stage(&self, stage: StageName, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
-        if stage != StageName::Generate {
-            return Err(StageError::fatal(format!("image has no stage {stage:?}")));
+        match (stage, &params.upscale_model) {
+            (StageName::Generate, _) => self.generate(params, run),
+            (StageName::Upscale, Some(model)) => upscale_pictures(run, model),
+            _ => Err(StageError::fatal(format!("image has no stage {stage:?}"))),
         }
+    }
+}
+
+/// The pictures' names: `image.png`, or `image-N.png` for one of several (previews are
+/// `preview-NNNN.png`).
+fn picture_name(stem: &str, i: usize, n: u32) -> String {
+    if n == 1 { format!("{stem}.png") } else { format!("{stem}-{}.png", i + 1) }
+}
+
+/// The `upscale` stage: each picture of the `generate` stage upscaled with `model` (as
+/// `upscaled.png`, `upscaled-N.png`), held to the `upscale` kind's limit on what it takes.
+fn upscale_pictures(run: &StageRun, model: &str) -> Result<(), StageError> {
+    let pictures: Vec<_> =
+        run.sink.stage_artifacts(StageName::Generate).into_iter().filter(|a| a.name.starts_with("image")).collect();
+    let upscaler = super::upscale::load(run, "upscale_model", model)?;
+    run.sink.log("info", &format!("upscaling {} picture(s) ×{} with {model}", pictures.len(), upscaler.scale()));
+    for picture in &pictures {
+        let label = format!("picture {}", picture.name);
+        let img = crate::media::picture::open(&run.sink.artifact_path(picture))
+            .map_err(|e| StageError::context(format!("{label} is not a readable image"), e))?;
+        if let Some(why) = super::upscale::too_large(&label, img.width(), img.height(), run.config) {
+            return Err(StageError::fatal(why));
+        }
+        let name = picture.name.replacen("image", "upscaled", 1);
+        super::upscale::store_upscaled(run, &upscaler, &img, TileOptions::default(), &name)?;
+    }
+    Ok(())
+}
+
+impl Image {
+    /// The `generate` stage: the pictures, with previews as they come.
+    fn generate(&self, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
         let init = match &params.init_image {
             Some(id) => {
                 let ulid =

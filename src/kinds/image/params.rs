@@ -8,13 +8,14 @@ use ulid::Ulid;
 use crate::config::Config;
 use crate::kinds::ParamError;
 use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
+use crate::kinds::inputs::installed_model;
 use crate::models::{Availability, Catalog, ModelKind, Tuning};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 14] = [
+const KNOWN: [&str; 15] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -29,6 +30,7 @@ const KNOWN: [&str; 14] = [
     "strength",
     "preset",
     "preview_every",
+    "upscale_model",
 ];
 /// Most images one job may ask for.
 pub const MAX_IMAGES: i64 = 8;
@@ -70,6 +72,10 @@ pub struct ImageRequest {
     pub preset: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preview_every: Option<i64>,
+    /// Installed upscale model that upscales the pictures in a second stage, `upscale`
+    /// (ComfyUI's ImageUpscaleWithModel after VAEDecode); none when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upscale_model: Option<String>,
 }
 
 /// Validated `image` parameters, every default filled in; the stored form of a job.
@@ -90,6 +96,10 @@ pub struct ImageParams {
     pub preset: Option<String>,
     /// Preview every this many steps; 0 turns previews off.
     pub preview_every: u32,
+    /// The upscale model of the `upscale` stage; `None` (and in jobs stored before it): no
+    /// such stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscale_model: Option<String>,
 }
 
 /// A `u64` from a typed producer as a wire integer; past `i64` it reads as no integer,
@@ -168,6 +178,7 @@ impl ImageRequest {
             strength: float_field(params, "strength")?,
             preset: string_field(params, "preset")?,
             preview_every: int_field(params, "preview_every")?,
+            upscale_model: string_field(params, "upscale_model")?,
         })
     }
 
@@ -256,6 +267,10 @@ impl ImageRequest {
         };
         let n = u32_in("n", self.n.unwrap_or(1), 1..=MAX_IMAGES)?;
         let preview_every = u32_in("preview_every", self.preview_every.unwrap_or(5), 0..=10_000)?;
+        let upscale_model = self
+            .upscale_model
+            .map(|m| installed_model("upscale_model", Some(&m), ModelKind::Upscale, config))
+            .transpose()?;
         if let Some(id) = &self.init_image {
             Ulid::from_string(id).map_err(|_| ParamError::new("init_image", "must be an artifact id"))?;
             if !info.has_vae_encoder {
@@ -292,6 +307,7 @@ impl ImageRequest {
             strength,
             preset: self.preset,
             preview_every,
+            upscale_model,
         })
     }
 }

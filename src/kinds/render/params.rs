@@ -333,5 +333,6 @@ pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Res
         strength: None,
         preset: p.preset.clone(),
         preview_every: Some(0),
+        upscale_model: None,
     })
 }

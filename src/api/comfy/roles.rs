@@ -1,0 +1,216 @@
+//! Which node of a prompt plays which part in its job: the sampling chain of an `image`
+//! job, the upscale after it (a stage of that job) or on its own (an `upscale` job), and
+//! the output nodes with the stage whose pictures each shows. Kept with the prompt's
+//! record, so messages and history name the right nodes after a restart.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::records::StageName;
+
+/// An output node and how its pictures are filed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputNode {
+    pub id: String,
+    pub class_type: String,
+    /// `output` (SaveImage) or `temp` (PreviewImage), as ComfyUI files them.
+    pub folder: String,
+    pub filename_prefix: String,
+    /// The stage whose pictures it shows: the sampler's (`generate`) or the upscale's.
+    /// `None` in records from before upscales, whose jobs made pictures in one stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<StageName>,
+}
+
+/// The nodes of a sampling chain (an `image` job's `generate` stage).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub checkpoint: String,
+    pub positive: String,
+    pub negative: String,
+    /// EmptyLatentImage, or VAEEncode for image to image.
+    pub latent: String,
+    pub load_image: Option<String>,
+    pub sampler: String,
+    pub decode: String,
+}
+
+/// The nodes of an upscale with a model (an `upscale` stage or job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upscaling {
+    /// UpscaleModelLoader.
+    pub loader: String,
+    /// ImageUpscaleWithModel.
+    pub node: String,
+    /// The LoadImage it upscales when no sampler makes its picture (an `upscale` job).
+    pub load_image: Option<String>,
+}
+
+/// The nodes of a prompt by role, for progress messages and error mapping. A prompt has a
+/// sampling chain, an upscale, or both (the upscale then takes the chain's pictures).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Roles {
+    /// Flattened: records from before upscales keep the chain's fields at the top.
+    #[serde(flatten)]
+    pub sampling: Option<Sampling>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscale: Option<Upscaling>,
+    pub outputs: Vec<OutputNode>,
+}
+
+/// ComfyUI's class type of the node that runs in each stage, for error messages.
+const SAMPLER_CLASS: &str = "KSampler";
+const UPSCALE_CLASS: &str = "ImageUpscaleWithModel";
+
+impl Roles {
+    /// The job's stages in order, as the nodes ask for them.
+    fn stages(&self) -> Vec<StageName> {
+        let sampling = self.sampling.as_ref().map(|_| StageName::Generate);
+        sampling.into_iter().chain(self.upscale.as_ref().map(|_| StageName::Upscale)).collect()
+    }
+
+    /// Output nodes showing `stage`'s pictures (those of old records show the one stage's).
+    fn outputs_of(&self, stage: StageName) -> impl Iterator<Item = String> + '_ {
+        self.outputs.iter().filter(move |o| o.stage.is_none_or(|s| s == stage)).map(|o| o.id.clone())
+    }
+
+    /// Nodes in the order ComfyUI would execute them: each stage's nodes, then the outputs
+    /// of its pictures, so an output of the sampler's pictures comes before the upscale.
+    pub fn execution_order(&self) -> Vec<String> {
+        let mut order = Vec::new();
+        for stage in self.stages() {
+            match stage {
+                StageName::Generate => {
+                    if let Some(s) = &self.sampling {
+                        order.extend([s.checkpoint.clone(), s.positive.clone(), s.negative.clone()]);
+                        order.extend(s.load_image.clone());
+                        order.extend([s.latent.clone(), s.sampler.clone(), s.decode.clone()]);
+                    }
+                }
+                _ => {
+                    if let Some(u) = &self.upscale {
+                        order.extend(u.load_image.clone());
+                        order.extend([u.loader.clone(), u.node.clone()]);
+                    }
+                }
+            }
+            order.extend(self.outputs_of(stage));
+        }
+        let mut seen = std::collections::HashSet::new();
+        order.retain(|id| seen.insert(id.clone()));
+        order
+    }
+
+    /// The node (id, class type) that runs while `stage` does: the sampler or the upscale.
+    pub fn node_of(&self, stage: StageName) -> Option<(&str, &'static str)> {
+        match stage {
+            StageName::Generate => self.sampling.as_ref().map(|s| (s.sampler.as_str(), SAMPLER_CLASS)),
+            StageName::Upscale => self.upscale.as_ref().map(|u| (u.node.as_str(), UPSCALE_CLASS)),
+            _ => None,
+        }
+    }
+
+    /// The node that runs first (the job's first stage's).
+    pub fn first_node(&self) -> Option<(&str, &'static str)> {
+        self.stages().first().and_then(|s| self.node_of(*s))
+    }
+
+    /// The node and input a job parameter came from: an `image` job's, or an `upscale`
+    /// job's when the prompt has no sampler.
+    pub fn source_of(&self, param: &str) -> Option<(String, &'static str)> {
+        let upscale = self.upscale.as_ref();
+        let Some(s) = &self.sampling else {
+            let u = upscale?;
+            return Some(match param {
+                "model" => (u.loader.clone(), "model_name"),
+                _ => (u.node.clone(), "image"),
+            });
+        };
+        Some(match param {
+            "prompt" => (s.positive.clone(), "text"),
+            "negative_prompt" => (s.negative.clone(), "text"),
+            "model" => (s.checkpoint.clone(), "ckpt_name"),
+            "width" => (s.latent.clone(), "width"),
+            "height" => (s.latent.clone(), "height"),
+            "n" => (s.latent.clone(), "batch_size"),
+            "init_image" => (s.load_image.clone().unwrap_or_else(|| s.latent.clone()), "image"),
+            "steps" => (s.sampler.clone(), "steps"),
+            "guidance" => (s.sampler.clone(), "cfg"),
+            "scheduler" => (s.sampler.clone(), "sampler_name"),
+            "strength" => (s.sampler.clone(), "denoise"),
+            "upscale_model" => (upscale?.loader.clone(), "model_name"),
+            _ => (s.sampler.clone(), "seed"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn output(id: &str, stage: Option<StageName>) -> OutputNode {
+        OutputNode {
+            id: id.into(),
+            class_type: "SaveImage".into(),
+            folder: "output".into(),
+            filename_prefix: "ComfyUI".into(),
+            stage,
+        }
+    }
+
+    fn sampling() -> Sampling {
+        Sampling {
+            checkpoint: "4".into(),
+            positive: "6".into(),
+            negative: "7".into(),
+            latent: "5".into(),
+            load_image: None,
+            sampler: "3".into(),
+            decode: "8".into(),
+        }
+    }
+
+    #[test]
+    fn a_record_from_before_upscales_reads_as_a_sampling_chain() {
+        let old = json!({"checkpoint": "4", "positive": "6", "negative": "7", "latent": "5", "load_image": null,
+            "sampler": "3", "decode": "8", "outputs": [{"id": "9", "class_type": "SaveImage", "folder": "output",
+            "filename_prefix": "ComfyUI"}]});
+        let roles: Roles = serde_json::from_value(old.clone()).expect("reads");
+        assert_eq!(roles, Roles { sampling: Some(sampling()), upscale: None, outputs: vec![output("9", None)] });
+        assert_eq!(serde_json::to_value(&roles).expect("writes"), old, "and is written back the same");
+        assert_eq!(roles.execution_order(), ["4", "6", "7", "5", "3", "8", "9"]);
+    }
+
+    #[test]
+    fn an_upscale_after_the_sampler_runs_after_the_outputs_of_its_pictures() {
+        let roles = Roles {
+            sampling: Some(sampling()),
+            upscale: Some(Upscaling { loader: "10".into(), node: "11".into(), load_image: None }),
+            outputs: vec![output("12", Some(StageName::Upscale)), output("9", Some(StageName::Generate))],
+        };
+        let back: Roles = serde_json::from_value(serde_json::to_value(&roles).expect("writes")).expect("reads");
+        assert_eq!(back, roles);
+        assert_eq!(roles.execution_order(), ["4", "6", "7", "5", "3", "8", "9", "10", "11", "12"]);
+        assert_eq!(roles.node_of(StageName::Upscale), Some(("11", "ImageUpscaleWithModel")));
+        assert_eq!(roles.first_node(), Some(("3", "KSampler")));
+        assert_eq!(roles.source_of("upscale_model"), Some(("10".into(), "model_name")));
+        assert_eq!(roles.source_of("model"), Some(("4".into(), "ckpt_name")));
+    }
+
+    #[test]
+    fn an_upscale_of_an_upload_has_no_sampler() {
+        let roles = Roles {
+            sampling: None,
+            upscale: Some(Upscaling { loader: "4".into(), node: "5".into(), load_image: Some("1".into()) }),
+            outputs: vec![output("6", Some(StageName::Upscale))],
+        };
+        let back: Roles = serde_json::from_value(serde_json::to_value(&roles).expect("writes")).expect("reads");
+        assert_eq!(back, roles);
+        assert_eq!(roles.execution_order(), ["1", "4", "5", "6"]);
+        assert_eq!(roles.first_node(), Some(("5", "ImageUpscaleWithModel")));
+        assert_eq!(roles.node_of(StageName::Generate), None);
+        assert_eq!(roles.source_of("model"), Some(("4".into(), "model_name")));
+        assert_eq!(roles.source_of("input"), Some(("5".into(), "image")));
+    }
+}
