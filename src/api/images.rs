@@ -49,6 +49,9 @@ pub struct ImageRequest {
     pub strength: Option<f64>,
     /// Preset name from presets.toml.
     pub preset: Option<String>,
+    /// Installed upscale model: each picture is then upscaled by it in a second stage
+    /// (`upscaled.png`, or `upscaled-N.png`, beside `image.png`).
+    pub upscale_model: Option<String>,
     /// Store a preview every this many steps (0: none; default 5).
     pub preview_every: Option<u32>,
     /// Profile id or name: its picture model, negative prompt and preset fill what the request

@@ -241,3 +241,34 @@ async fn bad_upscale_nodes_get_node_errors_naming_the_node_and_input() {
     // Nothing was queued by any of them.
     assert_eq!(get(&c, &d, "/api/v1/jobs").await["jobs"], json!([]));
 }
+
+/// The native route takes the same upscaler: `upscale_model` on `POST /api/v1/images` adds
+/// the upscale stage, so a 64² picture comes with its 256² upscale (the field was refused as
+/// unknown before; only `POST /api/v1/jobs` had it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_native_picture_route_upscales_when_asked() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_with_upscaler(home.path());
+    let d = start_daemon(&home.path().join("data"), models.path());
+    let c = http();
+    let body = json!({"prompt": "a cat", "width": 64, "height": 64, "steps": 2, "seed": 3, "upscale_model": UPSCALER});
+    let resp = c.post(d.at("/api/v1/images")).json(&body).send().await.expect("post");
+    let status = resp.status();
+    let job: Value = resp.json().await.expect("json");
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().expect("id");
+    let done = common::daemon::wait_job(&c, &d, id, Duration::from_secs(120), common::daemon::is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let stages: Vec<&str> =
+        done["stages"].as_array().expect("stages").iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(stages, ["generate", "upscale"], "{done}");
+    let png = common::render::artifact(&c, &d, id, "upscaled.png").await;
+    let picture = image::load_from_memory(&png).expect("a PNG");
+    assert_eq!((picture.width(), picture.height()), (256, 256));
+    // A name that is no upscaler is refused naming the field, and nothing is queued.
+    let bad = json!({"prompt": "a cat", "upscale_model": "tiny-sd"});
+    let resp = c.post(d.at("/api/v1/images")).json(&bad).send().await.expect("post");
+    let status = resp.status();
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!((status.as_u16(), err["error"]["field"].as_str()), (400, Some("upscale_model")), "{err}");
+}
