@@ -1,5 +1,5 @@
 // The choices the forms share: a model list with the box's default picked, the picture sizes
-// for a model, and a presenter profile that brings its own picture model.
+// for a model, and a presenter profile that brings its own models.
 import { h } from "./ui.js";
 
 /** A `<select>` of `[value, label]` pairs with `value` picked. */
@@ -61,19 +61,23 @@ export function sizeSelect(models, model) {
 }
 
 /**
- * Picking a presenter profile in `profile` picks its picture model in `model` (the request
- * names the model, so it must be the profile's); one that is not installed is listed as such,
- * and the box's refusal then says what to do.
+ * Picking a presenter profile in `profile` picks its models in `pickers`, by the profile's
+ * field (`{ image_model: select, lipsync_model: select, upscale_model: select }`): the request
+ * names each picked model, so it must be the profile's. One that is not installed is listed as
+ * such, and the box's refusal then says what to do; a model the profile leaves to the box's
+ * default leaves its picker as it is.
  */
-export function followProfile(profile, model, profiles) {
+export function followProfile(profile, profiles, pickers) {
   profile.addEventListener("change", () => {
     const chosen = profiles.find((p) => p.id === profile.value);
-    const name = chosen && chosen.style && chosen.style.image_model;
-    if (!name) return;
-    if (![...model.options].some((o) => o.value === name)) {
-      model.append(h("option", { value: name }, `${name} (not installed)`));
+    for (const [key, select] of Object.entries(pickers)) {
+      const name = chosen && chosen.style && chosen.style[key];
+      if (!name) continue;
+      if (![...select.options].some((o) => o.value === name)) {
+        select.append(h("option", { value: name }, `${name} (not installed)`));
+      }
+      select.value = name;
+      select.dispatchEvent(new Event("change"));
     }
-    model.value = name;
-    model.dispatchEvent(new Event("change"));
   });
 }

@@ -76,7 +76,6 @@ export async function newFilm(root) {
   voice.addEventListener("change", () => { script.lang = voiceLanguage(voice.value); });
   const model = modelSelect(diffusion);
   const size = sizeSelect(diffusion, model);
-  followProfile(profile, model, profiles);
   const layout = select([["inset", "Presenter inset"], ["full", "Presenter full frame"], ["none", "Pictures only"]], "inset");
   const music = h("input", { type: "file", accept: "audio/*" });
   const upscale = h("input", { type: "checkbox" });
@@ -84,6 +83,8 @@ export async function newFilm(root) {
   // (an imported wav2lip_gan or 4x-UltraSharp is chosen here, or with `models default`).
   const lipsyncModel = modelSelect(lipsyncs);
   const upscaleModel = modelSelect(upscalers);
+  // A presenter profile brings its own picture, lip-sync and upscale models.
+  followProfile(profile, profiles, { image_model: model, lipsync_model: lipsyncModel, upscale_model: upscaleModel });
   const burn = h("input", { type: "checkbox" });
   const listenBtn = h("button", { type: "button", class: "secondary" }, "Listen");
   const listenStatus = h("span", { class: "hint", "aria-live": "polite" });

@@ -18,7 +18,7 @@ export async function picture(root) {
   const size = sizeSelect(diffusion, model);
   const seed = h("input", { type: "number", min: 0, step: 1, inputmode: "numeric" });
   const profile = select([["", "No presenter"], ...profiles.map((p) => [p.id, p.name])], "");
-  followProfile(profile, model, profiles);
+  followProfile(profile, profiles, { image_model: model });
   const controls = { prompt, negative, model, size, seed, profile };
   const keep = keepFields(KEPT, controls);
   const submit = h("button", { type: "submit", class: "primary" }, "Make picture");

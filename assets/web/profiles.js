@@ -1,5 +1,5 @@
 // Profiles: presenters with a portrait, the face box drawn on it (drag to move, the corner
-// to resize, or arrow keys), a voice and a style.
+// to resize, or arrow keys), a voice, a style and the models of their films.
 import { api, artifacts, checkSize, installed, upload, waitJob } from "./api.js";
 import { clearErrors, field, h, say, showError } from "./ui.js";
 import { plainError } from "./words.js";
@@ -80,8 +80,9 @@ async function detectFace(portraitId) {
 
 /** Renders the Profiles view into `root`. */
 export async function profiles(root) {
-  const [list, voices, detectors, pictures] = await Promise.all([
+  const [list, voices, detectors, pictures, lipsyncs, upscalers] = await Promise.all([
     api("GET", "/api/v1/profiles"), installed("tts"), installed("face"), installed("diffusion"),
+    installed("lipsync"), installed("upscale"),
   ]);
   const cards = h("ul", { class: "items profiles" });
   const name = h("input", { type: "text", required: true, autocomplete: "off" });
@@ -90,8 +91,14 @@ export async function profiles(root) {
     voices.map((v) => h("option", { value: v.name }, v.name)));
   // The profile's picture model (e.g. an imported checkpoint with a LoRA fused in): its
   // renders' keyframes use it when the render names no model.
-  const picture = h("select", {}, h("option", { value: "" }, "Default model"),
-    pictures.map((m) => h("option", { value: m.name }, m.name)));
+  const modelChoice = (models) => h("select", {}, h("option", { value: "" }, "Default model"),
+    models.map((m) => h("option", { value: m.name }, m.name)));
+  const picture = modelChoice(pictures);
+  // Its lip-sync model (e.g. an imported wav2lip_gan) and upscaler, used the same way.
+  const lipsync = modelChoice(lipsyncs);
+  const upscaler = modelChoice(upscalers);
+  // The profile's models by its field names: "" clears one (the box's default).
+  const models = () => ({ image_model: picture.value, lipsync_model: lipsync.value, upscale_model: upscaler.value });
   const nums = ["x", "y", "w", "h"].map((k) => h("input", { type: "number", min: 0, step: 1, inputmode: "numeric", "data-k": k }));
   const editor = faceEditor((fb) => nums.forEach((n, i) => { n.value = fb[i]; }));
   // Where the face box came from, said next to the editor (no layout shift: always present).
@@ -113,6 +120,8 @@ export async function profiles(root) {
       nums.map((n, i) => field(`face-${"xywh"[i]}`, ["Left", "Top", "Width", "Height"][i], n))),
     field("profile-voice", "Voice", voice),
     field("profile-picture", "Picture model", picture, "The model of this presenter's keyframes when a film names none."),
+    field("profile-lipsync", "Lip-sync model", lipsync, "Makes this presenter talk when a film names no lip-sync model."),
+    field("profile-upscale", "Upscale model", upscaler, "Upscales this presenter's films when a film names no upscaler."),
     h("div", { class: "form-error", role: "alert" }),
     h("div", { class: "row" }, save, reset));
   let editing = null;
@@ -124,6 +133,7 @@ export async function profiles(root) {
     editing = p; clearErrors(form);
     title.textContent = `Edit ${p.name}`; save.textContent = "Save profile"; reset.hidden = false;
     name.value = p.name; voice.value = p.voice.model; picture.value = p.style.image_model || "";
+    lipsync.value = p.style.lipsync_model || ""; upscaler.value = p.style.upscale_model || "";
     if (p.portrait) editor.show(`/api/v1/artifacts/${p.portrait}`, p.face_box);
     name.focus();
   };
@@ -164,6 +174,8 @@ export async function profiles(root) {
       p.portrait ? h("img", { src: `/api/v1/artifacts/${p.portrait}`, alt: `Portrait of ${p.name}`, class: "thumb" }) : null,
       h("h3", {}, p.name),
       h("p", { class: "hint" }, `voice ${p.voice.model}`, p.style.image_model ? ` · pictures ${p.style.image_model}` : "",
+        p.style.lipsync_model ? ` · lip-sync ${p.style.lipsync_model}` : "",
+        p.style.upscale_model ? ` · upscale ${p.style.upscale_model}` : "",
         p.face_box ? ` · face ${p.face_box.join(", ")}` : ""),
       h("div", { class: "row" }, e, d));
   }));
@@ -175,15 +187,15 @@ export async function profiles(root) {
     try {
       let p;
       if (editing) {
-        // "" clears the picture model.
-        const body = { name: name.value, voice: voice.value || undefined, image_model: picture.value };
+        // "" clears a model.
+        const body = { name: name.value, voice: voice.value || undefined, ...models() };
         if (fb) body.face_box = fb;
         if (portrait.files.length) body.portrait = uploaded || await upload(portrait.files[0]);
         p = await api("PATCH", `/api/v1/profiles/${editing.id}`, body);
         list[list.findIndex((x) => x.id === p.id)] = p;
       } else if (uploaded) {
-        const body = { name: name.value, voice: voice.value || undefined, portrait: uploaded,
-          image_model: picture.value || undefined };
+        const body = { name: name.value, voice: voice.value || undefined, portrait: uploaded };
+        for (const [k, v] of Object.entries(models())) if (v) body[k] = v;
         if (fb) body.face_box = fb;
         p = await api("POST", "/api/v1/profiles", body);
         list.unshift(p);
@@ -191,7 +203,7 @@ export async function profiles(root) {
         const f = new FormData();
         f.append("name", name.value);
         if (voice.value) f.append("voice", voice.value);
-        if (picture.value) f.append("image_model", picture.value);
+        for (const [k, v] of Object.entries(models())) if (v) f.append(k, v);
         if (portrait.files.length) {
           checkSize(portrait.files[0], "portrait");
           f.append("portrait", portrait.files[0], portrait.files[0].name);
@@ -204,7 +216,7 @@ export async function profiles(root) {
       edit(p);
     } catch (e) {
       showError(form, e, { name: "profile-name", portrait: "profile-portrait", face_box: "face-x", voice: "profile-voice",
-        image_model: "profile-picture" });
+        image_model: "profile-picture", lipsync_model: "profile-lipsync", upscale_model: "profile-upscale" });
     } finally {
       save.disabled = false;
     }

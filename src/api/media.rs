@@ -16,7 +16,8 @@ use super::{ApiError, AppState};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LipsyncRequest {
-    /// Profile id or name: its portrait, face box and voice fill the fields this request leaves out.
+    /// Profile id or name: its portrait, face box, voice and lip-sync model fill the fields this
+    /// request leaves out.
     pub profile: Option<String>,
     /// Artifact id of the portrait (an image or a short video); required without a profile.
     pub portrait: Option<String>,
@@ -31,7 +32,8 @@ pub struct LipsyncRequest {
     /// `[x, y, w, h]` of the face in the portrait; found by the default face detector
     /// (UltraFace ONNX interface, e.g. `ultraface-320`) when left out.
     pub face_box: Option<[u32; 4]>,
-    /// Installed Wav2Lip model (default: the lip-sync default `reelbox models list` tags).
+    /// Installed Wav2Lip model (default: the profile's lip-sync model, else the lip-sync
+    /// default `reelbox models list` tags).
     pub model: Option<String>,
     /// Frames per second of the video, 1–60 (default 25).
     #[schema(minimum = 1, maximum = 60)]

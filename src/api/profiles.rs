@@ -43,6 +43,12 @@ pub struct ProfileRequest {
     /// Diffusion model (installed or in the catalog) for the pictures and renders' keyframes
     /// made with the profile that name none (`""` clears).
     pub image_model: Option<String>,
+    /// Installed lip-sync model (e.g. an imported Wav2Lip) for the presenter of the renders
+    /// and lip-syncs made with the profile that name none (`""` clears: the box's default).
+    pub lipsync_model: Option<String>,
+    /// Installed upscaler for the upscaled renders made with the profile that name none
+    /// (`""` clears: the box's default).
+    pub upscale_model: Option<String>,
     /// Artifact id of an already uploaded portrait.
     pub portrait: Option<String>,
 }
@@ -250,6 +256,12 @@ fn apply(state: &AppState, caller: &Caller, p: &mut Profile, r: ProfileRequest) 
     if let Some(m) = r.image_model {
         p.style.image_model = picture_model(state, m)?;
     }
+    if let Some(m) = r.lipsync_model {
+        p.style.lipsync_model = stage_model(state, "lipsync_model", ModelKind::Lipsync, &m)?;
+    }
+    if let Some(m) = r.upscale_model {
+        p.style.upscale_model = stage_model(state, "upscale_model", ModelKind::Upscale, &m)?;
+    }
     if let Some(raw) = r.portrait {
         let id = parse_id("portrait", &raw).map_err(|_| ApiError::field("portrait", "must be an artifact id"))?;
         match state.store.artifact(id)? {
@@ -277,6 +289,18 @@ fn picture_model(state: &AppState, name: String) -> Result<Option<String>, ApiEr
         return Ok(None);
     }
     known_model(state, "image_model", ModelKind::Diffusion, name).map(Some)
+}
+
+/// The profile's lip-sync or upscale model (`field`, of `kind`): `None` for an empty name,
+/// else one that is installed, as a render running it requires; another is refused naming
+/// `field` (a model of another kind, the pull that installs it, or the close names).
+fn stage_model(state: &AppState, field: &str, kind: ModelKind, name: &str) -> Result<Option<String>, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    crate::kinds::inputs::require_model_file(field, kind, name, &state.config)?;
+    Ok(Some(name.to_string()))
 }
 
 /// `name` when it is a model of `kind` that is installed or known to the catalog (pullable:

@@ -24,7 +24,8 @@ pub struct RenderBody {
     pub script: Option<String>,
     /// A one-scene film from one line instead of a `script`.
     pub prompt: Option<String>,
-    /// Profile id or name: its presenter, voice, style, preset and picture model fill what is left out.
+    /// Profile id or name: its presenter, voice, style, preset and picture, lip-sync and upscale
+    /// models fill what is left out.
     pub profile: Option<String>,
     /// Words put before every keyframe's prompt (`oil painting`).
     pub style: Option<String>,
@@ -65,11 +66,11 @@ pub struct RenderBody {
     /// Where the presenter goes: `inset` (default with a presenter), `full` or `none`.
     #[schema(pattern = "^(inset|full|none)$")]
     pub layout: Option<String>,
-    /// Lip-sync model for the presenter (default: the lip-sync default).
+    /// Lip-sync model for the presenter (default: the profile's, else the lip-sync default).
     pub lipsync_model: Option<String>,
     /// Upscale the film (default false).
     pub upscale: Option<bool>,
-    /// Upscaler when `upscale` (default: the upscale default).
+    /// Upscaler when `upscale` (default: the profile's, else the upscale default).
     pub upscale_model: Option<String>,
     /// Artifact id of background music, ducked under the narration.
     pub music: Option<String>,

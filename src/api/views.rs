@@ -351,6 +351,13 @@ pub struct StyleView {
     /// Diffusion model of the keyframes when a render names none.
     #[serde(default)]
     pub image_model: Option<String>,
+    /// Lip-sync model of the presenter when a render or lip-sync names none (null: the box's
+    /// default).
+    #[serde(default)]
+    pub lipsync_model: Option<String>,
+    /// Upscaler of an upscaled render that names none (null: the box's default).
+    #[serde(default)]
+    pub upscale_model: Option<String>,
 }
 
 impl From<&Profile> for ProfileView {
@@ -374,6 +381,8 @@ impl From<&Profile> for ProfileView {
                 negative_prompt: p.style.negative_prompt.clone(),
                 preset: p.style.preset.clone(),
                 image_model: p.style.image_model.clone(),
+                lipsync_model: p.style.lipsync_model.clone(),
+                upscale_model: p.style.upscale_model.clone(),
             },
             created_at: time(p.created_at),
         }

@@ -37,7 +37,7 @@ pub enum ProfilesAction {
         #[command(flatten)]
         settings: ProfileSettings,
     },
-    /// Change a profile's name, voice or style.
+    /// Change a profile's name, voice, style or models.
     Update {
         /// The profile's id or name (as `profiles list` shows them).
         id: String,
@@ -82,6 +82,14 @@ pub struct ProfileSettings {
     /// that name no model ("" clears it on update).
     #[arg(long)]
     image_model: Option<String>,
+    /// Installed lip-sync model (e.g. an imported wav2lip_gan) that makes the presenter talk
+    /// in renders that name none ("" clears it on update: the box's default).
+    #[arg(long, value_name = "NAME")]
+    lipsync_model: Option<String>,
+    /// Installed upscale model (e.g. an imported 4x-UltraSharp) for the profile's renders
+    /// with --upscale that name none ("" clears it on update: the box's default).
+    #[arg(long, value_name = "NAME")]
+    upscale_model: Option<String>,
 }
 
 impl ProfileSettings {
@@ -93,6 +101,8 @@ impl ProfileSettings {
             ("negative_prompt", self.negative_prompt),
             ("preset", self.preset),
             ("image_model", self.image_model),
+            ("lipsync_model", self.lipsync_model),
+            ("upscale_model", self.upscale_model),
         ]
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
@@ -193,22 +203,38 @@ async fn print_list(c: &Client, list: &[ProfileView]) -> anyhow::Result<()> {
                 row.push(names.get(&p.owner).cloned().unwrap_or_else(|| p.owner.clone()));
             }
             row.push(p.voice.model.clone());
+            row.push(own_models(p).join(", "));
             row.push(p.portrait.clone().unwrap_or_default());
             row
         })
         .collect();
-    let headers: &[&str] =
-        if several { &["ID", "NAME", "OWNER", "VOICE", "PORTRAIT"] } else { &["ID", "NAME", "VOICE", "PORTRAIT"] };
+    let headers: &[&str] = if several {
+        &["ID", "NAME", "OWNER", "VOICE", "MODELS", "PORTRAIT"]
+    } else {
+        &["ID", "NAME", "VOICE", "MODELS", "PORTRAIT"]
+    };
     table::print(headers, &rows);
     Ok(())
+}
+
+/// The models `p` chooses itself, by what each makes (`pictures styled`, `lip-sync
+/// wav2lip_gan`, `upscale x4`): the rest are the box's defaults.
+fn own_models(p: &ProfileView) -> Vec<String> {
+    let s = &p.style;
+    [("pictures", &s.image_model), ("lip-sync", &s.lipsync_model), ("upscale", &s.upscale_model)]
+        .into_iter()
+        .filter_map(|(what, name)| Some(format!("{what} {}", name.as_deref()?)))
+        .collect()
 }
 
 fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {
     if g.json {
         println!("{}", serde_json::to_string_pretty(p)?);
     } else {
+        // The models by what each makes, under 8-column labels as `jobs show` names them.
+        let or_default = |m: &Option<String>| m.clone().unwrap_or_else(|| "(the box's default)".into());
         println!(
-            "profile  {}\nname     {}\nvoice    {}\nportrait {}\nface box {}\nimage model {}",
+            "profile  {}\nname     {}\nvoice    {}\nportrait {}\nface box {}\npictures {}\nlip-sync {}\nupscale  {}",
             p.id,
             p.name,
             p.voice.model,
@@ -219,7 +245,9 @@ fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {
                 (None, Some(_)) => "(none: a face detector finds the face when a film shows it)".to_string(),
                 (None, None) => "(none)".to_string(),
             },
-            p.style.image_model.as_deref().unwrap_or("(the render's default)")
+            or_default(&p.style.image_model),
+            or_default(&p.style.lipsync_model),
+            or_default(&p.style.upscale_model)
         );
     }
     Ok(())

@@ -34,8 +34,8 @@ pub struct RenderArgs {
     /// Replace the film and subtitle files that are there.
     #[arg(long)]
     pub force: bool,
-    /// Profile id or name (`reelbox profiles list`): its presenter, voice, style and picture
-    /// model fill what the other flags leave out.
+    /// Profile id or name (`reelbox profiles list`): its presenter, voice, style and picture,
+    /// lip-sync and upscale models fill what the other flags leave out.
     #[arg(long)]
     pub profile: Option<String>,
     /// Voice of the narration (an installed TTS voice; default: the profile's, else the
@@ -70,11 +70,13 @@ pub struct RenderArgs {
     #[arg(long)]
     pub upscale: bool,
     /// Lip-sync model that makes the presenter talk (an installed lipsync model, e.g. an
-    /// imported wav2lip_gan; default: the lipsync default `reelbox models list` tags).
+    /// imported wav2lip_gan; default: the profile's, else the lipsync default `reelbox models
+    /// list` tags).
     #[arg(long, value_name = "NAME")]
     pub lipsync_model: Option<String>,
     /// Upscale model for --upscale (an installed upscale model, e.g. an imported
-    /// 4x-UltraSharp; default: the upscale default `reelbox models list` tags).
+    /// 4x-UltraSharp; default: the profile's, else the upscale default `reelbox models list`
+    /// tags).
     #[arg(long, value_name = "NAME")]
     pub upscale_model: Option<String>,
     /// Burn the subtitles into the picture (they are always included as a track).

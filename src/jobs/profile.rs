@@ -1,6 +1,6 @@
 //! Profile expansion: a request's `profile` (id or name) becomes the parameters it stands for
-//! (presenter, voice, style, picture model), folded in at submission so a later profile edit cannot
-//! change a queued job. Fields the request sets itself win.
+//! (presenter, voice, style, picture, lip-sync and upscale models), folded in at submission so a
+//! later profile edit cannot change a queued job. Fields the request sets itself win.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 use super::{Error, Service, Submitter, parse_id};
 use crate::config::Config;
 use crate::kinds::ParamError;
+use crate::kinds::fields::bool_field;
+use crate::models::ModelKind;
 use crate::pipelines::render::plan::styled_prompt;
 use crate::store::records::Profile;
 
@@ -31,6 +33,18 @@ struct RenderDefaults {
     preset: Option<String>,
     /// The profile's picture model: the keyframes' diffusion model.
     model: Option<String>,
+    /// The profile's lip-sync model, when the render shows a presenter.
+    lipsync_model: Option<String>,
+    /// The profile's upscaler, when the render is upscaled.
+    upscale_model: Option<String>,
+}
+
+/// Which of a render's optional stages run, so a profile's model for a stage that does not
+/// is not put in the render (whose models its placement looks for).
+#[derive(Clone, Copy)]
+struct Runs {
+    presenting: bool,
+    upscaling: bool,
 }
 
 /// A profile's text field as a default: an empty one sets nothing.
@@ -39,7 +53,7 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 impl RenderDefaults {
-    fn of(p: Profile) -> Self {
+    fn of(p: Profile, runs: Runs) -> Self {
         Self {
             presenter: p.portrait.map(|portrait| Presenter { portrait: portrait.to_string(), face_box: p.face_box }),
             voice: p.voice.model,
@@ -48,6 +62,8 @@ impl RenderDefaults {
             negative_prompt: non_empty(p.style.negative_prompt),
             preset: p.style.preset,
             model: p.style.image_model,
+            lipsync_model: p.style.lipsync_model.filter(|_| runs.presenting),
+            upscale_model: p.style.upscale_model.filter(|_| runs.upscaling),
         }
     }
 }
@@ -75,6 +91,8 @@ struct LipsyncDefaults {
     face_box: Option<[u32; 4]>,
     voice: Option<String>,
     length_scale: Option<f32>,
+    /// The profile's lip-sync model.
+    model: Option<String>,
 }
 
 impl LipsyncDefaults {
@@ -92,6 +110,7 @@ impl LipsyncDefaults {
             d.voice = Some(p.voice.model);
             d.length_scale = p.voice.length_scale;
         }
+        d.model = p.style.lipsync_model;
         d
     }
 }
@@ -120,15 +139,48 @@ fn portrait_readable(who: &Submitter, profile: &Profile) -> Result<(), Error> {
 /// `reelbox` is how the command starts: the CLI adds the `--url` its user typed; the
 /// daemon, which cannot know it, says `reelbox`.
 pub fn face_box_fix(reelbox: &str, name: &str) -> String {
-    let arg = if name.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '$' | '`')) {
+    format!(
+        "`{reelbox} profiles update {} --face-box x,y,w,h` (the face's left, top, width and height in pixels, in \
+         the portrait)",
+        name_arg(name)
+    )
+}
+
+/// Profile `name` as the argument of a `profiles update` command, quoted for a shell when
+/// it needs it.
+fn name_arg(name: &str) -> String {
+    if name.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '$' | '`')) {
         format!("{name:?}")
     } else {
         name.to_string()
-    };
-    format!(
-        "`{reelbox} profiles update {arg} --face-box x,y,w,h` (the face's left, top, width and height in pixels, in \
-         the portrait)"
-    )
+    }
+}
+
+/// Refuses, naming `profile` and the `profiles update` that mends it, the profile's model
+/// `name` of `kind` (set with `flag`) when this box cannot run it, most often because it was
+/// removed after the profile chose it (`reelbox rm`): the job's own refusal named
+/// `lipsync_model`, a field the user never typed, without saying the profile had chosen it.
+fn profile_model_usable(
+    profile: &Profile,
+    kind: ModelKind,
+    flag: &str,
+    name: &str,
+    config: &Config,
+) -> Result<(), Error> {
+    let Err(e) = crate::kinds::inputs::require_model_file(flag, kind, name, config) else { return Ok(()) };
+    Err(ParamError {
+        field: "profile".into(),
+        message: format!(
+            "profile {:?} names {} model {name:?}, which cannot be used: {}; `reelbox profiles update {} {flag} NAME` \
+             gives the profile an installed one (`{flag} ''` leaves it to the box's default)",
+            profile.name,
+            kind.as_str(),
+            e.message,
+            name_arg(&profile.name)
+        ),
+        model: e.model,
+    }
+    .into())
 }
 
 /// Refuses, naming `profile` and the fix, a profile whose portrait has no face box on a box
@@ -176,9 +228,13 @@ fn fill(params: &mut Map<String, Value>, defaults: impl Serialize) -> Result<(),
 
 impl Service {
     /// Folds a render request's `profile` into its `presenter`, `voice`, `length_scale`,
-    /// `style`, `negative_prompt`, `preset` and (from its `image_model`) `model`, and leaves
-    /// `profile` as the profile's id, which the render keeps (profiles may share a portrait).
+    /// `style`, `negative_prompt`, `preset`, (from its `image_model`) `model`, and the
+    /// `lipsync_model` and `upscale_model` of the stages the render runs, and leaves `profile`
+    /// as the profile's id, which the render keeps (profiles may share a portrait). A model of
+    /// the profile's that this box cannot run is refused naming `profile` and its fix.
     pub fn expand_render_profile(&self, who: &Submitter, params: &mut Value) -> Result<(), Error> {
+        // Read as the render reads it (`true`, or the word); a bad value it refuses itself.
+        let upscaling = matches!(bool_field(params, "upscale"), Ok(Some(true)));
         let Some(obj) = params.as_object_mut() else {
             return Err(ParamError::new("params", "must be a JSON object").into());
         };
@@ -188,8 +244,18 @@ impl Service {
             portrait_readable(who, &profile)?;
             face_findable(&profile, self.config())?;
         }
+        let runs = Runs { presenting: shown && (is_set(obj, "presenter") || profile.portrait.is_some()), upscaling };
+        let models = [
+            (ModelKind::Lipsync, "lipsync_model", "--lipsync-model", &profile.style.lipsync_model, runs.presenting),
+            (ModelKind::Upscale, "upscale_model", "--upscale-model", &profile.style.upscale_model, runs.upscaling),
+        ];
+        for (kind, field, flag, name, runs) in models {
+            if let Some(name) = name.as_deref().filter(|_| runs && !is_set(obj, field)) {
+                profile_model_usable(&profile, kind, flag, name, self.config())?;
+            }
+        }
         let id = profile.id.to_string();
-        fill(obj, RenderDefaults::of(profile))?;
+        fill(obj, RenderDefaults::of(profile, runs))?;
         obj.insert("profile".into(), Value::String(id));
         Ok(())
     }
@@ -209,11 +275,14 @@ impl Service {
     }
 
     /// Folds a lip-sync request's `profile` into its portrait and face box (when it names
-    /// no portrait of its own) and, for spoken text, its voice.
+    /// no portrait of its own), for spoken text its voice, and its lip-sync model as `model`.
     pub fn expand_lipsync_profile(&self, who: &Submitter, params: &mut Map<String, Value>) -> Result<(), Error> {
         let Some(profile) = self.take_profile(who, params)? else { return Ok(()) };
         if !is_set(params, "portrait") {
             portrait_readable(who, &profile)?;
+        }
+        if let Some(name) = profile.style.lipsync_model.as_deref().filter(|_| !is_set(params, "model")) {
+            profile_model_usable(&profile, ModelKind::Lipsync, "--lipsync-model", name, self.config())?;
         }
         let defaults = LipsyncDefaults::of(profile, params);
         fill(params, defaults)
@@ -283,6 +352,8 @@ mod tests {
                 negative_prompt: String::new(),
                 preset: None,
                 image_model: Some("styled".into()),
+                lipsync_model: Some("talker".into()),
+                upscale_model: Some("sharp".into()),
             },
             created_at: 0,
         }
@@ -291,8 +362,10 @@ mod tests {
     #[test]
     fn a_render_keeps_its_own_fields_and_takes_the_rest_from_the_profile() {
         let mut params = json!({"voice": "mine", "preset": null}).as_object().cloned().unwrap_or_default();
-        fill(&mut params, RenderDefaults::of(profile())).expect("fill");
+        fill(&mut params, RenderDefaults::of(profile(), Runs { presenting: true, upscaling: false })).expect("fill");
         assert_eq!(params["voice"], "mine");
+        assert_eq!(params["lipsync_model"], "talker", "the profile's lip-sync model makes its presenter talk");
+        assert!(!params.contains_key("upscale_model"), "a render that is not upscaled runs no upscaler");
         assert_eq!(params["model"], "styled", "the profile's picture model draws the keyframes");
         assert_eq!(params["style"], "oil");
         assert_eq!(params["length_scale"], 1.5);

@@ -368,7 +368,7 @@ pub struct Voice {
     pub noise_w: Option<f32>,
 }
 
-/// Look of a profile's renders.
+/// Look of a profile's renders, and the models that make them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Style {
     pub prompt_prefix: String,
@@ -377,6 +377,12 @@ pub struct Style {
     /// Installed diffusion model for the keyframes when a render names none (profile
     /// record version 2; `None` for profiles written before it).
     pub image_model: Option<String>,
+    /// Installed lip-sync model for the presenter when a render names none (profile record
+    /// version 3; `None` for profiles written before it: the box's default).
+    pub lipsync_model: Option<String>,
+    /// Installed upscaler for an upscaled render that names none (profile record version 3,
+    /// as `lipsync_model`).
+    pub upscale_model: Option<String>,
 }
 
 /// Access scope of an API key.

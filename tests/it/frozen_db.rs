@@ -26,8 +26,16 @@ const V3: &str = "db/v3.redb";
 /// Schema 4: job records version 4 (a job keeps its first start; no stopped stages),
 /// frozen before version 5.
 const V4: &str = "db/v4.redb";
-/// Where [`write_frozen`] writes the current schema (job records version 5).
-const NEXT_FROZEN: &str = "db/v5.redb";
+/// Schema 5: job records version 5, profile records version 2 (a profile names its picture
+/// model, [`PICTURE_MODEL`], but no lip-sync or upscale model), frozen before profile records v3.
+const V5: &str = "db/v5.redb";
+/// Where [`write_frozen`] writes the current schema (job records version 5, profile records
+/// version 3).
+const NEXT_FROZEN: &str = "db/v6.redb";
+/// The picture model of the frozen profile (v5 and later).
+const PICTURE_MODEL: &str = "tiny-sd";
+/// The frozen profile (`presenter`).
+const PROFILE: &str = "01JQ00000000000000000000P1";
 
 const QUEUED: &str = "01JQ0000000000000000000001";
 const DONE: &str = "01JQ0000000000000000000002";
@@ -119,6 +127,29 @@ async fn a_v4_database_resumes_its_running_job_from_its_first_start() {
     );
     // Weights were not kept in its record: its kind works them out as for a new job.
     assert_eq!(resumed["stages"][0]["weight"], 1.0, "{resumed}");
+}
+
+/// A profile written before profiles named their lip-sync and upscale models loads with
+/// none (the box's defaults) and keeps its picture model: the API shows both fields, and
+/// `reelbox profiles show` says the box's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v5_profile_keeps_its_picture_model_and_leaves_lipsync_and_upscale_to_the_box() {
+    let (home, d) = daemon_on(V5);
+    let p = get_json(&reqwest::Client::new(), &d, &format!("/api/v1/profiles/{PROFILE}")).await;
+    let style = p["style"].as_object().cloned().unwrap_or_default();
+    assert_eq!(style.get("image_model"), Some(&json!(PICTURE_MODEL)), "{p}");
+    for field in ["lipsync_model", "upscale_model"] {
+        assert_eq!(style.get(field), Some(&serde_json::Value::Null), "{field} is there, and none: {p}");
+    }
+    let out = run_ok(
+        reelbox_cli(home.path(), &home.path().join("models")).args(["profiles", "show", PROFILE, "--url", &d.url]),
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown
+            .contains(&format!("pictures {PICTURE_MODEL}\nlip-sync (the box's default)\nupscale  (the box's default)")),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -225,7 +256,7 @@ fn write_frozen() {
         }
         store
             .put_profile(Profile {
-                id: Ulid::from_string("01JQ00000000000000000000P1").expect("ulid"),
+                id: Ulid::from_string(PROFILE).expect("ulid"),
                 owner: "local".into(),
                 name: "presenter".into(),
                 portrait: None,
@@ -238,7 +269,7 @@ fn write_frozen() {
                     noise_scale: None,
                     noise_w: None,
                 },
-                style: Style::default(),
+                style: Style { image_model: Some(PICTURE_MODEL.into()), ..Style::default() },
                 created_at: 1_700_000_000_000,
             })
             .await

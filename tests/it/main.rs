@@ -72,6 +72,7 @@ mod piper_parity;
 mod piper_voices;
 mod presets;
 mod profile_model;
+mod profile_stage_models;
 mod quotas;
 mod render;
 mod render_cli;

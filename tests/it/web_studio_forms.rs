@@ -2,7 +2,8 @@
 //! for the daemon's refusals, in the tests' Chromium against the real daemon with the demo
 //! models (the harness of `web_studio`): a picture from the tiny demo model appears and
 //! downloads as a PNG of the asked size; picking a model picks its own size (1024 for
-//! SDXL); a film's lip-sync and upscale models are picked among the installed ones; a line
+//! SDXL); a film's lip-sync and upscale models are picked among the installed ones, and a
+//! profile's too, which New film then picks; a line
 //! is spoken, plays and downloads as WAV; a model that is not installed
 //! and a client key over its quota are said in one plain sentence with the daemon's own
 //! message under "Details".
@@ -292,6 +293,79 @@ async fn new_film_picks_its_lipsync_and_upscale_models_among_the_installed_ones(
         (&json!("wav2lip_gan"), &json!("4x-UltraSharp"), &json!(true)),
         "{job}"
     );
+    let cancel = d.at(&format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id")));
+    assert_eq!(http.post(cancel).send().await.expect("cancel").status(), 200);
+}
+
+/// A profile's form picks its lip-sync and upscale models among the installed ones (and
+/// "Default model" clears one), and choosing the profile in New film picks them there: New
+/// film names the models it picked, so without following the profile its presenter would
+/// speak with the box's default instead of the profile's wav2lip_gan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_profile_form_keeps_its_lipsync_and_upscale_models_and_new_film_follows_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = demo_models(dir.path());
+    common::copy_dir(&common::source_tree().join("models/demo/upscaler"), &models.join("demo-upscaler"));
+    let fixtures = common::fixture("models");
+    common::tools::import_bare(dir.path(), &models, "wav2lip_gan", "lipsync", &fixtures.join("tiny-wav2lip"));
+    common::tools::import_bare(dir.path(), &models, "4x-UltraSharp", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    let d = daemon_over(dir.path(), &models);
+    let http = reqwest::Client::new();
+    let b = browser(&dir.path().join("downloads")).await;
+    let c = &b.client;
+    let profile = async |id: &str| -> Value {
+        http.get(d.at(&format!("/api/v1/profiles/{id}"))).send().await.expect("get").json().await.expect("json")
+    };
+
+    go(c, &d, "#/profiles", "#profile-upscale").await;
+    let options = "return ['profile-lipsync', 'profile-upscale'].map(id => \
+                   [...document.getElementById(id).options].map(o => o.textContent))";
+    assert_eq!(
+        js(c, options).await,
+        json!([
+            ["Default model", "demo-presenter", "wav2lip_gan"],
+            ["Default model", "4x-UltraSharp", "demo-upscaler"]
+        ])
+    );
+    find(c, "#profile-name").await.send_keys("Anna").await.expect("type");
+    find(c, "#profile-lipsync").await.select_by_value("wav2lip_gan").await.expect("pick lip-sync");
+    find(c, "#profile-upscale").await.select_by_value("4x-UltraSharp").await.expect("pick upscaler");
+    both_shots(c, "profile-models").await;
+    find(c, "#profile-form button[type=submit]").await.click().await.expect("create");
+    let card = "const e = document.querySelector('[data-profile]'); return e && [e.dataset.profile, e.textContent]";
+    let card = wait_js(c, "profile card", card, Duration::from_secs(10)).await;
+    let id = card[0].as_str().expect("profile id").to_string();
+    assert!(card[1].as_str().is_some_and(|t| t.contains("lip-sync wav2lip_gan · upscale 4x-UltraSharp")), "{card}");
+    let saved = profile(&id).await;
+    let style = &saved["style"];
+    assert_eq!((&style["lipsync_model"], &style["upscale_model"]), (&json!("wav2lip_gan"), &json!("4x-UltraSharp")));
+
+    // Edited, the form shows them; "Default model" clears the upscaler.
+    find(c, &format!("[data-profile='{id}'] button.secondary")).await.click().await.expect("edit");
+    let picked = "return [document.getElementById('profile-lipsync').value, \
+                  document.getElementById('profile-upscale').value]";
+    assert_eq!(js(c, picked).await, json!(["wav2lip_gan", "4x-UltraSharp"]));
+    find(c, "#profile-upscale").await.select_by_value("").await.expect("default upscaler");
+    find(c, "#profile-form button[type=submit]").await.click().await.expect("save");
+    let t0 = Instant::now();
+    while !profile(&id).await["style"]["upscale_model"].is_null() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the cleared upscaler was not saved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(profile(&id).await["style"]["lipsync_model"], "wav2lip_gan");
+
+    // New film: choosing the profile picks its lip-sync model; its upscaler is the box's default.
+    go(c, &d, "#/new", &format!("#profile option[value='{id}']")).await;
+    find(c, "#profile").await.select_by_value(&id).await.expect("pick the profile");
+    let picked = "return [document.getElementById('lipsync-model').value, \
+                  document.getElementById('upscale-model').value]";
+    assert_eq!(js(c, picked).await, json!(["wav2lip_gan", "demo-upscaler"]));
+    find(c, "form.film button[type=submit]").await.click().await.expect("render");
+    wait_js(c, "the watch view", "return location.hash.startsWith('#/watch/')", Duration::from_secs(20)).await;
+    let jobs: Value =
+        http.get(d.at("/api/v1/jobs?kind=render")).send().await.expect("jobs").json().await.expect("json");
+    let job = &jobs["jobs"][0];
+    assert_eq!(job["params"]["lipsync_model"], "wav2lip_gan", "{job}");
     let cancel = d.at(&format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id")));
     assert_eq!(http.post(cancel).send().await.expect("cancel").status(), 200);
 }

@@ -208,6 +208,8 @@ pub(super) fn talking_head(run: &StageRun, p: &RenderParams) -> Result<(), Stage
         run.sink.log("info", "no presenter: talking head skipped");
         return Ok(());
     };
+    // Said once, as the keyframes' model is: the request's, its profile's or the default.
+    run.sink.log("info", &format!("talking head with lip-sync model {}", p.lipsync_model));
     let err = step(run.cancel, "talking head");
     let id = ulid::Ulid::from_string(&presenter.portrait).map_err(|e| err.fail(e))?;
     let art = run.sink.artifact(id)?.ok_or_else(|| StageError::fatal(format!("presenter portrait {id} not found")))?;
@@ -280,6 +282,7 @@ pub(super) fn upscale(run: &StageRun, p: &RenderParams) -> Result<(), StageError
     if !p.upscale {
         return Ok(());
     }
+    run.sink.log("info", &format!("upscale with upscale model {}", p.upscale_model));
     let err = step(run.cancel, "upscale");
     let input = latest_video(run)?;
     let file = stage_model_file(run.config, "upscale_model", ModelKind::Upscale, &p.upscale_model)?;

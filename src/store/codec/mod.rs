@@ -57,19 +57,11 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
 macro_rules! record_v1 {
     ($($t:ty),*) => { $(impl Record for $t { const VERSION: u8 = 1; })* };
 }
-use super::records::{ApiKey, Artifact, Event, Millis, Profile, Scope, Style, Voice};
+use super::records::{ApiKey, Artifact, Event, Millis, Scope};
 record_v1!(Artifact, Event);
 
 mod job;
-
-/// Decodes a payload of `what`'s record version 1, the only older layout most records have
-/// so far; another version is corrupt.
-fn decode_v1<T: DeserializeOwned>(what: &str, version: u8, payload: &[u8]) -> Result<T, CodecError> {
-    if version != 1 {
-        return Err(no_migration(what, version));
-    }
-    decode_old(payload)
-}
+mod profile;
 
 /// Decodes a payload in an older layout `T`.
 fn decode_old<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
@@ -127,57 +119,6 @@ impl Record for ApiKey {
             revoked_at: v1.revoked_at,
             max_storage_bytes,
             revoked_by: None,
-        })
-    }
-}
-
-/// `Profile` as record version 1 wrote it, before `Style::image_model`. Frozen, like
-/// [`ApiKeyV1`].
-#[derive(serde::Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct ProfileV1 {
-    id: ulid::Ulid,
-    owner: String,
-    name: String,
-    portrait: Option<ulid::Ulid>,
-    face_box: Option<[u32; 4]>,
-    voice_sample: Option<ulid::Ulid>,
-    // The live struct, unchanged since v1: a change to `Voice`'s layout needs a `VoiceV1` here.
-    voice: Voice,
-    style: StyleV1,
-    created_at: Millis,
-}
-
-/// `Style` as profile record version 1 wrote it.
-#[derive(serde::Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct StyleV1 {
-    prompt_prefix: String,
-    negative_prompt: String,
-    preset: Option<String>,
-}
-
-impl Record for Profile {
-    const VERSION: u8 = 2;
-    fn migrate(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
-        let v1: ProfileV1 = decode_v1("profile", version, payload)?;
-        // Profiles from before picture models leave the model to the render's default.
-        let style = Style {
-            prompt_prefix: v1.style.prompt_prefix,
-            negative_prompt: v1.style.negative_prompt,
-            preset: v1.style.preset,
-            image_model: None,
-        };
-        Ok(Profile {
-            id: v1.id,
-            owner: v1.owner,
-            name: v1.name,
-            portrait: v1.portrait,
-            face_box: v1.face_box,
-            voice_sample: v1.voice_sample,
-            voice: v1.voice,
-            style,
-            created_at: v1.created_at,
         })
     }
 }
@@ -278,46 +219,5 @@ mod tests {
         assert_eq!(bytes[0], 3);
         assert_eq!(decode::<ApiKey>(&bytes).expect("v3 round-trips"), new);
         assert!(matches!(decode::<ApiKey>(&[4, 0]), Err(CodecError::TooNew { found: 4, max: 3 })));
-    }
-}
-
-#[cfg(test)]
-mod profile_tests {
-    use super::*;
-    use crate::store::records::*;
-
-    #[test]
-    fn version_1_profiles_migrate_without_a_picture_model() {
-        let voice =
-            Voice { model: "joe".into(), speaker: None, length_scale: Some(1.5), noise_scale: None, noise_w: None };
-        // The frozen v1 layout itself, written as reelbox before profile picture models stored it.
-        let old = ProfileV1 {
-            id: ulid::Ulid::nil(),
-            owner: "local".into(),
-            name: "anna".into(),
-            portrait: None,
-            face_box: Some([1, 2, 3, 4]),
-            voice_sample: None,
-            voice: voice.clone(),
-            style: StyleV1 { prompt_prefix: "oil".into(), negative_prompt: "blur".into(), preset: Some("fast".into()) },
-            created_at: 5,
-        };
-        let mut bytes = vec![1u8];
-        bytes.extend(bincode::serde::encode_to_vec(&old, bincode_config()).expect("encode v1"));
-        let p = decode::<Profile>(&bytes).expect("v1 migrates");
-        let style = Style {
-            prompt_prefix: "oil".into(),
-            negative_prompt: "blur".into(),
-            preset: Some("fast".into()),
-            image_model: None,
-        };
-        assert_eq!(
-            (p.name.as_str(), p.face_box, &p.voice, &p.style, p.created_at),
-            ("anna", Some([1, 2, 3, 4]), &voice, &style, 5)
-        );
-        let new = Profile { style: Style { image_model: Some("tiny-sd-styled".into()), ..style }, ..p };
-        let bytes = encode(&new);
-        assert_eq!(bytes[0], 2);
-        assert_eq!(decode::<Profile>(&bytes).expect("v2 round-trips"), new);
     }
 }
