@@ -65,6 +65,10 @@ pub struct ImageArgs {
     /// preset, as its renders use them. Profiles live in the daemon, so this needs one.
     #[arg(long)]
     pub profile: Option<String>,
+    /// Installed upscale model: the daemon upscales each picture with it, and the upscaled
+    /// pictures are what is written (`reelbox models list` names them).
+    #[arg(long)]
+    pub upscale_model: Option<String>,
     /// Run in this process even when a daemon answers.
     #[arg(long)]
     pub local: bool,
@@ -101,13 +105,19 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
             };
             // The daemon's own preview default applies (the local render makes none).
             let mut body = serde_json::to_value(ImageRequest { preview_every: None, init_image, ..request })?;
-            if let (Some(profile), Some(obj)) = (&args.profile, body.as_object_mut()) {
-                obj.insert("profile".into(), json!(profile));
+            if let Some(obj) = body.as_object_mut() {
+                for (field, value) in [("profile", &args.profile), ("upscale_model", &args.upscale_model)] {
+                    if let Some(v) = value {
+                        obj.insert(field.into(), json!(v));
+                    }
+                }
             }
             let job = run_job(&c, g, "/api/v1/images", &body, None).await?;
-            // Previews are artifacts too; the finished images are `image.png` / `image-N.png`.
+            // Previews are artifacts too; the finished images are `image.png` / `image-N.png`,
+            // their upscales `upscaled.png` / `upscaled-N.png`, which are what was asked for.
+            let finished = if args.upscale_model.is_some() { "upscaled" } else { "image" };
             let files = save_artifacts(&c, &job, &local_args.output, |a| {
-                a.media_type == "image/png" && a.name.starts_with("image")
+                a.media_type == "image/png" && a.name.starts_with(finished)
             })
             .await?;
             report(g, &files, &job.params, c.base());
@@ -115,6 +125,12 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
         Backend::Local if args.profile.is_some() => {
             anyhow::bail!(
                 "--profile: profiles live in the daemon; start `{}` (or drop --local)",
+                g.hint.on_this_box("serve")
+            )
+        }
+        Backend::Local if args.upscale_model.is_some() => {
+            anyhow::bail!(
+                "--upscale-model: the daemon upscales; start `{}` (or drop --local and upscale with `reelbox upscale`)",
                 g.hint.on_this_box("serve")
             )
         }

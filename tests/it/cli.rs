@@ -245,6 +245,29 @@ async fn image_through_the_daemon_is_a_png_of_the_asked_size_and_the_same_seed_r
     assert_ne!(std::fs::read(&c).expect("c"), bytes_a);
 }
 
+/// `--upscale-model` writes the upscaled picture, 4× the asked size (the flag did not exist).
+#[tokio::test]
+async fn image_with_an_upscaler_writes_the_upscaled_picture() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = tiny_sd_models(home.path());
+    std::os::unix::fs::symlink(fixture("models/tiny-esrgan-x4"), models.join("tiny-esrgan-x4")).expect("link");
+    let d = daemon(home.path(), &models);
+    let out = home.path().join("big.png");
+    let mut args = image_args(&out, &d.url);
+    args.extend(["--upscale-model", "tiny-esrgan-x4"].map(String::from));
+    run_ok(reelbox_cli(home.path(), &models).args(&args));
+    let img = image::open(&out).expect("a PNG");
+    assert_eq!((img.width(), img.height()), (256, 256), "the 64x64 picture upscaled 4x");
+    // In this process there is no upscale stage; said, not silently dropped.
+    let local = home.path().join("local.png");
+    let mut args = image_args(&local, NO_DAEMON);
+    args.extend(["--upscale-model", "tiny-esrgan-x4"].map(String::from));
+    let out = reelbox_cli(home.path(), &models).args(&args).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--upscale-model"), "{stderr}");
+    assert!(!local.exists());
+}
+
 #[test]
 fn image_renders_in_process_when_no_daemon_answers() {
     let home = tempfile::tempdir().expect("tempdir");
