@@ -1,6 +1,6 @@
 // The studio's shell: login, navigation between views (hash routes), who is signed in.
 import { api, ApiError, uploadLimit } from "./api.js";
-import { clearErrors, h, showError } from "./ui.js";
+import { clearErrors, focusHeading, h, showError } from "./ui.js";
 import { refusal } from "./words.js";
 import { newFilm } from "./film.js";
 import { picture } from "./picture.js";
@@ -17,13 +17,23 @@ const main = document.getElementById("view");
 export const session = { current: null };
 let cleanup = null;
 
-async function route() {
+/** The page's title: what it shows, then the studio's name (read first by a screen reader). */
+const TITLE = "reelbox studio";
+
+/**
+ * Shows the view the address names. `moved`: the person got here by an action (a link,
+ * logging in, a submitted form), so focus goes to the new view's heading; on a fresh load
+ * the page is read from its start.
+ */
+async function route(moved) {
   const [name, arg] = location.hash.replace(/^#\/?/, "").split("/");
   const view = views[name] ? name : "new";
+  let link = null;
   for (const a of document.querySelectorAll("nav a")) {
-    if (a.dataset.view === view) a.setAttribute("aria-current", "page");
+    if (a.dataset.view === view) { a.setAttribute("aria-current", "page"); link = a; }
     else a.removeAttribute("aria-current");
   }
+  document.title = link ? `${link.textContent} · ${TITLE}` : TITLE;
   if (cleanup) { cleanup(); cleanup = null; }
   main.replaceChildren();
   try {
@@ -33,9 +43,11 @@ async function route() {
       main.replaceChildren(h("div", { class: "card form-error", role: "alert" }, refusal(e)));
     }
   }
+  if (moved && !main.contains(document.activeElement)) focusHeading(main);
 }
 
 function showLogin(show) {
+  if (show) document.title = `Log in · ${TITLE}`;
   document.getElementById("login").hidden = !show;
   main.hidden = show;
   // Nothing behind the links answers until a key is given.
@@ -43,7 +55,7 @@ function showLogin(show) {
   if (show) document.getElementById("login-key").focus();
 }
 
-async function start() {
+async function start(moved = false) {
   try {
     session.current = await api("GET", "/api/v1/session");
     uploadLimit.bytes = session.current.max_upload_bytes || 0;
@@ -57,7 +69,7 @@ async function start() {
     session.current.label + (session.current.admin ? " (admin)" : "");
   who.hidden = false;
   document.getElementById("logout").hidden = !session.current.keys_required;
-  await route();
+  await route(moved);
 }
 
 document.getElementById("login-form").addEventListener("submit", async (ev) => {
@@ -68,7 +80,7 @@ document.getElementById("login-form").addEventListener("submit", async (ev) => {
   try {
     await api("POST", "/api/v1/session", { key: input.value });
     input.value = "";
-    await start();
+    await start(true);
   } catch (e) {
     showError(form, e, { key: "login-key" });
   }
@@ -93,5 +105,5 @@ window.addEventListener("reelbox:login", () => {
     showLogin(true);
   }
 });
-window.addEventListener("hashchange", () => { if (session.current) route(); });
+window.addEventListener("hashchange", () => { if (session.current) route(true); });
 start();

@@ -1,7 +1,7 @@
 // Box: the devices with live telemetry sparklines, the queue, installed and available
 // models; admins can pull a model and watch it come in.
 import { api, waitJob } from "./api.js";
-import { bytes, h, say, sparkline, summary } from "./ui.js";
+import { busy, bytes, h, isBusy, say, sparkline, summary } from "./ui.js";
 import { kindWord } from "./words.js";
 
 const KEEP = 120;
@@ -64,28 +64,34 @@ export async function box(root, _arg, me) {
     low.includes("models") ? h("p", { class: "form-error", role: "alert" },
       `The disk of models has less than the ${bytes(disk.min_free_bytes)} kept free: model pulls are refused. Remove models you no longer use (reelbox rm NAME).`) : null);
 
+  // How a pull went, said (its row's cell changes quietly).
+  const pulled = h("p", { class: "sr-only", role: "status" });
   const rows = models.models.map((m) => {
     // On a head, the live worker boxes that have it too.
     const on = (m.boxes || []).length ? `; on ${m.boxes.join(", ")}` : "";
     const cell = h("td", {}, m.state.replace("_", " "), on);
     if (me && me.admin && m.state !== "installed" && m.sources.length) {
-      const pull = h("button", { type: "button", class: "secondary" }, "Pull");
+      // Named with its model: a screen reader's list of buttons is otherwise "Pull, Pull, Pull…".
+      const pull = h("button", { type: "button", class: "secondary", "aria-label": `Pull ${m.name}` }, "Pull");
       const bar = h("progress", { max: 1, value: 0, hidden: true, "aria-label": `Pulling ${m.name}` });
       // Why a pull did not work, in plain words with the daemon's message under "Details".
-      const why = h("div", { class: "form-error" });
+      const why = h("div", { class: "form-error", role: "alert" });
       pull.addEventListener("click", async () => {
+        if (isBusy(pull)) return;
         // Non-commercial licences are accepted once, as `reelbox models pull --accept-license` does.
         const accept = m.noncommercial;
         if (accept && !confirm(`${m.name} is under the ${m.license} licence, which allows non-commercial use only. Accept it and pull?`)) return;
-        pull.disabled = true; bar.hidden = false; why.replaceChildren();
+        busy(pull, true); bar.hidden = false; why.replaceChildren();
+        pulled.textContent = `Pulling ${m.name}…`;
         try {
           const job = await api("POST", "/api/v1/models/pull", accept ? { name: m.name, accept_license: true } : { name: m.name });
           const done = await waitJob(job.id, (j) => { bar.value = j.progress.fraction; });
           cell.firstChild.textContent = done.state === "succeeded" ? "installed" : `pull ${done.state}`;
+          pulled.textContent = `${m.name}: ${cell.firstChild.textContent}.`;
           if (done.error) say(why, new Error(done.error));
         } catch (e) { say(why, e); }
-        // A pull that did not work may be tried again.
-        pull.disabled = cell.firstChild.textContent === "installed";
+        // A pull that did not work may be tried again (the button keeps the focus either way).
+        busy(pull, cell.firstChild.textContent === "installed");
         bar.hidden = true;
       });
       cell.append(" ", pull, bar, why);
@@ -104,6 +110,6 @@ export async function box(root, _arg, me) {
     h("section", { class: "card" }, h("h2", {}, "Devices"), devices),
     queue,
     disks,
-    h("section", { class: "card" }, h("h2", {}, "Models"), table)));
+    h("section", { class: "card" }, h("h2", {}, "Models"), table, pulled)));
   return () => telemetry.close();
 }

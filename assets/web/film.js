@@ -4,7 +4,7 @@ import { api, installed, upload } from "./api.js";
 import { followProfile, modelSelect, select, sizeSelect } from "./choices.js";
 import { firstSentence } from "./sentences.js";
 import { speak, speaking } from "./speech.js";
-import { clearErrors, field, h, say, showError } from "./ui.js";
+import { busy, clearErrors, field, h, isBusy, say, showError } from "./ui.js";
 
 const EXAMPLE = "[a red circle on a blue background]\nWelcome to reelbox, a film studio in your own box.\n\n" +
   "[a yellow square on a green background]\nEvery picture and voice is made on this machine.";
@@ -35,7 +35,7 @@ function explain(list, script) {
 
 /** Speaks `text` with `voice` (Speech's own path) and plays it. */
 async function listen(button, status, text, voice) {
-  button.disabled = true;
+  busy(button, true);
   status.textContent = speaking("running");
   try {
     const { arts } = await speak(text, voice, (s) => { status.textContent = speaking(s); });
@@ -46,7 +46,7 @@ async function listen(button, status, text, voice) {
   } catch (e) {
     say(status, e);
   } finally {
-    button.disabled = false;
+    busy(button, false);
   }
 }
 
@@ -89,6 +89,7 @@ export async function newFilm(root) {
   const listenBtn = h("button", { type: "button", class: "secondary" }, "Listen");
   const listenStatus = h("span", { class: "hint", "aria-live": "polite" });
   listenBtn.addEventListener("click", () => {
+    if (isBusy(listenBtn)) return;
     const first = scenes(script.value).find((s) => s.spoken);
     // The render's own rule: a split at every full stop spoke "Dr." of "Dr. Müller kam…".
     const sentence = firstSentence(first ? first.spoken : "Hello from reelbox.");
@@ -118,8 +119,9 @@ export async function newFilm(root) {
     submit);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    if (isBusy(submit)) return;
     clearErrors(form);
-    submit.disabled = true;
+    busy(submit, true);
     try {
       const body = { script: script.value, width: Number(size.value), height: Number(size.value),
         layout: layout.value, upscale: upscale.checked, burn_subtitles: burn.checked };
@@ -137,7 +139,7 @@ export async function newFilm(root) {
         model: "model", width: "size", height: "size", layout: "layout", music: "music", file: "music",
         lipsync_model: "lipsync-model", upscale_model: "upscale-model" });
     } finally {
-      submit.disabled = false;
+      busy(submit, false);
     }
   });
   root.append(form);

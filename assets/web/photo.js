@@ -5,7 +5,7 @@
 // is uploaded as soon as it is picked, so a file the box cannot read is said at once.
 import { api, ApiError, installed, upload } from "./api.js";
 import { modelSelect, select } from "./choices.js";
-import { clearErrors, field, h, keepFields, showError } from "./ui.js";
+import { busy, clearErrors, field, focusHeading, h, isBusy, keepFields, showError } from "./ui.js";
 import { follow } from "./watch.js";
 
 /** Where the fields are kept between visits (this tab only, like Picture's). */
@@ -104,12 +104,14 @@ export async function photo(root) {
   });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    if (isBusy(larger)) return;
     const talking = ev.submitter === talk;
     const fields = talking ? TALK : LARGER;
     clearErrors(form);
     (talking ? talkRow : largerRow).before(general);
     keep();
-    larger.disabled = talk.disabled = true;
+    busy(larger, true);
+    busy(talk, true);
     try {
       if (!photoId) throw missing("file", "Pick a photo first.");
       // A pick-time upload that failed for a reason that passes (the box away, busy or full)
@@ -146,12 +148,15 @@ export async function photo(root) {
       form.hidden = true;
       after.hidden = false;
       stop = await follow(made, job.id, talking ? "Your talking photo" : "Your larger photo");
+      // The form that held the focus stepped aside: land on the progress card's heading.
+      focusHeading(made);
     } catch (e) {
       form.hidden = false;
       after.hidden = true;
       showError(form, e, fields);
     } finally {
-      larger.disabled = talk.disabled = false;
+      busy(larger, false);
+      busy(talk, false);
     }
   });
   showNarration();

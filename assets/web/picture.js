@@ -3,7 +3,7 @@
 // its PNG download); "Make another" brings the form back with its fields as they were.
 import { api, installed } from "./api.js";
 import { followProfile, modelSelect, select, sizeSelect } from "./choices.js";
-import { clearErrors, field, h, keepFields, showError } from "./ui.js";
+import { busy, clearErrors, field, focusHeading, h, isBusy, keepFields, showError } from "./ui.js";
 import { follow } from "./watch.js";
 
 /** Where the fields are kept between visits (this tab only, like New film's script). */
@@ -47,9 +47,10 @@ export async function picture(root) {
   again.addEventListener("click", back);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    if (isBusy(submit)) return;
     clearErrors(form);
     keep();
-    submit.disabled = true;
+    busy(submit, true);
     try {
       const body = { prompt: prompt.value, width: Number(size.value), height: Number(size.value) };
       if (negative.value.trim()) body.negative_prompt = negative.value;
@@ -61,13 +62,15 @@ export async function picture(root) {
       form.hidden = true;
       after.hidden = false;
       stop = await follow(made, job.id, "Your picture");
+      // The form that held the focus stepped aside: land on the progress card's heading.
+      focusHeading(made);
     } catch (e) {
       form.hidden = false;
       after.hidden = true;
       showError(form, e, { prompt: "pic-prompt", negative_prompt: "pic-negative", model: "pic-model",
         width: "pic-size", height: "pic-size", seed: "pic-seed", profile: "pic-profile" });
     } finally {
-      submit.disabled = false;
+      busy(submit, false);
     }
   });
   // "Make another" above the card: on the first screen with the picture, phone or desktop.

@@ -1,7 +1,7 @@
 // Profiles: presenters with a portrait, the face box drawn on it (drag to move, the corner
 // to resize, or arrow keys), a voice, a style and the models of their films.
 import { api, artifacts, checkSize, installed, upload, waitJob } from "./api.js";
-import { clearErrors, field, h, say, showError } from "./ui.js";
+import { busy, clearErrors, field, h, isBusy, keepFocus, say, showError } from "./ui.js";
 import { plainError } from "./words.js";
 
 /** A face box editor over an image; `get()` is `[x, y, w, h]` in portrait pixels. */
@@ -110,6 +110,8 @@ export async function profiles(root) {
   const title = h("h2", {}, "New profile");
   const save = h("button", { type: "submit", class: "primary" }, "Create profile");
   const reset = h("button", { type: "button", class: "secondary" }, "New profile instead");
+  // What a save or delete did, said (focus stays in the form, which only changes its title).
+  const done = h("p", { class: "hint", role: "status" });
   const form = h("form", { class: "card", novalidate: true, id: "profile-form" },
     title,
     field("profile-name", "Name", name),
@@ -123,7 +125,7 @@ export async function profiles(root) {
     field("profile-lipsync", "Lip-sync model", lipsync, "Makes this presenter talk when a film names no lip-sync model."),
     field("profile-upscale", "Upscale model", upscaler, "Upscales this presenter's films when a film names no upscaler."),
     h("div", { class: "form-error", role: "alert" }),
-    h("div", { class: "row" }, save, reset));
+    h("div", { class: "row" }, save, reset, done));
   let editing = null;
   const startNew = () => {
     editing = null; uploaded = null; form.reset(); title.textContent = "New profile"; save.textContent = "Create profile";
@@ -154,10 +156,12 @@ export async function profiles(root) {
       faceNote.textContent = `Face detection failed (${plainError(e).text}): place the box on the face.`;
     }
   });
-  reset.addEventListener("click", startNew);
+  // The button hides itself: focus goes on to the form's first field.
+  reset.addEventListener("click", () => { startNew(); name.focus(); });
   const draw = () => cards.replaceChildren(...list.map((p) => {
-    const e = h("button", { type: "button", class: "secondary" }, "Edit");
-    const d = h("button", { type: "button", class: "danger" }, "Delete");
+    // Named with their profile: a screen reader's list of buttons is otherwise "Edit, Delete, Edit…".
+    const e = h("button", { type: "button", class: "secondary", "aria-label": `Edit ${p.name}` }, "Edit");
+    const d = h("button", { type: "button", class: "danger", "aria-label": `Delete ${p.name}` }, "Delete");
     e.addEventListener("click", () => edit(p));
     d.addEventListener("click", async () => {
       if (!confirm(`Delete the profile ${p.name}?`)) return;
@@ -167,8 +171,13 @@ export async function profiles(root) {
         say(form.querySelector(".form-error"), e);
         return;
       }
-      list.splice(list.indexOf(p), 1);
+      const at = list.indexOf(p);
+      list.splice(at, 1);
       draw();
+      done.textContent = `Deleted ${p.name}.`;
+      // The card that held the focus is gone: the next one's Edit, else the form.
+      const next = cards.children[Math.min(at, cards.children.length - 1)];
+      keepFocus(d, next && next.querySelector("button"), name);
     });
     return h("li", { class: "card item", "data-profile": p.id },
       p.portrait ? h("img", { src: `/api/v1/artifacts/${p.portrait}`, alt: `Portrait of ${p.name}`, class: "thumb" }) : null,
@@ -181,8 +190,10 @@ export async function profiles(root) {
   }));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    if (isBusy(save)) return;
     clearErrors(form);
-    save.disabled = true;
+    done.textContent = "";
+    busy(save, true);
     const fb = editor.get();
     try {
       let p;
@@ -214,14 +225,16 @@ export async function profiles(root) {
       }
       draw();
       edit(p);
+      done.textContent = `Saved ${p.name}.`;
     } catch (e) {
       showError(form, e, { name: "profile-name", portrait: "profile-portrait", face_box: "face-x", voice: "profile-voice",
         image_model: "profile-picture", lipsync_model: "profile-lipsync", upscale_model: "profile-upscale" });
     } finally {
-      save.disabled = false;
+      busy(save, false);
     }
   });
-  root.append(h("section", { class: "profiles-view" }, h("h1", {}, "Profiles"), form, cards));
+  root.append(h("section", { class: "profiles-view" }, h("h1", {}, "Profiles"), form,
+    h("h2", { class: "sr-only" }, "Your profiles"), cards));
   startNew();
   draw();
 }

@@ -2,7 +2,7 @@
 // in the page and downloaded as WAV. `speak` is also New film's Listen.
 import { api, artifacts, installed, waitJob } from "./api.js";
 import { modelSelect } from "./choices.js";
-import { clearErrors, field, h, showError } from "./ui.js";
+import { busy, clearErrors, field, h, isBusy, showError } from "./ui.js";
 import { result } from "./watch.js";
 
 /**
@@ -52,8 +52,9 @@ export async function speech(root, _arg, me) {
     out);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    if (isBusy(submit)) return;
     clearErrors(form);
-    submit.disabled = true;
+    busy(submit, true);
     out.replaceChildren();
     status.textContent = "Sending…";
     try {
@@ -64,7 +65,7 @@ export async function speech(root, _arg, me) {
       status.textContent = "";
       showError(form, e, { text: "speech-text", voice: "speech-voice" });
     } finally {
-      submit.disabled = false;
+      busy(submit, false);
     }
   });
   root.append(form);

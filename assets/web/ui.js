@@ -76,7 +76,51 @@ export function showError(root, err, fields = {}) {
     return;
   }
   const general = root.querySelector(".form-error");
-  if (general) general.replaceChildren(...refusal(err));
+  if (general) {
+    general.replaceChildren(...refusal(err));
+    // Focus lands on the refusal itself, so a keyboard user is where the news is.
+    general.tabIndex = -1;
+    general.focus();
+  }
+}
+
+/**
+ * Marks `button` as working (or done working): it says so (`aria-disabled`) and stays
+ * focusable, since a disabled button drops the focus to the page's start; its handler
+ * checks `isBusy` before acting again.
+ */
+export function busy(button, on) {
+  if (on) button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+}
+
+/** Whether `button` is working (see `busy`). */
+export function isBusy(button) {
+  return button.getAttribute("aria-disabled") === "true";
+}
+
+/**
+ * Moves focus to the first heading in `root` (focusable by script only), so a keyboard and
+ * screen reader user lands on what an action brought up rather than the page's start.
+ */
+export function focusHeading(root) {
+  const heading = root.querySelector("h1, h2");
+  if (!heading) return;
+  heading.tabIndex = -1;
+  heading.focus();
+}
+
+/**
+ * Focus for when the control holding it goes away: the first of `candidates` that is still
+ * shown, when focus was on `gone` (or already lost to the page).
+ */
+export function keepFocus(gone, ...candidates) {
+  const lost = document.activeElement === gone || document.activeElement === document.body || !document.activeElement;
+  if (!lost) return;
+  const next = candidates.find((c) => c && c.isConnected && !c.hidden && !c.closest("[hidden]"));
+  if (!next) return;
+  if (!next.hasAttribute("tabindex") && !next.matches("a[href], button, input, select, textarea, summary")) next.tabIndex = -1;
+  next.focus();
 }
 
 /** Shows `err` in plain words (with its "Details") in `slot`, replacing what was there. */

@@ -2,7 +2,7 @@
 // ETA, cancel/retry), then the result playing in the page with its downloads. `follow` is
 // that card on its own, so the Picture view shows a picture being made the same way.
 import { api, artifacts } from "./api.js";
-import { duration, h, say, summary, when } from "./ui.js";
+import { duration, h, keepFocus, say, summary, when } from "./ui.js";
 import { canceledWhy, kindWord, plain, stageLabel, STAGES } from "./words.js";
 
 const FINAL = ["succeeded", "failed", "canceled"];
@@ -26,12 +26,17 @@ export function subtitleLanguage(code) {
 /** The main output of a finished job as page elements: player and download links. */
 export function result(job, arts) {
   const by = (pred) => arts.filter(pred);
+  // What the work is about names its player and is its picture's text alternative.
+  const about = summary(job, 160);
+  const word = kindWord(job.kind);
+  const caption = `${word.charAt(0).toUpperCase()}${word.slice(1)}: ${about}`;
   const named = (n) => arts.find((a) => a.name === n);
   const out = h("div", { class: "result" });
   const film = named("film.mp4") || by((a) => a.media_type === "video/mp4").pop();
   const links = [];
   if (film) {
-    const video = h("video", { controls: true, playsinline: true, preload: "metadata", src: film.url, class: "player" });
+    const video = h("video", { controls: true, playsinline: true, preload: "metadata", src: film.url, class: "player",
+      "aria-label": caption });
     const vtt = named("film.vtt") || arts.find((a) => a.media_type === "text/vtt");
     if (vtt) {
       // Labelled in the film's language (its timeline's, the voice's): every track said English.
@@ -49,11 +54,12 @@ export function result(job, arts) {
     links.push([film, "MP4"], [named("film.srt"), "SRT"], [vtt, "VTT"]);
   } else if (by((a) => a.media_type.startsWith("audio/")).length) {
     const wav = by((a) => a.media_type.startsWith("audio/"))[0];
-    out.append(h("audio", { controls: true, src: wav.url, class: "player-audio" }));
+    out.append(h("audio", { controls: true, src: wav.url, class: "player-audio", "aria-label": caption }));
     links.push([wav, "WAV"]);
   } else {
     const pics = by((a) => a.media_type.startsWith("image/") && !a.name.startsWith("preview"));
-    for (const p of pics) out.append(h("img", { src: p.url, alt: `Picture ${p.name}`, class: "picture" }));
+    pics.forEach((p, i) => out.append(h("img", { src: p.url, class: "picture",
+      alt: pics.length === 1 ? about : `${about} (${i + 1} of ${pics.length})` })));
     // One picture downloads as "PNG"; several by their names (image-1.png, …).
     for (const p of pics) links.push([p, pics.length === 1 ? p.name.split(".").pop().toUpperCase() : p.name]);
   }
@@ -117,15 +123,19 @@ export async function follow(root, id, title) {
   const message = h("p", { class: "hint message" }, "\u00a0");
   const stages = new Map();
   const stageList = h("ol", { class: "stages" });
-  const keyframes = h("div", { class: "keyframes", "aria-label": "Keyframes" });
+  const keyframes = h("div", { class: "keyframes", role: "group", "aria-label": "Keyframes" });
   const preview = h("img", { class: "preview", alt: "Latest step preview", hidden: true });
   const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
   const retry = h("button", { type: "button", class: "secondary" }, "Retry");
   const error = h("div", { class: "form-error", role: "alert" });
   // Why the job failed, in plain words with the daemon's message under "Details".
   const failure = h("div", { class: "form-error failure", role: "alert" });
-  // Why it was canceled and by whom (a cancel is no failure: no alert).
-  const canceled = h("p", { class: "hint why", role: "status" });
+  // Why it was canceled and by whom (a cancel is no failure: no alert; `said` tells it).
+  const canceled = h("p", { class: "hint why" });
+  // What a screen reader hears as the work goes on; the bars and the percent change quietly.
+  const said = h("p", { class: "sr-only", role: "status", id: "job-said" });
+  const heading = h("h1", { tabindex: "-1" }, `${title} `, stateEl);
+  let told = "";
   const resultSlot = h("div");
   const seen = new Set();
   let best = 0;
@@ -141,7 +151,23 @@ export async function follow(root, id, title) {
       preview.hidden = false;
     }
   };
+  // The news in `said`: the state, each stage as it starts and each quarter of the way (not
+  // every step: a reader would talk over itself), then the end. A failure is the alert's.
+  const tell = (f) => {
+    const word = kindWord(job.kind);
+    const stage = job.progress.stage;
+    const news = {
+      queued: () => message.textContent.trim() || "Waiting for a free device.",
+      running: () => `${stage ? `${stageLabel(stage)}, ` : ""}${Math.floor(f * 4) * 25} % done`,
+      succeeded: () => `Done: the ${word} is ready.`,
+      canceled: () => canceledWhy(job) || "Canceled.",
+    }[job.state];
+    const text = news ? news() : "";
+    if (text && text !== told) said.textContent = told = text;
+  };
   const draw = async () => {
+    // Which of Cancel and Retry held the focus before this reading hides one of them.
+    const focused = document.activeElement;
     stateEl.textContent = job.state;
     stateEl.className = `badge ${job.state}`;
     // The daemon's fraction can jump ahead for a moment between stages (seen: 55, 70, 57 %);
@@ -170,6 +196,10 @@ export async function follow(root, id, title) {
     }
     cancel.hidden = FINAL.includes(job.state);
     retry.hidden = !["failed", "canceled"].includes(job.state);
+    // The one pressed hides itself: focus goes to the other (Retry after a cancel), not the page's start.
+    if (focused === cancel && cancel.hidden) keepFocus(cancel, retry, heading);
+    if (focused === retry && retry.hidden) keepFocus(retry, cancel, heading);
+    tell(f);
     // A step preview is only news while the job runs; the result shows the finished picture.
     if (FINAL.includes(job.state)) preview.hidden = true;
     if (job.state === "succeeded" && !resultSlot.childElementCount) {
@@ -246,7 +276,8 @@ export async function follow(root, id, title) {
   };
 
   root.append(h("section", { class: "card watch" },
-    h("h1", {}, `${title} `, stateEl),
+    heading,
+    said,
     h("p", { class: "summary" }, summary(job, 160)),
     h("div", { class: "overall" }, overall, percent, eta),
     message,

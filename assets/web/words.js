@@ -218,7 +218,14 @@ export function refusal(err, label) {
   const text = label ? `${label}: ${w.at.replace(/^[A-Z](?=[a-z])/, (c) => c.toLowerCase())}` : w.text;
   const nodes = [h("span", { class: "said" }, text)];
   if (w.details) {
-    nodes.push(h("details", { class: "details" }, h("summary", {}, "Details"), h("p", {}, w.details)));
+    const summary = h("summary", {}, "Details");
+    // Escape folds it again, as it closes other things that open over a page.
+    const onkeydown = (ev) => {
+      if (ev.key !== "Escape" || !ev.currentTarget.open) return;
+      ev.currentTarget.open = false;
+      summary.focus();
+    };
+    nodes.push(h("details", { class: "details", onkeydown }, summary, h("p", {}, w.details)));
   }
   return nodes;
 }

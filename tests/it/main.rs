@@ -94,6 +94,7 @@ mod top_tmux;
 mod tts;
 mod upload_dedupe;
 mod uploads;
+mod web_a11y;
 mod web_i18n;
 mod web_photo;
 mod web_session;

@@ -50,6 +50,12 @@ fn free_port() -> u16 {
 }
 
 pub(crate) async fn browser(downloads: &Path) -> Browser {
+    browser_with(downloads, json!({})).await
+}
+
+/// As [`browser`] with Chromium preferences of a person's own added (`prefs`, e.g. a larger
+/// default text size: `{"webkit": {"webprefs": {"default_font_size": 32}}}`).
+pub(crate) async fn browser_with(downloads: &Path, prefs: Value) -> Browser {
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -61,11 +67,12 @@ pub(crate) async fn browser(downloads: &Path) -> Browser {
     let profile = tempfile::tempdir().expect("profile dir");
     let mut args: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
     args.push(format!("--user-data-dir={}", profile.path().display()));
-    let caps = json!({"goog:chromeOptions": {
-        "binary": "/usr/bin/chromium",
-        "args": args,
-        "prefs": {"download.default_directory": downloads.display().to_string(), "download.prompt_for_download": false},
-    }});
+    let mut all =
+        json!({"download.default_directory": downloads.display().to_string(), "download.prompt_for_download": false});
+    if let (Some(all), Value::Object(extra)) = (all.as_object_mut(), prefs) {
+        all.extend(extra);
+    }
+    let caps = json!({"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args, "prefs": all}});
     let Value::Object(caps) = caps else { unreachable!("a JSON object") };
     let url = format!("http://127.0.0.1:{port}");
     let t0 = Instant::now();
