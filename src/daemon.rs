@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, ReaperGuard};
 use crate::kinds;
 use crate::scheduler::Scheduler;
 use crate::store::records::{EventBody, Job, JobStatus};
@@ -79,6 +79,9 @@ pub struct Daemon {
     sweeper: Option<Sweeper>,
     /// Stops following the cluster (heartbeats, results) after the scheduler stopped.
     cluster_stop: CancellationToken,
+    /// Unloads sessions idle past their keep-alive while the box sits idle: without it they
+    /// went only at the next job's session look-up, keeping their memory till then.
+    reaper: ReaperGuard,
 }
 
 /// Time allowed for running jobs to checkpoint and connections to close on shutdown.
@@ -114,6 +117,7 @@ impl Daemon {
             Err(missing) => tracing::warn!("{missing}; until then every job that runs a model is refused"),
         }
         warn_of_old_pieces(&config);
+        let reaper = engine.spawn_reaper();
         let mut scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
         let cluster_stop = CancellationToken::new();
         if config.cluster.as_ref().is_some_and(|c| c.role == crate::config::ClusterRole::Worker) {
@@ -208,13 +212,13 @@ impl Daemon {
         say_models(&config);
         let scheme = if https { "https" } else { "http" };
         tracing::info!(%addr, tls = https, "reelbox listening; web studio at {scheme}://{addr}/");
-        Ok(Self { addr, tls: https, scheduler, shutdown, server, sweeper, cluster_stop })
+        Ok(Self { addr, tls: https, scheduler, shutdown, server, sweeper, cluster_stop, reaper })
     }
 
     /// Stops accepting requests, checkpoints running jobs and flushes the store.
     pub async fn stop(self) {
         let t0 = Instant::now();
-        let Daemon { scheduler, shutdown, server, sweeper, cluster_stop, .. } = self;
+        let Daemon { scheduler, shutdown, server, sweeper, cluster_stop, reaper, .. } = self;
         shutdown.cancel();
         let server = async {
             if tokio::time::timeout(SHUTDOWN_GRACE / 2, server).await.is_err() {
@@ -236,6 +240,7 @@ impl Daemon {
             tracing::info!("put back in the queue, to run again at the next start: {running}");
         }
         cluster_stop.cancel();
+        drop(reaper);
         scheduler.store().close();
         tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "reelbox stopped");
     }

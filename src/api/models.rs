@@ -221,9 +221,12 @@ pub fn catalog(config: &Config) -> ModelList {
             };
             let usable = m.dir().is_some() || !boxes.is_empty();
             let default = usable && default_of(m.kind()).is_some_and(|d| d == m.name());
-            // How a request naming no size, steps or guidance draws it, as the image kind says.
+            // How a request naming no size, steps or guidance draws it, as the image kind says,
+            // from its configs as this reading of the catalog read them (none where they do
+            // not read: a damaged model, whose request is refused saying why).
             let drawn = m.dir().filter(|_| m.kind() == ModelKind::Diffusion);
-            let drawn = drawn.and_then(|dir| crate::kinds::image::drawing_defaults(config, m.name(), dir));
+            let info = drawn.and_then(|_| box_models::own_model(&catalog, m.name())).and_then(|b| b.diffusion);
+            let drawn = info.and_then(|info| crate::kinds::image::drawing_defaults(&info, m.tuning()));
             ModelView {
                 default,
                 boxes,

@@ -70,24 +70,28 @@ async fn measure(args: &BenchModelsArgs, root: &Path) -> anyhow::Result<ExitCode
 
     let daemon = Daemon::start(config.clone()).await.context("cannot start the benchmark daemon")?;
     let http = reqwest::Client::new();
-    let url = format!("http://{}/object_info", daemon.addr);
-    let mut each = Vec::new();
-    for forget in [true, false] {
-        let t0 = Instant::now();
-        for _ in 0..rounds {
-            if forget {
-                Catalog::forget(&models);
+    for (what, path) in
+        [("GET /object_info over HTTP", "/object_info"), ("GET /api/v1/models over HTTP", "/api/v1/models")]
+    {
+        let url = format!("http://{}{path}", daemon.addr);
+        let mut each = Vec::new();
+        for forget in [true, false] {
+            let t0 = Instant::now();
+            for _ in 0..rounds {
+                if forget {
+                    Catalog::forget(&models);
+                }
+                let r = http.get(&url).send().await?;
+                if !r.status().is_success() {
+                    bail!("GET {path} answered {}", r.status());
+                }
+                r.bytes().await?;
             }
-            let r = http.get(&url).send().await?;
-            if !r.status().is_success() {
-                bail!("GET /object_info answered {}", r.status());
-            }
-            r.bytes().await?;
+            each.push(t0.elapsed() / rounds as u32);
         }
-        each.push(t0.elapsed() / rounds as u32);
+        row(what, (each[0], each[1]));
     }
     daemon.stop().await;
-    row("GET /object_info over HTTP", (each[0], each[1]));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -107,32 +107,7 @@ async fn seed_renders(dir: &Path, per_state: usize) -> anyhow::Result<()> {
     let scene = "The harbour was foggy that morning and the boats waited for the light to come. \
                  Gulls circled the masts while the old ferry turned towards the pier.";
     let script = vec![scene; 48].join("\n\n");
-    let params = reelbox::kinds::render::RenderParams {
-        script: script.chars().take(8000).collect(),
-        style: String::new(),
-        negative_prompt: None,
-        model: "demo-shapes".into(),
-        steps: None,
-        guidance: None,
-        scheduler: None,
-        preset: None,
-        seed: 1,
-        keyframe_width: None,
-        keyframe_height: None,
-        width: 192,
-        height: 320,
-        fps: 20,
-        voice: "en_US-joe-medium".into(),
-        length_scale: None,
-        presenter: None,
-        layout: reelbox::pipelines::render::Layout::None,
-        lipsync_model: "demo-presenter".into(),
-        upscale: false,
-        upscale_model: "demo-upscaler".into(),
-        music: None,
-        burn_subtitles: false,
-        profile: None,
-    };
+    let params = reelbox::kinds::render::RenderParams::sample(script.chars().take(8000).collect::<String>());
     let json = serde_json::to_value(&params)?;
     let names = reelbox::kinds::render::Render.stages(&json);
     let store = reelbox::store::Store::open(dir, true, 8)?;

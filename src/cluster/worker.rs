@@ -77,6 +77,8 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
     telemetry.start();
     let config = Arc::new(config);
     let engine = Arc::new(Engine::new(&config));
+    // Idle sessions unload after their keep-alive while the box waits for work.
+    let _reaper = engine.spawn_reaper();
     let gpus = crate::scheduler::gpus::usable_gpus(&telemetry, &config, &engine).list;
     let claimed = tokio::select! {
         claimed = super::name_claim::claim(&bus, host.as_str(), &instance, ttl) => Some(claimed),

@@ -30,6 +30,9 @@ struct Entry<T> {
     load_ms: u64,
     last_used: Instant,
     uses: u64,
+    /// Idle time after which it goes: the cache's keep-alive, or less once shortened
+    /// ([`SessionCache::shorten`]).
+    keep_alive: Duration,
 }
 
 impl<T> Entry<T> {
@@ -116,7 +119,17 @@ impl<T> SessionCache<T> {
     /// Adds a freshly loaded value (already counted as one use).
     pub fn insert(&mut self, key: Key, value: Arc<T>, bytes: u64, load_ms: u64, now: Instant) {
         self.entries.retain(|e| e.key != key);
-        self.entries.push(Entry { key, value, bytes, loaded_at: now_ms(), load_ms, last_used: now, uses: 1 });
+        let keep_alive = self.keep_alive;
+        self.entries.push(Entry {
+            key,
+            value,
+            bytes,
+            loaded_at: now_ms(),
+            load_ms,
+            last_used: now,
+            uses: 1,
+            keep_alive,
+        });
     }
 
     /// Drops values idle for longer than the keep-alive. A value still in use counts as
@@ -125,16 +138,26 @@ impl<T> SessionCache<T> {
         for e in self.entries.iter_mut().filter(|e| e.in_use()) {
             e.last_used = now;
         }
-        let keep_alive = self.keep_alive;
         let mut evicted = Vec::new();
         self.entries.retain(|e| {
-            let keep = e.in_use() || now.saturating_duration_since(e.last_used) < keep_alive;
+            let keep = e.in_use() || now.saturating_duration_since(e.last_used) < e.keep_alive;
             if !keep {
                 evicted.push(e.key.clone());
             }
             keep
         });
         evicted
+    }
+
+    /// Lets the values of models under `dir` on `device` go after `keep_alive` of idleness
+    /// when that is shorter than theirs, until they are loaded again; returns how many.
+    pub fn shorten(&mut self, dir: &Path, device: DeviceId, keep_alive: Duration) -> usize {
+        let mut shortened = 0;
+        for e in self.entries.iter_mut().filter(|e| e.key.device == device && e.key.model.starts_with(dir)) {
+            e.keep_alive = e.keep_alive.min(keep_alive);
+            shortened += 1;
+        }
+        shortened
     }
 
     /// Drops every value no job is using now, idle or not (ComfyUI's `/free`).
@@ -180,7 +203,7 @@ impl<T> SessionCache<T> {
             .map(|e| {
                 let idle = now.saturating_duration_since(e.last_used);
                 let in_use = e.in_use();
-                let expires = if in_use { self.keep_alive } else { self.keep_alive.saturating_sub(idle) };
+                let expires = if in_use { e.keep_alive } else { e.keep_alive.saturating_sub(idle) };
                 let session = LoadedSession {
                     model: e.key.model.clone(),
                     device: e.key.device.name(),
@@ -268,6 +291,19 @@ mod tests {
         assert_eq!(snap.len(), 1);
         assert_eq!(snap[0].idle_s, 101);
         assert_eq!(snap[0].expires_in_s, 199);
+    }
+
+    #[test]
+    fn a_shortened_model_goes_sooner_and_only_on_its_device() {
+        let t0 = Instant::now();
+        let mut c = SessionCache::new(None, Duration::from_secs(300));
+        c.insert(key("m/unet/model.onnx", DeviceId::Cpu), Arc::new(()), 1, 0, t0);
+        c.insert(key("m/vae/model.onnx", DeviceId::Cuda(0)), Arc::new(()), 1, 0, t0);
+        c.insert(key("other/model.onnx", DeviceId::Cpu), Arc::new(()), 1, 0, t0);
+        assert_eq!(c.shorten(Path::new("m"), DeviceId::Cpu, Duration::from_secs(10)), 1);
+        assert_eq!(c.snapshot(t0).iter().map(|s| s.expires_in_s).min(), Some(10));
+        assert_eq!(c.expire(t0 + Duration::from_secs(11)), vec![key("m/unet/model.onnx", DeviceId::Cpu)]);
+        assert!(c.expire(t0 + Duration::from_secs(299)).is_empty(), "the others keep the keep-alive");
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub use runtime::{NotFound, RuntimeInfo};
 use cache::{Key, SessionCache};
 use error::{InitCause, LoadCause};
 
+/// How long sessions let go by [`Engine::release_when_idle`] stay loaded without a run: a
+/// job queued behind the one that made a big picture starts within it and finds them
+/// loaded, so only a box left idle loads them again.
+pub const RELEASE_IDLE: Duration = Duration::from_secs(10);
+
 /// A loaded model session shared between jobs; `run` needs `&mut`, hence the lock.
 pub type SharedSession = Arc<Mutex<Session>>;
 
@@ -357,6 +362,20 @@ impl Engine {
         }
     }
 
+    /// Lets the sessions of the model in `dir` on `device` go after [`RELEASE_IDLE`] without
+    /// a run instead of the keep-alive, until they are loaded again. ONNX Runtime's CPU arena
+    /// keeps the most memory a session's run took for as long as the session lives (its
+    /// `memory.enable_memory_arena_shrinkage` run option, or running without the arena,
+    /// gives it back after every run: a picture then took 1.5–3× as long, measured on the
+    /// demo and tiny SD models), so a big picture's memory goes back to the system only
+    /// with its sessions, once the box idles.
+    pub fn release_when_idle(&self, dir: &Path, device: DeviceId) {
+        if let Ok(mut cache) = self.cache.lock() {
+            let n = cache.shorten(dir, device, RELEASE_IDLE);
+            tracing::debug!(model = %dir.display(), device = %device, sessions = n, "sessions go when idle");
+        }
+    }
+
     /// Drops any cached session of `model_file` (after `reelbox rm` or a re-pull).
     pub fn forget_model(&self, model_file: &Path) {
         if let Ok(mut cache) = self.cache.lock() {
@@ -383,8 +402,10 @@ impl Engine {
     /// Starts a thread that unloads idle sessions; it stops when the guard or the engine goes.
     pub fn spawn_reaper(self: &Arc<Self>) -> ReaperGuard {
         let engine: Weak<Engine> = Arc::downgrade(self);
-        // Tick often enough that a session outlives its keep-alive by at most a quarter.
-        let tick = Duration::from_secs((self.config.runtime.keep_alive_s / 4).clamp(1, 30));
+        // Tick often enough that a session outlives its keep-alive (or the shorter
+        // RELEASE_IDLE) by at most a quarter.
+        let shortest = self.config.runtime.keep_alive_s.min(RELEASE_IDLE.as_secs());
+        let tick = Duration::from_secs((shortest / 4).clamp(1, 30));
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let handle = std::thread::Builder::new().name("reelbox-session-reaper".into()).spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {

@@ -8,7 +8,7 @@
 //! answers nothing, so those check requests exactly as before.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -48,32 +48,34 @@ fn single_file(kind: ModelKind) -> bool {
 /// `None` until this process is a head; then each live box's models, with its name.
 static LIVE: RwLock<Option<Vec<(String, BoxModel)>>> = RwLock::new(None);
 
-/// This box's listing as worked out from one catalog reading; the heartbeat's details
-/// (each diffusion model's configs read, each model's weights summed) once, when asked.
+/// This box's listing as worked out from one catalog reading, kept with it
+/// ([`Catalog::worked_out`]): a heartbeat asks every beat and placement every pass, and the
+/// catalog says when the models dir changed.
 struct Own {
-    /// The [`Catalog::reading`] it was worked out from.
-    reading: u64,
     listing: Vec<(String, Option<ModelKind>, PathBuf)>,
-    details: OnceLock<Vec<BoxModel>>,
+    /// Each listed model's details (its configs read, its weights summed), worked out the
+    /// first time they are asked: a heartbeat asks all, the model listing its diffusion
+    /// models'. `None` inside: left out (see [`installed`]).
+    details: Vec<OnceLock<Option<BoxModel>>>,
 }
 
-/// The last [`Own`]: a heartbeat asks every beat and placement every pass, and the catalog
-/// says when the models dir changed.
-static OWN: Mutex<Option<Arc<Own>>> = Mutex::new(None);
+impl Own {
+    fn of(catalog: &Catalog) -> Self {
+        let listing = listing(catalog);
+        let details = listing.iter().map(|_| OnceLock::new()).collect();
+        Self { listing, details }
+    }
+
+    /// The details of the `i`th listed model.
+    fn details(&self, i: usize) -> Option<&BoxModel> {
+        let (Some(cell), Some(listed)) = (self.details.get(i), self.listing.get(i)) else { return None };
+        cell.get_or_init(|| details(listed)).as_ref()
+    }
+}
 
 /// This box's listing, worked out again only when the catalog was read again.
 fn own(config: &Config) -> Arc<Own> {
-    let catalog = Catalog::load(config);
-    let mut kept = OWN.lock().unwrap_or_else(|p| p.into_inner());
-    match kept.as_ref() {
-        Some(own) if own.reading == catalog.reading() => own.clone(),
-        _ => {
-            let own =
-                Arc::new(Own { reading: catalog.reading(), listing: listing(&catalog), details: OnceLock::new() });
-            *kept = Some(own.clone());
-            own
-        }
-    }
+    Catalog::load(config).worked_out(Own::of)
 }
 
 /// This box's installed models: the catalog's, and the bare `NAME/model.onnx` folders
@@ -109,7 +111,17 @@ pub fn installed_names(config: &Config) -> Vec<String> {
 /// than send work this box would fail.
 pub fn installed(config: &Config) -> Vec<BoxModel> {
     let own = own(config);
-    own.details.get_or_init(|| details(&own.listing)).clone()
+    (0..own.listing.len()).filter_map(|i| own.details(i).cloned()).collect()
+}
+
+/// This box's installed model `name` with its details as `catalog`'s reading has them,
+/// worked out once per reading: what the model listing's drawing defaults are read from
+/// instead of the model's configs at every listing. `None` where [`installed`] leaves it
+/// out.
+pub fn own_model(catalog: &Catalog, name: &str) -> Option<BoxModel> {
+    let own = catalog.worked_out(Own::of);
+    let i = own.listing.iter().position(|(n, _, _)| n == name)?;
+    own.details(i).cloned()
 }
 
 /// [`installed_names`] and [`installed`] worked out from the disk now, each from its own
@@ -119,21 +131,17 @@ pub fn heartbeat_unkept(config: &Config) -> (Vec<String>, Vec<BoxModel>) {
     let read = || listing(&Catalog::of(&crate::models::ModelStore::new(config)));
     let mut names: Vec<String> = read().into_iter().map(|(n, _, _)| n).collect();
     names.dedup();
-    (names, details(&read()))
+    (names, read().iter().filter_map(details).collect())
 }
 
-fn details(listing: &[(String, Option<ModelKind>, PathBuf)]) -> Vec<BoxModel> {
-    listing
-        .iter()
-        .filter_map(|(name, kind, dir)| {
-            let diffusion = match kind {
-                Some(ModelKind::Diffusion) => Some(ModelInfo::inspect(dir).ok()?),
-                _ => None,
-            };
-            let weights_bytes = super::memory::weights_bytes(dir);
-            Some(BoxModel { name: name.clone(), kind: *kind, weights_bytes, diffusion })
-        })
-        .collect()
+/// A listed model's details; `None` for a diffusion model whose configs do not read.
+fn details((name, kind, dir): &(String, Option<ModelKind>, PathBuf)) -> Option<BoxModel> {
+    let diffusion = match kind {
+        Some(ModelKind::Diffusion) => Some(ModelInfo::inspect(dir).ok()?),
+        _ => None,
+    };
+    let weights_bytes = super::memory::weights_bytes(dir);
+    Some(BoxModel { name: name.clone(), kind: *kind, weights_bytes, diffusion })
 }
 
 /// Makes this process a head whose live boxes have these models (each heartbeat read),

@@ -145,7 +145,24 @@ impl CpuPicture {
     pub fn mib(&self, config: &Config) -> u64 {
         cpu_picture_mib(config, &self.model, self.width, self.height)
     }
+
+    /// Whether the working memory making it takes on the CPU, which ONNX Runtime's arena
+    /// keeps while its model's sessions stay loaded, outweighs the model's weights and
+    /// passes [`KEPT_WORKING_MIB`]: its sessions then go once the box idles
+    /// (`Engine::release_when_idle`), since holding that memory for the keep-alive costs
+    /// more than loading the weights again takes (SD-Turbo's 512² keeps its sessions, its
+    /// 1024² lets them go).
+    pub fn outweighs_its_model(&self, config: &Config) -> bool {
+        let (fixed, halvings) = cpu_model_terms(config, &self.model);
+        let weights = fixed.saturating_sub(CPU_BASE_MIB);
+        activations_mib(self.width, self.height, halvings) > weights.max(KEPT_WORKING_MIB)
+    }
 }
+
+/// Working memory a model's idle sessions may keep for the keep-alive whatever its
+/// weights, MiB: about a 336² picture's of SD 1.x's shape (below it, loading a small model
+/// again would cost more than the memory is worth).
+const KEPT_WORKING_MIB: u64 = 256;
 
 /// Refuses a picture that needs more memory than jobs may use on this box's CPU
 /// ([`cpu_budget_mib`]), naming its larger side's field and the largest size of the same

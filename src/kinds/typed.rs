@@ -89,15 +89,21 @@ impl<K: TypedKind> JobKind for K {
         // A picture made on this box's CPU must fit the memory jobs may use here: the daemon
         // checked it when the job was sent only where it makes pictures on its own CPU, not
         // on a worker box (whose memory the head does not know) nor on a head beside boxes.
-        if run.device == crate::gpu::DeviceId::Cpu
-            && let Some(picture) = TypedKind::cpu_picture(self, &p, run.config).filter(|pic| pic.stage == stage)
-        {
-            super::memory::check_on_cpu(run.config, &picture)?;
+        let picture = TypedKind::cpu_picture(self, &p, run.config).filter(|pic| pic.stage == stage);
+        let on_cpu = picture.filter(|_| run.device == crate::gpu::DeviceId::Cpu);
+        if let Some(picture) = &on_cpu {
+            super::memory::check_on_cpu(run.config, picture)?;
         }
         // Model runs stop mid-graph on a cancel, and whatever a stopped run fails with
         // (wrapped by a pipeline as its own error) is the cancel, not a failure.
-        crate::engine::stoppable(run.cancel, || TypedKind::run_stage(self, stage, &p, run))
-            .map_err(|e| if run.cancel.is_cancelled() { StageError::Canceled } else { e })
+        let ran = crate::engine::stoppable(run.cancel, || TypedKind::run_stage(self, stage, &p, run))
+            .map_err(|e| if run.cancel.is_cancelled() { StageError::Canceled } else { e });
+        // The memory the picture took stays with its model's sessions: let them go once the
+        // box idles when it outweighs what they hold anyway, however the stage ended.
+        if let Some(picture) = on_cpu.filter(|pic| pic.outweighs_its_model(run.config)) {
+            run.engine.release_when_idle(&crate::models::model_dir(run.config, &picture.model), run.device);
+        }
+        ran
     }
 
     fn vram_mib(&self, params: &serde_json::Value, config: &Config) -> u64 {

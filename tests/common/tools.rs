@@ -2,7 +2,9 @@
 //! Python environment, and running the `reelbox` binary as a user would.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+
+use super::daemon::DaemonProc;
 
 /// The model converter's Python environment that `.ci/test` makes and names in
 /// `REELBOX_CONVERT_PYENV`. Without it the tests fail and say how to make it: a test that
@@ -96,6 +98,25 @@ pub fn reelbox_cli(home: &Path, models: &Path) -> Command {
         .env("REELBOX_ONNXRUNTIME", super::provision::runtime())
         .env("REELBOX_LOG", "warn");
     cmd
+}
+
+/// `reelbox` as a user types it in `dir` beside daemon `d`: `--url` names the daemon, no
+/// key, no user config, nothing on standard input. Arguments follow (`--url` is global).
+pub fn reelbox_beside(d: &DaemonProc, dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
+    cmd.args(["--url", &d.at("")])
+        .current_dir(dir)
+        .env_remove("REELBOX_KEY")
+        .env_remove("REELBOX_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `reelbox ARGS…` run as [`reelbox_beside`] says, standard input from `stdin`: the
+/// commands a filmmaker types after a render.
+pub fn reelbox_at(d: &DaemonProc, dir: &Path, args: &[&str], stdin: Stdio) -> Output {
+    reelbox_beside(d, dir).args(args).stdin(stdin).output().expect("reelbox")
 }
 
 /// Runs the fixture script `script` (in `tests/fixtures/`) with the converter's Python to

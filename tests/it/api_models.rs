@@ -141,6 +141,37 @@ async fn the_listing_gives_a_diffusion_models_native_size_and_defaults_as_a_requ
     assert!(others.into_iter().all(|m| m.get("native_width").is_none()), "{list}");
 }
 
+/// The listing keeps each diffusion model's drawing defaults with the catalog's reading
+/// (`models/catalog/kept.rs`): while the models dir looks the same a listing reads no
+/// model's configs, and once an entry of a model's folder changes the next one reads them
+/// again (an edit inside one, a config rewritten in place by hand, shows within 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_reads_a_models_configs_again_only_when_its_folder_changes() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let dir = common::byo::sdxl_at_1024(&models, "sdxl-base");
+    let d = daemon(home.path(), &models, None);
+    let http = reqwest::Client::new();
+    let native = || async {
+        let list = get_json(&http, &d, "/api/v1/models").await;
+        let row = list["models"].as_array().expect("models").iter().find(|m| m["name"] == "sdxl-base").cloned();
+        row.unwrap_or_else(|| panic!("sdxl-base not listed: {list}"))["native_width"].clone()
+    };
+    // A reading is kept once the files' times are 2 s old; the second listing is the kept one.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    native().await;
+    assert_eq!(native().await, json!(1024));
+
+    let config = dir.join("unet/config.json");
+    let mut unet: Value = serde_json::from_slice(&std::fs::read(&config).expect("unet config")).expect("json");
+    unet["sample_size"] = json!(64);
+    std::fs::write(&config, unet.to_string()).expect("rewrite in place");
+    assert_eq!(native().await, json!(1024), "the folder looks the same: its configs are not read again");
+    std::fs::write(dir.join("notes.txt"), "trained at 512").expect("add a file");
+    assert_eq!(native().await, json!(512), "its folder changed: read again");
+}
+
 #[tokio::test]
 async fn a_pull_is_a_queued_job_and_the_pulled_model_upscales() {
     let home = tempfile::tempdir().expect("tempdir");

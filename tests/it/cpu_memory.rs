@@ -148,3 +148,57 @@ async fn a_worker_box_refuses_a_picture_too_big_for_its_cpu_memory() {
     // Still there for the next job.
     wait_boxes(&http, &head, &["w1"]).await;
 }
+
+/// ONNX Runtime's CPU arena keeps the most memory a session's run took for as long as the
+/// session stays loaded. After pictures whose working memory outweighs their model (768² on
+/// the tiny SD model, ~0.9 GiB), the daemon gives it back once the box sits idle, where it
+/// held it for the keep-alive (5 minutes), or till the next job; a job queued behind
+/// another still finds the sessions loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_pictures_memory_goes_back_to_the_system_once_the_box_is_idle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    std::os::unix::fs::symlink(common::fixture("models/tiny-sd"), models.join("tiny-sd")).expect("link tiny-sd");
+    let d = DaemonProc::start(&dir.path().join("data"), &[("REELBOX_MODELS_DIR", models.to_str().expect("utf-8"))]);
+    let http = reqwest::Client::new();
+    let picture = |side: u32| {
+        let body = json!({"prompt": "a red circle", "model": "tiny-sd", "width": side, "height": side, "steps": 2});
+        let url = d.at("/api/v1/images");
+        async move {
+            let (status, job) = call(None, Method::POST, url, Some(body)).await;
+            assert_eq!(status.as_u16(), 202, "{job}");
+            job["id"].as_str().expect("id").to_string()
+        }
+    };
+    let made = |id: String| {
+        let (http, d) = (&http, &d);
+        async move {
+            let job = wait_job(http, d, &id, Duration::from_secs(300), is_final).await;
+            assert_eq!(job["state"], "succeeded", "{job}");
+        }
+    };
+    let rss_mib = || common::proc_status_kib(d.pid(), "VmRSS") / 1024;
+
+    // A small picture loads the model's sessions: what the daemon holds with them loaded.
+    made(picture(64).await).await;
+    let loaded = rss_mib();
+    let (first, second) = (picture(768).await, picture(768).await);
+    made(first).await;
+    made(second).await;
+    let held = rss_mib();
+    assert!(held > loaded + 400, "the pictures' memory: {loaded} MiB with the sessions loaded, {held} after");
+    let text = http.get(d.at("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let unet_loads = text
+        .lines()
+        .find(|l| l.starts_with("reelbox_model_loads_total{") && l.contains("model=\"tiny-sd/unet/model.onnx\""));
+    assert_eq!(unet_loads.and_then(|l| l.rsplit(' ').next()), Some("1"), "the second picture reused them: {text}");
+
+    // Idle: the sessions go after `engine::RELEASE_IDLE` (10 s) and their memory with them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while rss_mib() > loaded + 150 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let idle = rss_mib();
+    assert!(idle <= loaded + 150, "{loaded} MiB with the sessions loaded, {held} after the pictures, {idle} idle");
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::daemon::{DaemonProc, get_json, is_final, wait_job};
 use common::provision;
 use common::render::{models_dir, portrait_png};
-use common::tools::Lines;
+use common::tools::{Lines, reelbox_at, reelbox_beside};
 use serde_json::{Value, json};
 
 fn start(dir: &Path) -> DaemonProc {
@@ -22,31 +22,9 @@ fn start(dir: &Path) -> DaemonProc {
 
 /// `reelbox render SCRIPT_ARG --url <d> ARGS…` on the tiny models, run from `dir`.
 fn cli(d: &DaemonProc, dir: &Path, script_arg: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelbox"));
-    cmd.args(["render", script_arg])
-        .args(["--url", &d.at("")])
-        .args(["--model", "tiny-sd", "--width", "128", "--height", "96"])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("REELBOX_KEY")
-        .env_remove("REELBOX_CONFIG")
-        .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .stdin(Stdio::null());
+    let mut cmd = reelbox_beside(d, dir);
+    cmd.args(["render", script_arg]).args(["--model", "tiny-sd", "--width", "128", "--height", "96"]).args(args);
     cmd
-}
-
-/// `reelbox ARGS… --url <d>` run from `dir`: the commands a filmmaker types after a render.
-fn reelbox(d: &DaemonProc, dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_reelbox"))
-        .args(args)
-        .args(["--url", &d.at("")])
-        .current_dir(dir)
-        .env_remove("REELBOX_KEY")
-        .env_remove("REELBOX_CONFIG")
-        .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("reelbox")
 }
 
 /// A command the CLI printed, run from `dir` as a user pastes it into a shell that names no
@@ -142,7 +120,7 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     let second = jobs["jobs"][0]["id"].as_str().expect("id").to_string();
     assert_ne!(second, id);
     for job in [&id, &second] {
-        let out = reelbox(&d, dir.path(), &["jobs", "get", job, "-o", "films/monday"]);
+        let out = reelbox_at(&d, dir.path(), &["jobs", "get", job, "-o", "films/monday"], Stdio::null());
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let arts = get_json(&c, &d, &format!("/api/v1/jobs/{job}/artifacts")).await;
         let films: Vec<&str> = arts
@@ -166,7 +144,7 @@ async fn ctrl_c_cancels_the_render_and_a_retry_keeps_its_finished_stages() {
     // `jobs show` of the film says what a filmmaker asks of it on one screen (it listed 330
     // characters of artifact ids): the script, picture, models and voice, how long it took, the
     // film's length and size, its files by name, and how to save it.
-    let out = reelbox(&d, dir.path(), &["jobs", "show", &id]);
+    let out = reelbox_at(&d, dir.path(), &["jobs", "show", &id], Stdio::null());
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = |label: &str| shown.lines().find(|l| l.starts_with(label)).unwrap_or_default().to_string();
@@ -263,7 +241,7 @@ async fn flags_reach_the_render_and_mistakes_name_the_flag() {
     assert_eq!(job["params"]["voice"], provision::JOE);
     assert_eq!(job["params"]["style"], "flat colours");
     // `jobs show` names the profile the presenter came from (the job keeps only its portrait).
-    let out = reelbox(&d, dir.path(), &["jobs", "show", said["job"].as_str().expect("job")]);
+    let out = reelbox_at(&d, dir.path(), &["jobs", "show", said["job"].as_str().expect("job")], Stdio::null());
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.lines().any(|l| l == "profile  anna"), "{shown}");
     assert!(dir.path().join("hello.mp4").is_file() && dir.path().join("hello.vtt").is_file());
@@ -467,7 +445,7 @@ async fn a_film_runs_the_lipsync_and_upscale_models_named_and_jobs_show_says_whi
     let d = common::render::daemon(home, &models);
     std::fs::write(home.join("anna.png"), portrait_png()).expect("portrait");
     let anna = ["profiles", "create", "--name", "anna", "--portrait", "anna.png", "--face-box", "24,12,80,96"];
-    let made = reelbox(&d, home, &anna);
+    let made = reelbox_at(&d, home, &anna, Stdio::null());
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
 
     let models_flags = ["--lipsync-model", "wav2lip_gan", "--upscale", "--upscale-model", "my-upscaler"];
@@ -493,7 +471,7 @@ async fn a_film_runs_the_lipsync_and_upscale_models_named_and_jobs_show_says_whi
     }
 
     // `jobs show` names each model by what it made, within 80 columns.
-    let out = reelbox(&d, home, &["jobs", "show", &id]);
+    let out = reelbox_at(&d, home, &["jobs", "show", &id], Stdio::null());
     let shown = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = shown.lines().collect();
     let at = lines.iter().position(|l| l.starts_with("models ")).unwrap_or_else(|| panic!("no models line: {shown}"));
@@ -529,10 +507,11 @@ fn wide_and_decomposed_names_line_up_and_jobs_show_stays_in_80_columns() {
     let d = start(dir.path());
     std::fs::write(dir.path().join("p.png"), portrait_png()).expect("portrait");
     for name in ["京都のおばあちゃん", "Zoe\u{308}", "anna"] {
-        let out = reelbox(&d, dir.path(), &["profiles", "create", "--name", name, "--portrait", "p.png"]);
+        let out =
+            reelbox_at(&d, dir.path(), &["profiles", "create", "--name", name, "--portrait", "p.png"], Stdio::null());
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let out = reelbox(&d, dir.path(), &["profiles", "list"]);
+    let out = reelbox_at(&d, dir.path(), &["profiles", "list"], Stdio::null());
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     let mut lines = table.lines();
     let header = lines.next().expect("header");
@@ -553,7 +532,7 @@ fn wide_and_decomposed_names_line_up_and_jobs_show_stays_in_80_columns() {
     let out = render(&d, dir.path(), script, &args).output().expect("render");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let said: Value = serde_json::from_slice(&out.stdout).expect("JSON line");
-    let out = reelbox(&d, dir.path(), &["jobs", "show", said["job"].as_str().expect("job")]);
+    let out = reelbox_at(&d, dir.path(), &["jobs", "show", said["job"].as_str().expect("job")], Stdio::null());
     let shown = String::from_utf8_lossy(&out.stdout);
     let line = shown.lines().find(|l| l.starts_with("script ")).unwrap_or_default();
     assert!(line.ends_with('…') && line.width() <= 80, "{} columns: {shown}", line.width());

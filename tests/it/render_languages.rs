@@ -7,10 +7,11 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::daemon::DaemonProc;
 use common::render::models_dir;
+use common::tools::reelbox_at;
 use serde_json::{Value, json};
 
 /// Installs the tiny fixture voice of `lang` (`de`, `es`, `fr`) as `<lang>-tiny` in `models`.
@@ -34,20 +35,6 @@ fn start(dir: &Path) -> DaemonProc {
     common::render::daemon(dir, &models)
 }
 
-/// `reelbox ARGS… --url <d>` run from `dir`, standard input from `stdin`.
-fn reelbox(d: &DaemonProc, dir: &Path, args: &[&str], stdin: Stdio) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_reelbox"))
-        .args(args)
-        .args(["--url", &d.at("")])
-        .current_dir(dir)
-        .env_remove("REELBOX_KEY")
-        .env_remove("REELBOX_CONFIG")
-        .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .stdin(stdin)
-        .output()
-        .expect("reelbox")
-}
-
 /// `reelbox render FILE --voice VOICE` of `script` (bytes as a file holds them) on the tiny
 /// picture model; the film's path and what the command printed.
 fn render_said(d: &DaemonProc, dir: &Path, name: &str, script: &[u8], voice: &str) -> (PathBuf, String) {
@@ -55,7 +42,7 @@ fn render_said(d: &DaemonProc, dir: &Path, name: &str, script: &[u8], voice: &st
     let film = format!("{name}.mp4");
     let args = ["render", &format!("{name}.txt"), "-o", &film, "--voice", voice];
     let size = ["--model", "tiny-sd", "--width", "448", "--height", "64"];
-    let out = reelbox(d, dir, &[&args[..], &size].concat(), Stdio::null());
+    let out = reelbox_at(d, dir, &[&args[..], &size].concat(), Stdio::null());
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{said}");
     (dir.join(film), said)
@@ -188,7 +175,7 @@ async fn a_script_saved_by_windows_notepad_starts_with_its_words() {
     // From standard input too.
     let file = std::fs::File::open(dir.path().join("notepad.txt")).expect("script");
     let args = ["render", "-", "-o", "piped.mp4", "--voice", "de-tiny", "--model", "tiny-sd", "--width", "448"];
-    let out = reelbox(&d, dir.path(), &[&args[..], &["--height", "64"]].concat(), Stdio::from(file));
+    let out = reelbox_at(&d, dir.path(), &[&args[..], &["--height", "64"]].concat(), Stdio::from(file));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(title(&dir.path().join("piped.mp4")), "Oma erzählt von früher");
 
@@ -218,7 +205,7 @@ async fn a_latin_1_script_is_refused_saying_where_and_how_to_convert_it() {
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     // It said `stream did not contain valid UTF-8`, and nothing of where or what to do.
-    let said = text(&reelbox(&d, dir.path(), &["render", "latin1.txt", "--voice", "de-tiny"], Stdio::null()));
+    let said = text(&reelbox_at(&d, dir.path(), &["render", "latin1.txt", "--voice", "de-tiny"], Stdio::null()));
     assert!(
         said.contains("cannot read the script file latin1.txt: it is not UTF-8 text: byte 8 of line 1 is 0xe4"),
         "{said}"
@@ -226,24 +213,24 @@ async fn a_latin_1_script_is_refused_saying_where_and_how_to_convert_it() {
     assert!(said.contains("save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 latin1.txt > latin1-utf8.txt`"), "{said}");
 
     let stdin = || Stdio::from(std::fs::File::open(dir.path().join("latin1.txt")).expect("script"));
-    let said = text(&reelbox(&d, dir.path(), &["render", "-", "--voice", "de-tiny"], stdin()));
+    let said = text(&reelbox_at(&d, dir.path(), &["render", "-", "--voice", "de-tiny"], stdin()));
     assert!(
         said.contains("cannot read the script from standard input: it is not UTF-8 text: byte 8 of line 1"),
         "{said}"
     );
     assert!(said.contains("`iconv -f latin1 -t utf-8`"), "{said}");
 
-    let said = text(&reelbox(&d, dir.path(), &["say", "--file", "latin1.txt", "-o", "o.wav"], Stdio::null()));
+    let said = text(&reelbox_at(&d, dir.path(), &["say", "--file", "latin1.txt", "-o", "o.wav"], Stdio::null()));
     assert!(
         said.contains("cannot read the text file latin1.txt: it is not UTF-8 text: byte 8 of line 1 is 0xe4"),
         "{said}"
     );
-    let said = text(&reelbox(&d, dir.path(), &["say", "-", "-o", "o.wav"], stdin()));
+    let said = text(&reelbox_at(&d, dir.path(), &["say", "-", "-o", "o.wav"], stdin()));
     assert!(said.contains("cannot read the text from standard input: it is not UTF-8 text"), "{said}");
 
     // The same file as UTF-8 (the iconv it names) is said.
     std::fs::write(dir.path().join("story.txt"), "Oma erzählt.\nVon früher.\n").expect("script");
-    let out = reelbox(
+    let out = reelbox_at(
         &d,
         dir.path(),
         &["say", "--file", "story.txt", "-o", "story.wav", "--voice", "de-tiny"],

@@ -128,11 +128,10 @@ pub struct DrawingDefaults {
     pub guidance: f32,
 }
 
-/// [`DrawingDefaults`] of installed diffusion model `name` in `dir`; `None` when its
-/// configs do not read (a damaged model, whose request is refused saying why).
-pub fn drawing_defaults(config: &Config, name: &str, dir: &std::path::Path) -> Option<DrawingDefaults> {
-    let info = ModelInfo::inspect(dir).ok()?;
-    let (steps, guidance, _) = model_defaults(&info, Catalog::tuning_of(config, name));
+/// [`DrawingDefaults`] of an installed diffusion model whose configs read as `info`, with
+/// its manifest's `tuning` ([`Catalog::tuning_of`]).
+pub fn drawing_defaults(info: &ModelInfo, tuning: Option<Tuning>) -> Option<DrawingDefaults> {
+    let (steps, guidance, _) = model_defaults(info, tuning);
     Some(DrawingDefaults { side: info.native_size, steps: u32::try_from(steps).ok()?, guidance: guidance as f32 })
 }
 

@@ -295,6 +295,38 @@ impl RenderRequest {
 }
 
 impl RenderParams {
+    /// A render of `script` on the demo models as `reelbox demo` makes one (192×320 at 20
+    /// fps, no presenter, upscale or music): where benchmarks and tests start from, each
+    /// changing what it measures.
+    pub fn sample(script: impl Into<String>) -> Self {
+        Self {
+            script: script.into(),
+            style: String::new(),
+            negative_prompt: None,
+            model: "demo-shapes".into(),
+            steps: None,
+            guidance: None,
+            scheduler: None,
+            preset: None,
+            seed: 1,
+            keyframe_width: None,
+            keyframe_height: None,
+            width: 192,
+            height: 320,
+            fps: 20,
+            voice: crate::config::defaults::DEFAULT_VOICE.into(),
+            length_scale: None,
+            presenter: None,
+            layout: Layout::None,
+            lipsync_model: "demo-presenter".into(),
+            upscale: false,
+            upscale_model: "demo-upscaler".into(),
+            music: None,
+            burn_subtitles: false,
+            profile: None,
+        }
+    }
+
     /// Holds a render to `limits.max_scenes`, and its narration (estimated from the script)
     /// to `max_audio_seconds` and its film to `max_frames`.
     pub fn limits(&self, plan: &Plan, limits: &LimitsConfig) -> Result<(), ParamError> {

@@ -60,30 +60,10 @@ mod tests {
         // Twelve scenes of 25 words: about 100 s of film, like the measured demo.
         let scene = "The harbour was foggy that morning and the boats waited for the light to come. ".repeat(2);
         RenderParams {
-            script: [scene.trim(); 12].join("\n\n"),
-            style: String::new(),
-            negative_prompt: None,
-            model: "demo-shapes".into(),
-            steps: None,
-            guidance: None,
-            scheduler: None,
-            preset: None,
-            seed: 1,
-            keyframe_width: None,
-            keyframe_height: None,
-            width: 192,
-            height: 320,
-            fps: 20,
-            voice: "joe".into(),
-            length_scale: None,
             presenter: presenter.then(|| Presenter { portrait: "p".into(), face_box: None, face_model: None }),
             layout: if presenter { Layout::Full } else { Layout::None },
-            lipsync_model: "demo-presenter".into(),
             upscale,
-            upscale_model: "demo-upscaler".into(),
-            music: None,
-            burn_subtitles: false,
-            profile: None,
+            ..RenderParams::sample([scene.trim(); 12].join("\n\n"))
         }
     }
 

@@ -13,8 +13,9 @@
 //! placement pass and per heartbeat, answers the last reading while the models dir looks
 //! the same (`kept.rs`).
 
+use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::availability::ModelProblem;
 use super::manifest::{Manifest, ModelKind};
@@ -72,6 +73,13 @@ impl CatalogModel {
     pub fn dir(&self) -> Option<&Path> {
         self.entry.path.as_deref()
     }
+
+    /// The sampling settings its installed manifest gives (`[tuning]`), as
+    /// [`Catalog::tuning_of`] reads them: a shipped manifest's count only once installed.
+    pub fn tuning(&self) -> Option<super::Tuning> {
+        let installed = self.origin == Origin::Manifest && self.dir().is_some();
+        self.manifest.as_ref().filter(|_| installed).and_then(|m| m.tuning)
+    }
 }
 
 /// Installed and available models of one models dir, sorted by name.
@@ -82,6 +90,9 @@ pub struct Catalog {
     models: Arc<[CatalogModel]>,
     /// Which reading this is (see [`Catalog::reading`]).
     reading: u64,
+    /// What callers worked out from this reading, one value per type
+    /// ([`Catalog::worked_out`]); shared by its clones, so kept as long as the reading is.
+    worked_out: Arc<Mutex<Vec<Arc<dyn Any + Send + Sync>>>>,
 }
 
 impl Catalog {
@@ -95,6 +106,20 @@ impl Catalog {
     /// The catalog of a model store (its models dir and manifest dirs), read from disk now.
     pub fn of(store: &ModelStore) -> Self {
         read::read(store)
+    }
+
+    /// What `work_out` makes of this reading, made once per reading and kept with it (the
+    /// value of the first call with its type): what is worked out from the models' files
+    /// (a box's model details, a listing's drawing defaults) is read again exactly when the
+    /// catalog is. `work_out` must not ask this reading for another value.
+    pub fn worked_out<T: Any + Send + Sync>(&self, work_out: impl FnOnce(&Catalog) -> T) -> Arc<T> {
+        let mut kept = self.worked_out.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = kept.iter().find_map(|v| v.clone().downcast::<T>().ok()) {
+            return found;
+        }
+        let made = Arc::new(work_out(self));
+        kept.push(made.clone());
+        made
     }
 
     /// Drops the kept reading of `models_dir`: this process changed it (installed, removed
@@ -144,7 +169,8 @@ impl Catalog {
             .cloned()
     }
 
-    /// The sampling settings installed model `name`'s manifest gives (`[tuning]`).
+    /// The sampling settings installed model `name`'s manifest gives (`[tuning]`); a
+    /// listed model's are [`CatalogModel::tuning`].
     pub fn tuning_of(config: &Config, name: &str) -> Option<super::Tuning> {
         if !super::manifest::valid_name(name) {
             return None;

@@ -49,6 +49,7 @@ pub(super) fn read(store: &ModelStore) -> Catalog {
         models_dir: store.models_dir().to_path_buf(),
         models: by_name.into_values().collect(),
         reading: READINGS.fetch_add(1, Ordering::Relaxed),
+        worked_out: Default::default(),
     }
 }
 
