@@ -91,8 +91,11 @@ export async function newFilm(root) {
   listenBtn.addEventListener("click", () => {
     if (isBusy(listenBtn)) return;
     const first = scenes(script.value).find((s) => s.spoken);
-    // The render's own rule: a split at every full stop spoke "Dr." of "Dr. Müller kam…".
-    const sentence = firstSentence(first ? first.spoken : "Hello from reelbox.");
+    // The render's own rule in the voice's language (the box's default voice's when none is
+    // picked): a split at every full stop spoke "Dr." of "Dr. Müller kam…", and English's
+    // rule "Am 3." of "Am 3. Mai kam…".
+    const named = voice.value || (voices.find((v) => v.default) || {}).name;
+    const sentence = firstSentence(first ? first.spoken : "Hello from reelbox.", voiceLanguage(named));
     listen(listenBtn, listenStatus, sentence, voice.value);
   });
   const submit = h("button", { type: "submit", class: "primary" }, "Render film");

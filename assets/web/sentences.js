@@ -1,30 +1,48 @@
 // The render's sentence rule, for New film's Listen: it speaks the script's first sentence
-// as the film will say it. A mirror of `pipelines/render/plan.rs` `sentences` with
-// `media/titles.rs` `stop_continues` (a speech job takes no "first sentence" option);
-// `tests/it/web_i18n.rs` checks both give the same sentence for the same scripts.
+// as the film will say it, in the voice's language. A mirror of `pipelines/render/plan.rs`
+// `sentences` with `text/stops.rs` `stop_continues` (a speech job takes no "first sentence"
+// option); the titles, abbreviations and months are the daemon's own, written into
+// `stops.js` from `text/language.rs`. `tests/it/web_i18n.rs` checks both give the same
+// sentences for the same scripts in English, German, Spanish and French.
+import { ENGLISH, LANGUAGES } from "./stops.js";
 
-/** Titles before a name or word: a full stop after one never ends a sentence (titles.rs). */
-const BEFORE_A_WORD = ["dr", "mr", "mrs", "ms", "mx", "st", "prof", "mt", "rev", "fr", "gen", "capt", "lt", "sgt", "vs", "e.g", "i.e"];
-/** Abbreviations whose full stop ends a sentence only before a capital (titles.rs). */
-const ABBREVIATIONS = ["jr", "sr", "etc", "approx", "cf", "no", "vol", "ca"];
+const NOT_WORDLIKE_START = /^[^\p{Alphabetic}\p{N}]+/u;
+const NOT_WORDLIKE_END = /[^\p{Alphabetic}\p{N}]+$/u;
 
-const NOT_WORDLIKE = /^[^\p{Alphabetic}\p{N}]+/u;
+/** The rules of the language `tag` names ("de", "de-DE", "pt_BR"), as `Language::of` finds it. */
+export function rulesOf(tag) {
+  const family = (tag || "").split(/[-_]/)[0].toLowerCase();
+  return Object.hasOwn(LANGUAGES, family) ? LANGUAGES[family] : ENGLISH;
+}
 
-/** True when the full stop after `word` does not end the sentence `next` goes on with. */
-export function stopContinues(word, next) {
-  const w = word.replace(NOT_WORDLIKE, "");
-  const first = [...next.replace(NOT_WORDLIKE, "")][0];
-  if (!first) return false;
-  const lower = w.toLowerCase();
-  const initial = [...w].length === 1 && /^\p{Uppercase}$/u.test(w);
-  return initial || BEFORE_A_WORD.includes(lower) || (ABBREVIATIONS.includes(lower) && !/\p{Uppercase}/u.test(first));
+/**
+ * True when the full stop after `before` (the sentence so far: its last word counts, and the
+ * one before it for a spaced abbreviation, "z. B.") does not end the sentence, because `next`
+ * (the word after it) goes on with it in the language of `rules` (stops.rs).
+ */
+export function stopContinues(before, next, rules) {
+  const words = before.split(/\s+/u).filter(Boolean).reverse();
+  const word = (words[0] || "").replace(NOT_WORDLIKE_START, "");
+  const after = next.replace(NOT_WORDLIKE_START, "");
+  const first = [...after][0];
+  if (!first || !word) return false;
+  const lower = word.toLowerCase();
+  const joined = `${lower}.${after.split(".")[0].toLowerCase()}`;
+  const earlier = words[1] && words[1].endsWith(".") ? `${words[1].slice(0, -1).toLowerCase()}.${lower}` : null;
+  const initial = [...word].length === 1 && /^\p{Uppercase}$/u.test(word);
+  const ordinal = /^[0-9]+$/.test(word) && rules.months.includes(after.replace(NOT_WORDLIKE_END, "").toLowerCase());
+  return initial || rules.titles.includes(lower) || rules.titles.includes(joined)
+    || (earlier !== null && rules.titles.includes(earlier))
+    // A sentence starts with a capital: a lower-case word or a number goes on with it.
+    || /\p{Lowercase}/u.test(first) || /\p{N}/u.test(first) || ordinal;
 }
 
 /** A space a sentence may end before: not a no-break space (U+00A0, U+202F, U+2007). */
 const breaks = (c) => /\s/u.test(c) && !["\u00a0", "\u202f", "\u2007"].includes(c);
 
-/** The sentences of `text` (one scene's spoken words), as the render cuts them. */
-export function sentences(text) {
+/** The sentences of `text` (one scene's spoken words) in the language `tag`, as the render cuts them. */
+export function sentences(text, tag) {
+  const rules = rulesOf(tag);
   const chars = [...text];
   const out = [];
   let start = 0;
@@ -33,14 +51,11 @@ export function sentences(text) {
     const atEnd = i + 1 === chars.length;
     if (!atEnd && !breaks(chars[i + 1])) continue;
     if (chars[i] === "." && !atEnd) {
-      let from = i;
-      while (from > 0 && !/\s/u.test(chars[from - 1])) from--;
-      const word = chars.slice(from, i).join("");
       let at = i + 1;
       while (at < chars.length && /\s/u.test(chars[at])) at++;
       let to = at;
       while (to < chars.length && !/\s/u.test(chars[to])) to++;
-      if (stopContinues(word, chars.slice(at, to).join(""))) continue;
+      if (stopContinues(chars.slice(start, i).join(""), chars.slice(at, to).join(""), rules)) continue;
     }
     const s = chars.slice(start, i + 1).join("").trim();
     if (s) out.push(s);
@@ -51,7 +66,7 @@ export function sentences(text) {
   return out;
 }
 
-/** The first sentence of `text`, or all of it when it has none. */
-export function firstSentence(text) {
-  return sentences(text)[0] || text.trim();
+/** The first sentence of `text` in the language `tag`, or all of it when it has none. */
+export function firstSentence(text, tag) {
+  return sentences(text, tag)[0] || text.trim();
 }

@@ -213,8 +213,19 @@ impl Language {
     }
 
     /// The titles and abbreviations it reads on from: its own, else English's.
-    pub(super) fn titles(&self) -> &'static [&'static str] {
+    pub fn titles(&self) -> &'static [&'static str] {
         if self.reads_on.is_empty() { ENGLISH.reads_on } else { self.reads_on }
+    }
+
+    /// Its month names, lower case, where a number's full stop before one is an ordinal's.
+    pub fn months(&self) -> &'static [&'static str] {
+        self.months
+    }
+
+    /// Every language listed, English first (for what reads their rules elsewhere, such as
+    /// the web studio's copy of [`crate::text::stops`]'s tables).
+    pub fn all() -> impl Iterator<Item = &'static Language> {
+        std::iter::once(&ENGLISH).chain(LANGUAGES.iter())
     }
 
     /// Every language with titles of its own (for a rule that holds in any of them).

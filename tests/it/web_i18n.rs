@@ -1,6 +1,7 @@
 //! The web studio for a family that does not read English, in the tests' Chromium against
 //! the real daemon: New film's Listen speaks the script's first sentence by the render's own
-//! rule (the page's mirror of it checked against `plan::sentences` on the same scripts), the
+//! rule in the voice's language (the page's mirror of it checked against `plan::sentences` on
+//! the same scripts in English, German, Spanish, French and Portuguese), the
 //! script box takes the chosen voice's language rather than the page's `en`, a German film's
 //! subtitle track is offered as "Deutsch", and Library search ignores accents.
 
@@ -10,22 +11,38 @@ use std::time::{Duration, Instant};
 
 use common::render::{models_dir, rendered, tiny_voice};
 use reelbox::pipelines::render::plan;
+use reelbox::text::Language;
 use serde_json::{Value, json};
 
 use crate::web_studio::browser::{browser, find, go, js, wait_js};
 
-/// Scripts whose first sentence the page and the render must agree on.
-const SCRIPTS: [&str; 10] = [
-    "Dr. Müller kam am 3. Oktober 1987 nach Ærø. Dann ging er.",
-    "Dr. Müller kam nach Hause. Dann ging er.",
-    "Mr. J. Smith Jr. said hello. Then he left.",
-    "It was Smith Jr. Then he left.",
-    "Version 1.5 is out! Ok",
-    "„Komm her!“, rief Oma. Sie ging.",
-    "Elle a crié\u{a0}: «\u{202f}Attention\u{202f}!\u{a0}» Mais non. Oui.",
-    "¿Qué? Nada.",
-    "El Sr. García llegó. Luego nada.",
-    "No full stop at all",
+/// Scripts, each with its voice's language, whose sentences the page and the render must
+/// cut alike: titles, initials, abbreviations (spaced ones too) and German ordinals.
+const SCRIPTS: [(&str, &str); 20] = [
+    ("en", "Dr. Müller kam am 3. Oktober 1987 nach Ærø. Dann ging er."),
+    ("en", "Mr. J. Smith Jr. said hello. Then he left."),
+    ("en", "It was Smith Jr. Then he left."),
+    ("en", "Milk, eggs, etc. and bread. Then Fähre Nr. 5. Done."),
+    ("en", "Version 1.5 is out! Ok"),
+    ("en", "¿Qué? Nada."),
+    ("en", "No full stop at all"),
+    ("de", "Dr. Müller kam am 3. Mai. Dann ging er."),
+    (
+        "de",
+        "Am 3. Oktober 1987 kam Dr. Müller nach Ærø – z. B. mit der Fähre Nr. 5. Oma sagte: „Grüß Gott!“ \
+         Am 24. Dezember kam Nr. 7 zurück. Das war 1987. Dann nichts.",
+    ),
+    ("de", "Hans bzw. Grete kam u. a. mit Prof. Weber und Frl. Roth. Das ist ein Gen. Dann nichts."),
+    ("de-DE", "„Komm her!“, rief Oma am 1. März. Sie ging."),
+    ("de", "Er kam vgl. Abb. 3 z. T. spät. Dann nichts."),
+    ("es", "El Sr. García y la Sra. López llegaron el 1.º de mayo, p. ej. en tren. Compraron pan, etc. Luego nada."),
+    ("es", "Dña. Ana habló con la Srta. Gil y el Ing. Pérez. Luego nada."),
+    ("es", "Fue a la Avda. Libertad con el Lic. Ruiz. Nada más."),
+    ("fr", "Le Dr. Martin et Mgr. Dubois, p. ex. Lundi. Puis rien."),
+    ("fr", "Elle vit Ste. Anne, c.-à-d. Marie. Fin."),
+    ("fr", "M. Dupont et Mlle. Roux sont venus. Ensuite rien."),
+    ("fr", "Elle a crié\u{a0}: «\u{202f}Attention\u{202f}!\u{a0}» Mais non. Oui."),
+    ("pt_BR", "O Sr. Silva e a Profa. Lima chegaram. Depois nada."),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,18 +61,18 @@ async fn a_german_film_is_listened_to_labelled_and_found_as_its_family_expects()
     let c = &b.client;
 
     go(c, &d, "#/new", &format!("#voice option[value='{de}']")).await;
-    // The page's sentence rule is the render's: "Dr." and "J." read on, "1.5" is a number.
+    // The page's sentence rule is the render's in the voice's language: "Dr.", "J.", "z. B.",
+    // "Sr." and "p. ex." read on, "3. Mai" is an ordinal in German, "1.5" is a number.
     let page = c
         .execute_async(
-            "const [scripts, done] = arguments; import('/web/sentences.js').then(m => done(scripts.map(m.firstSentence)));",
+            "const [scripts, done] = arguments; \
+             import('/web/sentences.js').then(m => done(scripts.map(([lang, s]) => [lang, m.sentences(s, lang)])));",
             vec![json!(SCRIPTS)],
         )
         .await
         .expect("sentences.js");
-    let render: Vec<String> = SCRIPTS
-        .iter()
-        .map(|s| plan::sentences(s, reelbox::text::Language::of("en")).into_iter().next().unwrap_or_default())
-        .collect();
+    let render: Vec<(&str, Vec<String>)> =
+        SCRIPTS.iter().map(|(lang, s)| (*lang, plan::sentences(s, Language::of(lang)))).collect();
     assert_eq!(page, json!(render), "assets/web/sentences.js must cut sentences as plan::sentences does");
 
     // The script is not marked English (the page is): checked as the voice's language.
@@ -64,10 +81,11 @@ async fn a_german_film_is_listened_to_labelled_and_found_as_its_family_expects()
     find(c, "#voice").await.select_by_value(&de).await.expect("pick the German voice");
     assert_eq!(js(c, lang).await, "de-DE");
 
-    // Listen speaks the first sentence, not "Dr." (a split at every full stop).
+    // Listen speaks the first sentence as the German film cuts it, not "Dr." (a split at
+    // every full stop) nor "Am 3." (English's rule).
     let script = find(c, "#script").await;
     script.clear().await.expect("clear");
-    script.send_keys("Dr. Müller kam nach Hause. Dann ging er.").await.expect("type");
+    script.send_keys("Am 3. Mai kam Dr. Müller, z. B. mit der Fähre Nr. 5. Dann ging er.").await.expect("type");
     js(c, "[...document.querySelectorAll('form.film button')].find(b => b.textContent === 'Listen').click()").await;
     let t0 = Instant::now();
     let said = loop {
@@ -79,7 +97,7 @@ async fn a_german_film_is_listened_to_labelled_and_found_as_its_family_expects()
         assert!(t0.elapsed() < Duration::from_secs(30), "Listen made no speech job");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(said, "Dr. Müller kam nach Hause.");
+    assert_eq!(said, "Am 3. Mai kam Dr. Müller, z. B. mit der Fähre Nr. 5.");
 
     // The German film's subtitles are offered as "Deutsch" (the track said English).
     go(c, &d, &format!("#/watch/{film}"), "video track").await;

@@ -1,10 +1,11 @@
 //! The web studio at `/`: static files embedded in the binary (no build step, no Node),
 //! served with their content type, a strict Content-Security-Policy and an ETag of their
-//! content, and the browser login ([`session`]). The page itself only calls the API's
-//! routes, same-origin.
+//! content, one more written from the library's own tables ([`stops`]), and the browser
+//! login ([`session`]). The page itself only calls the API's routes, same-origin.
 
 use std::sync::OnceLock;
 
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::ApiError;
 
 pub mod session;
+pub mod stops;
 
 /// One embedded file: its name under `/web/`, content type and bytes.
 struct Asset {
@@ -56,15 +58,34 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
      media-src 'self' blob:; connect-src 'self'; font-src 'self'; manifest-src 'self'; form-action 'self'; \
      base-uri 'none'; frame-ancestors 'none'";
 
-/// Strong ETags of [`ASSETS`], in the same order, computed once.
-fn etags() -> &'static [String] {
-    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
-    TAGS.get_or_init(|| ASSETS.iter().map(|a| format!("\"{}\"", &hex::encode(Sha256::digest(a.bytes))[..20])).collect())
+/// One file as served: an embedded one or one the daemon writes, with its strong ETag.
+struct Served {
+    name: &'static str,
+    content_type: &'static str,
+    bytes: Bytes,
+    etag: String,
+}
+
+/// [`ASSETS`] and the written `stops.js`, with their ETags, made once.
+fn served() -> &'static [Served] {
+    static FILES: OnceLock<Vec<Served>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let written = ("stops.js", JS, Bytes::from(stops::module()));
+        ASSETS
+            .iter()
+            .map(|a| (a.name, a.content_type, Bytes::from_static(a.bytes)))
+            .chain([written])
+            .map(|(name, content_type, bytes)| {
+                let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..20]);
+                Served { name, content_type, bytes, etag }
+            })
+            .collect()
+    })
 }
 
 /// Total size of the page's files, bytes (the studio keeps it under 200 KB).
 pub fn page_bytes() -> usize {
-    ASSETS.iter().map(|a| a.bytes.len()).sum()
+    served().iter().map(|f| f.bytes.len()).sum()
 }
 
 /// `GET /`: the studio page.
@@ -78,17 +99,17 @@ pub async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
 }
 
 fn serve(name: &str, headers: &HeaderMap) -> Response {
-    let Some(i) = ASSETS.iter().position(|a| a.name == name) else {
+    let Some(file) = served().iter().find(|f| f.name == name) else {
         return ApiError::new(StatusCode::NOT_FOUND, "no_route", format!("no web file {name:?}")).into_response();
     };
-    let (asset, etag) = (&ASSETS[i], &etags()[i]);
+    let etag = &file.etag;
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut resp = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { asset.bytes.into_response() };
+    let mut resp = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { file.bytes.clone().into_response() };
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(file.content_type));
     // Revalidate every time: a new daemon version must never run with an old script.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
