@@ -184,6 +184,12 @@ pub async fn submit(
     match req.kind.as_str() {
         "render" => state.jobs.expand_render_profile(&(&caller).into(), &mut params)?,
         "image" => state.jobs.expand_image_profile(&(&caller).into(), &mut params)?,
+        // As `POST /api/v1/lipsync` does: `reelbox lipsync --profile` submits here.
+        "lipsync" => {
+            if let Some(obj) = params.as_object_mut() {
+                state.jobs.expand_lipsync_profile(&(&caller).into(), obj)?;
+            }
+        }
         _ => {}
     }
     let (job, existing) = submit_job(&state, &caller, &req.kind, params, req.priority, key).await?;

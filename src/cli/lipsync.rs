@@ -1,5 +1,5 @@
 //! `reelbox lipsync PORTRAIT`: a talking head from a photo (or video) and a narration,
-//! given as a sound file or as text to speak, on the daemon at `--url` when one answers,
+//! given as a sound file or as text to speak (or a profile's portrait, voice and model), on the daemon at `--url` when one answers,
 //! else on one started here (as `render` does).
 
 use std::path::PathBuf;
@@ -15,17 +15,22 @@ use super::backend::{Reach, run_job, save_artifacts, upload};
 /// Arguments of `reelbox lipsync`.
 #[derive(Debug, Args)]
 pub struct LipsyncArgs {
-    /// The face: a picture (PNG, JPEG, WebP) or an MP4 video.
-    pub portrait: PathBuf,
+    /// The face: a picture (PNG, JPEG, WebP) or an MP4 video (default: `--profile`'s portrait).
+    #[arg(required_unless_present = "profile")]
+    pub portrait: Option<PathBuf>,
     /// The narration to lip-sync: WAV, MP3, FLAC or Ogg.
     #[arg(long, required_unless_present = "text", conflicts_with = "text")]
     pub audio: Option<PathBuf>,
     /// Text to speak first with `--voice`, instead of `--audio`.
     #[arg(long)]
     pub text: Option<String>,
-    /// Voice for `--text` (default: the TTS default `reelbox models list` tags).
+    /// Voice for `--text` (default: `--profile`'s, else the TTS default `reelbox models list` tags).
     #[arg(long, requires = "text")]
     pub voice: Option<String>,
+    /// Profile id or name (`reelbox profiles list`): its portrait with its face box, its voice
+    /// for `--text` and its lip-sync model, each unless given here.
+    #[arg(long)]
+    pub profile: Option<String>,
     /// Output MP4.
     #[arg(short, long, default_value = "lipsync.mp4")]
     pub output: PathBuf,
@@ -47,13 +52,16 @@ pub async fn run(g: &Global, a: LipsyncArgs) -> anyhow::Result<ExitCode> {
     let reach = Reach::new(g).await?;
     let c = &reach.client;
     let result = async {
-        let portrait = upload(c, &a.portrait, "portrait").await?.id;
+        let portrait = match &a.portrait {
+            Some(path) => Some(upload(c, path, "portrait").await?.id),
+            None => None,
+        };
         let audio = match &a.audio {
             Some(path) => Some(upload(c, path, "--audio").await?.id),
             None => None,
         };
         let params = json!({"portrait": portrait, "audio": audio, "text": a.text, "voice": a.voice,
-            "face_box": a.face_box, "model": a.model, "fps": a.fps});
+            "face_box": a.face_box, "model": a.model, "fps": a.fps, "profile": a.profile});
         let job = run_job(c, g, "/api/v1/jobs", &json!({"kind": "lipsync", "params": params}), None).await?;
         save_artifacts(c, &job, &a.output, |a| a.name == "lipsync.mp4").await?;
         if g.json {

@@ -48,7 +48,8 @@ pub enum ModelsAction {
     },
     /// Check installed files against their sha256s (all installed models without NAME).
     Verify { name: Option<String> },
-    /// Remove an installed model (refused while the daemon's queued or running jobs name it).
+    /// Remove an installed model (refused while the daemon's queued or running jobs name it;
+    /// the profiles that name it are said, as their renders are refused once it is gone).
     Rm {
         /// The installed model's name (`reelbox models list`).
         name: String,
@@ -119,10 +120,18 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
                 );
             }
             let removed = store.rm(&name)?;
+            let profiles = if removed { profiles_naming(g, &name).await } else { Vec::new() };
             if g.json {
-                println!("{}", serde_json::json!({"name": name, "removed": removed}));
+                println!("{}", serde_json::json!({"name": name, "removed": removed, "profiles": profiles}));
             } else if removed {
                 println!("removed {name}");
+                for p in &profiles {
+                    let fix = reelbox::jobs::model_fix(&g.hint.reelbox(), &p.name, &p.flag());
+                    println!(
+                        "profile {:?} names it ({}): its renders are refused until {fix} names another",
+                        p.name, p.field
+                    );
+                }
             } else {
                 println!("{name} was not installed");
             }
@@ -153,6 +162,16 @@ async fn jobs_naming(g: &Global, name: &str) -> Vec<String> {
         }
     }
     ids
+}
+
+/// The daemon's profiles that name model `name` (none when no daemon answers: profiles
+/// live in its store, which one process opens at a time).
+async fn profiles_naming(g: &Global, name: &str) -> Vec<super::profiles::NamingModel> {
+    let Ok(client) = super::client::Client::new(g) else { return Vec::new() };
+    if !client.answers(Duration::from_millis(500)).await {
+        return Vec::new();
+    }
+    super::profiles::naming_model(&client, name).await.unwrap_or_default()
 }
 
 fn parse_kind(what: &str, k: &str) -> anyhow::Result<ModelKind> {

@@ -19,7 +19,7 @@ use crate::store::Store;
 pub use control::{CANCEL_REASON_MAX_CHARS, JobList, ListRequest, PAGE_SIZES};
 pub use error::{Error, GpuQuotaRefusal};
 pub use limits::check_params;
-pub use profile::face_box_fix;
+pub use profile::{face_box_fix, model_fix};
 pub use submit::Submission;
 
 /// Who asks: the identity and quotas the service's rules look at.

@@ -146,6 +146,13 @@ pub fn face_box_fix(reelbox: &str, name: &str) -> String {
     )
 }
 
+/// The command that gives profile `name` another model with `flag` (`--lipsync-model`…):
+/// what a job refused for the profile's removed model says, and `reelbox rm` of a model
+/// profiles name. `reelbox` as in [`face_box_fix`].
+pub fn model_fix(reelbox: &str, name: &str, flag: &str) -> String {
+    format!("`{reelbox} profiles update {} {flag} NAME`", name_arg(name))
+}
+
 /// Profile `name` as the argument of a `profiles update` command, quoted for a shell when
 /// it needs it.
 fn name_arg(name: &str) -> String {
@@ -158,8 +165,10 @@ fn name_arg(name: &str) -> String {
 
 /// Refuses, naming `profile` and the `profiles update` that mends it, the profile's model
 /// `name` of `kind` (set with `flag`) when this box cannot run it, most often because it was
-/// removed after the profile chose it (`reelbox rm`): the job's own refusal named
+/// removed after the profile chose it (`reelbox rm`): the job's own refusal named `model` or
 /// `lipsync_model`, a field the user never typed, without saying the profile had chosen it.
+/// One rule for the picture, lip-sync and upscale models; a picture model is a folder the
+/// catalog installs, the others one `model.onnx` each.
 fn profile_model_usable(
     profile: &Profile,
     kind: ModelKind,
@@ -167,20 +176,44 @@ fn profile_model_usable(
     name: &str,
     config: &Config,
 ) -> Result<(), Error> {
-    let Err(e) = crate::kinds::inputs::require_model_file(flag, kind, name, config) else { return Ok(()) };
+    let usable = match kind {
+        ModelKind::Diffusion => crate::kinds::inputs::require_installed(flag, kind, name, config),
+        _ => crate::kinds::inputs::require_model_file(flag, kind, name, config),
+    };
+    let Err(e) = usable else { return Ok(()) };
     Err(ParamError {
         field: "profile".into(),
         message: format!(
-            "profile {:?} names {} model {name:?}, which cannot be used: {}; `reelbox profiles update {} {flag} NAME` \
-             gives the profile an installed one (`{flag} ''` leaves it to the box's default)",
+            "profile {:?} names {} model {name:?}, which cannot be used: {}; {} gives the profile an installed one \
+             (`{flag} ''` leaves it to the box's default)",
             profile.name,
             kind.as_str(),
             e.message,
-            name_arg(&profile.name)
+            model_fix("reelbox", &profile.name, flag)
         ),
         model: e.model,
     }
     .into())
+}
+
+/// A profile's model a job would use: its kind, the request's field it fills, the
+/// `profiles` flag that sets it, its name, and whether the job runs that stage.
+type StageModel<'a> = (ModelKind, &'a str, &'a str, &'a Option<String>, bool);
+
+/// [`profile_model_usable`] for each of `models` the job runs and the request does not
+/// name a model of its own for (its own is checked, naming its field, by its kind).
+fn profile_models_usable(
+    profile: &Profile,
+    params: &Map<String, Value>,
+    models: &[StageModel<'_>],
+    config: &Config,
+) -> Result<(), Error> {
+    for &(kind, field, flag, name, runs) in models {
+        if let Some(name) = name.as_deref().filter(|_| runs && !is_set(params, field)) {
+            profile_model_usable(profile, kind, flag, name, config)?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses, naming `profile` and the fix, a profile whose portrait has no face box on a box
@@ -245,15 +278,13 @@ impl Service {
             face_findable(&profile, self.config())?;
         }
         let runs = Runs { presenting: shown && (is_set(obj, "presenter") || profile.portrait.is_some()), upscaling };
+        let style = &profile.style;
         let models = [
-            (ModelKind::Lipsync, "lipsync_model", "--lipsync-model", &profile.style.lipsync_model, runs.presenting),
-            (ModelKind::Upscale, "upscale_model", "--upscale-model", &profile.style.upscale_model, runs.upscaling),
+            (ModelKind::Diffusion, "model", "--image-model", &style.image_model, true),
+            (ModelKind::Lipsync, "lipsync_model", "--lipsync-model", &style.lipsync_model, runs.presenting),
+            (ModelKind::Upscale, "upscale_model", "--upscale-model", &style.upscale_model, runs.upscaling),
         ];
-        for (kind, field, flag, name, runs) in models {
-            if let Some(name) = name.as_deref().filter(|_| runs && !is_set(obj, field)) {
-                profile_model_usable(&profile, kind, flag, name, self.config())?;
-            }
-        }
+        profile_models_usable(&profile, obj, &models, self.config())?;
         let id = profile.id.to_string();
         fill(obj, RenderDefaults::of(profile, runs))?;
         obj.insert("profile".into(), Value::String(id));
@@ -262,12 +293,15 @@ impl Service {
 
     /// Folds an image request's `profile` into its `negative_prompt`, `preset` and (from
     /// its `image_model`) `model`, and puts the profile's style before the prompt, so a
-    /// picture made with a profile looks like its renders' keyframes.
+    /// picture made with a profile looks like its renders' keyframes. A picture model of the
+    /// profile's that this box cannot run is refused naming `profile` and its fix.
     pub fn expand_image_profile(&self, who: &Submitter, params: &mut Value) -> Result<(), Error> {
         let Some(obj) = params.as_object_mut() else {
             return Err(ParamError::new("params", "must be a JSON object").into());
         };
         let Some(profile) = self.take_profile(who, obj)? else { return Ok(()) };
+        let picture = [(ModelKind::Diffusion, "model", "--image-model", &profile.style.image_model, true)];
+        profile_models_usable(&profile, obj, &picture, self.config())?;
         if let Some(Value::String(prompt)) = obj.get_mut("prompt") {
             *prompt = styled_prompt(&profile.style.prompt_prefix, prompt);
         }
@@ -281,9 +315,8 @@ impl Service {
         if !is_set(params, "portrait") {
             portrait_readable(who, &profile)?;
         }
-        if let Some(name) = profile.style.lipsync_model.as_deref().filter(|_| !is_set(params, "model")) {
-            profile_model_usable(&profile, ModelKind::Lipsync, "--lipsync-model", name, self.config())?;
-        }
+        let lipsync = [(ModelKind::Lipsync, "model", "--lipsync-model", &profile.style.lipsync_model, true)];
+        profile_models_usable(&profile, params, &lipsync, self.config())?;
         let defaults = LipsyncDefaults::of(profile, params);
         fill(params, defaults)
     }

@@ -340,8 +340,86 @@ async fn a_profile_takes_an_installed_or_pullable_voice_and_its_render_waits_for
         profile_call(&http, &b.daemon, reqwest::Method::PATCH, &path, json!({"image_model": "sd-turbo"})).await;
     assert_eq!(s, 200, "{p}");
     let (s, e) = post_json(&http, &b.daemon, "/api/v1/images", json!({"prompt": "a red circle", "profile": id})).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("profile")), "{e}");
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("reelbox pull sd-turbo") && message.contains("--image-model NAME"), "{e}");
+    // A request's own model that is not pulled yet is refused naming its own field.
+    let (s, e) =
+        post_json(&http, &b.daemon, "/api/v1/images", json!({"prompt": "a red circle", "model": "sd-turbo"})).await;
     assert_eq!((s, e["error"]["field"].as_str()), (400, Some("model")), "{e}");
     assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("reelbox pull sd-turbo")), "{e}");
+}
+
+/// A profile's model removed since (`reelbox rm`): the rm says which profiles name it, and a
+/// picture or film with the profile is refused naming `profile` and the `profiles update`
+/// that mends it (a picture model's refusal named `model`, a field the user never typed);
+/// a request's own removed model is still refused naming `model`.
+#[tokio::test]
+async fn removing_a_model_a_profile_names_says_so_and_its_pictures_are_refused_naming_the_profile() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_named(
+        home.path(),
+        &[("diffusion", "my-sd"), ("diffusion", "other-sd"), ("tts", "my-voice"), ("upscale", "my-upscaler")],
+    );
+    let b = Box_::start(home.path(), &models, "[defaults]\nimage_model = \"other-sd\"\n");
+    let http = reqwest::Client::new();
+    let url = b.daemon.url.clone();
+    let profile = |name: &str, extra: &[&str]| {
+        let args = ["--url", &url, "profiles", "create", "--name", name, "--voice", "my-voice"];
+        run_ok(b.cli().args(args).args(extra));
+    };
+    profile("anna", &["--image-model", "my-sd", "--upscale-model", "my-upscaler"]);
+    profile("bob", &["--image-model", "my-sd"]);
+    profile("carl", &[]);
+
+    let out = run_ok(b.cli().args(["--url", &url, "rm", "my-sd"]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    for name in ["anna", "bob"] {
+        let line = format!("profile \"{name}\" names it (image_model)");
+        assert!(said.contains(&line) && said.contains(&format!("profiles update {name} --image-model NAME")), "{said}");
+    }
+    assert!(!said.contains("carl"), "{said}");
+    let out = run_ok(b.cli().args(["--url", &url, "--json", "rm", "my-upscaler"]));
+    let said: Value = serde_json::from_slice(&out.stdout).expect("rm JSON");
+    assert_eq!((&said["removed"], &said["profiles"][0]["name"]), (&json!(true), &json!("anna")), "{said}");
+    assert_eq!(
+        (said["profiles"][0]["field"].as_str(), said["profiles"].as_array().map(Vec::len)),
+        (Some("upscale_model"), Some(1))
+    );
+
+    let picture = json!({"prompt": "a red circle", "profile": "anna", "steps": 1});
+    let film = json!({"script": "A red circle.", "profile": "anna", "layout": "none", "width": 64, "height": 64});
+    for (path, body) in [("/api/v1/images", picture), ("/api/v1/renders", film)] {
+        let (s, e) = post_json(&http, &b.daemon, path, body).await;
+        assert_eq!((s, e["error"]["field"].as_str()), (400, Some("profile")), "{path}: {e}");
+        let message = e["error"]["message"].as_str().unwrap_or_default();
+        for said in
+            ["profile \"anna\" names diffusion model \"my-sd\"", "`reelbox profiles update anna --image-model NAME`"]
+        {
+            assert!(message.contains(said), "{path}: {said} in {e}");
+        }
+    }
+    let out = b
+        .cli()
+        .args(["--url", &url, "image", "a red circle", "--profile", "bob", "-o"])
+        .arg(home.path().join("bob.png"))
+        .output()
+        .expect("reelbox image");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("profiles update bob --image-model NAME"), "{err}");
+    // A request's own model wins over the profile's and is checked as its own.
+    let (s, e) =
+        post_json(&http, &b.daemon, "/api/v1/images", json!({"prompt": "a cat", "profile": "bob", "model": "my-sd"}))
+            .await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("model")), "{e}");
+    let (s, job) = post_json(
+        &http,
+        &b.daemon,
+        "/api/v1/images",
+        json!({"prompt": "a cat", "profile": "bob", "model": "other-sd", "steps": 1}),
+    )
+    .await;
+    assert_eq!((s, job["params"]["model"].as_str()), (202, Some("other-sd")), "{job}");
 }
 
 #[tokio::test]

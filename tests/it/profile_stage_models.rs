@@ -6,6 +6,7 @@
 //! the default's ×2), `jobs show` names them, a render's own model still wins, a model of
 //! another kind or none installed is refused naming the field, and a profile's model removed
 //! since refuses the render naming the profile and the `profiles update` that mends it.
+//! `reelbox lipsync --profile` makes the profile's portrait talk with its lip-sync model.
 
 use crate::common;
 
@@ -136,6 +137,14 @@ async fn a_profile_s_lipsync_and_upscale_models_make_its_films_unless_the_render
     // A lip-sync with the profile takes its lip-sync model too.
     let p = accepted(&http, &d, "/api/v1/lipsync", json!({"profile": "anna", "text": "Hello."})).await;
     assert_eq!(p["model"], "wav2lip_gan", "{p}");
+    // So does `reelbox lipsync --profile`, with no portrait of its own: the profile's face talks.
+    let talk = ["--json", "lipsync", "--profile", "anna", "--text", "Hello.", "--voice", provision::JOE];
+    let out = reelbox(&d, home, &[&talk[..], &["-o", "talk.mp4"]].concat());
+    let said: Value = serde_json::from_str(ok(&out).trim()).expect("lipsync JSON");
+    assert_eq!(said["model"], "wav2lip_gan", "{said}");
+    let info = reelbox::media::ffprobe::probe(&home.join("talk.mp4")).expect("ffprobe");
+    let video = info.video().expect("video");
+    assert_eq!((video.width, video.height), (Some(128), Some(128)), "the profile's portrait talks: {video:?}");
 
     // Cleared, the profile leaves the presenter to the box's default.
     let shown = ok(&reelbox(&d, home, &["profiles", "update", "anna", "--lipsync-model", ""]));
