@@ -94,9 +94,12 @@ export async function newFilm(root) {
     // The render's own rule in the voice's language (the box's default voice's when none is
     // picked): a split at every full stop spoke "Dr." of "Dr. Müller kam…", and English's
     // rule "Am 3." of "Am 3. Mai kam…".
-    const named = voice.value || (voices.find((v) => v.default) || {}).name;
+    // With "Default voice", the film speaks with its presenter profile's voice, if one is picked.
+    const presenter = profiles.find((p) => p.id === profile.value);
+    const spoken = voice.value || (presenter && presenter.voice.model) || "";
+    const named = spoken || (voices.find((v) => v.default) || {}).name;
     const sentence = firstSentence(first ? first.spoken : "Hello from reelbox.", voiceLanguage(named));
-    listen(listenBtn, listenStatus, sentence, voice.value);
+    listen(listenBtn, listenStatus, sentence, spoken);
   });
   const submit = h("button", { type: "submit", class: "primary" }, "Render film");
   const form = h("form", { class: "card film", novalidate: true },

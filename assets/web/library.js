@@ -72,7 +72,8 @@ export async function library(root) {
   let jobs = [];
   const show = async () => {
     const q = folded(search.value.trim());
-    const shown = jobs.filter((j) => (!kind.value || j.kind === kind.value) && folded(summary(j)).includes(q));
+    // A film's card says what it speaks; its search reads its [directions] too.
+    const shown = jobs.filter((j) => (!kind.value || j.kind === kind.value) && folded(`${summary(j)} ${j.params?.script || ""}`).includes(q));
     note.textContent = shown.length ? `${shown.length} shown, newest first` : "Nothing here yet.";
     list.replaceChildren(...(await Promise.all(shown.slice(0, 30).map((j) => card(j, () => {
       jobs = jobs.filter((x) => x.id !== j.id);

@@ -172,7 +172,10 @@ export function sparkline(canvas, values, max = 100) {
 export function summary(job, max = Infinity) {
   const p = job.params || {};
   // A talking photo keeps its typed narration with the speech it makes first.
-  const text = (p.prompt || p.script || p.text || (p.speech && p.speech.text) || p.name || kindWord(job.kind)).replace(/\s+/g, " ").trim();
+  // A script is told by what it says, not by its [directions] (a film's player was named
+  // "Film: [a red circle on a blue background] Welcome…"); only directions: kept as they are.
+  const spoken = p.script && p.script.replace(/\[[^\]]*\]/g, " ").trim();
+  const text = (p.prompt || spoken || p.script || p.text || (p.speech && p.speech.text) || p.name || kindWord(job.kind)).replace(/\s+/g, " ").trim();
   if (text.length <= max) return text;
   // Cut at the last word that fits and say it was cut.
   const cut = text.slice(0, max - 1);

@@ -53,6 +53,20 @@ pub fn demo_models_dir(root: &Path) -> PathBuf {
     models
 }
 
+/// [`models_dir`] with the built-in lip-sync and upscale defaults as `reelbox setup` installs
+/// them, beside a user's imports: `wav2lip_gan` (the fixture `lipsync_fixture` under
+/// tests/fixtures/models) and `my-upscaler` (the tiny x4).
+pub fn models_with_defaults_and_imports(home: &Path, lipsync_fixture: &str) -> PathBuf {
+    let models = models_dir(home);
+    let demo = super::source_tree().join("models/demo");
+    copy_dir(&demo.join("presenter"), &models.join("demo-presenter"));
+    copy_dir(&demo.join("upscaler"), &models.join("demo-upscaler"));
+    let fixtures = super::fixture("models");
+    super::tools::import_bare(home, &models, "wav2lip_gan", "lipsync", &fixtures.join(lipsync_fixture));
+    super::tools::import_bare(home, &models, "my-upscaler", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    models
+}
+
 /// A 128×128 portrait: a face-coloured ellipse on a dark background.
 pub fn portrait_png() -> Vec<u8> {
     let img = image::RgbImage::from_fn(128, 128, |x, y| {

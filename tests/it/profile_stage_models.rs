@@ -15,8 +15,8 @@ use std::process::{Command, Output, Stdio};
 
 use common::daemon::{DaemonProc, get_json, post_json};
 use common::provision;
-use common::render::{models_dir, portrait_png};
-use common::tools::{import_bare, reelbox_cli, run_ok};
+use common::render::portrait_png;
+use common::tools::{reelbox_cli, run_ok};
 use serde_json::{Value, json};
 
 /// `reelbox ARGS… --url <d>` run from `dir`.
@@ -60,14 +60,7 @@ async fn accepted(http: &reqwest::Client, d: &DaemonProc, path: &str, body: Valu
 async fn a_profile_s_lipsync_and_upscale_models_make_its_films_unless_the_render_names_its_own() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path();
-    let models = models_dir(home);
-    // The built-in defaults as `reelbox setup` installs them, beside the user's imports.
-    let demo = common::source_tree().join("models/demo");
-    common::copy_dir(&demo.join("presenter"), &models.join("demo-presenter"));
-    common::copy_dir(&demo.join("upscaler"), &models.join("demo-upscaler"));
-    let fixtures = common::fixture("models");
-    import_bare(home, &models, "wav2lip_gan", "lipsync", &fixtures.join("tiny-wav2lip-alt"));
-    import_bare(home, &models, "my-upscaler", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    let models = common::render::models_with_defaults_and_imports(home, "tiny-wav2lip-alt");
     let d = common::render::daemon(home, &models);
     let http = reqwest::Client::new();
 

@@ -434,14 +434,7 @@ async fn a_demo_without_a_daemon_names_no_address_that_dies_with_it() {
 async fn a_film_runs_the_lipsync_and_upscale_models_named_and_jobs_show_says_which_ran() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path();
-    let models = models_dir(home);
-    // The built-in defaults as `reelbox setup` installs them, beside the user's imports.
-    let demo = common::source_tree().join("models/demo");
-    common::copy_dir(&demo.join("presenter"), &models.join("demo-presenter"));
-    common::copy_dir(&demo.join("upscaler"), &models.join("demo-upscaler"));
-    let fixtures = common::fixture("models");
-    common::tools::import_bare(home, &models, "wav2lip_gan", "lipsync", &fixtures.join("tiny-wav2lip"));
-    common::tools::import_bare(home, &models, "my-upscaler", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    let models = common::render::models_with_defaults_and_imports(home, "tiny-wav2lip");
     let d = common::render::daemon(home, &models);
     std::fs::write(home.join("anna.png"), portrait_png()).expect("portrait");
     let anna = ["profiles", "create", "--name", "anna", "--portrait", "anna.png", "--face-box", "24,12,80,96"];

@@ -208,8 +208,8 @@ async fn a_film_is_made_heard_and_read_by_keyboard_screen_reader_and_phone_at_do
     assert!(status, "the progress line is a polite status region");
     let players = controls(c).await;
     assert!(
-        players.iter().any(|(role, name)| role == "Video" && name.starts_with("Film: ")),
-        "the film's player has a name: {players:?}"
+        players.iter().any(|(role, name)| role == "Video" && name.starts_with("Film: Welcome to reelbox")),
+        "the film's player is named by what it says, not its [directions]: {players:?}"
     );
 
     // A picture by keyboard: the focus follows the form's step aside; Cancel hands it to

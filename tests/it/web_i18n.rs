@@ -99,6 +99,34 @@ async fn a_german_film_is_listened_to_labelled_and_found_as_its_family_expects()
     };
     assert_eq!(said, "Am 3. Mai kam Dr. Müller, z. B. mit der Fähre Nr. 5.");
 
+    // With "Default voice", Listen speaks as the film will: with the presenter profile's own
+    // voice and by its language (it spoke with the box's English voice, cut at "Am 3.").
+    let made = http.post(d.at("/api/v1/profiles")).json(&json!({"name": "Oma", "voice": de})).send().await;
+    let oma: Value = made.expect("profile").json().await.expect("json");
+    let oma = oma["id"].as_str().expect("profile id").to_string();
+    go(c, &d, "#/new", &format!("#profile option[value='{oma}']")).await;
+    find(c, "#profile").await.select_by_value(&oma).await.expect("pick the profile");
+    find(c, "#voice").await.select_by_value("").await.expect("Default voice");
+    let script = find(c, "#script").await;
+    script.clear().await.expect("clear");
+    script.send_keys("Am 3. Mai schlief die Katze. Dann ging sie.").await.expect("type");
+    js(c, "[...document.querySelectorAll('form.film button')].find(b => b.textContent === 'Listen').click()").await;
+    let t0 = Instant::now();
+    let job = loop {
+        let jobs: Value =
+            http.get(d.at("/api/v1/jobs?kind=speech")).send().await.expect("jobs").json().await.expect("json");
+        if jobs["jobs"].as_array().is_some_and(|j| j.len() == 2) {
+            break jobs["jobs"][0].clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "Listen made no second speech job");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (&job["params"]["text"], &job["params"]["voice"]),
+        (&json!("Am 3. Mai schlief die Katze."), &json!(de)),
+        "{job}"
+    );
+
     // The German film's subtitles are offered as "Deutsch" (the track said English).
     go(c, &d, &format!("#/watch/{film}"), "video track").await;
     let track = "const t = document.querySelector('video track'); const v = document.querySelector('video'); \
@@ -109,8 +137,8 @@ async fn a_german_film_is_listened_to_labelled_and_found_as_its_family_expects()
     // Library search without the accent finds "Zoë".
     go(c, &d, "#/library", "#lib-kind").await;
     find(c, "#lib-kind").await.select_by_value("").await.expect("everything");
-    let both = "return document.querySelectorAll('ul.items > *').length === 2";
-    wait_js(c, "the film and the Listen line", both, Duration::from_secs(10)).await;
+    let all = "return document.querySelectorAll('ul.items > *').length === 3";
+    wait_js(c, "the film and the two Listen lines", all, Duration::from_secs(10)).await;
     find(c, "#lib-search").await.send_keys("zoe").await.expect("type");
     let found = "const t = document.querySelector('ul.items').textContent; \
                  return document.querySelectorAll('ul.items > *').length === 1 && t.includes('Zoë')";

@@ -244,8 +244,17 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     let picture: Value = resp.await.expect("image").json().await.expect("json");
     let picture = picture["id"].as_str().expect("id").to_string();
     go(c, &d, &format!("#/watch/{picture}"), "#job-state").await;
+    // Noted the moment the page shows a preview: a loaded CI machine ran the 25 steps before a
+    // 150 ms poll saw the preview the page had shown between.
+    js(
+        c,
+        "const p = document.querySelector('.preview'); \
+         new MutationObserver(() => { if (!p.hidden) window.__previewShown = true; }) \
+           .observe(p, { attributes: true, attributeFilter: ['hidden'] }); return true",
+    )
+    .await;
     assert_eq!(queue("resume").await.expect("resume").status(), 200);
-    wait_js(c, "a step preview", "return !document.querySelector('.preview').hidden", Duration::from_secs(30)).await;
+    wait_js(c, "a step preview", "return window.__previewShown === true", Duration::from_secs(30)).await;
     wait_js(
         c,
         "the picture",

@@ -252,17 +252,24 @@ async fn picking_an_sdxl_model_picks_its_own_size_1024_on_picture_and_new_film()
     assert_eq!(http.post(cancel).send().await.expect("cancel").status(), 200);
 }
 
+/// The demo models with the demo upscaler, beside a user's imported `wav2lip_gan` and
+/// `4x-UltraSharp` (the tiny fixtures under those names).
+fn demo_models_with_imports(dir: &Path) -> std::path::PathBuf {
+    let models = demo_models(dir);
+    common::copy_dir(&common::source_tree().join("models/demo/upscaler"), &models.join("demo-upscaler"));
+    let fixtures = common::fixture("models");
+    common::tools::import_bare(dir, &models, "wav2lip_gan", "lipsync", &fixtures.join("tiny-wav2lip"));
+    common::tools::import_bare(dir, &models, "4x-UltraSharp", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    models
+}
+
 /// New film chooses its lip-sync and upscale models among the installed ones, the box's
 /// default picked: it had only an "Upscale" checkbox, so a user's imported wav2lip_gan and
 /// 4x-UltraSharp were never used while the built-in demo models were installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_film_picks_its_lipsync_and_upscale_models_among_the_installed_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let models = demo_models(dir.path());
-    common::copy_dir(&common::source_tree().join("models/demo/upscaler"), &models.join("demo-upscaler"));
-    let fixtures = common::fixture("models");
-    common::tools::import_bare(dir.path(), &models, "wav2lip_gan", "lipsync", &fixtures.join("tiny-wav2lip"));
-    common::tools::import_bare(dir.path(), &models, "4x-UltraSharp", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    let models = demo_models_with_imports(dir.path());
     let d = daemon_over(dir.path(), &models);
     let http = reqwest::Client::new();
     let b = browser(&dir.path().join("downloads")).await;
@@ -304,11 +311,7 @@ async fn new_film_picks_its_lipsync_and_upscale_models_among_the_installed_ones(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_profile_form_keeps_its_lipsync_and_upscale_models_and_new_film_follows_them() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let models = demo_models(dir.path());
-    common::copy_dir(&common::source_tree().join("models/demo/upscaler"), &models.join("demo-upscaler"));
-    let fixtures = common::fixture("models");
-    common::tools::import_bare(dir.path(), &models, "wav2lip_gan", "lipsync", &fixtures.join("tiny-wav2lip"));
-    common::tools::import_bare(dir.path(), &models, "4x-UltraSharp", "upscale", &fixtures.join("tiny-esrgan-x4"));
+    let models = demo_models_with_imports(dir.path());
     let d = daemon_over(dir.path(), &models);
     let http = reqwest::Client::new();
     let b = browser(&dir.path().join("downloads")).await;
