@@ -104,6 +104,8 @@ async fn a_german_film_is_listened_to_labelled_and_found_as_its_family_expects()
     let made = http.post(d.at("/api/v1/profiles")).json(&json!({"name": "Oma", "voice": de})).send().await;
     let oma: Value = made.expect("profile").json().await.expect("json");
     let oma = oma["id"].as_str().expect("profile id").to_string();
+    // Away and back, so New film lists the new profile.
+    go(c, &d, "#/library", "#lib-search").await;
     go(c, &d, "#/new", &format!("#profile option[value='{oma}']")).await;
     find(c, "#profile").await.select_by_value(&oma).await.expect("pick the profile");
     find(c, "#voice").await.select_by_value("").await.expect("Default voice");
