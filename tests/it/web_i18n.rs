@@ -83,21 +83,8 @@ async fn a_german_film_is_listened_to_labelled_and_found_as_its_family_expects()
 
     // Listen speaks the first sentence as the German film cuts it, not "Dr." (a split at
     // every full stop) nor "Am 3." (English's rule).
-    let script = find(c, "#script").await;
-    script.clear().await.expect("clear");
-    script.send_keys("Am 3. Mai kam Dr. Müller, z. B. mit der Fähre Nr. 5. Dann ging er.").await.expect("type");
-    js(c, "[...document.querySelectorAll('form.film button')].find(b => b.textContent === 'Listen').click()").await;
-    let t0 = Instant::now();
-    let said = loop {
-        let jobs: Value =
-            http.get(d.at("/api/v1/jobs?kind=speech")).send().await.expect("jobs").json().await.expect("json");
-        if let Some(text) = jobs["jobs"][0]["params"]["text"].as_str() {
-            break text.to_string();
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "Listen made no speech job");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(said, "Am 3. Mai kam Dr. Müller, z. B. mit der Fähre Nr. 5.");
+    let job = listen_to(c, &d, "Am 3. Mai kam Dr. Müller, z. B. mit der Fähre Nr. 5. Dann ging er.", 1).await;
+    assert_eq!(job["params"]["text"], "Am 3. Mai kam Dr. Müller, z. B. mit der Fähre Nr. 5.");
 
     // With "Default voice", Listen speaks as the film will: with the presenter profile's own
     // voice and by its language (it spoke with the box's English voice, cut at "Am 3.").
@@ -109,20 +96,7 @@ async fn a_german_film_is_listened_to_labelled_and_found_as_its_family_expects()
     go(c, &d, "#/new", &format!("#profile option[value='{oma}']")).await;
     find(c, "#profile").await.select_by_value(&oma).await.expect("pick the profile");
     find(c, "#voice").await.select_by_value("").await.expect("Default voice");
-    let script = find(c, "#script").await;
-    script.clear().await.expect("clear");
-    script.send_keys("Am 3. Mai schlief die Katze. Dann ging sie.").await.expect("type");
-    js(c, "[...document.querySelectorAll('form.film button')].find(b => b.textContent === 'Listen').click()").await;
-    let t0 = Instant::now();
-    let job = loop {
-        let jobs: Value =
-            http.get(d.at("/api/v1/jobs?kind=speech")).send().await.expect("jobs").json().await.expect("json");
-        if jobs["jobs"].as_array().is_some_and(|j| j.len() == 2) {
-            break jobs["jobs"][0].clone();
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "Listen made no second speech job");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let job = listen_to(c, &d, "Am 3. Mai schlief die Katze. Dann ging sie.", 2).await;
     assert_eq!(
         (&job["params"]["text"], &job["params"]["voice"]),
         (&json!("Am 3. Mai schlief die Katze."), &json!(de)),
@@ -145,4 +119,24 @@ async fn a_german_film_is_listened_to_labelled_and_found_as_its_family_expects()
     let found = "const t = document.querySelector('ul.items').textContent; \
                  return document.querySelectorAll('ul.items > *').length === 1 && t.includes('Zoë')";
     wait_js(c, "search zoe", found, Duration::from_secs(10)).await;
+}
+
+/// Types `script` into New film, clicks Listen and returns the speech job it made, the
+/// `nth` of the daemon's speech jobs.
+async fn listen_to(c: &fantoccini::Client, d: &common::daemon::DaemonProc, script: &str, nth: usize) -> Value {
+    let field = find(c, "#script").await;
+    field.clear().await.expect("clear");
+    field.send_keys(script).await.expect("type");
+    js(c, "[...document.querySelectorAll('form.film button')].find(b => b.textContent === 'Listen').click()").await;
+    let http = reqwest::Client::new();
+    let t0 = Instant::now();
+    loop {
+        let jobs: Value =
+            http.get(d.at("/api/v1/jobs?kind=speech")).send().await.expect("jobs").json().await.expect("json");
+        if jobs["jobs"].as_array().is_some_and(|j| j.len() == nth) {
+            return jobs["jobs"][0].clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "Listen made no speech job {nth}: {jobs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
