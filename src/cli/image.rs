@@ -170,8 +170,13 @@ fn report(g: &Global, files: &[PathBuf], params: &serde_json::Value, backend: &s
         println!("{}", json!({"files": files, "params": params, "backend": backend}));
         return;
     }
+    // An upscaled picture's file is larger than the size it was drawn at: both are said.
+    let upscaled = match (params["upscale_model"].as_str(), files.first().map(image::image_dimensions)) {
+        (Some(model), Some(Ok((w, h)))) => format!(" · upscaled to {w}×{h} by {model}"),
+        _ => String::new(),
+    };
     eprintln!(
-        "{} · seed {} · {} steps · {}×{}",
+        "{} · seed {} · {} steps · {}×{}{upscaled}",
         params["model"].as_str().unwrap_or("?"),
         params["seed"],
         params["steps"],

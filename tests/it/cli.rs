@@ -255,9 +255,11 @@ async fn image_with_an_upscaler_writes_the_upscaled_picture() {
     let out = home.path().join("big.png");
     let mut args = image_args(&out, &d.url);
     args.extend(["--upscale-model", "tiny-esrgan-x4"].map(String::from));
-    run_ok(reelbox_cli(home.path(), &models).args(&args));
+    let done = run_ok(reelbox_cli(home.path(), &models).args(&args));
     let img = image::open(&out).expect("a PNG");
     assert_eq!((img.width(), img.height()), (256, 256), "the 64x64 picture upscaled 4x");
+    let said = String::from_utf8_lossy(&done.stderr);
+    assert!(said.contains("64×64 · upscaled to 256×256 by tiny-esrgan-x4"), "the summary says both sizes: {said}");
     // In this process there is no upscale stage; said, not silently dropped.
     let local = home.path().join("local.png");
     let mut args = image_args(&local, NO_DAEMON);
