@@ -42,3 +42,9 @@ mod tests {
         assert_eq!(chain_text(&Quiet(Says(Missing))), "the import failed: loading model x: not found");
     }
 }
+
+/// `word` as one shell word, quoted only where a shell would split or expand it (`shlex`):
+/// the words of every command a message tells the user to run (a profile's name, a path).
+pub fn shell_word(word: &str) -> String {
+    shlex::try_quote(word).map_or_else(|_| word.to_string(), |q| q.into_owned())
+}

@@ -7,6 +7,8 @@ use std::path::Path;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 
+use reelbox::error_text::shell_word;
+
 use super::Global;
 
 /// The global options a printed command repeats: `--url` when the daemon's URL was typed on
@@ -72,12 +74,6 @@ fn bare_url() -> Option<String> {
 /// Whether two daemon URLs name the same place (`http://box:8470/` is `http://box:8470`).
 fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
-}
-
-/// `word` as one shell word, quoted only where a shell would split or expand it (`shlex`,
-/// as the import's fix commands are quoted).
-fn shell_word(word: &str) -> String {
-    shlex::try_quote(word).map_or_else(|_| word.to_string(), |q| q.into_owned())
 }
 
 /// A path as one shell word.

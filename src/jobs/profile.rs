@@ -142,7 +142,7 @@ pub fn face_box_fix(reelbox: &str, name: &str) -> String {
     format!(
         "`{reelbox} profiles update {} --face-box x,y,w,h` (the face's left, top, width and height in pixels, in \
          the portrait)",
-        name_arg(name)
+        crate::error_text::shell_word(name)
     )
 }
 
@@ -150,17 +150,7 @@ pub fn face_box_fix(reelbox: &str, name: &str) -> String {
 /// what a job refused for the profile's removed model says, and `reelbox rm` of a model
 /// profiles name. `reelbox` as in [`face_box_fix`].
 pub fn model_fix(reelbox: &str, name: &str, flag: &str) -> String {
-    format!("`{reelbox} profiles update {} {flag} NAME`", name_arg(name))
-}
-
-/// Profile `name` as the argument of a `profiles update` command, quoted for a shell when
-/// it needs it.
-fn name_arg(name: &str) -> String {
-    if name.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '$' | '`')) {
-        format!("{name:?}")
-    } else {
-        name.to_string()
-    }
+    format!("`{reelbox} profiles update {} {flag} NAME`", crate::error_text::shell_word(name))
 }
 
 /// Refuses, naming `profile` and the `profiles update` that mends it, the profile's model

@@ -180,8 +180,7 @@ fn folder(dir: &Path, kind: Option<ModelKind>, via: Via) -> Result<Picked, Refus
                     let kind = via.set("kind", &format!("{:?}", k.as_str()));
                     let again = match via {
                         Via::Cli => {
-                            let file = many[0].display().to_string();
-                            let file = shlex::try_quote(&file).map_or_else(|_| file.clone(), |q| q.into_owned());
+                            let file = crate::error_text::shell_word(&many[0].display().to_string());
                             format!("`reelbox models import {file} {kind}`")
                         }
                         Via::Api => format!("{}, {kind}", via.set("path", &format!("{:?}", many[0].display()))),
