@@ -20,6 +20,12 @@ pub fn chain_text(e: &(dyn Error + 'static)) -> String {
     line
 }
 
+/// `word` as one shell word, quoted only where a shell would split or expand it (`shlex`):
+/// the words of every command a message tells the user to run (a profile's name, a path).
+pub fn shell_word(word: &str) -> String {
+    shlex::try_quote(word).map_or_else(|_| word.to_string(), |q| q.into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,10 +47,4 @@ mod tests {
         assert_eq!(chain_text(&Says(Missing)), "loading model x: not found");
         assert_eq!(chain_text(&Quiet(Says(Missing))), "the import failed: loading model x: not found");
     }
-}
-
-/// `word` as one shell word, quoted only where a shell would split or expand it (`shlex`):
-/// the words of every command a message tells the user to run (a profile's name, a path).
-pub fn shell_word(word: &str) -> String {
-    shlex::try_quote(word).map_or_else(|_| word.to_string(), |q| q.into_owned())
 }

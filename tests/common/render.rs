@@ -31,14 +31,18 @@ pub fn models_dir(root: &Path) -> PathBuf {
 /// Installs the tiny Piper voice of `lang` (`de`, `es`, `fr`) in `models` as
 /// `{lang}_{LANG}-tiny` (a Piper voice's name says its language); its name.
 pub fn tiny_voice(models: &Path, lang: &str) -> String {
-    let name = format!("{lang}_{}-tiny", lang.to_uppercase());
-    let voice = models.join(&name);
+    tiny_voice_as(models, lang, &format!("{lang}_{}-tiny", lang.to_uppercase()))
+}
+
+/// Installs the tiny Piper voice of `lang` in `models` as `name`; its name.
+pub fn tiny_voice_as(models: &Path, lang: &str, name: &str) -> String {
+    let voice = models.join(name);
     std::fs::create_dir_all(&voice).expect("voice dir");
     for ext in ["onnx", "onnx.json"] {
         let from = super::fixture(&format!("models/tiny-piper/{lang}/tiny-{lang}.{ext}"));
         std::fs::copy(from, voice.join(format!("{name}.{ext}"))).expect("voice file");
     }
-    name
+    name.to_string()
 }
 
 /// The bundled demo models under the names the render defaults to, plus the joe voice.

@@ -16,14 +16,7 @@ use serde_json::{Value, json};
 
 /// Installs the tiny fixture voice of `lang` (`de`, `es`, `fr`) as `<lang>-tiny` in `models`.
 fn install_voice(models: &Path, lang: &str) -> String {
-    let name = format!("{lang}-tiny");
-    let dir = models.join(&name);
-    std::fs::create_dir_all(&dir).expect("voice dir");
-    for ext in ["onnx", "onnx.json"] {
-        let from = common::fixture(&format!("models/tiny-piper/{lang}/tiny-{lang}.{ext}"));
-        std::fs::copy(from, dir.join(format!("{name}.{ext}"))).expect("voice file");
-    }
-    name
+    common::render::tiny_voice_as(models, lang, &format!("{lang}-tiny"))
 }
 
 /// A daemon on the tiny models with the German, Spanish and French voices.
