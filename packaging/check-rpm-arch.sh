@@ -51,9 +51,10 @@ grep -q "preuninstall scriptlet" <<<"$(rpm -qp --scripts "$work/pkgs/new.rpm")" 
 step "arch: 0.1.0-1 and 0.1.0-2"
 # makepkg runs as a normal user in a copy of what package() reads.
 tree="$work/arch-tree"
-mkdir -p "$tree/target/release" "$tree/assets"
+mkdir -p "$tree/target/release" "$tree/assets/espeak-ng"
 cp -r packaging systemd "$tree/"
 cp assets/config.example.toml "$tree/assets/"
+cp assets/espeak-ng/README.md "$tree/assets/espeak-ng/"
 cp -r target/assets "$tree/target/"
 cp "$bin" "$tree/target/release/reelbox"
 for rel in 1 2; do

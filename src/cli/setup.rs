@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use reelbox::config::Config;
 use reelbox::models::ModelStore;
 use reelbox::models::fetch::WheelSource;
+use reelbox::pipelines::tts::espeak::PINNED_VERSION;
 use reelbox::setup::real::{Plan, real_set};
 use reelbox::setup::{
     CheckStatus, EspeakOutcome, Flavor, GpuChoice, ModelOutcome, Piece, PieceOutcome, SetupOptions, doctor,
@@ -138,10 +139,10 @@ pub async fn run_setup(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> 
         println!("onnxruntime  {} {} at {}", report.runtime.version, flavor(&report), report.runtime.library.display());
         match &report.espeak {
             EspeakOutcome::Installed(e) => {
-                println!("espeak-ng    pinned espeak-ng 1.52 ({}) at {}", e.package, e.dir.display())
+                println!("espeak-ng    pinned espeak-ng {PINNED_VERSION} (data: {}) at {}", e.package, e.dir.display())
             }
             EspeakOutcome::Failed { error } => {
-                println!("espeak-ng    pinned 1.52 not installed ({error}); the system's is used")
+                println!("espeak-ng    pinned {PINNED_VERSION} not installed ({error}); the system's is used")
             }
         }
         for (piece, outcome) in &report.system {

@@ -85,7 +85,7 @@ pub async fn download(
     fetched.push((runtime.runtime, format!("ONNX Runtime {SETUP_VERSION} ({build})")));
     fetched.extend(runtime.cuda.into_iter().map(|w| (w, "CUDA and cuDNN libraries".to_string())));
     say(&format!("fetching {} with pip", espeak::PACKAGE));
-    fetched.push((espeak::fetch_wheel(staging.path(), &WheelSource::Index).await?, "espeak-ng 1.52".into()));
+    fetched.push((espeak::fetch_wheel(staging.path(), &WheelSource::Index).await?, "espeak-ng 1.52 data".into()));
     if with_models {
         let store = ModelStore::new(config);
         for name in super::default_models(&store) {

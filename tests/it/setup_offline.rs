@@ -148,7 +148,10 @@ fn setup_from_a_downloaded_folder_installs_without_network_and_names_a_missing_o
     std::fs::write(&damaged, bytes).expect("flip a bit");
     let out = on_the_box(home.path(), &fresh, &network, &["setup", "--from", flipped.to_str().expect("utf-8")]);
     let said = text(&out);
-    assert!(!out.status.success() && said.contains(&format!("{} (espeak-ng 1.52) is damaged", files[1])), "{said}");
+    assert!(
+        !out.status.success() && said.contains(&format!("{} (espeak-ng 1.52 data) is damaged", files[1])),
+        "{said}"
+    );
     assert!(said.contains("download it again") && !fresh.join("runtime/libonnxruntime.so").exists(), "{said}");
     // The GPU build from a folder fetched for the CPU: pip finds no wheel, named with the fix.
     let out = on_the_box(home.path(), &fresh, &network, &["setup", "--from", from, "--gpu", "yes", "--no-models"]);

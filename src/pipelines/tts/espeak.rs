@@ -2,9 +2,9 @@
 //! espeak-ng keeps global state (current voice, a look-ahead character, the decoder), so
 //! every call goes through one process-wide mutex.
 //!
-//! The pinned espeak-ng 1.52 that `reelbox setup` installs into `<data>/espeak-ng/` (the
-//! version Piper voices are made with) is tried first, with its own data; the system's
-//! library is the fallback (`reelbox doctor` warns when it is not 1.52).
+//! The pinned espeak-ng that `reelbox setup` installs into `<data>/espeak-ng/` (Piper 1.8's
+//! own build, [`PINNED_VERSION`], which the binary carries) is tried first, with its own
+//! data; the system's library is the fallback (`reelbox doctor` warns when it is not 1.52).
 
 // Loads libespeak-ng by hand and calls it through raw pointers; each unsafe block says why
 // it is sound.
@@ -20,9 +20,12 @@ use super::clause::{self, Terminator};
 pub const LIBRARY_NAMES: &[&str] = &["libespeak-ng.so.1", "libespeak-ng.so"];
 /// The espeak-ng version Piper voices are made with (and `reelbox setup` pins).
 pub const PIPER_VERSION: &str = "1.52";
+/// The pinned build's version, as its `espeak_Info` says: espeak-ng at the commit Piper 1.8
+/// builds (`setup::espeak::SOURCE_COMMIT`), after the 1.52.0 release.
+pub const PINNED_VERSION: &str = "1.52.0.1";
 /// What installs the pinned espeak-ng, said wherever the system's is found in its place.
 pub const SETUP_PINS: &str =
-    "reelbox setup   (as root on a packaged install; installs the pinned espeak-ng 1.52 into the data dir)";
+    "reelbox setup   (as root on a packaged install; installs Piper's espeak-ng 1.52.0.1 into the data dir)";
 /// The pinned library's file name inside [`pinned_dir`].
 pub const PINNED_LIBRARY: &str = "libespeak-ng.so.1";
 /// The pinned data directory's name inside [`pinned_dir`].
