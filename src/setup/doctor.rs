@@ -217,9 +217,10 @@ fn disk_checks(config: &Config) -> Vec<Check> {
         .collect()
 }
 
-/// The espeak-ng check, `name`d as its piece, once it loads: which one speaks. The pinned
-/// 1.52 is fine; the system's is a warning naming its version, since Piper voices were made
-/// with 1.52's phonemes. `None` when none loads (the piece's probe says why).
+/// The espeak-ng check, `name`d as its piece, once it loads: which one speaks. Piper's own
+/// build is fine; any other (the system's, an older setup's) is a warning naming its
+/// version, since only that build writes Piper's phonemes. `None` when none loads (the
+/// piece's probe says why).
 fn espeak_check(name: &str) -> Option<Check> {
     let e = espeak::loaded().ok()?;
     Some(if let Some(why) = e.mismatch() {
@@ -227,10 +228,7 @@ fn espeak_check(name: &str) -> Option<Check> {
     } else if e.pinned {
         Check::ok(name, format!("pinned espeak-ng {} at {} (Piper's phonemes)", e.version, e.library))
     } else {
-        Check::ok(
-            name,
-            format!("the system's espeak-ng {} ({}), the version Piper voices are made with", e.version, e.library),
-        )
+        Check::ok(name, format!("the system's espeak-ng {} ({}), Piper's own build", e.version, e.library))
     })
 }
 

@@ -18,8 +18,6 @@ use super::clause::{self, Terminator};
 
 /// Library names tried in order.
 pub const LIBRARY_NAMES: &[&str] = &["libespeak-ng.so.1", "libespeak-ng.so"];
-/// The espeak-ng version Piper voices are made with (and `reelbox setup` pins).
-pub const PIPER_VERSION: &str = "1.52";
 /// The pinned build's version, as its `espeak_Info` says: espeak-ng at the commit Piper 1.8
 /// builds (`setup::espeak::SOURCE_COMMIT`), after the 1.52.0 release.
 pub const PINNED_VERSION: &str = "1.52.0.1";
@@ -231,12 +229,14 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Why speech may sound off with this copy: the system's espeak-ng of another version
-    /// than Piper voices are made with (`None` for the pinned copy or a system 1.52).
+    /// Why speech may sound off with this copy: any build but Piper's own writes some
+    /// words differently, the system's (Debian 12's 1.51, or a 1.52.0 release) and the
+    /// 1.52.0 an earlier `reelbox setup` installed alike (`None` for Piper's build).
     pub fn mismatch(&self) -> Option<String> {
-        (!self.pinned && !self.version.starts_with(PIPER_VERSION)).then(|| {
+        (self.version != PINNED_VERSION).then(|| {
+            let which = if self.pinned { "the espeak-ng an earlier `reelbox setup` installed" } else { "the system's espeak-ng" };
             format!(
-                "the system's espeak-ng {} ({}) is used; Piper voices are made with {PIPER_VERSION}, so some words may sound different",
+                "{which}, {} ({}), is used; Piper speaks with espeak-ng {PINNED_VERSION}, so some words may sound different",
                 self.version, self.library
             )
         })
@@ -333,5 +333,23 @@ mod tests {
     #[test]
     fn language_switch_markers_are_removed() {
         assert_eq!(strip_language_flags("(en)hˈɛloʊ(fr) bɔ̃ʒuʁ"), "hˈɛloʊ bɔ̃ʒuʁ");
+    }
+
+    #[test]
+    fn only_pipers_own_build_speaks_without_a_warning() {
+        let loaded = |version: &str, pinned| Loaded {
+            version: version.into(),
+            data_dir: "/data/espeak-ng/espeak-ng-data".into(),
+            library: "libespeak-ng.so.1".into(),
+            pinned,
+        };
+        assert_eq!(loaded(PINNED_VERSION, true).mismatch(), None);
+        // What setup installed before it carried Piper's build: the wheel's 1.52.0 release.
+        let old = loaded("1.52.0", true).mismatch().expect("an older pinned copy is a mismatch");
+        assert!(old.contains("an earlier `reelbox setup`") && old.contains("1.52.0 ("), "{old}");
+        for system in ["1.51", "1.52.0"] {
+            let why = loaded(system, false).mismatch().expect("the system's is a mismatch");
+            assert!(why.starts_with("the system's espeak-ng") && why.contains(PINNED_VERSION), "{why}");
+        }
     }
 }
