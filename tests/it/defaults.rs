@@ -518,6 +518,84 @@ async fn cancel(http: &reqwest::Client, d: &DaemonProc, job: &Value) {
     assert_eq!(r.status(), 200);
 }
 
+/// Each top-level entry of `dir` with its size and time of change: what a write would move.
+fn entries(dir: &Path) -> BTreeMap<String, (u64, std::time::SystemTime)> {
+    let list = std::fs::read_dir(dir).expect("data dir").flatten();
+    list.map(|e| {
+        let md = e.metadata().expect("metadata");
+        (e.file_name().to_string_lossy().into_owned(), (md.len(), md.modified().expect("mtime")))
+    })
+    .collect()
+}
+
+/// `reelbox rm` with no daemon running reads the profiles from the data dir's store itself,
+/// read-only, and names them in the same words and `--json` shape (it named none, so a user
+/// who stopped the daemon to tidy models learnt nothing of the profiles left broken); a
+/// daemon that holds the store but does not answer, or no data dir, leaves the rm naming
+/// none, and the model removed all the same.
+#[tokio::test]
+async fn with_no_daemon_rm_names_the_profiles_from_the_store_itself_and_changes_nothing_there() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_named(
+        home.path(),
+        &[
+            ("diffusion", "my-sd"),
+            ("diffusion", "other-sd"),
+            ("tts", "my-voice"),
+            ("tts", "other-voice"),
+            ("upscale", "my-upscaler"),
+        ],
+    );
+    let config = "[defaults]\nimage_model = \"other-sd\"\nvoice = \"other-voice\"\n";
+    let mut b = Box_::start(home.path(), &models, config);
+    let url = b.daemon.url.clone();
+    let profile = |name: &str, extra: &[&str]| {
+        run_ok(b.cli().args(["--url", &url, "profiles", "create", "--name", name]).args(extra));
+    };
+    profile("anna", &["--voice", "my-voice", "--image-model", "my-sd", "--upscale-model", "my-upscaler"]);
+    profile("bob", &["--voice", "my-voice"]);
+
+    // Stopped, the daemon holds the store and does not answer: the model goes, no profile is named.
+    let signal = |sig: &str| run_ok(std::process::Command::new("kill").args([sig, &b.daemon.pid().to_string()]));
+    signal("-STOP");
+    let out = b.cli().args(["--url", &url, "rm", "my-upscaler"]).output().expect("reelbox rm");
+    signal("-CONT");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said == "removed my-upscaler\n", "{said}{}", String::from_utf8_lossy(&out.stderr));
+
+    let (status, _) = b.daemon.terminate();
+    assert!(status.success(), "{status}");
+    let data = b.daemon.data_dir.clone();
+    let before = entries(&data);
+    let out = run_ok(b.cli().args(["--url", &url, "rm", "my-sd"]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("removed my-sd\n"), "{said}");
+    for line in ["profile \"anna\" names it (image_model): its renders", "update anna --image-model NAME` names"] {
+        assert!(said.contains(line), "{line} in {said}");
+    }
+    assert!(!said.contains("bob"), "{said}");
+    let out = run_ok(b.cli().args(["--url", &url, "--json", "rm", "my-voice"]));
+    let said: Value = serde_json::from_slice(&out.stdout).expect("rm JSON");
+    let named: Vec<(&str, &str)> = said["profiles"]
+        .as_array()
+        .expect("profiles")
+        .iter()
+        .map(|p| {
+            let keys: Vec<&String> = p.as_object().expect("a profile").keys().collect();
+            assert_eq!(keys, ["field", "id", "name"], "the daemon's shape: {p}");
+            (p["name"].as_str().expect("name"), p["field"].as_str().expect("field"))
+        })
+        .collect();
+    assert_eq!(named, [("anna", "voice"), ("bob", "voice")], "{said}");
+    assert_eq!(entries(&data), before, "the store is only read");
+
+    // No data dir at all: none is made.
+    let nowhere = home.path().join("nowhere");
+    let out = run_ok(b.cli().env("REELBOX_DATA_DIR", &nowhere).args(["--url", &url, "rm", "other-voice"]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "removed other-voice\n");
+    assert!(!nowhere.exists());
+}
+
 #[tokio::test]
 async fn gc_with_no_body_runs_with_its_defaults_and_a_wrong_body_names_the_field() {
     let home = tempfile::tempdir().expect("tempdir");
