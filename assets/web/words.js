@@ -110,6 +110,21 @@ function modelWords(p) {
   }
 }
 
+/**
+ * The words for a presenter profile's own voice or model the box cannot run, refused naming
+ * `profile` (New film's "Default voice" speaks with the profile's): said as the profile's,
+ * with the ways on from the form, the profile and the box.
+ */
+function profileModelWords(p) {
+  const thing = THING[p.kind] || "model";
+  const missing = p.state === "not_installed";
+  const why = missing ? "is not on the box yet" : "is no longer on the box";
+  const ways = missing
+    ? `Pick another ${thing} here, change the profile's in Profiles, or ${owner} install it (Box, then Pull).`
+    : `Pick another ${thing} here, or change the profile's in Profiles.`;
+  return { at: `its ${thing} “${p.name}” ${why}. ${ways}`, text: `The presenter profile's ${thing} “${p.name}” ${why}. ${ways}` };
+}
+
 /** The box cannot run models at all (ONNX Runtime missing): at submission or in a job. */
 const RUNTIME = `The box is missing the software that runs its models. ${OWNER} run “reelbox setup”.`;
 
@@ -197,6 +212,7 @@ export function plainError(err) {
     const at = problem.state === "no_default" ? `it has several and none is chosen. ${OWNER} choose one.` : model.at;
     return { text: FACE + at, at, details: msg };
   }
+  if (model && err.field === "profile") return { ...profileModelWords(problem), details: msg };
   if (model) return { text: model.text, at: model.at, details: msg };
   if (!code && /onnx ?runtime|libonnxruntime/i.test(msg) && /not (found|installed|available|load)|cannot load|missing/i.test(msg)) {
     return said(RUNTIME);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 use reelbox::api::models::{ModelList, catalog};
+use reelbox::api::views::ProfileView;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::error_text::chain_text;
@@ -120,7 +121,7 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
                 );
             }
             let removed = store.rm(&name)?;
-            let profiles = if removed { profiles_naming(g, &name).await } else { Vec::new() };
+            let profiles = if removed { profiles_naming(g, config, &name).await } else { Vec::new() };
             if g.json {
                 println!("{}", serde_json::json!({"name": name, "removed": removed, "profiles": profiles}));
             } else if removed {
@@ -164,14 +165,24 @@ async fn jobs_naming(g: &Global, name: &str) -> Vec<String> {
     ids
 }
 
-/// The daemon's profiles that name model `name` (none when no daemon answers: profiles
-/// live in its store, which one process opens at a time).
-async fn profiles_naming(g: &Global, name: &str) -> Vec<super::profiles::NamingModel> {
-    let Ok(client) = super::client::Client::new(g) else { return Vec::new() };
-    if !client.answers(Duration::from_millis(500)).await {
-        return Vec::new();
+/// The profiles that name model `name`: the daemon's when one answers (those its key
+/// sees), else those in the data dir's store, read here without a write
+/// ([`reelbox::store::profiles_at_rest`]); none when neither can be read: a daemon holds the
+/// store but does not answer, or this user may not read it (the packaged service's), since
+/// the model is removed all the same.
+async fn profiles_naming(g: &Global, config: &Config, name: &str) -> Vec<super::profiles::NamingModel> {
+    if let Ok(client) = super::client::Client::new(g)
+        && client.answers(Duration::from_millis(500)).await
+    {
+        return super::profiles::naming_model(&client, name).await.unwrap_or_default();
     }
-    super::profiles::naming_model(&client, name).await.unwrap_or_default()
+    match reelbox::store::profiles_at_rest(&config.data_dir) {
+        Ok(list) => super::profiles::naming(list.iter().map(ProfileView::from), name),
+        Err(e) => {
+            tracing::debug!("the profiles naming {name} are not said: {e}");
+            Vec::new()
+        }
+    }
 }
 
 fn parse_kind(what: &str, k: &str) -> anyhow::Result<ModelKind> {

@@ -247,6 +247,12 @@ impl NamingModel {
 /// since the renders of those presenters are refused until the profile names another.
 pub async fn naming_model(c: &Client, name: &str) -> anyhow::Result<Vec<NamingModel>> {
     let list: Vec<ProfileView> = c.get("/api/v1/profiles").await?;
+    Ok(naming(list, name))
+}
+
+/// The profiles of `list` that name model `name`, as what: the daemon's answer, or the
+/// store read here when no daemon runs.
+pub fn naming(list: impl IntoIterator<Item = ProfileView>, name: &str) -> Vec<NamingModel> {
     let mut out = Vec::new();
     for p in list {
         let s = &p.style;
@@ -262,7 +268,7 @@ pub async fn naming_model(c: &Client, name: &str) -> anyhow::Result<Vec<NamingMo
             }
         }
     }
-    Ok(out)
+    out
 }
 
 fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {

@@ -155,10 +155,11 @@ pub fn model_fix(reelbox: &str, name: &str, flag: &str) -> String {
 
 /// Refuses, naming `profile` and the `profiles update` that mends it, the profile's model
 /// `name` of `kind` (set with `flag`) when this box cannot run it, most often because it was
-/// removed after the profile chose it (`reelbox rm`): the job's own refusal named `model` or
-/// `lipsync_model`, a field the user never typed, without saying the profile had chosen it.
-/// One rule for the picture, lip-sync and upscale models; a picture model is a folder the
-/// catalog installs, the others one `model.onnx` each.
+/// removed after the profile chose it (`reelbox rm`), or its voice was never pulled: the
+/// job's own refusal named `model`, `lipsync_model` or `voice`, a field the user never typed,
+/// without saying the profile had chosen it. One rule for the voice and the picture,
+/// lip-sync and upscale models; a voice and a picture model are folders the catalog
+/// installs, the others one `model.onnx` each.
 fn profile_model_usable(
     profile: &Profile,
     kind: ModelKind,
@@ -167,17 +168,23 @@ fn profile_model_usable(
     config: &Config,
 ) -> Result<(), Error> {
     let usable = match kind {
-        ModelKind::Diffusion => crate::kinds::inputs::require_installed(flag, kind, name, config),
+        ModelKind::Diffusion | ModelKind::Tts => crate::kinds::inputs::require_installed(flag, kind, name, config),
         _ => crate::kinds::inputs::require_model_file(flag, kind, name, config),
     };
     let Err(e) = usable else { return Ok(()) };
+    let (names, cleared) = match kind {
+        // A profile always has a voice (`--voice ''` is refused): the fix names another.
+        ModelKind::Tts => (format!("'s voice {name:?} is not installed"), String::new()),
+        _ => (
+            format!(" names {} model {name:?}, which cannot be used", kind.as_str()),
+            format!(" (`{flag} ''` leaves it to the box's default)"),
+        ),
+    };
     Err(ParamError {
         field: "profile".into(),
         message: format!(
-            "profile {:?} names {} model {name:?}, which cannot be used: {}; {} gives the profile an installed one \
-             (`{flag} ''` leaves it to the box's default)",
+            "profile {:?}{names}: {}; {} gives the profile an installed one{cleared}",
             profile.name,
-            kind.as_str(),
             e.message,
             model_fix("reelbox", &profile.name, flag)
         ),
@@ -253,8 +260,8 @@ impl Service {
     /// Folds a render request's `profile` into its `presenter`, `voice`, `length_scale`,
     /// `style`, `negative_prompt`, `preset`, (from its `image_model`) `model`, and the
     /// `lipsync_model` and `upscale_model` of the stages the render runs, and leaves `profile`
-    /// as the profile's id, which the render keeps (profiles may share a portrait). A model of
-    /// the profile's that this box cannot run is refused naming `profile` and its fix.
+    /// as the profile's id, which the render keeps (profiles may share a portrait). A voice or
+    /// model of the profile's that this box cannot run is refused naming `profile` and its fix.
     pub fn expand_render_profile(&self, who: &Submitter, params: &mut Value) -> Result<(), Error> {
         // Read as the render reads it (`true`, or the word); a bad value it refuses itself.
         let upscaling = matches!(bool_field(params, "upscale"), Ok(Some(true)));
@@ -269,7 +276,9 @@ impl Service {
         }
         let runs = Runs { presenting: shown && (is_set(obj, "presenter") || profile.portrait.is_some()), upscaling };
         let style = &profile.style;
+        let voice = Some(profile.voice.model.clone()).filter(|v| !v.is_empty());
         let models = [
+            (ModelKind::Tts, "voice", "--voice", &voice, true),
             (ModelKind::Diffusion, "model", "--image-model", &style.image_model, true),
             (ModelKind::Lipsync, "lipsync_model", "--lipsync-model", &style.lipsync_model, runs.presenting),
             (ModelKind::Upscale, "upscale_model", "--upscale-model", &style.upscale_model, runs.upscaling),
@@ -299,14 +308,21 @@ impl Service {
     }
 
     /// Folds a lip-sync request's `profile` into its portrait and face box (when it names
-    /// no portrait of its own), for spoken text its voice, and its lip-sync model as `model`.
+    /// no portrait of its own), for spoken text its voice, and its lip-sync model as `model`;
+    /// either of those that this box cannot run is refused naming `profile` and its fix.
     pub fn expand_lipsync_profile(&self, who: &Submitter, params: &mut Map<String, Value>) -> Result<(), Error> {
         let Some(profile) = self.take_profile(who, params)? else { return Ok(()) };
         if !is_set(params, "portrait") {
             portrait_readable(who, &profile)?;
         }
-        let lipsync = [(ModelKind::Lipsync, "model", "--lipsync-model", &profile.style.lipsync_model, true)];
-        profile_models_usable(&profile, params, &lipsync, self.config())?;
+        // The profile's voice speaks only text; given audio needs none.
+        let voice = Some(profile.voice.model.clone()).filter(|v| !v.is_empty());
+        let speaks = is_set(params, "text");
+        let models = [
+            (ModelKind::Tts, "voice", "--voice", &voice, speaks),
+            (ModelKind::Lipsync, "model", "--lipsync-model", &profile.style.lipsync_model, true),
+        ];
+        profile_models_usable(&profile, params, &models, self.config())?;
         let defaults = LipsyncDefaults::of(profile, params);
         fill(params, defaults)
     }

@@ -39,7 +39,7 @@ fn write_pid(pid_file: &Path) -> std::io::Result<()> {
 }
 
 /// Who holds the lock, as the error names it.
-fn holder(data_dir: &Path) -> String {
+pub(super) fn holder(data_dir: &Path) -> String {
     let pid = std::fs::read_to_string(data_dir.join(PID_FILE)).ok().and_then(|s| s.trim().parse::<u32>().ok());
     match pid {
         Some(pid) => format!("PID {pid}"),

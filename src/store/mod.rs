@@ -27,6 +27,7 @@ pub mod uploads;
 mod writer;
 
 use codec::{Record, decode};
+pub use profiles::profiles_at_rest;
 use records::{Artifact, Event, EventBody, Job, JobState, JobStatus, now_ms};
 pub use recovery::Recovered;
 pub use retention::{Removal, SweepPolicy};
@@ -45,6 +46,9 @@ pub(crate) const JOB_EVENTS: TableDefinition<(u128, u64), ()> = TableDefinition:
 /// "owner\nkey" → job id.
 pub(crate) const IDEMPOTENCY: TableDefinition<&str, u128> = TableDefinition::new("idempotency");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The database file in a data dir.
+pub(crate) const DB_FILE: &str = "reelbox.redb";
 
 /// Schema version of the tables' layout, stored in META.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -171,7 +175,7 @@ impl Store {
     pub fn open(data_dir: &Path, group_commit: bool, max_batch: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::File { path: data_dir.to_path_buf(), reason: e.to_string() })?;
-        let path = data_dir.join("reelbox.redb");
+        let path = data_dir.join(DB_FILE);
         let db = lock::open_locked(data_dir, &path)?;
         // Only now, with the lock held, are temp files certainly no live process's.
         let artifacts_dir = data_dir.join("artifacts");

@@ -1,15 +1,58 @@
 //! Profiles: presenter portrait, voice and style, one record each in `PROFILES`.
 
 use std::collections::HashSet;
+use std::path::Path;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{DatabaseError, ReadOnlyDatabase, ReadOnlyTable, ReadableDatabase, ReadableTable, TableError};
 use ulid::Ulid;
 
 use super::codec::{decode, encode};
 use super::records::Profile;
 use super::references::References;
 use super::retention::{Plan, Removal, execute, snapshot};
-use super::{PROFILES, Store, StoreError};
+use super::{DB_FILE, PROFILES, Store, StoreError};
+
+/// The profiles of `table` (one owner's, or all).
+fn listed(table: &ReadOnlyTable<u128, &[u8]>, owner: Option<&str>) -> Result<Vec<Profile>, StoreError> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (_, v) = entry?;
+        let p: Profile = decode(v.value())?;
+        if owner.is_none_or(|o| o == p.owner) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Every profile in data dir `data_dir`'s database, read while no process holds it, and
+/// changing nothing there: redb's read-only open keeps no lock past the read, writes no PID,
+/// makes no table and repairs no crash, where [`Store::open`] (`gc`, `keys create
+/// --offline`) does all four and would make a data dir that was not there. For `reelbox rm`
+/// with no daemon, which names the profiles that name the model it removes. No database
+/// reads as no profiles; one a daemon holds is [`StoreError::InUse`]; one this user cannot
+/// read, or that a crash left for the daemon to repair, is [`StoreError::Open`].
+pub fn profiles_at_rest(data_dir: &Path) -> Result<Vec<Profile>, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    // Also false when the dir is not this user's to search (the packaged service's).
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let db = match ReadOnlyDatabase::open(&path) {
+        Ok(db) => db,
+        Err(DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(StoreError::InUse { dir: data_dir.to_path_buf(), holder: super::lock::holder(data_dir) });
+        }
+        Err(e) => return Err(StoreError::Open { path, reason: e.to_string() }),
+    };
+    let txn = db.begin_read()?;
+    match txn.open_table(PROFILES) {
+        Ok(table) => listed(&table, None),
+        // A database from before profiles: none.
+        Err(TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
 
 impl Store {
     /// Reads a profile.
@@ -20,16 +63,7 @@ impl Store {
     /// Lists profiles (one owner's, or all).
     pub fn profiles(&self, owner: Option<&str>) -> Result<Vec<Profile>, StoreError> {
         let txn = self.db.get()?.begin_read()?;
-        let table = txn.open_table(PROFILES)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, v) = entry?;
-            let p: Profile = decode(v.value())?;
-            if owner.is_none_or(|o| o == p.owner) {
-                out.push(p);
-            }
-        }
-        Ok(out)
+        listed(&txn.open_table(PROFILES)?, owner)
     }
 
     /// Creates or replaces a profile. A new name its owner already uses for another profile
@@ -99,5 +133,27 @@ fn name_free(profile: &Profile, others: &[Profile]) -> Result<(), StoreError> {
     {
         Some(o) => Err(StoreError::ProfileNameTaken { name: o.name.clone(), id: o.id.to_string() }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_rest_a_dir_without_a_database_has_no_profiles_and_gets_none_made() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        assert!(profiles_at_rest(&data).expect("no database").is_empty());
+        assert!(!data.exists(), "reading makes no data dir");
+    }
+
+    #[tokio::test]
+    async fn at_rest_a_database_a_process_holds_is_in_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, 8).expect("open");
+        let held = profiles_at_rest(dir.path()).expect_err("held by the store");
+        assert!(matches!(held, StoreError::InUse { .. }), "{held}");
+        store.close();
     }
 }

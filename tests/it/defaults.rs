@@ -309,11 +309,15 @@ async fn a_profile_takes_an_installed_or_pullable_voice_and_its_render_waits_for
     let (s, e) = profile_call(&http, &b.daemon, reqwest::Method::PATCH, &path, json!({"voice": "nobody"})).await;
     assert_eq!((s, e["error"]["field"].as_str()), (400, Some("voice")), "an update is checked too: {e}");
 
-    // Its render is refused at submission, naming the voice and the pull that installs it.
+    // Its render is refused at submission, naming the profile, the pull that installs its
+    // voice and the profile's other way on.
     let (s, e) =
         post_json(&http, &b.daemon, "/api/v1/renders", json!({"script": "A red circle.", "profile": id})).await;
-    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("voice")), "{e}");
-    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("reelbox pull en_US-joe-medium")), "{e}");
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("profile")), "{e}");
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    for said in ["reelbox pull en_US-joe-medium", "`reelbox profiles update anna --voice NAME`"] {
+        assert!(message.contains(said), "{said} in {e}");
+    }
     let script = home.path().join("script.txt");
     std::fs::write(&script, "A red circle.").expect("script");
     let out = b
@@ -420,6 +424,176 @@ async fn removing_a_model_a_profile_names_says_so_and_its_pictures_are_refused_n
     )
     .await;
     assert_eq!((s, job["params"]["model"].as_str()), (202, Some("other-sd")), "{job}");
+}
+
+/// A profile's voice removed since (`reelbox rm VOICE`, which names the profiles that speak
+/// with it): a render, or a lip-sync of text, with the profile is refused naming `profile`
+/// and `profiles update NAME --voice NAME`, as for its removed models (the refusal named
+/// `voice`, a field the user never typed, without a word of the profile); a lip-sync of
+/// given audio needs no voice, a request's own voice wins, and its own removed voice is
+/// refused naming `voice`.
+#[tokio::test]
+async fn a_profile_whose_voice_was_removed_is_refused_naming_the_profile_and_rm_names_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_named(
+        home.path(),
+        &[("diffusion", "demo-shapes"), ("tts", "my-voice"), ("tts", "other-voice"), ("lipsync", "my-lipsync")],
+    );
+    let b = Box_::start(home.path(), &models, "[defaults]\nvoice = \"other-voice\"\n");
+    let http = reqwest::Client::new();
+    let url = b.daemon.url.clone();
+    for (name, voice) in [("anna", "my-voice"), ("bob", "other-voice")] {
+        run_ok(b.cli().args(["--url", &url, "profiles", "create", "--name", name, "--voice", voice]));
+    }
+
+    let out = run_ok(b.cli().args(["--url", &url, "rm", "my-voice"]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    for line in ["profile \"anna\" names it (voice): its renders are refused until", "update anna --voice NAME` names"]
+    {
+        assert!(said.contains(line), "{line} in {said}");
+    }
+    assert!(!said.contains("bob"), "{said}");
+
+    let film = json!({"script": "A red circle.", "profile": "anna", "layout": "none", "width": 64, "height": 64});
+    let (s, e) = post_json(&http, &b.daemon, "/api/v1/renders", film.clone()).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("profile")), "{e}");
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    for said in [
+        "profile \"anna\"'s voice \"my-voice\" is not installed: ",
+        "`reelbox profiles update anna --voice NAME` gives the profile an installed one",
+    ] {
+        assert!(message.contains(said), "{said} in {e}");
+    }
+    assert!(!message.contains("--voice ''"), "a profile always has a voice: {e}");
+    assert_eq!(e["error"]["model"]["name"], "my-voice", "the voice goes along as data: {e}");
+    std::fs::write(home.path().join("script.txt"), "A red circle.").expect("script");
+    let out = b
+        .cli()
+        .args(["--url", &url, "render", "script.txt", "--profile", "anna", "--layout", "none", "-o", "film.mp4"])
+        .current_dir(home.path())
+        .output()
+        .expect("reelbox render");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("reelbox profiles update anna --voice NAME"), "{err}");
+    assert!(!home.path().join("film.mp4").exists());
+
+    // A lip-sync of text speaks with the profile's voice: refused alike. Given audio, it needs none.
+    let picture = common::media::png(&common::media::test_picture(64, 64, 1));
+    let portrait = common::api::upload(&b.daemon, None, "face.png", picture).await["id"].clone();
+    let sound = common::media::wav_bytes(common::media::speechy_16k(8_000), 16_000);
+    let sound = common::api::upload(&b.daemon, None, "hello.wav", sound).await["id"].clone();
+    let talk = json!({"profile": "anna", "portrait": portrait, "face_box": [8, 8, 32, 32], "text": "Hello."});
+    let (s, e) = post_json(&http, &b.daemon, "/api/v1/lipsync", talk).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("profile")), "{e}");
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("--voice NAME")), "{e}");
+    let talk = json!({"profile": "anna", "portrait": portrait, "face_box": [8, 8, 32, 32], "audio": sound});
+    let (s, job) = post_json(&http, &b.daemon, "/api/v1/lipsync", talk).await;
+    assert_eq!(s, 202, "{job}");
+    cancel(&http, &b.daemon, &job).await;
+
+    // The request's own voice wins over the profile's, and is checked as its own.
+    let (s, job) = post_json(&http, &b.daemon, "/api/v1/renders", merged(&film, json!({"voice": "other-voice"}))).await;
+    assert_eq!((s, job["params"]["voice"].as_str()), (202, Some("other-voice")), "{job}");
+    cancel(&http, &b.daemon, &job).await;
+    let (s, e) = post_json(&http, &b.daemon, "/api/v1/renders", merged(&film, json!({"voice": "my-voice"}))).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("voice")), "{e}");
+    let (s, job) = post_json(&http, &b.daemon, "/api/v1/renders", merged(&film, json!({"profile": "bob"}))).await;
+    assert_eq!((s, job["params"]["voice"].as_str()), (202, Some("other-voice")), "{job}");
+    cancel(&http, &b.daemon, &job).await;
+}
+
+/// `film` with `more`'s fields set.
+fn merged(film: &Value, more: Value) -> Value {
+    let mut out = film.clone();
+    if let (Some(o), Value::Object(more)) = (out.as_object_mut(), more) {
+        o.extend(more);
+    }
+    out
+}
+
+/// Cancels the accepted job `job`.
+async fn cancel(http: &reqwest::Client, d: &DaemonProc, job: &Value) {
+    let id = job["id"].as_str().expect("job id");
+    let r = http.post(d.at(&format!("/api/v1/jobs/{id}/cancel"))).send().await.expect("cancel");
+    assert_eq!(r.status(), 200);
+}
+
+/// Each top-level entry of `dir` with its size and time of change: what a write would move.
+fn entries(dir: &Path) -> BTreeMap<String, (u64, std::time::SystemTime)> {
+    let list = std::fs::read_dir(dir).expect("data dir").flatten();
+    list.map(|e| {
+        let md = e.metadata().expect("metadata");
+        (e.file_name().to_string_lossy().into_owned(), (md.len(), md.modified().expect("mtime")))
+    })
+    .collect()
+}
+
+/// `reelbox rm` with no daemon running reads the profiles from the data dir's store itself,
+/// read-only, and names them in the same words and `--json` shape (it named none, so a user
+/// who stopped the daemon to tidy models learnt nothing of the profiles left broken); a
+/// daemon that holds the store but does not answer, or no data dir, leaves the rm naming
+/// none, and the model removed all the same.
+#[tokio::test]
+async fn with_no_daemon_rm_names_the_profiles_from_the_store_itself_and_changes_nothing_there() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_named(
+        home.path(),
+        &[
+            ("diffusion", "my-sd"),
+            ("diffusion", "other-sd"),
+            ("tts", "my-voice"),
+            ("tts", "other-voice"),
+            ("upscale", "my-upscaler"),
+        ],
+    );
+    let config = "[defaults]\nimage_model = \"other-sd\"\nvoice = \"other-voice\"\n";
+    let mut b = Box_::start(home.path(), &models, config);
+    let url = b.daemon.url.clone();
+    let profile = |name: &str, extra: &[&str]| {
+        run_ok(b.cli().args(["--url", &url, "profiles", "create", "--name", name]).args(extra));
+    };
+    profile("anna", &["--voice", "my-voice", "--image-model", "my-sd", "--upscale-model", "my-upscaler"]);
+    profile("bob", &["--voice", "my-voice"]);
+
+    // Stopped, the daemon holds the store and does not answer: the model goes, no profile is named.
+    let signal = |sig: &str| run_ok(std::process::Command::new("kill").args([sig, &b.daemon.pid().to_string()]));
+    signal("-STOP");
+    let out = b.cli().args(["--url", &url, "rm", "my-upscaler"]).output().expect("reelbox rm");
+    signal("-CONT");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said == "removed my-upscaler\n", "{said}{}", String::from_utf8_lossy(&out.stderr));
+
+    let (status, _) = b.daemon.terminate();
+    assert!(status.success(), "{status}");
+    let data = b.daemon.data_dir.clone();
+    let before = entries(&data);
+    let out = run_ok(b.cli().args(["--url", &url, "rm", "my-sd"]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("removed my-sd\n"), "{said}");
+    for line in ["profile \"anna\" names it (image_model): its renders", "update anna --image-model NAME` names"] {
+        assert!(said.contains(line), "{line} in {said}");
+    }
+    assert!(!said.contains("bob"), "{said}");
+    let out = run_ok(b.cli().args(["--url", &url, "--json", "rm", "my-voice"]));
+    let said: Value = serde_json::from_slice(&out.stdout).expect("rm JSON");
+    let named: Vec<(&str, &str)> = said["profiles"]
+        .as_array()
+        .expect("profiles")
+        .iter()
+        .map(|p| {
+            let keys: Vec<&String> = p.as_object().expect("a profile").keys().collect();
+            assert_eq!(keys, ["field", "id", "name"], "the daemon's shape: {p}");
+            (p["name"].as_str().expect("name"), p["field"].as_str().expect("field"))
+        })
+        .collect();
+    assert_eq!(named, [("anna", "voice"), ("bob", "voice")], "{said}");
+    assert_eq!(entries(&data), before, "the store is only read");
+
+    // No data dir at all: none is made.
+    let nowhere = home.path().join("nowhere");
+    let out = run_ok(b.cli().env("REELBOX_DATA_DIR", &nowhere).args(["--url", &url, "rm", "other-voice"]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "removed other-voice\n");
+    assert!(!nowhere.exists());
 }
 
 #[tokio::test]

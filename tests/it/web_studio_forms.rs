@@ -3,7 +3,8 @@
 //! models (the harness of `web_studio`): a picture from the tiny demo model appears and
 //! downloads as a PNG of the asked size; picking a model picks its own size (1024 for
 //! SDXL); a film's lip-sync and upscale models are picked among the installed ones, and a
-//! profile's too, which New film then picks; a line
+//! profile's too, which New film then picks; a profile whose voice is gone is said as the
+//! profile's, under its choice, and another voice picked there renders; a line
 //! is spoken, plays and downloads as WAV; a model that is not installed
 //! and a client key over its quota are said in one plain sentence with the daemon's own
 //! message under "Details".
@@ -477,5 +478,53 @@ async fn a_line_is_spoken_in_the_page_and_downloads_as_wav_and_a_key_over_its_qu
     );
     assert!(details.contains("max_queued is 1"), "the daemon's message under Details: {details}");
     both_shots(c, "speech-refused").await;
+    b.client.clone().close().await.expect("close the browser");
+}
+
+/// A presenter profile whose voice was removed since: New film, which speaks with the
+/// profile's voice while "Default voice" is picked, is refused naming the profile, and says
+/// so under the profile's choice as the profile's voice (it said "“my-voice” is not on the
+/// box yet" there, no word of a voice, or the field was `voice` under a Voice choice the
+/// user had left alone); another voice picked in the form renders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_film_says_a_profile_s_removed_voice_as_the_profile_s_and_another_voice_renders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = demo_models(dir.path());
+    // The joe voice again, as a voice of the user's own name.
+    let joe = provision::joe_voice();
+    let mine = models.join("my-voice");
+    std::fs::create_dir_all(&mine).expect("voice dir");
+    std::fs::copy(&joe, mine.join("my-voice.onnx")).expect("voice");
+    std::fs::copy(joe.with_extension("onnx.json"), mine.join("my-voice.onnx.json")).expect("voice config");
+    let d = daemon_over(dir.path(), &models);
+    let http = reqwest::Client::new();
+    let made = http.post(d.at("/api/v1/profiles")).json(&json!({"name": "Anna", "voice": "my-voice"})).send();
+    let made: Value = made.await.expect("profile").json().await.expect("json");
+    let id = made["id"].as_str().expect("profile id").to_string();
+    std::fs::remove_dir_all(&mine).expect("remove the voice");
+
+    let b = browser(&dir.path().join("downloads")).await;
+    let c = &b.client;
+    go(c, &d, "#/new", &format!("#profile option[value='{id}']")).await;
+    find(c, "#profile").await.select_by_value(&id).await.expect("pick the profile");
+    find(c, "form.film button[type=submit]").await.click().await.expect("render");
+    let (said, details) = refusal(c, "#profile-error").await;
+    assert_eq!(
+        said,
+        "Presenter profile: its voice “my-voice” is no longer on the box. Pick another voice here, or change the \
+         profile's in Profiles."
+    );
+    assert!(details.contains("`reelbox profiles update Anna --voice NAME`"), "the daemon's words: {details}");
+    both_shots(c, "new-film-profile-voice-gone").await;
+
+    find(c, "#voice").await.select_by_value(provision::JOE).await.expect("pick a voice");
+    find(c, "form.film button[type=submit]").await.click().await.expect("render");
+    wait_js(c, "the watch view", "return location.hash.startsWith('#/watch/')", Duration::from_secs(20)).await;
+    let jobs: Value =
+        http.get(d.at("/api/v1/jobs?kind=render")).send().await.expect("jobs").json().await.expect("json");
+    let job = &jobs["jobs"][0];
+    assert_eq!((&job["params"]["voice"], &job["params"]["profile"]), (&json!(provision::JOE), &json!(id)), "{job}");
+    let cancel = d.at(&format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id")));
+    assert_eq!(http.post(cancel).send().await.expect("cancel").status(), 200);
     b.client.clone().close().await.expect("close the browser");
 }
