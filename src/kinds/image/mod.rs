@@ -2,8 +2,9 @@
 //! ([`ImageRequest`] → [`ImageParams`], in `params`) fill every default so a stored job
 //! renders the same pixels after a restart; the `generate` stage writes PNGs with
 //! A1111-style parameters and previews as they come, and with an `upscale_model` the
-//! `upscale` stage upscales each picture (ComfyUI's ImageUpscaleWithModel after VAEDecode);
-//! `local` renders without a daemon.
+//! `upscale` stage upscales each picture (ComfyUI's ImageUpscaleWithModel after VAEDecode),
+//! and with a `resize` the `resize` stage resizes the pictures of the stage before it without
+//! a model (ComfyUI's ImageScale and its kin); `local` renders without a daemon.
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -166,13 +167,22 @@ impl TypedKind for Image {
     }
 
     fn stages(&self, p: &ImageParams) -> Vec<StageName> {
-        std::iter::once(StageName::Generate).chain(p.upscale_model.as_ref().map(|_| StageName::Upscale)).collect()
+        let upscale = p.upscale_model.as_ref().map(|_| StageName::Upscale);
+        let resize = p.resize.as_ref().map(|_| StageName::Resize);
+        std::iter::once(StageName::Generate).chain(upscale).chain(resize).collect()
     }
 
     fn run_stage(&self, stage: StageName, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
-        match (stage, &params.upscale_model) {
-            (StageName::Generate, _) => self.generate(params, run),
-            (StageName::Upscale, Some(model)) => upscale_pictures(run, model),
+        match (stage, &params.upscale_model, &params.resize) {
+            (StageName::Generate, ..) => self.generate(params, run),
+            (StageName::Upscale, Some(model), _) => upscale_pictures(run, model),
+            // The last pictures made before it: the upscale's, else the generate's.
+            (StageName::Resize, Some(_), Some(resize)) => {
+                super::resize::resize_pictures(run, resize, StageName::Upscale, "upscaled")
+            }
+            (StageName::Resize, None, Some(resize)) => {
+                super::resize::resize_pictures(run, resize, StageName::Generate, "image")
+            }
             _ => Err(StageError::fatal(format!("image has no stage {stage:?}"))),
         }
     }
