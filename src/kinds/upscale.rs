@@ -183,6 +183,11 @@ impl TypedKind for Upscale {
             _ => Err(StageError::fatal(format!("upscale has no stage {stage:?}"))),
         }
     }
+
+    /// The model's upscale against a resize of the same picture, which weighs next to nothing.
+    fn stage_weights(&self, _p: &UpscaleParams, stages: &[StageName]) -> Vec<f64> {
+        super::image::upscale_kind_weights(stages)
+    }
 }
 
 /// The `upscale` stage: the input (or with `resize_first` its resize) upscaled by `model_name`.

@@ -4,11 +4,12 @@
 //! model's upscale), a sampled picture's as the `image` job's last stage, `resize`; each
 //! output shows the pictures of its node at the size ComfyUI would give, and the pixels are
 //! really resampled (a nearest 2× repeats every pixel). Bad scale nodes get node errors. Every
-//! one of these workflows was refused before: "Node 'ImageScaleBy' not found".
+//! one of these workflows was refused before: "Node 'ImageScaleBy' not found". And an image
+//! job's stages weigh what they cost: its fraction once `generate` is done is no longer 0.5.
 
 use crate::common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::daemon::DaemonProc;
 use common::media::test_picture;
@@ -333,4 +334,55 @@ async fn the_native_routes_resize_too_and_name_the_resize_fields() {
         let err: Value = resp.json().await.expect("json");
         assert_eq!((status.as_u16(), err["error"]["field"].as_str()), (400, Some(field)), "{route} {body}: {err}");
     }
+}
+
+/// The first view of image job `id` with `generate` done while the job still runs.
+async fn at_its_upscale(c: &reqwest::Client, d: &DaemonProc, id: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let job = get(c, d, &format!("/api/v1/jobs/{id}")).await;
+        assert_ne!(job["state"], "succeeded", "the upscale ended before a view caught it: {job}");
+        if job["state"] == "running" && job["stages"][0]["state"] == "done" {
+            return job;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "{job}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `POST /api/v1/images` with `steps` and the upscaler: the job's id.
+async fn picture_job(c: &reqwest::Client, d: &DaemonProc, steps: u32) -> String {
+    // Eight pictures, so their upscale lasts long enough to be watched.
+    let body = json!({"prompt": "a lighthouse", "width": 64, "height": 64, "steps": steps, "seed": 1, "n": 8,
+        "upscale_model": "4x-UltraSharp", "preview_every": 0});
+    let resp = c.post(d.at("/api/v1/images")).json(&body).send().await.expect("post");
+    let job: Value = resp.json().await.expect("json");
+    job["id"].as_str().unwrap_or_else(|| panic!("{job}")).to_string()
+}
+
+/// Alike weights showed a 20-step picture half done once it was drawn and only its upscale
+/// was left, and a 1-step one the same; its fraction now weighs what each stage costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_jobs_fraction_at_its_upscale_weighs_what_its_generate_cost() {
+    let (_home, _models, d) = daemon();
+    let c = http();
+    let mut generate_weights = Vec::new();
+    for steps in [20, 1] {
+        let id = picture_job(&c, &d, steps).await;
+        let job = at_its_upscale(&c, &d, &id).await;
+        let weight = |i: usize| job["stages"][i]["weight"].as_f64().expect("a weight");
+        let progress = &job["progress"];
+        let within = match (progress["stage"].as_str(), progress["step"].as_f64(), progress["total"].as_f64()) {
+            (Some("upscale"), Some(step), Some(total)) if total > 0.0 => step / total,
+            _ => 0.0,
+        };
+        let fraction = progress["fraction"].as_f64().expect("fraction");
+        assert!((fraction - (weight(0) + weight(1) * within)).abs() < 1e-9, "{steps} steps: {job}");
+        assert!((weight(0) + weight(1) - 1.0).abs() < 1e-9, "{job}");
+        generate_weights.push(weight(0));
+        common::daemon::wait_job(&c, &d, &id, Duration::from_secs(120), common::daemon::is_final).await;
+    }
+    let [twenty, one] = generate_weights[..] else { panic!("{generate_weights:?}") };
+    // A 20-step picture is most of the job at its upscale; a 1-step one is little of it.
+    assert!(twenty > 0.6 && one < 0.4, "generate weighs {twenty} at 20 steps, {one} at 1");
 }

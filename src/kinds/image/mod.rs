@@ -4,7 +4,8 @@
 //! A1111-style parameters and previews as they come, and with an `upscale_model` the
 //! `upscale` stage upscales each picture (ComfyUI's ImageUpscaleWithModel after VAEDecode),
 //! and with a `resize` the `resize` stage resizes the pictures of the stage before it without
-//! a model (ComfyUI's ImageScale and its kin); `local` renders without a daemon.
+//! a model (ComfyUI's ImageScale and its kin); `weights` is what each stage's share of the
+//! job's time is; `local` renders without a daemon.
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -27,11 +28,13 @@ use crate::pipelines::upscale::TileOptions;
 
 mod local;
 mod params;
+mod weights;
 
 pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
 pub use params::{
     DrawingDefaults, ImageParams, ImageRequest, MAX_IMAGES, MAX_SEED, drawing_defaults, validate_params, wire_int,
 };
+pub(crate) use weights::upscale_kind_weights;
 
 /// The `image` job kind. Models are opened per render: the engine's session cache keeps
 /// the sessions warm and decides when they unload, so nothing here pins them.
@@ -185,6 +188,11 @@ impl TypedKind for Image {
             }
             _ => Err(StageError::fatal(format!("image has no stage {stage:?}"))),
         }
+    }
+
+    /// A generate's steps over its pixels against an upscale's and a resize's (`weights`).
+    fn stage_weights(&self, p: &ImageParams, stages: &[StageName]) -> Vec<f64> {
+        weights::stage_weights(p, stages)
     }
 }
 
