@@ -52,6 +52,9 @@ pub struct ImageRequest {
     /// Installed upscale model: each picture is then upscaled by it in a second stage
     /// (`upscaled.png`, or `upscaled-N.png`, beside `image.png`).
     pub upscale_model: Option<String>,
+    /// Resize the pictures without a model, last (after `upscale_model`'s stage when there is
+    /// one), in a stage of their own: `resized.png` (or `resized-N.png`) beside the others.
+    pub resize: Option<Resize>,
     /// Store a preview every this many steps (0: none; default 5).
     pub preview_every: Option<u32>,
     /// Profile id or name: its picture model, negative prompt and preset fill what the request
@@ -61,6 +64,46 @@ pub struct ImageRequest {
     #[serde(skip_serializing_if = "super::json::never")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
+}
+
+/// A picture resized without a model, as ComfyUI's ImageScale, ImageScaleBy and
+/// ImageScaleToTotalPixels do: a `method` and one target, `width`/`height` (with `crop`),
+/// `scale_by`, or `megapixels` (with `resolution_steps`). Sizes round as ComfyUI's do; the
+/// result is held to `limits.max_image_side` (a 400 naming the field behind it, e.g.
+/// `resize.scale_by`, when the picture's size is known at submission, else the stage fails).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resize {
+    /// `nearest-exact`, `bilinear`, `area` (box-averaged when shrinking), `bicubic` or
+    /// `lanczos` (default).
+    #[schema(pattern = "^(nearest-exact|bilinear|area|bicubic|lanczos)$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Pixels, at most `limits.max_image_side`; 0 (or left out beside `height`) follows the
+    /// picture's shape.
+    #[schema(maximum = 2048)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[schema(maximum = 2048)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// With `width` and `height`: `disabled` (default) stretches the picture, `center` cuts
+    /// its middle to the new shape first.
+    #[schema(pattern = "^(disabled|center)$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop: Option<String>,
+    /// Each side times this, 0.01–8 (rounded to whole pixels, halves to even).
+    #[schema(minimum = 0.01, maximum = 8)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale_by: Option<f64>,
+    /// About this many megapixels (of 2^20 pixels), 0.01–16, the shape kept.
+    #[schema(minimum = 0.01, maximum = 16)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub megapixels: Option<f64>,
+    /// With `megapixels`: each side a multiple of this, 1–256 (default 1).
+    #[schema(minimum = 1, maximum = 256)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_steps: Option<u32>,
 }
 
 impl ImageRequest {
@@ -74,7 +117,8 @@ impl ImageRequest {
     }
 }
 
-/// Generate images; the job's artifacts are `image.png` (or `image-N.png`) and previews.
+/// Generate images; the job's artifacts are `image.png` (or `image-N.png`) and previews
+/// (and `upscaled.png`, `resized.png` when asked).
 #[utoipa::path(post, path = "/api/v1/images", request_body = ImageRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
     responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),

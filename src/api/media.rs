@@ -54,7 +54,8 @@ pub struct UpscaleRequest {
     /// Artifact id of the picture or video.
     #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub input: String,
-    /// Installed Real-ESRGAN-style model (default: the upscale default `reelbox models list` tags).
+    /// Installed Real-ESRGAN-style model (default: the upscale default `reelbox models list`
+    /// tags; none when `resize` is given without it: the picture is only resized).
     pub model: Option<String>,
     /// Tile side in pixels: 0 for automatic, else at least 32.
     #[schema(maximum = 4096)]
@@ -62,6 +63,13 @@ pub struct UpscaleRequest {
     /// Overlap around each tile, 0–64 (default 10).
     #[schema(maximum = 64)]
     pub tile_pad: Option<u32>,
+    /// Resize the picture (not a video) without a model, in a stage of its own
+    /// (`resized.png`): alone, or after the model's upscale (before it with `resize_first`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resize: Option<super::images::Resize>,
+    /// Resize the input first and upscale the resized picture (default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resize_first: Option<bool>,
     /// Higher runs first (default 0).
     #[serde(skip_serializing_if = "super::json::never")]
     #[schema(minimum = -1000, maximum = 1000)]
@@ -87,7 +95,8 @@ pub async fn lipsync(
     submit_params(&state, &caller, &headers, "lipsync", &params, req.priority).await
 }
 
-/// Upscale a picture (→ `upscaled.png`) or a video (→ `upscaled.mp4`, sound kept).
+/// Upscale a picture (→ `upscaled.png`) or a video (→ `upscaled.mp4`, sound kept), or
+/// resize a picture without a model (→ `resized.png`).
 #[utoipa::path(post, path = "/api/v1/upscale", request_body = UpscaleRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
     responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),

@@ -92,6 +92,7 @@ use super::{
         system::SessionView,
         speech::SpeechRequest,
         images::ImageRequest,
+        images::Resize,
         renders::RenderBody,
         renders::PresenterBody,
         media::LipsyncRequest,

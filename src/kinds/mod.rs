@@ -31,6 +31,7 @@ pub mod memory;
 pub mod model_import;
 pub mod model_pull;
 pub mod render;
+pub mod resize;
 pub mod speech;
 pub mod testcard;
 mod typed;

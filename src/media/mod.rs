@@ -5,7 +5,8 @@
 //! WebVTT, its lines broken where `lines` says a line may end; `ffmpeg` encodes and decodes video through the system binary and `ffprobe`
 //! describes media files; `picture` reads a user's picture upright (EXIF orientation) and
 //! refuses formats it cannot read saying what to send; `visual` opens an input that may be
-//! an image or a video;
+//! an image or a video; `resize` resamples a picture without a model (ComfyUI's "Upscale
+//! Image" methods);
 //! `probe` checks uploads at the API edge; `diff` measures how far two outputs are apart.
 
 pub mod audio;
@@ -17,6 +18,7 @@ pub mod mel;
 pub mod mix;
 pub mod picture;
 pub mod probe;
+pub mod resize;
 pub mod subtitles;
 pub mod visual;
 

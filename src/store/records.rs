@@ -314,6 +314,7 @@ status_enum! {
         Mux => "mux",
         Import => "import",
         Detect => "detect",
+        Resize => "resize",
     }
 }
 

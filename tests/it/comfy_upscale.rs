@@ -19,11 +19,11 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::comfy_compat::{Socket, connect, default_workflow, history_of, http, queue_prompt};
 
 /// The name the user's upscaler is imported under, and the file their workflows name.
-const UPSCALER: &str = "4x-UltraSharp";
-const UPSCALER_FILE: &str = "4x-UltraSharp.pth";
+pub(crate) const UPSCALER: &str = "4x-UltraSharp";
+pub(crate) const UPSCALER_FILE: &str = "4x-UltraSharp.pth";
 
 /// A models dir with tiny-sd and the tiny x4 upscaler imported as [`UPSCALER`].
-fn models_with_upscaler(home: &std::path::Path) -> tempfile::TempDir {
+pub(crate) fn models_with_upscaler(home: &std::path::Path) -> tempfile::TempDir {
     let models = models_dir(false);
     let fixture = common::fixture("models/tiny-esrgan-x4");
     common::tools::import_bare(home, models.path(), UPSCALER, "upscale", &fixture);
@@ -31,7 +31,7 @@ fn models_with_upscaler(home: &std::path::Path) -> tempfile::TempDir {
 }
 
 /// `picture` uploaded through `/upload/image`: the name LoadImage takes.
-async fn upload(c: &reqwest::Client, d: &DaemonProc, name: &str, picture: &image::RgbImage) -> String {
+pub(crate) async fn upload(c: &reqwest::Client, d: &DaemonProc, name: &str, picture: &image::RgbImage) -> String {
     let part = reqwest::multipart::Part::bytes(png(picture)).file_name(name.to_string()).mime_str("image/png");
     let form = reqwest::multipart::Form::new().part("image", part.expect("mime"));
     let up: Value =
@@ -50,7 +50,7 @@ fn upscale_workflow(image: &str, model_name: &str) -> Value {
 }
 
 /// The text messages of one prompt until its `executing` with `node: null`.
-async fn messages_until_done(socket: &mut Socket, prompt_id: &str) -> Vec<Value> {
+pub(crate) async fn messages_until_done(socket: &mut Socket, prompt_id: &str) -> Vec<Value> {
     let mut seen = Vec::new();
     let t0 = Instant::now();
     loop {
@@ -74,13 +74,13 @@ async fn messages_until_done(socket: &mut Socket, prompt_id: &str) -> Vec<Value>
 }
 
 /// `(type, node)` of each message (`executed` and `progress` name their node too).
-fn steps(messages: &[Value]) -> Vec<(String, String)> {
+pub(crate) fn steps(messages: &[Value]) -> Vec<(String, String)> {
     let node = |v: &Value| v["data"]["node"].as_str().or(v["data"]["node_id"].as_str()).unwrap_or("").to_string();
     messages.iter().map(|v| (v["type"].as_str().unwrap_or("").to_string(), node(v))).collect()
 }
 
 /// The picture `/view` serves for an `{filename, subfolder, type}` of an output.
-async fn view(c: &reqwest::Client, d: &DaemonProc, image: &Value) -> image::DynamicImage {
+pub(crate) async fn view(c: &reqwest::Client, d: &DaemonProc, image: &Value) -> image::DynamicImage {
     let query = [("filename", &image["filename"]), ("subfolder", &image["subfolder"]), ("type", &image["type"])]
         .map(|(k, v)| (k, v.as_str().expect("a string").to_string()));
     let resp = c.get(d.at("/view")).query(&query).send().await.expect("view");
@@ -88,7 +88,7 @@ async fn view(c: &reqwest::Client, d: &DaemonProc, image: &Value) -> image::Dyna
     image::load_from_memory(&resp.bytes().await.expect("bytes")).expect("a picture")
 }
 
-async fn get(c: &reqwest::Client, d: &DaemonProc, path: &str) -> Value {
+pub(crate) async fn get(c: &reqwest::Client, d: &DaemonProc, path: &str) -> Value {
     c.get(d.at(path)).send().await.expect("get").json().await.expect("json")
 }
 

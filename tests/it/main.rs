@@ -38,6 +38,7 @@ mod cluster_security;
 mod cluster_telemetry;
 mod cluster_waiting;
 mod comfy_compat;
+mod comfy_scale;
 mod comfy_upscale;
 mod cpu_memory;
 mod crash;

@@ -1,20 +1,24 @@
 //! A checked graph → one job. reelbox runs one sampling chain per prompt, checkpoint →
 //! prompts → (empty latent | uploaded image → VAEEncode) → KSampler → VAEDecode →
 //! SaveImage/PreviewImage, as an `image` job, whose pictures an ImageUpscaleWithModel may
-//! take (the job's second stage, `upscale`); or the upscale of an uploaded picture alone,
-//! LoadImage → ImageUpscaleWithModel → outputs, as an `upscale` job. Anything else is
-//! refused at the node that breaks it.
+//! take (the job's second stage, `upscale`) and a scale node (ImageScale, ImageScaleBy,
+//! ImageScaleToTotalPixels) resize last (its `resize` stage); or an uploaded picture's
+//! upscale or resize, LoadImage → (ImageUpscaleWithModel, a scale node, either or both in
+//! either order) → outputs, as an `upscale` job. Which pictures each output shows is
+//! `chain`'s; anything else is refused at the node that breaks it.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::chain::{follow, is_scale, main_chain, unsupported};
 use super::files::UploadNotFound;
 use super::literals::{float_value, int_value};
 use super::nodes::{UPSCALE, reelbox_scheduler};
-pub use super::roles::{OutputNode, Roles, Sampling, Upscaling};
+pub use super::roles::{OutputNode, Roles, Sampling, Scaling, Upscaling};
 use super::validate::{Node, PromptError, ValidGraph, error_obj};
 use crate::kinds::TypedKind;
 use crate::kinds::image::{Image, ImageRequest, MAX_SEED};
+use crate::kinds::resize::ResizeRequest;
 use crate::kinds::upscale::{Upscale, UpscaleRequest};
 use crate::store::records::StageName;
 
@@ -29,22 +33,6 @@ pub struct Compiled {
 
 /// Finds the artifact id of an uploaded image name, or says why not.
 pub type UploadLookup<'a> = &'a dyn Fn(&str) -> Result<String, UploadNotFound>;
-
-fn unsupported(id: &str, node: &Node, message: String) -> PromptError {
-    let mut node_errors = Map::new();
-    node_errors.insert(
-        id.to_string(),
-        json!({
-            "errors": [error_obj("unsupported_graph", &message, &message, json!({}))],
-            "dependent_outputs": [],
-            "class_type": node.class_type,
-        }),
-    );
-    PromptError {
-        error: error_obj("prompt_outputs_failed_validation", "Prompt outputs failed validation", "", json!({})),
-        node_errors,
-    }
-}
 
 /// A node error for one input (used for problems found after the generic checks).
 pub fn input_error(
@@ -79,31 +67,6 @@ fn text(node: &Node, input: &str) -> String {
     }
 }
 
-/// Follows `id.input` to a node of `class` at `slot`, or refuses the graph at `id`.
-fn follow<'g>(
-    g: &'g ValidGraph,
-    id: &str,
-    input: &str,
-    class: &[&str],
-    slot: usize,
-) -> Result<(String, &'g Node), PromptError> {
-    let here = &g.nodes[id];
-    match g.linked(id, input) {
-        Some((link, node)) if class.contains(&node.class_type.as_str()) && link.slot == slot => Ok((link.node, node)),
-        Some((link, node)) => Err(unsupported(
-            id,
-            here,
-            format!(
-                "{input} comes from {} (node {}); reelbox takes it only from {}",
-                node.class_type,
-                link.node,
-                class.join(" or ")
-            ),
-        )),
-        None => Err(unsupported(id, here, format!("{input} must be linked to {}", class.join(" or ")))),
-    }
-}
-
 /// A ComfyUI seed (up to 2^64 − 1) as an `image` seed (up to 2^53 − 1, what JSON numbers
 /// carry exactly): the low 53 bits, so equal seeds still give equal pictures.
 pub fn fold_seed(seed: i128) -> u64 {
@@ -116,30 +79,18 @@ fn wire(v: i128) -> i64 {
 }
 
 /// Turns a checked graph into the job it runs: an `image` job for a sampling chain (its
-/// pictures upscaled in a second stage when an ImageUpscaleWithModel takes them), an
-/// `upscale` job for an uploaded picture's upscale.
+/// pictures upscaled in a second stage when an ImageUpscaleWithModel takes them, resized in
+/// a last one when a scale node does), an `upscale` job for an uploaded picture's upscale or
+/// resize (or both, in either order).
 pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, PromptError> {
+    let (chain, shown) = main_chain(g)?;
     let mut roles = Roles::default();
-    // Each node that takes a VAEDecode's picture (an output, the upscale) and that decode.
-    let mut decoded: Vec<(String, String)> = Vec::new();
-    let mut upscale: Option<String> = None;
-    for out_id in &g.outputs {
-        let out = &g.nodes[out_id];
-        let (source_id, source) = follow(g, out_id, "images", &["VAEDecode", UPSCALE], 0)?;
-        let stage = if source.class_type == UPSCALE {
-            match &upscale {
-                Some(other) if *other != source_id => {
-                    let why = format!(
-                        "reelbox runs one {UPSCALE} per prompt; this output comes from node {source_id}, another from node {other}"
-                    );
-                    return Err(unsupported(out_id, out, why));
-                }
-                _ => upscale = Some(source_id),
-            }
-            StageName::Upscale
-        } else {
-            decoded.push((out_id.clone(), source_id));
-            StageName::Generate
+    for (out_id, last) in shown {
+        let out = &g.nodes[&out_id];
+        let stage = match last.as_deref().map(|id| g.nodes[id].class_type.as_str()) {
+            None => StageName::Generate,
+            Some(UPSCALE) => StageName::Upscale,
+            Some(_) => StageName::Resize,
         };
         let folder = if out.class_type == "SaveImage" { "output" } else { "temp" };
         let prefix = if out.class_type == "SaveImage" { text(out, "filename_prefix") } else { "ComfyUI_temp".into() };
@@ -151,50 +102,80 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
             stage: Some(stage),
         });
     }
+    let upload = (g.nodes[&chain.source].class_type == "LoadImage").then(|| chain.source.clone());
+    let upscale_at = chain.steps.iter().position(|id| g.nodes[id].class_type == UPSCALE);
+    let scale_at = chain.steps.iter().position(|id| is_scale(&g.nodes[id].class_type));
+    let resize_first = matches!((scale_at, upscale_at), (Some(s), Some(u)) if s < u);
+    if let (true, None, Some(u)) = (resize_first, &upload, upscale_at) {
+        let up = &chain.steps[u];
+        let why = format!(
+            "reelbox resizes a sampled picture after its upscale, not before; link node {up}'s image to the \
+             VAEDecode (node {}) and scale the upscale's pictures",
+            chain.source
+        );
+        return Err(unsupported(up, &g.nodes[up], why));
+    }
+    // The node that takes the upload first names it in the roles.
+    let first_on_upload = |i: usize| upload.clone().filter(|_| i == 0);
     let mut upscale_model = None;
-    if let Some(up_id) = upscale {
+    if let Some(i) = upscale_at {
+        let up_id = chain.steps[i].clone();
         let (loader_id, loader) = follow(g, &up_id, "upscale_model", &["UpscaleModelLoader"], 0)?;
         // The checked graph names the model itself (the file name a client sent is mapped).
-        let model = text(loader, "model_name");
-        let (source_id, source) = follow(g, &up_id, "image", &["VAEDecode", "LoadImage"], 0)?;
-        if source.class_type == "LoadImage" {
-            if let Some((out_id, decode_id)) = decoded.first() {
-                let why = format!(
-                    "reelbox runs one chain per prompt; this output comes from node {decode_id}, the upscale \
-                     (node {up_id}) from an uploaded picture (node {source_id})"
-                );
-                return Err(unsupported(out_id, &g.nodes[out_id], why));
-            }
-            let input = uploaded(g, &source_id, uploads)?;
-            roles.upscale = Some(Upscaling { loader: loader_id, node: up_id, load_image: Some(source_id) });
-            let params = UpscaleRequest { input: Some(input), model: Some(model), ..UpscaleRequest::default() };
-            return Ok(Compiled { kind: Upscale::NAME, params: wire_params(&params)?, roles });
-        }
-        decoded.push((up_id.clone(), source_id));
-        roles.upscale = Some(Upscaling { loader: loader_id, node: up_id, load_image: None });
-        upscale_model = Some(model);
+        upscale_model = Some(text(loader, "model_name"));
+        roles.upscale = Some(Upscaling { loader: loader_id, node: up_id, load_image: first_on_upload(i) });
     }
-    let mut chain: Option<(String, String)> = None;
-    for (taker_id, decode_id) in decoded {
-        let (sampler_id, _) = follow(g, &decode_id, "samples", &["KSampler"], 0)?;
-        match &chain {
-            Some((_, s)) if *s != sampler_id => {
-                let why = format!(
-                    "reelbox runs one KSampler per prompt; this node's picture comes from node {sampler_id}, another from node {s}"
-                );
-                return Err(unsupported(&taker_id, &g.nodes[&taker_id], why));
-            }
-            Some(_) => {}
-            None => chain = Some((decode_id, sampler_id)),
-        }
+    let resize = scale_at.map(|i| {
+        let node = &g.nodes[&chain.steps[i]];
+        roles.scaling = Some(Scaling {
+            node: chain.steps[i].clone(),
+            class_type: node.class_type.clone(),
+            load_image: first_on_upload(i),
+            before_upscale: resize_first,
+        });
+        resize_request(node)
+    });
+    if let Some(load_id) = &upload {
+        let input = uploaded(g, load_id, uploads)?;
+        let params = UpscaleRequest {
+            input: Some(input),
+            model: upscale_model,
+            resize,
+            resize_first: resize_first.then_some(true),
+            ..UpscaleRequest::default()
+        };
+        return Ok(Compiled { kind: Upscale::NAME, params: wire_params(&params)?, roles });
     }
-    let Some((decode_id, sampler_id)) = chain else {
-        return Err(PromptError::top("prompt_no_outputs", "Prompt has no outputs", ""));
-    };
-    let (mut params, sampling) = sampling_chain(g, decode_id, sampler_id, uploads)?;
+    let (sampler_id, _) = follow(g, &chain.source, "samples", &["KSampler"], 0)?;
+    let (mut params, sampling) = sampling_chain(g, chain.source.clone(), sampler_id, uploads)?;
     params.upscale_model = upscale_model;
+    params.resize = resize;
     roles.sampling = Some(sampling);
     Ok(Compiled { kind: Image::NAME, params: wire_params(&params)?, roles })
+}
+
+/// The resize a scale node asks for, as the kinds' `resize` takes it (its inputs checked
+/// against the node's spec already; the kind checks the size it makes).
+fn resize_request(node: &Node) -> ResizeRequest {
+    let int = |input: &str| node.inputs.get(input).and_then(int_value).map(wire);
+    let float = |input: &str| node.inputs.get(input).and_then(float_value);
+    let method = Some(text(node, "upscale_method"));
+    match node.class_type.as_str() {
+        "ImageScale" => ResizeRequest {
+            method,
+            width: int("width"),
+            height: int("height"),
+            crop: Some(text(node, "crop")),
+            ..Default::default()
+        },
+        "ImageScaleBy" => ResizeRequest { method, scale_by: float("scale_by"), ..Default::default() },
+        _ => ResizeRequest {
+            method,
+            megapixels: float("megapixels"),
+            resolution_steps: int("resolution_steps"),
+            ..Default::default()
+        },
+    }
 }
 
 /// A typed request as the JSON submission takes: serialised here, at its edge.
@@ -417,5 +398,90 @@ mod tests {
         g["15"] = json!({"class_type": "PreviewImage", "inputs": {"images": ["14", 0]}});
         let err = compile(&checked(g), &no_uploads).expect_err("two upscales");
         assert_eq!(err.node_errors["15"]["errors"][0]["type"], "unsupported_graph", "{:?}", err.node_errors);
+    }
+
+    fn scale_by(image: Value) -> Value {
+        json!({"class_type": "ImageScaleBy", "inputs": {"image": image, "upscale_method": "area", "scale_by": 0.5}})
+    }
+
+    #[test]
+    fn a_scale_of_the_upscale_is_the_image_jobs_last_stage() {
+        let mut g = upscaled_workflow();
+        g["13"] = scale_by(json!(["11", 0]));
+        g["14"] = json!({"class_type": "PreviewImage", "inputs": {"images": ["13", 0]}});
+        let c = compile(&checked(g), &no_uploads).expect("compiles");
+        assert_eq!(c.kind, "image");
+        assert_eq!(c.params["resize"], json!({"method": "area", "scale_by": 0.5}));
+        let stages: Vec<_> = c.roles.outputs.iter().map(|o| (o.id.as_str(), o.stage)).collect();
+        assert_eq!(
+            stages,
+            [("12", Some(StageName::Upscale)), ("14", Some(StageName::Resize)), ("9", Some(StageName::Generate))]
+        );
+        assert_eq!(c.roles.execution_order(), ["4", "6", "7", "5", "3", "8", "9", "10", "11", "12", "13", "14"]);
+        assert_eq!(c.roles.source_of("resize.scale_by"), Some(("13".into(), "scale_by")));
+    }
+
+    #[test]
+    fn a_scale_of_the_decode_takes_the_samplers_pictures() {
+        let mut g = default_workflow();
+        g["10"] = json!({"class_type": "ImageScale", "inputs": {"image": ["8", 0], "upscale_method": "nearest-exact",
+            "width": 0, "height": 1024, "crop": "disabled"}});
+        g["9"]["inputs"]["images"] = json!(["10", 0]);
+        let c = compile(&checked(g), &no_uploads).expect("compiles");
+        assert_eq!(
+            c.params["resize"],
+            json!({"method": "nearest-exact", "width": 0, "height": 1024, "crop": "disabled"})
+        );
+        assert!(c.params.get("upscale_model").is_none());
+        assert_eq!(c.roles.execution_order(), ["4", "6", "7", "5", "3", "8", "10", "9"]);
+    }
+
+    fn upload_workflow(steps: &[(&str, Value)], out_from: &str) -> Value {
+        let mut g = json!({
+            "1": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}},
+            "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp"}},
+            "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x", "images": [out_from, 0]}}
+        });
+        for (id, node) in steps {
+            g[*id] = node.clone();
+        }
+        g
+    }
+
+    #[test]
+    fn an_uploads_scale_alone_before_or_after_its_upscale_is_an_upscale_job() {
+        let found = |name: &str| Ok::<_, UploadNotFound>(format!("id-of-{name}"));
+        let up = |image: &str| json!({"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": [image, 0]}});
+        let alone = upload_workflow(&[("3", scale_by(json!(["1", 0])))], "3");
+        let c = compile(&validate(&alone, &ctx()).expect("valid"), &found).expect("compiles");
+        assert_eq!((c.kind, &c.params["input"]), ("upscale", &json!("id-of-cat.png")));
+        assert!(c.params["model"].is_null(), "a resize alone runs no model: {}", c.params);
+        assert_eq!(c.roles.execution_order(), ["1", "3", "9"]);
+
+        let first = upload_workflow(&[("3", scale_by(json!(["1", 0]))), ("4", up("3"))], "4");
+        let c = compile(&validate(&first, &ctx()).expect("valid"), &found).expect("compiles");
+        assert_eq!((&c.params["model"], &c.params["resize_first"]), (&json!("4x-UltraSharp"), &json!(true)));
+        assert_eq!(c.roles.execution_order(), ["1", "3", "2", "4", "9"]);
+
+        let after = upload_workflow(&[("4", up("1")), ("3", scale_by(json!(["4", 0])))], "3");
+        let c = compile(&validate(&after, &ctx()).expect("valid"), &found).expect("compiles");
+        assert!(c.params.get("resize_first").is_none(), "{}", c.params);
+        assert_eq!(c.roles.execution_order(), ["1", "2", "4", "3", "9"]);
+    }
+
+    #[test]
+    fn two_scales_and_a_sampled_pictures_scale_before_its_upscale_are_refused() {
+        let mut g = default_workflow();
+        g["10"] = scale_by(json!(["8", 0]));
+        g["11"] = scale_by(json!(["10", 0]));
+        g["9"]["inputs"]["images"] = json!(["11", 0]);
+        let err = compile(&checked(g), &no_uploads).expect_err("two scales");
+        assert_eq!(err.node_errors["11"]["errors"][0]["type"], "unsupported_graph", "{:?}", err.node_errors);
+
+        let mut g = upscaled_workflow();
+        g["13"] = scale_by(json!(["8", 0]));
+        g["11"]["inputs"]["image"] = json!(["13", 0]);
+        let err = compile(&checked(g), &no_uploads).expect_err("scale before upscale");
+        assert_eq!(err.node_errors["11"]["errors"][0]["type"], "unsupported_graph", "{:?}", err.node_errors);
     }
 }

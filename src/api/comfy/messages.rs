@@ -63,7 +63,7 @@ pub fn execution_success(p: &PromptMeta, at: Millis) -> Message {
 }
 
 /// `execution_error`, attributed to the node (id, class type) that was running: the
-/// sampler or the upscale, as [`stopped_node`] finds it.
+/// sampler, the upscale or the scale node, as [`stopped_node`] finds it.
 pub fn execution_error(p: &PromptMeta, node: Option<(&str, &str)>, error: &str, at: Millis) -> Message {
     let (node_id, node_type) = node.unzip();
     (
@@ -98,7 +98,7 @@ pub fn execution_interrupted(p: &PromptMeta, reason: Option<&str>, at: Millis, n
 
 /// The node (id, class type) that was running when `job` stopped: the one of its first
 /// stage not done (the stage that failed or was stopped); its first stage's when none is.
-pub fn stopped_node<'p>(p: &'p PromptMeta, job: &Job) -> Option<(&'p str, &'static str)> {
+pub fn stopped_node<'p>(p: &'p PromptMeta, job: &Job) -> Option<(&'p str, &'p str)> {
     let stopped = job.stages.iter().find(|s| s.state.status() != StageStatus::Done);
     stopped.and_then(|s| p.roles.node_of(s.name)).or_else(|| p.roles.first_node())
 }

@@ -14,6 +14,7 @@ use utoipa::OpenApi;
 use super::AppState;
 use super::upload_form::{body_limit, close_after_too_large};
 
+pub mod chain;
 pub mod compile;
 pub mod error;
 pub mod files;

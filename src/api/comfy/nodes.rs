@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::media::resize::Method;
+
 /// ComfyUI's largest seed (`0xffffffffffffffff`).
 pub const MAX_SEED: u64 = u64::MAX;
 
@@ -69,8 +71,11 @@ pub struct SpecContext {
 /// ComfyUI's node that upscales pictures with a model.
 pub const UPSCALE: &str = "ImageUpscaleWithModel";
 
+/// ComfyUI's nodes that resize pictures without a model ("Upscale Image" and its kin).
+pub const SCALES: [&str; 3] = ["ImageScale", "ImageScaleBy", "ImageScaleToTotalPixels"];
+
 /// The class types reelbox runs.
-pub const CLASS_TYPES: [&str; 11] = [
+pub const CLASS_TYPES: [&str; 14] = [
     "CheckpointLoaderSimple",
     "CLIPTextEncode",
     "EmptyLatentImage",
@@ -82,6 +87,9 @@ pub const CLASS_TYPES: [&str; 11] = [
     "PreviewImage",
     "UpscaleModelLoader",
     UPSCALE,
+    SCALES[0],
+    SCALES[1],
+    SCALES[2],
 ];
 
 /// ComfyUI sampler names reelbox has.
@@ -112,6 +120,33 @@ fn link(name: &'static str, ty: &'static str) -> InputSpec {
 
 fn int(name: &'static str, default: i128, min: i128, max: i128, step: i128) -> InputSpec {
     InputSpec { name, kind: InputKind::Int { default, min, max, step } }
+}
+
+fn float(name: &'static str, default: f64, min: f64, max: f64) -> InputSpec {
+    InputSpec { name, kind: InputKind::Float { default, min, max, step: 0.01 } }
+}
+
+/// The picture and how it is resampled, the first inputs of every scale node.
+fn scale_inputs(more: impl IntoIterator<Item = InputSpec>) -> Vec<InputSpec> {
+    let methods = Method::names().into_iter().map(String::from).collect();
+    [link("image", "IMAGE"), InputSpec { name: "upscale_method", kind: InputKind::Combo(methods) }]
+        .into_iter()
+        .chain(more)
+        .collect()
+}
+
+/// A scale node: its picture resized, nothing else.
+fn scale_node(class_type: &'static str, display_name: &'static str, inputs: Vec<InputSpec>) -> NodeSpec {
+    NodeSpec {
+        class_type,
+        display_name,
+        category: "image/upscaling",
+        description: "Resizes pictures without a model.",
+        inputs,
+        outputs: &["IMAGE"],
+        output_node: false,
+        python_module: if class_type == SCALES[2] { "comfy_extras.nodes_post_processing" } else { "nodes" },
+    }
 }
 
 /// The spec of a class type, or `None` for nodes reelbox does not run.
@@ -250,6 +285,24 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             output_node: false,
             python_module: UPSCALE_MODULE,
         },
+        // Sides as EmptyLatentImage's, up to the largest picture the box makes; 0 keeps the shape.
+        "ImageScale" => scale_node(
+            "ImageScale",
+            "Upscale Image",
+            scale_inputs([
+                int("width", 512, 0, side, 1),
+                int("height", 512, 0, side, 1),
+                InputSpec { name: "crop", kind: InputKind::Combo(vec!["disabled".into(), "center".into()]) },
+            ]),
+        ),
+        "ImageScaleBy" => {
+            scale_node("ImageScaleBy", "Upscale Image By", scale_inputs([float("scale_by", 1.0, 0.01, 8.0)]))
+        }
+        "ImageScaleToTotalPixels" => scale_node(
+            "ImageScaleToTotalPixels",
+            "Scale Image to Total Pixels",
+            scale_inputs([float("megapixels", 1.0, 0.01, 16.0), int("resolution_steps", 1, 1, 256, 1)]),
+        ),
         _ => return None,
     })
 }
@@ -259,7 +312,11 @@ const UPSCALE_MODULE: &str = "comfy_extras.nodes_upscale_model";
 
 /// Inputs that are optional in the graph (ComfyUI fills their defaults).
 pub fn is_optional(class_type: &str, input: &str) -> bool {
-    matches!((class_type, input), ("SaveImage", "filename_prefix") | ("KSampler", "denoise"))
+    // ComfyUI's ImageScaleToTotalPixels had no `resolution_steps` before late 2025 (1 then).
+    matches!(
+        (class_type, input),
+        ("SaveImage", "filename_prefix") | ("KSampler", "denoise") | ("ImageScaleToTotalPixels", "resolution_steps")
+    )
 }
 
 /// ComfyUI's description of an input (`["INT", {...}]`, `[[choices]]`, `["MODEL"]`).
@@ -363,5 +420,30 @@ mod tests {
         assert_eq!(up["input_order"]["required"], json!(["upscale_model", "image"]));
         assert_eq!((&up["output"], &up["output_node"]), (&json!(["IMAGE"]), &json!(false)));
         assert_eq!(up["python_module"], "comfy_extras.nodes_upscale_model");
+    }
+
+    #[test]
+    fn the_scale_nodes_have_comfyuis_shapes() {
+        let methods = json!([["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]]);
+        let scale = object_info(&spec("ImageScale", &ctx()).expect("ImageScale"));
+        assert_eq!(scale["input_order"]["required"], json!(["image", "upscale_method", "width", "height", "crop"]));
+        assert_eq!(scale["input"]["required"]["upscale_method"], methods);
+        assert_eq!(
+            scale["input"]["required"]["width"],
+            json!(["INT", {"default": 512, "min": 0, "max": 2048, "step": 1}])
+        );
+        assert_eq!(scale["input"]["required"]["crop"], json!([["disabled", "center"]]));
+        assert_eq!((&scale["output"], &scale["category"]), (&json!(["IMAGE"]), &json!("image/upscaling")));
+        let by = object_info(&spec("ImageScaleBy", &ctx()).expect("ImageScaleBy"));
+        assert_eq!(by["input"]["required"]["scale_by"][1]["min"], 0.01);
+        assert_eq!(by["input"]["required"]["scale_by"][1]["max"], 8.0);
+        let total = object_info(&spec("ImageScaleToTotalPixels", &ctx()).expect("ImageScaleToTotalPixels"));
+        assert_eq!(
+            total["input_order"]["required"],
+            json!(["image", "upscale_method", "megapixels", "resolution_steps"])
+        );
+        assert_eq!(total["input"]["required"]["megapixels"][1]["max"], 16.0);
+        assert_eq!(total["python_module"], "comfy_extras.nodes_post_processing");
+        assert!(is_optional("ImageScaleToTotalPixels", "resolution_steps"));
     }
 }

@@ -1,6 +1,7 @@
 //! Which node of a prompt plays which part in its job: the sampling chain of an `image`
-//! job, the upscale after it (a stage of that job) or on its own (an `upscale` job), and
-//! the output nodes with the stage whose pictures each shows. Kept with the prompt's
+//! job, the upscale after it (a stage of that job) or on its own (an `upscale` job), the
+//! resize without a model (a stage of either, before or after the upscale), and the output
+//! nodes with the stage whose pictures each shows. Kept with the prompt's
 //! record, so messages and history name the right nodes after a restart.
 
 use serde::{Deserialize, Serialize};
@@ -45,8 +46,21 @@ pub struct Upscaling {
     pub load_image: Option<String>,
 }
 
+/// The scale node that resizes pictures without a model (a `resize` stage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    /// ImageScale, ImageScaleBy or ImageScaleToTotalPixels.
+    pub node: String,
+    pub class_type: String,
+    /// The LoadImage it resizes when no other node makes its picture (an `upscale` job).
+    pub load_image: Option<String>,
+    /// It resizes the picture the upscale then takes (an upload's, as `resize_first`).
+    #[serde(default)]
+    pub before_upscale: bool,
+}
+
 /// The nodes of a prompt by role, for progress messages and error mapping. A prompt has a
-/// sampling chain, an upscale, or both (the upscale then takes the chain's pictures).
+/// sampling chain or an uploaded picture, and may upscale and resize its pictures.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Roles {
     /// Flattened: records from before upscales keep the chain's fields at the top.
@@ -54,6 +68,8 @@ pub struct Roles {
     pub sampling: Option<Sampling>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upscale: Option<Upscaling>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<Scaling>,
     pub outputs: Vec<OutputNode>,
 }
 
@@ -62,10 +78,16 @@ const SAMPLER_CLASS: &str = "KSampler";
 const UPSCALE_CLASS: &str = "ImageUpscaleWithModel";
 
 impl Roles {
-    /// The job's stages in order, as the nodes ask for them.
+    /// The job's stages in order, as the nodes ask for them: the sampler's, then the
+    /// upscale and the resize in the order the pictures pass them.
     fn stages(&self) -> Vec<StageName> {
-        let sampling = self.sampling.as_ref().map(|_| StageName::Generate);
-        sampling.into_iter().chain(self.upscale.as_ref().map(|_| StageName::Upscale)).collect()
+        let first = self.scaling.as_ref().is_some_and(|s| s.before_upscale);
+        let resize = self.scaling.as_ref().map(|_| StageName::Resize);
+        let mut stages: Vec<StageName> = self.sampling.as_ref().map(|_| StageName::Generate).into_iter().collect();
+        stages.extend(resize.filter(|_| first));
+        stages.extend(self.upscale.as_ref().map(|_| StageName::Upscale));
+        stages.extend(resize.filter(|_| !first));
+        stages
     }
 
     /// Output nodes showing `stage`'s pictures (those of old records show the one stage's).
@@ -86,6 +108,12 @@ impl Roles {
                         order.extend([s.latent.clone(), s.sampler.clone(), s.decode.clone()]);
                     }
                 }
+                StageName::Resize => {
+                    if let Some(s) = &self.scaling {
+                        order.extend(s.load_image.clone());
+                        order.push(s.node.clone());
+                    }
+                }
                 _ => {
                     if let Some(u) = &self.upscale {
                         order.extend(u.load_image.clone());
@@ -100,30 +128,55 @@ impl Roles {
         order
     }
 
-    /// The node (id, class type) that runs while `stage` does: the sampler or the upscale.
-    pub fn node_of(&self, stage: StageName) -> Option<(&str, &'static str)> {
+    /// The node (id, class type) that runs while `stage` does: the sampler, the upscale
+    /// or the scale node.
+    pub fn node_of(&self, stage: StageName) -> Option<(&str, &str)> {
         match stage {
             StageName::Generate => self.sampling.as_ref().map(|s| (s.sampler.as_str(), SAMPLER_CLASS)),
             StageName::Upscale => self.upscale.as_ref().map(|u| (u.node.as_str(), UPSCALE_CLASS)),
+            StageName::Resize => self.scaling.as_ref().map(|s| (s.node.as_str(), s.class_type.as_str())),
             _ => None,
         }
     }
 
     /// The node that runs first (the job's first stage's).
-    pub fn first_node(&self) -> Option<(&str, &'static str)> {
+    pub fn first_node(&self) -> Option<(&str, &str)> {
         self.stages().first().and_then(|s| self.node_of(*s))
+    }
+
+    /// The scale node's input a `resize.FIELD` parameter came from (`resize.method` is its
+    /// `upscale_method`).
+    fn scale_input(&self, param: &str) -> Option<(String, &'static str)> {
+        let s = self.scaling.as_ref()?;
+        let input = match param.strip_prefix("resize.").unwrap_or("") {
+            "method" => "upscale_method",
+            "width" => "width",
+            "height" => "height",
+            "crop" => "crop",
+            "scale_by" => "scale_by",
+            "megapixels" => "megapixels",
+            "resolution_steps" => "resolution_steps",
+            // The whole resize: the node's image.
+            _ => "image",
+        };
+        Some((s.node.clone(), input))
     }
 
     /// The node and input a job parameter came from: an `image` job's, or an `upscale`
     /// job's when the prompt has no sampler.
     pub fn source_of(&self, param: &str) -> Option<(String, &'static str)> {
+        if param == "resize" || param.starts_with("resize.") {
+            return self.scale_input(param);
+        }
         let upscale = self.upscale.as_ref();
         let Some(s) = &self.sampling else {
-            let u = upscale?;
-            return Some(match param {
-                "model" => (u.loader.clone(), "model_name"),
-                _ => (u.node.clone(), "image"),
-            });
+            // An upload's: the node that takes it first.
+            let scaled_first = self.scaling.as_ref().filter(|s| s.load_image.is_some());
+            return match (param, upscale) {
+                ("model", Some(u)) => Some((u.loader.clone(), "model_name")),
+                (_, Some(u)) if scaled_first.is_none() => Some((u.node.clone(), "image")),
+                _ => scaled_first.map(|s| (s.node.clone(), "image")),
+            };
         };
         Some(match param {
             "prompt" => (s.positive.clone(), "text"),
@@ -177,7 +230,10 @@ mod tests {
             "sampler": "3", "decode": "8", "outputs": [{"id": "9", "class_type": "SaveImage", "folder": "output",
             "filename_prefix": "ComfyUI"}]});
         let roles: Roles = serde_json::from_value(old.clone()).expect("reads");
-        assert_eq!(roles, Roles { sampling: Some(sampling()), upscale: None, outputs: vec![output("9", None)] });
+        assert_eq!(
+            roles,
+            Roles { sampling: Some(sampling()), upscale: None, scaling: None, outputs: vec![output("9", None)] }
+        );
         assert_eq!(serde_json::to_value(&roles).expect("writes"), old, "and is written back the same");
         assert_eq!(roles.execution_order(), ["4", "6", "7", "5", "3", "8", "9"]);
     }
@@ -187,6 +243,7 @@ mod tests {
         let roles = Roles {
             sampling: Some(sampling()),
             upscale: Some(Upscaling { loader: "10".into(), node: "11".into(), load_image: None }),
+            scaling: None,
             outputs: vec![output("12", Some(StageName::Upscale)), output("9", Some(StageName::Generate))],
         };
         let back: Roles = serde_json::from_value(serde_json::to_value(&roles).expect("writes")).expect("reads");
@@ -203,6 +260,7 @@ mod tests {
         let roles = Roles {
             sampling: None,
             upscale: Some(Upscaling { loader: "4".into(), node: "5".into(), load_image: Some("1".into()) }),
+            scaling: None,
             outputs: vec![output("6", Some(StageName::Upscale))],
         };
         let back: Roles = serde_json::from_value(serde_json::to_value(&roles).expect("writes")).expect("reads");
@@ -212,5 +270,47 @@ mod tests {
         assert_eq!(roles.node_of(StageName::Generate), None);
         assert_eq!(roles.source_of("model"), Some(("4".into(), "model_name")));
         assert_eq!(roles.source_of("input"), Some(("5".into(), "image")));
+    }
+
+    fn scaling(load_image: Option<&str>, before_upscale: bool) -> Scaling {
+        Scaling {
+            node: "20".into(),
+            class_type: "ImageScaleBy".into(),
+            load_image: load_image.map(Into::into),
+            before_upscale,
+        }
+    }
+
+    #[test]
+    fn a_resize_runs_after_the_pictures_it_takes_and_names_its_node() {
+        let after = Roles {
+            sampling: Some(sampling()),
+            upscale: Some(Upscaling { loader: "10".into(), node: "11".into(), load_image: None }),
+            scaling: Some(scaling(None, false)),
+            outputs: vec![output("21", Some(StageName::Resize)), output("9", Some(StageName::Generate))],
+        };
+        let back: Roles = serde_json::from_value(serde_json::to_value(&after).expect("writes")).expect("reads");
+        assert_eq!(back, after);
+        assert_eq!(after.execution_order(), ["4", "6", "7", "5", "3", "8", "9", "10", "11", "20", "21"]);
+        assert_eq!(after.node_of(StageName::Resize), Some(("20", "ImageScaleBy")));
+        assert_eq!(after.source_of("resize.scale_by"), Some(("20".into(), "scale_by")));
+        assert_eq!(after.source_of("resize.method"), Some(("20".into(), "upscale_method")));
+
+        // An upload resized, then upscaled: the LoadImage and the scale come first.
+        let first = Roles {
+            sampling: None,
+            upscale: Some(Upscaling { loader: "4".into(), node: "5".into(), load_image: None }),
+            scaling: Some(scaling(Some("1"), true)),
+            outputs: vec![output("6", Some(StageName::Upscale))],
+        };
+        assert_eq!(first.execution_order(), ["1", "20", "4", "5", "6"]);
+        assert_eq!(first.first_node(), Some(("20", "ImageScaleBy")));
+        assert_eq!(first.source_of("input"), Some(("20".into(), "image")));
+        assert_eq!(first.source_of("model"), Some(("4".into(), "model_name")));
+
+        // An upload resized alone.
+        let alone = Roles { upscale: None, outputs: vec![output("6", Some(StageName::Resize))], ..first };
+        assert_eq!(alone.execution_order(), ["1", "20", "6"]);
+        assert_eq!(alone.source_of("input"), Some(("20".into(), "image")));
     }
 }

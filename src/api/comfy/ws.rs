@@ -232,7 +232,7 @@ impl Session {
     }
 
     /// The node that was running when the prompt's job stopped, from the store.
-    fn stopped_node<'m>(&self, meta: &'m PromptMeta) -> Option<(&'m str, &'static str)> {
+    fn stopped_node<'m>(&self, meta: &'m PromptMeta) -> Option<(&'m str, &'m str)> {
         match self.state.store.job(meta.job) {
             Ok(Some(job)) => messages::stopped_node(meta, &job),
             _ => meta.roles.first_node(),

@@ -54,6 +54,7 @@ impl LocalImageArgs {
             preset: self.preset.clone(),
             preview_every: Some(0),
             upscale_model: None,
+            resize: None,
         })
     }
 }

@@ -2,8 +2,10 @@
 //! ([`ImageRequest`] → [`ImageParams`], in `params`) fill every default so a stored job
 //! renders the same pixels after a restart; the `generate` stage writes PNGs with
 //! A1111-style parameters and previews as they come, and with an `upscale_model` the
-//! `upscale` stage upscales each picture (ComfyUI's ImageUpscaleWithModel after VAEDecode);
-//! `local` renders without a daemon.
+//! `upscale` stage upscales each picture (ComfyUI's ImageUpscaleWithModel after VAEDecode),
+//! and with a `resize` the `resize` stage resizes the pictures of the stage before it without
+//! a model (ComfyUI's ImageScale and its kin); `weights` is what each stage's share of the
+//! job's time is; `local` renders without a daemon.
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -26,11 +28,13 @@ use crate::pipelines::upscale::TileOptions;
 
 mod local;
 mod params;
+mod weights;
 
 pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
 pub use params::{
     DrawingDefaults, ImageParams, ImageRequest, MAX_IMAGES, MAX_SEED, drawing_defaults, validate_params, wire_int,
 };
+pub(crate) use weights::upscale_kind_weights;
 
 /// The `image` job kind. Models are opened per render: the engine's session cache keeps
 /// the sessions warm and decides when they unload, so nothing here pins them.
@@ -166,15 +170,29 @@ impl TypedKind for Image {
     }
 
     fn stages(&self, p: &ImageParams) -> Vec<StageName> {
-        std::iter::once(StageName::Generate).chain(p.upscale_model.as_ref().map(|_| StageName::Upscale)).collect()
+        let upscale = p.upscale_model.as_ref().map(|_| StageName::Upscale);
+        let resize = p.resize.as_ref().map(|_| StageName::Resize);
+        std::iter::once(StageName::Generate).chain(upscale).chain(resize).collect()
     }
 
     fn run_stage(&self, stage: StageName, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
-        match (stage, &params.upscale_model) {
-            (StageName::Generate, _) => self.generate(params, run),
-            (StageName::Upscale, Some(model)) => upscale_pictures(run, model),
+        match (stage, &params.upscale_model, &params.resize) {
+            (StageName::Generate, ..) => self.generate(params, run),
+            (StageName::Upscale, Some(model), _) => upscale_pictures(run, model),
+            // The last pictures made before it: the upscale's, else the generate's.
+            (StageName::Resize, Some(_), Some(resize)) => {
+                super::resize::resize_pictures(run, resize, StageName::Upscale, "upscaled")
+            }
+            (StageName::Resize, None, Some(resize)) => {
+                super::resize::resize_pictures(run, resize, StageName::Generate, "image")
+            }
             _ => Err(StageError::fatal(format!("image has no stage {stage:?}"))),
         }
+    }
+
+    /// A generate's steps over its pixels against an upscale's and a resize's (`weights`).
+    fn stage_weights(&self, p: &ImageParams, stages: &[StageName]) -> Vec<f64> {
+        weights::stage_weights(p, stages)
     }
 }
 

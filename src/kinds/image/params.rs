@@ -9,13 +9,14 @@ use crate::config::Config;
 use crate::kinds::ParamError;
 use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
 use crate::kinds::inputs::installed_model;
+use crate::kinds::resize::{Resize, ResizeRequest};
 use crate::models::{Availability, Catalog, ModelKind, Tuning};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 15] = [
+const KNOWN: [&str; 16] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -31,6 +32,7 @@ const KNOWN: [&str; 15] = [
     "preset",
     "preview_every",
     "upscale_model",
+    "resize",
 ];
 /// Most images one job may ask for.
 pub const MAX_IMAGES: i64 = 8;
@@ -76,6 +78,11 @@ pub struct ImageRequest {
     /// (ComfyUI's ImageUpscaleWithModel after VAEDecode); none when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upscale_model: Option<String>,
+    /// The pictures resized last, without a model (ComfyUI's ImageScale, ImageScaleBy and
+    /// ImageScaleToTotalPixels after VAEDecode or ImageUpscaleWithModel), in a stage of
+    /// its own, `resize`; none when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resize: Option<ResizeRequest>,
 }
 
 /// Validated `image` parameters, every default filled in; the stored form of a job.
@@ -100,6 +107,10 @@ pub struct ImageParams {
     /// such stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upscale_model: Option<String>,
+    /// The resize of the `resize` stage, after the others; `None` (and in jobs stored
+    /// before it): no such stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<Resize>,
 }
 
 /// A `u64` from a typed producer as a wire integer; past `i64` it reads as no integer,
@@ -178,6 +189,7 @@ impl ImageRequest {
             preset: string_field(params, "preset")?,
             preview_every: int_field(params, "preview_every")?,
             upscale_model: string_field(params, "upscale_model")?,
+            resize: ResizeRequest::from_json(params, "resize")?,
         })
     }
 
@@ -270,6 +282,12 @@ impl ImageRequest {
             .upscale_model
             .map(|m| installed_model("upscale_model", Some(&m), ModelKind::Upscale, config))
             .transpose()?;
+        let resize = self.resize.map(|r| r.resolve(config)).transpose()?;
+        if let Some(r) = &resize {
+            // After an upscale the pictures' size waits for its model's scale, which only
+            // loading it tells: the resize stage checks it then.
+            r.check(upscale_model.is_none().then_some(("the picture", width, height)), config)?;
+        }
         if let Some(id) = &self.init_image {
             Ulid::from_string(id).map_err(|_| ParamError::new("init_image", "must be an artifact id"))?;
             if !info.has_vae_encoder {
@@ -307,6 +325,7 @@ impl ImageRequest {
             preset: self.preset,
             preview_every,
             upscale_model,
+            resize,
         })
     }
 }

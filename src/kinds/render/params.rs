@@ -366,5 +366,6 @@ pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Res
         preset: p.preset.clone(),
         preview_every: Some(0),
         upscale_model: None,
+        resize: None,
     })
 }
