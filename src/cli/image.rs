@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::Global;
 use super::backend::{Backend, local, run_job, save_artifacts, upload};
+use super::resize_arg::ResizeArgs;
 
 /// Arguments of `reelbox image`.
 #[derive(Debug, Args)]
@@ -69,6 +70,10 @@ pub struct ImageArgs {
     /// pictures are what is written (`reelbox models list` names them).
     #[arg(long)]
     pub upscale_model: Option<String>,
+    /// The daemon resizes each finished (and upscaled) picture without a model, and the
+    /// resized pictures are what is written.
+    #[command(flatten)]
+    pub resize: ResizeArgs,
     /// Run in this process even when a daemon answers.
     #[arg(long)]
     pub local: bool,
@@ -77,6 +82,7 @@ pub struct ImageArgs {
 /// Runs `reelbox image`.
 pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&args.output)?;
+    let resize = args.resize.request()?;
     let local_args = LocalImageArgs {
         prompt: args.prompt,
         output: args.output,
@@ -104,7 +110,7 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             // The daemon's own preview default applies (the local render makes none).
-            let mut body = serde_json::to_value(ImageRequest { preview_every: None, init_image, ..request })?;
+            let mut body = serde_json::to_value(ImageRequest { preview_every: None, init_image, resize, ..request })?;
             if let Some(obj) = body.as_object_mut() {
                 for (field, value) in [("profile", &args.profile), ("upscale_model", &args.upscale_model)] {
                     if let Some(v) = value {
@@ -114,8 +120,13 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
             }
             let job = run_job(&c, g, "/api/v1/images", &body, None).await?;
             // Previews are artifacts too; the finished images are `image.png` / `image-N.png`,
-            // their upscales `upscaled.png` / `upscaled-N.png`, which are what was asked for.
-            let finished = if args.upscale_model.is_some() { "upscaled" } else { "image" };
+            // their upscales `upscaled.png` / `upscaled-N.png` and resizes `resized.png` /
+            // `resized-N.png`: the last of them is what was asked for.
+            let finished = match (&body["resize"], &args.upscale_model) {
+                (serde_json::Value::Object(_), _) => "resized",
+                (_, Some(_)) => "upscaled",
+                _ => "image",
+            };
             let files = save_artifacts(&c, &job, &local_args.output, |a| {
                 a.media_type == "image/png" && a.name.starts_with(finished)
             })
@@ -127,6 +138,9 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
                 "--profile: profiles live in the daemon; start `{}` (or drop --local)",
                 g.hint.on_this_box("serve")
             )
+        }
+        Backend::Local if resize.is_some() => {
+            anyhow::bail!("--resize: the daemon resizes; start `{}` (or drop --local)", g.hint.on_this_box("serve"))
         }
         Backend::Local if args.upscale_model.is_some() => {
             anyhow::bail!(
@@ -170,9 +184,12 @@ fn report(g: &Global, files: &[PathBuf], params: &serde_json::Value, backend: &s
         println!("{}", json!({"files": files, "params": params, "backend": backend}));
         return;
     }
-    // An upscaled picture's file is larger than the size it was drawn at: both are said.
+    // An upscaled or resized picture's file is another size than it was drawn at: both are said.
+    let resized = params["resize"].is_object();
     let upscaled = match (params["upscale_model"].as_str(), files.first().map(image::image_dimensions)) {
-        (Some(model), Some(Ok((w, h)))) => format!(" · upscaled to {w}×{h} by {model}"),
+        (Some(model), Some(Ok((w, h)))) if !resized => format!(" · upscaled to {w}×{h} by {model}"),
+        (Some(model), Some(Ok((w, h)))) => format!(" · upscaled by {model}, resized to {w}×{h}"),
+        (None, Some(Ok((w, h)))) if resized => format!(" · resized to {w}×{h}"),
         _ => String::new(),
     };
     eprintln!(

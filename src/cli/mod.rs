@@ -32,6 +32,7 @@ mod models_import;
 mod models_pull;
 mod profiles;
 mod render;
+mod resize_arg;
 mod say;
 mod serve;
 mod setup;

@@ -270,6 +270,65 @@ async fn image_with_an_upscaler_writes_the_upscaled_picture() {
     assert!(!local.exists());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_and_upscale_resize_by_a_factor_a_size_or_a_crop_and_write_the_resized_picture() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = tiny_sd_models(home.path());
+    std::os::unix::fs::symlink(fixture("models/tiny-esrgan-x4"), models.join("tiny-esrgan-x4")).expect("link");
+    let d = daemon(home.path(), &models);
+    let cli = |args: &[&str]| {
+        let mut c = reelbox_cli(home.path(), &models);
+        c.args(args).args(["--url", &d.url]);
+        c
+    };
+    // Drawn at 64x64, upscaled 4x, then halved: the half is the file written.
+    let half = home.path().join("half.png");
+    let mut args = image_args(&half, &d.url);
+    args.extend(
+        ["--upscale-model", "tiny-esrgan-x4", "--resize", "0.5x", "--resize-method", "nearest-exact"].map(String::from),
+    );
+    let done = run_ok(reelbox_cli(home.path(), &models).args(&args));
+    assert_eq!(image::image_dimensions(&half).expect("a PNG"), (128, 128));
+    let said = String::from_utf8_lossy(&done.stderr);
+    assert!(said.contains("64×64 · upscaled by tiny-esrgan-x4, resized to 128×128"), "{said}");
+    // A 0 side keeps the shape.
+    let wide = home.path().join("wide.png");
+    let mut args = image_args(&wide, &d.url);
+    args.extend(["--resize", "96x0"].map(String::from));
+    let done = run_ok(reelbox_cli(home.path(), &models).args(&args));
+    assert_eq!(image::image_dimensions(&wide).expect("a PNG"), (96, 96));
+    assert!(String::from_utf8_lossy(&done.stderr).contains("64×64 · resized to 96×96"));
+    // `upscale` with a resize and no model only resizes, written beside the input as -resized.
+    let done = run_ok(&mut cli(&["upscale", &wide.display().to_string(), "--resize", "100x50", "--crop"]));
+    let resized = home.path().join("wide-resized.png");
+    assert_eq!(String::from_utf8_lossy(&done.stdout).trim(), resized.display().to_string());
+    assert_eq!(image::image_dimensions(&resized).expect("a PNG"), (100, 50));
+    // Resized first, then upscaled: the upscale of the small picture is what is written.
+    let small_then_big = home.path().join("sb.png");
+    run_ok(&mut cli(&[
+        "upscale",
+        &wide.display().to_string(),
+        "--model",
+        "tiny-esrgan-x4",
+        "--resize",
+        "32x32",
+        "--resize-first",
+        "-o",
+        &small_then_big.display().to_string(),
+    ]));
+    assert_eq!(image::image_dimensions(&small_then_big).expect("a PNG"), (128, 128));
+    // Refusals name the flag, before anything is sent.
+    for (args, names) in [
+        (vec!["upscale", "x.png", "--resize", "twice"], "--resize"),
+        (vec!["upscale", "x.png", "--resize", "2x", "--crop"], "--crop"),
+        (vec!["upscale", "x.png", "--resize-first", "--resize", "2x"], "--model"),
+    ] {
+        let out = cli(&args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(names), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn image_renders_in_process_when_no_daemon_answers() {
     let home = tempfile::tempdir().expect("tempdir");
