@@ -86,6 +86,11 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     let (s, b) = post_json(&c, &d, "/api/v1/jobs", json!([])).await;
     assert_eq!(s, 400, "{b}");
     assert!(message(&b).contains("must be a JSON object") && message(&b).contains("kind"), "{b}");
+    // A list is no object even where every field is optional (serde read `[true]` as the
+    // first field: a garbage collection run, not a dry one).
+    let (s, b) = post_json(&c, &d, "/api/v1/gc", json!([true])).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("invalid_body")), "{b}");
+    assert!(message(&b).contains("must be a JSON object of this request's fields (dry_run); got a list"), "{b}");
     let (s, b) = send(c.get(d.at("/api/v1/jobs?limit=-1"))).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("limit")), "{b}");
     assert_eq!(message(&b), "limit: must be a whole number from 1 to 500; got \"-1\"", "{b}");
@@ -134,6 +139,11 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     assert_eq!((s, comfy(&b).1.as_deref()), (400, Some("filename")), "{b}");
     let (s, b) = send(c.post(d.at("/queue")).body("[1]")).await;
     assert_eq!((s, comfy(&b).0.as_deref()), (400, Some("invalid_body")), "{b}");
+    let (s, b) = send(c.post(d.at("/queue")).body("[]")).await;
+    assert_eq!((s, comfy(&b).0.as_deref()), (400, Some("invalid_body")), "{b}");
+    // No body is the defaults; a body of only a line break is no JSON.
+    let (s, b) = send(c.post(d.at("/queue")).body("\r\n")).await;
+    assert_eq!((s, comfy(&b).0.as_deref()), (400, Some("malformed_json")), "{b}");
 
     // A text file where a picture or sound is expected is a 400, not an error in the log.
     let form = reqwest::multipart::Form::new()
