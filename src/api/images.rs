@@ -34,7 +34,7 @@ pub struct ImageRequest {
     pub steps: Option<u32>,
     /// Classifier-free guidance scale, 0–30.
     #[schema(minimum = 0, maximum = 30)]
-    pub guidance: Option<f32>,
+    pub guidance: Option<f64>,
     /// e.g. `euler`, `euler-a`, `ddim`, `dpm++2m-karras`, `lcm`.
     pub scheduler: Option<String>,
     /// Same seed and settings, same pixels (random when unset; the job records it).

@@ -318,7 +318,9 @@ pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// Reads a route's typed body as its kind reads any request JSON (`from_json`), so every
-/// field error is the kind's own.
+/// field error is the kind's own. The body's numbers are `f64`, as the kinds read them: an
+/// `f32` made a number past its range infinity, which JSON writes as `null`, so the kind
+/// took its default instead of refusing it.
 pub fn kind_request<T>(
     body: &impl Serialize,
     from_json: fn(&serde_json::Value) -> Result<T, crate::kinds::ParamError>,

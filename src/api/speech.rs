@@ -23,19 +23,19 @@ pub struct SpeechRequest {
     pub voice: Option<String>,
     /// Voice variation, 0–2.
     #[schema(minimum = 0, maximum = 2)]
-    pub noise_scale: Option<f32>,
+    pub noise_scale: Option<f64>,
     /// Speaking speed, 0.1–5; above 1 is slower.
     #[schema(minimum = 0.1, maximum = 5)]
-    pub length_scale: Option<f32>,
+    pub length_scale: Option<f64>,
     /// Phoneme length variation, 0–2.
     #[schema(minimum = 0, maximum = 2)]
-    pub noise_w: Option<f32>,
+    pub noise_w: Option<f64>,
     /// Speaker of a multi-speaker voice: a name or a number.
     #[schema(value_type = Option<String>)]
     pub speaker: Option<serde_json::Value>,
     /// Seconds of silence between sentences, 0–10.
     #[schema(minimum = 0, maximum = 10)]
-    pub sentence_silence: Option<f32>,
+    pub sentence_silence: Option<f64>,
     /// Output format; only `wav`.
     #[schema(pattern = "^wav$")]
     pub format: Option<String>,
