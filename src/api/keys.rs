@@ -25,16 +25,20 @@ pub struct CreateKeyRequest {
     pub name: String,
     /// `client` (default: own records only) or `admin` (everything, and key management).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(client|admin)$")]
     pub scope: Option<String>,
-    /// Most queued jobs at once.
+    /// Most queued jobs at once (each quota 1 or more; left out, none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub max_queued: Option<u64>,
     /// GPU-seconds per UTC day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub gpu_seconds_per_day: Option<u64>,
     /// Most bytes of artifacts (uploads and job outputs) the key may hold; uploads past
     /// it are refused with 413, job outputs still count but are never refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub max_storage_bytes: Option<u64>,
 }
 
@@ -259,6 +263,11 @@ pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(
     ] {
         if value == Some(0) {
             return Err(ApiError::field(field, "must be at least 1 (leave it out for no quota)"));
+        }
+        // The document's int64, which generated clients hold it in (a Java `long`); none
+        // could send more, and a quota past it limits nothing anyway.
+        if value.is_some_and(|v| i64::try_from(v).is_err()) {
+            return Err(ApiError::field(field, format!("must be at most {} (leave it out for no quota)", i64::MAX)));
         }
     }
     if first && scope != Scope::Admin {
