@@ -22,6 +22,11 @@ use crate::store::{Store, StoreError};
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// A name for people (`laptop`, `open-webui`); need not be unique.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// `client` (default: own records only) or `admin` (everything, and key management).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,7 +230,7 @@ pub fn revoked_close_reason(k: Option<&ApiKey>) -> String {
 }
 
 /// Create a key (admin; or, while no key exists, a loopback caller).
-#[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKeyRequest,
+#[utoipa::path(post, path = "/api/v1/keys", operation_id = "create_key", request_body = CreateKeyRequest,
     responses((status = 201, body = KeyView), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -290,7 +295,7 @@ pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(
 }
 
 /// List keys: admins see all, a client key sees itself.
-#[utoipa::path(get, path = "/api/v1/keys", responses((status = 200, body = Vec<KeyView>)))]
+#[utoipa::path(get, path = "/api/v1/keys", operation_id = "list_keys", responses((status = 200, body = Vec<KeyView>)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<KeyView>>, ApiError> {
     let keys = state.store.keys()?;
     let visible = keys.iter().filter(|k| caller.admin || caller.key_id == Some(k.id));
@@ -300,7 +305,8 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 /// Revoke a key by id or name (admin, or the key itself). It stops working at once and
 /// its queued and running jobs are canceled. Revoking a revoked key changes nothing but
 /// cancels what of its jobs still waits or runs (an earlier revoke was cut short).
-#[utoipa::path(delete, path = "/api/v1/keys/{id}", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/keys/{id}",
+    params(("id" = String, Path, description = "the key's id, or its name (refused, naming the ids, when keys share it)")),
     responses((status = 200, body = RevokedKeyView), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,

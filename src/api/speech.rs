@@ -54,7 +54,7 @@ impl SpeechRequest {
 }
 
 /// Synthesise speech; the job's artifacts are `speech.wav` and `speech.json` (sentence times).
-#[utoipa::path(post, path = "/api/v1/speech", request_body = SpeechRequest,
+#[utoipa::path(post, path = "/api/v1/speech", operation_id = "create_speech", request_body = SpeechRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
     responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),
         (status = 400, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]

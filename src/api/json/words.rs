@@ -132,6 +132,8 @@ pub(super) fn in_words(
 
 /// What a field takes, from its schema: "a whole number from 1 to 500", "true or false".
 pub(super) fn takes(property: &Value) -> Option<String> {
+    // A named schema (a list's items: `face_box`'s `FaceSide`) in its own words.
+    let property = &resolved(property);
     // A choice (`VoiceChoice`: a name or `{"id": …}`) takes what any of its forms takes.
     if let Some(choices) = property["oneOf"].as_array() {
         let words: Option<Vec<String>> =
