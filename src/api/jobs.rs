@@ -185,7 +185,9 @@ pub async fn submit(
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let mut params = req.params;
+    // `null` is no parameters, as the document says and every kind reads none: the profile
+    // expansions below take them as an empty object too.
+    let mut params = if req.params.is_null() { serde_json::json!({}) } else { req.params };
     match req.kind.as_str() {
         "render" => state.jobs.expand_render_profile(&(&caller).into(), &mut params)?,
         "image" => state.jobs.expand_image_profile(&(&caller).into(), &mut params)?,

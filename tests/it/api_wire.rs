@@ -86,6 +86,9 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     let (s, b) = post_json(&c, &d, "/api/v1/speech", json!({"text": "hi", "priority": "high"})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("priority")), "{b}");
     assert!(message(&b).starts_with("priority: must be a whole number from -1000 to 1000"), "{b}");
+    // `params: null` is no parameters for every kind (a render's profile step refused it).
+    let (s, b) = post_json(&c, &d, "/api/v1/jobs", json!({"kind": "render", "params": null})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("script")), "{b}");
     // A number past what a 32-bit float holds is refused, not read as left out.
     let (s, b) = post_json(&c, &d, "/api/v1/speech", json!({"text": "hi", "noise_scale": -1e39})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("noise_scale")), "{b}");

@@ -171,6 +171,8 @@ async fn a_quota_of_zero_or_past_the_documents_int64_is_refused_naming_it() {
         ("max_storage_bytes", past.clone(), "must be at most 9223372036854775807"),
         ("gpu_seconds_per_day", past, "must be at most 9223372036854775807"),
         ("max_queued", json!(0), "must be at least 1"),
+        // The bound in words is the document's, exactly (not 9223372036854776000).
+        ("max_queued", json!("many"), "must be a whole number from 1 to 9223372036854775807; got \"many\""),
     ] {
         let body = json!({"name": "kid", field: value});
         let (status, v) = call(Some(&admin), Method::POST, d.at("/api/v1/keys"), Some(body)).await;
