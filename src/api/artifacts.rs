@@ -76,11 +76,12 @@ fn job_of(state: &AppState, art: &Artifact) -> Result<Option<Job>, ApiError> {
 /// Download an artifact's bytes (supports `Range` and `If-None-Match`), with a key, or
 /// without one through a signed link (`?expires=&key=&sig=`, as the OpenAI image routes
 /// answer), while the key that shared it stands; its fetches count against that key's rate.
-#[utoipa::path(get, path = "/api/v1/artifacts/{id}",
+#[utoipa::path(get, path = "/api/v1/artifacts/{id}", security(("api_key" = []), ()),
     params(("id" = String, Path), ("expires" = Option<u64>, Query, description = "a signed link's expiry, Unix seconds"),
         ("key" = Option<String>, Query, description = "a signed link's sharing key (its id), when a key asked for the link"),
         ("sig" = Option<String>, Query, description = "a signed link's signature: with `expires`, opens this artifact without a key")),
     responses((status = 200, description = "the bytes"), (status = 206, description = "a byte range"), (status = 304),
+        (status = 401, body = super::error::ErrorBody, description = "neither a key nor a signed link"),
         (status = 403, body = super::error::ErrorBody, description = "`bad_link` (altered), `link_expired` or `link_revoked` (the sharing key was revoked)"),
         (status = 429, body = super::error::ErrorBody, description = "`rate_limited`: the sharing key's `limits.requests_per_second`"),
         (status = 404, body = super::error::ErrorBody), (status = 416)))]
@@ -152,10 +153,20 @@ async fn hashed_off_runtime(bytes: Vec<u8>) -> Result<(Vec<u8>, String), ApiErro
     .map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// `POST /api/v1/artifacts`'s form, as the document shows it (the route reads its parts
+/// one by one; other parts are passed over).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only describes the form
+pub struct UploadForm {
+    /// The file: a picture, a sound or an MP4 video.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 /// Upload an input file (image, audio or MP4 video) as an artifact: multipart field `file`.
 /// The same bytes sent again by the same key are answered with the artifact that holds
 /// them (200 instead of 201), costing no more storage; it keeps its first `created_at`.
-#[utoipa::path(post, path = "/api/v1/artifacts", request_body(content_type = "multipart/form-data", content = Object, description = "field `file`"),
+#[utoipa::path(post, path = "/api/v1/artifacts", request_body(content_type = "multipart/form-data", content = UploadForm),
     responses((status = 201, body = ArtifactView, description = "stored"),
         (status = 200, body = ArtifactView, description = "this key uploaded the same bytes before: that artifact, its `created_at` when it was first sent, kept as long as a fresh upload"),
         (status = 400, body = super::error::ErrorBody),

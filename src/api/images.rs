@@ -14,6 +14,10 @@ use super::{ApiError, AppState};
 use crate::jobs::Submitter;
 use crate::kinds::image;
 
+// utoipa takes only a number literal for `maximum`: the seeds' bound in the document (here,
+// on renders and on OpenAI's images) is `kinds::image::MAX_SEED`, checked at build time.
+const _: () = assert!(crate::kinds::image::MAX_SEED == 9_007_199_254_740_991);
+
 /// Body of `POST /api/v1/images`; unset fields come from the preset, then the model.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,10 +38,11 @@ pub struct ImageRequest {
     pub steps: Option<u32>,
     /// Classifier-free guidance scale, 0–30.
     #[schema(minimum = 0, maximum = 30)]
-    pub guidance: Option<f32>,
+    pub guidance: Option<f64>,
     /// e.g. `euler`, `euler-a`, `ddim`, `dpm++2m-karras`, `lcm`.
     pub scheduler: Option<String>,
     /// Same seed and settings, same pixels (random when unset; the job records it).
+    #[schema(maximum = 9_007_199_254_740_991_u64)]
     pub seed: Option<u64>,
     /// Images to make (seeds `seed`, `seed+1`, ...), 1–8.
     #[schema(minimum = 1, maximum = 8)]
@@ -55,7 +60,8 @@ pub struct ImageRequest {
     /// Resize the pictures without a model, last (after `upscale_model`'s stage when there is
     /// one), in a stage of their own: `resized.png` (or `resized-N.png`) beside the others.
     pub resize: Option<Resize>,
-    /// Store a preview every this many steps (0: none; default 5).
+    /// Store a preview every this many steps (0: none; default 5; at most 10000).
+    #[schema(maximum = 10000)]
     pub preview_every: Option<u32>,
     /// Profile id or name: its picture model, negative prompt and preset fill what the request
     /// leaves out, and its style goes before the prompt (as in its renders' keyframes).
@@ -119,7 +125,7 @@ impl ImageRequest {
 
 /// Generate images; the job's artifacts are `image.png` (or `image-N.png`) and previews
 /// (and `upscaled.png`, `resized.png` when asked).
-#[utoipa::path(post, path = "/api/v1/images", request_body = ImageRequest,
+#[utoipa::path(post, path = "/api/v1/images", operation_id = "create_image", request_body = ImageRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
     responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),
         (status = 400, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]

@@ -23,9 +23,9 @@ pub struct SubmitRequest {
     /// Job kind, e.g. `testcard`, `speech`, `image`, `render`.
     #[schema(pattern = "^(testcard|speech|lipsync|upscale|image|render|model_pull|model_import|face_detect)$")]
     pub kind: String,
-    /// Kind-specific parameters.
+    /// Kind-specific parameters (none, or `null`: the kind's defaults).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub params: serde_json::Value,
     /// Higher runs first (default 0).
     #[serde(default)]
@@ -50,7 +50,7 @@ pub struct CancelRequest {
     /// Without one the job says who canceled it: `canceled by its owner`, or `canceled by an
     /// admin (key "NAME")` (an admin's reason follows that).
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub reason: Option<String>,
 }
 
@@ -65,13 +65,16 @@ const _: () = assert!(*jobs::PAGE_SIZES.start() == 1 && *jobs::PAGE_SIZES.end() 
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs in this state.
+    #[param(pattern = "^(queued|running|succeeded|failed|canceled)$")]
     pub state: Option<String>,
-    /// Only jobs of this kind.
+    /// Only jobs of this kind (the same list as `SubmitRequest`'s `kind`).
+    #[param(pattern = "^(testcard|speech|lipsync|upscale|image|render|model_pull|model_import|face_detect)$")]
     pub kind: Option<String>,
     /// Page size (1–500, default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (a job id; `openapi::ULID_PATTERN`).
+    #[param(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub cursor: Option<String>,
 }
 
@@ -172,7 +175,9 @@ pub fn view(state: &AppState, job: &Job) -> JobView {
 #[utoipa::path(post, path = "/api/v1/jobs", request_body = SubmitRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
     responses((status = 202, body = JobView), (status = 200, description = "existing job for the idempotency key", body = JobView),
-        (status = 400, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
+        (status = 400, body = super::error::ErrorBody),
+        (status = 403, description = "`admin_only`: a kind that changes the box (`model_pull`, `model_import`) with a client key", body = super::error::ErrorBody),
+        (status = 429, body = super::error::ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,7 +185,9 @@ pub async fn submit(
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let mut params = req.params;
+    // `null` is no parameters, as the document says and every kind reads none: the profile
+    // expansions below take them as an empty object too.
+    let mut params = if req.params.is_null() { serde_json::json!({}) } else { req.params };
     match req.kind.as_str() {
         "render" => state.jobs.expand_render_profile(&(&caller).into(), &mut params)?,
         "image" => state.jobs.expand_image_profile(&(&caller).into(), &mut params)?,
@@ -207,7 +214,7 @@ pub fn accepted(state: &AppState, job: &Job, existing: bool) -> Response {
 }
 
 /// List jobs, newest first.
-#[utoipa::path(get, path = "/api/v1/jobs", params(ListQuery), responses((status = 200, body = JobPage)))]
+#[utoipa::path(get, path = "/api/v1/jobs", operation_id = "list_jobs", params(ListQuery), responses((status = 200, body = JobPage)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -223,7 +230,7 @@ pub async fn list(
 }
 
 /// One job.
-#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = String, Path)), responses((status = 200, body = JobView), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", operation_id = "show_job", params(("id" = String, Path)), responses((status = 200, body = JobView), (status = 404, body = super::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -275,7 +282,9 @@ pub async fn delete(
 }
 
 /// Change a job's priority.
-#[utoipa::path(patch, path = "/api/v1/jobs/{id}", params(("id" = String, Path)), request_body = PatchRequest, responses((status = 200, body = JobView)))]
+#[utoipa::path(patch, path = "/api/v1/jobs/{id}", params(("id" = String, Path)), request_body = PatchRequest,
+    responses((status = 200, body = JobView),
+        (status = 409, description = "`wrong_state`: the job has succeeded", body = super::error::ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -293,7 +302,8 @@ pub struct QueueState {
 }
 
 /// Stop starting new jobs (running ones continue).
-#[utoipa::path(post, path = "/api/v1/queue/pause", responses((status = 200, body = QueueState)))]
+#[utoipa::path(post, path = "/api/v1/queue/pause",
+    responses((status = 200, body = QueueState), (status = 403, description = "`admin_only`", body = super::error::ErrorBody)))]
 pub async fn pause(State(state): State<AppState>, caller: Caller) -> Result<Json<QueueState>, ApiError> {
     require_admin(&caller)?;
     state.scheduler.set_paused(true).await?;
@@ -301,7 +311,8 @@ pub async fn pause(State(state): State<AppState>, caller: Caller) -> Result<Json
 }
 
 /// Start taking jobs again.
-#[utoipa::path(post, path = "/api/v1/queue/resume", responses((status = 200, body = QueueState)))]
+#[utoipa::path(post, path = "/api/v1/queue/resume",
+    responses((status = 200, body = QueueState), (status = 403, description = "`admin_only`", body = super::error::ErrorBody)))]
 pub async fn resume(State(state): State<AppState>, caller: Caller) -> Result<Json<QueueState>, ApiError> {
     require_admin(&caller)?;
     state.scheduler.set_paused(false).await?;
@@ -318,7 +329,9 @@ pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// Reads a route's typed body as its kind reads any request JSON (`from_json`), so every
-/// field error is the kind's own.
+/// field error is the kind's own. The body's numbers are `f64`, as the kinds read them: an
+/// `f32` made a number past its range infinity, which JSON writes as `null`, so the kind
+/// took its default instead of refusing it.
 pub fn kind_request<T>(
     body: &impl Serialize,
     from_json: fn(&serde_json::Value) -> Result<T, crate::kinds::ParamError>,

@@ -22,19 +22,28 @@ use crate::store::{Store, StoreError};
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// A name for people (`laptop`, `open-webui`); need not be unique.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// `client` (default: own records only) or `admin` (everything, and key management).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(client|admin)$")]
     pub scope: Option<String>,
-    /// Most queued jobs at once.
+    /// Most queued jobs at once (each quota 1 or more; left out, none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub max_queued: Option<u64>,
     /// GPU-seconds per UTC day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub gpu_seconds_per_day: Option<u64>,
     /// Most bytes of artifacts (uploads and job outputs) the key may hold; uploads past
     /// it are refused with 413, job outputs still count but are never refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub max_storage_bytes: Option<u64>,
 }
 
@@ -221,7 +230,7 @@ pub fn revoked_close_reason(k: Option<&ApiKey>) -> String {
 }
 
 /// Create a key (admin; or, while no key exists, a loopback caller).
-#[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKeyRequest,
+#[utoipa::path(post, path = "/api/v1/keys", operation_id = "create_key", request_body = CreateKeyRequest,
     responses((status = 201, body = KeyView), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -260,6 +269,11 @@ pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(
         if value == Some(0) {
             return Err(ApiError::field(field, "must be at least 1 (leave it out for no quota)"));
         }
+        // The document's int64, which generated clients hold it in (a Java `long`); none
+        // could send more, and a quota past it limits nothing anyway.
+        if value.is_some_and(|v| i64::try_from(v).is_err()) {
+            return Err(ApiError::field(field, format!("must be at most {} (leave it out for no quota)", i64::MAX)));
+        }
     }
     if first && scope != Scope::Admin {
         return Err(ApiError::field("scope", "the first key must be an admin key (use --scope admin)"));
@@ -281,7 +295,7 @@ pub fn build_key(store: &Store, req: &CreateKeyRequest, first: bool) -> Result<(
 }
 
 /// List keys: admins see all, a client key sees itself.
-#[utoipa::path(get, path = "/api/v1/keys", responses((status = 200, body = Vec<KeyView>)))]
+#[utoipa::path(get, path = "/api/v1/keys", operation_id = "list_keys", responses((status = 200, body = Vec<KeyView>)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<KeyView>>, ApiError> {
     let keys = state.store.keys()?;
     let visible = keys.iter().filter(|k| caller.admin || caller.key_id == Some(k.id));
@@ -291,7 +305,8 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 /// Revoke a key by id or name (admin, or the key itself). It stops working at once and
 /// its queued and running jobs are canceled. Revoking a revoked key changes nothing but
 /// cancels what of its jobs still waits or runs (an earlier revoke was cut short).
-#[utoipa::path(delete, path = "/api/v1/keys/{id}", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/keys/{id}",
+    params(("id" = String, Path, description = "the key's id, or its name (refused, naming the ids, when keys share it)")),
     responses((status = 200, body = RevokedKeyView), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,

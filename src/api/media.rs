@@ -28,9 +28,10 @@ pub struct LipsyncRequest {
     /// Installed Piper voice for `text` (default: the profile's, else `en_US-joe-medium`).
     pub voice: Option<String>,
     /// Speaking rate for `text`: above 1 is slower.
-    pub length_scale: Option<f32>,
+    pub length_scale: Option<f64>,
     /// `[x, y, w, h]` of the face in the portrait; found by the default face detector
     /// (UltraFace ONNX interface, e.g. `ultraface-320`) when left out.
+    #[schema(value_type = Option<[super::views::FaceSide; 4]>, min_items = 4, max_items = 4)]
     pub face_box: Option<[u32; 4]>,
     /// Installed Wav2Lip model (default: the profile's lip-sync model, else the lip-sync
     /// default `reelbox models list` tags).

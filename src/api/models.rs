@@ -247,7 +247,7 @@ pub fn catalog(config: &Config) -> ModelList {
 }
 
 /// Installed and available models.
-#[utoipa::path(get, path = "/api/v1/models", responses((status = 200, body = ModelList)))]
+#[utoipa::path(get, path = "/api/v1/models", operation_id = "list_models", responses((status = 200, body = ModelList)))]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<ModelList>, ApiError> {
     let config = state.config.clone();
     let list = tokio::task::spawn_blocking(move || catalog(&config))
@@ -259,7 +259,8 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json
 /// Pull a model as a `model_pull` job (progress as job events).
 #[utoipa::path(post, path = "/api/v1/models/pull", request_body = PullRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
-    responses((status = 202, body = super::views::JobView), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),
+        (status = 400, body = super::error::ErrorBody), (status = 403, description = "`admin_only`", body = super::error::ErrorBody)))]
 pub async fn pull(
     State(state): State<AppState>,
     caller: Caller,
@@ -303,7 +304,8 @@ pub struct ImportBody {
 /// Import (and convert, self-checked) a model as a `model_import` job (progress as job events).
 #[utoipa::path(post, path = "/api/v1/models/import", request_body = ImportBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
-    responses((status = 202, body = super::views::JobView), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),
+        (status = 400, body = super::error::ErrorBody), (status = 403, description = "`admin_only`", body = super::error::ErrorBody)))]
 pub async fn import(
     State(state): State<AppState>,
     caller: Caller,

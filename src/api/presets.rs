@@ -35,7 +35,7 @@ pub struct PresetList {
 }
 
 /// The generation presets of this box.
-#[utoipa::path(get, path = "/api/v1/presets",
+#[utoipa::path(get, path = "/api/v1/presets", operation_id = "list_presets",
     responses((status = 200, body = PresetList),
         (status = 500, description = "the box's presets.toml cannot be read", body = crate::api::error::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<PresetList>, ApiError> {

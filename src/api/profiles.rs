@@ -29,6 +29,7 @@ pub struct ProfileRequest {
     /// Unique among the owner's profiles (they are found by name); other owners may use it.
     pub name: Option<String>,
     /// Face box in portrait pixels `[x, y, w, h]` (multipart: "x,y,w,h").
+    #[schema(value_type = Option<[super::views::FaceSide; 4]>, min_items = 4, max_items = 4)]
     pub face_box: Option<[u32; 4]>,
     /// Piper voice, installed or in the catalog (`reelbox pull NAME` or `piper:NAME`); renders
     /// from the profile are refused until it is installed.
@@ -53,15 +54,62 @@ pub struct ProfileRequest {
     pub portrait: Option<String>,
 }
 
+/// `POST /api/v1/profiles`'s JSON body as the document shows it: [`ProfileRequest`] with
+/// `name` required and not blank (`PATCH` takes `ProfileRequest` as it is).
+pub struct NewProfile;
+
+impl utoipa::PartialSchema for NewProfile {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+        let name = ObjectBuilder::new().schema_type(Type::String).pattern(Some("\\S"));
+        let named = ObjectBuilder::new().property("name", name).required("name");
+        AllOfBuilder::new().item(utoipa::openapi::Ref::from_schema_name("ProfileRequest")).item(named).into()
+    }
+}
+
+impl ToSchema for NewProfile {}
+
+/// `POST /api/v1/profiles`'s form, as the document shows it: [`ProfileRequest`]'s fields as
+/// text parts (`face_box` written `x,y,w,h`), with `portrait` and `voice_sample` as files.
+#[derive(ToSchema)]
+#[allow(dead_code)] // only describes the form; `read_form` reads it
+pub struct ProfileForm {
+    #[schema(pattern = "\\S")]
+    name: String,
+    /// The face in the portrait: `x,y,w,h`, four whole numbers.
+    #[schema(pattern = "^ *[0-9]+ *, *[0-9]+ *, *[0-9]+ *, *[0-9]+ *$")]
+    face_box: Option<String>,
+    voice: Option<String>,
+    speaker: Option<String>,
+    length_scale: Option<f32>,
+    noise_scale: Option<f32>,
+    noise_w: Option<f32>,
+    prompt_prefix: Option<String>,
+    negative_prompt: Option<String>,
+    preset: Option<String>,
+    image_model: Option<String>,
+    lipsync_model: Option<String>,
+    upscale_model: Option<String>,
+    /// The presenter's picture.
+    #[schema(value_type = Option<String>, format = Binary)]
+    portrait: Option<Vec<u8>>,
+    /// A recording of the voice.
+    #[schema(value_type = Option<String>, format = Binary)]
+    voice_sample: Option<Vec<u8>>,
+}
+
+/// What a profile route's `{id}` takes, for the document.
+const PROFILE_REF: &str = "the profile's id, or its name (`reelbox profiles show NAME`)";
+
 /// List profiles.
-#[utoipa::path(get, path = "/api/v1/profiles", responses((status = 200, body = Vec<ProfileView>)))]
+#[utoipa::path(get, path = "/api/v1/profiles", operation_id = "list_profiles", responses((status = 200, body = Vec<ProfileView>)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<ProfileView>>, ApiError> {
     let profiles = state.store.profiles(caller.owner_filter().as_deref())?;
     Ok(Json(profiles.iter().map(ProfileView::from).collect()))
 }
 
 /// One profile.
-#[utoipa::path(get, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), responses((status = 200, body = ProfileView), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/profiles/{id}", operation_id = "show_profile", params(("id" = String, Path, description = PROFILE_REF)), responses((status = 200, body = ProfileView), (status = 404, body = super::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -72,7 +120,7 @@ pub async fn show(
 
 /// Delete a profile with its portrait and voice sample (unless a job or another profile
 /// uses them), freeing their bytes from the owner's storage quota.
-#[utoipa::path(delete, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/profiles/{id}", params(("id" = String, Path, description = PROFILE_REF)), responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -85,7 +133,7 @@ pub async fn remove(
 
 /// Change a profile's fields. A new name the owner already uses for another profile is
 /// refused (409 `name_taken` naming `name` and that profile's id).
-#[utoipa::path(patch, path = "/api/v1/profiles/{id}", params(("id" = String, Path)), request_body = ProfileRequest,
+#[utoipa::path(patch, path = "/api/v1/profiles/{id}", params(("id" = String, Path, description = PROFILE_REF)), request_body = ProfileRequest,
     responses((status = 200, body = ProfileView), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -103,7 +151,8 @@ pub async fn update(
 /// `voice_sample` (audio) files, or JSON without files. A name the owner already uses is
 /// refused (409 `name_taken` naming `name` and the existing profile's id); other owners'
 /// names do not count.
-#[utoipa::path(post, path = "/api/v1/profiles", request_body(content = ProfileRequest, description = "JSON, or multipart/form-data with the same fields plus portrait and voice_sample files"),
+#[utoipa::path(post, path = "/api/v1/profiles", operation_id = "create_profile", request_body(description = "JSON, or a form with the same fields as text and `portrait` and `voice_sample` files",
+        content((NewProfile = "application/json"), (ProfileForm = "multipart/form-data"))),
     responses((status = 201, body = ProfileView), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,

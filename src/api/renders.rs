@@ -41,6 +41,7 @@ pub struct RenderBody {
     /// Preset name from presets.toml (`fast`, `quality`, `max`).
     pub preset: Option<String>,
     /// Same seed and settings, same film (default 0).
+    #[schema(maximum = 9_007_199_254_740_991_u64)]
     pub seed: Option<u64>,
     /// Keyframe size when it differs from the film's.
     #[schema(minimum = 8, maximum = 2048)]
@@ -90,13 +91,15 @@ pub struct PresenterBody {
     pub portrait: String,
     /// `[x, y, w, h]` of the face in the portrait's pixels; found by the box's face detector
     /// when left out (a 400 naming `presenter.face_box` when none is installed).
+    #[schema(value_type = Option<[super::views::FaceSide; 4]>, min_items = 4, max_items = 4)]
     pub face_box: Option<[u32; 4]>,
 }
 
 /// Render a script (or one prompt) into a narrated MP4.
-#[utoipa::path(post, path = "/api/v1/renders", request_body = RenderBody,
+#[utoipa::path(post, path = "/api/v1/renders", operation_id = "create_render", request_body = RenderBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
-    responses((status = 202, body = super::views::JobView), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),
+        (status = 400, body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,

@@ -23,19 +23,19 @@ pub struct SpeechRequest {
     pub voice: Option<String>,
     /// Voice variation, 0–2.
     #[schema(minimum = 0, maximum = 2)]
-    pub noise_scale: Option<f32>,
+    pub noise_scale: Option<f64>,
     /// Speaking speed, 0.1–5; above 1 is slower.
     #[schema(minimum = 0.1, maximum = 5)]
-    pub length_scale: Option<f32>,
+    pub length_scale: Option<f64>,
     /// Phoneme length variation, 0–2.
     #[schema(minimum = 0, maximum = 2)]
-    pub noise_w: Option<f32>,
+    pub noise_w: Option<f64>,
     /// Speaker of a multi-speaker voice: a name or a number.
     #[schema(value_type = Option<String>)]
     pub speaker: Option<serde_json::Value>,
     /// Seconds of silence between sentences, 0–10.
     #[schema(minimum = 0, maximum = 10)]
-    pub sentence_silence: Option<f32>,
+    pub sentence_silence: Option<f64>,
     /// Output format; only `wav`.
     #[schema(pattern = "^wav$")]
     pub format: Option<String>,
@@ -54,7 +54,7 @@ impl SpeechRequest {
 }
 
 /// Synthesise speech; the job's artifacts are `speech.wav` and `speech.json` (sentence times).
-#[utoipa::path(post, path = "/api/v1/speech", request_body = SpeechRequest,
+#[utoipa::path(post, path = "/api/v1/speech", operation_id = "create_speech", request_body = SpeechRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
     responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),
         (status = 400, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]

@@ -313,6 +313,20 @@ pub fn parse_face_box(text: &str) -> Result<[u32; 4], BadFaceBox> {
     nums.try_into().map_err(|_| BadFaceBox)
 }
 
+/// One of a request's `face_box` numbers as the document shows it: pixels, a whole number,
+/// 0 or more. It is a `u32`, which utoipa writes as `int32`, a range ending at 2³¹ − 1 where
+/// the routes take more (a box too large is refused against its portrait).
+pub struct FaceSide;
+
+impl utoipa::PartialSchema for FaceSide {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).into()
+    }
+}
+
+impl ToSchema for FaceSide {}
+
 /// A face box written as [`parse_face_box`] reads it (not Rust's `[80, 56, 96, 96]`).
 pub fn face_box_text([x, y, w, h]: [u32; 4]) -> String {
     format!("{x},{y},{w},{h}")

@@ -54,72 +54,29 @@ pub fn start_daemon_at(data_dir: &Path, models: &Path, bind: &str, env: &[(&str,
 const CLIENT_PACKAGES: [&str; 2] = ["openai==3.63.0", "websocket-client==1.9.2"];
 
 fn imports_clients(python: &Path, pythonpath: Option<&Path>) -> bool {
-    let mut cmd = Command::new(python);
     // An older environment (the unpinned SDK of earlier runs) is installed over.
     let openai = CLIENT_PACKAGES[0].trim_start_matches("openai==");
-    cmd.args(["-c", &format!("import sys, openai, websocket; sys.exit(openai.__version__ != {openai:?})")]);
-    if let Some(p) = pythonpath {
-        cmd.env("PYTHONPATH", p);
-    }
-    cmd.output().is_ok_and(|o| o.status.success())
-}
-
-fn run(cmd: &mut Command, what: &str) -> bool {
-    match cmd.output() {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!("{what} failed: {}", String::from_utf8_lossy(&o.stderr));
-            false
-        }
-        Err(e) => {
-            eprintln!("{what} failed: {e}");
-            false
-        }
-    }
+    let check = format!("import sys, openai, websocket; sys.exit(openai.__version__ != {openai:?})");
+    super::pyenv::runs(python, pythonpath, &check)
 }
 
 /// A Python interpreter (and `PYTHONPATH`) that imports the official `openai` package and
 /// `websocket-client`: `$REELBOX_TEST_PYTHON` when set, else one installed under `target/`
-/// on first use — a venv (`python3 -m venv`), or `pip install --target` where the venv
-/// module is missing.
+/// on first use ([`super::pyenv::installed`]).
 pub fn client_python() -> (PathBuf, Option<PathBuf>) {
     static PYTHON: OnceLock<(PathBuf, Option<PathBuf>)> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
             if let Some(p) = std::env::var_os("REELBOX_TEST_PYTHON").filter(|p| !p.is_empty()) {
                 let p = PathBuf::from(p);
-                assert!(imports_clients(&p, None), "REELBOX_TEST_PYTHON={} cannot import openai and websocket (websocket-client)", p.display());
+                assert!(
+                    imports_clients(&p, None),
+                    "REELBOX_TEST_PYTHON={} cannot import openai and websocket (websocket-client)",
+                    p.display()
+                );
                 return (p, None);
             }
-            let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../openai-client");
-            let venv_python = base.join("venv/bin/python");
-            if imports_clients(&venv_python, None) {
-                return (venv_python, None);
-            }
-            let lib = base.join("pylib");
-            if imports_clients(Path::new("python3"), Some(&lib)) {
-                return (PathBuf::from("python3"), Some(lib));
-            }
-            if run(Command::new("python3").args(["-m", "venv"]).arg(base.join("venv")), "python3 -m venv")
-                && run(
-                    Command::new(&venv_python).args(["-m", "pip", "install", "--quiet"]).args(CLIENT_PACKAGES),
-                    "pip install openai websocket-client (venv)",
-                )
-                && imports_clients(&venv_python, None)
-            {
-                return (venv_python, None);
-            }
-            let installed = run(
-                Command::new("python3").args(["-m", "pip", "install", "--quiet", "--target"]).arg(&lib).args(CLIENT_PACKAGES),
-                "pip install --target openai websocket-client",
-            );
-            assert!(
-                installed && imports_clients(Path::new("python3"), Some(&lib)),
-                "cannot install the openai and websocket-client Python packages under {}; fix: network to the Python package index \
-                 and python3 with pip (apt install python3-pip python3-venv), or set REELBOX_TEST_PYTHON",
-                base.display()
-            );
-            (PathBuf::from("python3"), Some(lib))
+            super::pyenv::installed("openai-client", &CLIENT_PACKAGES, imports_clients)
         })
         .clone()
 }

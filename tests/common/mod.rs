@@ -11,6 +11,7 @@ pub mod hub;
 pub mod media;
 pub mod palette;
 pub mod provision;
+pub mod pyenv;
 pub mod render;
 pub mod sink;
 pub mod sse;

@@ -7,6 +7,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::api::misfit;
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::fixture;
 use common::provision;
@@ -348,71 +349,6 @@ async fn lipsync_and_speech_refuse_bad_input_naming_the_field() {
     assert!(doc["components"]["schemas"]["SystemView"]["properties"]["sessions"].is_object());
     assert!(doc["components"]["schemas"]["ErrorDetail"]["properties"]["model"].is_object());
     assert!(doc["components"]["schemas"]["ModelProblem"]["properties"]["pull"].is_object());
-}
-
-/// Why `value` does not fit `schema` (an OpenAPI 3.1 schema of `doc`, `$ref`s resolved):
-/// types, required and unknown properties, array items and lengths, numeric bounds.
-fn misfit(doc: &Value, schema: &Value, value: &Value, at: &str) -> Option<String> {
-    if let Some(r) = schema["$ref"].as_str() {
-        let name = r.rsplit('/').next().unwrap_or_default();
-        return misfit(doc, &doc["components"]["schemas"][name], value, at);
-    }
-    if let Some(options) = schema["oneOf"].as_array().or_else(|| schema["anyOf"].as_array()) {
-        let why: Vec<String> = options.iter().map(|o| misfit(doc, o, value, at)).collect::<Option<_>>()?;
-        return Some(why.join("; "));
-    }
-    let types: Vec<&str> = match &schema["type"] {
-        Value::String(t) => vec![t.as_str()],
-        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    let type_of = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    };
-    let typed = types.is_empty() || types.contains(&type_of) || (type_of == "integer" && types.contains(&"number"));
-    if !typed {
-        return Some(format!("{at}: {value} is {type_of}, not {types:?}"));
-    }
-    if let (Some(n), Some(min)) = (value.as_f64(), schema["minimum"].as_f64())
-        && n < min
-    {
-        return Some(format!("{at}: {n} < {min}"));
-    }
-    if let (Some(n), Some(max)) = (value.as_f64(), schema["maximum"].as_f64())
-        && n > max
-    {
-        return Some(format!("{at}: {n} > {max}"));
-    }
-    if let Value::Array(items) = value {
-        let len = items.len() as u64;
-        if schema["minItems"].as_u64().is_some_and(|m| len < m) || schema["maxItems"].as_u64().is_some_and(|m| len > m)
-        {
-            return Some(format!("{at}: {len} items"));
-        }
-        return items.iter().enumerate().find_map(|(i, v)| misfit(doc, &schema["items"], v, &format!("{at}[{i}]")));
-    }
-    if let Value::Object(fields) = value {
-        for required in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-            if !fields.contains_key(required) {
-                return Some(format!("{at}.{required} is required"));
-            }
-        }
-        for (key, v) in fields {
-            let Some(property) = schema["properties"].get(key) else {
-                return Some(format!("{at}.{key} is no property of the schema"));
-            };
-            if let Some(why) = misfit(doc, property, v, &format!("{at}.{key}")) {
-                return Some(why);
-            }
-        }
-    }
-    None
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use crate::common;
 
 use std::collections::BTreeSet;
 
+use common::api::misfit;
 use common::daemon::{DaemonProc, get_json, post_json};
 use serde_json::{Value, json};
 
@@ -45,6 +46,15 @@ async fn the_openapi_document_declares_each_parameter_where_it_is_sent() {
         }
     }
     assert!(checked >= 8, "only {checked} query parameters found");
+    // Each operation has its own id: generated clients name their methods by it (three
+    // `show`s and five `create`s and `list`s made clients that do not build).
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(ids.insert(id), "{method} {path}: operationId {id:?} is another operation's too");
+        }
+    }
     let jobs = doc["paths"]["/api/v1/jobs"]["get"]["parameters"].as_array().expect("GET /api/v1/jobs parameters");
     let limit = jobs.iter().find(|p| p["name"] == "limit").expect("limit");
     assert_eq!(
@@ -76,6 +86,12 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     let (s, b) = post_json(&c, &d, "/api/v1/speech", json!({"text": "hi", "priority": "high"})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("priority")), "{b}");
     assert!(message(&b).starts_with("priority: must be a whole number from -1000 to 1000"), "{b}");
+    // `params: null` is no parameters for every kind (a render's profile step refused it).
+    let (s, b) = post_json(&c, &d, "/api/v1/jobs", json!({"kind": "render", "params": null})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("script")), "{b}");
+    // A number past what a 32-bit float holds is refused, not read as left out.
+    let (s, b) = post_json(&c, &d, "/api/v1/speech", json!({"text": "hi", "noise_scale": -1e39})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("noise_scale")), "{b}");
     // Nested values too, in the words of their own schema: a list's length and items, a choice.
     let (s, b) = post_json(&c, &d, "/api/v1/lipsync", json!({"face_box": [1, 2]})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("face_box")), "{b}");
@@ -86,6 +102,11 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     let (s, b) = post_json(&c, &d, "/api/v1/jobs", json!([])).await;
     assert_eq!(s, 400, "{b}");
     assert!(message(&b).contains("must be a JSON object") && message(&b).contains("kind"), "{b}");
+    // A list is no object even where every field is optional (serde read `[true]` as the
+    // first field: a garbage collection run, not a dry one).
+    let (s, b) = post_json(&c, &d, "/api/v1/gc", json!([true])).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("invalid_body")), "{b}");
+    assert!(message(&b).contains("must be a JSON object of this request's fields (dry_run); got a list"), "{b}");
     let (s, b) = send(c.get(d.at("/api/v1/jobs?limit=-1"))).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("limit")), "{b}");
     assert_eq!(message(&b), "limit: must be a whole number from 1 to 500; got \"-1\"", "{b}");
@@ -134,6 +155,11 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     assert_eq!((s, comfy(&b).1.as_deref()), (400, Some("filename")), "{b}");
     let (s, b) = send(c.post(d.at("/queue")).body("[1]")).await;
     assert_eq!((s, comfy(&b).0.as_deref()), (400, Some("invalid_body")), "{b}");
+    let (s, b) = send(c.post(d.at("/queue")).body("[]")).await;
+    assert_eq!((s, comfy(&b).0.as_deref()), (400, Some("invalid_body")), "{b}");
+    // No body is the defaults; a body of only a line break is no JSON.
+    let (s, b) = send(c.post(d.at("/queue")).body("\r\n")).await;
+    assert_eq!((s, comfy(&b).0.as_deref()), (400, Some("malformed_json")), "{b}");
 
     // A text file where a picture or sound is expected is a 400, not an error in the log.
     let form = reqwest::multipart::Form::new()
@@ -143,4 +169,74 @@ async fn refusals_name_the_field_and_what_it_takes_in_each_routes_shape() {
     assert_eq!(c.get(d.at("/healthz")).send().await.expect("healthz").status(), 200);
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(!logged.contains("probe reach EOF"), "{logged}");
+}
+
+/// The refusals the layers in front of every handler give (no key, a body of another type or
+/// past the limit, an id that is not one, a key sent again with another request, a ComfyUI
+/// body that is not JSON) are statuses the document lists for their route, in its schema; a
+/// probe answers without a key, as its `security` says. Generated clients and fuzzers take
+/// an unlisted status as a broken server (the document listed none of these).
+#[tokio::test]
+async fn refusals_are_answers_the_document_lists_for_their_route() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = daemon(&home.path().join("data"), &home.path().join("log"));
+    let (_, key) = common::api::create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let c = common::api::keyed_client(&key);
+    let doc = get_json(&c, &d, "/openapi.json").await;
+    let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0}});
+    let done = common::daemon::submit(&c, &d, card).await["id"].as_str().expect("id").to_string();
+    common::daemon::wait_job(&c, &d, &done, std::time::Duration::from_secs(20), common::daemon::is_final).await;
+    let keyed = |r: reqwest::RequestBuilder| r.bearer_auth(&key);
+    let plain = reqwest::Client::new();
+    let unknown = ulid::Ulid::new().to_string();
+    let cases: Vec<(&str, &str, reqwest::RequestBuilder, u16)> = vec![
+        ("get", "/api/v1/jobs", plain.get(d.at("/api/v1/jobs")), 401),
+        ("get", "/history", plain.get(d.at("/history")), 401),
+        (
+            "post",
+            "/v1/images/generations",
+            plain.post(d.at("/v1/images/generations")).json(&json!({"prompt": "x"})),
+            401,
+        ),
+        ("post", "/api/v1/keys", keyed(plain.post(d.at("/api/v1/keys"))).body("name=kid"), 415),
+        ("post", "/api/v1/jobs", keyed(plain.post(d.at("/api/v1/jobs"))).json(&json!({"kind": "x".repeat(5000)})), 413),
+        ("get", "/api/v1/artifacts/{id}/meta", keyed(plain.get(d.at("/api/v1/artifacts/nope/meta"))), 400),
+        (
+            "get",
+            "/api/v1/artifacts/{id}/meta",
+            keyed(plain.get(d.at(&format!("/api/v1/artifacts/{unknown}/meta")))),
+            404,
+        ),
+        (
+            "patch",
+            "/api/v1/jobs/{id}",
+            keyed(plain.patch(d.at(&format!("/api/v1/jobs/{done}")))).json(&json!({"priority": 1})),
+            409,
+        ),
+        ("post", "/queue", keyed(plain.post(d.at("/queue"))).body("{"), 400),
+        ("get", "/healthz", plain.get(d.at("/healthz")), 200),
+    ];
+    // A key sent again with other parameters (the first request's answer was lost).
+    let once = |steps: u32| {
+        let body = json!({"kind": "testcard", "params": {"steps": steps, "step_ms": 0}});
+        keyed(plain.post(d.at("/api/v1/jobs"))).header("Idempotency-Key", "once").json(&body)
+    };
+    assert_eq!(once(1).send().await.expect("submit").status(), 202);
+    let cases = cases.into_iter().chain([("post", "/api/v1/jobs", once(2), 422)]);
+    for (method, path, request, want) in cases {
+        let resp = request.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, want, "{method} {path}: {body}");
+        let listed = &doc["paths"][path][method]["responses"][status.to_string()];
+        assert!(listed.is_object(), "{method} {path} answered {status}, which the document does not list: {body}");
+        let schema = &listed["content"]["application/json"]["schema"];
+        if !schema.is_null() {
+            assert_eq!(misfit(&doc, schema, &body, "body"), None, "{method} {path} {status}");
+        }
+    }
+    // The probes take no key, and the document says so (`security: [{}]`).
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(doc["paths"][path]["get"]["security"], json!([{}]), "{path}");
+    }
 }

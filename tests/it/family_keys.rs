@@ -158,6 +158,31 @@ async fn quota_refusals_name_the_key_as_people_know_it_and_a_fix_they_can_make()
     assert!(msg.contains("delete finished jobs or profiles") && !msg.contains("delete artifacts"), "{msg}");
 }
 
+/// A quota is a whole number the OpenAPI document's int64 holds, 1 or more: 0 (read as "no
+/// limit" by many, but refusing everything) and one past 2^63 − 1 (which a generated client
+/// cannot send back, and the box took) are refused naming the field, and no key is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_of_zero_or_past_the_documents_int64_is_refused_naming_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProc::start(&home.path().join("data"), &[]);
+    let (_, admin) = create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let past = json!(9_223_372_036_854_775_808_u64);
+    for (field, value, words) in [
+        ("max_storage_bytes", past.clone(), "must be at most 9223372036854775807"),
+        ("gpu_seconds_per_day", past, "must be at most 9223372036854775807"),
+        ("max_queued", json!(0), "must be at least 1"),
+        // The bound in words is the document's, exactly (not 9223372036854776000).
+        ("max_queued", json!("many"), "must be a whole number from 1 to 9223372036854775807; got \"many\""),
+    ] {
+        let body = json!({"name": "kid", field: value});
+        let (status, v) = call(Some(&admin), Method::POST, d.at("/api/v1/keys"), Some(body)).await;
+        assert_eq!((status, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains(words)), "{v}");
+    }
+    let (_, keys) = call(Some(&admin), Method::GET, d.at("/api/v1/keys"), None).await;
+    assert_eq!(keys.as_array().map(Vec::len), Some(1), "only the admin key: {keys}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_opened_before_its_key_was_revoked_ends_with_it() {
     let home = tempfile::tempdir().expect("tempdir");

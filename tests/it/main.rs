@@ -11,6 +11,7 @@ mod common;
 mod cluster_support;
 
 mod api_conventions;
+mod api_fuzz;
 mod api_models;
 mod api_wire;
 mod architecture;

@@ -7,13 +7,34 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::IntoParams;
 
 use super::validate::{PromptError, error_obj};
 use crate::api::ApiError;
 use crate::api::json::{ApiBytes, ApiQuery, read_json_or_default};
+
+/// What went wrong, as ComfyUI says it: `type` a machine code, `details` the field or node
+/// input at fault (empty when none). Every refusal's `error` is one (`validate::error_obj`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ComfyErrorDetail {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    pub details: String,
+    pub extra_info: Map<String, Value>,
+}
+
+/// A ComfyUI refusal's body, `{error, node_errors}`, as the OpenAPI document shows it:
+/// `node_errors` holds a refused graph's per-node errors by node id, else nothing.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the shape is written by `PromptError::body`; this type only describes it
+pub struct ComfyErrorBody {
+    pub error: ComfyErrorDetail,
+    pub node_errors: Map<String, Value>,
+}
 
 /// A refusal in ComfyUI's shape.
 pub struct ComfyError {

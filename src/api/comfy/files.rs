@@ -99,11 +99,16 @@ pub fn find_upload(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ViewQuery {
+    /// A file name: no `..`, `/`, `\` or `:`.
+    #[param(pattern = "^(?!.*\\.\\.)[^/\\\\:\\u0000]+$")]
     pub filename: String,
+    /// A folder inside `type`'s: no `..` or `:`, not starting with `/` or `\`.
     #[serde(default)]
+    #[param(pattern = "^(?!.*\\.\\.)(?![/\\\\])[^:\\u0000]*$")]
     pub subfolder: String,
     /// `output`, `input` or `temp`.
     #[serde(rename = "type", default)]
+    #[param(pattern = "^(output|input|temp)$")]
     pub folder: Option<String>,
 }
 
@@ -149,8 +154,23 @@ pub async fn view(
     }
 }
 
+/// `/upload/image`'s form, as the document shows it (other parts are passed over).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only describes the form
+pub struct ImageUploadForm {
+    /// The picture.
+    #[schema(value_type = String, format = Binary)]
+    image: Vec<u8>,
+    /// A folder for the name, inside `type`'s (ComfyUI's mask editor sends `clipspace`).
+    #[schema(pattern = "^(?!.*\\.\\.)(?![/\\\\])[^:\\u0000]*$")]
+    subfolder: Option<String>,
+    /// `input` (default), `temp` or `output` (another word is `input`).
+    #[schema(rename = "type")]
+    folder: Option<String>,
+}
+
 /// Upload a picture for `LoadImage` (multipart field `image`).
-#[utoipa::path(post, path = "/upload/image", tag = "comfyui",
+#[utoipa::path(post, path = "/upload/image", tag = "comfyui", request_body(content_type = "multipart/form-data", content = ImageUploadForm),
     responses((status = 200, description = "{name, subfolder, type}"), (status = 400, description = "no image or not a picture"),
         (status = 413, description = "`upload_too_large`: the picture is past `limits.max_upload_bytes`")))]
 pub async fn upload_image(

@@ -177,7 +177,7 @@ pub struct FreeRequest {
 }
 
 /// Unload models now instead of after `runtime.keep_alive_s` (what a running prompt uses stays).
-#[utoipa::path(post, path = "/free", tag = "comfyui", request_body = FreeRequest, responses((status = 200)))]
+#[utoipa::path(post, path = "/free", tag = "comfyui", request_body = Option<FreeRequest>, responses((status = 200)))]
 pub async fn free(
     State(state): State<AppState>,
     _caller: Caller,

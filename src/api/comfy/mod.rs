@@ -77,7 +77,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 /// The OpenAPI description of these routes (bare paths; each is also under `/api`).
 #[derive(OpenApi)]
 #[openapi(
-    components(schemas(queue::PromptRequest, queue::ClearOrDelete, queue::InterruptRequest, info::FreeRequest)),
+    components(schemas(
+        queue::PromptRequest,
+        queue::ClearOrDelete,
+        queue::InterruptRequest,
+        info::FreeRequest,
+        error::ComfyErrorBody,
+        error::ComfyErrorDetail
+    )),
     paths(
         queue::post_prompt,
         queue::get_prompt,

@@ -193,7 +193,7 @@ pub struct ClearOrDelete {
 }
 
 /// Clear pending prompts or delete some by id (running ones are interrupted with `/interrupt`).
-#[utoipa::path(post, path = "/queue", tag = "comfyui", request_body = ClearOrDelete, responses((status = 200)))]
+#[utoipa::path(post, path = "/queue", tag = "comfyui", request_body = Option<ClearOrDelete>, responses((status = 200)))]
 pub async fn post_queue(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
@@ -218,7 +218,7 @@ pub struct InterruptRequest {
 }
 
 /// Stop the running prompt (the given one, or every running prompt of the caller).
-#[utoipa::path(post, path = "/interrupt", tag = "comfyui", request_body = InterruptRequest, responses((status = 200)))]
+#[utoipa::path(post, path = "/interrupt", tag = "comfyui", request_body = Option<InterruptRequest>, responses((status = 200)))]
 pub async fn interrupt(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
@@ -358,7 +358,7 @@ pub async fn history_one(
 /// Delete finished prompts (all the caller sees with `clear`, or by id with `delete`): their
 /// history entries, jobs, pictures and events. Pending and running prompts are left alone,
 /// as in ComfyUI; an input a pending prompt still uses stays.
-#[utoipa::path(post, path = "/history", tag = "comfyui", request_body = ClearOrDelete, responses((status = 200)))]
+#[utoipa::path(post, path = "/history", tag = "comfyui", request_body = Option<ClearOrDelete>, responses((status = 200)))]
 pub async fn post_history(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,

@@ -28,9 +28,20 @@ impl PromptError {
     }
 }
 
-/// `{type, message, details, extra_info}`.
+/// `{type, message, details, extra_info}` ([`super::error::ComfyErrorDetail`]); `extra_info`
+/// an object (anything else is left out as `{}`).
 pub fn error_obj(kind: &str, message: &str, details: &str, extra_info: Value) -> Value {
-    json!({"type": kind, "message": message, "details": details, "extra_info": extra_info})
+    let extra_info = match extra_info {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let detail = super::error::ComfyErrorDetail {
+        kind: kind.to_string(),
+        message: message.to_string(),
+        details: details.to_string(),
+        extra_info,
+    };
+    serde_json::to_value(detail).unwrap_or_default()
 }
 
 /// One node of a checked graph.

@@ -120,9 +120,9 @@ fn is_json(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// [`ApiJson`] for bodies whose every field is optional (`POST /api/v1/gc`): no body, an
-/// empty one or one without a Content-Type is the defaults, as `curl -X POST URL` sends it
-/// (it was a 415); a body that is there is read as JSON with `ApiJson`'s errors.
+/// [`ApiJson`] for bodies whose every field is optional (`POST /api/v1/gc`): no body (an
+/// empty one, whatever its Content-Type) is the defaults, as `curl -X POST URL` sends it (it
+/// was a 415); a body that is there is read as JSON with `ApiJson`'s errors.
 pub struct ApiJsonOrDefault<T>(pub T);
 
 impl<T: DeserializeOwned + PartialSchema + Default> FromRequest<AppState> for ApiJsonOrDefault<T> {
@@ -133,7 +133,7 @@ impl<T: DeserializeOwned + PartialSchema + Default> FromRequest<AppState> for Ap
         let typed = req.headers().contains_key(header::CONTENT_TYPE);
         let json = is_json(req.headers());
         let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
-        if typed && !json && !is_blank(&bytes) {
+        if typed && !json && !bytes.is_empty() {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -144,14 +144,10 @@ impl<T: DeserializeOwned + PartialSchema + Default> FromRequest<AppState> for Ap
     }
 }
 
-fn is_blank(body: &[u8]) -> bool {
-    body.iter().all(u8::is_ascii_whitespace)
-}
-
-/// [`read_json`] for a body whose every field is optional: none (or only whitespace), as
-/// `curl -X POST URL` sends it, is the defaults.
+/// [`read_json`] for a body whose every field is optional: none, as `curl -X POST URL` sends
+/// it, is the defaults. Only whitespace is a body that is not JSON, refused as any other.
 pub fn read_json_or_default<T: DeserializeOwned + PartialSchema + Default>(body: &[u8]) -> Result<T, Unreadable> {
-    if is_blank(body) { Ok(T::default()) } else { read_json(body) }
+    if body.is_empty() { Ok(T::default()) } else { read_json(body) }
 }
 
 /// Like `axum::extract::Query`, but a mistyped or missing parameter becomes an `ApiError`
@@ -194,15 +190,21 @@ pub fn read_json<T: DeserializeOwned + PartialSchema>(body: &[u8]) -> Result<T, 
     let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| (e.path().to_string(), e.into_inner()));
     // Like `serde_json::from_slice`: nothing but whitespace may follow the value.
     let parsed = parsed.and_then(|v| de.end().map(|()| v).map_err(|e| (".".to_string(), e)));
+    // serde reads a struct from a list too, its fields in order (`[true]` is `{"dry_run": true}`
+    // to gc); a body that is not the object the schema asks for is the wrong shape as a whole.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let schema = || serde_json::to_value(T::schema()).unwrap_or_default();
+    let not_object = |schema: &Value| schema["type"] == "object" && first != Some(b'{');
+    if parsed.is_ok() && first != Some(b'{') && not_object(&schema()) {
+        return Err(Unreadable { field: None, message: not_an_object(&schema(), first), malformed: false });
+    }
     parsed.map_err(|(path, e)| {
         if e.is_syntax() || e.is_eof() {
             return Unreadable { field: None, message: format!("the body is not valid JSON: {e}"), malformed: true };
         }
-        let schema = serde_json::to_value(T::schema()).unwrap_or_default();
+        let schema = schema();
         let text = e.to_string();
-        // serde reads a struct from a list too; the body as a whole is then the wrong shape.
-        let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
-        if schema["type"] == "object" && first != Some(b'{') {
+        if not_object(&schema) {
             return Unreadable { field: None, message: not_an_object(&schema, first), malformed: false };
         }
         let text = text.rsplit_once(" at line ").map_or(text.as_str(), |(t, _)| t);

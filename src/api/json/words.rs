@@ -132,6 +132,8 @@ pub(super) fn in_words(
 
 /// What a field takes, from its schema: "a whole number from 1 to 500", "true or false".
 pub(super) fn takes(property: &Value) -> Option<String> {
+    // A named schema (a list's items: `face_box`'s `FaceSide`) in its own words.
+    let property = &resolved(property);
     // A choice (`VoiceChoice`: a name or `{"id": …}`) takes what any of its forms takes.
     if let Some(choices) = property["oneOf"].as_array() {
         let words: Option<Vec<String>> =
@@ -184,8 +186,15 @@ pub(super) fn takes(property: &Value) -> Option<String> {
     Some(words)
 }
 
-/// A schema bound as people write it: `8`, not `8.0`.
+/// A schema bound as people write it: `8`, not `8.0`; a whole one exactly (2⁶³ − 1 is
+/// `9223372036854775807`, not the float nearest it).
 pub(super) fn number(v: &Value) -> Option<String> {
+    if let Some(n) = v.as_i64() {
+        return Some(n.to_string());
+    }
+    if let Some(n) = v.as_u64() {
+        return Some(n.to_string());
+    }
     let n = v.as_f64()?;
     Some(if n.fract() == 0.0 && n.abs() < 1e15 { format!("{n:.0}") } else { n.to_string() })
 }

@@ -45,10 +45,28 @@ fn own_size(header: &Header, max_side: u32) -> Option<String> {
     (w >= 64 && h >= 64).then(|| format!("{w}x{h}"))
 }
 
+/// The edit form, as the document shows it: the picture beside the generation request's
+/// fields, each a text part (`typed` reads the numbers and `stream` back).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // only describes the form
+pub struct EditForm {
+    /// The picture to redraw (one; no `mask`).
+    #[schema(value_type = String, format = Binary)]
+    image: Vec<u8>,
+    /// How far the picture may change, 0–1 (default 0.75).
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    strength: Option<f64>,
+    #[serde(flatten)]
+    request: ImageRequest,
+}
+
 /// Redraw a picture after a prompt (OpenAI-compatible `images.edit`, image-to-image).
 #[utoipa::path(post, path = "/v1/images/edits", tag = "openai",
-    request_body(content_type = "multipart/form-data", description = "`image` (one picture), `prompt`, and the generation fields; `strength` 0–1"),
-    responses((status = 200, body = super::images::ImagesResponse), (status = 400, body = super::error::OpenAiErrorBody),
+    request_body(content_type = "multipart/form-data", content = EditForm),
+    responses((status = 200, description = "the pictures; with `stream: true` server-sent events",
+            content((super::images::ImagesResponse = "application/json"), (crate::api::openapi::ServerSentEvent = "text/event-stream"))),
+        (status = 400, body = super::error::OpenAiErrorBody),
+        (status = 404, description = "`model_not_found`: no such diffusion model or preset", body = super::error::OpenAiErrorBody),
         (status = 413, body = super::error::OpenAiErrorBody, description = "`upload_too_large`: the picture is past `limits.max_upload_bytes`")))]
 pub async fn edits(
     State(state): State<AppState>,

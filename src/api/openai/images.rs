@@ -34,22 +34,30 @@ use crate::store::records::{Artifact, Job, JobState};
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = OpenAiImageRequest)]
 pub struct ImageRequest {
+    /// What to draw (not blank).
+    #[schema(pattern = "\\S")]
     pub prompt: String,
     /// An installed diffusion model, a preset name, or an OpenAI model name (→ the default model).
     pub model: Option<String>,
     /// Pictures to make (1–8; OpenAI allows 10).
+    #[schema(minimum = 1, maximum = 8)]
     pub n: Option<u32>,
     /// `WIDTHxHEIGHT` (multiples of 8), or `auto`.
+    #[schema(pattern = "^(auto|[0-9]{1,5}[xX][0-9]{1,5})$")]
     pub size: Option<String>,
     /// `url` (default; an absolute `/api/v1/artifacts/ID?expires=&sig=` link that works
     /// without a key for `openai.image_url_lifetime_s`) or `b64_json` (the default for GPT
     /// image model names, as OpenAI answers them).
+    #[schema(pattern = "^(url|b64_json)$")]
     pub response_format: Option<String>,
     /// `low` → preset fast, `standard`/`medium` → quality, `hd`/`high`/`xhigh`/`max` → max, `auto`.
+    #[schema(pattern = "^(auto|low|standard|medium|hd|high|xhigh|max)$")]
     pub quality: Option<String>,
     /// `png` (default), `jpeg` or `webp` (lossless); other formats need `b64_json`.
+    #[schema(pattern = "^(png|jpeg|jpg|webp)$")]
     pub output_format: Option<String>,
     /// JPEG quality 0–100 (default 100).
+    #[schema(minimum = 0, maximum = 100)]
     pub output_compression: Option<i64>,
     /// `transparent`, `opaque` or `auto`: accepted; pictures are always opaque (the response says so).
     pub background: Option<String>,
@@ -58,12 +66,15 @@ pub struct ImageRequest {
     #[serde(default)]
     pub stream: bool,
     /// Step previews to send as partial images when streaming (0–3, default 0).
+    #[schema(maximum = 3)]
     pub partial_images: Option<u32>,
     /// Extension: what the picture should not show.
     pub negative_prompt: Option<String>,
-    /// Extension: seed for reproducible pictures.
+    /// Extension: seed for reproducible pictures (at most 2⁵³ − 1).
+    #[schema(maximum = 9_007_199_254_740_991_u64)]
     pub seed: Option<u64>,
-    /// Extension: denoising steps.
+    /// Extension: denoising steps (1 or more; at most `limits.max_steps`).
+    #[schema(minimum = 1)]
     pub steps: Option<u32>,
 }
 
@@ -231,7 +242,8 @@ fn openai_param(field: &str) -> &str {
 
 /// Generate pictures (OpenAI-compatible).
 #[utoipa::path(post, path = "/v1/images/generations", request_body = ImageRequest, tag = "openai",
-    responses((status = 200, body = ImagesResponse, description = "the pictures; with `stream: true` server-sent events"),
+    responses((status = 200, description = "the pictures; with `stream: true` server-sent events",
+            content((ImagesResponse = "application/json"), (crate::api::openapi::ServerSentEvent = "text/event-stream"))),
         (status = 400, body = super::error::OpenAiErrorBody), (status = 404, body = super::error::OpenAiErrorBody)))]
 pub async fn generations(
     State(state): State<AppState>,

@@ -37,16 +37,20 @@ pub const OPENAI_VOICES: [&str; 13] =
 pub struct SpeechRequest {
     /// `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`, or an installed Piper voice.
     pub model: Option<String>,
-    /// The text to speak.
+    /// The text to speak (not blank).
+    #[schema(pattern = "\\S")]
     pub input: String,
     /// An installed Piper voice, or an OpenAI voice name mapped by `[openai.voices]`.
     pub voice: VoiceChoice,
     /// `mp3` (default), `opus`, `aac`, `flac`, `wav` or `pcm` (s16le mono 24 kHz).
+    #[schema(pattern = "^(mp3|opus|aac|flac|wav|pcm)$")]
     pub response_format: Option<String>,
     /// 0.25–4.0 (default 1.0).
+    #[schema(minimum = 0.25, maximum = 4.0)]
     pub speed: Option<f64>,
     /// `audio` (default: the file) or `sse` (server-sent `speech.audio.delta` events with
     /// base64 chunks of the file, then `speech.audio.done`).
+    #[schema(pattern = "^(audio|sse)$")]
     pub stream_format: Option<String>,
     /// Extension: Piper's phoneme noise (0 with `noise_w` 0 makes speech repeatable).
     pub noise_scale: Option<f64>,
@@ -186,8 +190,11 @@ pub fn speech_params(config: &Config, req: &SpeechRequest) -> Result<SpeechParam
 
 /// Speak text (OpenAI-compatible); answers the audio bytes.
 #[utoipa::path(post, path = "/v1/audio/speech", request_body = SpeechRequest, tag = "openai",
-    responses((status = 200, description = "the audio (audio/mpeg, audio/ogg, audio/aac, audio/flac, audio/wav or audio/pcm)"),
-        (status = 400, body = super::error::OpenAiErrorBody)))]
+    responses((status = 200, description = "the audio in `response_format`'s type; with `stream_format: sse` server-sent events",
+            content((crate::api::openapi::Bytes = "audio/mpeg"), (crate::api::openapi::Bytes = "audio/ogg"), (crate::api::openapi::Bytes = "audio/aac"), (crate::api::openapi::Bytes = "audio/flac"),
+                (crate::api::openapi::Bytes = "audio/wav"), (crate::api::openapi::Bytes = "audio/pcm"), (crate::api::openapi::ServerSentEvent = "text/event-stream"))),
+        (status = 400, body = super::error::OpenAiErrorBody),
+        (status = 404, description = "`model_not_found`: no such voice or speech model", body = super::error::OpenAiErrorBody)))]
 pub async fn speech(
     State(state): State<AppState>,
     caller: super::OpenAiCaller,

@@ -127,6 +127,7 @@ pub fn cookie_allowed(state: &AppState, parts: &Parts) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// An API key (`rb_…`); it is checked and never stored by the browser.
+    #[schema(pattern = "\\S")]
     pub key: String,
 }
 
@@ -175,7 +176,7 @@ fn set_cookie(state: &AppState, token: Option<&str>) -> Result<HeaderValue, ApiE
 }
 
 /// Log in with an API key: sets the session cookie.
-#[utoipa::path(post, path = "/api/v1/session", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/v1/session", security(()), request_body = LoginRequest,
     responses((status = 200, description = "signed in; `Set-Cookie` carries the session", body = BrowserSession),
         (status = 401, description = "the key is not valid (field `key`)", body = crate::api::error::ErrorBody)))]
 pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> Result<Response, ApiError> {
@@ -201,14 +202,14 @@ pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginReq
 }
 
 /// Who is signed in (401 when nobody: the page then shows its login form).
-#[utoipa::path(get, path = "/api/v1/session",
+#[utoipa::path(get, path = "/api/v1/session", operation_id = "show_session",
     responses((status = 200, body = BrowserSession), (status = 401, body = crate::api::error::ErrorBody)))]
 pub async fn show(State(state): State<AppState>, caller: Caller) -> Json<BrowserSession> {
     Json(BrowserSession::of(&state, &caller))
 }
 
 /// Log out: the session ends on the daemon and the cookie is cleared.
-#[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "signed out")))]
+#[utoipa::path(delete, path = "/api/v1/session", security(()), responses((status = 204, description = "signed out")))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(token) = cookie_token(&headers) {
         state.gate.sessions.close(&token);
