@@ -152,6 +152,11 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
             if key.is_empty() || key.len() > 255 {
                 return Err(ApiError::field("Idempotency-Key", "must be 1–255 characters"));
             }
+            // `to_str` lets a tab through; the document (and the stores that log keys) take
+            // visible ASCII and spaces only.
+            if !key.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+                return Err(ApiError::field("Idempotency-Key", "must be visible ASCII (no tabs)"));
+            }
             Ok(Some(key.to_string()))
         }
     }

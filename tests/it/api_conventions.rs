@@ -42,6 +42,10 @@ async fn an_idempotency_key_sent_with_another_request_is_refused_naming_its_firs
         let msg = v["error"]["message"].as_str().unwrap_or_default();
         assert!(msg.contains(&format!("first used for job {id} (kind testcard)")), "{path}: {msg}");
     }
+    // A key the document's pattern does not take (a tab inside) is refused naming it, as the
+    // fuzzer found it accepted.
+    let (status, v) = post_keyed(&d, "/api/v1/jobs", "abc\t2", card(1)).await;
+    assert_eq!((status, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("Idempotency-Key")), "{v}");
     let jobs: Value = reqwest::get(d.at("/api/v1/jobs")).await.expect("list").json().await.expect("json");
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "nothing else was queued: {jobs}");
 }
