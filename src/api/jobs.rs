@@ -73,8 +73,8 @@ pub struct ListQuery {
     /// Page size (1–500, default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// `next_cursor` of the previous page (a job id; `openapi::ULID_PATTERN`).
-    #[param(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
+    /// `next_cursor` of the previous page (a job id: the document says so in
+    /// `openapi::describe_params`, with the ids in paths).
     pub cursor: Option<String>,
 }
 

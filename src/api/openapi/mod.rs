@@ -204,7 +204,8 @@ pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]([ -~]*[!-~])?$";
 /// Describes the parameters many routes share in one place rather than on each route's
 /// annotation, so generated clients and fuzzers send values the routes accept: an `{id}`
 /// path parameter as a ULID (unless its route describes it: profiles and keys are also found
-/// by name), every `Idempotency-Key` header as what it takes.
+/// by name), as is the jobs list's `cursor` (a job id), every `Idempotency-Key` header as
+/// what it takes.
 fn describe_params(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::path::ParameterIn;
     use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -216,6 +217,9 @@ fn describe_params(doc: &mut utoipa::openapi::OpenApi) {
                     .min_length(Some(26))
                     .max_length(Some(26))
                     .description(Some("a record id (ULID)")),
+                (ParameterIn::Query, "cursor") => ObjectBuilder::new()
+                    .pattern(Some(ULID_PATTERN))
+                    .description(Some("`next_cursor` of the previous page (a job id, ULID)")),
                 (ParameterIn::Header, "Idempotency-Key") => ObjectBuilder::new()
                     .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
                     .min_length(Some(1))
