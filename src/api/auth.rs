@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use ulid::Ulid;
 
+use super::family::Family;
 use super::limits::{RateLimiter, StreamSlots};
 use super::{ApiError, AppState};
 use crate::config::{AuthMode, Config};
@@ -366,16 +367,16 @@ pub async fn require_caller(State(state): State<AppState>, req: Request, next: N
             Err(e) => e.into_response(),
         };
     }
-    // OpenAI SDKs read errors in OpenAI's shape; the `/v1` routes answer in it from here on.
-    let openai = req.uri().path().starts_with("/v1/");
+    // OpenAI's SDKs and ComfyUI's clients read refusals in their own shape: their routes'
+    // refusals from here on are in it.
+    let family = Family::of_path(req.uri().path());
     let (mut parts, body) = req.into_parts();
     let caller = match authenticate(&state, &parts) {
         Ok(c) => c,
-        Err(e) if openai => return with_challenge(super::openai::OpenAiError::from(e).into_response()),
-        Err(e) => return challenge(e),
+        Err(e) => return with_challenge(family.refuse(e)),
     };
     if let Err(e) = state.gate.rate.check(&caller, &state.config.limits) {
-        return if openai { super::openai::OpenAiError::from(e).into_response() } else { e.into_response() };
+        return family.refuse(e);
     }
     let key = caller.key_id;
     parts.extensions.insert(caller);
@@ -385,10 +386,6 @@ pub async fn require_caller(State(state): State<AppState>, req: Request, next: N
         Some(key) => super::keys::end_stream_on_revoke(&state, key, resp),
         None => resp,
     }
-}
-
-fn challenge(e: ApiError) -> Response {
-    with_challenge(e.into_response())
 }
 
 /// Adds the `WWW-Authenticate` challenge to a 401.
@@ -406,7 +403,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(c) = parts.extensions.get::<Caller>() {
             return Ok(c.clone());
         }
-        authenticate(state, parts).map_err(challenge)
+        authenticate(state, parts).map_err(|e| with_challenge(Family::of_path(parts.uri.path()).refuse(e)))
     }
 }
 

@@ -19,6 +19,7 @@ pub mod comfy;
 pub mod download;
 pub mod error;
 pub mod events;
+pub mod family;
 pub mod gc;
 pub mod http_client;
 pub mod images;

@@ -159,8 +159,9 @@ pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
     format!("{scheme}://{host}")
 }
 
-fn forbidden(code: &'static str, message: String) -> Response {
-    ApiError::new(StatusCode::FORBIDDEN, code, message).into_response()
+/// A 403 in the error shape of the family `req`'s route is in (`api::family`).
+fn forbidden(req: &Request, code: &'static str, message: String) -> Response {
+    super::family::Family::of_path(req.uri().path()).refuse(ApiError::new(StatusCode::FORBIDDEN, code, message))
 }
 
 /// Whether a request is a browser opening a page (a typed-in address or a link), which
@@ -211,6 +212,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             return unknown_host_page(h);
         }
         return forbidden(
+            &req,
             "forbidden_host",
             format!("this daemon does not answer to the name {h:?}; add it to server.allowed_hosts"),
         );
@@ -219,6 +221,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         let origin = origin.to_str().unwrap_or("");
         if !guard.origin_allowed(origin, host) {
             return forbidden(
+                &req,
                 "forbidden_origin",
                 format!("requests from web pages of {origin:?} are refused; add the origin to server.allowed_origins"),
             );

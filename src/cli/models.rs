@@ -166,10 +166,11 @@ async fn jobs_naming(g: &Global, name: &str) -> Vec<String> {
 }
 
 /// The profiles that name model `name`: the daemon's when one answers (those its key
-/// sees), else those in the data dir's store, read here without a write
-/// ([`reelbox::store::profiles_at_rest`]); none when neither can be read: a daemon holds the
-/// store but does not answer, or this user may not read it (the packaged service's), since
-/// the model is removed all the same.
+/// sees), else those in the data dir's store, read here ([`reelbox::store::profiles_at_rest`],
+/// which repairs a store a killed daemon left as the daemon's start would); none when neither
+/// can be read, since the model is removed all the same: a process holds the store but does
+/// not answer (said on stderr, so the user knows the list is missing, not empty), or this user
+/// may not read it (the packaged service's).
 async fn profiles_naming(g: &Global, config: &Config, name: &str) -> Vec<super::profiles::NamingModel> {
     if let Ok(client) = super::client::Client::new(g)
         && client.answers(Duration::from_millis(500)).await
@@ -178,6 +179,10 @@ async fn profiles_naming(g: &Global, config: &Config, name: &str) -> Vec<super::
     }
     match reelbox::store::profiles_at_rest(&config.data_dir) {
         Ok(list) => super::profiles::naming(list.iter().map(ProfileView::from), name),
+        Err(e @ reelbox::store::StoreError::InUse { .. }) => {
+            eprintln!("note: {e}, which does not answer here: the profiles that name {name} are not said");
+            Vec::new()
+        }
         Err(e) => {
             tracing::debug!("the profiles naming {name} are not said: {e}");
             Vec::new()

@@ -107,7 +107,7 @@ impl Service {
         // After the parameters, so a bad field is named first. A 4xx, not a 503: nothing
         // changes by retrying until someone runs `reelbox setup`, and a box without its
         // runtime must still answer every request without a server error.
-        if kind.needs_runtime()
+        if kind.needs_runtime(&params)
             && let Err(e) = scheduler.engine().runtime()
         {
             return Err(Error::RuntimeMissing(e));

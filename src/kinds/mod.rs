@@ -236,9 +236,10 @@ pub trait JobKind: Send + Sync {
     fn gpu_seconds_estimate(&self, params: &serde_json::Value) -> f64 {
         self.declared_seconds(params).unwrap_or(DEFAULT_GPU_SECONDS)
     }
-    /// Whether it runs ONNX models, so submitting it without ONNX Runtime installed is
-    /// refused (409 naming the fix) instead of accepting a job that can only fail.
-    fn needs_runtime(&self) -> bool {
+    /// Whether a job with these (validated) parameters runs ONNX models, so submitting it
+    /// without ONNX Runtime installed is refused (409 naming the fix) instead of accepting a
+    /// job that can only fail; one that runs none (an `upscale` that only resizes) runs there.
+    fn needs_runtime(&self, _params: &serde_json::Value) -> bool {
         true
     }
     /// Names of the models a job loads; placement prefers a GPU that already holds them.

@@ -111,7 +111,7 @@ impl TypedKind for ModelPull {
         true
     }
 
-    fn needs_runtime(&self) -> bool {
+    fn needs_runtime(&self, _p: &PullParams) -> bool {
         false
     }
 

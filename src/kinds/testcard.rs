@@ -116,7 +116,7 @@ impl TypedKind for Testcard {
         TestcardRequest::from_json(params)?.resolve()
     }
 
-    fn needs_runtime(&self) -> bool {
+    fn needs_runtime(&self, _p: &TestcardParams) -> bool {
         false
     }
 

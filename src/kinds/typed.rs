@@ -49,8 +49,8 @@ pub trait TypedKind: Send + Sync {
     fn gpu_seconds_estimate(&self, params: &Self::Params) -> f64 {
         self.declared_seconds(params).unwrap_or(DEFAULT_GPU_SECONDS)
     }
-    /// Whether it runs ONNX models; see [`JobKind::needs_runtime`].
-    fn needs_runtime(&self) -> bool {
+    /// Whether a job with these parameters runs ONNX models; see [`JobKind::needs_runtime`].
+    fn needs_runtime(&self, _params: &Self::Params) -> bool {
         true
     }
     /// Names of the models a job loads; see [`JobKind::models`].
@@ -130,8 +130,9 @@ impl<K: TypedKind> JobKind for K {
         stored::<K>(params).map_or(DEFAULT_GPU_SECONDS, |p| TypedKind::gpu_seconds_estimate(self, &p))
     }
 
-    fn needs_runtime(&self) -> bool {
-        TypedKind::needs_runtime(self)
+    fn needs_runtime(&self, params: &serde_json::Value) -> bool {
+        // Unreadable parameters: as the kind's jobs mostly are (its stage fails saying why).
+        stored::<K>(params).map_or(true, |p| TypedKind::needs_runtime(self, &p))
     }
 
     fn models(&self, params: &serde_json::Value) -> Vec<String> {

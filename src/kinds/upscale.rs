@@ -132,6 +132,11 @@ impl TypedKind for Upscale {
         p.model.as_ref().map_or(0, |m| super::memory::single_model_mib(config, m))
     }
 
+    /// A resize alone runs no model: it runs on a box without ONNX Runtime.
+    fn needs_runtime(&self, p: &UpscaleParams) -> bool {
+        p.model.is_some()
+    }
+
     fn models(&self, p: &UpscaleParams) -> Vec<String> {
         p.model.iter().cloned().collect()
     }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use redb::{DatabaseError, ReadOnlyDatabase, ReadOnlyTable, ReadableDatabase, ReadableTable, TableError};
+use redb::{Database, DatabaseError, ReadOnlyDatabase, ReadOnlyTable, ReadableDatabase, ReadableTable, TableError};
 use ulid::Ulid;
 
 use super::codec::{decode, encode};
@@ -25,30 +25,42 @@ fn listed(table: &ReadOnlyTable<u128, &[u8]>, owner: Option<&str>) -> Result<Vec
     Ok(out)
 }
 
-/// Every profile in data dir `data_dir`'s database, read while no process holds it, and
-/// changing nothing there: redb's read-only open keeps no lock past the read, writes no PID,
-/// makes no table and repairs no crash, where [`Store::open`] (`gc`, `keys create
-/// --offline`) does all four and would make a data dir that was not there. For `reelbox rm`
-/// with no daemon, which names the profiles that name the model it removes. No database
-/// reads as no profiles; one a daemon holds is [`StoreError::InUse`]; one this user cannot
-/// read, or that a crash left for the daemon to repair, is [`StoreError::Open`].
+/// Every profile in data dir `data_dir`'s database, read while no process holds it. A
+/// database shut down cleanly is read with redb's read-only open, which keeps no lock past the
+/// read, writes no PID, makes no table and changes nothing; one a daemon killed outright
+/// (`kill -9`, a power cut) left needs redb's repair, which that open refuses, so it is
+/// opened as the daemon opens it at start, repairing it under redb's own exclusive lock (its
+/// records stay; the daemon's next start finds it clean), and read. Neither makes a data dir
+/// or a table, nor removes a file, as [`Store::open`] (`gc`, `keys create --offline`) does.
+/// For `reelbox rm` with no daemon, which names the profiles that name the model it removes.
+/// No database reads as no profiles; one a process holds is [`StoreError::InUse`], whichever
+/// open finds it held (a daemon starting between the two included: its lock decides, never
+/// a guess); one this user cannot read or repair is [`StoreError::Open`].
 pub fn profiles_at_rest(data_dir: &Path) -> Result<Vec<Profile>, StoreError> {
     let path = data_dir.join(DB_FILE);
     // Also false when the dir is not this user's to search (the packaged service's).
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let db = match ReadOnlyDatabase::open(&path) {
-        Ok(db) => db,
-        Err(DatabaseError::DatabaseAlreadyOpen) => {
-            return Err(StoreError::InUse { dir: data_dir.to_path_buf(), holder: super::lock::holder(data_dir) });
+    let refused = |e: DatabaseError| match e {
+        DatabaseError::DatabaseAlreadyOpen => {
+            StoreError::InUse { dir: data_dir.to_path_buf(), holder: super::lock::holder(data_dir) }
         }
-        Err(e) => return Err(StoreError::Open { path, reason: e.to_string() }),
+        e => StoreError::Open { path: path.clone(), reason: e.to_string() },
     };
+    match ReadOnlyDatabase::open(&path) {
+        Ok(db) => every_profile(&db),
+        // Not shut down cleanly: `Database::open` repairs (it makes no file where none is).
+        Err(DatabaseError::RepairAborted) => every_profile(&Database::open(&path).map_err(refused)?),
+        Err(e) => Err(refused(e)),
+    }
+}
+
+/// Every profile in `db`, none in a database from before profiles.
+fn every_profile(db: &impl ReadableDatabase) -> Result<Vec<Profile>, StoreError> {
     let txn = db.begin_read()?;
     match txn.open_table(PROFILES) {
         Ok(table) => listed(&table, None),
-        // A database from before profiles: none.
         Err(TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
         Err(e) => Err(e.into()),
     }

@@ -386,3 +386,52 @@ async fn an_image_jobs_fraction_at_its_upscale_weighs_what_its_generate_cost() {
     // A 20-step picture is most of the job at its upscale; a 1-step one is little of it.
     assert!(twenty > 0.6 && one < 0.4, "generate weighs {twenty} at 20 steps, {one} at 1");
 }
+
+/// A resize without a model runs no ONNX model, so a box without ONNX Runtime runs it: on
+/// the native route, through `/api/v1/jobs` and as ComfyUI's LoadImage → ImageScale (each
+/// was refused with 409 `runtime_missing`, as if the resize needed it); an upscale by a
+/// model is still refused there, naming `reelbox setup`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resize_without_a_model_runs_on_a_box_without_onnx_runtime() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = crate::comfy_upscale::models_with_upscaler(home.path());
+    let env = [
+        ("ORT_DYLIB_PATH", ""),
+        ("REELBOX_ONNXRUNTIME", "/nonexistent/libonnxruntime.so"),
+        ("REELBOX_MODELS_DIR", models.path().to_str().expect("utf8")),
+    ];
+    let d = DaemonProc::start(&home.path().join("data"), &env);
+    let c = http();
+    let picture = test_picture(24, 20, 7);
+    let input = common::api::upload(&d, None, "cat.png", common::media::png(&picture)).await;
+    let input = input["id"].as_str().expect("id");
+
+    let job = native(
+        &c,
+        &d,
+        "/api/v1/upscale",
+        json!({"input": input, "resize": {"method": "nearest-exact", "scale_by": 2}}),
+    )
+    .await;
+    let doubled = picture_of(&c, &d, &job, "resized.png").await;
+    assert!(doubled.enumerate_pixels().all(|(x, y, p)| p == picture.get_pixel(x / 2, y / 2)), "pixel-doubled");
+    let halved = json!({"kind": "upscale", "params": {"input": input, "resize": {"width": 12, "height": 0}}});
+    let job = native(&c, &d, "/api/v1/jobs", halved).await;
+    assert_eq!(picture_of(&c, &d, &job, "resized.png").await.dimensions(), (12, 10));
+
+    let name = upload(&c, &d, "cat.png", &picture).await;
+    let graph = json!({
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "3": {"class_type": "ImageScale", "inputs": {"upscale_method": "nearest-exact", "width": 48, "height": 40,
+            "crop": "disabled", "image": ["1", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "scaled", "images": ["3", 0]}},
+    });
+    let (scaled, job) = run(&c, &d, graph).await;
+    assert_eq!((scaled.dimensions(), stage_names(&job)), ((48, 40), vec!["resize"]));
+
+    let by_model = json!({"input": input, "model": "4x-UltraSharp"});
+    let resp = c.post(d.at("/api/v1/upscale")).json(&by_model).send().await.expect("post");
+    assert_eq!(resp.status(), 409);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["code"], "runtime_missing", "{err}");
+}

@@ -561,7 +561,11 @@ async fn with_no_daemon_rm_names_the_profiles_from_the_store_itself_and_changes_
     let out = b.cli().args(["--url", &url, "rm", "my-upscaler"]).output().expect("reelbox rm");
     signal("-CONT");
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && said == "removed my-upscaler\n", "{said}{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said == "removed my-upscaler\n", "{said}{err}");
+    // It says why it names none: an empty list would read as "no profile uses it".
+    let held = format!("in use by PID {}, which does not answer here: the profiles that name", b.daemon.pid());
+    assert!(err.contains(&held), "{err}");
 
     let (status, _) = b.daemon.terminate();
     assert!(status.success(), "{status}");
@@ -594,6 +598,40 @@ async fn with_no_daemon_rm_names_the_profiles_from_the_store_itself_and_changes_
     let out = run_ok(b.cli().env("REELBOX_DATA_DIR", &nowhere).args(["--url", &url, "rm", "other-voice"]));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "removed other-voice\n");
     assert!(!nowhere.exists());
+}
+
+/// After the daemon was killed outright (`kill -9`), its store needs redb's repair, which a
+/// read-only open refuses: `reelbox rm` with no daemon named no profiles then. It opens the
+/// store as the daemon does at start, repairing it, and names them; the daemon starts on it
+/// after, with its profiles.
+#[tokio::test]
+async fn after_kill_9_rm_with_no_daemon_repairs_the_store_and_names_the_profiles() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_named(home.path(), &[("diffusion", "other-sd"), ("upscale", "my-upscaler")]);
+    let mut b = Box_::start(home.path(), &models, "[defaults]\nimage_model = \"other-sd\"\n");
+    let url = b.daemon.url.clone();
+    let create = ["--url", &url, "profiles", "create", "--name", "anna", "--upscale-model", "my-upscaler"];
+    run_ok(b.cli().args(create));
+    b.daemon.kill9();
+    // What the daemon left is what a read-only open refuses (the old `rm`'s open).
+    let db = b.daemon.data_dir.join("reelbox.redb");
+    assert!(matches!(redb::ReadOnlyDatabase::open(&db), Err(redb::DatabaseError::RepairAborted)), "needs repair");
+
+    let out = run_ok(b.cli().args(["--url", &url, "rm", "my-upscaler"]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "removed my-upscaler\n",
+        "profile \"anna\" names it (upscale_model): its renders are refused until",
+        "profiles update anna --upscale-model NAME` names another",
+    ] {
+        assert!(said.contains(line), "{line} in {said}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(redb::ReadOnlyDatabase::open(&db).is_ok(), "left repaired, as the daemon's start leaves it");
+    let env =
+        [("REELBOX_MODELS_DIR", models.to_str().expect("utf8")), ("REELBOX_CONFIG", b.config.to_str().expect("utf8"))];
+    let d = DaemonProc::start(&b.daemon.data_dir, &env);
+    let list = get_json(&reqwest::Client::new(), &d, "/api/v1/profiles").await;
+    assert_eq!(list[0]["name"], "anna", "{list}");
 }
 
 #[tokio::test]

@@ -76,6 +76,7 @@ mod presets;
 mod profile_model;
 mod profile_stage_models;
 mod quotas;
+mod refusal_shapes;
 mod render;
 mod render_cli;
 mod render_languages;

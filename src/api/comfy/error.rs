@@ -1,11 +1,12 @@
 //! Refusals in ComfyUI's JSON shape, `{"error": {type, message, details, extra_info},
 //! "node_errors": {}}` (what its `/prompt` answers; its other routes answer a bare status),
-//! for every ComfyUI route: a client reads one shape, not reelbox's native one or plain text.
+//! for every ComfyUI route: a client reads one shape, not reelbox's native one or plain text,
+//! the refusals given before the route's handler included (`api::family`).
 
 use axum::Json;
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,17 +41,23 @@ pub struct ComfyErrorBody {
 pub struct ComfyError {
     pub status: StatusCode,
     pub body: Value,
+    /// Seconds for the `Retry-After` header (a 429's), as the native refusal sends it.
+    pub retry_after: Option<u64>,
 }
 
 impl IntoResponse for ComfyError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut resp = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
 impl From<PromptError> for ComfyError {
     fn from(e: PromptError) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, body: e.body() }
+        Self { status: StatusCode::BAD_REQUEST, body: e.body(), retry_after: None }
     }
 }
 
@@ -58,7 +65,7 @@ impl From<PromptError> for ComfyError {
 impl From<ApiError> for ComfyError {
     fn from(e: ApiError) -> Self {
         let body = json!({"error": error_obj(e.code, &e.message, e.field.as_deref().unwrap_or(""), json!({})), "node_errors": {}});
-        Self { status: e.status, body }
+        Self { status: e.status, body, retry_after: e.retry_after }
     }
 }
 

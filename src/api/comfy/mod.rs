@@ -11,6 +11,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, get, post};
 use utoipa::OpenApi;
 
+use crate::config::LimitsConfig;
+
+use std::sync::LazyLock;
+
 use super::AppState;
 use super::upload_form::{body_limit, close_after_too_large};
 
@@ -43,7 +47,16 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         uploads: uploads::Uploads::open(&state.config.data_dir),
     };
     let limits = &state.config.limits;
-    let routes: [(&str, MethodRouter<AppState>); 17] = [
+    let mut router = Router::new();
+    for (path, method) in table(limits) {
+        router = router.route(path, method.clone()).route(&format!("/api{path}"), method);
+    }
+    router.layer(DefaultBodyLimit::max(limits.max_body_bytes)).layer(Extension(comfy))
+}
+
+/// Each route's bare path and its handlers.
+fn table(limits: &LimitsConfig) -> [(&'static str, MethodRouter<AppState>); 17] {
+    [
         ("/prompt", get(queue::get_prompt).post(queue::post_prompt)),
         ("/queue", get(queue::get_queue).post(queue::post_queue)),
         ("/interrupt", post(queue::interrupt)),
@@ -66,12 +79,23 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ("/features", get(info::features)),
         ("/free", post(info::free)),
         ("/ws", get(ws::ws)),
-    ];
-    let mut router = Router::new();
-    for (path, method) in routes {
-        router = router.route(path, method.clone()).route(&format!("/api{path}"), method);
-    }
-    router.layer(DefaultBodyLimit::max(limits.max_body_bytes)).layer(Extension(comfy))
+    ]
+}
+
+/// The bare paths [`table`] mounts, read from it once (so they are written in one place).
+static PATHS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| table(&LimitsConfig::default()).into_iter().map(|(path, _)| path).collect());
+
+/// Whether a request for `path` reaches one of these routes (bare or under `/api`), for the
+/// layers that refuse before routing in ComfyUI's shape (`api::family`).
+pub fn serves(path: &str) -> bool {
+    let bare = path.strip_prefix("/api").filter(|p| p.starts_with('/')).unwrap_or(path);
+    PATHS.iter().any(|route| {
+        let (route, asked) = (route.split('/'), bare.split('/'));
+        // A `{name}` segment takes any one segment, as the router matches it.
+        route.clone().count() == asked.clone().count()
+            && route.zip(asked).all(|(r, a)| r == a || (r.starts_with('{') && !a.is_empty()))
+    })
 }
 
 /// The OpenAPI description of these routes (bare paths; each is also under `/api`).
@@ -109,3 +133,20 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     )
 )]
 pub struct ComfyDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::serves;
+
+    #[test]
+    fn comfyuis_paths_are_told_from_the_native_and_openai_ones() {
+        for path in
+            ["/prompt", "/api/prompt", "/history/abc", "/api/history/abc", "/upload/image", "/api/ws", "/models"]
+        {
+            assert!(serves(path), "{path}");
+        }
+        for path in ["/api/v1/jobs", "/api/v1/models", "/v1/models", "/healthz", "/models/a/b", "/history/", "/api"] {
+            assert!(!serves(path), "{path}");
+        }
+    }
+}

@@ -48,7 +48,7 @@ pub async fn ws(
     // A socket is a stream like SSE: it takes a slot for as long as it is open.
     let permit = match state.gate.streams.acquire(&caller, &state.config.limits) {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => return super::error::ComfyError::from(e).into_response(),
     };
     let client_id = q.client_id.filter(|c| !c.is_empty()).unwrap_or_else(|| Ulid::new().to_string().to_lowercase());
     upgrade.on_upgrade(move |socket| async move {

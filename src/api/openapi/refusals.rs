@@ -1,5 +1,6 @@
 //! The refusals the layers in front of every handler give, added to each operation of the
-//! document in one place: authentication and the request rate (`auth.rs`, `limits.rs`), the
+//! document in one place: the Host/Origin guard (`origin.rs`), authentication and the request
+//! rate (`auth.rs`, `limits.rs`), each in its route's family's shape (`api::family`), the
 //! body and query extractors (`json/`) and the `{id}` parser answer before a handler runs,
 //! so an annotation listing only its handler's own answers still says all a client can get
 //! (generated clients and fuzzers take an unlisted status as a broken server).
@@ -7,37 +8,11 @@
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 
-/// Which error shape a route family refuses in (`tag` of its annotations).
-#[derive(Clone, Copy, PartialEq)]
-enum Family {
-    Native,
-    OpenAi,
-    Comfy,
-}
+use crate::api::family::Family;
 
-impl Family {
-    fn of(op: &Operation) -> Self {
-        match op.tags.iter().flatten().map(String::as_str).next() {
-            Some("openai") => Self::OpenAi,
-            Some("comfyui") => Self::Comfy,
-            _ => Self::Native,
-        }
-    }
-
-    /// The schema of the body refusals read by the route's own extractors come in.
-    fn refusal(self) -> &'static str {
-        match self {
-            Self::Native => "ErrorBody",
-            Self::OpenAi => "OpenAiErrorBody",
-            Self::Comfy => "ComfyErrorBody",
-        }
-    }
-
-    /// The schema of authentication's and the rate limit's refusals: the native shape but
-    /// on `/v1`, where OpenAI's SDKs read their own (`auth::require_caller`).
-    fn gate(self) -> &'static str {
-        if self == Self::OpenAi { "OpenAiErrorBody" } else { "ErrorBody" }
-    }
+/// The family an operation is in, by the `tag` of its annotation.
+fn family_of(op: &Operation) -> Family {
+    Family::of_tag(op.tags.iter().flatten().map(String::as_str).next())
 }
 
 /// Adds, to each operation that does not list them itself, the statuses its route's shared
@@ -56,7 +31,8 @@ pub(super) fn describe(doc: &mut OpenApi) {
 
 /// The statuses `op`'s shared layers may answer: its status, the error schema and why.
 fn refusals(op: &Operation) -> Vec<(u16, &'static str, &'static str)> {
-    let family = Family::of(op);
+    let family = family_of(op);
+    let shape = family.error_schema();
     let params = op.parameters.iter().flatten();
     let has_id = params.clone().any(|p| p.parameter_in == ParameterIn::Path && p.name == "id");
     let has_query = params.clone().any(|p| p.parameter_in == ParameterIn::Query);
@@ -67,16 +43,19 @@ fn refusals(op: &Operation) -> Vec<(u16, &'static str, &'static str)> {
     // An operation that names no requirement of its own needs the document's key; `security(())`
     // (one empty requirement) marks the routes open without one.
     let keyed = op.security.as_ref().is_none_or(|s| !s.iter().any(|r| *r == Default::default()));
-    let mut out = Vec::new();
+    // Every route, the probes and the studio's page included, is behind the guard.
+    let mut out = vec![(
+        403,
+        shape,
+        "`forbidden_host` or `forbidden_origin`: a `Host` the box does not answer to (not its address or name, nor in \
+         `server.allowed_hosts`; a browser opening a page by such a name gets a short HTML page instead), or a web \
+         page's `Origin` that is not the box's own nor in `server.allowed_origins`",
+    )];
     if keyed {
-        out.push((
-            401,
-            family.gate(),
-            "`missing_key` or `invalid_key`: no key, or one the box does not know (revoked)",
-        ));
+        out.push((401, shape, "`missing_key` or `invalid_key`: no key, or one the box does not know (revoked)"));
         out.push((
             429,
-            family.gate(),
+            shape,
             "`rate_limited`: this key sent more than `limits.requests_per_second`; `Retry-After` says when to send again",
         ));
     }
@@ -85,22 +64,18 @@ fn refusals(op: &Operation) -> Vec<(u16, &'static str, &'static str)> {
         out.push((404, "ErrorBody", "`not_found`: no such record among those this key may see"));
     }
     if has_query || body.is_some() {
-        out.push((400, family.refusal(), "a value that cannot be read: the refusal names its field and what it takes"));
+        out.push((400, shape, "a value that cannot be read: the refusal names its field and what it takes"));
     }
     if body.is_some() {
-        out.push((413, family.refusal(), "`body_too_large`: the body is past `limits.max_body_bytes`"));
+        out.push((413, shape, "`body_too_large`: the body is past `limits.max_body_bytes`"));
     }
     if submits {
         out.push((
             422,
-            family.refusal(),
+            shape,
             "`idempotency_key_reused`: the `Idempotency-Key` came before with another request; the refusal names its job",
         ));
-        out.push((
-            507,
-            family.refusal(),
-            "`disk_low`: the data dir's disk has less free than `limits.min_free_disk_bytes`",
-        ));
+        out.push((507, shape, "`disk_low`: the data dir's disk has less free than `limits.min_free_disk_bytes`"));
     }
     if family == Family::Native && json_body {
         out.push((415, "ErrorBody", "`unsupported_media_type`: a body sent as another type than `application/json`"));
