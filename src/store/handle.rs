@@ -86,7 +86,7 @@ impl DbHandle {
 
     /// Drops the poisoned database and opens the file again. The file lock belongs to the
     /// old handle until every reader's transaction on it has ended, so this waits for those
-    /// (they are short) and retries the open while redb still sees the lock held.
+    /// (they are short), and the open waits while redb still sees the lock held.
     pub(crate) fn reopen(&self) -> Result<(), StoreError> {
         let old = self.current.write().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(old) = old {
@@ -97,21 +97,12 @@ impl DbHandle {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        let t0 = Instant::now();
-        let db = loop {
-            match super::lock::open_locked(&self.data_dir, &self.path) {
-                // Held by a read transaction of the old handle still finishing.
-                Err(StoreError::InUse { .. }) if t0.elapsed() < RELEASE_WAIT => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => {
-                    let e = StoreError::Unwritable { dir: self.data_dir.clone(), reason: e.to_string() };
-                    self.set_health(Some(&e));
-                    return Err(e);
-                }
-                Ok(db) => break db,
-            }
-        };
+        // `open_locked` waits out a lock still held by a read transaction of the old handle.
+        let db = super::lock::open_locked(&self.data_dir, &self.path).map_err(|e| {
+            let e = StoreError::Unwritable { dir: self.data_dir.clone(), reason: e.to_string() };
+            self.set_health(Some(&e));
+            e
+        })?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
         tracing::warn!("reopened {} after a failed write", self.path.display());
         Ok(())
