@@ -59,6 +59,7 @@ mod gpu_check;
 mod gpu_placement;
 mod hf_hub;
 mod job_inputs;
+mod image_refine;
 mod media;
 mod media_cli;
 mod model_kinds;
