@@ -186,3 +186,21 @@ async fn reelbox_image_refine_writes_the_refined_picture() {
     let stderr = String::from_utf8_lossy(&local.stderr);
     assert!(!local.status.success() && stderr.contains("--refine"), "{stderr}");
 }
+
+/// The upscale and the resize take the second pass's pictures, not the first's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upscale_and_the_resize_take_the_refined_pictures() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = crate::comfy_upscale::models_with_upscaler(home.path());
+    let d = start_daemon(&home.path().join("data"), models.path());
+    let c = reqwest::Client::new();
+    let body = json!({"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 2, "seed": 3,
+        "refine": {"resize": {"scale_by": 1.5}, "strength": 0.5}, "upscale_model": crate::comfy_upscale::UPSCALER,
+        "resize": {"scale_by": 0.5}});
+    let job = finished(&c, &d, "/api/v1/images", body).await;
+    assert_eq!(stage_names(&job), ["generate", "refine", "upscale", "resize"]);
+    let sizes = [("image.png", 64), ("refined.png", 96), ("upscaled.png", 384), ("resized.png", 192)];
+    for (name, side) in sizes {
+        assert_eq!(picture(&c, &d, &job, name).await.dimensions(), (side, side), "{name}");
+    }
+}
