@@ -125,6 +125,10 @@ pub struct Resize {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refine {
+    /// Installed upscale model each picture is upscaled by first, before `resize` (its size is
+    /// then checked when the stage runs, once the model's scale is known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upscale_model: Option<String>,
     /// How each picture is scaled first (default: kept at its size).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resize: Option<Resize>,

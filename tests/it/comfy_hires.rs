@@ -157,3 +157,32 @@ async fn bad_hires_graphs_get_node_errors_naming_the_node_and_input() {
     }
     assert_eq!(get(&c, &d, "/api/v1/jobs").await["jobs"], json!([]), "nothing was queued");
 }
+
+/// ComfyUI's hires fix with a model: the first pass's pictures upscaled ×4 by the user's
+/// model, halved, encoded and sampled again; the second pass samples at 128².
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_upscale_then_a_scale_between_the_passes_is_the_refine_stages_too() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = crate::comfy_upscale::models_with_upscaler(home.path());
+    let d = start_daemon(&home.path().join("data"), models.path());
+    let c = http();
+    let mut graph = hires(
+        json!({"class_type": "ImageScaleBy", "inputs": {"image": ["16", 0],
+        "upscale_method": "area", "scale_by": 0.5}}),
+        false,
+    );
+    graph["15"] =
+        json!({"class_type": "UpscaleModelLoader", "inputs": {"model_name": crate::comfy_upscale::UPSCALER_FILE}});
+    graph["16"] =
+        json!({"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["15", 0], "image": ["8", 0]}});
+    let mut socket = connect(&d, "hires-b").await;
+    let id = queue_prompt(&c, &d, json!({"prompt": graph, "client_id": "hires-b"})).await;
+    let job = get(&c, &d, &format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["params"]["refine"]["upscale_model"], crate::comfy_upscale::UPSCALER, "{job}");
+    let seen = steps(&messages_until_done(&mut socket, &id).await);
+    let at = |step: (&str, &str)| seen.iter().position(|(t, n)| (t.as_str(), n.as_str()) == step);
+    assert!(at(("executing", "16")) < at(("executing", "12")) && at(("executing", "16")).is_some(), "{seen:?}");
+    let entry = history_of(&c, &d, &id, Duration::from_secs(10)).await;
+    assert_eq!(shown_sizes(&c, &d, &entry, "9").await, [(64, 64)], "{entry}");
+    assert_eq!(shown_sizes(&c, &d, &entry, "14").await, [(128, 128)], "64 × 4 × 0.5: {entry}");
+}

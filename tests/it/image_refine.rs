@@ -187,9 +187,10 @@ async fn reelbox_image_refine_writes_the_refined_picture() {
     assert!(!local.status.success() && stderr.contains("--refine"), "{stderr}");
 }
 
-/// The upscale and the resize take the second pass's pictures, not the first's.
+/// The upscale and the resize take the second pass's pictures, not the first's; a second
+/// pass may upscale with a model of its own first (ComfyUI's ImageUpscaleWithModel between).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_upscale_and_the_resize_take_the_refined_pictures() {
+async fn the_upscale_and_the_resize_take_the_refined_pictures_and_a_refine_upscales_with_its_own_model() {
     let home = tempfile::tempdir().expect("tempdir");
     let models = crate::comfy_upscale::models_with_upscaler(home.path());
     let d = start_daemon(&home.path().join("data"), models.path());
@@ -203,4 +204,25 @@ async fn the_upscale_and_the_resize_take_the_refined_pictures() {
     for (name, side) in sizes {
         assert_eq!(picture(&c, &d, &job, name).await.dimensions(), (side, side), "{name}");
     }
+
+    // The second pass's own upscale model, then its resize: 64 × 4 × 0.75 = 192.
+    let body = json!({"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 2, "seed": 3,
+        "refine": {"upscale_model": crate::comfy_upscale::UPSCALER, "resize": {"scale_by": 0.75}, "strength": 0.5}});
+    let job = finished(&c, &d, "/api/v1/images", body).await;
+    assert_eq!(stage_names(&job), ["generate", "refine"]);
+    assert_eq!(picture(&c, &d, &job, "refined.png").await.dimensions(), (192, 192));
+    // Its size is known once the model is loaded: past the largest side, the stage says so.
+    let body = json!({"prompt": "a lighthouse", "width": 1024, "height": 64, "steps": 1, "seed": 3,
+        "refine": {"upscale_model": crate::comfy_upscale::UPSCALER, "strength": 0.5}});
+    let resp = c.post(d.at("/api/v1/images")).json(&body).send().await.expect("post");
+    let id = resp.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let failed = wait_job(&c, &d, &id, Duration::from_secs(120), is_final).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let why = failed["error"].as_str().unwrap_or("");
+    assert!(why.contains("4096x256") && why.contains("refine"), "{failed}");
+    // An upscale model that is not installed is refused at once, naming the field.
+    let body = json!({"prompt": "a cat", "refine": {"upscale_model": "nope", "strength": 0.5}});
+    let resp = c.post(d.at("/api/v1/images")).json(&body).send().await.expect("post");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.expect("json")["error"]["field"], "refine.upscale_model");
 }

@@ -1,6 +1,6 @@
 //! The hires fix's graphs: a second KSampler that samples the first one's pictures again,
-//! scaled, at partial denoise. The pixel form, KSampler → VAEDecode → a scale node →
-//! VAEEncode → KSampler, and the latent form, KSampler → LatentUpscale | LatentUpscaleBy →
+//! scaled, at partial denoise. The pixel form, KSampler → VAEDecode → (ImageUpscaleWithModel,
+//! a scale node, either or both in that order) → VAEEncode → KSampler, and the latent form, KSampler → LatentUpscale | LatentUpscaleBy →
 //! KSampler (or a KSampler straight on), both become the `image` job's `refine` stage
 //! (`kinds::image::RefineRequest`). reelbox scales the decoded pictures in the latent form
 //! too, at the size ComfyUI's latent would have (8 pixels a latent cell).
@@ -9,7 +9,7 @@ use super::chain::{follow, same_checkpoint, unsupported};
 use super::compile::SamplerSettings;
 use super::literals::{float_value, int_value, resize_request, text, wire};
 use super::nodes::{LATENT_SCALES, SCALES, UPSCALE};
-use super::roles::{NodeRef, Refining, Sampling};
+use super::roles::{NodeRef, Refining, Sampling, Upscaling};
 use super::validate::{Node, PromptError, ValidGraph};
 use crate::kinds::image::RefineRequest;
 use crate::kinds::resize::ResizeRequest;
@@ -25,6 +25,8 @@ pub(super) struct FirstPass {
     between: Vec<String>,
     /// The scale node among them.
     scale: Option<String>,
+    /// The ImageUpscaleWithModel among them.
+    upscale: Option<String>,
 }
 
 /// What a KSampler's `latent_image` may come from.
@@ -54,18 +56,18 @@ fn linked_pass(g: &ValidGraph, sampler_id: &str) -> Result<Option<FirstPass>, Pr
     let (latent_id, latent) = follow(g, sampler_id, "latent_image", &LATENT_TAKES, 0)?;
     let class = latent.class_type.as_str();
     if class == "KSampler" {
-        return Ok(Some(FirstPass { sampler: latent_id, decode: None, between: vec![], scale: None }));
+        return Ok(Some(FirstPass { sampler: latent_id, decode: None, between: vec![], scale: None, upscale: None }));
     }
     if LATENT_SCALES.contains(&class) {
         let (sampler, _) = follow(g, &latent_id, "samples", &["KSampler"], 0)?;
         let between = vec![latent_id.clone()];
-        return Ok(Some(FirstPass { sampler, decode: None, between, scale: Some(latent_id) }));
+        return Ok(Some(FirstPass { sampler, decode: None, between, scale: Some(latent_id), upscale: None }));
     }
     if class != "VAEEncode" {
         return Ok(None);
     }
     let mut between = vec![latent_id.clone()];
-    let mut scale: Option<String> = None;
+    let (mut scale, mut upscale): (Option<String>, Option<String>) = (None, None);
     let (mut at, mut input) = (latent_id, "pixels");
     loop {
         let (id, node) = follow(g, &at, input, &PIXELS_TAKES, 0)?;
@@ -75,15 +77,28 @@ fn linked_pass(g: &ValidGraph, sampler_id: &str) -> Result<Option<FirstPass>, Pr
             "VAEDecode" => {
                 let (sampler, _) = follow(g, &id, "samples", &["KSampler"], 0)?;
                 between.reverse();
-                return Ok(Some(FirstPass { sampler, decode: Some(id), between, scale }));
+                return Ok(Some(FirstPass { sampler, decode: Some(id), between, scale, upscale }));
             }
             UPSCALE => {
-                let why = "reelbox's second pass scales the first pass's pictures without a model (ImageScale, \
-                           ImageScaleBy, ImageScaleToTotalPixels, or LatentUpscale); an ImageUpscaleWithModel \
-                           may take the second pass's pictures";
-                return Err(unsupported(&id, node, why.into()));
+                if let Some(other) = &upscale {
+                    let why = format!(
+                        "reelbox upscales a first pass's pictures once; these pass node {id}, then node {other}"
+                    );
+                    return Err(unsupported(other, &g.nodes[other], why));
+                }
+                upscale = Some(id.clone());
+                between.push(id.clone());
+                (at, input) = (id, "image");
             }
             _ => {
+                // Met walking back: a scale before the model's upscale, which reelbox does not do.
+                if let Some(up) = &upscale {
+                    let why = format!(
+                        "reelbox's second pass resizes a first pass's pictures after their upscale, not before; \
+                         link node {up}'s image to the VAEDecode and scale its pictures"
+                    );
+                    return Err(unsupported(up, &g.nodes[up], why));
+                }
                 if let Some(other) = &scale {
                     let why = format!(
                         "reelbox scales a first pass's pictures with one node; these pass node {id}, then node {other}"
@@ -121,6 +136,18 @@ pub(super) fn second_pass(
     same_checkpoint(g, checkpoint, &pos_id, "clip", 1)?;
     same_checkpoint(g, checkpoint, &neg_id, "clip", 1)?;
     let settings = SamplerSettings::of(g, sampler_id)?;
+    let mut between = first.between;
+    let upscale = match &first.upscale {
+        None => None,
+        Some(node) => {
+            let (loader, loader_node) = follow(g, node, "upscale_model", &["UpscaleModelLoader"], 0)?;
+            // The loader runs just before its upscale.
+            let at = between.iter().position(|id| id == node).unwrap_or(0);
+            between.insert(at, loader.clone());
+            // The checked graph names the model itself (the file name a client sent is mapped).
+            Some((Upscaling { loader, node: node.clone(), load_image: None }, text(loader_node, "model_name")))
+        }
+    };
     let resize = first.scale.as_ref().and_then(|id| {
         let node = &g.nodes[id];
         if LATENT_SCALES.contains(&node.class_type.as_str()) {
@@ -130,6 +157,7 @@ pub(super) fn second_pass(
         }
     });
     let refine = RefineRequest {
+        upscale_model: upscale.as_ref().map(|(_, model)| model.clone()),
         resize,
         strength: Some(settings.denoise),
         steps: Some(settings.steps),
@@ -142,7 +170,8 @@ pub(super) fn second_pass(
     };
     let scale = first.scale.map(|id| NodeRef { class_type: g.nodes[&id].class_type.clone(), id });
     let refining = Refining {
-        between: first.between,
+        between,
+        upscale: upscale.map(|(nodes, _)| nodes),
         scale,
         positive: pos_id,
         negative: neg_id,
@@ -298,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn three_passes_another_checkpoint_and_a_model_upscale_between_are_refused_at_their_node() {
+    fn three_passes_another_checkpoint_and_a_scale_before_a_model_upscale_are_refused_at_their_node() {
         let by = json!({"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "upscale_method": "area", "scale_by": 1.5}});
         let refused = |g: Value, node: &str| {
             let err = compile(&validate(&g, &ctx()).expect("valid"), &no_uploads).expect_err("refused");
@@ -316,11 +345,38 @@ mod tests {
         c.checkpoints.push("tiny-sd-2".into());
         let err = compile(&validate(&other, &c).expect("valid"), &no_uploads).expect_err("two models");
         assert_eq!(err.node_errors["12"]["errors"][0]["type"], "unsupported_graph", "{:?}", err.node_errors);
-        let up =
+        // A scale before the model's upscale, between the passes.
+        let mut first = hires(
+            json!({"class_type": "ImageScaleBy", "inputs": {"image": ["8", 0],
+            "upscale_method": "area", "scale_by": 0.5}}),
+            false,
+        );
+        first["15"] = json!({"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp"}});
+        first["16"] =
+            json!({"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["15", 0], "image": ["10", 0]}});
+        first["11"]["inputs"]["pixels"] = json!(["16", 0]);
+        refused(first, "16");
+    }
+
+    #[test]
+    fn a_model_upscale_between_the_passes_is_the_second_passs_then_its_scale() {
+        let mut g = hires(
+            json!({"class_type": "ImageScaleBy", "inputs": {"image": ["16", 0],
+            "upscale_method": "area", "scale_by": 0.5}}),
+            false,
+        );
+        g["15"] = json!({"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp"}});
+        g["16"] =
             json!({"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["15", 0], "image": ["8", 0]}});
-        let mut model = hires(up, false);
-        model["15"] = json!({"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp"}});
-        refused(model, "10");
+        let c = compiled(&g);
+        assert_eq!(c.params["refine"]["upscale_model"], "4x-UltraSharp");
+        assert_eq!(c.params["refine"]["resize"], json!({"method": "area", "scale_by": 0.5}));
+        assert!(c.params.get("upscale_model").is_none(), "not the job's last upscale: {}", c.params);
+        assert_eq!(c.roles.source_of("refine.upscale_model"), Some(("15".into(), "model_name")));
+        assert_eq!(
+            c.roles.execution_order(),
+            ["4", "6", "7", "5", "3", "8", "9", "15", "16", "10", "11", "12", "13", "14"]
+        );
     }
 
     #[test]

@@ -48,9 +48,13 @@ pub struct NodeRef {
 /// The nodes of a second sampling pass (an `image` job's `refine` stage, the hires fix).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refining {
-    /// The nodes that take the first pass's pictures to it, in order: a scale node and
-    /// VAEEncode (the pixel form), or LatentUpscale/LatentUpscaleBy (the latent form).
+    /// The nodes that take the first pass's pictures to it, in order: an upscale with its
+    /// loader, a scale node and VAEEncode (the pixel form), or LatentUpscale/LatentUpscaleBy
+    /// (the latent form).
     pub between: Vec<String>,
+    /// The upscale among them, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscale: Option<Upscaling>,
     /// The node whose inputs its `refine.resize` came from, if it scales.
     pub scale: Option<NodeRef>,
     pub positive: String,
@@ -199,6 +203,7 @@ impl Roles {
             });
         }
         Some(match field {
+            "upscale_model" => (r.upscale.as_ref()?.loader.clone(), "model_name"),
             "prompt" => (r.positive.clone(), "text"),
             "negative_prompt" => (r.negative.clone(), "text"),
             "strength" => (r.sampler.clone(), "denoise"),

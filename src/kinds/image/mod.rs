@@ -36,7 +36,7 @@ pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local}
 pub use params::{
     DrawingDefaults, ImageParams, ImageRequest, MAX_IMAGES, MAX_SEED, drawing_defaults, validate_params, wire_int,
 };
-pub use refine::{Refine, RefineRequest};
+pub use refine::{PassSize, Refine, RefineRequest};
 pub(crate) use weights::upscale_kind_weights;
 
 /// The `image` job kind. Models are opened per render: the engine's session cache keeps
@@ -144,16 +144,22 @@ impl TypedKind for Image {
     /// at a time).
     fn vram_mib(&self, p: &ImageParams, config: &Config) -> u64 {
         let upscale = p.upscale_model.as_ref().map_or(0, |m| super::memory::single_model_mib(config, m));
-        let refine =
-            p.refine.as_ref().map_or(0, |r| super::memory::diffusion_mib(config, &p.model, r.width, r.height, 1));
+        let refine = p.refine.as_ref().map_or(0, |r| {
+            let (w, h) = r.expected_size(p);
+            super::memory::diffusion_mib(config, &p.model, w, h, 1)
+        });
         super::memory::diffusion_mib(config, &p.model, p.width, p.height, p.n).max(upscale).max(refine)
     }
 
     /// The first pass's pictures, or the second pass's when it has one (the larger, made
-    /// one at a time).
+    /// one at a time; after an upscale model, as large as a 4× one makes it, and checked again
+    /// in the stage once its size is known).
     fn cpu_picture(&self, p: &ImageParams, _config: &Config) -> Option<super::memory::CpuPicture> {
         let (width, height, fields, stage) = match &p.refine {
-            Some(r) => (r.width, r.height, ("refine", "refine"), StageName::Refine),
+            Some(r) => {
+                let (w, h) = r.expected_size(p);
+                (w, h, ("refine", "refine"), StageName::Refine)
+            }
             None => (p.width, p.height, ("width", "height"), StageName::Generate),
         };
         Some(super::memory::CpuPicture { model: p.model.clone(), width, height, fields, stage })
@@ -165,7 +171,8 @@ impl TypedKind for Image {
     }
 
     fn models(&self, p: &ImageParams) -> Vec<String> {
-        std::iter::once(&p.model).chain(&p.upscale_model).cloned().collect()
+        let refine = p.refine.as_ref().and_then(|r| r.upscale_model.as_ref());
+        std::iter::once(&p.model).chain(refine).chain(&p.upscale_model).cloned().collect()
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImageParams, ParamError> {

@@ -337,10 +337,14 @@ impl ImageRequest {
         };
         params.refine = self.refine.map(|r| r.resolve(&params, &info, config)).transpose()?;
         if let Some(r) = &params.resize {
-            // After an upscale the pictures' size waits for its model's scale, which only
-            // loading it tells: the resize stage checks it then.
-            let (w, h) = params.refine.as_ref().map_or((width, height), |f| (f.width, f.height));
-            r.check(params.upscale_model.is_none().then_some(("the picture", w, h)), config)?;
+            // After an upscale (the last stage's or the second pass's) the pictures' size waits
+            // for its model's scale, which only loading it tells: the resize stage checks it then.
+            let size = match &params.refine {
+                None => Some((width, height)),
+                Some(f) => f.size.map(|s| (s.width, s.height)),
+            };
+            let known = size.filter(|_| params.upscale_model.is_none());
+            r.check(known.map(|(w, h)| ("the picture", w, h)), config)?;
         }
         Ok(params)
     }

@@ -1,8 +1,8 @@
 //! `refine`: the picture's second sampling pass, A1111's "hires fix" and ComfyUI's two-pass
 //! workflow (KSampler → scale → KSampler at partial denoise). Each picture of the `generate`
-//! stage is scaled by the typed `resize` (`kinds::resize`, ComfyUI's rounding) and sampled
-//! again as image-to-image at its own `strength`, in a stage of its own, `refine`, before any
-//! `upscale` or `resize`. [`RefineRequest`] is what clients send, [`Refine`] the stored form
+//! stage is scaled, by an `upscale_model` and/or the typed `resize` (`kinds::resize`,
+//! ComfyUI's rounding), and sampled again as image-to-image at its own `strength`, in a stage
+//! of its own, `refine`, before any `upscale` or `resize`. [`RefineRequest`] is what clients send, [`Refine`] the stored form
 //! with every default filled from the first pass, so a stored job refines the same pixels
 //! after a restart.
 
@@ -13,13 +13,21 @@ use serde_json::Value;
 use super::{Image, ImageParams};
 use crate::config::Config;
 use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
+use crate::kinds::inputs::installed_model;
+use crate::kinds::memory::{CpuPicture, check_on_cpu};
 use crate::kinds::resize::{Resize, ResizeRequest};
 use crate::kinds::{ParamError, StageError, StageName, StageRun};
+use crate::models::ModelKind;
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice};
 use crate::pipelines::diffusion::{ModelInfo, Preview};
+use crate::pipelines::upscale::TileOptions;
 
-const KNOWN: [&str; 8] = ["resize", "strength", "steps", "seed", "guidance", "scheduler", "prompt", "negative_prompt"];
+const KNOWN: [&str; 9] =
+    ["upscale_model", "resize", "strength", "steps", "seed", "guidance", "scheduler", "prompt", "negative_prompt"];
+/// The scale estimates take for an upscale model, whose own is known only once it is loaded:
+/// Real-ESRGAN x4's and most others'.
+const ASSUMED_MODEL_SCALE: u32 = 4;
 /// What a refusal of the whole `refine` says it takes.
 const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), and optionally \"resize\", \"steps\", \
                      \"seed\", \"guidance\", \"scheduler\", \"prompt\", \"negative_prompt\"}";
@@ -29,6 +37,10 @@ const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefineRequest {
+    /// Installed upscale model each first-pass picture is upscaled by first (ComfyUI's
+    /// ImageUpscaleWithModel between the passes), before any `resize`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upscale_model: Option<String>,
     /// How each first-pass picture is scaled before it is sampled again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resize: Option<ResizeRequest>,
@@ -52,13 +64,16 @@ pub struct RefineRequest {
 /// A validated second pass, every default filled, as a job stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refine {
-    /// The scale of each first-pass picture; `None`: sampled again at its size.
+    /// The upscale model each first-pass picture is upscaled by first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscale_model: Option<String>,
+    /// The scale of each (upscaled) first-pass picture; `None`: sampled again at its size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resize: Option<Resize>,
-    /// The size it samples at: the resize's, each side cut down to a multiple of the model's
-    /// size step (the middle kept, as ComfyUI's VAEEncode crops).
-    pub width: u32,
-    pub height: u32,
+    /// The size it samples at ([`PassSize`]); `None` after an `upscale_model`, whose scale
+    /// only loading it tells: the stage works it out then, held to the same rules.
+    #[serde(flatten)]
+    pub size: Option<PassSize>,
     pub strength: f64,
     pub steps: u32,
     /// The first picture's seed; picture N takes `seed + N − 1`, as the first pass does.
@@ -67,6 +82,39 @@ pub struct Refine {
     pub scheduler: String,
     pub prompt: String,
     pub negative_prompt: Option<String>,
+}
+
+/// The size a second pass samples at: the scaled picture's, each side cut down to a multiple
+/// of the model's size step (the middle kept, as ComfyUI's VAEEncode crops).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PassSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The [`PassSize`] of a `w`×`h` picture resized by `resize`, or why the model cannot sample
+/// it, named at the resize input behind it (`refine` without one).
+fn pass_size(
+    resize: Option<&Resize>,
+    (w, h): (u32, u32),
+    info: &ModelInfo,
+    config: &Config,
+) -> Result<PassSize, ParamError> {
+    let field = resize.map_or_else(|| "refine".to_string(), |r| sub(&r.field()));
+    let (w, h) = match resize {
+        None => (w, h),
+        Some(r) => {
+            if let Some(why) = r.refusal("each picture", w, h, config) {
+                return Err(ParamError::new(field, why));
+            }
+            r.size_of(w, h)
+        }
+    };
+    let step = info.vae_scale.max(1);
+    let (w, h) = (w / step * step, h / step * step);
+    check_size(info, None, w, h, config.limits.max_image_side)
+        .map_err(|e| ParamError::new(field, format!("each picture comes out {w}x{h} for its second pass: {e}")))?;
+    Ok(PassSize { width: w, height: h })
 }
 
 /// `field` of the request's `refine`, as errors name it.
@@ -89,6 +137,7 @@ impl RefineRequest {
         };
         reject_unknown(v, &KNOWN).map_err(under)?;
         Ok(Some(Self {
+            upscale_model: string_field(v, "upscale_model").map_err(under)?,
             resize: ResizeRequest::from_json(v, "resize").map_err(under)?,
             strength: float_field(v, "strength").map_err(under)?,
             steps: int_field(v, "steps").map_err(under)?,
@@ -122,22 +171,14 @@ impl RefineRequest {
                 format!("model {} has no vae_encoder for a second pass", first.model),
             ));
         }
+        let upscale_model = self
+            .upscale_model
+            .map(|m| installed_model(&sub("upscale_model"), Some(&m), ModelKind::Upscale, config))
+            .transpose()?;
         let resize = self.resize.map(|r| r.resolve(config).map_err(under)).transpose()?;
-        let (width, height) = match &resize {
-            None => (first.width, first.height),
-            Some(r) => {
-                let field = sub(&r.field());
-                if let Some(why) = r.refusal("each picture", first.width, first.height, config) {
-                    return Err(ParamError::new(field, why));
-                }
-                let (w, h) = r.size_of(first.width, first.height);
-                let step = info.vae_scale.max(1);
-                let (w, h) = (w / step * step, h / step * step);
-                check_size(info, None, w, h, config.limits.max_image_side).map_err(|e| {
-                    ParamError::new(field, format!("each picture comes out {w}x{h} for its second pass: {e}"))
-                })?;
-                (w, h)
-            }
+        let size = match upscale_model {
+            Some(_) => None,
+            None => Some(pass_size(resize.as_ref(), (first.width, first.height), info, config)?),
         };
         let steps = match self.steps {
             None => first.steps,
@@ -173,9 +214,9 @@ impl RefineRequest {
         }
         let negative_prompt = self.negative_prompt.or_else(|| first.negative_prompt.clone());
         Ok(Refine {
+            upscale_model,
             resize,
-            width,
-            height,
+            size,
             strength,
             steps,
             seed,
@@ -188,21 +229,31 @@ impl RefineRequest {
 }
 
 impl Refine {
+    /// The size it samples at, as far as submission knows it: after an upscale model, the one
+    /// a model of [`ASSUMED_MODEL_SCALE`] would give (for estimates only).
+    pub fn expected_size(&self, first: &ImageParams) -> (u32, u32) {
+        if let Some(s) = self.size {
+            return (s.width, s.height);
+        }
+        let (w, h) = (first.width * ASSUMED_MODEL_SCALE, first.height * ASSUMED_MODEL_SCALE);
+        self.resize.map_or((w, h), |r| r.size_of(w, h))
+    }
+
     /// The second pass's pictures over the first's: what its cost scales by.
     pub fn pixel_ratio(&self, first: &ImageParams) -> f64 {
-        let pixels = |w: u32, h: u32| f64::from(w) * f64::from(h);
-        pixels(self.width, self.height) / pixels(first.width, first.height).max(1.0)
+        let pixels = |(w, h): (u32, u32)| f64::from(w) * f64::from(h);
+        pixels(self.expected_size(first)) / pixels((first.width, first.height)).max(1.0)
     }
 
     /// The parameters of picture `i`'s second pass: an image-to-image run of one picture at
     /// the second pass's size and settings, as [`Image::render`] takes them.
-    fn pass(&self, first: &ImageParams, i: usize) -> ImageParams {
+    fn pass(&self, first: &ImageParams, size: PassSize, i: usize) -> ImageParams {
         ImageParams {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
             model: first.model.clone(),
-            width: self.width,
-            height: self.height,
+            width: size.width,
+            height: size.height,
             steps: self.steps,
             guidance: self.guidance,
             scheduler: self.scheduler.clone(),
@@ -218,25 +269,25 @@ impl Refine {
         }
     }
 
-    /// First-pass picture `img` as the second pass starts from it: scaled, then its middle
-    /// cut to the size the model samples (ComfyUI's VAEEncode crop to whole latents).
-    fn start_from(&self, img: &RgbImage, label: &str, config: &Config) -> Result<RgbImage, StageError> {
+    /// First-pass picture `img` (upscaled) as the second pass starts from it: resized, then
+    /// its middle cut to `size` (ComfyUI's VAEEncode crop to whole latents).
+    fn start_from(&self, img: &RgbImage, size: PassSize, label: &str, config: &Config) -> Result<RgbImage, StageError> {
+        let PassSize { width, height } = size;
         let scaled = match &self.resize {
             Some(r) => r.apply(img, label, config)?,
             None => img.clone(),
         };
         let (w, h) = scaled.dimensions();
-        if (w, h) == (self.width, self.height) {
+        if (w, h) == (width, height) {
             return Ok(scaled);
         }
-        if w < self.width || h < self.height {
+        if w < width || h < height {
             return Err(StageError::fatal(format!(
-                "{label} scaled to {w}x{h} is smaller than the {}x{} its second pass samples",
-                self.width, self.height
+                "{label} scaled to {w}x{h} is smaller than the {width}x{height} its second pass samples"
             )));
         }
-        let (x, y) = ((w - self.width) / 2, (h - self.height) / 2);
-        Ok(image::imageops::crop_imm(&scaled, x, y, self.width, self.height).to_image())
+        let (x, y) = ((w - width) / 2, (h - height) / 2);
+        Ok(image::imageops::crop_imm(&scaled, x, y, width, height).to_image())
     }
 }
 
@@ -256,18 +307,51 @@ pub(super) fn refine_pictures(
     }
     let count = pictures.len() as u64;
     let sink = run.sink;
-    run.sink.log(
-        "info",
-        &format!(
-            "refining {count} picture(s) at {}x{}, strength {}, {} steps",
-            refine.width, refine.height, refine.strength, refine.steps
-        ),
-    );
+    let upscaler = match &refine.upscale_model {
+        Some(m) => Some(crate::kinds::upscale::load(run, "refine.upscale_model", m)?),
+        None => None,
+    };
+    // After an upscale model the size is known only now: the model's size rules decide it.
+    let info = match refine.size {
+        Some(_) => None,
+        None => Some(kind.model(run.config, run.engine, run.device, &first.model)?.info.clone()),
+    };
+    run.sink
+        .log("info", &format!("refining {count} picture(s) at strength {}, {} steps", refine.strength, refine.steps));
     for (i, picture) in pictures.iter().enumerate() {
         let label = format!("picture {}", picture.name);
         let img = crate::media::picture::open(&run.sink.artifact_path(picture))
             .map_err(|e| StageError::context(format!("{label} is not a readable image"), e))?;
-        let start = refine.start_from(&img, &label, run.config)?;
+        let img = match &upscaler {
+            None => img,
+            Some(upscaler) => {
+                let (w, h) = img.dimensions();
+                if let Some(why) = crate::kinds::upscale::too_large(&label, w, h, run.config) {
+                    return Err(StageError::fatal(why));
+                }
+                upscaler.upscale_image(&img, TileOptions::default(), run.cancel, &|_| {})?
+            }
+        };
+        let size = match (refine.size, &info) {
+            (Some(size), _) => size,
+            (None, Some(info)) => {
+                let size = pass_size(refine.resize.as_ref(), img.dimensions(), info, run.config)
+                    .map_err(|e| StageError::fatal(format!("{}: {}", e.field, e.message)))?;
+                if run.device == crate::gpu::DeviceId::Cpu {
+                    let (width, height) = (size.width, size.height);
+                    let fields = ("refine", "refine");
+                    let picture =
+                        CpuPicture { model: first.model.clone(), width, height, fields, stage: StageName::Refine };
+                    check_on_cpu(run.config, &picture)?;
+                }
+                size
+            }
+            (None, None) => return Err(StageError::fatal("a second pass of no known size")),
+        };
+        if i == 0 {
+            sink.log("info", &format!("sampling each picture again at {}x{}", size.width, size.height));
+        }
+        let start = refine.start_from(&img, size, &label, run.config)?;
         let done = i as u64;
         let progress = |p: crate::pipelines::Progress| {
             sink.progress(done * p.total + p.step, count * p.total, p.message.as_deref());
@@ -280,7 +364,7 @@ pub(super) fn refine_pictures(
                 tracing::warn!("cannot store preview: {e}");
             }
         };
-        let pass = refine.pass(first, i);
+        let pass = refine.pass(first, size, i);
         let rendered = kind.render(
             run.config,
             run.engine,

@@ -66,7 +66,7 @@ fn shares(stages: &[StageName], cost: impl Fn(StageName) -> f64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::image::Refine;
+    use crate::kinds::image::{PassSize, Refine};
     use crate::kinds::resize::{Resize, ResizeTo};
     use crate::media::resize::Method;
 
@@ -122,9 +122,9 @@ mod tests {
     fn a_second_pass_weighs_its_steps_times_strength_over_its_pixels() {
         let mut p = params(20, true, false);
         let refine = |strength: f64, side: u32| Refine {
+            upscale_model: None,
             resize: None,
-            width: side,
-            height: side,
+            size: Some(PassSize { width: side, height: side }),
             strength,
             steps: 20,
             seed: 1,
