@@ -14,7 +14,7 @@ const owner = "ask whoever runs the box to";
 export const STAGES = { plan: "Planning", keyframes: "Pictures", narration: "Voice", motion: "Camera moves",
   talking_head: "Presenter", upscale: "Upscaling", mux: "Putting it together", speech: "Voice",
   lipsync: "Presenter", generate: "Picture", pull: "Download", import: "Import", detect: "Face search",
-  card: "Test card", summary: "Summary", resize: "Resizing" };
+  card: "Test card", summary: "Summary", resize: "Resizing", refine: "Refining" };
 
 /**
  * A daemon message for people: what it says for operators after a `;` (commands and routes

@@ -60,6 +60,10 @@ pub struct ImageRequest {
     /// Resize the pictures without a model, last (after `upscale_model`'s stage when there is
     /// one), in a stage of their own: `resized.png` (or `resized-N.png`) beside the others.
     pub resize: Option<Resize>,
+    /// A second sampling pass (A1111's "hires fix"): each picture scaled, then sampled again
+    /// as image-to-image at `refine.strength`, in a stage of its own, `refine`, after
+    /// `generate` and before the upscale and the resize: `refined.png` (or `refined-N.png`).
+    pub refine: Option<Refine>,
     /// Store a preview every this many steps (0: none; default 5; at most 10000).
     #[schema(maximum = 10000)]
     pub preview_every: Option<u32>,
@@ -112,6 +116,49 @@ pub struct Resize {
     pub resolution_steps: Option<u32>,
 }
 
+/// A second sampling pass over each picture (the hires fix; ComfyUI's second KSampler after
+/// a scale node or LatentUpscale): the picture scaled by `resize` (as the top-level `resize`
+/// rounds; each side then cut down to a multiple of the model's size step, usually 8, its
+/// middle kept, as ComfyUI's VAEEncode does), then sampled again from it. Unset fields are
+/// the first pass's. Its size is held to the model's and `limits.max_image_side` at
+/// submission: a 400 naming the resize field behind it (`refine.resize.scale_by`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Refine {
+    /// Installed upscale model each picture is upscaled by first, before `resize` (its size is
+    /// then checked when the stage runs, once the model's scale is known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upscale_model: Option<String>,
+    /// How each picture is scaled first (default: kept at its size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resize: Option<Resize>,
+    /// How much of the scaled picture is repainted (ComfyUI's `denoise`): more than 0, at most 1.
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub strength: f64,
+    /// Steps of the schedule (it runs `strength` of them; default: the first pass's).
+    #[schema(minimum = 1, maximum = 150)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+    /// The first picture's second-pass seed (default: the first pass's; picture N takes `seed + N − 1`).
+    #[schema(maximum = 9_007_199_254_740_991_u64)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Classifier-free guidance scale, 0–30 (default: the first pass's).
+    #[schema(minimum = 0, maximum = 30)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f64>,
+    /// Scheduler (default: the first pass's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// Prompt of the second pass (default: the first pass's).
+    #[schema(min_length = 1, max_length = 8000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Negative prompt of the second pass (default: the first pass's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+}
+
 impl ImageRequest {
     /// The `image` kind's request this body makes, with `profile` folded in first, read as
     /// the kind reads any request JSON so every field error is the kind's own.
@@ -124,7 +171,7 @@ impl ImageRequest {
 }
 
 /// Generate images; the job's artifacts are `image.png` (or `image-N.png`) and previews
-/// (and `upscaled.png`, `resized.png` when asked).
+/// (and `refined.png`, `upscaled.png`, `resized.png` when asked).
 #[utoipa::path(post, path = "/api/v1/images", operation_id = "create_image", request_body = ImageRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "returns the earlier job with this key")),
     responses((status = 202, body = super::views::JobView), (status = 200, description = "existing job for the idempotency key", body = super::views::JobView),

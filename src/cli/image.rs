@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::Global;
 use super::backend::{Backend, local, run_job, save_artifacts, upload};
+use super::refine_arg::RefineArgs;
 use super::resize_arg::ResizeArgs;
 
 /// Arguments of `reelbox image`.
@@ -74,6 +75,10 @@ pub struct ImageArgs {
     /// resized pictures are what is written.
     #[command(flatten)]
     pub resize: ResizeArgs,
+    /// The daemon samples each picture a second time, scaled first (the hires fix), before
+    /// any upscale and resize; the refined pictures are what is written unless those follow.
+    #[command(flatten)]
+    pub refine: RefineArgs,
     /// Run in this process even when a daemon answers.
     #[arg(long)]
     pub local: bool,
@@ -83,6 +88,7 @@ pub struct ImageArgs {
 pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&args.output)?;
     let resize = args.resize.request()?;
+    let refine = args.refine.request();
     let local_args = LocalImageArgs {
         prompt: args.prompt,
         output: args.output,
@@ -110,7 +116,8 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             // The daemon's own preview default applies (the local render makes none).
-            let mut body = serde_json::to_value(ImageRequest { preview_every: None, init_image, resize, ..request })?;
+            let mut body =
+                serde_json::to_value(ImageRequest { preview_every: None, init_image, resize, refine, ..request })?;
             if let Some(obj) = body.as_object_mut() {
                 for (field, value) in [("profile", &args.profile), ("upscale_model", &args.upscale_model)] {
                     if let Some(v) = value {
@@ -120,11 +127,12 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
             }
             let job = run_job(&c, g, "/api/v1/images", &body, None).await?;
             // Previews are artifacts too; the finished images are `image.png` / `image-N.png`,
-            // their upscales `upscaled.png` / `upscaled-N.png` and resizes `resized.png` /
-            // `resized-N.png`: the last of them is what was asked for.
-            let finished = match (&body["resize"], &args.upscale_model) {
-                (serde_json::Value::Object(_), _) => "resized",
-                (_, Some(_)) => "upscaled",
+            // their second passes `refined.png`, upscales `upscaled.png` / `upscaled-N.png` and
+            // resizes `resized.png` / `resized-N.png`: the last of them is what was asked for.
+            let finished = match (&body["resize"], &args.upscale_model, &body["refine"]) {
+                (serde_json::Value::Object(_), ..) => "resized",
+                (_, Some(_), _) => "upscaled",
+                (.., serde_json::Value::Object(_)) => "refined",
                 _ => "image",
             };
             let files = save_artifacts(&c, &job, &local_args.output, |a| {
@@ -138,6 +146,9 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
                 "--profile: profiles live in the daemon; start `{}` (or drop --local)",
                 g.hint.on_this_box("serve")
             )
+        }
+        Backend::Local if refine.is_some() => {
+            anyhow::bail!("--refine: the daemon refines; start `{}` (or drop --local)", g.hint.on_this_box("serve"))
         }
         Backend::Local if resize.is_some() => {
             anyhow::bail!("--resize: the daemon resizes; start `{}` (or drop --local)", g.hint.on_this_box("serve"))
@@ -186,6 +197,10 @@ fn report(g: &Global, files: &[PathBuf], params: &serde_json::Value, backend: &s
     }
     // An upscaled or resized picture's file is another size than it was drawn at: both are said.
     let resized = params["resize"].is_object();
+    let refined = match &params["refine"] {
+        serde_json::Value::Object(r) => format!(" · refined at {}×{}", r["width"], r["height"]),
+        _ => String::new(),
+    };
     let upscaled = match (params["upscale_model"].as_str(), files.first().map(image::image_dimensions)) {
         (Some(model), Some(Ok((w, h)))) if !resized => format!(" · upscaled to {w}×{h} by {model}"),
         (Some(model), Some(Ok((w, h)))) => format!(" · upscaled by {model}, resized to {w}×{h}"),
@@ -193,7 +208,7 @@ fn report(g: &Global, files: &[PathBuf], params: &serde_json::Value, backend: &s
         _ => String::new(),
     };
     eprintln!(
-        "{} · seed {} · {} steps · {}×{}{upscaled}",
+        "{} · seed {} · {} steps · {}×{}{refined}{upscaled}",
         params["model"].as_str().unwrap_or("?"),
         params["seed"],
         params["steps"],

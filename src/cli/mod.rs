@@ -31,6 +31,7 @@ mod models;
 mod models_import;
 mod models_pull;
 mod profiles;
+mod refine_arg;
 mod render;
 mod resize_arg;
 mod say;
@@ -163,7 +164,8 @@ pub enum Command {
     /// Say TEXT into a WAV file (on the daemon when one answers).
     Say(say::SayArgs),
     /// Draw PROMPT into a PNG file (on the daemon when one answers).
-    Image(image::ImageArgs),
+    // Boxed: its flags (the resize and the second pass) make it the largest by far.
+    Image(Box<image::ImageArgs>),
     /// Render a script into a narrated, lip-synced, subtitled MP4.
     Render(render::RenderArgs),
     /// Make a picture or video larger with the upscale model.
@@ -277,7 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Voices { action } => voices::run(&g, action).await,
         Command::Rm { name, force } => models::run(&g, models::ModelsAction::Rm { name, force }).await,
         Command::Say(args) => say::run(&g, args).await,
-        Command::Image(args) => image::run(&g, args).await,
+        Command::Image(args) => image::run(&g, *args).await,
         Command::Render(args) => render::run(&g, args).await,
         Command::Upscale(args) => upscale::run(&g, args).await,
         Command::Lipsync(args) => lipsync::run(&g, args).await,

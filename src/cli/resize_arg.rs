@@ -41,8 +41,8 @@ impl ResizeArgs {
 
 const SPEC_WORDS: &str = "give 2x (a factor), 1024x768 (a size; 0 keeps the shape: 1024x0) or 1mp (megapixels)";
 
-/// Reads SPEC's shape: `Nx`, `WxH`, `Nmp` (case does not matter).
-fn parse_spec(spec: &str) -> Result<ResizeRequest, String> {
+/// Reads SPEC's shape: `Nx`, `WxH`, `Nmp` (case does not matter); `--refine`'s too.
+pub(super) fn parse_spec(spec: &str) -> Result<ResizeRequest, String> {
     let s = spec.trim().to_ascii_lowercase();
     let number = |v: &str| v.trim().parse::<f64>().ok().filter(|f| f.is_finite());
     let side = |v: &str| v.trim().parse::<i64>().ok();

@@ -210,7 +210,7 @@ impl Resize {
     }
 
     /// The input a limit on the result is about, as errors name it (`resize.scale_by`, ...).
-    fn field(&self) -> String {
+    pub(crate) fn field(&self) -> String {
         sub(match self.to {
             ResizeTo::Size { width: 0, .. } => "height",
             ResizeTo::Size { .. } => "width",

@@ -315,6 +315,7 @@ status_enum! {
         Import => "import",
         Detect => "detect",
         Resize => "resize",
+        Refine => "refine",
     }
 }
 

@@ -1,7 +1,8 @@
 //! The pictures each output node of a checked graph shows, traced back to where they are
 //! made, a VAEDecode (the sampler's) or a LoadImage (an upload), through the picture nodes
 //! between them (an ImageUpscaleWithModel, a scale node); and the one chain of pictures a
-//! prompt runs, on which every output's pictures must lie. A link reelbox cannot follow is
+//! prompt runs, on which every output's pictures must lie, but for the first pass's pictures
+//! of a prompt with a second (`hires`), shown as decoded. A link reelbox cannot follow is
 //! refused at the node whose input it is.
 
 use serde_json::{Map, json};
@@ -69,6 +70,8 @@ pub(super) struct Chain {
     /// The source as pictures go: a VAEDecode by its sampler (two decodes of one sampler
     /// show the same pictures), a LoadImage by itself.
     key: String,
+    /// The KSampler a VAEDecode source decodes.
+    sampler: Option<String>,
     /// The ImageUpscaleWithModel and scale nodes, in the order the pictures pass them.
     pub steps: Vec<String>,
 }
@@ -80,24 +83,32 @@ impl Chain {
     }
 }
 
-/// Each output (by id) with the picture node its pictures come from last (`None`: the
-/// source itself), and the chain the prompt runs: the longest output's (the first in the
-/// outputs' order of the longest), every other output's being the start of it.
-pub(super) type Shown = Vec<(String, Option<String>)>;
+/// What an output shows of the chain the prompt runs.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Shown {
+    /// The output node.
+    pub out: String,
+    /// The picture node its pictures come from last (`None`: the source itself).
+    pub last: Option<String>,
+    /// It shows the first pass's pictures of a prompt with a second pass.
+    pub first_pass: bool,
+    /// The VAEDecode or LoadImage that makes its pictures.
+    pub source: String,
+}
 
 /// The chain of output `out_id`'s pictures, or the node error of the node that breaks it:
 /// one upscale and one scale node per prompt.
 fn trace(g: &ValidGraph, out_id: &str) -> Result<Chain, PromptError> {
     let mut steps: Vec<String> = Vec::new();
     let (mut at, mut input, mut takes): (String, &str, &[&str]) = (out_id.to_string(), "images", &OUTPUT_TAKES);
-    let (source, key) = loop {
+    let (source, key, sampler) = loop {
         let (id, node) = follow(g, &at, input, takes, 0)?;
         match node.class_type.as_str() {
             "VAEDecode" => {
                 let (sampler, _) = follow(g, &id, "samples", &["KSampler"], 0)?;
-                break (id, format!("sampler {sampler}"));
+                break (id, format!("sampler {sampler}"), Some(sampler));
             }
-            "LoadImage" => break (id.clone(), id),
+            "LoadImage" => break (id.clone(), id, None),
             class => {
                 let same = |s: &String| is_scale(class) == is_scale(&g.nodes[s].class_type);
                 if let Some(other) = steps.iter().find(|s| same(s)) {
@@ -112,23 +123,45 @@ fn trace(g: &ValidGraph, out_id: &str) -> Result<Chain, PromptError> {
         }
     };
     steps.reverse();
-    Ok(Chain { source, key, steps })
+    Ok(Chain { source, key, sampler, steps })
 }
 
-/// The chain the prompt runs and what each output shows of it ([`Shown`]).
-pub(super) fn main_chain(g: &ValidGraph) -> Result<(Chain, Shown), PromptError> {
+/// The chain the prompt runs (the longest output's of its last sampling pass, the first in
+/// the outputs' order of the longest) and what each output shows of it ([`Shown`]): every
+/// other output's chain is the start of it, or the first pass's pictures as decoded.
+pub(super) fn main_chain(g: &ValidGraph) -> Result<(Chain, Vec<Shown>), PromptError> {
     let chains: Vec<(String, Chain)> =
         g.outputs.iter().map(|out| trace(g, out).map(|c| (out.clone(), c))).collect::<Result<_, _>>()?;
-    let longest = chains.iter().map(|(_, c)| c.steps.len()).max();
-    let Some(main) = chains.iter().map(|(_, c)| c).find(|c| Some(c.steps.len()) == longest).cloned() else {
+    // A second pass's sampler, and its first pass's, when an output shows the second's pictures.
+    let mut passes = None;
+    for sampler in chains.iter().filter_map(|(_, c)| c.sampler.as_deref()) {
+        if let Some(first) = super::hires::first_pass_of(g, sampler)? {
+            passes = Some((format!("sampler {sampler}"), format!("sampler {}", first.sampler)));
+            break;
+        }
+    }
+    let last_pass = |c: &Chain| passes.as_ref().is_none_or(|(second, _)| c.key == *second);
+    let longest = chains.iter().filter(|(_, c)| last_pass(c)).map(|(_, c)| c.steps.len()).max();
+    let Some(main) = chains.iter().map(|(_, c)| c).find(|c| last_pass(c) && Some(c.steps.len()) == longest).cloned()
+    else {
         return Err(PromptError::top("prompt_no_outputs", "Prompt has no outputs", ""));
     };
     let mut shown = Vec::new();
     for (out, chain) in chains {
-        if chain.key != main.key || !main.steps.starts_with(&chain.steps) {
+        let first_pass = passes.as_ref().is_some_and(|(_, first)| chain.key == *first);
+        if first_pass && !chain.steps.is_empty() {
+            let why = format!(
+                "reelbox shows a first pass's pictures as its VAEDecode makes them; these pass node {} after it, \
+                 link this output to the VAEDecode (node {})",
+                chain.steps[0], chain.source
+            );
+            return Err(unsupported(&out, &g.nodes[&out], why));
+        }
+        if !first_pass && (chain.key != main.key || !main.steps.starts_with(&chain.steps)) {
             let why = if chain.key != main.key && chain.key.starts_with("sampler") && main.key.starts_with("sampler") {
                 format!(
-                    "reelbox runs one KSampler per prompt; this output's pictures come from {}, another's from {}",
+                    "reelbox runs one KSampler per prompt (two for a hires fix, the second taking the first's \
+                     pictures); this output's pictures come from {}, another's from {}",
                     chain.key, main.key
                 )
             } else {
@@ -140,7 +173,31 @@ pub(super) fn main_chain(g: &ValidGraph) -> Result<(Chain, Shown), PromptError> 
             };
             return Err(unsupported(&out, &g.nodes[&out], why));
         }
-        shown.push((out, chain.steps.last().cloned()));
+        shown.push(Shown { out, last: chain.steps.last().cloned(), first_pass, source: chain.source });
     }
     Ok((main, shown))
+}
+
+/// Refuses the graph at `id` unless its `input` comes (at `slot`) from the checkpoint
+/// `ckpt_id` or one loading the same `ckpt_name`: reelbox runs one model per prompt.
+pub(super) fn same_checkpoint(
+    g: &ValidGraph,
+    (ckpt_id, ckpt_name): (&str, &str),
+    id: &str,
+    input: &str,
+    slot: usize,
+) -> Result<(), PromptError> {
+    let (other_id, other) = follow(g, id, input, &["CheckpointLoaderSimple"], slot)?;
+    let name = |n: &Node| match n.inputs.get("ckpt_name") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    if other_id != ckpt_id && name(other) != ckpt_name {
+        return Err(unsupported(
+            id,
+            &g.nodes[id],
+            format!("{input} must come from the sampler's checkpoint (node {ckpt_id})"),
+        ));
+    }
+    Ok(())
 }

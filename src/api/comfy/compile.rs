@@ -1,7 +1,8 @@
 //! A checked graph → one job. reelbox runs one sampling chain per prompt, checkpoint →
 //! prompts → (empty latent | uploaded image → VAEEncode) → KSampler → VAEDecode →
-//! SaveImage/PreviewImage, as an `image` job, whose pictures an ImageUpscaleWithModel may
-//! take (the job's second stage, `upscale`) and a scale node (ImageScale, ImageScaleBy,
+//! SaveImage/PreviewImage, as an `image` job, whose pictures a second KSampler may sample
+//! again, scaled (the hires fix, its `refine` stage, `hires`), an ImageUpscaleWithModel may
+//! take (its `upscale` stage) and a scale node (ImageScale, ImageScaleBy,
 //! ImageScaleToTotalPixels) resize last (its `resize` stage); or an uploaded picture's
 //! upscale or resize, LoadImage → (ImageUpscaleWithModel, a scale node, either or both in
 //! either order) → outputs, as an `upscale` job. Which pictures each output shows is
@@ -10,15 +11,14 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::chain::{follow, is_scale, main_chain, unsupported};
+use super::chain::{follow, is_scale, main_chain, same_checkpoint, unsupported};
 use super::files::UploadNotFound;
-use super::literals::{float_value, int_value};
+use super::literals::{float_value, int_value, resize_request, text, wire};
 use super::nodes::{UPSCALE, reelbox_scheduler};
-pub use super::roles::{OutputNode, Roles, Sampling, Scaling, Upscaling};
-use super::validate::{Node, PromptError, ValidGraph, error_obj};
+pub use super::roles::{NodeRef, OutputNode, Refining, Roles, Sampling, Scaling, Upscaling};
+use super::validate::{PromptError, ValidGraph, error_obj};
 use crate::kinds::TypedKind;
 use crate::kinds::image::{Image, ImageRequest, MAX_SEED};
-use crate::kinds::resize::ResizeRequest;
 use crate::kinds::upscale::{Upscale, UpscaleRequest};
 use crate::store::records::StageName;
 
@@ -59,23 +59,10 @@ pub fn input_error(
     }
 }
 
-fn text(node: &Node, input: &str) -> String {
-    match node.inputs.get(input) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
 /// A ComfyUI seed (up to 2^64 − 1) as an `image` seed (up to 2^53 − 1, what JSON numbers
 /// carry exactly): the low 53 bits, so equal seeds still give equal pictures.
 pub fn fold_seed(seed: i128) -> u64 {
     (u64::try_from(seed).unwrap_or(0)) & (MAX_SEED as u64)
-}
-
-/// A checked graph's integer as a wire integer (the graph checks bound them well inside).
-fn wire(v: i128) -> i64 {
-    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Turns a checked graph into the job it runs: an `image` job for a sampling chain (its
@@ -85,10 +72,15 @@ fn wire(v: i128) -> i64 {
 pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, PromptError> {
     let (chain, shown) = main_chain(g)?;
     let mut roles = Roles::default();
-    for (out_id, last) in shown {
+    // Pictures straight from the last VAEDecode are the second pass's when the prompt has one.
+    let refined = chain_is_second_pass(g, &chain.source)?;
+    // The first pass's VAEDecode an output shows, in the latent form (the pixel form's is its own).
+    let first_decode = shown.iter().find(|s| s.first_pass).map(|s| s.source.clone());
+    for super::chain::Shown { out: out_id, last, first_pass, .. } in shown {
         let out = &g.nodes[&out_id];
         let stage = match last.as_deref().map(|id| g.nodes[id].class_type.as_str()) {
-            None => StageName::Generate,
+            None if first_pass || !refined => StageName::Generate,
+            None => StageName::Refine,
             Some(UPSCALE) => StageName::Upscale,
             Some(_) => StageName::Resize,
         };
@@ -147,35 +139,31 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
         return Ok(Compiled { kind: Upscale::NAME, params: wire_params(&params)?, roles });
     }
     let (sampler_id, _) = follow(g, &chain.source, "samples", &["KSampler"], 0)?;
-    let (mut params, sampling) = sampling_chain(g, chain.source.clone(), sampler_id, uploads)?;
+    let (mut params, sampling) = match super::hires::first_pass_of(g, &sampler_id)? {
+        None => sampling_chain(g, Some(chain.source.clone()), sampler_id, uploads)?,
+        Some(first) => {
+            let decode = first.decode.clone().or(first_decode);
+            let (mut params, sampling) = sampling_chain(g, decode, first.sampler.clone(), uploads)?;
+            let size = params.width.zip(params.height);
+            let (refine, refining) = super::hires::second_pass(g, &sampler_id, &chain.source, first, &sampling, size)?;
+            params.refine = Some(refine);
+            roles.refine = Some(refining);
+            (params, sampling)
+        }
+    };
     params.upscale_model = upscale_model;
     params.resize = resize;
     roles.sampling = Some(sampling);
     Ok(Compiled { kind: Image::NAME, params: wire_params(&params)?, roles })
 }
 
-/// The resize a scale node asks for, as the kinds' `resize` takes it (its inputs checked
-/// against the node's spec already; the kind checks the size it makes).
-fn resize_request(node: &Node) -> ResizeRequest {
-    let int = |input: &str| node.inputs.get(input).and_then(int_value).map(wire);
-    let float = |input: &str| node.inputs.get(input).and_then(float_value);
-    let method = Some(text(node, "upscale_method"));
-    match node.class_type.as_str() {
-        "ImageScale" => ResizeRequest {
-            method,
-            width: int("width"),
-            height: int("height"),
-            crop: Some(text(node, "crop")),
-            ..Default::default()
-        },
-        "ImageScaleBy" => ResizeRequest { method, scale_by: float("scale_by"), ..Default::default() },
-        _ => ResizeRequest {
-            method,
-            megapixels: float("megapixels"),
-            resolution_steps: int("resolution_steps"),
-            ..Default::default()
-        },
+/// Whether the VAEDecode `source` of the chain a prompt runs decodes a second pass.
+fn chain_is_second_pass(g: &ValidGraph, source: &str) -> Result<bool, PromptError> {
+    if g.nodes[source].class_type != "VAEDecode" {
+        return Ok(false);
     }
+    let (sampler, _) = follow(g, source, "samples", &["KSampler"], 0)?;
+    Ok(super::hires::first_pass_of(g, &sampler)?.is_some())
 }
 
 /// A typed request as the JSON submission takes: serialised here, at its edge.
@@ -200,57 +188,67 @@ fn uploaded(g: &ValidGraph, load_id: &str, uploads: UploadLookup) -> Result<Stri
     })
 }
 
-/// The `image` request of the sampling chain that ends in `decode_id` after `sampler_id`.
+/// A KSampler's settings as the `image` kind takes them.
+pub(super) struct SamplerSettings {
+    pub seed: i64,
+    pub steps: i64,
+    pub cfg: f64,
+    pub denoise: f64,
+    pub scheduler: &'static str,
+}
+
+impl SamplerSettings {
+    /// KSampler `id`'s, ComfyUI's defaults for inputs left out; a sampler or schedule reelbox
+    /// lacks is its node error.
+    pub(super) fn of(g: &ValidGraph, id: &str) -> Result<Self, PromptError> {
+        let sampler = &g.nodes[id];
+        let int = |input: &str, default: i128| sampler.inputs.get(input).and_then(int_value).unwrap_or(default);
+        let float = |input: &str, default: f64| sampler.inputs.get(input).and_then(float_value).unwrap_or(default);
+        let scheduler =
+            reelbox_scheduler(&text(sampler, "sampler_name"), &text(sampler, "scheduler")).map_err(|input| {
+                let received = json!(text(sampler, input));
+                input_error(id, "KSampler", input, "value_not_in_list", "Value not in list", &received)
+            })?;
+        Ok(Self {
+            seed: wire(i128::from(fold_seed(int("seed", 0)))),
+            steps: wire(int("steps", 20)),
+            cfg: float("cfg", 8.0),
+            denoise: float("denoise", 1.0),
+            scheduler,
+        })
+    }
+}
+
+/// The `image` request of the sampling chain that ends in `decode_id` after `sampler_id`
+/// (none: its latents go on to a second pass).
 fn sampling_chain(
     g: &ValidGraph,
-    decode_id: String,
+    decode_id: Option<String>,
     sampler_id: String,
     uploads: UploadLookup,
 ) -> Result<(ImageRequest, Sampling), PromptError> {
-    let sampler = &g.nodes[&sampler_id];
     let (ckpt_id, ckpt) = follow(g, &sampler_id, "model", &["CheckpointLoaderSimple"], 0)?;
     let ckpt_name = text(ckpt, "ckpt_name");
-    let same_checkpoint = |id: &str, input: &str, slot: usize| -> Result<(), PromptError> {
-        let (other_id, other) = follow(g, id, input, &["CheckpointLoaderSimple"], slot)?;
-        if other_id != ckpt_id && text(other, "ckpt_name") != ckpt_name {
-            return Err(unsupported(
-                id,
-                &g.nodes[id],
-                format!("{input} must come from the sampler's checkpoint (node {ckpt_id})"),
-            ));
-        }
-        Ok(())
-    };
-    same_checkpoint(&decode_id, "vae", 2)?;
+    let same_checkpoint =
+        |id: &str, input: &str, slot: usize| same_checkpoint(g, (&ckpt_id, &ckpt_name), id, input, slot);
+    if let Some(decode_id) = &decode_id {
+        same_checkpoint(decode_id, "vae", 2)?;
+    }
     let (pos_id, pos) = follow(g, &sampler_id, "positive", &["CLIPTextEncode"], 0)?;
     let (neg_id, neg) = follow(g, &sampler_id, "negative", &["CLIPTextEncode"], 0)?;
     same_checkpoint(&pos_id, "clip", 1)?;
     same_checkpoint(&neg_id, "clip", 1)?;
 
-    let seed = sampler.inputs.get("seed").and_then(int_value).unwrap_or(0);
-    let steps = sampler.inputs.get("steps").and_then(int_value).unwrap_or(20);
-    let cfg = sampler.inputs.get("cfg").and_then(float_value).unwrap_or(8.0);
-    let denoise = sampler.inputs.get("denoise").and_then(float_value).unwrap_or(1.0);
-    let scheduler =
-        reelbox_scheduler(&text(sampler, "sampler_name"), &text(sampler, "scheduler")).map_err(|input| {
-            input_error(
-                &sampler_id,
-                "KSampler",
-                input,
-                "value_not_in_list",
-                "Value not in list",
-                &json!(text(sampler, input)),
-            )
-        })?;
+    let settings = SamplerSettings::of(g, &sampler_id)?;
     let mut params = ImageRequest {
         prompt: Some(text(pos, "text")),
         negative_prompt: Some(text(neg, "text")),
         // The checked graph names the model itself (the file name a client sent is mapped).
         model: Some(ckpt_name.clone()),
-        steps: Some(wire(steps)),
-        guidance: Some(cfg),
-        scheduler: Some(scheduler.to_string()),
-        seed: Some(wire(i128::from(fold_seed(seed)))),
+        steps: Some(settings.steps),
+        guidance: Some(settings.cfg),
+        scheduler: Some(settings.scheduler.to_string()),
+        seed: Some(settings.seed),
         ..ImageRequest::default()
     };
     let (latent_id, latent) = follow(g, &sampler_id, "latent_image", &["EmptyLatentImage", "VAEEncode"], 0)?;
@@ -265,7 +263,7 @@ fn sampling_chain(
         same_checkpoint(&latent_id, "vae", 2)?;
         let (load_id, _) = follow(g, &latent_id, "pixels", &["LoadImage"], 0)?;
         params.init_image = Some(uploaded(g, &load_id, uploads)?);
-        params.strength = Some(denoise);
+        params.strength = Some(settings.denoise);
         load_image = Some(load_id);
     }
     let sampling = Sampling {

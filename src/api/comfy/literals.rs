@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use super::nodes::InputKind;
-use super::validate::error_obj;
+use super::validate::{Node, error_obj};
+use crate::kinds::resize::ResizeRequest;
 use crate::models::named_by_file;
 
 /// Python's `str()` of a list of strings, as ComfyUI's messages show lists.
@@ -134,5 +135,43 @@ pub(super) fn widget_type(kind: &InputKind) -> &'static str {
         InputKind::Float { .. } => "FLOAT",
         InputKind::Text { .. } => "STRING",
         InputKind::Combo(_) => "COMBO",
+    }
+}
+
+/// A text input of a checked node (a number or flag as its text; absent: empty).
+pub(super) fn text(node: &Node, input: &str) -> String {
+    match node.inputs.get(input) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A checked graph's integer as a wire integer (the graph checks bound them well inside).
+pub(super) fn wire(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The resize a scale node asks for, as the kinds' `resize` takes it (its inputs checked
+/// against the node's spec already; the kind checks the size it makes).
+pub(super) fn resize_request(node: &Node) -> ResizeRequest {
+    let int = |input: &str| node.inputs.get(input).and_then(int_value).map(wire);
+    let float = |input: &str| node.inputs.get(input).and_then(float_value);
+    let method = Some(text(node, "upscale_method"));
+    match node.class_type.as_str() {
+        "ImageScale" => ResizeRequest {
+            method,
+            width: int("width"),
+            height: int("height"),
+            crop: Some(text(node, "crop")),
+            ..Default::default()
+        },
+        "ImageScaleBy" => ResizeRequest { method, scale_by: float("scale_by"), ..Default::default() },
+        _ => ResizeRequest {
+            method,
+            megapixels: float("megapixels"),
+            resolution_steps: int("resolution_steps"),
+            ..Default::default()
+        },
     }
 }

@@ -22,6 +22,7 @@ pub mod chain;
 pub mod compile;
 pub mod error;
 pub mod files;
+pub mod hires;
 pub mod info;
 pub mod literals;
 pub mod messages;

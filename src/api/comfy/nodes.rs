@@ -74,8 +74,15 @@ pub const UPSCALE: &str = "ImageUpscaleWithModel";
 /// ComfyUI's nodes that resize pictures without a model ("Upscale Image" and its kin).
 pub const SCALES: [&str; 3] = ["ImageScale", "ImageScaleBy", "ImageScaleToTotalPixels"];
 
+/// ComfyUI's nodes that scale a sampler's latents for a second sampler (the hires fix's
+/// latent form; reelbox scales the decoded pictures instead, then encodes them again).
+pub const LATENT_SCALES: [&str; 2] = ["LatentUpscale", "LatentUpscaleBy"];
+
+/// The methods ComfyUI's latent scale nodes offer that reelbox has (all but `bislerp`).
+const LATENT_METHODS: [&str; 4] = ["nearest-exact", "bilinear", "area", "bicubic"];
+
 /// The class types reelbox runs.
-pub const CLASS_TYPES: [&str; 14] = [
+pub const CLASS_TYPES: [&str; 16] = [
     "CheckpointLoaderSimple",
     "CLIPTextEncode",
     "EmptyLatentImage",
@@ -90,6 +97,8 @@ pub const CLASS_TYPES: [&str; 14] = [
     SCALES[0],
     SCALES[1],
     SCALES[2],
+    LATENT_SCALES[0],
+    LATENT_SCALES[1],
 ];
 
 /// ComfyUI sampler names reelbox has.
@@ -303,8 +312,40 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             "Scale Image to Total Pixels",
             scale_inputs([float("megapixels", 1.0, 0.01, 16.0), int("resolution_steps", 1, 1, 256, 1)]),
         ),
+        // ComfyUI's: sides in steps of 8 (the latent's), 0 following the shape; a factor 0.01–8.
+        "LatentUpscale" => latent_scale_node(
+            "LatentUpscale",
+            "Upscale Latent",
+            vec![
+                int("width", 512, 0, side, 8),
+                int("height", 512, 0, side, 8),
+                InputSpec { name: "crop", kind: InputKind::Combo(vec!["disabled".into(), "center".into()]) },
+            ],
+        ),
+        "LatentUpscaleBy" => {
+            latent_scale_node("LatentUpscaleBy", "Upscale Latent By", vec![float("scale_by", 1.5, 0.01, 8.0)])
+        }
         _ => return None,
     })
+}
+
+/// A latent scale node: the sampler's latents and how they are resampled, then its own inputs.
+fn latent_scale_node(class_type: &'static str, display_name: &'static str, more: Vec<InputSpec>) -> NodeSpec {
+    let methods = LATENT_METHODS.map(String::from).to_vec();
+    let inputs = [link("samples", "LATENT"), InputSpec { name: "upscale_method", kind: InputKind::Combo(methods) }]
+        .into_iter()
+        .chain(more)
+        .collect();
+    NodeSpec {
+        class_type,
+        display_name,
+        category: "latent",
+        description: "Scales a sampler's result for a second sampler (reelbox scales its decoded pictures).",
+        inputs,
+        outputs: &["LATENT"],
+        output_node: false,
+        python_module: "nodes",
+    }
 }
 
 /// Where ComfyUI defines its upscale nodes.

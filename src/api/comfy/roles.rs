@@ -1,5 +1,5 @@
 //! Which node of a prompt plays which part in its job: the sampling chain of an `image`
-//! job, the upscale after it (a stage of that job) or on its own (an `upscale` job), the
+//! job, its second pass (the hires fix, its `refine` stage), the upscale after them (a stage of that job) or on its own (an `upscale` job), the
 //! resize without a model (a stage of either, before or after the upscale), and the output
 //! nodes with the stage whose pictures each shows. Kept with the prompt's
 //! record, so messages and history name the right nodes after a restart.
@@ -31,6 +31,35 @@ pub struct Sampling {
     /// EmptyLatentImage, or VAEEncode for image to image.
     pub latent: String,
     pub load_image: Option<String>,
+    pub sampler: String,
+    /// The VAEDecode of its pictures; `None` when its latents go straight on to a second
+    /// pass (the hires fix's latent form), no picture of it shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<String>,
+}
+
+/// A node by id and class type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRef {
+    pub id: String,
+    pub class_type: String,
+}
+
+/// The nodes of a second sampling pass (an `image` job's `refine` stage, the hires fix).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refining {
+    /// The nodes that take the first pass's pictures to it, in order: an upscale with its
+    /// loader, a scale node and VAEEncode (the pixel form), or LatentUpscale/LatentUpscaleBy
+    /// (the latent form).
+    pub between: Vec<String>,
+    /// The upscale among them, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscale: Option<Upscaling>,
+    /// The node whose inputs its `refine.resize` came from, if it scales.
+    pub scale: Option<NodeRef>,
+    pub positive: String,
+    pub negative: String,
+    /// The second KSampler.
     pub sampler: String,
     pub decode: String,
 }
@@ -67,6 +96,8 @@ pub struct Roles {
     #[serde(flatten)]
     pub sampling: Option<Sampling>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refine: Option<Refining>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upscale: Option<Upscaling>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<Scaling>,
@@ -78,12 +109,13 @@ const SAMPLER_CLASS: &str = "KSampler";
 const UPSCALE_CLASS: &str = "ImageUpscaleWithModel";
 
 impl Roles {
-    /// The job's stages in order, as the nodes ask for them: the sampler's, then the
-    /// upscale and the resize in the order the pictures pass them.
+    /// The job's stages in order, as the nodes ask for them: the sampler's, the second
+    /// sampler's, then the upscale and the resize in the order the pictures pass them.
     fn stages(&self) -> Vec<StageName> {
         let first = self.scaling.as_ref().is_some_and(|s| s.before_upscale);
         let resize = self.scaling.as_ref().map(|_| StageName::Resize);
         let mut stages: Vec<StageName> = self.sampling.as_ref().map(|_| StageName::Generate).into_iter().collect();
+        stages.extend(self.refine.as_ref().map(|_| StageName::Refine));
         stages.extend(resize.filter(|_| first));
         stages.extend(self.upscale.as_ref().map(|_| StageName::Upscale));
         stages.extend(resize.filter(|_| !first));
@@ -105,7 +137,14 @@ impl Roles {
                     if let Some(s) = &self.sampling {
                         order.extend([s.checkpoint.clone(), s.positive.clone(), s.negative.clone()]);
                         order.extend(s.load_image.clone());
-                        order.extend([s.latent.clone(), s.sampler.clone(), s.decode.clone()]);
+                        order.extend([s.latent.clone(), s.sampler.clone()]);
+                        order.extend(s.decode.clone());
+                    }
+                }
+                StageName::Refine => {
+                    if let Some(r) = &self.refine {
+                        order.extend(r.between.iter().cloned());
+                        order.extend([r.positive.clone(), r.negative.clone(), r.sampler.clone(), r.decode.clone()]);
                     }
                 }
                 StageName::Resize => {
@@ -133,6 +172,7 @@ impl Roles {
     pub fn node_of(&self, stage: StageName) -> Option<(&str, &str)> {
         match stage {
             StageName::Generate => self.sampling.as_ref().map(|s| (s.sampler.as_str(), SAMPLER_CLASS)),
+            StageName::Refine => self.refine.as_ref().map(|r| (r.sampler.as_str(), SAMPLER_CLASS)),
             StageName::Upscale => self.upscale.as_ref().map(|u| (u.node.as_str(), UPSCALE_CLASS)),
             StageName::Resize => self.scaling.as_ref().map(|s| (s.node.as_str(), s.class_type.as_str())),
             _ => None,
@@ -148,18 +188,32 @@ impl Roles {
     /// `upscale_method`).
     fn scale_input(&self, param: &str) -> Option<(String, &'static str)> {
         let s = self.scaling.as_ref()?;
-        let input = match param.strip_prefix("resize.").unwrap_or("") {
-            "method" => "upscale_method",
-            "width" => "width",
-            "height" => "height",
-            "crop" => "crop",
-            "scale_by" => "scale_by",
-            "megapixels" => "megapixels",
-            "resolution_steps" => "resolution_steps",
-            // The whole resize: the node's image.
-            _ => "image",
-        };
-        Some((s.node.clone(), input))
+        Some((s.node.clone(), scale_input_of(&s.class_type, param.strip_prefix("resize.").unwrap_or(""))))
+    }
+
+    /// The node and input a `refine.FIELD` parameter came from: the second sampler's, its
+    /// prompts', or the node its scale came from.
+    fn refine_input(&self, param: &str) -> Option<(String, &'static str)> {
+        let r = self.refine.as_ref()?;
+        let field = param.strip_prefix("refine.").unwrap_or("");
+        if let Some(resize) = field.strip_prefix("resize") {
+            return Some(match &r.scale {
+                Some(scale) => (scale.id.clone(), scale_input_of(&scale.class_type, resize.trim_start_matches('.'))),
+                None => (r.sampler.clone(), "latent_image"),
+            });
+        }
+        Some(match field {
+            "upscale_model" => (r.upscale.as_ref()?.loader.clone(), "model_name"),
+            "prompt" => (r.positive.clone(), "text"),
+            "negative_prompt" => (r.negative.clone(), "text"),
+            "strength" => (r.sampler.clone(), "denoise"),
+            "steps" => (r.sampler.clone(), "steps"),
+            "guidance" => (r.sampler.clone(), "cfg"),
+            "scheduler" => (r.sampler.clone(), "sampler_name"),
+            "seed" => (r.sampler.clone(), "seed"),
+            // The whole second pass: what its sampler starts from.
+            _ => (r.sampler.clone(), "latent_image"),
+        })
     }
 
     /// The node and input a job parameter came from: an `image` job's, or an `upscale`
@@ -167,6 +221,9 @@ impl Roles {
     pub fn source_of(&self, param: &str) -> Option<(String, &'static str)> {
         if param == "resize" || param.starts_with("resize.") {
             return self.scale_input(param);
+        }
+        if param == "refine" || param.starts_with("refine.") {
+            return self.refine_input(param);
         }
         let upscale = self.upscale.as_ref();
         let Some(s) = &self.sampling else {
@@ -196,6 +253,24 @@ impl Roles {
     }
 }
 
+/// The input of a scale node of class `class_type` a resize's `field` came from: its own
+/// input by the same name (`method` is `upscale_method`); a latent scale node's `scale_by`
+/// made the size its sides were worked out to; the whole resize is the node's picture.
+fn scale_input_of(class_type: &str, field: &str) -> &'static str {
+    match (class_type, field) {
+        (_, "method") => "upscale_method",
+        ("LatentUpscaleBy", _) => "scale_by",
+        ("LatentUpscale" | "ImageScale", "width") => "width",
+        ("LatentUpscale" | "ImageScale", "height") => "height",
+        ("LatentUpscale" | "ImageScale", "crop") => "crop",
+        ("ImageScaleBy", "scale_by") => "scale_by",
+        ("ImageScaleToTotalPixels", "megapixels") => "megapixels",
+        ("ImageScaleToTotalPixels", "resolution_steps") => "resolution_steps",
+        ("LatentUpscale", _) => "samples",
+        _ => "image",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -220,7 +295,7 @@ mod tests {
             latent: "5".into(),
             load_image: None,
             sampler: "3".into(),
-            decode: "8".into(),
+            decode: Some("8".into()),
         }
     }
 
@@ -232,7 +307,13 @@ mod tests {
         let roles: Roles = serde_json::from_value(old.clone()).expect("reads");
         assert_eq!(
             roles,
-            Roles { sampling: Some(sampling()), upscale: None, scaling: None, outputs: vec![output("9", None)] }
+            Roles {
+                sampling: Some(sampling()),
+                refine: None,
+                upscale: None,
+                scaling: None,
+                outputs: vec![output("9", None)]
+            }
         );
         assert_eq!(serde_json::to_value(&roles).expect("writes"), old, "and is written back the same");
         assert_eq!(roles.execution_order(), ["4", "6", "7", "5", "3", "8", "9"]);
@@ -242,6 +323,7 @@ mod tests {
     fn an_upscale_after_the_sampler_runs_after_the_outputs_of_its_pictures() {
         let roles = Roles {
             sampling: Some(sampling()),
+            refine: None,
             upscale: Some(Upscaling { loader: "10".into(), node: "11".into(), load_image: None }),
             scaling: None,
             outputs: vec![output("12", Some(StageName::Upscale)), output("9", Some(StageName::Generate))],
@@ -259,6 +341,7 @@ mod tests {
     fn an_upscale_of_an_upload_has_no_sampler() {
         let roles = Roles {
             sampling: None,
+            refine: None,
             upscale: Some(Upscaling { loader: "4".into(), node: "5".into(), load_image: Some("1".into()) }),
             scaling: None,
             outputs: vec![output("6", Some(StageName::Upscale))],
@@ -285,6 +368,7 @@ mod tests {
     fn a_resize_runs_after_the_pictures_it_takes_and_names_its_node() {
         let after = Roles {
             sampling: Some(sampling()),
+            refine: None,
             upscale: Some(Upscaling { loader: "10".into(), node: "11".into(), load_image: None }),
             scaling: Some(scaling(None, false)),
             outputs: vec![output("21", Some(StageName::Resize)), output("9", Some(StageName::Generate))],
@@ -299,6 +383,7 @@ mod tests {
         // An upload resized, then upscaled: the LoadImage and the scale come first.
         let first = Roles {
             sampling: None,
+            refine: None,
             upscale: Some(Upscaling { loader: "4".into(), node: "5".into(), load_image: None }),
             scaling: Some(scaling(Some("1"), true)),
             outputs: vec![output("6", Some(StageName::Upscale))],

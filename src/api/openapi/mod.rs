@@ -95,6 +95,7 @@ use super::{
         speech::SpeechRequest,
         images::ImageRequest,
         images::Resize,
+        images::Refine,
         renders::RenderBody,
         renders::PresenterBody,
         media::LipsyncRequest,

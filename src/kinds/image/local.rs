@@ -55,6 +55,7 @@ impl LocalImageArgs {
             preview_every: Some(0),
             upscale_model: None,
             resize: None,
+            refine: None,
         })
     }
 }

@@ -4,8 +4,9 @@
 //! A1111-style parameters and previews as they come, and with an `upscale_model` the
 //! `upscale` stage upscales each picture (ComfyUI's ImageUpscaleWithModel after VAEDecode),
 //! and with a `resize` the `resize` stage resizes the pictures of the stage before it without
-//! a model (ComfyUI's ImageScale and its kin); `weights` is what each stage's share of the
-//! job's time is; `local` renders without a daemon.
+//! a model (ComfyUI's ImageScale and its kin); with a `refine` the `refine` stage, right after
+//! `generate`, scales each picture and samples it again (the hires fix, `refine`); `weights`
+//! is what each stage's share of the job's time is; `local` renders without a daemon.
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -28,12 +29,14 @@ use crate::pipelines::upscale::TileOptions;
 
 mod local;
 mod params;
+mod refine;
 mod weights;
 
 pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
 pub use params::{
     DrawingDefaults, ImageParams, ImageRequest, MAX_IMAGES, MAX_SEED, drawing_defaults, validate_params, wire_int,
 };
+pub use refine::{PassSize, Refine, RefineRequest};
 pub(crate) use weights::upscale_kind_weights;
 
 /// The `image` job kind. Models are opened per render: the engine's session cache keeps
@@ -137,28 +140,39 @@ impl TypedKind for Image {
     const NAME: &'static str = "image";
     const FIRST_STAGE: StageName = StageName::Generate;
 
-    /// The larger of its stages' (they run one at a time).
+    /// The larger of its stages' (they run one at a time; a second pass samples one picture
+    /// at a time).
     fn vram_mib(&self, p: &ImageParams, config: &Config) -> u64 {
         let upscale = p.upscale_model.as_ref().map_or(0, |m| super::memory::single_model_mib(config, m));
-        super::memory::diffusion_mib(config, &p.model, p.width, p.height, p.n).max(upscale)
+        let refine = p.refine.as_ref().map_or(0, |r| {
+            let (w, h) = r.expected_size(p);
+            super::memory::diffusion_mib(config, &p.model, w, h, 1)
+        });
+        super::memory::diffusion_mib(config, &p.model, p.width, p.height, p.n).max(upscale).max(refine)
     }
 
+    /// The first pass's pictures, or the second pass's when it has one (the larger, made
+    /// one at a time; after an upscale model, as large as a 4× one makes it, and checked again
+    /// in the stage once its size is known).
     fn cpu_picture(&self, p: &ImageParams, _config: &Config) -> Option<super::memory::CpuPicture> {
-        Some(super::memory::CpuPicture {
-            model: p.model.clone(),
-            width: p.width,
-            height: p.height,
-            fields: ("width", "height"),
-            stage: StageName::Generate,
-        })
+        let (width, height, fields, stage) = match &p.refine {
+            Some(r) => {
+                let (w, h) = r.expected_size(p);
+                (w, h, ("refine", "refine"), StageName::Refine)
+            }
+            None => (p.width, p.height, ("width", "height"), StageName::Generate),
+        };
+        Some(super::memory::CpuPicture { model: p.model.clone(), width, height, fields, stage })
     }
 
     fn gpu_seconds_estimate(&self, p: &ImageParams) -> f64 {
-        f64::from(p.steps) * f64::from(p.n.max(1)) * super::IMAGE_GPU_SECONDS_PER_STEP
+        let refine = p.refine.as_ref().map_or(0.0, |r| f64::from(r.steps) * r.strength * r.pixel_ratio(p));
+        (f64::from(p.steps) + refine) * f64::from(p.n.max(1)) * super::IMAGE_GPU_SECONDS_PER_STEP
     }
 
     fn models(&self, p: &ImageParams) -> Vec<String> {
-        std::iter::once(&p.model).chain(&p.upscale_model).cloned().collect()
+        let refine = p.refine.as_ref().and_then(|r| r.upscale_model.as_ref());
+        std::iter::once(&p.model).chain(refine).chain(&p.upscale_model).cloned().collect()
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImageParams, ParamError> {
@@ -170,21 +184,23 @@ impl TypedKind for Image {
     }
 
     fn stages(&self, p: &ImageParams) -> Vec<StageName> {
+        let refine = p.refine.as_ref().map(|_| StageName::Refine);
         let upscale = p.upscale_model.as_ref().map(|_| StageName::Upscale);
         let resize = p.resize.as_ref().map(|_| StageName::Resize);
-        std::iter::once(StageName::Generate).chain(upscale).chain(resize).collect()
+        std::iter::once(StageName::Generate).chain(refine).chain(upscale).chain(resize).collect()
     }
 
     fn run_stage(&self, stage: StageName, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
-        match (stage, &params.upscale_model, &params.resize) {
+        match (stage, &params.refine, &params.upscale_model, &params.resize) {
             (StageName::Generate, ..) => self.generate(params, run),
-            (StageName::Upscale, Some(model), _) => upscale_pictures(run, model),
-            // The last pictures made before it: the upscale's, else the generate's.
-            (StageName::Resize, Some(_), Some(resize)) => {
-                super::resize::resize_pictures(run, resize, StageName::Upscale, "upscaled")
+            (StageName::Refine, Some(refine), ..) => refine::refine_pictures(self, params, refine, run),
+            (StageName::Upscale, _, Some(model), _) => {
+                let (from, prefix) = pictures_before(params, StageName::Upscale);
+                upscale_pictures(run, model, from, prefix)
             }
-            (StageName::Resize, None, Some(resize)) => {
-                super::resize::resize_pictures(run, resize, StageName::Generate, "image")
+            (StageName::Resize, .., Some(resize)) => {
+                let (from, prefix) = pictures_before(params, StageName::Resize);
+                super::resize::resize_pictures(run, resize, from, prefix)
             }
             _ => Err(StageError::fatal(format!("image has no stage {stage:?}"))),
         }
@@ -202,11 +218,23 @@ fn picture_name(stem: &str, i: usize, n: u32) -> String {
     if n == 1 { format!("{stem}.png") } else { format!("{stem}-{}.png", i + 1) }
 }
 
-/// The `upscale` stage: each picture of the `generate` stage upscaled with `model` (as
-/// `upscaled.png`, `upscaled-N.png`), held to the `upscale` kind's limit on what it takes.
-fn upscale_pictures(run: &StageRun, model: &str) -> Result<(), StageError> {
-    let pictures: Vec<_> =
-        run.sink.stage_artifacts(StageName::Generate).into_iter().filter(|a| a.name.starts_with("image")).collect();
+/// The stage whose pictures `stage` takes, and their names' prefix: the last made before it
+/// (an upscale's, else a second pass's, else the first pass's).
+fn pictures_before(p: &ImageParams, stage: StageName) -> (StageName, &'static str) {
+    if stage == StageName::Resize && p.upscale_model.is_some() {
+        (StageName::Upscale, "upscaled")
+    } else if p.refine.is_some() {
+        (StageName::Refine, "refined")
+    } else {
+        (StageName::Generate, "image")
+    }
+}
+
+/// The `upscale` stage: each picture of stage `from` (named `prefix`, `prefix-N`) upscaled
+/// with `model` (as `upscaled.png`, `upscaled-N.png`), held to the `upscale` kind's limit on
+/// what it takes.
+fn upscale_pictures(run: &StageRun, model: &str, from: StageName, prefix: &str) -> Result<(), StageError> {
+    let pictures: Vec<_> = run.sink.stage_artifacts(from).into_iter().filter(|a| a.name.starts_with(prefix)).collect();
     let upscaler = super::upscale::load(run, "upscale_model", model)?;
     run.sink.log("info", &format!("upscaling {} picture(s) ×{} with {model}", pictures.len(), upscaler.scale()));
     for picture in &pictures {
@@ -216,7 +244,7 @@ fn upscale_pictures(run: &StageRun, model: &str) -> Result<(), StageError> {
         if let Some(why) = super::upscale::too_large(&label, img.width(), img.height(), run.config) {
             return Err(StageError::fatal(why));
         }
-        let name = picture.name.replacen("image", "upscaled", 1);
+        let name = picture.name.replacen(prefix, "upscaled", 1);
         super::upscale::store_upscaled(run, &upscaler, &img, TileOptions::default(), &name)?;
     }
     Ok(())

@@ -10,13 +10,15 @@ use crate::kinds::ParamError;
 use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
 use crate::kinds::inputs::installed_model;
 use crate::kinds::resize::{Resize, ResizeRequest};
+
+use super::refine::{Refine, RefineRequest};
 use crate::models::{Availability, Catalog, ModelKind, Tuning};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 16] = [
+const KNOWN: [&str; 17] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -33,6 +35,7 @@ const KNOWN: [&str; 16] = [
     "preview_every",
     "upscale_model",
     "resize",
+    "refine",
 ];
 /// Most images one job may ask for.
 pub const MAX_IMAGES: i64 = 8;
@@ -83,6 +86,10 @@ pub struct ImageRequest {
     /// its own, `resize`; none when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resize: Option<ResizeRequest>,
+    /// A second sampling pass over each picture, scaled first (A1111's hires fix, ComfyUI's
+    /// second KSampler), in a stage of its own, `refine`, before `upscale` and `resize`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refine: Option<RefineRequest>,
 }
 
 /// Validated `image` parameters, every default filled in; the stored form of a job.
@@ -111,6 +118,10 @@ pub struct ImageParams {
     /// before it): no such stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resize: Option<Resize>,
+    /// The second pass of the `refine` stage, after `generate`; `None` (and in jobs stored
+    /// before it): no such stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refine: Option<Refine>,
 }
 
 /// A `u64` from a typed producer as a wire integer; past `i64` it reads as no integer,
@@ -190,6 +201,7 @@ impl ImageRequest {
             preview_every: int_field(params, "preview_every")?,
             upscale_model: string_field(params, "upscale_model")?,
             resize: ResizeRequest::from_json(params, "resize")?,
+            refine: RefineRequest::from_json(params)?,
         })
     }
 
@@ -283,11 +295,6 @@ impl ImageRequest {
             .map(|m| installed_model("upscale_model", Some(&m), ModelKind::Upscale, config))
             .transpose()?;
         let resize = self.resize.map(|r| r.resolve(config)).transpose()?;
-        if let Some(r) = &resize {
-            // After an upscale the pictures' size waits for its model's scale, which only
-            // loading it tells: the resize stage checks it then.
-            r.check(upscale_model.is_none().then_some(("the picture", width, height)), config)?;
-        }
         if let Some(id) = &self.init_image {
             Ulid::from_string(id).map_err(|_| ParamError::new("init_image", "must be an artifact id"))?;
             if !info.has_vae_encoder {
@@ -309,7 +316,7 @@ impl ImageRequest {
                 other => ParamError::new("scheduler", other.to_string()),
             },
         )?;
-        Ok(ImageParams {
+        let mut params = ImageParams {
             prompt,
             negative_prompt: self.negative_prompt,
             model,
@@ -326,7 +333,20 @@ impl ImageRequest {
             preview_every,
             upscale_model,
             resize,
-        })
+            refine: None,
+        };
+        params.refine = self.refine.map(|r| r.resolve(&params, &info, config)).transpose()?;
+        if let Some(r) = &params.resize {
+            // After an upscale (the last stage's or the second pass's) the pictures' size waits
+            // for its model's scale, which only loading it tells: the resize stage checks it then.
+            let size = match &params.refine {
+                None => Some((width, height)),
+                Some(f) => f.size.map(|s| (s.width, s.height)),
+            };
+            let known = size.filter(|_| params.upscale_model.is_none());
+            r.check(known.map(|(w, h)| ("the picture", w, h)), config)?;
+        }
+        Ok(params)
     }
 }
 

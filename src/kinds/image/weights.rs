@@ -23,15 +23,23 @@ const UPSCALE_STEPS: f64 = 8.0;
 /// A resize: a few filter taps a pixel on the CPU and a PNG written; next to nothing.
 const RESIZE_STEPS: f64 = 0.05;
 
+/// A second pass's VAE encode of its starting picture, in steps: SD's encoder is about half
+/// its decoder, one guided step.
+const ENCODE_STEPS: f64 = 1.0;
+
 /// Each of `stages`' expected share of an image job's time, in their order, summing to 1:
-/// the generate's steps (those img2img runs, `strength` of them) over its pixels against
-/// an upscale of the same pictures and a resize; a stage the job lacks weighs nothing.
+/// the generate's steps (those img2img runs, `strength` of them) over its pixels against a
+/// second pass's (its `strength` of its steps, encode and decode, over its pixels), an
+/// upscale of the last pictures before it and a resize; a stage the job lacks weighs nothing.
 pub(super) fn stage_weights(p: &ImageParams, stages: &[StageName]) -> Vec<f64> {
     let steps = f64::from(p.steps) * p.strength.unwrap_or(1.0);
-    shares(stages, |stage| match stage {
-        StageName::Generate => steps + DECODE_STEPS,
-        StageName::Upscale if p.upscale_model.is_some() => UPSCALE_STEPS,
-        StageName::Resize if p.resize.is_some() => RESIZE_STEPS,
+    // Costs are in steps of a first-pass picture: later stages scale by their pictures' pixels.
+    let ratio = p.refine.as_ref().map_or(1.0, |r| r.pixel_ratio(p));
+    shares(stages, |stage| match (stage, &p.refine) {
+        (StageName::Generate, _) => steps + DECODE_STEPS,
+        (StageName::Refine, Some(r)) => (f64::from(r.steps) * r.strength + ENCODE_STEPS + DECODE_STEPS) * ratio,
+        (StageName::Upscale, _) if p.upscale_model.is_some() => UPSCALE_STEPS * ratio,
+        (StageName::Resize, _) if p.resize.is_some() => RESIZE_STEPS,
         _ => 0.0,
     })
 }
@@ -58,6 +66,7 @@ fn shares(stages: &[StageName], cost: impl Fn(StageName) -> f64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::image::{PassSize, Refine};
     use crate::kinds::resize::{Resize, ResizeTo};
     use crate::media::resize::Method;
 
@@ -79,6 +88,7 @@ mod tests {
             preview_every: 0,
             upscale_model: upscale.then(|| "realesrgan-x4".into()),
             resize: resize.then_some(Resize { method: Method::Area, to: ResizeTo::By { scale_by: 0.5 } }),
+            refine: None,
         }
     }
 
@@ -106,5 +116,34 @@ mod tests {
         assert_eq!(upscale_kind_weights(&[StageName::Resize]), [1.0]);
         // A stage the job does not have (a record from another build) weighs nothing.
         assert_eq!(stage_weights(&params(20, false, false), &ALL[..2])[1], 0.0);
+    }
+
+    #[test]
+    fn a_second_pass_weighs_its_steps_times_strength_over_its_pixels() {
+        let mut p = params(20, true, false);
+        let refine = |strength: f64, side: u32| Refine {
+            upscale_model: None,
+            resize: None,
+            size: Some(PassSize { width: side, height: side }),
+            strength,
+            steps: 20,
+            seed: 1,
+            guidance: 7.0,
+            scheduler: "euler".into(),
+            prompt: "a cat".into(),
+            negative_prompt: None,
+        };
+        let stages = [StageName::Generate, StageName::Refine, StageName::Upscale];
+        p.refine = Some(refine(0.5, 512));
+        let same = stage_weights(&p, &stages);
+        // 10 steps + encode + decode against 20 steps + decode.
+        assert!((same[1] / same[0] - 13.0 / 22.0).abs() < 1e-9, "{same:?}");
+        p.refine = Some(refine(0.5, 1024));
+        let big = stage_weights(&p, &stages);
+        assert!((big[1] / big[0] - 4.0 * 13.0 / 22.0).abs() < 1e-9, "four times the pixels: {big:?}");
+        assert!((big[2] / big[0] - 4.0 * UPSCALE_STEPS / 22.0).abs() < 1e-9, "the upscale takes the big ones");
+        assert!((big.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{big:?}");
+        p.refine = None;
+        assert_eq!(stage_weights(&p, &stages)[1], 0.0, "no second pass, no weight");
     }
 }

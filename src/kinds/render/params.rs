@@ -367,5 +367,6 @@ pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Res
         preview_every: Some(0),
         upscale_model: None,
         resize: None,
+        refine: None,
     })
 }

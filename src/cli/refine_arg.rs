@@ -1,0 +1,43 @@
+//! `--refine SPEC` (with `--refine-strength`, `--refine-steps`, `--refine-method`): the
+//! command line's words for the `image` kind's second sampling pass
+//! (`reelbox::kinds::image::RefineRequest`, A1111's "hires fix"): SPEC is how each picture
+//! is scaled first, in `--resize`'s words (`1.5x`, `1024x768`, `1mp`, `resize_arg.rs`). Only
+//! the shape is read here; the ranges are the daemon's to check, as for any client.
+
+use clap::Args;
+use reelbox::kinds::image::RefineRequest;
+use reelbox::kinds::resize::ResizeRequest;
+
+use super::resize_arg::parse_spec;
+
+/// The second-pass flags, flattened into `reelbox image`.
+#[derive(Debug, Args)]
+pub struct RefineArgs {
+    /// Sample each picture a second time, scaled first (the hires fix): `1.5x` (a factor),
+    /// `1024x768` (a size; 0 keeps the shape) or `1mp` (about that many megapixels); `1x`
+    /// keeps the size.
+    #[arg(long, value_name = "SPEC", value_parser = parse_spec, requires = "refine_strength")]
+    pub refine: Option<ResizeRequest>,
+    /// How much of each scaled picture the second pass repaints: more than 0, at most 1.
+    #[arg(long, value_name = "STRENGTH", requires = "refine")]
+    pub refine_strength: Option<f64>,
+    /// Steps of the second pass's schedule (default: the first pass's).
+    #[arg(long, value_name = "N", requires = "refine")]
+    pub refine_steps: Option<u32>,
+    /// How `--refine` scales: nearest-exact, bilinear, area, bicubic or lanczos (the default).
+    #[arg(long, value_name = "METHOD", requires = "refine")]
+    pub refine_method: Option<String>,
+}
+
+impl RefineArgs {
+    /// The `refine` parameter these flags ask for, if any.
+    pub fn request(&self) -> Option<RefineRequest> {
+        let spec = self.refine.as_ref()?;
+        Some(RefineRequest {
+            resize: Some(ResizeRequest { method: self.refine_method.clone(), ..spec.clone() }),
+            strength: self.refine_strength,
+            steps: self.refine_steps.map(i64::from),
+            ..RefineRequest::default()
+        })
+    }
+}

@@ -1,0 +1,405 @@
+//! `refine`: the picture's second sampling pass, A1111's "hires fix" and ComfyUI's two-pass
+//! workflow (KSampler → scale → KSampler at partial denoise). Each picture of the `generate`
+//! stage is scaled, by an `upscale_model` and/or the typed `resize` (`kinds::resize`,
+//! ComfyUI's rounding), and sampled again as image-to-image at its own `strength`, in a stage
+//! of its own, `refine`, before any `upscale` or `resize`. [`RefineRequest`] is what clients send, [`Refine`] the stored form
+//! with every default filled from the first pass, so a stored job refines the same pixels
+//! after a restart.
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Image, ImageParams};
+use crate::config::Config;
+use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
+use crate::kinds::inputs::installed_model;
+use crate::kinds::memory::{CpuPicture, check_on_cpu};
+use crate::kinds::resize::{Resize, ResizeRequest};
+use crate::kinds::{ParamError, StageError, StageName, StageRun};
+use crate::models::ModelKind;
+use crate::pipelines::diffusion::model::check_size;
+use crate::pipelines::diffusion::samplers::{self, SchedulerChoice};
+use crate::pipelines::diffusion::{ModelInfo, Preview};
+use crate::pipelines::upscale::TileOptions;
+
+const KNOWN: [&str; 9] =
+    ["upscale_model", "resize", "strength", "steps", "seed", "guidance", "scheduler", "prompt", "negative_prompt"];
+/// The scale estimates take for an upscale model, whose own is known only once it is loaded:
+/// Real-ESRGAN x4's and most others'.
+const ASSUMED_MODEL_SCALE: u32 = 4;
+/// What a refusal of the whole `refine` says it takes.
+const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), and optionally \"resize\", \"steps\", \
+                     \"seed\", \"guidance\", \"scheduler\", \"prompt\", \"negative_prompt\"}";
+
+/// A second pass as a request gives it: only `strength` is required; the rest default to the
+/// first pass's (no `resize`: the same size).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefineRequest {
+    /// Installed upscale model each first-pass picture is upscaled by first (ComfyUI's
+    /// ImageUpscaleWithModel between the passes), before any `resize`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upscale_model: Option<String>,
+    /// How each first-pass picture is scaled before it is sampled again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resize: Option<ResizeRequest>,
+    /// How much of the scaled picture is repainted (ComfyUI's `denoise`), more than 0, at most 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+}
+
+/// A validated second pass, every default filled, as a job stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refine {
+    /// The upscale model each first-pass picture is upscaled by first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscale_model: Option<String>,
+    /// The scale of each (upscaled) first-pass picture; `None`: sampled again at its size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<Resize>,
+    /// The size it samples at ([`PassSize`]); `None` after an `upscale_model`, whose scale
+    /// only loading it tells: the stage works it out then, held to the same rules.
+    #[serde(flatten)]
+    pub size: Option<PassSize>,
+    pub strength: f64,
+    pub steps: u32,
+    /// The first picture's seed; picture N takes `seed + N − 1`, as the first pass does.
+    pub seed: u64,
+    pub guidance: f32,
+    pub scheduler: String,
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+}
+
+/// The size a second pass samples at: the scaled picture's, each side cut down to a multiple
+/// of the model's size step (the middle kept, as ComfyUI's VAEEncode crops).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PassSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The [`PassSize`] of a `w`×`h` picture resized by `resize`, or why the model cannot sample
+/// it, named at the resize input behind it (`refine` without one).
+fn pass_size(
+    resize: Option<&Resize>,
+    (w, h): (u32, u32),
+    info: &ModelInfo,
+    config: &Config,
+) -> Result<PassSize, ParamError> {
+    let field = resize.map_or_else(|| "refine".to_string(), |r| sub(&r.field()));
+    let (w, h) = match resize {
+        None => (w, h),
+        Some(r) => {
+            if let Some(why) = r.refusal("each picture", w, h, config) {
+                return Err(ParamError::new(field, why));
+            }
+            r.size_of(w, h)
+        }
+    };
+    let step = info.vae_scale.max(1);
+    let (w, h) = (w / step * step, h / step * step);
+    check_size(info, None, w, h, config.limits.max_image_side)
+        .map_err(|e| ParamError::new(field, format!("each picture comes out {w}x{h} for its second pass: {e}")))?;
+    Ok(PassSize { width: w, height: h })
+}
+
+/// `field` of the request's `refine`, as errors name it.
+fn sub(field: &str) -> String {
+    format!("refine.{field}")
+}
+
+/// A reader's error on the `refine` object named as `refine.FIELD`.
+fn under(e: ParamError) -> ParamError {
+    ParamError { field: sub(&e.field), ..e }
+}
+
+impl RefineRequest {
+    /// Reads the `refine` object of request JSON (`None` when absent); errors name `refine.FIELD`.
+    pub fn from_json(params: &Value) -> Result<Option<Self>, ParamError> {
+        let v = match params.get("refine") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => return Err(ParamError::new("refine", SHAPE)),
+        };
+        reject_unknown(v, &KNOWN).map_err(under)?;
+        Ok(Some(Self {
+            upscale_model: string_field(v, "upscale_model").map_err(under)?,
+            resize: ResizeRequest::from_json(v, "resize").map_err(under)?,
+            strength: float_field(v, "strength").map_err(under)?,
+            steps: int_field(v, "steps").map_err(under)?,
+            seed: int_field(v, "seed").map_err(under)?,
+            guidance: float_field(v, "guidance").map_err(under)?,
+            scheduler: string_field(v, "scheduler").map_err(under)?,
+            prompt: string_field(v, "prompt").map_err(under)?,
+            negative_prompt: string_field(v, "negative_prompt").map_err(under)?,
+        }))
+    }
+
+    /// Fills the defaults from the `first` pass (already resolved) and checks the second pass
+    /// against the model `info` and the config's limits: its size as the model takes it,
+    /// named at the resize input behind it.
+    pub fn resolve(self, first: &ImageParams, info: &ModelInfo, config: &Config) -> Result<Refine, ParamError> {
+        let strength = match self.strength {
+            None => {
+                return Err(ParamError::new(
+                    sub("strength"),
+                    "required: how much of each picture the second pass repaints, more than 0 and at most 1",
+                ));
+            }
+            Some(s) if s.is_finite() && s > 0.0 && s <= 1.0 => s,
+            Some(s) => {
+                return Err(ParamError::new(sub("strength"), format!("must be more than 0 and at most 1, got {s}")));
+            }
+        };
+        if !info.has_vae_encoder {
+            return Err(ParamError::new(
+                "refine",
+                format!("model {} has no vae_encoder for a second pass", first.model),
+            ));
+        }
+        let upscale_model = self
+            .upscale_model
+            .map(|m| installed_model(&sub("upscale_model"), Some(&m), ModelKind::Upscale, config))
+            .transpose()?;
+        let resize = self.resize.map(|r| r.resolve(config).map_err(under)).transpose()?;
+        let size = match upscale_model {
+            Some(_) => None,
+            None => Some(pass_size(resize.as_ref(), (first.width, first.height), info, config)?),
+        };
+        let steps = match self.steps {
+            None => first.steps,
+            Some(s) => u32_in(&sub("steps"), s, 1..=i64::from(config.limits.max_steps))?,
+        };
+        let guidance = match self.guidance {
+            None => first.guidance,
+            Some(g) => float_in(&sub("guidance"), g, 0.0..=30.0)? as f32,
+        };
+        let scheduler = self.scheduler.unwrap_or_else(|| first.scheduler.clone());
+        let choice =
+            SchedulerChoice::parse(&scheduler).map_err(|e| ParamError::new(sub("scheduler"), e.to_string()))?;
+        samplers::build(choice, &info.scheduler_config, steps as usize, strength).map_err(|e| match e {
+            samplers::SchedulerError::Steps(m) => ParamError::new(sub("steps"), m),
+            other => ParamError::new(sub("scheduler"), other.to_string()),
+        })?;
+        let seed = match self.seed {
+            None => first.seed,
+            Some(s) => int_in(&sub("seed"), s, 0..=super::MAX_SEED)?.unsigned_abs(),
+        };
+        let prompt = match self.prompt.as_deref().map(str::trim) {
+            None => first.prompt.clone(),
+            Some("") => {
+                return Err(ParamError::new(sub("prompt"), "empty; leave it out to sample with the first pass's"));
+            }
+            Some(p) => p.to_string(),
+        };
+        let max_chars = config.limits.max_prompt_chars;
+        for (field, text) in [("prompt", Some(prompt.as_str())), ("negative_prompt", self.negative_prompt.as_deref())] {
+            if text.is_some_and(|t| t.chars().count() > max_chars) {
+                return Err(ParamError::new(sub(field), format!("longer than {max_chars} characters")));
+            }
+        }
+        let negative_prompt = self.negative_prompt.or_else(|| first.negative_prompt.clone());
+        Ok(Refine {
+            upscale_model,
+            resize,
+            size,
+            strength,
+            steps,
+            seed,
+            guidance,
+            scheduler: choice.name().to_string(),
+            prompt,
+            negative_prompt,
+        })
+    }
+}
+
+impl Refine {
+    /// The size it samples at, as far as submission knows it: after an upscale model, the one
+    /// a model of [`ASSUMED_MODEL_SCALE`] would give (for estimates only).
+    pub fn expected_size(&self, first: &ImageParams) -> (u32, u32) {
+        if let Some(s) = self.size {
+            return (s.width, s.height);
+        }
+        let (w, h) = (first.width * ASSUMED_MODEL_SCALE, first.height * ASSUMED_MODEL_SCALE);
+        self.resize.map_or((w, h), |r| r.size_of(w, h))
+    }
+
+    /// The second pass's pictures over the first's: what its cost scales by.
+    pub fn pixel_ratio(&self, first: &ImageParams) -> f64 {
+        let pixels = |(w, h): (u32, u32)| f64::from(w) * f64::from(h);
+        pixels(self.expected_size(first)) / pixels((first.width, first.height)).max(1.0)
+    }
+
+    /// The parameters of picture `i`'s second pass: an image-to-image run of one picture at
+    /// the second pass's size and settings, as [`Image::render`] takes them.
+    fn pass(&self, first: &ImageParams, size: PassSize, i: usize) -> ImageParams {
+        ImageParams {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            model: first.model.clone(),
+            width: size.width,
+            height: size.height,
+            steps: self.steps,
+            guidance: self.guidance,
+            scheduler: self.scheduler.clone(),
+            seed: self.seed.wrapping_add(i as u64),
+            n: 1,
+            init_image: None,
+            strength: Some(self.strength),
+            preset: first.preset.clone(),
+            preview_every: first.preview_every,
+            upscale_model: None,
+            resize: None,
+            refine: None,
+        }
+    }
+
+    /// First-pass picture `img` (upscaled) as the second pass starts from it: resized, then
+    /// its middle cut to `size` (ComfyUI's VAEEncode crop to whole latents).
+    fn start_from(&self, img: &RgbImage, size: PassSize, label: &str, config: &Config) -> Result<RgbImage, StageError> {
+        let PassSize { width, height } = size;
+        let scaled = match &self.resize {
+            Some(r) => r.apply(img, label, config)?,
+            None => img.clone(),
+        };
+        let (w, h) = scaled.dimensions();
+        if (w, h) == (width, height) {
+            return Ok(scaled);
+        }
+        if w < width || h < height {
+            return Err(StageError::fatal(format!(
+                "{label} scaled to {w}x{h} is smaller than the {width}x{height} its second pass samples"
+            )));
+        }
+        let (x, y) = ((w - width) / 2, (h - height) / 2);
+        Ok(image::imageops::crop_imm(&scaled, x, y, width, height).to_image())
+    }
+}
+
+/// The `refine` stage: each picture of the `generate` stage (`image.png`, `image-N.png`)
+/// scaled and sampled again, stored as `refined.png`, `refined-N.png`; its steps count on
+/// across the pictures, and its previews are `preview-refine-NNNN.png`.
+pub(super) fn refine_pictures(
+    kind: &Image,
+    first: &ImageParams,
+    refine: &Refine,
+    run: &StageRun,
+) -> Result<(), StageError> {
+    let pictures: Vec<_> =
+        run.sink.stage_artifacts(StageName::Generate).into_iter().filter(|a| a.name.starts_with("image")).collect();
+    if pictures.is_empty() {
+        return Err(StageError::fatal("the generate stage left no picture to refine"));
+    }
+    let count = pictures.len() as u64;
+    let sink = run.sink;
+    let upscaler = match &refine.upscale_model {
+        Some(m) => Some(crate::kinds::upscale::load(run, "refine.upscale_model", m)?),
+        None => None,
+    };
+    // After an upscale model the size is known only now: the model's size rules decide it.
+    let info = match refine.size {
+        Some(_) => None,
+        None => Some(kind.model(run.config, run.engine, run.device, &first.model)?.info.clone()),
+    };
+    run.sink
+        .log("info", &format!("refining {count} picture(s) at strength {}, {} steps", refine.strength, refine.steps));
+    for (i, picture) in pictures.iter().enumerate() {
+        let label = format!("picture {}", picture.name);
+        let img = crate::media::picture::open(&run.sink.artifact_path(picture))
+            .map_err(|e| StageError::context(format!("{label} is not a readable image"), e))?;
+        let img = match &upscaler {
+            None => img,
+            Some(upscaler) => {
+                let (w, h) = img.dimensions();
+                if let Some(why) = crate::kinds::upscale::too_large(&label, w, h, run.config) {
+                    return Err(StageError::fatal(why));
+                }
+                upscaler.upscale_image(&img, TileOptions::default(), run.cancel, &|_| {})?
+            }
+        };
+        let size = match (refine.size, &info) {
+            (Some(size), _) => size,
+            (None, Some(info)) => {
+                let size = pass_size(refine.resize.as_ref(), img.dimensions(), info, run.config)
+                    .map_err(|e| StageError::fatal(format!("{}: {}", e.field, e.message)))?;
+                if run.device == crate::gpu::DeviceId::Cpu {
+                    let (width, height) = (size.width, size.height);
+                    let fields = ("refine", "refine");
+                    let picture =
+                        CpuPicture { model: first.model.clone(), width, height, fields, stage: StageName::Refine };
+                    check_on_cpu(run.config, &picture)?;
+                }
+                size
+            }
+            (None, None) => return Err(StageError::fatal("a second pass of no known size")),
+        };
+        if i == 0 {
+            sink.log("info", &format!("sampling each picture again at {}x{}", size.width, size.height));
+        }
+        let start = refine.start_from(&img, size, &label, run.config)?;
+        let done = i as u64;
+        let progress = |p: crate::pipelines::Progress| {
+            sink.progress(done * p.total + p.step, count * p.total, p.message.as_deref());
+        };
+        let preview = |p: Preview| {
+            let name = format!("preview-refine-{:04}.png", done * p.total + p.step);
+            if !p.png.is_empty()
+                && let Err(e) = sink.put_artifact(&name, "image/png", &p.png)
+            {
+                tracing::warn!("cannot store preview: {e}");
+            }
+        };
+        let pass = refine.pass(first, size, i);
+        let rendered = kind.render(
+            run.config,
+            run.engine,
+            run.device,
+            &pass,
+            Some(&start),
+            Some(&progress),
+            Some(&preview),
+            Some(run.cancel),
+        )?;
+        for w in &rendered.warnings {
+            sink.log("warn", w);
+        }
+        let name = picture.name.replacen("image", "refined", 1);
+        for (_, png) in &rendered.images {
+            sink.put_artifact(&name, "image/png", png)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn bad_refines_name_their_field() {
+        let field = |v: Value| RefineRequest::from_json(&json!({ "refine": v })).expect_err("refused").field;
+        assert_eq!(field(json!(2)), "refine");
+        assert_eq!(field(json!({"strength": "most"})), "refine.strength");
+        assert_eq!(field(json!({"strength": 0.5, "denoise": 0.5})), "refine.denoise");
+        assert_eq!(field(json!({"strength": 0.5, "resize": {"scale": 2}})), "refine.resize.scale");
+        assert_eq!(field(json!({"strength": 0.5, "resize": 2})), "refine.resize");
+        assert_eq!(RefineRequest::from_json(&json!({})), Ok(None));
+    }
+}
