@@ -1,6 +1,7 @@
 // Picture: a prompt made into a picture (`POST /api/v1/images`) with the box's diffusion
-// models, followed live as Watch follows a film (step previews, then the picture large with
-// its PNG download); "Make another" brings the form back with its fields as they were.
+// models, optionally drawn again larger in a second pass (`refine`, the hires fix), followed
+// live as Watch follows a film (step previews, then the picture large with its PNG
+// download); "Make another" brings the form back with its fields as they were.
 import { api, installed } from "./api.js";
 import { followProfile, modelSelect, select, sizeSelect } from "./choices.js";
 import { busy, clearErrors, field, focusHeading, h, isBusy, keepFields, showError } from "./ui.js";
@@ -19,8 +20,17 @@ export async function picture(root) {
   const seed = h("input", { type: "number", min: 0, step: 1, inputmode: "numeric" });
   const profile = select([["", "No presenter"], ...profiles.map((p) => [p.id, p.name])], "");
   followProfile(profile, profiles, { image_model: model });
-  const controls = { prompt, negative, model, size, seed, profile };
+  // The second pass: the picture scaled up and sampled again for the detail a larger size
+  // can hold; how much it may change is the pass's strength (ComfyUI's denoise).
+  const pass = select([["", "None"], ["1.5", "1.5× larger"], ["2", "2× larger"]], "");
+  const strength = h("input", { type: "number", min: 0.05, max: 1, step: 0.05, value: 0.5, inputmode: "decimal" });
+  const strengthField = field("pic-strength", "Second pass changes (0.05–1)", strength,
+    "How far the second pass may redraw the picture: little keeps it, 1 draws it anew.");
+  const showStrength = () => { strengthField.hidden = !pass.value; };
+  pass.addEventListener("change", showStrength);
+  const controls = { prompt, negative, model, size, seed, profile, pass, strength };
   const keep = keepFields(KEPT, controls);
+  showStrength();
   const submit = h("button", { type: "submit", class: "primary" }, "Make picture");
   const form = h("form", { class: "card picture-form", novalidate: true },
     h("h1", {}, "Picture"),
@@ -30,7 +40,9 @@ export async function picture(root) {
       field("pic-model", "Picture model", model),
       field("pic-size", "Picture size", size),
       field("pic-seed", "Seed (optional)", seed, "The same seed and prompt make the same picture again."),
-      field("pic-profile", "Presenter profile", profile, "Its picture model and style are used.")),
+      field("pic-profile", "Presenter profile", profile, "Its picture model and style are used."),
+      field("pic-pass", "Second pass", pass, "Draws the picture again larger, with finer detail; takes longer."),
+      strengthField),
     h("div", { class: "form-error", role: "alert" }),
     submit);
   const made = h("div", { class: "made" });
@@ -57,6 +69,7 @@ export async function picture(root) {
       if (model.value) body.model = model.value;
       if (seed.value !== "") body.seed = Number(seed.value);
       if (profile.value) body.profile = profile.value;
+      if (pass.value) body.refine = { resize: { scale_by: Number(pass.value) }, strength: Number(strength.value) };
       const job = await api("POST", "/api/v1/images", body);
       // The form steps aside for the picture (on a phone it would push it off the screen).
       form.hidden = true;
@@ -68,7 +81,8 @@ export async function picture(root) {
       form.hidden = false;
       after.hidden = true;
       showError(form, e, { prompt: "pic-prompt", negative_prompt: "pic-negative", model: "pic-model",
-        width: "pic-size", height: "pic-size", seed: "pic-seed", profile: "pic-profile" });
+        width: "pic-size", height: "pic-size", seed: "pic-seed", profile: "pic-profile",
+        "refine.resize.scale_by": "pic-pass", "refine.strength": "pic-strength" });
     } finally {
       busy(submit, false);
     }

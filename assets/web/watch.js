@@ -57,7 +57,12 @@ export function result(job, arts) {
     out.append(h("audio", { controls: true, src: wav.url, class: "player-audio", "aria-label": caption }));
     links.push([wav, "WAV"]);
   } else {
-    const pics = by((a) => a.media_type.startsWith("image/") && !a.name.startsWith("preview"));
+    const made = by((a) => a.media_type.startsWith("image/") && !a.name.startsWith("preview"));
+    // A picture made in passes (a second pass, an upscale, a resize) keeps each pass's
+    // pictures; the result is the last stage's, as ComfyUI's SaveImage shows the last node's.
+    const stages = (job.stages || []).map((s) => s.name);
+    const last = Math.max(...made.map((a) => stages.indexOf(a.stage)));
+    const pics = made.filter((a) => stages.indexOf(a.stage) === last);
     pics.forEach((p, i) => out.append(h("img", { src: p.url, class: "picture",
       alt: pics.length === 1 ? about : `${about} (${i + 1} of ${pics.length})` })));
     // One picture downloads as "PNG"; several by their names (image-1.png, …).

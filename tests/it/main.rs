@@ -102,6 +102,7 @@ mod uploads;
 mod web_a11y;
 mod web_i18n;
 mod web_photo;
+mod web_picture_pass;
 mod web_session;
 mod web_studio;
 mod web_studio_forms;

@@ -23,7 +23,7 @@ use crate::web_studio::browser::{both_shots, browser, find, go, js, log_in, wait
 use crate::web_studio::demo_models;
 
 /// A daemon over the demo models (demo-shapes, the joe voice) in `dir`.
-fn daemon(dir: &Path) -> DaemonProc {
+pub(crate) fn daemon(dir: &Path) -> DaemonProc {
     daemon_over(dir, &demo_models(dir))
 }
 
