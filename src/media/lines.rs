@@ -3,10 +3,14 @@
 //! between words, between the characters of a script written without spaces, never before
 //! `、。」!?` nor at a no-break space U+00A0/U+202F); widths are display columns
 //! (`unicode-width`: two for CJK, none for a combining mark). A word wider than a line is
-//! cut by width where the line ends, with a hyphen between two letters.
+//! cut where the line ends as a typesetter cuts it: after a hyphen it has, else between two
+//! syllables in the film's language ([`Hyphenation`]), else by width, with a hyphen between
+//! two letters.
 
 use unicode_linebreak::linebreaks;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+use super::hyphenation::Hyphenation;
 
 /// Columns `s` takes on screen.
 pub fn columns(s: &str) -> usize {
@@ -123,14 +127,17 @@ pub struct Line {
 /// hyphen); less is left for the next line.
 const MIN_PIECE: usize = 4;
 
-/// Cuts `word` (wider than `room`) to at most `room` columns, with a hyphen where the cut
-/// falls between two letters or digits, leaving at least two of them on each side of a
-/// hyphen; `None` when no such cut fits. A combining mark stays with its letter.
-fn cut(word: &str, room: usize) -> Option<(String, &str)> {
+/// Cuts `word` (wider than `room`) to at most `room` columns where a reader finds it
+/// easiest to follow on the next line: after the last hyphen it has that fits, else at the
+/// last of `syllables` that fits (byte offsets in `word` between two syllables), else by
+/// width where the room ends. A hyphen is added where the cut falls between two letters or
+/// digits, leaving at least two of them on each side; `None` when no cut fits. A combining
+/// mark stays with its letter.
+fn cut<'a>(word: &'a str, syllables: &[usize], room: usize) -> Option<(String, &'a str)> {
     let letter = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() && c.width() == Some(1));
     let shown = |s: &str| s.chars().filter(|c| c.width() != Some(0)).count();
     // Each place the word may be cut (before a character that is not a combining mark),
-    // with the columns before it.
+    // with the columns before it, last first.
     let mut stops = Vec::new();
     let mut used = 0;
     for (at, c) in word.char_indices() {
@@ -140,20 +147,27 @@ fn cut(word: &str, room: usize) -> Option<(String, &str)> {
         }
         used += w;
     }
-    stops.into_iter().rev().find_map(|(at, before)| {
+    stops.reverse();
+    let piece = |&(at, before): &(usize, usize)| {
         let (head, tail) = word.split_at(at);
         let hyphen = letter(head.chars().last()) && letter(tail.chars().next());
         if before + usize::from(hyphen) > room || (hyphen && (shown(head) < 2 || shown(tail) < 2)) {
             return None;
         }
         Some((if hyphen { format!("{head}-") } else { head.to_string() }, tail))
-    })
+    };
+    let after_hyphen = |&&(at, _): &&(usize, usize)| word[..at].ends_with(['-', '\u{2010}']);
+    let syllable = |&&(at, _): &&(usize, usize)| syllables.binary_search(&at).is_ok();
+    (stops.iter().filter(after_hyphen).find_map(piece))
+        .or_else(|| stops.iter().filter(syllable).find_map(piece))
+        .or_else(|| stops.iter().find_map(piece))
 }
 
 /// `units` laid out in lines of at most `max` columns, filled in turn: a unit that does not
-/// fit starts the next line, and one wider than a whole line is cut, its first piece
-/// filling the room left on the current line.
-pub fn layout(units: &[Unit], max: usize) -> Vec<Line> {
+/// fit starts the next line, and one wider than a whole line is cut ([`cut`], between
+/// syllables as `hyphenation` knows them), its first piece filling the room left on the
+/// current line.
+pub fn layout(units: &[Unit], max: usize, hyphenation: Hyphenation) -> Vec<Line> {
     let max = max.max(2);
     let mut lines = Vec::new();
     let mut line = String::new();
@@ -172,8 +186,18 @@ pub fn layout(units: &[Unit], max: usize) -> Vec<Line> {
             continue;
         }
         let mut rest = u.text;
+        // Syllables of the whole word, as each piece's own edges would read differently to
+        // the patterns; each piece sees those after its start.
+        let syllables = if w > max { hyphenation.syllable_breaks(u.text) } else { Vec::new() };
+        let from = |rest: &str| {
+            let start = u.text.len() - rest.len();
+            syllables.iter().filter_map(|at| at.checked_sub(start)).collect::<Vec<_>>()
+        };
         if w > max && !line.is_empty() && max.saturating_sub(used + sep) >= MIN_PIECE {
-            if let Some((piece, after)) = cut(rest, max - used - sep) {
+            // A first piece shorter than MIN_PIECE (a syllable as short as "Do-") is left
+            // for the next line with the rest of its word.
+            let first = cut(rest, &from(rest), max - used - sep).filter(|(piece, _)| columns(piece) >= MIN_PIECE);
+            if let Some((piece, after)) = first {
                 if sep == 1 {
                     line.push(' ');
                 }
@@ -186,7 +210,7 @@ pub fn layout(units: &[Unit], max: usize) -> Vec<Line> {
             lines.push(Line { text: std::mem::take(&mut line), spaced: gap });
         }
         while columns(rest) > max {
-            let Some((piece, after)) = cut(rest, max) else { break };
+            let Some((piece, after)) = cut(rest, &from(rest), max) else { break };
             lines.push(Line { text: piece, spaced: false });
             rest = after;
         }
@@ -200,9 +224,10 @@ pub fn layout(units: &[Unit], max: usize) -> Vec<Line> {
     lines
 }
 
-/// Lines of at most `max` columns, broken where UAX #14 allows (a word too wide is cut).
-pub fn wrap_lines(text: &str, max: usize) -> Vec<String> {
-    layout(&units(text), max).into_iter().map(|l| l.text).collect()
+/// Lines of at most `max` columns, broken where UAX #14 allows (a word too wide is cut,
+/// between syllables as `hyphenation` knows them).
+pub fn wrap_lines(text: &str, max: usize, hyphenation: Hyphenation) -> Vec<String> {
+    layout(&units(text), max, hyphenation).into_iter().map(|l| l.text).collect()
 }
 
 /// Lines as one text: a space where the text had one (a player may wrap it elsewhere at
@@ -224,8 +249,10 @@ mod tests {
 
     #[test]
     fn words_wider_than_a_line_are_cut_and_wide_scripts_count_double() {
-        assert_eq!(wrap_lines("Supercalifragilistic is long", 8), ["Superca-", "lifragi-", "listic", "is long"]);
-        assert_eq!(wrap_lines("你好世界你好世界", 8), ["你好世界", "你好世界"]);
+        // With no language known, by width: English cuts it `Super-` | `cal-` | `ifrag-` | `ilistic`.
+        let by_width = wrap_lines("Supercalifragilistic is long", 8, Hyphenation::NONE);
+        assert_eq!(by_width, ["Superca-", "lifragi-", "listic", "is long"]);
+        assert_eq!(wrap_lines("你好世界你好世界", 8, Hyphenation::of("zh")), ["你好世界", "你好世界"]);
         assert_eq!(columns("京都の思い出"), 12);
         assert_eq!(columns("Zoe\u{308}"), 3, "a combining mark takes no column");
     }
@@ -233,17 +260,51 @@ mod tests {
     #[test]
     fn a_long_compound_fills_the_line_it_starts_on() {
         // 26 columns, a square film: "Die " leaves 22 for the word's first piece.
-        let lines = wrap_lines("Die Donaudampfschifffahrtsgesellschaft grüßt Zoë.", 26);
-        assert_eq!(lines, ["Die Donaudampfschifffahrt-", "sgesellschaft grüßt Zoë."]);
+        // It was `Die Donaudampfschifffahrt-` | `sgesellschaft grüßt Zoë.`, cut by width.
+        let lines = wrap_lines("Die Donaudampfschifffahrtsgesellschaft grüßt Zoë.", 26, Hyphenation::of("de"));
+        assert_eq!(lines, ["Die Donaudampfschiff-", "fahrtsgesellschaft grüßt", "Zoë."]);
         assert!(lines.iter().all(|l| columns(l) <= 26));
         // Too little room left (three columns) starts the word on a line of its own.
-        assert_eq!(wrap_lines("Es war Donaudampfschiff", 10), ["Es war", "Donaudamp-", "fschiff"]);
+        assert_eq!(
+            wrap_lines("Es war Donaudampfschiff", 10, Hyphenation::of("de")),
+            ["Es war", "Donau-", "dampf-", "schiff"]
+        );
+        // So does a first syllable narrower than MIN_PIECE: it was `Ja, Dona-` | `udampfsc-`.
+        assert_eq!(wrap_lines("Ja, Donaudampfschiff", 9, Hyphenation::of("de")), ["Ja,", "Donau-", "dampf-", "schiff"]);
+    }
+
+    #[test]
+    fn long_words_are_cut_between_syllables_in_the_film_s_language() {
+        let wrap = |language: &str, text: &str, max: usize| wrap_lines(text, max, Hyphenation::of(language));
+        // By width they were `Donaudampfsch-` | `ifffahrt`, `interna-` | `tionali-` |
+        // `zation`, `anticonstit-` | `utionnellem-` | `ent`, `electroenc-` | `efalografi-` | `sta`.
+        assert_eq!(wrap("de", "Donaudampfschifffahrt", 14), ["Donaudampf-", "schifffahrt"]);
+        assert_eq!(wrap("en", "internationalization", 8), ["interna-", "tional-", "ization"]);
+        assert_eq!(wrap("fr", "anticonstitutionnellement", 12), ["anticonsti-", "tutionnelle-", "ment"]);
+        assert_eq!(wrap("es", "electroencefalografista", 11), ["electroen-", "cefalogra-", "fista"]);
+        // The room left on a line takes the last syllable that fits there.
+        assert_eq!(wrap("de", "Die Donaudampfschifffahrt", 18), ["Die Donaudampf-", "schifffahrt"]);
+        // Where no syllable fits, or the language has no patterns or is not known, the
+        // word is cut by width.
+        assert_eq!(wrap("de", "Schifffahrt", 6), ["Schif-", "ffahrt"]);
+        assert_eq!(wrap("ja", "Donaudampfschifffahrt", 14), ["Donaudampfsch-", "ifffahrt"]);
+        assert_eq!(wrap_lines("Donaudampfschifffahrt", 14, Hyphenation::NONE), ["Donaudampfsch-", "ifffahrt"]);
+    }
+
+    #[test]
+    fn a_word_is_cut_after_its_own_hyphen_first() {
+        // UAX #14 keeps a hyphen before a digit inside its word: it was `COVID-2-` | `019`.
+        assert_eq!(wrap_lines("COVID-2019", 8, Hyphenation::of("en")), ["COVID-", "2019"]);
+        // A line may end after a hyphen between letters anyway, the words on either side of
+        // it cut at their syllables.
+        let compound = wrap_lines("Donaudampfschifffahrts-Gesellschaft", 14, Hyphenation::of("de"));
+        assert_eq!(compound, ["Donaudampf-", "schifffahrts-", "Gesellschaft"]);
     }
 
     #[test]
     fn text_without_spaces_breaks_between_characters_never_before_closing_marks() {
         let text = "今日はとても良い天気ですね、おばあちゃんと一緒に京都の古いお寺を見に行きました。";
-        let lines = wrap_lines(text, 26);
+        let lines = wrap_lines(text, 26, Hyphenation::of("ja"));
         assert_eq!(lines.concat(), text, "no space is added");
         assert!(lines.iter().all(|l| columns(l) <= 26), "{lines:?}");
         assert!(lines.iter().all(|l| !l.starts_with(['、', '。'])), "{lines:?}");
@@ -255,7 +316,7 @@ mod tests {
     fn no_break_spaces_are_kept_and_never_broken_at() {
         let text = "Elle a crié\u{a0}: «\u{202f}Attention, mon petit Zoë\u{202f}!\u{a0}» Mais";
         for max in 14..40 {
-            let lines = wrap_lines(text, max);
+            let lines = wrap_lines(text, max, Hyphenation::of("fr"));
             assert_eq!(lines.join(" "), text, "width {max}");
             assert!(lines.iter().all(|l| !l.starts_with([':', '!', '»'])), "width {max}: {lines:?}");
         }
@@ -264,12 +325,12 @@ mod tests {
     #[test]
     fn a_french_closing_quote_after_a_space_stays_on_its_line() {
         for max in 10..30 {
-            for l in wrap_lines("« Bonjour, Zoë ! » dit-il. Puis « rien » du tout.", max) {
+            for l in wrap_lines("« Bonjour, Zoë ! » dit-il. Puis « rien » du tout.", max, Hyphenation::of("fr")) {
                 assert!(!l.starts_with('»') && !l.ends_with('«'), "width {max}: {l:?}");
             }
         }
         assert!(closes('“', Some(',')) && !closes('“', Some('Y')) && !closes('«', Some(' ')));
-        assert_eq!(wrap_lines("« ", 10), ["«"], "a lone mark is kept");
-        assert_eq!(wrap_lines("Er sagte „ ", 20), ["Er sagte „"]);
+        assert_eq!(wrap_lines("« ", 10, Hyphenation::of("fr")), ["«"], "a lone mark is kept");
+        assert_eq!(wrap_lines("Er sagte „ ", 20, Hyphenation::of("de")), ["Er sagte „"]);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! `audio` decodes (symphonia), resamples (rubato) and writes WAV; `mix` lays narration
 //! over a ducked music bed; `mel` is Wav2Lip's spectrogram; `subtitles` writes SRT and
-//! WebVTT, its lines broken where `lines` says a line may end; `ffmpeg` encodes and decodes video through the system binary and `ffprobe`
+//! WebVTT, its lines broken where `lines` says a line may end (a long word between the
+//! syllables `hyphenation` finds in the film's language); `ffmpeg` encodes and decodes video through the system binary and `ffprobe`
 //! describes media files; `picture` reads a user's picture upright (EXIF orientation) and
 //! refuses formats it cannot read saying what to send; `visual` opens an input that may be
 //! an image or a video; `resize` resamples a picture without a model (ComfyUI's "Upscale
@@ -13,6 +14,7 @@ pub mod audio;
 pub mod diff;
 pub mod ffmpeg;
 pub mod ffprobe;
+pub mod hyphenation;
 pub mod lines;
 pub mod mel;
 pub mod mix;

@@ -4,6 +4,7 @@
 use crate::text::stops::stop_continues_in_any;
 use unicode_width::UnicodeWidthChar;
 
+use super::hyphenation::Hyphenation;
 use super::lines::{Line, Unit, joined, layout, units};
 
 /// One subtitle: shown from `start_s` to `end_s` (seconds).
@@ -95,14 +96,15 @@ fn may_cut_after(unit: &Unit, next: &Unit) -> bool {
 /// most [`MAX_CUE_LINES`] lines, or several of about equal length in turn, each shown for
 /// its share of the cue's time by the columns it holds, so the words on screen are the
 /// ones being said. A word wider than a line is cut where its line ends (the room left on
-/// it filled first), and its pieces stay in one cue when they fit.
+/// it filled first), between syllables as `hyphenation` knows them, and its pieces stay in
+/// one cue when they fit.
 ///
 /// A cue's lines are joined by a space where the text had one: the player (or the burning
 /// filter) wraps them at its own width, which a track shown larger than the film may have.
 /// Where the text had none (CJK, a cut word) the cue keeps a line break.
-pub fn fit_cue(cue: &Cue, max_columns: usize) -> Vec<Cue> {
+pub fn fit_cue(cue: &Cue, max_columns: usize, hyphenation: Hyphenation) -> Vec<Cue> {
     let pieces = units(&cue.text);
-    let lines = layout(&pieces, max_columns);
+    let lines = layout(&pieces, max_columns, hyphenation);
     let chunks: Vec<String> = if pieces.iter().any(|u| u.columns() > max_columns) {
         // A word is cut: the lines as filled, two to a cue.
         lines.chunks(MAX_CUE_LINES).map(joined).collect()
@@ -110,7 +112,8 @@ pub fn fit_cue(cue: &Cue, max_columns: usize) -> Vec<Cue> {
         // As few turns as the lines need, more only when balancing left one too long.
         let mut turns = lines.len().div_ceil(MAX_CUE_LINES).max(1);
         loop {
-            let laid: Vec<Vec<Line>> = balanced(&pieces, turns).iter().map(|c| layout(c, max_columns)).collect();
+            let laid: Vec<Vec<Line>> =
+                balanced(&pieces, turns).iter().map(|c| layout(c, max_columns, hyphenation)).collect();
             if laid.iter().all(|l| l.len() <= MAX_CUE_LINES) || turns >= pieces.len() {
                 break laid.iter().map(|l| joined(l)).collect();
             }
@@ -141,13 +144,13 @@ pub fn fit_cue(cue: &Cue, max_columns: usize) -> Vec<Cue> {
 /// voice ended where the writer's goes on ("„Komm her!“," | "rief Oma.", "« Bonjour, Zoë !
 /// »" | "dit-il…": Piper ends a sentence at every `!` and `?`) is shown with the next one
 /// as one cue, from the first's start to the second's end, when both fit one cue's lines.
-pub fn sentence_cues(sentences: &[Cue], max_columns: usize) -> Vec<Cue> {
+pub fn sentence_cues(sentences: &[Cue], max_columns: usize, hyphenation: Hyphenation) -> Vec<Cue> {
     let mut kept: Vec<Cue> = Vec::with_capacity(sentences.len());
     for s in sentences {
         match kept.last_mut() {
             Some(last) if goes_on(&last.text, &s.text) => {
                 let both = format!("{} {}", last.text, s.text);
-                if layout(&units(&both), max_columns).len() <= MAX_CUE_LINES {
+                if layout(&units(&both), max_columns, hyphenation).len() <= MAX_CUE_LINES {
                     *last = Cue::new(last.start_s, s.end_s, both);
                 } else {
                     kept.push(s.clone());
@@ -156,7 +159,7 @@ pub fn sentence_cues(sentences: &[Cue], max_columns: usize) -> Vec<Cue> {
             _ => kept.push(s.clone()),
         }
     }
-    kept.iter().flat_map(|c| fit_cue(c, max_columns)).collect()
+    kept.iter().flat_map(|c| fit_cue(c, max_columns, hyphenation)).collect()
 }
 
 /// Whether the sentence after `text` continues it: `text` ends with a comma, colon,
@@ -172,51 +175,60 @@ fn goes_on(text: &str, next: &str) -> bool {
 /// (ffmpeg writes a two-letter code as no language at all).
 pub fn iso639_2(language: &str) -> Option<&'static str> {
     let family = language.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
-    const CODES: [(&str, &str); 40] = [
-        ("ar", "ara"),
-        ("ca", "cat"),
-        ("cs", "ces"),
-        ("cy", "cym"),
-        ("da", "dan"),
-        ("de", "deu"),
-        ("el", "ell"),
-        ("en", "eng"),
-        ("es", "spa"),
-        ("fa", "fas"),
-        ("fi", "fin"),
-        ("fr", "fra"),
-        ("hi", "hin"),
-        ("hu", "hun"),
-        ("id", "ind"),
-        ("is", "isl"),
-        ("it", "ita"),
-        ("ja", "jpn"),
-        ("ka", "kat"),
-        ("kk", "kaz"),
-        ("ko", "kor"),
-        ("lb", "ltz"),
-        ("lv", "lav"),
-        ("ml", "mal"),
-        ("ne", "nep"),
-        ("nl", "nld"),
-        ("no", "nor"),
-        ("pl", "pol"),
-        ("pt", "por"),
-        ("ro", "ron"),
-        ("ru", "rus"),
-        ("sk", "slk"),
-        ("sl", "slv"),
-        ("sr", "srp"),
-        ("sv", "swe"),
-        ("sw", "swa"),
-        ("te", "tel"),
-        ("tr", "tur"),
-        ("uk", "ukr"),
-        ("vi", "vie"),
-    ];
-    let code = CODES.iter().find(|(two, _)| *two == family).map(|(_, three)| *three);
-    code.or_else(|| [("zh", "zho"), ("cmn", "zho")].iter().find(|(k, _)| *k == family).map(|(_, v)| *v))
+    CODES.iter().find(|(two, _)| *two == family).map(|(_, three)| *three)
 }
+
+/// The two-letter code of a track's ISO 639-2 language ("deu" → "de"; "zho" → "zh"), as
+/// [`iso639_2`] wrote it; `None` for one its table lacks.
+pub fn iso639_1(code: &str) -> Option<&'static str> {
+    CODES.iter().find(|(_, three)| *three == code).map(|(two, _)| *two)
+}
+
+/// Voices' language families and their ISO 639-2 codes (Chinese by two names).
+const CODES: [(&str, &str); 42] = [
+    ("ar", "ara"),
+    ("ca", "cat"),
+    ("cs", "ces"),
+    ("cy", "cym"),
+    ("da", "dan"),
+    ("de", "deu"),
+    ("el", "ell"),
+    ("en", "eng"),
+    ("es", "spa"),
+    ("fa", "fas"),
+    ("fi", "fin"),
+    ("fr", "fra"),
+    ("hi", "hin"),
+    ("hu", "hun"),
+    ("id", "ind"),
+    ("is", "isl"),
+    ("it", "ita"),
+    ("ja", "jpn"),
+    ("ka", "kat"),
+    ("kk", "kaz"),
+    ("ko", "kor"),
+    ("lb", "ltz"),
+    ("lv", "lav"),
+    ("ml", "mal"),
+    ("ne", "nep"),
+    ("nl", "nld"),
+    ("no", "nor"),
+    ("pl", "pol"),
+    ("pt", "por"),
+    ("ro", "ron"),
+    ("ru", "rus"),
+    ("sk", "slk"),
+    ("sl", "slv"),
+    ("sr", "srp"),
+    ("sv", "swe"),
+    ("sw", "swa"),
+    ("te", "tel"),
+    ("tr", "tur"),
+    ("uk", "ukr"),
+    ("vi", "vie"),
+    ("zh", "zho"),
+    ("cmn", "zho"),
+];
 
 /// Splits a time into (hours, minutes, seconds, milliseconds), rounding to the millisecond.
 fn hmsm(seconds: f64) -> (u64, u64, u64, u64) {
@@ -288,7 +300,7 @@ mod tests {
         ];
         // From the widest word on: a word wider than a line is cut (a test of its own).
         for (text, width) in texts.iter().flat_map(|t| (18..60).map(move |w| (t, w))) {
-            let cues = fit_cue(&Cue::new(0.0, 9.0, *text), width);
+            let cues = fit_cue(&Cue::new(0.0, 9.0, *text), width, Hyphenation::of("en"));
             let joined: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
             // A line break after the hyphen of "Muñoz-García" is kept as one.
             assert_eq!(joined.join(" ").replace('\n', ""), *text, "every word once, in order");
@@ -302,10 +314,10 @@ mod tests {
     #[test]
     fn a_long_sentence_becomes_cues_of_two_lines_timed_by_their_characters() {
         let text = "This is a rather long sentence that should wrap onto several lines on a narrow film.";
-        let cues = fit_cue(&Cue::new(1.0, 9.0, text), 14);
+        let cues = fit_cue(&Cue::new(1.0, 9.0, text), 14, Hyphenation::of("en"));
         assert!(cues.len() > 1, "{cues:?}");
         for c in &cues {
-            assert!(wrap_lines(&c.text, 14).len() <= MAX_CUE_LINES, "{c:?}");
+            assert!(wrap_lines(&c.text, 14, Hyphenation::of("en")).len() <= MAX_CUE_LINES, "{c:?}");
         }
         let joined: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
         assert_eq!(joined.join(" "), text, "every word once, in order");
@@ -313,10 +325,14 @@ mod tests {
         for pair in cues.windows(2) {
             assert_eq!(pair[0].end_s, pair[1].start_s, "one after the other, no gap");
         }
-        let short = fit_cue(&Cue::new(0.0, 1.0, "Short one."), 14);
+        let short = fit_cue(&Cue::new(0.0, 1.0, "Short one."), 14, Hyphenation::of("en"));
         assert_eq!(short, vec![Cue::new(0.0, 1.0, "Short one.")]);
         // Three lines' worth is two turns of about equal length, not two lines and a stray.
-        let demo = fit_cue(&Cue::new(0.0, 4.0, "Welcome to reelbox, a film studio that lives in your own box."), 26);
+        let demo = fit_cue(
+            &Cue::new(0.0, 4.0, "Welcome to reelbox, a film studio that lives in your own box."),
+            26,
+            Hyphenation::of("en"),
+        );
         let texts: Vec<&str> = demo.iter().map(|c| c.text.as_str()).collect();
         assert_eq!(texts, ["Welcome to reelbox, a film studio", "that lives in your own box."]);
     }
@@ -326,17 +342,20 @@ mod tests {
         let cue = |a: f64, b: f64, t: &str| Cue::new(a, b, t);
         let german = [cue(0.0, 1.0, "„Komm her!“,"), cue(1.2, 2.0, "rief Oma."), cue(2.0, 3.0, "Dann ging sie.")];
         assert_eq!(
-            sentence_cues(&german, 42),
+            sentence_cues(&german, 42, Hyphenation::of("de")),
             [cue(0.0, 2.0, "„Komm her!“, rief Oma."), cue(2.0, 3.0, "Dann ging sie.")]
         );
         let french = [cue(0.0, 1.0, "« Bonjour, Zoë ! »"), cue(1.0, 2.0, "dit-il… Puis — plus rien.")];
-        assert_eq!(sentence_cues(&french, 42), [cue(0.0, 2.0, "« Bonjour, Zoë ! » dit-il… Puis — plus rien.")]);
+        assert_eq!(
+            sentence_cues(&french, 42, Hyphenation::of("fr")),
+            [cue(0.0, 2.0, "« Bonjour, Zoë ! » dit-il… Puis — plus rien.")]
+        );
         // Two sentences of their own stay two cues; one that does not fit beside the quote
         // is shown after it.
         let two = [cue(0.0, 1.0, "Quelle journée !"), cue(1.0, 2.0, "Rien.")];
-        assert_eq!(sentence_cues(&two, 42), two);
+        assert_eq!(sentence_cues(&two, 42, Hyphenation::of("fr")), two);
         let long = [cue(0.0, 1.0, "«¡Qué calor!»,"), cue(1.0, 5.0, &"dijo ella, y luego otra vez ".repeat(3))];
-        let cues = sentence_cues(&long, 42);
+        let cues = sentence_cues(&long, 42, Hyphenation::of("es"));
         assert_eq!(cues[0], cue(0.0, 1.0, "«¡Qué calor!»,"));
         assert!(cues.iter().all(|c| !c.text.starts_with([',', '»', '.', '!'])), "{cues:?}");
     }
@@ -344,7 +363,7 @@ mod tests {
     #[test]
     fn text_without_spaces_is_cut_between_characters_and_joined_without_spaces() {
         let text = "今日はとても良い天気ですね、おばあちゃんと一緒に京都の古いお寺を見に行きました。";
-        let cues = fit_cue(&Cue::new(0.0, 4.0, text), 26);
+        let cues = fit_cue(&Cue::new(0.0, 4.0, text), 26, Hyphenation::of("ja"));
         let shown: String = cues.iter().map(|c| c.text.replace('\n', "")).collect();
         assert_eq!(shown, text, "no space added: {cues:?}");
         for c in &cues {
@@ -358,15 +377,18 @@ mod tests {
 
     #[test]
     fn a_long_compound_fills_its_line_and_its_pieces_stay_in_one_cue() {
-        let cues = fit_cue(&Cue::new(0.0, 2.0, "Die Donaudampfschifffahrtsgesellschaft grüßt Zoë."), 26);
-        assert_eq!(cues, [Cue::new(0.0, 2.0, "Die Donaudampfschifffahrt-\nsgesellschaft grüßt Zoë.")]);
+        let de = Hyphenation::of("de");
+        let cues = fit_cue(&Cue::new(0.0, 2.0, "Die Donaudampfschifffahrtsgesellschaft grüßt Zoë."), 26, de);
+        // It was `Die Donaudampfschifffahrt-` | `sgesellschaft grüßt Zoë.`, cut by width.
+        let texts: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["Die Donaudampfschiff-\nfahrtsgesellschaft grüßt", "Zoë."]);
         let text = "Die Donaudampfschifffahrtsgesellschaftskapitänsmütze lag auf dem Tisch, ca. 300 m vom \
                     Bahnhof entfernt, d. h. gleich um die Ecke.";
-        let cues = fit_cue(&Cue::new(0.0, 9.0, text), 26);
+        let cues = fit_cue(&Cue::new(0.0, 9.0, text), 26, de);
         let first: Vec<&str> = cues[0].text.lines().collect();
-        assert_eq!(first, ["Die Donaudampfschifffahrt-", "sgesellschaftskapitänsmüt-"], "{cues:?}");
+        assert_eq!(first, ["Die Donaudampfschiff-", "fahrtsgesellschaftskapi-"], "{cues:?}");
         for c in &cues {
-            assert!(wrap_lines(&c.text, 26).len() <= MAX_CUE_LINES, "{c:?}");
+            assert!(wrap_lines(&c.text, 26, de).len() <= MAX_CUE_LINES, "{c:?}");
         }
         // Cut only where a line ends: within a cue and, for what does not fit two lines, between cues.
         let shown: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
@@ -387,6 +409,7 @@ mod tests {
         assert_eq!(iso639_2("pt_BR"), Some("por"));
         assert_eq!(iso639_2("cmn"), Some("zho"));
         assert_eq!(iso639_2("xx"), None);
+        assert_eq!((iso639_1("deu"), iso639_1("zho"), iso639_1("xxx")), (Some("de"), Some("zh"), None));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! each scene's start, and its subtitle track is labelled in the voice's language. Films
 //! in German, French, Spanish and Japanese are subtitled as written: a quotation the voice
 //! cut is one cue with the words that go on, no cue starts with closing punctuation, text
-//! without spaces gets none, no-break spaces stay, and a long compound fills its lines.
+//! without spaces gets none, no-break spaces stay, and a long compound fills its lines,
+//! cut between its syllables.
 
 use crate::common;
 
@@ -168,8 +169,11 @@ async fn films_in_other_languages_are_subtitled_as_they_are_written() {
     let german =
         srt(&de, "„Komm her!“, rief Oma. Sie ging.\n\nDie Donaudampfschifffahrtsgesellschaft grüßt Zoë.").await;
     // The compound was `Die Donaudampfschifffahrtsges-` | `ellschaft grüßt Zoë.`: two cues,
-    // the first line cut short. Now the line is filled and the word's pieces share a cue.
-    assert_eq!(german, ["„Komm her!“, rief Oma.", "Sie ging.", "Die Donaudampfschifffahrt-\nsgesellschaft grüßt Zoë."]);
+    // the first line cut short, then `Die Donaudampfschifffahrt-` | `sgesellschaft…`, cut by
+    // width. Now it fills its line to the last syllable that fits, in the voice's German,
+    // and the word's pieces share a cue.
+    let compound = ["Die Donaudampfschiff-\nfahrtsgesellschaft grüßt", "Zoë."];
+    assert_eq!(german, [&["„Komm her!“, rief Oma.", "Sie ging."][..], &compound].concat());
 
     let nbsp = "Elle a crié\u{a0}: «\u{202f}Attention, mon petit Zoë\u{202f}!\u{a0}» Mais le chat dormait.";
     let french = srt(&fr, &format!("{nbsp}\n\n« Bonjour, Zoë ! » dit-il… Puis — plus rien.")).await;

@@ -6,6 +6,7 @@ use image::RgbImage;
 use image::imageops::FilterType;
 use serde::{Deserialize, Serialize};
 
+use crate::media::hyphenation::Hyphenation;
 use crate::media::subtitles::{Cue, sentence_cues};
 
 pub mod plan;
@@ -48,13 +49,15 @@ impl Timeline {
     /// Subtitle cues: one per sentence, or a long sentence in turns that fit lines of
     /// `line_columns`, or a sentence the voice cut inside the writer's with what follows
     /// it in its scene (see [`sentence_cues`]). The narration reads a title on ("Dr.
-    /// Åsa"), so a title is in the sentence of the name it belongs to.
+    /// Åsa"), so a title is in the sentence of the name it belongs to. A word wider than a
+    /// line is cut between syllables in the film's language.
     pub fn cues(&self, line_columns: usize) -> Vec<Cue> {
+        let hyphenation = Hyphenation::of(&self.language);
         self.sentences
             .chunk_by(|a, b| a.scene == b.scene)
             .flat_map(|scene| {
                 let cues: Vec<Cue> = scene.iter().map(|s| Cue::new(s.start, s.end, s.text.clone())).collect();
-                sentence_cues(&cues, line_columns)
+                sentence_cues(&cues, line_columns, hyphenation)
             })
             .collect()
     }
