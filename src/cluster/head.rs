@@ -27,6 +27,7 @@ use crate::kinds::{StageError, StageSink};
 use crate::scheduler::{RemoteError, RemoteStage};
 
 mod boxes;
+mod held;
 
 /// How long a result nobody waits for is kept for a stage that may run again.
 const ORPHAN_KEEP: Duration = Duration::from_secs(600);
@@ -44,6 +45,8 @@ pub struct Head {
     orphans: Mutex<HashMap<(Ulid, usize), (StageResult, Instant)>>,
     /// Stages whose result this head took recently: a later copy is a late duplicate.
     finished: Mutex<HashMap<(Ulid, usize), Instant>>,
+    /// Runs boxes asked after, kept for them or given away (`held.rs`); locked after `waiting`.
+    told: Mutex<held::Told>,
     /// Deletes the buckets of boxes long gone.
     sweeper: super::sweep::Sweeper,
     stop: CancellationToken,
@@ -75,6 +78,7 @@ impl Head {
             waiting: Mutex::new(HashMap::new()),
             orphans: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashMap::new()),
+            told: Mutex::new(held::Told::default()),
             stop,
         });
         head.refresh_boxes().await; // Results that came while the head was down are taken before jobs resume.
@@ -93,6 +97,7 @@ impl Head {
         }
         tokio::spawn(head.clone().follow_boxes());
         tokio::spawn(head.clone().follow_results(consumer));
+        tokio::spawn(head.clone().answer_held());
         Ok(head)
     }
 
@@ -104,6 +109,7 @@ impl Head {
             }
             self.refresh_boxes().await;
             self.expire_orphans().await;
+            self.expire_told();
             let (alive, busy) = self.hosts();
             self.sweeper.sweep(&self.bus, &alive, &busy).await;
         }
@@ -342,6 +348,11 @@ impl Head {
                     if self.alive(host) {
                         missing_since = None;
                     } else if missing_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1) {
+                        if !self.give_away(key, host) {
+                            // Its box restarted and took the run back just now: its heartbeat follows.
+                            missing_since = None;
+                            continue;
+                        }
                         // Its heartbeat expired (gone or cut off): the stage goes back to the queue,
                         // a late result is discarded; said in the log, where operators look.
                         tracing::warn!(job = %key.job, stage = %work.stage, "worker {host} stopped answering \
@@ -411,9 +422,14 @@ impl Head {
 
     /// Stops waiting for a run: its work message and inputs (in `host`'s bucket) are deleted.
     async fn forget(&self, key: RunKey, seq: Option<u64>, host: &str, inputs: &[ObjectRef]) {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-        if let Some(seq) = seq {
-            let _ = self.bus.work.delete_message(seq).await;
+        match seq {
+            Some(seq) => {
+                // The box may hold the message already (it restarted just now): asked, it hears
+                // the run was given away, and skips it.
+                self.release(key, host);
+                let _ = self.bus.work.delete_message(seq).await;
+            }
+            None => drop(self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&key)),
         }
         objects::remove(&self.bus, host, inputs).await;
     }

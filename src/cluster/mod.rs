@@ -14,11 +14,13 @@
 //! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
 //! - [`name_claim`]: a box refuses to join under a name another running box uses;
 //!   [`take_back`]: a box that starts again takes back the stages it was running;
+//!   [`held`]: and asks the head before running one the head may have given away;
 //! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
 
 pub mod bus;
 pub mod dial;
 pub mod head;
+pub mod held;
 pub mod last_seen;
 pub mod leftovers;
 pub mod name_claim;

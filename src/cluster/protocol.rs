@@ -53,6 +53,31 @@ pub fn progress_subject(host: &str, job: Ulid) -> String {
     format!("reelbox.progress.{host}.{job}")
 }
 
+/// Core subject on which a box asks the head whether it still holds a run for it, before
+/// running a stage queued before this run of the box joined (see [`crate::cluster::held`]).
+/// Under the box's own progress subjects: per-box rights already let only that box publish
+/// there, so the subject proves who asks and no server config needs new rights.
+pub fn held_subject(host: &str, job: Ulid) -> String {
+    format!("reelbox.progress.{host}.held.{job}")
+}
+
+/// The head's side of [`held_subject`]: every box's questions.
+pub const HELD_SUBJECTS: &str = "reelbox.progress.*.held.*";
+
+/// The head's answer to a box asking after a run ([`held_subject`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Held {
+    /// The head waits for this run from this box (and now no longer counts it gone).
+    Yes,
+    /// The head took the run back (its box stopped answering, or the job was canceled):
+    /// running it would be wasted, its result discarded.
+    GivenAway,
+    /// The head knows nothing of it (it restarted since): the box runs it, and a head
+    /// that resumes the job takes the result.
+    Unknown,
+}
+
 /// Core subject that cancels a job's remote stage (head → workers).
 pub fn cancel_subject(job: Ulid) -> String {
     format!("reelbox.cancel.{job}")

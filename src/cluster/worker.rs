@@ -52,6 +52,8 @@ struct Worker {
     checks_name: bool,
     /// Set when a box that started earlier turned out to run under this name: this one stops.
     clash: std::sync::OnceLock<super::protocol::Instance>,
+    /// Work messages up to this one may have been given away while the box was down.
+    asks_upto: u64,
 }
 
 /// Runs a worker box until `stop` fires; stages running then are left unacked, so the
@@ -89,6 +91,7 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
         return claimed.transpose().map(|_| ());
     };
     super::take_back::take_back(&bus, host.as_str(), checks_name).await;
+    let asks_upto = super::held::asks_upto(&bus).await;
     let worker = Arc::new(Worker {
         bus,
         engine,
@@ -102,6 +105,7 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
         instance,
         checks_name,
         clash: std::sync::OnceLock::new(),
+        asks_upto,
     });
     // Stops the loop on `stop`, or when another box under this name turns up.
     let stop = stop.child_token();
@@ -329,6 +333,9 @@ impl Worker {
                 return;
             }
         };
+        if super::held::given_away(&self.bus, self.host.as_str(), &msg, &work, self.asks_upto).await {
+            return;
+        }
         let key = work.key;
         let cancel = CancellationToken::new();
         let device = DeviceId::local(work.gpu);

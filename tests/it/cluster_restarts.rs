@@ -4,7 +4,7 @@
 //! at once and takes its worker boxes when the server comes up; work submitted while the
 //! server is away waits for it without counting attempts. A second box under a name a
 //! running box holds refuses to join; the box itself, restarted after kill -9, joins, and
-//! takes back at once the stage it was running.
+//! takes back at once the stage it was running, but never runs one the head gave away.
 
 use crate::cluster_support;
 use crate::common;
@@ -12,8 +12,8 @@ use crate::common;
 use std::time::Duration;
 
 use cluster_support::{
-    Nats, WorkerProc, cluster_status, run_testcards, stage_devices, start_head, start_head_cfg, wait_boxes,
-    worker_command,
+    Nats, WorkerProc, cluster_status, run_testcards, stage_devices, start_head, start_head_cfg, start_head_logged,
+    wait_boxes, worker_command,
 };
 use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use common::sse::read_events;
@@ -207,4 +207,56 @@ async fn a_box_restarted_after_kill_9_mid_stage_takes_its_stage_back_at_once() {
     // Taken back by the box, not sent anew after its heartbeat expired.
     assert_eq!(j["attempts"], 1, "{j}");
     assert_eq!(stage_devices(&j), ["attic/cpu", "attic/cpu"], "{j}");
+}
+
+/// Waits until the file at `log` holds `what`.
+async fn wait_logged(log: &std::path::Path, what: &str) {
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(log).unwrap_or_default().contains(what) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "never logged {what:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_restarted_just_as_the_head_gives_its_stage_away_does_not_run_the_old_attempt() {
+    // The head counts a box gone a TTL after its last heartbeat and, a second later, takes the
+    // stage back and places it again; a box restarted then takes the stage back too. The box
+    // starts again at several moments around that second, so that in some rounds its new work
+    // consumer delivers the old message just before the head deletes it.
+    for delay_ms in [950, 1000, 1050] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nats = Nats::start(dir.path());
+        let slow = "ack_wait_s = 300";
+        let head_log = dir.path().join("head.log");
+        let head =
+            start_head_logged(&dir.path().join("head"), &nats, &format!("local_work = false\n{slow}"), &head_log);
+        let attic_dir = dir.path().join("attic");
+        let (before, after) = (dir.path().join("attic-before.log"), dir.path().join("attic-after.log"));
+        let mut attic = WorkerProc::start_logged(&attic_dir, &nats, "attic", slow, &before);
+        let http = reqwest::Client::new();
+        wait_boxes(&http, &head, &["attic"]).await;
+
+        let id = submit_testcard(&http, &head, json!({"steps": 40, "step_ms": 100})).await;
+        running_remote(&http, &head, &id).await;
+        attic.kill9();
+        wait_logged(&head_log, "worker box attic left").await;
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let _attic = WorkerProc::start_logged(&attic_dir, &nats, "attic", slow, &after);
+        let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+        assert_eq!(j["state"], "succeeded", "{j}");
+        assert_eq!(artifact_counts(&j), [1, 1], "one artifact per stage: {j}");
+        let said = std::fs::read_to_string(&after).unwrap_or_default();
+        let runs: Vec<&str> =
+            said.lines().filter(|l| l.contains("stage started") && l.contains("stage=card")).collect();
+        // Only the attempt the head holds: the one taken back, or the one placed again.
+        let current = format!("attempt={}", j["attempts"]);
+        assert!(
+            runs.len() == 1 && runs[0].contains(&current),
+            "after {delay_ms} ms the restarted box ran the card stage {} time(s) for {current}: {runs:?}\n{said}",
+            runs.len()
+        );
+        let how = if said.contains("skipping job") { "skipped the old attempt" } else { "ran one attempt" };
+        eprintln!("restarted {delay_ms} ms after the head saw the box leave: {how}, {current}");
+    }
 }

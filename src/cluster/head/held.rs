@@ -1,0 +1,164 @@
+//! The head's side of [`crate::cluster::held`]: it answers a box asking whether it still
+//! holds a run for it, and gives a run away (its box stopped answering, or the job was
+//! canceled) only under the same lock, so each run is either kept for the box that asked
+//! or given away, never both.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use super::{Head, ORPHAN_KEEP};
+use crate::cluster::protocol::{HELD_SUBJECTS, Held, RunKey};
+
+/// What the head last decided about a run a box may ask after.
+enum Verdict {
+    /// Its box (restarted) asked and keeps it: not counted gone until a heartbeat TTL passed.
+    Kept(Instant),
+    /// Taken back from this box: the box must not run it.
+    GivenAway(String, Instant),
+}
+
+/// The head's verdicts on runs boxes may ask after; always changed with `waiting` locked.
+#[derive(Default)]
+pub(super) struct Told(HashMap<RunKey, Verdict>);
+
+impl Told {
+    /// The answer to `host` asking after `key`; `holds`: the head waits for it from `host`,
+    /// and then keeps it for the box from now on.
+    fn answer(&mut self, key: RunKey, host: &str, holds: bool) -> Held {
+        if holds {
+            self.0.insert(key, Verdict::Kept(Instant::now()));
+            return Held::Yes;
+        }
+        match self.0.get(&key) {
+            Some(Verdict::GivenAway(h, _)) if h == host => Held::GivenAway,
+            _ => Held::Unknown,
+        }
+    }
+
+    /// Records `key` as given away from `host`, unless its box asked for it within `keep`;
+    /// whether it was given away.
+    fn give_away(&mut self, key: RunKey, host: &str, keep: Option<Duration>) -> bool {
+        if let (Some(Verdict::Kept(t)), Some(keep)) = (self.0.get(&key), keep)
+            && t.elapsed() < keep
+        {
+            return false;
+        }
+        self.0.insert(key, Verdict::GivenAway(host.to_string(), Instant::now()));
+        true
+    }
+
+    /// Forgets verdicts older than `age`: a message given away was deleted long before.
+    fn expire(&mut self, age: Duration) {
+        self.0.retain(|_, v| match v {
+            Verdict::Kept(t) | Verdict::GivenAway(_, t) => t.elapsed() <= age,
+        });
+    }
+}
+
+impl Head {
+    /// Answers the boxes' questions until the head stops.
+    pub(super) async fn answer_held(self: Arc<Self>) {
+        let mut asks = match self.bus.client.subscribe(HELD_SUBJECTS).await {
+            Ok(s) => s,
+            Err(e) => return tracing::error!("cannot answer boxes asking after their stages: {e}"),
+        };
+        loop {
+            let ask = tokio::select! {
+                a = asks.next() => a,
+                _ = self.stop.cancelled() => return,
+            };
+            let Some(ask) = ask else { return };
+            // `reelbox.progress.HOST.held.JOB`: the subject proves the box (per-box rights).
+            let host = ask.subject.split('.').nth(2).unwrap_or_default();
+            let (Some(reply), Ok(key)) = (ask.reply.clone(), serde_json::from_slice::<RunKey>(&ask.payload)) else {
+                continue;
+            };
+            let answer = {
+                let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+                let holds = waiting.get(&key).is_some_and(|(h, _)| h == host);
+                self.told.lock().unwrap_or_else(|p| p.into_inner()).answer(key, host, holds)
+            };
+            if answer == Held::Yes {
+                tracing::info!(job = %key.job, stage = key.stage, attempt = key.attempt, host,
+                    "worker {host} started again and takes back its stage: the head still waits for it");
+            }
+            let body = serde_json::to_vec(&answer).unwrap_or_default();
+            if let Err(e) = self.bus.client.publish(reply, body.into()).await {
+                tracing::debug!("cannot answer {host}: {e}");
+            }
+        }
+    }
+
+    /// Gives `key` away from `host` unless the box asked for it within the last heartbeat
+    /// TTL (a box that restarted keeps what it took back); `false` when it keeps it.
+    pub(super) fn give_away(&self, key: RunKey, host: &str) -> bool {
+        self.release_unless(key, host, Some(Duration::from_secs(self.cluster.heartbeat_ttl_s)))
+    }
+
+    /// Stops waiting for `key` and answers `host` "given away" from now on.
+    pub(super) fn release(&self, key: RunKey, host: &str) {
+        self.release_unless(key, host, None);
+    }
+
+    /// [`Head::release`] unless the box asked for `key` within `keep`; both locks held
+    /// throughout (`waiting`, then `told`, as the answers take them), so an answer "yes"
+    /// and a give-away never both happen.
+    fn release_unless(&self, key: RunKey, host: &str, keep: Option<Duration>) -> bool {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let given = self.told.lock().unwrap_or_else(|p| p.into_inner()).give_away(key, host, keep);
+        if given {
+            waiting.remove(&key);
+        }
+        given
+    }
+
+    /// Forgets what was told long ago.
+    pub(super) fn expire_told(&self) {
+        self.told.lock().unwrap_or_else(|p| p.into_inner()).expire(ORPHAN_KEEP);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(attempt: u32) -> RunKey {
+        RunKey { job: ulid::Ulid::new(), stage: 0, attempt }
+    }
+
+    #[test]
+    fn a_run_given_away_is_said_so_to_its_box_only() {
+        let mut told = Told::default();
+        let k = key(1);
+        assert_eq!(told.answer(k, "attic", false), Held::Unknown, "a head that knows nothing says so");
+        assert!(told.give_away(k, "attic", Some(Duration::from_secs(2))));
+        assert_eq!(told.answer(k, "attic", false), Held::GivenAway);
+        assert_eq!(told.answer(k, "den", false), Held::Unknown, "another box never held it");
+    }
+
+    #[test]
+    fn a_run_its_restarted_box_asked_for_is_kept_for_a_ttl_then_may_go() {
+        let mut told = Told::default();
+        let k = key(1);
+        assert_eq!(told.answer(k, "attic", true), Held::Yes);
+        assert!(!told.give_away(k, "attic", Some(Duration::from_secs(60))), "kept for the box that asked");
+        assert!(told.give_away(k, "attic", Some(Duration::ZERO)), "a box gone again loses it after the TTL");
+        assert_eq!(told.answer(k, "attic", false), Held::GivenAway);
+    }
+
+    #[test]
+    fn a_cancel_gives_a_run_away_even_when_its_box_asked() {
+        let mut told = Told::default();
+        let k = key(2);
+        told.answer(k, "attic", true);
+        assert!(told.give_away(k, "attic", None));
+        assert_eq!(told.answer(k, "attic", false), Held::GivenAway);
+        told.expire(Duration::from_secs(600));
+        assert_eq!(told.answer(k, "attic", false), Held::GivenAway, "kept a while");
+        told.expire(Duration::ZERO);
+        assert_eq!(told.answer(k, "attic", false), Held::Unknown, "forgotten after a while");
+    }
+}
