@@ -1,5 +1,6 @@
 //! `reelbox image PROMPT -o FILE`: a picture from a prompt with a Stable Diffusion model,
-//! on the daemon (`POST /api/v1/images`) when one answers, else in this process.
+//! on the daemon (`POST /api/v1/images`) when one answers, else in this process; what only a
+//! daemon does (a profile, a second pass, a resize, an upscale) on one started here then.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,12 +11,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
-use reelbox::kinds::image::{ImageRequest, LocalImageArgs, render_local};
+use reelbox::kinds::image::{ImageRequest, LocalImageArgs, RefineRequest, render_local};
+use reelbox::kinds::resize::ResizeRequest;
 use reelbox::pipelines::Progress;
 use serde_json::json;
 
 use super::Global;
-use super::backend::{Backend, local, run_job, save_artifacts, upload};
+use super::backend::{Backend, Reach, local, run_job, save_artifacts, upload};
+use super::client::Client;
 use super::refine_arg::RefineArgs;
 use super::resize_arg::ResizeArgs;
 
@@ -105,55 +108,31 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
         init: args.init,
         strength: args.strength,
     };
+    // What only a daemon does (a profile, a second pass, a resize, an upscale) runs on one
+    // started in this process when none answers, as `render` and `upscale` do; `--local`
+    // alone draws here, without them.
+    let extra = DaemonOnly { profile: args.profile, upscale_model: args.upscale_model, resize, refine };
+    if extra.any() && !args.local {
+        let reach = Reach::new(g).await?;
+        let result = on_daemon(g, &reach.client, &local_args, extra).await;
+        reach.close().await;
+        return result.map(|_| ExitCode::SUCCESS);
+    }
     match Backend::choose(g, args.local).await? {
-        Backend::Daemon(c) => {
-            // Checked before the picture is sent, so a refused flag leaves nothing stored.
-            let request = local_args.request()?;
-            // An init picture is sent to the daemon, so image-to-image runs where the GPU
-            // and the loaded model are (it ran in this process, on the CPU).
-            let init_image = match &local_args.init {
-                Some(path) => Some(upload(&c, path, "--init").await?.id),
-                None => None,
-            };
-            // The daemon's own preview default applies (the local render makes none).
-            let mut body =
-                serde_json::to_value(ImageRequest { preview_every: None, init_image, resize, refine, ..request })?;
-            if let Some(obj) = body.as_object_mut() {
-                for (field, value) in [("profile", &args.profile), ("upscale_model", &args.upscale_model)] {
-                    if let Some(v) = value {
-                        obj.insert(field.into(), json!(v));
-                    }
-                }
-            }
-            let job = run_job(&c, g, "/api/v1/images", &body, None).await?;
-            // Previews are artifacts too; the finished images are `image.png` / `image-N.png`,
-            // their second passes `refined.png`, upscales `upscaled.png` / `upscaled-N.png` and
-            // resizes `resized.png` / `resized-N.png`: the last of them is what was asked for.
-            let finished = match (&body["resize"], &args.upscale_model, &body["refine"]) {
-                (serde_json::Value::Object(_), ..) => "resized",
-                (_, Some(_), _) => "upscaled",
-                (.., serde_json::Value::Object(_)) => "refined",
-                _ => "image",
-            };
-            let files = save_artifacts(&c, &job, &local_args.output, |a| {
-                a.media_type == "image/png" && a.name.starts_with(finished)
-            })
-            .await?;
-            report(g, &files, &job.params, c.base());
-        }
-        Backend::Local if args.profile.is_some() => {
+        Backend::Daemon(c) => on_daemon(g, &c, &local_args, extra).await?,
+        Backend::Local if extra.profile.is_some() => {
             anyhow::bail!(
                 "--profile: profiles live in the daemon; start `{}` (or drop --local)",
                 g.hint.on_this_box("serve")
             )
         }
-        Backend::Local if refine.is_some() => {
+        Backend::Local if extra.refine.is_some() => {
             anyhow::bail!("--refine: the daemon refines; start `{}` (or drop --local)", g.hint.on_this_box("serve"))
         }
-        Backend::Local if resize.is_some() => {
+        Backend::Local if extra.resize.is_some() => {
             anyhow::bail!("--resize: the daemon resizes; start `{}` (or drop --local)", g.hint.on_this_box("serve"))
         }
-        Backend::Local if args.upscale_model.is_some() => {
+        Backend::Local if extra.upscale_model.is_some() => {
             anyhow::bail!(
                 "--upscale-model: the daemon upscales; start `{}` (or drop --local and upscale with `reelbox upscale`)",
                 g.hint.on_this_box("serve")
@@ -188,6 +167,62 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The flags only a daemon acts on.
+struct DaemonOnly {
+    profile: Option<String>,
+    upscale_model: Option<String>,
+    resize: Option<ResizeRequest>,
+    refine: Option<RefineRequest>,
+}
+
+impl DaemonOnly {
+    fn any(&self) -> bool {
+        self.profile.is_some() || self.upscale_model.is_some() || self.resize.is_some() || self.refine.is_some()
+    }
+}
+
+/// Draws on daemon `c` and writes the pictures the last stage made.
+async fn on_daemon(g: &Global, c: &Client, local_args: &LocalImageArgs, extra: DaemonOnly) -> anyhow::Result<()> {
+    // Checked before the picture is sent, so a refused flag leaves nothing stored.
+    let request = local_args.request()?;
+    // An init picture is sent to the daemon, so image-to-image runs where the GPU
+    // and the loaded model are (it ran in this process, on the CPU).
+    let init_image = match &local_args.init {
+        Some(path) => Some(upload(c, path, "--init").await?.id),
+        None => None,
+    };
+    // The daemon's own preview default applies (the local render makes none).
+    let mut body = serde_json::to_value(ImageRequest {
+        preview_every: None,
+        init_image,
+        resize: extra.resize,
+        refine: extra.refine,
+        ..request
+    })?;
+    if let Some(obj) = body.as_object_mut() {
+        for (field, value) in [("profile", &extra.profile), ("upscale_model", &extra.upscale_model)] {
+            if let Some(v) = value {
+                obj.insert(field.into(), json!(v));
+            }
+        }
+    }
+    let job = run_job(c, g, "/api/v1/images", &body, None).await?;
+    // Previews are artifacts too; the finished images are `image.png` / `image-N.png`,
+    // their second passes `refined.png`, upscales `upscaled.png` / `upscaled-N.png` and
+    // resizes `resized.png` / `resized-N.png`: the last of them is what was asked for.
+    let finished = match (&body["resize"], &extra.upscale_model, &body["refine"]) {
+        (serde_json::Value::Object(_), ..) => "resized",
+        (_, Some(_), _) => "upscaled",
+        (.., serde_json::Value::Object(_)) => "refined",
+        _ => "image",
+    };
+    let files =
+        save_artifacts(c, &job, &local_args.output, |a| a.media_type == "image/png" && a.name.starts_with(finished))
+            .await?;
+    report(g, &files, &job.params, c.base());
+    Ok(())
 }
 
 fn report(g: &Global, files: &[PathBuf], params: &serde_json::Value, backend: &str) {

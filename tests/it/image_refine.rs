@@ -185,6 +185,14 @@ async fn reelbox_image_refine_writes_the_refined_picture() {
         .expect("run");
     let stderr = String::from_utf8_lossy(&local.stderr);
     assert!(!local.status.success() && stderr.contains("--refine"), "{stderr}");
+    // With no daemon answering, the second pass runs on a daemon this command starts (as
+    // `render` does): it was refused, "(or drop --local)", though --local was not given.
+    let alone = home.path().join("alone.png");
+    let done =
+        run_ok(reelbox_cli(home.path(), models.path()).args(args).arg(&alone).args(["--url", "http://127.0.0.1:1"]));
+    assert_eq!(image::image_dimensions(&alone).expect("a PNG"), (96, 96), "the refined picture is written");
+    let said = String::from_utf8_lossy(&done.stderr);
+    assert!(said.contains("refined at 96×96") && !said.contains("--local"), "{said}");
 }
 
 /// The upscale and the resize take the second pass's pictures, not the first's; a second
