@@ -260,10 +260,16 @@ async fn image_with_an_upscaler_writes_the_upscaled_picture() {
     assert_eq!((img.width(), img.height()), (256, 256), "the 64x64 picture upscaled 4x");
     let said = String::from_utf8_lossy(&done.stderr);
     assert!(said.contains("64×64 · upscaled to 256×256 by tiny-esrgan-x4"), "the summary says both sizes: {said}");
-    // In this process there is no upscale stage; said, not silently dropped.
+    // With no daemon answering, the upscale runs on a daemon the command starts.
+    let alone = home.path().join("alone.png");
+    let mut args = image_args(&alone, NO_DAEMON);
+    args.extend(["--upscale-model", "tiny-esrgan-x4"].map(String::from));
+    run_ok(reelbox_cli(home.path(), &models).args(&args));
+    assert_eq!(image::image_dimensions(&alone).expect("a PNG"), (256, 256), "upscaled on a daemon of its own");
+    // --local draws in this process, which has no upscale stage: said, not silently dropped.
     let local = home.path().join("local.png");
     let mut args = image_args(&local, NO_DAEMON);
-    args.extend(["--upscale-model", "tiny-esrgan-x4"].map(String::from));
+    args.extend(["--upscale-model", "tiny-esrgan-x4", "--local"].map(String::from));
     let out = reelbox_cli(home.path(), &models).args(&args).output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("--upscale-model"), "{stderr}");
