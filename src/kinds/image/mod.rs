@@ -252,6 +252,41 @@ fn upscale_pictures(run: &StageRun, model: &str, from: StageName, prefix: &str) 
 
 impl Image {
     /// The `generate` stage: the pictures, with previews as they come.
+    /// Samples `params` in stage `run` (from `init` for image to image), each step preview
+    /// stored under the name `preview_name` gives it and the pipeline's warnings said in the
+    /// job's log: the first pass's and the second's alike.
+    fn sample(
+        &self,
+        run: &StageRun,
+        params: &ImageParams,
+        init: Option<&image::RgbImage>,
+        progress: ProgressFn<'_>,
+        preview_name: &(dyn Fn(&Preview) -> String + Send + Sync),
+    ) -> Result<Rendered, StageError> {
+        let sink = run.sink;
+        let preview = |p: Preview| {
+            if !p.png.is_empty()
+                && let Err(e) = sink.put_artifact(&preview_name(&p), "image/png", &p.png)
+            {
+                tracing::warn!("cannot store preview: {e}");
+            }
+        };
+        let rendered = self.render(
+            run.config,
+            run.engine,
+            run.device,
+            params,
+            init,
+            Some(progress),
+            Some(&preview),
+            Some(run.cancel),
+        )?;
+        for w in &rendered.warnings {
+            sink.log("warn", w);
+        }
+        Ok(rendered)
+    }
+
     fn generate(&self, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
         let init = match &params.init_image {
             Some(id) => {
@@ -268,27 +303,7 @@ impl Image {
         };
         let sink = run.sink;
         let progress = |p: crate::pipelines::Progress| sink.progress(p.step, p.total, p.message.as_deref());
-        let preview = |p: Preview| {
-            if p.png.is_empty() {
-                return;
-            }
-            if let Err(e) = sink.put_artifact(&format!("preview-{:04}.png", p.step), "image/png", &p.png) {
-                tracing::warn!("cannot store preview: {e}");
-            }
-        };
-        let rendered = self.render(
-            run.config,
-            run.engine,
-            run.device,
-            params,
-            init.as_ref(),
-            Some(&progress),
-            Some(&preview),
-            Some(run.cancel),
-        )?;
-        for w in &rendered.warnings {
-            sink.log("warn", w);
-        }
+        let rendered = self.sample(run, params, init.as_ref(), &progress, &|p| format!("preview-{:04}.png", p.step))?;
         for (name, png) in &rendered.images {
             sink.put_artifact(name, "image/png", png)?;
         }

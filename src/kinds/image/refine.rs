@@ -356,28 +356,9 @@ pub(super) fn refine_pictures(
         let progress = |p: crate::pipelines::Progress| {
             sink.progress(done * p.total + p.step, count * p.total, p.message.as_deref());
         };
-        let preview = |p: Preview| {
-            let name = format!("preview-refine-{:04}.png", done * p.total + p.step);
-            if !p.png.is_empty()
-                && let Err(e) = sink.put_artifact(&name, "image/png", &p.png)
-            {
-                tracing::warn!("cannot store preview: {e}");
-            }
-        };
+        let preview_name = |p: &Preview| format!("preview-refine-{:04}.png", done * p.total + p.step);
         let pass = refine.pass(first, size, i);
-        let rendered = kind.render(
-            run.config,
-            run.engine,
-            run.device,
-            &pass,
-            Some(&start),
-            Some(&progress),
-            Some(&preview),
-            Some(run.cancel),
-        )?;
-        for w in &rendered.warnings {
-            sink.log("warn", w);
-        }
+        let rendered = kind.sample(run, &pass, Some(&start), &progress, &preview_name)?;
         let name = picture.name.replacen("image", "refined", 1);
         for (_, png) in &rendered.images {
             sink.put_artifact(&name, "image/png", png)?;
