@@ -48,6 +48,22 @@ pub fn space(dir: &Path) -> Option<Space> {
     }
 }
 
+/// Which directory `dir` is, the same string wherever on this machine it is named from
+/// (another path, a symlink, a bind mount into a container): the machine's boot id, then
+/// the device and inode of its nearest existing directory, then the part not made yet.
+/// A CLI compares its models dir's with the daemon's to know whether they share one: the
+/// same path on another box, or another `--data-dir` here, is another dir. `None` where
+/// it cannot be told (no `/proc`, nothing readable).
+pub fn dir_identity(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let dir = std::path::absolute(dir).ok()?;
+    let existing = dir.ancestors().find(|d| d.is_dir())?;
+    let meta = std::fs::metadata(existing).ok()?;
+    let rest = dir.strip_prefix(existing).ok()?;
+    Some(format!("{}:{}:{}:{}", boot.trim(), meta.dev(), meta.ino(), rest.display()))
+}
+
 /// Work refused because a disk is too full for it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", self.sentence())]
@@ -120,6 +136,21 @@ pub fn check_room(what: &'static str, dir: &Path, needs: u64, min: u64) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dir_is_the_same_dir_under_any_name_and_another_dir_is_not() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir_all(a.join("models")).expect("mkdir");
+        std::fs::create_dir_all(&b).expect("mkdir");
+        std::os::unix::fs::symlink(&a, root.path().join("link")).expect("symlink");
+        let id = |p: &Path| dir_identity(p).expect("identity");
+        assert_eq!(id(&a.join("models")), id(&root.path().join("link/models")));
+        assert_ne!(id(&a.join("models")), id(&b.join("models")));
+        // Not made yet: named by where it will be made, until it is.
+        assert_eq!(id(&b.join("models")), id(&root.path().join("link/../b/models")));
+        assert_ne!(id(&b.join("models")), id(&b.join("other")));
+    }
 
     #[test]
     fn sizes_read_in_decimal_units() {

@@ -59,6 +59,11 @@ pub struct DiskView {
     pub models: Option<crate::disk::Space>,
     /// `limits.min_free_disk_bytes`; 0 when the check is off.
     pub min_free_bytes: u64,
+    /// Which directory the models dir is (`disk::dir_identity`: machine, filesystem, inode,
+    /// no path): `reelbox pull` on a login whose models dir is another one (another box, or
+    /// a daemon started with its own `--data-dir`) has the daemon pull instead.
+    #[serde(default)]
+    pub models_dir_id: Option<String>,
 }
 
 impl DiskView {
@@ -68,6 +73,7 @@ impl DiskView {
             data: crate::disk::space(&config.data_dir),
             models: crate::disk::space(&config.models_dir()),
             min_free_bytes: config.limits.min_free_disk_bytes,
+            models_dir_id: crate::disk::dir_identity(&config.models_dir()),
         }
     }
 

@@ -17,6 +17,7 @@ use reelbox::gpu::DeviceId;
 use reelbox::kinds::model_import::check_loads;
 use reelbox::models::{Catalog, Manifest, ModelKind, ModelStore};
 
+use super::models_pull::{self, PullsThere};
 use super::{Global, table};
 
 /// `reelbox models ...`
@@ -75,13 +76,22 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         ModelsAction::Import(_) => Some("models import ...".to_string()),
         _ => None,
     };
+    if let ModelsAction::Pull { name, force, accept_license } = &action
+        && let Ok(Some(client)) = super::backend::daemon(g).await
+        && models_pull::models_elsewhere(&client, &config).await
+    {
+        // Installed here, the model would stay out of the renders' reach (the error that
+        // names it would send the user to pull it again, in a loop).
+        return models_pull::through_daemon(g, &client, name, *force, *accept_license, PullsThere::OtherDir).await;
+    }
     if let Some(command) = &writes
         && let Err(refused) = reelbox::setup::owner::check_writable(&config.models_dir(), command)
     {
         // A user's pull on the packaged box: the service owns the dir, so it pulls.
         if let ModelsAction::Pull { name, force, accept_license } = &action {
             if let Ok(Some(client)) = super::backend::daemon(g).await {
-                return super::models_pull::through_daemon(g, &client, name, *force, *accept_license).await;
+                return models_pull::through_daemon(g, &client, name, *force, *accept_license, PullsThere::ServiceDir)
+                    .await;
             }
             anyhow::bail!("{refused}; or start the service (`sudo systemctl start reelbox`), which pulls for you");
         }
@@ -225,8 +235,23 @@ fn default(
 }
 
 async fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<ExitCode> {
+    let daemon = super::backend::daemon(g).await.ok().flatten();
+    let mut elsewhere = None;
     let mut list = catalog(config);
-    add_boxes(g, config, &mut list).await;
+    if let Some(client) = &daemon {
+        if models_pull::models_elsewhere(client, config).await {
+            // What the renders can use is the daemon's dir, not this login's.
+            match client.get::<ModelList>("/api/v1/models").await {
+                Ok(theirs) => {
+                    list = theirs;
+                    elsewhere = Some(client.base().to_string());
+                }
+                Err(e) => eprintln!("the daemon's models are not shown: {}", chain_text(e.as_ref())),
+            }
+        } else {
+            add_boxes(client, config, &mut list).await;
+        }
+    }
     if available {
         // What a pull here installs: a model only a box has names nothing to pull from.
         list.models.retain(|m| m.state == "not_installed" && m.origin != "box");
@@ -298,6 +323,14 @@ async fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<Ex
         header.insert(3, "ON");
     }
     table::print(&header, &rows);
+    if let Some(url) = elsewhere {
+        eprintln!(
+            "models dir: {} (the daemon's at {url}; this login's, {}, is not the one it uses)",
+            list.models_dir,
+            config.models_dir().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!("models dir: {}", list.models_dir);
     if std::fs::read_dir(&list.models_dir).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
         // The packaged service's 0750 dir seen from a login user: every model looks missing.
@@ -309,11 +342,7 @@ async fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<Ex
 /// Adds what the daemon's list knows and this machine's models dir cannot: which live
 /// worker boxes have each model, and the models only they have (a head's; nothing on a
 /// single box, or when no daemon answers).
-async fn add_boxes(g: &Global, config: &Config, list: &mut ModelList) {
-    let Ok(client) = super::client::Client::new(g) else { return };
-    if !client.answers(Duration::from_millis(500)).await {
-        return;
-    }
+async fn add_boxes(client: &super::client::Client, config: &Config, list: &mut ModelList) {
     let theirs = match client.get::<ModelList>("/api/v1/models").await {
         Ok(theirs) => theirs,
         Err(e) => {

@@ -1,14 +1,18 @@
-//! `reelbox pull NAME`: into the configured models dir from this process, or, when this
-//! user may not write there (the packaged service's dir) and the daemon answers, as the
-//! daemon's `model_pull` job, so a user needs no `sudo` to add a model to the service.
+//! `reelbox pull NAME`: into the configured models dir from this process, or as the
+//! daemon's `model_pull` job when the daemon answers and either this user may not write
+//! there (the packaged service's dir: no `sudo` needed to add a model to the service) or
+//! the daemon keeps its models in another dir (another box, or a daemon started with its
+//! own `--data-dir`), where a pull here would install what it never sees.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
+use reelbox::api::system::SystemView;
 use reelbox::api::views::ArtifactView;
 use reelbox::client::ClientError;
+use reelbox::config::Config;
 use reelbox::models::{ModelStore, PullProgress};
 use reqwest::StatusCode;
 
@@ -43,6 +47,29 @@ pub async fn pull(g: &Global, store: &ModelStore, name: &str, force: bool) -> an
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether the daemon `c` keeps its models in another dir than `config` names here, as
+/// `GET /api/v1/system` tells its identity (`disk::dir_identity`); `false` when either
+/// side cannot tell (a daemon from before it said, one that refuses this caller).
+pub async fn models_elsewhere(c: &Client, config: &Config) -> bool {
+    let Some(ours) = reelbox::disk::dir_identity(&config.models_dir()) else { return false };
+    match c.get::<SystemView>("/api/v1/system").await {
+        Ok(system) => system.disk.models_dir_id.is_some_and(|theirs| theirs != ours),
+        Err(e) => {
+            tracing::debug!("cannot tell the daemon's models dir: {e}");
+            false
+        }
+    }
+}
+
+/// Why the daemon, not this process, writes the models a pull installs.
+#[derive(Debug, Clone, Copy)]
+pub enum PullsThere {
+    /// This user may not write the models dir (the packaged service's).
+    ServiceDir,
+    /// The daemon's models dir is another one than this login's ([`models_elsewhere`]).
+    OtherDir,
+}
+
 /// Pulls `name` as the daemon's `model_pull` job (the daemon writes its own models dir),
 /// following its progress; prints what a local pull prints.
 pub async fn through_daemon(
@@ -51,9 +78,14 @@ pub async fn through_daemon(
     name: &str,
     force: bool,
     accept_license: bool,
+    why: PullsThere,
 ) -> anyhow::Result<ExitCode> {
     if !g.json {
-        eprintln!("reelbox: the models dir is the service's; the daemon at {} pulls {name}", c.base());
+        let why = match why {
+            PullsThere::ServiceDir => "the models dir is the service's",
+            PullsThere::OtherDir => "the daemon keeps its models in another dir than this login's",
+        };
+        eprintln!("reelbox: {why}; the daemon at {} pulls {name}", c.base());
     }
     let body = serde_json::json!({"name": name, "force": force, "accept_license": accept_license});
     let job = run_job(c, g, "/api/v1/models/pull", &body, None).await.map_err(|e| {

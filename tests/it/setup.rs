@@ -149,6 +149,53 @@ fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
     assert!(reelbox::setup::owner::check_not_root_over(&config, "serve").is_ok());
 }
 
+/// A daemon started with its own `--data-dir` (or one on another box) keeps its models
+/// there: `reelbox pull` from a login whose models dir is another one has the daemon pull,
+/// so the model is where its renders look (installed beside the login instead, the daemon's
+/// "no diffusion model is installed; `reelbox pull …`" sent the user round in a loop), and
+/// `reelbox models list` shows the daemon's models. A login sharing the daemon's dir still
+/// pulls itself.
+#[test]
+fn a_pull_beside_a_daemon_with_another_models_dir_installs_where_the_daemon_looks() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (data, login) = (home.path().join("films"), home.path().join("login"));
+    let daemon_models = data.join("models");
+    let daemon_env = daemon_models.to_str().expect("utf-8 path");
+    let daemon = common::daemon::DaemonProc::start(&data, &[("REELBOX_MODELS_DIR", daemon_env)]);
+    let run = |models: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_reelbox"))
+            .args(["--url", &daemon.url])
+            .args(args)
+            .env_remove("REELBOX_CONFIG")
+            .env_remove("REELBOX_KEY")
+            .env("HOME", &login)
+            .env("XDG_CONFIG_HOME", login.join("config"))
+            .env("REELBOX_DATA_DIR", login.join("data"))
+            .env("REELBOX_MODELS_DIR", models)
+            .env("REELBOX_LOG", "warn")
+            .output()
+            .expect("run reelbox");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let login_models = login.join("models");
+    let (ok, stdout, stderr) = run(&login_models, &["pull", "demo-shapes"]);
+    assert!(ok, "the pull failed:\n{stdout}\n{stderr}");
+    let said = format!("another dir than this login's; the daemon at {} pulls demo-shapes", daemon.url);
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(daemon_models.join("demo-shapes.toml").is_file(), "installed in the daemon's models dir");
+    assert!(!login_models.join("demo-shapes.toml").exists(), "not in the login's");
+    let (ok, stdout, stderr) = run(&login_models, &["models", "list"]);
+    assert!(ok, "{stderr}");
+    let row = stdout.lines().find(|l| l.starts_with("demo-shapes ")).unwrap_or_default();
+    assert!(row.contains(" installed "), "the daemon's state, not the login's: {stdout}");
+    assert!(stderr.contains(&format!("(the daemon's at {};", daemon.url)), "{stderr}");
+    // Sharing the daemon's dir, the login pulls itself, as before.
+    let (ok, stdout, stderr) = run(&daemon_models, &["pull", "demo-upscaler"]);
+    assert!(ok && !stderr.contains("the daemon at"), "{stdout}\n{stderr}");
+    assert!(daemon_models.join("demo-upscaler.toml").is_file(), "{stdout}");
+}
+
 /// On the packaged box the models dir is the service's: a login user's `reelbox pull` is
 /// done by the daemon that owns it (a `model_pull` job, with its progress), not refused
 /// with "use sudo"; its refusals say what the user can do (the licence flag, an admin key).

@@ -259,7 +259,12 @@ fn a_full_disk_is_called_out_and_free_space_shown() {
         let mut app = quiet(&[8192]);
         let space = Some(reelbox::disk::Space { free_bytes: free, total_bytes: 512_000_000_000 });
         if let Some(s) = app.system.as_mut() {
-            s.disk = reelbox::api::system::DiskView { data: space, models: space, min_free_bytes: 1 << 30 };
+            s.disk = reelbox::api::system::DiskView {
+                data: space,
+                models: space,
+                min_free_bytes: 1 << 30,
+                ..Default::default()
+            };
         }
         app
     };
