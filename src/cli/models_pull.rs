@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
+use reelbox::api::models::ModelList;
 use reelbox::api::system::SystemView;
 use reelbox::api::views::ArtifactView;
 use reelbox::client::ClientError;
@@ -68,6 +69,18 @@ pub enum PullsThere {
     ServiceDir,
     /// The daemon's models dir is another one than this login's ([`models_elsewhere`]).
     OtherDir,
+}
+
+/// Has the daemon `c` pull those of `names` it has not installed (`reelbox demo`'s models
+/// beside a daemon whose models dir this login does not set up).
+pub async fn pull_missing(g: &Global, c: &Client, names: &[&str], why: PullsThere) -> anyhow::Result<()> {
+    let theirs: ModelList = c.get("/api/v1/models").await?;
+    for name in names {
+        if !theirs.models.iter().any(|m| m.name == *name && m.state == "installed") {
+            through_daemon(g, c, name, false, false, why).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Pulls `name` as the daemon's `model_pull` job (the daemon writes its own models dir),

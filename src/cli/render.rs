@@ -19,6 +19,7 @@ use super::Global;
 use super::backend::{Reach, follow_job, save_artifacts, submit_job, upload};
 use super::client::Client;
 use super::hint::Hint;
+use super::models_pull::{PullsThere, models_elsewhere, pull_missing};
 
 /// Arguments of `reelbox render`.
 #[derive(Debug, Args)]
@@ -389,11 +390,24 @@ pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<ExitCode> {
     // subtitles) is replaced, and anything else there is kept as `render` keeps it.
     check_film_output(&a.output, a.force || is_demo_film(&a.output, &inputs.script))?;
     let config = Config::load(g.config.as_deref())?;
-    // A login user beside the packaged service cannot set up the service's data dir, and
-    // need not: its daemon refuses a missing model naming the pull to make.
-    let not_theirs = reelbox::setup::owner::check_writable(&config.data_dir, "setup").is_err();
-    if !(not_theirs && Client::new(g)?.answers(std::time::Duration::from_millis(1500)).await) {
-        setup_demo(&config, &inputs).await?;
+    // Set up here only what the daemon that renders will use: a login user beside the
+    // packaged service cannot set up the service's data dir, and a daemon started with its
+    // own `--data-dir` (or on another box) never sees this login's; that daemon pulls
+    // what the demo lacks instead.
+    let daemon = super::backend::daemon(g).await?;
+    let why = match &daemon {
+        Some(_) if reelbox::setup::owner::check_writable(&config.data_dir, "setup").is_err() => {
+            Some(PullsThere::ServiceDir)
+        }
+        Some(c) if models_elsewhere(c, &config).await => Some(PullsThere::OtherDir),
+        _ => None,
+    };
+    match (&daemon, why) {
+        (Some(c), Some(why)) => {
+            let needed: Vec<&str> = DEMO_MODELS.iter().copied().chain([inputs.voice.as_str()]).collect();
+            pull_missing(g, c, &needed, why).await?;
+        }
+        _ => setup_demo(&config, &inputs).await?,
     }
     let reach = Reach::new(g).await?;
     let c = &reach.client;

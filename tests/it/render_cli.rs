@@ -392,6 +392,38 @@ async fn the_demo_renders_again_on_a_box_where_it_ran_before() {
     assert_eq!(presenters, 1, "{profiles}");
 }
 
+/// `reelbox demo` beside a daemon started with its own data dir (or on another box): the
+/// demo set up this login's models dir, which that daemon never reads, and the render was
+/// refused for a model "not installed" the user had just watched being installed. The
+/// daemon pulls what the demo lacks into its own dir, and the film renders there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_beside_a_daemon_with_its_own_models_dir_has_that_daemon_pull_what_it_lacks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joe = provision::joe_voice();
+    let joe = joe.parent().expect("voice dir");
+    // Each side has the voice (a pip pull in a test is slow); only the login has nothing else.
+    let (theirs, mine) = (dir.path().join("daemon-models"), dir.path().join("login-models"));
+    common::copy_dir(joe, &theirs.join(provision::JOE));
+    common::copy_dir(joe, &mine.join(provision::JOE));
+    let d = common::render::daemon(&dir.path().join("daemon"), &theirs);
+    let film = dir.path().join("demo.mp4");
+    let out = common::tools::reelbox_cli(dir.path(), &mine)
+        .args(["--url", &d.at(""), "demo", "-o"])
+        .arg(&film)
+        .stdin(Stdio::null())
+        .output()
+        .expect("reelbox demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for model in ["demo-shapes", "demo-presenter", "demo-upscaler"] {
+        assert!(stderr.contains(&format!("the daemon at {} pulls {model}", d.url)), "{model}: {stderr}");
+        assert!(theirs.join(model).is_dir() && !mine.join(model).exists(), "{model} is the daemon's only");
+    }
+    assert!(!stderr.contains(&format!("pulls {}", provision::JOE)), "the voice it had is not pulled: {stderr}");
+    let (format, seconds) = common::compat::ffprobe(&film);
+    assert!(format.contains("mp4") && seconds > 5.0, "{format}, {seconds} s");
+}
+
 /// `reelbox demo` with no daemon running renders in a daemon it runs itself, whose loopback
 /// address is gone when the command ends: it named that address, and users opened it. Now
 /// it names none but the box's own (`bind`), and says how to see the film later, which
