@@ -1,5 +1,5 @@
 // Box: the devices with live telemetry sparklines, the queue, installed and available
-// models; admins can pull a model and watch it come in.
+// models; admins can pull a model and watch it come in, and remove one to free its disk.
 import { api, waitJob } from "./api.js";
 import { busy, bytes, h, isBusy, say, sparkline, summary } from "./ui.js";
 import { kindWord } from "./words.js";
@@ -10,6 +10,44 @@ function gauge(label) {
   const canvas = h("canvas", { class: "spark", role: "img", "aria-label": `${label} over the last minutes` });
   const value = h("span", { class: "value" }, "–");
   return { el: h("div", { class: "gauge" }, h("span", { class: "label" }, label), value, canvas), canvas, value, data: [] };
+}
+
+/**
+ * An installed model's Remove button and where it says what went wrong: asks first, and
+ * again, naming the jobs, when queued or running jobs run the model (they fail without it).
+ * The profiles that named it are said, since their renders are refused until they name
+ * another.
+ */
+function removal(m, cell, said) {
+  const remove = h("button", { type: "button", class: "secondary", "aria-label": `Remove ${m.name}` }, "Remove");
+  const why = h("div", { class: "form-error", role: "alert" });
+  const named = h("p", { class: "hint" });
+  remove.addEventListener("click", async () => {
+    if (isBusy(remove)) return;
+    const size = m.size ? ` (${bytes(m.size)})` : "";
+    if (!confirm(`Remove ${m.name}${size} from this box? Films and pictures that use it can no longer be made until it is pulled or imported again.`)) return;
+    busy(remove, true); why.replaceChildren(); named.replaceChildren();
+    const path = `/api/v1/models/${encodeURIComponent(m.name)}`;
+    try {
+      let done;
+      try {
+        done = await api("DELETE", path);
+      } catch (e) {
+        if (e.code !== "model_in_use" || !confirm(`${e.message}\n\nRemove it anyway? Those jobs fail.`)) throw e;
+        done = await api("DELETE", `${path}?force=true`);
+      }
+      cell.firstChild.textContent = "removed";
+      remove.remove();
+      said.textContent = `${m.name} removed.`;
+      if (done.profiles.length) {
+        named.textContent = `Profiles that name it: ${done.profiles.map((p) => `${p.name} (${p.field.replace("_", " ")})`).join(", ")}. Their films are refused until they name another model (Profiles).`;
+      }
+    } catch (e) {
+      say(why, e);
+      busy(remove, false);
+    }
+  });
+  return [remove, why, named];
 }
 
 /** Renders the Box view into `root`. */
@@ -62,7 +100,7 @@ export async function box(root, _arg, me) {
     low.includes("data") ? h("p", { class: "form-error", role: "alert" },
       `The disk of films and uploads has less than the ${bytes(disk.min_free_bytes)} kept free: queued jobs wait and new jobs and uploads are refused. Delete finished jobs in the Library to free space.`) : null,
     low.includes("models") ? h("p", { class: "form-error", role: "alert" },
-      `The disk of models has less than the ${bytes(disk.min_free_bytes)} kept free: model pulls are refused. Remove models you no longer use (reelbox rm NAME).`) : null);
+      `The disk of models has less than the ${bytes(disk.min_free_bytes)} kept free: model pulls are refused. Remove models you no longer use (Remove, below).`) : null);
 
   // How a pull went, said (its row's cell changes quietly).
   const pulled = h("p", { class: "sr-only", role: "status" });
@@ -96,6 +134,7 @@ export async function box(root, _arg, me) {
       });
       cell.append(" ", pull, bar, why);
     }
+    if (me && me.admin && m.state === "installed") cell.append(" ", ...removal(m, cell, pulled));
     return h("tr", {}, h("td", {}, m.name), h("td", {}, m.kind), h("td", {}, m.size ? bytes(m.size) : ""),
       h("td", {}, m.license || ""), cell);
   });

@@ -30,6 +30,7 @@ pub mod limits;
 pub mod links;
 pub mod media;
 pub mod metrics;
+pub mod model_rm;
 pub mod models;
 pub mod openai;
 pub mod openapi;
@@ -150,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/presets", get(presets::list))
         .route("/api/v1/models/pull", post(models::pull))
         .route("/api/v1/models/import", post(models::import))
+        .route("/api/v1/models/{name}", axum::routing::delete(model_rm::remove))
         .route("/api/v1/system", get(system::system))
         .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/telemetry", get(telemetry::stream))

@@ -30,6 +30,7 @@ mod man;
 mod models;
 mod models_import;
 mod models_pull;
+mod models_rm;
 mod profiles;
 mod refine_arg;
 mod render;

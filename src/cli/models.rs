@@ -4,12 +4,10 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
 use reelbox::api::models::{ModelList, catalog};
-use reelbox::api::views::ProfileView;
 use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::error_text::chain_text;
@@ -76,24 +74,47 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         ModelsAction::Import(_) => Some("models import ...".to_string()),
         _ => None,
     };
-    if let ModelsAction::Pull { name, force, accept_license } = &action
+    if matches!(action, ModelsAction::Pull { .. } | ModelsAction::Rm { .. })
         && let Ok(Some(client)) = super::backend::daemon(g).await
         && models_pull::models_elsewhere(&client, &config).await
     {
-        // Installed here, the model would stay out of the renders' reach (the error that
-        // names it would send the user to pull it again, in a loop).
-        return models_pull::through_daemon(g, &client, name, *force, *accept_license, PullsThere::OtherDir).await;
+        // Done here, a pull would stay out of the renders' reach (the error that names the
+        // model would send the user to pull it again, in a loop), a removal free nothing
+        // the daemon holds.
+        match &action {
+            ModelsAction::Pull { name, force, accept_license } => {
+                return models_pull::through_daemon(g, &client, name, *force, *accept_license, PullsThere::OtherDir)
+                    .await;
+            }
+            ModelsAction::Rm { name, force } => return super::models_rm::on_daemon(g, &client, name, *force).await,
+            _ => {}
+        }
     }
     if let Some(command) = &writes
         && let Err(refused) = reelbox::setup::owner::check_writable(&config.models_dir(), command)
     {
-        // A user's pull on the packaged box: the service owns the dir, so it pulls.
-        if let ModelsAction::Pull { name, force, accept_license } = &action {
-            if let Ok(Some(client)) = super::backend::daemon(g).await {
-                return models_pull::through_daemon(g, &client, name, *force, *accept_license, PullsThere::ServiceDir)
+        // A user's pull or removal on the packaged box: the service owns the dir, so it does it.
+        match &action {
+            ModelsAction::Pull { name, force, accept_license } => {
+                if let Ok(Some(client)) = super::backend::daemon(g).await {
+                    return models_pull::through_daemon(
+                        g,
+                        &client,
+                        name,
+                        *force,
+                        *accept_license,
+                        PullsThere::ServiceDir,
+                    )
                     .await;
+                }
+                anyhow::bail!("{refused}; or start the service (`sudo systemctl start reelbox`), which pulls for you");
             }
-            anyhow::bail!("{refused}; or start the service (`sudo systemctl start reelbox`), which pulls for you");
+            ModelsAction::Rm { name, force } => {
+                if let Ok(Some(client)) = super::backend::daemon(g).await {
+                    return super::models_rm::on_daemon(g, &client, name, *force).await;
+                }
+            }
+            _ => {}
         }
         return Err(refused.into());
     }
@@ -116,87 +137,8 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
         }
         ModelsAction::Default { kind, name } => default(g, config, store, kind.as_deref(), name.as_deref()),
         ModelsAction::Verify { name } => verify(g, config, store, name),
-        ModelsAction::Rm { name, force } => {
-            let needed = if force || store.installed_manifest(&name).is_none() {
-                Vec::new()
-            } else {
-                jobs_naming(g, &name).await
-            };
-            if !needed.is_empty() {
-                anyhow::bail!(
-                    "{name} is needed by queued or running job(s) {}, which would fail without it; cancel them \
-                     (`{}`) or remove it anyway with `reelbox models rm {name} --force`",
-                    needed.join(", "),
-                    g.hint.command("jobs cancel ID")
-                );
-            }
-            let removed = store.rm(&name)?;
-            let profiles = if removed { profiles_naming(g, config, &name).await } else { Vec::new() };
-            if g.json {
-                println!("{}", serde_json::json!({"name": name, "removed": removed, "profiles": profiles}));
-            } else if removed {
-                println!("removed {name}");
-                for p in &profiles {
-                    let fix = reelbox::jobs::model_fix(&g.hint.reelbox(), &p.name, &p.flag());
-                    println!(
-                        "profile {:?} names it ({}): its renders are refused until {fix} names another",
-                        p.name, p.field
-                    );
-                }
-            } else {
-                println!("{name} was not installed");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        ModelsAction::Rm { name, force } => super::models_rm::here(g, config, store, &name, force).await,
         ModelsAction::Import(args) => super::models_import::run(g, config, args),
-    }
-}
-
-/// Ids of the daemon's queued and running jobs that run model `name` (their views'
-/// `models`, as placement reads them; none when no daemon answers).
-async fn jobs_naming(g: &Global, name: &str) -> Vec<String> {
-    let Ok(client) = super::client::Client::new(g) else { return Vec::new() };
-    if !client.answers(Duration::from_millis(500)).await {
-        return Vec::new();
-    }
-    let mut ids = Vec::new();
-    for state in ["queued", "running"] {
-        let Ok(page) = client.get::<serde_json::Value>(&format!("/api/v1/jobs?state={state}&limit=500")).await else {
-            continue;
-        };
-        for job in page["jobs"].as_array().into_iter().flatten() {
-            if job["models"].as_array().is_some_and(|m| m.iter().any(|m| m == name))
-                && let Some(id) = job["id"].as_str()
-            {
-                ids.push(id.to_string());
-            }
-        }
-    }
-    ids
-}
-
-/// The profiles that name model `name`: the daemon's when one answers (those its key
-/// sees), else those in the data dir's store, read here ([`reelbox::store::profiles_at_rest`],
-/// which repairs a store a killed daemon left as the daemon's start would); none when neither
-/// can be read, since the model is removed all the same: a process holds the store but does
-/// not answer (said on stderr, so the user knows the list is missing, not empty), or this user
-/// may not read it (the packaged service's).
-async fn profiles_naming(g: &Global, config: &Config, name: &str) -> Vec<super::profiles::NamingModel> {
-    if let Ok(client) = super::client::Client::new(g)
-        && client.answers(Duration::from_millis(500)).await
-    {
-        return super::profiles::naming_model(&client, name).await.unwrap_or_default();
-    }
-    match reelbox::store::profiles_at_rest(&config.data_dir) {
-        Ok(list) => super::profiles::naming(list.iter().map(ProfileView::from), name),
-        Err(e @ reelbox::store::StoreError::InUse { .. }) => {
-            eprintln!("note: {e}, which does not answer here: the profiles that name {name} are not said");
-            Vec::new()
-        }
-        Err(e) => {
-            tracing::debug!("the profiles naming {name} are not said: {e}");
-            Vec::new()
-        }
     }
 }
 

@@ -227,50 +227,6 @@ fn own_models(p: &ProfileView) -> Vec<String> {
         .collect()
 }
 
-/// A profile that names a model, and as which of its models (`voice`, `image_model`,
-/// `lipsync_model`, `upscale_model`, the API's fields).
-#[derive(serde::Serialize)]
-pub struct NamingModel {
-    pub id: String,
-    pub name: String,
-    pub field: &'static str,
-}
-
-impl NamingModel {
-    /// The `profiles update` flag that changes it (`--lipsync-model`).
-    pub fn flag(&self) -> String {
-        format!("--{}", self.field.replace('_', "-"))
-    }
-}
-
-/// The profiles `c`'s key sees that name model `name`, as what: `reelbox rm` says them,
-/// since the renders of those presenters are refused until the profile names another.
-pub async fn naming_model(c: &Client, name: &str) -> anyhow::Result<Vec<NamingModel>> {
-    let list: Vec<ProfileView> = c.get("/api/v1/profiles").await?;
-    Ok(naming(list, name))
-}
-
-/// The profiles of `list` that name model `name`, as what: the daemon's answer, or the
-/// store read here when no daemon runs.
-pub fn naming(list: impl IntoIterator<Item = ProfileView>, name: &str) -> Vec<NamingModel> {
-    let mut out = Vec::new();
-    for p in list {
-        let s = &p.style;
-        let models = [
-            ("voice", Some(&p.voice.model)),
-            ("image_model", s.image_model.as_ref()),
-            ("lipsync_model", s.lipsync_model.as_ref()),
-            ("upscale_model", s.upscale_model.as_ref()),
-        ];
-        for (field, model) in models {
-            if model.is_some_and(|m| m == name) {
-                out.push(NamingModel { id: p.id.clone(), name: p.name.clone(), field });
-            }
-        }
-    }
-    out
-}
-
 fn print_profile(g: &Global, p: &ProfileView) -> anyhow::Result<()> {
     if g.json {
         println!("{}", serde_json::to_string_pretty(p)?);

@@ -6,6 +6,7 @@
 mod control;
 mod error;
 mod limits;
+mod model_use;
 mod profile;
 mod submit;
 mod weights;

@@ -153,8 +153,8 @@ fn root_cli_runs_hand_what_they_write_to_the_data_dirs_owner() {
 /// there: `reelbox pull` from a login whose models dir is another one has the daemon pull,
 /// so the model is where its renders look (installed beside the login instead, the daemon's
 /// "no diffusion model is installed; `reelbox pull …`" sent the user round in a loop), and
-/// `reelbox models list` shows the daemon's models. A login sharing the daemon's dir still
-/// pulls itself.
+/// `reelbox models list` shows the daemon's models, and `reelbox rm` removes from its dir.
+/// A login sharing the daemon's dir still pulls itself.
 #[test]
 fn a_pull_beside_a_daemon_with_another_models_dir_installs_where_the_daemon_looks() {
     let home = tempfile::tempdir().expect("tempdir");
@@ -190,6 +190,12 @@ fn a_pull_beside_a_daemon_with_another_models_dir_installs_where_the_daemon_look
     let row = stdout.lines().find(|l| l.starts_with("demo-shapes ")).unwrap_or_default();
     assert!(row.contains(" installed "), "the daemon's state, not the login's: {stdout}");
     assert!(stderr.contains(&format!("(the daemon's at {};", daemon.url)), "{stderr}");
+    // And removes from the daemon's dir what the daemon has.
+    let (ok, stdout, stderr) = run(&login_models, &["rm", "demo-shapes"]);
+    assert!(ok && stdout.contains("removed demo-shapes"), "{stdout}\n{stderr}");
+    assert!(!daemon_models.join("demo-shapes").exists(), "removed from the daemon's models dir");
+    let (ok, stdout, _) = run(&login_models, &["rm", "demo-shapes"]);
+    assert!(ok && stdout.contains("demo-shapes was not installed"), "{stdout}");
     // Sharing the daemon's dir, the login pulls itself, as before.
     let (ok, stdout, stderr) = run(&daemon_models, &["pull", "demo-upscaler"]);
     assert!(ok && !stderr.contains("the daemon at"), "{stdout}\n{stderr}");

@@ -302,6 +302,23 @@ async fn a_film_is_written_watched_downloaded_and_deleted_in_the_browser_and_key
     let names: Vec<&str> =
         pulls["jobs"].as_array().into_iter().flatten().filter_map(|j| j["params"]["name"].as_str()).collect();
     assert_eq!(names, ["demo-upscaler"], "declining the licence pulled nothing");
+    // Removed again from the page (a disk filling up): asked first, then gone from the box.
+    c.refresh().await.expect("reload the box");
+    let remove = "button[aria-label='Remove demo-upscaler']";
+    wait_js(c, "Remove", &format!("return !!document.querySelector({remove:?})"), Duration::from_secs(20)).await;
+    find(c, remove).await.click().await.expect("remove");
+    let ask = c.get_alert_text().await.expect("Remove asks first");
+    assert!(ask.contains("Remove demo-upscaler"), "{ask}");
+    c.accept_alert().await.expect("say yes");
+    let done = wait_js(
+        c,
+        "removal",
+        &format!("const s = (() => {{ {state} }})(); return s !== 'installed' && s"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(done, "removed");
+    assert!(!models.join("demo-upscaler").exists(), "the model left the models dir");
     go(c, &d, "#/library", &format!("[data-job='{id}'] video")).await;
     both_shots(c, "library").await;
     let artifacts_dir = data.join("artifacts");

@@ -7,8 +7,8 @@ use super::keys::BearerAuth;
 
 mod refusals;
 use super::{
-    artifacts, cluster, error, events, gc, images, jobs, keys, media, metrics, models, presets, profiles, renders,
-    speech, system, telemetry, views, web,
+    artifacts, cluster, error, events, gc, images, jobs, keys, media, metrics, model_rm, models, presets, profiles,
+    renders, speech, system, telemetry, views, web,
 };
 
 /// The API description served at `/openapi.json`.
@@ -46,6 +46,7 @@ use super::{
         models::list,
         models::pull,
         models::import,
+        model_rm::remove,
         presets::list,
         system::system,
         cluster::status,
@@ -104,6 +105,8 @@ use super::{
         models::ModelList,
         models::PullRequest,
         models::ImportBody,
+        model_rm::ModelRemoved,
+        model_rm::ProfileNaming,
         presets::PresetView,
         presets::PresetList,
         keys::CreateKeyRequest,
