@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 pub mod bench;
+pub mod latent_scale;
 pub mod model;
 pub mod noise;
 pub mod onnx;
