@@ -23,7 +23,9 @@ mod vae;
 
 pub use model::{Family, ModelInfo, SdModel};
 pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
-pub use pipeline::{DecodedImage, GenerateRequest, Generated, Hooks, InitImage, Preview, Timings, generate};
+pub use pipeline::{
+    DecodedImage, GenerateRequest, Generated, Hooks, Init, InitImage, InitLatents, Preview, Timings, generate,
+};
 pub use samplers::{SchedulerChoice, SchedulerConfigFile};
 pub use text::prompt_embeddings;
 
