@@ -85,8 +85,9 @@ pub struct ImageRequest {
 #[serde(deny_unknown_fields)]
 pub struct Resize {
     /// `nearest-exact`, `bilinear`, `area` (box-averaged when shrinking), `bicubic` or
-    /// `lanczos` (default).
-    #[schema(pattern = "^(nearest-exact|bilinear|area|bicubic|lanczos)$")]
+    /// `lanczos` (default); a `refine` from the latent takes `nearest-exact` (its default),
+    /// `bilinear`, `area`, `bicubic` or `bislerp`, as ComfyUI's LatentUpscale.
+    #[schema(pattern = "^(nearest-exact|bilinear|area|bicubic|lanczos|bislerp)$")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Pixels, at most `limits.max_image_side`; 0 (or left out beside `height`) follows the
@@ -125,6 +126,15 @@ pub struct Resize {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refine {
+    /// What the second pass starts from: `picture` (default: each picture scaled, then encoded
+    /// by the model's VAE) or `latent` (ComfyUI's latent hires fix: the first pass's final
+    /// latent scaled as LatentUpscale scales it, `resize` in whole latent cells of 8 pixels,
+    /// `scale_by` rounded in cells; no `upscale_model`, no VAE encoder needed). The latent is
+    /// kept as the job's `latent.npy` (`latent-N.npy`), `[1, 4, H/8, W/8]` float32 as
+    /// ComfyUI's LATENT holds it.
+    #[schema(pattern = "^(picture|latent)$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     /// Installed upscale model each picture is upscaled by first, before `resize` (its size is
     /// then checked when the stage runs, once the model's scale is known).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -71,6 +71,10 @@ never_retried!(
     ulid::DecodeError,
     serde_json::Error,
     super::ParamError,
+    // A stored latent (`image/latent.rs`) that is not the array it was written as.
+    ndarray::ShapeError,
+    ndarray_npy::ReadNpyError,
+    ndarray_npy::WriteNpyError,
 );
 
 /// Disks and the database recover (space freed, a lock released).

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::fields::{float_field, float_in, int_field, reject_unknown, string_field, u32_in};
 use super::{ParamError, StageError, StageRun};
 use crate::config::Config;
-use crate::media::resize::{Method, Region, resize};
+use crate::media::resize::{Method, Region, center_crop, resize};
 
 /// The method a request naming none resizes by: Lanczos keeps the most detail.
 const DEFAULT_METHOD: Method = Method::Lanczos;
@@ -116,13 +116,34 @@ impl ResizeRequest {
     }
 
     /// Checks the method and the one target against ComfyUI's ranges and the box's largest
-    /// picture side, and fills the defaults.
+    /// picture side, and fills the defaults: a picture's resize.
     pub fn resolve(self, config: &Config) -> Result<Resize, ParamError> {
+        self.resolve_with(config, &Method::ALL, DEFAULT_METHOD)
+    }
+
+    /// [`Self::resolve`] for a resize of a sampler's latent (a second pass from the latent):
+    /// the methods of ComfyUI's LatentUpscale, its first, `nearest-exact`, the default.
+    pub fn resolve_latent(self, config: &Config) -> Result<Resize, ParamError> {
+        self.resolve_with(config, &Method::LATENT, Method::NearestExact)
+    }
+
+    fn resolve_with(self, config: &Config, takes: &[Method], default: Method) -> Result<Resize, ParamError> {
         let method = match &self.method {
-            None => DEFAULT_METHOD,
-            Some(m) => m
-                .parse()
-                .map_err(|e: crate::media::resize::UnknownMethod| ParamError::new(sub("method"), e.to_string()))?,
+            None => default,
+            Some(m) => {
+                let known = m
+                    .parse()
+                    .map_err(|e: crate::media::resize::UnknownMethod| ParamError::new(sub("method"), e.to_string()))?;
+                if !takes.contains(&known) {
+                    let names: Vec<_> = takes.iter().map(|t| t.as_str()).collect();
+                    let what = if takes == Method::LATENT { "a latent" } else { "a picture" };
+                    return Err(ParamError::new(
+                        sub("method"),
+                        format!("{m:?} does not scale {what}; it takes {}", names.join(", ")),
+                    ));
+                }
+                known
+            }
         };
         let sized = self.width.is_some() || self.height.is_some();
         let targets =
@@ -189,24 +210,40 @@ impl Resize {
         }
     }
 
+    /// The size in cells of a `w`×`h` latent of `step` pixels a cell, scaled as ComfyUI's
+    /// latent nodes scale it: LatentUpscaleBy rounds each side in cells (`round(w · scale_by)`),
+    /// a size in pixels is the picture's size cut down to whole cells (LatentUpscale's `// 8`).
+    pub fn latent_size_of(&self, w: u32, h: u32, step: u32) -> (u32, u32) {
+        match self.to {
+            ResizeTo::By { scale_by } => {
+                let side = |v: u32| py_round(f64::from(v) * scale_by) as u32;
+                (side(w), side(h))
+            }
+            _ => {
+                let (pw, ph) = self.size_of(w * step, h * step);
+                (pw / step, ph / step)
+            }
+        }
+    }
+
+    /// The cells of a `w`×`h` latent that are scaled: all, or with `crop: center` the middle
+    /// of the new shape (ComfyUI's `common_upscale` crops the latent itself).
+    pub fn latent_region_of(&self, w: u32, h: u32, step: u32) -> Region {
+        let ResizeTo::Size { crop: Crop::Center, .. } = self.to else {
+            return Region { x: 0, y: 0, width: w, height: h };
+        };
+        let (new_w, new_h) = self.latent_size_of(w, h, step);
+        center_crop(w, h, new_w, new_h)
+    }
+
     /// The part of a `w`×`h` picture that is resized: all of it, or with `crop: center` the
     /// middle of the new shape (ComfyUI's rounding of the strips it cuts off).
     pub fn region_of(&self, w: u32, h: u32) -> Region {
-        let whole = Region { x: 0, y: 0, width: w, height: h };
-        let ResizeTo::Size { crop: Crop::Center, .. } = self.to else { return whole };
+        let ResizeTo::Size { crop: Crop::Center, .. } = self.to else {
+            return Region { x: 0, y: 0, width: w, height: h };
+        };
         let (new_w, new_h) = self.size_of(w, h);
-        let (wf, hf) = (f64::from(w), f64::from(h));
-        let (old_aspect, new_aspect) = (wf / hf, f64::from(new_w) / f64::from(new_h));
-        let strip = |side: f64, ratio: f64| py_round((side - side * ratio) / 2.0) as u32;
-        if old_aspect > new_aspect {
-            let x = strip(wf, new_aspect / old_aspect).min(w.saturating_sub(1) / 2);
-            Region { x, width: w - 2 * x, ..whole }
-        } else if old_aspect < new_aspect {
-            let y = strip(hf, old_aspect / new_aspect).min(h.saturating_sub(1) / 2);
-            Region { y, height: h - 2 * y, ..whole }
-        } else {
-            whole
-        }
+        center_crop(w, h, new_w, new_h)
     }
 
     /// The input a limit on the result is about, as errors name it (`resize.scale_by`, ...).
@@ -313,6 +350,24 @@ mod tests {
         assert_eq!(ok(json!({"megapixels": 1.0})).size_of(512, 512), (1024, 1024));
         assert_eq!(ok(json!({"megapixels": 0.25})).size_of(300, 200), (627, 418));
         assert_eq!(ok(json!({"megapixels": 1.0, "resolution_steps": 64})).size_of(640, 480), (1152, 896));
+    }
+
+    /// LatentUpscaleBy rounds in latent cells; a size in pixels is cut to whole cells.
+    #[test]
+    fn a_latents_size_is_comfyuis_latent_nodes() {
+        assert_eq!(ok(json!({"scale_by": 1.3})).latent_size_of(9, 64, 8), (12, 83), "round(11.7), round(83.2)");
+        assert_eq!(ok(json!({"scale_by": 1.5})).latent_size_of(5, 8, 8), (8, 12), "round(7.5) = 8");
+        assert_eq!(ok(json!({"width": 100, "height": 0})).latent_size_of(8, 8, 8), (12, 12), "100 // 8");
+        let latent = |v: Value| {
+            ResizeRequest::from_json(&json!({ "resize": v }), "resize")?
+                .expect("given")
+                .resolve_latent(&Config::default())
+        };
+        assert_eq!(latent(json!({"scale_by": 2})).expect("valid").method, Method::NearestExact, "ComfyUI's default");
+        assert_eq!(latent(json!({"method": "bislerp", "scale_by": 2})).expect("valid").method, Method::Bislerp);
+        let e = latent(json!({"method": "lanczos", "scale_by": 2})).expect_err("a picture's");
+        assert_eq!(e.field, "resize.method");
+        assert!(e.message.contains("bislerp"), "{}", e.message);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! A picture resampled to another size without a model, by the methods ComfyUI's "Upscale
 //! Image" nodes offer (`nearest-exact`, `bilinear`, `area`, `bicubic`, `lanczos`), each
 //! mapped onto the nearest filter the `image` crate has, and cut to a region first when a
-//! caller crops. Which size to make is the caller's (`kinds::resize` works it out as ComfyUI
-//! rounds it); this file only moves pixels.
+//! caller crops (ComfyUI's centre crop, `center_crop`, which a latent's scale shares). Which
+//! size to make is the caller's (`kinds::resize` works it out as ComfyUI rounds it); this file
+//! only moves pixels. The methods are named here for latents too, whose own is `bislerp`
+//! (`pipelines::diffusion::latent_scale`).
 
 use std::str::FromStr;
 
@@ -19,12 +21,18 @@ pub enum Method {
     Area,
     Bicubic,
     Lanczos,
+    /// ComfyUI's spherical interpolation of a latent's channel vectors: latents only.
+    Bislerp,
 }
 
 impl Method {
-    /// Every method, in ComfyUI's order (its first, `nearest-exact`, is its default).
+    /// Every method a picture takes, in ComfyUI's order (its first, `nearest-exact`, is its default).
     pub const ALL: [Method; 5] =
         [Method::NearestExact, Method::Bilinear, Method::Area, Method::Bicubic, Method::Lanczos];
+    /// Every method a latent takes, in the order of ComfyUI's LatentUpscale (no `lanczos`,
+    /// which there makes 8-bit pictures of the latent's values).
+    pub const LATENT: [Method; 5] =
+        [Method::NearestExact, Method::Bilinear, Method::Area, Method::Bicubic, Method::Bislerp];
 
     /// The name as ComfyUI and the API spell it.
     pub fn as_str(self) -> &'static str {
@@ -34,12 +42,18 @@ impl Method {
             Method::Area => "area",
             Method::Bicubic => "bicubic",
             Method::Lanczos => "lanczos",
+            Method::Bislerp => "bislerp",
         }
     }
 
-    /// Every method's name, for lists in messages and node specs.
+    /// Every method's name a picture takes, for lists in messages and node specs.
     pub fn names() -> Vec<&'static str> {
         Self::ALL.iter().map(|m| m.as_str()).collect()
+    }
+
+    /// Every method's name a latent takes.
+    pub fn latent_names() -> Vec<&'static str> {
+        Self::LATENT.iter().map(|m| m.as_str()).collect()
     }
 }
 
@@ -51,13 +65,15 @@ impl From<Method> for &'static str {
 
 /// A resampling method name that is none of [`Method::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown resize method {0:?}; known: nearest-exact, bilinear, area, bicubic, lanczos")]
+#[error(
+    "unknown resize method {0:?}; known: nearest-exact, bilinear, area, bicubic, lanczos (and bislerp for a latent)"
+)]
 pub struct UnknownMethod(pub String);
 
 impl FromStr for Method {
     type Err = UnknownMethod;
     fn from_str(s: &str) -> Result<Self, UnknownMethod> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| UnknownMethod(s.to_string()))
+        Self::ALL.into_iter().chain(Self::LATENT).find(|m| m.as_str() == s).ok_or_else(|| UnknownMethod(s.to_string()))
     }
 }
 
@@ -75,6 +91,25 @@ pub struct Region {
     pub y: u32,
     pub width: u32,
     pub height: u32,
+}
+
+/// The middle of a `w`×`h` grid cut to the shape of `new_w`×`new_h`, as ComfyUI's
+/// `common_upscale` crops before it scales (`crop: center`): equal strips off both ends of
+/// the side that is too long, Python's rounding (halves to even), at least one row or column kept.
+pub fn center_crop(w: u32, h: u32, new_w: u32, new_h: u32) -> Region {
+    let whole = Region { x: 0, y: 0, width: w, height: h };
+    let (wf, hf) = (f64::from(w), f64::from(h));
+    let (old_aspect, new_aspect) = (wf / hf, f64::from(new_w) / f64::from(new_h));
+    let strip = |side: f64, ratio: f64| ((side - side * ratio) / 2.0).round_ties_even() as u32;
+    if old_aspect > new_aspect {
+        let x = strip(wf, new_aspect / old_aspect).min(w.saturating_sub(1) / 2);
+        Region { x, width: w - 2 * x, ..whole }
+    } else if old_aspect < new_aspect {
+        let y = strip(hf, old_aspect / new_aspect).min(h.saturating_sub(1) / 2);
+        Region { y, height: h - 2 * y, ..whole }
+    } else {
+        whole
+    }
 }
 
 /// `img`'s `region` (the whole picture when `None`) resampled to `width`×`height` by `method`.
@@ -100,6 +135,9 @@ pub fn resize(img: &RgbImage, region: Option<Region>, width: u32, height: u32, m
         Method::Bilinear => FilterType::Triangle,
         Method::Bicubic => FilterType::CatmullRom,
         Method::Lanczos => FilterType::Lanczos3,
+        // A picture's resize refuses `bislerp` when it is asked for (`kinds::resize`); were
+        // one to come here, the nearest of the crate's filters to an interpolation.
+        Method::Bislerp => FilterType::Triangle,
         Method::Area => return area(src, width, height),
     };
     imageops::resize(src, width, height, filter)
@@ -153,6 +191,7 @@ mod tests {
             assert_eq!(cut.get_pixel(0, 0), img.get_pixel(5, 0), "{method:?}: the same size is the region itself");
         }
         assert_eq!("lanczos".parse::<Method>(), Ok(Method::Lanczos));
-        assert!("bislerp".parse::<Method>().is_err());
+        assert_eq!("bislerp".parse::<Method>(), Ok(Method::Bislerp), "a latent's");
+        assert!("nearest".parse::<Method>().is_err());
     }
 }

@@ -168,6 +168,7 @@ pub fn extension_for(media_type: &str) -> &'static str {
         "audio/aac" => "aac",
         "video/mp4" => "mp4",
         "application/json" => "json",
+        "application/x-npy" => "npy",
         "text/vtt" => "vtt",
         "application/x-subrip" => "srt",
         _ => "bin",

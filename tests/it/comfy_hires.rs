@@ -1,7 +1,8 @@
 //! ComfyUI's two-pass "hires fix" against the real daemon with the tiny SD model: the pixel
 //! form (KSampler → VAEDecode → ImageScaleBy → VAEEncode → KSampler at denoise < 1 →
 //! VAEDecode) and the latent form (KSampler → LatentUpscale | LatentUpscaleBy → KSampler →
-//! VAEDecode) run as one `image` job whose `refine` stage is the second KSampler: `/ws` names
+//! VAEDecode; the second pass starts from the first one's latent, scaled, as ComfyUI's does)
+//! run as one `image` job whose `refine` stage is the second KSampler: `/ws` names
 //! it while it runs, each SaveImage shows its own pass's pictures at the size ComfyUI would
 //! give, in `/history` and `/view`. Bad inputs are node errors naming node and input; three
 //! passes are refused at the third KSampler. Every one of these was refused before:
@@ -134,12 +135,13 @@ async fn bad_hires_graphs_get_node_errors_naming_the_node_and_input() {
     three["15"] = three["12"].clone();
     three["15"]["inputs"]["latent_image"] = json!(["12", 0]);
     three["13"]["inputs"]["samples"] = json!(["15", 0]);
-    let mut bislerp = hires(latent_by(1.5), true);
-    bislerp["10"]["inputs"]["upscale_method"] = json!("bislerp");
+    // ComfyUI's latent nodes have no lanczos (bislerp they have, and reelbox runs it).
+    let mut lanczos = hires(latent_by(1.5), true);
+    lanczos["10"]["inputs"]["upscale_method"] = json!("lanczos");
     let cases = [
         (no_denoise, "12", "denoise", "custom_validation_failed", "more than 0"),
         (too_big, "10", "scale_by", "custom_validation_failed", "4096"),
-        (bislerp, "10", "upscale_method", "value_not_in_list", ""),
+        (lanczos, "10", "upscale_method", "value_not_in_list", ""),
         (three, "15", "", "unsupported_graph", "two sampling passes at most"),
     ];
     for (graph, node, input, kind, says) in cases {
@@ -185,4 +187,55 @@ async fn a_model_upscale_then_a_scale_between_the_passes_is_the_refine_stages_to
     let entry = history_of(&c, &d, &id, Duration::from_secs(10)).await;
     assert_eq!(shown_sizes(&c, &d, &entry, "9").await, [(64, 64)], "{entry}");
     assert_eq!(shown_sizes(&c, &d, &entry, "14").await, [(128, 128)], "64 × 4 × 0.5: {entry}");
+}
+
+/// The picture output node 14 shows in `entry`'s history.
+async fn second_pass_picture(c: &reqwest::Client, d: &DaemonProc, id: &str) -> image::RgbImage {
+    let entry = history_of(c, d, id, Duration::from_secs(120)).await;
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    view(c, d, &entry["outputs"]["14"]["images"][0]).await.to_rgb8()
+}
+
+/// ComfyUI's latent form starts the second KSampler from the first one's latent scaled
+/// (`nearest-exact`'s blocky cells), as ComfyUI does: the picture is the native API's with
+/// `refine.from: latent`, and not the pixel form's (a decoded picture scaled by the same
+/// method, encoded again), which the latent form made before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latent_form_starts_from_the_scaled_latent_not_a_decoded_picture() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    let id = queue_prompt(&c, &d, json!({"prompt": hires(latent_by(1.5), true)})).await;
+    let from_latent = second_pass_picture(&c, &d, &id).await;
+    assert_eq!(from_latent.dimensions(), (96, 96));
+    let nearest = json!({"class_type": "ImageScaleBy", "inputs": {"image": ["8", 0],
+        "upscale_method": "nearest-exact", "scale_by": 1.5}});
+    let pixel_id = queue_prompt(&c, &d, json!({"prompt": hires(nearest, false)})).await;
+    let from_picture = second_pass_picture(&c, &d, &pixel_id).await;
+    assert_eq!(from_picture.dimensions(), (96, 96));
+    // Compared whole, not printed: a picture's bytes say nothing in a failure.
+    assert!(from_latent != from_picture, "the latent form starts from the same picture as the pixel form");
+    let job = get(&c, &d, &format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["params"]["refine"]["from"], "latent", "{job}");
+    let kept = get(&c, &d, &format!("/api/v1/jobs/{id}/artifacts")).await;
+    let latent = kept.as_array().expect("artifacts").iter().find(|a| a["name"] == "latent.npy");
+    assert_eq!(latent.map(|a| &a["media_type"]), Some(&json!("application/x-npy")), "{kept}");
+
+    // The native API's second pass from the latent, with the graph's settings: the same pixels.
+    let pass = json!({"steps": 4, "seed": 8566257, "guidance": 8, "scheduler": "euler"});
+    let mut native = json!({"model": "tiny-sd", "width": 64, "height": 64, "preview_every": 0,
+        "prompt": "beautiful scenery nature glass bottle landscape, , purple galaxy bottle,",
+        "negative_prompt": "text, watermark",
+        "refine": {"from": "latent", "strength": 0.5, "resize": {"method": "nearest-exact", "scale_by": 1.5}}});
+    for (k, v) in pass.as_object().expect("settings") {
+        native[k] = v.clone();
+        native["refine"][k] = v.clone();
+    }
+    let resp = c.post(d.at("/api/v1/images")).json(&native).send().await.expect("post");
+    let id = resp.json::<Value>().await.expect("json")["id"].as_str().expect("an id").to_string();
+    let done = common::daemon::wait_job(&c, &d, &id, Duration::from_secs(120), common::daemon::is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let native = image::load_from_memory(&common::render::artifact(&c, &d, &id, "refined.png").await).expect("png");
+    assert!(native.to_rgb8() == from_latent, "the graph's second pass is not the native one from the latent");
 }

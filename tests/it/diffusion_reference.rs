@@ -11,7 +11,7 @@ use reelbox::config::Config;
 use reelbox::engine::Engine;
 use reelbox::gpu::DeviceId;
 use reelbox::pipelines::diffusion::{
-    GenerateRequest, Hooks, InitImage, ReplayNoise, SchedulerChoice, SchedulerConfigFile, SdModel, generate,
+    GenerateRequest, Hooks, Init, InitImage, ReplayNoise, SchedulerChoice, SchedulerConfigFile, SdModel, generate,
     prompt_embeddings,
 };
 use serde::Deserialize;
@@ -71,7 +71,7 @@ fn run_case(engine: &Engine, case: &Case) -> Result<(f32, f32), String> {
     let init = match &case.init_image {
         Some(p) => {
             let img = image::open(source_tree().join(p)).map_err(|e| e.to_string())?.to_rgb8();
-            Some(InitImage::from_rgb(&img, case.width, case.height, case.strength.unwrap_or(1.0)))
+            Some(Init::Picture(InitImage::from_rgb(&img, case.width, case.height, case.strength.unwrap_or(1.0))))
         }
         None => None,
     };

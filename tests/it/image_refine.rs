@@ -234,3 +234,95 @@ async fn the_upscale_and_the_resize_take_the_refined_pictures_and_a_refine_upsca
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.json::<Value>().await.expect("json")["error"]["field"], "refine.upscale_model");
 }
+
+/// The first pass's latent as the job keeps it: a NumPy `[1, 4, 8, 8]` float32 array.
+async fn latent(c: &reqwest::Client, d: &DaemonProc, job: &Value, name: &str) -> ndarray::ArrayD<f32> {
+    let id = job["id"].as_str().expect("id");
+    let bytes = common::render::artifact(c, d, id, name).await;
+    <ndarray::ArrayD<f32> as ndarray_npy::ReadNpyExt>::read_npy(&bytes[..]).expect("a NumPy array of float32")
+}
+
+/// `refine.from: latent` (ComfyUI's latent hires fix): the second pass starts from the first
+/// pass's final latent, kept as `latent-N.npy` and scaled as ComfyUI scales it, not from its
+/// picture decoded and encoded again; it needs no VAE encoder. Refused before: "unknown
+/// parameter `refine.from`".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pass_from_the_latent_scales_the_first_passs_latent_not_its_picture() {
+    let models = models_dir(false);
+    // The same model without its VAE encoder.
+    let bare = models.path().join("tiny-sd-no-encoder");
+    std::fs::create_dir(&bare).expect("mkdir");
+    for entry in std::fs::read_dir(common::fixture("models/tiny-sd")).expect("tiny-sd") {
+        let entry = entry.expect("entry");
+        if entry.file_name() != "vae_encoder" {
+            std::os::unix::fs::symlink(entry.path(), bare.join(entry.file_name())).expect("link");
+        }
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = reqwest::Client::new();
+    // Two models installed: each request names its own.
+    let two_pictures = |more: Value| {
+        let mut body = two_pictures(more);
+        body["model"] = body.get("model").cloned().unwrap_or(json!("tiny-sd"));
+        body
+    };
+    let from_latent = json!({"refine": {"from": "latent", "resize": {"scale_by": 1.5}, "strength": 0.6}});
+    let job = finished(&c, &d, "/api/v1/images", two_pictures(from_latent.clone())).await;
+    assert_eq!(stage_names(&job), ["generate", "refine"]);
+    let stored = &job["params"]["refine"];
+    assert_eq!(
+        (&stored["from"], &stored["resize"]["method"], &stored["width"]),
+        (&json!("latent"), &json!("nearest-exact"), &json!(96)),
+        "ComfyUI's default method: {job}"
+    );
+    for (name, refined) in [("latent-1.npy", "refined-1.png"), ("latent-2.npy", "refined-2.png")] {
+        let kept = latent(&c, &d, &job, name).await;
+        assert_eq!(kept.shape(), [1, 4, 8, 8], "{name}");
+        assert!(kept.iter().all(|v| v.is_finite()) && kept.iter().any(|v| *v != 0.0), "{name}: {kept:?}");
+        assert_eq!(picture(&c, &d, &job, refined).await.dimensions(), (96, 96), "{refined}");
+    }
+    let two: Vec<_> = [latent(&c, &d, &job, "latent-1.npy").await, latent(&c, &d, &job, "latent-2.npy").await].into();
+    assert_ne!(two[0], two[1], "each picture's own latent");
+
+    // The same second pass from the picture, decoded, scaled and encoded again: another picture.
+    let from_picture = json!({"refine": {"resize": {"method": "nearest-exact", "scale_by": 1.5}, "strength": 0.6}});
+    let pixels = finished(&c, &d, "/api/v1/images", two_pictures(from_picture)).await;
+    assert_eq!(picture(&c, &d, &pixels, "image-1.png").await, picture(&c, &d, &job, "image-1.png").await);
+    let refined = picture(&c, &d, &job, "refined-1.png").await;
+    let apart = mean_diff(&picture(&c, &d, &pixels, "refined-1.png").await, &refined);
+    assert!(apart > 1.0, "the latent's start is not the re-encoded picture's: {apart}");
+
+    // The same seed gives the same pixels.
+    let again = finished(&c, &d, "/api/v1/jobs", json!({"kind": "image", "params": two_pictures(from_latent)})).await;
+    assert_eq!(picture(&c, &d, &again, "refined-1.png").await, refined);
+
+    // ComfyUI's bislerp and a centre crop to another shape, on a model with no VAE encoder.
+    let wide = json!({"model": "tiny-sd-no-encoder", "n": 1, "refine": {"from": "latent", "strength": 0.5,
+        "resize": {"method": "bislerp", "width": 128, "height": 64, "crop": "center"}}});
+    let wide = finished(&c, &d, "/api/v1/images", two_pictures(wide)).await;
+    assert_eq!(picture(&c, &d, &wide, "refined.png").await.dimensions(), (128, 64));
+
+    let image = |refine: Value| two_pictures(json!({"refine": refine}));
+    let cases = [
+        (image(json!({"from": "pixels", "strength": 0.5})), "refine.from", "latent"),
+        (image(json!({"from": "latent", "strength": 0.5, "upscale_model": "x"})), "refine.upscale_model", "latent"),
+        (
+            image(json!({"from": "latent", "strength": 0.5, "resize": {"method": "lanczos", "scale_by": 2}})),
+            "refine.resize.method",
+            "bislerp",
+        ),
+        (
+            two_pictures(json!({"model": "tiny-sd-no-encoder", "refine": {"strength": 0.5}})),
+            "refine",
+            "\"from\": \"latent\"",
+        ),
+    ];
+    for (body, field, says) in cases {
+        let resp = c.post(d.at("/api/v1/images")).json(&body).send().await.expect("post");
+        let status = resp.status().as_u16();
+        let err: Value = resp.json().await.expect("json");
+        assert_eq!((status, err["error"]["field"].as_str()), (400, Some(field)), "{body}: {err}");
+        assert!(err["error"]["message"].as_str().is_some_and(|m| m.contains(says)), "{body}: {err}");
+    }
+}

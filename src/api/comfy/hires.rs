@@ -2,8 +2,9 @@
 //! scaled, at partial denoise. The pixel form, KSampler → VAEDecode → (ImageUpscaleWithModel,
 //! a scale node, either or both in that order) → VAEEncode → KSampler, and the latent form, KSampler → LatentUpscale | LatentUpscaleBy →
 //! KSampler (or a KSampler straight on), both become the `image` job's `refine` stage
-//! (`kinds::image::RefineRequest`). reelbox scales the decoded pictures in the latent form
-//! too, at the size ComfyUI's latent would have (8 pixels a latent cell).
+//! (`kinds::image::RefineRequest`). The latent form (and a KSampler straight on a KSampler)
+//! starts the second pass from the first one's latent, scaled as ComfyUI scales it
+//! (`refine.from: latent`); the pixel form from its pictures, scaled and encoded again.
 
 use super::chain::{follow, same_checkpoint, unsupported};
 use super::compile::SamplerSettings;
@@ -157,6 +158,8 @@ pub(super) fn second_pass(
         }
     });
     let refine = RefineRequest {
+        // No picture between the passes: ComfyUI's LATENT goes on, scaled or not.
+        from: first.decode.is_none().then(|| "latent".to_string()),
         upscale_model: upscale.as_ref().map(|(_, model)| model.clone()),
         resize,
         strength: Some(settings.denoise),
@@ -291,6 +294,7 @@ mod tests {
         let c = compiled(&g);
         // Latents of 9×64: round(11.7) = 12 → 96, round(83.2) = 83 → 664.
         assert_eq!(c.params["refine"]["resize"], json!({"method": "nearest-exact", "width": 96, "height": 664}));
+        assert_eq!(c.params["refine"]["from"], "latent", "ComfyUI's LATENT goes on: {}", c.params);
         assert_eq!(c.roles.source_of("refine.resize.width"), Some(("10".into(), "scale_by")));
         assert_eq!(c.roles.execution_order(), ["4", "6", "7", "5", "3", "8", "9", "10", "12", "13", "14"]);
 
@@ -322,6 +326,7 @@ mod tests {
         g["12"]["inputs"]["positive"] = json!(["10", 0]);
         let c = compiled(&g);
         assert_eq!(c.params["refine"]["prompt"], "sharper");
+        assert_eq!(c.params["refine"]["from"], "latent", "a KSampler straight on one starts from its latent");
         assert!(c.params["refine"].get("resize").is_none() && c.params["refine"].get("negative_prompt").is_none());
         assert_eq!(c.roles.source_of("refine.prompt"), Some(("10".into(), "text")));
     }
@@ -389,7 +394,7 @@ mod tests {
         );
         assert_eq!(
             up["input"]["required"]["upscale_method"],
-            json!([["nearest-exact", "bilinear", "area", "bicubic"]])
+            json!([["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]])
         );
         assert_eq!((&up["output"], &up["category"]), (&json!(["LATENT"]), &json!("latent")));
         let by = object_info(&spec("LatentUpscaleBy", &spec_ctx()).expect("LatentUpscaleBy"));

@@ -75,11 +75,8 @@ pub const UPSCALE: &str = "ImageUpscaleWithModel";
 pub const SCALES: [&str; 3] = ["ImageScale", "ImageScaleBy", "ImageScaleToTotalPixels"];
 
 /// ComfyUI's nodes that scale a sampler's latents for a second sampler (the hires fix's
-/// latent form; reelbox scales the decoded pictures instead, then encodes them again).
+/// latent form; reelbox scales the latent too, `pipelines::diffusion::latent_scale`).
 pub const LATENT_SCALES: [&str; 2] = ["LatentUpscale", "LatentUpscaleBy"];
-
-/// The methods ComfyUI's latent scale nodes offer that reelbox has (all but `bislerp`).
-const LATENT_METHODS: [&str; 4] = ["nearest-exact", "bilinear", "area", "bicubic"];
 
 /// The class types reelbox runs.
 pub const CLASS_TYPES: [&str; 16] = [
@@ -331,7 +328,8 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
 
 /// A latent scale node: the sampler's latents and how they are resampled, then its own inputs.
 fn latent_scale_node(class_type: &'static str, display_name: &'static str, more: Vec<InputSpec>) -> NodeSpec {
-    let methods = LATENT_METHODS.map(String::from).to_vec();
+    // ComfyUI's own list, `bislerp` included.
+    let methods = Method::latent_names().into_iter().map(String::from).collect();
     let inputs = [link("samples", "LATENT"), InputSpec { name: "upscale_method", kind: InputKind::Combo(methods) }]
         .into_iter()
         .chain(more)
@@ -340,7 +338,7 @@ fn latent_scale_node(class_type: &'static str, display_name: &'static str, more:
         class_type,
         display_name,
         category: "latent",
-        description: "Scales a sampler's result for a second sampler (reelbox scales its decoded pictures).",
+        description: "Scales a sampler's latent for a second sampler.",
         inputs,
         outputs: &["LATENT"],
         output_node: false,

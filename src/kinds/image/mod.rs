@@ -23,10 +23,12 @@ use crate::pipelines::ProgressFn;
 use crate::pipelines::diffusion::output::{ImageParameters, encode_png};
 use crate::pipelines::diffusion::samplers::SchedulerChoice;
 use crate::pipelines::diffusion::{
-    DiffusionError, GenerateRequest, Hooks, InitImage, Preview, SdModel, SeededNoise, Timings, generate,
+    DiffusionError, GenerateRequest, Hooks, Init, InitImage, InitLatents, Preview, SdModel, SeededNoise, Timings,
+    generate,
 };
 use crate::pipelines::upscale::TileOptions;
 
+mod latent;
 mod local;
 mod params;
 mod refine;
@@ -36,7 +38,7 @@ pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local}
 pub use params::{
     DrawingDefaults, ImageParams, ImageRequest, MAX_IMAGES, MAX_SEED, drawing_defaults, validate_params, wire_int,
 };
-pub use refine::{PassSize, Refine, RefineRequest};
+pub use refine::{PassSize, Refine, RefineFrom, RefineRequest};
 pub(crate) use weights::upscale_kind_weights;
 
 /// The `image` job kind. Models are opened per render: the engine's session cache keeps
@@ -44,11 +46,32 @@ pub(crate) use weights::upscale_kind_weights;
 #[derive(Debug, Default)]
 pub struct Image;
 
+/// Where a picture's sampling starts when not from noise: image to image.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// A picture, encoded by the model's VAE.
+    Picture(&'a image::RgbImage),
+    /// A latent at the picture's size, `[C, height / f, width / f]`, as ComfyUI's LATENT holds
+    /// it (before the VAE's scaling factor), as [`Rendered::latents`] gives it.
+    Latent(&'a [f32]),
+}
+
+/// A picture's latent as ComfyUI's LATENT holds it: the sampler's, divided by the VAE's
+/// scaling factor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latent {
+    /// Channels, height and width in cells (`height / f`, `width / f` of the picture).
+    pub shape: [usize; 3],
+    pub values: Vec<f32>,
+}
+
 /// A finished render: PNGs with their parameters text, and what to tell the user.
 #[derive(Debug, Clone)]
 pub struct Rendered {
     /// `(file name, PNG bytes)` per image.
     pub images: Vec<(String, Vec<u8>)>,
+    /// Each picture's final latent before it was decoded.
+    pub latents: Vec<Latent>,
     pub warnings: Vec<String>,
     pub timings: Timings,
 }
@@ -81,7 +104,7 @@ impl Image {
         engine: &Engine,
         device: DeviceId,
         params: &ImageParams,
-        init: Option<&image::RgbImage>,
+        init: Option<Start<'_>>,
         progress: Option<ProgressFn<'_>>,
         preview: Option<&(dyn Fn(Preview) + Send + Sync)>,
         cancel: Option<&CancellationToken>,
@@ -98,8 +121,19 @@ impl Image {
             scheduler: choice,
             scheduler_config: None,
             count: params.n,
-            init: init
-                .map(|img| InitImage::from_rgb(img, params.width, params.height, params.strength.unwrap_or(0.75))),
+            init: init.map(|start| {
+                let strength = params.strength.unwrap_or(0.75);
+                match start {
+                    Start::Picture(img) => {
+                        Init::Picture(InitImage::from_rgb(img, params.width, params.height, strength))
+                    }
+                    // Sampling holds latents times the scaling factor; ComfyUI's LATENT without.
+                    Start::Latent(latent) => Init::Latents(InitLatents {
+                        latents: latent.iter().map(|v| v * model.info.vae_scaling_factor).collect(),
+                        strength,
+                    }),
+                }
+            }),
             max_side: config.limits.max_image_side,
         };
         let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
@@ -131,7 +165,16 @@ impl Image {
             onnx_ms = out.timings.onnx.as_millis() as u64,
             "image rendered"
         );
-        Ok(Rendered { images, warnings: out.warnings, timings: out.timings })
+        let (sf, f) = (model.info.vae_scaling_factor, model.info.vae_scale.max(1) as usize);
+        let (h, w) = (params.height as usize / f, params.width as usize / f);
+        let per = out.final_latents.len() / out.images.len().max(1);
+        let shape = [per / (h * w).max(1), h, w];
+        let latents = out
+            .final_latents
+            .chunks(per.max(1))
+            .map(|l| Latent { shape, values: l.iter().map(|v| v / sf).collect() })
+            .collect();
+        Ok(Rendered { images, latents, warnings: out.warnings, timings: out.timings })
     }
 }
 
@@ -259,7 +302,7 @@ impl Image {
         &self,
         run: &StageRun,
         params: &ImageParams,
-        init: Option<&image::RgbImage>,
+        init: Option<Start<'_>>,
         progress: ProgressFn<'_>,
         preview_name: &(dyn Fn(&Preview) -> String + Send + Sync),
     ) -> Result<Rendered, StageError> {
@@ -303,9 +346,15 @@ impl Image {
         };
         let sink = run.sink;
         let progress = |p: crate::pipelines::Progress| sink.progress(p.step, p.total, p.message.as_deref());
-        let rendered = self.sample(run, params, init.as_ref(), &progress, &|p| format!("preview-{:04}.png", p.step))?;
+        let rendered = self.sample(run, params, init.as_ref().map(Start::Picture), &progress, &|p| {
+            format!("preview-{:04}.png", p.step)
+        })?;
         for (name, png) in &rendered.images {
             sink.put_artifact(name, "image/png", png)?;
+        }
+        // A second pass from the latent starts where this one ended, in a later stage.
+        if params.refine.as_ref().is_some_and(|r| r.from == RefineFrom::Latent) {
+            latent::store_latents(run, params, &rendered.latents)?;
         }
         sink.log(
             "info",

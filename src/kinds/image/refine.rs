@@ -2,7 +2,8 @@
 //! workflow (KSampler → scale → KSampler at partial denoise). Each picture of the `generate`
 //! stage is scaled, by an `upscale_model` and/or the typed `resize` (`kinds::resize`,
 //! ComfyUI's rounding), and sampled again as image-to-image at its own `strength`, in a stage
-//! of its own, `refine`, before any `upscale` or `resize`. [`RefineRequest`] is what clients send, [`Refine`] the stored form
+//! of its own, `refine`, before any `upscale` or `resize`; with `from: latent` its final
+//! latent is scaled instead, as ComfyUI's LatentUpscale does (`latent`). [`RefineRequest`] is what clients send, [`Refine`] the stored form
 //! with every default filled from the first pass, so a stored job refines the same pixels
 //! after a restart.
 
@@ -10,7 +11,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Image, ImageParams};
+use super::{Image, ImageParams, Start};
 use crate::config::Config;
 use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
 use crate::kinds::inputs::installed_model;
@@ -23,20 +24,33 @@ use crate::pipelines::diffusion::samplers::{self, SchedulerChoice};
 use crate::pipelines::diffusion::{ModelInfo, Preview};
 use crate::pipelines::upscale::TileOptions;
 
-const KNOWN: [&str; 9] =
-    ["upscale_model", "resize", "strength", "steps", "seed", "guidance", "scheduler", "prompt", "negative_prompt"];
+const KNOWN: [&str; 10] = [
+    "from",
+    "upscale_model",
+    "resize",
+    "strength",
+    "steps",
+    "seed",
+    "guidance",
+    "scheduler",
+    "prompt",
+    "negative_prompt",
+];
 /// The scale estimates take for an upscale model, whose own is known only once it is loaded:
 /// Real-ESRGAN x4's and most others'.
 const ASSUMED_MODEL_SCALE: u32 = 4;
 /// What a refusal of the whole `refine` says it takes.
-const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), and optionally \"resize\", \"steps\", \
-                     \"seed\", \"guidance\", \"scheduler\", \"prompt\", \"negative_prompt\"}";
+const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), and optionally \"from\", \"resize\", \
+                     \"steps\", \"seed\", \"guidance\", \"scheduler\", \"prompt\", \"negative_prompt\"}";
 
 /// A second pass as a request gives it: only `strength` is required; the rest default to the
 /// first pass's (no `resize`: the same size).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefineRequest {
+    /// What the second pass starts from: `picture` (default) or `latent` ([`RefineFrom`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     /// Installed upscale model each first-pass picture is upscaled by first (ComfyUI's
     /// ImageUpscaleWithModel between the passes), before any `resize`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,9 +75,32 @@ pub struct RefineRequest {
     pub negative_prompt: Option<String>,
 }
 
+/// What a second pass starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefineFrom {
+    /// The first pass's picture, scaled, then encoded by the model's VAE (A1111's hires fix,
+    /// ComfyUI's pixel form).
+    #[default]
+    Picture,
+    /// The first pass's final latent, scaled as ComfyUI's latent nodes scale it, with no VAE
+    /// round trip (ComfyUI's latent form: the blocky start of a `nearest-exact` scale that
+    /// the second pass repaints).
+    Latent,
+}
+
+impl RefineFrom {
+    fn is_picture(&self) -> bool {
+        *self == RefineFrom::Picture
+    }
+}
+
 /// A validated second pass, every default filled, as a job stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refine {
+    /// What it starts from (stored jobs from before it was asked start from the picture).
+    #[serde(default, skip_serializing_if = "RefineFrom::is_picture")]
+    pub from: RefineFrom,
     /// The upscale model each first-pass picture is upscaled by first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upscale_model: Option<String>,
@@ -92,25 +129,30 @@ pub struct PassSize {
     pub height: u32,
 }
 
-/// The [`PassSize`] of a `w`×`h` picture resized by `resize`, or why the model cannot sample
-/// it, named at the resize input behind it (`refine` without one).
+/// The [`PassSize`] of a `w`×`h` picture resized by `resize` (from the latent: its latent),
+/// or why the model cannot sample it, named at the resize input behind it (`refine` without one).
 fn pass_size(
+    from: RefineFrom,
     resize: Option<&Resize>,
     (w, h): (u32, u32),
     info: &ModelInfo,
     config: &Config,
 ) -> Result<PassSize, ParamError> {
     let field = resize.map_or_else(|| "refine".to_string(), |r| sub(&r.field()));
-    let (w, h) = match resize {
-        None => (w, h),
-        Some(r) => {
+    let step = info.vae_scale.max(1);
+    let (w, h) = match (resize, from) {
+        (None, _) => (w, h),
+        (Some(r), RefineFrom::Latent) => {
+            let (cells_w, cells_h) = r.latent_size_of(w / step, h / step, step);
+            (cells_w.saturating_mul(step), cells_h.saturating_mul(step))
+        }
+        (Some(r), RefineFrom::Picture) => {
             if let Some(why) = r.refusal("each picture", w, h, config) {
                 return Err(ParamError::new(field, why));
             }
             r.size_of(w, h)
         }
     };
-    let step = info.vae_scale.max(1);
     let (w, h) = (w / step * step, h / step * step);
     check_size(info, None, w, h, config.limits.max_image_side)
         .map_err(|e| ParamError::new(field, format!("each picture comes out {w}x{h} for its second pass: {e}")))?;
@@ -137,6 +179,7 @@ impl RefineRequest {
         };
         reject_unknown(v, &KNOWN).map_err(under)?;
         Ok(Some(Self {
+            from: string_field(v, "from").map_err(under)?,
             upscale_model: string_field(v, "upscale_model").map_err(under)?,
             resize: ResizeRequest::from_json(v, "resize").map_err(under)?,
             strength: float_field(v, "strength").map_err(under)?,
@@ -165,20 +208,44 @@ impl RefineRequest {
                 return Err(ParamError::new(sub("strength"), format!("must be more than 0 and at most 1, got {s}")));
             }
         };
-        if !info.has_vae_encoder {
+        let from = match self.from.as_deref() {
+            None | Some("picture") => RefineFrom::Picture,
+            Some("latent") => RefineFrom::Latent,
+            Some(other) => {
+                return Err(ParamError::new(sub("from"), format!("{other:?} is neither \"picture\" nor \"latent\"")));
+            }
+        };
+        if from == RefineFrom::Picture && !info.has_vae_encoder {
             return Err(ParamError::new(
                 "refine",
-                format!("model {} has no vae_encoder for a second pass", first.model),
+                format!(
+                    "model {} has no vae_encoder to encode a picture for a second pass; \"from\": \"latent\" \
+                     needs none",
+                    first.model
+                ),
+            ));
+        }
+        if from == RefineFrom::Latent && self.upscale_model.is_some() {
+            return Err(ParamError::new(
+                sub("upscale_model"),
+                "an upscale model scales pictures, and a second pass from the latent scales the latent: leave it \
+                 out, or refine from the picture",
             ));
         }
         let upscale_model = self
             .upscale_model
             .map(|m| installed_model(&sub("upscale_model"), Some(&m), ModelKind::Upscale, config))
             .transpose()?;
-        let resize = self.resize.map(|r| r.resolve(config).map_err(under)).transpose()?;
+        let resize = self
+            .resize
+            .map(|r| match from {
+                RefineFrom::Picture => r.resolve(config).map_err(under),
+                RefineFrom::Latent => r.resolve_latent(config).map_err(under),
+            })
+            .transpose()?;
         let size = match upscale_model {
             Some(_) => None,
-            None => Some(pass_size(resize.as_ref(), (first.width, first.height), info, config)?),
+            None => Some(pass_size(from, resize.as_ref(), (first.width, first.height), info, config)?),
         };
         let steps = match self.steps {
             None => first.steps,
@@ -214,6 +281,7 @@ impl RefineRequest {
         }
         let negative_prompt = self.negative_prompt.or_else(|| first.negative_prompt.clone());
         Ok(Refine {
+            from,
             upscale_model,
             resize,
             size,
@@ -247,7 +315,7 @@ impl Refine {
 
     /// The parameters of picture `i`'s second pass: an image-to-image run of one picture at
     /// the second pass's size and settings, as [`Image::render`] takes them.
-    fn pass(&self, first: &ImageParams, size: PassSize, i: usize) -> ImageParams {
+    pub(super) fn pass(&self, first: &ImageParams, size: PassSize, i: usize) -> ImageParams {
         ImageParams {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
@@ -300,6 +368,9 @@ pub(super) fn refine_pictures(
     refine: &Refine,
     run: &StageRun,
 ) -> Result<(), StageError> {
+    if refine.from == RefineFrom::Latent {
+        return super::latent::refine_latents(kind, first, refine, run);
+    }
     let pictures: Vec<_> =
         run.sink.stage_artifacts(StageName::Generate).into_iter().filter(|a| a.name.starts_with("image")).collect();
     if pictures.is_empty() {
@@ -335,7 +406,7 @@ pub(super) fn refine_pictures(
         let size = match (refine.size, &info) {
             (Some(size), _) => size,
             (None, Some(info)) => {
-                let size = pass_size(refine.resize.as_ref(), img.dimensions(), info, run.config)
+                let size = pass_size(refine.from, refine.resize.as_ref(), img.dimensions(), info, run.config)
                     .map_err(|e| StageError::fatal(format!("{}: {}", e.field, e.message)))?;
                 if run.device == crate::gpu::DeviceId::Cpu {
                     let (width, height) = (size.width, size.height);
@@ -352,17 +423,32 @@ pub(super) fn refine_pictures(
             sink.log("info", &format!("sampling each picture again at {}x{}", size.width, size.height));
         }
         let start = refine.start_from(&img, size, &label, run.config)?;
-        let done = i as u64;
-        let progress = |p: crate::pipelines::Progress| {
-            sink.progress(done * p.total + p.step, count * p.total, p.message.as_deref());
-        };
-        let preview_name = |p: &Preview| format!("preview-refine-{:04}.png", done * p.total + p.step);
-        let pass = refine.pass(first, size, i);
-        let rendered = kind.sample(run, &pass, Some(&start), &progress, &preview_name)?;
         let name = picture.name.replacen("image", "refined", 1);
-        for (_, png) in &rendered.images {
-            sink.put_artifact(&name, "image/png", png)?;
-        }
+        sample_again(kind, first, refine, run, (i, count, size), Start::Picture(&start), &name)?;
+    }
+    Ok(())
+}
+
+/// Picture `i` of `count` sampled again at `size` from `start`, stored as `name`: its steps
+/// counted on across the pictures, its previews `preview-refine-NNNN.png`.
+pub(super) fn sample_again(
+    kind: &Image,
+    first: &ImageParams,
+    refine: &Refine,
+    run: &StageRun,
+    (i, count, size): (usize, u64, PassSize),
+    start: Start<'_>,
+    name: &str,
+) -> Result<(), StageError> {
+    let (sink, done) = (run.sink, i as u64);
+    let progress = |p: crate::pipelines::Progress| {
+        sink.progress(done * p.total + p.step, count * p.total, p.message.as_deref());
+    };
+    let preview_name = |p: &Preview| format!("preview-refine-{:04}.png", done * p.total + p.step);
+    let pass = refine.pass(first, size, i);
+    let rendered = kind.sample(run, &pass, Some(start), &progress, &preview_name)?;
+    for (_, png) in &rendered.images {
+        sink.put_artifact(name, "image/png", png)?;
     }
     Ok(())
 }
@@ -381,6 +467,7 @@ mod tests {
         assert_eq!(field(json!({"strength": 0.5, "denoise": 0.5})), "refine.denoise");
         assert_eq!(field(json!({"strength": 0.5, "resize": {"scale": 2}})), "refine.resize.scale");
         assert_eq!(field(json!({"strength": 0.5, "resize": 2})), "refine.resize");
+        assert_eq!(field(json!({"strength": 0.5, "from": 1})), "refine.from");
         assert_eq!(RefineRequest::from_json(&json!({})), Ok(None));
     }
 }

@@ -37,7 +37,11 @@ pub(super) fn stage_weights(p: &ImageParams, stages: &[StageName]) -> Vec<f64> {
     let ratio = p.refine.as_ref().map_or(1.0, |r| r.pixel_ratio(p));
     shares(stages, |stage| match (stage, &p.refine) {
         (StageName::Generate, _) => steps + DECODE_STEPS,
-        (StageName::Refine, Some(r)) => (f64::from(r.steps) * r.strength + ENCODE_STEPS + DECODE_STEPS) * ratio,
+        (StageName::Refine, Some(r)) => {
+            // From the latent, no picture is encoded.
+            let encode = if r.from == super::RefineFrom::Picture { ENCODE_STEPS } else { 0.0 };
+            (f64::from(r.steps) * r.strength + encode + DECODE_STEPS) * ratio
+        }
         (StageName::Upscale, _) if p.upscale_model.is_some() => UPSCALE_STEPS * ratio,
         (StageName::Resize, _) if p.resize.is_some() => RESIZE_STEPS,
         _ => 0.0,
@@ -124,6 +128,7 @@ mod tests {
         let refine = |strength: f64, side: u32| Refine {
             upscale_model: None,
             resize: None,
+            from: super::super::RefineFrom::Picture,
             size: Some(PassSize { width: side, height: side }),
             strength,
             steps: 20,

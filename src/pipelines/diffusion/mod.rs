@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 pub mod bench;
+pub mod latent_scale;
 pub mod model;
 pub mod noise;
 pub mod onnx;
@@ -22,7 +23,9 @@ mod vae;
 
 pub use model::{Family, ModelInfo, SdModel};
 pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
-pub use pipeline::{DecodedImage, GenerateRequest, Generated, Hooks, InitImage, Preview, Timings, generate};
+pub use pipeline::{
+    DecodedImage, GenerateRequest, Generated, Hooks, Init, InitImage, InitLatents, Preview, Timings, generate,
+};
 pub use samplers::{SchedulerChoice, SchedulerConfigFile};
 pub use text::prompt_embeddings;
 

@@ -36,9 +36,36 @@ pub struct GenerateRequest {
     pub scheduler_config: Option<SchedulerConfigFile>,
     /// Images in the batch.
     pub count: u32,
-    pub init: Option<InitImage>,
+    /// Image to image: where sampling starts, noised to `strength` (none: from noise).
+    pub init: Option<Init>,
     /// Largest side accepted (the daemon's `limits.max_image_side`).
     pub max_side: u32,
+}
+
+/// What image to image starts from: a picture, VAE-encoded, or latents as they are.
+#[derive(Debug, Clone)]
+pub enum Init {
+    Picture(InitImage),
+    Latents(InitLatents),
+}
+
+impl Init {
+    /// How much of the schedule to run (1 = ignore the start's content).
+    pub fn strength(&self) -> f64 {
+        match self {
+            Init::Picture(p) => p.strength,
+            Init::Latents(l) => l.strength,
+        }
+    }
+}
+
+/// Clean latents to start from (a hires fix from the first pass's latent, scaled), at the
+/// output size, as sampling holds them: the VAE's latents times its scaling factor.
+#[derive(Debug, Clone)]
+pub struct InitLatents {
+    /// `[C, height / f, width / f]`, for every image of the batch alike.
+    pub latents: Vec<f32>,
+    pub strength: f64,
 }
 
 /// An img2img starting picture, already at the output size, NCHW-ready in [−1, 1].
@@ -160,7 +187,7 @@ pub fn generate(
     }
     let steps = req.steps as usize;
     let n = req.count as usize;
-    let strength = req.init.as_ref().map_or(1.0, |i| i.strength);
+    let strength = req.init.as_ref().map_or(1.0, Init::strength);
     let sched_file = req.scheduler_config.as_ref().unwrap_or(&model.info.scheduler_config);
     let mut scheduler = samplers::build(req.scheduler, sched_file, steps, strength).map_err(|e| match e {
         samplers::SchedulerError::Steps(m) => DiffusionError::Request { field: "steps", message: m },
@@ -199,7 +226,19 @@ pub fn generate(
             0
         }
         Some(init) => {
-            let clean = encode_init_image(model, init, n, per, noise, &mut onnx)?;
+            let clean = match init {
+                Init::Picture(picture) => encode_init_image(model, picture, n, per, noise, &mut onnx)?,
+                Init::Latents(given) if given.latents.len() == per => given.latents.repeat(n),
+                Init::Latents(given) => {
+                    return Err(DiffusionError::Request {
+                        field: "latents",
+                        message: format!(
+                            "expected {per} values ([{ch}, {lh}, {lw}]) to start from, got {}",
+                            given.latents.len()
+                        ),
+                    });
+                }
+            };
             // At least one step runs, however small the strength.
             let start = img2img_start(scheduler.inference_steps(), strength).min(all_timesteps.len() - 1);
             let mut eps = vec![0f32; latents.len()];
