@@ -369,11 +369,17 @@ pub struct NetNs {
 impl NetNs {
     /// Makes one, or `None` when this process may not (not root, no `ip netns`).
     pub fn make() -> Option<Self> {
-        let id = std::process::id();
-        let ns =
-            Self { name: format!("rbx{id}"), host_if: format!("rbh{id}"), host_ip: format!("10.213.{}.1", id % 250) };
+        // Unique per test too: tests of one binary run side by side in one process.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 60;
+        let (id, net) = (format!("{}n{n}", std::process::id()), std::process::id() % 250);
+        let ns = Self {
+            name: format!("rbx{id}"),
+            host_if: format!("rbh{id}"),
+            host_ip: format!("10.213.{net}.{}", 4 * n + 1),
+        };
         let peer = format!("rbw{id}");
-        let inside = format!("10.213.{}.2/30", id % 250);
+        let inside = format!("10.213.{net}.{}/30", 4 * n + 2);
         let host = format!("{}/30", ns.host_ip);
         let steps: [&[&str]; 7] = [
             &["netns", "add", &ns.name],
