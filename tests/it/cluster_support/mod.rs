@@ -195,7 +195,15 @@ impl WorkerProc {
 
     /// A worker run inside a network namespace (`ip netns exec`), whose link a test cuts.
     pub fn start_in(dir: &Path, nats: &Nats, name: &str, ns: &NetNs) -> Self {
-        let inner = worker_command(dir, nats, name, "", &[]);
+        Self::start_in_logged(dir, nats, name, ns, None)
+    }
+
+    /// As [`WorkerProc::start_in`], its log (info level) written to `log` when given.
+    pub fn start_in_logged(dir: &Path, nats: &Nats, name: &str, ns: &NetNs, log: Option<&Path>) -> Self {
+        let mut inner = worker_command(dir, nats, name, "", &[]);
+        if log.is_some() {
+            inner.env("REELBOX_LOG", "info");
+        }
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns.name]).arg(inner.get_program()).args(inner.get_args());
         for (k, v) in inner.get_envs() {
@@ -204,7 +212,11 @@ impl WorkerProc {
                 None => cmd.env_remove(k),
             };
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::piped());
+        match log {
+            Some(log) => cmd.stderr(std::fs::File::create(log).expect("worker log file")),
+            None => cmd.stderr(Stdio::inherit()),
+        };
         Self::spawn(&mut cmd, name)
     }
 
