@@ -14,8 +14,10 @@
 //! - [`telemetry`]: worker boxes' GPU readings folded into the head's samples;
 //! - [`name_claim`]: a box refuses to join under a name another running box uses;
 //!   [`take_back`]: a box that starts again takes back the stages it was running;
-//!   [`held`]: and asks the head before running one the head may have given away;
-//! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink.
+//!   [`held`]: and asks the head before running one the head may have given away, and
+//!   while running one (back from a network cut), stopping it when the head gave it away;
+//! - [`worker`] and [`worker_sink`]: the worker box's loop and its stage sink; [`runs`]: the
+//!   stages it runs now.
 
 pub mod bus;
 pub mod dial;
@@ -28,6 +30,7 @@ pub mod objects;
 pub mod permissions;
 pub mod protocol;
 pub mod reach;
+pub mod runs;
 pub mod sweep;
 pub mod take_back;
 pub mod telemetry;

@@ -61,14 +61,27 @@ pub fn held_subject(host: &str, job: Ulid) -> String {
     format!("reelbox.progress.{host}.held.{job}")
 }
 
-/// The head's side of [`held_subject`]: every box's questions.
-pub const HELD_SUBJECTS: &str = "reelbox.progress.*.held.*";
+/// Core subject on which a box asks the same while it runs the stage (each time its
+/// connection comes back, and at each heartbeat), to stop a run the head gave away while the
+/// box was cut off. Told apart from [`held_subject`] so that the head does not keep the run
+/// for the box on this question (the box's heartbeat says whether it is there), and a head
+/// from before this, which does not listen here, leaves the run going.
+pub fn running_held_subject(host: &str, job: Ulid) -> String {
+    format!("{}{RUNNING_ASK}", held_subject(host, job))
+}
+
+/// The end of [`running_held_subject`].
+pub const RUNNING_ASK: &str = ".running";
+
+/// The head's side of [`held_subject`] and [`running_held_subject`]: every box's questions.
+pub const HELD_SUBJECTS: &str = "reelbox.progress.*.held.>";
 
 /// The head's answer to a box asking after a run ([`held_subject`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Held {
-    /// The head waits for this run from this box (and now no longer counts it gone).
+    /// The head waits for this run from this box (and, asked before the box runs it, no
+    /// longer counts the box gone for a heartbeat TTL).
     Yes,
     /// The head took the run back (its box stopped answering, or the job was canceled):
     /// running it would be wasted, its result discarded.

@@ -17,13 +17,22 @@ pub struct Reach {
     url: String,
     /// What this box does while the server is away, for the log.
     meanwhile: &'static str,
+    /// Counts the server's returns: a box asks the head about its running stages at each
+    /// (`held::watch`), as the head may have given them away meanwhile.
+    returns: tokio::sync::watch::Sender<u64>,
 }
 
 impl Reach {
     /// Answering since long ago: a box that is simply missing at the start is gone.
     pub fn new(url: &str, meanwhile: &'static str) -> Self {
         let long_ago = Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now);
-        Self { found: Mutex::new((true, long_ago)), url: url.to_string(), meanwhile }
+        let returns = tokio::sync::watch::Sender::new(0);
+        Self { found: Mutex::new((true, long_ago)), url: url.to_string(), meanwhile, returns }
+    }
+
+    /// Changes each time the server answers again after it did not.
+    pub fn returns(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.returns.subscribe()
     }
 
     /// A request to the server was answered.
@@ -45,6 +54,7 @@ impl Reach {
         let url = &self.url;
         if answering {
             tracing::info!("NATS at {url} answers again");
+            self.returns.send_modify(|n| *n += 1);
         } else {
             tracing::warn!(
                 "NATS at {url} ([cluster] nats_url) does not answer; {}, and the connection keeps trying",

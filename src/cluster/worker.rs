@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
@@ -18,21 +18,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::objects;
 use super::protocol::{
-    Advert, AdvertDevice, AdvertRunning, ObjectRef, Outcome, RunKey, StageResult, StageWork, box_consumer,
-    result_subject, work_subject,
+    Advert, AdvertDevice, AdvertRunning, ObjectRef, Outcome, StageResult, StageWork, box_consumer, result_subject,
+    work_subject,
 };
+use super::runs::Runs;
 use super::worker_sink::WorkerSink;
 use super::{Bus, ClusterError};
 use crate::config::{ClusterConfig, Config};
 use crate::engine::Engine;
 use crate::gpu::{BoxName, DeviceId, Telemetry};
 use crate::kinds::{JobKind, StageError, StageName, StageRun};
-
-/// A stage running here: how to stop it and what the heartbeat says about it.
-struct Running {
-    cancel: CancellationToken,
-    info: AdvertRunning,
-}
 
 /// The worker's shared parts.
 struct Worker {
@@ -45,7 +40,7 @@ struct Worker {
     telemetry: Arc<Telemetry>,
     /// The GPUs this box offers: none when the CUDA provider does not register here.
     gpus: Vec<crate::gpu::DeviceInfo>,
-    running: Mutex<HashMap<RunKey, Running>>,
+    running: Arc<Runs>,
     /// This run, in each heartbeat: another box under this name is told apart by it.
     instance: super::protocol::Instance,
     /// Whether this box can read its heartbeat back (not with an older NATS config's rights).
@@ -101,7 +96,7 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
         host,
         telemetry,
         gpus,
-        running: Mutex::new(HashMap::new()),
+        running: Arc::default(),
         instance,
         checks_name,
         clash: std::sync::OnceLock::new(),
@@ -113,6 +108,8 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
     let mut looked = std::time::Instant::now();
     let heartbeat = tokio::spawn(worker.clone().heartbeat(stop.clone()));
     let cancels = tokio::spawn(worker.clone().listen_cancels(stop.clone()));
+    let (bus, runs) = (worker.bus.clone(), worker.running.clone());
+    let asks = tokio::spawn(super::held::watch(bus, host.to_string(), runs, worker.heartbeat_every(), stop.clone()));
     tracing::info!(host = %host, slots = worker.slots(), "worker joined the cluster");
     let slots = Arc::new(Semaphore::new(worker.slots()));
     while !stop.is_cancelled() {
@@ -157,11 +154,10 @@ pub async fn run(config: Config, cluster: ClusterConfig, stop: CancellationToken
             None => {}
         }
     }
-    for r in worker.running.lock().unwrap_or_else(|p| p.into_inner()).values() {
-        r.cancel.cancel();
-    }
+    worker.running.cancel_all();
     heartbeat.abort();
     cancels.abort();
+    asks.abort();
     worker.telemetry.stop();
     if let Some(other) = worker.clash.get() {
         // The heartbeat under this name is the other box's: it stays.
@@ -202,9 +198,14 @@ impl Worker {
         &self.gpus
     }
 
+    /// A third of the heartbeat TTL: how often the box says it is there.
+    fn heartbeat_every(&self) -> Duration {
+        Duration::from_millis((self.cluster.heartbeat_ttl_s * 1000 / 3).max(200))
+    }
+
     /// Puts this box's advert into the KV bucket at a third of its TTL.
     async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
-        let every = Duration::from_millis((self.cluster.heartbeat_ttl_s * 1000 / 3).max(200));
+        let every = self.heartbeat_every();
         let mut was_low = None;
         while !stop.is_cancelled() {
             let ttl = Duration::from_secs(self.cluster.heartbeat_ttl_s);
@@ -282,7 +283,7 @@ impl Worker {
             models: crate::kinds::box_models::installed_names(&self.config),
             model_details: crate::kinds::box_models::installed(&self.config),
             kinds,
-            running: self.running.lock().unwrap_or_else(|p| p.into_inner()).values().map(|r| r.info.clone()).collect(),
+            running: self.running.adverts(),
             at_ms: crate::time::now_ms(),
             disk_low: self.disk_low(),
             instance: Some(self.instance.clone()),
@@ -315,11 +316,7 @@ impl Worker {
             let Some(job) = msg.subject.rsplit('.').next().and_then(|j| ulid::Ulid::from_string(j).ok()) else {
                 continue;
             };
-            for (key, r) in self.running.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                if key.job == job {
-                    r.cancel.cancel();
-                }
-            }
+            self.running.cancel_job(job);
         }
     }
 
@@ -337,10 +334,8 @@ impl Worker {
             return;
         }
         let key = work.key;
-        let cancel = CancellationToken::new();
         let device = DeviceId::local(work.gpu);
-        let info = AdvertRunning { key, stage: work.stage.clone(), device: device.name() };
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Running { cancel: cancel.clone(), info });
+        let cancel = self.running.start(AdvertRunning { key, stage: work.stage.clone(), device: device.name() });
         tracing::info!(job = %key.job, stage = %work.stage, attempt = key.attempt, %device, "stage started");
         let every = Duration::from_millis((self.cluster.ack_wait_s * 1000 / 3).max(200));
         let t0 = std::time::Instant::now();
@@ -358,9 +353,12 @@ impl Worker {
                 }
             }
         };
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        let given_away = self.running.end(&key);
         // Its end, too: a log with only "stage started" lines leaves a user guessing.
         let ms = t0.elapsed().as_millis() as u64;
+        if given_away {
+            return super::held::stopped(&self.bus, self.host.as_str(), &msg, key, &outcome, ms).await;
+        }
         match &outcome {
             Outcome::Done { outputs } => {
                 tracing::info!(job = %key.job, attempt = key.attempt, ms, outputs = outputs.len(), "stage done");

@@ -201,6 +201,83 @@ async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
     assert_eq!(artifacts_per_stage(&j), [("card".to_string(), 1), ("summary".to_string(), 1)], "{j}");
 }
 
+/// A box cut off mid-stage that is back while its copy of the stage still runs stops that
+/// copy as soon as it hears the head placed the stage again, instead of spending the rest of
+/// it (minutes of a GPU on a render) on a result the head discards, busy meanwhile. As root
+/// the box's link is cut in a network namespace (its connection drops and comes back, and it
+/// asks at once); otherwise the box is frozen with SIGSTOP, its connection survives, and it
+/// asks at its next heartbeat after SIGCONT: the same is asserted on both paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_back_from_a_cut_stops_the_stage_the_head_placed_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ns = cluster_support::NetNs::make();
+    let nats = match &ns {
+        Some(ns) => Nats::start_on(dir.path(), &ns.host_ip, &[]),
+        None => Nats::start(dir.path()),
+    };
+    let head_log = dir.path().join("head.log");
+    let head = cluster_support::start_head_logged(&dir.path().join("head"), &nats, "local_work = false", &head_log);
+    let logs = [dir.path().join("w1.log"), dir.path().join("w2.log")];
+    let w1 = match &ns {
+        Some(ns) => WorkerProc::start_in_logged(&dir.path().join("w1"), &nats, "w1", ns, Some(&logs[0])),
+        None => WorkerProc::start_logged(&dir.path().join("w1"), &nats, "w1", "", &logs[0]),
+    };
+    let w2 = WorkerProc::start_logged(&dir.path().join("w2"), &nats, "w2", "", &logs[1]);
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+
+    // 30 s of work: far from done on the cut box when its link comes back 8 s later.
+    let (id, first) = loop {
+        let id = submit_testcard(&http, &head, json!({"steps": 300, "step_ms": 100})).await;
+        let first = running_box(&http, &head, &id).await;
+        if first == "w1" || ns.is_none() {
+            break (id, first);
+        }
+        let _ = http.post(head.at(&format!("/api/v1/jobs/{id}/cancel"))).send().await;
+        wait_job(&http, &head, &id, Duration::from_secs(10), is_final).await;
+    };
+    let (cut, other, cut_log) = if first == "w1" { (&w1, "w2", &logs[0]) } else { (&w2, "w1", &logs[1]) };
+    let silence = |quiet: bool| match &ns {
+        Some(ns) => ns.link(!quiet),
+        None => cut.signal(if quiet { "STOP" } else { "CONT" }),
+    };
+    let cut_at = Instant::now();
+    silence(true);
+    // Its heartbeat expires (TTL 2 s) and the head places the stage on the other box.
+    let moved = format!("{other}/cpu");
+    wait_job(&http, &head, &id, Duration::from_secs(20), |j| j["device"] == moved.as_str()).await;
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(cut_at.elapsed())).await;
+    silence(false);
+    let back = Instant::now();
+    // Listed again within seconds, running nothing (it ran its copy ~20 s more before).
+    loop {
+        let view: Value =
+            http.get(head.at("/api/v1/cluster")).send().await.expect("cluster").json().await.expect("json");
+        let listed = view["boxes"].as_array().into_iter().flatten().find(|b| b["host"] == first.as_str());
+        if listed.is_some_and(|b| b["running"].as_array().is_some_and(Vec::is_empty)) {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(12), "{first} still runs the stage given away: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Its slot is free: the next job runs there at once (the other box is busy).
+    let next = submit_testcard(&http, &head, json!({"steps": 5, "step_ms": 100})).await;
+    let j = wait_job(&http, &head, &next, Duration::from_secs(15), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j)[0], format!("{first}/cpu"), "{j}");
+    // The job succeeded once, on the other box, nothing doubled; the stopped copy sent nothing.
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j)[0], moved, "{j}");
+    assert_eq!(artifacts_per_stage(&j), [("card".to_string(), 1), ("summary".to_string(), 1)], "{j}");
+    let said = std::fs::read_to_string(cut_log).unwrap_or_default();
+    let stopped = format!("stopped job {id} attempt ");
+    assert!(said.contains(&stopped) && said.contains("the head placed it again"), "{said}");
+    assert!(!said.lines().any(|l| l.contains(&id) && l.contains("stage done")), "{said}");
+    let head_said = std::fs::read_to_string(&head_log).unwrap_or_default();
+    assert!(!head_said.contains("discarding a late result"), "{head_said}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_the_model_never_takes_its_stage() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,7 +1,10 @@
 //! The head's side of [`crate::cluster::held`]: it answers a box asking whether it still
 //! holds a run for it, and gives a run away (its box stopped answering, or the job was
 //! canceled) only under the same lock, so each run is either kept for the box that asked
-//! or given away, never both.
+//! or given away, never both. A box asking while it runs the stage (back from a network
+//! cut) is answered alike but never keeps the run: only a restarted box, whose heartbeat
+//! follows its question, is owed that; a box that asks and then goes is counted gone as
+//! soon as its heartbeat expires.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use super::{Head, ORPHAN_KEEP};
-use crate::cluster::protocol::{HELD_SUBJECTS, Held, RunKey};
+use crate::cluster::protocol::{HELD_SUBJECTS, Held, RUNNING_ASK, RunKey};
 
 /// What the head last decided about a run a box may ask after.
 enum Verdict {
@@ -26,10 +29,12 @@ pub(super) struct Told(HashMap<RunKey, Verdict>);
 
 impl Told {
     /// The answer to `host` asking after `key`; `holds`: the head waits for it from `host`,
-    /// and then keeps it for the box from now on.
-    fn answer(&mut self, key: RunKey, host: &str, holds: bool) -> Held {
+    /// and then keeps it for the box from now on if `keeps` (a restarted box asking).
+    fn answer(&mut self, key: RunKey, host: &str, holds: bool, keeps: bool) -> Held {
         if holds {
-            self.0.insert(key, Verdict::Kept(Instant::now()));
+            if keeps {
+                self.0.insert(key, Verdict::Kept(Instant::now()));
+            }
             return Held::Yes;
         }
         match self.0.get(&key) {
@@ -76,12 +81,13 @@ impl Head {
             let (Some(reply), Ok(key)) = (ask.reply.clone(), serde_json::from_slice::<RunKey>(&ask.payload)) else {
                 continue;
             };
+            let restarted = !ask.subject.ends_with(RUNNING_ASK);
             let answer = {
                 let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
                 let holds = waiting.get(&key).is_some_and(|(h, _)| h == host);
-                self.told.lock().unwrap_or_else(|p| p.into_inner()).answer(key, host, holds)
+                self.told.lock().unwrap_or_else(|p| p.into_inner()).answer(key, host, holds, restarted)
             };
-            if answer == Held::Yes {
+            if answer == Held::Yes && restarted {
                 tracing::info!(job = %key.job, stage = key.stage, attempt = key.attempt, host,
                     "worker {host} started again and takes back its stage: the head still waits for it");
             }
@@ -133,32 +139,41 @@ mod tests {
     fn a_run_given_away_is_said_so_to_its_box_only() {
         let mut told = Told::default();
         let k = key(1);
-        assert_eq!(told.answer(k, "attic", false), Held::Unknown, "a head that knows nothing says so");
+        assert_eq!(told.answer(k, "attic", false, true), Held::Unknown, "a head that knows nothing says so");
         assert!(told.give_away(k, "attic", Some(Duration::from_secs(2))));
-        assert_eq!(told.answer(k, "attic", false), Held::GivenAway);
-        assert_eq!(told.answer(k, "den", false), Held::Unknown, "another box never held it");
+        assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway);
+        assert_eq!(told.answer(k, "den", false, true), Held::Unknown, "another box never held it");
     }
 
     #[test]
     fn a_run_its_restarted_box_asked_for_is_kept_for_a_ttl_then_may_go() {
         let mut told = Told::default();
         let k = key(1);
-        assert_eq!(told.answer(k, "attic", true), Held::Yes);
+        assert_eq!(told.answer(k, "attic", true, true), Held::Yes);
         assert!(!told.give_away(k, "attic", Some(Duration::from_secs(60))), "kept for the box that asked");
         assert!(told.give_away(k, "attic", Some(Duration::ZERO)), "a box gone again loses it after the TTL");
-        assert_eq!(told.answer(k, "attic", false), Held::GivenAway);
+        assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway);
     }
 
     #[test]
     fn a_cancel_gives_a_run_away_even_when_its_box_asked() {
         let mut told = Told::default();
         let k = key(2);
-        told.answer(k, "attic", true);
+        told.answer(k, "attic", true, true);
         assert!(told.give_away(k, "attic", None));
-        assert_eq!(told.answer(k, "attic", false), Held::GivenAway);
+        assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway);
         told.expire(Duration::from_secs(600));
-        assert_eq!(told.answer(k, "attic", false), Held::GivenAway, "kept a while");
+        assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway, "kept a while");
         told.expire(Duration::ZERO);
-        assert_eq!(told.answer(k, "attic", false), Held::Unknown, "forgotten after a while");
+        assert_eq!(told.answer(k, "attic", false, true), Held::Unknown, "forgotten after a while");
+    }
+
+    #[test]
+    fn a_box_asking_while_it_runs_never_keeps_the_run_from_being_given_away() {
+        let mut told = Told::default();
+        let k = key(1);
+        assert_eq!(told.answer(k, "attic", true, false), Held::Yes, "still held: the box runs on");
+        assert!(told.give_away(k, "attic", Some(Duration::from_secs(60))), "its heartbeat alone keeps it");
+        assert_eq!(told.answer(k, "attic", false, false), Held::GivenAway, "back from a cut, it stops");
     }
 }

@@ -195,7 +195,15 @@ impl WorkerProc {
 
     /// A worker run inside a network namespace (`ip netns exec`), whose link a test cuts.
     pub fn start_in(dir: &Path, nats: &Nats, name: &str, ns: &NetNs) -> Self {
-        let inner = worker_command(dir, nats, name, "", &[]);
+        Self::start_in_logged(dir, nats, name, ns, None)
+    }
+
+    /// As [`WorkerProc::start_in`], its log (info level) written to `log` when given.
+    pub fn start_in_logged(dir: &Path, nats: &Nats, name: &str, ns: &NetNs, log: Option<&Path>) -> Self {
+        let mut inner = worker_command(dir, nats, name, "", &[]);
+        if log.is_some() {
+            inner.env("REELBOX_LOG", "info");
+        }
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns.name]).arg(inner.get_program()).args(inner.get_args());
         for (k, v) in inner.get_envs() {
@@ -204,7 +212,11 @@ impl WorkerProc {
                 None => cmd.env_remove(k),
             };
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::piped());
+        match log {
+            Some(log) => cmd.stderr(std::fs::File::create(log).expect("worker log file")),
+            None => cmd.stderr(Stdio::inherit()),
+        };
         Self::spawn(&mut cmd, name)
     }
 
@@ -369,11 +381,17 @@ pub struct NetNs {
 impl NetNs {
     /// Makes one, or `None` when this process may not (not root, no `ip netns`).
     pub fn make() -> Option<Self> {
-        let id = std::process::id();
-        let ns =
-            Self { name: format!("rbx{id}"), host_if: format!("rbh{id}"), host_ip: format!("10.213.{}.1", id % 250) };
+        // Unique per test too: tests of one binary run side by side in one process.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 60;
+        let (id, net) = (format!("{}n{n}", std::process::id()), std::process::id() % 250);
+        let ns = Self {
+            name: format!("rbx{id}"),
+            host_if: format!("rbh{id}"),
+            host_ip: format!("10.213.{net}.{}", 4 * n + 1),
+        };
         let peer = format!("rbw{id}");
-        let inside = format!("10.213.{}.2/30", id % 250);
+        let inside = format!("10.213.{net}.{}/30", 4 * n + 2);
         let host = format!("{}/30", ns.host_ip);
         let steps: [&[&str]; 7] = [
             &["netns", "add", &ns.name],
