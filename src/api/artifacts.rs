@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::auth::Caller;
-use super::download::{download_name, serve_artifact};
+use super::download::{FileAnswers, download_name, serve_artifact};
 use super::jobs::{parse_id, visible_job};
 use super::links::Reader;
 use super::upload_form::{file_bytes, form_error};
@@ -80,11 +80,11 @@ fn job_of(state: &AppState, art: &Artifact) -> Result<Option<Job>, ApiError> {
     params(("id" = String, Path), ("expires" = Option<u64>, Query, description = "a signed link's expiry, Unix seconds"),
         ("key" = Option<String>, Query, description = "a signed link's sharing key (its id), when a key asked for the link"),
         ("sig" = Option<String>, Query, description = "a signed link's signature: with `expires`, opens this artifact without a key")),
-    responses((status = 200, description = "the bytes"), (status = 206, description = "a byte range"), (status = 304),
+    responses(FileAnswers,
         (status = 401, body = super::error::ErrorBody, description = "neither a key nor a signed link"),
         (status = 403, body = super::error::ErrorBody, description = "`bad_link` (altered), `link_expired` or `link_revoked` (the sharing key was revoked)"),
         (status = 429, body = super::error::ErrorBody, description = "`rate_limited`: the sharing key's `limits.requests_per_second`"),
-        (status = 404, body = super::error::ErrorBody), (status = 416)))]
+        (status = 404, body = super::error::ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     reader: Reader,

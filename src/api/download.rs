@@ -9,8 +9,15 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
+use std::collections::BTreeMap;
+
+use utoipa::PartialSchema;
+use utoipa::openapi::RefOr;
+
+use super::openapi::Bytes;
 use super::{ApiError, AppState};
 use crate::jobs::short_id;
+use crate::store::artifacts::MEDIA_TYPES;
 use crate::store::records::{Artifact, Job};
 
 /// Words of a job's text its downloads are named by: enough to tell films apart.
@@ -102,6 +109,50 @@ pub async fn serve_artifact(
         }
     };
     Ok(with_common(resp, art, name, &etag))
+}
+
+/// The answers of a route that serves an artifact through [`serve_artifact`], as its
+/// document lists them: the file (200) or a range of it (206), in whichever media type
+/// artifacts are stored as; not modified (304); a range past its end (416).
+pub struct FileAnswers;
+
+impl utoipa::IntoResponses for FileAnswers {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        use utoipa::openapi::{ContentBuilder, HeaderBuilder, ResponseBuilder, ResponsesBuilder};
+        let bytes = || ContentBuilder::new().schema(Some(Bytes::schema())).build();
+        let whole = MEDIA_TYPES.iter().fold(ResponseBuilder::new(), |r, (media_type, _)| {
+            // A JSON artifact (a plan, timings, a report) is any JSON; the rest are files.
+            let content = if *media_type == "application/json" {
+                ContentBuilder::new().schema(Some(utoipa::openapi::schema::Object::new())).build()
+            } else {
+                bytes()
+            };
+            r.content(*media_type, content)
+        });
+        // A range of any file is bytes, a JSON one's too.
+        let range =
+            MEDIA_TYPES.iter().fold(ResponseBuilder::new(), |r, (media_type, _)| r.content(*media_type, bytes()));
+        let text = || utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String);
+        ResponsesBuilder::new()
+            .response("200", whole.description("the file, in its media type; `ETag` its sha256"))
+            .response(
+                "206",
+                range.description("the byte range `Range` asked for").header(
+                    "Content-Range",
+                    HeaderBuilder::new().schema(text()).description(Some("`bytes START-END/SIZE`")).build(),
+                ),
+            )
+            .response(
+                "304",
+                ResponseBuilder::new().description("`If-None-Match` names its ETag: the client's copy is current"),
+            )
+            .response(
+                "416",
+                ResponseBuilder::new().description("`Range` starts past its end; `Content-Range` says its size"),
+            )
+            .build()
+            .into()
+    }
 }
 
 /// Whether an `If-None-Match` list names `etag` (or is `*`): then the client's copy is

@@ -38,7 +38,7 @@ type EventStream = Sse<axum::response::sse::KeepAliveStream<ReceiverStream<Resul
 
 /// Events of one job; the stream ends after the job's final state.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/events", params(("id" = String, Path), EventsQuery),
-    responses((status = 200, description = "text/event-stream of job events")))]
+    responses((status = 200, body = crate::api::openapi::ServerSentEvent, content_type = "text/event-stream", description = "the job's events")))]
 pub async fn job_events(
     State(state): State<AppState>,
     caller: Caller,
@@ -55,7 +55,7 @@ pub async fn job_events(
 /// Events of all jobs the caller may see, from the next one on (`after` or `Last-Event-ID`
 /// replays from an id).
 #[utoipa::path(get, path = "/api/v1/events", params(EventsQuery),
-    responses((status = 200, description = "text/event-stream of all events")))]
+    responses((status = 200, body = crate::api::openapi::ServerSentEvent, content_type = "text/event-stream", description = "every job's events")))]
 pub async fn all_events(
     State(state): State<AppState>,
     caller: Caller,

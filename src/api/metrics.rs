@@ -265,7 +265,8 @@ impl Collector for RemoteCollector {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format 0.0.4")))]
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4", description = "Prometheus text format 0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Job and HTTP counters read the store, so they are rendered off the async threads.
     let mut body = state.metrics.render();

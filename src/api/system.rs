@@ -235,13 +235,13 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> Result<Jso
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "ok")))]
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = String, content_type = "text/plain", description = "`ok`")))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// Readiness: the store answers and workers run.
-#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "ready"), (status = 503, description = "not ready: the store cannot be read or written (JSON `error` says why, naming the data dir)")))]
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, body = String, content_type = "text/plain", description = "`ready`"), (status = 503, description = "not ready: the store cannot be read or written (JSON `error` says why, naming the data dir)")))]
 pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let check = match state.store.queued_len() {

@@ -45,7 +45,8 @@ type Stream = Sse<axum::response::sse::KeepAliveStream<ReceiverStream<Result<Sse
 
 /// Live device telemetry.
 #[utoipa::path(get, path = "/api/v1/telemetry", params(TelemetryQuery),
-    responses((status = 200, description = "text/event-stream: one `history` event (TelemetryHistory), then `sample` events (TelemetrySample)")))]
+    responses((status = 200, body = crate::api::openapi::ServerSentEvent, content_type = "text/event-stream",
+        description = "one `history` event (TelemetryHistory), then `sample` events (TelemetrySample)")))]
 pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,

@@ -155,24 +155,31 @@ pub fn remove_files(dir: &Path, rel_paths: &[String]) {
     }
 }
 
-/// File extension for a media type.
+/// Every media type an artifact is stored as, with its file extension: what jobs write and
+/// what uploads are read as. Downloads serve a file under its media type, so the API's
+/// document lists these for them (`api::download::FileAnswers`).
+pub const MEDIA_TYPES: [(&str, &str); 14] = [
+    ("image/png", "png"),
+    ("image/jpeg", "jpg"),
+    ("image/webp", "webp"),
+    ("audio/wav", "wav"),
+    // WAV under its older name.
+    ("audio/x-wav", "wav"),
+    ("audio/mpeg", "mp3"),
+    ("audio/flac", "flac"),
+    ("audio/ogg", "ogg"),
+    ("audio/aac", "aac"),
+    ("video/mp4", "mp4"),
+    ("application/json", "json"),
+    // A first pass's latent kept for a second pass from it (`kinds::image::latent`).
+    ("application/x-npy", "npy"),
+    ("text/vtt", "vtt"),
+    ("application/x-subrip", "srt"),
+];
+
+/// File extension for a media type (`bin` for one not in [`MEDIA_TYPES`]).
 pub fn extension_for(media_type: &str) -> &'static str {
-    match media_type {
-        "image/png" => "png",
-        "image/jpeg" => "jpg",
-        "image/webp" => "webp",
-        "audio/wav" | "audio/x-wav" => "wav",
-        "audio/mpeg" => "mp3",
-        "audio/flac" => "flac",
-        "audio/ogg" => "ogg",
-        "audio/aac" => "aac",
-        "video/mp4" => "mp4",
-        "application/json" => "json",
-        "application/x-npy" => "npy",
-        "text/vtt" => "vtt",
-        "application/x-subrip" => "srt",
-        _ => "bin",
-    }
+    MEDIA_TYPES.iter().find(|(m, _)| *m == media_type).map_or("bin", |(_, ext)| ext)
 }
 
 #[cfg(test)]

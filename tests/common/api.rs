@@ -64,8 +64,10 @@ pub fn keyed_client(key: &str) -> reqwest::Client {
 }
 
 /// Why `value` does not fit `schema` (an OpenAPI 3.1 schema of `doc`, `$ref`s resolved):
-/// types, required and unknown properties, array items and lengths, numeric bounds; the parts
-/// of an `allOf` as one object.
+/// types, required and unknown properties (a map's values against `additionalProperties`; an
+/// object of no named properties takes any),
+/// array items (`prefixItems` first) and lengths, numeric bounds; the parts of an `allOf` as
+/// one object.
 pub fn misfit(doc: &Value, schema: &Value, value: &Value, at: &str) -> Option<String> {
     if let Some(r) = schema["$ref"].as_str() {
         let name = r.rsplit('/').next().unwrap_or_default();
@@ -112,7 +114,11 @@ pub fn misfit(doc: &Value, schema: &Value, value: &Value, at: &str) -> Option<St
         {
             return Some(format!("{at}: {len} items"));
         }
-        return items.iter().enumerate().find_map(|(i, v)| misfit(doc, &schema["items"], v, &format!("{at}[{i}]")));
+        let prefix = schema["prefixItems"].as_array().map_or(&[][..], Vec::as_slice);
+        return items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| misfit(doc, prefix.get(i).unwrap_or(&schema["items"]), v, &format!("{at}[{i}]")));
     }
     if let Value::Object(fields) = value {
         for required in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
@@ -121,7 +127,13 @@ pub fn misfit(doc: &Value, schema: &Value, value: &Value, at: &str) -> Option<St
             }
         }
         for (key, v) in fields {
-            let Some(property) = schema["properties"].get(key) else {
+            let Some(property) =
+                schema["properties"].get(key).or(schema.get("additionalProperties").filter(|a| a.is_object()))
+            else {
+                // An object schema naming no properties is a free-form object (any JSON).
+                if schema.get("properties").is_none() && schema.get("additionalProperties").is_none() {
+                    continue;
+                }
                 return Some(format!("{at}.{key} is no property of the schema"));
             };
             if let Some(why) = misfit(doc, property, v, &format!("{at}.{key}")) {
@@ -130,6 +142,41 @@ pub fn misfit(doc: &Value, schema: &Value, value: &Value, at: &str) -> Option<St
         }
     }
     None
+}
+
+/// Why an answer is not one `doc` lists for `method path`: its status not listed, its content
+/// type not among the status's (none: the status lists no content), or a JSON body not
+/// fitting the schema listed for it.
+pub fn unlisted(
+    doc: &Value,
+    method: &str,
+    path: &str,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Option<String> {
+    let listed = &doc["paths"][path][method]["responses"][status.to_string()];
+    if !listed.is_object() {
+        return Some(format!("{method} {path}: {status} is not listed"));
+    }
+    let content = listed["content"].as_object();
+    // The media type alone: `text/plain; charset=utf-8` is listed as `text/plain`.
+    let essence = |t: &str| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let Some(sent) = content_type else {
+        return content
+            .filter(|c| !c.is_empty())
+            .map(|c| format!("{method} {path} {status}: no content type, not one of {:?}", c.keys()));
+    };
+    let Some((_, media)) = content.into_iter().flatten().find(|(t, _)| essence(t) == essence(sent)) else {
+        return Some(format!("{method} {path} {status}: content type {sent} is not listed: {listed}"));
+    };
+    if essence(sent) != "application/json" {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => misfit(doc, &media["schema"], &v, "body").map(|why| format!("{method} {path} {status}: {why}")),
+        Err(e) => Some(format!("{method} {path} {status}: not JSON ({e})")),
+    }
 }
 
 /// The parts of an `allOf` (each resolved) as one object schema: their properties and

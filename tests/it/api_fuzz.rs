@@ -78,6 +78,14 @@ async fn the_api_answers_as_its_openapi_document_says_to_a_fuzzer() {
     // A LAN client's key too: its refusals (admin-only routes and kinds) are documented as well.
     let (_, client) = create_key(&d, Some(&key), json!({"name": "lan-script"})).await;
 
+    // A finished ComfyUI prompt first, so the `/history` the fuzzer reads holds an entry (its
+    // queue item, pictures and messages) held to ComfyUI's documented shape, not only `{}`.
+    let comfy = common::api::keyed_client(&key);
+    let graph = crate::comfy_compat::default_workflow("demo-shapes", 2);
+    let prompt = crate::comfy_compat::queue_prompt(&comfy, &d, json!({"prompt": graph})).await;
+    let entry = crate::comfy_compat::history_of(&comfy, &d, &prompt, Duration::from_secs(60)).await;
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+
     for (who, secret) in [("an admin key", &key), ("a client key", &client)] {
         let t0 = Instant::now();
         let (ok, report) = tokio::task::block_in_place(|| fuzz(&d, secret, home.path()));

@@ -240,3 +240,97 @@ async fn refusals_are_answers_the_document_lists_for_their_route() {
         assert_eq!(doc["paths"][path]["get"]["security"], json!([{}]), "{path}");
     }
 }
+
+/// The success answers that carry no body though their status could: ComfyUI's own server
+/// answers these 200 with nothing, and ComfyUI's clients expect that.
+const NO_BODY: [(&str, &str); 4] =
+    [("post", "/free"), ("post", "/history"), ("post", "/interrupt"), ("post", "/queue")];
+
+/// Every success answer the document lists says what it carries: content with a schema for
+/// each media type (a file download its media types as bytes, an event stream
+/// `text/event-stream`, a ComfyUI answer ComfyUI's shape), so a generated client gets typed
+/// bodies and Schemathesis checks them; only 204, 205 and ComfyUI's empty 200s carry none,
+/// and those really are empty. Every answer a plain GET gets is in a listed content type
+/// and (JSON) its schema.
+#[tokio::test]
+async fn every_success_answer_says_its_content_type_and_schema() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = daemon(&home.path().join("data"), &home.path().join("log"));
+    let (_, key) = common::api::create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let c = common::api::keyed_client(&key);
+    let doc = get_json(&c, &d, "/openapi.json").await;
+    let mut untyped = Vec::new();
+    let mut gets = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            for (status, answer) in op["responses"].as_object().expect("responses") {
+                if !status.starts_with('2') || ["204", "205"].contains(&status.as_str()) {
+                    continue;
+                }
+                let content = answer["content"].as_object().filter(|c| !c.is_empty());
+                if NO_BODY.contains(&(method.as_str(), path.as_str())) {
+                    assert!(content.is_none(), "{method} {path} {status} has a body now: drop it from NO_BODY");
+                    continue;
+                }
+                match content {
+                    None => untyped.push(format!("{method} {path} {status}: no content")),
+                    Some(c) => untyped.extend(
+                        c.iter()
+                            .filter(|(_, m)| !m["schema"].is_object())
+                            .map(|(t, _)| format!("{method} {path} {status}: {t} has no schema")),
+                    ),
+                }
+                // A GET that needs nothing filled in and does not stream is asked below.
+                let streams = content.is_some_and(|c| c.contains_key("text/event-stream"));
+                let needs = path.contains('{')
+                    || op["parameters"].as_array().into_iter().flatten().any(|p| p["required"] == true);
+                if method == "get" && status == "200" && !streams && !needs {
+                    gets.push(path.clone());
+                }
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "success answers without a typed body:\n{}", untyped.join("\n"));
+    for (method, path) in NO_BODY {
+        let resp = c.post(d.at(path)).json(&json!({})).send().await.expect("post");
+        assert_eq!(resp.status(), 200, "{method} {path}");
+        assert!(resp.headers().get("content-type").is_none(), "{method} {path}: {:?}", resp.headers());
+        assert!(resp.bytes().await.expect("body").is_empty(), "{method} {path}");
+    }
+    // Files too: a ComfyUI upload and its `/view`, a job's picture and JSON summary.
+    let png = common::media::png(&common::media::test_picture(16, 16, 1));
+    let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(png).file_name("cat.png"));
+    let (status, content_type, body) = answer(c.post(d.at("/upload/image")).multipart(form)).await;
+    assert_eq!(common::api::unlisted(&doc, "post", "/upload/image", status, content_type.as_deref(), &body), None);
+    let uploaded: Value = serde_json::from_slice(&body).expect("json");
+    let name = uploaded["name"].as_str().expect("name");
+    let mut asked = vec![("get", "/view".to_string(), c.get(d.at("/view")).query(&[("filename", name)]))];
+    let card = json!({"kind": "testcard", "params": {"steps": 1, "step_ms": 0}});
+    let job = common::daemon::submit(&c, &d, card).await["id"].as_str().expect("id").to_string();
+    common::daemon::wait_job(&c, &d, &job, std::time::Duration::from_secs(20), common::daemon::is_final).await;
+    let files = get_json(&c, &d, &format!("/api/v1/jobs/{job}/artifacts")).await;
+    for file in files.as_array().expect("artifacts") {
+        let url = d.at(&format!("/api/v1/artifacts/{}", file["id"].as_str().expect("id")));
+        asked.push(("get", "/api/v1/artifacts/{id}".into(), c.get(url)));
+    }
+    assert!(asked.len() >= 3, "{files}");
+    assert!(gets.len() >= 20, "only {} plain GETs: {gets:?}", gets.len());
+    asked.extend(gets.iter().map(|path| ("get", path.clone(), c.get(d.at(path)))));
+    let mut succeeded = 0;
+    for (method, path, request) in asked {
+        // Some refuse on this box (no cluster, no browser session): those are held to the
+        // document too.
+        let (status, content_type, body) = answer(request).await;
+        succeeded += usize::from(status / 100 == 2);
+        let why = common::api::unlisted(&doc, method, &path, status, content_type.as_deref(), &body);
+        assert_eq!(why, None, "{}", String::from_utf8_lossy(&body));
+    }
+    assert!(succeeded >= 20, "only {succeeded} answers were successes");
+}
+
+/// The status, content type and body of `request`'s answer.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Option<String>, Vec<u8>) {
+    let resp = request.send().await.expect("request");
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    (resp.status().as_u16(), content_type, resp.bytes().await.expect("body").to_vec())
+}

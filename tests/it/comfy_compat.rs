@@ -63,6 +63,18 @@ pub(crate) async fn queue_prompt(c: &reqwest::Client, d: &DaemonProc, body: Valu
     v["prompt_id"].as_str().expect("prompt_id").to_string()
 }
 
+/// Asserts that `GET url` answers as the served document lists for `template`: its status,
+/// content type and (JSON) schema, ComfyUI's shapes for these routes.
+pub(crate) async fn answers_as_documented(c: &reqwest::Client, d: &DaemonProc, template: &str, url: &str) {
+    let doc: Value = c.get(d.at("/openapi.json")).send().await.expect("document").json().await.expect("json");
+    let resp = c.get(d.at(url)).send().await.expect("get");
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = resp.bytes().await.expect("body");
+    let why = common::api::unlisted(&doc, "get", template, status, content_type.as_deref(), &body);
+    assert_eq!(why, None, "GET {url}: {}", String::from_utf8_lossy(&body));
+}
+
 pub(crate) async fn history_of(c: &reqwest::Client, d: &DaemonProc, id: &str, timeout: Duration) -> Value {
     let t0 = Instant::now();
     loop {
@@ -354,6 +366,7 @@ async fn uploaded_image_feeds_image_to_image_and_pending_prompts_can_be_deleted(
     let queue: Value = c.get(d.at("/queue")).send().await.expect("queue").json().await.expect("json");
     assert_eq!(queue["queue_pending"][0][1], doomed.as_str());
     assert_eq!(queue["queue_pending"][0][4], json!(["9"]));
+    answers_as_documented(&c, &d, "/queue", "/queue").await;
     let resp = c.post(d.at("/queue")).json(&json!({"delete": [doomed]})).send().await.expect("delete");
     assert_eq!(resp.status(), 200);
     let queue: Value = c.get(d.at("/queue")).send().await.expect("queue").json().await.expect("json");
@@ -380,11 +393,15 @@ async fn uploaded_image_feeds_image_to_image_and_pending_prompts_can_be_deleted(
     assert_eq!(messages[0][1]["reason"], "canceled by its owner", "{h}");
     let all: Value = c.get(d.at("/history")).send().await.expect("history").json().await.expect("json");
     assert_eq!(all[doomed.as_str()], *entry, "listed in the whole history too");
+    answers_as_documented(&c, &d, "/history/{prompt_id}", &format!("/history/{doomed}")).await;
 
     assert_eq!(c.post(d.at("/api/v1/queue/resume")).send().await.expect("resume").status(), 200);
     let id = queue_prompt(&c, &d, json!({"prompt": g})).await;
     let entry = history_of(&c, &d, &id, Duration::from_secs(60)).await;
     assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    // Both ends, a success with its pictures and an interruption, in the document's shape.
+    answers_as_documented(&c, &d, "/history", "/history").await;
+    answers_as_documented(&c, &d, "/history/{prompt_id}", &format!("/history/{id}")).await;
     let job: Value = c.get(d.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("job").json().await.expect("json");
     assert_eq!(job["params"]["strength"], 0.5);
     assert!(job["params"]["init_image"].is_string());

@@ -14,11 +14,12 @@ use ulid::Ulid;
 use utoipa::IntoParams;
 
 use super::Comfy;
+use super::answers::UploadedImage;
 use super::error::{ComfyError, ComfyQuery};
 use super::uploads::{INPUT, Uploads, joined};
 use crate::api::artifacts::{checked_image, store_upload};
 use crate::api::auth::Caller;
-use crate::api::download::serve_artifact;
+use crate::api::download::{FileAnswers, serve_artifact};
 use crate::api::upload_form::{file_bytes, form_error, not_a_form};
 use crate::api::{ApiError, AppState};
 use crate::media::picture::Header;
@@ -114,7 +115,7 @@ pub struct ViewQuery {
 
 /// A picture by its ComfyUI name (`filename`, `subfolder`, `type`).
 #[utoipa::path(get, path = "/view", tag = "comfyui", params(ViewQuery),
-    responses((status = 200, description = "the picture"), (status = 400, description = "bad or escaping name"), (status = 404)))]
+    responses(FileAnswers, (status = 400, description = "bad or escaping name"), (status = 404)))]
 pub async fn view(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
@@ -171,14 +172,14 @@ pub struct ImageUploadForm {
 
 /// Upload a picture for `LoadImage` (multipart field `image`).
 #[utoipa::path(post, path = "/upload/image", tag = "comfyui", request_body(content_type = "multipart/form-data", content = ImageUploadForm),
-    responses((status = 200, description = "{name, subfolder, type}"), (status = 400, description = "no image or not a picture"),
+    responses((status = 200, body = UploadedImage), (status = 400, description = "no image or not a picture"),
         (status = 413, description = "`upload_too_large`: the picture is past `limits.max_upload_bytes`")))]
 pub async fn upload_image(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
     form: Result<Multipart, MultipartRejection>,
-) -> Result<Json<Value>, ComfyError> {
+) -> Result<Json<UploadedImage>, ComfyError> {
     let mut form = form.map_err(|r| not_a_form("image", &r))?;
     let mut image: Option<(String, Vec<u8>)> = None;
     let mut folder = INPUT.to_string();
@@ -217,7 +218,7 @@ pub async fn upload_image(
     // a native upload, a portrait) is answered with its artifact, whose name may carry no id.
     // The subfolder echoed as ComfyUI does (its mask editor sends `clipspace`); the name
     // carries the artifact id, so it is found under any subfolder.
-    Ok(Json(json!({"name": sent_name(&original, &art), "subfolder": subfolder, "type": folder})))
+    Ok(Json(UploadedImage { name: sent_name(&original, &art), subfolder, folder }))
 }
 
 /// The ComfyUI name of `artifact` as a picture sent as `original`: `<stem>_<id>.<ext>`.

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::answers::{Device, Features, NodeInfo, SystemInfo, SystemStats};
 use super::nodes::{CLASS_TYPES, SpecContext, object_info as node_info, spec};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
@@ -36,7 +37,8 @@ pub fn spec_context(state: &AppState) -> SpecContext {
 }
 
 /// Every node reelbox runs, in ComfyUI's `/object_info` shape.
-#[utoipa::path(get, path = "/object_info", tag = "comfyui", responses((status = 200, description = "node descriptions by class type")))]
+#[utoipa::path(get, path = "/object_info", tag = "comfyui",
+    responses((status = 200, body = HashMap<String, NodeInfo>, description = "each node by its class type")))]
 pub async fn object_info(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     let ctx = spec_context(&state);
     let all: Map<String, Value> =
@@ -46,7 +48,7 @@ pub async fn object_info(State(state): State<AppState>, _caller: Caller) -> Json
 
 /// One node's description (`{}` for a node reelbox does not run, as ComfyUI answers).
 #[utoipa::path(get, path = "/object_info/{node_class}", tag = "comfyui", params(("node_class" = String, Path)),
-    responses((status = 200, description = "the node's description")))]
+    responses((status = 200, body = HashMap<String, NodeInfo>, description = "the node by its class type, or `{}`")))]
 pub async fn object_info_one(State(state): State<AppState>, _caller: Caller, Path(class): Path<String>) -> Json<Value> {
     let ctx = spec_context(&state);
     Json(match spec(&class, &ctx) {
@@ -57,7 +59,7 @@ pub async fn object_info_one(State(state): State<AppState>, _caller: Caller, Pat
 
 /// Model folders (`["checkpoints", "upscale_models"]`). An OpenAI SDK whose `base_url` lacks `/v1` lands
 /// here for `models.list()`: it is told to add `/v1` instead of getting a list it cannot read.
-#[utoipa::path(get, path = "/models", tag = "comfyui", responses((status = 200, description = "model folder names")))]
+#[utoipa::path(get, path = "/models", tag = "comfyui", responses((status = 200, body = Vec<String>, description = "model folder names")))]
 pub async fn model_folders(State(state): State<AppState>, _caller: Caller, headers: HeaderMap) -> Response {
     if crate::api::openai::from_openai_sdk(&headers) {
         let base = crate::api::origin::base_url(&headers, &state.config);
@@ -72,7 +74,7 @@ const MODEL_FOLDERS: [&str; 2] = ["checkpoints", "upscale_models"];
 /// The models of a folder (`checkpoints`: installed diffusion models; `upscale_models`:
 /// installed upscale models).
 #[utoipa::path(get, path = "/models/{folder}", tag = "comfyui", params(("folder" = String, Path)),
-    responses((status = 200, description = "model names"), (status = 404)))]
+    responses((status = 200, body = Vec<String>, description = "model names"), (status = 404)))]
 pub async fn models_in(State(state): State<AppState>, _caller: Caller, Path(folder): Path<String>) -> Response {
     match folder.as_str() {
         "checkpoints" => Json(spec_context(&state).checkpoints).into_response(),
@@ -87,7 +89,7 @@ pub async fn models_in(State(state): State<AppState>, _caller: Caller, Path(fold
 }
 
 /// Embeddings (reelbox has none).
-#[utoipa::path(get, path = "/embeddings", tag = "comfyui", responses((status = 200, description = "[]")))]
+#[utoipa::path(get, path = "/embeddings", tag = "comfyui", responses((status = 200, body = Vec<String>, description = "embedding names: none")))]
 pub async fn embeddings(_caller: Caller) -> Json<Value> {
     Json(json!([]))
 }
@@ -106,10 +108,10 @@ fn memory() -> (u64, u64) {
 
 /// Devices in ComfyUI's shape: every GPU the workers run on (worker boxes' too), with its
 /// memory from the latest telemetry sample, or the CPU (with system RAM) when there is none.
-pub fn devices(state: &AppState) -> Vec<Value> {
+pub fn devices(state: &AppState) -> Vec<Device> {
     const MIB: u64 = 1 << 20;
     let latest = state.scheduler.telemetry().latest();
-    let gpus: Vec<Value> = state
+    let gpus: Vec<Device> = state
         .scheduler
         .gpus()
         .iter()
@@ -118,10 +120,7 @@ pub fn devices(state: &AppState) -> Vec<Value> {
                 let sample = latest.as_ref().and_then(|s| s.gpus.iter().find(|x| x.index == i));
                 let total = sample.and_then(|x| x.mem_total_mib).map_or(g.memory_total, |m| m * MIB);
                 let free = sample.and_then(|x| x.mem_free_mib()).map_or(total, |m| m * MIB);
-                Some(json!({
-                    "name": format!("cuda:{i} {}", g.name), "type": "cuda", "index": i,
-                    "vram_total": total, "vram_free": free, "torch_vram_total": total, "torch_vram_free": free,
-                }))
+                Some(Device::gpu(format!("cuda:{i} {}", g.name), i, total, free))
             }
             DeviceId::Cpu | DeviceId::Remote { .. } => None,
         })
@@ -130,39 +129,39 @@ pub fn devices(state: &AppState) -> Vec<Value> {
     let remote = latest.iter().flat_map(|s| s.remote_gpus.iter()).map(|g| {
         let total = g.mem_total_mib.unwrap_or(0) * MIB;
         let free = g.mem_free_mib().map_or(total, |m| m * MIB);
-        json!({
-            "name": format!("{} {}", g.device(), g.name), "type": "cuda", "index": g.index,
-            "vram_total": total, "vram_free": free, "torch_vram_total": total, "torch_vram_free": free,
-        })
+        Device::gpu(format!("{} {}", g.device(), g.name), g.index, total, free)
     });
-    let gpus: Vec<Value> = gpus.into_iter().chain(remote).collect();
+    let gpus: Vec<Device> = gpus.into_iter().chain(remote).collect();
     if !gpus.is_empty() {
         return gpus;
     }
     let (ram_total, ram_free) = memory();
-    vec![json!({
-        "name": "cpu", "type": "cpu", "index": null,
-        "vram_total": ram_total, "vram_free": ram_free, "torch_vram_total": ram_total, "torch_vram_free": ram_free,
-    })]
+    vec![Device {
+        name: "cpu".into(),
+        kind: "cpu".into(),
+        index: None,
+        vram_total: ram_total,
+        vram_free: ram_free,
+        torch_vram_total: ram_total,
+        torch_vram_free: ram_free,
+    }]
 }
 
 /// The machine and its devices, in ComfyUI's `/system_stats` shape.
-#[utoipa::path(get, path = "/system_stats", tag = "comfyui", responses((status = 200, description = "system and devices")))]
-pub async fn system_stats(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/system_stats", tag = "comfyui", responses((status = 200, body = SystemStats)))]
+pub async fn system_stats(State(state): State<AppState>, _caller: Caller) -> Json<SystemStats> {
     let (ram_total, ram_free) = memory();
-    Ok(Json(json!({
-        "system": {
-            "os": std::env::consts::OS,
-            "ram_total": ram_total,
-            "ram_free": ram_free,
-            "comfyui_version": format!("reelbox-{}", env!("CARGO_PKG_VERSION")),
-            "python_version": "",
-            "pytorch_version": "",
-            "embedded_python": false,
-            "argv": ["reelbox", "serve"],
-        },
-        "devices": devices(&state),
-    })))
+    let system = SystemInfo {
+        os: std::env::consts::OS.into(),
+        ram_total,
+        ram_free,
+        comfyui_version: format!("reelbox-{}", env!("CARGO_PKG_VERSION")),
+        python_version: String::new(),
+        pytorch_version: String::new(),
+        embedded_python: false,
+        argv: vec!["reelbox".into(), "serve".into()],
+    };
+    Json(SystemStats { system, devices: devices(&state) })
 }
 
 /// Body of `POST /free`.
@@ -177,7 +176,8 @@ pub struct FreeRequest {
 }
 
 /// Unload models now instead of after `runtime.keep_alive_s` (what a running prompt uses stays).
-#[utoipa::path(post, path = "/free", tag = "comfyui", request_body = Option<FreeRequest>, responses((status = 200)))]
+#[utoipa::path(post, path = "/free", tag = "comfyui", request_body = Option<FreeRequest>,
+    responses((status = 200, description = "done: no body, as ComfyUI answers")))]
 pub async fn free(
     State(state): State<AppState>,
     _caller: Caller,
@@ -192,13 +192,13 @@ pub async fn free(
 }
 
 /// Front-end extension scripts: reelbox has none (`[]`).
-#[utoipa::path(get, path = "/extensions", tag = "comfyui", responses((status = 200, description = "[]")))]
+#[utoipa::path(get, path = "/extensions", tag = "comfyui", responses((status = 200, body = Vec<String>, description = "extension script paths: none")))]
 pub async fn extensions(_caller: Caller) -> Json<Value> {
     Json(json!([]))
 }
 
 /// What the server supports, as ComfyUI's front end asks (`/features`).
-#[utoipa::path(get, path = "/features", tag = "comfyui", responses((status = 200, description = "feature flags")))]
-pub async fn features(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(json!({"supports_preview_metadata": false, "max_upload_size": state.config.limits.max_upload_bytes}))
+#[utoipa::path(get, path = "/features", tag = "comfyui", responses((status = 200, body = Features)))]
+pub async fn features(State(state): State<AppState>, _caller: Caller) -> Json<Features> {
+    Json(Features { supports_preview_metadata: false, max_upload_size: state.config.limits.max_upload_bytes })
 }

@@ -18,6 +18,7 @@ use std::sync::LazyLock;
 use super::AppState;
 use super::upload_form::{body_limit, close_after_too_large};
 
+pub mod answers;
 pub mod chain;
 pub mod compile;
 pub mod error;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Comfy;
+use super::answers::{ExecInfo, HistoryEntry, PromptQueued, QueueContents, QueueInfo};
 use super::compile::{compile, input_error};
 use super::error::{ComfyError, ComfyQuery, parse_or_default};
 use super::files::find_upload;
@@ -51,13 +52,13 @@ pub struct PromptRequest {
 
 /// Queue a prompt (API-format graph).
 #[utoipa::path(post, path = "/prompt", tag = "comfyui", request_body = PromptRequest,
-    responses((status = 200, description = "{prompt_id, number, node_errors}"), (status = 400, description = "{error, node_errors}")))]
+    responses((status = 200, body = PromptQueued), (status = 400, description = "{error, node_errors}")))]
 pub async fn post_prompt(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
     body: Result<ApiBytes, ApiError>,
-) -> Result<Json<Value>, ComfyError> {
+) -> Result<Json<PromptQueued>, ComfyError> {
     // ComfyUI reads the body as JSON whatever its content type.
     let req: Value = serde_json::from_slice(&body?.0)
         .map_err(|e| PromptError::top("invalid_prompt", "The request body is not JSON", &e.to_string()))?;
@@ -132,7 +133,7 @@ pub async fn post_prompt(
         comfy.prompts.remove(job_id);
         return Err(ApiError::from(e).into());
     }
-    Ok(Json(json!({"prompt_id": prompt_id, "number": number, "node_errors": {}})))
+    Ok(Json(PromptQueued { prompt_id, number, node_errors: Map::new() }))
 }
 
 fn valid_prompt_id(id: &str) -> bool {
@@ -140,9 +141,9 @@ fn valid_prompt_id(id: &str) -> bool {
 }
 
 /// The queue length.
-#[utoipa::path(get, path = "/prompt", tag = "comfyui", responses((status = 200, description = "{exec_info: {queue_remaining}}")))]
-pub async fn get_prompt(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(json!({"exec_info": {"queue_remaining": queue_remaining(&state)}}))
+#[utoipa::path(get, path = "/prompt", tag = "comfyui", responses((status = 200, body = QueueInfo)))]
+pub async fn get_prompt(State(state): State<AppState>, _caller: Caller) -> Json<QueueInfo> {
+    Json(QueueInfo { exec_info: ExecInfo { queue_remaining: queue_remaining(&state) } })
 }
 
 /// ComfyUI's queue item: `[number, prompt_id, prompt, extra_data, outputs_to_execute]`.
@@ -167,12 +168,12 @@ fn prompts_in_state(
 }
 
 /// Running and pending prompts.
-#[utoipa::path(get, path = "/queue", tag = "comfyui", responses((status = 200, description = "{queue_running, queue_pending}")))]
+#[utoipa::path(get, path = "/queue", tag = "comfyui", responses((status = 200, body = QueueContents)))]
 pub async fn get_queue(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
     caller: Caller,
-) -> Result<Json<Value>, ComfyError> {
+) -> Result<Json<QueueContents>, ComfyError> {
     let running: Vec<Value> = prompts_in_state(&state, &comfy, &caller, JobStatus::Running)?
         .iter()
         .map(|(_, m)| queue_item(&comfy, m))
@@ -180,7 +181,7 @@ pub async fn get_queue(
     let mut pending = prompts_in_state(&state, &comfy, &caller, JobStatus::Queued)?;
     pending.sort_by_key(|(j, m)| (-j.priority, m.number, j.id));
     let pending: Vec<Value> = pending.iter().map(|(_, m)| queue_item(&comfy, m)).collect();
-    Ok(Json(json!({"queue_running": running, "queue_pending": pending})))
+    Ok(Json(QueueContents { queue_running: running, queue_pending: pending }))
 }
 
 /// Body of `POST /queue` and `POST /history`.
@@ -193,7 +194,8 @@ pub struct ClearOrDelete {
 }
 
 /// Clear pending prompts or delete some by id (running ones are interrupted with `/interrupt`).
-#[utoipa::path(post, path = "/queue", tag = "comfyui", request_body = Option<ClearOrDelete>, responses((status = 200)))]
+#[utoipa::path(post, path = "/queue", tag = "comfyui", request_body = Option<ClearOrDelete>,
+    responses((status = 200, description = "done: no body, as ComfyUI answers")))]
 pub async fn post_queue(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
@@ -218,7 +220,8 @@ pub struct InterruptRequest {
 }
 
 /// Stop the running prompt (the given one, or every running prompt of the caller).
-#[utoipa::path(post, path = "/interrupt", tag = "comfyui", request_body = Option<InterruptRequest>, responses((status = 200)))]
+#[utoipa::path(post, path = "/interrupt", tag = "comfyui", request_body = Option<InterruptRequest>,
+    responses((status = 200, description = "done: no body, as ComfyUI answers")))]
 pub async fn interrupt(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
@@ -312,7 +315,7 @@ fn entry(
 
 /// Finished prompts, newest `max_items`.
 #[utoipa::path(get, path = "/history", tag = "comfyui", params(HistoryQuery),
-    responses((status = 200, description = "{prompt_id: {prompt, outputs, status, meta}}")))]
+    responses((status = 200, body = HashMap<String, HistoryEntry>, description = "finished prompts by prompt id, newest first")))]
 pub async fn history(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
@@ -338,7 +341,7 @@ pub async fn history(
 
 /// One prompt's history (`{}` while it runs or when unknown, as ComfyUI answers).
 #[utoipa::path(get, path = "/history/{prompt_id}", tag = "comfyui", params(("prompt_id" = String, Path)),
-    responses((status = 200, description = "{prompt_id: {...}} or {}")))]
+    responses((status = 200, body = HashMap<String, HistoryEntry>, description = "the prompt by its id once it finished, else `{}`")))]
 pub async fn history_one(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
@@ -358,7 +361,8 @@ pub async fn history_one(
 /// Delete finished prompts (all the caller sees with `clear`, or by id with `delete`): their
 /// history entries, jobs, pictures and events. Pending and running prompts are left alone,
 /// as in ComfyUI; an input a pending prompt still uses stays.
-#[utoipa::path(post, path = "/history", tag = "comfyui", request_body = Option<ClearOrDelete>, responses((status = 200)))]
+#[utoipa::path(post, path = "/history", tag = "comfyui", request_body = Option<ClearOrDelete>,
+    responses((status = 200, description = "done: no body, as ComfyUI answers")))]
 pub async fn post_history(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
