@@ -22,7 +22,7 @@ use crate::comfy_upscale::{get, messages_until_done, steps, view};
 /// The default workflow (64², node 9 saving its pictures) sampled again by node 12 at
 /// denoise 0.5 from `scale` (node 10), through a VAEEncode (node 11) unless the scale is a
 /// latent's; node 13 decodes the second pass, node 14 saves it.
-fn hires(scale: Value, latent: bool) -> Value {
+pub(crate) fn hires(scale: Value, latent: bool) -> Value {
     let mut g = default_workflow("tiny-sd", 4);
     g["10"] = scale;
     let start = if latent {
@@ -40,11 +40,11 @@ fn hires(scale: Value, latent: bool) -> Value {
     g
 }
 
-fn scale_by(by: f64) -> Value {
+pub(crate) fn scale_by(by: f64) -> Value {
     json!({"class_type": "ImageScaleBy", "inputs": {"image": ["8", 0], "upscale_method": "bicubic", "scale_by": by}})
 }
 
-fn latent_by(by: f64) -> Value {
+pub(crate) fn latent_by(by: f64) -> Value {
     json!({"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact", "scale_by": by}})
 }
 
