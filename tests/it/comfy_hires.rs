@@ -222,12 +222,13 @@ async fn the_latent_form_starts_from_the_scaled_latent_not_a_decoded_picture() {
     let latent = kept.as_array().expect("artifacts").iter().find(|a| a["name"] == "latent.npy");
     assert_eq!(latent.map(|a| &a["media_type"]), Some(&json!("application/x-npy")), "{kept}");
 
-    // The native API's second pass from the latent, with the graph's settings: the same pixels.
+    // The native API's second pass from the latent, with the graph's settings (its steps
+    // counted as ComfyUI counts them, all of them run): the same pixels.
     let pass = json!({"steps": 4, "seed": 8566257, "guidance": 8, "scheduler": "euler"});
     let mut native = json!({"model": "tiny-sd", "width": 64, "height": 64, "preview_every": 0,
         "prompt": "beautiful scenery nature glass bottle landscape, , purple galaxy bottle,",
-        "negative_prompt": "text, watermark",
-        "refine": {"from": "latent", "strength": 0.5, "resize": {"method": "nearest-exact", "scale_by": 1.5}}});
+        "negative_prompt": "text, watermark", "refine": {"from": "latent", "strength": 0.5, "steps_mode": "run",
+        "resize": {"method": "nearest-exact", "scale_by": 1.5}}});
     for (k, v) in pass.as_object().expect("settings") {
         native[k] = v.clone();
         native["refine"][k] = v.clone();
