@@ -52,6 +52,12 @@ pub struct ImageRequest {
     /// How much of `init_image` to repaint, 0–1 (default 0.75).
     #[schema(minimum = 0, maximum = 1)]
     pub strength: Option<f64>,
+    /// How `steps` count from `init_image`: `schedule` (default, A1111's and diffusers' rule:
+    /// `steps` is the schedule, of which `⌊steps × strength⌋` run) or `run` (ComfyUI's KSampler:
+    /// all `steps` run, over the last of a `⌊steps ÷ strength⌋`-step schedule, so a lower
+    /// strength changes less but costs as much). Only with `init_image`.
+    #[schema(pattern = "^(schedule|run)$")]
+    pub steps_mode: Option<String>,
     /// Preset name from presets.toml.
     pub preset: Option<String>,
     /// Installed upscale model: each picture is then upscaled by it in a second stage
@@ -145,10 +151,16 @@ pub struct Refine {
     /// How much of the scaled picture is repainted (ComfyUI's `denoise`): more than 0, at most 1.
     #[schema(exclusive_minimum = 0, maximum = 1)]
     pub strength: f64,
-    /// Steps of the schedule (it runs `strength` of them; default: the first pass's).
+    /// Steps (default: the first pass's), counted as `steps_mode` says.
     #[schema(minimum = 1, maximum = 150)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<u32>,
+    /// How `steps` count: `schedule` (default: the schedule's, of which `⌊steps × strength⌋`
+    /// run) or `run` (all of them run, over the last of a `⌊steps ÷ strength⌋`-step schedule,
+    /// as ComfyUI's second KSampler runs them).
+    #[schema(pattern = "^(schedule|run)$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps_mode: Option<String>,
     /// The first picture's second-pass seed (default: the first pass's; picture N takes `seed + N − 1`).
     #[schema(maximum = 9_007_199_254_740_991_u64)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -22,7 +22,7 @@ use crate::comfy_upscale::{get, messages_until_done, steps, view};
 /// The default workflow (64², node 9 saving its pictures) sampled again by node 12 at
 /// denoise 0.5 from `scale` (node 10), through a VAEEncode (node 11) unless the scale is a
 /// latent's; node 13 decodes the second pass, node 14 saves it.
-fn hires(scale: Value, latent: bool) -> Value {
+pub(crate) fn hires(scale: Value, latent: bool) -> Value {
     let mut g = default_workflow("tiny-sd", 4);
     g["10"] = scale;
     let start = if latent {
@@ -40,11 +40,11 @@ fn hires(scale: Value, latent: bool) -> Value {
     g
 }
 
-fn scale_by(by: f64) -> Value {
+pub(crate) fn scale_by(by: f64) -> Value {
     json!({"class_type": "ImageScaleBy", "inputs": {"image": ["8", 0], "upscale_method": "bicubic", "scale_by": by}})
 }
 
-fn latent_by(by: f64) -> Value {
+pub(crate) fn latent_by(by: f64) -> Value {
     json!({"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact", "scale_by": by}})
 }
 
@@ -222,12 +222,13 @@ async fn the_latent_form_starts_from_the_scaled_latent_not_a_decoded_picture() {
     let latent = kept.as_array().expect("artifacts").iter().find(|a| a["name"] == "latent.npy");
     assert_eq!(latent.map(|a| &a["media_type"]), Some(&json!("application/x-npy")), "{kept}");
 
-    // The native API's second pass from the latent, with the graph's settings: the same pixels.
+    // The native API's second pass from the latent, with the graph's settings (its steps
+    // counted as ComfyUI counts them, all of them run): the same pixels.
     let pass = json!({"steps": 4, "seed": 8566257, "guidance": 8, "scheduler": "euler"});
     let mut native = json!({"model": "tiny-sd", "width": 64, "height": 64, "preview_every": 0,
         "prompt": "beautiful scenery nature glass bottle landscape, , purple galaxy bottle,",
-        "negative_prompt": "text, watermark",
-        "refine": {"from": "latent", "strength": 0.5, "resize": {"method": "nearest-exact", "scale_by": 1.5}}});
+        "negative_prompt": "text, watermark", "refine": {"from": "latent", "strength": 0.5, "steps_mode": "run",
+        "resize": {"method": "nearest-exact", "scale_by": 1.5}}});
     for (k, v) in pass.as_object().expect("settings") {
         native[k] = v.clone();
         native["refine"][k] = v.clone();

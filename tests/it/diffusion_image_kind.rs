@@ -302,6 +302,7 @@ fn pipeline_stops_between_steps_when_canceled() {
         width: 64,
         height: 64,
         steps: 20,
+        steps_mode: reelbox::pipelines::diffusion::StepsMode::Schedule,
         guidance: 7.5,
         scheduler: SchedulerChoice::parse("euler_a").expect("euler_a"),
         scheduler_config: None,

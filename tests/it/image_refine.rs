@@ -1,6 +1,6 @@
 //! The `image` kind's second sampling pass, `refine` (A1111's "hires fix"), against the real
 //! daemon with the tiny SD model: each picture is scaled and sampled again as image to image
-//! in a stage of its own, `refine`, after `generate`, weighed by its steps × strength over its
+//! in a stage of its own, `refine`, after `generate`, weighed by the steps it runs over its
 //! pixels; the refined picture is not the first pass's merely resized; the same seed gives
 //! the same pixels; bad second passes are 400s naming `refine.FIELD`; `reelbox image
 //! --refine 1.5x --refine-strength 0.5` writes the refined picture. Every one of these was
@@ -67,10 +67,10 @@ async fn a_second_pass_samples_each_picture_again_at_its_scaled_size_in_a_stage_
         (&json!(96), &json!(96), &json!(0.6), &json!(4), &json!(5)),
         "the first pass's steps and seed unless asked: {job}"
     );
-    // Weighed by what each costs: 4 steps + decode against (4 × 0.6 steps + encode + decode)
-    // over 2.25 times the pixels.
+    // Weighed by what each costs: 4 steps + decode against (the ⌊4 × 0.6⌋ steps it runs +
+    // encode + decode) over 2.25 times the pixels.
     let weight = |i: usize| job["stages"][i]["weight"].as_f64().expect("a weight");
-    let want = (4.0 * 0.6 + 1.0 + 2.0) * 2.25 / (4.0 + 2.0);
+    let want = (2.0 + 1.0 + 2.0) * 2.25 / (4.0 + 2.0);
     assert!((weight(1) / weight(0) - want).abs() < 1e-6, "{}", job["stages"]);
     for (first, refined) in [("image-1.png", "refined-1.png"), ("image-2.png", "refined-2.png")] {
         assert_eq!(picture(&c, &d, &job, first).await.dimensions(), (64, 64));

@@ -39,6 +39,7 @@ mod cluster_security;
 mod cluster_telemetry;
 mod cluster_waiting;
 mod comfy_compat;
+mod comfy_denoise;
 mod comfy_hires;
 mod comfy_scale;
 mod comfy_upscale;

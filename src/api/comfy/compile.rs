@@ -188,6 +188,10 @@ fn uploaded(g: &ValidGraph, load_id: &str, uploads: UploadLookup) -> Result<Stri
     })
 }
 
+/// How a KSampler's `steps` count at `denoise` < 1: all of them run, over the tail of a
+/// longer schedule (`samplers::StepsMode::Run`), not the share of them A1111's rule runs.
+pub(super) const STEPS_RUN: &str = "run";
+
 /// A KSampler's settings as the `image` kind takes them.
 pub(super) struct SamplerSettings {
     pub seed: i64,
@@ -264,6 +268,7 @@ fn sampling_chain(
         let (load_id, _) = follow(g, &latent_id, "pixels", &["LoadImage"], 0)?;
         params.init_image = Some(uploaded(g, &load_id, uploads)?);
         params.strength = Some(settings.denoise);
+        params.steps_mode = Some(STEPS_RUN.to_string());
         load_image = Some(load_id);
     }
     let sampling = Sampling {
@@ -324,6 +329,8 @@ mod tests {
         let c = compile(&checked(g.clone()), &found).expect("compiles");
         assert_eq!(c.params["init_image"], "id-of-cat_01J0000000000000000000000.png");
         assert_eq!(c.params["strength"], 0.6);
+        assert_eq!(c.params["steps_mode"], "run", "its steps all run, as ComfyUI's KSampler runs them");
+        assert_eq!(c.roles.source_of("steps_mode"), Some(("3".into(), "denoise")));
         assert!(c.params.get("width").is_none());
         let err = compile(&checked(g), &no_uploads).expect_err("no such upload");
         assert_eq!(err.node_errors["10"]["errors"][0]["type"], "custom_validation_failed");

@@ -7,7 +7,7 @@
 //! (`refine.from: latent`); the pixel form from its pictures, scaled and encoded again.
 
 use super::chain::{follow, same_checkpoint, unsupported};
-use super::compile::SamplerSettings;
+use super::compile::{STEPS_RUN, SamplerSettings};
 use super::literals::{float_value, int_value, resize_request, text, wire};
 use super::nodes::{LATENT_SCALES, SCALES, UPSCALE};
 use super::roles::{NodeRef, Refining, Sampling, Upscaling};
@@ -164,6 +164,7 @@ pub(super) fn second_pass(
         resize,
         strength: Some(settings.denoise),
         steps: Some(settings.steps),
+        steps_mode: Some(STEPS_RUN.to_string()),
         seed: Some(settings.seed),
         guidance: Some(settings.cfg),
         scheduler: Some(settings.scheduler.to_string()),
@@ -275,13 +276,15 @@ mod tests {
         assert_eq!(c.kind, "image");
         assert_eq!(
             c.params["refine"],
-            json!({"resize": {"method": "bicubic", "scale_by": 1.5}, "strength": 0.5, "steps": 20, "seed": 7,
-                "guidance": 8.0, "scheduler": "euler"})
+            json!({"resize": {"method": "bicubic", "scale_by": 1.5}, "strength": 0.5, "steps": 20, "steps_mode": "run",
+                "seed": 7, "guidance": 8.0, "scheduler": "euler"}),
+            "all 20 steps run, as ComfyUI's second KSampler runs them"
         );
         let stages: Vec<_> = c.roles.outputs.iter().map(|o| (o.id.as_str(), o.stage)).collect();
         assert_eq!(stages, [("14", Some(StageName::Refine)), ("9", Some(StageName::Generate))]);
         assert_eq!(c.roles.execution_order(), ["4", "6", "7", "5", "3", "8", "9", "10", "11", "12", "13", "14"]);
         assert_eq!(c.roles.source_of("refine.strength"), Some(("12".into(), "denoise")));
+        assert_eq!(c.roles.source_of("refine.steps_mode"), Some(("12".into(), "denoise")));
         assert_eq!(c.roles.source_of("refine.resize.scale_by"), Some(("10".into(), "scale_by")));
         assert_eq!(c.roles.source_of("steps"), Some(("3".into(), "steps")));
     }

@@ -206,7 +206,7 @@ impl Roles {
             "upscale_model" => (r.upscale.as_ref()?.loader.clone(), "model_name"),
             "prompt" => (r.positive.clone(), "text"),
             "negative_prompt" => (r.negative.clone(), "text"),
-            "strength" => (r.sampler.clone(), "denoise"),
+            "strength" | "steps_mode" => (r.sampler.clone(), "denoise"),
             "steps" => (r.sampler.clone(), "steps"),
             "guidance" => (r.sampler.clone(), "cfg"),
             "scheduler" => (r.sampler.clone(), "sampler_name"),
@@ -246,7 +246,7 @@ impl Roles {
             "steps" => (s.sampler.clone(), "steps"),
             "guidance" => (s.sampler.clone(), "cfg"),
             "scheduler" => (s.sampler.clone(), "sampler_name"),
-            "strength" => (s.sampler.clone(), "denoise"),
+            "strength" | "steps_mode" => (s.sampler.clone(), "denoise"),
             "upscale_model" => (upscale?.loader.clone(), "model_name"),
             _ => (s.sampler.clone(), "seed"),
         })

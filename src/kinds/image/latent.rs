@@ -76,7 +76,7 @@ pub(super) fn refine_latents(
             size.width,
             size.height,
             refine.strength,
-            refine.steps
+            refine.steps_run()
         ),
     );
     for (i, artifact) in latents.iter().enumerate() {

@@ -117,6 +117,7 @@ impl Image {
             width: params.width,
             height: params.height,
             steps: params.steps,
+            steps_mode: params.steps_mode,
             guidance: params.guidance,
             scheduler: choice,
             scheduler_config: None,
@@ -209,8 +210,8 @@ impl TypedKind for Image {
     }
 
     fn gpu_seconds_estimate(&self, p: &ImageParams) -> f64 {
-        let refine = p.refine.as_ref().map_or(0.0, |r| f64::from(r.steps) * r.strength * r.pixel_ratio(p));
-        (f64::from(p.steps) + refine) * f64::from(p.n.max(1)) * super::IMAGE_GPU_SECONDS_PER_STEP
+        let refine = p.refine.as_ref().map_or(0.0, |r| f64::from(r.steps_run()) * r.pixel_ratio(p));
+        (f64::from(p.steps_run()) + refine) * f64::from(p.n.max(1)) * super::IMAGE_GPU_SECONDS_PER_STEP
     }
 
     fn models(&self, p: &ImageParams) -> Vec<String> {

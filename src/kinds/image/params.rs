@@ -15,10 +15,10 @@ use super::refine::{Refine, RefineRequest};
 use crate::models::{Availability, Catalog, ModelKind, Tuning};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::preset::Presets;
-use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind};
+use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind, StepsMode};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 17] = [
+const KNOWN: [&str; 18] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -31,6 +31,7 @@ const KNOWN: [&str; 17] = [
     "n",
     "init_image",
     "strength",
+    "steps_mode",
     "preset",
     "preview_every",
     "upscale_model",
@@ -73,6 +74,9 @@ pub struct ImageRequest {
     pub init_image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strength: Option<f64>,
+    /// How `steps` count from `init_image` ([`StepsMode`]): `schedule` (default) or `run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +111,9 @@ pub struct ImageParams {
     pub n: u32,
     pub init_image: Option<String>,
     pub strength: Option<f64>,
+    /// How `steps` count from the init image (stored jobs from before it count the schedule's).
+    #[serde(default, skip_serializing_if = "StepsMode::is_schedule")]
+    pub steps_mode: StepsMode,
     pub preset: Option<String>,
     /// Preview every this many steps; 0 turns previews off.
     pub preview_every: u32,
@@ -122,6 +129,15 @@ pub struct ImageParams {
     /// before it): no such stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refine: Option<Refine>,
+}
+
+impl ImageParams {
+    /// UNet steps its first pass runs per picture: `steps` from noise; from `init_image`, a
+    /// share of them or all, as `steps_mode` counts them.
+    pub fn steps_run(&self) -> u32 {
+        let run = samplers::steps_run(self.steps as usize, self.strength.unwrap_or(1.0), self.steps_mode);
+        u32::try_from(run).unwrap_or(self.steps)
+    }
 }
 
 /// A `u64` from a typed producer as a wire integer; past `i64` it reads as no integer,
@@ -197,6 +213,7 @@ impl ImageRequest {
             n: int_field(params, "n")?,
             init_image: string_field(params, "init_image")?,
             strength: float_field(params, "strength")?,
+            steps_mode: string_field(params, "steps_mode")?,
             preset: string_field(params, "preset")?,
             preview_every: int_field(params, "preview_every")?,
             upscale_model: string_field(params, "upscale_model")?,
@@ -309,13 +326,12 @@ impl ImageRequest {
             (None, Some(_)) => return Err(ParamError::new("strength", "only applies with init_image")),
             (Some(_), s) => Some(float_in("strength", s.unwrap_or(0.75), 0.0..=1.0)?),
         };
+        let steps_mode = match (&self.init_image, self.steps_mode.as_deref()) {
+            (None, Some(_)) => return Err(ParamError::new("steps_mode", "only applies with init_image")),
+            (_, mode) => steps_mode("steps_mode", mode)?,
+        };
         // The schedule itself may refuse the step count (LCM takes at most its original steps).
-        samplers::build(choice, &info.scheduler_config, steps as usize, strength.unwrap_or(1.0)).map_err(
-            |e| match e {
-                samplers::SchedulerError::Steps(m) => ParamError::new("steps", m),
-                other => ParamError::new("scheduler", other.to_string()),
-            },
-        )?;
+        check_schedule(choice, &info, steps, strength.unwrap_or(1.0), steps_mode, ("steps", "scheduler"))?;
         let mut params = ImageParams {
             prompt,
             negative_prompt: self.negative_prompt,
@@ -329,6 +345,7 @@ impl ImageRequest {
             n,
             init_image: self.init_image,
             strength,
+            steps_mode,
             preset: self.preset,
             preview_every,
             upscale_model,
@@ -348,6 +365,40 @@ impl ImageRequest {
         }
         Ok(params)
     }
+}
+
+/// The [`StepsMode`] a request's `field` names (none: [`StepsMode::Schedule`]).
+pub(super) fn steps_mode(field: &str, name: Option<&str>) -> Result<StepsMode, ParamError> {
+    match name {
+        None => Ok(StepsMode::Schedule),
+        Some(name) => StepsMode::parse(name).ok_or_else(|| {
+            ParamError::new(
+                field,
+                format!(
+                    "{name:?} is neither \"schedule\" (steps is the schedule's, of which strength runs a share) \
+                     nor \"run\" (steps is how many run, as ComfyUI's KSampler counts them)"
+                ),
+            )
+        }),
+    }
+}
+
+/// Whether the scheduler `choice` of a model `info` takes `steps` at `strength` counted by
+/// `mode`, refusing at `fields` (the steps', the scheduler's) what it does not.
+pub(super) fn check_schedule(
+    choice: SchedulerChoice,
+    info: &ModelInfo,
+    steps: u32,
+    strength: f64,
+    mode: StepsMode,
+    (steps_field, choice_field): (&str, &str),
+) -> Result<(), ParamError> {
+    samplers::build_span(choice, &info.scheduler_config, steps as usize, strength, mode).map(|_| ()).map_err(
+        |e| match e {
+            samplers::SchedulerError::Steps(m) => ParamError::new(steps_field, m),
+            other => ParamError::new(choice_field, other.to_string()),
+        },
+    )
 }
 
 /// Checks and normalises `image` request JSON; every error names its field.

@@ -20,16 +20,17 @@ use crate::kinds::resize::{Resize, ResizeRequest};
 use crate::kinds::{ParamError, StageError, StageName, StageRun};
 use crate::models::ModelKind;
 use crate::pipelines::diffusion::model::check_size;
-use crate::pipelines::diffusion::samplers::{self, SchedulerChoice};
+use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, StepsMode};
 use crate::pipelines::diffusion::{ModelInfo, Preview};
 use crate::pipelines::upscale::TileOptions;
 
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 11] = [
     "from",
     "upscale_model",
     "resize",
     "strength",
     "steps",
+    "steps_mode",
     "seed",
     "guidance",
     "scheduler",
@@ -41,7 +42,7 @@ const KNOWN: [&str; 10] = [
 const ASSUMED_MODEL_SCALE: u32 = 4;
 /// What a refusal of the whole `refine` says it takes.
 const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), and optionally \"from\", \"resize\", \
-                     \"steps\", \"seed\", \"guidance\", \"scheduler\", \"prompt\", \"negative_prompt\"}";
+                     \"steps\", \"steps_mode\", \"seed\", \"guidance\", \"scheduler\", \"prompt\", \"negative_prompt\"}";
 
 /// A second pass as a request gives it: only `strength` is required; the rest default to the
 /// first pass's (no `resize`: the same size).
@@ -63,6 +64,9 @@ pub struct RefineRequest {
     pub strength: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<i64>,
+    /// How `steps` count ([`StepsMode`]): `schedule` (default) or `run`, ComfyUI's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +117,9 @@ pub struct Refine {
     pub size: Option<PassSize>,
     pub strength: f64,
     pub steps: u32,
+    /// How `steps` count (stored jobs from before it count the schedule's).
+    #[serde(default, skip_serializing_if = "StepsMode::is_schedule")]
+    pub steps_mode: StepsMode,
     /// The first picture's seed; picture N takes `seed + N − 1`, as the first pass does.
     pub seed: u64,
     pub guidance: f32,
@@ -184,6 +191,7 @@ impl RefineRequest {
             resize: ResizeRequest::from_json(v, "resize").map_err(under)?,
             strength: float_field(v, "strength").map_err(under)?,
             steps: int_field(v, "steps").map_err(under)?,
+            steps_mode: string_field(v, "steps_mode").map_err(under)?,
             seed: int_field(v, "seed").map_err(under)?,
             guidance: float_field(v, "guidance").map_err(under)?,
             scheduler: string_field(v, "scheduler").map_err(under)?,
@@ -258,10 +266,8 @@ impl RefineRequest {
         let scheduler = self.scheduler.unwrap_or_else(|| first.scheduler.clone());
         let choice =
             SchedulerChoice::parse(&scheduler).map_err(|e| ParamError::new(sub("scheduler"), e.to_string()))?;
-        samplers::build(choice, &info.scheduler_config, steps as usize, strength).map_err(|e| match e {
-            samplers::SchedulerError::Steps(m) => ParamError::new(sub("steps"), m),
-            other => ParamError::new(sub("scheduler"), other.to_string()),
-        })?;
+        let steps_mode = super::params::steps_mode(&sub("steps_mode"), self.steps_mode.as_deref())?;
+        super::params::check_schedule(choice, info, steps, strength, steps_mode, (&sub("steps"), &sub("scheduler")))?;
         let seed = match self.seed {
             None => first.seed,
             Some(s) => int_in(&sub("seed"), s, 0..=super::MAX_SEED)?.unsigned_abs(),
@@ -287,6 +293,7 @@ impl RefineRequest {
             size,
             strength,
             steps,
+            steps_mode,
             seed,
             guidance,
             scheduler: choice.name().to_string(),
@@ -297,6 +304,12 @@ impl RefineRequest {
 }
 
 impl Refine {
+    /// UNet steps it runs per picture: a share of `steps` or all of them, as `steps_mode` counts.
+    pub fn steps_run(&self) -> u32 {
+        let run = samplers::steps_run(self.steps as usize, self.strength, self.steps_mode);
+        u32::try_from(run).unwrap_or(self.steps)
+    }
+
     /// The size it samples at, as far as submission knows it: after an upscale model, the one
     /// a model of [`ASSUMED_MODEL_SCALE`] would give (for estimates only).
     pub fn expected_size(&self, first: &ImageParams) -> (u32, u32) {
@@ -329,6 +342,7 @@ impl Refine {
             n: 1,
             init_image: None,
             strength: Some(self.strength),
+            steps_mode: self.steps_mode,
             preset: first.preset.clone(),
             preview_every: first.preview_every,
             upscale_model: None,
@@ -387,8 +401,10 @@ pub(super) fn refine_pictures(
         Some(_) => None,
         None => Some(kind.model(run.config, run.engine, run.device, &first.model)?.info.clone()),
     };
-    run.sink
-        .log("info", &format!("refining {count} picture(s) at strength {}, {} steps", refine.strength, refine.steps));
+    run.sink.log(
+        "info",
+        &format!("refining {count} picture(s) at strength {}, {} steps", refine.strength, refine.steps_run()),
+    );
     for (i, picture) in pictures.iter().enumerate() {
         let label = format!("picture {}", picture.name);
         let img = crate::media::picture::open(&run.sink.artifact_path(picture))
@@ -468,6 +484,7 @@ mod tests {
         assert_eq!(field(json!({"strength": 0.5, "resize": {"scale": 2}})), "refine.resize.scale");
         assert_eq!(field(json!({"strength": 0.5, "resize": 2})), "refine.resize");
         assert_eq!(field(json!({"strength": 0.5, "from": 1})), "refine.from");
+        assert_eq!(field(json!({"strength": 0.5, "steps_mode": 1})), "refine.steps_mode");
         assert_eq!(RefineRequest::from_json(&json!({})), Ok(None));
     }
 }

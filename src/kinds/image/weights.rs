@@ -28,11 +28,12 @@ const RESIZE_STEPS: f64 = 0.05;
 const ENCODE_STEPS: f64 = 1.0;
 
 /// Each of `stages`' expected share of an image job's time, in their order, summing to 1:
-/// the generate's steps (those img2img runs, `strength` of them) over its pixels against a
-/// second pass's (its `strength` of its steps, encode and decode, over its pixels), an
+/// the generate's steps (those it runs: from an init image, as its `steps_mode` counts them)
+/// over its pixels against a second pass's (the steps it runs, encode and decode, over its
+/// pixels), an
 /// upscale of the last pictures before it and a resize; a stage the job lacks weighs nothing.
 pub(super) fn stage_weights(p: &ImageParams, stages: &[StageName]) -> Vec<f64> {
-    let steps = f64::from(p.steps) * p.strength.unwrap_or(1.0);
+    let steps = f64::from(p.steps_run());
     // Costs are in steps of a first-pass picture: later stages scale by their pictures' pixels.
     let ratio = p.refine.as_ref().map_or(1.0, |r| r.pixel_ratio(p));
     shares(stages, |stage| match (stage, &p.refine) {
@@ -40,7 +41,7 @@ pub(super) fn stage_weights(p: &ImageParams, stages: &[StageName]) -> Vec<f64> {
         (StageName::Refine, Some(r)) => {
             // From the latent, no picture is encoded.
             let encode = if r.from == super::RefineFrom::Picture { ENCODE_STEPS } else { 0.0 };
-            (f64::from(r.steps) * r.strength + encode + DECODE_STEPS) * ratio
+            (f64::from(r.steps_run()) + encode + DECODE_STEPS) * ratio
         }
         (StageName::Upscale, _) if p.upscale_model.is_some() => UPSCALE_STEPS * ratio,
         (StageName::Resize, _) if p.resize.is_some() => RESIZE_STEPS,
@@ -73,6 +74,7 @@ mod tests {
     use crate::kinds::image::{PassSize, Refine};
     use crate::kinds::resize::{Resize, ResizeTo};
     use crate::media::resize::Method;
+    use crate::pipelines::diffusion::StepsMode;
 
     fn params(steps: u32, upscale: bool, resize: bool) -> ImageParams {
         ImageParams {
@@ -88,6 +90,7 @@ mod tests {
             n: 1,
             init_image: None,
             strength: None,
+            steps_mode: StepsMode::Schedule,
             preset: None,
             preview_every: 0,
             upscale_model: upscale.then(|| "realesrgan-x4".into()),
@@ -109,6 +112,9 @@ mod tests {
         let mut img2img = params(30, true, false);
         img2img.strength = Some(0.2);
         assert!(stage_weights(&img2img, &ALL[..2])[0] < long[0], "img2img runs a fifth of the steps");
+        // Counted as ComfyUI counts them, all 30 run, whatever the strength.
+        img2img.steps_mode = StepsMode::Run;
+        assert_eq!(stage_weights(&img2img, &ALL[..2]), long, "all 30 steps run");
     }
 
     #[test]
@@ -132,6 +138,7 @@ mod tests {
             size: Some(PassSize { width: side, height: side }),
             strength,
             steps: 20,
+            steps_mode: StepsMode::Schedule,
             seed: 1,
             guidance: 7.0,
             scheduler: "euler".into(),
@@ -143,6 +150,10 @@ mod tests {
         let same = stage_weights(&p, &stages);
         // 10 steps + encode + decode against 20 steps + decode.
         assert!((same[1] / same[0] - 13.0 / 22.0).abs() < 1e-9, "{same:?}");
+        p.refine = Some(Refine { steps_mode: StepsMode::Run, ..refine(0.5, 512) });
+        let run = stage_weights(&p, &stages);
+        // All 20 steps run, as ComfyUI's second KSampler runs them: 20 + encode + decode.
+        assert!((run[1] / run[0] - 23.0 / 22.0).abs() < 1e-9, "{run:?}");
         p.refine = Some(refine(0.5, 1024));
         let big = stage_weights(&p, &stages);
         assert!((big[1] / big[0] - 4.0 * 13.0 / 22.0).abs() < 1e-9, "four times the pixels: {big:?}");

@@ -76,6 +76,7 @@ pub fn check(engine: &Engine, device: DeviceId, conv: &Conversion, tolerance: f3
         width: recipe.size,
         height: recipe.size,
         steps: recipe.steps,
+        steps_mode: crate::pipelines::diffusion::StepsMode::Schedule,
         guidance: recipe.guidance,
         scheduler: SchedulerChoice::parse(&recipe.scheduler).map_err(DiffusionError::from)?,
         scheduler_config: None,

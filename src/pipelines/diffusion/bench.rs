@@ -214,6 +214,7 @@ pub fn bench_diffusion(config: &Config, opts: &BenchOptions) -> Result<BenchRepo
             width: size,
             height: size,
             steps: opts.steps,
+            steps_mode: super::StepsMode::Schedule,
             guidance: opts.guidance,
             scheduler,
             scheduler_config: None,

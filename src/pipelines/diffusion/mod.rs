@@ -26,7 +26,7 @@ pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
 pub use pipeline::{
     DecodedImage, GenerateRequest, Generated, Hooks, Init, InitImage, InitLatents, Preview, Timings, generate,
 };
-pub use samplers::{SchedulerChoice, SchedulerConfigFile};
+pub use samplers::{SchedulerChoice, SchedulerConfigFile, StepsMode};
 pub use text::prompt_embeddings;
 
 /// Everything that can go wrong loading or running a diffusion model.

@@ -15,7 +15,7 @@ use super::model::{SdModel, Unet};
 use super::noise::NoiseSource;
 use super::onnx::{Output, float_input, timestep_input};
 use super::preview::latent_preview_png;
-use super::samplers::{self, SchedulerChoice, SchedulerConfigFile, img2img_start};
+use super::samplers::{self, SchedulerChoice, SchedulerConfigFile, StepsMode};
 use super::text::{Conditioning, encode_prompts};
 use super::vae::{decode, encode_init_image};
 use crate::pipelines::{Progress, ProgressFn, check_cancel};
@@ -29,6 +29,9 @@ pub struct GenerateRequest {
     pub width: u32,
     pub height: u32,
     pub steps: u32,
+    /// How `steps` count in image to image: the schedule's (diffusers') or the steps run
+    /// (ComfyUI's); text to image runs `steps` either way.
+    pub steps_mode: StepsMode,
     /// Classifier-free guidance scale; guidance is off at ≤ 1.
     pub guidance: f32,
     pub scheduler: SchedulerChoice,
@@ -189,10 +192,11 @@ pub fn generate(
     let n = req.count as usize;
     let strength = req.init.as_ref().map_or(1.0, Init::strength);
     let sched_file = req.scheduler_config.as_ref().unwrap_or(&model.info.scheduler_config);
-    let mut scheduler = samplers::build(req.scheduler, sched_file, steps, strength).map_err(|e| match e {
-        samplers::SchedulerError::Steps(m) => DiffusionError::Request { field: "steps", message: m },
-        other => other.into(),
-    })?;
+    let (mut scheduler, span) = samplers::build_span(req.scheduler, sched_file, steps, strength, req.steps_mode)
+        .map_err(|e| match e {
+            samplers::SchedulerError::Steps(m) => DiffusionError::Request { field: "steps", message: m },
+            other => other.into(),
+        })?;
     let all_timesteps = scheduler.timesteps().to_vec();
 
     // LCM-distilled UNets take guidance as an embedding and run without a CFG batch.
@@ -240,7 +244,7 @@ pub fn generate(
                 }
             };
             // At least one step runs, however small the strength.
-            let start = img2img_start(scheduler.inference_steps(), strength).min(all_timesteps.len() - 1);
+            let start = span.start.min(all_timesteps.len() - 1);
             let mut eps = vec![0f32; latents.len()];
             noise.fill(&mut eps)?;
             scheduler.add_noise(start, &clean, &eps, &mut latents);

@@ -167,6 +167,7 @@ pub fn prompt_embeddings(model: &SdModel, text: &str) -> Result<Vec<f32>, Diffus
         width: model.info.native_size,
         height: model.info.native_size,
         steps: 1,
+        steps_mode: super::samplers::StepsMode::Schedule,
         guidance: 1.0,
         scheduler: SchedulerChoice::parse("euler")?,
         scheduler_config: None,

@@ -13,9 +13,12 @@ mod ddim;
 mod dpmpp;
 mod euler;
 mod euler_a;
+mod img2img;
 mod lcm;
 mod pndm;
 pub mod schedule;
+
+pub use img2img::{Span, StepsMode, build_span, img2img_start, steps_run};
 
 /// Why a scheduler cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -417,13 +420,6 @@ pub fn build(
         SchedulerKind::Lcm => Box::new(lcm::Lcm::new(&cfg, steps, strength)?),
         SchedulerKind::Pndm => Box::new(pndm::Pndm::new(&cfg, steps)?),
     })
-}
-
-/// First step index of an img2img run: diffusers' `get_timesteps`
-/// (`t_start = n − min(⌊n·strength⌋, n)`).
-pub fn img2img_start(steps: usize, strength: f64) -> usize {
-    let init = ((steps as f64 * strength).floor() as usize).min(steps);
-    steps - init
 }
 
 /// (x₀, ε) of one element from an ε- or v-prediction at ᾱ (DDPM family), given

@@ -1,0 +1,158 @@
+//! Where image to image starts on a schedule. Two rules are in use, and a request says which
+//! its `steps` follow ([`StepsMode`]): A1111's and diffusers' (`steps` is the schedule, of
+//! which `⌊steps × strength⌋` run: a strength of 0.5 halves the work) and ComfyUI's KSampler
+//! (`steps` is what runs: at denoise `d` < 1 it builds a schedule of `⌊steps ÷ d⌋` steps and
+//! runs the last `steps` of it, so the work is the same at any denoise).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Scheduler, SchedulerChoice, SchedulerConfig, SchedulerConfigFile, SchedulerError, SchedulerKind, build};
+
+/// ComfyUI's KSampler takes a denoise above this as 1: the plain `steps`-step schedule.
+const FULL_DENOISE: f64 = 0.9999;
+
+/// How a request's `steps` count when it starts from a picture or a latent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepsMode {
+    /// `steps` is the schedule's length, of which `⌊steps × strength⌋` run (at least one):
+    /// A1111's and diffusers' image to image.
+    #[default]
+    Schedule,
+    /// `steps` is how many run, over the last of a `⌊steps ÷ strength⌋`-step schedule:
+    /// ComfyUI's KSampler at `denoise` < 1.
+    Run,
+}
+
+impl StepsMode {
+    /// The names a request gives the modes in.
+    pub const NAMES: [&'static str; 2] = ["schedule", "run"];
+
+    /// The mode a request names, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "schedule" => Some(Self::Schedule),
+            "run" => Some(Self::Run),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the default, which stored jobs leave out.
+    pub fn is_schedule(&self) -> bool {
+        *self == Self::Schedule
+    }
+}
+
+/// One run on a schedule: the schedule's length in steps and the index of the step it starts
+/// at (its last `schedule − start` steps run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub schedule: usize,
+    pub start: usize,
+}
+
+impl Span {
+    /// The span of `steps` at `strength` (1 for text to image) counted by `mode`, on a
+    /// scheduler whose schedules have at most `longest` steps: a tiny strength in
+    /// [`StepsMode::Run`] asks for a schedule longer than any (ComfyUI's sigmas go on past the
+    /// 1000 training timesteps), so it takes the longest, whose last `steps` still run.
+    pub fn of(steps: usize, strength: f64, mode: StepsMode, longest: usize) -> Self {
+        match mode {
+            StepsMode::Schedule => Self { schedule: steps, start: img2img_start(steps, strength) },
+            StepsMode::Run if strength > FULL_DENOISE => Self { schedule: steps, start: 0 },
+            StepsMode::Run => {
+                // Python's int() of a positive float is its floor; `as` saturates a 0 strength's ∞.
+                let schedule = ((steps as f64 / strength).floor() as usize).min(longest).max(steps);
+                Self { schedule, start: schedule - steps }
+            }
+        }
+    }
+
+    /// Steps it runs: at least one, however small the strength.
+    pub fn steps_run(&self) -> usize {
+        (self.schedule - self.start).max(1)
+    }
+}
+
+/// Steps a run of `steps` at `strength` counted by `mode` takes: what its cost and progress
+/// count. The same on every schedule that takes the request (a span's length never depends on
+/// how long a schedule may be, only its start).
+pub fn steps_run(steps: usize, strength: f64, mode: StepsMode) -> usize {
+    Span::of(steps, strength, mode, usize::MAX).steps_run()
+}
+
+/// First step index of an img2img run: diffusers' `get_timesteps`
+/// (`t_start = n − min(⌊n·strength⌋, n)`).
+pub fn img2img_start(steps: usize, strength: f64) -> usize {
+    let init = ((steps as f64 * strength).floor() as usize).min(steps);
+    steps - init
+}
+
+/// A scheduler for `steps` at `strength` (1 for text to image) counted by `mode`, and the
+/// [`Span`] it runs; refuses what the scheduler refuses (LCM's step limit) as [`build`] does.
+pub fn build_span(
+    choice: SchedulerChoice,
+    file: &SchedulerConfigFile,
+    steps: usize,
+    strength: f64,
+    mode: StepsMode,
+) -> Result<(Box<dyn Scheduler>, Span), SchedulerError> {
+    let cfg = SchedulerConfig::resolve(file, choice)?;
+    let lcm = choice.kind == SchedulerKind::Lcm;
+    // LCM spaces its steps over its original schedule: no more of them than it has.
+    let longest = if lcm { cfg.original_inference_steps } else { cfg.num_train_timesteps };
+    let span = Span::of(steps, strength, mode, longest);
+    // In the run mode the schedule is a whole one, from full noise, whose tail runs; LCM's own
+    // shortening for a strength is the schedule mode's (diffusers' LCM img2img).
+    let strength = if mode == StepsMode::Run { 1.0 } else { strength };
+    Ok((build(choice, file, span.schedule, strength)?, span))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ComfyUI's `KSampler.set_steps`: `sigmas = calculate_sigmas(int(steps/denoise))[-(steps + 1):]`,
+    /// its schedule's last `steps` steps; the numbers as Python works them out.
+    #[test]
+    fn the_run_mode_runs_the_last_steps_of_comfyuis_longer_schedule() {
+        for (steps, denoise, schedule) in [(20, 0.5, 40), (20, 0.3, 66), (25, 0.75, 33), (4, 0.05, 80), (6, 0.6, 10)] {
+            let span = Span::of(steps, denoise, StepsMode::Run, 1000);
+            assert_eq!(span, Span { schedule, start: schedule - steps }, "steps {steps}, denoise {denoise}");
+            assert_eq!((span.steps_run(), steps_run(steps, denoise, StepsMode::Run)), (steps, steps));
+        }
+        // Denoise 1 (and above ComfyUI's 0.9999) is the plain schedule.
+        for denoise in [1.0, 0.99995] {
+            assert_eq!(Span::of(20, denoise, StepsMode::Run, 1000), Span { schedule: 20, start: 0 });
+        }
+        // Past the scheduler's longest schedule, its longest: still `steps` run.
+        assert_eq!(Span::of(20, 0.01, StepsMode::Run, 1000), Span { schedule: 1000, start: 980 });
+        assert_eq!(Span::of(4, 0.0, StepsMode::Run, 50), Span { schedule: 50, start: 46 });
+        assert_eq!(Span::of(8, 0.5, StepsMode::Run, 4).steps_run(), 8, "never fewer than asked");
+    }
+
+    #[test]
+    fn the_schedule_mode_runs_a_share_of_its_steps_as_diffusers_does() {
+        for (steps, strength, start, run) in [(20, 0.5, 10, 10), (20, 0.3, 14, 6), (25, 0.75, 7, 18), (4, 0.6, 2, 2)] {
+            let span = Span::of(steps, strength, StepsMode::Schedule, 1000);
+            assert_eq!(span, Span { schedule: steps, start }, "steps {steps}, strength {strength}");
+            assert_eq!(steps_run(steps, strength, StepsMode::Schedule), run);
+        }
+        assert_eq!(steps_run(4, 0.05, StepsMode::Schedule), 1, "at least one step runs");
+        assert_eq!(steps_run(30, 1.0, StepsMode::Schedule), 30);
+    }
+
+    #[test]
+    fn the_run_mode_runs_the_tail_of_the_longer_schedules_timesteps() {
+        let choice = SchedulerChoice::parse("euler").expect("euler");
+        let file = SchedulerConfigFile::default();
+        let (long, span) = build_span(choice, &file, 20, 0.5, StepsMode::Run).expect("builds");
+        let (forty, _) = build_span(choice, &file, 40, 1.0, StepsMode::Schedule).expect("builds");
+        assert_eq!(span, Span { schedule: 40, start: 20 });
+        assert_eq!(long.timesteps()[span.start..], forty.timesteps()[20..]);
+        // LCM's tail is of its whole origin schedule, at most its original steps long.
+        let lcm = SchedulerChoice::parse("lcm").expect("lcm");
+        let (_, span) = build_span(lcm, &file, 4, 0.05, StepsMode::Run).expect("builds");
+        assert_eq!(span, Span { schedule: 50, start: 46 });
+    }
+}
