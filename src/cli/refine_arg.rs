@@ -1,4 +1,5 @@
-//! `--refine SPEC` (with `--refine-strength`, `--refine-steps`, `--refine-method`): the
+//! `--refine SPEC` (with `--refine-strength`, `--refine-steps`, `--refine-method`,
+//! `--refine-from`): the
 //! command line's words for the `image` kind's second sampling pass
 //! (`reelbox::kinds::image::RefineRequest`, A1111's "hires fix"): SPEC is how each picture
 //! is scaled first, in `--resize`'s words (`1.5x`, `1024x768`, `1mp`, `resize_arg.rs`). Only
@@ -24,9 +25,15 @@ pub struct RefineArgs {
     /// Steps of the second pass's schedule (default: the first pass's).
     #[arg(long, value_name = "N", requires = "refine")]
     pub refine_steps: Option<u32>,
-    /// How `--refine` scales: nearest-exact, bilinear, area, bicubic or lanczos (the default).
+    /// How `--refine` scales: nearest-exact, bilinear, area, bicubic or lanczos (the default
+    /// for a picture; nearest-exact for a latent, which also takes bislerp).
     #[arg(long, value_name = "METHOD", requires = "refine")]
     pub refine_method: Option<String>,
+    /// What the second pass starts from: `picture` (the default: the first pass's picture,
+    /// scaled and encoded again) or `latent` (its final latent, scaled: ComfyUI's latent
+    /// hires fix, A1111's "Latent" upscaler).
+    #[arg(long, value_name = "FROM", requires = "refine")]
+    pub refine_from: Option<String>,
 }
 
 impl RefineArgs {
@@ -37,6 +44,7 @@ impl RefineArgs {
             resize: Some(ResizeRequest { method: self.refine_method.clone(), ..spec.clone() }),
             strength: self.refine_strength,
             steps: self.refine_steps.map(i64::from),
+            from: self.refine_from.clone(),
             ..RefineRequest::default()
         })
     }

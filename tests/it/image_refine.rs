@@ -193,6 +193,19 @@ async fn reelbox_image_refine_writes_the_refined_picture() {
     assert_eq!(image::image_dimensions(&alone).expect("a PNG"), (96, 96), "the refined picture is written");
     let said = String::from_utf8_lossy(&done.stderr);
     assert!(said.contains("refined at 96×96") && !said.contains("--local"), "{said}");
+    // From the first pass's latent (ComfyUI's latent hires fix): another picture, the latent
+    // kept with the job.
+    let latent = home.path().join("latent.png");
+    let done = run_ok(reelbox_cli(home.path(), models.path()).args(args).arg(&latent).args([
+        "--refine-from",
+        "latent",
+        "--url",
+        &d.at(""),
+    ]));
+    assert_eq!(image::image_dimensions(&latent).expect("a PNG"), (96, 96), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_ne!(std::fs::read(&latent).expect("png"), std::fs::read(&out).expect("png"), "not the picture form's");
+    let jobs: Value = reqwest::get(d.at("/api/v1/jobs")).await.expect("jobs").json().await.expect("json");
+    assert_eq!(jobs["jobs"][0]["params"]["refine"]["from"], "latent", "{jobs}");
 }
 
 /// The upscale and the resize take the second pass's pictures, not the first's; a second
