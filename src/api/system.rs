@@ -241,7 +241,7 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Readiness: the store answers and workers run.
-#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, body = String, content_type = "text/plain", description = "`ready`"), (status = 503, description = "not ready: the store cannot be read or written (JSON `error` says why, naming the data dir)")))]
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, body = String, content_type = "text/plain", description = "`ready`"), (status = 503, description = "not ready: the store cannot be read or written (`error` says why, naming the data dir)", body = super::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let check = match state.store.queued_len() {

@@ -11,6 +11,7 @@ use crate::time::Millis;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TelemetrySample {
     /// When the sample was taken, Unix milliseconds.
+    #[schema(value_type = i64)]
     pub at_ms: Millis,
     pub host: HostSample,
     pub gpus: Vec<GpuSample>,

@@ -246,6 +246,57 @@ async fn refusals_are_answers_the_document_lists_for_their_route() {
 const NO_BODY: [(&str, &str); 4] =
     [("post", "/free"), ("post", "/history"), ("post", "/interrupt"), ("post", "/queue")];
 
+/// A refusal is typed too: every 4xx and 5xx in `/openapi.json` has a body schema (ComfyUI's
+/// in ComfyUI's shape), but for 304 and 416, which carry none; what ComfyUI's `/view`,
+/// `/models/{folder}` and `/upload/image` refuse with is what the document lists. And no schema
+/// is named after a Rust type (`i64` from a `Millis` alias was listed as a model of its own).
+#[tokio::test]
+async fn every_refusal_says_its_schema_and_no_schema_is_a_rust_type() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = daemon(&home.path().join("data"), &home.path().join("log"));
+    let c = reqwest::Client::new();
+    let doc = get_json(&c, &d, "/openapi.json").await;
+    let mut untyped = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            for (status, answer) in op["responses"].as_object().expect("responses") {
+                let refusal = status.starts_with('4') || status.starts_with('5');
+                let has_schema =
+                    answer["content"].as_object().is_some_and(|c| c.values().any(|m| m["schema"].is_object()));
+                if refusal && !["416"].contains(&status.as_str()) && !has_schema {
+                    untyped.push(format!("{method} {path} {status}"));
+                }
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "refusals without a typed body:\n{}", untyped.join("\n"));
+    let rust: Vec<&String> = doc["components"]["schemas"]
+        .as_object()
+        .expect("schemas")
+        .keys()
+        .filter(|k| k.starts_with(char::is_lowercase))
+        .collect();
+    assert!(rust.is_empty(), "schemas named after Rust types: {rust:?}");
+    let png_form = || {
+        reqwest::multipart::Form::new()
+            .part("image", reqwest::multipart::Part::bytes(b"not a picture".to_vec()).file_name("x.png"))
+    };
+    for (method, path, req) in [
+        ("get", "/view", c.get(d.at("/view")).query(&[("filename", "nope.png")])),
+        ("get", "/view", c.get(d.at("/view")).query(&[("filename", "../x.png")])),
+        ("get", "/models/{folder}", c.get(d.at("/models/loras-of-mine"))),
+        ("post", "/upload/image", c.post(d.at("/upload/image")).multipart(png_form())),
+    ] {
+        let (status, content_type, body) = answer(req).await;
+        assert!(status >= 400, "{method} {path}: {status}");
+        assert_eq!(
+            common::api::unlisted(&doc, method, path, status, content_type.as_deref(), &body),
+            None,
+            "{method} {path}"
+        );
+    }
+}
+
 /// Every success answer the document lists says what it carries: content with a schema for
 /// each media type (a file download its media types as bytes, an event stream
 /// `text/event-stream`, a ComfyUI answer ComfyUI's shape), so a generated client gets typed

@@ -115,7 +115,8 @@ pub struct ViewQuery {
 
 /// A picture by its ComfyUI name (`filename`, `subfolder`, `type`).
 #[utoipa::path(get, path = "/view", tag = "comfyui", params(ViewQuery),
-    responses(FileAnswers, (status = 400, description = "bad or escaping name"), (status = 404)))]
+    responses(FileAnswers, (status = 400, description = "bad or escaping name", body = super::error::ComfyErrorBody),
+        (status = 404, description = "no such picture", body = super::error::ComfyErrorBody)))]
 pub async fn view(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
@@ -172,8 +173,8 @@ pub struct ImageUploadForm {
 
 /// Upload a picture for `LoadImage` (multipart field `image`).
 #[utoipa::path(post, path = "/upload/image", tag = "comfyui", request_body(content_type = "multipart/form-data", content = ImageUploadForm),
-    responses((status = 200, body = UploadedImage), (status = 400, description = "no image or not a picture"),
-        (status = 413, description = "`upload_too_large`: the picture is past `limits.max_upload_bytes`")))]
+    responses((status = 200, body = UploadedImage), (status = 400, description = "no image or not a picture", body = super::error::ComfyErrorBody),
+        (status = 413, description = "`upload_too_large`: the picture is past `limits.max_upload_bytes`", body = super::error::ComfyErrorBody)))]
 pub async fn upload_image(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,

@@ -74,7 +74,8 @@ const MODEL_FOLDERS: [&str; 2] = ["checkpoints", "upscale_models"];
 /// The models of a folder (`checkpoints`: installed diffusion models; `upscale_models`:
 /// installed upscale models).
 #[utoipa::path(get, path = "/models/{folder}", tag = "comfyui", params(("folder" = String, Path)),
-    responses((status = 200, body = Vec<String>, description = "model names"), (status = 404)))]
+    responses((status = 200, body = Vec<String>, description = "model names"),
+        (status = 404, description = "no such model folder", body = super::error::ComfyErrorBody)))]
 pub async fn models_in(State(state): State<AppState>, _caller: Caller, Path(folder): Path<String>) -> Response {
     match folder.as_str() {
         "checkpoints" => Json(spec_context(&state).checkpoints).into_response(),

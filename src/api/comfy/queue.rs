@@ -52,7 +52,7 @@ pub struct PromptRequest {
 
 /// Queue a prompt (API-format graph).
 #[utoipa::path(post, path = "/prompt", tag = "comfyui", request_body = PromptRequest,
-    responses((status = 200, body = PromptQueued), (status = 400, description = "{error, node_errors}")))]
+    responses((status = 200, body = PromptQueued), (status = 400, description = "a refused graph: `node_errors` by node id", body = super::error::ComfyErrorBody)))]
 pub async fn post_prompt(
     State(state): State<AppState>,
     Extension(comfy): Extension<Comfy>,
