@@ -15,6 +15,10 @@ use futures::StreamExt;
 use super::{Head, ORPHAN_KEEP};
 use crate::cluster::protocol::{HELD_SUBJECTS, Held, RUNNING_ASK, RunKey};
 
+/// How long the head remembers giving a run away: a box cut off that long and back asks
+/// about its stage then, and hears it was placed again.
+const GIVEN_AWAY_KEEP: Duration = Duration::from_secs(24 * 3600);
+
 /// What the head last decided about a run a box may ask after.
 enum Verdict {
     /// Its box (restarted) asked and keeps it: not counted gone until a heartbeat TTL passed.
@@ -55,10 +59,14 @@ impl Told {
         true
     }
 
-    /// Forgets verdicts older than `age`: a message given away was deleted long before.
-    fn expire(&mut self, age: Duration) {
+    /// Forgets a box's keep older than `kept` (its heartbeat came, or it went, long before)
+    /// and a give-away older than `given`: kept much longer, since a box cut off for longer
+    /// than a keep (a long stage on a box off the network for an hour) still asks when it is
+    /// back, and only a verdict stops its run; a few bytes a give-away.
+    fn expire(&mut self, kept: Duration, given: Duration) {
         self.0.retain(|_, v| match v {
-            Verdict::Kept(t) | Verdict::GivenAway(_, t) => t.elapsed() <= age,
+            Verdict::Kept(t) => t.elapsed() <= kept,
+            Verdict::GivenAway(_, t) => t.elapsed() <= given,
         });
     }
 }
@@ -123,7 +131,7 @@ impl Head {
 
     /// Forgets what was told long ago.
     pub(super) fn expire_told(&self) {
-        self.told.lock().unwrap_or_else(|p| p.into_inner()).expire(ORPHAN_KEEP);
+        self.told.lock().unwrap_or_else(|p| p.into_inner()).expire(ORPHAN_KEEP, GIVEN_AWAY_KEEP);
     }
 }
 
@@ -162,9 +170,9 @@ mod tests {
         told.answer(k, "attic", true, true);
         assert!(told.give_away(k, "attic", None));
         assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway);
-        told.expire(Duration::from_secs(600));
+        told.expire(Duration::ZERO, Duration::from_secs(600));
         assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway, "kept a while");
-        told.expire(Duration::ZERO);
+        told.expire(Duration::ZERO, Duration::ZERO);
         assert_eq!(told.answer(k, "attic", false, true), Held::Unknown, "forgotten after a while");
     }
 
@@ -175,5 +183,17 @@ mod tests {
         assert_eq!(told.answer(k, "attic", true, false), Held::Yes, "still held: the box runs on");
         assert!(told.give_away(k, "attic", Some(Duration::from_secs(60))), "its heartbeat alone keeps it");
         assert_eq!(told.answer(k, "attic", false, false), Held::GivenAway, "back from a cut, it stops");
+    }
+
+    #[test]
+    fn a_give_away_outlives_a_keep_for_a_box_cut_off_long() {
+        let mut told = Told::default();
+        let (kept, given) = (key(1), key(2));
+        told.answer(kept, "attic", true, true);
+        told.give_away(given, "den", None);
+        // Both are older than a keep lasts: the keep goes, the give-away stays.
+        told.expire(Duration::ZERO, GIVEN_AWAY_KEEP);
+        assert!(told.give_away(kept, "attic", Some(Duration::from_secs(60))), "its keep is forgotten");
+        assert_eq!(told.answer(given, "den", false, false), Held::GivenAway, "back after long, it still stops");
     }
 }
