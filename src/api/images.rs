@@ -52,6 +52,14 @@ pub struct ImageRequest {
     /// How much of `init_image` to repaint, 0–1 (default 0.75).
     #[schema(minimum = 0, maximum = 1)]
     pub strength: Option<f64>,
+    /// Inpainting: artifact id of a mask picture the size of `init_image` (uploaded as it
+    /// is); only its part of the picture is redrawn, the rest comes back exactly as it was
+    /// (the redrawn part fading in over the 6 pixels inside the mask's edge). A picture with
+    /// transparency: transparent redraws (OpenAI's masks); one without (or all opaque): white
+    /// redraws, black keeps (A1111's and ComfyUI's). `strength` says how far the masked part
+    /// may change (1: drawn anew there). Only with `init_image`; not with `refine`. Works
+    /// with every installed model (its plain UNet, as ComfyUI's SetLatentNoiseMask does).
+    pub mask: Option<String>,
     /// How `steps` count from `init_image`: `schedule` (default, A1111's and diffusers' rule:
     /// `steps` is the schedule, of which `⌊steps × strength⌋` run) or `run` (ComfyUI's KSampler:
     /// all `steps` run, over the last of a `⌊steps ÷ strength⌋`-step schedule, so a lower

@@ -77,11 +77,17 @@ pub fn check(bytes: &[u8], max_side: u32) -> Result<Header, PictureError> {
 /// Reads a picture file upright as RGB (a transparent part over white, as a viewer shows
 /// it). Blocking.
 pub fn open(path: &Path) -> Result<RgbImage, PictureError> {
+    Ok(over_white(open_as_stored(path)?))
+}
+
+/// Reads a picture file upright with its channels as stored, transparency included (an
+/// inpainting mask says what to redraw by it). Blocking.
+pub fn open_as_stored(path: &Path) -> Result<DynamicImage, PictureError> {
     let opened = reader(BufReader::new(File::open(path).map_err(PictureError::Io)?), decode_limits())?;
     let orientation = opened.orientation;
     let mut img = DynamicImage::from_decoder(opened.decoder).map_err(PictureError::Decode)?;
     img.apply_orientation(orientation);
-    Ok(over_white(img))
+    Ok(img)
 }
 
 /// Limits for one decode: the allocation cap, whatever a header claims (sides are checked

@@ -61,6 +61,7 @@ mod gpu_check;
 mod gpu_placement;
 mod hf_hub;
 mod image_refine;
+mod inpaint;
 mod job_inputs;
 mod media;
 mod media_cli;

@@ -51,7 +51,6 @@ async fn official_python_client_gets_a_png_of_the_asked_size_and_playable_speech
     );
     assert_eq!(summary["speech_events"], json!(["speech.audio.delta", "speech.audio.done"]));
     assert_eq!(summary["edit"], json!({"size": [96, 64], "reported": "96x64"}));
-    assert_eq!(summary["edit_mask"], json!({"status": 400, "param": "mask"}));
     assert_eq!(summary["variation"], json!({"status": 404, "mentions_edit": true}));
     assert_eq!(summary["no_v1"], json!({"status": 404, "says_v1": true}));
     assert_eq!(summary["retrieved"], json!(["gpt-image-1", "dall-e-3", "tts-1", TINY_SD]));

@@ -1,7 +1,8 @@
 //! `POST /v1/images/edits` (the SDKs' `images.edit`): the picture sent is redrawn after the
-//! prompt as an image-to-image `image` job — the whole picture, as ComfyUI's img2img does;
-//! masks (inpainting) are refused by name. `strength` (an extension, 0–1, default the image
-//! kind's 0.75) says how far the picture may change.
+//! prompt as an image-to-image `image` job — the whole picture, as ComfyUI's img2img does,
+//! or with a `mask` (a PNG of the picture's size, transparent where to redraw) only that
+//! part of it, the `image` kind's inpainting. `strength` (an extension, 0–1, default the
+//! image kind's 0.75) says how far the picture may change.
 
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
@@ -50,9 +51,13 @@ fn own_size(header: &Header, max_side: u32) -> Option<String> {
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)] // only describes the form
 pub struct EditForm {
-    /// The picture to redraw (one; no `mask`).
+    /// The picture to redraw (one).
     #[schema(value_type = String, format = Binary)]
     image: Vec<u8>,
+    /// A PNG the size of `image` whose transparent pixels say where to redraw (one without
+    /// transparency: its white); the rest comes back as it was sent.
+    #[schema(value_type = Option<String>, format = Binary)]
+    mask: Option<Vec<u8>>,
     /// How far the picture may change, 0–1 (default 0.75).
     #[schema(minimum = 0.0, maximum = 1.0)]
     strength: Option<f64>,
@@ -60,7 +65,8 @@ pub struct EditForm {
     request: ImageRequest,
 }
 
-/// Redraw a picture after a prompt (OpenAI-compatible `images.edit`, image-to-image).
+/// Redraw a picture after a prompt, or the part a mask says (OpenAI-compatible
+/// `images.edit`, image-to-image and inpainting).
 #[utoipa::path(post, path = "/v1/images/edits", tag = "openai",
     request_body(content_type = "multipart/form-data", content = EditForm),
     responses((status = 200, description = "the pictures; with `stream: true` server-sent events",
@@ -86,6 +92,7 @@ pub async fn edits(
     };
     let mut fields = Map::new();
     let mut pictures = Vec::new();
+    let mut masks = Vec::new();
     let mut strength = None;
     while let Some(field) = form.next_field().await.map_err(broke_off)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -95,10 +102,8 @@ pub async fn edits(
                 pictures.push((file, file_bytes(field, "image", limits).await?));
             }
             "mask" => {
-                return Err(OpenAiError::param(
-                    "mask",
-                    "reelbox redraws the whole picture (image-to-image); masks (inpainting) are not supported: leave mask out",
-                ));
+                let file = field.file_name().unwrap_or("mask.png").to_string();
+                masks.push((file, file_bytes(field, "mask", limits).await?));
             }
             _ => {
                 let text = field.text().await.map_err(|e| OpenAiError::param(&name, e.body_text()))?;
@@ -128,10 +133,43 @@ pub async fn edits(
     let req: ImageRequest = parse_body(&body)?;
     let answer = Answer::of(&req)?.for_edit();
     let mut params = image_params(&state.config, &req)?;
-    let picture = store_picture(&state, &caller, &file, bytes, &checked?).await?;
+    let checked = checked?;
+    let mask = match masks.len() {
+        0 => None,
+        1 => {
+            let (name, mask) = masks.remove(0);
+            let header = checked_mask(&state, &mask, &checked).await?;
+            Some((name, mask, header))
+        }
+        n => return Err(OpenAiError::param("mask", format!("send one mask; got {n}"))),
+    };
+    let picture = store_picture(&state, &caller, &file, bytes, &checked).await?;
+    if let Some((name, mask, header)) = mask {
+        params.mask = Some(store_picture(&state, &caller, &name, mask, &header).await?.id.to_string());
+    }
     params.init_image = Some(picture.id.to_string());
     params.strength = strength;
     respond(state, &caller, &headers, params, answer, req.stream).await
+}
+
+/// A mask as OpenAI takes one: a PNG of the picture's size (`picture`); its header.
+async fn checked_mask(state: &AppState, bytes: &[u8], picture: &Header) -> Result<Header, OpenAiError> {
+    let header = checked_image(state, bytes)
+        .await
+        .map_err(|e| OpenAiError::param("mask", format!("Invalid mask image: {e}")))?;
+    if header.format != image::ImageFormat::Png {
+        return Err(OpenAiError::param("mask", "Invalid mask image: the mask must be a PNG file"));
+    }
+    if (header.width, header.height) != (picture.width, picture.height) {
+        return Err(OpenAiError::param(
+            "mask",
+            format!(
+                "Invalid mask image: the mask must be the same size as image ({}x{}); got {}x{}",
+                picture.width, picture.height, header.width, header.height
+            ),
+        ));
+    }
+    Ok(header)
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ impl LocalImageArgs {
             n: self.n.map(i64::from),
             init_image: init.then(|| Ulid::nil().to_string()),
             strength: self.strength.filter(|_| init),
+            mask: None,
             steps_mode: None,
             preset: self.preset.clone(),
             preview_every: Some(0),

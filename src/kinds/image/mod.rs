@@ -5,8 +5,9 @@
 //! `upscale` stage upscales each picture (ComfyUI's ImageUpscaleWithModel after VAEDecode),
 //! and with a `resize` the `resize` stage resizes the pictures of the stage before it without
 //! a model (ComfyUI's ImageScale and its kin); with a `refine` the `refine` stage, right after
-//! `generate`, scales each picture and samples it again (the hires fix, `refine`); `weights`
-//! is what each stage's share of the job's time is; `local` renders without a daemon.
+//! `generate`, scales each picture and samples it again (the hires fix, `refine`); with a
+//! `mask` only its part of `init_image` is redrawn (inpainting, `mask`); `weights` is what
+//! each stage's share of the job's time is; `local` renders without a daemon.
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -23,13 +24,14 @@ use crate::pipelines::ProgressFn;
 use crate::pipelines::diffusion::output::{ImageParameters, encode_png};
 use crate::pipelines::diffusion::samplers::SchedulerChoice;
 use crate::pipelines::diffusion::{
-    DiffusionError, GenerateRequest, Hooks, Init, InitImage, InitLatents, Preview, SdModel, SeededNoise, Timings,
+    DiffusionError, GenerateRequest, Hooks, Init, InitImage, InitLatents, Mask, Preview, SdModel, SeededNoise, Timings,
     generate,
 };
 use crate::pipelines::upscale::TileOptions;
 
 mod latent;
 mod local;
+mod mask;
 mod params;
 mod refine;
 mod weights;
@@ -51,6 +53,8 @@ pub struct Image;
 pub enum Start<'a> {
     /// A picture, encoded by the model's VAE.
     Picture(&'a image::RgbImage),
+    /// A picture of which only the part its mask picture says is redrawn (inpainting).
+    Inpaint(&'a image::RgbImage, &'a image::DynamicImage),
     /// A latent at the picture's size, `[C, height / f, width / f]`, as ComfyUI's LATENT holds
     /// it (before the VAE's scaling factor), as [`Rendered::latents`] gives it.
     Latent(&'a [f32]),
@@ -111,32 +115,37 @@ impl Image {
     ) -> Result<Rendered, DiffusionError> {
         let model = self.model(config, engine, device, &params.model)?;
         let choice = SchedulerChoice::parse(&params.scheduler)?;
-        let req = GenerateRequest {
-            prompt: params.prompt.clone(),
-            negative_prompt: params.negative_prompt.clone(),
-            width: params.width,
-            height: params.height,
-            steps: params.steps,
-            steps_mode: params.steps_mode,
-            guidance: params.guidance,
-            scheduler: choice,
-            scheduler_config: None,
-            count: params.n,
-            init: init.map(|start| {
-                let strength = params.strength.unwrap_or(0.75);
-                match start {
-                    Start::Picture(img) => {
-                        Init::Picture(InitImage::from_rgb(img, params.width, params.height, strength))
+        let req =
+            GenerateRequest {
+                prompt: params.prompt.clone(),
+                negative_prompt: params.negative_prompt.clone(),
+                width: params.width,
+                height: params.height,
+                steps: params.steps,
+                steps_mode: params.steps_mode,
+                guidance: params.guidance,
+                scheduler: choice,
+                scheduler_config: None,
+                count: params.n,
+                init: init.map(|start| {
+                    let strength = params.strength.unwrap_or(0.75);
+                    match start {
+                        Start::Picture(img) => {
+                            Init::Picture(InitImage::from_rgb(img, params.width, params.height, strength))
+                        }
+                        Start::Inpaint(img, mask) => Init::Picture(
+                            InitImage::from_rgb(img, params.width, params.height, strength)
+                                .with_mask(Mask::from_picture(mask, params.width, params.height)),
+                        ),
+                        // Sampling holds latents times the scaling factor; ComfyUI's LATENT without.
+                        Start::Latent(latent) => Init::Latents(InitLatents {
+                            latents: latent.iter().map(|v| v * model.info.vae_scaling_factor).collect(),
+                            strength,
+                        }),
                     }
-                    // Sampling holds latents times the scaling factor; ComfyUI's LATENT without.
-                    Start::Latent(latent) => Init::Latents(InitLatents {
-                        latents: latent.iter().map(|v| v * model.info.vae_scaling_factor).collect(),
-                        strength,
-                    }),
-                }
-            }),
-            max_side: config.limits.max_image_side,
-        };
+                }),
+                max_side: config.limits.max_image_side,
+            };
         let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
         let mut noise = SeededNoise::new(&seeds);
         let hooks = Hooks { progress, preview, preview_every: params.preview_every, cancel };
@@ -222,7 +231,10 @@ impl TypedKind for Image {
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImageParams, ParamError> {
         let p = validate_params(params, ctx.config)?;
         if let Some(init) = &p.init_image {
-            require_input(ctx, "init_image", init, Takes::Picture)?;
+            let picture = require_input(ctx, "init_image", init, Takes::Picture)?;
+            if let Some(id) = &p.mask {
+                mask::require_mask(ctx, &picture, id)?;
+            }
         }
         Ok(p)
     }
@@ -345,11 +357,14 @@ impl Image {
             }
             None => None,
         };
+        let mask = params.mask.as_deref().map(|id| mask::open(run, id)).transpose()?;
+        let start = match (&init, &mask) {
+            (Some(img), Some(mask)) => Some(Start::Inpaint(img, mask)),
+            (img, _) => img.as_ref().map(Start::Picture),
+        };
         let sink = run.sink;
         let progress = |p: crate::pipelines::Progress| sink.progress(p.step, p.total, p.message.as_deref());
-        let rendered = self.sample(run, params, init.as_ref().map(Start::Picture), &progress, &|p| {
-            format!("preview-{:04}.png", p.step)
-        })?;
+        let rendered = self.sample(run, params, start, &progress, &|p| format!("preview-{:04}.png", p.step))?;
         for (name, png) in &rendered.images {
             sink.put_artifact(name, "image/png", png)?;
         }

@@ -18,7 +18,7 @@ use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind, StepsMode};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 18] = [
+const KNOWN: [&str; 19] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -31,6 +31,7 @@ const KNOWN: [&str; 18] = [
     "n",
     "init_image",
     "strength",
+    "mask",
     "steps_mode",
     "preset",
     "preview_every",
@@ -74,6 +75,10 @@ pub struct ImageRequest {
     pub init_image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strength: Option<f64>,
+    /// Artifact id of a mask the size of `init_image`: only its part of the picture is
+    /// redrawn (inpainting; `pipelines::diffusion::inpaint` says how it is read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
     /// How `steps` count from `init_image` ([`StepsMode`]): `schedule` (default) or `run`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps_mode: Option<String>,
@@ -111,6 +116,10 @@ pub struct ImageParams {
     pub n: u32,
     pub init_image: Option<String>,
     pub strength: Option<f64>,
+    /// Inpainting: the mask's artifact id; `None` (and in jobs stored before it): the whole
+    /// init image is redrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
     /// How `steps` count from the init image (stored jobs from before it count the schedule's).
     #[serde(default, skip_serializing_if = "StepsMode::is_schedule")]
     pub steps_mode: StepsMode,
@@ -213,6 +222,7 @@ impl ImageRequest {
             n: int_field(params, "n")?,
             init_image: string_field(params, "init_image")?,
             strength: float_field(params, "strength")?,
+            mask: string_field(params, "mask")?,
             steps_mode: string_field(params, "steps_mode")?,
             preset: string_field(params, "preset")?,
             preview_every: int_field(params, "preview_every")?,
@@ -326,6 +336,18 @@ impl ImageRequest {
             (None, Some(_)) => return Err(ParamError::new("strength", "only applies with init_image")),
             (Some(_), s) => Some(float_in("strength", s.unwrap_or(0.75), 0.0..=1.0)?),
         };
+        if let Some(id) = &self.mask {
+            if self.init_image.is_none() {
+                return Err(ParamError::new("mask", "only applies with init_image, the picture whose part it redraws"));
+            }
+            Ulid::from_string(id).map_err(|_| ParamError::new("mask", "must be an artifact id"))?;
+            if self.refine.is_some() {
+                return Err(ParamError::new(
+                    "refine",
+                    "a masked picture takes no second pass: leave refine out, or send the refined picture with its mask again",
+                ));
+            }
+        }
         let steps_mode = match (&self.init_image, self.steps_mode.as_deref()) {
             (None, Some(_)) => return Err(ParamError::new("steps_mode", "only applies with init_image")),
             (_, mode) => steps_mode("steps_mode", mode)?,
@@ -345,6 +367,7 @@ impl ImageRequest {
             n,
             init_image: self.init_image,
             strength,
+            mask: self.mask,
             steps_mode,
             preset: self.preset,
             preview_every,

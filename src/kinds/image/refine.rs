@@ -342,6 +342,7 @@ impl Refine {
             n: 1,
             init_image: None,
             strength: Some(self.strength),
+            mask: None,
             steps_mode: self.steps_mode,
             preset: first.preset.clone(),
             preview_every: first.preview_every,

@@ -90,6 +90,7 @@ mod tests {
             n: 1,
             init_image: None,
             strength: None,
+            mask: None,
             steps_mode: StepsMode::Schedule,
             preset: None,
             preview_every: 0,

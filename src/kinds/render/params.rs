@@ -363,6 +363,7 @@ pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Res
         n: Some(1),
         init_image: None,
         strength: None,
+        mask: None,
         steps_mode: None,
         preset: p.preset.clone(),
         preview_every: Some(0),

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 pub mod bench;
+pub mod inpaint;
 pub mod latent_scale;
 pub mod model;
 pub mod noise;
@@ -21,6 +22,7 @@ mod text;
 pub mod tokenizer;
 mod vae;
 
+pub use inpaint::Mask;
 pub use model::{Family, ModelInfo, SdModel};
 pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
 pub use pipeline::{

@@ -1,5 +1,6 @@
 //! One generation: encode the prompts, prepare latents (noise, or a noised init image),
-//! run the denoising loop with classifier-free guidance, decode with the VAE.
+//! run the denoising loop with classifier-free guidance, decode with the VAE; with a mask,
+//! only its part of the init image is redrawn (`inpaint`).
 //!
 //! The order of operations (and of random draws) follows diffusers' StableDiffusion /
 //! Img2Img / XL pipelines, so a replayed `NoiseSource` reproduces their images.
@@ -11,6 +12,7 @@ use image::RgbImage;
 use tokio_util::sync::CancellationToken;
 
 use super::DiffusionError;
+use super::inpaint::{Keep, Mask, composite};
 use super::model::{SdModel, Unet};
 use super::noise::NoiseSource;
 use super::onnx::{Output, float_input, timestep_input};
@@ -80,6 +82,8 @@ pub struct InitImage {
     pub height: u32,
     /// How much of the schedule to run (1 = ignore the picture's content).
     pub strength: f64,
+    /// Inpainting: only this part of the picture is redrawn (none: all of it).
+    pub mask: Option<Mask>,
 }
 
 impl InitImage {
@@ -100,7 +104,12 @@ impl InitImage {
                 pixels[c * plane + i] = (f32::from(p[c]) / 255.0) * 2.0 - 1.0;
             }
         }
-        Self { pixels, width, height, strength }
+        Self { pixels, width, height, strength, mask: None }
+    }
+
+    /// The same start with only `mask`'s part of it redrawn.
+    pub fn with_mask(self, mask: Mask) -> Self {
+        Self { mask: Some(mask), ..self }
     }
 }
 
@@ -209,6 +218,7 @@ pub fn generate(
     let (lh, lw, ch) = (req.height as usize / f, req.width as usize / f, unet.latent_channels);
     let per = ch * lh * lw;
     let mut latents = vec![0f32; n * per];
+    let mut keep = None;
     let start = match &req.init {
         None => {
             match initial_latents {
@@ -248,6 +258,9 @@ pub fn generate(
             let mut eps = vec![0f32; latents.len()];
             noise.fill(&mut eps)?;
             scheduler.add_noise(start, &clean, &eps, &mut latents);
+            if let Init::Picture(InitImage { mask: Some(mask), .. }) = init {
+                keep = Some(Keep::new(mask, (req.width, req.height, f), clean, eps)?);
+            }
             start
         }
     };
@@ -289,6 +302,9 @@ pub fn generate(
             && (k as u64 + 1) % u64::from(hooks.preview_every) == 0
             && (k as u64 + 1) < total;
         scheduler.step(i, &eps, &mut latents, noise, want_preview.then_some(&mut denoised[..]))?;
+        if let Some(keep) = keep.as_mut() {
+            keep.after_step(scheduler.as_ref(), i + 1, &mut latents);
+        }
         if let Some(progress) = hooks.progress {
             progress(Progress { step: k as u64 + 1, total, message: Some(format!("denoising, t = {t:.0}")) });
         }
@@ -301,7 +317,10 @@ pub fn generate(
         check_cancel(token)?;
     }
 
-    let images = decode(model, &latents, n, per, (ch, lh, lw), &mut onnx)?;
+    let mut images = decode(model, &latents, n, per, (ch, lh, lw), &mut onnx)?;
+    if let Some(Init::Picture(picture)) = &req.init {
+        composite(&mut images, picture);
+    }
     Ok(Generated {
         images,
         final_latents: latents,
