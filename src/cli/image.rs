@@ -63,6 +63,10 @@ pub struct ImageArgs {
     /// How much of the init picture to repaint, 0–1.
     #[arg(long, requires = "init")]
     pub strength: Option<f64>,
+    /// Repaint only part of the init picture (inpainting): a picture of its size whose
+    /// transparent part (or, with no transparency, white part) is redrawn; the rest is kept.
+    #[arg(long, value_name = "FILE", requires = "init")]
+    pub mask: Option<PathBuf>,
     /// How many images (seeds SEED, SEED+1, ...).
     #[arg(long)]
     pub n: Option<u32>,
@@ -111,7 +115,8 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
     // What only a daemon does (a profile, a second pass, a resize, an upscale) runs on one
     // started in this process when none answers, as `render` and `upscale` do; `--local`
     // alone draws here, without them.
-    let extra = DaemonOnly { profile: args.profile, upscale_model: args.upscale_model, resize, refine };
+    let extra =
+        DaemonOnly { profile: args.profile, upscale_model: args.upscale_model, resize, refine, mask: args.mask };
     if extra.any() && !args.local {
         let reach = Reach::new(g).await?;
         let result = on_daemon(g, &reach.client, &local_args, extra).await;
@@ -125,6 +130,9 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
                 "--profile: profiles live in the daemon; start `{}` (or drop --local)",
                 g.hint.on_this_box("serve")
             )
+        }
+        Backend::Local if extra.mask.is_some() => {
+            anyhow::bail!("--mask: the daemon inpaints; start `{}` (or drop --local)", g.hint.on_this_box("serve"))
         }
         Backend::Local if extra.refine.is_some() => {
             anyhow::bail!("--refine: the daemon refines; start `{}` (or drop --local)", g.hint.on_this_box("serve"))
@@ -175,11 +183,16 @@ struct DaemonOnly {
     upscale_model: Option<String>,
     resize: Option<ResizeRequest>,
     refine: Option<RefineRequest>,
+    mask: Option<PathBuf>,
 }
 
 impl DaemonOnly {
     fn any(&self) -> bool {
-        self.profile.is_some() || self.upscale_model.is_some() || self.resize.is_some() || self.refine.is_some()
+        self.profile.is_some()
+            || self.upscale_model.is_some()
+            || self.resize.is_some()
+            || self.refine.is_some()
+            || self.mask.is_some()
     }
 }
 
@@ -193,10 +206,15 @@ async fn on_daemon(g: &Global, c: &Client, local_args: &LocalImageArgs, extra: D
         Some(path) => Some(upload(c, path, "--init").await?.id),
         None => None,
     };
+    let mask = match &extra.mask {
+        Some(path) => Some(upload(c, path, "--mask").await?.id),
+        None => None,
+    };
     // The daemon's own preview default applies (the local render makes none).
     let mut body = serde_json::to_value(ImageRequest {
         preview_every: None,
         init_image,
+        mask,
         resize: extra.resize,
         refine: extra.refine,
         ..request

@@ -172,3 +172,38 @@ async fn the_official_python_client_edits_only_the_masked_part() {
     let edited = image::open(out.path().join("edited.png")).expect("the edited PNG").to_rgb8();
     only_the_left_half_redrawn(&edited, &input, "images.edit with a mask");
 }
+
+/// `reelbox image --init PICTURE --mask MASK`: the command line inpaints on the daemon (the
+/// picture and the mask sent as uploads); `--local`, which has no daemon, says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reelbox_image_with_a_mask_redraws_only_its_part() {
+    let models = models_dir(false);
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(&home.path().join("data"), models.path());
+    let input = picture();
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = home.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    };
+    let init = write("picture.png", png(DynamicImage::ImageRgb8(input.clone())));
+    let mask = write("mask.png", png(DynamicImage::ImageRgba8(left_half_mask(64, 64, true))));
+    let out = home.path().join("edited.png");
+    let cli = || {
+        let mut cmd = common::tools::reelbox_cli(home.path(), models.path());
+        cmd.args(["image", "a red lighthouse", "--width", "64", "--height", "64", "--steps", "4", "--seed", "5"])
+            .args(["--strength", "0.75", "--init"])
+            .arg(&init)
+            .arg("--mask")
+            .arg(&mask)
+            .arg("-o")
+            .arg(&out);
+        cmd
+    };
+    common::tools::run_ok(cli().args(["--url", &d.at("")]));
+    let edited = image::open(&out).expect("the edited PNG").to_rgb8();
+    only_the_left_half_redrawn(&edited, &input, "reelbox image --mask");
+    let local = cli().arg("--local").output().expect("run");
+    let stderr = String::from_utf8_lossy(&local.stderr);
+    assert!(!local.status.success() && stderr.contains("--mask: the daemon inpaints"), "{stderr}");
+}
