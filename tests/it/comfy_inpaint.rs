@@ -151,8 +151,14 @@ async fn comfyuis_inpainting_graphs_redraw_only_the_masked_part() {
     let err = refused(&c, &d, g.clone(), "13").await;
     assert_eq!(err["extra_info"]["input_name"], "image", "{err}");
     g["13"]["inputs"] = json!({"image": opaque, "channel": "green"});
-    let err = refused(&c, &d, g, "13").await;
+    let err = refused(&c, &d, g.clone(), "13").await;
     assert_eq!(err["extra_info"]["input_name"], "channel", "{err}");
+    // A mask of another size than the picture: the kind's refusal, at the mask's input.
+    let small = RgbImage::from_pixel(32, 32, image::Rgb([255; 3]));
+    g["13"]["inputs"] =
+        json!({"image": upload(&c, &d, "small.png", DynamicImage::ImageRgb8(small)).await, "channel": "red"});
+    let err = refused(&c, &d, g, "12").await;
+    assert_eq!(err["extra_info"]["input_name"], "mask", "{err}");
 
     // grow_mask_by past ComfyUI's 64, a mask from a picture's IMAGE, a mask node reelbox lacks.
     let err = refused(&c, &d, encode_for_inpaint_graph(&masked, json!(65)), "11").await;

@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::chain::{follow, is_scale, main_chain, same_checkpoint, unsupported};
-use super::files::UploadNotFound;
+use super::files::uploaded;
+pub use super::files::{Upload, UploadLookup};
 use super::literals::{float_value, int_value, resize_request, text, wire};
 use super::nodes::{UPSCALE, reelbox_scheduler};
 pub use super::roles::{Masking, NodeRef, OutputNode, Refining, Roles, Sampling, Scaling, Upscaling};
@@ -30,16 +31,6 @@ pub struct Compiled {
     pub params: Value,
     pub roles: Roles,
 }
-
-/// An uploaded picture a graph names: its artifact id and where its file is (read for masks).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Upload {
-    pub id: String,
-    pub path: std::path::PathBuf,
-}
-
-/// Finds the upload of an image name, or says why not.
-pub type UploadLookup<'a> = &'a dyn Fn(&str) -> Result<Upload, UploadNotFound>;
 
 /// A node error for one input (used for problems found after the generic checks).
 pub fn input_error(
@@ -151,13 +142,7 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
         Some(first) => {
             let decode = first.decode.clone().or(first_decode);
             let (mut params, sampling) = sampling_chain(g, decode, first.sampler.clone(), uploads)?;
-            if let Some(m) = &sampling.mask {
-                let why = format!(
-                    "reelbox redraws a masked picture in one pass; node {sampler_id} samples its pictures again \
-                     (a hires fix): send the first pass's picture with its mask, or leave the second pass out"
-                );
-                return Err(unsupported(&m.node, &g.nodes[&m.node], why));
-            }
+            super::inpaint::one_pass(g, &sampling, &sampler_id)?;
             let size = params.width.zip(params.height);
             let (refine, refining) = super::hires::second_pass(g, &sampler_id, &chain.source, first, &sampling, size)?;
             params.refine = Some(refine);
@@ -184,21 +169,6 @@ fn chain_is_second_pass(g: &ValidGraph, source: &str) -> Result<bool, PromptErro
 fn wire_params(request: &impl Serialize) -> Result<Value, PromptError> {
     serde_json::to_value(request).map_err(|e| {
         PromptError::top("prompt_outputs_failed_validation", "Prompt outputs failed validation", &e.to_string())
-    })
-}
-
-/// The upload a LoadImage (or LoadImageMask) names, or its node error.
-pub(super) fn uploaded(g: &ValidGraph, load_id: &str, uploads: UploadLookup) -> Result<Upload, PromptError> {
-    let name = text(&g.nodes[load_id], "image");
-    uploads(&name).map_err(|why| {
-        input_error(
-            load_id,
-            &g.nodes[load_id].class_type,
-            "image",
-            "custom_validation_failed",
-            &format!("Invalid image file: {name} ({why})"),
-            &json!(name),
-        )
     })
 }
 
@@ -307,6 +277,7 @@ fn sampling_chain(
 
 #[cfg(test)]
 mod tests {
+    use super::super::files::UploadNotFound;
     use super::super::validate::tests::{ctx, default_workflow};
     use super::super::validate::validate;
     use super::*;

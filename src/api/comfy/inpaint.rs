@@ -10,7 +10,8 @@ use image::DynamicImage;
 use serde_json::json;
 
 use super::chain::{follow, unsupported};
-use super::compile::{Masking, Upload, UploadLookup, input_error};
+use super::compile::{Masking, Sampling, input_error};
+use super::files::{Upload, UploadLookup, uploaded};
 use super::literals::{int_value, text};
 use super::nodes::{InputKind, InputSpec, NodeSpec, int, link};
 use super::validate::{PromptError, ValidGraph};
@@ -115,8 +116,9 @@ pub(super) fn mask_of(
         }
     };
     let channel = if source.class_type == LOAD_MASK { text(source, "channel") } else { "alpha".into() };
-    let upload = super::compile::uploaded(g, &source_id, uploads)?;
+    let upload = uploaded(g, &source_id, uploads)?;
     check_reading(&upload, &channel).map_err(|why| {
+        let why = why.to_string();
         let input = if channel == "alpha" { "image" } else { "channel" };
         let received = source.inputs.get(input).cloned().unwrap_or_default();
         input_error(&source_id, &source.class_type, input, "custom_validation_failed", &why, &received)
@@ -133,23 +135,45 @@ pub(super) fn mask_of(
     Ok((upload.id, grow, masking))
 }
 
+/// Refuses a masked first pass that a second KSampler samples again (the hires fix): the
+/// `image` kind redraws a masked picture in one pass.
+pub(super) fn one_pass(g: &ValidGraph, first: &Sampling, second: &str) -> Result<(), PromptError> {
+    let Some(m) = &first.mask else { return Ok(()) };
+    let why = format!(
+        "reelbox redraws a masked picture in one pass; node {second} samples its pictures again (a hires fix): \
+         send the first pass's picture with its mask, or leave the second pass out"
+    );
+    Err(unsupported(&m.node, &g.nodes[&m.node], why))
+}
+
+/// Why an upload's MASK is not one reelbox reads as ComfyUI does.
+#[derive(Debug, thiserror::Error)]
+enum NotOurMask {
+    #[error("cannot read the picture: {0}")]
+    Unreadable(#[from] crate::media::picture::PictureError),
+    // ComfyUI's mask of a picture without transparency is all zeros: nothing redrawn.
+    #[error(
+        "this picture has no transparent pixels, so its mask is empty and nothing would be redrawn; paint the part \
+         to redraw in the mask editor (it saves it transparent), or load a black-and-white mask with LoadImageMask, \
+         channel red"
+    )]
+    Empty,
+    #[error(
+        "reelbox reads a mask by its transparency, or by its grey where it has none; the {0} channel of this \
+         picture is neither: send a black-and-white mask (white redraws) or choose channel alpha"
+    )]
+    Colour(String),
+}
+
 /// Whether reelbox's reading of the upload (by alpha where it has transparent pixels, else by
-/// grey) gives ComfyUI's mask of its `channel`; else why not, in the user's words.
-fn check_reading(upload: &Upload, channel: &str) -> Result<(), String> {
-    let picture: DynamicImage = open_as_stored(&upload.path).map_err(|e| format!("cannot read the picture: {e}"))?;
-    let by_alpha = reads_by_alpha(&picture);
-    match (channel, by_alpha) {
+/// grey) gives ComfyUI's mask of its `channel`; else why not.
+fn check_reading(upload: &Upload, channel: &str) -> Result<(), NotOurMask> {
+    let picture: DynamicImage = open_as_stored(&upload.path)?;
+    match (channel, reads_by_alpha(&picture)) {
         ("alpha", true) => Ok(()),
-        // ComfyUI's mask of a picture without transparency is all zeros: nothing redrawn.
-        ("alpha", false) => Err("this picture has no transparent pixels, so its mask is empty and nothing would be \
-             redrawn; paint the part to redraw in the mask editor (it saves it transparent), or load a black-and-white \
-             mask with LoadImageMask, channel red"
-            .into()),
+        ("alpha", false) => Err(NotOurMask::Empty),
         (_, false) if is_grey(&picture) => Ok(()),
-        _ => Err(format!(
-            "reelbox reads a mask by its transparency, or by its grey where it has none; the {channel} channel of \
-             this picture is neither: send a black-and-white mask (white redraws) or choose channel alpha"
-        )),
+        _ => Err(NotOurMask::Colour(channel.to_string())),
     }
 }
 

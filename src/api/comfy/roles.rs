@@ -315,6 +315,7 @@ mod tests {
             negative: "7".into(),
             latent: "5".into(),
             load_image: None,
+            mask: None,
             sampler: "3".into(),
             decode: Some("8".into()),
         }
