@@ -17,6 +17,8 @@ use crate::kinds::image;
 // utoipa takes only a number literal for `maximum`: the seeds' bound in the document (here,
 // on renders and on OpenAI's images) is `kinds::image::MAX_SEED`, checked at build time.
 const _: () = assert!(crate::kinds::image::MAX_SEED == 9_007_199_254_740_991);
+// Likewise `mask_grow`'s is `kinds::image::MAX_MASK_GROW`.
+const _: () = assert!(crate::kinds::image::MAX_MASK_GROW == 64);
 
 /// Body of `POST /api/v1/images`; unset fields come from the preset, then the model.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -60,6 +62,11 @@ pub struct ImageRequest {
     /// may change (1: drawn anew there). Only with `init_image`; not with `refine`. Works
     /// with every installed model (its plain UNet, as ComfyUI's SetLatentNoiseMask does).
     pub mask: Option<String>,
+    /// Pixels the mask grows by on every side before it is used, 0–64 (default 0), so the
+    /// redrawn part reaches past a tight edge (ComfyUI's VAEEncodeForInpaint `grow_mask_by`,
+    /// whose side of 6 is a `mask_grow` of 3). Only with `mask`.
+    #[schema(minimum = 0, maximum = 64)]
+    pub mask_grow: Option<u32>,
     /// How `steps` count from `init_image`: `schedule` (default, A1111's and diffusers' rule:
     /// `steps` is the schedule, of which `⌊steps × strength⌋` run) or `run` (ComfyUI's KSampler:
     /// all `steps` run, over the last of a `⌊steps ÷ strength⌋`-step schedule, so a lower

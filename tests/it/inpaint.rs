@@ -134,6 +134,8 @@ async fn masks_that_do_not_fit_are_refused_naming_the_field() {
         (with(json!({"mask": mask, "init_image": null})), "mask", "init_image"),
         (with(json!({"mask": "not-an-id"})), "mask", "artifact id"),
         (with(json!({"mask": mask, "refine": {"strength": 0.5}})), "refine", "mask"),
+        (with(json!({"mask": mask, "mask_grow": 65})), "mask_grow", "between 0 and 64"),
+        (with(json!({"mask_grow": 3})), "mask_grow", "only applies with mask"),
     ];
     for (body, field, says) in cases {
         let resp = c.post(d.at("/api/v1/images")).json(&body).send().await.expect("post");

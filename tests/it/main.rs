@@ -41,6 +41,7 @@ mod cluster_waiting;
 mod comfy_compat;
 mod comfy_denoise;
 mod comfy_hires;
+mod comfy_inpaint;
 mod comfy_scale;
 mod comfy_upscale;
 mod cpu_memory;

@@ -12,10 +12,11 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::chain::{follow, is_scale, main_chain, same_checkpoint, unsupported};
-use super::files::UploadNotFound;
+use super::files::uploaded;
+pub use super::files::{Upload, UploadLookup};
 use super::literals::{float_value, int_value, resize_request, text, wire};
 use super::nodes::{UPSCALE, reelbox_scheduler};
-pub use super::roles::{NodeRef, OutputNode, Refining, Roles, Sampling, Scaling, Upscaling};
+pub use super::roles::{Masking, NodeRef, OutputNode, Refining, Roles, Sampling, Scaling, Upscaling};
 use super::validate::{PromptError, ValidGraph, error_obj};
 use crate::kinds::TypedKind;
 use crate::kinds::image::{Image, ImageRequest, MAX_SEED};
@@ -30,9 +31,6 @@ pub struct Compiled {
     pub params: Value,
     pub roles: Roles,
 }
-
-/// Finds the artifact id of an uploaded image name, or says why not.
-pub type UploadLookup<'a> = &'a dyn Fn(&str) -> Result<String, UploadNotFound>;
 
 /// A node error for one input (used for problems found after the generic checks).
 pub fn input_error(
@@ -128,7 +126,7 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
         resize_request(node)
     });
     if let Some(load_id) = &upload {
-        let input = uploaded(g, load_id, uploads)?;
+        let input = uploaded(g, load_id, uploads)?.id;
         let params = UpscaleRequest {
             input: Some(input),
             model: upscale_model,
@@ -144,6 +142,7 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
         Some(first) => {
             let decode = first.decode.clone().or(first_decode);
             let (mut params, sampling) = sampling_chain(g, decode, first.sampler.clone(), uploads)?;
+            super::inpaint::one_pass(g, &sampling, &sampler_id)?;
             let size = params.width.zip(params.height);
             let (refine, refining) = super::hires::second_pass(g, &sampler_id, &chain.source, first, &sampling, size)?;
             params.refine = Some(refine);
@@ -170,21 +169,6 @@ fn chain_is_second_pass(g: &ValidGraph, source: &str) -> Result<bool, PromptErro
 fn wire_params(request: &impl Serialize) -> Result<Value, PromptError> {
     serde_json::to_value(request).map_err(|e| {
         PromptError::top("prompt_outputs_failed_validation", "Prompt outputs failed validation", &e.to_string())
-    })
-}
-
-/// The artifact id of the upload a LoadImage names, or its node error.
-fn uploaded(g: &ValidGraph, load_id: &str, uploads: UploadLookup) -> Result<String, PromptError> {
-    let name = text(&g.nodes[load_id], "image");
-    uploads(&name).map_err(|why| {
-        input_error(
-            load_id,
-            "LoadImage",
-            "image",
-            "custom_validation_failed",
-            &format!("Invalid image file: {name} ({why})"),
-            &json!(name),
-        )
     })
 }
 
@@ -255,8 +239,9 @@ fn sampling_chain(
         seed: Some(settings.seed),
         ..ImageRequest::default()
     };
-    let (latent_id, latent) = follow(g, &sampler_id, "latent_image", &["EmptyLatentImage", "VAEEncode"], 0)?;
-    let mut load_image = None;
+    let starts = ["EmptyLatentImage", "VAEEncode", super::inpaint::NOISE_MASK, super::inpaint::ENCODE_FOR_INPAINT];
+    let (latent_id, latent) = follow(g, &sampler_id, "latent_image", &starts, 0)?;
+    let (mut load_image, mut mask) = (None, None);
     if latent.class_type == "EmptyLatentImage" {
         // ComfyUI's latents are width // 8 wide: sizes round down to multiples of 8.
         let side = |input: &str| latent.inputs.get(input).and_then(int_value).unwrap_or(512) / 8 * 8;
@@ -264,11 +249,17 @@ fn sampling_chain(
         params.height = Some(wire(side("height")));
         params.n = Some(wire(latent.inputs.get("batch_size").and_then(int_value).unwrap_or(1)));
     } else {
-        same_checkpoint(&latent_id, "vae", 2)?;
-        let (load_id, _) = follow(g, &latent_id, "pixels", &["LoadImage"], 0)?;
-        params.init_image = Some(uploaded(g, &load_id, uploads)?);
+        let (encode_id, mask_node) = super::inpaint::encode_of(g, &latent_id)?;
+        same_checkpoint(&encode_id, "vae", 2)?;
+        let (load_id, _) = follow(g, &encode_id, "pixels", &["LoadImage"], 0)?;
+        params.init_image = Some(uploaded(g, &load_id, uploads)?.id);
         params.strength = Some(settings.denoise);
         params.steps_mode = Some(STEPS_RUN.to_string());
+        if let Some(node_id) = mask_node {
+            let (id, grow, masking) = super::inpaint::mask_of(g, &node_id, &encode_id, uploads)?;
+            (params.mask, params.mask_grow) = (Some(id), grow);
+            mask = Some(masking);
+        }
         load_image = Some(load_id);
     }
     let sampling = Sampling {
@@ -277,6 +268,7 @@ fn sampling_chain(
         negative: neg_id,
         latent: latent_id,
         load_image,
+        mask,
         sampler: sampler_id,
         decode: decode_id,
     };
@@ -285,11 +277,12 @@ fn sampling_chain(
 
 #[cfg(test)]
 mod tests {
+    use super::super::files::UploadNotFound;
     use super::super::validate::tests::{ctx, default_workflow};
     use super::super::validate::validate;
     use super::*;
 
-    fn no_uploads(_name: &str) -> Result<String, UploadNotFound> {
+    fn no_uploads(_name: &str) -> Result<Upload, UploadNotFound> {
         Err(UploadNotFound::NoSuchImage)
     }
 
@@ -325,7 +318,7 @@ mod tests {
         g["3"]["inputs"]["latent_image"] = json!(["11", 0]);
         g["3"]["inputs"]["denoise"] = json!(0.6);
         g.as_object_mut().expect("graph").remove("5");
-        let found = |name: &str| Ok::<_, UploadNotFound>(format!("id-of-{name}"));
+        let found = |name: &str| Ok::<_, UploadNotFound>(Upload { id: format!("id-of-{name}"), path: name.into() });
         let c = compile(&checked(g.clone()), &found).expect("compiles");
         assert_eq!(c.params["init_image"], "id-of-cat_01J0000000000000000000000.png");
         assert_eq!(c.params["strength"], 0.6);
@@ -381,7 +374,7 @@ mod tests {
             "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
             "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}
         });
-        let found = |name: &str| Ok::<_, UploadNotFound>(format!("id-of-{name}"));
+        let found = |name: &str| Ok::<_, UploadNotFound>(Upload { id: format!("id-of-{name}"), path: name.into() });
         let c = compile(&validate(&g, &ctx()).expect("valid"), &found).expect("compiles");
         assert_eq!(c.kind, "upscale");
         assert_eq!((&c.params["input"], &c.params["model"]), (&json!("id-of-cat.png"), &json!("4x-UltraSharp")));
@@ -455,7 +448,7 @@ mod tests {
 
     #[test]
     fn an_uploads_scale_alone_before_or_after_its_upscale_is_an_upscale_job() {
-        let found = |name: &str| Ok::<_, UploadNotFound>(format!("id-of-{name}"));
+        let found = |name: &str| Ok::<_, UploadNotFound>(Upload { id: format!("id-of-{name}"), path: name.into() });
         let up = |image: &str| json!({"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": [image, 0]}});
         let alone = upload_workflow(&[("3", scale_by(json!(["1", 0])))], "3");
         let c = compile(&validate(&alone, &ctx()).expect("valid"), &found).expect("compiles");

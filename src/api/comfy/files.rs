@@ -15,8 +15,11 @@ use utoipa::IntoParams;
 
 use super::Comfy;
 use super::answers::UploadedImage;
+use super::compile::input_error;
 use super::error::{ComfyError, ComfyQuery};
+use super::literals::text;
 use super::uploads::{INPUT, Uploads, joined};
+use super::validate::{PromptError, ValidGraph};
 use crate::api::artifacts::{checked_image, store_upload};
 use crate::api::auth::Caller;
 use crate::api::download::{FileAnswers, serve_artifact};
@@ -76,6 +79,31 @@ pub enum UploadNotFound {
     NoSuchImage,
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// An uploaded picture a graph names: its artifact id and where its file is (read for masks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    pub id: String,
+    pub path: std::path::PathBuf,
+}
+
+/// Finds the upload of an image name, or says why not.
+pub type UploadLookup<'a> = &'a dyn Fn(&str) -> Result<Upload, UploadNotFound>;
+
+/// The upload a LoadImage (or LoadImageMask) names, or its node error.
+pub(super) fn uploaded(g: &ValidGraph, load_id: &str, uploads: UploadLookup) -> Result<Upload, PromptError> {
+    let name = text(&g.nodes[load_id], "image");
+    uploads(&name).map_err(|why| {
+        input_error(
+            load_id,
+            &g.nodes[load_id].class_type,
+            "image",
+            "custom_validation_failed",
+            &format!("Invalid image file: {name} ({why})"),
+            &json!(name),
+        )
+    })
 }
 
 /// An uploaded picture the caller may use, by the name `/upload/image` answered or by the

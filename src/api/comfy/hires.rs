@@ -31,7 +31,15 @@ pub(super) struct FirstPass {
 }
 
 /// What a KSampler's `latent_image` may come from.
-const LATENT_TAKES: [&str; 5] = ["EmptyLatentImage", "VAEEncode", "KSampler", LATENT_SCALES[0], LATENT_SCALES[1]];
+const LATENT_TAKES: [&str; 7] = [
+    "EmptyLatentImage",
+    "VAEEncode",
+    "KSampler",
+    LATENT_SCALES[0],
+    LATENT_SCALES[1],
+    super::inpaint::NOISE_MASK,
+    super::inpaint::ENCODE_FOR_INPAINT,
+];
 /// What a VAEEncode's `pixels` may come from.
 const PIXELS_TAKES: [&str; 6] = ["LoadImage", "VAEDecode", SCALES[0], SCALES[1], SCALES[2], UPSCALE];
 
@@ -238,7 +246,7 @@ mod tests {
         SpecContext { checkpoints: vec![], upscale_models: vec![], max_side: 2048, max_steps: 150, max_batch: 8 }
     }
 
-    fn no_uploads(_name: &str) -> Result<String, UploadNotFound> {
+    fn no_uploads(_name: &str) -> Result<super::super::compile::Upload, UploadNotFound> {
         Err(UploadNotFound::NoSuchImage)
     }
 

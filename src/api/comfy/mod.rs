@@ -25,6 +25,7 @@ pub mod error;
 pub mod files;
 pub mod hires;
 pub mod info;
+pub mod inpaint;
 pub mod literals;
 pub mod messages;
 pub mod nodes;

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::inpaint::{ENCODE_FOR_INPAINT, LOAD_MASK, NOISE_MASK};
 use crate::media::resize::Method;
 
 /// ComfyUI's largest seed (`0xffffffffffffffff`).
@@ -79,7 +80,7 @@ pub const SCALES: [&str; 3] = ["ImageScale", "ImageScaleBy", "ImageScaleToTotalP
 pub const LATENT_SCALES: [&str; 2] = ["LatentUpscale", "LatentUpscaleBy"];
 
 /// The class types reelbox runs.
-pub const CLASS_TYPES: [&str; 16] = [
+pub const CLASS_TYPES: [&str; 19] = [
     "CheckpointLoaderSimple",
     "CLIPTextEncode",
     "EmptyLatentImage",
@@ -96,6 +97,9 @@ pub const CLASS_TYPES: [&str; 16] = [
     SCALES[2],
     LATENT_SCALES[0],
     LATENT_SCALES[1],
+    NOISE_MASK,
+    ENCODE_FOR_INPAINT,
+    LOAD_MASK,
 ];
 
 /// ComfyUI sampler names reelbox has.
@@ -120,11 +124,11 @@ pub fn reelbox_scheduler(sampler: &str, schedule: &str) -> Result<&'static str, 
     }
 }
 
-fn link(name: &'static str, ty: &'static str) -> InputSpec {
+pub(super) fn link(name: &'static str, ty: &'static str) -> InputSpec {
     InputSpec { name, kind: InputKind::Link(ty) }
 }
 
-fn int(name: &'static str, default: i128, min: i128, max: i128, step: i128) -> InputSpec {
+pub(super) fn int(name: &'static str, default: i128, min: i128, max: i128, step: i128) -> InputSpec {
     InputSpec { name, kind: InputKind::Int { default, min, max, step } }
 }
 
@@ -322,7 +326,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
         "LatentUpscaleBy" => {
             latent_scale_node("LatentUpscaleBy", "Upscale Latent By", vec![float("scale_by", 1.5, 0.01, 8.0)])
         }
-        _ => return None,
+        _ => return super::inpaint::spec(class_type),
     })
 }
 

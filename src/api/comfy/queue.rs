@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Comfy;
 use super::answers::{ExecInfo, HistoryEntry, PromptQueued, QueueContents, QueueInfo};
-use super::compile::{compile, input_error};
+use super::compile::{Upload, compile, input_error};
 use super::error::{ComfyError, ComfyQuery, parse_or_default};
 use super::files::find_upload;
 use super::info::spec_context;
@@ -83,8 +83,10 @@ pub async fn post_prompt(
         }
     };
     let graph = validate(prompt, &spec_context(&state))?;
-    let compiled =
-        compile(&graph, &|name| find_upload(&state, &comfy.uploads, &caller, name).map(|a| a.id.to_string()))?;
+    let compiled = compile(&graph, &|name| {
+        let found = find_upload(&state, &comfy.uploads, &caller, name)?;
+        Ok(Upload { id: found.id.to_string(), path: state.store.artifacts_dir().join(&found.path) })
+    })?;
     let front = req.get("front").and_then(Value::as_bool).unwrap_or(false);
     let priority = if front { FRONT_PRIORITY } else { 0 };
     let submission =

@@ -31,11 +31,26 @@ pub struct Sampling {
     /// EmptyLatentImage, or VAEEncode for image to image.
     pub latent: String,
     pub load_image: Option<String>,
+    /// The mask on its latent, for inpainting (none in records from before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<Masking>,
     pub sampler: String,
     /// The VAEDecode of its pictures; `None` when its latents go straight on to a second
     /// pass (the hires fix's latent form), no picture of it shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decode: Option<String>,
+}
+
+/// The nodes of an inpainting's mask (an `image` job's `mask`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Masking {
+    /// SetLatentNoiseMask or VAEEncodeForInpaint, whose `mask` it is.
+    pub node: String,
+    /// The LoadImage or LoadImageMask whose picture it is.
+    pub source: String,
+    /// The nodes that run before `node` beside the chain's (SetLatentNoiseMask's VAEEncode).
+    #[serde(default)]
+    pub before: Vec<String>,
 }
 
 /// A node by id and class type.
@@ -137,6 +152,10 @@ impl Roles {
                     if let Some(s) = &self.sampling {
                         order.extend([s.checkpoint.clone(), s.positive.clone(), s.negative.clone()]);
                         order.extend(s.load_image.clone());
+                        if let Some(m) = &s.mask {
+                            order.push(m.source.clone());
+                            order.extend(m.before.iter().cloned());
+                        }
                         order.extend([s.latent.clone(), s.sampler.clone()]);
                         order.extend(s.decode.clone());
                     }
@@ -248,6 +267,8 @@ impl Roles {
             "scheduler" => (s.sampler.clone(), "sampler_name"),
             "strength" | "steps_mode" => (s.sampler.clone(), "denoise"),
             "upscale_model" => (upscale?.loader.clone(), "model_name"),
+            "mask" => (s.mask.as_ref()?.node.clone(), "mask"),
+            "mask_grow" => (s.mask.as_ref()?.node.clone(), "grow_mask_by"),
             _ => (s.sampler.clone(), "seed"),
         })
     }
@@ -294,6 +315,7 @@ mod tests {
             negative: "7".into(),
             latent: "5".into(),
             load_image: None,
+            mask: None,
             sampler: "3".into(),
             decode: Some("8".into()),
         }

@@ -52,6 +52,7 @@ impl LocalImageArgs {
             init_image: init.then(|| Ulid::nil().to_string()),
             strength: self.strength.filter(|_| init),
             mask: None,
+            mask_grow: None,
             steps_mode: None,
             preset: self.preset.clone(),
             preview_every: Some(0),

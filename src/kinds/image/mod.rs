@@ -38,7 +38,8 @@ mod weights;
 
 pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
 pub use params::{
-    DrawingDefaults, ImageParams, ImageRequest, MAX_IMAGES, MAX_SEED, drawing_defaults, validate_params, wire_int,
+    DrawingDefaults, ImageParams, ImageRequest, MAX_IMAGES, MAX_MASK_GROW, MAX_SEED, drawing_defaults, validate_params,
+    wire_int,
 };
 pub use refine::{PassSize, Refine, RefineFrom, RefineRequest};
 pub(crate) use weights::upscale_kind_weights;
@@ -115,37 +116,36 @@ impl Image {
     ) -> Result<Rendered, DiffusionError> {
         let model = self.model(config, engine, device, &params.model)?;
         let choice = SchedulerChoice::parse(&params.scheduler)?;
-        let req =
-            GenerateRequest {
-                prompt: params.prompt.clone(),
-                negative_prompt: params.negative_prompt.clone(),
-                width: params.width,
-                height: params.height,
-                steps: params.steps,
-                steps_mode: params.steps_mode,
-                guidance: params.guidance,
-                scheduler: choice,
-                scheduler_config: None,
-                count: params.n,
-                init: init.map(|start| {
-                    let strength = params.strength.unwrap_or(0.75);
-                    match start {
-                        Start::Picture(img) => {
-                            Init::Picture(InitImage::from_rgb(img, params.width, params.height, strength))
-                        }
-                        Start::Inpaint(img, mask) => Init::Picture(
-                            InitImage::from_rgb(img, params.width, params.height, strength)
-                                .with_mask(Mask::from_picture(mask, params.width, params.height)),
-                        ),
-                        // Sampling holds latents times the scaling factor; ComfyUI's LATENT without.
-                        Start::Latent(latent) => Init::Latents(InitLatents {
-                            latents: latent.iter().map(|v| v * model.info.vae_scaling_factor).collect(),
-                            strength,
-                        }),
+        let req = GenerateRequest {
+            prompt: params.prompt.clone(),
+            negative_prompt: params.negative_prompt.clone(),
+            width: params.width,
+            height: params.height,
+            steps: params.steps,
+            steps_mode: params.steps_mode,
+            guidance: params.guidance,
+            scheduler: choice,
+            scheduler_config: None,
+            count: params.n,
+            init: init.map(|start| {
+                let strength = params.strength.unwrap_or(0.75);
+                match start {
+                    Start::Picture(img) => {
+                        Init::Picture(InitImage::from_rgb(img, params.width, params.height, strength))
                     }
-                }),
-                max_side: config.limits.max_image_side,
-            };
+                    Start::Inpaint(img, mask) => Init::Picture(
+                        InitImage::from_rgb(img, params.width, params.height, strength)
+                            .with_mask(Mask::from_picture(mask, params.width, params.height).grown(params.mask_grow)),
+                    ),
+                    // Sampling holds latents times the scaling factor; ComfyUI's LATENT without.
+                    Start::Latent(latent) => Init::Latents(InitLatents {
+                        latents: latent.iter().map(|v| v * model.info.vae_scaling_factor).collect(),
+                        strength,
+                    }),
+                }
+            }),
+            max_side: config.limits.max_image_side,
+        };
         let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
         let mut noise = SeededNoise::new(&seeds);
         let hooks = Hooks { progress, preview, preview_every: params.preview_every, cancel };

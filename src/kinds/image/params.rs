@@ -18,7 +18,7 @@ use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind, StepsMode};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 19] = [
+const KNOWN: [&str; 20] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -32,6 +32,7 @@ const KNOWN: [&str; 19] = [
     "init_image",
     "strength",
     "mask",
+    "mask_grow",
     "steps_mode",
     "preset",
     "preview_every",
@@ -41,6 +42,8 @@ const KNOWN: [&str; 19] = [
 ];
 /// Most images one job may ask for.
 pub const MAX_IMAGES: i64 = 8;
+/// Most pixels a mask may grow by (ComfyUI's VAEEncodeForInpaint `grow_mask_by` goes to 64).
+pub const MAX_MASK_GROW: i64 = 64;
 /// Largest seed accepted; JSON clients lose precision above 2^53.
 pub const MAX_SEED: i64 = (1 << 53) - 1;
 
@@ -79,6 +82,10 @@ pub struct ImageRequest {
     /// redrawn (inpainting; `pipelines::diffusion::inpaint` says how it is read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mask: Option<String>,
+    /// Pixels the mask grows by on every side before it is used, 0–[`MAX_MASK_GROW`]
+    /// (ComfyUI's VAEEncodeForInpaint `grow_mask_by`); 0 when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_grow: Option<i64>,
     /// How `steps` count from `init_image` ([`StepsMode`]): `schedule` (default) or `run`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps_mode: Option<String>,
@@ -120,6 +127,9 @@ pub struct ImageParams {
     /// init image is redrawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<String>,
+    /// Pixels the mask grows by on every side; 0 (and in jobs stored before it): as sent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mask_grow: u32,
     /// How `steps` count from the init image (stored jobs from before it count the schedule's).
     #[serde(default, skip_serializing_if = "StepsMode::is_schedule")]
     pub steps_mode: StepsMode,
@@ -223,6 +233,7 @@ impl ImageRequest {
             init_image: string_field(params, "init_image")?,
             strength: float_field(params, "strength")?,
             mask: string_field(params, "mask")?,
+            mask_grow: int_field(params, "mask_grow")?,
             steps_mode: string_field(params, "steps_mode")?,
             preset: string_field(params, "preset")?,
             preview_every: int_field(params, "preview_every")?,
@@ -348,6 +359,11 @@ impl ImageRequest {
                 ));
             }
         }
+        let mask_grow = match (&self.mask, self.mask_grow) {
+            (_, None) => 0,
+            (None, Some(_)) => return Err(ParamError::new("mask_grow", "only applies with mask")),
+            (Some(_), Some(px)) => u32_in("mask_grow", px, 0..=MAX_MASK_GROW)?,
+        };
         let steps_mode = match (&self.init_image, self.steps_mode.as_deref()) {
             (None, Some(_)) => return Err(ParamError::new("steps_mode", "only applies with init_image")),
             (_, mode) => steps_mode("steps_mode", mode)?,
@@ -368,6 +384,7 @@ impl ImageRequest {
             init_image: self.init_image,
             strength,
             mask: self.mask,
+            mask_grow,
             steps_mode,
             preset: self.preset,
             preview_every,
@@ -388,6 +405,10 @@ impl ImageRequest {
         }
         Ok(params)
     }
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// The [`StepsMode`] a request's `field` names (none: [`StepsMode::Schedule`]).

@@ -343,6 +343,7 @@ impl Refine {
             init_image: None,
             strength: Some(self.strength),
             mask: None,
+            mask_grow: 0,
             steps_mode: self.steps_mode,
             preset: first.preset.clone(),
             preview_every: first.preview_every,

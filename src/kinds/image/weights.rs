@@ -91,6 +91,7 @@ mod tests {
             init_image: None,
             strength: None,
             mask: None,
+            mask_grow: 0,
             steps_mode: StepsMode::Schedule,
             preset: None,
             preview_every: 0,

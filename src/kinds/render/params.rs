@@ -364,6 +364,7 @@ pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Res
         init_image: None,
         strength: None,
         mask: None,
+        mask_grow: None,
         steps_mode: None,
         preset: p.preset.clone(),
         preview_every: Some(0),

@@ -33,8 +33,7 @@ impl Mask {
     /// redraws, opaque keeps. One without (no alpha channel, or every pixel opaque) says it
     /// by its brightness, as A1111's and ComfyUI's LoadImageMask do: white redraws, black keeps.
     pub fn from_picture(picture: &DynamicImage, width: u32, height: u32) -> Self {
-        let by_alpha = picture.color().has_alpha() && picture.to_rgba8().pixels().any(|p| p[3] < u8::MAX);
-        let gray: GrayImage = if by_alpha {
+        let gray: GrayImage = if reads_by_alpha(picture) {
             let rgba = picture.to_rgba8();
             GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| image::Luma([u8::MAX - rgba.get_pixel(x, y)[3]]))
         } else {
@@ -47,6 +46,18 @@ impl Mask {
         };
         let redraw = gray.pixels().map(|p| f32::from(p[0]) / 255.0).collect();
         Self { width, height, redraw }
+    }
+
+    /// The mask grown by `px` pixels on every side (a maximum over each square of side
+    /// `2·px + 1`, as ComfyUI's VAEEncodeForInpaint grows its mask before sampling), so the
+    /// redrawn part reaches past an edge drawn tight.
+    pub fn grown(self, px: u32) -> Self {
+        if px == 0 {
+            return self;
+        }
+        let (w, h) = (self.width as usize, self.height as usize);
+        let redraw = separable(&self.redraw, w, h, px as usize, |window| window.iter().copied().fold(0f32, f32::max));
+        Self { redraw, ..self }
     }
 
     /// The mask on the latent grid of a `factor`-pixel cell: each cell the average of its
@@ -97,6 +108,12 @@ fn separable(values: &[f32], w: usize, h: usize, radius: usize, reduce: impl Fn(
         }
     }
     out
+}
+
+/// Whether a mask picture says where by its alpha (it has transparent pixels) rather than
+/// by its grey ([`Mask::from_picture`]).
+pub fn reads_by_alpha(picture: &DynamicImage) -> bool {
+    picture.color().has_alpha() && picture.to_rgba8().pixels().any(|p| p[3] < u8::MAX)
 }
 
 /// What keeps the unmasked part while sampling: the picture's clean latents, the noise they
@@ -210,6 +227,14 @@ mod tests {
         let mask =
             Mask { width: 16, height: 8, redraw: (0..128).map(|i| if i % 16 < 4 { 1.0 } else { 0.0 }).collect() };
         assert_eq!(mask.cells(8), [0.5, 0.0]);
+    }
+
+    #[test]
+    fn a_grown_mask_reaches_past_its_edge_by_as_many_pixels() {
+        let grown = left_half(32, 4).grown(3);
+        assert!(grown.redraw[..32][..19].iter().all(|&v| v == 1.0), "{:?}", &grown.redraw[..32]);
+        assert!(grown.redraw[..32][19..].iter().all(|&v| v == 0.0), "{:?}", &grown.redraw[..32]);
+        assert_eq!(left_half(32, 4).grown(0), left_half(32, 4));
     }
 
     #[test]
