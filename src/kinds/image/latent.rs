@@ -21,10 +21,14 @@ pub const MEDIA_TYPE: &str = "application/x-npy";
 
 /// Each of `params`' pictures' final `latents` stored as `latent.npy`, or `latent-N.npy`
 /// beside `image-N.png`.
-pub(super) fn store_latents(run: &StageRun, params: &ImageParams, latents: &[Latent]) -> Result<(), StageError> {
-    for (i, latent) in latents.iter().enumerate() {
+pub(super) fn store_latents(
+    run: &StageRun,
+    params: &ImageParams,
+    latents: impl Iterator<Item = Latent>,
+) -> Result<(), StageError> {
+    for (i, latent) in latents.enumerate() {
         let [c, h, w] = latent.shape;
-        let array = Array4::from_shape_vec((1, c, h, w), latent.values.clone())
+        let array = Array4::from_shape_vec((1, c, h, w), latent.values)
             .map_err(|e| StageError::context("the first pass's latent has no whole shape", e))?;
         let mut npy = Vec::new();
         array.write_npy(&mut npy).map_err(|e| StageError::context("cannot write the first pass's latent", e))?;

@@ -11,7 +11,6 @@
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use ulid::Ulid;
 
 use super::inputs::{Takes, require_input};
 use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
@@ -75,10 +74,28 @@ pub struct Latent {
 pub struct Rendered {
     /// `(file name, PNG bytes)` per image.
     pub images: Vec<(String, Vec<u8>)>,
-    /// Each picture's final latent before it was decoded.
-    pub latents: Vec<Latent>,
+    /// The pictures' final latents before they were decoded, as sampling holds them (times
+    /// the VAE's scaling factor), one after another: read as ComfyUI's with [`Rendered::latents`]
+    /// only when a second pass from the latent asks, so no other render copies them.
+    final_latents: Vec<f32>,
+    /// Channels, height and width in cells of each picture's latent.
+    latent_shape: [usize; 3],
+    /// The model's VAE scaling factor.
+    vae_scaling_factor: f32,
     pub warnings: Vec<String>,
     pub timings: Timings,
+}
+
+impl Rendered {
+    /// Each picture's final latent as ComfyUI's LATENT holds it: the sampler's divided by
+    /// the VAE's scaling factor.
+    pub fn latents(&self) -> impl Iterator<Item = Latent> + '_ {
+        let [c, h, w] = self.latent_shape;
+        let sf = self.vae_scaling_factor;
+        self.final_latents
+            .chunks((c * h * w).max(1))
+            .map(move |l| Latent { shape: self.latent_shape, values: l.iter().map(|v| v / sf).collect() })
+    }
 }
 
 impl Image {
@@ -175,16 +192,17 @@ impl Image {
             onnx_ms = out.timings.onnx.as_millis() as u64,
             "image rendered"
         );
-        let (sf, f) = (model.info.vae_scaling_factor, model.info.vae_scale.max(1) as usize);
+        let f = model.info.vae_scale.max(1) as usize;
         let (h, w) = (params.height as usize / f, params.width as usize / f);
         let per = out.final_latents.len() / out.images.len().max(1);
-        let shape = [per / (h * w).max(1), h, w];
-        let latents = out
-            .final_latents
-            .chunks(per.max(1))
-            .map(|l| Latent { shape, values: l.iter().map(|v| v / sf).collect() })
-            .collect();
-        Ok(Rendered { images, latents, warnings: out.warnings, timings: out.timings })
+        Ok(Rendered {
+            images,
+            final_latents: out.final_latents,
+            latent_shape: [per / (h * w).max(1), h, w],
+            vae_scaling_factor: model.info.vae_scaling_factor,
+            warnings: out.warnings,
+            timings: out.timings,
+        })
     }
 }
 
@@ -344,15 +362,12 @@ impl Image {
     }
 
     fn generate(&self, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
+        // Looked up as every kind's input artifact is (`kinds::inputs::input_file`), as the mask.
         let init = match &params.init_image {
             Some(id) => {
-                let ulid =
-                    Ulid::from_string(id).map_err(|_| StageError::fatal(format!("init_image {id:?} is not an id")))?;
-                let artifact =
-                    run.sink.artifact(ulid)?.ok_or_else(|| StageError::fatal(format!("init_image {id} not found")))?;
-                let path = run.sink.artifact_path(&artifact);
-                let img = crate::media::picture::open(&path)
-                    .map_err(|e| StageError::context(format!("init_image {id} is not a readable image"), e))?;
+                let file = crate::kinds::inputs::input_file(run, "init_image", id)?;
+                let img = crate::media::picture::open(&file.path)
+                    .map_err(|e| StageError::context(format!("{} is not a readable image", file.label), e))?;
                 Some(img)
             }
             None => None,
@@ -370,7 +385,7 @@ impl Image {
         }
         // A second pass from the latent starts where this one ended, in a later stage.
         if params.refine.as_ref().is_some_and(|r| r.from == RefineFrom::Latent) {
-            latent::store_latents(run, params, &rendered.latents)?;
+            latent::store_latents(run, params, rendered.latents())?;
         }
         sink.log(
             "info",
