@@ -74,47 +74,33 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         ModelsAction::Import(_) => Some("models import ...".to_string()),
         _ => None,
     };
-    if matches!(action, ModelsAction::Pull { .. } | ModelsAction::Rm { .. })
-        && let Ok(Some(client)) = super::backend::daemon(g).await
-        && models_pull::models_elsewhere(&client, &config).await
+    // A pull or removal is the daemon's when this login does not manage its models dir: one
+    // probe of the daemon decides both cases below.
+    let daemon = match action {
+        ModelsAction::Pull { .. } | ModelsAction::Rm { .. } => super::backend::daemon(g).await.ok().flatten(),
+        _ => None,
+    };
+    if let Some(client) = &daemon
+        && models_pull::models_elsewhere(client, &config).await
     {
         // Done here, a pull would stay out of the renders' reach (the error that names the
         // model would send the user to pull it again, in a loop), a removal free nothing
         // the daemon holds.
-        match &action {
-            ModelsAction::Pull { name, force, accept_license } => {
-                return models_pull::through_daemon(g, &client, name, *force, *accept_license, PullsThere::OtherDir)
-                    .await;
-            }
-            ModelsAction::Rm { name, force } => return super::models_rm::on_daemon(g, &client, name, *force).await,
-            _ => {}
+        if let Some(done) = on_daemon(g, client, &action, PullsThere::OtherDir).await {
+            return done;
         }
     }
     if let Some(command) = &writes
         && let Err(refused) = reelbox::setup::owner::check_writable(&config.models_dir(), command)
     {
         // A user's pull or removal on the packaged box: the service owns the dir, so it does it.
-        match &action {
-            ModelsAction::Pull { name, force, accept_license } => {
-                if let Ok(Some(client)) = super::backend::daemon(g).await {
-                    return models_pull::through_daemon(
-                        g,
-                        &client,
-                        name,
-                        *force,
-                        *accept_license,
-                        PullsThere::ServiceDir,
-                    )
-                    .await;
-                }
-                anyhow::bail!("{refused}; or start the service (`sudo systemctl start reelbox`), which pulls for you");
-            }
-            ModelsAction::Rm { name, force } => {
-                if let Ok(Some(client)) = super::backend::daemon(g).await {
-                    return super::models_rm::on_daemon(g, &client, name, *force).await;
-                }
-            }
-            _ => {}
+        if let Some(client) = &daemon
+            && let Some(done) = on_daemon(g, client, &action, PullsThere::ServiceDir).await
+        {
+            return done;
+        }
+        if matches!(action, ModelsAction::Pull { .. }) {
+            anyhow::bail!("{refused}; or start the service (`sudo systemctl start reelbox`), which pulls for you");
         }
         return Err(refused.into());
     }
@@ -124,6 +110,23 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         reelbox::setup::owner::hand_back(&config)?;
     }
     result
+}
+
+/// A pull or removal done by daemon `client` (`why` it, not this process, writes the
+/// models dir); `None` for any other action.
+async fn on_daemon(
+    g: &Global,
+    client: &super::client::Client,
+    action: &ModelsAction,
+    why: PullsThere,
+) -> Option<anyhow::Result<ExitCode>> {
+    match action {
+        ModelsAction::Pull { name, force, accept_license } => {
+            Some(models_pull::through_daemon(g, client, name, *force, *accept_license, why).await)
+        }
+        ModelsAction::Rm { name, force } => Some(super::models_rm::on_daemon(g, client, name, *force).await),
+        _ => None,
+    }
 }
 
 async fn actions(g: &Global, config: &Config, store: &ModelStore, action: ModelsAction) -> anyhow::Result<ExitCode> {
