@@ -68,7 +68,7 @@ pub struct ImageArgs {
     #[arg(long, value_name = "FILE", requires = "init")]
     pub mask: Option<PathBuf>,
     /// How many images (seeds SEED, SEED+1, ...).
-    #[arg(long)]
+    #[arg(short, long)]
     pub n: Option<u32>,
     /// Profile id or name (`reelbox profiles list`): its picture model, style, negative prompt and
     /// preset, as its renders use them. Profiles live in the daemon, so this needs one.

@@ -22,6 +22,9 @@ use super::{Global, table};
 mod show;
 use show::print_job;
 
+/// How many jobs `reelbox jobs list` lists unless told.
+const LIST_LIMIT: usize = 50;
+
 /// `reelbox jobs ...`
 #[derive(Debug, Subcommand)]
 pub enum JobsAction {
@@ -34,7 +37,7 @@ pub enum JobsAction {
         #[arg(long)]
         kind: Option<String>,
         /// How many.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = LIST_LIMIT)]
         limit: usize,
     },
     /// Show one job with its stages.
@@ -92,6 +95,13 @@ pub enum JobsAction {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `reelbox jobs` alone: the newest jobs, as `jobs list` lists them.
+impl Default for JobsAction {
+    fn default() -> Self {
+        Self::List { state: None, kind: None, limit: LIST_LIMIT }
+    }
 }
 
 /// Deletes each job in turn: one that cannot go (still running, not found) is said on

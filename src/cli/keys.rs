@@ -15,7 +15,7 @@ use super::models::human_bytes;
 use super::{Global, table};
 
 /// `reelbox keys ...`
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Default, Subcommand)]
 pub enum KeysAction {
     /// Create a key; it is printed once and only its hash is kept.
     Create {
@@ -38,6 +38,7 @@ pub enum KeysAction {
         offline: bool,
     },
     /// List keys with their quotas and today's usage.
+    #[default]
     List,
     /// Revoke a key; it stops working at once.
     Revoke {

@@ -59,8 +59,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every client command shares.
+/// Options every client command shares: under a heading of their own in every command's
+/// help, after the command's own options, which are what its reader came for.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Daemon URL.
     #[arg(long, global = true, env = "REELBOX_URL", default_value = DEFAULT_URL)]
@@ -98,15 +100,15 @@ pub enum Command {
     },
     /// Join a head's cluster and run the stages it hands out (README "More than one box").
     Worker(worker::WorkerArgs),
-    /// Show the effective configuration.
+    /// Show the effective configuration (alone: `config show`).
     Config {
         #[command(subcommand)]
-        action: ConfigAction,
+        action: Option<ConfigAction>,
     },
-    /// List, inspect, cancel, retry and follow jobs.
+    /// List, inspect, cancel, retry and follow jobs (alone: `jobs list`).
     Jobs {
         #[command(subcommand)]
-        action: jobs::JobsAction,
+        action: Option<jobs::JobsAction>,
     },
     /// Submit a job of any kind.
     Submit(jobs::SubmitArgs),
@@ -115,10 +117,10 @@ pub enum Command {
         #[command(subcommand)]
         action: jobs::QueueAction,
     },
-    /// Manage presenter profiles.
+    /// Manage presenter profiles (alone: `profiles list`).
     Profiles {
         #[command(subcommand)]
-        action: profiles::ProfilesAction,
+        action: Option<profiles::ProfilesAction>,
     },
     /// Dashboard of GPUs and the queue, with job actions (like nvtop plus pueue).
     Top(top::TopArgs),
@@ -133,10 +135,10 @@ pub enum Command {
     Setup(setup::SetupArgs),
     /// Check every piece reelbox needs; exit code 1 when one is missing.
     Doctor(setup::DoctorArgs),
-    /// Manage the installed models.
+    /// Manage the installed models (alone: `models list`).
     Models {
         #[command(subcommand)]
-        action: models::ModelsAction,
+        action: Option<models::ModelsAction>,
     },
     /// Pull a model (same as `reelbox models pull`).
     Pull {
@@ -152,7 +154,7 @@ pub enum Command {
     /// List every Piper voice (`reelbox pull piper:NAME` installs one).
     Voices {
         #[command(subcommand)]
-        action: voices::VoicesAction,
+        action: Option<voices::VoicesAction>,
     },
     /// Remove an installed model (same as `reelbox models rm`).
     Rm {
@@ -178,10 +180,10 @@ pub enum Command {
     /// Remove finished jobs and unused uploads older than `[retention]` allows, and files
     /// a crash left behind (on the daemon when one answers; needs an admin key there).
     Gc(gc::GcArgs),
-    /// Create, list and revoke API keys.
+    /// Create, list and revoke API keys (alone: `keys list`).
     Keys {
         #[command(subcommand)]
-        action: keys::KeysAction,
+        action: Option<keys::KeysAction>,
     },
     /// Print the version.
     Version,
@@ -255,7 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&g, args).await,
         Command::Worker(args) => worker::run(&g, args).await,
         Command::Cluster { action } => cluster::run(&g, action).await,
-        Command::Config { action: ConfigAction::Show } => {
+        Command::Config { action: None | Some(ConfigAction::Show) } => {
             let config = reelbox::config::Config::load(g.config.as_deref())?;
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&config)?);
@@ -264,20 +266,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Jobs { action } => jobs::run(&g, action).await,
+        Command::Jobs { action } => jobs::run(&g, action.unwrap_or_default()).await,
         Command::Submit(args) => jobs::submit(&g, args).await,
         Command::Queue { action } => jobs::queue(&g, action).await,
-        Command::Profiles { action } => profiles::run(&g, action).await,
+        Command::Profiles { action } => profiles::run(&g, action.unwrap_or_default()).await,
         Command::Top(args) => top::run(&g, args).await,
         Command::Status => status::run(&g).await,
         Command::Bench { what } => bench::run(&g, what).await,
         Command::Setup(args) => setup::run_setup(&g, args).await,
         Command::Doctor(args) => setup::run_doctor(&g, args),
-        Command::Models { action } => models::run(&g, action).await,
+        Command::Models { action } => models::run(&g, action.unwrap_or_default()).await,
         Command::Pull { name, force, accept_license } => {
             models::run(&g, models::ModelsAction::Pull { name, force, accept_license }).await
         }
-        Command::Voices { action } => voices::run(&g, action).await,
+        Command::Voices { action } => voices::run(&g, action.unwrap_or_default()).await,
         Command::Rm { name, force } => models::run(&g, models::ModelsAction::Rm { name, force }).await,
         Command::Say(args) => say::run(&g, args).await,
         Command::Image(args) => image::run(&g, *args).await,
@@ -285,7 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upscale(args) => upscale::run(&g, args).await,
         Command::Lipsync(args) => lipsync::run(&g, args).await,
         Command::Demo(args) => render::demo(&g, args).await,
-        Command::Keys { action } => keys::run(&g, action).await,
+        Command::Keys { action } => keys::run(&g, action.unwrap_or_default()).await,
         Command::Gc(args) => gc::run(&g, args).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -63,6 +63,13 @@ pub enum ModelsAction {
     Import(super::models_import::ImportArgs),
 }
 
+/// `reelbox models` alone: the installed models.
+impl Default for ModelsAction {
+    fn default() -> Self {
+        Self::List { available: false }
+    }
+}
+
 /// Runs a `models` action.
 pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
     let config = Config::load(g.config.as_deref())?;

@@ -16,9 +16,10 @@ use super::client::Client;
 use super::{Global, table};
 
 /// `reelbox profiles ...`
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Default, Subcommand)]
 pub enum ProfilesAction {
     /// List profiles.
+    #[default]
     List,
     /// Create a profile from a portrait, a voice and a style.
     Create {

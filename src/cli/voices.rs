@@ -30,6 +30,13 @@ pub enum VoicesAction {
     },
 }
 
+/// `reelbox voices` alone: every voice.
+impl Default for VoicesAction {
+    fn default() -> Self {
+        Self::List { lang: None, refresh: false }
+    }
+}
+
 /// Runs a `voices` action.
 pub async fn run(g: &Global, action: VoicesAction) -> anyhow::Result<ExitCode> {
     let config = Config::load(g.config.as_deref())?;

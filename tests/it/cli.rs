@@ -341,7 +341,7 @@ fn image_renders_in_process_when_no_daemon_answers() {
     let models = tiny_sd_models(home.path());
     let out_path = home.path().join("local.png");
     let mut args = image_args(&out_path, NO_DAEMON);
-    args.extend(["--n", "2", "--json"].map(String::from));
+    args.extend(["-n", "2", "--json"].map(String::from));
     let out = run_ok(reelbox_cli(home.path(), &models).args(args));
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["backend"], "local");
@@ -702,6 +702,20 @@ async fn jobs_commands_take_the_short_ids_top_shows() {
     let job: Value =
         http.get(d.at(&format!("/api/v1/jobs/{id}"))).send().await.expect("get").json().await.expect("json");
     assert_eq!(job["state"], "canceled", "{job}");
+
+    // `reelbox jobs` alone lists them, as `reelbox jobs list` does (it refused: a
+    // subcommand is required), and each group's bare name does its listing alike.
+    let printed = |args: &[&str]| {
+        let out = jobs(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let listed: Value = serde_json::from_slice(&printed(&["--json", "jobs"])).expect("jobs as JSON");
+    let ids: Vec<&str> = listed["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["id"].as_str()).collect();
+    assert_eq!(ids, [other.as_str(), id.as_str()], "newest first: {listed}");
+    for (bare, list) in [("profiles", "list"), ("models", "list"), ("keys", "list"), ("config", "show")] {
+        assert_eq!(printed(&["--json", bare]), printed(&["--json", bare, list]), "`reelbox {bare}` is `{bare} {list}`");
+    }
 
     let none = jobs(&["jobs", "show", "ZZZZZZZZ"]);
     assert!(!none.status.success());
