@@ -22,6 +22,11 @@ pub struct RenderBody {
     /// The script: paragraphs are scenes (`[direction]` lines are pictures, the rest is spoken).
     #[schema(min_length = 1)]
     pub script: Option<String>,
+    /// How `script` is written: `text` (default) or `markdown` (headings are title scenes,
+    /// a list is one scene, an image's alt text is a `[direction]`, emphasis and links say
+    /// their words; code, HTML and front matter are not narrated).
+    #[schema(pattern = "^(text|markdown)$")]
+    pub script_format: Option<String>,
     /// A one-scene film from one line instead of a `script`.
     pub prompt: Option<String>,
     /// Profile id or name: its presenter, voice, style, preset and picture, lip-sync and upscale

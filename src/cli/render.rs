@@ -27,6 +27,11 @@ pub struct RenderArgs {
     /// Script file (`-`: standard input): paragraphs become scenes, `[brackets]` describe
     /// a scene's picture, the rest is spoken. A single line makes a one-scene film.
     pub script: PathBuf,
+    /// How the script is written: `text`, or `markdown` (headings are title scenes, a list is
+    /// one scene, an image's alt text describes its scene's picture; code and HTML are not
+    /// narrated). Default: `markdown` for a `.md` or `.markdown` file, else `text`.
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "markdown"])]
+    pub script_format: Option<String>,
     /// Output MP4 (.mp4, .m4v or .mov; default: the script's name, `story.txt` →
     /// `story.mp4`; from standard input the first free of `film.mp4`, `film-2.mp4`, ...).
     /// Its subtitles go beside it (`story.srt`, `story.vtt`).
@@ -186,6 +191,12 @@ fn default_film(script: &Path) -> PathBuf {
     script.file_stem().map_or_else(|| film.to_path_buf(), |stem| Path::new(stem).with_extension("mp4"))
 }
 
+/// How a script file is written, by its name: Markdown's extensions, else plain text.
+fn script_format_of(path: &Path) -> &'static str {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if matches!(ext.as_deref(), Some("md" | "markdown" | "mdown" | "mkd")) { "markdown" } else { "text" }
+}
+
 /// How the script is named in a message: its file, or standard input.
 fn script_label(path: &Path) -> String {
     if path.as_os_str() == "-" { "the script from standard input".into() } else { path.display().to_string() }
@@ -249,6 +260,10 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     let reach = Reach::new(g).await?;
     let c = &reach.client;
     let mut body = json!({"script": script, "upscale": a.upscale, "burn_subtitles": a.burn_subtitles});
+    // Sent only for Markdown: a box from before it knew the field still takes plain scripts.
+    if a.script_format.as_deref().unwrap_or_else(|| script_format_of(&a.script)) == "markdown" {
+        body["script_format"] = json!("markdown");
+    }
     for (k, v) in [
         ("profile", json!(a.profile)),
         ("preset", json!(a.preset)),

@@ -5,6 +5,7 @@
 //! A leaf: every folder may use it.
 
 pub mod language;
+pub mod markdown;
 pub mod scripts;
 pub mod stops;
 

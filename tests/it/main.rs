@@ -86,6 +86,7 @@ mod refusal_shapes;
 mod render;
 mod render_cli;
 mod render_languages;
+mod render_markdown;
 mod render_scripts;
 mod render_subtitles;
 mod render_views;

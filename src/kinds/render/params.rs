@@ -20,8 +20,9 @@ use crate::text::scripts::unspoken_notes;
 
 /// Every field a render request may have (`profile` is folded in before the kind reads it,
 /// and left as the id of the profile it named: see [`RenderRequest::profile`]).
-pub const KNOWN: [&str; 25] = [
+pub const KNOWN: [&str; 26] = [
     "script",
+    "script_format",
     "prompt",
     "style",
     "negative_prompt",
@@ -99,6 +100,9 @@ pub struct RenderParams {
 pub struct RenderRequest {
     /// The script: paragraphs are scenes. `prompt` is a one-line alternative.
     pub script: Option<String>,
+    /// `text` (the default) or `markdown`: a script in Markdown is read as a plain one
+    /// first ([`crate::text::markdown::to_script`]).
+    pub script_format: Option<String>,
     pub prompt: Option<String>,
     pub style: Option<String>,
     pub negative_prompt: Option<String>,
@@ -145,6 +149,7 @@ impl RenderRequest {
         reject_unknown(p, &KNOWN)?;
         Ok(Self {
             script: string_field(p, "script")?,
+            script_format: string_field(p, "script_format")?,
             prompt: string_field(p, "prompt")?,
             style: string_field(p, "style")?,
             negative_prompt: string_field(p, "negative_prompt")?,
@@ -186,10 +191,24 @@ impl RenderRequest {
         if script.is_empty() {
             return Err(ParamError::new("script", "is required (or give a single `prompt`)"));
         }
+        // Held to the limit as sent: what the box reads, and what a client can count.
         if script.chars().count() > config.limits.max_prompt_chars {
             return Err(ParamError::new(
                 field,
                 format!("is longer than {} characters", config.limits.max_prompt_chars),
+            ));
+        }
+        let script = match (field, self.script_format.as_deref()) {
+            (_, None | Some("text")) | ("prompt", Some("markdown")) => script.to_string(),
+            (_, Some("markdown")) => crate::text::markdown::to_script(script),
+            (_, Some(other)) => {
+                return Err(ParamError::new("script_format", format!("{other:?} is not text or markdown")));
+            }
+        };
+        if script.is_empty() {
+            return Err(ParamError::new(
+                "script",
+                "has nothing to narrate: its Markdown is only code blocks, HTML, front matter or footnotes",
             ));
         }
         let max_side = i64::from(config.limits.max_image_side);
@@ -237,7 +256,7 @@ impl RenderRequest {
             require_model_file("upscale_model", ModelKind::Upscale, &upscale_model, config)?;
         }
         let params = RenderParams {
-            script: script.to_string(),
+            script,
             style: self.style.unwrap_or_default(),
             negative_prompt: self.negative_prompt,
             model: model_for("model", self.model, ModelKind::Diffusion, true)?,
