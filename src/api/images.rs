@@ -73,6 +73,12 @@ pub struct ImageRequest {
     /// strength changes less but costs as much). Only with `init_image`.
     #[schema(pattern = "^(schedule|run)$")]
     pub steps_mode: Option<String>,
+    /// Where the starting noise comes from: `reelbox` (default: its own generator),
+    /// `torch_cpu` (torch's CPU generator, a seed per picture: A1111's "CPU" source) or
+    /// `comfyui` (torch's CPU generator, the batch drawn at once from `seed`: ComfyUI's
+    /// KSampler). With either torch source a seed starts from the latents it gives there.
+    #[schema(pattern = "^(reelbox|torch_cpu|comfyui)$")]
+    pub noise: Option<String>,
     /// Preset name from presets.toml.
     pub preset: Option<String>,
     /// Installed upscale model: each picture is then upscaled by it in a second stage

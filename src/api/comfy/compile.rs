@@ -237,6 +237,8 @@ fn sampling_chain(
         guidance: Some(settings.cfg),
         scheduler: Some(settings.scheduler.to_string()),
         seed: Some(settings.seed),
+        // ComfyUI draws a batch's starting noise from the seed with torch's CPU generator.
+        noise: Some("comfyui".to_string()),
         ..ImageRequest::default()
     };
     let starts = ["EmptyLatentImage", "VAEEncode", super::inpaint::NOISE_MASK, super::inpaint::ENCODE_FOR_INPAINT];

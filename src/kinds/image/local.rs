@@ -54,6 +54,7 @@ impl LocalImageArgs {
             mask: None,
             mask_grow: None,
             steps_mode: None,
+            noise: None,
             preset: self.preset.clone(),
             preview_every: Some(0),
             upscale_model: None,

@@ -23,8 +23,7 @@ use crate::pipelines::ProgressFn;
 use crate::pipelines::diffusion::output::{ImageParameters, encode_png};
 use crate::pipelines::diffusion::samplers::SchedulerChoice;
 use crate::pipelines::diffusion::{
-    DiffusionError, GenerateRequest, Hooks, Init, InitImage, InitLatents, Mask, Preview, SdModel, SeededNoise, Timings,
-    generate,
+    DiffusionError, GenerateRequest, Hooks, Init, InitImage, InitLatents, Mask, Preview, SdModel, Timings, generate,
 };
 use crate::pipelines::upscale::TileOptions;
 
@@ -164,9 +163,9 @@ impl Image {
             max_side: config.limits.max_image_side,
         };
         let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
-        let mut noise = SeededNoise::new(&seeds);
+        let mut noise = params.noise.source(&seeds);
         let hooks = Hooks { progress, preview, preview_every: params.preview_every, cancel };
-        let out = generate(&model, &req, &mut noise, None, &hooks)?;
+        let out = generate(&model, &req, noise.as_mut(), None, &hooks)?;
         let mut images = Vec::with_capacity(out.images.len());
         for (i, img) in out.images.iter().enumerate() {
             let text = ImageParameters {

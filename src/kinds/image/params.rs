@@ -14,11 +14,12 @@ use crate::kinds::resize::{Resize, ResizeRequest};
 use super::refine::{Refine, RefineRequest};
 use crate::models::{Availability, Catalog, ModelKind, Tuning};
 use crate::pipelines::diffusion::model::check_size;
+use crate::pipelines::diffusion::noise::NoiseKind;
 use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind, StepsMode};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 20] = [
+const KNOWN: [&str; 21] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -34,6 +35,7 @@ const KNOWN: [&str; 20] = [
     "mask",
     "mask_grow",
     "steps_mode",
+    "noise",
     "preset",
     "preview_every",
     "upscale_model",
@@ -89,6 +91,9 @@ pub struct ImageRequest {
     /// How `steps` count from `init_image` ([`StepsMode`]): `schedule` (default) or `run`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps_mode: Option<String>,
+    /// Where the noise comes from ([`NoiseKind`]): `reelbox` (default), `torch_cpu` or `comfyui`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +138,9 @@ pub struct ImageParams {
     /// How `steps` count from the init image (stored jobs from before it count the schedule's).
     #[serde(default, skip_serializing_if = "StepsMode::is_schedule")]
     pub steps_mode: StepsMode,
+    /// Where the noise comes from (stored jobs from before it: reelbox's own).
+    #[serde(default, skip_serializing_if = "NoiseKind::is_reelbox")]
+    pub noise: NoiseKind,
     pub preset: Option<String>,
     /// Preview every this many steps; 0 turns previews off.
     pub preview_every: u32,
@@ -235,6 +243,7 @@ impl ImageRequest {
             mask: string_field(params, "mask")?,
             mask_grow: int_field(params, "mask_grow")?,
             steps_mode: string_field(params, "steps_mode")?,
+            noise: string_field(params, "noise")?,
             preset: string_field(params, "preset")?,
             preview_every: int_field(params, "preview_every")?,
             upscale_model: string_field(params, "upscale_model")?,
@@ -386,6 +395,12 @@ impl ImageRequest {
             mask: self.mask,
             mask_grow,
             steps_mode,
+            noise: match self.noise.as_deref() {
+                None => NoiseKind::Reelbox,
+                Some(name) => NoiseKind::parse(name).ok_or_else(|| {
+                    ParamError::new("noise", format!("{name:?} is not one of {}", NoiseKind::NAMES.join(", ")))
+                })?,
+            },
             preset: self.preset,
             preview_every,
             upscale_model,

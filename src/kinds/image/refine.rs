@@ -345,6 +345,9 @@ impl Refine {
             mask: None,
             mask_grow: 0,
             steps_mode: self.steps_mode,
+            // The second pass draws its noise as the first did (ComfyUI's second KSampler
+            // prepares its noise as the first does).
+            noise: first.noise,
             preset: first.preset.clone(),
             preview_every: first.preview_every,
             upscale_model: None,

@@ -385,6 +385,7 @@ pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Res
         mask: None,
         mask_grow: None,
         steps_mode: None,
+        noise: None,
         preset: p.preset.clone(),
         preview_every: Some(0),
         upscale_model: None,

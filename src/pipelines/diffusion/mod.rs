@@ -20,6 +20,7 @@ pub mod preview;
 pub mod samplers;
 mod text;
 pub mod tokenizer;
+pub mod torch_noise;
 mod vae;
 
 pub use inpaint::Mask;

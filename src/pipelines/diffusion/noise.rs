@@ -56,6 +56,51 @@ pub fn box_muller(rng: &mut impl Rng, out: &mut [f32]) {
     }
 }
 
+/// Where a picture's noise comes from: an image request's `noise`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseKind {
+    /// reelbox's own: a ChaCha8 stream per picture ([`SeededNoise`]).
+    #[default]
+    Reelbox,
+    /// torch's CPU generator per picture, each from its own seed, as A1111's CPU source
+    /// draws it ([`super::torch_noise::TorchNoise`]): a seed starts from the latents it
+    /// gives there.
+    TorchCpu,
+    /// torch's CPU generator for the whole batch from the first seed, as ComfyUI's KSampler
+    /// draws it: picture `i` of a batch is the one ComfyUI makes at `batch_index` `i`.
+    Comfyui,
+}
+
+impl NoiseKind {
+    /// The names a request gives the kinds in.
+    pub const NAMES: [&'static str; 3] = ["reelbox", "torch_cpu", "comfyui"];
+
+    /// The kind a request names, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "reelbox" => Some(Self::Reelbox),
+            "torch_cpu" => Some(Self::TorchCpu),
+            "comfyui" => Some(Self::Comfyui),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the default, which stored jobs leave out.
+    pub fn is_reelbox(&self) -> bool {
+        *self == Self::Reelbox
+    }
+
+    /// The noise of a batch whose picture `i` takes `seeds[i]`.
+    pub fn source(self, seeds: &[u64]) -> Box<dyn NoiseSource> {
+        match self {
+            Self::Reelbox => Box::new(SeededNoise::new(seeds)),
+            Self::TorchCpu => Box::new(super::torch_noise::TorchNoise::new(seeds)),
+            Self::Comfyui => Box::new(super::torch_noise::TorchNoise::batch(seeds.first().copied().unwrap_or(0))),
+        }
+    }
+}
+
 /// Replays recorded draws in order, each the size of the batch it was drawn for.
 pub struct ReplayNoise {
     draws: std::collections::VecDeque<Vec<f32>>,
