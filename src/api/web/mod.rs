@@ -44,6 +44,7 @@ const ASSETS: &[Asset] = &[
     asset!("sentences.js", JS),
     asset!("picture.js", JS),
     asset!("photo.js", JS),
+    asset!("pick.js", JS),
     asset!("speech.js", JS),
     asset!("watch.js", JS),
     asset!("library.js", JS),
