@@ -45,6 +45,8 @@ const ASSETS: &[Asset] = &[
     asset!("picture.js", JS),
     asset!("photo.js", JS),
     asset!("pick.js", JS),
+    asset!("start.js", JS),
+    asset!("paint.js", JS),
     asset!("speech.js", JS),
     asset!("watch.js", JS),
     asset!("library.js", JS),
