@@ -1,6 +1,6 @@
 //! The web studio's Picture view started from a picture of the user's own, in the tests'
 //! Chromium against the real daemon with the demo models: a PNG picked in the page, its left
-//! half painted over with the mouse (real pointer input on the paint area), made into a
+//! half painted over by mouse and finger (real pointer input on the paint area), made into a
 //! picture whose right half comes back pixel for pixel and whose left half is drawn again
 //! (the job has `init_image`, `mask` and `strength`; the mask is the picture's own size, not
 //! the size the page shows it at); with nothing painted no mask is sent and all of it is
@@ -16,7 +16,9 @@ use std::time::Duration;
 use common::daemon::DaemonProc;
 use common::media::{heic_head, png, test_picture};
 use fantoccini::Client;
-use fantoccini::actions::{InputSource as _, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+use fantoccini::actions::{
+    ActionSequence, InputSource as _, MOUSE_BUTTON_LEFT, MouseActions, PointerAction, TouchActions,
+};
 use image::RgbImage;
 use serde_json::{Value, json};
 
@@ -48,9 +50,16 @@ async fn pick(c: &Client, d: &DaemonProc, path: &str) {
     assert_eq!(shown, json!([SIDE, SIDE]));
 }
 
-/// Drags the mouse over the paint area through `points`, given in the picture's own pixels
-/// (the page shows it at another size): one stroke.
-async fn stroke(c: &Client, points: &[(f64, f64)]) {
+/// What paints a stroke.
+#[derive(Clone, Copy)]
+enum Pointer {
+    Mouse,
+    Finger,
+}
+
+/// Drags `by` over the paint area through `points`, given in the picture's own pixels (the
+/// page shows it at another size): one stroke.
+async fn stroke(c: &Client, by: Pointer, points: &[(f64, f64)]) {
     js(c, "document.getElementById('pic-paint').scrollIntoView({block: 'center'})").await;
     let r = js(
         c,
@@ -61,14 +70,18 @@ async fn stroke(c: &Client, points: &[(f64, f64)]) {
     let k = n(2) / f64::from(SIDE);
     let at = |(x, y): (f64, f64)| ((n(0) + x * k).round(), (n(1) + y * k).round());
     let (x0, y0) = at(points[0]);
-    let mut drag = MouseActions::new("mouse".into())
-        .then(PointerAction::MoveTo { duration: None, x: x0, y: y0 })
-        .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT });
+    let mut drag =
+        vec![PointerAction::MoveTo { duration: None, x: x0, y: y0 }, PointerAction::Down { button: MOUSE_BUTTON_LEFT }];
     for &p in &points[1..] {
         let (x, y) = at(p);
-        drag = drag.then(PointerAction::MoveTo { duration: Some(Duration::from_millis(30)), x, y });
+        drag.push(PointerAction::MoveTo { duration: Some(Duration::from_millis(30)), x, y });
     }
-    c.perform_actions(drag.then(PointerAction::Up { button: MOUSE_BUTTON_LEFT })).await.expect("paint");
+    drag.push(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+    let painted: ActionSequence = match by {
+        Pointer::Mouse => drag.into_iter().fold(MouseActions::new("mouse".into()), |a, p| a.then(p)).into(),
+        Pointer::Finger => drag.into_iter().fold(TouchActions::new("finger".into()), |a, p| a.then(p)).into(),
+    };
+    c.perform_actions(painted).await.expect("paint");
 }
 
 /// Presses "Make picture" and waits for the picture; its job, once succeeded.
@@ -124,11 +137,15 @@ async fn a_painted_left_half_is_drawn_again_and_the_right_half_comes_back_as_it_
     find(c, "#pic-pass").await.select_by_value("2").await.expect("a second pass");
 
     // The left half painted row by row with the large brush (31 px across, in the
-    // picture's pixels), its right edge 16 px short of the middle.
+    // picture's pixels), its right edge 16 px short of the middle, by a finger and a mouse
+    // in turn. A finger's drag on a phone must paint, not scroll the page (this headless
+    // Chromium does not pan under WebDriver's touch, so the style is what is checked).
+    let touch = js(c, "return getComputedStyle(document.getElementById('pic-paint')).touchAction").await;
+    assert_eq!(touch, "none", "the paint area takes a finger's drag for itself");
     find(c, "#pic-brush").await.select_by_value("0.12").await.expect("large brush");
-    for y in (0..=SIDE).step_by(24) {
-        let y = f64::from(y);
-        stroke(c, &[(8.0, y), (40.0, y), (72.0, y), (96.0, y)]).await;
+    for (row, y) in (0..=SIDE).step_by(24).enumerate() {
+        let (y, by) = (f64::from(y), if row % 2 == 0 { Pointer::Finger } else { Pointer::Mouse });
+        stroke(c, by, &[(8.0, y), (40.0, y), (72.0, y), (96.0, y)]).await;
     }
     let status = js(c, "return document.getElementById('pic-paint-status').textContent").await;
     assert_eq!(status, "Only what is painted is drawn again; the rest stays as it is.");
@@ -183,7 +200,7 @@ async fn with_nothing_painted_the_whole_picture_is_drawn_again_without_a_mask() 
 
     pick(c, &d, &path).await;
     // A dab takes the second pass away; Undo takes the dab back, and the pass with it.
-    stroke(c, &[(128.0, 128.0)]).await;
+    stroke(c, Pointer::Finger, &[(128.0, 128.0)]).await;
     let pass = "return document.getElementById('pic-pass').disabled";
     assert_eq!(js(c, pass).await, json!(true), "a painted part takes no second pass");
     find(c, "#pic-undo").await.click().await.expect("undo");
