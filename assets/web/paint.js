@@ -139,7 +139,7 @@ export function paintArea(img, changed) {
     } else if (ev.key === "Escape" && keyStroke) {
       penUp();
     } else if ((ev.ctrlKey || ev.metaKey) && ev.key === "z") {
-      api.undo();
+      area.undo();
     } else {
       return;
     }
@@ -148,7 +148,7 @@ export function paintArea(img, changed) {
   canvas.addEventListener("focus", () => { cursor.hidden = false; showCursor(); });
   canvas.addEventListener("blur", () => { cursor.hidden = true; penUp(); });
 
-  const api = {
+  const area = {
     el,
     canvas,
     /** A new picture (its own size): nothing painted, the keyboard's brush in its middle. */
@@ -201,5 +201,5 @@ export function paintArea(img, changed) {
       return new Promise((resolve, reject) => c.toBlob((b) => (b ? resolve(b) : reject(new Error("the mask could not be made"))), "image/png"));
     },
   };
-  return api;
+  return area;
 }

@@ -405,6 +405,7 @@ async fn a_part_to_redraw_is_painted_by_keyboard_and_every_new_control_is_named(
     assert_eq!(last, Some("pic-paint-status: Only what is painted is drawn again; the rest stays as it is."));
     let pass = "return document.getElementById('pic-pass').disabled";
     assert_eq!(js(c, pass).await, json!(true), "a painted part takes no second pass");
+    shot(c, "a11y-picture-painted-by-keys", 1280, 800).await;
 
     // Undo by keyboard takes the stroke back; painted again from where the brush is, back
     // down to the middle, the picture is made.
