@@ -34,6 +34,19 @@ function sideOf(m) {
 }
 
 /**
+ * The size a picture started from is drawn at by the model `name` (`models` as `installed()`
+ * gives them): its own shape (`w`×`h`), at most the model's own number of pixels (a phone's
+ * 12-megapixel photo would take the box ages, and models draw badly far past their size),
+ * never larger than it is, its sides multiples of 8 as the models take them.
+ */
+export function startSize(models, name, w, h) {
+  const side = sideOf(models.find((m) => m.name === name));
+  const k = Math.min(1, side / Math.sqrt(w * h));
+  const fit = (v) => Math.max(64, Math.floor((v * k) / 8) * 8);
+  return [fit(w), fit(h)];
+}
+
+/**
  * The picture size choice for the model picked in `model` (`models` as `installed()` gives
  * them): the sizes every model takes and each model's own, the picked model's own picked and
  * marked, following the model until the size is changed by hand.

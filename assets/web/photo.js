@@ -3,8 +3,9 @@
 // narration typed and said by a voice, or a sound file), followed live as Picture follows a
 // picture, then the larger picture with its PNG or the talking video with its MP4. The photo
 // is uploaded as soon as it is picked, so a file the box cannot read is said at once.
-import { api, ApiError, installed, upload } from "./api.js";
+import { api, installed, upload } from "./api.js";
 import { modelSelect, select } from "./choices.js";
+import { missing, pickPicture } from "./pick.js";
 import { busy, clearErrors, field, focusHeading, h, isBusy, keepFields, showError } from "./ui.js";
 import { follow } from "./watch.js";
 
@@ -14,20 +15,6 @@ const KEPT = "reelbox.photo";
 /** The daemon's field names of each action → this view's controls (`file` is an upload's). */
 const LARGER = { file: "photo-file", input: "photo-file", model: "photo-model" };
 const TALK = { file: "photo-file", portrait: "photo-file", text: "photo-text", voice: "photo-voice", audio: "photo-audio" };
-
-/** A refusal made in the page, shown at `field` as the daemon's are. */
-function missing(field, message) {
-  return new ApiError(400, { error: { code: "invalid_param", field, message } });
-}
-
-/**
- * Whether an upload's error refuses the file itself (sending it again would not help): a
- * file the box cannot read, or one past its size limit, whether the page said so before
- * sending it or the box did (413).
- */
-function refused(e) {
-  return e.status === 400 || e.status === 415 || (e.status === 413 && e.code !== "quota_exceeded");
-}
 
 /** Renders the Photo view into `root`. */
 export async function photo(root) {
@@ -69,27 +56,13 @@ export async function photo(root) {
     bySound,
     talkRow);
 
-  // The uploaded photo's id, as a promise (null until one is picked).
-  let photoId = null;
   // The sound file's, as a promise: uploaded at the first "Make it talk" that uses it and
   // kept for the next, so a refused try does not store it again (the box keeps uploads, and
   // they count against the key's space). Null until then, and again when another is picked.
   let soundId = null;
   audio.addEventListener("change", () => { soundId = null; });
-  preview.addEventListener("error", () => { preview.hidden = true; });
-  file.addEventListener("change", () => {
-    if (preview.src) URL.revokeObjectURL(preview.src);
-    preview.removeAttribute("src");
-    preview.hidden = true;
-    photoId = null;
-    const picked = file.files[0];
-    if (!picked) return;
-    preview.src = URL.createObjectURL(picked);
-    preview.hidden = false;
-    photoId = upload(picked);
-    // Said now, at the field; an action on it says it again.
-    photoId.catch((e) => { if (file.files[0] === picked) { preview.hidden = true; showError(form, e, LARGER); } });
-  });
+  // The photo, uploaded as soon as it is picked; a refusal said at once, at its field.
+  const photoPick = pickPicture(file, preview, { refusedNow: (e) => showError(form, e, LARGER) });
 
   const made = h("div", { class: "made" });
   const back = h("button", { type: "button", class: "secondary", id: "photo-again" }, "Back to the photo");
@@ -113,11 +86,8 @@ export async function photo(root) {
     busy(larger, true);
     busy(talk, true);
     try {
+      const photoId = photoPick.uploaded();
       if (!photoId) throw missing("file", "Pick a photo first.");
-      // A pick-time upload that failed for a reason that passes (the box away, busy or full)
-      // is tried again; a photo the box refused is not (picking the same file again fires no
-      // `change`, so this is the only way to send it).
-      photoId = photoId.catch((e) => (refused(e) || !file.files[0] ? Promise.reject(e) : upload(file.files[0])));
       const id = await photoId;
       let job;
       if (talking) {

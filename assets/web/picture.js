@@ -1,14 +1,21 @@
 // Picture: a prompt made into a picture (`POST /api/v1/images`) with the box's diffusion
-// models, optionally drawn again larger in a second pass (`refine`, the hires fix), followed
-// live as Watch follows a film (step previews, then the picture large with its PNG
-// download); "Make another" brings the form back with its fields as they were.
+// models, from nothing or over a picture of the user's own with the part to redraw painted
+// on it (start.js), optionally drawn again larger in a second pass (`refine`, the hires
+// fix), followed live as Watch follows a film (step previews, then the picture large with
+// its PNG download); "Make another" brings the form back with its fields, the picture and
+// its paint as they were.
 import { api, installed } from "./api.js";
-import { followProfile, modelSelect, select, sizeSelect } from "./choices.js";
+import { followProfile, modelSelect, select, sizeSelect, startSize } from "./choices.js";
+import { startPicture } from "./start.js";
 import { busy, clearErrors, field, focusHeading, h, isBusy, keepFields, showError } from "./ui.js";
 import { follow } from "./watch.js";
 
 /** Where the fields are kept between visits (this tab only, like New film's script). */
 const KEPT = "reelbox.picture";
+
+/** The second pass's hint, and why it is not offered while a part is painted. */
+const PASS = "Draws the picture again larger, with finer detail; takes longer.";
+const NO_PASS = "Not with a painted part: the box draws only that part again, at your picture's size. Clear the paint to use one.";
 
 /** Renders the Picture view into `root`. */
 export async function picture(root) {
@@ -26,22 +33,39 @@ export async function picture(root) {
   const strength = h("input", { type: "number", min: 0.05, max: 1, step: 0.05, value: 0.5, inputmode: "decimal" });
   const strengthField = field("pic-strength", "Second pass changes (0.05–1)", strength,
     "How far the second pass may redraw the picture: little keeps it, 1 draws it anew.");
-  const showStrength = () => { strengthField.hidden = !pass.value; };
-  pass.addEventListener("change", showStrength);
-  const controls = { prompt, negative, model, size, seed, profile, pass, strength };
+  const sizeField = field("pic-size", "Picture size", size);
+  const passField = field("pic-pass", "Second pass", pass, PASS);
+  const passHint = passField.querySelector(".hint");
+  // A picture started from sets the size; a painted part takes no second pass (the box
+  // refuses `refine` with a `mask`): the choices that no longer apply step aside, saying why.
+  const fit = () => {
+    sizeField.hidden = start.picked();
+    pass.disabled = start.masked();
+    passHint.textContent = pass.disabled ? NO_PASS : PASS;
+    strengthField.hidden = !pass.value || pass.disabled;
+  };
+  const start = startPicture({
+    sizeFor: (w, hh) => startSize(diffusion, model.value, w, hh),
+    refusedNow: (e) => showError(form, e, { file: "pic-init" }),
+    changed: fit,
+  });
+  pass.addEventListener("change", fit);
+  model.addEventListener("change", () => start.sized());
+  const controls = { prompt, negative, model, size, seed, profile, pass, strength, ...start.controls };
   const keep = keepFields(KEPT, controls);
-  showStrength();
+  fit();
   const submit = h("button", { type: "submit", class: "primary" }, "Make picture");
   const form = h("form", { class: "card picture-form", novalidate: true },
     h("h1", {}, "Picture"),
     field("pic-prompt", "Prompt", prompt, "What the picture shows, in a sentence or a few words."),
     field("pic-negative", "Leave out (optional)", negative, "What the picture should not show."),
+    start.el,
     h("div", { class: "grid" },
       field("pic-model", "Picture model", model),
-      field("pic-size", "Picture size", size),
+      sizeField,
       field("pic-seed", "Seed (optional)", seed, "The same seed and prompt make the same picture again."),
       field("pic-profile", "Presenter profile", profile, "Its picture model and style are used."),
-      field("pic-pass", "Second pass", pass, "Draws the picture again larger, with finer detail; takes longer."),
+      passField,
       strengthField),
     h("div", { class: "form-error", role: "alert" }),
     submit);
@@ -65,11 +89,12 @@ export async function picture(root) {
     busy(submit, true);
     try {
       const body = { prompt: prompt.value, width: Number(size.value), height: Number(size.value) };
+      if (start.picked()) await start.into(body);
       if (negative.value.trim()) body.negative_prompt = negative.value;
       if (model.value) body.model = model.value;
       if (seed.value !== "") body.seed = Number(seed.value);
       if (profile.value) body.profile = profile.value;
-      if (pass.value) body.refine = { resize: { scale_by: Number(pass.value) }, strength: Number(strength.value) };
+      if (pass.value && !body.mask) body.refine = { resize: { scale_by: Number(pass.value) }, strength: Number(strength.value) };
       const job = await api("POST", "/api/v1/images", body);
       // The form steps aside for the picture (on a phone it would push it off the screen).
       form.hidden = true;
@@ -80,9 +105,12 @@ export async function picture(root) {
     } catch (e) {
       form.hidden = false;
       after.hidden = true;
+      // The size is the picture's own when one is picked: a size refused is said at it.
+      const sized = start.picked() ? "pic-init" : "pic-size";
       showError(form, e, { prompt: "pic-prompt", negative_prompt: "pic-negative", model: "pic-model",
-        width: "pic-size", height: "pic-size", seed: "pic-seed", profile: "pic-profile",
-        "refine.resize.scale_by": "pic-pass", "refine.strength": "pic-strength" });
+        width: sized, height: sized, seed: "pic-seed", profile: "pic-profile", file: "pic-init",
+        init_image: "pic-init", strength: "pic-change", mask: "pic-paint", mask_grow: "pic-paint",
+        refine: "pic-pass", "refine.resize.scale_by": "pic-pass", "refine.strength": "pic-strength" });
     } finally {
       busy(submit, false);
     }

@@ -63,8 +63,9 @@ export function clearErrors(root) {
  * general error slot.
  */
 export function showError(root, err, fields = {}) {
+  // The field itself ("refine.strength") before the one it is in ("refine").
   const name = err.field ? err.field.split(/[.[]/)[0] : null;
-  const id = name && (fields[name] || fields[err.field]);
+  const id = name && (fields[err.field] || fields[name]);
   const control = id && root.querySelector(`#${id}`);
   if (control) {
     control.setAttribute("aria-invalid", "true");

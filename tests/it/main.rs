@@ -107,6 +107,7 @@ mod uploads;
 mod web_a11y;
 mod web_i18n;
 mod web_photo;
+mod web_picture_edit;
 mod web_picture_pass;
 mod web_session;
 mod web_studio;

@@ -22,7 +22,7 @@ use fantoccini::Client;
 use fantoccini::key::Key;
 use serde_json::{Value, json};
 
-use crate::web_studio::browser::{browser, browser_with, go, js, shot, wait_js};
+use crate::web_studio::browser::{browser, browser_with, find, go, js, shot, wait_js};
 use crate::web_studio::demo_models;
 
 /// A daemon over the demo models in `dir`.
@@ -82,23 +82,32 @@ async fn names_and_regions(c: &Client, d: &DaemonProc) {
         ("#/box", "table tbody tr"),
     ] {
         go(c, d, hash, ready).await;
-        let nodes = tree(c).await;
-        let nameless: Vec<String> = nodes
-            .iter()
-            .filter(|n| ["button", "link", "textbox", "combobox", "checkbox", "spinbutton"].contains(&n.role.as_str()))
-            .filter(|n| n.name.trim().is_empty())
-            .map(|n| n.role.clone())
-            .collect();
-        assert_eq!(nameless, Vec::<String>::new(), "{hash}: controls a screen reader cannot name");
-        // A live region around the view reads every redraw out (a film's progress: hundreds).
-        let loud: Vec<String> = nodes
-            .iter()
-            .filter(|n| n.prop("live").is_string() && ["main", "list", "form"].contains(&n.role.as_str()))
-            .map(|n| n.role.clone())
-            .collect();
-        assert_eq!(loud, Vec::<String>::new(), "{hash}: a whole view or list is a live region");
-        assert_eq!(same_named_buttons(c).await, Vec::<String>::new(), "{hash}: buttons named alike");
+        named_and_quiet(c, hash).await;
     }
+}
+
+/// The view shown (`what` names it): every control has a name, no live region holds the
+/// whole view, and no two buttons share a name.
+async fn named_and_quiet(c: &Client, what: &str) {
+    let nodes = tree(c).await;
+    let nameless: Vec<String> = nodes
+        .iter()
+        .filter(|n| {
+            ["button", "link", "textbox", "combobox", "checkbox", "spinbutton", "application"]
+                .contains(&n.role.as_str())
+        })
+        .filter(|n| n.name.trim().is_empty())
+        .map(|n| n.role.clone())
+        .collect();
+    assert_eq!(nameless, Vec::<String>::new(), "{what}: controls a screen reader cannot name");
+    // A live region around the view reads every redraw out (a film's progress: hundreds).
+    let loud: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.prop("live").is_string() && ["main", "list", "form"].contains(&n.role.as_str()))
+        .map(|n| n.role.clone())
+        .collect();
+    assert_eq!(loud, Vec::<String>::new(), "{what}: a whole view or list is a live region");
+    assert_eq!(same_named_buttons(c).await, Vec::<String>::new(), "{what}: buttons named alike");
 }
 
 /// Every view read on a phone (`w` CSS px wide) with the text at twice its size: the text
@@ -350,5 +359,87 @@ async fn a_keyboard_user_keeps_their_place_as_cards_go_and_hears_what_changed() 
     press(c, &[Key::Enter]).await;
     until(c, "the pull said", "return window.__said.some((s) => s.includes('demo-upscaler: installed.'))").await;
     assert_eq!(focused(c).await, "button \"Pull demo-upscaler\"", "the focus stays on the Pull pressed");
+    b.client.clone().close().await.expect("close the browser");
+}
+
+/// Picture started from a picture, by keyboard and screen reader: every control the picture
+/// brings has a name; Tab reaches the paint area, named by its label; the arrow keys move its
+/// brush, Space starts and stops painting and what is painted is said; the picture made
+/// redraws the part painted by keys (its mask white there, black elsewhere, at the picture's
+/// own size); on a 320 px phone at twice the text size the view still fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_to_redraw_is_painted_by_keyboard_and_every_new_control_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = daemon(dir.path());
+    let http = reqwest::Client::new();
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).expect("downloads dir");
+    let start = dir.path().join("start.png");
+    std::fs::write(&start, common::media::png(&common::media::test_picture(256, 256, 3))).expect("picture");
+    let start = start.display().to_string();
+    let shown = "const i = document.querySelector('.start-preview'); \
+        return !i.closest('[hidden]') && i.complete && i.naturalWidth > 0";
+    let b = browser(&downloads).await;
+    let c = &b.client;
+
+    // The file is picked in the browser's own dialog, which WebDriver cannot drive.
+    go(c, &d, "#/picture", "#pic-prompt").await;
+    find(c, "#pic-prompt").await.send_keys("a red circle").await.expect("type");
+    find(c, "#pic-init").await.send_keys(&start).await.expect("pick");
+    until(c, "the picture", shown).await;
+    named_and_quiet(c, "#/picture with a picture").await;
+    let area = tree(c).await.into_iter().find(|n| n.role == "application");
+    let area = area.map(|n| n.name);
+    assert_eq!(area.as_deref(), Some("Paint what to redraw (optional)"), "the paint area is named by its label");
+
+    js(c, "document.getElementById('pic-init').focus()").await;
+    let at = tab_to(c, "Paint what to redraw (optional)", 10).await;
+    assert!(at.starts_with("canvas#pic-paint"), "{at}");
+    listen(c).await;
+    // The medium brush (15 px of 256) starts in the middle and moves half its size a
+    // press: down there, six up, and up.
+    press(c, &[Key::Space, Key::Up, Key::Up, Key::Up, Key::Up, Key::Up, Key::Up, Key::Space]).await;
+    let heard = said(c).await;
+    assert!(heard.iter().any(|s| s.starts_with("pic-paint-status: Painting")), "painting is said: {heard:?}");
+    let last = heard.last().map(String::as_str);
+    assert_eq!(last, Some("pic-paint-status: Only what is painted is drawn again; the rest stays as it is."));
+    let pass = "return document.getElementById('pic-pass').disabled";
+    assert_eq!(js(c, pass).await, json!(true), "a painted part takes no second pass");
+    shot(c, "a11y-picture-painted-by-keys", 1280, 800).await;
+
+    // Undo by keyboard takes the stroke back; painted again from where the brush is, back
+    // down to the middle, the picture is made.
+    tab_to(c, "Undo", 10).await;
+    press(c, &[Key::Enter]).await;
+    assert_eq!(js(c, pass).await, json!(false), "nothing painted again");
+    js(c, "document.getElementById('pic-init').focus()").await;
+    tab_to(c, "Paint what to redraw (optional)", 10).await;
+    press(c, &[Key::Space, Key::Down, Key::Down, Key::Down, Key::Down, Key::Down, Key::Down, Key::Space]).await;
+    tab_to(c, "Make picture", 30).await;
+    press(c, &[Key::Enter]).await;
+    let at = wait_focus(c, "after Make picture", ".watch h1").await;
+    assert!(at.starts_with("h1 \"Your picture"), "{at}");
+    until(c, "the picture made", "return document.getElementById('job-state').textContent === 'succeeded'").await;
+    let jobs: Value = http.get(d.at("/api/v1/jobs?kind=image")).send().await.expect("jobs").json().await.expect("json");
+    let mask = jobs["jobs"][0]["params"]["mask"].as_str().unwrap_or_else(|| panic!("a mask: {jobs}")).to_string();
+    let bytes = http.get(d.at(&format!("/api/v1/artifacts/{mask}"))).send().await.expect("mask").bytes().await;
+    let mask = image::load_from_memory(&bytes.expect("bytes")).expect("a PNG").to_luma8();
+    assert_eq!(mask.dimensions(), (256, 256), "the picture's own size");
+    // The brush went between the middle (128, 128) and 6 × 7.7 px above it.
+    let column: Vec<u8> = [140, 128, 100, 85, 60].iter().map(|&y| mask.get_pixel(128, y).0[0]).collect();
+    assert_eq!(column, vec![0, 255, 255, 255, 0], "painted where the keys moved the brush, nowhere else");
+    assert_eq!((mask.get_pixel(148, 100).0[0], mask.get_pixel(30, 128).0[0]), (0, 0), "and nothing to its side");
+
+    // On a phone at twice the text size, with the picture and its paint area.
+    let large = browser_with(&downloads, json!({"webkit": {"webprefs": {"default_font_size": 32}}})).await;
+    let p = &large.client;
+    go(p, &d, "#/picture", "#pic-prompt").await;
+    find(p, "#pic-init").await.send_keys(&start).await.expect("pick");
+    until(p, "the picture on the phone", shown).await;
+    js(p, "document.getElementById('pic-paint').scrollIntoView({block: 'center'})").await;
+    shot(p, "a11y-large-text-picture-edit", 320, 740).await;
+    let wider = js(p, "return document.documentElement.scrollWidth - innerWidth").await;
+    assert!(wider.as_i64().unwrap_or(1) <= 0, "the picture view is {wider} px wider than the phone");
+    large.client.clone().close().await.expect("close the phone");
     b.client.clone().close().await.expect("close the browser");
 }

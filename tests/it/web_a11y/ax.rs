@@ -83,6 +83,7 @@ const CONTROLS: &[&str] = &[
     "spinbutton",
     "radio",
     "slider",
+    "application",
     "Video",
     "Audio",
 ];
@@ -113,10 +114,13 @@ pub(crate) async fn type_keys(c: &Client, text: &str) {
 }
 
 /// What has the focus: `tag#id "its accessible text"`, or `BODY` when nothing has (the
-/// page's start, where a keyboard user lands when the focused control goes away).
+/// page's start, where a keyboard user lands when the focused control goes away). A control
+/// no `<label>` can name (a paint area's canvas) is named by what `aria-labelledby` names.
 pub(crate) const FOCUSED: &str = "const e = document.activeElement; \
      if (!e || e === document.body) return 'BODY'; \
-     const label = e.getAttribute('aria-label') || (e.labels && e.labels[0] && e.labels[0].textContent) || e.textContent; \
+     const by = e.getAttribute('aria-labelledby'); \
+     const label = e.getAttribute('aria-label') || (by && document.getElementById(by.split(' ')[0])?.textContent) \
+       || (e.labels && e.labels[0] && e.labels[0].textContent) || e.textContent; \
      return `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''} \"${label.trim()}\"`";
 
 /// Where the focus is now (see [`FOCUSED`]).
