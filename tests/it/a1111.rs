@@ -3,7 +3,8 @@
 //! PNGs of the asked size whose `parameters` text is `info`'s infotext, the same seed the
 //! same bytes; img2img with an A1111 mask keeps the rest of the picture pixel for pixel;
 //! `sd-models` lists the installed models and `options` sets the one txt2img uses; Basic
-//! credentials carry a key; refusals come in A1111's shape naming the field. All of these
+//! credentials carry a key; refusals come in A1111's shape naming the field; `webuiapi`, the
+//! Python client A1111 scripts use, does all of that as it does against A1111. All of these
 //! were 404s before (`no_route`).
 
 use crate::common;
@@ -11,7 +12,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::compat::{TINY_SD, models_dir, start_daemon, start_daemon_with};
+use common::compat::{TINY_SD, models_dir, run_client, start_daemon, start_daemon_with};
 use common::daemon::DaemonProc;
 use image::{DynamicImage, Rgba, RgbaImage};
 use reqwest::StatusCode;
@@ -308,4 +309,25 @@ async fn progress_follows_the_callers_job_and_a_client_that_hangs_up_cancels_it(
     let resp = c.post(d.at("/sdapi/v1/interrupt")).send().await.expect("interrupt");
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.json::<Value>().await.expect("json"), json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webuiapi_logs_in_with_a_key_picks_the_model_and_draws_and_inpaints() {
+    let models = models_dir(false);
+    std::os::unix::fs::symlink(common::source_tree().join("models/demo/shapes"), models.path().join("demo-shapes"))
+        .expect("link the demo model");
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let (_, key) = common::api::create_key(&d, None, json!({"name": "admin", "scope": "admin"})).await;
+    let picture = data.path().join("picture.png");
+    std::fs::copy(common::fixture("reference/sd/init_64.png"), &picture).expect("picture");
+    let args = vec![d.url.clone(), key, TINY_SD.to_string(), picture.to_string_lossy().into_owned()];
+    let summary = run_client("a1111_client.py", args).await;
+    assert_eq!(summary["models"], json!(["demo-shapes", TINY_SD]), "{summary}");
+    assert_eq!(summary["checkpoint"], TINY_SD, "util_set_model set it through /options: {summary}");
+    assert_eq!(
+        summary["txt2img"],
+        json!({"sizes": [[96, 64], [96, 64]], "seeds": [42, 43], "model": TINY_SD, "infotexts_match": true})
+    );
+    assert_eq!(summary["img2img"], json!({"size": [64, 64], "kept_right_half": true, "redrew_left_half": true}));
 }

@@ -240,31 +240,37 @@ pub fn schedule_items() -> Vec<ScheduleItem> {
 mod tests {
     use super::*;
 
-    fn run(sampler: Option<&str>, schedule: Option<&str>) -> Result<Option<&'static str>, String> {
-        native(sampler, schedule, FIRST_PASS).map(|s| s.scheduler).map_err(|e| e.detail)
+    /// The native scheduler `sampler` and `schedule` run as.
+    fn run(sampler: Option<&str>, schedule: Option<&str>) -> Option<&'static str> {
+        native(sampler, schedule, FIRST_PASS).expect("runs").scheduler
+    }
+
+    /// Why `sampler` and `schedule` are refused.
+    fn refused(sampler: Option<&str>, schedule: Option<&str>) -> String {
+        native(sampler, schedule, FIRST_PASS).expect_err("refused").detail
     }
 
     #[test]
     fn a1111_names_aliases_and_schedules_map_onto_native_schedulers() {
-        assert_eq!(run(None, None), Ok(None));
-        assert_eq!(run(Some("Euler a"), None), Ok(Some("euler_a")));
-        assert_eq!(run(Some("euler a"), Some("Automatic")), Ok(Some("euler_a")));
-        assert_eq!(run(Some("k_euler"), Some("karras")), Ok(Some("euler_karras")));
-        assert_eq!(run(Some("DPM++ 2M"), None), Ok(Some("dpmpp_2m_karras")));
-        assert_eq!(run(Some("DPM++ 2M Karras"), None), Ok(Some("dpmpp_2m_karras")));
-        assert_eq!(run(Some("DDIM"), None), Ok(Some("ddim")));
-        assert_eq!(run(Some("PLMS"), Some("")), Ok(Some("pndm")));
-        assert_eq!(run(Some("LCM"), None), Ok(Some("lcm")));
-        assert_eq!(run(None, Some("Karras")), Ok(Some("euler_karras")));
+        assert_eq!(run(None, None), None);
+        assert_eq!(run(Some("Euler a"), None), Some("euler_a"));
+        assert_eq!(run(Some("euler a"), Some("Automatic")), Some("euler_a"));
+        assert_eq!(run(Some("k_euler"), Some("karras")), Some("euler_karras"));
+        assert_eq!(run(Some("DPM++ 2M"), None), Some("dpmpp_2m_karras"));
+        assert_eq!(run(Some("DPM++ 2M Karras"), None), Some("dpmpp_2m_karras"));
+        assert_eq!(run(Some("DDIM"), None), Some("ddim"));
+        assert_eq!(run(Some("PLMS"), Some("")), Some("pndm"));
+        assert_eq!(run(Some("LCM"), None), Some("lcm"));
+        assert_eq!(run(None, Some("Karras")), Some("euler_karras"));
     }
 
     #[test]
     fn what_reelbox_does_not_run_is_refused_naming_its_field() {
-        assert!(run(Some("Heun"), None).is_err_and(|e| e.starts_with("sampler_name: \"Heun\"")));
-        assert!(run(Some("Euler"), Some("Exponential")).is_err_and(|e| e.starts_with("scheduler: \"Exponential\"")));
-        assert!(run(Some("DPM++ 2M SGM Uniform"), None).is_err_and(|e| e.starts_with("scheduler:")));
-        assert!(run(Some("Euler a"), Some("Karras")).is_err_and(|e| e.starts_with("scheduler:")));
-        assert!(run(Some("Euler"), Some("sideways")).is_err_and(|e| e.starts_with("scheduler:")));
+        assert!(refused(Some("Heun"), None).starts_with("sampler_name: \"Heun\""));
+        assert!(refused(Some("Euler"), Some("Exponential")).starts_with("scheduler: \"Exponential\""));
+        assert!(refused(Some("DPM++ 2M SGM Uniform"), None).starts_with("scheduler:"));
+        assert!(refused(Some("Euler a"), Some("Karras")).starts_with("scheduler:"));
+        assert!(refused(Some("Euler"), Some("sideways")).starts_with("scheduler:"));
     }
 
     #[test]
