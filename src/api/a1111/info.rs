@@ -116,7 +116,8 @@ pub async fn get_options(State(state): State<AppState>) -> Json<Value> {
 #[utoipa::path(post, path = "/sdapi/v1/options", operation_id = "a1111_set_options", tag = "a1111", request_body = Object,
     responses((status = 200, description = "set: `null`, as A1111 answers", body = Option<Object>),
         (status = 403, description = "a client key asked to change the box's default model", body = super::error::A1111ErrorBody),
-        (status = 404, description = "no such diffusion model", body = super::error::A1111ErrorBody)))]
+        (status = 404, description = "no such diffusion model", body = super::error::A1111ErrorBody),
+        (status = 422, description = "a body that is not a JSON object, or a checkpoint that is no name", body = super::error::A1111ErrorBody)))]
 pub async fn set_options(
     State(state): State<AppState>,
     caller: Caller,
