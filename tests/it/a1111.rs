@@ -312,6 +312,42 @@ async fn progress_follows_the_callers_job_and_a_client_that_hangs_up_cancels_it(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_says_how_far_the_running_picture_is_and_interrupt_stops_it() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = reqwest::Client::new();
+    // Long enough to be seen running: 8 pictures of 150 steps.
+    let body = json!({"prompt": "a red door", "steps": 150, "width": 256, "height": 256, "batch_size": 8});
+    let waiting = tokio::spawn({
+        let (c, url) = (c.clone(), d.at("/sdapi/v1/txt2img"));
+        async move {
+            let resp = c.post(url).json(&body).send().await.expect("txt2img");
+            (resp.status(), resp.json::<Value>().await.expect("json"))
+        }
+    });
+    let t0 = Instant::now();
+    let running = loop {
+        let p: Value = c.get(d.at("/sdapi/v1/progress")).send().await.expect("progress").json().await.expect("json");
+        if p["progress"].as_f64().is_some_and(|f| f > 0.0) {
+            break p;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60) && !waiting.is_finished(), "never seen running: {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(running["progress"].as_f64().is_some_and(|f| f < 1.0), "{running}");
+    assert!(running["eta_relative"].as_f64().is_some_and(|s| s >= 0.0), "{running}");
+    assert_eq!(running["state"]["job_count"], 1, "{running}");
+    assert!(running["state"]["sampling_steps"].as_u64().is_some_and(|n| n > 0), "{running}");
+    assert_eq!(running["current_image"], Value::Null);
+    let resp = c.post(d.at("/sdapi/v1/interrupt")).send().await.expect("interrupt");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, answer) = waiting.await.expect("join");
+    assert_eq!(status, StatusCode::CONFLICT, "the interrupted request says its job was canceled: {answer}");
+    assert!(answer["detail"].as_str().is_some_and(|m| m.contains("canceled")), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webuiapi_logs_in_with_a_key_picks_the_model_and_draws_and_inpaints() {
     let models = models_dir(false);
     std::os::unix::fs::symlink(common::source_tree().join("models/demo/shapes"), models.path().join("demo-shapes"))
