@@ -183,6 +183,8 @@ pub(super) struct SamplerSettings {
     pub cfg: f64,
     pub denoise: f64,
     pub scheduler: &'static str,
+    /// The `image` kind's `schedule`: ComfyUI's scheduler the sampler runs over.
+    pub schedule: Option<&'static str>,
 }
 
 impl SamplerSettings {
@@ -192,8 +194,8 @@ impl SamplerSettings {
         let sampler = &g.nodes[id];
         let int = |input: &str, default: i128| sampler.inputs.get(input).and_then(int_value).unwrap_or(default);
         let float = |input: &str, default: f64| sampler.inputs.get(input).and_then(float_value).unwrap_or(default);
-        let scheduler =
-            reelbox_scheduler(&text(sampler, "sampler_name"), &text(sampler, "scheduler")).map_err(|input| {
+        let (scheduler, schedule) = reelbox_scheduler(&text(sampler, "sampler_name"), &text(sampler, "scheduler"))
+            .map_err(|input| {
                 let received = json!(text(sampler, input));
                 input_error(id, "KSampler", input, "value_not_in_list", "Value not in list", &received)
             })?;
@@ -203,6 +205,7 @@ impl SamplerSettings {
             cfg: float("cfg", 8.0),
             denoise: float("denoise", 1.0),
             scheduler,
+            schedule,
         })
     }
 }
@@ -236,6 +239,7 @@ fn sampling_chain(
         steps: Some(settings.steps),
         guidance: Some(settings.cfg),
         scheduler: Some(settings.scheduler.to_string()),
+        schedule: settings.schedule.map(String::from),
         seed: Some(settings.seed),
         // ComfyUI draws a batch's starting noise from the seed with torch's CPU generator.
         noise: Some("comfyui".to_string()),

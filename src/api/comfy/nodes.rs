@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::inpaint::{ENCODE_FOR_INPAINT, LOAD_MASK, NOISE_MASK};
 use crate::media::resize::Method;
+use crate::pipelines::diffusion::samplers::Schedule;
 
 /// ComfyUI's largest seed (`0xffffffffffffffff`).
 pub const MAX_SEED: u64 = u64::MAX;
@@ -104,11 +105,13 @@ pub const CLASS_TYPES: [&str; 19] = [
 
 /// ComfyUI sampler names reelbox has.
 pub const SAMPLERS: [&str; 5] = ["euler", "euler_ancestral", "ddim", "dpmpp_2m", "lcm"];
-/// ComfyUI sigma schedules reelbox has (`karras` only with `dpmpp_2m`).
-pub const SCHEDULERS: [&str; 2] = ["normal", "karras"];
+/// ComfyUI schedulers reelbox has (`lcm` only with `normal`).
+pub const SCHEDULERS: [&str; 5] = Schedule::NAMES;
 
-/// A ComfyUI sampler + schedule → reelbox's scheduler name; `Err` names the input at fault.
-pub fn reelbox_scheduler(sampler: &str, schedule: &str) -> Result<&'static str, &'static str> {
+/// A ComfyUI sampler + scheduler → the `image` kind's `scheduler` and `schedule`: sampled
+/// as ComfyUI's KSampler samples (k-diffusion over the scheduler's σs), except `lcm`, which
+/// is reelbox's LCM on its own schedule; `Err` names the input at fault.
+pub fn reelbox_scheduler(sampler: &str, schedule: &str) -> Result<(&'static str, Option<&'static str>), &'static str> {
     let base = match sampler {
         "euler" => "euler",
         "euler_ancestral" => "euler_a",
@@ -117,10 +120,10 @@ pub fn reelbox_scheduler(sampler: &str, schedule: &str) -> Result<&'static str, 
         "lcm" => "lcm",
         _ => return Err("sampler_name"),
     };
-    match (base, schedule) {
-        (_, "normal") => Ok(base),
-        ("dpmpp_2m", "karras") => Ok("dpmpp_2m_karras"),
-        _ => Err("scheduler"),
+    match (base, Schedule::parse(schedule)) {
+        ("lcm", Some(Schedule::Normal)) => Ok(("lcm", None)),
+        ("lcm", _) | (_, None) => Err("scheduler"),
+        (_, Some(s)) => Ok((base, Some(s.name()))),
     }
 }
 
@@ -428,13 +431,14 @@ mod tests {
 
     #[test]
     fn samplers_map_onto_reelbox_schedulers() {
-        assert_eq!(reelbox_scheduler("euler", "normal"), Ok("euler"));
-        assert_eq!(reelbox_scheduler("euler_ancestral", "normal"), Ok("euler_a"));
-        assert_eq!(reelbox_scheduler("dpmpp_2m", "karras"), Ok("dpmpp_2m_karras"));
-        assert_eq!(reelbox_scheduler("lcm", "normal"), Ok("lcm"));
+        assert_eq!(reelbox_scheduler("euler", "normal"), Ok(("euler", Some("normal"))));
+        assert_eq!(reelbox_scheduler("euler_ancestral", "sgm_uniform"), Ok(("euler_a", Some("sgm_uniform"))));
+        assert_eq!(reelbox_scheduler("dpmpp_2m", "karras"), Ok(("dpmpp_2m", Some("karras"))));
+        assert_eq!(reelbox_scheduler("euler", "karras"), Ok(("euler", Some("karras"))));
+        assert_eq!(reelbox_scheduler("lcm", "normal"), Ok(("lcm", None)));
         assert_eq!(reelbox_scheduler("heun", "normal"), Err("sampler_name"));
-        assert_eq!(reelbox_scheduler("euler", "karras"), Err("scheduler"));
-        assert_eq!(reelbox_scheduler("euler", "exponential"), Err("scheduler"));
+        assert_eq!(reelbox_scheduler("lcm", "karras"), Err("scheduler"));
+        assert_eq!(reelbox_scheduler("euler", "beta"), Err("scheduler"));
     }
 
     #[test]

@@ -47,6 +47,7 @@ impl LocalImageArgs {
             steps: self.steps.map(i64::from),
             guidance: self.guidance.map(f64::from),
             scheduler: self.scheduler.clone(),
+            schedule: None,
             seed: self.seed.map(|s| wire_int("seed", s)).transpose()?,
             n: self.n.map(i64::from),
             init_image: init.then(|| Ulid::nil().to_string()),

@@ -9,15 +9,18 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::noise::{NoiseError, NoiseSource};
 
+pub mod comfy_sigmas;
 mod ddim;
 mod dpmpp;
 mod euler;
 mod euler_a;
 mod img2img;
+mod ksampler;
 mod lcm;
 mod pndm;
 pub mod schedule;
 
+pub use comfy_sigmas::Schedule;
 pub use img2img::{Span, StepsMode, build_span, img2img_start, steps_run};
 
 /// Why a scheduler cannot be built.
@@ -46,11 +49,14 @@ pub enum SchedulerKind {
     Pndm,
 }
 
-/// A scheduler choice: family plus the Karras-σ flag.
+/// A scheduler choice: family plus the Karras-σ flag, or the ComfyUI schedule it samples
+/// by as ComfyUI's KSampler does (`ksampler.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerChoice {
     pub kind: SchedulerKind,
     pub karras: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
 }
 
 impl SchedulerChoice {
@@ -73,7 +79,28 @@ impl SchedulerChoice {
         if karras && !matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep) {
             return Err(SchedulerError::UnknownName(name.to_string()));
         }
-        Ok(Self { kind, karras })
+        Ok(Self { kind, karras, schedule: None })
+    }
+
+    /// This choice sampling by ComfyUI's `schedule` (none: diffusers' own schedule), refused
+    /// for a `_karras` name (its σs are a schedule already) and the samplers k-diffusion's
+    /// KSampler path lacks.
+    pub fn with_schedule(self, schedule: Option<Schedule>) -> Result<Self, SchedulerError> {
+        let Some(s) = schedule else { return Ok(Self { schedule: None, ..self }) };
+        if self.karras {
+            return Err(SchedulerError::Unsupported(format!(
+                "{} and schedule {}: name the sampler alone (karras is a schedule)",
+                self.name(),
+                s.name()
+            )));
+        }
+        if matches!(self.kind, SchedulerKind::Lcm | SchedulerKind::Pndm) {
+            return Err(SchedulerError::Unsupported(format!(
+                "{} takes no schedule: only euler, euler_a, ddim and dpmpp_2m do",
+                self.name()
+            )));
+        }
+        Ok(Self { schedule: Some(s), ..self })
     }
 
     /// The choice a model's own `scheduler_config.json` class names, when reelbox has it.
@@ -90,7 +117,7 @@ impl SchedulerChoice {
             _ => return None,
         };
         let karras = karras && matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep);
-        Some(Self { kind, karras })
+        Some(Self { kind, karras, schedule: None })
     }
 
     /// The canonical request name of this choice.
@@ -411,6 +438,9 @@ pub fn build(
     let cfg = SchedulerConfig::resolve(file, choice)?;
     if steps == 0 || steps > cfg.num_train_timesteps {
         return Err(SchedulerError::Steps(format!("steps must be 1..={}, got {steps}", cfg.num_train_timesteps)));
+    }
+    if let Some(schedule) = choice.schedule {
+        return Ok(Box::new(ksampler::KSampler::new(&cfg, choice.kind, schedule, steps)?));
     }
     Ok(match choice.kind {
         SchedulerKind::Euler => Box::new(euler::Euler::new(&cfg, steps)?),
