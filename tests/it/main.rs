@@ -43,6 +43,7 @@ mod comfy_denoise;
 mod comfy_hires;
 mod comfy_inpaint;
 mod comfy_scale;
+mod comfy_seed;
 mod comfy_upscale;
 mod cpu_memory;
 mod crash;
