@@ -73,6 +73,12 @@ pub struct ImageRequest {
     /// strength changes less but costs as much). Only with `init_image`.
     #[schema(pattern = "^(schedule|run)$")]
     pub steps_mode: Option<String>,
+    /// ComfyUI's scheduler (A1111's "schedule type") to sample over, as ComfyUI's KSampler
+    /// samples: `normal`, `karras`, `exponential`, `sgm_uniform` or `simple`, with `scheduler`
+    /// `euler`, `euler_a`, `ddim` (ComfyUI's is Euler) or `dpmpp_2m`. Left out: the model's
+    /// own (diffusers') schedule for `scheduler`.
+    #[schema(pattern = "^(normal|karras|exponential|sgm_uniform|simple)$")]
+    pub schedule: Option<String>,
     /// Where the starting noise comes from: `reelbox` (default: its own generator),
     /// `torch_cpu` (torch's CPU generator, a seed per picture: A1111's "CPU" source) or
     /// `comfyui` (torch's CPU generator, the batch drawn at once from `seed`: ComfyUI's

@@ -14,6 +14,8 @@ use reelbox::gpu::DeviceId;
 use reelbox::kinds::image::{ImageRequest, LocalImageArgs, RefineRequest, render_local};
 use reelbox::kinds::resize::ResizeRequest;
 use reelbox::pipelines::Progress;
+use reelbox::pipelines::diffusion::noise::NoiseKind;
+use reelbox::pipelines::diffusion::samplers::Schedule;
 use serde_json::json;
 
 use super::Global;
@@ -54,6 +56,16 @@ pub struct ImageArgs {
     /// Scheduler, e.g. euler, euler-a, ddim, dpm++2m-karras, lcm.
     #[arg(long)]
     pub scheduler: Option<String>,
+    /// Sample as ComfyUI's KSampler does, over this scheduler's σs (A1111's "schedule type"):
+    /// normal, karras, exponential, sgm_uniform or simple; with --scheduler euler, euler-a,
+    /// ddim or dpmpp_2m.
+    #[arg(long, value_parser = Schedule::NAMES)]
+    pub schedule: Option<String>,
+    /// Where the starting noise comes from: reelbox (its own), torch_cpu (torch's CPU
+    /// generator, a seed a picture: A1111's "CPU") or comfyui (the batch from one seed, as
+    /// ComfyUI draws it): with either torch source, a seed gives the noise it gives there.
+    #[arg(long, value_parser = NoiseKind::NAMES)]
+    pub noise: Option<String>,
     /// Preset from presets.toml (size, steps, guidance, scheduler).
     #[arg(long)]
     pub preset: Option<String>,
@@ -107,6 +119,8 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         guidance: args.guidance,
         scheduler: args.scheduler,
+        schedule: args.schedule,
+        noise: args.noise,
         preset: args.preset,
         n: args.n,
         init: args.init,

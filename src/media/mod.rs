@@ -8,7 +8,8 @@
 //! refuses formats it cannot read saying what to send; `visual` opens an input that may be
 //! an image or a video; `resize` resamples a picture without a model (ComfyUI's "Upscale
 //! Image" methods);
-//! `probe` checks uploads at the API edge; `diff` measures how far two outputs are apart.
+//! `probe` checks uploads at the API edge; `diff` measures how far two outputs are apart;
+//! `morph` grows and shrinks a grey picture (an inpainting mask).
 
 pub mod audio;
 pub mod diff;
@@ -18,6 +19,7 @@ pub mod hyphenation;
 pub mod lines;
 pub mod mel;
 pub mod mix;
+pub mod morph;
 pub mod picture;
 pub mod probe;
 pub mod resize;

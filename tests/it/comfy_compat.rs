@@ -233,7 +233,7 @@ async fn a_bad_graph_is_refused_with_errors_at_each_node() {
 
     // Each on its own gets its own error type.
     let mut g = default_workflow("tiny-sd", 4);
-    g["3"]["inputs"]["scheduler"] = json!("exponential");
+    g["3"]["inputs"]["scheduler"] = json!("beta");
     let body: Value =
         c.post(d.at("/prompt")).json(&json!({"prompt": g})).send().await.expect("post").json().await.expect("json");
     assert_eq!(body["error"]["type"], "prompt_outputs_failed_validation");

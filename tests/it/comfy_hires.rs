@@ -233,6 +233,8 @@ async fn the_latent_form_starts_from_the_scaled_latent_not_a_decoded_picture() {
         native[k] = v.clone();
         native["refine"][k] = v.clone();
     }
+    // Sampled as ComfyUI's KSampler samples, from its noise (the second pass takes both).
+    (native["schedule"], native["noise"]) = (json!("normal"), json!("comfyui"));
     let resp = c.post(d.at("/api/v1/images")).json(&native).send().await.expect("post");
     let id = resp.json::<Value>().await.expect("json")["id"].as_str().expect("an id").to_string();
     let done = common::daemon::wait_job(&c, &d, &id, Duration::from_secs(120), common::daemon::is_final).await;

@@ -30,6 +30,8 @@ pub struct Compiled {
     pub kind: &'static str,
     pub params: Value,
     pub roles: Roles,
+    /// A mask worked out from the mask nodes (a grey PNG): kept as an upload, it is `mask`.
+    pub mask: Option<Vec<u8>>,
 }
 
 /// A node error for one input (used for problems found after the generic checks).
@@ -134,26 +136,26 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
             resize_first: resize_first.then_some(true),
             ..UpscaleRequest::default()
         };
-        return Ok(Compiled { kind: Upscale::NAME, params: wire_params(&params)?, roles });
+        return Ok(Compiled { kind: Upscale::NAME, params: wire_params(&params)?, roles, mask: None });
     }
     let (sampler_id, _) = follow(g, &chain.source, "samples", &["KSampler"], 0)?;
-    let (mut params, sampling) = match super::hires::first_pass_of(g, &sampler_id)? {
+    let (mut params, sampling, mask) = match super::hires::first_pass_of(g, &sampler_id)? {
         None => sampling_chain(g, Some(chain.source.clone()), sampler_id, uploads)?,
         Some(first) => {
             let decode = first.decode.clone().or(first_decode);
-            let (mut params, sampling) = sampling_chain(g, decode, first.sampler.clone(), uploads)?;
+            let (mut params, sampling, mask) = sampling_chain(g, decode, first.sampler.clone(), uploads)?;
             super::inpaint::one_pass(g, &sampling, &sampler_id)?;
             let size = params.width.zip(params.height);
             let (refine, refining) = super::hires::second_pass(g, &sampler_id, &chain.source, first, &sampling, size)?;
             params.refine = Some(refine);
             roles.refine = Some(refining);
-            (params, sampling)
+            (params, sampling, mask)
         }
     };
     params.upscale_model = upscale_model;
     params.resize = resize;
     roles.sampling = Some(sampling);
-    Ok(Compiled { kind: Image::NAME, params: wire_params(&params)?, roles })
+    Ok(Compiled { kind: Image::NAME, params: wire_params(&params)?, roles, mask })
 }
 
 /// Whether the VAEDecode `source` of the chain a prompt runs decodes a second pass.
@@ -183,6 +185,8 @@ pub(super) struct SamplerSettings {
     pub cfg: f64,
     pub denoise: f64,
     pub scheduler: &'static str,
+    /// The `image` kind's `schedule`: ComfyUI's scheduler the sampler runs over.
+    pub schedule: Option<&'static str>,
 }
 
 impl SamplerSettings {
@@ -192,8 +196,8 @@ impl SamplerSettings {
         let sampler = &g.nodes[id];
         let int = |input: &str, default: i128| sampler.inputs.get(input).and_then(int_value).unwrap_or(default);
         let float = |input: &str, default: f64| sampler.inputs.get(input).and_then(float_value).unwrap_or(default);
-        let scheduler =
-            reelbox_scheduler(&text(sampler, "sampler_name"), &text(sampler, "scheduler")).map_err(|input| {
+        let (scheduler, schedule) = reelbox_scheduler(&text(sampler, "sampler_name"), &text(sampler, "scheduler"))
+            .map_err(|input| {
                 let received = json!(text(sampler, input));
                 input_error(id, "KSampler", input, "value_not_in_list", "Value not in list", &received)
             })?;
@@ -203,18 +207,19 @@ impl SamplerSettings {
             cfg: float("cfg", 8.0),
             denoise: float("denoise", 1.0),
             scheduler,
+            schedule,
         })
     }
 }
 
 /// The `image` request of the sampling chain that ends in `decode_id` after `sampler_id`
-/// (none: its latents go on to a second pass).
+/// (none: its latents go on to a second pass), and the mask it works out, if any.
 fn sampling_chain(
     g: &ValidGraph,
     decode_id: Option<String>,
     sampler_id: String,
     uploads: UploadLookup,
-) -> Result<(ImageRequest, Sampling), PromptError> {
+) -> Result<(ImageRequest, Sampling, Option<Vec<u8>>), PromptError> {
     let (ckpt_id, ckpt) = follow(g, &sampler_id, "model", &["CheckpointLoaderSimple"], 0)?;
     let ckpt_name = text(ckpt, "ckpt_name");
     let same_checkpoint =
@@ -236,6 +241,7 @@ fn sampling_chain(
         steps: Some(settings.steps),
         guidance: Some(settings.cfg),
         scheduler: Some(settings.scheduler.to_string()),
+        schedule: settings.schedule.map(String::from),
         seed: Some(settings.seed),
         // ComfyUI draws a batch's starting noise from the seed with torch's CPU generator.
         noise: Some("comfyui".to_string()),
@@ -243,7 +249,7 @@ fn sampling_chain(
     };
     let starts = ["EmptyLatentImage", "VAEEncode", super::inpaint::NOISE_MASK, super::inpaint::ENCODE_FOR_INPAINT];
     let (latent_id, latent) = follow(g, &sampler_id, "latent_image", &starts, 0)?;
-    let (mut load_image, mut mask) = (None, None);
+    let (mut load_image, mut mask, mut made) = (None, None, None);
     if latent.class_type == "EmptyLatentImage" {
         // ComfyUI's latents are width // 8 wide: sizes round down to multiples of 8.
         let side = |input: &str| latent.inputs.get(input).and_then(int_value).unwrap_or(512) / 8 * 8;
@@ -254,14 +260,15 @@ fn sampling_chain(
         let (encode_id, mask_node) = super::inpaint::encode_of(g, &latent_id)?;
         same_checkpoint(&encode_id, "vae", 2)?;
         let (load_id, _) = follow(g, &encode_id, "pixels", &["LoadImage"], 0)?;
-        params.init_image = Some(uploaded(g, &load_id, uploads)?.id);
+        let picture = uploaded(g, &load_id, uploads)?;
         params.strength = Some(settings.denoise);
         params.steps_mode = Some(STEPS_RUN.to_string());
         if let Some(node_id) = mask_node {
-            let (id, grow, masking) = super::inpaint::mask_of(g, &node_id, &encode_id, uploads)?;
-            (params.mask, params.mask_grow) = (Some(id), grow);
-            mask = Some(masking);
+            let (picked, grow, masking) =
+                super::inpaint::mask_of(g, (&node_id, &encode_id), (&picture, &load_id), uploads)?;
+            ((params.mask, made), params.mask_grow, mask) = (picked.split(), grow, Some(masking));
         }
+        params.init_image = Some(picture.id);
         load_image = Some(load_id);
     }
     let sampling = Sampling {
@@ -274,7 +281,7 @@ fn sampling_chain(
         sampler: sampler_id,
         decode: decode_id,
     };
-    Ok((params, sampling))
+    Ok((params, sampling, made))
 }
 
 #[cfg(test)]

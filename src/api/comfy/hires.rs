@@ -237,7 +237,8 @@ mod tests {
 
     use super::super::compile::compile;
     use super::super::files::UploadNotFound;
-    use super::super::nodes::{SpecContext, object_info, spec};
+    use super::super::info::node_info as object_info;
+    use super::super::nodes::{SpecContext, spec};
     use super::super::validate::tests::{ctx, default_workflow};
     use super::super::validate::validate;
     use crate::store::records::StageName;

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::answers::{Device, Features, NodeInfo, SystemInfo, SystemStats};
-use super::nodes::{CLASS_TYPES, SpecContext, object_info as node_info, spec};
+use super::nodes::{NodeSpec, SpecContext, class_types, input_config, spec};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
 use crate::gpu::DeviceId;
@@ -42,7 +42,7 @@ pub fn spec_context(state: &AppState) -> SpecContext {
 pub async fn object_info(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     let ctx = spec_context(&state);
     let all: Map<String, Value> =
-        CLASS_TYPES.iter().filter_map(|c| spec(c, &ctx)).map(|s| (s.class_type.to_string(), node_info(&s))).collect();
+        class_types().filter_map(|c| spec(c, &ctx)).map(|s| (s.class_type.to_string(), node_info(&s))).collect();
     Json(Value::Object(all))
 }
 
@@ -202,4 +202,33 @@ pub async fn extensions(_caller: Caller) -> Json<Value> {
 #[utoipa::path(get, path = "/features", tag = "comfyui", responses((status = 200, body = Features)))]
 pub async fn features(State(state): State<AppState>, _caller: Caller) -> Json<Features> {
     Json(Features { supports_preview_metadata: false, max_upload_size: state.config.limits.max_upload_bytes })
+}
+
+/// The `/object_info` entry of a node. Every input is listed as required, as ComfyUI does
+/// for these nodes (reelbox is lenient and fills `denoise` and `filename_prefix`).
+pub fn node_info(spec: &NodeSpec) -> Value {
+    let mut required = serde_json::Map::new();
+    for input in &spec.inputs {
+        let config = if spec.class_type == "LoadImage" {
+            // Clients show an upload button for this flag.
+            json!([[], {"image_upload": true}])
+        } else {
+            input_config(&input.kind)
+        };
+        required.insert(input.name.into(), config);
+    }
+    let order: Vec<&str> = spec.inputs.iter().map(|i| i.name).collect();
+    json!({
+        "input": {"required": required},
+        "input_order": {"required": order},
+        "output": spec.outputs,
+        "output_is_list": spec.outputs.iter().map(|_| false).collect::<Vec<_>>(),
+        "output_name": spec.outputs,
+        "name": spec.class_type,
+        "display_name": spec.display_name,
+        "description": spec.description,
+        "python_module": spec.python_module,
+        "category": spec.category,
+        "output_node": spec.output_node,
+    })
 }

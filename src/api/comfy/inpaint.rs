@@ -1,10 +1,11 @@
 //! ComfyUI's inpainting graphs as an `image` job's `init_image` + `mask` (+ `mask_grow`):
 //! the masked latent a KSampler starts from, a SetLatentNoiseMask over a VAEEncode or a
-//! VAEEncodeForInpaint, and the picture its MASK comes from, a LoadImage's (1 − alpha, so
-//! transparent redraws) or a LoadImageMask's channel. reelbox's mask is a picture read by
-//! its alpha when it has transparent pixels, else by its grey (`pipelines::diffusion::
-//! inpaint::Mask`): a MASK is taken when that reading of its upload gives ComfyUI's mask,
-//! and refused at the node whose input makes it otherwise.
+//! VAEEncodeForInpaint, and where its MASK comes from: a LoadImage's (1 − alpha, so
+//! transparent redraws), a LoadImageMask's channel, or the mask nodes (`masks`). reelbox's
+//! mask is a picture read by its alpha when it has transparent pixels, else by its grey
+//! (`pipelines::diffusion::inpaint::Mask`): a loader's MASK is the upload itself when that
+//! reading gives ComfyUI's mask, refused where ComfyUI's would be empty, and otherwise
+//! worked out by ComfyUI's arithmetic into a picture of its own, as every mask node's is.
 
 use image::DynamicImage;
 use serde_json::json;
@@ -13,6 +14,7 @@ use super::chain::{follow, unsupported};
 use super::compile::{Masking, Sampling, input_error};
 use super::files::{Upload, UploadLookup, uploaded};
 use super::literals::{int_value, text};
+use super::masks;
 use super::nodes::{InputKind, InputSpec, NodeSpec, int, link};
 use super::validate::{PromptError, ValidGraph};
 use crate::media::picture::open_as_stored;
@@ -81,22 +83,49 @@ pub(super) fn encode_of(g: &ValidGraph, latent_id: &str) -> Result<(String, Opti
     })
 }
 
-/// The mask picture's artifact id and the growth of mask node `node_id` (SetLatentNoiseMask
-/// or VAEEncodeForInpaint), with the nodes it names for the roles.
+/// The mask a job takes: an upload as it was sent, or a grey PNG worked out from the mask
+/// nodes, which the prompt keeps as an upload before it submits the job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MaskPicture {
+    /// The artifact id of an upload.
+    Upload(String),
+    /// A grey PNG, white redrawing.
+    Made(Vec<u8>),
+}
+
+impl MaskPicture {
+    /// The upload's id, or the PNG to keep as one.
+    pub fn split(self) -> (Option<String>, Option<Vec<u8>>) {
+        match self {
+            Self::Upload(id) => (Some(id), None),
+            Self::Made(png) => (None, Some(png)),
+        }
+    }
+}
+
+/// The mask and the growth of mask node `node_id` (SetLatentNoiseMask or
+/// VAEEncodeForInpaint) over `picture` (the upload of LoadImage `load_id`), with the nodes it
+/// names for the roles. A loader's MASK that reelbox reads from the upload as ComfyUI does is
+/// the upload; any other is worked out ([`masks::Chain`]).
 pub(super) fn mask_of(
     g: &ValidGraph,
-    node_id: &str,
-    encode_id: &str,
+    (node_id, encode_id): (&str, &str),
+    (picture, load_id): (&Upload, &str),
     uploads: UploadLookup,
-) -> Result<(String, Option<i64>, Masking), PromptError> {
+) -> Result<(MaskPicture, Option<i64>, Masking), PromptError> {
     let node = &g.nodes[node_id];
-    let (source_id, source) = match g.linked(node_id, "mask") {
-        Some((l, n)) if n.class_type == "LoadImage" && l.slot == 1 => (l.node, n),
-        Some((l, n)) if n.class_type == LOAD_MASK => (l.node, n),
+    let as_sent = match g.linked(node_id, "mask") {
+        Some((l, n)) if (n.class_type == "LoadImage" && l.slot == 1) || n.class_type == LOAD_MASK => {
+            as_sent(g, &l.node, uploads)?
+        }
+        Some((_, n)) if masks::is_mask_node(&n.class_type) => None,
         Some((l, n)) => {
             let why = format!(
-                "mask comes from {} (node {}); reelbox takes a mask only from a LoadImage's MASK or a LoadImageMask",
-                n.class_type, l.node
+                "mask comes from {} (node {}); reelbox takes a mask from a LoadImage's MASK, a LoadImageMask or \
+                 the mask nodes ({})",
+                n.class_type,
+                l.node,
+                masks::CLASS_TYPES.join(", ")
             );
             return Err(input_error(
                 node_id,
@@ -108,31 +137,54 @@ pub(super) fn mask_of(
             ));
         }
         None => {
-            return Err(unsupported(
-                node_id,
-                node,
-                "mask must be linked to a LoadImage's MASK or a LoadImageMask".into(),
-            ));
+            return Err(unsupported(node_id, node, "mask must be linked to a LoadImage's MASK or a mask node".into()));
         }
     };
-    let channel = if source.class_type == LOAD_MASK { text(source, "channel") } else { "alpha".into() };
-    let upload = uploaded(g, &source_id, uploads)?;
-    check_reading(&upload, &channel).map_err(|why| {
-        let why = why.to_string();
-        let input = if channel == "alpha" { "image" } else { "channel" };
-        let received = source.inputs.get(input).cloned().unwrap_or_default();
-        input_error(&source_id, &source.class_type, input, "custom_validation_failed", &why, &received)
-    })?;
+    let (mask, chain) = match as_sent {
+        Some((source, upload)) => (MaskPicture::Upload(upload.id), vec![source]),
+        None => {
+            let chain = masks::Chain::read(g, node_id, "mask", uploads)?;
+            (MaskPicture::Made(chain.png(g, picture, load_id)?), chain.nodes())
+        }
+    };
     // ComfyUI's kernel of side `grow_mask_by` reaches half of it past each edge.
     let grow = (node.class_type == ENCODE_FOR_INPAINT)
         .then(|| node.inputs.get("grow_mask_by").and_then(int_value).unwrap_or(6) / 2)
         .and_then(|g| i64::try_from(g).ok());
-    let mut before = Vec::new();
+    let (source, mut before) = match chain.split_first() {
+        Some((first, rest)) => (first.clone(), rest.to_vec()),
+        None => (String::new(), Vec::new()),
+    };
     if encode_id != node_id {
         before.push(encode_id.to_string());
     }
-    let masking = Masking { node: node_id.to_string(), source: source_id, before };
-    Ok((upload.id, grow, masking))
+    let masking = Masking { node: node_id.to_string(), source, before };
+    Ok((mask, grow, masking))
+}
+
+/// The loader `source_id` and its upload when reelbox reads the upload as ComfyUI reads its
+/// MASK; `None` for a colour channel, which is worked out; a refusal where ComfyUI's mask
+/// would be empty or the picture cannot be read.
+fn as_sent(g: &ValidGraph, source_id: &str, uploads: UploadLookup) -> Result<Option<(String, Upload)>, PromptError> {
+    let source = &g.nodes[source_id];
+    let channel = if source.class_type == LOAD_MASK { text(source, "channel") } else { "alpha".into() };
+    let upload = uploaded(g, source_id, uploads)?;
+    match check_reading(&upload, &channel) {
+        Ok(()) => Ok(Some((source_id.to_string(), upload))),
+        Err(NotOurMask::Colour) => Ok(None),
+        Err(why) => {
+            let input = if channel == "alpha" { "image" } else { "channel" };
+            let received = source.inputs.get(input).cloned().unwrap_or_default();
+            Err(input_error(
+                source_id,
+                &source.class_type,
+                input,
+                "custom_validation_failed",
+                &why.to_string(),
+                &received,
+            ))
+        }
+    }
 }
 
 /// Refuses a masked first pass that a second KSampler samples again (the hires fix): the
@@ -158,11 +210,9 @@ enum NotOurMask {
          channel red"
     )]
     Empty,
-    #[error(
-        "reelbox reads a mask by its transparency, or by its grey where it has none; the {0} channel of this \
-         picture is neither: send a black-and-white mask (white redraws) or choose channel alpha"
-    )]
-    Colour(String),
+    /// A colour channel of a coloured picture: reelbox's reading differs, so it is worked out.
+    #[error("a colour channel of a coloured picture")]
+    Colour,
 }
 
 /// Whether reelbox's reading of the upload (by alpha where it has transparent pixels, else by
@@ -173,7 +223,7 @@ fn check_reading(upload: &Upload, channel: &str) -> Result<(), NotOurMask> {
         ("alpha", true) => Ok(()),
         ("alpha", false) => Err(NotOurMask::Empty),
         (_, false) if is_grey(&picture) => Ok(()),
-        _ => Err(NotOurMask::Colour(channel.to_string())),
+        _ => Err(NotOurMask::Colour),
     }
 }
 

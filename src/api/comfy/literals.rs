@@ -84,6 +84,11 @@ pub(super) fn check_literal(name: &str, kind: &InputKind, v: &Value, config: &Va
             Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(()),
             _ => Err(convert_err("STRING")),
         },
+        // ComfyUI takes Python's `bool()` of any literal.
+        InputKind::Bool { .. } => match v {
+            Value::Bool(_) | Value::Number(_) | Value::String(_) => Ok(()),
+            _ => Err(convert_err("BOOLEAN")),
+        },
         InputKind::Combo(choices) => {
             let s = match v {
                 Value::String(s) => s.clone(),
@@ -127,6 +132,16 @@ pub fn float_value(v: &Value) -> Option<f64> {
     .filter(|f| f.is_finite())
 }
 
+/// A switch input's value, as Python's `bool()` reads it (0, "" and false are off).
+pub fn bool_value(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_f64().map(|f| f != 0.0),
+        Value::String(s) => Some(!s.is_empty()),
+        _ => None,
+    }
+}
+
 /// The type name a widget input has, for link type checks.
 pub(super) fn widget_type(kind: &InputKind) -> &'static str {
     match kind {
@@ -135,6 +150,7 @@ pub(super) fn widget_type(kind: &InputKind) -> &'static str {
         InputKind::Float { .. } => "FLOAT",
         InputKind::Text { .. } => "STRING",
         InputKind::Combo(_) => "COMBO",
+        InputKind::Bool { .. } => "BOOLEAN",
     }
 }
 

@@ -27,6 +27,8 @@ pub mod hires;
 pub mod info;
 pub mod inpaint;
 pub mod literals;
+pub mod mask_ops;
+pub mod masks;
 pub mod messages;
 pub mod nodes;
 pub mod prompts;

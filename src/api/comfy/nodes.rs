@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 
 use super::inpaint::{ENCODE_FOR_INPAINT, LOAD_MASK, NOISE_MASK};
+use super::masks;
 use crate::media::resize::Method;
+use crate::pipelines::diffusion::samplers::Schedule;
 
 /// ComfyUI's largest seed (`0xffffffffffffffff`).
 pub const MAX_SEED: u64 = u64::MAX;
@@ -32,6 +34,10 @@ pub enum InputKind {
     },
     /// One of a list, computed per request (installed models, sampler names).
     Combo(Vec<String>),
+    /// A switch (ComfyUI's `BOOLEAN`).
+    Bool {
+        default: bool,
+    },
 }
 
 /// One named input of a node.
@@ -79,8 +85,8 @@ pub const SCALES: [&str; 3] = ["ImageScale", "ImageScaleBy", "ImageScaleToTotalP
 /// latent form; reelbox scales the latent too, `pipelines::diffusion::latent_scale`).
 pub const LATENT_SCALES: [&str; 2] = ["LatentUpscale", "LatentUpscaleBy"];
 
-/// The class types reelbox runs.
-pub const CLASS_TYPES: [&str; 19] = [
+/// The class types reelbox runs, but for the mask nodes ([`class_types`] has all).
+const CLASS_TYPES: [&str; 19] = [
     "CheckpointLoaderSimple",
     "CLIPTextEncode",
     "EmptyLatentImage",
@@ -102,13 +108,20 @@ pub const CLASS_TYPES: [&str; 19] = [
     LOAD_MASK,
 ];
 
+/// Every class type reelbox runs, the mask nodes last.
+pub fn class_types() -> impl Iterator<Item = &'static str> {
+    CLASS_TYPES.into_iter().chain(masks::CLASS_TYPES)
+}
+
 /// ComfyUI sampler names reelbox has.
 pub const SAMPLERS: [&str; 5] = ["euler", "euler_ancestral", "ddim", "dpmpp_2m", "lcm"];
-/// ComfyUI sigma schedules reelbox has (`karras` only with `dpmpp_2m`).
-pub const SCHEDULERS: [&str; 2] = ["normal", "karras"];
+/// ComfyUI schedulers reelbox has (`lcm` only with `normal`).
+pub const SCHEDULERS: [&str; 5] = Schedule::NAMES;
 
-/// A ComfyUI sampler + schedule → reelbox's scheduler name; `Err` names the input at fault.
-pub fn reelbox_scheduler(sampler: &str, schedule: &str) -> Result<&'static str, &'static str> {
+/// A ComfyUI sampler + scheduler → the `image` kind's `scheduler` and `schedule`: sampled
+/// as ComfyUI's KSampler samples (k-diffusion over the scheduler's σs), except `lcm`, which
+/// is reelbox's LCM on its own schedule; `Err` names the input at fault.
+pub fn reelbox_scheduler(sampler: &str, schedule: &str) -> Result<(&'static str, Option<&'static str>), &'static str> {
     let base = match sampler {
         "euler" => "euler",
         "euler_ancestral" => "euler_a",
@@ -117,10 +130,10 @@ pub fn reelbox_scheduler(sampler: &str, schedule: &str) -> Result<&'static str, 
         "lcm" => "lcm",
         _ => return Err("sampler_name"),
     };
-    match (base, schedule) {
-        (_, "normal") => Ok(base),
-        ("dpmpp_2m", "karras") => Ok("dpmpp_2m_karras"),
-        _ => Err("scheduler"),
+    match (base, Schedule::parse(schedule)) {
+        ("lcm", Some(Schedule::Normal)) => Ok(("lcm", None)),
+        ("lcm", _) | (_, None) => Err("scheduler"),
+        (_, Some(s)) => Ok((base, Some(s.name()))),
     }
 }
 
@@ -132,7 +145,7 @@ pub(super) fn int(name: &'static str, default: i128, min: i128, max: i128, step:
     InputSpec { name, kind: InputKind::Int { default, min, max, step } }
 }
 
-fn float(name: &'static str, default: f64, min: f64, max: f64) -> InputSpec {
+pub(super) fn float(name: &'static str, default: f64, min: f64, max: f64) -> InputSpec {
     InputSpec { name, kind: InputKind::Float { default, min, max, step: 0.01 } }
 }
 
@@ -326,7 +339,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
         "LatentUpscaleBy" => {
             latent_scale_node("LatentUpscaleBy", "Upscale Latent By", vec![float("scale_by", 1.5, 0.01, 8.0)])
         }
-        _ => return super::inpaint::spec(class_type),
+        _ => return super::inpaint::spec(class_type).or_else(|| masks::spec(class_type, side)),
     })
 }
 
@@ -376,6 +389,7 @@ pub fn input_config(kind: &InputKind) -> Value {
             json!(["STRING", {"default": default, "multiline": multiline, "dynamicPrompts": multiline}])
         }
         InputKind::Combo(choices) => json!([choices]),
+        InputKind::Bool { default } => json!(["BOOLEAN", {"default": default}]),
     }
 }
 
@@ -383,37 +397,9 @@ fn int_json(v: i128) -> Value {
     u64::try_from(v).map(Value::from).or_else(|_| i64::try_from(v).map(Value::from)).unwrap_or(Value::Null)
 }
 
-/// The `/object_info` entry of a node. Every input is listed as required, as ComfyUI does
-/// for these nodes (reelbox is lenient and fills `denoise` and `filename_prefix`).
-pub fn object_info(spec: &NodeSpec) -> Value {
-    let mut required = serde_json::Map::new();
-    for input in &spec.inputs {
-        let config = if spec.class_type == "LoadImage" {
-            // Clients show an upload button for this flag.
-            json!([[], {"image_upload": true}])
-        } else {
-            input_config(&input.kind)
-        };
-        required.insert(input.name.into(), config);
-    }
-    let order: Vec<&str> = spec.inputs.iter().map(|i| i.name).collect();
-    json!({
-        "input": {"required": required},
-        "input_order": {"required": order},
-        "output": spec.outputs,
-        "output_is_list": spec.outputs.iter().map(|_| false).collect::<Vec<_>>(),
-        "output_name": spec.outputs,
-        "name": spec.class_type,
-        "display_name": spec.display_name,
-        "description": spec.description,
-        "python_module": spec.python_module,
-        "category": spec.category,
-        "output_node": spec.output_node,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::info::node_info as object_info;
     use super::*;
 
     fn ctx() -> SpecContext {
@@ -428,18 +414,19 @@ mod tests {
 
     #[test]
     fn samplers_map_onto_reelbox_schedulers() {
-        assert_eq!(reelbox_scheduler("euler", "normal"), Ok("euler"));
-        assert_eq!(reelbox_scheduler("euler_ancestral", "normal"), Ok("euler_a"));
-        assert_eq!(reelbox_scheduler("dpmpp_2m", "karras"), Ok("dpmpp_2m_karras"));
-        assert_eq!(reelbox_scheduler("lcm", "normal"), Ok("lcm"));
+        assert_eq!(reelbox_scheduler("euler", "normal"), Ok(("euler", Some("normal"))));
+        assert_eq!(reelbox_scheduler("euler_ancestral", "sgm_uniform"), Ok(("euler_a", Some("sgm_uniform"))));
+        assert_eq!(reelbox_scheduler("dpmpp_2m", "karras"), Ok(("dpmpp_2m", Some("karras"))));
+        assert_eq!(reelbox_scheduler("euler", "karras"), Ok(("euler", Some("karras"))));
+        assert_eq!(reelbox_scheduler("lcm", "normal"), Ok(("lcm", None)));
         assert_eq!(reelbox_scheduler("heun", "normal"), Err("sampler_name"));
-        assert_eq!(reelbox_scheduler("euler", "karras"), Err("scheduler"));
-        assert_eq!(reelbox_scheduler("euler", "exponential"), Err("scheduler"));
+        assert_eq!(reelbox_scheduler("lcm", "karras"), Err("scheduler"));
+        assert_eq!(reelbox_scheduler("euler", "beta"), Err("scheduler"));
     }
 
     #[test]
     fn every_class_type_has_a_spec_and_object_info_lists_its_inputs() {
-        for class in CLASS_TYPES {
+        for class in class_types() {
             let spec = spec(class, &ctx()).expect(class);
             let info = object_info(&spec);
             assert_eq!(info["name"], class);

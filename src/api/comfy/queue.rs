@@ -10,13 +10,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Comfy;
 use super::answers::{ExecInfo, HistoryEntry, PromptQueued, QueueContents, QueueInfo};
-use super::compile::{Upload, compile, input_error};
+use super::compile::{Compiled, Upload, compile, input_error};
 use super::error::{ComfyError, ComfyQuery, parse_or_default};
-use super::files::find_upload;
+use super::files::{file_name, find_upload};
 use super::info::spec_context;
 use super::messages::{self, Message};
 use super::prompts::{PromptMeta, PromptRecord};
-use super::validate::{PromptError, validate};
+use super::validate::{PromptError, ValidGraph, validate};
+use crate::api::artifacts::store_upload;
 use crate::api::auth::Caller;
 use crate::api::json::ApiBytes;
 use crate::api::outputs::final_images;
@@ -82,11 +83,19 @@ pub async fn post_prompt(
             .into());
         }
     };
-    let graph = validate(prompt, &spec_context(&state))?;
-    let compiled = compile(&graph, &|name| {
-        let found = find_upload(&state, &comfy.uploads, &caller, name)?;
-        Ok(Upload { id: found.id.to_string(), path: state.store.artifacts_dir().join(&found.path) })
-    })?;
+    // Compiling reads pictures (a mask's uploads, worked out pixel by pixel): blocking work,
+    // kept off the runtime's workers so other requests go on meanwhile.
+    let (graph, mut compiled) = {
+        let (state, comfy, caller, prompt) = (state.clone(), comfy.clone(), caller.clone(), prompt.clone());
+        tokio::task::spawn_blocking(move || checked_and_compiled(&state, &comfy, &caller, &prompt))
+            .await
+            .map_err(|e| ApiError::internal(format!("the prompt's check stopped: {e}")))??
+    };
+    if let Some(png) = compiled.mask.take() {
+        // Kept as the caller's upload, as a mask sent to the native route is: the job names it.
+        let kept = store_upload(&state, &caller, png, "image/png", "upload", |a| file_name("mask", a)).await?;
+        compiled.params["mask"] = json!(kept.artifact.id.to_string());
+    }
     let front = req.get("front").and_then(Value::as_bool).unwrap_or(false);
     let priority = if front { FRONT_PRIORITY } else { 0 };
     let submission =
@@ -136,6 +145,21 @@ pub async fn post_prompt(
         return Err(ApiError::from(e).into());
     }
     Ok(Json(PromptQueued { prompt_id, number, node_errors: Map::new() }))
+}
+
+/// The checked graph of `prompt` and the job it compiles to, its uploads the caller's. Blocking.
+fn checked_and_compiled(
+    state: &AppState,
+    comfy: &Comfy,
+    caller: &Caller,
+    prompt: &Value,
+) -> Result<(ValidGraph, Compiled), PromptError> {
+    let graph = validate(prompt, &spec_context(state))?;
+    let compiled = compile(&graph, &|name| {
+        let found = find_upload(state, &comfy.uploads, caller, name)?;
+        Ok(Upload { id: found.id.to_string(), path: state.store.artifacts_dir().join(&found.path) })
+    })?;
+    Ok((graph, compiled))
 }
 
 fn valid_prompt_id(id: &str) -> bool {

@@ -46,9 +46,11 @@ pub struct Sampling {
 pub struct Masking {
     /// SetLatentNoiseMask or VAEEncodeForInpaint, whose `mask` it is.
     pub node: String,
-    /// The LoadImage or LoadImageMask whose picture it is.
+    /// The node it starts from: the LoadImage or LoadImageMask whose picture it is, or the
+    /// first of the mask nodes it passes.
     pub source: String,
-    /// The nodes that run before `node` beside the chain's (SetLatentNoiseMask's VAEEncode).
+    /// The nodes that run before `node` beside the chain's: the mask nodes after `source`,
+    /// in order, and SetLatentNoiseMask's VAEEncode.
     #[serde(default)]
     pub before: Vec<String>,
 }

@@ -26,6 +26,10 @@ pub struct LocalImageArgs {
     pub seed: Option<u64>,
     pub guidance: Option<f32>,
     pub scheduler: Option<String>,
+    /// ComfyUI's scheduler to sample over (the `image` kind's `schedule`).
+    pub schedule: Option<String>,
+    /// Where the starting noise comes from (the `image` kind's `noise`).
+    pub noise: Option<String>,
     pub preset: Option<String>,
     pub n: Option<u32>,
     /// img2img starting picture (a file, not an artifact).
@@ -47,6 +51,7 @@ impl LocalImageArgs {
             steps: self.steps.map(i64::from),
             guidance: self.guidance.map(f64::from),
             scheduler: self.scheduler.clone(),
+            schedule: self.schedule.clone(),
             seed: self.seed.map(|s| wire_int("seed", s)).transpose()?,
             n: self.n.map(i64::from),
             init_image: init.then(|| Ulid::nil().to_string()),
@@ -54,7 +59,7 @@ impl LocalImageArgs {
             mask: None,
             mask_grow: None,
             steps_mode: None,
-            noise: None,
+            noise: self.noise.clone(),
             preset: self.preset.clone(),
             preview_every: Some(0),
             upscale_model: None,

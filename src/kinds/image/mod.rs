@@ -131,7 +131,7 @@ impl Image {
         cancel: Option<&CancellationToken>,
     ) -> Result<Rendered, DiffusionError> {
         let model = self.model(config, engine, device, &params.model)?;
-        let choice = SchedulerChoice::parse(&params.scheduler)?;
+        let choice = SchedulerChoice::parse(&params.scheduler)?.with_schedule(params.schedule)?;
         let req = GenerateRequest {
             prompt: params.prompt.clone(),
             negative_prompt: params.negative_prompt.clone(),
@@ -173,12 +173,14 @@ impl Image {
                 negative_prompt: params.negative_prompt.as_deref(),
                 steps: params.steps,
                 sampler: choice.label(),
+                schedule: params.schedule.map(|s| s.label()),
                 guidance: params.guidance,
                 seed: seeds[i],
                 width: params.width,
                 height: params.height,
                 model: &params.model,
                 strength: params.strength,
+                rng: params.noise.label(),
             }
             .to_text();
             let name = picture_name("image", i, params.n);

@@ -16,10 +16,10 @@ use crate::models::{Availability, Catalog, ModelKind, Tuning};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::noise::NoiseKind;
 use crate::pipelines::diffusion::preset::Presets;
-use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind, StepsMode};
+use crate::pipelines::diffusion::samplers::{self, Schedule, SchedulerChoice, SchedulerKind, StepsMode};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 21] = [
+const KNOWN: [&str; 22] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -28,6 +28,7 @@ const KNOWN: [&str; 21] = [
     "steps",
     "guidance",
     "scheduler",
+    "schedule",
     "seed",
     "n",
     "init_image",
@@ -70,6 +71,9 @@ pub struct ImageRequest {
     pub guidance: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
+    /// ComfyUI's scheduler ([`Schedule`]): sample as its KSampler does, over these σs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     /// Random when unset; the stored job records the one used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
@@ -124,6 +128,10 @@ pub struct ImageParams {
     pub steps: u32,
     pub guidance: f32,
     pub scheduler: String,
+    /// ComfyUI's schedule the sampler runs over (none, and in jobs stored before it: the
+    /// model's own diffusers schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     pub seed: u64,
     pub n: u32,
     pub init_image: Option<String>,
@@ -211,14 +219,14 @@ fn model_defaults(info: &ModelInfo, tuning: Option<Tuning>) -> (i64, f64, Schedu
 }
 
 fn own_defaults(info: &ModelInfo) -> (i64, f64, SchedulerChoice) {
-    let fallback = SchedulerChoice { kind: SchedulerKind::DpmSolverMultistep, karras: true };
+    let fallback = SchedulerChoice { kind: SchedulerKind::DpmSolverMultistep, karras: true, schedule: None };
     let own = info.default_scheduler;
     if own.is_some_and(|c| c.kind == SchedulerKind::Lcm) {
         let guidance = if info.time_cond_proj_dim.is_some() { 8.5 } else { 1.0 };
         return (4, guidance, own.unwrap_or(fallback));
     }
     if info.name.to_ascii_lowercase().contains("turbo") {
-        return (1, 0.0, own.unwrap_or(SchedulerChoice { kind: SchedulerKind::Euler, karras: false }));
+        return (1, 0.0, own.unwrap_or(SchedulerChoice { kind: SchedulerKind::Euler, karras: false, schedule: None }));
     }
     (25, 7.0, own.unwrap_or(fallback))
 }
@@ -236,6 +244,7 @@ impl ImageRequest {
             steps: int_field(params, "steps")?,
             guidance: float_field(params, "guidance")?,
             scheduler: string_field(params, "scheduler")?,
+            schedule: string_field(params, "schedule")?,
             seed: int_field(params, "seed")?,
             n: int_field(params, "n")?,
             init_image: string_field(params, "init_image")?,
@@ -331,6 +340,8 @@ impl ImageRequest {
         };
         let choice =
             SchedulerChoice::parse(&scheduler_name).map_err(|e| ParamError::new("scheduler", e.to_string()))?;
+        let schedule = named("schedule", self.schedule.as_deref(), Schedule::parse, &Schedule::NAMES)?;
+        let choice = choice.with_schedule(schedule).map_err(|e| ParamError::new("schedule", e.to_string()))?;
         let seed = match self.seed {
             None => u64::from(rand::random::<u32>()),
             Some(s) => int_in("seed", s, 0..=MAX_SEED)?.unsigned_abs(),
@@ -388,6 +399,7 @@ impl ImageRequest {
             steps,
             guidance,
             scheduler: choice.name().to_string(),
+            schedule,
             seed,
             n,
             init_image: self.init_image,
@@ -395,12 +407,7 @@ impl ImageRequest {
             mask: self.mask,
             mask_grow,
             steps_mode,
-            noise: match self.noise.as_deref() {
-                None => NoiseKind::Reelbox,
-                Some(name) => NoiseKind::parse(name).ok_or_else(|| {
-                    ParamError::new("noise", format!("{name:?} is not one of {}", NoiseKind::NAMES.join(", ")))
-                })?,
-            },
+            noise: named("noise", self.noise.as_deref(), NoiseKind::parse, &NoiseKind::NAMES)?.unwrap_or_default(),
             preset: self.preset,
             preview_every,
             upscale_model,
@@ -420,6 +427,17 @@ impl ImageRequest {
         }
         Ok(params)
     }
+}
+
+/// The value a request's `field` names among `names`, if it names one.
+fn named<T>(
+    field: &str,
+    name: Option<&str>,
+    parse: fn(&str) -> Option<T>,
+    names: &[&str],
+) -> Result<Option<T>, ParamError> {
+    name.map(|n| parse(n).ok_or_else(|| ParamError::new(field, format!("{n:?} is not one of {}", names.join(", ")))))
+        .transpose()
 }
 
 fn is_zero(v: &u32) -> bool {

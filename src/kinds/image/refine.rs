@@ -264,8 +264,10 @@ impl RefineRequest {
             Some(g) => float_in(&sub("guidance"), g, 0.0..=30.0)? as f32,
         };
         let scheduler = self.scheduler.unwrap_or_else(|| first.scheduler.clone());
-        let choice =
-            SchedulerChoice::parse(&scheduler).map_err(|e| ParamError::new(sub("scheduler"), e.to_string()))?;
+        // The second pass samples over the first's ComfyUI schedule, if it has one.
+        let choice = SchedulerChoice::parse(&scheduler)
+            .and_then(|c| c.with_schedule(first.schedule))
+            .map_err(|e| ParamError::new(sub("scheduler"), e.to_string()))?;
         let steps_mode = super::params::steps_mode(&sub("steps_mode"), self.steps_mode.as_deref())?;
         super::params::check_schedule(choice, info, steps, strength, steps_mode, (&sub("steps"), &sub("scheduler")))?;
         let seed = match self.seed {
@@ -338,6 +340,7 @@ impl Refine {
             steps: self.steps,
             guidance: self.guidance,
             scheduler: self.scheduler.clone(),
+            schedule: first.schedule,
             seed: self.seed.wrapping_add(i as u64),
             n: 1,
             init_image: None,

@@ -378,6 +378,7 @@ pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Res
         steps: p.steps.map(i64::from),
         guidance: p.guidance,
         scheduler: p.scheduler.clone(),
+        schedule: None,
         seed: Some(wire_int("seed", seed)?),
         n: Some(1),
         init_image: None,

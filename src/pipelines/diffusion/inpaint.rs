@@ -12,6 +12,7 @@ use image::{DynamicImage, GrayImage, imageops};
 use super::DiffusionError;
 use super::pipeline::{DecodedImage, InitImage};
 use super::samplers::Scheduler;
+use crate::media::morph::{self, Footprint};
 
 /// Half the width of the soft edge: the redrawn part fades in over the `2 × FEATHER_PX`
 /// pixels inside the mask's edge (a box blur of the mask shrunk by as much, so it stays 0
@@ -52,11 +53,13 @@ impl Mask {
     /// `2·px + 1`, as ComfyUI's VAEEncodeForInpaint grows its mask before sampling), so the
     /// redrawn part reaches past an edge drawn tight.
     pub fn grown(self, px: u32) -> Self {
-        if px == 0 {
-            return self;
-        }
-        let (w, h) = (self.width as usize, self.height as usize);
-        let redraw = separable(&self.redraw, w, h, px as usize, |window| window.iter().copied().fold(0f32, f32::max));
+        self.spread(i64::from(px), Footprint::Square)
+    }
+
+    /// The mask grown by `px` pixels (shrunk where negative), each step reaching the pixels
+    /// `footprint` says (ComfyUI's GrowMask: `Diamond` with its `tapered_corners`).
+    pub fn spread(self, px: i64, footprint: Footprint) -> Self {
+        let redraw = morph::spread(&self.redraw, self.width as usize, self.height as usize, px, footprint);
         Self { redraw, ..self }
     }
 
@@ -83,7 +86,8 @@ impl Mask {
     /// is never above the mask: a pixel the mask keeps stays kept.
     pub fn feathered(&self, radius: usize) -> Vec<f32> {
         let (w, h) = (self.width as usize, self.height as usize);
-        let shrunk = separable(&self.redraw, w, h, radius, |window| window.iter().copied().fold(1f32, f32::min));
+        let steps = -i64::try_from(radius).unwrap_or(i64::MAX);
+        let shrunk = morph::spread(&self.redraw, w, h, steps, Footprint::Square);
         separable(&shrunk, w, h, radius, |window| window.iter().sum::<f32>() / window.len() as f32)
     }
 }
@@ -252,7 +256,7 @@ mod tests {
     fn after_each_step_the_kept_cells_are_the_pictures_own_at_the_next_noise_level() {
         use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerConfigFile, SchedulerKind};
         let file: SchedulerConfigFile = serde_json::from_str(r#"{"beta_schedule": "scaled_linear"}"#).expect("config");
-        let choice = SchedulerChoice { kind: SchedulerKind::Euler, karras: false };
+        let choice = SchedulerChoice { kind: SchedulerKind::Euler, karras: false, schedule: None };
         let scheduler = samplers::build(choice, &file, 4, 1.0).expect("euler");
         // Two channels of a 2×1 latent grid (16×8 pixels), the left cell masked.
         let (clean, noise) = (vec![0.5, -0.5, 0.25, 1.0], vec![1.0, 2.0, -1.0, 0.5]);

@@ -91,6 +91,11 @@ impl NoiseKind {
         *self == Self::Reelbox
     }
 
+    /// Its name in A1111's "RNG" (a picture's parameters text), when not reelbox's own.
+    pub fn label(self) -> Option<&'static str> {
+        (self != Self::Reelbox).then_some("CPU")
+    }
+
     /// The noise of a batch whose picture `i` takes `seeds[i]`.
     pub fn source(self, seeds: &[u64]) -> Box<dyn NoiseSource> {
         match self {

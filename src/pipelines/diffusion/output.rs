@@ -12,6 +12,8 @@ pub struct ImageParameters<'a> {
     pub negative_prompt: Option<&'a str>,
     pub steps: u32,
     pub sampler: &'a str,
+    /// A1111's "Schedule type" (`Karras`), when sampled over a ComfyUI schedule.
+    pub schedule: Option<&'a str>,
     pub guidance: f32,
     pub seed: u64,
     pub width: u32,
@@ -19,6 +21,8 @@ pub struct ImageParameters<'a> {
     pub model: &'a str,
     /// img2img strength.
     pub strength: Option<f64>,
+    /// A1111's "RNG" (`CPU`: torch's CPU generator), when not reelbox's own.
+    pub rng: Option<&'a str>,
 }
 
 impl ImageParameters<'_> {
@@ -29,12 +33,19 @@ impl ImageParameters<'_> {
             s.push_str("\nNegative prompt: ");
             s.push_str(neg);
         }
+        s.push_str(&format!("\nSteps: {}, Sampler: {}", self.steps, self.sampler));
+        if let Some(schedule) = self.schedule {
+            s.push_str(&format!(", Schedule type: {schedule}"));
+        }
         s.push_str(&format!(
-            "\nSteps: {}, Sampler: {}, CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
-            self.steps, self.sampler, self.guidance, self.seed, self.width, self.height, self.model
+            ", CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
+            self.guidance, self.seed, self.width, self.height, self.model
         ));
         if let Some(st) = self.strength {
             s.push_str(&format!(", Denoising strength: {st}"));
+        }
+        if let Some(rng) = self.rng {
+            s.push_str(&format!(", RNG: {rng}"));
         }
         s.push_str(&format!(", Version: reelbox {}", env!("CARGO_PKG_VERSION")));
         s
@@ -89,12 +100,14 @@ mod tests {
             negative_prompt: Some("blurry"),
             steps: 20,
             sampler: "Euler a",
+            schedule: None,
             guidance: 7.5,
             seed: 42,
             width: 4,
             height: 3,
             model: "tiny-sd",
             strength: None,
+            rng: None,
         };
         let text = params.to_text();
         assert!(text.starts_with("a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 42, Size: 4x3, Model: tiny-sd"));
@@ -110,5 +123,9 @@ mod tests {
         assert_eq!(parameters_of(&wide).as_deref(), Some("ein Hund 🐕"));
         let back = image::load_from_memory(&bytes).expect("decode").to_rgb8();
         assert_eq!(back, img);
+        // A1111 writes the schedule after the sampler and the generator after the size's kin.
+        let text = ImageParameters { schedule: Some("Karras"), rng: Some("CPU"), ..params }.to_text();
+        assert!(text.contains("Sampler: Euler a, Schedule type: Karras, CFG scale: 7.5,"), "{text}");
+        assert!(text.contains(", Model: tiny-sd, RNG: CPU, Version: reelbox"), "{text}");
     }
 }

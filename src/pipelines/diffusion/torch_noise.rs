@@ -100,17 +100,22 @@ fn box_muller_16(data: &mut [f32]) {
 /// a `[batch, C, h, w]` tensor drawn at once from the KSampler's seed).
 pub struct TorchNoise {
     generators: Vec<TorchGenerator>,
+    /// After the first draw, a generator of its own for the rest seeded with this.
+    then: Option<u64>,
 }
 
 impl TorchNoise {
     /// Picture `i` of the batch draws from `seeds[i]`.
     pub fn new(seeds: &[u64]) -> Self {
-        Self { generators: seeds.iter().map(|&s| TorchGenerator::new(s)).collect() }
+        Self { generators: seeds.iter().map(|&s| TorchGenerator::new(s)).collect(), then: None }
     }
 
-    /// The whole batch draws from one generator seeded with `seed`, as ComfyUI draws it.
+    /// The whole batch draws its starting noise from one generator seeded with `seed`, as
+    /// ComfyUI's `prepare_noise` draws it; the noise an ancestral sampler adds at each step
+    /// comes from another, seeded `seed + 1`, as k-diffusion's `default_noise_sampler` seeds
+    /// it on the CPU.
     pub fn batch(seed: u64) -> Self {
-        Self { generators: vec![TorchGenerator::new(seed)] }
+        Self { generators: vec![TorchGenerator::new(seed)], then: Some(seed.wrapping_add(1)) }
     }
 }
 
@@ -119,6 +124,9 @@ impl NoiseSource for TorchNoise {
         let per = out.len() / self.generators.len().max(1);
         for (chunk, g) in out.chunks_mut(per.max(1)).zip(self.generators.iter_mut()) {
             g.randn(chunk);
+        }
+        if let Some(seed) = self.then.take() {
+            self.generators = vec![TorchGenerator::new(seed)];
         }
         Ok(())
     }
@@ -140,7 +148,7 @@ mod tests {
     #[test]
     fn draws_what_torch_draws_for_a_whole_block() {
         #[rustfmt::skip]
-        assert_torch(42, &[1.926_915_3, 1.487_284_1, 0.900_717_2, -2.105_520_9, 0.678_418_46, -1.234_544_9,
+        assert_torch(42, &[1.926_915_3, 1.487_284_1, 0.900_717_2, -2.105_521, 0.678_418_46, -1.234_544_9,
             -0.043_067_478, -1.604_667, -0.752_135_3, 1.648_723, -0.392_478_64, -1.403_607_1, -0.727_881_3,
             -0.559_430_2, -0.768_838_9, 0.762_445_4]);
     }
@@ -175,7 +183,7 @@ mod tests {
         #[rustfmt::skip]
         let want = [-0.696_972_4, -1.160_761_5, 0.157_770_6, -0.773_454_9, 0.199_056_5, 0.045_702_778,
             0.152_956_92, -0.475_678_8, -1.882_142_5, -0.776_545_05, -0.157_845_15, -0.028_787_14, 2.357_111,
-            -1.037_338_7, 1.574_798_1, -0.629_847_24, 2.406_978_1, 0.278_566_24];
+            -1.037_338_7, 1.574_798_1, -0.629_847_2, 2.406_978_1, 0.278_566_24];
         for (i, (g, w)) in second.iter().zip(want).enumerate() {
             assert!((g - w).abs() < 2e-6, "value {i}: {g} vs torch's {w}");
         }
@@ -186,9 +194,15 @@ mod tests {
     fn a_batch_draws_from_one_generator_or_one_per_picture() {
         let mut whole = vec![0f32; 32];
         TorchGenerator::new(9).randn(&mut whole);
+        let mut comfy = TorchNoise::batch(9);
         let mut batch = vec![0f32; 32];
-        TorchNoise::batch(9).fill(&mut batch).expect("fill");
+        comfy.fill(&mut batch).expect("fill");
         assert_eq!(batch, whole, "ComfyUI's: one tensor for the batch");
+        // A step's noise comes from the sampler's own generator, seeded one more.
+        comfy.fill(&mut batch).expect("fill");
+        let mut step = vec![0f32; 32];
+        TorchGenerator::new(10).randn(&mut step);
+        assert_eq!(batch, step);
         let mut each = vec![0f32; 32];
         TorchNoise::new(&[9, 10]).fill(&mut each).expect("fill");
         let mut second = vec![0f32; 16];

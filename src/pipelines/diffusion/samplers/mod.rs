@@ -9,15 +9,20 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::noise::{NoiseError, NoiseSource};
 
+mod choice;
+pub mod comfy_sigmas;
 mod ddim;
 mod dpmpp;
 mod euler;
 mod euler_a;
 mod img2img;
+mod ksampler;
 mod lcm;
 mod pndm;
 pub mod schedule;
 
+pub use choice::{SCHEDULER_NAMES, SchedulerChoice, SchedulerKind};
+pub use comfy_sigmas::Schedule;
 pub use img2img::{Span, StepsMode, build_span, img2img_start, steps_run};
 
 /// Why a scheduler cannot be built.
@@ -29,97 +34,6 @@ pub enum SchedulerError {
     Unsupported(String),
     #[error("{0}")]
     Steps(String),
-}
-
-/// Scheduler names a request may use.
-pub const SCHEDULER_NAMES: [&str; 8] =
-    ["euler", "euler_karras", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "pndm"];
-
-/// The scheduler families reelbox implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SchedulerKind {
-    Euler,
-    EulerAncestral,
-    Ddim,
-    DpmSolverMultistep,
-    Lcm,
-    Pndm,
-}
-
-/// A scheduler choice: family plus the Karras-σ flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SchedulerChoice {
-    pub kind: SchedulerKind,
-    pub karras: bool,
-}
-
-impl SchedulerChoice {
-    /// Parses a request's scheduler name (`euler`, `dpmpp_2m_karras`, ...).
-    pub fn parse(name: &str) -> Result<Self, SchedulerError> {
-        let n = name.trim().to_ascii_lowercase().replace(['-', ' '], "_");
-        let (base, karras) = match n.strip_suffix("_karras") {
-            Some(b) => (b.to_string(), true),
-            None => (n.clone(), false),
-        };
-        let kind = match base.as_str() {
-            "euler" => SchedulerKind::Euler,
-            "euler_a" | "euler_ancestral" => SchedulerKind::EulerAncestral,
-            "ddim" => SchedulerKind::Ddim,
-            "dpmpp_2m" | "dpm++_2m" | "dpmsolver++" | "dpm_solver_multistep" => SchedulerKind::DpmSolverMultistep,
-            "lcm" => SchedulerKind::Lcm,
-            "pndm" | "plms" => SchedulerKind::Pndm,
-            _ => return Err(SchedulerError::UnknownName(name.to_string())),
-        };
-        if karras && !matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep) {
-            return Err(SchedulerError::UnknownName(name.to_string()));
-        }
-        Ok(Self { kind, karras })
-    }
-
-    /// The choice a model's own `scheduler_config.json` class names, when reelbox has it.
-    pub fn from_class_name(class: &str, file: &SchedulerConfigFile) -> Option<Self> {
-        let karras = file.use_karras_sigmas.unwrap_or(false);
-        let kind = match class {
-            "EulerDiscreteScheduler" => SchedulerKind::Euler,
-            "EulerAncestralDiscreteScheduler" => SchedulerKind::EulerAncestral,
-            "DDIMScheduler" => SchedulerKind::Ddim,
-            "DPMSolverMultistepScheduler" => SchedulerKind::DpmSolverMultistep,
-            "LCMScheduler" => SchedulerKind::Lcm,
-            // Only the PLMS form is implemented; a Runge-Kutta warm-up config falls back.
-            "PNDMScheduler" if file.skip_prk_steps == Some(true) => SchedulerKind::Pndm,
-            _ => return None,
-        };
-        let karras = karras && matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep);
-        Some(Self { kind, karras })
-    }
-
-    /// The canonical request name of this choice.
-    pub fn name(&self) -> &'static str {
-        match (self.kind, self.karras) {
-            (SchedulerKind::Euler, false) => "euler",
-            (SchedulerKind::Euler, true) => "euler_karras",
-            (SchedulerKind::EulerAncestral, _) => "euler_a",
-            (SchedulerKind::Ddim, _) => "ddim",
-            (SchedulerKind::DpmSolverMultistep, false) => "dpmpp_2m",
-            (SchedulerKind::DpmSolverMultistep, true) => "dpmpp_2m_karras",
-            (SchedulerKind::Lcm, _) => "lcm",
-            (SchedulerKind::Pndm, _) => "pndm",
-        }
-    }
-
-    /// The A1111-style sampler label written into PNG parameters.
-    pub fn label(&self) -> &'static str {
-        match (self.kind, self.karras) {
-            (SchedulerKind::Euler, false) => "Euler",
-            (SchedulerKind::Euler, true) => "Euler Karras",
-            (SchedulerKind::EulerAncestral, _) => "Euler a",
-            (SchedulerKind::Ddim, _) => "DDIM",
-            (SchedulerKind::DpmSolverMultistep, false) => "DPM++ 2M",
-            (SchedulerKind::DpmSolverMultistep, true) => "DPM++ 2M Karras",
-            (SchedulerKind::Lcm, _) => "LCM",
-            (SchedulerKind::Pndm, _) => "PLMS",
-        }
-    }
 }
 
 /// `scheduler_config.json` as written by diffusers; every field optional, unknown ones ignored.
@@ -411,6 +325,9 @@ pub fn build(
     let cfg = SchedulerConfig::resolve(file, choice)?;
     if steps == 0 || steps > cfg.num_train_timesteps {
         return Err(SchedulerError::Steps(format!("steps must be 1..={}, got {steps}", cfg.num_train_timesteps)));
+    }
+    if let Some(schedule) = choice.schedule {
+        return Ok(Box::new(ksampler::KSampler::new(&cfg, choice.kind, schedule, steps)?));
     }
     Ok(match choice.kind {
         SchedulerKind::Euler => Box::new(euler::Euler::new(&cfg, steps)?),

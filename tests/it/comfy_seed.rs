@@ -1,0 +1,91 @@
+//! A seed from a ComfyUI workflow gives ComfyUI's picture: the default workflow (and DPM++ 2M
+//! with Karras σs, and Euler ancestral) on the tiny SD model, through `/prompt` on the real
+//! daemon, against the pictures ComfyUI's own sampling path makes with the same parts
+//! (tests/fixtures/make_comfy_reference.py: torch.manual_seed's noise, ComfyUI's σs and
+//! k-diffusion's samplers around the fixture's ONNX files). Before, reelbox drew its own
+//! noise and sampled on diffusers' schedule: the same graph and seed gave another picture.
+//! The native API asks for the same with `noise: "comfyui"` and `schedule`.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::compat::{models_dir, start_daemon};
+use common::source_tree;
+use ndarray::ArrayD;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::comfy_compat::{default_workflow, history_of, http, queue_prompt};
+use crate::comfy_upscale::view;
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    sampler: String,
+    scheduler: String,
+    seed: u64,
+    steps: u32,
+    cfg: f64,
+    prompt: String,
+    negative_prompt: String,
+    expected: String,
+}
+
+/// The largest difference between a PNG's pixels (0..255) and the reference's (0..1).
+fn max_diff(picture: &image::RgbImage, expected: &ArrayD<f32>) -> f32 {
+    let want: Vec<f32> = expected.iter().copied().collect();
+    assert_eq!(want.len(), picture.as_raw().len(), "the reference's size");
+    picture.as_raw().iter().zip(&want).map(|(&p, &w)| (f32::from(p) / 255.0 - w).abs()).fold(0.0, f32::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comfyui_workflows_seed_gives_comfyuis_picture() {
+    let text = std::fs::read_to_string(source_tree().join("tests/fixtures/reference/comfy/cases.json")).expect("cases");
+    let cases: Vec<Case> = serde_json::from_str(&text).expect("cases.json");
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    for case in &cases {
+        let expected: ArrayD<f32> = ndarray_npy::read_npy(source_tree().join(&case.expected)).expect("reference");
+        let mut g = default_workflow("tiny-sd", case.steps);
+        for (input, value) in [
+            ("sampler_name", json!(case.sampler)),
+            ("scheduler", json!(case.scheduler)),
+            ("seed", json!(case.seed)),
+            ("cfg", json!(case.cfg)),
+        ] {
+            g["3"]["inputs"][input] = value;
+        }
+        let id = queue_prompt(&c, &d, json!({"prompt": g})).await;
+        let entry = history_of(&c, &d, &id, Duration::from_secs(120)).await;
+        assert_eq!(entry["status"]["status_str"], "success", "{}: {entry}", case.name);
+        let picture = view(&c, &d, &entry["outputs"]["9"]["images"][0]).await.to_rgb8();
+        // A PNG rounds to 1/255; the rest is f32 arithmetic in another order.
+        let diff = max_diff(&picture, &expected);
+        assert!(diff <= 3.0 / 255.0, "{}: ComfyUI's picture differs by {diff}", case.name);
+
+        // The native API, asked to sample as ComfyUI does, makes the same picture.
+        let scheduler = if case.sampler == "euler_ancestral" { "euler_a" } else { case.sampler.as_str() };
+        let body = json!({"prompt": case.prompt, "negative_prompt": case.negative_prompt, "model": "tiny-sd",
+            "width": 64, "height": 64, "steps": case.steps, "guidance": case.cfg, "seed": case.seed,
+            "scheduler": scheduler, "schedule": case.scheduler, "noise": "comfyui", "preview_every": 0});
+        let job: serde_json::Value =
+            c.post(d.at("/api/v1/images")).json(&body).send().await.expect("post").json().await.expect("json");
+        let id = job["id"].as_str().unwrap_or_else(|| panic!("{}: {job}", case.name)).to_string();
+        let done = common::daemon::wait_job(&c, &d, &id, Duration::from_secs(120), common::daemon::is_final).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+        let png = common::render::artifact(&c, &d, &id, "image.png").await;
+        let native = image::load_from_memory(&png).expect("png").to_rgb8();
+        assert!(native == picture, "{}: the native job's picture is not the graph's", case.name);
+        let reader = png::Decoder::new(std::io::Cursor::new(&png)).read_info().expect("png");
+        let chunk = reader.info().uncompressed_latin1_text.iter().find(|c| c.keyword == "parameters");
+        let text = chunk.map(|c| c.text.clone()).unwrap_or_default();
+        assert!(
+            text.contains(&format!("Schedule type: {}", if case.scheduler == "karras" { "Karras" } else { "Normal" }))
+                && text.contains("RNG: CPU"),
+            "{text}"
+        );
+    }
+}
