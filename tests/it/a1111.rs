@@ -85,12 +85,22 @@ async fn txt2img_answers_pngs_of_the_asked_size_whose_text_is_the_infotext() {
     // The same seed is the same pixels and text: the same bytes.
     let (again, _) = generated(&c, &d, "/sdapi/v1/txt2img", &body).await;
     assert_eq!(again["images"], answer["images"]);
-    // Each request was an ordinary image job, its noise drawn as A1111's CPU source draws it.
+    // Each request was an ordinary image job, its noise drawn as A1111's CPU source draws it,
+    // sampled over the σs of A1111's Automatic schedule for Euler a (Uniform: `normal`).
     let resp = c.get(d.at("/api/v1/jobs?kind=image")).send().await.expect("jobs");
     let jobs: Value = resp.json().await.expect("json");
     let jobs = jobs["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), 2, "{jobs:?}");
-    assert!(jobs.iter().all(|j| j["params"]["noise"] == "torch_cpu" && j["params"]["scheduler"] == "euler_a"));
+    let sampled =
+        |j: &Value| [&j["params"]["noise"], &j["params"]["scheduler"], &j["params"]["schedule"]].map(Value::clone);
+    assert!(jobs.iter().all(|j| sampled(j) == [json!("torch_cpu"), json!("euler_a"), json!("normal")]), "{jobs:?}");
+    // Any schedule A1111's k-diffusion samplers take that reelbox has: SGM Uniform too.
+    let sgm = json!({"prompt": "a red door", "seed": 5, "steps": 2, "width": 64, "height": 64,
+        "sampler_name": "DPM++ 2M", "scheduler": "SGM Uniform"});
+    let (status, answer) = post(&c, &d, "/sdapi/v1/txt2img", &sgm).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let info: Value = serde_json::from_str(answer["info"].as_str().expect("info")).expect("info JSON");
+    assert_eq!((info["sampler_name"].as_str(), info["scheduler"].as_str()), (Some("DPM++ 2M"), Some("SGM Uniform")));
 
     // A seed of -1 is a random one, which info says; send_images false answers no pictures.
     let random = json!({"prompt": "a red door", "seed": -1, "steps": 2, "width": 64, "height": 64,
@@ -247,7 +257,7 @@ async fn basic_credentials_carry_a_key_and_refusals_come_in_a1111s_shape() {
     // Refusals name the request's field, in A1111's shape.
     let refused = [
         (json!({"prompt": "x", "sampler_name": "Heun"}), "sampler_name"),
-        (json!({"prompt": "x", "sampler_name": "Euler", "scheduler": "Exponential"}), "scheduler"),
+        (json!({"prompt": "x", "sampler_name": "Euler", "scheduler": "Beta"}), "scheduler"),
         (json!({"prompt": "x", "batch_size": 4, "n_iter": 3}), "batch_size"),
         (json!({"prompt": "", "steps": 2}), "prompt"),
         (json!({"prompt": "x", "cfg_scale": 99}), "cfg_scale"),

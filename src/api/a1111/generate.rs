@@ -154,7 +154,7 @@ fn info(job: &Job, infotexts: Vec<String>) -> Result<Value, A1111Error> {
     let p: ImageParams = serde_json::from_str(&job.params)
         .map_err(|e| A1111Error::internal(format!("job {} has unreadable parameters: {e}", job.id)))?;
     let n = p.n as usize;
-    let (sampler, schedule) = a1111_names(&p.scheduler);
+    let (sampler, schedule) = a1111_names(&p.scheduler, p.schedule.map(|s| s.name()));
     let negative = p.negative_prompt.clone().unwrap_or_default();
     let seeds: Vec<u64> = (0..u64::from(p.n)).map(|i| p.seed.wrapping_add(i)).collect();
     let strength = p.strength.or(p.refine.as_ref().map(|r| r.strength));

@@ -130,6 +130,7 @@ pub fn generation(state: &AppState, g: &Generation) -> Result<image::ImageReques
         steps: g.steps,
         guidance: g.cfg_scale,
         scheduler: sampling.scheduler.map(str::to_string),
+        schedule: sampling.schedule.map(str::to_string),
         seed,
         n: Some(n),
         // A1111's "CPU" RNG source: each picture's noise as torch.manual_seed(seed) draws it.

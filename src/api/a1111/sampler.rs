@@ -13,53 +13,63 @@ use super::error::A1111Error;
 struct Sampler {
     name: &'static str,
     aliases: &'static [&'static str],
-    /// The native scheduler it is, with A1111's "Automatic" schedule.
+    /// The native `scheduler` it is.
+    native: &'static str,
+    /// Whether it samples over a schedule, as A1111's k-diffusion samplers do: its schedules
+    /// run as the native `schedule` (ComfyUI's, the same σs); the others only "Automatic".
+    scheduled: bool,
+    /// The schedule "Automatic" is for it (A1111's sampler option; else Uniform, k-diffusion's
+    /// own, which is ComfyUI's `normal`).
     automatic: &'static str,
-    /// The native scheduler it is with the Karras schedule, where reelbox has one.
-    karras: Option<&'static str>,
 }
 
 /// The samplers, in A1111's order. A1111's "DPM++ 2M" takes the Karras schedule when asked
-/// for "Automatic" (its sampler options say `scheduler: karras`); the others their own.
+/// for "Automatic" (its sampler options say `scheduler: karras`).
 const SAMPLERS: [Sampler; 6] = [
+    Sampler { name: "DPM++ 2M", aliases: &["k_dpmpp_2m"], native: "dpmpp_2m", scheduled: true, automatic: "karras" },
     Sampler {
-        name: "DPM++ 2M",
-        aliases: &["k_dpmpp_2m"],
-        automatic: "dpmpp_2m_karras",
-        karras: Some("dpmpp_2m_karras"),
+        name: "Euler a",
+        aliases: &["k_euler_a", "k_euler_ancestral"],
+        native: "euler_a",
+        scheduled: true,
+        automatic: "normal",
     },
-    Sampler { name: "Euler a", aliases: &["k_euler_a", "k_euler_ancestral"], automatic: "euler_a", karras: None },
-    Sampler { name: "Euler", aliases: &["k_euler"], automatic: "euler", karras: Some("euler_karras") },
-    Sampler { name: "LCM", aliases: &["k_lcm"], automatic: "lcm", karras: None },
-    Sampler { name: "DDIM", aliases: &["ddim"], automatic: "ddim", karras: None },
-    Sampler { name: "PLMS", aliases: &["plms"], automatic: "pndm", karras: None },
+    Sampler { name: "Euler", aliases: &["k_euler"], native: "euler", scheduled: true, automatic: "normal" },
+    Sampler { name: "LCM", aliases: &["k_lcm"], native: "lcm", scheduled: false, automatic: "" },
+    Sampler { name: "DDIM", aliases: &["ddim"], native: "ddim", scheduled: false, automatic: "" },
+    Sampler { name: "PLMS", aliases: &["plms"], native: "pndm", scheduled: false, automatic: "" },
 ];
 
-/// Every schedule A1111 knows: name, label, aliases and `default_rho`. Only the first two
-/// are run; the rest are known so a sampler name ending in one is read as A1111 reads it,
-/// and refused naming `scheduler`.
-const SCHEDULES: [(&str, &str, &[&str], f64); 12] = [
-    ("automatic", "Automatic", &[], -1.0),
-    ("karras", "Karras", &[], 7.0),
-    ("uniform", "Uniform", &[], -1.0),
-    ("exponential", "Exponential", &[], -1.0),
-    ("polyexponential", "Polyexponential", &[], 1.0),
-    ("sgm_uniform", "SGM Uniform", &["SGMUniform"], -1.0),
-    ("kl_optimal", "KL Optimal", &[], -1.0),
-    ("align_your_steps", "Align Your Steps", &[], -1.0),
-    ("simple", "Simple", &[], -1.0),
-    ("normal", "Normal", &[], -1.0),
-    ("ddim", "DDIM", &[], -1.0),
-    ("beta", "Beta", &[], -1.0),
+/// Every schedule A1111 knows: name, label, aliases, `default_rho` and the native `schedule`
+/// it runs as (none: not run, and refused naming `scheduler`; known so that a sampler name
+/// ending in one is read as A1111 reads it). "Automatic" is the sampler's own.
+const SCHEDULES: [(&str, &str, &[&str], f64, Option<&str>); 12] = [
+    ("automatic", "Automatic", &[], -1.0, None),
+    ("uniform", "Uniform", &[], -1.0, Some("normal")),
+    ("karras", "Karras", &[], 7.0, Some("karras")),
+    ("exponential", "Exponential", &[], -1.0, Some("exponential")),
+    ("polyexponential", "Polyexponential", &[], 1.0, None),
+    ("sgm_uniform", "SGM Uniform", &["SGMUniform"], -1.0, Some("sgm_uniform")),
+    ("kl_optimal", "KL Optimal", &[], -1.0, None),
+    ("align_your_steps", "Align Your Steps", &[], -1.0, None),
+    ("simple", "Simple", &[], -1.0, Some("simple")),
+    ("normal", "Normal", &[], -1.0, Some("normal")),
+    ("ddim", "DDIM", &[], -1.0, None),
+    ("beta", "Beta", &[], -1.0, None),
 ];
-/// How many of [`SCHEDULES`] reelbox runs.
-const RUN: usize = 2;
 
-/// What a request's sampler and schedule run as: the native scheduler name.
+/// Whether reelbox runs the schedule at `index` of [`SCHEDULES`].
+fn runs(index: usize) -> bool {
+    index == 0 || SCHEDULES[index].4.is_some()
+}
+
+/// What a request's sampler and schedule run as: the native scheduler and schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sampling {
     /// The native `scheduler`; `None`: the model's own (the request named neither).
     pub scheduler: Option<&'static str>,
+    /// The native `schedule` (ComfyUI's σs) a k-diffusion sampler runs over.
+    pub schedule: Option<&'static str>,
 }
 
 /// The names a request's sampler and schedule fields go by in its refusals.
@@ -75,7 +85,7 @@ pub const FIRST_PASS: Fields = Fields { sampler: "sampler_name", schedule: "sche
 /// The schedule named `text` (its name, label or alias), as its index in [`SCHEDULES`].
 fn schedule_index(text: &str) -> Option<usize> {
     let t = text.trim();
-    SCHEDULES.iter().position(|(name, label, aliases, _)| {
+    SCHEDULES.iter().position(|(name, label, aliases, _, _)| {
         t.eq_ignore_ascii_case(name)
             || t.eq_ignore_ascii_case(label)
             || aliases.iter().any(|a| t.eq_ignore_ascii_case(a))
@@ -93,7 +103,7 @@ fn sampler_named(text: &str) -> Option<&'static Sampler> {
 fn split_schedule(text: &str) -> (&str, Option<usize>) {
     let t = text.trim();
     let mut found: Option<(usize, usize)> = None;
-    for (i, (_, label, aliases, _)) in SCHEDULES.iter().enumerate() {
+    for (i, (_, label, aliases, _, _)) in SCHEDULES.iter().enumerate() {
         for option in std::iter::once(label).chain(aliases.iter()) {
             let cut = t.len().checked_sub(option.len() + 1);
             if let Some(cut) = cut
@@ -141,30 +151,31 @@ pub fn native(sampler: Option<&str>, schedule: Option<&str>, fields: Fields) -> 
         None => None,
     };
     let index = asked.unwrap_or(0);
-    if index >= RUN {
+    if !runs(index) {
         return Err(A1111Error::field(fields.schedule, format!("{:?}: {}", SCHEDULES[index].1, ran_schedules())));
     }
     // A schedule alone is A1111's default sampler's (its API's `sampler_index`, Euler).
     let found = match (found, index) {
-        (None, 0) => return Ok(Sampling { scheduler: None }),
+        (None, 0) => return Ok(Sampling { scheduler: None, schedule: None }),
         (None, _) => &SAMPLERS[2],
         (Some(s), _) => s,
     };
-    let scheduler = match index {
-        0 => found.automatic,
-        _ => found.karras.ok_or_else(|| {
-            A1111Error::field(
+    if !found.scheduled {
+        if index != 0 {
+            return Err(A1111Error::field(
                 fields.schedule,
-                format!("\"Karras\" does not go with the {} sampler; use Automatic", found.name),
-            )
-        })?,
-    };
-    Ok(Sampling { scheduler: Some(scheduler) })
+                format!("{:?} does not go with the {} sampler; use Automatic", SCHEDULES[index].1, found.name),
+            ));
+        }
+        return Ok(Sampling { scheduler: Some(found.native), schedule: None });
+    }
+    let schedule = SCHEDULES[index].4.unwrap_or(found.automatic);
+    Ok(Sampling { scheduler: Some(found.native), schedule: Some(schedule) })
 }
 
 fn ran_schedules() -> String {
-    let labels: Vec<&str> = SCHEDULES[..RUN].iter().map(|s| s.1).collect();
-    format!("reelbox runs {} (Karras with DPM++ 2M and Euler)", labels.join(" and "))
+    let labels: Vec<&str> = (0..SCHEDULES.len()).filter(|&i| runs(i)).map(|i| SCHEDULES[i].1).collect();
+    format!("reelbox runs {} (with Euler, Euler a and DPM++ 2M; the others Automatic)", labels.join(", "))
 }
 
 /// A1111's names of the samplers reelbox runs.
@@ -172,17 +183,20 @@ pub fn sampler_names() -> Vec<&'static str> {
     SAMPLERS.iter().map(|s| s.name).collect()
 }
 
-/// The A1111 sampler and schedule a native scheduler name is (for `info`).
-pub fn a1111_names(native: &str) -> (&'static str, &'static str) {
-    for s in &SAMPLERS {
-        if s.automatic == native {
-            return (s.name, SCHEDULES[0].1);
-        }
-        if s.karras == Some(native) {
-            return (s.name, SCHEDULES[1].1);
-        }
-    }
-    ("Euler", SCHEDULES[0].1)
+/// The A1111 sampler and schedule a native `scheduler` and `schedule` are (for `info`); a
+/// job made natively with a `_karras` name reads as its sampler with Karras.
+pub fn a1111_names(native: &str, schedule: Option<&str>) -> (&'static str, &'static str) {
+    let (base, karras) = match native.strip_suffix("_karras") {
+        Some(base) => (base, true),
+        None => (native, false),
+    };
+    let name = SAMPLERS.iter().find(|s| s.native == base).map_or("Euler", |s| s.name);
+    let label = match (schedule, karras) {
+        (_, true) => "Karras",
+        (None, _) => "Automatic",
+        (Some(s), _) => SCHEDULES.iter().find(|(name, ..)| *name == s).map_or("Automatic", |row| row.1),
+    };
+    (name, label)
 }
 
 /// One item of `GET /sdapi/v1/samplers`.
@@ -214,7 +228,7 @@ pub fn sampler_items() -> Vec<SamplerItem> {
         .iter()
         .map(|s| {
             let mut options = serde_json::Map::new();
-            if s.automatic.ends_with("_karras") {
+            if s.automatic == "karras" {
                 options.insert("scheduler".into(), "karras".into());
             }
             SamplerItem { name: s.name.into(), aliases: s.aliases.iter().map(|a| a.to_string()).collect(), options }
@@ -224,14 +238,17 @@ pub fn sampler_items() -> Vec<SamplerItem> {
 
 /// The schedules reelbox runs, as `/sdapi/v1/schedulers` lists them.
 pub fn schedule_items() -> Vec<ScheduleItem> {
-    SCHEDULES[..RUN]
-        .iter()
-        .map(|(name, label, aliases, rho)| ScheduleItem {
-            name: name.to_string(),
-            label: label.to_string(),
-            aliases: (!aliases.is_empty()).then(|| aliases.iter().map(|a| a.to_string()).collect()),
-            default_rho: *rho,
-            need_inner_model: false,
+    (0..SCHEDULES.len())
+        .filter(|&i| runs(i))
+        .map(|i| {
+            let (name, label, aliases, rho, _) = SCHEDULES[i];
+            ScheduleItem {
+                name: name.to_string(),
+                label: label.to_string(),
+                aliases: (!aliases.is_empty()).then(|| aliases.iter().map(|a| a.to_string()).collect()),
+                default_rho: rho,
+                need_inner_model: false,
+            }
         })
         .collect()
 }
@@ -240,9 +257,10 @@ pub fn schedule_items() -> Vec<ScheduleItem> {
 mod tests {
     use super::*;
 
-    /// The native scheduler `sampler` and `schedule` run as.
-    fn run(sampler: Option<&str>, schedule: Option<&str>) -> Option<&'static str> {
-        native(sampler, schedule, FIRST_PASS).expect("runs").scheduler
+    /// The native scheduler and schedule `sampler` and `schedule` run as.
+    fn run(sampler: Option<&str>, schedule: Option<&str>) -> (Option<&'static str>, Option<&'static str>) {
+        let s = native(sampler, schedule, FIRST_PASS).expect("runs");
+        (s.scheduler, s.schedule)
     }
 
     /// Why `sampler` and `schedule` are refused.
@@ -251,32 +269,38 @@ mod tests {
     }
 
     #[test]
-    fn a1111_names_aliases_and_schedules_map_onto_native_schedulers() {
-        assert_eq!(run(None, None), None);
-        assert_eq!(run(Some("Euler a"), None), Some("euler_a"));
-        assert_eq!(run(Some("euler a"), Some("Automatic")), Some("euler_a"));
-        assert_eq!(run(Some("k_euler"), Some("karras")), Some("euler_karras"));
-        assert_eq!(run(Some("DPM++ 2M"), None), Some("dpmpp_2m_karras"));
-        assert_eq!(run(Some("DPM++ 2M Karras"), None), Some("dpmpp_2m_karras"));
-        assert_eq!(run(Some("DDIM"), None), Some("ddim"));
-        assert_eq!(run(Some("PLMS"), Some("")), Some("pndm"));
-        assert_eq!(run(Some("LCM"), None), Some("lcm"));
-        assert_eq!(run(None, Some("Karras")), Some("euler_karras"));
+    fn a1111_names_aliases_and_schedules_map_onto_native_samplers_and_schedules() {
+        assert_eq!(run(None, None), (None, None));
+        assert_eq!(run(Some("Euler a"), None), (Some("euler_a"), Some("normal")));
+        assert_eq!(run(Some("euler a"), Some("Automatic")), (Some("euler_a"), Some("normal")));
+        assert_eq!(run(Some("k_euler"), Some("karras")), (Some("euler"), Some("karras")));
+        assert_eq!(run(Some("Euler a"), Some("Karras")), (Some("euler_a"), Some("karras")));
+        assert_eq!(run(Some("Euler"), Some("Exponential")), (Some("euler"), Some("exponential")));
+        assert_eq!(run(Some("DPM++ 2M"), None), (Some("dpmpp_2m"), Some("karras")));
+        assert_eq!(run(Some("DPM++ 2M Karras"), None), (Some("dpmpp_2m"), Some("karras")));
+        assert_eq!(run(Some("DPM++ 2M SGM Uniform"), None), (Some("dpmpp_2m"), Some("sgm_uniform")));
+        assert_eq!(run(Some("Euler"), Some("Uniform")), (Some("euler"), Some("normal")));
+        assert_eq!(run(Some("DDIM"), None), (Some("ddim"), None));
+        assert_eq!(run(Some("PLMS"), Some("")), (Some("pndm"), None));
+        assert_eq!(run(Some("LCM"), None), (Some("lcm"), None));
+        assert_eq!(run(None, Some("Karras")), (Some("euler"), Some("karras")));
     }
 
     #[test]
     fn what_reelbox_does_not_run_is_refused_naming_its_field() {
         assert!(refused(Some("Heun"), None).starts_with("sampler_name: \"Heun\""));
-        assert!(refused(Some("Euler"), Some("Exponential")).starts_with("scheduler: \"Exponential\""));
-        assert!(refused(Some("DPM++ 2M SGM Uniform"), None).starts_with("scheduler:"));
-        assert!(refused(Some("Euler a"), Some("Karras")).starts_with("scheduler:"));
+        assert!(refused(Some("Euler"), Some("Beta")).starts_with("scheduler: \"Beta\""));
+        assert!(refused(Some("DPM++ 2M Align Your Steps"), None).starts_with("scheduler:"));
+        assert!(refused(Some("DDIM"), Some("Karras")).starts_with("scheduler:"));
         assert!(refused(Some("Euler"), Some("sideways")).starts_with("scheduler:"));
     }
 
     #[test]
-    fn native_schedulers_read_back_as_a1111_names() {
-        assert_eq!(a1111_names("dpmpp_2m_karras"), ("DPM++ 2M", "Automatic"));
-        assert_eq!(a1111_names("euler_karras"), ("Euler", "Karras"));
-        assert_eq!(a1111_names("pndm"), ("PLMS", "Automatic"));
+    fn native_samplers_and_schedules_read_back_as_a1111_names() {
+        assert_eq!(a1111_names("dpmpp_2m", Some("karras")), ("DPM++ 2M", "Karras"));
+        assert_eq!(a1111_names("dpmpp_2m_karras", None), ("DPM++ 2M", "Karras"));
+        assert_eq!(a1111_names("euler", Some("sgm_uniform")), ("Euler", "SGM Uniform"));
+        assert_eq!(a1111_names("euler_a", Some("normal")), ("Euler a", "Normal"));
+        assert_eq!(a1111_names("pndm", None), ("PLMS", "Automatic"));
     }
 }
