@@ -40,27 +40,48 @@ const SAMPLERS: [Sampler; 6] = [
     Sampler { name: "PLMS", aliases: &["plms"], native: "pndm", scheduled: false, automatic: "" },
 ];
 
-/// Every schedule A1111 knows: name, label, aliases, `default_rho` and the native `schedule`
-/// it runs as (none: not run, and refused naming `scheduler`; known so that a sampler name
-/// ending in one is read as A1111 reads it). "Automatic" is the sampler's own.
-const SCHEDULES: [(&str, &str, &[&str], f64, Option<&str>); 12] = [
-    ("automatic", "Automatic", &[], -1.0, None),
-    ("uniform", "Uniform", &[], -1.0, Some("normal")),
-    ("karras", "Karras", &[], 7.0, Some("karras")),
-    ("exponential", "Exponential", &[], -1.0, Some("exponential")),
-    ("polyexponential", "Polyexponential", &[], 1.0, None),
-    ("sgm_uniform", "SGM Uniform", &["SGMUniform"], -1.0, Some("sgm_uniform")),
-    ("kl_optimal", "KL Optimal", &[], -1.0, None),
-    ("align_your_steps", "Align Your Steps", &[], -1.0, None),
-    ("simple", "Simple", &[], -1.0, Some("simple")),
-    ("normal", "Normal", &[], -1.0, Some("normal")),
-    ("ddim", "DDIM", &[], -1.0, None),
-    ("beta", "Beta", &[], -1.0, None),
+/// A schedule A1111 knows.
+struct ScheduleRow {
+    name: &'static str,
+    label: &'static str,
+    aliases: &'static [&'static str],
+    default_rho: f64,
+    /// The native `schedule` it runs as; none: not run (refused naming `scheduler`).
+    native: Option<&'static str>,
+}
+
+/// Every schedule A1111 knows: known all so that a sampler name ending in one is read as
+/// A1111 reads it. "Automatic" is the sampler's own.
+const SCHEDULES: [ScheduleRow; 12] = [
+    ScheduleRow { name: "automatic", label: "Automatic", aliases: &[], default_rho: -1.0, native: None },
+    ScheduleRow { name: "uniform", label: "Uniform", aliases: &[], default_rho: -1.0, native: Some("normal") },
+    ScheduleRow { name: "karras", label: "Karras", aliases: &[], default_rho: 7.0, native: Some("karras") },
+    ScheduleRow {
+        name: "exponential",
+        label: "Exponential",
+        aliases: &[],
+        default_rho: -1.0,
+        native: Some("exponential"),
+    },
+    ScheduleRow { name: "polyexponential", label: "Polyexponential", aliases: &[], default_rho: 1.0, native: None },
+    ScheduleRow {
+        name: "sgm_uniform",
+        label: "SGM Uniform",
+        aliases: &["SGMUniform"],
+        default_rho: -1.0,
+        native: Some("sgm_uniform"),
+    },
+    ScheduleRow { name: "kl_optimal", label: "KL Optimal", aliases: &[], default_rho: -1.0, native: None },
+    ScheduleRow { name: "align_your_steps", label: "Align Your Steps", aliases: &[], default_rho: -1.0, native: None },
+    ScheduleRow { name: "simple", label: "Simple", aliases: &[], default_rho: -1.0, native: Some("simple") },
+    ScheduleRow { name: "normal", label: "Normal", aliases: &[], default_rho: -1.0, native: Some("normal") },
+    ScheduleRow { name: "ddim", label: "DDIM", aliases: &[], default_rho: -1.0, native: None },
+    ScheduleRow { name: "beta", label: "Beta", aliases: &[], default_rho: -1.0, native: None },
 ];
 
 /// Whether reelbox runs the schedule at `index` of [`SCHEDULES`].
 fn runs(index: usize) -> bool {
-    index == 0 || SCHEDULES[index].4.is_some()
+    index == 0 || SCHEDULES[index].native.is_some()
 }
 
 /// What a request's sampler and schedule run as: the native scheduler and schedule.
@@ -85,10 +106,10 @@ pub const FIRST_PASS: Fields = Fields { sampler: "sampler_name", schedule: "sche
 /// The schedule named `text` (its name, label or alias), as its index in [`SCHEDULES`].
 fn schedule_index(text: &str) -> Option<usize> {
     let t = text.trim();
-    SCHEDULES.iter().position(|(name, label, aliases, _, _)| {
-        t.eq_ignore_ascii_case(name)
-            || t.eq_ignore_ascii_case(label)
-            || aliases.iter().any(|a| t.eq_ignore_ascii_case(a))
+    SCHEDULES.iter().position(|row| {
+        t.eq_ignore_ascii_case(row.name)
+            || t.eq_ignore_ascii_case(row.label)
+            || row.aliases.iter().any(|a| t.eq_ignore_ascii_case(a))
     })
 }
 
@@ -103,8 +124,8 @@ fn sampler_named(text: &str) -> Option<&'static Sampler> {
 fn split_schedule(text: &str) -> (&str, Option<usize>) {
     let t = text.trim();
     let mut found: Option<(usize, usize)> = None;
-    for (i, (_, label, aliases, _, _)) in SCHEDULES.iter().enumerate() {
-        for option in std::iter::once(label).chain(aliases.iter()) {
+    for (i, row) in SCHEDULES.iter().enumerate() {
+        for option in std::iter::once(&row.label).chain(row.aliases.iter()) {
             let cut = t.len().checked_sub(option.len() + 1);
             if let Some(cut) = cut
                 && t.is_char_boundary(cut)
@@ -152,7 +173,7 @@ pub fn native(sampler: Option<&str>, schedule: Option<&str>, fields: Fields) -> 
     };
     let index = asked.unwrap_or(0);
     if !runs(index) {
-        return Err(A1111Error::field(fields.schedule, format!("{:?}: {}", SCHEDULES[index].1, ran_schedules())));
+        return Err(A1111Error::field(fields.schedule, format!("{:?}: {}", SCHEDULES[index].label, ran_schedules())));
     }
     // A schedule alone is A1111's default sampler's (its API's `sampler_index`, Euler).
     let found = match (found, index) {
@@ -164,17 +185,17 @@ pub fn native(sampler: Option<&str>, schedule: Option<&str>, fields: Fields) -> 
         if index != 0 {
             return Err(A1111Error::field(
                 fields.schedule,
-                format!("{:?} does not go with the {} sampler; use Automatic", SCHEDULES[index].1, found.name),
+                format!("{:?} does not go with the {} sampler; use Automatic", SCHEDULES[index].label, found.name),
             ));
         }
         return Ok(Sampling { scheduler: Some(found.native), schedule: None });
     }
-    let schedule = SCHEDULES[index].4.unwrap_or(found.automatic);
+    let schedule = SCHEDULES[index].native.unwrap_or(found.automatic);
     Ok(Sampling { scheduler: Some(found.native), schedule: Some(schedule) })
 }
 
 fn ran_schedules() -> String {
-    let labels: Vec<&str> = (0..SCHEDULES.len()).filter(|&i| runs(i)).map(|i| SCHEDULES[i].1).collect();
+    let labels: Vec<&str> = (0..SCHEDULES.len()).filter(|&i| runs(i)).map(|i| SCHEDULES[i].label).collect();
     format!("reelbox runs {} (with Euler, Euler a and DPM++ 2M; the others Automatic)", labels.join(", "))
 }
 
@@ -194,7 +215,7 @@ pub fn a1111_names(native: &str, schedule: Option<&str>) -> (&'static str, &'sta
     let label = match (schedule, karras) {
         (_, true) => "Karras",
         (None, _) => "Automatic",
-        (Some(s), _) => SCHEDULES.iter().find(|(name, ..)| *name == s).map_or("Automatic", |row| row.1),
+        (Some(s), _) => SCHEDULES.iter().find(|row| row.name == s).map_or("Automatic", |row| row.label),
     };
     (name, label)
 }
@@ -241,12 +262,12 @@ pub fn schedule_items() -> Vec<ScheduleItem> {
     (0..SCHEDULES.len())
         .filter(|&i| runs(i))
         .map(|i| {
-            let (name, label, aliases, rho, _) = SCHEDULES[i];
+            let row = &SCHEDULES[i];
             ScheduleItem {
-                name: name.to_string(),
-                label: label.to_string(),
-                aliases: (!aliases.is_empty()).then(|| aliases.iter().map(|a| a.to_string()).collect()),
-                default_rho: rho,
+                name: row.name.to_string(),
+                label: row.label.to_string(),
+                aliases: (!row.aliases.is_empty()).then(|| row.aliases.iter().map(|a| a.to_string()).collect()),
+                default_rho: row.default_rho,
                 need_inner_model: false,
             }
         })
