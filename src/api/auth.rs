@@ -5,8 +5,9 @@
 //! Callers, in order of precedence:
 //! - trusted-proxy mode: the user named in `auth.user_header`, only from `trusted_proxies`
 //!   (from any other peer the header is a 401: someone is trying to spoof it);
-//! - an API key (`Authorization: Bearer`, or `?token=` on WebSocket/SSE requests, whose
-//!   browser clients cannot set headers);
+//! - an API key (`Authorization: Bearer`, or the password of `Authorization: Basic`
+//!   credentials as A1111's clients send them, or `?token=` on WebSocket/SSE requests,
+//!   whose browser clients cannot set headers);
 //! - the web studio's session cookie ([`super::web::session`]), from the daemon's own page only;
 //! - while no key exists, a loopback peer is the local admin (like Ollama): that is how
 //!   the first key gets created. A loopback request carrying proxy headers (`Forwarded`,
@@ -210,16 +211,25 @@ fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message)
 }
 
-/// The bearer token of a request: the `Authorization` header, or `?token=` on requests
-/// that browsers cannot add headers to (WebSocket upgrades, EventSource).
+/// The key of a request: the `Authorization` header's bearer token, or the password of its
+/// Basic credentials (A1111 clients send `--api-auth user:password` so; any user name), or
+/// `?token=` on requests that browsers cannot add headers to (WebSocket upgrades, EventSource).
 fn token(parts: &Parts) -> Result<Option<String>, ApiError> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
+    // An empty header is none: Open WebUI sends one to an A1111 server that takes no auth.
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).filter(|v| !v.as_bytes().trim_ascii().is_empty()) {
         let v = v.to_str().map_err(|_| unauthorized("bad_authorization", "Authorization must be ASCII"))?;
         let (scheme, rest) = v.trim().split_once(' ').unwrap_or((v, ""));
-        if !scheme.eq_ignore_ascii_case("bearer") || rest.trim().is_empty() {
-            return Err(unauthorized("bad_authorization", "send the key as `Authorization: Bearer KEY`"));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("basic") && !rest.is_empty() {
+            return basic_password(rest).map(Some);
         }
-        return Ok(Some(rest.trim().to_string()));
+        if !scheme.eq_ignore_ascii_case("bearer") || rest.is_empty() {
+            return Err(unauthorized(
+                "bad_authorization",
+                "send the key as `Authorization: Bearer KEY` (or as the password of Basic credentials)",
+            ));
+        }
+        return Ok(Some(rest.to_string()));
     }
     let upgrade = parts.headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let sse = parts
@@ -233,6 +243,19 @@ fn token(parts: &Parts) -> Result<Option<String>, ApiError> {
     }
     let query = parts.uri.query().unwrap_or("");
     Ok(query.split('&').find_map(|kv| kv.strip_prefix("token=")).map(str::to_string))
+}
+
+/// The password of Basic credentials (`base64(user:password)`): the key.
+fn basic_password(credentials: &str) -> Result<String, ApiError> {
+    use base64::Engine;
+    let bad =
+        || unauthorized("bad_authorization", "Basic credentials must be base64 of `user:KEY`, the key as the password");
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    match text.split_once(':') {
+        Some((_, key)) if !key.is_empty() => Ok(key.to_string()),
+        _ => Err(bad()),
+    }
 }
 
 /// Works out who sent a request (see the module docs for the order).
@@ -373,7 +396,7 @@ pub async fn require_caller(State(state): State<AppState>, req: Request, next: N
     let (mut parts, body) = req.into_parts();
     let caller = match authenticate(&state, &parts) {
         Ok(c) => c,
-        Err(e) => return with_challenge(family.refuse(e)),
+        Err(e) => return with_challenge(family, family.refuse(e)),
     };
     if let Err(e) = state.gate.rate.check(&caller, &state.config.limits) {
         return family.refuse(e);
@@ -388,10 +411,15 @@ pub async fn require_caller(State(state): State<AppState>, req: Request, next: N
     }
 }
 
-/// Adds the `WWW-Authenticate` challenge to a 401.
-fn with_challenge(mut resp: Response) -> Response {
+/// Adds the `WWW-Authenticate` challenge to a 401: A1111's clients are asked for Basic
+/// credentials, as A1111 asks them, the others for a bearer key.
+fn with_challenge(family: Family, mut resp: Response) -> Response {
     if resp.status() == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"reelbox\""));
+        let challenge = match family {
+            Family::A1111 => "Basic realm=\"reelbox\"",
+            _ => "Bearer realm=\"reelbox\"",
+        };
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     }
     resp
 }
@@ -403,7 +431,8 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(c) = parts.extensions.get::<Caller>() {
             return Ok(c.clone());
         }
-        authenticate(state, parts).map_err(|e| with_challenge(Family::of_path(parts.uri.path()).refuse(e)))
+        let family = Family::of_path(parts.uri.path());
+        authenticate(state, parts).map_err(|e| with_challenge(family, family.refuse(e)))
     }
 }
 

@@ -1,7 +1,7 @@
-//! The three families of routes, each refusing in its own clients' error shape: the native
+//! The four families of routes, each refusing in its own clients' error shape: the native
 //! API (`/api/v1`, the operations and the studio: `ErrorBody`), OpenAI's (`/v1`: its SDKs
-//! read `OpenAiErrorBody`) and ComfyUI's (`/prompt`, `/ws`… bare or under `/api`: its
-//! clients read `ComfyErrorBody`). The layers that answer before a route's handler — the
+//! read `OpenAiErrorBody`), ComfyUI's (`/prompt`, `/ws`… bare or under `/api`: its
+//! clients read `ComfyErrorBody`) and AUTOMATIC1111's (`/sdapi/v1`: `A1111ErrorBody`). The layers that answer before a route's handler — the
 //! Host/Origin guard (`origin.rs`), authentication and the request rate (`auth.rs`) — hand
 //! their refusal to [`Family::refuse`], the one place a native [`ApiError`] becomes another
 //! family's body; the OpenAPI document lists those refusals under [`Family::error_schema`]
@@ -10,6 +10,7 @@
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
+use super::a1111::A1111Error;
 use super::comfy::error::ComfyError;
 use super::openai::OpenAiError;
 
@@ -19,6 +20,7 @@ pub enum Family {
     Native,
     OpenAi,
     Comfy,
+    A1111,
 }
 
 impl Family {
@@ -29,16 +31,19 @@ impl Family {
             Self::OpenAi
         } else if super::comfy::serves(path) {
             Self::Comfy
+        } else if super::a1111::serves(path) {
+            Self::A1111
         } else {
             Self::Native
         }
     }
 
-    /// The family of an OpenAPI operation, by its first tag (`openai`, `comfyui`).
+    /// The family of an OpenAPI operation, by its first tag (`openai`, `comfyui`, `a1111`).
     pub fn of_tag(tag: Option<&str>) -> Self {
         match tag {
             Some("openai") => Self::OpenAi,
             Some("comfyui") => Self::Comfy,
+            Some("a1111") => Self::A1111,
             _ => Self::Native,
         }
     }
@@ -49,6 +54,7 @@ impl Family {
             Self::Native => e.into_response(),
             Self::OpenAi => OpenAiError::from(e).into_response(),
             Self::Comfy => ComfyError::from(e).into_response(),
+            Self::A1111 => A1111Error::from(e).into_response(),
         }
     }
 
@@ -58,6 +64,7 @@ impl Family {
             Self::Native => "ErrorBody",
             Self::OpenAi => "OpenAiErrorBody",
             Self::Comfy => "ComfyErrorBody",
+            Self::A1111 => "A1111ErrorBody",
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 
+pub mod a1111;
 pub mod artifacts;
 pub mod auth;
 pub mod cluster;
@@ -168,6 +169,7 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads)
         .merge(openai::routes(&state))
         .merge(comfy::routes(&state))
+        .merge(a1111::routes(&state))
         .fallback(|| async {
             ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /openapi.json")
         })

@@ -35,6 +35,14 @@ pub fn final_images(store: &Store, job: &Job) -> Result<Vec<Artifact>, StoreErro
         .collect())
 }
 
+/// The pictures of the last stage of a job that made any: a picture made in passes (a
+/// second pass, an upscale, a resize) answered by its last form, as the web studio shows it.
+pub fn last_stage_images(store: &Store, job: &Job) -> Result<Vec<Artifact>, StoreError> {
+    let images = final_images(store, job)?;
+    let last = images.last().map(|a| a.stage.clone());
+    Ok(images.into_iter().filter(|a| Some(&a.stage) == last.as_ref()).collect())
+}
+
 /// The first artifact of a job with this media type.
 pub fn first_of_type(store: &Store, job: &Job, media_type: &str) -> Result<Option<Artifact>, StoreError> {
     Ok(job_artifacts(store, job)?.into_iter().find(|a| a.media_type == media_type))

@@ -83,7 +83,16 @@ pub fn open(path: &Path) -> Result<RgbImage, PictureError> {
 /// Reads a picture file upright with its channels as stored, transparency included (an
 /// inpainting mask says what to redraw by it). Blocking.
 pub fn open_as_stored(path: &Path) -> Result<DynamicImage, PictureError> {
-    let opened = reader(BufReader::new(File::open(path).map_err(PictureError::Io)?), decode_limits())?;
+    upright(reader(BufReader::new(File::open(path).map_err(PictureError::Io)?), decode_limits())?)
+}
+
+/// [`open_as_stored`] of picture bytes (a picture sent in a request's JSON). Blocking.
+pub fn decode_as_stored(bytes: &[u8]) -> Result<DynamicImage, PictureError> {
+    upright(reader(Cursor::new(bytes), decode_limits())?)
+}
+
+/// The pixels of an opened picture, its orientation applied.
+fn upright<D: ImageDecoder>(opened: Opened<D>) -> Result<DynamicImage, PictureError> {
     let orientation = opened.orientation;
     let mut img = DynamicImage::from_decoder(opened.decoder).map_err(PictureError::Decode)?;
     img.apply_orientation(orientation);

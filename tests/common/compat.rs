@@ -1,6 +1,7 @@
 //! What the compatibility-API tests share: a models directory with the tiny SD model and
 //! the real joe voice, a daemon over it, and a Python with the clients that drive it (the
-//! official `openai` package; `websocket-client`, which Open WebUI drives ComfyUI with).
+//! official `openai` package; `websocket-client`, which Open WebUI drives ComfyUI with;
+//! `webuiapi`, A1111's Python client).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,18 +52,18 @@ pub fn start_daemon_at(data_dir: &Path, models: &Path, bind: &str, env: &[(&str,
 
 /// What the client scripts need from the Python package index, pinned: a new SDK release
 /// must not change what CI checks unannounced (raise the pin on purpose, and rerun).
-const CLIENT_PACKAGES: [&str; 2] = ["openai==3.63.0", "websocket-client==1.9.2"];
+const CLIENT_PACKAGES: [&str; 3] = ["openai==3.63.0", "websocket-client==1.9.2", "webuiapi==0.9.17"];
 
 fn imports_clients(python: &Path, pythonpath: Option<&Path>) -> bool {
     // An older environment (the unpinned SDK of earlier runs) is installed over.
     let openai = CLIENT_PACKAGES[0].trim_start_matches("openai==");
-    let check = format!("import sys, openai, websocket; sys.exit(openai.__version__ != {openai:?})");
+    let check = format!("import sys, openai, websocket, webuiapi; sys.exit(openai.__version__ != {openai:?})");
     super::pyenv::runs(python, pythonpath, &check)
 }
 
-/// A Python interpreter (and `PYTHONPATH`) that imports the official `openai` package and
-/// `websocket-client`: `$REELBOX_TEST_PYTHON` when set, else one installed under `target/`
-/// on first use ([`super::pyenv::installed`]).
+/// A Python interpreter (and `PYTHONPATH`) that imports the official `openai` package,
+/// `websocket-client` and `webuiapi`: `$REELBOX_TEST_PYTHON` when set, else one installed
+/// under `target/` on first use ([`super::pyenv::installed`]).
 pub fn client_python() -> (PathBuf, Option<PathBuf>) {
     static PYTHON: OnceLock<(PathBuf, Option<PathBuf>)> = OnceLock::new();
     PYTHON
@@ -71,7 +72,7 @@ pub fn client_python() -> (PathBuf, Option<PathBuf>) {
                 let p = PathBuf::from(p);
                 assert!(
                     imports_clients(&p, None),
-                    "REELBOX_TEST_PYTHON={} cannot import openai and websocket (websocket-client)",
+                    "REELBOX_TEST_PYTHON={} cannot import openai, websocket (websocket-client) and webuiapi",
                     p.display()
                 );
                 return (p, None);

@@ -10,6 +10,7 @@ mod common;
 
 mod cluster_support;
 
+mod a1111;
 mod api_conventions;
 mod api_fuzz;
 mod api_models;

@@ -1,7 +1,7 @@
 //! The refusals given before a route's handler — the Host/Origin guard's 403, authentication's
 //! 401, the request rate's and the stream cap's 429 — come in the error shape of the route's
-//! family (ComfyUI's, OpenAI's, the native one), as `/openapi.json` lists them for each
-//! operation; against the real daemon.
+//! family (ComfyUI's, OpenAI's, A1111's, the native one), as `/openapi.json` lists them for
+//! each operation; against the real daemon.
 
 use crate::common;
 
@@ -38,18 +38,24 @@ fn holds_to(doc: &Value, schema: &Value, body: &Value, at: &str) {
 }
 
 /// Checks that `doc` lists `method` `path`'s answer `status` (its operation's path: ComfyUI's
-/// bare one) as schema `shape`, and that `body` holds to it; the code the body names.
+/// bare one) as schema `shape`, and that `body` holds to it; the code the body names (A1111's
+/// shape names the exception's class, `HTTPException`).
 fn as_listed<'a>(doc: &Value, method: &str, path: &str, status: StatusCode, shape: &str, body: &'a Value) -> &'a Value {
     let at = format!("{method} {path} {status}");
     assert_eq!(schema_of(&doc["paths"][path][method], status.as_str()), Some(shape), "{at}");
     holds_to(doc, &json!({"$ref": format!("#/components/schemas/{shape}")}), body, &at);
     // ComfyUI's shape names the code `type`.
-    if shape == COMFY { &body["error"]["type"] } else { &body["error"]["code"] }
+    match shape {
+        COMFY => &body["error"]["type"],
+        A1111 => &body["error"],
+        _ => &body["error"]["code"],
+    }
 }
 
 const COMFY: &str = "ComfyErrorBody";
 const OPENAI: &str = "OpenAiErrorBody";
 const NATIVE: &str = "ErrorBody";
+const A1111: &str = "A1111ErrorBody";
 
 /// Each family's routes refuse in their own shape before the handler too: ComfyUI's 401 (no
 /// key, a revoked key) and 429 (past the rate, past the stream cap) came in the native shape,
@@ -73,10 +79,11 @@ async fn refusals_before_the_handler_come_in_each_familys_shape_as_the_document_
             let family = match op["tags"][0].as_str() {
                 Some("openai") => OPENAI,
                 Some("comfyui") => COMFY,
+                Some("a1111") => A1111,
                 _ => NATIVE,
             };
             assert_eq!(schema_of(op, "403"), Some(family), "{method} {path}");
-            if family == COMFY {
+            if family == COMFY || family == A1111 {
                 assert_eq!(
                     (schema_of(op, "401"), schema_of(op, "429")),
                     (Some(family), Some(family)),
@@ -92,6 +99,7 @@ async fn refusals_before_the_handler_come_in_each_familys_shape_as_the_document_
         ("/prompt", "/prompt", Method::POST, None, COMFY, "missing_key"),
         ("/api/queue", "/queue", Method::GET, Some("not-a-key"), COMFY, "invalid_key"),
         ("/v1/models", "/v1/models", Method::GET, None, OPENAI, "missing_key"),
+        ("/sdapi/v1/sd-models", "/sdapi/v1/sd-models", Method::GET, None, A1111, "HTTPException"),
         ("/api/v1/jobs", "/api/v1/jobs", Method::GET, None, NATIVE, "missing_key"),
     ] {
         let mut req = http.request(method.clone(), d.at(asked)).json(&json!({}));
@@ -113,6 +121,7 @@ async fn refusals_before_the_handler_come_in_each_familys_shape_as_the_document_
     for (asked, listed, method, (header, value), shape, code) in [
         ("/api/prompt", "/prompt", Method::POST, origin.clone(), COMFY, "forbidden_origin"),
         ("/v1/models", "/v1/models", Method::GET, origin.clone(), OPENAI, "forbidden_origin"),
+        ("/sdapi/v1/options", "/sdapi/v1/options", Method::GET, origin.clone(), A1111, "HTTPException"),
         ("/api/v1/system", "/api/v1/system", Method::GET, origin, NATIVE, "forbidden_origin"),
         ("/history", "/history", Method::GET, host.clone(), COMFY, "forbidden_host"),
         ("/healthz", "/healthz", Method::GET, host, NATIVE, "forbidden_host"),

@@ -37,13 +37,13 @@ fn typed(name: &str, text: String) -> Value {
 
 /// The picture's size for the job when the request gives none: its own as it is seen (a
 /// phone photo's EXIF orientation applied), scaled down to fit `limits.max_image_side`, each
-/// side rounded down to a multiple of 8.
-fn own_size(header: &Header, max_side: u32) -> Option<String> {
+/// side rounded down to a multiple of 8 (A1111's img2img takes it too).
+pub fn own_size(header: &Header, max_side: u32) -> Option<(u32, u32)> {
     // A phone photo (4032×3024) is larger than pictures are made: its shape, scaled to fit.
     let scale = (f64::from(max_side) / f64::from(header.width.max(header.height))).min(1.0);
     let fit = |side: u32| ((f64::from(side) * scale) as u32) / 8 * 8;
     let (w, h) = (fit(header.width), fit(header.height));
-    (w >= 64 && h >= 64).then(|| format!("{w}x{h}"))
+    (w >= 64 && h >= 64).then_some((w, h))
 }
 
 /// The edit form, as the document shows it: the picture beside the generation request's
@@ -125,9 +125,9 @@ pub async fn edits(
     let checked = checked_image(&state, &bytes).await.map_err(|e| ApiError::field("image", e.to_string()));
     if !fields.contains_key("size")
         && let Ok(header) = &checked
-        && let Some(size) = own_size(header, state.config.limits.max_image_side)
+        && let Some((w, h)) = own_size(header, state.config.limits.max_image_side)
     {
-        fields.insert("size".into(), Value::String(size));
+        fields.insert("size".into(), Value::String(format!("{w}x{h}")));
     }
     let body = serde_json::to_vec(&fields).map_err(|e| OpenAiError::internal(e.to_string()))?;
     let req: ImageRequest = parse_body(&body)?;

@@ -129,6 +129,7 @@ pub fn full() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::openai::OpenAiDoc::openapi());
     doc.merge(super::comfy::ComfyDoc::openapi());
+    doc.merge(super::a1111::A1111Doc::openapi());
     describe_params(&mut doc);
     optional_bodies(&mut doc);
     refusals::describe(&mut doc);

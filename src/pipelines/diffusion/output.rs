@@ -76,6 +76,18 @@ pub fn encode_png(img: &RgbImage, parameters: Option<&str>) -> Result<Vec<u8>, D
     Ok(out)
 }
 
+/// The `parameters` text of PNG bytes as [`encode_png`] writes it (a `tEXt` or `iTXt`
+/// chunk), as A1111 reads a picture's infotext back; `None` when there is none.
+pub fn parameters_of(png_bytes: &[u8]) -> Option<String> {
+    let reader = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().ok()?;
+    let info = reader.info();
+    let latin1 = info.uncompressed_latin1_text.iter().find(|c| c.keyword == "parameters").map(|c| c.text.clone());
+    latin1.or_else(|| {
+        let itxt = info.utf8_text.iter().find(|c| c.keyword == "parameters")?;
+        itxt.get_text().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +118,9 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].keyword, "parameters");
         assert_eq!(chunks[0].text, text);
+        assert_eq!(parameters_of(&bytes).as_deref(), Some(text.as_str()));
+        let wide = encode_png(&img, Some("ein Hund 🐕")).expect("encode");
+        assert_eq!(parameters_of(&wide).as_deref(), Some("ein Hund 🐕"));
         let back = image::load_from_memory(&bytes).expect("decode").to_rgb8();
         assert_eq!(back, img);
         // A1111 writes the schedule after the sampler and the generator after the size's kin.

@@ -1,0 +1,253 @@
+//! An A1111 request as the native `image` job it runs as: its fields mapped onto the job's
+//! ([`generation`]), the hires fix onto the job's `refine` ([`hires`]), and a refusal of the
+//! job's back onto the request's own field names ([`request_field`]).
+
+use crate::api::AppState;
+use crate::config::Config;
+use crate::kinds::box_models;
+use crate::kinds::image::{self, MAX_IMAGES, RefineRequest};
+use crate::kinds::resize::ResizeRequest;
+use crate::models::{Catalog, ModelKind};
+
+use super::error::A1111Error;
+use super::request::{Generation, Txt2Img};
+use super::sampler::{self, FIRST_PASS, Fields};
+
+/// The hires fix's fields, as its refusals name them.
+const HIRES: Fields = Fields { sampler: "hr_sampler_name", schedule: "hr_scheduler" };
+/// A1111's default hires-fix upscaler (its `hires_fix_upscaler` option).
+const DEFAULT_UPSCALER: &str = "Latent";
+/// The latent upscale modes A1111 has, and the native latent resize method each is
+/// (an antialiased mode scales as its plain one does).
+pub const LATENT_MODES: [(&str, &str); 6] = [
+    ("Latent", "bilinear"),
+    ("Latent (antialiased)", "bilinear"),
+    ("Latent (bicubic)", "bicubic"),
+    ("Latent (bicubic antialiased)", "bicubic"),
+    ("Latent (nearest)", "nearest-exact"),
+    ("Latent (nearest-exact)", "nearest-exact"),
+];
+/// The upscalers that resize a picture without a model, and the native method each is
+/// (A1111's "None" leaves the resize to its Lanczos).
+pub const PICTURE_MODES: [(&str, &str); 3] =
+    [("None", "lanczos"), ("Lanczos", "lanczos"), ("Nearest", "nearest-exact")];
+
+/// A native field of the `image` job named as an A1111 request names it.
+pub fn request_field(native: &str) -> String {
+    let named = match native {
+        "guidance" | "refine.guidance" => "cfg_scale",
+        "n" => "batch_size",
+        "model" => "override_settings.sd_model_checkpoint",
+        "scheduler" => "sampler_name",
+        "init_image" => "init_images",
+        "strength" | "refine.strength" => "denoising_strength",
+        "refine" | "refine.from" => "enable_hr",
+        "refine.steps" | "refine.steps_mode" => "hr_second_pass_steps",
+        "refine.scheduler" => "hr_sampler_name",
+        "refine.upscale_model" => "hr_upscaler",
+        "refine.prompt" => "hr_prompt",
+        "refine.negative_prompt" => "hr_negative_prompt",
+        "refine.seed" => "seed",
+        f if f.starts_with("refine.resize") => "hr_scale",
+        other => other,
+    };
+    named.to_string()
+}
+
+/// The installed diffusion model `asked` names: its name, or its A1111 title (`name [hash]`,
+/// a file name with `.safetensors`/`.ckpt`), as `sd-models` lists it. 404 naming `field`.
+pub fn model_named(config: &Config, asked: &str, field: &str) -> Result<String, A1111Error> {
+    let text = asked.trim();
+    let text = match text.rsplit_once(" [") {
+        Some((name, hash)) if hash.ends_with(']') => name,
+        _ => text,
+    };
+    let candidates = [text, text.trim_end_matches(".safetensors").trim_end_matches(".ckpt")];
+    let installed = |n: &str| {
+        Catalog::installed_dir_of(config, ModelKind::Diffusion, n).is_some() || box_models::has(ModelKind::Diffusion, n)
+    };
+    candidates.into_iter().find(|n| installed(n)).map(str::to_string).ok_or_else(|| {
+        A1111Error::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("{field}: {asked:?} is not an installed diffusion model; see GET /sdapi/v1/sd-models"),
+        )
+    })
+}
+
+/// A hires-fix choice that is its own: "Use same sampler" / "Use same scheduler" (`same`),
+/// and none, are the first pass's.
+fn own<'a>(v: Option<&'a str>, same: &str) -> Option<&'a str> {
+    v.map(str::trim).filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case(same))
+}
+
+/// A whole number of at least `min`, or a refusal naming `field`.
+fn at_least(field: &str, v: Option<i64>, min: i64) -> Result<Option<i64>, A1111Error> {
+    match v {
+        Some(n) if n < min => Err(A1111Error::field(field, format!("must be at least {min}, got {n}"))),
+        other => Ok(other),
+    }
+}
+
+/// The `image` job of what both routes take (no init picture, no hires fix yet).
+pub fn generation(state: &AppState, g: &Generation) -> Result<image::ImageRequest, A1111Error> {
+    if g.prompt.trim().is_empty() {
+        return Err(A1111Error::field("prompt", "required: reelbox draws from words, and this prompt has none"));
+    }
+    let seed = match g.seed {
+        None | Some(-1) => None,
+        Some(s) if s < -1 => return Err(A1111Error::field("seed", format!("must be -1 (random) or more, got {s}"))),
+        Some(s) => Some(s),
+    };
+    let batch = at_least("batch_size", g.batch_size, 1)?.unwrap_or(1);
+    let iterations = at_least("n_iter", g.n_iter, 1)?.unwrap_or(1);
+    let n = batch.saturating_mul(iterations);
+    if n > MAX_IMAGES {
+        return Err(A1111Error::field(
+            "batch_size",
+            format!("batch_size × n_iter is {n}; reelbox makes at most {MAX_IMAGES} pictures a request"),
+        ));
+    }
+    let model = match g.override_settings.as_ref().and_then(|o| o.get("sd_model_checkpoint")) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(m)) => {
+            Some(model_named(&state.config, m, "override_settings.sd_model_checkpoint")?)
+        }
+        Some(other) => {
+            return Err(A1111Error::field(
+                "override_settings.sd_model_checkpoint",
+                format!("must be a model's name or title, got {other}"),
+            ));
+        }
+    };
+    let sampler = g.sampler_name.as_deref().or(g.sampler_index.as_deref());
+    let sampling = sampler::native(sampler, g.scheduler.as_deref(), FIRST_PASS)?;
+    Ok(image::ImageRequest {
+        prompt: Some(g.prompt.clone()),
+        negative_prompt: Some(g.negative_prompt.clone()).filter(|n| !n.trim().is_empty()),
+        model,
+        width: g.width,
+        height: g.height,
+        steps: g.steps,
+        guidance: g.cfg_scale,
+        scheduler: sampling.scheduler.map(str::to_string),
+        schedule: sampling.schedule.map(str::to_string),
+        seed,
+        n: Some(n),
+        // A1111's "CPU" RNG source: each picture's noise as torch.manual_seed(seed) draws it.
+        noise: Some("torch_cpu".into()),
+        // Nothing reads step previews here (`/progress` answers no current image).
+        preview_every: Some(0),
+        ..image::ImageRequest::default()
+    })
+}
+
+/// The hires fix of a txt2img request as the job's `refine` (`None` without `enable_hr`).
+pub fn hires(config: &Config, req: &Txt2Img) -> Result<Option<RefineRequest>, A1111Error> {
+    if req.enable_hr != Some(true) {
+        return Ok(None);
+    }
+    let upscaler = req.hr_upscaler.as_deref().map(str::trim).filter(|u| !u.is_empty()).unwrap_or(DEFAULT_UPSCALER);
+    let latent = LATENT_MODES.iter().find(|(name, _)| name.eq_ignore_ascii_case(upscaler));
+    let picture = PICTURE_MODES.iter().find(|(name, _)| name.eq_ignore_ascii_case(upscaler));
+    let (from, method, upscale_model) = match (latent, picture) {
+        (Some((_, method)), _) => ("latent", *method, None),
+        (None, Some((_, method))) => ("picture", *method, None),
+        (None, None) if Catalog::installed_dir_of(config, ModelKind::Upscale, upscaler).is_some() => {
+            ("picture", "lanczos", Some(upscaler.to_string()))
+        }
+        (None, None) => {
+            return Err(A1111Error::field(
+                "hr_upscaler",
+                format!("{upscaler:?} is not an upscaler reelbox has; see GET /sdapi/v1/upscalers"),
+            ));
+        }
+    };
+    let (x, y) = (at_least("hr_resize_x", req.hr_resize_x, 0)?, at_least("hr_resize_y", req.hr_resize_y, 0)?);
+    let (x, y) = (x.unwrap_or(0), y.unwrap_or(0));
+    let resize = if x > 0 || y > 0 {
+        // A1111 scales to cover the size asked, then cuts the middle: ImageScale's center crop.
+        ResizeRequest { width: Some(x), height: Some(y), crop: Some("center".into()), ..ResizeRequest::default() }
+    } else {
+        let scale = req.hr_scale.unwrap_or(2.0);
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(A1111Error::field("hr_scale", format!("must be more than 0, got {scale}")));
+        }
+        let g = &req.generation;
+        match (g.width, g.height, &upscale_model) {
+            // As A1111 works the size out: each side times the scale, cut down to whole pixels.
+            (Some(w), Some(h), _) => ResizeRequest {
+                width: Some((w as f64 * scale) as i64),
+                height: Some((h as f64 * scale) as i64),
+                ..ResizeRequest::default()
+            },
+            (_, _, None) => ResizeRequest { scale_by: Some(scale), ..ResizeRequest::default() },
+            (_, _, Some(_)) => {
+                return Err(A1111Error::field(
+                    "width",
+                    "the hires fix through an upscale model needs width and height sent, to scale them by hr_scale",
+                ));
+            }
+        }
+    };
+    let steps = match at_least("hr_second_pass_steps", req.hr_second_pass_steps, 0)? {
+        None | Some(0) => None,
+        steps => steps,
+    };
+    let g = &req.generation;
+    let hr_sampler = own(req.hr_sampler_name.as_deref(), "Use same sampler");
+    let hr_schedule = own(req.hr_scheduler.as_deref(), "Use same scheduler");
+    let scheduler = if hr_sampler.is_some() || hr_schedule.is_some() {
+        let first = g.sampler_name.as_deref().or(g.sampler_index.as_deref());
+        let schedule = hr_schedule.or(g.scheduler.as_deref());
+        sampler::native(hr_sampler.or(first), schedule, HIRES)?.scheduler.map(str::to_string)
+    } else {
+        None
+    };
+    let text = |t: &Option<String>| t.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
+    Ok(Some(RefineRequest {
+        from: Some(from.to_string()),
+        upscale_model,
+        resize: Some(ResizeRequest { method: Some(method.to_string()), ..resize }),
+        strength: Some(req.denoising_strength.unwrap_or(0.75)),
+        steps,
+        scheduler,
+        prompt: text(&req.hr_prompt),
+        negative_prompt: text(&req.hr_negative_prompt),
+        ..RefineRequest::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_fields_are_named_as_the_request_names_them() {
+        assert_eq!(request_field("guidance"), "cfg_scale");
+        assert_eq!(request_field("refine.resize.width"), "hr_scale");
+        assert_eq!(request_field("width"), "width");
+    }
+
+    #[test]
+    fn the_hires_fix_becomes_a_refine_of_the_same_scale() {
+        let config = Config::default();
+        let mut req = Txt2Img { enable_hr: Some(true), ..Txt2Img::default() };
+        req.generation.width = Some(100);
+        req.generation.height = Some(64);
+        req.hr_scale = Some(1.5);
+        let refine = hires(&config, &req).expect("ok").expect("a refine");
+        assert_eq!(refine.from.as_deref(), Some("latent"));
+        let resize = refine.resize.expect("a resize");
+        assert_eq!((resize.width, resize.height, resize.method.as_deref()), (Some(150), Some(96), Some("bilinear")));
+        assert_eq!(refine.strength, Some(0.75));
+        req.hr_upscaler = Some("Lanczos".into());
+        req.hr_resize_x = Some(128);
+        let refine = hires(&config, &req).expect("ok").expect("a refine");
+        let resize = refine.resize.expect("a resize");
+        assert_eq!((resize.width, resize.height, resize.crop.as_deref()), (Some(128), Some(0), Some("center")));
+        req.hr_upscaler = Some("4x-Nonesuch".into());
+        assert!(hires(&config, &req).is_err_and(|e| e.detail.starts_with("hr_upscaler:")));
+        req.enable_hr = None;
+        assert_eq!(hires(&config, &req).expect("ok"), None);
+    }
+}
