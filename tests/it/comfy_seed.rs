@@ -1,10 +1,10 @@
 //! A seed from a ComfyUI workflow gives ComfyUI's picture: the default workflow (and DPM++ 2M
-//! with Karras σs, and Euler ancestral) on the tiny SD model, through `/prompt` on the real
-//! daemon, against the pictures ComfyUI's own sampling path makes with the same parts
-//! (tests/fixtures/make_comfy_reference.py: torch.manual_seed's noise, ComfyUI's σs and
-//! k-diffusion's samplers around the fixture's ONNX files). Before, reelbox drew its own
-//! noise and sampled on diffusers' schedule: the same graph and seed gave another picture.
-//! The native API asks for the same with `noise: "comfyui"` and `schedule`.
+//! with Karras σs, Euler ancestral, and the latent hires fix) on the tiny SD model, through
+//! `/prompt` on the real daemon, against the pictures ComfyUI's own sampling path makes with
+//! the same parts (tests/fixtures/make_comfy_reference.py: torch.manual_seed's noise,
+//! ComfyUI's σs and k-diffusion's samplers around the fixture's ONNX files). Before, reelbox
+//! drew its own noise and sampled on diffusers' schedule: the same graph and seed gave
+//! another picture. The native API asks for the same with `noise: "comfyui"` and `schedule`.
 
 use crate::common;
 
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::comfy_compat::{default_workflow, history_of, http, queue_prompt};
+use crate::comfy_hires::{hires, latent_by};
 use crate::comfy_upscale::view;
 
 #[derive(Deserialize)]
@@ -30,6 +31,9 @@ struct Case {
     prompt: String,
     negative_prompt: String,
     expected: String,
+    /// The latent hires fix: the first KSampler's latent scaled by this (nearest-exact) and
+    /// sampled again by the same settings at `hires_denoise`.
+    hires_scale_by: Option<f64>,
 }
 
 /// The largest difference between a PNG's pixels (0..255) and the reference's (0..1).
@@ -49,22 +53,33 @@ async fn a_comfyui_workflows_seed_gives_comfyuis_picture() {
     let c = http();
     for case in &cases {
         let expected: ArrayD<f32> = ndarray_npy::read_npy(source_tree().join(&case.expected)).expect("reference");
-        let mut g = default_workflow("tiny-sd", case.steps);
-        for (input, value) in [
-            ("sampler_name", json!(case.sampler)),
-            ("scheduler", json!(case.scheduler)),
-            ("seed", json!(case.seed)),
-            ("cfg", json!(case.cfg)),
-        ] {
-            g["3"]["inputs"][input] = value;
+        let (mut g, samplers, output) = match case.hires_scale_by {
+            None => (default_workflow("tiny-sd", case.steps), vec!["3"], "9"),
+            Some(by) => (hires(latent_by(by), true), vec!["3", "12"], "14"),
+        };
+        for node in samplers {
+            g[node]["inputs"]["steps"] = json!(case.steps);
+            for (input, value) in [
+                ("sampler_name", json!(case.sampler)),
+                ("scheduler", json!(case.scheduler)),
+                ("seed", json!(case.seed)),
+                ("cfg", json!(case.cfg)),
+            ] {
+                g[node]["inputs"][input] = value;
+            }
         }
         let id = queue_prompt(&c, &d, json!({"prompt": g})).await;
         let entry = history_of(&c, &d, &id, Duration::from_secs(120)).await;
         assert_eq!(entry["status"]["status_str"], "success", "{}: {entry}", case.name);
-        let picture = view(&c, &d, &entry["outputs"]["9"]["images"][0]).await.to_rgb8();
+        let picture = view(&c, &d, &entry["outputs"][output]["images"][0]).await.to_rgb8();
         // A PNG rounds to 1/255; the rest is f32 arithmetic in another order.
         let diff = max_diff(&picture, &expected);
         assert!(diff <= 3.0 / 255.0, "{}: ComfyUI's picture differs by {diff}", case.name);
+        if case.hires_scale_by.is_some() {
+            // The graph's second pass is the native `refine` (comfy_hires:: holds the two to
+            // the same pixels).
+            continue;
+        }
 
         // The native API, asked to sample as ComfyUI does, makes the same picture.
         let scheduler = if case.sampler == "euler_ancestral" { "euler_a" } else { case.sampler.as_str() };
