@@ -256,6 +256,13 @@ fn validation_fills_defaults_from_preset_and_model() {
     let plain = validate(json!({"prompt": "a cat", "model": "tiny-sdxl"})).expect("valid");
     assert_eq!(plain["width"], 64);
     assert_eq!(plain["scheduler"], "euler", "the model's own scheduler class");
+    // A ComfyUI schedule asked for takes the place of a default's Karras σs; one beside a
+    // `_karras` name the request gave is refused, naming `schedule`.
+    let fast = json!({"prompt": "a cat", "model": "tiny-sd", "preset": "fast", "schedule": "exponential"});
+    let v = validate(fast.clone()).expect("valid");
+    assert_eq!((&v["scheduler"], &v["schedule"]), (&json!("dpmpp_2m"), &json!("exponential")), "{v}");
+    let err = validate(with(fast, "scheduler", json!("dpmpp_2m_karras"))).expect_err("two σ schedules");
+    assert_eq!(err.field, "schedule", "{err:?}");
 }
 
 /// ComfyUI's ImageUpscaleWithModel after VAEDecode: the pictures upscaled in a second stage,

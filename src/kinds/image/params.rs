@@ -341,6 +341,9 @@ impl ImageRequest {
         let choice =
             SchedulerChoice::parse(&scheduler_name).map_err(|e| ParamError::new("scheduler", e.to_string()))?;
         let schedule = named("schedule", self.schedule.as_deref(), Schedule::parse, &Schedule::NAMES)?;
+        // A schedule asked for replaces the Karras σs of a default (the model's, a preset's)
+        // the request did not name; a `_karras` name it did give is refused with it.
+        let choice = if self.scheduler.is_none() && schedule.is_some() { choice.without_karras() } else { choice };
         let choice = choice.with_schedule(schedule).map_err(|e| ParamError::new("schedule", e.to_string()))?;
         let seed = match self.seed {
             None => u64::from(rand::random::<u32>()),

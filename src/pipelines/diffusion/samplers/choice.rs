@@ -53,6 +53,11 @@ impl SchedulerChoice {
         Ok(Self { kind, karras, schedule: None })
     }
 
+    /// This choice on its family's own σs (`dpmpp_2m_karras` → `dpmpp_2m`).
+    pub fn without_karras(self) -> Self {
+        Self { karras: false, ..self }
+    }
+
     /// This choice sampling by ComfyUI's `schedule` (none: diffusers' own schedule), refused
     /// for a `_karras` name (its σs are a schedule already) and the samplers k-diffusion's
     /// KSampler path lacks.
