@@ -79,15 +79,18 @@ impl IntoResponse for ApiError {
         }
         let error =
             ErrorDetail { code: self.code.to_string(), message: self.message, field: self.field, model: self.model };
-        let body = ErrorBody { error };
-        let mut resp = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        resp
+        refusal(self.status, ErrorBody { error }, self.retry_after)
     }
+}
+
+/// A refusal in any family's shape: `body` as JSON with `status`, and `Retry-After` when the
+/// refusal clears by itself (a full queue, a rate).
+pub fn refusal(status: StatusCode, body: impl serde::Serialize, retry_after: Option<u64>) -> Response {
+    let mut resp = (status, Json(body)).into_response();
+    if let Some(secs) = retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }
 
 impl From<ParamError> for ApiError {

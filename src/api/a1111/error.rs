@@ -4,8 +4,7 @@
 //! for a model it does not have. `detail` starts with the request's own field name
 //! (`sampler_name: ...`), not the native job's it was mapped onto.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -103,13 +102,7 @@ impl IntoResponse for A1111Error {
         if self.status.is_server_error() {
             tracing::error!("{}", self.detail);
         }
-        let mut resp = (self.status, Json(self.body())).into_response();
-        if let Some(secs) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        resp
+        crate::api::error::refusal(self.status, self.body(), self.retry_after)
     }
 }
 

@@ -3,10 +3,9 @@
 //! for every ComfyUI route: a client reads one shape, not reelbox's native one or plain text,
 //! the refusals given before the route's handler included (`api::family`).
 
-use axum::Json;
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,11 +46,7 @@ pub struct ComfyError {
 
 impl IntoResponse for ComfyError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(self.body)).into_response();
-        if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        resp
+        crate::api::error::refusal(self.status, self.body, self.retry_after)
     }
 }
 

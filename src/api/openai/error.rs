@@ -1,8 +1,7 @@
 //! Errors in OpenAI's shape: `{"error":{"message","type","param","code"}}`, so OpenAI SDKs
 //! raise their usual exceptions (`BadRequestError`, `NotFoundError`, ...).
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -111,17 +110,10 @@ impl IntoResponse for OpenAiError {
         if self.status.is_server_error() {
             tracing::error!(code = ?self.code, "{}", self.message);
         }
-        let should_retry = self.should_retry;
-        let retry_after = self.retry_after;
-        let (status, body) = (self.status, self.body());
-        let mut resp = (status, Json(body)).into_response();
+        let (status, should_retry, retry_after) = (self.status, self.should_retry, self.retry_after);
+        let mut resp = crate::api::error::refusal(status, self.body(), retry_after);
         if let Some(retry) = should_retry {
             resp.headers_mut().insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
-        }
-        if let Some(secs) = retry_after
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }
