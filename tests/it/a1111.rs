@@ -275,7 +275,7 @@ async fn basic_credentials_carry_a_key_and_refusals_come_in_a1111s_shape() {
     let (status, answer) = post(&keyed, &d, "/sdapi/v1/img2img", &json!({"prompt": "x", "init_images": []})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     assert!(answer["detail"].as_str().is_some_and(|m| m.starts_with("init_images")), "{answer}");
-    let resp = keyed.get(d.at("/sdapi/v1/png-info")).send().await.expect("request");
+    let resp = keyed.get(d.at("/sdapi/v1/interrogate")).send().await.expect("request");
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let body: Value = resp.json().await.expect("json");
     assert!(body["detail"].as_str().is_some_and(|m| m.contains("/sdapi/v1/txt2img")), "{body}");

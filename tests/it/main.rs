@@ -11,6 +11,7 @@ mod common;
 mod cluster_support;
 
 mod a1111;
+mod a1111_extras;
 mod api_conventions;
 mod api_fuzz;
 mod api_models;

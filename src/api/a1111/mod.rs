@@ -16,6 +16,7 @@ use super::AppState;
 use super::upload_form::{body_limit, close_after_too_large};
 
 pub mod error;
+pub mod extras;
 pub mod generate;
 pub mod info;
 pub mod params;
@@ -44,6 +45,18 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route(
             "/sdapi/v1/img2img",
             post(generate::img2img)
+                .layer(DefaultBodyLimit::max(pictures))
+                .layer(axum::middleware::map_response(close_after_too_large)),
+        )
+        .route(
+            "/sdapi/v1/extra-single-image",
+            post(extras::extra_single_image)
+                .layer(DefaultBodyLimit::max(pictures))
+                .layer(axum::middleware::map_response(close_after_too_large)),
+        )
+        .route(
+            "/sdapi/v1/png-info",
+            post(extras::png_info)
                 .layer(DefaultBodyLimit::max(pictures))
                 .layer(axum::middleware::map_response(close_after_too_large)),
         )
@@ -84,6 +97,8 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A1111
     paths(
         generate::txt2img,
         generate::img2img,
+        extras::extra_single_image,
+        extras::png_info,
         info::sd_models,
         info::get_options,
         info::set_options,
@@ -102,6 +117,10 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A1111
         request::Txt2Img,
         request::Img2Img,
         request::ImageResponse,
+        extras::ExtrasSingle,
+        extras::ExtrasAnswer,
+        extras::PngInfoRequest,
+        extras::PngInfo,
         info::SdModel,
         info::Upscaler,
         info::LatentMode,

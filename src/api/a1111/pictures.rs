@@ -17,7 +17,7 @@ use crate::store::records::Artifact;
 
 /// The bytes of a picture sent as base64 in `field` (a `data:image/…;base64,` prefix is
 /// allowed, as A1111 allows it), held to `limits.max_upload_bytes`.
-fn decoded(state: &AppState, field: &str, text: &str) -> Result<Vec<u8>, A1111Error> {
+pub(super) fn decoded(state: &AppState, field: &str, text: &str) -> Result<Vec<u8>, A1111Error> {
     let text = text.trim();
     if text.starts_with("http://") || text.starts_with("https://") {
         return Err(A1111Error::field(
