@@ -92,7 +92,6 @@ impl KSampler {
                 }
             }
         }
-        self.old_x0 = Some(self.x0.clone());
     }
 }
 
@@ -145,6 +144,12 @@ impl Scheduler for KSampler {
         }
         if let Some(d) = denoised {
             d.copy_from_slice(&self.x0);
+        }
+        if self.method == Method::DpmPp2m {
+            // The next step reads this one's x₀: kept by swapping buffers, not copying the
+            // latents each step; the spare is overwritten whole by the next step's x₀.
+            let spare = self.old_x0.take().unwrap_or_default();
+            self.old_x0 = Some(std::mem::replace(&mut self.x0, spare));
         }
         Ok(())
     }
