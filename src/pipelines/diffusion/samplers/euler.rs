@@ -2,7 +2,9 @@
 //! `EulerDiscreteScheduler`.
 
 use super::schedule::{euler_timesteps, interp_unit, karras_sigmas, sigma_to_t, train_sigmas};
-use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_sigma_noise, scale_by_sigma, sigma_x0};
+use super::{
+    Prediction, Scheduler, SchedulerConfig, SchedulerError, add_sigma_noise, euler_step, scale_by_sigma, sigma_x0,
+};
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
 /// Euler sampler state: the schedule and a scratch buffer for x₀.
@@ -85,13 +87,9 @@ impl Scheduler for Euler {
         denoised: Option<&mut [f32]>,
     ) -> Result<(), NoiseError> {
         let sigma = self.sigmas[index];
-        let dt = self.sigmas[index + 1] - sigma;
         self.x0.resize(sample.len(), 0.0);
         sigma_x0(self.prediction, sigma, model_output, sample, &mut self.x0);
-        for (s, &x0) in sample.iter_mut().zip(&self.x0) {
-            let derivative = (*s - x0) / sigma;
-            *s += derivative * dt;
-        }
+        euler_step(sample, &self.x0, sigma, self.sigmas[index + 1]);
         if let Some(d) = denoised {
             d.copy_from_slice(&self.x0);
         }

@@ -6,7 +6,8 @@
 
 use super::comfy_sigmas::{Discrete, Schedule};
 use super::{
-    Prediction, Scheduler, SchedulerConfig, SchedulerError, SchedulerKind, add_sigma_noise, scale_by_sigma, sigma_x0,
+    Prediction, Scheduler, SchedulerConfig, SchedulerError, SchedulerKind, add_sigma_noise, euler_step, scale_by_sigma,
+    sigma_x0,
 };
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
@@ -124,7 +125,7 @@ impl Scheduler for KSampler {
         self.x0.resize(sample.len(), 0.0);
         sigma_x0(self.prediction, sigma, model_output, sample, &mut self.x0);
         match self.method {
-            Method::Euler => euler(sample, &self.x0, sigma, next),
+            Method::Euler => euler_step(sample, &self.x0, sigma, next),
             Method::EulerAncestral => {
                 // `get_ancestral_step` with η = 1.
                 let up = next.min((next * next * (sigma * sigma - next * next) / (sigma * sigma)).sqrt());
@@ -132,7 +133,7 @@ impl Scheduler for KSampler {
                 if down == 0.0 {
                     sample.copy_from_slice(&self.x0);
                 } else {
-                    euler(sample, &self.x0, sigma, down);
+                    euler_step(sample, &self.x0, sigma, down);
                     self.noise.resize(sample.len(), 0.0);
                     noise.fill(&mut self.noise)?;
                     for (s, &n) in sample.iter_mut().zip(&self.noise) {
@@ -156,15 +157,6 @@ impl Scheduler for KSampler {
 
     fn add_noise(&self, index: usize, original: &[f32], noise: &[f32], out: &mut [f32]) {
         add_sigma_noise(self.sigmas[index], original, noise, out);
-    }
-}
-
-/// k-diffusion's Euler step from σ to `to`: x + (x − x₀)/σ · (to − σ).
-fn euler(sample: &mut [f32], x0: &[f32], sigma: f32, to: f32) {
-    let dt = to - sigma;
-    for (s, &x0) in sample.iter_mut().zip(x0) {
-        let d = (*s - x0) / sigma;
-        *s += d * dt;
     }
 }
 

@@ -366,6 +366,15 @@ fn sigma_x0(prediction: Prediction, sigma: f32, model_output: &[f32], sample: &[
     }
 }
 
+/// An Euler step from σ to `to` (k-diffusion's and diffusers' alike): x + (x − x₀)/σ · (to − σ).
+fn euler_step(sample: &mut [f32], x0: &[f32], sigma: f32, to: f32) {
+    let dt = to - sigma;
+    for (s, &x0) in sample.iter_mut().zip(x0) {
+        let derivative = (*s - x0) / sigma;
+        *s += derivative * dt;
+    }
+}
+
 /// Scales latents by 1/√(σ²+1), the Euler-family model input.
 fn scale_by_sigma(sigma: f32, sample: &[f32], out: &mut [f32]) {
     let d = (sigma * sigma + 1.0).sqrt();
