@@ -278,6 +278,70 @@ async fn a_worker_back_from_a_cut_stops_the_stage_the_head_placed_again() {
     assert!(!head_said.contains("discarding a late result"), "{head_said}");
 }
 
+/// The same after a head restart: the restarted head remembers nothing it told, but it runs
+/// the stage again (another attempt) and would discard the cut box's result, so the box,
+/// back, hears its run was given away and stops it. (It ran on to the end before: the head
+/// knew nothing of it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_back_from_a_cut_stops_its_stage_after_the_head_restarted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ns = cluster_support::NetNs::make();
+    let nats = match &ns {
+        Some(ns) => Nats::start_on(dir.path(), &ns.host_ip, &[]),
+        None => Nats::start(dir.path()),
+    };
+    let head_dir = dir.path().join("head");
+    let mut head = start_head(&head_dir, &nats, false);
+    let log = dir.path().join("w1.log");
+    let w1 = match &ns {
+        Some(ns) => WorkerProc::start_in_logged(&dir.path().join("w1"), &nats, "w1", ns, Some(&log)),
+        None => WorkerProc::start_logged(&dir.path().join("w1"), &nats, "w1", "", &log),
+    };
+    let _w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1", "w2"]).await;
+    // 30 s of work, submitted until it lands on w1 (without a namespace w1 is frozen instead).
+    let id = loop {
+        let id = submit_testcard(&http, &head, json!({"steps": 300, "step_ms": 100})).await;
+        if running_box(&http, &head, &id).await == "w1" {
+            break id;
+        }
+        let _ = http.post(head.at(&format!("/api/v1/jobs/{id}/cancel"))).send().await;
+        wait_job(&http, &head, &id, Duration::from_secs(10), is_final).await;
+    };
+    let silence = |quiet: bool| match &ns {
+        Some(ns) => ns.link(!quiet),
+        None => w1.signal(if quiet { "STOP" } else { "CONT" }),
+    };
+    silence(true);
+    wait_job(&http, &head, &id, Duration::from_secs(20), |j| j["device"] == "w2/cpu").await;
+    // The head goes down and comes back: the job resumes with its next attempt, on w2.
+    let bind = head.url.trim_start_matches("http://").to_string();
+    head.kill9();
+    let cfg = head_dir.join("cfg").join("config.toml");
+    let head = DaemonProc::start_at(&head_dir.join("data"), &bind, &[("REELBOX_CONFIG", cfg.to_str().expect("utf-8"))]);
+    wait_job(&http, &head, &id, Duration::from_secs(20), |j| j["state"] == "running" && j["device"] == "w2/cpu").await;
+    silence(false);
+    let back = Instant::now();
+    loop {
+        let view: Value =
+            http.get(head.at("/api/v1/cluster")).send().await.expect("cluster").json().await.expect("json");
+        let w1_view = view["boxes"].as_array().into_iter().flatten().find(|b| b["host"] == "w1");
+        if w1_view.is_some_and(|b| b["running"].as_array().is_some_and(Vec::is_empty)) {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(12), "w1 still runs the stage the head runs again: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let j = wait_job(&http, &head, &id, Duration::from_secs(60), is_final).await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(stage_devices(&j)[0], "w2/cpu", "{j}");
+    assert_eq!(artifacts_per_stage(&j), [("card".to_string(), 1), ("summary".to_string(), 1)], "{j}");
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(said.contains(&format!("stopped job {id} attempt 1")), "{said}");
+    assert!(!said.lines().any(|l| l.contains(&id) && l.contains("stage done")), "{said}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_the_model_never_takes_its_stage() {
     let dir = tempfile::tempdir().expect("tempdir");

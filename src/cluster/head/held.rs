@@ -34,7 +34,11 @@ pub(super) struct Told(HashMap<RunKey, Verdict>);
 impl Told {
     /// The answer to `host` asking after `key`; `holds`: the head waits for it from `host`,
     /// and then keeps it for the box from now on if `keeps` (a restarted box asking).
-    fn answer(&mut self, key: RunKey, host: &str, holds: bool, keeps: bool) -> Held {
+    /// `other_run`: the head waits for another run of the same stage (another attempt, or
+    /// another box), whose result it takes; this one's it would discard. That holds without
+    /// a verdict too: a head restarted since it gave the run away remembers no verdict, but
+    /// runs the stage again.
+    fn answer(&mut self, key: RunKey, host: &str, holds: bool, keeps: bool, other_run: bool) -> Held {
         if holds {
             if keeps {
                 self.0.insert(key, Verdict::Kept(Instant::now()));
@@ -43,6 +47,7 @@ impl Told {
         }
         match self.0.get(&key) {
             Some(Verdict::GivenAway(h, _)) if h == host => Held::GivenAway,
+            _ if other_run => Held::GivenAway,
             _ => Held::Unknown,
         }
     }
@@ -93,7 +98,8 @@ impl Head {
             let answer = {
                 let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
                 let holds = waiting.get(&key).is_some_and(|(h, _)| h == host);
-                self.told.lock().unwrap_or_else(|p| p.into_inner()).answer(key, host, holds, restarted)
+                let other_run = waiting.keys().any(|k| k.job == key.job && k.stage == key.stage && *k != key);
+                self.told.lock().unwrap_or_else(|p| p.into_inner()).answer(key, host, holds, restarted, other_run)
             };
             if answer == Held::Yes && restarted {
                 tracing::info!(job = %key.job, stage = key.stage, attempt = key.attempt, host,
@@ -147,53 +153,64 @@ mod tests {
     fn a_run_given_away_is_said_so_to_its_box_only() {
         let mut told = Told::default();
         let k = key(1);
-        assert_eq!(told.answer(k, "attic", false, true), Held::Unknown, "a head that knows nothing says so");
+        assert_eq!(told.answer(k, "attic", false, true, false), Held::Unknown, "a head that knows nothing says so");
         assert!(told.give_away(k, "attic", Some(Duration::from_secs(2))));
-        assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway);
-        assert_eq!(told.answer(k, "den", false, true), Held::Unknown, "another box never held it");
+        assert_eq!(told.answer(k, "attic", false, true, false), Held::GivenAway);
+        assert_eq!(told.answer(k, "den", false, true, false), Held::Unknown, "another box never held it");
     }
 
     #[test]
     fn a_run_its_restarted_box_asked_for_is_kept_for_a_ttl_then_may_go() {
         let mut told = Told::default();
         let k = key(1);
-        assert_eq!(told.answer(k, "attic", true, true), Held::Yes);
+        assert_eq!(told.answer(k, "attic", true, true, false), Held::Yes);
         assert!(!told.give_away(k, "attic", Some(Duration::from_secs(60))), "kept for the box that asked");
         assert!(told.give_away(k, "attic", Some(Duration::ZERO)), "a box gone again loses it after the TTL");
-        assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway);
+        assert_eq!(told.answer(k, "attic", false, true, false), Held::GivenAway);
     }
 
     #[test]
     fn a_cancel_gives_a_run_away_even_when_its_box_asked() {
         let mut told = Told::default();
         let k = key(2);
-        told.answer(k, "attic", true, true);
+        told.answer(k, "attic", true, true, false);
         assert!(told.give_away(k, "attic", None));
-        assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway);
+        assert_eq!(told.answer(k, "attic", false, true, false), Held::GivenAway);
         told.expire(Duration::ZERO, Duration::from_secs(600));
-        assert_eq!(told.answer(k, "attic", false, true), Held::GivenAway, "kept a while");
+        assert_eq!(told.answer(k, "attic", false, true, false), Held::GivenAway, "kept a while");
         told.expire(Duration::ZERO, Duration::ZERO);
-        assert_eq!(told.answer(k, "attic", false, true), Held::Unknown, "forgotten after a while");
+        assert_eq!(told.answer(k, "attic", false, true, false), Held::Unknown, "forgotten after a while");
+    }
+
+    #[test]
+    fn a_head_that_runs_the_stage_again_says_so_without_a_verdict() {
+        // Restarted since it gave the run away: no verdict, but another attempt of the stage
+        // runs (elsewhere or queued on this box), and this one's result would be discarded.
+        let mut told = Told::default();
+        let k = key(1);
+        assert_eq!(told.answer(k, "attic", false, false, true), Held::GivenAway);
+        assert_eq!(told.answer(k, "attic", false, true, true), Held::GivenAway, "a restarted box skips it too");
+        assert_eq!(told.answer(k, "attic", true, false, true), Held::Yes, "the run it waits for is never given away");
     }
 
     #[test]
     fn a_box_asking_while_it_runs_never_keeps_the_run_from_being_given_away() {
         let mut told = Told::default();
         let k = key(1);
-        assert_eq!(told.answer(k, "attic", true, false), Held::Yes, "still held: the box runs on");
+        assert_eq!(told.answer(k, "attic", true, false, false), Held::Yes, "still held: the box runs on");
         assert!(told.give_away(k, "attic", Some(Duration::from_secs(60))), "its heartbeat alone keeps it");
-        assert_eq!(told.answer(k, "attic", false, false), Held::GivenAway, "back from a cut, it stops");
+        assert_eq!(told.answer(k, "attic", false, false, false), Held::GivenAway, "back from a cut, it stops");
     }
 
     #[test]
     fn a_give_away_outlives_a_keep_for_a_box_cut_off_long() {
         let mut told = Told::default();
         let (kept, given) = (key(1), key(2));
-        told.answer(kept, "attic", true, true);
+        told.answer(kept, "attic", true, true, false);
         told.give_away(given, "den", None);
         // Both are older than a keep lasts: the keep goes, the give-away stays.
         told.expire(Duration::ZERO, GIVEN_AWAY_KEEP);
         assert!(told.give_away(kept, "attic", Some(Duration::from_secs(60))), "its keep is forgotten");
-        assert_eq!(told.answer(given, "den", false, false), Held::GivenAway, "back after long, it still stops");
+        assert_eq!(told.answer(given, "den", false, false, false), Held::GivenAway, "back after long, it still stops");
     }
 }
