@@ -117,6 +117,7 @@ impl Daemon {
             Err(missing) => tracing::warn!("{missing}; until then every job that runs a model is refused"),
         }
         warn_of_old_pieces(&config);
+        crate::config::exposure::warn_if_exposed(&config);
         let reaper = engine.spawn_reaper();
         let mut scheduler = Scheduler::new(store, config.clone(), engine, kinds::registry());
         let cluster_stop = CancellationToken::new();

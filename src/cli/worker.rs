@@ -90,6 +90,7 @@ pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    reelbox::config::exposure::warn_if_exposed(&config);
     // A worker holds no API keys: none of the head's secrets are in its config or on the wire.
     config.cluster = Some(cluster.clone());
     // Started, not joined yet: the log says "worker joined the cluster" (or why it waits).

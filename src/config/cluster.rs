@@ -100,6 +100,11 @@ impl ClusterConfig {
         self.nats_url.rsplit('@').next().unwrap_or_default()
     }
 
+    /// Whether `nats_url` carries credentials (`user:password@`, or a token as `token@`).
+    pub fn url_has_credentials(&self) -> bool {
+        self.nats_url.len() > self.nats_server().len()
+    }
+
     /// Refuses settings that cannot work, naming the key.
     pub fn check(&self) -> Result<(), BadCluster> {
         let bad = |key, reason: &str| Err(BadCluster { key, reason: reason.into() });

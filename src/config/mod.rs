@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 pub mod cluster;
 pub mod defaults;
 pub mod env;
+pub mod exposure;
 pub mod openai;
 pub mod retention;
 
@@ -58,6 +59,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Worker boxes through NATS JetStream; absent, this box works alone.
     pub cluster: Option<ClusterConfig>,
+    /// The file this was read from, if any ([`exposure`] looks at who can read it).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// Host and Origin checks. A browser lets any web page send requests to the box, so
@@ -275,6 +279,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             retention: RetentionConfig::default(),
             cluster: None,
+            file: None,
         }
     }
 }
@@ -396,8 +401,9 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })
+        let config: Self = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?;
+        Ok(Self { file: Some(path.to_path_buf()), ..config })
     }
 
     /// Directory models are installed into.

@@ -118,6 +118,9 @@ pub fn doctor(config: &Config) -> Vec<Check> {
         });
     }
 
+    if let Some(e) = crate::config::exposure::exposed(config) {
+        checks.push(Check::warn("config", e.to_string(), Some(e.fix())));
+    }
     let data = &config.data_dir;
     if !data.exists() && !foreign {
         // A doctor only looks: making the dir (it did) changed the machine it examined.

@@ -469,6 +469,37 @@ fn doctor_makes_no_data_dir_and_names_each_piece_once() {
     assert!(dir["fix"].as_str().is_some_and(|f| f.starts_with("reelbox setup")), "{dir}");
 }
 
+/// A worker box's config carries its NATS seed: while every user of the machine can read
+/// the file, `reelbox doctor` says so, naming the key and the chmod that closes it.
+#[test]
+fn doctor_warns_of_a_config_whose_seed_every_user_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = home.path().join("config.toml");
+    let toml = "[cluster]\nrole = \"worker\"\nnats_url = \"nats://head:4222\"\nnkey = \"SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY\"\n";
+    std::fs::write(&config, toml).expect("write config");
+    let doctor = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_reelbox"))
+            .arg("--config")
+            .arg(&config)
+            .args(["doctor", "--json", "--data-dir"])
+            .arg(home.path().join("data"))
+            .env_remove("REELBOX_CONFIG")
+            .output()
+            .expect("run doctor");
+        let checks: Value = serde_json::from_slice(&out.stdout).expect("JSON checks");
+        checks.as_array().expect("list").iter().find(|c| c["name"] == "config").cloned()
+    };
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let check = doctor().expect("a config check");
+    assert_eq!(check["status"], "warn", "{check}");
+    let detail = check["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("holds cluster.nkey and every user of this machine can read it (mode 0644)"), "{check}");
+    assert_eq!(check["fix"], format!("chmod 600 {}", config.display()), "{check}");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    assert_eq!(doctor(), None, "closed: nothing to say");
+}
+
 #[test]
 fn setup_installs_the_runtime_that_doctor_then_finds() {
     let home = tempfile::tempdir().expect("tempdir");
