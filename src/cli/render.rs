@@ -191,12 +191,6 @@ fn default_film(script: &Path) -> PathBuf {
     script.file_stem().map_or_else(|| film.to_path_buf(), |stem| Path::new(stem).with_extension("mp4"))
 }
 
-/// How a script file is written, by its name: Markdown's extensions, else plain text.
-fn script_format_of(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    if matches!(ext.as_deref(), Some("md" | "markdown" | "mdown" | "mkd")) { "markdown" } else { "text" }
-}
-
 /// How the script is named in a message: its file, or standard input.
 fn script_label(path: &Path) -> String {
     if path.as_os_str() == "-" { "the script from standard input".into() } else { path.display().to_string() }
@@ -261,7 +255,7 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     let c = &reach.client;
     let mut body = json!({"script": script, "upscale": a.upscale, "burn_subtitles": a.burn_subtitles});
     // Sent only for Markdown: a box from before it knew the field still takes plain scripts.
-    if a.script_format.as_deref().unwrap_or_else(|| script_format_of(&a.script)) == "markdown" {
+    if a.script_format.as_deref().unwrap_or_else(|| super::text_file::format_of(&a.script)) == "markdown" {
         body["script_format"] = json!("markdown");
     }
     for (k, v) in [

@@ -23,6 +23,11 @@ pub struct SayArgs {
     /// A UTF-8 text file to say, instead of TEXT.
     #[arg(long, conflicts_with = "text")]
     pub file: Option<PathBuf>,
+    /// How the text is written: `text`, or `markdown` (said as `reelbox render` reads a
+    /// Markdown script: no `#`, `*` or link addresses; code, HTML and front matter are not
+    /// said). Default: `markdown` for a `.md` or `.markdown` --file, else `text`.
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "markdown"])]
+    pub format: Option<String>,
     /// WAV file to write.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -62,6 +67,11 @@ pub async fn run(g: &Global, args: SayArgs) -> anyhow::Result<ExitCode> {
             })?
         }
         (None, None) => anyhow::bail!("give the TEXT to say, or --file FILE"),
+    };
+    let by_name = args.file.as_deref().map_or("text", super::text_file::format_of);
+    let text = match args.format.as_deref().unwrap_or(by_name) {
+        "markdown" => reelbox::text::markdown::to_script(&text),
+        _ => text,
     };
     // A voice given as a file exists only on this machine.
     let voice_is_file = args.voice.as_deref().is_some_and(|v| v.contains('/') || v.ends_with(".onnx"));

@@ -32,3 +32,10 @@ pub fn read(path: &Path, what: &str) -> anyhow::Result<String> {
         )
     })
 }
+
+/// How a script or text file is written, by its name: `markdown` for Markdown's
+/// extensions, else `text`.
+pub fn format_of(path: &Path) -> &'static str {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if matches!(ext.as_deref(), Some("md" | "markdown" | "mdown" | "mkd")) { "markdown" } else { "text" }
+}

@@ -99,6 +99,23 @@ async fn say_goes_through_a_running_daemon_and_writes_its_wav() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let jobs = jobs_of_kind(&d, "speech").await;
     assert!(jobs.iter().any(|j| j["params"]["text"] == "Guten Abend, Zoë."), "{jobs:?}");
+
+    // A Markdown file is said as a render reads it: no "hash", no asterisks, no link address;
+    // --format text says it as written.
+    let notes = home.path().join("notes.md");
+    std::fs::write(&notes, "# Hello\n\nThis is *a* [test](https://example.com).\n").expect("write notes");
+    for (format, said) in
+        [(None, "Hello\n\nThis is a test."), (Some("text"), "# Hello\n\nThis is *a* [test](https://example.com).")]
+    {
+        let mut cmd = reelbox_cli(home.path(), &models);
+        cmd.args(["say", "--file"]).arg(&notes).arg("-o").arg(home.path().join("notes.wav")).args(["--url", &d.url]);
+        if let Some(format) = format {
+            cmd.args(["--format", format]);
+        }
+        run_ok(&mut cmd);
+        let jobs = jobs_of_kind(&d, "speech").await;
+        assert!(jobs.iter().any(|j| j["params"]["text"] == said), "{format:?}: {jobs:?}");
+    }
 }
 
 #[test]
