@@ -24,13 +24,18 @@ export function voiceLanguage(name) {
   return m ? `${m[1]}-${m[2]}` : "";
 }
 
-function explain(list, script) {
-  const found = scenes(script);
+/** Lists `found` scenes ({picture, spoken}) in `list`; returns how many. */
+function explain(list, found) {
   list.replaceChildren(...found.map((s, i) => h("li", {},
     h("strong", {}, `Scene ${i + 1}. `),
     h("span", { class: "pic" }, "Picture: ", s.picture || "—"), " ",
     h("span", { class: "say" }, "Spoken: ", s.spoken || "(nothing: the scene is skipped)"))));
   return found.length;
+}
+
+/** Whether a file's name says Markdown, as `reelbox render story.md` reads it. */
+export function isMarkdownName(name) {
+  return /\.(md|markdown|mdown|mkd)$/i.test(name || "");
 }
 
 /** Speaks `text` with `voice` (Speech's own path) and plays it. */
@@ -61,19 +66,65 @@ export async function newFilm(root) {
   const script = h("textarea", { rows: 10, required: true, spellcheck: "true", lang: "" });
   script.value = sessionStorage.getItem("reelbox.script") || EXAMPLE;
   const list = h("ol", { class: "scenes", "aria-label": "Scenes of the script" });
-  const count = h("span", { class: "hint" });
+  const count = h("span", { class: "hint", "aria-live": "polite" });
+  // A Markdown script (notes, a README, story.md) is read as the render reads it: its
+  // headings are title scenes and its marks are not said.
+  const markdown = h("input", { type: "checkbox", id: "script-markdown" });
+  markdown.checked = sessionStorage.getItem("reelbox.scriptFormat") === "markdown";
+  const openFile = h("input", { type: "file", id: "script-file", accept: ".md,.markdown,.txt,text/plain,text/markdown" });
+  const shown = (n) => { count.textContent = `${n} scene${n === 1 ? "" : "s"}`; };
+  // Plain text is split here as the render splits it (showing the scenes it will skip);
+  // Markdown is read by the daemon: its own plan, asked for once the typing stops.
+  let asked = 0;
+  let timer = null;
+  // The daemon's last plan's scenes, for Listen (a Markdown script's first line is "# …").
+  let planned = null;
+  const preview = async () => {
+    const mine = ++asked;
+    const body = { script: script.value, script_format: "markdown" };
+    if (voice.value) body.voice = voice.value;
+    if (profile.value) body.profile = profile.value;
+    try {
+      const plan = await api("POST", "/api/v1/renders/plan", body);
+      if (mine !== asked) return;
+      planned = plan.scenes.map((sc) => ({ picture: sc.prompt, spoken: sc.sentences.join(" ") }));
+      shown(explain(list, planned));
+    } catch (e) {
+      if (mine !== asked) return;
+      // What the daemon refuses (no words to say, a voice gone) is said again at Render film.
+      planned = null;
+      list.replaceChildren();
+      count.textContent = e.message || String(e);
+    }
+  };
   const update = () => {
     sessionStorage.setItem("reelbox.script", script.value);
-    const n = explain(list, script.value);
-    count.textContent = `${n} scene${n === 1 ? "" : "s"}`;
+    sessionStorage.setItem("reelbox.scriptFormat", markdown.checked ? "markdown" : "text");
+    clearTimeout(timer);
+    asked++;
+    if (markdown.checked) {
+      count.textContent = "Reading the Markdown…";
+      timer = setTimeout(preview, 400);
+    } else {
+      shown(explain(list, scenes(script.value)));
+    }
   };
   script.addEventListener("input", update);
+  markdown.addEventListener("change", update);
+  openFile.addEventListener("change", async () => {
+    const file = openFile.files[0];
+    if (!file) return;
+    script.value = await file.text();
+    markdown.checked = isMarkdownName(file.name);
+    update();
+  });
 
   const profile = select([["", "No presenter"], ...profiles.map((p) => [p.id, p.name])], "");
   const preset = select([["", "Model default"],
     ...presets.presets.map((p) => [p.name, p.description ? `${p.name}: ${p.description}` : p.name])], "");
   const voice = select([["", "Default voice"], ...voices.map((v) => [v.name, v.name])], "");
-  voice.addEventListener("change", () => { script.lang = voiceLanguage(voice.value); });
+  voice.addEventListener("change", () => { script.lang = voiceLanguage(voice.value); update(); });
+  profile.addEventListener("change", update);
   const model = modelSelect(diffusion);
   const size = sizeSelect(diffusion, model);
   const layout = select([["inset", "Presenter inset"], ["full", "Presenter full frame"], ["none", "Pictures only"]], "inset");
@@ -90,7 +141,7 @@ export async function newFilm(root) {
   const listenStatus = h("span", { class: "hint", "aria-live": "polite" });
   listenBtn.addEventListener("click", () => {
     if (isBusy(listenBtn)) return;
-    const first = scenes(script.value).find((s) => s.spoken);
+    const first = (markdown.checked && planned ? planned : scenes(script.value)).find((s) => s.spoken);
     // The render's own rule in the voice's language (the box's default voice's when none is
     // picked): a split at every full stop spoke "Dr." of "Dr. Müller kam…", and English's
     // rule "Am 3." of "Am 3. Mai kam…".
@@ -106,6 +157,9 @@ export async function newFilm(root) {
     h("h1", {}, "New film"),
     field("script", "Script", script,
       "Each paragraph is a scene. Text in [square brackets] says what the picture shows and is not spoken; the rest is narrated and subtitled."),
+    h("div", { class: "script-tools" },
+      h("label", {}, markdown, " Markdown: # headings are title scenes; *marks*, link addresses and code are not said"),
+      h("label", { class: "file" }, "Open a script file ", openFile)),
     h("div", { class: "explain" }, count, list),
     h("div", { class: "grid" },
       field("profile", "Presenter profile", profile),
@@ -131,6 +185,7 @@ export async function newFilm(root) {
     try {
       const body = { script: script.value, width: Number(size.value), height: Number(size.value),
         layout: layout.value, upscale: upscale.checked, burn_subtitles: burn.checked };
+      if (markdown.checked) body.script_format = "markdown";
       if (profile.value) body.profile = profile.value;
       if (preset.value) body.preset = preset.value;
       if (voice.value) body.voice = voice.value;
@@ -141,7 +196,7 @@ export async function newFilm(root) {
       const job = await api("POST", "/api/v1/renders", body);
       location.hash = `#/watch/${job.id}`;
     } catch (e) {
-      showError(form, e, { script: "script", prompt: "script", profile: "profile", preset: "preset", voice: "voice",
+      showError(form, e, { script: "script", prompt: "script", script_format: "script", profile: "profile", preset: "preset", voice: "voice",
         model: "model", width: "size", height: "size", layout: "layout", music: "music", file: "music",
         lipsync_model: "lipsync-model", upscale_model: "upscale-model" });
     } finally {

@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/api/v1/jobs/{id}", get(jobs::show).patch(jobs::patch).delete(jobs::delete))
         .route("/api/v1/renders", post(renders::create))
+        .route("/api/v1/renders/plan", post(renders::plan))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/api/v1/jobs/{id}/artifacts", get(artifacts::of_job))

@@ -1,16 +1,19 @@
 //! `POST /api/v1/renders`: a render job, with a profile's presenter, voice and style
 //! folded into its parameters (so a later profile edit cannot change a queued film).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::jobs::{accepted, idempotency_key, submit_job};
 use super::json::ApiJson;
 use super::{ApiError, AppState};
+use crate::jobs::Submission;
+use crate::kinds::render::{self, RenderParams};
 
 /// Body of `POST /api/v1/renders` as the OpenAPI document describes it: the `render`
 /// kind's fields (`kinds::render::REQUEST_FIELDS`) plus `profile` and `priority`. A
@@ -111,17 +114,73 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(mut params): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let priority = match params.as_object_mut().and_then(|o| o.remove("priority")) {
-        None => 0,
-        Some(v) => v
-            .as_i64()
-            .and_then(|p| i32::try_from(p).ok())
-            .ok_or_else(|| ApiError::field("priority", "must be an integer"))?,
-    };
+    let priority = take_priority(&mut params)?;
     state.jobs.expand_render_profile(&(&caller).into(), &mut params)?;
     let key = idempotency_key(&headers)?;
     let (job, existing) = submit_job(&state, &caller, "render", params, priority, key).await?;
     Ok(accepted(&state, &job, existing))
+}
+
+/// What a render of a body would make, as its plan stage makes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RenderPlanView {
+    /// The film's title (its first sentence, as the mux writes it).
+    pub title: Option<String>,
+    /// About how long the narration is, seconds (the words at 3 a second, the pauses between
+    /// scenes, the speaking rate).
+    pub estimated_seconds: f64,
+    /// The scenes in order: what is said, sentence by sentence as the subtitles cut it (in
+    /// the voice's language), and the keyframe's prompt.
+    pub scenes: Vec<ScenePlanView>,
+}
+
+/// One scene of [`RenderPlanView`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScenePlanView {
+    pub index: usize,
+    pub sentences: Vec<String>,
+    pub prompt: String,
+}
+
+/// Checks a render body as `POST /api/v1/renders` does (profile, models, voice, limits) and
+/// answers its plan, queueing nothing: a script's preview (the web studio's New film) and a
+/// client's dry run. A Markdown script is read as the render reads it.
+#[utoipa::path(post, path = "/api/v1/renders/plan", operation_id = "plan_render", request_body = RenderBody,
+    responses((status = 200, body = RenderPlanView), (status = 400, body = super::error::ErrorBody)))]
+pub async fn plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(mut params): ApiJson<serde_json::Value>,
+) -> Result<Json<RenderPlanView>, ApiError> {
+    // Ordered by nothing here; checked with the submission's own rules all the same.
+    let priority = take_priority(&mut params)?;
+    let who = (&caller).into();
+    state.jobs.expand_render_profile(&who, &mut params)?;
+    let submission = Submission { kind: "render".into(), params, priority, idempotency_key: None };
+    let job = state.jobs.prepare(&who, submission)?;
+    let checked: RenderParams = serde_json::from_str(&job.params)
+        .map_err(|e| ApiError::internal(format!("a checked render's parameters do not read back: {e}")))?;
+    let planned = render::plan_of(&state.config, &checked);
+    Ok(Json(RenderPlanView {
+        title: planned.title(),
+        estimated_seconds: checked.estimated_seconds(&planned),
+        scenes: planned
+            .scenes
+            .into_iter()
+            .map(|s| ScenePlanView { index: s.index, sentences: s.sentences, prompt: s.prompt })
+            .collect(),
+    }))
+}
+
+/// The body's `priority`, taken out (the kind does not read it).
+fn take_priority(params: &mut serde_json::Value) -> Result<i32, ApiError> {
+    match params.as_object_mut().and_then(|o| o.remove("priority")) {
+        None => Ok(0),
+        Some(v) => v
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| ApiError::field("priority", "must be an integer")),
+    }
 }
 
 #[cfg(test)]

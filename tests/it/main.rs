@@ -110,6 +110,7 @@ mod upload_dedupe;
 mod uploads;
 mod web_a11y;
 mod web_i18n;
+mod web_markdown;
 mod web_photo;
 mod web_picture_edit;
 mod web_picture_pass;

@@ -3,6 +3,7 @@
 //! and the subtitles never show `*cold*` with its asterisks; a heading is a title scene of
 //! its own and an image's alt text draws its scene. The API takes `script_format`, and
 //! refuses a format it does not know, or Markdown with nothing to narrate, naming the field.
+//! `POST /api/v1/renders/plan` previews the plan the render makes, queueing nothing.
 
 use crate::common;
 
@@ -28,6 +29,14 @@ async fn a_markdown_script_is_narrated_without_its_marks_and_its_headings_are_ti
     let d = start(dir.path());
     let c = reqwest::Client::new();
     std::fs::write(dir.path().join("story.md"), STORY).expect("script");
+    // The preview (New film's) plans it as the render will, queueing nothing.
+    let body = json!({"script": STORY, "script_format": "markdown", "model": "tiny-sd", "width": 128, "height": 96});
+    let (status, preview) = post_json(&c, &d, "/api/v1/renders/plan", body).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["title"], "My trip", "{preview}");
+    assert!(preview["estimated_seconds"].as_f64().is_some_and(|s| s > 1.0 && s < 10.0), "{preview}");
+    let jobs = get_json(&c, &d, "/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "a preview queues nothing: {jobs}");
     let out = reelbox_beside(&d, dir.path())
         .args(["render", "story.md", "--model", "tiny-sd", "--width", "128", "--height", "96"])
         .output()
@@ -48,6 +57,16 @@ async fn a_markdown_script_is_narrated_without_its_marks_and_its_headings_are_ti
         ["My trip", "We went to the sea. It was cold.", "Day two", "a lighthouse on a cliff"],
         "{plan}"
     );
+    for (previewed, planned) in
+        preview["scenes"].as_array().expect("scenes").iter().zip(plan["scenes"].as_array().expect("scenes"))
+    {
+        assert_eq!(
+            (&previewed["sentences"], &previewed["prompt"]),
+            (&planned["sentences"], &planned["prompt"]),
+            "{preview}"
+        );
+    }
+    assert_eq!(preview["scenes"].as_array().map(Vec::len), Some(4), "{preview}");
 
     // The same script as text (the API's default) keeps its marks: the format is asked for.
     let body = json!({"script": STORY, "model": "tiny-sd", "steps": 2, "width": 64, "height": 64});
@@ -71,9 +90,12 @@ async fn an_unknown_format_and_markdown_with_nothing_to_narrate_are_refused_nami
             "nothing to narrate",
         ),
     ] {
-        let (status, answer) = post_json(&c, &d, "/api/v1/renders", body.clone()).await;
-        assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(field)), "{body}: {answer}");
-        assert!(answer["error"]["message"].as_str().unwrap_or("").contains(says), "{answer}");
+        // The preview refuses it as the submission does.
+        for path in ["/api/v1/renders", "/api/v1/renders/plan"] {
+            let (status, answer) = post_json(&c, &d, path, body.clone()).await;
+            assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(field)), "{path} {body}: {answer}");
+            assert!(answer["error"]["message"].as_str().unwrap_or("").contains(says), "{answer}");
+        }
     }
     let jobs = get_json(&c, &d, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "nothing was queued: {jobs}");

@@ -8,7 +8,7 @@ use super::{ParamError, StageError, StageRun, TypedKind, ValidateCtx};
 use crate::config::Config;
 use crate::kinds::StageName;
 use crate::pipelines::render::Layout;
-use crate::pipelines::render::plan::plan;
+use crate::pipelines::render::plan::{Plan, plan};
 use crate::pipelines::tts::Voice;
 use crate::text::Language;
 use crate::text::scripts::unspoken_notes;
@@ -38,6 +38,12 @@ const STAGES: [StageName; 7] = [
 fn voice_language(config: &Config, voice: &str) -> &'static Language {
     Voice::find(&config.models_dir(), voice)
         .map_or(&crate::text::language::UNKNOWN, |v| Language::of(&v.config.espeak_voice))
+}
+
+/// The film's plan as its plan stage makes it (scenes, sentences cut in the voice's
+/// language, keyframe prompts), for a request's preview too.
+pub fn plan_of(config: &Config, p: &RenderParams) -> Plan {
+    plan(&p.script, &p.style, p.seed, voice_language(config, &p.voice))
 }
 
 /// The `render` job kind.
@@ -122,7 +128,7 @@ impl TypedKind for Render {
                         "it is shown in the subtitles with the words before it; a scene of only such text is left out";
                     run.sink.log("warn", &format!("{note}: {what}"));
                 }
-                stages::put_json(run, "plan.json", &plan(&p.script, &p.style, p.seed, language))
+                stages::put_json(run, "plan.json", &plan_of(run.config, p))
             }
             StageName::Keyframes => stages::keyframes(run, p),
             StageName::Narration => stages::narration(run, p),

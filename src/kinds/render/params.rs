@@ -346,6 +346,11 @@ impl RenderParams {
         }
     }
 
+    /// About how long the film of `plan` (this render's) narrates, seconds.
+    pub fn estimated_seconds(&self, plan: &Plan) -> f64 {
+        plan.estimated_seconds(f64::from(self.length_scale.unwrap_or(1.0)), SCENE_GAP_S)
+    }
+
     /// Holds a render to `limits.max_scenes`, and its narration (estimated from the script)
     /// to `max_audio_seconds` and its film to `max_frames`.
     pub fn limits(&self, plan: &Plan, limits: &LimitsConfig) -> Result<(), ParamError> {
@@ -356,7 +361,7 @@ impl RenderParams {
                 format!("has {scenes} scenes (paragraphs); the limit is {} (limits.max_scenes)", limits.max_scenes),
             ));
         }
-        let seconds = plan.estimated_seconds(f64::from(self.length_scale.unwrap_or(1.0)), SCENE_GAP_S);
+        let seconds = self.estimated_seconds(plan);
         crate::kinds::bounds::media_fits(seconds, f64::from(self.fps), limits)
             .map_err(|m| ParamError::new("script", format!("would make {m}{}", m.film_remedy())))
     }
