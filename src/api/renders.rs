@@ -1,5 +1,6 @@
 //! `POST /api/v1/renders`: a render job, with a profile's presenter, voice and style
-//! folded into its parameters (so a later profile edit cannot change a queued film).
+//! folded into its parameters (so a later profile edit cannot change a queued film);
+//! `POST /api/v1/renders/plan`: the plan the same body would make, nothing queued.
 
 use axum::Json;
 use axum::extract::State;
