@@ -99,6 +99,7 @@ mod retention;
 mod service_start;
 mod setup;
 mod setup_offline;
+mod sillytavern;
 mod speech_kind;
 mod systemd;
 mod top_client;

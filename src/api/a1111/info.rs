@@ -1,8 +1,8 @@
 //! What A1111 clients ask of the box besides pictures: its models (`sd-models`) and the one
 //! setting they change (`options`' `sd_model_checkpoint`, the box's diffusion default, as
 //! `reelbox models default diffusion NAME` sets it), its samplers, schedules and upscalers,
-//! how far the caller's picture is (`progress`), stopping it (`interrupt`), and the flags
-//! clients probe (`cmd-flags`, `loras`).
+//! how far the caller's picture is (`progress`), stopping it (`interrupt`), and the lists
+//! clients probe (`cmd-flags`, `loras`, the VAEs of `sd-vae` and Forge's `sd-modules`).
 
 use axum::Json;
 use axum::extract::State;
@@ -34,6 +34,14 @@ pub struct SdModel {
     /// Its folder (on a head, for a model only worker boxes have: its name).
     pub filename: String,
     pub config: Option<String>,
+}
+
+/// One item of `GET /sdapi/v1/sd-vae` (and Forge's `sd-modules`): a VAE file of its own.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = A1111SdVae)]
+pub struct SdVae {
+    pub model_name: String,
+    pub filename: String,
 }
 
 /// One item of `GET /sdapi/v1/upscalers`.
@@ -239,6 +247,20 @@ pub async fn interrupt(State(state): State<AppState>, caller: Caller) -> Result<
 pub async fn cmd_flags() -> Json<Value> {
     Json(json!({"api": true, "nowebui": true, "api_log": false, "api_auth": null, "listen": false,
         "lowvram": false, "medvram": false, "no_half": false, "skip_torch_cuda_test": true}))
+}
+
+/// The VAEs a request may pick (`override_settings.sd_vae`): none, since reelbox keeps no
+/// VAE on its own; each diffusion model decodes with its own, A1111's "Automatic". Clients
+/// (SillyTavern) need the list to be one, even empty, to draw at all.
+#[utoipa::path(get, path = "/sdapi/v1/sd-vae", operation_id = "a1111_sd_vae", tag = "a1111", responses((status = 200, body = Vec<SdVae>)))]
+pub async fn sd_vae() -> Json<Vec<SdVae>> {
+    Json(Vec::new())
+}
+
+/// Forge's list of VAEs and text encoders to add to a checkpoint: none, as for `sd-vae`.
+#[utoipa::path(get, path = "/sdapi/v1/sd-modules", operation_id = "a1111_sd_modules", tag = "a1111", responses((status = 200, body = Vec<SdVae>)))]
+pub async fn sd_modules() -> Json<Vec<SdVae>> {
+    Json(Vec::new())
 }
 
 /// LoRAs: none through this API.

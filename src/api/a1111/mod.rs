@@ -70,6 +70,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/sdapi/v1/interrupt", post(info::interrupt))
         .route("/sdapi/v1/cmd-flags", get(info::cmd_flags))
         .route("/sdapi/v1/loras", get(info::loras))
+        .route("/sdapi/v1/sd-vae", get(info::sd_vae))
+        .route("/sdapi/v1/sd-modules", get(info::sd_modules))
         .route("/sdapi/{*rest}", axum::routing::any(not_served))
         // Before the native fallback is set on the merged router, which keeps this one.
         .method_not_allowed_fallback(wrong_method)
@@ -110,6 +112,8 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A1111
         info::interrupt,
         info::cmd_flags,
         info::loras,
+        info::sd_vae,
+        info::sd_modules,
     ),
     components(schemas(
         error::A1111ErrorBody,
@@ -122,6 +126,7 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A1111
         extras::PngInfoRequest,
         extras::PngInfo,
         info::SdModel,
+        info::SdVae,
         info::Upscaler,
         info::LatentMode,
         info::Progress,

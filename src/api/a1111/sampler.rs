@@ -18,6 +18,10 @@ struct Sampler {
     /// Whether it samples over a schedule, as A1111's k-diffusion samplers do: its schedules
     /// run as the native `schedule` (ComfyUI's, the same σs); the others only "Automatic".
     scheduled: bool,
+    /// Whether A1111 runs it over its own evenly spaced timesteps (`sd_samplers_timesteps`:
+    /// DDIM, PLMS), which read no schedule: any schedule A1111 knows is taken and changes
+    /// nothing, as there (SillyTavern sends DDIM with Normal until its user picks others).
+    timesteps: bool,
     /// The schedule "Automatic" is for it (A1111's sampler option; else Uniform, k-diffusion's
     /// own, which is ComfyUI's `normal`).
     automatic: &'static str,
@@ -26,18 +30,33 @@ struct Sampler {
 /// The samplers, in A1111's order. A1111's "DPM++ 2M" takes the Karras schedule when asked
 /// for "Automatic" (its sampler options say `scheduler: karras`).
 const SAMPLERS: [Sampler; 6] = [
-    Sampler { name: "DPM++ 2M", aliases: &["k_dpmpp_2m"], native: "dpmpp_2m", scheduled: true, automatic: "karras" },
+    Sampler {
+        name: "DPM++ 2M",
+        aliases: &["k_dpmpp_2m"],
+        native: "dpmpp_2m",
+        scheduled: true,
+        timesteps: false,
+        automatic: "karras",
+    },
     Sampler {
         name: "Euler a",
         aliases: &["k_euler_a", "k_euler_ancestral"],
         native: "euler_a",
         scheduled: true,
+        timesteps: false,
         automatic: "normal",
     },
-    Sampler { name: "Euler", aliases: &["k_euler"], native: "euler", scheduled: true, automatic: "normal" },
-    Sampler { name: "LCM", aliases: &["k_lcm"], native: "lcm", scheduled: false, automatic: "" },
-    Sampler { name: "DDIM", aliases: &["ddim"], native: "ddim", scheduled: false, automatic: "" },
-    Sampler { name: "PLMS", aliases: &["plms"], native: "pndm", scheduled: false, automatic: "" },
+    Sampler {
+        name: "Euler",
+        aliases: &["k_euler"],
+        native: "euler",
+        scheduled: true,
+        timesteps: false,
+        automatic: "normal",
+    },
+    Sampler { name: "LCM", aliases: &["k_lcm"], native: "lcm", scheduled: false, timesteps: false, automatic: "" },
+    Sampler { name: "DDIM", aliases: &["ddim"], native: "ddim", scheduled: false, timesteps: true, automatic: "" },
+    Sampler { name: "PLMS", aliases: &["plms"], native: "pndm", scheduled: false, timesteps: true, automatic: "" },
 ];
 
 /// A schedule A1111 knows.
@@ -171,6 +190,9 @@ pub fn native(sampler: Option<&str>, schedule: Option<&str>, fields: Fields) -> 
         })?),
         None => None,
     };
+    if let Some(s) = found.filter(|s| s.timesteps) {
+        return Ok(Sampling { scheduler: Some(s.native), schedule: None });
+    }
     let index = asked.unwrap_or(0);
     if !runs(index) {
         return Err(A1111Error::field(fields.schedule, format!("{:?}: {}", SCHEDULES[index].label, ran_schedules())));
@@ -196,7 +218,7 @@ pub fn native(sampler: Option<&str>, schedule: Option<&str>, fields: Fields) -> 
 
 fn ran_schedules() -> String {
     let labels: Vec<&str> = (0..SCHEDULES.len()).filter(|&i| runs(i)).map(|i| SCHEDULES[i].label).collect();
-    format!("reelbox runs {} (with Euler, Euler a and DPM++ 2M; the others Automatic)", labels.join(", "))
+    format!("reelbox runs {} (with Euler, Euler a and DPM++ 2M; LCM only Automatic)", labels.join(", "))
 }
 
 /// A1111's names of the samplers reelbox runs.
@@ -304,6 +326,9 @@ mod tests {
         assert_eq!(run(Some("DDIM"), None), (Some("ddim"), None));
         assert_eq!(run(Some("PLMS"), Some("")), (Some("pndm"), None));
         assert_eq!(run(Some("LCM"), None), (Some("lcm"), None));
+        // A1111's DDIM and PLMS read no schedule: a named one changes nothing, as there.
+        assert_eq!(run(Some("DDIM"), Some("normal")), (Some("ddim"), None));
+        assert_eq!(run(Some("PLMS"), Some("Beta")), (Some("pndm"), None));
         assert_eq!(run(None, Some("Karras")), (Some("euler"), Some("karras")));
     }
 
@@ -312,7 +337,8 @@ mod tests {
         assert!(refused(Some("Heun"), None).starts_with("sampler_name: \"Heun\""));
         assert!(refused(Some("Euler"), Some("Beta")).starts_with("scheduler: \"Beta\""));
         assert!(refused(Some("DPM++ 2M Align Your Steps"), None).starts_with("scheduler:"));
-        assert!(refused(Some("DDIM"), Some("Karras")).starts_with("scheduler:"));
+        assert!(refused(Some("LCM"), Some("Karras")).starts_with("scheduler:"));
+        assert!(refused(Some("DDIM"), Some("sideways")).starts_with("scheduler:"));
         assert!(refused(Some("Euler"), Some("sideways")).starts_with("scheduler:"));
     }
 

@@ -27,6 +27,7 @@ pub mod hires;
 pub mod info;
 pub mod inpaint;
 pub mod literals;
+pub mod loaders;
 pub mod mask_ops;
 pub mod masks;
 pub mod messages;

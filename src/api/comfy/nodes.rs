@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::inpaint::{ENCODE_FOR_INPAINT, LOAD_MASK, NOISE_MASK};
-use super::masks;
+use super::{loaders, masks};
 use crate::media::resize::Method;
 use crate::pipelines::diffusion::samplers::Schedule;
 
@@ -108,9 +108,10 @@ const CLASS_TYPES: [&str; 19] = [
     LOAD_MASK,
 ];
 
-/// Every class type reelbox runs, the mask nodes last.
+/// Every class type reelbox describes: those it runs, the mask nodes, then the loaders of a
+/// UNet or VAE alone, whose choices are empty (`loaders`).
 pub fn class_types() -> impl Iterator<Item = &'static str> {
-    CLASS_TYPES.into_iter().chain(masks::CLASS_TYPES)
+    CLASS_TYPES.into_iter().chain(masks::CLASS_TYPES).chain(loaders::CLASS_TYPES)
 }
 
 /// ComfyUI sampler names reelbox has.
@@ -339,7 +340,11 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
         "LatentUpscaleBy" => {
             latent_scale_node("LatentUpscaleBy", "Upscale Latent By", vec![float("scale_by", 1.5, 0.01, 8.0)])
         }
-        _ => return super::inpaint::spec(class_type).or_else(|| masks::spec(class_type, side)),
+        _ => {
+            return super::inpaint::spec(class_type)
+                .or_else(|| masks::spec(class_type, side))
+                .or_else(|| loaders::spec(class_type));
+        }
     })
 }
 
