@@ -176,6 +176,7 @@ pub(super) fn second_pass(
         seed: Some(settings.seed),
         guidance: Some(settings.cfg),
         scheduler: Some(settings.scheduler.to_string()),
+        schedule: None,
         // Prompts of their own only when other nodes encode them.
         prompt: (pos_id != sampling.positive).then(|| text(pos, "text")),
         negative_prompt: (neg_id != sampling.negative).then(|| text(neg, "text")),
