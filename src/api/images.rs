@@ -199,6 +199,12 @@ pub struct Refine {
     /// Scheduler (default: the first pass's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
+    /// ComfyUI's scheduler (A1111's "Hires schedule type") the second pass samples over, as
+    /// the top-level `schedule` (default: the first pass's, if it has one). A `scheduler` left
+    /// out with it is the first pass's on its own σs (`dpmpp_2m_karras` becomes `dpmpp_2m`).
+    #[schema(pattern = "^(normal|karras|exponential|sgm_uniform|simple)$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     /// Prompt of the second pass (default: the first pass's).
     #[schema(min_length = 1, max_length = 8000)]
     #[serde(skip_serializing_if = "Option::is_none")]

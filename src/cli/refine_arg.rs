@@ -1,5 +1,5 @@
-//! `--refine SPEC` (with `--refine-strength`, `--refine-steps`, `--refine-method`,
-//! `--refine-from`): the
+//! `--refine SPEC` (with `--refine-strength`, `--refine-steps`, `--refine-schedule`,
+//! `--refine-method`, `--refine-from`): the
 //! command line's words for the `image` kind's second sampling pass
 //! (`reelbox::kinds::image::RefineRequest`, A1111's "hires fix"): SPEC is how each picture
 //! is scaled first, in `--resize`'s words (`1.5x`, `1024x768`, `1mp`, `resize_arg.rs`). Only
@@ -8,6 +8,7 @@
 use clap::Args;
 use reelbox::kinds::image::RefineRequest;
 use reelbox::kinds::resize::ResizeRequest;
+use reelbox::pipelines::diffusion::samplers::Schedule;
 
 use super::resize_arg::parse_spec;
 
@@ -25,6 +26,10 @@ pub struct RefineArgs {
     /// Steps of the second pass's schedule (default: the first pass's).
     #[arg(long, value_name = "N", requires = "refine")]
     pub refine_steps: Option<u32>,
+    /// The schedule the second pass samples over, as --schedule names one (default: the
+    /// first pass's): normal, karras, exponential, sgm_uniform or simple.
+    #[arg(long, value_name = "SCHEDULE", value_parser = Schedule::NAMES, requires = "refine")]
+    pub refine_schedule: Option<String>,
     /// How `--refine` scales: nearest-exact, bilinear, area, bicubic or lanczos (the default
     /// for a picture; nearest-exact for a latent, which also takes bislerp).
     #[arg(long, value_name = "METHOD", requires = "refine")]
@@ -44,6 +49,7 @@ impl RefineArgs {
             resize: Some(ResizeRequest { method: self.refine_method.clone(), ..spec.clone() }),
             strength: self.refine_strength,
             steps: self.refine_steps.map(i64::from),
+            schedule: self.refine_schedule.clone(),
             from: self.refine_from.clone(),
             ..RefineRequest::default()
         })

@@ -134,6 +134,39 @@ async fn the_hires_fix_samples_each_picture_again_at_its_scale() {
     }
 }
 
+/// The hires fix's `hr_scheduler` is the second pass's schedule: Karras after a Normal first
+/// pass is another picture than "Use same scheduler", and the native job's with
+/// `refine.schedule: karras`. Before, it was dropped: the second pass sampled over Normal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hires_schedule_is_the_second_passs_own() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = reqwest::Client::new();
+    let picture = |answer: &Value| image::load_from_memory(&unb64(&answer["images"][0])).expect("png").to_rgb8();
+    let mut body = json!({"prompt": "a red door", "seed": 7, "steps": 3, "cfg_scale": 7, "width": 64, "height": 64,
+        "sampler_name": "Euler", "scheduler": "Normal", "enable_hr": true, "hr_scale": 1.5, "hr_upscaler": "Latent",
+        "denoising_strength": 0.6, "hr_second_pass_steps": 2, "hr_scheduler": "Use same scheduler"});
+    let (same, _) = generated(&c, &d, "/sdapi/v1/txt2img", &body).await;
+    body["hr_scheduler"] = json!("Karras");
+    let (karras, info) = generated(&c, &d, "/sdapi/v1/txt2img", &body).await;
+    assert!(picture(&karras) != picture(&same), "hr_scheduler Karras sampled over the first pass's Normal");
+    let text = info["infotexts"][0].as_str().unwrap_or_default();
+    assert!(text.contains("Sampler: Euler, Schedule type: Karras,"), "{text}");
+
+    let native = json!({"prompt": "a red door", "model": TINY_SD, "width": 64, "height": 64, "steps": 3,
+        "guidance": 7, "seed": 7, "scheduler": "euler", "schedule": "normal", "noise": "torch_cpu",
+        "preview_every": 0, "refine": {"from": "latent", "strength": 0.6, "steps": 2, "schedule": "karras",
+        "resize": {"width": 96, "height": 96, "method": "bilinear"}}});
+    let (status, job) = post(&c, &d, "/api/v1/images", &native).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().expect("an id");
+    let done = common::daemon::wait_job(&c, &d, id, Duration::from_secs(120), common::daemon::is_final).await;
+    assert_eq!((&done["state"], &done["params"]["refine"]["schedule"]), (&json!("succeeded"), &json!("karras")));
+    let png = common::render::artifact(&c, &d, id, "refined.png").await;
+    assert!(image::load_from_memory(&png).expect("png").to_rgb8() == picture(&karras), "not the native job's");
+}
+
 /// A 64² picture and an A1111 mask of its left half.
 fn picture_and_masks() -> (Vec<u8>, Vec<(Value, Value)>) {
     let picture = png(image::open(common::fixture("reference/sd/init_64.png")).expect("init picture"));

@@ -242,3 +242,43 @@ async fn the_latent_form_starts_from_the_scaled_latent_not_a_decoded_picture() {
     let native = image::load_from_memory(&common::render::artifact(&c, &d, &id, "refined.png").await).expect("png");
     assert!(native.to_rgb8() == from_latent, "the graph's second pass is not the native one from the latent");
 }
+
+/// A second KSampler whose `scheduler` is not the first one's samples over its own, as
+/// ComfyUI's does: normal then karras is another picture than normal then normal, and the
+/// native API's `refine.schedule: karras` with the graph's settings. Before, the second pass
+/// sampled over the first one's schedule whatever the second KSampler said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_ksampler_samples_over_its_own_schedule() {
+    let models = models_dir(false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    let same = queue_prompt(&c, &d, json!({"prompt": hires(latent_by(1.5), true)})).await;
+    let same = second_pass_picture(&c, &d, &same).await;
+    let mut graph = hires(latent_by(1.5), true);
+    assert_eq!(graph["3"]["inputs"]["scheduler"], "normal", "the first KSampler's");
+    graph["12"]["inputs"]["scheduler"] = json!("karras");
+    let id = queue_prompt(&c, &d, json!({"prompt": graph})).await;
+    let karras = second_pass_picture(&c, &d, &id).await;
+    assert!(karras != same, "the second KSampler's karras sampled over the first one's normal");
+    let job = get(&c, &d, &format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(
+        (&job["params"]["schedule"], &job["params"]["refine"]["schedule"]),
+        (&json!("normal"), &json!("karras"))
+    );
+
+    let native = json!({"model": "tiny-sd", "width": 64, "height": 64, "preview_every": 0, "steps": 4,
+        "seed": 8566257, "guidance": 8, "scheduler": "euler", "schedule": "normal", "noise": "comfyui",
+        "prompt": "beautiful scenery nature glass bottle landscape, , purple galaxy bottle,",
+        "negative_prompt": "text, watermark", "refine": {"from": "latent", "strength": 0.5, "steps_mode": "run",
+        "resize": {"method": "nearest-exact", "scale_by": 1.5}, "schedule": "karras"}});
+    let resp = c.post(d.at("/api/v1/images")).json(&native).send().await.expect("post");
+    let job = resp.json::<Value>().await.expect("json");
+    let id = job["id"].as_str().unwrap_or_else(|| panic!("{job}")).to_string();
+    let done = common::daemon::wait_job(&c, &d, &id, Duration::from_secs(120), common::daemon::is_final).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let png = common::render::artifact(&c, &d, &id, "refined.png").await;
+    assert!(image::load_from_memory(&png).expect("png").to_rgb8() == karras, "not the graph's second pass");
+    let text = reelbox::pipelines::diffusion::output::parameters_of(&png).unwrap_or_default();
+    assert!(text.contains("Sampler: Euler, Schedule type: Karras,"), "says what ran: {text}");
+}

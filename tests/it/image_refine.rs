@@ -124,6 +124,21 @@ async fn bad_second_passes_are_refused_naming_the_field() {
             "",
         ),
         ("/api/v1/jobs", json!({"kind": "image", "params": image(json!(0.5))}), "refine", ""),
+        ("/api/v1/images", image(json!({"strength": 0.5, "schedule": "beta"})), "refine.schedule", ""),
+        (
+            "/api/v1/jobs",
+            json!({"kind": "image", "params": image(json!({"strength": 0.5, "schedule": "beta"}))}),
+            "refine.schedule",
+            "normal, karras",
+        ),
+        // The model's own PLMS takes no schedule; a Karras name is a schedule already.
+        ("/api/v1/images", image(json!({"strength": 0.5, "schedule": "karras"})), "refine.schedule", "pndm"),
+        (
+            "/api/v1/images",
+            image(json!({"strength": 0.5, "scheduler": "dpmpp_2m_karras", "schedule": "normal"})),
+            "refine.schedule",
+            "karras is a schedule",
+        ),
     ];
     for (route, body, field, says) in cases {
         let resp = c.post(d.at(route)).json(&body).send().await.expect("post");
@@ -162,6 +177,10 @@ async fn reelbox_image_refine_writes_the_refined_picture() {
         "0.5",
         "--refine-steps",
         "3",
+        "--scheduler",
+        "euler",
+        "--refine-schedule",
+        "karras",
         "-o",
     ];
     let done = run_ok(reelbox_cli(home.path(), models.path()).args(args).arg(&out).args(["--url", &d.at("")]));
@@ -171,6 +190,7 @@ async fn reelbox_image_refine_writes_the_refined_picture() {
     let jobs: Value = reqwest::get(d.at("/api/v1/jobs")).await.expect("jobs").json().await.expect("json");
     let refine = &jobs["jobs"][0]["params"]["refine"];
     assert_eq!((&refine["steps"], &refine["strength"]), (&json!(3), &json!(0.5)), "{jobs}");
+    assert_eq!((&refine["scheduler"], &refine["schedule"]), (&json!("euler"), &json!("karras")), "{jobs}");
     // A strength is asked for; in this process there is no second pass, said, not dropped.
     let missing = reelbox_cli(home.path(), models.path())
         .args(["image", "a cat", "--refine", "2x", "-o"])

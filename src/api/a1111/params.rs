@@ -44,6 +44,7 @@ pub fn request_field(native: &str) -> String {
         "refine" | "refine.from" => "enable_hr",
         "refine.steps" | "refine.steps_mode" => "hr_second_pass_steps",
         "refine.scheduler" => "hr_sampler_name",
+        "refine.schedule" => "hr_scheduler",
         "refine.upscale_model" => "hr_upscaler",
         "refine.prompt" => "hr_prompt",
         "refine.negative_prompt" => "hr_negative_prompt",
@@ -196,12 +197,13 @@ pub fn hires(config: &Config, req: &Txt2Img) -> Result<Option<RefineRequest>, A1
     let g = &req.generation;
     let hr_sampler = own(req.hr_sampler_name.as_deref(), "Use same sampler");
     let hr_schedule = own(req.hr_scheduler.as_deref(), "Use same scheduler");
-    let scheduler = if hr_sampler.is_some() || hr_schedule.is_some() {
+    // Neither its own: the first pass's sampler over the first pass's schedule.
+    let sampling = if hr_sampler.is_some() || hr_schedule.is_some() {
         let first = g.sampler_name.as_deref().or(g.sampler_index.as_deref());
         let schedule = hr_schedule.or(g.scheduler.as_deref());
-        sampler::native(hr_sampler.or(first), schedule, HIRES)?.scheduler.map(str::to_string)
+        sampler::native(hr_sampler.or(first), schedule, HIRES)?
     } else {
-        None
+        sampler::Sampling { scheduler: None, schedule: None }
     };
     let text = |t: &Option<String>| t.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
     Ok(Some(RefineRequest {
@@ -210,7 +212,8 @@ pub fn hires(config: &Config, req: &Txt2Img) -> Result<Option<RefineRequest>, A1
         resize: Some(ResizeRequest { method: Some(method.to_string()), ..resize }),
         strength: Some(req.denoising_strength.unwrap_or(0.75)),
         steps,
-        scheduler,
+        scheduler: sampling.scheduler.map(str::to_string),
+        schedule: sampling.schedule.map(str::to_string),
         prompt: text(&req.hr_prompt),
         negative_prompt: text(&req.hr_negative_prompt),
         ..RefineRequest::default()
@@ -249,5 +252,28 @@ mod tests {
         assert!(hires(&config, &req).is_err_and(|e| e.detail.starts_with("hr_upscaler:")));
         req.enable_hr = None;
         assert_eq!(hires(&config, &req).expect("ok"), None);
+    }
+
+    #[test]
+    fn the_hires_schedule_is_the_second_passs_own() {
+        let config = Config::default();
+        let mut req = Txt2Img { enable_hr: Some(true), ..Txt2Img::default() };
+        req.generation.sampler_name = Some("Euler a".into());
+        req.generation.scheduler = Some("Normal".into());
+        let sampling = |req: &Txt2Img| {
+            let refine = hires(&config, req).expect("ok").expect("a refine");
+            (refine.scheduler, refine.schedule)
+        };
+        assert_eq!(sampling(&req), (None, None), "the first pass's, left to the job");
+        req.hr_scheduler = Some("Use same scheduler".into());
+        assert_eq!(sampling(&req), (None, None));
+        req.hr_scheduler = Some("Karras".into());
+        assert_eq!(sampling(&req), (Some("euler_a".into()), Some("karras".into())));
+        req.hr_sampler_name = Some("DPM++ 2M".into());
+        req.hr_scheduler = Some("Use same scheduler".into());
+        assert_eq!(sampling(&req), (Some("dpmpp_2m".into()), Some("normal".into())), "the first pass's schedule");
+        req.hr_scheduler = Some("Beta".into());
+        assert!(hires(&config, &req).is_err_and(|e| e.detail.starts_with("hr_scheduler:")));
+        assert_eq!(request_field("refine.schedule"), "hr_scheduler");
     }
 }

@@ -176,6 +176,8 @@ pub(super) fn second_pass(
         seed: Some(settings.seed),
         guidance: Some(settings.cfg),
         scheduler: Some(settings.scheduler.to_string()),
+        // Its own `scheduler` input, which may not be the first KSampler's.
+        schedule: settings.schedule.map(String::from),
         // Prompts of their own only when other nodes encode them.
         prompt: (pos_id != sampling.positive).then(|| text(pos, "text")),
         negative_prompt: (neg_id != sampling.negative).then(|| text(neg, "text")),
@@ -286,8 +288,8 @@ mod tests {
         assert_eq!(
             c.params["refine"],
             json!({"resize": {"method": "bicubic", "scale_by": 1.5}, "strength": 0.5, "steps": 20, "steps_mode": "run",
-                "seed": 7, "guidance": 8.0, "scheduler": "euler"}),
-            "all 20 steps run, as ComfyUI's second KSampler runs them"
+                "seed": 7, "guidance": 8.0, "scheduler": "euler", "schedule": "normal"}),
+            "all 20 steps run, as ComfyUI's second KSampler runs them, over its own schedule"
         );
         let stages: Vec<_> = c.roles.outputs.iter().map(|o| (o.id.as_str(), o.stage)).collect();
         assert_eq!(stages, [("14", Some(StageName::Refine)), ("9", Some(StageName::Generate))]);
@@ -295,6 +297,7 @@ mod tests {
         assert_eq!(c.roles.source_of("refine.strength"), Some(("12".into(), "denoise")));
         assert_eq!(c.roles.source_of("refine.steps_mode"), Some(("12".into(), "denoise")));
         assert_eq!(c.roles.source_of("refine.resize.scale_by"), Some(("10".into(), "scale_by")));
+        assert_eq!(c.roles.source_of("refine.schedule"), Some(("12".into(), "scheduler")));
         assert_eq!(c.roles.source_of("steps"), Some(("3".into(), "steps")));
     }
 

@@ -231,6 +231,7 @@ impl Roles {
             "steps" => (r.sampler.clone(), "steps"),
             "guidance" => (r.sampler.clone(), "cfg"),
             "scheduler" => (r.sampler.clone(), "sampler_name"),
+            "schedule" => (r.sampler.clone(), "scheduler"),
             "seed" => (r.sampler.clone(), "seed"),
             // The whole second pass: what its sampler starts from.
             _ => (r.sampler.clone(), "latent_image"),
@@ -267,6 +268,7 @@ impl Roles {
             "steps" => (s.sampler.clone(), "steps"),
             "guidance" => (s.sampler.clone(), "cfg"),
             "scheduler" => (s.sampler.clone(), "sampler_name"),
+            "schedule" => (s.sampler.clone(), "scheduler"),
             "strength" | "steps_mode" => (s.sampler.clone(), "denoise"),
             "upscale_model" => (upscale?.loader.clone(), "model_name"),
             "mask" => (s.mask.as_ref()?.node.clone(), "mask"),

@@ -9,7 +9,8 @@
 use ndarray::{Array4, ArrayD, Ix4};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 
-use super::refine::{PassSize, Refine, sample_again};
+use super::refine::{PassSize, Refine};
+use super::refine_stage::sample_again;
 use super::{Image, ImageParams, Latent, Start, picture_name};
 use crate::kinds::{StageError, StageName, StageRun};
 use crate::media::resize::Method;

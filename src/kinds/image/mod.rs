@@ -32,6 +32,8 @@ mod local;
 mod mask;
 mod params;
 mod refine;
+mod refine_stage;
+mod sampling;
 mod weights;
 
 pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
@@ -268,7 +270,7 @@ impl TypedKind for Image {
     fn run_stage(&self, stage: StageName, params: &ImageParams, run: &StageRun) -> Result<(), StageError> {
         match (stage, &params.refine, &params.upscale_model, &params.resize) {
             (StageName::Generate, ..) => self.generate(params, run),
-            (StageName::Refine, Some(refine), ..) => refine::refine_pictures(self, params, refine, run),
+            (StageName::Refine, Some(refine), ..) => refine_stage::refine_pictures(self, params, refine, run),
             (StageName::Upscale, _, Some(model), _) => {
                 let (from, prefix) = pictures_before(params, StageName::Upscale);
                 upscale_pictures(run, model, from, prefix)

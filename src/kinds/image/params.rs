@@ -12,6 +12,7 @@ use crate::kinds::inputs::installed_model;
 use crate::kinds::resize::{Resize, ResizeRequest};
 
 use super::refine::{Refine, RefineRequest};
+use super::sampling::{check_schedule, named, scheduler_choice, steps_mode};
 use crate::models::{Availability, Catalog, ModelKind, Tuning};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::noise::NoiseKind;
@@ -334,17 +335,9 @@ impl ImageRequest {
         let steps = u32_in("steps", self.steps.unwrap_or(default_steps), 1..=i64::from(config.limits.max_steps))?;
         let default_guidance = preset.map_or(model_guidance, |p| f64::from(p.guidance));
         let guidance = float_in("guidance", self.guidance.unwrap_or(default_guidance), 0.0..=30.0)? as f32;
-        let scheduler_name = match &self.scheduler {
-            Some(s) => s.clone(),
-            None => preset.map_or_else(|| model_scheduler.name().to_string(), |p| p.scheduler.clone()),
-        };
-        let choice =
-            SchedulerChoice::parse(&scheduler_name).map_err(|e| ParamError::new("scheduler", e.to_string()))?;
-        let schedule = named("schedule", self.schedule.as_deref(), Schedule::parse, &Schedule::NAMES)?;
-        // A schedule asked for replaces the Karras σs of a default (the model's, a preset's)
-        // the request did not name; a `_karras` name it did give is refused with it.
-        let choice = if self.scheduler.is_none() && schedule.is_some() { choice.without_karras() } else { choice };
-        let choice = choice.with_schedule(schedule).map_err(|e| ParamError::new("schedule", e.to_string()))?;
+        let default_scheduler = preset.map_or_else(|| model_scheduler.name(), |p| p.scheduler.as_str());
+        let asked = (self.scheduler.as_deref(), self.schedule.as_deref());
+        let choice = scheduler_choice(asked, (default_scheduler, None), ("scheduler", "schedule"))?;
         let seed = match self.seed {
             None => u64::from(rand::random::<u32>()),
             Some(s) => int_in("seed", s, 0..=MAX_SEED)?.unsigned_abs(),
@@ -402,7 +395,7 @@ impl ImageRequest {
             steps,
             guidance,
             scheduler: choice.name().to_string(),
-            schedule,
+            schedule: choice.schedule,
             seed,
             n,
             init_image: self.init_image,
@@ -432,53 +425,8 @@ impl ImageRequest {
     }
 }
 
-/// The value a request's `field` names among `names`, if it names one.
-fn named<T>(
-    field: &str,
-    name: Option<&str>,
-    parse: fn(&str) -> Option<T>,
-    names: &[&str],
-) -> Result<Option<T>, ParamError> {
-    name.map(|n| parse(n).ok_or_else(|| ParamError::new(field, format!("{n:?} is not one of {}", names.join(", ")))))
-        .transpose()
-}
-
 fn is_zero(v: &u32) -> bool {
     *v == 0
-}
-
-/// The [`StepsMode`] a request's `field` names (none: [`StepsMode::Schedule`]).
-pub(super) fn steps_mode(field: &str, name: Option<&str>) -> Result<StepsMode, ParamError> {
-    match name {
-        None => Ok(StepsMode::Schedule),
-        Some(name) => StepsMode::parse(name).ok_or_else(|| {
-            ParamError::new(
-                field,
-                format!(
-                    "{name:?} is neither \"schedule\" (steps is the schedule's, of which strength runs a share) \
-                     nor \"run\" (steps is how many run, as ComfyUI's KSampler counts them)"
-                ),
-            )
-        }),
-    }
-}
-
-/// Whether the scheduler `choice` of a model `info` takes `steps` at `strength` counted by
-/// `mode`, refusing at `fields` (the steps', the scheduler's) what it does not.
-pub(super) fn check_schedule(
-    choice: SchedulerChoice,
-    info: &ModelInfo,
-    steps: u32,
-    strength: f64,
-    mode: StepsMode,
-    (steps_field, choice_field): (&str, &str),
-) -> Result<(), ParamError> {
-    samplers::build_span(choice, &info.scheduler_config, steps as usize, strength, mode).map(|_| ()).map_err(
-        |e| match e {
-            samplers::SchedulerError::Steps(m) => ParamError::new(steps_field, m),
-            other => ParamError::new(choice_field, other.to_string()),
-        },
-    )
 }
 
 /// Checks and normalises `image` request JSON; every error names its field.

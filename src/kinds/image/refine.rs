@@ -3,28 +3,27 @@
 //! stage is scaled, by an `upscale_model` and/or the typed `resize` (`kinds::resize`,
 //! ComfyUI's rounding), and sampled again as image-to-image at its own `strength`, in a stage
 //! of its own, `refine`, before any `upscale` or `resize`; with `from: latent` its final
-//! latent is scaled instead, as ComfyUI's LatentUpscale does (`latent`). [`RefineRequest`] is what clients send, [`Refine`] the stored form
-//! with every default filled from the first pass, so a stored job refines the same pixels
-//! after a restart.
+//! latent is scaled instead, as ComfyUI's LatentUpscale does (`latent`); the stage runs in
+//! `refine_stage`. [`RefineRequest`] is what clients send, [`Refine`] the stored form with
+//! every default filled from the first pass, so a stored job refines the same pixels after a
+//! restart.
 
-use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Image, ImageParams, Start};
+use super::ImageParams;
+use super::sampling::{check_schedule, scheduler_choice, steps_mode};
 use crate::config::Config;
+use crate::kinds::ParamError;
 use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
 use crate::kinds::inputs::installed_model;
-use crate::kinds::memory::{CpuPicture, check_on_cpu};
 use crate::kinds::resize::{Resize, ResizeRequest};
-use crate::kinds::{ParamError, StageError, StageName, StageRun};
 use crate::models::ModelKind;
+use crate::pipelines::diffusion::ModelInfo;
 use crate::pipelines::diffusion::model::check_size;
-use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, StepsMode};
-use crate::pipelines::diffusion::{ModelInfo, Preview};
-use crate::pipelines::upscale::TileOptions;
+use crate::pipelines::diffusion::samplers::{self, Schedule, StepsMode};
 
-const KNOWN: [&str; 11] = [
+const KNOWN: [&str; 12] = [
     "from",
     "upscale_model",
     "resize",
@@ -34,6 +33,7 @@ const KNOWN: [&str; 11] = [
     "seed",
     "guidance",
     "scheduler",
+    "schedule",
     "prompt",
     "negative_prompt",
 ];
@@ -42,7 +42,7 @@ const KNOWN: [&str; 11] = [
 const ASSUMED_MODEL_SCALE: u32 = 4;
 /// What a refusal of the whole `refine` says it takes.
 const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), and optionally \"from\", \"resize\", \
-                     \"steps\", \"steps_mode\", \"seed\", \"guidance\", \"scheduler\", \"prompt\", \"negative_prompt\"}";
+                     \"steps\", \"steps_mode\", \"seed\", \"guidance\", \"scheduler\", \"schedule\", \"prompt\", \"negative_prompt\"}";
 
 /// A second pass as a request gives it: only `strength` is required; the rest default to the
 /// first pass's (no `resize`: the same size).
@@ -73,6 +73,9 @@ pub struct RefineRequest {
     pub guidance: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
+    /// ComfyUI's schedule it samples over (default: the first pass's), as the top-level `schedule`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,6 +127,9 @@ pub struct Refine {
     pub seed: u64,
     pub guidance: f32,
     pub scheduler: String,
+    /// ComfyUI's schedule it samples over; `None` (and in jobs stored before it): the first pass's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     pub prompt: String,
     pub negative_prompt: Option<String>,
 }
@@ -138,7 +144,7 @@ pub struct PassSize {
 
 /// The [`PassSize`] of a `w`×`h` picture resized by `resize` (from the latent: its latent),
 /// or why the model cannot sample it, named at the resize input behind it (`refine` without one).
-fn pass_size(
+pub(super) fn pass_size(
     from: RefineFrom,
     resize: Option<&Resize>,
     (w, h): (u32, u32),
@@ -195,6 +201,7 @@ impl RefineRequest {
             seed: int_field(v, "seed").map_err(under)?,
             guidance: float_field(v, "guidance").map_err(under)?,
             scheduler: string_field(v, "scheduler").map_err(under)?,
+            schedule: string_field(v, "schedule").map_err(under)?,
             prompt: string_field(v, "prompt").map_err(under)?,
             negative_prompt: string_field(v, "negative_prompt").map_err(under)?,
         }))
@@ -263,13 +270,12 @@ impl RefineRequest {
             None => first.guidance,
             Some(g) => float_in(&sub("guidance"), g, 0.0..=30.0)? as f32,
         };
-        let scheduler = self.scheduler.unwrap_or_else(|| first.scheduler.clone());
-        // The second pass samples over the first's ComfyUI schedule, if it has one.
-        let choice = SchedulerChoice::parse(&scheduler)
-            .and_then(|c| c.with_schedule(first.schedule))
-            .map_err(|e| ParamError::new(sub("scheduler"), e.to_string()))?;
-        let steps_mode = super::params::steps_mode(&sub("steps_mode"), self.steps_mode.as_deref())?;
-        super::params::check_schedule(choice, info, steps, strength, steps_mode, (&sub("steps"), &sub("scheduler")))?;
+        // Unless it names its own, the second pass samples over the first's schedule, if any.
+        let asked = (self.scheduler.as_deref(), self.schedule.as_deref());
+        let fields = (sub("scheduler"), sub("schedule"));
+        let choice = scheduler_choice(asked, (&first.scheduler, first.schedule), (&fields.0, &fields.1))?;
+        let steps_mode = steps_mode(&sub("steps_mode"), self.steps_mode.as_deref())?;
+        check_schedule(choice, info, steps, strength, steps_mode, (&sub("steps"), &fields.0))?;
         let seed = match self.seed {
             None => first.seed,
             Some(s) => int_in(&sub("seed"), s, 0..=super::MAX_SEED)?.unsigned_abs(),
@@ -299,6 +305,7 @@ impl RefineRequest {
             seed,
             guidance,
             scheduler: choice.name().to_string(),
+            schedule: choice.schedule,
             prompt,
             negative_prompt,
         })
@@ -340,7 +347,7 @@ impl Refine {
             steps: self.steps,
             guidance: self.guidance,
             scheduler: self.scheduler.clone(),
-            schedule: first.schedule,
+            schedule: self.schedule.or(first.schedule),
             seed: self.seed.wrapping_add(i as u64),
             n: 1,
             init_image: None,
@@ -358,123 +365,6 @@ impl Refine {
             refine: None,
         }
     }
-
-    /// First-pass picture `img` (upscaled) as the second pass starts from it: resized, then
-    /// its middle cut to `size` (ComfyUI's VAEEncode crop to whole latents).
-    fn start_from(&self, img: &RgbImage, size: PassSize, label: &str, config: &Config) -> Result<RgbImage, StageError> {
-        let PassSize { width, height } = size;
-        let scaled = match &self.resize {
-            Some(r) => r.apply(img, label, config)?,
-            None => img.clone(),
-        };
-        let (w, h) = scaled.dimensions();
-        if (w, h) == (width, height) {
-            return Ok(scaled);
-        }
-        if w < width || h < height {
-            return Err(StageError::fatal(format!(
-                "{label} scaled to {w}x{h} is smaller than the {width}x{height} its second pass samples"
-            )));
-        }
-        let (x, y) = ((w - width) / 2, (h - height) / 2);
-        Ok(image::imageops::crop_imm(&scaled, x, y, width, height).to_image())
-    }
-}
-
-/// The `refine` stage: each picture of the `generate` stage (`image.png`, `image-N.png`)
-/// scaled and sampled again, stored as `refined.png`, `refined-N.png`; its steps count on
-/// across the pictures, and its previews are `preview-refine-NNNN.png`.
-pub(super) fn refine_pictures(
-    kind: &Image,
-    first: &ImageParams,
-    refine: &Refine,
-    run: &StageRun,
-) -> Result<(), StageError> {
-    if refine.from == RefineFrom::Latent {
-        return super::latent::refine_latents(kind, first, refine, run);
-    }
-    let pictures: Vec<_> =
-        run.sink.stage_artifacts(StageName::Generate).into_iter().filter(|a| a.name.starts_with("image")).collect();
-    if pictures.is_empty() {
-        return Err(StageError::fatal("the generate stage left no picture to refine"));
-    }
-    let count = pictures.len() as u64;
-    let sink = run.sink;
-    let upscaler = match &refine.upscale_model {
-        Some(m) => Some(crate::kinds::upscale::load(run, "refine.upscale_model", m)?),
-        None => None,
-    };
-    // After an upscale model the size is known only now: the model's size rules decide it.
-    let info = match refine.size {
-        Some(_) => None,
-        None => Some(kind.model(run.config, run.engine, run.device, &first.model)?.info.clone()),
-    };
-    run.sink.log(
-        "info",
-        &format!("refining {count} picture(s) at strength {}, {} steps", refine.strength, refine.steps_run()),
-    );
-    for (i, picture) in pictures.iter().enumerate() {
-        let label = format!("picture {}", picture.name);
-        let img = crate::media::picture::open(&run.sink.artifact_path(picture))
-            .map_err(|e| StageError::context(format!("{label} is not a readable image"), e))?;
-        let img = match &upscaler {
-            None => img,
-            Some(upscaler) => {
-                let (w, h) = img.dimensions();
-                if let Some(why) = crate::kinds::upscale::too_large(&label, w, h, run.config) {
-                    return Err(StageError::fatal(why));
-                }
-                upscaler.upscale_image(&img, TileOptions::default(), run.cancel, &|_| {})?
-            }
-        };
-        let size = match (refine.size, &info) {
-            (Some(size), _) => size,
-            (None, Some(info)) => {
-                let size = pass_size(refine.from, refine.resize.as_ref(), img.dimensions(), info, run.config)
-                    .map_err(|e| StageError::fatal(format!("{}: {}", e.field, e.message)))?;
-                if run.device == crate::gpu::DeviceId::Cpu {
-                    let (width, height) = (size.width, size.height);
-                    let fields = ("refine", "refine");
-                    let picture =
-                        CpuPicture { model: first.model.clone(), width, height, fields, stage: StageName::Refine };
-                    check_on_cpu(run.config, &picture)?;
-                }
-                size
-            }
-            (None, None) => return Err(StageError::fatal("a second pass of no known size")),
-        };
-        if i == 0 {
-            sink.log("info", &format!("sampling each picture again at {}x{}", size.width, size.height));
-        }
-        let start = refine.start_from(&img, size, &label, run.config)?;
-        let name = picture.name.replacen("image", "refined", 1);
-        sample_again(kind, first, refine, run, (i, count, size), Start::Picture(&start), &name)?;
-    }
-    Ok(())
-}
-
-/// Picture `i` of `count` sampled again at `size` from `start`, stored as `name`: its steps
-/// counted on across the pictures, its previews `preview-refine-NNNN.png`.
-pub(super) fn sample_again(
-    kind: &Image,
-    first: &ImageParams,
-    refine: &Refine,
-    run: &StageRun,
-    (i, count, size): (usize, u64, PassSize),
-    start: Start<'_>,
-    name: &str,
-) -> Result<(), StageError> {
-    let (sink, done) = (run.sink, i as u64);
-    let progress = |p: crate::pipelines::Progress| {
-        sink.progress(done * p.total + p.step, count * p.total, p.message.as_deref());
-    };
-    let preview_name = |p: &Preview| format!("preview-refine-{:04}.png", done * p.total + p.step);
-    let pass = refine.pass(first, size, i);
-    let rendered = kind.sample(run, &pass, Some(start), &progress, &preview_name)?;
-    for (_, png) in &rendered.images {
-        sink.put_artifact(name, "image/png", png)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -493,6 +383,7 @@ mod tests {
         assert_eq!(field(json!({"strength": 0.5, "resize": 2})), "refine.resize");
         assert_eq!(field(json!({"strength": 0.5, "from": 1})), "refine.from");
         assert_eq!(field(json!({"strength": 0.5, "steps_mode": 1})), "refine.steps_mode");
+        assert_eq!(field(json!({"strength": 0.5, "schedule": 1})), "refine.schedule");
         assert_eq!(RefineRequest::from_json(&json!({})), Ok(None));
     }
 }

@@ -146,6 +146,7 @@ mod tests {
             seed: 1,
             guidance: 7.0,
             scheduler: "euler".into(),
+            schedule: None,
             prompt: "a cat".into(),
             negative_prompt: None,
         };
