@@ -440,7 +440,7 @@ async fn node_and_system_descriptions_answer_in_comfyuis_shape() {
     assert_eq!(*samplers, json!(["euler", "euler_ancestral", "ddim", "dpmpp_2m", "lcm"]));
     assert_eq!(info["SaveImage"]["output_node"], true);
     assert_eq!(get("/api/object_info/KSampler").await["KSampler"]["output"], json!(["LATENT"]));
-    assert_eq!(get("/models").await, json!(["checkpoints", "upscale_models"]));
+    assert_eq!(get("/models").await, json!(["checkpoints", "upscale_models", "loras"]));
     assert_eq!(get("/models/checkpoints").await, ckpts);
     let stats = get("/system_stats").await;
     let devices = stats["devices"].as_array().expect("devices");

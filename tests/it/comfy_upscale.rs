@@ -107,7 +107,7 @@ async fn an_uploads_upscale_runs_as_an_upscale_job_and_comes_back_four_times_lar
     assert_eq!(upscale["input"]["required"], json!({"upscale_model": ["UPSCALE_MODEL"], "image": ["IMAGE"]}));
     assert_eq!((&upscale["output"], &upscale["category"]), (&json!(["IMAGE"]), &json!("image/upscaling")));
     assert_eq!(get(&c, &d, "/api/object_info/ImageUpscaleWithModel").await["ImageUpscaleWithModel"], *upscale);
-    assert_eq!(get(&c, &d, "/models").await, json!(["checkpoints", "upscale_models"]));
+    assert_eq!(get(&c, &d, "/models").await, json!(["checkpoints", "upscale_models", "loras"]));
     assert_eq!(get(&c, &d, "/models/upscale_models").await, *choices);
 
     let name = upload(&c, &d, "cat.png", &test_picture(48, 40, 5)).await;

@@ -44,6 +44,7 @@ mod comfy_compat;
 mod comfy_denoise;
 mod comfy_hires;
 mod comfy_inpaint;
+mod comfy_lora;
 mod comfy_masks;
 mod comfy_scale;
 mod comfy_seed;

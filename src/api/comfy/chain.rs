@@ -178,8 +178,9 @@ pub(super) fn main_chain(g: &ValidGraph) -> Result<(Chain, Vec<Shown>), PromptEr
     Ok((main, shown))
 }
 
-/// Refuses the graph at `id` unless its `input` comes (at `slot`) from the checkpoint
-/// `ckpt_id` or one loading the same `ckpt_name`: reelbox runs one model per prompt.
+/// Refuses the graph at `id` unless its `input` comes (at `slot`, through LoRA loaders) from
+/// the checkpoint `ckpt_id` or one loading the same `ckpt_name`: reelbox runs one model per
+/// prompt (`loras::onto_fused` holds every path to the same LoRAs).
 pub(super) fn same_checkpoint(
     g: &ValidGraph,
     (ckpt_id, ckpt_name): (&str, &str),
@@ -187,7 +188,7 @@ pub(super) fn same_checkpoint(
     input: &str,
     slot: usize,
 ) -> Result<(), PromptError> {
-    let (other_id, other) = follow(g, id, input, &["CheckpointLoaderSimple"], slot)?;
+    let (other_id, other, _) = super::loras::checkpoint_of(g, id, input, slot)?;
     let name = |n: &Node| match n.inputs.get("ckpt_name") {
         Some(serde_json::Value::String(s)) => s.clone(),
         _ => String::new(),

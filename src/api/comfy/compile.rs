@@ -220,7 +220,7 @@ fn sampling_chain(
     sampler_id: String,
     uploads: UploadLookup,
 ) -> Result<(ImageRequest, Sampling, Option<Vec<u8>>), PromptError> {
-    let (ckpt_id, ckpt) = follow(g, &sampler_id, "model", &["CheckpointLoaderSimple"], 0)?;
+    let (ckpt_id, ckpt, _) = super::loras::checkpoint_of(g, &sampler_id, "model", 0)?;
     let ckpt_name = text(ckpt, "ckpt_name");
     let same_checkpoint =
         |id: &str, input: &str, slot: usize| same_checkpoint(g, (&ckpt_id, &ckpt_name), id, input, slot);
@@ -273,6 +273,7 @@ fn sampling_chain(
     }
     let sampling = Sampling {
         checkpoint: ckpt_id,
+        loras: Vec::new(),
         positive: pos_id,
         negative: neg_id,
         latent: latent_id,

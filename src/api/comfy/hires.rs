@@ -246,7 +246,14 @@ mod tests {
     use crate::store::records::StageName;
 
     fn spec_ctx() -> SpecContext {
-        SpecContext { checkpoints: vec![], upscale_models: vec![], max_side: 2048, max_steps: 150, max_batch: 8 }
+        SpecContext {
+            checkpoints: vec![],
+            upscale_models: vec![],
+            loras: vec![],
+            max_side: 2048,
+            max_steps: 150,
+            max_batch: 8,
+        }
     }
 
     fn no_uploads(_name: &str) -> Result<super::super::compile::Upload, UploadNotFound> {

@@ -11,6 +11,7 @@ use super::nodes::{NodeSpec, SpecContext, class_types, input_config, spec};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
 use crate::gpu::DeviceId;
+use crate::models::convert::fused::Checkpoints;
 use crate::models::{Catalog, ModelKind};
 
 /// Installed models of `kind` (on a head, its live worker boxes' too: a workflow naming
@@ -23,12 +24,19 @@ fn installed(catalog: &Catalog, kind: ModelKind) -> Vec<String> {
     names
 }
 
-/// The spec context of this daemon: installed checkpoints and upscale models, and limits.
+/// The spec context of this daemon: installed checkpoints (and the bases of fused models,
+/// which run through their LoRA loaders), upscale models and LoRAs, and limits.
 pub fn spec_context(state: &AppState) -> SpecContext {
     let catalog = Catalog::load(&state.config);
+    let fused = Checkpoints::of(&catalog);
+    let mut checkpoints = installed(&catalog, ModelKind::Diffusion);
+    checkpoints.extend(super::lora_target::bases_alone(&fused));
+    checkpoints.sort();
+    checkpoints.dedup();
     SpecContext {
-        checkpoints: installed(&catalog, ModelKind::Diffusion),
+        checkpoints,
         upscale_models: installed(&catalog, ModelKind::Upscale),
+        loras: fused.lora_files(),
         max_side: state.config.limits.max_image_side,
         max_steps: state.config.limits.max_steps,
         // EmptyLatentImage `batch_size` becomes the job's `n`.
@@ -57,7 +65,7 @@ pub async fn object_info_one(State(state): State<AppState>, _caller: Caller, Pat
     })
 }
 
-/// Model folders (`["checkpoints", "upscale_models"]`). An OpenAI SDK whose `base_url` lacks `/v1` lands
+/// Model folders (`["checkpoints", "upscale_models", "loras"]`). An OpenAI SDK whose `base_url` lacks `/v1` lands
 /// here for `models.list()`: it is told to add `/v1` instead of getting a list it cannot read.
 #[utoipa::path(get, path = "/models", tag = "comfyui", responses((status = 200, body = Vec<String>, description = "model folder names")))]
 pub async fn model_folders(State(state): State<AppState>, _caller: Caller, headers: HeaderMap) -> Response {
@@ -69,10 +77,11 @@ pub async fn model_folders(State(state): State<AppState>, _caller: Caller, heade
 }
 
 /// ComfyUI's model folders reelbox has: what the loaders' choices list.
-const MODEL_FOLDERS: [&str; 2] = ["checkpoints", "upscale_models"];
+const MODEL_FOLDERS: [&str; 3] = ["checkpoints", "upscale_models", "loras"];
 
-/// The models of a folder (`checkpoints`: installed diffusion models; `upscale_models`:
-/// installed upscale models).
+/// The models of a folder (`checkpoints`: installed diffusion models and fused models'
+/// bases; `upscale_models`: installed upscale models; `loras`: the LoRA files fused models
+/// were made with).
 #[utoipa::path(get, path = "/models/{folder}", tag = "comfyui", params(("folder" = String, Path)),
     responses((status = 200, body = Vec<String>, description = "model names"),
         (status = 404, description = "no such model folder", body = super::error::ComfyErrorBody)))]
@@ -80,6 +89,7 @@ pub async fn models_in(State(state): State<AppState>, _caller: Caller, Path(fold
     match folder.as_str() {
         "checkpoints" => Json(spec_context(&state).checkpoints).into_response(),
         "upscale_models" => Json(spec_context(&state).upscale_models).into_response(),
+        "loras" => Json(spec_context(&state).loras).into_response(),
         _ => super::error::ComfyError::from(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

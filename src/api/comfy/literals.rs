@@ -28,10 +28,12 @@ pub(super) fn py_str(v: &Value) -> String {
 /// The choice a combo's `value` means: itself, or for a checkpoint or upscale model the model
 /// its file name names ("SD1.5/tiny-sd.ckpt", "Realistic Vision V5.1 (fp16).safetensors" for
 /// the model its import named `Realistic-Vision-V5.1-fp16`, "4x-UltraSharp.pth"), as
-/// [`crate::models::Catalog::find`] says.
+/// [`crate::models::Catalog::find`] says; for a LoRA, the file its path names.
 pub(super) fn combo_choice<'a>(input: &str, value: &str, choices: &'a [String]) -> Option<&'a String> {
     match input {
         "ckpt_name" | "model_name" => named_by_file(value, choices),
+        // ComfyUI names a LoRA by its path under its `loras` folder.
+        "lora_name" => choices.iter().find(|c| *c == crate::models::convert::fused::file_name(value)),
         _ => choices.iter().find(|c| *c == value),
     }
 }
@@ -95,7 +97,7 @@ pub(super) fn check_literal(name: &str, kind: &InputKind, v: &Value, config: &Va
                 Value::Number(n) => n.to_string(),
                 _ => String::new(),
             };
-            if combo_choice(name, &s, choices).is_some() {
+            if combo_choice(name, &s, choices).is_some() || (super::loras::named_when_compiled(name) && !s.is_empty()) {
                 Ok(())
             } else {
                 Err(error_obj(

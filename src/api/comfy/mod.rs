@@ -28,6 +28,8 @@ pub mod info;
 pub mod inpaint;
 pub mod literals;
 pub mod loaders;
+pub mod lora_target;
+pub mod loras;
 pub mod mask_ops;
 pub mod masks;
 pub mod messages;

@@ -70,6 +70,8 @@ pub struct SpecContext {
     pub checkpoints: Vec<String>,
     /// Installed upscale models as `model_name` values.
     pub upscale_models: Vec<String>,
+    /// The LoRA files installed fused models were made with, as `lora_name` values.
+    pub loras: Vec<String>,
     pub max_side: u32,
     pub max_steps: u32,
     pub max_batch: u32,
@@ -108,10 +110,10 @@ const CLASS_TYPES: [&str; 19] = [
     LOAD_MASK,
 ];
 
-/// Every class type reelbox describes: those it runs, the mask nodes, then the loaders of a
-/// UNet or VAE alone, whose choices are empty (`loaders`).
+/// Every class type reelbox describes: those it runs, the mask nodes, the LoRA loaders, then
+/// the loaders of a UNet or VAE alone, whose choices are empty (`loaders`).
 pub fn class_types() -> impl Iterator<Item = &'static str> {
-    CLASS_TYPES.into_iter().chain(masks::CLASS_TYPES).chain(loaders::CLASS_TYPES)
+    CLASS_TYPES.into_iter().chain(masks::CLASS_TYPES).chain(super::loras::CLASS_TYPES).chain(loaders::CLASS_TYPES)
 }
 
 /// ComfyUI sampler names reelbox has.
@@ -343,6 +345,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
         _ => {
             return super::inpaint::spec(class_type)
                 .or_else(|| masks::spec(class_type, side))
+                .or_else(|| super::loras::spec(class_type, ctx))
                 .or_else(|| loaders::spec(class_type));
         }
     })
@@ -411,6 +414,7 @@ mod tests {
         SpecContext {
             checkpoints: vec!["tiny-sd".into()],
             upscale_models: vec!["tiny-esrgan-x4".into()],
+            loras: vec!["style.safetensors".into()],
             max_side: 2048,
             max_steps: 150,
             max_batch: 8,

@@ -26,6 +26,10 @@ pub struct OutputNode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
     pub checkpoint: String,
+    /// The LoRA loaders its model and prompts pass, in the order they run (none in records
+    /// from before them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<String>,
     pub positive: String,
     pub negative: String,
     /// EmptyLatentImage, or VAEEncode for image to image.
@@ -152,7 +156,9 @@ impl Roles {
             match stage {
                 StageName::Generate => {
                     if let Some(s) = &self.sampling {
-                        order.extend([s.checkpoint.clone(), s.positive.clone(), s.negative.clone()]);
+                        order.push(s.checkpoint.clone());
+                        order.extend(s.loras.iter().cloned());
+                        order.extend([s.positive.clone(), s.negative.clone()]);
                         order.extend(s.load_image.clone());
                         if let Some(m) = &s.mask {
                             order.push(m.source.clone());
@@ -315,6 +321,7 @@ mod tests {
     fn sampling() -> Sampling {
         Sampling {
             checkpoint: "4".into(),
+            loras: Vec::new(),
             positive: "6".into(),
             negative: "7".into(),
             latent: "5".into(),

@@ -282,6 +282,7 @@ pub(crate) mod tests {
         SpecContext {
             checkpoints: vec!["tiny-sd".into()],
             upscale_models: vec!["4x-UltraSharp".into()],
+            loras: vec!["style.safetensors".into()],
             max_side: 2048,
             max_steps: 150,
             max_batch: 8,

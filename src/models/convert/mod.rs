@@ -20,6 +20,7 @@ use super::manifest::ModelKind;
 use super::{Manifest, ModelError, ModelStore, import};
 use crate::config::Config;
 
+pub mod fused;
 pub mod pyenv;
 
 pub use pyenv::PyEnv;

@@ -1,0 +1,357 @@
+//! ComfyUI's LoRA loaders (LoraLoader, LoraLoaderModelOnly) on reelbox's fused models.
+//! ComfyUI patches LoRAs onto a checkpoint as it samples; reelbox fuses them into a model
+//! at import (`reelbox models import BASE --lora FILE:SCALE`), whose `conversion.json`
+//! records its base and each LoRA with its scale (`models::convert::fused`). A prompt whose
+//! sampler takes its MODEL (and its prompts their CLIP) from a checkpoint through LoRA
+//! loaders runs on the installed model made of that base with exactly those LoRAs at those
+//! strengths, in any order (fusing adds); with none, it is refused at a loader naming the
+//! import that makes one.
+
+use serde_json::json;
+
+use super::chain::{follow, unsupported};
+use super::compile::{Compiled, input_error};
+use super::literals::{float_value, text};
+use super::lora_target::{SCALE_EPS, Target, base_alone, missing, said_pairs, same_set};
+use super::nodes::{InputKind, InputSpec, NodeSpec, SpecContext, float, link};
+use super::validate::{Node, PromptError, ValidGraph};
+use crate::models::convert::fused::{Checkpoints, file_name};
+
+/// ComfyUI's LoRA loader of a model and its text encoder.
+pub const LORA_LOADER: &str = "LoraLoader";
+/// ComfyUI's LoRA loader of a model alone.
+pub const MODEL_ONLY: &str = "LoraLoaderModelOnly";
+/// The LoRA loaders reelbox runs.
+pub const CLASS_TYPES: [&str; 2] = [LORA_LOADER, MODEL_ONLY];
+const CHECKPOINT: &str = "CheckpointLoaderSimple";
+
+/// The spec of a LoRA loader, with ComfyUI's inputs, defaults and ranges; `lora_name`'s
+/// choices are the LoRA files the installed fused models were made with.
+pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
+    let lora_name = InputSpec { name: "lora_name", kind: InputKind::Combo(ctx.loras.clone()) };
+    let strength = |name| float(name, 1.0, -100.0, 100.0);
+    let (display_name, inputs, outputs): (_, _, &'static [&'static str]) = match class_type {
+        LORA_LOADER => (
+            "Load LoRA",
+            vec![
+                link("model", "MODEL"),
+                link("clip", "CLIP"),
+                lora_name,
+                strength("strength_model"),
+                strength("strength_clip"),
+            ],
+            &["MODEL", "CLIP"],
+        ),
+        MODEL_ONLY => {
+            ("LoraLoaderModelOnly", vec![link("model", "MODEL"), lora_name, strength("strength_model")], &["MODEL"])
+        }
+        _ => return None,
+    };
+    Some(NodeSpec {
+        class_type: if class_type == LORA_LOADER { LORA_LOADER } else { MODEL_ONLY },
+        display_name,
+        category: "loaders",
+        description: "Runs the checkpoint as the installed model with this LoRA fused in at this strength \
+                      (`reelbox models import BASE --lora FILE:SCALE` makes it).",
+        inputs,
+        outputs,
+        output_node: false,
+        python_module: "nodes",
+    })
+}
+
+/// Whether the graph check leaves `input`'s value to the compile: a LoRA no installed model
+/// was made with is refused there, where the chain's checkpoint and other LoRAs are known,
+/// with the import that makes the model.
+pub(super) fn named_when_compiled(input: &str) -> bool {
+    input == "lora_name"
+}
+
+/// A LoRA a loader on a MODEL or CLIP path loads.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Lora {
+    /// The loader's id.
+    pub node: String,
+    /// Its `lora_name` without folders.
+    pub file: String,
+    /// Its `strength_model` on a MODEL path, `strength_clip` on a CLIP one.
+    pub strength: f64,
+}
+
+/// Follows `id.input` (at `slot`: 0 MODEL, 1 CLIP, 2 VAE) back through LoRA loaders to its
+/// checkpoint: the checkpoint's id and node, and the LoRAs passed, the checkpoint's first.
+/// A link elsewhere is refused at the node whose input it is.
+pub(super) fn checkpoint_of<'g>(
+    g: &'g ValidGraph,
+    id: &str,
+    input: &str,
+    slot: usize,
+) -> Result<(String, &'g Node, Vec<Lora>), PromptError> {
+    let takes: &[&str] = match slot {
+        0 => &[CHECKPOINT, LORA_LOADER, MODEL_ONLY],
+        1 => &[CHECKPOINT, LORA_LOADER],
+        _ => &[CHECKPOINT],
+    };
+    let (strength, next_input) = if slot == 0 { ("strength_model", "model") } else { ("strength_clip", "clip") };
+    let mut loras: Vec<Lora> = Vec::new();
+    let (mut at, mut input) = (id.to_string(), input);
+    loop {
+        let (next, node) = follow(g, &at, input, takes, slot)?;
+        if node.class_type == CHECKPOINT {
+            loras.reverse();
+            return Ok((next, node, loras));
+        }
+        if loras.iter().any(|l| l.node == next) {
+            return Err(unsupported(&at, &g.nodes[&at], format!("{input} loops back to node {next}")));
+        }
+        let lora_name = text(node, "lora_name");
+        loras.push(Lora {
+            file: file_name(&lora_name).to_string(),
+            strength: node.inputs.get(strength).and_then(float_value).unwrap_or(1.0),
+            node: next.clone(),
+        });
+        (at, input) = (next, next_input);
+    }
+}
+
+/// The compiled prompt run on the model its LoRA loaders ask for: the installed model made
+/// of the sampler's checkpoint's base with exactly the LoRAs its MODEL passes, at their
+/// strengths; each prompt's CLIP passing only those. Unchanged without loaders.
+pub fn onto_fused(g: &ValidGraph, mut compiled: Compiled, models: &Checkpoints) -> Result<Compiled, PromptError> {
+    let Some(sampling) = compiled.roles.sampling.clone() else { return Ok(compiled) };
+    let (ckpt_id, ckpt, model) = checkpoint_of(g, &sampling.sampler, "model", 0)?;
+    let mut clip_users = vec![sampling.positive.clone(), sampling.negative.clone()];
+    let mut loaders: Vec<String> = model.iter().map(|l| l.node.clone()).collect();
+    if let Some(refine) = &compiled.roles.refine {
+        let (_, _, second) = checkpoint_of(g, &refine.sampler, "model", 0)?;
+        if !same_loras(&model, &second) {
+            let why = format!(
+                "both passes run one model: this KSampler's model passes {}, the first's {}",
+                said(&second),
+                said(&model)
+            );
+            return Err(unsupported(&refine.sampler, &g.nodes[&refine.sampler], why));
+        }
+        loaders.extend(second.iter().map(|l| l.node.clone()));
+        clip_users.extend([refine.positive.clone(), refine.negative.clone()]);
+    }
+    for user in &clip_users {
+        let (_, _, clip) = checkpoint_of(g, user, "clip", 1)?;
+        for l in clip.iter().filter(|l| l.strength != 0.0) {
+            check_clip_lora(g, user, l, &model)?;
+            loaders.push(l.node.clone());
+        }
+    }
+    // ComfyUI's loader at strength 0 returns the model it was given.
+    let wanted: Vec<&Lora> = model.iter().filter(|l| l.strength != 0.0).collect();
+    let ckpt_name = text(ckpt, "ckpt_name");
+    let target = Target::of(models, &ckpt_name, &wanted);
+    if let Some(found) = models.fused().find(|f| target.is(f)) {
+        compiled.params["model"] = json!(found.name);
+    } else if let Some(lora) = wanted.first() {
+        return Err(missing(g, models, &target, &wanted, lora));
+    } else if models.get(&ckpt_name).is_none() && target.is_fused_base(models) {
+        return Err(base_alone(models, &target, &ckpt_id, ckpt));
+    }
+    loaders.sort_by_key(|id| loaders_order(&model, id));
+    loaders.dedup();
+    if let Some(s) = compiled.roles.sampling.as_mut() {
+        s.loras = loaders;
+    }
+    Ok(compiled)
+}
+
+/// Where a loader runs: those of the MODEL path from the checkpoint on, then the others.
+fn loaders_order(model: &[Lora], id: &str) -> (usize, String) {
+    (model.iter().position(|l| l.node == id).unwrap_or(model.len()), id.to_string())
+}
+
+/// Refuses a LoRA a prompt's CLIP passes unless the sampler's model has it at that strength:
+/// the fused model has each LoRA in its UNet and text encoder at one scale.
+fn check_clip_lora(g: &ValidGraph, user: &str, l: &Lora, model: &[Lora]) -> Result<(), PromptError> {
+    if let Some(m) = model.iter().find(|m| m.node == l.node)
+        && (m.strength - l.strength).abs() > SCALE_EPS
+    {
+        let node = &g.nodes[&l.node];
+        let message = format!(
+            "strength_clip {} differs from strength_model {}: reelbox runs a LoRA fused into the model's UNet \
+             and text encoder at one scale; set both to the same",
+            l.strength, m.strength
+        );
+        let received = node.inputs.get("strength_clip").cloned().unwrap_or_default();
+        return Err(input_error(
+            &l.node,
+            &node.class_type,
+            "strength_clip",
+            "custom_validation_failed",
+            &message,
+            &received,
+        ));
+    }
+    if !model.iter().any(|m| m.file == l.file && (m.strength - l.strength).abs() <= SCALE_EPS) {
+        let why = format!(
+            "clip passes LoRA {}×{} (node {}) that the sampler's model does not; reelbox runs a LoRA fused into \
+             the model's UNet and text encoder alike",
+            l.file, l.strength, l.node
+        );
+        return Err(unsupported(user, &g.nodes[user], why));
+    }
+    Ok(())
+}
+
+/// Whether two paths pass the same LoRAs at the same strengths, in any order.
+fn same_loras(a: &[Lora], b: &[Lora]) -> bool {
+    let pairs = |l: &[Lora]| -> Vec<(String, f64)> {
+        l.iter().filter(|l| l.strength != 0.0).map(|l| (l.file.clone(), l.strength)).collect()
+    };
+    same_set(&pairs(a), &pairs(b))
+}
+
+/// `style.safetensors×0.8 + ink.safetensors×1`, or `no LoRA`.
+fn said(loras: &[Lora]) -> String {
+    let pairs: Vec<(String, f64)> = loras.iter().map(|l| (l.file.clone(), l.strength)).collect();
+    said_pairs(&pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::super::compile::compile;
+    use super::super::files::{Upload, UploadNotFound};
+    use super::super::lora_target::bases_alone;
+    use super::super::validate::tests::{ctx, default_workflow};
+    use super::super::validate::validate;
+    use super::*;
+    use crate::models::convert::fused::{Checkpoint, FusedLora};
+
+    fn fused(name: &str, loras: &[(&str, f32)]) -> Checkpoint {
+        Checkpoint {
+            name: name.into(),
+            source: Some("/m/tiny-sd.safetensors".into()),
+            flags: vec!["--fp16".into()],
+            base: Some("tiny-sd".into()),
+            loras: loras.iter().map(|(f, s)| FusedLora { file: format!("/l/{f}"), scale: *s }).collect(),
+        }
+    }
+
+    /// `tiny-sd` itself, `dreamy` (it + style×0.8) and `duo` (it + style×0.8 + ink×1).
+    fn box_models() -> Checkpoints {
+        let plain = Checkpoint { name: "tiny-sd".into(), ..Checkpoint::default() };
+        let dreamy = fused("dreamy", &[("style.safetensors", 0.8)]);
+        Checkpoints(vec![dreamy, fused("duo", &[("style.safetensors", 0.8), ("ink.safetensors", 1.0)]), plain])
+    }
+
+    fn loader(model: Value, clip: Value, lora: &str, strength: f64) -> Value {
+        json!({"class_type": "LoraLoader", "inputs": {"model": model, "clip": clip, "lora_name": lora,
+            "strength_model": strength, "strength_clip": strength}})
+    }
+
+    /// The default workflow with `loras` chained from its checkpoint (ids 10, 11, …).
+    fn with_loras(loras: &[(&str, f64)]) -> Value {
+        let mut g = default_workflow();
+        g["4"]["inputs"]["ckpt_name"] = json!("tiny-sd.safetensors");
+        let mut from = "4".to_string();
+        for (i, (lora, strength)) in loras.iter().enumerate() {
+            let id = (10 + i).to_string();
+            g[&id] = loader(json!([from, 0]), json!([from, 1]), lora, *strength);
+            from = id;
+        }
+        g["3"]["inputs"]["model"] = json!([from, 0]);
+        g["6"]["inputs"]["clip"] = json!([from, 1]);
+        g["7"]["inputs"]["clip"] = json!([from, 1]);
+        g
+    }
+
+    fn run(g: &Value) -> Result<Compiled, PromptError> {
+        let no_uploads = |_: &str| Err::<Upload, _>(UploadNotFound::NoSuchImage);
+        let checked = validate(g, &ctx()).unwrap_or_else(|e| panic!("{:?}", e.node_errors));
+        onto_fused(&checked, compile(&checked, &no_uploads)?, &box_models())
+    }
+
+    fn error_at(e: &PromptError, node: &str) -> (String, String, String) {
+        let err = &e.node_errors[node]["errors"][0];
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        (s(&err["type"]), s(&err["extra_info"]["input_name"]), s(&err["message"]))
+    }
+
+    #[test]
+    fn the_loaders_have_comfyuis_inputs_and_the_fused_loras_as_choices() {
+        let info = super::super::info::node_info(&spec(LORA_LOADER, &ctx()).expect("LoraLoader"));
+        let order = ["model", "clip", "lora_name", "strength_model", "strength_clip"];
+        assert_eq!(info["input_order"]["required"], json!(order));
+        assert_eq!(info["input"]["required"]["lora_name"], json!([["style.safetensors"]]));
+        let strength = &info["input"]["required"]["strength_clip"][1];
+        assert_eq!(
+            (&strength["default"], &strength["min"], &strength["max"]),
+            (&json!(1.0), &json!(-100.0), &json!(100.0))
+        );
+        assert_eq!((&info["output"], &info["display_name"]), (&json!(["MODEL", "CLIP"]), &json!("Load LoRA")));
+        let only = super::super::info::node_info(&spec(MODEL_ONLY, &ctx()).expect("LoraLoaderModelOnly"));
+        assert_eq!(only["input_order"]["required"], json!(["model", "lora_name", "strength_model"]));
+        assert_eq!(only["output"], json!(["MODEL"]));
+    }
+
+    #[test]
+    fn a_checkpoint_through_loras_runs_the_model_fused_of_them_in_any_order() {
+        let c = run(&with_loras(&[("loras/style.safetensors", 0.8)])).expect("compiles");
+        assert_eq!(c.params["model"], "dreamy");
+        assert_eq!(c.roles.execution_order()[..3], ["4", "10", "6"]);
+        let c = run(&with_loras(&[("ink.safetensors", 1.0), ("style.safetensors", 0.8004)])).expect("compiles");
+        assert_eq!(c.params["model"], "duo");
+        assert_eq!(c.roles.sampling.map(|s| s.loras), Some(vec!["10".to_string(), "11".to_string()]));
+        // At strength 0 ComfyUI's loader hands the checkpoint on as it is.
+        let c = run(&with_loras(&[("style.safetensors", 0.0)])).expect("compiles");
+        assert_eq!(c.params["model"], "tiny-sd");
+    }
+
+    #[test]
+    fn loras_no_model_has_are_refused_at_the_loader_with_the_import_that_makes_it() {
+        let e = run(&with_loras(&[("style.safetensors", 0.5)])).expect_err("no style×0.5");
+        let (kind, input, message) = error_at(&e, "10");
+        assert_eq!((kind.as_str(), input.as_str()), ("custom_validation_failed", "strength_model"));
+        assert!(message.contains("dreamy is tiny-sd + style.safetensors×0.8"), "{message}");
+        assert!(
+            message.contains(
+                "`reelbox models import /m/tiny-sd.safetensors --name tiny-sd-style --fp16 --lora /l/style.safetensors:0.5`"
+            ),
+            "{message}"
+        );
+        let e = run(&with_loras(&[("style.safetensors", 0.8), ("grain.safetensors", 1.0)])).expect_err("no grain");
+        let (kind, input, message) = error_at(&e, "11");
+        assert_eq!((kind.as_str(), input.as_str()), ("value_not_in_list", "lora_name"));
+        assert!(message.contains("--lora /l/style.safetensors:0.8 --lora grain.safetensors:1`"), "{message}");
+    }
+
+    #[test]
+    fn unequal_strengths_and_clip_without_the_models_loras_are_refused() {
+        let mut g = with_loras(&[("style.safetensors", 0.8)]);
+        g["10"]["inputs"]["strength_clip"] = json!(0.5);
+        let (kind, input, message) = error_at(&run(&g).expect_err("0.8 ≠ 0.5"), "10");
+        assert_eq!((kind.as_str(), input.as_str()), ("custom_validation_failed", "strength_clip"));
+        assert!(message.contains("one scale"), "{message}");
+        let mut g = with_loras(&[("style.safetensors", 0.8)]);
+        g["3"]["inputs"]["model"] = json!(["4", 0]);
+        assert_eq!(error_at(&run(&g).expect_err("clip only"), "6").0, "unsupported_graph");
+        // A model-only loader: the model has the LoRA, the prompts' CLIP comes straight.
+        let mut g = with_loras(&[]);
+        g["10"] = json!({"class_type": MODEL_ONLY, "inputs": {"model": ["4", 0], "lora_name": "style.safetensors",
+            "strength_model": 0.8}});
+        g["3"]["inputs"]["model"] = json!(["10", 0]);
+        assert_eq!(run(&g).expect("compiles").params["model"], "dreamy");
+    }
+
+    #[test]
+    fn a_base_on_the_box_only_fused_is_a_checkpoint_that_needs_its_loras() {
+        let mut models = box_models();
+        models.0.retain(|c| c.is_fused());
+        assert_eq!(bases_alone(&models), ["tiny-sd"]);
+        assert!(bases_alone(&box_models()).is_empty(), "tiny-sd is installed itself");
+        let checked = validate(&with_loras(&[]), &ctx()).expect("valid");
+        let no_uploads = |_: &str| Err::<Upload, _>(UploadNotFound::NoSuchImage);
+        let e = onto_fused(&checked, compile(&checked, &no_uploads).expect("compiles"), &models).expect_err("alone");
+        let (_, input, message) = error_at(&e, "4");
+        assert_eq!(input, "ckpt_name");
+        assert!(message.contains("only with LoRAs fused in (dreamy is tiny-sd + style.safetensors×0.8;"), "{message}");
+    }
+}

@@ -1,0 +1,145 @@
+//! The installed diffusion models as a workflow names its checkpoint and LoRAs: each one's
+//! source and import flags, and for one converted with LoRAs fused in, its base and each
+//! LoRA's file and scale, as its `conversion.json` records them. ComfyUI loads LoRAs onto
+//! a checkpoint as it samples; reelbox fuses them at import, so a workflow's LoRA loaders
+//! run on the model made of that base with those LoRAs (`api::comfy::loras`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{CONVERSION_FILE, import_flags_of};
+use crate::models::{Catalog, ModelKind, import};
+
+/// A LoRA fused into a model at import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusedLora {
+    /// The file as the import was given it (a path on the machine that imported it).
+    pub file: String,
+    /// As the import took it (f32), so 0.7 reads and prints as 0.7, not 0.699999988.
+    pub scale: f32,
+}
+
+impl FusedLora {
+    /// The file's name without its folder, as ComfyUI lists LoRAs (`style.safetensors`).
+    pub fn file_name(&self) -> &str {
+        file_name(&self.file)
+    }
+}
+
+/// The last part of a path, `/` or `\` separated (a workflow may name `loras\style.safetensors`).
+pub fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+/// An installed diffusion model, as a workflow's checkpoint and LoRAs find it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Checkpoint {
+    pub name: String,
+    /// The path it was imported or converted from, as its manifest says.
+    pub source: Option<String>,
+    /// The `models import` flags it was converted with but its LoRAs (`--fp16`, a given
+    /// `--prediction`), which a fusing import of the same base repeats.
+    pub flags: Vec<String>,
+    /// What it was converted from: the checkpoint file's stem or the folder's name
+    /// (`details.base`); `None` when not converted.
+    pub base: Option<String>,
+    /// The LoRAs fused into it, none for a plain model.
+    pub loras: Vec<FusedLora>,
+}
+
+impl Checkpoint {
+    /// Model `name` installed in `dir`, its manifest's source `source`.
+    pub fn read(name: &str, dir: &Path, source: Option<&str>) -> Self {
+        let record: Option<serde_json::Value> =
+            std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok().and_then(|text| serde_json::from_str(&text).ok());
+        let Some(record) = record else {
+            return Self { name: name.to_string(), source: source.map(String::from), ..Self::default() };
+        };
+        let loras = record.get("loras").and_then(serde_json::Value::as_array).into_iter().flatten();
+        let loras = loras
+            .filter_map(|l| {
+                let file = l.get("file")?.as_str()?.to_string();
+                let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0) as f32;
+                Some(FusedLora { file, scale })
+            })
+            .collect();
+        let mut flags = import_flags_of(dir).unwrap_or_default();
+        // `--lora FILE:SCALE` pairs: the LoRAs are the workflow's to name.
+        while let Some(at) = flags.iter().position(|f| f == "--lora") {
+            flags.drain(at..(at + 2).min(flags.len()));
+        }
+        let recorded = record.get("source").and_then(serde_json::Value::as_str);
+        Self {
+            name: name.to_string(),
+            source: source.or(recorded).map(String::from),
+            flags,
+            base: record.pointer("/details/base").and_then(serde_json::Value::as_str).map(String::from),
+            loras,
+        }
+    }
+
+    /// Whether LoRAs were fused into it.
+    pub fn is_fused(&self) -> bool {
+        !self.loras.is_empty()
+    }
+}
+
+/// Every installed diffusion model as a [`Checkpoint`], sorted by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoints(pub Vec<Checkpoint>);
+
+impl Checkpoints {
+    /// The installed diffusion models of `catalog`'s reading, read once per reading.
+    pub fn of(catalog: &Catalog) -> Arc<Self> {
+        catalog.worked_out(|c| {
+            let models = c.installed(ModelKind::Diffusion).filter_map(|m| {
+                let source = m.manifest.as_ref().and_then(import::source_of);
+                Some(Checkpoint::read(m.name(), m.dir()?, source))
+            });
+            Self(models.collect())
+        })
+    }
+
+    /// The models with LoRAs fused in.
+    pub fn fused(&self) -> impl Iterator<Item = &Checkpoint> {
+        self.0.iter().filter(|c| c.is_fused())
+    }
+
+    /// The model named `name`.
+    pub fn get(&self, name: &str) -> Option<&Checkpoint> {
+        self.0.iter().find(|c| c.name == name)
+    }
+
+    /// The file names of the LoRAs fused into any model, sorted, each once.
+    pub fn lora_files(&self) -> Vec<String> {
+        let mut files: Vec<String> = self.fused().flat_map(|c| &c.loras).map(|l| l.file_name().to_string()).collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fused_models_record_gives_its_base_source_loras_and_other_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = Checkpoint::read("sd", dir.path(), Some("/m/sd.safetensors"));
+        assert_eq!((plain.source.as_deref(), plain.is_fused()), (Some("/m/sd.safetensors"), false));
+        let record = serde_json::json!({"source": "/m/Dream Shaper 8.safetensors", "fp16": true,
+            "loras": [{"file": "/l/Film Grain.safetensors", "scale": 0.7f32}, {"file": "C:\\l\\ink.safetensors", "scale": 1.0}],
+            "details": {"base": "Dream Shaper 8", "prediction_from": "--prediction", "prediction_type": "v_prediction"}});
+        std::fs::write(dir.path().join(CONVERSION_FILE), record.to_string()).expect("record");
+        let fused = Checkpoint::read("dreamy", dir.path(), None);
+        assert_eq!(fused.base.as_deref(), Some("Dream Shaper 8"));
+        assert_eq!(fused.source.as_deref(), Some("/m/Dream Shaper 8.safetensors"));
+        assert_eq!(fused.flags, ["--fp16", "--prediction", "v"]);
+        let loras: Vec<(&str, f32)> = fused.loras.iter().map(|l| (l.file_name(), l.scale)).collect();
+        assert_eq!(loras, [("Film Grain.safetensors", 0.7), ("ink.safetensors", 1.0)]);
+        let all = Checkpoints(vec![plain, fused]);
+        assert_eq!(all.lora_files(), ["Film Grain.safetensors", "ink.safetensors"]);
+        assert_eq!(all.fused().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["dreamy"]);
+    }
+}
