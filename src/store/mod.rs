@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 use ulid::Ulid;
 
 pub mod artifacts;
+mod choices;
 pub mod codec;
 mod events;
 mod handle;

@@ -273,19 +273,35 @@ async fn basic_credentials_carry_a_key_and_refusals_come_in_a1111s_shape() {
         assert_eq!(body["error"], "HTTPException", "{what}: {body}");
         assert!(body["errors"].as_str().is_some_and(|e| e.starts_with("401: ")), "{what}: {body}");
     }
-    // The box's default model is an admin's to change; setting it to what it is refuses nothing.
+    // A client key's pick is its own (SillyTavern and Open WebUI pick a model only through
+    // options): its options and its requests naming no model follow it, while the box's
+    // default, an admin's to change, stays for everyone else.
     let keyed = common::api::keyed_client(&client);
-    let options: Value = keyed.get(d.at("/sdapi/v1/options")).send().await.expect("get").json().await.expect("json");
-    let default = options["sd_model_checkpoint"].as_str().expect("a default model").to_string();
+    let admin_client = common::api::keyed_client(&admin);
+    let checkpoint = |c: reqwest::Client| async move {
+        let options: Value = c.get(d.at("/sdapi/v1/options")).send().await.expect("get").json().await.expect("json");
+        options["sd_model_checkpoint"].as_str().expect("a model").to_string()
+    };
+    let default = checkpoint(keyed.clone()).await;
     let other = if default == TINY_SD { "demo-shapes" } else { TINY_SD };
     let (status, answer) = post(&keyed, &d, "/sdapi/v1/options", &json!({"sd_model_checkpoint": default})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, answer) = post(&keyed, &d, "/sdapi/v1/options", &json!({"sd_model_checkpoint": other})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
-    assert!(answer["detail"].as_str().is_some_and(|m| m.starts_with("sd_model_checkpoint")), "{answer}");
-    let admin_client = common::api::keyed_client(&admin);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(checkpoint(keyed.clone()).await, other, "the key's own pick");
+    assert_eq!(checkpoint(admin_client.clone()).await, default, "the box's default is unchanged");
+    let drawn = |c: reqwest::Client| async move {
+        let body = json!({"prompt": "a red door", "steps": 1, "width": 64, "height": 64, "seed": 1});
+        let (status, answer) = post(&c, &d, "/sdapi/v1/txt2img", &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let info: Value = serde_json::from_str(answer["info"].as_str().expect("info")).expect("info json");
+        info["sd_model_name"].as_str().expect("model").to_string()
+    };
+    assert_eq!(drawn(keyed.clone()).await, other, "a request naming no model draws with the key's pick");
+    assert_eq!(drawn(admin_client.clone()).await, default, "and another caller's with the default");
     let (status, answer) = post(&admin_client, &d, "/sdapi/v1/options", &json!({"sd_model_checkpoint": other})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(checkpoint(admin_client.clone()).await, other, "an admin's pick is the box's default");
 
     // Refusals name the request's field, in A1111's shape.
     let refused = [

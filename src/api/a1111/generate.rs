@@ -125,6 +125,8 @@ async fn respond(
     parameters: Value,
     send_images: bool,
 ) -> Result<Response, A1111Error> {
+    // A request naming no model draws with the one the caller picked through `options`.
+    let params = image::ImageRequest { model: params.model.or_else(|| super::info::picked(state, caller)), ..params };
     let params =
         serde_json::to_value(params).map_err(|e| A1111Error::internal(format!("cannot encode params: {e}")))?;
     let waiting = submit(state, caller, "image", params, false).await.map_err(renamed)?;

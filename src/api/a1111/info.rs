@@ -1,6 +1,7 @@
 //! What A1111 clients ask of the box besides pictures: its models (`sd-models`) and the one
-//! setting they change (`options`' `sd_model_checkpoint`, the box's diffusion default, as
-//! `reelbox models default diffusion NAME` sets it), its samplers, schedules and upscalers,
+//! setting they change (`options`' `sd_model_checkpoint`: an admin's is the box's diffusion
+//! default, as `reelbox models default diffusion NAME` sets it, a client key's its own pick,
+//! `store::choices`, which its requests naming no model draw with), its samplers, schedules and upscalers,
 //! how far the caller's picture is (`progress`), stopping it (`interrupt`), and the lists
 //! clients probe (`cmd-flags`, `loras`, the VAEs of `sd-vae` and Forge's `sd-modules`).
 
@@ -103,12 +104,27 @@ pub async fn sd_models(State(state): State<AppState>) -> Json<Vec<SdModel>> {
     Json(models)
 }
 
-/// The settings clients read: `sd_model_checkpoint` is the box's diffusion default.
+/// The model a client key picked through `options` while it is still installed (an admin's
+/// pick is the box's default): what its requests naming none draw with.
+pub fn picked(state: &AppState, caller: &Caller) -> Option<String> {
+    if caller.admin {
+        return None;
+    }
+    let pick = state.store.owner_checkpoint(&caller.owner).ok().flatten()?;
+    model_named(&state.config, &pick, "sd_model_checkpoint").ok()
+}
+
+/// The model `caller`'s requests naming none draw with: its pick, else the box's default.
+fn current(state: &AppState, caller: &Caller) -> Option<String> {
+    picked(state, caller).or_else(|| box_models::default_anywhere(&state.config, ModelKind::Diffusion))
+}
+
+/// The settings clients read: `sd_model_checkpoint` is the model the caller's requests naming
+/// none draw with.
 #[utoipa::path(get, path = "/sdapi/v1/options", operation_id = "a1111_get_options", tag = "a1111", responses((status = 200, body = Object)))]
-pub async fn get_options(State(state): State<AppState>) -> Json<Value> {
-    let default = box_models::default_anywhere(&state.config, ModelKind::Diffusion);
+pub async fn get_options(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     Json(json!({
-        "sd_model_checkpoint": default,
+        "sd_model_checkpoint": current(&state, &caller),
         "sd_checkpoint_hash": null,
         "samples_format": "png",
         "randn_source": "CPU",
@@ -118,12 +134,13 @@ pub async fn get_options(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// Sets `sd_model_checkpoint` (an installed diffusion model's name or title) as the box's
-/// diffusion default, which requests naming no model use; only an admin key may change it.
-/// Other settings are accepted and left as they are (clients send back all they read).
+/// Sets `sd_model_checkpoint` (an installed diffusion model's name or title): an admin's
+/// becomes the box's diffusion default, which requests naming no model use; a client key's
+/// is its own pick (SillyTavern and Open WebUI pick a model only here), kept across restarts,
+/// which its requests naming none draw with, other keys unaffected. Other settings are
+/// accepted and left as they are (clients send back all they read).
 #[utoipa::path(post, path = "/sdapi/v1/options", operation_id = "a1111_set_options", tag = "a1111", request_body = Object,
     responses((status = 200, description = "set: `null`, as A1111 answers", body = Option<Object>),
-        (status = 403, description = "a client key asked to change the box's default model", body = super::error::A1111ErrorBody),
         (status = 404, description = "no such diffusion model", body = super::error::A1111ErrorBody),
         (status = 422, description = "a body that is not a JSON object, or a checkpoint that is no name", body = super::error::A1111ErrorBody)))]
 pub async fn set_options(
@@ -145,15 +162,17 @@ pub async fn set_options(
         }
     };
     let name = model_named(&state.config, asked, "sd_model_checkpoint")?;
-    if box_models::default_anywhere(&state.config, ModelKind::Diffusion).as_deref() == Some(name.as_str()) {
+    if current(&state, &caller).as_deref() == Some(name.as_str()) {
         return Ok(Json(Value::Null));
     }
     if !caller.admin {
-        return Err(A1111Error::new(
-            StatusCode::FORBIDDEN,
-            "sd_model_checkpoint: the box's default model is an admin's to change; send the model with each request \
-             in override_settings.sd_model_checkpoint instead",
-        ));
+        state
+            .store
+            .set_owner_checkpoint(&caller.owner, Some(name.clone()))
+            .await
+            .map_err(|e| A1111Error::internal(format!("cannot keep the model picked: {e}")))?;
+        tracing::info!(model = %name, by = %caller.label, "a client key picked its model through /sdapi/v1/options");
+        return Ok(Json(Value::Null));
     }
     let store = ModelStore::new(&state.config);
     store
