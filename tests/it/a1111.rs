@@ -278,9 +278,10 @@ async fn basic_credentials_carry_a_key_and_refusals_come_in_a1111s_shape() {
     // default, an admin's to change, stays for everyone else.
     let keyed = common::api::keyed_client(&client);
     let admin_client = common::api::keyed_client(&admin);
-    let d = &d;
+    let daemon = &d;
     let checkpoint = |c: reqwest::Client| async move {
-        let options: Value = c.get(d.at("/sdapi/v1/options")).send().await.expect("get").json().await.expect("json");
+        let options: Value =
+            c.get(daemon.at("/sdapi/v1/options")).send().await.expect("get").json().await.expect("json");
         options["sd_model_checkpoint"].as_str().expect("a model").to_string()
     };
     let default = checkpoint(keyed.clone()).await;
@@ -293,7 +294,7 @@ async fn basic_credentials_carry_a_key_and_refusals_come_in_a1111s_shape() {
     assert_eq!(checkpoint(admin_client.clone()).await, default, "the box's default is unchanged");
     let drawn = |c: reqwest::Client| async move {
         let body = json!({"prompt": "a red door", "steps": 1, "width": 64, "height": 64, "seed": 1});
-        let (status, answer) = post(&c, d, "/sdapi/v1/txt2img", &body).await;
+        let (status, answer) = post(&c, daemon, "/sdapi/v1/txt2img", &body).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         let info: Value = serde_json::from_str(answer["info"].as_str().expect("info")).expect("info json");
         info["sd_model_name"].as_str().expect("model").to_string()
