@@ -27,9 +27,11 @@ fn parameters_text(bytes: &[u8]) -> String {
     text.expect("a parameters text chunk")
 }
 
-/// What the settings say now: the placeholders of steps and guidance, the sampler's first choice.
-const SAID: &str = "return [document.getElementById('pic-steps').placeholder, \
-     document.getElementById('pic-guidance').placeholder, document.getElementById('pic-sampler').options[0].textContent]";
+/// What the settings say now: the placeholders of steps and guidance, the sampler's first
+/// choice, and the three's hints (which wrap, where a phone cuts a placeholder).
+const SAID: &str = "const e = (id) => document.getElementById(id); \
+     return [e('pic-steps').placeholder, e('pic-guidance').placeholder, e('pic-sampler').options[0].textContent, \
+       ...['pic-steps-hint', 'pic-guidance-hint', 'pic-sampler-hint'].map(i => e(i).textContent)]";
 
 /// Whether "More settings" is open.
 const OPEN: &str = "return document.querySelector('details.more').open";
@@ -38,11 +40,16 @@ const OPEN: &str = "return document.querySelector('details.more').open";
 fn said_for(m: &Value, samplers: &Value) -> Value {
     let label = samplers["samplers"].as_array().expect("samplers").iter().find(|s| s["name"] == m["default_scheduler"]);
     let label = label.unwrap_or_else(|| panic!("{m}: its sampler is not listed: {samplers}"))["label"].clone();
+    let label = label.as_str().unwrap_or_default();
+    // As the page writes a number: 7, not 7.0.
+    let (steps, guidance) = (&m["default_steps"], m["default_guidance"].as_f64().expect("guidance"));
     json!([
-        format!("Model default: {}", m["default_steps"]),
-        // As the page writes a number: 7, not 7.0.
-        format!("Model default: {}", m["default_guidance"].as_f64().expect("guidance")),
-        format!("Model default ({})", label.as_str().unwrap_or_default())
+        format!("Model default: {steps}"),
+        format!("Model default: {guidance}"),
+        format!("Model default ({label})"),
+        format!("More steps add detail and take longer. Left empty: {steps}, the model's own."),
+        format!("How closely the picture follows the prompt. Left empty: {guidance}, the model's own."),
+        format!("How each step draws. Left empty: {label}, the model's own."),
     ])
 }
 
@@ -187,6 +194,9 @@ async fn more_settings_reach_the_picture_and_say_each_models_own_defaults() {
     let p = &large.client;
     go(p, &d, "#/picture", "#pic-prompt").await;
     js(p, "document.querySelector('details.more').open = true").await;
+    shot(p, "a11y-large-text-picture-settings", 320, 740).await;
+    // Shown again scrolled to the settings, at the phone's size now.
+    js(p, "document.querySelector('details.more').scrollIntoView()").await;
     shot(p, "a11y-large-text-picture-settings", 320, 740).await;
     let read =
         js(p, "return [getComputedStyle(document.body).fontSize, document.documentElement.scrollWidth - innerWidth]")
