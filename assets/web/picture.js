@@ -1,11 +1,13 @@
 // Picture: a prompt made into a picture (`POST /api/v1/images`) with the box's diffusion
 // models, from nothing or over a picture of the user's own with the part to redraw painted
 // on it (start.js), optionally drawn again larger in a second pass (`refine`, the hires
-// fix), followed live as Watch follows a film (step previews, then the picture large with
+// fix), with the steps, guidance, sampler and schedule under "More settings" (settings.js),
+// followed live as Watch follows a film (step previews, then the picture large with
 // its PNG download); "Make another" brings the form back with its fields, the picture and
 // its paint as they were.
 import { api, installed } from "./api.js";
 import { followProfile, modelSelect, select, sizeSelect, startSize } from "./choices.js";
+import { moreSettings } from "./settings.js";
 import { startPicture } from "./start.js";
 import { busy, clearErrors, field, focusHeading, h, isBusy, keepFields, showError } from "./ui.js";
 import { follow } from "./watch.js";
@@ -19,7 +21,8 @@ const NO_PASS = "Not with a painted part: the box draws only that part again, at
 
 /** Renders the Picture view into `root`. */
 export async function picture(root) {
-  const [profiles, diffusion] = await Promise.all([api("GET", "/api/v1/profiles"), installed("diffusion")]);
+  const [profiles, diffusion, samplers] = await Promise.all([api("GET", "/api/v1/profiles"), installed("diffusion"),
+    api("GET", "/api/v1/samplers")]);
   const prompt = h("textarea", { rows: 3, required: true, spellcheck: "true" });
   const negative = h("textarea", { rows: 2, spellcheck: "true" });
   const model = modelSelect(diffusion);
@@ -27,6 +30,7 @@ export async function picture(root) {
   const seed = h("input", { type: "number", min: 0, step: 1, inputmode: "numeric" });
   const profile = select([["", "No presenter"], ...profiles.map((p) => [p.id, p.name])], "");
   followProfile(profile, profiles, { image_model: model });
+  const more = moreSettings(diffusion, model, samplers);
   // The second pass: the picture scaled up and sampled again for the detail a larger size
   // can hold; how much it may change is the pass's strength (ComfyUI's denoise).
   const pass = select([["", "None"], ["1.5", "1.5× larger"], ["2", "2× larger"]], "");
@@ -51,8 +55,9 @@ export async function picture(root) {
   });
   pass.addEventListener("change", fit);
   model.addEventListener("change", () => start.sized());
-  const controls = { prompt, negative, model, size, seed, profile, pass, strength, ...start.controls };
+  const controls = { prompt, negative, model, size, seed, profile, pass, strength, ...more.controls, ...start.controls };
   const keep = keepFields(KEPT, controls);
+  more.kept();
   fit();
   const submit = h("button", { type: "submit", class: "primary" }, "Make picture");
   const form = h("form", { class: "card picture-form", novalidate: true },
@@ -67,6 +72,7 @@ export async function picture(root) {
       field("pic-profile", "Presenter profile", profile, "Its picture model and style are used."),
       passField,
       strengthField),
+    more.el,
     h("div", { class: "form-error", role: "alert" }),
     submit);
   const made = h("div", { class: "made" });
@@ -94,6 +100,7 @@ export async function picture(root) {
       if (model.value) body.model = model.value;
       if (seed.value !== "") body.seed = Number(seed.value);
       if (profile.value) body.profile = profile.value;
+      more.into(body);
       if (pass.value && !body.mask) body.refine = { resize: { scale_by: Number(pass.value) }, strength: Number(strength.value) };
       const job = await api("POST", "/api/v1/images", body);
       // The form steps aside for the picture (on a phone it would push it off the screen).
@@ -110,7 +117,8 @@ export async function picture(root) {
       showError(form, e, { prompt: "pic-prompt", negative_prompt: "pic-negative", model: "pic-model",
         width: sized, height: sized, seed: "pic-seed", profile: "pic-profile", file: "pic-init",
         init_image: "pic-init", strength: "pic-change", mask: "pic-paint", mask_grow: "pic-paint",
-        refine: "pic-pass", "refine.resize.scale_by": "pic-pass", "refine.strength": "pic-strength" });
+        refine: "pic-pass", "refine.resize.scale_by": "pic-pass", "refine.strength": "pic-strength",
+        ...more.fields });
     } finally {
       busy(submit, false);
     }

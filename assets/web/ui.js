@@ -68,6 +68,9 @@ export function showError(root, err, fields = {}) {
   const id = name && (fields[err.field] || fields[name]);
   const control = id && root.querySelector(`#${id}`);
   if (control) {
+    // A field folded away ("More settings") is opened, so its refusal is seen and focused.
+    const folded = control.closest("details:not([open])");
+    if (folded) folded.open = true;
     control.setAttribute("aria-invalid", "true");
     const slot = root.querySelector(`#${id}-error`);
     // The API names its own field ("width: …"); under the control, its label says it better.

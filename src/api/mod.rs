@@ -41,6 +41,7 @@ pub mod outputs;
 pub mod presets;
 pub mod profiles;
 pub mod renders;
+pub mod samplers;
 pub mod speech;
 pub mod sse;
 pub mod system;
@@ -151,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/upscale", post(media::upscale))
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/presets", get(presets::list))
+        .route("/api/v1/samplers", get(samplers::list))
         .route("/api/v1/models/pull", post(models::pull))
         .route("/api/v1/models/import", post(models::import))
         .route("/api/v1/models/{name}", axum::routing::delete(model_rm::remove))

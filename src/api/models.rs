@@ -83,6 +83,10 @@ pub struct ModelView {
     /// The guidance an installed diffusion model draws with when a request names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_guidance: Option<f32>,
+    /// The sampler (a request's `scheduler`) an installed diffusion model draws with when a
+    /// request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_scheduler: Option<String>,
     /// Where a model imported on this box came from: the file or folder `models import` was
     /// given (absent for the catalog's models).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +155,7 @@ impl From<&CatalogModel> for ModelView {
             native_height: None,
             default_steps: None,
             default_guidance: None,
+            default_scheduler: None,
         }
     }
 }
@@ -181,6 +186,7 @@ impl From<&LiveModel> for ModelView {
             native_height: None,
             default_steps: None,
             default_guidance: None,
+            default_scheduler: None,
             imported_from: None,
         }
     }
@@ -221,7 +227,7 @@ pub fn catalog(config: &Config) -> ModelList {
             };
             let usable = m.dir().is_some() || !boxes.is_empty();
             let default = usable && default_of(m.kind()).is_some_and(|d| d == m.name());
-            // How a request naming no size, steps or guidance draws it, as the image kind says,
+            // How a request naming no size, steps, guidance or sampler draws it, as the image kind says,
             // from its configs as this reading of the catalog read them (none where they do
             // not read: a damaged model, whose request is refused saying why).
             let drawn = m.dir().filter(|_| m.kind() == ModelKind::Diffusion);
@@ -234,6 +240,7 @@ pub fn catalog(config: &Config) -> ModelList {
                 native_height: drawn.map(|d| d.side),
                 default_steps: drawn.map(|d| d.steps),
                 default_guidance: drawn.map(|d| d.guidance),
+                default_scheduler: drawn.map(|d| d.scheduler.to_owned()),
                 ..ModelView::from(m)
             }
         })

@@ -109,7 +109,7 @@ fn share_with_upscaler(home: &Path) -> PathBuf {
     share
 }
 
-/// The listing says how a request naming no size, steps or guidance draws each installed
+/// The listing says how a request naming no size, steps, guidance or sampler draws each installed
 /// diffusion model, so a client can offer its own size: the web studio set 512 for an SDXL
 /// model the CLI draws at 1024.
 #[tokio::test]
@@ -134,6 +134,7 @@ async fn the_listing_gives_a_diffusion_models_native_size_and_defaults_as_a_requ
         let p = &job["params"];
         assert_eq!((&p["width"], &p["height"]), (&json!(side), &json!(side)), "{job}");
         assert_eq!((&p["steps"], &p["guidance"]), (&m["default_steps"], &m["default_guidance"]), "{m} {job}");
+        assert_eq!(&p["scheduler"], &m["default_scheduler"], "the sampler said as the model's own: {m} {job}");
         let cancel = format!("/api/v1/jobs/{}/cancel", job["id"].as_str().expect("id"));
         assert_eq!(post_json(&http, &d, &cancel, json!({})).await.0, 200);
     }

@@ -10,7 +10,7 @@
 
 use crate::common;
 
-mod ax;
+pub(crate) mod ax;
 
 use std::path::Path;
 use std::time::Duration;

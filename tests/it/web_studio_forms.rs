@@ -28,7 +28,7 @@ pub(crate) fn daemon(dir: &Path) -> DaemonProc {
 }
 
 /// A daemon in `dir` over `models`.
-fn daemon_over(dir: &Path, models: &Path) -> DaemonProc {
+pub(crate) fn daemon_over(dir: &Path, models: &Path) -> DaemonProc {
     let runtime = provision::runtime();
     let env = [
         ("REELBOX_MODELS_DIR", models.to_str().expect("utf8")),

@@ -8,7 +8,7 @@ use super::keys::BearerAuth;
 mod refusals;
 use super::{
     artifacts, cluster, error, events, gc, images, jobs, keys, media, metrics, model_rm, models, presets, profiles,
-    renders, speech, system, telemetry, views, web,
+    renders, samplers, speech, system, telemetry, views, web,
 };
 
 /// The API description served at `/openapi.json`.
@@ -49,6 +49,7 @@ use super::{
         models::import,
         model_rm::remove,
         presets::list,
+        samplers::list,
         system::system,
         cluster::status,
         keys::create,
@@ -112,6 +113,8 @@ use super::{
         model_rm::ProfileNaming,
         presets::PresetView,
         presets::PresetList,
+        samplers::SamplerChoiceView,
+        samplers::SamplerList,
         keys::CreateKeyRequest,
         keys::KeyView,
         keys::RevokedKeyView,

@@ -191,7 +191,7 @@ fn request_error(e: DiffusionError) -> ParamError {
 
 /// Steps, guidance and scheduler a model is meant to run with when the request and
 /// preset say nothing: LCM and Turbo models need few steps and little or no guidance.
-/// How a request naming no size, steps or guidance draws an installed diffusion model, as
+/// How a request naming no size, steps, guidance or sampler draws an installed diffusion model, as
 /// [`ImageRequest::resolve`] fills them in: `GET /api/v1/models` lists it, so a client (the
 /// web studio) offers a model the size it was trained at (1024 for SDXL).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -200,13 +200,16 @@ pub struct DrawingDefaults {
     pub side: u32,
     pub steps: u32,
     pub guidance: f32,
+    /// The sampler's request name (`dpmpp_2m_karras`).
+    pub scheduler: &'static str,
 }
 
 /// [`DrawingDefaults`] of an installed diffusion model whose configs read as `info`, with
 /// its manifest's `tuning` ([`Catalog::tuning_of`]).
 pub fn drawing_defaults(info: &ModelInfo, tuning: Option<Tuning>) -> Option<DrawingDefaults> {
-    let (steps, guidance, _) = model_defaults(info, tuning);
-    Some(DrawingDefaults { side: info.native_size, steps: u32::try_from(steps).ok()?, guidance: guidance as f32 })
+    let (steps, guidance, scheduler) = model_defaults(info, tuning);
+    let steps = u32::try_from(steps).ok()?;
+    Some(DrawingDefaults { side: info.native_size, steps, guidance: guidance as f32, scheduler: scheduler.name() })
 }
 
 /// The steps, guidance and scheduler a request naming none uses: the model's own (LCM and

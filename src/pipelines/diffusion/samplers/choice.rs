@@ -53,6 +53,12 @@ impl SchedulerChoice {
         Ok(Self { kind, karras, schedule: None })
     }
 
+    /// Every choice a request may name, in [`SCHEDULER_NAMES`]' order: what a client offers
+    /// (`GET /api/v1/samplers`), so no list is typed twice.
+    pub fn all() -> impl Iterator<Item = Self> {
+        SCHEDULER_NAMES.into_iter().filter_map(|n| Self::parse(n).ok())
+    }
+
     /// This choice on its family's own σs (`dpmpp_2m_karras` → `dpmpp_2m`).
     pub fn without_karras(self) -> Self {
         Self { karras: false, ..self }

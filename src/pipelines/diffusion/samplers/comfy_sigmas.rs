@@ -29,6 +29,11 @@ impl Schedule {
     /// The names a request gives the schedules in (ComfyUI's).
     pub const NAMES: [&'static str; 5] = ["normal", "karras", "exponential", "sgm_uniform", "simple"];
 
+    /// Every schedule, in [`Schedule::NAMES`]' order.
+    pub fn all() -> impl Iterator<Item = Self> {
+        Self::NAMES.into_iter().filter_map(Self::parse)
+    }
+
     /// The schedule a request names, if it is one.
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {

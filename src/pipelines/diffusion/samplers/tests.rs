@@ -159,6 +159,9 @@ fn scheduler_names_parse_and_unknown_ones_are_rejected() {
     assert_eq!(SchedulerChoice::parse("plms").expect("A1111's name").name(), "pndm");
     assert!(matches!(SchedulerChoice::parse("heun"), Err(SchedulerError::UnknownName(_))));
     assert!(SchedulerChoice::parse("euler_a_karras").is_err());
+    // What clients are offered is every name, and every schedule.
+    assert_eq!(SchedulerChoice::all().map(|c| c.name()).collect::<Vec<_>>(), SCHEDULER_NAMES);
+    assert_eq!(Schedule::all().map(Schedule::name).collect::<Vec<_>>(), Schedule::NAMES);
 }
 
 #[test]

@@ -1,0 +1,68 @@
+// Picture's "More settings", closed until asked for: steps, guidance (CFG), sampler and
+// schedule, which people coming from AUTOMATIC1111 and ComfyUI set on every picture. Each
+// left empty is the picked model's own, which its placeholder or first choice says and which
+// follows the model (in its hint too, which wraps: on a phone at large text a placeholder is
+// cut before its number, and not every screen reader reads one); only what is set is sent. The samplers and schedules are the box's own
+// (`GET /api/v1/samplers`), named as those people know them ("DPM++ 2M", "Karras").
+import { select } from "./choices.js";
+import { field, h } from "./ui.js";
+
+/** What the choices say when the model's own is not known. */
+const OWN = "Model default";
+
+/**
+ * The settings for the model picked in `model` (`models` as `installed()` gives them), with
+ * the box's `samplers` and `schedules` (`GET /api/v1/samplers`): `el` to show, `controls` by
+ * name (to keep them), `kept()` once they are put back, `into(body)` adding what is set to a
+ * request, and `fields`, the control ids by the request's field names, for refusals.
+ */
+export function moreSettings(models, model, { samplers, schedules }) {
+  const steps = h("input", { type: "number", min: 1, step: 1, inputmode: "numeric" });
+  const guidance = h("input", { type: "number", min: 0, max: 30, step: 0.5, inputmode: "decimal" });
+  const sampler = select([["", OWN], ...samplers.map((s) => [s.name, s.label])], "");
+  const schedule = select([["", OWN], ...schedules.map((s) => [s.name, s.label])], "");
+  const stepsField = field("pic-steps", "Steps", steps, " ");
+  const guidanceField = field("pic-guidance", "Guidance (CFG)", guidance, " ");
+  const samplerField = field("pic-sampler", "Sampler", sampler, " ");
+  const hint = (f, text, v) => {
+    f.querySelector(".hint").textContent = v === undefined || v === null ? text : `${text} Left empty: ${v}, the model's own.`;
+  };
+  // The picked model's own, as a request naming none draws it (`GET /api/v1/models`).
+  const own = () => {
+    const m = models.find((x) => x.name === model.value) || {};
+    const said = (v) => (v === undefined || v === null ? OWN : `${OWN}: ${v}`);
+    steps.placeholder = said(m.default_steps);
+    guidance.placeholder = said(m.default_guidance);
+    const s = samplers.find((x) => x.name === m.default_scheduler);
+    sampler.options[0].textContent = s ? `${OWN} (${s.label})` : OWN;
+    hint(stepsField, "More steps add detail and take longer.", m.default_steps);
+    hint(guidanceField, "How closely the picture follows the prompt.", m.default_guidance);
+    hint(samplerField, "How each step draws.", s && s.label);
+  };
+  own();
+  model.addEventListener("change", own);
+  const el = h("details", { class: "more" },
+    h("summary", {}, "More settings"),
+    h("div", { class: "grid" }, stepsField, guidanceField, samplerField,
+      field("pic-schedule", "Schedule", schedule, "How the sampler spreads its steps (A1111's schedule type).")));
+  const controls = { steps, guidance, sampler, schedule };
+  return {
+    el,
+    controls,
+    /**
+     * After the fields are put back: the defaults said are the kept model's, and the
+     * settings are open when one is set, so it is seen.
+     */
+    kept() {
+      own();
+      el.open = Object.values(controls).some((c) => c.value !== "");
+    },
+    into(body) {
+      if (steps.value !== "") body.steps = Number(steps.value);
+      if (guidance.value !== "") body.guidance = Number(guidance.value);
+      if (sampler.value) body.scheduler = sampler.value;
+      if (schedule.value) body.schedule = schedule.value;
+    },
+    fields: { steps: "pic-steps", guidance: "pic-guidance", scheduler: "pic-sampler", schedule: "pic-schedule" },
+  };
+}
