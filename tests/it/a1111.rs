@@ -129,7 +129,11 @@ async fn the_hires_fix_samples_each_picture_again_at_its_scale() {
         assert_eq!((picture.width(), picture.height()), (96, 96), "{upscaler}");
         let text = parameters_text(&bytes);
         assert_eq!(text, info["infotexts"][0].as_str().expect("text"), "{upscaler}");
-        assert!(text.contains("Size: 96x96") && text.contains("Denoising strength: 0.6"), "{upscaler}: {text}");
+        // As A1111 writes a hires-fixed picture's: the first pass's size, then the hires keys.
+        let hires = format!(
+            "Denoising strength: 0.6, RNG: CPU, Hires upscale: 1.5, Hires steps: 2, Hires upscaler: {upscaler},"
+        );
+        assert!(text.contains("Size: 64x64") && text.contains(&hires), "{upscaler}: {text}");
         assert_eq!(info["denoising_strength"], 0.6, "{upscaler}");
     }
 }
@@ -152,7 +156,7 @@ async fn the_hires_schedule_is_the_second_passs_own() {
     let (karras, info) = generated(&c, &d, "/sdapi/v1/txt2img", &body).await;
     assert!(picture(&karras) != picture(&same), "hr_scheduler Karras sampled over the first pass's Normal");
     let text = info["infotexts"][0].as_str().unwrap_or_default();
-    assert!(text.contains("Sampler: Euler, Schedule type: Karras,"), "{text}");
+    assert!(text.contains("Sampler: Euler, Schedule type: Normal,") && text.contains("Hires schedule type: Karras,"));
 
     let native = json!({"prompt": "a red door", "model": TINY_SD, "width": 64, "height": 64, "steps": 3,
         "guidance": 7, "seed": 7, "scheduler": "euler", "schedule": "normal", "noise": "torch_cpu",

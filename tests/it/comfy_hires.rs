@@ -280,5 +280,6 @@ async fn the_second_ksampler_samples_over_its_own_schedule() {
     let png = common::render::artifact(&c, &d, &id, "refined.png").await;
     assert!(image::load_from_memory(&png).expect("png").to_rgb8() == karras, "not the graph's second pass");
     let text = reelbox::pipelines::diffusion::output::parameters_of(&png).unwrap_or_default();
-    assert!(text.contains("Sampler: Euler, Schedule type: Karras,"), "says what ran: {text}");
+    let said = text.contains("Sampler: Euler, Schedule type: Normal,") && text.contains("Hires schedule type: Karras,");
+    assert!(said, "says what ran, as A1111 says a hires fix: {text}");
 }

@@ -51,7 +51,8 @@ fn shapes_model_draws_the_asked_background_and_shape_colours() {
             &config,
         )
         .expect("valid request");
-        let out = Image.render(&config, engine(), DeviceId::Cpu, &params, None, None, None, None).expect("render");
+        let out =
+            Image.render(&config, engine(), DeviceId::Cpu, &params, None, None, None, None, None).expect("render");
         let img = image::load_from_memory(&out.images[0].1).expect("png").to_rgb8();
         let shares = palette::shares(&img, &palette, 60.0);
         if palette::dominant(&shares) == c["background"].as_str().unwrap_or_default() {

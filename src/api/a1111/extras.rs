@@ -63,7 +63,9 @@ pub struct PngInfoRequest {
 }
 
 /// The answer of `png-info`: the parameters text, the picture's other text (none), and the
-/// text read into A1111's fields (`Prompt`, `Negative prompt`, `Steps`, `Size-1`, …).
+/// text read into A1111's fields (`Prompt`, `Negative prompt`, `Steps`, `Size-1`, …); a hires
+/// fix's also as txt2img's fields (`enable_hr`, `hr_scale`, `hr_upscaler`, …), as PNG Info's
+/// "Send to txt2img" sets them.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = A1111PngInfo)]
 pub struct PngInfo {
@@ -150,7 +152,7 @@ pub async fn png_info(
     let req: PngInfoRequest = read_json(&body?.0).map_err(|u| A1111Error::from(ApiError::from(u)))?;
     let bytes = decoded(&state, "image", &req.image)?;
     let info = parameters_of(&bytes).unwrap_or_default();
-    let parameters = if info.is_empty() { Map::new() } else { parsed(&info) };
+    let parameters = if info.is_empty() { Map::new() } else { with_hires_fields(parsed(&info)) };
     Ok(Json(PngInfo { info, items: Map::new(), parameters }))
 }
 
@@ -193,7 +195,41 @@ pub fn parsed(text: &str) -> Map<String, Value> {
     out
 }
 
-/// The `Key: value` pairs of a parameters text's last line; a value in quotes may hold commas.
+/// `parameters` with its hires keys also as txt2img's fields, when it has a hires fix: as A1111's
+/// PNG Info sets them, "Denoising strength" and "Hires upscale", "Hires resize" or "Hires
+/// upscaler"; its sampler and schedule "Use same …" unless the second pass had its own.
+fn with_hires_fields(mut parameters: Map<String, Value>) -> Map<String, Value> {
+    let text = |key: &str| parameters.get(key).and_then(Value::as_str).map(str::to_string);
+    let number = |key: &str| text(key).and_then(|v| v.parse::<f64>().ok()).map(Value::from);
+    let whole = |key: &str| text(key).and_then(|v| v.parse::<i64>().ok());
+    let resized = parameters.contains_key("Hires resize-1");
+    let hires = ["Hires upscale", "Hires upscaler"].iter().any(|k| parameters.contains_key(*k)) || resized;
+    if !(hires && parameters.contains_key("Denoising strength")) {
+        return parameters;
+    }
+    let fields = [
+        ("enable_hr", Some(json!(true))),
+        ("denoising_strength", number("Denoising strength")),
+        ("hr_scale", number("Hires upscale").or(Some(json!(2.0)))),
+        ("hr_resize_x", Some(json!(whole("Hires resize-1").unwrap_or(0)))),
+        ("hr_resize_y", Some(json!(whole("Hires resize-2").unwrap_or(0)))),
+        ("hr_upscaler", text("Hires upscaler").map(Value::from)),
+        ("hr_second_pass_steps", Some(json!(whole("Hires steps").unwrap_or(0)))),
+        ("hr_sampler_name", Some(json!(text("Hires sampler").unwrap_or_else(|| "Use same sampler".into())))),
+        ("hr_scheduler", Some(json!(text("Hires schedule type").unwrap_or_else(|| "Use same scheduler".into())))),
+        ("hr_prompt", Some(json!(text("Hires prompt").unwrap_or_default()))),
+        ("hr_negative_prompt", Some(json!(text("Hires negative prompt").unwrap_or_default()))),
+    ];
+    for (field, value) in fields {
+        if let Some(value) = value {
+            parameters.insert(field.to_string(), value);
+        }
+    }
+    parameters
+}
+
+/// The `Key: value` pairs of a parameters text's last line; a value in JSON's quotes may hold
+/// commas, colons and escaped quotes (A1111's `quote`).
 fn pairs(line: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = line.trim();
@@ -201,8 +237,11 @@ fn pairs(line: &str) -> Vec<(String, String)> {
         let key = key.trim().trim_start_matches(',').trim();
         let after = after.trim_start();
         let (value, next) = match after.strip_prefix('"') {
-            Some(quoted) => match quoted.find('"') {
-                Some(end) => (quoted[..end].to_string(), quoted[end + 1..].trim_start_matches(',')),
+            Some(quoted) => match closing_quote(quoted) {
+                Some(end) => {
+                    let value = serde_json::from_str(&after[..end + 2]).unwrap_or_else(|_| quoted[..end].to_string());
+                    (value, quoted[end + 1..].trim_start_matches(','))
+                }
                 None => (quoted.to_string(), ""),
             },
             None => match after.split_once(',') {
@@ -219,9 +258,24 @@ fn pairs(line: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Where the quote that ends a quoted value is in `text` (after its opening one): the first not
+/// escaped by a backslash.
+fn closing_quote(text: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parsed;
+    use super::{parsed, with_hires_fields};
     use serde_json::json;
 
     #[test]
@@ -238,6 +292,19 @@ mod tests {
         assert_eq!((&p["Size-1"], &p["Size-2"], &p["Seed"]), (&json!("96"), &json!("64"), &json!("1234")));
         assert_eq!(p["Model"], json!("tiny, sd"), "a quoted value keeps its comma");
         assert_eq!(p["Version"], json!("reelbox 0.1.0"));
+        // A quoted value is JSON's: its escaped quotes are the value's.
+        let p = parsed("a\nSteps: 2, Sampler: Euler, Hires prompt: \"a \\\"red\\\", door\", Hires upscale: 2");
+        assert_eq!((&p["Hires prompt"], &p["Hires upscale"]), (&json!("a \"red\", door"), &json!("2")));
+        // A hires fix's keys also read as txt2img's fields.
+        let p = with_hires_fields(parsed(
+            "a\nSteps: 4, Sampler: Euler, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 64x64, Model: m, \
+             Denoising strength: 0.6, Hires sampler: DDIM, Hires upscale: 1.5, Hires steps: 3, Hires upscaler: Latent",
+        ));
+        let fields = ["enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength"];
+        let got: Vec<_> = fields.iter().map(|f| p[*f].clone()).collect();
+        assert_eq!(got, [json!(true), json!(1.5), json!("Latent"), json!(3), json!(0.6)]);
+        assert_eq!((&p["hr_sampler_name"], &p["hr_scheduler"]), (&json!("DDIM"), &json!("Use same scheduler")));
+        assert!(with_hires_fields(parsed("a\nSteps: 4, Sampler: Euler, Seed: 5")).get("enable_hr").is_none());
         // A text with no settings line is all prompt.
         assert_eq!(parsed("just words")["Prompt"], json!("just words"));
     }

@@ -13,13 +13,14 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::error::A1111Error;
-use super::params::{LATENT_MODES, PICTURE_MODES, model_named};
+use super::params::model_named;
 use super::sampler::{SamplerItem, ScheduleItem, sampler_items, schedule_items};
 use crate::api::auth::Caller;
 use crate::api::json::ApiBytes;
 use crate::api::{ApiError, AppState};
 use crate::kinds::box_models;
 use crate::models::{Catalog, ModelKind, ModelStore};
+use crate::pipelines::diffusion::output::{LATENT_MODES, PICTURE_MODES};
 use crate::store::JobFilter;
 use crate::store::records::{Job, JobState, JobStatus};
 

@@ -5,9 +5,10 @@
 use crate::api::AppState;
 use crate::config::Config;
 use crate::kinds::box_models;
-use crate::kinds::image::{self, MAX_IMAGES, RefineRequest};
+use crate::kinds::image::{self, MAX_IMAGES, NO_SCHEDULE, RefineRequest};
 use crate::kinds::resize::ResizeRequest;
 use crate::models::{Catalog, ModelKind};
+use crate::pipelines::diffusion::output::{LATENT_MODES, PICTURE_MODES};
 
 use super::error::A1111Error;
 use super::request::{Generation, Txt2Img};
@@ -17,21 +18,6 @@ use super::sampler::{self, FIRST_PASS, Fields};
 const HIRES: Fields = Fields { sampler: "hr_sampler_name", schedule: "hr_scheduler" };
 /// A1111's default hires-fix upscaler (its `hires_fix_upscaler` option).
 const DEFAULT_UPSCALER: &str = "Latent";
-/// The latent upscale modes A1111 has, and the native latent resize method each is
-/// (an antialiased mode scales as its plain one does).
-pub const LATENT_MODES: [(&str, &str); 6] = [
-    ("Latent", "bilinear"),
-    ("Latent (antialiased)", "bilinear"),
-    ("Latent (bicubic)", "bicubic"),
-    ("Latent (bicubic antialiased)", "bicubic"),
-    ("Latent (nearest)", "nearest-exact"),
-    ("Latent (nearest-exact)", "nearest-exact"),
-];
-/// The upscalers that resize a picture without a model, and the native method each is
-/// (A1111's "None" leaves the resize to its Lanczos).
-pub const PICTURE_MODES: [(&str, &str); 3] =
-    [("None", "lanczos"), ("Lanczos", "lanczos"), ("Nearest", "nearest-exact")];
-
 /// A native field of the `image` job named as an A1111 request names it.
 pub fn request_field(native: &str) -> String {
     let named = match native {
@@ -197,11 +183,17 @@ pub fn hires(config: &Config, req: &Txt2Img) -> Result<Option<RefineRequest>, A1
     let g = &req.generation;
     let hr_sampler = own(req.hr_sampler_name.as_deref(), "Use same sampler");
     let hr_schedule = own(req.hr_scheduler.as_deref(), "Use same scheduler");
-    // Neither its own: the first pass's sampler over the first pass's schedule.
+    // Neither its own: the first pass's sampler over the first pass's schedule. Its own
+    // sampler that reads no schedule (DDIM, PLMS) samples over none, not the first pass's.
     let sampling = if hr_sampler.is_some() || hr_schedule.is_some() {
         let first = g.sampler_name.as_deref().or(g.sampler_index.as_deref());
         let schedule = hr_schedule.or(g.scheduler.as_deref());
-        sampler::native(hr_sampler.or(first), schedule, HIRES)?
+        match sampler::native(hr_sampler.or(first), schedule, HIRES)? {
+            sampler::Sampling { scheduler: Some(s), schedule: None } => {
+                sampler::Sampling { scheduler: Some(s), schedule: Some(NO_SCHEDULE) }
+            }
+            sampling => sampling,
+        }
     } else {
         sampler::Sampling { scheduler: None, schedule: None }
     };
@@ -272,6 +264,13 @@ mod tests {
         req.hr_sampler_name = Some("DPM++ 2M".into());
         req.hr_scheduler = Some("Use same scheduler".into());
         assert_eq!(sampling(&req), (Some("dpmpp_2m".into()), Some("normal".into())), "the first pass's schedule");
+        // A1111's DDIM and PLMS read no schedule: the second pass samples over none.
+        req.hr_sampler_name = Some("DDIM".into());
+        req.generation.scheduler = Some("Karras".into());
+        assert_eq!(sampling(&req), (Some("ddim".into()), Some("none".into())), "not the first pass's Karras");
+        req.hr_sampler_name = Some("PLMS".into());
+        assert_eq!(sampling(&req), (Some("pndm".into()), Some("none".into())));
+        req.hr_sampler_name = Some("DPM++ 2M".into());
         req.hr_scheduler = Some("Beta".into());
         assert!(hires(&config, &req).is_err_and(|e| e.detail.starts_with("hr_scheduler:")));
         assert_eq!(request_field("refine.schedule"), "hr_scheduler");

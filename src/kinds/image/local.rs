@@ -118,8 +118,17 @@ pub fn render_local(
         None => None,
     };
     let kind = Image;
-    let rendered =
-        kind.render(config, engine, device, &params, init.as_ref().map(super::Start::Picture), progress, None, None)?;
+    let rendered = kind.render(
+        config,
+        engine,
+        device,
+        &params,
+        None,
+        init.as_ref().map(super::Start::Picture),
+        progress,
+        None,
+        None,
+    )?;
     let mut files = Vec::new();
     for (i, (_, png)) in rendered.images.iter().enumerate() {
         let path = if rendered.images.len() == 1 { args.output.clone() } else { numbered(&args.output, i + 1) };

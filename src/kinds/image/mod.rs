@@ -27,6 +27,7 @@ use crate::pipelines::diffusion::{
 };
 use crate::pipelines::upscale::TileOptions;
 
+mod hires_text;
 mod latent;
 mod local;
 mod mask;
@@ -42,6 +43,7 @@ pub use params::{
     wire_int,
 };
 pub use refine::{PassSize, Refine, RefineFrom, RefineRequest};
+pub use sampling::NO_SCHEDULE;
 pub(crate) use weights::upscale_kind_weights;
 
 /// The `image` job kind. Models are opened per render: the engine's session cache keeps
@@ -119,7 +121,9 @@ impl Image {
         SdModel::load(&dir, engine, device)
     }
 
-    /// Renders validated `params` (init picture already decoded) to PNG bytes.
+    /// Renders validated `params` (init picture already decoded) to PNG bytes, whose parameters
+    /// text says `described_as` where given (a second pass's: the first pass's, with its hires
+    /// keys), else `params`.
     #[allow(clippy::too_many_arguments)]
     pub fn render(
         &self,
@@ -127,6 +131,7 @@ impl Image {
         engine: &Engine,
         device: DeviceId,
         params: &ImageParams,
+        described_as: Option<&ImageParameters<'_>>,
         init: Option<Start<'_>>,
         progress: Option<ProgressFn<'_>>,
         preview: Option<&(dyn Fn(Preview) + Send + Sync)>,
@@ -170,7 +175,7 @@ impl Image {
         let out = generate(&model, &req, noise.as_mut(), None, &hooks)?;
         let mut images = Vec::with_capacity(out.images.len());
         for (i, img) in out.images.iter().enumerate() {
-            let text = ImageParameters {
+            let own = ImageParameters {
                 prompt: &params.prompt,
                 negative_prompt: params.negative_prompt.as_deref(),
                 steps: params.steps,
@@ -183,8 +188,9 @@ impl Image {
                 model: &params.model,
                 strength: params.strength,
                 rng: params.noise.label(),
-            }
-            .to_text();
+                hires: None,
+            };
+            let text = described_as.unwrap_or(&own).to_text();
             let name = picture_name("image", i, params.n);
             images.push((name, encode_png(&img.to_rgb8(), Some(&text))?));
         }
@@ -336,6 +342,7 @@ impl Image {
         &self,
         run: &StageRun,
         params: &ImageParams,
+        described_as: Option<&ImageParameters<'_>>,
         init: Option<Start<'_>>,
         progress: ProgressFn<'_>,
         preview_name: &(dyn Fn(&Preview) -> String + Send + Sync),
@@ -353,6 +360,7 @@ impl Image {
             run.engine,
             run.device,
             params,
+            described_as,
             init,
             Some(progress),
             Some(&preview),
@@ -382,7 +390,7 @@ impl Image {
         };
         let sink = run.sink;
         let progress = |p: crate::pipelines::Progress| sink.progress(p.step, p.total, p.message.as_deref());
-        let rendered = self.sample(run, params, start, &progress, &|p| format!("preview-{:04}.png", p.step))?;
+        let rendered = self.sample(run, params, None, start, &progress, &|p| format!("preview-{:04}.png", p.step))?;
         for (name, png) in &rendered.images {
             sink.put_artifact(name, "image/png", png)?;
         }

@@ -73,7 +73,8 @@ pub struct RefineRequest {
     pub guidance: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
-    /// ComfyUI's schedule it samples over (default: the first pass's), as the top-level `schedule`.
+    /// ComfyUI's schedule it samples over (default: the first pass's), as the top-level `schedule`;
+    /// `none`: no schedule, the scheduler's own timesteps (what DDIM and PLMS read in A1111).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,9 +128,11 @@ pub struct Refine {
     pub seed: u64,
     pub guidance: f32,
     pub scheduler: String,
-    /// ComfyUI's schedule it samples over; `None` (and in jobs stored before it): the first pass's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<Schedule>,
+    /// ComfyUI's schedule it samples over, `Some(None)` none (stored as `none`: the scheduler's
+    /// own timesteps though the first pass had one); `None`, not stored: the first pass's (as in
+    /// jobs stored before a second pass could name its own).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "pass_schedule")]
+    pub schedule: Option<Option<Schedule>>,
     pub prompt: String,
     pub negative_prompt: Option<String>,
 }
@@ -305,7 +308,11 @@ impl RefineRequest {
             seed,
             guidance,
             scheduler: choice.name().to_string(),
-            schedule: choice.schedule,
+            // None stored only where the first pass has one, so that no schedule stays none.
+            schedule: match (choice.schedule, first.schedule) {
+                (None, None) => None,
+                (own, _) => Some(own),
+            },
             prompt,
             negative_prompt,
         })
@@ -347,7 +354,7 @@ impl Refine {
             steps: self.steps,
             guidance: self.guidance,
             scheduler: self.scheduler.clone(),
-            schedule: self.schedule.or(first.schedule),
+            schedule: self.schedule.unwrap_or(first.schedule),
             seed: self.seed.wrapping_add(i as u64),
             n: 1,
             init_image: None,
@@ -364,6 +371,26 @@ impl Refine {
             resize: None,
             refine: None,
         }
+    }
+}
+
+/// A second pass's own schedule as a job stores it: a ComfyUI schedule's name, or `none`.
+mod pass_schedule {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::kinds::image::sampling::NO_SCHEDULE;
+    use crate::pipelines::diffusion::samplers::Schedule;
+
+    pub fn serialize<S: Serializer>(v: &Option<Option<Schedule>>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.flatten().map_or(NO_SCHEDULE, Schedule::name))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Schedule>>, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == NO_SCHEDULE {
+            return Ok(Some(None));
+        }
+        Schedule::parse(&name).map(|s| Some(Some(s))).ok_or_else(|| D::Error::custom(format!("no schedule {name:?}")))
     }
 }
 

@@ -125,7 +125,8 @@ pub(super) fn sample_again(
     };
     let preview_name = |p: &Preview| format!("preview-refine-{:04}.png", done * p.total + p.step);
     let pass = refine.pass(first, size, i);
-    let rendered = kind.sample(run, &pass, Some(start), &progress, &preview_name)?;
+    let described = refine.described(first, size, i);
+    let rendered = kind.sample(run, &pass, Some(&described), Some(start), &progress, &preview_name)?;
     for (_, png) in &rendered.images {
         sink.put_artifact(name, "image/png", png)?;
     }

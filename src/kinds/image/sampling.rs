@@ -16,7 +16,9 @@ use crate::pipelines::diffusion::samplers::{self, Schedule, SchedulerChoice, Ste
 /// A schedule asked for replaces the Karras σs of a default scheduler the request did not
 /// name (`dpmpp_2m_karras` → `dpmpp_2m` over it); a `_karras` name it did give is refused with
 /// it, naming the schedule. An inherited schedule the named scheduler cannot take is refused
-/// naming the scheduler.
+/// naming the scheduler. [`NO_SCHEDULE`] asks for none: the scheduler's own timesteps, what a
+/// second pass whose sampler reads no schedule (A1111's DDIM and PLMS) samples over rather than
+/// the first pass's.
 pub(super) fn scheduler_choice(
     (scheduler, schedule): (Option<&str>, Option<&str>),
     (default_scheduler, default_schedule): (&str, Option<Schedule>),
@@ -24,11 +26,20 @@ pub(super) fn scheduler_choice(
 ) -> Result<SchedulerChoice, ParamError> {
     let choice = SchedulerChoice::parse(scheduler.unwrap_or(default_scheduler))
         .map_err(|e| ParamError::new(scheduler_field, e.to_string()))?;
-    let asked = named(schedule_field, schedule, Schedule::parse, &Schedule::NAMES)?;
+    if schedule == Some(NO_SCHEDULE) {
+        return Ok(SchedulerChoice { schedule: None, ..choice });
+    }
+    let names: Vec<&str> = Schedule::NAMES.into_iter().chain([NO_SCHEDULE]).collect();
+    let asked = named(schedule_field, schedule, Schedule::parse, &names)?;
     let choice = if scheduler.is_none() && asked.is_some() { choice.without_karras() } else { choice };
     let field = if asked.is_some() { schedule_field } else { scheduler_field };
     choice.with_schedule(asked.or(default_schedule)).map_err(|e| ParamError::new(field, e.to_string()))
 }
+
+/// The `schedule` that names none: the pass samples over its scheduler's own timesteps (a
+/// `_karras` name's own σs), as a first pass naming no schedule does; a second pass's way of
+/// not taking the first pass's.
+pub const NO_SCHEDULE: &str = "none";
 
 /// The value a request's `field` names among `names`, if it names one.
 pub(super) fn named<T>(
@@ -100,5 +111,9 @@ mod tests {
         assert_eq!(chosen((Some("dpmpp_2m_karras"), Some("normal")), ("euler", None)), "refused at refine.schedule");
         assert_eq!(chosen((None, Some("beta")), ("euler", None)), "refused at refine.schedule");
         assert_eq!(chosen((Some("lcm"), None), ("euler", karras)), "refused at refine.scheduler");
+        // "none": the scheduler's own timesteps, not the first pass's schedule.
+        assert_eq!(chosen((Some("ddim"), Some("none")), ("euler", karras)), "ddim none");
+        assert_eq!(chosen((Some("pndm"), Some("none")), ("euler", karras)), "pndm none");
+        assert_eq!(chosen((None, Some("none")), ("dpmpp_2m_karras", None)), "dpmpp_2m_karras none");
     }
 }

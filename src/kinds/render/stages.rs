@@ -84,7 +84,7 @@ pub(super) fn keyframes(run: &StageRun, p: &RenderParams) -> Result<(), StageErr
             run.sink.progress(index * 1000 + pr.step * 1000 / pr.total.max(1), n * 1000, Some(&msg));
         };
         let out = Image
-            .render(run.config, run.engine, run.device, &params, None, Some(&progress), None, Some(run.cancel))
+            .render(run.config, run.engine, run.device, &params, None, None, Some(&progress), None, Some(run.cancel))
             .map_err(|e| step(run.cancel, format!("keyframe of scene {}", scene.index + 1)).fail(e))?;
         for w in &out.warnings {
             run.sink.log("warn", w);

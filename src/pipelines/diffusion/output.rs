@@ -23,6 +23,75 @@ pub struct ImageParameters<'a> {
     pub strength: Option<f64>,
     /// A1111's "RNG" (`CPU`: torch's CPU generator), when not reelbox's own.
     pub rng: Option<&'a str>,
+    /// The second pass that made it (the hires fix): the rest describe the first pass, and
+    /// `strength` is the second's, as A1111 writes a hires-fixed picture's.
+    pub hires: Option<Hires<'a>>,
+}
+
+/// A second pass as A1111's hires-fix keys say it; each optional one written only where it
+/// is not the first pass's, as A1111 writes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hires<'a> {
+    /// `Hires upscale` (times the first pass's size) or `Hires resize` (a size).
+    pub scale: HiresScale,
+    /// `Hires upscaler`: A1111's name for how the first pass's pictures were scaled.
+    pub upscaler: &'a str,
+    /// `Hires steps`.
+    pub steps: Option<u32>,
+    /// `Hires sampler`.
+    pub sampler: Option<&'a str>,
+    /// `Hires schedule type` (none where the second pass's sampler reads no schedule).
+    pub schedule: Option<&'a str>,
+    /// `Hires CFG Scale` (Forge's key; A1111's hires fix has none).
+    pub guidance: Option<f32>,
+    /// `Hires prompt`.
+    pub prompt: Option<&'a str>,
+    /// `Hires negative prompt`.
+    pub negative_prompt: Option<&'a str>,
+}
+
+/// How large a second pass made its pictures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HiresScale {
+    /// `Hires upscale`: each side of the first pass's times this (A1111's `hr_scale`).
+    By(f64),
+    /// `Hires resize`: this width and height (A1111's `hr_resize_x`, `hr_resize_y`).
+    To(u32, u32),
+}
+
+/// A1111's latent upscale modes, and the latent resize method reelbox scales by for each (an
+/// antialiased mode scales as its plain one does).
+pub const LATENT_MODES: [(&str, &str); 6] = [
+    ("Latent", "bilinear"),
+    ("Latent (antialiased)", "bilinear"),
+    ("Latent (bicubic)", "bicubic"),
+    ("Latent (bicubic antialiased)", "bicubic"),
+    ("Latent (nearest)", "nearest-exact"),
+    ("Latent (nearest-exact)", "nearest-exact"),
+];
+/// A1111's upscalers that resize a picture without a model, and the method of each (A1111's
+/// "None" leaves the resize to its Lanczos).
+pub const PICTURE_MODES: [(&str, &str); 3] =
+    [("None", "lanczos"), ("Lanczos", "lanczos"), ("Nearest", "nearest-exact")];
+
+/// A1111's name for a second pass scaling its start by `method`, from the latent or from the
+/// picture: the name that maps back onto it in [`LATENT_MODES`] or [`PICTURE_MODES`]; a method
+/// A1111 has no name for goes by its own.
+pub fn hires_upscaler_name(latent: bool, method: &'static str) -> &'static str {
+    match (latent, method) {
+        (true, "bilinear") => "Latent",
+        (true, "bicubic") => "Latent (bicubic)",
+        (true, "nearest-exact") => "Latent (nearest-exact)",
+        (false, "lanczos") => "Lanczos",
+        (false, "nearest-exact") => "Nearest",
+        (_, other) => other,
+    }
+}
+
+/// A value as A1111's infotext writes it: in JSON's quotes when a comma, colon or line break
+/// would end it early (`infotext_utils.quote`).
+fn quoted(text: &str) -> String {
+    if text.contains([',', ':', '\n']) { serde_json::Value::from(text).to_string() } else { text.to_string() }
 }
 
 impl ImageParameters<'_> {
@@ -47,8 +116,41 @@ impl ImageParameters<'_> {
         if let Some(rng) = self.rng {
             s.push_str(&format!(", RNG: {rng}"));
         }
+        if let Some(h) = &self.hires {
+            h.write(&mut s);
+        }
         s.push_str(&format!(", Version: reelbox {}", env!("CARGO_PKG_VERSION")));
         s
+    }
+}
+
+impl Hires<'_> {
+    /// The hires keys in A1111's order (its `extra_generation_params`' as `init` fills them).
+    fn write(&self, s: &mut String) {
+        let mut pair = |key: &str, value: String| s.push_str(&format!(", {key}: {value}"));
+        if let Some(sampler) = self.sampler {
+            pair("Hires sampler", sampler.to_string());
+        }
+        if let Some(prompt) = self.prompt {
+            pair("Hires prompt", quoted(prompt));
+        }
+        if let Some(negative) = self.negative_prompt {
+            pair("Hires negative prompt", quoted(negative));
+        }
+        if let Some(guidance) = self.guidance {
+            pair("Hires CFG Scale", guidance.to_string());
+        }
+        if let Some(schedule) = self.schedule {
+            pair("Hires schedule type", schedule.to_string());
+        }
+        match self.scale {
+            HiresScale::By(by) => pair("Hires upscale", by.to_string()),
+            HiresScale::To(w, h) => pair("Hires resize", format!("{w}x{h}")),
+        }
+        if let Some(steps) = self.steps {
+            pair("Hires steps", steps.to_string());
+        }
+        pair("Hires upscaler", quoted(self.upscaler));
     }
 }
 
@@ -108,6 +210,7 @@ mod tests {
             model: "tiny-sd",
             strength: None,
             rng: None,
+            hires: None,
         };
         let text = params.to_text();
         assert!(text.starts_with("a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 42, Size: 4x3, Model: tiny-sd"));
@@ -127,5 +230,54 @@ mod tests {
         let text = ImageParameters { schedule: Some("Karras"), rng: Some("CPU"), ..params }.to_text();
         assert!(text.contains("Sampler: Euler a, Schedule type: Karras, CFG scale: 7.5,"), "{text}");
         assert!(text.contains(", Model: tiny-sd, RNG: CPU, Version: reelbox"), "{text}");
+    }
+
+    #[test]
+    fn a_second_pass_writes_a1111s_hires_keys_after_the_first_passs() {
+        let hires = Hires {
+            scale: HiresScale::By(1.5),
+            upscaler: "Latent (bicubic)",
+            steps: Some(3),
+            sampler: Some("DDIM"),
+            schedule: None,
+            guidance: None,
+            prompt: Some("a cat, sharp"),
+            negative_prompt: None,
+        };
+        let params = ImageParameters {
+            prompt: "a cat",
+            negative_prompt: None,
+            steps: 4,
+            sampler: "Euler",
+            schedule: Some("Karras"),
+            guidance: 7.0,
+            seed: 5,
+            width: 64,
+            height: 64,
+            model: "tiny-sd",
+            strength: Some(0.6),
+            rng: Some("CPU"),
+            hires: Some(hires.clone()),
+        };
+        let text = params.to_text();
+        let want = "Steps: 4, Sampler: Euler, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 64x64, Model: \
+                    tiny-sd, Denoising strength: 0.6, RNG: CPU, Hires sampler: DDIM, Hires prompt: \"a cat, sharp\", \
+                    Hires upscale: 1.5, Hires steps: 3, Hires upscaler: Latent (bicubic), Version: reelbox";
+        assert!(text.contains(want), "{text}");
+        let hires = Hires { scale: HiresScale::To(128, 96), steps: None, sampler: None, prompt: None, ..hires };
+        let text = ImageParameters { hires: Some(hires), ..params }.to_text();
+        assert!(text.contains("RNG: CPU, Hires resize: 128x96, Hires upscaler: Latent (bicubic), Version"), "{text}");
+    }
+
+    #[test]
+    fn each_hires_upscaler_name_maps_back_onto_its_method() {
+        for (latent, method) in [(true, "bilinear"), (true, "bicubic"), (true, "nearest-exact")] {
+            let name = hires_upscaler_name(latent, method);
+            assert!(LATENT_MODES.contains(&(name, method)), "{name}");
+        }
+        for method in ["lanczos", "nearest-exact"] {
+            let name = hires_upscaler_name(false, method);
+            assert!(PICTURE_MODES.contains(&(name, method)), "{name}");
+        }
     }
 }
