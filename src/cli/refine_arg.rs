@@ -27,8 +27,9 @@ pub struct RefineArgs {
     #[arg(long, value_name = "N", requires = "refine")]
     pub refine_steps: Option<u32>,
     /// The schedule the second pass samples over, as --schedule names one (default: the
-    /// first pass's): normal, karras, exponential, sgm_uniform or simple.
-    #[arg(long, value_name = "SCHEDULE", value_parser = Schedule::NAMES, requires = "refine")]
+    /// first pass's): normal, karras, exponential, sgm_uniform or simple, or none (the second
+    /// pass's sampler's own timesteps, as A1111's hires DDIM samples).
+    #[arg(long, value_name = "SCHEDULE", value_parser = refine_schedules(), requires = "refine")]
     pub refine_schedule: Option<String>,
     /// How `--refine` scales: nearest-exact, bilinear, area, bicubic or lanczos (the default
     /// for a picture; nearest-exact for a latent, which also takes bislerp).
@@ -54,4 +55,9 @@ impl RefineArgs {
             ..RefineRequest::default()
         })
     }
+}
+
+/// What `--refine-schedule` takes: a schedule, or none.
+fn refine_schedules() -> Vec<&'static str> {
+    Schedule::NAMES.iter().copied().chain([reelbox::kinds::image::NO_SCHEDULE]).collect()
 }
