@@ -76,6 +76,28 @@ pub async fn remove(
     Path(name): Path<String>,
     ApiQuery(query): ApiQuery<RemoveQuery>,
 ) -> Result<Json<ModelRemoved>, ApiError> {
+    remove_named(state, caller, name, query).await
+}
+
+/// `DELETE /api/v1/models/pull` and `/import`: the routes that pull and import models take
+/// those paths, so a model of either name (`models import … --name pull`) is removed here,
+/// not answered 405 (the same operation as [`remove`] in the document).
+pub async fn remove_shadowed(
+    State(state): State<AppState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+    ApiQuery(query): ApiQuery<RemoveQuery>,
+) -> Result<Json<ModelRemoved>, ApiError> {
+    let name = uri.path().rsplit('/').next().unwrap_or_default().to_string();
+    remove_named(state, caller, name, query).await
+}
+
+async fn remove_named(
+    state: AppState,
+    caller: Caller,
+    name: String,
+    query: RemoveQuery,
+) -> Result<Json<ModelRemoved>, ApiError> {
     super::jobs::require_admin(&caller)?;
     let store = ModelStore::new(&state.config);
     // A model only worker boxes have is not this box's to remove.

@@ -54,8 +54,15 @@ async fn an_admin_removes_a_model_that_no_queued_job_runs_and_hears_which_profil
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["profiles"], json!([{"id": anna["id"], "name": "anna", "field": "upscale_model"}]), "{body}");
 
+    // A model named as the pull and import routes are is removed as any other (it was a 405).
+    std::fs::create_dir(models.join("pull")).expect("a model dir named pull");
+    std::fs::write(models.join("pull").join("model.onnx"), b"x").expect("its file");
+    let (status, body) = call(None, Method::DELETE, at("/api/v1/models/pull"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!models.join("pull").exists(), "its files are gone");
+
     // Not installed (or not a model name at all): 404, nothing touched.
-    for name in ["demo-shapes", "no-such-model", "..", "demo-presenter%2F.."] {
+    for name in ["demo-shapes", "no-such-model", "..", "demo-presenter%2F..", "pull", "import"] {
         let (status, body) = call(None, Method::DELETE, at(&format!("/api/v1/models/{name}")), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{name}: {body}");
     }
