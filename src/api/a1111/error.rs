@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::api::ApiError;
+use crate::api::json::{ApiBytes, read_json};
 use crate::api::openai::OpenAiError;
 
 /// An error answered to an A1111 client.
@@ -104,6 +105,11 @@ impl IntoResponse for A1111Error {
         }
         crate::api::error::refusal(self.status, self.body(), self.retry_after)
     }
+}
+
+/// A request's body read as `T`, a body it cannot be refused in A1111's shape naming the field.
+pub fn read_body<T: serde::de::DeserializeOwned + utoipa::PartialSchema>(body: &ApiBytes) -> Result<T, A1111Error> {
+    read_json(&body.0).map_err(|u| A1111Error::from(ApiError::from(u)))
 }
 
 #[cfg(test)]

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::error::A1111Error;
+use super::error::{A1111Error, read_body};
 use super::pictures::{decoded, init_picture};
 use crate::api::ApiError;
 use crate::api::AppState;
 use crate::api::auth::Caller;
-use crate::api::json::{ApiBytes, read_json};
+use crate::api::json::ApiBytes;
 use crate::api::openai::run::{job_failure, read_artifact, submit};
 use crate::api::outputs::last_stage_images;
 use crate::pipelines::diffusion::output::parameters_of;
@@ -88,7 +88,7 @@ pub async fn extra_single_image(
     caller: Caller,
     body: Result<ApiBytes, ApiError>,
 ) -> Result<Json<ExtrasAnswer>, A1111Error> {
-    let req: ExtrasSingle = read_json(&body?.0).map_err(|u| A1111Error::from(ApiError::from(u)))?;
+    let req: ExtrasSingle = read_body(&body?)?;
     let (picture, header) = init_picture(&state, &caller, "image", &req.image).await?;
     let (width, height, crop) = match req.resize_mode.unwrap_or(0) {
         0 => {
@@ -149,7 +149,7 @@ pub async fn png_info(
     State(state): State<AppState>,
     body: Result<ApiBytes, ApiError>,
 ) -> Result<Json<PngInfo>, A1111Error> {
-    let req: PngInfoRequest = read_json(&body?.0).map_err(|u| A1111Error::from(ApiError::from(u)))?;
+    let req: PngInfoRequest = read_body(&body?)?;
     let bytes = decoded(&state, "image", &req.image)?;
     let info = parameters_of(&bytes).unwrap_or_default();
     let parameters = if info.is_empty() { Map::new() } else { with_hires_fields(parsed(&info)) };

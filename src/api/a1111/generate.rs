@@ -12,13 +12,13 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::error::A1111Error;
+use super::error::{A1111Error, read_body};
 use super::params::{generation, hires, request_field};
 use super::pictures::{init_picture, mask_picture};
 use super::request::{Generation, ImageResponse, Img2Img, Txt2Img};
 use super::sampler::a1111_names;
 use crate::api::auth::Caller;
-use crate::api::json::{ApiBytes, read_json};
+use crate::api::json::ApiBytes;
 use crate::api::openai::edits::own_size;
 use crate::api::openai::run::{job_failure, read_artifact, submit};
 use crate::api::openai::{JOB_HEADER, OpenAiError};
@@ -33,9 +33,8 @@ use crate::store::records::{Job, JobState};
 /// would not say which of them it could not read.
 fn parse_body<T: DeserializeOwned + utoipa::PartialSchema>(body: Result<ApiBytes, ApiError>) -> Result<T, A1111Error> {
     let body = body?;
-    let refused = |u: crate::api::json::Unreadable| A1111Error::from(ApiError::from(u));
-    read_json::<Generation>(&body.0).map_err(refused)?;
-    read_json(&body.0).map_err(refused)
+    read_body::<Generation>(&body)?;
+    read_body(&body)
 }
 
 /// Generate pictures from a prompt (A1111-compatible txt2img).
