@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{CONVERSION_FILE, import_flags_of};
+use super::{CONVERSION_FILE, import_flags_in};
 use crate::models::{Catalog, ModelKind, import};
 
 /// A LoRA fused into a model at import.
@@ -63,7 +63,8 @@ impl Checkpoint {
                 Some(FusedLora { file, scale })
             })
             .collect();
-        let mut flags = import_flags_of(dir).unwrap_or_default();
+        // The record read once: its flags too.
+        let mut flags = import_flags_in(&record).unwrap_or_default();
         // `--lora FILE:SCALE` pairs: the LoRAs are the workflow's to name.
         while let Some(at) = flags.iter().position(|f| f == "--lora") {
             flags.drain(at..(at + 2).min(flags.len()));

@@ -210,7 +210,11 @@ pub fn fused_of(dir: &Path) -> Option<String> {
 /// it was given (a guessed type is guessed alike again). `None` without a readable record.
 pub fn import_flags_of(dir: &Path) -> Option<Vec<String>> {
     let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
-    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    import_flags_in(&serde_json::from_str(&text).ok()?)
+}
+
+/// [`import_flags_of`] from a `conversion.json` already read.
+pub fn import_flags_in(record: &serde_json::Value) -> Option<Vec<String>> {
     let mut flags = Vec::new();
     for l in record.get("loras").and_then(serde_json::Value::as_array).into_iter().flatten() {
         let file = l.get("file")?.as_str()?;
