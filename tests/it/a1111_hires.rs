@@ -2,7 +2,8 @@
 //! a hires-fixed picture's infotext says the first pass and A1111's hires keys (`Hires
 //! upscale`, `Hires steps`, `Hires upscaler`, `Hires sampler`, `Hires schedule type`,
 //! `Denoising strength`), `png-info` gives them back as txt2img's `enable_hr`/`hr_*` fields,
-//! and sending those fields again makes the same picture (PNG Info's "Send to txt2img"). Before,
+//! and sending those fields again makes the same picture (PNG Info's "Send to txt2img"); the
+//! answer's `extra_generation_params` hold the same keys (before: only `RNG`). Before,
 //! the text described the second pass as a picture of its own (`Size: 96x96`, its sampler) with
 //! no hires key. A second pass with A1111's DDIM or PLMS, which read no schedule, after a
 //! Karras first pass samples over none, as the native job naming `refine.schedule: none` does;
@@ -28,13 +29,19 @@ async fn post(c: &reqwest::Client, d: &DaemonProc, path: &str, body: &Value) -> 
 
 /// A txt2img answer's first picture's PNG bytes, and its infotext; `body` must be answered 200.
 async fn txt2img(c: &reqwest::Client, d: &DaemonProc, body: &Value) -> (Vec<u8>, String) {
+    let (bytes, info) = txt2img_info(c, d, body).await;
+    (bytes, info["infotexts"][0].as_str().expect("an infotext").to_string())
+}
+
+/// A txt2img answer's first picture's PNG bytes, and its `info` read as JSON.
+async fn txt2img_info(c: &reqwest::Client, d: &DaemonProc, body: &Value) -> (Vec<u8>, Value) {
     let (status, answer) = post(c, d, "/sdapi/v1/txt2img", body).await;
     assert_eq!(status, StatusCode::OK, "{body}: {answer}");
     let info: Value = serde_json::from_str(answer["info"].as_str().expect("info text")).expect("info JSON");
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(answer["images"][0].as_str().expect("a picture"))
         .expect("base64");
-    (bytes, info["infotexts"][0].as_str().expect("an infotext").to_string())
+    (bytes, info)
 }
 
 fn pixels(png: &[u8]) -> RgbImage {
@@ -52,7 +59,8 @@ async fn a_hires_pictures_infotext_has_a1111s_hires_keys_and_png_info_sends_them
         "hr_upscaler": "Latent (bicubic)", "denoising_strength": 0.6, "hr_second_pass_steps": 2,
         "hr_sampler_name": "Euler a", "hr_scheduler": "Exponential",
         "override_settings": {"sd_model_checkpoint": TINY_SD}});
-    let (png, text) = txt2img(&c, &d, &body).await;
+    let (png, info) = txt2img_info(&c, &d, &body).await;
+    let text = info["infotexts"][0].as_str().expect("an infotext");
     assert_eq!(pixels(&png).dimensions(), (96, 96));
     let want = format!(
         "a red door\nSteps: 3, Sampler: Euler, Schedule type: Karras, CFG scale: 7, Seed: 7, Size: 64x64, Model: \
@@ -60,6 +68,11 @@ async fn a_hires_pictures_infotext_has_a1111s_hires_keys_and_png_info_sends_them
          Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Latent (bicubic), Version: reelbox"
     );
     assert!(text.starts_with(&want), "the first pass, then A1111's hires keys:\n{text}\n{want}");
+    // The answer's `extra_generation_params` hold the same keys, as A1111's scripts read them.
+    let extra = json!({"Denoising strength": 0.6, "Hires sampler": "Euler a", "Hires schedule type": "Exponential",
+        "Hires upscale": 1.5, "Hires steps": 2, "Hires upscaler": "Latent (bicubic)"});
+    assert_eq!(info["extra_generation_params"], extra, "{info}");
+    assert_eq!((&info["width"], &info["height"]), (&json!(64), &json!(64)), "the first pass's size: {info}");
 
     // PNG Info reads them back into txt2img's fields.
     let image = base64::engine::general_purpose::STANDARD.encode(&png);

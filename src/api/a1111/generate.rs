@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::{A1111Error, read_body};
+use super::infotext::extra_generation_params;
 use super::params::{generation, hires, request_field};
 use super::pictures::{init_picture, mask_picture};
 use super::request::{Generation, ImageResponse, Img2Img, Txt2Img};
@@ -188,7 +189,7 @@ fn info(job: &Job, infotexts: Vec<String>) -> Result<Value, A1111Error> {
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
         "denoising_strength": strength,
-        "extra_generation_params": {"RNG": "CPU"},
+        "extra_generation_params": extra_generation_params(infotexts.first().map_or("", String::as_str)),
         "index_of_first_image": 0,
         "infotexts": infotexts,
         "styles": [],

@@ -200,7 +200,7 @@ pub async fn schedulers() -> Json<Vec<ScheduleItem>> {
 pub async fn upscalers(State(state): State<AppState>) -> Json<Vec<Upscaler>> {
     let plain =
         |name: &str| Upscaler { name: name.into(), model_name: None, model_path: None, model_url: None, scale: 4.0 };
-    let mut list: Vec<Upscaler> = PICTURE_MODES.iter().map(|(name, _)| plain(name)).collect();
+    let mut list: Vec<Upscaler> = PICTURE_MODES.iter().map(|m| plain(m.name)).collect();
     for m in Catalog::load(&state.config).installed(ModelKind::Upscale) {
         list.push(Upscaler {
             name: m.name().into(),
@@ -217,7 +217,7 @@ pub async fn upscalers(State(state): State<AppState>) -> Json<Vec<Upscaler>> {
 #[utoipa::path(get, path = "/sdapi/v1/latent-upscale-modes", operation_id = "a1111_latent_upscale_modes", tag = "a1111",
     responses((status = 200, body = Vec<LatentMode>)))]
 pub async fn latent_upscale_modes() -> Json<Vec<LatentMode>> {
-    Json(LATENT_MODES.iter().map(|(name, _)| LatentMode { name: name.to_string() }).collect())
+    Json(LATENT_MODES.iter().map(|m| LatentMode { name: m.name.to_string() }).collect())
 }
 
 /// The caller's image jobs in `status`, newest first (at most `limit`).

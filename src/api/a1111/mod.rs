@@ -19,6 +19,7 @@ pub mod error;
 pub mod extras;
 pub mod generate;
 pub mod info;
+pub mod infotext;
 pub mod params;
 pub mod pictures;
 pub mod request;

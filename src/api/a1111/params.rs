@@ -134,11 +134,11 @@ pub fn hires(config: &Config, req: &Txt2Img) -> Result<Option<RefineRequest>, A1
         return Ok(None);
     }
     let upscaler = req.hr_upscaler.as_deref().map(str::trim).filter(|u| !u.is_empty()).unwrap_or(DEFAULT_UPSCALER);
-    let latent = LATENT_MODES.iter().find(|(name, _)| name.eq_ignore_ascii_case(upscaler));
-    let picture = PICTURE_MODES.iter().find(|(name, _)| name.eq_ignore_ascii_case(upscaler));
+    let latent = LATENT_MODES.iter().find(|m| m.name.eq_ignore_ascii_case(upscaler));
+    let picture = PICTURE_MODES.iter().find(|m| m.name.eq_ignore_ascii_case(upscaler));
     let (from, method, upscale_model) = match (latent, picture) {
-        (Some((_, method)), _) => ("latent", *method, None),
-        (None, Some((_, method))) => ("picture", *method, None),
+        (Some(m), _) => ("latent", m.method, None),
+        (None, Some(m)) => ("picture", m.method, None),
         (None, None) if Catalog::installed_dir_of(config, ModelKind::Upscale, upscaler).is_some() => {
             ("picture", "lanczos", Some(upscaler.to_string()))
         }

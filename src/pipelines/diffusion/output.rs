@@ -59,33 +59,42 @@ pub enum HiresScale {
     To(u32, u32),
 }
 
-/// A1111's latent upscale modes, and the latent resize method reelbox scales by for each (an
-/// antialiased mode scales as its plain one does).
-pub const LATENT_MODES: [(&str, &str); 6] = [
-    ("Latent", "bilinear"),
-    ("Latent (antialiased)", "bilinear"),
-    ("Latent (bicubic)", "bicubic"),
-    ("Latent (bicubic antialiased)", "bicubic"),
-    ("Latent (nearest)", "nearest-exact"),
-    ("Latent (nearest-exact)", "nearest-exact"),
+/// One of A1111's names for scaling a hires fix's start, and the resize method reelbox scales by
+/// for it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScaleMode {
+    pub name: &'static str,
+    pub method: &'static str,
+    /// The name written back for `method`: several names scale alike (an antialiased mode as
+    /// its plain one, "Latent (nearest)" as "Latent (nearest-exact)", "None" as "Lanczos"), and
+    /// a picture says the one that names what was done.
+    written: bool,
+}
+
+const fn mode(name: &'static str, method: &'static str, written: bool) -> ScaleMode {
+    ScaleMode { name, method, written }
+}
+
+/// A1111's latent upscale modes, in A1111's order (an antialiased mode scales as its plain one).
+pub const LATENT_MODES: [ScaleMode; 6] = [
+    mode("Latent", "bilinear", true),
+    mode("Latent (antialiased)", "bilinear", false),
+    mode("Latent (bicubic)", "bicubic", true),
+    mode("Latent (bicubic antialiased)", "bicubic", false),
+    mode("Latent (nearest)", "nearest-exact", false),
+    mode("Latent (nearest-exact)", "nearest-exact", true),
 ];
 /// A1111's upscalers that resize a picture without a model, and the method of each (A1111's
 /// "None" leaves the resize to its Lanczos).
-pub const PICTURE_MODES: [(&str, &str); 3] =
-    [("None", "lanczos"), ("Lanczos", "lanczos"), ("Nearest", "nearest-exact")];
+pub const PICTURE_MODES: [ScaleMode; 3] =
+    [mode("None", "lanczos", false), mode("Lanczos", "lanczos", true), mode("Nearest", "nearest-exact", true)];
 
 /// A1111's name for a second pass scaling its start by `method`, from the latent or from the
-/// picture: the name that maps back onto it in [`LATENT_MODES`] or [`PICTURE_MODES`]; a method
+/// picture: the written name of that method in [`LATENT_MODES`] or [`PICTURE_MODES`]; a method
 /// A1111 has no name for goes by its own.
 pub fn hires_upscaler_name(latent: bool, method: &'static str) -> &'static str {
-    match (latent, method) {
-        (true, "bilinear") => "Latent",
-        (true, "bicubic") => "Latent (bicubic)",
-        (true, "nearest-exact") => "Latent (nearest-exact)",
-        (false, "lanczos") => "Lanczos",
-        (false, "nearest-exact") => "Nearest",
-        (_, other) => other,
-    }
+    let modes: &[ScaleMode] = if latent { &LATENT_MODES } else { &PICTURE_MODES };
+    modes.iter().find(|m| m.written && m.method == method).map_or(method, |m| m.name)
 }
 
 /// A value as A1111's infotext writes it: in JSON's quotes when a comma, colon or line break
@@ -271,13 +280,14 @@ mod tests {
 
     #[test]
     fn each_hires_upscaler_name_maps_back_onto_its_method() {
-        for (latent, method) in [(true, "bilinear"), (true, "bicubic"), (true, "nearest-exact")] {
-            let name = hires_upscaler_name(latent, method);
-            assert!(LATENT_MODES.contains(&(name, method)), "{name}");
+        for (latent, modes) in [(true, &LATENT_MODES[..]), (false, &PICTURE_MODES[..])] {
+            for m in modes {
+                let name = hires_upscaler_name(latent, m.method);
+                assert!(modes.iter().any(|n| n.name == name && n.method == m.method), "{name}");
+            }
         }
-        for method in ["lanczos", "nearest-exact"] {
-            let name = hires_upscaler_name(false, method);
-            assert!(PICTURE_MODES.contains(&(name, method)), "{name}");
-        }
+        assert_eq!(hires_upscaler_name(true, "nearest-exact"), "Latent (nearest-exact)");
+        assert_eq!(hires_upscaler_name(false, "lanczos"), "Lanczos");
+        assert_eq!(hires_upscaler_name(false, "bicubic"), "bicubic", "no A1111 name: its own");
     }
 }
