@@ -141,7 +141,7 @@ impl Daemon {
             // what it can while the head keeps dialling (`cluster::dial::reconnect`).
             match tokio::time::timeout(
                 crate::cluster::HEAD_FIRST_WAIT,
-                crate::cluster::Head::start(cluster.clone(), cluster_stop.clone()),
+                crate::cluster::Head::start(cluster.clone(), scheduler.store().clone(), cluster_stop.clone()),
             )
             .await
             {

@@ -50,7 +50,7 @@ pub fn reconnect(scheduler: Arc<Scheduler>, cluster: ClusterConfig, stop: Cancel
     tokio::spawn(async move {
         loop {
             let attempt = tokio::select! {
-                r = Head::start(cluster.clone(), stop.clone()) => r,
+                r = Head::start(cluster.clone(), scheduler.store().clone(), stop.clone()) => r,
                 _ = stop.cancelled() => return,
             };
             match attempt {

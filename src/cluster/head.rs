@@ -25,6 +25,7 @@ use crate::config::ClusterConfig;
 use crate::gpu::DeviceId;
 use crate::kinds::{StageError, StageSink};
 use crate::scheduler::{RemoteError, RemoteStage};
+use crate::store::Store;
 
 mod boxes;
 mod held;
@@ -47,6 +48,8 @@ pub struct Head {
     finished: Mutex<HashMap<(Ulid, usize), Instant>>,
     /// Runs boxes asked after, kept for them or given away (`held.rs`); locked after `waiting`.
     told: Mutex<held::Told>,
+    /// The jobs, read to answer a box asking after a run of a job that has ended (`held.rs`).
+    store: Store,
     /// Deletes the buckets of boxes long gone.
     sweeper: super::sweep::Sweeper,
     stop: CancellationToken,
@@ -54,7 +57,11 @@ pub struct Head {
 
 impl Head {
     /// Connects, takes results that arrived while the head was down, follows heartbeats and results until `stop`.
-    pub async fn start(cluster: ClusterConfig, stop: CancellationToken) -> Result<Arc<Self>, ClusterError> {
+    pub async fn start(
+        cluster: ClusterConfig,
+        store: Store,
+        stop: CancellationToken,
+    ) -> Result<Arc<Self>, ClusterError> {
         let host = super::box_name(&cluster)?;
         let bus = Bus::connect(&cluster, &format!("reelbox head {host}")).await?;
         let consumer = bus
@@ -79,6 +86,7 @@ impl Head {
             orphans: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashMap::new()),
             told: Mutex::new(held::Told::default()),
+            store,
             stop,
         });
         head.refresh_boxes().await; // Results that came while the head was down are taken before jobs resume.

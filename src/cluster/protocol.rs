@@ -83,8 +83,8 @@ pub enum Held {
     /// The head waits for this run from this box (and, asked before the box runs it, no
     /// longer counts the box gone for a heartbeat TTL).
     Yes,
-    /// The head took the run back (its box stopped answering, or the job was canceled):
-    /// running it would be wasted, its result discarded.
+    /// The head took the run back (its box stopped answering, or the job was canceled or
+    /// has ended): running it would be wasted, its result discarded.
     GivenAway,
     /// The head knows nothing of it (it restarted since): the box runs it, and a head
     /// that resumes the job takes the result.

@@ -342,6 +342,63 @@ async fn a_worker_back_from_a_cut_stops_its_stage_after_the_head_restarted() {
     assert!(!said.lines().any(|l| l.contains(&id) && l.contains("stage done")), "{said}");
 }
 
+/// A job canceled on a head restarted while its box was cut off: the cancel the head sends
+/// reaches no box, and the restarted head remembers nothing it told; the box, back, hears its
+/// run was given away (the job has ended) and stops it. (It ran on to the end before, for a
+/// result the head discards.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_back_from_a_cut_stops_a_stage_canceled_on_the_restarted_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ns = cluster_support::NetNs::make();
+    let nats = match &ns {
+        Some(ns) => Nats::start_on(dir.path(), &ns.host_ip, &[]),
+        None => Nats::start(dir.path()),
+    };
+    let head_dir = dir.path().join("head");
+    let mut head = start_head(&head_dir, &nats, false);
+    let log = dir.path().join("w1.log");
+    let w1 = match &ns {
+        Some(ns) => WorkerProc::start_in_logged(&dir.path().join("w1"), &nats, "w1", ns, Some(&log)),
+        None => WorkerProc::start_logged(&dir.path().join("w1"), &nats, "w1", "", &log),
+    };
+    let http = reqwest::Client::new();
+    wait_boxes(&http, &head, &["w1"]).await;
+    // 30 s of work on the only box (without a namespace w1 is frozen instead of cut).
+    let id = submit_testcard(&http, &head, json!({"steps": 300, "step_ms": 100})).await;
+    assert_eq!(running_box(&http, &head, &id).await, "w1");
+    let silence = |quiet: bool| match &ns {
+        Some(ns) => ns.link(!quiet),
+        None => w1.signal(if quiet { "STOP" } else { "CONT" }),
+    };
+    silence(true);
+    // The head goes down and comes back, and the job is canceled there while w1 is away.
+    let bind = head.url.trim_start_matches("http://").to_string();
+    head.kill9();
+    let cfg = head_dir.join("cfg").join("config.toml");
+    let head = DaemonProc::start_at(&head_dir.join("data"), &bind, &[("REELBOX_CONFIG", cfg.to_str().expect("utf-8"))]);
+    // Canceled once the head counts w1 gone: it then waits for no run, and sends no cancel
+    // (one it sent before might reach w1 late, through the connection the server still holds).
+    cluster_support::wait_only_boxes(&http, &head, &[]).await;
+    wait_job(&http, &head, &id, Duration::from_secs(20), |j| j["state"] == "queued").await;
+    let canceled = http.post(head.at(&format!("/api/v1/jobs/{id}/cancel"))).send().await.expect("cancel");
+    assert!(canceled.status().is_success(), "cancel answered {}", canceled.status());
+    let j = wait_job(&http, &head, &id, Duration::from_secs(20), is_final).await;
+    assert_eq!(j["state"], "canceled", "{j}");
+    silence(false);
+    // The head's view of w1 is no witness (the restarted head waits for nothing of it): its log is.
+    let back = Instant::now();
+    let stopped = format!("stopped job {id} attempt 1");
+    loop {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains(&stopped) {
+            assert!(!said.lines().any(|l| l.contains(&id) && l.contains("stage done")), "{said}");
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(12), "w1 still runs the stage of a canceled job:\n{said}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_the_model_never_takes_its_stage() {
     let dir = tempfile::tempdir().expect("tempdir");

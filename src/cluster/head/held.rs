@@ -4,7 +4,10 @@
 //! or given away, never both. A box asking while it runs the stage (back from a network
 //! cut) is answered alike but never keeps the run: only a restarted box, whose heartbeat
 //! follows its question, is owed that; a box that asks and then goes is counted gone as
-//! soon as its heartbeat expires.
+//! soon as its heartbeat expires. A run of a job that has ended (canceled, failed, done) or
+//! is gone is given away too, whatever the head remembers: a head restarted while a box was
+//! cut off, then told to cancel the job, has no verdict on the box's run, and the cancel it
+//! sent reached no box.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,6 +104,7 @@ impl Head {
                 let other_run = waiting.keys().any(|k| k.job == key.job && k.stage == key.stage && *k != key);
                 self.told.lock().unwrap_or_else(|p| p.into_inner()).answer(key, host, holds, restarted, other_run)
             };
+            let answer = if answer == Held::Unknown && self.job_ended(key.job) { Held::GivenAway } else { answer };
             if answer == Held::Yes && restarted {
                 tracing::info!(job = %key.job, stage = key.stage, attempt = key.attempt, host,
                     "worker {host} started again and takes back its stage: the head still waits for it");
@@ -133,6 +137,19 @@ impl Head {
             waiting.remove(&key);
         }
         given
+    }
+
+    /// Whether `job` has ended or is gone from the store: no run of it will be taken. A store
+    /// that cannot be read says nothing (the box runs on, as with no answer).
+    fn job_ended(&self, job: ulid::Ulid) -> bool {
+        match self.store.job(job) {
+            Ok(Some(j)) => j.state.is_terminal(),
+            Ok(None) => true,
+            Err(e) => {
+                tracing::debug!(%job, "cannot read the job a box asks after: {e}");
+                false
+            }
+        }
     }
 
     /// Forgets what was told long ago.
