@@ -27,6 +27,11 @@ pub const CLASS_TYPES: [&str; 10] = [
 /// black on white made white on black).
 pub const IMAGE_NODES: [&str; 1] = ["ImageInvert"];
 
+/// The mask nodes, then the picture node.
+pub fn class_types() -> impl Iterator<Item = &'static str> {
+    CLASS_TYPES.into_iter().chain(IMAGE_NODES)
+}
+
 /// The spec of a mask node, as ComfyUI defines it; `side` bounds its sizes and offsets.
 pub(super) fn spec(class_type: &str, side: i128) -> Option<NodeSpec> {
     let mask = || link("mask", "MASK");
@@ -105,7 +110,7 @@ pub(super) fn spec(class_type: &str, side: i128) -> Option<NodeSpec> {
         "ImageInvert" => ("Invert Image", "1 − each value of the picture.", vec![link("image", "IMAGE")]),
         _ => return None,
     };
-    let class_type = CLASS_TYPES.into_iter().chain(IMAGE_NODES).find(|c| *c == class_type)?;
+    let class_type = class_types().find(|c| *c == class_type)?;
     let image = IMAGE_NODES.contains(&class_type);
     Some(NodeSpec {
         class_type,

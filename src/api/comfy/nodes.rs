@@ -116,12 +116,7 @@ const CLASS_TYPES: [&str; 19] = [
 /// mask's picture may pass (`masks`), the LoRA loaders, then the loaders of a UNet or VAE
 /// alone, whose choices are empty (`loaders`).
 pub fn class_types() -> impl Iterator<Item = &'static str> {
-    CLASS_TYPES
-        .into_iter()
-        .chain(masks::CLASS_TYPES)
-        .chain(masks::IMAGE_NODES)
-        .chain(super::loras::CLASS_TYPES)
-        .chain(loaders::CLASS_TYPES)
+    CLASS_TYPES.into_iter().chain(masks::class_types()).chain(super::loras::CLASS_TYPES).chain(loaders::CLASS_TYPES)
 }
 
 /// ComfyUI sampler names reelbox has.
