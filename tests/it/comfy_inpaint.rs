@@ -167,7 +167,8 @@ async fn comfyuis_inpainting_graphs_redraw_only_the_masked_part() {
     g["12"]["inputs"]["mask"] = json!(["10", 0]);
     let err = refused(&c, &d, g.clone(), "12").await;
     assert_eq!((&err["type"], &err["extra_info"]["input_name"]), (&json!("return_type_mismatch"), &json!("mask")));
-    g["13"] = json!({"class_type": "CropMask", "inputs": {"mask": ["10", 1], "x": 0, "y": 0, "width": 8, "height": 8}});
+    // KJNodes' GrowMaskWithBlur, a custom node.
+    g["13"] = json!({"class_type": "GrowMaskWithBlur", "inputs": {"mask": ["10", 1], "expand": 8}});
     g["12"]["inputs"]["mask"] = json!(["13", 0]);
     assert_eq!(refused(&c, &d, g, "13").await["type"], "missing_node_type");
 

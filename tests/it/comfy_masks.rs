@@ -21,7 +21,7 @@ use crate::comfy_upscale::get;
 
 /// LoadImage `10` → VAEEncode `11` → SetLatentNoiseMask `12`, its mask node `mask_from`'s
 /// (the `nodes` added).
-fn masked_graph(name: &str, nodes: &[(&str, Value)], mask_from: Value) -> Value {
+pub(crate) fn masked_graph(name: &str, nodes: &[(&str, Value)], mask_from: Value) -> Value {
     let mut all = vec![
         ("10", load(name)),
         ("11", json!({"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}})),
@@ -31,24 +31,24 @@ fn masked_graph(name: &str, nodes: &[(&str, Value)], mask_from: Value) -> Value 
     inpaint_graph(&all, "12")
 }
 
-fn node(class_type: &str, inputs: Value) -> Value {
+pub(crate) fn node(class_type: &str, inputs: Value) -> Value {
     json!({"class_type": class_type, "inputs": inputs})
 }
 
 /// How many pixels of columns `xs` differ between the picture and `out`.
-fn differing(out: &RgbImage, xs: std::ops::Range<u32>) -> usize {
+pub(crate) fn differing(out: &RgbImage, xs: std::ops::Range<u32>) -> usize {
     picture().enumerate_pixels().filter(|(x, y, p)| xs.contains(x) && out.get_pixel(*x, *y) != *p).count()
 }
 
 /// The grey picture an artifact holds (a mask the prompt kept).
-async fn grey_artifact(c: &reqwest::Client, d: &DaemonProc, id: &str) -> GrayImage {
+pub(crate) async fn grey_artifact(c: &reqwest::Client, d: &DaemonProc, id: &str) -> GrayImage {
     let bytes = c.get(d.at(&format!("/api/v1/artifacts/{id}"))).send().await.expect("get").bytes().await.expect("body");
     image::load_from_memory(&bytes).expect("a picture").to_luma8()
 }
 
 /// The native `image` job of the ComfyUI job `comfy`'s parameters with `mask` (+ `more`):
 /// its picture.
-async fn native(c: &reqwest::Client, d: &DaemonProc, comfy: &Value, mask: &str, more: Value) -> RgbImage {
+pub(crate) async fn native(c: &reqwest::Client, d: &DaemonProc, comfy: &Value, mask: &str, more: Value) -> RgbImage {
     let p = &comfy["params"];
     let mut body = json!({"mask": mask, "preview_every": 0});
     // How the ComfyUI job samples, all of it: the native job samples alike.

@@ -3,7 +3,8 @@
 //! between them (an ImageUpscaleWithModel, a scale node); and the one chain of pictures a
 //! prompt runs, on which every output's pictures must lie, but for the first pass's pictures
 //! of a prompt with a second (`hires`), shown as decoded. A link reelbox cannot follow is
-//! refused at the node whose input it is.
+//! refused at the node whose input it is. An output showing a mask as a picture (a
+//! MaskToImage's) is left out: the prompt runs without it, as ComfyUI's runs with it.
 
 use serde_json::{Map, json};
 
@@ -126,12 +127,33 @@ fn trace(g: &ValidGraph, out_id: &str) -> Result<Chain, PromptError> {
     Ok(Chain { source, key, sampler, steps })
 }
 
+/// Whether output `out` shows a mask as a picture, a MaskToImage's (through ImageInverts):
+/// reelbox keeps the mask as an upload, not as an output's picture.
+fn shows_a_mask(g: &ValidGraph, out: &str) -> bool {
+    let (mut at, mut input) = (out.to_string(), "images");
+    // At most every node once: a loop of ImageInverts ends too.
+    for _ in 0..=g.nodes.len() {
+        match g.linked(&at, input) {
+            Some((_, n)) if n.class_type == "MaskToImage" => return true,
+            Some((l, n)) if super::masks::IMAGE_NODES.contains(&n.class_type.as_str()) => {
+                (at, input) = (l.node, "image")
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// The chain the prompt runs (the longest output's of its last sampling pass, the first in
 /// the outputs' order of the longest) and what each output shows of it ([`Shown`]): every
 /// other output's chain is the start of it, or the first pass's pictures as decoded.
 pub(super) fn main_chain(g: &ValidGraph) -> Result<(Chain, Vec<Shown>), PromptError> {
-    let chains: Vec<(String, Chain)> =
-        g.outputs.iter().map(|out| trace(g, out).map(|c| (out.clone(), c))).collect::<Result<_, _>>()?;
+    let chains: Vec<(String, Chain)> = g
+        .outputs
+        .iter()
+        .filter(|out| !shows_a_mask(g, out))
+        .map(|out| trace(g, out).map(|c| (out.clone(), c)))
+        .collect::<Result<_, _>>()?;
     // A second pass's sampler, and its first pass's, when an output shows the second's pictures.
     let mut passes = None;
     for sampler in chains.iter().filter_map(|(_, c)| c.sampler.as_deref()) {

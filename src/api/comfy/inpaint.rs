@@ -14,9 +14,9 @@ use super::chain::{follow, unsupported};
 use super::compile::{Masking, Sampling, input_error};
 use super::files::{Upload, UploadLookup, uploaded};
 use super::literals::{int_value, text};
-use super::masks;
 use super::nodes::{InputKind, InputSpec, NodeSpec, int, link};
 use super::validate::{PromptError, ValidGraph};
+use super::{mask_chain, masks};
 use crate::media::picture::open_as_stored;
 use crate::pipelines::diffusion::inpaint::reads_by_alpha;
 
@@ -106,7 +106,7 @@ impl MaskPicture {
 /// The mask and the growth of mask node `node_id` (SetLatentNoiseMask or
 /// VAEEncodeForInpaint) over `picture` (the upload of LoadImage `load_id`), with the nodes it
 /// names for the roles. A loader's MASK that reelbox reads from the upload as ComfyUI does is
-/// the upload; any other is worked out ([`masks::Chain`]).
+/// the upload; any other is worked out ([`mask_chain::Chain`]).
 pub(super) fn mask_of(
     g: &ValidGraph,
     (node_id, encode_id): (&str, &str),
@@ -143,7 +143,7 @@ pub(super) fn mask_of(
     let (mask, chain) = match as_sent {
         Some((source, upload)) => (MaskPicture::Upload(upload.id), vec![source]),
         None => {
-            let chain = masks::Chain::read(g, node_id, "mask", uploads)?;
+            let chain = mask_chain::Chain::read(g, node_id, "mask", uploads)?;
             (MaskPicture::Made(chain.png(g, picture, load_id)?), chain.nodes())
         }
     };

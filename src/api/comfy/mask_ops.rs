@@ -1,8 +1,9 @@
-//! ComfyUI's mask arithmetic (`comfy_extras/nodes_mask.py`, `nodes.py`'s loaders) on
-//! reelbox's [`Mask`], whose 1 redraws as ComfyUI's MASK does: values in float32 as
-//! PyTorch computes them, the quirks kept (FeatherMask's `right` and `bottom` start at the
-//! first column and row; `and`/`or`/`xor` round halves to even). Growing is
-//! [`Mask::spread`]'s, SciPy's steps in one pass.
+//! ComfyUI's mask arithmetic (`comfy_extras/nodes_mask.py`, `nodes.py`'s loaders and
+//! ImageInvert) on reelbox's [`Mask`], whose 1 redraws as ComfyUI's MASK does, and on the
+//! [`Picture`]s (ComfyUI's IMAGE) a mask is read from: values in float32 as PyTorch
+//! computes them, the quirks kept (FeatherMask's `right` and `bottom` start at the first
+//! column and row; `and`/`or`/`xor` and ImageColorToMask's bytes round halves to even).
+//! Growing is [`Mask::spread`]'s, SciPy's steps in one pass.
 
 use image::DynamicImage;
 
@@ -100,14 +101,60 @@ pub fn load_image_mask(picture: &DynamicImage, channel: Channel) -> Mask {
     of(rgba.width(), rgba.height(), rgba.pixels().map(|p| read(p[channel.index()])).collect())
 }
 
-/// ImageToMask's colour `channel` of LoadImage's IMAGE (the picture as RGB, alpha dropped);
-/// `None` for alpha, which that IMAGE lacks.
-pub fn image_channel(picture: &DynamicImage, channel: Channel) -> Option<Mask> {
-    if channel == Channel::Alpha {
+/// An IMAGE on a mask's way: red, green and blue 0…1 a pixel, row by row. Every IMAGE
+/// reelbox reads a mask from is RGB, as LoadImage's and MaskToImage's are in ComfyUI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<[f32; 3]>,
+}
+
+/// LoadImage's IMAGE: the picture as RGB (alpha dropped, not blended), each byte / 255.
+pub fn load_picture(picture: &DynamicImage) -> Picture {
+    let rgb = picture.to_rgb8();
+    Picture { width: rgb.width(), height: rgb.height(), rgb: rgb.pixels().map(|p| p.0.map(unit)).collect() }
+}
+
+/// MaskToImage: the mask's value in each channel.
+pub fn mask_to_image(mask: Mask) -> Picture {
+    Picture { width: mask.width, height: mask.height, rgb: mask.redraw.into_iter().map(|v| [v; 3]).collect() }
+}
+
+/// ImageInvert: 1 − each value.
+pub fn invert_image(mut picture: Picture) -> Picture {
+    picture.rgb.iter_mut().flatten().for_each(|v| *v = 1.0 - *v);
+    picture
+}
+
+/// ImageToMask's colour `channel` of an IMAGE; `None` for alpha, which an RGB IMAGE lacks.
+pub fn image_channel(picture: &Picture, channel: Channel) -> Option<Mask> {
+    let i = (channel != Channel::Alpha).then(|| channel.index())?;
+    Some(of(picture.width, picture.height, picture.rgb.iter().map(|p| p[i]).collect()))
+}
+
+/// ImageColorToMask: 1 where the pixel is `color`, else 0; each channel clamped to 0…1,
+/// times 255 and rounded (halves to even, as `torch.round`), packed as
+/// (red << 16) + (green << 8) + blue. (ComfyUI's gave 255 for 1 before mid 2025, PR #8771.)
+pub fn color_mask(picture: &Picture, color: u32) -> Mask {
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round_ties_even() as u32;
+    let packed = |[r, g, b]: [f32; 3]| (byte(r) << 16) + (byte(g) << 8) + byte(b);
+    let redraw = picture.rgb.iter().map(|p| f32::from(u8::from(packed(*p) == color))).collect();
+    of(picture.width, picture.height, redraw)
+}
+
+/// CropMask: `width`×`height` values from (`x`, `y`), cut short at the mask's edges as
+/// slicing is; `None` where (`x`, `y`) is past them, which leaves nothing.
+pub fn crop(mask: &Mask, (x, y): (u32, u32), (width, height): (u32, u32)) -> Option<Mask> {
+    if x >= mask.width || y >= mask.height {
         return None;
     }
-    let rgb = picture.to_rgb8();
-    Some(of(rgb.width(), rgb.height(), rgb.pixels().map(|p| unit(p[channel.index()])).collect()))
+    let (w, h) = (width.min(mask.width - x), height.min(mask.height - y));
+    let row = |r: u32| {
+        let start = ((y + r) * mask.width + x) as usize;
+        mask.redraw[start..start + w as usize].iter().copied()
+    };
+    Some(of(w, h, (0..h).flat_map(row).collect()))
 }
 
 /// SolidMask: `value` everywhere.
@@ -177,8 +224,9 @@ mod tests {
         assert_eq!(load_image(&rgba).redraw, [1.0, 0.0, 1.0 - 0.4]);
         assert_eq!(load_image_mask(&rgba, Channel::Alpha).redraw, load_image(&rgba).redraw);
         assert_eq!(load_image_mask(&rgba, Channel::Green).redraw, [0.2; 3]);
-        assert_eq!(image_channel(&rgba, Channel::Red).map(|m| m.redraw), Some(vec![1.0; 3]), "alpha dropped");
-        assert_eq!(image_channel(&rgba, Channel::Alpha), None, "LoadImage's IMAGE is RGB");
+        let image = load_picture(&rgba);
+        assert_eq!(image_channel(&image, Channel::Red).map(|m| m.redraw), Some(vec![1.0; 3]), "alpha dropped");
+        assert_eq!(image_channel(&image, Channel::Alpha), None, "LoadImage's IMAGE is RGB");
         // No alpha channel: LoadImage's MASK is ComfyUI's empty 64×64; LoadImageMask's alpha all kept.
         let rgb = DynamicImage::ImageRgb8(RgbImage::from_pixel(2, 2, Rgb([255, 0, 0])));
         assert_eq!((load_image(&rgb).width, load_image(&rgb).redraw.iter().sum::<f32>()), (64, 0.0));
@@ -223,5 +271,32 @@ mod tests {
         assert_eq!(composite(d(), &s, (9, 0), Operation::Add).redraw, d().redraw, "no overlap: unchanged");
         assert_eq!(Operation::named("xor"), Some(Operation::Xor));
         assert_eq!(Operation::named("divide"), None);
+    }
+
+    #[test]
+    fn pictures_masks_and_colours_round_trip_as_comfyui_computes_them() {
+        let m = row(&[0.0, 0.3, 1.0]);
+        let image = mask_to_image(m.clone());
+        assert_eq!(image.rgb, [[0.0; 3], [0.3; 3], [1.0; 3]]);
+        assert_eq!(image_channel(&image, Channel::Blue), Some(m), "MaskToImage → ImageToMask gives the mask back");
+        assert_eq!(image_channel(&invert_image(image), Channel::Green).map(|m| m.redraw), Some(vec![1.0, 0.7, 0.0]));
+        // Red painted on white, one pixel a shade off: only the exact colour is 1.
+        let painted =
+            RgbImage::from_fn(4, 1, |x, _| Rgb([[255, 255, 254, 255][x as usize], [0, 255, 0, 0][x as usize], 0]));
+        let painted = load_picture(&DynamicImage::ImageRgb8(painted));
+        assert_eq!(color_mask(&painted, 0xFF0000).redraw, [1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(color_mask(&painted, 0xFFFF00).redraw, [0.0, 1.0, 0.0, 0.0]);
+        // Values past 0…1 (an inverted mask's can be) clamp first.
+        let odd = Picture { width: 2, height: 1, rgb: vec![[-0.2, 0.0, 0.0], [1.5, 1.0, 1.0]] };
+        assert_eq!(color_mask(&odd, 0).redraw, [1.0, 0.0]);
+        assert_eq!(color_mask(&odd, 0xFFFFFF).redraw, [0.0, 1.0]);
+    }
+
+    #[test]
+    fn crop_cuts_short_at_the_edges_and_refuses_past_them() {
+        let m = of(3, 2, vec![0.0, 0.1, 0.2, 1.0, 1.1, 1.2]);
+        assert_eq!(crop(&m, (1, 0), (2, 1)), Some(of(2, 1, vec![0.1, 0.2])));
+        assert_eq!(crop(&m, (2, 1), (512, 512)), Some(of(1, 1, vec![1.2])), "as slicing does");
+        assert_eq!((crop(&m, (3, 0), (1, 1)), crop(&m, (0, 2), (1, 1))), (None, None));
     }
 }

@@ -30,6 +30,7 @@ pub mod literals;
 pub mod loaders;
 pub mod lora_target;
 pub mod loras;
+pub mod mask_chain;
 pub mod mask_ops;
 pub mod masks;
 pub mod messages;

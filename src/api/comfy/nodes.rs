@@ -21,6 +21,8 @@ pub enum InputKind {
         min: i128,
         max: i128,
         step: i128,
+        /// How ComfyUI's page shows it, where not as a number (`color`: a colour picker).
+        display: Option<&'static str>,
     },
     Float {
         default: f64,
@@ -110,10 +112,11 @@ const CLASS_TYPES: [&str; 19] = [
     LOAD_MASK,
 ];
 
-/// Every class type reelbox describes: those it runs, the mask nodes, the LoRA loaders, then
-/// the loaders of a UNet or VAE alone, whose choices are empty (`loaders`).
+/// Every class type reelbox describes: those it runs, the mask nodes and the picture node a
+/// mask's picture may pass (`masks`), the LoRA loaders, then the loaders of a UNet or VAE
+/// alone, whose choices are empty (`loaders`).
 pub fn class_types() -> impl Iterator<Item = &'static str> {
-    CLASS_TYPES.into_iter().chain(masks::CLASS_TYPES).chain(super::loras::CLASS_TYPES).chain(loaders::CLASS_TYPES)
+    CLASS_TYPES.into_iter().chain(masks::class_types()).chain(super::loras::CLASS_TYPES).chain(loaders::CLASS_TYPES)
 }
 
 /// ComfyUI sampler names reelbox has.
@@ -145,7 +148,7 @@ pub(super) fn link(name: &'static str, ty: &'static str) -> InputSpec {
 }
 
 pub(super) fn int(name: &'static str, default: i128, min: i128, max: i128, step: i128) -> InputSpec {
-    InputSpec { name, kind: InputKind::Int { default, min, max, step } }
+    InputSpec { name, kind: InputKind::Int { default, min, max, step, display: None } }
 }
 
 pub(super) fn float(name: &'static str, default: f64, min: f64, max: f64) -> InputSpec {
@@ -387,8 +390,12 @@ pub fn is_optional(class_type: &str, input: &str) -> bool {
 pub fn input_config(kind: &InputKind) -> Value {
     match kind {
         InputKind::Link(ty) => json!([ty]),
-        InputKind::Int { default, min, max, step } => {
-            json!(["INT", {"default": int_json(*default), "min": int_json(*min), "max": int_json(*max), "step": int_json(*step)}])
+        InputKind::Int { default, min, max, step, display } => {
+            let mut config = json!({"default": int_json(*default), "min": int_json(*min), "max": int_json(*max), "step": int_json(*step)});
+            if let Some(display) = display {
+                config["display"] = json!(display);
+            }
+            json!(["INT", config])
         }
         InputKind::Float { default, min, max, step } => {
             json!(["FLOAT", {"default": default, "min": min, "max": max, "step": step, "round": 0.01}])
