@@ -141,6 +141,7 @@ async fn imported_checkpoints_and_loras_are_known_by_a1111s_hashes_in_listings_r
     let text = parameters_of(&png).expect("a parameters text");
     assert!(text.contains(&format!(", Lora hashes: \"style-kohya: {lora_short}\", Version: ")), "{text}");
     assert!(!text.contains("Model hash") && info["sd_model_hash"].is_null(), "{text} {info}");
+    assert_eq!(info["extra_generation_params"]["Lora hashes"], format!("style-kohya: {lora_short}"), "{info}");
     let (s, read) = post_json(
         &http,
         &d,

@@ -217,4 +217,18 @@ mod tests {
         std::fs::write(dir.path().join(CONVERSION_FILE), plain.to_string()).expect("write");
         assert_eq!(fused_of(dir.path()), None, "a plain conversion is not fused");
     }
+
+    #[test]
+    fn a_records_hashes_are_read_only_when_they_are_hashes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sha = "AB".repeat(32);
+        let record = serde_json::json!({"sha256": sha, "model_hash": "0123abcd",
+            "loras": [{"file": "/l/ink.safetensors", "scale": 1.0, "a1111_hash": "é".repeat(32)}]});
+        std::fs::write(dir.path().join(CONVERSION_FILE), record.to_string()).expect("record");
+        let c = Checkpoint::read("sd", dir.path(), None);
+        assert_eq!((c.sha256, c.model_hash.as_deref()), (Some("ab".repeat(32)), Some("0123abcd")));
+        assert_eq!(c.loras[0].hash, None, "64 bytes, not 64 hex digits");
+        let old = Checkpoint::read("old", tempfile::tempdir().expect("tempdir").path(), None);
+        assert_eq!((old.sha256, old.model_hash), (None, None), "no record: no hash");
+    }
 }
