@@ -83,21 +83,36 @@ pub fn adopt_file(dir: &Path, id: &str, ext: &str, src: &Path) -> Result<StoredF
     Ok(StoredFile { rel_path: rel, size, sha256 })
 }
 
-/// Size and sha256 (hex) of a file, streamed; the one hashing loop of the crate.
+/// Size and sha256 (hex) of a file, streamed.
 pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut f = File::open(path)?;
+    let read = sha256_read(&mut File::open(path)?, |_, _| true)?;
+    // `each` never stops it.
+    Ok(read.unwrap_or_default())
+}
+
+/// Size and sha256 (hex) of all that `r` gives, read 1 MiB at a time: the one hashing loop of
+/// the crate. `each` sees every chunk with its offset from where `r` stood (A1111's old model
+/// hash reads one window of the same read) and stops the read by answering `false` (a
+/// canceled import): `None` then.
+pub fn sha256_read(
+    r: &mut impl Read,
+    mut each: impl FnMut(u64, &[u8]) -> bool,
+) -> std::io::Result<Option<(u64, String)>> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
+        }
+        if !each(size, &buf[..n]) {
+            return Ok(None);
         }
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((size, hex::encode(hasher.finalize())))
+    Ok(Some((size, hex::encode(hasher.finalize()))))
 }
 
 /// Size and sha256 of a file, as a store error naming the path.

@@ -12,6 +12,7 @@ mod cluster_support;
 
 mod a1111;
 mod a1111_extras;
+mod a1111_hashes;
 mod a1111_hires;
 mod api_conventions;
 mod api_fuzz;

@@ -143,7 +143,7 @@ async fn respond(
             images.push(base64::engine::general_purpose::STANDARD.encode(&bytes));
         }
     }
-    let info = info(&job, infotexts)?.to_string();
+    let info = info(state, &job, infotexts)?.to_string();
     let mut resp = Json(ImageResponse { images, parameters, info }).into_response();
     if let Ok(v) = HeaderValue::from_str(&job.id.to_string()) {
         resp.headers_mut().insert(JOB_HEADER, v);
@@ -152,7 +152,7 @@ async fn respond(
 }
 
 /// A1111's `info` of a finished job, read from its stored parameters (every default filled).
-fn info(job: &Job, infotexts: Vec<String>) -> Result<Value, A1111Error> {
+fn info(state: &AppState, job: &Job, infotexts: Vec<String>) -> Result<Value, A1111Error> {
     let p: ImageParams = serde_json::from_str(&job.params)
         .map_err(|e| A1111Error::internal(format!("job {} has unreadable parameters: {e}", job.id)))?;
     let n = p.n as usize;
@@ -183,7 +183,8 @@ fn info(job: &Job, infotexts: Vec<String>) -> Result<Value, A1111Error> {
         "restore_faces": false,
         "face_restoration_model": null,
         "sd_model_name": p.model,
-        "sd_model_hash": null,
+        // A1111's shorthash of the model's checkpoint file, as its pictures' `Model hash`.
+        "sd_model_hash": super::info::checkpoint_of(state, &p.model).and_then(|c| c.shorthash().map(str::to_string)),
         "sd_vae_name": null,
         "sd_vae_hash": null,
         "seed_resize_from_w": -1,

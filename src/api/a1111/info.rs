@@ -19,19 +19,25 @@ use crate::api::auth::Caller;
 use crate::api::json::ApiBytes;
 use crate::api::{ApiError, AppState};
 use crate::kinds::box_models;
+use crate::models::convert::fused::{Checkpoint, Checkpoints};
 use crate::models::{Catalog, ModelKind, ModelStore};
 use crate::pipelines::diffusion::output::{LATENT_MODES, PICTURE_MODES};
 use crate::store::JobFilter;
 use crate::store::records::{Job, JobState, JobStatus};
 
-/// One model of `GET /sdapi/v1/sd-models`. reelbox keeps no checkpoint hash, so `title` is
-/// the model's name, as A1111 titles a checkpoint it has not hashed.
+/// One model of `GET /sdapi/v1/sd-models`, as A1111 lists a checkpoint: a model converted
+/// from a checkpoint file at import (`reelbox models import FILE`) by that file's hashes,
+/// `title` `name [shorthash]`; one converted from a folder, a ready ONNX import, a pulled
+/// model and one imported before reelbox kept hashes by its name alone, `hash` and `sha256`
+/// `null`, as A1111 lists a checkpoint it has not hashed.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = A1111SdModel)]
 pub struct SdModel {
     pub title: String,
     pub model_name: String,
+    /// A1111's shorthash, the first 10 digits of `sha256` (as A1111's and Forge's API answer).
     pub hash: Option<String>,
+    /// The sha256 of the checkpoint file it was converted from.
     pub sha256: Option<String>,
     /// Its folder (on a head, for a model only worker boxes have: its name).
     pub filename: String,
@@ -85,13 +91,17 @@ pub struct Progress {
 #[utoipa::path(get, path = "/sdapi/v1/sd-models", operation_id = "a1111_sd_models", tag = "a1111", responses((status = 200, body = Vec<SdModel>)))]
 pub async fn sd_models(State(state): State<AppState>) -> Json<Vec<SdModel>> {
     let catalog = Catalog::load(&state.config);
-    let model = |name: &str, filename: String| SdModel {
-        title: name.to_string(),
-        model_name: name.to_string(),
-        hash: None,
-        sha256: None,
-        filename,
-        config: None,
+    let checkpoints = Checkpoints::of(&catalog);
+    let model = |name: &str, filename: String| {
+        let hashed = checkpoints.get(name);
+        SdModel {
+            title: hashed.map_or_else(|| name.to_string(), Checkpoint::title),
+            model_name: name.to_string(),
+            hash: hashed.and_then(Checkpoint::shorthash).map(str::to_string),
+            sha256: hashed.and_then(|c| c.sha256.clone()),
+            filename,
+            config: None,
+        }
     };
     let mut models: Vec<SdModel> = catalog
         .installed(ModelKind::Diffusion)
@@ -103,6 +113,12 @@ pub async fn sd_models(State(state): State<AppState>) -> Json<Vec<SdModel>> {
         }
     }
     Json(models)
+}
+
+/// Installed diffusion model `name` as A1111 knows it (its title and hashes), where this box
+/// has it.
+pub fn checkpoint_of(state: &AppState, name: &str) -> Option<Checkpoint> {
+    Checkpoints::of(&Catalog::load(&state.config)).get(name).cloned()
 }
 
 /// The model a client key picked through `options` while it is still installed (an admin's
@@ -121,12 +137,15 @@ fn current(state: &AppState, caller: &Caller) -> Option<String> {
 }
 
 /// The settings clients read: `sd_model_checkpoint` is the model the caller's requests naming
-/// none draw with.
+/// none draw with, by its A1111 title, and `sd_checkpoint_hash` its checkpoint file's sha256.
 #[utoipa::path(get, path = "/sdapi/v1/options", operation_id = "a1111_get_options", tag = "a1111", responses((status = 200, body = Object)))]
 pub async fn get_options(State(state): State<AppState>, caller: Caller) -> Json<Value> {
+    let name = current(&state, &caller);
+    let hashed = name.as_deref().and_then(|n| checkpoint_of(&state, n));
     Json(json!({
-        "sd_model_checkpoint": current(&state, &caller),
-        "sd_checkpoint_hash": null,
+        // Its title, as A1111 keeps the option: `name [shorthash]` for a hashed model.
+        "sd_model_checkpoint": hashed.as_ref().map(Checkpoint::title).or(name),
+        "sd_checkpoint_hash": hashed.and_then(|c| c.sha256),
         "samples_format": "png",
         "randn_source": "CPU",
         "eta_noise_seed_delta": 0,
@@ -135,7 +154,8 @@ pub async fn get_options(State(state): State<AppState>, caller: Caller) -> Json<
     }))
 }
 
-/// Sets `sd_model_checkpoint` (an installed diffusion model's name or title): an admin's
+/// Sets `sd_model_checkpoint` (an installed diffusion model's name, title or hash, as
+/// `params::model_named` reads it): an admin's
 /// becomes the box's diffusion default, which requests naming no model use; a client key's
 /// is its own pick (SillyTavern and Open WebUI pick a model only here), kept across restarts,
 /// which its requests naming none draw with, other keys unaffected. Other settings are

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::kinds::box_models;
 use crate::kinds::image::{self, MAX_IMAGES, NO_SCHEDULE, RefineRequest};
 use crate::kinds::resize::ResizeRequest;
+use crate::models::convert::fused::Checkpoints;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::diffusion::output::{LATENT_MODES, PICTURE_MODES};
 
@@ -42,18 +43,25 @@ pub fn request_field(native: &str) -> String {
 }
 
 /// The installed diffusion model `asked` names: its name, or its A1111 title (`name [hash]`,
-/// a file name with `.safetensors`/`.ckpt`), as `sd-models` lists it. 404 naming `field`.
+/// a file name with `.safetensors`/`.ckpt`), as `sd-models` lists it, else, as A1111 picks a
+/// checkpoint, its file's hash (sha256, shorthash or old hash; alone or a title's, a picture's
+/// `Model hash` from PNG Info), [`Checkpoints::by_hash`]. 404 naming `field`.
 pub fn model_named(config: &Config, asked: &str, field: &str) -> Result<String, A1111Error> {
     let text = asked.trim();
-    let text = match text.rsplit_once(" [") {
-        Some((name, hash)) if hash.ends_with(']') => name,
-        _ => text,
+    let (name, hash) = match text.rsplit_once(" [") {
+        Some((name, hash)) if hash.ends_with(']') => (name, hash.strip_suffix(']')),
+        _ => (text, None),
     };
-    let candidates = [text, text.trim_end_matches(".safetensors").trim_end_matches(".ckpt")];
+    let candidates = [name, name.trim_end_matches(".safetensors").trim_end_matches(".ckpt")];
     let installed = |n: &str| {
         Catalog::installed_dir_of(config, ModelKind::Diffusion, n).is_some() || box_models::has(ModelKind::Diffusion, n)
     };
-    candidates.into_iter().find(|n| installed(n)).map(str::to_string).ok_or_else(|| {
+    if let Some(found) = candidates.into_iter().find(|n| installed(n)) {
+        return Ok(found.to_string());
+    }
+    let checkpoints = Checkpoints::of(&Catalog::load(config));
+    let by_hash = [Some(text), hash].into_iter().flatten().find_map(|h| checkpoints.by_hash(h));
+    by_hash.map(|c| c.name.clone()).ok_or_else(|| {
         A1111Error::new(
             axum::http::StatusCode::NOT_FOUND,
             format!("{field}: {asked:?} is not an installed diffusion model; see GET /sdapi/v1/sd-models"),

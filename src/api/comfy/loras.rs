@@ -231,7 +231,8 @@ mod tests {
             source: Some("/m/tiny-sd.safetensors".into()),
             flags: vec!["--fp16".into()],
             base: Some("tiny-sd".into()),
-            loras: loras.iter().map(|(f, s)| FusedLora { file: format!("/l/{f}"), scale: *s }).collect(),
+            loras: loras.iter().map(|(f, s)| FusedLora { file: format!("/l/{f}"), scale: *s, hash: None }).collect(),
+            ..Checkpoint::default()
         }
     }
 

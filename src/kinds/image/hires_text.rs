@@ -90,6 +90,8 @@ impl Refine {
             strength: Some(self.strength),
             rng: first.noise.label(),
             hires: Some(hires),
+            // The model's, which the render that writes the text knows.
+            hashes: None,
         }
     }
 }

@@ -18,9 +18,10 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::gpu::DeviceId;
 use crate::kinds::StageName;
+use crate::models::convert::fused::Checkpoint;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::ProgressFn;
-use crate::pipelines::diffusion::output::{ImageParameters, encode_png};
+use crate::pipelines::diffusion::output::{ImageParameters, ModelHashes, encode_png};
 use crate::pipelines::diffusion::samplers::SchedulerChoice;
 use crate::pipelines::diffusion::{
     DiffusionError, GenerateRequest, Hooks, Init, InitImage, InitLatents, Mask, Preview, SdModel, Timings, generate,
@@ -138,6 +139,7 @@ impl Image {
         cancel: Option<&CancellationToken>,
     ) -> Result<Rendered, DiffusionError> {
         let model = self.model(config, engine, device, &params.model)?;
+        let hashes = model_hashes(config, &params.model);
         let choice = SchedulerChoice::parse(&params.scheduler)?.with_schedule(params.schedule)?;
         let req = GenerateRequest {
             prompt: params.prompt.clone(),
@@ -189,8 +191,10 @@ impl Image {
                 strength: params.strength,
                 rng: params.noise.label(),
                 hires: None,
+                hashes: None,
             };
-            let text = described_as.unwrap_or(&own).to_text();
+            // A second pass's text too names the model that drew it.
+            let text = ImageParameters { hashes: Some(&hashes), ..described_as.cloned().unwrap_or(own) }.to_text();
             let name = picture_name("image", i, params.n);
             images.push((name, encode_png(&img.to_rgb8(), Some(&text))?));
         }
@@ -213,6 +217,16 @@ impl Image {
             timings: out.timings,
         })
     }
+}
+
+/// The A1111 hashes of installed diffusion model `name` as its import recorded them, which
+/// its pictures' parameters text writes; none for a model whose import kept none.
+fn model_hashes(config: &Config, name: &str) -> ModelHashes {
+    let Some(dir) = Catalog::installed_dir_of(config, ModelKind::Diffusion, name) else {
+        return ModelHashes::default();
+    };
+    let checkpoint = Checkpoint::read(name, &dir, None);
+    ModelHashes { model: checkpoint.shorthash().map(str::to_string), loras: checkpoint.lora_hashes() }
 }
 
 impl TypedKind for Image {

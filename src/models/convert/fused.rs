@@ -1,13 +1,14 @@
 //! The installed diffusion models as a workflow names its checkpoint and LoRAs: each one's
 //! source and import flags, and for one converted with LoRAs fused in, its base and each
-//! LoRA's file and scale, as its `conversion.json` records them. ComfyUI loads LoRAs onto
+//! LoRA's file and scale, as its `conversion.json` records them, with the A1111 hashes of the
+//! files it was made from (`super::hashes`, which also names them as A1111 does). ComfyUI loads LoRAs onto
 //! a checkpoint as it samples; reelbox fuses them at import, so a workflow's LoRA loaders
 //! run on the model made of that base with those LoRAs (`api::comfy::loras`).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{CONVERSION_FILE, import_flags_in};
+use super::CONVERSION_FILE;
 use crate::models::{Catalog, ModelKind, import};
 
 /// A LoRA fused into a model at import.
@@ -17,6 +18,8 @@ pub struct FusedLora {
     pub file: String,
     /// As the import took it (f32), so 0.7 reads and prints as 0.7, not 0.699999988.
     pub scale: f32,
+    /// A1111's hash of the file (`super::hashes::lora`), when the import kept one.
+    pub hash: Option<String>,
 }
 
 impl FusedLora {
@@ -45,6 +48,11 @@ pub struct Checkpoint {
     pub base: Option<String>,
     /// The LoRAs fused into it, none for a plain model.
     pub loras: Vec<FusedLora>,
+    /// The sha256 of the checkpoint file it was converted from, when the import kept one (a
+    /// folder's conversion, a ready ONNX import and an older import have none).
+    pub sha256: Option<String>,
+    /// A1111's old hash of that file (`super::hashes::CheckpointHash::model_hash`).
+    pub model_hash: Option<String>,
 }
 
 impl Checkpoint {
@@ -60,7 +68,7 @@ impl Checkpoint {
             .filter_map(|l| {
                 let file = l.get("file")?.as_str()?.to_string();
                 let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0) as f32;
-                Some(FusedLora { file, scale })
+                Some(FusedLora { file, scale, hash: hex_of(l.get("a1111_hash"), 64) })
             })
             .collect();
         // The record read once: its flags too.
@@ -76,6 +84,8 @@ impl Checkpoint {
             flags,
             base: record.pointer("/details/base").and_then(serde_json::Value::as_str).map(String::from),
             loras,
+            sha256: hex_of(record.get("sha256"), 64),
+            model_hash: hex_of(record.get("model_hash"), 8),
         }
     }
 
@@ -83,6 +93,13 @@ impl Checkpoint {
     pub fn is_fused(&self) -> bool {
         !self.loras.is_empty()
     }
+}
+
+/// A recorded hash: `len` hex digits, in lower case; `None` for anything else (an older
+/// record's missing key, a hand-edited one), so a hash is never cut inside a character.
+fn hex_of(value: Option<&serde_json::Value>, len: usize) -> Option<String> {
+    let text = value?.as_str()?;
+    (text.len() == len && text.bytes().all(|b| b.is_ascii_hexdigit())).then(|| text.to_ascii_lowercase())
 }
 
 /// Every installed diffusion model as a [`Checkpoint`], sorted by name.
@@ -120,6 +137,50 @@ impl Checkpoints {
     }
 }
 
+/// `base + LoRA×scale + …` for a model converted with LoRAs fused in, read from its
+/// `conversion.json`; `None` for any other model (or an unreadable record).
+pub fn fused_of(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let details = record.get("details")?;
+    let loras = details.get("loras")?.as_array().filter(|l| !l.is_empty())?;
+    let mut parts = vec![details.get("base")?.as_str()?.to_string()];
+    for l in loras {
+        let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0);
+        parts.push(format!("{}×{scale}", l.get("name")?.as_str()?));
+    }
+    Some(parts.join(" + "))
+}
+
+/// The `models import` flags that made the converted model in `dir`, read back from its
+/// `conversion.json`: `--lora FILE:SCALE` for each LoRA, `--fp16`, and `--prediction` when
+/// it was given (a guessed type is guessed alike again). `None` without a readable record.
+pub fn import_flags_of(dir: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
+    import_flags_in(&serde_json::from_str(&text).ok()?)
+}
+
+/// [`import_flags_of`] from a `conversion.json` already read.
+pub fn import_flags_in(record: &serde_json::Value) -> Option<Vec<String>> {
+    let mut flags = Vec::new();
+    for l in record.get("loras").and_then(serde_json::Value::as_array).into_iter().flatten() {
+        let file = l.get("file")?.as_str()?;
+        // Kept as f32 (the request's type), so 0.7 reads back as 0.7, not 0.699999988.
+        let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0) as f32;
+        flags.extend(["--lora".to_string(), format!("{file}:{scale}")]);
+    }
+    if record.get("fp16").and_then(serde_json::Value::as_bool) == Some(true) {
+        flags.push("--fp16".into());
+    }
+    let details = record.get("details");
+    let given =
+        details.and_then(|d| d.get("prediction_from")).and_then(serde_json::Value::as_str) == Some("--prediction");
+    if given && let Some(p) = details.and_then(|d| d.get("prediction_type")).and_then(serde_json::Value::as_str) {
+        flags.extend(["--prediction".to_string(), if p == "v_prediction" { "v" } else { p }.to_string()]);
+    }
+    Some(flags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +203,32 @@ mod tests {
         let all = Checkpoints(vec![plain, fused]);
         assert_eq!(all.lora_files(), ["Film Grain.safetensors", "ink.safetensors"]);
         assert_eq!(all.fused().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["dreamy"]);
+    }
+
+    #[test]
+    fn fused_models_name_their_base_and_loras() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(fused_of(dir.path()), None, "no record");
+        let record = serde_json::json!({"details": {"base": "sd15", "loras": [
+            {"name": "ink", "scale": 0.8}, {"name": "film", "scale": 1.0}]}});
+        std::fs::write(dir.path().join(CONVERSION_FILE), record.to_string()).expect("write");
+        assert_eq!(fused_of(dir.path()).as_deref(), Some("sd15 + ink×0.8 + film×1"));
+        let plain = serde_json::json!({"details": {"base": "sd15", "loras": []}});
+        std::fs::write(dir.path().join(CONVERSION_FILE), plain.to_string()).expect("write");
+        assert_eq!(fused_of(dir.path()), None, "a plain conversion is not fused");
+    }
+
+    #[test]
+    fn a_records_hashes_are_read_only_when_they_are_hashes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sha = "AB".repeat(32);
+        let record = serde_json::json!({"sha256": sha, "model_hash": "0123abcd",
+            "loras": [{"file": "/l/ink.safetensors", "scale": 1.0, "a1111_hash": "é".repeat(32)}]});
+        std::fs::write(dir.path().join(CONVERSION_FILE), record.to_string()).expect("record");
+        let c = Checkpoint::read("sd", dir.path(), None);
+        assert_eq!((c.sha256, c.model_hash.as_deref()), (Some("ab".repeat(32)), Some("0123abcd")));
+        assert_eq!(c.loras[0].hash, None, "64 bytes, not 64 hex digits");
+        let old = Checkpoint::read("old", tempfile::tempdir().expect("tempdir").path(), None);
+        assert_eq!((old.sha256, old.model_hash), (None, None), "no record: no hash");
     }
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -21,8 +22,10 @@ use super::{Manifest, ModelError, ModelStore, import};
 use crate::config::Config;
 
 pub mod fused;
+pub mod hashes;
 pub mod pyenv;
 
+pub use fused::{fused_of, import_flags_in, import_flags_of};
 pub use pyenv::PyEnv;
 
 /// The pinned packages of the conversion environment.
@@ -120,6 +123,8 @@ pub struct Conversion {
     pub request: ConvertRequest,
     pub result: Converted,
     pub kind: ModelKind,
+    /// The A1111 hashes of the files it was made from, read beside the converter.
+    pub hashes: hashes::SourceHashes,
     staging: PathBuf,
     check: tempfile::TempDir,
     installed: bool,
@@ -154,13 +159,19 @@ impl Conversion {
     }
 
     /// Moves the checked model into place with a manifest; `check` (the self-check's
-    /// report) is kept in the model's `conversion.json` beside the source and details.
+    /// report) is kept in the model's `conversion.json` beside the source, its A1111 hashes
+    /// (`sha256` and `model_hash` of a checkpoint file, each LoRA's `a1111_hash`) and details.
     pub fn install(mut self, store: &ModelStore, check: &serde_json::Value) -> Result<Manifest, ConvertError> {
         let record = serde_json::json!({
             "source": self.request.input,
             "format": self.result.format,
             "details": self.result.details,
-            "loras": self.request.loras.iter().map(|(f, s)| serde_json::json!({"file": f, "scale": s})).collect::<Vec<_>>(),
+            "loras": self.request.loras.iter().enumerate().map(|(i, (f, s))| {
+                let hash = self.hashes.loras.get(i).cloned().flatten();
+                serde_json::json!({"file": f, "scale": s, "a1111_hash": hash})
+            }).collect::<Vec<_>>(),
+            "sha256": self.hashes.checkpoint.as_ref().map(|h| &h.sha256),
+            "model_hash": self.hashes.checkpoint.as_ref().map(|h| &h.model_hash),
             "fp16": self.request.fp16,
             "self_check": check,
         });
@@ -188,50 +199,6 @@ impl Drop for Conversion {
             let _ = std::fs::remove_dir_all(&self.staging);
         }
     }
-}
-
-/// `base + LoRA×scale + …` for a model converted with LoRAs fused in, read from its
-/// `conversion.json`; `None` for any other model (or an unreadable record).
-pub fn fused_of(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
-    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let details = record.get("details")?;
-    let loras = details.get("loras")?.as_array().filter(|l| !l.is_empty())?;
-    let mut parts = vec![details.get("base")?.as_str()?.to_string()];
-    for l in loras {
-        let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0);
-        parts.push(format!("{}×{scale}", l.get("name")?.as_str()?));
-    }
-    Some(parts.join(" + "))
-}
-
-/// The `models import` flags that made the converted model in `dir`, read back from its
-/// `conversion.json`: `--lora FILE:SCALE` for each LoRA, `--fp16`, and `--prediction` when
-/// it was given (a guessed type is guessed alike again). `None` without a readable record.
-pub fn import_flags_of(dir: &Path) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
-    import_flags_in(&serde_json::from_str(&text).ok()?)
-}
-
-/// [`import_flags_of`] from a `conversion.json` already read.
-pub fn import_flags_in(record: &serde_json::Value) -> Option<Vec<String>> {
-    let mut flags = Vec::new();
-    for l in record.get("loras").and_then(serde_json::Value::as_array).into_iter().flatten() {
-        let file = l.get("file")?.as_str()?;
-        // Kept as f32 (the request's type), so 0.7 reads back as 0.7, not 0.699999988.
-        let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0) as f32;
-        flags.extend(["--lora".to_string(), format!("{file}:{scale}")]);
-    }
-    if record.get("fp16").and_then(serde_json::Value::as_bool) == Some(true) {
-        flags.push("--fp16".into());
-    }
-    let details = record.get("details");
-    let given =
-        details.and_then(|d| d.get("prediction_from")).and_then(serde_json::Value::as_str) == Some("--prediction");
-    if given && let Some(p) = details.and_then(|d| d.get("prediction_type")).and_then(serde_json::Value::as_str) {
-        flags.extend(["--prediction".to_string(), if p == "v_prediction" { "v" } else { p }.to_string()]);
-    }
-    Some(flags)
 }
 
 /// What a converted model's manifest summary says before its source's path
@@ -290,6 +257,7 @@ pub fn convert(
             check: BTreeMap::new(),
         },
         kind: ModelKind::Upscale,
+        hashes: hashes::SourceHashes::default(),
         staging,
         check,
         installed: false,
@@ -322,7 +290,23 @@ pub fn convert(
     if let Some(k) = req.kind {
         cmd.arg("--kind").arg(k.as_str());
     }
-    let result = run_script(&mut cmd, &req.input, progress, canceled)?;
+    // The files are hashed for A1111 clients while the converter reads them too (the page
+    // cache serves both), and the hashing stops when the converter does.
+    let stop = AtomicBool::new(false);
+    let lora_files: Vec<PathBuf> = req.loras.iter().map(|(f, _)| f.clone()).collect();
+    let (result, hashes) = std::thread::scope(|s| {
+        let hashing = s.spawn(|| hashes::SourceHashes::read(&req.input, &lora_files, &stop));
+        let result = run_script(&mut cmd, &req.input, progress, canceled);
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        (result, hashing.join())
+    });
+    let result = result?;
+    conv.hashes = hashes.unwrap_or_default();
+    for line in &conv.hashes.unread {
+        progress(ConvertProgress { step: 0, total: 0, message: line.clone() });
+    }
     conv.kind = ModelKind::parse(&result.kind).ok_or_else(|| ConvertError::Crashed {
         input: req.input.clone(),
         tail: format!("unknown model kind {:?} in its result", result.kind),
@@ -464,18 +448,5 @@ mod tests {
         assert_eq!(default_name(Path::new("(v2) ink--wash.ckpt")), "v2-ink-wash");
         assert_eq!(former_default_name(Path::new("wav2lip gan (1).pth")), "wav2lip-gan--1-");
         assert_eq!(default_name(Path::new("/x/+++.pth")), "imported");
-    }
-
-    #[test]
-    fn fused_models_name_their_base_and_loras() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(fused_of(dir.path()), None, "no record");
-        let record = serde_json::json!({"details": {"base": "sd15", "loras": [
-            {"name": "ink", "scale": 0.8}, {"name": "film", "scale": 1.0}]}});
-        std::fs::write(dir.path().join(CONVERSION_FILE), record.to_string()).expect("write");
-        assert_eq!(fused_of(dir.path()).as_deref(), Some("sd15 + ink×0.8 + film×1"));
-        let plain = serde_json::json!({"details": {"base": "sd15", "loras": []}});
-        std::fs::write(dir.path().join(CONVERSION_FILE), plain.to_string()).expect("write");
-        assert_eq!(fused_of(dir.path()), None, "a plain conversion is not fused");
     }
 }

@@ -26,6 +26,19 @@ pub struct ImageParameters<'a> {
     /// The second pass that made it (the hires fix): the rest describe the first pass, and
     /// `strength` is the second's, as A1111 writes a hires-fixed picture's.
     pub hires: Option<Hires<'a>>,
+    /// The A1111 hashes of the model that drew it, where it has them.
+    pub hashes: Option<&'a ModelHashes>,
+}
+
+/// The hashes A1111 writes of the model that drew a picture, which Civitai links a posted
+/// picture's resources by and A1111 clients pick the model again by.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelHashes {
+    /// `Model hash`: the first 10 digits of its checkpoint file's sha256 (A1111's shorthash).
+    pub model: Option<String>,
+    /// `Lora hashes`: each LoRA in it by the name a prompt's `<lora:NAME:w>` gives it and the
+    /// first 12 digits of its hash.
+    pub loras: Vec<(String, String)>,
 }
 
 /// A second pass as A1111's hires-fix keys say it; each optional one written only where it
@@ -116,9 +129,14 @@ impl ImageParameters<'_> {
             s.push_str(&format!(", Schedule type: {schedule}"));
         }
         s.push_str(&format!(
-            ", CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
-            self.guidance, self.seed, self.width, self.height, self.model
+            ", CFG scale: {}, Seed: {}, Size: {}x{}",
+            self.guidance, self.seed, self.width, self.height
         ));
+        let (model_hash, lora_hashes) = self.hashes.map_or((None, &[][..]), |h| (h.model.as_deref(), &h.loras[..]));
+        if let Some(hash) = model_hash {
+            s.push_str(&format!(", Model hash: {hash}"));
+        }
+        s.push_str(&format!(", Model: {}", self.model));
         if let Some(st) = self.strength {
             s.push_str(&format!(", Denoising strength: {st}"));
         }
@@ -127,6 +145,11 @@ impl ImageParameters<'_> {
         }
         if let Some(h) = &self.hires {
             h.write(&mut s);
+        }
+        // Where A1111's Lora extension puts it: among the extra keys, after the hires fix's.
+        if !lora_hashes.is_empty() {
+            let loras: Vec<String> = lora_hashes.iter().map(|(name, hash)| format!("{name}: {hash}")).collect();
+            s.push_str(&format!(", Lora hashes: {}", quoted(&loras.join(", "))));
         }
         s.push_str(&format!(", Version: reelbox {}", env!("CARGO_PKG_VERSION")));
         s
@@ -220,6 +243,7 @@ mod tests {
             strength: None,
             rng: None,
             hires: None,
+            hashes: None,
         };
         let text = params.to_text();
         assert!(text.starts_with("a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 42, Size: 4x3, Model: tiny-sd"));
@@ -239,6 +263,37 @@ mod tests {
         let text = ImageParameters { schedule: Some("Karras"), rng: Some("CPU"), ..params }.to_text();
         assert!(text.contains("Sampler: Euler a, Schedule type: Karras, CFG scale: 7.5,"), "{text}");
         assert!(text.contains(", Model: tiny-sd, RNG: CPU, Version: reelbox"), "{text}");
+    }
+
+    #[test]
+    fn the_model_and_lora_hashes_sit_where_a1111_writes_them() {
+        let hashes = ModelHashes {
+            model: Some("0123456789".into()),
+            loras: vec![("ink".into(), "aaaaaaaaaaaa".into()), ("film grain".into(), "bbbbbbbbbbbb".into())],
+        };
+        let params = ImageParameters {
+            prompt: "a cat",
+            negative_prompt: None,
+            steps: 4,
+            sampler: "Euler",
+            schedule: None,
+            guidance: 7.0,
+            seed: 5,
+            width: 64,
+            height: 64,
+            model: "inked",
+            strength: None,
+            rng: Some("CPU"),
+            hires: None,
+            hashes: Some(&hashes),
+        };
+        let want = "Size: 64x64, Model hash: 0123456789, Model: inked, RNG: CPU, \
+                    Lora hashes: \"ink: aaaaaaaaaaaa, film grain: bbbbbbbbbbbb\", Version: reelbox";
+        let text = params.to_text();
+        assert!(text.contains(want), "{text}");
+        let none = ModelHashes::default();
+        let text = ImageParameters { hashes: Some(&none), ..params }.to_text();
+        assert!(text.contains("Size: 64x64, Model: inked, RNG: CPU, Version") && !text.contains("hash"), "{text}");
     }
 
     #[test]
@@ -267,6 +322,7 @@ mod tests {
             strength: Some(0.6),
             rng: Some("CPU"),
             hires: Some(hires.clone()),
+            hashes: None,
         };
         let text = params.to_text();
         let want = "Steps: 4, Sampler: Euler, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 64x64, Model: \
