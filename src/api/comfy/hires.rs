@@ -168,6 +168,8 @@ pub(super) fn second_pass(
     let refine = RefineRequest {
         // No picture between the passes: ComfyUI's LATENT goes on, scaled or not.
         from: first.decode.is_none().then(|| "latent".to_string()),
+        // Both passes on the sampler's checkpoint.
+        model: None,
         upscale_model: upscale.as_ref().map(|(_, model)| model.clone()),
         resize,
         strength: Some(settings.denoise),
