@@ -168,6 +168,13 @@ pub struct Refine {
     #[schema(pattern = "^(picture|latent)$")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// Installed diffusion model the second pass samples with, its text encoder, UNet and VAE
+    /// (A1111's hires checkpoint, ComfyUI's second checkpoint; default: the first pass's). From
+    /// the latent, only a model of the first's latent space (the same latent channels, cell
+    /// size and VAE scaling factor: SD 1.x/2.x fine-tunes share one); from the picture, any.
+    /// Its own size rules and memory apply to the second pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Installed upscale model each picture is upscaled by first, before `resize` (its size is
     /// then checked when the stage runs, once the model's scale is known).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,5 @@
 //! `--refine SPEC` (with `--refine-strength`, `--refine-steps`, `--refine-schedule`,
-//! `--refine-method`, `--refine-from`): the
+//! `--refine-method`, `--refine-from`, `--refine-model`): the
 //! command line's words for the `image` kind's second sampling pass
 //! (`reelbox::kinds::image::RefineRequest`, A1111's "hires fix"): SPEC is how each picture
 //! is scaled first, in `--resize`'s words (`1.5x`, `1024x768`, `1mp`, `resize_arg.rs`). Only
@@ -40,6 +40,10 @@ pub struct RefineArgs {
     /// hires fix, A1111's "Latent" upscaler).
     #[arg(long, value_name = "FROM", requires = "refine")]
     pub refine_from: Option<String>,
+    /// The installed diffusion model the second pass samples with (A1111's hires checkpoint;
+    /// default: the first pass's). From the latent, only a model of the first's latent space.
+    #[arg(long, value_name = "NAME", requires = "refine")]
+    pub refine_model: Option<String>,
 }
 
 impl RefineArgs {
@@ -52,6 +56,7 @@ impl RefineArgs {
             steps: self.refine_steps.map(i64::from),
             schedule: self.refine_schedule.clone(),
             from: self.refine_from.clone(),
+            model: self.refine_model.clone(),
             ..RefineRequest::default()
         })
     }

@@ -70,3 +70,47 @@ impl Scheduler {
         Some((kind.as_ref(), serde_json::from_str(&job.params).unwrap_or_default()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::placement::{Candidate, Need, choose, waiting_reason};
+    use crate::gpu::DeviceId;
+    use crate::kinds::JobKind;
+    use crate::kinds::image::Image;
+
+    /// A worker box's GPU with `installed` models.
+    fn gpu_with(i: u32, installed: &[&str]) -> Candidate {
+        Candidate {
+            device: DeviceId::Cuda(i),
+            idle_slots: 1,
+            running: 0,
+            free_mib: Some(24576),
+            util: None,
+            warm: vec![],
+            installed: Some(installed.iter().map(|m| m.to_string()).collect()),
+            held: None,
+        }
+    }
+
+    #[test]
+    fn a_second_pass_on_its_own_model_goes_only_to_a_box_that_has_both_models() {
+        let stored = json!({"prompt": "a red door", "model": "tiny-sd", "width": 64, "height": 64, "steps": 2,
+            "guidance": 7.0, "scheduler": "euler", "seed": 7, "n": 1, "init_image": null, "strength": null,
+            "preset": null, "preview_every": 0, "refine": {"model": "tiny-sd-2", "width": 96, "height": 96,
+            "strength": 0.6, "steps": 2, "seed": 7, "guidance": 7.0, "scheduler": "euler", "prompt": "a red door",
+            "negative_prompt": null}});
+        let models = Image.models(&stored);
+        assert_eq!(models, ["tiny-sd", "tiny-sd-2"], "the second pass's model is the job's too");
+        let need = Need { models, ..Need::default() };
+        let first_only = gpu_with(0, &["tiny-sd"]);
+        assert_eq!(
+            choose(&need, &[first_only.clone(), gpu_with(1, &["tiny-sd", "tiny-sd-2"])]),
+            Some(DeviceId::Cuda(1))
+        );
+        assert_eq!(choose(&need, std::slice::from_ref(&first_only)), None, "never a box without tiny-sd-2");
+        let why = waiting_reason(&need, &[first_only]).unwrap_or_default();
+        assert!(why.contains("tiny-sd-2"), "{why}");
+    }
+}

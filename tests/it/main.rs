@@ -69,6 +69,7 @@ mod frozen_db;
 mod gpu_check;
 mod gpu_placement;
 mod hf_hub;
+mod hires_checkpoint;
 mod image_refine;
 mod inpaint;
 mod job_inputs;

@@ -69,7 +69,7 @@ pub fn parsed(text: &str) -> Map<String, Value> {
 
 /// `parameters` with its hires keys also as txt2img's fields, when it has a hires fix: as A1111's
 /// PNG Info sets them, "Denoising strength" and "Hires upscale", "Hires resize" or "Hires
-/// upscaler"; its sampler and schedule "Use same …" unless the second pass had its own.
+/// upscaler"; its checkpoint, sampler and schedule "Use same …" unless the second pass had its own.
 pub fn with_hires_fields(mut parameters: Map<String, Value>) -> Map<String, Value> {
     let text = |key: &str| parameters.get(key).and_then(Value::as_str).map(str::to_string);
     let number = |key: &str| text(key).and_then(|v| v.parse::<f64>().ok()).map(Value::from);
@@ -87,6 +87,7 @@ pub fn with_hires_fields(mut parameters: Map<String, Value>) -> Map<String, Valu
         ("hr_resize_y", Some(json!(whole("Hires resize-2").unwrap_or(0)))),
         ("hr_upscaler", text("Hires upscaler").map(Value::from)),
         ("hr_second_pass_steps", Some(json!(whole("Hires steps").unwrap_or(0)))),
+        ("hr_checkpoint_name", Some(json!(text("Hires checkpoint").unwrap_or_else(|| "Use same checkpoint".into())))),
         ("hr_sampler_name", Some(json!(text("Hires sampler").unwrap_or_else(|| "Use same sampler".into())))),
         ("hr_scheduler", Some(json!(text("Hires schedule type").unwrap_or_else(|| "Use same scheduler".into())))),
         ("hr_prompt", Some(json!(text("Hires prompt").unwrap_or_default()))),
@@ -170,12 +171,14 @@ mod tests {
         // A hires fix's keys also read as txt2img's fields.
         let p = with_hires_fields(parsed(
             "a\nSteps: 4, Sampler: Euler, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 64x64, Model: m, \
-             Denoising strength: 0.6, Hires sampler: DDIM, Hires upscale: 1.5, Hires steps: 3, Hires upscaler: Latent",
+             Denoising strength: 0.6, Hires checkpoint: tiny-sd-2, Hires sampler: DDIM, Hires upscale: 1.5, \
+             Hires steps: 3, Hires upscaler: Latent",
         ));
         let fields = ["enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength"];
         let got: Vec<_> = fields.iter().map(|f| p[*f].clone()).collect();
         assert_eq!(got, [json!(true), json!(1.5), json!("Latent"), json!(3), json!(0.6)]);
         assert_eq!((&p["hr_sampler_name"], &p["hr_scheduler"]), (&json!("DDIM"), &json!("Use same scheduler")));
+        assert_eq!(p["hr_checkpoint_name"], json!("tiny-sd-2"));
         assert!(with_hires_fields(parsed("a\nSteps: 4, Sampler: Euler, Seed: 5")).get("enable_hr").is_none());
         // A text with no settings line is all prompt.
         assert_eq!(parsed("just words")["Prompt"], json!("just words"));

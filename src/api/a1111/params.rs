@@ -33,6 +33,7 @@ pub fn request_field(native: &str) -> String {
         "refine.scheduler" => "hr_sampler_name",
         "refine.schedule" => "hr_scheduler",
         "refine.upscale_model" => "hr_upscaler",
+        "refine.model" => "hr_checkpoint_name",
         "refine.prompt" => "hr_prompt",
         "refine.negative_prompt" => "hr_negative_prompt",
         "refine.seed" => "seed",
@@ -69,8 +70,8 @@ pub fn model_named(config: &Config, asked: &str, field: &str) -> Result<String, 
     })
 }
 
-/// A hires-fix choice that is its own: "Use same sampler" / "Use same scheduler" (`same`),
-/// and none, are the first pass's.
+/// A hires-fix choice that is its own: "Use same sampler" / "Use same scheduler" / "Use same
+/// checkpoint" (`same`), and none, are the first pass's.
 fn own<'a>(v: Option<&'a str>, same: &str) -> Option<&'a str> {
     v.map(str::trim).filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case(same))
 }
@@ -205,9 +206,13 @@ pub fn hires(config: &Config, req: &Txt2Img) -> Result<Option<RefineRequest>, A1
     } else {
         sampler::Sampling { scheduler: None, schedule: None }
     };
+    let checkpoint = own(req.hr_checkpoint_name.as_deref(), "Use same checkpoint")
+        .map(|c| model_named(config, c, "hr_checkpoint_name"))
+        .transpose()?;
     let text = |t: &Option<String>| t.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
     Ok(Some(RefineRequest {
         from: Some(from.to_string()),
+        model: checkpoint,
         upscale_model,
         resize: Some(ResizeRequest { method: Some(method.to_string()), ..resize }),
         strength: Some(req.denoising_strength.unwrap_or(0.75)),

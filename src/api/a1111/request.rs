@@ -77,6 +77,10 @@ pub struct Txt2Img {
     /// `Latent` (default) and its `Latent (…)` modes scale the latent; `None`, `Lanczos`,
     /// `Nearest` or an installed upscale model the picture (`GET /sdapi/v1/upscalers`).
     pub hr_upscaler: Option<String>,
+    /// The checkpoint the hires fix samples with: an installed diffusion model's name or title,
+    /// as `GET /sdapi/v1/sd-models` lists it (`Use same checkpoint`, empty, or none: the first
+    /// pass's). From a latent upscaler's start, only a model of the first's latent space.
+    pub hr_checkpoint_name: Option<String>,
     /// The hires fix's sampler (`Use same sampler`, or none: the first pass's).
     pub hr_sampler_name: Option<String>,
     /// The hires fix's schedule (`Use same scheduler`, or none: the first pass's).

@@ -201,8 +201,9 @@ pub(super) fn main_chain(g: &ValidGraph) -> Result<(Chain, Vec<Shown>), PromptEr
 }
 
 /// Refuses the graph at `id` unless its `input` comes (at `slot`, through LoRA loaders) from
-/// the checkpoint `ckpt_id` or one loading the same `ckpt_name`: reelbox runs one model per
-/// prompt (`loras::onto_fused` holds every path to the same LoRAs).
+/// the checkpoint `ckpt_id` or one loading the same `ckpt_name`: reelbox runs each sampling
+/// pass on one model, its text encoder, UNet and VAE alike (`loras::onto_fused` holds every
+/// path to the same LoRAs).
 pub(super) fn same_checkpoint(
     g: &ValidGraph,
     (ckpt_id, ckpt_name): (&str, &str),
@@ -219,7 +220,10 @@ pub(super) fn same_checkpoint(
         return Err(unsupported(
             id,
             &g.nodes[id],
-            format!("{input} must come from the sampler's checkpoint (node {ckpt_id})"),
+            format!(
+                "{input} must come from the checkpoint its pass's KSampler samples with (node {ckpt_id}, \
+                 {ckpt_name}): reelbox runs each sampling pass on one checkpoint's text encoder, UNet and VAE"
+            ),
         ));
     }
     Ok(())

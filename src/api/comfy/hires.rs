@@ -124,7 +124,9 @@ fn linked_pass(g: &ValidGraph, sampler_id: &str) -> Result<Option<FirstPass>, Pr
 
 /// The `refine` request and the nodes of second-pass KSampler `sampler_id`, whose pictures
 /// VAEDecode `decode_id` makes, after `first` (whose chain is `sampling`, its pictures
-/// `size` when the graph gives it): both passes with one checkpoint.
+/// `size` when the graph gives it). It samples with the checkpoint its KSampler's model comes
+/// from: the first pass's, or another (A1111's hires checkpoint, `refine.model`), whose CLIP
+/// its prompts, whose VAE its VAEEncode and VAEDecode then take too.
 pub(super) fn second_pass(
     g: &ValidGraph,
     sampler_id: &str,
@@ -133,17 +135,33 @@ pub(super) fn second_pass(
     sampling: &Sampling,
     size: Option<(i64, i64)>,
 ) -> Result<(RefineRequest, Refining), PromptError> {
-    let ckpt_name = text(&g.nodes[&sampling.checkpoint], "ckpt_name");
-    let checkpoint = (sampling.checkpoint.as_str(), ckpt_name.as_str());
-    same_checkpoint(g, checkpoint, sampler_id, "model", 0)?;
+    let first_name = text(&g.nodes[&sampling.checkpoint], "ckpt_name");
+    let (own_id, own, _) = super::loras::checkpoint_of(g, sampler_id, "model", 0)?;
+    let own_name = text(own, "ckpt_name");
+    let other = own_id != sampling.checkpoint && own_name != first_name;
+    let checkpoint =
+        if other { (own_id.as_str(), own_name.as_str()) } else { (sampling.checkpoint.as_str(), first_name.as_str()) };
+    let (pos_id, pos) = follow(g, sampler_id, "positive", &["CLIPTextEncode"], 0)?;
+    let (neg_id, neg) = follow(g, sampler_id, "negative", &["CLIPTextEncode"], 0)?;
+    for (input, id, first_pass) in
+        [("positive", &pos_id, &sampling.positive), ("negative", &neg_id, &sampling.negative)]
+    {
+        // The first pass's prompt, encoded by its checkpoint's CLIP, conditions no other UNet.
+        if other && id == first_pass {
+            let why = format!(
+                "this KSampler samples with node {own_id}'s checkpoint ({own_name}), and its {input} is the first \
+                 pass's prompt (node {id}), encoded with node {}'s CLIP: reelbox runs each pass on one \
+                 checkpoint's text encoder, UNet and VAE; encode this pass's {input} with node {own_id}'s CLIP",
+                sampling.checkpoint
+            );
+            return Err(unsupported(sampler_id, &g.nodes[sampler_id], why));
+        }
+        same_checkpoint(g, checkpoint, id, "clip", 1)?;
+    }
     same_checkpoint(g, checkpoint, decode_id, "vae", 2)?;
     for id in first.between.iter().filter(|id| g.nodes[*id].class_type == "VAEEncode") {
         same_checkpoint(g, checkpoint, id, "vae", 2)?;
     }
-    let (pos_id, pos) = follow(g, sampler_id, "positive", &["CLIPTextEncode"], 0)?;
-    let (neg_id, neg) = follow(g, sampler_id, "negative", &["CLIPTextEncode"], 0)?;
-    same_checkpoint(g, checkpoint, &pos_id, "clip", 1)?;
-    same_checkpoint(g, checkpoint, &neg_id, "clip", 1)?;
     let settings = SamplerSettings::of(g, sampler_id)?;
     let mut between = first.between;
     let upscale = match &first.upscale {
@@ -168,6 +186,8 @@ pub(super) fn second_pass(
     let refine = RefineRequest {
         // No picture between the passes: ComfyUI's LATENT goes on, scaled or not.
         from: first.decode.is_none().then(|| "latent".to_string()),
+        // The checked graph names the model itself (the file name a client sent is mapped).
+        model: other.then(|| own_name.clone()),
         upscale_model: upscale.as_ref().map(|(_, model)| model.clone()),
         resize,
         strength: Some(settings.denoise),
@@ -184,6 +204,7 @@ pub(super) fn second_pass(
     };
     let scale = first.scale.map(|id| NodeRef { class_type: g.nodes[&id].class_type.clone(), id });
     let refining = Refining {
+        checkpoint: other.then_some(own_id),
         between,
         upscale: upscale.map(|(nodes, _)| nodes),
         scale,
@@ -354,7 +375,35 @@ mod tests {
     }
 
     #[test]
-    fn three_passes_another_checkpoint_and_a_scale_before_a_model_upscale_are_refused_at_their_node() {
+    fn a_second_pass_on_its_own_checkpoint_is_the_refines_model_with_its_loader_in_order() {
+        let by = json!({"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "upscale_method": "area", "scale_by": 1.5}});
+        let mut g = hires(by, true);
+        g["20"] = json!({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd-2.safetensors"}});
+        g["21"] = json!({"class_type": "CLIPTextEncode", "inputs": {"text": "sharper", "clip": ["20", 1]}});
+        g["22"] = json!({"class_type": "CLIPTextEncode", "inputs": {"text": "text, watermark", "clip": ["20", 1]}});
+        g["12"]["inputs"]["model"] = json!(["20", 0]);
+        (g["12"]["inputs"]["positive"], g["12"]["inputs"]["negative"]) = (json!(["21", 0]), json!(["22", 0]));
+        g["13"]["inputs"]["vae"] = json!(["20", 2]);
+        let mut c = ctx();
+        c.checkpoints.push("tiny-sd-2".into());
+        let compiled = compile(&validate(&g, &c).expect("valid"), &no_uploads).expect("compiles");
+        assert_eq!(
+            (&compiled.params["model"], &compiled.params["refine"]["model"]),
+            (&json!("tiny-sd"), &json!("tiny-sd-2"))
+        );
+        assert_eq!(compiled.roles.source_of("refine.model"), Some(("20".into(), "ckpt_name")));
+        assert_eq!(
+            compiled.roles.execution_order(),
+            ["4", "6", "7", "5", "3", "8", "9", "20", "10", "21", "22", "12", "13", "14"]
+        );
+        // A second loader of the first's checkpoint is the first's model.
+        g["20"]["inputs"]["ckpt_name"] = json!("tiny-sd.safetensors");
+        let compiled = compile(&validate(&g, &c).expect("valid"), &no_uploads).expect("compiles");
+        assert!(compiled.params["refine"].get("model").is_none(), "{}", compiled.params);
+    }
+
+    #[test]
+    fn three_passes_mixed_checkpoints_and_a_scale_before_a_model_upscale_are_refused_at_their_node() {
         let by = json!({"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "upscale_method": "area", "scale_by": 1.5}});
         let refused = |g: Value, node: &str| {
             let err = compile(&validate(&g, &ctx()).expect("valid"), &no_uploads).expect_err("refused");
@@ -370,6 +419,7 @@ mod tests {
         other["12"]["inputs"]["model"] = json!(["20", 0]);
         let mut c = ctx();
         c.checkpoints.push("tiny-sd-2".into());
+        // Its prompts the first pass's, encoded by the first checkpoint's CLIP.
         let err = compile(&validate(&other, &c).expect("valid"), &no_uploads).expect_err("two models");
         assert_eq!(err.node_errors["12"]["errors"][0]["type"], "unsupported_graph", "{:?}", err.node_errors);
         // A scale before the model's upscale, between the passes.

@@ -116,42 +116,37 @@ pub(super) fn checkpoint_of<'g>(
 
 /// The compiled prompt run on the model its LoRA loaders ask for: the installed model made
 /// of the sampler's checkpoint's base with exactly the LoRAs its MODEL passes, at their
-/// strengths; each prompt's CLIP passing only those. Unchanged without loaders.
+/// strengths; each prompt's CLIP passing only those. A second pass on the first's checkpoint
+/// passes the same LoRAs; one on its own checkpoint (`refine.model`) runs on the model its own
+/// loaders ask for alike. Unchanged without loaders.
 pub fn onto_fused(g: &ValidGraph, mut compiled: Compiled, models: &Checkpoints) -> Result<Compiled, PromptError> {
     let Some(sampling) = compiled.roles.sampling.clone() else { return Ok(compiled) };
     let (ckpt_id, ckpt, model) = checkpoint_of(g, &sampling.sampler, "model", 0)?;
     let mut clip_users = vec![sampling.positive.clone(), sampling.negative.clone()];
     let mut loaders: Vec<String> = model.iter().map(|l| l.node.clone()).collect();
     if let Some(refine) = &compiled.roles.refine {
-        let (_, _, second) = checkpoint_of(g, &refine.sampler, "model", 0)?;
-        if !same_loras(&model, &second) {
+        let (own_id, own, second) = checkpoint_of(g, &refine.sampler, "model", 0)?;
+        loaders.extend(second.iter().map(|l| l.node.clone()));
+        let own_users = [refine.positive.clone(), refine.negative.clone()];
+        if refine.checkpoint.is_some() {
+            loaders.extend(clip_loaders(g, &own_users, &second)?);
+            if let Some(name) = fused_model(g, models, (&own_id, own), &second)? {
+                compiled.params["refine"]["model"] = json!(name);
+            }
+        } else if !same_loras(&model, &second) {
             let why = format!(
                 "both passes run one model: this KSampler's model passes {}, the first's {}",
                 said(&second),
                 said(&model)
             );
             return Err(unsupported(&refine.sampler, &g.nodes[&refine.sampler], why));
-        }
-        loaders.extend(second.iter().map(|l| l.node.clone()));
-        clip_users.extend([refine.positive.clone(), refine.negative.clone()]);
-    }
-    for user in &clip_users {
-        let (_, _, clip) = checkpoint_of(g, user, "clip", 1)?;
-        for l in clip.iter().filter(|l| l.strength != 0.0) {
-            check_clip_lora(g, user, l, &model)?;
-            loaders.push(l.node.clone());
+        } else {
+            clip_users.extend(own_users);
         }
     }
-    // ComfyUI's loader at strength 0 returns the model it was given.
-    let wanted: Vec<&Lora> = model.iter().filter(|l| l.strength != 0.0).collect();
-    let ckpt_name = text(ckpt, "ckpt_name");
-    let target = Target::of(models, &ckpt_name, &wanted);
-    if let Some(found) = models.fused().find(|f| target.is(f)) {
-        compiled.params["model"] = json!(found.name);
-    } else if let Some(lora) = wanted.first() {
-        return Err(missing(g, models, &target, &wanted, lora));
-    } else if models.get(&ckpt_name).is_none() && target.is_fused_base(models) {
-        return Err(base_alone(models, &target, &ckpt_id, ckpt));
+    loaders.extend(clip_loaders(g, &clip_users, &model)?);
+    if let Some(name) = fused_model(g, models, (&ckpt_id, ckpt), &model)? {
+        compiled.params["model"] = json!(name);
     }
     loaders.sort_by_key(|id| loaders_order(&model, id));
     loaders.dedup();
@@ -159,6 +154,45 @@ pub fn onto_fused(g: &ValidGraph, mut compiled: Compiled, models: &Checkpoints) 
         s.loras = loaders;
     }
     Ok(compiled)
+}
+
+/// The LoRA loaders the CLIP of each of `users` (prompt encoders) passes, each checked
+/// against the LoRAs the `model` they condition passes ([`check_clip_lora`]).
+fn clip_loaders(g: &ValidGraph, users: &[String], model: &[Lora]) -> Result<Vec<String>, PromptError> {
+    let mut loaders = Vec::new();
+    for user in users {
+        let (_, _, clip) = checkpoint_of(g, user, "clip", 1)?;
+        for l in clip.iter().filter(|l| l.strength != 0.0) {
+            check_clip_lora(g, user, l, model)?;
+            loaders.push(l.node.clone());
+        }
+    }
+    Ok(loaders)
+}
+
+/// The installed fused model checkpoint `ckpt_id` with the LoRAs of `model` runs as: `None`
+/// where the checkpoint's own model does (no LoRA); one no import made, or a base the box has
+/// only fused, refused at the loader that asks for it.
+fn fused_model(
+    g: &ValidGraph,
+    models: &Checkpoints,
+    (ckpt_id, ckpt): (&str, &Node),
+    model: &[Lora],
+) -> Result<Option<String>, PromptError> {
+    // ComfyUI's loader at strength 0 returns the model it was given.
+    let wanted: Vec<&Lora> = model.iter().filter(|l| l.strength != 0.0).collect();
+    let ckpt_name = text(ckpt, "ckpt_name");
+    let target = Target::of(models, &ckpt_name, &wanted);
+    if let Some(found) = models.fused().find(|f| target.is(f)) {
+        return Ok(Some(found.name.clone()));
+    }
+    if let Some(lora) = wanted.first() {
+        return Err(missing(g, models, &target, &wanted, lora));
+    }
+    if models.get(&ckpt_name).is_none() && target.is_fused_base(models) {
+        return Err(base_alone(models, &target, ckpt_id, ckpt));
+    }
+    Ok(None)
 }
 
 /// Where a loader runs: those of the MODEL path from the checkpoint on, then the others.
@@ -304,6 +338,39 @@ mod tests {
         // At strength 0 ComfyUI's loader hands the checkpoint on as it is.
         let c = run(&with_loras(&[("style.safetensors", 0.0)])).expect("compiles");
         assert_eq!(c.params["model"], "tiny-sd");
+    }
+
+    #[test]
+    fn a_second_pass_on_its_own_checkpoint_runs_the_model_its_own_loras_ask_for() {
+        let mut g = default_workflow();
+        g["4"]["inputs"]["ckpt_name"] = json!("tiny-sd-2.safetensors");
+        g["10"] = json!({"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0],
+            "upscale_method": "area", "scale_by": 1.5}});
+        g["20"] = json!({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd.safetensors"}});
+        g["21"] = loader(json!(["20", 0]), json!(["20", 1]), "style.safetensors", 0.8);
+        for (id, text) in [("22", "sharper"), ("23", "blur")] {
+            g[id] = json!({"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["21", 1]}});
+        }
+        g["12"] = g["3"].clone();
+        for (input, from) in [("latent_image", "10"), ("model", "21"), ("positive", "22"), ("negative", "23")] {
+            g["12"]["inputs"][input] = json!([from, 0]);
+        }
+        g["12"]["inputs"]["denoise"] = json!(0.5);
+        g["13"] = json!({"class_type": "VAEDecode", "inputs": {"samples": ["12", 0], "vae": ["20", 2]}});
+        g["14"] = json!({"class_type": "SaveImage", "inputs": {"filename_prefix": "hires", "images": ["13", 0]}});
+        let mut context = ctx();
+        context.checkpoints.push("tiny-sd-2".into());
+        let no_uploads = |_: &str| Err::<Upload, _>(UploadNotFound::NoSuchImage);
+        let checked = validate(&g, &context).unwrap_or_else(|e| panic!("{:?}", e.node_errors));
+        let c = onto_fused(&checked, compile(&checked, &no_uploads).expect("compiles"), &box_models()).expect("fused");
+        assert_eq!((&c.params["model"], &c.params["refine"]["model"]), (&json!("tiny-sd-2"), &json!("dreamy")));
+        assert_eq!(c.roles.sampling.map(|s| s.loras), Some(vec!["21".to_string()]));
+        // Its LoRA at another strength in its prompts' CLIP: refused at the loader, as a first pass's.
+        g["21"]["inputs"]["strength_clip"] = json!(0.5);
+        let checked = validate(&g, &context).unwrap_or_else(|e| panic!("{:?}", e.node_errors));
+        let e = onto_fused(&checked, compile(&checked, &no_uploads).expect("compiles"), &box_models())
+            .expect_err("refused");
+        assert_eq!(error_at(&e, "21").1, "strength_clip", "{:?}", e.node_errors);
     }
 
     #[test]

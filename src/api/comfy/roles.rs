@@ -69,6 +69,10 @@ pub struct NodeRef {
 /// The nodes of a second sampling pass (an `image` job's `refine` stage, the hires fix).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refining {
+    /// Its own CheckpointLoaderSimple, when it samples with another checkpoint than the first
+    /// pass (`refine.model`; none in records from before a second pass could).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
     /// The nodes that take the first pass's pictures to it, in order: an upscale with its
     /// loader, a scale node and VAEEncode (the pixel form), or LatentUpscale/LatentUpscaleBy
     /// (the latent form).
@@ -170,6 +174,7 @@ impl Roles {
                 }
                 StageName::Refine => {
                     if let Some(r) = &self.refine {
+                        order.extend(r.checkpoint.clone());
                         order.extend(r.between.iter().cloned());
                         order.extend([r.positive.clone(), r.negative.clone(), r.sampler.clone(), r.decode.clone()]);
                     }
@@ -231,6 +236,7 @@ impl Roles {
         }
         Some(match field {
             "upscale_model" => (r.upscale.as_ref()?.loader.clone(), "model_name"),
+            "model" => (r.checkpoint.clone()?, "ckpt_name"),
             "prompt" => (r.positive.clone(), "text"),
             "negative_prompt" => (r.negative.clone(), "text"),
             "strength" | "steps_mode" => (r.sampler.clone(), "denoise"),

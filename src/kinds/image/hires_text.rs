@@ -1,6 +1,6 @@
 //! The parameters text of a second pass's pictures, as A1111 writes a hires-fixed picture's:
 //! the first pass's settings, the second's strength as `Denoising strength`, and the second
-//! pass's own as the hires keys (`pipelines::diffusion::output::Hires`), so A1111's PNG Info
+//! pass's own as the hires keys (its own model `Hires checkpoint`) (`pipelines::diffusion::output::Hires`), so A1111's PNG Info
 //! (and `/sdapi/v1/png-info`) sends the hires fix back to txt2img as it ran.
 
 use super::ImageParams;
@@ -67,6 +67,7 @@ impl Refine {
         let pass_schedule = self.schedule.unwrap_or(first.schedule).map(|s| s.label());
         let negative = self.negative_prompt.as_deref();
         let hires = Hires {
+            checkpoint: self.model.as_deref(),
             scale: self.hires_scale(first, size),
             upscaler: self.hires_upscaler(),
             steps: (self.steps != first.steps).then_some(self.steps),

@@ -76,7 +76,8 @@ pub(super) fn refine_latents(
     run.sink.log(
         "info",
         &format!(
-            "refining {count} latent(s) scaled {} to {}x{} at strength {}, {} steps",
+            "refining {count} latent(s) with {} scaled {} to {}x{} at strength {}, {} steps",
+            refine.model_of(first),
             method.as_str(),
             size.width,
             size.height,

@@ -235,28 +235,28 @@ impl TypedKind for Image {
     const FIRST_STAGE: StageName = StageName::Generate;
 
     /// The larger of its stages' (they run one at a time; a second pass samples one picture
-    /// at a time).
+    /// at a time, on its own model).
     fn vram_mib(&self, p: &ImageParams, config: &Config) -> u64 {
         let upscale = p.upscale_model.as_ref().map_or(0, |m| super::memory::single_model_mib(config, m));
         let refine = p.refine.as_ref().map_or(0, |r| {
             let (w, h) = r.expected_size(p);
-            super::memory::diffusion_mib(config, &p.model, w, h, 1)
+            super::memory::diffusion_mib(config, r.model_of(p), w, h, 1)
         });
         super::memory::diffusion_mib(config, &p.model, p.width, p.height, p.n).max(upscale).max(refine)
     }
 
-    /// The first pass's pictures, or the second pass's when it has one (the larger, made
-    /// one at a time; after an upscale model, as large as a 4× one makes it, and checked again
-    /// in the stage once its size is known).
+    /// The first pass's pictures, or the second pass's on its model when it has one (the
+    /// larger, made one at a time; after an upscale model, as large as a 4× one makes it, and
+    /// checked again in the stage once its size is known).
     fn cpu_picture(&self, p: &ImageParams, _config: &Config) -> Option<super::memory::CpuPicture> {
-        let (width, height, fields, stage) = match &p.refine {
+        let (model, width, height, fields, stage) = match &p.refine {
             Some(r) => {
                 let (w, h) = r.expected_size(p);
-                (w, h, ("refine", "refine"), StageName::Refine)
+                (r.model_of(p), w, h, ("refine", "refine"), StageName::Refine)
             }
-            None => (p.width, p.height, ("width", "height"), StageName::Generate),
+            None => (p.model.as_str(), p.width, p.height, ("width", "height"), StageName::Generate),
         };
-        Some(super::memory::CpuPicture { model: p.model.clone(), width, height, fields, stage })
+        Some(super::memory::CpuPicture { model: model.to_string(), width, height, fields, stage })
     }
 
     fn gpu_seconds_estimate(&self, p: &ImageParams) -> f64 {
@@ -264,9 +264,11 @@ impl TypedKind for Image {
         (f64::from(p.steps_run()) + refine) * f64::from(p.n.max(1)) * super::IMAGE_GPU_SECONDS_PER_STEP
     }
 
+    /// Every model its stages load: a box that runs it must have them all (a second pass's
+    /// own diffusion model and upscale model included).
     fn models(&self, p: &ImageParams) -> Vec<String> {
-        let refine = p.refine.as_ref().and_then(|r| r.upscale_model.as_ref());
-        std::iter::once(&p.model).chain(refine).chain(&p.upscale_model).cloned().collect()
+        let refine = p.refine.as_ref().map_or([None, None], |r| [r.model.as_ref(), r.upscale_model.as_ref()]);
+        std::iter::once(&p.model).chain(refine.into_iter().flatten()).chain(&p.upscale_model).cloned().collect()
     }
 
     fn validate(&self, params: &serde_json::Value, ctx: &ValidateCtx) -> Result<ImageParams, ParamError> {

@@ -287,42 +287,11 @@ impl ImageRequest {
         let preset = Presets::check(&config.data_dir, self.preset.as_deref())
             .map_err(|e| ParamError::new("preset", e.to_string()))?;
 
-        // The whole catalog is read only to pick a default or to name the choices in an
-        // error: a named, installed model is checked by its own directory.
-        let installed = || match Catalog::load(config).installed_names(ModelKind::Diffusion).join(", ") {
-            none if none.is_empty() => {
-                "none (`reelbox models list --available` shows what `reelbox pull NAME` installs)".into()
-            }
-            names => names,
-        };
         let model = match &self.model {
-            Some(m) => {
-                crate::kinds::inputs::require_kind("model", ModelKind::Diffusion, m, config)?;
-                m.clone()
-            }
+            Some(m) => m.clone(),
             None => crate::kinds::inputs::default_model("model", ModelKind::Diffusion, config)?,
         };
-        let info = match Catalog::installed_dir_of(config, ModelKind::Diffusion, &model) {
-            Some(dir) => ModelInfo::inspect(&dir).map_err(|e| ParamError::new("model", e.to_string()))?,
-            // On a head, a model only a worker box has: its sizes and defaults as that box sent them.
-            None => crate::kinds::box_models::diffusion(&model).ok_or_else(|| {
-                match Availability::of(config, ModelKind::Diffusion, &model) {
-                    // Known to the catalog (a profile may name one before it is pulled): the pull to make.
-                    known @ (Availability::Pullable { .. } | Availability::Gone { .. }) => {
-                        ParamError::unavailable_model("model", ModelKind::Diffusion, &model, &known)
-                    }
-                    other => {
-                        let text = match crate::kinds::box_models::missing_where() {
-                            "" => format!("unknown model {model:?}; installed: {}", installed()),
-                            looked => {
-                                format!("unknown model {model:?}: not installed{looked}; installed: {}", installed())
-                            }
-                        };
-                        ParamError::new("model", text).with_model(other.problem(ModelKind::Diffusion, &model))
-                    }
-                }
-            })?,
-        };
+        let info = diffusion_model("model", &model, config)?;
         // A model's manifest may give its own steps and guidance (Turbo: 1–4, 0); presets follow it.
         let tuning = Catalog::tuning_of(config, &model);
         let (model_steps, model_guidance, model_scheduler) = model_defaults(&info, tuning);
@@ -425,6 +394,41 @@ impl ImageRequest {
             r.check(known.map(|(w, h)| ("the picture", w, h)), config)?;
         }
         Ok(params)
+    }
+}
+
+/// What installed diffusion model `model`, which request field `field` names, reads as; an
+/// unknown or missing model, or one of another kind, refused naming `field` with what is
+/// installed or the pull that installs it. One check for every field that names the model a
+/// pass samples with (`model`, `refine.model`).
+pub(super) fn diffusion_model(field: &str, model: &str, config: &Config) -> Result<ModelInfo, ParamError> {
+    crate::kinds::inputs::require_kind(field, ModelKind::Diffusion, model, config)?;
+    // The whole catalog is read only to name the choices in an error: an installed model is
+    // read from its own directory.
+    let installed = || match Catalog::load(config).installed_names(ModelKind::Diffusion).join(", ") {
+        none if none.is_empty() => {
+            "none (`reelbox models list --available` shows what `reelbox pull NAME` installs)".into()
+        }
+        names => names,
+    };
+    match Catalog::installed_dir_of(config, ModelKind::Diffusion, model) {
+        Some(dir) => ModelInfo::inspect(&dir).map_err(|e| ParamError::new(field, e.to_string())),
+        // On a head, a model only a worker box has: its sizes and defaults as that box sent them.
+        None => crate::kinds::box_models::diffusion(model).ok_or_else(|| {
+            match Availability::of(config, ModelKind::Diffusion, model) {
+                // Known to the catalog (a profile may name one before it is pulled): the pull to make.
+                known @ (Availability::Pullable { .. } | Availability::Gone { .. }) => {
+                    ParamError::unavailable_model(field, ModelKind::Diffusion, model, &known)
+                }
+                other => {
+                    let text = match crate::kinds::box_models::missing_where() {
+                        "" => format!("unknown model {model:?}; installed: {}", installed()),
+                        looked => format!("unknown model {model:?}: not installed{looked}; installed: {}", installed()),
+                    };
+                    ParamError::new(field, text).with_model(other.problem(ModelKind::Diffusion, model))
+                }
+            }
+        }),
     }
 }
 

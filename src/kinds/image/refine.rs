@@ -23,8 +23,9 @@ use crate::pipelines::diffusion::ModelInfo;
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::samplers::{self, Schedule, StepsMode};
 
-const KNOWN: [&str; 12] = [
+const KNOWN: [&str; 13] = [
     "from",
+    "model",
     "upscale_model",
     "resize",
     "strength",
@@ -41,8 +42,8 @@ const KNOWN: [&str; 12] = [
 /// Real-ESRGAN x4's and most others'.
 const ASSUMED_MODEL_SCALE: u32 = 4;
 /// What a refusal of the whole `refine` says it takes.
-const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), and optionally \"from\", \"resize\", \
-                     \"steps\", \"steps_mode\", \"seed\", \"guidance\", \"scheduler\", \"schedule\", \"prompt\", \"negative_prompt\"}";
+const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), and optionally \"from\", \"model\", \
+                     \"resize\", \"steps\", \"steps_mode\", \"seed\", \"guidance\", \"scheduler\", \"schedule\", \"prompt\", \"negative_prompt\"}";
 
 /// A second pass as a request gives it: only `strength` is required; the rest default to the
 /// first pass's (no `resize`: the same size).
@@ -52,6 +53,10 @@ pub struct RefineRequest {
     /// What the second pass starts from: `picture` (default) or `latent` ([`RefineFrom`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// Installed diffusion model the second pass samples with (A1111's hires checkpoint,
+    /// ComfyUI's second checkpoint); default: the first pass's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Installed upscale model each first-pass picture is upscaled by first (ComfyUI's
     /// ImageUpscaleWithModel between the passes), before any `resize`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +114,10 @@ pub struct Refine {
     /// What it starts from (stored jobs from before it was asked start from the picture).
     #[serde(default, skip_serializing_if = "RefineFrom::is_picture")]
     pub from: RefineFrom,
+    /// The diffusion model it samples with; `None` (and in jobs stored before it): the first
+    /// pass's ([`Refine::model_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The upscale model each first-pass picture is upscaled by first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upscale_model: Option<String>,
@@ -196,6 +205,7 @@ impl RefineRequest {
         reject_unknown(v, &KNOWN).map_err(under)?;
         Ok(Some(Self {
             from: string_field(v, "from").map_err(under)?,
+            model: string_field(v, "model").map_err(under)?,
             upscale_model: string_field(v, "upscale_model").map_err(under)?,
             resize: ResizeRequest::from_json(v, "resize").map_err(under)?,
             strength: float_field(v, "strength").map_err(under)?,
@@ -210,10 +220,10 @@ impl RefineRequest {
         }))
     }
 
-    /// Fills the defaults from the `first` pass (already resolved) and checks the second pass
-    /// against the model `info` and the config's limits: its size as the model takes it,
-    /// named at the resize input behind it.
-    pub fn resolve(self, first: &ImageParams, info: &ModelInfo, config: &Config) -> Result<Refine, ParamError> {
+    /// Fills the defaults from the `first` pass (already resolved, its model's configs read as
+    /// `first_info`) and checks the second pass against the model it samples with and the
+    /// config's limits: its size as that model takes it, named at the resize input behind it.
+    pub fn resolve(self, first: &ImageParams, first_info: &ModelInfo, config: &Config) -> Result<Refine, ParamError> {
         let strength = match self.strength {
             None => {
                 return Err(ParamError::new(
@@ -233,14 +243,32 @@ impl RefineRequest {
                 return Err(ParamError::new(sub("from"), format!("{other:?} is neither \"picture\" nor \"latent\"")));
             }
         };
+        let own =
+            self.model.as_deref().map(|m| super::params::diffusion_model(&sub("model"), m, config)).transpose()?;
+        let info = own.as_ref().unwrap_or(first_info);
         if from == RefineFrom::Picture && !info.has_vae_encoder {
+            let field = if own.is_some() { sub("model") } else { "refine".to_string() };
             return Err(ParamError::new(
-                "refine",
+                field,
                 format!(
                     "model {} has no vae_encoder to encode a picture for a second pass; \"from\": \"latent\" \
                      needs none",
-                    first.model
+                    self.model.as_deref().unwrap_or(&first.model)
                 ),
+            ));
+        }
+        if let (RefineFrom::Latent, Some(own)) = (from, &own)
+            && let Some(why) = first_info.latent_mismatch(own)
+        {
+            let name = self.model.as_deref().unwrap_or_default();
+            let instead = if own.has_vae_encoder {
+                format!("\"from\": \"picture\" samples {name} on its own VAE's encoding of the picture")
+            } else {
+                format!("and {name} has no vae_encoder to start from the picture either")
+            };
+            return Err(ParamError::new(
+                sub("model"),
+                format!("a second pass from the latent samples the first pass's latent, and {why}; {instead}"),
             ));
         }
         if from == RefineFrom::Latent && self.upscale_model.is_some() {
@@ -299,6 +327,7 @@ impl RefineRequest {
         let negative_prompt = self.negative_prompt.or_else(|| first.negative_prompt.clone());
         Ok(Refine {
             from,
+            model: self.model,
             upscale_model,
             resize,
             size,
@@ -320,6 +349,11 @@ impl RefineRequest {
 }
 
 impl Refine {
+    /// The diffusion model it samples with: its own, else the `first` pass's.
+    pub fn model_of<'a>(&'a self, first: &'a ImageParams) -> &'a str {
+        self.model.as_deref().unwrap_or(&first.model)
+    }
+
     /// UNet steps it runs per picture: a share of `steps` or all of them, as `steps_mode` counts.
     pub fn steps_run(&self) -> u32 {
         let run = samplers::steps_run(self.steps as usize, self.strength, self.steps_mode);
@@ -348,7 +382,7 @@ impl Refine {
         ImageParams {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
-            model: first.model.clone(),
+            model: self.model_of(first).to_string(),
             width: size.width,
             height: size.height,
             steps: self.steps,

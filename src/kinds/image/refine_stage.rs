@@ -1,7 +1,9 @@
 //! The `refine` stage from the first pass's pictures (A1111's hires fix, ComfyUI's pixel
 //! form): each picture upscaled by the second pass's model, if any, scaled, its middle cut to
 //! the pass size and sampled again ([`sample_again`], which the latent form, `latent`, shares).
-//! What it samples with is [`Refine`]'s, checked at submission (`refine`).
+//! What it samples with is [`Refine`]'s, checked at submission (`refine`): its own model's
+//! text encoder, UNet and VAE where it names one (`refine.model`), loaded through the engine
+//! as the first pass's model is, else the first pass's.
 
 use image::RgbImage;
 
@@ -59,14 +61,20 @@ pub(super) fn refine_pictures(
         Some(m) => Some(crate::kinds::upscale::load(run, "refine.upscale_model", m)?),
         None => None,
     };
-    // After an upscale model the size is known only now: the model's size rules decide it.
+    // After an upscale model the size is known only now: the size rules of the model it
+    // samples with decide it.
+    let model = refine.model_of(first);
     let info = match refine.size {
         Some(_) => None,
-        None => Some(kind.model(run.config, run.engine, run.device, &first.model)?.info.clone()),
+        None => Some(kind.model(run.config, run.engine, run.device, model)?.info.clone()),
     };
     run.sink.log(
         "info",
-        &format!("refining {count} picture(s) at strength {}, {} steps", refine.strength, refine.steps_run()),
+        &format!(
+            "refining {count} picture(s) with {model} at strength {}, {} steps",
+            refine.strength,
+            refine.steps_run()
+        ),
     );
     for (i, picture) in pictures.iter().enumerate() {
         let label = format!("picture {}", picture.name);
@@ -91,7 +99,7 @@ pub(super) fn refine_pictures(
                     let (width, height) = (size.width, size.height);
                     let fields = ("refine", "refine");
                     let picture =
-                        CpuPicture { model: first.model.clone(), width, height, fields, stage: StageName::Refine };
+                        CpuPicture { model: model.to_string(), width, height, fields, stage: StageName::Refine };
                     check_on_cpu(run.config, &picture)?;
                 }
                 size

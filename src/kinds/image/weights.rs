@@ -136,6 +136,7 @@ mod tests {
     fn a_second_pass_weighs_its_steps_times_strength_over_its_pixels() {
         let mut p = params(20, true, false);
         let refine = |strength: f64, side: u32| Refine {
+            model: None,
             upscale_model: None,
             resize: None,
             from: super::super::RefineFrom::Picture,

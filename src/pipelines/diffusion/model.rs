@@ -33,6 +33,9 @@ pub struct ModelInfo {
     pub native_size: u32,
     /// Pixels per latent cell (8 for every released SD VAE).
     pub vae_scale: u32,
+    /// Channels of a latent cell (the VAE's `latent_channels`; 4 for SD 1.x/2.x and SDXL).
+    #[serde(default = "four_channels")]
+    pub latent_channels: u32,
     pub vae_scaling_factor: f32,
     pub scheduler_config: SchedulerConfigFile,
     /// The model's own scheduler when reelbox implements it.
@@ -81,6 +84,12 @@ pub fn parse_json_lenient(text: &str) -> Result<Value, serde_json::Error> {
             serde_json::from_str(&out).map_err(|_| first)
         }
     }
+}
+
+/// The latent channels of a model whose VAE config says none (a worker's heartbeat from
+/// before it did): every released SD VAE's.
+fn four_channels() -> u32 {
+    4
 }
 
 /// A tokenizer folder holds `vocab.json` + `merges.txt` or a `tokenizer.json`.
@@ -159,6 +168,12 @@ impl ModelInfo {
             .and_then(|v| v.get("block_out_channels"))
             .and_then(Value::as_array)
             .map_or(8, |b| 1u32 << b.len().saturating_sub(1).min(6));
+        let latent_channels = vae_cfg
+            .as_ref()
+            .and_then(|v| v.get("latent_channels"))
+            .and_then(Value::as_u64)
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or_else(four_channels);
         let unet_cfg = read_json(&dir.join("unet/config.json"))?;
         let default_native = if family == Family::Sdxl { 1024 } else { 512 };
         let native_size = unet_cfg
@@ -172,6 +187,7 @@ impl ModelInfo {
             family,
             native_size,
             vae_scale,
+            latent_channels,
             vae_scaling_factor,
             scheduler_config,
             default_scheduler,
@@ -182,6 +198,31 @@ impl ModelInfo {
             has_vae_encoder: dir.join("vae_encoder/model.onnx").is_file(),
             time_cond_proj_dim: unet_cfg.as_ref().and_then(|v| v.get("time_cond_proj_dim")).and_then(Value::as_u64),
         })
+    }
+}
+
+impl ModelInfo {
+    /// Why a latent this model's VAE made is not one `other` can sample on, if it is not:
+    /// their latent spaces differ when their cells have other channels, other pixels per cell
+    /// or another scaling factor (SD 1.x and 2.x fine-tunes share one; SDXL's VAE has its own).
+    pub fn latent_mismatch(&self, other: &ModelInfo) -> Option<String> {
+        let (a, b) = (self, other);
+        if a.latent_channels != b.latent_channels {
+            return Some(format!(
+                "{}'s latent cells have {} channels, {}'s {}",
+                a.name, a.latent_channels, b.name, b.latent_channels
+            ));
+        }
+        if a.vae_scale != b.vae_scale {
+            return Some(format!("{}'s latent cells are {} pixels, {}'s {}", a.name, a.vae_scale, b.name, b.vae_scale));
+        }
+        if (a.vae_scaling_factor - b.vae_scaling_factor).abs() > 1e-6 {
+            return Some(format!(
+                "{}'s VAE scales its latents by {}, {}'s by {}: another latent space",
+                a.name, a.vae_scaling_factor, b.name, b.vae_scaling_factor
+            ));
+        }
+        None
     }
 }
 

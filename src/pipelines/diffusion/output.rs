@@ -45,6 +45,8 @@ pub struct ModelHashes {
 /// is not the first pass's, as A1111 writes them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hires<'a> {
+    /// `Hires checkpoint`: the model the second pass sampled with, where it named its own.
+    pub checkpoint: Option<&'a str>,
     /// `Hires upscale` (times the first pass's size) or `Hires resize` (a size).
     pub scale: HiresScale,
     /// `Hires upscaler`: A1111's name for how the first pass's pictures were scaled.
@@ -160,6 +162,9 @@ impl Hires<'_> {
     /// The hires keys in A1111's order (its `extra_generation_params`' as `init` fills them).
     fn write(&self, s: &mut String) {
         let mut pair = |key: &str, value: String| s.push_str(&format!(", {key}: {value}"));
+        if let Some(checkpoint) = self.checkpoint {
+            pair("Hires checkpoint", quoted(checkpoint));
+        }
         if let Some(sampler) = self.sampler {
             pair("Hires sampler", sampler.to_string());
         }
@@ -299,6 +304,7 @@ mod tests {
     #[test]
     fn a_second_pass_writes_a1111s_hires_keys_after_the_first_passs() {
         let hires = Hires {
+            checkpoint: Some("tiny-sd-2"),
             scale: HiresScale::By(1.5),
             upscaler: "Latent (bicubic)",
             steps: Some(3),
@@ -326,10 +332,17 @@ mod tests {
         };
         let text = params.to_text();
         let want = "Steps: 4, Sampler: Euler, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 64x64, Model: \
-                    tiny-sd, Denoising strength: 0.6, RNG: CPU, Hires sampler: DDIM, Hires prompt: \"a cat, sharp\", \
-                    Hires upscale: 1.5, Hires steps: 3, Hires upscaler: Latent (bicubic), Version: reelbox";
+                    tiny-sd, Denoising strength: 0.6, RNG: CPU, Hires checkpoint: tiny-sd-2, Hires sampler: DDIM, \
+                    Hires prompt: \"a cat, sharp\", Hires upscale: 1.5, Hires steps: 3, Hires upscaler: Latent (bicubic), Version: reelbox";
         assert!(text.contains(want), "{text}");
-        let hires = Hires { scale: HiresScale::To(128, 96), steps: None, sampler: None, prompt: None, ..hires };
+        let hires = Hires {
+            checkpoint: None,
+            scale: HiresScale::To(128, 96),
+            steps: None,
+            sampler: None,
+            prompt: None,
+            ..hires
+        };
         let text = ImageParameters { hires: Some(hires), ..params }.to_text();
         assert!(text.contains("RNG: CPU, Hires resize: 128x96, Hires upscaler: Latent (bicubic), Version"), "{text}");
     }
