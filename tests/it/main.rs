@@ -46,6 +46,7 @@ mod comfy_compat;
 mod comfy_denoise;
 mod comfy_hires;
 mod comfy_inpaint;
+mod comfy_ksampler_advanced;
 mod comfy_lora;
 mod comfy_mask_pictures;
 mod comfy_masks;

@@ -71,7 +71,7 @@ pub(super) struct Chain {
     /// The source as pictures go: a VAEDecode by its sampler (two decodes of one sampler
     /// show the same pictures), a LoadImage by itself.
     key: String,
-    /// The KSampler a VAEDecode source decodes.
+    /// The sampler (KSampler or KSamplerAdvanced) a VAEDecode source decodes.
     sampler: Option<String>,
     /// The ImageUpscaleWithModel and scale nodes, in the order the pictures pass them.
     pub steps: Vec<String>,
@@ -106,7 +106,7 @@ fn trace(g: &ValidGraph, out_id: &str) -> Result<Chain, PromptError> {
         let (id, node) = follow(g, &at, input, takes, 0)?;
         match node.class_type.as_str() {
             "VAEDecode" => {
-                let (sampler, _) = follow(g, &id, "samples", &["KSampler"], 0)?;
+                let (sampler, _) = follow(g, &id, "samples", &super::ksampler::CLASS_TYPES, 0)?;
                 break (id, format!("sampler {sampler}"), Some(sampler));
             }
             "LoadImage" => break (id.clone(), id, None),

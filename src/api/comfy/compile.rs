@@ -1,6 +1,6 @@
 //! A checked graph → one job. reelbox runs one sampling chain per prompt, checkpoint →
-//! prompts → (empty latent | uploaded image → VAEEncode) → KSampler → VAEDecode →
-//! SaveImage/PreviewImage, as an `image` job, whose pictures a second KSampler may sample
+//! prompts → (empty latent | uploaded image → VAEEncode) → KSampler (or KSamplerAdvanced,
+//! read alike by `ksampler`) → VAEDecode → SaveImage/PreviewImage, as an `image` job, whose pictures a second KSampler may sample
 //! again, scaled (the hires fix, its `refine` stage, `hires`), an ImageUpscaleWithModel may
 //! take (its `upscale` stage) and a scale node (ImageScale, ImageScaleBy,
 //! ImageScaleToTotalPixels) resize last (its `resize` stage); or an uploaded picture's
@@ -14,8 +14,9 @@ use serde_json::{Map, Value, json};
 use super::chain::{follow, is_scale, main_chain, same_checkpoint, unsupported};
 use super::files::uploaded;
 pub use super::files::{Upload, UploadLookup};
-use super::literals::{float_value, int_value, resize_request, text, wire};
-use super::nodes::{UPSCALE, reelbox_scheduler};
+use super::ksampler::{STEPS_RUN, SamplerSettings};
+use super::literals::{int_value, resize_request, text, wire};
+use super::nodes::UPSCALE;
 pub use super::roles::{Masking, NodeRef, OutputNode, Refining, Roles, Sampling, Scaling, Upscaling};
 use super::validate::{PromptError, ValidGraph, error_obj};
 use crate::kinds::TypedKind;
@@ -138,7 +139,7 @@ pub fn compile(g: &ValidGraph, uploads: UploadLookup) -> Result<Compiled, Prompt
         };
         return Ok(Compiled { kind: Upscale::NAME, params: wire_params(&params)?, roles, mask: None });
     }
-    let (sampler_id, _) = follow(g, &chain.source, "samples", &["KSampler"], 0)?;
+    let (sampler_id, _) = follow(g, &chain.source, "samples", &super::ksampler::CLASS_TYPES, 0)?;
     let (mut params, sampling, mask) = match super::hires::first_pass_of(g, &sampler_id)? {
         None => sampling_chain(g, Some(chain.source.clone()), sampler_id, uploads)?,
         Some(first) => {
@@ -163,7 +164,7 @@ fn chain_is_second_pass(g: &ValidGraph, source: &str) -> Result<bool, PromptErro
     if g.nodes[source].class_type != "VAEDecode" {
         return Ok(false);
     }
-    let (sampler, _) = follow(g, source, "samples", &["KSampler"], 0)?;
+    let (sampler, _) = follow(g, source, "samples", &super::ksampler::CLASS_TYPES, 0)?;
     Ok(super::hires::first_pass_of(g, &sampler)?.is_some())
 }
 
@@ -172,44 +173,6 @@ fn wire_params(request: &impl Serialize) -> Result<Value, PromptError> {
     serde_json::to_value(request).map_err(|e| {
         PromptError::top("prompt_outputs_failed_validation", "Prompt outputs failed validation", &e.to_string())
     })
-}
-
-/// How a KSampler's `steps` count at `denoise` < 1: all of them run, over the tail of a
-/// longer schedule (`samplers::StepsMode::Run`), not the share of them A1111's rule runs.
-pub(super) const STEPS_RUN: &str = "run";
-
-/// A KSampler's settings as the `image` kind takes them.
-pub(super) struct SamplerSettings {
-    pub seed: i64,
-    pub steps: i64,
-    pub cfg: f64,
-    pub denoise: f64,
-    pub scheduler: &'static str,
-    /// The `image` kind's `schedule`: ComfyUI's scheduler the sampler runs over.
-    pub schedule: Option<&'static str>,
-}
-
-impl SamplerSettings {
-    /// KSampler `id`'s, ComfyUI's defaults for inputs left out; a sampler or schedule reelbox
-    /// lacks is its node error.
-    pub(super) fn of(g: &ValidGraph, id: &str) -> Result<Self, PromptError> {
-        let sampler = &g.nodes[id];
-        let int = |input: &str, default: i128| sampler.inputs.get(input).and_then(int_value).unwrap_or(default);
-        let float = |input: &str, default: f64| sampler.inputs.get(input).and_then(float_value).unwrap_or(default);
-        let (scheduler, schedule) = reelbox_scheduler(&text(sampler, "sampler_name"), &text(sampler, "scheduler"))
-            .map_err(|input| {
-                let received = json!(text(sampler, input));
-                input_error(id, "KSampler", input, "value_not_in_list", "Value not in list", &received)
-            })?;
-        Ok(Self {
-            seed: wire(i128::from(fold_seed(int("seed", 0)))),
-            steps: wire(int("steps", 20)),
-            cfg: float("cfg", 8.0),
-            denoise: float("denoise", 1.0),
-            scheduler,
-            schedule,
-        })
-    }
 }
 
 /// The `image` request of the sampling chain that ends in `decode_id` after `sampler_id`
@@ -261,7 +224,7 @@ fn sampling_chain(
         same_checkpoint(&encode_id, "vae", 2)?;
         let (load_id, _) = follow(g, &encode_id, "pixels", &["LoadImage"], 0)?;
         let picture = uploaded(g, &load_id, uploads)?;
-        params.strength = Some(settings.denoise);
+        params.strength = Some(settings.strength);
         params.steps_mode = Some(STEPS_RUN.to_string());
         if let Some(node_id) = mask_node {
             let (picked, grow, masking) =
@@ -280,6 +243,7 @@ fn sampling_chain(
         load_image,
         mask,
         sampler: sampler_id,
+        advanced: settings.advanced,
         decode: decode_id,
     };
     Ok((params, sampling, made))

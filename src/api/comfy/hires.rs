@@ -7,7 +7,7 @@
 //! (`refine.from: latent`); the pixel form from its pictures, scaled and encoded again.
 
 use super::chain::{follow, same_checkpoint, unsupported};
-use super::compile::{STEPS_RUN, SamplerSettings};
+use super::ksampler::{ADVANCED, KSAMPLER, STEPS_RUN, SamplerSettings};
 use super::literals::{float_value, int_value, resize_request, text, wire};
 use super::nodes::{LATENT_SCALES, SCALES, UPSCALE};
 use super::roles::{NodeRef, Refining, Sampling, Upscaling};
@@ -30,11 +30,12 @@ pub(super) struct FirstPass {
     upscale: Option<String>,
 }
 
-/// What a KSampler's `latent_image` may come from.
-const LATENT_TAKES: [&str; 7] = [
+/// What a sampler's `latent_image` may come from.
+const LATENT_TAKES: [&str; 8] = [
     "EmptyLatentImage",
     "VAEEncode",
-    "KSampler",
+    KSAMPLER,
+    ADVANCED,
     LATENT_SCALES[0],
     LATENT_SCALES[1],
     super::inpaint::NOISE_MASK,
@@ -64,11 +65,11 @@ pub(super) fn first_pass_of(g: &ValidGraph, sampler_id: &str) -> Result<Option<F
 fn linked_pass(g: &ValidGraph, sampler_id: &str) -> Result<Option<FirstPass>, PromptError> {
     let (latent_id, latent) = follow(g, sampler_id, "latent_image", &LATENT_TAKES, 0)?;
     let class = latent.class_type.as_str();
-    if class == "KSampler" {
+    if super::ksampler::CLASS_TYPES.contains(&class) {
         return Ok(Some(FirstPass { sampler: latent_id, decode: None, between: vec![], scale: None, upscale: None }));
     }
     if LATENT_SCALES.contains(&class) {
-        let (sampler, _) = follow(g, &latent_id, "samples", &["KSampler"], 0)?;
+        let (sampler, _) = follow(g, &latent_id, "samples", &super::ksampler::CLASS_TYPES, 0)?;
         let between = vec![latent_id.clone()];
         return Ok(Some(FirstPass { sampler, decode: None, between, scale: Some(latent_id), upscale: None }));
     }
@@ -84,7 +85,7 @@ fn linked_pass(g: &ValidGraph, sampler_id: &str) -> Result<Option<FirstPass>, Pr
             // An upload's image to image (a scaled upload is refused as the sampling chain's).
             "LoadImage" => return Ok(None),
             "VAEDecode" => {
-                let (sampler, _) = follow(g, &id, "samples", &["KSampler"], 0)?;
+                let (sampler, _) = follow(g, &id, "samples", &super::ksampler::CLASS_TYPES, 0)?;
                 between.reverse();
                 return Ok(Some(FirstPass { sampler, decode: Some(id), between, scale, upscale }));
             }
@@ -190,7 +191,7 @@ pub(super) fn second_pass(
         model: other.then(|| own_name.clone()),
         upscale_model: upscale.as_ref().map(|(_, model)| model.clone()),
         resize,
-        strength: Some(settings.denoise),
+        strength: Some(settings.strength),
         steps: Some(settings.steps),
         steps_mode: Some(STEPS_RUN.to_string()),
         seed: Some(settings.seed),
@@ -211,6 +212,7 @@ pub(super) fn second_pass(
         positive: pos_id,
         negative: neg_id,
         sampler: sampler_id.to_string(),
+        advanced: settings.advanced,
         decode: decode_id.to_string(),
     };
     Ok((refine, refining))

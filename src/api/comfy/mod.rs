@@ -26,6 +26,7 @@ pub mod files;
 pub mod hires;
 pub mod info;
 pub mod inpaint;
+pub mod ksampler;
 pub mod literals;
 pub mod loaders;
 pub mod lora_target;

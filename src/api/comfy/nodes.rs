@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::inpaint::{ENCODE_FOR_INPAINT, LOAD_MASK, NOISE_MASK};
-use super::{loaders, masks};
+use super::{ksampler, loaders, masks};
 use crate::media::resize::Method;
 use crate::pipelines::diffusion::samplers::Schedule;
 
@@ -89,12 +89,12 @@ pub const SCALES: [&str; 3] = ["ImageScale", "ImageScaleBy", "ImageScaleToTotalP
 /// latent form; reelbox scales the latent too, `pipelines::diffusion::latent_scale`).
 pub const LATENT_SCALES: [&str; 2] = ["LatentUpscale", "LatentUpscaleBy"];
 
-/// The class types reelbox runs, but for the mask nodes ([`class_types`] has all).
-const CLASS_TYPES: [&str; 19] = [
+/// The class types reelbox runs, but for the samplers and the mask nodes ([`class_types`]
+/// has all).
+const CLASS_TYPES: [&str; 18] = [
     "CheckpointLoaderSimple",
     "CLIPTextEncode",
     "EmptyLatentImage",
-    "KSampler",
     "VAEDecode",
     "VAEEncode",
     "LoadImage",
@@ -112,11 +112,16 @@ const CLASS_TYPES: [&str; 19] = [
     LOAD_MASK,
 ];
 
-/// Every class type reelbox describes: those it runs, the mask nodes and the picture node a
-/// mask's picture may pass (`masks`), the LoRA loaders, then the loaders of a UNet or VAE
-/// alone, whose choices are empty (`loaders`).
+/// Every class type reelbox describes: those it runs, the samplers (`ksampler`), the mask
+/// nodes and the picture node a mask's picture may pass (`masks`), the LoRA loaders, then the
+/// loaders of a UNet or VAE alone, whose choices are empty (`loaders`).
 pub fn class_types() -> impl Iterator<Item = &'static str> {
-    CLASS_TYPES.into_iter().chain(masks::class_types()).chain(super::loras::CLASS_TYPES).chain(loaders::CLASS_TYPES)
+    CLASS_TYPES
+        .into_iter()
+        .chain(ksampler::CLASS_TYPES)
+        .chain(masks::class_types())
+        .chain(super::loras::CLASS_TYPES)
+        .chain(loaders::CLASS_TYPES)
 }
 
 /// ComfyUI sampler names reelbox has.
@@ -214,27 +219,6 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
                 int("width", 512, 64, side, 8),
                 int("height", 512, 64, side, 8),
                 int("batch_size", 1, 1, i128::from(ctx.max_batch), 1),
-            ],
-            outputs: &["LATENT"],
-            output_node: false,
-            python_module: "nodes",
-        },
-        "KSampler" => NodeSpec {
-            class_type: "KSampler",
-            display_name: "KSampler",
-            category: "sampling",
-            description: "Denoises a latent with the model and prompts.",
-            inputs: vec![
-                link("model", "MODEL"),
-                int("seed", 0, 0, i128::from(MAX_SEED), 1),
-                int("steps", 20, 1, i128::from(ctx.max_steps), 1),
-                InputSpec { name: "cfg", kind: InputKind::Float { default: 8.0, min: 0.0, max: 100.0, step: 0.1 } },
-                InputSpec { name: "sampler_name", kind: InputKind::Combo(SAMPLERS.map(String::from).to_vec()) },
-                InputSpec { name: "scheduler", kind: InputKind::Combo(SCHEDULERS.map(String::from).to_vec()) },
-                link("positive", "CONDITIONING"),
-                link("negative", "CONDITIONING"),
-                link("latent_image", "LATENT"),
-                InputSpec { name: "denoise", kind: InputKind::Float { default: 1.0, min: 0.0, max: 1.0, step: 0.01 } },
             ],
             outputs: &["LATENT"],
             output_node: false,
@@ -346,7 +330,8 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
             latent_scale_node("LatentUpscaleBy", "Upscale Latent By", vec![float("scale_by", 1.5, 0.01, 8.0)])
         }
         _ => {
-            return super::inpaint::spec(class_type)
+            return ksampler::spec(class_type, ctx)
+                .or_else(|| super::inpaint::spec(class_type))
                 .or_else(|| masks::spec(class_type, side))
                 .or_else(|| super::loras::spec(class_type, ctx))
                 .or_else(|| loaders::spec(class_type));

@@ -39,6 +39,9 @@ pub struct Sampling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<Masking>,
     pub sampler: String,
+    /// The sampler is a KSamplerAdvanced (none in records from before it: a KSampler).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub advanced: bool,
     /// The VAEDecode of its pictures; `None` when its latents go straight on to a second
     /// pass (the hires fix's latent form), no picture of it shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,8 +87,11 @@ pub struct Refining {
     pub scale: Option<NodeRef>,
     pub positive: String,
     pub negative: String,
-    /// The second KSampler.
+    /// The second sampler.
     pub sampler: String,
+    /// The second sampler is a KSamplerAdvanced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub advanced: bool,
     pub decode: String,
 }
 
@@ -130,8 +136,22 @@ pub struct Roles {
 }
 
 /// ComfyUI's class type of the node that runs in each stage, for error messages.
-const SAMPLER_CLASS: &str = "KSampler";
 const UPSCALE_CLASS: &str = "ImageUpscaleWithModel";
+
+/// The class type of a sampler, a KSamplerAdvanced or a KSampler.
+fn sampler_class(advanced: bool) -> &'static str {
+    if advanced { super::ksampler::ADVANCED } else { super::ksampler::KSAMPLER }
+}
+
+/// The input of a sampler a KSampler's `input` is on it: a KSamplerAdvanced's seed is its
+/// `noise_seed`, and where its schedule starts (the job's `strength`) its `start_at_step`.
+fn sampler_input(advanced: bool, input: &'static str) -> &'static str {
+    match (advanced, input) {
+        (true, "seed") => "noise_seed",
+        (true, "denoise") => "start_at_step",
+        _ => input,
+    }
+}
 
 impl Roles {
     /// The job's stages in order, as the nodes ask for them: the sampler's, the second
@@ -203,8 +223,8 @@ impl Roles {
     /// or the scale node.
     pub fn node_of(&self, stage: StageName) -> Option<(&str, &str)> {
         match stage {
-            StageName::Generate => self.sampling.as_ref().map(|s| (s.sampler.as_str(), SAMPLER_CLASS)),
-            StageName::Refine => self.refine.as_ref().map(|r| (r.sampler.as_str(), SAMPLER_CLASS)),
+            StageName::Generate => self.sampling.as_ref().map(|s| (s.sampler.as_str(), sampler_class(s.advanced))),
+            StageName::Refine => self.refine.as_ref().map(|r| (r.sampler.as_str(), sampler_class(r.advanced))),
             StageName::Upscale => self.upscale.as_ref().map(|u| (u.node.as_str(), UPSCALE_CLASS)),
             StageName::Resize => self.scaling.as_ref().map(|s| (s.node.as_str(), s.class_type.as_str())),
             _ => None,
@@ -234,19 +254,20 @@ impl Roles {
                 None => (r.sampler.clone(), "latent_image"),
             });
         }
+        let sampler = |input: &'static str| (r.sampler.clone(), sampler_input(r.advanced, input));
         Some(match field {
             "upscale_model" => (r.upscale.as_ref()?.loader.clone(), "model_name"),
             "model" => (r.checkpoint.clone()?, "ckpt_name"),
             "prompt" => (r.positive.clone(), "text"),
             "negative_prompt" => (r.negative.clone(), "text"),
-            "strength" | "steps_mode" => (r.sampler.clone(), "denoise"),
-            "steps" => (r.sampler.clone(), "steps"),
-            "guidance" => (r.sampler.clone(), "cfg"),
-            "scheduler" => (r.sampler.clone(), "sampler_name"),
-            "schedule" => (r.sampler.clone(), "scheduler"),
-            "seed" => (r.sampler.clone(), "seed"),
+            "strength" | "steps_mode" => sampler("denoise"),
+            "steps" => sampler("steps"),
+            "guidance" => sampler("cfg"),
+            "scheduler" => sampler("sampler_name"),
+            "schedule" => sampler("scheduler"),
+            "seed" => sampler("seed"),
             // The whole second pass: what its sampler starts from.
-            _ => (r.sampler.clone(), "latent_image"),
+            _ => sampler("latent_image"),
         })
     }
 
@@ -269,6 +290,7 @@ impl Roles {
                 _ => scaled_first.map(|s| (s.node.clone(), "image")),
             };
         };
+        let sampler = |input: &'static str| (s.sampler.clone(), sampler_input(s.advanced, input));
         Some(match param {
             "prompt" => (s.positive.clone(), "text"),
             "negative_prompt" => (s.negative.clone(), "text"),
@@ -277,15 +299,15 @@ impl Roles {
             "height" => (s.latent.clone(), "height"),
             "n" => (s.latent.clone(), "batch_size"),
             "init_image" => (s.load_image.clone().unwrap_or_else(|| s.latent.clone()), "image"),
-            "steps" => (s.sampler.clone(), "steps"),
-            "guidance" => (s.sampler.clone(), "cfg"),
-            "scheduler" => (s.sampler.clone(), "sampler_name"),
-            "schedule" => (s.sampler.clone(), "scheduler"),
-            "strength" | "steps_mode" => (s.sampler.clone(), "denoise"),
+            "steps" => sampler("steps"),
+            "guidance" => sampler("cfg"),
+            "scheduler" => sampler("sampler_name"),
+            "schedule" => sampler("scheduler"),
+            "strength" | "steps_mode" => sampler("denoise"),
             "upscale_model" => (upscale?.loader.clone(), "model_name"),
             "mask" => (s.mask.as_ref()?.node.clone(), "mask"),
             "mask_grow" => (s.mask.as_ref()?.node.clone(), "grow_mask_by"),
-            _ => (s.sampler.clone(), "seed"),
+            _ => sampler("seed"),
         })
     }
 }
@@ -334,6 +356,7 @@ mod tests {
             load_image: None,
             mask: None,
             sampler: "3".into(),
+            advanced: false,
             decode: Some("8".into()),
         }
     }

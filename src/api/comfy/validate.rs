@@ -140,7 +140,7 @@ fn check_node(
             errors.push(e);
         }
     }
-    if node_spec.class_type == "KSampler"
+    if super::ksampler::CLASS_TYPES.contains(&node_spec.class_type)
         && errors.is_empty()
         && let (Some(Value::String(sampler)), Some(Value::String(schedule))) =
             (inputs.get("sampler_name"), inputs.get("scheduler"))

@@ -72,6 +72,19 @@ impl Span {
     pub fn steps_run(&self) -> usize {
         (self.schedule - self.start).max(1)
     }
+
+    /// The `steps` and `strength` of a [`StepsMode::Run`] request whose span is this one (a
+    /// whole schedule from its step `start`, ComfyUI's KSamplerAdvanced `start_at_step`), on
+    /// any scheduler whose schedules may be `schedule` steps long: the steps that run and a
+    /// strength half a step short of theirs, so `⌊run ÷ strength⌋` is `schedule` whatever the
+    /// float rounding. A span from step 0 is the plain schedule, strength 1.
+    pub fn run_request(&self) -> (usize, f64) {
+        let run = self.schedule.saturating_sub(self.start).max(1);
+        if run == self.schedule {
+            return (run, 1.0);
+        }
+        (run, run as f64 / (self.schedule as f64 + 0.5))
+    }
 }
 
 /// Steps a run of `steps` at `strength` counted by `mode` takes: what its cost and progress
@@ -129,6 +142,19 @@ mod tests {
         assert_eq!(Span::of(20, 0.01, StepsMode::Run, 1000), Span { schedule: 1000, start: 980 });
         assert_eq!(Span::of(4, 0.0, StepsMode::Run, 50), Span { schedule: 50, start: 46 });
         assert_eq!(Span::of(8, 0.5, StepsMode::Run, 4).steps_run(), 8, "never fewer than asked");
+    }
+
+    #[test]
+    fn a_run_request_spans_the_whole_schedule_from_its_start() {
+        for schedule in 1..=400 {
+            for start in 0..schedule {
+                let span = Span { schedule, start };
+                let (steps, strength) = span.run_request();
+                assert_eq!(Span::of(steps, strength, StepsMode::Run, 1000), span, "{schedule} from {start}");
+                assert_eq!(steps, schedule - start);
+            }
+        }
+        assert_eq!(Span { schedule: 20, start: 0 }.run_request(), (20, 1.0));
     }
 
     #[test]
