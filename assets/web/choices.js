@@ -1,5 +1,6 @@
 // The choices the forms share: a model list with the box's default picked, the picture sizes
-// for a model, and a presenter profile that brings its own models.
+// for a model, a second pass's model beside the picture's, and a presenter profile that
+// brings its own models.
 import { h } from "./ui.js";
 
 /** A `<select>` of `[value, label]` pairs with `value` picked. */
@@ -17,6 +18,30 @@ export function modelSelect(models) {
   if (!models.length) return select([["", "None installed"]], "");
   const pick = (models.find((m) => m.default) || models[0]).name;
   return select(models.map((m) => [m.name, m.default ? `${m.name} (default)` : m.name]), pick);
+}
+
+/** The second pass's choice that names no model of its own: the picture's. */
+const SAME = "Same model";
+
+/**
+ * The second pass's model (A1111's "Hires checkpoint"): "Same model" (value "", nothing
+ * sent: the picture's own) and the installed `models` (as `installed()` gives them) but the
+ * one picked in `model`, following it. Every model is offered until `follow()` is first
+ * called, so a kept choice is put back before the picture's own is left out (a kept picture
+ * model is put back without a change event); a choice that becomes the picture's own is
+ * "Same model" again, as it means the same. Each `follow` then calls `changed`.
+ */
+export function passModelSelect(models, model, changed = () => {}) {
+  const s = select([["", SAME], ...models.map((m) => [m.name, m.name])], "");
+  const follow = () => {
+    const was = s.value;
+    const others = models.filter((m) => m.name !== model.value);
+    s.replaceChildren(h("option", { value: "" }, SAME), ...others.map((m) => h("option", { value: m.name }, m.name)));
+    s.value = others.some((m) => m.name === was) ? was : "";
+    changed();
+  };
+  model.addEventListener("change", follow);
+  return { select: s, follow };
 }
 
 /** Square picture sides every model is offered; each installed model's own side is added. */

@@ -1,12 +1,13 @@
 // Picture: a prompt made into a picture (`POST /api/v1/images`) with the box's diffusion
 // models, from nothing or over a picture of the user's own with the part to redraw painted
 // on it (start.js), optionally drawn again larger in a second pass (`refine`, the hires
-// fix), with the steps, guidance, sampler and schedule under "More settings" (settings.js),
+// fix) on the picture's model or another installed one (`refine.model`), with the steps,
+// guidance, sampler and schedule under "More settings" (settings.js),
 // followed live as Watch follows a film (step previews, then the picture large with
 // its PNG download); "Make another" brings the form back with its fields, the picture and
 // its paint as they were.
 import { api, installed } from "./api.js";
-import { followProfile, modelSelect, select, sizeSelect, startSize } from "./choices.js";
+import { followProfile, modelSelect, passModelSelect, select, sizeSelect, startSize } from "./choices.js";
 import { moreSettings } from "./settings.js";
 import { startPicture } from "./start.js";
 import { busy, clearErrors, field, focusHeading, h, isBusy, keepFields, showError } from "./ui.js";
@@ -18,6 +19,8 @@ const KEPT = "reelbox.picture";
 /** The second pass's hint, and why it is not offered while a part is painted. */
 const PASS = "Draws the picture again larger, with finer detail; takes longer.";
 const NO_PASS = "Not with a painted part: the box draws only that part again, at your picture's size. Clear the paint to use one.";
+/** The second pass's model's hint: why one would pick another. */
+const PASS_MODEL = "Another installed model may draw the detail: a photoreal one over a stylised picture, or the reverse.";
 
 /** Renders the Picture view into `root`. */
 export async function picture(root) {
@@ -39,6 +42,10 @@ export async function picture(root) {
     "How far the second pass may redraw the picture: little keeps it, 1 draws it anew.");
   const sizeField = field("pic-size", "Picture size", size);
   const passField = field("pic-pass", "Second pass", pass, PASS);
+  // Sampled from the first pass's picture (`refine.from` left at `picture`), so a model of
+  // another latent space (SDXL over SD 1.5) draws it too, on its own VAE's encoding.
+  const passModel = passModelSelect(diffusion, model, () => fit());
+  const passModelField = field("pic-pass-model", "Second pass model", passModel.select, PASS_MODEL);
   const passHint = passField.querySelector(".hint");
   // A picture started from sets the size; a painted part takes no second pass (the box
   // refuses `refine` with a `mask`): the choices that no longer apply step aside, saying why.
@@ -47,6 +54,8 @@ export async function picture(root) {
     pass.disabled = start.masked();
     passHint.textContent = pass.disabled ? NO_PASS : PASS;
     strengthField.hidden = !pass.value || pass.disabled;
+    // Offered only with a pass and another model to pick.
+    passModelField.hidden = strengthField.hidden || passModel.select.options.length < 2;
   };
   const start = startPicture({
     sizeFor: (w, hh) => startSize(diffusion, model.value, w, hh),
@@ -55,9 +64,11 @@ export async function picture(root) {
   });
   pass.addEventListener("change", fit);
   model.addEventListener("change", () => start.sized());
-  const controls = { prompt, negative, model, size, seed, profile, pass, strength, ...more.controls, ...start.controls };
+  const controls = { prompt, negative, model, size, seed, profile, pass, passModel: passModel.select, strength,
+    ...more.controls, ...start.controls };
   const keep = keepFields(KEPT, controls);
   more.kept();
+  passModel.follow();
   fit();
   const submit = h("button", { type: "submit", class: "primary" }, "Make picture");
   const form = h("form", { class: "card picture-form", novalidate: true },
@@ -71,6 +82,7 @@ export async function picture(root) {
       field("pic-seed", "Seed (optional)", seed, "The same seed and prompt make the same picture again."),
       field("pic-profile", "Presenter profile", profile, "Its picture model and style are used."),
       passField,
+      passModelField,
       strengthField),
     more.el,
     h("div", { class: "form-error", role: "alert" }),
@@ -101,7 +113,10 @@ export async function picture(root) {
       if (seed.value !== "") body.seed = Number(seed.value);
       if (profile.value) body.profile = profile.value;
       more.into(body);
-      if (pass.value && !body.mask) body.refine = { resize: { scale_by: Number(pass.value) }, strength: Number(strength.value) };
+      if (pass.value && !body.mask) {
+        body.refine = { resize: { scale_by: Number(pass.value) }, strength: Number(strength.value) };
+        if (passModel.select.value) body.refine.model = passModel.select.value;
+      }
       const job = await api("POST", "/api/v1/images", body);
       // The form steps aside for the picture (on a phone it would push it off the screen).
       form.hidden = true;
@@ -118,6 +133,7 @@ export async function picture(root) {
         width: sized, height: sized, seed: "pic-seed", profile: "pic-profile", file: "pic-init",
         init_image: "pic-init", strength: "pic-change", mask: "pic-paint", mask_grow: "pic-paint",
         refine: "pic-pass", "refine.resize.scale_by": "pic-pass", "refine.strength": "pic-strength",
+        "refine.model": "pic-pass-model",
         ...more.fields });
     } finally {
       busy(submit, false);

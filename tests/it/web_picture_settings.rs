@@ -20,7 +20,7 @@ use crate::web_studio::demo_models;
 use crate::web_studio_forms::{daemon_over, downloaded};
 
 /// The `parameters` text chunk of a PNG, as A1111 reads it.
-fn parameters_text(bytes: &[u8]) -> String {
+pub(crate) fn parameters_text(bytes: &[u8]) -> String {
     let reader = png::Decoder::new(Cursor::new(bytes)).read_info().expect("a PNG");
     let text =
         reader.info().uncompressed_latin1_text.iter().find(|c| c.keyword == "parameters").map(|c| c.text.clone());
