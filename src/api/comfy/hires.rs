@@ -263,21 +263,10 @@ mod tests {
     use super::super::compile::compile;
     use super::super::files::UploadNotFound;
     use super::super::info::node_info as object_info;
-    use super::super::nodes::{SpecContext, spec};
+    use super::super::nodes::spec;
     use super::super::validate::tests::{ctx, default_workflow};
     use super::super::validate::validate;
     use crate::store::records::StageName;
-
-    fn spec_ctx() -> SpecContext {
-        SpecContext {
-            checkpoints: vec![],
-            upscale_models: vec![],
-            loras: vec![],
-            max_side: 2048,
-            max_steps: 150,
-            max_batch: 8,
-        }
-    }
 
     fn no_uploads(_name: &str) -> Result<super::super::compile::Upload, UploadNotFound> {
         Err(UploadNotFound::NoSuchImage)
@@ -460,7 +449,7 @@ mod tests {
 
     #[test]
     fn the_latent_scale_nodes_have_comfyuis_shapes() {
-        let up = object_info(&spec("LatentUpscale", &spec_ctx()).expect("LatentUpscale"));
+        let up = object_info(&spec("LatentUpscale", &ctx()).expect("LatentUpscale"));
         assert_eq!(up["input_order"]["required"], json!(["samples", "upscale_method", "width", "height", "crop"]));
         assert_eq!(
             up["input"]["required"]["width"],
@@ -471,7 +460,7 @@ mod tests {
             json!([["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]])
         );
         assert_eq!((&up["output"], &up["category"]), (&json!(["LATENT"]), &json!("latent")));
-        let by = object_info(&spec("LatentUpscaleBy", &spec_ctx()).expect("LatentUpscaleBy"));
+        let by = object_info(&spec("LatentUpscaleBy", &ctx()).expect("LatentUpscaleBy"));
         assert_eq!(by["input_order"]["required"], json!(["samples", "upscale_method", "scale_by"]));
         assert_eq!(
             by["input"]["required"]["scale_by"],

@@ -203,20 +203,9 @@ mod tests {
     use super::super::validate::validate;
     use super::*;
 
-    fn spec_ctx() -> SpecContext {
-        SpecContext {
-            checkpoints: vec![],
-            upscale_models: vec![],
-            loras: vec![],
-            max_side: 2048,
-            max_steps: 150,
-            max_batch: 8,
-        }
-    }
-
     #[test]
     fn ksampler_advanced_has_comfyuis_inputs_in_its_order() {
-        let info = object_info(&spec(ADVANCED, &spec_ctx()).expect("spec"));
+        let info = object_info(&spec(ADVANCED, &ctx()).expect("spec"));
         assert_eq!(
             info["input_order"]["required"],
             json!([
