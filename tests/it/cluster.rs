@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{Nats, WorkerProc, stage_devices, start_head, start_head_with, wait_boxes};
+use cluster_support::{Cut, Nats, WorkerProc, stage_devices, start_head, start_head_with, wait_boxes};
 use common::daemon::{DaemonProc, is_final, submit_testcard, wait_job};
 use serde_json::{Value, json};
 
@@ -149,18 +149,10 @@ async fn kill_9_of_a_worker_mid_stage_finishes_on_the_other_without_doubles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // As root, w1 runs in a network namespace whose link the test takes down (a real cut:
-    // the process runs on, its packets go nowhere); otherwise the cut box is stopped.
-    let ns = cluster_support::NetNs::make();
-    let nats = match &ns {
-        Some(ns) => Nats::start_on(dir.path(), &ns.host_ip, &[]),
-        None => Nats::start(dir.path()),
-    };
+    let cut_off = Cut::make();
+    let nats = cut_off.nats(dir.path());
     let head = start_head(&dir.path().join("head"), &nats, false);
-    let w1 = match &ns {
-        Some(ns) => WorkerProc::start_in(&dir.path().join("w1"), &nats, "w1", ns),
-        None => WorkerProc::start(&dir.path().join("w1"), &nats, "w1"),
-    };
+    let w1 = cut_off.w1(dir.path(), &nats, &dir.path().join("w1.log"));
     let w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
     let http = reqwest::Client::new();
     wait_boxes(&http, &head, &["w1", "w2"]).await;
@@ -169,7 +161,7 @@ async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
     let (id, first) = loop {
         let id = submit_testcard(&http, &head, json!({"steps": 30, "step_ms": 100})).await;
         let first = running_box(&http, &head, &id).await;
-        if first == "w1" || ns.is_none() {
+        if first == "w1" || cut_off.ns.is_none() {
             break (id, first);
         }
         let _ = http.post(head.at(&format!("/api/v1/jobs/{id}/cancel"))).send().await;
@@ -179,10 +171,7 @@ async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
     // Silent for 30 s, as the network cut: ten times the ack wait (3 s) and fifteen
     // times the heartbeat TTL (2 s) of the test config.
     let cut_at = Instant::now();
-    let silence = |quiet: bool| match &ns {
-        Some(ns) => ns.link(!quiet),
-        None => cut.signal(if quiet { "STOP" } else { "CONT" }),
-    };
+    let silence = |quiet: bool| cut_off.silence(cut, quiet);
     silence(true);
     let j = wait_job(&http, &head, &id, Duration::from_secs(30), is_final).await;
     assert_eq!(j["state"], "succeeded", "{j}");
@@ -210,18 +199,12 @@ async fn a_worker_cut_off_has_its_stage_moved_and_its_late_result_discarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_back_from_a_cut_stops_the_stage_the_head_placed_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ns = cluster_support::NetNs::make();
-    let nats = match &ns {
-        Some(ns) => Nats::start_on(dir.path(), &ns.host_ip, &[]),
-        None => Nats::start(dir.path()),
-    };
+    let cut_off = Cut::make();
+    let nats = cut_off.nats(dir.path());
     let head_log = dir.path().join("head.log");
     let head = cluster_support::start_head_logged(&dir.path().join("head"), &nats, "local_work = false", &head_log);
     let logs = [dir.path().join("w1.log"), dir.path().join("w2.log")];
-    let w1 = match &ns {
-        Some(ns) => WorkerProc::start_in_logged(&dir.path().join("w1"), &nats, "w1", ns, Some(&logs[0])),
-        None => WorkerProc::start_logged(&dir.path().join("w1"), &nats, "w1", "", &logs[0]),
-    };
+    let w1 = cut_off.w1(dir.path(), &nats, &logs[0]);
     let w2 = WorkerProc::start_logged(&dir.path().join("w2"), &nats, "w2", "", &logs[1]);
     let http = reqwest::Client::new();
     wait_boxes(&http, &head, &["w1", "w2"]).await;
@@ -230,17 +213,14 @@ async fn a_worker_back_from_a_cut_stops_the_stage_the_head_placed_again() {
     let (id, first) = loop {
         let id = submit_testcard(&http, &head, json!({"steps": 300, "step_ms": 100})).await;
         let first = running_box(&http, &head, &id).await;
-        if first == "w1" || ns.is_none() {
+        if first == "w1" || cut_off.ns.is_none() {
             break (id, first);
         }
         let _ = http.post(head.at(&format!("/api/v1/jobs/{id}/cancel"))).send().await;
         wait_job(&http, &head, &id, Duration::from_secs(10), is_final).await;
     };
     let (cut, other, cut_log) = if first == "w1" { (&w1, "w2", &logs[0]) } else { (&w2, "w1", &logs[1]) };
-    let silence = |quiet: bool| match &ns {
-        Some(ns) => ns.link(!quiet),
-        None => cut.signal(if quiet { "STOP" } else { "CONT" }),
-    };
+    let silence = |quiet: bool| cut_off.silence(cut, quiet);
     let cut_at = Instant::now();
     silence(true);
     // Its heartbeat expires (TTL 2 s) and the head places the stage on the other box.
@@ -285,18 +265,12 @@ async fn a_worker_back_from_a_cut_stops_the_stage_the_head_placed_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_back_from_a_cut_stops_its_stage_after_the_head_restarted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ns = cluster_support::NetNs::make();
-    let nats = match &ns {
-        Some(ns) => Nats::start_on(dir.path(), &ns.host_ip, &[]),
-        None => Nats::start(dir.path()),
-    };
+    let cut_off = Cut::make();
+    let nats = cut_off.nats(dir.path());
     let head_dir = dir.path().join("head");
     let mut head = start_head(&head_dir, &nats, false);
     let log = dir.path().join("w1.log");
-    let w1 = match &ns {
-        Some(ns) => WorkerProc::start_in_logged(&dir.path().join("w1"), &nats, "w1", ns, Some(&log)),
-        None => WorkerProc::start_logged(&dir.path().join("w1"), &nats, "w1", "", &log),
-    };
+    let w1 = cut_off.w1(dir.path(), &nats, &log);
     let _w2 = WorkerProc::start(&dir.path().join("w2"), &nats, "w2");
     let http = reqwest::Client::new();
     wait_boxes(&http, &head, &["w1", "w2"]).await;
@@ -309,10 +283,7 @@ async fn a_worker_back_from_a_cut_stops_its_stage_after_the_head_restarted() {
         let _ = http.post(head.at(&format!("/api/v1/jobs/{id}/cancel"))).send().await;
         wait_job(&http, &head, &id, Duration::from_secs(10), is_final).await;
     };
-    let silence = |quiet: bool| match &ns {
-        Some(ns) => ns.link(!quiet),
-        None => w1.signal(if quiet { "STOP" } else { "CONT" }),
-    };
+    let silence = |quiet: bool| cut_off.silence(&w1, quiet);
     silence(true);
     wait_job(&http, &head, &id, Duration::from_secs(20), |j| j["device"] == "w2/cpu").await;
     // The head goes down and comes back: the job resumes with its next attempt, on w2.
@@ -349,27 +320,18 @@ async fn a_worker_back_from_a_cut_stops_its_stage_after_the_head_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_back_from_a_cut_stops_a_stage_canceled_on_the_restarted_head() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ns = cluster_support::NetNs::make();
-    let nats = match &ns {
-        Some(ns) => Nats::start_on(dir.path(), &ns.host_ip, &[]),
-        None => Nats::start(dir.path()),
-    };
+    let cut_off = Cut::make();
+    let nats = cut_off.nats(dir.path());
     let head_dir = dir.path().join("head");
     let mut head = start_head(&head_dir, &nats, false);
     let log = dir.path().join("w1.log");
-    let w1 = match &ns {
-        Some(ns) => WorkerProc::start_in_logged(&dir.path().join("w1"), &nats, "w1", ns, Some(&log)),
-        None => WorkerProc::start_logged(&dir.path().join("w1"), &nats, "w1", "", &log),
-    };
+    let w1 = cut_off.w1(dir.path(), &nats, &log);
     let http = reqwest::Client::new();
     wait_boxes(&http, &head, &["w1"]).await;
     // 30 s of work on the only box (without a namespace w1 is frozen instead of cut).
     let id = submit_testcard(&http, &head, json!({"steps": 300, "step_ms": 100})).await;
     assert_eq!(running_box(&http, &head, &id).await, "w1");
-    let silence = |quiet: bool| match &ns {
-        Some(ns) => ns.link(!quiet),
-        None => w1.signal(if quiet { "STOP" } else { "CONT" }),
-    };
+    let silence = |quiet: bool| cut_off.silence(&w1, quiet);
     silence(true);
     // The head goes down and comes back, and the job is canceled there while w1 is away.
     let bind = head.url.trim_start_matches("http://").to_string();

@@ -193,12 +193,8 @@ impl WorkerProc {
         Self::spawn(worker_command(dir, nats, name, "", args).envs(env.iter().copied()), name)
     }
 
-    /// A worker run inside a network namespace (`ip netns exec`), whose link a test cuts.
-    pub fn start_in(dir: &Path, nats: &Nats, name: &str, ns: &NetNs) -> Self {
-        Self::start_in_logged(dir, nats, name, ns, None)
-    }
-
-    /// As [`WorkerProc::start_in`], its log (info level) written to `log` when given.
+    /// A worker run inside a network namespace (`ip netns exec`), whose link a test cuts; its
+    /// log (info level) written to `log` when given.
     pub fn start_in_logged(dir: &Path, nats: &Nats, name: &str, ns: &NetNs, log: Option<&Path>) -> Self {
         let mut inner = worker_command(dir, nats, name, "", &[]);
         if log.is_some() {
@@ -367,6 +363,43 @@ pub fn cluster_status(dir: &Path, head: &DaemonProc, extra: &[&str]) -> std::pro
 /// The devices a job's stages ran on.
 pub fn stage_devices(job: &serde_json::Value) -> Vec<String> {
     job["stages"].as_array().into_iter().flatten().filter_map(|s| s["device"].as_str().map(str::to_owned)).collect()
+}
+
+/// How a test cuts a box off the bus: as root, `w1` runs in a network namespace whose link
+/// the test takes down (a real cut: the process runs on, its packets go nowhere); otherwise
+/// the cut box's process is stopped (SIGSTOP), its stage with it.
+pub struct Cut {
+    pub ns: Option<NetNs>,
+}
+
+impl Cut {
+    pub fn make() -> Self {
+        Self { ns: NetNs::make() }
+    }
+
+    /// The NATS server, listening where a box in the namespace reaches it.
+    pub fn nats(&self, dir: &Path) -> Nats {
+        match &self.ns {
+            Some(ns) => Nats::start_on(dir, &ns.host_ip, &[]),
+            None => Nats::start(dir),
+        }
+    }
+
+    /// Worker `w1`, in the namespace when there is one, logging to `log`.
+    pub fn w1(&self, dir: &Path, nats: &Nats, log: &Path) -> WorkerProc {
+        match &self.ns {
+            Some(ns) => WorkerProc::start_in_logged(&dir.join("w1"), nats, "w1", ns, Some(log)),
+            None => WorkerProc::start_logged(&dir.join("w1"), nats, "w1", "", log),
+        }
+    }
+
+    /// Cuts `worker` off (`quiet`) or lets it back: the namespace's link, else the process.
+    pub fn silence(&self, worker: &WorkerProc, quiet: bool) {
+        match &self.ns {
+            Some(ns) => ns.link(!quiet),
+            None => worker.signal(if quiet { "STOP" } else { "CONT" }),
+        }
+    }
 }
 
 /// A network namespace joined to this host by a veth pair, so that a test can cut one
