@@ -1,7 +1,8 @@
 //! How `reelbox jobs show`, `cancel`, `retry` and `watch` print a job: on one screen of 80
 //! columns, a stage's files as a count (their ids are in `--json`), and a render with what a
 //! filmmaker asks of it: its script, picture, the models that made it and its profile, how
-//! long it took, the film's length and size, its files by name, and how to save it.
+//! long it took, the film's length and size, its files by name, and how to save it; a
+//! picture job with its prompt, size, steps and seed, and the models each pass ran.
 
 use reelbox::api::views::{ArtifactView, JobView, ProfileView};
 use reelbox::store::records::JobStatus;
@@ -34,6 +35,14 @@ pub(in crate::cli) fn print_job(g: &Global, job: &JobView) -> anyhow::Result<()>
 /// Prints the job as `jobs show` does: a render also with its film (what the box is asked
 /// for besides the job: its files, its narration's length, the profile of its presenter).
 pub(in crate::cli) async fn show(c: &Client, g: &Global, job: &JobView) -> anyhow::Result<()> {
+    if !g.json && job.kind == "image" {
+        head(job);
+        for (label, text) in image_lines(&job.params) {
+            println!("{label:<8} {text}");
+        }
+        stages(job);
+        return Ok(());
+    }
     if g.json || job.kind != "render" {
         return print_job(g, job);
     }
@@ -154,6 +163,46 @@ fn models_used(p: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A picture job's own lines: its prompt, the pictures asked for (size, count, steps, seed: what
+/// draws the same again) and the models each pass ran.
+fn image_lines(p: &Value) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
+    if let Some(prompt) = p["prompt"].as_str() {
+        lines.push(("prompt", first_line(prompt)));
+    }
+    if let (Some(w), Some(h)) = (p["width"].as_u64(), p["height"].as_u64()) {
+        let mut picture = format!("{w}x{h}");
+        if let Some(n) = p["n"].as_u64().filter(|n| *n > 1) {
+            picture.push_str(&format!(" ×{n}"));
+        }
+        if let Some(steps) = p["steps"].as_u64() {
+            picture.push_str(&format!(", {steps} steps"));
+        }
+        if let Some(seed) = p["seed"].as_u64() {
+            picture.push_str(&format!(", seed {seed}"));
+        }
+        lines.push(("picture", picture));
+    }
+    for (i, text) in wrapped(&image_models(p)).into_iter().enumerate() {
+        lines.push((if i == 0 { "models" } else { "" }, text));
+    }
+    lines
+}
+
+/// The models a picture job's stages ran, by what each did: the first pass's, the second
+/// pass's where it had its own model and its upscale model, the last upscale's.
+fn image_models(p: &Value) -> Vec<String> {
+    let model = p["model"].as_str();
+    let refine = &p["refine"];
+    let used = [
+        ("pictures", model),
+        ("second pass", refine["model"].as_str().filter(|m| Some(*m) != model)),
+        ("second pass upscale", refine["upscale_model"].as_str()),
+        ("upscale", p["upscale_model"].as_str()),
+    ];
+    used.into_iter().filter_map(|(what, name)| Some(format!("{what} {}", name.filter(|n| !n.is_empty())?))).collect()
+}
+
 /// `items` joined by commas into lines that fit beside an 8-column label on 80 columns.
 fn wrapped(items: &[String]) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
@@ -243,5 +292,24 @@ mod tests {
         let plain = serde_json::json!({"model": "sd", "voice": "joe", "lipsync_model": "wav2lip_gan",
             "upscale_model": "x4", "upscale": false, "layout": "none", "presenter": {"portrait": "01J"}});
         assert_eq!(models_used(&plain), ["pictures sd", "voice joe"]);
+    }
+
+    #[test]
+    fn a_picture_job_says_its_prompt_size_seed_and_each_passs_models() {
+        let job = serde_json::json!({"prompt": "a red door\non a hill", "width": 512, "height": 768, "n": 2,
+            "steps": 20, "seed": 42, "model": "dreamshaper-8",
+            "refine": {"model": "realistic-vision", "upscale_model": "4x-UltraSharp"}, "upscale_model": "x2"});
+        let lines = image_lines(&job);
+        assert_eq!(lines[0], ("prompt", "a red door (+1 lines)".to_string()));
+        assert_eq!(lines[1], ("picture", "512x768 ×2, 20 steps, seed 42".to_string()));
+        let models: Vec<&str> = lines[2..].iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(
+            models.join(", "),
+            "pictures dreamshaper-8, second pass realistic-vision, second pass upscale 4x-UltraSharp, upscale x2"
+        );
+        assert!(lines.iter().all(|(_, l)| format!("models   {l}").chars().count() <= 80), "{lines:?}");
+        // A second pass on the first's model says none of its own.
+        let same = serde_json::json!({"model": "sd", "refine": {"model": "sd"}});
+        assert_eq!(image_models(&same), ["pictures sd"]);
     }
 }

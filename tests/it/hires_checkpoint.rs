@@ -218,4 +218,11 @@ async fn reelbox_image_refine_model_samples_the_second_pass_on_that_model() {
     let png = std::fs::read(&out).expect("the refined picture");
     let text = reelbox::pipelines::diffusion::output::parameters_of(&png).unwrap_or_default();
     assert!(text.contains("Hires checkpoint: tiny-sd-2"), "{text}");
+    // `jobs show` says what each pass ran (it said no model of a picture job).
+    let id = jobs["jobs"][0]["id"].as_str().expect("id");
+    let shown = common::tools::run_ok(cli().args(["jobs", "show", id, "--url", &d.at("")]));
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("prompt   a red circle\n"), "{shown}");
+    assert!(shown.contains("picture  64x64, 2 steps, seed 42\n"), "{shown}");
+    assert!(shown.contains(&format!("models   pictures {TINY_SD}, second pass {TINY_SD_2}\n")), "{shown}");
 }
