@@ -175,6 +175,8 @@ async fn a_hires_checkpoint_the_box_cannot_run_there_is_refused_naming_its_field
     let detail = answer["detail"].as_str().unwrap_or_default();
     assert!(status.is_client_error() && detail.starts_with("hr_checkpoint_name"), "{status} {answer}");
     assert!(detail.contains("latent space"), "says why: {detail}");
+    // What to send instead in A1111's words (it said the native `"from": "picture"`).
+    assert!(detail.contains("a picture upscaler for hr_upscaler") && !detail.contains("\"from\""), "{detail}");
 
     // ComfyUI: a second pass sampled on tiny-sd-2's UNet with its prompts encoded by tiny-sd's
     // CLIP, or decoded by tiny-sd's VAE, is no one model's pass.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::error::{A1111Error, read_body};
 use super::infotext::extra_generation_params;
-use super::params::{generation, hires, request_field};
+use super::params::{generation, hires, request_field, request_words};
 use super::pictures::{init_picture, mask_picture};
 use super::request::{Generation, ImageResponse, Img2Img, Txt2Img};
 use super::sampler::a1111_names;
@@ -114,7 +114,8 @@ pub async fn img2img(
 /// A refusal of the job, its field named as the request names it.
 fn renamed(e: OpenAiError) -> A1111Error {
     let retry_after = e.retry_after;
-    A1111Error { retry_after, ..A1111Error::renamed(e.status, e.param.as_deref(), &e.message, request_field) }
+    let message = request_words(&e.message);
+    A1111Error { retry_after, ..A1111Error::renamed(e.status, e.param.as_deref(), &message, request_field) }
 }
 
 /// Runs `params` as an `image` job the request waits on, and answers its pictures.

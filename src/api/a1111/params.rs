@@ -43,6 +43,18 @@ pub fn request_field(native: &str) -> String {
     named.to_string()
 }
 
+/// A native refusal's words for what to send instead, in the words of A1111's request: its
+/// second pass starts from the latent or the picture by its `hr_upscaler`, not by a `from`.
+const REMEDIES: [(&str, &str); 2] = [
+    ("\"from\": \"picture\"", "a picture upscaler for hr_upscaler (Lanczos, Nearest or an upscale model)"),
+    ("\"from\": \"latent\"", "a Latent hr_upscaler"),
+];
+
+/// A native refusal's message as an A1111 client can act on it ([`REMEDIES`]).
+pub fn request_words(message: &str) -> String {
+    REMEDIES.iter().fold(message.to_string(), |m, (native, a1111)| m.replace(native, a1111))
+}
+
 /// The installed diffusion model `asked` names: its name, or its A1111 title (`name [hash]`,
 /// a file name with `.safetensors`/`.ckpt`), as `sd-models` lists it, else, as A1111 picks a
 /// checkpoint, its file's hash (sha256, shorthash or old hash; alone or a title's, a picture's
