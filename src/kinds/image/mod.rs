@@ -139,7 +139,9 @@ impl Image {
         cancel: Option<&CancellationToken>,
     ) -> Result<Rendered, DiffusionError> {
         let model = self.model(config, engine, device, &params.model)?;
-        let hashes = model_hashes(config, &params.model);
+        // The hashes of the model the pictures' text names as A1111's `Model` (a second pass's
+        // text names the first pass's; its own model is its `Hires checkpoint`).
+        let hashes = model_hashes(config, described_as.map_or(params.model.as_str(), |d| d.model));
         let choice = SchedulerChoice::parse(&params.scheduler)?.with_schedule(params.schedule)?;
         let req = GenerateRequest {
             prompt: params.prompt.clone(),
@@ -193,7 +195,6 @@ impl Image {
                 hires: None,
                 hashes: None,
             };
-            // A second pass's text too names the model that drew it.
             let text = ImageParameters { hashes: Some(&hashes), ..described_as.cloned().unwrap_or(own) }.to_text();
             let name = picture_name("image", i, params.n);
             images.push((name, encode_png(&img.to_rgb8(), Some(&text))?));
