@@ -32,11 +32,12 @@ const SAME = "Same model";
  * "Same model" again, as it means the same. Each `follow` then calls `changed`.
  */
 export function passModelSelect(models, model, changed = () => {}) {
-  const s = select([["", SAME], ...models.map((m) => [m.name, m.name])], "");
+  const options = (list) => [h("option", { value: "" }, SAME), ...list.map((m) => h("option", { value: m.name }, m.name))];
+  const s = h("select", {}, ...options(models));
   const follow = () => {
     const was = s.value;
     const others = models.filter((m) => m.name !== model.value);
-    s.replaceChildren(h("option", { value: "" }, SAME), ...others.map((m) => h("option", { value: m.name }, m.name)));
+    s.replaceChildren(...options(others));
     s.value = others.some((m) => m.name === was) ? was : "";
     changed();
   };
