@@ -21,6 +21,7 @@ use super::views::time;
 use super::{ApiError, AppState};
 use crate::config::Config;
 use crate::kinds::box_models::{self, LiveModel};
+use crate::models::convert::fused::Checkpoint;
 use crate::models::{Catalog, CatalogModel, InstallState, ModelKind};
 
 /// A model as clients see it.
@@ -180,14 +181,15 @@ impl From<&LiveModel> for ModelView {
             noncommercial: false,
             cpu: true,
             default: false,
-            fused: None,
+            // What its import recorded, as the box read it.
+            fused: m.checkpoint.as_ref().and_then(Checkpoint::fused_text),
             boxes: m.boxes.clone(),
             native_width: None,
             native_height: None,
             default_steps: None,
             default_guidance: None,
             default_scheduler: None,
-            imported_from: None,
+            imported_from: m.checkpoint.as_ref().and_then(|c| c.source.clone()),
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::comfy_upscale::{get, view};
 /// A fused model `name` in `models`: tiny-sd's files but its scheduler (`beta_end`, so its
 /// pictures are its own), and the `conversion.json` an import of `/m/tiny-sd.safetensors`
 /// with `loras` (files under `/l/`) writes.
-fn fake_fused(models: &Path, name: &str, loras: &[(&str, f32)]) {
+pub(crate) fn fake_fused(models: &Path, name: &str, loras: &[(&str, f32)]) {
     let dir = models.join(name);
     let tiny = common::fixture("models/tiny-sd");
     std::fs::create_dir_all(dir.join("scheduler")).expect("mkdir");
@@ -61,7 +61,7 @@ fn lora_models() -> tempfile::TempDir {
 /// The default workflow on tiny-sd with `loras` (file, strength) chained from its checkpoint
 /// as ComfyUI's users chain them (ids 10, 11, …): each LoraLoader takes the last one's MODEL
 /// and CLIP, the sampler and both prompts the last one's.
-fn with_loras(loras: &[(&str, f64)]) -> Value {
+pub(crate) fn with_loras(loras: &[(&str, f64)]) -> Value {
     let mut g = default_workflow("tiny-sd.safetensors", 4);
     let mut from = "4".to_string();
     for (i, (file, strength)) in loras.iter().enumerate() {

@@ -33,6 +33,7 @@ mod catalog;
 mod cli;
 mod cli_box;
 mod cluster;
+mod cluster_box_loras;
 mod cluster_box_models;
 mod cluster_creds;
 mod cluster_grow;

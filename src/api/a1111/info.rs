@@ -19,7 +19,7 @@ use crate::api::auth::Caller;
 use crate::api::json::ApiBytes;
 use crate::api::{ApiError, AppState};
 use crate::kinds::box_models;
-use crate::models::convert::fused::{Checkpoint, Checkpoints};
+use crate::models::convert::fused::Checkpoint;
 use crate::models::{Catalog, ModelKind, ModelStore};
 use crate::pipelines::diffusion::output::{LATENT_MODES, PICTURE_MODES};
 use crate::store::JobFilter;
@@ -91,7 +91,7 @@ pub struct Progress {
 #[utoipa::path(get, path = "/sdapi/v1/sd-models", operation_id = "a1111_sd_models", tag = "a1111", responses((status = 200, body = Vec<SdModel>)))]
 pub async fn sd_models(State(state): State<AppState>) -> Json<Vec<SdModel>> {
     let catalog = Catalog::load(&state.config);
-    let checkpoints = Checkpoints::of(&catalog);
+    let checkpoints = box_models::checkpoints(&catalog);
     let model = |name: &str, filename: String| {
         let hashed = checkpoints.get(name);
         SdModel {
@@ -116,9 +116,9 @@ pub async fn sd_models(State(state): State<AppState>) -> Json<Vec<SdModel>> {
 }
 
 /// Installed diffusion model `name` as A1111 knows it (its title and hashes), where this box
-/// has it.
+/// has it, or on a head, a live worker box.
 pub fn checkpoint_of(state: &AppState, name: &str) -> Option<Checkpoint> {
-    Checkpoints::of(&Catalog::load(&state.config)).get(name).cloned()
+    box_models::checkpoints(&Catalog::load(&state.config)).get(name).cloned()
 }
 
 /// The model a client key picked through `options` while it is still installed (an admin's

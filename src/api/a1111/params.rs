@@ -7,7 +7,6 @@ use crate::config::Config;
 use crate::kinds::box_models;
 use crate::kinds::image::{self, MAX_IMAGES, NO_SCHEDULE, RefineRequest};
 use crate::kinds::resize::ResizeRequest;
-use crate::models::convert::fused::Checkpoints;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::diffusion::output::{LATENT_MODES, PICTURE_MODES};
 
@@ -58,7 +57,8 @@ pub fn request_words(message: &str) -> String {
 /// The installed diffusion model `asked` names: its name, or its A1111 title (`name [hash]`,
 /// a file name with `.safetensors`/`.ckpt`), as `sd-models` lists it, else, as A1111 picks a
 /// checkpoint, its file's hash (sha256, shorthash or old hash; alone or a title's, a picture's
-/// `Model hash` from PNG Info), [`Checkpoints::by_hash`]. 404 naming `field`.
+/// `Model hash` from PNG Info), [`Checkpoints::by_hash`](crate::models::convert::fused::Checkpoints::by_hash),
+/// among this box's models and on a head its live boxes' ([`box_models::checkpoints`]). 404 naming `field`.
 pub fn model_named(config: &Config, asked: &str, field: &str) -> Result<String, A1111Error> {
     let text = asked.trim();
     let (name, hash) = match text.rsplit_once(" [") {
@@ -72,7 +72,7 @@ pub fn model_named(config: &Config, asked: &str, field: &str) -> Result<String, 
     if let Some(found) = candidates.into_iter().find(|n| installed(n)) {
         return Ok(found.to_string());
     }
-    let checkpoints = Checkpoints::of(&Catalog::load(config));
+    let checkpoints = box_models::checkpoints(&Catalog::load(config));
     let by_hash = [Some(text), hash].into_iter().flatten().find_map(|h| checkpoints.by_hash(h));
     by_hash.map(|c| c.name.clone()).ok_or_else(|| {
         A1111Error::new(

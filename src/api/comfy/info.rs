@@ -11,7 +11,6 @@ use super::nodes::{NodeSpec, SpecContext, class_types, input_config, spec};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
 use crate::gpu::DeviceId;
-use crate::models::convert::fused::Checkpoints;
 use crate::models::{Catalog, ModelKind};
 
 /// Installed models of `kind` (on a head, its live worker boxes' too: a workflow naming
@@ -25,10 +24,11 @@ fn installed(catalog: &Catalog, kind: ModelKind) -> Vec<String> {
 }
 
 /// The spec context of this daemon: installed checkpoints (and the bases of fused models,
-/// which run through their LoRA loaders), upscale models and LoRAs, and limits.
+/// which run through their LoRA loaders), upscale models and LoRAs (on a head, its live
+/// worker boxes' too: [`crate::kinds::box_models::checkpoints`]), and limits.
 pub fn spec_context(state: &AppState) -> SpecContext {
     let catalog = Catalog::load(&state.config);
-    let fused = Checkpoints::of(&catalog);
+    let fused = crate::kinds::box_models::checkpoints(&catalog);
     let mut checkpoints = installed(&catalog, ModelKind::Diffusion);
     checkpoints.extend(super::lora_target::bases_alone(&fused));
     checkpoints.sort();

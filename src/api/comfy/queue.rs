@@ -24,7 +24,6 @@ use crate::api::outputs::final_images;
 use crate::api::{ApiError, AppState};
 use crate::jobs::Submission;
 use crate::models::Catalog;
-use crate::models::convert::fused::Checkpoints;
 use crate::store::records::{Job, JobState, JobStatus};
 use crate::store::{JobFilter, StoreError};
 
@@ -161,7 +160,8 @@ fn checked_and_compiled(
         let found = find_upload(state, &comfy.uploads, caller, name)?;
         Ok(Upload { id: found.id.to_string(), path: state.store.artifacts_dir().join(&found.path) })
     })?;
-    let models = Checkpoints::of(&Catalog::load(&state.config));
+    // On a head, its live boxes' fused models too: the job runs on a box that has it.
+    let models = crate::kinds::box_models::checkpoints(&Catalog::load(&state.config));
     let compiled = super::loras::onto_fused(&graph, compiled, &models)?;
     Ok((graph, compiled))
 }

@@ -8,18 +8,27 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use serde::{Deserialize, Deserializer, Serialize};
+
 use super::CONVERSION_FILE;
 use crate::models::{Catalog, ModelKind, import};
 
 /// A LoRA fused into a model at import.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FusedLora {
     /// The file as the import was given it (a path on the machine that imported it).
     pub file: String,
     /// As the import took it (f32), so 0.7 reads and prints as 0.7, not 0.699999988.
+    #[serde(default = "one")]
     pub scale: f32,
     /// A1111's hash of the file (`super::hashes::lora`), when the import kept one.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "hex_field::<_, 64>")]
     pub hash: Option<String>,
+}
+
+/// A LoRA's scale where none is said, as the import's `--lora FILE` takes it.
+fn one() -> f32 {
+    1.0
 }
 
 impl FusedLora {
@@ -34,24 +43,36 @@ pub fn file_name(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
 }
 
-/// An installed diffusion model, as a workflow's checkpoint and LoRAs find it.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// An installed diffusion model, as a workflow's checkpoint and LoRAs find it. A worker box's
+/// heartbeat carries its models' as they read here (`kinds::box_models::BoxModel`), so a head
+/// finds them alike; each field has a default, so a beat from a box with fewer still reads,
+/// and a hash that is not one is dropped as it is from a record.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Checkpoint {
+    /// Not in a heartbeat, whose model carries its name beside it.
+    #[serde(skip)]
     pub name: String,
     /// The path it was imported or converted from, as its manifest says.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// The `models import` flags it was converted with but its LoRAs (`--fp16`, a given
     /// `--prediction`), which a fusing import of the same base repeats.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
     /// What it was converted from: the checkpoint file's stem or the folder's name
     /// (`details.base`); `None` when not converted.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
     /// The LoRAs fused into it, none for a plain model.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub loras: Vec<FusedLora>,
     /// The sha256 of the checkpoint file it was converted from, when the import kept one (a
     /// folder's conversion, a ready ONNX import and an older import have none).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "hex_field::<_, 64>")]
     pub sha256: Option<String>,
     /// A1111's old hash of that file (`super::hashes::CheckpointHash::model_hash`).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "hex_field::<_, 8>")]
     pub model_hash: Option<String>,
 }
 
@@ -93,13 +114,39 @@ impl Checkpoint {
     pub fn is_fused(&self) -> bool {
         !self.loras.is_empty()
     }
+
+    /// Whether its import left a record of it (a source, a base, LoRAs or hashes): what a
+    /// heartbeat carries of it.
+    pub fn is_recorded(&self) -> bool {
+        *self != Self { name: self.name.clone(), ..Self::default() }
+    }
+
+    /// `base + LoRA×scale + …` (each LoRA by its file's stem) for a model with LoRAs fused
+    /// in; `None` for any other.
+    pub fn fused_text(&self) -> Option<String> {
+        let base = self.base.as_deref().filter(|_| self.is_fused())?;
+        let loras = self.loras.iter().map(|l| {
+            let stem = Path::new(l.file_name()).file_stem().map_or(l.file_name().into(), |s| s.to_string_lossy());
+            format!("{stem}×{}", l.scale)
+        });
+        Some(std::iter::once(base.to_string()).chain(loras).collect::<Vec<_>>().join(" + "))
+    }
 }
 
 /// A recorded hash: `len` hex digits, in lower case; `None` for anything else (an older
 /// record's missing key, a hand-edited one), so a hash is never cut inside a character.
 fn hex_of(value: Option<&serde_json::Value>, len: usize) -> Option<String> {
-    let text = value?.as_str()?;
+    hex(value?.as_str()?, len)
+}
+
+/// `text` as a hash of `len` hex digits, in lower case, or `None` ([`hex_of`]).
+fn hex(text: &str, len: usize) -> Option<String> {
     (text.len() == len && text.bytes().all(|b| b.is_ascii_hexdigit())).then(|| text.to_ascii_lowercase())
+}
+
+/// A hash field of a heartbeat's [`Checkpoint`], held to what a record's is ([`hex_of`]).
+fn hex_field<'de, D: Deserializer<'de>, const LEN: usize>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.and_then(|t| hex(&t, LEN)))
 }
 
 /// Every installed diffusion model as a [`Checkpoint`], sorted by name.
@@ -138,18 +185,10 @@ impl Checkpoints {
 }
 
 /// `base + LoRA×scale + …` for a model converted with LoRAs fused in, read from its
-/// `conversion.json`; `None` for any other model (or an unreadable record).
+/// `conversion.json` ([`Checkpoint::fused_text`]); `None` for any other model (or an
+/// unreadable record).
 pub fn fused_of(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(CONVERSION_FILE)).ok()?;
-    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let details = record.get("details")?;
-    let loras = details.get("loras")?.as_array().filter(|l| !l.is_empty())?;
-    let mut parts = vec![details.get("base")?.as_str()?.to_string()];
-    for l in loras {
-        let scale = l.get("scale").and_then(serde_json::Value::as_f64).unwrap_or(1.0);
-        parts.push(format!("{}×{scale}", l.get("name")?.as_str()?));
-    }
-    Some(parts.join(" + "))
+    Checkpoint::read("", dir, None).fused_text()
 }
 
 /// The `models import` flags that made the converted model in `dir`, read back from its
@@ -209,11 +248,11 @@ mod tests {
     fn fused_models_name_their_base_and_loras() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(fused_of(dir.path()), None, "no record");
-        let record = serde_json::json!({"details": {"base": "sd15", "loras": [
-            {"name": "ink", "scale": 0.8}, {"name": "film", "scale": 1.0}]}});
+        let record = serde_json::json!({"details": {"base": "sd15"}, "loras": [
+            {"file": "/l/ink.safetensors", "scale": 0.8}, {"file": "C:\\l\\film.v2.pt", "scale": 1.0}]});
         std::fs::write(dir.path().join(CONVERSION_FILE), record.to_string()).expect("write");
-        assert_eq!(fused_of(dir.path()).as_deref(), Some("sd15 + ink×0.8 + film×1"));
-        let plain = serde_json::json!({"details": {"base": "sd15", "loras": []}});
+        assert_eq!(fused_of(dir.path()).as_deref(), Some("sd15 + ink×0.8 + film.v2×1"));
+        let plain = serde_json::json!({"details": {"base": "sd15"}, "loras": []});
         std::fs::write(dir.path().join(CONVERSION_FILE), plain.to_string()).expect("write");
         assert_eq!(fused_of(dir.path()), None, "a plain conversion is not fused");
     }
