@@ -82,6 +82,8 @@ pub struct Daemon {
     /// Unloads sessions idle past their keep-alive while the box sits idle: without it they
     /// went only at the next job's session look-up, keeping their memory till then.
     reaper: ReaperGuard,
+    /// Works out A1111's hashes of models imported before imports kept them; stopped first.
+    rehash: crate::models::convert::rehash::AtStart,
 }
 
 /// Time allowed for running jobs to checkpoint and connections to close on shutdown.
@@ -211,16 +213,20 @@ impl Daemon {
         };
         let sweeper = Sweeper::spawn(scheduler.store().clone(), config.retention.clone());
         say_models(&config);
+        let rehash = crate::models::convert::rehash::spawn(&config);
         let scheme = if https { "https" } else { "http" };
         tracing::info!(%addr, tls = https, "reelbox listening; web studio at {scheme}://{addr}/");
-        Ok(Self { addr, tls: https, scheduler, shutdown, server, sweeper, cluster_stop, reaper })
+        Ok(Self { addr, tls: https, scheduler, shutdown, server, sweeper, cluster_stop, reaper, rehash })
     }
 
     /// Stops accepting requests, checkpoints running jobs and flushes the store.
     pub async fn stop(self) {
         let t0 = Instant::now();
-        let Daemon { scheduler, shutdown, server, sweeper, cluster_stop, reaper, .. } = self;
+        let Daemon { scheduler, shutdown, server, sweeper, cluster_stop, reaper, rehash, .. } = self;
         shutdown.cancel();
+        // Stopped at its next megabyte read (a 7 GB checkpoint does not hold the stop), and
+        // waited for off the runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(rehash)).await;
         let server = async {
             if tokio::time::timeout(SHUTDOWN_GRACE / 2, server).await.is_err() {
                 tracing::warn!("HTTP connections still open after {:?}; closing them", SHUTDOWN_GRACE / 2);

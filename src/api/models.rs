@@ -21,7 +21,7 @@ use super::views::time;
 use super::{ApiError, AppState};
 use crate::config::Config;
 use crate::kinds::box_models::{self, LiveModel};
-use crate::models::convert::fused::Checkpoint;
+use crate::models::convert::fused::{Checkpoint, Checkpoints, FusedLora};
 use crate::models::{Catalog, CatalogModel, InstallState, ModelKind};
 
 /// A model as clients see it.
@@ -92,6 +92,44 @@ pub struct ModelView {
     /// given (absent for the catalog's models).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,
+    /// The sha256 of the checkpoint file an imported diffusion model was converted from
+    /// (A1111's `sha256`), as its import kept it or the daemon worked it out later from the
+    /// file (absent for a folder's conversion, a pulled model, a source moved since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A1111's shorthash of it, its first 10 digits: its pictures' `Model hash`, its
+    /// `/sdapi/v1/sd-models` title's `[…]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shorthash: Option<String>,
+    /// The LoRAs fused into it, each with A1111's hash of its file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<LoraView>,
+}
+
+/// A LoRA fused into a model, as A1111 knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LoraView {
+    /// A1111's name of it (`Lora hashes`): its file's stem.
+    pub name: String,
+    /// The file as the import was given it.
+    pub file: String,
+    pub scale: f32,
+    /// A1111's hash of the file: its trainer's `sshs_model_hash`, else kohya's addnet hash.
+    pub hash: Option<String>,
+    /// Its first 12 digits, as `Lora hashes` writes it.
+    pub shorthash: Option<String>,
+}
+
+impl LoraView {
+    fn of(l: &FusedLora) -> Self {
+        Self {
+            name: l.a1111_name(),
+            file: l.file.clone(),
+            scale: l.scale,
+            hash: l.hash.clone(),
+            shorthash: l.shorthash().map(str::to_string),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -157,6 +195,9 @@ impl From<&CatalogModel> for ModelView {
             default_steps: None,
             default_guidance: None,
             default_scheduler: None,
+            sha256: None,
+            shorthash: None,
+            loras: Vec::new(),
         }
     }
 }
@@ -190,6 +231,23 @@ impl From<&LiveModel> for ModelView {
             default_guidance: None,
             default_scheduler: None,
             imported_from: m.checkpoint.as_ref().and_then(|c| c.source.clone()),
+            sha256: None,
+            shorthash: None,
+            loras: Vec::new(),
+        }
+        .hashed(m.checkpoint.as_ref())
+    }
+}
+
+impl ModelView {
+    /// With the A1111 hashes an import recorded: its checkpoint file's and each fused LoRA's.
+    fn hashed(self, record: Option<&Checkpoint>) -> Self {
+        let Some(c) = record else { return self };
+        Self {
+            sha256: c.sha256.clone(),
+            shorthash: c.shorthash().map(str::to_string),
+            loras: c.loras.iter().map(LoraView::of).collect(),
+            ..self
         }
     }
 }
@@ -208,6 +266,7 @@ pub fn is_test_fixture(dir: &Path) -> bool {
 /// have it. The default of a kind is this box's, else its boxes' (as requests run it).
 pub fn catalog(config: &Config) -> ModelList {
     let catalog = Catalog::load(config);
+    let checkpoints = Checkpoints::of(&catalog);
     let mut live = box_models::live_models();
     let mut defaults: Vec<(ModelKind, Option<String>)> = Vec::new();
     let mut default_of = |kind: ModelKind| -> Option<String> {
@@ -235,6 +294,7 @@ pub fn catalog(config: &Config) -> ModelList {
             let drawn = m.dir().filter(|_| m.kind() == ModelKind::Diffusion);
             let info = drawn.and_then(|_| box_models::own_model(&catalog, m.name())).and_then(|b| b.diffusion);
             let drawn = info.and_then(|info| crate::kinds::image::drawing_defaults(&info, m.tuning()));
+            let hashed = m.dir().filter(|_| m.kind() == ModelKind::Diffusion).and_then(|_| checkpoints.get(m.name()));
             ModelView {
                 default,
                 boxes,
@@ -245,6 +305,7 @@ pub fn catalog(config: &Config) -> ModelList {
                 default_scheduler: drawn.map(|d| d.scheduler.to_owned()),
                 ..ModelView::from(m)
             }
+            .hashed(hashed)
         })
         .collect();
     for l in &live {

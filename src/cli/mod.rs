@@ -28,6 +28,7 @@ mod keys;
 mod lipsync;
 mod man;
 mod models;
+mod models_hash;
 mod models_import;
 mod models_pull;
 mod models_rm;

@@ -48,6 +48,10 @@ pub enum ModelsAction {
     },
     /// Check installed files against their sha256s (all installed models without NAME).
     Verify { name: Option<String> },
+    /// Work out A1111's hashes (`Model hash`, `Lora hashes`, sd-models' titles) of diffusion
+    /// models imported before imports kept them, from the files they were made from, where
+    /// those are unchanged (all such models without NAME; the daemon does it at start too).
+    Hash { name: Option<String> },
     /// Remove an installed model (refused while the daemon's queued or running jobs name it;
     /// the profiles that name it are said, as their renders are refused once it is gone).
     Rm {
@@ -79,6 +83,7 @@ pub async fn run(g: &Global, action: ModelsAction) -> anyhow::Result<ExitCode> {
         ModelsAction::Default { name: Some(_), .. } => Some("models default ...".to_string()),
         ModelsAction::Rm { name, .. } => Some(format!("models rm {name}")),
         ModelsAction::Import(_) => Some("models import ...".to_string()),
+        ModelsAction::Hash { .. } => Some("models hash ...".to_string()),
         _ => None,
     };
     // A pull or removal is the daemon's when this login does not manage its models dir: one
@@ -147,6 +152,7 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
         }
         ModelsAction::Default { kind, name } => default(g, config, store, kind.as_deref(), name.as_deref()),
         ModelsAction::Verify { name } => verify(g, config, store, name),
+        ModelsAction::Hash { name } => super::models_hash::run(g, store, name.as_deref()),
         ModelsAction::Rm { name, force } => super::models_rm::here(g, config, store, &name, force).await,
         ModelsAction::Import(args) => super::models_import::run(g, config, args),
     }
@@ -232,6 +238,8 @@ async fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<Ex
     }
     // Where each model is, once a head's boxes have any: alone, every model is here.
     let with_boxes = list.models.iter().any(|m| !m.boxes.is_empty());
+    // A1111's shorthash, once a model has one: a box of pulled models keeps its columns.
+    let with_hashes = list.models.iter().any(|m| m.shorthash.is_some());
     let rows: Vec<Vec<String>> = list
         .models
         .iter()
@@ -264,6 +272,9 @@ async fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<Ex
                     (None, path) => path.clone().unwrap_or_else(|| m.sources.first().cloned().unwrap_or_default()),
                 },
             ];
+            if with_hashes {
+                row.insert(4, m.shorthash.clone().unwrap_or_else(|| "-".into()));
+            }
             if with_boxes {
                 row.insert(3, if on.is_empty() { "-".into() } else { on });
             }
@@ -271,6 +282,9 @@ async fn list(g: &Global, config: &Config, available: bool) -> anyhow::Result<Ex
         })
         .collect();
     let mut header = vec!["NAME", "KIND", "STATE", "SIZE", "TAGS", "BASE + LORAS", "PATH / SOURCE"];
+    if with_hashes {
+        header.insert(4, "HASH");
+    }
     if with_boxes {
         header.insert(3, "ON");
     }

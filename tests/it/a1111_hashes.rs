@@ -6,7 +6,8 @@
 //! with a LoRA fused in says `Lora hashes: "stem: first 12 of its addnet hash"`; PNG Info
 //! reads the hash back and sending it to txt2img picks the same model. A model whose import
 //! kept no hash (a folder's, or one from before) is listed with nulls and its pictures say
-//! none. Before, every hash was `null` and no text said one.
+//! none. A second pass on another model (`hr_checkpoint_name`) keeps the first pass's `Model
+//! hash` beside its `Model`. Before, every hash was `null` and no text said one.
 //!
 //! The hashes are worked out here on their own, from the fixtures' bytes.
 
@@ -81,6 +82,8 @@ async fn imported_checkpoints_and_loras_are_known_by_a1111s_hashes_in_listings_r
     import_report(&env, h, m, &["--name", "inked", "--lora", &lora], &base).unwrap_or_else(|e| panic!("{e}"));
     // A model with no import record at all, as one copied in or imported before hashes.
     std::os::unix::fs::symlink(common::fixture("models/tiny-sd"), models.join("tiny-sd")).expect("link tiny-sd");
+    // Another model of no hash, for a second pass of its own.
+    std::os::unix::fs::symlink(common::fixture("models/tiny-sd-2"), models.join("tiny-sd-2")).expect("link tiny-sd-2");
 
     let sha = sha256(&std::fs::read(&ckpt).expect("read checkpoint"));
     let short = &sha[..10];
@@ -126,6 +129,14 @@ async fn imported_checkpoints_and_loras_are_known_by_a1111s_hashes_in_listings_r
     let (_, hires) = txt2img(&http, &d, "sd1", json!({"enable_hr": true, "hr_scale": 1.5})).await;
     let text = parameters_of(&hires).expect("a parameters text");
     assert!(text.contains(&format!("Model hash: {short}, Model: sd1,")) && text.contains("Hires upscale"), "{text}");
+    // A second pass on another model (A1111's Hires checkpoint): the text's Model is the
+    // first pass's, and so is its Model hash (it was the second model's, here none).
+    let other =
+        json!({"enable_hr": true, "hr_scale": 1.5, "hr_upscaler": "Lanczos", "hr_checkpoint_name": "tiny-sd-2"});
+    let (info, hires) = txt2img(&http, &d, "sd1", other).await;
+    let text = parameters_of(&hires).expect("a parameters text");
+    assert!(text.contains(&format!("Model hash: {short}, Model: sd1,")), "{text}");
+    assert!(text.contains("Hires checkpoint: tiny-sd-2") && info["sd_model_hash"] == short, "{text} {info}");
     let native = native_text(&http, &d, "sd1").await;
     assert!(native.contains(&format!(", Model hash: {short}, Model: sd1, ")), "{native}");
 

@@ -78,6 +78,7 @@ mod job_inputs;
 mod media;
 mod media_cli;
 mod model_kinds;
+mod model_rehash;
 mod model_rm;
 mod models;
 mod openai_compat;

@@ -27,9 +27,10 @@ use crate::store::records::{Job, JobState, JobStatus};
 
 /// One model of `GET /sdapi/v1/sd-models`, as A1111 lists a checkpoint: a model converted
 /// from a checkpoint file at import (`reelbox models import FILE`) by that file's hashes,
-/// `title` `name [shorthash]`; one converted from a folder, a ready ONNX import, a pulled
-/// model and one imported before reelbox kept hashes by its name alone, `hash` and `sha256`
-/// `null`, as A1111 lists a checkpoint it has not hashed.
+/// `title` `name [shorthash]` (one imported before imports kept hashes once the daemon or
+/// `reelbox models hash` hashed its file); one converted from a folder, a ready ONNX import, a
+/// pulled model and one whose file is gone by its name alone, `hash` and `sha256` `null`, as
+/// A1111 lists a checkpoint it has not hashed.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = A1111SdModel)]
 pub struct SdModel {

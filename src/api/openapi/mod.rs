@@ -106,6 +106,7 @@ use super::{
         media::LipsyncRequest,
         media::UpscaleRequest,
         models::ModelView,
+        models::LoraView,
         models::ModelList,
         models::PullRequest,
         models::ImportBody,

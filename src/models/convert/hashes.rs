@@ -49,19 +49,41 @@ pub fn checkpoint(path: &Path, stop: &AtomicBool) -> std::io::Result<Option<Chec
     }))
 }
 
-/// A LoRA file's hash as A1111 keeps it: for a `.safetensors` file, kohya's "addnet" hash, the
-/// sha256 of what follows its header (so editing its metadata keeps it), else the whole
-/// file's sha256. Its first 12 digits are the `Lora hashes` shorthash. `None` when `stop` is
-/// set before the end.
+/// The most header a LoRA's `.safetensors` file may have for its metadata to be read (the
+/// format's own limit), so a damaged length reads no gigabytes.
+const MAX_HEADER: u64 = 100 << 20;
+
+/// A LoRA file's hash as A1111 keeps it (`NetworkOnDisk`): for a `.safetensors` file whose
+/// metadata holds the trainer's `sshs_model_hash`, that (kohya's sd-scripts write it; A1111
+/// takes it before hashing, taken here only when it is 64 hex digits); else kohya's "addnet"
+/// hash, the sha256 of what follows its header (so editing its metadata keeps it); any other
+/// file's whole sha256. Its first 12 digits are the `Lora hashes` shorthash. `None` when
+/// `stop` is set before the end.
 pub fn lora(path: &Path, stop: &AtomicBool) -> std::io::Result<Option<String>> {
     let mut file = File::open(path)?;
     let safetensors = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
     if safetensors {
         let mut len = [0u8; 8];
         file.read_exact(&mut len)?;
-        file.seek(SeekFrom::Start(u64::from_le_bytes(len).saturating_add(8)))?;
+        let len = u64::from_le_bytes(len);
+        if len <= MAX_HEADER {
+            let mut header = Vec::new();
+            (&mut file).take(len).read_to_end(&mut header)?;
+            if let Some(hash) = trainers_hash(&header) {
+                return Ok(Some(hash));
+            }
+        }
+        file.seek(SeekFrom::Start(len.saturating_add(8)))?;
     }
     Ok(sha256_read(&mut file, |_, _| !stop.load(Ordering::Relaxed))?.map(|(_, sha256)| sha256))
+}
+
+/// The `sshs_model_hash` of a `.safetensors` header's `__metadata__`, in lower case, when it
+/// is a sha256 in hex (anything else is not taken for one).
+fn trainers_hash(header: &[u8]) -> Option<String> {
+    let header: serde_json::Value = serde_json::from_slice(header).ok()?;
+    let hash = header.pointer("/__metadata__/sshs_model_hash")?.as_str()?;
+    (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_ascii_lowercase())
 }
 
 /// The A1111 hashes of what one import converts: its checkpoint's, each LoRA's (in the order
@@ -128,14 +150,16 @@ impl Checkpoint {
 
     /// Each fused LoRA with a hash as A1111's `Lora hashes` names it: `(name, shorthash)`.
     pub fn lora_hashes(&self) -> Vec<(String, String)> {
-        self.loras
-            .iter()
-            .filter_map(|l| Some((l.a1111_name(), l.hash.as_deref()?[..LORA_SHORTHASH_DIGITS].to_string())))
-            .collect()
+        self.loras.iter().filter_map(|l| Some((l.a1111_name(), l.shorthash()?.to_string()))).collect()
     }
 }
 
 impl FusedLora {
+    /// A1111's shorthash of it, the first 12 digits of its hash (`Lora hashes`).
+    pub fn shorthash(&self) -> Option<&str> {
+        self.hash.as_deref().map(|h| &h[..LORA_SHORTHASH_DIGITS])
+    }
+
     /// The name A1111 gives the LoRA in `Lora hashes`: the one a prompt's `<lora:NAME:w>`
     /// uses, its file's stem, without the `:` and `,` A1111 drops from it there.
     pub fn a1111_name(&self) -> String {
@@ -197,6 +221,27 @@ mod tests {
         let stop = AtomicBool::new(false);
         assert_eq!(lora(&st, &stop).expect("read"), Some(hex::encode(Sha256::digest(body))));
         assert_eq!(lora(&pt, &stop).expect("read"), Some(hex::encode(Sha256::digest(&file))), "a whole file's");
+    }
+
+    #[test]
+    fn a_loras_trainer_hash_in_its_metadata_wins_when_it_is_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = [7u8; 300];
+        let with = |hash: &str| {
+            let header = serde_json::json!({"__metadata__": {"ss_output_name": "ink", "sshs_model_hash": hash}});
+            let header = header.to_string().into_bytes();
+            let mut file = (header.len() as u64).to_le_bytes().to_vec();
+            file.extend_from_slice(&header);
+            file.extend_from_slice(&body);
+            let path = dir.path().join("ink.safetensors");
+            std::fs::write(&path, &file).expect("write");
+            lora(&path, &AtomicBool::new(false)).expect("read")
+        };
+        let sshs = "ABCDEF0123456789".repeat(4);
+        assert_eq!(with(&sshs), Some(sshs.to_ascii_lowercase()), "A1111 takes the trainer's hash");
+        let addnet = Some(hex::encode(Sha256::digest(body)));
+        assert_eq!(with("not a hash"), addnet, "else the addnet hash");
+        assert_eq!(with(&"é".repeat(32)), addnet, "64 bytes, not 64 hex digits");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::config::Config;
 pub mod fused;
 pub mod hashes;
 pub mod pyenv;
+pub mod rehash;
 
 pub use fused::{fused_of, import_flags_in, import_flags_of};
 pub use pyenv::PyEnv;
