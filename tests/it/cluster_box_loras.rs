@@ -104,4 +104,7 @@ async fn a_head_runs_loras_lists_files_and_hashes_of_a_fused_model_only_its_work
         (&row["fused"], &row["imported_from"]),
         (&json!("tiny-sd + style×0.8"), &json!("/m/tiny-sd.safetensors"))
     );
+    // And its hashes, as the head's own imported models list theirs.
+    assert_eq!((&row["sha256"], &row["shorthash"]), (&json!(SHA256), &json!(&SHA256[..10])), "{row}");
+    assert_eq!(row["loras"][0]["shorthash"], json!(&LORA_HASH[..12]), "{row}");
 }
