@@ -226,3 +226,23 @@ async fn a1111s_refiner_is_the_split_its_text_says_and_png_info_gives_back() {
         assert!(status.is_client_error() && detail.starts_with(names), "{field}: {status} {answer}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reelbox_image_refine_switch_at_step_splits_the_schedule() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = two_models();
+    let d = start_daemon(&home.path().join("data"), models.path());
+    let out = home.path().join("split.png");
+    let args = ["image", "a red door", "--model", TINY_SD, "--steps", "4", "--width", "64", "--height", "64"];
+    let split = ["--seed", "7", "--refine-switch-at-step", "2", "--refine-model", TINY_SD_2, "-o"];
+    let cli = || common::tools::reelbox_cli(home.path(), models.path());
+    let run = common::tools::run_ok(cli().args(args).args(split).arg(&out).args(["--url", &d.at("")]));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("tiny-sd-2 from step 2"), "{run:?}");
+    let jobs = get(&http(), &d, "/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"][0]["params"]["refine"]["switch"], json!({"step": 2}), "{jobs}");
+    let text = text_of(&std::fs::read(&out).expect("the refined picture"));
+    assert!(text.contains("Refiner: tiny-sd-2") && text.contains("Refiner switch at: 0.5"), "{text}");
+    // A split takes no scale or strength of a second pass over the result.
+    let both = cli().args(args).args(["--refine-switch-at-step", "2", "--refine", "1.5x", "--url", &d.at("")]).output();
+    assert!(!both.expect("runs").status.success(), "--refine and --refine-switch-at-step together");
+}
