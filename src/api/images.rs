@@ -168,6 +168,21 @@ pub struct Refine {
     #[schema(pattern = "^(picture|latent)$")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// A base → refiner split instead of a second pass over the result: the first pass runs
+    /// its schedule's steps before this one and hands its latents on with their leftover noise
+    /// (kept as `leftover.npy`, no picture of its own); this pass goes on from that step of the
+    /// same schedule (`steps` long) adding no noise, on `model` with its own prompts and sampler
+    /// where given (ComfyUI's KSamplerAdvanced pair, A1111's refiner). No `resize`,
+    /// `upscale_model`, `strength` or `steps_mode` with it; it must fall after the first pass's
+    /// first step and before the end of both schedules.
+    #[schema(minimum = 1)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_at_step: Option<u32>,
+    /// The split's switch as A1111's `refiner_switch_at`, 0–1: at the first step of the first
+    /// pass whose noise level's training timestep t has (999 − t) / 1000 at least this.
+    #[schema(minimum = 0, maximum = 1)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_at: Option<f64>,
     /// Installed diffusion model the second pass samples with, its text encoder, UNet and VAE
     /// (A1111's hires checkpoint, ComfyUI's second checkpoint; default: the first pass's). From
     /// the latent, only a model of the first's latent space (the same latent channels, cell
@@ -182,9 +197,11 @@ pub struct Refine {
     /// How each picture is scaled first (default: kept at its size).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resize: Option<Resize>,
-    /// How much of the scaled picture is repainted (ComfyUI's `denoise`): more than 0, at most 1.
+    /// How much of the scaled picture is repainted (ComfyUI's `denoise`): more than 0, at most
+    /// 1; required but for a split (`switch_at_step`), which takes none.
     #[schema(exclusive_minimum = 0, maximum = 1)]
-    pub strength: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
     /// Steps (default: the first pass's), counted as `steps_mode` says.
     #[schema(minimum = 1, maximum = 150)]
     #[serde(skip_serializing_if = "Option::is_none")]

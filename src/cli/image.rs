@@ -265,6 +265,10 @@ fn report(g: &Global, files: &[PathBuf], params: &serde_json::Value, backend: &s
     // An upscaled or resized picture's file is another size than it was drawn at: both are said.
     let resized = params["resize"].is_object();
     let refined = match &params["refine"] {
+        serde_json::Value::Object(r) if r.contains_key("switch") => {
+            let model = r.get("model").and_then(|m| m.as_str()).unwrap_or("the same model");
+            format!(" · {model} from step {}", r["switch"]["step"])
+        }
         serde_json::Value::Object(r) => format!(" · refined at {}×{}", r["width"], r["height"]),
         _ => String::new(),
     };

@@ -3,8 +3,9 @@
 //! pixel; from a `start_at_step` on an uploaded picture's latent it makes the native job's
 //! picture that samples the same schedule from that step (and another than from step 0); it
 //! takes a KSampler's place as the hires fix's second pass; `/object_info` lists it with
-//! ComfyUI's inputs. A range that runs no step, a base → refiner split (leftover noise handed
-//! on) and sampling an empty latent without noise are node errors naming node and input.
+//! ComfyUI's inputs. A range that runs no step, leftover noise decoded as a picture rather
+//! than handed on to a sampler that goes on from it (the split, `refiner_split`), and sampling
+//! an empty latent without noise are node errors naming node and input.
 //! Before, every graph with one was refused: "Node 'KSamplerAdvanced' not found".
 
 use crate::common;
@@ -152,14 +153,9 @@ async fn ksampler_advanced_is_listed_and_what_it_cannot_run_is_refused_at_its_in
         assert_eq!((&e["extra_info"]["input_name"], &e["type"]), (&json!(input), &json!(kind)), "{e}");
     }
 
-    // A base → refiner split: the first stops at step 2 with its leftover noise, the second
-    // goes on from it without adding noise.
-    let mut g = with(0, 2, json!({"return_with_leftover_noise": "enable"}));
-    g["12"] = advanced(&plain["3"], 2, 10000);
-    g["12"]["inputs"]["latent_image"] = json!(["3", 0]);
-    g["12"]["inputs"]["add_noise"] = json!("disable");
-    g["8"]["inputs"]["samples"] = json!(["12", 0]);
+    // Leftover noise at step 2 decoded as the picture: only a sampler going on from it takes it.
+    let g = with(0, 2, json!({"return_with_leftover_noise": "enable"}));
     let e = refused(&c, &d, g, "3").await;
     assert_eq!(e["extra_info"]["input_name"], "return_with_leftover_noise", "{e}");
-    assert!(e["message"].as_str().is_some_and(|m| m.contains("base → refiner")), "{e}");
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("a VAEDecode would decode noise")), "{e}");
 }

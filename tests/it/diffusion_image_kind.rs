@@ -316,6 +316,7 @@ fn pipeline_stops_between_steps_when_canceled() {
         count: 1,
         init: None,
         max_side: 2048,
+        stop_at: None,
     };
     let cancel = CancellationToken::new();
     let steps = Mutex::new(Vec::new());

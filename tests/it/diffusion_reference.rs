@@ -88,6 +88,7 @@ fn run_case(engine: &Engine, case: &Case) -> Result<(f32, f32), String> {
         count: 1,
         init,
         max_side: 2048,
+        stop_at: None,
     };
     let mut noise = ReplayNoise::new(case.noise.iter().map(|p| npy(p)).collect());
     let latents = case.latents.as_deref().map(npy);
@@ -185,6 +186,7 @@ fn fp16_interface_exports_run_and_stay_close_to_f32() {
         count: 1,
         init: None,
         max_side: 2048,
+        stop_at: None,
     };
     let latents = npy(case.latents.as_deref().expect("latents"));
     let out =

@@ -25,10 +25,10 @@ use crate::comfy_hires::{hires, latent_by};
 use crate::comfy_upscale::{get, view};
 
 /// The fine-tune the second passes sample with.
-const TINY_SD_2: &str = "tiny-sd-2";
+pub(crate) const TINY_SD_2: &str = "tiny-sd-2";
 
 /// A models dir with `tiny-sd`, `tiny-sd-2` and `tiny-sdxl` (another latent space).
-fn two_models() -> tempfile::TempDir {
+pub(crate) fn two_models() -> tempfile::TempDir {
     let models = models_dir(false);
     for name in [TINY_SD_2, "tiny-sdxl"] {
         let from = common::fixture(&format!("models/{name}"));
@@ -37,18 +37,18 @@ fn two_models() -> tempfile::TempDir {
     models
 }
 
-async fn post(c: &reqwest::Client, d: &DaemonProc, path: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn post(c: &reqwest::Client, d: &DaemonProc, path: &str, body: &Value) -> (StatusCode, Value) {
     let resp = c.post(d.at(path)).json(body).send().await.expect("request");
     let status = resp.status();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-fn pixels(png: &[u8]) -> RgbImage {
+pub(crate) fn pixels(png: &[u8]) -> RgbImage {
     image::load_from_memory(png).expect("a picture").to_rgb8()
 }
 
 /// Runs native image job `body` to its end: its view and its `refined.png`.
-async fn refined(c: &reqwest::Client, d: &DaemonProc, body: &Value) -> (Value, Vec<u8>) {
+pub(crate) async fn refined(c: &reqwest::Client, d: &DaemonProc, body: &Value) -> (Value, Vec<u8>) {
     let (status, job) = post(c, d, "/api/v1/images", body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}: {job}");
     let id = job["id"].as_str().expect("an id");

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::error::{A1111Error, read_body};
-use super::infotext::{parsed, with_hires_fields};
+use super::infotext::{parsed, with_hires_fields, with_refiner_fields};
 use super::pictures::{decoded, init_picture};
 use crate::api::ApiError;
 use crate::api::AppState;
@@ -153,6 +153,6 @@ pub async fn png_info(
     let req: PngInfoRequest = read_body(&body?)?;
     let bytes = decoded(&state, "image", &req.image)?;
     let info = parameters_of(&bytes).unwrap_or_default();
-    let parameters = if info.is_empty() { Map::new() } else { with_hires_fields(parsed(&info)) };
+    let parameters = if info.is_empty() { Map::new() } else { with_refiner_fields(with_hires_fields(parsed(&info))) };
     Ok(Json(PngInfo { info, items: Map::new(), parameters }))
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::error::{A1111Error, read_body};
 use super::infotext::extra_generation_params;
-use super::params::{generation, hires, request_field, request_words};
+use super::params::{generation, hires, refiner, refiner_field, request_field, request_words};
 use super::pictures::{init_picture, mask_picture};
 use super::request::{Generation, ImageResponse, Img2Img, Txt2Img};
 use super::sampler::a1111_names;
@@ -52,7 +52,15 @@ pub async fn txt2img(
 ) -> Result<Response, A1111Error> {
     let req: Txt2Img = parse_body(body)?;
     let mut params = generation(&state, &req.generation)?;
+    let refined = refiner(&state.config, &req.generation, &mut params)?;
     params.refine = hires(&state.config, &req)?;
+    if refined.is_some() && params.refine.is_some() {
+        return Err(A1111Error::field(
+            "refiner_checkpoint",
+            "reelbox runs a refiner or the hires fix in one request, not both: leave one out",
+        ));
+    }
+    params.refine = params.refine.or(refined);
     let parameters = serde_json::to_value(&req).unwrap_or(Value::Null);
     respond(&state, &caller, params, parameters, req.generation.send_images != Some(false)).await
 }
@@ -72,6 +80,7 @@ pub async fn img2img(
 ) -> Result<Response, A1111Error> {
     let req: Img2Img = parse_body(body)?;
     let mut params = generation(&state, &req.generation)?;
+    params.refine = refiner(&state.config, &req.generation, &mut params)?;
     if let Some(mode) = req.resize_mode.filter(|m| *m != 0) {
         return Err(A1111Error::field("resize_mode", format!("reelbox runs 0 (just resize) only, got {mode}")));
     }
@@ -111,11 +120,11 @@ pub async fn img2img(
     respond(&state, &caller, params, parameters, req.generation.send_images != Some(false)).await
 }
 
-/// A refusal of the job, its field named as the request names it.
-fn renamed(e: OpenAiError) -> A1111Error {
+/// A refusal of the job, its field named as the request names it (`to_request`).
+fn renamed(e: OpenAiError, to_request: fn(&str) -> String) -> A1111Error {
     let retry_after = e.retry_after;
     let message = request_words(&e.message);
-    A1111Error { retry_after, ..A1111Error::renamed(e.status, e.param.as_deref(), &message, request_field) }
+    A1111Error { retry_after, ..A1111Error::renamed(e.status, e.param.as_deref(), &message, to_request) }
 }
 
 /// Runs `params` as an `image` job the request waits on, and answers its pictures.
@@ -128,9 +137,11 @@ async fn respond(
 ) -> Result<Response, A1111Error> {
     // A request naming no model draws with the one the caller picked through `options`.
     let params = image::ImageRequest { model: params.model.or_else(|| super::info::picked(state, caller)), ..params };
+    let refined = params.refine.as_ref().is_some_and(|r| r.switch_at.is_some());
+    let to_request = if refined { refiner_field } else { request_field };
     let params =
         serde_json::to_value(params).map_err(|e| A1111Error::internal(format!("cannot encode params: {e}")))?;
-    let waiting = submit(state, caller, "image", params, false).await.map_err(renamed)?;
+    let waiting = submit(state, caller, "image", params, false).await.map_err(|e| renamed(e, to_request))?;
     let job = waiting.finish().await?;
     if !matches!(job.state, JobState::Succeeded { .. }) {
         return Err(job_failure(&job).into());
@@ -160,7 +171,8 @@ fn info(state: &AppState, job: &Job, infotexts: Vec<String>) -> Result<Value, A1
     let (sampler, schedule) = a1111_names(&p.scheduler, p.schedule.map(|s| s.name()));
     let negative = p.negative_prompt.clone().unwrap_or_default();
     let seeds: Vec<u64> = (0..u64::from(p.n)).map(|i| p.seed.wrapping_add(i)).collect();
-    let strength = p.strength.or(p.refine.as_ref().map(|r| r.strength));
+    // A hires fix's second pass has a strength; a refiner goes on at none.
+    let strength = p.strength.or(p.refine.as_ref().filter(|r| r.switch.is_none()).map(|r| r.strength));
     let timestamp = chrono::DateTime::from_timestamp_millis(job.created_at)
         .map(|t| t.format("%Y%m%d%H%M%S").to_string())
         .unwrap_or_default();

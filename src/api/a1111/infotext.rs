@@ -10,7 +10,8 @@ const OWN_KEYS: [&str; 10] =
     ["Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model", "RNG", "Version"];
 
 /// The `extra_generation_params` keys A1111 keeps as numbers; the rest are its strings.
-const NUMBER_KEYS: [&str; 4] = ["Denoising strength", "Hires upscale", "Hires steps", "Hires CFG Scale"];
+const NUMBER_KEYS: [&str; 5] =
+    ["Denoising strength", "Hires upscale", "Hires steps", "Hires CFG Scale", "Refiner switch at"];
 
 /// A generation answer's `extra_generation_params`, read from its first picture's text: the
 /// keys A1111 adds beyond its own, numbers as numbers.
@@ -98,6 +99,17 @@ pub fn with_hires_fields(mut parameters: Map<String, Value>) -> Map<String, Valu
             parameters.insert(field.to_string(), value);
         }
     }
+    parameters
+}
+
+/// `parameters` with its refiner keys also as the request's fields, when it has a refiner, as
+/// A1111's PNG Info pastes them: `Refiner` as `refiner_checkpoint` (its title, which the request
+/// takes back), `Refiner switch at` as `refiner_switch_at`.
+pub fn with_refiner_fields(mut parameters: Map<String, Value>) -> Map<String, Value> {
+    let Some(refiner) = parameters.get("Refiner").cloned() else { return parameters };
+    let at = parameters.get("Refiner switch at").and_then(Value::as_str).and_then(|v| v.parse::<f64>().ok());
+    parameters.insert("refiner_checkpoint".into(), refiner);
+    parameters.insert("refiner_switch_at".into(), at.map_or(Value::Null, Value::from));
     parameters
 }
 

@@ -36,10 +36,19 @@ pub fn request_field(native: &str) -> String {
         "refine.prompt" => "hr_prompt",
         "refine.negative_prompt" => "hr_negative_prompt",
         "refine.seed" => "seed",
+        "refine.switch_at" | "refine.switch_at_step" => "refiner_switch_at",
         f if f.starts_with("refine.resize") => "hr_scale",
         other => other,
     };
     named.to_string()
+}
+
+/// A native field as a request with a refiner names it: its model is `refiner_checkpoint`.
+pub fn refiner_field(native: &str) -> String {
+    match native {
+        "refine.model" => "refiner_checkpoint".to_string(),
+        other => request_field(other),
+    }
 }
 
 /// A native refusal's words for what to send instead, in the words of A1111's request: its
@@ -147,6 +156,39 @@ pub fn generation(state: &AppState, g: &Generation) -> Result<image::ImageReques
         preview_every: Some(0),
         ..image::ImageRequest::default()
     })
+}
+
+/// A1111's refiner (`refiner_checkpoint`, `refiner_switch_at`) as the job's base → refiner
+/// split, `refine.switch_at` (its step worked out on the first pass's schedule by A1111's own
+/// rule, `samplers::a1111_switch_step`). Where A1111 swaps before the first step (no
+/// `refiner_switch_at`, or 0) the refiner is the job's `model`; none where it never swaps (1,
+/// or a refiner that is the model itself), nor for `None` or empty.
+pub fn refiner(
+    config: &Config,
+    g: &Generation,
+    params: &mut image::ImageRequest,
+) -> Result<Option<RefineRequest>, A1111Error> {
+    let asked = g.refiner_checkpoint.as_deref().map(str::trim);
+    let Some(name) = asked.filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case("none")) else {
+        return Ok(None);
+    };
+    let model = model_named(config, name, "refiner_checkpoint")?;
+    if params.model.as_deref() == Some(model.as_str()) {
+        return Ok(None);
+    }
+    match g.refiner_switch_at {
+        Some(at) if !(at.is_finite() && (0.0..=1.0).contains(&at)) => {
+            Err(A1111Error::field("refiner_switch_at", format!("must be 0 to 1, got {at}")))
+        }
+        Some(at) if at >= 1.0 => Ok(None),
+        Some(at) if at > 0.0 => {
+            Ok(Some(RefineRequest { model: Some(model), switch_at: Some(at), ..RefineRequest::default() }))
+        }
+        _ => {
+            params.model = Some(model);
+            Ok(None)
+        }
+    }
 }
 
 /// The hires fix of a txt2img request as the job's `refine` (`None` without `enable_hr`).

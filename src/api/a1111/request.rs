@@ -42,6 +42,14 @@ pub struct Generation {
     /// Batches.
     #[schema(minimum = 1)]
     pub n_iter: Option<i64>,
+    /// The model that goes on from `refiner_switch_at` (A1111 1.6+'s refiner): an installed
+    /// diffusion model's name or title, as `sd_model_checkpoint` takes it (`None` or empty:
+    /// none). The job's split (`refine.switch_at`): two sampler runs, see the README.
+    pub refiner_checkpoint: Option<String>,
+    /// Where the refiner takes over, 0–1: at the first step whose noise level reaches this
+    /// share, as A1111 works it out (none or 0: the refiner runs every step; 1: none).
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub refiner_switch_at: Option<f64>,
     /// Settings for this request only: `sd_model_checkpoint` (an installed diffusion
     /// model's name or title) is read; the others are left as they are.
     #[schema(value_type = Option<Object>)]

@@ -184,16 +184,23 @@ pub(super) fn second_pass(
             Some(resize_request(node))
         }
     });
+    // A split's second half goes on over its own schedule from the first's stop, as it is.
+    let (switch_at_step, strength, steps, steps_mode) = match settings.goes_on {
+        Some((start, schedule)) => (Some(start), None, Some(schedule), None),
+        None => (None, Some(settings.strength), Some(settings.steps), Some(STEPS_RUN.to_string())),
+    };
     let refine = RefineRequest {
         // No picture between the passes: ComfyUI's LATENT goes on, scaled or not.
         from: first.decode.is_none().then(|| "latent".to_string()),
+        switch_at_step,
+        switch_at: None,
         // The checked graph names the model itself (the file name a client sent is mapped).
         model: other.then(|| own_name.clone()),
         upscale_model: upscale.as_ref().map(|(_, model)| model.clone()),
         resize,
-        strength: Some(settings.strength),
-        steps: Some(settings.steps),
-        steps_mode: Some(STEPS_RUN.to_string()),
+        strength,
+        steps,
+        steps_mode,
         seed: Some(settings.seed),
         guidance: Some(settings.cfg),
         scheduler: Some(settings.scheduler.to_string()),

@@ -6,9 +6,11 @@
 //! A KSamplerAdvanced runs as the native job does while it samples its schedule to the end,
 //! as ComfyUI's `common_ksampler` cuts it (`sigmas[start_at_step:end_at_step + 1]`): from
 //! step 0 it is the KSampler at denoise 1; from a `start_at_step` s on a picture's latent, the
-//! schedule of `steps` from its step s (`samplers::Span::run_request`). What goes past that —
-//! stopping before the last step, handing the leftover noise to another sampler (a base →
-//! refiner split), sampling a latent without adding noise — is refused at the input asking.
+//! schedule of `steps` from its step s (`samplers::Span::run_request`). A pair that splits one
+//! schedule (`split`: the first stops with its leftover noise, the second goes on from it
+//! adding none) is the job's `refine.switch_at_step`. What goes past that — stopping before
+//! the last step otherwise, sampling a latent without adding noise otherwise — is refused at
+//! the input asking.
 
 use serde_json::Value;
 
@@ -27,7 +29,7 @@ pub const ADVANCED: &str = "KSamplerAdvanced";
 pub const CLASS_TYPES: [&str; 2] = [KSAMPLER, ADVANCED];
 
 /// ComfyUI's largest `start_at_step`/`end_at_step`, and `end_at_step`'s default: to the end.
-const LAST_STEP: i128 = 10_000;
+pub(super) const LAST_STEP: i128 = 10_000;
 
 /// How a sampler's `steps` count from a picture or a latent: all of them run, over the tail
 /// of a longer schedule (`samplers::StepsMode::Run`), not the share of them A1111's rule runs.
@@ -99,6 +101,8 @@ pub(super) struct SamplerSettings {
     pub schedule: Option<&'static str>,
     /// It is a KSamplerAdvanced (its inputs' names differ: `noise_seed`, `start_at_step`).
     pub advanced: bool,
+    /// A split's second half (`split`): the step it goes on from and its schedule's `steps`.
+    pub goes_on: Option<(i64, i64)>,
 }
 
 impl SamplerSettings {
@@ -115,6 +119,10 @@ impl SamplerSettings {
             true => advanced_span(g, id, int("steps", 20))?,
             false => (int("steps", 20), float("denoise", 1.0)),
         };
+        let goes_on = match super::split::goes_on_after(g, id) {
+            Some(_) if advanced => Some((wire(int("start_at_step", 0)), wire(int("steps", 20)))),
+            _ => None,
+        };
         Ok(Self {
             seed: wire(i128::from(fold_seed(int(if advanced { "noise_seed" } else { "seed" }, 0)))),
             steps: wire(steps),
@@ -123,6 +131,7 @@ impl SamplerSettings {
             scheduler,
             schedule,
             advanced,
+            goes_on,
         })
     }
 }
@@ -148,18 +157,21 @@ fn advanced_span(g: &ValidGraph, id: &str, steps: i128) -> Result<(i128, f64), P
     if start >= steps {
         return Err(bad("start_at_step", format!("start_at_step {start} must be below steps ({steps}): no step runs")));
     }
-    // ComfyUI cuts the schedule only when it ends before its last step.
-    if end < steps && text(node, "return_with_leftover_noise") == "enable" {
+    // ComfyUI cuts the schedule only when it ends before its last step; a split's first half
+    // hands the rest on (its stop is the job's `refine.switch_at_step`).
+    let hands_on = super::split::hands_on(g, id);
+    if end < steps && text(node, "return_with_leftover_noise") == "enable" && !hands_on {
         return Err(unsupported(
             "return_with_leftover_noise",
             format!(
-                "reelbox runs a sampler's steps to the end in one job; one that stops at step {end} of {steps} \
-                 to hand its leftover noise to another sampler (a base → refiner split) it does not run: set \
-                 end_at_step to {steps} or more, or sample the whole schedule with one KSampler"
+                "reelbox hands a sampler's leftover noise only to a KSamplerAdvanced that goes on from it, its \
+                 one taker (add_noise disable, start_at_step {end}); this one stops at step {end} of {steps} and \
+                 its LATENT goes elsewhere (a VAEDecode would decode noise): link it to such a sampler, or set \
+                 end_at_step to {steps} or more"
             ),
         ));
     }
-    if end < steps {
+    if end < steps && !hands_on {
         return Err(unsupported(
             "end_at_step",
             format!(
@@ -170,13 +182,22 @@ fn advanced_span(g: &ValidGraph, id: &str, steps: i128) -> Result<(i128, f64), P
         ));
     }
     let empty = g.linked(id, "latent_image").is_some_and(|(_, n)| n.class_type == "EmptyLatentImage");
-    if text(node, "add_noise") == "disable" {
+    let after = super::split::goes_on_after(g, id);
+    if let Some((first, stop)) = after.as_ref().filter(|(_, stop)| *stop != start) {
+        return Err(bad(
+            "start_at_step",
+            format!(
+                "node {first} stops at step {stop} with its leftover noise; this sampler must go on from step {stop}"
+            ),
+        ));
+    }
+    if text(node, "add_noise") == "disable" && after.is_none() {
         let why = if empty {
             "an empty latent is not a picture: sampled without noise it stays empty; set add_noise to enable"
         } else {
-            "reelbox adds the seed's noise to the latent a sampler starts from; without it a sampler goes on \
-             from another's leftover noise (a base → refiner split), which reelbox does not run: set add_noise \
-             to enable"
+            "reelbox samples a latent without adding noise only where it goes on from a KSamplerAdvanced's \
+             leftover noise (a base → refiner split: return_with_leftover_noise enable, end_at_step below its \
+             steps, this its one taker); set add_noise to enable"
         };
         return Err(unsupported("add_noise", why.to_string()));
     }

@@ -39,6 +39,7 @@ pub mod nodes;
 pub mod prompts;
 pub mod queue;
 pub mod roles;
+pub mod split;
 pub mod uploads;
 pub mod validate;
 pub mod ws;

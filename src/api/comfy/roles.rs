@@ -260,7 +260,7 @@ impl Roles {
             "model" => (r.checkpoint.clone()?, "ckpt_name"),
             "prompt" => (r.positive.clone(), "text"),
             "negative_prompt" => (r.negative.clone(), "text"),
-            "strength" | "steps_mode" => sampler("denoise"),
+            "strength" | "steps_mode" | "switch_at_step" => sampler("denoise"),
             "steps" => sampler("steps"),
             "guidance" => sampler("cfg"),
             "scheduler" => sampler("sampler_name"),

@@ -61,6 +61,9 @@ impl Refine {
     /// Picture `i`'s parameters text after this second pass at `size`: `first`'s settings, with
     /// this pass's strength and hires keys, each written where it is not the first pass's.
     pub(super) fn described<'a>(&'a self, first: &'a ImageParams, size: PassSize, i: usize) -> ImageParameters<'a> {
+        if let Some(switch) = self.switch {
+            return self.described_split(first, switch, i);
+        }
         let sampler = sampler_label(&first.scheduler);
         let pass_sampler = sampler_label(&self.scheduler);
         let schedule = first.schedule.map(|s| s.label());
@@ -93,6 +96,7 @@ impl Refine {
             hires: Some(hires),
             // The model's, which the render that writes the text knows.
             hashes: None,
+            refiner: None,
         }
     }
 }

@@ -20,12 +20,13 @@ use crate::store::records::Artifact;
 /// The media type of a stored latent: a NumPy `.npy` array.
 pub const MEDIA_TYPE: &str = "application/x-npy";
 
-/// Each of `params`' pictures' final `latents` stored as `latent.npy`, or `latent-N.npy`
-/// beside `image-N.png`.
+/// Each of `params`' pictures' final `latents` stored as `STEM.npy`, or `STEM-N.npy` beside
+/// `image-N.png` (`latent`; a split's leftover noise `leftover`).
 pub(super) fn store_latents(
     run: &StageRun,
     params: &ImageParams,
     latents: impl Iterator<Item = Latent>,
+    stem: &str,
 ) -> Result<(), StageError> {
     for (i, latent) in latents.enumerate() {
         let [c, h, w] = latent.shape;
@@ -33,7 +34,7 @@ pub(super) fn store_latents(
             .map_err(|e| StageError::context("the first pass's latent has no whole shape", e))?;
         let mut npy = Vec::new();
         array.write_npy(&mut npy).map_err(|e| StageError::context("cannot write the first pass's latent", e))?;
-        let name = picture_name("latent", i, params.n).replace(".png", ".npy");
+        let name = picture_name(stem, i, params.n).replace(".png", ".npy");
         run.sink.put_artifact(&name, MEDIA_TYPE, &npy)?;
     }
     Ok(())
@@ -73,6 +74,20 @@ pub(super) fn refine_latents(
     let size = refine.size.ok_or_else(|| StageError::fatal("a second pass from the latent of no known size"))?;
     let method = refine.resize.map_or(Method::NearestExact, |r| r.method);
     let count = latents.len() as u64;
+    if let Some(switch) = refine.switch {
+        let model = refine.model_of(first);
+        let (from, steps) = (switch.step, refine.steps);
+        run.sink.log(
+            "info",
+            &format!("going on from {count} latent(s)' leftover noise with {model}, steps {from} to {steps}"),
+        );
+        for (i, artifact) in latents.iter().enumerate() {
+            let (latent, _) = read_latent(run, artifact)?;
+            let name = artifact.name.replacen("leftover", "refined", 1).replace(".npy", ".png");
+            sample_again(kind, first, refine, run, (i, count, size), Start::Leftover(&latent), &name)?;
+        }
+        return Ok(());
+    }
     run.sink.log(
         "info",
         &format!(

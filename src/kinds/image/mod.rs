@@ -5,7 +5,8 @@
 //! `upscale` stage upscales each picture (ComfyUI's ImageUpscaleWithModel after VAEDecode),
 //! and with a `resize` the `resize` stage resizes the pictures of the stage before it without
 //! a model (ComfyUI's ImageScale and its kin); with a `refine` the `refine` stage, right after
-//! `generate`, scales each picture and samples it again (the hires fix, `refine`); with a
+//! `generate`, scales each picture and samples it again (the hires fix, `refine`), or goes on
+//! from the first pass's leftover noise (a base → refiner split, `split`); with a
 //! `mask` only its part of `init_image` is redrawn (inpainting, `mask`); `weights` is what
 //! each stage's share of the job's time is; `local` renders without a daemon.
 
@@ -36,6 +37,7 @@ mod params;
 mod refine;
 mod refine_stage;
 mod sampling;
+mod split;
 mod weights;
 
 pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
@@ -45,6 +47,7 @@ pub use params::{
 };
 pub use refine::{PassSize, Refine, RefineFrom, RefineRequest};
 pub use sampling::NO_SCHEDULE;
+pub use split::Switch;
 pub(crate) use weights::upscale_kind_weights;
 
 /// The `image` job kind. Models are opened per render: the engine's session cache keeps
@@ -62,6 +65,8 @@ pub enum Start<'a> {
     /// A latent at the picture's size, `[C, height / f, width / f]`, as ComfyUI's LATENT holds
     /// it (before the VAE's scaling factor), as [`Rendered::latents`] gives it.
     Latent(&'a [f32]),
+    /// A split's leftover noise, as [`Rendered::leftover`] gives it: gone on from as it is.
+    Leftover(&'a [f32]),
 }
 
 /// A picture's latent as ComfyUI's LATENT holds it: the sampler's, divided by the VAE's
@@ -99,6 +104,14 @@ impl Rendered {
         self.final_latents
             .chunks((c * h * w).max(1))
             .map(move |l| Latent { shape: self.latent_shape, values: l.iter().map(|v| v / sf).collect() })
+    }
+
+    /// Each picture's leftover noise after a split's first pass, as the sampler holds it
+    /// (x₀ + σ·ε, times the VAE's scaling factor): handed on bit for bit, so a split of one
+    /// model on a sampler with no noise and no history draws its one run's pixels exactly.
+    pub fn leftover(&self) -> impl Iterator<Item = Latent> + '_ {
+        let [c, h, w] = self.latent_shape;
+        self.final_latents.chunks((c * h * w).max(1)).map(|l| Latent { shape: self.latent_shape, values: l.to_vec() })
     }
 }
 
@@ -142,6 +155,7 @@ impl Image {
         // The hashes of the model the pictures' text names as A1111's `Model` (a second pass's
         // text names the first pass's; its own model is its `Hires checkpoint`).
         let hashes = model_hashes(config, described_as.map_or(params.model.as_str(), |d| d.model));
+        let refiner = described_as.and_then(|d| d.refiner).and_then(|r| model_hashes(config, r.model).model);
         let choice = SchedulerChoice::parse(&params.scheduler)?.with_schedule(params.schedule)?;
         let req = GenerateRequest {
             prompt: params.prompt.clone(),
@@ -168,10 +182,15 @@ impl Image {
                     Start::Latent(latent) => Init::Latents(InitLatents {
                         latents: latent.iter().map(|v| v * model.info.vae_scaling_factor).collect(),
                         strength,
+                        noised: false,
                     }),
+                    Start::Leftover(latent) => {
+                        Init::Latents(InitLatents { latents: latent.to_vec(), strength, noised: true })
+                    }
                 }
             }),
             max_side: config.limits.max_image_side,
+            stop_at: params.refine.as_ref().and_then(|r| r.switch).map(|s| s.step as usize),
         };
         let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
         let mut noise = params.noise.source(&seeds);
@@ -194,8 +213,13 @@ impl Image {
                 rng: params.noise.label(),
                 hires: None,
                 hashes: None,
+                refiner: None,
             };
-            let text = ImageParameters { hashes: Some(&hashes), ..described_as.cloned().unwrap_or(own) }.to_text();
+            let mut text = ImageParameters { hashes: Some(&hashes), ..described_as.cloned().unwrap_or(own) };
+            if let Some(r) = text.refiner.as_mut() {
+                r.hash = refiner.as_deref();
+            }
+            let text = text.to_text();
             let name = picture_name("image", i, params.n);
             images.push((name, encode_png(&img.to_rgb8(), Some(&text))?));
         }
@@ -411,9 +435,14 @@ impl Image {
         for (name, png) in &rendered.images {
             sink.put_artifact(name, "image/png", png)?;
         }
-        // A second pass from the latent starts where this one ended, in a later stage.
-        if params.refine.as_ref().is_some_and(|r| r.from == RefineFrom::Latent) {
-            latent::store_latents(run, params, rendered.latents())?;
+        // A second pass from the latent starts where this one ended, in a later stage; a split's
+        // from its leftover noise, this pass having made no picture.
+        match &params.refine {
+            Some(r) if r.switch.is_some() => latent::store_latents(run, params, rendered.leftover(), "leftover")?,
+            Some(r) if r.from == RefineFrom::Latent => {
+                latent::store_latents(run, params, rendered.latents(), "latent")?
+            }
+            _ => {}
         }
         sink.log(
             "info",

@@ -6,13 +6,15 @@
 //! latent is scaled instead, as ComfyUI's LatentUpscale does (`latent`); the stage runs in
 //! `refine_stage`. [`RefineRequest`] is what clients send, [`Refine`] the stored form with
 //! every default filled from the first pass, so a stored job refines the same pixels after a
-//! restart.
+//! restart. With a `switch_at_step` it is a base → refiner split instead (`split`): the first
+//! pass stops there and this one goes on from its leftover noise.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ImageParams;
 use super::sampling::{check_schedule, scheduler_choice, steps_mode};
+use super::split::{self, Switch};
 use crate::config::Config;
 use crate::kinds::ParamError;
 use crate::kinds::fields::{float_field, float_in, int_field, int_in, reject_unknown, string_field, u32_in};
@@ -23,8 +25,10 @@ use crate::pipelines::diffusion::ModelInfo;
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::samplers::{self, Schedule, StepsMode};
 
-const KNOWN: [&str; 13] = [
+const KNOWN: [&str; 15] = [
     "from",
+    "switch_at_step",
+    "switch_at",
     "model",
     "upscale_model",
     "resize",
@@ -42,17 +46,27 @@ const KNOWN: [&str; 13] = [
 /// Real-ESRGAN x4's and most others'.
 const ASSUMED_MODEL_SCALE: u32 = 4;
 /// What a refusal of the whole `refine` says it takes.
-const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1), and optionally \"from\", \"model\", \
-                     \"resize\", \"steps\", \"steps_mode\", \"seed\", \"guidance\", \"scheduler\", \"schedule\", \"prompt\", \"negative_prompt\"}";
+const SHAPE: &str = "must be an object: {\"strength\" (more than 0, at most 1) or \"switch_at_step\", and optionally \
+                     \"from\", \"model\", \"resize\", \"steps\", \"steps_mode\", \"seed\", \"guidance\", \"scheduler\", \
+                     \"schedule\", \"prompt\", \"negative_prompt\"}";
 
-/// A second pass as a request gives it: only `strength` is required; the rest default to the
-/// first pass's (no `resize`: the same size).
+/// A second pass as a request gives it: only `strength` (or, for a split, `switch_at_step`) is
+/// required; the rest default to the first pass's (no `resize`: the same size).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefineRequest {
     /// What the second pass starts from: `picture` (default) or `latent` ([`RefineFrom`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// A base → refiner split: the first pass runs its schedule's steps before this one and
+    /// hands on its leftover noise; this pass goes on from it over the same schedule, adding
+    /// none (ComfyUI's KSamplerAdvanced pair, A1111's refiner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_at_step: Option<i64>,
+    /// A split's switch as A1111's `refiner_switch_at` gives it, a share from 0 to 1: at the
+    /// first step whose noise level is past it (`samplers::a1111_switch_step`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_at: Option<f64>,
     /// Installed diffusion model the second pass samples with (A1111's hires checkpoint,
     /// ComfyUI's second checkpoint); default: the first pass's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +128,10 @@ pub struct Refine {
     /// What it starts from (stored jobs from before it was asked start from the picture).
     #[serde(default, skip_serializing_if = "RefineFrom::is_picture")]
     pub from: RefineFrom,
+    /// A base → refiner split's switch; `None` (and in jobs stored before it): a second pass
+    /// over the first pass's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<Switch>,
     /// The diffusion model it samples with; `None` (and in jobs stored before it): the first
     /// pass's ([`Refine::model_of`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +223,8 @@ impl RefineRequest {
         reject_unknown(v, &KNOWN).map_err(under)?;
         Ok(Some(Self {
             from: string_field(v, "from").map_err(under)?,
+            switch_at_step: int_field(v, "switch_at_step").map_err(under)?,
+            switch_at: float_field(v, "switch_at").map_err(under)?,
             model: string_field(v, "model").map_err(under)?,
             upscale_model: string_field(v, "upscale_model").map_err(under)?,
             resize: ResizeRequest::from_json(v, "resize").map_err(under)?,
@@ -224,19 +244,23 @@ impl RefineRequest {
     /// `first_info`) and checks the second pass against the model it samples with and the
     /// config's limits: its size as that model takes it, named at the resize input behind it.
     pub fn resolve(self, first: &ImageParams, first_info: &ModelInfo, config: &Config) -> Result<Refine, ParamError> {
-        let strength = match self.strength {
-            None => {
+        let switch = split::asked(&self)?;
+        let strength = match (self.strength, switch) {
+            // A split goes on with the schedule as it is: no strength of its own.
+            (None, Some(_)) => 1.0,
+            (None, None) => {
                 return Err(ParamError::new(
                     sub("strength"),
                     "required: how much of each picture the second pass repaints, more than 0 and at most 1",
                 ));
             }
-            Some(s) if s.is_finite() && s > 0.0 && s <= 1.0 => s,
-            Some(s) => {
+            (Some(s), _) if s.is_finite() && s > 0.0 && s <= 1.0 => s,
+            (Some(s), _) => {
                 return Err(ParamError::new(sub("strength"), format!("must be more than 0 and at most 1, got {s}")));
             }
         };
         let from = match self.from.as_deref() {
+            None if switch.is_some() => RefineFrom::Latent,
             None | Some("picture") => RefineFrom::Picture,
             Some("latent") => RefineFrom::Latent,
             Some(other) => {
@@ -293,8 +317,10 @@ impl RefineRequest {
             Some(_) => None,
             None => Some(pass_size(from, resize.as_ref(), (first.width, first.height), info, config)?),
         };
+        // A split's second pass goes on over the first's schedule unless it names its own length.
+        let first_span = switch.map(|_| split::first_span(first, first_info)).transpose()?;
         let steps = match self.steps {
-            None => first.steps,
+            None => first_span.map_or(first.steps, |s| u32::try_from(s.schedule).unwrap_or(first.steps)),
             Some(s) => u32_in(&sub("steps"), s, 1..=i64::from(config.limits.max_steps))?,
         };
         let guidance = match self.guidance {
@@ -306,7 +332,9 @@ impl RefineRequest {
         let fields = (sub("scheduler"), sub("schedule"));
         let choice = scheduler_choice(asked, (&first.scheduler, first.schedule), (&fields.0, &fields.1))?;
         let steps_mode = steps_mode(&sub("steps_mode"), self.steps_mode.as_deref())?;
-        check_schedule(choice, info, steps, strength, steps_mode, (&sub("steps"), &fields.0))?;
+        let switch = switch.zip(first_span).map(|(s, span)| s.resolve(first, first_info, span, steps)).transpose()?;
+        let (run, run_strength, run_mode) = switch.map_or((steps, strength, steps_mode), |s| s.second_pass(steps));
+        check_schedule(choice, info, run, run_strength, run_mode, (&sub("steps"), &fields.0))?;
         let seed = match self.seed {
             None => first.seed,
             Some(s) => int_in(&sub("seed"), s, 0..=super::MAX_SEED)?.unsigned_abs(),
@@ -327,6 +355,7 @@ impl RefineRequest {
         let negative_prompt = self.negative_prompt.or_else(|| first.negative_prompt.clone());
         Ok(Refine {
             from,
+            switch,
             model: self.model,
             upscale_model,
             resize,
@@ -354,8 +383,12 @@ impl Refine {
         self.model.as_deref().unwrap_or(&first.model)
     }
 
-    /// UNet steps it runs per picture: a share of `steps` or all of them, as `steps_mode` counts.
+    /// UNet steps it runs per picture: a share of `steps` or all of them, as `steps_mode` counts;
+    /// a split's, those from its switch on.
     pub fn steps_run(&self) -> u32 {
+        if let Some(switch) = self.switch {
+            return self.steps.saturating_sub(switch.step);
+        }
         let run = samplers::steps_run(self.steps as usize, self.strength, self.steps_mode);
         u32::try_from(run).unwrap_or(self.steps)
     }
@@ -379,23 +412,25 @@ impl Refine {
     /// The parameters of picture `i`'s second pass: an image-to-image run of one picture at
     /// the second pass's size and settings, as [`Image::render`] takes them.
     pub(super) fn pass(&self, first: &ImageParams, size: PassSize, i: usize) -> ImageParams {
+        let (steps, strength, steps_mode) =
+            self.switch.map_or((self.steps, self.strength, self.steps_mode), |s| s.second_pass(self.steps));
         ImageParams {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
             model: self.model_of(first).to_string(),
             width: size.width,
             height: size.height,
-            steps: self.steps,
+            steps,
             guidance: self.guidance,
             scheduler: self.scheduler.clone(),
             schedule: self.schedule.unwrap_or(first.schedule),
             seed: self.seed.wrapping_add(i as u64),
             n: 1,
             init_image: None,
-            strength: Some(self.strength),
+            strength: Some(strength),
             mask: None,
             mask_grow: 0,
-            steps_mode: self.steps_mode,
+            steps_mode,
             // The second pass draws its noise as the first did (ComfyUI's second KSampler
             // prepares its noise as the first does).
             noise: first.noise,

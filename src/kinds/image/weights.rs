@@ -37,6 +37,8 @@ pub(super) fn stage_weights(p: &ImageParams, stages: &[StageName]) -> Vec<f64> {
     // Costs are in steps of a first-pass picture: later stages scale by their pictures' pixels.
     let ratio = p.refine.as_ref().map_or(1.0, |r| r.pixel_ratio(p));
     shares(stages, |stage| match (stage, &p.refine) {
+        // A split's first pass hands its latents on undecoded.
+        (StageName::Generate, Some(r)) if r.switch.is_some() => steps,
         (StageName::Generate, _) => steps + DECODE_STEPS,
         (StageName::Refine, Some(r)) => {
             // From the latent, no picture is encoded.
@@ -140,6 +142,7 @@ mod tests {
             upscale_model: None,
             resize: None,
             from: super::super::RefineFrom::Picture,
+            switch: None,
             size: Some(PassSize { width: side, height: side }),
             strength,
             steps: 20,
@@ -165,6 +168,11 @@ mod tests {
         assert!((big[1] / big[0] - 4.0 * 13.0 / 22.0).abs() < 1e-9, "four times the pixels: {big:?}");
         assert!((big[2] / big[0] - 4.0 * UPSCALE_STEPS / 22.0).abs() < 1e-9, "the upscale takes the big ones");
         assert!((big.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{big:?}");
+        // A split at step 5 of 20: 5 steps undecoded, then 15 and the decode.
+        let switch = Some(super::super::Switch { step: 5, at: None });
+        p.refine = Some(Refine { switch, from: super::super::RefineFrom::Latent, ..refine(1.0, 512) });
+        let split = stage_weights(&p, &stages);
+        assert!((split[1] / split[0] - 17.0 / 5.0).abs() < 1e-9, "{split:?}");
         p.refine = None;
         assert_eq!(stage_weights(&p, &stages)[1], 0.0, "no second pass, no weight");
     }

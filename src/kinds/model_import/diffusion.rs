@@ -83,6 +83,7 @@ pub fn check(engine: &Engine, device: DeviceId, conv: &Conversion, tolerance: f3
         count: 1,
         init: None,
         max_side: recipe.size.max(64),
+        stop_at: None,
     };
     let out = generate(&model, &req, &mut ReplayNoise::new(Vec::new()), Some(&latents), &Hooks::default())?;
     let image = out.images.first().ok_or_else(|| refused("reelbox's pipeline made no image".into()))?;

@@ -221,6 +221,7 @@ pub fn bench_diffusion(config: &Config, opts: &BenchOptions) -> Result<BenchRepo
             count: 1,
             init: None,
             max_side: u32::MAX,
+            stop_at: None,
         };
         let mut reference = match &opts.reference {
             Some((python, script)) => Some(Reference::start(python, script, opts, size)?),

@@ -15,6 +15,7 @@ pub mod noise;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;
+mod predict;
 pub mod preset;
 pub mod preview;
 pub mod samplers;
@@ -29,6 +30,7 @@ pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
 pub use pipeline::{
     DecodedImage, GenerateRequest, Generated, Hooks, Init, InitImage, InitLatents, Preview, Timings, generate,
 };
+pub use predict::guidance_embedding;
 pub use samplers::{SchedulerChoice, SchedulerConfigFile, StepsMode};
 pub use text::prompt_embeddings;
 

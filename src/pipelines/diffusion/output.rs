@@ -28,6 +28,21 @@ pub struct ImageParameters<'a> {
     pub hires: Option<Hires<'a>>,
     /// The A1111 hashes of the model that drew it, where it has them.
     pub hashes: Option<&'a ModelHashes>,
+    /// The refiner that went on from a base → refiner split's switch (the rest describe the
+    /// first pass, as A1111 writes a refined picture's).
+    pub refiner: Option<Refiner<'a>>,
+}
+
+/// A base → refiner split as A1111's refiner keys say it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Refiner<'a> {
+    /// `Refiner`: the model that ran the steps from the switch on, with its shorthash where
+    /// known (A1111's short title, `name [hash]`).
+    pub model: &'a str,
+    pub hash: Option<&'a str>,
+    /// `Refiner switch at`: the share of the steps run before the switch (A1111's
+    /// `refiner_switch_at`).
+    pub switch_at: f64,
 }
 
 /// The hashes A1111 writes of the model that drew a picture, which Civitai links a posted
@@ -153,6 +168,11 @@ impl ImageParameters<'_> {
             let loras: Vec<String> = lora_hashes.iter().map(|(name, hash)| format!("{name}: {hash}")).collect();
             s.push_str(&format!(", Lora hashes: {}", quoted(&loras.join(", "))));
         }
+        // Set while sampling, so after the keys set before it, as A1111's `apply_refiner` does.
+        if let Some(r) = &self.refiner {
+            let title = r.hash.map_or_else(|| r.model.to_string(), |h| format!("{} [{h}]", r.model));
+            s.push_str(&format!(", Refiner: {}, Refiner switch at: {}", quoted(&title), r.switch_at));
+        }
         s.push_str(&format!(", Version: reelbox {}", env!("CARGO_PKG_VERSION")));
         s
     }
@@ -249,6 +269,7 @@ mod tests {
             rng: None,
             hires: None,
             hashes: None,
+            refiner: None,
         };
         let text = params.to_text();
         assert!(text.starts_with("a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 42, Size: 4x3, Model: tiny-sd"));
@@ -291,6 +312,7 @@ mod tests {
             rng: Some("CPU"),
             hires: None,
             hashes: Some(&hashes),
+            refiner: None,
         };
         let want = "Size: 64x64, Model hash: 0123456789, Model: inked, RNG: CPU, \
                     Lora hashes: \"ink: aaaaaaaaaaaa, film grain: bbbbbbbbbbbb\", Version: reelbox";
@@ -329,6 +351,7 @@ mod tests {
             rng: Some("CPU"),
             hires: Some(hires.clone()),
             hashes: None,
+            refiner: None,
         };
         let text = params.to_text();
         let want = "Steps: 4, Sampler: Euler, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 64x64, Model: \
@@ -345,6 +368,33 @@ mod tests {
         };
         let text = ImageParameters { hires: Some(hires), ..params }.to_text();
         assert!(text.contains("RNG: CPU, Hires resize: 128x96, Hires upscaler: Latent (bicubic), Version"), "{text}");
+    }
+
+    #[test]
+    fn a_split_writes_a1111s_refiner_keys_last() {
+        let refiner = Refiner { model: "tiny-sd-2", hash: Some("0123456789"), switch_at: 0.8 };
+        let params = ImageParameters {
+            prompt: "a cat",
+            negative_prompt: None,
+            steps: 20,
+            sampler: "Euler",
+            schedule: None,
+            guidance: 7.0,
+            seed: 5,
+            width: 64,
+            height: 64,
+            model: "tiny-sd",
+            strength: None,
+            rng: Some("CPU"),
+            hires: None,
+            hashes: None,
+            refiner: Some(refiner),
+        };
+        let text = params.to_text();
+        assert!(
+            text.contains(", RNG: CPU, Refiner: tiny-sd-2 [0123456789], Refiner switch at: 0.8, Version"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -174,6 +174,7 @@ pub fn prompt_embeddings(model: &SdModel, text: &str) -> Result<Vec<f32>, Diffus
         count: 1,
         init: None,
         max_side: u32::MAX,
+        stop_at: None,
     };
     let mut onnx = Duration::ZERO;
     Ok(encode_prompts(model, &req, false, 1, &mut Vec::new(), &mut onnx)?.hidden)

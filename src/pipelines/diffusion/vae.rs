@@ -7,7 +7,8 @@ use super::DiffusionError;
 use super::model::SdModel;
 use super::noise::NoiseSource;
 use super::onnx::float_input;
-use super::pipeline::{DecodedImage, InitImage, take_output};
+use super::pipeline::{DecodedImage, InitImage};
+use super::predict::take_output;
 
 /// Clean latents of the init image for every image of the batch, scaled by the VAE factor.
 /// `latent_parameters` outputs (mean ++ log-variance) are sampled as diffusers does

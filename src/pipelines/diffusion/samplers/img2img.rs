@@ -121,6 +121,33 @@ pub fn build_span(
     Ok((build(choice, file, span.schedule, strength)?, span))
 }
 
+/// The step at which A1111 (1.6+) swaps in its refiner for a `refiner_switch_at` of `fraction`
+/// on a run of `steps` with `choice`: before each model call its `apply_refiner` takes the
+/// training timestep t whose σ is nearest the step's (for a sampler without σs, DDIM's, the
+/// timestep itself) and switches at the first step where (999 − t) / 1000 reaches the
+/// fraction, compared in f32 as torch compares them; its steps' own count does not decide
+/// (`refiner_switch_by_sample_steps`, off by default). `None`: no step reaches it.
+pub fn a1111_switch_step(
+    choice: SchedulerChoice,
+    file: &SchedulerConfigFile,
+    steps: usize,
+    fraction: f64,
+) -> Result<Option<usize>, SchedulerError> {
+    let table: Vec<f32> =
+        SchedulerConfig::resolve(file, choice)?.alphas_cumprod()?.iter().map(|a| ((1.0 - a) / a).sqrt()).collect();
+    let scheduler = build(choice, file, steps, 1.0)?;
+    // torch.argmin: the first of equally near ones.
+    let nearest = |sigma: f32| {
+        table.iter().enumerate().min_by(|a, b| (a.1 - sigma).abs().total_cmp(&(b.1 - sigma).abs())).map_or(0, |m| m.0)
+    };
+    let timestep = |i: usize| match scheduler.sigmas() {
+        Some(sigmas) => nearest(sigmas[i]) as i64,
+        None => scheduler.timesteps()[i] as i64,
+    };
+    let fraction = fraction as f32;
+    Ok((0..scheduler.timesteps().len()).find(|&i| (999 - timestep(i)) as f32 / 1000.0 >= fraction))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +193,21 @@ mod tests {
         }
         assert_eq!(steps_run(4, 0.05, StepsMode::Schedule), 1, "at least one step runs");
         assert_eq!(steps_run(30, 1.0, StepsMode::Schedule), 30);
+    }
+
+    #[test]
+    fn a1111_switches_to_its_refiner_where_the_steps_noise_reaches_the_fraction() {
+        let euler = SchedulerChoice::parse("euler").expect("euler");
+        let file = SchedulerConfigFile::default();
+        let at = |steps: usize, fraction: f64| a1111_switch_step(euler, &file, steps, fraction).expect("builds");
+        // 20 steps from t = 999 down to 0, a step of 999/19: step i's t is about 999 − 52.6·i.
+        assert_eq!(at(20, 0.8), Some(16));
+        assert_eq!(at(20, 0.5), Some(10));
+        assert_eq!(at(20, 0.0), Some(0), "at once: the refiner runs every step");
+        assert_eq!(at(20, 1.0), None, "(999 − 0) / 1000 never reaches 1");
+        // DDIM's steps are its timesteps (leading spacing: 950, 900, …, 0).
+        let ddim = SchedulerChoice::parse("ddim").expect("ddim");
+        assert_eq!(a1111_switch_step(ddim, &file, 20, 0.8).expect("builds"), Some(16));
     }
 
     #[test]

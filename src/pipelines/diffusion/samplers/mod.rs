@@ -23,7 +23,7 @@ pub mod schedule;
 
 pub use choice::{SCHEDULER_NAMES, SchedulerChoice, SchedulerKind};
 pub use comfy_sigmas::Schedule;
-pub use img2img::{Span, StepsMode, build_span, img2img_start, steps_run};
+pub use img2img::{Span, StepsMode, a1111_switch_step, build_span, img2img_start, steps_run};
 
 /// Why a scheduler cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -337,6 +337,18 @@ pub fn build(
         SchedulerKind::Lcm => Box::new(lcm::Lcm::new(&cfg, steps, strength)?),
         SchedulerKind::Pndm => Box::new(pndm::Pndm::new(&cfg, steps)?),
     })
+}
+
+/// `sample`, a scheduler's latents before its step `index`, as k-diffusion holds a latent at
+/// that step, x₀ + σ·ε (what ComfyUI hands from one sampler to the next): the Euler family's
+/// already are; the DDPM family's, √ᾱ·x₀ + √(1−ᾱ)·ε, are divided by √ᾱ, the scale its
+/// `add_noise` gives latents with no noise, which is also how a run takes them back.
+pub fn to_sigma_space(scheduler: &dyn Scheduler, index: usize, sample: &mut [f32]) {
+    let mut scale = [1f32];
+    scheduler.add_noise(index, &[1.0], &[0.0], &mut scale);
+    if scale[0] != 1.0 && scale[0] > 0.0 {
+        sample.iter_mut().for_each(|v| *v /= scale[0]);
+    }
 }
 
 /// (x₀, ε) of one element from an ε- or v-prediction at ᾱ (DDPM family), given

@@ -1,0 +1,163 @@
+//! A base → refiner split (ComfyUI's pair of KSamplerAdvanced with leftover noise, A1111's
+//! refiner): one schedule shared by two passes. The first pass runs the schedule's steps
+//! before the switch and hands its latents on with their leftover noise (the `generate` stage
+//! keeps them as `leftover.npy`, and no picture); the `refine` stage goes on from that step of
+//! the same schedule with no noise added (`latent`), on its own model or the first's, with its
+//! own prompts and sampler where it names them. [`Switch`] is where, as a job stores it;
+//! [`asked`] reads the request's `refine.switch_at_step` (or A1111's share, `refine.switch_at`)
+//! and refuses beside it what a split has no room for.
+
+use serde::{Deserialize, Serialize};
+
+use super::ImageParams;
+use super::refine::{Refine, RefineRequest};
+use crate::kinds::ParamError;
+use crate::pipelines::diffusion::ModelInfo;
+use crate::pipelines::diffusion::output::{ImageParameters, Refiner};
+use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, Span, StepsMode};
+
+/// Where a split's first pass hands on, as a job stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Switch {
+    /// The step of the schedule the first pass stops before and the second starts at.
+    pub step: u32,
+    /// The A1111 `refiner_switch_at` it was worked out from, which the pictures' text writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<f64>,
+}
+
+/// How a request asks for the switch: at a step, or at A1111's share of the noise.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Asked {
+    Step(i64),
+    Share(f64),
+}
+
+/// The switch `req` asks for, if any; what a split cannot take beside it (a picture to start
+/// from, a scale, an upscale model, a strength, a steps mode: it goes on from the first pass's
+/// latent as it is, on the same schedule) refused naming its field.
+pub(super) fn asked(req: &RefineRequest) -> Result<Option<Asked>, ParamError> {
+    let asked = match (req.switch_at_step, req.switch_at) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ParamError::new("refine.switch_at", "give switch_at_step or switch_at, not both"));
+        }
+        (Some(step), None) => Asked::Step(step),
+        (None, Some(share)) if share.is_finite() && (0.0..=1.0).contains(&share) => Asked::Share(share),
+        (None, Some(share)) => return Err(ParamError::new("refine.switch_at", format!("must be 0 to 1, got {share}"))),
+    };
+    let given = [
+        ("from", req.from.as_deref().is_some_and(|f| f != "latent")),
+        ("resize", req.resize.is_some()),
+        ("upscale_model", req.upscale_model.is_some()),
+        ("strength", req.strength.is_some()),
+        ("steps_mode", req.steps_mode.is_some()),
+    ];
+    if let Some((field, _)) = given.iter().find(|(_, given)| *given) {
+        return Err(ParamError::new(
+            format!("refine.{field}"),
+            "a split goes on from the first pass's latent as it stopped, its leftover noise at its size, on the \
+             same schedule: leave it out, or leave out switch_at_step for a second pass over the first's result",
+        ));
+    }
+    Ok(Some(asked))
+}
+
+/// The schedule `first`'s pass (of model `info`) runs over, as its sampler builds it.
+pub(super) fn first_span(first: &ImageParams, info: &ModelInfo) -> Result<Span, ParamError> {
+    let choice = first_choice(first)?;
+    let strength = if first.init_image.is_some() { first.strength.unwrap_or(1.0) } else { 1.0 };
+    samplers::build_span(choice, &info.scheduler_config, first.steps as usize, strength, first.steps_mode)
+        .map(|(_, span)| span)
+        .map_err(|e| ParamError::new("refine.switch_at_step", e.to_string()))
+}
+
+fn first_choice(first: &ImageParams) -> Result<SchedulerChoice, ParamError> {
+    let field = |e: samplers::SchedulerError| ParamError::new("scheduler", e.to_string());
+    SchedulerChoice::parse(&first.scheduler).map_err(field)?.with_schedule(first.schedule).map_err(field)
+}
+
+impl Asked {
+    /// The step it switches at on `first`'s schedule `span` (its model's `info`), the second
+    /// pass's schedule being `steps` long: after the first pass's first step and before the
+    /// end of either schedule, so each model runs a step at least.
+    pub(super) fn resolve(
+        self,
+        first: &ImageParams,
+        info: &ModelInfo,
+        span: Span,
+        steps: u32,
+    ) -> Result<Switch, ParamError> {
+        let last = span.schedule.min(steps as usize);
+        let (step, at, field) = match self {
+            Asked::Step(step) => (usize::try_from(step).ok(), None, "refine.switch_at_step"),
+            Asked::Share(share) => {
+                let choice = first_choice(first)?;
+                let step = samplers::a1111_switch_step(choice, &info.scheduler_config, span.schedule, share)
+                    .map_err(|e| ParamError::new("refine.switch_at", e.to_string()))?;
+                (step.or(Some(span.schedule)), Some(share), "refine.switch_at")
+            }
+        };
+        match step {
+            Some(step) if step > span.start && step < last => Ok(Switch { step: step as u32, at }),
+            step => Err(ParamError::new(
+                field,
+                format!(
+                    "{}: the first pass runs steps {} to {} of its {}-step schedule and the second pass the rest of \
+                     its {steps}, so a switch must fall from step {} to {}",
+                    step.map_or("not a step".to_string(), |s| format!("switches at step {s}")),
+                    span.start,
+                    span.schedule.saturating_sub(1),
+                    span.schedule,
+                    span.start + 1,
+                    last.saturating_sub(1)
+                ),
+            )),
+        }
+    }
+}
+
+impl Switch {
+    /// The share of the schedule's steps before it, as A1111's `Refiner switch at` writes it
+    /// (its own `refiner_switch_at` where it came from one).
+    fn share(&self, steps: u32) -> f64 {
+        self.at.unwrap_or(f64::from(self.step) / f64::from(steps.max(1)))
+    }
+
+    /// The steps run, strength and steps mode of the second pass, of a `steps`-step schedule:
+    /// the whole schedule from the switch (`Span::run_request`, ComfyUI's `start_at_step`).
+    pub(super) fn second_pass(&self, steps: u32) -> (u32, f64, StepsMode) {
+        let (run, strength) = Span { schedule: steps as usize, start: self.step as usize }.run_request();
+        (u32::try_from(run).unwrap_or(steps), strength, StepsMode::Run)
+    }
+}
+
+impl Refine {
+    /// Picture `i`'s parameters text after a split: `first`'s settings, and its refiner as
+    /// A1111 writes one (`Refiner`, `Refiner switch at`) rather than a hires fix's keys.
+    pub(super) fn described_split<'a>(
+        &'a self,
+        first: &'a ImageParams,
+        switch: Switch,
+        i: usize,
+    ) -> ImageParameters<'a> {
+        let label = |name: &'a str| SchedulerChoice::parse(name).map_or(name, |c| c.label());
+        ImageParameters {
+            prompt: &first.prompt,
+            negative_prompt: first.negative_prompt.as_deref(),
+            steps: first.steps,
+            sampler: label(&first.scheduler),
+            schedule: first.schedule.map(|s| s.label()),
+            guidance: first.guidance,
+            seed: first.seed.wrapping_add(i as u64),
+            width: first.width,
+            height: first.height,
+            model: &first.model,
+            strength: first.init_image.as_ref().and(first.strength),
+            rng: first.noise.label(),
+            hires: None,
+            hashes: None,
+            refiner: Some(Refiner { model: self.model_of(first), hash: None, switch_at: switch.share(self.steps) }),
+        }
+    }
+}
