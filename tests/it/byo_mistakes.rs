@@ -384,7 +384,8 @@ fn the_next_import_removes_what_a_killed_import_left_and_keeps_pulls_and_running
         let staging = models.join(".staging").join(name);
         let start = Instant::now();
         while converters_of(&models).is_empty() || std::fs::read_dir(&staging).map_or(true, |d| d.count() < 2) {
-            assert!(start.elapsed() < Duration::from_secs(60), "the conversion of {name} never wrote");
+            // Generous: a busy machine starts Python and torch slowly; a conversion that writes stops the wait.
+            assert!(start.elapsed() < Duration::from_secs(180), "the conversion of {name} never wrote");
             std::thread::sleep(Duration::from_millis(50));
         }
         staging
