@@ -283,7 +283,18 @@ pub fn generate(
             let start = span.start.min(all_timesteps.len() - 1);
             if let Init::Latents(InitLatents { resume: Some(state), .. }) = init {
                 // Another run's latents and sampler as it stopped: nothing drawn, nothing added.
-                scheduler.resume(state.repeated(n))?;
+                let state = state.repeated(n);
+                if let Some(other) = state.latents.iter().flatten().find(|l| l.len() != latents.len()) {
+                    return Err(DiffusionError::Request {
+                        field: "latents",
+                        message: format!(
+                            "a sampler state of {} values goes on a run of {}",
+                            other.len(),
+                            latents.len()
+                        ),
+                    });
+                }
+                scheduler.resume(state)?;
                 latents.copy_from_slice(&clean);
                 start
             } else {
