@@ -183,6 +183,14 @@ pub struct Refine {
     #[schema(minimum = 0, maximum = 1)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switch_at: Option<f64>,
+    /// How a split's second pass goes on: `leftover` (default: a sampler run of its own from
+    /// the leftover noise, as ComfyUI's second KSamplerAdvanced) or `run` (the first pass's
+    /// sampler run goes on on `model`, as A1111's refiner swaps the model inside one run: its
+    /// history, DPM++ 2M's last denoised latent, and its step noise carried over, kept as
+    /// `sampler.json`; no `scheduler`, `schedule`, `steps` or `seed` of its own).
+    #[schema(pattern = "^(leftover|run)$")]
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
     /// Installed diffusion model the second pass samples with, its text encoder, UNet and VAE
     /// (A1111's hires checkpoint, ComfyUI's second checkpoint; default: the first pass's). From
     /// the latent, only a model of the first's latent space (the same latent channels, cell

@@ -94,6 +94,7 @@ mod presets;
 mod profile_model;
 mod profile_stage_models;
 mod quotas;
+mod refiner_continue;
 mod refiner_split;
 mod refusal_shapes;
 mod render;

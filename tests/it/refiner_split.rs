@@ -193,7 +193,10 @@ async fn a1111s_refiner_is_the_split_its_text_says_and_png_info_gives_back() {
     // Six Euler steps: step 3's noise level is the first past half (A1111's timestep rule).
     let jobs = get(&c, &d, "/api/v1/jobs").await;
     let refined_job = jobs["jobs"].as_array().expect("jobs").iter().find(|j| !j["params"]["refine"].is_null());
-    assert_eq!(refined_job.map(|j| &j["params"]["refine"]["switch"]), Some(&json!({"step": 3, "at": 0.5})));
+    assert_eq!(
+        refined_job.map(|j| &j["params"]["refine"]["switch"]),
+        Some(&json!({"step": 3, "at": 0.5, "continue": "run"}))
+    );
 
     // PNG Info gives the refiner back as the request's fields, which draw the same picture.
     let (status, read) = post(&c, &d, "/sdapi/v1/png-info", &json!({"image": b64(&png)})).await;

@@ -160,7 +160,8 @@ pub fn generation(state: &AppState, g: &Generation) -> Result<image::ImageReques
 
 /// A1111's refiner (`refiner_checkpoint`, `refiner_switch_at`) as the job's base → refiner
 /// split, `refine.switch_at` (its step worked out on the first pass's schedule by A1111's own
-/// rule, `samplers::a1111_switch_step`). Where A1111 swaps before the first step (no
+/// rule, `samplers::a1111_switch_step`) going on with the first pass's sampler run
+/// (`refine.continue: run`), as A1111 swaps the model inside its one run. Where A1111 swaps before the first step (no
 /// `refiner_switch_at`, or 0) the refiner is the job's `model`; none where it never swaps (1,
 /// or a refiner that is the model itself), nor for `None` or empty.
 pub fn refiner(
@@ -182,7 +183,9 @@ pub fn refiner(
         }
         Some(at) if at >= 1.0 => Ok(None),
         Some(at) if at > 0.0 => {
-            Ok(Some(RefineRequest { model: Some(model), switch_at: Some(at), ..RefineRequest::default() }))
+            // One sampler run goes on across the swap, its history and step noise with it.
+            let continues = Some("run".to_string());
+            Ok(Some(RefineRequest { model: Some(model), switch_at: Some(at), continues, ..RefineRequest::default() }))
         }
         _ => {
             params.model = Some(model);

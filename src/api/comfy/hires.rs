@@ -194,6 +194,7 @@ pub(super) fn second_pass(
         from: first.decode.is_none().then(|| "latent".to_string()),
         switch_at_step,
         switch_at: None,
+        continues: None,
         // The checked graph names the model itself (the file name a client sent is mapped).
         model: other.then(|| own_name.clone()),
         upscale_model: upscale.as_ref().map(|(_, model)| model.clone()),

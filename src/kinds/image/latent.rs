@@ -11,7 +11,8 @@ use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 
 use super::refine::{PassSize, Refine};
 use super::refine_stage::sample_again;
-use super::{Image, ImageParams, Latent, Start, picture_name};
+use super::split::Continue;
+use super::{Image, ImageParams, Latent, Start, carry, picture_name};
 use crate::kinds::{StageError, StageName, StageRun};
 use crate::media::resize::Method;
 use crate::pipelines::diffusion::latent_scale;
@@ -74,6 +75,22 @@ pub(super) fn refine_latents(
     let size = refine.size.ok_or_else(|| StageError::fatal("a second pass from the latent of no known size"))?;
     let method = refine.resize.map_or(Method::NearestExact, |r| r.method);
     let count = latents.len() as u64;
+    if let Some(switch) = refine.switch.filter(|s| s.continues == Continue::Run) {
+        let carries = carry::read_all(run, switch)?;
+        let (model, count) = (refine.model_of(first), carries.len() as u64);
+        run.sink.log(
+            "info",
+            &format!(
+                "going on with {count} picture(s)' sampler run with {model}, steps {} to {}",
+                switch.step, refine.steps
+            ),
+        );
+        for (i, (artifact, carry)) in carries.iter().enumerate() {
+            let name = artifact.name.replacen("sampler", "refined", 1).replace(".json", ".png");
+            sample_again(kind, first, refine, run, (i, count, size), Start::Continued(carry), &name)?;
+        }
+        return Ok(());
+    }
     if let Some(switch) = refine.switch {
         let model = refine.model_of(first);
         let (from, steps) = (switch.step, refine.steps);

@@ -6,7 +6,8 @@
 //! and with a `resize` the `resize` stage resizes the pictures of the stage before it without
 //! a model (ComfyUI's ImageScale and its kin); with a `refine` the `refine` stage, right after
 //! `generate`, scales each picture and samples it again (the hires fix, `refine`), or goes on
-//! from the first pass's leftover noise (a base → refiner split, `split`); with a
+//! from the first pass's leftover noise (a base → refiner split, `split`), or with its sampler
+//! run (`carry`); with a
 //! `mask` only its part of `init_image` is redrawn (inpainting, `mask`); `weights` is what
 //! each stage's share of the job's time is; `local` renders without a daemon.
 
@@ -25,10 +26,12 @@ use crate::pipelines::ProgressFn;
 use crate::pipelines::diffusion::output::{ImageParameters, ModelHashes, encode_png};
 use crate::pipelines::diffusion::samplers::SchedulerChoice;
 use crate::pipelines::diffusion::{
-    DiffusionError, GenerateRequest, Hooks, Init, InitImage, InitLatents, Mask, Preview, SdModel, Timings, generate,
+    Carried, DiffusionError, GenerateRequest, Hooks, Init, InitImage, InitLatents, Mask, Preview, SdModel, Timings,
+    generate,
 };
 use crate::pipelines::upscale::TileOptions;
 
+mod carry;
 mod hires_text;
 mod latent;
 mod local;
@@ -47,7 +50,7 @@ pub use params::{
 };
 pub use refine::{PassSize, Refine, RefineFrom, RefineRequest};
 pub use sampling::NO_SCHEDULE;
-pub use split::Switch;
+pub use split::{Continue, Switch};
 pub(crate) use weights::upscale_kind_weights;
 
 /// The `image` job kind. Models are opened per render: the engine's session cache keeps
@@ -67,6 +70,8 @@ pub enum Start<'a> {
     Latent(&'a [f32]),
     /// A split's leftover noise, as [`Rendered::leftover`] gives it: gone on from as it is.
     Leftover(&'a [f32]),
+    /// A split's first pass's sampler run, one picture's: gone on with as the one run.
+    Continued(&'a carry::Carry),
 }
 
 /// A picture's latent as ComfyUI's LATENT holds it: the sampler's, divided by the VAE's
@@ -93,6 +98,8 @@ pub struct Rendered {
     vae_scaling_factor: f32,
     pub warnings: Vec<String>,
     pub timings: Timings,
+    /// A split's first pass: where its sampler run stopped, the whole batch's.
+    carried: Option<Carried>,
 }
 
 impl Rendered {
@@ -183,17 +190,28 @@ impl Image {
                         latents: latent.iter().map(|v| v * model.info.vae_scaling_factor).collect(),
                         strength,
                         noised: false,
+                        resume: None,
                     }),
                     Start::Leftover(latent) => {
-                        Init::Latents(InitLatents { latents: latent.to_vec(), strength, noised: true })
+                        Init::Latents(InitLatents { latents: latent.to_vec(), strength, noised: true, resume: None })
                     }
+                    Start::Continued(carry) => Init::Latents(InitLatents {
+                        latents: carry.latents.clone(),
+                        strength,
+                        noised: true,
+                        resume: Some(carry.sampler()),
+                    }),
                 }
             }),
             max_side: config.limits.max_image_side,
             stop_at: params.refine.as_ref().and_then(|r| r.switch).map(|s| s.step as usize),
         };
         let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
-        let mut noise = params.noise.source(&seeds);
+        let mut noise = match init {
+            // The first pass's noise, drawn on from where its run stopped.
+            Some(Start::Continued(carry)) => carry.noise()?,
+            _ => params.noise.source(&seeds),
+        };
         let hooks = Hooks { progress, preview, preview_every: params.preview_every, cancel };
         let out = generate(&model, &req, noise.as_mut(), None, &hooks)?;
         let mut images = Vec::with_capacity(out.images.len());
@@ -232,7 +250,8 @@ impl Image {
         );
         let f = model.info.vae_scale.max(1) as usize;
         let (h, w) = (params.height as usize / f, params.width as usize / f);
-        let per = out.final_latents.len() / out.images.len().max(1);
+        // Per picture of the batch (a split's first pass has no pictures to count by).
+        let per = out.final_latents.len() / (params.n as usize).max(1);
         Ok(Rendered {
             images,
             final_latents: out.final_latents,
@@ -240,6 +259,7 @@ impl Image {
             vae_scaling_factor: model.info.vae_scaling_factor,
             warnings: out.warnings,
             timings: out.timings,
+            carried: out.carried,
         })
     }
 }
@@ -438,7 +458,10 @@ impl Image {
         // A second pass from the latent starts where this one ended, in a later stage; a split's
         // from its leftover noise, this pass having made no picture.
         match &params.refine {
-            Some(r) if r.switch.is_some() => latent::store_latents(run, params, rendered.leftover(), "leftover")?,
+            Some(Refine { switch: Some(switch), .. }) => {
+                latent::store_latents(run, params, rendered.leftover(), "leftover")?;
+                carry::store(run, params, *switch, &rendered)?;
+            }
             Some(r) if r.from == RefineFrom::Latent => {
                 latent::store_latents(run, params, rendered.latents(), "latent")?
             }

@@ -25,10 +25,11 @@ use crate::pipelines::diffusion::ModelInfo;
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::samplers::{self, Schedule, StepsMode};
 
-const KNOWN: [&str; 15] = [
+const KNOWN: [&str; 16] = [
     "from",
     "switch_at_step",
     "switch_at",
+    "continue",
     "model",
     "upscale_model",
     "resize",
@@ -67,6 +68,10 @@ pub struct RefineRequest {
     /// first step whose noise level is past it (`samplers::a1111_switch_step`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switch_at: Option<f64>,
+    /// How a split's second pass goes on ([`split::Continue`]): `leftover` (default), a run of
+    /// its own from the leftover noise, or `run`, the first pass's sampler run going on.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
     /// Installed diffusion model the second pass samples with (A1111's hires checkpoint,
     /// ComfyUI's second checkpoint); default: the first pass's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,7 +163,7 @@ pub struct Refine {
     /// ComfyUI's schedule it samples over, `Some(None)` none (stored as `none`: the scheduler's
     /// own timesteps though the first pass had one); `None`, not stored: the first pass's (as in
     /// jobs stored before a second pass could name its own).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "pass_schedule")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "super::sampling::pass_schedule")]
     pub schedule: Option<Option<Schedule>>,
     pub prompt: String,
     pub negative_prompt: Option<String>,
@@ -225,6 +230,7 @@ impl RefineRequest {
             from: string_field(v, "from").map_err(under)?,
             switch_at_step: int_field(v, "switch_at_step").map_err(under)?,
             switch_at: float_field(v, "switch_at").map_err(under)?,
+            continues: string_field(v, "continue").map_err(under)?,
             model: string_field(v, "model").map_err(under)?,
             upscale_model: string_field(v, "upscale_model").map_err(under)?,
             resize: ResizeRequest::from_json(v, "resize").map_err(under)?,
@@ -332,7 +338,11 @@ impl RefineRequest {
         let fields = (sub("scheduler"), sub("schedule"));
         let choice = scheduler_choice(asked, (&first.scheduler, first.schedule), (&fields.0, &fields.1))?;
         let steps_mode = steps_mode(&sub("steps_mode"), self.steps_mode.as_deref())?;
-        let switch = switch.zip(first_span).map(|(s, span)| s.resolve(first, first_info, span, steps)).transpose()?;
+        let mut switch =
+            switch.zip(first_span).map(|(s, span)| s.resolve(first, first_info, span, steps)).transpose()?;
+        if let (Some(switch), Some(span)) = (switch.as_mut(), first_span) {
+            switch.continues = split::continues((self.continues.as_deref(), self.seed), first, choice, steps, span)?;
+        }
         let (run, run_strength, run_mode) = switch.map_or((steps, strength, steps_mode), |s| s.second_pass(steps));
         check_schedule(choice, info, run, run_strength, run_mode, (&sub("steps"), &fields.0))?;
         let seed = match self.seed {
@@ -440,26 +450,6 @@ impl Refine {
             resize: None,
             refine: None,
         }
-    }
-}
-
-/// A second pass's own schedule as a job stores it: a ComfyUI schedule's name, or `none`.
-mod pass_schedule {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    use crate::kinds::image::sampling::NO_SCHEDULE;
-    use crate::pipelines::diffusion::samplers::Schedule;
-
-    pub fn serialize<S: Serializer>(v: &Option<Option<Schedule>>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(v.flatten().map_or(NO_SCHEDULE, Schedule::name))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Schedule>>, D::Error> {
-        let name = String::deserialize(d)?;
-        if name == NO_SCHEDULE {
-            return Ok(Some(None));
-        }
-        Schedule::parse(&name).map(|s| Some(Some(s))).ok_or_else(|| D::Error::custom(format!("no schedule {name:?}")))
     }
 }
 

@@ -86,6 +86,26 @@ pub(super) fn check_schedule(
     )
 }
 
+/// A second pass's own schedule as a job stores it: a ComfyUI schedule's name, or `none`.
+pub(super) mod pass_schedule {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::NO_SCHEDULE;
+    use crate::pipelines::diffusion::samplers::Schedule;
+
+    pub fn serialize<S: Serializer>(v: &Option<Option<Schedule>>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.flatten().map_or(NO_SCHEDULE, Schedule::name))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Schedule>>, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == NO_SCHEDULE {
+            return Ok(Some(None));
+        }
+        Schedule::parse(&name).map(|s| Some(Some(s))).ok_or_else(|| D::Error::custom(format!("no schedule {name:?}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@
 //! the same schedule with no noise added (`latent`), on its own model or the first's, with its
 //! own prompts and sampler where it names them. [`Switch`] is where, as a job stores it;
 //! [`asked`] reads the request's `refine.switch_at_step` (or A1111's share, `refine.switch_at`)
-//! and refuses beside it what a split has no room for.
+//! and refuses beside it what a split has no room for. How the second pass goes on is
+//! [`Continue`]'s: a run of its own from the leftover noise (ComfyUI's), or the first pass's
+//! one sampler run going on (A1111's, `carry`), which [`continues`] checks.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,31 @@ pub struct Switch {
     /// The A1111 `refiner_switch_at` it was worked out from, which the pictures' text writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<f64>,
+    /// How the second pass goes on (stored jobs from before it: a run of its own).
+    #[serde(default, rename = "continue", skip_serializing_if = "Continue::is_leftover")]
+    pub continues: Continue,
+}
+
+/// How a split's second pass goes on from the first: a request's `refine.continue`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Continue {
+    /// A sampler run of its own from the leftover noise, as ComfyUI's second KSamplerAdvanced
+    /// goes on: no history of the first's steps, its step noise from its own seed's stream.
+    #[default]
+    Leftover,
+    /// The first pass's sampler run goes on on the second model, as A1111's refiner swaps the
+    /// model inside one run: its history and where its noise stood carried over (`carry`).
+    Run,
+}
+
+impl Continue {
+    /// The names a request gives them in.
+    pub const NAMES: [&'static str; 2] = ["leftover", "run"];
+
+    fn is_leftover(&self) -> bool {
+        *self == Continue::Leftover
+    }
 }
 
 /// How a request asks for the switch: at a step, or at A1111's share of the noise.
@@ -38,6 +65,9 @@ pub(super) enum Asked {
 /// latent as it is, on the same schedule) refused naming its field.
 pub(super) fn asked(req: &RefineRequest) -> Result<Option<Asked>, ParamError> {
     let asked = match (req.switch_at_step, req.switch_at) {
+        (None, None) if req.continues.is_some() => {
+            return Err(ParamError::new("refine.continue", "goes with a split only: give switch_at_step or switch_at"));
+        }
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
             return Err(ParamError::new("refine.switch_at", "give switch_at_step or switch_at, not both"));
@@ -53,6 +83,7 @@ pub(super) fn asked(req: &RefineRequest) -> Result<Option<Asked>, ParamError> {
         ("strength", req.strength.is_some()),
         ("steps_mode", req.steps_mode.is_some()),
     ];
+
     if let Some((field, _)) = given.iter().find(|(_, given)| *given) {
         return Err(ParamError::new(
             format!("refine.{field}"),
@@ -99,7 +130,9 @@ impl Asked {
             }
         };
         match step {
-            Some(step) if step > span.start && step < last => Ok(Switch { step: step as u32, at }),
+            Some(step) if step > span.start && step < last => {
+                Ok(Switch { step: step as u32, at, continues: Continue::Leftover })
+            }
             step => Err(ParamError::new(
                 field,
                 format!(
@@ -114,6 +147,50 @@ impl Asked {
                 ),
             )),
         }
+    }
+}
+
+/// How a split asked to go on (`refine.continue`, beside `refine.seed`) goes on ([`Continue`]); one going on with the first pass's run takes its
+/// sampler as it is (the `choice` it resolved to, over the first pass's schedule of `span`
+/// and its seeds' noise): a `refine.scheduler`, `schedule`, `steps` or `seed` of its own
+/// refused naming it. A1111's refiner keeps the one sampler.
+pub(super) fn continues(
+    (asked, seed): (Option<&str>, Option<i64>),
+    first: &ImageParams,
+    choice: SchedulerChoice,
+    steps: u32,
+    span: Span,
+) -> Result<Continue, ParamError> {
+    let continues = match asked {
+        None | Some("leftover") => return Ok(Continue::Leftover),
+        Some("run") => Continue::Run,
+        Some(other) => {
+            let names = Continue::NAMES.join(" or ");
+            return Err(ParamError::new("refine.continue", format!("{other:?} is not one of {names}")));
+        }
+    };
+    let own = first_choice(first)?;
+    let why = if choice.name() != own.name() {
+        Some(("scheduler", format!("the first pass samples with {}", own.name())))
+    } else if choice.schedule != own.schedule {
+        let name = own.schedule.map_or("none", |s| s.name());
+        Some(("schedule", format!("the first pass samples over schedule {name}")))
+    } else if steps as usize != span.schedule {
+        Some(("steps", format!("the first pass's schedule is {} steps long", span.schedule)))
+    } else if seed.is_some() {
+        Some(("seed", "its step noise draws on from the first pass's seeds".to_string()))
+    } else {
+        None
+    };
+    match why {
+        Some((field, why)) => Err(ParamError::new(
+            format!("refine.{field}"),
+            format!(
+                "a split with \"continue\": \"run\" goes on with the first pass's one sampler run, and {why}: leave \
+                 it out, or go on from the leftover noise with a run of its own (\"continue\": \"leftover\")"
+            ),
+        )),
+        None => Ok(continues),
     }
 }
 

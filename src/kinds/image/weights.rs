@@ -169,7 +169,7 @@ mod tests {
         assert!((big[2] / big[0] - 4.0 * UPSCALE_STEPS / 22.0).abs() < 1e-9, "the upscale takes the big ones");
         assert!((big.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{big:?}");
         // A split at step 5 of 20: 5 steps undecoded, then 15 and the decode.
-        let switch = Some(super::super::Switch { step: 5, at: None });
+        let switch = Some(super::super::Switch { step: 5, at: None, continues: super::super::Continue::Leftover });
         p.refine = Some(Refine { switch, from: super::super::RefineFrom::Latent, ..refine(1.0, 512) });
         let split = stage_weights(&p, &stages);
         assert!((split[1] / split[0] - 17.0 / 5.0).abs() < 1e-9, "{split:?}");

@@ -28,7 +28,7 @@ pub use inpaint::Mask;
 pub use model::{Family, ModelInfo, SdModel};
 pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
 pub use pipeline::{
-    DecodedImage, GenerateRequest, Generated, Hooks, Init, InitImage, InitLatents, Preview, Timings, generate,
+    Carried, DecodedImage, GenerateRequest, Generated, Hooks, Init, InitImage, InitLatents, Preview, Timings, generate,
 };
 pub use predict::guidance_embedding;
 pub use samplers::{SchedulerChoice, SchedulerConfigFile, StepsMode};

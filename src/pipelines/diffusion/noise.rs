@@ -106,6 +106,77 @@ impl NoiseKind {
     }
 }
 
+/// The sizes of the draws a run made from its noise, in order, each with how many times in a
+/// row it came (`[size, times]`): where its noise stream stands, so a run going on from it
+/// draws on from there ([`NoiseKind::continued`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Draws(pub Vec<[usize; 2]>);
+
+impl Draws {
+    fn note(&mut self, size: usize) {
+        match self.0.last_mut() {
+            Some([last, times]) if *last == size => *times += 1,
+            _ => self.0.push([size, 1]),
+        }
+    }
+}
+
+/// A run's noise with each draw's size noted ([`Draws`]).
+pub struct Counted<'a> {
+    inner: &'a mut dyn NoiseSource,
+    pub draws: Draws,
+}
+
+impl<'a> Counted<'a> {
+    pub fn new(inner: &'a mut dyn NoiseSource) -> Self {
+        Self { inner, draws: Draws::default() }
+    }
+}
+
+impl NoiseSource for Counted<'_> {
+    fn fill(&mut self, out: &mut [f32]) -> Result<(), NoiseError> {
+        self.draws.note(out.len());
+        self.inner.fill(out)
+    }
+}
+
+/// Picture `index`'s part of a batch's noise, the batch drawn whole each time: one picture of
+/// a batch going on alone draws what it drew among the others, whatever the kind.
+struct PictureOf {
+    batch: Box<dyn NoiseSource>,
+    pictures: usize,
+    index: usize,
+    buf: Vec<f32>,
+}
+
+impl NoiseSource for PictureOf {
+    fn fill(&mut self, out: &mut [f32]) -> Result<(), NoiseError> {
+        let len = out.len();
+        self.buf.resize(len * self.pictures, 0.0);
+        self.batch.fill(&mut self.buf)?;
+        out.copy_from_slice(&self.buf[self.index * len..(self.index + 1) * len]);
+        Ok(())
+    }
+}
+
+impl NoiseKind {
+    /// The noise picture `index` of a batch whose picture `i` took `seeds[i]` draws on with,
+    /// after the batch's `draws`: the batch's own noise drawn past them again, of which each
+    /// later draw hands out the picture's part (so the run goes on as if it never stopped).
+    pub fn continued(self, seeds: &[u64], index: usize, draws: &Draws) -> Result<Box<dyn NoiseSource>, NoiseError> {
+        let mut batch = self.source(seeds);
+        let mut buf = Vec::new();
+        for &[size, times] in &draws.0 {
+            buf.resize(size, 0.0);
+            for _ in 0..times {
+                batch.fill(&mut buf)?;
+            }
+        }
+        let pictures = seeds.len().max(1);
+        Ok(Box::new(PictureOf { batch, pictures, index: index.min(pictures - 1), buf }))
+    }
+}
+
 /// Replays recorded draws in order, each the size of the batch it was drawn for.
 pub struct ReplayNoise {
     draws: std::collections::VecDeque<Vec<f32>>,
@@ -159,6 +230,27 @@ mod tests {
         SeededNoise::new(&[2]).fill(&mut second).expect("fill");
         assert_eq!(&batch[16..], &second[..]);
         assert_ne!(&batch[..16], &second[..]);
+    }
+
+    #[test]
+    fn a_picture_of_a_batch_draws_on_from_where_its_batch_stopped() {
+        for kind in [NoiseKind::Reelbox, NoiseKind::TorchCpu, NoiseKind::Comfyui] {
+            let mut whole = kind.source(&[11, 12]);
+            let mut counted = Counted::new(whole.as_mut());
+            let mut first = vec![0f32; 2 * 40];
+            counted.fill(&mut first).expect("fill");
+            counted.fill(&mut first).expect("fill");
+            assert_eq!(counted.draws, Draws(vec![[80, 2]]));
+            let draws = counted.draws.clone();
+            let mut next = vec![0f32; 80];
+            whole.fill(&mut next).expect("fill");
+            for picture in 0..2 {
+                let mut alone = kind.continued(&[11, 12], picture, &draws).expect("replays");
+                let mut own = vec![0f32; 40];
+                alone.fill(&mut own).expect("fill");
+                assert_eq!(own, next[picture * 40..(picture + 1) * 40], "{kind:?} picture {picture}");
+            }
+        }
     }
 
     #[test]

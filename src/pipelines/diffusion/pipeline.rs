@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::DiffusionError;
 use super::inpaint::{Keep, Mask, composite};
 use super::model::SdModel;
-use super::noise::NoiseSource;
+use super::noise::{Counted, Draws, NoiseSource};
 use super::predict::{LatentShape, guidance_embedding, predict};
 use super::preview::latent_preview_png;
-use super::samplers::{self, SchedulerChoice, SchedulerConfigFile, StepsMode};
+use super::samplers::{self, SamplerState, SchedulerChoice, SchedulerConfigFile, StepsMode};
 use super::text::encode_prompts;
 use super::vae::{decode, encode_init_image};
 use crate::pipelines::{Progress, ProgressFn, check_cancel};
@@ -77,6 +77,11 @@ pub struct InitLatents {
     /// They already hold the noise of the step the run starts at (a split's leftover noise,
     /// x₀ + σ·ε): none is added (ComfyUI's `add_noise: disable`), and the run goes on from them.
     pub noised: bool,
+    /// The run goes on from where another run of the same sampler and schedule stopped
+    /// ([`Generated::carried`], one picture's, for each of the batch alike): `latents` are that run's, as its
+    /// sampler held them, its state is taken up, no noise is drawn for the start, and the
+    /// noise given draws on from where that run's stood (A1111's refiner: one sampler run).
+    pub resume: Option<SamplerState>,
 }
 
 /// An img2img starting picture, already at the output size, NCHW-ready in [−1, 1].
@@ -180,6 +185,19 @@ pub struct Generated {
     pub timings: Timings,
     /// Timesteps actually run.
     pub timesteps: Vec<f64>,
+    /// A run stopped before the end (`stop_at`): what another run needs to go on with it.
+    pub carried: Option<Carried>,
+}
+
+/// Where a run stopped, for another to go on from as the one run ([`InitLatents::resume`]).
+#[derive(Debug, Clone)]
+pub struct Carried {
+    /// The latents as the sampler holds them, `[count, C, h, w]` (for the DDPM family not
+    /// those of [`samplers::to_sigma_space`], whose round trip is not exact).
+    pub latents: Vec<f32>,
+    pub sampler: SamplerState,
+    /// The draws made from its noise, the whole batch's.
+    pub draws: Draws,
 }
 
 /// Runs one request. `initial_latents` (`[count, C, h, w]`, unscaled N(0,1)) replaces the
@@ -193,6 +211,8 @@ pub fn generate(
 ) -> Result<Generated, DiffusionError> {
     let started = Instant::now();
     let mut onnx = Duration::ZERO;
+    let mut noise = Counted::new(noise);
+    let noise = &mut noise;
     model.check_size(req.width, req.height, req.max_side)?;
     if req.steps == 0 {
         return Err(DiffusionError::Request { field: "steps", message: "must be at least 1".into() });
@@ -261,19 +281,37 @@ pub fn generate(
             };
             // At least one step runs, however small the strength.
             let start = span.start.min(all_timesteps.len() - 1);
-            let mut eps = vec![0f32; latents.len()];
-            // Drawn even when none is added, so a sampler's step noise comes where it would
-            // (ComfyUI's second sampler draws its steps' noise from its own generator).
-            noise.fill(&mut eps)?;
-            if matches!(init, Init::Latents(InitLatents { noised: true, .. })) {
-                // No noise: the leftover latents in the scheduler's own form at `start`.
-                eps.fill(0.0);
+            if let Init::Latents(InitLatents { resume: Some(state), .. }) = init {
+                // Another run's latents and sampler as it stopped: nothing drawn, nothing added.
+                let state = state.repeated(n);
+                if let Some(other) = state.latents.iter().flatten().find(|l| l.len() != latents.len()) {
+                    return Err(DiffusionError::Request {
+                        field: "latents",
+                        message: format!(
+                            "a sampler state of {} values goes on a run of {}",
+                            other.len(),
+                            latents.len()
+                        ),
+                    });
+                }
+                scheduler.resume(state)?;
+                latents.copy_from_slice(&clean);
+                start
+            } else {
+                let mut eps = vec![0f32; latents.len()];
+                // Drawn even when none is added, so a sampler's step noise comes where it would
+                // (ComfyUI's second sampler draws its steps' noise from its own generator).
+                noise.fill(&mut eps)?;
+                if matches!(init, Init::Latents(InitLatents { noised: true, .. })) {
+                    // No noise: the leftover latents in the scheduler's own form at `start`.
+                    eps.fill(0.0);
+                }
+                scheduler.add_noise(start, &clean, &eps, &mut latents);
+                if let Init::Picture(InitImage { mask: Some(mask), .. }) = init {
+                    keep = Some(Keep::new(mask, (req.width, req.height, f), clean, eps)?);
+                }
+                start
             }
-            scheduler.add_noise(start, &clean, &eps, &mut latents);
-            if let Init::Picture(InitImage { mask: Some(mask), .. }) = init {
-                keep = Some(Keep::new(mask, (req.width, req.height, f), clean, eps)?);
-            }
-            start
         }
     };
 
@@ -340,6 +378,7 @@ pub fn generate(
     }
     if end < all_timesteps.len() {
         // A split's first pass: its leftover noise goes on to another run, not to the VAE.
+        let carried = Carried { latents: latents.clone(), sampler: scheduler.state(), draws: noise.draws.clone() };
         samplers::to_sigma_space(scheduler.as_ref(), end, &mut latents);
         return Ok(Generated {
             images: Vec::new(),
@@ -347,6 +386,7 @@ pub fn generate(
             warnings,
             timings: Timings { total: started.elapsed(), onnx, unet_runs },
             timesteps: all_timesteps[start..end].to_vec(),
+            carried: Some(carried),
         });
     }
 
@@ -360,5 +400,6 @@ pub fn generate(
         warnings,
         timings: Timings { total: started.elapsed(), onnx, unet_runs },
         timesteps: all_timesteps[start..].to_vec(),
+        carried: None,
     })
 }

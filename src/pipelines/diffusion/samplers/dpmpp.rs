@@ -3,7 +3,7 @@
 //! rules, at the end), then second (or third) order from the stored x₀ predictions.
 
 use super::schedule::{interp_unit, karras_sigmas, np_arange, np_linspace, sigma_to_t, train_sigmas};
-use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError};
+use super::{Prediction, SamplerState, Scheduler, SchedulerConfig, SchedulerError};
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
 /// DPM-Solver++ sampler state, including the x₀ history of the multistep method.
@@ -185,5 +185,17 @@ impl Scheduler for DpmSolverMultistep {
         for ((o, &x), &n) in out.iter_mut().zip(original).zip(noise) {
             *o = alpha * x + sigma_t * n;
         }
+    }
+
+    /// The x₀ history and how many lower-order steps were taken.
+    fn state(&self) -> SamplerState {
+        SamplerState { latents: self.history.clone(), count: self.lower_order_nums }
+    }
+
+    fn resume(&mut self, state: SamplerState) -> Result<(), SchedulerError> {
+        let len = state.latents.iter().flatten().next().map_or(0, Vec::len);
+        state.expect("DPM-Solver++", self.order, len)?;
+        (self.history, self.lower_order_nums) = (state.latents, state.count.min(self.order));
+        Ok(())
     }
 }

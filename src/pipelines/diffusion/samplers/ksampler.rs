@@ -6,8 +6,8 @@
 
 use super::comfy_sigmas::{Discrete, Schedule};
 use super::{
-    Prediction, Scheduler, SchedulerConfig, SchedulerError, SchedulerKind, add_sigma_noise, euler_step, scale_by_sigma,
-    sigma_x0,
+    Prediction, SamplerState, Scheduler, SchedulerConfig, SchedulerError, SchedulerKind, add_sigma_noise, euler_step,
+    scale_by_sigma, sigma_x0,
 };
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
@@ -157,6 +157,18 @@ impl Scheduler for KSampler {
 
     fn add_noise(&self, index: usize, original: &[f32], noise: &[f32], out: &mut [f32]) {
         add_sigma_noise(self.sigmas[index], original, noise, out);
+    }
+
+    /// DPM++ 2M's last denoised latents, k-diffusion's `old_denoised` (none for the others).
+    fn state(&self) -> SamplerState {
+        SamplerState { latents: vec![self.old_x0.clone()], count: 0 }
+    }
+
+    fn resume(&mut self, state: SamplerState) -> Result<(), SchedulerError> {
+        let len = state.latents.iter().flatten().next().map_or(0, Vec::len);
+        state.expect("KSampler", 1, len)?;
+        self.old_x0 = state.latents.into_iter().next().flatten();
+        Ok(())
     }
 }
 

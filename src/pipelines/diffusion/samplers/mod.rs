@@ -19,11 +19,13 @@ mod img2img;
 mod ksampler;
 mod lcm;
 mod pndm;
+mod resume;
 pub mod schedule;
 
 pub use choice::{SCHEDULER_NAMES, SchedulerChoice, SchedulerKind};
 pub use comfy_sigmas::Schedule;
 pub use img2img::{Span, StepsMode, a1111_switch_step, build_span, img2img_start, steps_run};
+pub use resume::SamplerState;
 
 /// Why a scheduler cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -312,6 +314,16 @@ pub trait Scheduler: Send {
     ) -> Result<(), NoiseError>;
     /// Noises clean latents to the level of step `index` (img2img's starting point).
     fn add_noise(&self, index: usize, original: &[f32], noise: &[f32], out: &mut [f32]);
+    /// What it carries into its next step beside the latents (none for a sampler with no
+    /// history), so another run of its schedule can go on from here ([`SamplerState`]).
+    fn state(&self) -> SamplerState {
+        SamplerState::default()
+    }
+    /// Takes up `state`, which a run of the same sampler and schedule stopped with before the
+    /// step this one starts at; one it cannot have made is refused.
+    fn resume(&mut self, state: SamplerState) -> Result<(), SchedulerError> {
+        state.expect("history-free", 0, 0)
+    }
 }
 
 /// Builds a scheduler for `steps` steps. `strength` only matters to LCM, whose schedule

@@ -4,7 +4,9 @@
 //! calls the UNet n + 1 times.
 
 use super::schedule::np_linspace;
-use super::{Prediction, Scheduler, SchedulerConfig, SchedulerError, add_alpha_noise, alpha_x0_eps, table_index};
+use super::{
+    Prediction, SamplerState, Scheduler, SchedulerConfig, SchedulerError, add_alpha_noise, alpha_x0_eps, table_index,
+};
 use crate::pipelines::diffusion::noise::{NoiseError, NoiseSource};
 
 /// PNDM (PLMS) sampler state.
@@ -140,5 +142,23 @@ impl Scheduler for Pndm {
 
     fn add_noise(&self, index: usize, original: &[f32], noise: &[f32], out: &mut [f32]) {
         add_alpha_noise(&self.alphas_cumprod, self.timesteps[index], original, noise, out);
+    }
+
+    /// The sample before the first step (while its repeat is still to come), then the past
+    /// model outputs, oldest first; the counter.
+    fn state(&self) -> SamplerState {
+        let ets = self.ets.iter().cloned().map(Some);
+        SamplerState { latents: std::iter::once(self.first_sample.clone()).chain(ets).collect(), count: self.counter }
+    }
+
+    fn resume(&mut self, state: SamplerState) -> Result<(), SchedulerError> {
+        let len = state.latents.iter().flatten().next().map_or(0, Vec::len);
+        let slots = state.latents.len().clamp(1, 5);
+        state.expect("PLMS", slots, len)?;
+        let mut latents = state.latents.into_iter();
+        self.first_sample = latents.next().flatten();
+        self.ets = latents.flatten().collect();
+        self.counter = state.count;
+        Ok(())
     }
 }
