@@ -1,5 +1,5 @@
 // The choices the forms share: a model list with the box's default picked, the picture sizes
-// for a model, a second pass's model beside the picture's, and a presenter profile that
+// for a model, a second pass's (or a refiner's) model beside the picture's, and a presenter profile that
 // brings its own models.
 import { h } from "./ui.js";
 
@@ -24,15 +24,16 @@ export function modelSelect(models) {
 const SAME = "Same model";
 
 /**
- * The second pass's model (A1111's "Hires checkpoint"): "Same model" (value "", nothing
- * sent: the picture's own) and the installed `models` (as `installed()` gives them) but the
- * one picked in `model`, following it. Every model is offered until `follow()` is first
- * called, so a kept choice is put back before the picture's own is left out (a kept picture
- * model is put back without a change event); a choice that becomes the picture's own is
- * "Same model" again, as it means the same. Each `follow` then calls `changed`.
+ * The second pass's model (A1111's "Hires checkpoint"), or the refiner's (refiner.js, with
+ * `none` "None"): `none` (value "", nothing sent: the picture's own) and the installed
+ * `models` (as `installed()` gives them) but the one picked in `model`, following it. Every
+ * model is offered until `follow()` is first called, so a kept choice is put back before the
+ * picture's own is left out (a kept picture model is put back without a change event); a
+ * choice that becomes the picture's own is `none` again, as it means the same. Each `follow`
+ * then calls `changed`.
  */
-export function passModelSelect(models, model, changed = () => {}) {
-  const options = (list) => [h("option", { value: "" }, SAME), ...list.map((m) => h("option", { value: m.name }, m.name))];
+export function passModelSelect(models, model, changed = () => {}, none = SAME) {
+  const options = (list) => [h("option", { value: "" }, none), ...list.map((m) => h("option", { value: m.name }, m.name))];
   const s = h("select", {}, ...options(models));
   const follow = () => {
     const was = s.value;

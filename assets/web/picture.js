@@ -1,13 +1,15 @@
 // Picture: a prompt made into a picture (`POST /api/v1/images`) with the box's diffusion
 // models, from nothing or over a picture of the user's own with the part to redraw painted
 // on it (start.js), optionally drawn again larger in a second pass (`refine`, the hires
-// fix) on the picture's model or another installed one (`refine.model`), with the steps,
-// guidance, sampler and schedule under "More settings" (settings.js),
+// fix) on the picture's model or another installed one (`refine.model`), or finished by
+// another model from a share of its steps instead (the "Refiner", refiner.js), with the
+// steps, guidance, sampler and schedule under "More settings" (settings.js),
 // followed live as Watch follows a film (step previews, then the picture large with
 // its PNG download); "Make another" brings the form back with its fields, the picture and
 // its paint as they were.
 import { api, installed } from "./api.js";
 import { followProfile, modelSelect, passModelSelect, select, sizeSelect, startSize } from "./choices.js";
+import { refinerChoice } from "./refiner.js";
 import { moreSettings } from "./settings.js";
 import { startPicture } from "./start.js";
 import { busy, clearErrors, field, focusHeading, h, isBusy, keepFields, showError } from "./ui.js";
@@ -19,6 +21,7 @@ const KEPT = "reelbox.picture";
 /** The second pass's hint, and why it is not offered while a part is painted. */
 const PASS = "Draws the picture again larger, with finer detail; takes longer.";
 const NO_PASS = "Not with a painted part: the box draws only that part again, at your picture's size. Clear the paint to use one.";
+const NOT_WITH_REFINER = "Not with a refiner: the box takes one or the other. Set Refiner to None to use a second pass.";
 /** The second pass's model's hint: why one would pick another. */
 const PASS_MODEL = "Another installed model may draw the detail: a photoreal one over a stylised picture, or the reverse.";
 
@@ -46,16 +49,22 @@ export async function picture(root) {
   // another latent space (SDXL over SD 1.5) draws it too, on its own VAE's encoding.
   const passModel = passModelSelect(diffusion, model, () => fit());
   const passModelField = field("pic-pass-model", "Second pass model", passModel.select, PASS_MODEL);
+  const refiner = refinerChoice(diffusion, model, () => fit());
   const passHint = passField.querySelector(".hint");
-  // A picture started from sets the size; a painted part takes no second pass (the box
-  // refuses `refine` with a `mask`): the choices that no longer apply step aside, saying why.
+  // A picture started from sets the size; a painted part takes no second pass nor refiner
+  // (the box refuses `refine` with a `mask`), and a second pass and a refiner are each the
+  // request's one `refine`, the one picked first standing: the choices that no longer apply
+  // step aside, saying why.
   const fit = () => {
     sizeField.hidden = start.picked();
-    pass.disabled = start.masked();
-    passHint.textContent = pass.disabled ? NO_PASS : PASS;
+    const painted = start.masked();
+    const refining = !painted && !pass.value && refiner.picked();
+    pass.disabled = painted || refining;
+    passHint.textContent = painted ? NO_PASS : refining ? NOT_WITH_REFINER : PASS;
     strengthField.hidden = !pass.value || pass.disabled;
     // Offered only with a pass and another model to pick.
     passModelField.hidden = strengthField.hidden || passModel.select.options.length < 2;
+    refiner.fit(painted ? "paint" : pass.value ? "pass" : null);
   };
   const start = startPicture({
     sizeFor: (w, hh) => startSize(diffusion, model.value, w, hh),
@@ -63,12 +72,14 @@ export async function picture(root) {
     changed: fit,
   });
   pass.addEventListener("change", fit);
+  refiner.controls.refiner.addEventListener("change", fit);
   model.addEventListener("change", () => start.sized());
   const controls = { prompt, negative, model, size, seed, profile, pass, passModel: passModel.select, strength,
-    ...more.controls, ...start.controls };
+    ...refiner.controls, ...more.controls, ...start.controls };
   const keep = keepFields(KEPT, controls);
   more.kept();
   passModel.follow();
+  refiner.follow();
   fit();
   const submit = h("button", { type: "submit", class: "primary" }, "Make picture");
   const form = h("form", { class: "card picture-form", novalidate: true },
@@ -83,7 +94,8 @@ export async function picture(root) {
       field("pic-profile", "Presenter profile", profile, "Its picture model and style are used."),
       passField,
       passModelField,
-      strengthField),
+      strengthField,
+      ...refiner.fields),
     more.el,
     h("div", { class: "form-error", role: "alert" }),
     submit);
@@ -105,6 +117,8 @@ export async function picture(root) {
     clearErrors(form);
     keep();
     busy(submit, true);
+    // A refiner's refusals of `refine` land on its fields, a second pass's on the pass's.
+    const refined = refiner.on();
     try {
       const body = { prompt: prompt.value, width: Number(size.value), height: Number(size.value) };
       if (start.picked()) await start.into(body);
@@ -116,6 +130,8 @@ export async function picture(root) {
       if (pass.value && !body.mask) {
         body.refine = { resize: { scale_by: Number(pass.value) }, strength: Number(strength.value) };
         if (passModel.select.value) body.refine.model = passModel.select.value;
+      } else if (refined && !body.mask) {
+        refiner.into(body);
       }
       const job = await api("POST", "/api/v1/images", body);
       // The form steps aside for the picture (on a phone it would push it off the screen).
@@ -132,8 +148,8 @@ export async function picture(root) {
       showError(form, e, { prompt: "pic-prompt", negative_prompt: "pic-negative", model: "pic-model",
         width: sized, height: sized, seed: "pic-seed", profile: "pic-profile", file: "pic-init",
         init_image: "pic-init", strength: "pic-change", mask: "pic-paint", mask_grow: "pic-paint",
-        refine: "pic-pass", "refine.resize.scale_by": "pic-pass", "refine.strength": "pic-strength",
-        "refine.model": "pic-pass-model",
+        ...(refined ? refiner.refused : { refine: "pic-pass", "refine.resize.scale_by": "pic-pass",
+          "refine.strength": "pic-strength", "refine.model": "pic-pass-model" }),
         ...more.fields });
     } finally {
       busy(submit, false);

@@ -65,10 +65,14 @@ export function result(job, arts) {
     const pics = made.filter((a) => stages.indexOf(a.stage) === last);
     pics.forEach((p, i) => out.append(h("img", { src: p.url, class: "picture",
       alt: pics.length === 1 ? about : `${about} (${i + 1} of ${pics.length})` })));
-    // A second pass on a model of its own (`refine.model`) drew the detail shown: said, as
-    // the picture's text says it (A1111's "Hires checkpoint").
-    const own = job.params && job.params.refine && job.params.refine.model;
-    if (own) out.append(h("p", { class: "hint pass-model" }, `Drawn with ${job.params.model}, its second pass with ${own}.`));
+    // A second pass on a model of its own (`refine.model`) drew the detail shown, or a
+    // refiner the last steps (a split, `refine.switch`): said, as the picture's text says it
+    // (A1111's "Hires checkpoint", "Refiner").
+    const refine = (job.params && job.params.refine) || {};
+    const own = refine.model;
+    const split = refine.switch && `its refiner ${own} the last ${refine.steps - refine.switch.step} of ${refine.steps} steps`;
+    const then = split || `its second pass with ${own}`;
+    if (own) out.append(h("p", { class: "hint pass-model" }, `Drawn with ${job.params.model}, ${then}.`));
     // One picture downloads as "PNG"; several by their names (image-1.png, …).
     for (const p of pics) links.push([p, pics.length === 1 ? p.name.split(".").pop().toUpperCase() : p.name]);
   }

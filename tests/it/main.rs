@@ -126,6 +126,7 @@ mod web_photo;
 mod web_picture_edit;
 mod web_picture_pass;
 mod web_picture_pass_model;
+mod web_picture_refiner;
 mod web_picture_settings;
 mod web_session;
 mod web_studio;

@@ -33,7 +33,7 @@ const SHOWN: &str = "const i = document.querySelector('.picture-form .start-prev
     return !i.closest('[hidden]') && i.complete && i.naturalWidth > 0 && [i.naturalWidth, i.naturalHeight]";
 
 /// Writes the test's picture as a PNG in `dir`; returns it and its path.
-fn start_picture(dir: &Path) -> (RgbImage, String) {
+pub(crate) fn start_picture(dir: &Path) -> (RgbImage, String) {
     let picture = test_picture(SIDE, SIDE, 3);
     let path = dir.join("start.png");
     std::fs::write(&path, png(&picture)).expect("write the picture");
@@ -41,7 +41,7 @@ fn start_picture(dir: &Path) -> (RgbImage, String) {
 }
 
 /// Opens Picture, types the prompt and picks the picture at `path`.
-async fn pick(c: &Client, d: &DaemonProc, path: &str) {
+pub(crate) async fn pick(c: &Client, d: &DaemonProc, path: &str) {
     go(c, d, "#/picture", "#pic-prompt").await;
     find(c, "#pic-prompt").await.send_keys("a red circle on a blue background").await.expect("type");
     find(c, "#pic-seed").await.send_keys("7").await.expect("seed");
@@ -52,14 +52,14 @@ async fn pick(c: &Client, d: &DaemonProc, path: &str) {
 
 /// What paints a stroke.
 #[derive(Clone, Copy)]
-enum Pointer {
+pub(crate) enum Pointer {
     Mouse,
     Finger,
 }
 
 /// Drags `by` over the paint area through `points`, given in the picture's own pixels (the
 /// page shows it at another size): one stroke.
-async fn stroke(c: &Client, by: Pointer, points: &[(f64, f64)]) {
+pub(crate) async fn stroke(c: &Client, by: Pointer, points: &[(f64, f64)]) {
     js(c, "document.getElementById('pic-paint').scrollIntoView({block: 'center'})").await;
     let r = js(
         c,

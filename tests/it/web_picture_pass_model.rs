@@ -28,7 +28,7 @@ use crate::web_studio_forms::{daemon_over, downloaded};
 const TINY_SD_2: &str = "tiny-sd-2";
 
 /// Links fixture model `name` into `models`.
-fn link(models: &Path, name: &str) {
+pub(crate) fn link(models: &Path, name: &str) {
     let from = common::fixture(&format!("models/{name}"));
     std::os::unix::fs::symlink(&from, models.join(name)).expect("link a fixture model");
 }
@@ -41,7 +41,7 @@ const PASS_MODEL: &str = "const s = document.getElementById('pic-pass-model'); \
 const SHOWN: &str = "return !document.getElementById('pic-pass-model').closest('.field').hidden";
 
 /// Makes the picture the form is set for and waits for its result; the newest image job.
-async fn make(c: &Client, http: &reqwest::Client, d: &common::daemon::DaemonProc) -> Value {
+pub(crate) async fn make(c: &Client, http: &reqwest::Client, d: &common::daemon::DaemonProc) -> Value {
     find(c, "form.picture-form button[type=submit]").await.click().await.expect("make it");
     wait_js(
         c,

@@ -43,6 +43,7 @@ const ASSETS: &[Asset] = &[
     asset!("film.js", JS),
     asset!("sentences.js", JS),
     asset!("picture.js", JS),
+    asset!("refiner.js", JS),
     asset!("settings.js", JS),
     asset!("photo.js", JS),
     asset!("pick.js", JS),
