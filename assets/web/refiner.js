@@ -1,10 +1,11 @@
 // Picture's "Refiner", as AUTOMATIC1111's UI has one: another installed diffusion model that
 // finishes the picture's own schedule from "Switch at" (A1111's `refiner_switch_at`, a share
 // of the steps): SDXL's base + refiner, or a photoreal fine-tune finishing a stylised one.
-// Sent as `refine: {switch_at, model}`, the box's base → refiner split: the picture's model
-// draws the steps before the switch and hands its unfinished, still noisy picture on. Its
-// models are the second pass's list (`passModelSelect`), "None" where that one says "Same
-// model": a split on the picture's own model would draw the picture it draws alone.
+// Sent as `refine: {switch_at, model, continue: "run"}`, the box's base → refiner split: the
+// picture's model draws the steps before the switch and hands its unfinished, still noisy
+// picture and its sampler's run on. Its models are the second pass's list (`passModelSelect`),
+// "None" where that one says "Same model": a split on the picture's own model would draw the
+// picture it draws alone.
 import { passModelSelect } from "./choices.js";
 import { field, h } from "./ui.js";
 
@@ -49,7 +50,9 @@ export function refinerChoice(models, model, changed) {
       atField.hidden = !on();
     },
     into(body) {
-      body.refine = { switch_at: at.value === "" ? AT : Number(at.value), model: list.select.value };
+      // `continue: run`: the picture's sampler run goes on on the refiner, as A1111's does,
+      // not a fresh run of its own (ComfyUI's pair's).
+      body.refine = { switch_at: at.value === "" ? AT : Number(at.value), model: list.select.value, continue: "run" };
     },
     refused: { refine: "pic-refiner", "refine.model": "pic-refiner", "refine.switch_at": "pic-switch-at",
       "refine.switch_at_step": "pic-switch-at" },

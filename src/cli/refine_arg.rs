@@ -5,7 +5,7 @@
 //! is scaled first, in `--resize`'s words (`1.5x`, `1024x768`, `1mp`, `resize_arg.rs`); or
 //! `--refine-switch-at-step K`, a base → refiner split, the second pass going on from the
 //! first's leftover noise at step K (with `--refine-model`, `--refine-steps`,
-//! `--refine-schedule`). Only the shape is read here; the ranges are the daemon's to check,
+//! `--refine-schedule`, and `--refine-continue run` for A1111's one run). Only the shape is read here; the ranges are the daemon's to check,
 //! as for any client.
 
 use clap::{ArgGroup, Args};
@@ -32,6 +32,11 @@ pub struct RefineArgs {
     /// leftover noise, adding none (ComfyUI's KSamplerAdvanced pair, A1111's refiner).
     #[arg(long, value_name = "K", conflicts_with_all = ["refine", "refine_strength", "refine_method", "refine_from"])]
     pub refine_switch_at_step: Option<u32>,
+    /// How the split's second pass goes on: `leftover` (the default: a sampler run of its own
+    /// from the leftover noise, as ComfyUI's second KSamplerAdvanced) or `run` (the first
+    /// pass's run goes on, its sampler's history and step noise carried, as A1111's refiner).
+    #[arg(long, value_name = "HOW", value_parser = ["leftover", "run"], requires = "refine_switch_at_step")]
+    pub refine_continue: Option<String>,
     /// Steps of the second pass's schedule (default: the first pass's).
     #[arg(long, value_name = "N", requires = "second_pass")]
     pub refine_steps: Option<u32>,
@@ -64,6 +69,7 @@ impl RefineArgs {
                 steps: self.refine_steps.map(i64::from),
                 schedule: self.refine_schedule.clone(),
                 model: self.refine_model.clone(),
+                continues: self.refine_continue.clone(),
                 ..RefineRequest::default()
             });
         }

@@ -245,6 +245,14 @@ async fn reelbox_image_refine_switch_at_step_splits_the_schedule() {
     assert_eq!(jobs["jobs"][0]["params"]["refine"]["switch"], json!({"step": 2}), "{jobs}");
     let text = text_of(&std::fs::read(&out).expect("the refined picture"));
     assert!(text.contains("Refiner: tiny-sd-2") && text.contains("Refiner switch at: 0.5"), "{text}");
+    // `--refine-continue run`: the first pass's run goes on, as A1111's refiner's does.
+    let run_out = home.path().join("run.png");
+    let on = ["--refine-continue", "run"];
+    common::tools::run_ok(cli().args(args).args(split).arg(&run_out).args(on).args(["--url", &d.at("")]));
+    let jobs = get(&http(), &d, "/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"][0]["params"]["refine"]["switch"], json!({"step": 2, "continue": "run"}), "{jobs}");
+    let wrong = cli().args(args).args(["--refine-continue", "later", "--refine-switch-at-step", "2"]).output();
+    assert!(!wrong.expect("runs").status.success(), "--refine-continue takes leftover or run");
     // A split takes no scale or strength of a second pass over the result.
     let both = cli().args(args).args(["--refine-switch-at-step", "2", "--refine", "1.5x", "--url", &d.at("")]).output();
     assert!(!both.expect("runs").status.success(), "--refine and --refine-switch-at-step together");

@@ -105,6 +105,7 @@ async fn a_refiner_is_picked_by_keyboard_sent_as_a_split_and_said() {
     let job = make(c, &http, &d).await;
     let refine = &job["params"]["refine"];
     assert_eq!((&refine["model"], &refine["switch"]["at"]), (&json!(TINY_SD_2), &json!(0.8)), "{job}");
+    assert_eq!(refine["switch"]["continue"], json!("run"), "the sampler's run goes on, as A1111's refiner's: {job}");
     assert_eq!((&job["params"]["model"], refine.get("resize")), (&json!(TINY_SD), None), "{job}");
     let step = refine["switch"]["step"].as_u64().expect("the switch's step");
     let drawn = format!("Drawn with {TINY_SD}, its refiner {TINY_SD_2} the last {} of 10 steps.", 10 - step);
