@@ -79,6 +79,15 @@ pub struct ImageRequest {
     /// own (diffusers') schedule for `scheduler`.
     #[schema(pattern = "^(normal|karras|exponential|sgm_uniform|simple)$")]
     pub schedule: Option<String>,
+    /// Whose arithmetic a run over `schedule` follows: `comfyui` (default: ComfyUI's KSampler,
+    /// the UNet given the whole timestep nearest each σ, a run from the top of the schedule
+    /// started at √(1 + σ₀²)·noise, from noise or over a picture's latent, whose VAE mean it
+    /// takes) or `a1111` (A1111's k-diffusion samplers: the fractional timestep of each σ,
+    /// σ₀·noise, a picture's VAE latent sampled; what its `/sdapi` routes ask for). With the
+    /// matching `noise` a seed then makes that program's picture. Without `schedule` it
+    /// changes nothing.
+    #[schema(pattern = "^(comfyui|a1111)$")]
+    pub sample_as: Option<String>,
     /// Where the starting noise comes from: `reelbox` (default: its own generator),
     /// `torch_cpu` (torch's CPU generator, a seed per picture: A1111's "CPU" source) or
     /// `comfyui` (torch's CPU generator, the batch drawn at once from `seed`: ComfyUI's

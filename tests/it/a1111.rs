@@ -86,14 +86,15 @@ async fn txt2img_answers_pngs_of_the_asked_size_whose_text_is_the_infotext() {
     let (again, _) = generated(&c, &d, "/sdapi/v1/txt2img", &body).await;
     assert_eq!(again["images"], answer["images"]);
     // Each request was an ordinary image job, its noise drawn as A1111's CPU source draws it,
-    // sampled over the σs of A1111's Automatic schedule for Euler a (Uniform: `normal`).
+    // sampled over the σs of A1111's Automatic schedule for Euler a (Uniform: `normal`), by
+    // A1111's arithmetic.
     let resp = c.get(d.at("/api/v1/jobs?kind=image")).send().await.expect("jobs");
     let jobs: Value = resp.json().await.expect("json");
     let jobs = jobs["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), 2, "{jobs:?}");
-    let sampled =
-        |j: &Value| [&j["params"]["noise"], &j["params"]["scheduler"], &j["params"]["schedule"]].map(Value::clone);
-    assert!(jobs.iter().all(|j| sampled(j) == [json!("torch_cpu"), json!("euler_a"), json!("normal")]), "{jobs:?}");
+    let sampled = |j: &Value| ["noise", "scheduler", "schedule", "sample_as"].map(|k| j["params"][k].clone());
+    let a1111 = [json!("torch_cpu"), json!("euler_a"), json!("normal"), json!("a1111")];
+    assert!(jobs.iter().all(|j| sampled(j) == a1111), "{jobs:?}");
     // Any schedule A1111's k-diffusion samplers take that reelbox has: SGM Uniform too.
     let sgm = json!({"prompt": "a red door", "seed": 5, "steps": 2, "width": 64, "height": 64,
         "sampler_name": "DPM++ 2M", "scheduler": "SGM Uniform"});
@@ -141,6 +142,8 @@ async fn the_hires_fix_samples_each_picture_again_at_its_scale() {
 /// The hires fix's `hr_scheduler` is the second pass's schedule: Karras after a Normal first
 /// pass is another picture than "Use same scheduler", and the native job's with
 /// `refine.schedule: karras`. Before, it was dropped: the second pass sampled over Normal.
+/// (Four second-pass steps at 0.6 run the last two, whose σs the two schedules do not share:
+/// two steps would run only the last, at σ_min in both.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hires_schedule_is_the_second_passs_own() {
     let models = models_dir(false);
@@ -150,7 +153,7 @@ async fn the_hires_schedule_is_the_second_passs_own() {
     let picture = |answer: &Value| image::load_from_memory(&unb64(&answer["images"][0])).expect("png").to_rgb8();
     let mut body = json!({"prompt": "a red door", "seed": 7, "steps": 3, "cfg_scale": 7, "width": 64, "height": 64,
         "sampler_name": "Euler", "scheduler": "Normal", "enable_hr": true, "hr_scale": 1.5, "hr_upscaler": "Latent",
-        "denoising_strength": 0.6, "hr_second_pass_steps": 2, "hr_scheduler": "Use same scheduler"});
+        "denoising_strength": 0.6, "hr_second_pass_steps": 4, "hr_scheduler": "Use same scheduler"});
     let (same, _) = generated(&c, &d, "/sdapi/v1/txt2img", &body).await;
     body["hr_scheduler"] = json!("Karras");
     let (karras, info) = generated(&c, &d, "/sdapi/v1/txt2img", &body).await;
@@ -160,7 +163,7 @@ async fn the_hires_schedule_is_the_second_passs_own() {
 
     let native = json!({"prompt": "a red door", "model": TINY_SD, "width": 64, "height": 64, "steps": 3,
         "guidance": 7, "seed": 7, "scheduler": "euler", "schedule": "normal", "noise": "torch_cpu",
-        "preview_every": 0, "refine": {"from": "latent", "strength": 0.6, "steps": 2, "schedule": "karras",
+        "sample_as": "a1111", "preview_every": 0, "refine": {"from": "latent", "strength": 0.6, "steps": 4, "schedule": "karras",
         "resize": {"width": 96, "height": 96, "method": "bilinear"}}});
     let (status, job) = post(&c, &d, "/api/v1/images", &native).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");

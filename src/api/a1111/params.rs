@@ -148,6 +148,8 @@ pub fn generation(state: &AppState, g: &Generation) -> Result<image::ImageReques
         guidance: g.cfg_scale,
         scheduler: sampling.scheduler.map(str::to_string),
         schedule: sampling.schedule.map(str::to_string),
+        // Its k-diffusion samplers' arithmetic: σ₀·noise, the fractional timestep of each σ.
+        sample_as: Some("a1111".into()),
         seed,
         n: Some(n),
         // A1111's "CPU" RNG source: each picture's noise as torch.manual_seed(seed) draws it.

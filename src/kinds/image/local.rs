@@ -52,6 +52,7 @@ impl LocalImageArgs {
             guidance: self.guidance.map(f64::from),
             scheduler: self.scheduler.clone(),
             schedule: self.schedule.clone(),
+            sample_as: None,
             seed: self.seed.map(|s| wire_int("seed", s)).transpose()?,
             n: self.n.map(i64::from),
             init_image: init.then(|| Ulid::nil().to_string()),

@@ -163,7 +163,8 @@ impl Image {
         // text names the first pass's; its own model is its `Hires checkpoint`).
         let hashes = model_hashes(config, described_as.map_or(params.model.as_str(), |d| d.model));
         let refiner = described_as.and_then(|d| d.refiner).and_then(|r| model_hashes(config, r.model).model);
-        let choice = SchedulerChoice::parse(&params.scheduler)?.with_schedule(params.schedule)?;
+        let choice =
+            SchedulerChoice::parse(&params.scheduler)?.with_schedule(params.schedule)?.sampled_as(params.sample_as);
         let req = GenerateRequest {
             prompt: params.prompt.clone(),
             negative_prompt: params.negative_prompt.clone(),

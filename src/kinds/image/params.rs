@@ -17,10 +17,10 @@ use crate::models::{Availability, Catalog, ModelKind, Tuning};
 use crate::pipelines::diffusion::model::check_size;
 use crate::pipelines::diffusion::noise::NoiseKind;
 use crate::pipelines::diffusion::preset::Presets;
-use crate::pipelines::diffusion::samplers::{self, Schedule, SchedulerChoice, SchedulerKind, StepsMode};
+use crate::pipelines::diffusion::samplers::{self, SampleAs, Schedule, SchedulerChoice, SchedulerKind, StepsMode};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 22] = [
+const KNOWN: [&str; 23] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -30,6 +30,7 @@ const KNOWN: [&str; 22] = [
     "guidance",
     "scheduler",
     "schedule",
+    "sample_as",
     "seed",
     "n",
     "init_image",
@@ -75,6 +76,10 @@ pub struct ImageRequest {
     /// ComfyUI's scheduler ([`Schedule`]): sample as its KSampler does, over these σs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// Whose arithmetic a run over `schedule` follows ([`SampleAs`]): `comfyui` (default) or
+    /// `a1111`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_as: Option<String>,
     /// Random when unset; the stored job records the one used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
@@ -133,6 +138,10 @@ pub struct ImageParams {
     /// model's own diffusers schedule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// Whose arithmetic its schedules are sampled by (every pass's; jobs stored before it:
+    /// ComfyUI's).
+    #[serde(default, skip_serializing_if = "SampleAs::is_comfyui")]
+    pub sample_as: SampleAs,
     pub seed: u64,
     pub n: u32,
     pub init_image: Option<String>,
@@ -232,14 +241,28 @@ fn model_defaults(info: &ModelInfo, tuning: Option<Tuning>) -> (i64, f64, Schedu
 }
 
 fn own_defaults(info: &ModelInfo) -> (i64, f64, SchedulerChoice) {
-    let fallback = SchedulerChoice { kind: SchedulerKind::DpmSolverMultistep, karras: true, schedule: None };
+    let fallback = SchedulerChoice {
+        kind: SchedulerKind::DpmSolverMultistep,
+        karras: true,
+        schedule: None,
+        sample_as: SampleAs::Comfyui,
+    };
     let own = info.default_scheduler;
     if own.is_some_and(|c| c.kind == SchedulerKind::Lcm) {
         let guidance = if info.time_cond_proj_dim.is_some() { 8.5 } else { 1.0 };
         return (4, guidance, own.unwrap_or(fallback));
     }
     if info.name.to_ascii_lowercase().contains("turbo") {
-        return (1, 0.0, own.unwrap_or(SchedulerChoice { kind: SchedulerKind::Euler, karras: false, schedule: None }));
+        return (
+            1,
+            0.0,
+            own.unwrap_or(SchedulerChoice {
+                kind: SchedulerKind::Euler,
+                karras: false,
+                schedule: None,
+                sample_as: SampleAs::Comfyui,
+            }),
+        );
     }
     (25, 7.0, own.unwrap_or(fallback))
 }
@@ -258,6 +281,7 @@ impl ImageRequest {
             guidance: float_field(params, "guidance")?,
             scheduler: string_field(params, "scheduler")?,
             schedule: string_field(params, "schedule")?,
+            sample_as: string_field(params, "sample_as")?,
             seed: int_field(params, "seed")?,
             n: int_field(params, "n")?,
             init_image: string_field(params, "init_image")?,
@@ -377,6 +401,8 @@ impl ImageRequest {
             guidance,
             scheduler: choice.name().to_string(),
             schedule: choice.schedule,
+            sample_as: named("sample_as", self.sample_as.as_deref(), SampleAs::parse, &SampleAs::NAMES)?
+                .unwrap_or_default(),
             seed,
             n,
             init_image: self.init_image,

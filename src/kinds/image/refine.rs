@@ -434,6 +434,7 @@ impl Refine {
             guidance: self.guidance,
             scheduler: self.scheduler.clone(),
             schedule: self.schedule.unwrap_or(first.schedule),
+            sample_as: first.sample_as,
             seed: self.seed.wrapping_add(i as u64),
             n: 1,
             init_image: None,

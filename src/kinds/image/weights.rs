@@ -89,6 +89,7 @@ mod tests {
             guidance: 7.0,
             scheduler: "euler".into(),
             schedule: None,
+            sample_as: Default::default(),
             seed: 1,
             n: 1,
             init_image: None,

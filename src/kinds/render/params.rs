@@ -384,6 +384,7 @@ pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Res
         guidance: p.guidance,
         scheduler: p.scheduler.clone(),
         schedule: None,
+        sample_as: None,
         seed: Some(wire_int("seed", seed)?),
         n: Some(1),
         init_image: None,

@@ -254,9 +254,12 @@ mod tests {
 
     #[test]
     fn after_each_step_the_kept_cells_are_the_pictures_own_at_the_next_noise_level() {
-        use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerConfigFile, SchedulerKind};
+        use crate::pipelines::diffusion::samplers::{
+            self, SampleAs, SchedulerChoice, SchedulerConfigFile, SchedulerKind,
+        };
         let file: SchedulerConfigFile = serde_json::from_str(r#"{"beta_schedule": "scaled_linear"}"#).expect("config");
-        let choice = SchedulerChoice { kind: SchedulerKind::Euler, karras: false, schedule: None };
+        let choice =
+            SchedulerChoice { kind: SchedulerKind::Euler, karras: false, schedule: None, sample_as: SampleAs::Comfyui };
         let scheduler = samplers::build(choice, &file, 4, 1.0).expect("euler");
         // Two channels of a 2×1 latent grid (16×8 pixels), the left cell masked.
         let (clean, noise) = (vec![0.5, -0.5, 0.25, 1.0], vec![1.0, 2.0, -1.0, 0.5]);

@@ -267,7 +267,9 @@ pub fn generate(
         }
         Some(init) => {
             let clean = match init {
-                Init::Picture(picture) => encode_init_image(model, picture, n, per, noise, &mut onnx)?,
+                Init::Picture(picture) => {
+                    encode_init_image(model, picture, (n, per), req.scheduler.encodes_to_mean(), noise, &mut onnx)?
+                }
                 Init::Latents(given) if given.latents.len() == per => given.latents.repeat(n),
                 Init::Latents(given) => {
                     return Err(DiffusionError::Request {

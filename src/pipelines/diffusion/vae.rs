@@ -11,13 +11,14 @@ use super::pipeline::{DecodedImage, InitImage};
 use super::predict::take_output;
 
 /// Clean latents of the init image for every image of the batch, scaled by the VAE factor.
-/// `latent_parameters` outputs (mean ++ log-variance) are sampled as diffusers does
-/// (one N(0,1) draw per image); `latent_sample` outputs are used as they are.
+/// `latent_parameters` outputs (mean ++ log-variance) are sampled as diffusers does (one
+/// N(0,1) draw per image), or, with `mean`, taken at their mean with no draw (ComfyUI's
+/// VAEEncode, its regularizer's `mode()`); `latent_sample` outputs are used as they are.
 pub(super) fn encode_init_image(
     model: &SdModel,
     init: &InitImage,
-    n: usize,
-    per: usize,
+    (n, per): (usize, usize),
+    mean: bool,
     noise: &mut dyn NoiseSource,
     onnx: &mut Duration,
 ) -> Result<Vec<f32>, DiffusionError> {
@@ -39,7 +40,13 @@ pub(super) fn encode_init_image(
         .ok_or(DiffusionError::Run { part: "vae_encoder", reason: "no output".into() })?;
     let sf = model.info.vae_scaling_factor;
     let mut clean = vec![0f32; n * per];
-    if out.data.len() == 2 * per {
+    if out.data.len() == 2 * per && mean {
+        for c in clean.chunks_mut(per) {
+            for (v, &x) in c.iter_mut().zip(&out.data[..per]) {
+                *v = sf * x;
+            }
+        }
+    } else if out.data.len() == 2 * per {
         let (mean, logvar) = out.data.split_at(per);
         let std: Vec<f32> = logvar.iter().map(|&l| (0.5 * l.clamp(-30.0, 20.0)).exp()).collect();
         let mut eps = vec![0f32; n * per];

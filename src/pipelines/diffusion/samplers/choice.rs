@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Schedule, SchedulerConfigFile, SchedulerError};
+use super::{SampleAs, Schedule, SchedulerConfigFile, SchedulerError};
 
 /// Scheduler names a request may use.
 pub const SCHEDULER_NAMES: [&str; 8] =
@@ -21,13 +21,16 @@ pub enum SchedulerKind {
 }
 
 /// A scheduler choice: family plus the Karras-σ flag, or the ComfyUI schedule it samples
-/// by as ComfyUI's KSampler does (`ksampler.rs`).
+/// by as ComfyUI's KSampler does (`ksampler.rs`), by whose arithmetic (`sample_as`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerChoice {
     pub kind: SchedulerKind,
     pub karras: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// Whose arithmetic a run over `schedule` follows (none: ComfyUI's, as before it).
+    #[serde(default, skip_serializing_if = "SampleAs::is_comfyui")]
+    pub sample_as: SampleAs,
 }
 
 impl SchedulerChoice {
@@ -50,7 +53,7 @@ impl SchedulerChoice {
         if karras && !matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep) {
             return Err(SchedulerError::UnknownName(name.to_string()));
         }
-        Ok(Self { kind, karras, schedule: None })
+        Ok(Self { kind, karras, schedule: None, sample_as: SampleAs::Comfyui })
     }
 
     /// Every choice a request may name, in [`SCHEDULER_NAMES`]' order: what a client offers
@@ -85,6 +88,17 @@ impl SchedulerChoice {
         Ok(Self { schedule: Some(s), ..self })
     }
 
+    /// This choice running its schedule by `rule`'s arithmetic (no schedule: nothing changes).
+    pub fn sampled_as(self, rule: SampleAs) -> Self {
+        Self { sample_as: rule, ..self }
+    }
+
+    /// Whether a picture to start from is encoded to its VAE latent's mean (ComfyUI's
+    /// VAEEncode) rather than a sample of it (diffusers' and A1111's image to image).
+    pub fn encodes_to_mean(&self) -> bool {
+        self.schedule.is_some() && self.sample_as == SampleAs::Comfyui
+    }
+
     /// The choice a model's own `scheduler_config.json` class names, when reelbox has it.
     pub fn from_class_name(class: &str, file: &SchedulerConfigFile) -> Option<Self> {
         let karras = file.use_karras_sigmas.unwrap_or(false);
@@ -99,7 +113,7 @@ impl SchedulerChoice {
             _ => return None,
         };
         let karras = karras && matches!(kind, SchedulerKind::Euler | SchedulerKind::DpmSolverMultistep);
-        Some(Self { kind, karras, schedule: None })
+        Some(Self { kind, karras, schedule: None, sample_as: SampleAs::Comfyui })
     }
 
     /// The canonical request name of this choice.

@@ -2,10 +2,13 @@
 //! two ways between σ and timestep) and its KSampler's schedulers, which pick a run's σs from
 //! them. Each function works in the float widths ComfyUI's torch code does, so the σs are
 //! ComfyUI's to the last bit or two: the training σs in f64 then kept as f32, the schedulers'
-//! `torch.linspace` in f32.
+//! `torch.linspace` in f32. A1111's k-diffusion (`CompVisDenoiser`) has the same schedules
+//! over its own table (σ worked in f32 from the model's f32 ᾱ) and gives the UNet the
+//! fractional timestep of a σ ([`SampleAs`]).
 
 use serde::{Deserialize, Serialize};
 
+use super::sample_as::SampleAs;
 use super::schedule::torch_linspace_f32;
 use super::{SchedulerConfig, SchedulerError};
 
@@ -69,16 +72,20 @@ impl Schedule {
     }
 }
 
-/// ComfyUI's `ModelSamplingDiscrete`: σ per training timestep and its log.
+/// ComfyUI's `ModelSamplingDiscrete` (A1111's `CompVisDenoiser`): σ per training timestep
+/// and its log.
 pub struct Discrete {
     sigmas: Vec<f32>,
     log_sigmas: Vec<f32>,
+    rule: SampleAs,
 }
 
 impl Discrete {
-    /// The training σs of a model's schedule, as ComfyUI's `_register_schedule` makes them:
-    /// betas, ᾱ and σ in f64 (`make_beta_schedule` works in float64), kept as f32.
-    pub fn new(cfg: &SchedulerConfig) -> Result<Self, SchedulerError> {
+    /// The training σs of a model's schedule as `rule` makes them: ComfyUI's
+    /// `_register_schedule` works betas, ᾱ and σ in f64 (`make_beta_schedule` works in
+    /// float64) and keeps them as f32; A1111's model keeps ᾱ (cumulated in f64 by numpy) as
+    /// f32, from which k-diffusion works σ and its log in f32.
+    pub fn new(cfg: &SchedulerConfig, rule: SampleAs) -> Result<Self, SchedulerError> {
         let n = cfg.num_train_timesteps;
         let betas: Vec<f64> = match (&cfg.trained_betas, cfg.beta_schedule.as_str()) {
             (Some(trained), _) => trained.clone(),
@@ -99,17 +106,46 @@ impl Discrete {
             return Err(SchedulerError::Unsupported("rescale_betas_zero_snr with a ComfyUI schedule".into()));
         }
         let mut acc = 1.0f64;
-        let sigmas64: Vec<f64> = betas
+        let alphas_cumprod: Vec<f64> = betas
             .iter()
             .map(|b| {
                 acc *= 1.0 - b;
-                ((1.0 - acc) / acc).sqrt()
+                acc
             })
             .collect();
-        Ok(Self {
-            sigmas: sigmas64.iter().map(|&s| s as f32).collect(),
-            log_sigmas: sigmas64.iter().map(|s| s.ln() as f32).collect(),
-        })
+        let (sigmas, log_sigmas) = match rule {
+            SampleAs::Comfyui => {
+                let sigmas64: Vec<f64> = alphas_cumprod.iter().map(|a| ((1.0 - a) / a).sqrt()).collect();
+                (sigmas64.iter().map(|&s| s as f32).collect(), sigmas64.iter().map(|s| s.ln() as f32).collect())
+            }
+            SampleAs::A1111 => {
+                let sigmas: Vec<f32> = alphas_cumprod.iter().map(|&a| ((1.0 - a as f32) / a as f32).sqrt()).collect();
+                let logs = sigmas.iter().map(|s| s.ln()).collect();
+                (sigmas, logs)
+            }
+        };
+        Ok(Self { sigmas, log_sigmas, rule })
+    }
+
+    /// The timestep the UNet is given at `sigma`: ComfyUI's nearest whole one
+    /// ([`Discrete::timestep`]), A1111's fractional one ([`Discrete::fractional_timestep`]).
+    pub fn unet_timestep(&self, sigma: f32) -> f64 {
+        match self.rule {
+            SampleAs::Comfyui => self.timestep(sigma) as f64,
+            SampleAs::A1111 => f64::from(self.fractional_timestep(sigma)),
+        }
+    }
+
+    /// k-diffusion's `DiscreteSchedule.sigma_to_t` unquantized, in f32: between the last
+    /// training timestep whose log σ is at most `sigma`'s (the first when none is; at most
+    /// the last but one) and the next, interpolated in log σ.
+    pub fn fractional_timestep(&self, sigma: f32) -> f32 {
+        let log = sigma.ln();
+        let last = self.log_sigmas.len() - 2;
+        let low = self.log_sigmas.iter().rposition(|&l| log - l >= 0.0).unwrap_or(0).min(last);
+        let (l, h) = (self.log_sigmas[low], self.log_sigmas[low + 1]);
+        let w = ((l - log) / (l - h)).clamp(0.0, 1.0);
+        (1.0 - w) * low as f32 + w * (low + 1) as f32
     }
 
     pub fn sigma_min(&self) -> f32 {
@@ -195,7 +231,7 @@ mod tests {
     use crate::pipelines::diffusion::samplers::{SchedulerChoice, SchedulerConfigFile};
 
     /// Stable Diffusion 1.5's schedule (scaled_linear 0.00085–0.012), as its config says it.
-    fn sd15() -> Discrete {
+    fn sd15(rule: SampleAs) -> Discrete {
         let file = SchedulerConfigFile {
             beta_schedule: Some("scaled_linear".into()),
             beta_start: Some(0.00085),
@@ -203,7 +239,7 @@ mod tests {
             ..SchedulerConfigFile::default()
         };
         let choice = SchedulerChoice::parse("euler").expect("euler");
-        Discrete::new(&SchedulerConfig::resolve(&file, choice).expect("config")).expect("discrete")
+        Discrete::new(&SchedulerConfig::resolve(&file, choice).expect("config"), rule).expect("discrete")
     }
 
     /// ComfyUI's `calculate_sigmas(model_sampling, NAME, 10)` and each σ's `timestep`, from
@@ -211,7 +247,7 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn ten_steps_of_each_schedule_are_comfyuis() {
-        let d = sd15();
+        let d = sd15(SampleAs::Comfyui);
         assert_eq!((d.sigma_min(), d.sigma_max()), (0.029_167_159, 14.614_641));
         let cases: [(Schedule, [f32; 10], [usize; 10]); 5] = [
             (Schedule::Normal, [14.614_64, 7.839_883, 4.609_174_3, 2.918_307, 1.950_161_5, 1.344_927_8, 0.932_357_97,
@@ -234,5 +270,33 @@ mod tests {
             let ts: Vec<usize> = got[..10].iter().map(|&s| d.timestep(s)).collect();
             assert_eq!(ts, steps, "{schedule:?}: the UNet's timesteps");
         }
+    }
+
+    /// A1111's `CompVisDenoiser` on the same schedule: its σs of float32 ᾱ (σ_min
+    /// 1.3·10⁻⁵ above ComfyUI's), Karras over them, and the fractional timesteps its
+    /// `sigma_to_t` gives the UNet, as k-diffusion (ab527a9, A1111's) computes them under
+    /// torch 2.15 (tests/fixtures/make_a1111_reference.py's `CompVisDenoiser`).
+    #[test]
+    #[rustfmt::skip]
+    fn a1111s_table_and_fractional_timesteps_are_k_diffusions() {
+        let d = sd15(SampleAs::A1111);
+        assert_eq!((d.sigma_min(), d.sigma_max()), (0.029_167_533, 14.614_642));
+        let want = [14.614_643, 9.102_934, 5.478_399, 3.168_609_4, 1.749_423_4, 0.914_076_57, 0.446_920_87,
+            0.201_399_83, 0.081_911_08, 0.029_167_539];
+        let ts = [999.0, 916.284, 815.045_04, 687.153_2, 523.199_16, 327.147_4, 145.939_24, 40.856_98, 6.732_458_6,
+            0.0];
+        let got = d.schedule(Schedule::Karras, 10);
+        for (i, ((g, w), t)) in got.iter().zip(want).zip(ts).enumerate() {
+            assert!((g - w).abs() <= 2e-6 * w, "Karras σ {i}: {g} vs A1111's {w}");
+            let ft = d.fractional_timestep(*g);
+            assert!((ft - t).abs() <= 2e-3, "σ {i}: t {ft} vs A1111's {t}");
+            assert_eq!(d.unet_timestep(*g), f64::from(ft));
+        }
+        // Past either end of the table: its ends.
+        assert_eq!((d.fractional_timestep(0.01), d.fractional_timestep(100.0)), (0.0, 999.0));
+        // Uniform (k-diffusion's `get_sigmas`) is the normal schedule: whole timesteps.
+        let uniform = d.schedule(Schedule::Normal, 10);
+        let whole: Vec<f32> = uniform[..10].iter().map(|&s| d.fractional_timestep(s).round()).collect();
+        assert_eq!(whole, [999.0, 888.0, 777.0, 666.0, 555.0, 444.0, 333.0, 222.0, 111.0, 0.0]);
     }
 }

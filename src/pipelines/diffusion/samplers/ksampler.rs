@@ -1,10 +1,13 @@
 //! Sampling as ComfyUI's KSampler does it (k-diffusion's samplers over the σs of one of its
 //! schedulers, [`Schedule`]), for a request that names a `schedule`: the UNet is given the
-//! training timestep nearest each σ, a run from full noise starts at √(1 + σ₀²)·noise, and
-//! each step is k-diffusion's `sample_euler`, `sample_euler_ancestral` or `sample_dpmpp_2m`
-//! in f32. ComfyUI's "ddim" sampler is its Euler (as `comfy.samplers` defines it).
+//! training timestep nearest each σ, a run from full noise (or over a picture's latent at full
+//! denoise) starts at √(1 + σ₀²)·noise, and each step is k-diffusion's `sample_euler`,
+//! `sample_euler_ancestral` or `sample_dpmpp_2m` in f32. ComfyUI's "ddim" sampler is its Euler
+//! (as `comfy.samplers` defines it). The same samplers follow A1111's arithmetic where the
+//! request says so ([`SampleAs`]).
 
 use super::comfy_sigmas::{Discrete, Schedule};
+use super::sample_as::SampleAs;
 use super::{
     Prediction, SamplerState, Scheduler, SchedulerConfig, SchedulerError, SchedulerKind, add_sigma_noise, euler_step,
     scale_by_sigma, sigma_x0,
@@ -33,12 +36,13 @@ pub struct KSampler {
 }
 
 impl KSampler {
-    /// A run of `steps` σs of `schedule` with the sampler of `kind`.
+    /// A run of `steps` σs of `schedule` with the sampler of `kind`, by `rule`'s arithmetic.
     pub fn new(
         cfg: &SchedulerConfig,
         kind: SchedulerKind,
         schedule: Schedule,
         steps: usize,
+        rule: SampleAs,
     ) -> Result<Self, SchedulerError> {
         let method = match kind {
             SchedulerKind::Euler | SchedulerKind::Ddim => Method::Euler,
@@ -50,14 +54,13 @@ impl KSampler {
                 )));
             }
         };
-        let discrete = Discrete::new(cfg)?;
+        let discrete = Discrete::new(cfg, rule)?;
         let sigmas = discrete.schedule(schedule, steps);
-        let timesteps = sigmas[..steps].iter().map(|&s| discrete.timestep(s) as f64).collect();
-        // KSampler's `max_denoise`: a run from the top of the schedule scales its noise by
-        // √(1 + σ²), as the model's input is; one below it by σ.
+        let timesteps = sigmas[..steps].iter().map(|&s| discrete.unet_timestep(s)).collect();
+        // KSampler's `max_denoise`: whether the run starts at the top of the schedule.
         let (first, max) = (sigmas[0], discrete.sigma_max());
         let full = (first - max).abs() <= 1e-5 * first.abs().max(max.abs()) || first > max;
-        let init_sigma = if full { (1.0 + first * first).sqrt() } else { first };
+        let init_sigma = rule.start_sigma(first, full);
         Ok(Self {
             method,
             sigmas,
@@ -156,7 +159,10 @@ impl Scheduler for KSampler {
     }
 
     fn add_noise(&self, index: usize, original: &[f32], noise: &[f32], out: &mut [f32]) {
-        add_sigma_noise(self.sigmas[index], original, noise, out);
+        // From the first step a picture's latent takes the noise a run from noise starts
+        // with (ComfyUI's `noise_scaling` with `max_denoise` over the latent).
+        let sigma = if index == 0 { self.init_sigma } else { self.sigmas[index] };
+        add_sigma_noise(sigma, original, noise, out);
     }
 
     /// DPM++ 2M's last denoised latents, k-diffusion's `old_denoised` (none for the others).
@@ -202,7 +208,7 @@ mod tests {
                 -4.431_816]),
         ];
         for (kind, want) in cases {
-            let choice = SchedulerChoice { kind, karras: false, schedule: Some(Schedule::Karras) };
+            let choice = SchedulerChoice { kind, karras: false, schedule: Some(Schedule::Karras), sample_as: SampleAs::Comfyui };
             let mut s = super::super::build(choice, &file, 6, 1.0).expect("builds");
             let mut noise = TorchNoise::batch(5);
             let mut x = vec![0f32; 16];

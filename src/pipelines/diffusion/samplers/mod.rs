@@ -20,12 +20,14 @@ mod ksampler;
 mod lcm;
 mod pndm;
 mod resume;
+mod sample_as;
 pub mod schedule;
 
 pub use choice::{SCHEDULER_NAMES, SchedulerChoice, SchedulerKind};
 pub use comfy_sigmas::Schedule;
 pub use img2img::{Span, StepsMode, a1111_switch_step, build_span, img2img_start, steps_run};
 pub use resume::SamplerState;
+pub use sample_as::SampleAs;
 
 /// Why a scheduler cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -339,7 +341,7 @@ pub fn build(
         return Err(SchedulerError::Steps(format!("steps must be 1..={}, got {steps}", cfg.num_train_timesteps)));
     }
     if let Some(schedule) = choice.schedule {
-        return Ok(Box::new(ksampler::KSampler::new(&cfg, choice.kind, schedule, steps)?));
+        return Ok(Box::new(ksampler::KSampler::new(&cfg, choice.kind, schedule, steps, choice.sample_as)?));
     }
     Ok(match choice.kind {
         SchedulerKind::Euler => Box::new(euler::Euler::new(&cfg, steps)?),
