@@ -10,7 +10,7 @@
 
 use crate::common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fantoccini::Client;
@@ -19,18 +19,42 @@ use serde_json::{Value, json};
 
 use common::compat::TINY_SD;
 
+use crate::hires_checkpoint::TINY_SD_2;
 use crate::web_a11y::ax::{controls, press, tab_to};
 use crate::web_picture_settings::parameters_text;
-use crate::web_studio::browser::{both_shots, browser, browser_with, find, go, js, shot, wait_js};
+use crate::web_studio::browser::{Browser, both_shots, browser, browser_with, find, go, js, shot, wait_js};
 use crate::web_studio_forms::{daemon_over, downloaded};
-
-/// The fine-tune the second pass is drawn with.
-const TINY_SD_2: &str = "tiny-sd-2";
 
 /// Links fixture model `name` into `models`.
 pub(crate) fn link(models: &Path, name: &str) {
     let from = common::fixture(&format!("models/{name}"));
     std::os::unix::fs::symlink(&from, models.join(name)).expect("link a fixture model");
+}
+
+/// The studio over both tiny models: the test's folder (gone when it is dropped), its models
+/// dir and the browser's downloads in it, the daemon, a plain HTTP client and the browser.
+pub(crate) struct TwoModels {
+    pub dir: tempfile::TempDir,
+    pub models: PathBuf,
+    pub downloads: PathBuf,
+    pub d: common::daemon::DaemonProc,
+    pub http: reqwest::Client,
+    pub b: Browser,
+}
+
+/// Starts [`TwoModels`].
+pub(crate) async fn two_models() -> TwoModels {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    for name in [TINY_SD, TINY_SD_2] {
+        link(&models, name);
+    }
+    let d = daemon_over(dir.path(), &models);
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).expect("downloads dir");
+    let b = browser(&downloads).await;
+    TwoModels { dir, models, downloads, d, http: reqwest::Client::new(), b }
 }
 
 /// The second pass's model choice: its value and its choices' values.
@@ -62,17 +86,7 @@ const SAYS: &str = "const p = document.querySelector('.picture-view .result .pas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_pass_on_another_model_is_picked_sent_and_said() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
-    for name in [TINY_SD, TINY_SD_2] {
-        link(&models, name);
-    }
-    let d = daemon_over(dir.path(), &models);
-    let http = reqwest::Client::new();
-    let downloads = dir.path().join("downloads");
-    std::fs::create_dir_all(&downloads).expect("downloads dir");
-    let b = browser(&downloads).await;
+    let TwoModels { dir: _dir, models, downloads, d, http, b } = two_models().await;
     let c = &b.client;
 
     go(c, &d, "#/picture", "#pic-prompt").await;

@@ -22,10 +22,10 @@ use crate::common;
 use crate::hires_checkpoint::TINY_SD_2;
 use crate::web_a11y::ax::{controls, press, tab_to};
 use crate::web_picture_edit::{Pointer, pick, start_picture, stroke};
-use crate::web_picture_pass_model::{link, make};
+use crate::web_picture_pass_model::{TwoModels, make, two_models};
 use crate::web_picture_settings::parameters_text;
-use crate::web_studio::browser::{both_shots, browser, browser_with, find, go, js, shot, wait_js};
-use crate::web_studio_forms::{daemon_over, downloaded};
+use crate::web_studio::browser::{both_shots, browser_with, find, go, js, shot, wait_js};
+use crate::web_studio_forms::downloaded;
 
 /// The refiner's choice: its value, its choices' values, and whether it is shown and usable.
 const REFINER: &str = "const s = document.getElementById('pic-refiner'); \
@@ -49,17 +49,7 @@ async fn heard(c: &Client, name: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refiner_is_picked_by_keyboard_sent_as_a_split_and_said() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
-    for name in [TINY_SD, TINY_SD_2] {
-        link(&models, name);
-    }
-    let d = daemon_over(dir.path(), &models);
-    let http = reqwest::Client::new();
-    let downloads = dir.path().join("downloads");
-    std::fs::create_dir_all(&downloads).expect("downloads dir");
-    let b = browser(&downloads).await;
+    let TwoModels { dir, models, downloads, d, http, b } = two_models().await;
     let c = &b.client;
 
     go(c, &d, "#/picture", "#pic-prompt").await;
