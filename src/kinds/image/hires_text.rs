@@ -13,7 +13,7 @@ use crate::pipelines::diffusion::samplers::SchedulerChoice;
 const MAX_DECIMALS: i32 = 6;
 
 /// A scheduler's A1111 sampler label (its own name where reelbox reads none from it).
-fn sampler_label(name: &str) -> &str {
+pub(super) fn sampler_label(name: &str) -> &str {
     SchedulerChoice::parse(name).map_or(name, |c| c.label())
 }
 
@@ -80,21 +80,29 @@ impl Refine {
             prompt: (self.prompt != first.prompt).then_some(self.prompt.as_str()),
             negative_prompt: negative.filter(|n| Some(*n) != first.negative_prompt.as_deref()),
         };
+        ImageParameters { strength: Some(self.strength), hires: Some(hires), ..first.text_of(i) }
+    }
+}
+
+impl ImageParams {
+    /// Picture `i`'s parameters text as this pass's own settings say them, A1111's keys; the
+    /// hires keys, a refiner and the model's hashes (which the render that writes the text
+    /// knows) are left to whoever knows them.
+    pub(super) fn text_of(&self, i: usize) -> ImageParameters<'_> {
         ImageParameters {
-            prompt: &first.prompt,
-            negative_prompt: first.negative_prompt.as_deref(),
-            steps: first.steps,
-            sampler,
-            schedule,
-            guidance: first.guidance,
-            seed: first.seed.wrapping_add(i as u64),
-            width: first.width,
-            height: first.height,
-            model: &first.model,
-            strength: Some(self.strength),
-            rng: first.noise.label(),
-            hires: Some(hires),
-            // The model's, which the render that writes the text knows.
+            prompt: &self.prompt,
+            negative_prompt: self.negative_prompt.as_deref(),
+            steps: self.steps,
+            sampler: sampler_label(&self.scheduler),
+            schedule: self.schedule.map(|s| s.label()),
+            guidance: self.guidance,
+            seed: self.seed.wrapping_add(i as u64),
+            width: self.width,
+            height: self.height,
+            model: &self.model,
+            strength: self.strength,
+            rng: self.noise.label(),
+            hires: None,
             hashes: None,
             refiner: None,
         }

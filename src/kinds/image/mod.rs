@@ -24,7 +24,6 @@ use crate::models::convert::fused::Checkpoint;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::ProgressFn;
 use crate::pipelines::diffusion::output::{ImageParameters, ModelHashes, encode_png};
-use crate::pipelines::diffusion::samplers::SchedulerChoice;
 use crate::pipelines::diffusion::{
     Carried, DiffusionError, GenerateRequest, Hooks, Init, InitImage, InitLatents, Mask, Preview, SdModel, Timings,
     generate,
@@ -163,8 +162,7 @@ impl Image {
         // text names the first pass's; its own model is its `Hires checkpoint`).
         let hashes = model_hashes(config, described_as.map_or(params.model.as_str(), |d| d.model));
         let refiner = described_as.and_then(|d| d.refiner).and_then(|r| model_hashes(config, r.model).model);
-        let choice =
-            SchedulerChoice::parse(&params.scheduler)?.with_schedule(params.schedule)?.sampled_as(params.sample_as);
+        let choice = sampling::sampler_choice(params)?;
         let req = GenerateRequest {
             prompt: params.prompt.clone(),
             negative_prompt: params.negative_prompt.clone(),
@@ -217,24 +215,8 @@ impl Image {
         let out = generate(&model, &req, noise.as_mut(), None, &hooks)?;
         let mut images = Vec::with_capacity(out.images.len());
         for (i, img) in out.images.iter().enumerate() {
-            let own = ImageParameters {
-                prompt: &params.prompt,
-                negative_prompt: params.negative_prompt.as_deref(),
-                steps: params.steps,
-                sampler: choice.label(),
-                schedule: params.schedule.map(|s| s.label()),
-                guidance: params.guidance,
-                seed: seeds[i],
-                width: params.width,
-                height: params.height,
-                model: &params.model,
-                strength: params.strength,
-                rng: params.noise.label(),
-                hires: None,
-                hashes: None,
-                refiner: None,
-            };
-            let mut text = ImageParameters { hashes: Some(&hashes), ..described_as.cloned().unwrap_or(own) };
+            let own = || params.text_of(i);
+            let mut text = ImageParameters { hashes: Some(&hashes), ..described_as.cloned().unwrap_or_else(own) };
             if let Some(r) = text.refiner.as_mut() {
                 r.hash = refiner.as_deref();
             }

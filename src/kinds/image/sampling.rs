@@ -106,6 +106,12 @@ pub(super) mod pass_schedule {
     }
 }
 
+/// The sampler a pass samples with, as its stage builds it and a split works its switch out
+/// on: its scheduler over its schedule, by its `sample_as` arithmetic.
+pub(super) fn sampler_choice(params: &super::ImageParams) -> Result<SchedulerChoice, samplers::SchedulerError> {
+    Ok(SchedulerChoice::parse(&params.scheduler)?.with_schedule(params.schedule)?.sampled_as(params.sample_as))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

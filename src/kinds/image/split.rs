@@ -104,8 +104,7 @@ pub(super) fn first_span(first: &ImageParams, info: &ModelInfo) -> Result<Span, 
 }
 
 fn first_choice(first: &ImageParams) -> Result<SchedulerChoice, ParamError> {
-    let field = |e: samplers::SchedulerError| ParamError::new("scheduler", e.to_string());
-    SchedulerChoice::parse(&first.scheduler).map_err(field)?.with_schedule(first.schedule).map_err(field)
+    super::sampling::sampler_choice(first).map_err(|e| ParamError::new("scheduler", e.to_string()))
 }
 
 impl Asked {
@@ -218,23 +217,10 @@ impl Refine {
         switch: Switch,
         i: usize,
     ) -> ImageParameters<'a> {
-        let label = |name: &'a str| SchedulerChoice::parse(name).map_or(name, |c| c.label());
         ImageParameters {
-            prompt: &first.prompt,
-            negative_prompt: first.negative_prompt.as_deref(),
-            steps: first.steps,
-            sampler: label(&first.scheduler),
-            schedule: first.schedule.map(|s| s.label()),
-            guidance: first.guidance,
-            seed: first.seed.wrapping_add(i as u64),
-            width: first.width,
-            height: first.height,
-            model: &first.model,
             strength: first.init_image.as_ref().and(first.strength),
-            rng: first.noise.label(),
-            hires: None,
-            hashes: None,
             refiner: Some(Refiner { model: self.model_of(first), hash: None, switch_at: switch.share(self.steps) }),
+            ..first.text_of(i)
         }
     }
 }
