@@ -15,6 +15,7 @@ mod a1111_extras;
 mod a1111_hashes;
 mod a1111_hires;
 mod a1111_seed;
+mod a1111_steps;
 mod api_conventions;
 mod api_fuzz;
 mod api_models;
