@@ -93,6 +93,7 @@ mod pipelines;
 mod piper_parity;
 mod piper_voices;
 mod presets;
+mod prompt_emphasis;
 mod profile_model;
 mod profile_stage_models;
 mod quotas;
