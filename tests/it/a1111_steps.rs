@@ -14,7 +14,7 @@ use common::daemon::DaemonProc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::comfy_denoise::totals_and_log;
+use crate::comfy_denoise::{stage_totals as stages, totals_and_log};
 
 /// POSTs `body` to A1111's `path`: the job it ran and its first picture's infotext.
 async fn drawn(c: &reqwest::Client, d: &DaemonProc, path: &str, body: &Value) -> (String, String) {
@@ -29,10 +29,6 @@ async fn drawn(c: &reqwest::Client, d: &DaemonProc, path: &str, body: &Value) ->
 /// The progress total of each stage of job `id`.
 async fn totals(c: &reqwest::Client, d: &DaemonProc, id: &str) -> Vec<(String, u64)> {
     totals_and_log(c, d, id).await.0
-}
-
-fn stages(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
-    pairs.iter().map(|(s, t)| (s.to_string(), *t)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,7 +46,7 @@ pub(crate) async fn totals_and_log(c: &reqwest::Client, d: &DaemonProc, id: &str
     (totals, log)
 }
 
-fn stage_totals(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+pub(crate) fn stage_totals(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
     pairs.iter().map(|(s, t)| (s.to_string(), *t)).collect()
 }
 
