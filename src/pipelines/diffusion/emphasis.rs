@@ -25,6 +25,13 @@ pub fn parse(prompt: &str, rule: SampleAs) -> Vec<Part> {
     }
 }
 
+/// `text` with its round brackets escaped (`\(`, the one escape both readings know), so
+/// neither weighs them: for prompts made of words not written as prompts, a film's
+/// narration (which has no `[ ]`: those are its directions).
+pub fn literal(text: &str) -> String {
+    text.replace('(', "\\(").replace(')', "\\)")
+}
+
 /// One lexeme of A1111's `re_attention`, in its alternatives' order.
 enum Lexeme<'a> {
     /// `\(`, `\)`, `\[`, `\]`, `\\`, or a lone `\` (nothing).
@@ -280,6 +287,14 @@ mod tests {
             pairs(&[("a cat", 1.0), ("BREAK", -1.0), ("a ", 1.0), ("dog", 1.1), (" BREAKFAST", 1.0)])
         );
         assert_eq!(a1111("one BREAK two")[1], Part::Break);
+    }
+
+    #[test]
+    fn literal_text_weighs_nothing_in_either_reading() {
+        let said = "The price (about 5 dollars: 5) is fair";
+        for rule in [SampleAs::A1111, SampleAs::Comfyui] {
+            assert_eq!(parse(&literal(said), rule), vec![Part::Text(said.into(), 1.0)], "{rule:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 pub mod bench;
 mod chunks;
-mod emphasis;
+pub mod emphasis;
 pub mod inpaint;
 pub mod latent_scale;
 pub mod model;
