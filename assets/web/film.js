@@ -87,7 +87,8 @@ export async function newFilm(root) {
     try {
       const plan = await api("POST", "/api/v1/renders/plan", body);
       if (mine !== asked) return;
-      planned = plan.scenes.map((sc) => ({ picture: sc.prompt, spoken: sc.sentences.join(" ") }));
+      // A narrated scene's prompt has its brackets escaped (drawn as words): shown as typed.
+      planned = plan.scenes.map((sc) => ({ picture: sc.prompt.replace(/\\([()])/g, "$1"), spoken: sc.sentences.join(" ") }));
       shown(explain(list, planned));
     } catch (e) {
       if (mine !== asked) return;

@@ -163,7 +163,7 @@ async fn the_hires_schedule_is_the_second_passs_own() {
 
     let native = json!({"prompt": "a red door", "model": TINY_SD, "width": 64, "height": 64, "steps": 3,
         "guidance": 7, "seed": 7, "scheduler": "euler", "schedule": "normal", "noise": "torch_cpu",
-        "sample_as": "a1111", "preview_every": 0, "refine": {"from": "latent", "strength": 0.6, "steps": 4, "schedule": "karras",
+        "sample_as": "a1111", "preview_every": 0, "refine": {"from": "latent", "strength": 0.6, "steps_mode": "run", "steps": 4, "schedule": "karras",
         "resize": {"width": 96, "height": 96, "method": "bilinear"}}});
     let (status, job) = post(&c, &d, "/api/v1/images", &native).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");

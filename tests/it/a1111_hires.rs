@@ -117,7 +117,7 @@ async fn hires_ddim_after_a_karras_first_pass_samples_over_no_schedule_as_the_na
     // The native job: the second pass's sampler over no schedule, though the first's is Karras.
     let native = json!({"prompt": "a red door", "model": TINY_SD, "width": 64, "height": 64, "steps": 3,
         "guidance": 7, "seed": 7, "scheduler": "euler", "schedule": "karras", "noise": "torch_cpu",
-        "sample_as": "a1111", "preview_every": 0, "refine": {"from": "latent", "strength": 0.6, "steps": 2, "scheduler": "ddim",
+        "sample_as": "a1111", "preview_every": 0, "refine": {"from": "latent", "strength": 0.6, "steps_mode": "run", "steps": 2, "scheduler": "ddim",
         "schedule": "none", "resize": {"width": 96, "height": 96, "method": "bilinear"}}});
     let (status, job) = post(&c, &d, "/api/v1/images", &native).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");

@@ -27,7 +27,7 @@ fn progress_of(messages: &[Value], node: &str) -> (Vec<u64>, Option<u64>) {
 }
 
 /// A finished job's events: the last progress `total` of each stage named, and its log lines.
-async fn totals_and_log(c: &reqwest::Client, d: &DaemonProc, id: &str) -> (Vec<(String, u64)>, Vec<String>) {
+pub(crate) async fn totals_and_log(c: &reqwest::Client, d: &DaemonProc, id: &str) -> (Vec<(String, u64)>, Vec<String>) {
     let url = d.at(&format!("/api/v1/jobs/{id}/events?after=0"));
     let done = |got: &[(u64, Value)]| got.iter().any(|(_, e)| is_final(e));
     let events = read_events(c.get(url).send().await.expect("events"), done).await;
@@ -46,7 +46,7 @@ async fn totals_and_log(c: &reqwest::Client, d: &DaemonProc, id: &str) -> (Vec<(
     (totals, log)
 }
 
-fn stage_totals(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+pub(crate) fn stage_totals(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
     pairs.iter().map(|(s, t)| (s.to_string(), *t)).collect()
 }
 

@@ -61,7 +61,7 @@ pub(crate) async fn refined(c: &reqwest::Client, d: &DaemonProc, body: &Value) -
 fn native(refine_model: Option<&str>) -> Value {
     let mut body = json!({"prompt": "a red door", "model": TINY_SD, "width": 64, "height": 64, "steps": 3,
         "guidance": 7, "seed": 7, "scheduler": "euler", "schedule": "karras", "noise": "torch_cpu",
-        "sample_as": "a1111", "preview_every": 0, "refine": {"from": "latent", "strength": 0.6, "steps": 2,
+        "sample_as": "a1111", "preview_every": 0, "refine": {"from": "latent", "strength": 0.6, "steps_mode": "run", "steps": 2,
         "resize": {"width": 96, "height": 96, "method": "bilinear"}}});
     if let Some(m) = refine_model {
         body["refine"]["model"] = json!(m);

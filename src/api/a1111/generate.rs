@@ -136,7 +136,14 @@ async fn respond(
     send_images: bool,
 ) -> Result<Response, A1111Error> {
     // A request naming no model draws with the one the caller picked through `options`.
-    let params = image::ImageRequest { model: params.model.or_else(|| super::info::picked(state, caller)), ..params };
+    let mut params =
+        image::ImageRequest { model: params.model.or_else(|| super::info::picked(state, caller)), ..params };
+    // A refiner that is the model drawing (the caller's default too) swaps nothing: A1111
+    // runs none, and writes none into the pictures' text.
+    let drawing = params.model.clone().or_else(|| super::info::current(state, caller));
+    if params.refine.as_ref().is_some_and(|r| r.switch_at.is_some() && r.model == drawing) {
+        params.refine = None;
+    }
     let refined = params.refine.as_ref().is_some_and(|r| r.switch_at.is_some());
     let to_request = if refined { refiner_field } else { request_field };
     let params =

@@ -133,7 +133,7 @@ pub fn picked(state: &AppState, caller: &Caller) -> Option<String> {
 }
 
 /// The model `caller`'s requests naming none draw with: its pick, else the box's default.
-fn current(state: &AppState, caller: &Caller) -> Option<String> {
+pub(super) fn current(state: &AppState, caller: &Caller) -> Option<String> {
     picked(state, caller).or_else(|| box_models::default_anywhere(&state.config, ModelKind::Diffusion))
 }
 

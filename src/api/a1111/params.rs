@@ -276,6 +276,10 @@ pub fn hires(config: &Config, req: &Txt2Img) -> Result<Option<RefineRequest>, A1
         resize: Some(ResizeRequest { method: Some(method.to_string()), ..resize }),
         strength: Some(req.denoising_strength.unwrap_or(0.75)),
         steps,
+        // A1111's hires pass always runs its steps (`hr_second_pass_steps`, else the first
+        // pass's) over the last of a ⌊steps ÷ strength⌋-step schedule: `sample_img2img` is
+        // given them, and `setup_img2img_steps` counts so when it is.
+        steps_mode: Some("run".to_string()),
         scheduler: sampling.scheduler.map(str::to_string),
         schedule: sampling.schedule.map(str::to_string),
         prompt: text(&req.hr_prompt),

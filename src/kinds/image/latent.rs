@@ -114,7 +114,7 @@ pub(super) fn refine_latents(
             size.width,
             size.height,
             refine.strength,
-            refine.steps_run()
+            refine.steps_run(first)
         ),
     );
     for (i, artifact) in latents.iter().enumerate() {

@@ -288,7 +288,7 @@ impl TypedKind for Image {
     }
 
     fn gpu_seconds_estimate(&self, p: &ImageParams) -> f64 {
-        let refine = p.refine.as_ref().map_or(0.0, |r| f64::from(r.steps_run()) * r.pixel_ratio(p));
+        let refine = p.refine.as_ref().map_or(0.0, |r| f64::from(r.steps_run(p)) * r.pixel_ratio(p));
         (f64::from(p.steps_run()) + refine) * f64::from(p.n.max(1)) * super::IMAGE_GPU_SECONDS_PER_STEP
     }
 

@@ -181,14 +181,12 @@ impl ImageParams {
     /// share of them or all, as `steps_mode` counts them; those before a split's switch.
     pub fn steps_run(&self) -> u32 {
         let strength = self.strength.unwrap_or(1.0);
-        let run = samplers::steps_run(self.steps as usize, strength, self.steps_mode);
+        let rule = samplers::count_rule(self.schedule, self.sample_as);
+        let span = samplers::Span::of(self.steps as usize, strength, self.steps_mode, usize::MAX, rule);
         let run = match self.refine.as_ref().and_then(|r| r.switch) {
             // The schedule's steps from its start up to the switch.
-            Some(switch) => {
-                let span = samplers::Span::of(self.steps as usize, strength, self.steps_mode, usize::MAX);
-                (switch.step as usize).saturating_sub(span.start).max(1)
-            }
-            None => run,
+            Some(switch) => (switch.step as usize).saturating_sub(span.start).max(1),
+            None => span.steps_run(),
         };
         u32::try_from(run).unwrap_or(self.steps)
     }

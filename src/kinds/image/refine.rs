@@ -393,13 +393,15 @@ impl Refine {
         self.model.as_deref().unwrap_or(&first.model)
     }
 
-    /// UNet steps it runs per picture: a share of `steps` or all of them, as `steps_mode` counts;
-    /// a split's, those from its switch on.
-    pub fn steps_run(&self) -> u32 {
+    /// UNet steps it runs per picture after `first`'s pass: a share of `steps` or all of
+    /// them, as `steps_mode` (and the run's `sample_as`) counts; a split's, those from its
+    /// switch on.
+    pub fn steps_run(&self, first: &ImageParams) -> u32 {
         if let Some(switch) = self.switch {
             return self.steps.saturating_sub(switch.step);
         }
-        let run = samplers::steps_run(self.steps as usize, self.strength, self.steps_mode);
+        let rule = samplers::count_rule(self.schedule.unwrap_or(first.schedule), first.sample_as);
+        let run = samplers::steps_run(self.steps as usize, self.strength, self.steps_mode, rule);
         u32::try_from(run).unwrap_or(self.steps)
     }
 

@@ -73,7 +73,7 @@ pub(super) fn refine_pictures(
         &format!(
             "refining {count} picture(s) with {model} at strength {}, {} steps",
             refine.strength,
-            refine.steps_run()
+            refine.steps_run(first)
         ),
     );
     for (i, picture) in pictures.iter().enumerate() {

@@ -43,7 +43,7 @@ pub(super) fn stage_weights(p: &ImageParams, stages: &[StageName]) -> Vec<f64> {
         (StageName::Refine, Some(r)) => {
             // From the latent, no picture is encoded.
             let encode = if r.from == super::RefineFrom::Picture { ENCODE_STEPS } else { 0.0 };
-            (f64::from(r.steps_run()) + encode + DECODE_STEPS) * ratio
+            (f64::from(r.steps_run(p)) + encode + DECODE_STEPS) * ratio
         }
         (StageName::Upscale, _) if p.upscale_model.is_some() => UPSCALE_STEPS * ratio,
         (StageName::Resize, _) if p.resize.is_some() => RESIZE_STEPS,

@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 
 pub mod bench;
+mod chunks;
+pub mod emphasis;
 pub mod inpaint;
 pub mod latent_scale;
 pub mod model;

@@ -1,13 +1,17 @@
-//! The text side of a run: tokenize prompts, run the text encoder(s), and lay out the
-//! UNet conditioning in diffusers' batch order (`[uncond × n, cond × n]`).
+//! The text side of a run: read prompts' emphasis (`emphasis.rs`) into token chunks
+//! (`chunks.rs`), run the text encoder(s) on every chunk, weigh and join their states by the
+//! run's `sample_as` (ComfyUI's or A1111's way), and lay out the UNet conditioning in
+//! diffusers' batch order (`[uncond × n, cond × n]`), texts of other lengths repeated to one.
 
 use std::time::Duration;
 
 use super::DiffusionError;
+use super::chunks::{self, Chunk};
+use super::emphasis;
 use super::model::{Family, SdModel, TextEncoder};
 use super::onnx::int_input;
 use super::pipeline::GenerateRequest;
-use super::samplers::SchedulerChoice;
+use super::samplers::{SampleAs, SchedulerChoice};
 use super::tokenizer::ClipTokenizer;
 
 /// Prompt conditioning for the UNet, already in batch order.
@@ -70,19 +74,119 @@ fn run_text_encoder(encoder: &TextEncoder, ids: &[Vec<u32>], onnx: &mut Duration
     Ok(Encoded { hidden, pooled, seq, dim })
 }
 
-fn tokenize(
+/// One text's states through one encoder: its chunks' hidden states joined, `[tokens · D]`,
+/// and its first chunk's pooled output (SDXL's second encoder), as A1111 and ComfyUI take it.
+struct Joined {
+    hidden: Vec<f32>,
+    tokens: usize,
+    pooled: Option<Vec<f32>>,
+}
+
+/// `texts`' chunks through `encoder` (one run, batched as the export allows), each chunk's
+/// states weighed by its tokens' weights as `rule` weighs them ([`weigh`]), each text's
+/// chunks joined along the sequence.
+fn encode_chunked(
+    encoder: &TextEncoder,
+    tok: &ClipTokenizer,
+    texts: &[Vec<Chunk>],
+    rule: SampleAs,
+    onnx: &mut Duration,
+) -> Result<(Vec<Joined>, usize), DiffusionError> {
+    // ComfyUI weighs a token from its state in the empty prompt: encoded once, last.
+    let from_empty = rule == SampleAs::Comfyui && texts.iter().flatten().any(Chunk::weighted);
+    let mut ids: Vec<Vec<u32>> = texts.iter().flatten().map(|c| c.ids.clone()).collect();
+    if from_empty {
+        ids.push(Chunk::empty(tok).ids);
+    }
+    let Encoded { hidden, pooled, seq, dim } = run_text_encoder(encoder, &ids, onnx)?;
+    let empty = if from_empty { hidden.last().map(Vec::as_slice) } else { None };
+    let mut states = hidden.iter().zip(texts.iter().flatten()).enumerate();
+    let mut joined = Vec::with_capacity(texts.len());
+    for text in texts {
+        let mut out = Joined { hidden: Vec::with_capacity(text.len() * seq * dim), tokens: 0, pooled: None };
+        for (k, (state, chunk)) in states.by_ref().take(text.len()) {
+            let mut z = state.clone();
+            weigh(&mut z, &chunk.weights, dim, empty);
+            out.hidden.extend_from_slice(&z);
+            out.tokens += seq;
+            if out.pooled.is_none() {
+                out.pooled = pooled.get(k).cloned();
+            }
+        }
+        joined.push(out);
+    }
+    Ok((joined, dim))
+}
+
+/// Chunk states `z` (`[seq · dim]`) weighed by its tokens' `weights`. From `empty`, the empty
+/// prompt's states, ComfyUI's way: a weighed token's state moved from the empty prompt's by
+/// its weight, `(z − e)·w + e`. Without, A1111's ("Original" emphasis): every state times its
+/// token's weight, then all scaled back to the chunk's mean before. A chunk of weights 1 is
+/// as it was.
+fn weigh(z: &mut [f32], weights: &[f32], dim: usize, empty: Option<&[f32]>) {
+    if weights.iter().all(|&w| w == 1.0) || dim == 0 {
+        return;
+    }
+    let tokens = z.chunks_exact_mut(dim).zip(weights);
+    match empty {
+        Some(e) => {
+            for ((state, &w), e) in tokens.zip(e.chunks_exact(dim)).filter(|((_, w), _)| **w != 1.0) {
+                state.iter_mut().zip(e).for_each(|(v, e)| *v = (*v - e) * w + e);
+            }
+        }
+        None => {
+            let mean = |z: &[f32]| z.iter().map(|&v| f64::from(v)).sum::<f64>() / z.len().max(1) as f64;
+            let before = mean(z);
+            for (state, &w) in z.chunks_exact_mut(dim).zip(weights) {
+                state.iter_mut().for_each(|v| *v *= w);
+            }
+            let after = mean(z);
+            // A mean of 0 after weighing (all weights 0) has nothing to scale back to.
+            if after != 0.0 && (before / after).is_finite() {
+                let scale = (before / after) as f32;
+                z.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+    }
+}
+
+/// `text` as `tok`'s chunks by `rule`'s reading; past the first only where the UNet takes a
+/// longer sequence (`one_chunk` false), else cut there with a warning, as before chunks.
+fn chunked(
     tok: &ClipTokenizer,
     text: &str,
-    what: &str,
+    rule: SampleAs,
+    (what, one_chunk): (&str, bool),
     warnings: &mut Vec<String>,
-) -> Result<Vec<u32>, DiffusionError> {
-    let t = tok.encode(text)?;
-    if let Some(cut) = t.truncated {
-        let w = format!("{what} is longer than {} tokens; this part was dropped: {cut:?}", tok.max_length());
+) -> Result<Vec<Chunk>, DiffusionError> {
+    let mut chunks = chunks::chunks(tok, &emphasis::parse(text, rule), rule)?;
+    if one_chunk && chunks.len() > 1 {
+        let w = format!(
+            "{what} is longer than {} tokens, and this model's UNet takes that many only: the rest was dropped",
+            tok.max_length().saturating_sub(2)
+        );
         tracing::warn!("{w}");
         warnings.push(w);
+        chunks.truncate(1);
     }
-    Ok(t.ids)
+    Ok(chunks)
+}
+
+/// Each text's states `[tokens · D]` repeated to `len` tokens, a multiple of its own, so a
+/// batch of texts of different lengths goes through the UNet as one: repeating the keys and
+/// values of its cross-attention changes nothing it computes (ComfyUI pads so).
+fn repeated(hidden: &[f32], tokens: usize, len: usize) -> Vec<f32> {
+    hidden.repeat(len / tokens.max(1))
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    if a == 0 || b == 0 { a.max(b) } else { a / gcd(a, b) * b }
 }
 
 pub(super) fn encode_prompts(
@@ -93,6 +197,8 @@ pub(super) fn encode_prompts(
     warnings: &mut Vec<String>,
     onnx: &mut Duration,
 ) -> Result<Conditioning, DiffusionError> {
+    let rule = req.scheduler.sample_as;
+    let one_chunk = model.unet.hidden.fixed(1).is_some();
     let negative = req.negative_prompt.as_deref();
     let zero_negative =
         model.info.family == Family::Sdxl && negative.is_none() && model.info.force_zeros_for_empty_prompt;
@@ -100,45 +206,47 @@ pub(super) fn encode_prompts(
     if cfg && !zero_negative {
         texts.insert(0, (negative.unwrap_or(""), "negative prompt"));
     }
-    let ids: Vec<Vec<u32>> =
-        texts.iter().map(|(t, w)| tokenize(&model.tokenizer, t, w, warnings)).collect::<Result<_, _>>()?;
-    let Encoded { hidden: mut h1, seq, dim: d1, .. } = run_text_encoder(&model.text_encoder, &ids, onnx)?;
-    let (mut pooled, mut dim) = (Vec::new(), d1);
+    let chunks1: Vec<Vec<Chunk>> = texts
+        .iter()
+        .map(|(t, w)| chunked(&model.tokenizer, t, rule, (w, one_chunk), warnings))
+        .collect::<Result<_, _>>()?;
+    let (mut joined, d1) = encode_chunked(&model.text_encoder, &model.tokenizer, &chunks1, rule, onnx)?;
+    let mut dim = d1;
+    let mut pooled: Vec<Vec<f32>> = Vec::new();
     if let (Some(tok2), Some(enc2)) = (&model.tokenizer_2, &model.text_encoder_2) {
         let mut quiet = Vec::new();
-        let ids2: Vec<Vec<u32>> =
-            texts.iter().map(|(t, w)| tokenize(tok2, t, w, &mut quiet)).collect::<Result<_, _>>()?;
-        let Encoded { hidden: h2, pooled: p2, seq: seq2, dim: d2 } = run_text_encoder(enc2, &ids2, onnx)?;
-        if seq2 != seq {
-            return Err(DiffusionError::Interface {
-                part: "text_encoder_2",
-                reason: format!("sequence length {seq2} differs from text_encoder's {seq}"),
-            });
-        }
-        // Hidden states of both encoders are concatenated along the feature axis.
-        for (a, b) in h1.iter_mut().zip(&h2) {
-            let mut joined = Vec::with_capacity(seq * (d1 + d2));
-            for s in 0..seq {
-                joined.extend_from_slice(&a[s * d1..(s + 1) * d1]);
-                joined.extend_from_slice(&b[s * d2..(s + 1) * d2]);
+        let chunks2: Vec<Vec<Chunk>> =
+            texts.iter().map(|(t, w)| chunked(tok2, t, rule, (w, one_chunk), &mut quiet)).collect::<Result<_, _>>()?;
+        let (second, d2) = encode_chunked(enc2, tok2, &chunks2, rule, onnx)?;
+        // Both encoders' states joined token by token along the feature axis, as far as both
+        // go (ComfyUI cuts to the shorter; the same vocabulary makes the same chunks).
+        for (a, b) in joined.iter_mut().zip(&second) {
+            let tokens = a.tokens.min(b.tokens);
+            let mut both = Vec::with_capacity(tokens * (d1 + d2));
+            for s in 0..tokens {
+                both.extend_from_slice(&a.hidden[s * d1..(s + 1) * d1]);
+                both.extend_from_slice(&b.hidden[s * d2..(s + 1) * d2]);
             }
-            *a = joined;
+            (a.hidden, a.tokens) = (both, tokens);
         }
         dim = d1 + d2;
-        pooled = p2;
+        pooled = second.into_iter().map(|j| j.pooled.unwrap_or_default()).collect();
     }
     if cfg && zero_negative {
-        h1.insert(0, vec![0.0; seq * dim]);
+        let tokens = model.tokenizer.max_length();
+        joined.insert(0, Joined { hidden: vec![0.0; tokens * dim], tokens, pooled: None });
         if let Some(p) = pooled.first() {
             let len = p.len();
             pooled.insert(0, vec![0.0; len]);
         }
     }
+    let seq = joined.iter().fold(0, |l, j| lcm(l, j.tokens));
     // Batch order as diffusers: [uncond × n, cond × n].
-    let mut hidden = Vec::with_capacity(h1.len() * n * seq * dim);
-    for h in &h1 {
+    let mut hidden = Vec::with_capacity(joined.len() * n * seq * dim);
+    for j in &joined {
+        let h = repeated(&j.hidden, j.tokens, seq);
         for _ in 0..n {
-            hidden.extend_from_slice(h);
+            hidden.extend_from_slice(&h);
         }
     }
     let text_embeds = (!pooled.is_empty()).then(|| {
@@ -153,7 +261,7 @@ pub(super) fn encode_prompts(
     });
     let time_ids = model.unet.time_ids.as_ref().map(|_| {
         let (h, w) = (req.height as f32, req.width as f32);
-        [h, w, 0.0, 0.0, h, w].repeat(h1.len() * n)
+        [h, w, 0.0, 0.0, h, w].repeat(joined.len() * n)
     });
     Ok(Conditioning { hidden, seq, dim, text_embeds, time_ids })
 }

@@ -222,15 +222,25 @@ impl ClipTokenizer {
         (self.bos, self.eos, self.pad)
     }
 
-    /// Tokenizes `text` to exactly `max_length` ids: BOS, at most `max_length − 2` text
-    /// tokens, EOS, then padding.
-    pub fn encode(&self, text: &str) -> Result<TokenizedPrompt, TokenizerError> {
+    /// The ids of `text`'s own tokens, without BOS, EOS or padding.
+    pub fn text_ids(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         let enc = self.inner.encode(text, false).map_err(|source| TokenizerError::Build {
             dir: PathBuf::new(),
             what: "cannot tokenize",
             source,
         })?;
-        let body = enc.get_ids();
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The id of a comma ending a word (`,</w>`), which A1111 moves a chunk's end back to.
+    pub fn comma_id(&self) -> Option<u32> {
+        self.inner.token_to_id(",</w>")
+    }
+
+    /// Tokenizes `text` to exactly `max_length` ids: BOS, at most `max_length − 2` text
+    /// tokens, EOS, then padding.
+    pub fn encode(&self, text: &str) -> Result<TokenizedPrompt, TokenizerError> {
+        let body = self.text_ids(text)?;
         let room = self.max_length.saturating_sub(2);
         let truncated = (body.len() > room).then(|| {
             let rest = &body[room..];

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::media::lines::{breaks_here, collapse_spaces};
+use crate::pipelines::diffusion::emphasis;
 use crate::text::Language;
 use crate::text::scripts::has_words;
 use crate::text::stops::stop_continues;
@@ -61,7 +62,8 @@ pub fn spoken_words(text: &str) -> usize {
 
 /// Splits `script` into scenes by blank-line paragraphs; a single line is a one-scene film.
 /// Text in `[brackets]` is a screen direction: it becomes the keyframe prompt and is not
-/// spoken. Without one, the prompt is the scene's text. `style` is prepended to every
+/// spoken (and read as a prompt: `(words:1.3)` weighs). Without one, the prompt is the
+/// scene's text, its round brackets words (`\(`, no weight). `style` is prepended to every
 /// prompt; seeds derive from `seed` and the index. Sentences end where they do in
 /// `language`, the voice's (see [`sentences`]).
 pub fn plan(script: &str, style: &str, seed: u64, language: &Language) -> Plan {
@@ -71,7 +73,8 @@ pub fn plan(script: &str, style: &str, seed: u64, language: &Language) -> Plan {
         .enumerate()
         .map(|(index, text)| {
             let (direction, spoken) = split_directions(text);
-            let visual = if direction.is_empty() { spoken.clone() } else { direction };
+            // Narration is words, not a prompt: its brackets are drawn as words, unweighed.
+            let visual = if direction.is_empty() { emphasis::literal(&spoken) } else { direction };
             let prompt = styled_prompt(style, &visual);
             // Punctuation alone ("...", "!?") is nothing to say, nor words in a writing system
             // the voice does not read: such a scene is dropped too.
@@ -199,6 +202,14 @@ mod tests {
         let p = plan("a yellow triangle on a green background", "", 1, english());
         assert_eq!(p.scenes.len(), 1);
         assert_eq!(p.scenes[0].sentences, vec!["a yellow triangle on a green background"]);
+    }
+
+    #[test]
+    fn narration_as_a_prompt_weighs_no_bracketed_words() {
+        let p = plan("The price (about 5: 5) is fair.\n\n[a (red:1.3) door] Hello.", "", 3, english());
+        assert_eq!(p.scenes[0].prompt, "The price \\(about 5: 5\\) is fair.");
+        assert_eq!(p.scenes[0].sentences, vec!["The price (about 5: 5) is fair."]);
+        assert_eq!(p.scenes[1].prompt, "a (red:1.3) door", "a direction is a prompt");
     }
 
     #[test]

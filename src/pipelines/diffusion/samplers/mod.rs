@@ -25,7 +25,7 @@ pub mod schedule;
 
 pub use choice::{SCHEDULER_NAMES, SchedulerChoice, SchedulerKind};
 pub use comfy_sigmas::Schedule;
-pub use img2img::{Span, StepsMode, a1111_switch_step, build_span, img2img_start, steps_run};
+pub use img2img::{Span, StepsMode, a1111_switch_step, build_span, count_rule, img2img_start, steps_run};
 pub use resume::SamplerState;
 pub use sample_as::SampleAs;
 

@@ -111,8 +111,12 @@ fn check_case(case: &Case) -> Result<(), Box<dyn std::error::Error>> {
         }
         (None, Some(x0)) => {
             let start = case.init.t_start.ok_or("t_start")?;
-            if start != img2img_start(case.steps, case.strength) {
-                return Err(format!("img2img start {} != {start}", img2img_start(case.steps, case.strength)).into());
+            if start != img2img_start(case.steps, case.strength, SampleAs::Comfyui) {
+                return Err(format!(
+                    "img2img start {} != {start}",
+                    img2img_start(case.steps, case.strength, SampleAs::Comfyui)
+                )
+                .into());
             }
             s.add_noise(start, x0, case.init.noise.as_deref().ok_or("noise")?, &mut latents);
             start
