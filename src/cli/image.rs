@@ -103,8 +103,12 @@ pub struct ImageArgs {
     pub local: bool,
 }
 
-/// Runs `reelbox image`.
+/// Runs `reelbox image`; a daemon's refusal of a field given by flag is said with the flag.
 pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
+    draw(g, args).await.map_err(|e| g.typed.worded::<ImageArgs>(e))
+}
+
+async fn draw(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&args.output)?;
     let resize = args.resize.request()?;
     let refine = args.refine.request();
