@@ -271,6 +271,7 @@ async fn submit_renders(base: &str, jobs: usize, size: u32, demo: &DemoModels) -
         config: None,
         config_error: None,
         hint: Default::default(),
+        typed: Default::default(),
     })?;
     let mut bodies = Vec::with_capacity(jobs);
     for _ in 0..jobs {

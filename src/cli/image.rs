@@ -15,7 +15,7 @@ use reelbox::kinds::image::{ImageRequest, LocalImageArgs, RefineRequest, render_
 use reelbox::kinds::resize::ResizeRequest;
 use reelbox::pipelines::Progress;
 use reelbox::pipelines::diffusion::noise::NoiseKind;
-use reelbox::pipelines::diffusion::samplers::Schedule;
+use reelbox::pipelines::diffusion::samplers::{SampleAs, Schedule};
 use serde_json::json;
 
 use super::Global;
@@ -66,6 +66,12 @@ pub struct ImageArgs {
     /// ComfyUI draws it): with either torch source, a seed gives the noise it gives there.
     #[arg(long, value_parser = NoiseKind::NAMES)]
     pub noise: Option<String>,
+    /// Whose arithmetic the sampler follows over a --schedule: comfyui (the default:
+    /// ComfyUI's KSampler, the whole timestep nearest each σ, √(1 + σ₀²)·noise at the start)
+    /// or a1111 (A1111's k-diffusion samplers: fractional timesteps, σ₀·noise), so a seed
+    /// typed in there samples as it does there.
+    #[arg(long, value_parser = SampleAs::NAMES)]
+    pub sample_as: Option<String>,
     /// Preset from presets.toml (size, steps, guidance, scheduler).
     #[arg(long)]
     pub preset: Option<String>,
@@ -103,8 +109,12 @@ pub struct ImageArgs {
     pub local: bool,
 }
 
-/// Runs `reelbox image`.
+/// Runs `reelbox image`; a daemon's refusal of a field given by flag is said with the flag.
 pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
+    draw(g, args).await.map_err(|e| g.typed.worded::<ImageArgs>(e))
+}
+
+async fn draw(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
     super::backend::check_output(&args.output)?;
     let resize = args.resize.request()?;
     let refine = args.refine.request();
@@ -121,6 +131,7 @@ pub async fn run(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
         scheduler: args.scheduler,
         schedule: args.schedule,
         noise: args.noise,
+        sample_as: args.sample_as,
         preset: args.preset,
         n: args.n,
         init: args.init,

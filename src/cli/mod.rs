@@ -43,6 +43,7 @@ mod status;
 mod table;
 mod text_file;
 mod top;
+mod typed_flags;
 mod upscale;
 mod voices;
 mod worker;
@@ -87,6 +88,9 @@ pub struct Global {
     /// What a `reelbox …` command printed for the user to run next repeats of these options.
     #[arg(skip)]
     pub hint: hint::Hint,
+    /// The flags typed for the command that runs: a daemon's refusal of one is said with it.
+    #[arg(skip)]
+    pub typed: typed_flags::TypedFlags,
 }
 
 /// Top-level commands.
@@ -213,6 +217,7 @@ pub fn main() -> ExitCode {
     };
     settle_url(&mut cli.global, &matches);
     cli.global.hint = hint::Hint::of(&cli.global, &matches);
+    cli.global.typed = typed_flags::TypedFlags::of(&matches);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

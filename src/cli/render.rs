@@ -285,23 +285,7 @@ pub async fn run(g: &Global, a: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     .await;
     reach.close().await;
-    result.map(|_| ExitCode::SUCCESS).map_err(|e| flag_named(e, &a))
-}
-
-/// A refusal of a model given by flag, said with the flag typed (`--upscale-model wav2lip_gan:
-/// "wav2lip_gan" is a lipsync model, not upscale; …`) instead of the API's field name.
-fn flag_named(e: anyhow::Error, a: &RenderArgs) -> anyhow::Error {
-    let Some(reelbox::client::ClientError::Status { message, .. }) = e.downcast_ref() else { return e };
-    let flags = [
-        ("lipsync_model", "--lipsync-model", &a.lipsync_model),
-        ("upscale_model", "--upscale-model", &a.upscale_model),
-    ];
-    for (field, flag, given) in flags {
-        if let (Some(rest), Some(name)) = (message.strip_prefix(&format!("{field}: ")), given) {
-            return anyhow!("{flag} {name}: {rest}");
-        }
-    }
-    e
+    result.map(|_| ExitCode::SUCCESS).map_err(|e| g.typed.worded::<RenderArgs>(e))
 }
 
 /// The bundled demo inputs: script, presenter portrait and its face box.

@@ -74,6 +74,7 @@ mod gpu_check;
 mod gpu_placement;
 mod hf_hub;
 mod hires_checkpoint;
+mod image_cli;
 mod image_refine;
 mod inpaint;
 mod job_inputs;

@@ -257,3 +257,45 @@ async fn reelbox_image_refine_switch_at_step_splits_the_schedule() {
     let both = cli().args(args).args(["--refine-switch-at-step", "2", "--refine", "1.5x", "--url", &d.at("")]).output();
     assert!(!both.expect("runs").status.success(), "--refine and --refine-switch-at-step together");
 }
+
+/// LCM's img2img samples a schedule of its own, shortened by the strength, which a split's
+/// second pass (a whole schedule from the switch) cannot go on over: refused at the switch the
+/// request named. Before, it was accepted and the second pass sampled another LCM schedule's
+/// steps. An LCM split from noise goes on as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_lcm_split_from_a_picture_is_refused_and_one_from_noise_runs() {
+    let models = two_models();
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start_daemon(data.path(), models.path());
+    let c = http();
+    let lcm = |refine: Value| {
+        let mut body = native(Some(refine));
+        body["scheduler"] = json!("lcm");
+        body
+    };
+
+    let (job, _) = refined(&c, &d, &lcm(json!({"switch_at_step": 3, "model": TINY_SD_2}))).await;
+    assert_eq!(job["params"]["refine"]["switch"], json!({"step": 3}), "{job}");
+
+    let picture = common::media::png(&common::media::test_picture(64, 64, 3));
+    let art = common::api::upload(&d, None, "door.png", picture).await;
+    let from_picture = |refine: Value| {
+        let mut body = lcm(refine);
+        body["init_image"] = art["id"].clone();
+        body["strength"] = json!(0.6);
+        body
+    };
+    // Its 6 steps at strength 0.6 run steps 3 to 5: switches within them, else accepted.
+    for (refine, field) in [
+        (json!({"switch_at_step": 4}), "refine.switch_at_step"),
+        (json!({"switch_at": 0.6, "model": TINY_SD_2}), "refine.switch_at"),
+    ] {
+        let (status, err) = post(&c, &d, "/api/v1/images", &from_picture(refine.clone())).await;
+        assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{refine}: {err}");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("LCM") && message.contains("from noise"), "{refine}: {err}");
+    }
+    // What it says to do instead: a second pass over the first's result.
+    let (job, _) = refined(&c, &d, &from_picture(json!({"from": "latent", "strength": 0.5}))).await;
+    assert_eq!(job["params"]["refine"]["switch"], Value::Null, "{job}");
+}

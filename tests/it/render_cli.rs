@@ -514,7 +514,7 @@ async fn a_film_runs_the_lipsync_and_upscale_models_named_and_jobs_show_says_whi
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("--upscale-model wav2lip_gan: \"wav2lip_gan\" is a lipsync model, not upscale; installed:"),
+        stderr.contains("--upscale-model: \"wav2lip_gan\" is a lipsync model, not upscale; installed:"),
         "{stderr}"
     );
     let jobs = get_json(&reqwest::Client::new(), &d, "/api/v1/jobs").await;

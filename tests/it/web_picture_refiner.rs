@@ -8,7 +8,10 @@
 //! in their hints, as it does for a painted part; a switch the box refuses is said at "Switch
 //! at"; with one model installed
 //! it is not offered; on a 320 px phone at twice the text size the view still fits. Before,
-//! there was no refiner in the studio: a split could only be asked for by the API.
+//! there was no refiner in the studio: a split could only be asked for by the API. How the
+//! refiner goes on is chosen too ("Refiner goes on as": A1111's one run, the default, or
+//! ComfyUI's run of its own from the leftover noise), sent and kept as chosen; before, every
+//! split the studio sent was `continue: run`.
 
 use std::time::Duration;
 
@@ -38,6 +41,10 @@ const SWITCH_AT: &str =
 /// The second pass's choice: whether it can be used, and its hint.
 const PASS: &str = "return [!document.getElementById('pic-pass').disabled, \
      document.getElementById('pic-pass-hint').textContent]";
+
+/// Whether "Refiner goes on as" is shown, and its value.
+const CONTINUE: &str =
+    "const s = document.getElementById('pic-refiner-continue'); return [!s.closest('.field').hidden, s.value]";
 
 /// The refiner's hint.
 const HINT: &str = "return document.getElementById('pic-refiner-hint').textContent";
@@ -168,4 +175,41 @@ async fn a_refiner_is_picked_by_keyboard_sent_as_a_split_and_said() {
     assert_eq!(heard(p, "Refiner").await, Vec::<(String, String)>::new(), "nor heard by a screen reader");
     assert_eq!(js(p, PASS).await[0], json!(true), "the second pass as before");
     large.client.clone().close().await.expect("close the browser");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn how_the_refiner_goes_on_is_chosen_sent_and_kept() {
+    let TwoModels { dir: _dir, d, http, b, .. } = two_models().await;
+    let c = &b.client;
+
+    go(c, &d, "#/picture", "#pic-prompt").await;
+    find(c, "#pic-model").await.select_by_value(TINY_SD).await.expect("pick tiny-sd");
+    assert_eq!(js(c, CONTINUE).await[0], json!(false), "not asked without a refiner");
+    find(c, "#pic-refiner").await.select_by_value(TINY_SD_2).await.expect("tiny-sd-2");
+    assert_eq!(js(c, CONTINUE).await, json!([true, "run"]), "A1111's one run unless chosen otherwise");
+    assert_eq!(
+        heard(c, "Refiner goes on as").await,
+        vec![("combobox".to_string(), "Refiner goes on as".to_string())],
+        "labelled"
+    );
+
+    find(c, "#pic-refiner-continue").await.select_by_value("leftover").await.expect("ComfyUI's");
+    find(c, "#pic-prompt").await.send_keys("a red circle").await.expect("type");
+    find(c, "#pic-seed").await.send_keys("7").await.expect("seed");
+    js(c, "document.querySelector('details.more').open = true").await;
+    find(c, "#pic-steps").await.send_keys("10").await.expect("steps");
+    let job = make(c, &http, &d).await;
+    let refine = &job["params"]["refine"];
+    assert_eq!(refine["model"], json!(TINY_SD_2), "{job}");
+    // A run of its own from the leftover noise is the split's default, which a job leaves unsaid.
+    assert!(refine["switch"].is_object(), "a split: {job}");
+    assert!(refine["switch"].get("continue").is_none_or(|c| c == "leftover"), "{job}");
+
+    // Kept on "Make another" and between visits.
+    find(c, "#pic-again").await.click().await.expect("make another");
+    assert_eq!(js(c, CONTINUE).await, json!([true, "leftover"]), "kept on Make another");
+    go(c, &d, "#/box", "table tbody tr").await;
+    go(c, &d, "#/picture", "#pic-prompt").await;
+    assert_eq!(js(c, CONTINUE).await, json!([true, "leftover"]), "kept between visits");
+    b.client.clone().close().await.expect("close the browser");
 }

@@ -30,6 +30,8 @@ pub struct LocalImageArgs {
     pub schedule: Option<String>,
     /// Where the starting noise comes from (the `image` kind's `noise`).
     pub noise: Option<String>,
+    /// Whose arithmetic the sampler follows (the `image` kind's `sample_as`).
+    pub sample_as: Option<String>,
     pub preset: Option<String>,
     pub n: Option<u32>,
     /// img2img starting picture (a file, not an artifact).
@@ -52,7 +54,7 @@ impl LocalImageArgs {
             guidance: self.guidance.map(f64::from),
             scheduler: self.scheduler.clone(),
             schedule: self.schedule.clone(),
-            sample_as: None,
+            sample_as: self.sample_as.clone(),
             seed: self.seed.map(|s| wire_int("seed", s)).transpose()?,
             n: self.n.map(i64::from),
             init_image: init.then(|| Ulid::nil().to_string()),

@@ -324,7 +324,7 @@ impl RefineRequest {
             None => Some(pass_size(from, resize.as_ref(), (first.width, first.height), info, config)?),
         };
         // A split's second pass goes on over the first's schedule unless it names its own length.
-        let first_span = switch.map(|_| split::first_span(first, first_info)).transpose()?;
+        let first_span = switch.map(|s| split::first_span(s, first, first_info)).transpose()?;
         let steps = match self.steps {
             None => first_span.map_or(first.steps, |s| u32::try_from(s.schedule).unwrap_or(first.steps)),
             Some(s) => u32_in(&sub("steps"), s, 1..=i64::from(config.limits.max_steps))?,

@@ -16,7 +16,7 @@ use super::refine::{Refine, RefineRequest};
 use crate::kinds::ParamError;
 use crate::pipelines::diffusion::ModelInfo;
 use crate::pipelines::diffusion::output::{ImageParameters, Refiner};
-use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, Span, StepsMode};
+use crate::pipelines::diffusion::samplers::{self, SchedulerChoice, SchedulerKind, Span, StepsMode};
 
 /// Where a split's first pass hands on, as a job stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -94,13 +94,25 @@ pub(super) fn asked(req: &RefineRequest) -> Result<Option<Asked>, ParamError> {
     Ok(Some(asked))
 }
 
-/// The schedule `first`'s pass (of model `info`) runs over, as its sampler builds it.
-pub(super) fn first_span(first: &ImageParams, info: &ModelInfo) -> Result<Span, ParamError> {
+/// The schedule `first`'s pass (of model `info`) runs over, as its sampler builds it; one a
+/// split `asked` cannot go on over refused naming the switch.
+pub(super) fn first_span(asked: Asked, first: &ImageParams, info: &ModelInfo) -> Result<Span, ParamError> {
     let choice = first_choice(first)?;
     let strength = if first.init_image.is_some() { first.strength.unwrap_or(1.0) } else { 1.0 };
+    // LCM's img2img samples a schedule of its own, shortened by the strength (the schedule
+    // mode's, diffusers' LCM img2img), while the second pass goes on over a whole one: its
+    // steps would be another LCM schedule's than the first's.
+    if choice.kind == SchedulerKind::Lcm && strength < 1.0 && first.steps_mode == StepsMode::Schedule {
+        return Err(ParamError::new(
+            asked.field(),
+            "an LCM first pass from init_image samples LCM's img2img schedule, shortened by its strength, which a \
+             split's second pass cannot go on over: split an LCM run from noise (leave out init_image), or leave \
+             out the switch for a second pass over the first's result",
+        ));
+    }
     samplers::build_span(choice, &info.scheduler_config, first.steps as usize, strength, first.steps_mode)
         .map(|(_, span)| span)
-        .map_err(|e| ParamError::new("refine.switch_at_step", e.to_string()))
+        .map_err(|e| ParamError::new(asked.field(), e.to_string()))
 }
 
 fn first_choice(first: &ImageParams) -> Result<SchedulerChoice, ParamError> {
@@ -108,6 +120,14 @@ fn first_choice(first: &ImageParams) -> Result<SchedulerChoice, ParamError> {
 }
 
 impl Asked {
+    /// The request's field it was asked by.
+    fn field(self) -> &'static str {
+        match self {
+            Asked::Step(_) => "refine.switch_at_step",
+            Asked::Share(_) => "refine.switch_at",
+        }
+    }
+
     /// The step it switches at on `first`'s schedule `span` (its model's `info`), the second
     /// pass's schedule being `steps` long: after the first pass's first step and before the
     /// end of either schedule, so each model runs a step at least.
