@@ -283,6 +283,24 @@ impl ModelStore {
         }
     }
 
+    /// Records file `rel` of installed model `name`, which reelbox itself rewrote at `path`
+    /// (an import record given the hashes it lacked), in the model's installed manifest: its
+    /// size and sha256 as they are now, so the model still verifies as installed rather than
+    /// damaged. The caller holds the name's lock. Nothing to record (no installed manifest,
+    /// none listing the file, or the entry already the file's) writes nothing.
+    pub fn record_rewrite(&self, name: &str, rel: &str, path: &Path) -> Result<(), ModelError> {
+        let Some(mut manifest) = self.installed_manifest(name) else { return Ok(()) };
+        let Some(entry) = manifest.files.iter_mut().find(|f| f.path == rel) else { return Ok(()) };
+        let (sha256, size) = fetch::hash_file(path).map_err(io_err(path))?;
+        if (entry.size, entry.sha256.as_str()) == (size, sha256.as_str()) {
+            return Ok(());
+        }
+        (entry.size, entry.sha256) = (size, sha256);
+        write_atomic(&self.installed_manifest_path(name), manifest.to_toml().as_bytes())?;
+        Catalog::forget(&self.models_dir);
+        Ok(())
+    }
+
     /// The manifest to pull `name` with: shipped first (it may be newer), else installed.
     pub fn manifest(&self, name: &str) -> Result<Manifest, ModelError> {
         if let Some((m, _)) = self.available().remove(name) {

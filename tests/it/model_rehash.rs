@@ -6,7 +6,8 @@
 //! `reelbox models hash` say which file is missing and what to do; put back, `reelbox models
 //! hash` hashes it. A LoRA whose trainer wrote `sshs_model_hash` into its metadata is known
 //! by that, as A1111 knows it. Before, such models stayed unhashed for good, and a LoRA was
-//! always known by its addnet hash.
+//! always known by its addnet hash. The rewritten record is recorded in the model's installed
+//! manifest, so the model stays installed, not damaged (as it was listed after a rehash before).
 
 use crate::common;
 
@@ -50,6 +51,21 @@ fn strip_hashes(models: &Path, name: &str) {
         l.as_object_mut().expect("a LoRA").remove("a1111_hash");
     }
     std::fs::write(&path, serde_json::to_string_pretty(&record).expect("JSON")).expect("write record");
+    // As that import installed it: its manifest lists the record as it is.
+    let bytes = std::fs::read(&path).expect("read record");
+    manifest_entry(models, name, (bytes.len() as u64, hex::encode(Sha256::digest(&bytes))));
+}
+
+/// Sets model `name`'s installed manifest's entry for its `conversion.json` to `(size, sha256)`.
+fn manifest_entry(models: &Path, name: &str, (size, sha256): (u64, String)) {
+    let path = models.join(format!("{name}.toml"));
+    let mut manifest: toml::Value = toml::from_str(&std::fs::read_to_string(&path).expect("manifest")).expect("TOML");
+    let files = manifest.get_mut("files").and_then(toml::Value::as_array_mut).expect("files");
+    let entry = files.iter_mut().find(|f| f.get("path").and_then(toml::Value::as_str) == Some("conversion.json"));
+    let entry = entry.and_then(toml::Value::as_table_mut).expect("an entry for the record");
+    entry.insert("size".into(), toml::Value::Integer(size as i64));
+    entry.insert("sha256".into(), toml::Value::String(sha256));
+    std::fs::write(&path, toml::to_string(&manifest).expect("TOML")).expect("write manifest");
 }
 
 /// A daemon over `models` logging at info into `log`.
@@ -144,6 +160,10 @@ async fn models_imported_before_hashes_get_them_from_their_files_while_those_are
     assert_eq!(inked["loras"], want, "{inked}");
     let record = read_json(&models.join("sd1").join("conversion.json"));
     assert!(record["imported_ms"].is_u64() && record["model_hash"].is_string(), "{record}");
+    // The rewritten record is the model's, not a damage to it.
+    for row in [&row, &inked] {
+        assert_eq!(row["state"], "installed", "{row}");
+    }
 
     // The pictures' text names them.
     let body = json!({"prompt": "a red circle", "seed": 7, "steps": 2, "width": 64, "height": 64,
@@ -162,6 +182,9 @@ async fn models_imported_before_hashes_get_them_from_their_files_while_those_are
 
     // The checkpoint moved away: the model stays unhashed, and the log says which file and why.
     d.terminate();
+    // And a record rewritten before its manifest followed (stop 43's daemon left those
+    // damaged) is recorded in its manifest at the next start.
+    manifest_entry(&models, "inked", (1, "00".repeat(32)));
     strip_hashes(&models, "sd1");
     let moved = mine.join("moved").join("sd1.safetensors");
     std::fs::rename(&ckpt, &moved).expect("move checkpoint");
@@ -171,6 +194,7 @@ async fn models_imported_before_hashes_get_them_from_their_files_while_those_are
     assert!(said.contains(&ckpt.display().to_string()) && said.contains("not there any more"), "{said}");
     let sd1 = sd_model(&http, &d, "sd1").await;
     assert_eq!((&sd1["sha256"], &sd1["title"]), (&Value::Null, &json!("sd1")), "{sd1}");
+    assert_eq!(model_row(&http, &d, "inked").await["state"], "installed");
     let (ok, out) = models_cmd(h, &models, &["hash", "sd1"]);
     assert!(
         !ok && out.contains("sd1: not hashed: ") && out.contains("not there any more (moved or removed?)"),

@@ -197,9 +197,22 @@ fn write(store: &ModelStore, name: &str, dir: &Path, was: &str, record: &Value) 
     }
     let text = serde_json::to_string_pretty(record)
         .map_err(|e| RehashError::Record { path: path.clone(), reason: e.to_string() })?;
-    crate::durable::write(&path, text.as_bytes()).map_err(|source| RehashError::Write { path, source })?;
+    crate::durable::write(&path, text.as_bytes())
+        .map_err(|source| RehashError::Write { path: path.clone(), source })?;
+    store.record_rewrite(name, CONVERSION_FILE, &path)?;
     Catalog::forget(store.models_dir());
     Ok(())
+}
+
+/// Records in model `name`'s installed manifest the record an earlier rehash rewrote without
+/// (the record keeps `imported_ms` once rewritten), which left the model listed as damaged.
+fn mend_manifest(store: &ModelStore, name: &str, dir: &Path) -> Result<(), RehashError> {
+    let rewritten = read_record(dir).is_some_and(|(_, r)| r.get("imported_ms").is_some());
+    if !rewritten {
+        return Ok(());
+    }
+    let _lock = store.try_lock_name(name)?.ok_or_else(|| RehashError::Busy { model: name.to_string() })?;
+    Ok(store.record_rewrite(name, CONVERSION_FILE, &dir.join(CONVERSION_FILE))?)
 }
 
 /// The installed diffusion models of `store` that lack a hash their record's files give,
@@ -233,6 +246,14 @@ pub fn spawn(config: &Config) -> AtStart {
     let store = ModelStore::new(config);
     let flag = stop.clone();
     let thread = std::thread::Builder::new().name("rehash".into()).spawn(move || {
+        let catalog = Catalog::of(&store);
+        for m in catalog.installed(ModelKind::Diffusion) {
+            if let (name, Some(dir)) = (m.name(), m.dir())
+                && let Err(e) = mend_manifest(&store, name, dir)
+            {
+                tracing::warn!(model = %name, "cannot record its rehashed import record in its manifest: {e}");
+            }
+        }
         for (name, dir) in lacking(&store) {
             if flag.load(Ordering::Relaxed) {
                 return;
