@@ -66,10 +66,11 @@ pub struct ImageArgs {
     /// ComfyUI draws it): with either torch source, a seed gives the noise it gives there.
     #[arg(long, value_parser = NoiseKind::NAMES)]
     pub noise: Option<String>,
-    /// Whose arithmetic the sampler follows over a --schedule: comfyui (the default:
+    /// Whose arithmetic the sampler follows over a --schedule, and whose reading of the
+    /// prompt's emphasis (`(red:1.3)`) and chunks past 75 tokens: comfyui (the default:
     /// ComfyUI's KSampler, the whole timestep nearest each σ, √(1 + σ₀²)·noise at the start)
-    /// or a1111 (A1111's k-diffusion samplers: fractional timesteps, σ₀·noise), so a seed
-    /// typed in there samples as it does there.
+    /// or a1111 (A1111's k-diffusion samplers: fractional timesteps, σ₀·noise; its `[ ]` and
+    /// BREAK), so a seed and prompt typed in there draw as they do there.
     #[arg(long, value_parser = SampleAs::NAMES)]
     pub sample_as: Option<String>,
     /// Preset from presets.toml (size, steps, guidance, scheduler).
