@@ -99,29 +99,19 @@ fn a1111(prompt: &str) -> Vec<Part> {
         let (lex, len) = lexeme(rest);
         let text = &rest[..len];
         rest = &rest[len..];
-        let number = match lex {
-            Lexeme::Weight(n) => n.parse::<f64>().ok(),
+        // A closing lexeme closes the innermost bracket of its kind, when one is open (and a
+        // weight's number reads as one): by its weight. Else it is text, as every other is.
+        let closing = match lex {
+            Lexeme::Weight(n) => n.parse::<f64>().ok().map(|w| (&mut round, w)),
+            Lexeme::Close => Some((&mut round, ROUND)),
+            Lexeme::CloseSquare => Some((&mut square, 1.0 / ROUND)),
             _ => None,
         };
-        match lex {
-            Lexeme::Escaped(c) => res.push((c.to_string(), 1.0)),
-            Lexeme::Open => round.push(res.len()),
-            Lexeme::OpenSquare => square.push(res.len()),
-            Lexeme::Weight(_) if number.is_some() && !round.is_empty() => {
-                if let (Some(from), Some(w)) = (round.pop(), number) {
-                    multiply(&mut res, from, w);
-                }
-            }
-            Lexeme::Close if !round.is_empty() => {
-                if let Some(from) = round.pop() {
-                    multiply(&mut res, from, ROUND);
-                }
-            }
-            Lexeme::CloseSquare if !square.is_empty() => {
-                if let Some(from) = square.pop() {
-                    multiply(&mut res, from, 1.0 / ROUND);
-                }
-            }
+        match (lex, closing.and_then(|(open, by)| open.pop().map(|from| (from, by)))) {
+            (_, Some((from, by))) => multiply(&mut res, from, by),
+            (Lexeme::Escaped(c), None) => res.push((c.to_string(), 1.0)),
+            (Lexeme::Open, None) => round.push(res.len()),
+            (Lexeme::OpenSquare, None) => square.push(res.len()),
             _ => push_breaks(&mut res, text),
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::DiffusionError;
 use super::chunks::{self, Chunk};
-use super::emphasis;
+use super::emphasis::{self, Part};
 use super::model::{Family, SdModel, TextEncoder};
 use super::onnx::int_input;
 use super::pipeline::GenerateRequest;
@@ -98,20 +98,17 @@ fn encode_chunked(
     if from_empty {
         ids.push(Chunk::empty(tok).ids);
     }
-    let Encoded { hidden, pooled, seq, dim } = run_text_encoder(encoder, &ids, onnx)?;
-    let empty = if from_empty { hidden.last().map(Vec::as_slice) } else { None };
-    let mut states = hidden.iter().zip(texts.iter().flatten()).enumerate();
+    let Encoded { mut hidden, pooled, seq, dim } = run_text_encoder(encoder, &ids, onnx)?;
+    let empty = if from_empty { hidden.pop() } else { None };
+    let mut states = hidden.into_iter().zip(texts.iter().flatten()).enumerate();
     let mut joined = Vec::with_capacity(texts.len());
     for text in texts {
         let mut out = Joined { hidden: Vec::with_capacity(text.len() * seq * dim), tokens: 0, pooled: None };
-        for (k, (state, chunk)) in states.by_ref().take(text.len()) {
-            let mut z = state.clone();
-            weigh(&mut z, &chunk.weights, dim, empty);
-            out.hidden.extend_from_slice(&z);
+        for (k, (mut z, chunk)) in states.by_ref().take(text.len()) {
+            weigh(&mut z, &chunk.weights, dim, empty.as_deref());
+            out.hidden.append(&mut z);
             out.tokens += seq;
-            if out.pooled.is_none() {
-                out.pooled = pooled.get(k).cloned();
-            }
+            out.pooled = out.pooled.or_else(|| pooled.get(k).cloned());
         }
         joined.push(out);
     }
@@ -127,10 +124,10 @@ fn weigh(z: &mut [f32], weights: &[f32], dim: usize, empty: Option<&[f32]>) {
     if weights.iter().all(|&w| w == 1.0) || dim == 0 {
         return;
     }
-    let tokens = z.chunks_exact_mut(dim).zip(weights);
     match empty {
         Some(e) => {
-            for ((state, &w), e) in tokens.zip(e.chunks_exact(dim)).filter(|((_, w), _)| **w != 1.0) {
+            let tokens = z.chunks_exact_mut(dim).zip(weights).zip(e.chunks_exact(dim));
+            for ((state, &w), e) in tokens.filter(|((_, w), _)| **w != 1.0) {
                 state.iter_mut().zip(e).for_each(|(v, e)| *v = (*v - e) * w + e);
             }
         }
@@ -150,16 +147,16 @@ fn weigh(z: &mut [f32], weights: &[f32], dim: usize, empty: Option<&[f32]>) {
     }
 }
 
-/// `text` as `tok`'s chunks by `rule`'s reading; past the first only where the UNet takes a
+/// A text's `parts` as `tok`'s chunks by `rule`; past the first only where the UNet takes a
 /// longer sequence (`one_chunk` false), else cut there with a warning, as before chunks.
 fn chunked(
     tok: &ClipTokenizer,
-    text: &str,
+    parts: &[Part],
     rule: SampleAs,
     (what, one_chunk): (&str, bool),
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Chunk>, DiffusionError> {
-    let mut chunks = chunks::chunks(tok, &emphasis::parse(text, rule), rule)?;
+    let mut chunks = chunks::chunks(tok, parts, rule)?;
     if one_chunk && chunks.len() > 1 {
         let w = format!(
             "{what} is longer than {} tokens, and this model's UNet takes that many only: the rest was dropped",
@@ -170,13 +167,6 @@ fn chunked(
         chunks.truncate(1);
     }
     Ok(chunks)
-}
-
-/// Each text's states `[tokens · D]` repeated to `len` tokens, a multiple of its own, so a
-/// batch of texts of different lengths goes through the UNet as one: repeating the keys and
-/// values of its cross-attention changes nothing it computes (ComfyUI pads so).
-fn repeated(hidden: &[f32], tokens: usize, len: usize) -> Vec<f32> {
-    hidden.repeat(len / tokens.max(1))
 }
 
 fn lcm(a: usize, b: usize) -> usize {
@@ -206,9 +196,11 @@ pub(super) fn encode_prompts(
     if cfg && !zero_negative {
         texts.insert(0, (negative.unwrap_or(""), "negative prompt"));
     }
-    let chunks1: Vec<Vec<Chunk>> = texts
+    // Read once; each encoder's tokenizer makes its own chunks of them.
+    let parts: Vec<(Vec<Part>, &str)> = texts.iter().map(|(t, w)| (emphasis::parse(t, rule), *w)).collect();
+    let chunks1: Vec<Vec<Chunk>> = parts
         .iter()
-        .map(|(t, w)| chunked(&model.tokenizer, t, rule, (w, one_chunk), warnings))
+        .map(|(p, w)| chunked(&model.tokenizer, p, rule, (w, one_chunk), warnings))
         .collect::<Result<_, _>>()?;
     let (mut joined, d1) = encode_chunked(&model.text_encoder, &model.tokenizer, &chunks1, rule, onnx)?;
     let mut dim = d1;
@@ -216,7 +208,7 @@ pub(super) fn encode_prompts(
     if let (Some(tok2), Some(enc2)) = (&model.tokenizer_2, &model.text_encoder_2) {
         let mut quiet = Vec::new();
         let chunks2: Vec<Vec<Chunk>> =
-            texts.iter().map(|(t, w)| chunked(tok2, t, rule, (w, one_chunk), &mut quiet)).collect::<Result<_, _>>()?;
+            parts.iter().map(|(p, w)| chunked(tok2, p, rule, (w, one_chunk), &mut quiet)).collect::<Result<_, _>>()?;
         let (second, d2) = encode_chunked(enc2, tok2, &chunks2, rule, onnx)?;
         // Both encoders' states joined token by token along the feature axis, as far as both
         // go (ComfyUI cuts to the shorter; the same vocabulary makes the same chunks).
@@ -240,13 +232,15 @@ pub(super) fn encode_prompts(
             pooled.insert(0, vec![0.0; len]);
         }
     }
+    // Texts of other lengths go through the UNet as one batch, each repeated to the least
+    // common multiple of their lengths: repeating the keys and values of its cross-attention
+    // changes nothing it computes (ComfyUI pads so).
     let seq = joined.iter().fold(0, |l, j| lcm(l, j.tokens));
     // Batch order as diffusers: [uncond × n, cond × n].
     let mut hidden = Vec::with_capacity(joined.len() * n * seq * dim);
     for j in &joined {
-        let h = repeated(&j.hidden, j.tokens, seq);
-        for _ in 0..n {
-            hidden.extend_from_slice(&h);
+        for _ in 0..n * (seq / j.tokens.max(1)) {
+            hidden.extend_from_slice(&j.hidden);
         }
     }
     let text_embeds = (!pooled.is_empty()).then(|| {
