@@ -52,7 +52,7 @@ pub async fn txt2img(
 ) -> Result<Response, A1111Error> {
     let req: Txt2Img = parse_body(body)?;
     let mut params = generation(&state, &req.generation)?;
-    let refined = refiner(&state.config, &req.generation, &mut params)?;
+    let refined = refiner(&state, &caller, &req.generation, &mut params)?;
     params.refine = hires(&state.config, &req)?;
     if refined.is_some() && params.refine.is_some() {
         return Err(A1111Error::field(
@@ -80,7 +80,7 @@ pub async fn img2img(
 ) -> Result<Response, A1111Error> {
     let req: Img2Img = parse_body(body)?;
     let mut params = generation(&state, &req.generation)?;
-    params.refine = refiner(&state.config, &req.generation, &mut params)?;
+    params.refine = refiner(&state, &caller, &req.generation, &mut params)?;
     if let Some(mode) = req.resize_mode.filter(|m| *m != 0) {
         return Err(A1111Error::field("resize_mode", format!("reelbox runs 0 (just resize) only, got {mode}")));
     }
@@ -136,14 +136,7 @@ async fn respond(
     send_images: bool,
 ) -> Result<Response, A1111Error> {
     // A request naming no model draws with the one the caller picked through `options`.
-    let mut params =
-        image::ImageRequest { model: params.model.or_else(|| super::info::picked(state, caller)), ..params };
-    // A refiner that is the model drawing (the caller's default too) swaps nothing: A1111
-    // runs none, and writes none into the pictures' text.
-    let drawing = params.model.clone().or_else(|| super::info::current(state, caller));
-    if params.refine.as_ref().is_some_and(|r| r.switch_at.is_some() && r.model == drawing) {
-        params.refine = None;
-    }
+    let params = image::ImageRequest { model: params.model.or_else(|| super::info::picked(state, caller)), ..params };
     let refined = params.refine.as_ref().is_some_and(|r| r.switch_at.is_some());
     let to_request = if refined { refiner_field } else { request_field };
     let params =

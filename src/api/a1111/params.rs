@@ -3,6 +3,7 @@
 //! job's back onto the request's own field names ([`request_field`]).
 
 use crate::api::AppState;
+use crate::api::auth::Caller;
 use crate::config::Config;
 use crate::kinds::box_models;
 use crate::kinds::image::{self, MAX_IMAGES, NO_SCHEDULE, RefineRequest};
@@ -165,9 +166,11 @@ pub fn generation(state: &AppState, g: &Generation) -> Result<image::ImageReques
 /// rule, `samplers::a1111_switch_step`) going on with the first pass's sampler run
 /// (`refine.continue: run`), as A1111 swaps the model inside its one run. Where A1111 swaps before the first step (no
 /// `refiner_switch_at`, or 0) the refiner is the job's `model`; none where it never swaps (1,
-/// or a refiner that is the model itself), nor for `None` or empty.
+/// or a refiner that is the model drawing: `params`' own, else `caller`'s default, as A1111
+/// runs none and writes none into the pictures' text), nor for `None` or empty.
 pub fn refiner(
-    config: &Config,
+    state: &AppState,
+    caller: &Caller,
     g: &Generation,
     params: &mut image::ImageRequest,
 ) -> Result<Option<RefineRequest>, A1111Error> {
@@ -175,8 +178,9 @@ pub fn refiner(
     let Some(name) = asked.filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case("none")) else {
         return Ok(None);
     };
-    let model = model_named(config, name, "refiner_checkpoint")?;
-    if params.model.as_deref() == Some(model.as_str()) {
+    let model = model_named(&state.config, name, "refiner_checkpoint")?;
+    let drawing = params.model.clone().or_else(|| super::info::current(state, caller));
+    if drawing.as_deref() == Some(model.as_str()) {
         return Ok(None);
     }
     match g.refiner_switch_at {

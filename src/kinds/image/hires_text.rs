@@ -13,7 +13,7 @@ use crate::pipelines::diffusion::samplers::SchedulerChoice;
 const MAX_DECIMALS: i32 = 6;
 
 /// A scheduler's A1111 sampler label (its own name where reelbox reads none from it).
-pub(super) fn sampler_label(name: &str) -> &str {
+fn sampler_label(name: &str) -> &str {
     SchedulerChoice::parse(name).map_or(name, |c| c.label())
 }
 
@@ -67,7 +67,7 @@ impl Refine {
         let sampler = sampler_label(&first.scheduler);
         let pass_sampler = sampler_label(&self.scheduler);
         let schedule = first.schedule.map(|s| s.label());
-        let pass_schedule = self.schedule.unwrap_or(first.schedule).map(|s| s.label());
+        let pass_schedule = self.schedule_of(first).map(|s| s.label());
         let negative = self.negative_prompt.as_deref();
         let hires = Hires {
             checkpoint: self.model.as_deref(),

@@ -393,6 +393,11 @@ impl Refine {
         self.model.as_deref().unwrap_or(&first.model)
     }
 
+    /// The schedule it samples over: its own (none included), else the `first` pass's.
+    pub fn schedule_of(&self, first: &ImageParams) -> Option<Schedule> {
+        self.schedule.unwrap_or(first.schedule)
+    }
+
     /// UNet steps it runs per picture after `first`'s pass: a share of `steps` or all of
     /// them, as `steps_mode` (and the run's `sample_as`) counts; a split's, those from its
     /// switch on.
@@ -400,7 +405,7 @@ impl Refine {
         if let Some(switch) = self.switch {
             return self.steps.saturating_sub(switch.step);
         }
-        let rule = samplers::count_rule(self.schedule.unwrap_or(first.schedule), first.sample_as);
+        let rule = samplers::count_rule(self.schedule_of(first), first.sample_as);
         let run = samplers::steps_run(self.steps as usize, self.strength, self.steps_mode, rule);
         u32::try_from(run).unwrap_or(self.steps)
     }
@@ -435,7 +440,7 @@ impl Refine {
             steps,
             guidance: self.guidance,
             scheduler: self.scheduler.clone(),
-            schedule: self.schedule.unwrap_or(first.schedule),
+            schedule: self.schedule_of(first),
             sample_as: first.sample_as,
             seed: self.seed.wrapping_add(i as u64),
             n: 1,
