@@ -18,11 +18,14 @@ TOTAL = 6
 
 class _TextEncoder:
     @staticmethod
-    def wrap(torch, te, hidden_states=False):
-        """SD: last_hidden_state, pooler_output. SDXL (`hidden_states`): every layer's output
-        as hidden_states.N too (reelbox conditions on the penultimate), and the projected
-        text_embeds first for the second encoder, as optimum exports them."""
+    def wrap(torch, te, xl=False):
+        """last_hidden_state and pooler_output (the second SDXL encoder: the projected
+        text_embeds first, as optimum exports it), then every layer's output, for clip skip:
+        SDXL's as they are, hidden_states.N (reelbox conditions on the penultimate, and skips
+        from there), SD 1.x/2.x's through the final layer norm, normed_hidden_states.N (what
+        A1111, ComfyUI and diffusers condition on when they skip layers of those)."""
         projected = hasattr(te, "text_projection")
+        norm = _final_layer_norm(te)
 
         class W(torch.nn.Module):
             def __init__(self):
@@ -30,11 +33,18 @@ class _TextEncoder:
                 self.te = te
 
             def forward(self, input_ids):
-                out = self.te(input_ids=input_ids, output_hidden_states=hidden_states, return_dict=True)
+                out = self.te(input_ids=input_ids, output_hidden_states=True, return_dict=True)
                 res = (out.text_embeds, out.last_hidden_state) if projected else (out.last_hidden_state, out.pooler_output)
-                return res + tuple(out.hidden_states) if hidden_states else res
+                layers = tuple(out.hidden_states) if xl else tuple(norm(h) for h in out.hidden_states)
+                return res + layers
 
         return W()
+
+
+def _final_layer_norm(te):
+    """A CLIP text encoder's final layer norm (transformers 5 keeps it on CLIPTextModel
+    itself, earlier versions and CLIPTextModelWithProjection on its text_model)."""
+    return getattr(te, "text_model", te).final_layer_norm
 
 
 def _unet_wrap(torch, unet, xl=False):
@@ -232,8 +242,27 @@ def _references(torch, diffusers, pipe, check_dir):
     image = torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()
     check["latents"] = save_tensor(check_dir, "latents", latents)
     check["image_expected"] = save_tensor(check_dir, "image_expected", image)
+    check["clip_skip_expected"] = save_tensor(check_dir, "clip_skip_expected", _skipped_prompt(torch, pipe))
     progress(3, TOTAL, f"computed the PyTorch reference image ({CHECK['steps']} steps, seed {CHECK['seed']})")
     return check
+
+
+def _skipped_prompt(torch, pipe):
+    """The check prompt's conditioning one text encoder layer short of the model's own, as
+    A1111 reads "Clip skip: 2" on SD 1.x (the penultimate layer's output through the final
+    layer norm) and diffusers' clip_skip=1 on SDXL (each encoder's third layer from its end,
+    as it is, joined): the self-check runs reelbox's clip skip against it. (diffusers 0.42's
+    own SD path reaches for text_model, which transformers 5's CLIPTextModel no longer has.)"""
+    xl = _is_xl(pipe)
+    pairs = [(pipe.tokenizer, pipe.text_encoder)] + ([(pipe.tokenizer_2, pipe.text_encoder_2)] if xl else [])
+    states = []
+    with torch.no_grad():
+        for tok, te in pairs:
+            ids = tok(CHECK["prompt"], padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids
+            hidden = te(ids, output_hidden_states=True).hidden_states
+            states.append(hidden[-3] if xl else _final_layer_norm(te)(hidden[-2]))
+    return torch.cat(states, dim=-1)
 
 
 def convert_pipeline(path, pipe, out_dir, check_dir, details=None, loras=()):
@@ -264,8 +293,8 @@ def convert_pipeline(path, pipe, out_dir, check_dir, details=None, loras=()):
     ids = torch.zeros((1, max_len), dtype=torch.int64)
     for sub, te in zip(("text_encoder", "text_encoder_2"), encoders):
         first = ["text_embeds", "last_hidden_state"] if sub == "text_encoder_2" else ["last_hidden_state", "pooler_output"]
-        names = first + ([f"hidden_states.{i}" for i in range(te.config.num_hidden_layers + 1)] if xl else [])
-        _export(torch, _TextEncoder.wrap(torch, te, hidden_states=xl), (ids,), os.path.join(out_dir, sub, "model.onnx"),
+        names = first + [f"{'hidden_states' if xl else 'normed_hidden_states'}.{i}" for i in range(te.config.num_hidden_layers + 1)]
+        _export(torch, _TextEncoder.wrap(torch, te, xl=xl), (ids,), os.path.join(out_dir, sub, "model.onnx"),
                 ["input_ids"], names, {n: {0: "batch_size"} for n in ["input_ids"] + names})
     progress(4, TOTAL, "exported the text encoder" + ("s" if xl else ""))
     ch = pipe.unet.config.in_channels
@@ -293,7 +322,9 @@ def convert_pipeline(path, pipe, out_dir, check_dir, details=None, loras=()):
     base = os.path.basename(os.path.normpath(path))
     if os.path.isfile(path):
         base = os.path.splitext(base)[0]
-    d = {"family": "sdxl" if xl else "sd", "prediction_type": pred, "check": CHECK, "base": base, "loras": fused}
+    # every_text_layer: its text encoders export each layer's output (clip skip reads them).
+    d = {"family": "sdxl" if xl else "sd", "prediction_type": pred, "check": CHECK, "base": base, "loras": fused,
+         "every_text_layer": True}
     d.update(details or {})
     summary = ("Stable Diffusion XL" if xl else "Stable Diffusion") + (" (v-prediction)" if pred == "v_prediction" else "")
     if fused:

@@ -1,5 +1,6 @@
-// Picture's "More settings", closed until asked for: steps, guidance (CFG), sampler and
-// schedule, which people coming from AUTOMATIC1111 and ComfyUI set on every picture. Each
+// Picture's "More settings", closed until asked for: steps, guidance (CFG), sampler,
+// schedule and clip skip, which people coming from AUTOMATIC1111 and ComfyUI set on every
+// picture (a model's page on Civitai says "Clip skip: 2"). Each
 // left empty is the picked model's own, which its placeholder or first choice says and which
 // follows the model (in its hint too, which wraps: on a phone at large text a placeholder is
 // cut before its number, and not every screen reader reads one); only what is set is sent. The samplers and schedules are the box's own
@@ -21,6 +22,7 @@ export function moreSettings(models, model, { samplers, schedules }) {
   const guidance = h("input", { type: "number", min: 0, max: 30, step: 0.5, inputmode: "decimal" });
   const sampler = select([["", OWN], ...samplers.map((s) => [s.name, s.label])], "");
   const schedule = select([["", OWN], ...schedules.map((s) => [s.name, s.label])], "");
+  const clipSkip = select([["", OWN], ["1", "1 (the last layer)"], ["2", "2"], ["3", "3"], ["4", "4"]], "");
   const stepsField = field("pic-steps", "Steps", steps, " ");
   const guidanceField = field("pic-guidance", "Guidance (CFG)", guidance, " ");
   const samplerField = field("pic-sampler", "Sampler", sampler, " ");
@@ -44,8 +46,11 @@ export function moreSettings(models, model, { samplers, schedules }) {
   const el = h("details", { class: "more" },
     h("summary", {}, "More settings"),
     h("div", { class: "grid" }, stepsField, guidanceField, samplerField,
-      field("pic-schedule", "Schedule", schedule, "How the sampler spreads its steps (A1111's schedule type).")));
-  const controls = { steps, guidance, sampler, schedule };
+      field("pic-schedule", "Schedule", schedule, "How the sampler spreads its steps (A1111's schedule type)."),
+      field("pic-clip-skip", "Clip skip", clipSkip,
+        "The text encoder layer, from its end, the prompt is read at: 2 for many anime models. " +
+        "A model pulled from the hub reads at its own only; one imported from its checkpoint at any.")));
+  const controls = { steps, guidance, sampler, schedule, clipSkip };
   return {
     el,
     controls,
@@ -62,7 +67,9 @@ export function moreSettings(models, model, { samplers, schedules }) {
       if (guidance.value !== "") body.guidance = Number(guidance.value);
       if (sampler.value) body.scheduler = sampler.value;
       if (schedule.value) body.schedule = schedule.value;
+      if (clipSkip.value) body.clip_skip = Number(clipSkip.value);
     },
-    fields: { steps: "pic-steps", guidance: "pic-guidance", scheduler: "pic-sampler", schedule: "pic-schedule" },
+    fields: { steps: "pic-steps", guidance: "pic-guidance", scheduler: "pic-sampler", schedule: "pic-schedule",
+      clip_skip: "pic-clip-skip" },
   };
 }

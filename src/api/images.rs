@@ -88,6 +88,14 @@ pub struct ImageRequest {
     /// changes nothing.
     #[schema(pattern = "^(comfyui|a1111)$")]
     pub sample_as: Option<String>,
+    /// Read the prompts at the text encoder's Nth layer from its end: 1 its last (A1111's
+    /// "Clip skip", ComfyUI's CLIPSetLastLayer at minus it; 2 is what many anime SD 1.5 models
+    /// are made for); default: the model's own (1 for SD 1.x/2.x, 2 for SDXL). A model from
+    /// the hub gives its own layer only: another is a failed job saying to import the model's
+    /// checkpoint or diffusers folder (`reelbox models import`), whose export has every layer;
+    /// past the encoder's layers likewise.
+    #[schema(minimum = 1, maximum = 24)]
+    pub clip_skip: Option<u32>,
     /// Where the starting noise comes from: `reelbox` (default: its own generator),
     /// `torch_cpu` (torch's CPU generator, a seed per picture: A1111's "CPU" source) or
     /// `comfyui` (torch's CPU generator, the batch drawn at once from `seed`: ComfyUI's

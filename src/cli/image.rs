@@ -73,6 +73,12 @@ pub struct ImageArgs {
     /// BREAK), so a seed and prompt typed in there draw as they do there.
     #[arg(long, value_parser = SampleAs::NAMES)]
     pub sample_as: Option<String>,
+    /// Read the prompts at the text encoder's Nth layer from its end (A1111's "Clip skip",
+    /// ComfyUI's CLIPSetLastLayer at -N): 1 is the last, 2 the one before, which many anime
+    /// SD 1.5 models are made for; default: the model's own (SDXL's is 2). A model imported
+    /// with `reelbox models import` has every layer; one pulled from the hub only its own.
+    #[arg(long, value_name = "N")]
+    pub clip_skip: Option<u32>,
     /// Preset from presets.toml (size, steps, guidance, scheduler).
     #[arg(long)]
     pub preset: Option<String>,
@@ -133,6 +139,7 @@ async fn draw(g: &Global, args: ImageArgs) -> anyhow::Result<ExitCode> {
         schedule: args.schedule,
         noise: args.noise,
         sample_as: args.sample_as,
+        clip_skip: args.clip_skip,
         preset: args.preset,
         n: args.n,
         init: args.init,

@@ -1,6 +1,6 @@
-//! The flags a user typed, and a daemon's refusal said in them: the daemon names the native
-//! field it refused (`refine.steps: must be …`), which a user of `reelbox image` never typed;
-//! where a command has a long flag of that name (`.` and `_` read as `-`: `--refine-steps`)
+//! The flags a user typed, and a refusal said in them: the daemon (and, with `--local`, the
+//! same validation in this process) names the native field it refused (`refine.steps: must
+//! be …`), which a user of `reelbox image` never typed; where a command has a long flag of that name (`.` and `_` read as `-`: `--refine-steps`)
 //! and it was typed, the refusal names the flag instead. Read from the command's own clap
 //! definition, so a flag added later is covered without a list here.
 
@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Command};
 use reelbox::client::ClientError;
+use reelbox::kinds::image::LocalImageError;
+use reelbox::pipelines::diffusion::DiffusionError;
 
 /// The ids of the arguments typed on the command line of the subcommand that runs.
 #[derive(Debug, Clone, Default)]
@@ -37,10 +39,27 @@ impl TypedFlags {
     /// rest`); otherwise `e` as it is. Still a [`ClientError::Status`], so callers tell it apart
     /// as before.
     pub fn worded<A: Args>(&self, e: anyhow::Error) -> anyhow::Error {
-        let Some(ClientError::Status { status, message }) = e.downcast_ref::<ClientError>() else { return e };
-        let Some((field, rest)) = message.split_once(": ") else { return e };
-        let Some(flag) = self.flag_of::<A>(field) else { return e };
-        anyhow::Error::new(ClientError::Status { status: *status, message: format!("--{flag}: {rest}") })
+        if let Some(ClientError::Status { status, message }) = e.downcast_ref::<ClientError>() {
+            return match self.in_flags::<A>(message) {
+                Some(message) => anyhow::Error::new(ClientError::Status { status: *status, message }),
+                None => e,
+            };
+        }
+        // The same refusal made in this process (`--local`), by the same validation or model.
+        let refused = matches!(
+            e.downcast_ref::<LocalImageError>(),
+            Some(LocalImageError::Param(_) | LocalImageError::Diffusion(DiffusionError::Request { .. }))
+        );
+        match self.in_flags::<A>(&e.to_string()).filter(|_| refused) {
+            Some(message) => anyhow::anyhow!(message),
+            None => e,
+        }
+    }
+
+    /// A refusal `FIELD: rest` said with the flag `FIELD` is, when it was typed.
+    fn in_flags<A: Args>(&self, message: &str) -> Option<String> {
+        let (field, rest) = message.split_once(": ")?;
+        self.flag_of::<A>(field).map(|flag| format!("--{flag}: {rest}"))
     }
 
     /// The long flag of `A` named as `field` is, when it was typed.

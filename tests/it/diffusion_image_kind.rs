@@ -317,6 +317,7 @@ fn pipeline_stops_between_steps_when_canceled() {
         init: None,
         max_side: 2048,
         stop_at: None,
+        clip_skip: None,
     };
     let cancel = CancellationToken::new();
     let steps = Mutex::new(Vec::new());

@@ -89,6 +89,7 @@ fn run_case(engine: &Engine, case: &Case) -> Result<(f32, f32), String> {
         init,
         max_side: 2048,
         stop_at: None,
+        clip_skip: None,
     };
     let mut noise = ReplayNoise::new(case.noise.iter().map(|p| npy(p)).collect());
     let latents = case.latents.as_deref().map(npy);
@@ -139,7 +140,7 @@ fn text_encoder_outputs_match_diffusers() {
         let model = SdModel::load(&source_tree().join(&case.model), engine, DeviceId::Cpu).expect("model loads");
         let emb = case.text_embeddings.as_ref().expect("filtered");
         let cond = emb.get("cond").and_then(|v| v.as_str()).expect("cond path");
-        let got = prompt_embeddings(&model, &case.prompt).expect("encode");
+        let got = prompt_embeddings(&model, &case.prompt, None).expect("encode");
         let d = max_diff(&got, &npy(cond));
         assert!(d < 1e-4, "{}: prompt embeddings differ by {d}", case.name);
         checked += 1;
@@ -187,6 +188,7 @@ fn fp16_interface_exports_run_and_stay_close_to_f32() {
         init: None,
         max_side: 2048,
         stop_at: None,
+        clip_skip: None,
     };
     let latents = npy(case.latents.as_deref().expect("latents"));
     let out =

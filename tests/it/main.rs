@@ -34,6 +34,7 @@ mod cancel_running;
 mod catalog;
 mod cli;
 mod cli_box;
+mod clip_skip;
 mod cluster;
 mod cluster_box_loras;
 mod cluster_box_models;

@@ -1,4 +1,5 @@
-//! The web studio's Picture view with "More settings" (steps, guidance, sampler, schedule),
+//! The web studio's Picture view with "More settings" (steps, guidance, sampler, schedule,
+//! clip skip),
 //! in the tests' Chromium against the real daemon with the demo models: folded away until
 //! opened by keyboard; the samplers and schedules the box lists (`GET /api/v1/samplers`)
 //! with the names A1111 users know; each left empty says the picked model's own and follows
@@ -187,6 +188,23 @@ async fn more_settings_reach_the_picture_and_say_each_models_own_defaults() {
     .await;
     assert!(said.as_str().is_some_and(|s| s.starts_with("Schedule: ") && s.contains("lcm")), "{said}");
     assert_eq!(js(c, "return document.activeElement.id").await, "pic-schedule");
+    // The demo model gives its own text encoder layer only: clip skip 2 is refused at its
+    // field, with the way to a model that reads at any.
+    find(c, "#pic-sampler").await.select_by_value("euler_a").await.expect("sampler");
+    find(c, "#pic-clip-skip").await.select_by_value("2").await.expect("clip skip");
+    find(c, "form.picture-form button[type=submit]").await.click().await.expect("make it");
+    let said = wait_js(
+        c,
+        "the clip skip's refusal",
+        "return document.querySelector('#pic-clip-skip-error').textContent",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        said.as_str().is_some_and(|s| s.starts_with("Clip skip: ") && s.contains("reelbox models import")),
+        "{said}"
+    );
+    assert_eq!(js(c, "return document.activeElement.id").await, "pic-clip-skip");
     b.client.clone().close().await.expect("close the browser");
 
     // On a 320 px phone at twice the text size, open, the view is no wider than the screen.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::error::{A1111Error, read_body};
 use super::infotext::extra_generation_params;
-use super::params::{generation, hires, refiner, refiner_field, request_field, request_words};
+use super::params::{clip_skip, generation, hires, refiner, refiner_field, request_field, request_words};
 use super::pictures::{init_picture, mask_picture};
 use super::request::{Generation, ImageResponse, Img2Img, Txt2Img};
 use super::sampler::a1111_names;
@@ -53,6 +53,7 @@ pub async fn txt2img(
     let req: Txt2Img = parse_body(body)?;
     let mut params = generation(&state, &req.generation)?;
     let refined = refiner(&state, &caller, &req.generation, &mut params)?;
+    params.clip_skip = clip_skip(&state, &caller, &req.generation, &params)?;
     params.refine = hires(&state.config, &req)?;
     if refined.is_some() && params.refine.is_some() {
         return Err(A1111Error::field(
@@ -81,6 +82,7 @@ pub async fn img2img(
     let req: Img2Img = parse_body(body)?;
     let mut params = generation(&state, &req.generation)?;
     params.refine = refiner(&state, &caller, &req.generation, &mut params)?;
+    params.clip_skip = clip_skip(&state, &caller, &req.generation, &params)?;
     if let Some(mode) = req.resize_mode.filter(|m| *m != 0) {
         return Err(A1111Error::field("resize_mode", format!("reelbox runs 0 (just resize) only, got {mode}")));
     }
@@ -208,7 +210,8 @@ fn info(state: &AppState, job: &Job, infotexts: Vec<String>) -> Result<Value, A1
         "infotexts": infotexts,
         "styles": [],
         "job_timestamp": timestamp,
-        "clip_skip": 1,
+        // A1111's setting as it read it (1: none skipped).
+        "clip_skip": p.clip_skip.unwrap_or(1),
         "is_using_inpainting_conditioning": false,
         "version": format!("reelbox {}", env!("CARGO_PKG_VERSION")),
     }))

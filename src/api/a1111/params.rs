@@ -9,6 +9,7 @@ use crate::kinds::box_models;
 use crate::kinds::image::{self, MAX_IMAGES, NO_SCHEDULE, RefineRequest};
 use crate::kinds::resize::ResizeRequest;
 use crate::models::{Catalog, ModelKind};
+use crate::pipelines::diffusion::Family;
 use crate::pipelines::diffusion::output::{LATENT_MODES, PICTURE_MODES};
 
 use super::error::A1111Error;
@@ -38,6 +39,7 @@ pub fn request_field(native: &str) -> String {
         "refine.negative_prompt" => "hr_negative_prompt",
         "refine.seed" => "seed",
         "refine.switch_at" | "refine.switch_at_step" => "refiner_switch_at",
+        "clip_skip" => "override_settings.CLIP_stop_at_last_layers",
         f if f.starts_with("refine.resize") => "hr_scale",
         other => other,
     };
@@ -159,6 +161,30 @@ pub fn generation(state: &AppState, g: &Generation) -> Result<image::ImageReques
         preview_every: Some(0),
         ..image::ImageRequest::default()
     })
+}
+
+/// A1111's "Clip skip" (`override_settings.CLIP_stop_at_last_layers`, 1–12) as the job's
+/// `clip_skip`, where A1111 reads it: on SD 1.x/2.x models, not SDXL's (its SDXL text encoders
+/// leave the setting be); 1, the model's own, as none (so models that give their last layer
+/// only draw as they do).
+pub fn clip_skip(
+    state: &AppState,
+    caller: &Caller,
+    g: &Generation,
+    params: &image::ImageRequest,
+) -> Result<Option<i64>, A1111Error> {
+    const FIELD: &str = "override_settings.CLIP_stop_at_last_layers";
+    let skip = match g.override_settings.as_ref().and_then(|o| o.get("CLIP_stop_at_last_layers")) {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(v) => v
+            .as_i64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+            .filter(|n| (1..=12).contains(n))
+            .ok_or_else(|| A1111Error::field(FIELD, format!("must be a whole number from 1 to 12, got {v}")))?,
+    };
+    let drawing = params.model.clone().or_else(|| super::info::current(state, caller));
+    let family = drawing.and_then(|m| image::diffusion_model("model", &m, &state.config).ok()).map(|i| i.family);
+    Ok((skip > 1 && family == Some(Family::Sd)).then_some(skip))
 }
 
 /// A1111's refiner (`refiner_checkpoint`, `refiner_switch_at`) as the job's base → refiner

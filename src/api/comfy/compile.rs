@@ -194,6 +194,7 @@ fn sampling_chain(
     let (neg_id, neg) = follow(g, &sampler_id, "negative", &["CLIPTextEncode"], 0)?;
     same_checkpoint(&pos_id, "clip", 1)?;
     same_checkpoint(&neg_id, "clip", 1)?;
+    let clip_skip = super::clip_layer::pass_clip_skip(g, &pos_id, &neg_id)?;
 
     let settings = SamplerSettings::of(g, &sampler_id)?;
     let mut params = ImageRequest {
@@ -206,6 +207,7 @@ fn sampling_chain(
         scheduler: Some(settings.scheduler.to_string()),
         schedule: settings.schedule.map(String::from),
         seed: Some(settings.seed),
+        clip_skip,
         // ComfyUI draws a batch's starting noise from the seed with torch's CPU generator.
         noise: Some("comfyui".to_string()),
         ..ImageRequest::default()

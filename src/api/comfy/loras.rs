@@ -78,15 +78,29 @@ pub(super) struct Lora {
     pub strength: f64,
 }
 
-/// Follows `id.input` (at `slot`: 0 MODEL, 1 CLIP, 2 VAE) back through LoRA loaders to its
-/// checkpoint: the checkpoint's id and node, and the LoRAs passed, the checkpoint's first.
-/// A link elsewhere is refused at the node whose input it is.
-pub(super) fn checkpoint_of<'g>(
-    g: &'g ValidGraph,
-    id: &str,
-    input: &str,
-    slot: usize,
-) -> Result<(String, &'g Node, Vec<Lora>), PromptError> {
+/// The way from a node's MODEL, CLIP or VAE input back to its checkpoint.
+pub(super) struct Path<'g> {
+    /// The checkpoint's id and node.
+    pub id: String,
+    pub node: &'g Node,
+    /// The LoRAs passed, the checkpoint's first.
+    pub loras: Vec<Lora>,
+    /// The CLIPSetLastLayers a CLIP passes, from the prompt encoder's on: ids and clip skips.
+    pub last_layers: Vec<(String, i64)>,
+}
+
+impl Path<'_> {
+    /// The clip skip a prompt encoded with the CLIP at its start is read at: the
+    /// CLIPSetLastLayer nearest it holds ([`super::clip_layer`]); none without.
+    pub fn clip_skip(&self) -> Option<i64> {
+        self.last_layers.first().map(|(_, skip)| *skip)
+    }
+}
+
+/// Follows `id.input` (at `slot`: 0 MODEL, 1 CLIP, 2 VAE) back through LoRA loaders (and, on a
+/// CLIP, CLIPSetLastLayers) to its checkpoint. A link elsewhere is refused at the node whose
+/// input it is.
+pub(super) fn path_of<'g>(g: &'g ValidGraph, id: &str, input: &str, slot: usize) -> Result<Path<'g>, PromptError> {
     let takes: &[&str] = match slot {
         0 => &[CHECKPOINT, LORA_LOADER, MODEL_ONLY],
         1 => &[CHECKPOINT, LORA_LOADER],
@@ -94,14 +108,26 @@ pub(super) fn checkpoint_of<'g>(
     };
     let (strength, next_input) = if slot == 0 { ("strength_model", "model") } else { ("strength_clip", "clip") };
     let mut loras: Vec<Lora> = Vec::new();
+    let mut last_layers: Vec<(String, i64)> = Vec::new();
     let (mut at, mut input) = (id.to_string(), input);
     loop {
+        let passed =
+            |next: &String| loras.iter().any(|l| &l.node == next) || last_layers.iter().any(|(n, _)| n == next);
+        let setter = if slot == 1 { super::clip_layer::setter(g, &at, input) } else { None };
+        if let Some((next, skip)) = setter {
+            if passed(&next) {
+                return Err(unsupported(&at, &g.nodes[&at], format!("{input} loops back to node {next}")));
+            }
+            last_layers.push((next.clone(), skip));
+            (at, input) = (next, "clip");
+            continue;
+        }
         let (next, node) = follow(g, &at, input, takes, slot)?;
         if node.class_type == CHECKPOINT {
             loras.reverse();
-            return Ok((next, node, loras));
+            return Ok(Path { id: next, node, loras, last_layers });
         }
-        if loras.iter().any(|l| l.node == next) {
+        if passed(&next) {
             return Err(unsupported(&at, &g.nodes[&at], format!("{input} loops back to node {next}")));
         }
         let lora_name = text(node, "lora_name");
@@ -112,6 +138,17 @@ pub(super) fn checkpoint_of<'g>(
         });
         (at, input) = (next, next_input);
     }
+}
+
+/// [`path_of`]'s checkpoint id and node, and the LoRAs passed, the checkpoint's first.
+pub(super) fn checkpoint_of<'g>(
+    g: &'g ValidGraph,
+    id: &str,
+    input: &str,
+    slot: usize,
+) -> Result<(String, &'g Node, Vec<Lora>), PromptError> {
+    let Path { id, node, loras, .. } = path_of(g, id, input, slot)?;
+    Ok((id, node, loras))
 }
 
 /// The compiled prompt run on the model its LoRA loaders ask for: the installed model made
@@ -157,15 +194,17 @@ pub fn onto_fused(g: &ValidGraph, mut compiled: Compiled, models: &Checkpoints) 
 }
 
 /// The LoRA loaders the CLIP of each of `users` (prompt encoders) passes, each checked
-/// against the LoRAs the `model` they condition passes ([`check_clip_lora`]).
+/// against the LoRAs the `model` they condition passes ([`check_clip_lora`]), and the
+/// CLIPSetLastLayers it passes (which run as the job's `clip_skip`).
 fn clip_loaders(g: &ValidGraph, users: &[String], model: &[Lora]) -> Result<Vec<String>, PromptError> {
     let mut loaders = Vec::new();
     for user in users {
-        let (_, _, clip) = checkpoint_of(g, user, "clip", 1)?;
-        for l in clip.iter().filter(|l| l.strength != 0.0) {
+        let path = path_of(g, user, "clip", 1)?;
+        for l in path.loras.iter().filter(|l| l.strength != 0.0) {
             check_clip_lora(g, user, l, model)?;
             loaders.push(l.node.clone());
         }
+        loaders.extend(path.last_layers.into_iter().map(|(id, _)| id));
     }
     Ok(loaders)
 }

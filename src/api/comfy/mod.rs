@@ -20,6 +20,7 @@ use super::upload_form::{body_limit, close_after_too_large};
 
 pub mod answers;
 pub mod chain;
+pub mod clip_layer;
 pub mod compile;
 pub mod error;
 pub mod files;

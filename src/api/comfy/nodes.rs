@@ -113,14 +113,16 @@ const CLASS_TYPES: [&str; 18] = [
 ];
 
 /// Every class type reelbox describes: those it runs, the samplers (`ksampler`), the mask
-/// nodes and the picture node a mask's picture may pass (`masks`), the LoRA loaders, then the
-/// loaders of a UNet or VAE alone, whose choices are empty (`loaders`).
+/// nodes and the picture node a mask's picture may pass (`masks`), the LoRA loaders,
+/// CLIPSetLastLayer (`clip_layer`), then the loaders of a UNet or VAE alone, whose choices
+/// are empty (`loaders`).
 pub fn class_types() -> impl Iterator<Item = &'static str> {
     CLASS_TYPES
         .into_iter()
         .chain(ksampler::CLASS_TYPES)
         .chain(masks::class_types())
         .chain(super::loras::CLASS_TYPES)
+        .chain([super::clip_layer::CLASS_TYPE])
         .chain(loaders::CLASS_TYPES)
 }
 
@@ -334,6 +336,7 @@ pub fn spec(class_type: &str, ctx: &SpecContext) -> Option<NodeSpec> {
                 .or_else(|| super::inpaint::spec(class_type))
                 .or_else(|| masks::spec(class_type, side))
                 .or_else(|| super::loras::spec(class_type, ctx))
+                .or_else(|| (class_type == super::clip_layer::CLASS_TYPE).then(super::clip_layer::spec))
                 .or_else(|| loaders::spec(class_type));
         }
     })

@@ -26,8 +26,8 @@ pub struct OutputNode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
     pub checkpoint: String,
-    /// The LoRA loaders its model and prompts pass, in the order they run (none in records
-    /// from before them).
+    /// The LoRA loaders its model and prompts pass, and the CLIPSetLastLayers its prompts
+    /// pass, in the order they run (none in records from before them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loras: Vec<String>,
     pub positive: String,

@@ -102,6 +102,7 @@ impl ImageParams {
             model: &self.model,
             strength: self.strength,
             rng: self.noise.label(),
+            clip_skip: self.clip_skip,
             hires: None,
             hashes: None,
             refiner: None,

@@ -32,6 +32,8 @@ pub struct LocalImageArgs {
     pub noise: Option<String>,
     /// Whose arithmetic the sampler follows (the `image` kind's `sample_as`).
     pub sample_as: Option<String>,
+    /// The text encoder layer from its end the prompts are read at (the `image` kind's `clip_skip`).
+    pub clip_skip: Option<u32>,
     pub preset: Option<String>,
     pub n: Option<u32>,
     /// img2img starting picture (a file, not an artifact).
@@ -55,6 +57,7 @@ impl LocalImageArgs {
             scheduler: self.scheduler.clone(),
             schedule: self.schedule.clone(),
             sample_as: self.sample_as.clone(),
+            clip_skip: self.clip_skip.map(i64::from),
             seed: self.seed.map(|s| wire_int("seed", s)).transpose()?,
             n: self.n.map(i64::from),
             init_image: init.then(|| Ulid::nil().to_string()),

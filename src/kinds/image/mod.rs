@@ -44,8 +44,8 @@ mod weights;
 
 pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
 pub use params::{
-    DrawingDefaults, ImageParams, ImageRequest, MAX_IMAGES, MAX_MASK_GROW, MAX_SEED, drawing_defaults, validate_params,
-    wire_int,
+    DrawingDefaults, ImageParams, ImageRequest, MAX_CLIP_SKIP, MAX_IMAGES, MAX_MASK_GROW, MAX_SEED, diffusion_model,
+    drawing_defaults, validate_params, wire_int,
 };
 pub use refine::{PassSize, Refine, RefineFrom, RefineRequest};
 pub use sampling::NO_SCHEDULE;
@@ -204,6 +204,7 @@ impl Image {
             }),
             max_side: config.limits.max_image_side,
             stop_at: params.refine.as_ref().and_then(|r| r.switch).map(|s| s.step as usize),
+            clip_skip: params.clip_skip,
         };
         let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
         let mut noise = match init {

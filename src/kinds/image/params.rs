@@ -20,7 +20,7 @@ use crate::pipelines::diffusion::preset::Presets;
 use crate::pipelines::diffusion::samplers::{self, SampleAs, Schedule, SchedulerChoice, SchedulerKind, StepsMode};
 use crate::pipelines::diffusion::{DiffusionError, ModelInfo};
 
-const KNOWN: [&str; 23] = [
+const KNOWN: [&str; 24] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -31,6 +31,7 @@ const KNOWN: [&str; 23] = [
     "scheduler",
     "schedule",
     "sample_as",
+    "clip_skip",
     "seed",
     "n",
     "init_image",
@@ -49,6 +50,9 @@ const KNOWN: [&str; 23] = [
 pub const MAX_IMAGES: i64 = 8;
 /// Most pixels a mask may grow by (ComfyUI's VAEEncodeForInpaint `grow_mask_by` goes to 64).
 pub const MAX_MASK_GROW: i64 = 64;
+/// Deepest clip skip accepted (ComfyUI's CLIPSetLastLayer goes to -24; whether a model's
+/// text encoder has that many layers is known when it is loaded).
+pub const MAX_CLIP_SKIP: i64 = 24;
 /// Largest seed accepted; JSON clients lose precision above 2^53.
 pub const MAX_SEED: i64 = (1 << 53) - 1;
 
@@ -80,6 +84,11 @@ pub struct ImageRequest {
     /// `a1111`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_as: Option<String>,
+    /// The text encoder layer, from its end, the prompts are read at: 1 the last (A1111's
+    /// "Clip skip", ComfyUI's CLIPSetLastLayer at minus it), 1–[`MAX_CLIP_SKIP`]; unset:
+    /// the model's own (1 for SD 1.x/2.x, 2 for SDXL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_skip: Option<i64>,
     /// Random when unset; the stored job records the one used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
@@ -142,6 +151,10 @@ pub struct ImageParams {
     /// ComfyUI's).
     #[serde(default, skip_serializing_if = "SampleAs::is_comfyui")]
     pub sample_as: SampleAs,
+    /// The text encoder layer, from its end, every pass reads its prompts at; `None` (and in
+    /// jobs stored before it): the model's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_skip: Option<u32>,
     pub seed: u64,
     pub n: u32,
     pub init_image: Option<String>,
@@ -280,6 +293,7 @@ impl ImageRequest {
             scheduler: string_field(params, "scheduler")?,
             schedule: string_field(params, "schedule")?,
             sample_as: string_field(params, "sample_as")?,
+            clip_skip: int_field(params, "clip_skip")?,
             seed: int_field(params, "seed")?,
             n: int_field(params, "n")?,
             init_image: string_field(params, "init_image")?,
@@ -387,6 +401,10 @@ impl ImageRequest {
             (None, Some(_)) => return Err(ParamError::new("steps_mode", "only applies with init_image")),
             (_, mode) => steps_mode("steps_mode", mode)?,
         };
+        let clip_skip = self.clip_skip.map(|c| u32_in("clip_skip", c, 1..=MAX_CLIP_SKIP)).transpose()?;
+        if let Some(skip) = clip_skip {
+            info.check_clip_skip(skip).map_err(request_error)?;
+        }
         // The schedule itself may refuse the step count (LCM takes at most its original steps).
         check_schedule(choice, &info, steps, strength.unwrap_or(1.0), steps_mode, ("steps", "scheduler"))?;
         let mut params = ImageParams {
@@ -401,6 +419,7 @@ impl ImageRequest {
             schedule: choice.schedule,
             sample_as: named("sample_as", self.sample_as.as_deref(), SampleAs::parse, &SampleAs::NAMES)?
                 .unwrap_or_default(),
+            clip_skip,
             seed,
             n,
             init_image: self.init_image,
@@ -434,7 +453,7 @@ impl ImageRequest {
 /// unknown or missing model, or one of another kind, refused naming `field` with what is
 /// installed or the pull that installs it. One check for every field that names the model a
 /// pass samples with (`model`, `refine.model`).
-pub(super) fn diffusion_model(field: &str, model: &str, config: &Config) -> Result<ModelInfo, ParamError> {
+pub fn diffusion_model(field: &str, model: &str, config: &Config) -> Result<ModelInfo, ParamError> {
     crate::kinds::inputs::require_kind(field, ModelKind::Diffusion, model, config)?;
     // The whole catalog is read only to name the choices in an error: an installed model is
     // read from its own directory.

@@ -276,6 +276,10 @@ impl RefineRequest {
         let own =
             self.model.as_deref().map(|m| super::params::diffusion_model(&sub("model"), m, config)).transpose()?;
         let info = own.as_ref().unwrap_or(first_info);
+        // Its prompts are read at the first pass's clip skip, on its own model's text encoder.
+        if let (Some(skip), Some(own)) = (first.clip_skip, &own) {
+            own.check_clip_skip(skip).map_err(|e| ParamError::new(sub("model"), e.to_string()))?;
+        }
         if from == RefineFrom::Picture && !info.has_vae_encoder {
             let field = if own.is_some() { sub("model") } else { "refine".to_string() };
             return Err(ParamError::new(
@@ -442,6 +446,8 @@ impl Refine {
             scheduler: self.scheduler.clone(),
             schedule: self.schedule_of(first),
             sample_as: first.sample_as,
+            // Read at the first pass's layer, as A1111's one setting reads both passes' prompts.
+            clip_skip: first.clip_skip,
             seed: self.seed.wrapping_add(i as u64),
             n: 1,
             init_image: None,

@@ -90,6 +90,7 @@ mod tests {
             scheduler: "euler".into(),
             schedule: None,
             sample_as: Default::default(),
+            clip_skip: None,
             seed: 1,
             n: 1,
             init_image: None,

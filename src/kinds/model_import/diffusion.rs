@@ -1,6 +1,7 @@
 //! The self-check of a converted Stable Diffusion (1.x/2.x or SDXL): one UNet step on the converter's
-//! random inputs, and a full image at the converter's fixed seed through reelbox's own
-//! pipeline ([`generate`]), both against what PyTorch/diffusers gave.
+//! random inputs, the check prompt's conditioning one text encoder layer short of the model's
+//! own (clip skip), and a full image at the converter's fixed seed through reelbox's own
+//! pipeline ([`generate`]), each against what PyTorch/diffusers gave.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::gpu::DeviceId;
 use crate::models::convert::Conversion;
 use crate::pipelines::diffusion::onnx::{float_input, timestep_input};
 use crate::pipelines::diffusion::{
-    DiffusionError, GenerateRequest, Hooks, ReplayNoise, SchedulerChoice, SdModel, generate,
+    DiffusionError, GenerateRequest, Hooks, ReplayNoise, SchedulerChoice, SdModel, generate, prompt_embeddings,
 };
 
 /// The parts whose sessions the check opens (forgotten before the files move).
@@ -68,6 +69,18 @@ pub fn check(engine: &Engine, device: DeviceId, conv: &Conversion, tolerance: f3
         refused(format!("the UNet gave {} values, PyTorch {}", unet_got.data.len(), unet_expected.len()))
     })?;
 
+    // Clip skip: the prompt read one layer short of the model's own, as PyTorch reads it;
+    // not where no layer is left before (a test model's text encoder of two layers).
+    let (skip_expected, _) = conv.tensor("clip_skip_expected")?;
+    let skip = model.text_encoder.own_clip_skip() + 1;
+    let skip_diff = match prompt_embeddings(&model, &recipe.prompt, Some(skip)) {
+        Ok(got) => Some(max_abs_diff(&skip_expected, &got).ok_or_else(|| {
+            refused(format!("clip skip {skip} gave {} values, PyTorch {}", got.len(), skip_expected.len()))
+        })?),
+        Err(DiffusionError::Request { .. }) if model.info.text_layers.is_some_and(|l| l < skip) => None,
+        Err(e) => return Err(e.into()),
+    };
+
     let (latents, _) = conv.tensor("latents")?;
     let (image_expected, _) = conv.tensor("image_expected")?;
     let req = GenerateRequest {
@@ -84,16 +97,24 @@ pub fn check(engine: &Engine, device: DeviceId, conv: &Conversion, tolerance: f3
         init: None,
         max_side: recipe.size.max(64),
         stop_at: None,
+        clip_skip: None,
     };
     let out = generate(&model, &req, &mut ReplayNoise::new(Vec::new()), Some(&latents), &Hooks::default())?;
     let image = out.images.first().ok_or_else(|| refused("reelbox's pipeline made no image".into()))?;
     let image_diff = max_abs_diff(&image_expected, &image.data).ok_or_else(|| {
         refused(format!("the image has {} values, diffusers' {}", image.data.len(), image_expected.len()))
     })?;
-    let worst = if unet_diff.is_nan() || image_diff.is_nan() { f32::NAN } else { unet_diff.max(image_diff) };
+    let diffs = [Some(unet_diff), skip_diff, Some(image_diff)];
+    let worst =
+        diffs.into_iter().flatten().fold(0.0_f32, |w, d| if w.is_nan() || d.is_nan() { f32::NAN } else { w.max(d) });
+    let skipped = match skip_diff {
+        Some(d) => format!("the prompt at clip skip {skip} (difference {d:e})"),
+        None => format!("not the prompt at clip skip {skip} (its text encoder has fewer layers)"),
+    };
     Ok(SelfCheck {
         compared: format!(
-            "one UNet step (difference {unet_diff:e}) and a {}-step {}x{} image at a fixed seed (difference {image_diff:e})",
+            "one UNet step (difference {unet_diff:e}), {skipped} and a {}-step {}x{} image at a fixed seed \
+             (difference {image_diff:e})",
             recipe.steps, recipe.size, recipe.size
         ),
         max_abs_diff: worst,

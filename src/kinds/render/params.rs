@@ -385,6 +385,7 @@ pub(super) fn keyframe_request(p: &RenderParams, prompt: &str, seed: u64) -> Res
         scheduler: p.scheduler.clone(),
         schedule: None,
         sample_as: None,
+        clip_skip: None,
         seed: Some(wire_int("seed", seed)?),
         n: Some(1),
         init_image: None,

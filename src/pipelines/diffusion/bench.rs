@@ -222,6 +222,7 @@ pub fn bench_diffusion(config: &Config, opts: &BenchOptions) -> Result<BenchRepo
             init: None,
             max_side: u32::MAX,
             stop_at: None,
+            clip_skip: None,
         };
         let mut reference = match &opts.reference {
             Some((python, script)) => Some(Reference::start(python, script, opts, size)?),

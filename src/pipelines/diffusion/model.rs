@@ -20,6 +20,31 @@ pub enum Family {
     Sdxl,
 }
 
+impl Family {
+    /// The clip skip its models read prompts at by their own: the last layer (1) for SD
+    /// 1.x/2.x, the penultimate (2) for SDXL.
+    pub fn own_clip_skip(self) -> u32 {
+        match self {
+            Family::Sd => 1,
+            Family::Sdxl => 2,
+        }
+    }
+}
+
+/// `skip` refused for this model's text encoder `part`, which exports `layers` layers, or
+/// only the one it conditions on (none).
+fn clip_skip_refused(part: &str, skip: u32, layers: Option<u32>) -> DiffusionError {
+    let message = match layers {
+        None => format!(
+            "this model's {part} gives the layer it reads prompts at only (an export from the hub, or an import \
+             from before clip skip): import its checkpoint or diffusers folder with `reelbox models import` to \
+             read them at another"
+        ),
+        Some(depth) => format!("{skip} is past this model's {part}, which has {depth} layers"),
+    };
+    DiffusionError::Request { field: "clip_skip", message }
+}
+
 /// What a model directory holds, read from its JSON files without loading any weights.
 /// A worker box's heartbeat carries it (without `dir`, a path on that box), so a head that
 /// lacks the model checks and fills a request with it.
@@ -45,6 +70,14 @@ pub struct ModelInfo {
     pub has_vae_encoder: bool,
     /// LCM-distilled UNets take guidance as an embedding of this size.
     pub time_cond_proj_dim: Option<u64>,
+    /// Layers of its (first) text encoder, as its config says them.
+    #[serde(default)]
+    pub text_layers: Option<u32>,
+    /// Its text encoder exports every layer's output, so clip skip reads any: SDXL's always
+    /// (it conditions on one before the last), SD 1.x/2.x's where reelbox's converter made it
+    /// (its `conversion.json` says so).
+    #[serde(default)]
+    pub every_text_layer: bool,
 }
 
 fn read_json(path: &Path) -> Result<Option<Value>, DiffusionError> {
@@ -197,11 +230,33 @@ impl ModelInfo {
                 .unwrap_or(false),
             has_vae_encoder: dir.join("vae_encoder/model.onnx").is_file(),
             time_cond_proj_dim: unet_cfg.as_ref().and_then(|v| v.get("time_cond_proj_dim")).and_then(Value::as_u64),
+            text_layers: read_json(&dir.join("text_encoder/config.json"))?
+                .and_then(|v| v.get("num_hidden_layers").and_then(Value::as_u64))
+                .and_then(|l| u32::try_from(l).ok()),
+            every_text_layer: family == Family::Sdxl
+                || read_json(&dir.join("conversion.json"))?
+                    .and_then(|v| v.pointer("/details/every_text_layer").and_then(Value::as_bool))
+                    .unwrap_or(false),
         })
     }
 }
 
 impl ModelInfo {
+    /// Whether its text encoder reads prompts at clip skip `skip` ([`TextEncoder::hidden_for`]),
+    /// as far as its files say without loading it.
+    pub fn check_clip_skip(&self, skip: u32) -> Result<(), DiffusionError> {
+        if skip == self.family.own_clip_skip() {
+            return Ok(());
+        }
+        if !self.every_text_layer {
+            return Err(clip_skip_refused("text_encoder", skip, None));
+        }
+        match self.text_layers {
+            Some(depth) if skip > depth => Err(clip_skip_refused("text_encoder", skip, Some(depth))),
+            _ => Ok(()),
+        }
+    }
+
     /// Why a latent this model's VAE made is not one `other` can sample on, if it is not:
     /// their latent spaces differ when their cells have other channels, other pixels per cell
     /// or another scaling factor (SD 1.x and 2.x fine-tunes share one; SDXL's VAE has its own).
@@ -234,6 +289,14 @@ pub struct TextEncoder {
     pub hidden: usize,
     /// Index of the pooled projection (SDXL's second encoder).
     pub pooled: Option<usize>,
+    /// Indices of every layer's output, from the embeddings' (0) to the last layer's, as
+    /// clip skip takes them: SDXL's `hidden_states.N` as they are, SD 1.x/2.x's
+    /// `normed_hidden_states.N` (through the final layer norm, which reelbox's converter
+    /// exports); empty where the export has none (hub exports of SD 1.x/2.x).
+    layers: Vec<usize>,
+    /// The clip skip the model conditions on by its own: 1 (the last layer) for SD 1.x/2.x,
+    /// 2 (the penultimate) for SDXL.
+    own_skip: u32,
 }
 
 impl TextEncoder {
@@ -245,25 +308,27 @@ impl TextEncoder {
             .cloned()
             .ok_or_else(|| bad("has no inputs".into()))?;
         let position = |name: &str| part.outputs.iter().position(|o| o.name == name);
+        let prefix = if family == Family::Sdxl { "hidden_states." } else { "normed_hidden_states." };
+        let mut numbered: Vec<(usize, usize)> = (part.outputs.iter().enumerate())
+            .filter_map(|(i, o)| o.name.strip_prefix(prefix).and_then(|n| n.parse().ok()).map(|n| (n, i)))
+            .collect();
+        numbered.sort_unstable();
+        // Layers 0..=L with none missing, or none at all.
+        let layers: Vec<usize> = if numbered.iter().enumerate().all(|(k, (n, _))| k == *n) {
+            numbered.iter().map(|(_, i)| *i).collect()
+        } else {
+            Vec::new()
+        };
         let hidden = if family == Family::Sdxl {
             // SDXL conditions on the penultimate layer of both encoders.
-            let layers: Vec<usize> = part
-                .outputs
-                .iter()
-                .filter_map(|o| o.name.strip_prefix("hidden_states.").and_then(|n| n.parse().ok()))
-                .collect();
-            let last = layers
-                .iter()
-                .max()
-                .copied()
-                .ok_or_else(|| bad("SDXL text encoder exports no hidden_states.N outputs".into()))?;
-            position(&format!("hidden_states.{}", last.saturating_sub(1)))
-                .ok_or_else(|| bad("penultimate hidden state missing".into()))?
+            let penultimate = layers.len().checked_sub(2).and_then(|l| layers.get(l).copied());
+            penultimate.ok_or_else(|| bad("SDXL text encoder exports no hidden_states.N outputs".into()))?
         } else {
             position("last_hidden_state")
                 .or_else(|| part.outputs.iter().position(|o| o.shape.len() == 3))
                 .ok_or_else(|| bad("no last_hidden_state output".into()))?
         };
+        let own_skip = family.own_clip_skip();
         let pooled = if second {
             Some(
                 position("text_embeds")
@@ -273,7 +338,30 @@ impl TextEncoder {
         } else {
             None
         };
-        Ok(Self { part, ids, hidden, pooled })
+        Ok(Self { part, ids, hidden, pooled, layers, own_skip })
+    }
+
+    /// The clip skip the model reads its prompts at by its own (1 for SD 1.x/2.x, 2 for SDXL).
+    pub fn own_clip_skip(&self) -> u32 {
+        self.own_skip
+    }
+
+    /// Index of the hidden states for `clip_skip`: the output of the text encoder's
+    /// `clip_skip`-th layer from its end (1: the last), as A1111's "Clip skip" and ComfyUI's
+    /// CLIPSetLastLayer at `-clip_skip` take it; none, the model's own.
+    pub fn hidden_for(&self, clip_skip: Option<u32>) -> Result<usize, DiffusionError> {
+        let skip = match clip_skip {
+            Some(s) if s != self.own_skip => s,
+            _ => return Ok(self.hidden),
+        };
+        let Some(depth) = self.layers.len().checked_sub(1) else {
+            return Err(clip_skip_refused(self.part.name, skip, None));
+        };
+        usize::try_from(skip)
+            .ok()
+            .filter(|&s| (1..=depth).contains(&s))
+            .map(|s| self.layers[depth + 1 - s])
+            .ok_or_else(|| clip_skip_refused(self.part.name, skip, u32::try_from(depth).ok()))
     }
 
     /// Largest batch one run takes.

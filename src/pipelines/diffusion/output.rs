@@ -23,6 +23,8 @@ pub struct ImageParameters<'a> {
     pub strength: Option<f64>,
     /// A1111's "RNG" (`CPU`: torch's CPU generator), when not reelbox's own.
     pub rng: Option<&'a str>,
+    /// A1111's "Clip skip", written when past 1 as A1111 writes it.
+    pub clip_skip: Option<u32>,
     /// The second pass that made it (the hires fix): the rest describe the first pass, and
     /// `strength` is the second's, as A1111 writes a hires-fixed picture's.
     pub hires: Option<Hires<'a>>,
@@ -157,6 +159,9 @@ impl ImageParameters<'_> {
         if let Some(st) = self.strength {
             s.push_str(&format!(", Denoising strength: {st}"));
         }
+        if let Some(skip) = self.clip_skip.filter(|&n| n > 1) {
+            s.push_str(&format!(", Clip skip: {skip}"));
+        }
         if let Some(rng) = self.rng {
             s.push_str(&format!(", RNG: {rng}"));
         }
@@ -267,6 +272,7 @@ mod tests {
             model: "tiny-sd",
             strength: None,
             rng: None,
+            clip_skip: None,
             hires: None,
             hashes: None,
             refiner: None,
@@ -310,6 +316,7 @@ mod tests {
             model: "inked",
             strength: None,
             rng: Some("CPU"),
+            clip_skip: None,
             hires: None,
             hashes: Some(&hashes),
             refiner: None,
@@ -349,6 +356,7 @@ mod tests {
             model: "tiny-sd",
             strength: Some(0.6),
             rng: Some("CPU"),
+            clip_skip: None,
             hires: Some(hires.clone()),
             hashes: None,
             refiner: None,
@@ -386,6 +394,7 @@ mod tests {
             model: "tiny-sd",
             strength: None,
             rng: Some("CPU"),
+            clip_skip: None,
             hires: None,
             hashes: None,
             refiner: Some(refiner),

@@ -48,6 +48,9 @@ pub struct GenerateRequest {
     /// and the latents are handed on with their leftover noise, as k-diffusion holds them
     /// ([`samplers::to_sigma_space`]), undecoded: no pictures (none: the whole schedule).
     pub stop_at: Option<usize>,
+    /// The text encoder layer, from its end, the prompts are read at (A1111's "Clip skip";
+    /// [`TextEncoder::hidden_for`](super::model::TextEncoder::hidden_for)); none: the model's own.
+    pub clip_skip: Option<u32>,
 }
 
 /// What image to image starts from: a picture, VAE-encoded, or latents as they are.

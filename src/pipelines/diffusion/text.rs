@@ -36,8 +36,13 @@ struct Encoded {
 }
 
 /// Token ids for `texts` through `encoder`, batched as far as the export allows; returns
-/// each output of interest per text: (hidden `[seq·D]`, pooled).
-fn run_text_encoder(encoder: &TextEncoder, ids: &[Vec<u32>], onnx: &mut Duration) -> Result<Encoded, DiffusionError> {
+/// each output of interest per text: (hidden `[seq·D]` of output `layer`, pooled).
+fn run_text_encoder(
+    encoder: &TextEncoder,
+    layer: usize,
+    ids: &[Vec<u32>],
+    onnx: &mut Duration,
+) -> Result<Encoded, DiffusionError> {
     let seq = ids.first().map_or(0, Vec::len);
     let mut hidden = Vec::new();
     let mut pooled = Vec::new();
@@ -48,7 +53,7 @@ fn run_text_encoder(encoder: &TextEncoder, ids: &[Vec<u32>], onnx: &mut Duration
         let feeds = vec![int_input(&encoder.ids, vec![group.len(), seq], &flat)?];
         let outs = encoder.part.run(feeds, onnx)?;
         let h = outs
-            .get(encoder.hidden)
+            .get(layer)
             .ok_or(DiffusionError::Run { part: encoder.part.name, reason: "hidden output missing".into() })?;
         if h.shape.len() != 3 || h.shape[0] != group.len() || h.shape[1] != seq {
             return Err(DiffusionError::Run {
@@ -82,23 +87,25 @@ struct Joined {
     pooled: Option<Vec<f32>>,
 }
 
-/// `texts`' chunks through `encoder` (one run, batched as the export allows), each chunk's
-/// states weighed by its tokens' weights as `rule` weighs them ([`weigh`]), each text's
-/// chunks joined along the sequence.
+/// `texts`' chunks through `encoder` (one run, batched as the export allows), the states
+/// of its layer `clip_skip` picks ([`TextEncoder::hidden_for`]), each chunk's weighed by
+/// its tokens' weights as `rule` weighs them ([`weigh`]), each text's chunks joined along
+/// the sequence.
 fn encode_chunked(
     encoder: &TextEncoder,
     tok: &ClipTokenizer,
     texts: &[Vec<Chunk>],
-    rule: SampleAs,
+    (rule, clip_skip): (SampleAs, Option<u32>),
     onnx: &mut Duration,
 ) -> Result<(Vec<Joined>, usize), DiffusionError> {
+    let layer = encoder.hidden_for(clip_skip)?;
     // ComfyUI weighs a token from its state in the empty prompt: encoded once, last.
     let from_empty = rule == SampleAs::Comfyui && texts.iter().flatten().any(Chunk::weighted);
     let mut ids: Vec<Vec<u32>> = texts.iter().flatten().map(|c| c.ids.clone()).collect();
     if from_empty {
         ids.push(Chunk::empty(tok).ids);
     }
-    let Encoded { mut hidden, pooled, seq, dim } = run_text_encoder(encoder, &ids, onnx)?;
+    let Encoded { mut hidden, pooled, seq, dim } = run_text_encoder(encoder, layer, &ids, onnx)?;
     let empty = if from_empty { hidden.pop() } else { None };
     let mut states = hidden.into_iter().zip(texts.iter().flatten()).enumerate();
     let mut joined = Vec::with_capacity(texts.len());
@@ -202,14 +209,15 @@ pub(super) fn encode_prompts(
         .iter()
         .map(|(p, w)| chunked(&model.tokenizer, p, rule, (w, one_chunk), warnings))
         .collect::<Result<_, _>>()?;
-    let (mut joined, d1) = encode_chunked(&model.text_encoder, &model.tokenizer, &chunks1, rule, onnx)?;
+    let (mut joined, d1) =
+        encode_chunked(&model.text_encoder, &model.tokenizer, &chunks1, (rule, req.clip_skip), onnx)?;
     let mut dim = d1;
     let mut pooled: Vec<Vec<f32>> = Vec::new();
     if let (Some(tok2), Some(enc2)) = (&model.tokenizer_2, &model.text_encoder_2) {
         let mut quiet = Vec::new();
         let chunks2: Vec<Vec<Chunk>> =
             parts.iter().map(|(p, w)| chunked(tok2, p, rule, (w, one_chunk), &mut quiet)).collect::<Result<_, _>>()?;
-        let (second, d2) = encode_chunked(enc2, tok2, &chunks2, rule, onnx)?;
+        let (second, d2) = encode_chunked(enc2, tok2, &chunks2, (rule, req.clip_skip), onnx)?;
         // Both encoders' states joined token by token along the feature axis, as far as both
         // go (ComfyUI cuts to the shorter; the same vocabulary makes the same chunks).
         for (a, b) in joined.iter_mut().zip(&second) {
@@ -260,9 +268,9 @@ pub(super) fn encode_prompts(
     Ok(Conditioning { hidden, seq, dim, text_embeds, time_ids })
 }
 
-/// The UNet conditioning of one text (SDXL: both encoders' penultimate states joined),
-/// `[seq · D]`; for checking a model's text path on its own.
-pub fn prompt_embeddings(model: &SdModel, text: &str) -> Result<Vec<f32>, DiffusionError> {
+/// The UNet conditioning of one text (SDXL: both encoders' penultimate states joined, or
+/// those `clip_skip` picks), `[seq · D]`; for checking a model's text path on its own.
+pub fn prompt_embeddings(model: &SdModel, text: &str, clip_skip: Option<u32>) -> Result<Vec<f32>, DiffusionError> {
     let req = GenerateRequest {
         prompt: text.to_string(),
         negative_prompt: None,
@@ -277,6 +285,7 @@ pub fn prompt_embeddings(model: &SdModel, text: &str) -> Result<Vec<f32>, Diffus
         init: None,
         max_side: u32::MAX,
         stop_at: None,
+        clip_skip,
     };
     let mut onnx = Duration::ZERO;
     Ok(encode_prompts(model, &req, false, 1, &mut Vec::new(), &mut onnx)?.hidden)
