@@ -20,6 +20,7 @@ pub mod pipeline;
 mod predict;
 pub mod preset;
 pub mod preview;
+pub mod prompt_schedule;
 pub mod samplers;
 mod text;
 pub mod tokenizer;
