@@ -23,6 +23,7 @@ pub mod preview;
 pub mod prompt_schedule;
 pub mod samplers;
 mod text;
+pub mod text_encoder;
 pub mod tokenizer;
 pub mod torch_noise;
 mod vae;

@@ -49,7 +49,7 @@ pub struct GenerateRequest {
     /// ([`samplers::to_sigma_space`]), undecoded: no pictures (none: the whole schedule).
     pub stop_at: Option<usize>,
     /// The text encoder layer, from its end, the prompts are read at (A1111's "Clip skip";
-    /// [`TextEncoder::hidden_for`](super::model::TextEncoder::hidden_for)); none: the model's own.
+    /// [`TextEncoder::hidden_for`](super::text_encoder::TextEncoder::hidden_for)); none: the model's own.
     pub clip_skip: Option<u32>,
     /// A hires fix's second pass: the first pass's steps, which A1111's prompt editing counts
     /// a whole `when` on from (`sample_as: a1111`); none for every other run.

@@ -8,11 +8,12 @@ use std::time::Duration;
 use super::DiffusionError;
 use super::chunks::{self, Chunk};
 use super::emphasis::{self, Part};
-use super::model::{Family, SdModel, TextEncoder};
+use super::model::{Family, SdModel};
 use super::onnx::int_input;
 use super::pipeline::GenerateRequest;
 use super::prompt_schedule::{self, Scheduled, Timeline};
 use super::samplers::{SampleAs, SchedulerChoice};
+use super::text_encoder::TextEncoder;
 use super::tokenizer::ClipTokenizer;
 
 /// Prompt conditioning for the UNet, already in batch order.
