@@ -34,7 +34,7 @@ async fn txt2img(c: &reqwest::Client, d: &DaemonProc, body: &Value) -> (Vec<u8>,
 }
 
 /// A txt2img answer's first picture's PNG bytes, and its `info` read as JSON.
-async fn txt2img_info(c: &reqwest::Client, d: &DaemonProc, body: &Value) -> (Vec<u8>, Value) {
+pub(crate) async fn txt2img_info(c: &reqwest::Client, d: &DaemonProc, body: &Value) -> (Vec<u8>, Value) {
     let (status, answer) = post(c, d, "/sdapi/v1/txt2img", body).await;
     assert_eq!(status, StatusCode::OK, "{body}: {answer}");
     let info: Value = serde_json::from_str(answer["info"].as_str().expect("info text")).expect("info JSON");
@@ -44,7 +44,7 @@ async fn txt2img_info(c: &reqwest::Client, d: &DaemonProc, body: &Value) -> (Vec
     (bytes, info)
 }
 
-fn pixels(png: &[u8]) -> RgbImage {
+pub(crate) fn pixels(png: &[u8]) -> RgbImage {
     image::load_from_memory(png).expect("a picture").to_rgb8()
 }
 

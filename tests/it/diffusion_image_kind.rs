@@ -318,6 +318,7 @@ fn pipeline_stops_between_steps_when_canceled() {
         max_side: 2048,
         stop_at: None,
         clip_skip: None,
+        first_pass_steps: None,
     };
     let cancel = CancellationToken::new();
     let steps = Mutex::new(Vec::new());

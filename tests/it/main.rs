@@ -97,6 +97,7 @@ mod piper_voices;
 mod presets;
 mod profile_model;
 mod profile_stage_models;
+mod prompt_editing;
 mod prompt_emphasis;
 mod quotas;
 mod refiner_continue;

@@ -205,6 +205,9 @@ impl Image {
             max_side: config.limits.max_image_side,
             stop_at: params.refine.as_ref().and_then(|r| r.switch).map(|s| s.step as usize),
             clip_skip: params.clip_skip,
+            // A hires fix's second pass: its text describes the first pass, whose steps A1111's
+            // prompt editing counts on from.
+            first_pass_steps: described_as.filter(|d| d.hires.is_some()).map(|d| d.steps),
         };
         let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
         let mut noise = match init {

@@ -223,6 +223,7 @@ pub fn bench_diffusion(config: &Config, opts: &BenchOptions) -> Result<BenchRepo
             max_side: u32::MAX,
             stop_at: None,
             clip_skip: None,
+            first_pass_steps: None,
         };
         let mut reference = match &opts.reference {
             Some((python, script)) => Some(Reference::start(python, script, opts, size)?),

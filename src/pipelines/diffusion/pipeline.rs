@@ -17,7 +17,7 @@ use super::noise::{Counted, Draws, NoiseSource};
 use super::predict::{LatentShape, guidance_embedding, predict};
 use super::preview::latent_preview_png;
 use super::samplers::{self, SamplerState, SchedulerChoice, SchedulerConfigFile, StepsMode};
-use super::text::encode_prompts;
+use super::text::encode_schedule;
 use super::vae::{decode, encode_init_image};
 use crate::pipelines::{Progress, ProgressFn, check_cancel};
 
@@ -49,8 +49,11 @@ pub struct GenerateRequest {
     /// ([`samplers::to_sigma_space`]), undecoded: no pictures (none: the whole schedule).
     pub stop_at: Option<usize>,
     /// The text encoder layer, from its end, the prompts are read at (A1111's "Clip skip";
-    /// [`TextEncoder::hidden_for`](super::model::TextEncoder::hidden_for)); none: the model's own.
+    /// [`TextEncoder::hidden_for`](super::text_encoder::TextEncoder::hidden_for)); none: the model's own.
     pub clip_skip: Option<u32>,
+    /// A hires fix's second pass: the first pass's steps, which A1111's prompt editing counts
+    /// a whole `when` on from (`sample_as: a1111`); none for every other run.
+    pub first_pass_steps: Option<u32>,
 }
 
 /// What image to image starts from: a picture, VAE-encoded, or latents as they are.
@@ -241,7 +244,10 @@ pub fn generate(
     let unet = &model.unet;
     let cfg = req.guidance > 1.0 && unet.timestep_cond.is_none();
     let mut warnings = Vec::new();
-    let cond = encode_prompts(model, req, cfg, n, &mut warnings, &mut onnx)?;
+    let conds = encode_schedule(model, req, (cfg, n), &mut warnings, &mut onnx)?;
+    // A1111's step counter for its prompt editing counts the model's calls of this run from
+    // 0, one a step; where a split's second pass goes on with the first's run, on from it.
+    let continued = matches!(req.init, Some(Init::Latents(InitLatents { noised: true, .. })));
 
     let f = model.info.vae_scale as usize;
     let (lh, lw, ch) = (req.height as usize / f, req.width as usize / f, unet.latent_channels);
@@ -351,7 +357,8 @@ pub fn generate(
             model_in.copy_within(..n * per, n * per);
         }
         let shape = LatentShape { batch, chunk, per, ch, lh, lw };
-        let out_all = predict(unet, &cond, guidance_cond.as_ref(), &model_in, t, shape, hooks.cancel, &mut onnx)?;
+        let cond = conds.at(u32::try_from(if continued { i } else { k }).unwrap_or(u32::MAX));
+        let out_all = predict(unet, cond, guidance_cond.as_ref(), &model_in, t, shape, hooks.cancel, &mut onnx)?;
         unet_runs += batch.div_ceil(chunk) as u32;
         if cfg {
             let g = req.guidance;

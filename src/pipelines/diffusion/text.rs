@@ -8,10 +8,12 @@ use std::time::Duration;
 use super::DiffusionError;
 use super::chunks::{self, Chunk};
 use super::emphasis::{self, Part};
-use super::model::{Family, SdModel, TextEncoder};
+use super::model::{Family, SdModel};
 use super::onnx::int_input;
 use super::pipeline::GenerateRequest;
+use super::prompt_schedule::{self, Scheduled, Timeline};
 use super::samplers::{SampleAs, SchedulerChoice};
+use super::text_encoder::TextEncoder;
 use super::tokenizer::ClipTokenizer;
 
 /// Prompt conditioning for the UNet, already in batch order.
@@ -186,20 +188,83 @@ fn lcm(a: usize, b: usize) -> usize {
     if a == 0 || b == 0 { a.max(b) } else { a / gcd(a, b) * b }
 }
 
+/// The conditionings of a run by step: one, or under `sample_as: a1111` one for each text
+/// its prompt and negative prompt are edited to (A1111's `[from:to:when]` and `[a|b]`,
+/// `prompt_schedule.rs`), each encoded once.
+pub(super) struct CondSchedule {
+    /// The last step (A1111's count) each conditioning in `conds` is for, in order.
+    ends: Vec<(u32, usize)>,
+    conds: Vec<Conditioning>,
+}
+
+impl CondSchedule {
+    /// The conditioning of step `step` (A1111's counter: its CFG denoiser's calls from 0):
+    /// the first whose last step is not before it, else the first, as A1111 picks.
+    pub fn at(&self, step: u32) -> &Conditioning {
+        let first = self.ends.iter().find(|(end, _)| step <= *end).or(self.ends.first());
+        &self.conds[first.map_or(0, |(_, i)| *i)]
+    }
+}
+
+/// The run's conditionings: its prompts as they are, or, read as A1111 reads them, as its
+/// prompt editing schedules them over `req.steps` (a hires fix's second pass counting on
+/// from its first's, `req.first_pass_steps`).
+pub(super) fn encode_schedule(
+    model: &SdModel,
+    req: &GenerateRequest,
+    (cfg, n): (bool, usize),
+    warnings: &mut Vec<String>,
+    onnx: &mut Duration,
+) -> Result<CondSchedule, DiffusionError> {
+    let negative = req.negative_prompt.as_deref();
+    if req.scheduler.sample_as != SampleAs::A1111 {
+        let cond = encode_prompts(model, req, (&req.prompt, negative), (cfg, n), warnings, onnx)?;
+        return Ok(CondSchedule { ends: vec![(u32::MAX, 0)], conds: vec![cond] });
+    }
+    let timeline = Timeline { steps: req.steps, first_pass: req.first_pass_steps };
+    let prompts = prompt_schedule::schedule(&req.prompt, timeline);
+    let negatives = negative.map(|n| prompt_schedule::schedule(n, timeline));
+    let mut ends: Vec<u32> = prompts.iter().chain(negatives.iter().flatten()).map(|s| s.end_at_step).collect();
+    ends.sort_unstable();
+    ends.dedup();
+    let text_at = |schedule: &[Scheduled], step: u32| {
+        let entry = schedule.iter().find(|s| step <= s.end_at_step).or(schedule.first());
+        entry.map_or("", |s| s.text.as_str()).to_string()
+    };
+    let mut texts: Vec<(String, Option<String>)> = Vec::new();
+    let mut schedule = CondSchedule { ends: Vec::with_capacity(ends.len()), conds: Vec::new() };
+    for end in ends {
+        let pair = (text_at(&prompts, end), negatives.as_deref().map(|n| text_at(n, end)));
+        let index = match texts.iter().position(|t| *t == pair) {
+            Some(i) => i,
+            None => {
+                let (prompt, negative) = (&pair.0, pair.1.as_deref());
+                schedule.conds.push(encode_prompts(model, req, (prompt, negative), (cfg, n), warnings, onnx)?);
+                texts.push(pair);
+                texts.len() - 1
+            }
+        };
+        schedule.ends.push((end, index));
+    }
+    // Each text that runs past the chunks the UNet takes says so, once.
+    warnings.dedup();
+    Ok(schedule)
+}
+
+/// The conditioning of `prompt` and `negative` for a run of `req`'s size and reading.
 pub(super) fn encode_prompts(
     model: &SdModel,
     req: &GenerateRequest,
-    cfg: bool,
-    n: usize,
+    (prompt, negative): (&str, Option<&str>),
+    (cfg, n): (bool, usize),
     warnings: &mut Vec<String>,
     onnx: &mut Duration,
 ) -> Result<Conditioning, DiffusionError> {
     let rule = req.scheduler.sample_as;
     let one_chunk = model.unet.hidden.fixed(1).is_some();
-    let negative = req.negative_prompt.as_deref();
     let zero_negative =
         model.info.family == Family::Sdxl && negative.is_none() && model.info.force_zeros_for_empty_prompt;
-    let mut texts: Vec<(&str, &str)> = vec![(req.prompt.as_str(), "prompt")];
+    let mut texts: Vec<(&str, &str)> = vec![(prompt, "prompt")];
     if cfg && !zero_negative {
         texts.insert(0, (negative.unwrap_or(""), "negative prompt"));
     }
@@ -286,7 +351,8 @@ pub fn prompt_embeddings(model: &SdModel, text: &str, clip_skip: Option<u32>) ->
         max_side: u32::MAX,
         stop_at: None,
         clip_skip,
+        first_pass_steps: None,
     };
     let mut onnx = Duration::ZERO;
-    Ok(encode_prompts(model, &req, false, 1, &mut Vec::new(), &mut onnx)?.hidden)
+    Ok(encode_prompts(model, &req, (text, None), (false, 1), &mut Vec::new(), &mut onnx)?.hidden)
 }
