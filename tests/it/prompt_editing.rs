@@ -12,24 +12,14 @@ use crate::common;
 use common::compat::{TINY_SD, models_dir, start_daemon};
 use common::daemon::DaemonProc;
 use image::RgbImage;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::a1111_hires::{pixels, txt2img_info};
-use crate::hires_checkpoint::post;
+use crate::prompt_emphasis::drawn_against;
 
 /// A 64², 4-step tiny-sd picture of `prompt` (and `negative`) by `rule`'s reading.
 async fn drawn(c: &reqwest::Client, d: &DaemonProc, prompt: &str, negative: &str, rule: &str) -> RgbImage {
-    let body = json!({"prompt": prompt, "negative_prompt": negative, "model": TINY_SD, "width": 64,
-        "height": 64, "steps": 4, "guidance": 7, "seed": 11, "scheduler": "euler", "schedule": "normal",
-        "sample_as": rule, "preview_every": 0});
-    let (status, job) = post(c, d, "/api/v1/images", &body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
-    let id = job["id"].as_str().expect("an id");
-    let done = common::daemon::wait_job(c, d, id, std::time::Duration::from_secs(120), common::daemon::is_final).await;
-    assert_eq!(done["state"], "succeeded", "{done}");
-    let png = common::render::artifact(c, d, id, "image.png").await;
-    image::load_from_memory(&png).expect("a picture").to_rgb8()
+    drawn_against(c, d, (prompt, negative), rule).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,17 @@ use crate::hires_checkpoint::post;
 
 /// Runs a 64² tiny-sd picture of `prompt` by `rule`'s arithmetic: its pixels and its log.
 async fn drawn(c: &reqwest::Client, d: &DaemonProc, prompt: &str, rule: &str) -> (RgbImage, Vec<String>) {
-    let body = json!({"prompt": prompt, "negative_prompt": "blurry", "model": TINY_SD, "width": 64,
+    drawn_against(c, d, (prompt, "blurry"), rule).await
+}
+
+/// [`drawn`] with a negative prompt of its own.
+pub(crate) async fn drawn_against(
+    c: &reqwest::Client,
+    d: &DaemonProc,
+    (prompt, negative): (&str, &str),
+    rule: &str,
+) -> (RgbImage, Vec<String>) {
+    let body = json!({"prompt": prompt, "negative_prompt": negative, "model": TINY_SD, "width": 64,
         "height": 64, "steps": 4, "guidance": 7, "seed": 11, "scheduler": "euler", "schedule": "normal",
         "sample_as": rule, "preview_every": 0});
     let (status, job) = post(c, d, "/api/v1/images", &body).await;
