@@ -246,8 +246,10 @@ pub(super) fn encode_schedule(
         };
         schedule.ends.push((end, index));
     }
-    // Each text that runs past the chunks the UNet takes says so, once.
-    warnings.dedup();
+    // Each text that runs past the chunks the UNet takes says so once, however many steps
+    // it is drawn at.
+    let mut said = std::collections::HashSet::new();
+    warnings.retain(|w| said.insert(w.clone()));
     Ok(schedule)
 }
 
