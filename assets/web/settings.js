@@ -10,6 +10,8 @@ import { field, h } from "./ui.js";
 
 /** What the choices say when the model's own is not known. */
 const OWN = "Model default";
+/** Clip skip's hint for a model that reads the prompt at any layer. */
+const CLIP_SKIP_HINT = "The text encoder layer, from its end, the prompt is read at: 2 for many anime models.";
 
 /**
  * The settings for the model picked in `model` (`models` as `installed()` gives them), with
@@ -26,6 +28,7 @@ export function moreSettings(models, model, { samplers, schedules }) {
   const stepsField = field("pic-steps", "Steps", steps, " ");
   const guidanceField = field("pic-guidance", "Guidance (CFG)", guidance, " ");
   const samplerField = field("pic-sampler", "Sampler", sampler, " ");
+  const clipSkipField = field("pic-clip-skip", "Clip skip", clipSkip, CLIP_SKIP_HINT);
   const hint = (f, text, v) => {
     f.querySelector(".hint").textContent = v === undefined || v === null ? text : `${text} Left empty: ${v}, the model's own.`;
   };
@@ -40,6 +43,14 @@ export function moreSettings(models, model, { samplers, schedules }) {
     hint(stepsField, "More steps add detail and take longer.", m.default_steps);
     hint(guidanceField, "How closely the picture follows the prompt.", m.default_guidance);
     hint(samplerField, "How each step draws.", s && s.label);
+    // The layers the model's text encoder gives: a model from the hub its own only.
+    const most = m.max_clip_skip;
+    for (const o of clipSkip.options) o.disabled = o.value !== "" && most !== undefined && most !== null && Number(o.value) > most;
+    clipSkip.options[0].textContent = m.default_clip_skip ? `${OWN} (${m.default_clip_skip})` : OWN;
+    if (clipSkip.selectedOptions[0] && clipSkip.selectedOptions[0].disabled) clipSkip.value = "";
+    clipSkipField.querySelector(".hint").textContent = most !== undefined && most !== null && most === m.default_clip_skip
+      ? "This model reads the prompt at its own text encoder layer only (pulled from the hub): import its checkpoint or diffusers folder to read it at others."
+      : CLIP_SKIP_HINT;
   };
   own();
   model.addEventListener("change", own);
@@ -47,9 +58,7 @@ export function moreSettings(models, model, { samplers, schedules }) {
     h("summary", {}, "More settings"),
     h("div", { class: "grid" }, stepsField, guidanceField, samplerField,
       field("pic-schedule", "Schedule", schedule, "How the sampler spreads its steps (A1111's schedule type)."),
-      field("pic-clip-skip", "Clip skip", clipSkip,
-        "The text encoder layer, from its end, the prompt is read at: 2 for many anime models. " +
-        "A model pulled from the hub reads at its own only; one imported from its checkpoint at any.")));
+      clipSkipField));
   const controls = { steps, guidance, sampler, schedule, clipSkip };
   return {
     el,

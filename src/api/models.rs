@@ -88,6 +88,15 @@ pub struct ModelView {
     /// request names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_scheduler: Option<String>,
+    /// The clip skip (a request's `clip_skip`) an installed diffusion model reads prompts at
+    /// when a request names none: 1, the text encoder's last layer; 2 for SDXL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_clip_skip: Option<u32>,
+    /// The deepest clip skip it takes: its default where its text encoder gives that layer
+    /// only (a model from the hub; one imported with `reelbox models import` gives every
+    /// layer); absent where not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clip_skip: Option<u32>,
     /// Where a model imported on this box came from: the file or folder `models import` was
     /// given (absent for the catalog's models).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,6 +204,8 @@ impl From<&CatalogModel> for ModelView {
             default_steps: None,
             default_guidance: None,
             default_scheduler: None,
+            default_clip_skip: None,
+            max_clip_skip: None,
             sha256: None,
             shorthash: None,
             loras: Vec::new(),
@@ -230,6 +241,8 @@ impl From<&LiveModel> for ModelView {
             default_steps: None,
             default_guidance: None,
             default_scheduler: None,
+            default_clip_skip: None,
+            max_clip_skip: None,
             imported_from: m.checkpoint.as_ref().and_then(|c| c.source.clone()),
             sha256: None,
             shorthash: None,
@@ -303,6 +316,8 @@ pub fn catalog(config: &Config) -> ModelList {
                 default_steps: drawn.map(|d| d.steps),
                 default_guidance: drawn.map(|d| d.guidance),
                 default_scheduler: drawn.map(|d| d.scheduler.to_owned()),
+                default_clip_skip: drawn.map(|d| d.clip_skip),
+                max_clip_skip: drawn.and_then(|d| d.max_clip_skip),
                 ..ModelView::from(m)
             }
             .hashed(hashed)

@@ -107,6 +107,14 @@ async fn an_imported_model_draws_at_earlier_text_encoder_layers_through_every_ro
     // The hub's model: its own layer draws, another is refused with the way to one that skips.
     draw(&http, &d, json!({"model": "hub-sd", "clip_skip": 1})).await;
     assert!(refused("hub-sd", json!(2)).await.contains("reelbox models import"));
+    // The listing says which each takes.
+    let listed = get_json(&http, &d, "/api/v1/models").await;
+    let row = |name: &str| {
+        let rows = listed["models"].as_array().cloned().unwrap_or_default();
+        let row = rows.into_iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("{name} in {listed}"));
+        (row["default_clip_skip"].as_u64(), row["max_clip_skip"].as_u64())
+    };
+    assert_eq!((row("anime"), row("hub-sd")), ((Some(1), Some(3)), (Some(1), Some(1))));
     let jobs = get_json(&http, &d, "/api/v1/jobs?kind=image&state=failed").await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "refused, nothing failed: {jobs}");
 

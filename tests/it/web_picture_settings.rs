@@ -188,23 +188,23 @@ async fn more_settings_reach_the_picture_and_say_each_models_own_defaults() {
     .await;
     assert!(said.as_str().is_some_and(|s| s.starts_with("Schedule: ") && s.contains("lcm")), "{said}");
     assert_eq!(js(c, "return document.activeElement.id").await, "pic-schedule");
-    // The demo model gives its own text encoder layer only: clip skip 2 is refused at its
-    // field, with the way to a model that reads at any.
-    find(c, "#pic-sampler").await.select_by_value("euler_a").await.expect("sampler");
-    find(c, "#pic-clip-skip").await.select_by_value("2").await.expect("clip skip");
-    find(c, "form.picture-form button[type=submit]").await.click().await.expect("make it");
-    let said = wait_js(
-        c,
-        "the clip skip's refusal",
-        "return document.querySelector('#pic-clip-skip-error').textContent",
-        Duration::from_secs(20),
-    )
-    .await;
-    assert!(
-        said.as_str().is_some_and(|s| s.starts_with("Clip skip: ") && s.contains("reelbox models import")),
-        "{said}"
+    // The demo model gives its own text encoder layer only (as `GET /api/v1/models` says):
+    // clip skip past it is not offered, and the hint says how to get a model that reads at any.
+    assert_eq!((&demo["default_clip_skip"], &demo["max_clip_skip"]), (&json!(1), &json!(1)), "{demo}");
+    let offered = "return [...document.getElementById('pic-clip-skip').options].map(o => [o.value, o.disabled])";
+    assert_eq!(
+        js(c, offered).await,
+        json!([["", false], ["1", false], ["2", true], ["3", true], ["4", true]]),
+        "past the demo model's own layer, nothing offered"
     );
-    assert_eq!(js(c, "return document.activeElement.id").await, "pic-clip-skip");
+    let hint = js(c, "return document.getElementById('pic-clip-skip-hint').textContent").await;
+    assert!(hint.as_str().is_some_and(|h| h.contains("import its checkpoint")), "{hint}");
+    // SDXL reads at its penultimate layer by its own, and at any its encoder has (the tiny
+    // one's 3).
+    find(c, "#pic-model").await.select_by_value("sdxl-turbo").await.expect("pick the Turbo model");
+    let own = "return document.getElementById('pic-clip-skip').options[0].textContent";
+    assert_eq!(js(c, own).await, "Model default (2)");
+    assert_eq!(js(c, offered).await, json!([["", false], ["1", false], ["2", false], ["3", false], ["4", true]]));
     b.client.clone().close().await.expect("close the browser");
 
     // On a 320 px phone at twice the text size, open, the view is no wider than the screen.

@@ -231,6 +231,10 @@ pub struct DrawingDefaults {
     pub guidance: f32,
     /// The sampler's request name (`dpmpp_2m_karras`).
     pub scheduler: &'static str,
+    /// The clip skip it reads prompts at, and the deepest it reads them at (its own where its
+    /// text encoder gives that layer only; none where its depth is not known).
+    pub clip_skip: u32,
+    pub max_clip_skip: Option<u32>,
 }
 
 /// [`DrawingDefaults`] of an installed diffusion model whose configs read as `info`, with
@@ -238,7 +242,14 @@ pub struct DrawingDefaults {
 pub fn drawing_defaults(info: &ModelInfo, tuning: Option<Tuning>) -> Option<DrawingDefaults> {
     let (steps, guidance, scheduler) = model_defaults(info, tuning);
     let steps = u32::try_from(steps).ok()?;
-    Some(DrawingDefaults { side: info.native_size, steps, guidance: guidance as f32, scheduler: scheduler.name() })
+    Some(DrawingDefaults {
+        side: info.native_size,
+        steps,
+        guidance: guidance as f32,
+        scheduler: scheduler.name(),
+        clip_skip: info.family.own_clip_skip(),
+        max_clip_skip: info.max_clip_skip(),
+    })
 }
 
 /// The steps, guidance and scheduler a request naming none uses: the model's own (LCM and

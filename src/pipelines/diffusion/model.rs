@@ -230,6 +230,12 @@ impl ModelInfo {
 }
 
 impl ModelInfo {
+    /// The deepest clip skip its text encoder reads prompts at, as far as its files say: its
+    /// own where it gives that layer only; none where its depth is not known.
+    pub fn max_clip_skip(&self) -> Option<u32> {
+        if self.every_text_layer { self.text_layers } else { Some(self.family.own_clip_skip()) }
+    }
+
     /// Whether its text encoder reads prompts at clip skip `skip` ([`TextEncoder::hidden_for`]),
     /// as far as its files say without loading it.
     pub fn check_clip_skip(&self, skip: u32) -> Result<(), DiffusionError> {
