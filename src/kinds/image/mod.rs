@@ -31,6 +31,7 @@ use crate::pipelines::diffusion::{
 use crate::pipelines::upscale::TileOptions;
 
 mod carry;
+mod defaults;
 mod hires_text;
 mod latent;
 mod local;
@@ -42,10 +43,11 @@ mod sampling;
 mod split;
 mod weights;
 
+pub use defaults::{DrawingDefaults, drawing_defaults};
 pub use local::{LocalImageArgs, LocalImageError, LocalImageReport, render_local};
 pub use params::{
-    DrawingDefaults, ImageParams, ImageRequest, MAX_CLIP_SKIP, MAX_IMAGES, MAX_MASK_GROW, MAX_SEED, diffusion_model,
-    drawing_defaults, validate_params, wire_int,
+    ImageParams, ImageRequest, MAX_CLIP_SKIP, MAX_IMAGES, MAX_MASK_GROW, MAX_SEED, diffusion_model, validate_params,
+    wire_int,
 };
 pub use refine::{PassSize, Refine, RefineFrom, RefineRequest};
 pub use sampling::NO_SCHEDULE;
