@@ -4,7 +4,7 @@
 //! 1.x/2.x's through the final layer norm, as A1111, ComfyUI and diffusers read them), and
 //! its self-check compares the prompt read one layer short against PyTorch's. The native
 //! `clip_skip`, A1111's `override_settings.CLIP_stop_at_last_layers` and ComfyUI's
-//! CLIPSetLastLayer draw with it; a model from the hub, which gives its last layer only, is
+//! CLIPSetLastLayer draw with it (A1111's also as set through `/sdapi/v1/options`); a model from the hub, which gives its last layer only, is
 //! refused at once saying how to get one that skips; past the encoder's layers is refused
 //! naming the field. Before, `clip_skip` was an unknown field, A1111's setting was dropped without
 //! a word and CLIPSetLastLayer was "not found".
@@ -131,6 +131,23 @@ async fn an_imported_model_draws_at_earlier_text_encoder_layers_through_every_ro
     assert_eq!(s, 422, "{refused}");
     let detail = refused["detail"].as_str().unwrap_or_default();
     assert!(detail.starts_with("override_settings.CLIP_stop_at_last_layers"), "{refused}");
+    // Set through `options` (as A1111 keeps it), the caller's requests without one draw at it.
+    let options = |body: Value| {
+        let (http, d) = (&http, &d);
+        async move { post_json(http, d, "/sdapi/v1/options", body).await }
+    };
+    assert_eq!(options(json!({"CLIP_stop_at_last_layers": 2})).await.0, 200);
+    let read = get_json(&http, &d, "/sdapi/v1/options").await;
+    assert_eq!(read["CLIP_stop_at_last_layers"], 2, "{read}");
+    let (s, set) = txt2img(&http, &d, "anime", Value::Null).await;
+    assert_eq!(s, 200, "{set}");
+    let (set_px, set_info) = picture_of(&set);
+    assert!(set_px == two_px && set_info["clip_skip"] == 2, "the setting draws as the override: {set_info}");
+    let (s, bad) = options(json!({"CLIP_stop_at_last_layers": "x"})).await;
+    assert_eq!(s, 422, "{bad}");
+    assert!(bad["detail"].as_str().is_some_and(|m| m.starts_with("CLIP_stop_at_last_layers")), "{bad}");
+    assert_eq!(options(json!({"CLIP_stop_at_last_layers": 1})).await.0, 200);
+    assert!(picture_of(&txt2img(&http, &d, "anime", Value::Null).await.1).0 == one_px, "back at 1");
     // SillyTavern sends 1 with every request: the hub's model draws.
     let (s, hub) = txt2img(&http, &d, "hub-sd", json!(1)).await;
     assert_eq!(s, 200, "{hub}");

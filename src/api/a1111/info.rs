@@ -150,7 +150,8 @@ pub async fn get_options(State(state): State<AppState>, caller: Caller) -> Json<
         "samples_format": "png",
         "randn_source": "CPU",
         "eta_noise_seed_delta": 0,
-        "CLIP_stop_at_last_layers": 1,
+        // Its clip skip, as this caller set it.
+        "CLIP_stop_at_last_layers": state.store.owner_clip_skip(&caller.owner).ok().flatten().unwrap_or(1),
         "sd_vae": "Automatic",
     }))
 }
@@ -159,12 +160,14 @@ pub async fn get_options(State(state): State<AppState>, caller: Caller) -> Json<
 /// `params::model_named` reads it): an admin's
 /// becomes the box's diffusion default, which requests naming no model use; a client key's
 /// is its own pick (SillyTavern and Open WebUI pick a model only here), kept across restarts,
-/// which its requests naming none draw with, other keys unaffected. Other settings are
-/// accepted and left as they are (clients send back all they read).
+/// which its requests naming none draw with, other keys unaffected. `CLIP_stop_at_last_layers`
+/// (1–12) is the caller's own clip skip, which its requests without one in
+/// `override_settings` draw with (`params::clip_skip`). Other settings are accepted and left
+/// as they are (clients send back all they read).
 #[utoipa::path(post, path = "/sdapi/v1/options", operation_id = "a1111_set_options", tag = "a1111", request_body = Object,
     responses((status = 200, description = "set: `null`, as A1111 answers", body = Option<Object>),
         (status = 404, description = "no such diffusion model", body = super::error::A1111ErrorBody),
-        (status = 422, description = "a body that is not a JSON object, or a checkpoint that is no name", body = super::error::A1111ErrorBody)))]
+        (status = 422, description = "a body that is not a JSON object, a checkpoint that is no name, or a `CLIP_stop_at_last_layers` not 1 to 12", body = super::error::A1111ErrorBody)))]
 pub async fn set_options(
     State(state): State<AppState>,
     caller: Caller,
@@ -173,6 +176,14 @@ pub async fn set_options(
     let options: Map<String, Value> = serde_json::from_slice(&body?.0).map_err(|e| {
         A1111Error::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the body is not a JSON object: {e}"))
     })?;
+    if let Some(v) = options.get("CLIP_stop_at_last_layers").filter(|v| !v.is_null()) {
+        let skip = super::params::stop_at_last_layers(v, "CLIP_stop_at_last_layers")?;
+        state
+            .store
+            .set_owner_clip_skip(&caller.owner, (skip > 1).then_some(skip))
+            .await
+            .map_err(|e| A1111Error::internal(format!("cannot keep the clip skip set: {e}")))?;
+    }
     let asked = match options.get("sd_model_checkpoint") {
         None | Some(Value::Null) => return Ok(Json(Value::Null)),
         Some(Value::String(s)) => s,

@@ -163,28 +163,32 @@ pub fn generation(state: &AppState, g: &Generation) -> Result<image::ImageReques
     })
 }
 
-/// A1111's "Clip skip" (`override_settings.CLIP_stop_at_last_layers`, 1–12) as the job's
-/// `clip_skip`, where A1111 reads it: on SD 1.x/2.x models, not SDXL's (its SDXL text encoders
-/// leave the setting be); 1, the model's own, as none (so models that give their last layer
-/// only draw as they do).
+/// A1111's "Clip skip" setting, `CLIP_stop_at_last_layers`, as sent under `field`: a whole
+/// number from 1 to 12 (its slider's range), or a refusal naming `field`.
+pub fn stop_at_last_layers(v: &serde_json::Value, field: &str) -> Result<u32, A1111Error> {
+    v.as_f64()
+        .filter(|f| f.fract() == 0.0 && (1.0..=12.0).contains(f))
+        .map(|f| f as u32)
+        .ok_or_else(|| A1111Error::field(field, format!("must be a whole number from 1 to 12, got {v}")))
+}
+
+/// A1111's "Clip skip" (`override_settings.CLIP_stop_at_last_layers`, else what the caller set
+/// through `options`) as the job's `clip_skip`, where A1111 reads it: on SD 1.x/2.x models,
+/// not SDXL's (its SDXL text encoders leave the setting be); 1, the model's own, as none (so
+/// models that give their last layer only draw as they do).
 pub fn clip_skip(
     state: &AppState,
     caller: &Caller,
     g: &Generation,
     params: &image::ImageRequest,
 ) -> Result<Option<i64>, A1111Error> {
-    const FIELD: &str = "override_settings.CLIP_stop_at_last_layers";
     let skip = match g.override_settings.as_ref().and_then(|o| o.get("CLIP_stop_at_last_layers")) {
-        None | Some(serde_json::Value::Null) => return Ok(None),
-        Some(v) => v
-            .as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .filter(|n| (1..=12).contains(n))
-            .ok_or_else(|| A1111Error::field(FIELD, format!("must be a whole number from 1 to 12, got {v}")))?,
+        None | Some(serde_json::Value::Null) => state.store.owner_clip_skip(&caller.owner).ok().flatten().unwrap_or(1),
+        Some(v) => stop_at_last_layers(v, "override_settings.CLIP_stop_at_last_layers")?,
     };
     let drawing = params.model.clone().or_else(|| super::info::current(state, caller));
     let family = drawing.and_then(|m| image::diffusion_model("model", &m, &state.config).ok()).map(|i| i.family);
-    Ok((skip > 1 && family == Some(Family::Sd)).then_some(skip))
+    Ok((skip > 1 && family == Some(Family::Sd)).then_some(i64::from(skip)))
 }
 
 /// A1111's refiner (`refiner_checkpoint`, `refiner_switch_at`) as the job's base → refiner
