@@ -74,7 +74,32 @@ impl Part {
         feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)>,
         clock: &mut Duration,
     ) -> Result<Vec<Output>, DiffusionError> {
-        let wants: Vec<Want<'_>> = self.outputs.iter().map(|o| Want::any(&o.name)).collect();
+        self.run_wanting(feeds, self.outputs.iter().map(|o| Want::any(&o.name)).collect(), clock)
+    }
+
+    /// Runs the part and returns only the outputs at `wanted` (indices into `outputs`) as
+    /// f32, in that order: a text encoder that exports every layer's states has the one
+    /// asked for read out, not all of them.
+    pub fn run_outputs(
+        &self,
+        feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)>,
+        wanted: &[usize],
+        clock: &mut Duration,
+    ) -> Result<Vec<Output>, DiffusionError> {
+        let wants = wanted
+            .iter()
+            .map(|&i| self.outputs.get(i).map(|o| Want::any(&o.name)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| DiffusionError::Run { part: self.name, reason: format!("no output {wanted:?}") })?;
+        self.run_wanting(feeds, wants, clock)
+    }
+
+    fn run_wanting(
+        &self,
+        feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)>,
+        wants: Vec<Want<'_>>,
+        clock: &mut Duration,
+    ) -> Result<Vec<Output>, DiffusionError> {
         let outs = engine::run(&self.session, self.name, feeds, &wants)?;
         *clock += outs.took;
         Ok(outs.tensors)

@@ -50,12 +50,14 @@ fn run_text_encoder(
     let mut pooled = Vec::new();
     let mut dim = 0;
     let chunk = encoder.max_batch().max(1);
+    // Only the layer read and the pooled output are taken out of the run.
+    let wanted: Vec<usize> = std::iter::once(layer).chain(encoder.pooled).collect();
     for group in ids.chunks(chunk) {
         let flat: Vec<i64> = group.iter().flatten().map(|&v| i64::from(v)).collect();
         let feeds = vec![int_input(&encoder.ids, vec![group.len(), seq], &flat)?];
-        let outs = encoder.part.run(feeds, onnx)?;
+        let outs = encoder.part.run_outputs(feeds, &wanted, onnx)?;
         let h = outs
-            .get(layer)
+            .first()
             .ok_or(DiffusionError::Run { part: encoder.part.name, reason: "hidden output missing".into() })?;
         if h.shape.len() != 3 || h.shape[0] != group.len() || h.shape[1] != seq {
             return Err(DiffusionError::Run {
@@ -68,9 +70,9 @@ fn run_text_encoder(
         for j in 0..group.len() {
             hidden.push(h.data[j * per..(j + 1) * per].to_vec());
         }
-        if let Some(p) = encoder.pooled {
+        if encoder.pooled.is_some() {
             let o = outs
-                .get(p)
+                .get(1)
                 .ok_or(DiffusionError::Run { part: encoder.part.name, reason: "pooled output missing".into() })?;
             let w = o.data.len() / group.len().max(1);
             for j in 0..group.len() {
