@@ -72,7 +72,7 @@ pub fn check(engine: &Engine, device: DeviceId, conv: &Conversion, tolerance: f3
     // Clip skip: the prompt read one layer short of the model's own, as PyTorch reads it;
     // not where no layer is left before (a test model's text encoder of two layers).
     let (skip_expected, _) = conv.tensor("clip_skip_expected")?;
-    let skip = model.text_encoder.own_clip_skip() + 1;
+    let skip = model.info.family.own_clip_skip() + 1;
     let skip_diff = match prompt_embeddings(&model, &recipe.prompt, Some(skip)) {
         Ok(got) => Some(max_abs_diff(&skip_expected, &got).ok_or_else(|| {
             refused(format!("clip skip {skip} gave {} values, PyTorch {}", got.len(), skip_expected.len()))

@@ -239,14 +239,10 @@ impl ModelInfo {
     /// Whether its text encoder reads prompts at clip skip `skip` ([`TextEncoder::hidden_for`]),
     /// as far as its files say without loading it.
     pub fn check_clip_skip(&self, skip: u32) -> Result<(), DiffusionError> {
-        if skip == self.family.own_clip_skip() {
-            return Ok(());
-        }
-        if !self.every_text_layer {
-            return Err(clip_skip_refused("text_encoder", skip, None));
-        }
-        match self.text_layers {
-            Some(depth) if skip > depth => Err(clip_skip_refused("text_encoder", skip, Some(depth))),
+        match self.max_clip_skip() {
+            Some(most) if skip > most && skip != self.family.own_clip_skip() => {
+                Err(clip_skip_refused("text_encoder", skip, self.every_text_layer.then_some(most)))
+            }
             _ => Ok(()),
         }
     }

@@ -79,11 +79,6 @@ impl TextEncoder {
         Ok(Self { part, ids, hidden, pooled, layers, own_skip })
     }
 
-    /// The clip skip the model reads its prompts at by its own (1 for SD 1.x/2.x, 2 for SDXL).
-    pub fn own_clip_skip(&self) -> u32 {
-        self.own_skip
-    }
-
     /// Index of the hidden states for `clip_skip`: the output of the text encoder's
     /// `clip_skip`-th layer from its end (1: the last), as A1111's "Clip skip" and ComfyUI's
     /// CLIPSetLastLayer at `-clip_skip` take it; none, the model's own.
