@@ -132,6 +132,11 @@ pub fn picked(state: &AppState, caller: &Caller) -> Option<String> {
     model_named(&state.config, &pick, "sd_model_checkpoint").ok()
 }
 
+/// The clip skip `caller` set through `options` (`CLIP_stop_at_last_layers`), else 1.
+pub(super) fn clip_skip_set(state: &AppState, caller: &Caller) -> u32 {
+    state.store.owner_clip_skip(&caller.owner).ok().flatten().unwrap_or(1)
+}
+
 /// The model `caller`'s requests naming none draw with: its pick, else the box's default.
 pub(super) fn current(state: &AppState, caller: &Caller) -> Option<String> {
     picked(state, caller).or_else(|| box_models::default_anywhere(&state.config, ModelKind::Diffusion))
@@ -151,7 +156,7 @@ pub async fn get_options(State(state): State<AppState>, caller: Caller) -> Json<
         "randn_source": "CPU",
         "eta_noise_seed_delta": 0,
         // Its clip skip, as this caller set it.
-        "CLIP_stop_at_last_layers": state.store.owner_clip_skip(&caller.owner).ok().flatten().unwrap_or(1),
+        "CLIP_stop_at_last_layers": clip_skip_set(&state, &caller),
         "sd_vae": "Automatic",
     }))
 }

@@ -183,7 +183,7 @@ pub fn clip_skip(
     params: &image::ImageRequest,
 ) -> Result<Option<i64>, A1111Error> {
     let skip = match g.override_settings.as_ref().and_then(|o| o.get("CLIP_stop_at_last_layers")) {
-        None | Some(serde_json::Value::Null) => state.store.owner_clip_skip(&caller.owner).ok().flatten().unwrap_or(1),
+        None | Some(serde_json::Value::Null) => super::info::clip_skip_set(state, caller),
         Some(v) => stop_at_last_layers(v, "override_settings.CLIP_stop_at_last_layers")?,
     };
     let drawing = params.model.clone().or_else(|| super::info::current(state, caller));
