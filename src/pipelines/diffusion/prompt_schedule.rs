@@ -17,8 +17,8 @@ enum Node {
     Text(String),
     /// Emphasis brackets around editing: kept as written, with what is inside read.
     Seq(Vec<Node>),
-    /// `[before:after:when]`; `when` as written until the steps are known.
-    Scheduled { before: Vec<Node>, after: Vec<Node>, when: String },
+    /// `[before:after:when]`; `when` as written, read once, until the steps are known.
+    Scheduled { before: Vec<Node>, after: Vec<Node>, when: When },
     /// `[a|b|…]`, empty options included.
     Alternate(Vec<Vec<Node>>),
 }
@@ -57,11 +57,24 @@ pub fn schedule(prompt: &str, timeline: Timeline) -> Vec<Scheduled> {
         .collect()
 }
 
-/// The step a `when` as written stands for on `timeline` (A1111 truncates toward zero, and
-/// no further than the run's last step; below 1 it ends no text).
-fn when_step(when: &str, t: Timeline) -> i64 {
-    let v: f64 = when.parse().unwrap_or(0.0);
-    let v = match (when.contains('.'), t.first_pass) {
+/// A `when` as written: its number, and whether it has a `.` (a share of the steps, to A1111).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct When {
+    value: f64,
+    share: bool,
+}
+
+impl When {
+    fn read(written: &str) -> Self {
+        Self { value: written.parse().unwrap_or(0.0), share: written.contains('.') }
+    }
+}
+
+/// The step a `when` stands for on `timeline` (A1111 truncates toward zero, and no further
+/// than the run's last step; below 1 it ends no text).
+fn when_step(when: &When, t: Timeline) -> i64 {
+    let v = when.value;
+    let v = match (when.share, t.first_pass) {
         (true, None) => v * f64::from(t.steps),
         (true, Some(_)) => (v - 1.0) * f64::from(t.steps),
         (false, first) => v - f64::from(first.unwrap_or(0)),
@@ -219,9 +232,9 @@ impl Parser<'_> {
         Some((Node::Scheduled { before: first, after: second, when }, end))
     }
 
-    /// `[WHITESPACE] NUMBER [WHITESPACE] "]"` from `i`: the number as written, and the
-    /// position past the bracket.
-    fn when(&self, i: usize) -> Option<(String, usize)> {
+    /// `[WHITESPACE] NUMBER [WHITESPACE] "]"` from `i`: the number, and the position past the
+    /// bracket.
+    fn when(&self, i: usize) -> Option<(When, usize)> {
         let skip = |mut j: usize| {
             while self.at(j).is_some_and(char::is_whitespace) {
                 j += 1;
@@ -231,7 +244,7 @@ impl Parser<'_> {
         let start = skip(i);
         let end = self.number(start)?;
         let close = skip(end);
-        (self.at(close) == Some(']')).then(|| (self.s[start..end].iter().collect(), close + 1))
+        (self.at(close) == Some(']')).then(|| (When::read(&self.s[start..end].iter().collect::<String>()), close + 1))
     }
 
     /// Lark's SIGNED_NUMBER from `i`: `[+-]` then digits with an optional `.` part (or `.`
