@@ -6,6 +6,7 @@
 use super::chain::unsupported;
 use super::literals::int_value;
 use super::nodes::{NodeSpec, int, link};
+use super::roles::Sampling;
 use super::validate::{PromptError, ValidGraph};
 
 pub const CLASS_TYPE: &str = "CLIPSetLastLayer";
@@ -55,8 +56,31 @@ pub(super) fn pass_clip_skip(g: &ValidGraph, positive: &str, negative: &str) -> 
     Ok(pos)
 }
 
+/// A second pass's prompts (`positive`, `negative`) read at the layer of the first pass's
+/// (`first`), as the job reads every pass's at its one `clip_skip`; else refused at the
+/// second pass's KSampler.
+pub(super) fn second_pass_at_first(
+    g: &ValidGraph,
+    sampler: &str,
+    (positive, negative): (&str, &str),
+    first: &Sampling,
+) -> Result<(), PromptError> {
+    let skip = pass_clip_skip(g, positive, negative)?;
+    let first_skip = pass_clip_skip(g, &first.positive, &first.negative)?;
+    if skip == first_skip {
+        return Ok(());
+    }
+    let why = format!(
+        "its prompts are read at {}, the first pass's at {}: reelbox reads both passes' prompts at one text \
+         encoder layer; set both CLIPs' CLIPSetLastLayer alike",
+        said(skip),
+        said(first_skip)
+    );
+    Err(unsupported(sampler, &g.nodes[sampler], why))
+}
+
 /// A pass's clip skip in a refusal's words.
-pub(super) fn said(skip: Option<i64>) -> String {
+fn said(skip: Option<i64>) -> String {
     skip.map_or("the model's own layer".to_string(), |s| format!("layer -{s}"))
 }
 

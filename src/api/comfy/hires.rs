@@ -159,21 +159,7 @@ pub(super) fn second_pass(
         }
         same_checkpoint(g, checkpoint, id, "clip", 1)?;
     }
-    // The job reads every pass's prompts at one layer (its `clip_skip`).
-    let (skip, first_skip) = (
-        super::clip_layer::pass_clip_skip(g, &pos_id, &neg_id)?,
-        super::clip_layer::pass_clip_skip(g, &sampling.positive, &sampling.negative)?,
-    );
-    if skip != first_skip {
-        let said = super::clip_layer::said;
-        let why = format!(
-            "its prompts are read at {}, the first pass's at {}: reelbox reads both passes' prompts at one text \
-             encoder layer; set both CLIPs' CLIPSetLastLayer alike",
-            said(skip),
-            said(first_skip)
-        );
-        return Err(unsupported(sampler_id, &g.nodes[sampler_id], why));
-    }
+    super::clip_layer::second_pass_at_first(g, sampler_id, (&pos_id, &neg_id), sampling)?;
     same_checkpoint(g, checkpoint, decode_id, "vae", 2)?;
     for id in first.between.iter().filter(|id| g.nodes[*id].class_type == "VAEEncode") {
         same_checkpoint(g, checkpoint, id, "vae", 2)?;
