@@ -1,8 +1,9 @@
 //! The flags a user typed, and a refusal said in them: the daemon (and, with `--local`, the
 //! same validation in this process) names the native field it refused (`refine.steps: must
-//! be …`), which a user of `reelbox image` never typed; where a command has a long flag of that name (`.` and `_` read as `-`: `--refine-steps`)
-//! and it was typed, the refusal names the flag instead. Read from the command's own clap
-//! definition, so a flag added later is covered without a list here.
+//! be …`), which a user of `reelbox image` never typed; where a command has a long flag of
+//! that name (`.` and `_` read as `-`: `--refine-steps`) and it was typed, the refusal names
+//! the flag instead. Read from the command's own clap definition, so a flag added later is
+//! covered without a list here.
 
 use std::collections::BTreeSet;
 
