@@ -111,24 +111,22 @@ pub(super) fn path_of<'g>(g: &'g ValidGraph, id: &str, input: &str, slot: usize)
     let mut last_layers: Vec<(String, i64)> = Vec::new();
     let (mut at, mut input) = (id.to_string(), input);
     loop {
-        let passed =
-            |next: &String| loras.iter().any(|l| &l.node == next) || last_layers.iter().any(|(n, _)| n == next);
         let setter = if slot == 1 { super::clip_layer::setter(g, &at, input) } else { None };
-        if let Some((next, skip)) = setter {
-            if passed(&next) {
-                return Err(unsupported(&at, &g.nodes[&at], format!("{input} loops back to node {next}")));
-            }
-            last_layers.push((next.clone(), skip));
-            (at, input) = (next, "clip");
-            continue;
-        }
-        let (next, node) = follow(g, &at, input, takes, slot)?;
+        let (next, node) = match &setter {
+            Some((next, _)) => (next.clone(), &g.nodes[next]),
+            None => follow(g, &at, input, takes, slot)?,
+        };
         if node.class_type == CHECKPOINT {
             loras.reverse();
             return Ok(Path { id: next, node, loras, last_layers });
         }
-        if passed(&next) {
+        if loras.iter().any(|l| l.node == next) || last_layers.iter().any(|(n, _)| *n == next) {
             return Err(unsupported(&at, &g.nodes[&at], format!("{input} loops back to node {next}")));
+        }
+        if let Some((_, skip)) = setter {
+            last_layers.push((next.clone(), skip));
+            (at, input) = (next, "clip");
+            continue;
         }
         let lora_name = text(node, "lora_name");
         loras.push(Lora {
