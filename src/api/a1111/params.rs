@@ -163,6 +163,11 @@ pub fn generation(state: &AppState, g: &Generation) -> Result<image::ImageReques
     })
 }
 
+/// The model `params` draws with: its own, else `caller`'s default.
+fn drawing(state: &AppState, caller: &Caller, params: &image::ImageRequest) -> Option<String> {
+    params.model.clone().or_else(|| super::info::current(state, caller))
+}
+
 /// A1111's "Clip skip" setting, `CLIP_stop_at_last_layers`, as sent under `field`: a whole
 /// number from 1 to 12 (its slider's range), or a refusal naming `field`.
 pub fn stop_at_last_layers(v: &serde_json::Value, field: &str) -> Result<u32, A1111Error> {
@@ -186,8 +191,9 @@ pub fn clip_skip(
         None | Some(serde_json::Value::Null) => super::info::clip_skip_set(state, caller),
         Some(v) => stop_at_last_layers(v, "override_settings.CLIP_stop_at_last_layers")?,
     };
-    let drawing = params.model.clone().or_else(|| super::info::current(state, caller));
-    let family = drawing.and_then(|m| image::diffusion_model("model", &m, &state.config).ok()).map(|i| i.family);
+    let family = drawing(state, caller, params)
+        .and_then(|m| image::diffusion_model("model", &m, &state.config).ok())
+        .map(|i| i.family);
     Ok((skip > 1 && family == Some(Family::Sd)).then_some(i64::from(skip)))
 }
 
@@ -209,8 +215,7 @@ pub fn refiner(
         return Ok(None);
     };
     let model = model_named(&state.config, name, "refiner_checkpoint")?;
-    let drawing = params.model.clone().or_else(|| super::info::current(state, caller));
-    if drawing.as_deref() == Some(model.as_str()) {
+    if drawing(state, caller, params).as_deref() == Some(model.as_str()) {
         return Ok(None);
     }
     match g.refiner_switch_at {
