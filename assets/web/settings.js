@@ -12,6 +12,9 @@ import { field, h } from "./ui.js";
 const OWN = "Model default";
 /** Clip skip's hint for a model that reads the prompt at any layer. */
 const CLIP_SKIP_HINT = "The text encoder layer, from its end, the prompt is read at: 2 for many anime models.";
+/** Clip skip's hint for a model that gives its own layer only (one pulled from the hub). */
+const OWN_LAYER_ONLY = "This model reads the prompt at its own text encoder layer only (pulled from the hub): " +
+  "import its checkpoint or diffusers folder to read it at others.";
 
 /**
  * The settings for the model picked in `model` (`models` as `installed()` gives them), with
@@ -44,13 +47,12 @@ export function moreSettings(models, model, { samplers, schedules }) {
     hint(guidanceField, "How closely the picture follows the prompt.", m.default_guidance);
     hint(samplerField, "How each step draws.", s && s.label);
     // The layers the model's text encoder gives: a model from the hub its own only.
-    const most = m.max_clip_skip;
-    for (const o of clipSkip.options) o.disabled = o.value !== "" && most !== undefined && most !== null && Number(o.value) > most;
+    // Not known: every choice offered (the box refuses one past the layers, at the field).
+    const most = m.max_clip_skip ?? Infinity;
+    for (const o of clipSkip.options) o.disabled = o.value !== "" && Number(o.value) > most;
     clipSkip.options[0].textContent = m.default_clip_skip ? `${OWN} (${m.default_clip_skip})` : OWN;
     if (clipSkip.selectedOptions[0] && clipSkip.selectedOptions[0].disabled) clipSkip.value = "";
-    clipSkipField.querySelector(".hint").textContent = most !== undefined && most !== null && most === m.default_clip_skip
-      ? "This model reads the prompt at its own text encoder layer only (pulled from the hub): import its checkpoint or diffusers folder to read it at others."
-      : CLIP_SKIP_HINT;
+    clipSkipField.querySelector(".hint").textContent = most === m.default_clip_skip ? OWN_LAYER_ONLY : CLIP_SKIP_HINT;
   };
   own();
   model.addEventListener("change", own);
