@@ -273,8 +273,7 @@ fn say_models(config: &Arc<Config>) {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
         let catalog = crate::models::Catalog::load(&config);
-        let kinds = [ModelKind::Tts, ModelKind::Diffusion, ModelKind::Lipsync, ModelKind::Upscale, ModelKind::Face];
-        let per_kind: Vec<String> = kinds
+        let per_kind: Vec<String> = ModelKind::ALL
             .into_iter()
             .map(|kind| {
                 let n = catalog.installed(kind).count();

@@ -79,8 +79,10 @@ def load_state_dict(path):
 
             sd = load_file(path)
         else:
-            # weights_only: a checkpoint is data, never code to run.
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            # weights_only: a checkpoint is data, never code to run. (ParameterDict: how the
+            # original textual_inversion repo saved an embedding's vectors; a container of tensors.)
+            with torch.serialization.safe_globals([torch.nn.ParameterDict]):
+                sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure means the file is unreadable
         if "pickl" in type(e).__name__.lower():
             # torch's own text suggests weights_only=False, i.e. running the file's code: never.
@@ -164,7 +166,7 @@ def convert_upscaler(path, sd, out_dir, check_dir, kind=None):
     except spandrel.UnsupportedModelError:
         raise Refused(
             f"{path}: unknown model format (not an upscaler spandrel knows, nor Wav2Lip, "
-            "Stable Diffusion or a LoRA)"
+            "Stable Diffusion, a LoRA or a textual-inversion embedding)"
         )
     except Exception as e:  # noqa: BLE001
         raise Refused(f"{path}: looks like an upscaler but its weights do not load ({e})")
@@ -239,6 +241,7 @@ def looks_like_vae(keys):
 
 
 def convert_file(args, loras):
+    import embedding
     from wav2lip_arch import looks_like_wav2lip
 
     path = args.input
@@ -265,6 +268,11 @@ def convert_file(args, loras):
     if looks_like_wav2lip(keys) or (isinstance(sd.get("state_dict"), dict) and looks_like_wav2lip(sd["state_dict"].keys())):
         expect_kind(path, args.kind, "lipsync", "wav2lip")
         return convert_wav2lip(path, sd, args.out, args.check)
+    if embedding.looks_like_embedding(sd):
+        if args.fp16:
+            raise Refused(f"{path}: --fp16 applies to models converted to ONNX; an embedding is a few vectors, "
+                          "kept as float32")
+        return embedding.convert(path, sd, args.out, args.check, args.kind)
     if any(".lora_down." in k or ".lora_A." in k or k.startswith("lora_") for k in keys if isinstance(k, str)):
         raise Refused(f"{path}: is a LoRA; import its base model with --lora {os.path.basename(path)}")
     if isinstance(sd.get("params_ema"), dict) or isinstance(sd.get("params"), dict):
@@ -291,7 +299,8 @@ def main():
     ap.add_argument("--lora", action="append", default=[], help="FILE:SCALE")
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--prediction", choices=["epsilon", "v_prediction"], help="a single file's prediction type")
-    ap.add_argument("--kind", help="the kind reelbox was told (diffusion, lipsync, upscale): another is refused")
+    ap.add_argument("--kind",
+                    help="the kind reelbox was told (diffusion, lipsync, upscale, embedding): another is refused")
     ap.add_argument("--models", help="the models dir (installed tokenizers a single file may use)")
     ap.add_argument("--parent", type=int, help="reelbox's pid: the converter ends when it does")
     args = ap.parse_args()

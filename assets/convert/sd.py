@@ -4,6 +4,7 @@ vae_encoder, tokenizer, scheduler, model_index.json; SDXL adds text_encoder_2 an
 tokenizer_2, and its UNet takes text_embeds and time_ids), plus the self-check references:
 one UNet step on fixed inputs and a 4-step 64x64 image at a fixed seed through diffusers.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -18,27 +19,50 @@ TOTAL = 6
 
 class _TextEncoder:
     @staticmethod
+    @contextlib.contextmanager
     def wrap(torch, te, xl=False):
         """last_hidden_state and pooler_output (the second SDXL encoder: the projected
         text_embeds first, as optimum exports it), then every layer's output, for clip skip:
         SDXL's as they are, hidden_states.N (reelbox conditions on the penultimate, and skips
         from there), SD 1.x/2.x's through the final layer norm, normed_hidden_states.N (what
-        A1111, ComfyUI and diffusers condition on when they skip layers of those)."""
+        A1111, ComfyUI and diffusers condition on when they skip layers of those).
+        Textual inversion: embedding_vectors replace the token embeddings (before positions
+        are added) where embedding_mask is true, as A1111's EmbeddingsWithFixes does. The
+        encoder's own token embedding is back in place when the block ends."""
         projected = hasattr(te, "text_projection")
         norm = _final_layer_norm(te)
+        table = te.get_input_embeddings()
+
+        class Embeddings(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.table = table
+                self.mask = self.vectors = None
+
+            def forward(self, input_ids):
+                rows = self.table(input_ids)
+                return torch.where(self.mask.unsqueeze(-1), self.vectors.to(rows.dtype), rows)
+
+        swap = Embeddings()
 
         class W(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.te = te
 
-            def forward(self, input_ids):
+            def forward(self, input_ids, embedding_mask, embedding_vectors):
+                swap.mask, swap.vectors = embedding_mask, embedding_vectors
                 out = self.te(input_ids=input_ids, output_hidden_states=True, return_dict=True)
+                swap.mask = swap.vectors = None
                 res = (out.text_embeds, out.last_hidden_state) if projected else (out.last_hidden_state, out.pooler_output)
                 layers = tuple(out.hidden_states) if xl else tuple(norm(h) for h in out.hidden_states)
                 return res + layers
 
-        return W()
+        te.set_input_embeddings(swap)
+        try:
+            yield W()
+        finally:
+            te.set_input_embeddings(table)
 
 
 def _final_layer_norm(te):
@@ -294,8 +318,13 @@ def convert_pipeline(path, pipe, out_dir, check_dir, details=None, loras=()):
     for sub, te in zip(("text_encoder", "text_encoder_2"), encoders):
         first = ["text_embeds", "last_hidden_state"] if sub == "text_encoder_2" else ["last_hidden_state", "pooler_output"]
         names = first + [f"{'hidden_states' if xl else 'normed_hidden_states'}.{i}" for i in range(te.config.num_hidden_layers + 1)]
-        _export(torch, _TextEncoder.wrap(torch, te, xl=xl), (ids,), os.path.join(out_dir, sub, "model.onnx"),
-                ["input_ids"], names, {n: {0: "batch_size"} for n in ["input_ids"] + names})
+        # traced with no vector in use; reelbox puts token 0 where one goes (as A1111 does)
+        mask = torch.zeros((1, max_len), dtype=torch.bool)
+        vectors = torch.zeros((1, max_len, te.config.hidden_size))
+        inputs = ["input_ids", "embedding_mask", "embedding_vectors"]
+        with _TextEncoder.wrap(torch, te, xl=xl) as w:
+            _export(torch, w, (ids, mask, vectors), os.path.join(out_dir, sub, "model.onnx"),
+                    inputs, names, {n: {0: "batch_size"} for n in inputs + names})
     progress(4, TOTAL, "exported the text encoder" + ("s" if xl else ""))
     ch = pipe.unet.config.in_channels
     # odd latent size at trace time: the graph then carries skip sizes for any H/W
@@ -322,9 +351,10 @@ def convert_pipeline(path, pipe, out_dir, check_dir, details=None, loras=()):
     base = os.path.basename(os.path.normpath(path))
     if os.path.isfile(path):
         base = os.path.splitext(base)[0]
-    # every_text_layer: its text encoders export each layer's output (clip skip reads them).
+    # every_text_layer: its text encoders export each layer's output (clip skip reads them);
+    # takes_embeddings: they take embedding_mask/embedding_vectors (textual inversion).
     d = {"family": "sdxl" if xl else "sd", "prediction_type": pred, "check": CHECK, "base": base, "loras": fused,
-         "every_text_layer": True}
+         "every_text_layer": True, "takes_embeddings": True}
     d.update(details or {})
     summary = ("Stable Diffusion XL" if xl else "Stable Diffusion") + (" (v-prediction)" if pred == "v_prediction" else "")
     if fused:

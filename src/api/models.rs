@@ -28,7 +28,8 @@ use crate::models::{Catalog, CatalogModel, InstallState, ModelKind};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelView {
     pub name: String,
-    /// `tts`, `diffusion`, `lipsync`, `upscale` or `face`.
+    /// `tts`, `diffusion`, `lipsync`, `upscale`, `face` or `embedding` (a textual-inversion
+    /// embedding prompts name).
     pub kind: String,
     /// A small model trained by reelbox's own scripts and shipped with it.
     pub demo: bool,

@@ -41,7 +41,7 @@ pub enum ModelsAction {
     /// Show the default model of each kind, or make NAME the default of KIND (what
     /// renders, `image`, `say`, OpenAI and ComfyUI requests use when they name none).
     Default {
-        /// tts, diffusion, lipsync, upscale or face.
+        /// tts, diffusion, lipsync, upscale or face (embeddings have none).
         kind: Option<String>,
         /// An installed model of that kind.
         name: Option<String>,
@@ -159,7 +159,7 @@ async fn actions(g: &Global, config: &Config, store: &ModelStore, action: Models
 }
 
 fn parse_kind(what: &str, k: &str) -> anyhow::Result<ModelKind> {
-    ModelKind::parse(k).with_context(|| format!("{what} {k:?} is not one of tts, diffusion, lipsync, upscale, face"))
+    ModelKind::parse(k).with_context(|| format!("{what} {k:?} is not one of {}", ModelKind::names()))
 }
 
 fn default(

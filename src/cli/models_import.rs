@@ -27,7 +27,7 @@ pub struct ImportArgs {
     /// Name to install it under (default: from the file or directory name).
     #[arg(long)]
     pub name: Option<String>,
-    /// tts, diffusion, lipsync, upscale or face (default: told from the files).
+    /// tts, diffusion, lipsync, upscale, face or embedding (default: told from the files).
     #[arg(long)]
     pub kind: Option<String>,
     /// A LoRA to fuse into a Stable Diffusion base, FILE[:SCALE] (repeatable).

@@ -25,6 +25,7 @@ use crate::pipelines::lipsync::{LipsyncError, model::Wav2Lip};
 use crate::pipelines::upscale::{UpscaleError, Upscaler};
 
 mod diffusion;
+mod embedding;
 mod request;
 mod usable;
 
@@ -186,7 +187,10 @@ pub fn import_model(
         kind: p.kind,
     };
     let forward = |c: ConvertProgress| progress(c.step, c.total, &c.message);
-    let conv = convert::convert(config, &store, &req, &forward, canceled)?;
+    let conv = match embedding::safetensors_embedding(p, &req.name)? {
+        Some(e) => embedding::stage(&store, &req, &e)?,
+        None => convert::convert(config, &store, &req, &forward, canceled)?,
+    };
     // The converter refuses another kind before exporting; this holds its result to it.
     if let Some(k) = p.kind
         && k != conv.kind
@@ -196,8 +200,42 @@ pub fn import_model(
             reason: format!("is {} model ({}), not {}", a_kind(conv.kind), conv.result.format, k.as_str()),
         });
     }
+    // An embedding read here from its safetensors has no PyTorch reading to compare with.
+    let check = if conv.result.check.is_empty() && conv.kind == ModelKind::Embedding {
+        progress(0, 0, &format!("read {}", conv.result.summary));
+        None
+    } else {
+        Some(checked((engine, device), &conv, (p, via), progress)?)
+    };
+    let format = conv.result.format.clone();
+    let report = check.as_ref().map(|c| serde_json::to_value(c).unwrap_or_default()).unwrap_or_default();
+    // Canceled during the self-check: the staging folder goes with `conv`.
+    if canceled() {
+        return Err(ConvertError::Canceled.into());
+    }
+    let m = conv.install(&store, &report)?;
+    let dir = store.model_dir(&m.name);
+    Ok(ImportReport {
+        name: m.name,
+        kind: m.kind,
+        dir,
+        files: m.files.len(),
+        left_out: Vec::new(),
+        converted_from: Some(format),
+        self_check: check,
+    })
+}
+
+/// The self-check of `conv`: the converter's reference inputs through reelbox's own
+/// pipeline, refused past the tolerance.
+fn checked(
+    (engine, device): (&Engine, DeviceId),
+    conv: &Conversion,
+    (p, via): (&ImportParams, Via),
+    progress: &dyn Fn(u64, u64, &str),
+) -> Result<SelfCheck, ImportError> {
     progress(0, 0, "self-check: the same inputs through PyTorch and reelbox's pipeline");
-    let check = self_check(engine, device, &conv);
+    let check = self_check(engine, device, conv);
     // The staged files move on install: no session may keep the staging path.
     engine.forget_model(&conv.staging().join("model.onnx"));
     for part in diffusion::PARTS {
@@ -214,23 +252,7 @@ pub fn import_model(
         });
     }
     progress(0, 0, &format!("self-check passed: largest difference {:e} on {}", check.max_abs_diff, check.compared));
-    let format = conv.result.format.clone();
-    let report = serde_json::to_value(&check).unwrap_or_default();
-    // Canceled during the self-check: the staging folder goes with `conv`.
-    if canceled() {
-        return Err(ConvertError::Canceled.into());
-    }
-    let m = conv.install(&store, &report)?;
-    let dir = store.model_dir(&m.name);
-    Ok(ImportReport {
-        name: m.name,
-        kind: m.kind,
-        dir,
-        files: m.files.len(),
-        left_out: Vec::new(),
-        converted_from: Some(format),
-        self_check: Some(check),
-    })
+    Ok(check)
 }
 
 /// Runs the converter's reference inputs through reelbox's own pipeline.
@@ -252,6 +274,7 @@ fn self_check(engine: &Engine, device: DeviceId, conv: &Conversion) -> Result<Se
             (model.infer(n, mel, faces)?, format!("a batch of {n} frames"))
         }
         ModelKind::Diffusion => return diffusion::check(engine, device, conv, tolerance),
+        ModelKind::Embedding => return embedding::check(conv, tolerance),
         other => {
             return Err(ImportError::Refused {
                 input: conv.request.input.clone(),

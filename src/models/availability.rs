@@ -17,7 +17,7 @@ use crate::config::Config;
 /// what installs it or what is close.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ModelProblem {
-    /// tts, diffusion, lipsync, upscale or face.
+    /// tts, diffusion, lipsync, upscale, face or embedding.
     pub kind: String,
     /// The model named; absent when the request named none and the kind has no default.
     #[serde(skip_serializing_if = "Option::is_none")]

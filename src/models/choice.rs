@@ -38,6 +38,9 @@ impl ModelStore {
     /// Makes installed model `name` the default of its kind (what requests naming no
     /// model use); returns its kind. Refuses a model that is not installed or not of `kind`.
     pub fn set_default(&self, kind: ModelKind, name: &str) -> Result<ModelKind, ModelError> {
+        if kind == ModelKind::Embedding {
+            return Err(ModelError::NoDefault { kind });
+        }
         let catalog = Catalog::of(self);
         let Some(model) = catalog.get(name) else { return Err(self.unknown(name)) };
         catalog.refuse_other_kind(name, kind)?;

@@ -11,9 +11,26 @@ pub enum ModelKind {
     Lipsync,
     Upscale,
     Face,
+    /// A textual-inversion embedding: vectors a prompt names, not a model that runs.
+    Embedding,
 }
 
 impl ModelKind {
+    /// Every kind, in the order lists name them.
+    pub const ALL: [ModelKind; 6] = [
+        ModelKind::Tts,
+        ModelKind::Diffusion,
+        ModelKind::Lipsync,
+        ModelKind::Upscale,
+        ModelKind::Face,
+        ModelKind::Embedding,
+    ];
+
+    /// Every kind's name, for a refusal of another: "tts, diffusion, …, embedding".
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+
     /// The kind as manifests spell it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -22,6 +39,7 @@ impl ModelKind {
             ModelKind::Lipsync => "lipsync",
             ModelKind::Upscale => "upscale",
             ModelKind::Face => "face",
+            ModelKind::Embedding => "embedding",
         }
     }
 
@@ -38,6 +56,7 @@ impl ModelKind {
             "lipsync" => ModelKind::Lipsync,
             "upscale" => ModelKind::Upscale,
             "face" => ModelKind::Face,
+            "embedding" => ModelKind::Embedding,
             _ => return None,
         })
     }

@@ -43,10 +43,16 @@ pub fn is_voice(dir: &Path, name: &str) -> bool {
     }
 }
 
+/// The file an installed textual-inversion embedding keeps its vectors in
+/// (`pipelines::diffusion::embedding::FILE`).
+pub const EMBEDDING_FILE: &str = "embedding.safetensors";
+
 /// The kind `dir`'s files show, when they show one.
 pub fn detect(dir: &Path, name: &str) -> Option<ModelKind> {
     if is_diffusion(dir) {
         Some(ModelKind::Diffusion)
+    } else if dir.join(EMBEDDING_FILE).is_file() {
+        Some(ModelKind::Embedding)
     } else if is_voice(dir, name) {
         Some(ModelKind::Tts)
     } else {

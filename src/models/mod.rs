@@ -33,6 +33,7 @@ pub use availability::{Availability, ModelProblem, refetch_advice, repair_advice
 pub use catalog::{Catalog, CatalogModel, Origin};
 pub use fetch::{FetchError, PullProgress, PullProgressFn};
 pub use file_names::{named_by_file, strip_model_extension};
+pub use layout::EMBEDDING_FILE;
 pub use manifest::{Manifest, ManifestError, ManifestFile, ModelKind, Source, Tuning};
 pub use verify::{FileCheck, VerifyReport};
 
@@ -44,6 +45,9 @@ const VERIFIED_MARKER: &str = ".reelbox-verified";
 pub enum ModelError {
     #[error("no model named {name:?}; known: {known}")]
     Unknown { name: String, known: String },
+    /// `models default` of a kind that has none (embeddings: a prompt names each it uses).
+    #[error("{} models have no default: a prompt names each embedding it uses", .kind.as_str())]
+    NoDefault { kind: ModelKind },
     #[error("model {name:?} is not installed; fix: `reelbox pull {name}`")]
     NotInstalled { name: String },
     #[error("manifest {path}: {reason}")]

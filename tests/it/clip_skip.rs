@@ -24,7 +24,7 @@ use crate::comfy_compat::{default_workflow, history_of, queue_prompt};
 
 /// A native 64×64, 2-step `image` job of "a red circle" at seed 7 with `more`: its pixels and
 /// parameters text.
-async fn draw(http: &reqwest::Client, d: &DaemonProc, more: Value) -> (Vec<u8>, String) {
+pub(crate) async fn draw(http: &reqwest::Client, d: &DaemonProc, more: Value) -> (Vec<u8>, String) {
     let mut params = json!({"prompt": "a red circle", "seed": 7, "width": 64, "height": 64, "steps": 2});
     for (k, v) in more.as_object().into_iter().flatten() {
         params[k] = v.clone();
@@ -51,7 +51,7 @@ async fn txt2img(http: &reqwest::Client, d: &DaemonProc, model: &str, stop: Valu
 }
 
 /// The picture and its `info` of a 200 txt2img answer.
-fn picture_of(answer: &Value) -> (Vec<u8>, Value) {
+pub(crate) fn picture_of(answer: &Value) -> (Vec<u8>, Value) {
     let png = base64::engine::general_purpose::STANDARD.decode(answer["images"][0].as_str().expect("an image"));
     let png = png.expect("base64");
     let info = serde_json::from_str(answer["info"].as_str().expect("info")).expect("info JSON");

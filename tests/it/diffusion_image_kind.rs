@@ -319,6 +319,7 @@ fn pipeline_stops_between_steps_when_canceled() {
         stop_at: None,
         clip_skip: None,
         first_pass_steps: None,
+        embeddings: Vec::new(),
     };
     let cancel = CancellationToken::new();
     let steps = Mutex::new(Vec::new());

@@ -91,6 +91,7 @@ fn run_case(engine: &Engine, case: &Case) -> Result<(f32, f32), String> {
         stop_at: None,
         clip_skip: None,
         first_pass_steps: None,
+        embeddings: Vec::new(),
     };
     let mut noise = ReplayNoise::new(case.noise.iter().map(|p| npy(p)).collect());
     let latents = case.latents.as_deref().map(npy);
@@ -191,6 +192,7 @@ fn fp16_interface_exports_run_and_stay_close_to_f32() {
         stop_at: None,
         clip_skip: None,
         first_pass_steps: None,
+        embeddings: Vec::new(),
     };
     let latents = npy(case.latents.as_deref().expect("latents"));
     let out =

@@ -66,6 +66,7 @@ mod diffusion_reference;
 mod disk_space;
 mod diskfull;
 mod durable_core;
+mod embeddings;
 mod engine;
 mod face_detect;
 mod family_keys;

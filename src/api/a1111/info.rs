@@ -138,7 +138,7 @@ pub(super) fn clip_skip_set(state: &AppState, caller: &Caller) -> u32 {
 }
 
 /// The model `caller`'s requests naming none draw with: its pick, else the box's default.
-pub(super) fn current(state: &AppState, caller: &Caller) -> Option<String> {
+pub fn current(state: &AppState, caller: &Caller) -> Option<String> {
     picked(state, caller).or_else(|| box_models::default_anywhere(&state.config, ModelKind::Diffusion))
 }
 

@@ -15,6 +15,7 @@ use utoipa::OpenApi;
 use super::AppState;
 use super::upload_form::{body_limit, close_after_too_large};
 
+pub mod embeddings;
 pub mod error;
 pub mod extras;
 pub mod generate;
@@ -71,6 +72,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/sdapi/v1/interrupt", post(info::interrupt))
         .route("/sdapi/v1/cmd-flags", get(info::cmd_flags))
         .route("/sdapi/v1/loras", get(info::loras))
+        .route("/sdapi/v1/embeddings", get(embeddings::embeddings))
         .route("/sdapi/v1/sd-vae", get(info::sd_vae))
         .route("/sdapi/v1/sd-modules", get(info::sd_modules))
         .route("/sdapi/{*rest}", axum::routing::any(not_served))
@@ -103,6 +105,7 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A1111
         extras::extra_single_image,
         extras::png_info,
         info::sd_models,
+        embeddings::embeddings,
         info::get_options,
         info::set_options,
         info::samplers,
@@ -128,6 +131,8 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A1111
         extras::PngInfo,
         info::SdModel,
         info::SdVae,
+        embeddings::Embeddings,
+        embeddings::EmbeddingItem,
         info::Upscaler,
         info::LatentMode,
         info::Progress,

@@ -99,10 +99,10 @@ pub async fn models_in(State(state): State<AppState>, _caller: Caller, Path(fold
     }
 }
 
-/// Embeddings (reelbox has none).
-#[utoipa::path(get, path = "/embeddings", tag = "comfyui", responses((status = 200, body = Vec<String>, description = "embedding names: none")))]
-pub async fn embeddings(_caller: Caller) -> Json<Value> {
-    Json(json!([]))
+/// The textual-inversion embeddings installed, by the names `embedding:NAME` takes.
+#[utoipa::path(get, path = "/embeddings", tag = "comfyui", responses((status = 200, body = Vec<String>, description = "embedding names")))]
+pub async fn embeddings(State(state): State<AppState>, _caller: Caller) -> Json<Vec<String>> {
+    Json(crate::kinds::image::embeddings::installed(&state.config).0.iter().map(|e| e.name.clone()).collect())
 }
 
 /// `MemTotal` and `MemAvailable` from /proc/meminfo, bytes.

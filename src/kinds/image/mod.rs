@@ -32,6 +32,7 @@ use crate::pipelines::upscale::TileOptions;
 
 mod carry;
 mod defaults;
+pub mod embeddings;
 mod hires_text;
 mod latent;
 mod local;
@@ -210,6 +211,7 @@ impl Image {
             // A hires fix's second pass: its text describes the first pass, whose steps A1111's
             // prompt editing counts on from.
             first_pass_steps: described_as.filter(|d| d.hires.is_some()).map(|d| d.steps),
+            embeddings: embeddings::installed(config).0.clone(),
         };
         let seeds: Vec<u64> = (0..u64::from(params.n)).map(|i| params.seed.wrapping_add(i)).collect();
         let mut noise = match init {

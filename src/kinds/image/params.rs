@@ -348,6 +348,10 @@ impl ImageRequest {
         }
         // The schedule itself may refuse the step count (LCM takes at most its original steps).
         check_schedule(choice, &info, steps, strength.unwrap_or(1.0), steps_mode, ("steps", "scheduler"))?;
+        let sample_as =
+            named("sample_as", self.sample_as.as_deref(), SampleAs::parse, &SampleAs::NAMES)?.unwrap_or_default();
+        let texts = [(prompt.as_str(), "prompt"), (self.negative_prompt.as_deref().unwrap_or(""), "negative_prompt")];
+        super::embeddings::check_named(config, &info, sample_as, &texts)?;
         let mut params = ImageParams {
             prompt,
             negative_prompt: self.negative_prompt,
@@ -358,8 +362,7 @@ impl ImageRequest {
             guidance,
             scheduler: choice.name().to_string(),
             schedule: choice.schedule,
-            sample_as: named("sample_as", self.sample_as.as_deref(), SampleAs::parse, &SampleAs::NAMES)?
-                .unwrap_or_default(),
+            sample_as,
             clip_skip,
             seed,
             n,

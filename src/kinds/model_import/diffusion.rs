@@ -102,6 +102,7 @@ pub fn check(engine: &Engine, device: DeviceId, conv: &Conversion, tolerance: f3
         stop_at: None,
         clip_skip: None,
         first_pass_steps: None,
+        embeddings: Vec::new(),
     };
     let out = generate(&model, &req, &mut ReplayNoise::new(Vec::new()), Some(&latents), &Hooks::default())?;
     let image = out.images.first().ok_or_else(|| refused("reelbox's pipeline made no image".into()))?;

@@ -96,9 +96,10 @@ impl ImportRequest {
         }
         let kind = match self.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
             None => None,
-            Some(k) => Some(ModelKind::parse(k).ok_or_else(|| {
-                ParamError::new("kind", format!("{k:?} is not one of tts, diffusion, lipsync, upscale, face"))
-            })?),
+            Some(k) => Some(
+                ModelKind::parse(k)
+                    .ok_or_else(|| ParamError::new("kind", format!("{k:?} is not one of {}", ModelKind::names())))?,
+            ),
         };
         let loras: Vec<(PathBuf, f32)> = self.loras.iter().map(|l| parse_lora(l)).collect::<Result<_, _>>()?;
         let prediction = match self.prediction.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
@@ -160,7 +161,10 @@ fn kind_fits(path: &Path, kind: ModelKind, stable_diffusion: bool) -> Result<(),
         return refuse("LoRAs and a prediction type make a diffusion model");
     }
     if matches!(kind, ModelKind::Tts | ModelKind::Face) && import::needs_conversion(path) {
-        return refuse("a checkpoint converts to a diffusion, lipsync or upscale model");
+        return refuse("a checkpoint converts to a diffusion, lipsync, upscale or embedding model");
+    }
+    if kind == ModelKind::Embedding && !(path.is_file() && super::embedding::is_embedding_file(path)) {
+        return refuse("an embedding is one .safetensors, .pt or .bin file");
     }
     Ok(())
 }

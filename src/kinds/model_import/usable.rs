@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::engine::{self, Engine, EngineError};
 use crate::gpu::DeviceId;
 use crate::models::ModelKind;
+use crate::pipelines::diffusion::embedding::{self, Embedding, EmbeddingError};
 use crate::pipelines::diffusion::{DiffusionError, SdModel};
 use crate::pipelines::lipsync::{LipsyncError, OnnxFaceDetector, Wav2Lip};
 use crate::pipelines::tts::{TtsError, Voice, synth::ModelIo};
@@ -28,6 +29,8 @@ pub enum Unusable {
     Tts(#[from] TtsError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Embedding(#[from] EmbeddingError),
 }
 
 /// Loads the model of `kind` at `at` on `device` as its jobs would: a single-file model's
@@ -40,12 +43,20 @@ pub fn check_loads(engine: &Engine, device: DeviceId, kind: ModelKind, at: &Path
         ModelKind::Face => OnnxFaceDetector::load(engine, device, at).map(drop).map_err(Unusable::from),
         ModelKind::Diffusion => SdModel::load(at, engine, device).map(drop).map_err(Unusable::from),
         ModelKind::Tts => voice_loads(engine, device, at),
+        ModelKind::Embedding => embedding_reads(at),
     };
     // A check holds no session: the files move on install, or stay unused.
     for file in onnx_files(at) {
         engine.forget_model(&file);
     }
     loaded
+}
+
+/// A textual-inversion embedding: its vectors read as a run reads them (a folder's
+/// `embedding.safetensors`, or the file).
+fn embedding_reads(at: &Path) -> Result<(), Unusable> {
+    let file = if at.is_dir() { at.join(embedding::FILE) } else { at.to_path_buf() };
+    Embedding::read("", &file).map(drop).map_err(Unusable::from)
 }
 
 /// A Piper voice: its config read as speech reads it, its graph's phoneme-id input found.

@@ -317,6 +317,8 @@ pub fn builtin_defaults(kind: ModelKind) -> &'static [&'static str] {
         ModelKind::Upscale => &["realesrgan-x4", "demo-upscaler"],
         // `face-detector` is the name lip-sync looked for before the catalog shipped one.
         ModelKind::Face => &["ultraface-320", "face-detector"],
+        // Prompts name embeddings; none is ever one by default.
+        ModelKind::Embedding => &[],
     }
 }
 
@@ -328,6 +330,7 @@ fn configured_default(kind: ModelKind, config: &Config) -> Option<String> {
         ModelKind::Lipsync => config.defaults.lipsync_model.clone(),
         ModelKind::Upscale => config.defaults.upscale_model.clone(),
         ModelKind::Face => config.defaults.face_model.clone(),
+        ModelKind::Embedding => None,
     };
     configured.filter(|n| !n.is_empty())
 }

@@ -32,9 +32,10 @@ pub use pyenv::PyEnv;
 /// The pinned packages of the conversion environment.
 pub const REQUIREMENTS: &str = include_str!("../../../assets/convert/requirements.txt");
 /// The scripts written into a scratch directory for each conversion.
-const SCRIPTS: [(&str, &str); 9] = [
+const SCRIPTS: [(&str, &str); 10] = [
     ("clip_vocab.py", include_str!("../../../assets/convert/clip_vocab.py")),
     ("convert.py", include_str!("../../../assets/convert/convert.py")),
+    ("embedding.py", include_str!("../../../assets/convert/embedding.py")),
     ("sd.py", include_str!("../../../assets/convert/sd.py")),
     ("sd_single.py", include_str!("../../../assets/convert/sd_single.py")),
     ("sd_xl_single.py", include_str!("../../../assets/convert/sd_xl_single.py")),
@@ -222,6 +223,35 @@ pub fn former_default_name(input: &Path) -> String {
     let name: String =
         stem.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
     if name.trim_matches('-').is_empty() { "imported".into() } else { name }
+}
+
+/// A model made here without the converter (an embedding read from its safetensors):
+/// `write` puts its files in a staging directory as the converter would (removed unless
+/// installed), `result` says what it is, and [`Conversion::install`] installs it.
+pub fn staged(
+    store: &ModelStore,
+    req: &ConvertRequest,
+    result: Converted,
+    write: impl FnOnce(&Path) -> Result<(), ConvertError>,
+) -> Result<Conversion, ConvertError> {
+    let check = tempfile::tempdir().map_err(|source| ConvertError::Io { path: PathBuf::from("/tmp"), source })?;
+    let kind = ModelKind::parse(&result.kind).ok_or_else(|| ConvertError::Crashed {
+        input: req.input.clone(),
+        tail: format!("unknown model kind {:?}", result.kind),
+    })?;
+    let staging = store.import_staging(&req.name)?;
+    let mut conv = Conversion {
+        request: req.clone(),
+        result,
+        kind,
+        hashes: hashes::SourceHashes::default(),
+        staging,
+        check,
+        installed: false,
+    };
+    write(&conv.staging)?;
+    conv.hashes = hashes::SourceHashes::read(&req.input, &[], &AtomicBool::new(false));
+    Ok(conv)
 }
 
 /// Converts `req.input` into a staging directory under the models dir, creating the

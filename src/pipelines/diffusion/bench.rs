@@ -224,6 +224,7 @@ pub fn bench_diffusion(config: &Config, opts: &BenchOptions) -> Result<BenchRepo
             stop_at: None,
             clip_skip: None,
             first_pass_steps: None,
+            embeddings: Vec::new(),
         };
         let mut reference = match &opts.reference {
             Some((python, script)) => Some(Reference::start(python, script, opts, size)?),

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 pub mod bench;
 mod chunks;
+pub mod embedding;
 pub mod emphasis;
 pub mod inpaint;
 pub mod latent_scale;

@@ -66,6 +66,14 @@ pub struct ModelInfo {
     /// (its `conversion.json` says so).
     #[serde(default)]
     pub every_text_layer: bool,
+    /// Its text encoders' widths (`hidden_size`), as their configs say them; empty where
+    /// they say none.
+    #[serde(default)]
+    pub text_widths: Vec<usize>,
+    /// Its text encoders take embeddings' vectors (reelbox's converter made them; its
+    /// `conversion.json` says so).
+    #[serde(default)]
+    pub takes_embeddings: bool,
 }
 
 fn read_json(path: &Path) -> Result<Option<Value>, DiffusionError> {
@@ -196,6 +204,15 @@ impl ModelInfo {
             .and_then(|c| u32::try_from(c).ok())
             .unwrap_or_else(four_channels);
         let unet_cfg = read_json(&dir.join("unet/config.json"))?;
+        let conversion = read_json(&dir.join("conversion.json"))?;
+        let detail = |key: &str| conversion.as_ref().and_then(|v| v.pointer(&format!("/details/{key}"))?.as_bool());
+        let mut text_widths = Vec::new();
+        for part in ["text_encoder", "text_encoder_2"].iter().take(if family == Family::Sdxl { 2 } else { 1 }) {
+            let width = read_json(&dir.join(part).join("config.json"))?
+                .and_then(|v| v.get("hidden_size").and_then(Value::as_u64))
+                .and_then(|w| usize::try_from(w).ok());
+            text_widths.extend(width);
+        }
         let default_native = if family == Family::Sdxl { 1024 } else { 512 };
         let native_size = unet_cfg
             .as_ref()
@@ -221,10 +238,9 @@ impl ModelInfo {
             text_layers: read_json(&dir.join("text_encoder/config.json"))?
                 .and_then(|v| v.get("num_hidden_layers").and_then(Value::as_u64))
                 .and_then(|l| u32::try_from(l).ok()),
-            every_text_layer: family == Family::Sdxl
-                || read_json(&dir.join("conversion.json"))?
-                    .and_then(|v| v.pointer("/details/every_text_layer").and_then(Value::as_bool))
-                    .unwrap_or(false),
+            every_text_layer: family == Family::Sdxl || detail("every_text_layer").unwrap_or(false),
+            text_widths,
+            takes_embeddings: detail("takes_embeddings").unwrap_or(false),
         })
     }
 }
@@ -234,6 +250,12 @@ impl ModelInfo {
     /// own where it gives that layer only; none where its depth is not known.
     pub fn max_clip_skip(&self) -> Option<u32> {
         if self.every_text_layer { self.text_layers } else { Some(self.family.own_clip_skip()) }
+    }
+
+    /// Whether its text encoders take `e`, as far as its files say without loading them.
+    pub fn takes(&self, e: &super::embedding::Embedding) -> bool {
+        let encoders = if self.family == Family::Sdxl { 2 } else { 1 };
+        self.takes_embeddings && self.text_widths.len() == encoders && e.fits(self.family, &self.text_widths)
     }
 
     /// Whether its text encoder reads prompts at clip skip `skip` ([`TextEncoder::hidden_for`]),

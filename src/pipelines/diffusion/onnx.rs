@@ -135,6 +135,46 @@ pub fn float_input<'a>(
     Ok((Cow::Owned(info.name.clone()), value))
 }
 
+/// A float input in the export's element type, owning `data` (f32 moved, not copied).
+pub fn owned_float_input(
+    info: &TensorInfo,
+    shape: Vec<usize>,
+    data: Vec<f32>,
+) -> Result<(Cow<'static, str>, SessionInputValue<'static>), DiffusionError> {
+    let err = EngineError::input("input", &info.name);
+    let value = match info.ty {
+        TensorElementType::Float32 => Tensor::from_array((shape, data)).map_err(err)?.into_dyn(),
+        TensorElementType::Float16 => {
+            Tensor::from_array((shape, data.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>()))
+                .map_err(err)?
+                .into_dyn()
+        }
+        other => {
+            return Err(DiffusionError::Interface {
+                part: "input",
+                reason: format!("{} has element type {other:?}, expected float", info.name),
+            });
+        }
+    };
+    Ok((Cow::Owned(info.name.clone()), owned(value)))
+}
+
+/// A boolean input (a mask).
+pub fn bool_input(
+    info: &TensorInfo,
+    shape: Vec<usize>,
+    data: Vec<bool>,
+) -> Result<(Cow<'static, str>, SessionInputValue<'static>), DiffusionError> {
+    if info.ty != TensorElementType::Bool {
+        return Err(DiffusionError::Interface {
+            part: "input",
+            reason: format!("{} has element type {:?}, expected bool", info.name, info.ty),
+        });
+    }
+    let value = Tensor::from_array((shape, data)).map_err(EngineError::input("input", &info.name))?.into_dyn();
+    Ok((Cow::Owned(info.name.clone()), owned(value)))
+}
+
 /// An integer input (token ids) in the export's element type.
 pub fn int_input(
     info: &TensorInfo,

@@ -54,6 +54,9 @@ pub struct GenerateRequest {
     /// A hires fix's second pass: the first pass's steps, which A1111's prompt editing counts
     /// a whole `when` on from (`sample_as: a1111`); none for every other run.
     pub first_pass_steps: Option<u32>,
+    /// The textual-inversion embeddings installed, which its prompts may name; those the
+    /// model's text encoders take are used.
+    pub embeddings: Vec<std::sync::Arc<super::embedding::Embedding>>,
 }
 
 /// What image to image starts from: a picture, VAE-encoded, or latents as they are.

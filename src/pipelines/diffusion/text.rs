@@ -3,13 +3,17 @@
 //! run's `sample_as` (ComfyUI's or A1111's way), and lay out the UNet conditioning in
 //! diffusers' batch order (`[uncond × n, cond × n]`), texts of other lengths repeated to one.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
+use ort::session::SessionInputValue;
+
 use super::DiffusionError;
-use super::chunks::{self, Chunk};
+use super::chunks::{self, Chunk, ChunkError, Named};
+use super::embedding::Embedding;
 use super::emphasis::{self, Part};
 use super::model::{Family, SdModel};
-use super::onnx::int_input;
+use super::onnx::{TensorInfo, bool_input, int_input, owned_float_input};
 use super::pipeline::GenerateRequest;
 use super::prompt_schedule::{self, Scheduled, Timeline};
 use super::samplers::{SampleAs, SchedulerChoice};
@@ -37,12 +41,16 @@ struct Encoded {
     dim: usize,
 }
 
-/// Token ids for `texts` through `encoder`, batched as far as the export allows; returns
-/// each output of interest per text: (hidden `[seq·D]` of output `layer`, pooled).
+/// The vectors that go in place of token embeddings: per chunk, its positions and rows.
+type Rows<'a> = Vec<(usize, &'a [f32])>;
+
+/// Token ids for `texts` through `encoder`, with `rows` in place of their tokens' embeddings,
+/// batched as far as the export allows; returns each output of interest per text: (hidden
+/// `[seq·D]` of output `layer`, pooled).
 fn run_text_encoder(
     encoder: &TextEncoder,
     layer: usize,
-    ids: &[Vec<u32>],
+    (ids, rows): (&[Vec<u32>], &[Rows]),
     onnx: &mut Duration,
 ) -> Result<Encoded, DiffusionError> {
     let seq = ids.first().map_or(0, Vec::len);
@@ -52,9 +60,13 @@ fn run_text_encoder(
     let chunk = encoder.max_batch().max(1);
     // Only the layer read and the pooled output are taken out of the run.
     let wanted: Vec<usize> = std::iter::once(layer).chain(encoder.pooled).collect();
-    for group in ids.chunks(chunk) {
+    for (k, group) in ids.chunks(chunk).enumerate() {
         let flat: Vec<i64> = group.iter().flatten().map(|&v| i64::from(v)).collect();
-        let feeds = vec![int_input(&encoder.ids, vec![group.len(), seq], &flat)?];
+        let mut feeds = vec![int_input(&encoder.ids, vec![group.len(), seq], &flat)?];
+        if let Some(inputs) = &encoder.embedding_inputs {
+            let group_rows = rows.iter().skip(k * chunk).take(group.len());
+            feeds.extend(embedding_feeds(inputs, (group.len(), seq), group_rows)?);
+        }
         let outs = encoder.part.run_outputs(feeds, &wanted, onnx)?;
         let h = outs
             .first()
@@ -83,6 +95,31 @@ fn run_text_encoder(
     Ok(Encoded { hidden, pooled, seq, dim })
 }
 
+/// The mask and vectors of a batch of `n` chunks of `seq` tokens: each chunk's `rows` at
+/// their positions, nothing elsewhere.
+fn embedding_feeds<'a>(
+    (mask, vectors): &(TensorInfo, TensorInfo),
+    (n, seq): (usize, usize),
+    rows: impl Iterator<Item = &'a Rows<'a>>,
+) -> Result<Vec<(Cow<'static, str>, SessionInputValue<'static>)>, DiffusionError> {
+    let width = vectors.fixed(2).unwrap_or(0);
+    let mut on = vec![false; n * seq];
+    let mut values = vec![0.0f32; n * seq * width];
+    for (j, chunk) in rows.enumerate() {
+        for &(at, row) in chunk {
+            if at >= seq || row.len() != width {
+                return Err(DiffusionError::Run {
+                    part: "text_encoder",
+                    reason: format!("an embedding vector of {} at token {at} of {seq}, {width} wide", row.len()),
+                });
+            }
+            on[j * seq + at] = true;
+            values[(j * seq + at) * width..][..width].copy_from_slice(row);
+        }
+    }
+    Ok(vec![bool_input(mask, vec![n, seq], on)?, owned_float_input(vectors, vec![n, seq, width], values)?])
+}
+
 /// One text's states through one encoder: its chunks' hidden states joined, `[tokens · D]`,
 /// and its first chunk's pooled output (SDXL's second encoder), as A1111 and ComfyUI take it.
 struct Joined {
@@ -98,7 +135,7 @@ struct Joined {
 fn encode_chunked(
     encoder: &TextEncoder,
     tok: &ClipTokenizer,
-    texts: &[Vec<Chunk>],
+    (texts, usable, family): (&[Vec<Chunk>], &[&Embedding], Family),
     (rule, clip_skip): (SampleAs, Option<u32>),
     onnx: &mut Duration,
 ) -> Result<(Vec<Joined>, usize), DiffusionError> {
@@ -106,10 +143,22 @@ fn encode_chunked(
     // ComfyUI weighs a token from its state in the empty prompt: encoded once, last.
     let from_empty = rule == SampleAs::Comfyui && texts.iter().flatten().any(Chunk::weighted);
     let mut ids: Vec<Vec<u32>> = texts.iter().flatten().map(|c| c.ids.clone()).collect();
+    let width = encoder.embedding_width().unwrap_or(0);
+    let rows_of = |c: &Chunk| -> Result<Rows, DiffusionError> {
+        let row = |f: &chunks::Fix| {
+            let v = usable.get(f.embedding).and_then(|e| e.for_encoder(family, encoder.second, width));
+            v.and_then(|v| v.get(f.row * width..(f.row + 1) * width)).map(|v| (f.at, v))
+        };
+        let missing =
+            || DiffusionError::Run { part: encoder.part.name, reason: "an embedding's vectors are missing".into() };
+        c.fixes.iter().map(|f| row(f).ok_or_else(missing)).collect()
+    };
+    let mut rows: Vec<Rows> = texts.iter().flatten().map(rows_of).collect::<Result<_, _>>()?;
     if from_empty {
         ids.push(Chunk::empty(tok).ids);
+        rows.push(Vec::new());
     }
-    let Encoded { mut hidden, pooled, seq, dim } = run_text_encoder(encoder, layer, &ids, onnx)?;
+    let Encoded { mut hidden, pooled, seq, dim } = run_text_encoder(encoder, layer, (&ids, &rows), onnx)?;
     let empty = if from_empty { hidden.pop() } else { None };
     let mut states = hidden.into_iter().zip(texts.iter().flatten()).enumerate();
     let mut joined = Vec::with_capacity(texts.len());
@@ -162,12 +211,15 @@ fn weigh(z: &mut [f32], weights: &[f32], dim: usize, empty: Option<&[f32]>) {
 /// longer sequence (`one_chunk` false), else cut there with a warning, as before chunks.
 fn chunked(
     tok: &ClipTokenizer,
-    parts: &[Part],
+    (parts, named): (&[Part], Named),
     rule: SampleAs,
     (what, one_chunk): (&str, bool),
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Chunk>, DiffusionError> {
-    let mut chunks = chunks::chunks(tok, parts, rule)?;
+    let mut chunks = chunks::chunks(tok, parts, rule, named).map_err(|e| match e {
+        ChunkError::Tokenizer(e) => DiffusionError::Tokenizer(e),
+        ChunkError::Embedding(message) => DiffusionError::Request { field: field_of(what), message },
+    })?;
     if one_chunk && chunks.len() > 1 {
         let w = format!(
             "{what} is longer than {} tokens, and this model's UNet takes that many only: the rest was dropped",
@@ -178,6 +230,42 @@ fn chunked(
         chunks.truncate(1);
     }
     Ok(chunks)
+}
+
+/// The request field a text is: "prompt" or "negative_prompt".
+fn field_of(what: &str) -> &'static str {
+    if what == "prompt" { "prompt" } else { "negative_prompt" }
+}
+
+/// The embeddings `model` takes among the installed `all` (its text encoders as wide as
+/// their vectors), and the others.
+fn usable_embeddings<'a>(
+    model: &SdModel,
+    all: &'a [std::sync::Arc<Embedding>],
+) -> (Vec<&'a Embedding>, Vec<&'a Embedding>) {
+    let encoders = std::iter::once(&model.text_encoder).chain(&model.text_encoder_2);
+    let widths: Option<Vec<usize>> = encoders.map(TextEncoder::width).collect();
+    all.iter().map(|e| &**e).partition(|e| widths.as_ref().is_some_and(|w| e.fits(model.info.family, w)))
+}
+
+/// Refuses `texts`' chunks (each with what it is) that name an embedding where `encoder`
+/// takes none: an export from the hub, or an import from before embeddings.
+fn check_takes_embeddings(
+    encoder: &TextEncoder,
+    texts: &[(Vec<Chunk>, &str)],
+    usable: &[&Embedding],
+) -> Result<(), DiffusionError> {
+    if encoder.embedding_inputs.is_some() {
+        return Ok(());
+    }
+    for (chunks, what) in texts {
+        if let Some(fix) = chunks.iter().flat_map(|c| c.fixes.first()).next() {
+            let name = usable.get(fix.embedding).map_or("", |e| e.name.as_str());
+            let message = super::embedding::untaken(name, encoder.part.name);
+            return Err(DiffusionError::Request { field: field_of(what), message });
+        }
+    }
+    Ok(())
 }
 
 fn lcm(a: usize, b: usize) -> usize {
@@ -274,19 +362,35 @@ pub(super) fn encode_prompts(
     }
     // Read once; each encoder's tokenizer makes its own chunks of them.
     let parts: Vec<(Vec<Part>, &str)> = texts.iter().map(|(t, w)| (emphasis::parse(t, rule), *w)).collect();
+    let (usable, others) = usable_embeddings(model, &req.embeddings);
+    let named = Named { usable: &usable, others: &others };
+    let family = model.info.family;
     let chunks1: Vec<Vec<Chunk>> = parts
         .iter()
-        .map(|(p, w)| chunked(&model.tokenizer, p, rule, (w, one_chunk), warnings))
+        .map(|(p, w)| chunked(&model.tokenizer, (p, named), rule, (w, one_chunk), warnings))
         .collect::<Result<_, _>>()?;
-    let (mut joined, d1) =
-        encode_chunked(&model.text_encoder, &model.tokenizer, &chunks1, (rule, req.clip_skip), onnx)?;
+    let labelled: Vec<(Vec<Chunk>, &str)> = chunks1.into_iter().zip(parts.iter().map(|(_, w)| *w)).collect();
+    check_takes_embeddings(&model.text_encoder, &labelled, &usable)?;
+    let chunks1: Vec<Vec<Chunk>> = labelled.into_iter().map(|(c, _)| c).collect();
+    let (mut joined, d1) = encode_chunked(
+        &model.text_encoder,
+        &model.tokenizer,
+        (&chunks1, &usable, family),
+        (rule, req.clip_skip),
+        onnx,
+    )?;
     let mut dim = d1;
     let mut pooled: Vec<Vec<f32>> = Vec::new();
     if let (Some(tok2), Some(enc2)) = (&model.tokenizer_2, &model.text_encoder_2) {
         let mut quiet = Vec::new();
-        let chunks2: Vec<Vec<Chunk>> =
-            parts.iter().map(|(p, w)| chunked(tok2, p, rule, (w, one_chunk), &mut quiet)).collect::<Result<_, _>>()?;
-        let (second, d2) = encode_chunked(enc2, tok2, &chunks2, (rule, req.clip_skip), onnx)?;
+        let chunks2: Vec<Vec<Chunk>> = parts
+            .iter()
+            .map(|(p, w)| chunked(tok2, (p, named), rule, (w, one_chunk), &mut quiet))
+            .collect::<Result<_, _>>()?;
+        let labelled: Vec<(Vec<Chunk>, &str)> = chunks2.into_iter().zip(parts.iter().map(|(_, w)| *w)).collect();
+        check_takes_embeddings(enc2, &labelled, &usable)?;
+        let chunks2: Vec<Vec<Chunk>> = labelled.into_iter().map(|(c, _)| c).collect();
+        let (second, d2) = encode_chunked(enc2, tok2, (&chunks2, &usable, family), (rule, req.clip_skip), onnx)?;
         // Both encoders' states joined token by token along the feature axis, as far as both
         // go (ComfyUI cuts to the shorter; the same vocabulary makes the same chunks).
         for (a, b) in joined.iter_mut().zip(&second) {
@@ -356,6 +460,7 @@ pub fn prompt_embeddings(model: &SdModel, text: &str, clip_skip: Option<u32>) ->
         stop_at: None,
         clip_skip,
         first_pass_steps: None,
+        embeddings: Vec::new(),
     };
     let mut onnx = Duration::ZERO;
     Ok(encode_prompts(model, &req, (text, None), (false, 1), &mut Vec::new(), &mut onnx)?.hidden)

@@ -1,5 +1,6 @@
 //! The text encoder's interface: where the hidden states the UNet is conditioned on are
-//! among its outputs, and every layer's, which clip skip picks from.
+//! among its outputs, and every layer's, which clip skip picks from; and the inputs an
+//! embedding's vectors go in by, where reelbox's converter made them.
 
 use super::DiffusionError;
 use super::model::Family;
@@ -23,6 +24,12 @@ pub(super) fn clip_skip_refused(part: &str, skip: u32, layers: Option<u32>) -> D
 pub struct TextEncoder {
     pub part: Part,
     pub ids: TensorInfo,
+    /// `embedding_mask` (bool `[batch, seq]`) and `embedding_vectors` (`[batch, seq, width]`):
+    /// where true, a vector in place of the token's embedding (reelbox's converter exports
+    /// them; none for exports from the hub).
+    pub embedding_inputs: Option<(TensorInfo, TensorInfo)>,
+    /// Whether it is SDXL's second encoder (which an embedding's `clip_g` goes to).
+    pub second: bool,
     /// Index of the hidden states the UNet is conditioned on.
     pub hidden: usize,
     /// Index of the pooled projection (SDXL's second encoder).
@@ -76,7 +83,8 @@ impl TextEncoder {
         } else {
             None
         };
-        Ok(Self { part, ids, hidden, pooled, layers, own_skip })
+        let embedding_inputs = part.input("embedding_mask").cloned().zip(part.input("embedding_vectors").cloned());
+        Ok(Self { part, ids, embedding_inputs, second, hidden, pooled, layers, own_skip })
     }
 
     /// Index of the hidden states for `clip_skip`: the output of the text encoder's
@@ -95,6 +103,17 @@ impl TextEncoder {
             .filter(|&s| (1..=depth).contains(&s))
             .map(|s| self.layers[depth + 1 - s])
             .ok_or_else(|| clip_skip_refused(self.part.name, skip, u32::try_from(depth).ok()))
+    }
+
+    /// The width of the vectors an embedding gives it, where it takes them.
+    pub fn embedding_width(&self) -> Option<usize> {
+        self.embedding_inputs.as_ref().and_then(|(_, v)| v.fixed(2))
+    }
+
+    /// The width of its hidden states, as an embedding's vectors for it must be: the
+    /// embedding input's, else its conditioning output's, where the export fixes it.
+    pub fn width(&self) -> Option<usize> {
+        self.embedding_width().or_else(|| self.part.outputs.get(self.hidden).and_then(|o| o.fixed(2)))
     }
 
     /// Largest batch one run takes.
