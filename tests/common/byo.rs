@@ -133,6 +133,22 @@ pub async fn api_import(
     report
 }
 
+/// A daemon over a models dir holding the tiny SD of `make_byo_sd.py` (`src`) imported as
+/// `anime` and, as `hub-sd`, the tiny SD as the hub exports one (a text encoder with its
+/// last layer only and no embedding inputs): its home, models dir, daemon and import report.
+pub async fn anime_beside_hub(
+    http: &reqwest::Client,
+    env: &Path,
+    src: &Path,
+) -> (tempfile::TempDir, PathBuf, DaemonProc, serde_json::Value) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = models_dir(home.path());
+    std::os::unix::fs::symlink(super::fixture("models/tiny-sd"), models.join("hub-sd")).expect("link");
+    let d = import_daemon(home.path(), &models, env);
+    let report = api_import(http, &d, json!({"path": src.join("tiny-sd-diffusers"), "name": "anime"}), "UNet").await;
+    (home, models, d, report)
+}
+
 /// A 64×64, 2-step image of "a red circle" with `model` at `seed`, made by the daemon; its
 /// RGB bytes.
 pub async fn render_rgb(http: &reqwest::Client, d: &DaemonProc, model: &str, seed: u64) -> Vec<u8> {

@@ -14,7 +14,7 @@ use crate::common;
 use std::time::Duration;
 
 use base64::Engine;
-use common::byo::{api_import, fixture_once, import_daemon, max_diff};
+use common::byo::{anime_beside_hub, fixture_once, max_diff};
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::tools::{convert_pyenv, reelbox_cli};
 use reelbox::pipelines::diffusion::output::parameters_of;
@@ -62,14 +62,9 @@ pub(crate) fn picture_of(answer: &Value) -> (Vec<u8>, Value) {
 async fn an_imported_model_draws_at_earlier_text_encoder_layers_through_every_route() {
     let env = convert_pyenv();
     let src = fixture_once(&env, "make_byo_sd.py");
-    let home = tempfile::tempdir().expect("tempdir");
-    let models = home.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
-    // A model as the hub exports them: its text encoder gives the last layer only.
-    std::os::unix::fs::symlink(common::fixture("models/tiny-sd"), models.join("hub-sd")).expect("link");
-    let d = import_daemon(home.path(), &models, &env);
     let http = reqwest::Client::new();
-    let report = api_import(&http, &d, json!({"path": src.join("tiny-sd-diffusers"), "name": "anime"}), "UNet").await;
+    // `hub-sd`, a model as the hub exports them: its text encoder gives the last layer only.
+    let (_home, _models, d, report) = anime_beside_hub(&http, &env, src).await;
     // The self-check read the prompt one layer short, as PyTorch does, within 1e-3.
     let compared = report["self_check"]["compared"].as_str().unwrap_or_default();
     assert!(compared.contains("the prompt at clip skip 2"), "{report}");

@@ -15,10 +15,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::byo::{api_import, fixture_once, import_daemon, max_diff};
+use common::byo::{anime_beside_hub, api_import, fixture_once, max_diff};
 use common::daemon::{DaemonProc, get_json, is_final, post_json, wait_job};
 use common::tools::convert_pyenv;
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use crate::clip_skip::{draw, picture_of};
 use crate::comfy_compat::{default_workflow, history_of, queue_prompt};
@@ -59,14 +60,9 @@ async fn an_imported_embedding_draws_what_its_vectors_stand_for_in_both_readings
     make_embeddings(&env, &src.join("tiny-sd-diffusers"), emb.path());
     let words =
         common::byo::read_json(&emb.path().join("red-circle.json"))["words"].as_str().expect("words").to_string();
-    let home = tempfile::tempdir().expect("tempdir");
-    let models = home.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
-    // A model as the hub exports them: its text encoder takes no embeddings.
-    std::os::unix::fs::symlink(common::fixture("models/tiny-sd"), models.join("hub-sd")).expect("link");
-    let d = import_daemon(home.path(), &models, &env);
     let http = reqwest::Client::new();
-    api_import(&http, &d, json!({"path": src.join("tiny-sd-diffusers"), "name": "anime"}), "UNet").await;
+    // `hub-sd`, a model as the hub exports them: its text encoder takes no embeddings.
+    let (_home, models, d, _) = anime_beside_hub(&http, &env, src).await;
     let a1111 = |prompt: &str| json!({"model": "anime", "prompt": prompt, "sample_as": "a1111"});
     let comfy = |prompt: &str| json!({"model": "anime", "prompt": prompt, "sample_as": "comfyui"});
     let before = draw(&http, &d, a1111("a photo of red-circle")).await.0;
@@ -88,7 +84,10 @@ async fn an_imported_embedding_draws_what_its_vectors_stand_for_in_both_readings
     let plain = draw(&http, &d, a1111(&format!("a photo of {words}"))).await.0;
     assert!(named == plain, "the embedding draws what its words draw: {}", max_diff(&named, &plain));
     assert!(max_diff(&named, &before) > 8, "before it was imported, its name was words");
-    assert!(text.contains("a photo of red-circle"), "{text}");
+    // A1111's `TI hashes`, by the sha256 of the file it was imported from.
+    let sha = sha2::Sha256::digest(std::fs::read(emb.path().join("red-circle.safetensors")).expect("read"));
+    let hashed = format!(", TI hashes: \"red-circle: {}\", ", &hex::encode(sha)[..12]);
+    assert!(text.contains("a photo of red-circle") && text.contains(&hashed), "{text}");
     // Weighed as words are, in the negative prompt as in the prompt.
     let weighed = |p: &str| json!({"model": "anime", "prompt": "a cat", "negative_prompt": p, "sample_as": "a1111"});
     let neg_named = draw(&http, &d, weighed("(red-circle:1.3), blurry")).await.0;
@@ -125,6 +124,8 @@ async fn an_imported_embedding_draws_what_its_vectors_stand_for_in_both_readings
     assert_eq!(s, 200, "{answer}");
     assert!(picture_of(&answer).1["negative_prompt"] == "old-style", "{answer}");
     assert_eq!(post_json(&http, &d, "/sdapi/v1/options", json!({"sd_model_checkpoint": "anime"})).await.0, 200);
+    // Clients refresh after adding one; the list reads the models dir as it is anyway.
+    assert_eq!(post_json(&http, &d, "/sdapi/v1/refresh-embeddings", json!({})).await.0, 200);
     let listed = get_json(&http, &d, "/sdapi/v1/embeddings").await;
     assert_eq!(listed["loaded"]["red-circle"]["vectors"], 2, "{listed}");
     assert_eq!(listed["loaded"]["red-circle"]["shape"], 32, "{listed}");

@@ -1,6 +1,7 @@
 //! `GET /sdapi/v1/embeddings`: the textual-inversion embeddings installed, as A1111 lists
 //! them: `loaded` those the model the caller's requests draw with takes (its text encoders as
-//! wide as their vectors, and made to take them), `skipped` the others.
+//! wide as their vectors, and made to take them), `skipped` the others; and
+//! `POST /sdapi/v1/refresh-embeddings`, which clients send after adding one.
 
 use std::collections::BTreeMap;
 
@@ -54,4 +55,11 @@ pub async fn embeddings(State(state): State<AppState>, caller: Caller) -> Json<E
         list.insert(e.name.clone(), item);
     }
     Json(out)
+}
+
+/// A1111 reads its embeddings folder again here; reelbox reads its models dir whenever it
+/// changed (`Catalog::load`), so an embedding imported since is already listed.
+#[utoipa::path(post, path = "/sdapi/v1/refresh-embeddings", operation_id = "a1111_refresh_embeddings", tag = "a1111", responses((status = 200, body = Option<Object>, description = "`null`, as A1111 answers")))]
+pub async fn refresh_embeddings(_caller: Caller) -> Json<serde_json::Value> {
+    Json(serde_json::Value::Null)
 }

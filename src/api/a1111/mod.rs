@@ -73,6 +73,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/sdapi/v1/cmd-flags", get(info::cmd_flags))
         .route("/sdapi/v1/loras", get(info::loras))
         .route("/sdapi/v1/embeddings", get(embeddings::embeddings))
+        .route("/sdapi/v1/refresh-embeddings", post(embeddings::refresh_embeddings))
         .route("/sdapi/v1/sd-vae", get(info::sd_vae))
         .route("/sdapi/v1/sd-modules", get(info::sd_modules))
         .route("/sdapi/{*rest}", axum::routing::any(not_served))
@@ -106,6 +107,7 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A1111
         extras::png_info,
         info::sd_models,
         embeddings::embeddings,
+        embeddings::refresh_embeddings,
         info::get_options,
         info::set_options,
         info::samplers,

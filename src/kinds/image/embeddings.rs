@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::kinds::ParamError;
+use crate::models::convert::fused::Checkpoint;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::diffusion::ModelInfo;
 use crate::pipelines::diffusion::embedding::{self, Embedding, Piece, comfy_refusal, comfy_words, untaken};
@@ -29,6 +30,18 @@ pub fn installed(config: &Config) -> Arc<Installed> {
         });
         Installed(read.map(Arc::new).collect())
     })
+}
+
+/// A1111's `TI hashes` of the installed embeddings `names`: each with the first 12 digits of
+/// the sha256 of the file it was imported from, as its import recorded it (one without is
+/// left out, as A1111 leaves out one it has not hashed).
+pub fn hashes_of(config: &Config, names: &[String]) -> Vec<(String, String)> {
+    let hash = |name: &String| {
+        let dir = Catalog::installed_dir_of(config, ModelKind::Embedding, name)?;
+        let sha256 = Checkpoint::read(name, &dir, None).sha256?;
+        Some((name.clone(), sha256.get(..12)?.to_string()))
+    };
+    names.iter().filter_map(hash).collect()
 }
 
 /// Refuses at submission a prompt (`texts`: each with its field) naming an installed

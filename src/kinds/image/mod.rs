@@ -221,6 +221,7 @@ impl Image {
         };
         let hooks = Hooks { progress, preview, preview_every: params.preview_every, cancel };
         let out = generate(&model, &req, noise.as_mut(), None, &hooks)?;
+        let hashes = ModelHashes { embeddings: embeddings::hashes_of(config, &out.embeddings), ..hashes };
         let mut images = Vec::with_capacity(out.images.len());
         for (i, img) in out.images.iter().enumerate() {
             let own = || params.text_of(i);
@@ -262,7 +263,11 @@ fn model_hashes(config: &Config, name: &str) -> ModelHashes {
         return ModelHashes::default();
     };
     let checkpoint = Checkpoint::read(name, &dir, None);
-    ModelHashes { model: checkpoint.shorthash().map(str::to_string), loras: checkpoint.lora_hashes() }
+    ModelHashes {
+        model: checkpoint.shorthash().map(str::to_string),
+        loras: checkpoint.lora_hashes(),
+        embeddings: Vec::new(),
+    }
 }
 
 impl TypedKind for Image {

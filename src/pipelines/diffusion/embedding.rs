@@ -15,6 +15,10 @@ use super::model::Family;
 /// The most vectors an embedding may have: a prompt chunk holds 75 tokens.
 pub const MAX_VECTORS: usize = 75;
 
+/// The largest file read as an embedding: 75 vectors for SDXL's both encoders (2048 wide)
+/// in f64 are 1.2 MB; a checkpoint or a LoRA is far past it.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+
 /// The file an installed embedding keeps its vectors in.
 pub const FILE: &str = crate::models::EMBEDDING_FILE;
 
@@ -80,7 +84,14 @@ pub struct Embedding {
 impl Embedding {
     /// The embedding in the file at `path`, called `name`.
     pub fn read(name: &str, path: &Path) -> Result<Self, EmbeddingError> {
-        let bytes = std::fs::read(path).map_err(|source| EmbeddingError::Io { path: path.to_path_buf(), source })?;
+        let io = |source| EmbeddingError::Io { path: path.to_path_buf(), source };
+        // A checkpoint is gigabytes: told apart by its size before a byte of it is read.
+        let len = std::fs::metadata(path).map_err(io)?.len();
+        if len > MAX_FILE_BYTES {
+            let reason = format!("{len} bytes, and an embedding's vectors take at most {MAX_FILE_BYTES}");
+            return Err(EmbeddingError::Not { path: path.to_path_buf(), reason });
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
         Self::from_safetensors(name, &bytes)
             .map_err(|Why(reason)| EmbeddingError::Not { path: path.to_path_buf(), reason })
     }

@@ -56,6 +56,9 @@ pub struct ModelHashes {
     /// `Lora hashes`: each LoRA in it by the name a prompt's `<lora:NAME:w>` gives it and the
     /// first 12 digits of its hash.
     pub loras: Vec<(String, String)>,
+    /// `TI hashes`: each textual-inversion embedding its prompts named and the first 12 digits
+    /// of its file's sha256, as A1111 writes them (Civitai links a picture's embeddings by it).
+    pub embeddings: Vec<(String, String)>,
 }
 
 /// A second pass as A1111's hires-fix keys say it; each optional one written only where it
@@ -151,7 +154,9 @@ impl ImageParameters<'_> {
             ", CFG scale: {}, Seed: {}, Size: {}x{}",
             self.guidance, self.seed, self.width, self.height
         ));
-        let (model_hash, lora_hashes) = self.hashes.map_or((None, &[][..]), |h| (h.model.as_deref(), &h.loras[..]));
+        let none = ModelHashes::default();
+        let hashes = self.hashes.unwrap_or(&none);
+        let (model_hash, lora_hashes) = (hashes.model.as_deref(), &hashes.loras[..]);
         if let Some(hash) = model_hash {
             s.push_str(&format!(", Model hash: {hash}"));
         }
@@ -172,6 +177,12 @@ impl ImageParameters<'_> {
         if !lora_hashes.is_empty() {
             let loras: Vec<String> = lora_hashes.iter().map(|(name, hash)| format!("{name}: {hash}")).collect();
             s.push_str(&format!(", Lora hashes: {}", quoted(&loras.join(", "))));
+        }
+        // A1111 drops the colons and commas of a name, which would break the list.
+        if !hashes.embeddings.is_empty() {
+            let named =
+                hashes.embeddings.iter().map(|(name, hash)| format!("{}: {hash}", name.replace([':', ','], "")));
+            s.push_str(&format!(", TI hashes: {}", quoted(&named.collect::<Vec<_>>().join(", "))));
         }
         // Set while sampling, so after the keys set before it, as A1111's `apply_refiner` does.
         if let Some(r) = &self.refiner {
@@ -302,6 +313,7 @@ mod tests {
         let hashes = ModelHashes {
             model: Some("0123456789".into()),
             loras: vec![("ink".into(), "aaaaaaaaaaaa".into()), ("film grain".into(), "bbbbbbbbbbbb".into())],
+            embeddings: vec![("EasyNegative".into(), "c74b4e810b03".into())],
         };
         let params = ImageParameters {
             prompt: "a cat",
@@ -322,7 +334,8 @@ mod tests {
             refiner: None,
         };
         let want = "Size: 64x64, Model hash: 0123456789, Model: inked, RNG: CPU, \
-                    Lora hashes: \"ink: aaaaaaaaaaaa, film grain: bbbbbbbbbbbb\", Version: reelbox";
+                    Lora hashes: \"ink: aaaaaaaaaaaa, film grain: bbbbbbbbbbbb\", \
+                    TI hashes: \"EasyNegative: c74b4e810b03\", Version: reelbox";
         let text = params.to_text();
         assert!(text.contains(want), "{text}");
         let none = ModelHashes::default();

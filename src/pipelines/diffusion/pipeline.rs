@@ -191,6 +191,8 @@ pub struct Generated {
     pub final_latents: Vec<f32>,
     /// Things the caller should tell the user (prompt truncation).
     pub warnings: Vec<String>,
+    /// The textual-inversion embeddings its prompts named, by name.
+    pub embeddings: Vec<String>,
     pub timings: Timings,
     /// Timesteps actually run.
     pub timesteps: Vec<f64>,
@@ -399,6 +401,7 @@ pub fn generate(
             images: Vec::new(),
             final_latents: latents,
             warnings,
+            embeddings: conds.embeddings(),
             timings: Timings { total: started.elapsed(), onnx, unet_runs },
             timesteps: all_timesteps[start..end].to_vec(),
             carried: Some(carried),
@@ -413,6 +416,7 @@ pub fn generate(
         images,
         final_latents: latents,
         warnings,
+        embeddings: conds.embeddings(),
         timings: Timings { total: started.elapsed(), onnx, unet_runs },
         timesteps: all_timesteps[start..].to_vec(),
         carried: None,

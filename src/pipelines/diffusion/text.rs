@@ -29,6 +29,8 @@ pub(super) struct Conditioning {
     /// SDXL: `[B, P]` pooled embeds and `[B, 6]` time ids.
     pub text_embeds: Option<(Vec<f32>, usize)>,
     pub time_ids: Option<Vec<f32>>,
+    /// The embeddings its prompts named, by name, each once in the order named.
+    pub embeddings: Vec<String>,
 }
 
 /// Per-text encoder outputs.
@@ -294,6 +296,17 @@ impl CondSchedule {
         let first = self.ends.iter().find(|(end, _)| step <= *end).or(self.ends.first());
         &self.conds[first.map_or(0, |(_, i)| *i)]
     }
+
+    /// The embeddings any of its prompts named, each once.
+    pub fn embeddings(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.conds.iter().flat_map(|c| &c.embeddings) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
 }
 
 /// The run's conditionings: its prompts as they are, or, read as A1111 reads them, as its
@@ -372,6 +385,12 @@ pub(super) fn encode_prompts(
     let labelled: Vec<(Vec<Chunk>, &str)> = chunks1.into_iter().zip(parts.iter().map(|(_, w)| *w)).collect();
     check_takes_embeddings(&model.text_encoder, &labelled, &usable)?;
     let chunks1: Vec<Vec<Chunk>> = labelled.into_iter().map(|(c, _)| c).collect();
+    let mut embeddings: Vec<String> = Vec::new();
+    for e in chunks1.iter().flatten().flat_map(|c| &c.fixes).filter_map(|f| usable.get(f.embedding)) {
+        if !embeddings.contains(&e.name) {
+            embeddings.push(e.name.clone());
+        }
+    }
     let (mut joined, d1) = encode_chunked(
         &model.text_encoder,
         &model.tokenizer,
@@ -438,7 +457,7 @@ pub(super) fn encode_prompts(
         let (h, w) = (req.height as f32, req.width as f32);
         [h, w, 0.0, 0.0, h, w].repeat(joined.len() * n)
     });
-    Ok(Conditioning { hidden, seq, dim, text_embeds, time_ids })
+    Ok(Conditioning { hidden, seq, dim, text_embeds, time_ids, embeddings })
 }
 
 /// The UNet conditioning of one text (SDXL: both encoders' penultimate states joined, or
