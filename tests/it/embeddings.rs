@@ -102,6 +102,13 @@ async fn an_imported_embedding_draws_what_its_vectors_stand_for_in_both_readings
     assert!(comfy_named == comfy_plain, "{}", max_diff(&comfy_named, &comfy_plain));
     let bare = draw(&http, &d, comfy("a photo of red-circle, night")).await.0;
     assert!(max_diff(&bare, &comfy_named) > 8);
+    // …and the job says how ComfyUI's reading names it.
+    let newest = get_json(&http, &d, "/api/v1/jobs?kind=image&limit=1").await;
+    let id = newest["jobs"][0]["id"].as_str().expect("the newest image job").to_string();
+    let events = http.get(d.at(&format!("/api/v1/jobs/{id}/events"))).send().await.expect("events");
+    let events = events.text().await.expect("event text");
+    assert!(events.contains("names red-circle, an installed embedding, as words"), "{events}");
+    assert!(events.contains("`embedding:red-circle`"), "{events}");
 
     // Refused at submission, naming the field: none of that name, other widths, a model that
     // takes none.

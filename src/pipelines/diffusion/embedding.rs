@@ -267,6 +267,23 @@ pub fn comfy_words(text: &str) -> Vec<Piece<'_>> {
     pieces
 }
 
+/// The embeddings among `usable` whose names stand in `text` as words of their own, any case,
+/// not after `embedding:`: ComfyUI's reading takes them as words, where a prompt written for
+/// A1111's means the embedding.
+pub fn named_as_words<'a>(text: &str, usable: &[&'a Embedding]) -> Vec<&'a str> {
+    let lower = text.to_lowercase();
+    let part_of_word = |c: char| c.is_alphanumeric() || "_-".contains(c);
+    let stands = |name: &str| {
+        let name = name.to_lowercase();
+        lower.match_indices(&name).any(|(at, _)| {
+            let before = lower[..at].chars().next_back();
+            let after = lower[at + name.len()..].chars().next();
+            !before.is_some_and(|c| part_of_word(c) || c == ':') && !after.is_some_and(part_of_word)
+        })
+    };
+    usable.iter().filter(|e| !e.name.is_empty() && stands(&e.name)).map(|e| e.name.as_str()).collect()
+}
+
 /// Why a prompt naming embedding `name` cannot be drawn with a model whose text encoder
 /// `part` takes no embeddings.
 pub fn untaken(name: &str, part: &str) -> String {
@@ -358,6 +375,10 @@ mod tests {
             pieces,
             ["text \"a cat\"", "embedding \"EasyNegative\" then \", ugly\"", "embedding \"x\" then \"\""]
         );
+        // A prompt written for A1111 names it as a word, which ComfyUI's reading leaves a word.
+        let easy = [&e];
+        assert_eq!(named_as_words("ugly, easynegative, blurry", &easy), ["EasyNegative"]);
+        assert!(named_as_words("embedding:EasyNegative, EasyNegatives", &easy).is_empty());
         // Only after a space or a line break, as ComfyUI splits.
         assert!(matches!(comfy_words("myembedding:x").as_slice(), [Piece::Text(_)]));
     }

@@ -11,6 +11,7 @@ pub mod bench;
 mod chunks;
 pub mod embedding;
 pub mod emphasis;
+mod fixes;
 pub mod inpaint;
 pub mod latent_scale;
 pub mod model;

@@ -3,17 +3,15 @@
 //! run's `sample_as` (ComfyUI's or A1111's way), and lay out the UNet conditioning in
 //! diffusers' batch order (`[uncond × n, cond × n]`), texts of other lengths repeated to one.
 
-use std::borrow::Cow;
 use std::time::Duration;
-
-use ort::session::SessionInputValue;
 
 use super::DiffusionError;
 use super::chunks::{self, Chunk, ChunkError, Named};
 use super::embedding::Embedding;
 use super::emphasis::{self, Part};
+use super::fixes::{self, Rows};
 use super::model::{Family, SdModel};
-use super::onnx::{TensorInfo, bool_input, int_input, owned_float_input};
+use super::onnx::int_input;
 use super::pipeline::GenerateRequest;
 use super::prompt_schedule::{self, Scheduled, Timeline};
 use super::samplers::{SampleAs, SchedulerChoice};
@@ -43,9 +41,6 @@ struct Encoded {
     dim: usize,
 }
 
-/// The vectors that go in place of token embeddings: per chunk, its positions and rows.
-type Rows<'a> = Vec<(usize, &'a [f32])>;
-
 /// Token ids for `texts` through `encoder`, with `rows` in place of their tokens' embeddings,
 /// batched as far as the export allows; returns each output of interest per text: (hidden
 /// `[seq·D]` of output `layer`, pooled).
@@ -67,7 +62,7 @@ fn run_text_encoder(
         let mut feeds = vec![int_input(&encoder.ids, vec![group.len(), seq], &flat)?];
         if let Some(inputs) = &encoder.embedding_inputs {
             let group_rows = rows.iter().skip(k * chunk).take(group.len());
-            feeds.extend(embedding_feeds(inputs, (group.len(), seq), group_rows)?);
+            feeds.extend(fixes::feeds(inputs, (group.len(), seq), group_rows)?);
         }
         let outs = encoder.part.run_outputs(feeds, &wanted, onnx)?;
         let h = outs
@@ -95,31 +90,6 @@ fn run_text_encoder(
         }
     }
     Ok(Encoded { hidden, pooled, seq, dim })
-}
-
-/// The mask and vectors of a batch of `n` chunks of `seq` tokens: each chunk's `rows` at
-/// their positions, nothing elsewhere.
-fn embedding_feeds<'a>(
-    (mask, vectors): &(TensorInfo, TensorInfo),
-    (n, seq): (usize, usize),
-    rows: impl Iterator<Item = &'a Rows<'a>>,
-) -> Result<Vec<(Cow<'static, str>, SessionInputValue<'static>)>, DiffusionError> {
-    let width = vectors.fixed(2).unwrap_or(0);
-    let mut on = vec![false; n * seq];
-    let mut values = vec![0.0f32; n * seq * width];
-    for (j, chunk) in rows.enumerate() {
-        for &(at, row) in chunk {
-            if at >= seq || row.len() != width {
-                return Err(DiffusionError::Run {
-                    part: "text_encoder",
-                    reason: format!("an embedding vector of {} at token {at} of {seq}, {width} wide", row.len()),
-                });
-            }
-            on[j * seq + at] = true;
-            values[(j * seq + at) * width..][..width].copy_from_slice(row);
-        }
-    }
-    Ok(vec![bool_input(mask, vec![n, seq], on)?, owned_float_input(vectors, vec![n, seq, width], values)?])
 }
 
 /// One text's states through one encoder: its chunks' hidden states joined, `[tokens · D]`,
@@ -222,6 +192,9 @@ fn chunked(
         ChunkError::Tokenizer(e) => DiffusionError::Tokenizer(e),
         ChunkError::Embedding(message) => DiffusionError::Request { field: field_of(what), message },
     })?;
+    if rule == SampleAs::Comfyui {
+        warnings.extend(fixes::named_as_words(parts, named, what));
+    }
     if one_chunk && chunks.len() > 1 {
         let w = format!(
             "{what} is longer than {} tokens, and this model's UNet takes that many only: the rest was dropped",
@@ -235,39 +208,8 @@ fn chunked(
 }
 
 /// The request field a text is: "prompt" or "negative_prompt".
-fn field_of(what: &str) -> &'static str {
+pub(super) fn field_of(what: &str) -> &'static str {
     if what == "prompt" { "prompt" } else { "negative_prompt" }
-}
-
-/// The embeddings `model` takes among the installed `all` (its text encoders as wide as
-/// their vectors), and the others.
-fn usable_embeddings<'a>(
-    model: &SdModel,
-    all: &'a [std::sync::Arc<Embedding>],
-) -> (Vec<&'a Embedding>, Vec<&'a Embedding>) {
-    let encoders = std::iter::once(&model.text_encoder).chain(&model.text_encoder_2);
-    let widths: Option<Vec<usize>> = encoders.map(TextEncoder::width).collect();
-    all.iter().map(|e| &**e).partition(|e| widths.as_ref().is_some_and(|w| e.fits(model.info.family, w)))
-}
-
-/// Refuses `texts`' chunks (each with what it is) that name an embedding where `encoder`
-/// takes none: an export from the hub, or an import from before embeddings.
-fn check_takes_embeddings(
-    encoder: &TextEncoder,
-    texts: &[(Vec<Chunk>, &str)],
-    usable: &[&Embedding],
-) -> Result<(), DiffusionError> {
-    if encoder.embedding_inputs.is_some() {
-        return Ok(());
-    }
-    for (chunks, what) in texts {
-        if let Some(fix) = chunks.iter().flat_map(|c| c.fixes.first()).next() {
-            let name = usable.get(fix.embedding).map_or("", |e| e.name.as_str());
-            let message = super::embedding::untaken(name, encoder.part.name);
-            return Err(DiffusionError::Request { field: field_of(what), message });
-        }
-    }
-    Ok(())
 }
 
 fn lcm(a: usize, b: usize) -> usize {
@@ -375,7 +317,7 @@ pub(super) fn encode_prompts(
     }
     // Read once; each encoder's tokenizer makes its own chunks of them.
     let parts: Vec<(Vec<Part>, &str)> = texts.iter().map(|(t, w)| (emphasis::parse(t, rule), *w)).collect();
-    let (usable, others) = usable_embeddings(model, &req.embeddings);
+    let (usable, others) = fixes::usable(model, &req.embeddings);
     let named = Named { usable: &usable, others: &others };
     let family = model.info.family;
     let chunks1: Vec<Vec<Chunk>> = parts
@@ -383,7 +325,7 @@ pub(super) fn encode_prompts(
         .map(|(p, w)| chunked(&model.tokenizer, (p, named), rule, (w, one_chunk), warnings))
         .collect::<Result<_, _>>()?;
     let labelled: Vec<(Vec<Chunk>, &str)> = chunks1.into_iter().zip(parts.iter().map(|(_, w)| *w)).collect();
-    check_takes_embeddings(&model.text_encoder, &labelled, &usable)?;
+    fixes::check_taken(&model.text_encoder, &labelled, &usable)?;
     let chunks1: Vec<Vec<Chunk>> = labelled.into_iter().map(|(c, _)| c).collect();
     let mut embeddings: Vec<String> = Vec::new();
     for e in chunks1.iter().flatten().flat_map(|c| &c.fixes).filter_map(|f| usable.get(f.embedding)) {
@@ -407,7 +349,7 @@ pub(super) fn encode_prompts(
             .map(|(p, w)| chunked(tok2, (p, named), rule, (w, one_chunk), &mut quiet))
             .collect::<Result<_, _>>()?;
         let labelled: Vec<(Vec<Chunk>, &str)> = chunks2.into_iter().zip(parts.iter().map(|(_, w)| *w)).collect();
-        check_takes_embeddings(enc2, &labelled, &usable)?;
+        fixes::check_taken(enc2, &labelled, &usable)?;
         let chunks2: Vec<Vec<Chunk>> = labelled.into_iter().map(|(c, _)| c).collect();
         let (second, d2) = encode_chunked(enc2, tok2, (&chunks2, &usable, family), (rule, req.clip_skip), onnx)?;
         // Both encoders' states joined token by token along the feature axis, as far as both
