@@ -77,9 +77,18 @@ pub fn check_named(
             SampleAs::A1111 if !info.takes_embeddings => {
                 let lower = text.to_lowercase();
                 let fitting = all.0.iter().filter(|e| e.fits(info.family, &info.text_widths));
+                let mut tokenizer = None;
                 for e in fitting.filter(|e| lower.contains(&e.name.to_lowercase())) {
-                    // The words hold the name: whether its tokens are among the prompt's.
-                    let Ok(tok) = ClipTokenizer::load(&info.dir.join("tokenizer")) else { return Ok(()) };
+                    // The words hold the name: whether its tokens are among the prompt's (the
+                    // tokenizer read once, and only then).
+                    let tok = match &tokenizer {
+                        Some(tok) => tok,
+                        None => match ClipTokenizer::load(&info.dir.join("tokenizer")) {
+                            Ok(tok) => tokenizer.insert(tok),
+                            // A model only a worker box has: its run refuses as this would.
+                            Err(_) => return Ok(()),
+                        },
+                    };
                     let (Ok(ids), Ok(name)) = (tok.text_ids(text), tok.text_ids(&e.name)) else { continue };
                     if !name.is_empty() && ids.windows(name.len()).any(|w| w == name.as_slice()) {
                         return Err(ParamError::new(field, untaken(&e.name, "text_encoder")));

@@ -109,9 +109,13 @@ impl Embedding {
         } else if let [only] = names.as_slice() {
             vec![(Slot::One, only.as_str())]
         } else {
+            // A LoRA or a checkpoint has hundreds: the first few say what it is.
+            let shown = match names.len() {
+                n if n > 4 => format!("{} and {} more", names[..4].join(", "), n - 4),
+                _ => names.join(", "),
+            };
             return Err(Why(format!(
-                "it holds the tensors {} (an embedding has emb_params, clip_l and clip_g, or one tensor)",
-                names.join(", ")
+                "it holds the tensors {shown} (an embedding has emb_params, clip_l and clip_g, or one tensor)"
             )));
         };
         let mut tensors = Vec::with_capacity(picked.len());
@@ -351,7 +355,11 @@ mod tests {
     fn what_is_no_embedding_is_refused_saying_why() {
         let why =
             |t: &[(&str, Vec<usize>, Vec<f32>)]| Embedding::from_safetensors("x", &file(t)).expect_err("refused").0;
-        assert!(why(&[("a", vec![2], vec![0.0; 2]), ("b", vec![2], vec![0.0; 2])]).contains("a, b"));
+        assert!(why(&[("a", vec![2], vec![0.0; 2]), ("b", vec![2], vec![0.0; 2])]).contains("a, b ("));
+        let many: Vec<(String, Vec<usize>, Vec<f32>)> = (0..9).map(|i| (format!("t{i}"), vec![1], vec![0.0])).collect();
+        let many: Vec<(&str, Vec<usize>, Vec<f32>)> =
+            many.iter().map(|(n, s, v)| (n.as_str(), s.clone(), v.clone())).collect();
+        assert!(why(&many).contains("t0, t1, t2, t3 and 5 more"));
         assert!(why(&[("emb_params", vec![1, 2, 2], vec![0.0; 4])]).contains("[1, 2, 2]"));
         assert!(why(&[("emb_params", vec![76, 1], vec![0.0; 76])]).contains("76 vectors"));
         assert!(why(&[("emb_params", vec![1, 2], vec![f32::NAN, 0.0])]).contains("not finite"));
