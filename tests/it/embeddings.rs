@@ -119,6 +119,12 @@ async fn an_imported_embedding_draws_what_its_vectors_stand_for_in_both_readings
     let hub = json!({"model": "hub-sd", "prompt": "a cat", "negative_prompt": "red-circle", "sample_as": "a1111"});
     let (field, why) = refused(&http, &d, hub).await;
     assert!(field == "negative_prompt" && why.contains("reelbox models import"), "{why}");
+    // A second pass on that model reads the same prompts: refused at the model it names.
+    let mut second =
+        json!({"model": "anime", "prompt": "a cat", "negative_prompt": "red-circle", "sample_as": "a1111"});
+    second["refine"] = json!({"model": "hub-sd", "strength": 0.5});
+    let (field, why) = refused(&http, &d, second).await;
+    assert!(field == "refine.model" && why.contains("its negative_prompt: names the embedding red-circle"), "{why}");
     // A word that only holds the name's letters is no embedding.
     draw(&http, &d, json!({"model": "hub-sd", "prompt": "a red-circlet", "sample_as": "a1111"})).await;
     let jobs = get_json(&http, &d, "/api/v1/jobs?kind=image&state=failed").await;

@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
+use super::refine::sub;
 use crate::config::Config;
 use crate::kinds::ParamError;
+use crate::kinds::image::ImageParams;
 use crate::models::convert::fused::Checkpoint;
 use crate::models::{Catalog, ModelKind};
 use crate::pipelines::diffusion::ModelInfo;
@@ -99,4 +101,26 @@ pub fn check_named(
         }
     }
     Ok(())
+}
+
+/// [`check_named`] for a second pass drawing with `info`'s model (`own`: one it names, not the
+/// first pass's) its prompts (`refine.prompt`/`negative_prompt`, else the first pass's):
+/// refused at `refine.model` where it names its own, else at the prompt under `refine`.
+pub fn check_second_pass(
+    config: &Config,
+    info: &ModelInfo,
+    first: &ImageParams,
+    (prompt, negative): (Option<&str>, Option<&str>),
+    own: bool,
+) -> Result<(), ParamError> {
+    if !own && prompt.is_none() && negative.is_none() {
+        return Ok(());
+    }
+    let prompt = prompt.unwrap_or(&first.prompt);
+    let negative = negative.or(first.negative_prompt.as_deref()).unwrap_or("");
+    let texts = [(prompt, "prompt"), (negative, "negative_prompt")];
+    check_named(config, info, first.sample_as, &texts).map_err(|e| match own {
+        true => ParamError::new(sub("model"), format!("its {}: {}", e.field, e.message)),
+        false => ParamError::new(sub(&e.field), e.message),
+    })
 }

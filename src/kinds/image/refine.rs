@@ -208,7 +208,7 @@ pub(super) fn pass_size(
 }
 
 /// `field` of the request's `refine`, as errors name it.
-fn sub(field: &str) -> String {
+pub(super) fn sub(field: &str) -> String {
     format!("refine.{field}")
 }
 
@@ -280,6 +280,9 @@ impl RefineRequest {
         if let (Some(skip), Some(own)) = (first.clip_skip, &own) {
             own.check_clip_skip(skip).map_err(|e| ParamError::new(sub("model"), e.to_string()))?;
         }
+        // Its prompts (its own, else the first pass's) name only embeddings its model takes.
+        let texts = (self.prompt.as_deref(), self.negative_prompt.as_deref());
+        super::embeddings::check_second_pass(config, info, first, texts, own.is_some())?;
         if from == RefineFrom::Picture && !info.has_vae_encoder {
             let field = if own.is_some() { sub("model") } else { "refine".to_string() };
             return Err(ParamError::new(
