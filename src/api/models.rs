@@ -98,6 +98,11 @@ pub struct ModelView {
     /// layer); absent where not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_clip_skip: Option<u32>,
+    /// Whether its prompts may name textual-inversion embeddings: true for a model imported
+    /// with `reelbox models import` (its text encoders take their vectors), false for one from
+    /// the hub; absent for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takes_embeddings: Option<bool>,
     /// Where a model imported on this box came from: the file or folder `models import` was
     /// given (absent for the catalog's models).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,6 +212,7 @@ impl From<&CatalogModel> for ModelView {
             default_scheduler: None,
             default_clip_skip: None,
             max_clip_skip: None,
+            takes_embeddings: None,
             sha256: None,
             shorthash: None,
             loras: Vec::new(),
@@ -244,6 +250,7 @@ impl From<&LiveModel> for ModelView {
             default_scheduler: None,
             default_clip_skip: None,
             max_clip_skip: None,
+            takes_embeddings: None,
             imported_from: m.checkpoint.as_ref().and_then(|c| c.source.clone()),
             sha256: None,
             shorthash: None,
@@ -319,6 +326,7 @@ pub fn catalog(config: &Config) -> ModelList {
                 default_scheduler: drawn.map(|d| d.scheduler.to_owned()),
                 default_clip_skip: drawn.map(|d| d.clip_skip),
                 max_clip_skip: drawn.and_then(|d| d.max_clip_skip),
+                takes_embeddings: drawn.map(|d| d.takes_embeddings),
                 ..ModelView::from(m)
             }
             .hashed(hashed)

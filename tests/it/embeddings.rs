@@ -165,4 +165,9 @@ async fn an_imported_embedding_draws_what_its_vectors_stand_for_in_both_readings
         rows.into_iter().find(|m| m["name"] == name).map(|m| m["kind"].clone())
     };
     assert_eq!(kind("red-circle"), Some(json!("embedding")), "{listed}");
+    let takes = |name: &str| {
+        let rows = listed["models"].as_array().cloned().unwrap_or_default();
+        rows.into_iter().find(|m| m["name"] == name).map(|m| m["takes_embeddings"].clone())
+    };
+    assert_eq!((takes("anime"), takes("hub-sd")), (Some(json!(true)), Some(json!(false))), "{listed}");
 }

@@ -22,6 +22,8 @@ pub struct DrawingDefaults {
     /// text encoder gives that layer only; none where its depth is not known).
     pub clip_skip: u32,
     pub max_clip_skip: Option<u32>,
+    /// Its text encoders take textual-inversion embeddings (`ModelInfo::takes_embeddings`).
+    pub takes_embeddings: bool,
 }
 
 /// [`DrawingDefaults`] of an installed diffusion model whose configs read as `info`, with
@@ -36,6 +38,7 @@ pub fn drawing_defaults(info: &ModelInfo, tuning: Option<Tuning>) -> Option<Draw
         scheduler: scheduler.name(),
         clip_skip: info.family.own_clip_skip(),
         max_clip_skip: info.max_clip_skip(),
+        takes_embeddings: info.takes_embeddings,
     })
 }
 
