@@ -190,14 +190,17 @@ fn comfyui(tok: &ClipTokenizer, parts: &[Part], named: Named) -> Result<Vec<Chun
     for part in parts {
         let Part::Text(text, weight) = part else { continue };
         let weight = *weight as f32;
+        let word_of = |t: &str| -> Result<Vec<(Token, f32)>, ChunkError> {
+            Ok(tok.text_ids(t)?.into_iter().map(|id| (Token::Id(id), weight)).collect())
+        };
         for piece in comfy_words(text) {
             let words = match piece {
-                Piece::Text(t) => vec![tok.text_ids(t)?.into_iter().map(|id| (Token::Id(id), weight)).collect()],
+                Piece::Text(t) => vec![word_of(t)?],
                 Piece::Embedding(name, rest) => {
                     let e = comfy_embedding(named, name)?;
                     let mut words: Vec<Vec<(Token, f32)>> = vec![rows_of(e, named.usable[e], weight).collect()];
                     if !rest.is_empty() {
-                        words.push(tok.text_ids(&rest)?.into_iter().map(|id| (Token::Id(id), weight)).collect());
+                        words.push(word_of(&rest)?);
                     }
                     words
                 }

@@ -190,17 +190,11 @@ impl Embedding {
         !widths.is_empty() && widths.iter().enumerate().all(|(i, &w)| self.for_encoder(family, i == 1, w).is_some())
     }
 
-    /// Whether ComfyUI's `embedding:NAME` names it: by its name, any case, a file ending
-    /// (`.safetensors`, `.pt`, `.bin`) and folders left out (ComfyUI names one by its file).
+    /// Whether ComfyUI's `embedding:NAME` names it: as a client names any model by its file
+    /// (`models::named_by_file`: its name, or the file's stem or the import's name for it, any
+    /// case, folders and the extension left out), as ComfyUI names an embedding by its file.
     pub fn names_it(&self, name: &str) -> bool {
-        let file = name.rsplit(['/', '\\']).next().unwrap_or(name);
-        let bare = [".safetensors", ".pt", ".bin"]
-            .iter()
-            .find_map(|x| {
-                file.len().checked_sub(x.len()).filter(|&c| file[c..].eq_ignore_ascii_case(x)).map(|c| &file[..c])
-            })
-            .unwrap_or(file);
-        self.name.eq_ignore_ascii_case(bare)
+        crate::models::named_by_file(name, std::slice::from_ref(&self.name)).is_some()
     }
 
     /// What it is for, in words: "2 vectors of 768", "2 vectors for SDXL (768 + 1280)".
